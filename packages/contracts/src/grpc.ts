@@ -1,0 +1,193 @@
+/**
+ * The bridge between protobuf-es descriptors and grpc-js: one generic function turns any generated
+ * service into a grpc-js service definition, and a small typed client calls it. Everything that
+ * speaks our contracts (SDK, providers, CLI, tests) goes through these, so serialisation lives in
+ * exactly one place.
+ */
+import {
+  create,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  fromBinary,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import * as grpc from "@grpc/grpc-js";
+
+// biome-ignore lint/suspicious/noExplicitAny: generic over every generated service shape
+type AnyGenService = GenService<any>;
+type MethodsOf<S extends AnyGenService> = S["method"];
+
+/** The gRPC path of a method: `/<package>.<Service>/<Method>`. */
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+function serializer<D extends DescMessage>(schema: D) {
+  // create() returns its argument unchanged when it already is a message of this type, so callers
+  // may pass plain init objects. Buffer.from(ArrayBuffer, ...) wraps the bytes without copying.
+  return (value: MessageInitShape<D>): Buffer => {
+    const bytes = toBinary(schema, create(schema, value));
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer<D extends DescMessage>(schema: D) {
+  return (bytes: Buffer): MessageShape<D> => fromBinary(schema, bytes);
+}
+
+function isClientStreaming(method: DescMethod): boolean {
+  return method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
+}
+
+function isServerStreaming(method: DescMethod): boolean {
+  return method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+}
+
+/** Builds the grpc-js service definition of a generated service, keyed by each method's local name. */
+export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) {
+    definition[method.localName] = {
+      path: methodPath(method),
+      requestStream: isClientStreaming(method),
+      responseStream: isServerStreaming(method),
+      requestSerialize: serializer(method.input),
+      requestDeserialize: deserializer(method.input),
+      responseSerialize: serializer(method.output),
+      responseDeserialize: deserializer(method.output),
+      originalName: method.name,
+    } as grpc.MethodDefinition<unknown, unknown>;
+  }
+  return definition;
+}
+
+type In<M> = M extends { input: infer I extends DescMessage } ? MessageShape<I> : never;
+type OutInit<M> = M extends { output: infer O extends DescMessage } ? MessageInitShape<O> : never;
+type Out<M> = M extends { output: infer O extends DescMessage } ? MessageShape<O> : never;
+type InInit<M> = M extends { input: infer I extends DescMessage } ? MessageInitShape<I> : never;
+
+/** The grpc-js handler type for one generated method. */
+export type MethodHandler<M> = M extends { methodKind: "unary" }
+  ? grpc.handleUnaryCall<In<M>, OutInit<M>>
+  : M extends { methodKind: "server_streaming" }
+    ? grpc.handleServerStreamingCall<In<M>, OutInit<M>>
+    : M extends { methodKind: "client_streaming" }
+      ? grpc.handleClientStreamingCall<In<M>, OutInit<M>>
+      : grpc.handleBidiStreamingCall<In<M>, OutInit<M>>;
+
+/** A full implementation of a generated service for grpc-js, one handler per method. */
+export type ServiceImpl<S extends AnyGenService> = {
+  [K in keyof MethodsOf<S>]: MethodHandler<MethodsOf<S>[K]>;
+};
+
+/** Adds a typed implementation of a generated service to a grpc-js server. */
+export function addService<S extends AnyGenService>(
+  server: grpc.Server,
+  service: S,
+  impl: ServiceImpl<S>,
+): void {
+  server.addService(serviceDefinition(service), impl as unknown as grpc.UntypedServiceImplementation);
+}
+
+/** A grpc error with a status code, as the server side should raise it. */
+export function grpcError(code: grpc.status, details: string): grpc.ServiceError {
+  const error = new Error(details) as grpc.ServiceError;
+  error.code = code;
+  error.details = details;
+  error.metadata = new grpc.Metadata();
+  return error;
+}
+
+/** Options for one client call. */
+export interface CallOptions {
+  /** Milliseconds until the call fails with DEADLINE_EXCEEDED. @default none */
+  timeoutMs?: number;
+}
+
+function callOptions(options: CallOptions | undefined): grpc.CallOptions {
+  return options?.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
+}
+
+/**
+ * A typed gRPC client over one channel. Every service of ours is served on the same endpoint, so
+ * one client (one HTTP/2 connection) serves every call a process makes.
+ */
+export class GrpcClient {
+  readonly raw: grpc.Client;
+
+  constructor(address: string) {
+    this.raw = new grpc.Client(address, grpc.credentials.createInsecure(), {
+      // Large kv values and messages: allow what the provider allows.
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      "grpc.max_send_message_length": 64 * 1024 * 1024,
+    });
+  }
+
+  /** Calls a unary method. */
+  unary<M extends DescMethod & { methodKind: "unary" }>(
+    method: M,
+    request: InInit<M>,
+    options?: CallOptions,
+  ): Promise<Out<M>> {
+    return new Promise((resolve, reject) => {
+      this.raw.makeUnaryRequest(
+        methodPath(method),
+        serializer(method.input) as (v: InInit<M>) => Buffer,
+        deserializer(method.output) as (b: Buffer) => Out<M>,
+        request,
+        new grpc.Metadata(),
+        callOptions(options),
+        (error, response) => {
+          if (error) reject(error);
+          else resolve(response as Out<M>);
+        },
+      );
+    });
+  }
+
+  /** Calls a server-streaming method and yields each response. */
+  async *serverStream<M extends DescMethod & { methodKind: "server_streaming" }>(
+    method: M,
+    request: InInit<M>,
+    options?: CallOptions,
+  ): AsyncGenerator<Out<M>> {
+    const call = this.raw.makeServerStreamRequest(
+      methodPath(method),
+      serializer(method.input) as (v: InInit<M>) => Buffer,
+      deserializer(method.output) as (b: Buffer) => Out<M>,
+      request,
+      new grpc.Metadata(),
+      callOptions(options),
+    );
+    try {
+      for await (const item of call) yield item as Out<M>;
+    } finally {
+      call.cancel();
+    }
+  }
+
+  /** Opens a bidirectional stream. */
+  bidi<M extends DescMethod & { methodKind: "bidi_streaming" }>(
+    method: M,
+    options?: CallOptions,
+  ): grpc.ClientDuplexStream<InInit<M>, Out<M>> {
+    return this.raw.makeBidiStreamRequest(
+      methodPath(method),
+      serializer(method.input) as (v: InInit<M>) => Buffer,
+      deserializer(method.output) as (b: Buffer) => Out<M>,
+      new grpc.Metadata(),
+      callOptions(options),
+    );
+  }
+
+  /** Closes the channel; calls in flight fail with CANCELLED. */
+  close(): void {
+    this.raw.close();
+  }
+}
+
+export { status as GrpcStatus } from "@grpc/grpc-js";

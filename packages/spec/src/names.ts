@@ -1,0 +1,52 @@
+/**
+ * Resource names, checked the same way by the SDK (at declaration time), the providers (on every
+ * request) and the CLI (in the collect pass).
+ */
+
+/** Lower kebab case: what Nitric accepts and what every cloud resource name can carry. */
+export const RESOURCE_NAME_PATTERN = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+
+/** Longest accepted name; leaves room for stack prefixes in AWS names (API Gateway, DynamoDB, IAM). */
+export const MAX_RESOURCE_NAME_LENGTH = 64;
+
+/** The kinds of resource nitric-like serves, as users write them in code. */
+export type ResourceKind = "websocket" | "kv";
+
+/** Turns any string into the nearest lower-kebab-case name, to suggest in errors. */
+export function suggestName(name: string): string {
+  const words = name
+    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((w) => w.length > 0);
+  const suggestion = words.join("-").slice(0, MAX_RESOURCE_NAME_LENGTH).replace(/-+$/, "");
+  return suggestion.length > 0 ? suggestion : "my-resource";
+}
+
+/**
+ * Returns why a name is invalid, as a full message with the fix, or undefined when it is valid.
+ * The message reads `kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"`.
+ */
+export function resourceNameProblem(kind: string, name: string): string | undefined {
+  const where = `${kind}(${JSON.stringify(name)})`;
+  if (typeof name !== "string" || name.length === 0) {
+    return `${kind}(""): a resource name is required, use lower-kebab-case such as "my-${kind === "kv" ? "store" : "socket"}"`;
+  }
+  if (name.length > MAX_RESOURCE_NAME_LENGTH) {
+    return `${where}: invalid resource name, it is ${name.length} characters long and at most ${MAX_RESOURCE_NAME_LENGTH} are allowed, use a shorter lower-kebab-case name such as ${JSON.stringify(suggestName(name))}`;
+  }
+  if (!RESOURCE_NAME_PATTERN.test(name)) {
+    return `${where}: invalid resource name ${JSON.stringify(name)}, use lower-kebab-case such as ${JSON.stringify(suggestName(name))}`;
+  }
+  return undefined;
+}
+
+/** True when a name is a valid resource name. */
+export function isValidResourceName(name: string): boolean {
+  return (
+    typeof name === "string" &&
+    name.length > 0 &&
+    name.length <= MAX_RESOURCE_NAME_LENGTH &&
+    RESOURCE_NAME_PATTERN.test(name)
+  );
+}

@@ -1,0 +1,171 @@
+/**
+ * The project file: `nitric-like.yaml`, or `nitric.yaml` for a Nitric project (same keys).
+ *
+ * ```yaml
+ * name: chat
+ * services:
+ *   - match: services/*.ts        # which files are services
+ *     start: node $SERVICE_PATH    # optional: how to start one (TypeScript runs without it)
+ * websockets:
+ *   socket:
+ *     port: 4000                   # optional: pin the local gateway's port
+ * ```
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { basename, extname, join, relative, sep } from "node:path";
+import { parse } from "yaml";
+
+/** The project file names looked for, in order. */
+export const PROJECT_FILES = ["nitric-like.yaml", "nitric.yaml"] as const;
+
+/** One `services:` entry. */
+export interface ServiceMatch {
+  /** A glob relative to the project directory, such as `services/*.ts`. */
+  match: string;
+  /** A shell command that starts one service; `$SERVICE_PATH` is its file. @default built-in TypeScript runner */
+  start?: string;
+}
+
+/** Per-socket settings. */
+export interface WebsocketConfig {
+  /** The local gateway's port. @default an ephemeral port */
+  port?: number;
+}
+
+/** A loaded project. */
+export interface Project {
+  /** The project's name. */
+  name: string;
+  /** Absolute path of the project directory. */
+  dir: string;
+  /** Absolute path of the project file. */
+  file: string;
+  /** The `services:` entries. */
+  services: ServiceMatch[];
+  /** Per-socket settings, by socket name. */
+  websockets: Record<string, WebsocketConfig>;
+}
+
+/** A service found by expanding the `services:` globs. */
+export interface ServiceEntry {
+  /** The service's name: its file name without extension. */
+  name: string;
+  /** Path relative to the project directory, with forward slashes. */
+  file: string;
+  /** Absolute path. */
+  path: string;
+  /** The start command, when the matching entry has one. */
+  start?: string;
+}
+
+/** A problem with the project file; its message says what to change. */
+export class ProjectError extends Error {
+  override readonly name = "ProjectError";
+}
+
+/** Finds and reads the project file in `dir`. Throws ProjectError with the fix when it is wrong. */
+export function loadProject(dir: string): Project {
+  const file = PROJECT_FILES.map((f) => join(dir, f)).find((f) => existsSync(f));
+  if (!file) {
+    throw new ProjectError(
+      `${dir}: no project file found, create nitric-like.yaml with\n  name: my-app\n  services:\n    - match: services/*.ts`,
+    );
+  }
+  const where = relative(process.cwd(), file) || file;
+  let raw: unknown;
+  try {
+    raw = parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new ProjectError(`${where}: not valid YAML: ${(error as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ProjectError(`${where}: expected a mapping with "name" and "services"`);
+  }
+  const doc = raw as Record<string, unknown>;
+  if (typeof doc.name !== "string" || doc.name.length === 0) {
+    throw new ProjectError(`${where}: "name" is required, such as\n  name: my-app`);
+  }
+  if (!Array.isArray(doc.services) || doc.services.length === 0) {
+    throw new ProjectError(`${where}: "services" is required, such as\n  services:\n    - match: services/*.ts`);
+  }
+  const services = doc.services.map((s, i): ServiceMatch => {
+    if (typeof s !== "object" || s === null || typeof (s as ServiceMatch).match !== "string") {
+      throw new ProjectError(`${where}: services[${i}] needs a "match" glob, such as\n    - match: services/*.ts`);
+    }
+    const { match, start } = s as { match: string; start?: unknown };
+    if (start !== undefined && typeof start !== "string") {
+      throw new ProjectError(`${where}: services[${i}].start must be a shell command, such as "node $SERVICE_PATH"`);
+    }
+    return start === undefined ? { match } : { match, start };
+  });
+  const websockets: Record<string, WebsocketConfig> = {};
+  if (doc.websockets !== undefined && doc.websockets !== null) {
+    if (typeof doc.websockets !== "object" || Array.isArray(doc.websockets)) {
+      throw new ProjectError(`${where}: "websockets" must map socket names to settings, such as\n  websockets:\n    socket:\n      port: 4000`);
+    }
+    for (const [name, value] of Object.entries(doc.websockets as Record<string, unknown>)) {
+      const config = (value ?? {}) as Record<string, unknown>;
+      const port = config.port;
+      if (port !== undefined && (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535)) {
+        throw new ProjectError(`${where}: websockets.${name}.port must be a port number from 0 to 65535, got ${JSON.stringify(port)}`);
+      }
+      websockets[name] = port === undefined ? {} : { port: port as number };
+    }
+  }
+  return { name: doc.name, dir, file, services, websockets };
+}
+
+/** Expands the `services:` globs into service entries. Throws ProjectError on a name clash or no match. */
+export function findServices(project: Project): ServiceEntry[] {
+  const files = walk(project.dir);
+  const byName = new Map<string, ServiceEntry>();
+  for (const s of project.services) {
+    const pattern = globToRegExp(s.match);
+    const matched = files.filter((f) => pattern.test(f));
+    if (matched.length === 0) {
+      throw new ProjectError(`${basename(project.file)}: "${s.match}" matches no file in ${project.dir}`);
+    }
+    for (const file of matched) {
+      const name = basename(file, extname(file));
+      const existing = byName.get(name);
+      if (existing && existing.file !== file) {
+        throw new ProjectError(
+          `${basename(project.file)}: two services are named "${name}" (${existing.file} and ${file}); rename one file`,
+        );
+      }
+      const entry: ServiceEntry = { name, file, path: join(project.dir, file) };
+      if (s.start !== undefined) entry.start = s.start;
+      byName.set(name, entry);
+    }
+  }
+  return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Converts a glob (`*`, `**`, `?`) to an anchored RegExp over forward-slash paths. */
+export function globToRegExp(glob: string): RegExp {
+  let re = "";
+  const g = glob.replace(/^\.\//, "");
+  for (let i = 0; i < g.length; i++) {
+    const c = g[i] as string;
+    if (c === "*" && g[i + 1] === "*") {
+      const slash = g[i + 2] === "/";
+      re += slash ? "(?:.*/)?" : ".*";
+      i += slash ? 2 : 1;
+    } else if (c === "*") re += "[^/]*";
+    else if (c === "?") re += "[^/]";
+    else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** Files under dir (relative, forward slashes), skipping node_modules and dot folders. */
+function walk(dir: string, prefix = ""): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(join(dir, prefix), { withFileTypes: true })) {
+    if (entry.name === "node_modules" || entry.name.startsWith(".")) continue;
+    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) out.push(...walk(dir, rel));
+    else if (entry.isFile()) out.push(rel.split(sep).join("/"));
+  }
+  return out;
+}

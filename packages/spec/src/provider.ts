@@ -1,0 +1,63 @@
+/**
+ * The provider interface: what a provider implements so that the CLI can run an app with it.
+ * `local` is built in; any other `--provider NAME` loads the installed package NAME and uses its
+ * default export (or its export `provider`). Build and deploy (`build`, `up`, `down`) join this
+ * interface with the AWS provider.
+ */
+import type { Project } from "./project.js";
+import type { Spec, WebsocketEvent } from "./spec.js";
+
+/** Where a provider writes what users read: the CLI prefixes and colours it. */
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** What the CLI gives a provider to run an app. */
+export interface RunOptions {
+  /** The project. */
+  project: Project;
+  /** The spec from the collect pass, so gateways can start before the services do. */
+  spec: Spec;
+  /** Where to log. */
+  logger: Logger;
+  /** Ignore the ports pinned in the project file and use ephemeral ones (tests, parallel runs). */
+  randomPorts?: boolean;
+}
+
+/** One live handler registration. */
+export interface HandlerRegistration {
+  service: string;
+  socket: string;
+  event: WebsocketEvent;
+}
+
+/** A running provider. */
+export interface RunningProvider {
+  /**
+   * The gRPC endpoint (`127.0.0.1:port`) of a service. Each service has its own endpoint, which is
+   * how the provider knows which service makes a call; it stays the same across restarts.
+   */
+  endpoint(service: string): Promise<string>;
+  /** Tells the provider a service's process is (re)starting: its old handler streams are gone. */
+  serviceStarting(service: string): void;
+  /** Tells the provider a service's process has exited. */
+  serviceExited(service: string, code: number | null, signal: string | null): void;
+  /** The handler registrations live now. */
+  registrations(): HandlerRegistration[];
+  /** Calls back whenever registrations change. */
+  onRegistrationsChanged(listener: () => void): void;
+  /** Each socket's name and the URL clients connect to. */
+  sockets(): { name: string; url: string }[];
+  /** Closes client connections (1001, going away), ends handler streams, closes stores. */
+  stop(): Promise<void>;
+}
+
+/** A provider package's export. */
+export interface Provider {
+  /** The provider's name, as given to `--provider`. */
+  readonly name: string;
+  /** Starts the provider for `nitric-like run`. */
+  run?(options: RunOptions): Promise<RunningProvider>;
+}

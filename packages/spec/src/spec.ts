@@ -1,0 +1,199 @@
+/**
+ * The spec: what an app declares, as found by the collect pass (each service run once with
+ * NITRIC_ENVIRONMENT=build against a collector), and the checks every deploy and `spec` apply.
+ */
+import { type ResourceKind, resourceNameProblem } from "./names.js";
+
+/** The three websocket events a socket must handle before it can be deployed. */
+export const WEBSOCKET_EVENTS = ["connect", "disconnect", "message"] as const;
+/** One websocket event. */
+export type WebsocketEvent = (typeof WEBSOCKET_EVENTS)[number];
+
+/** Permissions on a kv store, as `.allow()` takes them. */
+export const KV_PERMISSIONS = ["get", "set", "delete"] as const;
+/** One kv permission. */
+export type KvPermission = (typeof KV_PERMISSIONS)[number];
+
+/** A permission a service holds on a resource: kv permissions, or `manage` on a websocket. */
+export type Permission = KvPermission | "manage";
+
+/** A resource named in a declaration or policy. */
+export interface ResourceRef {
+  kind: ResourceKind;
+  name: string;
+}
+
+/** What one service told the collector. The collector fills this in; buildSpec() checks it. */
+export interface CollectedService {
+  /** The service's name (its file name without extension). */
+  name: string;
+  /** The service's entry file, relative to the project directory. */
+  file: string;
+  /** Resources it declared, in order. Kinds we do not serve are kept as their Nitric type name. */
+  declared: { kind: ResourceKind | string; name: string }[];
+  /** Permissions it asked for. */
+  grants: { resource: ResourceRef; permissions: Permission[] }[];
+  /** Handler registrations it made. */
+  handlers: { socket: string; event: WebsocketEvent }[];
+  /** Set when the service failed during collection (crashed, or never declared anything). */
+  failure?: { message: string; output: string };
+}
+
+/** A websocket in the spec, with the service that handles each event. */
+export interface WebsocketSpec {
+  kind: "websocket";
+  name: string;
+  /** Services that declared it. */
+  declaredBy: string[];
+  /** The service handling each event; an event nobody handles is absent. */
+  handlers: Partial<Record<WebsocketEvent, string>>;
+}
+
+/** A kv store in the spec. */
+export interface KvSpec {
+  kind: "kv";
+  name: string;
+  /** Services that declared it. */
+  declaredBy: string[];
+}
+
+/** One service's permissions on one resource. */
+export interface PolicySpec {
+  service: string;
+  resource: ResourceRef;
+  permissions: Permission[];
+}
+
+/** The validated description of an app that deploys and runs are built from. */
+export interface Spec {
+  /** The project's name. */
+  name: string;
+  /** Each service with its entry file. */
+  services: { name: string; file: string }[];
+  /** Every websocket and kv store, sorted by kind then name. */
+  resources: (WebsocketSpec | KvSpec)[];
+  /** Every grant, one per service and resource. */
+  policies: PolicySpec[];
+}
+
+/** The result of checking what the collector found. */
+export interface SpecResult {
+  spec: Spec;
+  /** Every problem found, each a full sentence with the fix; empty when the spec can be deployed. */
+  errors: string[];
+}
+
+/**
+ * Builds the spec from what each service declared and lists every problem at once: missing
+ * handlers, an event handled by two services, invalid names, and services that failed.
+ */
+export function buildSpec(projectName: string, services: CollectedService[]): SpecResult {
+  const errors: string[] = [];
+  const sockets = new Map<string, WebsocketSpec>();
+  const stores = new Map<string, KvSpec>();
+  const policies = new Map<string, PolicySpec>();
+  const duplicateHandlers = new Map<string, Set<string>>();
+
+  const socket = (name: string): WebsocketSpec => {
+    let s = sockets.get(name);
+    if (!s) {
+      s = { kind: "websocket", name, declaredBy: [], handlers: {} };
+      sockets.set(name, s);
+    }
+    return s;
+  };
+
+  for (const service of services) {
+    if (service.failure) {
+      const output = service.failure.output.trim();
+      errors.push(
+        `service ${JSON.stringify(service.name)} (${service.file}): ${service.failure.message}${output ? `\n${indent(output)}` : ""}`,
+      );
+    }
+    for (const d of service.declared) {
+      if (d.kind !== "websocket" && d.kind !== "kv") continue;
+      const problem = resourceNameProblem(d.kind, d.name);
+      if (problem) {
+        errors.push(`service ${JSON.stringify(service.name)}: ${problem}`);
+        continue;
+      }
+      const entry = d.kind === "websocket" ? socket(d.name) : storeEntry(stores, d.name);
+      if (!entry.declaredBy.includes(service.name)) entry.declaredBy.push(service.name);
+    }
+    for (const g of service.grants) {
+      if (resourceNameProblem(g.resource.kind, g.resource.name)) continue;
+      const key = `${service.name}\u0000${g.resource.kind}\u0000${g.resource.name}`;
+      const policy = policies.get(key) ?? { service: service.name, resource: g.resource, permissions: [] };
+      for (const p of g.permissions) if (!policy.permissions.includes(p)) policy.permissions.push(p);
+      policies.set(key, policy);
+    }
+    for (const h of service.handlers) {
+      if (resourceNameProblem("websocket", h.socket)) continue;
+      const s = socket(h.socket);
+      const current = s.handlers[h.event];
+      if (current === undefined) {
+        s.handlers[h.event] = service.name;
+      } else if (current !== service.name) {
+        const key = `${h.socket}\u0000${h.event}`;
+        const set = duplicateHandlers.get(key) ?? new Set([current]);
+        set.add(service.name);
+        duplicateHandlers.set(key, set);
+      }
+    }
+  }
+
+  for (const [key, names] of duplicateHandlers) {
+    const [socketName, event] = key.split("\u0000") as [string, WebsocketEvent];
+    const list = [...names].map((n) => JSON.stringify(n)).join(" and ");
+    errors.push(
+      `websocket ${socketName}: the ${event} event is handled by ${list}; a socket event has exactly one handler, so keep socket.on("${event}", ...) in one service`,
+    );
+  }
+  for (const s of sockets.values()) {
+    for (const event of WEBSOCKET_EVENTS) {
+      if (s.handlers[event] === undefined) {
+        errors.push(
+          `missing ${event} handler for websocket ${s.name}: add websocket("${s.name}").on("${event}", handler) to one service`,
+        );
+      }
+    }
+  }
+
+  const resources = [
+    ...[...sockets.values()].sort(byName),
+    ...[...stores.values()].sort(byName),
+  ];
+  for (const p of policies.values()) p.permissions.sort();
+  const spec: Spec = {
+    name: projectName,
+    services: services.map((s) => ({ name: s.name, file: s.file })),
+    resources,
+    policies: [...policies.values()].sort(
+      (a, b) =>
+        a.service.localeCompare(b.service) ||
+        a.resource.kind.localeCompare(b.resource.kind) ||
+        a.resource.name.localeCompare(b.resource.name),
+    ),
+  };
+  return { spec, errors };
+}
+
+function storeEntry(stores: Map<string, KvSpec>, name: string): KvSpec {
+  let s = stores.get(name);
+  if (!s) {
+    s = { kind: "kv", name, declaredBy: [] };
+    stores.set(name, s);
+  }
+  return s;
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name.localeCompare(b.name);
+}
+
+function indent(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => `    ${l}`)
+    .join("\n");
+}
