@@ -1,1 +1,1 @@
-export {};
+export { main, MAIN_HELP } from "./main.js";

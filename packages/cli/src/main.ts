@@ -1,1 +1,105 @@
-export async function main(_argv: string[]): Promise<number> { return 0; }
+/** The `nitric-like` command: parses arguments, runs one command, turns errors into exit codes. */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { RUN_HELP, runCommand } from "./commands/run.js";
+import { SPEC_HELP, specCommand } from "./commands/spec.js";
+import { Output, UserError } from "./lib/log.js";
+
+/** Help for the whole CLI. */
+export const MAIN_HELP = `Usage: nitric-like <command> [options]
+
+Declare websockets and kv stores in TypeScript, run them on your machine, check them
+before you ship.
+
+Commands:
+  run [dir]    Run the project locally: gateways, kv stores, every service, live reload.
+  spec [dir]   Collect what the services declare, check it, print it as JSON.
+  help [cmd]   Show help for a command.
+
+Options:
+  -h, --help     Show help.
+  -v, --version  Print the version.
+
+Start with: nitric-like run examples/chat
+`;
+
+const HELP: Record<string, string> = { run: RUN_HELP, spec: SPEC_HELP };
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Runs the CLI with `argv` (without node and the script) and resolves with the exit code. */
+export async function main(argv: string[], output = new Output(process.stdout, process.stderr, argv.includes("--plain"))): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined || command === "-h" || command === "--help") {
+      output.result(MAIN_HELP.trimEnd());
+      return command === undefined ? 1 : 0;
+    }
+    if (command === "-v" || command === "--version") {
+      output.result(version());
+      return 0;
+    }
+    if (command === "help") {
+      const topic = rest[0];
+      const text = topic === undefined ? MAIN_HELP : HELP[topic];
+      if (text === undefined) throw new UserError(`unknown command "${topic}"; commands: ${Object.keys(HELP).join(", ")}`);
+      output.result(text.trimEnd());
+      return 0;
+    }
+    const help = HELP[command];
+    if (help === undefined) {
+      throw new UserError(`unknown command "${command}"; run "nitric-like --help" to see the commands`);
+    }
+    if (rest.includes("-h") || rest.includes("--help")) {
+      output.result(help.trimEnd());
+      return 0;
+    }
+    const args = parse(command, rest);
+    const dir = args.positionals[0] ?? ".";
+    if (args.positionals.length > 1) {
+      throw new UserError(`${command}: expected one project folder, got ${args.positionals.length}: ${args.positionals.join(" ")}`);
+    }
+    if (command === "spec") return await specCommand(dir, output);
+    return await runCommand(
+      {
+        dir,
+        provider: (args.values.provider as string | undefined) ?? "local",
+        randomPorts: args.values["random-ports"] === true,
+        watch: args.values["no-watch"] !== true,
+      },
+      output,
+    );
+  } catch (error) {
+    if (error instanceof UserError) {
+      output.error(error.message);
+      return error.exitCode;
+    }
+    output.error(`unexpected failure, please report it with this output:\n${(error as Error).stack ?? String(error)}`);
+    return 70;
+  }
+}
+
+function parse(command: string, args: string[]) {
+  const options = {
+    spec: {},
+    run: {
+      provider: { type: "string" },
+      "random-ports": { type: "boolean" },
+      "no-watch": { type: "boolean" },
+      plain: { type: "boolean" },
+    },
+  } as const;
+  try {
+    return parseArgs({
+      args,
+      options: { ...(options[command as keyof typeof options] ?? {}), plain: { type: "boolean" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    throw new UserError(`${command}: ${(error as Error).message}; run "nitric-like ${command} --help" for its options`);
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * `nitric-like run [dir]`: collects the spec, starts the provider (local by default), starts every
+ * service against its own endpoint, and prints `websocket <name> <url>` for each socket once the
+ * handlers the spec expects are registered. Restarts a service when its files change or when it
+ * crashes. Ctrl-C closes client connections with 1001 and exits 0.
+ */
+import type { HandlerRegistration, RunningProvider, Spec } from "@nitric-like/spec";
+import type { Output } from "../lib/log.js";
+import { type PreparedProject, prepareProject } from "../lib/prepare.js";
+import { loadProvider } from "../lib/providers.js";
+import { bundleService } from "../lib/bundle.js";
+import { ServiceSupervisor } from "../lib/supervisor.js";
+import { type Watcher, watchFiles } from "../lib/watch.js";
+import { collectSpec } from "./spec.js";
+
+/** Help for `run`. */
+export const RUN_HELP = `Usage: nitric-like run [dir] [options]
+
+Runs the project in dir (default: the current folder) on your machine: a WebSocket
+gateway per socket and kv stores on disk (.nitric-like/ in the project), every service
+started with its own endpoint. TypeScript services run without a build step.
+
+When ready it prints, on stdout, one line per socket:
+  websocket <name> ws://127.0.0.1:<port>
+
+Services restart when their files change, and with backoff when they crash.
+Ctrl-C closes client connections (1001, going away) and exits.
+
+Options:
+  --provider <name>   Provider to run on (default: local).
+  --random-ports      Ignore ports pinned in the project file; use free ones.
+  --no-watch          Do not restart services when their files change.
+  --plain             No colours (also when NO_COLOR is set or output is not a terminal).
+  -h, --help          Show this help.
+`;
+
+/** Options of `run`. */
+export interface RunCommandOptions {
+  dir: string;
+  provider: string;
+  randomPorts: boolean;
+  watch: boolean;
+  /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
+  readyTimeoutMs?: number;
+  /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
+  signal?: AbortSignal;
+}
+
+/** Runs the project until Ctrl-C. Resolves with the exit code. */
+export async function runCommand(options: RunCommandOptions, output: Output): Promise<number> {
+  const prepared = await prepareProject(options.dir);
+  const { project } = prepared;
+  const { spec, errors } = await collectSpec(prepared, output);
+  // `run` is for trying things: it warns about what `up` would refuse instead of stopping.
+  for (const e of errors) output.warn(e);
+
+  const provider = await loadProvider(options.provider);
+  if (!provider.run) {
+    output.error(`provider "${provider.name}" cannot run projects locally; use "nitric-like up --provider ${provider.name}"`);
+    return 1;
+  }
+  const running = await provider.run({ project, spec, logger: output, randomPorts: options.randomPorts });
+  const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
+  const supervisors = prepared.services.map((s) => new ServiceSupervisor(project, s, running, output, width));
+
+  let watcher: Watcher | undefined;
+  let stopping = false;
+  let resolveStopped: (code: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => {
+    resolveStopped = resolve;
+  });
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    output.info(output.paint("dim", "stopping: closing connections and services..."));
+    watcher?.close();
+    await running.stop();
+    await Promise.all(supervisors.map((s) => s.stop(2000)));
+    resolveStopped(0);
+  };
+  const onSignal = () => {
+    // A second Ctrl-C while stopping gives up on a clean stop.
+    if (stopping) process.exit(130);
+    void stop();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  options.signal?.addEventListener("abort", () => void stop(), { once: true });
+
+  await Promise.all(supervisors.map((s) => s.start()));
+  await waitForHandlers(running, expectedHandlers(spec), options.readyTimeoutMs ?? 15000, output);
+
+  if (!stopping) {
+    const printed = new Set<string>();
+    const printSockets = () => {
+      for (const s of running.sockets()) {
+        if (printed.has(s.name)) continue;
+        printed.add(s.name);
+        output.result(`websocket ${s.name} ${s.url}`);
+      }
+    };
+    printSockets();
+    // A socket declared later (after a code change) gets its line when its handlers register.
+    running.onRegistrationsChanged(printSockets);
+    const n = supervisors.length;
+    output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
+    if (options.watch) watcher = watchServices(prepared, supervisors, output);
+  }
+
+  const code = await stopped;
+  process.removeListener("SIGINT", onSignal);
+  process.removeListener("SIGTERM", onSignal);
+  return code;
+}
+
+function expectedHandlers(spec: Spec): HandlerRegistration[] {
+  const expected: HandlerRegistration[] = [];
+  for (const r of spec.resources) {
+    if (r.kind !== "websocket") continue;
+    for (const [event, service] of Object.entries(r.handlers)) {
+      expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
+    }
+  }
+  return expected;
+}
+
+function waitForHandlers(running: RunningProvider, expected: HandlerRegistration[], timeoutMs: number, output: Output): Promise<void> {
+  const missing = () => {
+    const live = new Set(running.registrations().map((r) => `${r.socket}/${r.event}`));
+    return expected.filter((e) => !live.has(`${e.socket}/${e.event}`));
+  };
+  return new Promise((resolve) => {
+    let done = false;
+    const check = () => {
+      if (done || missing().length > 0) return;
+      done = true;
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      const list = missing().map((m) => `${m.event} on websocket ${m.socket} (service "${m.service}")`);
+      output.warn(`still waiting after ${timeoutMs / 1000} s for handlers: ${list.join(", ")}; starting anyway`);
+      resolve();
+    }, timeoutMs);
+    running.onRegistrationsChanged(check);
+    check();
+  });
+}
+
+function watchServices(prepared: PreparedProject, supervisors: ServiceSupervisor[], output: Output) {
+  const inputsOf = (s: ServiceSupervisor) => s.service.bundle?.inputs ?? new Set([s.service.entry.path]);
+  const watcher = watchFiles(
+    supervisors.flatMap((s) => [...inputsOf(s)]),
+    (changed) => {
+      for (const supervisor of supervisors) {
+        const inputs = inputsOf(supervisor);
+        if (![...changed].some((p) => inputs.has(p))) continue;
+        void (async () => {
+          const entry = supervisor.service.entry;
+          try {
+            const bundle = entry.start === undefined ? await bundleService(prepared.project.dir, entry) : undefined;
+            output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
+            if (bundle) watcher.add(bundle.inputs);
+            await supervisor.restart(bundle ? { entry, bundle } : { entry });
+          } catch (error) {
+            // A change that does not compile keeps the running version; the next save retries.
+            output.error((error as Error).message);
+          }
+        })();
+      }
+    },
+  );
+  return watcher;
+}

@@ -1,0 +1,44 @@
+/** `nitric-like spec [dir]`: the collect pass, printed as JSON; refuses an app that cannot be deployed. */
+import { buildSpec, type Spec } from "@nitric-like/spec";
+import { collect } from "../lib/collect.js";
+import { type Output, UserError } from "../lib/log.js";
+import { type PreparedProject, prepareProject } from "../lib/prepare.js";
+
+/** Help for `spec`. */
+export const SPEC_HELP = `Usage: nitric-like spec [dir]
+
+Runs every service of the project in dir (default: the current folder) once with
+NITRIC_ENVIRONMENT=build, collects what it declares, checks it, and prints the spec
+(resources, policies, which service handles each socket event) as JSON on stdout.
+
+Exits 1, listing every problem at once, when a websocket misses a connect, disconnect
+or message handler, when two services handle the same socket event, when a name is
+invalid, or when a service crashes. A service that does not exit after declaring its
+resources is stopped.
+
+Options:
+  -h, --help   Show this help.
+`;
+
+/** Collects and validates; returns the spec and the problems found. */
+export async function collectSpec(prepared: PreparedProject, output: Output): Promise<{ spec: Spec; errors: string[] }> {
+  const n = prepared.services.length;
+  output.info(output.paint("dim", `collecting resources from ${n} service${n === 1 ? "" : "s"}...`));
+  const collected = await collect(
+    prepared.project,
+    prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
+  );
+  return buildSpec(prepared.project.name, collected);
+}
+
+/** Runs `spec`. */
+export async function specCommand(dir: string, output: Output): Promise<number> {
+  const prepared = await prepareProject(dir);
+  const { spec, errors } = await collectSpec(prepared, output);
+  if (errors.length > 0) {
+    for (const e of errors) output.error(e);
+    throw new UserError(`the spec of "${spec.name}" has ${errors.length} problem${errors.length === 1 ? "" : "s"} (listed above)`);
+  }
+  output.result(JSON.stringify(spec, null, 2));
+  return 0;
+}

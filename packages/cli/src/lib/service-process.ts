@@ -1,0 +1,87 @@
+/**
+ * Starting one service process: the built-in TypeScript runner (node on the esbuild bundle) or the
+ * project's own `start` command, with the environment both @nitric/sdk and our SDK read.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import type { Project, ServiceEntry } from "@nitric-like/spec";
+import type { Bundle } from "./bundle.js";
+
+/** How to start a service. */
+export interface ServiceLaunch {
+  project: Project;
+  service: ServiceEntry;
+  /** The bundle, when the service has no `start` command. */
+  bundle?: Bundle;
+  /** Its gRPC endpoint, `127.0.0.1:port`. */
+  endpoint: string;
+  /** `run` locally, `build` for the collect pass. */
+  environment: "run" | "build";
+}
+
+/** The variables a service process gets, for every SDK: Node reads SERVICE_ADDRESS, Go and JVM SDKs host and port. */
+export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
+  const [host, port] = launch.endpoint.split(":") as [string, string];
+  return {
+    ...process.env,
+    SERVICE_ADDRESS: launch.endpoint,
+    NITRIC_SERVICE_HOST: host,
+    NITRIC_SERVICE_PORT: port,
+    NITRIC_ENVIRONMENT: launch.environment,
+    NITRIC_LIKE_SERVICE: launch.service.name,
+    NITRIC_LIKE_PROJECT: launch.project.name,
+    SERVICE_PATH: launch.service.path,
+  };
+}
+
+/** Spawns the service with piped output. */
+export function spawnService(launch: ServiceLaunch): ChildProcess {
+  const env = serviceEnv(launch);
+  const options = { cwd: launch.project.dir, env, stdio: ["ignore", "pipe", "pipe"] as ["ignore", "pipe", "pipe"] };
+  if (launch.service.start !== undefined) {
+    return spawn("/bin/sh", ["-c", launch.service.start], { ...options, detached: true });
+  }
+  if (!launch.bundle) throw new Error(`service "${launch.service.name}" has neither a bundle nor a start command`);
+  return spawn(process.execPath, ["--enable-source-maps", launch.bundle.outfile], options);
+}
+
+/** Stops a process: SIGTERM, then SIGKILL after `graceMs`. Resolves when it has exited. */
+export function stopProcess(child: ChildProcess, graceMs = 2000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => signal(child, "SIGKILL"), graceMs);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    signal(child, "SIGTERM");
+  });
+}
+
+function signal(child: ChildProcess, sig: NodeJS.Signals): void {
+  try {
+    // A `start` command runs under sh in its own process group: signal the whole group.
+    if (child.spawnargs[0] === "/bin/sh" && child.pid !== undefined) process.kill(-child.pid, sig);
+    else child.kill(sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Calls `onLine` for each complete line of a stream. */
+export function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let pending = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    pending += chunk;
+    let at = pending.indexOf("\n");
+    while (at >= 0) {
+      onLine(pending.slice(0, at));
+      pending = pending.slice(at + 1);
+      at = pending.indexOf("\n");
+    }
+  });
+  stream.on("end", () => {
+    if (pending.length > 0) onLine(pending);
+    pending = "";
+  });
+}

@@ -1,0 +1,96 @@
+/**
+ * Keeps one service running under `nitric-like run`: forwards its output with its name, restarts it
+ * with backoff when it crashes, and restarts it on demand when its files change.
+ */
+import type { ChildProcess } from "node:child_process";
+import type { RunningProvider } from "@nitric-like/spec";
+import type { Output } from "./log.js";
+import type { PreparedService } from "./prepare.js";
+import type { Project } from "@nitric-like/spec";
+import { forEachLine, spawnService, stopProcess } from "./service-process.js";
+
+/** First restart delay after a crash; it doubles on each crash in a row, up to MAX_BACKOFF_MS. */
+export const FIRST_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 10_000;
+/** A service that stayed up this long is healthy again: the next crash starts from the first delay. */
+const HEALTHY_AFTER_MS = 10_000;
+
+/** One supervised service. */
+export class ServiceSupervisor {
+  private child: ChildProcess | undefined;
+  private backoffMs = FIRST_BACKOFF_MS;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private startedAt = 0;
+
+  constructor(
+    private readonly project: Project,
+    public service: PreparedService,
+    private readonly provider: RunningProvider,
+    private readonly output: Output,
+    private readonly prefixWidth: number,
+  ) {}
+
+  get name(): string {
+    return this.service.entry.name;
+  }
+
+  /** Starts the process. */
+  async start(): Promise<void> {
+    const endpoint = await this.provider.endpoint(this.name);
+    if (this.stopping) return;
+    this.provider.serviceStarting(this.name);
+    const launch = { project: this.project, service: this.service.entry, endpoint, environment: "run" as const };
+    const child = spawnService(this.service.bundle ? { ...launch, bundle: this.service.bundle } : launch);
+    this.child = child;
+    this.startedAt = Date.now();
+    const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
+    if (child.stdout) forEachLine(child.stdout, (line) => this.output.out.write(`${label} ${line}\n`));
+    if (child.stderr) forEachLine(child.stderr, (line) => this.output.err.write(`${label} ${line}\n`));
+    child.once("error", (error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
+    child.once("exit", (code, signal) => this.exited(child, code, signal));
+  }
+
+  private exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    this.provider.serviceExited(this.name, code, signal);
+    if (this.child !== child || this.stopping) return;
+    this.child = undefined;
+    if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
+    const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+    this.output.warn(`service "${this.name}" ${how}; restarting in ${(delay / 1000).toFixed(2)} s`);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      void this.start();
+    }, delay);
+  }
+
+  /** Replaces the process with a fresh one (after a code change). */
+  async restart(service: PreparedService): Promise<void> {
+    this.service = service;
+    clearTimeout(this.restartTimer);
+    const old = this.child;
+    this.child = undefined;
+    if (old) await stopProcess(old, 2000);
+    this.backoffMs = FIRST_BACKOFF_MS;
+    await this.start();
+  }
+
+  /** Waits up to `graceMs` for the process to exit by itself, then stops it. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        void stopProcess(child, 1000).then(resolve);
+      }, graceMs);
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
