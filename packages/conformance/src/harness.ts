@@ -1,0 +1,222 @@
+/**
+ * Runs real projects under the real CLI for the end-to-end and conformance tests: each project is
+ * copied to a fresh temp folder (its own .nitric-like/ state) that shares this package's
+ * node_modules, and `nitric-like run` is started on it with ephemeral ports. Every app started is
+ * tracked, and `stopAll()` (called after each test) stops it and reports any left running.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+
+/** The CLI entry point in this repository. */
+export const CLI = fileURLToPath(new URL("../../cli/bin/nitric-like.js", import.meta.url));
+const NODE_MODULES = fileURLToPath(new URL("../node_modules", import.meta.url));
+/** The fixture projects. */
+export const FIXTURES = fileURLToPath(new URL("../fixtures", import.meta.url));
+/** The examples folder. */
+export const EXAMPLES = fileURLToPath(new URL("../../../examples", import.meta.url));
+
+const tempDirs: string[] = [];
+const running = new Set<App>();
+
+/** Copies a project to a fresh temp folder sharing this package's node_modules. */
+export function copyProject(source: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-test-"));
+  tempDirs.push(dir);
+  cpSync(source, dir, {
+    recursive: true,
+    filter: (p) => !p.includes("node_modules") && !p.includes(".nitric-like"),
+  });
+  symlinkSync(NODE_MODULES, join(dir, "node_modules"), "dir");
+  return dir;
+}
+
+/** Runs the CLI to completion and returns its exit code and output. */
+export function runCli(args: string[], options: { cwd?: string; timeoutMs?: number } = {}) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: options.cwd, env: { ...process.env, NO_COLOR: "1" } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`nitric-like ${args.join(" ")} did not finish in ${options.timeoutMs ?? 30000} ms\n${stderr}`));
+    }, options.timeoutMs ?? 30000);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A project running under `nitric-like run`. */
+export class App {
+  stdout = "";
+  stderr = "";
+  /** Socket URLs by name, from the `websocket <name> <url>` lines. */
+  readonly urls: Record<string, string> = {};
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(
+    readonly dir: string,
+    readonly child: ChildProcess,
+  ) {
+    child.stdout?.on("data", (d) => {
+      this.stdout += d;
+      for (const m of this.stdout.matchAll(/^websocket (\S+) (ws:\/\/\S+)$/gm)) this.urls[m[1] as string] = m[2] as string;
+    });
+    child.stderr?.on("data", (d) => {
+      this.stderr += d;
+    });
+    this.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  }
+
+  /** The URL of a socket. */
+  url(name: string): string {
+    const url = this.urls[name];
+    if (!url) throw new Error(`no socket "${name}" in the output:\n${this.stdout}\n${this.stderr}`);
+    return url;
+  }
+
+  /** Waits until stdout+stderr match. */
+  async waitFor(pattern: RegExp, timeoutMs = 20000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pattern.test(this.stdout + this.stderr)) {
+      if (this.child.exitCode !== null) throw new Error(`nitric-like run exited (${this.child.exitCode}) before ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      await sleep(20);
+    }
+  }
+
+  /** Sends SIGINT (Ctrl-C) and waits for the exit. */
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    running.delete(this);
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGINT");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 10000);
+    const result = await this.exited;
+    clearTimeout(timer);
+    return result;
+  }
+}
+
+/** Starts `nitric-like run` on a project folder (copy it first with copyProject) and waits until ready. */
+export async function startApp(dir: string, extraArgs: string[] = []): Promise<App> {
+  const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", ...extraArgs], {
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  const app = new App(dir, child);
+  running.add(app);
+  await app.waitFor(/^ready: /m);
+  return app;
+}
+
+/** Stops every app still running and removes temp folders; returns the ones that were left running. */
+export async function stopAll(): Promise<string[]> {
+  const left = [...running].map((a) => a.dir);
+  await Promise.all([...running].map((a) => a.stop()));
+  return left;
+}
+
+/** Removes the temp folders (after all tests). */
+export function cleanTemp(): void {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/** Sleeps. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A frame a client received. */
+export interface Frame {
+  data: Buffer;
+  binary: boolean;
+  text: string;
+}
+
+/** A connected test client that queues what it receives. */
+export class Client {
+  readonly frames: Frame[] = [];
+  private waiters: (() => void)[] = [];
+  closed: { code: number; reason: string } | undefined;
+  private closedWaiters: (() => void)[] = [];
+
+  constructor(readonly ws: WebSocket) {
+    ws.on("message", (data: Buffer, binary: boolean) => {
+      this.frames.push({ data, binary, text: data.toString("utf8") });
+      for (const w of this.waiters.splice(0)) w();
+    });
+    ws.on("close", (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+      for (const w of this.closedWaiters.splice(0)) w();
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** The next frame, waiting up to timeoutMs. */
+  async next(timeoutMs = 5000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.frames.length === 0) {
+      if (this.closed) throw new Error(`connection closed (${this.closed.code} ${this.closed.reason}) while waiting for a frame`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error("no frame arrived in time");
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.frames.shift() as Frame;
+  }
+
+  /** Sends a JSON command and returns the parsed JSON reply. */
+  async call(command: Record<string, unknown>): Promise<Record<string, unknown>> {
+    this.ws.send(JSON.stringify(command));
+    return JSON.parse((await this.next()).text) as Record<string, unknown>;
+  }
+
+  /** Waits for the close. */
+  async waitClosed(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
+    if (!this.closed) {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error("connection did not close in time")), timeoutMs);
+        this.closedWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.closed as { code: number; reason: string };
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+/** Opens a client; rejects when the upgrade is refused. */
+export function connect(url: string, headers: Record<string, string> = {}): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    const client = new Client(ws);
+    ws.once("open", () => resolve(client));
+    ws.once("error", reject);
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => {
+        body += d;
+      });
+      res.on("end", () => reject(Object.assign(new Error(`refused: ${res.statusCode} ${body}`), { status: res.statusCode, body })));
+    });
+  });
+}

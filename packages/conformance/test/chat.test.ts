@@ -1,0 +1,32 @@
+// The chat example and seed 003's @nitric/sdk broadcast, with several real clients.
+import { join } from "node:path";
+import { afterAll, afterEach, expect, it } from "vitest";
+import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, sleep, startApp, stopAll } from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+it("examples/chat sends each message to every other connection, not back to the sender", async () => {
+  const app = await startApp(copyProject(join(EXAMPLES, "chat")));
+  const url = app.url("socket");
+  const [ann, bo, cy] = await Promise.all([connect(url), connect(url), connect(url)]);
+  ann.ws.send("hello from ann");
+  expect((await bo.next()).text).toBe("hello from ann");
+  expect((await cy.next()).text).toBe("hello from ann");
+  cy.ws.send("hi ann");
+  expect((await ann.next()).text).toBe("hi ann");
+  expect((await bo.next()).text).toBe("hi ann");
+  await sleep(200);
+  expect(ann.frames).toEqual([]);
+  expect(cy.frames).toEqual([]);
+}, 30000);
+
+it("seed 003's broadcast on the published @nitric/sdk reaches all three clients", async () => {
+  const app = await startApp(copyProject(join(FIXTURES, "nitric-broadcast")));
+  const url = app.url("example-websocket");
+  const clients = await Promise.all([connect(url), connect(url), connect(url)]);
+  clients[1]?.ws.send("to everyone");
+  for (const c of clients) expect((await c.next()).text).toBe("to everyone");
+}, 30000);

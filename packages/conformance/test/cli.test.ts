@@ -1,0 +1,134 @@
+// The CLI end to end: real processes, real sockets, real lmdb files.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep, startApp, stopAll } from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+describe("nitric-like --help and friends", () => {
+  it("lists the commands", async () => {
+    const { code, stdout } = await runCli(["--help"]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/run \[dir\]/);
+    expect(stdout).toMatch(/spec \[dir\]/);
+  });
+
+  it("has help for each command", async () => {
+    for (const command of ["run", "spec"]) {
+      const { code, stdout } = await runCli([command, "--help"]);
+      expect(code).toBe(0);
+      expect(stdout).toContain(`Usage: nitric-like ${command}`);
+    }
+  });
+
+  it("prints its version", async () => {
+    const { code, stdout } = await runCli(["--version"]);
+    expect(code).toBe(0);
+    expect(stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it("refuses an unknown command and an unknown option with the fix", async () => {
+    const unknown = await runCli(["deploy-it"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('unknown command "deploy-it"; run "nitric-like --help"');
+    const option = await runCli(["spec", "--frobnicate"]);
+    expect(option.code).toBe(1);
+    expect(option.stderr).toContain('run "nitric-like spec --help"');
+  });
+
+  it("says how to create a project file when there is none", async () => {
+    const { code, stderr } = await runCli(["spec", FIXTURES]);
+    expect(code).toBe(1);
+    expect(stderr).toContain("no project file found, create nitric-like.yaml");
+  });
+});
+
+describe("nitric-like spec", () => {
+  it("prints the chat example's resources, policies and handlers as JSON", async () => {
+    const { code, stdout } = await runCli(["spec", copyProject(join(EXAMPLES, "chat"))]);
+    expect(code).toBe(0);
+    const spec = JSON.parse(stdout);
+    expect(spec.name).toBe("chat");
+    expect(spec.services).toEqual([{ name: "chat", file: "services/chat.ts" }]);
+    expect(spec.resources).toEqual([
+      { kind: "websocket", name: "socket", declaredBy: ["chat"], handlers: { connect: "chat", disconnect: "chat", message: "chat" } },
+      { kind: "kv", name: "connections", declaredBy: ["chat"] },
+    ]);
+    expect(spec.policies).toEqual([
+      { service: "chat", resource: { kind: "kv", name: "connections" }, permissions: ["delete", "get", "set"] },
+      { service: "chat", resource: { kind: "websocket", name: "socket" }, permissions: ["manage"] },
+    ]);
+  });
+
+  it("lists every problem at once and exits 1", async () => {
+    const { code, stdout, stderr } = await runCli(["spec", copyProject(join(FIXTURES, "bad-spec"))]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toContain("missing disconnect handler for websocket room");
+    expect(stderr).toContain('the message event is handled by "alpha" and "beta"');
+    expect(stderr).toContain('kv("Bad Store"): invalid resource name "Bad Store", use lower-kebab-case such as "bad-store"');
+    expect(stderr).toContain("has 3 problems");
+  });
+
+  it("reports a service that crashes with its output", async () => {
+    const { code, stderr } = await runCli(["spec", copyProject(join(FIXTURES, "crash"))]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/service "boom" \(services\/boom\.ts\): exited with code 1/);
+    expect(stderr).toContain("boom while starting");
+  });
+
+  it("stops a service that never exits instead of hanging", async () => {
+    const started = Date.now();
+    const { code, stdout } = await runCli(["spec", copyProject(join(FIXTURES, "hang"))], { timeoutMs: 20000 });
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout).resources[0]).toMatchObject({ name: "forever", handlers: { connect: "forever" } });
+    expect(Date.now() - started).toBeLessThan(15000);
+  });
+});
+
+describe("nitric-like run", () => {
+  it("prints one line per socket in the documented form", async () => {
+    const app = await startApp(copyProject(join(EXAMPLES, "chat")));
+    expect(app.stdout).toMatch(/^websocket socket ws:\/\/127\.0\.0\.1:\d+$/m);
+  }, 30000);
+
+  it("restarts a crashed service while its clients stay connected", async () => {
+    const app = await startApp(copyProject(join(FIXTURES, "lab-ours")));
+    const c = await connect(app.url("lab"));
+    expect(await c.call({ op: "crash" })).toEqual({ ok: true });
+    await app.waitFor(/service "lab" exited with code 3; restarting/);
+    // The message waits for the restarted handler instead of being dropped.
+    expect(await c.call({ op: "whoami" })).toHaveProperty("id");
+    expect(c.closed).toBeUndefined();
+  }, 30000);
+
+  it("keeps kv values across a restart of run", async () => {
+    const dir = copyProject(join(FIXTURES, "lab-ours"));
+    const first = await startApp(dir);
+    const a = await connect(first.url("lab"));
+    expect(await a.call({ op: "set", key: "kept", value: { across: "restarts" } })).toEqual({ ok: true });
+    expect((await first.stop()).code).toBe(0);
+    const second = await startApp(dir);
+    const b = await connect(second.url("lab"));
+    expect(await b.call({ op: "get", key: "kept" })).toEqual({ value: { across: "restarts" } });
+  }, 30000);
+
+  it("restarts a service when its file changes", async () => {
+    const dir = copyProject(join(FIXTURES, "lab-ours"));
+    const app = await startApp(dir);
+    const file = join(dir, "services", "lab.ts");
+    writeFileSync(file, readFileSync(file, "utf8").replace("return { id: ctx.connectionId };", 'return { id: ctx.connectionId, version: 2 };'));
+    await app.waitFor(/services\/lab\.ts changed: restarting service "lab"/);
+    const c = await connect(app.url("lab"));
+    let answer: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && answer.version !== 2; i++) {
+      answer = await c.call({ op: "whoami" });
+      if (answer.version !== 2) await sleep(50);
+    }
+    expect(answer.version).toBe(2);
+  }, 30000);
+});

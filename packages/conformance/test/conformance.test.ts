@@ -1,0 +1,202 @@
+// The conformance scenarios: the same app ("lab") written with our SDK and with the published
+// @nitric/sdk 1.2.2, run under `nitric-like run` on the local provider, driven by real ws clients.
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type App, cleanTemp, type Client, connect, copyProject, FIXTURES, sleep, startApp, stopAll } from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (ok(value) || Date.now() > deadline) return value;
+    await sleep(50);
+  }
+}
+
+describe.each([
+  { sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true },
+  { sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false },
+])("the local provider through $sdk", ({ fixture, ours }) => {
+  let app: App;
+  let url: string;
+  beforeAll(async () => {
+    app = await startApp(copyProject(join(FIXTURES, fixture)));
+    url = app.url("lab");
+  }, 30000);
+  afterAll(async () => {
+    const { code } = await app.stop();
+    expect(code).toBe(0);
+  });
+  // The shared app is stopped in afterAll, not by the per-test check.
+  afterEach(() => {});
+
+  it("gives every connection its own id", async () => {
+    const clients = await Promise.all([connect(url), connect(url), connect(url)]);
+    const ids = await Promise.all(clients.map(async (c) => (await c.call({ op: "whoami" })).id));
+    expect(new Set(ids).size).toBe(3);
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{8,}$/);
+    for (const c of clients) c.close();
+  });
+
+  it("echoes text through socket.send as a text frame", async () => {
+    const c = await connect(url);
+    c.ws.send("héllo wörld");
+    const frame = await c.next();
+    expect(frame).toMatchObject({ binary: false, text: "héllo wörld" });
+    c.close();
+  });
+
+  it("delivers binary frames unchanged and answers them as binary", async () => {
+    const c = await connect(url);
+    const bytes = Buffer.from([0, 255, 254, 1, 0x80, 0x81]);
+    c.ws.send(bytes);
+    const frame = await c.next();
+    expect(frame.binary).toBe(true);
+    expect([...frame.data]).toEqual([...bytes]);
+    c.close();
+  });
+
+  it("passes multi-valued query parameters to the connect handler, decoded", async () => {
+    const c = await connect(`${url}/?room=a%20b&tag=x&tag=y+z`);
+    const { id } = await c.call({ op: "whoami" });
+    const { value } = await c.call({ op: "get", key: `conn:${id}` });
+    expect((value as { query: unknown }).query).toEqual({ room: ["a b"], tag: ["x", "y z"] });
+    c.close();
+  });
+
+  it("refuses a connection the connect handler rejects, with 403", async () => {
+    await expect(connect(`${url}/?reject=go+away`)).rejects.toMatchObject({ status: 403 });
+  });
+
+  it("stores, reads, lists by prefix and deletes kv values", async () => {
+    const c = await connect(url);
+    expect(await c.call({ op: "set", key: "fruit:apple", value: { n: 1, tags: ["red"], nested: { ok: true } } })).toEqual({ ok: true });
+    expect(await c.call({ op: "set", key: "fruit:pear", value: { n: 2 } })).toEqual({ ok: true });
+    expect(await c.call({ op: "set", key: "veg:leek", value: { n: 3 } })).toEqual({ ok: true });
+    expect(await c.call({ op: "get", key: "fruit:apple" })).toEqual({ value: { n: 1, tags: ["red"], nested: { ok: true } } });
+    expect(await c.call({ op: "keys", prefix: "fruit:" })).toEqual({ keys: ["fruit:apple", "fruit:pear"] });
+    expect(await c.call({ op: "delete", key: "fruit:apple" })).toEqual({ ok: true });
+    expect(await c.call({ op: "keys", prefix: "fruit:" })).toEqual({ keys: ["fruit:pear"] });
+    c.close();
+  });
+
+  it("reports a missing kv key as not found, naming the key and store", async () => {
+    const c = await connect(url);
+    const { error } = (await c.call({ op: "get", key: "no-such-key" })) as { error: { code: string; message: string } };
+    expect(error.message).toContain("no-such-key");
+    if (ours) expect(error).toEqual({ code: "not_found", message: 'kv("items"): key "no-such-key" not found' });
+    c.close();
+  });
+
+  it("refuses a kv write the service did not allow, naming store and permission", async () => {
+    const c = await connect(url);
+    const { error } = (await c.call({ op: "readonly-set" })) as { error: { code: string; message: string } };
+    expect(error.message).toMatch(/readonly/);
+    expect(error.message).toMatch(/allow\("set"\)/);
+    if (ours) expect(error.code).toBe("permission_denied");
+    c.close();
+  });
+
+  it("answers a send to an unknown connection id with a clear error, and keeps serving", async () => {
+    const c = await connect(url);
+    const { error } = (await c.call({ op: "send", to: "nope-not-here", text: "x" })) as { error: { code: string; message: string } };
+    expect(error.message).toContain('connection "nope-not-here" is not connected');
+    if (ours) expect(error.code).toBe("not_found");
+    expect(await c.call({ op: "whoami" })).toHaveProperty("id");
+    c.close();
+  });
+
+  it("sends between connections", async () => {
+    const a = await connect(url);
+    const b = await connect(url);
+    const { id } = await b.call({ op: "whoami" });
+    expect(await a.call({ op: "send", to: id, text: "psst" })).toEqual({ ok: true });
+    expect((await b.next()).text).toBe("psst");
+    a.close();
+    b.close();
+  });
+
+  it("runs the disconnect handler when the client closes", async () => {
+    const a = await connect(url);
+    const b = await connect(url);
+    const { id } = await a.call({ op: "whoami" });
+    a.close();
+    const got = await eventually(() => b.call({ op: "get", key: `gone:${id}` }), (r) => "value" in r);
+    expect(got).toHaveProperty("value");
+    b.close();
+  });
+
+  it("runs the disconnect handler when the TCP connection drops", async () => {
+    const a = await connect(url);
+    const b = await connect(url);
+    const { id } = await a.call({ op: "whoami" });
+    a.ws.terminate();
+    const got = await eventually(() => b.call({ op: "get", key: `gone:${id}` }), (r) => "value" in r);
+    expect(got).toHaveProperty("value");
+    if (ours) expect(got.value).toEqual({ code: 1006 });
+    b.close();
+  });
+
+  it("closes a connection from the server and runs the disconnect handler", async () => {
+    const a = await connect(url);
+    const b = await connect(url);
+    const { id } = await a.call({ op: "whoami" });
+    a.ws.send(JSON.stringify({ op: "close-me" }));
+    expect((await a.waitClosed()).code).toBe(1000);
+    const got = await eventually(() => b.call({ op: "get", key: `gone:${id}` }), (r) => "value" in r);
+    expect(got).toHaveProperty("value");
+    b.close();
+  });
+
+  it("tells the service its socket's URL", async () => {
+    const c = await connect(url);
+    expect(await c.call({ op: "url" })).toEqual({ url });
+    c.close();
+  });
+
+  if (ours) {
+    it("refuses with the reason the connect handler gives", async () => {
+      await expect(connect(`${url}/?reject=not+today`)).rejects.toMatchObject({ status: 403, body: "not today" });
+    });
+
+    it("delivers a message sent during connect as the first frame", async () => {
+      const c = await connect(`${url}/?greet=ann&greet=bo`);
+      expect((await c.next()).text).toBe("welcome ann,bo");
+      c.close();
+    });
+
+    it("passes request headers to the connect handler", async () => {
+      const c = await connect(url, { "User-Agent": "lab-test/1.0" });
+      const { id } = await c.call({ op: "whoami" });
+      const { value } = await c.call({ op: "get", key: `conn:${id}` });
+      expect((value as { agent: string[] }).agent).toEqual(["lab-test/1.0"]);
+      c.close();
+    });
+
+    it("replies through the event response, keeping each frame's kind and order", async () => {
+      const c = await connect(url);
+      c.ws.send(JSON.stringify({ op: "reply", text: "first" }));
+      const first = await c.next();
+      const second = await c.next();
+      expect(first).toMatchObject({ binary: false, text: "first" });
+      expect(second.binary).toBe(true);
+      expect([...second.data]).toEqual([1, 2, 3]);
+      c.close();
+    });
+  }
+});
+
+describe("a stopped run", () => {
+  it("closes client connections with 1001 and exits 0 on Ctrl-C", async () => {
+    const app = await startApp(copyProject(join(FIXTURES, "lab-ours")));
+    const c: Client = await connect(app.url("lab"));
+    const [{ code }, closed] = await Promise.all([app.stop(), c.waitClosed()]);
+    expect(closed.code).toBe(1001);
+    expect(code).toBe(0);
+  }, 30000);
+});
