@@ -1,0 +1,40 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { isValidResourceName, MAX_RESOURCE_NAME_LENGTH, resourceNameProblem, suggestName } from "./names.js";
+
+describe("resource names", () => {
+  it("accepts lower-kebab-case names", () => {
+    for (const name of ["a", "socket", "my-store", "v2", "a-b-c-1"]) expect(resourceNameProblem("kv", name)).toBeUndefined();
+  });
+
+  it("explains an invalid name with a valid suggestion", () => {
+    expect(resourceNameProblem("kv", "My Store")).toBe('kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"');
+    expect(resourceNameProblem("websocket", "chatRoom")).toContain('such as "chat-room"');
+    expect(resourceNameProblem("kv", "")).toContain("a resource name is required");
+    expect(resourceNameProblem("kv", "x".repeat(65))).toContain(`at most ${MAX_RESOURCE_NAME_LENGTH}`);
+  });
+
+  it("always suggests a name that is itself valid", () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 100 }), (name) => {
+        expect(isValidResourceName(suggestName(name))).toBe(true);
+      }),
+    );
+  });
+
+  it("agrees with itself: a name has a problem exactly when it is not valid", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.stringMatching(/^[a-z0-9-]{1,70}$/)), (name) => {
+        expect(resourceNameProblem("kv", name) === undefined).toBe(isValidResourceName(name));
+      }),
+    );
+  });
+
+  it("keeps a valid name unchanged when suggesting", () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-z0-9]{1,10}(-[a-z0-9]{1,10}){0,3}$/), (name) => {
+        expect(suggestName(name)).toBe(name);
+      }),
+    );
+  });
+});

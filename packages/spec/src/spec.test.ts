@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { buildSpec, type CollectedService } from "./spec.js";
+
+const service = (name: string, extra: Partial<CollectedService> = {}): CollectedService => ({
+  name,
+  file: `services/${name}.ts`,
+  declared: [],
+  grants: [],
+  handlers: [],
+  ...extra,
+});
+
+const handlers = (socket: string, ...events: ("connect" | "disconnect" | "message")[]) => events.map((event) => ({ socket, event }));
+
+describe("buildSpec", () => {
+  it("builds a complete spec without errors", () => {
+    const { spec, errors } = buildSpec("app", [
+      service("chat", {
+        declared: [
+          { kind: "websocket", name: "socket" },
+          { kind: "kv", name: "connections" },
+        ],
+        grants: [
+          { resource: { kind: "kv", name: "connections" }, permissions: ["set", "get"] },
+          { resource: { kind: "kv", name: "connections" }, permissions: ["delete", "get"] },
+        ],
+        handlers: handlers("socket", "connect", "disconnect", "message"),
+      }),
+    ]);
+    expect(errors).toEqual([]);
+    expect(spec.resources).toEqual([
+      { kind: "websocket", name: "socket", declaredBy: ["chat"], handlers: { connect: "chat", disconnect: "chat", message: "chat" } },
+      { kind: "kv", name: "connections", declaredBy: ["chat"] },
+    ]);
+    expect(spec.policies).toEqual([{ service: "chat", resource: { kind: "kv", name: "connections" }, permissions: ["delete", "get", "set"] }]);
+  });
+
+  it("lets handlers of one socket live in different services", () => {
+    const { spec, errors } = buildSpec("app", [
+      service("a", { handlers: handlers("s", "connect", "disconnect") }),
+      service("b", { handlers: handlers("s", "message") }),
+    ]);
+    expect(errors).toEqual([]);
+    expect(spec.resources[0]).toMatchObject({ handlers: { connect: "a", disconnect: "a", message: "b" } });
+  });
+
+  it("lists every missing handler, duplicate handler, invalid name and failure at once", () => {
+    const { errors } = buildSpec("app", [
+      service("a", { handlers: handlers("room", "connect", "message"), declared: [{ kind: "kv", name: "Bad_Name" }] }),
+      service("b", { handlers: handlers("room", "message") }),
+      service("c", { failure: { message: "exited with code 1", output: "Error: boom" } }),
+    ]);
+    expect(errors).toEqual([
+      'service "a": kv("Bad_Name"): invalid resource name "Bad_Name", use lower-kebab-case such as "bad-name"',
+      'service "c" (services/c.ts): exited with code 1\n    Error: boom',
+      'websocket room: the message event is handled by "a" and "b"; a socket event has exactly one handler, so keep socket.on("message", ...) in one service',
+      'missing disconnect handler for websocket room: add websocket("room").on("disconnect", handler) to one service',
+    ]);
+  });
+
+  it("ignores kinds it does not serve", () => {
+    const { spec, errors } = buildSpec("app", [service("a", { declared: [{ kind: "Bucket", name: "files" }] })]);
+    expect(errors).toEqual([]);
+    expect(spec.resources).toEqual([]);
+  });
+});
