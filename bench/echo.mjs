@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+// Echo benchmark: CLIENTS clients each send MESSAGES messages one after another, awaiting each
+// echo, against a raw `ws` echo server and against `nitric-like run` (reply path, socket.send, and
+// the published @nitric/sdk), all in the same run on 127.0.0.1. Reports msgs/s, RTT p50/p99, the
+// ratio to raw, and lost or reordered echoes. Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 2]
+import { spawn } from "node:child_process";
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import WebSocket from "ws";
+
+const { values } = parseArgs({
+  options: {
+    clients: { type: "string", default: "50" },
+    messages: { type: "string", default: "200" },
+    rounds: { type: "string", default: "2" },
+    only: { type: "string" },
+  },
+});
+const CLIENTS = Number(values.clients);
+const MESSAGES = Number(values.messages);
+const ROUNDS = Number(values.rounds);
+const here = fileURLToPath(new URL(".", import.meta.url));
+const cli = join(here, "..", "packages", "cli", "bin", "nitric-like.js");
+const temp = [];
+
+function startProcess(command, args, pattern) {
+  const child = spawn(command, args, { env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out starting ${args.join(" ")}:\n${out}`)), 30000);
+    const onData = (d) => {
+      out += d;
+      const m = out.match(pattern);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1] });
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", (d) => {
+      out += d;
+    });
+    child.on("exit", (code) => reject(new Error(`exited ${code}:\n${out}`)));
+  });
+}
+
+async function startApp(name) {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-bench-"));
+  temp.push(dir);
+  cpSync(join(here, "apps", name), dir, { recursive: true });
+  symlinkSync(join(here, "node_modules"), join(dir, "node_modules"), "dir");
+  const started = await startProcess(process.execPath, [cli, "run", dir, "--random-ports", "--no-watch", "--plain"], /^websocket echo (\S+)$/m);
+  // Give the service a moment past the ready line (its other handler streams).
+  await new Promise((r) => setTimeout(r, 200));
+  return started;
+}
+
+function stop(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once("exit", resolve);
+    child.kill("SIGINT");
+    setTimeout(() => child.kill("SIGKILL"), 5000).unref();
+  });
+}
+
+async function client(url, rtts) {
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  let lost = 0;
+  let reordered = 0;
+  for (let i = 0; i < MESSAGES; i++) {
+    const payload = `m${i}`;
+    const t0 = performance.now();
+    const echo = await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 5000);
+      ws.once("message", (data) => {
+        clearTimeout(timer);
+        resolve(data.toString());
+      });
+      ws.send(payload);
+    });
+    if (echo === undefined) lost++;
+    else {
+      rtts.push(performance.now() - t0);
+      if (echo !== payload) reordered++;
+    }
+  }
+  ws.close();
+  return { lost, reordered };
+}
+
+async function measure(url) {
+  const rtts = [];
+  const t0 = performance.now();
+  const results = await Promise.all(Array.from({ length: CLIENTS }, () => client(url, rtts)));
+  const seconds = (performance.now() - t0) / 1000;
+  // Unloaded round trip: one client alone.
+  const single = [];
+  await client(url, single);
+  single.sort((a, b) => a - b);
+  rtts.sort((a, b) => a - b);
+  const pct = (arr, p) => arr[Math.min(arr.length - 1, Math.floor(arr.length * p))];
+  return {
+    rate: rtts.length / seconds,
+    p50: pct(rtts, 0.5),
+    p99: pct(rtts, 0.99),
+    unloadedP50: pct(single, 0.5),
+    lost: results.reduce((n, r) => n + r.lost, 0),
+    reordered: results.reduce((n, r) => n + r.reordered, 0),
+  };
+}
+
+const targets = [
+  { name: "raw ws", start: () => startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /listening (\S+)/) },
+  { name: "nitric-like reply path", start: () => startApp("echo-reply") },
+  { name: "nitric-like socket.send", start: () => startApp("echo-send") },
+  { name: "@nitric/sdk on nitric-like", start: () => startApp("echo-nitric") },
+].filter((t) => !values.only || t.name.includes(values.only));
+
+const best = new Map();
+try {
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const target of targets) {
+      const { child, url } = await target.start();
+      try {
+        const r = await measure(url);
+        const prev = best.get(target.name);
+        if (!prev || r.rate > prev.rate) best.set(target.name, r);
+        process.stderr.write(`round ${round} ${target.name}: ${r.rate.toFixed(0)} msgs/s\n`);
+      } finally {
+        await stop(child);
+      }
+    }
+  }
+} finally {
+  for (const d of temp) rmSync(d, { recursive: true, force: true });
+}
+
+const raw = best.get("raw ws");
+console.log(`\necho: ${CLIENTS} clients x ${MESSAGES} sequential messages, best of ${ROUNDS} rounds, ${new Date().toISOString()}`);
+console.log("| target | msgs/s | vs raw | RTT p50 ms | RTT p99 ms | unloaded p50 ms | vs raw | lost | reordered |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+for (const [name, r] of best) {
+  const ratio = raw ? `${((r.rate / raw.rate) * 100).toFixed(0)} %` : "-";
+  const latency = raw ? `${(r.unloadedP50 / raw.unloadedP50).toFixed(1)}x` : "-";
+  console.log(`| ${name} | ${r.rate.toFixed(0)} | ${ratio} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.unloadedP50.toFixed(2)} | ${latency} | ${r.lost} | ${r.reordered} |`);
+}
