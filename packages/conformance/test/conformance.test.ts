@@ -4,9 +4,6 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, cleanTemp, type Client, connect, copyProject, FIXTURES, sleep, startApp, stopAll } from "../src/harness.js";
 
-afterEach(async () => {
-  expect(await stopAll()).toEqual([]);
-});
 afterAll(cleanTemp);
 
 async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
@@ -32,8 +29,6 @@ describe.each([
     const { code } = await app.stop();
     expect(code).toBe(0);
   });
-  // The shared app is stopped in afterAll, not by the per-test check.
-  afterEach(() => {});
 
   it("gives every connection its own id", async () => {
     const clients = await Promise.all([connect(url), connect(url), connect(url)]);
@@ -192,6 +187,10 @@ describe.each([
 });
 
 describe("a stopped run", () => {
+  afterEach(async () => {
+    expect(await stopAll()).toEqual([]);
+  });
+
   it("closes client connections with 1001 and exits 0 on Ctrl-C", async () => {
     const app = await startApp(copyProject(join(FIXTURES, "lab-ours")));
     const c: Client = await connect(app.url("lab"));

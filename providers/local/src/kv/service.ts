@@ -1,0 +1,99 @@
+/** The KvStore gRPC service of one service's endpoint: checks names, keys and permissions, then lmdb. */
+import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
+import type { KvStore } from "@nitric-like/contracts/kvstore";
+import { resourceNameProblem } from "@nitric-like/spec";
+import type { Permissions } from "../permissions.js";
+import { type KvStores, MAX_KEY_BYTES } from "./store.js";
+
+/** What the kv service needs from the provider. */
+export interface KvContext {
+  stores: KvStores;
+  permissions: Permissions;
+  /** True when some service declared the store. */
+  declared(store: string): boolean;
+}
+
+function checkStore(ctx: KvContext, service: string, store: string, permission: "get" | "set" | "delete"): void {
+  const problem = resourceNameProblem("kv", store);
+  if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
+  if (!ctx.declared(store)) {
+    throw grpcError(GrpcStatus.NOT_FOUND, `kv(${JSON.stringify(store)}): no such store; declare it with kv(${JSON.stringify(store)}).allow(...)`);
+  }
+  ctx.permissions.check(service, "kv", store, permission);
+}
+
+function checkKey(store: string, key: string): void {
+  const where = `kv(${JSON.stringify(store)})`;
+  if (key.length === 0) throw grpcError(GrpcStatus.INVALID_ARGUMENT, `${where}: the key is empty; use a non-empty string`);
+  const bytes = Buffer.byteLength(key, "utf8");
+  if (bytes > MAX_KEY_BYTES) {
+    throw grpcError(GrpcStatus.INVALID_ARGUMENT, `${where}: the key is ${bytes} bytes long and at most ${MAX_KEY_BYTES} are allowed; use a shorter key`);
+  }
+}
+
+function fail(callback: (e: unknown) => void, error: unknown): void {
+  callback(error);
+}
+
+/** Builds the KvStore implementation for the service `service`. */
+export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof KvStore> {
+  return {
+    getValue(call, callback) {
+      try {
+        const { store = "", key = "" } = call.request.ref ?? {};
+        checkStore(ctx, service, store, "get");
+        checkKey(store, key);
+        const content = ctx.stores.get(store, key);
+        if (content === undefined) {
+          throw grpcError(GrpcStatus.NOT_FOUND, `kv(${JSON.stringify(store)}): key ${JSON.stringify(key)} not found`);
+        }
+        callback(null, { value: { ref: { store, key }, content } });
+      } catch (error) {
+        fail(callback as (e: unknown) => void, error);
+      }
+    },
+    setValue(call, callback) {
+      try {
+        const { store = "", key = "" } = call.request.ref ?? {};
+        checkStore(ctx, service, store, "set");
+        checkKey(store, key);
+        const content = call.request.content;
+        if (content === undefined) {
+          throw grpcError(GrpcStatus.INVALID_ARGUMENT, `kv(${JSON.stringify(store)}): set(${JSON.stringify(key)}) has no value; pass a JSON object`);
+        }
+        ctx.stores.set(store, key, content).then(
+          () => callback(null, {}),
+          (error: Error) => callback(grpcError(GrpcStatus.INTERNAL, `kv(${JSON.stringify(store)}): write failed: ${error.message}`)),
+        );
+      } catch (error) {
+        fail(callback as (e: unknown) => void, error);
+      }
+    },
+    deleteKey(call, callback) {
+      try {
+        const { store = "", key = "" } = call.request.ref ?? {};
+        checkStore(ctx, service, store, "delete");
+        checkKey(store, key);
+        ctx.stores.delete(store, key).then(
+          () => callback(null, {}),
+          (error: Error) => callback(grpcError(GrpcStatus.INTERNAL, `kv(${JSON.stringify(store)}): delete failed: ${error.message}`)),
+        );
+      } catch (error) {
+        fail(callback as (e: unknown) => void, error);
+      }
+    },
+    scanKeys(call) {
+      try {
+        const store = call.request.store?.name ?? "";
+        checkStore(ctx, service, store, "get");
+        for (const key of ctx.stores.keys(store, call.request.prefix)) {
+          if (call.cancelled) return;
+          call.write({ key });
+        }
+        call.end();
+      } catch (error) {
+        call.destroy(error as Error);
+      }
+    },
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * kv stores on disk: one lmdb environment under the project's `.nitric-like/kv`, one named
+ * database per store. Values are JSON objects, keys strings (at most MAX_KEY_BYTES of UTF-8).
+ *
+ * Durability: lmdb-js commits writes in batches and, with the default `noSync: false`, fsyncs each
+ * commit before the put() promise resolves. The provider answers SetValue and DeleteKey only after
+ * that promise, so a write that was acknowledged survives kill -9 of the provider.
+ */
+import { mkdirSync } from "node:fs";
+import { type Database, open, type RootDatabase } from "lmdb";
+import type { JsonObject } from "@bufbuild/protobuf";
+
+/** Longest key accepted, in UTF-8 bytes (lmdb's own limit is 1978; DynamoDB's partition key is 2048). */
+export const MAX_KEY_BYTES = 1024;
+
+/** The kv stores of one project. */
+export class KvStores {
+  private readonly root: RootDatabase;
+  private readonly dbs = new Map<string, Database<JsonObject, string>>();
+
+  constructor(readonly path: string) {
+    mkdirSync(path, { recursive: true });
+    this.root = open({ path, maxDbs: 1000, noSync: false });
+  }
+
+  /** Opens (or creates) a store. */
+  store(name: string): Database<JsonObject, string> {
+    let db = this.dbs.get(name);
+    if (!db) {
+      db = this.root.openDB<JsonObject, string>({ name, encoding: "msgpack" });
+      this.dbs.set(name, db);
+    }
+    return db;
+  }
+
+  /** True when a store was opened in this process. */
+  has(name: string): boolean {
+    return this.dbs.has(name);
+  }
+
+  /** Reads a value; undefined when the key is missing. */
+  get(store: string, key: string): JsonObject | undefined {
+    return this.store(store).get(key);
+  }
+
+  /** Writes a value; resolves once the write is durable. */
+  async set(store: string, key: string, value: JsonObject): Promise<void> {
+    await this.store(store).put(key, value);
+  }
+
+  /** Deletes a key; resolves once durable. Deleting a missing key succeeds. */
+  async delete(store: string, key: string): Promise<void> {
+    await this.store(store).remove(key);
+  }
+
+  /** The keys starting with `prefix`, in byte order: a range scan that stops at the first key past it. */
+  *keys(store: string, prefix: string): Generator<string> {
+    for (const key of this.store(store).getKeys({ start: prefix })) {
+      if (typeof key !== "string" || !key.startsWith(prefix)) break;
+      yield key;
+    }
+  }
+
+  /** Closes the environment. */
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}

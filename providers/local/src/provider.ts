@@ -1,0 +1,145 @@
+/**
+ * The local provider: WebSocket gateways (ws) and kv stores (lmdb) on this machine, served to each
+ * service over its own gRPC endpoint on 127.0.0.1.
+ */
+import { join } from "node:path";
+import type { HandlerRegistration, Logger, Provider, RunningProvider, RunOptions } from "@nitric-like/spec";
+import { type Endpoint, startEndpoint, stopEndpoint } from "./endpoint.js";
+import { KvStores } from "./kv/store.js";
+import { Permissions } from "./permissions.js";
+import { Gateway } from "./websocket/gateway.js";
+import { HandlerRegistry } from "./websocket/handlers.js";
+
+/** Options of the local provider beyond what every provider gets. */
+export interface LocalProviderOptions extends RunOptions {
+  /** Where kv stores live. @default `<project>/.nitric-like/kv` */
+  dataDir?: string;
+  /** How long a handler may take to answer an event. @default 5000 (as Ampt) */
+  handlerTimeoutMs?: number;
+  /** How long an event waits for a handler that is restarting. @default 10000 */
+  handlerWaitMs?: number;
+  /** Largest message a client may send, in bytes. @default 131072 (128 KiB, as API Gateway) */
+  maxMessageBytes?: number;
+}
+
+/** A running local provider. */
+export class LocalProvider implements RunningProvider {
+  private readonly stores: KvStores;
+  private readonly permissions = new Permissions();
+  private readonly handlers: HandlerRegistry;
+  private readonly gateways = new Map<string, Gateway>();
+  private readonly starting = new Map<string, Promise<Gateway>>();
+  private readonly endpoints = new Map<string, Promise<Endpoint>>();
+  private readonly declaredStores = new Set<string>();
+  private readonly unserved = new Set<string>();
+  private stopped: Promise<void> | undefined;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: LocalProviderOptions) {
+    this.logger = options.logger;
+    this.stores = new KvStores(options.dataDir ?? join(options.project.dir, ".nitric-like", "kv"));
+    this.handlers = new HandlerRegistry(options.logger, options.handlerTimeoutMs ?? 5000, options.handlerWaitMs ?? 10000);
+  }
+
+  /** Starts the gateways of every socket in the spec, so their URLs are known before services start. */
+  async start(): Promise<void> {
+    for (const r of this.options.spec.resources) {
+      if (r.kind === "websocket") {
+        for (const [event, service] of Object.entries(r.handlers)) if (service) this.handlers.expect(r.name, event as HandlerRegistration["event"]);
+      }
+    }
+    await Promise.all(this.options.spec.resources.filter((r) => r.kind === "websocket").map((r) => this.gateway(r.name)));
+  }
+
+  private gateway(name: string): Promise<Gateway> {
+    let pending = this.starting.get(name);
+    if (!pending) {
+      const pinned = this.options.randomPorts ? undefined : this.options.project.websockets[name]?.port;
+      const gateway = new Gateway(name, { port: pinned ?? 0, maxMessageBytes: this.options.maxMessageBytes ?? 128 * 1024 }, this.handlers, this.logger);
+      pending = gateway.start().then(() => {
+        this.gateways.set(name, gateway);
+        return gateway;
+      });
+      pending.catch(() => this.starting.delete(name));
+      this.starting.set(name, pending);
+    }
+    return pending;
+  }
+
+  async endpoint(service: string): Promise<string> {
+    let pending = this.endpoints.get(service);
+    if (!pending) {
+      pending = startEndpoint(service, {
+        stores: this.stores,
+        permissions: this.permissions,
+        handlers: this.handlers,
+        logger: this.logger,
+        unserved: this.unserved,
+        declared: (store) => this.declaredStores.has(store),
+        declareStore: (store) => {
+          this.stores.store(store);
+          this.declaredStores.add(store);
+        },
+        declareSocket: async (socket) => {
+          await this.gateway(socket);
+        },
+        gateway: (socket) => this.gateways.get(socket),
+      });
+      this.endpoints.set(service, pending);
+    }
+    return (await pending).address;
+  }
+
+  serviceStarting(_service: string): void {
+    // Its handlers stay "expected" in the registry, so events wait for them to register again.
+  }
+
+  serviceExited(_service: string, _code: number | null, _signal: string | null): void {
+    // The handler streams end on their own when the process dies; nothing else to release.
+  }
+
+  registrations(): HandlerRegistration[] {
+    return this.handlers.registrations();
+  }
+
+  onRegistrationsChanged(listener: () => void): void {
+    this.handlers.onChange(listener);
+  }
+
+  sockets(): { name: string; url: string }[] {
+    return [...this.gateways.values()].map((g) => ({ name: g.name, url: g.url })).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Open connections of a socket (tests, dashboard). */
+  connectionCount(socket: string): number {
+    return this.gateways.get(socket)?.size ?? 0;
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      await Promise.all([...this.gateways.values()].map((g) => g.closeAll()));
+      // Let the disconnect events of those closes reach their handlers.
+      const deadline = Date.now() + 1000;
+      while (this.handlers.pendingCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      this.handlers.endAll();
+      await Promise.all([...this.gateways.values()].map((g) => g.stop()));
+      const endpoints = await Promise.allSettled(this.endpoints.values());
+      await Promise.all(endpoints.map((e) => (e.status === "fulfilled" ? stopEndpoint(e.value) : undefined)));
+      await this.stores.close();
+    })();
+    return this.stopped;
+  }
+}
+
+/** Starts a local provider. */
+export async function createLocalProvider(options: LocalProviderOptions): Promise<LocalProvider> {
+  const provider = new LocalProvider(options);
+  await provider.start();
+  return provider;
+}
+
+/** The local provider, as `--provider local` loads it. */
+export const provider: Provider = {
+  name: "local",
+  run: (options) => createLocalProvider(options),
+};

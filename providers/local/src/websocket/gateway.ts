@@ -1,0 +1,291 @@
+/**
+ * The WebSocket gateway of one socket: an HTTP server on 127.0.0.1 that upgrades connections once
+ * the connect handler accepts them, turns frames into message events, and reports every way a
+ * connection ends (client close, server close, dropped TCP) as a disconnect event.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
+import type { Logger } from "@nitric-like/spec";
+import { WebSocket, WebSocketServer } from "ws";
+import { HandlerError, type HandlerRegistry } from "./handlers.js";
+
+/** Pings every connection this often and drops the ones that did not answer the last ping. */
+const HEARTBEAT_MS = 30_000;
+/** How long stop() waits for clients to answer the 1001 close before cutting them off. */
+const CLOSE_GRACE_MS = 500;
+
+/** Gateway settings. */
+export interface GatewayOptions {
+  /** The port to listen on; 0 picks a free one. */
+  port: number;
+  /** Largest message accepted, in bytes; larger ones close the connection with 1009. */
+  maxMessageBytes: number;
+}
+
+interface Connection {
+  ws: WebSocket;
+  alive: boolean;
+}
+
+function connectionId(): string {
+  // 9 random bytes: 12 base64url characters, like API Gateway's connection ids.
+  return randomBytes(9).toString("base64url");
+}
+
+/** Query parameters with every value of each, values kept percent-encoded (Nitric's SDK decodes them). */
+export function rawQuery(url: string): Record<string, { value: string[] }> {
+  const out: Record<string, { value: string[] }> = {};
+  const at = url.indexOf("?");
+  if (at < 0) return out;
+  for (const part of url.slice(at + 1).split("&")) {
+    if (part.length === 0) continue;
+    const eq = part.indexOf("=");
+    const rawKey = eq < 0 ? part : part.slice(0, eq);
+    // In a query string "+" is a space; "%20" survives decodeURIComponent() where "+" would not.
+    const value = (eq < 0 ? "" : part.slice(eq + 1)).replace(/\+/g, "%20");
+    let key: string;
+    try {
+      key = decodeURIComponent(rawKey.replace(/\+/g, " "));
+    } catch {
+      key = rawKey;
+    }
+    (out[key] ??= { value: [] }).value.push(value);
+  }
+  return out;
+}
+
+function headerValues(req: IncomingMessage): Record<string, { value: string[] }> {
+  const out: Record<string, { value: string[] }> = {};
+  for (const [name, values] of Object.entries(req.headersDistinct)) {
+    if (values) out[name] = { value: values };
+  }
+  return out;
+}
+
+/** Answers an upgrade request with a plain HTTP error and closes the socket. */
+function refuse(socket: Duplex, status: number, reason: string): void {
+  if (socket.destroyed) return;
+  const body = Buffer.from(reason, "utf8");
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${reason}`,
+  );
+}
+
+/** The gateway of one socket. */
+export class Gateway {
+  private readonly server: Server;
+  private readonly wss: WebSocketServer;
+  private readonly connections = new Map<string, Connection>();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private warnedNoConnect = false;
+  private port = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly options: GatewayOptions,
+    private readonly handlers: HandlerRegistry,
+    private readonly logger: Logger,
+  ) {
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
+    this.server = createServer((_req, res) => {
+      const body = `this is the websocket "${name}"; connect with a WebSocket client, such as: npx wscat -c ${this.url}\n`;
+      res.writeHead(426, { "Content-Type": "text/plain; charset=utf-8", Upgrade: "websocket", Connection: "Upgrade" });
+      res.end(body);
+    });
+    this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
+    this.server.on("clientError", (_error, socket) => refuse(socket, 400, "bad request\n"));
+  }
+
+  /** The URL clients connect to. */
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts listening on 127.0.0.1. */
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.options.port, "127.0.0.1", () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "EADDRINUSE") {
+        throw new Error(
+          `websocket "${this.name}": port ${this.options.port} is already in use; pick another under websockets.${this.name}.port in the project file, or run with --random-ports`,
+        );
+      }
+      throw error;
+    });
+    const address = this.server.address();
+    this.port = typeof address === "object" && address ? address.port : this.options.port;
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  private beat(): void {
+    for (const c of this.connections.values()) {
+      if (!c.alive) {
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      c.ws.ping();
+    }
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", () => {});
+    const id = connectionId();
+    if (!this.handlers.isExpected(this.name, "connect")) {
+      if (!this.warnedNoConnect) {
+        this.warnedNoConnect = true;
+        this.logger.warn(`websocket "${this.name}": no service handles connect events; accepting every connection`);
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(id, ws, undefined));
+      return;
+    }
+    let gone = false;
+    const onGone = () => {
+      gone = true;
+    };
+    socket.once("close", onGone);
+    this.handlers
+      .dispatch(this.name, "connect", {
+        socketName: this.name,
+        connectionId: id,
+        websocketEvent: {
+          case: "connection",
+          value: {
+            queryParams: rawQuery(req.url ?? "/"),
+            headers: headerValues(req),
+            remoteAddress: req.socket.remoteAddress ?? "",
+            connectedAt: Date.now(),
+          },
+        },
+      })
+      .then(
+        (response) => {
+          socket.off("close", onGone);
+          const answer = response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
+          if (answer?.reject) {
+            const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
+            refuse(socket, status, answer.reason || `connection refused by the connect handler of websocket "${this.name}"`);
+            return;
+          }
+          if (gone || socket.destroyed) {
+            // The client left while its connect handler ran: tell the app, which may have stored it.
+            this.disconnected(id, 1006, "");
+            return;
+          }
+          this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(id, ws, response));
+        },
+        (error: unknown) => {
+          socket.off("close", onGone);
+          const failure = error instanceof HandlerError ? error.failure : "gone";
+          const status = failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500;
+          const message = error instanceof Error ? error.message : String(error);
+          this.logger.error(message);
+          refuse(socket, status, `${message}\n`);
+        },
+      );
+  }
+
+  private accept(id: string, ws: WebSocket, response: WebsocketEventResponse | undefined): void {
+    const connection: Connection = { ws, alive: true };
+    this.connections.set(id, connection);
+    ws.on("pong", () => {
+      connection.alive = true;
+    });
+    ws.on("error", () => {});
+    ws.on("message", (data: Buffer, isBinary: boolean) => this.message(id, ws, data, isBinary));
+    ws.on("close", (code: number, reason: Buffer) => {
+      this.connections.delete(id);
+      this.disconnected(id, code, reason.toString("utf8"));
+    });
+    // Frames the connect handler sent arrive first, once the connection is open.
+    if (response) for (const r of response.replies) ws.send(r.data, { binary: r.binary });
+  }
+
+  private message(id: string, ws: WebSocket, data: Buffer, binary: boolean): void {
+    this.handlers
+      .dispatch(this.name, "message", {
+        socketName: this.name,
+        connectionId: id,
+        websocketEvent: { case: "message", value: { body: data, binary } },
+      })
+      .then(
+        (response) => {
+          for (const r of response.replies) ws.send(r.data, { binary: r.binary });
+        },
+        (error: unknown) => {
+          const failure = error instanceof HandlerError ? error.failure : "gone";
+          const message = error instanceof Error ? error.message : String(error);
+          if (failure === "none") {
+            this.logger.error(`${message}; closed connection ${id}`);
+            ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
+          } else if (failure === "unavailable") {
+            this.logger.error(`${message}; closed connection ${id}`);
+            ws.close(1013, "message handler unavailable, try again later");
+          } else {
+            this.logger.error(message);
+          }
+        },
+      );
+  }
+
+  private disconnected(id: string, code: number, reason: string): void {
+    if (!this.handlers.isExpected(this.name, "disconnect")) return;
+    this.handlers
+      .dispatch(this.name, "disconnect", {
+        socketName: this.name,
+        connectionId: id,
+        websocketEvent: { case: "disconnection", value: { code, reason } },
+      })
+      .catch((error: unknown) => this.logger.error(error instanceof Error ? error.message : String(error)));
+  }
+
+  /** True when the connection is open. */
+  has(id: string): boolean {
+    return this.connections.has(id);
+  }
+
+  /** Sends one frame; returns false when the connection is not open. */
+  send(id: string, data: Uint8Array, binary: boolean): boolean {
+    const c = this.connections.get(id);
+    if (!c || c.ws.readyState !== WebSocket.OPEN) return false;
+    c.ws.send(data, { binary });
+    return true;
+  }
+
+  /** Closes one connection; returns false when it is not open. */
+  close(id: string, code: number, reason: string): boolean {
+    const c = this.connections.get(id);
+    if (!c) return false;
+    c.ws.close(code, reason);
+    return true;
+  }
+
+  /** The number of open connections. */
+  get size(): number {
+    return this.connections.size;
+  }
+
+  /** Closes every connection with 1001 (going away); the disconnect events follow. */
+  async closeAll(): Promise<void> {
+    const all = [...this.connections.values()];
+    for (const c of all) c.ws.close(1001, "server shutting down");
+    const deadline = Date.now() + CLOSE_GRACE_MS;
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const c of this.connections.values()) c.ws.terminate();
+  }
+
+  /** Stops listening. Call closeAll() first. */
+  async stop(): Promise<void> {
+    clearInterval(this.heartbeat);
+    this.wss.close();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

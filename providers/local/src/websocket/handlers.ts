@@ -1,0 +1,240 @@
+/**
+ * Handler streams: each (socket, event) has at most one live HandleEvents stream, opened by the
+ * service that handles it. Events go down the stream tagged with an id and the answers come back
+ * in any order; this is the hot path, so it keeps one Map of pending events per stream and does
+ * no per-event logging.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import {
+  type ClientMessage,
+  type ServerMessageSchema,
+  type WebsocketEventRequestSchema,
+  type WebsocketEventResponse,
+  WebsocketEventType,
+} from "@nitric-like/contracts/websockets";
+import type { HandlerRegistration, Logger, WebsocketEvent } from "@nitric-like/spec";
+
+type EventRequest = MessageInitShape<typeof WebsocketEventRequestSchema>;
+type HandlerCall = ServerDuplexStream<ClientMessage, MessageInitShape<typeof ServerMessageSchema>>;
+
+/** Why an event could not be handled. */
+export type HandlerFailure = "none" | "unavailable" | "timeout" | "gone";
+
+/** An event that no handler answered. */
+export class HandlerError extends Error {
+  override readonly name = "HandlerError";
+  constructor(
+    readonly failure: HandlerFailure,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The event names, by the contract's enum. */
+export const EVENT_NAMES: Record<WebsocketEventType, WebsocketEvent> = {
+  [WebsocketEventType.Connect]: "connect",
+  [WebsocketEventType.Disconnect]: "disconnect",
+  [WebsocketEventType.Message]: "message",
+};
+
+interface Pending {
+  resolve(response: WebsocketEventResponse): void;
+  reject(error: HandlerError): void;
+  timer: NodeJS.Timeout;
+}
+
+/** One live handler stream. */
+export class HandlerStream {
+  readonly pending = new Map<string, Pending>();
+
+  constructor(
+    readonly service: string,
+    readonly socket: string,
+    readonly event: WebsocketEvent,
+    readonly call: HandlerCall,
+    private readonly registry: HandlerRegistry,
+  ) {}
+
+  /** Sends an event and resolves with the handler's answer. */
+  send(request: EventRequest): Promise<WebsocketEventResponse> {
+    const id = this.registry.nextId();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        const ms = this.registry.timeoutMs;
+        reject(
+          new HandlerError(
+            "timeout",
+            `websocket "${this.socket}": the ${this.event} handler of service "${this.service}" did not answer within ${ms / 1000} s (connection ${request.connectionId})`,
+          ),
+        );
+      }, this.registry.timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.call.write({ id, content: { case: "websocketEventRequest", value: request } });
+    });
+  }
+
+  /** Routes an answer to its pending event. */
+  answer(message: ClientMessage): void {
+    if (message.content.case !== "websocketEventResponse") return;
+    const pending = this.pending.get(message.id);
+    if (!pending) return;
+    this.pending.delete(message.id);
+    clearTimeout(pending.timer);
+    pending.resolve(message.content.value);
+  }
+
+  /** Fails every pending event: the stream is gone. */
+  failAll(): void {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new HandlerError("gone", `websocket "${this.socket}": the ${this.event} handler of service "${this.service}" went away (event ${id})`));
+    }
+    this.pending.clear();
+  }
+}
+
+/** The live handler streams of a provider. */
+export class HandlerRegistry {
+  private readonly streams = new Map<string, HandlerStream>();
+  /** Handlers that have existed (or that the spec promises): their absence is temporary. */
+  private readonly expected = new Set<string>();
+  private readonly waiters = new Map<string, (() => void)[]>();
+  private readonly listeners: (() => void)[] = [];
+  private counter = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    readonly timeoutMs: number,
+    private readonly waitMs: number,
+  ) {}
+
+  /** The next event id. */
+  nextId(): string {
+    this.counter = (this.counter + 1) % Number.MAX_SAFE_INTEGER;
+    return this.counter.toString(36);
+  }
+
+  private static key(socket: string, event: WebsocketEvent): string {
+    return `${socket}\u0000${event}`;
+  }
+
+  /** Marks a handler as promised (by the spec): events wait for it instead of failing. */
+  expect(socket: string, event: WebsocketEvent): void {
+    this.expected.add(HandlerRegistry.key(socket, event));
+  }
+
+  /** True when a handler for the event is live or promised. */
+  isExpected(socket: string, event: WebsocketEvent): boolean {
+    const key = HandlerRegistry.key(socket, event);
+    return this.streams.has(key) || this.expected.has(key);
+  }
+
+  /** Adds a stream; a stream already registered for the same event is ended with OK. */
+  register(service: string, socket: string, event: WebsocketEvent, call: HandlerCall): HandlerStream {
+    const key = HandlerRegistry.key(socket, event);
+    const old = this.streams.get(key);
+    const stream = new HandlerStream(service, socket, event, call, this);
+    this.streams.set(key, stream);
+    this.expected.add(key);
+    if (old) {
+      if (old.service !== service) {
+        this.logger.warn(
+          `websocket "${socket}": service "${service}" now handles ${event} events instead of service "${old.service}"; a socket event has one handler`,
+        );
+      }
+      this.retire(old);
+    }
+    for (const wake of this.waiters.get(key)?.splice(0) ?? []) wake();
+    this.changed();
+    return stream;
+  }
+
+  /** Removes a stream that ended. */
+  unregister(stream: HandlerStream): void {
+    const key = HandlerRegistry.key(stream.socket, stream.event);
+    if (this.streams.get(key) === stream) {
+      this.streams.delete(key);
+      this.changed();
+    }
+    stream.failAll();
+  }
+
+  private retire(stream: HandlerStream): void {
+    stream.failAll();
+    try {
+      // OK, never an error status: an error crashes @nitric/sdk's stream handling.
+      stream.call.end();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** The live stream for an event. */
+  get(socket: string, event: WebsocketEvent): HandlerStream | undefined {
+    return this.streams.get(HandlerRegistry.key(socket, event));
+  }
+
+  /**
+   * Sends an event to its handler. A promised handler that is not live (its service is starting or
+   * restarting) is waited for, up to the wait limit; an event nobody handles fails at once.
+   */
+  dispatch(socket: string, event: WebsocketEvent, request: EventRequest): Promise<WebsocketEventResponse> {
+    const stream = this.get(socket, event);
+    if (stream) return stream.send(request);
+    const key = HandlerRegistry.key(socket, event);
+    if (!this.expected.has(key)) {
+      return Promise.reject(new HandlerError("none", `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`));
+    }
+    return new Promise<HandlerStream | undefined>((resolve) => {
+      const list = this.waiters.get(key) ?? [];
+      const timer = setTimeout(() => {
+        const at = list.indexOf(wake);
+        if (at >= 0) list.splice(at, 1);
+        resolve(undefined);
+      }, this.waitMs);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(this.get(socket, event));
+      };
+      list.push(wake);
+      this.waiters.set(key, list);
+    }).then((live) => {
+      if (live) return live.send(request);
+      throw new HandlerError(
+        "unavailable",
+        `websocket "${socket}": the ${event} handler did not come back within ${this.waitMs / 1000} s (is its service crashing?)`,
+      );
+    });
+  }
+
+  /** The live registrations. */
+  registrations(): HandlerRegistration[] {
+    return [...this.streams.values()].map((s) => ({ service: s.service, socket: s.socket, event: s.event }));
+  }
+
+  /** Events in flight, over all streams. */
+  pendingCount(): number {
+    let n = 0;
+    for (const s of this.streams.values()) n += s.pending.size;
+    return n;
+  }
+
+  /** Calls back when registrations change. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const l of this.listeners) l();
+  }
+
+  /** Ends every stream with OK. */
+  endAll(): void {
+    for (const s of [...this.streams.values()]) this.retire(s);
+    this.streams.clear();
+    for (const list of this.waiters.values()) for (const wake of list.splice(0)) wake();
+  }
+}

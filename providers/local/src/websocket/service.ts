@@ -1,0 +1,125 @@
+/** The Websocket and WebsocketHandler gRPC services of one service's endpoint. */
+import { isUtf8 } from "node:buffer";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
+import type { ClientMessage, ServerMessageSchema, Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { resourceNameProblem } from "@nitric-like/spec";
+import type { Permissions } from "../permissions.js";
+import type { Gateway } from "./gateway.js";
+import { EVENT_NAMES, type HandlerRegistry, type HandlerStream } from "./handlers.js";
+
+/** What the websocket services need from the provider. */
+export interface WebsocketContext {
+  handlers: HandlerRegistry;
+  permissions: Permissions;
+  gateway(name: string): Gateway | undefined;
+}
+
+function gatewayFor(ctx: WebsocketContext, service: string, socket: string): Gateway {
+  const problem = resourceNameProblem("websocket", socket);
+  if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
+  const gateway = ctx.gateway(socket);
+  if (!gateway) {
+    throw grpcError(GrpcStatus.NOT_FOUND, `websocket(${JSON.stringify(socket)}): no such socket; declare it with websocket(${JSON.stringify(socket)})`);
+  }
+  ctx.permissions.check(service, "websocket", socket, "manage");
+  return gateway;
+}
+
+function notConnected(socket: string, id: string) {
+  return grpcError(
+    GrpcStatus.NOT_FOUND,
+    `websocket "${socket}": connection ${JSON.stringify(id)} is not connected (it closed, or never existed)`,
+  );
+}
+
+/** Builds the Websocket implementation for the service `service`. */
+export function websocketService(ctx: WebsocketContext, service: string): ServiceImpl<typeof Websocket> {
+  return {
+    sendMessage(call, callback) {
+      try {
+        const { socketName, connectionId, data, binary } = call.request;
+        const gateway = gatewayFor(ctx, service, socketName);
+        // Nitric's SDKs leave `binary` unset: text when the bytes are UTF-8, as they almost always are.
+        const asBinary = binary ?? !isUtf8(data);
+        if (binary === false && !isUtf8(data)) {
+          throw grpcError(GrpcStatus.INVALID_ARGUMENT, `websocket "${socketName}": a text frame must be UTF-8; send these bytes as binary`);
+        }
+        if (!gateway.send(connectionId, data, asBinary)) throw notConnected(socketName, connectionId);
+        callback(null, {});
+      } catch (error) {
+        callback(error as Error);
+      }
+    },
+    closeConnection(call, callback) {
+      try {
+        const { socketName, connectionId, code, reason } = call.request;
+        const gateway = gatewayFor(ctx, service, socketName);
+        const closeCode = code === 0 ? 1000 : code;
+        if (closeCode !== 1000 && (closeCode < 3000 || closeCode > 4999)) {
+          throw grpcError(GrpcStatus.INVALID_ARGUMENT, `websocket "${socketName}": close code ${code} is not allowed; use 1000 or 3000-4999`);
+        }
+        if (Buffer.byteLength(reason, "utf8") > 123) {
+          throw grpcError(GrpcStatus.INVALID_ARGUMENT, `websocket "${socketName}": a close reason is at most 123 bytes (RFC 6455); shorten it`);
+        }
+        if (!gateway.close(connectionId, closeCode, reason)) throw notConnected(socketName, connectionId);
+        callback(null, {});
+      } catch (error) {
+        callback(error as Error);
+      }
+    },
+    socketDetails(call, callback) {
+      try {
+        const gateway = gatewayFor(ctx, service, call.request.socketName);
+        callback(null, { url: gateway.url });
+      } catch (error) {
+        callback(error as Error);
+      }
+    },
+  };
+}
+
+type HandlerCall = ServerDuplexStream<ClientMessage, MessageInitShape<typeof ServerMessageSchema>>;
+
+/** Builds the WebsocketHandler implementation for the service `service`. */
+export function websocketHandlerService(ctx: WebsocketContext, service: string): ServiceImpl<typeof WebsocketHandler> {
+  return {
+    handleEvents(call: HandlerCall) {
+      let stream: HandlerStream | undefined;
+      call.on("data", (message: ClientMessage) => {
+        if (stream) {
+          stream.answer(message);
+          return;
+        }
+        if (message.content.case !== "registrationRequest") {
+          call.destroy(grpcError(GrpcStatus.INVALID_ARGUMENT, "websocket handler: the first message on a handler stream must be a registration"));
+          return;
+        }
+        const { socketName, eventType } = message.content.value;
+        const problem = resourceNameProblem("websocket", socketName);
+        const event = EVENT_NAMES[eventType];
+        if (problem || event === undefined) {
+          call.destroy(grpcError(GrpcStatus.INVALID_ARGUMENT, problem ?? `websocket handler: unknown event type ${eventType}`));
+          return;
+        }
+        stream = ctx.handlers.register(service, socketName, event, call);
+        call.write({ id: "", content: { case: "registrationResponse", value: {} } });
+      });
+      const done = () => {
+        if (stream) ctx.handlers.unregister(stream);
+      };
+      call.on("end", () => {
+        done();
+        try {
+          call.end();
+        } catch {
+          // Already ended.
+        }
+      });
+      call.on("cancelled", done);
+      call.on("error", done);
+      call.on("close", done);
+    },
+  };
+}
