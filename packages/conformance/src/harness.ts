@@ -2,7 +2,8 @@
  * Runs real projects under the real CLI for the end-to-end and conformance tests: each project is
  * copied to a fresh temp folder (its own .nitric-like/ state) that shares this package's
  * node_modules, and `nitric-like run` is started on it with ephemeral ports. Every app started is
- * tracked, and `stopAll()` (called after each test) stops it and reports any left running.
+ * tracked, and `stopAll()` (called after each test) stops it with Ctrl-C and reports every app
+ * that did not exit cleanly (code 0), so a leaked server or an unclean shutdown fails the test.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
@@ -118,11 +119,14 @@ export async function startApp(dir: string, extraArgs: string[] = []): Promise<A
   return app;
 }
 
-/** Stops every app still running and removes temp folders; returns the ones that were left running. */
+/** Stops every app still running; returns a line for each that did not exit with code 0. */
 export async function stopAll(): Promise<string[]> {
-  const left = [...running].map((a) => a.dir);
-  await Promise.all([...running].map((a) => a.stop()));
-  return left;
+  const apps = [...running];
+  const results = await Promise.all(apps.map((a) => a.stop()));
+  return apps.flatMap((a, i) => {
+    const r = results[i];
+    return r && r.code === 0 ? [] : [`${a.dir}: exit ${r?.code ?? r?.signal}\n${a.stderr}`];
+  });
 }
 
 /** Removes the temp folders (after all tests). */

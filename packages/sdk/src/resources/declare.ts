@@ -1,0 +1,34 @@
+/** Declaring resources with the provider, as both SDKs do: the resource, then a policy for the caller. */
+import { type Action, ResourceType, Resources } from "@nitric-like/contracts/resources";
+import { NitricLikeError } from "../errors.js";
+import { fatal, runtime } from "../internal/runtime.js";
+
+/** Declares a resource and a policy granting `actions` on it to the calling service. A refusal is fatal. */
+export async function declare(
+  type: ResourceType.Websocket | ResourceType.KeyValueStore,
+  name: string,
+  actions: Action[],
+): Promise<void> {
+  const client = runtime();
+  const id = { type, name };
+  try {
+    if (type === ResourceType.KeyValueStore) {
+      await client.unary(Resources.method.declare, { id, config: { case: "keyValueStore", value: {} } });
+    } else {
+      await client.unary(Resources.method.declare, { id });
+    }
+    if (actions.length > 0) {
+      await client.unary(Resources.method.declare, {
+        id: { type: ResourceType.Policy, name: "" },
+        config: {
+          case: "policy",
+          // A blank Service principal is "the calling service": the provider knows it by endpoint.
+          value: { principals: [{ type: ResourceType.Service, name: "" }], actions, resources: [id] },
+        },
+      });
+    }
+  } catch (error) {
+    const what = type === ResourceType.Websocket ? `websocket(${JSON.stringify(name)})` : `kv(${JSON.stringify(name)})`;
+    fatal(`${what} could not be declared: ${NitricLikeError.from(error).message}`);
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * Key-value stores of JSON objects.
+ *
+ * Locally each store is an lmdb database under the project's `.nitric-like/kv`, surviving restarts;
+ * on AWS it is a DynamoDB table. `keys(prefix)` costs in proportion to the keys it returns on both.
+ */
+import type { JsonObject } from "@bufbuild/protobuf";
+import { KvStore as KvStoreService } from "@nitric-like/contracts/kvstore";
+import { Action, ResourceType } from "@nitric-like/contracts/resources";
+import { KV_PERMISSIONS, type KvPermission, resourceNameProblem } from "@nitric-like/spec";
+import { NitricLikeError } from "../errors.js";
+import { runtime } from "../internal/runtime.js";
+import { declare } from "./declare.js";
+
+/** Reading: `.allow("get")`. */
+export interface KvReader<T extends JsonObject> {
+  /** The value at `key`. A missing key throws NitricLikeError `not_found` naming key and store. */
+  get(key: string): Promise<T>;
+  /** The keys starting with `prefix` (all keys when omitted), in byte order. */
+  keys(prefix?: string): AsyncIterable<string>;
+}
+
+/** Writing: `.allow("set")`. */
+export interface KvWriter<T extends JsonObject> {
+  /** Stores `value` (a JSON object) at `key`, replacing what was there. Resolves once durable. */
+  set(key: string, value: T): Promise<void>;
+}
+
+/** Deleting: `.allow("delete")`. */
+export interface KvDeleter {
+  /** Deletes `key`; deleting a missing key succeeds. */
+  delete(key: string): Promise<void>;
+}
+
+// biome-ignore lint/complexity/noBannedTypes: an empty capability when a permission is absent
+type Nothing = {};
+
+/** A store reference whose type has exactly the methods its permissions allow. */
+export type KvRef<T extends JsonObject, P extends KvPermission> = { readonly name: string } & ("get" extends P
+  ? KvReader<T>
+  : Nothing) &
+  ("set" extends P ? KvWriter<T> : Nothing) &
+  ("delete" extends P ? KvDeleter : Nothing);
+
+const ACTIONS: Record<KvPermission, Action> = {
+  get: Action.KeyValueStoreRead,
+  set: Action.KeyValueStoreWrite,
+  delete: Action.KeyValueStoreDelete,
+};
+
+class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDeleter {
+  constructor(
+    readonly name: string,
+    private readonly ready: Promise<unknown>,
+  ) {}
+
+  private fail(error: unknown, key?: string): NitricLikeError {
+    const e = NitricLikeError.from(error, key === undefined ? { store: this.name } : { store: this.name, key });
+    if (e.code === "not_found" && key !== undefined) {
+      return new NitricLikeError("not_found", `kv(${JSON.stringify(this.name)}): key ${JSON.stringify(key)} not found`, {
+        cause: e,
+        details: { store: this.name, key },
+      });
+    }
+    return e;
+  }
+
+  async get(key: string): Promise<T> {
+    await this.ready;
+    try {
+      const { value } = await runtime().unary(KvStoreService.method.getValue, { ref: { store: this.name, key } });
+      return (value?.content ?? {}) as T;
+    } catch (error) {
+      throw this.fail(error, key);
+    }
+  }
+
+  async set(key: string, value: T): Promise<void> {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+      throw new NitricLikeError(
+        "invalid_argument",
+        `kv(${JSON.stringify(this.name)}): set(${JSON.stringify(key)}) needs a JSON object, got ${got}; wrap it, such as { value: ... }`,
+        { details: { store: this.name, key } },
+      );
+    }
+    await this.ready;
+    try {
+      await runtime().unary(KvStoreService.method.setValue, { ref: { store: this.name, key }, content: value });
+    } catch (error) {
+      throw this.fail(error, key);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.ready;
+    try {
+      await runtime().unary(KvStoreService.method.deleteKey, { ref: { store: this.name, key } });
+    } catch (error) {
+      throw this.fail(error, key);
+    }
+  }
+
+  async *keys(prefix = ""): AsyncGenerator<string> {
+    await this.ready;
+    try {
+      for await (const item of runtime().serverStream(KvStoreService.method.scanKeys, { store: { name: this.name }, prefix })) {
+        yield item.key;
+      }
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+}
+
+/** A declared kv store; `.allow()` says what this service may do with it. */
+export class KvStore<T extends JsonObject = JsonObject> {
+  private ready: Promise<unknown>;
+
+  /** @internal use kv(name). */
+  constructor(readonly name: string) {
+    this.ready = declare(ResourceType.KeyValueStore, name, []);
+  }
+
+  /**
+   * Grants this service permissions on the store and returns a reference whose type has only the
+   * allowed methods: "get" (get, keys), "set" (set), "delete" (delete). Locally they are enforced
+   * by the provider; on AWS they become the service's IAM policy.
+   */
+  allow<P extends KvPermission[]>(...permissions: P): KvRef<T, P[number]> {
+    for (const p of permissions) {
+      if (!KV_PERMISSIONS.includes(p)) {
+        throw new NitricLikeError(
+          "invalid_argument",
+          `kv(${JSON.stringify(this.name)}).allow(${JSON.stringify(p)}): unknown permission; use "get", "set" or "delete"`,
+        );
+      }
+    }
+    const previous = this.ready;
+    this.ready = previous.then(() => declare(ResourceType.KeyValueStore, this.name, permissions.map((p) => ACTIONS[p])));
+    return new KvRefImpl<T>(this.name, this.ready) as unknown as KvRef<T, P[number]>;
+  }
+}
+
+const stores = new Map<string, KvStore<JsonObject>>();
+
+/**
+ * Declares a key-value store of JSON objects. Declaring the same name again returns the same
+ * store. An invalid name throws at once with the fix.
+ */
+export function kv<T extends JsonObject = JsonObject>(name: string): KvStore<T> {
+  const problem = resourceNameProblem("kv", name);
+  if (problem) throw new NitricLikeError("invalid_argument", problem);
+  let store = stores.get(name);
+  if (!store) {
+    store = new KvStore(name);
+    stores.set(name, store);
+  }
+  return store as unknown as KvStore<T>;
+}

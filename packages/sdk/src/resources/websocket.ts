@@ -1,0 +1,387 @@
+/**
+ * WebSockets: declare a socket, handle its connect, disconnect and message events, and send to or
+ * close its connections.
+ *
+ * Locally (`nitric-like run`) each socket is a gateway on ws://127.0.0.1:<port>; on AWS it is an
+ * API Gateway WebSocket API. Handlers, sending and closing behave the same on both.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { ResourceType, Action } from "@nitric-like/contracts/resources";
+import {
+  type ClientMessageSchema,
+  type ServerMessage,
+  Websocket as WebsocketService,
+  type WebsocketEventRequest,
+  WebsocketEventType,
+  WebsocketHandler,
+  type WebsocketReplySchema,
+} from "@nitric-like/contracts/websockets";
+import { resourceNameProblem, type WebsocketEvent } from "@nitric-like/spec";
+import { NitricLikeError } from "../errors.js";
+import { decodeSafely, encodePayload, type Payload } from "../internal/data.js";
+import { environment, fatal, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
+import { declare } from "./declare.js";
+
+const decoder = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+
+/** The Nitric-style request view of an event (`ctx.req`), so Nitric code ports unchanged. */
+export interface WebsocketRequest {
+  readonly connectionId: string;
+  /** The message payload (empty for connect and disconnect). */
+  readonly data: Uint8Array;
+  /** The query parameters of the connection request (connect only; empty otherwise). */
+  readonly query: Record<string, string[]>;
+  /** The payload as UTF-8 text. */
+  text(): string;
+  /** The payload parsed as JSON. */
+  json<T = unknown>(): T;
+}
+
+/** What every handler context has. */
+export interface WebsocketContextBase {
+  /** The socket's name. */
+  readonly socket: string;
+  /** The connection the event is about. */
+  readonly connectionId: string;
+  /** Nitric-style request view. */
+  readonly req: WebsocketRequest;
+  /** Nitric-style response: `res.success = false` rejects a connect. */
+  readonly res: { success: boolean };
+}
+
+/** The context of a connect event. */
+export interface ConnectContext extends WebsocketContextBase {
+  /** Every value of each query parameter, decoded. */
+  readonly query: Record<string, string[]>;
+  /** Every value of each request header; names are lower case. */
+  readonly headers: Record<string, string[]>;
+  /** The client's address. */
+  readonly remoteAddress: string;
+  /** When the gateway accepted the connection request. */
+  readonly connectedAt: Date;
+  /** Refuses the connection: the client's upgrade is answered `status` (default 403) with `reason`. */
+  reject(reason?: string, status?: number): void;
+  /** Queues a message that arrives as the first message once the connection is open. */
+  reply(data: Payload): void;
+  /** Same as reply(): sending during connect is allowed, unlike Nitric. */
+  send(data: Payload): void;
+}
+
+/** The context of a message event. */
+export interface MessageContext extends WebsocketContextBase {
+  /** The payload, unchanged. */
+  readonly data: Uint8Array;
+  /** True when the client sent a binary frame. */
+  readonly binary: boolean;
+  /** The payload as UTF-8 text. */
+  text(): string;
+  /** The payload parsed as JSON; throws NitricLikeError `invalid_argument` when it is not JSON. */
+  json<T = unknown>(): T;
+  /**
+   * Answers the sender without a separate send round trip: the frame rides on the event's answer.
+   * Returning a value from the handler does the same.
+   */
+  reply(data: Payload): void;
+}
+
+/** The context of a disconnect event. */
+export interface DisconnectContext extends WebsocketContextBase {
+  /** The close code (1006 when the connection dropped). */
+  readonly code: number;
+  /** The close reason, if any. */
+  readonly reason: string;
+}
+
+/** The context type of each event. */
+export type WebsocketContext<E extends WebsocketEvent> = E extends "connect"
+  ? ConnectContext
+  : E extends "message"
+    ? MessageContext
+    : DisconnectContext;
+
+/** A handler: may be async; a message handler's return value (other than undefined or ctx) is replied. */
+export type WebsocketHandlerFn<E extends WebsocketEvent> = (ctx: WebsocketContext<E>) => unknown;
+
+/** Options of websocket(). */
+export interface WebsocketOptions {}
+
+/** Options of send(). */
+export interface SendOptions {}
+
+/** Options of close(). */
+export interface CloseOptions {
+  /** The close code sent to the client: 1000 or 3000-4999. @default 1000 */
+  code?: number;
+  /** The close reason, at most 123 bytes. @default "" */
+  reason?: string;
+}
+
+const EVENT_TYPES: Record<WebsocketEvent, WebsocketEventType> = {
+  connect: WebsocketEventType.Connect,
+  disconnect: WebsocketEventType.Disconnect,
+  message: WebsocketEventType.Message,
+};
+
+type Reply = MessageInitShape<typeof WebsocketReplySchema>;
+
+class EventContext implements ConnectContext, MessageContext, DisconnectContext {
+  readonly res = { success: true };
+  replies: Reply[] | undefined;
+  rejectReason = "";
+  rejectStatus = 0;
+  private _query: Record<string, string[]> | undefined;
+
+  constructor(
+    readonly socket: string,
+    private readonly event: WebsocketEventRequest,
+  ) {}
+
+  get connectionId(): string {
+    return this.event.connectionId;
+  }
+  get req(): WebsocketRequest {
+    return this;
+  }
+  get data(): Uint8Array {
+    return this.event.websocketEvent.case === "message" ? this.event.websocketEvent.value.body : EMPTY;
+  }
+  get binary(): boolean {
+    return this.event.websocketEvent.case === "message" && this.event.websocketEvent.value.binary;
+  }
+  get query(): Record<string, string[]> {
+    if (!this._query) {
+      this._query = {};
+      if (this.event.websocketEvent.case === "connection") {
+        for (const [k, v] of Object.entries(this.event.websocketEvent.value.queryParams)) this._query[k] = v.value.map(decodeSafely);
+      }
+    }
+    return this._query;
+  }
+  get headers(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    if (this.event.websocketEvent.case === "connection") {
+      for (const [k, v] of Object.entries(this.event.websocketEvent.value.headers)) out[k] = v.value;
+    }
+    return out;
+  }
+  get remoteAddress(): string {
+    return this.event.websocketEvent.case === "connection" ? this.event.websocketEvent.value.remoteAddress : "";
+  }
+  get connectedAt(): Date {
+    return new Date(this.event.websocketEvent.case === "connection" ? this.event.websocketEvent.value.connectedAt : 0);
+  }
+  get code(): number {
+    return this.event.websocketEvent.case === "disconnection" ? this.event.websocketEvent.value.code : 0;
+  }
+  get reason(): string {
+    return this.event.websocketEvent.case === "disconnection" ? this.event.websocketEvent.value.reason : "";
+  }
+  text(): string {
+    return decoder.decode(this.data);
+  }
+  json<T = unknown>(): T {
+    try {
+      return JSON.parse(this.text()) as T;
+    } catch (error) {
+      throw new NitricLikeError(
+        "invalid_argument",
+        `websocket("${this.socket}"): the message from connection "${this.connectionId}" is not JSON (${(error as Error).message}); use text() for plain text`,
+        { cause: error, details: { socket: this.socket, connectionId: this.connectionId } },
+      );
+    }
+  }
+  reject(reason = "", status = 403): void {
+    this.res.success = false;
+    this.rejectReason = reason;
+    this.rejectStatus = status;
+  }
+  reply(data: Payload): void {
+    (this.replies ??= []).push(encodePayload(data));
+  }
+  send(data: Payload): void {
+    this.reply(data);
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
+}
+
+/** One handler stream: registers (socket, event) with the provider and answers its events. */
+class HandlerStream {
+  private readonly call = runtime().bidi(WebsocketHandler.method.handleEvents);
+
+  constructor(
+    private readonly socket: string,
+    private readonly event: WebsocketEvent,
+    private readonly chain: WebsocketHandlerFn<WebsocketEvent>[],
+  ) {
+    streamOpened();
+    this.call.on("data", (message: ServerMessage) => {
+      if (message.content.case === "websocketEventRequest") this.handle(message.id, message.content.value);
+    });
+    this.call.on("error", () => {});
+    this.call.on("status", (status: { code: number; details: string }) => {
+      streamClosed();
+      // OK: the provider stopped this handler. CANCELLED: this process closed the channel.
+      if (status.code !== 0 && status.code !== 1 && environment() !== "build") {
+        fatal(`lost the connection to the provider (${status.details || `status ${status.code}`})`);
+      }
+    });
+    this.call.on("end", () => this.call.end());
+    this.call.write({ id: "", content: { case: "registrationRequest", value: { socketName: socket, eventType: EVENT_TYPES[event] } } });
+  }
+
+  private handle(id: string, request: WebsocketEventRequest): void {
+    const ctx = new EventContext(this.socket, request);
+    const finish = (error?: unknown) => {
+      if (error !== undefined) {
+        process.stderr.write(
+          `websocket("${this.socket}") ${this.event} handler failed for connection ${request.connectionId}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+        );
+        ctx.res.success = false;
+        if (this.event === "connect") {
+          ctx.rejectStatus = 500;
+          ctx.rejectReason = "connect handler failed";
+        }
+      }
+      const answer: MessageInitShape<typeof ClientMessageSchema> = {
+        id,
+        content: {
+          case: "websocketEventResponse",
+          value: {
+            // Nitric's protocol: every answer carries a connection response.
+            websocketResponse: {
+              case: "connectionResponse",
+              value: ctx.res.success ? { reject: false } : { reject: true, reason: ctx.rejectReason, status: ctx.rejectStatus || 403 },
+            },
+            replies: ctx.replies ?? [],
+          },
+        },
+      };
+      this.call.write(answer);
+    };
+    // Runs the chain, awaiting only handlers that return promises (the hot path stays synchronous).
+    const step = (i: number): void => {
+      for (; i < this.chain.length; i++) {
+        if (!ctx.res.success) break;
+        let result: unknown;
+        try {
+          result = (this.chain[i] as (c: EventContext) => unknown)(ctx);
+        } catch (error) {
+          return finish(error);
+        }
+        if (isThenable(result)) {
+          const next = i + 1;
+          result.then(
+            (value) => {
+              this.replyWith(ctx, value);
+              step(next);
+            },
+            (error: unknown) => finish(error ?? new Error("handler rejected")),
+          );
+          return;
+        }
+        this.replyWith(ctx, result);
+      }
+      finish();
+    };
+    step(0);
+  }
+
+  private replyWith(ctx: EventContext, value: unknown): void {
+    if (value === undefined || value === ctx || this.event === "disconnect") return;
+    ctx.reply(value as Payload);
+  }
+}
+
+/** A declared websocket. */
+export class Websocket {
+  private readonly ready: Promise<void>;
+  private readonly chains = new Map<WebsocketEvent, WebsocketHandlerFn<WebsocketEvent>[]>();
+
+  /** @internal use websocket(name). */
+  constructor(readonly name: string) {
+    this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage]);
+  }
+
+  /**
+   * Handles an event. Handlers run in order for each event; more `on()` calls for one event add to
+   * its chain. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
+   */
+  on<E extends WebsocketEvent>(event: E, ...handlers: WebsocketHandlerFn<E>[]): this {
+    if (!(event in EVENT_TYPES)) {
+      throw new NitricLikeError("invalid_argument", `websocket("${this.name}").on(${JSON.stringify(event)}): unknown event; use "connect", "disconnect" or "message"`);
+    }
+    for (const h of handlers) {
+      if (typeof h !== "function") throw new NitricLikeError("invalid_argument", `websocket("${this.name}").on("${event}"): a handler must be a function`);
+    }
+    let chain = this.chains.get(event);
+    if (chain) {
+      chain.push(...(handlers as WebsocketHandlerFn<WebsocketEvent>[]));
+      return this;
+    }
+    chain = [...(handlers as WebsocketHandlerFn<WebsocketEvent>[])];
+    this.chains.set(event, chain);
+    const registered = chain;
+    void this.ready.then(() => new HandlerStream(this.name, event, registered));
+    return this;
+  }
+
+  /**
+   * Sends to one connection: a string as a text frame, bytes as a binary frame, anything else as
+   * JSON text. A connection that is gone throws NitricLikeError `not_found` naming it.
+   */
+  async send(connectionId: string, data: Payload, _options: SendOptions = {}): Promise<void> {
+    const { data: bytes, binary } = encodePayload(data);
+    await this.ready;
+    try {
+      await runtime().unary(WebsocketService.method.sendMessage, { socketName: this.name, connectionId, data: bytes, binary });
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, connectionId });
+    }
+  }
+
+  /** Closes a connection (its disconnect handler then runs). A connection that is gone throws `not_found`. */
+  async close(connectionId: string, options: CloseOptions = {}): Promise<void> {
+    await this.ready;
+    try {
+      await runtime().unary(WebsocketService.method.closeConnection, {
+        socketName: this.name,
+        connectionId,
+        code: options.code ?? 0,
+        reason: options.reason ?? "",
+      });
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, connectionId });
+    }
+  }
+
+  /** The URL clients connect to: ws://127.0.0.1:<port> locally, wss://... on AWS. */
+  async url(): Promise<string> {
+    await this.ready;
+    try {
+      return (await runtime().unary(WebsocketService.method.socketDetails, { socketName: this.name })).url;
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name });
+    }
+  }
+}
+
+const sockets = new Map<string, Websocket>();
+
+/**
+ * Declares a websocket. Declaring the same name again returns the same socket; an invalid name
+ * throws at once with the fix.
+ */
+export function websocket(name: string, _options: WebsocketOptions = {}): Websocket {
+  const problem = resourceNameProblem("websocket", name);
+  if (problem) throw new NitricLikeError("invalid_argument", problem);
+  let socket = sockets.get(name);
+  if (!socket) {
+    socket = new Websocket(name);
+    sockets.set(name, socket);
+  }
+  return socket;
+}
