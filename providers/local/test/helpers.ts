@@ -1,0 +1,147 @@
+/**
+ * Test helpers: a real local provider in a temp folder, and a real gRPC client playing a service
+ * (declarations and handler streams), so provider tests need no SDK and mock nothing.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ClientDuplexStream } from "@grpc/grpc-js";
+import { GrpcClient } from "@nitric-like/contracts/grpc";
+import { Action, ResourceType, Resources } from "@nitric-like/contracts/resources";
+import {
+  type ClientMessageSchema,
+  type ServerMessage,
+  type WebsocketEventRequest,
+  type WebsocketEventResponseSchema,
+  WebsocketEventType,
+  WebsocketHandler,
+} from "@nitric-like/contracts/websockets";
+import type { Spec } from "@nitric-like/spec";
+import WebSocket from "ws";
+import { createLocalProvider, type LocalProvider, type LocalProviderOptions } from "../src/index.js";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+
+/** Stops every provider and client made by these helpers and removes their folders. */
+export async function cleanup(): Promise<void> {
+  for (const c of cleanups.splice(0).reverse()) await c();
+}
+
+/** Log lines a provider wrote. */
+export interface Logs {
+  info: string[];
+  warn: string[];
+  error: string[];
+}
+
+/** Starts a provider on a temp folder (or `dataDir`) with ephemeral ports. */
+export async function startProvider(
+  options: Partial<LocalProviderOptions> & { spec?: Spec } = {},
+): Promise<{ provider: LocalProvider; logs: Logs; dir: string }> {
+  const dir = options.project?.dir ?? mkdtempSync(join(tmpdir(), "nitric-like-local-"));
+  const logs: Logs = { info: [], warn: [], error: [] };
+  const provider = await createLocalProvider({
+    project: { name: "test", dir, file: join(dir, "nitric-like.yaml"), services: [], websockets: {} },
+    spec: { name: "test", services: [], resources: [], policies: [] },
+    logger: { info: (m) => logs.info.push(m), warn: (m) => logs.warn.push(m), error: (m) => logs.error.push(m) },
+    randomPorts: true,
+    ...options,
+  });
+  cleanups.push(async () => {
+    await provider.stop();
+    if (!options.project) rmSync(dir, { recursive: true, force: true });
+  });
+  return { provider, logs, dir };
+}
+
+/** A gRPC client for one service's endpoint. */
+export async function serviceClient(provider: LocalProvider, service: string): Promise<GrpcClient> {
+  const client = new GrpcClient(await provider.endpoint(service));
+  cleanups.push(() => client.close());
+  return client;
+}
+
+/** Declares a websocket (and its manage policy) as the SDKs do. */
+export async function declareSocket(client: GrpcClient, name: string): Promise<void> {
+  await client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name } });
+  await client.unary(Resources.method.declare, {
+    id: { type: ResourceType.Policy, name: "" },
+    config: {
+      case: "policy",
+      value: {
+        principals: [{ type: ResourceType.Service, name: "" }],
+        actions: [Action.WebsocketManage],
+        resources: [{ type: ResourceType.Websocket, name }],
+      },
+    },
+  });
+}
+
+/** Declares a kv store with some permissions. */
+export async function declareStore(client: GrpcClient, name: string, actions: Action[]): Promise<void> {
+  await client.unary(Resources.method.declare, { id: { type: ResourceType.KeyValueStore, name }, config: { case: "keyValueStore", value: {} } });
+  await client.unary(Resources.method.declare, {
+    id: { type: ResourceType.Policy, name: "" },
+    config: { case: "policy", value: { principals: [{ type: ResourceType.Service, name: "" }], actions, resources: [{ type: ResourceType.KeyValueStore, name }] } },
+  });
+}
+
+type Answer = MessageInitShape<typeof WebsocketEventResponseSchema> | undefined;
+
+/** A handler stream: registers, then answers each event with `answer` (undefined: never answers). */
+export async function handle(
+  client: GrpcClient,
+  socket: string,
+  event: "connect" | "disconnect" | "message",
+  answer: (request: WebsocketEventRequest) => Answer,
+): Promise<{ events: WebsocketEventRequest[]; call: ClientDuplexStream<MessageInitShape<typeof ClientMessageSchema>, ServerMessage>; status: Promise<number> }> {
+  const call = client.bidi(WebsocketHandler.method.handleEvents);
+  const events: WebsocketEventRequest[] = [];
+  const status = new Promise<number>((resolve) => call.on("status", (s: { code: number }) => resolve(s.code)));
+  call.on("error", () => {});
+  const registered = new Promise<void>((resolve) => {
+    call.on("data", (message: ServerMessage) => {
+      if (message.content.case === "registrationResponse") resolve();
+      if (message.content.case !== "websocketEventRequest") return;
+      events.push(message.content.value);
+      const value = answer(message.content.value);
+      if (value) call.write({ id: message.id, content: { case: "websocketEventResponse", value } });
+    });
+  });
+  const eventType = { connect: WebsocketEventType.Connect, disconnect: WebsocketEventType.Disconnect, message: WebsocketEventType.Message }[event];
+  call.write({ id: "", content: { case: "registrationRequest", value: { socketName: socket, eventType } } });
+  await registered;
+  cleanups.push(() => call.end());
+  return { events, call, status };
+}
+
+/** Accepts every connect. */
+export const accept = (): Answer => ({ websocketResponse: { case: "connectionResponse", value: { reject: false } } });
+
+/** Opens a ws client; resolves once open. */
+export function open(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    cleanups.push(() => ws.terminate());
+    ws.once("open", () => resolve(ws));
+    ws.once("error", reject);
+  });
+}
+
+/** Resolves with the close code and reason of a client. */
+export function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
+  return new Promise((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+}
+
+/** Resolves with the next message of a client. */
+export function nextMessage(ws: WebSocket): Promise<{ data: Buffer; binary: boolean }> {
+  return new Promise((resolve) => ws.once("message", (data: Buffer, binary: boolean) => resolve({ data, binary })));
+}
+
+/** The URL of a socket. */
+export function urlOf(provider: LocalProvider, socket: string): string {
+  const found = provider.sockets().find((s) => s.name === socket);
+  if (!found) throw new Error(`no socket ${socket}`);
+  return found.url;
+}
