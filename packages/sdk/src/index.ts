@@ -1,5 +1,5 @@
 export { type ErrorCode, type ErrorDetails, ERROR_CODES, isNitricLikeError, NitricLikeError } from "./errors.js";
-export type { Payload } from "./internal/data.js";
+export type { JsonObject, JsonValue, Payload } from "./internal/data.js";
 export { kv, type KvDeleter, type KvReader, type KvRef, KvStore, type KvWriter } from "./resources/kv.js";
 export {
   type CloseOptions,

@@ -112,7 +112,9 @@ export async function handle(
   const eventType = { connect: WebsocketEventType.Connect, disconnect: WebsocketEventType.Disconnect, message: WebsocketEventType.Message }[event];
   call.write({ id: "", content: { case: "registrationRequest", value: { socketName: socket, eventType } } });
   await registered;
-  cleanups.push(() => call.end());
+  cleanups.push(() => {
+    call.end();
+  });
   return { events, call, status };
 }
 

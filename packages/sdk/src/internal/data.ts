@@ -1,5 +1,8 @@
 /** Payload encoding: what users send becomes bytes plus a frame kind. */
-import type { JsonValue } from "@bufbuild/protobuf";
+/** A JSON value: what kv stores hold and what send() turns into JSON text. */
+export type JsonValue = number | string | boolean | null | JsonObject | JsonValue[];
+/** A JSON object: the value type of kv stores. */
+export type JsonObject = { [key: string]: JsonValue };
 
 /** Anything the SDK can send: text, bytes, or a value sent as JSON text. */
 export type Payload = string | Uint8Array | ArrayBuffer | JsonValue | object;

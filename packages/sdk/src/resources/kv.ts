@@ -4,11 +4,11 @@
  * Locally each store is an lmdb database under the project's `.nitric-like/kv`, surviving restarts;
  * on AWS it is a DynamoDB table. `keys(prefix)` costs in proportion to the keys it returns on both.
  */
-import type { JsonObject } from "@bufbuild/protobuf";
 import { KvStore as KvStoreService } from "@nitric-like/contracts/kvstore";
 import { Action, ResourceType } from "@nitric-like/contracts/resources";
 import { KV_PERMISSIONS, type KvPermission, resourceNameProblem } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
+import type { JsonObject } from "../internal/data.js";
 import { runtime } from "../internal/runtime.js";
 import { declare } from "./declare.js";
 

@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { decodeSafely, encodePayload } from "./data.js";
+
+describe("encodePayload", () => {
+  it("sends strings as text, bytes as binary and other values as JSON text", () => {
+    expect(encodePayload("hé")).toEqual({ data: new TextEncoder().encode("hé"), binary: false });
+    const bytes = new Uint8Array([1, 2]);
+    expect(encodePayload(bytes)).toEqual({ data: bytes, binary: true });
+    expect(encodePayload(Buffer.from([3]))).toEqual({ data: Buffer.from([3]), binary: true });
+    expect(encodePayload(new Uint8Array([4, 5]).buffer)).toEqual({ data: new Uint8Array([4, 5]), binary: true });
+    expect(encodePayload(new Uint16Array([1]))).toEqual({ data: new Uint8Array([1, 0]), binary: true });
+    expect(encodePayload({ a: [1, null] })).toEqual({ data: new TextEncoder().encode('{"a":[1,null]}'), binary: false });
+    expect(encodePayload(42)).toEqual({ data: new TextEncoder().encode("42"), binary: false });
+  });
+
+  it("refuses what JSON cannot carry", () => {
+    expect(() => encodePayload(undefined as never)).toThrow(/pass a string, bytes, or a JSON value/);
+  });
+});
+
+describe("decodeSafely", () => {
+  it("decodes escapes and keeps text with a bad escape as it is", () => {
+    expect(decodeSafely("a%20b%C3%A9")).toBe("a bé");
+    expect(decodeSafely("100%")).toBe("100%");
+    expect(decodeSafely("%E0%A4%A")).toBe("%E0%A4%A");
+  });
+});

@@ -1,0 +1,212 @@
+// The SDK against the real local provider, in one process: real gRPC on 127.0.0.1, real ws
+// clients, real lmdb files. SERVICE_ADDRESS is set before the SDK makes its first call.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLocalProvider, type LocalProvider } from "@nitric-like/provider-local";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { isNitricLikeError, kv, NitricLikeError, websocket } from "../src/index.js";
+
+let provider: LocalProvider;
+let dir: string;
+const logs: string[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "nitric-like-sdk-"));
+  provider = await createLocalProvider({
+    project: { name: "sdk", dir, file: join(dir, "nitric-like.yaml"), services: [], websockets: {} },
+    spec: { name: "sdk", services: [], resources: [], policies: [] },
+    logger: { info: (m) => logs.push(m), warn: (m) => logs.push(m), error: (m) => logs.push(m) },
+    randomPorts: true,
+  });
+  process.env.SERVICE_ADDRESS = await provider.endpoint("svc");
+});
+
+afterAll(async () => {
+  await provider.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const registered = async (socket: string, count: number) => {
+  for (let i = 0; i < 200 && provider.registrations().filter((r) => r.socket === socket).length < count; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+const urlOf = (socket: string) => provider.sockets().find((s) => s.name === socket)?.url ?? "";
+
+function client(url: string, headers: Record<string, string> = {}) {
+  const ws = new WebSocket(url, { headers });
+  const frames: { data: Buffer; binary: boolean }[] = [];
+  const waiters: (() => void)[] = [];
+  ws.on("message", (data: Buffer, binary: boolean) => {
+    frames.push({ data, binary });
+    for (const w of waiters.splice(0)) w();
+  });
+  const next = async () => {
+    while (frames.length === 0) await new Promise<void>((r) => waiters.push(r));
+    return frames.shift() as { data: Buffer; binary: boolean };
+  };
+  const opened = new Promise<void>((resolve, reject) => {
+    ws.once("open", () => resolve());
+    ws.once("unexpected-response", (_q, res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => {
+        body += d;
+      });
+      res.on("end", () => reject(Object.assign(new Error(body), { status: res.statusCode, body })));
+    });
+    ws.once("error", reject);
+  });
+  return { ws, frames, next, opened };
+}
+
+describe("websocket handlers", () => {
+  it("gives the connect handler decoded query, headers, address and time, and can refuse with a status", async () => {
+    const seen: unknown[] = [];
+    const s = websocket("meta");
+    s.on("connect", (ctx) => {
+      seen.push({ query: ctx.query, nitricQuery: ctx.req.query, agent: ctx.headers["user-agent"], address: ctx.remoteAddress, at: ctx.connectedAt instanceof Date });
+      if (ctx.query.deny) ctx.reject(`no ${ctx.query.deny[0]}`, 401);
+    });
+    s.on("message", () => {});
+    s.on("disconnect", () => {});
+    await registered("meta", 3);
+    const ok = client(`${urlOf("meta")}/?a=1%2B1&a=x+y`, { "User-Agent": "sdk-test" });
+    await ok.opened;
+    expect(seen[0]).toEqual({ query: { a: ["1+1", "x y"] }, nitricQuery: { a: ["1+1", "x y"] }, agent: ["sdk-test"], address: "127.0.0.1", at: true });
+    await expect(client(`${urlOf("meta")}/?deny=robots`).opened).rejects.toMatchObject({ status: 401, body: "no robots" });
+    ok.ws.close();
+  });
+
+  it("refuses a connection with 500 when the connect handler throws, and logs why", async () => {
+    const s = websocket("throws");
+    const errors: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => {
+      errors.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      s.on("connect", () => {
+        throw new Error("database down");
+      });
+      await registered("throws", 1);
+      await expect(client(urlOf("throws")).opened).rejects.toMatchObject({ status: 500, body: "connect handler failed" });
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(errors.join("")).toMatch(/websocket\("throws"\) connect handler failed for connection \S+: Error: database down/);
+  });
+
+  it("replies with ctx.reply() and return values, keeping text and binary, and sends during connect", async () => {
+    const s = websocket("replies");
+    s.on("connect", (ctx) => ctx.send({ welcome: true }));
+    s.on("message", (ctx) => {
+      if (ctx.binary) return ctx.data;
+      if (ctx.text() === "json") return ctx.json<{ a: number }>();
+      ctx.reply("one");
+      return "two";
+    });
+    s.on("message", async (ctx) => {
+      // A second handler in the chain runs after the first.
+      if (!ctx.binary && ctx.text() !== "json" && ctx.text() !== "{bad") ctx.reply(new Uint8Array([9]));
+    });
+    await registered("replies", 2);
+    const c = client(urlOf("replies"));
+    await c.opened;
+    expect((await c.next()).data.toString()).toBe('{"welcome":true}');
+    c.ws.send("hi");
+    expect((await c.next()).data.toString()).toBe("one");
+    expect((await c.next()).data.toString()).toBe("two");
+    expect(await c.next()).toEqual({ data: Buffer.from([9]), binary: true });
+    c.ws.send(Buffer.from([0, 1, 255]));
+    expect(await c.next()).toEqual({ data: Buffer.from([0, 1, 255]), binary: true });
+    c.ws.close();
+  });
+
+  it("reports a message that is not JSON as invalid_argument naming socket and connection", async () => {
+    const s = websocket("parse");
+    const errors: unknown[] = [];
+    s.on("message", (ctx) => {
+      try {
+        ctx.json();
+      } catch (error) {
+        errors.push(error);
+        return isNitricLikeError(error) ? `${error.code}: ${error.message}` : "other";
+      }
+      return "parsed";
+    });
+    await registered("parse", 1);
+    const c = client(urlOf("parse"));
+    await c.opened;
+    c.ws.send("{bad");
+    expect((await c.next()).data.toString()).toMatch(/^invalid_argument: websocket\("parse"\): the message from connection "\S+" is not JSON \(.+\); use text\(\) for plain text$/);
+    c.ws.send('{"ok":1}');
+    expect((await c.next()).data.toString()).toBe("parsed");
+    c.ws.close();
+  });
+
+  it("sends, closes, tells the URL, and names a gone connection in a not_found error", async () => {
+    const s = websocket("ops");
+    let id = "";
+    const closes: number[] = [];
+    s.on("connect", (ctx) => {
+      id = ctx.connectionId;
+    });
+    s.on("disconnect", (ctx) => {
+      closes.push(ctx.code);
+    });
+    await registered("ops", 2);
+    expect(await s.url()).toBe(urlOf("ops"));
+    const c = client(urlOf("ops"));
+    await c.opened;
+    await s.send(id, "text");
+    await s.send(id, new Uint8Array([1]));
+    await s.send(id, { n: 1 });
+    expect(await c.next()).toEqual({ data: Buffer.from("text"), binary: false });
+    expect(await c.next()).toEqual({ data: Buffer.from([1]), binary: true });
+    expect(await c.next()).toEqual({ data: Buffer.from('{"n":1}'), binary: false });
+    const closed = new Promise<number>((r) => c.ws.once("close", (code) => r(code)));
+    await s.close(id, { code: 4001, reason: "done" });
+    expect(await closed).toBe(4001);
+    const error = await s.send(id, "late").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NitricLikeError);
+    expect(error).toMatchObject({ code: "not_found", details: { socket: "ops", connectionId: id } });
+    expect((error as Error).message).toBe(`websocket "ops": connection "${id}" is not connected (it closed, or never existed)`);
+    for (let i = 0; i < 100 && closes.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(closes).toEqual([4001]);
+  });
+});
+
+describe("kv", () => {
+  it("sets, gets, lists and deletes JSON objects", async () => {
+    const store = kv<{ n: number }>("numbers").allow("get", "set", "delete");
+    await store.set("a:1", { n: 1 });
+    await store.set("a:2", { n: 2 });
+    await store.set("b:1", { n: 3 });
+    expect(await store.get("a:2")).toEqual({ n: 2 });
+    const keys: string[] = [];
+    for await (const k of store.keys("a:")) keys.push(k);
+    expect(keys).toEqual(["a:1", "a:2"]);
+    await store.delete("a:1");
+    await expect(store.get("a:1")).rejects.toMatchObject({ code: "not_found", message: 'kv("numbers"): key "a:1" not found', details: { store: "numbers", key: "a:1" } });
+  });
+
+  it("returns the same store for the same name and refuses values that are not objects", async () => {
+    expect(kv("same")).toBe(kv("same"));
+    const store = kv("objects").allow("set");
+    await expect(store.set("k", "text" as never)).rejects.toMatchObject({
+      code: "invalid_argument",
+      message: 'kv("objects"): set("k") needs a JSON object, got string; wrap it, such as { value: ... }',
+    });
+    await expect(store.set("k", [1] as never)).rejects.toMatchObject({ message: /got an array/ });
+    expect(() => kv("objects").allow("write" as never)).toThrow('kv("objects").allow("write"): unknown permission; use "get", "set" or "delete"');
+  });
+
+  it("is refused by the provider for a permission it did not allow", async () => {
+    const store = kv("guarded").allow("get");
+    const sneaky = store as unknown as { set(k: string, v: object): Promise<void> };
+    await expect(sneaky.set("k", {})).rejects.toMatchObject({ code: "permission_denied", message: /add \.allow\("set"\) to kv\("guarded"\)/ });
+  });
+});
