@@ -148,6 +148,17 @@ describe.each([
     b.close();
   });
 
+  it("keeps serving after thousands of socket.send calls from one service", async () => {
+    // @nitric/sdk 1.2.2's grpc-js resets every finished call; after ~1000 resets Node's HTTP/2
+    // rapid-reset guard used to kill the session and crash the service.
+    const c = await connect(url);
+    for (let i = 0; i < 1500; i++) {
+      c.ws.send(`n${i}`);
+      expect((await c.next()).text).toBe(`n${i}`);
+    }
+    c.close();
+  }, 30000);
+
   it("tells the service its socket's URL", async () => {
     const c = await connect(url);
     expect(await c.call({ op: "url" })).toEqual({ url });

@@ -3,6 +3,7 @@
  * project's own `start` command, with the environment both @nitric/sdk and our SDK read.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
 
@@ -18,11 +19,17 @@ export interface ServiceLaunch {
   environment: "run" | "build";
 }
 
+/** Preloaded into every Node service: see preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
+export const GRPC_RESET_PRELOAD = fileURLToPath(new URL("../../preload/grpc-reset.cjs", import.meta.url));
+
 /** The variables a service process gets, for every SDK: Node reads SERVICE_ADDRESS, Go and JVM SDKs host and port. */
 export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
   const [host, port] = launch.endpoint.split(":") as [string, string];
+  // A `start` command may run node itself: NODE_OPTIONS carries the preload there.
+  const preload = `--require ${JSON.stringify(GRPC_RESET_PRELOAD)}`;
   return {
     ...process.env,
+    NODE_OPTIONS: process.env.NODE_OPTIONS ? `${process.env.NODE_OPTIONS} ${preload}` : preload,
     SERVICE_ADDRESS: launch.endpoint,
     NITRIC_SERVICE_HOST: host,
     NITRIC_SERVICE_PORT: port,
