@@ -2,7 +2,7 @@
 // Echo benchmark: CLIENTS clients each send MESSAGES messages one after another, awaiting each
 // echo, against a raw `ws` echo server and against `nitric-like run` (reply path, socket.send, and
 // the published @nitric/sdk), all in the same run on 127.0.0.1. Reports msgs/s, RTT p50/p99, the
-// ratio to raw, and lost or reordered echoes. Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 2]
+// ratio to raw, and lost or reordered echoes. Each target first gets the same untimed warm-up. Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 2]
 import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -67,7 +67,7 @@ function stop(child) {
   });
 }
 
-async function client(url, rtts) {
+async function client(url, rtts, messages = MESSAGES) {
   const ws = new WebSocket(url);
   await new Promise((resolve, reject) => {
     ws.once("open", resolve);
@@ -75,7 +75,7 @@ async function client(url, rtts) {
   });
   let lost = 0;
   let reordered = 0;
-  for (let i = 0; i < MESSAGES; i++) {
+  for (let i = 0; i < messages; i++) {
     const payload = `m${i}`;
     const t0 = performance.now();
     const echo = await new Promise((resolve) => {
@@ -97,6 +97,8 @@ async function client(url, rtts) {
 }
 
 async function measure(url) {
+  // Untimed warm-up, the same for every target, so JIT compilation is not measured.
+  await Promise.all(Array.from({ length: 10 }, () => client(url, [], 100)));
   const rtts = [];
   const t0 = performance.now();
   const results = await Promise.all(Array.from({ length: CLIENTS }, () => client(url, rtts)));
