@@ -232,6 +232,23 @@ describe("gateway", () => {
     expect(disconnects.events.map((e) => e.websocketEvent.value)).toEqual([expect.objectContaining({ code: 1001 })]);
   });
 
+  it("delivers events a dying handler never answered to its replacement", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    const dying = await handle(client, "s", "message", () => undefined);
+    const ws = await open(urlOf(provider, "s"));
+    const got = nextMessage(ws);
+    ws.send("in flight");
+    while (dying.events.length === 0) await new Promise((r) => setTimeout(r, 5));
+    // The service's process goes away with the event unanswered...
+    dying.call.end();
+    await new Promise((r) => setTimeout(r, 50));
+    // ...and its restarted process answers it.
+    await handle(client, "s", "message", (e) => ({ replies: [{ data: e.websocketEvent.case === "message" ? e.websocketEvent.value.body : new Uint8Array() }] }));
+    expect((await got).data.toString()).toBe("in flight");
+  });
+
   it("holds a message for a handler that is expected but not registered yet", async () => {
     const { provider } = await startProvider({ spec: spec("s", { message: "svc" }) });
     const client = await serviceClient(provider, "svc");

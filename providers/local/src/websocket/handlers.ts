@@ -40,6 +40,7 @@ export const EVENT_NAMES: Record<WebsocketEventType, WebsocketEvent> = {
 };
 
 interface Pending {
+  request: EventRequest;
   resolve(response: WebsocketEventResponse): void;
   reject(error: HandlerError): void;
   timer: NodeJS.Timeout;
@@ -71,7 +72,7 @@ export class HandlerStream {
           ),
         );
       }, this.registry.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { request, resolve, reject, timer });
       this.call.write({ id, content: { case: "websocketEventRequest", value: request } });
     });
   }
@@ -86,13 +87,18 @@ export class HandlerStream {
     pending.resolve(message.content.value);
   }
 
-  /** Fails every pending event: the stream is gone. */
-  failAll(): void {
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new HandlerError("gone", `websocket "${this.socket}": the ${this.event} handler of service "${this.service}" went away (event ${id})`));
-    }
+  /**
+   * The stream is gone (its service stopped, crashed or was replaced): every event it had not
+   * answered goes to the next handler for the same event, waiting for it like any other event.
+   * Delivery is therefore at least once: a handler that died mid-event may see it again.
+   */
+  redeliverAll(): void {
+    const pending = [...this.pending.values()];
     this.pending.clear();
+    for (const p of pending) {
+      clearTimeout(p.timer);
+      this.registry.dispatch(this.socket, this.event, p.request).then(p.resolve, p.reject);
+    }
   }
 }
 
@@ -104,6 +110,7 @@ export class HandlerRegistry {
   private readonly waiters = new Map<string, (() => void)[]>();
   private readonly listeners: (() => void)[] = [];
   private counter = 0;
+  private stopping = false;
 
   constructor(
     private readonly logger: Logger,
@@ -159,11 +166,11 @@ export class HandlerRegistry {
       this.streams.delete(key);
       this.changed();
     }
-    stream.failAll();
+    stream.redeliverAll();
   }
 
   private retire(stream: HandlerStream): void {
-    stream.failAll();
+    stream.redeliverAll();
     try {
       // OK, never an error status: an error crashes @nitric/sdk's stream handling.
       stream.call.end();
@@ -182,6 +189,7 @@ export class HandlerRegistry {
    * restarting) is waited for, up to the wait limit; an event nobody handles fails at once.
    */
   dispatch(socket: string, event: WebsocketEvent, request: EventRequest): Promise<WebsocketEventResponse> {
+    if (this.stopping) return Promise.reject(new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`));
     const stream = this.get(socket, event);
     if (stream) return stream.send(request);
     const key = HandlerRegistry.key(socket, event);
@@ -231,10 +239,12 @@ export class HandlerRegistry {
     for (const l of this.listeners) l();
   }
 
-  /** Ends every stream with OK. */
+  /** Ends every stream with OK; events still unanswered fail as the provider is stopping. */
   endAll(): void {
-    for (const s of [...this.streams.values()]) this.retire(s);
+    this.stopping = true;
+    const streams = [...this.streams.values()];
     this.streams.clear();
+    for (const s of streams) this.retire(s);
     for (const list of this.waiters.values()) for (const wake of list.splice(0)) wake();
   }
 }
