@@ -2,7 +2,12 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["packages/*/src/**/*.test.ts", "packages/*/test/**/*.test.ts", "providers/*/src/**/*.test.ts", "providers/*/test/**/*.test.ts"],
+    include: [
+      "packages/*/src/**/*.test.ts",
+      "packages/*/test/**/*.test.ts",
+      "providers/*/src/**/*.test.ts",
+      "providers/*/test/**/*.test.ts",
+    ],
     // End-to-end tests start real processes and servers; the machine has 2 cores.
     pool: "forks",
     maxWorkers: 2,

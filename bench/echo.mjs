@@ -52,7 +52,11 @@ async function startApp(name) {
   temp.push(dir);
   cpSync(join(here, "apps", name), dir, { recursive: true });
   symlinkSync(join(here, "node_modules"), join(dir, "node_modules"), "dir");
-  const started = await startProcess(process.execPath, [cli, "run", dir, "--random-ports", "--no-watch", "--plain"], /^websocket echo (\S+)$/m);
+  const started = await startProcess(
+    process.execPath,
+    [cli, "run", dir, "--random-ports", "--no-watch", "--plain"],
+    /^websocket echo (\S+)$/m,
+  );
   // Give the service a moment past the ready line (its other handler streams).
   await new Promise((r) => setTimeout(r, 200));
   return started;
@@ -120,7 +124,10 @@ async function measure(url) {
 }
 
 const targets = [
-  { name: "raw ws", start: () => startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /listening (\S+)/) },
+  {
+    name: "raw ws",
+    start: () => startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /listening (\S+)/),
+  },
   { name: "nitric-like reply path", start: () => startApp("echo-reply") },
   { name: "nitric-like socket.send", start: () => startApp("echo-send") },
   { name: "@nitric/sdk on nitric-like", start: () => startApp("echo-nitric") },
@@ -146,11 +153,15 @@ try {
 }
 
 const raw = best.get("raw ws");
-console.log(`\necho: ${CLIENTS} clients x ${MESSAGES} sequential messages, best of ${ROUNDS} rounds, ${new Date().toISOString()}`);
+console.log(
+  `\necho: ${CLIENTS} clients x ${MESSAGES} sequential messages, best of ${ROUNDS} rounds, ${new Date().toISOString()}`,
+);
 console.log("| target | msgs/s | vs raw | RTT p50 ms | RTT p99 ms | unloaded p50 ms | vs raw | lost | reordered |");
 console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const [name, r] of best) {
   const ratio = raw ? `${((r.rate / raw.rate) * 100).toFixed(0)} %` : "-";
   const latency = raw ? `${(r.unloadedP50 / raw.unloadedP50).toFixed(1)}x` : "-";
-  console.log(`| ${name} | ${r.rate.toFixed(0)} | ${ratio} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.unloadedP50.toFixed(2)} | ${latency} | ${r.lost} | ${r.reordered} |`);
+  console.log(
+    `| ${name} | ${r.rate.toFixed(0)} | ${ratio} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.unloadedP50.toFixed(2)} | ${latency} | ${r.lost} | ${r.reordered} |`,
+  );
 }

@@ -20,6 +20,7 @@ function step(title, command, args) {
 }
 
 const tsc = join(root, "node_modules", ".bin", "tsc");
+step("lint and format (biome)", join(root, "node_modules", ".bin", "biome"), ["check", "."]);
 const built = step("build", tsc, ["-b"]);
 // vitest does not type-check: tsc checks the tests (and their @ts-expect-error lines), fixtures,
 // examples and benchmark apps.
@@ -29,7 +30,13 @@ let passed = 0;
 let failed = 0;
 if (built) {
   rmSync(report, { force: true });
-  step("tests", join(root, "node_modules", ".bin", "vitest"), ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)]);
+  step("tests", join(root, "node_modules", ".bin", "vitest"), [
+    "run",
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${report}`,
+    ...process.argv.slice(2),
+  ]);
   if (existsSync(report)) {
     const r = JSON.parse(readFileSync(report, "utf8"));
     passed = r.numPassedTests;

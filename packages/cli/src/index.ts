@@ -1,1 +1,1 @@
-export { main, MAIN_HELP } from "./main.js";
+export { MAIN_HELP, main } from "./main.js";

@@ -31,7 +31,10 @@ function version(): string {
 }
 
 /** Runs the CLI with `argv` (without node and the script) and resolves with the exit code. */
-export async function main(argv: string[], output = new Output(process.stdout, process.stderr, argv.includes("--plain"))): Promise<number> {
+export async function main(
+  argv: string[],
+  output = new Output(process.stdout, process.stderr, argv.includes("--plain")),
+): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === undefined || command === "-h" || command === "--help") {
@@ -45,7 +48,8 @@ export async function main(argv: string[], output = new Output(process.stdout, p
     if (command === "help") {
       const topic = rest[0];
       const text = topic === undefined ? MAIN_HELP : HELP[topic];
-      if (text === undefined) throw new UserError(`unknown command "${topic}"; commands: ${Object.keys(HELP).join(", ")}`);
+      if (text === undefined)
+        throw new UserError(`unknown command "${topic}"; commands: ${Object.keys(HELP).join(", ")}`);
       output.result(text.trimEnd());
       return 0;
     }
@@ -60,7 +64,9 @@ export async function main(argv: string[], output = new Output(process.stdout, p
     const args = parse(command, rest);
     const dir = args.positionals[0] ?? ".";
     if (args.positionals.length > 1) {
-      throw new UserError(`${command}: expected one project folder, got ${args.positionals.length}: ${args.positionals.join(" ")}`);
+      throw new UserError(
+        `${command}: expected one project folder, got ${args.positionals.length}: ${args.positionals.join(" ")}`,
+      );
     }
     if (command === "spec") return await specCommand(dir, output);
     return await runCommand(

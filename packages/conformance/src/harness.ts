@@ -72,7 +72,8 @@ export class App {
   ) {
     child.stdout?.on("data", (d) => {
       this.stdout += d;
-      for (const m of this.stdout.matchAll(/^websocket (\S+) (ws:\/\/\S+)$/gm)) this.urls[m[1] as string] = m[2] as string;
+      for (const m of this.stdout.matchAll(/^websocket (\S+) (ws:\/\/\S+)$/gm))
+        this.urls[m[1] as string] = m[2] as string;
     });
     child.stderr?.on("data", (d) => {
       this.stderr += d;
@@ -91,7 +92,10 @@ export class App {
   async waitFor(pattern: RegExp, timeoutMs = 20000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!pattern.test(this.stdout + this.stderr)) {
-      if (this.child.exitCode !== null) throw new Error(`nitric-like run exited (${this.child.exitCode}) before ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      if (this.child.exitCode !== null)
+        throw new Error(
+          `nitric-like run exited (${this.child.exitCode}) before ${pattern}:\n${this.stdout}\n${this.stderr}`,
+        );
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr}`);
       await sleep(20);
     }
@@ -169,7 +173,8 @@ export class Client {
   async next(timeoutMs = 5000): Promise<Frame> {
     const deadline = Date.now() + timeoutMs;
     while (this.frames.length === 0) {
-      if (this.closed) throw new Error(`connection closed (${this.closed.code} ${this.closed.reason}) while waiting for a frame`);
+      if (this.closed)
+        throw new Error(`connection closed (${this.closed.code} ${this.closed.reason}) while waiting for a frame`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error("no frame arrived in time");
       await new Promise<void>((resolve) => {
@@ -220,7 +225,9 @@ export function connect(url: string, headers: Record<string, string> = {}): Prom
       res.on("data", (d: Buffer) => {
         body += d;
       });
-      res.on("end", () => reject(Object.assign(new Error(`refused: ${res.statusCode} ${body}`), { status: res.statusCode, body })));
+      res.on("end", () =>
+        reject(Object.assign(new Error(`refused: ${res.statusCode} ${body}`), { status: res.statusCode, body })),
+      );
     });
   });
 }

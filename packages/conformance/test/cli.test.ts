@@ -2,7 +2,17 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep, startApp, stopAll } from "../src/harness.js";
+import {
+  cleanTemp,
+  connect,
+  copyProject,
+  EXAMPLES,
+  FIXTURES,
+  runCli,
+  sleep,
+  startApp,
+  stopAll,
+} from "../src/harness.js";
 
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
@@ -55,7 +65,12 @@ describe("nitric-like spec", () => {
     expect(spec.name).toBe("chat");
     expect(spec.services).toEqual([{ name: "chat", file: "services/chat.ts" }]);
     expect(spec.resources).toEqual([
-      { kind: "websocket", name: "socket", declaredBy: ["chat"], handlers: { connect: "chat", disconnect: "chat", message: "chat" } },
+      {
+        kind: "websocket",
+        name: "socket",
+        declaredBy: ["chat"],
+        handlers: { connect: "chat", disconnect: "chat", message: "chat" },
+      },
       { kind: "kv", name: "connections", declaredBy: ["chat"] },
     ]);
     expect(spec.policies).toEqual([
@@ -70,7 +85,9 @@ describe("nitric-like spec", () => {
     expect(stdout).toBe("");
     expect(stderr).toContain("missing disconnect handler for websocket room");
     expect(stderr).toContain('the message event is handled by "alpha" and "beta"');
-    expect(stderr).toContain('kv("Bad Store"): invalid resource name "Bad Store", use lower-kebab-case such as "bad-store"');
+    expect(stderr).toContain(
+      'kv("Bad Store"): invalid resource name "Bad Store", use lower-kebab-case such as "bad-store"',
+    );
     expect(stderr).toContain("has 3 problems");
   });
 
@@ -121,7 +138,13 @@ describe("nitric-like run", () => {
     const dir = copyProject(join(FIXTURES, "lab-ours"));
     const app = await startApp(dir);
     const file = join(dir, "services", "lab.ts");
-    writeFileSync(file, readFileSync(file, "utf8").replace("return { id: ctx.connectionId };", 'return { id: ctx.connectionId, version: 2 };'));
+    writeFileSync(
+      file,
+      readFileSync(file, "utf8").replace(
+        "return { id: ctx.connectionId };",
+        "return { id: ctx.connectionId, version: 2 };",
+      ),
+    );
     await app.waitFor(/services\/lab\.ts changed: restarting service "lab"/);
     const c = await connect(app.url("lab"));
     let answer: Record<string, unknown> = {};

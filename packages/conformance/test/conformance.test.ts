@@ -2,7 +2,17 @@
 // @nitric/sdk 1.2.2, run under `nitric-like run` on the local provider, driven by real ws clients.
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type App, cleanTemp, type Client, connect, copyProject, FIXTURES, sleep, startApp, stopAll } from "../src/harness.js";
+import {
+  type App,
+  type Client,
+  cleanTemp,
+  connect,
+  copyProject,
+  FIXTURES,
+  sleep,
+  startApp,
+  stopAll,
+} from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -70,10 +80,14 @@ describe.each([
 
   it("stores, reads, lists by prefix and deletes kv values", async () => {
     const c = await connect(url);
-    expect(await c.call({ op: "set", key: "fruit:apple", value: { n: 1, tags: ["red"], nested: { ok: true } } })).toEqual({ ok: true });
+    expect(
+      await c.call({ op: "set", key: "fruit:apple", value: { n: 1, tags: ["red"], nested: { ok: true } } }),
+    ).toEqual({ ok: true });
     expect(await c.call({ op: "set", key: "fruit:pear", value: { n: 2 } })).toEqual({ ok: true });
     expect(await c.call({ op: "set", key: "veg:leek", value: { n: 3 } })).toEqual({ ok: true });
-    expect(await c.call({ op: "get", key: "fruit:apple" })).toEqual({ value: { n: 1, tags: ["red"], nested: { ok: true } } });
+    expect(await c.call({ op: "get", key: "fruit:apple" })).toEqual({
+      value: { n: 1, tags: ["red"], nested: { ok: true } },
+    });
     expect(await c.call({ op: "keys", prefix: "fruit:" })).toEqual({ keys: ["fruit:apple", "fruit:pear"] });
     expect(await c.call({ op: "delete", key: "fruit:apple" })).toEqual({ ok: true });
     expect(await c.call({ op: "keys", prefix: "fruit:" })).toEqual({ keys: ["fruit:pear"] });
@@ -99,7 +113,9 @@ describe.each([
 
   it("answers a send to an unknown connection id with a clear error, and keeps serving", async () => {
     const c = await connect(url);
-    const { error } = (await c.call({ op: "send", to: "nope-not-here", text: "x" })) as { error: { code: string; message: string } };
+    const { error } = (await c.call({ op: "send", to: "nope-not-here", text: "x" })) as {
+      error: { code: string; message: string };
+    };
     expect(error.message).toContain('connection "nope-not-here" is not connected');
     if (ours) expect(error.code).toBe("not_found");
     expect(await c.call({ op: "whoami" })).toHaveProperty("id");
@@ -121,7 +137,10 @@ describe.each([
     const b = await connect(url);
     const { id } = await a.call({ op: "whoami" });
     a.close();
-    const got = await eventually(() => b.call({ op: "get", key: `gone:${id}` }), (r) => "value" in r);
+    const got = await eventually(
+      () => b.call({ op: "get", key: `gone:${id}` }),
+      (r) => "value" in r,
+    );
     expect(got).toHaveProperty("value");
     b.close();
   });
@@ -131,7 +150,10 @@ describe.each([
     const b = await connect(url);
     const { id } = await a.call({ op: "whoami" });
     a.ws.terminate();
-    const got = await eventually(() => b.call({ op: "get", key: `gone:${id}` }), (r) => "value" in r);
+    const got = await eventually(
+      () => b.call({ op: "get", key: `gone:${id}` }),
+      (r) => "value" in r,
+    );
     expect(got).toHaveProperty("value");
     if (ours) expect(got.value).toEqual({ code: 1006 });
     b.close();
@@ -143,7 +165,10 @@ describe.each([
     const { id } = await a.call({ op: "whoami" });
     a.ws.send(JSON.stringify({ op: "close-me" }));
     expect((await a.waitClosed()).code).toBe(1000);
-    const got = await eventually(() => b.call({ op: "get", key: `gone:${id}` }), (r) => "value" in r);
+    const got = await eventually(
+      () => b.call({ op: "get", key: `gone:${id}` }),
+      (r) => "value" in r,
+    );
     expect(got).toHaveProperty("value");
     b.close();
   });

@@ -11,7 +11,10 @@ afterAll(cleanTemp);
 it("splits one socket's handlers over two services, each with its own endpoint and permissions", async () => {
   const dir = copyProject(join(FIXTURES, "split"));
   const spec = JSON.parse((await runCli(["spec", dir])).stdout);
-  expect(spec.resources[0]).toMatchObject({ name: "hall", handlers: { connect: "doorman", disconnect: "doorman", message: "speaker" } });
+  expect(spec.resources[0]).toMatchObject({
+    name: "hall",
+    handlers: { connect: "doorman", disconnect: "doorman", message: "speaker" },
+  });
 
   const app = await startApp(dir);
   const a = await connect(app.url("hall"));

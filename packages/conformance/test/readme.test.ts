@@ -6,7 +6,8 @@ import { expect, it } from "vitest";
 import { EXAMPLES } from "../src/harness.js";
 
 const readme = readFileSync(join(EXAMPLES, "..", "README.md"), "utf8");
-const blocks = (lang: string) => [...readme.matchAll(new RegExp("```" + lang + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1] as string);
+const blocks = (lang: string) =>
+  [...readme.matchAll(new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``, "g"))].map((m) => m[1] as string);
 
 it("opens with the two set-up commands, the chat first and the tests second", () => {
   const [first, second] = blocks("sh");

@@ -85,11 +85,7 @@ export type ServiceImpl<S extends AnyGenService> = {
 };
 
 /** Adds a typed implementation of a generated service to a grpc-js server. */
-export function addService<S extends AnyGenService>(
-  server: grpc.Server,
-  service: S,
-  impl: ServiceImpl<S>,
-): void {
+export function addService<S extends AnyGenService>(server: grpc.Server, service: S, impl: ServiceImpl<S>): void {
   server.addService(serviceDefinition(service), impl as unknown as grpc.UntypedServiceImplementation);
 }
 

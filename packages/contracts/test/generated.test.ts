@@ -31,10 +31,15 @@ it("committed generated code matches a fresh buf generate", () => {
     expect(result.status).toBe(0);
     const fresh = join(out, "packages", "contracts", "src", "gen");
     const committed = join(contracts, "src", "gen");
-    const list = (d: string) => files(d).map((f) => relative(d, f)).sort();
+    const list = (d: string) =>
+      files(d)
+        .map((f) => relative(d, f))
+        .sort();
     expect(list(fresh)).toEqual(list(committed));
     for (const f of list(fresh)) {
-      expect(readFileSync(join(fresh, f), "utf8"), `${f} differs: run pnpm gen`).toBe(readFileSync(join(committed, f), "utf8"));
+      expect(readFileSync(join(fresh, f), "utf8"), `${f} differs: run pnpm gen`).toBe(
+        readFileSync(join(committed, f), "utf8"),
+      );
     }
   } finally {
     rmSync(out, { recursive: true, force: true });

@@ -2,7 +2,8 @@ import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES, isNitricLikeError, NitricLikeError } from "./errors.js";
 
-const grpcError = (code: grpc.status, details: string) => Object.assign(new Error(`${code} ${details}`), { code, details, metadata: new grpc.Metadata() });
+const grpcError = (code: grpc.status, details: string) =>
+  Object.assign(new Error(`${code} ${details}`), { code, details, metadata: new grpc.Metadata() });
 
 describe("NitricLikeError", () => {
   it("maps every gRPC status to its code and keeps the original as cause", () => {
@@ -27,7 +28,12 @@ describe("NitricLikeError", () => {
     expect(statuses.map((s) => NitricLikeError.from(grpcError(s, "x")).code)).toEqual([...ERROR_CODES]);
     const original = grpcError(grpc.status.NOT_FOUND, 'kv("a"): key "b" not found');
     const e = NitricLikeError.from(original, { store: "a", key: "b" });
-    expect(e).toMatchObject({ code: "not_found", message: 'kv("a"): key "b" not found', cause: original, details: { store: "a", key: "b" } });
+    expect(e).toMatchObject({
+      code: "not_found",
+      message: 'kv("a"): key "b" not found',
+      cause: original,
+      details: { store: "a", key: "b" },
+    });
   });
 
   it("returns a NitricLikeError unchanged and wraps anything else as unknown", () => {
@@ -42,6 +48,7 @@ describe("NitricLikeError", () => {
     const foreign = Object.assign(new Error("x"), { [Symbol.for("nitric-like.error")]: true, code: "internal" });
     expect(isNitricLikeError(foreign)).toBe(true);
     expect(isNitricLikeError(new NitricLikeError("internal", "x"))).toBe(true);
-    for (const other of [new Error("x"), { code: "internal" }, null, undefined, "e"]) expect(isNitricLikeError(other)).toBe(false);
+    for (const other of [new Error("x"), { code: "internal" }, null, undefined, "e"])
+      expect(isNitricLikeError(other)).toBe(false);
   });
 });

@@ -68,7 +68,11 @@ export class NitricLikeError extends Error {
     const grpc = error as Partial<ServiceError> | undefined;
     if (grpc && typeof grpc.code === "number" && typeof grpc.details === "string") {
       const code = BY_STATUS[grpc.code] ?? "unknown";
-      return new NitricLikeError(code, grpc.details || (grpc.message ?? code), details ? { cause: error, details } : { cause: error });
+      return new NitricLikeError(
+        code,
+        grpc.details || (grpc.message ?? code),
+        details ? { cause: error, details } : { cause: error },
+      );
     }
     const message = error instanceof Error ? error.message : String(error);
     return new NitricLikeError("unknown", message, details ? { cause: error, details } : { cause: error });

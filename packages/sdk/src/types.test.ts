@@ -1,7 +1,14 @@
 // Type-level tests: tsc checks this file (pnpm test type-checks the tests), so a regression in
 // the permission narrowing fails the build; vitest runs it too.
 import { describe, expect, expectTypeOf, it } from "vitest";
-import { type ConnectContext, type KvRef, kv, type MessageContext, type WebsocketHandlerFn, websocket } from "./index.js";
+import {
+  type ConnectContext,
+  type KvRef,
+  kv,
+  type MessageContext,
+  type WebsocketHandlerFn,
+  websocket,
+} from "./index.js";
 
 describe("kv().allow() types", () => {
   it("exposes only the allowed methods", () => {
@@ -21,7 +28,9 @@ describe("kv().allow() types", () => {
 
 describe("declaration checks", () => {
   it("throws at once on an invalid name, with the fix", () => {
-    expect(() => kv("My Store")).toThrow('kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"');
+    expect(() => kv("My Store")).toThrow(
+      'kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"',
+    );
     expect(() => websocket("chatRoom")).toThrow(/use lower-kebab-case such as "chat-room"/);
   });
 

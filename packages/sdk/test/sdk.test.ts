@@ -66,7 +66,13 @@ describe("websocket handlers", () => {
     const seen: unknown[] = [];
     const s = websocket("meta");
     s.on("connect", (ctx) => {
-      seen.push({ query: ctx.query, nitricQuery: ctx.req.query, agent: ctx.headers["user-agent"], address: ctx.remoteAddress, at: ctx.connectedAt instanceof Date });
+      seen.push({
+        query: ctx.query,
+        nitricQuery: ctx.req.query,
+        agent: ctx.headers["user-agent"],
+        address: ctx.remoteAddress,
+        at: ctx.connectedAt instanceof Date,
+      });
       if (ctx.query.deny) ctx.reject(`no ${ctx.query.deny[0]}`, 401);
     });
     s.on("message", () => {});
@@ -74,8 +80,17 @@ describe("websocket handlers", () => {
     await registered("meta", 3);
     const ok = client(`${urlOf("meta")}/?a=1%2B1&a=x+y`, { "User-Agent": "sdk-test" });
     await ok.opened;
-    expect(seen[0]).toEqual({ query: { a: ["1+1", "x y"] }, nitricQuery: { a: ["1+1", "x y"] }, agent: ["sdk-test"], address: "127.0.0.1", at: true });
-    await expect(client(`${urlOf("meta")}/?deny=robots`).opened).rejects.toMatchObject({ status: 401, body: "no robots" });
+    expect(seen[0]).toEqual({
+      query: { a: ["1+1", "x y"] },
+      nitricQuery: { a: ["1+1", "x y"] },
+      agent: ["sdk-test"],
+      address: "127.0.0.1",
+      at: true,
+    });
+    await expect(client(`${urlOf("meta")}/?deny=robots`).opened).rejects.toMatchObject({
+      status: 401,
+      body: "no robots",
+    });
     ok.ws.close();
   });
 
@@ -92,11 +107,16 @@ describe("websocket handlers", () => {
         throw new Error("database down");
       });
       await registered("throws", 1);
-      await expect(client(urlOf("throws")).opened).rejects.toMatchObject({ status: 500, body: "connect handler failed" });
+      await expect(client(urlOf("throws")).opened).rejects.toMatchObject({
+        status: 500,
+        body: "connect handler failed",
+      });
     } finally {
       process.stderr.write = write;
     }
-    expect(errors.join("")).toMatch(/websocket\("throws"\) connect handler failed for connection \S+: Error: database down/);
+    expect(errors.join("")).toMatch(
+      /websocket\("throws"\) connect handler failed for connection \S+: Error: database down/,
+    );
   });
 
   it("replies with ctx.reply() and return values, keeping text and binary, and sends during connect", async () => {
@@ -141,7 +161,9 @@ describe("websocket handlers", () => {
     const c = client(urlOf("parse"));
     await c.opened;
     c.ws.send("{bad");
-    expect((await c.next()).data.toString()).toMatch(/^invalid_argument: websocket\("parse"\): the message from connection "\S+" is not JSON \(.+\); use text\(\) for plain text$/);
+    expect((await c.next()).data.toString()).toMatch(
+      /^invalid_argument: websocket\("parse"\): the message from connection "\S+" is not JSON \(.+\); use text\(\) for plain text$/,
+    );
     c.ws.send('{"ok":1}');
     expect((await c.next()).data.toString()).toBe("parsed");
     c.ws.close();
@@ -173,7 +195,9 @@ describe("websocket handlers", () => {
     const error = await s.send(id, "late").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NitricLikeError);
     expect(error).toMatchObject({ code: "not_found", details: { socket: "ops", connectionId: id } });
-    expect((error as Error).message).toBe(`websocket "ops": connection "${id}" is not connected (it closed, or never existed)`);
+    expect((error as Error).message).toBe(
+      `websocket "ops": connection "${id}" is not connected (it closed, or never existed)`,
+    );
     for (let i = 0; i < 100 && closes.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(closes).toEqual([4001]);
   });
@@ -190,7 +214,11 @@ describe("kv", () => {
     for await (const k of store.keys("a:")) keys.push(k);
     expect(keys).toEqual(["a:1", "a:2"]);
     await store.delete("a:1");
-    await expect(store.get("a:1")).rejects.toMatchObject({ code: "not_found", message: 'kv("numbers"): key "a:1" not found', details: { store: "numbers", key: "a:1" } });
+    await expect(store.get("a:1")).rejects.toMatchObject({
+      code: "not_found",
+      message: 'kv("numbers"): key "a:1" not found',
+      details: { store: "numbers", key: "a:1" },
+    });
   });
 
   it("returns the same store for the same name and refuses values that are not objects", async () => {
@@ -201,12 +229,17 @@ describe("kv", () => {
       message: 'kv("objects"): set("k") needs a JSON object, got string; wrap it, such as { value: ... }',
     });
     await expect(store.set("k", [1] as never)).rejects.toMatchObject({ message: /got an array/ });
-    expect(() => kv("objects").allow("write" as never)).toThrow('kv("objects").allow("write"): unknown permission; use "get", "set" or "delete"');
+    expect(() => kv("objects").allow("write" as never)).toThrow(
+      'kv("objects").allow("write"): unknown permission; use "get", "set" or "delete"',
+    );
   });
 
   it("is refused by the provider for a permission it did not allow", async () => {
     const store = kv("guarded").allow("get");
     const sneaky = store as unknown as { set(k: string, v: object): Promise<void> };
-    await expect(sneaky.set("k", {})).rejects.toMatchObject({ code: "permission_denied", message: /add \.allow\("set"\) to kv\("guarded"\)/ });
+    await expect(sneaky.set("k", {})).rejects.toMatchObject({
+      code: "permission_denied",
+      message: /add \.allow\("set"\) to kv\("guarded"\)/,
+    });
   });
 });

@@ -4,11 +4,14 @@ import { isValidResourceName, MAX_RESOURCE_NAME_LENGTH, resourceNameProblem, sug
 
 describe("resource names", () => {
   it("accepts lower-kebab-case names", () => {
-    for (const name of ["a", "socket", "my-store", "v2", "a-b-c-1"]) expect(resourceNameProblem("kv", name)).toBeUndefined();
+    for (const name of ["a", "socket", "my-store", "v2", "a-b-c-1"])
+      expect(resourceNameProblem("kv", name)).toBeUndefined();
   });
 
   it("explains an invalid name with a valid suggestion", () => {
-    expect(resourceNameProblem("kv", "My Store")).toBe('kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"');
+    expect(resourceNameProblem("kv", "My Store")).toBe(
+      'kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"',
+    );
     expect(resourceNameProblem("websocket", "chatRoom")).toContain('such as "chat-room"');
     expect(resourceNameProblem("kv", "")).toContain("a resource name is required");
     expect(resourceNameProblem("kv", "x".repeat(65))).toContain(`at most ${MAX_RESOURCE_NAME_LENGTH}`);

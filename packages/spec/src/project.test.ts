@@ -41,9 +41,19 @@ describe("globToRegExp", () => {
 
 describe("loadProject", () => {
   it("reads nitric-like.yaml, and nitric.yaml for Nitric projects", () => {
-    const a = loadProject(project({ "nitric-like.yaml": "name: a\nservices:\n  - match: services/*.ts\nwebsockets:\n  socket:\n    port: 4100\n" }));
-    expect(a).toMatchObject({ name: "a", services: [{ match: "services/*.ts" }], websockets: { socket: { port: 4100 } } });
-    const b = loadProject(project({ "nitric.yaml": "name: b\nservices:\n  - match: services/*.ts\n    start: node $SERVICE_PATH\n" }));
+    const a = loadProject(
+      project({
+        "nitric-like.yaml": "name: a\nservices:\n  - match: services/*.ts\nwebsockets:\n  socket:\n    port: 4100\n",
+      }),
+    );
+    expect(a).toMatchObject({
+      name: "a",
+      services: [{ match: "services/*.ts" }],
+      websockets: { socket: { port: 4100 } },
+    });
+    const b = loadProject(
+      project({ "nitric.yaml": "name: b\nservices:\n  - match: services/*.ts\n    start: node $SERVICE_PATH\n" }),
+    );
     expect(b).toMatchObject({ name: "b", services: [{ match: "services/*.ts", start: "node $SERVICE_PATH" }] });
   });
 
@@ -51,10 +61,14 @@ describe("loadProject", () => {
     expect(() => loadProject(project({}))).toThrow(/no project file found, create nitric-like.yaml/);
     expect(() => loadProject(project({ "nitric-like.yaml": "services: []\n" }))).toThrow(/"name" is required/);
     expect(() => loadProject(project({ "nitric-like.yaml": "name: x\n" }))).toThrow(/"services" is required/);
-    expect(() => loadProject(project({ "nitric-like.yaml": "name: x\nservices:\n  - start: x\n" }))).toThrow(/services\[0\] needs a "match" glob/);
-    expect(() => loadProject(project({ "nitric-like.yaml": "name: x\nservices:\n  - match: a\nwebsockets:\n  s:\n    port: 99999\n" }))).toThrow(
-      /websockets\.s\.port must be a port number/,
+    expect(() => loadProject(project({ "nitric-like.yaml": "name: x\nservices:\n  - start: x\n" }))).toThrow(
+      /services\[0\] needs a "match" glob/,
     );
+    expect(() =>
+      loadProject(
+        project({ "nitric-like.yaml": "name: x\nservices:\n  - match: a\nwebsockets:\n  s:\n    port: 99999\n" }),
+      ),
+    ).toThrow(/websockets\.s\.port must be a port number/);
     expect(() => loadProject(project({ "nitric-like.yaml": "name: [unclosed\n" }))).toThrow(/not valid YAML/);
   });
 });
@@ -74,7 +88,11 @@ describe("findServices", () => {
   });
 
   it("refuses two services with the same name and a glob that matches nothing", () => {
-    const clash = project({ "nitric-like.yaml": "name: x\nservices:\n  - match: services/**/*.ts\n", "services/a.ts": "", "services/b/a.ts": "" });
+    const clash = project({
+      "nitric-like.yaml": "name: x\nservices:\n  - match: services/**/*.ts\n",
+      "services/a.ts": "",
+      "services/b/a.ts": "",
+    });
     expect(() => findServices(loadProject(clash))).toThrow(/two services are named "a"/);
     const none = project({ "nitric-like.yaml": "name: x\nservices:\n  - match: services/*.ts\n" });
     expect(() => findServices(loadProject(none))).toThrow(/"services\/\*\.ts" matches no file/);

@@ -101,13 +101,17 @@ export function loadProject(dir: string): Project {
   const websockets: Record<string, WebsocketConfig> = {};
   if (doc.websockets !== undefined && doc.websockets !== null) {
     if (typeof doc.websockets !== "object" || Array.isArray(doc.websockets)) {
-      throw new ProjectError(`${where}: "websockets" must map socket names to settings, such as\n  websockets:\n    socket:\n      port: 4000`);
+      throw new ProjectError(
+        `${where}: "websockets" must map socket names to settings, such as\n  websockets:\n    socket:\n      port: 4000`,
+      );
     }
     for (const [name, value] of Object.entries(doc.websockets as Record<string, unknown>)) {
       const config = (value ?? {}) as Record<string, unknown>;
       const port = config.port;
       if (port !== undefined && (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535)) {
-        throw new ProjectError(`${where}: websockets.${name}.port must be a port number from 0 to 65535, got ${JSON.stringify(port)}`);
+        throw new ProjectError(
+          `${where}: websockets.${name}.port must be a port number from 0 to 65535, got ${JSON.stringify(port)}`,
+        );
       }
       websockets[name] = port === undefined ? {} : { port: port as number };
     }

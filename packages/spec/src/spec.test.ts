@@ -10,7 +10,8 @@ const service = (name: string, extra: Partial<CollectedService> = {}): Collected
   ...extra,
 });
 
-const handlers = (socket: string, ...events: ("connect" | "disconnect" | "message")[]) => events.map((event) => ({ socket, event }));
+const handlers = (socket: string, ...events: ("connect" | "disconnect" | "message")[]) =>
+  events.map((event) => ({ socket, event }));
 
 describe("buildSpec", () => {
   it("builds a complete spec without errors", () => {
@@ -29,10 +30,17 @@ describe("buildSpec", () => {
     ]);
     expect(errors).toEqual([]);
     expect(spec.resources).toEqual([
-      { kind: "websocket", name: "socket", declaredBy: ["chat"], handlers: { connect: "chat", disconnect: "chat", message: "chat" } },
+      {
+        kind: "websocket",
+        name: "socket",
+        declaredBy: ["chat"],
+        handlers: { connect: "chat", disconnect: "chat", message: "chat" },
+      },
       { kind: "kv", name: "connections", declaredBy: ["chat"] },
     ]);
-    expect(spec.policies).toEqual([{ service: "chat", resource: { kind: "kv", name: "connections" }, permissions: ["delete", "get", "set"] }]);
+    expect(spec.policies).toEqual([
+      { service: "chat", resource: { kind: "kv", name: "connections" }, permissions: ["delete", "get", "set"] },
+    ]);
   });
 
   it("lets handlers of one socket live in different services", () => {

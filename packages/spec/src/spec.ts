@@ -159,10 +159,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     }
   }
 
-  const resources = [
-    ...[...sockets.values()].sort(byName),
-    ...[...stores.values()].sort(byName),
-  ];
+  const resources = [...[...sockets.values()].sort(byName), ...[...stores.values()].sort(byName)];
   for (const p of policies.values()) p.permissions.sort();
   const spec: Spec = {
     name: projectName,

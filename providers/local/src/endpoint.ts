@@ -21,7 +21,10 @@ export interface Endpoint {
 }
 
 /** Starts the endpoint of one service. */
-export async function startEndpoint(service: string, ctx: KvContext & ResourcesContext & WebsocketContext): Promise<Endpoint> {
+export async function startEndpoint(
+  service: string,
+  ctx: KvContext & ResourcesContext & WebsocketContext,
+): Promise<Endpoint> {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
@@ -31,7 +34,9 @@ export async function startEndpoint(service: string, ctx: KvContext & ResourcesC
   addService(server, WebsocketHandler, websocketHandlerService(ctx, service));
   addService(server, KvStore, kvService(ctx, service));
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) =>
+      error ? reject(error) : resolve(p),
+    ),
   );
   return { address: `127.0.0.1:${port}`, server };
 }

@@ -5,7 +5,12 @@
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { Permission, ResourceKind } from "@nitric-like/spec";
 
-const VERB: Record<Permission, string> = { get: "read keys of", set: "set keys in", delete: "delete keys from", manage: "manage" };
+const VERB: Record<Permission, string> = {
+  get: "read keys of",
+  set: "set keys in",
+  delete: "delete keys from",
+  manage: "manage",
+};
 
 /** The grants of every service. */
 export class Permissions {
@@ -36,6 +41,9 @@ export class Permissions {
       kind === "kv"
         ? `add .allow(${JSON.stringify(permission)}) to ${resource} in that service`
         : `declare ${resource} in that service`;
-    throw grpcError(GrpcStatus.PERMISSION_DENIED, `${resource}: service ${JSON.stringify(service)} may not ${VERB[permission]} it; ${fix}`);
+    throw grpcError(
+      GrpcStatus.PERMISSION_DENIED,
+      `${resource}: service ${JSON.stringify(service)} may not ${VERB[permission]} it; ${fix}`,
+    );
   }
 }

@@ -38,24 +38,36 @@ export class LocalProvider implements RunningProvider {
   constructor(private readonly options: LocalProviderOptions) {
     this.logger = options.logger;
     this.stores = new KvStores(options.dataDir ?? join(options.project.dir, ".nitric-like", "kv"));
-    this.handlers = new HandlerRegistry(options.logger, options.handlerTimeoutMs ?? 5000, options.handlerWaitMs ?? 10000);
+    this.handlers = new HandlerRegistry(
+      options.logger,
+      options.handlerTimeoutMs ?? 5000,
+      options.handlerWaitMs ?? 10000,
+    );
   }
 
   /** Starts the gateways of every socket in the spec, so their URLs are known before services start. */
   async start(): Promise<void> {
     for (const r of this.options.spec.resources) {
       if (r.kind === "websocket") {
-        for (const [event, service] of Object.entries(r.handlers)) if (service) this.handlers.expect(r.name, event as HandlerRegistration["event"]);
+        for (const [event, service] of Object.entries(r.handlers))
+          if (service) this.handlers.expect(r.name, event as HandlerRegistration["event"]);
       }
     }
-    await Promise.all(this.options.spec.resources.filter((r) => r.kind === "websocket").map((r) => this.gateway(r.name)));
+    await Promise.all(
+      this.options.spec.resources.filter((r) => r.kind === "websocket").map((r) => this.gateway(r.name)),
+    );
   }
 
   private gateway(name: string): Promise<Gateway> {
     let pending = this.starting.get(name);
     if (!pending) {
       const pinned = this.options.randomPorts ? undefined : this.options.project.websockets[name]?.port;
-      const gateway = new Gateway(name, { port: pinned ?? 0, maxMessageBytes: this.options.maxMessageBytes ?? 128 * 1024 }, this.handlers, this.logger);
+      const gateway = new Gateway(
+        name,
+        { port: pinned ?? 0, maxMessageBytes: this.options.maxMessageBytes ?? 128 * 1024 },
+        this.handlers,
+        this.logger,
+      );
       pending = gateway.start().then(() => {
         this.gateways.set(name, gateway);
         return gateway;
@@ -107,7 +119,9 @@ export class LocalProvider implements RunningProvider {
   }
 
   sockets(): { name: string; url: string }[] {
-    return [...this.gateways.values()].map((g) => ({ name: g.name, url: g.url })).sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.gateways.values()]
+      .map((g) => ({ name: g.name, url: g.url }))
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   /** Open connections of a socket (tests, dashboard). */

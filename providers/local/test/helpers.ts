@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { GrpcClient } from "@nitric-like/contracts/grpc";
-import { Action, ResourceType, Resources } from "@nitric-like/contracts/resources";
+import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import {
   type ClientMessageSchema,
   type ServerMessage,
@@ -80,10 +80,20 @@ export async function declareSocket(client: GrpcClient, name: string): Promise<v
 
 /** Declares a kv store with some permissions. */
 export async function declareStore(client: GrpcClient, name: string, actions: Action[]): Promise<void> {
-  await client.unary(Resources.method.declare, { id: { type: ResourceType.KeyValueStore, name }, config: { case: "keyValueStore", value: {} } });
+  await client.unary(Resources.method.declare, {
+    id: { type: ResourceType.KeyValueStore, name },
+    config: { case: "keyValueStore", value: {} },
+  });
   await client.unary(Resources.method.declare, {
     id: { type: ResourceType.Policy, name: "" },
-    config: { case: "policy", value: { principals: [{ type: ResourceType.Service, name: "" }], actions, resources: [{ type: ResourceType.KeyValueStore, name }] } },
+    config: {
+      case: "policy",
+      value: {
+        principals: [{ type: ResourceType.Service, name: "" }],
+        actions,
+        resources: [{ type: ResourceType.KeyValueStore, name }],
+      },
+    },
   });
 }
 
@@ -95,7 +105,11 @@ export async function handle(
   socket: string,
   event: "connect" | "disconnect" | "message",
   answer: (request: WebsocketEventRequest) => Answer,
-): Promise<{ events: WebsocketEventRequest[]; call: ClientDuplexStream<MessageInitShape<typeof ClientMessageSchema>, ServerMessage>; status: Promise<number> }> {
+): Promise<{
+  events: WebsocketEventRequest[];
+  call: ClientDuplexStream<MessageInitShape<typeof ClientMessageSchema>, ServerMessage>;
+  status: Promise<number>;
+}> {
   const call = client.bidi(WebsocketHandler.method.handleEvents);
   const events: WebsocketEventRequest[] = [];
   const status = new Promise<number>((resolve) => call.on("status", (s: { code: number }) => resolve(s.code)));
@@ -109,7 +123,11 @@ export async function handle(
       if (value) call.write({ id: message.id, content: { case: "websocketEventResponse", value } });
     });
   });
-  const eventType = { connect: WebsocketEventType.Connect, disconnect: WebsocketEventType.Disconnect, message: WebsocketEventType.Message }[event];
+  const eventType = {
+    connect: WebsocketEventType.Connect,
+    disconnect: WebsocketEventType.Disconnect,
+    message: WebsocketEventType.Message,
+  }[event];
   call.write({ id: "", content: { case: "registrationRequest", value: { socketName: socket, eventType } } });
   await registered;
   cleanups.push(() => {

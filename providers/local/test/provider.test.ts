@@ -3,12 +3,24 @@
 import { createServer } from "node:net";
 import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
-import { Action, ResourceType, Resources } from "@nitric-like/contracts/resources";
+import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Websocket } from "@nitric-like/contracts/websockets";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { rawQuery } from "../src/websocket/gateway.js";
-import { accept, cleanup, closed, declareSocket, declareStore, handle, nextMessage, open, serviceClient, startProvider, urlOf } from "./helpers.js";
+import {
+  accept,
+  cleanup,
+  closed,
+  declareSocket,
+  declareStore,
+  handle,
+  nextMessage,
+  open,
+  serviceClient,
+  startProvider,
+  urlOf,
+} from "./helpers.js";
 
 afterEach(cleanup);
 
@@ -23,7 +35,9 @@ describe("declarations", () => {
   it("refuses an invalid name with the fix", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
-    await expect(client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name: "Chat Room" } })).rejects.toMatchObject({
+    await expect(
+      client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name: "Chat Room" } }),
+    ).rejects.toMatchObject({
       code: GrpcStatus.INVALID_ARGUMENT,
       details: 'websocket("Chat Room"): invalid resource name "Chat Room", use lower-kebab-case such as "chat-room"',
     });
@@ -41,7 +55,9 @@ describe("declarations", () => {
     const client = await serviceClient(provider, "svc");
     await client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
     await client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
-    expect(logs.warn).toEqual(['service "svc" declares Bucket "files": nitric-like serves websockets and kv stores, so it is recorded but not served']);
+    expect(logs.warn).toEqual([
+      'service "svc" declares Bucket "files": nitric-like serves websockets and kv stores, so it is recorded but not served',
+    ]);
   });
 });
 
@@ -53,18 +69,28 @@ describe("kv", () => {
     await declareStore(writer, "items", [Action.KeyValueStoreWrite]);
     await declareStore(reader, "items", [Action.KeyValueStoreRead]);
     await writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "a" }, content: { x: 1 } });
-    expect((await reader.unary(KvStore.method.getValue, { ref: { store: "items", key: "a" } })).value?.content).toEqual({ x: 1 });
+    expect((await reader.unary(KvStore.method.getValue, { ref: { store: "items", key: "a" } })).value?.content).toEqual(
+      { x: 1 },
+    );
     // The reader declared only "get": its endpoint may not write, whatever the writer may do.
-    await expect(reader.unary(KvStore.method.setValue, { ref: { store: "items", key: "a" }, content: {} })).rejects.toMatchObject({
+    await expect(
+      reader.unary(KvStore.method.setValue, { ref: { store: "items", key: "a" }, content: {} }),
+    ).rejects.toMatchObject({
       code: GrpcStatus.PERMISSION_DENIED,
       details: 'kv("items"): service "reader" may not set keys in it; add .allow("set") to kv("items") in that service',
     });
-    await expect(writer.unary(KvStore.method.getValue, { ref: { store: "items", key: "a" } })).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
-    await expect(writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "" }, content: {} })).rejects.toMatchObject({
+    await expect(writer.unary(KvStore.method.getValue, { ref: { store: "items", key: "a" } })).rejects.toMatchObject({
+      code: GrpcStatus.PERMISSION_DENIED,
+    });
+    await expect(
+      writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "" }, content: {} }),
+    ).rejects.toMatchObject({
       code: GrpcStatus.INVALID_ARGUMENT,
       details: 'kv("items"): the key is empty; use a non-empty string',
     });
-    await expect(writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "k".repeat(10_000) }, content: {} })).rejects.toMatchObject({
+    await expect(
+      writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "k".repeat(10_000) }, content: {} }),
+    ).rejects.toMatchObject({
       code: GrpcStatus.INVALID_ARGUMENT,
       details: 'kv("items"): the key is 10000 bytes long and at most 1024 are allowed; use a shorter key',
     });
@@ -72,7 +98,9 @@ describe("kv", () => {
       code: GrpcStatus.NOT_FOUND,
       details: 'kv("other"): no such store; declare it with kv("other").allow(...)',
     });
-    await expect(writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "b" } })).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT });
+    await expect(writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "b" } })).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+    });
   });
 
   it("lists keys by prefix in byte order, stopping at the prefix's end", async () => {
@@ -84,7 +112,8 @@ describe("kv", () => {
     }
     const keys = async (prefix: string) => {
       const out: string[] = [];
-      for await (const k of client.serverStream(KvStore.method.scanKeys, { store: { name: "items" }, prefix })) out.push(k.key);
+      for await (const k of client.serverStream(KvStore.method.scanKeys, { store: { name: "items" }, prefix }))
+        out.push(k.key);
       return out;
     };
     expect(await keys("b:")).toEqual(["b:1", "b:10", "b:2"]);
@@ -96,12 +125,19 @@ describe("kv", () => {
     const first = await startProvider();
     const a = await serviceClient(first.provider, "svc");
     await declareStore(a, "items", [Action.KeyValueStoreWrite]);
-    await a.unary(KvStore.method.setValue, { ref: { store: "items", key: "kept" }, content: { v: [1, "two", { three: true }] } });
+    await a.unary(KvStore.method.setValue, {
+      ref: { store: "items", key: "kept" },
+      content: { v: [1, "two", { three: true }] },
+    });
     await first.provider.stop();
-    const second = await startProvider({ project: { name: "test", dir: first.dir, file: "", services: [], websockets: {} } });
+    const second = await startProvider({
+      project: { name: "test", dir: first.dir, file: "", services: [], websockets: {} },
+    });
     const b = await serviceClient(second.provider, "svc");
     await declareStore(b, "items", [Action.KeyValueStoreRead]);
-    expect((await b.unary(KvStore.method.getValue, { ref: { store: "items", key: "kept" } })).value?.content).toEqual({ v: [1, "two", { three: true }] });
+    expect((await b.unary(KvStore.method.getValue, { ref: { store: "items", key: "kept" } })).value?.content).toEqual({
+      v: [1, "two", { three: true }],
+    });
   });
 });
 
@@ -114,7 +150,9 @@ describe("gateway", () => {
     const done = closed(ws);
     ws.send("anyone?");
     expect(await done).toEqual({ code: 1011, reason: 'no message handler for websocket "half"' });
-    expect(logs.error[0]).toMatch(/websocket "half": no service handles message events; add socket\.on\("message", \.\.\.\); closed connection \S+/);
+    expect(logs.error[0]).toMatch(
+      /websocket "half": no service handles message events; add socket\.on\("message", \.\.\.\); closed connection \S+/,
+    );
   });
 
   it("answers a plain HTTP request with 426 and how to connect", async () => {
@@ -135,9 +173,16 @@ describe("gateway", () => {
     });
     const dir = (await startProvider()).dir;
     const project = { name: "t", dir, file: "", services: [], websockets: { pinned: { port } } };
-    const { provider } = await startProvider({ project, randomPorts: false, dataDir: `${dir}/kv2`, spec: spec("pinned", {}) });
+    const { provider } = await startProvider({
+      project,
+      randomPorts: false,
+      dataDir: `${dir}/kv2`,
+      spec: spec("pinned", {}),
+    });
     expect(urlOf(provider, "pinned")).toBe(`ws://127.0.0.1:${port}`);
-    await expect(startProvider({ project, randomPorts: false, dataDir: `${dir}/kv3`, spec: spec("pinned", {}) })).rejects.toThrow(
+    await expect(
+      startProvider({ project, randomPorts: false, dataDir: `${dir}/kv3`, spec: spec("pinned", {}) }),
+    ).rejects.toThrow(
       `websocket "pinned": port ${port} is already in use; pick another under websockets.pinned.port in the project file, or run with --random-ports`,
     );
   });
@@ -175,21 +220,46 @@ describe("gateway", () => {
     const ws = await open(urlOf(provider, "s"));
     const id = connects.events[0]?.connectionId ?? "";
     const got = nextMessage(ws);
-    await client.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: id, data: new Uint8Array([0xff, 0]), binary: true });
+    await client.unary(Websocket.method.sendMessage, {
+      socketName: "s",
+      connectionId: id,
+      data: new Uint8Array([0xff, 0]),
+      binary: true,
+    });
     expect(await got).toMatchObject({ binary: true });
     // Nitric's SDKs leave `binary` unset: UTF-8 goes as text.
     const text = nextMessage(ws);
-    await client.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: id, data: new TextEncoder().encode("héllo") });
+    await client.unary(Websocket.method.sendMessage, {
+      socketName: "s",
+      connectionId: id,
+      data: new TextEncoder().encode("héllo"),
+    });
     expect((await text).binary).toBe(false);
-    await expect(client.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: id, data: new Uint8Array([0xff]), binary: false })).rejects.toMatchObject({
+    await expect(
+      client.unary(Websocket.method.sendMessage, {
+        socketName: "s",
+        connectionId: id,
+        data: new Uint8Array([0xff]),
+        binary: false,
+      }),
+    ).rejects.toMatchObject({
       code: GrpcStatus.INVALID_ARGUMENT,
     });
-    await expect(client.unary(Websocket.method.closeConnection, { socketName: "s", connectionId: id, code: 1005 })).rejects.toMatchObject({
+    await expect(
+      client.unary(Websocket.method.closeConnection, { socketName: "s", connectionId: id, code: 1005 }),
+    ).rejects.toMatchObject({
       details: 'websocket "s": close code 1005 is not allowed; use 1000 or 3000-4999',
     });
-    await expect(client.unary(Websocket.method.sendMessage, { socketName: "nope", connectionId: id })).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+    await expect(
+      client.unary(Websocket.method.sendMessage, { socketName: "nope", connectionId: id }),
+    ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
     const done = closed(ws);
-    await client.unary(Websocket.method.closeConnection, { socketName: "s", connectionId: id, code: 4000, reason: "bye" });
+    await client.unary(Websocket.method.closeConnection, {
+      socketName: "s",
+      connectionId: id,
+      code: 4000,
+      reason: "bye",
+    });
     expect(await done).toEqual({ code: 4000, reason: "bye" });
   });
 
@@ -198,7 +268,9 @@ describe("gateway", () => {
     const owner = await serviceClient(provider, "owner");
     const other = await serviceClient(provider, "other");
     await declareSocket(owner, "s");
-    await expect(other.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: "x" })).rejects.toMatchObject({
+    await expect(
+      other.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: "x" }),
+    ).rejects.toMatchObject({
       code: GrpcStatus.PERMISSION_DENIED,
       details: 'websocket("s"): service "other" may not manage it; declare websocket("s") in that service',
     });
@@ -245,7 +317,9 @@ describe("gateway", () => {
     dying.call.end();
     await new Promise((r) => setTimeout(r, 50));
     // ...and its restarted process answers it.
-    await handle(client, "s", "message", (e) => ({ replies: [{ data: e.websocketEvent.case === "message" ? e.websocketEvent.value.body : new Uint8Array() }] }));
+    await handle(client, "s", "message", (e) => ({
+      replies: [{ data: e.websocketEvent.case === "message" ? e.websocketEvent.value.body : new Uint8Array() }],
+    }));
     expect((await got).data.toString()).toBe("in flight");
   });
 
@@ -257,7 +331,9 @@ describe("gateway", () => {
     const got = nextMessage(ws);
     ws.send("early");
     await new Promise((r) => setTimeout(r, 100));
-    await handle(client, "s", "message", (e) => ({ replies: [{ data: e.websocketEvent.case === "message" ? e.websocketEvent.value.body : new Uint8Array() }] }));
+    await handle(client, "s", "message", (e) => ({
+      replies: [{ data: e.websocketEvent.case === "message" ? e.websocketEvent.value.body : new Uint8Array() }],
+    }));
     expect((await got).data.toString()).toBe("early");
   });
 });

@@ -5,10 +5,10 @@
  * crashes. Ctrl-C closes client connections with 1001 and exits 0.
  */
 import type { HandlerRegistration, RunningProvider, Spec } from "@nitric-like/spec";
+import { bundleService } from "../lib/bundle.js";
 import type { Output } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
 import { loadProvider } from "../lib/providers.js";
-import { bundleService } from "../lib/bundle.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
 import { collectSpec } from "./spec.js";
@@ -56,7 +56,9 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
 
   const provider = await loadProvider(options.provider);
   if (!provider.run) {
-    output.error(`provider "${provider.name}" cannot run projects locally; use "nitric-like up --provider ${provider.name}"`);
+    output.error(
+      `provider "${provider.name}" cannot run projects locally; use "nitric-like up --provider ${provider.name}"`,
+    );
     return 1;
   }
   const running = await provider.run({ project, spec, logger: output, randomPorts: options.randomPorts });
@@ -124,7 +126,12 @@ function expectedHandlers(spec: Spec): HandlerRegistration[] {
   return expected;
 }
 
-function waitForHandlers(running: RunningProvider, expected: HandlerRegistration[], timeoutMs: number, output: Output): Promise<void> {
+function waitForHandlers(
+  running: RunningProvider,
+  expected: HandlerRegistration[],
+  timeoutMs: number,
+  output: Output,
+): Promise<void> {
   const missing = () => {
     const live = new Set(running.registrations().map((r) => `${r.socket}/${r.event}`));
     return expected.filter((e) => !live.has(`${e.socket}/${e.event}`));

@@ -21,7 +21,10 @@ Options:
 `;
 
 /** Collects and validates; returns the spec and the problems found. */
-export async function collectSpec(prepared: PreparedProject, output: Output): Promise<{ spec: Spec; errors: string[] }> {
+export async function collectSpec(
+  prepared: PreparedProject,
+  output: Output,
+): Promise<{ spec: Spec; errors: string[] }> {
   const n = prepared.services.length;
   output.info(output.paint("dim", `collecting resources from ${n} service${n === 1 ? "" : "s"}...`));
   const collected = await collect(
@@ -37,7 +40,9 @@ export async function specCommand(dir: string, output: Output): Promise<number> 
   const { spec, errors } = await collectSpec(prepared, output);
   if (errors.length > 0) {
     for (const e of errors) output.error(e);
-    throw new UserError(`the spec of "${spec.name}" has ${errors.length} problem${errors.length === 1 ? "" : "s"} (listed above)`);
+    throw new UserError(
+      `the spec of "${spec.name}" has ${errors.length} problem${errors.length === 1 ? "" : "s"} (listed above)`,
+    );
   }
   output.result(JSON.stringify(spec, null, 2));
   return 0;

@@ -5,8 +5,8 @@
  */
 import { mkdirSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { build, type Message } from "esbuild";
 import type { ServiceEntry } from "@nitric-like/spec";
+import { build, type Message } from "esbuild";
 import { UserError } from "./log.js";
 
 /** A bundled service. */
@@ -41,7 +41,9 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
       logLevel: "silent",
       absWorkingDir: projectDir,
       // ESM has no require(); bundled CommonJS helpers and user code may still call it.
-      banner: { js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);' },
+      banner: {
+        js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
+      },
     });
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
     return { outfile, inputs };
@@ -49,7 +51,9 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
     const errors = (error as { errors?: Message[] }).errors;
     if (!errors) throw error;
     const lines = errors.map((e) => {
-      const at = e.location ? `${relative(projectDir, resolve(projectDir, e.location.file))}:${e.location.line}:${e.location.column + 1}: ` : "";
+      const at = e.location
+        ? `${relative(projectDir, resolve(projectDir, e.location.file))}:${e.location.line}:${e.location.column + 1}: `
+        : "";
       return `  ${at}${e.text}`;
     });
     throw new UserError(`service "${service.name}" (${service.file}) does not compile:\n${lines.join("\n")}`);

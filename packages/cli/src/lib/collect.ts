@@ -8,9 +8,16 @@ import type { ChildProcess } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { addService, GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
-import { Action, ResourceType, Resources } from "@nitric-like/contracts/resources";
+import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ClientMessage, Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
-import type { CollectedService, Permission, Project, ResourceRef, ServiceEntry, WebsocketEvent } from "@nitric-like/spec";
+import type {
+  CollectedService,
+  Permission,
+  Project,
+  ResourceRef,
+  ServiceEntry,
+  WebsocketEvent,
+} from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
 import { forEachLine, spawnService, stopProcess } from "./service-process.js";
 
@@ -73,7 +80,9 @@ async function collectOne(
       touch();
       const { id, config } = call.request;
       if (id?.type === ResourceType.Policy && config.case === "policy") {
-        const permissions = config.value.actions.map((a) => PERMISSIONS[a]).filter((p): p is Permission => p !== undefined);
+        const permissions = config.value.actions
+          .map((a) => PERMISSIONS[a])
+          .filter((p): p is Permission => p !== undefined);
         for (const r of config.value.resources) {
           if (r.type !== ResourceType.Websocket && r.type !== ResourceType.KeyValueStore) continue;
           const resource: ResourceRef = { kind: r.type === ResourceType.Websocket ? "websocket" : "kv", name: r.name };

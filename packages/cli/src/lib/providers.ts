@@ -24,7 +24,9 @@ export async function loadProvider(name: string): Promise<Provider> {
   }
   const provider = mod.provider ?? mod.default;
   if (!provider || typeof provider.name !== "string") {
-    throw new UserError(`package "${name}" is not a nitric-like provider: it must export "provider" (or a default export) implementing Provider from @nitric-like/spec`);
+    throw new UserError(
+      `package "${name}" is not a nitric-like provider: it must export "provider" (or a default export) implementing Provider from @nitric-like/spec`,
+    );
   }
   return provider;
 }

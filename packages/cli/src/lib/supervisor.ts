@@ -3,10 +3,9 @@
  * with backoff when it crashes, and restarts it on demand when its files change.
  */
 import type { ChildProcess } from "node:child_process";
-import type { RunningProvider } from "@nitric-like/spec";
+import type { Project, RunningProvider } from "@nitric-like/spec";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
-import type { Project } from "@nitric-like/spec";
 import { forEachLine, spawnService, stopProcess } from "./service-process.js";
 
 /** First restart delay after a crash; it doubles on each crash in a row, up to MAX_BACKOFF_MS. */

@@ -9,7 +9,10 @@ describe("encodePayload", () => {
     expect(encodePayload(Buffer.from([3]))).toEqual({ data: Buffer.from([3]), binary: true });
     expect(encodePayload(new Uint8Array([4, 5]).buffer)).toEqual({ data: new Uint8Array([4, 5]), binary: true });
     expect(encodePayload(new Uint16Array([1]))).toEqual({ data: new Uint8Array([1, 0]), binary: true });
-    expect(encodePayload({ a: [1, null] })).toEqual({ data: new TextEncoder().encode('{"a":[1,null]}'), binary: false });
+    expect(encodePayload({ a: [1, null] })).toEqual({
+      data: new TextEncoder().encode('{"a":[1,null]}'),
+      binary: false,
+    });
     expect(encodePayload(42)).toEqual({ data: new TextEncoder().encode("42"), binary: false });
   });
 

@@ -14,7 +14,8 @@ export function encodePayload(data: Payload): { data: Uint8Array; binary: boolea
   if (typeof data === "string") return { data: encoder.encode(data), binary: false };
   if (data instanceof Uint8Array) return { data, binary: true };
   if (data instanceof ArrayBuffer) return { data: new Uint8Array(data), binary: true };
-  if (ArrayBuffer.isView(data)) return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), binary: true };
+  if (ArrayBuffer.isView(data))
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), binary: true };
   const json = JSON.stringify(data);
   if (json === undefined) throw new TypeError(`cannot send ${typeof data}: pass a string, bytes, or a JSON value`);
   return { data: encoder.encode(json), binary: false };

@@ -57,10 +57,14 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
   private fail(error: unknown, key?: string): NitricLikeError {
     const e = NitricLikeError.from(error, key === undefined ? { store: this.name } : { store: this.name, key });
     if (e.code === "not_found" && key !== undefined) {
-      return new NitricLikeError("not_found", `kv(${JSON.stringify(this.name)}): key ${JSON.stringify(key)} not found`, {
-        cause: e,
-        details: { store: this.name, key },
-      });
+      return new NitricLikeError(
+        "not_found",
+        `kv(${JSON.stringify(this.name)}): key ${JSON.stringify(key)} not found`,
+        {
+          cause: e,
+          details: { store: this.name, key },
+        },
+      );
     }
     return e;
   }
@@ -104,7 +108,10 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
   async *keys(prefix = ""): AsyncGenerator<string> {
     await this.ready;
     try {
-      for await (const item of runtime().serverStream(KvStoreService.method.scanKeys, { store: { name: this.name }, prefix })) {
+      for await (const item of runtime().serverStream(KvStoreService.method.scanKeys, {
+        store: { name: this.name },
+        prefix,
+      })) {
         yield item.key;
       }
     } catch (error) {
@@ -137,7 +144,13 @@ export class KvStore<T extends JsonObject = JsonObject> {
       }
     }
     const previous = this.ready;
-    this.ready = previous.then(() => declare(ResourceType.KeyValueStore, this.name, permissions.map((p) => ACTIONS[p])));
+    this.ready = previous.then(() =>
+      declare(
+        ResourceType.KeyValueStore,
+        this.name,
+        permissions.map((p) => ACTIONS[p]),
+      ),
+    );
     return new KvRefImpl<T>(this.name, this.ready) as unknown as KvRef<T, P[number]>;
   }
 }

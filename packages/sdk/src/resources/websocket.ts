@@ -6,15 +6,15 @@
  * API Gateway WebSocket API. Handlers, sending and closing behave the same on both.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { ResourceType, Action } from "@nitric-like/contracts/resources";
+import { Action, ResourceType } from "@nitric-like/contracts/resources";
 import {
   type ClientMessageSchema,
   type ServerMessage,
-  Websocket as WebsocketService,
   type WebsocketEventRequest,
   WebsocketEventType,
   WebsocketHandler,
   type WebsocketReplySchema,
+  Websocket as WebsocketService,
 } from "@nitric-like/contracts/websockets";
 import { resourceNameProblem, type WebsocketEvent } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
@@ -103,12 +103,6 @@ export type WebsocketContext<E extends WebsocketEvent> = E extends "connect"
 /** A handler: may be async; a message handler's return value (other than undefined or ctx) is replied. */
 export type WebsocketHandlerFn<E extends WebsocketEvent> = (ctx: WebsocketContext<E>) => unknown;
 
-/** Options of websocket(). */
-export interface WebsocketOptions {}
-
-/** Options of send(). */
-export interface SendOptions {}
-
 /** Options of close(). */
 export interface CloseOptions {
   /** The close code sent to the client: 1000 or 3000-4999. @default 1000 */
@@ -153,7 +147,8 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     if (!this._query) {
       this._query = {};
       if (this.event.websocketEvent.case === "connection") {
-        for (const [k, v] of Object.entries(this.event.websocketEvent.value.queryParams)) this._query[k] = v.value.map(decodeSafely);
+        for (const [k, v] of Object.entries(this.event.websocketEvent.value.queryParams))
+          this._query[k] = v.value.map(decodeSafely);
       }
     }
     return this._query;
@@ -197,7 +192,8 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     this.rejectStatus = status;
   }
   reply(data: Payload): void {
-    (this.replies ??= []).push(encodePayload(data));
+    if (!this.replies) this.replies = [];
+    this.replies.push(encodePayload(data));
   }
   send(data: Payload): void {
     this.reply(data);
@@ -230,7 +226,10 @@ class HandlerStream {
       }
     });
     this.call.on("end", () => this.call.end());
-    this.call.write({ id: "", content: { case: "registrationRequest", value: { socketName: socket, eventType: EVENT_TYPES[event] } } });
+    this.call.write({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: socket, eventType: EVENT_TYPES[event] } },
+    });
   }
 
   private handle(id: string, request: WebsocketEventRequest): void {
@@ -254,7 +253,9 @@ class HandlerStream {
             // Nitric's protocol: every answer carries a connection response.
             websocketResponse: {
               case: "connectionResponse",
-              value: ctx.res.success ? { reject: false } : { reject: true, reason: ctx.rejectReason, status: ctx.rejectStatus || 403 },
+              value: ctx.res.success
+                ? { reject: false }
+                : { reject: true, reason: ctx.rejectReason, status: ctx.rejectStatus || 403 },
             },
             replies: ctx.replies ?? [],
           },
@@ -270,7 +271,8 @@ class HandlerStream {
         try {
           result = (this.chain[i] as (c: EventContext) => unknown)(ctx);
         } catch (error) {
-          return finish(error);
+          finish(error);
+          return;
         }
         if (isThenable(result)) {
           const next = i + 1;
@@ -312,10 +314,17 @@ export class Websocket {
    */
   on<E extends WebsocketEvent>(event: E, ...handlers: WebsocketHandlerFn<E>[]): this {
     if (!(event in EVENT_TYPES)) {
-      throw new NitricLikeError("invalid_argument", `websocket("${this.name}").on(${JSON.stringify(event)}): unknown event; use "connect", "disconnect" or "message"`);
+      throw new NitricLikeError(
+        "invalid_argument",
+        `websocket("${this.name}").on(${JSON.stringify(event)}): unknown event; use "connect", "disconnect" or "message"`,
+      );
     }
     for (const h of handlers) {
-      if (typeof h !== "function") throw new NitricLikeError("invalid_argument", `websocket("${this.name}").on("${event}"): a handler must be a function`);
+      if (typeof h !== "function")
+        throw new NitricLikeError(
+          "invalid_argument",
+          `websocket("${this.name}").on("${event}"): a handler must be a function`,
+        );
     }
     let chain = this.chains.get(event);
     if (chain) {
@@ -333,11 +342,16 @@ export class Websocket {
    * Sends to one connection: a string as a text frame, bytes as a binary frame, anything else as
    * JSON text. A connection that is gone throws NitricLikeError `not_found` naming it.
    */
-  async send(connectionId: string, data: Payload, _options: SendOptions = {}): Promise<void> {
+  async send(connectionId: string, data: Payload): Promise<void> {
     const { data: bytes, binary } = encodePayload(data);
     await this.ready;
     try {
-      await runtime().unary(WebsocketService.method.sendMessage, { socketName: this.name, connectionId, data: bytes, binary });
+      await runtime().unary(WebsocketService.method.sendMessage, {
+        socketName: this.name,
+        connectionId,
+        data: bytes,
+        binary,
+      });
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name, connectionId });
     }
@@ -375,7 +389,7 @@ const sockets = new Map<string, Websocket>();
  * Declares a websocket. Declaring the same name again returns the same socket; an invalid name
  * throws at once with the fix.
  */
-export function websocket(name: string, _options: WebsocketOptions = {}): Websocket {
+export function websocket(name: string): Websocket {
   const problem = resourceNameProblem("websocket", name);
   if (problem) throw new NitricLikeError("invalid_argument", problem);
   let socket = sockets.get(name);

@@ -17,17 +17,24 @@ function checkStore(ctx: KvContext, service: string, store: string, permission: 
   const problem = resourceNameProblem("kv", store);
   if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
   if (!ctx.declared(store)) {
-    throw grpcError(GrpcStatus.NOT_FOUND, `kv(${JSON.stringify(store)}): no such store; declare it with kv(${JSON.stringify(store)}).allow(...)`);
+    throw grpcError(
+      GrpcStatus.NOT_FOUND,
+      `kv(${JSON.stringify(store)}): no such store; declare it with kv(${JSON.stringify(store)}).allow(...)`,
+    );
   }
   ctx.permissions.check(service, "kv", store, permission);
 }
 
 function checkKey(store: string, key: string): void {
   const where = `kv(${JSON.stringify(store)})`;
-  if (key.length === 0) throw grpcError(GrpcStatus.INVALID_ARGUMENT, `${where}: the key is empty; use a non-empty string`);
+  if (key.length === 0)
+    throw grpcError(GrpcStatus.INVALID_ARGUMENT, `${where}: the key is empty; use a non-empty string`);
   const bytes = Buffer.byteLength(key, "utf8");
   if (bytes > MAX_KEY_BYTES) {
-    throw grpcError(GrpcStatus.INVALID_ARGUMENT, `${where}: the key is ${bytes} bytes long and at most ${MAX_KEY_BYTES} are allowed; use a shorter key`);
+    throw grpcError(
+      GrpcStatus.INVALID_ARGUMENT,
+      `${where}: the key is ${bytes} bytes long and at most ${MAX_KEY_BYTES} are allowed; use a shorter key`,
+    );
   }
 }
 
@@ -59,11 +66,15 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
         checkKey(store, key);
         const content = call.request.content;
         if (content === undefined) {
-          throw grpcError(GrpcStatus.INVALID_ARGUMENT, `kv(${JSON.stringify(store)}): set(${JSON.stringify(key)}) has no value; pass a JSON object`);
+          throw grpcError(
+            GrpcStatus.INVALID_ARGUMENT,
+            `kv(${JSON.stringify(store)}): set(${JSON.stringify(key)}) has no value; pass a JSON object`,
+          );
         }
         ctx.stores.set(store, key, content).then(
           () => callback(null, {}),
-          (error: Error) => callback(grpcError(GrpcStatus.INTERNAL, `kv(${JSON.stringify(store)}): write failed: ${error.message}`)),
+          (error: Error) =>
+            callback(grpcError(GrpcStatus.INTERNAL, `kv(${JSON.stringify(store)}): write failed: ${error.message}`)),
         );
       } catch (error) {
         fail(callback as (e: unknown) => void, error);
@@ -76,7 +87,8 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
         checkKey(store, key);
         ctx.stores.delete(store, key).then(
           () => callback(null, {}),
-          (error: Error) => callback(grpcError(GrpcStatus.INTERNAL, `kv(${JSON.stringify(store)}): delete failed: ${error.message}`)),
+          (error: Error) =>
+            callback(grpcError(GrpcStatus.INTERNAL, `kv(${JSON.stringify(store)}): delete failed: ${error.message}`)),
         );
       } catch (error) {
         fail(callback as (e: unknown) => void, error);

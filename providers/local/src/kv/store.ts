@@ -7,8 +7,8 @@
  * that promise, so a write that was acknowledged survives kill -9 of the provider.
  */
 import { mkdirSync } from "node:fs";
-import { type Database, open, type RootDatabase } from "lmdb";
 import type { JsonObject } from "@bufbuild/protobuf";
+import { type Database, open, type RootDatabase } from "lmdb";
 
 /** Longest key accepted, in UTF-8 bytes (lmdb's own limit is 1978; DynamoDB's partition key is 2048). */
 export const MAX_KEY_BYTES = 1024;

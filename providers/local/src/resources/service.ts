@@ -1,6 +1,6 @@
 /** The Resources gRPC service of one service's endpoint: declarations and the grants they carry. */
 import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
-import { Action, ResourceType, type Resources } from "@nitric-like/contracts/resources";
+import { Action, type Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type Logger, type Permission, type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
 import type { Permissions } from "../permissions.js";
 
@@ -41,7 +41,9 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
           callback(grpcError(GrpcStatus.INVALID_ARGUMENT, "declare: a policy declaration needs its policy"));
           return;
         }
-        const permissions = config.value.actions.map((a) => PERMISSIONS[a]).filter((p): p is Permission => p !== undefined);
+        const permissions = config.value.actions
+          .map((a) => PERMISSIONS[a])
+          .filter((p): p is Permission => p !== undefined);
         // A Service principal with a blank name is the caller; named principals are other services.
         const principals = config.value.principals.map((p) => (p.name === "" ? service : p.name));
         for (const r of config.value.resources) {
@@ -75,7 +77,9 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
       const label = `${ResourceType[id.type] ?? id.type} "${id.name}"`;
       if (!ctx.unserved.has(label)) {
         ctx.unserved.add(label);
-        ctx.logger.warn(`service "${service}" declares ${label}: nitric-like serves websockets and kv stores, so it is recorded but not served`);
+        ctx.logger.warn(
+          `service "${service}" declares ${label}: nitric-like serves websockets and kv stores, so it is recorded but not served`,
+        );
       }
       callback(null, {});
     },

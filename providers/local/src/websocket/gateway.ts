@@ -51,7 +51,9 @@ export function rawQuery(url: string): Record<string, { value: string[] }> {
     } catch {
       key = rawKey;
     }
-    (out[key] ??= { value: [] }).value.push(value);
+    const entry = out[key] ?? { value: [] };
+    entry.value.push(value);
+    out[key] = entry;
   }
   return out;
 }
@@ -169,10 +171,15 @@ export class Gateway {
       .then(
         (response) => {
           socket.off("close", onGone);
-          const answer = response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
+          const answer =
+            response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
           if (answer?.reject) {
             const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
-            refuse(socket, status, answer.reason || `connection refused by the connect handler of websocket "${this.name}"`);
+            refuse(
+              socket,
+              status,
+              answer.reason || `connection refused by the connect handler of websocket "${this.name}"`,
+            );
             return;
           }
           if (gone || socket.destroyed) {

@@ -189,12 +189,18 @@ export class HandlerRegistry {
    * restarting) is waited for, up to the wait limit; an event nobody handles fails at once.
    */
   dispatch(socket: string, event: WebsocketEvent, request: EventRequest): Promise<WebsocketEventResponse> {
-    if (this.stopping) return Promise.reject(new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`));
+    if (this.stopping)
+      return Promise.reject(new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`));
     const stream = this.get(socket, event);
     if (stream) return stream.send(request);
     const key = HandlerRegistry.key(socket, event);
     if (!this.expected.has(key)) {
-      return Promise.reject(new HandlerError("none", `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`));
+      return Promise.reject(
+        new HandlerError(
+          "none",
+          `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`,
+        ),
+      );
     }
     return new Promise<HandlerStream | undefined>((resolve) => {
       const list = this.waiters.get(key) ?? [];

@@ -3,7 +3,12 @@ import { isUtf8 } from "node:buffer";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
-import type { ClientMessage, ServerMessageSchema, Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import type {
+  ClientMessage,
+  ServerMessageSchema,
+  Websocket,
+  WebsocketHandler,
+} from "@nitric-like/contracts/websockets";
 import { resourceNameProblem } from "@nitric-like/spec";
 import type { Permissions } from "../permissions.js";
 import type { Gateway } from "./gateway.js";
@@ -21,7 +26,10 @@ function gatewayFor(ctx: WebsocketContext, service: string, socket: string): Gat
   if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
   const gateway = ctx.gateway(socket);
   if (!gateway) {
-    throw grpcError(GrpcStatus.NOT_FOUND, `websocket(${JSON.stringify(socket)}): no such socket; declare it with websocket(${JSON.stringify(socket)})`);
+    throw grpcError(
+      GrpcStatus.NOT_FOUND,
+      `websocket(${JSON.stringify(socket)}): no such socket; declare it with websocket(${JSON.stringify(socket)})`,
+    );
   }
   ctx.permissions.check(service, "websocket", socket, "manage");
   return gateway;
@@ -44,7 +52,10 @@ export function websocketService(ctx: WebsocketContext, service: string): Servic
         // Nitric's SDKs leave `binary` unset: text when the bytes are UTF-8, as they almost always are.
         const asBinary = binary ?? !isUtf8(data);
         if (binary === false && !isUtf8(data)) {
-          throw grpcError(GrpcStatus.INVALID_ARGUMENT, `websocket "${socketName}": a text frame must be UTF-8; send these bytes as binary`);
+          throw grpcError(
+            GrpcStatus.INVALID_ARGUMENT,
+            `websocket "${socketName}": a text frame must be UTF-8; send these bytes as binary`,
+          );
         }
         if (!gateway.send(connectionId, data, asBinary)) throw notConnected(socketName, connectionId);
         callback(null, {});
@@ -58,10 +69,16 @@ export function websocketService(ctx: WebsocketContext, service: string): Servic
         const gateway = gatewayFor(ctx, service, socketName);
         const closeCode = code === 0 ? 1000 : code;
         if (closeCode !== 1000 && (closeCode < 3000 || closeCode > 4999)) {
-          throw grpcError(GrpcStatus.INVALID_ARGUMENT, `websocket "${socketName}": close code ${code} is not allowed; use 1000 or 3000-4999`);
+          throw grpcError(
+            GrpcStatus.INVALID_ARGUMENT,
+            `websocket "${socketName}": close code ${code} is not allowed; use 1000 or 3000-4999`,
+          );
         }
         if (Buffer.byteLength(reason, "utf8") > 123) {
-          throw grpcError(GrpcStatus.INVALID_ARGUMENT, `websocket "${socketName}": a close reason is at most 123 bytes (RFC 6455); shorten it`);
+          throw grpcError(
+            GrpcStatus.INVALID_ARGUMENT,
+            `websocket "${socketName}": a close reason is at most 123 bytes (RFC 6455); shorten it`,
+          );
         }
         if (!gateway.close(connectionId, closeCode, reason)) throw notConnected(socketName, connectionId);
         callback(null, {});
@@ -93,14 +110,21 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
           return;
         }
         if (message.content.case !== "registrationRequest") {
-          call.destroy(grpcError(GrpcStatus.INVALID_ARGUMENT, "websocket handler: the first message on a handler stream must be a registration"));
+          call.destroy(
+            grpcError(
+              GrpcStatus.INVALID_ARGUMENT,
+              "websocket handler: the first message on a handler stream must be a registration",
+            ),
+          );
           return;
         }
         const { socketName, eventType } = message.content.value;
         const problem = resourceNameProblem("websocket", socketName);
         const event = EVENT_NAMES[eventType];
         if (problem || event === undefined) {
-          call.destroy(grpcError(GrpcStatus.INVALID_ARGUMENT, problem ?? `websocket handler: unknown event type ${eventType}`));
+          call.destroy(
+            grpcError(GrpcStatus.INVALID_ARGUMENT, problem ?? `websocket handler: unknown event type ${eventType}`),
+          );
           return;
         }
         stream = ctx.handlers.register(service, socketName, event, call);
