@@ -62,20 +62,21 @@ export async function serviceClient(provider: LocalProvider, service: string): P
   return client;
 }
 
-/** Declares a websocket (and its manage policy) as the SDKs do. */
-export async function declareSocket(client: GrpcClient, name: string): Promise<void> {
-  await client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name } });
+/** Grants the calling service (a blank Service principal) `actions` on a resource, as the SDKs do. */
+async function declarePolicy(client: GrpcClient, type: ResourceType, name: string, actions: Action[]): Promise<void> {
   await client.unary(Resources.method.declare, {
     id: { type: ResourceType.Policy, name: "" },
     config: {
       case: "policy",
-      value: {
-        principals: [{ type: ResourceType.Service, name: "" }],
-        actions: [Action.WebsocketManage],
-        resources: [{ type: ResourceType.Websocket, name }],
-      },
+      value: { principals: [{ type: ResourceType.Service, name: "" }], actions, resources: [{ type, name }] },
     },
   });
+}
+
+/** Declares a websocket (and its manage policy) as the SDKs do. */
+export async function declareSocket(client: GrpcClient, name: string): Promise<void> {
+  await client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name } });
+  await declarePolicy(client, ResourceType.Websocket, name, [Action.WebsocketManage]);
 }
 
 /** Declares a kv store with some permissions. */
@@ -84,17 +85,7 @@ export async function declareStore(client: GrpcClient, name: string, actions: Ac
     id: { type: ResourceType.KeyValueStore, name },
     config: { case: "keyValueStore", value: {} },
   });
-  await client.unary(Resources.method.declare, {
-    id: { type: ResourceType.Policy, name: "" },
-    config: {
-      case: "policy",
-      value: {
-        principals: [{ type: ResourceType.Service, name: "" }],
-        actions,
-        resources: [{ type: ResourceType.KeyValueStore, name }],
-      },
-    },
-  });
+  await declarePolicy(client, ResourceType.KeyValueStore, name, actions);
 }
 
 type Answer = MessageInitShape<typeof WebsocketEventResponseSchema> | undefined;

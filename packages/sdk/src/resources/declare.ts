@@ -32,3 +32,18 @@ export async function declare(
     fatal(`${what} could not be declared: ${NitricLikeError.from(error).message}`);
   }
 }
+
+/**
+ * The handle of a declared resource: an invalid name throws at once with the fix, and declaring
+ * the same name again returns the same handle (so a resource is declared once per process).
+ */
+export function declaredOnce<T>(kind: ResourceKind, name: string, handles: Map<string, T>, make: () => T): T {
+  const problem = resourceNameProblem(kind, name);
+  if (problem) throw new NitricLikeError("invalid_argument", problem);
+  let handle = handles.get(name);
+  if (!handle) {
+    handle = make();
+    handles.set(name, handle);
+  }
+  return handle;
+}

@@ -6,11 +6,11 @@
  */
 import { KvStore as KvStoreService } from "@nitric-like/contracts/kvstore";
 import { Action, ResourceType } from "@nitric-like/contracts/resources";
-import { KV_PERMISSIONS, type KvPermission, resourceNameProblem } from "@nitric-like/spec";
+import { KV_PERMISSIONS, type KvPermission } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import type { JsonObject } from "../internal/data.js";
 import { runtime } from "../internal/runtime.js";
-import { declare } from "./declare.js";
+import { declare, declaredOnce } from "./declare.js";
 
 /** Reading: `.allow("get")`. */
 export interface KvReader<T extends JsonObject> {
@@ -162,12 +162,5 @@ const stores = new Map<string, KvStore<JsonObject>>();
  * store. An invalid name throws at once with the fix.
  */
 export function kv<T extends JsonObject = JsonObject>(name: string): KvStore<T> {
-  const problem = resourceNameProblem("kv", name);
-  if (problem) throw new NitricLikeError("invalid_argument", problem);
-  let store = stores.get(name);
-  if (!store) {
-    store = new KvStore(name);
-    stores.set(name, store);
-  }
-  return store as unknown as KvStore<T>;
+  return declaredOnce("kv", name, stores, () => new KvStore(name)) as unknown as KvStore<T>;
 }

@@ -16,11 +16,11 @@ import {
   type WebsocketReplySchema,
   Websocket as WebsocketService,
 } from "@nitric-like/contracts/websockets";
-import { resourceNameProblem, type WebsocketEvent } from "@nitric-like/spec";
+import type { WebsocketEvent } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import { decodeSafely, encodePayload, type Payload } from "../internal/data.js";
 import { environment, fatal, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
-import { declare } from "./declare.js";
+import { declare, declaredOnce } from "./declare.js";
 
 const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
@@ -390,12 +390,5 @@ const sockets = new Map<string, Websocket>();
  * throws at once with the fix.
  */
 export function websocket(name: string): Websocket {
-  const problem = resourceNameProblem("websocket", name);
-  if (problem) throw new NitricLikeError("invalid_argument", problem);
-  let socket = sockets.get(name);
-  if (!socket) {
-    socket = new Websocket(name);
-    sockets.set(name, socket);
-  }
-  return socket;
+  return declaredOnce("websocket", name, sockets, () => new Websocket(name));
 }

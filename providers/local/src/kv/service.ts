@@ -38,6 +38,18 @@ function checkKey(store: string, key: string): void {
   }
 }
 
+/** Answers once a write is durable, or with INTERNAL saying what failed. */
+function acknowledge(
+  write: Promise<void>,
+  callback: (error: Error | null, value?: object) => void,
+  what: string,
+): void {
+  write.then(
+    () => callback(null, {}),
+    (error: Error) => callback(grpcError(GrpcStatus.INTERNAL, `${what}: ${error.message}`)),
+  );
+}
+
 function fail(callback: (e: unknown) => void, error: unknown): void {
   callback(error);
 }
@@ -71,11 +83,7 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
             `kv(${JSON.stringify(store)}): set(${JSON.stringify(key)}) has no value; pass a JSON object`,
           );
         }
-        ctx.stores.set(store, key, content).then(
-          () => callback(null, {}),
-          (error: Error) =>
-            callback(grpcError(GrpcStatus.INTERNAL, `kv(${JSON.stringify(store)}): write failed: ${error.message}`)),
-        );
+        acknowledge(ctx.stores.set(store, key, content), callback, `kv(${JSON.stringify(store)}): write failed`);
       } catch (error) {
         fail(callback as (e: unknown) => void, error);
       }
@@ -85,11 +93,7 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
         const { store = "", key = "" } = call.request.ref ?? {};
         checkStore(ctx, service, store, "delete");
         checkKey(store, key);
-        ctx.stores.delete(store, key).then(
-          () => callback(null, {}),
-          (error: Error) =>
-            callback(grpcError(GrpcStatus.INTERNAL, `kv(${JSON.stringify(store)}): delete failed: ${error.message}`)),
-        );
+        acknowledge(ctx.stores.delete(store, key), callback, `kv(${JSON.stringify(store)}): delete failed`);
       } catch (error) {
         fail(callback as (e: unknown) => void, error);
       }
