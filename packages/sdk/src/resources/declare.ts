@@ -1,5 +1,6 @@
 /** Declaring resources with the provider, as both SDKs do: the resource, then a policy for the caller. */
 import { type Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import { fatal, runtime } from "../internal/runtime.js";
 
