@@ -2,10 +2,14 @@ export { ERROR_CODES, type ErrorCode, type ErrorDetails, isNitricLikeError, Nitr
 export type { JsonObject, JsonValue, Payload } from "./internal/data.js";
 export { type KvDeleter, type KvReader, type KvRef, KvStore, type KvWriter, kv } from "./resources/kv.js";
 export {
+  type BroadcastOptions,
   type CloseOptions,
   type ConnectContext,
+  type ConnectionHandle,
+  type ConnectionInfo,
   type DisconnectContext,
   type MessageContext,
+  type SendOptions,
   Websocket,
   type WebsocketContext,
   type WebsocketContextBase,

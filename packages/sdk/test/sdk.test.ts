@@ -243,3 +243,107 @@ describe("kv", () => {
     });
   });
 });
+
+describe("connections", () => {
+  it("lets the connect handler send to its connection, which gets it first, in order", async () => {
+    const s = websocket("greet");
+    const checks: boolean[] = [];
+    s.on("connect", async (ctx) => {
+      checks.push(await s.isConnected(ctx.connectionId));
+      ctx.reply("1 reply");
+      await s.send(ctx.connectionId, "2 socket.send");
+      await ctx.connection.send({ n: 3 });
+    });
+    await registered("greet", 1);
+    const c = client(urlOf("greet"));
+    await c.opened;
+    expect((await c.next()).data.toString()).toBe("1 reply");
+    expect((await c.next()).data.toString()).toBe("2 socket.send");
+    expect((await c.next()).data.toString()).toBe('{"n":3}');
+    expect(checks).toEqual([true]);
+    c.ws.close();
+  });
+
+  it("drops what was sent during a connect that is then refused", async () => {
+    const s = websocket("refuse-after-send");
+    s.on("connect", async (ctx) => {
+      await s.send(ctx.connectionId, "never seen");
+      ctx.reject("no");
+    });
+    await registered("refuse-after-send", 1);
+    const c = client(urlOf("refuse-after-send"));
+    await expect(c.opened).rejects.toMatchObject({ status: 403 });
+    expect(c.frames).toEqual([]);
+  });
+
+  it("lists open connections with their metadata, by id and all together", async () => {
+    const s = websocket("roster");
+    s.on("connect", () => {});
+    await registered("roster", 1);
+    const a = client(`${urlOf("roster")}/?name=ann`, { "User-Agent": "agent-a" });
+    const b = client(`${urlOf("roster")}/?name=bo&name=b%C3%B6`);
+    await Promise.all([a.opened, b.opened]);
+    const all: Awaited<ReturnType<typeof s.connection>>[] = [];
+    for await (const c of s.connections()) all.push(c);
+    expect(all.map((c) => c.query.name).sort()).toEqual([["ann"], ["bo", "bö"]]);
+    const ann = all.find((c) => c.query.name?.[0] === "ann");
+    expect(ann).toMatchObject({ userAgent: "agent-a", remoteAddress: "127.0.0.1" });
+    expect(ann?.connectedAt.getTime()).toBeGreaterThan(Date.now() - 10_000);
+    expect(await s.connection(ann?.id ?? "")).toEqual(ann);
+    const closed = new Promise((r) => a.ws.once("close", r));
+    a.ws.close();
+    await closed;
+    for (let i = 0; i < 100 && (await s.isConnected(ann?.id ?? "")); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await s.isConnected(ann?.id ?? "")).toBe(false);
+    await expect(s.connection(ann?.id ?? "")).rejects.toMatchObject({ code: "not_found" });
+    const left: string[] = [];
+    for await (const c of s.connections()) left.push(c.id);
+    expect(left).toHaveLength(1);
+    b.ws.close();
+  });
+
+  it("broadcasts in one call to every connection but the excepted ones", async () => {
+    const s = websocket("fanout");
+    const ids: string[] = [];
+    s.on("connect", (ctx) => {
+      ids.push(ctx.connectionId);
+    });
+    await registered("fanout", 1);
+    const clients = [client(urlOf("fanout")), client(urlOf("fanout")), client(urlOf("fanout"))];
+    await Promise.all(clients.map((c) => c.opened));
+    expect(await s.broadcast("to all")).toBe(3);
+    for (const c of clients) expect((await c.next()).data.toString()).toBe("to all");
+    expect(await s.broadcast(new Uint8Array([7]), { except: ids[0] ?? "" })).toBe(2);
+    expect(await s.broadcast({ to: "one" }, { except: [ids[0] ?? "", ids[1] ?? ""] })).toBe(1);
+    const second = await clients[1]?.next();
+    expect(second).toEqual({ data: Buffer.from([7]), binary: true });
+    expect((await clients[2]?.next())?.data).toEqual(Buffer.from([7]));
+    expect((await clients[2]?.next())?.data.toString()).toBe('{"to":"one"}');
+    expect(clients[0]?.frames).toEqual([]);
+    for (const c of clients) c.ws.close();
+  });
+
+  it("sends quietly to a gone connection when asked, closes many, and gives handlers a connection handle", async () => {
+    const s = websocket("handles");
+    const ids: string[] = [];
+    s.on("connect", (ctx) => {
+      ids.push(ctx.connection.id);
+    });
+    s.on("message", async (ctx) => {
+      await ctx.connection.close("asked to leave");
+    });
+    await registered("handles", 2);
+    const [a, b, c] = [client(urlOf("handles")), client(urlOf("handles")), client(urlOf("handles"))];
+    await Promise.all([a.opened, b.opened, c.opened]);
+    const aClosed = new Promise<[number, string]>((r) =>
+      a.ws.once("close", (code, reason) => r([code, reason.toString()])),
+    );
+    a.ws.send("bye");
+    expect(await aClosed).toEqual([1000, "asked to leave"]);
+    await expect(s.send(ids[0] ?? "", "x")).rejects.toMatchObject({ code: "not_found" });
+    await expect(s.send(ids[0] ?? "", "x", { throwIfNotConnected: false })).resolves.toBeUndefined();
+    const closes = [b, c].map((x) => new Promise<number>((r) => x.ws.once("close", (code) => r(code))));
+    await s.close([ids[0] ?? "", ids[1] ?? "", ids[2] ?? ""], { code: 4002, reason: "all" });
+    expect(await Promise.all(closes)).toEqual([4002, 4002]);
+  });
+});

@@ -3,12 +3,14 @@
  * knows which service makes it (the SDKs send no identity), and so which grants apply.
  */
 import * as grpc from "@grpc/grpc-js";
+import { Connections } from "@nitric-like/contracts/connections";
 import { addService } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources } from "@nitric-like/contracts/resources";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { type KvContext, kvService } from "./kv/service.js";
 import { type ResourcesContext, resourcesService } from "./resources/service.js";
+import { connectionsService } from "./websocket/connections.js";
 import { type WebsocketContext, websocketHandlerService, websocketService } from "./websocket/service.js";
 
 /** Messages up to this size cross the endpoint (kv values; frames are limited by the gateway). */
@@ -33,6 +35,7 @@ export async function startEndpoint(
   addService(server, Websocket, websocketService(ctx, service));
   addService(server, WebsocketHandler, websocketHandlerService(ctx, service));
   addService(server, KvStore, kvService(ctx, service));
+  addService(server, Connections, connectionsService(ctx, service));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) =>
       error ? reject(error) : resolve(p),

@@ -6,6 +6,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
+import { Connections } from "@nitric-like/contracts/connections";
 import { addService, GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
@@ -113,6 +114,13 @@ async function collectOne(
     sendMessage: (_call, cb) => cb(UNAVAILABLE("websocket send")),
     closeConnection: (_call, cb) => cb(UNAVAILABLE("websocket close")),
     socketDetails: (_call, cb) => cb(UNAVAILABLE("websocket url")),
+  });
+  addService(server, Connections, {
+    isConnected: (_call, cb) => cb(UNAVAILABLE("websocket isConnected")),
+    getConnection: (_call, cb) => cb(UNAVAILABLE("websocket connection")),
+    listConnections: (call) => call.destroy(UNAVAILABLE("websocket connections")),
+    broadcast: (_call, cb) => cb(UNAVAILABLE("websocket broadcast")),
+    closeConnections: (_call, cb) => cb(UNAVAILABLE("websocket close")),
   });
   addService(server, KvStore, {
     getValue: (_call, cb) => cb(UNAVAILABLE("kv get")),

@@ -6,6 +6,7 @@
  * API Gateway WebSocket API. Handlers, sending and closing behave the same on both.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { type Connection as ConnectionMessage, Connections } from "@nitric-like/contracts/connections";
 import { Action, ResourceType } from "@nitric-like/contracts/resources";
 import {
   type ClientMessageSchema,
@@ -38,6 +39,32 @@ export interface WebsocketRequest {
   json<T = unknown>(): T;
 }
 
+/** An open connection and what was known when it connected. */
+export interface ConnectionInfo {
+  /** The connection's id. */
+  readonly id: string;
+  /** When the gateway accepted it. */
+  readonly connectedAt: Date;
+  /** Every value of each query parameter of its connection request, decoded. */
+  readonly query: Record<string, string[]>;
+  /** Its request headers, names lower case. */
+  readonly headers: Record<string, string[]>;
+  /** The client's address. */
+  readonly remoteAddress: string;
+  /** Its User-Agent header, if it sent one. */
+  readonly userAgent: string | undefined;
+}
+
+/** A connection to act on from a handler: `ctx.connection`. */
+export interface ConnectionHandle {
+  /** The connection's id. */
+  readonly id: string;
+  /** Sends to this connection, as socket.send() does. */
+  send(data: Payload, options?: SendOptions): Promise<void>;
+  /** Closes this connection; a string is the close reason. */
+  close(options?: CloseOptions | string): Promise<void>;
+}
+
 /** What every handler context has. */
 export interface WebsocketContextBase {
   /** The socket's name. */
@@ -48,6 +75,8 @@ export interface WebsocketContextBase {
   readonly req: WebsocketRequest;
   /** Nitric-style response: `res.success = false` rejects a connect. */
   readonly res: { success: boolean };
+  /** The connection the event is about, to send to or close. */
+  readonly connection: ConnectionHandle;
 }
 
 /** The context of a connect event. */
@@ -103,6 +132,21 @@ export type WebsocketContext<E extends WebsocketEvent> = E extends "connect"
 /** A handler: may be async; a message handler's return value (other than undefined or ctx) is replied. */
 export type WebsocketHandlerFn<E extends WebsocketEvent> = (ctx: WebsocketContext<E>) => unknown;
 
+/** Options of send(). */
+export interface SendOptions {
+  /**
+   * Throw NitricLikeError `not_found` when the connection is gone; false resolves quietly instead
+   * (the frame is dropped, as the client is not there to get it). @default true
+   */
+  throwIfNotConnected?: boolean;
+}
+
+/** Options of broadcast(). */
+export interface BroadcastOptions {
+  /** Connections that do not get the message, such as the sender. @default none */
+  except?: string | string[];
+}
+
 /** Options of close(). */
 export interface CloseOptions {
   /** The close code sent to the client: 1000 or 3000-4999. @default 1000 */
@@ -121,16 +165,32 @@ type Reply = MessageInitShape<typeof WebsocketReplySchema>;
 
 class EventContext implements ConnectContext, MessageContext, DisconnectContext {
   readonly res = { success: true };
+  private _connection: ConnectionHandle | undefined;
   replies: Reply[] | undefined;
   rejectReason = "";
   rejectStatus = 0;
   private _query: Record<string, string[]> | undefined;
 
   constructor(
-    readonly socket: string,
+    private readonly owner: Websocket,
     private readonly event: WebsocketEventRequest,
   ) {}
 
+  get socket(): string {
+    return this.owner.name;
+  }
+  get connection(): ConnectionHandle {
+    if (!this._connection) {
+      const owner = this.owner;
+      const id = this.event.connectionId;
+      this._connection = {
+        id,
+        send: (data, options) => owner.send(id, data, options),
+        close: (options) => owner.close(id, typeof options === "string" ? { reason: options } : options),
+      };
+    }
+    return this._connection;
+  }
   get connectionId(): string {
     return this.event.connectionId;
   }
@@ -207,12 +267,15 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 /** One handler stream: registers (socket, event) with the provider and answers its events. */
 class HandlerStream {
   private readonly call = runtime().bidi(WebsocketHandler.method.handleEvents);
+  private readonly socket: string;
 
   constructor(
-    private readonly socket: string,
+    private readonly owner: Websocket,
     private readonly event: WebsocketEvent,
     private readonly chain: WebsocketHandlerFn<WebsocketEvent>[],
   ) {
+    this.socket = owner.name;
+    const socket = owner.name;
     streamOpened();
     this.call.on("data", (message: ServerMessage) => {
       if (message.content.case === "websocketEventRequest") this.handle(message.id, message.content.value);
@@ -233,7 +296,7 @@ class HandlerStream {
   }
 
   private handle(id: string, request: WebsocketEventRequest): void {
-    const ctx = new EventContext(this.socket, request);
+    const ctx = new EventContext(this.owner, request);
     const finish = (error?: unknown) => {
       if (error !== undefined) {
         process.stderr.write(
@@ -334,7 +397,7 @@ export class Websocket {
     chain = [...(handlers as WebsocketHandlerFn<WebsocketEvent>[])];
     this.chains.set(event, chain);
     const registered = chain;
-    void this.ready.then(() => new HandlerStream(this.name, event, registered));
+    void this.ready.then(() => new HandlerStream(this, event, registered));
     return this;
   }
 
@@ -342,7 +405,7 @@ export class Websocket {
    * Sends to one connection: a string as a text frame, bytes as a binary frame, anything else as
    * JSON text. A connection that is gone throws NitricLikeError `not_found` naming it.
    */
-  async send(connectionId: string, data: Payload): Promise<void> {
+  async send(connectionId: string, data: Payload, options: SendOptions = {}): Promise<void> {
     const { data: bytes, binary } = encodePayload(data);
     await this.ready;
     try {
@@ -353,13 +416,88 @@ export class Websocket {
         binary,
       });
     } catch (error) {
+      const e = NitricLikeError.from(error, { socket: this.name, connectionId });
+      if (e.code === "not_found" && options.throwIfNotConnected === false) return;
+      throw e;
+    }
+  }
+
+  /**
+   * Sends one message to every open connection of this socket but `except`, inside the provider:
+   * one call however many connections. Resolves with how many it was sent to.
+   */
+  async broadcast(data: Payload, options: BroadcastOptions = {}): Promise<number> {
+    const { data: bytes, binary } = encodePayload(data);
+    const except =
+      options.except === undefined ? [] : typeof options.except === "string" ? [options.except] : options.except;
+    await this.ready;
+    try {
+      return (
+        await runtime().unary(Connections.method.broadcast, { socketName: this.name, data: bytes, binary, except })
+      ).sent;
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name });
+    }
+  }
+
+  /** True when the connection is open. */
+  async isConnected(connectionId: string): Promise<boolean> {
+    await this.ready;
+    try {
+      return (await runtime().unary(Connections.method.isConnected, { socketName: this.name, connectionId })).connected;
+    } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name, connectionId });
     }
   }
 
-  /** Closes a connection (its disconnect handler then runs). A connection that is gone throws `not_found`. */
-  async close(connectionId: string, options: CloseOptions = {}): Promise<void> {
+  /** An open connection with its metadata; a gone one throws `not_found`. */
+  async connection(connectionId: string): Promise<ConnectionInfo> {
     await this.ready;
+    try {
+      const { connection } = await runtime().unary(Connections.method.getConnection, {
+        socketName: this.name,
+        connectionId,
+      });
+      return connectionInfo(connection);
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, connectionId });
+    }
+  }
+
+  /**
+   * Every open connection of this socket with its metadata, kept by the provider: the app stores
+   * nothing and never sees a stale id.
+   */
+  async *connections(): AsyncGenerator<ConnectionInfo> {
+    await this.ready;
+    try {
+      for await (const item of runtime().serverStream(Connections.method.listConnections, { socketName: this.name })) {
+        yield connectionInfo(item.connection);
+      }
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name });
+    }
+  }
+
+  /**
+   * Closes a connection (its disconnect handler then runs); a connection that is gone throws
+   * `not_found`. Given several ids, closes those that are open and skips the others.
+   */
+  async close(connectionId: string | string[], options: CloseOptions = {}): Promise<void> {
+    await this.ready;
+    if (Array.isArray(connectionId)) {
+      try {
+        await runtime().unary(Connections.method.closeConnections, {
+          socketName: this.name,
+          connectionIds: connectionId,
+          code: options.code ?? 0,
+          reason: options.reason ?? "",
+        });
+      } catch (error) {
+        throw NitricLikeError.from(error, { socket: this.name });
+      }
+      return;
+    }
     try {
       await runtime().unary(WebsocketService.method.closeConnection, {
         socketName: this.name,
@@ -381,6 +519,23 @@ export class Websocket {
       throw NitricLikeError.from(error, { socket: this.name });
     }
   }
+}
+
+function connectionInfo(message: ConnectionMessage | undefined): ConnectionInfo {
+  const values = (map: Record<string, { value: string[] }> | undefined) => {
+    const out: Record<string, string[]> = {};
+    for (const [k, v] of Object.entries(map ?? {})) out[k] = v.value;
+    return out;
+  };
+  const headers = values(message?.headers);
+  return {
+    id: message?.connectionId ?? "",
+    connectedAt: new Date(message?.connectedAt ?? 0),
+    query: values(message?.query),
+    headers,
+    remoteAddress: message?.remoteAddress ?? "",
+    userAgent: headers["user-agent"]?.[0],
+  };
 }
 
 const sockets = new Map<string, Websocket>();

@@ -24,9 +24,48 @@ export interface GatewayOptions {
   maxMessageBytes: number;
 }
 
+/** What is known about an open connection. */
+export interface ConnectionInfo {
+  connectionId: string;
+  /** Milliseconds since the epoch. */
+  connectedAt: number;
+  /** Every value of each query parameter, decoded. */
+  query: Record<string, { value: string[] }>;
+  headers: Record<string, { value: string[] }>;
+  remoteAddress: string;
+}
+
 interface Connection {
   ws: WebSocket;
   alive: boolean;
+  info: ConnectionInfo;
+}
+
+/**
+ * A connection whose connect handler is still running. To the app it is already connected (it can
+ * be sent to, looked up, closed); what it is sent waits here and goes out, in order, right after
+ * the connection opens, or is dropped if the handler refuses it.
+ */
+interface Opening {
+  info: ConnectionInfo;
+  frames: { data: Uint8Array; binary: boolean }[];
+  close?: { code: number; reason: string };
+}
+
+function decodedQuery(raw: Record<string, { value: string[] }>): Record<string, { value: string[] }> {
+  const out: Record<string, { value: string[] }> = {};
+  for (const [key, { value }] of Object.entries(raw)) {
+    out[key] = {
+      value: value.map((v) => {
+        try {
+          return decodeURIComponent(v);
+        } catch {
+          return v;
+        }
+      }),
+    };
+  }
+  return out;
 }
 
 function connectionId(): string {
@@ -80,6 +119,7 @@ export class Gateway {
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
+  private readonly opening = new Map<string, Opening>();
   private heartbeat: NodeJS.Timeout | undefined;
   private warnedNoConnect = false;
   private port = 0;
@@ -141,12 +181,20 @@ export class Gateway {
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", () => {});
     const id = connectionId();
+    const queryParams = rawQuery(req.url ?? "/");
+    const info: ConnectionInfo = {
+      connectionId: id,
+      connectedAt: Date.now(),
+      query: decodedQuery(queryParams),
+      headers: headerValues(req),
+      remoteAddress: req.socket.remoteAddress ?? "",
+    };
     if (!this.handlers.isExpected(this.name, "connect")) {
       if (!this.warnedNoConnect) {
         this.warnedNoConnect = true;
         this.logger.warn(`websocket "${this.name}": no service handles connect events; accepting every connection`);
       }
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(id, ws, undefined));
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, undefined));
       return;
     }
     let gone = false;
@@ -154,6 +202,8 @@ export class Gateway {
       gone = true;
     };
     socket.once("close", onGone);
+    const opening: Opening = { info, frames: [] };
+    this.opening.set(id, opening);
     this.handlers
       .dispatch(this.name, "connect", {
         socketName: this.name,
@@ -161,16 +211,17 @@ export class Gateway {
         websocketEvent: {
           case: "connection",
           value: {
-            queryParams: rawQuery(req.url ?? "/"),
-            headers: headerValues(req),
-            remoteAddress: req.socket.remoteAddress ?? "",
-            connectedAt: Date.now(),
+            queryParams,
+            headers: info.headers,
+            remoteAddress: info.remoteAddress,
+            connectedAt: info.connectedAt,
           },
         },
       })
       .then(
         (response) => {
           socket.off("close", onGone);
+          this.opening.delete(id);
           const answer =
             response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
           if (answer?.reject) {
@@ -187,10 +238,11 @@ export class Gateway {
             this.disconnected(id, 1006, "");
             return;
           }
-          this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(id, ws, response));
+          this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, response, opening));
         },
         (error: unknown) => {
           socket.off("close", onGone);
+          this.opening.delete(id);
           const failure = error instanceof HandlerError ? error.failure : "gone";
           const status = failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500;
           const message = error instanceof Error ? error.message : String(error);
@@ -200,8 +252,14 @@ export class Gateway {
       );
   }
 
-  private accept(id: string, ws: WebSocket, response: WebsocketEventResponse | undefined): void {
-    const connection: Connection = { ws, alive: true };
+  private accept(
+    info: ConnectionInfo,
+    ws: WebSocket,
+    response: WebsocketEventResponse | undefined,
+    opening?: Opening,
+  ): void {
+    const id = info.connectionId;
+    const connection: Connection = { ws, alive: true, info };
     this.connections.set(id, connection);
     ws.on("pong", () => {
       connection.alive = true;
@@ -212,8 +270,12 @@ export class Gateway {
       this.connections.delete(id);
       this.disconnected(id, code, reason.toString("utf8"));
     });
-    // Frames the connect handler sent arrive first, once the connection is open.
+    // Frames the connect handler replied or sent arrive first, once the connection is open.
     if (response) for (const r of response.replies) ws.send(r.data, { binary: r.binary });
+    if (opening) {
+      for (const f of opening.frames) ws.send(f.data, { binary: f.binary });
+      if (opening.close) ws.close(opening.close.code, opening.close.reason);
+    }
   }
 
   private message(id: string, ws: WebSocket, data: Buffer, binary: boolean): void {
@@ -254,25 +316,56 @@ export class Gateway {
       .catch((error: unknown) => this.logger.error(error instanceof Error ? error.message : String(error)));
   }
 
-  /** True when the connection is open. */
+  /** True when the connection is open, or opening (its connect handler is running). */
   has(id: string): boolean {
-    return this.connections.has(id);
+    return this.connections.has(id) || this.opening.has(id);
   }
 
-  /** Sends one frame; returns false when the connection is not open. */
+  /** Sends one frame; returns false when the connection is neither open nor opening. */
   send(id: string, data: Uint8Array, binary: boolean): boolean {
+    const opening = this.opening.get(id);
+    if (opening) {
+      opening.frames.push({ data, binary });
+      return true;
+    }
     const c = this.connections.get(id);
     if (!c || c.ws.readyState !== WebSocket.OPEN) return false;
     c.ws.send(data, { binary });
     return true;
   }
 
-  /** Closes one connection; returns false when it is not open. */
+  /** Closes one connection; returns false when it is neither open nor opening. */
   close(id: string, code: number, reason: string): boolean {
+    const opening = this.opening.get(id);
+    if (opening) {
+      opening.close = { code, reason };
+      return true;
+    }
     const c = this.connections.get(id);
     if (!c) return false;
     c.ws.close(code, reason);
     return true;
+  }
+
+  /** What is known about an open connection. */
+  info(id: string): ConnectionInfo | undefined {
+    return this.connections.get(id)?.info ?? this.opening.get(id)?.info;
+  }
+
+  /** Every open connection. */
+  list(): ConnectionInfo[] {
+    return [...this.connections.values()].map((c) => c.info);
+  }
+
+  /** Sends one frame to every open connection but the excepted ones; returns how many got it. */
+  broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): number {
+    let sent = 0;
+    for (const [id, c] of this.connections) {
+      if (except.has(id) || c.ws.readyState !== WebSocket.OPEN) continue;
+      c.ws.send(data, { binary });
+      sent++;
+    }
+    return sent;
   }
 
   /** The number of open connections. */

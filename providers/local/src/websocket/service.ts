@@ -21,7 +21,8 @@ export interface WebsocketContext {
   gateway(name: string): Gateway | undefined;
 }
 
-function gatewayFor(ctx: WebsocketContext, service: string, socket: string): Gateway {
+/** The gateway of a socket the calling service may manage; otherwise the status that says why not. */
+export function gatewayFor(ctx: WebsocketContext, service: string, socket: string): Gateway {
   const problem = resourceNameProblem("websocket", socket);
   if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
   const gateway = ctx.gateway(socket);
@@ -35,11 +36,30 @@ function gatewayFor(ctx: WebsocketContext, service: string, socket: string): Gat
   return gateway;
 }
 
-function notConnected(socket: string, id: string) {
+/** NOT_FOUND for a connection that is not open. */
+export function notConnected(socket: string, id: string) {
   return grpcError(
     GrpcStatus.NOT_FOUND,
     `websocket "${socket}": connection ${JSON.stringify(id)} is not connected (it closed, or never existed)`,
   );
+}
+
+/** Checks a close code and reason a service gives (RFC 6455 section 7.4); returns the code to send. */
+export function checkClose(socket: string, code: number, reason: string): number {
+  const closeCode = code === 0 ? 1000 : code;
+  if (closeCode !== 1000 && (closeCode < 3000 || closeCode > 4999)) {
+    throw grpcError(
+      GrpcStatus.INVALID_ARGUMENT,
+      `websocket "${socket}": close code ${code} is not allowed; use 1000 or 3000-4999`,
+    );
+  }
+  if (Buffer.byteLength(reason, "utf8") > 123) {
+    throw grpcError(
+      GrpcStatus.INVALID_ARGUMENT,
+      `websocket "${socket}": a close reason is at most 123 bytes (RFC 6455); shorten it`,
+    );
+  }
+  return closeCode;
 }
 
 /** Builds the Websocket implementation for the service `service`. */
@@ -67,19 +87,7 @@ export function websocketService(ctx: WebsocketContext, service: string): Servic
       try {
         const { socketName, connectionId, code, reason } = call.request;
         const gateway = gatewayFor(ctx, service, socketName);
-        const closeCode = code === 0 ? 1000 : code;
-        if (closeCode !== 1000 && (closeCode < 3000 || closeCode > 4999)) {
-          throw grpcError(
-            GrpcStatus.INVALID_ARGUMENT,
-            `websocket "${socketName}": close code ${code} is not allowed; use 1000 or 3000-4999`,
-          );
-        }
-        if (Buffer.byteLength(reason, "utf8") > 123) {
-          throw grpcError(
-            GrpcStatus.INVALID_ARGUMENT,
-            `websocket "${socketName}": a close reason is at most 123 bytes (RFC 6455); shorten it`,
-          );
-        }
+        const closeCode = checkClose(socketName, code, reason);
         if (!gateway.close(connectionId, closeCode, reason)) throw notConnected(socketName, connectionId);
         callback(null, {});
       } catch (error) {
