@@ -195,6 +195,16 @@ describe.each([
       await expect(connect(`${url}/?reject=not+today`)).rejects.toMatchObject({ status: 403, body: "not today" });
     });
 
+    it("refuses a browser origin not in allowedOrigins before any handler runs", async () => {
+      const good = await connect(url, { Origin: "https://good.example" });
+      expect(await good.call({ op: "whoami" })).toHaveProperty("id");
+      good.close();
+      await expect(connect(url, { Origin: "https://evil.example" })).rejects.toMatchObject({
+        status: 403,
+        body: 'origin https://evil.example may not connect to websocket "lab"; allowed: https://good.example (allowedOrigins in websocket("lab", ...))',
+      });
+    });
+
     it("delivers a message sent during connect as the first frame", async () => {
       const c = await connect(`${url}/?greet=ann&greet=bo`);
       expect((await c.next()).text).toBe("welcome ann,bo");

@@ -14,6 +14,7 @@ export {
   type WebsocketContext,
   type WebsocketContextBase,
   type WebsocketHandlerFn,
+  type WebsocketOptions,
   type WebsocketRequest,
   websocket,
 } from "./resources/websocket.js";

@@ -244,6 +244,16 @@ describe("kv", () => {
   });
 });
 
+describe("websocket options", () => {
+  it("refuses to declare a socket again with other allowedOrigins", () => {
+    websocket("origins", { allowedOrigins: ["https://a.example"] });
+    expect(websocket("origins")).toBe(websocket("origins", { allowedOrigins: ["https://a.example"] }));
+    expect(() => websocket("origins", { allowedOrigins: ["https://b.example"] })).toThrow(
+      'websocket("origins"): declared again with other allowedOrigins; give the options where it is first declared',
+    );
+  });
+});
+
 describe("connections", () => {
   it("lets the connect handler send to its connection, which gets it first, in order", async () => {
     const s = websocket("greet");

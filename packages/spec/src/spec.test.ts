@@ -66,6 +66,20 @@ describe("buildSpec", () => {
     ]);
   });
 
+  it("merges the allowed origins every service gives a socket", () => {
+    const { spec } = buildSpec("app", [
+      service("a", { declared: [{ kind: "websocket", name: "s", allowedOrigins: ["https://b.example"] }] }),
+      service("b", {
+        declared: [{ kind: "websocket", name: "s", allowedOrigins: ["https://a.example", "https://b.example"] }],
+      }),
+      service("c", { declared: [{ kind: "websocket", name: "t" }] }),
+    ]);
+    expect(spec.resources.map((r) => (r.kind === "websocket" ? r.allowedOrigins : null))).toEqual([
+      ["https://a.example", "https://b.example"],
+      undefined,
+    ]);
+  });
+
   it("ignores kinds it does not serve", () => {
     const { spec, errors } = buildSpec("app", [service("a", { declared: [{ kind: "Bucket", name: "files" }] })]);
     expect(errors).toEqual([]);

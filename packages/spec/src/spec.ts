@@ -30,7 +30,7 @@ export interface CollectedService {
   /** The service's entry file, relative to the project directory. */
   file: string;
   /** Resources it declared, in order. Kinds we do not serve are kept as their Nitric type name. */
-  declared: { kind: ResourceKind | string; name: string }[];
+  declared: { kind: ResourceKind | string; name: string; allowedOrigins?: string[] }[];
   /** Permissions it asked for. */
   grants: { resource: ResourceRef; permissions: Permission[] }[];
   /** Handler registrations it made. */
@@ -47,6 +47,8 @@ export interface WebsocketSpec {
   declaredBy: string[];
   /** The service handling each event; an event nobody handles is absent. */
   handlers: Partial<Record<WebsocketEvent, string>>;
+  /** Browser origins allowed to connect; absent when any may. */
+  allowedOrigins?: string[];
 }
 
 /** A kv store in the spec. */
@@ -119,6 +121,9 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
       }
       const entry = d.kind === "websocket" ? socket(d.name) : storeEntry(stores, d.name);
       if (!entry.declaredBy.includes(service.name)) entry.declaredBy.push(service.name);
+      if (entry.kind === "websocket" && d.allowedOrigins && d.allowedOrigins.length > 0) {
+        entry.allowedOrigins = [...new Set([...(entry.allowedOrigins ?? []), ...d.allowedOrigins])].sort();
+      }
     }
     for (const g of service.grants) {
       if (resourceNameProblem(g.resource.kind, g.resource.name)) continue;

@@ -54,7 +54,9 @@ export class LocalProvider implements RunningProvider {
       }
     }
     await Promise.all(
-      this.options.spec.resources.filter((r) => r.kind === "websocket").map((r) => this.gateway(r.name)),
+      this.options.spec.resources.map(async (r) => {
+        if (r.kind === "websocket") (await this.gateway(r.name)).allowOrigins(r.allowedOrigins ?? []);
+      }),
     );
   }
 
@@ -92,8 +94,8 @@ export class LocalProvider implements RunningProvider {
           this.stores.store(store);
           this.declaredStores.add(store);
         },
-        declareSocket: async (socket) => {
-          await this.gateway(socket);
+        declareSocket: async (socket, origins) => {
+          (await this.gateway(socket)).allowOrigins(origins);
         },
         gateway: (socket) => this.gateways.get(socket),
       });

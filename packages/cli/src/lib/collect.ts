@@ -90,7 +90,12 @@ async function collectOne(
           result.grants.push({ resource, permissions });
         }
       } else if (id) {
-        result.declared.push({ kind: kindOf(id.type), name: id.name });
+        const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
+        result.declared.push(
+          origins.length > 0
+            ? { kind: kindOf(id.type), name: id.name, allowedOrigins: origins }
+            : { kind: kindOf(id.type), name: id.name },
+        );
       }
       callback(null, {});
     },

@@ -9,12 +9,15 @@ export async function declare(
   type: ResourceType.Websocket | ResourceType.KeyValueStore,
   name: string,
   actions: Action[],
+  websocket?: { allowedOrigins: string[] },
 ): Promise<void> {
   const client = runtime();
   const id = { type, name };
   try {
     if (type === ResourceType.KeyValueStore) {
       await client.unary(Resources.method.declare, { id, config: { case: "keyValueStore", value: {} } });
+    } else if (websocket && websocket.allowedOrigins.length > 0) {
+      await client.unary(Resources.method.declare, { id, config: { case: "websocket", value: websocket } });
     } else {
       await client.unary(Resources.method.declare, { id });
     }

@@ -132,6 +132,17 @@ export type WebsocketContext<E extends WebsocketEvent> = E extends "connect"
 /** A handler: may be async; a message handler's return value (other than undefined or ctx) is replied. */
 export type WebsocketHandlerFn<E extends WebsocketEvent> = (ctx: WebsocketContext<E>) => unknown;
 
+/** Options of websocket(). */
+export interface WebsocketOptions {
+  /**
+   * Browser origins allowed to connect, such as `["https://app.example.com"]`; `"*"` allows any.
+   * A connection request from any other origin is refused with 403 before a handler runs. Requests
+   * without an Origin header (not from a browser: wscat, servers) are not checked.
+   * Locally the gateway checks; on AWS the $connect handler does. @default any origin
+   */
+  allowedOrigins?: string[];
+}
+
 /** Options of send(). */
 export interface SendOptions {
   /**
@@ -367,8 +378,14 @@ export class Websocket {
   private readonly chains = new Map<WebsocketEvent, WebsocketHandlerFn<WebsocketEvent>[]>();
 
   /** @internal use websocket(name). */
-  constructor(readonly name: string) {
-    this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage]);
+  constructor(
+    readonly name: string,
+    /** @internal the options it was declared with. */
+    readonly options: WebsocketOptions = {},
+  ) {
+    this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage], {
+      allowedOrigins: options.allowedOrigins ?? [],
+    });
   }
 
   /**
@@ -544,6 +561,14 @@ const sockets = new Map<string, Websocket>();
  * Declares a websocket. Declaring the same name again returns the same socket; an invalid name
  * throws at once with the fix.
  */
-export function websocket(name: string): Websocket {
-  return declaredOnce("websocket", name, sockets, () => new Websocket(name));
+export function websocket(name: string, options: WebsocketOptions = {}): Websocket {
+  const socket = declaredOnce("websocket", name, sockets, () => new Websocket(name, options));
+  const same = JSON.stringify(socket.options.allowedOrigins ?? []) === JSON.stringify(options.allowedOrigins ?? []);
+  if (options.allowedOrigins !== undefined && !same) {
+    throw new NitricLikeError(
+      "invalid_argument",
+      `websocket("${name}"): declared again with other allowedOrigins; give the options where it is first declared`,
+    );
+  }
+  return socket;
 }

@@ -21,7 +21,7 @@ function kindOf(type: ResourceType): ResourceKind | undefined {
 export interface ResourcesContext {
   permissions: Permissions;
   logger: Logger;
-  declareSocket(name: string): Promise<void>;
+  declareSocket(name: string, allowedOrigins: string[]): Promise<void>;
   declareStore(name: string): void;
   /** Resources of kinds not served, already warned about. */
   unserved: Set<string>;
@@ -63,7 +63,8 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
         }
       }
       if (kind === "websocket") {
-        ctx.declareSocket(id.name).then(
+        const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
+        ctx.declareSocket(id.name, origins).then(
           () => callback(null, {}),
           (error: Error) => callback(grpcError(GrpcStatus.UNAVAILABLE, error.message)),
         );

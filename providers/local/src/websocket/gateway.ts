@@ -122,6 +122,7 @@ export class Gateway {
   private readonly opening = new Map<string, Opening>();
   private heartbeat: NodeJS.Timeout | undefined;
   private warnedNoConnect = false;
+  private readonly origins = new Set<string>();
   private port = 0;
 
   constructor(
@@ -178,8 +179,27 @@ export class Gateway {
     }
   }
 
+  /** Adds browser origins allowed to connect ("*" for any); with none, any origin may. */
+  allowOrigins(origins: Iterable<string>): void {
+    for (const o of origins) this.origins.add(o);
+  }
+
+  /** Why a request's Origin is refused, or undefined when it may connect. */
+  private originProblem(origin: string | undefined): string | undefined {
+    // Only browsers send Origin; other clients (wscat, servers) are not subject to the check.
+    if (origin === undefined || this.origins.size === 0 || this.origins.has("*") || this.origins.has(origin))
+      return undefined;
+    return `origin ${origin} may not connect to websocket "${this.name}"; allowed: ${[...this.origins].join(", ")} (allowedOrigins in websocket("${this.name}", ...))`;
+  }
+
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", () => {});
+    const originProblem = this.originProblem(req.headers.origin);
+    if (originProblem) {
+      this.logger.warn(originProblem);
+      refuse(socket, 403, originProblem);
+      return;
+    }
     const id = connectionId();
     const queryParams = rawQuery(req.url ?? "/");
     const info: ConnectionInfo = {

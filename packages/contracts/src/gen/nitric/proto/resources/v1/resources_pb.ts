@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file nitric/proto/resources/v1/resources.proto.
  */
 export const file_nitric_proto_resources_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("CiluaXRyaWMvcHJvdG8vcmVzb3VyY2VzL3YxL3Jlc291cmNlcy5wcm90bxIZbml0cmljLnByb3RvLnJlc291cmNlcy52MSLJAQoOUG9saWN5UmVzb3VyY2USQQoKcHJpbmNpcGFscxgBIAMoCzItLm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuUmVzb3VyY2VJZGVudGlmaWVyEjIKB2FjdGlvbnMYAiADKA4yIS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLkFjdGlvbhJACglyZXNvdXJjZXMYAyADKAsyLS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLlJlc291cmNlSWRlbnRpZmllciJZChJSZXNvdXJjZUlkZW50aWZpZXISNQoEdHlwZRgBIAEoDjInLm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuUmVzb3VyY2VUeXBlEgwKBG5hbWUYAiABKAki6gUKFlJlc291cmNlRGVjbGFyZVJlcXVlc3QSOQoCaWQYASABKAsyLS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLlJlc291cmNlSWRlbnRpZmllchI7CgZwb2xpY3kYCiABKAsyKS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLlBvbGljeVJlc291cmNlSAASOwoGYnVja2V0GAsgASgLMikubml0cmljLnByb3RvLnJlc291cmNlcy52MS5CdWNrZXRSZXNvdXJjZUgAEjkKBXRvcGljGAwgASgLMigubml0cmljLnByb3RvLnJlc291cmNlcy52MS5Ub3BpY1Jlc291cmNlSAASSwoPa2V5X3ZhbHVlX3N0b3JlGA0gASgLMjAubml0cmljLnByb3RvLnJlc291cmNlcy52MS5LZXlWYWx1ZVN0b3JlUmVzb3VyY2VIABI7CgZzZWNyZXQYDiABKAsyKS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLlNlY3JldFJlc291cmNlSAASNQoDYXBpGA8gASgLMiYubml0cmljLnByb3RvLnJlc291cmNlcy52MS5BcGlSZXNvdXJjZUgAElsKF2FwaV9zZWN1cml0eV9kZWZpbml0aW9uGBAgASgLMjgubml0cmljLnByb3RvLnJlc291cmNlcy52MS5BcGlTZWN1cml0eURlZmluaXRpb25SZXNvdXJjZUgAEjkKBXF1ZXVlGBEgASgLMigubml0cmljLnByb3RvLnJlc291cmNlcy52MS5RdWV1ZVJlc291cmNlSAASRgoMc3FsX2RhdGFiYXNlGBIgASgLMi4ubml0cmljLnByb3RvLnJlc291cmNlcy52MS5TcWxEYXRhYmFzZVJlc291cmNlSAASNQoDam9iGBMgASgLMiYubml0cmljLnByb3RvLnJlc291cmNlcy52MS5Kb2JSZXNvdXJjZUgAQggKBmNvbmZpZyIQCg5CdWNrZXRSZXNvdXJjZSIPCg1Ub3BpY1Jlc291cmNlIg8KDVF1ZXVlUmVzb3VyY2UiFwoVS2V5VmFsdWVTdG9yZVJlc291cmNlIhAKDlNlY3JldFJlc291cmNlIlsKE1NxbERhdGFiYXNlUmVzb3VyY2USRAoKbWlncmF0aW9ucxgBIAEoCzIwLm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuU3FsRGF0YWJhc2VNaWdyYXRpb25zIkAKFVNxbERhdGFiYXNlTWlncmF0aW9ucxIZCg9taWdyYXRpb25zX3BhdGgYASABKAlIAEIMCgptaWdyYXRpb25zIg0KC0pvYlJlc291cmNlIkIKHUFwaU9wZW5JZENvbm5lY3Rpb25EZWZpbml0aW9uEg4KBmlzc3VlchgBIAEoCRIRCglhdWRpZW5jZXMYAiADKAkiiQEKHUFwaVNlY3VyaXR5RGVmaW5pdGlvblJlc291cmNlEhAKCGFwaV9uYW1lGAEgASgJEkgKBG9pZGMYAiABKAsyOC5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLkFwaU9wZW5JZENvbm5lY3Rpb25EZWZpbml0aW9uSABCDAoKZGVmaW5pdGlvbiIbCglBcGlTY29wZXMSDgoGc2NvcGVzGAEgAygJIqwBCgtBcGlSZXNvdXJjZRJGCghzZWN1cml0eRgBIAMoCzI0Lm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuQXBpUmVzb3VyY2UuU2VjdXJpdHlFbnRyeRpVCg1TZWN1cml0eUVudHJ5EgsKA2tleRgBIAEoCRIzCgV2YWx1ZRgCIAEoCzIkLm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuQXBpU2NvcGVzOgI4ASIZChdSZXNvdXJjZURlY2xhcmVSZXNwb25zZSqLAgoMUmVzb3VyY2VUeXBlEgcKA0FwaRAAEgsKB1NlcnZpY2UQARIKCgZCdWNrZXQQAhIJCgVUb3BpYxADEgwKCFNjaGVkdWxlEAQSEAoMU3Vic2NyaXB0aW9uEAUSEQoNS2V5VmFsdWVTdG9yZRAGEgoKBlBvbGljeRAHEgoKBlNlY3JldBAIEhIKDkJ1Y2tldExpc3RlbmVyEAkSDQoJV2Vic29ja2V0EAoSCAoESHR0cBALEhkKFUFwaVNlY3VyaXR5RGVmaW5pdGlvbhAMEgkKBVF1ZXVlEA0SDwoLU3FsRGF0YWJhc2UQDhIJCgVCYXRjaBAPEgcKA0pvYhAQEgsKB1dlYnNpdGUQESqlAgoGQWN0aW9uEhIKDkJ1Y2tldEZpbGVMaXN0EAASEQoNQnVja2V0RmlsZUdldBABEhEKDUJ1Y2tldEZpbGVQdXQQAhIUChBCdWNrZXRGaWxlRGVsZXRlEAMSEQoMVG9waWNQdWJsaXNoEMgBEhYKEUtleVZhbHVlU3RvcmVSZWFkEKwCEhcKEktleVZhbHVlU3RvcmVXcml0ZRCtAhIYChNLZXlWYWx1ZVN0b3JlRGVsZXRlEK4CEg4KCVNlY3JldFB1dBCQAxIRCgxTZWNyZXRBY2Nlc3MQkQMSFAoPV2Vic29ja2V0TWFuYWdlEPQDEhEKDFF1ZXVlRW5xdWV1ZRDYBBIRCgxRdWV1ZURlcXVldWUQ2QQSDgoJSm9iU3VibWl0ELwFMn0KCVJlc291cmNlcxJwCgdEZWNsYXJlEjEubml0cmljLnByb3RvLnJlc291cmNlcy52MS5SZXNvdXJjZURlY2xhcmVSZXF1ZXN0GjIubml0cmljLnByb3RvLnJlc291cmNlcy52MS5SZXNvdXJjZURlY2xhcmVSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("CiluaXRyaWMvcHJvdG8vcmVzb3VyY2VzL3YxL3Jlc291cmNlcy5wcm90bxIZbml0cmljLnByb3RvLnJlc291cmNlcy52MSLJAQoOUG9saWN5UmVzb3VyY2USQQoKcHJpbmNpcGFscxgBIAMoCzItLm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuUmVzb3VyY2VJZGVudGlmaWVyEjIKB2FjdGlvbnMYAiADKA4yIS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLkFjdGlvbhJACglyZXNvdXJjZXMYAyADKAsyLS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLlJlc291cmNlSWRlbnRpZmllciJZChJSZXNvdXJjZUlkZW50aWZpZXISNQoEdHlwZRgBIAEoDjInLm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuUmVzb3VyY2VUeXBlEgwKBG5hbWUYAiABKAkirgYKFlJlc291cmNlRGVjbGFyZVJlcXVlc3QSOQoCaWQYASABKAsyLS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLlJlc291cmNlSWRlbnRpZmllchI7CgZwb2xpY3kYCiABKAsyKS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLlBvbGljeVJlc291cmNlSAASOwoGYnVja2V0GAsgASgLMikubml0cmljLnByb3RvLnJlc291cmNlcy52MS5CdWNrZXRSZXNvdXJjZUgAEjkKBXRvcGljGAwgASgLMigubml0cmljLnByb3RvLnJlc291cmNlcy52MS5Ub3BpY1Jlc291cmNlSAASSwoPa2V5X3ZhbHVlX3N0b3JlGA0gASgLMjAubml0cmljLnByb3RvLnJlc291cmNlcy52MS5LZXlWYWx1ZVN0b3JlUmVzb3VyY2VIABI7CgZzZWNyZXQYDiABKAsyKS5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLlNlY3JldFJlc291cmNlSAASNQoDYXBpGA8gASgLMiYubml0cmljLnByb3RvLnJlc291cmNlcy52MS5BcGlSZXNvdXJjZUgAElsKF2FwaV9zZWN1cml0eV9kZWZpbml0aW9uGBAgASgLMjgubml0cmljLnByb3RvLnJlc291cmNlcy52MS5BcGlTZWN1cml0eURlZmluaXRpb25SZXNvdXJjZUgAEjkKBXF1ZXVlGBEgASgLMigubml0cmljLnByb3RvLnJlc291cmNlcy52MS5RdWV1ZVJlc291cmNlSAASRgoMc3FsX2RhdGFiYXNlGBIgASgLMi4ubml0cmljLnByb3RvLnJlc291cmNlcy52MS5TcWxEYXRhYmFzZVJlc291cmNlSAASNQoDam9iGBMgASgLMiYubml0cmljLnByb3RvLnJlc291cmNlcy52MS5Kb2JSZXNvdXJjZUgAEkIKCXdlYnNvY2tldBjoByABKAsyLC5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLldlYnNvY2tldFJlc291cmNlSABCCAoGY29uZmlnIhAKDkJ1Y2tldFJlc291cmNlIg8KDVRvcGljUmVzb3VyY2UiDwoNUXVldWVSZXNvdXJjZSIXChVLZXlWYWx1ZVN0b3JlUmVzb3VyY2UiEAoOU2VjcmV0UmVzb3VyY2UiWwoTU3FsRGF0YWJhc2VSZXNvdXJjZRJECgptaWdyYXRpb25zGAEgASgLMjAubml0cmljLnByb3RvLnJlc291cmNlcy52MS5TcWxEYXRhYmFzZU1pZ3JhdGlvbnMiQAoVU3FsRGF0YWJhc2VNaWdyYXRpb25zEhkKD21pZ3JhdGlvbnNfcGF0aBgBIAEoCUgAQgwKCm1pZ3JhdGlvbnMiLAoRV2Vic29ja2V0UmVzb3VyY2USFwoPYWxsb3dlZF9vcmlnaW5zGAEgAygJIg0KC0pvYlJlc291cmNlIkIKHUFwaU9wZW5JZENvbm5lY3Rpb25EZWZpbml0aW9uEg4KBmlzc3VlchgBIAEoCRIRCglhdWRpZW5jZXMYAiADKAkiiQEKHUFwaVNlY3VyaXR5RGVmaW5pdGlvblJlc291cmNlEhAKCGFwaV9uYW1lGAEgASgJEkgKBG9pZGMYAiABKAsyOC5uaXRyaWMucHJvdG8ucmVzb3VyY2VzLnYxLkFwaU9wZW5JZENvbm5lY3Rpb25EZWZpbml0aW9uSABCDAoKZGVmaW5pdGlvbiIbCglBcGlTY29wZXMSDgoGc2NvcGVzGAEgAygJIqwBCgtBcGlSZXNvdXJjZRJGCghzZWN1cml0eRgBIAMoCzI0Lm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuQXBpUmVzb3VyY2UuU2VjdXJpdHlFbnRyeRpVCg1TZWN1cml0eUVudHJ5EgsKA2tleRgBIAEoCRIzCgV2YWx1ZRgCIAEoCzIkLm5pdHJpYy5wcm90by5yZXNvdXJjZXMudjEuQXBpU2NvcGVzOgI4ASIZChdSZXNvdXJjZURlY2xhcmVSZXNwb25zZSqLAgoMUmVzb3VyY2VUeXBlEgcKA0FwaRAAEgsKB1NlcnZpY2UQARIKCgZCdWNrZXQQAhIJCgVUb3BpYxADEgwKCFNjaGVkdWxlEAQSEAoMU3Vic2NyaXB0aW9uEAUSEQoNS2V5VmFsdWVTdG9yZRAGEgoKBlBvbGljeRAHEgoKBlNlY3JldBAIEhIKDkJ1Y2tldExpc3RlbmVyEAkSDQoJV2Vic29ja2V0EAoSCAoESHR0cBALEhkKFUFwaVNlY3VyaXR5RGVmaW5pdGlvbhAMEgkKBVF1ZXVlEA0SDwoLU3FsRGF0YWJhc2UQDhIJCgVCYXRjaBAPEgcKA0pvYhAQEgsKB1dlYnNpdGUQESqlAgoGQWN0aW9uEhIKDkJ1Y2tldEZpbGVMaXN0EAASEQoNQnVja2V0RmlsZUdldBABEhEKDUJ1Y2tldEZpbGVQdXQQAhIUChBCdWNrZXRGaWxlRGVsZXRlEAMSEQoMVG9waWNQdWJsaXNoEMgBEhYKEUtleVZhbHVlU3RvcmVSZWFkEKwCEhcKEktleVZhbHVlU3RvcmVXcml0ZRCtAhIYChNLZXlWYWx1ZVN0b3JlRGVsZXRlEK4CEg4KCVNlY3JldFB1dBCQAxIRCgxTZWNyZXRBY2Nlc3MQkQMSFAoPV2Vic29ja2V0TWFuYWdlEPQDEhEKDFF1ZXVlRW5xdWV1ZRDYBBIRCgxRdWV1ZURlcXVldWUQ2QQSDgoJSm9iU3VibWl0ELwFMn0KCVJlc291cmNlcxJwCgdEZWNsYXJlEjEubml0cmljLnByb3RvLnJlc291cmNlcy52MS5SZXNvdXJjZURlY2xhcmVSZXF1ZXN0GjIubml0cmljLnByb3RvLnJlc291cmNlcy52MS5SZXNvdXJjZURlY2xhcmVSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * PolicyResource grants actions on resources to principals.
@@ -177,6 +177,14 @@ export type ResourceDeclareRequest = Message<"nitric.proto.resources.v1.Resource
      */
     value: JobResource;
     case: "job";
+  } | {
+    /**
+     * Extension, for id.type = Websocket: its settings. Nitric's SDKs send none.
+     *
+     * @generated from field: nitric.proto.resources.v1.WebsocketResource websocket = 1000;
+     */
+    value: WebsocketResource;
+    case: "websocket";
   } | { case: undefined; value?: undefined };
 };
 
@@ -313,6 +321,29 @@ export const SqlDatabaseMigrationsSchema: GenMessage<SqlDatabaseMigrations> = /*
   messageDesc(file_nitric_proto_resources_v1_resources, 9);
 
 /**
+ * WebsocketResource configures a websocket (nitric-like extension).
+ *
+ * @generated from message nitric.proto.resources.v1.WebsocketResource
+ */
+export type WebsocketResource = Message<"nitric.proto.resources.v1.WebsocketResource"> & {
+  /**
+   * Browser origins allowed to connect, such as "https://app.example.com"; "*" allows any. Empty
+   * allows any. A connection request from another origin is refused with 403 before any handler
+   * runs; one without an Origin header (not a browser) is not checked.
+   *
+   * @generated from field: repeated string allowed_origins = 1;
+   */
+  allowedOrigins: string[];
+};
+
+/**
+ * Describes the message nitric.proto.resources.v1.WebsocketResource.
+ * Use `create(WebsocketResourceSchema)` to create a new message.
+ */
+export const WebsocketResourceSchema: GenMessage<WebsocketResource> = /*@__PURE__*/
+  messageDesc(file_nitric_proto_resources_v1_resources, 10);
+
+/**
  * JobResource has no configuration.
  *
  * @generated from message nitric.proto.resources.v1.JobResource
@@ -325,7 +356,7 @@ export type JobResource = Message<"nitric.proto.resources.v1.JobResource"> & {
  * Use `create(JobResourceSchema)` to create a new message.
  */
 export const JobResourceSchema: GenMessage<JobResource> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_resources_v1_resources, 10);
+  messageDesc(file_nitric_proto_resources_v1_resources, 11);
 
 /**
  * ApiOpenIdConnectionDefinition is an OIDC security definition (recorded, not served).
@@ -353,7 +384,7 @@ export type ApiOpenIdConnectionDefinition = Message<"nitric.proto.resources.v1.A
  * Use `create(ApiOpenIdConnectionDefinitionSchema)` to create a new message.
  */
 export const ApiOpenIdConnectionDefinitionSchema: GenMessage<ApiOpenIdConnectionDefinition> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_resources_v1_resources, 11);
+  messageDesc(file_nitric_proto_resources_v1_resources, 12);
 
 /**
  * ApiSecurityDefinitionResource attaches a security definition to an API (recorded, not served).
@@ -389,7 +420,7 @@ export type ApiSecurityDefinitionResource = Message<"nitric.proto.resources.v1.A
  * Use `create(ApiSecurityDefinitionResourceSchema)` to create a new message.
  */
 export const ApiSecurityDefinitionResourceSchema: GenMessage<ApiSecurityDefinitionResource> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_resources_v1_resources, 12);
+  messageDesc(file_nitric_proto_resources_v1_resources, 13);
 
 /**
  * ApiScopes lists the scopes a security rule requires.
@@ -410,7 +441,7 @@ export type ApiScopes = Message<"nitric.proto.resources.v1.ApiScopes"> & {
  * Use `create(ApiScopesSchema)` to create a new message.
  */
 export const ApiScopesSchema: GenMessage<ApiScopes> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_resources_v1_resources, 13);
+  messageDesc(file_nitric_proto_resources_v1_resources, 14);
 
 /**
  * ApiResource configures an HTTP API (recorded, not served).
@@ -431,7 +462,7 @@ export type ApiResource = Message<"nitric.proto.resources.v1.ApiResource"> & {
  * Use `create(ApiResourceSchema)` to create a new message.
  */
 export const ApiResourceSchema: GenMessage<ApiResource> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_resources_v1_resources, 14);
+  messageDesc(file_nitric_proto_resources_v1_resources, 15);
 
 /**
  * ResourceDeclareResponse is empty: a declaration either succeeds or fails with a status.
@@ -446,7 +477,7 @@ export type ResourceDeclareResponse = Message<"nitric.proto.resources.v1.Resourc
  * Use `create(ResourceDeclareResponseSchema)` to create a new message.
  */
 export const ResourceDeclareResponseSchema: GenMessage<ResourceDeclareResponse> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_resources_v1_resources, 15);
+  messageDesc(file_nitric_proto_resources_v1_resources, 16);
 
 /**
  * ResourceType names a kind of resource. Numbers are Nitric's; we serve Websocket, KeyValueStore,
