@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { createLocalProvider, type LocalProvider } from "@nitric-like/provider-local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { ws } from "../src/ampt.js";
 import { isNitricLikeError, kv, NitricLikeError, websocket } from "../src/index.js";
 
 let provider: LocalProvider;
@@ -355,5 +356,43 @@ describe("connections", () => {
     const closes = [b, c].map((x) => new Promise<number>((r) => x.ws.once("close", (code) => r(code))));
     await s.close([ids[0] ?? "", ids[1] ?? "", ids[2] ?? ""], { code: 4002, reason: "all" });
     expect(await Promise.all(closes)).toEqual([4002, 4002]);
+  });
+});
+
+describe("the Ampt-style ws interface", () => {
+  it("parses JSON, passes text and bytes, never replies with a return value, and reports close reasons", async () => {
+    const seen: unknown[] = [];
+    const reasons: (string | undefined)[] = [];
+    let meta: unknown;
+    ws.on("connected", (connection) => {
+      meta = connection.meta;
+    });
+    ws.on("disconnected", (_connection, reason) => {
+      reasons.push(reason);
+    });
+    ws.on("message", async (connection, data) => {
+      seen.push(data);
+      await connection.send("ack");
+      return "not a reply";
+    });
+    await registered("ws", 3);
+    const c = client(`${urlOf("ws")}/?name=ann&name=al`, { "User-Agent": "ampt-test" });
+    await c.opened;
+    expect(meta).toMatchObject({
+      queryStringParams: { name: "ann" },
+      multiValueQueryStringParams: { name: ["ann", "al"] },
+      headers: { "user-agent": "ampt-test" },
+    });
+    c.ws.send('{"lat":1}');
+    c.ws.send("plain");
+    c.ws.send(Buffer.from([1, 2]));
+    for (let i = 0; i < 3; i++) expect((await c.next()).data.toString()).toBe("ack");
+    expect(seen.slice(0, 2)).toEqual([{ lat: 1 }, "plain"]);
+    expect(seen[2]).toBeInstanceOf(Uint8Array);
+    expect([...(seen[2] as Uint8Array)]).toEqual([1, 2]);
+    c.ws.close(4000, "done here");
+    for (let i = 0; i < 100 && reasons.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(reasons).toEqual(["done here"]);
+    expect(c.frames).toEqual([]);
   });
 });

@@ -1,0 +1,115 @@
+/**
+ * The Ampt-style WebSocket interface (`import { ws } from "@nitric-like/sdk/ampt"`), so code
+ * written from Ampt's documentation runs: `ws.on("connected" | "disconnected" | "message")` with a
+ * SocketConnection, `ws.send`, `ws.close`, `ws.isConnected`. A thin layer over `websocket("ws")`;
+ * the socket is declared on first use, so importing this declares nothing.
+ */
+import type { JsonValue, Payload } from "./internal/data.js";
+import { type SendOptions, type Websocket, websocket } from "./resources/websocket.js";
+
+/** The name of the app's one Ampt-style socket. */
+export const AMPT_SOCKET_NAME = "ws";
+
+/** What is known about a connection when it connects (empty for other events, as in Ampt). */
+export interface SocketConnectionMeta {
+  /** When the gateway accepted the connection, in milliseconds since the epoch. */
+  connectedAt?: number;
+  /** The first value of each query parameter, decoded. */
+  queryStringParams?: Record<string, string>;
+  /** Every value of each query parameter, decoded. */
+  multiValueQueryStringParams?: Record<string, string[]>;
+  /** Request headers, names lower case, first value of each. */
+  headers?: Record<string, string>;
+}
+
+/** A connection, as Ampt hands it to every handler. */
+export interface SocketConnection {
+  /** The connection's id. */
+  readonly connectionId: string;
+  /** Metadata: filled in for "connected". */
+  readonly meta: SocketConnectionMeta;
+  /** Sends to this connection (allowed during "connected": it arrives once the connection is open). */
+  send(data: Payload): Promise<void>;
+  /** Closes this connection. */
+  close(): Promise<void>;
+}
+
+/** The Ampt-style socket interface. */
+export interface AmptWs {
+  on(event: "connected", handler: (connection: SocketConnection) => unknown): void;
+  on(event: "disconnected", handler: (connection: SocketConnection, reason?: string) => unknown): void;
+  /** JSON messages arrive parsed; other text as a string; binary frames as bytes. */
+  on<T = JsonValue>(event: "message", handler: (connection: SocketConnection, data: T) => unknown): void;
+  /** Sends a string (text) or an object (JSON); throws when the connection is gone unless told not to. */
+  send(connectionId: string, data: Payload, options?: SendOptions): Promise<void>;
+  /** Closes one connection, or every open one of a list. */
+  close(connectionId: string | string[]): Promise<void>;
+  /** True while the connection is open. */
+  isConnected(connectionId: string): Promise<boolean>;
+}
+
+const firstValues = (map: Record<string, string[]>) => {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(map)) if (v[0] !== undefined) out[k] = v[0];
+  return out;
+};
+
+function connection(socket: Websocket, connectionId: string, meta: SocketConnectionMeta): SocketConnection {
+  return {
+    connectionId,
+    meta,
+    send: (data) => socket.send(connectionId, data),
+    close: () => socket.close(connectionId),
+  };
+}
+
+let socket: Websocket | undefined;
+const get = () => {
+  socket ??= websocket(AMPT_SOCKET_NAME);
+  return socket;
+};
+
+function on(event: "connected" | "disconnected" | "message", handler: (...args: never[]) => unknown): void {
+  const s = get();
+  const call = handler as (...args: unknown[]) => unknown;
+  // Handlers' results are awaited but never replied: Ampt handlers return nothing meaningful.
+  if (event === "connected") {
+    s.on("connect", async (ctx) => {
+      const meta: SocketConnectionMeta = {
+        connectedAt: ctx.connectedAt.getTime(),
+        queryStringParams: firstValues(ctx.query),
+        multiValueQueryStringParams: ctx.query,
+        headers: firstValues(ctx.headers),
+      };
+      await call(connection(s, ctx.connectionId, meta));
+    });
+  } else if (event === "disconnected") {
+    s.on("disconnect", async (ctx) => {
+      await call(connection(s, ctx.connectionId, {}), ctx.reason || undefined);
+    });
+  } else if (event === "message") {
+    s.on("message", async (ctx) => {
+      let data: unknown;
+      if (ctx.binary) data = ctx.data;
+      else {
+        const text = ctx.text();
+        try {
+          data = JSON.parse(text);
+        } catch {
+          data = text;
+        }
+      }
+      await call(connection(s, ctx.connectionId, {}), data);
+    });
+  } else {
+    throw new TypeError(`ws.on(${JSON.stringify(event)}): unknown event; use "connected", "disconnected" or "message"`);
+  }
+}
+
+/** The app's Ampt-style socket. */
+export const ws: AmptWs = {
+  on: on as AmptWs["on"],
+  send: (connectionId, data, options) => get().send(connectionId, data, options),
+  close: (connectionId) => get().close(connectionId),
+  isConnected: (connectionId) => get().isConnected(connectionId),
+};
