@@ -7,15 +7,20 @@ import { GrpcClient } from "@nitric-like/contracts/grpc";
 
 let client: GrpcClient | undefined;
 let openStreams = 0;
+// True once every handler stream this process opened has been ended by the provider.
+let streamsEnded = false;
+// Calls in flight (declarations, kv and socket operations): the client stays open for them.
+let pending = 0;
 
-/** The provider's address. */
+/** The provider's address: SERVICE_ADDRESS, read when the client is made. @default "127.0.0.1:50051" */
 export function serviceAddress(): string {
-  return process.env.SERVICE_ADDRESS ?? "127.0.0.1:50051";
+  return process.env.SERVICE_ADDRESS || "127.0.0.1:50051";
 }
 
-/** `run`, `build` (collect pass) or `cloud`. */
-export function environment(): string {
-  return process.env.NITRIC_ENVIRONMENT ?? "run";
+/** `run` (local), `build` (collect pass) or `cloud` (deployed): NITRIC_ENVIRONMENT. @default "run" */
+export function environment(): "run" | "build" | "cloud" {
+  const value = process.env.NITRIC_ENVIRONMENT;
+  return value === "build" || value === "cloud" ? value : "run";
 }
 
 /** The client, created on first use. */
@@ -24,22 +29,69 @@ export function runtime(): GrpcClient {
   return client;
 }
 
-/** Counts an open handler stream. */
-export function streamOpened(): void {
-  openStreams++;
-}
-
-/** Counts a closed handler stream; the last one closes the client so the process can exit. */
-export function streamClosed(): void {
-  openStreams--;
-  if (openStreams === 0 && client) {
+function closeIfIdle(): void {
+  if (streamsEnded && openStreams === 0 && pending === 0 && client) {
     client.close();
     client = undefined;
   }
 }
 
-/** A declaration the provider refused: the service cannot work, so it stops with the reason. */
+/** Keeps the client open while `operation` is in flight, and resolves as it does. */
+export async function tracked<T>(operation: Promise<T>): Promise<T> {
+  const release = hold();
+  try {
+    return await operation;
+  } finally {
+    release();
+  }
+}
+
+/** Keeps the client open until the returned function is called (for streams read over time). */
+export function hold(): () => void {
+  pending++;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    pending--;
+    closeIfIdle();
+  };
+}
+
+/** Counts an open handler stream. */
+export function streamOpened(): void {
+  openStreams++;
+  streamsEnded = false;
+}
+
+/**
+ * Counts a closed handler stream. When the last one has closed and no call is in flight, the
+ * client is closed so the process can exit by itself; a later call makes a new client.
+ */
+export function streamClosed(): void {
+  openStreams--;
+  if (openStreams === 0) streamsEnded = true;
+  closeIfIdle();
+}
+
+/** A declaration the provider refused, or a lost provider: the service cannot work, so it stops. */
 export function fatal(message: string): never {
   process.stderr.write(`nitric-like: ${message}\n`);
   process.exit(1);
 }
+
+/**
+ * Unary and server-streaming calls on the process's client that keep it open while in flight.
+ * SDK operations go through these; only handler streams use runtime().bidi() directly.
+ */
+export const rpc = {
+  unary: ((method, request, options) => tracked(runtime().unary(method, request, options))) as GrpcClient["unary"],
+  serverStream: async function* (method, request, options) {
+    const release = hold();
+    try {
+      yield* runtime().serverStream(method, request, options);
+    } finally {
+      release();
+    }
+  } as GrpcClient["serverStream"],
+};

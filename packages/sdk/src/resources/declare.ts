@@ -2,7 +2,7 @@
 import { type Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
-import { fatal, runtime } from "../internal/runtime.js";
+import { fatal, rpc } from "../internal/runtime.js";
 
 /** Declares a resource and a policy granting `actions` on it to the calling service. A refusal is fatal. */
 export async function declare(
@@ -11,7 +11,7 @@ export async function declare(
   actions: Action[],
   websocket?: { allowedOrigins: string[] },
 ): Promise<void> {
-  const client = runtime();
+  const client = rpc;
   const id = { type, name };
   try {
     if (type === ResourceType.KeyValueStore) {

@@ -9,7 +9,7 @@ import { Action, ResourceType } from "@nitric-like/contracts/resources";
 import { KV_PERMISSIONS, type KvPermission } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import type { JsonObject } from "../internal/data.js";
-import { runtime } from "../internal/runtime.js";
+import { rpc } from "../internal/runtime.js";
 import { declare, declaredOnce } from "./declare.js";
 
 /** Reading: `.allow("get")`. */
@@ -72,7 +72,7 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
   async get(key: string): Promise<T> {
     await this.ready;
     try {
-      const { value } = await runtime().unary(KvStoreService.method.getValue, { ref: { store: this.name, key } });
+      const { value } = await rpc.unary(KvStoreService.method.getValue, { ref: { store: this.name, key } });
       return (value?.content ?? {}) as T;
     } catch (error) {
       throw this.fail(error, key);
@@ -90,7 +90,7 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
     }
     await this.ready;
     try {
-      await runtime().unary(KvStoreService.method.setValue, { ref: { store: this.name, key }, content: value });
+      await rpc.unary(KvStoreService.method.setValue, { ref: { store: this.name, key }, content: value });
     } catch (error) {
       throw this.fail(error, key);
     }
@@ -99,7 +99,7 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
   async delete(key: string): Promise<void> {
     await this.ready;
     try {
-      await runtime().unary(KvStoreService.method.deleteKey, { ref: { store: this.name, key } });
+      await rpc.unary(KvStoreService.method.deleteKey, { ref: { store: this.name, key } });
     } catch (error) {
       throw this.fail(error, key);
     }
@@ -108,7 +108,7 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
   async *keys(prefix = ""): AsyncGenerator<string> {
     await this.ready;
     try {
-      for await (const item of runtime().serverStream(KvStoreService.method.scanKeys, {
+      for await (const item of rpc.serverStream(KvStoreService.method.scanKeys, {
         store: { name: this.name },
         prefix,
       })) {

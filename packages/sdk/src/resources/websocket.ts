@@ -20,7 +20,7 @@ import {
 import type { WebsocketEvent } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import { decodeSafely, encodePayload, type Payload } from "../internal/data.js";
-import { environment, fatal, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
+import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
 import { declare, declaredOnce } from "./declare.js";
 
 const decoder = new TextDecoder();
@@ -129,7 +129,11 @@ export type WebsocketContext<E extends WebsocketEvent> = E extends "connect"
     ? MessageContext
     : DisconnectContext;
 
-/** A handler: may be async; a message handler's return value (other than undefined or ctx) is replied. */
+/**
+ * A handler: may be async. What a message handler returns (or resolves to), other than
+ * `undefined` or the context itself, is replied to the sender as reply() would; connect and
+ * disconnect handlers' return values are ignored.
+ */
 export type WebsocketHandlerFn<E extends WebsocketEvent> = (ctx: WebsocketContext<E>) => unknown;
 
 /** Options of websocket(). */
@@ -352,22 +356,34 @@ class HandlerStream {
           const next = i + 1;
           result.then(
             (value) => {
-              this.replyWith(ctx, value);
+              try {
+                this.replyWith(ctx, value);
+              } catch (error) {
+                finish(error);
+                return;
+              }
               step(next);
             },
             (error: unknown) => finish(error ?? new Error("handler rejected")),
           );
           return;
         }
-        this.replyWith(ctx, result);
+        try {
+          this.replyWith(ctx, result);
+        } catch (error) {
+          finish(error);
+          return;
+        }
       }
       finish();
     };
     step(0);
   }
 
+  // Only message handlers reply with what they return: connect handlers often return whatever
+  // their last call did (Set.add, a kv write), which must not become the client's first frame.
   private replyWith(ctx: EventContext, value: unknown): void {
-    if (value === undefined || value === ctx || this.event === "disconnect") return;
+    if (value === undefined || value === ctx || this.event !== "message") return;
     ctx.reply(value as Payload);
   }
 }
@@ -426,7 +442,7 @@ export class Websocket {
     const { data: bytes, binary } = encodePayload(data);
     await this.ready;
     try {
-      await runtime().unary(WebsocketService.method.sendMessage, {
+      await rpc.unary(WebsocketService.method.sendMessage, {
         socketName: this.name,
         connectionId,
         data: bytes,
@@ -450,7 +466,7 @@ export class Websocket {
     await this.ready;
     try {
       return (
-        await runtime().unary(Connections.method.broadcast, { socketName: this.name, data: bytes, binary, except })
+        await rpc.unary(Connections.method.broadcast, { socketName: this.name, data: bytes, binary, except })
       ).sent;
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name });
@@ -461,7 +477,7 @@ export class Websocket {
   async isConnected(connectionId: string): Promise<boolean> {
     await this.ready;
     try {
-      return (await runtime().unary(Connections.method.isConnected, { socketName: this.name, connectionId })).connected;
+      return (await rpc.unary(Connections.method.isConnected, { socketName: this.name, connectionId })).connected;
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name, connectionId });
     }
@@ -471,7 +487,7 @@ export class Websocket {
   async connection(connectionId: string): Promise<ConnectionInfo> {
     await this.ready;
     try {
-      const { connection } = await runtime().unary(Connections.method.getConnection, {
+      const { connection } = await rpc.unary(Connections.method.getConnection, {
         socketName: this.name,
         connectionId,
       });
@@ -488,7 +504,7 @@ export class Websocket {
   async *connections(): AsyncGenerator<ConnectionInfo> {
     await this.ready;
     try {
-      for await (const item of runtime().serverStream(Connections.method.listConnections, { socketName: this.name })) {
+      for await (const item of rpc.serverStream(Connections.method.listConnections, { socketName: this.name })) {
         yield connectionInfo(item.connection);
       }
     } catch (error) {
@@ -504,7 +520,7 @@ export class Websocket {
     await this.ready;
     if (Array.isArray(connectionId)) {
       try {
-        await runtime().unary(Connections.method.closeConnections, {
+        await rpc.unary(Connections.method.closeConnections, {
           socketName: this.name,
           connectionIds: connectionId,
           code: options.code ?? 0,
@@ -516,7 +532,7 @@ export class Websocket {
       return;
     }
     try {
-      await runtime().unary(WebsocketService.method.closeConnection, {
+      await rpc.unary(WebsocketService.method.closeConnection, {
         socketName: this.name,
         connectionId,
         code: options.code ?? 0,
@@ -531,7 +547,7 @@ export class Websocket {
   async url(): Promise<string> {
     await this.ready;
     try {
-      return (await runtime().unary(WebsocketService.method.socketDetails, { socketName: this.name })).url;
+      return (await rpc.unary(WebsocketService.method.socketDetails, { socketName: this.name })).url;
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name });
     }
