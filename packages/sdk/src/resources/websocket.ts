@@ -465,9 +465,8 @@ export class Websocket {
       options.except === undefined ? [] : typeof options.except === "string" ? [options.except] : options.except;
     await this.ready;
     try {
-      return (
-        await rpc.unary(Connections.method.broadcast, { socketName: this.name, data: bytes, binary, except })
-      ).sent;
+      return (await rpc.unary(Connections.method.broadcast, { socketName: this.name, data: bytes, binary, except }))
+        .sent;
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name });
     }
