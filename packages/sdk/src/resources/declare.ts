@@ -4,9 +4,15 @@ import { type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import { fatal, rpc } from "../internal/runtime.js";
 
+type DeclaredType = ResourceType.Websocket | ResourceType.KeyValueStore;
+
+function label(type: DeclaredType, name: string): string {
+  return type === ResourceType.Websocket ? `websocket(${JSON.stringify(name)})` : `kv(${JSON.stringify(name)})`;
+}
+
 /** Declares a resource and a policy granting `actions` on it to the calling service. A refusal is fatal. */
 export async function declare(
-  type: ResourceType.Websocket | ResourceType.KeyValueStore,
+  type: DeclaredType,
   name: string,
   actions: Action[],
   websocket?: { allowedOrigins: string[] },
@@ -21,19 +27,26 @@ export async function declare(
     } else {
       await client.unary(Resources.method.declare, { id });
     }
-    if (actions.length > 0) {
-      await client.unary(Resources.method.declare, {
-        id: { type: ResourceType.Policy, name: "" },
-        config: {
-          case: "policy",
-          // A blank Service principal is "the calling service": the provider knows it by endpoint.
-          value: { principals: [{ type: ResourceType.Service, name: "" }], actions, resources: [id] },
-        },
-      });
-    }
   } catch (error) {
-    const what = type === ResourceType.Websocket ? `websocket(${JSON.stringify(name)})` : `kv(${JSON.stringify(name)})`;
-    fatal(`${what} could not be declared: ${NitricLikeError.from(error).message}`);
+    fatal(`${label(type, name)} could not be declared: ${NitricLikeError.from(error).message}`);
+  }
+  await declarePolicy(type, name, actions);
+}
+
+/** Declares a policy granting `actions` on a declared resource to the calling service. A refusal is fatal. */
+export async function declarePolicy(type: DeclaredType, name: string, actions: Action[]): Promise<void> {
+  if (actions.length === 0) return;
+  try {
+    await rpc.unary(Resources.method.declare, {
+      id: { type: ResourceType.Policy, name: "" },
+      config: {
+        case: "policy",
+        // A blank Service principal is "the calling service": the provider knows it by endpoint.
+        value: { principals: [{ type: ResourceType.Service, name: "" }], actions, resources: [{ type, name }] },
+      },
+    });
+  } catch (error) {
+    fatal(`${label(type, name)} could not be granted its permissions: ${NitricLikeError.from(error).message}`);
   }
 }
 

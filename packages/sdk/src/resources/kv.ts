@@ -10,7 +10,7 @@ import { KV_PERMISSIONS, type KvPermission } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import type { JsonObject } from "../internal/data.js";
 import { rpc } from "../internal/runtime.js";
-import { declare, declaredOnce } from "./declare.js";
+import { declare, declaredOnce, declarePolicy } from "./declare.js";
 
 /** Reading: `.allow("get")`. */
 export interface KvReader<T extends JsonObject> {
@@ -145,7 +145,7 @@ export class KvStore<T extends JsonObject = JsonObject> {
     }
     const previous = this.ready;
     this.ready = previous.then(() =>
-      declare(
+      declarePolicy(
         ResourceType.KeyValueStore,
         this.name,
         permissions.map((p) => ACTIONS[p]),
