@@ -26,6 +26,32 @@ describe("kv().allow() types", () => {
   });
 });
 
+describe("kv().allow() on a real handle", () => {
+  it("narrows the reference to the allowed methods and the store's value type", () => {
+    // Never called (it would declare against a provider): tsc checks the lines, vitest the shape.
+    const uses = async () => {
+      const reader = kv<{ n: number }>("typed").allow("get");
+      expectTypeOf(reader.get).returns.toEqualTypeOf<Promise<{ n: number }>>();
+      expectTypeOf(reader.keys()).toEqualTypeOf<AsyncIterable<string>>();
+      // @ts-expect-error "get" does not allow set
+      await reader.set("k", { n: 1 });
+      // @ts-expect-error "get" does not allow delete
+      await reader.delete("k");
+      const writer = kv<{ n: number }>("typed").allow("set");
+      await writer.set("k", { n: 1 });
+      // @ts-expect-error the value must be the store's type
+      await writer.set("k", { n: "one" });
+      // @ts-expect-error "set" does not allow get
+      await writer.get("k");
+      const all = kv("typed").allow("get", "set", "delete");
+      await all.delete((await all.get("k")).toString());
+      // @ts-expect-error unknown permission
+      kv("typed").allow("read");
+    };
+    expect(typeof uses).toBe("function");
+  });
+});
+
 describe("declaration checks", () => {
   it("throws at once on an invalid name, with the fix", () => {
     expect(() => kv("My Store")).toThrow(

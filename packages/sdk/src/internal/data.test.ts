@@ -17,7 +17,14 @@ describe("encodePayload", () => {
   });
 
   it("refuses what JSON cannot carry", () => {
-    expect(() => encodePayload(undefined as never)).toThrow(/pass a string, bytes, or a JSON value/);
+    for (const value of [undefined, () => {}, Symbol("s")]) {
+      expect(() => encodePayload(value as never)).toThrow(
+        expect.objectContaining({
+          code: "invalid_argument",
+          message: expect.stringMatching(/^cannot send \w+: pass a string, bytes, or a JSON value$/),
+        }),
+      );
+    }
   });
 });
 

@@ -7,6 +7,8 @@ export type JsonObject = { [key: string]: JsonValue };
 /** Anything the SDK can send: text, bytes, or a value sent as JSON text. */
 export type Payload = string | Uint8Array | ArrayBuffer | JsonValue | object;
 
+import { NitricLikeError } from "../errors.js";
+
 const encoder = new TextEncoder();
 
 /** Encodes a payload: strings as text, bytes as binary, everything else as JSON text. */
@@ -17,7 +19,9 @@ export function encodePayload(data: Payload): { data: Uint8Array; binary: boolea
   if (ArrayBuffer.isView(data))
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), binary: true };
   const json = JSON.stringify(data);
-  if (json === undefined) throw new TypeError(`cannot send ${typeof data}: pass a string, bytes, or a JSON value`);
+  if (json === undefined) {
+    throw new NitricLikeError("invalid_argument", `cannot send ${typeof data}: pass a string, bytes, or a JSON value`);
+  }
   return { data: encoder.encode(json), binary: false };
 }
 

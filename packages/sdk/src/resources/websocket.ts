@@ -185,6 +185,7 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
   rejectReason = "";
   rejectStatus = 0;
   private _query: Record<string, string[]> | undefined;
+  private _headers: Record<string, string[]> | undefined;
 
   constructor(
     private readonly owner: Websocket,
@@ -229,11 +230,13 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     return this._query;
   }
   get headers(): Record<string, string[]> {
-    const out: Record<string, string[]> = {};
-    if (this.event.websocketEvent.case === "connection") {
-      for (const [k, v] of Object.entries(this.event.websocketEvent.value.headers)) out[k] = v.value;
+    if (!this._headers) {
+      this._headers = {};
+      if (this.event.websocketEvent.case === "connection") {
+        for (const [k, v] of Object.entries(this.event.websocketEvent.value.headers)) this._headers[k] = v.value;
+      }
     }
-    return out;
+    return this._headers;
   }
   get remoteAddress(): string {
     return this.event.websocketEvent.case === "connection" ? this.event.websocketEvent.value.remoteAddress : "";

@@ -1,0 +1,102 @@
+// Process lifetime: real service processes (node running the built SDK) against a real grpc-js
+// server playing the provider. These need `pnpm build` first (the test command builds).
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import { grpcError } from "@nitric-like/contracts/grpc";
+import { WebsocketEventType } from "@nitric-like/contracts/websockets";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FakeProvider, startFakeProvider } from "../../test/fake-provider.js";
+
+const dist = fileURLToPath(new URL("../../dist/index.js", import.meta.url));
+let provider: FakeProvider;
+
+beforeAll(async () => {
+  if (!existsSync(dist)) throw new Error(`${dist} is missing: run pnpm build first`);
+  provider = await startFakeProvider();
+});
+afterAll(async () => {
+  await provider.stop();
+});
+
+/** Runs a service process; resolves with its exit code and stderr once it exits by itself. */
+function service(code: string, environment: "run" | "build") {
+  const child = spawn(process.execPath, ["--input-type=module", "-e", code], {
+    env: { ...process.env, SERVICE_ADDRESS: provider.address, NITRIC_ENVIRONMENT: environment },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d;
+  });
+  const exited = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    child.on("exit", (exitCode) => {
+      clearTimeout(timer);
+      resolve({ code: exitCode, stderr });
+    });
+  });
+  return { exited };
+}
+
+const sdk = JSON.stringify(dist);
+
+describe("service process lifetime", () => {
+  it("exits 1 with the provider's reason when a declaration is refused", async () => {
+    provider.refuse = (request) =>
+      request.id?.name === "refused"
+        ? grpcError(grpc.status.FAILED_PRECONDITION, 'websocket "refused" is handled by service "other"')
+        : undefined;
+    try {
+      const { exited } = service(
+        `import { websocket } from ${sdk}; websocket("refused").on("connect", () => {}); setInterval(() => {}, 1000);`,
+        "run",
+      );
+      const result = await exited;
+      expect(result).toEqual({
+        code: 1,
+        stderr:
+          'nitric-like: websocket("refused") could not be declared: websocket "refused" is handled by service "other"\n',
+      });
+    } finally {
+      provider.refuse = undefined;
+    }
+  });
+
+  it("exits by itself once the provider ends every handler stream with OK (the collect pass)", async () => {
+    const { exited } = service(
+      `import { kv, websocket } from ${sdk};
+       const store = kv("collect-store").allow("get", "set");
+       websocket("collect").on("connect", () => {}).on("message", () => {});
+       websocket("collect").on("disconnect", () => {});`,
+      "build",
+    );
+    const streams = await Promise.all(
+      [WebsocketEventType.Connect, WebsocketEventType.Disconnect, WebsocketEventType.Message].map((t) =>
+        provider.stream("collect", t),
+      ),
+    );
+    // Ending some streams must not end the process: the others still keep it alive.
+    streams[0]?.end();
+    streams[1]?.end();
+    const early = await Promise.race([exited, new Promise((r) => setTimeout(() => r("alive"), 300))]);
+    expect(early).toBe("alive");
+    streams[2]?.end();
+    expect(await exited).toEqual({ code: 0, stderr: "" });
+    expect(provider.log).toContain("declare KeyValueStore collect-store");
+  });
+
+  it("exits 1 saying the connection was lost when a handler stream fails in run", async () => {
+    const { exited } = service(
+      `import { websocket } from ${sdk}; websocket("lost").on("message", () => {}); setInterval(() => {}, 1000);`,
+      "run",
+    );
+    const stream = await provider.stream("lost", WebsocketEventType.Message);
+    stream.fail(grpc.status.UNAVAILABLE, "provider restarting");
+    expect(await exited).toEqual({
+      code: 1,
+      stderr: "nitric-like: lost the connection to the provider (provider restarting)\n",
+    });
+  });
+});
