@@ -352,7 +352,7 @@ class HandlerStream {
         try {
           result = (this.chain[i] as (c: EventContext) => unknown)(ctx);
         } catch (error) {
-          finish(error);
+          finish(error ?? new Error("handler threw undefined"));
           return;
         }
         if (isThenable(result)) {
@@ -362,7 +362,7 @@ class HandlerStream {
               try {
                 this.replyWith(ctx, value);
               } catch (error) {
-                finish(error);
+                finish(error ?? new Error("handler threw undefined"));
                 return;
               }
               step(next);
@@ -374,7 +374,7 @@ class HandlerStream {
         try {
           this.replyWith(ctx, result);
         } catch (error) {
-          finish(error);
+          finish(error ?? new Error("handler threw undefined"));
           return;
         }
       }
