@@ -1,3 +1,10 @@
-export { KvStores, MAX_KEY_BYTES } from "./kv/store.js";
-export { createLocalProvider, LocalProvider, type LocalProviderOptions, provider } from "./provider.js";
-export { Gateway, type GatewayOptions } from "./websocket/gateway.js";
+/**
+ * `@nitric-like/provider-local`: runs an app on this machine. Each socket gets a WebSocket gateway
+ * on 127.0.0.1 (ws), each kv store a named lmdb database, and each service its own gRPC endpoint.
+ */
+export {
+  createLocalProvider,
+  type LocalProvider,
+  type LocalProviderOptions,
+  provider,
+} from "./provider.js";

@@ -6,10 +6,10 @@ import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { Permission, ResourceKind } from "@nitric-like/spec";
 
 const VERB: Record<Permission, string> = {
-  get: "read keys of",
-  set: "set keys in",
-  delete: "delete keys from",
-  manage: "manage",
+  get: "get keys",
+  set: "set keys",
+  delete: "delete keys",
+  manage: "manage it",
 };
 
 /** The grants of every service. */
@@ -43,7 +43,7 @@ export class Permissions {
         : `declare ${resource} in that service`;
     throw grpcError(
       GrpcStatus.PERMISSION_DENIED,
-      `${resource}: service ${JSON.stringify(service)} may not ${VERB[permission]} it; ${fix}`,
+      `${resource}: service ${JSON.stringify(service)} may not ${VERB[permission]}; ${fix}`,
     );
   }
 }

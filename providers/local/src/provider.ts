@@ -50,7 +50,7 @@ export class LocalProvider implements RunningProvider {
     for (const r of this.options.spec.resources) {
       if (r.kind === "websocket") {
         for (const [event, service] of Object.entries(r.handlers))
-          if (service) this.handlers.expect(r.name, event as HandlerRegistration["event"]);
+          if (service) this.handlers.expect(r.name, event as HandlerRegistration["event"], service);
       }
     }
     await Promise.all(
@@ -104,12 +104,14 @@ export class LocalProvider implements RunningProvider {
     return (await pending).address;
   }
 
-  serviceStarting(_service: string): void {
-    // Its handlers stay "expected" in the registry, so events wait for them to register again.
+  /** Ends the handler streams of the service's previous process; its events wait for it to register again. */
+  serviceStarting(service: string): void {
+    this.handlers.serviceStarting(service);
   }
 
-  serviceExited(_service: string, _code: number | null, _signal: string | null): void {
-    // The handler streams end on their own when the process dies; nothing else to release.
+  /** Marks the service as down: events for its handlers fail at once (1013 for messages) until it starts again. */
+  serviceExited(service: string, code: number | null, signal: string | null): void {
+    this.handlers.serviceExited(service, signal ? `killed by ${signal}` : `exited with code ${code ?? "unknown"}`);
   }
 
   registrations(): HandlerRegistration[] {

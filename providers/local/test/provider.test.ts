@@ -77,7 +77,7 @@ describe("kv", () => {
       reader.unary(KvStore.method.setValue, { ref: { store: "items", key: "a" }, content: {} }),
     ).rejects.toMatchObject({
       code: GrpcStatus.PERMISSION_DENIED,
-      details: 'kv("items"): service "reader" may not set keys in it; add .allow("set") to kv("items") in that service',
+      details: 'kv("items"): service "reader" may not set keys; add .allow("set") to kv("items") in that service',
     });
     await expect(writer.unary(KvStore.method.getValue, { ref: { store: "items", key: "a" } })).rejects.toMatchObject({
       code: GrpcStatus.PERMISSION_DENIED,

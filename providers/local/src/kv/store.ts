@@ -2,9 +2,12 @@
  * kv stores on disk: one lmdb environment under the project's `.nitric-like/kv`, one named
  * database per store. Values are JSON objects, keys strings (at most MAX_KEY_BYTES of UTF-8).
  *
- * Durability: lmdb-js commits writes in batches and, with the default `noSync: false`, fsyncs each
- * commit before the put() promise resolves. The provider answers SetValue and DeleteKey only after
- * that promise, so a write that was acknowledged survives kill -9 of the provider.
+ * Durability: lmdb-js commits writes in batches on a worker thread. We keep `noSync: false` (each
+ * commit is fsynced) and leave `separateFlushed` off, so a put()/remove() promise resolves only once
+ * its commit is flushed (with the default `overlappingSync` the flush runs outside the write lock,
+ * so batching stays fast). The provider answers SetValue and DeleteKey only after that promise: an
+ * acknowledged write survives kill -9 of the provider (a committed page is in the OS page cache)
+ * and, thanks to the fsync, a power cut as well.
  */
 import { mkdirSync } from "node:fs";
 import type { JsonObject } from "@bufbuild/protobuf";
@@ -20,7 +23,7 @@ export class KvStores {
 
   constructor(readonly path: string) {
     mkdirSync(path, { recursive: true });
-    this.root = open({ path, maxDbs: 1000, noSync: false });
+    this.root = open({ path, maxDbs: 1000, noSync: false, separateFlushed: false });
   }
 
   /** Opens (or creates) a store. */

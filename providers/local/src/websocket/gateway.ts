@@ -68,6 +68,11 @@ function decodedQuery(raw: Record<string, { value: string[] }>): Record<string, 
   return out;
 }
 
+/** Wraps protobuf bytes as a Buffer without copying, so ws sends them as they are. */
+function view(data: Uint8Array): Buffer {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
 function connectionId(): string {
   // 9 random bytes: 12 base64url characters, like API Gateway's connection ids.
   return randomBytes(9).toString("base64url");
@@ -200,7 +205,9 @@ export class Gateway {
       refuse(socket, 403, originProblem);
       return;
     }
-    const id = connectionId();
+    let id = connectionId();
+    // 72 random bits make a clash unheard of, but an id must never name two live connections.
+    while (this.has(id)) id = connectionId();
     const queryParams = rawQuery(req.url ?? "/");
     const info: ConnectionInfo = {
       connectionId: id,
@@ -245,7 +252,8 @@ export class Gateway {
           const answer =
             response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
           if (answer?.reject) {
-            const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
+            // The contract allows 400-499 (a refusal is the client's problem); anything else means 403.
+            const status = answer.status >= 400 && answer.status <= 499 ? answer.status : 403;
             refuse(
               socket,
               status,
@@ -291,7 +299,7 @@ export class Gateway {
       this.disconnected(id, code, reason.toString("utf8"));
     });
     // Frames the connect handler replied or sent arrive first, once the connection is open.
-    if (response) for (const r of response.replies) ws.send(r.data, { binary: r.binary });
+    if (response) for (const r of response.replies) ws.send(view(r.data), { binary: r.binary });
     if (opening) {
       for (const f of opening.frames) ws.send(f.data, { binary: f.binary });
       if (opening.close) ws.close(opening.close.code, opening.close.reason);
@@ -307,7 +315,7 @@ export class Gateway {
       })
       .then(
         (response) => {
-          for (const r of response.replies) ws.send(r.data, { binary: r.binary });
+          for (const r of response.replies) ws.send(view(r.data), { binary: r.binary });
         },
         (error: unknown) => {
           const failure = error instanceof HandlerError ? error.failure : "gone";

@@ -102,11 +102,19 @@ export class HandlerStream {
   }
 }
 
+/** Most events that may wait for one (socket, event) handler to come back; more fail at once. */
+export const MAX_WAITING_EVENTS = 1000;
+
 /** The live handler streams of a provider. */
 export class HandlerRegistry {
   private readonly streams = new Map<string, HandlerStream>();
-  /** Handlers that have existed (or that the spec promises): their absence is temporary. */
-  private readonly expected = new Set<string>();
+  /**
+   * Handlers that have existed or that the spec promises, with the service that handles each
+   * (undefined when unknown): while that service is not down, their absence is temporary.
+   */
+  private readonly expected = new Map<string, string | undefined>();
+  /** Services whose process exited and that are not restarting, with how they ended. */
+  private readonly down = new Map<string, string>();
   private readonly waiters = new Map<string, (() => void)[]>();
   private readonly listeners: (() => void)[] = [];
   private counter = 0;
@@ -129,8 +137,8 @@ export class HandlerRegistry {
   }
 
   /** Marks a handler as promised (by the spec): events wait for it instead of failing. */
-  expect(socket: string, event: WebsocketEvent): void {
-    this.expected.add(HandlerRegistry.key(socket, event));
+  expect(socket: string, event: WebsocketEvent, service?: string): void {
+    this.expected.set(HandlerRegistry.key(socket, event), service);
   }
 
   /** True when a handler for the event is live or promised. */
@@ -145,16 +153,18 @@ export class HandlerRegistry {
     const old = this.streams.get(key);
     const stream = new HandlerStream(service, socket, event, call, this);
     this.streams.set(key, stream);
-    this.expected.add(key);
+    this.expected.set(key, service);
+    // A registration proves the process is up, even if the CLI never said it was starting.
+    this.down.delete(service);
     if (old) {
       if (old.service !== service) {
         this.logger.warn(
-          `websocket "${socket}": service "${service}" now handles ${event} events instead of service "${old.service}"; a socket event has one handler`,
+          `websocket "${socket}": service "${service}" now handles ${event} events instead of service "${old.service}"; a socket event has one handler, so keep socket.on("${event}", ...) in one service`,
         );
       }
       this.retire(old);
     }
-    for (const wake of this.waiters.get(key)?.splice(0) ?? []) wake();
+    this.wake(key);
     this.changed();
     return stream;
   }
@@ -179,9 +189,55 @@ export class HandlerRegistry {
     }
   }
 
+  private wake(key: string): void {
+    const list = this.waiters.get(key);
+    if (!list) return;
+    this.waiters.delete(key);
+    for (const wake of list) wake();
+  }
+
+  /** Ends the streams of a service whose process is gone; its unanswered events wait or fail. */
+  private dropService(service: string): void {
+    let changed = false;
+    for (const [key, stream] of this.streams) {
+      if (stream.service !== service) continue;
+      this.streams.delete(key);
+      changed = true;
+      this.retire(stream);
+    }
+    if (changed) this.changed();
+  }
+
+  /**
+   * A service's process is (re)starting: streams of its previous process are dead even if gRPC has
+   * not noticed yet, and events for its handlers wait for the new process to register.
+   */
+  serviceStarting(service: string): void {
+    this.down.delete(service);
+    this.dropService(service);
+  }
+
+  /** A service's process exited: events for its handlers fail at once instead of waiting. */
+  serviceExited(service: string, how: string): void {
+    this.down.set(service, how);
+    this.dropService(service);
+    for (const [key, expected] of this.expected) if (expected === service) this.wake(key);
+  }
+
   /** The live stream for an event. */
   get(socket: string, event: WebsocketEvent): HandlerStream | undefined {
     return this.streams.get(HandlerRegistry.key(socket, event));
+  }
+
+  /** Why a promised handler cannot be waited for, or undefined when it may come back. */
+  private downProblem(socket: string, event: WebsocketEvent, key: string): HandlerError | undefined {
+    const service = this.expected.get(key);
+    const how = service === undefined ? undefined : this.down.get(service);
+    if (how === undefined) return undefined;
+    return new HandlerError(
+      "unavailable",
+      `websocket "${socket}": the ${event} handler's service "${service}" is not running (${how}); fix the service and it restarts`,
+    );
   }
 
   /**
@@ -191,9 +247,9 @@ export class HandlerRegistry {
   dispatch(socket: string, event: WebsocketEvent, request: EventRequest): Promise<WebsocketEventResponse> {
     if (this.stopping)
       return Promise.reject(new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`));
-    const stream = this.get(socket, event);
-    if (stream) return stream.send(request);
     const key = HandlerRegistry.key(socket, event);
+    const stream = this.streams.get(key);
+    if (stream) return stream.send(request);
     if (!this.expected.has(key)) {
       return Promise.reject(
         new HandlerError(
@@ -202,24 +258,42 @@ export class HandlerRegistry {
         ),
       );
     }
-    return new Promise<HandlerStream | undefined>((resolve) => {
-      const list = this.waiters.get(key) ?? [];
+    const down = this.downProblem(socket, event, key);
+    if (down) return Promise.reject(down);
+    const list = this.waiters.get(key) ?? [];
+    // Bounded: a flood of events for a handler that is not coming back must not grow memory.
+    if (list.length >= MAX_WAITING_EVENTS) {
+      return Promise.reject(
+        new HandlerError(
+          "unavailable",
+          `websocket "${socket}": ${MAX_WAITING_EVENTS} events already wait for the ${event} handler to register`,
+        ),
+      );
+    }
+    this.waiters.set(key, list);
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         const at = list.indexOf(wake);
         if (at >= 0) list.splice(at, 1);
-        resolve(undefined);
+        resolve();
       }, this.waitMs);
       const wake = () => {
         clearTimeout(timer);
-        resolve(this.get(socket, event));
+        resolve();
       };
       list.push(wake);
-      this.waiters.set(key, list);
-    }).then((live) => {
-      if (live) return live.send(request);
-      throw new HandlerError(
-        "unavailable",
-        `websocket "${socket}": the ${event} handler did not come back within ${this.waitMs / 1000} s (is its service crashing?)`,
+    }).then(() => {
+      const live = this.streams.get(key);
+      if (live && !this.stopping) return live.send(request);
+      const problem = this.stopping
+        ? new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`)
+        : this.downProblem(socket, event, key);
+      throw (
+        problem ??
+        new HandlerError(
+          "unavailable",
+          `websocket "${socket}": the ${event} handler did not register within ${this.waitMs / 1000} s (connection ${request.connectionId}); is its service crashing?`,
+        )
       );
     });
   }
@@ -251,6 +325,6 @@ export class HandlerRegistry {
     const streams = [...this.streams.values()];
     this.streams.clear();
     for (const s of streams) this.retire(s);
-    for (const list of this.waiters.values()) for (const wake of list.splice(0)) wake();
+    for (const key of [...this.waiters.keys()]) this.wake(key);
   }
 }
