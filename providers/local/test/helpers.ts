@@ -23,9 +23,23 @@ import { createLocalProvider, type LocalProvider, type LocalProviderOptions } fr
 
 const cleanups: (() => Promise<void> | void)[] = [];
 
-/** Stops every provider and client made by these helpers and removes their folders. */
+/** Listening servers (TCPServerWrap handles) that are not ours: what the process had before any test. */
+const baselineServers = listeningServers();
+
+function listeningServers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === "TCPServerWrap").length;
+}
+
+/**
+ * Stops every provider and client made by these helpers and removes their folders, then fails the
+ * test if a server (gateway or gRPC endpoint) is still listening: stop() must close everything.
+ */
 export async function cleanup(): Promise<void> {
   for (const c of cleanups.splice(0).reverse()) await c();
+  // A closed server's handle goes away on the next turn of the event loop.
+  for (let i = 0; i < 50 && listeningServers() > baselineServers; i++) await new Promise((r) => setTimeout(r, 10));
+  const left = listeningServers() - baselineServers;
+  if (left > 0) throw new Error(`cleanup: ${left} server(s) still listening after stop(); stop() must close them`);
 }
 
 /** Log lines a provider wrote. */

@@ -298,12 +298,11 @@ export class Gateway {
       this.connections.delete(id);
       this.disconnected(id, code, reason.toString("utf8"));
     });
-    // Frames the connect handler replied or sent arrive first, once the connection is open.
+    // What the connect handler sent (SendMessage while it ran), then what it replied: in the order
+    // the handler produced them, and before any frame a later event causes.
+    if (opening) for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
     if (response) for (const r of response.replies) ws.send(view(r.data), { binary: r.binary });
-    if (opening) {
-      for (const f of opening.frames) ws.send(f.data, { binary: f.binary });
-      if (opening.close) ws.close(opening.close.code, opening.close.reason);
-    }
+    if (opening?.close) ws.close(opening.close.code, opening.close.reason);
   }
 
   private message(id: string, ws: WebSocket, data: Buffer, binary: boolean): void {
