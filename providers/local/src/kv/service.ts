@@ -108,7 +108,8 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
         }
         call.end();
       } catch (error) {
-        call.destroy(error as Error);
+        // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
+        call.emit("error", error as Error);
       }
     },
   };

@@ -32,7 +32,8 @@ export function connectionsService(ctx: WebsocketContext, service: string): Serv
         }
         call.end();
       } catch (error) {
-        call.destroy(error as Error);
+        // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
+        call.emit("error", error as Error);
       }
     },
     broadcast(call, callback) {

@@ -112,13 +112,18 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
   return {
     handleEvents(call: HandlerCall) {
       let stream: HandlerStream | undefined;
+      let refused = false;
       call.on("data", (message: ClientMessage) => {
         if (stream) {
           stream.answer(message);
           return;
         }
+        if (refused) return;
         if (message.content.case !== "registrationRequest") {
-          call.destroy(
+          refused = true;
+          // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
+          call.emit(
+            "error",
             grpcError(
               GrpcStatus.INVALID_ARGUMENT,
               "websocket handler: the first message on a handler stream must be a registration",
@@ -130,7 +135,10 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
         const problem = resourceNameProblem("websocket", socketName);
         const event = EVENT_NAMES[eventType];
         if (problem || event === undefined) {
-          call.destroy(
+          refused = true;
+          // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
+          call.emit(
+            "error",
             grpcError(GrpcStatus.INVALID_ARGUMENT, problem ?? `websocket handler: unknown event type ${eventType}`),
           );
           return;

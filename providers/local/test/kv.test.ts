@@ -1,0 +1,189 @@
+// kv stores through a service's endpoint: real gRPC calls, real lmdb files in a temp folder.
+import { GrpcStatus } from "@nitric-like/contracts/grpc";
+import { KvStore } from "@nitric-like/contracts/kvstore";
+import { Action } from "@nitric-like/contracts/resources";
+import { afterEach, describe, expect, it } from "vitest";
+import { cleanup, declareStore, serviceClient, startProvider } from "./helpers.js";
+import type { GrpcClient } from "@nitric-like/contracts/grpc";
+
+afterEach(cleanup);
+
+const ALL = [Action.KeyValueStoreRead, Action.KeyValueStoreWrite, Action.KeyValueStoreDelete];
+
+async function keys(client: GrpcClient, store: string, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const k of client.serverStream(KvStore.method.scanKeys, { store: { name: store }, prefix }))
+    out.push(k.key);
+  return out;
+}
+
+describe("kv values", () => {
+  it("sets, gets and deletes a value, after which get is NOT_FOUND naming store and key", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "chat");
+    await declareStore(client, "connections", ALL);
+    const ref = { store: "connections", key: "abc" };
+    await client.unary(KvStore.method.setValue, { ref, content: { room: "lobby", n: 2, tags: ["a"], ok: true } });
+    const got = await client.unary(KvStore.method.getValue, { ref });
+    expect(got.value?.ref).toMatchObject(ref);
+    expect(got.value?.content).toEqual({ room: "lobby", n: 2, tags: ["a"], ok: true });
+    await client.unary(KvStore.method.setValue, { ref, content: { room: "other" } });
+    expect((await client.unary(KvStore.method.getValue, { ref })).value?.content).toEqual({ room: "other" });
+    await client.unary(KvStore.method.deleteKey, { ref });
+    await expect(client.unary(KvStore.method.getValue, { ref })).rejects.toMatchObject({
+      code: GrpcStatus.NOT_FOUND,
+      details: 'kv("connections"): key "abc" not found',
+    });
+    // Deleting what is not there is not an error: deletes are idempotent, as DynamoDB's DeleteItem.
+    await client.unary(KvStore.method.deleteKey, { ref });
+  });
+
+  it("keeps stores apart: the same key in two stores holds two values", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareStore(client, "one", ALL);
+    await declareStore(client, "two", ALL);
+    await client.unary(KvStore.method.setValue, { ref: { store: "one", key: "k" }, content: { in: "one" } });
+    await client.unary(KvStore.method.setValue, { ref: { store: "two", key: "k" }, content: { in: "two" } });
+    expect((await client.unary(KvStore.method.getValue, { ref: { store: "one", key: "k" } })).value?.content).toEqual({
+      in: "one",
+    });
+    expect(await keys(client, "two", "")).toEqual(["k"]);
+  });
+
+  it("accepts a key of exactly 1024 UTF-8 bytes and refuses one of 1025, counting bytes not characters", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareStore(client, "items", ALL);
+    const longest = "é".repeat(512); // 2 bytes each
+    await client.unary(KvStore.method.setValue, { ref: { store: "items", key: longest }, content: {} });
+    await expect(
+      client.unary(KvStore.method.getValue, { ref: { store: "items", key: `${longest}x` } }),
+    ).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: 'kv("items"): the key is 1025 bytes long and at most 1024 are allowed; use a shorter key',
+    });
+    await expect(client.unary(KvStore.method.deleteKey, { ref: { store: "items", key: "" } })).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: 'kv("items"): the key is empty; use a non-empty string',
+    });
+  });
+
+  it("refuses a set without a value, saying to pass a JSON object", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareStore(client, "items", ALL);
+    await expect(client.unary(KvStore.method.setValue, { ref: { store: "items", key: "a" } })).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: 'kv("items"): set("a") has no value; pass a JSON object',
+    });
+  });
+});
+
+describe("kv permissions", () => {
+  it("denies each operation the service did not allow, naming the store and the permission", async () => {
+    const { provider } = await startProvider();
+    const chat = await serviceClient(provider, "chat");
+    await declareStore(chat, "connections", [Action.KeyValueStoreWrite]);
+    const ref = { store: "connections", key: "a" };
+    await expect(chat.unary(KvStore.method.getValue, { ref })).rejects.toMatchObject({
+      code: GrpcStatus.PERMISSION_DENIED,
+      details:
+        'kv("connections"): service "chat" may not get keys; add .allow("get") to kv("connections") in that service',
+    });
+    await expect(chat.unary(KvStore.method.deleteKey, { ref })).rejects.toMatchObject({
+      code: GrpcStatus.PERMISSION_DENIED,
+      details:
+        'kv("connections"): service "chat" may not delete keys; add .allow("delete") to kv("connections") in that service',
+    });
+    // Listing keys reads the store, so it needs "get" too.
+    await expect(keys(chat, "connections", "")).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+  });
+
+  it("grants permissions named for another service to that service, not to the caller", async () => {
+    const { provider } = await startProvider();
+    const admin = await serviceClient(provider, "admin");
+    const worker = await serviceClient(provider, "worker");
+    await declareStore(admin, "jobs", []);
+    const { Resources, ResourceType } = await import("@nitric-like/contracts/resources");
+    await admin.unary(Resources.method.declare, {
+      id: { type: ResourceType.Policy, name: "" },
+      config: {
+        case: "policy",
+        value: {
+          principals: [{ type: ResourceType.Service, name: "worker" }],
+          actions: [Action.KeyValueStoreWrite],
+          resources: [{ type: ResourceType.KeyValueStore, name: "jobs" }],
+        },
+      },
+    });
+    await worker.unary(KvStore.method.setValue, { ref: { store: "jobs", key: "j" }, content: {} });
+    await expect(
+      admin.unary(KvStore.method.setValue, { ref: { store: "jobs", key: "j" }, content: {} }),
+    ).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+  });
+
+  it("answers NOT_FOUND with the fix for a store nobody declared, for reads, writes, deletes and scans", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    const ref = { store: "ghost", key: "a" };
+    const notFound = {
+      code: GrpcStatus.NOT_FOUND,
+      details: 'kv("ghost"): no such store; declare it with kv("ghost").allow(...)',
+    };
+    await expect(client.unary(KvStore.method.getValue, { ref })).rejects.toMatchObject(notFound);
+    await expect(client.unary(KvStore.method.setValue, { ref, content: {} })).rejects.toMatchObject(notFound);
+    await expect(client.unary(KvStore.method.deleteKey, { ref })).rejects.toMatchObject(notFound);
+    await expect(keys(client, "ghost", "")).rejects.toMatchObject(notFound);
+  });
+
+  it("refuses an invalid store name with the naming rule", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await expect(client.unary(KvStore.method.getValue, { ref: { store: "My Store", key: "a" } })).rejects.toMatchObject(
+      {
+        code: GrpcStatus.INVALID_ARGUMENT,
+        details: 'kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"',
+      },
+    );
+  });
+});
+
+describe("kv scans", () => {
+  it("lists keys in UTF-8 byte order, so upper case sorts before lower case and accents after both", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareStore(client, "items", ALL);
+    for (const key of ["é", "z", "Z", "a", "A"]) {
+      await client.unary(KvStore.method.setValue, { ref: { store: "items", key }, content: {} });
+    }
+    expect(await keys(client, "items", "")).toEqual(["A", "Z", "a", "z", "é"]);
+  });
+
+  it("leaves deleted keys out of a scan", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareStore(client, "items", ALL);
+    for (const key of ["room:1", "room:2", "room:3"]) {
+      await client.unary(KvStore.method.setValue, { ref: { store: "items", key }, content: {} });
+    }
+    await client.unary(KvStore.method.deleteKey, { ref: { store: "items", key: "room:2" } });
+    expect(await keys(client, "items", "room:")).toEqual(["room:1", "room:3"]);
+  });
+});
+
+describe("kv durability", () => {
+  it("keeps deletes as well as writes across a restart on the same data folder", async () => {
+    const first = await startProvider();
+    const a = await serviceClient(first.provider, "svc");
+    await declareStore(a, "items", ALL);
+    await a.unary(KvStore.method.setValue, { ref: { store: "items", key: "kept" }, content: { v: 1 } });
+    await a.unary(KvStore.method.setValue, { ref: { store: "items", key: "gone" }, content: { v: 2 } });
+    await a.unary(KvStore.method.deleteKey, { ref: { store: "items", key: "gone" } });
+    await first.provider.stop();
+    const second = await startProvider({ dataDir: `${first.dir}/.nitric-like/kv` });
+    const b = await serviceClient(second.provider, "svc");
+    await declareStore(b, "items", ALL);
+    expect(await keys(b, "items", "")).toEqual(["kept"]);
+  });
+});
