@@ -1,10 +1,11 @@
 // kv stores through a service's endpoint: real gRPC calls, real lmdb files in a temp folder.
+
+import type { GrpcClient } from "@nitric-like/contracts/grpc";
 import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
-import { Action } from "@nitric-like/contracts/resources";
+import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { afterEach, describe, expect, it } from "vitest";
 import { cleanup, declareStore, serviceClient, startProvider } from "./helpers.js";
-import type { GrpcClient } from "@nitric-like/contracts/grpc";
 
 afterEach(cleanup);
 
@@ -105,7 +106,6 @@ describe("kv permissions", () => {
     const admin = await serviceClient(provider, "admin");
     const worker = await serviceClient(provider, "worker");
     await declareStore(admin, "jobs", []);
-    const { Resources, ResourceType } = await import("@nitric-like/contracts/resources");
     await admin.unary(Resources.method.declare, {
       id: { type: ResourceType.Policy, name: "" },
       config: {

@@ -228,7 +228,12 @@ export class Gateway {
     const onGone = () => {
       gone = true;
     };
+    // A client sends nothing before the 101 (RFC 6455 section 4.1), so reading now loses nothing
+    // and is the only way to notice its FIN: the upgrade left the socket paused, and HTTP servers
+    // are half-open, so a client that gives up would otherwise look connected until the upgrade.
+    socket.once("end", onGone);
     socket.once("close", onGone);
+    socket.resume();
     const opening: Opening = { info, frames: [] };
     this.opening.set(id, opening);
     this.handlers
@@ -247,6 +252,7 @@ export class Gateway {
       })
       .then(
         (response) => {
+          socket.off("end", onGone);
           socket.off("close", onGone);
           this.opening.delete(id);
           const answer =
@@ -261,14 +267,16 @@ export class Gateway {
             );
             return;
           }
-          if (gone || socket.destroyed) {
+          if (gone || socket.destroyed || !socket.readable) {
             // The client left while its connect handler ran: tell the app, which may have stored it.
+            socket.destroy();
             this.disconnected(id, 1006, "");
             return;
           }
           this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, response, opening));
         },
         (error: unknown) => {
+          socket.off("end", onGone);
           socket.off("close", onGone);
           this.opening.delete(id);
           const failure = error instanceof HandlerError ? error.failure : "gone";

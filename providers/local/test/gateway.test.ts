@@ -1,0 +1,372 @@
+// The ws gateway end to end: real ws clients on one side, real handler streams over gRPC on the
+// other, playing the service.
+import type { IncomingMessage } from "node:http";
+import { GrpcStatus } from "@nitric-like/contracts/grpc";
+import { Websocket, type WebsocketEventRequest } from "@nitric-like/contracts/websockets";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import {
+  accept,
+  cleanup,
+  closed,
+  declareSocket,
+  handle,
+  nextMessage,
+  open,
+  serviceClient,
+  startProvider,
+  urlOf,
+} from "./helpers.js";
+
+afterEach(cleanup);
+
+const text = (s: string) => new TextEncoder().encode(s);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (check()) return;
+    await sleep(5);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** What the client got instead of a connection: status and body. */
+function refusal(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.on("open", () => reject(new Error("connected, expected a refusal")));
+    ws.on("error", () => {});
+    ws.on("unexpected-response", (_req, res: IncomingMessage) => {
+      let body = "";
+      res.on("data", (c: Buffer) => {
+        body += c.toString();
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+  });
+}
+
+/** Every message a client gets, from the moment it is created. */
+function collecting(url: string): { ws: WebSocket; got: { data: string; binary: boolean }[] } {
+  const ws = new WebSocket(url);
+  const got: { data: string; binary: boolean }[] = [];
+  ws.on("message", (data: Buffer, binary: boolean) => got.push({ data: data.toString(), binary }));
+  ws.on("error", () => {});
+  return { ws, got };
+}
+
+const body = (e: WebsocketEventRequest | undefined) =>
+  e?.websocketEvent.case === "message" ? e.websocketEvent.value : undefined;
+const disconnection = (e: WebsocketEventRequest | undefined) =>
+  e?.websocketEvent.case === "disconnection"
+    ? { id: e.connectionId, code: e.websocketEvent.value.code, reason: e.websocketEvent.value.reason }
+    : undefined;
+
+describe("connect", () => {
+  it("delivers every query value percent-encoded as sent, every header lower-cased, the address and the time", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    const connects = await handle(client, "chat", "connect", accept);
+    const before = Date.now();
+    const ws = new WebSocket(`${urlOf(provider, "chat")}/?room=a&room=b%26c&name=x+y&flag`, {
+      headers: { "X-Team": "blue", Authorization: "Bearer t" },
+    });
+    await new Promise((resolve) => ws.once("open", resolve));
+    ws.terminate();
+    const event = connects.events[0];
+    expect(event?.socketName).toBe("chat");
+    expect(event?.connectionId).toMatch(/^[A-Za-z0-9_-]{12}$/);
+    if (event?.websocketEvent.case !== "connection") throw new Error("expected a connection event");
+    const c = event.websocketEvent.value;
+    const query = Object.fromEntries(Object.entries(c.queryParams).map(([k, v]) => [k, v.value]));
+    expect(query).toEqual({ room: ["a", "b%26c"], name: ["x%20y"], flag: [""] });
+    expect(c.headers["x-team"]?.value).toEqual(["blue"]);
+    expect(c.headers.authorization?.value).toEqual(["Bearer t"]);
+    expect(c.headers.upgrade?.value).toEqual(["websocket"]);
+    expect(c.remoteAddress).toMatch(/127\.0\.0\.1/);
+    expect(c.connectedAt).toBeGreaterThanOrEqual(before);
+    expect(c.connectedAt).toBeLessThanOrEqual(Date.now());
+  });
+
+  it("refuses a rejected client with 403 and the handler's reason", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    await handle(client, "chat", "connect", () => ({
+      websocketResponse: { case: "connectionResponse", value: { reject: true, reason: "no token" } },
+    }));
+    expect(await refusal(urlOf(provider, "chat"))).toEqual({ status: 403, body: "no token" });
+  });
+
+  it("refuses with the handler's 4xx status, and without a reason says which socket's handler refused", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    await handle(client, "chat", "connect", () => ({
+      websocketResponse: { case: "connectionResponse", value: { reject: true, status: 401 } },
+    }));
+    expect(await refusal(urlOf(provider, "chat"))).toEqual({
+      status: 401,
+      body: 'connection refused by the connect handler of websocket "chat"',
+    });
+  });
+
+  it("delivers frames sent during connect, then its replies, before anything else", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    const connects = await handle(client, "chat", "connect", () => undefined);
+    connects.call.on("data", async (m) => {
+      if (m.content.case !== "websocketEventRequest") return;
+      const { connectionId } = m.content.value;
+      await client.unary(Websocket.method.sendMessage, { socketName: "chat", connectionId, data: text("sent") });
+      connects.call.write({
+        id: m.id,
+        content: {
+          case: "websocketEventResponse",
+          value: {
+            websocketResponse: { case: "connectionResponse", value: { reject: false } },
+            replies: [{ data: text("replied") }, { data: new Uint8Array([1, 2]), binary: true }],
+          },
+        },
+      });
+    });
+    const { ws, got } = collecting(urlOf(provider, "chat"));
+    await until(() => got.length === 3, "three frames");
+    expect(got).toEqual([
+      { data: "sent", binary: false },
+      { data: "replied", binary: false },
+      { data: "\u0001\u0002", binary: true },
+    ]);
+    ws.terminate();
+  });
+
+  it("does not upgrade a client that left while its connect handler ran, and reports its disconnect with 1006", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    const connects = await handle(client, "chat", "connect", () => undefined);
+    let eventId = "";
+    connects.call.on("data", (m) => {
+      eventId = m.id;
+    });
+    const disconnects = await handle(client, "chat", "disconnect", () => ({}));
+    const ws = new WebSocket(urlOf(provider, "chat"));
+    ws.on("error", () => {});
+    await until(() => connects.events.length === 1, "the connect event");
+    ws.terminate();
+    await sleep(50);
+    const request = connects.events[0];
+    connects.call.write({ id: eventId, content: { case: "websocketEventResponse", value: accept() ?? {} } });
+    await until(() => disconnects.events.length === 1, "the disconnect event");
+    expect(disconnection(disconnects.events[0])).toMatchObject({ id: request?.connectionId, code: 1006 });
+  });
+
+  it("accepts every client when no service handles connect, warning once", async () => {
+    const { provider, logs } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "open-door");
+    (await open(urlOf(provider, "open-door"))).terminate();
+    (await open(urlOf(provider, "open-door"))).terminate();
+    expect(logs.warn).toEqual(['websocket "open-door": no service handles connect events; accepting every connection']);
+  });
+
+  it("answers 503 with the reason when the connect handler's service is gone before answering", async () => {
+    const { provider } = await startProvider({ handlerWaitMs: 100 });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    const connects = await handle(client, "chat", "connect", () => undefined);
+    const refused = refusal(urlOf(provider, "chat"));
+    await until(() => connects.events.length === 1, "the connect event");
+    provider.serviceExited("svc", 1, null);
+    const { status, body } = await refused;
+    expect(status).toBe(503);
+    expect(body).toContain('the connect handler\'s service "svc" is not running (exited with code 1)');
+  });
+});
+
+describe("messages", () => {
+  it("round-trips text and binary frames through replies, keeping each frame's kind", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "echo");
+    const messages = await handle(client, "echo", "message", (e) => {
+      const m = body(e);
+      return { replies: [{ data: m?.body ?? new Uint8Array(), binary: m?.binary ?? false }] };
+    });
+    const ws = await open(urlOf(provider, "echo"));
+    let got = nextMessage(ws);
+    ws.send("héllo");
+    expect(await got).toEqual({ data: Buffer.from("héllo"), binary: false });
+    got = nextMessage(ws);
+    ws.send(Buffer.from([0, 255, 1]));
+    expect(await got).toEqual({ data: Buffer.from([0, 255, 1]), binary: true });
+    expect(messages.events.map((e) => body(e)?.binary)).toEqual([false, true]);
+  });
+
+  it("round-trips text and binary frames through SendMessage, keeping each frame's kind", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "echo");
+    await handle(client, "echo", "message", (e) => {
+      const m = body(e);
+      void client.unary(Websocket.method.sendMessage, {
+        socketName: "echo",
+        connectionId: e.connectionId,
+        data: m?.body ?? new Uint8Array(),
+        binary: m?.binary ?? false,
+      });
+      return {};
+    });
+    const ws = await open(urlOf(provider, "echo"));
+    let got = nextMessage(ws);
+    ws.send("text, not binary");
+    expect(await got).toEqual({ data: Buffer.from("text, not binary"), binary: false });
+    got = nextMessage(ws);
+    // Valid UTF-8 sent as binary stays binary: the kind comes from the flag, not the bytes.
+    ws.send(Buffer.from("abc"), { binary: true });
+    expect(await got).toEqual({ data: Buffer.from("abc"), binary: true });
+  });
+
+  it("closes with 1013 after waiting when the expected message handler never registers", async () => {
+    const spec = {
+      name: "t",
+      services: [],
+      resources: [{ kind: "websocket" as const, name: "late", declaredBy: ["svc"], handlers: { message: "svc" } }],
+      policies: [],
+    };
+    const { provider, logs } = await startProvider({ spec, handlerWaitMs: 100 });
+    const ws = await open(urlOf(provider, "late"));
+    const done = closed(ws);
+    ws.send("anyone?");
+    const { code, reason } = await done;
+    expect(code).toBe(1013);
+    expect(reason).toBe("message handler unavailable, try again later");
+    expect(logs.error[0]).toMatch(/websocket "late": the message handler did not register within 0\.1 s/);
+  });
+
+  it("closes at once with 1013 when the message handler's service has exited", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    await handle(client, "s", "message", () => ({}));
+    const ws = await open(urlOf(provider, "s"));
+    provider.serviceExited("svc", null, "SIGKILL");
+    const done = closed(ws);
+    const started = Date.now();
+    ws.send("hi");
+    expect((await done).code).toBe(1013);
+    // handlerWaitMs is 10 s by default: a down service is not waited for.
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
+
+describe("sending and closing", () => {
+  it("answers NOT_FOUND naming the socket and connection for an unknown connection", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "socket");
+    await expect(
+      client.unary(Websocket.method.sendMessage, { socketName: "socket", connectionId: "abc", data: text("x") }),
+    ).rejects.toMatchObject({
+      code: GrpcStatus.NOT_FOUND,
+      details: 'websocket "socket": connection "abc" is not connected (it closed, or never existed)',
+    });
+    await expect(
+      client.unary(Websocket.method.closeConnection, { socketName: "socket", connectionId: "abc" }),
+    ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+  });
+
+  it("answers NOT_FOUND saying to declare a socket nobody declared", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await expect(client.unary(Websocket.method.socketDetails, { socketName: "ghost" })).rejects.toMatchObject({
+      code: GrpcStatus.NOT_FOUND,
+      details: 'websocket("ghost"): no such socket; declare it with websocket("ghost")',
+    });
+  });
+
+  it("tells a service the URL of its socket", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    const { url } = await client.unary(Websocket.method.socketDetails, { socketName: "chat" });
+    expect(url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+    expect(provider.sockets()).toEqual([{ name: "chat", url }]);
+  });
+
+  it("refuses a text frame that is not UTF-8, saying to send it as binary", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    const connects = await handle(client, "s", "connect", accept);
+    await open(urlOf(provider, "s"));
+    await expect(
+      client.unary(Websocket.method.sendMessage, {
+        socketName: "s",
+        connectionId: connects.events[0]?.connectionId ?? "",
+        data: new Uint8Array([0xc3]),
+        binary: false,
+      }),
+    ).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: 'websocket "s": a text frame must be UTF-8; send these bytes as binary',
+    });
+  });
+
+  it("sends bytes that are not UTF-8 as binary when the caller does not say (as Nitric's SDKs)", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    const connects = await handle(client, "s", "connect", accept);
+    const ws = await open(urlOf(provider, "s"));
+    const got = nextMessage(ws);
+    await client.unary(Websocket.method.sendMessage, {
+      socketName: "s",
+      connectionId: connects.events[0]?.connectionId ?? "",
+      data: new Uint8Array([0xc3]),
+    });
+    expect(await got).toEqual({ data: Buffer.from([0xc3]), binary: true });
+  });
+});
+
+describe("disconnect", () => {
+  async function setup() {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    const connects = await handle(client, "s", "connect", accept);
+    const disconnects = await handle(client, "s", "disconnect", () => ({}));
+    const ws = await open(urlOf(provider, "s"));
+    const id = connects.events[0]?.connectionId ?? "";
+    return { client, disconnects, ws, id };
+  }
+
+  it("reports a client's close with its code and reason", async () => {
+    const { disconnects, ws, id } = await setup();
+    ws.close(4001, "bye now");
+    await until(() => disconnects.events.length === 1, "the disconnect event");
+    expect(disconnection(disconnects.events[0])).toEqual({ id, code: 4001, reason: "bye now" });
+  });
+
+  it("reports a close the service asked for with CloseConnection, 1000 by default", async () => {
+    const { client, disconnects, ws, id } = await setup();
+    const done = closed(ws);
+    await client.unary(Websocket.method.closeConnection, { socketName: "s", connectionId: id });
+    expect(await done).toEqual({ code: 1000, reason: "" });
+    await until(() => disconnects.events.length === 1, "the disconnect event");
+    expect(disconnection(disconnects.events[0])).toMatchObject({ id, code: 1000 });
+    await expect(
+      client.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: id, data: text("late") }),
+    ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+  });
+
+  it("reports a dropped TCP connection with 1006", async () => {
+    const { disconnects, ws, id } = await setup();
+    ws.terminate();
+    await until(() => disconnects.events.length === 1, "the disconnect event");
+    expect(disconnection(disconnects.events[0])).toMatchObject({ id, code: 1006 });
+  });
+});
