@@ -109,9 +109,9 @@ export class LocalProvider implements RunningProvider {
     this.handlers.serviceStarting(service);
   }
 
-  /** Marks the service as down: events for its handlers fail at once (1013 for messages) until it starts again. */
+  /** Ends the service's handler streams and remembers how it ended, for the errors of events that wait for it in vain. */
   serviceExited(service: string, code: number | null, signal: string | null): void {
-    this.handlers.serviceExited(service, signal ? `killed by ${signal}` : `exited with code ${code ?? "unknown"}`);
+    this.handlers.serviceExited(service, signal ? `was killed by ${signal}` : `exited with code ${code ?? "unknown"}`);
   }
 
   registrations(): HandlerRegistration[] {

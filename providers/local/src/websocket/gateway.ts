@@ -258,8 +258,9 @@ export class Gateway {
           const answer =
             response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
           if (answer?.reject) {
-            // The contract allows 400-499 (a refusal is the client's problem); anything else means 403.
-            const status = answer.status >= 400 && answer.status <= 499 ? answer.status : 403;
+            // An HTTP error status from the handler is kept (SDKs answer 500 when the handler throws);
+            // anything else, 0 included, means 403.
+            const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
             refuse(
               socket,
               status,
@@ -306,11 +307,13 @@ export class Gateway {
       this.connections.delete(id);
       this.disconnected(id, code, reason.toString("utf8"));
     });
-    // What the connect handler sent (SendMessage while it ran), then what it replied: in the order
-    // the handler produced them, and before any frame a later event causes.
-    if (opening) for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
+    // The connect handler's replies are the connection's first frames (the contract's reply path),
+    // then what it sent with SendMessage while it ran, before any frame a later event causes.
     if (response) for (const r of response.replies) ws.send(view(r.data), { binary: r.binary });
-    if (opening?.close) ws.close(opening.close.code, opening.close.reason);
+    if (opening) {
+      for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
+      if (opening.close) ws.close(opening.close.code, opening.close.reason);
+    }
   }
 
   private message(id: string, ws: WebSocket, data: Buffer, binary: boolean): void {

@@ -217,11 +217,13 @@ export class HandlerRegistry {
     this.dropService(service);
   }
 
-  /** A service's process exited: events for its handlers fail at once instead of waiting. */
+  /**
+   * A service's process exited. Its events keep waiting (the CLI restarts crashed services, and
+   * clients should survive that); when the wait runs out, the error says how the service ended.
+   */
   serviceExited(service: string, how: string): void {
     this.down.set(service, how);
     this.dropService(service);
-    for (const [key, expected] of this.expected) if (expected === service) this.wake(key);
   }
 
   /** The live stream for an event. */
@@ -229,14 +231,17 @@ export class HandlerRegistry {
     return this.streams.get(HandlerRegistry.key(socket, event));
   }
 
-  /** Why a promised handler cannot be waited for, or undefined when it may come back. */
-  private downProblem(socket: string, event: WebsocketEvent, key: string): HandlerError | undefined {
+  /** Why a waited-for handler did not come back, naming its service and how it ended if it exited. */
+  private absent(socket: string, event: WebsocketEvent, key: string, connection: string): HandlerError {
     const service = this.expected.get(key);
     const how = service === undefined ? undefined : this.down.get(service);
-    if (how === undefined) return undefined;
+    const why =
+      how === undefined
+        ? "is its service crashing?"
+        : `its service "${service}" ${how} and has not registered it again; fix the service and it restarts`;
     return new HandlerError(
       "unavailable",
-      `websocket "${socket}": the ${event} handler's service "${service}" is not running (${how}); fix the service and it restarts`,
+      `websocket "${socket}": the ${event} handler did not register within ${this.waitMs / 1000} s (connection ${connection}); ${why}`,
     );
   }
 
@@ -258,8 +263,6 @@ export class HandlerRegistry {
         ),
       );
     }
-    const down = this.downProblem(socket, event, key);
-    if (down) return Promise.reject(down);
     const list = this.waiters.get(key) ?? [];
     // Bounded: a flood of events for a handler that is not coming back must not grow memory.
     if (list.length >= MAX_WAITING_EVENTS) {
@@ -285,16 +288,9 @@ export class HandlerRegistry {
     }).then(() => {
       const live = this.streams.get(key);
       if (live && !this.stopping) return live.send(request);
-      const problem = this.stopping
+      throw this.stopping
         ? new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`)
-        : this.downProblem(socket, event, key);
-      throw (
-        problem ??
-        new HandlerError(
-          "unavailable",
-          `websocket "${socket}": the ${event} handler did not register within ${this.waitMs / 1000} s (connection ${request.connectionId}); is its service crashing?`,
-        )
-      );
+        : this.absent(socket, event, key, request.connectionId ?? "");
     });
   }
 
