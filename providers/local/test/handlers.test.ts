@@ -1,0 +1,190 @@
+// Handler streams (HandleEvents) and the provider's lifecycle: registration, replacement, service
+// restarts, timeouts and stop, over real gRPC.
+import { createServer } from "node:net";
+import { GrpcStatus } from "@nitric-like/contracts/grpc";
+import { Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { type ServerMessage, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  accept,
+  cleanup,
+  closed,
+  declareSocket,
+  handle,
+  open,
+  serviceClient,
+  startProvider,
+  urlOf,
+} from "./helpers.js";
+
+afterEach(cleanup);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("handler streams", () => {
+  it("ends a stream whose first message is not a registration with INVALID_ARGUMENT", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    const status = new Promise<{ code: number; details: string }>((resolve) => call.on("status", resolve));
+    call.write({ id: "7", content: { case: "websocketEventResponse", value: {} } });
+    expect(await status).toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: "websocket handler: the first message on a handler stream must be a registration",
+    });
+  });
+
+  it("refuses a registration for an invalid socket name with the naming rule", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    const status = new Promise<{ code: number; details: string }>((resolve) => call.on("status", resolve));
+    call.write({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: "Chat", eventType: WebsocketEventType.Message } },
+    });
+    expect(await status).toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: 'websocket("Chat"): invalid resource name "Chat", use lower-kebab-case such as "chat"',
+    });
+  });
+
+  it("answers a registration with an empty id and a registration response", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    const first = new Promise<ServerMessage>((resolve) => call.once("data", resolve));
+    call.write({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: "s", eventType: WebsocketEventType.Connect } },
+    });
+    const message = await first;
+    expect(message.id).toBe("");
+    expect(message.content.case).toBe("registrationResponse");
+    call.end();
+  });
+
+  it("lists live registrations and calls back when they change, dropping a stream that ends", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "chat");
+    let changes = 0;
+    provider.onRegistrationsChanged(() => {
+      changes++;
+    });
+    const messages = await handle(client, "room", "message", () => ({}));
+    await handle(client, "room", "connect", accept);
+    expect(changes).toBe(2);
+    expect(provider.registrations().sort((a, b) => a.event.localeCompare(b.event))).toEqual([
+      { service: "chat", socket: "room", event: "connect" },
+      { service: "chat", socket: "room", event: "message" },
+    ]);
+    messages.call.end();
+    for (let i = 0; i < 100 && provider.registrations().length > 1; i++) await sleep(5);
+    expect(provider.registrations()).toEqual([{ service: "chat", socket: "room", event: "connect" }]);
+    expect(changes).toBe(3);
+  });
+
+  it("keeps one stream per socket event: re-registering from the same service replaces it quietly", async () => {
+    const { provider, logs } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    const first = await handle(client, "s", "message", () => ({}));
+    await handle(client, "s", "message", () => ({}));
+    expect(await first.status).toBe(GrpcStatus.OK);
+    expect(provider.registrations()).toEqual([{ service: "svc", socket: "s", event: "message" }]);
+    expect(logs.warn).toEqual([]);
+  });
+
+  it("logs an error naming socket, event, connection and timeout when a message handler does not answer", async () => {
+    const { provider, logs } = await startProvider({ handlerTimeoutMs: 100 });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "slow");
+    const messages = await handle(client, "slow", "message", () => undefined);
+    const ws = await open(urlOf(provider, "slow"));
+    ws.send("hello?");
+    for (let i = 0; i < 100 && logs.error.length === 0; i++) await sleep(5);
+    const id = messages.events[0]?.connectionId;
+    expect(logs.error).toEqual([
+      `websocket "slow": the message handler of service "svc" did not answer within 0.1 s (connection ${id})`,
+    ]);
+    // A slow handler does not cost the client its connection.
+    expect(ws.readyState).toBe(ws.OPEN);
+  });
+});
+
+describe("stop", () => {
+  it("delivers the disconnect of every client before ending the handler streams, and can be called twice", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    const disconnects = await handle(client, "s", "disconnect", () => ({}));
+    const a = await open(urlOf(provider, "s"));
+    const b = await open(urlOf(provider, "s"));
+    const closes = Promise.all([closed(a), closed(b)]);
+    await Promise.all([provider.stop(), provider.stop()]);
+    expect(await closes).toEqual([
+      { code: 1001, reason: "server shutting down" },
+      { code: 1001, reason: "server shutting down" },
+    ]);
+    expect(disconnects.events).toHaveLength(2);
+    expect(await disconnects.status).toBe(GrpcStatus.OK);
+  });
+});
+
+describe("declarations", () => {
+  it("answers every declaration with an empty response, including kinds it does not serve", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    const responses = await Promise.all([
+      client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name: "s" } }),
+      client.unary(Resources.method.declare, {
+        id: { type: ResourceType.KeyValueStore, name: "k" },
+        config: { case: "keyValueStore", value: {} },
+      }),
+      client.unary(Resources.method.declare, { id: { type: ResourceType.Topic, name: "t" } }),
+    ]);
+    for (const r of responses) expect(Object.keys(r).filter((k) => k !== "$typeName")).toEqual([]);
+  });
+
+  it("starts the gateways of the spec's sockets before any service runs", async () => {
+    const { provider } = await startProvider({
+      spec: {
+        name: "t",
+        services: [],
+        resources: [
+          { kind: "websocket", name: "b", declaredBy: ["svc"], handlers: {} },
+          { kind: "websocket", name: "a", declaredBy: ["svc"], handlers: {} },
+          { kind: "kv", name: "k", declaredBy: ["svc"] },
+        ],
+        policies: [],
+      },
+    });
+    expect(provider.sockets().map((s) => s.name)).toEqual(["a", "b"]);
+    const res = await fetch(urlOf(provider, "a").replace("ws://", "http://"));
+    expect(res.status).toBe(426);
+  });
+
+  it("gives a service the same endpoint every time it asks", async () => {
+    const { provider } = await startProvider();
+    const first = await provider.endpoint("svc");
+    expect(first).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(await provider.endpoint("svc")).toBe(first);
+    expect(await provider.endpoint("other")).not.toBe(first);
+  });
+});
+
+describe("test cleanup", () => {
+  it("fails when a server is left listening", async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      await expect(cleanup()).rejects.toThrow(
+        "cleanup: 1 server(s) still listening after stop(); stop() must close them",
+      );
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
