@@ -62,6 +62,11 @@ export class LocalProvider implements RunningProvider {
 
   private gateway(name: string): Promise<Gateway> {
     let pending = this.starting.get(name);
+    if (!pending && this.stopped) {
+      return Promise.reject(
+        new Error(`websocket "${name}": the local provider is stopping; declare it after it restarts`),
+      );
+    }
     if (!pending) {
       const pinned = this.options.randomPorts ? undefined : this.options.project.websockets[name]?.port;
       const gateway = new Gateway(
@@ -80,7 +85,10 @@ export class LocalProvider implements RunningProvider {
     return pending;
   }
 
+  /** The service's own gRPC endpoint (`127.0.0.1:port`), started on first use and kept across its restarts. */
   async endpoint(service: string): Promise<string> {
+    if (this.stopped)
+      throw new Error(`local provider: endpoint("${service}") asked after stop(); start a new provider`);
     let pending = this.endpoints.get(service);
     if (!pending) {
       pending = startEndpoint(service, {
@@ -114,14 +122,17 @@ export class LocalProvider implements RunningProvider {
     this.handlers.serviceExited(service, signal ? `was killed by ${signal}` : `exited with code ${code ?? "unknown"}`);
   }
 
+  /** The live handler streams, one per (socket, event). */
   registrations(): HandlerRegistration[] {
     return this.handlers.registrations();
   }
 
+  /** Calls `listener` after every registration, replacement and unregistration. */
   onRegistrationsChanged(listener: () => void): void {
     this.handlers.onChange(listener);
   }
 
+  /** Every running gateway's socket name and URL, sorted by name. */
   sockets(): { name: string; url: string }[] {
     return [...this.gateways.values()]
       .map((g) => ({ name: g.name, url: g.url }))
@@ -133,8 +144,14 @@ export class LocalProvider implements RunningProvider {
     return this.gateways.get(socket)?.size ?? 0;
   }
 
+  /**
+   * Closes clients with 1001, lets their disconnect events reach the handlers (up to 1 s), ends the
+   * handler streams with OK, then shuts the endpoints, gateways and lmdb. Idempotent.
+   */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
+      // A gateway still starting (declared a moment ago) must be listening before it can be closed.
+      await Promise.allSettled(this.starting.values());
       await Promise.all([...this.gateways.values()].map((g) => g.closeAll()));
       // Let the disconnect events of those closes reach their handlers.
       const deadline = Date.now() + 1000;
@@ -152,7 +169,13 @@ export class LocalProvider implements RunningProvider {
 /** Starts a local provider. */
 export async function createLocalProvider(options: LocalProviderOptions): Promise<LocalProvider> {
   const provider = new LocalProvider(options);
-  await provider.start();
+  try {
+    await provider.start();
+  } catch (error) {
+    // One gateway failing (a pinned port in use) must not leave the others listening or lmdb open.
+    await provider.stop();
+    throw error;
+  }
   return provider;
 }
 

@@ -175,6 +175,35 @@ describe("declarations", () => {
   });
 });
 
+describe("start failures", () => {
+  it("closes the gateways it had started when another socket's pinned port is taken", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const dir = (await startProvider()).dir;
+      const failing = startProvider({
+        project: { name: "t", dir, file: "", services: [], websockets: { busy: { port } } },
+        randomPorts: false,
+        dataDir: `${dir}/kv2`,
+        spec: {
+          name: "t",
+          services: [],
+          resources: [
+            { kind: "websocket", name: "busy", declaredBy: ["svc"], handlers: {} },
+            { kind: "websocket", name: "free", declaredBy: ["svc"], handlers: {} },
+          ],
+          policies: [],
+        },
+      });
+      await expect(failing).rejects.toThrow(`websocket "busy": port ${port} is already in use`);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+    // cleanup() (afterEach) fails if the "free" gateway were still listening.
+  });
+});
+
 describe("test cleanup", () => {
   it("fails when a server is left listening", async () => {
     const server = createServer();
