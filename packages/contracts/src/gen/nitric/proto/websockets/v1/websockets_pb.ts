@@ -514,7 +514,7 @@ export type WebsocketConnectionResponse = Message<"nitric.proto.websockets.v1.We
   reason: string;
 
   /**
-   * Extension: the HTTP status of the refusal, 400 to 499; 0 means 403.
+   * Extension: the HTTP status of the refusal, 400 to 599 (500 when the handler failed); 0 means 403.
    *
    * @generated from field: int32 status = 1001;
    */
