@@ -3,12 +3,10 @@
  * service over its own gRPC endpoint on 127.0.0.1.
  */
 import { join } from "node:path";
+import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
 import type { HandlerRegistration, Logger, Provider, RunningProvider, RunOptions } from "@nitric-like/spec";
-import { type Endpoint, startEndpoint, stopEndpoint } from "./endpoint.js";
 import { KvStores } from "./kv/store.js";
-import { Permissions } from "./permissions.js";
 import { Gateway } from "./websocket/gateway.js";
-import { HandlerRegistry } from "./websocket/handlers.js";
 
 /** Options of the local provider beyond what every provider gets. */
 export interface LocalProviderOptions extends RunOptions {

@@ -11,13 +11,11 @@
  */
 import { mkdirSync } from "node:fs";
 import type { JsonObject } from "@bufbuild/protobuf";
+import type { KvBackend } from "@nitric-like/provider-kit";
 import { type Database, open, type RootDatabase } from "lmdb";
 
-/** Longest key accepted, in UTF-8 bytes (lmdb's own limit is 1978; DynamoDB's partition key is 2048). */
-export const MAX_KEY_BYTES = 1024;
-
 /** The kv stores of one project. */
-export class KvStores {
+export class KvStores implements KvBackend {
   private readonly root: RootDatabase;
   private readonly dbs = new Map<string, Database<JsonObject, string>>();
 

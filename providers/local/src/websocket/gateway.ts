@@ -7,9 +7,9 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
+import { type ConnectionInfo, HandlerError, type HandlerRegistry, type SocketBackend } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
-import { HandlerError, type HandlerRegistry } from "./handlers.js";
 
 /** Pings every connection this often and drops the ones that did not answer the last ping. */
 const HEARTBEAT_MS = 30_000;
@@ -22,17 +22,6 @@ export interface GatewayOptions {
   port: number;
   /** Largest message accepted, in bytes; larger ones close the connection with 1009. */
   maxMessageBytes: number;
-}
-
-/** What is known about an open connection. */
-export interface ConnectionInfo {
-  connectionId: string;
-  /** Milliseconds since the epoch. */
-  connectedAt: number;
-  /** Every value of each query parameter, decoded. */
-  query: Record<string, { value: string[] }>;
-  headers: Record<string, { value: string[] }>;
-  remoteAddress: string;
 }
 
 interface Connection {
@@ -120,7 +109,7 @@ function refuse(socket: Duplex, status: number, reason: string): void {
 }
 
 /** The gateway of one socket. */
-export class Gateway {
+export class Gateway implements SocketBackend {
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();

@@ -8,13 +8,16 @@ import { addService } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources } from "@nitric-like/contracts/resources";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
-import { type KvContext, kvService } from "./kv/service.js";
-import { type ResourcesContext, resourcesService } from "./resources/service.js";
-import { connectionsService } from "./websocket/connections.js";
-import { type WebsocketContext, websocketHandlerService, websocketService } from "./websocket/service.js";
+import { connectionsService } from "./connections.js";
+import { type KvContext, kvService } from "./kv.js";
+import { type ResourcesContext, resourcesService } from "./resources.js";
+import { type WebsocketContext, websocketHandlerService, websocketService } from "./websocket.js";
 
 /** Messages up to this size cross the endpoint (kv values; frames are limited by the gateway). */
 const MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** What an endpoint needs from its provider. */
+export type EndpointContext = KvContext & ResourcesContext & WebsocketContext;
 
 /** A running endpoint. */
 export interface Endpoint {
@@ -23,10 +26,7 @@ export interface Endpoint {
 }
 
 /** Starts the endpoint of one service. */
-export async function startEndpoint(
-  service: string,
-  ctx: KvContext & ResourcesContext & WebsocketContext,
-): Promise<Endpoint> {
+export async function startEndpoint(service: string, ctx: EndpointContext): Promise<Endpoint> {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,

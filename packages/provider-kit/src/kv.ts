@@ -2,12 +2,13 @@
 import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
 import type { KvStore } from "@nitric-like/contracts/kvstore";
 import { resourceNameProblem } from "@nitric-like/spec";
-import type { Permissions } from "../permissions.js";
-import { type KvStores, MAX_KEY_BYTES } from "./store.js";
+import { type KvBackend, MAX_KEY_BYTES } from "./backends.js";
+import type { Permissions } from "./permissions.js";
+import { asGrpcError, settle } from "./websocket.js";
 
 /** What the kv service needs from the provider. */
 export interface KvContext {
-  stores: KvStores;
+  stores: KvBackend;
   permissions: Permissions;
   /** True when some service declared the store. */
   declared(store: string): boolean;
@@ -46,7 +47,12 @@ function acknowledge(
 ): void {
   write.then(
     () => callback(null, {}),
-    (error: Error) => callback(grpcError(GrpcStatus.INTERNAL, `${what}: ${error.message}`)),
+    (error: Error) =>
+      callback(
+        typeof (error as { code?: unknown }).code === "number"
+          ? error
+          : grpcError(GrpcStatus.INTERNAL, `${what}: ${error.message}`),
+      ),
   );
 }
 
@@ -62,11 +68,19 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
         const { store = "", key = "" } = call.request.ref ?? {};
         checkStore(ctx, service, store, "get");
         checkKey(store, key);
-        const content = ctx.stores.get(store, key);
-        if (content === undefined) {
-          throw grpcError(GrpcStatus.NOT_FOUND, `kv(${JSON.stringify(store)}): key ${JSON.stringify(key)} not found`);
-        }
-        callback(null, { value: { ref: { store, key }, content } });
+        settle(
+          ctx.stores.get(store, key),
+          (content) => {
+            if (content === undefined) {
+              callback(
+                grpcError(GrpcStatus.NOT_FOUND, `kv(${JSON.stringify(store)}): key ${JSON.stringify(key)} not found`),
+              );
+              return;
+            }
+            callback(null, { value: { ref: { store, key }, content } });
+          },
+          callback,
+        );
       } catch (error) {
         fail(callback as (e: unknown) => void, error);
       }
@@ -102,11 +116,22 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
       try {
         const store = call.request.store?.name ?? "";
         checkStore(ctx, service, store, "get");
-        for (const key of ctx.stores.keys(store, call.request.prefix)) {
-          if (call.cancelled) return;
-          call.write({ key });
+        const keys = ctx.stores.keys(store, call.request.prefix);
+        if (Symbol.iterator in keys) {
+          for (const key of keys) {
+            if (call.cancelled) return;
+            call.write({ key });
+          }
+          call.end();
+          return;
         }
-        call.end();
+        (async () => {
+          for await (const key of keys) {
+            if (call.cancelled) return;
+            call.write({ key });
+          }
+          call.end();
+        })().catch((error: unknown) => call.emit("error", asGrpcError(error)));
       } catch (error) {
         // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
         call.emit("error", error as Error);

@@ -2,7 +2,7 @@
 import { isUtf8 } from "node:buffer";
 import type { Connections } from "@nitric-like/contracts/connections";
 import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
-import { checkClose, gatewayFor, notConnected, type WebsocketContext } from "./service.js";
+import { checkClose, gatewayFor, notConnected, settle, type WebsocketContext } from "./websocket.js";
 
 /** Builds the Connections implementation for the service `service`. */
 export function connectionsService(ctx: WebsocketContext, service: string): ServiceImpl<typeof Connections> {
@@ -10,7 +10,7 @@ export function connectionsService(ctx: WebsocketContext, service: string): Serv
     isConnected(call, callback) {
       try {
         const gateway = gatewayFor(ctx, service, call.request.socketName);
-        callback(null, { connected: gateway.has(call.request.connectionId) });
+        settle(gateway.has(call.request.connectionId), (connected) => callback(null, { connected }), callback);
       } catch (error) {
         callback(error as Error);
       }
@@ -18,19 +18,25 @@ export function connectionsService(ctx: WebsocketContext, service: string): Serv
     getConnection(call, callback) {
       try {
         const { socketName, connectionId } = call.request;
-        const info = gatewayFor(ctx, service, socketName).info(connectionId);
-        if (!info) throw notConnected(socketName, connectionId);
-        callback(null, { connection: info });
+        settle(
+          gatewayFor(ctx, service, socketName).info(connectionId),
+          (info) => callback(info ? null : notConnected(socketName, connectionId), { connection: info }),
+          callback,
+        );
       } catch (error) {
         callback(error as Error);
       }
     },
     listConnections(call) {
       try {
-        for (const info of gatewayFor(ctx, service, call.request.socketName).list()) {
-          call.write({ connection: info });
-        }
-        call.end();
+        settle(
+          gatewayFor(ctx, service, call.request.socketName).list(),
+          (list) => {
+            for (const info of list) call.write({ connection: info });
+            call.end();
+          },
+          (error) => call.emit("error", error),
+        );
       } catch (error) {
         // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
         call.emit("error", error as Error);
@@ -46,7 +52,7 @@ export function connectionsService(ctx: WebsocketContext, service: string): Serv
             `websocket "${socketName}": a text frame must be UTF-8; broadcast these bytes as binary`,
           );
         }
-        callback(null, { sent: gateway.broadcast(data, binary, new Set(except)) });
+        settle(gateway.broadcast(data, binary, new Set(except)), (sent) => callback(null, { sent }), callback);
       } catch (error) {
         callback(error as Error);
       }
@@ -56,10 +62,16 @@ export function connectionsService(ctx: WebsocketContext, service: string): Serv
         const { socketName, connectionIds, code, reason } = call.request;
         const gateway = gatewayFor(ctx, service, socketName);
         const closeCode = checkClose(socketName, code, reason);
-        const closed: string[] = [];
-        const notOpen: string[] = [];
-        for (const id of new Set(connectionIds)) (gateway.close(id, closeCode, reason) ? closed : notOpen).push(id);
-        callback(null, { closed, notConnected: notOpen });
+        const ids = [...new Set(connectionIds)];
+        settle(
+          Promise.all(ids.map((id) => gateway.close(id, closeCode, reason))),
+          (results) => {
+            const closed = ids.filter((_, i) => results[i]);
+            const notOpen = ids.filter((_, i) => !results[i]);
+            callback(null, { closed, notConnected: notOpen });
+          },
+          callback,
+        );
       } catch (error) {
         callback(error as Error);
       }

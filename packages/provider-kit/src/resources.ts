@@ -2,7 +2,7 @@
 import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
 import { Action, type Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type Logger, type Permission, type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
-import type { Permissions } from "../permissions.js";
+import type { Permissions } from "./permissions.js";
 
 const PERMISSIONS: Partial<Record<Action, Permission>> = {
   [Action.KeyValueStoreRead]: "get",

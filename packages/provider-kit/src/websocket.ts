@@ -10,19 +10,19 @@ import type {
   WebsocketHandler,
 } from "@nitric-like/contracts/websockets";
 import { resourceNameProblem } from "@nitric-like/spec";
-import type { Permissions } from "../permissions.js";
-import type { Gateway } from "./gateway.js";
+import type { MaybePromise, SocketBackend } from "./backends.js";
 import { EVENT_NAMES, type HandlerRegistry, type HandlerStream } from "./handlers.js";
+import type { Permissions } from "./permissions.js";
 
 /** What the websocket services need from the provider. */
 export interface WebsocketContext {
   handlers: HandlerRegistry;
   permissions: Permissions;
-  gateway(name: string): Gateway | undefined;
+  gateway(name: string): SocketBackend | undefined;
 }
 
 /** The gateway of a socket the calling service may manage; otherwise the status that says why not. */
-export function gatewayFor(ctx: WebsocketContext, service: string, socket: string): Gateway {
+export function gatewayFor(ctx: WebsocketContext, service: string, socket: string): SocketBackend {
   const problem = resourceNameProblem("websocket", socket);
   if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
   const gateway = ctx.gateway(socket);
@@ -34,6 +34,28 @@ export function gatewayFor(ctx: WebsocketContext, service: string, socket: strin
   }
   ctx.permissions.check(service, "websocket", socket, "manage");
   return gateway;
+}
+
+/**
+ * Calls `ok` with a backend's answer, at once when it is not a promise (the local hot path), and
+ * `fail` with the error when it rejects or `ok` throws.
+ */
+export function settle<T>(value: MaybePromise<T>, ok: (value: T) => void, fail: (error: Error) => void): void {
+  if (value instanceof Promise) {
+    value.then(ok).catch((error: unknown) => fail(asGrpcError(error)));
+    return;
+  }
+  try {
+    ok(value);
+  } catch (error) {
+    fail(asGrpcError(error));
+  }
+}
+
+/** A backend's failure as a gRPC error: errors that carry a gRPC code pass; others become INTERNAL. */
+export function asGrpcError(error: unknown): Error {
+  if (error instanceof Error && typeof (error as { code?: unknown }).code === "number") return error;
+  return grpcError(GrpcStatus.INTERNAL, error instanceof Error ? error.message : String(error));
 }
 
 /** NOT_FOUND for a connection that is not open. */
@@ -77,8 +99,11 @@ export function websocketService(ctx: WebsocketContext, service: string): Servic
             `websocket "${socketName}": a text frame must be UTF-8; send these bytes as binary`,
           );
         }
-        if (!gateway.send(connectionId, data, asBinary)) throw notConnected(socketName, connectionId);
-        callback(null, {});
+        settle(
+          gateway.send(connectionId, data, asBinary),
+          (sent) => callback(sent ? null : notConnected(socketName, connectionId), {}),
+          callback,
+        );
       } catch (error) {
         callback(error as Error);
       }
@@ -88,8 +113,11 @@ export function websocketService(ctx: WebsocketContext, service: string): Servic
         const { socketName, connectionId, code, reason } = call.request;
         const gateway = gatewayFor(ctx, service, socketName);
         const closeCode = checkClose(socketName, code, reason);
-        if (!gateway.close(connectionId, closeCode, reason)) throw notConnected(socketName, connectionId);
-        callback(null, {});
+        settle(
+          gateway.close(connectionId, closeCode, reason),
+          (closed) => callback(closed ? null : notConnected(socketName, connectionId), {}),
+          callback,
+        );
       } catch (error) {
         callback(error as Error);
       }

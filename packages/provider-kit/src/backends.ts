@@ -1,0 +1,53 @@
+/**
+ * What a provider plugs into the shared gRPC services: a socket backend per websocket (local: a ws
+ * gateway; AWS: the API Gateway Management API) and one kv backend (local: lmdb; AWS: DynamoDB).
+ * Methods may answer synchronously, so the local provider's hot path stays free of promises.
+ */
+import type { JsonObject } from "@bufbuild/protobuf";
+
+/** A value or a promise of it. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/** What is known about an open connection. */
+export interface ConnectionInfo {
+  connectionId: string;
+  /** Milliseconds since the epoch. */
+  connectedAt: number;
+  /** Every value of each query parameter, decoded. */
+  query: Record<string, { value: string[] }>;
+  headers: Record<string, { value: string[] }>;
+  remoteAddress: string;
+}
+
+/** The connections of one websocket. */
+export interface SocketBackend {
+  /** The URL clients connect to. */
+  readonly url: string;
+  /** True when the connection is open (or opening: its connect handler is running). */
+  has(id: string): MaybePromise<boolean>;
+  /** Sends one frame; false when the connection is not open. */
+  send(id: string, data: Uint8Array, binary: boolean): MaybePromise<boolean>;
+  /** Closes one connection; false when it is not open. */
+  close(id: string, code: number, reason: string): MaybePromise<boolean>;
+  /** What is known about an open connection; undefined when it is not open. */
+  info(id: string): MaybePromise<ConnectionInfo | undefined>;
+  /** Every open connection. */
+  list(): MaybePromise<ConnectionInfo[]>;
+  /** Sends one frame to every open connection but the excepted ones; resolves with how many got it. */
+  broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): MaybePromise<number>;
+}
+
+/** Longest key accepted, in UTF-8 bytes (lmdb's own limit is 1978; DynamoDB's partition key is 2048). */
+export const MAX_KEY_BYTES = 1024;
+
+/** Where kv stores keep their values: JSON objects under string keys. */
+export interface KvBackend {
+  /** Reads a value; undefined when the key is missing. */
+  get(store: string, key: string): MaybePromise<JsonObject | undefined>;
+  /** Writes a value; resolves once the write is durable. */
+  set(store: string, key: string, value: JsonObject): Promise<void>;
+  /** Deletes a key; resolves once durable. Deleting a missing key succeeds. */
+  delete(store: string, key: string): Promise<void>;
+  /** The keys starting with `prefix`, in byte order. */
+  keys(store: string, prefix: string): Iterable<string> | AsyncIterable<string>;
+}

@@ -1,0 +1,19 @@
+/**
+ * `@nitric-like/provider-kit`: the parts every provider shares. The gRPC services of the contract
+ * (Resources, Websocket, WebsocketHandler, KvStore, Connections) are written once here, over two
+ * small backend interfaces, so the local and AWS providers answer every call alike: the same
+ * checks, the same permission rules, the same errors. A third-party provider can use it too.
+ */
+export type { ConnectionInfo, KvBackend, MaybePromise, SocketBackend } from "./backends.js";
+export { MAX_KEY_BYTES } from "./backends.js";
+export { type Endpoint, type EndpointContext, startEndpoint, stopEndpoint } from "./endpoint.js";
+export {
+  EVENT_NAMES,
+  HandlerError,
+  type HandlerFailure,
+  HandlerRegistry,
+  HandlerStream,
+  MAX_WAITING_EVENTS,
+} from "./handlers.js";
+export { Permissions } from "./permissions.js";
+export { asGrpcError, checkClose, notConnected, settle } from "./websocket.js";
