@@ -1,0 +1,45 @@
+/**
+ * JSON values as DynamoDB attribute values and back. Numbers travel as DynamoDB numbers (strings on
+ * the wire), so a value read back is the value written, as far as JSON numbers go.
+ */
+import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+
+/** A JSON value as an attribute value. */
+export function toAttribute(value: JsonValue): AttributeValue {
+  if (value === null) return { NULL: true };
+  if (typeof value === "string") return { S: value };
+  if (typeof value === "number") return { N: String(value) };
+  if (typeof value === "boolean") return { BOOL: value };
+  if (Array.isArray(value)) return { L: value.map(toAttribute) };
+  return { M: toAttributes(value) };
+}
+
+/** A JSON object as an attribute map. */
+export function toAttributes(value: JsonObject): Record<string, AttributeValue> {
+  const out: Record<string, AttributeValue> = {};
+  for (const [key, v] of Object.entries(value)) if (v !== undefined) out[key] = toAttribute(v);
+  return out;
+}
+
+/** An attribute value as JSON (sets become arrays, binary becomes base64). */
+export function fromAttribute(value: AttributeValue): JsonValue {
+  if (value.S !== undefined) return value.S;
+  if (value.N !== undefined) return Number(value.N);
+  if (value.BOOL !== undefined) return value.BOOL;
+  if (value.NULL !== undefined) return null;
+  if (value.L !== undefined) return value.L.map(fromAttribute);
+  if (value.M !== undefined) return fromAttributes(value.M);
+  if (value.SS !== undefined) return value.SS;
+  if (value.NS !== undefined) return value.NS.map(Number);
+  if (value.B !== undefined) return Buffer.from(value.B).toString("base64");
+  if (value.BS !== undefined) return value.BS.map((b) => Buffer.from(b).toString("base64"));
+  return null;
+}
+
+/** An attribute map as a JSON object. */
+export function fromAttributes(value: Record<string, AttributeValue>): JsonObject {
+  const out: JsonObject = {};
+  for (const [key, v] of Object.entries(value)) out[key] = fromAttribute(v);
+  return out;
+}

@@ -1,0 +1,76 @@
+/**
+ * What a function needs to know about its deployment, from environment variables the template sets
+ * (documented in providers/aws/README.md). With them the runtime runs under any API Gateway
+ * emulator, too.
+ */
+import type { WebsocketEvent } from "@nitric-like/spec";
+import type { SocketBinding } from "../websocket/gateway.js";
+
+/** A socket as this function sees it: where it is, and which of its events this function handles. */
+export interface FunctionSocket extends SocketBinding {
+  events: WebsocketEvent[];
+}
+
+/** A function's bindings. */
+export interface Bindings {
+  /** NITRIC_LIKE_SERVICE: the service this function runs. */
+  service: string;
+  /** NITRIC_LIKE_WEBSOCKETS: `{ "<socket>": { apiId, url, endpoint, events } }`. */
+  websockets: Record<string, FunctionSocket>;
+  /** NITRIC_LIKE_KV_TABLES: `{ "<store>": "<table name>" }`. */
+  kvTables: Record<string, string>;
+  /** NITRIC_LIKE_CONNECTIONS_TABLE: the managed connections table, when there is one. */
+  connectionsTable: string | undefined;
+  /** NITRIC_LIKE_HANDLER_TIMEOUT_MS: how long a handler may take to answer an event. @default 5000 */
+  handlerTimeoutMs: number;
+}
+
+/** A variable the deployment set wrongly: the message says which and how to fix it. */
+export class BindingError extends Error {
+  override readonly name = "BindingError";
+}
+
+function json<T>(env: NodeJS.ProcessEnv, name: string, fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  try {
+    const value = JSON.parse(raw) as unknown;
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not a JSON object");
+    return value as T;
+  } catch (error) {
+    throw new BindingError(
+      `nitric-like runtime: ${name} is not valid (${(error as Error).message}); it is set by the template, so build and deploy again`,
+    );
+  }
+}
+
+const EVENTS: readonly WebsocketEvent[] = ["connect", "disconnect", "message"];
+
+/** Reads and checks the bindings. */
+export function readBindings(env: NodeJS.ProcessEnv): Bindings {
+  const service = env.NITRIC_LIKE_SERVICE;
+  if (!service) {
+    throw new BindingError(
+      "nitric-like runtime: NITRIC_LIKE_SERVICE is not set; it names the service this function runs and is set by the template",
+    );
+  }
+  const websockets = json<Record<string, Partial<FunctionSocket>>>(env, "NITRIC_LIKE_WEBSOCKETS", {});
+  const sockets: Record<string, FunctionSocket> = {};
+  for (const [name, s] of Object.entries(websockets)) {
+    if (typeof s.apiId !== "string" || typeof s.url !== "string" || typeof s.endpoint !== "string") {
+      throw new BindingError(
+        `nitric-like runtime: NITRIC_LIKE_WEBSOCKETS["${name}"] needs apiId, url and endpoint strings; build and deploy again`,
+      );
+    }
+    const events = (s.events ?? []).filter((e): e is WebsocketEvent => EVENTS.includes(e as WebsocketEvent));
+    sockets[name] = { apiId: s.apiId, url: s.url, endpoint: s.endpoint, events };
+  }
+  const timeout = Number(env.NITRIC_LIKE_HANDLER_TIMEOUT_MS ?? 5000);
+  return {
+    service,
+    websockets: sockets,
+    kvTables: json<Record<string, string>>(env, "NITRIC_LIKE_KV_TABLES", {}),
+    connectionsTable: env.NITRIC_LIKE_CONNECTIONS_TABLE || undefined,
+    handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, 60_000) : 5000,
+  };
+}

@@ -1,0 +1,380 @@
+/**
+ * The Lambda runtime: hosts the contract's gRPC services in-process on 127.0.0.1 (so the service's
+ * code, written with our SDK or with @nitric/sdk, runs unchanged), loads that code, waits until it
+ * has registered its handlers, then turns API Gateway WebSocket events into contract events:
+ * `$connect` → connect (a refusal answers its 4xx), `$disconnect` → disconnect, any other route →
+ * message (base64 bodies become binary). Sends go through the Management API, kv through DynamoDB.
+ */
+import { ApiGatewayManagementApiClient } from "@aws-sdk/client-apigatewaymanagementapi";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
+import {
+  type ConnectionInfo,
+  HandlerError,
+  HandlerRegistry,
+  Permissions,
+  startEndpoint,
+} from "@nitric-like/provider-kit";
+import type { Logger } from "@nitric-like/spec";
+import { DynamoKvStores } from "../kv/store.js";
+import { ConnectionsTable } from "../websocket/connections-table.js";
+import { ApiGateway } from "../websocket/gateway.js";
+import { type Bindings, readBindings } from "./bindings.js";
+import {
+  type DeliverEvent,
+  isDeliverEvent,
+  isWebsocketEvent,
+  multiValues,
+  type WebsocketApiEvent,
+  type WebsocketApiResult,
+} from "./events.js";
+
+/** How long the first event waits for the service to register a handler it is expected to have. */
+const REGISTRATION_WAIT_MS = 10_000;
+/** How long a delivery of frames sent during connect waits for the connection to open. */
+const DELIVERY_WAIT_MS = 5_000;
+
+/** Runtime options. */
+export interface RuntimeOptions {
+  /** Loads the service's code (in the bundle: requires it). */
+  load: () => unknown;
+  /** The environment. @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** Where to log. @default console (CloudWatch) */
+  logger?: Logger;
+}
+
+const consoleLogger: Logger = {
+  info: (m) => console.log(`nitric-like: ${m}`),
+  warn: (m) => console.warn(`nitric-like: warning: ${m}`),
+  error: (m) => console.error(`nitric-like: error: ${m}`),
+};
+
+/** The started runtime of one function. */
+export class Runtime {
+  private readonly registry: HandlerRegistry;
+  private readonly permissions = new Permissions();
+  private readonly gateways = new Map<string, ApiGateway>();
+  private readonly byApiId = new Map<string, ApiGateway>();
+  private readonly origins = new Map<string, string[]>();
+  private readonly declaredStores = new Set<string>();
+  private readonly table: ConnectionsTable | undefined;
+  private lambda: LambdaClient | undefined;
+  /** The endpoint the service's code talks to. */
+  address = "";
+
+  constructor(
+    readonly bindings: Bindings,
+    private readonly logger: Logger,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {
+    this.registry = new HandlerRegistry(logger, bindings.handlerTimeoutMs, REGISTRATION_WAIT_MS);
+    const needsDynamo = bindings.connectionsTable !== undefined || Object.keys(bindings.kvTables).length > 0;
+    const dynamo = needsDynamo ? new DynamoDBClient({}) : undefined;
+    this.table =
+      dynamo && bindings.connectionsTable ? new ConnectionsTable(dynamo, bindings.connectionsTable) : undefined;
+    for (const [name, socket] of Object.entries(bindings.websockets)) {
+      const management = new ApiGatewayManagementApiClient({ endpoint: socket.endpoint });
+      const gateway = new ApiGateway(name, socket, management, this.table, logger);
+      this.gateways.set(name, gateway);
+      this.byApiId.set(socket.apiId, gateway);
+      for (const event of socket.events) this.registry.expect(name, event, bindings.service);
+    }
+    this.stores = new DynamoKvStores(dynamo ?? new DynamoDBClient({}), bindings.kvTables);
+  }
+
+  private readonly stores: DynamoKvStores;
+
+  /** Starts the endpoint, points the SDKs at it, loads the service and waits for its handlers. */
+  async start(load: () => unknown): Promise<void> {
+    const endpoint = await startEndpoint(this.bindings.service, {
+      stores: this.stores,
+      permissions: this.permissions,
+      handlers: this.registry,
+      logger: this.logger,
+      unserved: new Set(),
+      declared: (store) => this.declaredStores.has(store),
+      declareStore: (store) => {
+        this.declaredStores.add(store);
+      },
+      declareSocket: async (socket, origins) => {
+        if (!this.gateways.has(socket)) {
+          this.logger.warn(
+            `service "${this.bindings.service}" declares websocket "${socket}", which this deployment does not have; build and deploy again`,
+          );
+        }
+        this.origins.set(socket, origins);
+      },
+      gateway: (socket) => this.gateways.get(socket),
+    });
+    this.address = endpoint.address;
+    const [host, port] = endpoint.address.split(":");
+    this.env.SERVICE_ADDRESS = endpoint.address;
+    this.env.NITRIC_SERVICE_HOST = host;
+    this.env.NITRIC_SERVICE_PORT = port;
+    this.env.NITRIC_ENVIRONMENT = "cloud";
+    await load();
+    await this.handlersRegistered();
+  }
+
+  /** Resolves once every handler the deployment routes here is registered, or after the wait. */
+  private handlersRegistered(): Promise<void> {
+    const missing = () => {
+      const live = new Set(this.registry.registrations().map((r) => `${r.socket}/${r.event}`));
+      const out: string[] = [];
+      for (const [name, s] of Object.entries(this.bindings.websockets))
+        for (const e of s.events) if (!live.has(`${name}/${e}`)) out.push(`${name}/${e}`);
+      return out;
+    };
+    return new Promise((resolve) => {
+      if (missing().length === 0) {
+        resolve();
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.logger.warn(
+          `service "${this.bindings.service}" has not registered ${missing().join(", ")} after ${REGISTRATION_WAIT_MS / 1000} s; events for them wait, then fail`,
+        );
+        resolve();
+      }, REGISTRATION_WAIT_MS);
+      this.registry.onChange(() => {
+        if (missing().length === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  }
+
+  private gatewayOf(event: WebsocketApiEvent): ApiGateway {
+    const apiId = event.requestContext.apiId;
+    const gateway = apiId ? this.byApiId.get(apiId) : undefined;
+    if (gateway) return gateway;
+    if (this.gateways.size === 1) return [...this.gateways.values()][0] as ApiGateway;
+    throw new Error(
+      `nitric-like runtime: an event from API ${JSON.stringify(apiId)} matches no socket in NITRIC_LIKE_WEBSOCKETS (${[...this.byApiId.keys()].join(", ")}); build and deploy again`,
+    );
+  }
+
+  /** Handles one Lambda event. */
+  async handle(event: unknown): Promise<WebsocketApiResult | undefined> {
+    if (isDeliverEvent(event)) {
+      await this.deliver(event);
+      return undefined;
+    }
+    if (!isWebsocketEvent(event)) {
+      throw new Error(
+        "nitric-like runtime: this function handles API Gateway WebSocket events (requestContext.routeKey and connectionId); got something else",
+      );
+    }
+    const gateway = this.gatewayOf(event);
+    switch (event.requestContext.routeKey) {
+      case "$connect":
+        return this.connect(gateway, event);
+      case "$disconnect":
+        return this.disconnect(gateway, event);
+      default:
+        return this.message(gateway, event);
+    }
+  }
+
+  private failure(error: unknown): { status: number; message: string } {
+    const failure = error instanceof HandlerError ? error.failure : "gone";
+    const message = error instanceof Error ? error.message : String(error);
+    this.logger.error(message);
+    return { status: failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500, message };
+  }
+
+  private async connect(gateway: ApiGateway, event: WebsocketApiEvent): Promise<WebsocketApiResult> {
+    const rc = event.requestContext;
+    const id = rc.connectionId;
+    const headers = multiValues(event.multiValueHeaders, event.headers, true);
+    const query = multiValues(event.multiValueQueryStringParameters, event.queryStringParameters, false);
+    const info: ConnectionInfo = {
+      connectionId: id,
+      connectedAt: rc.connectedAt ?? rc.requestTimeEpoch ?? Date.now(),
+      query,
+      headers,
+      remoteAddress: rc.identity?.sourceIp ?? "",
+    };
+    const allowed = this.origins.get(gateway.name) ?? [];
+    const origin = headers.origin?.value[0];
+    if (allowed.length > 0 && (origin === undefined || !allowed.includes(origin))) {
+      return {
+        statusCode: 403,
+        body: `websocket "${gateway.name}": origin ${origin === undefined ? "(none)" : JSON.stringify(origin)} is not allowed; allowed origins: ${allowed.join(", ")}`,
+      };
+    }
+    if (!this.registry.isExpected(gateway.name, "connect")) {
+      await this.record(gateway, info);
+      return { statusCode: 200 };
+    }
+    gateway.opening.set(id, { info, frames: [] });
+    let response: WebsocketEventResponse;
+    try {
+      response = await this.registry.dispatch(gateway.name, "connect", {
+        socketName: gateway.name,
+        connectionId: id,
+        websocketEvent: {
+          case: "connection",
+          value: { queryParams: query, headers, remoteAddress: info.remoteAddress, connectedAt: info.connectedAt },
+        },
+      });
+    } catch (error) {
+      gateway.opening.delete(id);
+      const { status, message } = this.failure(error);
+      return { statusCode: status, body: message };
+    }
+    const opening = gateway.opening.get(id);
+    gateway.opening.delete(id);
+    const answer =
+      response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
+    if (answer?.reject) {
+      const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
+      return {
+        statusCode: status,
+        body: answer.reason || `connection refused by the connect handler of websocket "${gateway.name}"`,
+      };
+    }
+    await this.record(gateway, info);
+    // The connection opens only once this answer reaches API Gateway, so what the connect handler
+    // sent (its replies first, then its sends) is delivered by a second invocation of this function.
+    const frames = [...response.replies.map((r) => ({ data: r.data, binary: r.binary })), ...(opening?.frames ?? [])];
+    if (frames.length > 0 || opening?.close) await this.deferDelivery(gateway.name, id, frames, opening?.close);
+    return { statusCode: 200 };
+  }
+
+  private async record(gateway: ApiGateway, info: ConnectionInfo): Promise<void> {
+    if (!this.table) return;
+    try {
+      await this.table.add(gateway.name, info);
+    } catch (error) {
+      this.logger.error(
+        `websocket "${gateway.name}": could not record connection ${info.connectionId} in ${this.table.table}: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  private async deferDelivery(
+    socket: string,
+    connectionId: string,
+    frames: { data: Uint8Array; binary: boolean }[],
+    close: { code: number; reason: string } | undefined,
+  ): Promise<void> {
+    const functionName = this.env.AWS_LAMBDA_FUNCTION_NAME;
+    if (!functionName) {
+      this.logger.error(
+        `websocket "${socket}": ${frames.length} message(s) sent during connect to ${connectionId} were dropped: AWS_LAMBDA_FUNCTION_NAME is not set, so this function cannot invoke itself to deliver them`,
+      );
+      return;
+    }
+    const payload: DeliverEvent = {
+      nitricLike: "deliver",
+      socket,
+      connectionId,
+      frames: frames.map((f) => ({ data: Buffer.from(f.data).toString("base64"), binary: f.binary })),
+      ...(close ? { close } : {}),
+    };
+    this.lambda ??= new LambdaClient({});
+    try {
+      await this.lambda.send(
+        new InvokeCommand({
+          FunctionName: functionName,
+          InvocationType: "Event",
+          Payload: Buffer.from(JSON.stringify(payload)),
+        }),
+      );
+    } catch (error) {
+      this.logger.error(
+        `websocket "${socket}": could not hand ${frames.length} message(s) sent during connect to ${connectionId} over for delivery: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  /** Delivers frames sent during connect, in order, retrying while the connection is not open yet. */
+  private async deliver(event: DeliverEvent): Promise<void> {
+    const gateway = this.gateways.get(event.socket);
+    if (!gateway) throw new Error(`nitric-like runtime: delivery for unknown websocket "${event.socket}"`);
+    const deadline = Date.now() + DELIVERY_WAIT_MS;
+    for (const frame of event.frames) {
+      const ok = await gateway.postWhenOpen(event.connectionId, Buffer.from(frame.data, "base64"), deadline);
+      if (!ok) {
+        this.logger.warn(
+          `websocket "${event.socket}": connection ${event.connectionId} did not open within ${DELIVERY_WAIT_MS / 1000} s (or left); messages sent during its connect were dropped`,
+        );
+        return;
+      }
+    }
+    if (event.close) await gateway.close(event.connectionId, event.close.code, event.close.reason);
+  }
+
+  private async disconnect(gateway: ApiGateway, event: WebsocketApiEvent): Promise<WebsocketApiResult> {
+    const rc = event.requestContext;
+    if (this.table) {
+      await this.table.remove(gateway.name, rc.connectionId).catch((error: unknown) => {
+        this.logger.warn(
+          `websocket "${gateway.name}": could not forget connection ${rc.connectionId}: ${(error as Error).message}`,
+        );
+      });
+    }
+    if (this.registry.isExpected(gateway.name, "disconnect")) {
+      try {
+        await this.registry.dispatch(gateway.name, "disconnect", {
+          socketName: gateway.name,
+          connectionId: rc.connectionId,
+          websocketEvent: {
+            case: "disconnection",
+            value: { code: rc.disconnectStatusCode ?? 1005, reason: rc.disconnectReason ?? "" },
+          },
+        });
+      } catch (error) {
+        this.failure(error);
+      }
+    }
+    return { statusCode: 200 };
+  }
+
+  private async message(gateway: ApiGateway, event: WebsocketApiEvent): Promise<WebsocketApiResult> {
+    const id = event.requestContext.connectionId;
+    const binary = event.isBase64Encoded === true;
+    const body = event.body ?? "";
+    let response: WebsocketEventResponse;
+    try {
+      response = await this.registry.dispatch(gateway.name, "message", {
+        socketName: gateway.name,
+        connectionId: id,
+        websocketEvent: {
+          case: "message",
+          value: { body: binary ? Buffer.from(body, "base64") : Buffer.from(body, "utf8"), binary },
+        },
+      });
+    } catch (error) {
+      const { status } = this.failure(error);
+      return { statusCode: status };
+    }
+    const replies = response.replies;
+    // One text reply rides back on the route response: no Management API call at all.
+    const only = replies.length === 1 ? replies[0] : undefined;
+    if (only && !only.binary) return { statusCode: 200, body: Buffer.from(only.data).toString("utf8") };
+    for (const r of replies) await gateway.post(id, r.data);
+    return { statusCode: 200 };
+  }
+}
+
+/**
+ * Creates a function's handler. The runtime starts at once, during the function's init phase, and
+ * every invocation waits for it to be ready.
+ */
+export function createHandler(options: RuntimeOptions): (event: unknown) => Promise<WebsocketApiResult | undefined> {
+  const env = options.env ?? process.env;
+  const logger = options.logger ?? consoleLogger;
+  const ready = (async () => {
+    const runtime = new Runtime(readBindings(env), logger, env);
+    await runtime.start(options.load);
+    return runtime;
+  })();
+  // An init failure surfaces on every invocation, not as an unhandled rejection.
+  ready.catch(() => {});
+  return async (event) => (await ready).handle(event);
+}

@@ -1,0 +1,7 @@
+/**
+ * `@nitric-like/provider-aws/runtime`: the Lambda runtime bundled into every function the AWS
+ * provider builds. The generated entry calls `createHandler({ load: () => require(<service>) })`.
+ */
+export { BindingError, type Bindings, type FunctionSocket, readBindings } from "./bindings.js";
+export type { DeliverEvent, WebsocketApiEvent, WebsocketApiResult } from "./events.js";
+export { createHandler, Runtime, type RuntimeOptions } from "./handler.js";

@@ -1,0 +1,99 @@
+/**
+ * Managed connections on AWS: the provider, not the app, keeps a DynamoDB table of live
+ * connections (made by the template, named by NITRIC_LIKE_CONNECTIONS_TABLE). The runtime adds a
+ * connection once its connect handler accepted it, removes it on disconnect, and prunes it when the
+ * Management API answers 410 Gone; `expiresAt` (DynamoDB TTL) drops what a lost disconnect left,
+ * just after API Gateway's two-hour limit on a connection's life.
+ */
+import {
+  type AttributeValue,
+  DeleteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  type QueryCommandOutput,
+} from "@aws-sdk/client-dynamodb";
+import type { ConnectionInfo } from "@nitric-like/provider-kit";
+
+/** API Gateway closes every connection after two hours; records outlive that by five minutes. */
+export const RECORD_TTL_SECONDS = 2 * 60 * 60 + 5 * 60;
+
+/** The table of live connections of every socket of a stack. */
+export class ConnectionsTable {
+  constructor(
+    private readonly client: DynamoDBClient,
+    readonly table: string,
+  ) {}
+
+  /** Records an accepted connection. */
+  async add(socket: string, info: ConnectionInfo): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.table,
+        Item: {
+          socket: { S: socket },
+          id: { S: info.connectionId },
+          connectedAt: { N: String(info.connectedAt) },
+          query: { S: JSON.stringify(info.query) },
+          headers: { S: JSON.stringify(info.headers) },
+          remoteAddress: { S: info.remoteAddress },
+          expiresAt: { N: String(Math.floor(info.connectedAt / 1000) + RECORD_TTL_SECONDS) },
+        },
+      }),
+    );
+  }
+
+  /** Forgets a connection (disconnected, or gone). */
+  async remove(socket: string, id: string): Promise<void> {
+    await this.client.send(
+      new DeleteItemCommand({ TableName: this.table, Key: { socket: { S: socket }, id: { S: id } } }),
+    );
+  }
+
+  /** A recorded connection; undefined when there is none. */
+  async get(socket: string, id: string): Promise<ConnectionInfo | undefined> {
+    const out = await this.client.send(
+      new GetItemCommand({
+        TableName: this.table,
+        Key: { socket: { S: socket }, id: { S: id } },
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item ? infoOf(out.Item) : undefined;
+  }
+
+  /** Every recorded connection of a socket, expired records left out. */
+  async list(socket: string): Promise<ConnectionInfo[]> {
+    const now = Math.floor(Date.now() / 1000);
+    const out: ConnectionInfo[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page: QueryCommandOutput = await this.client.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: "#s = :s",
+          ExpressionAttributeNames: { "#s": "socket" },
+          ExpressionAttributeValues: { ":s": { S: socket } },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        if (Number(item.expiresAt?.N ?? Number.POSITIVE_INFINITY) >= now) out.push(infoOf(item));
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return out;
+  }
+}
+
+function infoOf(item: Record<string, AttributeValue>): ConnectionInfo {
+  return {
+    connectionId: item.id?.S ?? "",
+    connectedAt: Number(item.connectedAt?.N ?? 0),
+    query: JSON.parse(item.query?.S ?? "{}") as ConnectionInfo["query"],
+    headers: JSON.parse(item.headers?.S ?? "{}") as ConnectionInfo["headers"],
+    remoteAddress: item.remoteAddress?.S ?? "",
+  };
+}
