@@ -1,19 +1,24 @@
 /** The `nitric-like` command: parses arguments, runs one command, turns errors into exit codes. */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { BUILD_HELP, buildCommand } from "./commands/build.js";
 import { RUN_HELP, runCommand } from "./commands/run.js";
 import { SPEC_HELP, specCommand } from "./commands/spec.js";
+import { DOWN_HELP, downCommand, UP_HELP, upCommand } from "./commands/up.js";
 import { Output, UserError } from "./lib/log.js";
 
 /** Help for the whole CLI. */
 export const MAIN_HELP = `Usage: nitric-like <command> [options]
 
-Declare websockets and kv stores in TypeScript, run them on your machine, check them
-before you ship.
+Declare websockets and kv stores in TypeScript, run them on your machine, check them,
+and ship them to AWS.
 
 Commands:
   run [dir]    Run the project locally: gateways, kv stores, every service, live reload.
   spec [dir]   Collect what the services declare, check it, print it as JSON.
+  build [dir]  Check the project and write what a provider deploys (default: aws).
+  up [dir]     Build and deploy (default: aws), printing each socket's URL.
+  down [dir]   Delete a deployment.
   help [cmd]   Show help for a command.
 
 Options:
@@ -23,7 +28,13 @@ Options:
 Start with: nitric-like run examples/chat
 `;
 
-const HELP: Record<string, string> = { run: RUN_HELP, spec: SPEC_HELP };
+const HELP: Record<string, string> = {
+  run: RUN_HELP,
+  spec: SPEC_HELP,
+  build: BUILD_HELP,
+  up: UP_HELP,
+  down: DOWN_HELP,
+};
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
@@ -69,10 +80,27 @@ export async function main(
       );
     }
     if (command === "spec") return await specCommand(dir, output);
+    const text = (name: string) => {
+      const value = args.values[name];
+      return typeof value === "string" ? value : undefined;
+    };
+    if (command === "build") {
+      return await buildCommand({ dir, provider: text("provider") ?? "aws", ...optional("out", text("out")) }, output);
+    }
+    if (command === "up" || command === "down") {
+      const deploy = {
+        dir,
+        provider: text("provider") ?? "aws",
+        ...optional("stack", text("stack")),
+        ...optional("region", text("region")),
+        ...optional("out", text("out")),
+      };
+      return command === "up" ? await upCommand(deploy, output) : await downCommand(deploy, output);
+    }
     return await runCommand(
       {
         dir,
-        provider: (args.values.provider as string | undefined) ?? "local",
+        provider: text("provider") ?? "local",
         randomPorts: args.values["random-ports"] === true,
         watch: args.values["no-watch"] !== true,
       },
@@ -88,9 +116,22 @@ export async function main(
   }
 }
 
+/** `{ [key]: value }` when value is set, else `{}` (exact optional properties). */
+function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
+}
+
 function parse(command: string, args: string[]) {
   const options = {
     spec: {},
+    build: { provider: { type: "string" }, out: { type: "string" } },
+    up: {
+      provider: { type: "string" },
+      stack: { type: "string" },
+      region: { type: "string" },
+      out: { type: "string" },
+    },
+    down: { provider: { type: "string" }, stack: { type: "string" }, region: { type: "string" } },
     run: {
       provider: { type: "string" },
       "random-ports": { type: "boolean" },
@@ -99,12 +140,13 @@ function parse(command: string, args: string[]) {
     },
   } as const;
   try {
-    return parseArgs({
+    const parsed = parseArgs({
       args,
       options: { ...(options[command as keyof typeof options] ?? {}), plain: { type: "boolean" } },
       allowPositionals: true,
       strict: true,
     });
+    return { positionals: parsed.positionals, values: parsed.values as Record<string, string | boolean | undefined> };
   } catch (error) {
     throw new UserError(`${command}: ${(error as Error).message}; run "nitric-like ${command} --help" for its options`);
   }

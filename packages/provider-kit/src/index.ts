@@ -15,5 +15,6 @@ export {
   HandlerStream,
   MAX_WAITING_EVENTS,
 } from "./handlers.js";
+export { originProblem } from "./origins.js";
 export { Permissions } from "./permissions.js";
 export { asGrpcError, checkClose, notConnected, settle } from "./websocket.js";

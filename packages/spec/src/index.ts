@@ -18,6 +18,11 @@ export {
   type WebsocketConfig,
 } from "./project.js";
 export type {
+  BuildOptions,
+  BuildResult,
+  DeployOptions,
+  DeployResult,
+  DestroyOptions,
   HandlerRegistration,
   Logger,
   Provider,

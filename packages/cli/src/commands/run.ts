@@ -54,7 +54,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   // `run` is for trying things: it warns about what `up` would refuse instead of stopping.
   for (const e of errors) output.warn(e);
 
-  const provider = await loadProvider(options.provider);
+  const provider = await loadProvider(options.provider, project.dir);
   if (!provider.run) {
     output.error(
       `provider "${provider.name}" cannot run projects locally; use "nitric-like up --provider ${provider.name}"`,
@@ -63,7 +63,10 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   }
   const running = await provider.run({ project, spec, logger: output, randomPorts: options.randomPorts });
   const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
-  const supervisors = prepared.services.map((s) => new ServiceSupervisor(project, s, running, output, width));
+  // A provider that hosts the services (an emulated cloud) starts them itself.
+  const supervisors = running.hostsServices
+    ? []
+    : prepared.services.map((s) => new ServiceSupervisor(project, s, running, output, width));
 
   let watcher: Watcher | undefined;
   let stopping = false;
@@ -104,9 +107,9 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     printSockets();
     // A socket declared later (after a code change) gets its line when its handlers register.
     running.onRegistrationsChanged(printSockets);
-    const n = supervisors.length;
+    const n = prepared.services.length;
     output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
-    if (options.watch) watcher = watchServices(prepared, supervisors, output);
+    if (options.watch && !running.hostsServices) watcher = watchServices(prepared, supervisors, output);
   }
 
   const code = await stopped;

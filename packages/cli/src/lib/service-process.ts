@@ -3,7 +3,7 @@
  * project's own `start` command, with the environment both @nitric/sdk and our SDK read.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
 
@@ -19,8 +19,10 @@ export interface ServiceLaunch {
   environment: "run" | "build";
 }
 
-/** Preloaded into every Node service: see preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
-export const GRPC_RESET_PRELOAD = fileURLToPath(new URL("../../preload/grpc-reset.cjs", import.meta.url));
+/** Preloaded into every Node service: see provider-kit's preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
+export const GRPC_RESET_PRELOAD = createRequire(import.meta.url).resolve(
+  "@nitric-like/provider-kit/preload/grpc-reset.cjs",
+);
 
 /** The variables a service process gets, for every SDK: Node reads SERVICE_ADDRESS, Go and JVM SDKs host and port. */
 export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {

@@ -13,6 +13,7 @@ import {
   type ConnectionInfo,
   HandlerError,
   HandlerRegistry,
+  originProblem,
   Permissions,
   startEndpoint,
 } from "@nitric-like/provider-kit";
@@ -198,13 +199,10 @@ export class Runtime {
       headers,
       remoteAddress: rc.identity?.sourceIp ?? "",
     };
-    const allowed = this.origins.get(gateway.name) ?? [];
-    const origin = headers.origin?.value[0];
-    if (allowed.length > 0 && (origin === undefined || !allowed.includes(origin))) {
-      return {
-        statusCode: 403,
-        body: `websocket "${gateway.name}": origin ${origin === undefined ? "(none)" : JSON.stringify(origin)} is not allowed; allowed origins: ${allowed.join(", ")}`,
-      };
+    const problem = originProblem(gateway.name, headers.origin?.value[0], new Set(this.origins.get(gateway.name)));
+    if (problem) {
+      this.logger.warn(problem);
+      return { statusCode: 403, body: problem };
     }
     if (!this.registry.isExpected(gateway.name, "connect")) {
       await this.record(gateway, info);
@@ -366,7 +364,7 @@ export class Runtime {
  * Creates a function's handler. The runtime starts at once, during the function's init phase, and
  * every invocation waits for it to be ready.
  */
-export function createHandler(options: RuntimeOptions): (event: unknown) => Promise<WebsocketApiResult | undefined> {
+export function createHandler(options: RuntimeOptions): LambdaHandler {
   const env = options.env ?? process.env;
   const logger = options.logger ?? consoleLogger;
   const ready = (async () => {
@@ -376,5 +374,11 @@ export function createHandler(options: RuntimeOptions): (event: unknown) => Prom
   })();
   // An init failure surfaces on every invocation, not as an unhandled rejection.
   ready.catch(() => {});
-  return async (event) => (await ready).handle(event);
+  const handler = async (event: unknown) => (await ready).handle(event);
+  const initialised = ready.then(() => undefined);
+  initialised.catch(() => {});
+  return Object.assign(handler, { ready: initialised });
 }
+
+/** A function's handler; `ready` settles when its init (endpoint, service code, handlers) is done. */
+export type LambdaHandler = ((event: unknown) => Promise<WebsocketApiResult | undefined>) & { ready: Promise<void> };

@@ -4,4 +4,4 @@
  */
 export { BindingError, type Bindings, type FunctionSocket, readBindings } from "./bindings.js";
 export type { DeliverEvent, WebsocketApiEvent, WebsocketApiResult } from "./events.js";
-export { createHandler, Runtime, type RuntimeOptions } from "./handler.js";
+export { createHandler, type LambdaHandler, Runtime, type RuntimeOptions } from "./handler.js";

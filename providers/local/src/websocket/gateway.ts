@@ -7,7 +7,13 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
-import { type ConnectionInfo, HandlerError, type HandlerRegistry, type SocketBackend } from "@nitric-like/provider-kit";
+import {
+  type ConnectionInfo,
+  HandlerError,
+  type HandlerRegistry,
+  originProblem,
+  type SocketBackend,
+} from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 
@@ -179,19 +185,12 @@ export class Gateway implements SocketBackend {
   }
 
   /** Why a request's Origin is refused, or undefined when it may connect. */
-  private originProblem(origin: string | undefined): string | undefined {
-    // Only browsers send Origin; other clients (wscat, servers) are not subject to the check.
-    if (origin === undefined || this.origins.size === 0 || this.origins.has("*") || this.origins.has(origin))
-      return undefined;
-    return `origin ${origin} may not connect to websocket "${this.name}"; allowed: ${[...this.origins].join(", ")} (allowedOrigins in websocket("${this.name}", ...))`;
-  }
-
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", () => {});
-    const originProblem = this.originProblem(req.headers.origin);
-    if (originProblem) {
-      this.logger.warn(originProblem);
-      refuse(socket, 403, originProblem);
+    const problem = originProblem(this.name, req.headers.origin, this.origins);
+    if (problem) {
+      this.logger.warn(problem);
+      refuse(socket, 403, problem);
       return;
     }
     let id = connectionId();

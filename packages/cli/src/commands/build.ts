@@ -1,0 +1,62 @@
+/**
+ * `nitric-like build [dir] --provider aws`: the collect pass and the checks of `spec`, then the
+ * provider writes its artifacts. Nothing is written when a check fails.
+ */
+import { resolve } from "node:path";
+import type { Output } from "../lib/log.js";
+import { UserError } from "../lib/log.js";
+import { type PreparedProject, prepareProject } from "../lib/prepare.js";
+import { providerFor } from "../lib/providers.js";
+import { collectSpec } from "./spec.js";
+
+/** Help for `build`. */
+export const BUILD_HELP = `Usage: nitric-like build [dir] [options]
+
+Collects and checks the project in dir (default: the current folder) as "spec" does,
+then writes what the provider deploys. For aws: one bundle and zip per service
+(functions/<service>/index.cjs, functions/<service>.zip) and template.json, a
+CloudFormation template. Nothing is written when a check fails.
+
+Options:
+  --provider <name>   Provider to build for (default: aws).
+  --out <dir>         Where to write (default: <dir>/.nitric-like/<provider>).
+  --plain             No colours.
+  -h, --help          Show this help.
+`;
+
+/** Options of `build`. */
+export interface BuildCommandOptions {
+  dir: string;
+  provider: string;
+  out?: string;
+}
+
+/** Loads the provider, collects and checks: what `build` and `up` do before the provider acts. */
+export async function checkedBuild(
+  options: BuildCommandOptions,
+  output: Output,
+  what: "build" | "up" = "build",
+  prepared?: PreparedProject,
+) {
+  const ready = prepared ?? (await prepareProject(options.dir));
+  const provider = await providerFor(options.provider, what, ready.project.dir);
+  const { spec, errors } = await collectSpec(ready, output);
+  if (errors.length > 0) {
+    for (const e of errors) output.error(e);
+    throw new UserError(
+      `the spec of "${spec.name}" has ${errors.length} problem${errors.length === 1 ? "" : "s"} (listed above); nothing was built`,
+    );
+  }
+  const outDir = options.out ? resolve(options.out) : resolve(ready.project.dir, ".nitric-like", provider.name);
+  const services = ready.services.map((s) => s.entry);
+  return { prepared: ready, provider, spec, outDir, services };
+}
+
+/** Runs `build`. */
+export async function buildCommand(options: BuildCommandOptions, output: Output): Promise<number> {
+  const { prepared, provider, spec, outDir, services } = await checkedBuild(options, output);
+  if (!provider.build) throw new UserError(`provider "${provider.name}" cannot build`);
+  const result = await provider.build({ project: prepared.project, spec, services, outDir, logger: output });
+  for (const file of result.files) output.result(file);
+  return 0;
+}

@@ -1,0 +1,87 @@
+/** `nitric-like up` and `nitric-like down`: deploy the project with a provider, and remove it. */
+
+import { type Output, UserError } from "../lib/log.js";
+import { prepareProject } from "../lib/prepare.js";
+import { providerFor } from "../lib/providers.js";
+import { checkedBuild } from "./build.js";
+
+/** Help for `up`. */
+export const UP_HELP = `Usage: nitric-like up [dir] [options]
+
+Builds the project in dir (default: the current folder) as "build" does, then deploys
+it. For aws: uploads each function's zip to an S3 bucket made once per account and
+region, creates or updates a CloudFormation stack through a change set, shows each
+resource as it changes, and prints one line per socket:
+  websocket <name> wss://<api>.execute-api.<region>.amazonaws.com/live
+
+Credentials and region come from the standard AWS chain (AWS_PROFILE,
+AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_REGION); AWS_ENDPOINT_URL points it at
+LocalStack.
+
+Options:
+  --provider <name>   Provider to deploy with (default: aws).
+  --stack <name>      Stack name (default: the project's name).
+  --region <region>   AWS region (default: from the AWS configuration).
+  --out <dir>         Where to build (default: <dir>/.nitric-like/<provider>).
+  --plain             No colours.
+  -h, --help          Show this help.
+`;
+
+/** Help for `down`. */
+export const DOWN_HELP = `Usage: nitric-like down [dir] [options]
+
+Deletes the deployment of the project in dir (default: the current folder) and waits
+until it is gone. kv tables are deleted with it.
+
+Options:
+  --provider <name>   Provider of the deployment (default: aws).
+  --stack <name>      Stack name (default: the project's name).
+  --region <region>   AWS region (default: from the AWS configuration).
+  --plain             No colours.
+  -h, --help          Show this help.
+`;
+
+/** Options of `up` and `down`. */
+export interface DeployCommandOptions {
+  dir: string;
+  provider: string;
+  stack?: string;
+  region?: string;
+  out?: string;
+}
+
+/** Runs `up`. */
+export async function upCommand(options: DeployCommandOptions, output: Output): Promise<number> {
+  const { prepared, provider, spec, outDir, services } = await checkedBuild(options, output, "up");
+  if (!provider.up) throw new UserError(`provider "${provider.name}" cannot deploy`);
+  const stack = options.stack ?? prepared.project.name;
+  output.info(output.paint("dim", `deploying "${spec.name}" as stack "${stack}" with provider "${provider.name}"...`));
+  const result = await provider.up({
+    project: prepared.project,
+    spec,
+    services,
+    outDir,
+    logger: output,
+    stack,
+    ...(options.region ? { region: options.region } : {}),
+  });
+  output.info(result.changed ? `stack "${stack}" is deployed` : `stack "${stack}" was already up to date`);
+  for (const s of result.sockets) output.result(`websocket ${s.name} ${s.url}`);
+  return 0;
+}
+
+/** Runs `down`. */
+export async function downCommand(options: DeployCommandOptions, output: Output): Promise<number> {
+  const prepared = await prepareProject(options.dir);
+  const provider = await providerFor(options.provider, "down", prepared.project.dir);
+  const stack = options.stack ?? prepared.project.name;
+  output.info(output.paint("dim", `deleting stack "${stack}" with provider "${provider.name}"...`));
+  await provider.down({
+    project: prepared.project,
+    stack,
+    logger: output,
+    ...(options.region ? { region: options.region } : {}),
+  });
+  output.info(`stack "${stack}" is deleted`);
+  return 0;
+}

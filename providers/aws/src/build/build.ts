@@ -1,0 +1,67 @@
+/**
+ * `nitric-like build --provider aws`: one bundle and zip per service, and the CloudFormation
+ * template, under the output folder (default `.nitric-like/aws`). The zips' S3 keys carry a hash
+ * of their content, so a deploy uploads only what changed and Lambda updates only those functions.
+ */
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { BuildOptions, BuildResult } from "@nitric-like/spec";
+import { bundleFunction } from "./bundle.js";
+import { buildTemplate } from "./template.js";
+import { zip } from "./zip.js";
+
+/** A built app: the template and each function's zip with its S3 key. */
+export interface AwsBuild extends BuildResult {
+  template: Record<string, unknown>;
+  templateFile: string;
+  artifacts: { service: string; key: string; file: string; bytes: number; zipBytes: number }[];
+}
+
+function kb(bytes: number): string {
+  return `${(bytes / 1024).toFixed(0)} KB`;
+}
+
+/** Builds the app into `options.outDir`, replacing what an earlier build left there. */
+export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
+  const { outDir, logger, spec } = options;
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const artifacts: AwsBuild["artifacts"] = [];
+  let n = 0;
+  for (const service of options.services) {
+    n++;
+    logger.info(`bundling service "${service.name}" (${n}/${options.services.length})`);
+    const bundle = await bundleFunction(options.project.dir, service, outDir);
+    const code = readFileSync(bundle.file);
+    const archive = zip([{ name: "index.cjs", data: code }]);
+    const hash = createHash("sha256").update(archive).digest("hex").slice(0, 16);
+    const file = join(outDir, "functions", `${service.name}.zip`);
+    writeFileSync(file, archive);
+    const key = `nitric-like/${spec.name}/${service.name}-${hash}.zip`;
+    artifacts.push({ service: service.name, key, file, bytes: code.length, zipBytes: archive.length });
+    logger.info(`  ${service.name}: index.cjs ${kb(code.length)}, zip ${kb(archive.length)}`);
+  }
+  rmSync(join(outDir, "entries"), { recursive: true, force: true });
+  const template = buildTemplate({
+    spec,
+    artifactKeys: Object.fromEntries(artifacts.map((a) => [a.service, a.key])),
+  });
+  const templateFile = join(outDir, "template.json");
+  writeFileSync(templateFile, `${JSON.stringify(template, null, 2)}\n`);
+  writeFileSync(
+    join(outDir, "artifacts.json"),
+    `${JSON.stringify(
+      artifacts.map(({ service, key }) => ({ service, key, file: `functions/${service}.zip` })),
+      null,
+      2,
+    )}\n`,
+  );
+  logger.info(`wrote ${templateFile} (${Object.keys(template.Resources as object).length} resources)`);
+  return {
+    files: [templateFile, ...artifacts.flatMap((a) => [a.file, join(outDir, "functions", a.service, "index.cjs")])],
+    template,
+    templateFile,
+    artifacts,
+  };
+}

@@ -1,0 +1,321 @@
+/**
+ * The CloudFormation template of an app: per socket an API Gateway WebSocket API with `$connect`,
+ * `$disconnect` and `$default` routes to the Lambda function of the service that handles each
+ * event (and a `lambda:InvokeFunction` permission for EACH target function), a deployment and a
+ * stage; per kv store a DynamoDB table; a table of live connections; per service a function and a
+ * role that grants exactly what its `.allow()` calls and sockets need.
+ */
+import { createHash } from "node:crypto";
+import type { Spec, WebsocketEvent } from "@nitric-like/spec";
+
+/** The stage every socket's API is deployed to: URLs end in `/live`. */
+export const STAGE = "live";
+
+/** The route of each event. */
+export const ROUTE_KEYS: Record<WebsocketEvent, string> = {
+  connect: "$connect",
+  disconnect: "$disconnect",
+  message: "$default",
+};
+
+const KV_ACTIONS: Record<string, string[]> = {
+  get: ["dynamodb:GetItem", "dynamodb:Query"],
+  set: ["dynamodb:PutItem"],
+  delete: ["dynamodb:DeleteItem"],
+};
+
+type Json = unknown;
+type Resources = Record<string, { Type: string; Properties: Record<string, Json>; DependsOn?: string[] }>;
+
+/** A CloudFormation logical id from a lower-kebab name: `chat-service` → `ChatService`. */
+export function logicalName(name: string): string {
+  return name
+    .split(/[^a-zA-Z0-9]+/)
+    .filter(Boolean)
+    .map((part) => part[0]?.toUpperCase() + part.slice(1))
+    .join("");
+}
+
+/** What the template needs besides the spec. */
+export interface TemplateInput {
+  spec: Spec;
+  /** The S3 key of each service's zip (content-hashed). */
+  artifactKeys: Record<string, string>;
+  /** Function memory in MB. @default 512 */
+  memoryMb?: number;
+  /** Function timeout in seconds. @default 30 */
+  timeoutSeconds?: number;
+}
+
+/** Logical ids, unique even when two names differ only in case or punctuation. */
+class Ids {
+  private readonly used = new Map<string, string>();
+  id(kind: string, name: string, suffix: string): string {
+    let id = `${logicalName(name)}${suffix}`;
+    const key = `${kind}:${name}`;
+    const owner = this.used.get(id);
+    if (owner !== undefined && owner !== key) {
+      id = `${logicalName(name)}${createHash("sha256").update(name).digest("hex").slice(0, 6)}${suffix}`;
+    }
+    this.used.set(id, key);
+    return id;
+  }
+}
+
+/** The template as a plain object (JSON.stringify it to write template.json). */
+export function buildTemplate(input: TemplateInput): Record<string, Json> {
+  const { spec } = input;
+  const ids = new Ids();
+  const resources: Resources = {};
+  const outputs: Record<string, Json> = {};
+  const sockets = spec.resources.filter((r) => r.kind === "websocket");
+  const stores = spec.resources.filter((r) => r.kind === "kv");
+  const apiId = (socket: string) => ids.id("websocket", socket, "Api");
+  const functionId = (service: string) => ids.id("service", service, "Function");
+  const roleId = (service: string) => ids.id("service", service, "Role");
+  const tableId = (store: string) => ids.id("kv", store, "KvTable");
+  const endpointOf = (api: string, scheme: string) =>
+    `${scheme}://\${${api}}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/${STAGE}`;
+
+  if (sockets.length > 0)
+    resources.ConnectionsTable = {
+      Type: "AWS::DynamoDB::Table",
+      Properties: {
+        BillingMode: "PAY_PER_REQUEST",
+        AttributeDefinitions: [
+          { AttributeName: "socket", AttributeType: "S" },
+          { AttributeName: "id", AttributeType: "S" },
+        ],
+        KeySchema: [
+          { AttributeName: "socket", KeyType: "HASH" },
+          { AttributeName: "id", KeyType: "RANGE" },
+        ],
+        TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
+      },
+    };
+
+  for (const store of stores) {
+    resources[tableId(store.name)] = {
+      Type: "AWS::DynamoDB::Table",
+      Properties: {
+        BillingMode: "PAY_PER_REQUEST",
+        AttributeDefinitions: [
+          { AttributeName: "_p", AttributeType: "S" },
+          { AttributeName: "_k", AttributeType: "S" },
+        ],
+        KeySchema: [
+          { AttributeName: "_p", KeyType: "HASH" },
+          { AttributeName: "_k", KeyType: "RANGE" },
+        ],
+        Tags: [{ Key: "nitric-like:kv", Value: store.name }],
+      },
+    };
+  }
+
+  for (const socket of sockets) {
+    const api = apiId(socket.name);
+    resources[api] = {
+      Type: "AWS::ApiGatewayV2::Api",
+      Properties: {
+        Name: { "Fn::Sub": `\${AWS::StackName}-${socket.name}` },
+        ProtocolType: "WEBSOCKET",
+        RouteSelectionExpression: "$request.body.action",
+        Description: `nitric-like websocket "${socket.name}" of project "${spec.name}"`,
+      },
+    };
+    const routes: string[] = [];
+    const targets = new Set<string>();
+    for (const [event, service] of Object.entries(socket.handlers) as [WebsocketEvent, string | undefined][]) {
+      if (!service) continue;
+      const base = `${logicalName(socket.name)}${logicalName(event)}`;
+      const integration = ids.id("route", `${socket.name}-${event}`, "Integration");
+      const route = ids.id("route", `${socket.name}-${event}`, "Route");
+      resources[integration] = {
+        Type: "AWS::ApiGatewayV2::Integration",
+        Properties: {
+          ApiId: { Ref: api },
+          IntegrationType: "AWS_PROXY",
+          IntegrationUri: {
+            "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${functionId(service)}.Arn}/invocations`,
+          },
+        },
+      };
+      resources[route] = {
+        Type: "AWS::ApiGatewayV2::Route",
+        Properties: {
+          ApiId: { Ref: api },
+          RouteKey: ROUTE_KEYS[event],
+          Target: { "Fn::Sub": `integrations/\${${integration}}` },
+          ...(event === "message" ? { RouteResponseSelectionExpression: "$default" } : {}),
+        },
+      };
+      routes.push(route);
+      if (event === "message") {
+        // A message handler's single text reply rides back on the route response.
+        resources[`${base}RouteResponse`] = {
+          Type: "AWS::ApiGatewayV2::RouteResponse",
+          Properties: { ApiId: { Ref: api }, RouteId: { Ref: route }, RouteResponseKey: "$default" },
+        };
+        routes.push(`${base}RouteResponse`);
+      }
+      targets.add(service);
+    }
+    for (const service of [...targets].sort()) {
+      resources[ids.id("permission", `${socket.name}-${service}`, "Permission")] = {
+        Type: "AWS::Lambda::Permission",
+        Properties: {
+          Action: "lambda:InvokeFunction",
+          FunctionName: { "Fn::GetAtt": [functionId(service), "Arn"] },
+          Principal: "apigateway.amazonaws.com",
+          SourceArn: {
+            "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${api}}/*`,
+          },
+        },
+      };
+    }
+    // A deployment's logical id changes with its routes, so an update that changes them redeploys.
+    const hash = createHash("sha256")
+      .update(JSON.stringify(routes.map((r) => resources[r])))
+      .digest("hex")
+      .slice(0, 8);
+    const deployment = `${logicalName(socket.name)}Deployment${hash}`;
+    resources[deployment] = {
+      Type: "AWS::ApiGatewayV2::Deployment",
+      Properties: { ApiId: { Ref: api } },
+      DependsOn: routes,
+    };
+    resources[ids.id("websocket", socket.name, "Stage")] = {
+      Type: "AWS::ApiGatewayV2::Stage",
+      Properties: { ApiId: { Ref: api }, StageName: STAGE, DeploymentId: { Ref: deployment } },
+    };
+    outputs[`Websocket${logicalName(socket.name)}`] = {
+      Description: `websocket ${socket.name}`,
+      Value: { "Fn::Sub": endpointOf(api, "wss") },
+    };
+  }
+
+  for (const service of spec.services) {
+    const fn = functionId(service.name);
+    const role = roleId(service.name);
+    const handled = sockets.filter((s) => Object.values(s.handlers).includes(service.name));
+    const managed = sockets.filter((s) =>
+      spec.policies.some(
+        (p) =>
+          p.service === service.name &&
+          p.resource.kind === "websocket" &&
+          p.resource.name === s.name &&
+          p.permissions.includes("manage"),
+      ),
+    );
+    const reachable = sockets.filter((s) => handled.includes(s) || managed.includes(s));
+    const statements: Json[] = [];
+    for (const policy of spec.policies) {
+      if (policy.service !== service.name || policy.resource.kind !== "kv") continue;
+      const actions = [...new Set(policy.permissions.flatMap((p) => KV_ACTIONS[p] ?? []))].sort();
+      if (actions.length === 0) continue;
+      statements.push({
+        Effect: "Allow",
+        Action: actions,
+        Resource: { "Fn::GetAtt": [tableId(policy.resource.name), "Arn"] },
+      });
+    }
+    if (reachable.length > 0) {
+      statements.push({
+        Effect: "Allow",
+        Action: "execute-api:ManageConnections",
+        Resource: reachable.map((s) => ({
+          "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${apiId(s.name)}}/${STAGE}/*/@connections/*`,
+        })),
+      });
+      statements.push({
+        Effect: "Allow",
+        Action: ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+        Resource: { "Fn::GetAtt": ["ConnectionsTable", "Arn"] },
+      });
+    }
+    resources[role] = {
+      Type: "AWS::IAM::Role",
+      Properties: {
+        AssumeRolePolicyDocument: {
+          Version: "2012-10-17",
+          Statement: [{ Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" }],
+        },
+        ManagedPolicyArns: [
+          { "Fn::Sub": `arn:\${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole` },
+        ],
+        ...(statements.length > 0
+          ? {
+              Policies: [
+                { PolicyName: "nitric-like", PolicyDocument: { Version: "2012-10-17", Statement: statements } },
+              ],
+            }
+          : {}),
+      },
+    };
+    if (handled.some((s) => s.handlers.connect === service.name)) {
+      // Messages sent during connect are delivered by the function invoking itself once the
+      // connection is open; a separate policy avoids a cycle between the role and the function.
+      resources[ids.id("service", service.name, "SelfInvokePolicy")] = {
+        Type: "AWS::IAM::Policy",
+        Properties: {
+          PolicyName: "nitric-like-deliver",
+          Roles: [{ Ref: role }],
+          PolicyDocument: {
+            Version: "2012-10-17",
+            Statement: [{ Effect: "Allow", Action: "lambda:InvokeFunction", Resource: { "Fn::GetAtt": [fn, "Arn"] } }],
+          },
+        },
+      };
+    }
+    const websockets = Object.fromEntries(
+      reachable.map((s) => [
+        s.name,
+        {
+          apiId: `\${${apiId(s.name)}}`,
+          url: endpointOf(apiId(s.name), "wss"),
+          endpoint: endpointOf(apiId(s.name), "https"),
+          events: (Object.entries(s.handlers) as [WebsocketEvent, string | undefined][])
+            .filter(([, svc]) => svc === service.name)
+            .map(([event]) => event),
+        },
+      ]),
+    );
+    const kvTables = Object.fromEntries(
+      spec.policies
+        .filter((p) => p.service === service.name && p.resource.kind === "kv")
+        .map((p) => [p.resource.name, `\${${tableId(p.resource.name)}}`]),
+    );
+    const variables: Record<string, Json> = {
+      NITRIC_LIKE_SERVICE: service.name,
+      NITRIC_LIKE_WEBSOCKETS: { "Fn::Sub": JSON.stringify(websockets) },
+      NITRIC_LIKE_KV_TABLES: { "Fn::Sub": JSON.stringify(kvTables) },
+    };
+    if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
+    const key = input.artifactKeys[service.name];
+    if (key === undefined) throw new Error(`template: no artifact for service "${service.name}"`);
+    resources[fn] = {
+      Type: "AWS::Lambda::Function",
+      Properties: {
+        Description: `nitric-like service "${service.name}" of project "${spec.name}"`,
+        Runtime: "nodejs22.x",
+        Architectures: ["arm64"],
+        Handler: "index.handler",
+        Code: { S3Bucket: { Ref: "ArtifactBucket" }, S3Key: key },
+        Role: { "Fn::GetAtt": [role, "Arn"] },
+        MemorySize: input.memoryMb ?? 512,
+        Timeout: input.timeoutSeconds ?? 30,
+        Environment: { Variables: variables },
+      },
+    };
+  }
+
+  return {
+    AWSTemplateFormatVersion: "2010-09-09",
+    Description: `nitric-like project "${spec.name}"`,
+    Parameters: {
+      ArtifactBucket: { Type: "String", Description: "The S3 bucket holding the function zips" },
+    },
+    Resources: resources,
+    Outputs: outputs,
+  };
+}

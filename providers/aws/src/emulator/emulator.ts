@@ -1,0 +1,632 @@
+/**
+ * A stand-in for API Gateway WebSocket APIs and Lambda on 127.0.0.1, driven by the built template:
+ * it creates the template's DynamoDB tables (in dynalite unless given an endpoint), starts one
+ * worker process per function with the environment the template gives it, opens a WebSocket
+ * server per API that turns connections, frames and closes into `$connect`, `$default` and
+ * `$disconnect` events for the routes' functions, and serves the Management API
+ * (`POST`/`GET`/`DELETE /@connections/{id}`, 410 for unknown ids) and Lambda's Invoke API.
+ *
+ * Differences from AWS, on purpose: each function is one warm instance that takes invocations
+ * concurrently; IAM is not enforced (the runtime enforces the declared policies itself).
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { Duplex } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { Logger } from "@nitric-like/spec";
+import { WebSocket, WebSocketServer } from "ws";
+import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
+import { type Physical, resolveIntrinsics } from "./intrinsics.js";
+
+const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
+/** API Gateway's frame limit: 128 KB. */
+export const MAX_FRAME_BYTES = 128 * 1024;
+const ACCOUNT = "000000000000";
+
+/** Emulator options. */
+export interface EmulatorOptions {
+  /** The build folder: template.json and functions/<service>/index.cjs. */
+  buildDir: string;
+  /** DynamoDB endpoint (dynalite, LocalStack). */
+  dynamodbEndpoint: string;
+  logger: Logger;
+  region?: string;
+  stackName?: string;
+  /** Extra environment for every function. */
+  env?: Record<string, string>;
+  /** How long a function may take to start. @default 20000 */
+  initTimeoutMs?: number;
+}
+
+type Template = {
+  Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }>;
+  Outputs?: Record<string, { Description?: string; Value: unknown }>;
+};
+
+interface Invocation {
+  resolve(result: unknown): void;
+  reject(error: Error): void;
+}
+
+/** A function running in a worker process. */
+class EmulatedFunction {
+  readonly pending = new Map<number, Invocation>();
+  private next = 0;
+  child: ChildProcess | undefined;
+  ready: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly logicalId: string,
+    readonly name: string,
+    readonly service: string,
+    readonly file: string,
+    readonly env: Record<string, string>,
+    private readonly logger: Logger,
+  ) {}
+
+  start(timeoutMs: number): Promise<void> {
+    const child = fork(WORKER, [this.file], {
+      env: this.env,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      serialization: "advanced",
+    });
+    this.child = child;
+    const prefix = `${this.service} | `;
+    const pipe = (stream: NodeJS.ReadableStream | null, log: (m: string) => void) => {
+      let buffered = "";
+      stream?.on("data", (d: Buffer) => {
+        buffered += d.toString("utf8");
+        const lines = buffered.split("\n");
+        buffered = lines.pop() ?? "";
+        for (const line of lines) log(`${prefix}${line}`);
+      });
+    };
+    pipe(child.stdout, (m) => this.logger.info(m));
+    pipe(child.stderr, (m) => this.logger.info(m));
+    this.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`function "${this.name}" did not finish its init within ${timeoutMs / 1000} s`)),
+        timeoutMs,
+      );
+      child.on(
+        "message",
+        (message: { type: string; id?: number; result?: unknown; error?: string; message?: string }) => {
+          if (message.type === "ready") {
+            clearTimeout(timer);
+            resolve();
+          } else if (message.type === "init-error") {
+            clearTimeout(timer);
+            reject(new Error(`function "${this.name}" failed its init: ${message.message}`));
+          } else if (message.type === "result" && message.id !== undefined) {
+            const p = this.pending.get(message.id);
+            this.pending.delete(message.id);
+            if (message.error !== undefined) p?.reject(new Error(message.error));
+            else p?.resolve(message.result);
+          }
+        },
+      );
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        reject(new Error(`function "${this.name}" ${how} during its init`));
+        for (const p of this.pending.values()) p.reject(new Error(`function "${this.name}" ${how}`));
+        this.pending.clear();
+      });
+    });
+    return this.ready;
+  }
+
+  async invoke(event: unknown): Promise<unknown> {
+    await this.ready;
+    const child = this.child;
+    if (!child?.connected) throw new Error(`function "${this.name}" is not running`);
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      child.send({ type: "invoke", id, event });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    if (child.connected) child.disconnect();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+interface Connection {
+  ws: WebSocket;
+  connectedAt: number;
+  lastActiveAt: number;
+  sourceIp: string;
+  userAgent: string;
+}
+
+/** One WebSocket API. */
+class EmulatedApi {
+  readonly connections = new Map<string, Connection>();
+  readonly server: Server;
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  port = 0;
+
+  constructor(
+    readonly logicalId: string,
+    readonly apiId: string,
+    readonly stage: string,
+    readonly routes: Map<string, { fn: EmulatedFunction; twoWay: boolean }>,
+    private readonly logger: Logger,
+  ) {
+    this.server = createServer((_req, res) => {
+      res
+        .writeHead(426, { "content-type": "text/plain" })
+        .end("this is a WebSocket API; connect with a WebSocket client\n");
+    });
+    this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on("error", () => {});
+      void this.upgrade(req, socket, head);
+    });
+  }
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}/${this.stage}`;
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  private requestContext(
+    routeKey: string,
+    id: string,
+    c: { connectedAt: number; sourceIp: string; userAgent: string },
+  ) {
+    const eventType = routeKey === "$connect" ? "CONNECT" : routeKey === "$disconnect" ? "DISCONNECT" : "MESSAGE";
+    return {
+      routeKey,
+      eventType,
+      connectionId: id,
+      apiId: this.apiId,
+      domainName: `${this.apiId}.execute-api.emulated`,
+      stage: this.stage,
+      connectedAt: c.connectedAt,
+      requestTimeEpoch: Date.now(),
+      requestId: randomBytes(8).toString("hex"),
+      identity: { sourceIp: c.sourceIp, userAgent: c.userAgent },
+    } as const;
+  }
+
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const id = connectionId();
+    const url = new URL(req.url ?? "/", "http://x");
+    const query: Record<string, string[]> = {};
+    for (const [k, v] of url.searchParams) query[k] = [...(query[k] ?? []), v];
+    const headers: Record<string, string[]> = {};
+    for (const [k, v] of Object.entries(req.headersDistinct)) if (v) headers[k] = v;
+    const meta = {
+      connectedAt: Date.now(),
+      sourceIp: req.socket.remoteAddress ?? "",
+      userAgent: req.headers["user-agent"] ?? "",
+    };
+    const route = this.routes.get("$connect");
+    let status = 200;
+    let body = "";
+    if (route) {
+      const event: WebsocketApiEvent = {
+        requestContext: this.requestContext("$connect", id, meta),
+        headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, v.join(",")])),
+        multiValueHeaders: headers,
+        ...(Object.keys(query).length > 0
+          ? {
+              queryStringParameters: Object.fromEntries(Object.entries(query).map(([k, v]) => [k, v.at(-1)])),
+              multiValueQueryStringParameters: query,
+            }
+          : {}),
+        isBase64Encoded: false,
+      };
+      try {
+        const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
+        status = result?.statusCode ?? 200;
+        body = result?.body ?? "";
+      } catch (error) {
+        this.logger.error(`$connect of ${this.logicalId}: ${(error as Error).message}`);
+        status = 500;
+        body = "Internal server error";
+      }
+    }
+    if (status < 200 || status > 299) {
+      const text = body || STATUS_CODES[status] || "Forbidden";
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+      return;
+    }
+    if (socket.destroyed) return;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const connection: Connection = { ws, ...meta, lastActiveAt: Date.now() };
+      this.connections.set(id, connection);
+      ws.on("error", () => {});
+      ws.on("message", (data: Buffer, binary: boolean) => {
+        connection.lastActiveAt = Date.now();
+        void this.message(id, connection, data, binary);
+      });
+      ws.on("close", (code: number, reason: Buffer) => {
+        this.connections.delete(id);
+        void this.disconnected(id, connection, code, reason.toString("utf8"));
+      });
+    });
+  }
+
+  private async message(id: string, c: Connection, data: Buffer, binary: boolean): Promise<void> {
+    let routeKey = "$default";
+    if (!binary) {
+      try {
+        const action = (JSON.parse(data.toString("utf8")) as { action?: unknown })?.action;
+        if (typeof action === "string" && this.routes.has(action)) routeKey = action;
+      } catch {
+        // Not JSON: the $default route.
+      }
+    }
+    const route = this.routes.get(routeKey);
+    if (!route) {
+      c.ws.send(JSON.stringify({ message: "Forbidden", connectionId: id }));
+      return;
+    }
+    const event: WebsocketApiEvent = {
+      requestContext: this.requestContext(routeKey, id, c),
+      body: binary ? data.toString("base64") : data.toString("utf8"),
+      isBase64Encoded: binary,
+    };
+    try {
+      const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
+      if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN)
+        c.ws.send(result.body);
+    } catch (error) {
+      this.logger.error(`${routeKey} of ${this.logicalId}: ${(error as Error).message}`);
+      if (route.twoWay && c.ws.readyState === WebSocket.OPEN)
+        c.ws.send(JSON.stringify({ message: "Internal server error", connectionId: id }));
+    }
+  }
+
+  private async disconnected(id: string, c: Connection, code: number, reason: string): Promise<void> {
+    const route = this.routes.get("$disconnect");
+    if (!route) return;
+    const event: WebsocketApiEvent = {
+      requestContext: {
+        ...this.requestContext("$disconnect", id, c),
+        disconnectStatusCode: code,
+        disconnectReason: reason,
+      },
+      isBase64Encoded: false,
+    };
+    try {
+      await route.fn.invoke(event);
+    } catch (error) {
+      this.logger.error(`$disconnect of ${this.logicalId}: ${(error as Error).message}`);
+    }
+  }
+
+  /** Management API: POST, GET or DELETE on one connection. */
+  manage(method: string, id: string, body: Buffer, res: ServerResponse): void {
+    const c = this.connections.get(id);
+    if (!c || c.ws.readyState !== WebSocket.OPEN) {
+      res
+        .writeHead(410, { "content-type": "application/json", "x-amzn-errortype": "GoneException" })
+        .end(JSON.stringify({ message: `Connection ${id} is gone` }));
+      return;
+    }
+    if (method === "POST") {
+      if (body.length > MAX_FRAME_BYTES) {
+        res
+          .writeHead(413, { "content-type": "application/json", "x-amzn-errortype": "PayloadTooLargeException" })
+          .end(JSON.stringify({ message: "Payload too large" }));
+        return;
+      }
+      c.ws.send(body, { binary: !isText(body) });
+      res.writeHead(200).end();
+    } else if (method === "GET") {
+      res.writeHead(200, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          ConnectedAt: new Date(c.connectedAt).toISOString(),
+          LastActiveAt: new Date(c.lastActiveAt).toISOString(),
+          Identity: { SourceIp: c.sourceIp, UserAgent: c.userAgent },
+        }),
+      );
+    } else if (method === "DELETE") {
+      c.ws.close(1000, "");
+      res.writeHead(204).end();
+    } else {
+      res.writeHead(405).end();
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.connections.values()) c.ws.close(1001, "Going away");
+    const deadline = Date.now() + 1000;
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const c of this.connections.values()) c.ws.terminate();
+    this.wss.close();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+function isText(data: Buffer): boolean {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(data);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A connection id shaped like API Gateway's: 16 base64 characters ending in "=". */
+function connectionId(): string {
+  return `${randomBytes(12).toString("base64").slice(0, 15)}=`;
+}
+
+function shortId(seed: string): string {
+  return createHash("sha256").update(seed).digest("hex").slice(0, 10);
+}
+
+/** A running emulator. */
+export class Emulator {
+  constructor(
+    readonly apis: Map<string, EmulatedApi>,
+    readonly functions: EmulatedFunction[],
+    private readonly management: Server,
+    /** Each socket's name and the URL clients connect to. */
+    readonly sockets: { name: string; url: string }[],
+  ) {}
+
+  /** The API of a socket. */
+  connectionCount(): number {
+    let n = 0;
+    for (const api of this.apis.values()) n += api.connections.size;
+    return n;
+  }
+
+  /** Closes every connection with 1001 (their $disconnect events run), then stops functions and servers. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.apis.values()].map((a) => a.stop()));
+    await Promise.all(this.functions.map((f) => f.stop()));
+    await new Promise<void>((resolve) => this.management.close(() => resolve()));
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+/** Starts the emulator on a build folder. */
+export async function startEmulator(options: EmulatorOptions): Promise<Emulator> {
+  const region = options.region ?? "us-east-1";
+  const stack = options.stackName ?? "emulated";
+  const template = JSON.parse(readFileSync(join(options.buildDir, "template.json"), "utf8")) as Template;
+  const resources = template.Resources;
+
+  // Physical ids, as CloudFormation would make them.
+  const physical: Physical = {
+    ref: {
+      "AWS::Region": region,
+      "AWS::AccountId": ACCOUNT,
+      "AWS::StackName": stack,
+      "AWS::Partition": "aws",
+      "AWS::URLSuffix": "amazonaws.com",
+      ArtifactBucket: "emulated-artifacts",
+    },
+    attributes: {},
+  };
+  for (const [id, r] of Object.entries(resources)) {
+    const name = `${stack}-${id}`;
+    if (r.Type === "AWS::ApiGatewayV2::Api") {
+      const apiId = shortId(`${stack}/${id}`);
+      physical.ref[id] = apiId;
+      physical.attributes[id] = { ApiId: apiId, ApiEndpoint: `wss://${apiId}.execute-api.${region}.amazonaws.com` };
+    } else if (r.Type === "AWS::DynamoDB::Table") {
+      physical.ref[id] = name;
+      physical.attributes[id] = { Arn: `arn:aws:dynamodb:${region}:${ACCOUNT}:table/${name}` };
+    } else if (r.Type === "AWS::Lambda::Function") {
+      physical.ref[id] = name;
+      physical.attributes[id] = { Arn: `arn:aws:lambda:${region}:${ACCOUNT}:function:${name}` };
+    } else if (r.Type === "AWS::IAM::Role") {
+      physical.ref[id] = name;
+      physical.attributes[id] = { Arn: `arn:aws:iam::${ACCOUNT}:role/${name}`, RoleId: shortId(name) };
+    } else {
+      physical.ref[id] = shortId(`${stack}/${id}`);
+    }
+  }
+  const resolved = resolveIntrinsics(resources, physical) as Template["Resources"];
+
+  // DynamoDB tables. (The SDK's Node 20 warning says nothing the emulator's user can act on.)
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  const dynamo = new DynamoDBClient({
+    endpoint: options.dynamodbEndpoint,
+    region,
+    credentials: { accessKeyId: "emulated", secretAccessKey: "emulated" },
+  });
+  for (const [id, r] of Object.entries(resolved)) {
+    if (r.Type !== "AWS::DynamoDB::Table") continue;
+    const p = r.Properties as Partial<CreateTableCommandInput>;
+    try {
+      await dynamo.send(
+        new CreateTableCommand({
+          TableName: physical.ref[id],
+          KeySchema: p.KeySchema,
+          AttributeDefinitions: p.AttributeDefinitions,
+          BillingMode: p.BillingMode ?? "PAY_PER_REQUEST",
+        }),
+      );
+    } catch (error) {
+      // Kept from an earlier run: the data survives, as a stack update keeps it.
+      if ((error as { name?: string }).name !== "ResourceInUseException") throw error;
+    }
+  }
+  dynamo.destroy();
+
+  // The Management API and Lambda's Invoke API share one server.
+  const apis = new Map<string, EmulatedApi>();
+  const byName = new Map<string, EmulatedFunction>();
+  const management = createServer(async (req, res) => {
+    const body = await readBody(req);
+    const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+    const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(path);
+    if (invoke) {
+      const fn = byName.get(invoke[1] as string) ?? [...byName.values()].find((f) => physicalArn(f) === invoke[1]);
+      if (!fn) {
+        res
+          .writeHead(404, { "content-type": "application/json", "x-amzn-errortype": "ResourceNotFoundException" })
+          .end(JSON.stringify({ message: `Function not found: ${invoke[1]}` }));
+        return;
+      }
+      const event = JSON.parse(body.toString("utf8") || "null") as unknown;
+      if (req.headers["x-amz-invocation-type"] === "Event") {
+        fn.invoke(event).catch((error: Error) => options.logger.error(`async invoke of ${fn.name}: ${error.message}`));
+        res.writeHead(202).end();
+        return;
+      }
+      try {
+        res
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify((await fn.invoke(event)) ?? null));
+      } catch (error) {
+        res
+          .writeHead(200, { "content-type": "application/json", "x-amz-function-error": "Unhandled" })
+          .end(JSON.stringify({ errorMessage: (error as Error).message }));
+      }
+      return;
+    }
+    const m = /^\/([^/]+)\/([^/]+)\/@connections\/(.+)$/.exec(path);
+    const api = m ? apis.get(m[1] as string) : undefined;
+    if (!m || !api) {
+      res
+        .writeHead(404, { "content-type": "application/json" })
+        .end(JSON.stringify({ message: `no route for ${path}` }));
+      return;
+    }
+    api.manage(req.method ?? "GET", m[3] as string, body, res);
+  });
+  await new Promise<void>((resolve) => management.listen(0, "127.0.0.1", resolve));
+  const managementUrl = `http://127.0.0.1:${(management.address() as AddressInfo).port}`;
+  const physicalArn = (f: EmulatedFunction) => physical.attributes[f.logicalId]?.Arn;
+
+  // Socket APIs, listening first so their URLs can go into the functions' environment.
+  const socketNames = new Map<string, string>();
+  for (const [key, output] of Object.entries(template.Outputs ?? {})) {
+    const name = output.Description?.replace(/^websocket /, "");
+    const api = /^\$\{([A-Za-z0-9]+)\}/.exec(
+      String((output.Value as { "Fn::Sub"?: string })?.["Fn::Sub"] ?? "").split("://")[1] ?? "",
+    );
+    if (key.startsWith("Websocket") && name && api?.[1]) socketNames.set(api[1], name);
+  }
+  const routesOf = new Map<string, Map<string, { fnId: string; twoWay: boolean }>>();
+  for (const r of Object.values(resolved)) {
+    if (r.Type !== "AWS::ApiGatewayV2::Route") continue;
+    const p = r.Properties as {
+      ApiId: string;
+      RouteKey: string;
+      Target: string;
+      RouteResponseSelectionExpression?: string;
+    };
+    const integrationId = p.Target.replace(/^integrations\//, "");
+    const integration = Object.entries(resources).find(([id]) => physical.ref[id] === integrationId)?.[0];
+    const uri = String((resolved[integration ?? ""]?.Properties as { IntegrationUri?: string })?.IntegrationUri ?? "");
+    const fnId = Object.keys(resources).find(
+      (id) => resources[id]?.Type === "AWS::Lambda::Function" && uri.includes(`${physical.attributes[id]?.Arn}/`),
+    );
+    if (!fnId) throw new Error(`template: route ${p.RouteKey} of API ${p.ApiId} targets no function of the template`);
+    const routes = routesOf.get(p.ApiId) ?? new Map();
+    routes.set(p.RouteKey, { fnId, twoWay: p.RouteResponseSelectionExpression !== undefined });
+    routesOf.set(p.ApiId, routes);
+  }
+
+  const functions: EmulatedFunction[] = [];
+  const fnById = new Map<string, EmulatedFunction>();
+  for (const [id, r] of Object.entries(resolved)) {
+    if (r.Type !== "AWS::Lambda::Function") continue;
+    const p = r.Properties as { Environment?: { Variables?: Record<string, string> } };
+    const variables = { ...(p.Environment?.Variables ?? {}) };
+    const service = variables.NITRIC_LIKE_SERVICE ?? id;
+    const name = physical.ref[id] as string;
+    const fn = new EmulatedFunction(
+      id,
+      name,
+      service,
+      join(options.buildDir, "functions", service, "index.cjs"),
+      {},
+      options.logger,
+    );
+    functions.push(fn);
+    fnById.set(id, fn);
+    byName.set(name, fn);
+  }
+  for (const [logicalId] of Object.entries(resources)) {
+    if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
+    const apiId = physical.ref[logicalId] as string;
+    const stage =
+      Object.values(resolved).find(
+        (r) => r.Type === "AWS::ApiGatewayV2::Stage" && (r.Properties as { ApiId: string }).ApiId === apiId,
+      )?.Properties?.StageName ?? "live";
+    const routes = new Map<string, { fn: EmulatedFunction; twoWay: boolean }>();
+    for (const [key, route] of routesOf.get(apiId) ?? [])
+      routes.set(key, { fn: fnById.get(route.fnId) as EmulatedFunction, twoWay: route.twoWay });
+    const api = new EmulatedApi(logicalId, apiId, String(stage), routes, options.logger);
+    await api.listen();
+    apis.set(apiId, api);
+  }
+
+  // Each function's environment: the template's, with the sockets pointed at this emulator.
+  for (const fn of functions) {
+    const variables = {
+      ...((resolved[fn.logicalId]?.Properties as { Environment?: { Variables?: Record<string, string> } } | undefined)
+        ?.Environment?.Variables ?? {}),
+    };
+    if (variables.NITRIC_LIKE_WEBSOCKETS) {
+      const sockets = JSON.parse(variables.NITRIC_LIKE_WEBSOCKETS) as Record<
+        string,
+        { apiId: string; url: string; endpoint: string }
+      >;
+      for (const s of Object.values(sockets)) {
+        const api = apis.get(s.apiId);
+        if (!api)
+          throw new Error(`template: NITRIC_LIKE_WEBSOCKETS of ${fn.logicalId} names API ${s.apiId}, which it lacks`);
+        s.url = api.url;
+        s.endpoint = `${managementUrl}/${api.apiId}/${api.stage}`;
+      }
+      variables.NITRIC_LIKE_WEBSOCKETS = JSON.stringify(sockets);
+    }
+    Object.assign(fn.env, {
+      PATH: process.env.PATH ?? "",
+      ...variables,
+      AWS_REGION: region,
+      AWS_DEFAULT_REGION: region,
+      AWS_ACCESS_KEY_ID: "emulated",
+      AWS_SECRET_ACCESS_KEY: "emulated",
+      AWS_LAMBDA_FUNCTION_NAME: fn.name,
+      // Lambda runs nodejs22.x; this machine's Node 20 would make the SDK warn on every start.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      AWS_ENDPOINT_URL_DYNAMODB: options.dynamodbEndpoint,
+      AWS_ENDPOINT_URL_LAMBDA: managementUrl,
+      ...(options.env ?? {}),
+    });
+  }
+  await Promise.all(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
+
+  const sockets = [...apis.values()]
+    .map((api) => ({ name: socketNames.get(api.logicalId) ?? api.logicalId, url: api.url }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  return new Emulator(apis, functions, management, sockets);
+}
