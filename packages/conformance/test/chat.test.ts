@@ -8,25 +8,33 @@ afterEach(async () => {
 });
 afterAll(cleanTemp);
 
-it("examples/chat sends each message to every other connection, not back to the sender", async () => {
-  const app = await startApp(copyProject(join(EXAMPLES, "chat")));
-  const url = app.url("socket");
-  const [ann, bo, cy] = await Promise.all([connect(url), connect(url), connect(url)]);
-  ann.ws.send("hello from ann");
-  expect((await bo.next()).text).toBe("hello from ann");
-  expect((await cy.next()).text).toBe("hello from ann");
-  cy.ws.send("hi ann");
-  expect((await ann.next()).text).toBe("hi ann");
-  expect((await bo.next()).text).toBe("hi ann");
-  await sleep(200);
-  expect(ann.frames).toEqual([]);
-  expect(cy.frames).toEqual([]);
-}, 30000);
+it.each(["local", "aws"])(
+  "examples/chat on %s sends each message to every other connection, not back to the sender",
+  async (provider) => {
+    const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", provider]);
+    const url = app.url("socket");
+    const [ann, bo, cy] = await Promise.all([connect(url), connect(url), connect(url)]);
+    ann.ws.send("hello from ann");
+    expect((await bo.next()).text).toBe("hello from ann");
+    expect((await cy.next()).text).toBe("hello from ann");
+    cy.ws.send("hi ann");
+    expect((await ann.next()).text).toBe("hi ann");
+    expect((await bo.next()).text).toBe("hi ann");
+    await sleep(200);
+    expect(ann.frames).toEqual([]);
+    expect(cy.frames).toEqual([]);
+  },
+  30000,
+);
 
-it("seed 003's broadcast on the published @nitric/sdk reaches all three clients", async () => {
-  const app = await startApp(copyProject(join(FIXTURES, "nitric-broadcast")));
-  const url = app.url("example-websocket");
-  const clients = await Promise.all([connect(url), connect(url), connect(url)]);
-  clients[1]?.ws.send("to everyone");
-  for (const c of clients) expect((await c.next()).text).toBe("to everyone");
-}, 30000);
+it.each(["local", "aws"])(
+  "seed 003's broadcast on the published @nitric/sdk reaches all three clients on %s",
+  async (provider) => {
+    const app = await startApp(copyProject(join(FIXTURES, "nitric-broadcast")), ["--provider", provider]);
+    const url = app.url("example-websocket");
+    const clients = await Promise.all([connect(url), connect(url), connect(url)]);
+    clients[1]?.ws.send("to everyone");
+    for (const c of clients) expect((await c.next()).text).toBe("to everyone");
+  },
+  30000,
+);

@@ -4,3 +4,4 @@
  */
 export { Emulator, type EmulatorOptions, MAX_FRAME_BYTES, startEmulator } from "./emulator.js";
 export { type Physical, resolveIntrinsics } from "./intrinsics.js";
+export { emulatedDirs, runEmulated, startDynalite } from "./run.js";
