@@ -2,7 +2,7 @@
 // the zips, a refused build that writes nothing, and the Lambda runtime fed API Gateway events of
 // the shapes AWS documents (requestContext with routeKey, connectionId, apiId, stage, connectedAt;
 // multi-valued headers and query strings; base64 bodies), in the emulator over dynalite.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { type Emulator, startDynalite, startEmulator } from "@nitric-like/provider-aws/emulator";
@@ -89,7 +89,7 @@ describe("nitric-like build --provider aws", () => {
     const statements = (role: string) =>
       (
         (
-          roles[role]?.Properties.Policies as {
+          (roles[role]?.Properties.Policies ?? []) as {
             PolicyDocument: { Statement: { Action: unknown; Resource: unknown }[] };
           }[]
         )[0]?.PolicyDocument.Statement ?? []
@@ -107,7 +107,7 @@ describe("nitric-like build --provider aws", () => {
       '"dynamodb:PutItem"],"Resource":{"Fn::GetAtt":["PresentKvTable"',
     );
     const manage = statements("SpeakerRole").find((s) => s.Action === "execute-api:ManageConnections");
-    expect(JSON.stringify(manage?.Resource)).toContain("${HallApi}/live/*/@connections/*");
+    expect(JSON.stringify(manage?.Resource)).toContain(`\${HallApi}/live/*/@connections/*`);
     // Two services handle events of one socket: API Gateway may invoke EACH of them.
     const targets = ofType(template, "AWS::Lambda::Permission").map(
       ([, p]) => (p.Properties.FunctionName as { "Fn::GetAtt": string[] })["Fn::GetAtt"][0],
@@ -256,4 +256,41 @@ describe("the Lambda runtime, fed API Gateway events", () => {
   it("says what it expected when given an event that is not from API Gateway", async () => {
     await expect(invoke({ Records: [] })).rejects.toThrow(/handles API Gateway WebSocket events/);
   });
+});
+
+describe("a third-party provider", () => {
+  /** The chat example with the echo provider installed beside our SDK, as a package manager would. */
+  function projectWithEcho(): string {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    const shared = join(project, "node_modules");
+    const sdk = realpathSync(join(shared, "@nitric-like", "sdk"));
+    rmSync(shared);
+    mkdirSync(join(project, "node_modules", "@nitric-like"), { recursive: true });
+    symlinkSync(sdk, join(project, "node_modules", "@nitric-like", "sdk"), "dir");
+    symlinkSync(join(FIXTURES, "provider-echo"), join(project, "node_modules", "nitric-like-provider-echo"), "dir");
+    return project;
+  }
+
+  it("is found by its package name and builds, deploys and removes through the provider interface", async () => {
+    const project = projectWithEcho();
+    const provider = ["--provider", "nitric-like-provider-echo", "--plain"];
+    const built = await runCli(["build", project, ...provider]);
+    expect(built.stderr).toContain("echo: built 1 service(s)");
+    expect(built.code).toBe(0);
+    const written = JSON.parse(readFileSync(join(project, ".nitric-like", "echo", "echo-spec.json"), "utf8"));
+    expect(written.services).toEqual(["chat"]);
+    expect(written.spec.resources.map((r: { name: string }) => r.name)).toEqual(["socket", "connections"]);
+
+    const up = await runCli(["up", project, "--stack", "demo", ...provider]);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout.trim()).toBe("websocket socket wss://echo.example/demo/socket");
+    expect(existsSync(join(project, ".echo-cloud", "demo.json"))).toBe(true);
+
+    const down = await runCli(["down", project, "--stack", "demo", ...provider]);
+    expect(down.code, down.stderr).toBe(0);
+    expect(existsSync(join(project, ".echo-cloud", "demo.json"))).toBe(false);
+
+    const errors = await runCli(["build", project, "--provider", "nitric-like-provider-nowhere", "--plain"]);
+    expect(errors.stderr).toContain("providers found: local, aws, nitric-like-provider-echo");
+  }, 60000);
 });
