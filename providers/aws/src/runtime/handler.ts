@@ -7,7 +7,6 @@
  */
 import { ApiGatewayManagementApiClient } from "@aws-sdk/client-apigatewaymanagementapi";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type ConnectionInfo,
@@ -30,6 +29,7 @@ import {
   type WebsocketApiEvent,
   type WebsocketApiResult,
 } from "./events.js";
+import { invokeAsync } from "./invoke.js";
 
 /** How long the first event waits for the service to register a handler it is expected to have. */
 const REGISTRATION_WAIT_MS = 10_000;
@@ -61,7 +61,6 @@ export class Runtime {
   private readonly origins = new Map<string, string[]>();
   private readonly declaredStores = new Set<string>();
   private readonly table: ConnectionsTable | undefined;
-  private lambda: LambdaClient | undefined;
   /** The endpoint the service's code talks to. */
   address = "";
 
@@ -274,15 +273,8 @@ export class Runtime {
       frames: frames.map((f) => ({ data: Buffer.from(f.data).toString("base64"), binary: f.binary })),
       ...(close ? { close } : {}),
     };
-    this.lambda ??= new LambdaClient({});
     try {
-      await this.lambda.send(
-        new InvokeCommand({
-          FunctionName: functionName,
-          InvocationType: "Event",
-          Payload: Buffer.from(JSON.stringify(payload)),
-        }),
-      );
+      await invokeAsync(functionName, payload, this.env);
     } catch (error) {
       this.logger.error(
         `websocket "${socket}": could not hand ${frames.length} message(s) sent during connect to ${connectionId} over for delivery: ${(error as Error).message}`,
