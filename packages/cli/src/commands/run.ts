@@ -27,7 +27,8 @@ Services restart when their files change, and with backoff when they crash.
 Ctrl-C closes client connections (1001, going away) and exits.
 
 Options:
-  --provider <name>   Provider to run on (default: local).
+  --provider <name>   Provider to run on (default: local). "aws" builds the app as for a
+                      deploy and runs it in an emulator of API Gateway, Lambda and DynamoDB.
   --random-ports      Ignore ports pinned in the project file; use free ones.
   --no-watch          Do not restart services when their files change.
   --plain             No colours (also when NO_COLOR is set or output is not a terminal).
