@@ -146,8 +146,8 @@ describe("the Lambda runtime, fed API Gateway events", () => {
     requestTime: "22/Nov/2026:10:00:00 +0000",
     messageDirection: "IN",
     stage: "live",
-    connectedAt: 1795000000000,
-    requestTimeEpoch: 1795000000123,
+    connectedAt: Date.now(),
+    requestTimeEpoch: Date.now(),
     identity: { sourceIp: "203.0.113.7", userAgent: "doc-client/1.0" },
     requestId: "L0SM9FjiIAMFbaA=",
     domainName: "abc123.execute-api.us-east-1.amazonaws.com",
@@ -251,6 +251,33 @@ describe("the Lambda runtime, fed API Gateway events", () => {
       isBase64Encoded: false,
     })) as { body: string };
     expect(JSON.parse(answer.body)).toEqual({ value: { code: 1001 } });
+  });
+
+  it("prunes a connection API Gateway says is gone (410) from the connections it lists", async () => {
+    const connectEvent = {
+      requestContext: context("$connect", "Doc6ConnIdAAAA="),
+      headers: {},
+      multiValueHeaders: {},
+      isBase64Encoded: false,
+    };
+    expect(await invoke(connectEvent)).toEqual({ statusCode: 200 });
+    const ask = async (body: object) =>
+      JSON.parse(
+        (
+          (await invoke({
+            requestContext: context("$default", "Doc7ConnIdAAAA="),
+            body: JSON.stringify(body),
+            isBase64Encoded: false,
+          })) as { body: string }
+        ).body,
+      );
+    expect((await ask({ op: "connections" })).ids).toContain("Doc6ConnIdAAAA=");
+    // No client holds it: the Management API answers 410 and the broadcast prunes it.
+    expect(await ask({ op: "broadcast", text: "anyone?" })).toEqual({ sent: 0 });
+    const deadline = Date.now() + 3000;
+    let ids: string[] = ["Doc6ConnIdAAAA="];
+    while (ids.includes("Doc6ConnIdAAAA=") && Date.now() < deadline) ids = (await ask({ op: "connections" })).ids;
+    expect(ids).not.toContain("Doc6ConnIdAAAA=");
   });
 
   it("says what it expected when given an event that is not from API Gateway", async () => {

@@ -227,6 +227,55 @@ describe.each([
       c.close();
     });
 
+    it("lists live connections kept by the provider, without the app storing them", async () => {
+      const a = await connect(`${url}/?who=a`);
+      const b = await connect(`${url}/?who=b`);
+      const [{ id: idA }, { id: idB }] = [await a.call({ op: "whoami" }), await b.call({ op: "whoami" })];
+      const { ids } = (await a.call({ op: "connections" })) as { ids: string[] };
+      expect(ids).toEqual(expect.arrayContaining([idA, idB]));
+      b.close();
+      const after = await eventually(
+        () => a.call({ op: "connections" }) as Promise<{ ids: string[] }>,
+        (r) => !r.ids.includes(idB as string),
+      );
+      expect(after.ids).not.toContain(idB);
+      expect(after.ids).toContain(idA);
+      a.close();
+    });
+
+    it("gives a connection's metadata by id, and says whether an id is connected", async () => {
+      const a = await connect(`${url}/?who=ann&who=al`, { "User-Agent": "meta-test/2" });
+      const b = await connect(url);
+      const { id } = await a.call({ op: "whoami" });
+      const info = (await b.call({ op: "info", to: id })) as {
+        id: string;
+        query: unknown;
+        userAgent: string;
+        age: number;
+      };
+      expect(info).toMatchObject({ id, query: { who: ["ann", "al"] }, userAgent: "meta-test/2" });
+      expect(info.age).toBeGreaterThanOrEqual(0);
+      expect(info.age).toBeLessThan(60_000);
+      expect(await b.call({ op: "is-connected", to: id })).toEqual({ connected: true });
+      expect(await b.call({ op: "is-connected", to: "NoSuchConnId00=" })).toEqual({ connected: false });
+      a.close();
+      b.close();
+    });
+
+    it("broadcasts in one call to every connection but the excepted sender", async () => {
+      const clients = await Promise.all([connect(url), connect(url), connect(url)]);
+      const [sender, ...others] = clients as [Client, Client, Client];
+      const before = (await sender.call({ op: "connections" })) as { ids: string[] };
+      const { sent } = (await sender.call({ op: "broadcast", text: "to all of you" })) as { sent: number };
+      // Connections an earlier test closed may still be listed while their disconnect runs.
+      expect(sent).toBeGreaterThanOrEqual(2);
+      expect(sent).toBeLessThanOrEqual(before.ids.length - 1);
+      for (const c of others) expect((await c.next()).text).toBe("to all of you");
+      await sleep(100);
+      expect(sender.frames).toEqual([]);
+      for (const c of clients) c.close();
+    });
+
     it("replies through the event response, keeping each frame's kind and order", async () => {
       const c = await connect(url);
       c.ws.send(JSON.stringify({ op: "reply", text: "first" }));
