@@ -10,15 +10,16 @@
 //     API for @nitric/sdk, which replies with socket.send), against a plain function that echoes.
 // Usage: node bench/aws-runtime.mjs [--events 2000] [--colds 5]
 import { execFile, execFileSync } from "node:child_process";
-import { createServer } from "node:http";
-import { promisify } from "node:util";
 import { cpSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 
-const { values } = parseArgs({ options: { events: { type: "string", default: "2000" }, colds: { type: "string", default: "5" } } });
+const { values } = parseArgs({
+  options: { events: { type: "string", default: "2000" }, colds: { type: "string", default: "5" } },
+});
 const EVENTS = Number(values.events);
 const COLDS = Number(values.colds);
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -29,9 +30,14 @@ function build(app) {
   const dir = join(work, app);
   cpSync(join(here, "apps", app), dir, { recursive: true });
   symlinkSync(join(here, "node_modules"), join(dir, "node_modules"), "dir");
-  execFileSync(process.execPath, [cli, "build", dir, "--provider", "aws", "--out", join(dir, "out"), "--plain"], { stdio: "pipe" });
+  execFileSync(process.execPath, [cli, "build", dir, "--provider", "aws", "--out", join(dir, "out"), "--plain"], {
+    stdio: "pipe",
+  });
   const service = "echo";
-  return { file: join(dir, "out", "functions", service, "index.cjs"), zip: join(dir, "out", "functions", `${service}.zip`) };
+  return {
+    file: join(dir, "out", "functions", service, "index.cjs"),
+    zip: join(dir, "out", "functions", `${service}.zip`),
+  };
 }
 
 const env = {
@@ -95,13 +101,21 @@ const management = createServer((req, res) => {
   req.on("end", () => res.writeHead(200).end());
 });
 await new Promise((resolve) => management.listen(0, "127.0.0.1", resolve));
-env.NITRIC_LIKE_WEBSOCKETS = env.NITRIC_LIKE_WEBSOCKETS.replace("http://127.0.0.1:9", `http://127.0.0.1:${management.address().port}`);
+env.NITRIC_LIKE_WEBSOCKETS = env.NITRIC_LIKE_WEBSOCKETS.replace(
+  "http://127.0.0.1:9",
+  `http://127.0.0.1:${management.address().port}`,
+);
 
 try {
-  const apps = { "@nitric-like/sdk (echo-reply)": build("echo-reply"), "@nitric/sdk (echo-nitric)": build("echo-nitric") };
+  const apps = {
+    "@nitric-like/sdk (echo-reply)": build("echo-reply"),
+    "@nitric/sdk (echo-nitric)": build("echo-nitric"),
+  };
   const baseCold = await coldInit(trivial);
   const baseWarm = await warm(trivial);
-  console.log(`AWS runtime, ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${EVENTS} warm events, median of ${COLDS} cold inits`);
+  console.log(
+    `AWS runtime, ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${EVENTS} warm events, median of ${COLDS} cold inits`,
+  );
   console.log(`baseline (trivial handler): cold init ${baseCold.toFixed(1)} ms, warm ${baseWarm.toFixed(1)} µs/event`);
   let pass = true;
   for (const [name, app] of Object.entries(apps)) {
