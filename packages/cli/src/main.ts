@@ -111,6 +111,11 @@ export async function main(
       output.error(error.message);
       return error.exitCode;
     }
+    // A provider's error meant for users (see Provider in @nitric-like/spec): its message only.
+    if (error instanceof Error && (error as { userFacing?: unknown }).userFacing === true) {
+      output.error(error.message);
+      return 1;
+    }
     output.error(`unexpected failure, please report it with this output:\n${(error as Error).stack ?? String(error)}`);
     return 70;
   }

@@ -4,7 +4,9 @@
  * default export (or its export `provider`). A provider implements what it supports: `run`
  * (local development), `build` (write deployable artifacts), `up` and `down` (deploy and remove).
  * The CLI runs the collect pass and the spec checks first, so a provider only ever gets an app
- * that passed them.
+ * that passed them. An error a provider throws with `userFacing: true` is shown to the user as
+ * its message alone (say what went wrong and how to fix it); any other error is a bug, shown with
+ * its stack.
  */
 import type { Project, ServiceEntry } from "./project.js";
 import type { Spec, WebsocketEvent } from "./spec.js";

@@ -5,16 +5,39 @@
  */
 import type { Provider } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
+import { deploy, destroy } from "./deploy/deploy.js";
 import { runEmulated } from "./emulator/run.js";
 
 export { type AwsBuild, buildAws } from "./build/build.js";
 export { BundleError } from "./build/bundle.js";
 export { buildTemplate, logicalName, ROUTE_KEYS, STAGE, type TemplateInput } from "./build/template.js";
 export { type ZipEntry, zip } from "./build/zip.js";
+export {
+  BOOTSTRAP_STACK,
+  DeployError,
+  type DeployOptions,
+  type DeployOutcome,
+  deploy,
+  destroy,
+  explain,
+} from "./deploy/deploy.js";
 
 /** The AWS provider, as `--provider aws` loads it. */
 export const provider: Provider = {
   name: "aws",
   build: (options) => buildAws(options),
   run: (options) => runEmulated(options),
+  async up(options) {
+    const built = await buildAws(options);
+    const result = await deploy({
+      stack: options.stack,
+      ...(options.region ? { region: options.region } : {}),
+      template: built.template,
+      artifacts: built.artifacts.map((a) => ({ key: a.key, file: a.file })),
+      logger: options.logger,
+    });
+    return { sockets: result.sockets, changed: result.changed };
+  },
+  down: (options) =>
+    destroy({ stack: options.stack, ...(options.region ? { region: options.region } : {}), logger: options.logger }),
 };

@@ -86,12 +86,7 @@ export async function providerFor(
 ): Promise<Provider & Required<Pick<Provider, typeof what>>> {
   const provider = await loadProvider(name, projectDir);
   if (typeof provider[what] !== "function") {
-    const hint =
-      what === "run"
-        ? "pass --provider local"
-        : provider.name === "aws"
-          ? "the aws provider's deploy is not written yet: run nitric-like build --provider aws and deploy template.json with your own tooling"
-          : "pass --provider aws";
+    const hint = what === "run" ? "pass --provider local" : "pass --provider aws";
     throw new UserError(
       `provider "${provider.name}" cannot ${what === "up" ? "deploy" : what === "down" ? "remove deployments" : what}; ${hint}`,
     );

@@ -22,6 +22,8 @@ export interface ServiceBundle {
 /** A service that does not compile; the message lists esbuild's errors with file:line:column. */
 export class BundleError extends Error {
   override readonly name = "BundleError";
+  /** The CLI prints only the message. */
+  readonly userFacing = true;
 }
 
 const RUNTIME = fileURLToPath(new URL("../runtime/index.js", import.meta.url));

@@ -1,0 +1,245 @@
+/**
+ * A loopback stand-in for the CloudFormation (query protocol, XML) and S3 (path-style) calls that
+ * `nitric-like up` and `down` make, keeping stacks in memory and moving them through their statuses
+ * one poll at a time, with stack events. No CloudFormation emulator installs on this machine; this
+ * answers exactly the calls our deploy makes, so its flow is tested end to end through the SDK.
+ */
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { resolveIntrinsics } from "@nitric-like/provider-aws/emulator";
+
+type Resources = Record<string, { Type: string }>;
+interface FakeStack {
+  name: string;
+  id: string;
+  status: string;
+  reason?: string;
+  template?: { Resources: Resources; Outputs?: Record<string, { Description?: string; Value: unknown }> } | undefined;
+  next?: (() => void) | undefined;
+  outputs: { key: string; value: string; description?: string }[];
+  events: { id: string; logical: string; type: string; status: string; reason?: string; time: Date }[];
+  changeSets: Map<
+    string,
+    { status: string; reason?: string; type: string; changes: [string, string][]; template: FakeStack["template"] }
+  >;
+}
+
+const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const tag = (name: string, value: string | undefined) =>
+  value === undefined ? "" : `<${name}>${escape(value)}</${name}>`;
+
+/** The fake, with what it was asked. */
+export class FakeAws {
+  readonly stacks = new Map<string, FakeStack>();
+  readonly objects = new Map<string, number>();
+  readonly calls: string[] = [];
+  /** A resource whose creation fails, with this reason. */
+  failing: { logicalId: string; reason: string } | undefined;
+  private counter = 0;
+  private server: Server | undefined;
+  url = "";
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      void this.answer(req).then(
+        ({ status, body, headers }) => res.writeHead(status, { "content-type": "text/xml", ...headers }).end(body),
+        (error: Error) => res.writeHead(500).end(error.message),
+      );
+    });
+    await new Promise<void>((r) => this.server?.listen(0, "127.0.0.1", r));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((r) => this.server?.close(() => r()));
+  }
+
+  private event(stack: FakeStack, logical: string, type: string, status: string, reason?: string): void {
+    stack.events.unshift({
+      id: `e${++this.counter}`,
+      logical,
+      type,
+      status,
+      time: new Date(),
+      ...(reason ? { reason } : {}),
+    });
+  }
+
+  private async answer(
+    req: IncomingMessage,
+  ): Promise<{ status: number; body: string; headers?: Record<string, string> }> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    if (req.method === "PUT" || req.method === "HEAD") {
+      this.calls.push(`S3 ${req.method} ${path}`);
+      if (req.method === "PUT") {
+        this.objects.set(path, body.length);
+        return { status: 200, body: "", headers: { etag: '"fake"' } };
+      }
+      return { status: this.objects.has(path) ? 200 : 404, body: "" };
+    }
+    const form = new URLSearchParams(body.toString("utf8"));
+    const action = form.get("Action") ?? "";
+    this.calls.push(action);
+    const name = form.get("StackName") ?? "";
+    const ok = (inner: string) => ({
+      status: 200,
+      body: `<${action}Response xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><${action}Result>${inner}</${action}Result><ResponseMetadata><RequestId>r${this.counter}</RequestId></ResponseMetadata></${action}Response>`,
+    });
+    const missing = () => ({
+      status: 400,
+      body: `<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${escape(name)} does not exist</Message></Error><RequestId>r</RequestId></ErrorResponse>`,
+    });
+    const stack = this.stacks.get(name);
+    switch (action) {
+      case "DescribeStacks": {
+        if (!stack) return missing();
+        const step = stack.next;
+        stack.next = undefined;
+        step?.();
+        if (!this.stacks.has(name)) return missing();
+        const outputs = stack.outputs
+          .map(
+            (o) =>
+              `<member>${tag("OutputKey", o.key)}${tag("OutputValue", o.value)}${tag("Description", o.description)}</member>`,
+          )
+          .join("");
+        return ok(
+          `<Stacks><member>${tag("StackName", stack.name)}${tag("StackId", stack.id)}${tag("StackStatus", stack.status)}${tag("StackStatusReason", stack.reason)}<CreationTime>2026-11-22T10:00:00.000Z</CreationTime><Outputs>${outputs}</Outputs></member></Stacks>`,
+        );
+      }
+      case "DescribeStackEvents": {
+        if (!stack) return missing();
+        const events = stack.events
+          .map(
+            (e) =>
+              `<member>${tag("EventId", e.id)}${tag("StackName", stack.name)}${tag("StackId", stack.id)}${tag("LogicalResourceId", e.logical)}${tag("ResourceType", e.type)}${tag("ResourceStatus", e.status)}${tag("ResourceStatusReason", e.reason)}${tag("Timestamp", e.time.toISOString())}</member>`,
+          )
+          .join("");
+        return ok(`<StackEvents>${events}</StackEvents>`);
+      }
+      case "CreateStack": {
+        const template = JSON.parse(form.get("TemplateBody") ?? "{}") as FakeStack["template"];
+        const created = this.newStack(name);
+        this.run(created, template, "CREATE");
+        return ok(tag("StackId", created.id));
+      }
+      case "CreateChangeSet": {
+        const template = JSON.parse(form.get("TemplateBody") ?? "{}") as FakeStack["template"];
+        const type = form.get("ChangeSetType") ?? "UPDATE";
+        const target = stack ?? this.newStack(name, "REVIEW_IN_PROGRESS");
+        const before = target.template?.Resources ?? {};
+        const after = template?.Resources ?? {};
+        const changes: [string, string][] = Object.keys(after)
+          .filter((id) => JSON.stringify(before[id]) !== JSON.stringify(after[id]))
+          .map((id) => [id, after[id]?.Type ?? ""]);
+        const same = JSON.stringify(target.template) === JSON.stringify(template);
+        target.changeSets.set(form.get("ChangeSetName") ?? "", {
+          status: same ? "FAILED" : "CREATE_COMPLETE",
+          ...(same
+            ? {
+                reason:
+                  "The submitted information didn't contain changes. Submit different information to create a change set.",
+              }
+            : {}),
+          type,
+          changes,
+          template,
+        });
+        return ok(`${tag("Id", `cs-${this.counter}`)}${tag("StackId", target.id)}`);
+      }
+      case "DescribeChangeSet": {
+        const cs = stack?.changeSets.get(form.get("ChangeSetName") ?? "");
+        if (!cs) return missing();
+        const changes = cs.changes
+          .map(
+            ([id, type]) =>
+              `<member><Type>Resource</Type><ResourceChange>${tag("Action", "Add")}${tag("LogicalResourceId", id)}${tag("ResourceType", type)}</ResourceChange></member>`,
+          )
+          .join("");
+        return ok(
+          `${tag("Status", cs.status)}${tag("StatusReason", cs.reason)}${tag("ExecutionStatus", "AVAILABLE")}<Changes>${changes}</Changes>`,
+        );
+      }
+      case "ExecuteChangeSet": {
+        const cs = stack?.changeSets.get(form.get("ChangeSetName") ?? "");
+        if (!stack || !cs) return missing();
+        this.run(stack, cs.template, cs.type);
+        return ok("");
+      }
+      case "DeleteChangeSet":
+        stack?.changeSets.delete(form.get("ChangeSetName") ?? "");
+        return ok("");
+      case "DeleteStack": {
+        if (!stack) return ok("");
+        stack.status = "DELETE_IN_PROGRESS";
+        this.event(stack, name, "AWS::CloudFormation::Stack", "DELETE_IN_PROGRESS");
+        stack.next = () => {
+          this.event(stack, name, "AWS::CloudFormation::Stack", "DELETE_COMPLETE");
+          this.stacks.delete(name);
+        };
+        return ok("");
+      }
+      default:
+        return {
+          status: 400,
+          body: `<ErrorResponse><Error><Code>InvalidAction</Code><Message>${escape(action)}</Message></Error></ErrorResponse>`,
+        };
+    }
+  }
+
+  private newStack(name: string, status = "CREATE_IN_PROGRESS"): FakeStack {
+    const stack: FakeStack = {
+      name,
+      id: `arn:aws:cloudformation:us-east-1:000000000000:stack/${name}/${++this.counter}`,
+      status,
+      outputs: [],
+      events: [],
+      changeSets: new Map(),
+    };
+    this.stacks.set(name, stack);
+    return stack;
+  }
+
+  /** Starts a create or update; the next DescribeStacks completes it (or fails the failing resource). */
+  private run(stack: FakeStack, template: FakeStack["template"], type: string): void {
+    const verb = type === "CREATE" ? "CREATE" : "UPDATE";
+    stack.status = `${verb}_IN_PROGRESS`;
+    this.event(stack, stack.name, "AWS::CloudFormation::Stack", stack.status);
+    const resources = template?.Resources ?? {};
+    for (const [id, r] of Object.entries(resources)) this.event(stack, id, r.Type, `${verb}_IN_PROGRESS`);
+    stack.next = () => {
+      for (const [id, r] of Object.entries(resources)) {
+        if (this.failing?.logicalId === id) {
+          this.event(stack, id, r.Type, `${verb}_FAILED`, this.failing.reason);
+          stack.status = verb === "CREATE" ? "ROLLBACK_COMPLETE" : "UPDATE_ROLLBACK_COMPLETE";
+          this.event(stack, stack.name, "AWS::CloudFormation::Stack", stack.status);
+          return;
+        }
+        this.event(stack, id, r.Type, `${verb}_COMPLETE`);
+      }
+      stack.template = template;
+      stack.status = `${verb}_COMPLETE`;
+      const physical = {
+        ref: {
+          "AWS::Region": "us-east-1",
+          "AWS::URLSuffix": "amazonaws.com",
+          "AWS::StackName": stack.name,
+          "AWS::AccountId": "000000000000",
+          "AWS::Partition": "aws",
+        } as Record<string, string>,
+        attributes: {},
+      };
+      for (const id of Object.keys(resources)) physical.ref[id] = `${id.toLowerCase()}-fake`;
+      stack.outputs = Object.entries(template?.Outputs ?? {}).map(([key, o]) => ({
+        key,
+        value: String(resolveIntrinsics(o.Value, physical)),
+        ...(o.Description ? { description: o.Description } : {}),
+      }));
+      this.event(stack, stack.name, "AWS::CloudFormation::Stack", stack.status);
+    };
+  }
+}
