@@ -24,9 +24,9 @@ interface FakeStack {
   >;
 }
 
-const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const xml = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 const tag = (name: string, value: string | undefined) =>
-  value === undefined ? "" : `<${name}>${escape(value)}</${name}>`;
+  value === undefined ? "" : `<${name}>${xml(value)}</${name}>`;
 
 /** The fake, with what it was asked. */
 export class FakeAws {
@@ -91,7 +91,7 @@ export class FakeAws {
     });
     const missing = () => ({
       status: 400,
-      body: `<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${escape(name)} does not exist</Message></Error><RequestId>r</RequestId></ErrorResponse>`,
+      body: `<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${xml(name)} does not exist</Message></Error><RequestId>r</RequestId></ErrorResponse>`,
     });
     const stack = this.stacks.get(name);
     switch (action) {
@@ -186,7 +186,7 @@ export class FakeAws {
       default:
         return {
           status: 400,
-          body: `<ErrorResponse><Error><Code>InvalidAction</Code><Message>${escape(action)}</Message></Error></ErrorResponse>`,
+          body: `<ErrorResponse><Error><Code>InvalidAction</Code><Message>${xml(action)}</Message></Error></ErrorResponse>`,
         };
     }
   }

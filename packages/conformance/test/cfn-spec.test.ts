@@ -1,0 +1,127 @@
+// The templates `nitric-like build --provider aws` writes, checked against the CloudFormation
+// resource specification (@aws-cdk/aws-service-spec); and the checker shown to catch each kind
+// of mistake, so that a clean result means something.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkTemplate } from "../src/cfn-spec.js";
+import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
+
+afterAll(cleanTemp);
+
+type Template = {
+  Resources: Record<string, { Type: string; Properties: Record<string, unknown>; DependsOn?: unknown }>;
+  Outputs: Record<string, { Value: unknown }>;
+};
+
+async function built(source: string): Promise<Template> {
+  const project = copyProject(source);
+  const out = join(project, "out");
+  const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+  expect(code, stderr).toBe(0);
+  return JSON.parse(readFileSync(join(out, "template.json"), "utf8")) as Template;
+}
+
+describe("templates from nitric-like build --provider aws", () => {
+  it.each([
+    ["examples/chat", join(EXAMPLES, "chat")],
+    ["the two-service split fixture", join(FIXTURES, "split")],
+    ["the @nitric/sdk lab", join(FIXTURES, "lab-nitric")],
+  ])(
+    "pass the CloudFormation resource specification: %s",
+    async (_name, source) => {
+      expect(await checkTemplate(await built(source))).toEqual([]);
+    },
+    60000,
+  );
+});
+
+describe("the template checker", () => {
+  let template: Template;
+  /** A resource of the template being changed; the test fails at once if the build lacks it. */
+  const r = (t: Template, id: string) => {
+    const resource = t.Resources[id];
+    if (!resource) throw new Error(`the built template has no ${id}`);
+    return resource;
+  };
+  const mutated = (change: (t: Template) => void) => {
+    const copy = structuredClone(template);
+    change(copy);
+    return checkTemplate(copy);
+  };
+  beforeAll(async () => {
+    template = await built(join(EXAMPLES, "chat"));
+  }, 60000);
+
+  it("finds an unknown resource type", async () => {
+    expect(
+      await mutated(
+        (t) => (t.Resources.SocketApi = { ...t.Resources.SocketApi, Type: "AWS::ApiGatewayV2::Apii" } as never),
+      ),
+    ).toContain('Resources.SocketApi: unknown resource type "AWS::ApiGatewayV2::Apii"');
+  });
+
+  it("finds an unknown property", async () => {
+    expect(await mutated((t) => (r(t, "SocketApi").Properties.ProtocolTyp = "WEBSOCKET"))).toContain(
+      'Resources.SocketApi (AWS::ApiGatewayV2::Api): unknown property "ProtocolTyp"',
+    );
+  });
+
+  it("finds a missing required property", async () => {
+    expect(await mutated((t) => delete r(t, "ChatFunction").Properties.Role)).toContain(
+      'Resources.ChatFunction (AWS::Lambda::Function): missing required property "Role"',
+    );
+  });
+
+  it("finds a value of the wrong kind", async () => {
+    expect(await mutated((t) => (r(t, "ChatFunction").Properties.MemorySize = "lots"))).toContain(
+      'Resources.ChatFunction (AWS::Lambda::Function).MemorySize: expected a number, got "lots"',
+    );
+  });
+
+  it("finds a mistake inside a nested property type", async () => {
+    const problems = await mutated((t) => {
+      (r(t, "ConnectionsTable").Properties.KeySchema as Record<string, unknown>[])[0] = {
+        AttributeName: "socket",
+        KeyTyp: "HASH",
+      };
+    });
+    expect(problems.join("\n")).toMatch(
+      /ConnectionsTable \(AWS::DynamoDB::Table\)\.KeySchema\[0\]: (unknown property "KeyTyp"|missing required property "KeyType")/,
+    );
+  });
+
+  it("finds a Ref to nothing", async () => {
+    expect(await mutated((t) => (r(t, "SocketStage").Properties.ApiId = { Ref: "NoSuchApi" }))).toContain(
+      'Resources.SocketStage.Properties.ApiId: Ref to "NoSuchApi", which is neither a resource, a parameter nor a pseudo parameter',
+    );
+  });
+
+  it("finds a GetAtt of an attribute the type does not have", async () => {
+    expect(
+      await mutated((t) => (r(t, "ChatFunction").Properties.Role = { "Fn::GetAtt": ["ChatRole", "Arnn"] })),
+    ).toContain('Resources.ChatFunction.Properties.Role: AWS::IAM::Role "ChatRole" has no attribute "Arnn"');
+  });
+
+  it("finds a GetAtt of a resource that does not exist", async () => {
+    expect(
+      await mutated((t) => (r(t, "ChatFunction").Properties.Role = { "Fn::GetAtt": ["GhostRole", "Arn"] })),
+    ).toContain('Resources.ChatFunction.Properties.Role: Fn::GetAtt names "GhostRole", which is not a resource');
+  });
+
+  it("finds a Fn::Sub variable that names nothing", async () => {
+    const problems = await mutated((t) => {
+      for (const o of Object.values(t.Outputs))
+        o.Value = { "Fn::Sub": `wss://\${GhostApi}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/live` };
+    });
+    expect(problems.join("\n")).toContain('Ref to "GhostApi"');
+  });
+
+  it("finds a DependsOn that names nothing", async () => {
+    const problems = await mutated((t) => {
+      const deployment = Object.keys(t.Resources).find((id) => id.startsWith("SocketDeployment")) as string;
+      r(t, deployment).DependsOn = ["GhostRoute"];
+    });
+    expect(problems.join("\n")).toMatch(/DependsOn names "GhostRoute", which is not a resource/);
+  });
+});
