@@ -4,9 +4,10 @@
  * node_modules), with npm packages left external and an inline source map for readable stacks.
  */
 import { mkdirSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
+import { compileErrorMessage } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
-import { build, type Message } from "esbuild";
+import { build } from "esbuild";
 import { UserError } from "./log.js";
 
 /** A bundled service. */
@@ -48,14 +49,8 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
     return { outfile, inputs };
   } catch (error) {
-    const errors = (error as { errors?: Message[] }).errors;
-    if (!errors) throw error;
-    const lines = errors.map((e) => {
-      const at = e.location
-        ? `${relative(projectDir, resolve(projectDir, e.location.file))}:${e.location.line}:${e.location.column + 1}: `
-        : "";
-      return `  ${at}${e.text}`;
-    });
-    throw new UserError(`service "${service.name}" (${service.file}) does not compile:\n${lines.join("\n")}`);
+    const message = compileErrorMessage(error, projectDir, service);
+    if (!message) throw error;
+    throw new UserError(message);
   }
 }

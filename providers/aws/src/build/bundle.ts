@@ -5,10 +5,11 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join, relative, resolve } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { compileErrorMessage } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
-import { build, type Message } from "esbuild";
+import { build } from "esbuild";
 
 /** A bundled service. */
 export interface ServiceBundle {
@@ -69,14 +70,8 @@ export async function bundleFunction(
     const bytes = result.metafile.outputs[relative(projectDir, file)]?.bytes ?? 0;
     return { service: service.name, file, bytes };
   } catch (error) {
-    const errors = (error as { errors?: Message[] }).errors;
-    if (!errors) throw error;
-    const lines = errors.map((e) => {
-      const at = e.location
-        ? `${relative(projectDir, resolve(projectDir, e.location.file))}:${e.location.line}:${e.location.column + 1}: `
-        : "";
-      return `  ${at}${e.text}`;
-    });
-    throw new BundleError(`service "${service.name}" (${service.file}) does not compile:\n${lines.join("\n")}`);
+    const message = compileErrorMessage(error, projectDir, service);
+    if (!message) throw error;
+    throw new BundleError(message);
   }
 }

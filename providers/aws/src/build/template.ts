@@ -27,6 +27,25 @@ const KV_ACTIONS: Record<string, string[]> = {
 type Json = unknown;
 type Resources = Record<string, { Type: string; Properties: Record<string, Json>; DependsOn?: string[] }>;
 
+/** A PAY_PER_REQUEST table keyed by two string attributes. */
+function table(hash: string, range: string, extra: Record<string, Json> = {}) {
+  return {
+    Type: "AWS::DynamoDB::Table",
+    Properties: {
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: [
+        { AttributeName: hash, AttributeType: "S" },
+        { AttributeName: range, AttributeType: "S" },
+      ],
+      KeySchema: [
+        { AttributeName: hash, KeyType: "HASH" },
+        { AttributeName: range, KeyType: "RANGE" },
+      ],
+      ...extra,
+    },
+  };
+}
+
 /** A CloudFormation logical id from a lower-kebab name: `chat-service` → `ChatService`. */
 export function logicalName(name: string): string {
   return name
@@ -78,38 +97,12 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
     `${scheme}://\${${api}}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/${STAGE}`;
 
   if (sockets.length > 0)
-    resources.ConnectionsTable = {
-      Type: "AWS::DynamoDB::Table",
-      Properties: {
-        BillingMode: "PAY_PER_REQUEST",
-        AttributeDefinitions: [
-          { AttributeName: "socket", AttributeType: "S" },
-          { AttributeName: "id", AttributeType: "S" },
-        ],
-        KeySchema: [
-          { AttributeName: "socket", KeyType: "HASH" },
-          { AttributeName: "id", KeyType: "RANGE" },
-        ],
-        TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
-      },
-    };
+    resources.ConnectionsTable = table("socket", "id", {
+      TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
+    });
 
   for (const store of stores) {
-    resources[tableId(store.name)] = {
-      Type: "AWS::DynamoDB::Table",
-      Properties: {
-        BillingMode: "PAY_PER_REQUEST",
-        AttributeDefinitions: [
-          { AttributeName: "_p", AttributeType: "S" },
-          { AttributeName: "_k", AttributeType: "S" },
-        ],
-        KeySchema: [
-          { AttributeName: "_p", KeyType: "HASH" },
-          { AttributeName: "_k", KeyType: "RANGE" },
-        ],
-        Tags: [{ Key: "nitric-like:kv", Value: store.name }],
-      },
-    };
+    resources[tableId(store.name)] = table("_p", "_k", { Tags: [{ Key: "nitric-like:kv", Value: store.name }] });
   }
 
   for (const socket of sockets) {
