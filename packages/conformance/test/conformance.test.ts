@@ -227,6 +227,34 @@ describe.each([
       c.close();
     });
 
+    it("queries a collection with where() and limit(), through fetch() and stream() alike", async () => {
+      const c = await connect(url);
+      for (const [key, value] of [
+        ["doc:a", { n: 1, kind: "fruit", name: "apple" }],
+        ["doc:b", { n: 5, kind: "veg", name: "leek" }],
+        ["doc:c", { n: 9, kind: "fruit", name: "cherry" }],
+      ] as const)
+        expect(await c.call({ op: "set", key, value })).toEqual({ ok: true });
+      const ask = (where: unknown[], limit?: number) =>
+        c.call({ op: "query", where, ...(limit === undefined ? {} : { limit }) });
+      expect(await ask([["kind", "==", "fruit"]])).toEqual({
+        fetched: ["doc:a", "doc:c"],
+        streamed: ["doc:a", "doc:c"],
+      });
+      expect(
+        await ask([
+          ["n", ">", 1],
+          ["n", "<=", 9],
+        ]),
+      ).toEqual({ fetched: ["doc:b", "doc:c"], streamed: ["doc:b", "doc:c"] });
+      expect(await ask([["name", "startsWith", "ch"]])).toEqual({ fetched: ["doc:c"], streamed: ["doc:c"] });
+      expect(await ask([["kind", "==", "fruit"]], 1)).toEqual({ fetched: ["doc:a"], streamed: ["doc:a"] });
+      const { error } = (await ask([["n", "~", 1]])) as { error: { code: string; message: string } };
+      expect(error.code).toBe("invalid_argument");
+      expect(error.message).toContain("unknown operator");
+      c.close();
+    });
+
     it("lists live connections kept by the provider, without the app storing them", async () => {
       const a = await connect(`${url}/?who=a`);
       const b = await connect(`${url}/?who=b`);

@@ -1,5 +1,16 @@
 export { ERROR_CODES, type ErrorCode, type ErrorDetails, isNitricLikeError, NitricLikeError } from "./errors.js";
 export type { JsonObject, JsonValue, Payload } from "./internal/data.js";
+export {
+  Collection,
+  type CollectionPermission,
+  CollectionRef,
+  collection,
+  type Document,
+  type DocumentRef,
+  Query,
+  type QueryResult,
+  type WhereOperator,
+} from "./resources/collection.js";
 export { type KvDeleter, type KvReader, type KvRef, KvStore, type KvWriter, kv } from "./resources/kv.js";
 export {
   type BroadcastOptions,
