@@ -229,14 +229,16 @@ describe.each([
 
     it("queries a collection with where() and limit(), through fetch() and stream() alike", async () => {
       const c = await connect(url);
+      // Other scenarios share the store: every query also matches this run's batch only.
+      const batch = `b${Date.now()}`;
       for (const [key, value] of [
-        ["doc:a", { n: 1, kind: "fruit", name: "apple" }],
-        ["doc:b", { n: 5, kind: "veg", name: "leek" }],
-        ["doc:c", { n: 9, kind: "fruit", name: "cherry" }],
+        ["doc:a", { n: 1, kind: "fruit", name: "apple", batch }],
+        ["doc:b", { n: 5, kind: "veg", name: "leek", batch }],
+        ["doc:c", { n: 9, kind: "fruit", name: "cherry", batch }],
       ] as const)
         expect(await c.call({ op: "set", key, value })).toEqual({ ok: true });
       const ask = (where: unknown[], limit?: number) =>
-        c.call({ op: "query", where, ...(limit === undefined ? {} : { limit }) });
+        c.call({ op: "query", where: [...where, ["batch", "==", batch]], ...(limit === undefined ? {} : { limit }) });
       expect(await ask([["kind", "==", "fruit"]])).toEqual({
         fetched: ["doc:a", "doc:c"],
         streamed: ["doc:a", "doc:c"],
