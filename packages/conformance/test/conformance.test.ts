@@ -257,6 +257,26 @@ describe.each([
       c.close();
     });
 
+    it("gives every handler a connection handle that sends to and closes its connection", async () => {
+      const a = await connect(url);
+      const { id } = await a.call({ op: "whoami" });
+      a.ws.send(JSON.stringify({ op: "handle-send" }));
+      expect((await a.next()).text).toBe(`via handle to ${id}`);
+      a.ws.send(JSON.stringify({ op: "handle-close" }));
+      const closed = await a.waitClosed();
+      // API Gateway closes with its own code and no reason (DeleteConnection takes neither).
+      if (!aws) expect(closed).toMatchObject({ code: 1000, reason: "bye from the handle" });
+      else expect(closed.code).toBe(1000);
+    });
+
+    it("sends to a gone connection quietly when asked with throwIfNotConnected: false", async () => {
+      const c = await connect(url);
+      expect(await c.call({ op: "send-quietly", to: "GoneConnId0000=", text: "x" })).toEqual({ ok: true });
+      const { error } = (await c.call({ op: "send", to: "GoneConnId0000=", text: "x" })) as { error: { code: string } };
+      expect(error.code).toBe("not_found");
+      c.close();
+    });
+
     it("lists live connections kept by the provider, without the app storing them", async () => {
       const a = await connect(`${url}/?who=a`);
       const b = await connect(`${url}/?who=b`);
