@@ -2,7 +2,8 @@
  * The Ampt-style WebSocket interface (`import { ws } from "@nitric-like/sdk/ampt"`), so code
  * written from Ampt's documentation runs: `ws.on("connected" | "disconnected" | "message")` with a
  * SocketConnection, `ws.send`, `ws.close`, `ws.isConnected`. A thin layer over `websocket("ws")`;
- * the socket is declared on first use, so importing this declares nothing.
+ * importing it declares that socket, so a service that only sends or closes through `ws` (no
+ * handlers) is granted the socket too, on every provider.
  */
 import type { JsonValue, Payload } from "./internal/data.js";
 import { type SendOptions, type Websocket, websocket } from "./resources/websocket.js";
@@ -30,7 +31,7 @@ export interface SocketConnection {
   readonly meta: SocketConnectionMeta;
   /** Sends to this connection (allowed during "connected": it arrives once the connection is open). */
   send(data: Payload): Promise<void>;
-  /** Closes this connection. */
+  /** Closes this connection (nothing happens when it is already gone). */
   close(): Promise<void>;
 }
 
@@ -42,7 +43,7 @@ export interface AmptWs {
   on<T = JsonValue>(event: "message", handler: (connection: SocketConnection, data: T) => unknown): void;
   /** Sends a string (text) or an object (JSON); throws when the connection is gone unless told not to. */
   send(connectionId: string, data: Payload, options?: SendOptions): Promise<void>;
-  /** Closes one connection, or every open one of a list. */
+  /** Closes one connection, or every open one of a list; ids that are already gone are skipped. */
   close(connectionId: string | string[]): Promise<void>;
   /** True while the connection is open. */
   isConnected(connectionId: string): Promise<boolean>;
@@ -59,15 +60,12 @@ function connection(socket: Websocket, connectionId: string, meta: SocketConnect
     connectionId,
     meta,
     send: (data) => socket.send(connectionId, data),
-    close: () => socket.close(connectionId),
+    close: () => socket.close([connectionId]),
   };
 }
 
-let socket: Websocket | undefined;
-const get = () => {
-  socket ??= websocket(AMPT_SOCKET_NAME);
-  return socket;
-};
+const socket: Websocket = websocket(AMPT_SOCKET_NAME);
+const get = () => socket;
 
 function on(event: "connected" | "disconnected" | "message", handler: (...args: never[]) => unknown): void {
   const s = get();
@@ -110,6 +108,6 @@ function on(event: "connected" | "disconnected" | "message", handler: (...args: 
 export const ws: AmptWs = {
   on: on as AmptWs["on"],
   send: (connectionId, data, options) => get().send(connectionId, data, options),
-  close: (connectionId) => get().close(connectionId),
+  close: (connectionId) => get().close(Array.isArray(connectionId) ? connectionId : [connectionId]),
   isConnected: (connectionId) => get().isConnected(connectionId),
 };

@@ -1,0 +1,111 @@
+/**
+ * The Ampt-style data interface (`import { data } from "@nitric-like/sdk/ampt/data"`), so code
+ * written from Ampt's documentation (which keeps its connections in `@ampt/data`) runs:
+ * `data.get(key)`, `data.get("prefix:*")`, `data.set(key, value)`, `data.remove(key)`.
+ *
+ * Importing this module declares one kv store, `ampt-data`, with get, set and delete granted to
+ * the importing service. Values may be any JSON value (the kv contract stores objects, so other
+ * values are kept wrapped and unwrapped on the way out).
+ */
+import { NitricLikeError } from "./errors.js";
+import type { JsonObject, JsonValue } from "./internal/data.js";
+import { kv } from "./resources/kv.js";
+
+/** The name of the kv store behind `data`. */
+export const AMPT_DATA_STORE = "ampt-data";
+
+/** One entry of a pattern read. */
+export interface DataItem<T = JsonValue> {
+  key: string;
+  value: T;
+}
+
+/**
+ * What a pattern read (`data.get("prefix:*")`) resolves with: the matching entries in key order.
+ * It is an array (Ampt's WebSocket page maps over it) that also has Ampt's `items` and `lastKey`.
+ */
+export type DataItems<T = JsonValue> = DataItem<T>[] & { items: DataItem<T>[]; lastKey?: string };
+
+/** Options of a pattern read. */
+export interface GetOptions {
+  /** At most this many entries (all when omitted). */
+  limit?: number;
+  /** Start after this key (the `lastKey` of the previous page). */
+  start?: string;
+}
+
+/** The Ampt-style data interface. */
+export interface AmptData {
+  /** The value at `key` (undefined when missing); a key ending in `*` reads every key with that prefix. */
+  get<T = JsonValue>(key: string, options?: GetOptions): Promise<T | undefined | DataItems<T>>;
+  /** Stores `value` at `key`, replacing what was there; resolves with the value once durable. */
+  set<T extends JsonValue>(key: string, value: T): Promise<T>;
+  /** Deletes `key`; resolves true (removing a missing key succeeds too, as in Ampt). */
+  remove(key: string): Promise<boolean>;
+}
+
+// The kv contract stores JSON objects; other values travel inside this one-field wrapper.
+const WRAP = "@nitric-like/value";
+
+const store = kv<JsonObject>(AMPT_DATA_STORE).allow("get", "set", "delete");
+
+const isPlainObject = (v: JsonValue): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function unwrap(value: JsonObject): JsonValue {
+  const keys = Object.keys(value);
+  return keys.length === 1 && keys[0] === WRAP ? (value[WRAP] as JsonValue) : value;
+}
+
+async function getOne(key: string): Promise<JsonValue | undefined> {
+  try {
+    return unwrap(await store.get(key));
+  } catch (error) {
+    if ((error as NitricLikeError).code === "not_found") return undefined;
+    throw error;
+  }
+}
+
+async function getMany(prefix: string, options: GetOptions): Promise<DataItems> {
+  const limit = options.limit ?? Number.POSITIVE_INFINITY;
+  if (!(limit > 0)) {
+    throw new NitricLikeError("invalid_argument", `data.get("${prefix}*"): limit must be a positive number`);
+  }
+  const items: DataItem[] = [];
+  let lastKey: string | undefined;
+  for await (const key of store.keys(prefix)) {
+    if (options.start !== undefined && key <= options.start) continue;
+    if (items.length >= limit) {
+      lastKey = items[items.length - 1]?.key;
+      break;
+    }
+    const value = await getOne(key);
+    if (value !== undefined) items.push({ key, value });
+  }
+  const result = items as DataItems;
+  Object.defineProperty(result, "items", { value: items, enumerable: false });
+  if (lastKey !== undefined) Object.defineProperty(result, "lastKey", { value: lastKey, enumerable: false });
+  return result;
+}
+
+/** The app's Ampt-style data store. */
+export const data: AmptData = {
+  get: ((key: string, options: GetOptions = {}) => {
+    if (typeof key !== "string" || key === "") {
+      return Promise.reject(
+        new NitricLikeError("invalid_argument", "data.get(key): the key must be a non-empty string"),
+      );
+    }
+    return key.endsWith("*") ? getMany(key.slice(0, -1), options) : getOne(key);
+  }) as AmptData["get"],
+  async set(key, value) {
+    if (value === undefined) {
+      throw new NitricLikeError("invalid_argument", `data.set("${key}"): the value is undefined; pass a JSON value`);
+    }
+    await store.set(key, isPlainObject(value) && !(WRAP in value) ? value : { [WRAP]: value });
+    return value;
+  },
+  async remove(key) {
+    await store.delete(key);
+    return true;
+  },
+};
