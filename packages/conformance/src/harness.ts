@@ -6,9 +6,9 @@
  * that did not exit cleanly (code 0), so a leaked server or an unclean shutdown fails the test.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 
@@ -230,4 +230,16 @@ export function connect(url: string, headers: Record<string, string> = {}): Prom
       );
     });
   });
+}
+
+/** Writes a project (file path → content) to a fresh temp folder sharing this package's node_modules. */
+export function writeProject(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-test-"));
+  tempDirs.push(dir);
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  symlinkSync(NODE_MODULES, join(dir, "node_modules"), "dir");
+  return dir;
 }

@@ -36,10 +36,15 @@ export interface GetOptions {
 
 /** The Ampt-style data interface. */
 export interface AmptData {
-  /** The value at `key` (undefined when missing); a key ending in `*` reads every key with that prefix. */
-  get<T = JsonValue>(key: string, options?: GetOptions): Promise<T | undefined | DataItems<T>>;
-  /** Stores `value` at `key`, replacing what was there; resolves with the value once durable. */
-  set<T extends JsonValue>(key: string, value: T): Promise<T>;
+  /** Every entry whose key starts with the pattern's text before its final `*`, in key order. */
+  get<T = JsonValue>(pattern: `${string}*`, options?: GetOptions): Promise<DataItems<T>>;
+  /** The value at `key`, undefined when missing. */
+  get<T = JsonValue>(key: string): Promise<T | undefined>;
+  /**
+   * Stores `value` at `key`, replacing what was there; resolves with the value once durable. The
+   * value is stored as JSON.stringify writes it: undefined properties dropped, dates as strings.
+   */
+  set<T>(key: string, value: T): Promise<T>;
   /** Deletes `key`; resolves true (removing a missing key succeeds too, as in Ampt). */
   remove(key: string): Promise<boolean>;
 }
@@ -98,10 +103,14 @@ export const data: AmptData = {
     return key.endsWith("*") ? getMany(key.slice(0, -1), options) : getOne(key);
   }) as AmptData["get"],
   async set(key, value) {
-    if (value === undefined) {
-      throw new NitricLikeError("invalid_argument", `data.set("${key}"): the value is undefined; pass a JSON value`);
+    if (value === undefined || typeof value === "function" || typeof value === "symbol") {
+      throw new NitricLikeError(
+        "invalid_argument",
+        `data.set("${key}"): the value is ${typeof value}; pass a value JSON can hold`,
+      );
     }
-    await store.set(key, isPlainObject(value) && !(WRAP in value) ? value : { [WRAP]: value });
+    const json = JSON.parse(JSON.stringify(value)) as JsonValue;
+    await store.set(key, isPlainObject(json) && !(WRAP in json) ? json : { [WRAP]: json });
     return value;
   },
   async remove(key) {

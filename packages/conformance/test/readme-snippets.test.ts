@@ -1,0 +1,167 @@
+// Every SDK snippet in the README (a ```ts block under a `<!-- snippet: NAME -->` line) is a whole
+// service; each is run here with `nitric-like run` on the local provider and driven by a client,
+// so the README cannot show code that does not run or does not do what it says.
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, expect, it } from "vitest";
+import {
+  type App,
+  type Client,
+  cleanTemp,
+  connect,
+  EXAMPLES,
+  startApp,
+  stopAll,
+  writeProject,
+} from "../src/harness.js";
+
+const readme = readFileSync(join(EXAMPLES, "..", "README.md"), "utf8");
+const snippets = new Map(
+  [...readme.matchAll(/<!-- snippet: (\S+) -->\n```ts\n([\s\S]*?)```/g)].map((m) => [m[1] as string, m[2] as string]),
+);
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+async function runSnippet(name: string): Promise<App> {
+  const code = snippets.get(name);
+  if (!code) throw new Error(`README.md has no snippet "${name}"`);
+  const dir = writeProject({
+    "nitric-like.yaml": `name: readme-${name}\nservices:\n  - match: services/*.ts\n`,
+    [`services/${name}.ts`]: code,
+  });
+  return startApp(dir);
+}
+
+it("the README has exactly the snippets this file runs", () => {
+  expect([...snippets.keys()].sort()).toEqual(["ampt", "collection", "connections", "kv", "websocket"]);
+});
+
+it("every snippet type-checks under the repository's strict settings (noImplicitReturns aside)", () => {
+  const root = join(EXAMPLES, "..");
+  const files = Object.fromEntries([...snippets].map(([name, code]) => [`services/${name}.ts`, code]));
+  const compilerOptions = {
+    ...JSON.parse(readFileSync(join(root, "tsconfig.base.json"), "utf8")).compilerOptions,
+    composite: false,
+    declaration: false,
+    declarationMap: false,
+    sourceMap: false,
+    noEmit: true,
+    // handlers reply on some paths and not on others, which is how replies are meant to be used
+    noImplicitReturns: false,
+    typeRoots: [join(root, "node_modules", "@types")],
+  };
+  const dir = writeProject({
+    ...files,
+    "package.json": '{ "type": "module" }',
+    "tsconfig.json": JSON.stringify({ compilerOptions, include: ["services"] }),
+  });
+  const result = spawnSync(join(root, "node_modules", ".bin", "tsc"), ["-p", dir], { encoding: "utf8" });
+  expect(result.stdout + result.stderr).toBe("");
+  expect(result.status).toBe(0);
+}, 60000);
+
+it("websocket: reject, welcome, reply and returned value, the three send kinds, close with a code", async () => {
+  const app = await runSnippet("websocket");
+  const url = app.url("socket");
+  await expect(connect(url)).rejects.toMatchObject({
+    status: 401,
+    body: expect.stringContaining("a token is required"),
+  });
+  const client = await connect(`${url}/?token=t`);
+  expect((await client.next()).text).toBe("welcome");
+  client.ws.send("hi");
+  expect((await client.next()).text).toBe("got 2 bytes, binary: false");
+  expect(JSON.parse((await client.next()).text)).toEqual({ also: "replied" });
+  client.ws.send(Buffer.from([7, 8, 9]));
+  expect((await client.next()).text).toBe("got 3 bytes, binary: true");
+  await client.next();
+  client.ws.send("send");
+  expect((await client.next()).text).toBe("text");
+  const bytes = await client.next();
+  expect([bytes.binary, [...bytes.data]]).toEqual([true, [1]]);
+  expect(JSON.parse((await client.next()).text)).toEqual({ any: "json" });
+  client.ws.send("bye");
+  expect(await client.waitClosed()).toEqual({ code: 4000, reason: "bye" });
+  await app.waitFor(/closed 4000 bye/);
+}, 30000);
+
+it("connections: hello on connect, who, broadcast except the sender, kick by id, leave", async () => {
+  const app = await runSnippet("connections");
+  const url = app.url("room");
+  const ann = await connect(`${url}/?name=ann`);
+  const bo = await connect(`${url}/?name=bo`);
+  expect((await ann.next()).text).toBe("hello");
+  expect((await bo.next()).text).toBe("hello");
+  const who = async (client: Client) => {
+    client.ws.send("who");
+    const people = JSON.parse((await client.next()).text) as { id: string; name: string }[];
+    return people.sort((a, b) => a.name.localeCompare(b.name));
+  };
+  const people = await who(ann);
+  expect(people.map((p) => p.name)).toEqual(["ann", "bo"]);
+
+  ann.ws.send("hi all"); // broadcast to everyone but ann; ann gets "sent"
+  expect((await bo.next()).text).toBe("hi all");
+  expect((await ann.next()).text).toBe("sent");
+
+  ann.ws.send("kick nobody");
+  expect((await ann.next()).text).toBe("nobody is not connected");
+  ann.ws.send(`kick ${people[1]?.id}`);
+  expect((await bo.next()).text).toBe("bye bo");
+  expect((await bo.waitClosed()).code).toBe(1000);
+  expect((await ann.next()).text).toBe("kicked");
+  expect((await who(ann)).map((p) => p.name)).toEqual(["ann"]);
+
+  const cy = await connect(`${url}/?name=cy`);
+  expect((await cy.next()).text).toBe("hello");
+  cy.ws.send("leave"); // broadcast to ann, "sent" to cy, then cy is closed with a reason
+  expect((await ann.next()).text).toBe("leave");
+  expect((await cy.next()).text).toBe("sent");
+  expect(await cy.waitClosed()).toEqual({ code: 1000, reason: "see you" });
+}, 30000);
+
+it("ampt: welcome on connect, JSON parsed, the data store counts who is online, records removed", async () => {
+  const app = await runSnippet("ampt");
+  const url = app.url("ws");
+  const ann = await connect(`${url}/?name=ann`);
+  expect((await ann.next()).text).toBe("Welcome!");
+  expect(await ann.call({ lat: 1 })).toEqual({ got: { lat: 1 }, online: 1 });
+  const bo = await connect(`${url}/?name=bo`);
+  expect((await bo.next()).text).toBe("Welcome!");
+  bo.ws.send("plain text");
+  expect(JSON.parse((await bo.next()).text)).toEqual({ got: "plain text", online: 2 });
+  bo.close();
+  await bo.waitClosed();
+  for (let i = 0; i < 50 && (await ann.call({})).online !== 1; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(await ann.call({})).toEqual({ got: {}, online: 1 });
+}, 30000);
+
+it("kv: set, get through a read-only reference, keys by prefix, delete", async () => {
+  const app = await runSnippet("kv");
+  const client = await connect(app.url("profiles"));
+  client.ws.send("Ann");
+  expect(JSON.parse((await client.next()).text)).toEqual({ user: { name: "Ann" }, keys: ["user:1"] });
+  client.ws.send("Bo");
+  expect(JSON.parse((await client.next()).text)).toEqual({ user: { name: "Bo" }, keys: ["user:1"] });
+}, 30000);
+
+it("collection: documents per connection, a where/limit query, deleted on disconnect", async () => {
+  const app = await runSnippet("collection");
+  const url = app.url("visits");
+  const ann = await connect(url);
+  const al = await connect(url);
+  const bo = await connect(url);
+  al.ws.send("Al");
+  expect(JSON.parse((await al.next()).text)).toEqual(["Al"]);
+  bo.ws.send("Bo");
+  expect(JSON.parse((await bo.next()).text)).toEqual(["Al"]);
+  al.close();
+  await al.waitClosed();
+  await new Promise((r) => setTimeout(r, 200));
+  ann.ws.send("Ann");
+  expect(JSON.parse((await ann.next()).text)).toEqual(["Ann"]);
+}, 30000);
