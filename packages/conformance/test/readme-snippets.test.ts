@@ -64,13 +64,15 @@ it("every snippet type-checks under the repository's strict settings (noImplicit
   expect(result.status).toBe(0);
 }, 60000);
 
-it("websocket: reject, welcome, reply and returned value, the three send kinds, close with a code", async () => {
+it("websocket: origin check, reject, welcome, reply and returned value, the three send kinds, close with a code", async () => {
   const app = await runSnippet("websocket");
   const url = app.url("socket");
   await expect(connect(url)).rejects.toMatchObject({
     status: 401,
     body: expect.stringContaining("a token is required"),
   });
+  await expect(connect(`${url}/?token=t`, { origin: "https://evil.example" })).rejects.toMatchObject({ status: 403 });
+  (await connect(`${url}/?token=t`, { origin: "https://app.example.com" })).close();
   const client = await connect(`${url}/?token=t`);
   expect((await client.next()).text).toBe("welcome");
   client.ws.send("hi");
@@ -89,7 +91,7 @@ it("websocket: reject, welcome, reply and returned value, the three send kinds, 
   await app.waitFor(/closed 4000 bye/);
 }, 30000);
 
-it("connections: hello on connect, who, broadcast except the sender, kick by id, leave", async () => {
+it("connections: hello on connect, who, broadcast except the sender, poke (not_found), kick by id, leave", async () => {
   const app = await runSnippet("connections");
   const url = app.url("room");
   const ann = await connect(`${url}/?name=ann`);
@@ -108,6 +110,13 @@ it("connections: hello on connect, who, broadcast except the sender, kick by id,
   expect((await bo.next()).text).toBe("hi all");
   expect((await ann.next()).text).toBe("sent");
 
+  ann.ws.send(`poke ${people[1]?.id}`);
+  expect((await bo.next()).text).toBe("poke");
+  expect((await ann.next()).text).toBe("poked");
+  ann.ws.send("poke nobody");
+  expect((await ann.next()).text).toBe(
+    'websocket "room": connection "nobody" is not connected (it closed, or never existed)',
+  );
   ann.ws.send("kick nobody");
   expect((await ann.next()).text).toBe("nobody is not connected");
   ann.ws.send(`kick ${people[1]?.id}`);
