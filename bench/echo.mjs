@@ -131,7 +131,7 @@ const targets = [
   { name: "nitric-like reply path", start: () => startApp("echo-reply") },
   { name: "nitric-like socket.send", start: () => startApp("echo-send") },
   { name: "@nitric/sdk on nitric-like", start: () => startApp("echo-nitric") },
-].filter((t) => !values.only || t.name.includes(values.only));
+].filter((t) => !values.only || values.only.split(",").some((o) => t.name.includes(o)));
 
 const best = new Map();
 try {

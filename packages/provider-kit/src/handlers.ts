@@ -16,6 +16,7 @@ import {
 import type { HandlerRegistration, Logger, WebsocketEvent } from "@nitric-like/spec";
 
 type EventRequest = MessageInitShape<typeof WebsocketEventRequestSchema>;
+type ServerMessageInit = MessageInitShape<typeof ServerMessageSchema>;
 type HandlerCall = ServerDuplexStream<ClientMessage, MessageInitShape<typeof ServerMessageSchema>>;
 
 /** Why an event could not be handled. */
@@ -46,9 +47,15 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-/** One live handler stream. */
+/**
+ * One live handler stream. A stream registered with `batch` (our SDK) gets the events that arrive
+ * in one turn of the event loop as one EventBatch message, written when the turn's I/O is done
+ * (setImmediate): under load that is one gRPC message and HTTP/2 frame, and one decode in the
+ * service, for many events; alone, an event goes out as it always did, a turn later.
+ */
 export class HandlerStream {
   readonly pending = new Map<string, Pending>();
+  private outbox: ServerMessageInit[] = [];
 
   constructor(
     readonly service: string,
@@ -56,7 +63,16 @@ export class HandlerStream {
     readonly event: WebsocketEvent,
     readonly call: HandlerCall,
     private readonly registry: HandlerRegistry,
+    readonly batch = false,
   ) {}
+
+  private readonly flush = (): void => {
+    const out = this.outbox;
+    if (out.length === 0) return;
+    this.outbox = [];
+    if (out.length === 1) this.call.write(out[0] as ServerMessageInit);
+    else this.call.write({ id: "", content: { case: "eventBatch", value: { events: out } } });
+  };
 
   /** Sends an event and resolves with the handler's answer. */
   send(request: EventRequest): Promise<WebsocketEventResponse> {
@@ -73,12 +89,18 @@ export class HandlerStream {
         );
       }, this.registry.timeoutMs);
       this.pending.set(id, { request, resolve, reject, timer });
-      this.call.write({ id, content: { case: "websocketEventRequest", value: request } });
+      const message: ServerMessageInit = { id, content: { case: "websocketEventRequest", value: request } };
+      if (!this.batch) this.call.write(message);
+      else if (this.outbox.push(message) === 1) setImmediate(this.flush);
     });
   }
 
-  /** Routes an answer to its pending event. */
+  /** Routes an answer (or a batch of them) to its pending event. */
   answer(message: ClientMessage): void {
+    if (message.content.case === "answerBatch") {
+      for (const a of message.content.value.answers) this.answer(a);
+      return;
+    }
     if (message.content.case !== "websocketEventResponse") return;
     const pending = this.pending.get(message.id);
     if (!pending) return;
@@ -93,6 +115,7 @@ export class HandlerStream {
    * Delivery is therefore at least once: a handler that died mid-event may see it again.
    */
   redeliverAll(): void {
+    this.outbox = [];
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
@@ -148,10 +171,10 @@ export class HandlerRegistry {
   }
 
   /** Adds a stream; a stream already registered for the same event is ended with OK. */
-  register(service: string, socket: string, event: WebsocketEvent, call: HandlerCall): HandlerStream {
+  register(service: string, socket: string, event: WebsocketEvent, call: HandlerCall, batch = false): HandlerStream {
     const key = HandlerRegistry.key(socket, event);
     const old = this.streams.get(key);
-    const stream = new HandlerStream(service, socket, event, call, this);
+    const stream = new HandlerStream(service, socket, event, call, this, batch);
     this.streams.set(key, stream);
     this.expected.set(key, service);
     // A registration proves the process is up, even if the CLI never said it was starting.

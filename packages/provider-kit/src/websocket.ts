@@ -159,7 +159,7 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
           );
           return;
         }
-        const { socketName, eventType } = message.content.value;
+        const { socketName, eventType, batch } = message.content.value;
         const problem = resourceNameProblem("websocket", socketName);
         const event = EVENT_NAMES[eventType];
         if (problem || event === undefined) {
@@ -171,8 +171,8 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
           );
           return;
         }
-        stream = ctx.handlers.register(service, socketName, event, call);
-        call.write({ id: "", content: { case: "registrationResponse", value: {} } });
+        stream = ctx.handlers.register(service, socketName, event, call, batch);
+        call.write({ id: "", content: { case: "registrationResponse", value: { batch } } });
       });
       const done = () => {
         if (stream) ctx.handlers.unregister(stream);

@@ -282,10 +282,18 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
 }
 
-/** One handler stream: registers (socket, event) with the provider and answers its events. */
+type Answer = MessageInitShape<typeof ClientMessageSchema>;
+
+/**
+ * One handler stream: registers (socket, event) with the provider and answers its events. It asks
+ * for batches; when the provider agrees, the answers given in one turn of the event loop go back
+ * as one AnswerBatch message, written once the turn's work is done.
+ */
 class HandlerStream {
   private readonly call = runtime().bidi(WebsocketHandler.method.handleEvents);
   private readonly socket: string;
+  private batch = false;
+  private outbox: Answer[] = [];
 
   constructor(
     private readonly owner: Websocket,
@@ -296,7 +304,19 @@ class HandlerStream {
     const socket = owner.name;
     streamOpened();
     this.call.on("data", (message: ServerMessage) => {
-      if (message.content.case === "websocketEventRequest") this.handle(message.id, message.content.value);
+      switch (message.content.case) {
+        case "websocketEventRequest":
+          this.handle(message.id, message.content.value);
+          break;
+        case "eventBatch":
+          for (const m of message.content.value.events) {
+            if (m.content.case === "websocketEventRequest") this.handle(m.id, m.content.value);
+          }
+          break;
+        case "registrationResponse":
+          this.batch = message.content.value.batch;
+          break;
+      }
     });
     this.call.on("error", () => {});
     this.call.on("status", (status: { code: number; details: string }) => {
@@ -309,8 +329,24 @@ class HandlerStream {
     this.call.on("end", () => this.call.end());
     this.call.write({
       id: "",
-      content: { case: "registrationRequest", value: { socketName: socket, eventType: EVENT_TYPES[event] } },
+      content: {
+        case: "registrationRequest",
+        value: { socketName: socket, eventType: EVENT_TYPES[event], batch: true },
+      },
     });
+  }
+
+  private readonly flush = (): void => {
+    const out = this.outbox;
+    if (out.length === 0) return;
+    this.outbox = [];
+    if (out.length === 1) this.call.write(out[0] as Answer);
+    else this.call.write({ id: "", content: { case: "answerBatch", value: { answers: out } } });
+  };
+
+  private send(answer: Answer): void {
+    if (!this.batch) this.call.write(answer);
+    else if (this.outbox.push(answer) === 1) setImmediate(this.flush);
   }
 
   private handle(id: string, request: WebsocketEventRequest): void {
@@ -326,7 +362,7 @@ class HandlerStream {
           ctx.rejectReason = "connect handler failed";
         }
       }
-      const answer: MessageInitShape<typeof ClientMessageSchema> = {
+      const answer: Answer = {
         id,
         content: {
           case: "websocketEventResponse",
@@ -342,7 +378,7 @@ class HandlerStream {
           },
         },
       };
-      this.call.write(answer);
+      this.send(answer);
     };
     // Runs the chain, awaiting only handlers that return promises (the hot path stays synchronous).
     const step = (i: number): void => {

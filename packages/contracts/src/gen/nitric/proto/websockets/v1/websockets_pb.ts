@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file nitric/proto/websockets/v1/websockets.proto.
  */
 export const file_nitric_proto_websockets_v1_websockets: GenFile = /*@__PURE__*/
-  fileDesc("CituaXRyaWMvcHJvdG8vd2Vic29ja2V0cy92MS93ZWJzb2NrZXRzLnByb3RvEhpuaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MSJxChRXZWJzb2NrZXRTZW5kUmVxdWVzdBITCgtzb2NrZXRfbmFtZRgBIAEoCRIVCg1jb25uZWN0aW9uX2lkGAIgASgJEgwKBGRhdGEYAyABKAwSFAoGYmluYXJ5GOgHIAEoCEgAiAEBQgkKB19iaW5hcnkiFwoVV2Vic29ja2V0U2VuZFJlc3BvbnNlIm0KH1dlYnNvY2tldENsb3NlQ29ubmVjdGlvblJlcXVlc3QSEwoLc29ja2V0X25hbWUYASABKAkSFQoNY29ubmVjdGlvbl9pZBgCIAEoCRINCgRjb2RlGOgHIAEoBRIPCgZyZWFzb24Y6QcgASgJIiIKIFdlYnNvY2tldENsb3NlQ29ubmVjdGlvblJlc3BvbnNlIi4KF1dlYnNvY2tldERldGFpbHNSZXF1ZXN0EhMKC3NvY2tldF9uYW1lGAEgASgJIicKGFdlYnNvY2tldERldGFpbHNSZXNwb25zZRILCgN1cmwYASABKAkizwEKDUNsaWVudE1lc3NhZ2USCgoCaWQYASABKAkSTwoUcmVnaXN0cmF0aW9uX3JlcXVlc3QYAiABKAsyLy5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5SZWdpc3RyYXRpb25SZXF1ZXN0SAASVgoYd2Vic29ja2V0X2V2ZW50X3Jlc3BvbnNlGAMgASgLMjIubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0RXZlbnRSZXNwb25zZUgAQgkKB2NvbnRlbnQiFgoUUmVnaXN0cmF0aW9uUmVzcG9uc2UibgoTUmVnaXN0cmF0aW9uUmVxdWVzdBITCgtzb2NrZXRfbmFtZRgBIAEoCRJCCgpldmVudF90eXBlGAIgASgOMi4ubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0RXZlbnRUeXBlIroCChVXZWJzb2NrZXRFdmVudFJlcXVlc3QSEwoLc29ja2V0X25hbWUYASABKAkSFQoNY29ubmVjdGlvbl9pZBgCIAEoCRJKCgpjb25uZWN0aW9uGAogASgLMjQubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0Q29ubmVjdGlvbkV2ZW50SAASUAoNZGlzY29ubmVjdGlvbhgLIAEoCzI3Lm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldERpc2Nvbm5lY3Rpb25FdmVudEgAEkQKB21lc3NhZ2UYDCABKAsyMS5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXRNZXNzYWdlRXZlbnRIAEIRCg93ZWJzb2NrZXRfZXZlbnQiGwoKUXVlcnlWYWx1ZRINCgV2YWx1ZRgBIAMoCSLPAQoNU2VydmVyTWVzc2FnZRIKCgJpZBgBIAEoCRJRChVyZWdpc3RyYXRpb25fcmVzcG9uc2UYAiABKAsyMC5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5SZWdpc3RyYXRpb25SZXNwb25zZUgAElQKF3dlYnNvY2tldF9ldmVudF9yZXF1ZXN0GAMgASgLMjEubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0RXZlbnRSZXF1ZXN0SABCCQoHY29udGVudCLEAQoWV2Vic29ja2V0RXZlbnRSZXNwb25zZRJWChNjb25uZWN0aW9uX3Jlc3BvbnNlGAogASgLMjcubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0Q29ubmVjdGlvblJlc3BvbnNlSAASPAoHcmVwbGllcxjoByADKAsyKi5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXRSZXBseUIUChJ3ZWJzb2NrZXRfcmVzcG9uc2UiLgoOV2Vic29ja2V0UmVwbHkSDAoEZGF0YRgBIAEoDBIOCgZiaW5hcnkYAiABKAgisAMKGFdlYnNvY2tldENvbm5lY3Rpb25FdmVudBJbCgxxdWVyeV9wYXJhbXMYASADKAsyRS5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXRDb25uZWN0aW9uRXZlbnQuUXVlcnlQYXJhbXNFbnRyeRJTCgdoZWFkZXJzGOgHIAMoCzJBLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldENvbm5lY3Rpb25FdmVudC5IZWFkZXJzRW50cnkSFwoOcmVtb3RlX2FkZHJlc3MY6QcgASgJEhUKDGNvbm5lY3RlZF9hdBjqByABKAEaWgoQUXVlcnlQYXJhbXNFbnRyeRILCgNrZXkYASABKAkSNQoFdmFsdWUYAiABKAsyJi5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5RdWVyeVZhbHVlOgI4ARpWCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEjUKBXZhbHVlGAIgASgLMiYubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuUXVlcnlWYWx1ZToCOAEiTwobV2Vic29ja2V0Q29ubmVjdGlvblJlc3BvbnNlEg4KBnJlamVjdBgBIAEoCBIPCgZyZWFzb24Y6AcgASgJEg8KBnN0YXR1cxjpByABKAUiPQobV2Vic29ja2V0RGlzY29ubmVjdGlvbkV2ZW50Eg0KBGNvZGUY6AcgASgFEg8KBnJlYXNvbhjpByABKAkiNgoVV2Vic29ja2V0TWVzc2FnZUV2ZW50EgwKBGJvZHkYASABKAwSDwoGYmluYXJ5GOgHIAEoCCo+ChJXZWJzb2NrZXRFdmVudFR5cGUSCwoHQ29ubmVjdBAAEg4KCkRpc2Nvbm5lY3QQARILCgdNZXNzYWdlEAIyigMKCVdlYnNvY2tldBJyCgtTZW5kTWVzc2FnZRIwLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldFNlbmRSZXF1ZXN0GjEubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0U2VuZFJlc3BvbnNlEowBCg9DbG9zZUNvbm5lY3Rpb24SOy5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXRDbG9zZUNvbm5lY3Rpb25SZXF1ZXN0Gjwubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0Q2xvc2VDb25uZWN0aW9uUmVzcG9uc2USegoNU29ja2V0RGV0YWlscxIzLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldERldGFpbHNSZXF1ZXN0GjQubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0RGV0YWlsc1Jlc3BvbnNlMnwKEFdlYnNvY2tldEhhbmRsZXISaAoMSGFuZGxlRXZlbnRzEikubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuQ2xpZW50TWVzc2FnZRopLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLlNlcnZlck1lc3NhZ2UoATABYgZwcm90bzM");
+  fileDesc("CituaXRyaWMvcHJvdG8vd2Vic29ja2V0cy92MS93ZWJzb2NrZXRzLnByb3RvEhpuaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MSJxChRXZWJzb2NrZXRTZW5kUmVxdWVzdBITCgtzb2NrZXRfbmFtZRgBIAEoCRIVCg1jb25uZWN0aW9uX2lkGAIgASgJEgwKBGRhdGEYAyABKAwSFAoGYmluYXJ5GOgHIAEoCEgAiAEBQgkKB19iaW5hcnkiFwoVV2Vic29ja2V0U2VuZFJlc3BvbnNlIm0KH1dlYnNvY2tldENsb3NlQ29ubmVjdGlvblJlcXVlc3QSEwoLc29ja2V0X25hbWUYASABKAkSFQoNY29ubmVjdGlvbl9pZBgCIAEoCRINCgRjb2RlGOgHIAEoBRIPCgZyZWFzb24Y6QcgASgJIiIKIFdlYnNvY2tldENsb3NlQ29ubmVjdGlvblJlc3BvbnNlIi4KF1dlYnNvY2tldERldGFpbHNSZXF1ZXN0EhMKC3NvY2tldF9uYW1lGAEgASgJIicKGFdlYnNvY2tldERldGFpbHNSZXNwb25zZRILCgN1cmwYASABKAkikQIKDUNsaWVudE1lc3NhZ2USCgoCaWQYASABKAkSTwoUcmVnaXN0cmF0aW9uX3JlcXVlc3QYAiABKAsyLy5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5SZWdpc3RyYXRpb25SZXF1ZXN0SAASVgoYd2Vic29ja2V0X2V2ZW50X3Jlc3BvbnNlGAMgASgLMjIubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0RXZlbnRSZXNwb25zZUgAEkAKDGFuc3dlcl9iYXRjaBjoByABKAsyJy5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5BbnN3ZXJCYXRjaEgAQgkKB2NvbnRlbnQiSQoLQW5zd2VyQmF0Y2gSOgoHYW5zd2VycxgBIAMoCzIpLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLkNsaWVudE1lc3NhZ2UiJgoUUmVnaXN0cmF0aW9uUmVzcG9uc2USDgoFYmF0Y2gY6AcgASgIIn4KE1JlZ2lzdHJhdGlvblJlcXVlc3QSEwoLc29ja2V0X25hbWUYASABKAkSQgoKZXZlbnRfdHlwZRgCIAEoDjIuLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldEV2ZW50VHlwZRIOCgViYXRjaBjoByABKAgiugIKFVdlYnNvY2tldEV2ZW50UmVxdWVzdBITCgtzb2NrZXRfbmFtZRgBIAEoCRIVCg1jb25uZWN0aW9uX2lkGAIgASgJEkoKCmNvbm5lY3Rpb24YCiABKAsyNC5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXRDb25uZWN0aW9uRXZlbnRIABJQCg1kaXNjb25uZWN0aW9uGAsgASgLMjcubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0RGlzY29ubmVjdGlvbkV2ZW50SAASRAoHbWVzc2FnZRgMIAEoCzIxLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldE1lc3NhZ2VFdmVudEgAQhEKD3dlYnNvY2tldF9ldmVudCIbCgpRdWVyeVZhbHVlEg0KBXZhbHVlGAEgAygJIo8CCg1TZXJ2ZXJNZXNzYWdlEgoKAmlkGAEgASgJElEKFXJlZ2lzdHJhdGlvbl9yZXNwb25zZRgCIAEoCzIwLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLlJlZ2lzdHJhdGlvblJlc3BvbnNlSAASVAoXd2Vic29ja2V0X2V2ZW50X3JlcXVlc3QYAyABKAsyMS5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXRFdmVudFJlcXVlc3RIABI+CgtldmVudF9iYXRjaBjoByABKAsyJi5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5FdmVudEJhdGNoSABCCQoHY29udGVudCJHCgpFdmVudEJhdGNoEjkKBmV2ZW50cxgBIAMoCzIpLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLlNlcnZlck1lc3NhZ2UixAEKFldlYnNvY2tldEV2ZW50UmVzcG9uc2USVgoTY29ubmVjdGlvbl9yZXNwb25zZRgKIAEoCzI3Lm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldENvbm5lY3Rpb25SZXNwb25zZUgAEjwKB3JlcGxpZXMY6AcgAygLMioubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0UmVwbHlCFAoSd2Vic29ja2V0X3Jlc3BvbnNlIi4KDldlYnNvY2tldFJlcGx5EgwKBGRhdGEYASABKAwSDgoGYmluYXJ5GAIgASgIIrADChhXZWJzb2NrZXRDb25uZWN0aW9uRXZlbnQSWwoMcXVlcnlfcGFyYW1zGAEgAygLMkUubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0Q29ubmVjdGlvbkV2ZW50LlF1ZXJ5UGFyYW1zRW50cnkSUwoHaGVhZGVycxjoByADKAsyQS5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXRDb25uZWN0aW9uRXZlbnQuSGVhZGVyc0VudHJ5EhcKDnJlbW90ZV9hZGRyZXNzGOkHIAEoCRIVCgxjb25uZWN0ZWRfYXQY6gcgASgBGloKEFF1ZXJ5UGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEjUKBXZhbHVlGAIgASgLMiYubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuUXVlcnlWYWx1ZToCOAEaVgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRI1CgV2YWx1ZRgCIAEoCzImLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLlF1ZXJ5VmFsdWU6AjgBIk8KG1dlYnNvY2tldENvbm5lY3Rpb25SZXNwb25zZRIOCgZyZWplY3QYASABKAgSDwoGcmVhc29uGOgHIAEoCRIPCgZzdGF0dXMY6QcgASgFIj0KG1dlYnNvY2tldERpc2Nvbm5lY3Rpb25FdmVudBINCgRjb2RlGOgHIAEoBRIPCgZyZWFzb24Y6QcgASgJIjYKFVdlYnNvY2tldE1lc3NhZ2VFdmVudBIMCgRib2R5GAEgASgMEg8KBmJpbmFyeRjoByABKAgqPgoSV2Vic29ja2V0RXZlbnRUeXBlEgsKB0Nvbm5lY3QQABIOCgpEaXNjb25uZWN0EAESCwoHTWVzc2FnZRACMooDCglXZWJzb2NrZXQScgoLU2VuZE1lc3NhZ2USMC5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXRTZW5kUmVxdWVzdBoxLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldFNlbmRSZXNwb25zZRKMAQoPQ2xvc2VDb25uZWN0aW9uEjsubml0cmljLnByb3RvLndlYnNvY2tldHMudjEuV2Vic29ja2V0Q2xvc2VDb25uZWN0aW9uUmVxdWVzdBo8Lm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldENsb3NlQ29ubmVjdGlvblJlc3BvbnNlEnoKDVNvY2tldERldGFpbHMSMy5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5XZWJzb2NrZXREZXRhaWxzUmVxdWVzdBo0Lm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLldlYnNvY2tldERldGFpbHNSZXNwb25zZTJ8ChBXZWJzb2NrZXRIYW5kbGVyEmgKDEhhbmRsZUV2ZW50cxIpLm5pdHJpYy5wcm90by53ZWJzb2NrZXRzLnYxLkNsaWVudE1lc3NhZ2UaKS5uaXRyaWMucHJvdG8ud2Vic29ja2V0cy52MS5TZXJ2ZXJNZXNzYWdlKAEwAWIGcHJvdG8z");
 
 /**
  * WebsocketSendRequest is one frame for one connection.
@@ -207,6 +207,15 @@ export type ClientMessage = Message<"nitric.proto.websockets.v1.ClientMessage"> 
      */
     value: WebsocketEventResponse;
     case: "websocketEventResponse";
+  } | {
+    /**
+     * Extension: several answers in one message, each a ClientMessage with its id and
+     * websocket_event_response. Only on a stream whose RegistrationResponse said batch.
+     *
+     * @generated from field: nitric.proto.websockets.v1.AnswerBatch answer_batch = 1000;
+     */
+    value: AnswerBatch;
+    case: "answerBatch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -218,11 +227,39 @@ export const ClientMessageSchema: GenMessage<ClientMessage> = /*@__PURE__*/
   messageDesc(file_nitric_proto_websockets_v1_websockets, 6);
 
 /**
+ * AnswerBatch carries several answers at once (extension).
+ *
+ * @generated from message nitric.proto.websockets.v1.AnswerBatch
+ */
+export type AnswerBatch = Message<"nitric.proto.websockets.v1.AnswerBatch"> & {
+  /**
+   * The answers, each with the id of the event it answers.
+   *
+   * @generated from field: repeated nitric.proto.websockets.v1.ClientMessage answers = 1;
+   */
+  answers: ClientMessage[];
+};
+
+/**
+ * Describes the message nitric.proto.websockets.v1.AnswerBatch.
+ * Use `create(AnswerBatchSchema)` to create a new message.
+ */
+export const AnswerBatchSchema: GenMessage<AnswerBatch> = /*@__PURE__*/
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 7);
+
+/**
  * RegistrationResponse acknowledges a registration; the stream then receives events.
  *
  * @generated from message nitric.proto.websockets.v1.RegistrationResponse
  */
 export type RegistrationResponse = Message<"nitric.proto.websockets.v1.RegistrationResponse"> & {
+  /**
+   * Extension: true when the registration asked for batches and the provider sends them: events
+   * may then arrive as ServerMessage.event_batch, and answers may go back as answer_batch.
+   *
+   * @generated from field: bool batch = 1000;
+   */
+  batch: boolean;
 };
 
 /**
@@ -230,7 +267,7 @@ export type RegistrationResponse = Message<"nitric.proto.websockets.v1.Registrat
  * Use `create(RegistrationResponseSchema)` to create a new message.
  */
 export const RegistrationResponseSchema: GenMessage<RegistrationResponse> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 7);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 8);
 
 /**
  * RegistrationRequest says what a handler stream handles.
@@ -251,6 +288,14 @@ export type RegistrationRequest = Message<"nitric.proto.websockets.v1.Registrati
    * @generated from field: nitric.proto.websockets.v1.WebsocketEventType event_type = 2;
    */
   eventType: WebsocketEventType;
+
+  /**
+   * Extension: the handler takes events in batches (several events that arrived together in one
+   * message), which saves a gRPC message, an HTTP/2 frame and their processing per event.
+   *
+   * @generated from field: bool batch = 1000;
+   */
+  batch: boolean;
 };
 
 /**
@@ -258,7 +303,7 @@ export type RegistrationRequest = Message<"nitric.proto.websockets.v1.Registrati
  * Use `create(RegistrationRequestSchema)` to create a new message.
  */
 export const RegistrationRequestSchema: GenMessage<RegistrationRequest> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 8);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 9);
 
 /**
  * WebsocketEventRequest is one event for a handler.
@@ -317,7 +362,7 @@ export type WebsocketEventRequest = Message<"nitric.proto.websockets.v1.Websocke
  * Use `create(WebsocketEventRequestSchema)` to create a new message.
  */
 export const WebsocketEventRequestSchema: GenMessage<WebsocketEventRequest> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 9);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 10);
 
 /**
  * QueryValue holds every value given for one query parameter or header, in order.
@@ -338,7 +383,7 @@ export type QueryValue = Message<"nitric.proto.websockets.v1.QueryValue"> & {
  * Use `create(QueryValueSchema)` to create a new message.
  */
 export const QueryValueSchema: GenMessage<QueryValue> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 10);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 11);
 
 /**
  * ServerMessage is what the provider sends on a handler stream.
@@ -374,6 +419,15 @@ export type ServerMessage = Message<"nitric.proto.websockets.v1.ServerMessage"> 
      */
     value: WebsocketEventRequest;
     case: "websocketEventRequest";
+  } | {
+    /**
+     * Extension: several events at once, each a ServerMessage with its id and
+     * websocket_event_request. Only on a stream whose registration asked for batch.
+     *
+     * @generated from field: nitric.proto.websockets.v1.EventBatch event_batch = 1000;
+     */
+    value: EventBatch;
+    case: "eventBatch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -382,7 +436,28 @@ export type ServerMessage = Message<"nitric.proto.websockets.v1.ServerMessage"> 
  * Use `create(ServerMessageSchema)` to create a new message.
  */
 export const ServerMessageSchema: GenMessage<ServerMessage> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 11);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 12);
+
+/**
+ * EventBatch carries several events at once (extension).
+ *
+ * @generated from message nitric.proto.websockets.v1.EventBatch
+ */
+export type EventBatch = Message<"nitric.proto.websockets.v1.EventBatch"> & {
+  /**
+   * The events, each with the id its answer must repeat.
+   *
+   * @generated from field: repeated nitric.proto.websockets.v1.ServerMessage events = 1;
+   */
+  events: ServerMessage[];
+};
+
+/**
+ * Describes the message nitric.proto.websockets.v1.EventBatch.
+ * Use `create(EventBatchSchema)` to create a new message.
+ */
+export const EventBatchSchema: GenMessage<EventBatch> = /*@__PURE__*/
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 13);
 
 /**
  * WebsocketEventResponse answers one event request.
@@ -420,7 +495,7 @@ export type WebsocketEventResponse = Message<"nitric.proto.websockets.v1.Websock
  * Use `create(WebsocketEventResponseSchema)` to create a new message.
  */
 export const WebsocketEventResponseSchema: GenMessage<WebsocketEventResponse> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 12);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 14);
 
 /**
  * WebsocketReply is one frame for the connection an event came from (extension).
@@ -448,7 +523,7 @@ export type WebsocketReply = Message<"nitric.proto.websockets.v1.WebsocketReply"
  * Use `create(WebsocketReplySchema)` to create a new message.
  */
 export const WebsocketReplySchema: GenMessage<WebsocketReply> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 13);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 15);
 
 /**
  * WebsocketConnectionEvent describes a connecting client.
@@ -491,7 +566,7 @@ export type WebsocketConnectionEvent = Message<"nitric.proto.websockets.v1.Webso
  * Use `create(WebsocketConnectionEventSchema)` to create a new message.
  */
 export const WebsocketConnectionEventSchema: GenMessage<WebsocketConnectionEvent> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 14);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 16);
 
 /**
  * WebsocketConnectionResponse accepts or rejects a connecting client.
@@ -526,7 +601,7 @@ export type WebsocketConnectionResponse = Message<"nitric.proto.websockets.v1.We
  * Use `create(WebsocketConnectionResponseSchema)` to create a new message.
  */
 export const WebsocketConnectionResponseSchema: GenMessage<WebsocketConnectionResponse> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 15);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 17);
 
 /**
  * WebsocketDisconnectionEvent says a client has gone.
@@ -554,7 +629,7 @@ export type WebsocketDisconnectionEvent = Message<"nitric.proto.websockets.v1.We
  * Use `create(WebsocketDisconnectionEventSchema)` to create a new message.
  */
 export const WebsocketDisconnectionEventSchema: GenMessage<WebsocketDisconnectionEvent> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 16);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 18);
 
 /**
  * WebsocketMessageEvent is one message from a client.
@@ -582,7 +657,7 @@ export type WebsocketMessageEvent = Message<"nitric.proto.websockets.v1.Websocke
  * Use `create(WebsocketMessageEventSchema)` to create a new message.
  */
 export const WebsocketMessageEventSchema: GenMessage<WebsocketMessageEvent> = /*@__PURE__*/
-  messageDesc(file_nitric_proto_websockets_v1_websockets, 17);
+  messageDesc(file_nitric_proto_websockets_v1_websockets, 19);
 
 /**
  * WebsocketEventType is the kind of event a handler stream receives.
