@@ -16,6 +16,8 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
+import { ClientMessageSchema, ServerMessageSchema } from "./gen/nitric/proto/websockets/v1/websockets_pb.js";
+import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage } from "./handler-codec.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: generic over every generated service shape
 type AnyGenService = GenService<any>;
@@ -26,7 +28,19 @@ export function methodPath(method: DescMethod): string {
   return `/${method.parent.typeName}/${method.name}`;
 }
 
+// The handler stream's two messages have hand-written codecs (see handler-codec.ts).
+const FAST_ENCODE: Record<string, (value: never) => Buffer> = {
+  [ServerMessageSchema.typeName]: encodeServerMessage,
+  [ClientMessageSchema.typeName]: encodeClientMessage,
+};
+const FAST_DECODE: Record<string, (bytes: Buffer) => unknown> = {
+  [ServerMessageSchema.typeName]: decodeServerMessage,
+  [ClientMessageSchema.typeName]: decodeClientMessage,
+};
+
 function serializer<D extends DescMessage>(schema: D) {
+  const fast = FAST_ENCODE[schema.typeName];
+  if (fast) return fast as unknown as (value: MessageInitShape<D>) => Buffer;
   // create() returns its argument unchanged when it already is a message of this type, so callers
   // may pass plain init objects. Buffer.from(ArrayBuffer, ...) wraps the bytes without copying.
   return (value: MessageInitShape<D>): Buffer => {
@@ -36,6 +50,8 @@ function serializer<D extends DescMessage>(schema: D) {
 }
 
 function deserializer<D extends DescMessage>(schema: D) {
+  const fast = FAST_DECODE[schema.typeName];
+  if (fast) return fast as (bytes: Buffer) => MessageShape<D>;
   return (bytes: Buffer): MessageShape<D> => fromBinary(schema, bytes);
 }
 
