@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { createLocalProvider, type LocalProvider } from "@nitric-like/provider-local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { ws } from "../src/ampt.js";
 import { isNitricLikeError, kv, NitricLikeError, websocket } from "../src/index.js";
 
 let provider: LocalProvider;
@@ -361,6 +360,8 @@ describe("connections", () => {
 
 describe("the Ampt-style ws interface", () => {
   it("parses JSON, passes text and bytes, never replies with a return value, and reports close reasons", async () => {
+    // Imported here: importing it declares the "ws" socket, which needs the provider started above.
+    const { ws } = await import("../src/ampt.js");
     const seen: unknown[] = [];
     const reasons: (string | undefined)[] = [];
     let meta: unknown;
