@@ -154,6 +154,7 @@ interface Connection {
 /** One WebSocket API. */
 class EmulatedApi {
   readonly connections = new Map<string, Connection>();
+  private readonly inflight = new Set<Promise<void>>();
   readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   port = 0;
@@ -257,11 +258,11 @@ class EmulatedApi {
       ws.on("error", () => {});
       ws.on("message", (data: Buffer, binary: boolean) => {
         connection.lastActiveAt = Date.now();
-        void this.message(id, connection, data, binary);
+        this.track(this.message(id, connection, data, binary));
       });
       ws.on("close", (code: number, reason: Buffer) => {
         this.connections.delete(id);
-        void this.disconnected(id, connection, code, reason.toString("utf8"));
+        this.track(this.disconnected(id, connection, code, reason.toString("utf8")));
       });
     });
   }
@@ -349,11 +350,27 @@ class EmulatedApi {
     }
   }
 
+  /** Keeps an invocation in flight until it settles, so that stop() can wait for it. */
+  private track(invocation: Promise<void>): void {
+    this.inflight.add(invocation);
+    void invocation.finally(() => this.inflight.delete(invocation));
+  }
+
+  /** Closes every connection with 1001 and waits (bounded) for the invocations that caused. */
   async stop(): Promise<void> {
     for (const c of this.connections.values()) c.ws.close(1001, "Going away");
     const deadline = Date.now() + 1000;
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const c of this.connections.values()) c.ws.terminate();
+    // $disconnect (and late $default) invocations must finish before the functions are stopped.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inflight]),
+      new Promise((r) => {
+        timer = setTimeout(r, 5000);
+      }),
+    ]);
+    clearTimeout(timer);
     this.wss.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
