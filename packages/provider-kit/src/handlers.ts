@@ -44,7 +44,8 @@ interface Pending {
   request: EventRequest;
   resolve(response: WebsocketEventResponse): void;
   reject(error: HandlerError): void;
-  timer: NodeJS.Timeout;
+  /** When the handler's time is up (Date.now() milliseconds). */
+  deadline: number;
 }
 
 /**
@@ -78,21 +79,30 @@ export class HandlerStream {
   send(request: EventRequest): Promise<WebsocketEventResponse> {
     const id = this.registry.nextId();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        const ms = this.registry.timeoutMs;
-        reject(
-          new HandlerError(
-            "timeout",
-            `websocket "${this.socket}": the ${this.event} handler of service "${this.service}" did not answer within ${ms / 1000} s (connection ${request.connectionId})`,
-          ),
-        );
-      }, this.registry.timeoutMs);
-      this.pending.set(id, { request, resolve, reject, timer });
+      // No timer per event (this is the hot path): the registry sweeps expired events.
+      this.pending.set(id, { request, resolve, reject, deadline: Date.now() + this.registry.timeoutMs });
+      this.registry.sweepSoon();
       const message: ServerMessageInit = { id, content: { case: "websocketEventRequest", value: request } };
       if (!this.batch) this.call.write(message);
       else if (this.outbox.push(message) === 1) setImmediate(this.flush);
     });
+  }
+
+  /**
+   * Fails the events whose handler did not answer in time. Events are kept in the order they were
+   * sent, all with the same time limit, so the first one still in time ends the search.
+   */
+  expire(now: number): void {
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) return;
+      this.pending.delete(id);
+      p.reject(
+        new HandlerError(
+          "timeout",
+          `websocket "${this.socket}": the ${this.event} handler of service "${this.service}" did not answer within ${this.registry.timeoutMs / 1000} s (connection ${p.request.connectionId})`,
+        ),
+      );
+    }
   }
 
   /** Routes an answer (or a batch of them) to its pending event. */
@@ -105,7 +115,6 @@ export class HandlerStream {
     const pending = this.pending.get(message.id);
     if (!pending) return;
     this.pending.delete(message.id);
-    clearTimeout(pending.timer);
     pending.resolve(message.content.value);
   }
 
@@ -119,7 +128,6 @@ export class HandlerStream {
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
-      clearTimeout(p.timer);
       this.registry.dispatch(this.socket, this.event, p.request).then(p.resolve, p.reject);
     }
   }
@@ -148,6 +156,28 @@ export class HandlerRegistry {
     readonly timeoutMs: number,
     private readonly waitMs: number,
   ) {}
+
+  private sweeper: NodeJS.Timeout | undefined;
+
+  /** Starts the timeout sweep if it is not running; it stops itself once nothing is pending. */
+  sweepSoon(): void {
+    if (this.sweeper) return;
+    // A tenth of the time limit (10 ms to 250 ms): timeouts fire at most that late.
+    const every = Math.max(10, Math.min(250, this.timeoutMs / 10));
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      let left = 0;
+      for (const s of this.streams.values()) {
+        s.expire(now);
+        left += s.pending.size;
+      }
+      if (left === 0) {
+        clearInterval(this.sweeper);
+        this.sweeper = undefined;
+      }
+    }, every);
+    this.sweeper.unref();
+  }
 
   /** The next event id. */
   nextId(): string {
