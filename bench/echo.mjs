@@ -3,13 +3,10 @@
 // echo, against a raw `ws` echo server and against `nitric-like run` (reply path, socket.send, and
 // the published @nitric/sdk), all in the same run on 127.0.0.1. Reports msgs/s, RTT p50/p99, the
 // ratio to raw, and lost or reordered echoes. Each target first gets the same untimed warm-up. Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 2]
-import { spawn } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
+import { cleanup, here, startApp, startProcess, stop, verdict } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -22,54 +19,6 @@ const { values } = parseArgs({
 const CLIENTS = Number(values.clients);
 const MESSAGES = Number(values.messages);
 const ROUNDS = Number(values.rounds);
-const here = fileURLToPath(new URL(".", import.meta.url));
-const cli = join(here, "..", "packages", "cli", "bin", "nitric-like.js");
-const temp = [];
-
-function startProcess(command, args, pattern) {
-  const child = spawn(command, args, { env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out starting ${args.join(" ")}:\n${out}`)), 30000);
-    const onData = (d) => {
-      out += d;
-      const m = out.match(pattern);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] });
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", (d) => {
-      out += d;
-    });
-    child.on("exit", (code) => reject(new Error(`exited ${code}:\n${out}`)));
-  });
-}
-
-async function startApp(name) {
-  const dir = mkdtempSync(join(tmpdir(), "nitric-like-bench-"));
-  temp.push(dir);
-  cpSync(join(here, "apps", name), dir, { recursive: true });
-  symlinkSync(join(here, "node_modules"), join(dir, "node_modules"), "dir");
-  const started = await startProcess(
-    process.execPath,
-    [cli, "run", dir, "--random-ports", "--no-watch", "--plain"],
-    /^websocket echo (\S+)$/m,
-  );
-  // Give the service a moment past the ready line (its other handler streams).
-  await new Promise((r) => setTimeout(r, 200));
-  return started;
-}
-
-function stop(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once("exit", resolve);
-    child.kill("SIGINT");
-    setTimeout(() => child.kill("SIGKILL"), 5000).unref();
-  });
-}
 
 async function client(url, rtts, messages = MESSAGES) {
   const ws = new WebSocket(url);
@@ -128,9 +77,9 @@ const targets = [
     name: "raw ws",
     start: () => startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /listening (\S+)/),
   },
-  { name: "nitric-like reply path", start: () => startApp("echo-reply") },
-  { name: "nitric-like socket.send", start: () => startApp("echo-send") },
-  { name: "@nitric/sdk on nitric-like", start: () => startApp("echo-nitric") },
+  { name: "nitric-like reply path", start: () => startApp("echo-reply", "echo") },
+  { name: "nitric-like socket.send", start: () => startApp("echo-send", "echo") },
+  { name: "@nitric/sdk on nitric-like", start: () => startApp("echo-nitric", "echo") },
 ].filter((t) => !values.only || values.only.split(",").some((o) => t.name.includes(o)));
 
 const best = new Map();
@@ -149,7 +98,7 @@ try {
     }
   }
 } finally {
-  for (const d of temp) rmSync(d, { recursive: true, force: true });
+  cleanup();
 }
 
 const raw = best.get("raw ws");
@@ -163,5 +112,13 @@ for (const [name, r] of best) {
   const latency = raw ? `${(r.unloadedP50 / raw.unloadedP50).toFixed(1)}x` : "-";
   console.log(
     `| ${name} | ${r.rate.toFixed(0)} | ${ratio} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.unloadedP50.toFixed(2)} | ${latency} | ${r.lost} | ${r.reordered} |`,
+  );
+}
+
+const reply = best.get("nitric-like reply path");
+if (raw && reply) {
+  const sound = [...best.values()].every((r) => r.lost === 0 && r.reordered === 0);
+  console.log(
+    `\ntargets: reply path >= 50 % of raw: ${verdict(reply.rate >= raw.rate / 2)}; unloaded p50 <= 3x raw: ${verdict(reply.unloadedP50 <= 3 * raw.unloadedP50)}; no echo lost or reordered: ${verdict(sound)}`,
   );
 }

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// Broadcast and capacity: open N connections (default 1,000 and 10,000) to a raw `ws` server
+// that sends every message to all its clients, and to `nitric-like run` on an app whose message
+// handler calls socket.broadcast(); in the same run, measure the time from one client sending a
+// message until the last of the N clients has it (median of --rounds), and the server's resident
+// memory while the N connections sit idle (for nitric-like: the provider process, which holds the
+// connections; the service's is shown too). Usage: node bench/broadcast.mjs [--sizes 1000,10000] [--rounds 5]
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import WebSocket from "ws";
+import { servicePids, cleanup, here, median, rssMb, startApp, startProcess, stop, verdict } from "./lib.mjs";
+
+const { values } = parseArgs({
+  options: { sizes: { type: "string", default: "1000,10000" }, rounds: { type: "string", default: "5" } },
+});
+const SIZES = values.sizes.split(",").map(Number);
+const ROUNDS = Number(values.rounds);
+
+async function openAll(url, n) {
+  const clients = [];
+  let next = 0;
+  // 100 handshakes at a time: a burst of 10,000 would overflow the listen backlog.
+  async function worker() {
+    while (next < n) {
+      next++;
+      const ws = new WebSocket(url);
+      await new Promise((resolve, reject) => {
+        ws.once("open", resolve);
+        ws.once("error", reject);
+      });
+      clients.push(ws);
+    }
+  }
+  await Promise.all(Array.from({ length: 100 }, worker));
+  return clients;
+}
+
+async function broadcastOnce(clients, payload) {
+  let left = clients.length;
+  const t0 = performance.now();
+  const done = new Promise((resolve) => {
+    for (const ws of clients) {
+      ws.once("message", () => {
+        if (--left === 0) resolve(performance.now() - t0);
+      });
+    }
+  });
+  clients[0].send(payload);
+  const timeout = new Promise((_, reject) =>
+    setTimeout(() => reject(new Error(`${left} of ${clients.length} clients did not get the broadcast in 30 s`)), 30000).unref(),
+  );
+  return Promise.race([done, timeout]);
+}
+
+async function measure(target, n) {
+  const started = await target.start();
+  try {
+    const clients = await openAll(started.url, n);
+    // Warm-up, untimed, the same for every target.
+    await broadcastOnce(clients, "warm-up");
+    const times = [];
+    for (let r = 0; r < ROUNDS; r++) times.push(await broadcastOnce(clients, `round ${r}`));
+    await new Promise((r) => setTimeout(r, 2000));
+    const memory = rssMb(started.child.pid);
+    const services = servicePids(started.child.pid).map(rssMb);
+    for (const ws of clients) ws.terminate();
+    return { ms: median(times), min: Math.min(...times), memory, services };
+  } finally {
+    await stop(started.child);
+  }
+}
+
+const targets = [
+  {
+    name: "raw ws",
+    start: () => startProcess(process.execPath, [join(here, "raw-broadcast-server.mjs")], /listening (\S+)/),
+  },
+  { name: "nitric-like", start: () => startApp("broadcast", "broadcast") },
+];
+
+const results = [];
+try {
+  for (const n of SIZES) {
+    const row = { n };
+    for (const target of targets) {
+      row[target.name] = await measure(target, n);
+      process.stderr.write(`${n} connections, ${target.name}: ${row[target.name].ms.toFixed(1)} ms\n`);
+    }
+    results.push(row);
+  }
+} finally {
+  cleanup();
+}
+
+console.log(`\nbroadcast: median of ${ROUNDS} rounds after a warm-up, ${new Date().toISOString()}`);
+console.log("| connections | raw ws ms | nitric-like ms | ratio | target <= 1.3x | raw RSS MB | provider RSS MB | ratio | target <= 1.5x | service RSS MB |");
+console.log("|---:|---:|---:|---:|---|---:|---:|---:|---|---:|");
+for (const row of results) {
+  const raw = row["raw ws"];
+  const ours = row["nitric-like"];
+  const t = ours.ms / raw.ms;
+  const m = ours.memory / raw.memory;
+  console.log(
+    `| ${row.n} | ${raw.ms.toFixed(1)} | ${ours.ms.toFixed(1)} | ${t.toFixed(2)}x | ${verdict(t <= 1.3)} | ${raw.memory.toFixed(0)} | ${ours.memory.toFixed(0)} | ${m.toFixed(2)}x | ${row.n >= 10000 ? verdict(m <= 1.5) : "-"} | ${ours.services.map((s) => s.toFixed(0)).join(", ")} |`,
+  );
+}
