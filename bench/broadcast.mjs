@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
-import { servicePids, cleanup, here, median, rssMb, startApp, startProcess, stop, verdict } from "./lib.mjs";
+import { cleanup, here, median, rssMb, servicePids, startApp, startProcess, stop, verdict } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: { sizes: { type: "string", default: "1000,10000" }, rounds: { type: "string", default: "5" } },
@@ -47,7 +47,10 @@ async function broadcastOnce(clients, payload) {
   });
   clients[0].send(payload);
   const timeout = new Promise((_, reject) =>
-    setTimeout(() => reject(new Error(`${left} of ${clients.length} clients did not get the broadcast in 30 s`)), 30000).unref(),
+    setTimeout(
+      () => reject(new Error(`${left} of ${clients.length} clients did not get the broadcast in 30 s`)),
+      30000,
+    ).unref(),
   );
   return Promise.race([done, timeout]);
 }
@@ -93,7 +96,9 @@ try {
 }
 
 console.log(`\nbroadcast: median of ${ROUNDS} rounds after a warm-up, ${new Date().toISOString()}`);
-console.log("| connections | raw ws ms | nitric-like ms | ratio | target <= 1.3x | raw RSS MB | provider RSS MB | ratio | target <= 1.5x | service RSS MB |");
+console.log(
+  "| connections | raw ws ms | nitric-like ms | ratio | target <= 1.3x | raw RSS MB | provider RSS MB | ratio | target <= 1.5x | service RSS MB |",
+);
 console.log("|---:|---:|---:|---:|---|---:|---:|---:|---|---:|");
 for (const row of results) {
   const raw = row["raw ws"];
