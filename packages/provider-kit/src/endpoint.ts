@@ -5,10 +5,12 @@
 import * as grpc from "@grpc/grpc-js";
 import { Connections } from "@nitric-like/contracts/connections";
 import { addService } from "@nitric-like/contracts/grpc";
+import { Health } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources } from "@nitric-like/contracts/resources";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { connectionsService } from "./connections.js";
+import { healthService } from "./health.js";
 import { type KvContext, kvService } from "./kv.js";
 import { type ResourcesContext, resourcesService } from "./resources.js";
 import { type WebsocketContext, websocketHandlerService, websocketService } from "./websocket.js";
@@ -36,6 +38,8 @@ export async function startEndpoint(service: string, ctx: EndpointContext): Prom
   addService(server, WebsocketHandler, websocketHandlerService(ctx, service));
   addService(server, KvStore, kvService(ctx, service));
   addService(server, Connections, connectionsService(ctx, service));
+  const served = new Set([Resources, Websocket, WebsocketHandler, KvStore, Connections].map((s) => s.typeName));
+  addService(server, Health, healthService(served));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) =>
       error ? reject(error) : resolve(p),

@@ -2,6 +2,7 @@
 // real lmdb files.
 import { createServer } from "node:net";
 import { GrpcStatus } from "@nitric-like/contracts/grpc";
+import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Websocket } from "@nitric-like/contracts/websockets";
@@ -58,6 +59,22 @@ describe("declarations", () => {
     expect(logs.warn).toEqual([
       'service "svc" declares Bucket "files": nitric-like serves websockets and kv stores, so it is recorded but not served',
     ]);
+  });
+});
+
+describe("health", () => {
+  it("answers the standard health check for the endpoint and each contract service, and NOT_FOUND for others", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    for (const service of ["", "nitric.proto.kvstore.v1.KvStore", "nitriclike.websockets.v1.Connections"]) {
+      expect(await client.unary(Health.method.check, { service })).toMatchObject({
+        status: HealthCheckResponse_ServingStatus.SERVING,
+      });
+    }
+    await expect(client.unary(Health.method.check, { service: "acme.Billing" })).rejects.toMatchObject({
+      code: GrpcStatus.NOT_FOUND,
+      details: expect.stringContaining('service "acme.Billing" is not served here'),
+    });
   });
 });
 
