@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// kv through the local provider vs an empty unary gRPC call (the provider's health check) to the
+// same endpoint, measured inside a service (bench/apps/kv) in the same run: calls per second, one
+// at a time and 32 at a time. The kinds take turns for --rounds rounds of --ms each; the best
+// round of each counts. Usage: node bench/kv.mjs [--ms 1000] [--rounds 3]
+import { parseArgs } from "node:util";
+import WebSocket from "ws";
+import { cleanup, startApp, stop, verdict } from "./lib.mjs";
+
+const { values } = parseArgs({
+  options: { ms: { type: "string", default: "1000" }, rounds: { type: "string", default: "3" } },
+});
+const ms = Number(values.ms);
+const rounds = Number(values.rounds);
+const KINDS = ["empty", "get", "set", "keys"];
+
+/** Runs the kv benchmark; resolves with one row per concurrency. */
+export async function kvBench() {
+  const app = await startApp("kv", "kv");
+  const rows = [];
+  try {
+    const ws = new WebSocket(app.url);
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    const ask = (request) =>
+      new Promise((resolve, reject) => {
+        ws.once("message", (d) => {
+          const answer = JSON.parse(d.toString());
+          if (answer.error) reject(new Error(answer.error));
+          else resolve(answer);
+        });
+        ws.send(JSON.stringify(request));
+      });
+    for (const concurrency of [1, 32]) {
+      const best = {};
+      for (const op of KINDS) await ask({ op, ms: 200, concurrency }); // warm-up
+      for (let round = 0; round < rounds; round++) {
+        for (const op of KINDS) {
+          const { calls, seconds } = await ask({ op, ms, concurrency });
+          best[op] = Math.max(best[op] ?? 0, calls / seconds);
+        }
+      }
+      rows.push({ concurrency, ...best });
+    }
+    ws.close();
+  } finally {
+    await stop(app.child);
+    cleanup();
+  }
+  return rows;
+}
+
+/** The rows as a Markdown table, with the verdict against the target. */
+export function kvTable(rows) {
+  const lines = [
+    "| in flight | empty unary /s | kv get /s | get vs empty | target ≥ 80 % | kv set /s | kv keys (10) /s |",
+    "|---:|---:|---:|---:|---|---:|---:|",
+  ];
+  for (const r of rows) {
+    const ratio = r.get / r.empty;
+    lines.push(
+      `| ${r.concurrency} | ${r.empty.toFixed(0)} | ${r.get.toFixed(0)} | ${(ratio * 100).toFixed(0)} % | ${verdict(ratio >= 0.8)} | ${r.set.toFixed(0)} | ${r.keys.toFixed(0)} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const rows = await kvBench();
+  console.log(`\nkv: best of ${rounds} rounds of ${ms} ms per kind, ${new Date().toISOString()}`);
+  console.log(kvTable(rows));
+}
