@@ -21,7 +21,9 @@ function step(title, command, args) {
 
 const tsc = join(root, "node_modules", ".bin", "tsc");
 step("lint and format (biome)", join(root, "node_modules", ".bin", "biome"), ["check", "."]);
-const built = step("build", tsc, ["-b"]);
+const built =
+  step("build", tsc, ["-b"]) &&
+  step("bundle the CLI", process.execPath, [join(root, "packages", "cli", "scripts", "bundle.mjs")]);
 // vitest does not type-check: tsc checks the tests (and their @ts-expect-error lines), fixtures,
 // examples and benchmark apps.
 step("type-check tests, fixtures, examples", tsc, ["-p", "tsconfig.test.json"]);

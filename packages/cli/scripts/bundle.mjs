@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// Writes dist/nitric-like.mjs: the CLI and the local provider (with grpc-js, protobuf-es, yaml and
+// ws) as one file, which Node loads in a fraction of the time the same code takes as some 260
+// separate ES modules (about 0.15 s against 0.5 s for `nitric-like --help` here). Packages with
+// native parts (esbuild, lmdb) and the AWS provider (loaded only for --provider aws) stay
+// external. Beside it, dist/nitric-like.inputs.json lists every file it was made from with its
+// size and mtime: bin/nitric-like.js uses the bundle only while none of them changed, so a
+// `tsc -b` without this step never runs stale code. Run by `pnpm build` and `pnpm test`.
+import { statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const cli = fileURLToPath(new URL("..", import.meta.url));
+const outfile = join(cli, "dist", "nitric-like.mjs");
+const result = await build({
+  entryPoints: [join(cli, "dist", "main.js")],
+  outfile,
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  metafile: true,
+  logLevel: "warning",
+  absWorkingDir: cli,
+  sourcemap: "linked",
+  sourcesContent: false,
+  // ws's optional native speed-ups and grpc-js's channelz loader are required only when present.
+  external: ["esbuild", "lmdb", "@nitric-like/provider-aws", "bufferutil", "utf-8-validate", "@grpc/proto-loader"],
+  banner: {
+    js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
+  },
+});
+const inputs = Object.keys(result.metafile.inputs).map((f) => {
+  const path = resolve(cli, f);
+  const s = statSync(path);
+  return [path, s.mtimeMs, s.size];
+});
+writeFileSync(join(cli, "dist", "nitric-like.inputs.json"), JSON.stringify(inputs));
