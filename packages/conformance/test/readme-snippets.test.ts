@@ -138,15 +138,15 @@ it("ampt: welcome on connect, JSON parsed, the data store counts who is online, 
   const url = app.url("ws");
   const ann = await connect(`${url}/?name=ann`);
   expect((await ann.next()).text).toBe("Welcome!");
-  expect(await ann.call({ lat: 1 })).toEqual({ got: { lat: 1 }, online: 1 });
+  expect(await ann.call({ lat: 1 })).toEqual({ got: { lat: 1 }, online: 1, bytes: 9 });
   const bo = await connect(`${url}/?name=bo`);
   expect((await bo.next()).text).toBe("Welcome!");
   bo.ws.send("plain text");
-  expect(JSON.parse((await bo.next()).text)).toEqual({ got: "plain text", online: 2 });
+  expect(JSON.parse((await bo.next()).text)).toEqual({ got: "plain text", online: 2, bytes: 10 });
   bo.close();
   await bo.waitClosed();
   for (let i = 0; i < 50 && (await ann.call({})).online !== 1; i++) await new Promise((r) => setTimeout(r, 50));
-  expect(await ann.call({})).toEqual({ got: {}, online: 1 });
+  expect(await ann.call({})).toEqual({ got: {}, online: 1, bytes: 2 });
 }, 30000);
 
 it("kv: set, get through a read-only reference, keys by prefix, delete", async () => {

@@ -35,12 +35,28 @@ export interface SocketConnection {
   close(): Promise<void>;
 }
 
+/** A message as it arrived, beside the parsed value Ampt-style handlers get. */
+export interface RawMessage {
+  /** The frame's bytes, exactly as sent. */
+  readonly bytes: Uint8Array;
+  /** True for a binary frame. */
+  readonly binary: boolean;
+  /** The bytes as UTF-8 text: the JSON before it was parsed. */
+  text(): string;
+}
+
 /** The Ampt-style socket interface. */
 export interface AmptWs {
   on(event: "connected", handler: (connection: SocketConnection) => unknown): void;
   on(event: "disconnected", handler: (connection: SocketConnection, reason?: string) => unknown): void;
-  /** JSON messages arrive parsed; other text as a string; binary frames as bytes. */
-  on<T = JsonValue>(event: "message", handler: (connection: SocketConnection, data: T) => unknown): void;
+  /**
+   * JSON messages arrive parsed; other text as a string; binary frames as bytes. The third
+   * argument (ours, not Ampt's) is the message as it arrived, for the text before parsing.
+   */
+  on<T = JsonValue>(
+    event: "message",
+    handler: (connection: SocketConnection, data: T, raw: RawMessage) => unknown,
+  ): void;
   /** Sends a string (text) or an object (JSON); throws when the connection is gone unless told not to. */
   send(connectionId: string, data: Payload, options?: SendOptions): Promise<void>;
   /** Closes one connection, or every open one of a list; ids that are already gone are skipped. */
@@ -97,7 +113,8 @@ function on(event: "connected" | "disconnected" | "message", handler: (...args: 
           data = text;
         }
       }
-      await call(connection(s, ctx.connectionId, {}), data);
+      const raw: RawMessage = { bytes: ctx.data, binary: ctx.binary, text: () => ctx.text() };
+      await call(connection(s, ctx.connectionId, {}), data, raw);
     });
   } else {
     throw new TypeError(`ws.on(${JSON.stringify(event)}): unknown event; use "connected", "disconnected" or "message"`);

@@ -359,10 +359,11 @@ describe("connections", () => {
 });
 
 describe("the Ampt-style ws interface", () => {
-  it("parses JSON, passes text and bytes, never replies with a return value, and reports close reasons", async () => {
+  it("parses JSON (keeping the raw text), passes text and bytes, never replies with a return value, and reports close reasons", async () => {
     // Imported here: importing it declares the "ws" socket, which needs the provider started above.
     const { ws } = await import("../src/ampt.js");
     const seen: unknown[] = [];
+    const raws: { text: string; binary: boolean; bytes: number }[] = [];
     const reasons: (string | undefined)[] = [];
     let meta: unknown;
     ws.on("connected", (connection) => {
@@ -371,8 +372,9 @@ describe("the Ampt-style ws interface", () => {
     ws.on("disconnected", (_connection, reason) => {
       reasons.push(reason);
     });
-    ws.on("message", async (connection, data) => {
+    ws.on("message", async (connection, data, raw) => {
       seen.push(data);
+      raws.push({ text: raw.text(), binary: raw.binary, bytes: raw.bytes.length });
       await connection.send("ack");
       return "not a reply";
     });
@@ -384,11 +386,16 @@ describe("the Ampt-style ws interface", () => {
       multiValueQueryStringParams: { name: ["ann", "al"] },
       headers: { "user-agent": "ampt-test" },
     });
-    c.ws.send('{"lat":1}');
+    c.ws.send('{ "lat": 1 }');
     c.ws.send("plain");
     c.ws.send(Buffer.from([1, 2]));
     for (let i = 0; i < 3; i++) expect((await c.next()).data.toString()).toBe("ack");
     expect(seen.slice(0, 2)).toEqual([{ lat: 1 }, "plain"]);
+    expect(raws.slice(0, 2)).toEqual([
+      { text: '{ "lat": 1 }', binary: false, bytes: 12 },
+      { text: "plain", binary: false, bytes: 5 },
+    ]);
+    expect(raws[2]).toMatchObject({ binary: true, bytes: 2 });
     expect(seen[2]).toBeInstanceOf(Uint8Array);
     expect([...(seen[2] as Uint8Array)]).toEqual([1, 2]);
     c.ws.close(4000, "done here");
