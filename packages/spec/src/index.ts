@@ -24,10 +24,13 @@ export type {
   DeployResult,
   DestroyOptions,
   HandlerRegistration,
+  InspectedConnection,
   Logger,
   Provider,
+  ProviderInspector,
   RunningProvider,
   RunOptions,
+  TrafficEvent,
 } from "./provider.js";
 export {
   buildSpec,

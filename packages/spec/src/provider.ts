@@ -61,6 +61,71 @@ export interface RunningProvider {
   sockets(): { name: string; url: string }[];
   /** Closes client connections (1001, going away), ends handler streams, closes stores. */
   stop(): Promise<void>;
+  /**
+   * Looking inside the running app, for the local dashboard: live connections, their traffic, and
+   * the kv stores. Optional: a provider without it still runs, and the dashboard shows only the spec.
+   */
+  readonly inspect?: ProviderInspector;
+}
+
+/** One live connection, as the inspector shows it. */
+export interface InspectedConnection {
+  socket: string;
+  id: string;
+  /** Milliseconds since the epoch. */
+  connectedAt: number;
+  /** Every value of each query parameter, decoded. */
+  query: Record<string, string[]>;
+  /** Request headers, names lower case. */
+  headers: Record<string, string[]>;
+  remoteAddress: string;
+}
+
+/**
+ * Something that happened on a socket. `data` is the frame exactly as sent, not copied: read it
+ * before the listener returns.
+ */
+export type TrafficEvent =
+  | {
+      type: "message";
+      /** `in`: from the client; `out`: to it (a send, a broadcast, a reply). */
+      direction: "in" | "out";
+      socket: string;
+      connectionId: string;
+      data: Uint8Array;
+      binary: boolean;
+      /** Milliseconds since the epoch. */
+      at: number;
+    }
+  | { type: "open"; socket: string; connectionId: string; at: number }
+  | { type: "close"; socket: string; connectionId: string; code: number; reason: string; at: number };
+
+/**
+ * A provider-neutral view into a running app. Every method acts as the provider itself, not as a
+ * service: no `.allow()` applies. Messages sent through it show up in the traffic like any other.
+ */
+export interface ProviderInspector {
+  /** The open connections of one socket, or of every socket. */
+  connections(socket?: string): Promise<InspectedConnection[]>;
+  /** Sends one frame to a connection; false when it is not connected. */
+  send(socket: string, connectionId: string, data: Uint8Array, binary: boolean): Promise<boolean>;
+  /** Sends one frame to every connection of a socket; resolves with how many got it. */
+  broadcast(socket: string, data: Uint8Array, binary: boolean): Promise<number>;
+  /** Closes a connection; false when it is not connected. */
+  close(socket: string, connectionId: string, code: number, reason: string): Promise<boolean>;
+  /** Keys of a kv store that start with `prefix`, in byte order, at most `limit`. */
+  kvKeys(store: string, prefix: string, limit: number): Promise<string[]>;
+  /** A value; undefined when the key is missing. */
+  kvGet(store: string, key: string): Promise<Record<string, unknown> | undefined>;
+  /** Writes a value (a JSON object); resolves once it is durable. */
+  kvSet(store: string, key: string, value: Record<string, unknown>): Promise<void>;
+  /** Deletes a key; deleting a missing key succeeds. */
+  kvDelete(store: string, key: string): Promise<void>;
+  /**
+   * Calls `listener` for every frame in or out and every connection opened or closed, until the
+   * returned function is called. While nobody listens, the message path does no extra work.
+   */
+  onTraffic(listener: (event: TrafficEvent) => void): () => void;
 }
 
 /** What the CLI gives a provider to build an app. */

@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
 import type { HandlerRegistration, Logger, Provider, RunningProvider, RunOptions } from "@nitric-like/spec";
+import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
 import { Gateway } from "./websocket/gateway.js";
 
@@ -32,10 +33,13 @@ export class LocalProvider implements RunningProvider {
   private readonly unserved = new Set<string>();
   private stopped: Promise<void> | undefined;
   private readonly logger: Logger;
+  /** Connections, traffic and kv values, for the dashboard. */
+  readonly inspect: LocalInspector;
 
   constructor(private readonly options: LocalProviderOptions) {
     this.logger = options.logger;
     this.stores = new KvStores(options.dataDir ?? join(options.project.dir, ".nitric-like", "kv"));
+    this.inspect = new LocalInspector(this.gateways, this.stores);
     this.handlers = new HandlerRegistry(
       options.logger,
       options.handlerTimeoutMs ?? 5000,
@@ -75,6 +79,7 @@ export class LocalProvider implements RunningProvider {
       );
       pending = gateway.start().then(() => {
         this.gateways.set(name, gateway);
+        this.inspect.attach(gateway);
         return gateway;
       });
       pending.catch(() => this.starting.delete(name));

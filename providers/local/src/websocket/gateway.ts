@@ -14,7 +14,7 @@ import {
   originProblem,
   type SocketBackend,
 } from "@nitric-like/provider-kit";
-import type { Logger } from "@nitric-like/spec";
+import type { Logger, TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 
 /** Pings every connection this often and drops the ones that did not answer the last ping. */
@@ -124,6 +124,11 @@ export class Gateway implements SocketBackend {
   private warnedNoConnect = false;
   private readonly origins = new Set<string>();
   private port = 0;
+  /**
+   * Sees every frame in and out and every open and close (the dashboard). Undefined while nobody
+   * looks, and then the message path costs one comparison: no event object, no decoding.
+   */
+  observer: ((event: TrafficEvent) => void) | undefined = undefined;
 
   constructor(
     readonly name: string,
@@ -286,6 +291,8 @@ export class Gateway implements SocketBackend {
     const id = info.connectionId;
     const connection: Connection = { ws, alive: true, info };
     this.connections.set(id, connection);
+    if (this.observer !== undefined)
+      this.observer({ type: "open", socket: this.name, connectionId: id, at: Date.now() });
     ws.on("pong", () => {
       connection.alive = true;
     });
@@ -293,18 +300,31 @@ export class Gateway implements SocketBackend {
     ws.on("message", (data: Buffer, isBinary: boolean) => this.message(id, ws, data, isBinary));
     ws.on("close", (code: number, reason: Buffer) => {
       this.connections.delete(id);
-      this.disconnected(id, code, reason.toString("utf8"));
+      const text = reason.toString("utf8");
+      if (this.observer !== undefined)
+        this.observer({ type: "close", socket: this.name, connectionId: id, code, reason: text, at: Date.now() });
+      this.disconnected(id, code, text);
     });
     // The connect handler's replies are the connection's first frames (the contract's reply path),
     // then what it sent with SendMessage while it ran, before any frame a later event causes.
-    if (response) for (const r of response.replies) ws.send(view(r.data), { binary: r.binary });
+    if (response) for (const r of response.replies) this.reply(id, ws, r.data, r.binary);
     if (opening) {
       for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
       if (opening.close) ws.close(opening.close.code, opening.close.reason);
     }
   }
 
+  private reply(id: string, ws: WebSocket, data: Uint8Array, binary: boolean): void {
+    ws.send(view(data), { binary });
+    if (this.observer !== undefined) this.observe("out", id, data, binary);
+  }
+
+  private observe(direction: "in" | "out", connectionId: string, data: Uint8Array, binary: boolean): void {
+    this.observer?.({ type: "message", direction, socket: this.name, connectionId, data, binary, at: Date.now() });
+  }
+
   private message(id: string, ws: WebSocket, data: Buffer, binary: boolean): void {
+    if (this.observer !== undefined) this.observe("in", id, data, binary);
     this.handlers
       .dispatch(this.name, "message", {
         socketName: this.name,
@@ -313,7 +333,7 @@ export class Gateway implements SocketBackend {
       })
       .then(
         (response) => {
-          for (const r of response.replies) ws.send(view(r.data), { binary: r.binary });
+          for (const r of response.replies) this.reply(id, ws, r.data, r.binary);
         },
         (error: unknown) => {
           const failure = error instanceof HandlerError ? error.failure : "gone";
@@ -352,11 +372,13 @@ export class Gateway implements SocketBackend {
     const opening = this.opening.get(id);
     if (opening) {
       opening.frames.push({ data, binary });
+      if (this.observer !== undefined) this.observe("out", id, data, binary);
       return true;
     }
     const c = this.connections.get(id);
     if (!c || c.ws.readyState !== WebSocket.OPEN) return false;
     c.ws.send(data, { binary });
+    if (this.observer !== undefined) this.observe("out", id, data, binary);
     return true;
   }
 
@@ -389,6 +411,7 @@ export class Gateway implements SocketBackend {
     for (const [id, c] of this.connections) {
       if (except.has(id) || c.ws.readyState !== WebSocket.OPEN) continue;
       c.ws.send(data, { binary });
+      if (this.observer !== undefined) this.observe("out", id, data, binary);
       sent++;
     }
     return sent;

@@ -1,0 +1,101 @@
+/**
+ * The local provider's inspector (the dashboard's view): connections and traffic from the
+ * gateways, values from lmdb. Traffic is observed only while someone listens: with no listener no
+ * gateway has an observer, so the message path does nothing extra.
+ */
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { InspectedConnection, ProviderInspector, TrafficEvent } from "@nitric-like/spec";
+import type { KvStores } from "./kv/store.js";
+import type { Gateway } from "./websocket/gateway.js";
+
+function values(map: Record<string, { value: string[] }>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(map)) out[k] = v.value;
+  return out;
+}
+
+/** The inspector over one provider's gateways and stores. */
+export class LocalInspector implements ProviderInspector {
+  private readonly listeners = new Set<(event: TrafficEvent) => void>();
+  private readonly fanOut = (event: TrafficEvent) => {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A broken listener must not break the gateway that reported the event.
+      }
+    }
+  };
+
+  constructor(
+    private readonly gateways: ReadonlyMap<string, Gateway>,
+    private readonly stores: KvStores,
+  ) {}
+
+  /** Gives a gateway started after the first listener its observer. */
+  attach(gateway: Gateway): void {
+    gateway.observer = this.listeners.size > 0 ? this.fanOut : undefined;
+  }
+
+  private gateway(socket: string): Gateway {
+    const gateway = this.gateways.get(socket);
+    if (!gateway) throw new Error(`websocket "${socket}" is not running`);
+    return gateway;
+  }
+
+  async connections(socket?: string): Promise<InspectedConnection[]> {
+    const gateways = socket === undefined ? [...this.gateways.values()] : [this.gateway(socket)];
+    return gateways.flatMap((g) =>
+      g.list().map((c) => ({
+        socket: g.name,
+        id: c.connectionId,
+        connectedAt: c.connectedAt,
+        query: values(c.query),
+        headers: values(c.headers),
+        remoteAddress: c.remoteAddress,
+      })),
+    );
+  }
+
+  async send(socket: string, connectionId: string, data: Uint8Array, binary: boolean): Promise<boolean> {
+    return this.gateway(socket).send(connectionId, data, binary);
+  }
+
+  async broadcast(socket: string, data: Uint8Array, binary: boolean): Promise<number> {
+    return this.gateway(socket).broadcast(data, binary, new Set());
+  }
+
+  async close(socket: string, connectionId: string, code: number, reason: string): Promise<boolean> {
+    return this.gateway(socket).close(connectionId, code, reason);
+  }
+
+  async kvKeys(store: string, prefix: string, limit: number): Promise<string[]> {
+    const keys: string[] = [];
+    for (const key of this.stores.keys(store, prefix)) {
+      if (keys.length >= limit) break;
+      keys.push(key);
+    }
+    return keys;
+  }
+
+  async kvGet(store: string, key: string): Promise<Record<string, unknown> | undefined> {
+    return this.stores.get(store, key);
+  }
+
+  async kvSet(store: string, key: string, value: Record<string, unknown>): Promise<void> {
+    await this.stores.set(store, key, value as JsonObject);
+  }
+
+  async kvDelete(store: string, key: string): Promise<void> {
+    await this.stores.delete(store, key);
+  }
+
+  onTraffic(listener: (event: TrafficEvent) => void): () => void {
+    this.listeners.add(listener);
+    for (const g of this.gateways.values()) this.attach(g);
+    return () => {
+      this.listeners.delete(listener);
+      for (const g of this.gateways.values()) this.attach(g);
+    };
+  }
+}
