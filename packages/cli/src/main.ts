@@ -103,6 +103,8 @@ export async function main(
         provider: text("provider") ?? "local",
         randomPorts: args.values["random-ports"] === true,
         watch: args.values["no-watch"] !== true,
+        dashboard: args.values["no-dashboard"] !== true,
+        ...dashboardPort(text("dashboard-port")),
       },
       output,
     );
@@ -126,6 +128,14 @@ function optional<K extends string>(key: K, value: string | undefined): { [P in 
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
 }
 
+function dashboardPort(value: string | undefined): { dashboardPort?: number } {
+  if (value === undefined) return {};
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535)
+    throw new UserError(`run: --dashboard-port must be a port number (0 to 65535, 0 for a free one), got "${value}"`);
+  return { dashboardPort: port };
+}
+
 function parse(command: string, args: string[]) {
   const options = {
     spec: {},
@@ -141,6 +151,8 @@ function parse(command: string, args: string[]) {
       provider: { type: "string" },
       "random-ports": { type: "boolean" },
       "no-watch": { type: "boolean" },
+      "dashboard-port": { type: "string" },
+      "no-dashboard": { type: "boolean" },
       plain: { type: "boolean" },
     },
   } as const;

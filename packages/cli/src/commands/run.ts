@@ -6,6 +6,7 @@
  */
 import type { HandlerRegistration, RunningProvider, Spec } from "@nitric-like/spec";
 import { bundleService } from "../lib/bundle.js";
+import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
 import type { Output } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
 import { loadProvider } from "../lib/providers.js";
@@ -20,7 +21,9 @@ Runs the project in dir (default: the current folder) on your machine: a WebSock
 gateway per socket and kv stores on disk (.nitric-like/ in the project), every service
 started with its own endpoint. TypeScript services run without a build step.
 
-When ready it prints, on stdout, one line per socket:
+At start it prints the local dashboard's address (resources, live connections and
+messages, sending, a kv browser), then, when ready, one line per socket, on stdout:
+  dashboard http://127.0.0.1:<port>
   websocket <name> ws://127.0.0.1:<port>
 
 Services restart when their files change, and with backoff when they crash.
@@ -29,7 +32,12 @@ Ctrl-C closes client connections (1001, going away) and exits.
 Options:
   --provider <name>   Provider to run on (default: local). "aws" builds the app as for a
                       deploy and runs it in an emulator of API Gateway, Lambda and DynamoDB.
-  --random-ports      Ignore ports pinned in the project file; use free ones.
+  --random-ports      Ignore ports pinned in the project file (and the dashboard's
+                      default); use free ones.
+  --dashboard-port <n>
+                      Serve the dashboard on port n (default: ${DEFAULT_DASHBOARD_PORT}, or a free port
+                      when that one is taken).
+  --no-dashboard      Do not serve the dashboard.
   --no-watch          Do not restart services when their files change.
   --plain             No colours (also when NO_COLOR is set or output is not a terminal).
   -h, --help          Show this help.
@@ -41,6 +49,10 @@ export interface RunCommandOptions {
   provider: string;
   randomPorts: boolean;
   watch: boolean;
+  /** Serve the dashboard. @default true */
+  dashboard?: boolean;
+  /** The dashboard's port; given, a taken port is an error. @default 4040, or a free one when taken */
+  dashboardPort?: number;
   /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
   readyTimeoutMs?: number;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
@@ -63,6 +75,22 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     return 1;
   }
   const running = await provider.run({ project, spec, logger: output, randomPorts: options.randomPorts });
+  let dashboard: Dashboard | undefined;
+  if (options.dashboard !== false) {
+    try {
+      dashboard = await startDashboard({
+        port: options.dashboardPort ?? (options.randomPorts ? 0 : DEFAULT_DASHBOARD_PORT),
+        fallback: options.dashboardPort === undefined,
+        provider: provider.name,
+        spec,
+        running,
+      });
+    } catch (error) {
+      await running.stop();
+      throw error;
+    }
+    output.result(`dashboard ${dashboard.url}`);
+  }
   const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
   // A provider that hosts the services (an emulated cloud) starts them itself.
   const supervisors = running.hostsServices
@@ -80,6 +108,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     stopping = true;
     output.info(output.paint("dim", "stopping: closing connections and services..."));
     watcher?.close();
+    await dashboard?.close();
     await running.stop();
     await Promise.all(supervisors.map((s) => s.stop(2000)));
     resolveStopped(0);

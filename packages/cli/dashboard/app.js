@@ -1,0 +1,382 @@
+// The dashboard page: plain browser JavaScript, no build step. It reads /api/state, keeps a live
+// event stream (/api/events) open for traffic and changes, and calls the JSON API for actions.
+// Everything the app sent is put in the page as text (textContent), never as HTML.
+
+const MAX_LOG_ROWS = 500;
+const $ = (id) => document.getElementById(id);
+
+let state;
+let connections = [];
+let logCount = 0;
+
+/** Makes an element: el("td", { class: "x" }, "text", otherElement). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+  return node;
+}
+
+function time(ms) {
+  const d = new Date(ms);
+  return `${d.toLocaleTimeString([], { hour12: false })}.${String(d.getMilliseconds()).padStart(3, "0")}`;
+}
+
+async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const result = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(result.error || `${response.status} ${response.statusText}`);
+  return result;
+}
+
+function status(id, text, error = false) {
+  const node = $(id);
+  node.textContent = text;
+  node.classList.toggle("error", error);
+}
+
+// ---- resources
+
+function renderState() {
+  $("project").textContent = state.project;
+  $("provider").textContent = `provider: ${state.provider}`;
+  document.title = `${state.project} · nitric-like dashboard`;
+  const urls = new Map(state.sockets.map((s) => [s.name, s.url]));
+  const live = new Set(state.registrations.map((r) => `${r.socket}/${r.event}`));
+  const handler = (socket, event) => {
+    const service = socket.handlers[event];
+    if (!service) return el("td", { class: "missing" }, "none");
+    const up = live.has(`${socket.name}/${event}`);
+    return el(
+      "td",
+      { title: up ? "registered" : "not registered yet" },
+      el("span", { class: up ? "ok" : "missing" }, up ? "● " : "○ "),
+      service,
+    );
+  };
+  const sockets = state.spec.resources.filter((r) => r.kind === "websocket");
+  $("sockets").tBodies[0].replaceChildren(
+    ...sockets.map((s) =>
+      el(
+        "tr",
+        { "data-socket": s.name },
+        el("td", {}, el("strong", {}, s.name)),
+        el("td", {}, el("code", {}, urls.get(s.name) ?? "not running")),
+        handler(s, "connect"),
+        handler(s, "message"),
+        handler(s, "disconnect"),
+        el("td", { class: "open-count" }, connections.filter((c) => c.socket === s.name).length),
+      ),
+    ),
+  );
+  const stores = state.spec.resources.filter((r) => r.kind === "kv");
+  $("stores").tBodies[0].replaceChildren(
+    ...stores.map((s) => el("tr", {}, el("td", {}, el("strong", {}, s.name)), el("td", {}, s.declaredBy.join(", ")))),
+  );
+  $("policies").tBodies[0].replaceChildren(
+    ...state.spec.policies.map((p) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, p.service),
+        el("td", {}, `${p.resource.kind} ${p.resource.name}`),
+        el("td", {}, p.permissions.join(", ")),
+      ),
+    ),
+  );
+  fillSelect(
+    $("send-socket"),
+    sockets.map((s) => s.name),
+  );
+  const storeSelect = $("kv-store");
+  const hadStores = storeSelect.options.length > 0;
+  fillSelect(
+    storeSelect,
+    stores.map((s) => s.name),
+  );
+  if (!hadStores && stores.length > 0) listKeys();
+  for (const id of ["send-form", "kv-form", "kv-editor"]) {
+    for (const node of $(id).elements) node.disabled = !state.inspect;
+  }
+  if (!state.inspect) status("send-status", `provider "${state.provider}" offers no live inspection`, true);
+}
+
+function fillSelect(select, values) {
+  const current = select.value;
+  select.replaceChildren(...values.map((v) => el("option", { value: v }, v)));
+  if (values.includes(current)) select.value = current;
+}
+
+// ---- connections
+
+async function refreshConnections() {
+  if (!state?.inspect) return;
+  connections = await api("GET", "/api/connections");
+  renderConnections();
+}
+
+function renderConnections() {
+  $("connection-count").textContent = connections.length;
+  $("no-connections").hidden = connections.length > 0;
+  const chosen = $("send-to").value;
+  $("connection-table").tBodies[0].replaceChildren(
+    ...connections.map((c) => {
+      const query = Object.entries(c.query)
+        .map(([k, v]) => `${k}=${v.join(",")}`)
+        .join(" ");
+      return el(
+        "tr",
+        { "data-id": c.id, class: c.id === chosen ? "selected" : "" },
+        el("td", {}, c.socket),
+        el("td", {}, el("code", {}, c.id)),
+        el("td", { title: new Date(c.connectedAt).toISOString() }, time(c.connectedAt)),
+        el("td", {}, c.remoteAddress),
+        el("td", { class: "mono" }, query),
+        el("td", { class: "muted" }, (c.headers["user-agent"] ?? [""])[0]),
+        el(
+          "td",
+          { class: "row" },
+          el("button", { type: "button", class: "small", onclick: () => chooseConnection(c) }, "message"),
+          el("button", { type: "button", class: "small danger", onclick: () => closeConnection(c) }, "close"),
+        ),
+      );
+    }),
+  );
+  const to = $("send-to");
+  to.replaceChildren(
+    el("option", { value: "" }, "everyone (broadcast)"),
+    ...connections.filter((c) => c.socket === $("send-socket").value).map((c) => el("option", { value: c.id }, c.id)),
+  );
+  if ([...to.options].some((o) => o.value === chosen)) to.value = chosen;
+  for (const row of $("sockets").tBodies[0].rows) {
+    row.querySelector(".open-count").textContent = connections.filter((c) => c.socket === row.dataset.socket).length;
+  }
+}
+
+function chooseConnection(c) {
+  $("send-socket").value = c.socket;
+  renderConnections();
+  $("send-to").value = c.id;
+  renderConnections();
+  $("send-text").focus();
+}
+
+async function closeConnection(c) {
+  try {
+    await api("POST", "/api/close", {
+      socket: c.socket,
+      connectionId: c.id,
+      code: 1000,
+      reason: "closed from the dashboard",
+    });
+  } catch (error) {
+    status("send-status", error.message, true);
+  }
+}
+
+// ---- send
+
+$("send-socket").addEventListener("change", renderConnections);
+$("send-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const to = $("send-to").value;
+  try {
+    const { sent } = await api("POST", "/api/send", {
+      socket: $("send-socket").value,
+      connectionId: to,
+      text: $("send-text").value,
+      binary: $("send-binary").checked,
+    });
+    status("send-status", to ? `sent to ${to}` : `broadcast to ${sent} connection${sent === 1 ? "" : "s"}`);
+  } catch (error) {
+    status("send-status", error.message, true);
+  }
+});
+
+// ---- message log
+
+function logRow(e) {
+  if (e.type === "message") {
+    const arrow = e.direction === "in" ? "→" : "←";
+    const title = e.direction === "in" ? "from the client" : "to the client";
+    const data = e.binary ? `binary ${e.size} bytes: ${e.text}` : e.size > e.text.length * 4 ? `${e.text}…` : e.text;
+    return el(
+      "tr",
+      { "data-direction": e.direction, "data-id": e.connectionId },
+      el("td", {}, time(e.at)),
+      el("td", {}, e.socket),
+      el("td", { class: `dir-${e.direction}`, title }, `${arrow} ${e.direction}`),
+      el("td", {}, el("code", {}, e.connectionId)),
+      el("td", { class: "data" }, data),
+    );
+  }
+  const what = e.type === "open" ? "connected" : `disconnected ${e.code}${e.reason ? ` ${e.reason}` : ""}`;
+  return el(
+    "tr",
+    { "data-id": e.connectionId },
+    el("td", {}, time(e.at)),
+    el("td", {}, e.socket),
+    el("td", { class: "event" }, e.type),
+    el("td", {}, el("code", {}, e.connectionId)),
+    el("td", { class: "event" }, what),
+  );
+}
+
+function applyFilter(row) {
+  const filter = $("log-filter").value.trim().toLowerCase();
+  row.hidden = filter !== "" && !row.textContent.toLowerCase().includes(filter);
+}
+
+function onTraffic({ events, dropped }) {
+  let connectionsChanged = false;
+  const body = $("log-table").tBodies[0];
+  const paused = $("log-pause").checked;
+  for (const e of events) {
+    if (e.type !== "message") connectionsChanged = true;
+    if (paused) continue;
+    const row = logRow(e);
+    applyFilter(row);
+    body.prepend(row);
+    logCount++;
+  }
+  if (dropped > 0 && !paused)
+    body.prepend(
+      el("tr", {}, el("td", { colspan: 5, class: "event" }, `${dropped} events not shown (too many at once)`)),
+    );
+  while (body.rows.length > MAX_LOG_ROWS) body.lastElementChild.remove();
+  $("log-count").textContent = logCount;
+  if (connectionsChanged) refreshConnections().catch(() => {});
+  refreshKeysSoon();
+}
+
+// Traffic often changes kv values (the app stores what it sees): list the keys again, at most once a second.
+let keysTimer;
+function refreshKeysSoon() {
+  keysTimer ??= setTimeout(() => {
+    keysTimer = undefined;
+    listKeys();
+  }, 1000);
+}
+
+$("log-filter").addEventListener("input", () => {
+  for (const row of $("log-table").tBodies[0].rows) applyFilter(row);
+});
+$("log-clear").addEventListener("click", () => {
+  $("log-table").tBodies[0].replaceChildren();
+  logCount = 0;
+  $("log-count").textContent = 0;
+});
+
+// ---- kv browser
+
+async function listKeys() {
+  const store = $("kv-store").value;
+  if (!store) return;
+  try {
+    const { keys, limit } = await api(
+      "GET",
+      `/api/kv/keys?store=${encodeURIComponent(store)}&prefix=${encodeURIComponent($("kv-prefix").value)}`,
+    );
+    const chosen = $("kv-key").value;
+    $("kv-keys").replaceChildren(
+      ...keys.map((k) => el("li", { class: k === chosen ? "selected" : "", onclick: () => openKey(k) }, k)),
+    );
+    $("kv-more").textContent =
+      keys.length === 0
+        ? "no keys"
+        : keys.length >= limit
+          ? `first ${limit} keys shown: narrow the prefix`
+          : `${keys.length} key${keys.length === 1 ? "" : "s"}`;
+  } catch (error) {
+    status("kv-status", error.message, true);
+  }
+}
+
+async function openKey(key) {
+  const store = $("kv-store").value;
+  try {
+    const { value } = await api(
+      "GET",
+      `/api/kv/value?store=${encodeURIComponent(store)}&key=${encodeURIComponent(key)}`,
+    );
+    $("kv-key").value = key;
+    $("kv-value").value = JSON.stringify(value, null, 2);
+    status("kv-status", "");
+    for (const li of $("kv-keys").children) li.classList.toggle("selected", li.textContent === key);
+  } catch (error) {
+    status("kv-status", error.message, true);
+  }
+}
+
+$("kv-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  listKeys();
+});
+$("kv-store").addEventListener("change", () => {
+  $("kv-key").value = "";
+  $("kv-value").value = "";
+  listKeys();
+});
+$("kv-editor").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = $("kv-key").value;
+  let value;
+  try {
+    value = JSON.parse($("kv-value").value);
+  } catch (error) {
+    status("kv-status", `not JSON: ${error.message}`, true);
+    return;
+  }
+  try {
+    await api("PUT", "/api/kv/value", { store: $("kv-store").value, key, value });
+    status("kv-status", `saved ${key}`);
+    await listKeys();
+  } catch (error) {
+    status("kv-status", error.message, true);
+  }
+});
+$("kv-delete").addEventListener("click", async () => {
+  const key = $("kv-key").value;
+  if (!key) return;
+  try {
+    await api(
+      "DELETE",
+      `/api/kv/value?store=${encodeURIComponent($("kv-store").value)}&key=${encodeURIComponent(key)}`,
+    );
+    status("kv-status", `deleted ${key}`);
+    $("kv-value").value = "";
+    await listKeys();
+  } catch (error) {
+    status("kv-status", error.message, true);
+  }
+});
+
+// ---- live updates
+
+function connect() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => {
+    $("live").textContent = "live";
+    $("live").className = "badge on";
+    refreshConnections().catch(() => {});
+  });
+  source.addEventListener("error", () => {
+    $("live").textContent = "disconnected: is nitric-like run still running?";
+    $("live").className = "badge off";
+  });
+  source.addEventListener("state", (event) => {
+    state = JSON.parse(event.data);
+    renderState();
+    refreshConnections().catch(() => {});
+  });
+  source.addEventListener("traffic", (event) => onTraffic(JSON.parse(event.data)));
+}
+
+connect();

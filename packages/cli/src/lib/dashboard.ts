@@ -1,0 +1,310 @@
+/**
+ * The local dashboard of `nitric-like run`: a small HTTP server on 127.0.0.1 serving one static
+ * page (`packages/cli/dashboard/`) and a JSON API over the running provider's inspector. The page
+ * gets live updates as server-sent events; traffic is observed only while at least one page is
+ * listening, so an unwatched app pays nothing for it.
+ *
+ * Only this machine can reach it (127.0.0.1), and a web page from elsewhere cannot drive it: a
+ * request must name the dashboard itself as Host (no DNS rebinding), changes need a JSON body
+ * (which a cross-origin page cannot send without a CORS preflight, never answered) and a matching
+ * Origin when one is given.
+ */
+import { readFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { RunningProvider, Spec, TrafficEvent } from "@nitric-like/spec";
+import { UserError } from "./log.js";
+
+/** The port the dashboard tries first. */
+export const DEFAULT_DASHBOARD_PORT = 4040;
+/** The longest text of a frame the page is sent; the rest is cut (the size is sent in full). */
+const PREVIEW_CHARS = 2000;
+/** Most traffic events sent to a page per flush (every FLUSH_MS); more are counted as dropped. */
+const MAX_EVENTS_PER_FLUSH = 500;
+const FLUSH_MS = 50;
+/** Most keys one kv listing returns. */
+const MAX_KEYS = 500;
+
+const ASSETS: Record<string, { file: string; type: string }> = {
+  "/": { file: "index.html", type: "text/html; charset=utf-8" },
+  "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
+  "/style.css": { file: "style.css", type: "text/css; charset=utf-8" },
+};
+const ASSET_DIR = new URL("../../dashboard/", import.meta.url);
+
+/** What the dashboard shows and talks to. */
+export interface DashboardOptions {
+  /** Port to listen on; 0 picks a free one. */
+  port: number;
+  /** When the port is taken, use a free one instead of failing (the default port, not one the user asked for). */
+  fallback: boolean;
+  /** The provider's name, shown on the page. */
+  provider: string;
+  spec: Spec;
+  running: RunningProvider;
+}
+
+/** A running dashboard. */
+export interface Dashboard {
+  readonly url: string;
+  /** Ends every page's event stream and stops listening. */
+  close(): Promise<void>;
+}
+
+/** A traffic event as the page gets it: the frame as text (cut to PREVIEW_CHARS) or hex. */
+interface PageTraffic {
+  type: TrafficEvent["type"];
+  socket: string;
+  connectionId: string;
+  at: number;
+  direction?: "in" | "out";
+  binary?: boolean;
+  size?: number;
+  text?: string;
+  code?: number;
+  reason?: string;
+}
+
+function pageTraffic(event: TrafficEvent): PageTraffic {
+  if (event.type !== "message") return event;
+  const { data, binary } = event;
+  const text = binary
+    ? Buffer.from(data.buffer, data.byteOffset, Math.min(data.byteLength, PREVIEW_CHARS / 2)).toString("hex")
+    : Buffer.from(data.buffer, data.byteOffset, Math.min(data.byteLength, PREVIEW_CHARS * 4))
+        .toString("utf8")
+        .slice(0, PREVIEW_CHARS);
+  const { direction, socket, connectionId, at } = event;
+  return { type: "message", direction, socket, connectionId, at, binary, size: data.byteLength, text };
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function listen(server: Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  if (!(req.headers["content-type"] ?? "").startsWith("application/json"))
+    throw new HttpError(415, "send the request body as application/json");
+  let body = "";
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 1024 * 1024) throw new HttpError(413, "request body over 1 MiB");
+  }
+  try {
+    const parsed: unknown = JSON.parse(body);
+    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed))
+      return parsed as Record<string, unknown>;
+  } catch {
+    // answered below
+  }
+  throw new HttpError(400, "the request body must be a JSON object");
+}
+
+function field(body: Record<string, unknown>, name: string): string {
+  const value = body[name];
+  if (typeof value !== "string" || value.length === 0) throw new HttpError(400, `"${name}" must be a non-empty string`);
+  return value;
+}
+
+/** Starts the dashboard. A port the user asked for that is taken is a UserError. */
+export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
+  const { spec, running } = options;
+  const inspect = running.inspect;
+  const stores = new Set(spec.resources.filter((r) => r.kind === "kv").map((r) => r.name));
+  const pages = new Set<ServerResponse>();
+  let port = 0;
+  let unsubscribe: (() => void) | undefined;
+  let queue: PageTraffic[] = [];
+  let dropped = 0;
+  let flushTimer: NodeJS.Timeout | undefined;
+
+  const emit = (event: string, data: unknown) => {
+    const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const page of pages) page.write(frame);
+  };
+  const flush = () => {
+    flushTimer = undefined;
+    if (queue.length > 0) emit("traffic", { events: queue, dropped });
+    queue = [];
+    dropped = 0;
+  };
+  const onTraffic = (event: TrafficEvent) => {
+    if (queue.length >= MAX_EVENTS_PER_FLUSH) dropped++;
+    else queue.push(pageTraffic(event));
+    flushTimer ??= setTimeout(flush, FLUSH_MS);
+  };
+  running.onRegistrationsChanged(() => {
+    if (pages.size > 0) emit("state", state());
+  });
+
+  const state = () => ({
+    project: spec.name,
+    provider: options.provider,
+    inspect: inspect !== undefined,
+    spec,
+    sockets: running.sockets(),
+    registrations: running.registrations(),
+  });
+
+  const needInspect = () => {
+    if (!inspect) throw new HttpError(501, `provider "${options.provider}" offers no live inspection`);
+    return inspect;
+  };
+  const store = (name: string) => {
+    if (!stores.has(name)) throw new HttpError(404, `kv store "${name}" is not in the spec`);
+    return name;
+  };
+
+  const api = async (req: IncomingMessage, url: URL): Promise<unknown> => {
+    const route = `${req.method} ${url.pathname}`;
+    const q = (name: string) => url.searchParams.get(name) ?? "";
+    switch (route) {
+      case "GET /api/state":
+        return state();
+      case "GET /api/connections":
+        return needInspect().connections();
+      case "POST /api/send": {
+        const body = await readJson(req);
+        const socket = field(body, "socket");
+        const data = Buffer.from(typeof body.text === "string" ? body.text : "", "utf8");
+        const binary = body.binary === true;
+        if (typeof body.connectionId === "string" && body.connectionId !== "") {
+          const sent = await needInspect().send(socket, body.connectionId, data, binary);
+          if (!sent) throw new HttpError(404, `connection ${body.connectionId} of websocket "${socket}" is not open`);
+          return { sent: 1 };
+        }
+        return { sent: await needInspect().broadcast(socket, data, binary) };
+      }
+      case "POST /api/close": {
+        const body = await readJson(req);
+        const socket = field(body, "socket");
+        const id = field(body, "connectionId");
+        const code = typeof body.code === "number" ? body.code : 1000;
+        if (code !== 1000 && (code < 3000 || code > 4999))
+          throw new HttpError(400, "a close code is 1000 or between 3000 and 4999");
+        const reason = typeof body.reason === "string" ? body.reason : "";
+        if (Buffer.byteLength(reason) > 123) throw new HttpError(400, "a close reason is at most 123 bytes");
+        if (!(await needInspect().close(socket, id, code, reason)))
+          throw new HttpError(404, `connection ${id} of websocket "${socket}" is not open`);
+        return { closed: true };
+      }
+      case "GET /api/kv/keys":
+        return { keys: await needInspect().kvKeys(store(q("store")), q("prefix"), MAX_KEYS), limit: MAX_KEYS };
+      case "GET /api/kv/value": {
+        const key = q("key");
+        const value = await needInspect().kvGet(store(q("store")), key);
+        if (value === undefined) throw new HttpError(404, `key "${key}" not found`);
+        return { value };
+      }
+      case "PUT /api/kv/value": {
+        const body = await readJson(req);
+        const value = body.value;
+        if (typeof value !== "object" || value === null || Array.isArray(value))
+          throw new HttpError(400, "a kv value is a JSON object, such as {}");
+        const key = field(body, "key");
+        if (Buffer.byteLength(key) > 1024) throw new HttpError(400, "a key is at most 1024 bytes");
+        await needInspect().kvSet(store(field(body, "store")), key, value as Record<string, unknown>);
+        return { saved: true };
+      }
+      case "DELETE /api/kv/value":
+        await needInspect().kvDelete(store(q("store")), q("key"));
+        return { deleted: true };
+      default:
+        throw new HttpError(404, `no such API: ${route}`);
+    }
+  };
+
+  const events = (req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-store", Connection: "keep-alive" });
+    res.write(`event: state\ndata: ${JSON.stringify(state())}\n\n`);
+    pages.add(res);
+    if (inspect && !unsubscribe) unsubscribe = inspect.onTraffic(onTraffic);
+    req.on("close", () => {
+      pages.delete(res);
+      if (pages.size === 0 && unsubscribe) {
+        unsubscribe();
+        unsubscribe = undefined;
+      }
+    });
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const host = req.headers.host ?? "";
+    if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) throw new HttpError(421, "unexpected Host");
+    const url = new URL(req.url ?? "/", `http://${host}`);
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== `http://${host}`) throw new HttpError(403, "cross-origin request");
+    }
+    if (url.pathname === "/api/events" && req.method === "GET") return events(req, res);
+    if (url.pathname.startsWith("/api/")) {
+      const result = await api(req, url);
+      res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+      res.end(JSON.stringify(result));
+      return;
+    }
+    const asset = ASSETS[url.pathname];
+    if (!asset || req.method !== "GET") throw new HttpError(404, "not found");
+    const body = await readFile(new URL(asset.file, ASSET_DIR));
+    res.writeHead(200, {
+      "Content-Type": asset.type,
+      "Cache-Control": "no-store",
+      "X-Content-Type-Options": "nosniff",
+    });
+    res.end(body);
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      const status = error instanceof HttpError ? error.status : 500;
+      const message = error instanceof Error ? error.message : String(error);
+      if (res.headersSent) {
+        res.end();
+        return;
+      }
+      res.writeHead(status, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ error: message }));
+    });
+  });
+
+  try {
+    await listen(server, options.port);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
+    if (!options.fallback)
+      throw new UserError(
+        `dashboard: port ${options.port} is already in use; pick another with --dashboard-port, or --no-dashboard`,
+      );
+    await listen(server, 0);
+  }
+  const address = server.address();
+  port = typeof address === "object" && address ? address.port : options.port;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      clearTimeout(flushTimer);
+      unsubscribe?.();
+      unsubscribe = undefined;
+      for (const page of pages) page.end();
+      pages.clear();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
