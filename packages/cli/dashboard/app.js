@@ -259,7 +259,8 @@ function onTraffic({ events, dropped }) {
 // Traffic often changes kv values (the app stores what it sees): list the keys again, at most once a second.
 let keysTimer;
 function refreshKeysSoon() {
-  keysTimer ??= setTimeout(() => {
+  if (keysTimer !== undefined) return;
+  keysTimer = setTimeout(() => {
     keysTimer = undefined;
     listKeys();
   }, 1000);

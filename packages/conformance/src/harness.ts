@@ -64,6 +64,8 @@ export class App {
   stderr = "";
   /** Socket URLs by name, from the `websocket <name> <url>` lines. */
   readonly urls: Record<string, string> = {};
+  /** The dashboard's URL, from the `dashboard <url>` line. */
+  dashboard: string | undefined;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(
@@ -74,6 +76,7 @@ export class App {
       this.stdout += d;
       for (const m of this.stdout.matchAll(/^websocket (\S+) (ws:\/\/\S+)$/gm))
         this.urls[m[1] as string] = m[2] as string;
+      this.dashboard ??= /^dashboard (http:\/\/\S+)$/m.exec(this.stdout)?.[1];
     });
     child.stderr?.on("data", (d) => {
       this.stderr += d;
@@ -113,9 +116,9 @@ export class App {
 }
 
 /** Starts `nitric-like run` on a project folder (copy it first with copyProject) and waits until ready. */
-export async function startApp(dir: string, extraArgs: string[] = []): Promise<App> {
+export async function startApp(dir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<App> {
   const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", ...extraArgs], {
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", ...env },
   });
   const app = new App(dir, child);
   running.add(app);

@@ -1,0 +1,219 @@
+// The dashboard and the browser chat, in a real headless Chromium against the real
+// `nitric-like run` of examples/chat-web: what the page shows, what it sends, what it edits, and
+// two tabs chatting. The test's own ws clients and the app itself check the other side.
+import { request } from "node:http";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { launchBrowser } from "../src/browser.js";
+import { type App, cleanTemp, connect, copyProject, EXAMPLES, runCli, startApp, stopAll } from "../src/harness.js";
+
+let browser: Browser;
+/** Script errors of every page opened: a page that throws fails the test. */
+const pageErrors: string[] = [];
+beforeAll(async () => {
+  browser = await launchBrowser();
+});
+afterEach(async () => {
+  expect(pageErrors.splice(0)).toEqual([]);
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(async () => {
+  await browser?.close();
+  cleanTemp();
+});
+
+async function startChatWeb(extraArgs: string[] = []): Promise<App> {
+  const app = await startApp(copyProject(join(EXAMPLES, "chat-web")), extraArgs, { CHAT_WEB_PORT: "0" });
+  await app.waitFor(/chat page http:\/\/127\.0\.0\.1:\d+/);
+  return app;
+}
+
+function chatPage(app: App): string {
+  const url = /chat page (http:\/\/\S+)/.exec(app.stdout)?.[1];
+  if (!url) throw new Error(`no chat page in the output:\n${app.stdout}`);
+  return url;
+}
+
+async function openDashboard(app: App): Promise<Page> {
+  if (!app.dashboard) throw new Error(`no dashboard line in the output:\n${app.stdout}`);
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
+  await page.goto(app.dashboard);
+  await page.locator("#live", { hasText: "live" }).waitFor();
+  return page;
+}
+
+describe("the dashboard", () => {
+  it("shows the example's resources, a live connection and its messages, sends to it and closes it", async () => {
+    const app = await startChatWeb();
+    const page = await openDashboard(app);
+
+    const socketRow = page.locator("#sockets tbody tr", { hasText: "chat" });
+    await expect.poll(() => socketRow.textContent()).toContain(app.url("chat"));
+    expect((await socketRow.locator("td").allTextContents()).slice(2, 5).map((t) => t.trim())).toEqual([
+      "● chat",
+      "● chat",
+      "● chat",
+    ]);
+    expect(await page.locator("#stores tbody").textContent()).toContain("history");
+    const policies = await page.locator("#policies tbody tr").allTextContents();
+    expect(policies).toEqual(["chatkv historydelete, get, set", "chatwebsocket chatmanage"]);
+
+    const client = await connect(`${app.url("chat")}/?name=tester`);
+    const { you } = JSON.parse((await client.next()).text) as { you: string };
+    const row = page.locator(`#connection-table tr[data-id="${you}"]`);
+    await expect.poll(() => row.textContent()).toContain("name=tester");
+    expect(await row.textContent()).toContain("127.0.0.1");
+
+    // The message log shows what the client sends and what it is sent, with its connection id.
+    client.ws.send(JSON.stringify({ name: "tester", text: "first line" }));
+    expect(JSON.parse((await client.next()).text).line.text).toBe("first line");
+    const inRow = page.locator(`#log-table tr[data-direction="in"][data-id="${you}"]`, { hasText: "first line" });
+    const outRow = page.locator(`#log-table tr[data-direction="out"][data-id="${you}"]`, { hasText: "first line" });
+    await inRow.waitFor();
+    await outRow.waitFor();
+    expect(await inRow.locator("td").first().textContent()).toMatch(/^\d\d:\d\d:\d\d\.\d{3}$/);
+
+    // Send to that one connection from the form.
+    await row.getByRole("button", { name: "message" }).click();
+    expect(await page.locator("#send-to").inputValue()).toBe(you);
+    await page.locator("#send-text").fill("hello from the dashboard");
+    await page.getByRole("button", { name: "Send" }).click();
+    expect((await client.next()).text).toBe("hello from the dashboard");
+    await expect.poll(() => page.locator("#send-status").textContent()).toBe(`sent to ${you}`);
+
+    // And to everyone.
+    const other = await connect(app.url("chat"));
+    await other.next(); // its history
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(2);
+    await page.locator("#send-to").selectOption("");
+    await page.locator("#send-text").fill("to all");
+    await page.getByRole("button", { name: "Send" }).click();
+    expect((await client.next()).text).toBe("to all");
+    expect((await other.next()).text).toBe("to all");
+
+    await row.getByRole("button", { name: "close" }).click();
+    expect(await client.waitClosed()).toEqual({ code: 1000, reason: "closed from the dashboard" });
+    await expect.poll(() => row.count()).toBe(0);
+    await page.close();
+  }, 40000);
+
+  it("edits a kv value, and the app serves the edited value", async () => {
+    const app = await startChatWeb();
+    const client = await connect(app.url("chat"));
+    await client.next();
+    client.ws.send(JSON.stringify({ name: "ann", text: "a typo" }));
+    await client.next();
+
+    const page = await openDashboard(app);
+    await page.locator("#kv-store").selectOption("history");
+    await page.locator("#kv-prefix").fill("line:");
+    await page.getByRole("button", { name: "List" }).click();
+    const key = page.locator("#kv-keys li").first();
+    await key.waitFor();
+    expect(await page.locator("#kv-keys li").count()).toBe(1);
+    await key.click();
+    await expect.poll(() => page.locator("#kv-value").inputValue()).toContain('"a typo"');
+    const value = JSON.parse(await page.locator("#kv-value").inputValue());
+    await page.locator("#kv-value").fill(JSON.stringify({ ...value, text: "fixed in the dashboard" }));
+    await page.getByRole("button", { name: "Save" }).click();
+    await expect.poll(() => page.locator("#kv-status").textContent()).toMatch(/^saved line:/);
+
+    // The app reads the store: a new connection gets the history, edited.
+    const later = await connect(app.url("chat"));
+    const history = JSON.parse((await later.next()).text) as { lines: { text: string; name: string }[] };
+    expect(history.lines.map((l) => `${l.name}: ${l.text}`)).toEqual(["ann: fixed in the dashboard"]);
+
+    // Invalid JSON is refused on the page; deleting removes the key for the app too.
+    await page.locator("#kv-value").fill("{ not json");
+    await page.getByRole("button", { name: "Save" }).click();
+    await expect.poll(() => page.locator("#kv-status").textContent()).toMatch(/^not JSON/);
+    await page.getByRole("button", { name: "Delete" }).click();
+    await expect.poll(() => page.locator("#kv-status").textContent()).toMatch(/^deleted line:/);
+    const last = await connect(app.url("chat"));
+    expect(JSON.parse((await last.next()).text).lines).toEqual([]);
+    await page.close();
+  }, 40000);
+
+  it("answers only requests made to it: other hosts, non-JSON writes and other origins are refused", async () => {
+    const app = await startChatWeb();
+    const base = app.dashboard as string;
+    expect((await fetch(`${base}/api/state`)).status).toBe(200);
+    // fetch() will not set Host; a DNS-rebinding page's requests carry its own name there.
+    const rebound = await new Promise<number>((resolve, reject) => {
+      const req = request(`${base}/api/state`, { headers: { Host: "evil.example" } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(rebound).toBe(421);
+    const form = await fetch(`${base}/api/send`, { method: "POST", body: "socket=chat&text=x" });
+    expect(form.status).toBe(415);
+    const foreign = await fetch(`${base}/api/send`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Origin: "https://evil.example" },
+      body: JSON.stringify({ socket: "chat", text: "x" }),
+    });
+    expect(foreign.status).toBe(403);
+    const unknownStore = await fetch(`${base}/api/kv/keys?store=nope`);
+    expect(unknownStore.status).toBe(404);
+    expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
+  });
+
+  it("is off with --no-dashboard, and a taken --dashboard-port is an error naming the fix", async () => {
+    const quiet = await startChatWeb(["--no-dashboard"]);
+    expect(quiet.stdout).not.toMatch(/^dashboard /m);
+
+    const taken = createServer().listen(0, "127.0.0.1");
+    await new Promise((r) => taken.once("listening", r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const { code, stderr } = await runCli(["run", quiet.dir, "--random-ports", "--dashboard-port", String(port)]);
+      expect(code).toBe(1);
+      expect(stderr).toContain(`dashboard: port ${port} is already in use; pick another with --dashboard-port`);
+    } finally {
+      taken.close();
+    }
+    const bad = await runCli(["run", quiet.dir, "--dashboard-port", "http"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--dashboard-port must be a port number (0 to 65535, 0 for a free one), got "http"');
+  }, 40000);
+});
+
+describe("examples/chat-web", () => {
+  it("serves its page with the socket URL in it, and two tabs chat", async () => {
+    const app = await startChatWeb();
+    const html = await (await fetch(chatPage(app))).text();
+    expect(html).toContain(`<meta name="socket-url" content="${app.url("chat")}">`);
+
+    const context = await browser.newContext();
+    const [one, two] = [await context.newPage(), await context.newPage()];
+    for (const tab of [one, two]) {
+      tab.on("pageerror", (e) => pageErrors.push(`chat page: ${e.message}`));
+      await tab.goto(chatPage(app));
+      await tab.locator("#status", { hasText: "connected" }).waitFor();
+    }
+    await one.locator("#name").fill("ann");
+    await one.locator("#text").fill("hello from tab one");
+    await one.locator("#text").press("Enter");
+    await two.locator(".line", { hasText: "hello from tab one" }).waitFor();
+    expect(await two.locator(".line .who").first().textContent()).toMatch(/^ann · /);
+    await one.locator(".line.mine", { hasText: "hello from tab one" }).waitFor();
+
+    await two.locator("#text").fill("hi ann, tab two here");
+    await two.getByRole("button", { name: "Send" }).click();
+    await one.locator(".line:not(.mine)", { hasText: "hi ann, tab two here" }).waitFor();
+
+    // A tab opened later gets what was said.
+    const three = await context.newPage();
+    await three.goto(chatPage(app));
+    await expect
+      .poll(() => three.locator(".line .text").allTextContents())
+      .toEqual(["hello from tab one", "hi ann, tab two here"]);
+    await context.close();
+  }, 40000);
+});
