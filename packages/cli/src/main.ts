@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { BUILD_HELP, buildCommand } from "./commands/build.js";
+import { NEW_HELP, newCommand } from "./commands/new.js";
 import { RUN_HELP, runCommand } from "./commands/run.js";
 import { SPEC_HELP, specCommand } from "./commands/spec.js";
 import { DOWN_HELP, downCommand, UP_HELP, upCommand } from "./commands/up.js";
@@ -14,6 +15,7 @@ Declare websockets and kv stores in TypeScript, run them on your machine, check 
 and ship them to AWS.
 
 Commands:
+  new <dir>    Create a project from a template (chat), ready to run.
   run [dir]    Run the project locally: gateways, kv stores, every service, live reload.
   spec [dir]   Collect what the services declare, check it, print it as JSON.
   build [dir]  Check the project and write what a provider deploys (default: aws).
@@ -25,10 +27,11 @@ Options:
   -h, --help     Show help.
   -v, --version  Print the version.
 
-Start with: nitric-like run examples/chat
+Start with: nitric-like new my-app, or nitric-like run examples/chat
 `;
 
 const HELP: Record<string, string> = {
+  new: NEW_HELP,
   run: RUN_HELP,
   spec: SPEC_HELP,
   build: BUILD_HELP,
@@ -73,6 +76,13 @@ export async function main(
       return 0;
     }
     const args = parse(command, rest);
+    if (command === "new" && args.positionals.length <= 1) {
+      const template = args.values.template;
+      return newCommand(
+        { dir: args.positionals[0], template: typeof template === "string" ? template : "chat", version: version() },
+        output,
+      );
+    }
     const dir = args.positionals[0] ?? ".";
     if (args.positionals.length > 1) {
       throw new UserError(
@@ -139,6 +149,7 @@ function dashboardPort(value: string | undefined): { dashboardPort?: number } {
 function parse(command: string, args: string[]) {
   const options = {
     spec: {},
+    new: { template: { type: "string" } },
     build: { provider: { type: "string" }, out: { type: "string" } },
     up: {
       provider: { type: "string" },

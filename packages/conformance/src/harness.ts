@@ -23,6 +23,18 @@ export const EXAMPLES = fileURLToPath(new URL("../../../examples", import.meta.u
 const tempDirs: string[] = [];
 const running = new Set<App>();
 
+/** A fresh, empty temp folder, removed after the tests. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-test-"));
+  tempDirs.push(dir);
+  return dir;
+}
+
+/** Makes a project folder share this package's node_modules (what `npm install` would give it). */
+export function linkNodeModules(dir: string): void {
+  symlinkSync(NODE_MODULES, join(dir, "node_modules"), "dir");
+}
+
 /** Copies a project to a fresh temp folder sharing this package's node_modules. */
 export function copyProject(source: string): string {
   const dir = mkdtempSync(join(tmpdir(), "nitric-like-test-"));
