@@ -38,7 +38,7 @@ export async function checkedBuild(
   what: "build" | "up" = "build",
   prepared?: PreparedProject,
 ) {
-  const ready = prepared ?? (await prepareProject(options.dir));
+  const ready = prepared ?? (await prepareProject(options.dir, output));
   const provider = await providerFor(options.provider, what, ready.project.dir);
   const { spec, errors } = await collectSpec(ready, output);
   if (errors.length > 0) {

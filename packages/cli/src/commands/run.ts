@@ -61,7 +61,7 @@ export interface RunCommandOptions {
 
 /** Runs the project until Ctrl-C. Resolves with the exit code. */
 export async function runCommand(options: RunCommandOptions, output: Output): Promise<number> {
-  const prepared = await prepareProject(options.dir);
+  const prepared = await prepareProject(options.dir, output);
   const { project } = prepared;
   const { spec, errors } = await collectSpec(prepared, output);
   // `run` is for trying things: it warns about what `up` would refuse instead of stopping.

@@ -26,17 +26,24 @@ export async function collectSpec(
   output: Output,
 ): Promise<{ spec: Spec; errors: string[] }> {
   const n = prepared.services.length;
-  output.info(output.paint("dim", `collecting resources from ${n} service${n === 1 ? "" : "s"}...`));
-  const collected = await collect(
-    prepared.project,
-    prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
-  );
-  return buildSpec(prepared.project.name, collected);
+  const progress = output.progress(`collecting resources from ${n} service${n === 1 ? "" : "s"}`);
+  try {
+    const collected = await collect(
+      prepared.project,
+      prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
+    );
+    const result = buildSpec(prepared.project.name, collected);
+    const found = result.spec.resources.length;
+    progress.done(`collected ${found} resource${found === 1 ? "" : "s"} from ${n} service${n === 1 ? "" : "s"}`);
+    return result;
+  } finally {
+    progress.done();
+  }
 }
 
 /** Runs `spec`. */
 export async function specCommand(dir: string, output: Output): Promise<number> {
-  const prepared = await prepareProject(dir);
+  const prepared = await prepareProject(dir, output);
   const { spec, errors } = await collectSpec(prepared, output);
   if (errors.length > 0) {
     for (const e of errors) output.error(e);

@@ -55,16 +55,18 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
   const { prepared, provider, spec, outDir, services } = await checkedBuild(options, output, "up");
   if (!provider.up) throw new UserError(`provider "${provider.name}" cannot deploy`);
   const stack = options.stack ?? prepared.project.name;
-  output.info(output.paint("dim", `deploying "${spec.name}" as stack "${stack}" with provider "${provider.name}"...`));
-  const result = await provider.up({
-    project: prepared.project,
-    spec,
-    services,
-    outDir,
-    logger: output,
-    stack,
-    ...(options.region ? { region: options.region } : {}),
-  });
+  const progress = output.progress(`deploying "${spec.name}" as stack "${stack}" with provider "${provider.name}"`);
+  const result = await provider
+    .up({
+      project: prepared.project,
+      spec,
+      services,
+      outDir,
+      logger: output,
+      stack,
+      ...(options.region ? { region: options.region } : {}),
+    })
+    .finally(() => progress.done());
   output.info(result.changed ? `stack "${stack}" is deployed` : `stack "${stack}" was already up to date`);
   for (const s of result.sockets) output.result(`websocket ${s.name} ${s.url}`);
   return 0;
@@ -72,16 +74,18 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
 
 /** Runs `down`. */
 export async function downCommand(options: DeployCommandOptions, output: Output): Promise<number> {
-  const prepared = await prepareProject(options.dir);
+  const prepared = await prepareProject(options.dir, output);
   const provider = await providerFor(options.provider, "down", prepared.project.dir);
   const stack = options.stack ?? prepared.project.name;
-  output.info(output.paint("dim", `deleting stack "${stack}" with provider "${provider.name}"...`));
-  await provider.down({
-    project: prepared.project,
-    stack,
-    logger: output,
-    ...(options.region ? { region: options.region } : {}),
-  });
+  const progress = output.progress(`deleting stack "${stack}" with provider "${provider.name}"`);
+  await provider
+    .down({
+      project: prepared.project,
+      stack,
+      logger: output,
+      ...(options.region ? { region: options.region } : {}),
+    })
+    .finally(() => progress.done());
   output.info(`stack "${stack}" is deleted`);
   return 0;
 }

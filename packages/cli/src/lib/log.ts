@@ -19,9 +19,18 @@ export function useColour(sink: Sink, plain = false): boolean {
   return !plain && sink.isTTY === true && !("NO_COLOR" in process.env) && process.env.TERM !== "dumb";
 }
 
+/** A step of long work under way; see Output.progress(). */
+export interface Progress {
+  /** Ends the step: `line` replaces the spinner on a terminal (with the time taken), and is printed nowhere else. */
+  done(line?: string): void;
+}
+
+const SPINNER = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
 /** The CLI's output. */
 export class Output implements Logger {
   private readonly colour: boolean;
+  private spinner: { label: string; frame: number; started: number; timer: NodeJS.Timeout } | undefined;
 
   constructor(
     readonly out: Sink = process.stdout,
@@ -36,21 +45,78 @@ export class Output implements Logger {
     return this.colour ? `\u001b[${CODES[colour]}m${text}\u001b[0m` : text;
   }
 
+  /**
+   * Shows that long work (bundling, collecting, deploying) is under way. On a terminal with colour
+   * a spinner with the time so far, redrawn below anything printed meanwhile; otherwise (a pipe,
+   * NO_COLOR, --plain) the label once, as a line.
+   */
+  progress(label: string): Progress {
+    if (!this.colour) {
+      this.err.write(`${this.paint("dim", `${label}...`)}\n`);
+      return { done: () => {} };
+    }
+    this.stopSpinner();
+    const spinner = {
+      label,
+      frame: 0,
+      started: Date.now(),
+      timer: setInterval(() => {
+        spinner.frame++;
+        this.drawSpinner();
+      }, 80),
+    };
+    spinner.timer.unref();
+    this.spinner = spinner;
+    this.drawSpinner();
+    return {
+      done: (line) => {
+        if (this.spinner !== spinner) return;
+        const seconds = ((Date.now() - spinner.started) / 1000).toFixed(1);
+        this.stopSpinner();
+        if (line) this.err.write(`${this.paint("green", "✓")} ${line} ${this.paint("dim", `(${seconds} s)`)}\n`);
+      },
+    };
+  }
+
+  private drawSpinner(): void {
+    const s = this.spinner;
+    if (!s) return;
+    const seconds = Math.floor((Date.now() - s.started) / 1000);
+    const frame = SPINNER[s.frame % SPINNER.length] ?? "";
+    this.err.write(
+      `\r\u001b[K${this.paint("cyan", frame)} ${s.label}${seconds > 0 ? this.paint("dim", ` ${seconds} s`) : ""}`,
+    );
+  }
+
+  private stopSpinner(): void {
+    if (!this.spinner) return;
+    clearInterval(this.spinner.timer);
+    this.spinner = undefined;
+    this.err.write("\r\u001b[K");
+  }
+
+  /** Writes a line to a sink, keeping a running spinner below it. */
+  private line(sink: Sink, text: string): void {
+    if (this.spinner) this.err.write("\r\u001b[K");
+    sink.write(`${text}\n`);
+    this.drawSpinner();
+  }
+
   /** A result line, to stdout. */
   result(line: string): void {
-    this.out.write(`${line}\n`);
+    this.line(this.out, line);
   }
 
   info(message: string): void {
-    this.err.write(`${message}\n`);
+    this.line(this.err, message);
   }
 
   warn(message: string): void {
-    this.err.write(`${this.paint("yellow", "warning:")} ${message}\n`);
+    this.line(this.err, `${this.paint("yellow", "warning:")} ${message}`);
   }
 
   error(message: string): void {
-    this.err.write(`${this.paint("red", "error:")} ${message}\n`);
+    this.line(this.err, `${this.paint("red", "error:")} ${message}`);
   }
 }
 

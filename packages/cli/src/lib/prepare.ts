@@ -2,7 +2,7 @@
 import { resolve } from "node:path";
 import { findServices, loadProject, type Project, ProjectError, type ServiceEntry } from "@nitric-like/spec";
 import { type Bundle, bundleService } from "./bundle.js";
-import { UserError } from "./log.js";
+import { type Output, UserError } from "./log.js";
 
 /** A service ready to start. */
 export interface PreparedService {
@@ -17,8 +17,11 @@ export interface PreparedProject {
   services: PreparedService[];
 }
 
-/** Loads the project in `dir` and bundles every service; project-file mistakes become UserErrors. */
-export async function prepareProject(dir: string): Promise<PreparedProject> {
+/**
+ * Loads the project in `dir` and bundles every service; project-file mistakes become UserErrors.
+ * With `output`, the bundling shows as progress.
+ */
+export async function prepareProject(dir: string, output?: Output): Promise<PreparedProject> {
   let project: Project;
   let entries: ServiceEntry[];
   try {
@@ -28,11 +31,18 @@ export async function prepareProject(dir: string): Promise<PreparedProject> {
     if (error instanceof ProjectError) throw new UserError(error.message);
     throw error;
   }
-  const services = await Promise.all(
-    entries.map(async (entry): Promise<PreparedService> => {
-      if (entry.start !== undefined) return { entry };
-      return { entry, bundle: await bundleService(project.dir, entry) };
-    }),
-  );
-  return { project, services };
+  const n = entries.filter((e) => e.start === undefined).length;
+  const progress = n > 0 ? output?.progress(`bundling ${n} service${n === 1 ? "" : "s"}`) : undefined;
+  try {
+    const services = await Promise.all(
+      entries.map(async (entry): Promise<PreparedService> => {
+        if (entry.start !== undefined) return { entry };
+        return { entry, bundle: await bundleService(project.dir, entry) };
+      }),
+    );
+    progress?.done(`bundled ${n} service${n === 1 ? "" : "s"}`);
+    return { project, services };
+  } finally {
+    progress?.done();
+  }
 }
