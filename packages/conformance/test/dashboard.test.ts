@@ -164,6 +164,19 @@ describe("the dashboard", () => {
     expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
   });
 
+  it("shows the spec on a provider without inspection (the aws emulator), and says so", async () => {
+    const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", "aws"]);
+    const page = await openDashboard(app);
+    await expect.poll(() => page.locator("#sockets tbody").textContent()).toContain(app.url("socket"));
+    await expect
+      .poll(() => page.locator("#send-status").textContent())
+      .toBe('provider "aws" offers no live inspection');
+    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
+    const connections = await fetch(`${app.dashboard}/api/connections`);
+    expect(connections.status).toBe(501);
+    await page.close();
+  }, 40000);
+
   it("is off with --no-dashboard, and a taken --dashboard-port is an error naming the fix", async () => {
     const quiet = await startChatWeb(["--no-dashboard"]);
     expect(quiet.stdout).not.toMatch(/^dashboard /m);
