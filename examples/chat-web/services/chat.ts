@@ -91,5 +91,10 @@ async function servePage(): Promise<Server> {
   return server;
 }
 
-// Only when running locally: the collect pass (NITRIC_ENVIRONMENT=build) just reads declarations.
-if (process.env.NITRIC_ENVIRONMENT === "run") await servePage();
+// Only when running locally: the collect pass (NITRIC_ENVIRONMENT=build) just reads declarations,
+// and a deployed function (cloud) serves no page. No top-level await: AWS bundles are CommonJS.
+if (process.env.NITRIC_ENVIRONMENT === "run") {
+  servePage().catch((error: unknown) => {
+    console.error(`the chat page could not be served: ${String(error)}`);
+  });
+}

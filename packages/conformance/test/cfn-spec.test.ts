@@ -25,6 +25,7 @@ async function built(source: string): Promise<Template> {
 describe("templates from nitric-like build --provider aws", () => {
   it.each([
     ["examples/chat", join(EXAMPLES, "chat")],
+    ["examples/chat-web", join(EXAMPLES, "chat-web")],
     ["the two-service split fixture", join(FIXTURES, "split")],
     ["the @nitric/sdk lab", join(FIXTURES, "lab-nitric")],
   ])(
