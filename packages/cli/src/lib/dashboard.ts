@@ -263,6 +263,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       "Content-Type": asset.type,
       "Cache-Control": "no-store",
       "X-Content-Type-Options": "nosniff",
+      // The page shows what apps send; it renders it as text, and this keeps any mistake inert.
+      "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     });
     res.end(body);
   };
