@@ -11,8 +11,10 @@
  */
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { join } from "node:path";
 import type { RunningProvider, Spec, TrafficEvent } from "@nitric-like/spec";
 import { UserError } from "./log.js";
+import { cliPackageDir } from "./package-dir.js";
 
 /** The port the dashboard tries first. */
 export const DEFAULT_DASHBOARD_PORT = 4040;
@@ -29,7 +31,6 @@ const ASSETS: Record<string, { file: string; type: string }> = {
   "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
   "/style.css": { file: "style.css", type: "text/css; charset=utf-8" },
 };
-const ASSET_DIR = new URL("../../dashboard/", import.meta.url);
 
 /** What the dashboard shows and talks to. */
 export interface DashboardOptions {
@@ -258,7 +259,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
     const asset = ASSETS[url.pathname];
     if (!asset || req.method !== "GET") throw new HttpError(404, "not found");
-    const body = await readFile(new URL(asset.file, ASSET_DIR));
+    const body = await readFile(join(cliPackageDir(), "dashboard", asset.file));
     res.writeHead(200, {
       "Content-Type": asset.type,
       "Cache-Control": "no-store",

@@ -5,16 +5,19 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { suggestName } from "@nitric-like/spec";
 import { UserError } from "./log.js";
+import { cliPackageDir } from "./package-dir.js";
 
 /** Where the templates are. */
-export const TEMPLATE_DIR = fileURLToPath(new URL("../../templates/", import.meta.url));
+function templateDir(): string {
+  return join(cliPackageDir(), "templates");
+}
 
 /** The templates there are. */
 export function templates(): string[] {
-  return readdirSync(TEMPLATE_DIR).filter((t) => statSync(join(TEMPLATE_DIR, t)).isDirectory());
+  const dir = templateDir();
+  return readdirSync(dir).filter((t) => statSync(join(dir, t)).isDirectory());
 }
 
 /** What was created. */
@@ -36,7 +39,7 @@ function walk(dir: string): string[] {
  * `version` as the range of our packages it depends on.
  */
 export function scaffold(target: string, template: string, version: string): Scaffolded {
-  const source = join(TEMPLATE_DIR, template);
+  const source = join(templateDir(), template);
   if (!templates().includes(template))
     throw new UserError(`new: no template "${template}"; templates: ${templates().join(", ")}`);
   const dir = resolve(target);
