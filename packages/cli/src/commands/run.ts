@@ -89,6 +89,12 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
       await running.stop();
       throw error;
     }
+    if (
+      !options.randomPorts &&
+      options.dashboardPort === undefined &&
+      !dashboard.url.endsWith(`:${DEFAULT_DASHBOARD_PORT}`)
+    )
+      output.info(output.paint("dim", `dashboard: port ${DEFAULT_DASHBOARD_PORT} is taken, so it uses a free one`));
     output.result(`dashboard ${dashboard.url}`);
   }
   const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
