@@ -1,4 +1,14 @@
 export {
+  type AppLimits,
+  DEFAULT_LIMITS,
+  formatDuration,
+  LimitError,
+  MAX_HANDLER_TIMEOUT_MS,
+  parseLimits,
+  resolveLimits,
+  type SocketLimits,
+} from "./limits.js";
+export {
   isValidResourceName,
   MAX_RESOURCE_NAME_LENGTH,
   RESOURCE_NAME_PATTERN,

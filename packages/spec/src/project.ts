@@ -9,11 +9,15 @@
  * websockets:
  *   socket:
  *     port: 4000                   # optional: pin the local gateway's port
+ *     limits: { maxConnections: 100 }   # optional: this socket's limits (see limits.ts)
+ * limits:                          # optional: every socket's limits, AWS values by default
+ *   idleTimeout: 10m
  * ```
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, extname, join, relative, sep } from "node:path";
 import { parse } from "yaml";
+import { type AppLimits, LimitError, parseLimits, type SocketLimits } from "./limits.js";
 
 /** The project file names looked for, in order. */
 export const PROJECT_FILES = ["nitric-like.yaml", "nitric.yaml"] as const;
@@ -30,6 +34,8 @@ export interface ServiceMatch {
 export interface WebsocketConfig {
   /** The local gateway's port. @default an ephemeral port */
   port?: number;
+  /** This socket's limits, over the project's `limits:`. @default the project's */
+  limits?: Partial<SocketLimits>;
 }
 
 /** A loaded project. */
@@ -44,6 +50,8 @@ export interface Project {
   services: ServiceMatch[];
   /** Per-socket settings, by socket name. */
   websockets: Record<string, WebsocketConfig>;
+  /** The top-level `limits:`, for every socket. @default AWS API Gateway's (see DEFAULT_LIMITS) */
+  limits?: Partial<AppLimits>;
 }
 
 /** A service found by expanding the `services:` globs. */
@@ -113,10 +121,31 @@ export function loadProject(dir: string): Project {
           `${where}: websockets.${name}.port must be a port number from 0 to 65535, got ${JSON.stringify(port)}`,
         );
       }
-      websockets[name] = port === undefined ? {} : { port: port as number };
+      const limits = limitsAt(where, config.limits, `websockets.${name}.limits`, false);
+      websockets[name] = {
+        ...(port === undefined ? {} : { port: port as number }),
+        ...(Object.keys(limits).length > 0 ? { limits } : {}),
+      };
     }
   }
-  return { name: doc.name, dir, file, services, websockets };
+  const limits = limitsAt(where, doc.limits, "limits", true);
+  return {
+    name: doc.name,
+    dir,
+    file,
+    services,
+    websockets,
+    ...(Object.keys(limits).length > 0 ? { limits } : {}),
+  };
+}
+
+function limitsAt(where: string, raw: unknown, at: string, top: boolean): Partial<AppLimits> {
+  try {
+    return parseLimits(raw, at, top);
+  } catch (error) {
+    if (error instanceof LimitError) throw new ProjectError(`${where}: ${error.message}`);
+    throw error;
+  }
 }
 
 /** Expands the `services:` globs into service entries. Throws ProjectError on a name clash or no match. */

@@ -1,0 +1,95 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { DEFAULT_LIMITS, formatDuration, parseLimits, resolveLimits } from "./limits.js";
+import { loadProject } from "./project.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function load(yaml: string) {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-limits-"));
+  dirs.push(dir);
+  writeFileSync(join(dir, "nitric-like.yaml"), `name: x\nservices:\n  - match: s/*.ts\n${yaml}`);
+  return loadProject(dir);
+}
+
+describe("limits in the project file", () => {
+  it("defaults to API Gateway's limits and Ampt's handler timeout", () => {
+    expect(resolveLimits()).toEqual({
+      maxMessageBytes: 131072,
+      idleTimeoutMs: 600_000,
+      maxConnectionAgeMs: 7_200_000,
+      maxConnections: 10_000,
+      messagesPerSecond: 1000,
+      messageBurst: 1000,
+      handlerTimeoutMs: 5000,
+    });
+    expect(DEFAULT_LIMITS.maxMessageBytes).toBe(128 * 1024);
+  });
+
+  it("reads top-level limits and per-socket ones, the socket's winning", () => {
+    const p = load(
+      "limits:\n  idleTimeout: 30s\n  maxMessageBytes: 64KB\n  handlerTimeout: 60s\n  messagesPerSecond: 20\nwebsockets:\n  chat:\n    limits:\n      idleTimeout: 500ms\n      maxConnections: 3\n      maxConnectionAge: 1.5h\n",
+    );
+    expect(p.limits).toEqual({
+      idleTimeoutMs: 30_000,
+      maxMessageBytes: 65536,
+      handlerTimeoutMs: 60_000,
+      messagesPerSecond: 20,
+    });
+    const chat = resolveLimits(p.limits, p.websockets.chat?.limits);
+    expect(chat).toMatchObject({
+      idleTimeoutMs: 500,
+      maxConnections: 3,
+      maxConnectionAgeMs: 5_400_000,
+      maxMessageBytes: 65536,
+      messagesPerSecond: 20,
+      // One second's worth when only the rate is set.
+      messageBurst: 20,
+    });
+  });
+
+  it("names the key, the value and the fix for every invalid limit", () => {
+    const cases: [string, RegExp][] = [
+      ["limits:\n  idleTimeout: 10\n", /limits\.idleTimeout is 10: use a duration .* such as 10m$/],
+      ["limits:\n  idleTimeout: ten minutes\n", /limits\.idleTimeout is "ten minutes": use a duration/],
+      ["limits:\n  handlerTimeout: 61s\n", /limits\.handlerTimeout is "61s": use a duration from 1ms to 60s /],
+      ["limits:\n  maxMessageBytes: -1\n", /limits\.maxMessageBytes is -1: use a size from 1 byte to 64MB/],
+      ["limits:\n  maxMessageBytes: 12 parsecs\n", /limits\.maxMessageBytes is "12 parsecs": use a size/],
+      ["limits:\n  maxConnections: 1.5\n", /limits\.maxConnections is 1\.5: use a whole number from 1/],
+      ["limits:\n  messagesPerSecond: 0\n", /limits\.messagesPerSecond is 0: use a number above 0/],
+      [
+        "limits:\n  maxConections: 5\n",
+        /limits\.maxConections is not a limit; use one of maxMessageBytes, idleTimeout/,
+      ],
+      ["limits: 5\n", /limits must be a mapping/],
+      [
+        "websockets:\n  chat:\n    limits:\n      handlerTimeout: 5s\n",
+        /websockets\.chat\.limits\.handlerTimeout applies to every handler; set it under the top-level limits: instead/,
+      ],
+    ];
+    for (const [yaml, message] of cases) {
+      expect(() => load(yaml), yaml).toThrow(message);
+      expect(() => load(yaml)).toThrow(/nitric-like\.yaml: /);
+    }
+  });
+
+  it("parses the units it documents and nothing else", () => {
+    expect(parseLimits({ idleTimeout: "250ms", maxConnectionAge: "2m", maxMessageBytes: "1MB" }, "limits")).toEqual({
+      idleTimeoutMs: 250,
+      maxConnectionAgeMs: 120_000,
+      maxMessageBytes: 1024 * 1024,
+    });
+    expect(() => parseLimits({ idleTimeout: "2d" }, "limits")).toThrow(/limits\.idleTimeout/);
+  });
+
+  it("formats durations for close reasons", () => {
+    expect(formatDuration(600_000)).toBe("10 min");
+    expect(formatDuration(7_200_000)).toBe("2 h");
+    expect(formatDuration(1500)).toBe("1.5 s");
+    expect(formatDuration(200)).toBe("200 ms");
+  });
+});

@@ -1,0 +1,160 @@
+/**
+ * Limits: what a socket accepts before it refuses or closes, with AWS API Gateway's values as the
+ * defaults so that what breaks in production breaks locally first. Set in the project file, for
+ * every socket under `limits:` and per socket under `websockets.<name>.limits:`:
+ *
+ * ```yaml
+ * limits:
+ *   maxMessageBytes: 128KB     # 1009 "message too big" over it
+ *   idleTimeout: 10m           # 1001 after this long without a message from the client
+ *   maxConnectionAge: 2h       # 1001 after this long, however busy
+ *   maxConnections: 10000      # per socket; more upgrades are refused with 429
+ *   messagesPerSecond: 1000    # per connection, a token bucket...
+ *   messageBurst: 1000         # ...of this size; over it, 1008 "rate limit"
+ *   handlerTimeout: 5s         # every handler, as Ampt (at most 60s); top level only
+ * ```
+ */
+
+/** The limits of one socket, resolved (milliseconds, bytes, counts). */
+export interface SocketLimits {
+  /** Largest message a client may send. @default 131072 (128 KiB, API Gateway's payload limit) */
+  maxMessageBytes: number;
+  /** A connection with no message (or ping) from its client for this long is closed with 1001. @default 600000 (10 min, API Gateway) */
+  idleTimeoutMs: number;
+  /** A connection open this long is closed with 1001. @default 7200000 (2 h, API Gateway) */
+  maxConnectionAgeMs: number;
+  /** Open (and opening) connections per socket; more upgrades get 429. @default 10000 */
+  maxConnections: number;
+  /** Messages per second a connection may send, on average. @default 1000 */
+  messagesPerSecond: number;
+  /** Messages a connection may send at once above the average (the bucket's size). @default 1000 */
+  messageBurst: number;
+}
+
+/** Limits of a whole app: every socket's, plus the handler time limit. */
+export interface AppLimits extends SocketLimits {
+  /** How long a handler may take to answer an event. @default 5000 (as Ampt; at most 60000) */
+  handlerTimeoutMs: number;
+}
+
+/** The defaults: AWS API Gateway's where it has one, Ampt's handler timeout. */
+export const DEFAULT_LIMITS: Readonly<AppLimits> = Object.freeze({
+  maxMessageBytes: 128 * 1024,
+  idleTimeoutMs: 10 * 60_000,
+  maxConnectionAgeMs: 2 * 3_600_000,
+  maxConnections: 10_000,
+  messagesPerSecond: 1000,
+  messageBurst: 1000,
+  handlerTimeoutMs: 5000,
+});
+
+/** The longest handler timeout (Ampt's maximum). */
+export const MAX_HANDLER_TIMEOUT_MS = 60_000;
+
+const MAX_DURATION_MS = 7 * 24 * 3_600_000;
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+type Kind = "bytes" | "duration" | "count" | "rate";
+const KEYS: Record<string, { field: keyof AppLimits; kind: Kind; example: string }> = {
+  maxMessageBytes: { field: "maxMessageBytes", kind: "bytes", example: "128KB" },
+  idleTimeout: { field: "idleTimeoutMs", kind: "duration", example: "10m" },
+  maxConnectionAge: { field: "maxConnectionAgeMs", kind: "duration", example: "2h" },
+  maxConnections: { field: "maxConnections", kind: "count", example: "10000" },
+  messagesPerSecond: { field: "messagesPerSecond", kind: "rate", example: "100" },
+  messageBurst: { field: "messageBurst", kind: "count", example: "200" },
+  handlerTimeout: { field: "handlerTimeoutMs", kind: "duration", example: "5s" },
+};
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
+const UNITS_BYTES: Record<string, number> = { b: 1, kb: 1024, kib: 1024, mb: 1024 * 1024, mib: 1024 * 1024 };
+
+/** A limit that is not valid; the message names the key and says what to write instead. */
+export class LimitError extends Error {
+  override readonly name = "LimitError";
+}
+
+function parseDuration(value: unknown): number | undefined {
+  if (typeof value !== "string") return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)\s*$/.exec(value);
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * (UNITS_MS[m[2] as string] as number));
+}
+
+function parseBytes(value: unknown): number | undefined {
+  if (typeof value === "number") return Number.isInteger(value) ? value : undefined;
+  if (typeof value !== "string") return undefined;
+  const m = /^\s*(\d+)\s*([a-zA-Z]*)\s*$/.exec(value);
+  const unit = UNITS_BYTES[(m?.[2] || "b").toLowerCase()];
+  return m && unit ? Number(m[1]) * unit : undefined;
+}
+
+/**
+ * Reads a `limits:` mapping (`at` is where it is, such as `websockets.chat.limits`) into the
+ * fields it sets. Throws LimitError naming the key, the value and the fix.
+ */
+export function parseLimits(raw: unknown, at: string, allowHandlerTimeout = true): Partial<AppLimits> {
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== "object" || Array.isArray(raw)) {
+    throw new LimitError(`${at} must be a mapping, such as\n  ${at.split(".").pop()}:\n    idleTimeout: 10m`);
+  }
+  const out: Partial<AppLimits> = {};
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    const spec = KEYS[key];
+    if (!spec) {
+      throw new LimitError(`${at}.${key} is not a limit; use one of ${Object.keys(KEYS).join(", ")}`);
+    }
+    if (key === "handlerTimeout" && !allowHandlerTimeout) {
+      throw new LimitError(`${at}.handlerTimeout applies to every handler; set it under the top-level limits: instead`);
+    }
+    const got = JSON.stringify(value);
+    let parsed: number | undefined;
+    let rule: string;
+    if (spec.kind === "duration") {
+      parsed = parseDuration(value);
+      const max = key === "handlerTimeout" ? MAX_HANDLER_TIMEOUT_MS : MAX_DURATION_MS;
+      if (parsed !== undefined && (parsed < 1 || parsed > max)) parsed = undefined;
+      rule = `a duration from 1ms to ${key === "handlerTimeout" ? "60s" : "168h"} with its unit (ms, s, m, h), such as ${spec.example}`;
+    } else if (spec.kind === "bytes") {
+      parsed = parseBytes(value);
+      if (parsed !== undefined && (parsed < 1 || parsed > MAX_MESSAGE_BYTES)) parsed = undefined;
+      rule = `a size from 1 byte to 64MB, in bytes or with a unit (KB, MB), such as ${spec.example}`;
+    } else if (spec.kind === "rate") {
+      parsed = typeof value === "number" && Number.isFinite(value) && value > 0 ? value : undefined;
+      rule = `a number above 0, such as ${spec.example}`;
+    } else {
+      parsed = typeof value === "number" && Number.isInteger(value) && value >= 1 ? value : undefined;
+      rule = `a whole number from 1, such as ${spec.example}`;
+    }
+    if (parsed === undefined) throw new LimitError(`${at}.${key} is ${got}: use ${rule}`);
+    out[spec.field] = parsed;
+  }
+  return out;
+}
+
+/**
+ * The limits of one socket: the defaults, then the app's `limits:`, then the socket's own. The
+ * burst defaults to the rate (one second's worth) when only the rate is set.
+ */
+export function resolveLimits(...layers: (Partial<AppLimits> | undefined)[]): AppLimits {
+  const out: AppLimits = { ...DEFAULT_LIMITS };
+  let burstSet = false;
+  for (const layer of layers) {
+    if (!layer) continue;
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue;
+      (out as unknown as Record<string, number>)[k] = v;
+      if (k === "messageBurst") burstSet = true;
+    }
+  }
+  if (!burstSet) out.messageBurst = Math.max(1, Math.ceil(out.messagesPerSecond));
+  return out;
+}
+
+/** A duration for people and close reasons: "10 min", "2 h", "1.5 s", "200 ms". */
+export function formatDuration(ms: number): string {
+  const round = (n: number) => String(Math.round(n * 10) / 10);
+  if (ms >= 3_600_000 && ms % 60_000 === 0 && ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms >= 60_000 && ms % 1000 === 0 && ms % 60_000 === 0) return `${ms / 60_000} min`;
+  if (ms >= 1000) return `${round(ms / 1000)} s`;
+  return `${ms} ms`;
+}
