@@ -115,6 +115,7 @@ export async function main(
         watch: args.values["no-watch"] !== true,
         dashboard: args.values["no-dashboard"] !== true,
         ...dashboardPort(text("dashboard-port")),
+        ...optional("host", text("host")),
       },
       output,
     );
@@ -164,6 +165,7 @@ function parse(command: string, args: string[]) {
       "no-watch": { type: "boolean" },
       "dashboard-port": { type: "string" },
       "no-dashboard": { type: "boolean" },
+      host: { type: "string" },
       plain: { type: "boolean" },
     },
   } as const;

@@ -28,6 +28,11 @@ export interface RunOptions {
   logger: Logger;
   /** Ignore the ports pinned in the project file and use ephemeral ones (tests, parallel runs). */
   randomPorts?: boolean;
+  /**
+   * The address the websocket gateways listen on (`--host`). @default "127.0.0.1": only this
+   * machine can connect; anything else is an explicit choice, and the provider warns about it.
+   */
+  host?: string;
 }
 
 /** One live handler registration. */

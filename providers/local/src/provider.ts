@@ -4,7 +4,15 @@
  */
 import { join } from "node:path";
 import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
-import type { HandlerRegistration, Logger, Provider, RunningProvider, RunOptions } from "@nitric-like/spec";
+import {
+  type AppLimits,
+  type HandlerRegistration,
+  type Logger,
+  type Provider,
+  type RunningProvider,
+  type RunOptions,
+  resolveLimits,
+} from "@nitric-like/spec";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
 import { Gateway } from "./websocket/gateway.js";
@@ -13,12 +21,19 @@ import { Gateway } from "./websocket/gateway.js";
 export interface LocalProviderOptions extends RunOptions {
   /** Where kv stores live. @default `<project>/.nitric-like/kv` */
   dataDir?: string;
-  /** How long a handler may take to answer an event. @default 5000 (as Ampt) */
+  /** How long a handler may take to answer an event. @default the project's limits.handlerTimeout, else 5000 (as Ampt) */
   handlerTimeoutMs?: number;
   /** How long an event waits for a handler that is restarting. @default 10000 */
   handlerWaitMs?: number;
-  /** Largest message a client may send, in bytes. @default 131072 (128 KiB, as API Gateway) */
+  /** Largest message a client may send, in bytes. @default the project's limits, else 131072 (128 KiB, as API Gateway) */
   maxMessageBytes?: number;
+  /** Limits over the project file's, for every socket (tests). */
+  limits?: Partial<AppLimits>;
+}
+
+/** True for addresses only this machine can reach. */
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
 
 /** A running local provider. */
@@ -40,9 +55,14 @@ export class LocalProvider implements RunningProvider {
     this.logger = options.logger;
     this.stores = new KvStores(options.dataDir ?? join(options.project.dir, ".nitric-like", "kv"));
     this.inspect = new LocalInspector(this.gateways, this.stores);
+    if (options.host !== undefined && !isLoopback(options.host)) {
+      options.logger.warn(
+        `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' gRPC endpoints stay on 127.0.0.1)`,
+      );
+    }
     this.handlers = new HandlerRegistry(
       options.logger,
-      options.handlerTimeoutMs ?? 5000,
+      options.handlerTimeoutMs ?? options.project.limits?.handlerTimeoutMs ?? 5000,
       options.handlerWaitMs ?? 10000,
     );
   }
@@ -71,9 +91,16 @@ export class LocalProvider implements RunningProvider {
     }
     if (!pending) {
       const pinned = this.options.randomPorts ? undefined : this.options.project.websockets[name]?.port;
+      const { project, maxMessageBytes } = this.options;
+      const limits = resolveLimits(
+        project.limits,
+        project.websockets[name]?.limits,
+        this.options.limits,
+        maxMessageBytes === undefined ? undefined : { maxMessageBytes },
+      );
       const gateway = new Gateway(
         name,
-        { port: pinned ?? 0, maxMessageBytes: this.options.maxMessageBytes ?? 128 * 1024 },
+        { port: pinned ?? 0, limits, ...(this.options.host === undefined ? {} : { host: this.options.host }) },
         this.handlers,
         this.logger,
       );
@@ -148,13 +175,18 @@ export class LocalProvider implements RunningProvider {
   }
 
   /**
-   * Closes clients with 1001, lets their disconnect events reach the handlers (up to 1 s), ends the
-   * handler streams with OK, then shuts the endpoints, gateways and lmdb. Idempotent.
+   * Drains, then stops: refuses new connections (503), waits for the handlers of events already
+   * sent to answer (up to the handler timeout) so their replies reach the clients, closes clients
+   * with 1001, lets their disconnect events reach the handlers (up to 1 s), ends the handler
+   * streams with OK, then shuts the endpoints, gateways and lmdb. Idempotent.
    */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       // A gateway still starting (declared a moment ago) must be listening before it can be closed.
       await Promise.allSettled(this.starting.values());
+      for (const g of this.gateways.values()) g.drain();
+      const drainUntil = Date.now() + this.handlers.timeoutMs;
+      while (this.handlers.pendingCount() > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
       await Promise.all([...this.gateways.values()].map((g) => g.closeAll()));
       // Let the disconnect events of those closes reach their handlers.
       const deadline = Date.now() + 1000;

@@ -38,6 +38,8 @@ Options:
                       Serve the dashboard on port n (default: ${DEFAULT_DASHBOARD_PORT}, or a free port
                       when that one is taken).
   --no-dashboard      Do not serve the dashboard.
+  --host <address>    Where the gateways listen (default: 127.0.0.1, this machine only);
+                      0.0.0.0 lets other machines connect, with a warning.
   --no-watch          Do not restart services when their files change.
   --plain             No colours (also when NO_COLOR is set or output is not a terminal).
   -h, --help          Show this help.
@@ -53,6 +55,8 @@ export interface RunCommandOptions {
   dashboard?: boolean;
   /** The dashboard's port; given, a taken port is an error. @default 4040, or a free one when taken */
   dashboardPort?: number;
+  /** Where the gateways listen. @default "127.0.0.1" */
+  host?: string;
   /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
   readyTimeoutMs?: number;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
@@ -74,7 +78,13 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     );
     return 1;
   }
-  const running = await provider.run({ project, spec, logger: output, randomPorts: options.randomPorts });
+  const running = await provider.run({
+    project,
+    spec,
+    logger: output,
+    randomPorts: options.randomPorts,
+    ...(options.host === undefined ? {} : { host: options.host }),
+  });
   let dashboard: Dashboard | undefined;
   if (options.dashboard !== false) {
     try {

@@ -14,8 +14,17 @@ import {
   originProblem,
   type SocketBackend,
 } from "@nitric-like/provider-kit";
-import type { Logger, TrafficEvent } from "@nitric-like/spec";
+import type { Logger, SocketLimits, TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
+import {
+  ageReason,
+  clientErrorRefusal,
+  handshakeProblem,
+  idleReason,
+  protocolCloseReason,
+  rateReason,
+  tooManyReason,
+} from "./limits.js";
 
 /** Pings every connection this often and drops the ones that did not answer the last ping. */
 const HEARTBEAT_MS = 30_000;
@@ -26,14 +35,35 @@ const CLOSE_GRACE_MS = 500;
 export interface GatewayOptions {
   /** The port to listen on; 0 picks a free one. */
   port: number;
-  /** Largest message accepted, in bytes; larger ones close the connection with 1009. */
-  maxMessageBytes: number;
+  /** The address to listen on. @default "127.0.0.1" */
+  host?: string;
+  /** Message size, idle time, age, connection count and message rate (see @nitric-like/spec's limits). */
+  limits: SocketLimits;
 }
 
 interface Connection {
   ws: WebSocket;
   alive: boolean;
   info: ConnectionInfo;
+  /** The token bucket of the message rate limit: tokens left, and when it was last refilled. */
+  tokens: number;
+  refilledAt: number;
+  /** When the client last sent a message or ping (Date.now()), for the idle timeout. */
+  lastActive: number;
+  /** Messages handed to the handler, for the rate limit's close reason. */
+  handled: number;
+  /** Set once a limit closed the connection: later frames are dropped and nothing is logged again. */
+  limited: boolean;
+}
+
+/** A close reason cut to the 123 bytes a close frame allows (RFC 6455 section 5.5). */
+function clip(reason: string): string {
+  return Buffer.byteLength(reason) <= 123
+    ? reason
+    : Buffer.from(reason)
+        .subarray(0, 123)
+        .toString("utf8")
+        .replace(/\uFFFD$/, "");
 }
 
 /**
@@ -106,11 +136,14 @@ function headerValues(req: IncomingMessage): Record<string, { value: string[] }>
 }
 
 /** Answers an upgrade request with a plain HTTP error and closes the socket. */
-function refuse(socket: Duplex, status: number, reason: string): void {
+function refuse(socket: Duplex, status: number, reason: string, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return;
   const body = Buffer.from(reason, "utf8");
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("");
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${reason}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n${extra}Connection: close\r\n\r\n${reason}`,
   );
 }
 
@@ -121,6 +154,12 @@ export class Gateway implements SocketBackend {
   private readonly connections = new Map<string, Connection>();
   private readonly opening = new Map<string, Opening>();
   private heartbeat: NodeJS.Timeout | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private draining = false;
+  private refusedSinceLog = 0;
+  private lastRefusalLog = 0;
+  /** The token bucket refills this many tokens per millisecond. */
+  private readonly tokensPerMs: number;
   private warnedNoConnect = false;
   private readonly origins = new Set<string>();
   private port = 0;
@@ -136,26 +175,37 @@ export class Gateway implements SocketBackend {
     private readonly handlers: HandlerRegistry,
     private readonly logger: Logger,
   ) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
+    this.tokensPerMs = options.limits.messagesPerSecond / 1000;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.limits.maxMessageBytes,
+      perMessageDeflate: false,
+    });
     this.server = createServer((_req, res) => {
       const body = `this is the websocket "${name}"; connect with a WebSocket client, such as: npx wscat -c ${this.url}\n`;
       res.writeHead(426, { "Content-Type": "text/plain; charset=utf-8", Upgrade: "websocket", Connection: "Upgrade" });
       res.end(body);
     });
     this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
-    this.server.on("clientError", (_error, socket) => refuse(socket, 400, "bad request\n"));
+    this.server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+      const { status, reason } = clientErrorRefusal(name, error);
+      refuse(socket, status, `${reason}\n`);
+    });
   }
 
   /** The URL clients connect to. */
   get url(): string {
-    return `ws://127.0.0.1:${this.port}`;
+    const host = this.options.host ?? "127.0.0.1";
+    // Bound to every interface: this machine is still reached at 127.0.0.1.
+    const shown = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+    return `ws://${shown}:${this.port}`;
   }
 
   /** Starts listening on 127.0.0.1. */
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen(this.options.port, "127.0.0.1", () => {
+      this.server.listen(this.options.port, this.options.host ?? "127.0.0.1", () => {
         this.server.off("error", reject);
         resolve();
       });
@@ -171,6 +221,34 @@ export class Gateway implements SocketBackend {
     this.port = typeof address === "object" && address ? address.port : this.options.port;
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
     this.heartbeat.unref();
+    // One sweep for every connection's idle and age limits, a tenth of the shorter one (10 ms to 1 s):
+    // no timer per connection.
+    const { idleTimeoutMs, maxConnectionAgeMs } = this.options.limits;
+    const every = Math.max(10, Math.min(1000, Math.min(idleTimeoutMs, maxConnectionAgeMs) / 10));
+    this.sweeper = setInterval(() => this.sweepLimits(), every);
+    this.sweeper.unref();
+  }
+
+  private sweepLimits(): void {
+    const now = Date.now();
+    const { idleTimeoutMs, maxConnectionAgeMs } = this.options.limits;
+    for (const c of this.connections.values()) {
+      if (c.limited) continue;
+      if (now - c.info.connectedAt >= maxConnectionAgeMs) this.limitClose(c, 1001, ageReason(this.options.limits));
+      else if (now - c.lastActive >= idleTimeoutMs) this.limitClose(c, 1001, idleReason(this.options.limits));
+    }
+  }
+
+  /** Closes a connection for a limit it hit, logging it once. */
+  private limitClose(c: Connection, code: number, reason: string): void {
+    c.limited = true;
+    this.logger.warn(`websocket "${this.name}": closed connection ${c.info.connectionId} (${code}): ${reason}`);
+    c.ws.close(code, clip(reason));
+  }
+
+  /** Refuses new connections with 503 from now on (stop() drains in-flight handlers meanwhile). */
+  drain(): void {
+    this.draining = true;
   }
 
   private beat(): void {
@@ -192,6 +270,31 @@ export class Gateway implements SocketBackend {
   /** Why a request's Origin is refused, or undefined when it may connect. */
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on("error", () => {});
+    const bad = handshakeProblem(this.name, this.url, req);
+    if (bad) {
+      refuse(socket, bad.status, bad.reason, bad.headers);
+      return;
+    }
+    if (this.draining) {
+      refuse(socket, 503, `websocket "${this.name}": the server is shutting down; connect again once it is back`, {
+        "Retry-After": "1",
+      });
+      return;
+    }
+    if (this.connections.size + this.opening.size >= this.options.limits.maxConnections) {
+      const reason = tooManyReason(this.name, this.options.limits);
+      // Once per burst of refusals, not once per refused client: a flood must not flood the log.
+      this.refusedSinceLog++;
+      const now = Date.now();
+      if (now - this.lastRefusalLog >= 5000) {
+        const more = this.refusedSinceLog > 1 ? ` (${this.refusedSinceLog} refused since the last report)` : "";
+        this.logger.warn(`${reason}: refused a connection with 429${more}`);
+        this.lastRefusalLog = now;
+        this.refusedSinceLog = 0;
+      }
+      refuse(socket, 429, reason, { "Retry-After": "1" });
+      return;
+    }
     const problem = originProblem(this.name, req.headers.origin, this.origins);
     if (problem) {
       this.logger.warn(problem);
@@ -289,15 +392,37 @@ export class Gateway implements SocketBackend {
     opening?: Opening,
   ): void {
     const id = info.connectionId;
-    const connection: Connection = { ws, alive: true, info };
+    const now = Date.now();
+    const connection: Connection = {
+      ws,
+      alive: true,
+      info,
+      tokens: this.options.limits.messageBurst,
+      refilledAt: now,
+      lastActive: now,
+      handled: 0,
+      limited: false,
+    };
     this.connections.set(id, connection);
     if (this.observer !== undefined)
       this.observer({ type: "open", socket: this.name, connectionId: id, at: Date.now() });
     ws.on("pong", () => {
       connection.alive = true;
     });
-    ws.on("error", () => {});
-    ws.on("message", (data: Buffer, isBinary: boolean) => this.message(id, ws, data, isBinary));
+    ws.on("ping", () => {
+      connection.lastActive = Date.now();
+    });
+    // The ws library closes a connection whose frames it refuses (too big, bad UTF-8, broken
+    // framing) without a reason: give the close the reason its code stands for, and log the detail.
+    const close = ws.close.bind(ws);
+    ws.close = (code?: number, reason?: string | Buffer) =>
+      close(code, reason ?? protocolCloseReason(code, this.options.limits));
+    ws.on("error", (error: Error) => {
+      if (connection.limited) return;
+      connection.limited = true;
+      this.logger.warn(`websocket "${this.name}": closed connection ${id}: ${error.message}`);
+    });
+    ws.on("message", (data: Buffer, isBinary: boolean) => this.message(connection, data, isBinary));
     ws.on("close", (code: number, reason: Buffer) => {
       this.connections.delete(id);
       const text = reason.toString("utf8");
@@ -323,7 +448,22 @@ export class Gateway implements SocketBackend {
     this.observer?.({ type: "message", direction, socket: this.name, connectionId, data, binary, at: Date.now() });
   }
 
-  private message(id: string, ws: WebSocket, data: Buffer, binary: boolean): void {
+  private message(c: Connection, data: Buffer, binary: boolean): void {
+    if (c.limited) return;
+    // The rate limit, a token bucket: a few arithmetic operations, no timer and no allocation.
+    const now = Date.now();
+    const tokens = c.tokens + (now - c.refilledAt) * this.tokensPerMs;
+    const burst = this.options.limits.messageBurst;
+    c.tokens = Math.min(tokens, burst) - 1;
+    c.refilledAt = now;
+    c.lastActive = now;
+    if (c.tokens < 0) {
+      this.limitClose(c, 1008, rateReason(this.options.limits, c.handled));
+      return;
+    }
+    c.handled++;
+    const { ws } = c;
+    const id = c.info.connectionId;
     if (this.observer !== undefined) this.observe("in", id, data, binary);
     this.handlers
       .dispatch(this.name, "message", {
@@ -434,6 +574,7 @@ export class Gateway implements SocketBackend {
   /** Stops listening. Call closeAll() first. */
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
+    clearInterval(this.sweeper);
     this.wss.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }

@@ -1,0 +1,116 @@
+/**
+ * What the gateway checks before and around the ws library: the upgrade request (RFC 6455 section
+ * 4.2.1) before any connect handler runs, malformed HTTP, and the close reasons for frames the ws
+ * library refuses (it closes those without a reason). Kept apart from gateway.ts so the gateway
+ * reads as the connection's life and these as the rules.
+ */
+import type { IncomingMessage } from "node:http";
+import { formatDuration, type SocketLimits } from "@nitric-like/spec";
+
+/** Why an upgrade request is refused before its connect handler runs. */
+export interface Refusal {
+  status: number;
+  reason: string;
+  headers?: Record<string, string>;
+}
+
+/** A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 section 4.1). */
+const KEY = /^[+/0-9A-Za-z]{22}==$/;
+
+/**
+ * Checks an upgrade request the way the ws library would, but first, so a malformed request never
+ * reaches the app's connect handler, and with a reason that says what to fix.
+ */
+export function handshakeProblem(name: string, url: string, req: IncomingMessage): Refusal | undefined {
+  const where = `websocket "${name}"`;
+  if (req.method !== "GET") {
+    return {
+      status: 405,
+      reason: `${where}: a WebSocket upgrade must be a GET request, got ${req.method}; connect with a WebSocket client`,
+      headers: { Allow: "GET" },
+    };
+  }
+  if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") {
+    return { status: 400, reason: `${where}: the Upgrade header must be "websocket"; connect with a WebSocket client` };
+  }
+  const key = req.headers["sec-websocket-key"];
+  if (typeof key !== "string" || !KEY.test(key.trim())) {
+    return {
+      status: 400,
+      reason: `${where}: Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 section 4.1); connect with a WebSocket client`,
+    };
+  }
+  const version = req.headers["sec-websocket-version"];
+  if (version !== "13" && version !== "8") {
+    return {
+      status: 400,
+      reason: `${where}: Sec-WebSocket-Version ${JSON.stringify(version ?? "")} is not supported; use 13`,
+      headers: { "Sec-WebSocket-Version": "13" },
+    };
+  }
+  const raw = req.url ?? "/";
+  const at = raw.indexOf("?");
+  const path = at < 0 ? raw : raw.slice(0, at);
+  if (path !== "/" && path !== "") {
+    return {
+      status: 404,
+      reason: `${where}: no such path ${JSON.stringify(path.slice(0, 100))}; connect to ${url}/ (a socket has one URL, put parameters in the query string)`,
+    };
+  }
+  return undefined;
+}
+
+/** The answer to an HTTP request Node could not parse (the `clientError` event). */
+export function clientErrorRefusal(name: string, error: NodeJS.ErrnoException): Refusal {
+  const where = `websocket "${name}"`;
+  if (error.code === "HPE_HEADER_OVERFLOW") {
+    return {
+      status: 431,
+      reason: `${where}: the request line and headers are over 16 KiB (query string included); send less in the URL and headers`,
+    };
+  }
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "HPE_HEADERS_TIMEOUT") {
+    return { status: 408, reason: `${where}: the request took too long to arrive; send the whole request at once` };
+  }
+  return {
+    status: 400,
+    reason: `${where}: not a valid HTTP request (${error.code ?? "parse error"}); connect with a WebSocket client`,
+  };
+}
+
+/**
+ * The reason to send with a close the ws library starts on its own (it sends none): the code says
+ * what was wrong with the client's frames, so the client can tell.
+ */
+export function protocolCloseReason(code: number | undefined, limits: SocketLimits): string | undefined {
+  switch (code) {
+    case 1009:
+      return `message too big: at most ${limits.maxMessageBytes} bytes`;
+    case 1007:
+      return "invalid UTF-8 in a text frame or close reason; send bytes as a binary frame";
+    case 1002:
+      return "protocol error: a frame breaks RFC 6455 (unmasked, bad opcode, bad fragment or close code)";
+    default:
+      return undefined;
+  }
+}
+
+/** The close reason for a connection idle too long (API Gateway: 10 min, 1001). */
+export function idleReason(limits: SocketLimits): string {
+  return `idle timeout: no message for ${formatDuration(limits.idleTimeoutMs)}; send a message or ping to keep it open`;
+}
+
+/** The close reason for a connection open too long (API Gateway: 2 h, 1001). */
+export function ageReason(limits: SocketLimits): string {
+  return `connection age limit: open for ${formatDuration(limits.maxConnectionAgeMs)}, the longest allowed; reconnect`;
+}
+
+/** The close reason when a connection sends faster than its token bucket allows (1008). */
+export function rateReason(limits: SocketLimits, handled: number): string {
+  return `rate limit: over ${limits.messagesPerSecond} messages/s (burst ${limits.messageBurst}); the first ${handled} were handled, later ones dropped; slow down`;
+}
+
+/** The 429 body when a socket has as many connections as it may. */
+export function tooManyReason(name: string, limits: SocketLimits): string {
+  return `websocket "${name}": ${limits.maxConnections} connections are open, the most allowed (limits.maxConnections); try again later`;
+}
