@@ -100,9 +100,60 @@ export type ServiceImpl<S extends AnyGenService> = {
   [K in keyof MethodsOf<S>]: MethodHandler<MethodsOf<S>[K]>;
 };
 
-/** Adds a typed implementation of a generated service to a grpc-js server. */
+/** A request that did not decode: what the server's handler gets instead, to answer with a clear status. */
+class Undecodable {
+  constructor(readonly details: string) {}
+}
+
+/**
+ * Adds a typed implementation of a generated service to a grpc-js server. A request whose bytes
+ * are not a valid message of the method's input type never reaches `impl`: the call ends with
+ * INVALID_ARGUMENT naming the method, the type and the decode error (grpc-js alone would answer
+ * INTERNAL "Error deserializing request", which says neither what nor where).
+ */
 export function addService<S extends AnyGenService>(server: grpc.Server, service: S, impl: ServiceImpl<S>): void {
-  server.addService(serviceDefinition(service), impl as unknown as grpc.UntypedServiceImplementation);
+  const definition = serviceDefinition(service);
+  const handlers = impl as unknown as Record<string, (call: never, callback?: never) => void>;
+  const wrapped: grpc.UntypedServiceImplementation = {};
+  for (const method of service.methods) {
+    const def = definition[method.localName] as grpc.MethodDefinition<unknown, unknown>;
+    const decode = def.requestDeserialize;
+    const path = methodPath(method);
+    def.requestDeserialize = (bytes: Buffer) => {
+      try {
+        return decode(bytes);
+      } catch (error) {
+        return new Undecodable(
+          `${path}: the request is not a valid ${method.input.typeName} message (${(error as Error).message}); encode it with the contract in proto/`,
+        );
+      }
+    };
+    const handler = handlers[method.localName] as (call: grpc.ServerUnaryCall<unknown, unknown>, cb?: unknown) => void;
+    const refuse = (details: string) => grpcError(grpc.status.INVALID_ARGUMENT, details);
+    if (isClientStreaming(method)) {
+      wrapped[method.localName] = ((call: grpc.ServerDuplexStream<unknown, unknown>, callback?: unknown) => {
+        // The handler's own "data" listeners see only decoded messages: an undecodable one ends the call.
+        const emit = call.emit.bind(call);
+        call.emit = ((event: string, ...args: unknown[]) => {
+          const first = args[0];
+          if (event === "data" && first instanceof Undecodable) return emit("error", refuse(first.details));
+          return emit(event, ...args);
+        }) as typeof call.emit;
+        handler(call as never, callback as never);
+      }) as grpc.UntypedHandleCall;
+    } else {
+      wrapped[method.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: unknown) => {
+        if (call.request instanceof Undecodable) {
+          const error = refuse(call.request.details);
+          if (typeof callback === "function") (callback as (e: Error) => void)(error);
+          else (call as unknown as grpc.ServerWritableStream<unknown, unknown>).emit("error", error);
+          return;
+        }
+        handler(call, callback);
+      }) as grpc.UntypedHandleCall;
+    }
+  }
+  server.addService(definition, wrapped);
 }
 
 /** A grpc error with a status code, as the server side should raise it. */

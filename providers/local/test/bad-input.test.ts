@@ -1,0 +1,475 @@
+// The bad-input catalogue: each case sends one kind of malformed, oversized, unknown or hostile
+// input to the real local provider (ws gateway, gRPC endpoint, handler streams), checks the clear
+// error it gets back, then that the server is still up and the other clients unaffected.
+import { randomBytes } from "node:crypto";
+import { GrpcStatus } from "@nitric-like/contracts/grpc";
+import { KvStore } from "@nitric-like/contracts/kvstore";
+import { Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { Websocket, type WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { cleanup, closed, handle, open } from "./helpers.js";
+import {
+  closePayload,
+  destroyRaw,
+  echoWorld,
+  exchange,
+  frame,
+  httpResponse,
+  portOf,
+  rawCall,
+  rawWs,
+  stillUpAndOthersFine,
+  upgradeRequest,
+} from "./raw.js";
+
+afterEach(async () => {
+  destroyRaw();
+  await cleanup();
+});
+
+const TEXT = 0x1;
+const BINARY = 0x2;
+const CONTINUATION = 0x0;
+const CLOSE = 0x8;
+const PING = 0x9;
+
+/** Sends raw frames on a fresh connection and resolves with the server's close frame. */
+async function closeAfter(url: string, ...frames: Buffer[]): Promise<{ code: number; reason: string }> {
+  const ws = await rawWs(url);
+  for (const f of frames) ws.write(f);
+  return ws.closed;
+}
+
+describe("bad frames", () => {
+  const cases: [string, () => Buffer[], number, RegExp][] = [
+    ["invalid UTF-8 in a text frame", () => [frame(TEXT, Buffer.from([0xc3, 0x28]))], 1007, /invalid UTF-8/],
+    ["a frame over the message limit", () => [frame(BINARY, Buffer.alloc(2048))], 1009, /at most 1024 bytes/],
+    [
+      "a fragmented message whose fragments together pass the limit",
+      () => [
+        frame(TEXT, "a".repeat(600), { fin: false }),
+        frame(CONTINUATION, "b".repeat(600), { fin: false }),
+        frame(CONTINUATION, "c", { fin: true }),
+      ],
+      1009,
+      /message too big/,
+    ],
+    ["a frame whose length field claims 2^62 bytes", () => [frame(BINARY, "", { length: 2n ** 62n })], 1009, /too big/],
+    ["an unmasked client frame", () => [frame(TEXT, "hi", { mask: false })], 1002, /protocol error/],
+    ["a reserved opcode", () => [frame(0x3, "x")], 1002, /protocol error/],
+    ["an RSV bit without an extension", () => [frame(TEXT, "x", { rsv: 4 })], 1002, /protocol error/],
+    ["a ping over 125 bytes", () => [frame(PING, Buffer.alloc(126))], 1002, /protocol error/],
+    ["a fragmented ping", () => [frame(PING, "p", { fin: false })], 1002, /protocol error/],
+    ["a continuation with nothing to continue", () => [frame(CONTINUATION, "x")], 1002, /protocol error/],
+    [
+      "a new message inside a fragmented one",
+      () => [frame(TEXT, "a", { fin: false }), frame(TEXT, "b")],
+      1002,
+      /protocol error/,
+    ],
+    ["a close frame with a reserved code (1005)", () => [frame(CLOSE, closePayload(1005))], 1002, /protocol error/],
+    ["a close frame with a one-byte payload", () => [frame(CLOSE, Buffer.from([3]))], 1002, /protocol error/],
+    [
+      "a close reason that is not UTF-8",
+      () => [frame(CLOSE, closePayload(1000, Buffer.from([0xff, 0xfe])))],
+      1007,
+      /invalid UTF-8/,
+    ],
+    ["bytes that are no frame at all", () => [Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff])], 1002, /protocol/],
+  ];
+  for (const [what, frames, code, reason] of cases) {
+    it(`closes a connection that sends ${what} with ${code} and a reason, and serves everyone else`, async () => {
+      const world = await echoWorld({ limits: { maxMessageBytes: 1024 } });
+      const got = await closeAfter(world.url, ...frames());
+      expect(got.code).toBe(code);
+      expect(got.reason).toMatch(reason);
+      await stillUpAndOthersFine(world);
+      // The log says which connection and what the ws library found.
+      expect(world.logs.warn.join("\n")).toMatch(/websocket "echo": closed connection [\w-]{12}: /);
+    });
+  }
+
+  it("reassembles a fragmented message within the limit into one message", async () => {
+    const world = await echoWorld({ limits: { maxMessageBytes: 1024 } });
+    const ws = await rawWs(world.url);
+    ws.write(frame(TEXT, "frag", { fin: false }));
+    ws.write(frame(PING, "between fragments is allowed"));
+    ws.write(frame(CONTINUATION, "mented"));
+    for (let i = 0; i < 100 && ws.messages.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(ws.messages.map(String)).toEqual(["fragmented"]);
+    await stillUpAndOthersFine(world);
+  });
+});
+
+describe("bad upgrade requests", () => {
+  const cases: [string, () => string, number, RegExp][] = [
+    [
+      "without Sec-WebSocket-Key",
+      () => upgradeRequest({ headers: { "Sec-WebSocket-Key": undefined } }),
+      400,
+      /^websocket "echo": Sec-WebSocket-Key must be 16 bytes in base64 .*; connect with a WebSocket client/,
+    ],
+    [
+      "with a key that is not 16 bytes",
+      () => upgradeRequest({ headers: { "Sec-WebSocket-Key": "c2hvcnQ=" } }),
+      400,
+      /Sec-WebSocket-Key must be 16 bytes/,
+    ],
+    [
+      "with an unsupported version",
+      () => upgradeRequest({ headers: { "Sec-WebSocket-Version": "12" } }),
+      400,
+      /Sec-WebSocket-Version "12" is not supported; use 13/,
+    ],
+    ["with POST", () => upgradeRequest({ method: "POST" }), 405, /a WebSocket upgrade must be a GET request, got POST/],
+    [
+      "for another protocol",
+      () => upgradeRequest({ headers: { Upgrade: "h2c" } }),
+      400,
+      /the Upgrade header must be "websocket"/,
+    ],
+    [
+      "for an unknown path",
+      () => upgradeRequest({ path: "/admin/../secret?x=1" }),
+      404,
+      /no such path "\/admin\/\.\.\/secret"; connect to ws:\/\/127\.0\.0\.1:\d+\//,
+    ],
+    [
+      "with a 20 KB query string",
+      () => upgradeRequest({ path: `/?q=${"x".repeat(20_000)}` }),
+      431,
+      /over 16 KiB \(query string included\); send less in the URL and headers/,
+    ],
+    [
+      "with 2,000 headers",
+      () =>
+        upgradeRequest({
+          headers: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`x-header-${i}`, "value"])),
+        }),
+      431,
+      /over 16 KiB/,
+    ],
+    ["that is not HTTP at all", () => "\u0000\u0001garbage\r\n\r\n", 400, /not a valid HTTP request \(HPE_/],
+    [
+      "with a header line that has no colon",
+      () => "GET / HTTP/1.1\r\nHost x\r\n\r\n",
+      400,
+      /not a valid HTTP request \(HPE_/,
+    ],
+  ];
+  for (const [what, request, status, reason] of cases) {
+    it(`refuses an upgrade ${what} with ${status} saying what is wrong, before any connect handler runs`, async () => {
+      const world = await echoWorld();
+      const before = world.connects.events.length;
+      const response = httpResponse(await exchange(portOf(world.url), request()));
+      expect(response.status).toBe(status);
+      expect(response.body).toMatch(reason);
+      expect(world.connects.events.length).toBe(before);
+      await stillUpAndOthersFine(world);
+    });
+  }
+
+  it("answers a plain HTTP request with 426 and how to connect", async () => {
+    const world = await echoWorld();
+    const response = httpResponse(
+      await exchange(portOf(world.url), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    expect(response.status).toBe(426);
+    expect(response.body).toMatch(/connect with a WebSocket client, such as: npx wscat -c ws:\/\/127\.0\.0\.1:\d+/);
+    await stillUpAndOthersFine(world);
+  });
+
+  it("survives 64 KB of random bytes on the gateway's port", async () => {
+    const world = await echoWorld();
+    const response = httpResponse(await exchange(portOf(world.url), randomBytes(65536)));
+    expect([0, 400]).toContain(response.status);
+    await stillUpAndOthersFine(world);
+  });
+});
+
+describe("bad gRPC requests", () => {
+  it("survives random bytes on a service's gRPC port", async () => {
+    const world = await echoWorld();
+    await exchange(portOf(await world.provider.endpoint("svc")), randomBytes(65536));
+    await exchange(portOf(await world.provider.endpoint("svc")), "GET / HTTP/1.1\r\n\r\n");
+    await stillUpAndOthersFine(world);
+  });
+
+  it("answers garbage bytes on a method with INVALID_ARGUMENT naming the method and the type", async () => {
+    const world = await echoWorld();
+    const address = await world.provider.endpoint("svc");
+    const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]);
+    for (const path of [
+      "/nitric.proto.kvstore.v1.KvStore/GetValue",
+      "/nitric.proto.websockets.v1.Websocket/SendMessage",
+      "/nitric.proto.resources.v1.Resources/Declare",
+    ]) {
+      const status = await rawCall(address, path, garbage);
+      expect(status.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+      expect(status.details).toMatch(
+        new RegExp(
+          `^${path.replace(/[./]/g, "\\$&")}: the request is not a valid nitric\\.proto\\.\\S+ message .*; encode it with the contract in proto/$`,
+        ),
+      );
+    }
+    await stillUpAndOthersFine(world);
+  });
+
+  it("ends a handler stream that sends garbage bytes with INVALID_ARGUMENT, keeping the other streams", async () => {
+    const world = await echoWorld();
+    const address = await world.provider.endpoint("svc");
+    const { Client, credentials } = await import("@grpc/grpc-js");
+    const raw = new Client(address, credentials.createInsecure());
+    const call = raw.makeBidiStreamRequest(
+      "/nitric.proto.websockets.v1.WebsocketHandler/HandleEvents",
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+    );
+    const status = new Promise<{ code: number; details: string }>((r) => call.on("status", r));
+    call.on("error", () => {});
+    call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff]));
+    const s = await status;
+    raw.close();
+    expect(s.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(s.details).toMatch(/HandleEvents: the request is not a valid .*ClientMessage message/);
+    await stillUpAndOthersFine(world);
+  });
+
+  it("answers an unknown method with UNIMPLEMENTED naming it", async () => {
+    const world = await echoWorld();
+    const status = await rawCall(
+      await world.provider.endpoint("svc"),
+      "/nitric.proto.kvstore.v1.KvStore/Nope",
+      Buffer.alloc(0),
+    );
+    expect(status.code).toBe(GrpcStatus.UNIMPLEMENTED);
+    expect(status.details).toMatch(/KvStore\/Nope/);
+    await stillUpAndOthersFine(world);
+  });
+
+  it("refuses an empty store name and an empty socket name with the naming rule", async () => {
+    const world = await echoWorld();
+    await expect(world.client.unary(KvStore.method.getValue, { ref: { store: "", key: "k" } })).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^kv\(""\): .*name/),
+    });
+    await expect(
+      world.client.unary(Websocket.method.sendMessage, { socketName: "", connectionId: "x", data: new Uint8Array() }),
+    ).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^websocket\(""\): /),
+    });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("refuses invalid resource names with a suggestion", async () => {
+    const world = await echoWorld();
+    await expect(
+      world.client.unary(Resources.method.declare, {
+        id: { type: ResourceType.KeyValueStore, name: "My Store" },
+        config: { case: "keyValueStore", value: {} },
+      }),
+    ).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: expect.stringMatching(
+        /^kv\("My Store"\): invalid resource name "My Store", use lower-kebab-case such as "my-store"/,
+      ),
+    });
+    await expect(
+      world.client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name: "x".repeat(300) } }),
+    ).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT });
+    await expect(world.client.unary(Resources.method.declare, {})).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: "declare: the request has no resource id",
+    });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("refuses an empty key and a 10 KB key, saying the limit", async () => {
+    const world = await echoWorld();
+    await expect(
+      world.client.unary(KvStore.method.setValue, { ref: { store: "items", key: "" }, content: {} }),
+    ).rejects.toMatchObject({ details: 'kv("items"): the key is empty; use a non-empty string' });
+    await expect(
+      world.client.unary(KvStore.method.setValue, { ref: { store: "items", key: "k".repeat(10_240) }, content: {} }),
+    ).rejects.toMatchObject({
+      details: 'kv("items"): the key is 10240 bytes long and at most 1024 are allowed; use a shorter key',
+    });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("refuses a kv write without a value, saying to pass a JSON object", async () => {
+    const world = await echoWorld();
+    await expect(
+      world.client.unary(KvStore.method.setValue, { ref: { store: "items", key: "k" } }),
+    ).rejects.toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: 'kv("items"): set("k") has no value; pass a JSON object',
+    });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("answers NOT_FOUND naming the id for sends and closes to unknown connection ids", async () => {
+    const world = await echoWorld();
+    for (const id of ["nope", "", "x".repeat(5000)]) {
+      await expect(
+        world.client.unary(Websocket.method.sendMessage, {
+          socketName: "echo",
+          connectionId: id,
+          data: new Uint8Array([1]),
+        }),
+      ).rejects.toMatchObject({
+        code: GrpcStatus.NOT_FOUND,
+        details: expect.stringMatching(/is not connected \(it closed, or never existed\)$/),
+      });
+      await expect(
+        world.client.unary(Websocket.method.closeConnection, { socketName: "echo", connectionId: id }),
+      ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+    }
+    await stillUpAndOthersFine(world);
+  });
+
+  it("refuses a close code a service may not send and a reason over 123 bytes", async () => {
+    const world = await echoWorld();
+    await expect(
+      world.client.unary(Websocket.method.closeConnection, { socketName: "echo", connectionId: "x", code: 1006 }),
+    ).rejects.toMatchObject({ details: 'websocket "echo": close code 1006 is not allowed; use 1000 or 3000-4999' });
+    await expect(
+      world.client.unary(Websocket.method.closeConnection, {
+        socketName: "echo",
+        connectionId: "x",
+        code: 4000,
+        reason: "r".repeat(124),
+      }),
+    ).rejects.toMatchObject({ details: expect.stringMatching(/at most 123 bytes .*; shorten it$/) });
+    await stillUpAndOthersFine(world);
+  });
+});
+
+describe("bad handlers", () => {
+  it("ends a handler stream that does not start with a registration, and one for an unknown event type", async () => {
+    const world = await echoWorld();
+    const first = world.client.bidi(WebsocketHandler.method.handleEvents);
+    first.on("error", () => {});
+    const status = new Promise<{ code: number; details: string }>((r) => first.on("status", r));
+    first.write({ id: "x", content: { case: "websocketEventResponse", value: {} } });
+    expect(await status).toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: "websocket handler: the first message on a handler stream must be a registration",
+    });
+    const second = world.client.bidi(WebsocketHandler.method.handleEvents);
+    second.on("error", () => {});
+    const status2 = new Promise<{ code: number; details: string }>((r) => second.on("status", r));
+    second.write({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: "echo", eventType: 42 as WebsocketEventType } },
+    });
+    expect(await status2).toMatchObject({
+      code: GrpcStatus.INVALID_ARGUMENT,
+      details: "websocket handler: unknown event type 42",
+    });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("ignores answers for events that do not exist", async () => {
+    const world = await echoWorld();
+    const stream = await handle(world.client, "other", "message", () => undefined);
+    stream.call.write({ id: "no-such-event", content: { case: "websocketEventResponse", value: {} } });
+    stream.call.write({ id: "", content: { case: "answerBatch", value: { answers: [] } } });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("logs a handler that never answers as timed out, naming socket, service and limit, and keeps the client", async () => {
+    const world = await echoWorld({
+      handlerTimeoutMs: 150,
+    });
+    // A second socket whose handler never answers.
+    const { declareSocket, urlOf } = await import("./helpers.js");
+    await declareSocket(world.client, "slow");
+    await handle(world.client, "slow", "message", () => undefined);
+    const ws = await open(urlOf(world.provider, "slow"));
+    ws.send("anyone?");
+    for (let i = 0; i < 100 && world.logs.error.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(world.logs.error[0]).toMatch(
+      /^websocket "slow": the message handler of service "svc" did not answer within 0\.15 s \(connection [\w-]{12}\)$/,
+    );
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    await stillUpAndOthersFine(world);
+  });
+
+  it("closes with 1013 saying to try again when the message handler's service exits mid-message and does not return", async () => {
+    const world = await echoWorld({ handlerWaitMs: 200 });
+    const { declareSocket, urlOf } = await import("./helpers.js");
+    await declareSocket(world.client, "dies");
+    const dying = await handle(world.client, "dies", "message", () => undefined);
+    const ws = await open(urlOf(world.provider, "dies"));
+    const done = closed(ws);
+    ws.send("in flight when it dies");
+    for (let i = 0; i < 100 && dying.events.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    world.provider.serviceExited("svc", 1, null);
+    expect(await done).toEqual({ code: 1013, reason: "message handler unavailable, try again later" });
+    expect(world.logs.error.join("\n")).toMatch(
+      /websocket "dies": the message handler did not register within 0\.2 s .*its service "svc" exited with code 1 and has not registered it again; fix the service and it restarts/,
+    );
+    // The service's other streams went with it; it comes back and serves again.
+    world.provider.serviceStarting("svc");
+    const { accept } = await import("./helpers.js");
+    await handle(world.client, "echo", "connect", accept);
+    await handle(world.client, "echo", "disconnect", () => ({}));
+    await handle(world.client, "echo", "message", (r) => ({
+      replies: r.websocketEvent.case === "message" ? [{ data: r.websocketEvent.value.body, binary: false }] : [],
+    }));
+    await stillUpAndOthersFine(world);
+  });
+});
+
+describe("floods", () => {
+  it("refuses connections over the socket's limit with 429 and the reason, logging once per burst", async () => {
+    const world = await echoWorld({ limits: { maxConnections: 3 } });
+    const a = await open(world.url);
+    const b = await open(world.url);
+    expect(world.provider.connectionCount("echo")).toBe(3);
+    const refusals = await Promise.all(
+      Array.from({ length: 5 }, async () => httpResponse(await exchange(portOf(world.url), upgradeRequest()))),
+    );
+    for (const r of refusals) {
+      expect(r.status).toBe(429);
+      expect(r.body).toBe(
+        'websocket "echo": 3 connections are open, the most allowed (limits.maxConnections); try again later',
+      );
+      expect(r.headers).toMatch(/Retry-After: 1/);
+    }
+    expect(world.logs.warn.filter((l) => l.includes("refused a connection with 429"))).toHaveLength(1);
+    // Room again once one leaves.
+    const gone = closed(b);
+    b.close();
+    await gone;
+    for (let i = 0; i < 100 && world.provider.connectionCount("echo") > 2; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    a.close();
+    await stillUpAndOthersFine(world);
+  });
+
+  it("closes a connection that sends faster than its rate with 1008, saying how many were handled, logging once", async () => {
+    const world = await echoWorld({ limits: { messagesPerSecond: 10, messageBurst: 5 } });
+    const ws = await open(world.url);
+    const got: string[] = [];
+    ws.on("message", (d: Buffer) => got.push(d.toString()));
+    const done = closed(ws);
+    for (let i = 0; i < 50; i++) ws.send(`m${i}`);
+    const close = await done;
+    expect(close.code).toBe(1008);
+    const handled = Number(/the first (\d+) were handled/.exec(close.reason)?.[1]);
+    expect(close.reason).toBe(
+      `rate limit: over 10 messages/s (burst 5); the first ${handled} were handled, later ones dropped; slow down`,
+    );
+    // The burst went through (a token or so may have refilled meanwhile), and nothing past the count.
+    expect(handled).toBeGreaterThanOrEqual(5);
+    expect(handled).toBeLessThan(10);
+    expect(got).toEqual(Array.from({ length: got.length }, (_, i) => `m${i}`));
+    expect(got.length).toBeLessThanOrEqual(handled);
+    expect(world.logs.warn.filter((l) => l.includes("rate limit"))).toHaveLength(1);
+    await stillUpAndOthersFine(world);
+  });
+});

@@ -1,0 +1,274 @@
+/**
+ * Raw clients for the bad-input and fuzz tests: bytes on a TCP socket (HTTP requests, WebSocket
+ * frames built by hand), raw gRPC calls with arbitrary request bytes, and the shared check that
+ * a server survived whatever it was sent: an echo world with a bystander client.
+ */
+import { randomBytes } from "node:crypto";
+import { connect, type Socket } from "node:net";
+import * as grpc from "@grpc/grpc-js";
+import type { GrpcClient } from "@nitric-like/contracts/grpc";
+import { Action } from "@nitric-like/contracts/resources";
+import { Websocket } from "@nitric-like/contracts/websockets";
+import type { AppLimits } from "@nitric-like/spec";
+import { expect } from "vitest";
+import type WebSocket from "ws";
+import type { LocalProvider, LocalProviderOptions } from "../src/index.js";
+import {
+  accept,
+  declareSocket,
+  declareStore,
+  handle,
+  type Logs,
+  nextMessage,
+  open,
+  serviceClient,
+  startProvider,
+  urlOf,
+} from "./helpers.js";
+
+const sockets: Socket[] = [];
+
+/** Destroys the raw sockets made here (call after each test, before cleanup()). */
+export function destroyRaw(): void {
+  for (const s of sockets.splice(0)) s.destroy();
+}
+
+/** The port of a `ws://127.0.0.1:port` or `127.0.0.1:port` address. */
+export function portOf(address: string): number {
+  return Number(address.replace(/^ws:\/\//, "").split(":")[1]);
+}
+
+/** Opens a TCP connection to 127.0.0.1:port. */
+export function tcp(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, "127.0.0.1", () => resolve(s));
+    sockets.push(s);
+    s.once("error", reject);
+  });
+}
+
+/** Writes bytes to a fresh TCP connection and resolves with all it got back once the server closes it (or after 3 s). */
+export async function exchange(port: number, bytes: Buffer | string): Promise<string> {
+  const s = await tcp(port);
+  s.on("error", () => {});
+  return new Promise((resolve) => {
+    let got = "";
+    const done = () => resolve(got);
+    const timer = setTimeout(done, 3000);
+    s.on("data", (d: Buffer) => {
+      got += d.toString("latin1");
+    });
+    s.on("close", () => {
+      clearTimeout(timer);
+      done();
+    });
+    s.write(bytes);
+  });
+}
+
+/** The status line's code and the body of an HTTP response. */
+export function httpResponse(raw: string): { status: number; headers: string; body: string } {
+  const at = raw.indexOf("\r\n\r\n");
+  return {
+    status: Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0),
+    headers: raw.slice(0, at),
+    body: raw.slice(at + 4),
+  };
+}
+
+/** An upgrade request with the headers a WebSocket client sends, any of them replaceable. */
+export function upgradeRequest(
+  options: { path?: string; method?: string; headers?: Record<string, string | undefined> } = {},
+): string {
+  const headers: Record<string, string | undefined> = {
+    Host: "127.0.0.1",
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": randomBytes(16).toString("base64"),
+    "Sec-WebSocket-Version": "13",
+    ...options.headers,
+  };
+  const lines = Object.entries(headers)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("");
+  return `${options.method ?? "GET"} ${options.path ?? "/"} HTTP/1.1\r\n${lines}\r\n`;
+}
+
+/** One WebSocket frame as a client would write it (masked unless told otherwise). */
+export function frame(
+  opcode: number,
+  payload: Buffer | string = Buffer.alloc(0),
+  options: { fin?: boolean; mask?: boolean; rsv?: number; length?: bigint } = {},
+): Buffer {
+  const data = typeof payload === "string" ? Buffer.from(payload) : payload;
+  const fin = options.fin ?? true;
+  const mask = options.mask ?? true;
+  const head = [(fin ? 0x80 : 0) | ((options.rsv ?? 0) << 4) | opcode];
+  const len = options.length ?? BigInt(data.length);
+  let ext = Buffer.alloc(0);
+  if (len < 126n) head.push((mask ? 0x80 : 0) | Number(len));
+  else if (len < 65536n) {
+    head.push((mask ? 0x80 : 0) | 126);
+    ext = Buffer.alloc(2);
+    ext.writeUInt16BE(Number(len));
+  } else {
+    head.push((mask ? 0x80 : 0) | 127);
+    ext = Buffer.alloc(8);
+    ext.writeBigUInt64BE(len);
+  }
+  if (!mask) return Buffer.concat([Buffer.from(head), ext, data]);
+  const key = randomBytes(4);
+  const masked = Buffer.from(data);
+  for (let i = 0; i < masked.length; i++) masked[i] = (masked[i] as number) ^ (key[i % 4] as number);
+  return Buffer.concat([Buffer.from(head), ext, key, masked]);
+}
+
+/** A close frame's payload: code and reason. */
+export function closePayload(code: number, reason: Buffer | string = ""): Buffer {
+  const c = Buffer.alloc(2);
+  c.writeUInt16BE(code);
+  return Buffer.concat([c, typeof reason === "string" ? Buffer.from(reason) : reason]);
+}
+
+/** A hand-driven WebSocket connection: the upgrade done, frames written raw, the server's frames parsed. */
+export interface RawWs {
+  socket: Socket;
+  /** Text and binary messages the server sent. */
+  messages: Buffer[];
+  /** Resolves with the server's close frame (code 1006 when the TCP connection ended without one). */
+  closed: Promise<{ code: number; reason: string }>;
+  write(bytes: Buffer): void;
+}
+
+/** Upgrades a raw TCP connection to the gateway at `url`. */
+export async function rawWs(url: string): Promise<RawWs> {
+  const socket = await tcp(portOf(url));
+  socket.on("error", () => {});
+  let buffer = Buffer.alloc(0);
+  let upgraded = false;
+  const messages: Buffer[] = [];
+  let resolveClosed: (v: { code: number; reason: string }) => void = () => {};
+  const closed = new Promise<{ code: number; reason: string }>((r) => {
+    resolveClosed = r;
+  });
+  let resolveOpen: () => void = () => {};
+  let rejectOpen: (e: Error) => void = () => {};
+  const opened = new Promise<void>((resolve, reject) => {
+    resolveOpen = resolve;
+    rejectOpen = reject;
+  });
+  const parse = () => {
+    while (buffer.length >= 2) {
+      const opcode = (buffer[0] as number) & 0x0f;
+      let len = (buffer[1] as number) & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (buffer.length < 4) return;
+        len = buffer.readUInt16BE(2);
+        at = 4;
+      } else if (len === 127) {
+        if (buffer.length < 10) return;
+        len = Number(buffer.readBigUInt64BE(2));
+        at = 10;
+      }
+      if (buffer.length < at + len) return;
+      const payload = buffer.subarray(at, at + len);
+      buffer = buffer.subarray(at + len);
+      if (opcode === 8) {
+        resolveClosed({
+          code: payload.length >= 2 ? payload.readUInt16BE(0) : 1005,
+          reason: payload.subarray(2).toString("utf8"),
+        });
+      } else if (opcode === 1 || opcode === 2) messages.push(Buffer.from(payload));
+    }
+  };
+  socket.on("data", (d: Buffer) => {
+    buffer = Buffer.concat([buffer, d]);
+    if (!upgraded) {
+      const end = buffer.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const head = buffer.subarray(0, end).toString("latin1");
+      buffer = buffer.subarray(end + 4);
+      if (!head.startsWith("HTTP/1.1 101")) {
+        rejectOpen(new Error(`upgrade refused: ${head.split("\r\n")[0]}`));
+        return;
+      }
+      upgraded = true;
+      resolveOpen();
+    }
+    parse();
+  });
+  socket.on("close", () => resolveClosed({ code: 1006, reason: "" }));
+  socket.write(upgradeRequest());
+  await opened;
+  return { socket, messages, closed, write: (bytes) => socket.write(bytes) };
+}
+
+/** Calls a method of a service's endpoint with these exact request bytes; resolves with the status. */
+export function rawCall(address: string, path: string, bytes: Buffer): Promise<{ code: number; details: string }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(
+      path,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      bytes,
+      { deadline: Date.now() + 5000 },
+      (error) => {
+        client.close();
+        resolve(error ? { code: error.code, details: error.details } : { code: 0, details: "" });
+      },
+    );
+  });
+}
+
+/** A provider with one echo socket ("echo": connect accepted, messages answered with their own bytes) and a kv store. */
+export interface EchoWorld {
+  provider: LocalProvider;
+  logs: Logs;
+  client: GrpcClient;
+  url: string;
+  /** A client connected before the bad input, which must be unaffected by it. */
+  bystander: WebSocket;
+  connects: { events: unknown[] };
+}
+
+/** Starts an echo world. */
+export async function echoWorld(
+  options: Partial<LocalProviderOptions> & { limits?: Partial<AppLimits> } = {},
+): Promise<EchoWorld> {
+  const { provider, logs } = await startProvider(options);
+  const client = await serviceClient(provider, "svc");
+  await declareSocket(client, "echo");
+  await declareStore(client, "items", [Action.KeyValueStoreRead, Action.KeyValueStoreWrite]);
+  const connects = await handle(client, "echo", "connect", accept);
+  await handle(client, "echo", "disconnect", () => ({}));
+  await handle(client, "echo", "message", (r) => {
+    const m = r.websocketEvent.case === "message" ? r.websocketEvent.value : undefined;
+    return { replies: m ? [{ data: m.body, binary: m.binary ?? false }] : [] };
+  });
+  const url = urlOf(provider, "echo");
+  const bystander = await open(url);
+  return { provider, logs, client, url, bystander, connects };
+}
+
+async function echoes(ws: WebSocket, text: string): Promise<void> {
+  const got = nextMessage(ws);
+  ws.send(text);
+  expect((await got).data.toString()).toBe(text);
+}
+
+/**
+ * The server is still up and nobody else noticed: the bystander (connected before the bad input)
+ * is open and echoes, a new client connects and echoes, and the service's endpoint answers.
+ */
+export async function stillUpAndOthersFine(world: EchoWorld): Promise<void> {
+  expect(world.bystander.readyState).toBe(1);
+  await echoes(world.bystander, "bystander still here");
+  const fresh = await open(world.url);
+  await echoes(fresh, "a new client works");
+  fresh.close();
+  const details = await world.client.unary(Websocket.method.socketDetails, { socketName: "echo" });
+  expect(details.url).toBe(world.url);
+}
