@@ -1,0 +1,111 @@
+// Isolation: everything listens on 127.0.0.1 unless told otherwise (--host, with a warning), and a
+// service's endpoint carries only that service's own declared permissions.
+import { readFileSync } from "node:fs";
+import { connect } from "node:net";
+import { networkInterfaces } from "node:os";
+import { GrpcStatus } from "@nitric-like/contracts/grpc";
+import { KvStore } from "@nitric-like/contracts/kvstore";
+import { Action } from "@nitric-like/contracts/resources";
+import { Websocket } from "@nitric-like/contracts/websockets";
+import { afterEach, describe, expect, it } from "vitest";
+import { cleanup, declareSocket, declareStore, serviceClient, startProvider, urlOf } from "./helpers.js";
+import { portOf } from "./raw.js";
+
+afterEach(cleanup);
+
+/** The local addresses listening on a TCP port, from the kernel's own table (/proc/net/tcp). */
+function listeners(port: number): string[] {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  return readFileSync("/proc/net/tcp", "utf8")
+    .split("\n")
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[3] === "0A" && f[1]?.endsWith(`:${hexPort}`))
+    .map((f) => {
+      const hex = (f[1] as string).split(":")[0] as string;
+      // Little-endian bytes of the IPv4 address.
+      return [3, 2, 1, 0].map((i) => Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join(".");
+    });
+}
+
+/** This machine's first address that is not loopback, if it has one. */
+function otherAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+}
+
+function refused(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, host);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once("error", () => resolve(true));
+  });
+}
+
+describe("listening addresses", () => {
+  it("binds every gateway and every service endpoint to 127.0.0.1 only", async () => {
+    const { provider } = await startProvider();
+    const a = await serviceClient(provider, "a");
+    await serviceClient(provider, "b");
+    await declareSocket(a, "chat");
+    const ports = [
+      portOf(urlOf(provider, "chat")),
+      portOf(await provider.endpoint("a")),
+      portOf(await provider.endpoint("b")),
+    ];
+    for (const port of ports) expect(listeners(port)).toEqual(["127.0.0.1"]);
+    const other = otherAddress();
+    if (other) for (const port of ports) expect(await refused(other, port)).toBe(true);
+  });
+
+  it("binds the gateways elsewhere only when told to, warning, and keeps the endpoints on 127.0.0.1", async () => {
+    const { provider, logs } = await startProvider({ host: "0.0.0.0" });
+    const a = await serviceClient(provider, "a");
+    await declareSocket(a, "chat");
+    expect(urlOf(provider, "chat")).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+    expect(listeners(portOf(urlOf(provider, "chat")))).toEqual(["0.0.0.0"]);
+    expect(listeners(portOf(await provider.endpoint("a")))).toEqual(["127.0.0.1"]);
+    expect(logs.warn).toContain(
+      "--host 0.0.0.0: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' gRPC endpoints stay on 127.0.0.1)",
+    );
+  });
+});
+
+describe("per-service permissions", () => {
+  it("does not let service A's endpoint use what only service B declared", async () => {
+    const { provider } = await startProvider();
+    const a = await serviceClient(provider, "a");
+    const b = await serviceClient(provider, "b");
+    await declareStore(b, "secrets", [Action.KeyValueStoreRead, Action.KeyValueStoreWrite, Action.KeyValueStoreDelete]);
+    await declareStore(a, "public", [Action.KeyValueStoreRead]);
+    await declareSocket(b, "admin");
+    await b.unary(KvStore.method.setValue, { ref: { store: "secrets", key: "k" }, content: { v: 1 } });
+    for (const call of [
+      a.unary(KvStore.method.getValue, { ref: { store: "secrets", key: "k" } }),
+      a.unary(KvStore.method.setValue, { ref: { store: "secrets", key: "k" }, content: {} }),
+      a.unary(KvStore.method.deleteKey, { ref: { store: "secrets", key: "k" } }),
+      a.unary(KvStore.method.setValue, { ref: { store: "public", key: "k" }, content: {} }),
+    ]) {
+      await expect(call).rejects.toMatchObject({
+        code: GrpcStatus.PERMISSION_DENIED,
+        details: expect.stringMatching(
+          /^kv\("(secrets|public)"\): service "a" may not \w+ keys; add \.allow\("\w+"\) to kv\("\1"\) in that service$/,
+        ),
+      });
+    }
+    await expect(
+      a.unary(Websocket.method.sendMessage, { socketName: "admin", connectionId: "x", data: new Uint8Array() }),
+    ).rejects.toMatchObject({
+      code: GrpcStatus.PERMISSION_DENIED,
+      details: 'websocket("admin"): service "a" may not manage it; declare websocket("admin") in that service',
+    });
+    // B still can: the refusals were A's alone.
+    expect((await b.unary(KvStore.method.getValue, { ref: { store: "secrets", key: "k" } })).value?.content).toEqual({
+      v: 1,
+    });
+  });
+});
