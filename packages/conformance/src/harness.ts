@@ -116,6 +116,11 @@ export class App {
     }
   }
 
+  /** Ctrl-C as a terminal sends it: SIGINT to the whole process group (start the app with `group`). */
+  interrupt(): void {
+    if (this.child.pid !== undefined) process.kill(-this.child.pid, "SIGINT");
+  }
+
   /** Sends SIGINT (Ctrl-C) and waits for the exit. */
   async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     running.delete(this);
@@ -127,10 +132,21 @@ export class App {
   }
 }
 
-/** Starts `nitric-like run` on a project folder (copy it first with copyProject) and waits until ready. */
-export async function startApp(dir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<App> {
+/**
+ * Starts `nitric-like run` on a project folder (copy it first with copyProject) and waits until
+ * ready, with `env` added to its environment. With `group`, the CLI leads a process group of its
+ * own, as in a terminal, so that `interrupt()` is a real Ctrl-C: SIGINT to the CLI and to
+ * everything in its group.
+ */
+export async function startApp(
+  dir: string,
+  extraArgs: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  options: { group?: boolean } = {},
+): Promise<App> {
   const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", ...extraArgs], {
     env: { ...process.env, NO_COLOR: "1", ...env },
+    detached: options.group === true,
   });
   const app = new App(dir, child);
   running.add(app);

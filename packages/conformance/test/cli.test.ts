@@ -12,6 +12,7 @@ import {
   sleep,
   startApp,
   stopAll,
+  writeProject,
 } from "../src/harness.js";
 
 afterEach(async () => {
@@ -121,6 +122,63 @@ describe("nitric-like run", () => {
     // The message waits for the restarted handler instead of being dropped.
     expect(await c.call({ op: "whoami" })).toHaveProperty("id");
     expect(c.closed).toBeUndefined();
+  }, 30000);
+
+  it("on Ctrl-C lets an in-flight handler finish and its reply arrive before closing clients with 1001", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: drain\nservices:\n  - match: services/*.ts\n",
+      "services/slow.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("slow");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", async (ctx) => {',
+        "  await new Promise((r) => setTimeout(r, 800));",
+        "  return `done ${ctx.text()}`;",
+        "});",
+      ].join("\n"),
+    });
+    const app = await startApp(dir, [], {}, { group: true });
+    // The service leads a process group of its own, so a terminal's Ctrl-C (SIGINT to the CLI's
+    // group) does not kill it mid-event: the CLI drains first, then stops it.
+    const pgid = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[2]);
+    const cli = app.child.pid as number;
+    const services = readFileSync(`/proc/${cli}/task/${cli}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .map(Number)
+      // The service runs its bundle under .nitric-like/build (esbuild's own helper is a child too).
+      .filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(".nitric-like"));
+    expect(services.length).toBeGreaterThan(0);
+    for (const pid of services) expect(pgid(pid)).not.toBe(pgid(cli));
+    const c = await connect(app.url("slow"));
+    c.ws.send("job");
+    await sleep(150);
+    // A real Ctrl-C: SIGINT to the CLI and, were they in its group, its services.
+    app.interrupt();
+    expect((await c.next(5000)).text).toBe("done job");
+    expect(await c.waitClosed()).toEqual({ code: 1001, reason: "server shutting down" });
+    expect((await app.exited).code).toBe(0);
+  }, 30000);
+
+  it("restarts a service that keeps crashing with a doubling delay", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: crashy\nservices:\n  - match: services/*.ts\n",
+      "services/crashy.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("crashy");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", () => {});',
+        'if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(() => process.exit(2), 50);',
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    await app.waitFor(/restarting in 1\.00 s/, 15000);
+    const delays = [...app.stderr.matchAll(/service "crashy" exited with code 2; restarting in ([\d.]+) s/g)].map(
+      (m) => m[1],
+    );
+    expect(delays.slice(0, 3)).toEqual(["0.25", "0.50", "1.00"]);
   }, 30000);
 
   it("keeps kv values across a restart of run", async () => {

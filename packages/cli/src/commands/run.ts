@@ -136,6 +136,8 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // Services have process groups of their own, so a closed terminal's SIGHUP reaches only us: stop them.
+  process.on("SIGHUP", onSignal);
   options.signal?.addEventListener("abort", () => void stop(), { once: true });
 
   await Promise.all(supervisors.map((s) => s.start()));
@@ -161,6 +163,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   const code = await stopped;
   process.removeListener("SIGINT", onSignal);
   process.removeListener("SIGTERM", onSignal);
+  process.removeListener("SIGHUP", onSignal);
   return code;
 }
 

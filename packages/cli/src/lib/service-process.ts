@@ -50,10 +50,15 @@ export function spawnService(launch: ServiceLaunch): ChildProcess {
     return spawn("/bin/sh", ["-c", launch.service.start], { ...options, detached: true });
   }
   if (!launch.bundle) throw new Error(`service "${launch.service.name}" has neither a bundle nor a start command`);
+  // A process group of its own (as for start commands): a terminal's Ctrl-C then reaches only the
+  // CLI, which drains in-flight handlers before it stops the services, instead of killing them mid-event.
   // NITRIC_LIKE_SERVICE_NODE_ARGS: extra Node flags for the services only (e.g. --cpu-prof, which
   // NODE_OPTIONS does not accept), for profiling.
   const extra = process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
-  return spawn(process.execPath, ["--enable-source-maps", ...extra, launch.bundle.outfile], options);
+  return spawn(process.execPath, ["--enable-source-maps", ...extra, launch.bundle.outfile], {
+    ...options,
+    detached: true,
+  });
 }
 
 /** Stops a process: SIGTERM, then SIGKILL after `graceMs`. Resolves when it has exited. */
@@ -71,8 +76,8 @@ export function stopProcess(child: ChildProcess, graceMs = 2000): Promise<void> 
 
 function signal(child: ChildProcess, sig: NodeJS.Signals): void {
   try {
-    // A `start` command runs under sh in its own process group: signal the whole group.
-    if (child.spawnargs[0] === "/bin/sh" && child.pid !== undefined) process.kill(-child.pid, sig);
+    // Every service runs in its own process group (a `start` command under sh too): signal the whole group.
+    if (child.pid !== undefined) process.kill(-child.pid, sig);
     else child.kill(sig);
   } catch {
     // Already gone.
