@@ -1,0 +1,102 @@
+// Property tests: thousands of random WebSocket frames and random gRPC request bytes against the
+// real provider. Whatever arrives, every connection ends with a close the RFC allows (with a
+// reason when the server refuses a frame), every call ends with a status that says what was
+// wrong, and the server keeps serving everyone else.
+import * as grpc from "@grpc/grpc-js";
+import { KvStore } from "@nitric-like/contracts/kvstore";
+import { Resources } from "@nitric-like/contracts/resources";
+import { Websocket } from "@nitric-like/contracts/websockets";
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import { cleanup } from "./helpers.js";
+import { closePayload, destroyRaw, echoWorld, frame, rawWs, stillUpAndOthersFine } from "./raw.js";
+
+afterEach(async () => {
+  destroyRaw();
+  await cleanup();
+});
+
+const anyFrame = fc.oneof(
+  // Mostly frames with a plausible shape, any opcode, flags and payload...
+  fc.record({
+    opcode: fc.integer({ min: 0, max: 15 }),
+    payload: fc.uint8Array({ maxLength: 300 }),
+    fin: fc.boolean(),
+    mask: fc.oneof({ weight: 9, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+    rsv: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 7 }) }),
+  }),
+  // ...and some raw bytes.
+  fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => ({ raw: bytes })),
+);
+
+describe("fuzz", () => {
+  it("survives random frames: each connection ends with an allowed close, others unaffected", async () => {
+    const world = await echoWorld({ limits: { maxMessageBytes: 256 } });
+    let frames = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(anyFrame, { minLength: 5, maxLength: 40 }), async (list) => {
+        const ws = await rawWs(world.url);
+        for (const f of list) {
+          frames++;
+          ws.write(
+            "raw" in f
+              ? Buffer.from(f.raw)
+              : frame(f.opcode, Buffer.from(f.payload), { fin: f.fin, mask: f.mask, rsv: f.rsv }),
+          );
+        }
+        // A clean close at the end: a connection still open must answer it. The zeros after it
+        // complete any frame still waiting for payload (at most 256 bytes here), then break the
+        // framing, so every connection ends one way or the other.
+        ws.write(frame(0x8, closePayload(1000)));
+        ws.write(Buffer.alloc(300));
+        const timeout = new Promise<{ code: number; reason: string }>((r) =>
+          setTimeout(() => r({ code: -1, reason: "no close within 3 s" }), 3000),
+        );
+        const got = await Promise.race([ws.closed, timeout]);
+        ws.socket.destroy();
+        // 1005: the client closed without a code and the server echoed that (RFC 6455 section 5.5.1).
+        expect([1000, 1002, 1005, 1006, 1007, 1009]).toContain(got.code);
+        if (got.code === 1002 || got.code === 1007 || got.code === 1009) expect(got.reason.length).toBeGreaterThan(10);
+      }),
+      { numRuns: 400 },
+    );
+    console.log(`fuzz: ${frames} random frames on 400 connections`);
+    expect(frames).toBeGreaterThanOrEqual(2000);
+    await stillUpAndOthersFine(world);
+  }, 30000);
+
+  it("survives random request bytes on every unary method: each call gets a status with details", async () => {
+    const world = await echoWorld();
+    const address = await world.provider.endpoint("svc");
+    const client = new grpc.Client(address, grpc.credentials.createInsecure());
+    const paths = [KvStore, Websocket, Resources].flatMap((s) =>
+      s.methods.filter((m) => m.methodKind === "unary").map((m) => `/${s.typeName}/${m.name}`),
+    );
+    let calls = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.constantFrom(...paths), fc.uint8Array({ maxLength: 200 }), async (path, bytes) => {
+          calls++;
+          const status = await new Promise<grpc.StatusObject | grpc.ServiceError | null>((resolve) =>
+            client.makeUnaryRequest(
+              path,
+              (b: Buffer) => b,
+              (b: Buffer) => b,
+              Buffer.from(bytes),
+              { deadline: Date.now() + 5000 },
+              (error) => resolve(error),
+            ),
+          );
+          if (status === null) return;
+          expect([grpc.status.UNKNOWN, grpc.status.INTERNAL, grpc.status.DEADLINE_EXCEEDED]).not.toContain(status.code);
+          expect(status.details.length).toBeGreaterThan(10);
+        }),
+        { numRuns: 1000 },
+      );
+    } finally {
+      client.close();
+    }
+    expect(calls).toBe(1000);
+    await stillUpAndOthersFine(world);
+  }, 30000);
+});
