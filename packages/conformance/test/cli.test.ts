@@ -134,7 +134,7 @@ describe("nitric-like run", () => {
         'socket.on("disconnect", () => {});',
         'socket.on("message", async (ctx) => {',
         "  await new Promise((r) => setTimeout(r, 800));",
-        "  return `done ${ctx.text()}`;",
+        '  return "done " + ctx.text();',
         "});",
       ].join("\n"),
     });
