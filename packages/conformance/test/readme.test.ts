@@ -21,3 +21,27 @@ it("opens with the two set-up commands, the chat first and the tests second", ()
 it("shows the chat example exactly as it is in examples/chat", () => {
   expect(blocks("ts")[0]).toBe(readFileSync(join(EXAMPLES, "chat", "services", "chat.ts"), "utf8"));
 });
+
+it("backs every guarantee in 'Limits and guarantees' with a test that exists under that name", () => {
+  const section = readme.slice(readme.indexOf("## Limits and guarantees"), readme.indexOf("## The AWS provider"));
+  const rows = section
+    .split("\n")
+    .filter((l) => l.startsWith("| ") && !l.startsWith("| guarantee") && !l.startsWith("| ---"));
+  expect(rows.length).toBeGreaterThanOrEqual(15);
+  let checked = 0;
+  for (const row of rows) {
+    const cell = row.split(" | ")[1] ?? "";
+    // `file`: `name`, `name`; `file`: ...
+    for (const part of cell.split(/;\s*(?=`[^`]+\/)/)) {
+      const [file, ...names] = [...part.matchAll(/`([^`]+)`/g)].map((m) => m[1] as string);
+      if (!file || !/\.(ts|mjs)$/.test(file)) continue;
+      const source = readFileSync(join(EXAMPLES, "..", file), "utf8");
+      for (const name of names) {
+        if (/\.(ts|mjs)$/.test(name)) continue;
+        for (const piece of name.split(" … ")) expect(source, `${file}: ${name}`).toContain(piece);
+        checked++;
+      }
+    }
+  }
+  expect(checked).toBeGreaterThanOrEqual(20);
+});
