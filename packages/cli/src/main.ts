@@ -116,6 +116,7 @@ export async function main(
         dashboard: args.values["no-dashboard"] !== true,
         ...dashboardPort(text("dashboard-port")),
         ...optional("host", text("host")),
+        ...optional("environment", text("env")),
       },
       output,
     );
@@ -166,6 +167,7 @@ function parse(command: string, args: string[]) {
       "dashboard-port": { type: "string" },
       "no-dashboard": { type: "boolean" },
       host: { type: "string" },
+      env: { type: "string" },
       plain: { type: "boolean" },
     },
   } as const;

@@ -161,6 +161,18 @@ describe("nitric-like run", () => {
     expect((await app.exited).code).toBe(0);
   }, 30000);
 
+  it("refuses an --env the project file does not have, naming the ones it has", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: envs\nservices:\n  - match: services/*.ts\nenvironments:\n  prod: {}\n",
+      "services/a.ts": "export {};\n",
+    });
+    const { code, stderr } = await runCli(["run", dir, "--env", "staging"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'nitric-like.yaml: no environment "staging"; use one of prod, or add it under environments:',
+    );
+  }, 30000);
+
   it("restarts a service that keeps crashing with a doubling delay", async () => {
     const dir = writeProject({
       "nitric-like.yaml": "name: crashy\nservices:\n  - match: services/*.ts\n",

@@ -17,6 +17,9 @@ export {
   suggestName,
 } from "./names.js";
 export {
+  checkEnvironment,
+  DEFAULT_RUN_ENVIRONMENT,
+  type EnvironmentConfig,
   findServices,
   globToRegExp,
   loadProject,
@@ -25,6 +28,7 @@ export {
   ProjectError,
   type ServiceEntry,
   type ServiceMatch,
+  socketLimitsOf,
   type WebsocketConfig,
 } from "./project.js";
 export type {

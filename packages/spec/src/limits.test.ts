@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS, formatDuration, parseLimits, resolveLimits } from "./limits.js";
-import { loadProject } from "./project.js";
+import { checkEnvironment, loadProject, socketLimitsOf } from "./project.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -91,5 +91,39 @@ describe("limits in the project file", () => {
     expect(formatDuration(7_200_000)).toBe("2 h");
     expect(formatDuration(1500)).toBe("1.5 s");
     expect(formatDuration(200)).toBe("200 ms");
+  });
+
+  it("applies an environment's limits over the project's, and a socket's in it over both", () => {
+    const p = load(
+      [
+        "limits:\n  messagesPerSecond: 100\n  idleTimeout: 10m",
+        "websockets:\n  chat:\n    limits:\n      maxConnections: 50",
+        "environments:",
+        "  local:\n    limits:\n      messagesPerSecond: 5",
+        "  prod:\n    limits:\n      idleTimeout: 1m\n    websockets:\n      chat:\n        limits:\n          maxConnections: 5000",
+        "",
+      ].join("\n"),
+    );
+    expect(socketLimitsOf(p, "chat", "local")).toMatchObject({
+      messagesPerSecond: 5,
+      messageBurst: 5,
+      maxConnections: 50,
+    });
+    expect(socketLimitsOf(p, "chat", "prod")).toMatchObject({
+      messagesPerSecond: 100,
+      idleTimeoutMs: 60_000,
+      maxConnections: 5000,
+    });
+    expect(socketLimitsOf(p, "other", "prod")).toMatchObject({ maxConnections: 10_000, idleTimeoutMs: 60_000 });
+    expect(() => checkEnvironment(p, "prod")).not.toThrow();
+    expect(() => checkEnvironment(p, "staging")).toThrow(
+      'nitric-like.yaml: no environment "staging"; use one of local, prod, or add it under environments:',
+    );
+    expect(() => load("environments:\n  prod:\n    limit: {}\n")).toThrow(
+      "nitric-like.yaml: environments.prod.limit is not a setting; use limits or websockets",
+    );
+    expect(() => load("environments:\n  prod:\n    limits:\n      idleTimeout: 5\n")).toThrow(
+      /environments\.prod\.limits\.idleTimeout is 5: use a duration/,
+    );
   });
 });

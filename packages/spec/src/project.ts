@@ -11,13 +11,15 @@
  *     port: 4000                   # optional: pin the local gateway's port
  *     limits: { maxConnections: 100 }   # optional: this socket's limits (see limits.ts)
  * limits:                          # optional: every socket's limits, AWS values by default
+ * environments:                    # optional: limits per environment, over the ones above
+ *   local: { limits: { messagesPerSecond: 50 } }   # `run` uses "local" unless --env names another
  *   idleTimeout: 10m
  * ```
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, extname, join, relative, sep } from "node:path";
 import { parse } from "yaml";
-import { type AppLimits, LimitError, parseLimits, type SocketLimits } from "./limits.js";
+import { type AppLimits, LimitError, parseLimits, resolveLimits, type SocketLimits } from "./limits.js";
 
 /** The project file names looked for, in order. */
 export const PROJECT_FILES = ["nitric-like.yaml", "nitric.yaml"] as const;
@@ -52,6 +54,47 @@ export interface Project {
   websockets: Record<string, WebsocketConfig>;
   /** The top-level `limits:`, for every socket. @default AWS API Gateway's (see DEFAULT_LIMITS) */
   limits?: Partial<AppLimits>;
+  /** Per-environment overrides (`environments.<name>.limits` and `.websockets.<socket>.limits`), by name. */
+  environments?: Record<string, EnvironmentConfig>;
+}
+
+/** One `environments:` entry: limits over the project's, for every socket and per socket. */
+export interface EnvironmentConfig {
+  limits?: Partial<AppLimits>;
+  websockets?: Record<string, { limits?: Partial<SocketLimits> }>;
+}
+
+/** The environment `nitric-like run` uses when `--env` names none. */
+export const DEFAULT_RUN_ENVIRONMENT = "local";
+
+/**
+ * The limits of one socket in one environment: the defaults, the project's `limits:`, the
+ * environment's, the socket's own, the socket's in the environment, then `overrides` in order.
+ */
+export function socketLimitsOf(
+  project: Project,
+  socket: string,
+  environment?: string,
+  ...overrides: (Partial<AppLimits> | undefined)[]
+): AppLimits {
+  const env = environment === undefined ? undefined : project.environments?.[environment];
+  return resolveLimits(
+    project.limits,
+    env?.limits,
+    project.websockets[socket]?.limits,
+    env?.websockets?.[socket]?.limits,
+    ...overrides,
+  );
+}
+
+/** Throws ProjectError when `--env` names an environment the project file does not have. */
+export function checkEnvironment(project: Project, environment: string | undefined): void {
+  if (environment === undefined || environment === DEFAULT_RUN_ENVIRONMENT) return;
+  if (project.environments?.[environment]) return;
+  const known = Object.keys(project.environments ?? {});
+  throw new ProjectError(
+    `${basename(project.file)}: no environment ${JSON.stringify(environment)}; ${known.length > 0 ? `use one of ${known.join(", ")}, or ` : ""}add it under environments:`,
+  );
 }
 
 /** A service found by expanding the `services:` globs. */
@@ -129,6 +172,37 @@ export function loadProject(dir: string): Project {
     }
   }
   const limits = limitsAt(where, doc.limits, "limits", true);
+  const environments: Record<string, EnvironmentConfig> = {};
+  if (doc.environments !== undefined && doc.environments !== null) {
+    if (typeof doc.environments !== "object" || Array.isArray(doc.environments)) {
+      throw new ProjectError(
+        `${where}: "environments" must map environment names to settings, such as\n  environments:\n    local:\n      limits:\n        idleTimeout: 1m`,
+      );
+    }
+    for (const [env, value] of Object.entries(doc.environments as Record<string, unknown>)) {
+      const config = (value ?? {}) as Record<string, unknown>;
+      for (const key of Object.keys(config)) {
+        if (key !== "limits" && key !== "websockets") {
+          throw new ProjectError(`${where}: environments.${env}.${key} is not a setting; use limits or websockets`);
+        }
+      }
+      const entry: EnvironmentConfig = {};
+      const envLimits = limitsAt(where, config.limits, `environments.${env}.limits`, true);
+      if (Object.keys(envLimits).length > 0) entry.limits = envLimits;
+      const sockets = (config.websockets ?? {}) as Record<string, unknown>;
+      for (const [name, socketValue] of Object.entries(sockets)) {
+        const socketLimits = limitsAt(
+          where,
+          ((socketValue ?? {}) as Record<string, unknown>).limits,
+          `environments.${env}.websockets.${name}.limits`,
+          false,
+        );
+        entry.websockets ??= {};
+        entry.websockets[name] = Object.keys(socketLimits).length > 0 ? { limits: socketLimits } : {};
+      }
+      environments[env] = entry;
+    }
+  }
   return {
     name: doc.name,
     dir,
@@ -136,6 +210,7 @@ export function loadProject(dir: string): Project {
     services,
     websockets,
     ...(Object.keys(limits).length > 0 ? { limits } : {}),
+    ...(Object.keys(environments).length > 0 ? { environments } : {}),
   };
 }
 

@@ -33,6 +33,8 @@ export interface RunOptions {
    * machine can connect; anything else is an explicit choice, and the provider warns about it.
    */
   host?: string;
+  /** The environment whose `environments.<name>` limits apply (`--env`). @default "local" */
+  environment?: string;
 }
 
 /** One live handler registration. */

@@ -6,12 +6,13 @@ import { join } from "node:path";
 import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
 import {
   type AppLimits,
+  DEFAULT_RUN_ENVIRONMENT,
   type HandlerRegistration,
   type Logger,
   type Provider,
   type RunningProvider,
   type RunOptions,
-  resolveLimits,
+  socketLimitsOf,
 } from "@nitric-like/spec";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
@@ -62,7 +63,10 @@ export class LocalProvider implements RunningProvider {
     }
     this.handlers = new HandlerRegistry(
       options.logger,
-      options.handlerTimeoutMs ?? options.project.limits?.handlerTimeoutMs ?? 5000,
+      options.handlerTimeoutMs ??
+        options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT]?.limits?.handlerTimeoutMs ??
+        options.project.limits?.handlerTimeoutMs ??
+        5000,
       options.handlerWaitMs ?? 10000,
     );
   }
@@ -92,9 +96,10 @@ export class LocalProvider implements RunningProvider {
     if (!pending) {
       const pinned = this.options.randomPorts ? undefined : this.options.project.websockets[name]?.port;
       const { project, maxMessageBytes } = this.options;
-      const limits = resolveLimits(
-        project.limits,
-        project.websockets[name]?.limits,
+      const limits = socketLimitsOf(
+        project,
+        name,
+        this.options.environment ?? DEFAULT_RUN_ENVIRONMENT,
         this.options.limits,
         maxMessageBytes === undefined ? undefined : { maxMessageBytes },
       );

@@ -106,6 +106,36 @@ describe("limits from the project file", () => {
   });
 });
 
+describe("environments", () => {
+  it("applies the limits of the environment it runs in, and the project's elsewhere", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nitric-like-limits-"));
+    after.push(() => rmSync(dir, { recursive: true, force: true }));
+    const project = {
+      name: "test",
+      dir,
+      file: join(dir, "nitric-like.yaml"),
+      services: [],
+      websockets: {},
+      limits: { maxMessageBytes: 200 },
+      environments: { prod: { websockets: { s: { limits: { maxMessageBytes: 50 } } } } },
+    };
+    for (const [environment, limit] of [
+      ["prod", 50],
+      ["local", 200],
+    ] as const) {
+      const { provider } = await startProvider({ project, environment, dataDir: join(dir, environment) });
+      const client = await serviceClient(provider, "svc");
+      await declareSocket(client, "s");
+      await handle(client, "s", "message", () => ({}));
+      const ws = await open(urlOf(provider, "s"));
+      const done = closed(ws);
+      ws.send("x".repeat(limit + 1));
+      expect(await done).toEqual({ code: 1009, reason: `message too big: at most ${limit} bytes` });
+      await cleanup();
+    }
+  });
+});
+
 describe("graceful stop", () => {
   it("lets in-flight handlers answer and their replies reach the clients before closing with 1001", async () => {
     const { provider } = await startProvider();

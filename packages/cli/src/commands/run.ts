@@ -4,10 +4,16 @@
  * handlers the spec expects are registered. Restarts a service when its files change or when it
  * crashes. Ctrl-C closes client connections with 1001 and exits 0.
  */
-import type { HandlerRegistration, RunningProvider, Spec } from "@nitric-like/spec";
+import {
+  checkEnvironment,
+  type HandlerRegistration,
+  ProjectError,
+  type RunningProvider,
+  type Spec,
+} from "@nitric-like/spec";
 import { bundleService } from "../lib/bundle.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
-import type { Output } from "../lib/log.js";
+import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
 import { loadProvider } from "../lib/providers.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
@@ -38,6 +44,7 @@ Options:
                       Serve the dashboard on port n (default: ${DEFAULT_DASHBOARD_PORT}, or a free port
                       when that one is taken).
   --no-dashboard      Do not serve the dashboard.
+  --env <name>        Apply environments.<name> of the project file (default: local).
   --host <address>    Where the gateways listen (default: 127.0.0.1, this machine only);
                       0.0.0.0 lets other machines connect, with a warning.
   --no-watch          Do not restart services when their files change.
@@ -57,6 +64,8 @@ export interface RunCommandOptions {
   dashboardPort?: number;
   /** Where the gateways listen. @default "127.0.0.1" */
   host?: string;
+  /** Whose `environments.<name>` limits apply. @default "local" */
+  environment?: string;
   /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
   readyTimeoutMs?: number;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
@@ -67,6 +76,12 @@ export interface RunCommandOptions {
 export async function runCommand(options: RunCommandOptions, output: Output): Promise<number> {
   const prepared = await prepareProject(options.dir, output);
   const { project } = prepared;
+  try {
+    checkEnvironment(project, options.environment);
+  } catch (error) {
+    if (error instanceof ProjectError) throw new UserError(error.message);
+    throw error;
+  }
   const { spec, errors } = await collectSpec(prepared, output);
   // `run` is for trying things: it warns about what `up` would refuse instead of stopping.
   for (const e of errors) output.warn(e);
@@ -84,6 +99,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     logger: output,
     randomPorts: options.randomPorts,
     ...(options.host === undefined ? {} : { host: options.host }),
+    ...(options.environment === undefined ? {} : { environment: options.environment }),
   });
   let dashboard: Dashboard | undefined;
   if (options.dashboard !== false) {
