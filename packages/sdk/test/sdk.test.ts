@@ -119,6 +119,39 @@ describe("websocket handlers", () => {
     );
   });
 
+  it("logs a message handler that throws with its stack, and the connection and other clients carry on", async () => {
+    const s = websocket("throws-on-message");
+    s.on("message", (ctx) => {
+      if (ctx.text() === "boom") throw new Error("bad input in the handler");
+      return ctx.text();
+    });
+    await registered("throws-on-message", 1);
+    const errors: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => {
+      errors.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    const a = client(urlOf("throws-on-message"));
+    const b = client(urlOf("throws-on-message"));
+    try {
+      await Promise.all([a.opened, b.opened]);
+      a.ws.send("boom");
+      a.ws.send("after");
+      expect((await a.next()).data.toString()).toBe("after");
+      b.ws.send("other client");
+      expect((await b.next()).data.toString()).toBe("other client");
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(errors.join("")).toMatch(
+      /websocket\("throws-on-message"\) message handler failed for connection \S+: Error: bad input in the handler\n\s+at /,
+    );
+    expect(a.ws.readyState).toBe(WebSocket.OPEN);
+    a.ws.close();
+    b.ws.close();
+  });
+
   it("replies with ctx.reply() and return values, keeping text and binary, and sends during connect", async () => {
     const s = websocket("replies");
     s.on("connect", (ctx) => ctx.send({ welcome: true }));
