@@ -472,4 +472,39 @@ describe("floods", () => {
     expect(world.logs.warn.filter((l) => l.includes("rate limit"))).toHaveLength(1);
     await stillUpAndOthersFine(world);
   });
+
+  it("closes a client that stops reading once 8 MB wait for it, cutting it off, and keeps serving the others", async () => {
+    const world = await echoWorld();
+    const stalled = await rawWs(world.url);
+    // It reads nothing more: what is sent to it piles up in the provider.
+    stalled.socket.pause();
+    for (let i = 0; i < 100 && world.connects.events.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    // The bystander connected first; the stalled client second.
+    const stalledId = world.connects.events[1]?.connectionId ?? "";
+    const chunk = new Uint8Array(256 * 1024);
+    let refusedAt = -1;
+    for (let i = 0; i < 200 && refusedAt < 0; i++) {
+      try {
+        await world.client.unary(Websocket.method.sendMessage, {
+          socketName: "echo",
+          connectionId: stalledId,
+          data: chunk,
+          binary: true,
+        });
+      } catch (error) {
+        expect(error).toMatchObject({ code: GrpcStatus.NOT_FOUND });
+        refusedAt = i;
+      }
+    }
+    // Refused well before 200 x 256 KB = 50 MB were held for it.
+    expect(refusedAt).toBeGreaterThan(0);
+    expect(refusedAt).toBeLessThan(100);
+    expect(world.logs.warn.join("\n")).toMatch(
+      /closed connection [\w-]{12} \(1008\): client not reading: over 8 MB waiting to be sent to it; read the messages you are sent/,
+    );
+    for (let i = 0; i < 200 && world.provider.connectionCount("echo") > 1; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(world.provider.connectionCount("echo")).toBe(1);
+    await stillUpAndOthersFine(world);
+  });
 });

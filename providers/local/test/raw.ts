@@ -8,7 +8,7 @@ import { connect, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { GrpcClient } from "@nitric-like/contracts/grpc";
 import { Action } from "@nitric-like/contracts/resources";
-import { Websocket } from "@nitric-like/contracts/websockets";
+import { Websocket, type WebsocketEventRequest } from "@nitric-like/contracts/websockets";
 import type { AppLimits } from "@nitric-like/spec";
 import { expect } from "vitest";
 import type WebSocket from "ws";
@@ -231,7 +231,7 @@ export interface EchoWorld {
   url: string;
   /** A client connected before the bad input, which must be unaffected by it. */
   bystander: WebSocket;
-  connects: { events: unknown[] };
+  connects: { events: WebsocketEventRequest[] };
 }
 
 /** Starts an echo world. */

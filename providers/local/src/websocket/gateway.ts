@@ -28,6 +28,12 @@ import {
 
 /** Pings every connection this often and drops the ones that did not answer the last ping. */
 const HEARTBEAT_MS = 30_000;
+/**
+ * Most bytes that may wait to be sent to one client. A client that stops reading (a stalled tab, a
+ * broken peer) would otherwise make the provider hold everything sent to it; over this it is
+ * closed with 1008 and cut off a second later.
+ */
+export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** How long stop() waits for clients to answer the 1001 close before cutting them off. */
 const CLOSE_GRACE_MS = 500;
 
@@ -474,6 +480,7 @@ export class Gateway implements SocketBackend {
       .then(
         (response) => {
           for (const r of response.replies) this.reply(id, ws, r.data, r.binary);
+          if (ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
         },
         (error: unknown) => {
           const failure = error instanceof HandlerError ? error.failure : "gone";
@@ -519,7 +526,20 @@ export class Gateway implements SocketBackend {
     if (!c || c.ws.readyState !== WebSocket.OPEN) return false;
     c.ws.send(data, { binary });
     if (this.observer !== undefined) this.observe("out", id, data, binary);
+    if (c.ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
     return true;
+  }
+
+  /** Closes a connection whose client does not read what it is sent, and cuts it off if it does not answer. */
+  private notReading(c: Connection): void {
+    if (c.limited) return;
+    this.limitClose(
+      c,
+      1008,
+      `client not reading: over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB waiting to be sent to it; read the messages you are sent`,
+    );
+    // Its close frame waits behind what it does not read: give it a second, then drop it.
+    setTimeout(() => c.ws.terminate(), 1000).unref();
   }
 
   /** Closes one connection; returns false when it is neither open nor opening. */
@@ -552,6 +572,7 @@ export class Gateway implements SocketBackend {
       if (except.has(id) || c.ws.readyState !== WebSocket.OPEN) continue;
       c.ws.send(data, { binary });
       if (this.observer !== undefined) this.observe("out", id, data, binary);
+      if (c.ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
       sent++;
     }
     return sent;
