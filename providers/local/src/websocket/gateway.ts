@@ -207,7 +207,7 @@ export class Gateway implements SocketBackend {
     return `ws://${shown}:${this.port}`;
   }
 
-  /** Starts listening on 127.0.0.1. */
+  /** Starts listening, on 127.0.0.1 unless `host` says otherwise. */
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
