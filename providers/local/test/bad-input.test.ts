@@ -2,6 +2,7 @@
 // input to the real local provider (ws gateway, gRPC endpoint, handler streams), checks the clear
 // error it gets back, then that the server is still up and the other clients unaffected.
 import { randomBytes } from "node:crypto";
+import { Connections } from "@nitric-like/contracts/connections";
 import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
@@ -310,7 +311,7 @@ describe("bad gRPC requests", () => {
     await stillUpAndOthersFine(world);
   });
 
-  it("answers NOT_FOUND naming the id for sends and closes to unknown connection ids", async () => {
+  it("answers NOT_FOUND naming the id for sends, closes and look-ups of unknown connection ids", async () => {
     const world = await echoWorld();
     for (const id of ["nope", "", "x".repeat(5000)]) {
       await expect(
@@ -326,6 +327,12 @@ describe("bad gRPC requests", () => {
       await expect(
         world.client.unary(Websocket.method.closeConnection, { socketName: "echo", connectionId: id }),
       ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+      await expect(
+        world.client.unary(Connections.method.getConnection, { socketName: "echo", connectionId: id }),
+      ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND, details: expect.stringContaining("is not connected") });
+      expect(
+        (await world.client.unary(Connections.method.isConnected, { socketName: "echo", connectionId: id })).connected,
+      ).toBe(false);
     }
     await stillUpAndOthersFine(world);
   });
