@@ -2,7 +2,7 @@
  * `nitric-like run [dir]`: collects the spec, starts the provider (local by default), starts every
  * service against its own endpoint, and prints `websocket <name> <url>` for each socket once the
  * handlers the spec expects are registered. Restarts a service when its files change or when it
- * crashes. Ctrl-C closes client connections with 1001 and exits 0.
+ * crashes. Ctrl-C drains running handlers, closes client connections with 1001 and exits 0.
  */
 import {
   checkEnvironment,
@@ -33,7 +33,7 @@ messages, sending, a kv browser), then, when ready, one line per socket, on stdo
   websocket <name> ws://127.0.0.1:<port>
 
 Services restart when their files change, and with backoff when they crash.
-Ctrl-C closes client connections (1001, going away) and exits.
+Ctrl-C lets running handlers answer, closes client connections (1001, going away) and exits.
 
 Options:
   --provider <name>   Provider to run on (default: local). "aws" builds the app as for a
