@@ -71,8 +71,23 @@ export class LocalProvider implements RunningProvider {
     );
   }
 
-  /** Starts the gateways of every socket in the spec, so their URLs are known before services start. */
+  /**
+   * Starts the gateways of every socket in the spec, so their URLs are known before services start,
+   * and opens the spec's kv stores with the grants each service declared in the collect pass: a
+   * service whose handlers register before its own declarations arrive (the published
+   * @nitric/sdk sends them in parallel) is not refused its first kv calls. Its declarations at run
+   * time add to these, as they always did.
+   */
   async start(): Promise<void> {
+    for (const r of this.options.spec.resources) {
+      if (r.kind === "kv") {
+        this.stores.store(r.name);
+        this.declaredStores.add(r.name);
+      }
+    }
+    for (const p of this.options.spec.policies) {
+      this.permissions.grant(p.service, p.resource.kind, p.resource.name, p.permissions);
+    }
     for (const r of this.options.spec.resources) {
       if (r.kind === "websocket") {
         for (const [event, service] of Object.entries(r.handlers))

@@ -108,4 +108,31 @@ describe("per-service permissions", () => {
       v: 1,
     });
   });
+
+  it("grants what the collect pass found before the service declares it again, to that service only", async () => {
+    const { provider } = await startProvider({
+      spec: {
+        name: "test",
+        services: [
+          { name: "a", file: "services/a.ts" },
+          { name: "b", file: "services/b.ts" },
+        ],
+        resources: [{ kind: "kv", name: "items", declaredBy: ["a", "b"] }],
+        policies: [
+          { service: "a", resource: { kind: "kv", name: "items" }, permissions: ["get", "set"] },
+          { service: "b", resource: { kind: "kv", name: "items" }, permissions: ["get"] },
+        ],
+      },
+    });
+    const a = await serviceClient(provider, "a");
+    const b = await serviceClient(provider, "b");
+    // Neither has declared anything in this run yet (the published @nitric/sdk may call first).
+    await a.unary(KvStore.method.setValue, { ref: { store: "items", key: "k" }, content: { v: 1 } });
+    expect((await b.unary(KvStore.method.getValue, { ref: { store: "items", key: "k" } })).value?.content).toEqual({
+      v: 1,
+    });
+    await expect(
+      b.unary(KvStore.method.setValue, { ref: { store: "items", key: "k" }, content: {} }),
+    ).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+  });
 });
