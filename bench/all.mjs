@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { here } from "./lib.mjs";
 
 const BENCHMARKS = [
-  { name: "echo", args: ["echo.mjs", "--rounds", "3"] },
+  { name: "echo", args: ["echo.mjs"] },
   { name: "broadcast", args: ["broadcast.mjs"] },
   { name: "kv", args: ["kv.mjs"] },
   { name: "startup", args: ["startup.mjs"] },

@@ -2,17 +2,17 @@
 // Echo benchmark: CLIENTS clients each send MESSAGES messages one after another, awaiting each
 // echo, against a raw `ws` echo server and against `nitric-like run` (reply path, socket.send, and
 // the published @nitric/sdk), all in the same run on 127.0.0.1. Reports msgs/s, RTT p50/p99, the
-// ratio to raw, and lost or reordered echoes. Each target first gets the same untimed warm-up. Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 2]
+// ratio to raw, and lost or reordered echoes. Each target first gets the same untimed warm-up. Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 5]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
-import { cleanup, here, startApp, startProcess, stop, verdict } from "./lib.mjs";
+import { cleanup, here, median, startApp, startProcess, stop, verdict } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: {
     clients: { type: "string", default: "50" },
     messages: { type: "string", default: "200" },
-    rounds: { type: "string", default: "2" },
+    rounds: { type: "string", default: "5" },
     only: { type: "string" },
   },
 });
@@ -56,9 +56,9 @@ async function measure(url) {
   const t0 = performance.now();
   const results = await Promise.all(Array.from({ length: CLIENTS }, () => client(url, rtts)));
   const seconds = (performance.now() - t0) / 1000;
-  // Unloaded round trip: one client alone.
+  // Unloaded round trip: one client alone, 1,000 messages (200 gave a p50 that moved with the machine).
   const single = [];
-  await client(url, single);
+  await client(url, single, 1000);
   single.sort((a, b) => a - b);
   rtts.sort((a, b) => a - b);
   const pct = (arr, p) => arr[Math.min(arr.length - 1, Math.floor(arr.length * p))];
@@ -83,12 +83,19 @@ const targets = [
 ].filter((t) => !values.only || values.only.split(",").some((o) => t.name.includes(o)));
 
 const best = new Map();
+// Each round's rate per target: the ratio to raw is taken within a round (targets measured one
+// right after the other), and the median of those ratios is what the target is judged on, since
+// the machine's speed drifts between rounds more than between neighbours.
+const perRound = [];
 try {
   for (let round = 1; round <= ROUNDS; round++) {
+    const rates = new Map();
+    perRound.push(rates);
     for (const target of targets) {
       const { child, url } = await target.start();
       try {
         const r = await measure(url);
+        rates.set(target.name, r.rate);
         const prev = best.get(target.name);
         if (!prev || r.rate > prev.rate) best.set(target.name, r);
         process.stderr.write(`round ${round} ${target.name}: ${r.rate.toFixed(0)} msgs/s\n`);
@@ -103,12 +110,16 @@ try {
 
 const raw = best.get("raw ws");
 console.log(
-  `\necho: ${CLIENTS} clients x ${MESSAGES} sequential messages, best of ${ROUNDS} rounds, ${new Date().toISOString()}`,
+  `\necho: ${CLIENTS} clients x ${MESSAGES} sequential messages, ${ROUNDS} rounds, ${new Date().toISOString()}`,
 );
-console.log("| target | msgs/s | vs raw | RTT p50 ms | RTT p99 ms | unloaded p50 ms | vs raw | lost | reordered |");
+/** The median over rounds of a target's rate divided by raw's rate in the same round. */
+const medianRatio = (name) => median(perRound.map((rates) => rates.get(name) / rates.get("raw ws")));
+console.log(
+  "| target | msgs/s (best round) | vs raw (median of per-round ratios) | RTT p50 ms | RTT p99 ms | unloaded p50 ms | vs raw | lost | reordered |",
+);
 console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const [name, r] of best) {
-  const ratio = raw ? `${((r.rate / raw.rate) * 100).toFixed(0)} %` : "-";
+  const ratio = raw ? `${(medianRatio(name) * 100).toFixed(0)} %` : "-";
   const latency = raw ? `${(r.unloadedP50 / raw.unloadedP50).toFixed(1)}x` : "-";
   console.log(
     `| ${name} | ${r.rate.toFixed(0)} | ${ratio} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.unloadedP50.toFixed(2)} | ${latency} | ${r.lost} | ${r.reordered} |`,
@@ -119,6 +130,9 @@ const reply = best.get("nitric-like reply path");
 if (raw && reply) {
   const sound = [...best.values()].every((r) => r.lost === 0 && r.reordered === 0);
   console.log(
-    `\ntargets: reply path >= 50 % of raw: ${verdict(reply.rate >= raw.rate / 2)}; unloaded p50 <= 3x raw: ${verdict(reply.unloadedP50 <= 3 * raw.unloadedP50)}; no echo lost or reordered: ${verdict(sound)}`,
+    `\nper-round reply path vs raw: ${perRound.map((rates) => `${((rates.get("nitric-like reply path") / rates.get("raw ws")) * 100).toFixed(0)} %`).join(", ")}`,
+  );
+  console.log(
+    `targets: reply path >= 50 % of raw: ${verdict(medianRatio("nitric-like reply path") >= 0.5)}; unloaded p50 <= 3x raw: ${verdict(reply.unloadedP50 <= 3 * raw.unloadedP50)}; no echo lost or reordered: ${verdict(sound)}`,
   );
 }
