@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { signRequest } from "./invoke.js";
+import { signRequest } from "./signer.js";
 
-// The "get-vanilla" and "post-vanilla" cases of AWS's Signature Version 4 test suite.
+// The "get-vanilla", "post-vanilla" and "post-x-www-form-urlencoded" cases of AWS's Signature Version 4 test suite.
 const suite = {
   url: new URL("https://example.amazonaws.com/"),
   body: "",
@@ -37,5 +37,24 @@ describe("signRequest", () => {
     expect(headers.authorization).toContain(
       "SignedHeaders=host;x-amz-date;x-amz-invocation-type;x-amz-security-token,",
     );
+  });
+
+  it("signs a body as AWS's test suite expects, given as text or as bytes", () => {
+    const form = {
+      ...suite,
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    };
+    const expected =
+      "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a";
+    expect(signRequest({ ...form, body: "Param1=value1" }).authorization).toBe(expected);
+    expect(signRequest({ ...form, body: new TextEncoder().encode("Param1=value1") }).authorization).toBe(expected);
+  });
+
+  it("signs bytes that are not UTF-8 as they are (a binary frame for PostToConnection)", () => {
+    // Decoded as UTF-8, both would be U+FFFD and sign alike.
+    const a = signRequest({ ...suite, method: "POST", body: new Uint8Array([0xff]) }).authorization;
+    const b = signRequest({ ...suite, method: "POST", body: new Uint8Array([0xfe]) }).authorization;
+    expect(a).not.toBe(b);
   });
 });
