@@ -336,10 +336,11 @@ class EmulatedApi {
       res.writeHead(200).end();
     } else if (method === "GET") {
       res.writeHead(200, { "content-type": "application/json" }).end(
+        // GetConnection's wire format: camel-case names, ISO 8601 times.
         JSON.stringify({
-          ConnectedAt: new Date(c.connectedAt).toISOString(),
-          LastActiveAt: new Date(c.lastActiveAt).toISOString(),
-          Identity: { SourceIp: c.sourceIp, UserAgent: c.userAgent },
+          connectedAt: new Date(c.connectedAt).toISOString(),
+          lastActiveAt: new Date(c.lastActiveAt).toISOString(),
+          identity: { sourceIp: c.sourceIp, userAgent: c.userAgent },
         }),
       );
     } else if (method === "DELETE") {

@@ -2,8 +2,9 @@
  * JSON values as DynamoDB attribute values and back. Numbers travel as DynamoDB numbers (strings on
  * the wire), so a value read back is the value written, as far as JSON numbers go.
  */
-import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import type { AttributeValue } from "../aws/dynamodb.js";
 
 /** A JSON value as an attribute value. */
 export function toAttribute(value: JsonValue): AttributeValue {
@@ -32,8 +33,8 @@ export function fromAttribute(value: AttributeValue): JsonValue {
   if (value.M !== undefined) return fromAttributes(value.M);
   if (value.SS !== undefined) return value.SS;
   if (value.NS !== undefined) return value.NS.map(Number);
-  if (value.B !== undefined) return Buffer.from(value.B).toString("base64");
-  if (value.BS !== undefined) return value.BS.map((b) => Buffer.from(b).toString("base64"));
+  if (value.B !== undefined) return value.B; // base64 on the wire already
+  if (value.BS !== undefined) return value.BS;
   return null;
 }
 

@@ -1,11 +1,11 @@
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
+import { AwsError } from "../aws/request.js";
 import { managementError } from "../websocket/gateway.js";
 import { dynamoError } from "./store.js";
 
-// Errors shaped as the AWS SDK throws them (name, message, $metadata), turned into statuses.
-const awsError = (name: string, message: string, httpStatusCode = 400) =>
-  Object.assign(new Error(message), { name, $metadata: { httpStatusCode } });
+// Errors as our AWS clients throw them (name, message, status), turned into statuses.
+const awsError = (name: string, message: string, statusCode = 400) => new AwsError(name, message, statusCode);
 
 describe("dynamoError", () => {
   it("turns AccessDenied into PERMISSION_DENIED naming the missing .allow()", () => {

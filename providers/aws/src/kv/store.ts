@@ -6,18 +6,11 @@
  * Query with `begins_with` whose cost follows the keys it returns, not the table (Nitric scans).
  * Reads are strongly consistent, so a key written is listed and read back at once, as locally.
  */
-import {
-  type AttributeValue,
-  DeleteItemCommand,
-  type DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  QueryCommand,
-  type QueryCommandOutput,
-} from "@aws-sdk/client-dynamodb";
+
 import type { JsonObject } from "@bufbuild/protobuf";
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { KvBackend } from "@nitric-like/provider-kit";
+import type { DynamoDb, Item, QueryOutput } from "../aws/dynamodb.js";
 import { fromAttributes, toAttributes } from "./attributes.js";
 
 /** The partition every key lives in. */
@@ -61,7 +54,7 @@ export function dynamoError(store: string, table: string, operation: Operation, 
 /** The kv stores of one function, each in its own table. */
 export class DynamoKvStores implements KvBackend {
   constructor(
-    private readonly client: DynamoDBClient,
+    private readonly client: DynamoDb,
     private readonly tables: Readonly<Record<string, string>>,
   ) {}
 
@@ -84,13 +77,11 @@ export class DynamoKvStores implements KvBackend {
   async get(store: string, key: string): Promise<JsonObject | undefined> {
     const table = this.table(store);
     try {
-      const out = await this.client.send(
-        new GetItemCommand({
-          TableName: table,
-          Key: { _p: { S: PARTITION }, _k: { S: key } },
-          ConsistentRead: true,
-        }),
-      );
+      const out = await this.client.getItem({
+        TableName: table,
+        Key: { _p: { S: PARTITION }, _k: { S: key } },
+        ConsistentRead: true,
+      });
       const value = out.Item?._v?.M;
       return value === undefined ? undefined : fromAttributes(value);
     } catch (error) {
@@ -101,12 +92,10 @@ export class DynamoKvStores implements KvBackend {
   async set(store: string, key: string, value: JsonObject): Promise<void> {
     const table = this.table(store);
     try {
-      await this.client.send(
-        new PutItemCommand({
-          TableName: table,
-          Item: { _p: { S: PARTITION }, _k: { S: key }, _v: { M: toAttributes(value) } },
-        }),
-      );
+      await this.client.putItem({
+        TableName: table,
+        Item: { _p: { S: PARTITION }, _k: { S: key }, _v: { M: toAttributes(value) } },
+      });
     } catch (error) {
       throw dynamoError(store, table, "set", error);
     }
@@ -115,9 +104,7 @@ export class DynamoKvStores implements KvBackend {
   async delete(store: string, key: string): Promise<void> {
     const table = this.table(store);
     try {
-      await this.client.send(
-        new DeleteItemCommand({ TableName: table, Key: { _p: { S: PARTITION }, _k: { S: key } } }),
-      );
+      await this.client.deleteItem({ TableName: table, Key: { _p: { S: PARTITION }, _k: { S: key } } });
     } catch (error) {
       throw dynamoError(store, table, "delete", error);
     }
@@ -125,22 +112,20 @@ export class DynamoKvStores implements KvBackend {
 
   async *keys(store: string, prefix: string): AsyncGenerator<string> {
     const table = this.table(store);
-    let start: Record<string, AttributeValue> | undefined;
+    let start: Item | undefined;
     do {
-      let out: QueryCommandOutput;
+      let out: QueryOutput;
       try {
-        out = await this.client.send(
-          new QueryCommand({
-            TableName: table,
-            KeyConditionExpression: prefix === "" ? "#p = :p" : "#p = :p AND begins_with(#k, :prefix)",
-            ExpressionAttributeNames: { "#p": "_p", "#k": "_k" },
-            ExpressionAttributeValues:
-              prefix === "" ? { ":p": { S: PARTITION } } : { ":p": { S: PARTITION }, ":prefix": { S: prefix } },
-            ProjectionExpression: "#k",
-            ConsistentRead: true,
-            ExclusiveStartKey: start,
-          }),
-        );
+        out = await this.client.query({
+          TableName: table,
+          KeyConditionExpression: prefix === "" ? "#p = :p" : "#p = :p AND begins_with(#k, :prefix)",
+          ExpressionAttributeNames: { "#p": "_p", "#k": "_k" },
+          ExpressionAttributeValues:
+            prefix === "" ? { ":p": { S: PARTITION } } : { ":p": { S: PARTITION }, ":prefix": { S: prefix } },
+          ProjectionExpression: "#k",
+          ConsistentRead: true,
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        });
       } catch (error) {
         throw dynamoError(store, table, "get", error);
       }

@@ -5,8 +5,6 @@
  * `$connect` → connect (a refusal answers its 4xx), `$disconnect` → disconnect, any other route →
  * message (base64 bodies become binary). Sends go through the Management API, kv through DynamoDB.
  */
-import { ApiGatewayManagementApiClient } from "@aws-sdk/client-apigatewaymanagementapi";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type ConnectionInfo,
@@ -17,6 +15,8 @@ import {
   startEndpoint,
 } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
+import { DynamoDbClient } from "../aws/dynamodb.js";
+import { ManagementApiClient } from "../aws/management.js";
 import { DynamoKvStores } from "../kv/store.js";
 import { ConnectionsTable } from "../websocket/connections-table.js";
 import { ApiGateway } from "../websocket/gateway.js";
@@ -70,18 +70,16 @@ export class Runtime {
     private readonly env: NodeJS.ProcessEnv,
   ) {
     this.registry = new HandlerRegistry(logger, bindings.handlerTimeoutMs, REGISTRATION_WAIT_MS);
-    const needsDynamo = bindings.connectionsTable !== undefined || Object.keys(bindings.kvTables).length > 0;
-    const dynamo = needsDynamo ? new DynamoDBClient({}) : undefined;
-    this.table =
-      dynamo && bindings.connectionsTable ? new ConnectionsTable(dynamo, bindings.connectionsTable) : undefined;
+    const dynamo = new DynamoDbClient(env);
+    this.table = bindings.connectionsTable ? new ConnectionsTable(dynamo, bindings.connectionsTable) : undefined;
     for (const [name, socket] of Object.entries(bindings.websockets)) {
-      const management = new ApiGatewayManagementApiClient({ endpoint: socket.endpoint });
+      const management = new ManagementApiClient(socket.endpoint, env);
       const gateway = new ApiGateway(name, socket, management, this.table, logger);
       this.gateways.set(name, gateway);
       this.byApiId.set(socket.apiId, gateway);
       for (const event of socket.events) this.registry.expect(name, event, bindings.service);
     }
-    this.stores = new DynamoKvStores(dynamo ?? new DynamoDBClient({}), bindings.kvTables);
+    this.stores = new DynamoKvStores(dynamo, bindings.kvTables);
   }
 
   private readonly stores: DynamoKvStores;

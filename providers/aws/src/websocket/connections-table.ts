@@ -5,16 +5,9 @@
  * Management API answers 410 Gone; `expiresAt` (DynamoDB TTL) drops what a lost disconnect left,
  * just after API Gateway's two-hour limit on a connection's life.
  */
-import {
-  type AttributeValue,
-  DeleteItemCommand,
-  type DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  QueryCommand,
-  type QueryCommandOutput,
-} from "@aws-sdk/client-dynamodb";
+
 import type { ConnectionInfo } from "@nitric-like/provider-kit";
+import type { DynamoDb, Item, QueryOutput } from "../aws/dynamodb.js";
 
 /** API Gateway closes every connection after two hours; records outlive that by five minutes. */
 export const RECORD_TTL_SECONDS = 2 * 60 * 60 + 5 * 60;
@@ -22,44 +15,38 @@ export const RECORD_TTL_SECONDS = 2 * 60 * 60 + 5 * 60;
 /** The table of live connections of every socket of a stack. */
 export class ConnectionsTable {
   constructor(
-    private readonly client: DynamoDBClient,
+    private readonly client: DynamoDb,
     readonly table: string,
   ) {}
 
   /** Records an accepted connection. */
   async add(socket: string, info: ConnectionInfo): Promise<void> {
-    await this.client.send(
-      new PutItemCommand({
-        TableName: this.table,
-        Item: {
-          socket: { S: socket },
-          id: { S: info.connectionId },
-          connectedAt: { N: String(info.connectedAt) },
-          query: { S: JSON.stringify(info.query) },
-          headers: { S: JSON.stringify(info.headers) },
-          remoteAddress: { S: info.remoteAddress },
-          expiresAt: { N: String(Math.floor(info.connectedAt / 1000) + RECORD_TTL_SECONDS) },
-        },
-      }),
-    );
+    await this.client.putItem({
+      TableName: this.table,
+      Item: {
+        socket: { S: socket },
+        id: { S: info.connectionId },
+        connectedAt: { N: String(info.connectedAt) },
+        query: { S: JSON.stringify(info.query) },
+        headers: { S: JSON.stringify(info.headers) },
+        remoteAddress: { S: info.remoteAddress },
+        expiresAt: { N: String(Math.floor(info.connectedAt / 1000) + RECORD_TTL_SECONDS) },
+      },
+    });
   }
 
   /** Forgets a connection (disconnected, or gone). */
   async remove(socket: string, id: string): Promise<void> {
-    await this.client.send(
-      new DeleteItemCommand({ TableName: this.table, Key: { socket: { S: socket }, id: { S: id } } }),
-    );
+    await this.client.deleteItem({ TableName: this.table, Key: { socket: { S: socket }, id: { S: id } } });
   }
 
   /** A recorded connection; undefined when there is none. */
   async get(socket: string, id: string): Promise<ConnectionInfo | undefined> {
-    const out = await this.client.send(
-      new GetItemCommand({
-        TableName: this.table,
-        Key: { socket: { S: socket }, id: { S: id } },
-        ConsistentRead: true,
-      }),
-    );
+    const out = await this.client.getItem({
+      TableName: this.table,
+      Key: { socket: { S: socket }, id: { S: id } },
+      ConsistentRead: true,
+    });
     return out.Item ? infoOf(out.Item) : undefined;
   }
 
@@ -67,18 +54,16 @@ export class ConnectionsTable {
   async list(socket: string): Promise<ConnectionInfo[]> {
     const now = Math.floor(Date.now() / 1000);
     const out: ConnectionInfo[] = [];
-    let start: Record<string, AttributeValue> | undefined;
+    let start: Item | undefined;
     do {
-      const page: QueryCommandOutput = await this.client.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: "#s = :s",
-          ExpressionAttributeNames: { "#s": "socket" },
-          ExpressionAttributeValues: { ":s": { S: socket } },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
+      const page: QueryOutput = await this.client.query({
+        TableName: this.table,
+        KeyConditionExpression: "#s = :s",
+        ExpressionAttributeNames: { "#s": "socket" },
+        ExpressionAttributeValues: { ":s": { S: socket } },
+        ConsistentRead: true,
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      });
       for (const item of page.Items ?? []) {
         if (Number(item.expiresAt?.N ?? Number.POSITIVE_INFINITY) >= now) out.push(infoOf(item));
       }
@@ -88,7 +73,7 @@ export class ConnectionsTable {
   }
 }
 
-function infoOf(item: Record<string, AttributeValue>): ConnectionInfo {
+function infoOf(item: Item): ConnectionInfo {
   return {
     connectionId: item.id?.S ?? "",
     connectedAt: Number(item.connectedAt?.N ?? 0),

@@ -4,15 +4,10 @@
  * A 410 Gone means the connection has closed: it becomes "not connected" (NOT_FOUND naming the id,
  * where Nitric reports INTERNAL) and the record is pruned.
  */
-import {
-  type ApiGatewayManagementApiClient,
-  DeleteConnectionCommand,
-  GetConnectionCommand,
-  PostToConnectionCommand,
-} from "@aws-sdk/client-apigatewaymanagementapi";
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo, SocketBackend } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
+import type { ManagementApi } from "../aws/management.js";
 import type { ConnectionsTable } from "./connections-table.js";
 
 /** How many PostToConnection calls a broadcast keeps in flight. */
@@ -36,15 +31,15 @@ export interface Opening {
 }
 
 function isGone(error: unknown): boolean {
-  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e.name === "GoneException" || e.$metadata?.httpStatusCode === 410;
+  const e = error as { name?: string; statusCode?: number };
+  return e.name === "GoneException" || e.statusCode === 410;
 }
 
 /** Turns a Management API failure other than 410 into a gRPC status that says what to fix. */
 export function managementError(socket: string, what: string, error: unknown): Error {
-  const e = error as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const e = error as { name?: string; message?: string; statusCode?: number };
   const where = `websocket "${socket}"`;
-  const status = e.$metadata?.httpStatusCode;
+  const status = e.statusCode;
   const detail = `${e.name ?? "Error"}: ${e.message ?? String(error)}`;
   if (e.name === "ForbiddenException" || e.name === "AccessDeniedException" || status === 403) {
     return grpcError(
@@ -72,7 +67,7 @@ export class ApiGateway implements SocketBackend {
   constructor(
     readonly name: string,
     readonly binding: SocketBinding,
-    private readonly management: ApiGatewayManagementApiClient,
+    private readonly management: ManagementApi,
     private readonly table: ConnectionsTable | undefined,
     private readonly logger: Logger,
   ) {}
@@ -90,7 +85,7 @@ export class ApiGateway implements SocketBackend {
   async has(id: string): Promise<boolean> {
     if (this.opening.has(id)) return true;
     try {
-      await this.management.send(new GetConnectionCommand({ ConnectionId: id }));
+      await this.management.getConnection(id);
       return true;
     } catch (error) {
       if (isGone(error)) return false;
@@ -110,7 +105,7 @@ export class ApiGateway implements SocketBackend {
   /** PostToConnection; false (and the record pruned) when the connection is gone. */
   async post(id: string, data: Uint8Array): Promise<boolean> {
     try {
-      await this.management.send(new PostToConnectionCommand({ ConnectionId: id, Data: data }));
+      await this.management.postToConnection(id, data);
       return true;
     } catch (error) {
       if (isGone(error)) {
@@ -129,7 +124,7 @@ export class ApiGateway implements SocketBackend {
     let wait = 10;
     for (;;) {
       try {
-        await this.management.send(new PostToConnectionCommand({ ConnectionId: id, Data: data }));
+        await this.management.postToConnection(id, data);
         return true;
       } catch (error) {
         if (!isGone(error)) throw managementError(this.name, `send to connection ${id}`, error);
@@ -148,7 +143,7 @@ export class ApiGateway implements SocketBackend {
     }
     try {
       // API Gateway closes with its own code and reason: DeleteConnection takes neither.
-      await this.management.send(new DeleteConnectionCommand({ ConnectionId: id }));
+      await this.management.deleteConnection(id);
       return true;
     } catch (error) {
       if (isGone(error)) {
@@ -164,15 +159,15 @@ export class ApiGateway implements SocketBackend {
     if (opening) return opening.info;
     const recorded = await this.table?.get(this.name, id);
     try {
-      const live = await this.management.send(new GetConnectionCommand({ ConnectionId: id }));
+      const live = await this.management.getConnection(id);
       if (recorded) return recorded;
-      const userAgent = live.Identity?.UserAgent;
+      const userAgent = live.userAgent;
       return {
         connectionId: id,
-        connectedAt: live.ConnectedAt?.getTime() ?? 0,
+        connectedAt: live.connectedAt?.getTime() ?? 0,
         query: {},
         headers: userAgent ? { "user-agent": { value: [userAgent] } } : {},
-        remoteAddress: live.Identity?.SourceIp ?? "",
+        remoteAddress: live.sourceIp ?? "",
       };
     } catch (error) {
       if (isGone(error)) {
