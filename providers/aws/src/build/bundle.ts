@@ -18,6 +18,8 @@ export interface ServiceBundle {
   file: string;
   /** Its size in bytes. */
   bytes: number;
+  /** The files it was made of (esbuild's metafile inputs, relative to the project). */
+  inputs: string[];
 }
 
 /** A service that does not compile; the message lists esbuild's errors with file:line:column. */
@@ -68,7 +70,7 @@ export async function bundleFunction(
       external: ["@grpc/proto-loader"],
     });
     const bytes = result.metafile.outputs[relative(projectDir, file)]?.bytes ?? 0;
-    return { service: service.name, file, bytes };
+    return { service: service.name, file, bytes, inputs: Object.keys(result.metafile.inputs) };
   } catch (error) {
     const message = compileErrorMessage(error, projectDir, service);
     if (!message) throw error;
