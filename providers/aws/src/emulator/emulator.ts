@@ -634,7 +634,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       AWS_ACCESS_KEY_ID: "emulated",
       AWS_SECRET_ACCESS_KEY: "emulated",
       AWS_LAMBDA_FUNCTION_NAME: fn.name,
-      // Lambda runs nodejs22.x; this machine's Node 20 would make the SDK warn on every start.
+      // Lambda runs nodejs22.x; on Node 20 a service bundling the AWS SDK would warn on every start.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
       AWS_ENDPOINT_URL_DYNAMODB: options.dynamodbEndpoint,
       AWS_ENDPOINT_URL_LAMBDA: managementUrl,
