@@ -103,6 +103,19 @@ describe("ManagementApiClient", () => {
     expectSigned(server.requests[0] as Received, "execute-api");
   });
 
+  it("calls the stage endpoint it is given even when AWS_ENDPOINT_URL is set (in code wins, as in the SDK)", async () => {
+    const { server } = await managementApi([ID]);
+    const elsewhere = await loopback(() => ({ status: 500 }));
+    const client = new ManagementApiClient(
+      `${server.url}/live`,
+      { ...ENV, AWS_ENDPOINT_URL: elsewhere.url, AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI: elsewhere.url },
+      FAST_RETRY,
+    );
+    await client.postToConnection(ID, new Uint8Array([1]));
+    expect(server.requests).toHaveLength(1);
+    expect(elsewhere.requests).toHaveLength(0);
+  });
+
   it("names failures as the API documents them, from the status when the answer names none", async () => {
     const { client } = await managementApi([], {
       bare: () => ({ status: 403, body: '{"message":"Forbidden"}' }),
