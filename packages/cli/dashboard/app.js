@@ -44,6 +44,20 @@ function status(id, text, error = false) {
 
 // ---- resources
 
+function bytes(n) {
+  return n % 1024 === 0 ? (n % (1024 * 1024) === 0 ? `${n / 1024 / 1024} MB` : `${n / 1024} KB`) : `${n} B`;
+}
+
+function duration(ms) {
+  for (const [unit, size] of [
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ])
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}
+
 function renderState() {
   $("project").textContent = state.project;
   $("provider").textContent = `provider: ${state.provider}`;
@@ -73,6 +87,21 @@ function renderState() {
         handler(s, "message"),
         handler(s, "disconnect"),
         el("td", { class: "open-count" }, connections.filter((c) => c.socket === s.name).length),
+      ),
+    ),
+  );
+  $("limits").tBodies[0].replaceChildren(
+    ...Object.entries(state.limits ?? {}).map(([name, l]) =>
+      el(
+        "tr",
+        { "data-socket": name },
+        el("td", {}, el("strong", {}, name)),
+        el("td", {}, bytes(l.maxMessageBytes)),
+        el("td", {}, duration(l.idleTimeoutMs)),
+        el("td", {}, duration(l.maxConnectionAgeMs)),
+        el("td", {}, l.maxConnections.toLocaleString("en")),
+        el("td", {}, `${l.messagesPerSecond.toLocaleString("en")}/s (${l.messageBurst.toLocaleString("en")})`),
+        el("td", {}, duration(l.handlerTimeoutMs)),
       ),
     ),
   );
@@ -215,6 +244,17 @@ function logRow(e) {
       el("td", { class: `dir-${e.direction}`, title }, `${arrow} ${e.direction}`),
       el("td", {}, el("code", {}, e.connectionId)),
       el("td", { class: "data" }, data),
+    );
+  }
+  if (e.type === "refused") {
+    return el(
+      "tr",
+      { "data-id": "", "data-refused": String(e.status) },
+      el("td", {}, time(e.at)),
+      el("td", {}, e.socket),
+      el("td", { class: "event refused" }, "refused"),
+      el("td", {}, ""),
+      el("td", { class: "event" }, `HTTP ${e.status}: ${e.reason}`),
     );
   }
   const what = e.type === "open" ? "connected" : `disconnected ${e.code}${e.reason ? ` ${e.reason}` : ""}`;

@@ -1,6 +1,7 @@
 // The dashboard and the browser chat, in a real headless Chromium against the real
 // `nitric-like run` of examples/chat-web: what the page shows, what it sends, what it edits, and
 // two tabs chatting. The test's own ws clients and the app itself check the other side.
+import { appendFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -163,6 +164,28 @@ describe("the dashboard", () => {
     expect(unknownStore.status).toBe(404);
     expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
   });
+
+  it("shows each socket's limits from the project file, and a connection refused by one in the log", async () => {
+    const dir = copyProject(join(EXAMPLES, "chat-web"));
+    appendFileSync(
+      join(dir, "nitric-like.yaml"),
+      "limits:\n  maxMessageBytes: 64KB\n  idleTimeout: 90s\n  maxConnections: 1\n  messagesPerSecond: 20\n",
+    );
+    const app = await startApp(dir, [], { CHAT_WEB_PORT: "0" });
+    const page = await openDashboard(app);
+    const row = page.locator("#limits tbody tr", { hasText: "chat" });
+    await expect
+      .poll(async () => (await row.locator("td").allTextContents()).map((t) => t.trim()))
+      .toEqual(["chat", "64 KB", "90s", "2h", "1", "20/s (20)", "5s"]);
+
+    const first = await connect(app.url("chat"));
+    await expect(connect(app.url("chat"))).rejects.toThrow(/429/);
+    const refused = page.locator("#log-table tbody tr[data-refused='429']");
+    await expect.poll(() => refused.count()).toBe(1);
+    expect(await refused.textContent()).toContain('HTTP 429: websocket "chat"');
+    first.close();
+    await page.close();
+  }, 40000);
 
   it("shows the spec on a provider without inspection (the aws emulator), and says so", async () => {
     const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", "aws"]);

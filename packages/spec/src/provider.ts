@@ -8,6 +8,7 @@
  * its message alone (say what went wrong and how to fix it); any other error is a bug, shown with
  * its stack.
  */
+import type { AppLimits } from "./limits.js";
 import type { Project, ServiceEntry } from "./project.js";
 import type { Spec, WebsocketEvent } from "./spec.js";
 
@@ -105,7 +106,9 @@ export type TrafficEvent =
       at: number;
     }
   | { type: "open"; socket: string; connectionId: string; at: number }
-  | { type: "close"; socket: string; connectionId: string; code: number; reason: string; at: number };
+  | { type: "close"; socket: string; connectionId: string; code: number; reason: string; at: number }
+  /** A connection request the gateway answered with an HTTP error (a limit, an origin, a connect handler's refusal). */
+  | { type: "refused"; socket: string; status: number; reason: string; at: number };
 
 /**
  * A provider-neutral view into a running app. Every method acts as the provider itself, not as a
@@ -114,6 +117,8 @@ export type TrafficEvent =
 export interface ProviderInspector {
   /** The open connections of one socket, or of every socket. */
   connections(socket?: string): Promise<InspectedConnection[]>;
+  /** The limits each running socket applies, by socket name. */
+  limits(): Promise<Record<string, AppLimits>>;
   /** Sends one frame to a connection; false when it is not connected. */
   send(socket: string, connectionId: string, data: Uint8Array, binary: boolean): Promise<boolean>;
   /** Sends one frame to every connection of a socket; resolves with how many got it. */

@@ -4,7 +4,7 @@
  * gateway has an observer, so the message path does nothing extra.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { InspectedConnection, ProviderInspector, TrafficEvent } from "@nitric-like/spec";
+import type { AppLimits, InspectedConnection, ProviderInspector, TrafficEvent } from "@nitric-like/spec";
 import type { KvStores } from "./kv/store.js";
 import type { Gateway } from "./websocket/gateway.js";
 
@@ -30,7 +30,14 @@ export class LocalInspector implements ProviderInspector {
   constructor(
     private readonly gateways: ReadonlyMap<string, Gateway>,
     private readonly stores: KvStores,
+    private readonly handlerTimeoutMs: number,
   ) {}
+
+  async limits(): Promise<Record<string, AppLimits>> {
+    const out: Record<string, AppLimits> = {};
+    for (const g of this.gateways.values()) out[g.name] = { ...g.limits, handlerTimeoutMs: this.handlerTimeoutMs };
+    return out;
+  }
 
   /** Gives a gateway started after the first listener its observer. */
   attach(gateway: Gateway): void {

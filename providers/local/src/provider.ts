@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
 import {
   type AppLimits,
+  DEFAULT_LIMITS,
   DEFAULT_RUN_ENVIRONMENT,
   type HandlerRegistration,
   type Logger,
@@ -55,20 +56,18 @@ export class LocalProvider implements RunningProvider {
   constructor(private readonly options: LocalProviderOptions) {
     this.logger = options.logger;
     this.stores = new KvStores(options.dataDir ?? join(options.project.dir, ".nitric-like", "kv"));
-    this.inspect = new LocalInspector(this.gateways, this.stores);
+    const handlerTimeoutMs =
+      options.handlerTimeoutMs ??
+      options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT]?.limits?.handlerTimeoutMs ??
+      options.project.limits?.handlerTimeoutMs ??
+      DEFAULT_LIMITS.handlerTimeoutMs;
+    this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs);
     if (options.host !== undefined && !isLoopback(options.host)) {
       options.logger.warn(
         `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' gRPC endpoints stay on 127.0.0.1)`,
       );
     }
-    this.handlers = new HandlerRegistry(
-      options.logger,
-      options.handlerTimeoutMs ??
-        options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT]?.limits?.handlerTimeoutMs ??
-        options.project.limits?.handlerTimeoutMs ??
-        5000,
-      options.handlerWaitMs ?? 10000,
-    );
+    this.handlers = new HandlerRegistry(options.logger, handlerTimeoutMs, options.handlerWaitMs ?? 10000);
   }
 
   /**

@@ -55,7 +55,9 @@ export interface Dashboard {
 interface PageTraffic {
   type: TrafficEvent["type"];
   socket: string;
-  connectionId: string;
+  /** Absent for a refused connection request, which never got an id. */
+  connectionId?: string;
+  status?: number;
   at: number;
   direction?: "in" | "out";
   binary?: boolean;
@@ -148,16 +150,18 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     flushTimer ??= setTimeout(flush, FLUSH_MS);
   };
   running.onRegistrationsChanged(() => {
-    if (pages.size > 0) emit("state", state());
+    if (pages.size > 0) void state().then((st) => emit("state", st));
   });
 
-  const state = () => ({
+  const state = async () => ({
     project: spec.name,
     provider: options.provider,
     inspect: inspect !== undefined,
     spec,
     sockets: running.sockets(),
     registrations: running.registrations(),
+    // What each socket enforces, so a limit that closes or refuses connections can be read here.
+    limits: inspect ? await inspect.limits() : {},
   });
 
   const needInspect = () => {
@@ -230,7 +234,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   const events = (req: IncomingMessage, res: ServerResponse) => {
     res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-store", Connection: "keep-alive" });
-    res.write(`event: state\ndata: ${JSON.stringify(state())}\n\n`);
+    void state().then((st) => res.write(`event: state\ndata: ${JSON.stringify(st)}\n\n`));
     pages.add(res);
     if (inspect && !unsubscribe) unsubscribe = inspect.onTraffic(onTraffic);
     req.on("close", () => {

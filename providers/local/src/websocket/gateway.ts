@@ -220,8 +220,20 @@ export class Gateway implements SocketBackend {
     this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
     this.server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
       const { status, reason } = clientErrorRefusal(name, error);
-      refuse(socket, status, `${reason}\n`);
+      this.refuse(socket, status, `${reason}\n`);
     });
+  }
+
+  /** Refuses an upgrade, and shows the refusal to the observer (the dashboard's log). */
+  private refuse(socket: Duplex, status: number, reason: string, headers?: Record<string, string>): void {
+    refuse(socket, status, reason, headers);
+    if (this.observer !== undefined)
+      this.observer({ type: "refused", socket: this.name, status, reason: reason.trim(), at: Date.now() });
+  }
+
+  /** The limits this gateway applies. */
+  get limits(): Readonly<SocketLimits> {
+    return this.options.limits;
   }
 
   /** The URL clients connect to. */
@@ -303,11 +315,11 @@ export class Gateway implements SocketBackend {
     socket.on("error", () => {});
     const bad = handshakeProblem(this.name, this.url, req);
     if (bad) {
-      refuse(socket, bad.status, bad.reason, bad.headers);
+      this.refuse(socket, bad.status, bad.reason, bad.headers);
       return;
     }
     if (this.draining) {
-      refuse(socket, 503, `websocket "${this.name}": the server is shutting down; connect again once it is back`, {
+      this.refuse(socket, 503, `websocket "${this.name}": the server is shutting down; connect again once it is back`, {
         "Retry-After": "1",
       });
       return;
@@ -323,13 +335,13 @@ export class Gateway implements SocketBackend {
         this.lastRefusalLog = now;
         this.refusedSinceLog = 0;
       }
-      refuse(socket, 429, reason, { "Retry-After": "1" });
+      this.refuse(socket, 429, reason, { "Retry-After": "1" });
       return;
     }
     const problem = originProblem(this.name, req.headers.origin, this.origins);
     if (problem) {
       this.logger.warn(problem);
-      refuse(socket, 403, problem);
+      this.refuse(socket, 403, problem);
       return;
     }
     let id = connectionId();
@@ -381,7 +393,7 @@ export class Gateway implements SocketBackend {
             // An HTTP error status from the handler is kept (SDKs answer 500 when the handler throws);
             // anything else, 0 included, means 403.
             const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
-            refuse(
+            this.refuse(
               socket,
               status,
               answer.reason || `connection refused by the connect handler of websocket "${this.name}"`,
@@ -404,7 +416,7 @@ export class Gateway implements SocketBackend {
           const status = failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500;
           const message = error instanceof Error ? error.message : String(error);
           this.logger.error(message);
-          refuse(socket, status, `${message}\n`);
+          this.refuse(socket, status, `${message}\n`);
         },
       );
   }
