@@ -7,7 +7,7 @@
 export type { ConnectionInfo, KvBackend, MaybePromise, SocketBackend } from "./backends.js";
 export { MAX_KEY_BYTES } from "./backends.js";
 export { type CompileMessage, compileErrorMessage } from "./compile-errors.js";
-export { type Endpoint, type EndpointContext, startEndpoint, stopEndpoint } from "./endpoint.js";
+export { type Endpoint, type EndpointContext, type EndpointOptions, startEndpoint, stopEndpoint } from "./endpoint.js";
 export {
   EVENT_NAMES,
   HandlerError,

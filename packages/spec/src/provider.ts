@@ -57,6 +57,12 @@ export interface RunningProvider {
    * how the provider knows which service makes a call; it stays the same across restarts.
    */
   endpoint(service: string): Promise<string>;
+  /**
+   * The same endpoint at an address only processes on this machine reach, faster than TCP (such as
+   * `unix:/tmp/...sock`); when there is one, a service gets it as SERVICE_ADDRESS, while
+   * NITRIC_SERVICE_HOST and NITRIC_SERVICE_PORT keep the TCP endpoint.
+   */
+  localAddress?(service: string): Promise<string | undefined>;
   /** Tells the provider a service's process is (re)starting: its old handler streams are gone. */
   serviceStarting(service: string): void;
   /** Tells the provider a service's process has exited. */

@@ -2,6 +2,7 @@
  * The local provider: WebSocket gateways (ws) and kv stores (lmdb) on this machine, served to each
  * service over its own gRPC endpoint on 127.0.0.1.
  */
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
 import {
@@ -37,6 +38,9 @@ export interface LocalProviderOptions extends RunOptions {
 function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
+
+/** Unix socket files made by this process: each endpoint gets its own. */
+let socketCount = 0;
 
 /** A running local provider. */
 export class LocalProvider implements RunningProvider {
@@ -136,29 +140,44 @@ export class LocalProvider implements RunningProvider {
 
   /** The service's own gRPC endpoint (`127.0.0.1:port`), started on first use and kept across its restarts. */
   async endpoint(service: string): Promise<string> {
+    return (await this.startedEndpoint(service)).address;
+  }
+
+  /** The service's endpoint on its Unix socket (`unix:<path>` in the temp folder), which services are given. */
+  async localAddress(service: string): Promise<string | undefined> {
+    return (await this.startedEndpoint(service)).localAddress;
+  }
+
+  private startedEndpoint(service: string): Promise<Endpoint> {
     if (this.stopped)
-      throw new Error(`local provider: endpoint("${service}") asked after stop(); start a new provider`);
+      return Promise.reject(
+        new Error(`local provider: endpoint("${service}") asked after stop(); start a new provider`),
+      );
     let pending = this.endpoints.get(service);
     if (!pending) {
-      pending = startEndpoint(service, {
-        stores: this.stores,
-        permissions: this.permissions,
-        handlers: this.handlers,
-        logger: this.logger,
-        unserved: this.unserved,
-        declared: (store) => this.declaredStores.has(store),
-        declareStore: (store) => {
-          this.stores.store(store);
-          this.declaredStores.add(store);
+      pending = startEndpoint(
+        service,
+        {
+          stores: this.stores,
+          permissions: this.permissions,
+          handlers: this.handlers,
+          logger: this.logger,
+          unserved: this.unserved,
+          declared: (store) => this.declaredStores.has(store),
+          declareStore: (store) => {
+            this.stores.store(store);
+            this.declaredStores.add(store);
+          },
+          declareSocket: async (socket, origins) => {
+            (await this.gateway(socket)).allowOrigins(origins);
+          },
+          gateway: (socket) => this.gateways.get(socket),
         },
-        declareSocket: async (socket, origins) => {
-          (await this.gateway(socket)).allowOrigins(origins);
-        },
-        gateway: (socket) => this.gateways.get(socket),
-      });
+        { socketPath: join(tmpdir(), `nitric-like-${process.pid}-${++socketCount}.sock`) },
+      );
       this.endpoints.set(service, pending);
     }
-    return (await pending).address;
+    return pending;
   }
 
   /** Ends the handler streams of the service's previous process; its events wait for it to register again. */

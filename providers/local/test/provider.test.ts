@@ -1,7 +1,8 @@
 // The local provider on its own: real gRPC calls as a service would make them, real ws clients,
 // real lmdb files.
+import { existsSync, statSync } from "node:fs";
 import { createServer } from "node:net";
-import { GrpcStatus } from "@nitric-like/contracts/grpc";
+import { GrpcClient, GrpcStatus } from "@nitric-like/contracts/grpc";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
@@ -75,6 +76,42 @@ describe("health", () => {
       code: GrpcStatus.NOT_FOUND,
       details: expect.stringContaining('service "acme.Billing" is not served here'),
     });
+  });
+});
+
+describe("endpoints on Unix sockets", () => {
+  it("serves each service's endpoint on its own Unix socket too, as the same service, owner-only, removed on stop", async () => {
+    const { provider } = await startProvider();
+    const local = await provider.localAddress("svc");
+    expect(local).toMatch(/^unix:\/.+\.sock$/);
+    const path = (local ?? "").slice("unix:".length);
+    expect(statSync(path).isSocket()).toBe(true);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(await provider.localAddress("other")).not.toBe(local);
+
+    // Declared and granted over TCP, used over the socket: one endpoint, one identity.
+    const tcp = await serviceClient(provider, "svc");
+    await declareStore(tcp, "notes", [Action.KeyValueStoreRead, Action.KeyValueStoreWrite]);
+    const viaSocket = new GrpcClient(local ?? "");
+    try {
+      await viaSocket.unary(KvStore.method.setValue, { ref: { store: "notes", key: "k" }, content: { a: 1 } });
+      expect(await tcp.unary(KvStore.method.getValue, { ref: { store: "notes", key: "k" } })).toMatchObject({
+        value: { content: { a: 1 } },
+      });
+    } finally {
+      viaSocket.close();
+    }
+    // Another service's socket does not carry svc's grants.
+    const other = new GrpcClient((await provider.localAddress("other")) ?? "");
+    try {
+      await expect(
+        other.unary(KvStore.method.setValue, { ref: { store: "notes", key: "k" }, content: { a: 2 } }),
+      ).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+    } finally {
+      other.close();
+    }
+    await provider.stop();
+    expect(existsSync(path)).toBe(false);
   });
 });
 

@@ -15,6 +15,8 @@ export interface ServiceLaunch {
   bundle?: Bundle;
   /** Its gRPC endpoint, `127.0.0.1:port`. */
   endpoint: string;
+  /** What SERVICE_ADDRESS gets when not the endpoint: the same endpoint on a Unix socket. */
+  address?: string;
   /** `run` locally, `build` for the collect pass. */
   environment: "run" | "build";
 }
@@ -32,7 +34,7 @@ export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
   return {
     ...process.env,
     NODE_OPTIONS: process.env.NODE_OPTIONS ? `${process.env.NODE_OPTIONS} ${preload}` : preload,
-    SERVICE_ADDRESS: launch.endpoint,
+    SERVICE_ADDRESS: launch.address ?? launch.endpoint,
     NITRIC_SERVICE_HOST: host,
     NITRIC_SERVICE_PORT: port,
     NITRIC_ENVIRONMENT: launch.environment,

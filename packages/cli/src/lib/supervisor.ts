@@ -37,9 +37,16 @@ export class ServiceSupervisor {
   /** Starts the process. */
   async start(): Promise<void> {
     const endpoint = await this.provider.endpoint(this.name);
+    const address = await this.provider.localAddress?.(this.name);
     if (this.stopping) return;
     this.provider.serviceStarting(this.name);
-    const launch = { project: this.project, service: this.service.entry, endpoint, environment: "run" as const };
+    const launch = {
+      project: this.project,
+      service: this.service.entry,
+      endpoint,
+      ...(address === undefined ? {} : { address }),
+      environment: "run" as const,
+    };
     const child = spawnService(this.service.bundle ? { ...launch, bundle: this.service.bundle } : launch);
     this.child = child;
     this.startedAt = Date.now();
