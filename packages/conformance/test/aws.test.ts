@@ -2,7 +2,7 @@
 // the zips, a refused build that writes nothing, and the Lambda runtime fed API Gateway events of
 // the shapes AWS documents (requestContext with routeKey, connectionId, apiId, stage, connectedAt;
 // multi-valued headers and query strings; base64 bodies), in the emulator over dynalite.
-import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { type Emulator, startDynalite, startEmulator } from "@nitric-like/provider-aws/emulator";
@@ -82,6 +82,30 @@ describe("nitric-like build --provider aws", () => {
       },
     ]);
   }, 30000);
+
+  it("carries the handler timeout into the functions and says which other limits AWS applies its own way", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    appendFileSync(
+      join(project, "nitric-like.yaml"),
+      "limits:\n  handlerTimeout: 45s\n  maxMessageBytes: 256KB\n  messagesPerSecond: 10\n",
+    );
+    const { template, stderr } = await build(project);
+    const [[, fn]] = ofType(template, "AWS::Lambda::Function") as [[string, Resource]];
+    expect(fn.Properties.Timeout).toBe(50);
+    expect(fn.Properties.Environment).toMatchObject({ Variables: { NITRIC_LIKE_HANDLER_TIMEOUT_MS: "45000" } });
+    expect(stderr).toContain(
+      "limits.maxMessageBytes is 256 KB, but API Gateway fixes it at 128 KB: on AWS that applies",
+    );
+    expect(stderr).toContain("limits.messagesPerSecond is enforced by the local provider only");
+    expect(stderr).not.toContain("handlerTimeout is");
+
+    // Without limits: the runtime's default handler timeout, the default function timeout, no notes.
+    const plain = await build(copyProject(join(EXAMPLES, "chat")));
+    const [[, plainFn]] = ofType(plain.template, "AWS::Lambda::Function") as [[string, Resource]];
+    expect(plainFn.Properties.Timeout).toBe(30);
+    expect(JSON.stringify(plainFn.Properties.Environment)).not.toContain("NITRIC_LIKE_HANDLER_TIMEOUT_MS");
+    expect(plain.stderr).not.toContain("API Gateway");
+  }, 40000);
 
   it("grants each service exactly its .allow() calls, on its tables and its sockets only", async () => {
     const { template } = await build(copyProject(join(FIXTURES, "split")));

@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BuildOptions, BuildResult } from "@nitric-like/spec";
 import { bundleFunction } from "./bundle.js";
+import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
 import { buildTemplate } from "./template.js";
 import { zip } from "./zip.js";
 
@@ -43,9 +44,12 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
     logger.info(`  ${service.name}: index.cjs ${kb(code.length)}, zip ${kb(archive.length)}`);
   }
   rmSync(join(outDir, "entries"), { recursive: true, force: true });
+  for (const note of awsLimitNotes(options.project)) logger.warn(note);
+  const handlerTimeoutMs = awsHandlerTimeoutMs(options.project);
   const template = buildTemplate({
     spec,
     artifactKeys: Object.fromEntries(artifacts.map((a) => [a.service, a.key])),
+    ...(handlerTimeoutMs === undefined ? {} : { handlerTimeoutMs }),
   });
   const templateFile = join(outDir, "template.json");
   writeFileSync(templateFile, `${JSON.stringify(template, null, 2)}\n`);

@@ -62,8 +62,10 @@ export interface TemplateInput {
   artifactKeys: Record<string, string>;
   /** Function memory in MB. @default 512 */
   memoryMb?: number;
-  /** Function timeout in seconds. @default 30 */
+  /** Function timeout in seconds. @default 30, and always 5 s above the handler timeout */
   timeoutSeconds?: number;
+  /** How long a handler may take to answer an event (NITRIC_LIKE_HANDLER_TIMEOUT_MS). @default the runtime's 5000 */
+  handlerTimeoutMs?: number;
 }
 
 /** Logical ids, unique even when two names differ only in case or punctuation. */
@@ -284,6 +286,9 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
       NITRIC_LIKE_KV_TABLES: { "Fn::Sub": JSON.stringify(kvTables) },
     };
     if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
+    if (input.handlerTimeoutMs !== undefined) variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(input.handlerTimeoutMs);
+    // The function must outlive the longest handler it waits for, or Lambda cuts the event first.
+    const handlerSeconds = Math.ceil((input.handlerTimeoutMs ?? 5000) / 1000) + 5;
     const key = input.artifactKeys[service.name];
     if (key === undefined) throw new Error(`template: no artifact for service "${service.name}"`);
     resources[fn] = {
@@ -296,7 +301,7 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
         Code: { S3Bucket: { Ref: "ArtifactBucket" }, S3Key: key },
         Role: { "Fn::GetAtt": [role, "Arn"] },
         MemorySize: input.memoryMb ?? 512,
-        Timeout: input.timeoutSeconds ?? 30,
+        Timeout: Math.max(input.timeoutSeconds ?? 30, handlerSeconds),
         Environment: { Variables: variables },
       },
     };

@@ -1,0 +1,56 @@
+/**
+ * The project file's limits on AWS. API Gateway fixes a WebSocket API's message size (128 KB), idle
+ * timeout (10 min) and connection age (2 h), and has no per-connection count or rate setting, so
+ * only the handler timeout carries over (into each function's environment, with the function's
+ * own timeout above it); for every other limit the project sets, the build says what AWS does
+ * instead, so an app tuned locally is not surprised in production.
+ */
+import { DEFAULT_LIMITS, formatDuration, type Project, type SocketLimits } from "@nitric-like/spec";
+
+/** The keys as the project file spells them, and how to show a value. */
+const FIXED_BY_API_GATEWAY: [keyof SocketLimits, string, (v: number) => string][] = [
+  ["maxMessageBytes", "maxMessageBytes", (v) => `${Math.round(v / 1024)} KB`],
+  ["idleTimeoutMs", "idleTimeout", formatDuration],
+  ["maxConnectionAgeMs", "maxConnectionAge", formatDuration],
+];
+const LOCAL_ONLY: [keyof SocketLimits, string][] = [
+  ["maxConnections", "maxConnections"],
+  ["messagesPerSecond", "messagesPerSecond"],
+  ["messageBurst", "messageBurst"],
+];
+
+/** Where each limit is set: the top-level `limits:` and each socket's. */
+function layers(project: Project): [string, Partial<SocketLimits>][] {
+  const out: [string, Partial<SocketLimits>][] = [];
+  if (project.limits) out.push(["limits", project.limits]);
+  for (const [name, socket] of Object.entries(project.websockets)) {
+    if (socket.limits) out.push([`websockets.${name}.limits`, socket.limits]);
+  }
+  return out;
+}
+
+/** What the build tells the user about limits AWS applies differently, one line each. */
+export function awsLimitNotes(project: Project): string[] {
+  const notes: string[] = [];
+  for (const [at, limits] of layers(project)) {
+    for (const [field, key, show] of FIXED_BY_API_GATEWAY) {
+      const value = limits[field];
+      if (value === undefined || value === DEFAULT_LIMITS[field]) continue;
+      notes.push(
+        `${at}.${key} is ${show(value)}, but API Gateway fixes it at ${show(DEFAULT_LIMITS[field])}: on AWS that applies; remove the setting to run locally as on AWS`,
+      );
+    }
+    for (const [field, key] of LOCAL_ONLY) {
+      if (limits[field] === undefined) continue;
+      notes.push(
+        `${at}.${key} is enforced by the local provider only: API Gateway has no per-connection ${key === "maxConnections" ? "connection count" : "message rate"}; on AWS the account's API Gateway quotas apply`,
+      );
+    }
+  }
+  return notes;
+}
+
+/** The handler timeout the functions get: the project's `limits.handlerTimeout`, when it sets one. */
+export function awsHandlerTimeoutMs(project: Project): number | undefined {
+  return project.limits?.handlerTimeoutMs;
+}
