@@ -14,57 +14,10 @@ import {
   type ServerMessage,
   ServerMessageSchema,
 } from "./gen/nitric/proto/websockets/v1/websockets_pb.js";
+import { boolField, LEN, lenField, msgField, Reader, SLOW, tag, varintSize, Writer } from "./wire.js";
 
 type ServerInit = MessageInitShape<typeof ServerMessageSchema>;
 type ClientInit = MessageInitShape<typeof ClientMessageSchema>;
-
-// Tags: (field number << 3) | wire type, as varints.
-const LEN = 2;
-const tag = (field: number, wire: number) => (field << 3) | wire;
-
-// ---- writing -------------------------------------------------------------------------------
-
-/** Bytes to write: sizes are computed first, then one buffer is filled. */
-class Writer {
-  pos = 0;
-  constructor(readonly buf: Buffer) {}
-  varint(v: number): void {
-    while (v > 0x7f) {
-      this.buf[this.pos++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    this.buf[this.pos++] = v;
-  }
-  string(field: number, s: string, size: number): void {
-    if (size === 0) return;
-    this.varint(tag(field, LEN));
-    this.varint(size);
-    this.pos += this.buf.write(s, this.pos, "utf8");
-  }
-  bytes(field: number, b: Uint8Array): void {
-    if (b.length === 0) return;
-    this.varint(tag(field, LEN));
-    this.varint(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
-  }
-  bool(field: number, v: boolean): void {
-    if (!v) return;
-    this.varint(tag(field, 0));
-    this.buf[this.pos++] = 1;
-  }
-  header(field: number, size: number): void {
-    this.varint(tag(field, LEN));
-    this.varint(size);
-  }
-}
-
-const varintSize = (v: number) => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
-/** Size of a length-delimited field with a payload of `n` bytes (0 when omitted as default). */
-const lenField = (field: number, n: number) => (n === 0 ? 0 : varintSize(tag(field, LEN)) + varintSize(n) + n);
-/** Size of a sub-message field: present even when empty. */
-const msgField = (field: number, n: number) => varintSize(tag(field, LEN)) + varintSize(n) + n;
-const boolField = (field: number, v: boolean | undefined) => (v ? varintSize(tag(field, 0)) + 1 : 0);
 
 // ServerMessage { id = 1; oneof { websocket_event_request = 3; event_batch = 1000 } }
 // WebsocketEventRequest { socket_name = 1; connection_id = 2; oneof { message = 12; ... } }
@@ -260,53 +213,6 @@ function slowClient(m: ClientInit): Buffer {
 // ---- reading -------------------------------------------------------------------------------
 
 /** Thrown inside the fast readers when the bytes hold something they do not handle. */
-const SLOW = Symbol("slow");
-
-class Reader {
-  pos: number;
-  constructor(
-    readonly buf: Buffer,
-    start: number,
-    readonly end: number,
-  ) {
-    this.pos = start;
-  }
-  varint(): number {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      if (this.pos >= this.end || shift > 28) throw SLOW;
-      const b = this.buf[this.pos++] as number;
-      result += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return result;
-      shift += 7;
-    }
-  }
-  /** The end of a length-delimited field starting at pos. */
-  len(): number {
-    const n = this.varint();
-    const end = this.pos + n;
-    if (end > this.end) throw SLOW;
-    return end;
-  }
-  string(): string {
-    const end = this.len();
-    const s = this.buf.toString("utf8", this.pos, end);
-    this.pos = end;
-    return s;
-  }
-  bytes(): Uint8Array {
-    const end = this.len();
-    // A view, as protobuf-es gives: grpc-js hands each message its own buffer.
-    const b = this.buf.subarray(this.pos, end);
-    this.pos = end;
-    return b;
-  }
-  bool(): boolean {
-    return this.varint() !== 0;
-  }
-}
-
 const T = "nitric.proto.websockets.v1.";
 
 function readEvent(r: Reader, end: number): ServerMessage {

@@ -1,0 +1,119 @@
+/**
+ * The protobuf wire format, by hand, for the codecs of the hot paths (handler-codec.ts,
+ * kv-codec.ts): a writer that fills a buffer whose size was computed first, a reader that throws
+ * SLOW at anything it does not expect, so that the caller hands the bytes to protobuf-es instead.
+ */
+
+// Tags: (field number << 3) | wire type, as varints.
+export const LEN = 2;
+export const tag = (field: number, wire: number) => (field << 3) | wire;
+
+// ---- writing -------------------------------------------------------------------------------
+
+/** Bytes to write: sizes are computed first, then one buffer is filled. */
+export class Writer {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+  varint(v: number): void {
+    while (v > 0x7f) {
+      this.buf[this.pos++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    this.buf[this.pos++] = v;
+  }
+  string(field: number, s: string, size: number): void {
+    if (size === 0) return;
+    this.varint(tag(field, LEN));
+    this.varint(size);
+    this.pos += this.buf.write(s, this.pos, "utf8");
+  }
+  bytes(field: number, b: Uint8Array): void {
+    if (b.length === 0) return;
+    this.varint(tag(field, LEN));
+    this.varint(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+  bool(field: number, v: boolean): void {
+    if (!v) return;
+    this.varint(tag(field, 0));
+    this.buf[this.pos++] = 1;
+  }
+  byte(b: number): void {
+    this.buf[this.pos++] = b;
+  }
+  /** A string's UTF-8 bytes, without tag or length. */
+  utf8(s: string): void {
+    this.pos += this.buf.write(s, this.pos, "utf8");
+  }
+  /** A double, little-endian (wire type 1). */
+  double(v: number): void {
+    this.buf.writeDoubleLE(v, this.pos);
+    this.pos += 8;
+  }
+  header(field: number, size: number): void {
+    this.varint(tag(field, LEN));
+    this.varint(size);
+  }
+}
+
+export const varintSize = (v: number) => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
+/** Size of a length-delimited field with a payload of `n` bytes (0 when omitted as default). */
+export const lenField = (field: number, n: number) => (n === 0 ? 0 : varintSize(tag(field, LEN)) + varintSize(n) + n);
+/** Size of a sub-message field: present even when empty. */
+export const msgField = (field: number, n: number) => varintSize(tag(field, LEN)) + varintSize(n) + n;
+export const boolField = (field: number, v: boolean | undefined) => (v ? varintSize(tag(field, 0)) + 1 : 0);
+
+/** Thrown by the reader at anything unexpected: decode with protobuf-es instead. */
+export const SLOW = Symbol("slow");
+
+export class Reader {
+  pos: number;
+  constructor(
+    readonly buf: Buffer,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+  varint(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      if (this.pos >= this.end || shift > 28) throw SLOW;
+      const b = this.buf[this.pos++] as number;
+      result += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return result;
+      shift += 7;
+    }
+  }
+  /** The end of a length-delimited field starting at pos. */
+  len(): number {
+    const n = this.varint();
+    const end = this.pos + n;
+    if (end > this.end) throw SLOW;
+    return end;
+  }
+  string(): string {
+    const end = this.len();
+    const s = this.buf.toString("utf8", this.pos, end);
+    this.pos = end;
+    return s;
+  }
+  bytes(): Uint8Array {
+    const end = this.len();
+    // A view, as protobuf-es gives: grpc-js hands each message its own buffer.
+    const b = this.buf.subarray(this.pos, end);
+    this.pos = end;
+    return b;
+  }
+  bool(): boolean {
+    return this.varint() !== 0;
+  }
+  double(): number {
+    if (this.pos + 8 > this.end) throw SLOW;
+    const v = this.buf.readDoubleLE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+}
