@@ -16,8 +16,24 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
+import {
+  KvStoreDeleteKeyRequestSchema,
+  KvStoreGetValueRequestSchema,
+  KvStoreGetValueResponseSchema,
+  KvStoreSetValueRequestSchema,
+} from "./gen/nitric/proto/kvstore/v1/kvstore_pb.js";
 import { ClientMessageSchema, ServerMessageSchema } from "./gen/nitric/proto/websockets/v1/websockets_pb.js";
 import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage } from "./handler-codec.js";
+import {
+  decodeDeleteKeyRequest,
+  decodeGetValueRequest,
+  decodeGetValueResponse,
+  decodeSetValueRequest,
+  encodeDeleteKeyRequest,
+  encodeGetValueRequest,
+  encodeGetValueResponse,
+  encodeSetValueRequest,
+} from "./kv-codec.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: generic over every generated service shape
 type AnyGenService = GenService<any>;
@@ -28,14 +44,23 @@ export function methodPath(method: DescMethod): string {
   return `/${method.parent.typeName}/${method.name}`;
 }
 
-// The handler stream's two messages have hand-written codecs (see handler-codec.ts).
+// The handler stream's two messages and the kv calls that carry values have hand-written codecs
+// (see handler-codec.ts and kv-codec.ts).
 const FAST_ENCODE: Record<string, (value: never) => Buffer> = {
   [ServerMessageSchema.typeName]: encodeServerMessage,
   [ClientMessageSchema.typeName]: encodeClientMessage,
+  [KvStoreGetValueRequestSchema.typeName]: encodeGetValueRequest,
+  [KvStoreGetValueResponseSchema.typeName]: encodeGetValueResponse,
+  [KvStoreSetValueRequestSchema.typeName]: encodeSetValueRequest,
+  [KvStoreDeleteKeyRequestSchema.typeName]: encodeDeleteKeyRequest,
 };
 const FAST_DECODE: Record<string, (bytes: Buffer) => unknown> = {
   [ServerMessageSchema.typeName]: decodeServerMessage,
   [ClientMessageSchema.typeName]: decodeClientMessage,
+  [KvStoreGetValueRequestSchema.typeName]: decodeGetValueRequest,
+  [KvStoreGetValueResponseSchema.typeName]: decodeGetValueResponse,
+  [KvStoreSetValueRequestSchema.typeName]: decodeSetValueRequest,
+  [KvStoreDeleteKeyRequestSchema.typeName]: decodeDeleteKeyRequest,
 };
 
 function serializer<D extends DescMessage>(schema: D) {
