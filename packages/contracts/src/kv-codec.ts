@@ -278,21 +278,29 @@ export function encodeDeleteKeyRequest(m: DeleteRequestInit): Buffer {
   return encodeRefOnly(m) ?? slow(toBinary(KvStoreDeleteKeyRequestSchema, create(KvStoreDeleteKeyRequestSchema, m)));
 }
 
+/** `{ ref = 1; <contentField> = Struct }` (SetValue's request, GetValue's Value): its size and its writer. */
+function refAndContent(refInit: Ref, contentField: number, content: unknown, plan: { sizes: number[]; size: number }) {
+  const ref = planRef(refInit);
+  const size = (ref ? 1 + len(ref.size) : 0) + (plan.size >= 0 ? 1 + len(plan.size) : 0);
+  const write = (w: Writer) => {
+    if (ref) writeRef(w, 1, ref);
+    if (plan.size < 0) return;
+    w.byte((contentField << 3) | 2);
+    w.varint(plan.size);
+    writeStruct(w, content as Record<string, unknown>, { i: 0, sizes: plan.sizes });
+  };
+  return { size, write };
+}
+
 /** Encodes a KvStoreSetValueRequest { ref = 1; content = 3 }. */
 export function encodeSetValueRequest(m: SetRequestInit): Buffer {
   const content = planContent(m.content);
   if (!content || hasUnknown(m) || (m.ref !== undefined && hasUnknown(m.ref))) {
     return slow(toBinary(KvStoreSetValueRequestSchema, create(KvStoreSetValueRequestSchema, m)));
   }
-  const ref = planRef(m.ref);
-  const size = (ref ? 1 + len(ref.size) : 0) + (content.size >= 0 ? 1 + len(content.size) : 0);
-  const w = new Writer(Buffer.allocUnsafe(size));
-  if (ref) writeRef(w, 1, ref);
-  if (content.size >= 0) {
-    w.byte(0x1a);
-    w.varint(content.size);
-    writeStruct(w, m.content as Record<string, unknown>, { i: 0, sizes: content.sizes });
-  }
+  const body = refAndContent(m.ref, 3, m.content, content);
+  const w = new Writer(Buffer.allocUnsafe(body.size));
+  body.write(w);
   return w.buf;
 }
 
@@ -304,17 +312,11 @@ export function encodeGetValueResponse(m: GetResponseInit): Buffer {
   if (!value || !content || hasUnknown(m) || hasUnknown(value) || (value.ref !== undefined && hasUnknown(value.ref))) {
     return slow(toBinary(KvStoreGetValueResponseSchema, create(KvStoreGetValueResponseSchema, m)));
   }
-  const ref = planRef(value.ref);
-  const valueSize = (ref ? 1 + len(ref.size) : 0) + (content.size >= 0 ? 1 + len(content.size) : 0);
-  const w = new Writer(Buffer.allocUnsafe(1 + len(valueSize)));
+  const body = refAndContent(value.ref, 2, value.content, content);
+  const w = new Writer(Buffer.allocUnsafe(1 + len(body.size)));
   w.byte(0x0a);
-  w.varint(valueSize);
-  if (ref) writeRef(w, 1, ref);
-  if (content.size >= 0) {
-    w.byte(0x12);
-    w.varint(content.size);
-    writeStruct(w, value.content as Record<string, unknown>, { i: 0, sizes: content.sizes });
-  }
+  w.varint(body.size);
+  body.write(w);
   return w.buf;
 }
 
