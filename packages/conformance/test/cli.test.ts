@@ -124,42 +124,52 @@ describe("nitric-like run", () => {
     expect(c.closed).toBeUndefined();
   }, 30000);
 
-  it("on Ctrl-C lets an in-flight handler finish and its reply arrive before closing clients with 1001", async () => {
-    const dir = writeProject({
-      "nitric-like.yaml": "name: drain\nservices:\n  - match: services/*.ts\n",
-      "services/slow.ts": [
-        'import { websocket } from "@nitric-like/sdk";',
-        'const socket = websocket("slow");',
-        'socket.on("connect", () => {});',
-        'socket.on("disconnect", () => {});',
-        'socket.on("message", async (ctx) => {',
-        "  await new Promise((r) => setTimeout(r, 800));",
-        '  return "done " + ctx.text();',
-        "});",
-      ].join("\n"),
-    });
-    const app = await startApp(dir, [], {}, { group: true });
-    // The service leads a process group of its own, so a terminal's Ctrl-C (SIGINT to the CLI's
-    // group) does not kill it mid-event: the CLI drains first, then stops it.
-    const pgid = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[2]);
-    const cli = app.child.pid as number;
-    const services = readFileSync(`/proc/${cli}/task/${cli}/children`, "utf8")
-      .trim()
-      .split(/\s+/)
-      .map(Number)
-      // The service runs its bundle under .nitric-like/build (esbuild's own helper is a child too).
-      .filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(".nitric-like"));
-    expect(services.length).toBeGreaterThan(0);
-    for (const pid of services) expect(pgid(pid)).not.toBe(pgid(cli));
-    const c = await connect(app.url("slow"));
-    c.ws.send("job");
-    await sleep(150);
-    // A real Ctrl-C: SIGINT to the CLI and, were they in its group, its services.
-    app.interrupt();
-    expect((await c.next(5000)).text).toBe("done job");
-    expect(await c.waitClosed()).toEqual({ code: 1001, reason: "server shutting down" });
-    expect((await app.exited).code).toBe(0);
-  }, 30000);
+  // By default the service (it uses our SDK) runs as a worker thread of the CLI; with --processes
+  // it is a process, leading a process group of its own, so a terminal's Ctrl-C (SIGINT to the
+  // CLI's group) does not kill it mid-event. Either way the CLI drains first, then stops it.
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "on Ctrl-C lets an in-flight handler finish and its reply arrive before closing clients with 1001 (service in $how)",
+    async ({ args }) => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: drain\nservices:\n  - match: services/*.ts\n",
+        "services/slow.ts": [
+          'import { websocket } from "@nitric-like/sdk";',
+          'const socket = websocket("slow");',
+          'socket.on("connect", () => {});',
+          'socket.on("disconnect", () => {});',
+          'socket.on("message", async (ctx) => {',
+          "  await new Promise((r) => setTimeout(r, 800));",
+          '  return "done " + ctx.text();',
+          "});",
+        ].join("\n"),
+      });
+      const app = await startApp(dir, args, {}, { group: true });
+      const pgid = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[2]);
+      const cli = app.child.pid as number;
+      const services = readFileSync(`/proc/${cli}/task/${cli}/children`, "utf8")
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number)
+        // A service process runs its bundle under .nitric-like/build (esbuild's own helper is a child too).
+        .filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(".nitric-like"));
+      if (args.length === 0) expect(services).toEqual([]);
+      else expect(services.length).toBeGreaterThan(0);
+      for (const pid of services) expect(pgid(pid)).not.toBe(pgid(cli));
+      const c = await connect(app.url("slow"));
+      c.ws.send("job");
+      await sleep(150);
+      // A real Ctrl-C: SIGINT to the CLI and, were they in its group, its services.
+      app.interrupt();
+      expect((await c.next(5000)).text).toBe("done job");
+      expect(await c.waitClosed()).toEqual({ code: 1001, reason: "server shutting down" });
+      expect((await app.exited).code).toBe(0);
+    },
+    30000,
+  );
 
   it("refuses an --env the project file does not have, naming the ones it has", async () => {
     const dir = writeProject({
@@ -191,6 +201,28 @@ describe("nitric-like run", () => {
       (m) => m[1],
     );
     expect(delays.slice(0, 3)).toEqual(["0.25", "0.50", "1.00"]);
+  }, 30000);
+
+  it("prints a service thread's uncaught error with its stack in the source file, then restarts it", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: thrower\nservices:\n  - match: services/*.ts\n",
+      "services/thrower.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("thrower");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", () => {});',
+        "function explode(): never {",
+        '  throw new Error("kaboom");',
+        "}",
+        'if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(explode, 50);',
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    await app.waitFor(/service "thrower" exited with code 1; restarting in 0\.25 s/, 15000);
+    expect(app.stderr).toMatch(/thrower \| Uncaught Error: kaboom/);
+    // --enable-source-maps applies in the thread: the stack names the TypeScript file and line.
+    expect(app.stderr).toMatch(/thrower \| +at (Timeout\.)?explode \(.*services\/thrower\.ts:7:\d+\)/);
   }, 30000);
 
   it("keeps kv values across a restart of run", async () => {

@@ -28,17 +28,27 @@ async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, tim
   }
 }
 
+// On local, a service using our SDK runs as a worker thread of the CLI by default (calls over a
+// MessagePort) and as a process of its own with --processes (calls over gRPC): both run every scenario.
 describe.each([
-  { provider: "local", sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true },
-  { provider: "local", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false },
-  { provider: "aws", sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true },
-  { provider: "aws", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false },
-])("the $provider provider through $sdk", ({ provider, fixture, ours }) => {
+  { provider: "local", sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true, how: "in a worker thread", args: [] },
+  {
+    provider: "local",
+    sdk: "@nitric-like/sdk",
+    fixture: "lab-ours",
+    ours: true,
+    how: "in a process",
+    args: ["--processes"],
+  },
+  { provider: "local", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false, how: "in a process", args: [] },
+  { provider: "aws", sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true, how: "in a function", args: [] },
+  { provider: "aws", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false, how: "in a function", args: [] },
+])("the $provider provider through $sdk, $how", ({ provider, fixture, ours, args }) => {
   const aws = provider === "aws";
   let app: App;
   let url: string;
   beforeAll(async () => {
-    app = await startApp(copyProject(join(FIXTURES, fixture)), ["--provider", provider]);
+    app = await startApp(copyProject(join(FIXTURES, fixture)), ["--provider", provider, ...args]);
     url = app.url("lab");
   }, 30000);
   afterAll(async () => {

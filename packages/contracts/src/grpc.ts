@@ -130,16 +130,25 @@ class Undecodable {
   constructor(readonly details: string) {}
 }
 
+/** One method of a service implementation, ready to serve: its definition and its guarded handler. */
+export interface Route {
+  method: DescMethod;
+  definition: grpc.MethodDefinition<unknown, unknown>;
+  /** The implementation's handler, behind the guard that refuses undecodable requests. */
+  handler: (call: never, callback?: never) => void;
+}
+
 /**
- * Adds a typed implementation of a generated service to a grpc-js server. A request whose bytes
- * are not a valid message of the method's input type never reaches `impl`: the call ends with
+ * The routes of a typed implementation of a generated service. A request whose bytes are not a
+ * valid message of the method's input type never reaches `impl`: the call ends with
  * INVALID_ARGUMENT naming the method, the type and the decode error (grpc-js alone would answer
- * INTERNAL "Error deserializing request", which says neither what nor where).
+ * INTERNAL "Error deserializing request", which says neither what nor where). grpc-js servers and
+ * port servers (port.ts) serve the same routes.
  */
-export function addService<S extends AnyGenService>(server: grpc.Server, service: S, impl: ServiceImpl<S>): void {
+export function routes<S extends AnyGenService>(service: S, impl: ServiceImpl<S>): Route[] {
   const definition = serviceDefinition(service);
   const handlers = impl as unknown as Record<string, (call: never, callback?: never) => void>;
-  const wrapped: grpc.UntypedServiceImplementation = {};
+  const list: Route[] = [];
   for (const method of service.methods) {
     const def = definition[method.localName] as grpc.MethodDefinition<unknown, unknown>;
     const decode = def.requestDeserialize;
@@ -155,8 +164,9 @@ export function addService<S extends AnyGenService>(server: grpc.Server, service
     };
     const handler = handlers[method.localName] as (call: grpc.ServerUnaryCall<unknown, unknown>, cb?: unknown) => void;
     const refuse = (details: string) => grpcError(grpc.status.INVALID_ARGUMENT, details);
+    let guarded: (call: never, callback?: never) => void;
     if (isClientStreaming(method)) {
-      wrapped[method.localName] = ((call: grpc.ServerDuplexStream<unknown, unknown>, callback?: unknown) => {
+      guarded = ((call: grpc.ServerDuplexStream<unknown, unknown>, callback?: unknown) => {
         // The handler's own "data" listeners see only decoded messages: an undecodable one ends the call.
         const emit = call.emit.bind(call);
         call.emit = ((event: string, ...args: unknown[]) => {
@@ -165,9 +175,9 @@ export function addService<S extends AnyGenService>(server: grpc.Server, service
           return emit(event, ...args);
         }) as typeof call.emit;
         handler(call as never, callback as never);
-      }) as grpc.UntypedHandleCall;
+      }) as never;
     } else {
-      wrapped[method.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: unknown) => {
+      guarded = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: unknown) => {
         if (call.request instanceof Undecodable) {
           const error = refuse(call.request.details);
           if (typeof callback === "function") (callback as (e: Error) => void)(error);
@@ -175,10 +185,27 @@ export function addService<S extends AnyGenService>(server: grpc.Server, service
           return;
         }
         handler(call, callback);
-      }) as grpc.UntypedHandleCall;
+      }) as never;
     }
+    list.push({ method, definition: def, handler: guarded });
   }
-  server.addService(definition, wrapped);
+  return list;
+}
+
+/** Adds a typed implementation of a generated service to a grpc-js server (see routes()). */
+export function addService<S extends AnyGenService>(server: grpc.Server, service: S, impl: ServiceImpl<S>): void {
+  addRoutes(server, routes(service, impl));
+}
+
+/** Adds the routes of one service to a grpc-js server. */
+export function addRoutes(server: grpc.Server, list: Route[]): void {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const wrapped: grpc.UntypedServiceImplementation = {};
+  for (const route of list) {
+    definition[route.method.localName] = route.definition;
+    wrapped[route.method.localName] = route.handler as grpc.UntypedHandleCall;
+  }
+  server.addService(definition as grpc.ServiceDefinition, wrapped);
 }
 
 /** A grpc error with a status code, as the server side should raise it. */
@@ -200,11 +227,45 @@ function callOptions(options: CallOptions | undefined): grpc.CallOptions {
   return options?.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
 }
 
+type Unary = DescMethod & { methodKind: "unary" };
+type ServerStreaming = DescMethod & { methodKind: "server_streaming" };
+type Bidi = DescMethod & { methodKind: "bidi_streaming" };
+
+/** A bidirectional call as the SDK uses it, over gRPC or over a port. */
+export interface DuplexCall<I, O> {
+  write(message: I): boolean;
+  /** Half-closes: no more messages from this side. */
+  end(): void;
+  cancel(): void;
+  on(event: "data", listener: (message: O) => void): this;
+  on(event: "status", listener: (status: { code: number; details: string }) => void): this;
+  on(event: "error", listener: (error: Error) => void): this;
+  on(event: "end", listener: () => void): this;
+}
+
+/** A client of our contracts: GrpcClient over HTTP/2, PortClient (port.ts) over a MessagePort. */
+export interface ContractClient {
+  unary<M extends Unary>(method: M, request: InInit<M>, options?: CallOptions): Promise<Out<M>>;
+  serverStream<M extends ServerStreaming>(method: M, request: InInit<M>, options?: CallOptions): AsyncGenerator<Out<M>>;
+  bidi<M extends Bidi>(method: M, options?: CallOptions): DuplexCall<InInit<M>, Out<M>>;
+  /** Ends the calls in flight with CANCELLED and lets the process exit when nothing else keeps it. */
+  close(): void;
+}
+
+/** The serializer and deserializer of a message type, as both transports use them. */
+export function codecOf<D extends DescMessage>(
+  schema: D,
+): { encode: (value: MessageInitShape<D>) => Buffer; decode: (bytes: Buffer) => MessageShape<D> } {
+  return { encode: serializer(schema), decode: deserializer(schema) };
+}
+
+export type { In, InInit, Out, OutInit };
+
 /**
  * A typed gRPC client over one channel. Every service of ours is served on the same endpoint, so
  * one client (one HTTP/2 connection) serves every call a process makes.
  */
-export class GrpcClient {
+export class GrpcClient implements ContractClient {
   readonly raw: grpc.Client;
 
   constructor(address: string) {

@@ -5,9 +5,10 @@
 import { chmodSync, rmSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { Connections } from "@nitric-like/contracts/connections";
-import { addService } from "@nitric-like/contracts/grpc";
+import { addRoutes, type Route, routes } from "@nitric-like/contracts/grpc";
 import { Health } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
+import { PortServer } from "@nitric-like/contracts/port";
 import { Resources } from "@nitric-like/contracts/resources";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { connectionsService } from "./connections.js";
@@ -29,6 +30,11 @@ export interface Endpoint {
   /** `unix:<path>` when it also listens on a Unix socket. */
   localAddress?: string;
   server: grpc.Server;
+  /**
+   * The same endpoint for services that run as worker threads of this process: a port served here
+   * answers exactly the calls the gRPC server answers.
+   */
+  ports: PortServer;
   socketPath?: string;
 }
 
@@ -52,19 +58,24 @@ export async function startEndpoint(
     "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
   });
-  addService(server, Resources, resourcesService(ctx, service));
-  addService(server, Websocket, websocketService(ctx, service));
-  addService(server, WebsocketHandler, websocketHandlerService(ctx, service));
-  addService(server, KvStore, kvService(ctx, service));
-  addService(server, Connections, connectionsService(ctx, service));
+  const ports = new PortServer();
+  const serve = (list: Route[]) => {
+    addRoutes(server, list);
+    ports.add(list);
+  };
+  serve(routes(Resources, resourcesService(ctx, service)));
+  serve(routes(Websocket, websocketService(ctx, service)));
+  serve(routes(WebsocketHandler, websocketHandlerService(ctx, service)));
+  serve(routes(KvStore, kvService(ctx, service)));
+  serve(routes(Connections, connectionsService(ctx, service)));
   const served = new Set([Resources, Websocket, WebsocketHandler, KvStore, Connections].map((s) => s.typeName));
-  addService(server, Health, healthService(served));
+  serve(routes(Health, healthService(served)));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) =>
       error ? reject(error) : resolve(p),
     ),
   );
-  const endpoint: Endpoint = { address: `127.0.0.1:${port}`, server };
+  const endpoint: Endpoint = { address: `127.0.0.1:${port}`, server, ports };
   const { socketPath } = options;
   if (socketPath !== undefined) {
     // A socket file left by a process that was killed would make the bind fail.
@@ -100,6 +111,7 @@ export function stopEndpoint(endpoint: Endpoint, graceMs = 1000): Promise<void> 
       resolve();
     });
   }).then(() => {
+    endpoint.ports.stop();
     if (endpoint.socketPath !== undefined) rmSync(endpoint.socketPath, { force: true });
   });
 }

@@ -63,6 +63,12 @@ export interface RunningProvider {
    * NITRIC_SERVICE_HOST and NITRIC_SERVICE_PORT keep the TCP endpoint.
    */
   localAddress?(service: string): Promise<string | undefined>;
+  /**
+   * The same endpoint as a MessagePort, for a service that runs as a worker thread of the
+   * provider's own process: the port carries the contract's calls without gRPC's HTTP/2 or a
+   * process hop. Each call opens a new port; it closes when the worker ends.
+   */
+  openPort?(service: string): Promise<import("node:worker_threads").MessagePort>;
   /** Tells the provider a service's process is (re)starting: its old handler streams are gone. */
   serviceStarting(service: string): void;
   /** Tells the provider a service's process has exited. */

@@ -4,6 +4,7 @@
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
 import {
   type AppLimits,
@@ -146,6 +147,14 @@ export class LocalProvider implements RunningProvider {
   /** The service's endpoint on its Unix socket (`unix:<path>` in the temp folder), which services are given. */
   async localAddress(service: string): Promise<string | undefined> {
     return (await this.startedEndpoint(service)).localAddress;
+  }
+
+  /** A port served as the service's endpoint, for a service running as a worker thread of this process. */
+  async openPort(service: string): Promise<MessagePort> {
+    const endpoint = await this.startedEndpoint(service);
+    const { port1, port2 } = new MessageChannel();
+    endpoint.ports.serve(port1);
+    return port2;
   }
 
   private startedEndpoint(service: string): Promise<Endpoint> {

@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ServerMessage, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   accept,
   cleanup,
@@ -14,14 +14,17 @@ import {
   open,
   serviceClient,
   startProvider,
+  TRANSPORTS,
   urlOf,
+  useTransport,
 } from "./helpers.js";
 
 afterEach(cleanup);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("handler streams", () => {
+describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("ends a stream whose first message is not a registration with INVALID_ARGUMENT", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
@@ -114,7 +117,8 @@ describe("handler streams", () => {
   });
 });
 
-describe("stop", () => {
+describe.each(TRANSPORTS)("stop over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("delivers the disconnect of every client before ending the handler streams, and can be called twice", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
@@ -133,7 +137,8 @@ describe("stop", () => {
   });
 });
 
-describe("declarations", () => {
+describe.each(TRANSPORTS)("declarations over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("answers every declaration with an empty response, including kinds it does not serve", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
@@ -175,7 +180,8 @@ describe("declarations", () => {
   });
 });
 
-describe("start failures", () => {
+describe.each(TRANSPORTS)("start failures over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("closes the gateways it had started when another socket's pinned port is taken", async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));

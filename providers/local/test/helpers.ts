@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ClientDuplexStream } from "@grpc/grpc-js";
-import { GrpcClient } from "@nitric-like/contracts/grpc";
+import { type ContractClient, type DuplexCall, GrpcClient } from "@nitric-like/contracts/grpc";
+import { PortClient } from "@nitric-like/contracts/port";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import {
   type ClientMessageSchema,
@@ -35,6 +35,7 @@ function listeningServers(): number {
  * test if a server (gateway or gRPC endpoint) is still listening: stop() must close everything.
  */
 export async function cleanup(): Promise<void> {
+  transport = "grpc";
   for (const c of cleanups.splice(0).reverse()) await c();
   // A closed server's handle goes away on the next turn of the event loop.
   for (let i = 0; i < 50 && listeningServers() > baselineServers; i++) await new Promise((r) => setTimeout(r, 10));
@@ -69,15 +70,40 @@ export async function startProvider(
   return { provider, logs, dir };
 }
 
-/** A gRPC client for one service's endpoint. */
-export async function serviceClient(provider: LocalProvider, service: string): Promise<GrpcClient> {
+/** How a test's service reaches its endpoint: gRPC (a service process) or a port (a service thread). */
+export type Transport = "grpc" | "port";
+/** Both transports, for describe.each: the tests that play a service run over each. */
+export const TRANSPORTS: Transport[] = ["grpc", "port"];
+let transport: Transport = "grpc";
+
+/** The transport serviceClient() uses until cleanup() (which goes back to gRPC). */
+export function useTransport(t: Transport): void {
+  transport = t;
+}
+
+/** A client for one service's endpoint, over the transport in use. */
+export async function serviceClient(provider: LocalProvider, service: string): Promise<ContractClient> {
+  if (transport === "port") {
+    const port = await provider.openPort(service);
+    const client = new PortClient(port);
+    cleanups.push(() => {
+      client.close();
+      port.close();
+    });
+    return client;
+  }
   const client = new GrpcClient(await provider.endpoint(service));
   cleanups.push(() => client.close());
   return client;
 }
 
 /** Grants the calling service (a blank Service principal) `actions` on a resource, as the SDKs do. */
-async function declarePolicy(client: GrpcClient, type: ResourceType, name: string, actions: Action[]): Promise<void> {
+async function declarePolicy(
+  client: ContractClient,
+  type: ResourceType,
+  name: string,
+  actions: Action[],
+): Promise<void> {
   await client.unary(Resources.method.declare, {
     id: { type: ResourceType.Policy, name: "" },
     config: {
@@ -88,13 +114,13 @@ async function declarePolicy(client: GrpcClient, type: ResourceType, name: strin
 }
 
 /** Declares a websocket (and its manage policy) as the SDKs do. */
-export async function declareSocket(client: GrpcClient, name: string): Promise<void> {
+export async function declareSocket(client: ContractClient, name: string): Promise<void> {
   await client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name } });
   await declarePolicy(client, ResourceType.Websocket, name, [Action.WebsocketManage]);
 }
 
 /** Declares a kv store with some permissions. */
-export async function declareStore(client: GrpcClient, name: string, actions: Action[]): Promise<void> {
+export async function declareStore(client: ContractClient, name: string, actions: Action[]): Promise<void> {
   await client.unary(Resources.method.declare, {
     id: { type: ResourceType.KeyValueStore, name },
     config: { case: "keyValueStore", value: {} },
@@ -106,13 +132,13 @@ type Answer = MessageInitShape<typeof WebsocketEventResponseSchema> | undefined;
 
 /** A handler stream: registers, then answers each event with `answer` (undefined: never answers). */
 export async function handle(
-  client: GrpcClient,
+  client: ContractClient,
   socket: string,
   event: "connect" | "disconnect" | "message",
   answer: (request: WebsocketEventRequest) => Answer,
 ): Promise<{
   events: WebsocketEventRequest[];
-  call: ClientDuplexStream<MessageInitShape<typeof ClientMessageSchema>, ServerMessage>;
+  call: DuplexCall<MessageInitShape<typeof ClientMessageSchema>, ServerMessage>;
   status: Promise<number>;
 }> {
   const call = client.bidi(WebsocketHandler.method.handleEvents);

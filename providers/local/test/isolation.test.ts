@@ -7,8 +7,17 @@ import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action } from "@nitric-like/contracts/resources";
 import { Websocket } from "@nitric-like/contracts/websockets";
-import { afterEach, describe, expect, it } from "vitest";
-import { cleanup, declareSocket, declareStore, serviceClient, startProvider, urlOf } from "./helpers.js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  cleanup,
+  declareSocket,
+  declareStore,
+  serviceClient,
+  startProvider,
+  TRANSPORTS,
+  urlOf,
+  useTransport,
+} from "./helpers.js";
 import { portOf } from "./raw.js";
 
 afterEach(cleanup);
@@ -75,7 +84,8 @@ describe("listening addresses", () => {
   });
 });
 
-describe("per-service permissions", () => {
+describe.each(TRANSPORTS)("per-service permissions over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("does not let service A's endpoint use what only service B declared", async () => {
     const { provider } = await startProvider();
     const a = await serviceClient(provider, "a");

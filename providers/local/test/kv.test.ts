@@ -1,24 +1,25 @@
 // kv stores through a service's endpoint: real gRPC calls, real lmdb files in a temp folder.
 
-import type { GrpcClient } from "@nitric-like/contracts/grpc";
+import type { ContractClient } from "@nitric-like/contracts/grpc";
 import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
-import { afterEach, describe, expect, it } from "vitest";
-import { cleanup, declareStore, serviceClient, startProvider } from "./helpers.js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { cleanup, declareStore, serviceClient, startProvider, TRANSPORTS, useTransport } from "./helpers.js";
 
 afterEach(cleanup);
 
 const ALL = [Action.KeyValueStoreRead, Action.KeyValueStoreWrite, Action.KeyValueStoreDelete];
 
-async function keys(client: GrpcClient, store: string, prefix: string): Promise<string[]> {
+async function keys(client: ContractClient, store: string, prefix: string): Promise<string[]> {
   const out: string[] = [];
   for await (const k of client.serverStream(KvStore.method.scanKeys, { store: { name: store }, prefix }))
     out.push(k.key);
   return out;
 }
 
-describe("kv values", () => {
+describe.each(TRANSPORTS)("kv values over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("sets, gets and deletes a value, after which get is NOT_FOUND naming store and key", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "chat");
@@ -81,7 +82,8 @@ describe("kv values", () => {
   });
 });
 
-describe("kv permissions", () => {
+describe.each(TRANSPORTS)("kv permissions over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("denies each operation the service did not allow, naming the store and the permission", async () => {
     const { provider } = await startProvider();
     const chat = await serviceClient(provider, "chat");
@@ -149,7 +151,8 @@ describe("kv permissions", () => {
   });
 });
 
-describe("kv scans", () => {
+describe.each(TRANSPORTS)("kv scans over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("lists keys in UTF-8 byte order, so upper case sorts before lower case and accents after both", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
@@ -172,7 +175,8 @@ describe("kv scans", () => {
   });
 });
 
-describe("kv durability", () => {
+describe.each(TRANSPORTS)("kv durability over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
   it("keeps deletes as well as writes across a restart on the same data folder", async () => {
     const first = await startProvider();
     const a = await serviceClient(first.provider, "svc");

@@ -23,6 +23,11 @@ export interface Bundle {
   outfile: string;
   /** Absolute paths of the project files it was built from (watching these is enough). */
   inputs: Set<string>;
+  /**
+   * True when the service uses our SDK and not @nitric/sdk: it can run as a worker thread of the
+   * provider, calling it over a MessagePort (@nitric/sdk speaks gRPC only).
+   */
+  threadable: boolean;
 }
 
 /** The folder where nitric-like keeps its local state inside a project. */
@@ -77,11 +82,12 @@ interface BundleRecord {
   key: string;
   /** [path, mtimeMs, size] of every input. */
   inputs: [string, number, number][];
+  threadable: boolean;
 }
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 2`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 3`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -105,7 +111,7 @@ function reusable(outfile: string, recordFile: string, entry: string): Bundle | 
     const now = stamp(path);
     if (!now || now[1] !== mtimeMs || now[2] !== size) return undefined;
   }
-  return { outfile, inputs: new Set(record.inputs.map(([path]) => path)) };
+  return { outfile, inputs: new Set(record.inputs.map(([path]) => path)), threadable: record.threadable === true };
 }
 
 /**
@@ -144,12 +150,18 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
       },
     });
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
+    const importsNitricSdk = Object.values(result.metafile.inputs).some((input) =>
+      input.imports.some((i) => i.external === true && packageName(i.path) === "@nitric/sdk"),
+    );
+    const bundlesOurSdk = [...inputs].some((path) => ownerOf(dirname(path)) === "@nitric-like/sdk");
+    const threadable = bundlesOurSdk && !importsNitricSdk;
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
       inputs: [...inputs].map((path) => stamp(path)).filter((s) => s !== undefined),
+      threadable,
     };
     writeFileSync(recordFile, JSON.stringify(record));
-    return { outfile, inputs };
+    return { outfile, inputs, threadable };
   } catch (error) {
     // A failed build leaves no record, so the next run builds again.
     rmSync(recordFile, { force: true });

@@ -4,6 +4,9 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
+import { PassThrough } from "node:stream";
+import { type MessagePort, Worker } from "node:worker_threads";
+import { WORKER_PORT_KEY } from "@nitric-like/contracts/port";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
 
@@ -103,4 +106,88 @@ export function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string
     if (pending.length > 0) onLine(pending);
     pending = "";
   });
+}
+
+/** A running service, as a process or as a worker thread: what the supervisor needs of either. */
+export interface ServiceHandle {
+  readonly stdout: NodeJS.ReadableStream | null;
+  readonly stderr: NodeJS.ReadableStream | null;
+  /** "process" or "thread". */
+  readonly kind: "process" | "thread";
+  /** Calls back once when it has ended: a code, or the signal that killed it. */
+  onExit(listener: (code: number | null, signal: NodeJS.Signals | null) => void): void;
+  /** Calls back when it could not start at all. */
+  onError(listener: (error: Error) => void): void;
+  /** True once it has ended. */
+  exited(): boolean;
+  /**
+   * Ends it now: SIGTERM to a process (SIGKILL after `graceMs`), terminate() to a thread.
+   * Resolves once it has ended.
+   */
+  stop(graceMs: number): Promise<void>;
+}
+
+/** A process as a ServiceHandle. */
+export function processHandle(child: ChildProcess): ServiceHandle {
+  return {
+    stdout: child.stdout,
+    stderr: child.stderr,
+    kind: "process",
+    onExit: (listener) => void child.once("exit", listener),
+    onError: (listener) => void child.once("error", listener),
+    exited: () => child.exitCode !== null || child.signalCode !== null,
+    stop: (graceMs) => stopProcess(child, graceMs),
+  };
+}
+
+/**
+ * Starts a service that uses our SDK as a worker thread of this process, calling the provider over
+ * `port` (see @nitric-like/contracts/port): its messages then cross no process boundary and no
+ * HTTP/2 framing, two process hops fewer per message than a service process. It gets the same
+ * environment a process would (its own copy), its output is piped, and an uncaught error is
+ * printed to its stderr before it ends with code 1, as a process would print it.
+ *
+ * What a thread does not isolate: it shares the CLI's working directory (the CLI moves to the
+ * project's folder), its memory counts in the CLI's, and code that blocks its own event loop
+ * does not block the gateways (they run on the main thread). `--processes` gives every service a
+ * process of its own instead.
+ */
+export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, port: MessagePort): ServiceHandle {
+  const worker = new Worker(launch.bundle.outfile, {
+    env: serviceEnv(launch),
+    execArgv: ["--enable-source-maps"],
+    argv: [],
+    workerData: { [WORKER_PORT_KEY]: port },
+    transferList: [port],
+    stdout: true,
+    stderr: true,
+  });
+  // The thread's stderr, plus what a process would print for an uncaught error.
+  const stderr = new PassThrough();
+  worker.stderr.pipe(stderr);
+  let ended = false;
+  worker.on("error", (error) => {
+    if (!stderr.writableEnded)
+      stderr.write(`Uncaught ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  });
+  const exit = new Promise<number>((resolve) => {
+    worker.once("exit", (code) => {
+      ended = true;
+      resolve(code);
+    });
+  });
+  return {
+    stdout: worker.stdout,
+    stderr,
+    kind: "thread",
+    onExit: (listener) => void exit.then((code) => listener(code, null)),
+    // A file that does not load is an uncaught error too: it is printed, and the thread ends with 1.
+    onError: () => {},
+    exited: () => ended,
+    stop: async () => {
+      if (ended) return;
+      await worker.terminate();
+      await exit;
+    },
+  };
 }

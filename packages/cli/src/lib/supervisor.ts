@@ -2,11 +2,10 @@
  * Keeps one service running under `nitric-like run`: forwards its output with its name, restarts it
  * with backoff when it crashes, and restarts it on demand when its files change.
  */
-import type { ChildProcess } from "node:child_process";
 import type { Project, RunningProvider } from "@nitric-like/spec";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
-import { forEachLine, spawnService, stopProcess } from "./service-process.js";
+import { forEachLine, processHandle, type ServiceHandle, spawnService, startServiceThread } from "./service-process.js";
 
 /** First restart delay after a crash; it doubles on each crash in a row, up to MAX_BACKOFF_MS. */
 export const FIRST_BACKOFF_MS = 250;
@@ -16,7 +15,7 @@ const HEALTHY_AFTER_MS = 10_000;
 
 /** One supervised service. */
 export class ServiceSupervisor {
-  private child: ChildProcess | undefined;
+  private child: ServiceHandle | undefined;
   private backoffMs = FIRST_BACKOFF_MS;
   private restartTimer: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -28,6 +27,8 @@ export class ServiceSupervisor {
     private readonly provider: RunningProvider,
     private readonly output: Output,
     private readonly prefixWidth: number,
+    /** Run a service that uses our SDK as a worker thread, when the provider offers ports. */
+    private readonly threads = true,
   ) {}
 
   get name(): string {
@@ -47,17 +48,26 @@ export class ServiceSupervisor {
       ...(address === undefined ? {} : { address }),
       environment: "run" as const,
     };
-    const child = spawnService(this.service.bundle ? { ...launch, bundle: this.service.bundle } : launch);
+    const { bundle } = this.service;
+    let child: ServiceHandle;
+    if (bundle?.threadable && this.threads && this.provider.openPort) {
+      const port = await this.provider.openPort(this.name);
+      if (this.stopping) {
+        port.close();
+        return;
+      }
+      child = startServiceThread({ ...launch, bundle }, port);
+    } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
     this.child = child;
     this.startedAt = Date.now();
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
     if (child.stdout) forEachLine(child.stdout, (line) => this.output.out.write(`${label} ${line}\n`));
     if (child.stderr) forEachLine(child.stderr, (line) => this.output.err.write(`${label} ${line}\n`));
-    child.once("error", (error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
-    child.once("exit", (code, signal) => this.exited(child, code, signal));
+    child.onError((error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
+    child.onExit((code, signal) => this.exited(child, code, signal));
   }
 
-  private exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+  private exited(child: ServiceHandle, code: number | null, signal: NodeJS.Signals | null): void {
     this.provider.serviceExited(this.name, code, signal);
     if (this.child !== child || this.stopping) return;
     this.child = undefined;
@@ -78,7 +88,7 @@ export class ServiceSupervisor {
     clearTimeout(this.restartTimer);
     const old = this.child;
     this.child = undefined;
-    if (old) await stopProcess(old, 2000);
+    if (old) await old.stop(2000);
     this.backoffMs = FIRST_BACKOFF_MS;
     await this.start();
   }
@@ -88,12 +98,12 @@ export class ServiceSupervisor {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    if (!child || child.exited()) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        void stopProcess(child, 1000).then(resolve);
+        void child.stop(1000).then(resolve);
       }, graceMs);
-      child.once("exit", () => {
+      child.onExit(() => {
         clearTimeout(timer);
         resolve();
       });

@@ -1,11 +1,23 @@
 /**
- * The connection to the provider: one gRPC client per process, made on first use from
- * SERVICE_ADDRESS, and the bookkeeping that lets a service process exit when the provider ends
- * all of its handler streams (the collect pass, or `nitric-like run` stopping).
+ * The connection to the provider: one client per process, made on first use, and the bookkeeping
+ * that lets a service exit when the provider ends all of its handler streams (the collect pass, or
+ * `nitric-like run` stopping). A service started as a worker thread of its provider (`nitric-like
+ * run` does this for services using this SDK) finds a MessagePort in its workerData and calls the
+ * provider over it; anywhere else the client is gRPC, to SERVICE_ADDRESS.
  */
-import { GrpcClient } from "@nitric-like/contracts/grpc";
+import { workerData } from "node:worker_threads";
+import { type ContractClient, GrpcClient } from "@nitric-like/contracts/grpc";
+import { PortClient, type PortLike, WORKER_PORT_KEY } from "@nitric-like/contracts/port";
 
-let client: GrpcClient | undefined;
+let client: ContractClient | undefined;
+/** The port client, kept once made: a port cannot be opened again once closed. */
+let portClient: PortClient | undefined;
+
+function providerPort(): PortLike | undefined {
+  const data = workerData as Record<string, unknown> | null | undefined;
+  const port = typeof data === "object" && data !== null ? data[WORKER_PORT_KEY] : undefined;
+  return port && typeof (port as PortLike).postMessage === "function" ? (port as PortLike) : undefined;
+}
 let openStreams = 0;
 // True once every handler stream this process opened has been ended by the provider.
 let streamsEnded = false;
@@ -24,8 +36,14 @@ export function environment(): "run" | "build" | "cloud" {
 }
 
 /** The client, created on first use. */
-export function runtime(): GrpcClient {
-  client ??= new GrpcClient(serviceAddress());
+export function runtime(): ContractClient {
+  if (!client) {
+    const port = providerPort();
+    if (port) {
+      portClient ??= new PortClient(port);
+      client = portClient;
+    } else client = new GrpcClient(serviceAddress());
+  }
   return client;
 }
 
@@ -85,7 +103,7 @@ export function fatal(message: string): never {
  * SDK operations go through these; only handler streams use runtime().bidi() directly.
  */
 export const rpc = {
-  unary: ((method, request, options) => tracked(runtime().unary(method, request, options))) as GrpcClient["unary"],
+  unary: ((method, request, options) => tracked(runtime().unary(method, request, options))) as ContractClient["unary"],
   serverStream: async function* (method, request, options) {
     const release = hold();
     try {
@@ -93,5 +111,5 @@ export const rpc = {
     } finally {
       release();
     }
-  } as GrpcClient["serverStream"],
+  } as ContractClient["serverStream"],
 };
