@@ -59,7 +59,7 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
     const client = await serviceClient(provider, "svc");
     const call = client.bidi(WebsocketHandler.method.handleEvents);
     call.on("error", () => {});
-    const first = new Promise<ServerMessage>((resolve) => call.once("data", resolve));
+    const first = new Promise<ServerMessage>((resolve) => call.on("data", resolve));
     call.write({
       id: "",
       content: { case: "registrationRequest", value: { socketName: "s", eventType: WebsocketEventType.Connect } },

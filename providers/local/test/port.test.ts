@@ -1,6 +1,8 @@
 // The endpoint over a MessagePort (how a service running as a worker thread reaches the provider):
 // what only a port can get wrong. The calls themselves run over both transports in kv, handlers
 // and isolation tests.
+
+import type { MessagePort } from "node:worker_threads";
 import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { PortClient } from "@nitric-like/contracts/port";
 import { Websocket } from "@nitric-like/contracts/websockets";
@@ -10,7 +12,7 @@ import { accept, cleanup, declareSocket, handle, open, startProvider, urlOf } fr
 afterEach(cleanup);
 
 /** Raw frames on a port, as a client that is not our PortClient might send them. */
-function rawFrames(port: MessagePort | import("node:worker_threads").MessagePort) {
+function rawFrames(port: MessagePort) {
   const received: unknown[][] = [];
   port.on("message", (frame: unknown[]) => received.push(frame));
   const next = async (id: number) => {

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import type { GrpcClient } from "@nitric-like/contracts/grpc";
+import type { ContractClient } from "@nitric-like/contracts/grpc";
 import { Action } from "@nitric-like/contracts/resources";
 import { Websocket, type WebsocketEventRequest } from "@nitric-like/contracts/websockets";
 import type { AppLimits } from "@nitric-like/spec";
@@ -227,7 +227,7 @@ export function rawCall(address: string, path: string, bytes: Buffer): Promise<{
 export interface EchoWorld {
   provider: LocalProvider;
   logs: Logs;
-  client: GrpcClient;
+  client: ContractClient;
   url: string;
   /** A client connected before the bad input, which must be unaffected by it. */
   bystander: WebSocket;

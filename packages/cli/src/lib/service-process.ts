@@ -127,6 +127,18 @@ export interface ServiceHandle {
   stop(graceMs: number): Promise<void>;
 }
 
+/** True for the errors of a native addon that is not built to load in worker threads. */
+function cannotLoadInThread(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | undefined;
+  const message = typeof e?.message === "string" ? e.message : "";
+  return (
+    e?.code === "ERR_DLOPEN_FAILED" ||
+    message.includes("did not self-register") ||
+    message.includes("not context-aware") ||
+    message.includes("cannot be loaded in a worker")
+  );
+}
+
 /** A process as a ServiceHandle. */
 export function processHandle(child: ChildProcess): ServiceHandle {
   return {
@@ -167,8 +179,13 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
   worker.stderr.pipe(stderr);
   let ended = false;
   worker.on("error", (error) => {
-    if (!stderr.writableEnded)
-      stderr.write(`Uncaught ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    if (stderr.writableEnded) return;
+    stderr.write(`Uncaught ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    if (cannotLoadInThread(error)) {
+      stderr.write(
+        `nitric-like: service "${launch.service.name}" loads a native addon that cannot run in a worker thread; start it with "nitric-like run --processes"\n`,
+      );
+    }
   });
   const exit = new Promise<number>((resolve) => {
     worker.once("exit", (code) => {
