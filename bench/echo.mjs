@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Echo benchmark: CLIENTS clients each send MESSAGES messages one after another, awaiting each
 // echo, against a raw `ws` echo server and against `nitric-like run` (reply path, socket.send, and
-// the published @nitric/sdk), all in the same run on 127.0.0.1. Reports msgs/s, RTT p50/p99, the
+// the published @nitric/sdk; our SDK's services run as worker threads, and the reply path once more
+// with --processes, a service process over gRPC), all in the same run on 127.0.0.1. Reports msgs/s, RTT p50/p99, the
 // ratio to raw, and lost or reordered echoes. Each target first gets the same untimed warm-up. Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 5]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -78,6 +79,11 @@ const targets = [
     start: () => startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /listening (\S+)/),
   },
   { name: "nitric-like reply path", start: () => startApp("echo-reply", "echo") },
+  // The same app with its service in a process of its own, over gRPC (before services ran as threads).
+  {
+    name: "nitric-like reply path, --processes",
+    start: () => startApp("echo-reply", "echo", ["--processes"]),
+  },
   { name: "nitric-like socket.send", start: () => startApp("echo-send", "echo") },
   { name: "@nitric/sdk on nitric-like", start: () => startApp("echo-nitric", "echo") },
 ].filter((t) => !values.only || values.only.split(",").some((o) => t.name.includes(o)));

@@ -42,11 +42,11 @@ export function copyApp(dir) {
   return copy;
 }
 
-/** `nitric-like run` on bench/apps/<name>; resolves with the URL of its socket `socket`. */
-export async function startApp(name, socket) {
+/** `nitric-like run` on bench/apps/<name> (with `args`); resolves with the URL of its socket `socket`. */
+export async function startApp(name, socket, args = []) {
   const started = await startProcess(
     process.execPath,
-    [cli, "run", copyApp(join(here, "apps", name)), "--random-ports", "--no-watch", "--plain"],
+    [cli, "run", copyApp(join(here, "apps", name)), "--random-ports", "--no-watch", "--plain", ...args],
     new RegExp(`^websocket ${socket} (\\S+)$`, "m"),
   );
   // Give the service a moment past the ready line (its other handler streams).
