@@ -26,6 +26,12 @@ import {
 /** The key of the port in a service worker's `workerData`. */
 export const WORKER_PORT_KEY = "nitricLikeProviderPort";
 
+/**
+ * Where a provider that runs the service's code in its own thread (the AWS runtime, inside one
+ * Lambda function) leaves the service's port on `globalThis` before loading that code.
+ */
+export const IN_PROCESS_PORT = Symbol.for("nitric-like.provider-port");
+
 const OPEN = 0;
 const MESSAGE = 1;
 const HALF_CLOSE = 2;

@@ -2,20 +2,24 @@
  * The connection to the provider: one client per process, made on first use, and the bookkeeping
  * that lets a service exit when the provider ends all of its handler streams (the collect pass, or
  * `nitric-like run` stopping). A service started as a worker thread of its provider (`nitric-like
- * run` does this for services using this SDK) finds a MessagePort in its workerData and calls the
- * provider over it; anywhere else the client is gRPC, to SERVICE_ADDRESS.
+ * run` does this for services using this SDK) finds a MessagePort in its workerData, and one run
+ * by a provider in its own thread (the AWS runtime) finds one on globalThis; it calls the provider
+ * over that port. Anywhere else the client is gRPC, to SERVICE_ADDRESS.
  */
 import { workerData } from "node:worker_threads";
 import { type ContractClient, GrpcClient } from "@nitric-like/contracts/grpc";
-import { PortClient, type PortLike, WORKER_PORT_KEY } from "@nitric-like/contracts/port";
+import { IN_PROCESS_PORT, PortClient, type PortLike, WORKER_PORT_KEY } from "@nitric-like/contracts/port";
 
 let client: ContractClient | undefined;
 /** The port client, kept once made: a port cannot be opened again once closed. */
 let portClient: PortClient | undefined;
 
+/** The provider's port: in a worker thread's workerData, or left on globalThis by an in-process runtime. */
 function providerPort(): PortLike | undefined {
   const data = workerData as Record<string, unknown> | null | undefined;
-  const port = typeof data === "object" && data !== null ? data[WORKER_PORT_KEY] : undefined;
+  const port =
+    (typeof data === "object" && data !== null ? data[WORKER_PORT_KEY] : undefined) ??
+    (globalThis as Record<symbol, unknown>)[IN_PROCESS_PORT];
   return port && typeof (port as PortLike).postMessage === "function" ? (port as PortLike) : undefined;
 }
 let openStreams = 0;

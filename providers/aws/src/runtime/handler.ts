@@ -5,6 +5,8 @@
  * `$connect` → connect (a refusal answers its 4xx), `$disconnect` → disconnect, any other route →
  * message (base64 bodies become binary). Sends go through the Management API, kv through DynamoDB.
  */
+import { MessageChannel } from "node:worker_threads";
+import { IN_PROCESS_PORT } from "@nitric-like/contracts/port";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type ConnectionInfo,
@@ -112,6 +114,12 @@ export class Runtime {
     this.env.NITRIC_SERVICE_HOST = host;
     this.env.NITRIC_SERVICE_PORT = port;
     this.env.NITRIC_ENVIRONMENT = "cloud";
+    // Our SDK calls the endpoint over a port in this thread: no gRPC client, connection or HTTP/2
+    // framing between two parts of one process. @nitric/sdk uses the gRPC address above.
+    const { port1, port2 } = new MessageChannel();
+    endpoint.ports.serve(port1);
+    port1.unref();
+    (globalThis as Record<symbol, unknown>)[IN_PROCESS_PORT] = port2;
     await load();
     await this.handlersRegistered();
   }
