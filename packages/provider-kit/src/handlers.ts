@@ -49,14 +49,17 @@ interface Pending {
 }
 
 /**
- * One live handler stream. A stream registered with `batch` (our SDK) gets the events that arrive
- * in one turn of the event loop as one EventBatch message, written when the turn's I/O is done
- * (setImmediate): under load that is one gRPC message and HTTP/2 frame, and one decode in the
- * service, for many events; alone, an event goes out as it always did, a turn later.
+ * One live handler stream. A stream registered with `batch` (our SDK) gets its events batched on
+ * the leading edge: an event with none before it in this turn of the event loop goes out at once
+ * (alone, it waits for nothing), and the events that follow it until the turn's I/O is done
+ * (setImmediate) go as one EventBatch message. Under load that is one message (one gRPC message
+ * and HTTP/2 frame, or one postMessage) and one decode in the service for many events.
  */
 export class HandlerStream {
   readonly pending = new Map<string, Pending>();
   private outbox: ServerMessageInit[] = [];
+  /** True from a message written at once until a turn goes by with nothing to batch. */
+  private batching = false;
 
   constructor(
     readonly service: string,
@@ -69,11 +72,26 @@ export class HandlerStream {
 
   private readonly flush = (): void => {
     const out = this.outbox;
-    if (out.length === 0) return;
+    if (out.length === 0) {
+      this.batching = false;
+      return;
+    }
     this.outbox = [];
     if (out.length === 1) this.call.write(out[0] as ServerMessageInit);
     else this.call.write({ id: "", content: { case: "eventBatch", value: { events: out } } });
+    // Still busy: the next turn's events are batched too.
+    setImmediate(this.flush);
   };
+
+  private write(message: ServerMessageInit): void {
+    if (!this.batch) this.call.write(message);
+    else if (this.batching) this.outbox.push(message);
+    else {
+      this.batching = true;
+      this.call.write(message);
+      setImmediate(this.flush);
+    }
+  }
 
   /** Sends an event and resolves with the handler's answer. */
   send(request: EventRequest): Promise<WebsocketEventResponse> {
@@ -83,8 +101,7 @@ export class HandlerStream {
       this.pending.set(id, { request, resolve, reject, deadline: Date.now() + this.registry.timeoutMs });
       this.registry.sweepSoon();
       const message: ServerMessageInit = { id, content: { case: "websocketEventRequest", value: request } };
-      if (!this.batch) this.call.write(message);
-      else if (this.outbox.push(message) === 1) setImmediate(this.flush);
+      this.write(message);
     });
   }
 
