@@ -1,7 +1,8 @@
 /**
  * One Lambda bundle per service: a generated entry that starts the runtime and loads the service's
  * code lazily (so the runtime's endpoint exists before the SDK makes its client), bundled with
- * everything it imports into a single minified CommonJS file, `index.cjs`.
+ * everything it imports into a single minified CommonJS file, `service.cjs` (the function's
+ * `index.cjs` is the loader that runs it with its code cache, see code-cache.ts).
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -53,7 +54,7 @@ const leanDependencies: Plugin = {
   },
 };
 
-/** Bundles `service` into `<outDir>/functions/<service>/index.cjs`. */
+/** Bundles `service` into `<outDir>/functions/<service>/service.cjs`. */
 export async function bundleFunction(
   projectDir: string,
   service: ServiceEntry,
@@ -73,7 +74,7 @@ export async function bundleFunction(
       "",
     ].join("\n"),
   );
-  const file = join(dir, "index.cjs");
+  const file = join(dir, "service.cjs");
   try {
     const result = await build({
       entryPoints: [entry],
