@@ -1,14 +1,13 @@
 /**
  * `nitric-like build --provider aws`: one bundle and zip per service, and the CloudFormation
  * template, under the output folder (default `.nitric-like/aws`). The zips' S3 keys carry a hash
- * of their code, so a deploy uploads only what changed and Lambda updates only those functions.
+ * of their content, so a deploy uploads only what changed and Lambda updates only those functions.
  */
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import type { BuildOptions, BuildResult } from "@nitric-like/spec";
 import { bundleFunction } from "./bundle.js";
-import { functionFiles, LOADER_SOURCE, makeCodeCache } from "./code-cache.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
 import { buildTemplate } from "./template.js";
 import { zip } from "./zip.js";
@@ -36,28 +35,13 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
     logger.info(`bundling service "${service.name}" (${n}/${options.services.length})`);
     const bundle = await bundleFunction(options.project.dir, service, outDir);
     const code = readFileSync(bundle.file);
-    const dir = dirname(bundle.file);
-    writeFileSync(join(dir, "index.cjs"), LOADER_SOURCE);
-    const cache = await makeCodeCache(dir, spec, service.name);
-    if ("problem" in cache)
-      logger.warn(
-        `service "${service.name}": no code cache (${cache.problem}); its function compiles at every cold start`,
-      );
-    const archive = zip(functionFiles(dir));
-    // The key follows the code and the Node that made the cache, not the cache's bytes: V8 does not
-    // write the same cache twice, and a deploy of unchanged code must upload and change nothing.
-    const hash = createHash("sha256")
-      .update(LOADER_SOURCE)
-      .update(code)
-      .update("bytes" in cache ? process.version : "no cache")
-      .digest("hex")
-      .slice(0, 16);
+    const archive = zip([{ name: "index.cjs", data: code }]);
+    const hash = createHash("sha256").update(archive).digest("hex").slice(0, 16);
     const file = join(outDir, "functions", `${service.name}.zip`);
     writeFileSync(file, archive);
     const key = `nitric-like/${spec.name}/${service.name}-${hash}.zip`;
     artifacts.push({ service: service.name, key, file, bytes: code.length, zipBytes: archive.length });
-    const cached = "bytes" in cache ? `, code cache ${kb(cache.bytes)}` : "";
-    logger.info(`  ${service.name}: service.cjs ${kb(code.length)}${cached}, zip ${kb(archive.length)}`);
+    logger.info(`  ${service.name}: index.cjs ${kb(code.length)}, zip ${kb(archive.length)}`);
   }
   rmSync(join(outDir, "entries"), { recursive: true, force: true });
   for (const note of awsLimitNotes(options.project)) logger.warn(note);
@@ -79,13 +63,7 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
   );
   logger.info(`wrote ${templateFile} (${Object.keys(template.Resources as object).length} resources)`);
   return {
-    files: [
-      templateFile,
-      ...artifacts.flatMap((a) => [
-        a.file,
-        ...functionFiles(join(outDir, "functions", a.service)).map((f) => join(outDir, "functions", a.service, f.name)),
-      ]),
-    ],
+    files: [templateFile, ...artifacts.flatMap((a) => [a.file, join(outDir, "functions", a.service, "index.cjs")])],
     template,
     templateFile,
     artifacts,

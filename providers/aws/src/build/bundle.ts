@@ -1,8 +1,7 @@
 /**
  * One Lambda bundle per service: a generated entry that starts the runtime and loads the service's
  * code lazily (so the runtime's endpoint exists before the SDK makes its client), bundled with
- * everything it imports into a single minified CommonJS file, `service.cjs` (the function's
- * `index.cjs` is the loader that runs it with its code cache, see code-cache.ts).
+ * everything it imports into a single minified CommonJS file, `index.cjs`.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -54,7 +53,7 @@ const leanDependencies: Plugin = {
   },
 };
 
-/** Bundles `service` into `<outDir>/functions/<service>/service.cjs`. */
+/** Bundles `service` into `<outDir>/functions/<service>/index.cjs`. */
 export async function bundleFunction(
   projectDir: string,
   service: ServiceEntry,
@@ -74,7 +73,7 @@ export async function bundleFunction(
       "",
     ].join("\n"),
   );
-  const file = join(dir, "service.cjs");
+  const file = join(dir, "index.cjs");
   try {
     const result = await build({
       entryPoints: [entry],

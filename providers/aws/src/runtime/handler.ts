@@ -113,9 +113,7 @@ export class Runtime {
     this.env.SERVICE_ADDRESS = endpoint.address;
     this.env.NITRIC_SERVICE_HOST = host;
     this.env.NITRIC_SERVICE_PORT = port;
-    // At build time (the code cache's warm-up, see build/code-cache.ts) the service runs as in the
-    // collect pass.
-    this.env.NITRIC_ENVIRONMENT = this.env.NITRIC_LIKE_WARM_UP === "1" ? "build" : "cloud";
+    this.env.NITRIC_ENVIRONMENT = "cloud";
     // Our SDK calls the endpoint over a port in this thread: no gRPC client, connection or HTTP/2
     // framing between two parts of one process. @nitric/sdk uses the gRPC address above.
     const { port1, port2 } = new MessageChannel();
