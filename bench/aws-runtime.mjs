@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
+import { verdict } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: { events: { type: "string", default: "2000" }, colds: { type: "string", default: "5" } },
@@ -127,8 +128,8 @@ try {
     const coldOk = cold - baseCold <= 150;
     pass &&= sizeOk && coldOk;
     console.log(
-      `${name}: bundle ${(bytes / 1024).toFixed(0)} KB (zip ${(zipBytes / 1024).toFixed(0)} KB) ${sizeOk ? "PASS" : "FAIL"} ≤ 1 MB; ` +
-        `cold init ${cold.toFixed(1)} ms (+${(cold - baseCold).toFixed(1)} over baseline) ${coldOk ? "PASS" : "FAIL"} ≤ 150 ms; ` +
+      `${name}: bundle ${(bytes / 1024).toFixed(0)} KB (zip ${(zipBytes / 1024).toFixed(0)} KB) ${verdict(sizeOk)} ≤ 1 MB; ` +
+        `cold init ${cold.toFixed(1)} ms (+${(cold - baseCold).toFixed(1)} over baseline) ${verdict(coldOk)} ≤ 150 ms; ` +
         `warm ${w.toFixed(1)} µs/event (${(w / baseWarm).toFixed(0)}× baseline)`,
     );
   }
