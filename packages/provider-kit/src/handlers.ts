@@ -6,6 +6,7 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { LeadingEdgeBatcher } from "@nitric-like/contracts/batcher";
 import {
   type ClientMessage,
   type ServerMessageSchema,
@@ -50,16 +51,16 @@ interface Pending {
 
 /**
  * One live handler stream. A stream registered with `batch` (our SDK) gets its events batched on
- * the leading edge: an event with none before it in this turn of the event loop goes out at once
- * (alone, it waits for nothing), and the events that follow it until the turn's I/O is done
- * (setImmediate) go as one EventBatch message. Under load that is one message (one gRPC message
- * and HTTP/2 frame, or one postMessage) and one decode in the service for many events.
+ * the leading edge: alone, an event goes out at once; events that follow one another within a
+ * turn of the event loop go as one EventBatch message.
  */
 export class HandlerStream {
   readonly pending = new Map<string, Pending>();
-  private outbox: ServerMessageInit[] = [];
-  /** True from a message written at once until a turn goes by with nothing to batch. */
-  private batching = false;
+  /** Our SDK's streams get their events in batches (see LeadingEdgeBatcher). */
+  private readonly batcher = new LeadingEdgeBatcher<ServerMessageInit>(
+    (message) => this.call.write(message),
+    (events) => this.call.write({ id: "", content: { case: "eventBatch", value: { events } } }),
+  );
 
   constructor(
     readonly service: string,
@@ -70,27 +71,9 @@ export class HandlerStream {
     readonly batch = false,
   ) {}
 
-  private readonly flush = (): void => {
-    const out = this.outbox;
-    if (out.length === 0) {
-      this.batching = false;
-      return;
-    }
-    this.outbox = [];
-    if (out.length === 1) this.call.write(out[0] as ServerMessageInit);
-    else this.call.write({ id: "", content: { case: "eventBatch", value: { events: out } } });
-    // Still busy: the next turn's events are batched too.
-    setImmediate(this.flush);
-  };
-
   private write(message: ServerMessageInit): void {
-    if (!this.batch) this.call.write(message);
-    else if (this.batching) this.outbox.push(message);
-    else {
-      this.batching = true;
-      this.call.write(message);
-      setImmediate(this.flush);
-    }
+    if (this.batch) this.batcher.push(message);
+    else this.call.write(message);
   }
 
   /** Sends an event and resolves with the handler's answer. */
@@ -141,7 +124,7 @@ export class HandlerStream {
    * Delivery is therefore at least once: a handler that died mid-event may see it again.
    */
   redeliverAll(): void {
-    this.outbox = [];
+    this.batcher.clear();
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {

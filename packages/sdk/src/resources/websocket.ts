@@ -6,6 +6,7 @@
  * API Gateway WebSocket API. Handlers, sending and closing behave the same on both.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { LeadingEdgeBatcher } from "@nitric-like/contracts/batcher";
 import { type Connection as ConnectionMessage, Connections } from "@nitric-like/contracts/connections";
 import { Action, ResourceType } from "@nitric-like/contracts/resources";
 import {
@@ -287,15 +288,17 @@ type Answer = MessageInitShape<typeof ClientMessageSchema>;
 /**
  * One handler stream: registers (socket, event) with the provider and answers its events. It asks
  * for batches; when the provider agrees, answers that follow one another within a turn of the
- * event loop go back as one AnswerBatch message (see send()).
+ * event loop go back as one AnswerBatch message.
  */
 class HandlerStream {
   private readonly call = runtime().bidi(WebsocketHandler.method.handleEvents);
   private readonly socket: string;
   private batch = false;
-  private outbox: Answer[] = [];
-  /** True from an answer written at once until a turn goes by with nothing to batch. */
-  private batching = false;
+  /** Answers in batches, when the provider agreed to them (see LeadingEdgeBatcher). */
+  private readonly batcher = new LeadingEdgeBatcher<Answer>(
+    (answer) => this.call.write(answer),
+    (answers) => this.call.write({ id: "", content: { case: "answerBatch", value: { answers } } }),
+  );
 
   constructor(
     private readonly owner: Websocket,
@@ -338,31 +341,9 @@ class HandlerStream {
     });
   }
 
-  private readonly flush = (): void => {
-    const out = this.outbox;
-    if (out.length === 0) {
-      this.batching = false;
-      return;
-    }
-    this.outbox = [];
-    if (out.length === 1) this.call.write(out[0] as Answer);
-    else this.call.write({ id: "", content: { case: "answerBatch", value: { answers: out } } });
-    // Still busy: the next turn's answers are batched too.
-    setImmediate(this.flush);
-  };
-
-  /**
-   * Batches on the leading edge: an answer with none before it in this turn goes out at once, the
-   * ones after it until the turn's I/O is done go as one AnswerBatch.
-   */
   private send(answer: Answer): void {
-    if (!this.batch) this.call.write(answer);
-    else if (this.batching) this.outbox.push(answer);
-    else {
-      this.batching = true;
-      this.call.write(answer);
-      setImmediate(this.flush);
-    }
+    if (this.batch) this.batcher.push(answer);
+    else this.call.write(answer);
   }
 
   private handle(id: string, request: WebsocketEventRequest): void {
