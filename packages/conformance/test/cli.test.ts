@@ -225,6 +225,30 @@ describe("nitric-like run", () => {
     expect(app.stderr).toMatch(/thrower \| +at (Timeout\.)?explode \(.*services\/thrower\.ts:7:\d+\)/);
   }, 30000);
 
+  it("points a service thread that fails on a thread-unsafe native addon at --processes", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: addon\nservices:\n  - match: services/*.ts\n",
+      "services/addon.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("addon");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", () => {});',
+        // What Node throws when a native addon that is not context-aware loads in a worker thread
+        // (thrown a moment after start, so the run gets ready before the thread ends).
+        "const legacy = () => {",
+        '  throw Object.assign(new Error("Module did not self-register: \'/x/legacy.node\'."), { code: "ERR_DLOPEN_FAILED" });',
+        "};",
+        'if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(legacy, 50);',
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    await app.waitFor(/service "addon" exited with code 1; restarting/, 15000);
+    expect(app.stderr).toMatch(
+      /addon \| nitric-like: service "addon" loads a native addon that cannot run in a worker thread; start it with "nitric-like run --processes"/,
+    );
+  }, 30000);
+
   it("keeps kv values across a restart of run", async () => {
     const dir = copyProject(join(FIXTURES, "lab-ours"));
     const first = await startApp(dir);

@@ -335,8 +335,8 @@ export class PortClient implements ContractClient {
     if (!this.closed) this.port.postMessage(frame);
   }
 
-  private start(call: ClientCall): number {
-    const id = ++this.next;
+  /** Registers a call under a new id, or under `id` when the call had to know it first. */
+  private start(call: ClientCall, id = ++this.next): number {
     if (this.calls.size === 0) this.port.ref?.();
     this.calls.set(id, call);
     return id;
@@ -465,13 +465,14 @@ export class PortClient implements ContractClient {
   ): DuplexCall<InInit<M>, Out<M>> {
     const input = codecOf(method.input);
     const output = codecOf(method.output);
+    const id = ++this.next;
     const call = new PortDuplex<InInit<M>, Out<M>>(
       this,
-      this.next + 1,
+      id,
       input.encode as (value: InInit<M>) => Buffer,
       output.decode as (bytes: Buffer) => Out<M>,
     );
-    const id = this.start(call);
+    this.start(call, id);
     if (this.closed) {
       queueMicrotask(() => call.status(grpc.status.UNAVAILABLE, "the provider closed the port"));
       return call;

@@ -133,7 +133,8 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     output.result(`dashboard ${dashboard.url}`);
   }
   const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
-  const threads = options.processes !== true && canRunThreads(prepared, running);
+  const threads = options.processes !== true && threadsPossible(prepared, running);
+  if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
   // A provider that hosts the services (an emulated cloud) starts them itself.
   const supervisors = running.hostsServices
     ? []
@@ -196,18 +197,14 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
 /**
  * Whether services may run as worker threads: the provider must offer ports, and a thread shares
  * this process's working directory, which must be the project's folder as a service process's is.
- * The CLI moves there (its own paths are absolute by now); where it cannot (it runs in a worker
- * itself, or NITRIC_LIKE_SERVICE_NODE_ARGS asks for Node flags only a process takes), services get
- * processes.
+ * The CLI can move there (its own paths are absolute by now) unless it runs in a worker itself;
+ * NITRIC_LIKE_SERVICE_NODE_ARGS asks for Node flags only a process takes. Otherwise, processes.
  */
-function canRunThreads(prepared: PreparedProject, running: RunningProvider): boolean {
+function threadsPossible(prepared: PreparedProject, running: RunningProvider): boolean {
   if (!running.openPort || running.hostsServices) return false;
   if (!prepared.services.some((s) => s.bundle?.threadable)) return false;
   if (process.env.NITRIC_LIKE_SERVICE_NODE_ARGS) return false;
-  if (process.cwd() === prepared.project.dir) return true;
-  if (!isMainThread) return false;
-  process.chdir(prepared.project.dir);
-  return true;
+  return isMainThread || process.cwd() === prepared.project.dir;
 }
 
 function expectedHandlers(spec: Spec): HandlerRegistration[] {

@@ -127,15 +127,17 @@ export interface ServiceHandle {
   stop(graceMs: number): Promise<void>;
 }
 
-/** True for the errors of a native addon that is not built to load in worker threads. */
+/**
+ * True for Node's errors for a native addon that is not built to load in worker threads (any
+ * dlopen failure is ERR_DLOPEN_FAILED; only these messages say it is the thread).
+ */
 function cannotLoadInThread(error: unknown): boolean {
-  const e = error as { code?: unknown; message?: unknown } | undefined;
-  const message = typeof e?.message === "string" ? e.message : "";
+  const message = (error as { message?: unknown } | undefined)?.message;
   return (
-    e?.code === "ERR_DLOPEN_FAILED" ||
-    message.includes("did not self-register") ||
-    message.includes("not context-aware") ||
-    message.includes("cannot be loaded in a worker")
+    typeof message === "string" &&
+    (message.includes("did not self-register") ||
+      message.includes("not context-aware") ||
+      message.includes("cannot be loaded in a worker"))
   );
 }
 
