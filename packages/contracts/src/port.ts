@@ -54,7 +54,7 @@ export interface PortLike {
  * A Buffer from the allocation pool is a view on a larger ArrayBuffer, which structured cloning
  * would copy whole: send exactly the message's bytes.
  */
-function portable(bytes: Buffer): Uint8Array {
+function portable(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
@@ -258,6 +258,23 @@ export class PortServer {
     for (const s of this.sessions) s.close();
     this.sessions.clear();
   }
+}
+
+/** What a raw call (PortClient.open) reports. */
+export interface RawCallEvents {
+  /** A message from the server. */
+  message(bytes: Buffer): void;
+  /** The call's end, once; `response` is a unary call's answer with OK. */
+  status(code: number, details: string, response?: Buffer): void;
+}
+
+/** A raw call in flight. */
+export interface RawCall {
+  write(bytes: Uint8Array): void;
+  /** No more messages from this side. */
+  halfClose(): void;
+  /** Ends the call with CANCELLED on both sides. */
+  cancel(): void;
 }
 
 interface ClientCall {
@@ -479,6 +496,42 @@ export class PortClient implements ContractClient {
     }
     this.post([OPEN, id, methodPath(method)]);
     return call;
+  }
+
+  /**
+   * A call by path with the caller's own bytes, for a client that brings its own serializers (the
+   * AWS runtime's grpc-js for @nitric/sdk): `request` is a unary or server-streaming call's one
+   * message; a client- or bidi-streaming call writes its messages with `write`.
+   */
+  open(path: string, request: Uint8Array | undefined, events: RawCallEvents): RawCall {
+    let ended = false;
+    const call: ClientCall = {
+      message: (bytes) => {
+        if (!ended) events.message(bytes);
+      },
+      status: (code, details, response) => {
+        if (ended) return;
+        ended = true;
+        this.done(id);
+        events.status(code, details, response);
+      },
+    };
+    const id = this.start(call);
+    if (this.closed) queueMicrotask(() => call.status(grpc.status.UNAVAILABLE, "the provider closed the port"));
+    else this.post(request === undefined ? [OPEN, id, path] : [OPEN, id, path, portable(request)]);
+    return {
+      write: (bytes) => {
+        if (!ended) this.post([MESSAGE, id, portable(bytes)]);
+      },
+      halfClose: () => {
+        if (!ended) this.post([HALF_CLOSE, id]);
+      },
+      cancel: () => {
+        if (ended) return;
+        this.post([CANCEL, id]);
+        call.status(grpc.status.CANCELLED, "Cancelled on client");
+      },
+    };
   }
 
   close(): void {

@@ -25,11 +25,12 @@ export type EndpointContext = KvContext & ResourcesContext & WebsocketContext;
 
 /** A running endpoint. */
 export interface Endpoint {
-  /** `127.0.0.1:port`. */
+  /** `127.0.0.1:port`; empty when the endpoint serves ports only. */
   address: string;
   /** `unix:<path>` when it also listens on a Unix socket. */
   localAddress?: string;
-  server: grpc.Server;
+  /** The gRPC server; none when the endpoint serves ports only. */
+  server?: grpc.Server;
   /**
    * The same endpoint for services that run as worker threads of this process: a port served here
    * answers exactly the calls the gRPC server answers.
@@ -40,6 +41,11 @@ export interface Endpoint {
 
 /** Options of an endpoint. */
 export interface EndpointOptions {
+  /**
+   * Serve gRPC on 127.0.0.1. Without it the endpoint serves only ports, for a runtime whose
+   * service's code runs in its own thread (the AWS runtime). @default true
+   */
+  grpc?: boolean;
   /**
    * Also listen on a Unix socket at this path, for processes on this machine: a gRPC round trip
    * over it took ~41–50 µs here against ~48–68 µs over TCP on 127.0.0.1. The socket is made
@@ -54,13 +60,16 @@ export async function startEndpoint(
   ctx: EndpointContext,
   options: EndpointOptions = {},
 ): Promise<Endpoint> {
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
-  });
   const ports = new PortServer();
+  const server =
+    options.grpc === false
+      ? undefined
+      : new grpc.Server({
+          "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+          "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+        });
   const serve = (list: Route[]) => {
-    addRoutes(server, list);
+    if (server) addRoutes(server, list);
     ports.add(list);
   };
   serve(routes(Resources, resourcesService(ctx, service)));
@@ -70,6 +79,7 @@ export async function startEndpoint(
   serve(routes(Connections, connectionsService(ctx, service)));
   const served = new Set([Resources, Websocket, WebsocketHandler, KvStore, Connections].map((s) => s.typeName));
   serve(routes(Health, healthService(served)));
+  if (!server) return { address: "", ports };
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) =>
       error ? reject(error) : resolve(p),
@@ -101,12 +111,17 @@ export async function startEndpoint(
 
 /** Stops an endpoint: lets calls finish for up to `graceMs`, then cuts them. */
 export function stopEndpoint(endpoint: Endpoint, graceMs = 1000): Promise<void> {
+  const server = endpoint.server;
   return new Promise<void>((resolve) => {
+    if (!server) {
+      resolve();
+      return;
+    }
     const timer = setTimeout(() => {
-      endpoint.server.forceShutdown();
+      server.forceShutdown();
       resolve();
     }, graceMs);
-    endpoint.server.tryShutdown(() => {
+    server.tryShutdown(() => {
       clearTimeout(timer);
       resolve();
     });

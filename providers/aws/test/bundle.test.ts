@@ -1,6 +1,7 @@
 // What a function's bundle is made of: the runtime reaches DynamoDB and the Management API through
-// its own clients, so no AWS SDK module (nor the Smithy code under it) is in any bundle.
-import { mkdtempSync, rmSync } from "node:fs";
+// its own clients, so no AWS SDK module (nor the Smithy code under it) is in any bundle; the SDKs
+// reach the runtime in-process, so no grpc-js is either, unless the service itself uses it.
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,23 +27,50 @@ describe("a function's bundle", () => {
     expect(bundle.bytes).toBeLessThan(600_000);
   });
 
-  it("gives a @nitric/sdk service one grpc-js (the runtime's) and no portfinder, under 1 MB", async () => {
+  it("gives @nitric/sdk and our packages the in-process grpc-js: no grpc-js, no portfinder", async () => {
     const bundle = await bundleFunction(
       echoNitric,
       { name: "echo", file: "services/echo.ts", path: join(echoNitric, "services", "echo.ts") },
       out,
     );
-    const grpcCopies = new Set(
-      bundle.inputs
-        // The package's own folder (pnpm also names other packages' folders after their grpc-js peer).
-        .map((i) => /@grpc\+grpc-js@([^/\\]+)[/\\]node_modules[/\\]@grpc[/\\]grpc-js[/\\]/.exec(i)?.[1])
-        .filter((v) => v !== undefined),
-    );
-    // @nitric/sdk 1.2.2 asks for grpc-js 1.10; the runtime's 1.14 serves both.
-    expect([...grpcCopies]).toEqual(["1.14.7"]);
+    expect(grpcCopies(bundle.inputs)).toEqual([]);
+    expect(bundle.inputs.some((i) => /runtime[\\/]in-process-grpc\.[jt]s$/.test(i))).toBe(true);
     expect(bundle.inputs.filter((i) => /[\\/](portfinder|async|debug)[\\/]/.test(i))).toEqual([]);
     expect(bundle.inputs.some((i) => /runtime[\\/]portfinder\.[jt]s$/.test(i))).toBe(true);
-    // 1,253 KB with both grpc-js copies and portfinder.
-    expect(bundle.bytes).toBeLessThan(1024 * 1024);
+    // 1,253 KB with both grpc-js copies and portfinder; 1,007 KB with the runtime's grpc-js alone.
+    expect(bundle.bytes).toBeLessThan(800_000);
+  });
+
+  it("gives the service's own grpc-js import the real grpc-js, the runtime's", async () => {
+    const project = join(out, "own-grpc");
+    mkdirSync(join(project, "services"), { recursive: true });
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "own-grpc", private: true }));
+    // The service's dependencies: this package's, where @grpc/grpc-js is one.
+    symlinkSync(fileURLToPath(new URL("../node_modules", import.meta.url)), join(project, "node_modules"), "dir");
+    writeFileSync(
+      join(project, "services", "client.ts"),
+      [
+        'import * as grpc from "@grpc/grpc-js";',
+        "// A client of some other gRPC service: it needs HTTP/2, the real grpc-js.",
+        'export const other = new grpc.Client("127.0.0.1:1", grpc.credentials.createInsecure());',
+        "",
+      ].join("\n"),
+    );
+    const bundle = await bundleFunction(
+      project,
+      { name: "client", file: "services/client.ts", path: join(project, "services", "client.ts") },
+      out,
+    );
+    expect(grpcCopies(bundle.inputs)).toEqual(["1.14.7"]);
+    // The runtime's own calls still stay in the thread.
+    expect(bundle.inputs.some((i) => /runtime[\\/]in-process-grpc\.[jt]s$/.test(i))).toBe(true);
   });
 });
+
+/** The versions of grpc-js a bundle was made from (pnpm also names other packages' folders after their grpc-js peer). */
+function grpcCopies(inputs: string[]): string[] {
+  const versions = inputs
+    .map((i) => /@grpc\+grpc-js@([^/\\]+)[/\\]node_modules[/\\]@grpc[/\\]grpc-js[/\\]/.exec(i)?.[1])
+    .filter((v) => v !== undefined);
+  return [...new Set(versions)];
+}

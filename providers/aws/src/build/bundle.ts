@@ -3,9 +3,9 @@
  * code lazily (so the runtime's endpoint exists before the SDK makes its client), bundled with
  * everything it imports into a single minified CommonJS file, `index.cjs`.
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compileErrorMessage } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
@@ -30,28 +30,76 @@ export class BundleError extends Error {
 }
 
 const RUNTIME = fileURLToPath(new URL("../runtime/index.js", import.meta.url));
-// Built, portfinder.js; run from source (the tests), portfinder.ts.
-const PORTFINDER = ["js", "ts"]
-  .map((ext) => fileURLToPath(new URL(`../runtime/portfinder.${ext}`, import.meta.url)))
-  .find((path) => existsSync(path));
-const GRPC_RESET = createRequire(import.meta.url).resolve("@nitric-like/provider-kit/preload/grpc-reset.cjs");
+/** A module of the runtime: built, `<name>.js`; run from source (the tests), `<name>.ts`. */
+const runtimeModule = (name: string) =>
+  ["js", "ts"]
+    .map((ext) => fileURLToPath(new URL(`../runtime/${name}.${ext}`, import.meta.url)))
+    .find((path) => existsSync(path));
+const PORTFINDER = runtimeModule("portfinder");
+const IN_PROCESS_GRPC = runtimeModule("in-process-grpc");
 /** The grpc-js the runtime's endpoint is built on. */
 const OUR_GRPC = createRequire(import.meta.url).resolve("@grpc/grpc-js");
 
+/** The name in the nearest package.json above `file`, cached by directory. */
+function packageNameOf(file: string, cache: Map<string, string | undefined>): string | undefined {
+  const start = dirname(file);
+  let dir = start;
+  for (;;) {
+    if (cache.has(dir)) break;
+    const manifest = join(dir, "package.json");
+    if (existsSync(manifest)) {
+      try {
+        const { name } = JSON.parse(readFileSync(manifest, "utf8")) as { name?: unknown };
+        cache.set(dir, typeof name === "string" ? name : undefined);
+      } catch {
+        cache.set(dir, undefined);
+      }
+      break;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) {
+      cache.set(dir, undefined);
+      break;
+    }
+    dir = parent;
+  }
+  const name = cache.get(dir);
+  cache.set(start, name);
+  return name;
+}
+
+/** Packages whose grpc-js calls stay in the function's thread: ours, and @nitric/sdk with its own. */
+const OUR_PACKAGES = new Set([
+  "@nitric-like/contracts",
+  "@nitric-like/provider-kit",
+  "@nitric-like/sdk",
+  "@nitric-like/provider-aws",
+]);
+const inProcessCaller = (name: string | undefined) =>
+  name !== undefined && (OUR_PACKAGES.has(name) || name.startsWith("@nitric/"));
+
 /**
- * What a function's bundle leaves out of its dependencies. One grpc-js per function: the published @nitric/sdk pins grpc-js 1.10, which the bundle would
- * otherwise carry beside the runtime's 1.14 (~270 KB, and its load time at every cold start).
- * 1.14 is a compatible minor release of the same API, and it half-closes finished calls instead of
- * resetting them, which 1.10 needs the grpc-reset preload for.
+ * What a function's bundle leaves out of its dependencies. grpc-js, for our packages and for
+ * @nitric/sdk's: they get runtime/in-process-grpc.ts, and every call to the runtime stays in the
+ * function's thread, with no server to bind or channel to connect at a cold start and ~270 KB
+ * less to load. The service's own imports of grpc-js (its clients of other gRPC services) get the
+ * real one, the runtime's 1.14. And portfinder, which @nitric/sdk brings for its HTTP proxy.
  */
-const leanDependencies: Plugin = {
-  name: "nitric-like-lean-dependencies",
-  setup(b) {
-    b.onResolve({ filter: /^@grpc\/grpc-js$/ }, () => ({ path: OUR_GRPC }));
-    // The same entry points in a few lines of node:net (see runtime/portfinder.ts).
-    if (PORTFINDER) b.onResolve({ filter: /^portfinder$/ }, () => ({ path: PORTFINDER }));
-  },
-};
+function leanDependencies(): Plugin {
+  const names = new Map<string, string | undefined>();
+  return {
+    name: "nitric-like-lean-dependencies",
+    setup(b) {
+      b.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) => {
+        const caller = args.importer ? packageNameOf(args.importer, names) : undefined;
+        const inProcess = IN_PROCESS_GRPC !== undefined && inProcessCaller(caller);
+        return { path: inProcess ? IN_PROCESS_GRPC : OUR_GRPC };
+      });
+      // The same entry points in a few lines of node:net (see runtime/portfinder.ts).
+      if (PORTFINDER) b.onResolve({ filter: /^portfinder$/ }, () => ({ path: PORTFINDER }));
+    },
+  };
+}
 
 /** Bundles `service` into `<outDir>/functions/<service>/index.cjs`. */
 export async function bundleFunction(
@@ -67,7 +115,6 @@ export async function bundleFunction(
     entry,
     [
       `// Generated by nitric-like: the Lambda entry of service "${service.name}".`,
-      `import ${JSON.stringify(GRPC_RESET)};`,
       `import { createHandler } from ${JSON.stringify(RUNTIME)};`,
       `export const handler = createHandler({ load: () => import(${JSON.stringify(service.path)}) });`,
       "",
@@ -89,7 +136,7 @@ export async function bundleFunction(
       legalComments: "none",
       // grpc-js loads it only to serve channelz and ORCA, which the runtime never does: 130 KB saved.
       external: ["@grpc/proto-loader"],
-      plugins: [leanDependencies],
+      plugins: [leanDependencies()],
     });
     const bytes = result.metafile.outputs[relative(projectDir, file)]?.bytes ?? 0;
     return { service: service.name, file, bytes, inputs: Object.keys(result.metafile.inputs) };

@@ -1,11 +1,10 @@
 /**
- * The Lambda runtime: hosts the contract's gRPC services in-process on 127.0.0.1 (so the service's
- * code, written with our SDK or with @nitric/sdk, runs unchanged), loads that code, waits until it
- * has registered its handlers, then turns API Gateway WebSocket events into contract events:
+ * The Lambda runtime: hosts the contract's services in the function's own thread (the service's
+ * code, written with our SDK or with @nitric/sdk, runs unchanged and calls them in-process),
+ * loads that code, waits until it has registered its handlers, then turns API Gateway WebSocket events into contract events:
  * `$connect` → connect (a refusal answers its 4xx), `$disconnect` → disconnect, any other route →
  * message (base64 bodies become binary). Sends go through the Management API, kv through DynamoDB.
  */
-import { MessageChannel } from "node:worker_threads";
 import { IN_PROCESS_PORT } from "@nitric-like/contracts/port";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
@@ -31,6 +30,7 @@ import {
   type WebsocketApiEvent,
   type WebsocketApiResult,
 } from "./events.js";
+import { openInProcessPort, serveInProcess } from "./in-process.js";
 import { invokeAsync } from "./invoke.js";
 
 /** How long the first event waits for the service to register a handler it is expected to have. */
@@ -63,8 +63,6 @@ export class Runtime {
   private readonly origins = new Map<string, string[]>();
   private readonly declaredStores = new Set<string>();
   private readonly table: ConnectionsTable | undefined;
-  /** The endpoint the service's code talks to. */
-  address = "";
 
   constructor(
     readonly bindings: Bindings,
@@ -88,38 +86,37 @@ export class Runtime {
 
   /** Starts the endpoint, points the SDKs at it, loads the service and waits for its handlers. */
   async start(load: () => unknown): Promise<void> {
-    const endpoint = await startEndpoint(this.bindings.service, {
-      stores: this.stores,
-      permissions: this.permissions,
-      handlers: this.registry,
-      logger: this.logger,
-      unserved: new Set(),
-      declared: (store) => this.declaredStores.has(store),
-      declareStore: (store) => {
-        this.declaredStores.add(store);
+    // Both SDKs call the endpoint in this thread (in-process.ts): no gRPC server to bind, no
+    // client to connect, no HTTP/2 framing between two parts of one process.
+    const endpoint = await startEndpoint(
+      this.bindings.service,
+      {
+        stores: this.stores,
+        permissions: this.permissions,
+        handlers: this.registry,
+        logger: this.logger,
+        unserved: new Set(),
+        declared: (store) => this.declaredStores.has(store),
+        declareStore: (store) => {
+          this.declaredStores.add(store);
+        },
+        declareSocket: async (socket, origins) => {
+          if (!this.gateways.has(socket)) {
+            this.logger.warn(
+              `service "${this.bindings.service}" declares websocket "${socket}", which this deployment does not have; build and deploy again`,
+            );
+          }
+          this.origins.set(socket, origins);
+        },
+        gateway: (socket) => this.gateways.get(socket),
       },
-      declareSocket: async (socket, origins) => {
-        if (!this.gateways.has(socket)) {
-          this.logger.warn(
-            `service "${this.bindings.service}" declares websocket "${socket}", which this deployment does not have; build and deploy again`,
-          );
-        }
-        this.origins.set(socket, origins);
-      },
-      gateway: (socket) => this.gateways.get(socket),
-    });
-    this.address = endpoint.address;
-    const [host, port] = endpoint.address.split(":");
-    this.env.SERVICE_ADDRESS = endpoint.address;
-    this.env.NITRIC_SERVICE_HOST = host;
-    this.env.NITRIC_SERVICE_PORT = port;
+      { grpc: false },
+    );
     this.env.NITRIC_ENVIRONMENT = "cloud";
-    // Our SDK calls the endpoint over a port in this thread: no gRPC client, connection or HTTP/2
-    // framing between two parts of one process. @nitric/sdk uses the gRPC address above.
-    const { port1, port2 } = new MessageChannel();
-    endpoint.ports.serve(port1);
-    port1.unref();
-    (globalThis as Record<symbol, unknown>)[IN_PROCESS_PORT] = port2;
+    serveInProcess(endpoint.ports);
+    // Our SDK finds its port on globalThis; @nitric/sdk reaches the same endpoint through the
+    // grpc-js the bundler gives it (nitric-grpc.ts).
+    (globalThis as Record<symbol, unknown>)[IN_PROCESS_PORT] = openInProcessPort();
     await load();
     await this.handlersRegistered();
   }
