@@ -1,9 +1,10 @@
 /**
  * The Lambda runtime: hosts the contract's services in the function's own thread (the service's
  * code, written with our SDK or with @nitric/sdk, runs unchanged and calls them in-process),
- * loads that code, waits until it has registered its handlers, then turns API Gateway WebSocket events into contract events:
- * `$connect` → connect (a refusal answers its 4xx), `$disconnect` → disconnect, any other route →
- * message (base64 bodies become binary). Sends go through the Management API, kv through DynamoDB.
+ * loads that code, waits until it has registered its handlers, then turns API Gateway WebSocket
+ * events into contract events: `$connect` → connect (a refusal answers its 4xx), `$disconnect` →
+ * disconnect, any other route → message (base64 bodies become binary). Sends go through the
+ * Management API, kv through DynamoDB.
  */
 import { IN_PROCESS_PORT } from "@nitric-like/contracts/port";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
@@ -115,7 +116,7 @@ export class Runtime {
     this.env.NITRIC_ENVIRONMENT = "cloud";
     serveInProcess(endpoint.ports);
     // Our SDK finds its port on globalThis; @nitric/sdk reaches the same endpoint through the
-    // grpc-js the bundler gives it (nitric-grpc.ts).
+    // grpc-js the bundler gives it (in-process-grpc.ts).
     (globalThis as Record<symbol, unknown>)[IN_PROCESS_PORT] = openInProcessPort();
     await load();
     await this.handlersRegistered();
