@@ -1,11 +1,12 @@
 /**
- * Signed requests to AWS over `fetch`, configured as the AWS SDK configures itself inside Lambda:
+ * Signed requests to AWS over node:http(s) (http.ts), configured as the AWS SDK configures itself inside Lambda:
  * credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, the region from
  * AWS_REGION (or AWS_DEFAULT_REGION), a service's endpoint from AWS_ENDPOINT_URL_<SERVICE> or
  * AWS_ENDPOINT_URL (unless AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true). Throttling, 5xx answers and
  * network failures are retried as the SDK's standard retry mode does: three attempts in all, waits
  * drawn at random up to 100 ms × 2^attempt (500 ms × 2^attempt after throttling).
  */
+import { type HttpAnswer, httpRequest } from "./http.js";
 import { type Credentials, signRequest } from "./signer.js";
 
 /** A failed call: `name` is AWS's error code (`ResourceNotFoundException`, `GoneException`, ...). */
@@ -103,7 +104,8 @@ export interface AwsResponse {
 }
 
 /** The error code and message of a failed answer, from `x-amzn-errortype` or the body's `__type`/`code`. */
-function errorOf(response: Response, text: string, fallback: string | undefined): AwsError {
+function errorOf(response: HttpAnswer, fallback: string | undefined): AwsError {
+  const text = response.body;
   let body: { __type?: unknown; code?: unknown; message?: unknown; Message?: unknown } = {};
   try {
     const parsed = JSON.parse(text) as unknown;
@@ -111,7 +113,7 @@ function errorOf(response: Response, text: string, fallback: string | undefined)
   } catch {
     // Not JSON: the status speaks for itself.
   }
-  const raw = response.headers.get("x-amzn-errortype") ?? body.__type ?? body.code;
+  const raw = response.headers["x-amzn-errortype"] ?? body.__type ?? body.code;
   // `com.amazonaws.dynamodb.v20120810#ResourceNotFoundException`, `GoneException:http://...`
   const code = typeof raw === "string" ? raw.split(":")[0]?.split("#").at(-1) : undefined;
   const name = code || fallback || (response.status >= 500 ? "InternalServerError" : `Http${response.status}Error`);
@@ -153,17 +155,16 @@ export async function sendSigned(
     delete headers.host;
     let error: AwsError;
     try {
-      const response = await fetch(request.url, {
-        method: request.method,
+      const response = await httpRequest(
+        request.url,
+        request.method,
         headers,
-        ...(request.method === "GET" || request.method === "DELETE" ? {} : { body }),
-      });
-      const text = await response.text();
-      if (response.ok) return { status: response.status, body: text };
-      error = errorOf(response, text, request.errorName?.(response.status));
+        request.method === "GET" || request.method === "DELETE" ? undefined : body,
+      );
+      if (response.status >= 200 && response.status < 300) return { status: response.status, body: response.body };
+      error = errorOf(response, request.errorName?.(response.status));
     } catch (thrown) {
-      const cause = (thrown as { cause?: { message?: string } }).cause;
-      error = new AwsError("NetworkError", cause?.message ?? (thrown as Error).message, undefined);
+      error = new AwsError("NetworkError", (thrown as Error).message, undefined);
     }
     const kind = retryable(error);
     if (!kind || attempt >= retry.attempts) throw error;

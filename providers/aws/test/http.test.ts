@@ -1,0 +1,92 @@
+// The runtime's HTTP client (src/aws/http.ts) against real loopback servers: one kept-alive
+// connection for consecutive requests, the body's length, and failures that say what happened.
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { httpRequest } from "../src/aws/http.js";
+
+const servers: Server[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+async function serve(
+  handle: (req: IncomingMessage, body: string, res: import("node:http").ServerResponse) => void,
+): Promise<{ url: URL; sockets: Set<Socket> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => handle(req, Buffer.concat(chunks).toString("utf8"), res));
+  });
+  server.on("connection", (s) => sockets.add(s));
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  server.unref();
+  return { url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/path?q=1`), sockets };
+}
+
+describe("the runtime's HTTP client", () => {
+  it("sends the method, headers and body with its length, and reads status, headers and body", async () => {
+    const seen: Record<string, string | undefined>[] = [];
+    const { url } = await serve((req, body, res) => {
+      seen.push({
+        method: req.method,
+        url: req.url,
+        length: req.headers["content-length"],
+        type: req.headers["content-type"],
+        body,
+      });
+      res.writeHead(418, { "x-amzn-errortype": "TeapotException" }).end("é short and stout");
+    });
+    const answer = await httpRequest(url, "POST", { "content-type": "application/json" }, '{"ü":1}');
+    expect(seen).toEqual([
+      {
+        method: "POST",
+        url: "/path?q=1",
+        length: String(Buffer.byteLength('{"ü":1}')),
+        type: "application/json",
+        body: '{"ü":1}',
+      },
+    ]);
+    expect(answer).toMatchObject({ status: 418, body: "é short and stout" });
+    expect(answer.headers["x-amzn-errortype"]).toBe("TeapotException");
+  });
+
+  it("sends no body and no length for a request without one", async () => {
+    const seen: (string | undefined)[] = [];
+    const { url } = await serve((req, body, res) => {
+      seen.push(req.headers["content-length"], body);
+      res.end();
+    });
+    await httpRequest(url, "DELETE", {}, undefined);
+    expect(seen).toEqual([undefined, ""]);
+  });
+
+  it("keeps one connection open for consecutive requests", async () => {
+    const { url, sockets } = await serve((_req, _body, res) => res.end("ok"));
+    for (let i = 0; i < 3; i++) expect((await httpRequest(url, "POST", {}, `n${i}`)).body).toBe("ok");
+    expect(sockets.size).toBe(1);
+  });
+
+  it("rejects an answer cut off before its end, rather than returning part of it", async () => {
+    const { url } = await serve((_req, _body, res) => {
+      res.writeHead(200, { "content-length": "100" });
+      res.write("only part");
+      setTimeout(() => res.socket?.destroy(), 10);
+    });
+    await expect(httpRequest(url, "POST", {}, "x")).rejects.toThrow(/aborted|closed before the whole answer/);
+  });
+
+  it("rejects a refused connection with the system's reason", async () => {
+    const { url } = await serve((_req, _body, res) => res.end());
+    await new Promise((r) => servers.pop()?.close(r));
+    await expect(httpRequest(url, "POST", {}, "x")).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it("refuses an endpoint that is neither http: nor https:", async () => {
+    await expect(httpRequest(new URL("ftp://127.0.0.1/x"), "GET", {}, undefined)).rejects.toThrow(
+      "ftp://127.0.0.1/x: only http: and https: endpoints are supported",
+    );
+  });
+});
