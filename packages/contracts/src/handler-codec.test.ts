@@ -22,7 +22,21 @@ const rand = () => {
 const int = (n: number) => Math.floor(rand() * n);
 const pick = <T>(xs: T[]) => xs[int(xs.length)] as T;
 const text = () =>
-  pick(["", "a", "abc123", "héllo wörld", "😀 emoji", "x".repeat(200), "日本語のテキスト", "\u0000nul"]);
+  pick([
+    "",
+    "a",
+    "abc123",
+    "héllo wörld",
+    "😀 emoji",
+    "x".repeat(200),
+    "日本語のテキスト",
+    "\u0000nul",
+    // Around the length up to which ASCII is measured and copied in JavaScript (wire.ts).
+    "y".repeat(64),
+    "y".repeat(65),
+    `${"y".repeat(63)}é`,
+    "\ud800 lone surrogate",
+  ]);
 const bytes = () => {
   // Lengths around the one-, two- and three-byte varint boundaries (the last one rarely: slow to compare).
   const n = rand() < 0.02 ? 20000 : pick([0, 1, 5, 127, 128, 300]);

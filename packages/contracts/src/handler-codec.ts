@@ -14,7 +14,7 @@ import {
   type ServerMessage,
   ServerMessageSchema,
 } from "./gen/nitric/proto/websockets/v1/websockets_pb.js";
-import { boolField, LEN, lenField, msgField, Reader, SLOW, tag, varintSize, Writer } from "./wire.js";
+import { boolField, LEN, lenField, msgField, Reader, SLOW, tag, utf8Size, varintSize, Writer } from "./wire.js";
 
 type ServerInit = MessageInitShape<typeof ServerMessageSchema>;
 type ClientInit = MessageInitShape<typeof ClientMessageSchema>;
@@ -42,9 +42,9 @@ function planEvent(m: ServerInit): EventPlan | undefined {
   if (event?.case !== "message") return undefined;
   const body = event.value.body ?? new Uint8Array(0);
   const binary = event.value.binary ?? false;
-  const idSize = Buffer.byteLength(m.id ?? "");
-  const socketSize = Buffer.byteLength(r.socketName ?? "");
-  const connSize = Buffer.byteLength(r.connectionId ?? "");
+  const idSize = utf8Size(m.id ?? "");
+  const socketSize = utf8Size(r.socketName ?? "");
+  const connSize = utf8Size(r.connectionId ?? "");
   const eventSize = lenField(1, body.length) + boolField(1000, binary);
   const requestSize = lenField(1, socketSize) + lenField(2, connSize) + msgField(12, eventSize);
   const size = lenField(1, idSize) + msgField(3, requestSize);
@@ -132,7 +132,7 @@ function planAnswer(m: ClientInit): AnswerPlan | undefined {
     status = wr.value.status ?? 0;
     if (status < 0 || !Number.isInteger(status) || status > 0x7fffffff) return undefined;
   } else if (wr?.case !== undefined) return undefined;
-  const reasonSize = Buffer.byteLength(reason);
+  const reasonSize = utf8Size(reason);
   const connSize =
     boolField(1, reject) +
     lenField(1000, reasonSize) +
@@ -146,7 +146,7 @@ function planAnswer(m: ClientInit): AnswerPlan | undefined {
     replies.push({ data, binary, size });
     responseSize += msgField(1000, size);
   }
-  const idSize = Buffer.byteLength(m.id ?? "");
+  const idSize = utf8Size(m.id ?? "");
   const size = lenField(1, idSize) + msgField(3, responseSize);
   return { idSize, hasResponse, reject, reasonSize, status, connSize, replies, responseSize, size };
 }
@@ -214,6 +214,16 @@ function slowClient(m: ClientInit): Buffer {
 
 /** Thrown inside the fast readers when the bytes hold something they do not handle. */
 const T = "nitric.proto.websockets.v1.";
+// The messages' type names, made once (not per decoded message).
+const TYPE_AnswerBatch = `${T}AnswerBatch`;
+const TYPE_ClientMessage = `${T}ClientMessage`;
+const TYPE_EventBatch = `${T}EventBatch`;
+const TYPE_ServerMessage = `${T}ServerMessage`;
+const TYPE_WebsocketConnectionResponse = `${T}WebsocketConnectionResponse`;
+const TYPE_WebsocketEventRequest = `${T}WebsocketEventRequest`;
+const TYPE_WebsocketEventResponse = `${T}WebsocketEventResponse`;
+const TYPE_WebsocketMessageEvent = `${T}WebsocketMessageEvent`;
+const TYPE_WebsocketReply = `${T}WebsocketReply`;
 
 function readEvent(r: Reader, end: number): ServerMessage {
   let id = "";
@@ -240,12 +250,12 @@ function readEvent(r: Reader, end: number): ServerMessage {
             else if (et === tag(1000, 0)) binary = r.bool();
             else throw SLOW;
           }
-          event = { $typeName: `${T}WebsocketMessageEvent`, body, binary };
+          event = { $typeName: TYPE_WebsocketMessageEvent, body, binary };
         } else throw SLOW;
       }
       if (event === undefined) throw SLOW;
       request = {
-        $typeName: `${T}WebsocketEventRequest`,
+        $typeName: TYPE_WebsocketEventRequest,
         socketName,
         connectionId,
         websocketEvent: { case: "message", value: event },
@@ -254,7 +264,7 @@ function readEvent(r: Reader, end: number): ServerMessage {
   }
   if (request === undefined) throw SLOW;
   return {
-    $typeName: `${T}ServerMessage`,
+    $typeName: TYPE_ServerMessage,
     id,
     content: { case: "websocketEventRequest", value: request },
   } as ServerMessage;
@@ -276,9 +286,9 @@ export function decodeServerMessage(buf: Buffer): ServerMessage {
         events.push(readEvent(r, end));
       }
       return {
-        $typeName: `${T}ServerMessage`,
+        $typeName: TYPE_ServerMessage,
         id: "",
-        content: { case: "eventBatch", value: { $typeName: `${T}EventBatch`, events } },
+        content: { case: "eventBatch", value: { $typeName: TYPE_EventBatch, events } },
       } as ServerMessage;
     }
     return readEvent(r, buf.length);
@@ -316,7 +326,7 @@ function readAnswer(r: Reader, end: number): ClientMessage {
           }
           websocketResponse = {
             case: "connectionResponse",
-            value: { $typeName: `${T}WebsocketConnectionResponse`, reject, reason, status },
+            value: { $typeName: TYPE_WebsocketConnectionResponse, reject, reason, status },
           };
         } else if (rt === tag(1000, LEN)) {
           const pend = r.len();
@@ -328,15 +338,15 @@ function readAnswer(r: Reader, end: number): ClientMessage {
             else if (pt === tag(2, 0)) binary = r.bool();
             else throw SLOW;
           }
-          replies.push({ $typeName: `${T}WebsocketReply`, data, binary });
+          replies.push({ $typeName: TYPE_WebsocketReply, data, binary });
         } else throw SLOW;
       }
-      response = { $typeName: `${T}WebsocketEventResponse`, websocketResponse, replies };
+      response = { $typeName: TYPE_WebsocketEventResponse, websocketResponse, replies };
     } else throw SLOW;
   }
   if (response === undefined) throw SLOW;
   return {
-    $typeName: `${T}ClientMessage`,
+    $typeName: TYPE_ClientMessage,
     id,
     content: { case: "websocketEventResponse", value: response },
   } as ClientMessage;
@@ -357,9 +367,9 @@ export function decodeClientMessage(buf: Buffer): ClientMessage {
         answers.push(readAnswer(r, end));
       }
       return {
-        $typeName: `${T}ClientMessage`,
+        $typeName: TYPE_ClientMessage,
         id: "",
-        content: { case: "answerBatch", value: { $typeName: `${T}AnswerBatch`, answers } },
+        content: { case: "answerBatch", value: { $typeName: TYPE_AnswerBatch, answers } },
       } as ClientMessage;
     }
     return readAnswer(r, buf.length);

@@ -25,7 +25,7 @@ export class Writer {
     if (size === 0) return;
     this.varint(tag(field, LEN));
     this.varint(size);
-    this.pos += this.buf.write(s, this.pos, "utf8");
+    this.utf8(s, size);
   }
   bytes(field: number, b: Uint8Array): void {
     if (b.length === 0) return;
@@ -42,9 +42,18 @@ export class Writer {
   byte(b: number): void {
     this.buf[this.pos++] = b;
   }
-  /** A string's UTF-8 bytes, without tag or length. */
-  utf8(s: string): void {
-    this.pos += this.buf.write(s, this.pos, "utf8");
+  /**
+   * A string's UTF-8 bytes, without tag or length. `size` is its UTF-8 length (utf8Size): when it
+   * equals the string's length every character is ASCII, and a short one is copied here, which is
+   * several times quicker than a call into Buffer.write for the ids and names of the hot path.
+   */
+  utf8(s: string, size = utf8Size(s)): void {
+    if (size === s.length && size <= SHORT) {
+      const { buf } = this;
+      let pos = this.pos;
+      for (let i = 0; i < size; i++) buf[pos++] = s.charCodeAt(i);
+      this.pos = pos;
+    } else this.pos += this.buf.write(s, this.pos, "utf8");
   }
   /** A double, little-endian (wire type 1). */
   double(v: number): void {
@@ -55,6 +64,17 @@ export class Writer {
     this.varint(tag(field, LEN));
     this.varint(size);
   }
+}
+
+/** Strings up to this length are measured and copied in JavaScript (see Writer.utf8). */
+const SHORT = 64;
+
+/** A string's length in UTF-8: counted here for short ASCII strings, else by Buffer.byteLength. */
+export function utf8Size(s: string): number {
+  const n = s.length;
+  if (n > SHORT) return Buffer.byteLength(s, "utf8");
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s, "utf8");
+  return n;
 }
 
 export const varintSize = (v: number) => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
@@ -77,6 +97,14 @@ export class Reader {
     this.pos = start;
   }
   varint(): number {
+    // Tags and short lengths: one byte.
+    if (this.pos < this.end) {
+      const first = this.buf[this.pos] as number;
+      if (first < 0x80) {
+        this.pos++;
+        return first;
+      }
+    }
     let result = 0;
     let shift = 0;
     for (;;) {
