@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { decodeSafely, encodePayload } from "./data.js";
+import { decodeSafely, encodePayload, utf8Bytes } from "./data.js";
 
 describe("encodePayload", () => {
   it("sends strings as text, bytes as binary and other values as JSON text", () => {
@@ -25,6 +25,27 @@ describe("encodePayload", () => {
         }),
       );
     }
+  });
+});
+
+describe("utf8Bytes", () => {
+  it("gives TextEncoder's bytes for ASCII and not, short and long, around the 64-character line", () => {
+    const encoder = new TextEncoder();
+    const cases = [
+      "",
+      "m1",
+      '{"op":"get"}',
+      "a".repeat(64),
+      "a".repeat(65),
+      `${"a".repeat(63)}é`,
+      "é",
+      "😀 emoji",
+      "日本語",
+      "\u007f\u0080",
+      "\ud800 lone surrogate",
+      "x".repeat(1000),
+    ];
+    for (const text of cases) expect(utf8Bytes(text)).toEqual(encoder.encode(text));
   });
 });
 
