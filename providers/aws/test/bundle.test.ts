@@ -65,6 +65,33 @@ describe("a function's bundle", () => {
     // The runtime's own calls still stay in the thread.
     expect(bundle.inputs.some((i) => /runtime[\\/]in-process-grpc\.[jt]s$/.test(i))).toBe(true);
   });
+
+  it("knows a package by the nearest package.json with a name, past a nameless one in a build folder", async () => {
+    const project = join(out, "nameless");
+    const pkg = join(project, "node_modules", "@nitric", "fake");
+    mkdirSync(join(pkg, "lib"), { recursive: true });
+    mkdirSync(join(project, "services"), { recursive: true });
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "nameless", private: true }));
+    writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "@nitric/fake", main: "lib/index.js" }));
+    // As some packages ship a build folder: a manifest that only says how to load its files.
+    writeFileSync(join(pkg, "lib", "package.json"), JSON.stringify({ type: "commonjs" }));
+    writeFileSync(
+      join(pkg, "lib", "index.js"),
+      'const grpc = require("@grpc/grpc-js");\nexports.client = () => new grpc.Client("x", grpc.credentials.createInsecure());\n',
+    );
+    writeFileSync(
+      join(project, "services", "svc.ts"),
+      'import { client } from "@nitric/fake";\nexport const c = client;\n',
+    );
+    const bundle = await bundleFunction(
+      project,
+      { name: "svc", file: "services/svc.ts", path: join(project, "services", "svc.ts") },
+      out,
+    );
+    // @nitric/fake's grpc-js is the in-process one: no real grpc-js in the bundle.
+    expect(grpcCopies(bundle.inputs)).toEqual([]);
+    expect(bundle.inputs.some((i) => /runtime[\\/]in-process-grpc\.[jt]s$/.test(i))).toBe(true);
+  });
 });
 
 /** The versions of grpc-js a bundle was made from (pnpm also names other packages' folders after their grpc-js peer). */

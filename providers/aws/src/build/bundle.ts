@@ -40,31 +40,38 @@ const IN_PROCESS_GRPC = runtimeModule("in-process-grpc");
 /** The grpc-js the runtime's endpoint is built on. */
 const OUR_GRPC = createRequire(import.meta.url).resolve("@grpc/grpc-js");
 
-/** The name in the nearest package.json above `file`, cached by directory. */
+/**
+ * The package `file` belongs to: the name in the nearest package.json above it that has one (a
+ * package.json without a name, such as `{ "type": "module" }` in a build folder, is skipped).
+ * Cached by directory.
+ */
 function packageNameOf(file: string, cache: Map<string, string | undefined>): string | undefined {
-  const start = dirname(file);
-  let dir = start;
+  const visited: string[] = [];
+  let dir = dirname(file);
+  let name: string | undefined;
   for (;;) {
-    if (cache.has(dir)) break;
+    if (cache.has(dir)) {
+      name = cache.get(dir);
+      break;
+    }
+    visited.push(dir);
     const manifest = join(dir, "package.json");
     if (existsSync(manifest)) {
       try {
-        const { name } = JSON.parse(readFileSync(manifest, "utf8")) as { name?: unknown };
-        cache.set(dir, typeof name === "string" ? name : undefined);
+        const parsed = JSON.parse(readFileSync(manifest, "utf8")) as { name?: unknown };
+        if (typeof parsed.name === "string") {
+          name = parsed.name;
+          break;
+        }
       } catch {
-        cache.set(dir, undefined);
+        // Not JSON: not a manifest to go by; look further up.
       }
-      break;
     }
     const parent = dirname(dir);
-    if (parent === dir) {
-      cache.set(dir, undefined);
-      break;
-    }
+    if (parent === dir) break;
     dir = parent;
   }
-  const name = cache.get(dir);
-  cache.set(start, name);
+  for (const d of visited) cache.set(d, name);
   return name;
 }
 
