@@ -178,6 +178,54 @@ describe("the in-process grpc-js", () => {
     expect(error.details).toBe("Response message parsing error: truncated");
   });
 
+  it("ends a stream whose message does not parse with INTERNAL, and cancels it on the server", async () => {
+    const Picky = grpc.makeGenericClientConstructor({
+      scanKeys: {
+        ...(serviceDefinition(KvStore).scanKeys as unknown as {
+          path: string;
+          requestStream: boolean;
+          responseStream: boolean;
+          requestSerialize: (v: unknown) => Buffer;
+        }),
+        responseDeserialize: () => {
+          throw new Error("bad key");
+        },
+      },
+    });
+    const client = new Picky() as unknown as { scanKeys: Call };
+    const log = await events(client.scanKeys({ store: { name: "items" }, prefix: "p/" }) as NodeJS.EventEmitter);
+    expect(log).toEqual([
+      `error ${GrpcStatus.INTERNAL} Response message parsing error: bad key`,
+      `status ${GrpcStatus.INTERNAL}`,
+      "end",
+    ]);
+  });
+
+  it("ends a bidi stream with INTERNAL when a message it writes does not serialize", async () => {
+    const Strict = grpc.makeGenericClientConstructor({
+      handleEvents: {
+        ...(serviceDefinition(WebsocketHandler).handleEvents as unknown as {
+          path: string;
+          requestStream: boolean;
+          responseStream: boolean;
+          responseDeserialize: (b: Buffer) => unknown;
+        }),
+        requestSerialize: () => {
+          throw new Error("Expected argument of type nitric.proto.websockets.v1.ClientMessage");
+        },
+      },
+    });
+    const client = new Strict() as unknown as { handleEvents: Call };
+    const stream = client.handleEvents() as NodeJS.EventEmitter & { write(m: unknown): boolean };
+    const log = events(stream);
+    stream.write({ id: "x" });
+    expect(await log).toEqual([
+      `error ${GrpcStatus.INTERNAL} Request message serialization failure: Expected argument of type nitric.proto.websockets.v1.ClientMessage`,
+      `status ${GrpcStatus.INTERNAL}`,
+      "end",
+    ]);
+  });
+
   it("ends a call to a method the endpoint does not have with UNIMPLEMENTED", async () => {
     const Missing = grpc.makeGenericClientConstructor({
       nothing: {

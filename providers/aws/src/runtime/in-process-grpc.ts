@@ -157,8 +157,9 @@ function startCall(
       try {
         value = def.responseDeserialize(bytes);
       } catch (error) {
-        raw.cancel();
+        // The status first: cancelling reports CANCELLED, which the ended call then ignores.
         end(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
+        raw.cancel();
         return;
       }
       events.message(value);
@@ -281,8 +282,9 @@ class StreamCall extends Duplex {
   override _write(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const bytes = serialize(this.def, chunk);
     if (bytes instanceof Error) {
-      this.raw?.cancel();
+      // The status first: cancelling reports CANCELLED, which the finished call then ignores.
       this.finish(bytes.code, bytes.details);
+      this.raw?.cancel();
     } else this.raw?.write(bytes);
     callback();
   }
