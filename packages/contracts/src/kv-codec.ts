@@ -17,7 +17,7 @@ import {
   type KvStoreSetValueRequest,
   KvStoreSetValueRequestSchema,
 } from "./gen/nitric/proto/kvstore/v1/kvstore_pb.js";
-import { Reader, SLOW, varintSize, Writer } from "./wire.js";
+import { Reader, SLOW, utf8Size, varintSize, Writer } from "./wire.js";
 
 const P = "nitric.proto.kvstore.v1.";
 type Ref = { store?: string; key?: string } | undefined;
@@ -38,7 +38,7 @@ function planValue(v: unknown, sizes: number[]): number {
     case "boolean":
       return 2;
     case "string": {
-      const n = Buffer.byteLength(v, "utf8");
+      const n = utf8Size(v);
       sizes.push(n);
       return 1 + len(n);
     }
@@ -59,7 +59,7 @@ function planStruct(o: Record<string, unknown>, sizes: number[]): number {
   let total = 0;
   for (const k of Object.keys(o)) {
     const at = sizes.length;
-    const kn = Buffer.byteLength(k, "utf8");
+    const kn = utf8Size(k);
     sizes.push(0, kn, 0);
     const vn = planValue(o[k], sizes);
     const entry = 1 + len(kn) + 1 + len(vn);
@@ -103,11 +103,13 @@ function writeValue(w: Writer, v: unknown, c: Cursor): void {
       w.byte(0x20);
       w.byte(v ? 1 : 0);
       return;
-    case "string":
+    case "string": {
+      const n = c.sizes[c.i++] as number;
       w.byte(0x1a);
-      w.varint(c.sizes[c.i++] as number);
-      w.utf8(v);
+      w.varint(n);
+      w.utf8(v, n);
       return;
+    }
     default:
       if (Array.isArray(v)) {
         w.byte(0x32);
@@ -130,7 +132,7 @@ function writeStruct(w: Writer, o: Record<string, unknown>, c: Cursor): void {
     w.varint(entry);
     w.byte(0x0a);
     w.varint(kn);
-    w.utf8(k);
+    w.utf8(k, kn);
     w.byte(0x12);
     w.varint(vn);
     writeValue(w, o[k], c);
@@ -207,8 +209,8 @@ function planRef(ref: Ref): RefPlan | undefined {
   if (ref === undefined) return undefined;
   const store = ref.store ?? "";
   const key = ref.key ?? "";
-  const storeSize = Buffer.byteLength(store, "utf8");
-  const keySize = Buffer.byteLength(key, "utf8");
+  const storeSize = utf8Size(store);
+  const keySize = utf8Size(key);
   const size = (storeSize ? 1 + len(storeSize) : 0) + (keySize ? 1 + len(keySize) : 0);
   return { store, key, storeSize, keySize, size };
 }

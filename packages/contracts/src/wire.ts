@@ -47,7 +47,7 @@ export class Writer {
    * equals the string's length every character is ASCII, and a short one is copied here, which is
    * several times quicker than a call into Buffer.write for the ids and names of the hot path.
    */
-  utf8(s: string, size = utf8Size(s)): void {
+  utf8(s: string, size: number): void {
     if (size === s.length && size <= SHORT) {
       const { buf } = this;
       let pos = this.pos;
