@@ -17,5 +17,6 @@ export {
   MAX_WAITING_EVENTS,
 } from "./handlers.js";
 export { originProblem } from "./origins.js";
+export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { asGrpcError, checkClose, notConnected, settle } from "./websocket.js";

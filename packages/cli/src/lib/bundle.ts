@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
-import { compileErrorMessage } from "@nitric-like/provider-kit";
+import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
 import type { Plugin } from "esbuild";
 import { UserError } from "./log.js";
@@ -43,22 +43,6 @@ function packageName(specifier: string): string {
   return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : (parts[0] ?? specifier);
 }
 
-const owners = new Map<string, string | undefined>();
-
-/** The name in the nearest package.json above `dir` (cached). */
-function ownerOf(dir: string): string | undefined {
-  if (owners.has(dir)) return owners.get(dir);
-  let name: string | undefined;
-  try {
-    name = (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string }).name ?? "";
-  } catch {
-    const parent = dirname(dir);
-    name = parent === dir ? undefined : ownerOf(parent);
-  }
-  owners.set(dir, name);
-  return name;
-}
-
 /**
  * A bare import from the project's code stays external unless it names one of BUNDLED_PACKAGES;
  * what those packages import (grpc-js, protobuf-es, ...) is bundled with them. esbuild never
@@ -69,7 +53,7 @@ const externalProjectPackages: Plugin = {
   setup(build) {
     build.onResolve({ filter: /^[^./]/ }, (args) => {
       if (args.kind === "entry-point" || BUNDLED_PACKAGES.has(packageName(args.path))) return undefined;
-      const owner = ownerOf(dirname(args.importer));
+      const owner = packageOwner(dirname(args.importer));
       const fromBundled =
         args.importer.includes("/node_modules/") || (owner !== undefined && BUNDLED_PACKAGES.has(owner));
       return fromBundled ? undefined : { path: args.path, external: true };
@@ -153,7 +137,7 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
     const importsNitricSdk = Object.values(result.metafile.inputs).some((input) =>
       input.imports.some((i) => i.external === true && packageName(i.path) === "@nitric/sdk"),
     );
-    const bundlesOurSdk = [...inputs].some((path) => ownerOf(dirname(path)) === "@nitric-like/sdk");
+    const bundlesOurSdk = [...inputs].some((path) => packageOwner(dirname(path)) === "@nitric-like/sdk");
     const threadable = bundlesOurSdk && !importsNitricSdk;
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,

@@ -3,11 +3,11 @@
  * code lazily (so the runtime's endpoint exists before the SDK makes its client), bundled with
  * everything it imports into a single minified CommonJS file, `index.cjs`.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compileErrorMessage } from "@nitric-like/provider-kit";
+import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
 import { build, type Plugin } from "esbuild";
 
@@ -40,41 +40,6 @@ const IN_PROCESS_GRPC = runtimeModule("in-process-grpc");
 /** The grpc-js the runtime's endpoint is built on. */
 const OUR_GRPC = createRequire(import.meta.url).resolve("@grpc/grpc-js");
 
-/**
- * The package `file` belongs to: the name in the nearest package.json above it that has one (a
- * package.json without a name, such as `{ "type": "module" }` in a build folder, is skipped).
- * Cached by directory.
- */
-function packageNameOf(file: string, cache: Map<string, string | undefined>): string | undefined {
-  const visited: string[] = [];
-  let dir = dirname(file);
-  let name: string | undefined;
-  for (;;) {
-    if (cache.has(dir)) {
-      name = cache.get(dir);
-      break;
-    }
-    visited.push(dir);
-    const manifest = join(dir, "package.json");
-    if (existsSync(manifest)) {
-      try {
-        const parsed = JSON.parse(readFileSync(manifest, "utf8")) as { name?: unknown };
-        if (typeof parsed.name === "string") {
-          name = parsed.name;
-          break;
-        }
-      } catch {
-        // Not JSON: not a manifest to go by; look further up.
-      }
-    }
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  for (const d of visited) cache.set(d, name);
-  return name;
-}
-
 /** Packages whose grpc-js calls stay in the function's thread: ours, and @nitric/sdk with its own. */
 const OUR_PACKAGES = new Set([
   "@nitric-like/contracts",
@@ -92,21 +57,18 @@ const inProcessCaller = (name: string | undefined) =>
  * less to load. The service's own imports of grpc-js (its clients of other gRPC services) get the
  * real one, the runtime's 1.14. And portfinder, which @nitric/sdk brings for its HTTP proxy.
  */
-function leanDependencies(): Plugin {
-  const names = new Map<string, string | undefined>();
-  return {
-    name: "nitric-like-lean-dependencies",
-    setup(b) {
-      b.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) => {
-        const caller = args.importer ? packageNameOf(args.importer, names) : undefined;
-        const inProcess = IN_PROCESS_GRPC !== undefined && inProcessCaller(caller);
-        return { path: inProcess ? IN_PROCESS_GRPC : OUR_GRPC };
-      });
-      // The same entry points in a few lines of node:net (see runtime/portfinder.ts).
-      if (PORTFINDER) b.onResolve({ filter: /^portfinder$/ }, () => ({ path: PORTFINDER }));
-    },
-  };
-}
+const leanDependencies: Plugin = {
+  name: "nitric-like-lean-dependencies",
+  setup(b) {
+    b.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) => {
+      const caller = args.importer ? packageOwner(dirname(args.importer)) : undefined;
+      const inProcess = IN_PROCESS_GRPC !== undefined && inProcessCaller(caller);
+      return { path: inProcess ? IN_PROCESS_GRPC : OUR_GRPC };
+    });
+    // The same entry points in a few lines of node:net (see runtime/portfinder.ts).
+    if (PORTFINDER) b.onResolve({ filter: /^portfinder$/ }, () => ({ path: PORTFINDER }));
+  },
+};
 
 /** Bundles `service` into `<outDir>/functions/<service>/index.cjs`. */
 export async function bundleFunction(
@@ -143,7 +105,7 @@ export async function bundleFunction(
       legalComments: "none",
       // grpc-js loads it only to serve channelz and ORCA, which the runtime never does: 130 KB saved.
       external: ["@grpc/proto-loader"],
-      plugins: [leanDependencies()],
+      plugins: [leanDependencies],
     });
     const bytes = result.metafile.outputs[relative(projectDir, file)]?.bytes ?? 0;
     return { service: service.name, file, bytes, inputs: Object.keys(result.metafile.inputs) };
