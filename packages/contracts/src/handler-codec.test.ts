@@ -36,6 +36,12 @@ const text = () =>
     "y".repeat(65),
     `${"y".repeat(63)}é`,
     "\ud800 lone surrogate",
+    // Around the length up to which ASCII is read in JavaScript (wire.ts), and short non-ASCII.
+    "12345678",
+    "123456789",
+    "abcdeé",
+    "é",
+    "\u0080",
   ]);
 const bytes = () => {
   // Lengths around the one-, two- and three-byte varint boundaries (the last one rarely: slow to compare).
