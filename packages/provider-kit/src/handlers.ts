@@ -41,10 +41,36 @@ export const EVENT_NAMES: Record<WebsocketEventType, WebsocketEvent> = {
   [WebsocketEventType.Message]: "message",
 };
 
+/**
+ * Who hears how an event ended. The message path passes one long-lived object (the gateway) and
+ * the connection as `context`, so an event costs no promise and no closure; dispatch() wraps a
+ * promise around it for everyone else.
+ */
+export interface AnswerSink<C = unknown> {
+  answered(context: C, response: WebsocketEventResponse): void;
+  failed(context: C, error: HandlerError): void;
+}
+
+/** Reports a failure a microtask later, never from inside the call that found it (as a rejection). */
+function failLater<C>(sink: AnswerSink<C>, context: C, error: HandlerError): void {
+  queueMicrotask(() => sink.failed(context, error));
+}
+
+/** The sink behind dispatch()'s promise. */
+class PromiseSink implements AnswerSink<undefined> {
+  constructor(
+    readonly answered: (context: undefined, response: WebsocketEventResponse) => void,
+    private readonly reject: (error: HandlerError) => void,
+  ) {}
+  failed(_context: undefined, error: HandlerError): void {
+    this.reject(error);
+  }
+}
+
 interface Pending {
   request: EventRequest;
-  resolve(response: WebsocketEventResponse): void;
-  reject(error: HandlerError): void;
+  sink: AnswerSink<never>;
+  context: unknown;
   /** When the handler's time is up (Date.now() milliseconds). */
   deadline: number;
 }
@@ -76,16 +102,13 @@ export class HandlerStream {
     else this.call.write(message);
   }
 
-  /** Sends an event and resolves with the handler's answer. */
-  send(request: EventRequest): Promise<WebsocketEventResponse> {
+  /** Sends an event; `sink` hears its answer, or why there is none, with `context`. */
+  send<C>(request: EventRequest, sink: AnswerSink<C>, context: C): void {
     const id = this.registry.nextId();
-    return new Promise((resolve, reject) => {
-      // No timer per event (this is the hot path): the registry sweeps expired events.
-      this.pending.set(id, { request, resolve, reject, deadline: Date.now() + this.registry.timeoutMs });
-      this.registry.sweepSoon();
-      const message: ServerMessageInit = { id, content: { case: "websocketEventRequest", value: request } };
-      this.write(message);
-    });
+    // No timer per event (this is the hot path): the registry sweeps expired events.
+    this.pending.set(id, { request, sink, context, deadline: Date.now() + this.registry.timeoutMs });
+    this.registry.sweepSoon();
+    this.write({ id, content: { case: "websocketEventRequest", value: request } });
   }
 
   /**
@@ -96,7 +119,8 @@ export class HandlerStream {
     for (const [id, p] of this.pending) {
       if (p.deadline > now) return;
       this.pending.delete(id);
-      p.reject(
+      (p.sink as AnswerSink).failed(
+        p.context,
         new HandlerError(
           "timeout",
           `websocket "${this.socket}": the ${this.event} handler of service "${this.service}" did not answer within ${this.registry.timeoutMs / 1000} s (connection ${p.request.connectionId})`,
@@ -115,7 +139,12 @@ export class HandlerStream {
     const pending = this.pending.get(message.id);
     if (!pending) return;
     this.pending.delete(message.id);
-    pending.resolve(message.content.value);
+    try {
+      (pending.sink as AnswerSink).answered(pending.context, message.content.value);
+    } catch (error) {
+      // One answer's trouble must not cost the others of its batch.
+      this.registry.reportSinkError(this, error);
+    }
   }
 
   /**
@@ -127,9 +156,7 @@ export class HandlerStream {
     this.batcher.clear();
     const pending = [...this.pending.values()];
     this.pending.clear();
-    for (const p of pending) {
-      this.registry.dispatch(this.socket, this.event, p.request).then(p.resolve, p.reject);
-    }
+    for (const p of pending) this.registry.deliver(this.socket, this.event, p.request, p.sink as AnswerSink, p.context);
   }
 }
 
@@ -177,6 +204,13 @@ export class HandlerRegistry {
       }
     }, every);
     this.sweeper.unref();
+  }
+
+  /** An answer's sink threw: logged, and the stream goes on. */
+  reportSinkError(stream: HandlerStream, error: unknown): void {
+    this.logger.error(
+      `websocket "${stream.socket}": handling an answer of service "${stream.service}" failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    );
   }
 
   /** The next event id. */
@@ -299,52 +333,75 @@ export class HandlerRegistry {
   }
 
   /**
-   * Sends an event to its handler. A promised handler that is not live (its service is starting or
-   * restarting) is waited for, up to the wait limit; an event nobody handles fails at once.
+   * Sends an event to its handler and resolves with the answer. A promised handler that is not
+   * live (its service is starting or restarting) is waited for, up to the wait limit; an event
+   * nobody handles fails at once.
    */
   dispatch(socket: string, event: WebsocketEvent, request: EventRequest): Promise<WebsocketEventResponse> {
-    if (this.stopping)
-      return Promise.reject(new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`));
+    return new Promise((resolve, reject) => {
+      this.deliver(socket, event, request, new PromiseSink((_, response) => resolve(response), reject), undefined);
+    });
+  }
+
+  /**
+   * dispatch() without a promise: `sink` hears the answer, or the failure, with `context`. A failure
+   * is never reported from inside this call (always a microtask or more later), as a rejection would be.
+   */
+  deliver<C>(socket: string, event: WebsocketEvent, request: EventRequest, sink: AnswerSink<C>, context: C): void {
     const key = HandlerRegistry.key(socket, event);
-    const stream = this.streams.get(key);
-    if (stream) return stream.send(request);
+    const stream = this.stopping ? undefined : this.streams.get(key);
+    if (stream) {
+      stream.send(request, sink, context);
+      return;
+    }
+    // Past the hot path: an event that is not sent at once.
+    const fail = (error: HandlerError) => failLater(sink, context, error);
+    if (this.stopping) {
+      fail(new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`));
+      return;
+    }
     if (!this.expected.has(key)) {
-      return Promise.reject(
+      fail(
         new HandlerError(
           "none",
           `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`,
         ),
       );
+      return;
     }
     const list = this.waiters.get(key) ?? [];
     // Bounded: a flood of events for a handler that is not coming back must not grow memory.
     if (list.length >= MAX_WAITING_EVENTS) {
-      return Promise.reject(
+      fail(
         new HandlerError(
           "unavailable",
           `websocket "${socket}": ${MAX_WAITING_EVENTS} events already wait for the ${event} handler to register`,
         ),
       );
+      return;
     }
     this.waiters.set(key, list);
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        const at = list.indexOf(wake);
-        if (at >= 0) list.splice(at, 1);
-        resolve();
-      }, this.waitMs);
-      const wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      list.push(wake);
-    }).then(() => {
+    const timer = setTimeout(() => {
+      const at = list.indexOf(wake);
+      if (at >= 0) list.splice(at, 1);
+      resume();
+    }, this.waitMs);
+    const wake = () => {
+      clearTimeout(timer);
+      // After the registration that woke it has been answered: register() wakes before it returns.
+      queueMicrotask(resume);
+    };
+    const resume = () => {
       const live = this.streams.get(key);
-      if (live && !this.stopping) return live.send(request);
-      throw this.stopping
-        ? new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`)
-        : this.absent(socket, event, key, request.connectionId ?? "");
-    });
+      if (live && !this.stopping) live.send(request, sink, context);
+      else
+        fail(
+          this.stopping
+            ? new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`)
+            : this.absent(socket, event, key, request.connectionId ?? ""),
+        );
+    };
+    list.push(wake);
   }
 
   /** The live registrations. */

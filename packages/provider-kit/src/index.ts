@@ -9,6 +9,7 @@ export { MAX_KEY_BYTES } from "./backends.js";
 export { type CompileMessage, compileErrorMessage } from "./compile-errors.js";
 export { type Endpoint, type EndpointContext, type EndpointOptions, startEndpoint, stopEndpoint } from "./endpoint.js";
 export {
+  type AnswerSink,
   EVENT_NAMES,
   HandlerError,
   type HandlerFailure,

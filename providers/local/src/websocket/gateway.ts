@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, STATUS_CODES } from "n
 import type { Duplex } from "node:stream";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
+  type AnswerSink,
   type ConnectionInfo,
   HandlerError,
   type HandlerRegistry,
@@ -556,7 +557,8 @@ export class Gateway implements SocketBackend {
   }
 
   private reply(id: string, ws: WebSocket, data: Uint8Array, binary: boolean): void {
-    ws.send(view(data), { binary });
+    // The fast decoder's replies are Buffers already (views on the answer's bytes).
+    ws.send(data instanceof Buffer ? data : view(data), { binary });
     if (this.observer !== undefined) this.observe("out", id, data, binary);
   }
 
@@ -596,35 +598,38 @@ export class Gateway implements SocketBackend {
       return;
     }
     c.handled++;
-    const { ws } = c;
     const id = c.info.connectionId;
     if (this.observer !== undefined) this.observe("in", id, data, binary);
-    this.handlers
-      .dispatch(this.name, "message", {
-        socketName: this.name,
-        connectionId: id,
-        websocketEvent: { case: "message", value: { body: data, binary } },
-      })
-      .then(
-        (response) => {
-          for (const r of response.replies) this.reply(id, ws, r.data, r.binary);
-          if (ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
-        },
-        (error: unknown) => {
-          const failure = error instanceof HandlerError ? error.failure : "gone";
-          const message = error instanceof Error ? error.message : String(error);
-          if (failure === "none") {
-            this.logger.error(`${message}; closed connection ${id}`);
-            ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
-          } else if (failure === "unavailable") {
-            this.logger.error(`${message}; closed connection ${id}`);
-            ws.close(1013, "message handler unavailable, try again later");
-          } else {
-            this.logger.error(message);
-          }
-        },
-      );
+    this.handlers.deliver(
+      this.name,
+      "message",
+      { socketName: this.name, connectionId: id, websocketEvent: { case: "message", value: { body: data, binary } } },
+      this.messageSink,
+      c,
+    );
   }
+
+  /** Hears the message events' answers, for every connection of this gateway (no closure per message). */
+  private readonly messageSink: AnswerSink<Connection> = {
+    answered: (c, response) => {
+      const { ws } = c;
+      for (const r of response.replies) this.reply(c.info.connectionId, ws, r.data, r.binary);
+      if (ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
+    },
+    failed: (c, error) => {
+      const id = c.info.connectionId;
+      const { failure, message } = error;
+      if (failure === "none") {
+        this.logger.error(`${message}; closed connection ${id}`);
+        c.ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
+      } else if (failure === "unavailable") {
+        this.logger.error(`${message}; closed connection ${id}`);
+        c.ws.close(1013, "message handler unavailable, try again later");
+      } else {
+        this.logger.error(message);
+      }
+    },
+  };
 
   private disconnected(id: string, code: number, reason: string): void {
     if (!this.handlers.isExpected(this.name, "disconnect")) return;

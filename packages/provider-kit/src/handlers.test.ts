@@ -1,0 +1,117 @@
+import { EventEmitter } from "node:events";
+import type { Logger } from "@nitric-like/spec";
+import { describe, expect, it } from "vitest";
+import { type AnswerSink, type HandlerError, HandlerRegistry } from "./handlers.js";
+
+/** The handler stream's side the registry writes to, as grpc-js's ServerDuplexStream offers it. */
+class Call extends EventEmitter {
+  readonly written: { id: string; content: { case: string } }[] = [];
+  write(message: { id: string; content: { case: string } }): boolean {
+    this.written.push(message);
+    return true;
+  }
+  end(): void {}
+}
+
+function logger(): Logger & { errors: string[] } {
+  const errors: string[] = [];
+  return { errors, info() {}, warn() {}, error: (m: string) => errors.push(m) };
+}
+
+const event = (connectionId: string) => ({
+  socketName: "chat",
+  connectionId,
+  websocketEvent: { case: "message" as const, value: { body: new Uint8Array([1]), binary: true } },
+});
+
+const answer = (id: string, data: number) => ({
+  $typeName: "nitric.proto.websockets.v1.ClientMessage",
+  id,
+  content: {
+    case: "websocketEventResponse",
+    value: {
+      $typeName: "nitric.proto.websockets.v1.WebsocketEventResponse",
+      websocketResponse: { case: undefined },
+      replies: [{ $typeName: "nitric.proto.websockets.v1.WebsocketReply", data: new Uint8Array([data]), binary: true }],
+    },
+  },
+});
+
+describe("HandlerRegistry.deliver", () => {
+  it("hands each answer to the sink with its context, and a sink that throws costs no other answer of the batch", () => {
+    const log = logger();
+    const registry = new HandlerRegistry(log, 30_000, 1_000);
+    const call = new Call();
+    const stream = registry.register("svc", "chat", "message", call as never);
+    const heard: [string, number][] = [];
+    const sink: AnswerSink<string> = {
+      answered(context, response) {
+        if (context === "bad") throw new Error("boom");
+        heard.push([context, response.replies[0]?.data[0] ?? -1]);
+      },
+      failed() {},
+    };
+    for (const c of ["a", "bad", "b"]) registry.deliver("chat", "message", event(c), sink, c);
+    const ids = call.written.map((m) => m.id);
+    expect(ids).toHaveLength(3);
+    stream.answer({
+      id: "",
+      content: {
+        case: "answerBatch",
+        value: { answers: ids.map((id, i) => answer(id, i)) },
+      },
+    } as never);
+    expect(heard).toEqual([
+      ["a", 0],
+      ["b", 2],
+    ]);
+    expect(log.errors.join("\n")).toMatch(/websocket "chat": handling an answer of service "svc" failed: Error: boom/);
+    expect(registry.pendingCount()).toBe(0);
+  });
+
+  it("reports an event nobody handles after the call returns, never inside it", async () => {
+    const registry = new HandlerRegistry(logger(), 30_000, 1_000);
+    const failures: HandlerError[] = [];
+    let returned = false;
+    registry.deliver(
+      "chat",
+      "message",
+      event("c1"),
+      {
+        answered() {},
+        failed(_c, error) {
+          expect(returned).toBe(true);
+          failures.push(error);
+        },
+      },
+      undefined,
+    );
+    returned = true;
+    expect(failures).toHaveLength(0);
+    await Promise.resolve();
+    expect(failures.map((f) => [f.failure, f.message])).toEqual([
+      ["none", 'websocket "chat": no service handles message events; add socket.on("message", ...)'],
+    ]);
+  });
+
+  it("holds an event for a promised handler and sends it after the registration, not inside it", async () => {
+    const registry = new HandlerRegistry(logger(), 30_000, 1_000);
+    registry.expect("chat", "message", "svc");
+    const sink: AnswerSink<undefined> = { answered() {}, failed() {} };
+    registry.deliver("chat", "message", event("c1"), sink, undefined);
+    const call = new Call();
+    registry.register("svc", "chat", "message", call as never);
+    // The provider answers the registration right after register() returns.
+    call.write({ id: "", content: { case: "registrationResponse" } });
+    await Promise.resolve();
+    expect(call.written.map((m) => m.content.case)).toEqual(["registrationResponse", "websocketEventRequest"]);
+  });
+
+  it("fails a held event with the wait limit's reason when its handler does not come", async () => {
+    const registry = new HandlerRegistry(logger(), 30_000, 50);
+    registry.expect("chat", "message", "svc");
+    const failure = await registry.dispatch("chat", "message", event("c1")).catch((e: HandlerError) => e);
+    expect((failure as HandlerError).failure).toBe("unavailable");
+    expect((failure as HandlerError).message).toMatch(/did not register within 0.05 s \(connection c1\)/);
+  });
+});
