@@ -182,9 +182,10 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     printSockets();
     // A socket declared later (after a code change) gets its line when its handlers register.
     running.onRegistrationsChanged(printSockets);
+    // Watching first: a change saved the moment "ready" shows must not fall before the watch.
+    if (options.watch && !running.hostsServices) watcher = watchServices(prepared, supervisors, output);
     const n = prepared.services.length;
     output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
-    if (options.watch && !running.hostsServices) watcher = watchServices(prepared, supervisors, output);
   }
 
   const code = await stopped;
