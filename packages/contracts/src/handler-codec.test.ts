@@ -43,6 +43,13 @@ const text = () =>
     "é",
     "\u0080",
   ]);
+/** A map<string, QueryValue>: no entries to several, empty keys and value lists included. */
+const queryMap = () => {
+  const map: Record<string, { value: string[] }> = {};
+  for (let i = int(4); i > 0; i--)
+    map[pick(["a", "", "user-agent", "sec-websocket-key", text()])] = { value: Array.from({ length: int(3) }, text) };
+  return map;
+};
 const bytes = () => {
   // Lengths around the one-, two- and three-byte varint boundaries (the last one rarely: slow to compare).
   const n = rand() < 0.02 ? 20000 : pick([0, 1, 5, 127, 128, 300]);
@@ -79,10 +86,10 @@ function serverMessage(depth = 0): ServerInit {
             websocketEvent: {
               case: "connection",
               value: {
-                queryParams: { a: { value: [text(), text()] } },
-                headers: { "user-agent": { value: [text()] } },
-                remoteAddress: "127.0.0.1",
-                connectedAt: rand() * 2e12,
+                queryParams: queryMap(),
+                headers: queryMap(),
+                remoteAddress: pick(["127.0.0.1", "", "::1", text()]),
+                connectedAt: pick([0, Math.floor(rand() * 2e12), rand() * 2e12, -1.5]),
               },
             },
           },
@@ -98,7 +105,11 @@ function serverMessage(depth = 0): ServerInit {
               value: {
                 socketName: text(),
                 connectionId: text(),
-                websocketEvent: { case: "disconnection", value: { code: pick([1000, 1006, 4000]), reason: text() } },
+                websocketEvent: {
+                  case: "disconnection",
+                  // 0 is left out of the bytes; a negative code is a ten-byte varint (protobuf-es's path).
+                  value: { code: pick([1000, 1006, 4000, 0, 2 ** 31 - 1, -1]), reason: text() },
+                },
               },
             },
           };

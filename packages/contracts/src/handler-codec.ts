@@ -1,10 +1,11 @@
 /**
  * Hand-written protobuf encoding for the two messages of the hot path, the handler stream's
- * ServerMessage (events) and ClientMessage (answers), when they carry message events and their
- * answers, alone or in batches. protobuf-es walks each message by reflection; these write and read
- * the same bytes directly, several times faster, which matters because every client message
- * crosses both once in each process. Anything else (registrations, connect and disconnect events,
- * fields we do not know) goes through protobuf-es, so the wire format is exactly the contract's:
+ * ServerMessage (events) and ClientMessage (answers), when they carry events (message, connect,
+ * disconnect) and their answers, alone or in batches. protobuf-es walks each message by
+ * reflection; these write and read the same bytes directly, several times faster, which matters
+ * because every client message crosses both once in each process, and every connection a connect
+ * and a disconnect event. Anything else (registrations, fields we do not know, negative close
+ * codes) goes through protobuf-es, so the wire format is exactly the contract's:
  * `handler-codec.test.ts` checks both against protobuf-es on thousands of random messages.
  */
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
@@ -20,35 +21,165 @@ type ServerInit = MessageInitShape<typeof ServerMessageSchema>;
 type ClientInit = MessageInitShape<typeof ClientMessageSchema>;
 
 // ServerMessage { id = 1; oneof { websocket_event_request = 3; event_batch = 1000 } }
-// WebsocketEventRequest { socket_name = 1; connection_id = 2; oneof { message = 12; ... } }
+// WebsocketEventRequest { socket_name = 1; connection_id = 2; oneof { connection = 10; disconnection = 11; message = 12 } }
 // WebsocketMessageEvent { body = 1; binary = 1000 }
+// WebsocketConnectionEvent { map<string, QueryValue> query_params = 1; map<string, QueryValue> headers = 1000;
+//                            remote_address = 1001; double connected_at = 1002 }
+// WebsocketDisconnectionEvent { int32 code = 1000; reason = 1001 }
+// QueryValue { repeated string value = 1 }
+
+type QueryMap = Record<string, { value?: string[] }>;
+
+/** A map<string, QueryValue> field, measured: every key and value's UTF-8 size, and each entry's. */
+interface MapPlan {
+  keys: string[];
+  keySizes: number[];
+  values: string[][];
+  valueSizes: number[][];
+  /** Each QueryValue message's size. */
+  listSizes: number[];
+  /** Each map entry's size. */
+  entrySizes: number[];
+  /** The field's size, every entry with its tag and length. */
+  size: number;
+}
+
+/** A repeated string or map key: written even when empty. */
+const alwaysLen = (n: number) => 1 + varintSize(n) + n;
+
+function planMap(field: number, map: QueryMap | undefined): MapPlan | undefined {
+  const plan: MapPlan = { keys: [], keySizes: [], values: [], valueSizes: [], listSizes: [], entrySizes: [], size: 0 };
+  if (map === undefined) return plan;
+  for (const key of Object.keys(map)) {
+    const entry = map[key];
+    if (typeof entry !== "object" || entry === null) return undefined;
+    const values = entry.value ?? [];
+    const keySize = utf8Size(key);
+    const valueSizes: number[] = [];
+    let listSize = 0;
+    for (const v of values) {
+      if (typeof v !== "string") return undefined;
+      const n = utf8Size(v);
+      valueSizes.push(n);
+      listSize += alwaysLen(n);
+    }
+    const entrySize = alwaysLen(keySize) + msgField(2, listSize);
+    plan.keys.push(key);
+    plan.keySizes.push(keySize);
+    plan.values.push(values);
+    plan.valueSizes.push(valueSizes);
+    plan.listSizes.push(listSize);
+    plan.entrySizes.push(entrySize);
+    plan.size += msgField(field, entrySize);
+  }
+  return plan;
+}
+
+function writeMap(w: Writer, field: number, p: MapPlan): void {
+  for (let i = 0; i < p.keys.length; i++) {
+    w.header(field, p.entrySizes[i] as number);
+    w.header(1, p.keySizes[i] as number);
+    w.utf8(p.keys[i] as string, p.keySizes[i] as number);
+    w.header(2, p.listSizes[i] as number);
+    const values = p.values[i] as string[];
+    const sizes = p.valueSizes[i] as number[];
+    for (let j = 0; j < values.length; j++) {
+      w.header(1, sizes[j] as number);
+      w.utf8(values[j] as string, sizes[j] as number);
+    }
+  }
+}
+
+/** What a connection event adds to its plan. */
+interface ConnectionPlan {
+  query: MapPlan;
+  headers: MapPlan;
+  remote: string;
+  remoteSize: number;
+  connectedAt: number;
+}
+
+/** What a disconnection event adds to its plan. */
+interface DisconnectionPlan {
+  code: number;
+  reason: string;
+  reasonSize: number;
+}
 
 interface EventPlan {
   idSize: number;
   socketSize: number;
   connSize: number;
+  /** The oneof's field: 10 connection, 11 disconnection, 12 message. */
+  eventField: number;
   body: Uint8Array;
   binary: boolean;
-  eventSize: number; // WebsocketMessageEvent
+  connection: ConnectionPlan | undefined;
+  disconnection: DisconnectionPlan | undefined;
+  eventSize: number; // the event's message
   requestSize: number; // WebsocketEventRequest
   size: number; // ServerMessage
 }
+
+const NO_BODY = new Uint8Array(0);
 
 function planEvent(m: ServerInit): EventPlan | undefined {
   const content = m.content;
   if (content?.case !== "websocketEventRequest") return undefined;
   const r = content.value;
   const event = r.websocketEvent;
-  if (event?.case !== "message") return undefined;
-  const body = event.value.body ?? new Uint8Array(0);
-  const binary = event.value.binary ?? false;
+  let eventField: number;
+  let body: Uint8Array = NO_BODY;
+  let binary = false;
+  let connection: ConnectionPlan | undefined;
+  let disconnection: DisconnectionPlan | undefined;
+  let eventSize: number;
+  if (event?.case === "message") {
+    eventField = 12;
+    body = event.value.body ?? NO_BODY;
+    binary = event.value.binary ?? false;
+    eventSize = lenField(1, body.length) + boolField(1000, binary);
+  } else if (event?.case === "connection") {
+    eventField = 10;
+    const v = event.value;
+    const query = planMap(1, v.queryParams as QueryMap | undefined);
+    const headers = planMap(1000, v.headers as QueryMap | undefined);
+    if (!query || !headers) return undefined;
+    const remote = v.remoteAddress ?? "";
+    const connectedAt = v.connectedAt ?? 0;
+    if (typeof connectedAt !== "number") return undefined;
+    const remoteSize = utf8Size(remote);
+    connection = { query, headers, remote, remoteSize, connectedAt };
+    eventSize =
+      query.size + headers.size + lenField(1001, remoteSize) + (connectedAt !== 0 ? varintSize(tag(1002, 1)) + 8 : 0);
+  } else if (event?.case === "disconnection") {
+    eventField = 11;
+    const code = event.value.code ?? 0;
+    // A negative int32 is a ten-byte varint: protobuf-es writes those.
+    if (!Number.isInteger(code) || code < 0 || code > 0x7fffffff) return undefined;
+    const reason = event.value.reason ?? "";
+    const reasonSize = utf8Size(reason);
+    disconnection = { code, reason, reasonSize };
+    eventSize = (code === 0 ? 0 : varintSize(tag(1000, 0)) + varintSize(code)) + lenField(1001, reasonSize);
+  } else return undefined;
   const idSize = utf8Size(m.id ?? "");
   const socketSize = utf8Size(r.socketName ?? "");
   const connSize = utf8Size(r.connectionId ?? "");
-  const eventSize = lenField(1, body.length) + boolField(1000, binary);
-  const requestSize = lenField(1, socketSize) + lenField(2, connSize) + msgField(12, eventSize);
+  const requestSize = lenField(1, socketSize) + lenField(2, connSize) + msgField(eventField, eventSize);
   const size = lenField(1, idSize) + msgField(3, requestSize);
-  return { idSize, socketSize, connSize, body, binary, eventSize, requestSize, size };
+  return {
+    idSize,
+    socketSize,
+    connSize,
+    eventField,
+    body,
+    binary,
+    connection,
+    disconnection,
+    eventSize,
+    requestSize,
+    size,
+  };
 }
 
 function writeEvent(w: Writer, m: ServerInit, p: EventPlan): void {
@@ -57,12 +188,29 @@ function writeEvent(w: Writer, m: ServerInit, p: EventPlan): void {
   w.header(3, p.requestSize);
   w.string(1, r.socketName ?? "", p.socketSize);
   w.string(2, r.connectionId ?? "", p.connSize);
-  w.header(12, p.eventSize);
-  w.bytes(1, p.body);
-  w.bool(1000, p.binary);
+  w.header(p.eventField, p.eventSize);
+  const { connection, disconnection } = p;
+  if (connection) {
+    writeMap(w, 1, connection.query);
+    writeMap(w, 1000, connection.headers);
+    w.string(1001, connection.remote, connection.remoteSize);
+    if (connection.connectedAt !== 0) {
+      w.varint(tag(1002, 1));
+      w.double(connection.connectedAt);
+    }
+  } else if (disconnection) {
+    if (disconnection.code !== 0) {
+      w.varint(tag(1000, 0));
+      w.varint(disconnection.code);
+    }
+    w.string(1001, disconnection.reason, disconnection.reasonSize);
+  } else {
+    w.bytes(1, p.body);
+    w.bool(1000, p.binary);
+  }
 }
 
-/** Encodes a ServerMessage: directly for message events and batches of them, else by protobuf-es. */
+/** Encodes a ServerMessage: directly for events and batches of them, else by protobuf-es. */
 export function encodeServerMessage(m: ServerInit): Buffer {
   const content = m.content;
   if (content?.case === "websocketEventRequest") {
@@ -219,11 +367,63 @@ const TYPE_AnswerBatch = `${T}AnswerBatch`;
 const TYPE_ClientMessage = `${T}ClientMessage`;
 const TYPE_EventBatch = `${T}EventBatch`;
 const TYPE_ServerMessage = `${T}ServerMessage`;
+const TYPE_QueryValue = `${T}QueryValue`;
+const TYPE_WebsocketConnectionEvent = `${T}WebsocketConnectionEvent`;
 const TYPE_WebsocketConnectionResponse = `${T}WebsocketConnectionResponse`;
+const TYPE_WebsocketDisconnectionEvent = `${T}WebsocketDisconnectionEvent`;
 const TYPE_WebsocketEventRequest = `${T}WebsocketEventRequest`;
 const TYPE_WebsocketEventResponse = `${T}WebsocketEventResponse`;
 const TYPE_WebsocketMessageEvent = `${T}WebsocketMessageEvent`;
 const TYPE_WebsocketReply = `${T}WebsocketReply`;
+
+/** A map<string, QueryValue> entry, into `map`. */
+function readMapEntry(r: Reader, map: Record<string, unknown>): void {
+  const end = r.len();
+  if (r.varint() !== tag(1, LEN)) throw SLOW;
+  const key = r.string();
+  // A "__proto__" key would set the record's prototype: protobuf-es reads that one.
+  if (key === "__proto__" || r.varint() !== tag(2, LEN)) throw SLOW;
+  const lend = r.len();
+  const value: string[] = [];
+  while (r.pos < lend) {
+    if (r.varint() !== tag(1, LEN)) throw SLOW;
+    value.push(r.string());
+  }
+  if (r.pos !== end) throw SLOW;
+  map[key] = { $typeName: TYPE_QueryValue, value };
+}
+
+function readConnection(r: Reader): unknown {
+  const end = r.len();
+  const queryParams: Record<string, unknown> = {};
+  const headers: Record<string, unknown> = {};
+  let remoteAddress = "";
+  let connectedAt = 0;
+  while (r.pos < end) {
+    const t = r.varint();
+    if (t === tag(1, LEN)) readMapEntry(r, queryParams);
+    else if (t === tag(1000, LEN)) readMapEntry(r, headers);
+    else if (t === tag(1001, LEN)) remoteAddress = r.string();
+    else if (t === tag(1002, 1)) connectedAt = r.double();
+    else throw SLOW;
+  }
+  return { $typeName: TYPE_WebsocketConnectionEvent, queryParams, headers, remoteAddress, connectedAt };
+}
+
+function readDisconnection(r: Reader): unknown {
+  const end = r.len();
+  let code = 0;
+  let reason = "";
+  while (r.pos < end) {
+    const t = r.varint();
+    if (t === tag(1000, 0)) {
+      code = r.varint();
+      if (code > 0x7fffffff) throw SLOW;
+    } else if (t === tag(1001, LEN)) reason = r.string();
+    else throw SLOW;
+  }
+  return { $typeName: TYPE_WebsocketDisconnectionEvent, code, reason };
+}
 
 function readEvent(r: Reader, end: number): ServerMessage {
   let id = "";
@@ -250,16 +450,13 @@ function readEvent(r: Reader, end: number): ServerMessage {
             else if (et === tag(1000, 0)) binary = r.bool();
             else throw SLOW;
           }
-          event = { $typeName: TYPE_WebsocketMessageEvent, body, binary };
-        } else throw SLOW;
+          event = { case: "message", value: { $typeName: TYPE_WebsocketMessageEvent, body, binary } };
+        } else if (rt === tag(10, LEN)) event = { case: "connection", value: readConnection(r) };
+        else if (rt === tag(11, LEN)) event = { case: "disconnection", value: readDisconnection(r) };
+        else throw SLOW;
       }
       if (event === undefined) throw SLOW;
-      request = {
-        $typeName: TYPE_WebsocketEventRequest,
-        socketName,
-        connectionId,
-        websocketEvent: { case: "message", value: event },
-      };
+      request = { $typeName: TYPE_WebsocketEventRequest, socketName, connectionId, websocketEvent: event };
     } else throw SLOW;
   }
   if (request === undefined) throw SLOW;
@@ -270,7 +467,7 @@ function readEvent(r: Reader, end: number): ServerMessage {
   } as ServerMessage;
 }
 
-/** Decodes a ServerMessage: directly for message events and batches of them, else by protobuf-es. */
+/** Decodes a ServerMessage: directly for events and batches of them, else by protobuf-es. */
 export function decodeServerMessage(buf: Buffer): ServerMessage {
   try {
     const r = new Reader(buf, 0, buf.length);
