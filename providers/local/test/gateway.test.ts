@@ -90,6 +90,21 @@ describe("connect", () => {
     expect(c.connectedAt).toBeLessThanOrEqual(Date.now());
   });
 
+  it("gives every connection its own id, past the 256 ids one draw of random bytes makes", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    const connects = await handle(client, "chat", "connect", accept);
+    for (let batch = 0; batch < 6; batch++) {
+      const clients = await Promise.all(Array.from({ length: 50 }, () => open(urlOf(provider, "chat"))));
+      for (const ws of clients) ws.terminate();
+    }
+    const ids = connects.events.map((e) => e.connectionId);
+    expect(ids).toHaveLength(300);
+    expect(new Set(ids).size).toBe(300);
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{12}$/);
+  });
+
   it("refuses a rejected client with 403 and the handler's reason", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
