@@ -2,8 +2,12 @@
 // Echo benchmark: CLIENTS clients each send MESSAGES messages one after another, awaiting each
 // echo, against a raw `ws` echo server and against `nitric-like run` (reply path, socket.send, and
 // the published @nitric/sdk; our SDK's services run as worker threads, and the reply path once more
-// with --processes, a service process over gRPC), all in the same run on 127.0.0.1. Reports msgs/s, RTT p50/p99, the
-// ratio to raw, and lost or reordered echoes. Each target first gets the same untimed warm-up. Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 5]
+// with --processes, a service process over gRPC), all in the same run on 127.0.0.1. Reports
+// msgs/s, RTT p50/p99, the ratio to raw, and lost or reordered echoes. Each target first gets the
+// same untimed warm-up. The judged pair (raw ws and the reply path) is measured in every round;
+// the targets kept for comparison in the first --comparison-rounds only.
+// Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 15] [--comparison-rounds 5]
+//        [--warmup 1000] [--only raw,reply] (a name ending in $ matches exactly)
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
@@ -13,13 +17,17 @@ const { values } = parseArgs({
   options: {
     clients: { type: "string", default: "50" },
     messages: { type: "string", default: "200" },
-    rounds: { type: "string", default: "5" },
+    rounds: { type: "string", default: "15" },
+    "comparison-rounds": { type: "string", default: "5" },
     only: { type: "string" },
+    warmup: { type: "string", default: "1000" },
   },
 });
 const CLIENTS = Number(values.clients);
 const MESSAGES = Number(values.messages);
 const ROUNDS = Number(values.rounds);
+/** The targets with no target of their own are measured in the first rounds only. */
+const COMPARISON_ROUNDS = Math.min(ROUNDS, Number(values["comparison-rounds"]));
 
 async function client(url, rtts, messages = MESSAGES) {
   const ws = new WebSocket(url);
@@ -52,7 +60,9 @@ async function client(url, rtts, messages = MESSAGES) {
 
 async function measure(url) {
   // Untimed warm-up, the same for every target, so JIT compilation is not measured.
-  await Promise.all(Array.from({ length: 10 }, () => client(url, [], 100)));
+  // Spread over enough clients to stay under the per-connection rate limit (a burst of 1,000).
+  const warmClients = Math.max(10, Math.ceil(Number(values.warmup) / 500));
+  await Promise.all(Array.from({ length: warmClients }, () => client(url, [], Number(values.warmup) / warmClients)));
   const rtts = [];
   const t0 = performance.now();
   const results = await Promise.all(Array.from({ length: CLIENTS }, () => client(url, rtts)));
@@ -76,9 +86,10 @@ async function measure(url) {
 const targets = [
   {
     name: "raw ws",
+    judged: true,
     start: () => startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /listening (\S+)/),
   },
-  { name: "nitric-like reply path", start: () => startApp("echo-reply", "echo") },
+  { name: "nitric-like reply path", judged: true, start: () => startApp("echo-reply", "echo") },
   // The same app with its service in a process of its own, over gRPC (before services ran as threads).
   {
     name: "nitric-like reply path, --processes",
@@ -86,7 +97,11 @@ const targets = [
   },
   { name: "nitric-like socket.send", start: () => startApp("echo-send", "echo") },
   { name: "@nitric/sdk on nitric-like", start: () => startApp("echo-nitric", "echo") },
-].filter((t) => !values.only || values.only.split(",").some((o) => t.name.includes(o)));
+].filter(
+  (t) =>
+    !values.only ||
+    values.only.split(",").some((o) => (o.endsWith("$") ? t.name === o.slice(0, -1) : t.name.includes(o))),
+);
 
 const best = new Map();
 // Each round's figures per target: the ratios to raw (rate, and unloaded round trip) are taken
@@ -100,6 +115,7 @@ try {
     const figures = new Map();
     perRound.push(figures);
     for (const target of targets) {
+      if (!target.judged && round > COMPARISON_ROUNDS) continue;
       const { child, url } = await target.start();
       try {
         const r = await measure(url);
@@ -120,10 +136,11 @@ try {
 
 const hasRaw = best.has("raw ws");
 console.log(
-  `\necho: ${CLIENTS} clients x ${MESSAGES} sequential messages, ${ROUNDS} rounds, ${new Date().toISOString()}`,
+  `\necho: ${CLIENTS} clients x ${MESSAGES} sequential messages, ${ROUNDS} rounds (comparison targets: ${COMPARISON_ROUNDS}), ${new Date().toISOString()}`,
 );
-/** Per round, a target's figure divided by raw's in the same round. */
-const perRoundRatios = (name, key) => perRound.map((f) => f.get(name)[key] / f.get("raw ws")[key]);
+/** Per round, a target's figure divided by raw's in the same round (the rounds it was measured in). */
+const perRoundRatios = (name, key) =>
+  perRound.filter((f) => f.has(name)).map((f) => f.get(name)[key] / f.get("raw ws")[key]);
 const medianRatio = (name, key) => median(perRoundRatios(name, key));
 console.log(
   "| target | msgs/s (best round) | vs raw (median of per-round ratios) | RTT p50 ms | RTT p99 ms | unloaded p50 ms (median of rounds) | vs raw (median of per-round ratios) | lost | reordered |",
@@ -132,7 +149,7 @@ console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const [name, r] of best) {
   const ratio = hasRaw ? `${(medianRatio(name, "rate") * 100).toFixed(0)} %` : "-";
   const latency = hasRaw ? `${medianRatio(name, "unloadedP50").toFixed(1)}x` : "-";
-  const unloaded = median(perRound.map((f) => f.get(name).unloadedP50));
+  const unloaded = median(perRound.filter((f) => f.has(name)).map((f) => f.get(name).unloadedP50));
   const { lost, reordered } = totals.get(name);
   console.log(
     `| ${name} | ${r.rate.toFixed(0)} | ${ratio} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${unloaded.toFixed(2)} | ${latency} | ${lost} | ${reordered} |`,
