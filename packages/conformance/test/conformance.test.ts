@@ -28,8 +28,9 @@ async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, tim
   }
 }
 
-// On local, a service using our SDK runs as a worker thread of the CLI by default (calls over a
-// MessagePort) and as a process of its own with --processes (calls over gRPC): both run every scenario.
+// On local, a service runs as a worker thread of the CLI by default (our SDK calls over a
+// MessagePort, @nitric/sdk through the grpc-js stand-in over one) and as a process of its own with
+// --processes (calls over gRPC): both run every scenario, for both SDKs.
 describe.each([
   { provider: "local", sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true, how: "in a worker thread", args: [] },
   {
@@ -40,7 +41,15 @@ describe.each([
     how: "in a process",
     args: ["--processes"],
   },
-  { provider: "local", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false, how: "in a process", args: [] },
+  { provider: "local", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false, how: "in a worker thread", args: [] },
+  {
+    provider: "local",
+    sdk: "@nitric/sdk",
+    fixture: "lab-nitric",
+    ours: false,
+    how: "in a process",
+    args: ["--processes"],
+  },
   { provider: "aws", sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true, how: "in a function", args: [] },
   { provider: "aws", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false, how: "in a function", args: [] },
 ])("the $provider provider through $sdk, $how", ({ provider, fixture, ours, args }) => {

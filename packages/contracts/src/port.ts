@@ -26,6 +26,9 @@ import {
 /** The key of the port in a service worker's `workerData`. */
 export const WORKER_PORT_KEY = "nitricLikeProviderPort";
 
+/** The key of the port that a service worker's grpc-js stand-in (grpc-standin.ts) calls over. */
+export const WORKER_GRPC_PORT_KEY = "nitricLikeGrpcPort";
+
 /**
  * Where a provider that runs the service's code in its own thread (the AWS runtime, inside one
  * Lambda function) leaves the service's port on `globalThis` before loading that code.

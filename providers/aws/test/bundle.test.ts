@@ -82,7 +82,8 @@ function writeProject(name: string, files: Record<string, string>): string {
   return project;
 }
 
-const hasInProcessGrpc = (inputs: string[]) => inputs.some((i) => /runtime[\\/]in-process-grpc\.[jt]s$/.test(i));
+const hasInProcessGrpc = (inputs: string[]) =>
+  inputs.some((i) => /contracts[\\/](dist|src)[\\/]grpc-standin\.[jt]s$/.test(i));
 
 /** The versions of grpc-js a bundle was made from (pnpm also names other packages' folders after their grpc-js peer). */
 function grpcCopies(inputs: string[]): string[] {

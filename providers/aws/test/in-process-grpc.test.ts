@@ -1,15 +1,18 @@
-// The grpc-js a function's bundle gives @nitric/sdk and our packages (runtime/in-process-grpc.ts),
+// The grpc-js a function's bundle gives @nitric/sdk and our packages (@nitric-like/contracts/grpc-standin),
 // against a real PortServer serving real routes of our contracts: what grpc-js's clients do
 // (callbacks, streams, their events and their order, ServiceError's shape, deadlines), over the
 // in-process port. The conformance suite runs @nitric/sdk itself through it, bundled, on aws.
 import { GrpcStatus, grpcError, routes, serviceDefinition } from "@nitric-like/contracts/grpc";
+import * as grpc from "@nitric-like/contracts/grpc-standin";
 import { Health } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { PortServer } from "@nitric-like/contracts/port";
 import { WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
-import { openInProcessPort, serveInProcess } from "../src/runtime/in-process.js";
-import * as grpc from "../src/runtime/in-process-grpc.js";
+import { inProcessClient, openInProcessPort, serveInProcess } from "../src/runtime/in-process.js";
+
+// As the runtime does before it loads a service's code.
+(globalThis as Record<symbol, unknown>)[grpc.STAND_IN_CLIENT] = inProcessClient;
 
 // Before any endpoint is served: a clear error, not a hang.
 const early = (() => {

@@ -70,3 +70,34 @@ it("reports a compile error with its place, and builds again once the file is fi
     'websocket("socket").on("message", (ctx) => shout(ctx.text()))',
   );
 });
+
+it("makes a @nitric/sdk service a second bundle for a thread: @nitric/sdk inside, its grpc-js the stand-in", async () => {
+  const { dir, entry } = project(`import { kind } from "@nitric/sdk";
+import * as grpc from "@grpc/grpc-js";
+console.log(kind, grpc.kind);
+`);
+  const pkg = (name: string, index: string) => {
+    mkdirSync(join(dir, "node_modules", name), { recursive: true });
+    writeFileSync(join(dir, "node_modules", name, "package.json"), JSON.stringify({ name, main: "index.js" }));
+    writeFileSync(join(dir, "node_modules", name, "index.js"), index);
+  };
+  pkg("@nitric/sdk", 'exports.kind = require("@grpc/grpc-js").kind;');
+  pkg("@grpc/grpc-js", 'exports.kind = "installed";');
+  const bundle = await bundleService(dir, entry);
+  const importsOf = (file: string) =>
+    [...readFileSync(file, "utf8").matchAll(/^import .* from "([^"]+)";?$/gm)].map((m) => m[1]);
+  // The process bundle keeps @nitric/sdk as installed (with the grpc-js it brings).
+  expect(bundle.threadable).toBe(false);
+  expect(importsOf(bundle.outfile)).toContain("@nitric/sdk");
+  // The thread bundle has @nitric/sdk in it, calling through the stand-in...
+  expect(bundle.threadOutfile).toBeDefined();
+  const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
+  expect(importsOf(bundle.threadOutfile as string)).not.toContain("@nitric/sdk");
+  expect(threaded).toContain("STAND_IN_CLIENT");
+  expect(threaded).not.toContain('"installed"');
+  // ...while the service's own import of grpc-js stays the project's.
+  expect(importsOf(bundle.threadOutfile as string)).toContain("@grpc/grpc-js");
+  // Reused while unchanged, the thread bundle with it.
+  const again = await bundleService(dir, entry);
+  expect(again.threadOutfile).toBe(bundle.threadOutfile);
+});

@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
-import type { Plugin } from "esbuild";
+import type { BuildOptions, Plugin } from "esbuild";
 import { UserError } from "./log.js";
 
 /** A bundled service. */
@@ -28,6 +28,13 @@ export interface Bundle {
    * provider, calling it over a MessagePort (@nitric/sdk speaks gRPC only).
    */
   threadable: boolean;
+  /**
+   * For a service that uses @nitric/sdk: a second bundle with @nitric/sdk in it and its grpc-js
+   * replaced by @nitric-like/contracts/grpc-standin, which calls the provider over a MessagePort,
+   * so the service can run as a worker thread too. The first bundle (for a process: the collect
+   * pass, --processes) keeps @nitric/sdk and its grpc-js as they are installed.
+   */
+  threadOutfile?: string;
 }
 
 /** The folder where nitric-like keeps its local state inside a project. */
@@ -61,17 +68,48 @@ const externalProjectPackages: Plugin = {
   },
 };
 
+/** Packages whose grpc-js is the stand-in in a thread bundle: @nitric/sdk and the @nitric/* it brings. */
+const isNitricPackage = (name: string | undefined) => name?.startsWith("@nitric/") === true;
+
+const STAND_IN = createRequire(import.meta.url).resolve("@nitric-like/contracts/grpc-standin");
+
+/**
+ * For the thread bundle of a @nitric/sdk service: @nitric/* packages are bundled, and their
+ * imports of grpc-js get the stand-in; every other package is treated as for a process bundle.
+ */
+const nitricSdkInThread: Plugin = {
+  name: "nitric-like-nitric-sdk-in-thread",
+  setup(build) {
+    build.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) => {
+      const owner = args.importer ? packageOwner(dirname(args.importer)) : undefined;
+      return isNitricPackage(owner) ? { path: STAND_IN } : undefined;
+    });
+    build.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (args.kind === "entry-point") return undefined;
+      const name = packageName(args.path);
+      if (BUNDLED_PACKAGES.has(name) || isNitricPackage(name)) return undefined;
+      const owner = packageOwner(dirname(args.importer));
+      const fromBundled =
+        args.importer.includes("/node_modules/") ||
+        (owner !== undefined && (BUNDLED_PACKAGES.has(owner) || isNitricPackage(owner)));
+      return fromBundled ? undefined : { path: args.path, external: true };
+    });
+  },
+};
+
 /** What a bundle was made from, kept beside it: when none of it changed, the bundle is reused. */
 interface BundleRecord {
   key: string;
   /** [path, mtimeMs, size] of every input. */
   inputs: [string, number, number][];
   threadable: boolean;
+  /** The thread bundle of a @nitric/sdk service. */
+  threadOutfile?: string;
 }
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 3`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 4`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -91,11 +129,17 @@ function reusable(outfile: string, recordFile: string, entry: string): Bundle | 
     return undefined;
   }
   if (record.key !== `${BUNDLE_KEY} ${entry}` || !existsSync(outfile)) return undefined;
+  if (record.threadOutfile !== undefined && !existsSync(record.threadOutfile)) return undefined;
   for (const [path, mtimeMs, size] of record.inputs) {
     const now = stamp(path);
     if (!now || now[1] !== mtimeMs || now[2] !== size) return undefined;
   }
-  return { outfile, inputs: new Set(record.inputs.map(([path]) => path)), threadable: record.threadable === true };
+  return {
+    outfile,
+    inputs: new Set(record.inputs.map(([path]) => path)),
+    threadable: record.threadable === true,
+    ...(record.threadOutfile === undefined ? {} : { threadOutfile: record.threadOutfile }),
+  };
 }
 
 /**
@@ -112,7 +156,7 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
   if (cached) return cached;
   const { build } = await import("esbuild");
   try {
-    const result = await build({
+    const options = {
       entryPoints: [service.path],
       outfile,
       bundle: true,
@@ -132,20 +176,28 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
       banner: {
         js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
       },
-    });
+    } satisfies BuildOptions;
+    const result = await build(options);
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
     const importsNitricSdk = Object.values(result.metafile.inputs).some((input) =>
       input.imports.some((i) => i.external === true && packageName(i.path) === "@nitric/sdk"),
     );
     const bundlesOurSdk = [...inputs].some((path) => packageOwner(dirname(path)) === "@nitric-like/sdk");
     const threadable = bundlesOurSdk && !importsNitricSdk;
+    let threadOutfile: string | undefined;
+    if (importsNitricSdk) {
+      threadOutfile = join(outdir, `${service.name}.thread.mjs`);
+      const threaded = await build({ ...options, outfile: threadOutfile, plugins: [nitricSdkInThread] });
+      for (const f of Object.keys(threaded.metafile.inputs)) inputs.add(resolve(projectDir, f));
+    }
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
       inputs: [...inputs].map((path) => stamp(path)).filter((s) => s !== undefined),
       threadable,
+      ...(threadOutfile === undefined ? {} : { threadOutfile }),
     };
     writeFileSync(recordFile, JSON.stringify(record));
-    return { outfile, inputs, threadable };
+    return { outfile, inputs, threadable, ...(threadOutfile === undefined ? {} : { threadOutfile }) };
   } catch (error) {
     // A failed build leaves no record, so the next run builds again.
     rmSync(recordFile, { force: true });

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { PassThrough } from "node:stream";
 import { type MessagePort, Worker } from "node:worker_threads";
-import { WORKER_PORT_KEY } from "@nitric-like/contracts/port";
+import { WORKER_GRPC_PORT_KEY, WORKER_PORT_KEY } from "@nitric-like/contracts/port";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
 
@@ -166,13 +166,18 @@ export function processHandle(child: ChildProcess): ServiceHandle {
  * does not block the gateways (they run on the main thread). `--processes` gives every service a
  * process of its own instead.
  */
-export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, port: MessagePort): ServiceHandle {
-  const worker = new Worker(launch.bundle.outfile, {
+export function startServiceThread(
+  launch: ServiceLaunch & { bundle: Bundle },
+  port: MessagePort,
+  grpcPort?: MessagePort,
+): ServiceHandle {
+  const ports = grpcPort ? [port, grpcPort] : [port];
+  const worker = new Worker(launch.bundle.threadOutfile ?? launch.bundle.outfile, {
     env: serviceEnv(launch),
     execArgv: ["--enable-source-maps"],
     argv: [],
-    workerData: { [WORKER_PORT_KEY]: port },
-    transferList: [port],
+    workerData: { [WORKER_PORT_KEY]: port, ...(grpcPort ? { [WORKER_GRPC_PORT_KEY]: grpcPort } : {}) },
+    transferList: ports,
     stdout: true,
     stderr: true,
   });

@@ -50,13 +50,16 @@ export class ServiceSupervisor {
     };
     const { bundle } = this.service;
     let child: ServiceHandle;
-    if (bundle?.threadable && this.threads && this.provider.openPort) {
+    if ((bundle?.threadable || bundle?.threadOutfile) && this.threads && this.provider.openPort) {
       const port = await this.provider.openPort(this.name);
+      // @nitric/sdk's grpc-js stand-in calls over a port of its own (call ids are per client).
+      const grpcPort = bundle.threadOutfile ? await this.provider.openPort(this.name) : undefined;
       if (this.stopping) {
         port.close();
+        grpcPort?.close();
         return;
       }
-      child = startServiceThread({ ...launch, bundle }, port);
+      child = startServiceThread({ ...launch, bundle }, port, grpcPort);
     } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
     this.child = child;
     this.startedAt = Date.now();

@@ -36,7 +36,8 @@ const runtimeModule = (name: string) =>
     .map((ext) => fileURLToPath(new URL(`../runtime/${name}.${ext}`, import.meta.url)))
     .find((path) => existsSync(path));
 const PORTFINDER = runtimeModule("portfinder");
-const IN_PROCESS_GRPC = runtimeModule("in-process-grpc");
+/** The grpc-js stand-in (built: contracts' dist, which the tests run against too). */
+const IN_PROCESS_GRPC = createRequire(import.meta.url).resolve("@nitric-like/contracts/grpc-standin");
 /** The grpc-js the runtime's endpoint is built on. */
 const OUR_GRPC = createRequire(import.meta.url).resolve("@grpc/grpc-js");
 
@@ -52,7 +53,7 @@ const inProcessCaller = (name: string | undefined) =>
 
 /**
  * What a function's bundle leaves out of its dependencies. grpc-js, for our packages and for
- * @nitric/sdk's: they get runtime/in-process-grpc.ts, and every call to the runtime stays in the
+ * @nitric/sdk's: they get @nitric-like/contracts/grpc-standin, and every call to the runtime stays in the
  * function's thread, with no server to bind or channel to connect at a cold start and ~270 KB
  * less to load. The service's own imports of grpc-js (its clients of other gRPC services) get the
  * real one, the runtime's 1.14. And portfinder, which @nitric/sdk brings for its HTTP proxy.
@@ -62,7 +63,7 @@ const leanDependencies: Plugin = {
   setup(b) {
     b.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) => {
       const caller = args.importer ? packageOwner(dirname(args.importer)) : undefined;
-      const inProcess = IN_PROCESS_GRPC !== undefined && inProcessCaller(caller);
+      const inProcess = inProcessCaller(caller);
       return { path: inProcess ? IN_PROCESS_GRPC : OUR_GRPC };
     });
     // The same entry points in a few lines of node:net (see runtime/portfinder.ts).

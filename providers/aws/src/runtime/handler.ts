@@ -6,6 +6,7 @@
  * disconnect, any other route → message (base64 bodies become binary). Sends go through the
  * Management API, kv through DynamoDB.
  */
+import { STAND_IN_CLIENT } from "@nitric-like/contracts/grpc-standin";
 import { IN_PROCESS_PORT } from "@nitric-like/contracts/port";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
@@ -31,7 +32,7 @@ import {
   type WebsocketApiEvent,
   type WebsocketApiResult,
 } from "./events.js";
-import { openInProcessPort, serveInProcess } from "./in-process.js";
+import { inProcessClient, openInProcessPort, serveInProcess } from "./in-process.js";
 import { invokeAsync } from "./invoke.js";
 
 /** How long the first event waits for the service to register a handler it is expected to have. */
@@ -116,8 +117,9 @@ export class Runtime {
     this.env.NITRIC_ENVIRONMENT = "cloud";
     serveInProcess(endpoint.ports);
     // Our SDK finds its port on globalThis; @nitric/sdk reaches the same endpoint through the
-    // grpc-js the bundler gives it (in-process-grpc.ts).
+    // grpc-js the bundler gives it (@nitric-like/contracts/grpc-standin), which asks for this client.
     (globalThis as Record<symbol, unknown>)[IN_PROCESS_PORT] = openInProcessPort();
+    (globalThis as Record<symbol, unknown>)[STAND_IN_CLIENT] = inProcessClient;
     await load();
     await this.handlersRegistered();
   }

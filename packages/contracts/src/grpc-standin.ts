@@ -1,8 +1,10 @@
 /**
- * The grpc-js a function's bundle carries: build/bundle.ts resolves `@grpc/grpc-js` to this module
- * for @nitric/sdk and for our own packages, so that inside a function every call to the runtime
- * stays in the function's thread (over the in-process port, in-process.ts) and no grpc-js is
- * loaded at a cold start: no server to bind, no channel to connect, ~270 KB less to compile.
+ * A grpc-js for code that calls its provider in-process. The AWS bundler resolves `@grpc/grpc-js`
+ * to this module for @nitric/sdk and for our own packages, so that inside a function every call to
+ * the runtime stays in the function's thread (over the in-process port the runtime leaves at
+ * STAND_IN_CLIENT) and no grpc-js is loaded at a cold start: no server to bind, no channel to
+ * connect, ~270 KB less to compile. `nitric-like run` does the same for a @nitric/sdk service it
+ * starts as a worker thread, whose port is in its workerData (WORKER_GRPC_PORT_KEY).
  * It has the client side of grpc-js's API that those packages use (Client and its make*Request
  * methods, makeGenericClientConstructor for @nitric/sdk's generated clients, credentials,
  * Metadata, status). Messages are serialised and parsed by the callers' own functions, as they
@@ -15,8 +17,32 @@
  */
 import { EventEmitter } from "node:events";
 import { Duplex } from "node:stream";
-import type { RawCall } from "@nitric-like/contracts/port";
-import { inProcessClient } from "./in-process.js";
+import { workerData } from "node:worker_threads";
+import { PortClient, type PortLike, type RawCall, WORKER_GRPC_PORT_KEY } from "./port.js";
+
+/**
+ * Where a provider that runs the service's code in its own thread (the AWS runtime) leaves the
+ * function that gives the stand-in its client, before it loads that code.
+ */
+export const STAND_IN_CLIENT = Symbol.for("nitric-like.grpc-stand-in-client");
+
+let threadClient: PortClient | undefined;
+
+/** The client every call goes to: the in-process runtime's, or a service thread's own port. */
+function standInClient(): PortClient {
+  const hook = (globalThis as Record<symbol, unknown>)[STAND_IN_CLIENT];
+  if (typeof hook === "function") return (hook as () => PortClient)();
+  const data = workerData as Record<string, unknown> | null | undefined;
+  const port = typeof data === "object" && data !== null ? data[WORKER_GRPC_PORT_KEY] : undefined;
+  if (port && typeof (port as PortLike).postMessage === "function") {
+    threadClient ??= new PortClient(port as PortLike);
+    return threadClient;
+  }
+  throw new Error(
+    "nitric-like: this bundle's grpc-js calls its provider in-process, and no provider set that up; " +
+      "start the service with nitric-like run, or deploy the function nitric-like build made",
+  );
+}
 
 /** gRPC status codes, both ways, as grpc-js's `status` enum. */
 const STATUS_NAMES = [
@@ -151,7 +177,7 @@ function startCall(
     clearTimeout(timer);
     events.status(code, details, response);
   };
-  const raw = inProcessClient().open(def.path, request, {
+  const raw = standInClient().open(def.path, request, {
     message: (bytes) => {
       let value: unknown;
       try {
