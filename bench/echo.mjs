@@ -3,9 +3,8 @@
 // echo, against a raw `ws` echo server and against `nitric-like run` (reply path, socket.send, and
 // the published @nitric/sdk; services run as worker threads, our SDK over a port and @nitric/sdk
 // through the grpc-js stand-in, and the reply path once more with --processes, a service process
-// over gRPC), all in the same run on 127.0.0.1. Reports
-// msgs/s, RTT p50/p99, the ratio to raw, and lost or reordered echoes. Each target first gets the
-// same untimed warm-up. The judged pair (raw ws and the reply path) is measured in every round;
+// over gRPC), all in the same run on 127.0.0.1. Reports msgs/s, RTT p50/p99, the ratio to raw, and
+// lost or reordered echoes. Each target first gets the same untimed warm-up. The judged pair (raw ws and the reply path) is measured in every round;
 // the targets kept for comparison in the first --comparison-rounds only.
 // Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 15] [--comparison-rounds 5]
 //        [--warmup 1000] [--only raw,reply] (a name ending in $ matches exactly)

@@ -365,7 +365,7 @@ function definition(
   return { path, requestStream, responseStream, requestSerialize, responseDeserialize };
 }
 
-/** A client of the runtime's endpoint; the address, credentials and channel options are ignored. */
+/** A client of the provider's endpoint, in-process; the address, credentials and channel options are ignored. */
 export class Client {
   constructor(_address?: string, _credentials?: unknown, _options?: object) {}
 

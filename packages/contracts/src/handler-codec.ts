@@ -360,7 +360,7 @@ function slowClient(m: ClientInit): Buffer {
 
 // ---- reading -------------------------------------------------------------------------------
 
-/** Thrown inside the fast readers when the bytes hold something they do not handle. */
+/** The package of the messages' type names. */
 const T = "nitric.proto.websockets.v1.";
 // The messages' type names, made once (not per decoded message).
 const TYPE_AnswerBatch = `${T}AnswerBatch`;

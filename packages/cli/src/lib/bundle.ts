@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
-import type { BuildOptions, Plugin } from "esbuild";
+import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { UserError } from "./log.js";
 
 /** A bundled service. */
@@ -50,50 +50,44 @@ function packageName(specifier: string): string {
   return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : (parts[0] ?? specifier);
 }
 
-/**
- * A bare import from the project's code stays external unless it names one of BUNDLED_PACKAGES;
- * what those packages import (grpc-js, protobuf-es, ...) is bundled with them. esbuild never
- * reads an external package, so an importer inside node_modules is always a bundled one.
- */
-const externalProjectPackages: Plugin = {
-  name: "nitric-like-external-packages",
-  setup(build) {
-    build.onResolve({ filter: /^[^./]/ }, (args) => {
-      if (args.kind === "entry-point" || BUNDLED_PACKAGES.has(packageName(args.path))) return undefined;
-      const owner = packageOwner(dirname(args.importer));
-      const fromBundled =
-        args.importer.includes("/node_modules/") || (owner !== undefined && BUNDLED_PACKAGES.has(owner));
-      return fromBundled ? undefined : { path: args.path, external: true };
-    });
-  },
-};
+/** Our SDK and its parts, bundled into every service. */
+const ours = (name: string | undefined) => name !== undefined && BUNDLED_PACKAGES.has(name);
 
 /** Packages whose grpc-js is the stand-in in a thread bundle: @nitric/sdk and the @nitric/* it brings. */
 const isNitricPackage = (name: string | undefined) => name?.startsWith("@nitric/") === true;
 
+/**
+ * A bare import from the project's code stays external unless `bundled` names its package; what
+ * bundled packages import (grpc-js, protobuf-es, ...) is bundled with them. esbuild never reads an
+ * external package, so an importer inside node_modules is always a bundled one.
+ */
+function keepProjectPackagesExternal(build: PluginBuild, bundled: (name: string | undefined) => boolean): void {
+  build.onResolve({ filter: /^[^./]/ }, (args) => {
+    if (args.kind === "entry-point" || bundled(packageName(args.path))) return undefined;
+    const fromBundled = args.importer.includes("/node_modules/") || bundled(packageOwner(dirname(args.importer)));
+    return fromBundled ? undefined : { path: args.path, external: true };
+  });
+}
+
+/** A service's bundle: our SDK inside, the project's own packages (and @nitric/sdk) as installed. */
+const externalProjectPackages: Plugin = {
+  name: "nitric-like-external-packages",
+  setup: (build) => keepProjectPackagesExternal(build, ours),
+};
+
 const STAND_IN = createRequire(import.meta.url).resolve("@nitric-like/contracts/grpc-standin");
 
 /**
- * For the thread bundle of a @nitric/sdk service: @nitric/* packages are bundled, and their
- * imports of grpc-js get the stand-in; every other package is treated as for a process bundle.
+ * The thread bundle of a @nitric/sdk service: @nitric/* packages are bundled too, and their
+ * imports of grpc-js get the stand-in.
  */
 const nitricSdkInThread: Plugin = {
   name: "nitric-like-nitric-sdk-in-thread",
   setup(build) {
-    build.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) => {
-      const owner = args.importer ? packageOwner(dirname(args.importer)) : undefined;
-      return isNitricPackage(owner) ? { path: STAND_IN } : undefined;
-    });
-    build.onResolve({ filter: /^[^./]/ }, (args) => {
-      if (args.kind === "entry-point") return undefined;
-      const name = packageName(args.path);
-      if (BUNDLED_PACKAGES.has(name) || isNitricPackage(name)) return undefined;
-      const owner = packageOwner(dirname(args.importer));
-      const fromBundled =
-        args.importer.includes("/node_modules/") ||
-        (owner !== undefined && (BUNDLED_PACKAGES.has(owner) || isNitricPackage(owner)));
-      return fromBundled ? undefined : { path: args.path, external: true };
-    });
+    build.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) =>
+      isNitricPackage(packageOwner(dirname(args.importer))) ? { path: STAND_IN } : undefined,
+    );
+    keepProjectPackagesExternal(build, (name) => ours(name) || isNitricPackage(name));
   },
 };
 

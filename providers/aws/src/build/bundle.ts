@@ -53,9 +53,9 @@ const inProcessCaller = (name: string | undefined) =>
 
 /**
  * What a function's bundle leaves out of its dependencies. grpc-js, for our packages and for
- * @nitric/sdk's: they get @nitric-like/contracts/grpc-standin, and every call to the runtime stays in the
- * function's thread, with no server to bind or channel to connect at a cold start and ~270 KB
- * less to load. The service's own imports of grpc-js (its clients of other gRPC services) get the
+ * @nitric/sdk's: they get @nitric-like/contracts/grpc-standin, and every call to the runtime stays
+ * in the function's thread, with no server to bind or channel to connect at a cold start and
+ * ~270 KB less to load. The service's own imports of grpc-js (its clients of other gRPC services) get the
  * real one, the runtime's 1.14. And portfinder, which @nitric/sdk brings for its HTTP proxy.
  */
 const leanDependencies: Plugin = {

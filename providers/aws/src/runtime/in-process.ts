@@ -1,8 +1,9 @@
 /**
  * The runtime's endpoint inside the function's own thread. The runtime hands it over before it
  * loads the service's code; the SDKs in the bundle (ours, and @nitric/sdk through the grpc-js
- * stand-in, @nitric-like/contracts/grpc-standin) call it over a MessageChannel: the same routes and message bytes as
- * gRPC, without a server, a socket or an HTTP/2 connection to set up at every cold start.
+ * stand-in, @nitric-like/contracts/grpc-standin) call it over a MessageChannel: the same routes
+ * and message bytes as gRPC, without a server, a socket or an HTTP/2 connection to set up at every
+ * cold start.
  */
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { PortClient, type PortServer } from "@nitric-like/contracts/port";
