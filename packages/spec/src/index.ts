@@ -55,6 +55,7 @@ export {
   type Permission,
   type PolicySpec,
   type ResourceRef,
+  SERVED_KINDS,
   type Spec,
   type SpecResult,
   WEBSOCKET_EVENTS,
