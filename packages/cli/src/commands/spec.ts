@@ -1,5 +1,5 @@
 /** `nitric-like spec [dir]`: the collect pass, printed as JSON; refuses an app that cannot be deployed. */
-import { buildSpec, SERVED_KINDS, type Spec } from "@nitric-like/spec";
+import { buildSpec, SERVED_KINDS, type Spec, unusedSocketWarnings } from "@nitric-like/spec";
 import { collect } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
@@ -37,6 +37,8 @@ export async function collectSpec(
     const result = buildSpec(prepared.project.name, collected);
     const found = result.spec.resources.length;
     progress.done(`collected ${found} resource${found === 1 ? "" : "s"} from ${n} service${n === 1 ? "" : "s"}`);
+    const sockets = result.spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name);
+    for (const w of unusedSocketWarnings(prepared.project, sockets)) output.warn(w);
     if (result.unsupported.length > 0) {
       // Nothing can run or deploy a resource nobody serves: every command stops here (run too,
       // which otherwise only warns), listing every problem at once.
