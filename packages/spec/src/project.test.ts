@@ -71,6 +71,9 @@ describe("loadProject", () => {
       ),
     ).toThrow(/websockets\.s\.port must be a port number/);
     expect(() => loadProject(project({ "nitric-like.yaml": "name: [unclosed\n" }))).toThrow(/not valid YAML/);
+    expect(() => loadProject(project({ "nitric-like.yaml": "name: x\nservices:\n  match: a\n" }))).toThrow(
+      /"services" must be a list of entries, each starting with "-"/,
+    );
   });
 });
 

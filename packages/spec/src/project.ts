@@ -197,7 +197,11 @@ export function loadProject(dir: string): Project {
   }
 
   const services: ServiceMatch[] = [];
-  if (!Array.isArray(doc.services) || doc.services.length === 0) {
+  if (doc.services !== undefined && doc.services !== null && !Array.isArray(doc.services)) {
+    problem(
+      `"services" must be a list of entries, each starting with "-", such as\n  services:\n    - match: services/*.ts`,
+    );
+  } else if (!Array.isArray(doc.services) || doc.services.length === 0) {
     problem(`"services" is required, such as\n  services:\n    - match: services/*.ts`);
   } else {
     doc.services.forEach((s: unknown, i) => {
