@@ -20,4 +20,5 @@ export {
 export { originProblem } from "./origins.js";
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
+export { resourceKindOf } from "./resources.js";
 export { asGrpcError, checkClose, notConnected, settle } from "./websocket.js";

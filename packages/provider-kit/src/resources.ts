@@ -17,6 +17,32 @@ function kindOf(type: ResourceType): ResourceKind | undefined {
   return undefined;
 }
 
+/**
+ * The kind of a declared resource: "websocket" and "kv" are served; any other is named as the
+ * @nitric/sdk call that declares it (`api`, `topic`, `bucket`, ...), so the spec can refuse it by
+ * the name the user wrote.
+ */
+export function resourceKindOf(type: ResourceType): string {
+  switch (type) {
+    case ResourceType.Websocket:
+      return "websocket";
+    case ResourceType.KeyValueStore:
+      return "kv";
+    case ResourceType.Subscription:
+      return "topic";
+    case ResourceType.BucketListener:
+      return "bucket";
+    case ResourceType.SqlDatabase:
+      return "sql";
+    case ResourceType.ApiSecurityDefinition:
+      return "oidcRule";
+    default: {
+      const name = ResourceType[type];
+      return name ? name[0]?.toLowerCase() + name.slice(1) : `resource type ${type}`;
+    }
+  }
+}
+
 /** What the Resources service needs from the provider. */
 export interface ResourcesContext {
   permissions: Permissions;
@@ -75,11 +101,14 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
         callback(null, {});
         return;
       }
-      const label = `${ResourceType[id.type] ?? id.type} "${id.name}"`;
+      // Recorded and answered OK, never an error: @nitric/sdk treats a failed declaration as fatal,
+      // and the collect pass has already refused these before anything runs.
+      const declared = `${resourceKindOf(id.type)} ${JSON.stringify(id.name)}`;
+      const label = `${service}\u0000${declared}`;
       if (!ctx.unserved.has(label)) {
         ctx.unserved.add(label);
         ctx.logger.warn(
-          `service "${service}" declares ${label}: nitric-like serves websockets and kv stores, so it is recorded but not served`,
+          `service "${service}" declares ${declared}, a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket() and kv()`,
         );
       }
       callback(null, {});

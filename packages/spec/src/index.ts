@@ -2,6 +2,7 @@ export {
   type AppLimits,
   DEFAULT_LIMITS,
   formatDuration,
+  LIMIT_KEYS,
   LimitError,
   MAX_HANDLER_TIMEOUT_MS,
   parseLimits,
@@ -18,17 +19,22 @@ export {
 } from "./names.js";
 export {
   checkEnvironment,
+  configuredSockets,
   DEFAULT_RUN_ENVIRONMENT,
   type EnvironmentConfig,
   findServices,
   globToRegExp,
   loadProject,
+  MAX_STACK_NAME_LENGTH,
   PROJECT_FILES,
   type Project,
   ProjectError,
+  projectNameProblem,
   type ServiceEntry,
   type ServiceMatch,
+  STACK_NAME_PATTERN,
   socketLimitsOf,
+  unusedSocketWarnings,
   type WebsocketConfig,
 } from "./project.js";
 export type {
@@ -55,9 +61,11 @@ export {
   type Permission,
   type PolicySpec,
   type ResourceRef,
+  SERVED_KINDS,
   type Spec,
   type SpecResult,
   WEBSOCKET_EVENTS,
   type WebsocketEvent,
   type WebsocketSpec,
 } from "./spec.js";
+export { didYouMean, editDistance } from "./suggest.js";

@@ -63,7 +63,7 @@ describe("limits in the project file", () => {
       ["limits:\n  messagesPerSecond: 0\n", /limits\.messagesPerSecond is 0: use a number above 0/],
       [
         "limits:\n  maxConections: 5\n",
-        /limits\.maxConections is not a limit; use one of maxMessageBytes, idleTimeout/,
+        /limits\.maxConections is not a limit; did you mean maxConnections\? The limits are maxMessageBytes, idleTimeout/,
       ],
       ["limits: 5\n", /limits must be a mapping/],
       [
@@ -120,7 +120,7 @@ describe("limits in the project file", () => {
       'nitric-like.yaml: no environment "staging"; use one of local, prod, or add it under environments:',
     );
     expect(() => load("environments:\n  prod:\n    limit: {}\n")).toThrow(
-      "nitric-like.yaml: environments.prod.limit is not a setting; use limits or websockets",
+      "nitric-like.yaml: environments.prod.limit is not a setting; did you mean environments.prod.limits?",
     );
     expect(() => load("environments:\n  prod:\n    limits:\n      idleTimeout: 5\n")).toThrow(
       /environments\.prod\.limits\.idleTimeout is 5: use a duration/,

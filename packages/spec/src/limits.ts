@@ -158,3 +158,9 @@ export function formatDuration(ms: number): string {
   if (ms >= 1000) return `${round(ms / 1000)} s`;
   return `${ms} ms`;
 }
+
+/**
+ * Every key a `limits:` mapping accepts, in the order they are documented: taken from the table
+ * parseLimits() reads, so a limit added there is known to the project file's checks at once.
+ */
+export const LIMIT_KEYS: readonly string[] = Object.freeze(Object.keys(KEYS));

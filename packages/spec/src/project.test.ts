@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { findServices, globToRegExp, loadProject } from "./project.js";
+import { LIMIT_KEYS } from "./limits.js";
+import { findServices, globToRegExp, loadProject, ProjectError, unusedSocketWarnings } from "./project.js";
 
 const dirs: string[] = [];
 function project(files: Record<string, string>): string {
@@ -70,6 +71,9 @@ describe("loadProject", () => {
       ),
     ).toThrow(/websockets\.s\.port must be a port number/);
     expect(() => loadProject(project({ "nitric-like.yaml": "name: [unclosed\n" }))).toThrow(/not valid YAML/);
+    expect(() => loadProject(project({ "nitric-like.yaml": "name: x\nservices:\n  match: a\n" }))).toThrow(
+      /"services" must be a list of entries, each starting with "-"/,
+    );
   });
 });
 
@@ -96,5 +100,96 @@ describe("findServices", () => {
     expect(() => findServices(loadProject(clash))).toThrow(/two services are named "a"/);
     const none = project({ "nitric-like.yaml": "name: x\nservices:\n  - match: services/*.ts\n" });
     expect(() => findServices(loadProject(none))).toThrow(/"services\/\*\.ts" matches no file/);
+  });
+});
+
+describe("a strict project file", () => {
+  const problemsOf = (yaml: string): readonly string[] => {
+    try {
+      loadProject(project({ "nitric-like.yaml": yaml }));
+    } catch (error) {
+      if (error instanceof ProjectError) return error.problems.map((p) => p.replace(/^.*nitric-like\.yaml: /, ""));
+      throw error;
+    }
+    return [];
+  };
+
+  it("refuses every unknown key at every level, all at once, saying what was meant", () => {
+    const problems = problemsOf(
+      [
+        "name: app",
+        "services:",
+        "  - match: services/*.ts",
+        "    env: { A: b }",
+        "websocket:",
+        "  socket: { port: 4000 }",
+        "websockets:",
+        "  chat:",
+        "    prot: 4000",
+        "    limits: { idleTimout: 1m }",
+        "idleTimeout: 5m",
+        "environments:",
+        "  prod:",
+        "    limit: {}",
+        "    websockets: { chat: { limit: {} } }",
+        "",
+      ].join("\n"),
+    );
+    expect(problems).toEqual([
+      "websocket is not a setting; did you mean websockets?",
+      "idleTimeout is a limit, not a setting here; put it under limits:",
+      "services[0].env is not a setting; services[0] takes match, start",
+      "websockets.chat.prot is not a setting; did you mean websockets.chat.port?",
+      `websockets.chat.limits.idleTimout is not a limit; did you mean idleTimeout? The limits are ${LIMIT_KEYS.join(", ")}`,
+      "environments.prod.limit is not a setting; did you mean environments.prod.limits?",
+      "environments.prod.websockets.chat.limit is not a setting; did you mean environments.prod.websockets.chat.limits?",
+    ]);
+  });
+
+  it("knows every limit limits.ts defines, and suggests each from a typo", () => {
+    for (const key of LIMIT_KEYS) {
+      expect(problemsOf(`name: a\nservices:\n  - match: s\nlimits:\n  ${key.slice(0, -1)}: 1\n`)[0]).toMatch(
+        new RegExp(`is not a limit; did you mean ${key}\\?`),
+      );
+    }
+  });
+
+  it("wants a name CloudFormation takes as a stack name, suggesting one", () => {
+    expect(problemsOf("name: My App\nservices:\n  - match: s\n")).toEqual([
+      'name "My App" cannot be a stack name: it must start with a letter and have only letters, digits and hyphens; use name: my-app',
+    ]);
+    expect(problemsOf("name: 2048\nservices:\n  - match: s\n")).toEqual(["name 2048 must be text; use name: app-2048"]);
+    expect(problemsOf('name: "2048"\nservices:\n  - match: s\n')[0]).toMatch(/use name: app-2048$/);
+    expect(problemsOf(`name: a${"b".repeat(128)}\nservices:\n  - match: s\n`)[0]).toMatch(
+      /is 129 characters long; at most 128 fit a stack name/,
+    );
+    expect(problemsOf("name: Chat-2\nservices:\n  - match: s\n")).toEqual([]);
+  });
+
+  it("lists value problems with key problems, and refuses invalid socket names", () => {
+    expect(
+      problemsOf(
+        "name: my_app\nservices:\n  - match: s\nwebsockets:\n  My Socket: { port: -1 }\nlimits:\n  idleTimeout: 10\n",
+      ),
+    ).toEqual([
+      'name "my_app" cannot be a stack name: it must start with a letter and have only letters, digits and hyphens; use name: my-app',
+      'websockets.My Socket: websocket("My Socket"): invalid resource name "My Socket", use lower-kebab-case such as "my-socket"',
+      "websockets.My Socket.port must be a port number from 0 to 65535, got -1",
+      "limits.idleTimeout is 10: use a duration from 1ms to 168h with its unit (ms, s, m, h), such as 10m",
+    ]);
+  });
+
+  it("warns about a socket configured in the file that no service declares, with the nearest declared one", () => {
+    const p = loadProject(
+      project({
+        "nitric-like.yaml":
+          "name: a\nservices:\n  - match: s\nwebsockets:\n  chta: { port: 4000 }\n  socket: {}\nenvironments:\n  prod:\n    websockets: { lobby: {} }\n",
+      }),
+    );
+    expect(unusedSocketWarnings(p, ["chat", "socket"])).toEqual([
+      'nitric-like.yaml: websockets.chta configures a socket no service declares (websocket("chta")), so its settings apply to nothing; did you mean chat?',
+      'nitric-like.yaml: environments.prod.websockets.lobby configures a socket no service declares (websocket("lobby")), so its settings apply to nothing; the declared ones are chat, socket',
+    ]);
+    expect(unusedSocketWarnings(p, ["chta", "socket", "lobby"])).toEqual([]);
   });
 });

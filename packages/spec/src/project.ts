@@ -11,15 +11,20 @@
  *     port: 4000                   # optional: pin the local gateway's port
  *     limits: { maxConnections: 100 }   # optional: this socket's limits (see limits.ts)
  * limits:                          # optional: every socket's limits, AWS values by default
+ *   idleTimeout: 10m
  * environments:                    # optional: limits per environment, over the ones above
  *   local: { limits: { messagesPerSecond: 50 } }   # `run` uses "local" unless --env names another
- *   idleTimeout: 10m
  * ```
+ *
+ * It is strict: any other key, at any level, is an error saying which key was meant, and every
+ * problem is reported at once (ProjectError.problems).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, extname, join, relative, sep } from "node:path";
 import { parse } from "yaml";
-import { type AppLimits, LimitError, parseLimits, resolveLimits, type SocketLimits } from "./limits.js";
+import { type AppLimits, LIMIT_KEYS, LimitError, parseLimits, resolveLimits, type SocketLimits } from "./limits.js";
+import { resourceNameProblem } from "./names.js";
+import { didYouMean } from "./suggest.js";
 
 /** The project file names looked for, in order. */
 export const PROJECT_FILES = ["nitric-like.yaml", "nitric.yaml"] as const;
@@ -109,12 +114,57 @@ export interface ServiceEntry {
   start?: string;
 }
 
-/** A problem with the project file; its message says what to change. */
+/**
+ * A problem with the project file; its message says what to change. When the file has several
+ * problems, `problems` lists each (the message is all of them, one a line).
+ */
 export class ProjectError extends Error {
   override readonly name = "ProjectError";
+  /** Every problem found, each a full sentence starting with the file's name. */
+  readonly problems: readonly string[];
+  constructor(problems: string | readonly string[]) {
+    const list = typeof problems === "string" ? [problems] : problems;
+    super(list.join("\n"));
+    this.problems = list;
+  }
 }
 
-/** Finds and reads the project file in `dir`. Throws ProjectError with the fix when it is wrong. */
+/** The keys of each level of the project file (limits: see LIMIT_KEYS). */
+const TOP_KEYS = ["name", "services", "websockets", "limits", "environments"] as const;
+const SERVICE_KEYS = ["match", "start"] as const;
+const SOCKET_KEYS = ["port", "limits"] as const;
+const ENVIRONMENT_KEYS = ["limits", "websockets"] as const;
+const ENVIRONMENT_SOCKET_KEYS = ["limits"] as const;
+
+/** What CloudFormation accepts as a stack name, which `up` makes of the project's name. */
+export const STACK_NAME_PATTERN = /^[a-zA-Z][-a-zA-Z0-9]*$/;
+/** CloudFormation's longest stack name. */
+export const MAX_STACK_NAME_LENGTH = 128;
+
+/** The nearest valid project name to `name`, to suggest. */
+function suggestProjectName(name: string): string {
+  const words = name
+    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((w) => w.length > 0);
+  let suggestion = words.join("-");
+  if (suggestion.length === 0) return "my-app";
+  if (!/^[a-z]/.test(suggestion)) suggestion = `app-${suggestion}`;
+  return suggestion.slice(0, MAX_STACK_NAME_LENGTH).replace(/-+$/, "");
+}
+
+/** Why `name` cannot be a project name, with the fix, or undefined when it can. */
+export function projectNameProblem(name: string): string | undefined {
+  if (STACK_NAME_PATTERN.test(name) && name.length <= MAX_STACK_NAME_LENGTH) return undefined;
+  const why =
+    name.length > MAX_STACK_NAME_LENGTH
+      ? `is ${name.length} characters long; at most ${MAX_STACK_NAME_LENGTH} fit a stack name`
+      : "cannot be a stack name: it must start with a letter and have only letters, digits and hyphens";
+  return `name ${JSON.stringify(name)} ${why}; use name: ${suggestProjectName(name)}`;
+}
+
+/** Finds and reads the project file in `dir`. Throws ProjectError listing every problem, each with its fix. */
 export function loadProject(dir: string): Project {
   const file = PROJECT_FILES.map((f) => join(dir, f)).find((f) => existsSync(f));
   if (!file) {
@@ -129,82 +179,124 @@ export function loadProject(dir: string): Project {
   } catch (error) {
     throw new ProjectError(`${where}: not valid YAML: ${(error as Error).message}`);
   }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+  if (!isMapping(raw)) {
     throw new ProjectError(`${where}: expected a mapping with "name" and "services"`);
   }
-  const doc = raw as Record<string, unknown>;
-  if (typeof doc.name !== "string" || doc.name.length === 0) {
-    throw new ProjectError(`${where}: "name" is required, such as\n  name: my-app`);
+  const problems: string[] = [];
+  const problem = (text: string) => problems.push(`${where}: ${text}`);
+  const doc = raw;
+  unknownKeys(problem, doc, TOP_KEYS, "");
+
+  if (doc.name === undefined || doc.name === null || doc.name === "") {
+    problem(`"name" is required, such as\n  name: my-app`);
+  } else if (typeof doc.name !== "string") {
+    problem(`name ${JSON.stringify(doc.name)} must be text; use name: ${suggestProjectName(String(doc.name))}`);
+  } else {
+    const nameProblem = projectNameProblem(doc.name);
+    if (nameProblem) problem(nameProblem);
   }
-  if (!Array.isArray(doc.services) || doc.services.length === 0) {
-    throw new ProjectError(`${where}: "services" is required, such as\n  services:\n    - match: services/*.ts`);
+
+  const services: ServiceMatch[] = [];
+  if (doc.services !== undefined && doc.services !== null && !Array.isArray(doc.services)) {
+    problem(
+      `"services" must be a list of entries, each starting with "-", such as\n  services:\n    - match: services/*.ts`,
+    );
+  } else if (!Array.isArray(doc.services) || doc.services.length === 0) {
+    problem(`"services" is required, such as\n  services:\n    - match: services/*.ts`);
+  } else {
+    doc.services.forEach((s: unknown, i) => {
+      const at = `services[${i}]`;
+      if (!isMapping(s) || typeof s.match !== "string") {
+        problem(`${at} needs a "match" glob, such as\n    - match: services/*.ts`);
+        if (isMapping(s)) unknownKeys(problem, s, SERVICE_KEYS, at);
+        return;
+      }
+      unknownKeys(problem, s, SERVICE_KEYS, at);
+      const { match, start } = s;
+      if (start !== undefined && typeof start !== "string") {
+        problem(`${at}.start must be a shell command, such as "node $SERVICE_PATH"`);
+        return;
+      }
+      services.push(start === undefined ? { match } : { match, start });
+    });
   }
-  const services = doc.services.map((s, i): ServiceMatch => {
-    if (typeof s !== "object" || s === null || typeof (s as ServiceMatch).match !== "string") {
-      throw new ProjectError(`${where}: services[${i}] needs a "match" glob, such as\n    - match: services/*.ts`);
-    }
-    const { match, start } = s as { match: string; start?: unknown };
-    if (start !== undefined && typeof start !== "string") {
-      throw new ProjectError(`${where}: services[${i}].start must be a shell command, such as "node $SERVICE_PATH"`);
-    }
-    return start === undefined ? { match } : { match, start };
-  });
-  const websockets: Record<string, WebsocketConfig> = {};
+
+  const websockets: Record<string, WebsocketConfig> = Object.create(null);
   if (doc.websockets !== undefined && doc.websockets !== null) {
-    if (typeof doc.websockets !== "object" || Array.isArray(doc.websockets)) {
-      throw new ProjectError(
-        `${where}: "websockets" must map socket names to settings, such as\n  websockets:\n    socket:\n      port: 4000`,
-      );
-    }
-    for (const [name, value] of Object.entries(doc.websockets as Record<string, unknown>)) {
-      const config = (value ?? {}) as Record<string, unknown>;
-      const port = config.port;
-      if (port !== undefined && (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535)) {
-        throw new ProjectError(
-          `${where}: websockets.${name}.port must be a port number from 0 to 65535, got ${JSON.stringify(port)}`,
-        );
-      }
-      const limits = limitsAt(where, config.limits, `websockets.${name}.limits`, false);
-      websockets[name] = {
-        ...(port === undefined ? {} : { port: port as number }),
-        ...(Object.keys(limits).length > 0 ? { limits } : {}),
-      };
-    }
-  }
-  const limits = limitsAt(where, doc.limits, "limits", true);
-  const environments: Record<string, EnvironmentConfig> = {};
-  if (doc.environments !== undefined && doc.environments !== null) {
-    if (typeof doc.environments !== "object" || Array.isArray(doc.environments)) {
-      throw new ProjectError(
-        `${where}: "environments" must map environment names to settings, such as\n  environments:\n    local:\n      limits:\n        idleTimeout: 1m`,
-      );
-    }
-    for (const [env, value] of Object.entries(doc.environments as Record<string, unknown>)) {
-      const config = (value ?? {}) as Record<string, unknown>;
-      for (const key of Object.keys(config)) {
-        if (key !== "limits" && key !== "websockets") {
-          throw new ProjectError(`${where}: environments.${env}.${key} is not a setting; use limits or websockets`);
+    if (!isMapping(doc.websockets)) {
+      problem(`"websockets" must map socket names to settings, such as\n  websockets:\n    socket:\n      port: 4000`);
+    } else {
+      for (const [name, value] of Object.entries(doc.websockets)) {
+        const at = `websockets.${name}`;
+        socketName(problem, name, at);
+        if (value !== null && !isMapping(value)) {
+          problem(
+            `${at} must be a mapping of settings (port, limits), such as\n  websockets:\n    ${name}:\n      port: 4000`,
+          );
+          continue;
         }
+        const config = value ?? {};
+        unknownKeys(problem, config, SOCKET_KEYS, at);
+        const port = config.port;
+        if (port !== undefined && (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535)) {
+          problem(`${at}.port must be a port number from 0 to 65535, got ${JSON.stringify(port)}`);
+        }
+        const limits = limitsAt(problem, config.limits, `${at}.limits`, false);
+        websockets[name] = {
+          ...(Number.isInteger(port) ? { port: port as number } : {}),
+          ...(Object.keys(limits).length > 0 ? { limits } : {}),
+        };
       }
-      const entry: EnvironmentConfig = {};
-      const envLimits = limitsAt(where, config.limits, `environments.${env}.limits`, true);
-      if (Object.keys(envLimits).length > 0) entry.limits = envLimits;
-      const sockets = (config.websockets ?? {}) as Record<string, unknown>;
-      for (const [name, socketValue] of Object.entries(sockets)) {
-        const socketLimits = limitsAt(
-          where,
-          ((socketValue ?? {}) as Record<string, unknown>).limits,
-          `environments.${env}.websockets.${name}.limits`,
-          false,
-        );
-        entry.websockets ??= {};
-        entry.websockets[name] = Object.keys(socketLimits).length > 0 ? { limits: socketLimits } : {};
-      }
-      environments[env] = entry;
     }
   }
+  const limits = limitsAt(problem, doc.limits, "limits", true);
+  const environments: Record<string, EnvironmentConfig> = Object.create(null);
+  if (doc.environments !== undefined && doc.environments !== null) {
+    if (!isMapping(doc.environments)) {
+      problem(
+        `"environments" must map environment names to settings, such as\n  environments:\n    local:\n      limits:\n        idleTimeout: 1m`,
+      );
+    } else {
+      for (const [env, value] of Object.entries(doc.environments)) {
+        const at = `environments.${env}`;
+        if (value !== null && !isMapping(value)) {
+          problem(
+            `${at} must be a mapping of settings (limits, websockets), such as\n  environments:\n    ${env}:\n      limits:\n        idleTimeout: 1m`,
+          );
+          continue;
+        }
+        const config = value ?? {};
+        unknownKeys(problem, config, ENVIRONMENT_KEYS, at);
+        const entry: EnvironmentConfig = {};
+        const envLimits = limitsAt(problem, config.limits, `${at}.limits`, true);
+        if (Object.keys(envLimits).length > 0) entry.limits = envLimits;
+        if (config.websockets !== undefined && config.websockets !== null && !isMapping(config.websockets)) {
+          problem(
+            `${at}.websockets must map socket names to settings, such as\n    websockets:\n      socket:\n        limits: { maxConnections: 100 }`,
+          );
+        } else {
+          for (const [name, socketValue] of Object.entries(config.websockets ?? {})) {
+            const socketAt = `${at}.websockets.${name}`;
+            socketName(problem, name, socketAt);
+            if (socketValue !== null && !isMapping(socketValue)) {
+              problem(
+                `${socketAt} must be a mapping with limits, such as\n      ${name}:\n        limits: { maxConnections: 100 }`,
+              );
+              continue;
+            }
+            unknownKeys(problem, socketValue ?? {}, ENVIRONMENT_SOCKET_KEYS, socketAt);
+            const socketLimits = limitsAt(problem, socketValue?.limits, `${socketAt}.limits`, false);
+            entry.websockets ??= Object.create(null) as Record<string, { limits?: Partial<SocketLimits> }>;
+            entry.websockets[name] = Object.keys(socketLimits).length > 0 ? { limits: socketLimits } : {};
+          }
+        }
+        environments[env] = entry;
+      }
+    }
+  }
+  if (problems.length > 0) throw new ProjectError(problems);
   return {
-    name: doc.name,
+    name: doc.name as string,
     dir,
     file,
     services,
@@ -214,13 +306,93 @@ export function loadProject(dir: string): Project {
   };
 }
 
-function limitsAt(where: string, raw: unknown, at: string, top: boolean): Partial<AppLimits> {
-  try {
-    return parseLimits(raw, at, top);
-  } catch (error) {
-    if (error instanceof LimitError) throw new ProjectError(`${where}: ${error.message}`);
-    throw error;
+/**
+ * The sockets the project file configures (under `websockets:` and any environment's), each with
+ * where: what a spec that declares no such socket is warned about.
+ */
+export function configuredSockets(project: Project): { socket: string; at: string }[] {
+  const out = Object.keys(project.websockets).map((socket) => ({ socket, at: `websockets.${socket}` }));
+  for (const [env, config] of Object.entries(project.environments ?? {})) {
+    for (const socket of Object.keys(config.websockets ?? {})) {
+      out.push({ socket, at: `environments.${env}.websockets.${socket}` });
+    }
   }
+  return out;
+}
+
+/**
+ * Warnings for sockets the project file configures that no service declares (their settings
+ * apply to nothing, most often a misspelt name), with the nearest declared socket.
+ */
+export function unusedSocketWarnings(project: Project, declared: readonly string[]): string[] {
+  const file = basename(project.file);
+  return configuredSockets(project)
+    .filter(({ socket }) => !declared.includes(socket))
+    .map(({ socket, at }) => {
+      const near = didYouMean(socket, declared);
+      const fix = near
+        ? `did you mean ${near}?`
+        : declared.length > 0
+          ? `the declared ones are ${declared.join(", ")}`
+          : "no service declares a websocket";
+      return `${file}: ${at} configures a socket no service declares (websocket(${JSON.stringify(socket)})), so its settings apply to nothing; ${fix}`;
+    });
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Reports each key of `value` not in `known`, with the nearest known key or where it belongs. */
+function unknownKeys(
+  problem: (text: string) => void,
+  value: Record<string, unknown>,
+  known: readonly string[],
+  at: string,
+): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    const path = at === "" ? key : `${at}.${key}`;
+    const near = didYouMean(key, known);
+    if (near) {
+      problem(`${path} is not a setting; did you mean ${at === "" ? near : `${at}.${near}`}?`);
+    } else if (known.includes("limits") && LIMIT_KEYS.includes(key)) {
+      problem(`${path} is a limit, not a setting here; put it under ${at === "" ? "limits" : `${at}.limits`}:`);
+    } else {
+      problem(`${path} is not a setting; ${at === "" ? "the file" : at} takes ${known.join(", ")}`);
+    }
+  }
+}
+
+function socketName(problem: (text: string) => void, name: string, at: string): void {
+  const invalid = resourceNameProblem("websocket", name);
+  if (invalid) problem(`${at}: ${invalid}`);
+}
+
+/** Reads a `limits:` mapping, reporting every unknown key and every invalid value. */
+function limitsAt(problem: (text: string) => void, raw: unknown, at: string, top: boolean): Partial<AppLimits> {
+  if (raw === undefined || raw === null) return {};
+  if (!isMapping(raw)) {
+    problem(`${at} must be a mapping, such as\n  ${at.split(".").pop()}:\n    idleTimeout: 10m`);
+    return {};
+  }
+  const out: Partial<AppLimits> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (!LIMIT_KEYS.includes(key)) {
+      const near = didYouMean(key, LIMIT_KEYS);
+      problem(
+        `${at}.${key} is not a limit; ${near ? `did you mean ${near}? The limits are` : "use one of"} ${LIMIT_KEYS.join(", ")}`,
+      );
+      continue;
+    }
+    try {
+      Object.assign(out, parseLimits({ [key]: value }, at, top));
+    } catch (error) {
+      if (!(error instanceof LimitError)) throw error;
+      problem(error.message);
+    }
+  }
+  return out;
 }
 
 /** Expands the `services:` globs into service entries. Throws ProjectError on a name clash or no match. */

@@ -80,9 +80,25 @@ describe("buildSpec", () => {
     ]);
   });
 
-  it("ignores kinds it does not serve", () => {
-    const { spec, errors } = buildSpec("app", [service("a", { declared: [{ kind: "Bucket", name: "files" }] })]);
-    expect(errors).toEqual([]);
-    expect(spec.resources).toEqual([]);
+  it("refuses kinds it does not serve, once per service and resource, naming the service file", () => {
+    const { spec, errors, unsupported } = buildSpec("app", [
+      service("a", {
+        declared: [
+          { kind: "bucket", name: "files" },
+          { kind: "bucket", name: "files" },
+          { kind: "http", name: "" },
+        ],
+        handlers: handlers("room", "connect", "disconnect"),
+      }),
+    ]);
+    expect(unsupported).toEqual([
+      'service "a" (services/a.ts): declares bucket "files", a kind of resource nitric-like does not serve; remove bucket("files")',
+      'service "a" (services/a.ts): declares http(), a kind of resource nitric-like does not serve; remove http(...)',
+    ]);
+    expect(errors).toEqual([
+      ...unsupported,
+      'missing message handler for websocket room: add websocket("room").on("message", handler) to one service',
+    ]);
+    expect(spec.resources.map((r) => r.name)).toEqual(["room"]);
   });
 });

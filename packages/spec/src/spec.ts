@@ -29,7 +29,10 @@ export interface CollectedService {
   name: string;
   /** The service's entry file, relative to the project directory. */
   file: string;
-  /** Resources it declared, in order. Kinds we do not serve are kept as their Nitric type name. */
+  /**
+   * Resources it declared, in order. Kinds we do not serve are kept as the @nitric/sdk call that
+   * declares them (`api`, `topic`, `bucket`, `schedule`, ...); buildSpec() refuses them.
+   */
   declared: { kind: ResourceKind | string; name: string; allowedOrigins?: string[] }[];
   /** Permissions it asked for. */
   grants: { resource: ResourceRef; permissions: Permission[] }[];
@@ -83,11 +86,26 @@ export interface SpecResult {
   spec: Spec;
   /** Every problem found, each a full sentence with the fix; empty when the spec can be deployed. */
   errors: string[];
+  /**
+   * The problems (also in `errors`) that are resources nitric-like does not serve, one per service
+   * and resource: no command can go on with them, `run` included.
+   */
+  unsupported: string[];
+}
+
+/** The resource kinds nitric-like serves, as the calls that declare them. */
+export const SERVED_KINDS =
+  "websockets and kv stores only: websocket() and kv() (and collection() in @nitric-like/sdk)";
+
+/** How a resource of a kind we do not serve reads in a message: `api("main")`, `http(...)`. */
+function call(kind: string, name: string): string {
+  return `${kind}(${name === "" ? "..." : JSON.stringify(name)})`;
 }
 
 /**
- * Builds the spec from what each service declared and lists every problem at once: missing
- * handlers, an event handled by two services, invalid names, and services that failed.
+ * Builds the spec from what each service declared and lists every problem at once: resources of
+ * kinds we do not serve, missing handlers, an event handled by two services, invalid names, and
+ * services that failed.
  */
 export function buildSpec(projectName: string, services: CollectedService[]): SpecResult {
   const errors: string[] = [];
@@ -95,6 +113,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   const stores = new Map<string, KvSpec>();
   const policies = new Map<string, PolicySpec>();
   const duplicateHandlers = new Map<string, Set<string>>();
+  const unsupported: string[] = [];
 
   const socket = (name: string): WebsocketSpec => {
     let s = sockets.get(name);
@@ -112,8 +131,18 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
         `service ${JSON.stringify(service.name)} (${service.file}): ${service.failure.message}${output ? `\n${indent(output)}` : ""}`,
       );
     }
+    const refused = new Set<string>();
     for (const d of service.declared) {
-      if (d.kind !== "websocket" && d.kind !== "kv") continue;
+      if (d.kind !== "websocket" && d.kind !== "kv") {
+        const what = call(d.kind, d.name);
+        if (refused.has(what)) continue;
+        refused.add(what);
+        const declares = d.name === "" ? `${d.kind}()` : `${d.kind} ${JSON.stringify(d.name)}`;
+        unsupported.push(
+          `service ${JSON.stringify(service.name)} (${service.file}): declares ${declares}, a kind of resource nitric-like does not serve; remove ${what}`,
+        );
+        continue;
+      }
       const problem = resourceNameProblem(d.kind, d.name);
       if (problem) {
         errors.push(`service ${JSON.stringify(service.name)}: ${problem}`);
@@ -177,7 +206,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
         a.resource.name.localeCompare(b.resource.name),
     ),
   };
-  return { spec, errors };
+  return { spec, errors: [...unsupported, ...errors], unsupported };
 }
 
 function storeEntry(stores: Map<string, KvSpec>, name: string): KvSpec {

@@ -58,7 +58,7 @@ describe("declarations", () => {
     await client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
     await client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
     expect(logs.warn).toEqual([
-      'service "svc" declares Bucket "files": nitric-like serves websockets and kv stores, so it is recorded but not served',
+      'service "svc" declares bucket "files", a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket() and kv()',
     ]);
   });
 });

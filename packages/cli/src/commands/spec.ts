@@ -1,5 +1,5 @@
 /** `nitric-like spec [dir]`: the collect pass, printed as JSON; refuses an app that cannot be deployed. */
-import { buildSpec, type Spec } from "@nitric-like/spec";
+import { buildSpec, SERVED_KINDS, type Spec, unusedSocketWarnings } from "@nitric-like/spec";
 import { collect } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
@@ -13,7 +13,9 @@ NITRIC_ENVIRONMENT=build, collects what it declares, checks it, and prints the s
 
 Exits 1, listing every problem at once, when a websocket misses a connect, disconnect
 or message handler, when two services handle the same socket event, when a name is
-invalid, or when a service crashes. A service that does not exit after declaring its
+invalid, when a service crashes, or when a service declares a resource nitric-like does
+not serve (api, http, topic, queue, bucket, schedule, secret, sql, job, ...; run and
+build stop on those too). A service that does not exit after declaring its
 resources is stopped.
 
 Options:
@@ -35,7 +37,18 @@ export async function collectSpec(
     const result = buildSpec(prepared.project.name, collected);
     const found = result.spec.resources.length;
     progress.done(`collected ${found} resource${found === 1 ? "" : "s"} from ${n} service${n === 1 ? "" : "s"}`);
-    return result;
+    const sockets = result.spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name);
+    for (const w of unusedSocketWarnings(prepared.project, sockets)) output.warn(w);
+    if (result.unsupported.length > 0) {
+      // Nothing can run or deploy a resource nobody serves: every command stops here (run too,
+      // which otherwise only warns), listing every problem at once.
+      for (const e of result.errors) output.error(e);
+      const count = result.unsupported.length;
+      throw new UserError(
+        `"${result.spec.name}" uses ${count} resource${count === 1 ? "" : "s"} nitric-like does not serve (listed above); it serves ${SERVED_KINDS}`,
+      );
+    }
+    return { spec: result.spec, errors: result.errors };
   } finally {
     progress.done();
   }

@@ -11,6 +11,7 @@ import { addService, GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ClientMessage, Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { resourceKindOf } from "@nitric-like/provider-kit";
 import type {
   CollectedService,
   Permission,
@@ -43,10 +44,60 @@ const PERMISSIONS: Partial<Record<Action, Permission>> = {
   [Action.WebsocketManage]: "manage",
 };
 
-function kindOf(type: ResourceType): string {
-  if (type === ResourceType.Websocket) return "websocket";
-  if (type === ResourceType.KeyValueStore) return "kv";
-  return ResourceType[type] ?? `type ${type}`;
+/**
+ * Nitric's handler streams for what we do not serve (nitric.proto.<domain>.v1): @nitric/sdk opens
+ * one per `api().get()`, `topic().subscribe()`, `bucket().on()`, `schedule().every()` and `http()`,
+ * and crashes on UNIMPLEMENTED (its streams have no error listener). The collector answers them as
+ * it does websocket streams: it reads the registration, records the resource and ends with OK. Each
+ * registration is `ClientMessage { registration_request = 2 { <name> = 1 } }` (http:
+ * `ClientMessage { request = 1 { host = 1 } }`, no name).
+ */
+const UNSERVED_STREAMS: { path: string; kind: string; field: number }[] = [
+  { path: "/nitric.proto.apis.v1.Api/Serve", kind: "api", field: 2 },
+  { path: "/nitric.proto.topics.v1.Subscriber/Subscribe", kind: "topic", field: 2 },
+  { path: "/nitric.proto.storage.v1.StorageListener/Listen", kind: "bucket", field: 2 },
+  { path: "/nitric.proto.schedules.v1.Schedules/Schedule", kind: "schedule", field: 2 },
+  { path: "/nitric.proto.http.v1.Http/Proxy", kind: "http", field: 0 },
+  { path: "/nitric.proto.batch.v1.JobHandler/HandleJob", kind: "job", field: 2 },
+];
+
+/** The bytes of length-delimited field `field` of a protobuf message, or undefined (never throws). */
+export function protoField(message: Uint8Array, field: number): Uint8Array | undefined {
+  let i = 0;
+  const varint = (): number | undefined => {
+    let value = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      const b = message[i++];
+      if (b === undefined) return undefined;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+    }
+    return undefined;
+  };
+  while (i < message.length) {
+    const key = varint();
+    if (key === undefined) return undefined;
+    const wire = key % 8;
+    if (wire === 0) {
+      if (varint() === undefined) return undefined;
+    } else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else if (wire === 2) {
+      const length = varint();
+      if (length === undefined || i + length > message.length) return undefined;
+      if (Math.floor(key / 8) === field) return message.subarray(i, i + length);
+      i += length;
+    } else return undefined;
+  }
+  return undefined;
+}
+
+/** The resource name in one of UNSERVED_STREAMS' registrations ("" when it has none). */
+function registeredName(message: Uint8Array, field: number): string {
+  if (field === 0) return "";
+  const registration = protoField(message, field);
+  const name = registration && protoField(registration, 1);
+  return name ? new TextDecoder().decode(name) : "";
 }
 
 const UNAVAILABLE = (what: string) =>
@@ -93,8 +144,8 @@ async function collectOne(
         const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
         result.declared.push(
           origins.length > 0
-            ? { kind: kindOf(id.type), name: id.name, allowedOrigins: origins }
-            : { kind: kindOf(id.type), name: id.name },
+            ? { kind: resourceKindOf(id.type), name: id.name, allowedOrigins: origins }
+            : { kind: resourceKindOf(id.type), name: id.name },
         );
       }
       callback(null, {});
@@ -115,6 +166,38 @@ async function collectOne(
       call.on("error", () => {});
     },
   });
+  const raw = (b: Buffer) => b;
+  for (const stream of UNSERVED_STREAMS) {
+    const method = stream.path.slice(stream.path.lastIndexOf("/") + 1);
+    server.addService(
+      {
+        [method]: {
+          path: stream.path,
+          requestStream: true,
+          responseStream: true,
+          requestSerialize: raw,
+          requestDeserialize: raw,
+          responseSerialize: raw,
+          responseDeserialize: raw,
+        },
+      } as grpc.ServiceDefinition,
+      {
+        [method]: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+          touch();
+          call.on("error", () => {});
+          call.once("data", (message: Buffer) => {
+            const name = registeredName(message, stream.field);
+            if (!result.declared.some((d) => d.kind === stream.kind && d.name === name)) {
+              result.declared.push({ kind: stream.kind, name });
+            }
+            // Ending with OK, as for websocket streams, lets the service exit.
+            call.end();
+            touch();
+          });
+        },
+      },
+    );
+  }
   addService(server, Websocket, {
     sendMessage: (_call, cb) => cb(UNAVAILABLE("websocket send")),
     closeConnection: (_call, cb) => cb(UNAVAILABLE("websocket close")),

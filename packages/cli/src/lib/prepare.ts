@@ -28,8 +28,11 @@ export async function prepareProject(dir: string, output?: Output): Promise<Prep
     project = loadProject(resolve(dir));
     entries = findServices(project);
   } catch (error) {
-    if (error instanceof ProjectError) throw new UserError(error.message);
-    throw error;
+    if (!(error instanceof ProjectError)) throw error;
+    if (error.problems.length === 1 || !output) throw new UserError(error.message);
+    // Every problem on a line of its own, then a summary: all are fixed in one go.
+    for (const p of error.problems) output.error(p);
+    throw new UserError(`the project file has ${error.problems.length} problems (listed above)`);
   }
   const n = entries.filter((e) => e.start === undefined).length;
   const progress = n > 0 ? output?.progress(`bundling ${n} service${n === 1 ? "" : "s"}`) : undefined;

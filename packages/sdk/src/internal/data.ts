@@ -31,10 +31,27 @@ export function utf8Bytes(text: string): Uint8Array {
   return out;
 }
 
-/** Encodes a payload: strings as text, bytes as binary, everything else as JSON text. */
+/**
+ * The payloads of text messages, as handed to handlers (`ctx.data`, `ctx.req.data`): forwarding
+ * one (`socket.send(id, ctx.req.data)`, as Nitric code does) sends a text frame, as Nitric's own
+ * gateway does, instead of turning a browser's string into a Blob. Other bytes, copies and slices
+ * included, are binary. A WeakSet, not a subclass, so the bytes stay a plain Uint8Array.
+ */
+const textPayloads = new WeakSet<Uint8Array>();
+
+/** Marks `bytes` as the payload of a text message, so sending it sends text. Returns it. */
+export function markText(bytes: Uint8Array): Uint8Array {
+  textPayloads.add(bytes);
+  return bytes;
+}
+
+/**
+ * Encodes a payload: strings as text, bytes as binary (but the payload of a text message, passed
+ * on as it came, as text), everything else as JSON text.
+ */
 export function encodePayload(data: Payload): { data: Uint8Array; binary: boolean } {
   if (typeof data === "string") return { data: utf8Bytes(data), binary: false };
-  if (data instanceof Uint8Array) return { data, binary: true };
+  if (data instanceof Uint8Array) return { data, binary: !textPayloads.has(data) };
   if (data instanceof ArrayBuffer) return { data: new Uint8Array(data), binary: true };
   if (ArrayBuffer.isView(data))
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), binary: true };

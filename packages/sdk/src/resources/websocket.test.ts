@@ -183,7 +183,33 @@ describe("message events", () => {
     expect(answer.response.replies.map((r) => [decode(r.data), r.binary])).toEqual([
       ['text:{"n":3}|req:{"n":3}|binary:false', false],
       ['{"got":3}', false],
-      ['{"n":3}', true],
+      // The data of a text message, passed on as it came, stays text.
+      ['{"n":3}', false],
+    ]);
+  });
+
+  it("sends a text message's data on as text, a binary message's as binary, and a copy or slice as binary", async () => {
+    const socket = websocket("forward");
+    socket.on("message", async (ctx) => {
+      await socket.send("to", ctx.req.data);
+      ctx.reply(ctx.data);
+      ctx.reply(new Uint8Array(ctx.data));
+      ctx.reply(ctx.data.subarray(1));
+    });
+    const stream = await provider.stream("forward", WebsocketEventType.Message);
+    const kinds = async (body: Uint8Array, binary: boolean) => {
+      const answer = await stream.request(messageEvent("forward", "m1", body, binary));
+      return answer.response.replies.map((r) => r.binary);
+    };
+    expect(await kinds(text("hi"), false)).toEqual([false, true, true]);
+    expect(await kinds(new Uint8Array([1, 2]), true)).toEqual([true, true, true]);
+    expect(await kinds(new Uint8Array(0), false)).toEqual([false, true, true]);
+    expect(await kinds(new Uint8Array(0), true)).toEqual([true, true, true]);
+    expect(provider.sent.filter((s) => s.socketName === "forward").map((s) => s.binary)).toEqual([
+      false,
+      true,
+      false,
+      true,
     ]);
   });
 

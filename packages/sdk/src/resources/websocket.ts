@@ -20,7 +20,7 @@ import {
 } from "@nitric-like/contracts/websockets";
 import type { WebsocketEvent } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
-import { decodeSafely, encodePayload, type Payload } from "../internal/data.js";
+import { decodeSafely, encodePayload, markText, type Payload } from "../internal/data.js";
 import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
 import { declare, declaredOnce } from "./declare.js";
 
@@ -30,7 +30,7 @@ const EMPTY = new Uint8Array(0);
 /** The Nitric-style request view of an event (`ctx.req`), so Nitric code ports unchanged. */
 export interface WebsocketRequest {
   readonly connectionId: string;
-  /** The message payload (empty for connect and disconnect). */
+  /** The message payload (empty for connect and disconnect); forwarded as it is, a text message stays text. */
   readonly data: Uint8Array;
   /** The query parameters of the connection request (connect only; empty otherwise). */
   readonly query: Record<string, string[]>;
@@ -100,7 +100,10 @@ export interface ConnectContext extends WebsocketContextBase {
 
 /** The context of a message event. */
 export interface MessageContext extends WebsocketContextBase {
-  /** The payload, unchanged. */
+  /**
+   * The payload, unchanged. The bytes of a text message remember it: passed as they are to
+   * send(), reply() or broadcast() they go out as text (a copy or a slice goes out as binary).
+   */
   readonly data: Uint8Array;
   /** True when the client sent a binary frame. */
   readonly binary: boolean;
@@ -187,6 +190,7 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
   rejectStatus = 0;
   private _query: Record<string, string[]> | undefined;
   private _headers: Record<string, string[]> | undefined;
+  private _emptyText: Uint8Array | undefined;
 
   constructor(
     private readonly owner: Websocket,
@@ -215,7 +219,15 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     return this;
   }
   get data(): Uint8Array {
-    return this.event.websocketEvent.case === "message" ? this.event.websocketEvent.value.body : EMPTY;
+    const event = this.event.websocketEvent;
+    if (event.case !== "message") return EMPTY;
+    if (event.value.binary) return event.value.body;
+    // A text message's bytes remember they were text, so forwarding them sends text (see markText);
+    // an empty body may be the decoder's shared default, so it gets bytes of its own.
+    const body = event.value.body;
+    if (body.length > 0) return markText(body);
+    this._emptyText ??= markText(new Uint8Array(0));
+    return this._emptyText;
   }
   get binary(): boolean {
     return this.event.websocketEvent.case === "message" && this.event.websocketEvent.value.binary;
@@ -471,8 +483,8 @@ export class Websocket {
   }
 
   /**
-   * Sends to one connection: a string as a text frame, bytes as a binary frame, anything else as
-   * JSON text. A connection that is gone throws NitricLikeError `not_found` naming it.
+   * Sends to one connection: a string as a text frame, bytes as a binary frame (but the `ctx.data`
+   * of a text message, passed on as it came, as text), anything else as JSON text. A connection that is gone throws NitricLikeError `not_found` naming it.
    */
   async send(connectionId: string, data: Payload, options: SendOptions = {}): Promise<void> {
     const { data: bytes, binary } = encodePayload(data);

@@ -1,0 +1,93 @@
+// A Nitric app that declares what nitric-like does not serve: spec, run and build stop at once with
+// exit 1, naming each resource, its kind and the service file, and what is served; no gRPC
+// UNIMPLEMENTED stack, no `ready`, no restart loop, nothing dropped silently. Real CLI, real
+// @nitric/sdk 1.2.2 over real gRPC in the collect pass.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { cleanTemp, runCli, tempDir, writeProject } from "../src/harness.js";
+
+afterAll(cleanTemp);
+
+const APP = [
+  'import { api, bucket, http, kv, queue, schedule, secret, sql, topic, websocket } from "@nitric/sdk";',
+  'const socket = websocket("socket");',
+  'socket.on("connect", async () => {});',
+  'socket.on("disconnect", async () => {});',
+  'socket.on("message", async () => {});',
+  'kv("store").allow("get");',
+  'const main = api("main");',
+  // Not declarations but handler streams: each used to crash the collect pass with UNIMPLEMENTED.
+  'main.get("/hello", async (ctx) => ctx);',
+  'topic("updates").subscribe(async (ctx) => ctx);',
+  'bucket("files").on("write", "*", async (ctx) => ctx);',
+  'schedule("tick").every("5 minutes", async (ctx) => ctx);',
+  'secret("key").allow("access");',
+  'queue("jobs").allow("enqueue");',
+  'sql("db");',
+].join("\n");
+
+const WORKER = [
+  'import { websocket } from "@nitric/sdk";',
+  "// A second service, with nothing unsupported: it must not be blamed.",
+  'websocket("socket");',
+].join("\n");
+
+const EXPECTED = [
+  'declares api "main"',
+  'declares topic "updates"',
+  'declares bucket "files"',
+  'declares schedule "tick"',
+  'declares secret "key"',
+  'declares queue "jobs"',
+  'declares sql "db"',
+];
+
+function project(): string {
+  return writeProject({
+    "nitric.yaml": "name: mixed\nservices:\n  - match: services/*.ts\n",
+    "services/app.ts": APP,
+    "services/worker.ts": WORKER,
+  });
+}
+
+function expectRefused(result: { code: number | null; stdout: string; stderr: string }) {
+  expect(result.code).toBe(1);
+  for (const what of EXPECTED) {
+    expect(result.stderr).toContain(
+      `error: service "app" (services/app.ts): ${what}, a kind of resource nitric-like does not serve`,
+    );
+  }
+  expect(result.stderr).toContain('remove api("main")');
+  expect(result.stderr).toContain(
+    '"mixed" uses 7 resources nitric-like does not serve (listed above); it serves websockets and kv stores only: websocket() and kv()',
+  );
+  expect(result.stderr).not.toContain("worker.ts");
+  expect(result.stderr).not.toMatch(/UNIMPLEMENTED|node:events|Unhandled 'error'|^\s+at /m);
+  // Every resource named once: handler streams and declarations of one resource are one problem.
+  expect(result.stderr.match(/declares api "main"/g)).toHaveLength(1);
+}
+
+describe("unsupported Nitric resources", () => {
+  it("makes spec exit 1 naming each unsupported resource, its kind and its service file, and what is served", async () => {
+    const result = await runCli(["spec", project()], { timeoutMs: 30000 });
+    expectRefused(result);
+    expect(result.stdout).toBe("");
+  }, 40000);
+
+  it("makes run stop before anything starts: exit 1, never ready, no restarts", async () => {
+    const result = await runCli(["run", project(), "--random-ports", "--plain", "--no-dashboard"], {
+      timeoutMs: 30000,
+    });
+    expectRefused(result);
+    expect(result.stdout).not.toMatch(/ready|websocket socket ws:/);
+    expect(result.stderr).not.toMatch(/restarting/);
+  }, 40000);
+
+  it("makes build exit 1 and write nothing", async () => {
+    const out = join(tempDir(), "out");
+    const result = await runCli(["build", project(), "--provider", "aws", "--out", out], { timeoutMs: 30000 });
+    expectRefused(result);
+    expect(existsSync(out)).toBe(false);
+  }, 40000);
+});
