@@ -203,7 +203,7 @@ it("runs the README's new-project script with npm outside the repository: instal
   expect(bad.code).not.toBe(0);
   expect(bad.out).toContain("services/bad.ts(4,33): error TS2339: Property 'get' does not exist on type 'KvRef<");
   rmSync(join(project, "services", "bad.ts"));
-  console.log(`new project with npm, ms: ${JSON.stringify(timings)}`);
+  console.log(`new project with npm on Node ${process.version}, ms: ${JSON.stringify(timings)}`);
 }, 300000);
 
 it("runs the README's new-project script with pnpm outside the repository: installs from vendor/, chats, type-checks", async () => {
@@ -215,5 +215,5 @@ it("runs the README's new-project script with pnpm outside the repository: insta
   const bad = await sh("pnpm check", project, env, 60000);
   expect(bad.code).not.toBe(0);
   expect(bad.out).toContain("error TS2339: Property 'get' does not exist");
-  console.log(`new project with pnpm, ms: ${JSON.stringify(timings)}`);
+  console.log(`new project with pnpm on Node ${process.version}, ms: ${JSON.stringify(timings)}`);
 }, 300000);
