@@ -62,11 +62,30 @@ function walk(dir: string): string[] {
   );
 }
 
+/**
+ * Whether the CLI's one-file bundle is older than a file it was made from (dist/ rebuilt by
+ * `tsc -b` alone): bin/nitric-like.js then runs dist/main.js, and so must the packed copy.
+ */
+function staleBundle(dir: string): boolean {
+  const list = join(dir, "dist", "nitric-like.inputs.json");
+  if (!existsSync(list)) return false;
+  try {
+    const inputs = JSON.parse(readFileSync(list, "utf8")) as [string, number, number][];
+    return !inputs.every(([path, mtimeMs, size]) => {
+      const s = statSync(path, { throwIfNoEntry: false });
+      return s !== undefined && s.mtimeMs === mtimeMs && s.size === size;
+    });
+  } catch {
+    return true;
+  }
+}
+
 /** The files a package publishes, relative to its folder with `/` separators, sorted. */
 function packageFiles(dir: string, manifest: Manifest): string[] {
   const always = readdirSync(dir).filter((f) => f === "package.json" || /^(readme|license|licence)(\..*)?$/i.test(f));
   const listed = manifest.files ?? readdirSync(dir).filter((f) => f !== "node_modules");
   const excluded = new Set(listed.filter((f) => f.startsWith("!")).map((f) => f.slice(1)));
+  if (staleBundle(dir)) for (const f of ["dist/nitric-like.mjs", "dist/nitric-like.mjs.map"]) excluded.add(f);
   const files = new Set(always);
   for (const entry of listed) {
     if (entry.startsWith("!")) continue;
