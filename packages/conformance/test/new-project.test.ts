@@ -4,7 +4,7 @@
 // chat. The project's @nitric-like packages come from the tarballs `new` packs into vendor/;
 // its other dependencies from the registry (npm's cache first, pnpm's store).
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { cleanTemp, connect, EXAMPLES, tempDir } from "../src/harness.js";
@@ -194,6 +194,15 @@ it("runs the README's new-project script with npm outside the repository: instal
   expect(readFileSync(join(project, "node_modules", "@nitric-like", "cli", "package.json"), "utf8")).not.toContain(
     "workspace:",
   );
+
+  // The installed CLI makes the next project from itself: the same tarballs, byte for byte.
+  const again = await sh("npx nitric-like new ../again", project, env, 30000);
+  expect(again.code, again.out).toBe(0);
+  for (const f of readdirSync(join(project, "vendor")))
+    expect(
+      readFileSync(join(project, "..", "again", "vendor", f)).equals(readFileSync(join(project, "vendor", f))),
+      f,
+    ).toBe(true);
 
   const check = await sh("npm run check", project, env, 60000);
   expect(check.code, check.out).toBe(0);
