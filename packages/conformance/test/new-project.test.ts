@@ -3,11 +3,14 @@
 // `nitric-like new my-app` and exactly the next steps it prints (npm, then pnpm), and two clients
 // chat. The project's @nitric-like packages come from the tarballs `new` packs into vendor/;
 // its other dependencies from the registry (npm's cache first, pnpm's store).
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { cleanTemp, connect, EXAMPLES, tempDir } from "../src/harness.js";
+import { cleanTemp, connect, EXAMPLES, runCli, tempDir } from "../src/harness.js";
 
 const ROOT = resolve(EXAMPLES, "..");
 const readme = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -91,6 +94,58 @@ function printedSteps(stderr: string, heading: string): string[] {
 }
 
 /**
+ * Runs `runLine` (a `run` step) in the project `cwd` until ready, has two clients chat through
+ * it, then stops it as Ctrl-C in a terminal does and checks that nothing of it keeps running.
+ */
+async function runAndChat(
+  runLine: string,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  stoppedWith: string,
+  timings: Record<string, number>,
+) {
+  const t0 = Date.now();
+  // Spawned as the words it is (no shell, which a Ctrl-C would end first), leading its own group.
+  const [command, ...args] = runLine.split(" ");
+  const child = spawn(command as string, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  started.add(child);
+  let out = "";
+  const exited = new Promise<string>((done) => child.on("exit", (code, signal) => done(`${code} ${signal}`)));
+  child.stdout.on("data", (d) => {
+    out += d;
+  });
+  child.stderr.on("data", (d) => {
+    out += d;
+  });
+  for (let i = 0; !/^ready: my-app/m.test(out); i++) {
+    if (child.exitCode !== null || i > 600) throw new Error(`"${runLine}" did not get ready:\n${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  timings[`${runLine} (to ready)`] = Date.now() - t0;
+  const url = /^websocket socket (ws:\/\/127\.0\.0\.1:\d+)$/m.exec(out)?.[1];
+  expect(url, out).toBeDefined();
+  const ann = await connect(`${url}/?name=ann`);
+  const bo = await connect(`${url}/?name=bo`);
+  expect((await ann.next()).text).toBe("welcome, ann");
+  expect((await bo.next()).text).toBe("welcome, bo");
+  ann.ws.send("hi bo");
+  expect((await bo.next()).text).toBe("ann: hi bo");
+  bo.ws.send("hi ann");
+  expect((await ann.next()).text).toBe("bo: hi ann");
+  ann.ws.close();
+  bo.ws.close();
+  // Ctrl-C in the terminal: SIGINT to the whole group.
+  process.kill(-(child.pid as number), "SIGINT");
+  expect(await exited, out).toBe(stoppedWith);
+  // Nothing of the project keeps running: the CLI, its services and workers are gone.
+  for (let i = 0; groupAlive(child.pid as number); i++) {
+    if (i > 200) throw new Error(`"${runLine}" left processes running after Ctrl-C:\n${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  started.delete(child);
+}
+
+/**
  * Runs the README's script in a fresh folder outside the repository and chats through the
  * project it makes: the install line in the clone (its `pnpm install && pnpm build` part is what
  * the test command has done already), `nitric-like new my-app` there, then exactly the printed
@@ -132,46 +187,7 @@ async function runReadmeScript(
     timings[step] = result.ms;
   }
 
-  const runLine = steps.at(-1) as string;
-  const t0 = Date.now();
-  // Spawned as the words it is (no shell, which a Ctrl-C would end first), leading its own group.
-  const [command, ...args] = runLine.split(" ");
-  const child = spawn(command as string, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  started.add(child);
-  let out = "";
-  const exited = new Promise<string>((done) => child.on("exit", (code, signal) => done(`${code} ${signal}`)));
-  child.stdout.on("data", (d) => {
-    out += d;
-  });
-  child.stderr.on("data", (d) => {
-    out += d;
-  });
-  for (let i = 0; !/^ready: my-app/m.test(out); i++) {
-    if (child.exitCode !== null || i > 600) throw new Error(`"${runLine}" did not get ready:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  timings[`${runLine} (to ready)`] = Date.now() - t0;
-  const url = /^websocket socket (ws:\/\/127\.0\.0\.1:\d+)$/m.exec(out)?.[1];
-  expect(url, out).toBeDefined();
-  const ann = await connect(`${url}/?name=ann`);
-  const bo = await connect(`${url}/?name=bo`);
-  expect((await ann.next()).text).toBe("welcome, ann");
-  expect((await bo.next()).text).toBe("welcome, bo");
-  ann.ws.send("hi bo");
-  expect((await bo.next()).text).toBe("ann: hi bo");
-  bo.ws.send("hi ann");
-  expect((await ann.next()).text).toBe("bo: hi ann");
-  ann.ws.close();
-  bo.ws.close();
-  // Ctrl-C in the terminal: SIGINT to the whole group.
-  process.kill(-(child.pid as number), "SIGINT");
-  expect(await exited, out).toBe(stoppedWith);
-  // Nothing of the project keeps running: the CLI, its services and workers are gone.
-  for (let i = 0; groupAlive(child.pid as number); i++) {
-    if (i > 200) throw new Error(`"${runLine}" left processes running after Ctrl-C:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  started.delete(child);
+  await runAndChat(steps.at(-1) as string, cwd, env, stoppedWith, timings);
   return { project: cwd, env };
 }
 
@@ -225,4 +241,80 @@ it("runs the README's new-project script with pnpm outside the repository: insta
   expect(bad.code).not.toBe(0);
   expect(bad.out).toContain("error TS2339: Property 'get' does not exist");
   console.log(`new project with pnpm on Node ${process.version}, ms: ${JSON.stringify(timings)}`);
+}, 300000);
+
+/**
+ * A registry for the @nitric-like scope on 127.0.0.1: it serves the tarballs in `dir` as
+ * published packages (their packuments and the tarballs), as npm's registry will once they are
+ * published. Everything else comes from the real registry.
+ */
+async function scopeRegistry(dir: string) {
+  const packages = new Map<string, { manifest: Record<string, unknown>; file: string; data: Buffer }>();
+  for (const file of readdirSync(dir)) {
+    const data = readFileSync(join(dir, file));
+    const manifest = JSON.parse(
+      spawnSync("tar", ["xzf", join(dir, file), "-O", "package/package.json"], { encoding: "utf8" }).stdout,
+    );
+    packages.set(manifest.name, { manifest, file, data });
+  }
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent((req.url ?? "/").split("?")[0] as string).slice(1);
+    const tarball = [...packages.values()].find((p) => path === `-/${p.file}`);
+    if (tarball) {
+      res.writeHead(200, { "content-type": "application/octet-stream" }).end(tarball.data);
+      return;
+    }
+    const pkg = packages.get(path);
+    if (!pkg) {
+      res.writeHead(404, { "content-type": "application/json" }).end('{"error":"not found"}');
+      return;
+    }
+    const version = pkg.manifest.version as string;
+    const dist = {
+      tarball: `http://127.0.0.1:${(server.address() as AddressInfo).port}/-/${pkg.file}`,
+      integrity: `sha512-${createHash("sha512").update(pkg.data).digest("base64")}`,
+      shasum: createHash("sha1").update(pkg.data).digest("hex"),
+    };
+    res
+      .writeHead(200, { "content-type": "application/json" })
+      .end(
+        JSON.stringify({
+          name: path,
+          "dist-tags": { latest: version },
+          versions: { [version]: { ...pkg.manifest, dist } },
+        }),
+      );
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, close: () => server.close() };
+}
+
+it("with --from-registry, installs the published packages once a registry has them, and chats", async () => {
+  const timings: Record<string, number> = {};
+  const home = tempDir();
+  // What publishing would put on the registry: the tarballs new packs (the same as pnpm pack's).
+  const packed = await runCli(["new", join(home, "packed")]);
+  expect(packed.code, packed.stderr).toBe(0);
+  const registry = await scopeRegistry(join(home, "packed", "vendor"));
+  try {
+    // As if the scope were published: the user's npm config sends @nitric-like to that registry.
+    const userconfig = join(home, "npmrc");
+    writeFileSync(userconfig, `@nitric-like:registry=${registry.url}\n`);
+    const env = { ...userEnv(join(home, "global")), npm_config_userconfig: userconfig };
+    const made = await runCli(["new", "my-app", "--from-registry"], { cwd: home });
+    expect(made.code, made.stderr).toBe(0);
+    const steps = printedSteps(made.stderr, "next, with npm:");
+    expect(steps).toEqual(["cd my-app", "npm install", "npx nitric-like run"]);
+    const project = join(home, "my-app");
+    const install = await sh("npm install", project, env, 240000);
+    expect(install.code, install.out).toBe(0);
+    timings["npm install"] = install.ms;
+    const lock = readFileSync(join(project, "package-lock.json"), "utf8");
+    expect(lock).toContain(`${registry.url}-/nitric-like-cli-`);
+    expect(lock).not.toContain("file:vendor");
+    await runAndChat("npx nitric-like run", project, env, NPX_STOPPED, timings);
+  } finally {
+    registry.close();
+  }
+  console.log(`new project from a registry on Node ${process.version}, ms: ${JSON.stringify(timings)}`);
 }, 300000);
