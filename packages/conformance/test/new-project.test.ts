@@ -228,6 +228,14 @@ it("runs the README's new-project script with npm outside the repository: instal
   expect(bad.code).not.toBe(0);
   expect(bad.out).toContain("services/bad.ts(4,33): error TS2339: Property 'get' does not exist on type 'KvRef<");
   rmSync(join(project, "services", "bad.ts"));
+
+  // The AWS provider works from its tarball too: build bundles the service with its runtime.
+  const build = await sh("npx nitric-like build", project, env, 60000);
+  expect(build.code, build.out).toBe(0);
+  expect(
+    JSON.parse(readFileSync(join(project, ".nitric-like", "aws", "template.json"), "utf8")).Resources,
+  ).toBeDefined();
+  timings["npx nitric-like build"] = build.ms;
   console.log(`new project with npm on Node ${process.version}, ms: ${JSON.stringify(timings)}`);
 }, 300000);
 
@@ -275,15 +283,13 @@ async function scopeRegistry(dir: string) {
       integrity: `sha512-${createHash("sha512").update(pkg.data).digest("base64")}`,
       shasum: createHash("sha1").update(pkg.data).digest("hex"),
     };
-    res
-      .writeHead(200, { "content-type": "application/json" })
-      .end(
-        JSON.stringify({
-          name: path,
-          "dist-tags": { latest: version },
-          versions: { [version]: { ...pkg.manifest, dist } },
-        }),
-      );
+    res.writeHead(200, { "content-type": "application/json" }).end(
+      JSON.stringify({
+        name: path,
+        "dist-tags": { latest: version },
+        versions: { [version]: { ...pkg.manifest, dist } },
+      }),
+    );
   });
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, close: () => server.close() };
