@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // Runs the one-file build of the CLI (dist/nitric-like.mjs, see scripts/bundle.mjs) while every
-// file it was made from is unchanged, and the separate modules of dist/ otherwise.
-import { readFileSync, statSync } from "node:fs";
+// file it was made from is unchanged, and the separate modules of dist/ otherwise. An installed
+// package has no list of those files (the tarball leaves it out): its bundle is current.
+import { existsSync, readFileSync, statSync } from "node:fs";
 
 function bundleIsCurrent() {
+  const list = new URL("../dist/nitric-like.inputs.json", import.meta.url);
+  if (!existsSync(list)) return existsSync(new URL("../dist/nitric-like.mjs", import.meta.url));
   try {
-    const inputs = JSON.parse(readFileSync(new URL("../dist/nitric-like.inputs.json", import.meta.url), "utf8"));
+    const inputs = JSON.parse(readFileSync(list, "utf8"));
     return inputs.every(([path, mtimeMs, size]) => {
       const s = statSync(path, { throwIfNoEntry: false });
       return s !== undefined && s.mtimeMs === mtimeMs && s.size === size;

@@ -79,7 +79,12 @@ export async function main(
     if (command === "new" && args.positionals.length <= 1) {
       const template = args.values.template;
       return newCommand(
-        { dir: args.positionals[0], template: typeof template === "string" ? template : "chat", version: version() },
+        {
+          dir: args.positionals[0],
+          template: typeof template === "string" ? template : "chat",
+          version: version(),
+          fromRegistry: args.values["from-registry"] === true,
+        },
         output,
       );
     }
@@ -152,7 +157,7 @@ function dashboardPort(value: string | undefined): { dashboardPort?: number } {
 function parse(command: string, args: string[]) {
   const options = {
     spec: {},
-    new: { template: { type: "string" } },
+    new: { template: { type: "string" }, "from-registry": { type: "boolean" } },
     build: { provider: { type: "string" }, out: { type: "string" } },
     up: {
       provider: { type: "string" },

@@ -1,8 +1,9 @@
 // `nitric-like new`: a project made from the template runs under `nitric-like run` as it is.
-import { readFileSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, expect, it } from "vitest";
-import { cleanTemp, connect, linkNodeModules, runCli, startApp, stopAll, tempDir } from "../src/harness.js";
+import { cleanTemp, connect, EXAMPLES, linkNodeModules, runCli, startApp, stopAll, tempDir } from "../src/harness.js";
 
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
@@ -19,7 +20,7 @@ it("creates a chat project named after its folder that runs and chats", async ()
   expect(readFileSync(join(dir, "nitric-like.yaml"), "utf8")).toMatch(/^name: my-chat$/m);
   const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
   expect(pkg.name).toBe("my-chat");
-  expect(pkg.dependencies["@nitric-like/sdk"]).toMatch(/^\^\d+\.\d+\.\d+$/);
+  expect(pkg.dependencies["@nitric-like/sdk"]).toMatch(/^file:vendor\/nitric-like-sdk-\d+\.\d+\.\d+\.tgz$/);
   expect(readFileSync(join(dir, ".gitignore"), "utf8")).toContain(".nitric-like/");
 
   linkNodeModules(dir); // what npm install gives it
@@ -49,4 +50,77 @@ it("refuses a folder that is not empty, and an unknown template, naming the choi
   const none = await runCli(["new"]);
   expect(none.code).toBe(1);
   expect(none.stderr).toContain('new: which folder? such as "nitric-like new my-app"');
+});
+
+/** The paths in a tarball, and its package.json. */
+function tarball(file: string): { paths: string[]; manifest: Record<string, unknown> } {
+  const list = spawnSync("tar", ["tzf", file], { encoding: "utf8" });
+  expect(list.status, list.stderr).toBe(0);
+  const manifest = spawnSync("tar", ["xzf", file, "-O", "package/package.json"], { encoding: "utf8" });
+  return { paths: list.stdout.trim().split("\n"), manifest: JSON.parse(manifest.stdout) };
+}
+
+it("packs every @nitric-like package it runs with into vendor/ as pnpm pack does: built code, no sources, no workspace: ranges", async () => {
+  const dir = join(tempDir(), "packed");
+  expect((await runCli(["new", dir])).code).toBe(0);
+  const files = readdirSync(join(dir, "vendor")).sort();
+  const names = ["cli", "contracts", "provider-aws", "provider-kit", "provider-local", "sdk", "spec"];
+  expect(files).toEqual(
+    names.map((n) => expect.stringMatching(new RegExp(`^nitric-like-${n}-\\d+\\.\\d+\\.\\d+\\.tgz$`))),
+  );
+  const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+  expect(Object.keys(pkg.overrides)).toEqual(names.map((n) => `@nitric-like/${n}`));
+  const pnpmFile = readFileSync(join(dir, "pnpm-workspace.yaml"), "utf8");
+  for (const f of files) {
+    expect(Object.values(pkg.overrides)).toContain(`file:vendor/${f}`);
+    expect(pnpmFile).toContain(`file:vendor/${f}`);
+    const { paths, manifest } = tarball(join(dir, "vendor", f));
+    expect(JSON.stringify(manifest)).not.toContain("workspace:");
+    expect(manifest.engines).toEqual({ node: expect.stringMatching(/^>=20/) });
+    expect(paths).toContain("package/package.json");
+    expect(paths.filter((p) => /^package\/(src|test)\/|\.test\.|^package\/tsconfig|inputs\.json$/.test(p))).toEqual([]);
+    for (const target of Object.values(manifest.exports as Record<string, string | { default: string }>)) {
+      const path = typeof target === "string" ? target : target.default;
+      expect(paths, `${f}: ${path}`).toContain(`package/${path.replace(/^\.\//, "")}`);
+    }
+  }
+  // The same files as `pnpm pack` puts in each package's tarball, and the same manifest.
+  const ROOT = join(EXAMPLES, "..");
+  const folders = names.map((n) =>
+    join(ROOT, n.startsWith("provider-") && n !== "provider-kit" ? `providers/${n.slice(9)}` : `packages/${n}`),
+  );
+  const out = tempDir();
+  await Promise.all(
+    folders.map(
+      (cwd) =>
+        new Promise<void>((done, fail) =>
+          spawn("pnpm", ["pack", "--pack-destination", out], { cwd, stdio: "ignore" }).on("exit", (code) =>
+            code === 0 ? done() : fail(new Error(`pnpm pack in ${cwd} exited ${code}`)),
+          ),
+        ),
+    ),
+  );
+  for (const f of files) {
+    const ours = tarball(join(dir, "vendor", f));
+    const pnpms = tarball(join(out, f));
+    expect(ours.paths.sort(), f).toEqual(pnpms.paths.sort());
+    expect(ours.manifest, f).toEqual(pnpms.manifest);
+  }
+  const cli = tarball(join(dir, "vendor", files[0] as string));
+  expect(cli.paths).toContain("package/bin/nitric-like.js");
+  expect(cli.paths).toContain("package/dist/nitric-like.mjs");
+  expect(cli.paths).toContain("package/templates/chat/services/chat.ts");
+}, 30000);
+
+it("with --from-registry depends on the published packages: ^version, no vendor/, no overrides", async () => {
+  const dir = join(tempDir(), "published");
+  const made = await runCli(["new", dir, "--from-registry"]);
+  expect(made.code, made.stderr).toBe(0);
+  expect(existsSync(join(dir, "vendor"))).toBe(false);
+  const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+  const version = JSON.parse(readFileSync(join(EXAMPLES, "..", "packages", "cli", "package.json"), "utf8")).version;
+  expect(pkg.dependencies["@nitric-like/sdk"]).toBe(`^${version}`);
+  expect(pkg.devDependencies["@nitric-like/cli"]).toBe(`^${version}`);
+  expect(pkg.overrides).toBeUndefined();
+  expect(readFileSync(join(dir, "pnpm-workspace.yaml"), "utf8")).not.toContain("overrides");
 });

@@ -8,24 +8,42 @@ export const NEW_HELP = `Usage: nitric-like new <dir> [options]
 
 Creates a project in dir (a new or empty folder) from a template, named after the
 folder: nitric-like.yaml, a service under services/, package.json, tsconfig.json,
-.gitignore and a README. Then:
+pnpm-workspace.yaml, .gitignore and a README. The @nitric-like packages this CLI runs
+with are packed into dir/vendor/ and the project depends on them there, so it installs
+where they are not published. Then, with npm or pnpm:
   cd <dir> && npm install && npx nitric-like run
+  cd <dir> && pnpm install && pnpm nitric-like run
+"npm run check" (or "pnpm check") type-checks the services.
 
 Options:
   --template <name>   The template (default: chat). Templates: ${templates().join(", ")}.
+  --from-registry     Depend on the published @nitric-like packages (^ this CLI's
+                      version) instead of packing them into vendor/.
   --plain             No colours.
   -h, --help          Show this help.
 `;
 
+/** `dir` as a shell word: as it is when that is safe, else single-quoted. */
+function shellWord(dir: string): string {
+  return /^[\w@%+=:,./-]+$/.test(dir) ? dir : `'${dir.replaceAll("'", "'\\''")}'`;
+}
+
 /** Runs `new`. */
-export function newCommand(options: { dir: string | undefined; template: string; version: string }, output: Output) {
+export function newCommand(
+  options: { dir: string | undefined; template: string; version: string; fromRegistry?: boolean },
+  output: Output,
+) {
   if (options.dir === undefined)
     throw new UserError('new: which folder? such as "nitric-like new my-app"; see "nitric-like new --help"');
-  const made = scaffold(options.dir, options.template, options.version);
+  const made = scaffold(options.dir, options.template, {
+    version: options.version,
+    fromRegistry: options.fromRegistry === true,
+  });
   output.info(`created ${output.paint("bold", made.name)} from the ${options.template} template:`);
   for (const f of made.files) output.info(`  ${f}`);
-  const where = relative(process.cwd(), made.dir) || ".";
-  output.info(`\nnext:\n  cd ${where}\n  npm install\n  npx nitric-like run`);
+  const cd = `cd ${shellWord(relative(process.cwd(), made.dir) || ".")}`;
+  output.info(`\nnext, with npm:\n  ${cd}\n  npm install\n  npx nitric-like run`);
+  output.info(`or with pnpm:\n  ${cd}\n  pnpm install\n  pnpm nitric-like run`);
   output.result(made.dir);
   return 0;
 }

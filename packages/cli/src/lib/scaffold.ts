@@ -2,11 +2,19 @@
  * `nitric-like new`: copies a template from `packages/cli/templates/<name>` into a folder, naming
  * the project after the folder. Templates keep `gitignore` without its dot (npm drops `.gitignore`
  * files from published packages); it is renamed on the way.
+ *
+ * Its @nitric-like dependencies come one of two ways. By default the CLI packs itself and every
+ * @nitric-like package it runs with into the project's vendor/ (see pack.ts), the project
+ * depends on those tarballs (`file:vendor/...`), and npm's `overrides` (package.json) and pnpm's
+ * (pnpm-workspace.yaml) point every @nitric-like package the tarballs depend on at its tarball:
+ * it installs where the packages are not published, with the versions this CLI runs. With
+ * `fromRegistry`, it depends on `^<version>` from the registry instead.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { basename, join, relative, resolve } from "node:path";
+import { basename, join, relative, resolve, sep } from "node:path";
 import { suggestName } from "@nitric-like/spec";
 import { UserError } from "./log.js";
+import { type Packed, packInstallation } from "./pack.js";
 import { cliPackageDir } from "./package-dir.js";
 
 /** Where the templates are. */
@@ -28,6 +36,45 @@ export interface Scaffolded {
   files: string[];
 }
 
+/** Where a project's @nitric-like packages come from. */
+export interface Source {
+  /** The version of the CLI making the project. */
+  version: string;
+  /** Depend on `^version` from the registry rather than on tarballs under vendor/. */
+  fromRegistry?: boolean;
+}
+
+interface PackageJson {
+  name: string;
+  dependencies?: Record<string, string>;
+  devDependencies?: Record<string, string>;
+  overrides?: Record<string, string>;
+}
+
+/** The project's package.json: named, with its @nitric-like dependencies from `vendor` or the registry. */
+function projectPackageJson(text: string, name: string, version: string, vendor: Packed[] | undefined): string {
+  const pkg = JSON.parse(text) as PackageJson;
+  const spec = (dep: string) => {
+    if (!vendor) return `^${version}`;
+    const packed = vendor.find((p) => p.name === dep);
+    if (!packed) throw new Error(`nitric-like: the template depends on ${dep}, which this CLI does not run with`);
+    return `file:vendor/${packed.file}`;
+  };
+  const out: PackageJson = { ...pkg, name };
+  for (const deps of [out.dependencies, out.devDependencies])
+    for (const dep of Object.keys(deps ?? {})) if (dep.startsWith("@nitric-like/") && deps) deps[dep] = spec(dep);
+  // npm resolves the tarballs' own @nitric-like dependencies through these.
+  if (vendor) out.overrides = Object.fromEntries(vendor.map((p) => [p.name, `file:vendor/${p.file}`]));
+  return `${JSON.stringify(out, null, 2)}\n`;
+}
+
+/** pnpm reads its overrides from pnpm-workspace.yaml (package.json's "pnpm" field no longer). */
+function pnpmOverrides(vendor: Packed[]): string {
+  return `\n# Every @nitric-like package from the tarballs under vendor/ (npm: "overrides" in package.json).\noverrides:\n${vendor
+    .map((p) => `  "${p.name}": file:vendor/${p.file}\n`)
+    .join("")}`;
+}
+
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
     e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)],
@@ -35,39 +82,34 @@ function walk(dir: string): string[] {
 }
 
 /**
- * Creates a project in `target` (which must not exist or be empty) from `template`, with
- * `version` as the range of our packages it depends on.
+ * Creates a project in `target` (which must not exist or be empty) from `template`, its
+ * @nitric-like packages from `source`.
  */
-export function scaffold(target: string, template: string, version: string): Scaffolded {
-  const source = join(templateDir(), template);
+export function scaffold(target: string, template: string, source: Source): Scaffolded {
+  const from = join(templateDir(), template);
   if (!templates().includes(template))
     throw new UserError(`new: no template "${template}"; templates: ${templates().join(", ")}`);
   const dir = resolve(target);
   if (existsSync(dir) && (!statSync(dir).isDirectory() || readdirSync(dir).length > 0))
     throw new UserError(`new: ${target} already exists and is not empty; choose a new folder`);
   const name = suggestName(basename(dir));
+  const vendor = source.fromRegistry ? undefined : packInstallation(cliPackageDir());
   const files: string[] = [];
-  for (const from of walk(source)) {
-    let path = relative(source, from);
+  const write = (path: string, data: string | Buffer) => {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), data);
+    files.push(path);
+  };
+  for (const file of walk(from)) {
+    let path = relative(from, file).split(sep).join("/");
     if (path === "gitignore") path = ".gitignore";
-    let text = readFileSync(from, "utf8");
-    if (path === "package.json") {
-      const pkg = JSON.parse(text) as {
-        name: string;
-        dependencies?: Record<string, string>;
-        devDependencies?: Record<string, string>;
-      };
-      pkg.name = name;
-      for (const deps of [pkg.dependencies, pkg.devDependencies])
-        for (const dep of Object.keys(deps ?? {}))
-          if (dep.startsWith("@nitric-like/") && deps) deps[dep] = `^${version}`;
-      text = `${JSON.stringify(pkg, null, 2)}\n`;
-    }
+    let text = readFileSync(file, "utf8");
+    if (path === "package.json") text = projectPackageJson(text, name, source.version, vendor);
+    if (path === "pnpm-workspace.yaml" && vendor) text += pnpmOverrides(vendor);
     if (path === "nitric-like.yaml") text = text.replace(/^name: .*$/m, `name: ${name}`);
     if (path === "README.md") text = text.replace(/^# .*$/m, `# ${name}`);
-    mkdirSync(join(dir, path, ".."), { recursive: true });
-    writeFileSync(join(dir, path), text);
-    files.push(path);
+    write(path, text);
   }
+  for (const p of vendor ?? []) write(`vendor/${p.file}`, p.data);
   return { dir, name, files: files.sort() };
 }
