@@ -63,7 +63,21 @@ export class LocalProvider implements RunningProvider {
 
   constructor(private readonly options: LocalProviderOptions) {
     this.logger = options.logger;
-    this.stores = new KvStores(options.dataDir ?? join(options.project.dir, ".nitric-like", "kv"));
+    const dataDir = options.dataDir ?? join(options.project.dir, ".nitric-like", "kv");
+    try {
+      this.stores = new KvStores(dataDir);
+    } catch (error) {
+      // lmdb says "Permission denied: Attempting to setup locks" and nothing of where.
+      const e = error as NodeJS.ErrnoException;
+      if (e.code !== undefined && e.path !== undefined) throw error;
+      throw Object.assign(
+        new Error(
+          `kv: cannot open the stores in ${JSON.stringify(dataDir)} (${e.message}); make that folder writable by this user, or remove it if its data can go`,
+          { cause: error },
+        ),
+        { userFacing: true },
+      );
+    }
     const handlerTimeoutMs =
       options.handlerTimeoutMs ??
       options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT]?.limits?.handlerTimeoutMs ??
