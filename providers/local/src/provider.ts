@@ -86,7 +86,7 @@ export class LocalProvider implements RunningProvider {
     this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs);
     if (options.host !== undefined && !isLoopback(options.host)) {
       options.logger.warn(
-        `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' gRPC endpoints stay on 127.0.0.1)`,
+        `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' endpoints stay on this machine)`,
       );
     }
     this.handlers = new HandlerRegistry(options.logger, handlerTimeoutMs, options.handlerWaitMs ?? 10000);

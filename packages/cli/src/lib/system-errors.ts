@@ -16,6 +16,7 @@ interface SystemError {
   address?: unknown;
   port?: unknown;
   cause?: unknown;
+  hostname?: unknown;
 }
 
 function userName(): string {
@@ -109,6 +110,9 @@ export function systemErrorMessage(error: unknown, depth = 0): string | undefine
         typeof e.port === "number" ? e.port : undefined,
       );
       if (message) return message;
+    }
+    if (e.code === "ENOTFOUND" && typeof e.hostname === "string") {
+      return `${JSON.stringify(e.hostname)} is not a host name this machine knows; give --host an address such as 127.0.0.1 or 0.0.0.0`;
     }
     if (typeof e.path === "string") {
       const message = forPath(e.code, syscall, e.path);
