@@ -17,7 +17,8 @@ function probeProject(): string {
     "nitric-like.yaml": 'name: probe\nservices:\n  - match: services/*.cjs\n    start: node "$SERVICE_PATH"\n',
     "services/probe.cjs": [
       "const e = process.env;",
-      'console.log(`probe pid=${process.pid} address=${e.SERVICE_ADDRESS} host=${e.NITRIC_SERVICE_HOST ?? "-"} port=${e.NITRIC_SERVICE_PORT ?? "-"}`);',
+      'const line = ["probe pid=" + process.pid, "address=" + e.SERVICE_ADDRESS, "host=" + (e.NITRIC_SERVICE_HOST ?? "-"), "port=" + (e.NITRIC_SERVICE_PORT ?? "-")];',
+      'console.log(line.join(" "));',
       'if (e.NITRIC_ENVIRONMENT === "run") setInterval(() => {}, 1000);',
       "",
     ].join("\n"),
