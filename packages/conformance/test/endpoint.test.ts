@@ -4,7 +4,7 @@
 import { existsSync, lstatSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { type App, cleanTemp, startApp, stopAll, writeProject } from "../src/harness.js";
+import { type App, cleanTemp, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
 
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
@@ -71,5 +71,22 @@ describe("a service's endpoint under nitric-like run", () => {
     const next = await startApp(project);
     await probed(next, /probe pid=\d+ address=unix:\S+/);
     expect(existsSync(dir)).toBe(false);
+  });
+
+  it("is an owner-only Unix socket in the collect pass too, with 127.0.0.1 only for services with a start command", async () => {
+    // Each service prints what it was given and fails, so that `spec` shows its output.
+    const print =
+      'console.log(["address=" + process.env.SERVICE_ADDRESS, "host=" + (process.env.NITRIC_SERVICE_HOST ?? "-")].join(" ")); process.exit(3);\n';
+    const dir = writeProject({
+      "nitric-like.yaml":
+        'name: probe\nservices:\n  - match: services/*.ts\n  - match: started/*.cjs\n    start: node "$SERVICE_PATH"\n',
+      "services/bundled.ts": print,
+      "started/started.cjs": print,
+    });
+    const { code, stderr } = await runCli(["spec", dir]);
+    expect(code).toBe(1);
+    const folder = `/nitric-like-run-${process.getuid?.()}-[A-Za-z0-9]{6}/collect\\.sock`;
+    expect(stderr).toMatch(new RegExp(`address=unix:\\S+${folder} host=-`));
+    expect(stderr).toMatch(new RegExp(`address=unix:\\S+${folder} host=127\\.0\\.0\\.1`));
   });
 });

@@ -20,4 +20,12 @@ export {
 export { originProblem } from "./origins.js";
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
+export {
+  createRunDir,
+  currentUid,
+  RUN_DIR_PREFIX,
+  type RunDir,
+  removeStaleRunDirs,
+  runDirParent,
+} from "./run-dir.js";
 export { asGrpcError, checkClose, notConnected, settle } from "./websocket.js";

@@ -5,7 +5,17 @@
  */
 import { join } from "node:path";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
+import {
+  createRunDir,
+  currentUid,
+  type Endpoint,
+  HandlerRegistry,
+  Permissions,
+  type RunDir,
+  removeStaleRunDirs,
+  startEndpoint,
+  stopEndpoint,
+} from "@nitric-like/provider-kit";
 import {
   type AppLimits,
   DEFAULT_LIMITS,
@@ -19,7 +29,6 @@ import {
 } from "@nitric-like/spec";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
-import { createRunDir, currentUid, type RunDir, removeStaleRunDirs } from "./run-dir.js";
 import { Gateway } from "./websocket/gateway.js";
 
 /** Options of the local provider beyond what every provider gets. */

@@ -18,8 +18,8 @@ import { basename, join } from "node:path";
 import { GrpcClient } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action } from "@nitric-like/contracts/resources";
+import { RUN_DIR_PREFIX, runDirParent } from "@nitric-like/provider-kit";
 import { afterEach, describe, expect, it } from "vitest";
-import { RUN_DIR_PREFIX, runDirParent } from "../src/run-dir.js";
 import { cleanup, declareSocket, declareStore, startProvider } from "./helpers.js";
 
 afterEach(cleanup);

@@ -1,6 +1,6 @@
 /**
- * The private folder of one run: it holds the Unix sockets of the services' endpoints, so only this
- * user can reach them. The folder is made by mkdtemp (a fresh random name, created or failing, never
+ * The private folder of one run (or one collect pass): it holds the Unix sockets of the services'
+ * endpoints, so only this user can reach them. The folder is made by mkdtemp (a fresh random name, created or failing, never
  * an existing path), mode 0700, checked to be ours, and removed when the run stops. A run killed
  * with SIGKILL cannot remove it: the next run removes the folders of this user whose run is dead.
  */
