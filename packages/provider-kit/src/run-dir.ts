@@ -4,7 +4,7 @@
  * an existing path), mode 0700, checked to be ours, and removed when the run stops. A run killed
  * with SIGKILL cannot remove it: the next run removes the folders of this user whose run is dead.
  */
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -109,6 +109,11 @@ export function removeStaleRunDirs(parent = runDirParent()): string[] {
   return removed;
 }
 
+/** An error the CLI shows as its message alone: the fix is the user's (see Provider in @nitric-like/spec). */
+function userError(message: string): Error {
+  return Object.assign(new Error(message), { userFacing: true });
+}
+
 /** A run folder made by createRunDir(). */
 export interface RunDir {
   /** Its absolute path. */
@@ -127,11 +132,19 @@ let exitHookInstalled = false;
  */
 export function createRunDir(parent = runDirParent()): RunDir {
   const uid = currentUid();
+  // In a folder anyone may write without the sticky bit, another user could move our folder away
+  // and put theirs in its place.
+  const pst = statSync(parent);
+  if ((pst.mode & 0o002) !== 0 && (pst.mode & 0o1000) === 0) {
+    throw userError(
+      `local provider: ${JSON.stringify(parent)} is writable by every user and not sticky, so a private folder there could be swapped; set TMPDIR to a folder of your own`,
+    );
+  }
   const path = mkdtempSync(join(parent, `${RUN_DIR_PREFIX}${uid ?? "x"}-`));
   const st = lstatSync(path);
   // mkdtemp makes it 0700 whatever the umask; check, as nothing else protects the sockets.
   if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o777) !== 0o700) {
-    throw new Error(
+    throw userError(
       `local provider: the run folder ${JSON.stringify(path)} is not a private folder of this user (mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid}); check the temp folder (TMPDIR) is a normal local folder`,
     );
   }

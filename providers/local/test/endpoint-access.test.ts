@@ -3,6 +3,7 @@
 // TCP is served only when asked. Clients of another user are real processes run as "nobody".
 import { spawn, spawnSync } from "node:child_process";
 import {
+  chmodSync,
   chownSync,
   existsSync,
   lstatSync,
@@ -18,7 +19,7 @@ import { basename, join } from "node:path";
 import { GrpcClient } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action } from "@nitric-like/contracts/resources";
-import { RUN_DIR_PREFIX, runDirParent } from "@nitric-like/provider-kit";
+import { createRunDir, RUN_DIR_PREFIX, runDirParent } from "@nitric-like/provider-kit";
 import { afterEach, describe, expect, it } from "vitest";
 import { cleanup, declareSocket, declareStore, startProvider } from "./helpers.js";
 
@@ -202,6 +203,24 @@ describe("who can reach a service's endpoint", () => {
       if (others) expect(existsSync(others)).toBe(true);
     } finally {
       for (const p of made) rmSync(p, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses to make its folder where another user could swap it (writable by all, not sticky)", async () => {
+    const parent = mkdtempSync(join(runDirParent(), "nitric-like-open-parent-"));
+    try {
+      chmodSync(parent, 0o777);
+      expect(() => createRunDir(parent)).toThrow(
+        `local provider: ${JSON.stringify(parent)} is writable by every user and not sticky, so a private folder there could be swapped; set TMPDIR to a folder of your own`,
+      );
+      expect(readdirSync(parent)).toEqual([]);
+      chmodSync(parent, 0o1777);
+      const dir = createRunDir(parent);
+      expect(lstatSync(dir.path).mode & 0o777).toBe(0o700);
+      dir.remove();
+      expect(existsSync(dir.path)).toBe(false);
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
     }
   });
 });
