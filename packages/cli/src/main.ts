@@ -7,6 +7,7 @@ import { RUN_HELP, runCommand } from "./commands/run.js";
 import { SPEC_HELP, specCommand } from "./commands/spec.js";
 import { DOWN_HELP, downCommand, UP_HELP, upCommand } from "./commands/up.js";
 import { Output, UserError } from "./lib/log.js";
+import { systemErrorMessage } from "./lib/system-errors.js";
 
 /** Help for the whole CLI. */
 export const MAIN_HELP = `Usage: nitric-like <command> [options]
@@ -120,6 +121,7 @@ export async function main(
         watch: args.values["no-watch"] !== true,
         dashboard: args.values["no-dashboard"] !== true,
         processes: args.values.processes === true,
+        tcp: args.values.tcp === true,
         ...dashboardPort(text("dashboard-port")),
         ...optional("host", text("host")),
         ...optional("environment", text("env")),
@@ -134,6 +136,12 @@ export async function main(
     // A provider's error meant for users (see Provider in @nitric-like/spec): its message only.
     if (error instanceof Error && (error as { userFacing?: unknown }).userFacing === true) {
       output.error(error.message);
+      return 1;
+    }
+    // The machine's, not ours: a port in use, a folder that cannot be written, a missing file.
+    const system = systemErrorMessage(error);
+    if (system !== undefined) {
+      output.error(system);
       return 1;
     }
     output.error(`unexpected failure, please report it with this output:\n${(error as Error).stack ?? String(error)}`);
@@ -173,6 +181,7 @@ function parse(command: string, args: string[]) {
       "dashboard-port": { type: "string" },
       "no-dashboard": { type: "boolean" },
       processes: { type: "boolean" },
+      tcp: { type: "boolean" },
       host: { type: "string" },
       env: { type: "string" },
       plain: { type: "boolean" },

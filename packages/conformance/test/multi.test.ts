@@ -38,10 +38,10 @@ it("splits one socket's handlers over two services, each with its own endpoint a
   a.ws.send("env");
   const env = JSON.parse((await a.next()).text) as Record<string, string>;
   expect(env.NITRIC_ENVIRONMENT).toBe("run");
-  // The SDKs reach the endpoint over its Unix socket; host and port name the same endpoint over TCP.
+  // The SDKs reach the endpoint over its Unix socket; host and port (TCP) are set only under --tcp.
   expect(env.SERVICE_ADDRESS).toMatch(/^unix:\/.+\.sock$/);
-  expect(Number(env.NITRIC_SERVICE_PORT)).toBeGreaterThan(0);
-  expect(env.NITRIC_SERVICE_HOST).toBe("127.0.0.1");
+  expect(env.NITRIC_SERVICE_PORT).toBeUndefined();
+  expect(env.NITRIC_SERVICE_HOST).toBeUndefined();
 
   // Output is forwarded line by line with the service's name: stdout to stdout, stderr to stderr.
   expect(app.stdout).toMatch(/^doorman +\| doorman saw \S+$/m);

@@ -1,6 +1,8 @@
 /**
- * One gRPC server per service on 127.0.0.1: the endpoint a call arrives on is how the provider
- * knows which service makes it (the SDKs send no identity), and so which grants apply.
+ * One gRPC server per service: the endpoint a call arrives on is how the provider knows which
+ * service makes it (the SDKs send no identity), and so which grants apply. Whoever can reach an
+ * endpoint acts as its service, so where it listens decides who that can be: a Unix socket in a
+ * private folder (this user only), and TCP on 127.0.0.1 (every user of this machine) only when asked.
  */
 import { chmodSync, rmSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
@@ -25,7 +27,7 @@ export type EndpointContext = KvContext & ResourcesContext & WebsocketContext;
 
 /** A running endpoint. */
 export interface Endpoint {
-  /** `127.0.0.1:port`; empty when the endpoint serves ports only. */
+  /** `127.0.0.1:port`; empty when the endpoint does not serve TCP. */
   address: string;
   /** `unix:<path>` when it also listens on a Unix socket. */
   localAddress?: string;
@@ -42,14 +44,21 @@ export interface Endpoint {
 /** Options of an endpoint. */
 export interface EndpointOptions {
   /**
-   * Serve gRPC on 127.0.0.1. Without it the endpoint serves only ports, for a runtime whose
-   * service's code runs in its own thread (the AWS runtime). @default true
+   * Serve gRPC. Without it the endpoint serves only ports, for a runtime whose service's code runs
+   * in its own thread (the AWS runtime). @default true
    */
   grpc?: boolean;
   /**
-   * Also listen on a Unix socket at this path, for processes on this machine: a gRPC round trip
-   * over it took ~41–50 µs here against ~48–68 µs over TCP on 127.0.0.1. The socket is made
-   * readable and writable by its owner only, and removed when the endpoint stops.
+   * Serve gRPC on TCP, 127.0.0.1, for SDKs that cannot dial a Unix socket. Any user of this machine
+   * can connect there and act as the service: the gRPC protocol of Nitric's SDKs carries no
+   * credential. @default true when there is no socketPath, else false
+   */
+  tcp?: boolean;
+  /**
+   * Serve gRPC on a Unix socket at this path, which must be in a folder only this user can enter
+   * (see the local provider's run folder): a gRPC round trip over it took ~41–50 µs here against
+   * ~48–68 µs over TCP on 127.0.0.1. The socket is also made readable and writable by its owner
+   * only, and removed when the endpoint stops.
    */
   socketPath?: string;
 }
@@ -80,30 +89,33 @@ export async function startEndpoint(
   const served = new Set([Resources, Websocket, WebsocketHandler, KvStore, Connections].map((s) => s.typeName));
   serve(routes(Health, healthService(served)));
   if (!server) return { address: "", ports };
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) =>
-      error ? reject(error) : resolve(p),
-    ),
-  );
-  const endpoint: Endpoint = { address: `127.0.0.1:${port}`, server, ports };
   const { socketPath } = options;
+  const endpoint: Endpoint = { address: "", server, ports };
+  const bind = (address: string) =>
+    new Promise<number>((resolve, reject) =>
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, p) =>
+        error ? reject(error) : resolve(p),
+      ),
+    );
+  const tcp = options.tcp ?? socketPath === undefined;
+  if (tcp) endpoint.address = `127.0.0.1:${await bind("127.0.0.1:0")}`;
   if (socketPath !== undefined) {
-    // A socket file left by a process that was killed would make the bind fail.
-    rmSync(socketPath, { force: true });
     try {
-      await new Promise<void>((resolve, reject) =>
-        server.bindAsync(`unix:${socketPath}`, grpc.ServerCredentials.createInsecure(), (error) =>
-          error ? reject(error) : resolve(),
-        ),
-      );
+      await bind(`unix:${socketPath}`);
       chmodSync(socketPath, 0o600);
       endpoint.localAddress = `unix:${socketPath}`;
       endpoint.socketPath = socketPath;
     } catch (error) {
+      const why = `service "${service}": cannot listen on the Unix socket ${JSON.stringify(socketPath)} (${(error as Error).message})`;
+      if (!tcp) {
+        server.forceShutdown();
+        throw Object.assign(
+          new Error(`${why}; set TMPDIR to a short local folder you own, or run with --tcp to serve it on 127.0.0.1`),
+          { userFacing: true },
+        );
+      }
       // TCP alone still serves; say why the faster path is missing.
-      ctx.logger.warn(
-        `service "${service}": no Unix socket at ${socketPath} (${(error as Error).message}); it talks to the provider over TCP`,
-      );
+      ctx.logger.warn(`${why}; it talks to the provider over TCP`);
     }
   }
   return endpoint;

@@ -21,4 +21,12 @@ export { originProblem } from "./origins.js";
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { resourceKindOf } from "./resources.js";
+export {
+  createRunDir,
+  currentUid,
+  RUN_DIR_PREFIX,
+  type RunDir,
+  removeStaleRunDirs,
+  runDirParent,
+} from "./run-dir.js";
 export { asGrpcError, checkClose, notConnected, settle } from "./websocket.js";

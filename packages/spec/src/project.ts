@@ -167,15 +167,29 @@ export function projectNameProblem(name: string): string | undefined {
 /** Finds and reads the project file in `dir`. Throws ProjectError listing every problem, each with its fix. */
 export function loadProject(dir: string): Project {
   const file = PROJECT_FILES.map((f) => join(dir, f)).find((f) => existsSync(f));
+  if (!file && !existsSync(dir)) {
+    throw new ProjectError(
+      `${JSON.stringify(dir)}: no such folder; give the project's folder, or create a project there with "nitric-like new ${dir}"`,
+    );
+  }
   if (!file) {
     throw new ProjectError(
       `${dir}: no project file found, create nitric-like.yaml with\n  name: my-app\n  services:\n    - match: services/*.ts`,
     );
   }
   const where = relative(process.cwd(), file) || file;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ProjectError(
+      `${where}: cannot read it (${code}); make it readable by this user (chmod or chown), or run as its owner`,
+    );
+  }
   let raw: unknown;
   try {
-    raw = parse(readFileSync(file, "utf8"));
+    raw = parse(text);
   } catch (error) {
     throw new ProjectError(`${where}: not valid YAML: ${(error as Error).message}`);
   }
@@ -403,7 +417,9 @@ export function findServices(project: Project): ServiceEntry[] {
     const pattern = globToRegExp(s.match);
     const matched = files.filter((f) => pattern.test(f));
     if (matched.length === 0) {
-      throw new ProjectError(`${basename(project.file)}: "${s.match}" matches no file in ${project.dir}`);
+      throw new ProjectError(
+        `${basename(project.file)}: "${s.match}" matches no file in ${project.dir}; add the service's file there, or change the "match" glob to where it is`,
+      );
     }
     for (const file of matched) {
       const name = basename(file, extname(file));

@@ -36,6 +36,12 @@ export interface RunOptions {
   host?: string;
   /** The environment whose `environments.<name>` limits apply (`--env`). @default "local" */
   environment?: string;
+  /**
+   * Serve each service's endpoint on 127.0.0.1 too (`--tcp`), for SDKs that read
+   * NITRIC_SERVICE_HOST and NITRIC_SERVICE_PORT and cannot dial a Unix socket. Any user of the
+   * machine can reach it and act as the service; the provider warns. @default false
+   */
+  tcp?: boolean;
 }
 
 /** One live handler registration. */
@@ -53,14 +59,15 @@ export interface RunningProvider {
    */
   readonly hostsServices?: boolean;
   /**
-   * The gRPC endpoint (`127.0.0.1:port`) of a service. Each service has its own endpoint, which is
-   * how the provider knows which service makes a call; it stays the same across restarts.
+   * The gRPC endpoint of a service: `127.0.0.1:port` when the provider serves it on TCP, else an
+   * address such as `unix:<path>`. Each service has its own endpoint, which is how the provider
+   * knows which service makes a call; it stays the same across restarts.
    */
   endpoint(service: string): Promise<string>;
   /**
-   * The same endpoint at an address only processes on this machine reach, faster than TCP (such as
-   * `unix:/tmp/...sock`); when there is one, a service gets it as SERVICE_ADDRESS, while
-   * NITRIC_SERVICE_HOST and NITRIC_SERVICE_PORT keep the TCP endpoint.
+   * The same endpoint at an address only this user's processes reach, faster than TCP (such as
+   * `unix:<private folder>/1.sock`); when there is one, a service gets it as SERVICE_ADDRESS, while
+   * NITRIC_SERVICE_HOST and NITRIC_SERVICE_PORT get the TCP endpoint when it is served.
    */
   localAddress?(service: string): Promise<string | undefined>;
   /**

@@ -1,11 +1,21 @@
 /**
  * The local provider: WebSocket gateways (ws) and kv stores (lmdb) on this machine, served to each
- * service over its own gRPC endpoint on 127.0.0.1.
+ * service over its own gRPC endpoint: a Unix socket in this run's private folder, and 127.0.0.1
+ * only when asked (`tcp`).
  */
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { type Endpoint, HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
+import {
+  createRunDir,
+  currentUid,
+  type Endpoint,
+  HandlerRegistry,
+  Permissions,
+  type RunDir,
+  removeStaleRunDirs,
+  startEndpoint,
+  stopEndpoint,
+} from "@nitric-like/provider-kit";
 import {
   type AppLimits,
   DEFAULT_LIMITS,
@@ -40,9 +50,6 @@ function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
 
-/** Unix socket files made by this process: each endpoint gets its own. */
-let socketCount = 0;
-
 /** A running local provider. */
 export class LocalProvider implements RunningProvider {
   private readonly stores: KvStores;
@@ -55,12 +62,31 @@ export class LocalProvider implements RunningProvider {
   private readonly unserved = new Set<string>();
   private stopped: Promise<void> | undefined;
   private readonly logger: Logger;
+  /** Serve the endpoints on 127.0.0.1 too (always where there are no Unix users). */
+  private readonly tcp: boolean;
+  /** The private folder of the endpoints' Unix sockets, made with the first endpoint. */
+  private runDir: RunDir | undefined;
+  private socketCount = 0;
   /** Connections, traffic and kv values, for the dashboard. */
   readonly inspect: LocalInspector;
 
   constructor(private readonly options: LocalProviderOptions) {
     this.logger = options.logger;
-    this.stores = new KvStores(options.dataDir ?? join(options.project.dir, ".nitric-like", "kv"));
+    const dataDir = options.dataDir ?? join(options.project.dir, ".nitric-like", "kv");
+    try {
+      this.stores = new KvStores(dataDir);
+    } catch (error) {
+      // lmdb says "Permission denied: Attempting to setup locks" and nothing of where.
+      const e = error as NodeJS.ErrnoException;
+      if (e.code !== undefined && e.path !== undefined) throw error;
+      throw Object.assign(
+        new Error(
+          `kv: cannot open the stores in ${JSON.stringify(dataDir)} (${e.message}); make that folder writable by this user, or remove it if its data can go`,
+          { cause: error },
+        ),
+        { userFacing: true },
+      );
+    }
     const handlerTimeoutMs =
       options.handlerTimeoutMs ??
       options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT]?.limits?.handlerTimeoutMs ??
@@ -69,10 +95,11 @@ export class LocalProvider implements RunningProvider {
     this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs);
     if (options.host !== undefined && !isLoopback(options.host)) {
       options.logger.warn(
-        `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' gRPC endpoints stay on 127.0.0.1)`,
+        `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' endpoints stay on this machine)`,
       );
     }
     this.handlers = new HandlerRegistry(options.logger, handlerTimeoutMs, options.handlerWaitMs ?? 10000);
+    this.tcp = options.tcp === true || currentUid() === undefined;
   }
 
   /**
@@ -83,6 +110,8 @@ export class LocalProvider implements RunningProvider {
    * time add to these, as they always did.
    */
   async start(): Promise<void> {
+    // Sockets of runs killed with SIGKILL: only this user's, only of dead runs.
+    removeStaleRunDirs();
     for (const r of this.options.spec.resources) {
       if (r.kind === "kv") {
         this.stores.store(r.name);
@@ -139,14 +168,23 @@ export class LocalProvider implements RunningProvider {
     return pending;
   }
 
-  /** The service's own gRPC endpoint (`127.0.0.1:port`), started on first use and kept across its restarts. */
+  /**
+   * The service's own gRPC endpoint, started on first use and kept across its restarts:
+   * `127.0.0.1:port` when the provider serves TCP (`tcp`), else its Unix socket, `unix:<path>`.
+   */
   async endpoint(service: string): Promise<string> {
-    return (await this.startedEndpoint(service)).address;
+    const e = await this.startedEndpoint(service);
+    return e.address || (e.localAddress ?? "");
   }
 
-  /** The service's endpoint on its Unix socket (`unix:<path>` in the temp folder), which services are given. */
+  /** The service's endpoint on its Unix socket (`unix:<path>` in this run's private folder), which services are given. */
   async localAddress(service: string): Promise<string | undefined> {
     return (await this.startedEndpoint(service)).localAddress;
+  }
+
+  /** This run's private folder of sockets (tests); none before the first endpoint or where there are no Unix users. */
+  get socketDir(): string | undefined {
+    return this.runDir?.path;
   }
 
   /** A port served as the service's endpoint, for a service running as a worker thread of this process. */
@@ -164,6 +202,15 @@ export class LocalProvider implements RunningProvider {
       );
     let pending = this.endpoints.get(service);
     if (!pending) {
+      let socketPath: string | undefined;
+      if (currentUid() !== undefined) {
+        try {
+          this.runDir ??= createRunDir();
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        socketPath = join(this.runDir.path, `${++this.socketCount}.sock`);
+      }
       pending = startEndpoint(
         service,
         {
@@ -182,7 +229,7 @@ export class LocalProvider implements RunningProvider {
           },
           gateway: (socket) => this.gateways.get(socket),
         },
-        { socketPath: join(tmpdir(), `nitric-like-${process.pid}-${++socketCount}.sock`) },
+        { tcp: this.tcp, ...(socketPath === undefined ? {} : { socketPath }) },
       );
       this.endpoints.set(service, pending);
     }
@@ -242,6 +289,7 @@ export class LocalProvider implements RunningProvider {
       await Promise.all([...this.gateways.values()].map((g) => g.stop()));
       const endpoints = await Promise.allSettled(this.endpoints.values());
       await Promise.all(endpoints.map((e) => (e.status === "fulfilled" ? stopEndpoint(e.value) : undefined)));
+      this.runDir?.remove();
       await this.stores.close();
     })();
     return this.stopped;

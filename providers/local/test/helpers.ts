@@ -61,6 +61,8 @@ export async function startProvider(
     spec: { name: "test", services: [], resources: [], policies: [] },
     logger: { info: (m) => logs.info.push(m), warn: (m) => logs.warn.push(m), error: (m) => logs.error.push(m) },
     randomPorts: true,
+    // TCP too, unlike `run`'s default: the raw-bytes tests reach an endpoint by its port.
+    tcp: true,
     ...options,
   });
   cleanups.push(async () => {

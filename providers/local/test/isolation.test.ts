@@ -79,7 +79,7 @@ describe("listening addresses", () => {
     expect(listeners(portOf(urlOf(provider, "chat")))).toEqual(["0.0.0.0"]);
     expect(listeners(portOf(await provider.endpoint("a")))).toEqual(["127.0.0.1"]);
     expect(logs.warn).toContain(
-      "--host 0.0.0.0: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' gRPC endpoints stay on 127.0.0.1)",
+      "--host 0.0.0.0: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' endpoints stay on this machine)",
     );
   });
 });

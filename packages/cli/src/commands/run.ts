@@ -29,6 +29,9 @@ Runs the project in dir (default: the current folder) on your machine: a WebSock
 gateway per socket and kv stores on disk (.nitric-like/ in the project), every service
 started with its own endpoint. TypeScript services run without a build step.
 
+A service process reaches its endpoint at SERVICE_ADDRESS, a Unix socket in a private
+folder of this run: only your user can connect, and whoever connects acts as the service.
+
 At start it prints the local dashboard's address (resources, live connections and
 messages, sending, a kv browser), then, when ready, one line per socket, on stdout:
   dashboard http://127.0.0.1:<port>
@@ -54,6 +57,10 @@ Options:
                       this process and reaches the provider over a MessagePort (two
                       process hops fewer per message); services using @nitric/sdk
                       or a start command always get processes.
+  --tcp               Also serve each service's endpoint on 127.0.0.1 and set
+                      NITRIC_SERVICE_HOST/PORT, for SDKs that cannot dial a Unix socket
+                      (Nitric's Go and JVM SDKs). Any user of this machine can then act
+                      as your services: use it only on a machine you do not share.
   --no-watch          Do not restart services when their files change.
   --plain             No colours (also when NO_COLOR is set or output is not a terminal).
   -h, --help          Show this help.
@@ -75,6 +82,8 @@ export interface RunCommandOptions {
   host?: string;
   /** Whose `environments.<name>` limits apply. @default "local" */
   environment?: string;
+  /** Serve the services' endpoints on 127.0.0.1 too (NITRIC_SERVICE_HOST/PORT). @default false */
+  tcp?: boolean;
   /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
   readyTimeoutMs?: number;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
@@ -107,6 +116,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     spec,
     logger: output,
     randomPorts: options.randomPorts,
+    ...(options.tcp === true ? { tcp: true } : {}),
     ...(options.host === undefined ? {} : { host: options.host }),
     ...(options.environment === undefined ? {} : { environment: options.environment }),
   });
@@ -131,6 +141,20 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     )
       output.info(output.paint("dim", `dashboard: port ${DEFAULT_DASHBOARD_PORT} is taken, so it uses a free one`));
     output.result(`dashboard ${dashboard.url}`);
+  }
+  if (options.tcp === true && !running.hostsServices) {
+    output.warn(
+      "--tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT) with no credential, so any user of this machine can act as a service there (read its kv stores, send to its clients); use it only on a machine you do not share",
+    );
+  } else if (!running.hostsServices) {
+    for (const s of prepared.services.filter((s) => s.entry.start !== undefined)) {
+      output.info(
+        output.paint(
+          "dim",
+          `service "${s.entry.name}" has a start command: its endpoint is the Unix socket in SERVICE_ADDRESS; if its SDK reads NITRIC_SERVICE_HOST/PORT instead, run with --tcp`,
+        ),
+      );
+    }
   }
   const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
   const threads = options.processes !== true && threadsPossible(prepared, running);

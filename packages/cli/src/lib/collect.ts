@@ -5,13 +5,15 @@
  * is stopped, and one that crashes is reported with its output.
  */
 import type { ChildProcess } from "node:child_process";
+import { chmodSync } from "node:fs";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { Connections } from "@nitric-like/contracts/connections";
 import { addService, GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ClientMessage, Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
-import { resourceKindOf } from "@nitric-like/provider-kit";
+import { createRunDir, currentUid, resourceKindOf } from "@nitric-like/provider-kit";
 import type {
   CollectedService,
   Permission,
@@ -21,7 +23,7 @@ import type {
   WebsocketEvent,
 } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
-import { forEachLine, spawnService, stopProcess } from "./service-process.js";
+import { forEachLine, type ServiceLaunch, spawnService, stopProcess } from "./service-process.js";
 
 /** Limits of the collect pass. */
 export interface CollectOptions {
@@ -216,11 +218,34 @@ async function collectOne(
     deleteKey: (_call, cb) => cb(UNAVAILABLE("kv delete")),
     scanKeys: (call) => call.destroy(UNAVAILABLE("kv keys")),
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-  );
-
-  const launch = { project, service: entry, endpoint: `127.0.0.1:${port}`, environment: "build" as const };
+  const bind = (address: string) =>
+    new Promise<number>((resolve, reject) =>
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+  // Whoever reaches the collector can add to the spec (and so to what `up` grants), so it is an
+  // owner-only Unix socket, as the endpoints under `run` are. A service with a start command may
+  // use an SDK that reads only NITRIC_SERVICE_HOST/PORT: it gets 127.0.0.1 too, for these seconds.
+  const runDir = currentUid() === undefined ? undefined : createRunDir();
+  let launch: ServiceLaunch;
+  try {
+    const local = runDir ? join(runDir.path, "collect.sock") : undefined;
+    if (local) {
+      await bind(`unix:${local}`);
+      chmodSync(local, 0o600);
+    }
+    const tcp = entry.start !== undefined || !local ? `127.0.0.1:${await bind("127.0.0.1:0")}` : undefined;
+    launch = {
+      project,
+      service: entry,
+      endpoint: tcp ?? `unix:${local}`,
+      ...(tcp && local ? { address: `unix:${local}` } : {}),
+      environment: "build" as const,
+    };
+  } catch (error) {
+    server.forceShutdown();
+    runDir?.remove();
+    throw error;
+  }
   const child: ChildProcess = spawnService(bundle ? { ...launch, bundle } : launch);
   const output: string[] = [];
   const keep = (line: string) => {
@@ -258,6 +283,7 @@ async function collectOne(
   });
   clearTimeout(timer);
   server.forceShutdown();
+  runDir?.remove();
   if (exit.error) {
     result.failure = { message: `could not start: ${exit.error.message}`, output: output.join("\n") };
   } else if (!stoppedByUs && exit.code !== 0) {

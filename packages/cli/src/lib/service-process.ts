@@ -16,7 +16,7 @@ export interface ServiceLaunch {
   service: ServiceEntry;
   /** The bundle, when the service has no `start` command. */
   bundle?: Bundle;
-  /** Its gRPC endpoint, `127.0.0.1:port`. */
+  /** Its gRPC endpoint: `127.0.0.1:port` when served on TCP, else `unix:<path>`. */
   endpoint: string;
   /** What SERVICE_ADDRESS gets when not the endpoint: the same endpoint on a Unix socket. */
   address?: string;
@@ -29,17 +29,23 @@ export const GRPC_RESET_PRELOAD = createRequire(import.meta.url).resolve(
   "@nitric-like/provider-kit/preload/grpc-reset.cjs",
 );
 
-/** The variables a service process gets, for every SDK: Node reads SERVICE_ADDRESS, Go and JVM SDKs host and port. */
+/**
+ * The variables a service process gets, for every SDK: Node reads SERVICE_ADDRESS, Go and JVM SDKs
+ * host and port, which are set only when the endpoint is served on TCP (`run --tcp`); inherited
+ * ones are removed, so such an SDK fails to connect instead of reaching some other endpoint.
+ */
 export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
-  const [host, port] = launch.endpoint.split(":") as [string, string];
+  const tcp = /^127\.0\.0\.1:(\d+)$/.exec(launch.endpoint);
   // A `start` command may run node itself: NODE_OPTIONS carries the preload there.
   const preload = `--require ${JSON.stringify(GRPC_RESET_PRELOAD)}`;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.NITRIC_SERVICE_HOST;
+  delete env.NITRIC_SERVICE_PORT;
   return {
-    ...process.env,
+    ...env,
     NODE_OPTIONS: process.env.NODE_OPTIONS ? `${process.env.NODE_OPTIONS} ${preload}` : preload,
     SERVICE_ADDRESS: launch.address ?? launch.endpoint,
-    NITRIC_SERVICE_HOST: host,
-    NITRIC_SERVICE_PORT: port,
+    ...(tcp ? { NITRIC_SERVICE_HOST: "127.0.0.1", NITRIC_SERVICE_PORT: tcp[1] } : {}),
     NITRIC_ENVIRONMENT: launch.environment,
     NITRIC_LIKE_SERVICE: launch.service.name,
     NITRIC_LIKE_PROJECT: launch.project.name,

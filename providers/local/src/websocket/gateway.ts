@@ -360,8 +360,12 @@ export class Gateway implements SocketBackend {
       });
     }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === "EADDRINUSE") {
-        throw new Error(
-          `websocket "${this.name}": port ${this.options.port} is already in use; pick another under websockets.${this.name}.port in the project file, or run with --random-ports`,
+        throw Object.assign(
+          new Error(
+            `websocket "${this.name}": port ${this.options.port} is already in use; pick another under websockets.${this.name}.port in the project file, or run with --random-ports`,
+            { cause: error },
+          ),
+          { userFacing: true },
         );
       }
       throw error;
