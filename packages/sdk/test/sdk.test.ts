@@ -259,7 +259,7 @@ describe("kv", () => {
     const store = kv("objects").allow("set");
     await expect(store.set("k", "text" as never)).rejects.toMatchObject({
       code: "invalid_argument",
-      message: 'kv("objects"): set("k") needs a JSON object, got string; wrap it, such as { value: ... }',
+      message: 'kv("objects"): set("k") needs a JSON object, got a string; wrap it, such as { value: ... }',
     });
     await expect(store.set("k", [1] as never)).rejects.toMatchObject({ message: /got an array/ });
     expect(() => kv("objects").allow("write" as never)).toThrow(
