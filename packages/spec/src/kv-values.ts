@@ -51,7 +51,7 @@ const q = JSON.stringify;
 /** The first lone surrogate in `s`, as its index, or -1 when `s` is well-formed. */
 function loneSurrogate(s: string): number {
   const wellFormed = (s as { isWellFormed?: () => boolean }).isWellFormed;
-  if (wellFormed !== undefined && wellFormed.call(s)) return -1;
+  if (wellFormed?.call(s)) return -1;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c < 0xd800 || c > 0xdfff) continue;
@@ -281,24 +281,33 @@ export function checkKvValue(store: string, key: string, value: unknown): KvValu
 
   /** Counts one value (not its name) into the item's size; objects and arrays recursively. */
   const visit = (v: unknown, inArray: boolean): void => {
-    if (v === null) return grow(1);
+    if (v === null) {
+      grow(1);
+      return;
+    }
     switch (typeof v) {
       case "string":
-        return grow(string(v, "is a string"));
+        grow(string(v, "is a string"));
+        return;
       case "number":
         if (!Number.isFinite(v)) refuse(`is ${String(v)}`, "use null or a finite number");
-        return grow(numberBytes(v, path, where));
+        grow(numberBytes(v, path, where));
+        return;
       case "boolean":
-        return grow(1);
+        grow(1);
+        return;
       case "undefined":
         if (inArray) refuse("is undefined", "use null");
         return;
       case "bigint":
-        return refuse("is a BigInt", "use a string or a number");
+        refuse("is a BigInt", "use a string or a number");
+        return;
       case "symbol":
-        return refuse("is a symbol", "use a string");
+        refuse("is a symbol", "use a string");
+        return;
       case "function":
-        return refuse("is a function", "leave it out");
+        refuse("is a function", "leave it out");
+        return;
     }
     const o = v as object;
     const at = stack.indexOf(o);

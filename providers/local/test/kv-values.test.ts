@@ -14,7 +14,9 @@ import { DynamoDbClient, DynamoKvStores } from "@nitric-like/provider-aws/runtim
 import { HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
 import { checkKvValue, KV_MAX_ITEM_BYTES, kvKeyProblem, type Logger } from "@nitric-like/spec";
 import fc from "fast-check";
+import { open } from "lmdb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KvStores } from "../src/kv/store.js";
 import { declareStore, serviceClient, startProvider } from "./helpers.js";
 
 const ALL = [Action.KeyValueStoreRead, Action.KeyValueStoreWrite, Action.KeyValueStoreDelete];
@@ -174,17 +176,32 @@ const number = fc.oneof(
   fc.integer(),
   fc.constantFrom(-0, 1e-130, -1e-130, 9.999999999999999e-131, 9.99999999999999e125, 1e126, 5e-324, 2 ** 53 + 2),
 );
-const { value: jsonValue } = fc.letrec((tie) => ({
-  value: fc.oneof(
-    { depthSize: "small", withCrossShrink: true },
-    fc.constant(null),
-    fc.boolean(),
-    number,
-    fc.string({ unit: "grapheme", maxLength: 12 }),
-    fc.array(tie("value"), { maxLength: 4 }),
-    fc.dictionary(name, tie("value"), { maxKeys: 4 }),
-  ),
-}));
+/** JSON values built from `numbers`. */
+const values = (numbers: fc.Arbitrary<number>, text = fc.string({ unit: "grapheme", maxLength: 12 }), names = name) =>
+  fc.letrec((tie) => ({
+    value: fc.oneof(
+      { depthSize: "small", withCrossShrink: true },
+      fc.constant(null),
+      fc.boolean(),
+      numbers,
+      text,
+      fc.array(tie("value"), { maxLength: 4 }),
+      fc.dictionary(names, tie("value"), { maxKeys: 4 }),
+    ),
+  })).value;
+const jsonValue = values(number);
+/**
+ * Values kv keeps, in ASCII (where dynalite, which counts UTF-16 units, counts what DynamoDB
+ * counts): numbers only within DynamoDB's range.
+ */
+const ascii = fc.string({ unit: "grapheme-ascii", maxLength: 12 });
+const keptValue = values(
+  fc
+    .oneof(number, fc.double({ min: -1e6, max: 1e6 }))
+    .filter((n) => checkKvValue(STORE, "k", { n }).problem === undefined),
+  ascii,
+  ascii,
+);
 const object = fc.dictionary(name, jsonValue, { maxKeys: 6 });
 const key = fc.oneof(
   fc.constantFrom(...PROTO_NAMES),
@@ -250,6 +267,24 @@ describe("kv values on the local provider and on DynamoDB (dynalite)", () => {
     await expectSameOnBoth("big", { text: "y".repeat(450 * 1024) });
   }, 30_000);
 
+  it("never counts a value smaller than DynamoDB (dynalite) does: numbers, maps and lists filled to exactly 400 KB are kept", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(ascii, keptValue), { minLength: 1, maxLength: 200 }), async (parts) => {
+        const value: Record<string, unknown> = {};
+        parts.forEach(([n, v], i) => {
+          Object.defineProperty(value, `${i}${n}`, { value: v, enumerable: true });
+        });
+        value.pad = "";
+        const check = checkKvValue(STORE, "fill", value);
+        if (check.problem !== undefined) return;
+        value.pad = "p".repeat(KV_MAX_ITEM_BYTES - check.itemBytes);
+        expect(checkKvValue(STORE, "fill", value).itemBytes).toBe(KV_MAX_ITEM_BYTES);
+        await expectSameOnBoth("fill", value);
+      }),
+      { numRuns: 25 },
+    );
+  }, 60_000);
+
   it("refuses numbers DynamoDB cannot store, naming the range, and keeps its extremes exactly", async () => {
     for (const n of [1e300, -1e300, 1e126, 5e-324, 1e-131, Number.MAX_VALUE, Number.MIN_VALUE]) {
       await expectSameOnBoth("n", { n });
@@ -288,13 +323,33 @@ describe("kv values on the local provider and on DynamoDB (dynalite)", () => {
 
   it("refuses keys DynamoDB cannot hold alike, and keeps the longest it can", async () => {
     await expectSameOnBoth("é".repeat(512), { a: 1 });
-    await expectSameOnBoth("é".repeat(512) + "x", { a: 1 });
+    await expectSameOnBoth(`${"é".repeat(512)}x`, { a: 1 });
     await expectSameOnBoth("", { a: 1 });
     await expectSameOnBoth("a\u0000b", { nul: true });
     await expectSameOnBoth("a", { nul: false });
     for (const side of sides) {
       const got = await side.client.unary(KvStore.method.getValue, { ref: { store: STORE, key: "a\u0000b" } });
       expect(got.value?.content, side.name).toEqual({ nul: true });
+    }
+  });
+});
+
+describe("the local store on disk", () => {
+  it("still reads values an earlier version wrote with lmdb's msgpack encoding, and writes JSON over them", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "nitric-like-kv-"));
+    try {
+      const old = open({ path: dir, maxDbs: 10 });
+      await old.openDB({ name: "legacy", encoding: "msgpack" }).put("k", { room: "lobby", n: [1, 2.5] });
+      await old.close();
+      const stores = new KvStores(dir);
+      expect(stores.get("legacy", "k")).toEqual({ room: "lobby", n: [1, 2.5] });
+      const proto = JSON.parse('{"__proto__": {"x": 1}}') as Record<string, unknown>;
+      await stores.set("legacy", "k", proto as never);
+      expect(Object.keys(stores.get("legacy", "k") ?? {})).toEqual(["__proto__"]);
+      expect([...stores.keys("legacy", "")]).toEqual(["k"]);
+      await stores.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
