@@ -4,6 +4,7 @@ export {
   KV_MAX_DEPTH,
   KV_MAX_ITEM_BYTES,
   KV_MAX_KEY_BYTES,
+  type KvCheckOptions,
   type KvValueCheck,
   kvCall,
   kvKeyProblem,

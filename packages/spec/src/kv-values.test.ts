@@ -31,7 +31,10 @@ describe("kv values: one rule each, with the store, the key, the place and the f
     [{ a: Symbol("s") }, "value.a is a symbol, which kv cannot store: use a string"],
     [{ a: [1, undefined] }, "value.a[1] is undefined, which kv cannot store: use null"],
     // biome-ignore lint/suspicious/noSparseArray: the hole is the case
-    [{ a: [1, , 2] }, "value.a[1] is an empty slot of a sparse array, which kv cannot store: fill it, such as with null"],
+    [
+      { a: [1, , 2] },
+      "value.a[1] is an empty slot of a sparse array, which kv cannot store: fill it, such as with null",
+    ],
     [{ p: new Point() }, "value.p is a Point, which kv cannot store: copy the fields to keep into a plain object"],
     [
       { bytes: new Uint8Array(2) },
@@ -72,7 +75,9 @@ describe("kv values: one rule each, with the store, the key, the place and the f
   });
 
   it("refuses a value that is not an object, saying to wrap it", () => {
-    expect(problem([1])).toBe('kv("connections"): set("k") needs a JSON object, got an array; wrap it, such as { value: ... }');
+    expect(problem([1])).toBe(
+      'kv("connections"): set("k") needs a JSON object, got an array; wrap it, such as { value: ... }',
+    );
     expect(problem("text")).toBe(
       'kv("connections"): set("k") needs a JSON object, got a string; wrap it, such as { value: ... }',
     );
@@ -92,7 +97,10 @@ describe("kv values: one rule each, with the store, the key, the place and the f
     expect(check.hasUndefined).toBe(true);
     const copy = withoutUndefined(JSON.parse('{"__proto__": {"x": 1}}') as Record<string, unknown>);
     expect(Object.keys(copy)).toEqual(["__proto__"]);
-    expect(withoutUndefined({ a: undefined, b: { c: undefined, d: 1 }, e: [1] })).toStrictEqual({ b: { d: 1 }, e: [1] });
+    expect(withoutUndefined({ a: undefined, b: { c: undefined, d: 1 }, e: [1] })).toStrictEqual({
+      b: { d: 1 },
+      e: [1],
+    });
   });
 
   it("counts a number's size as DynamoDB does, and refuses past its range at both ends", () => {
@@ -128,7 +136,9 @@ describe("kv values: one rule each, with the store, the key, the place and the f
     let v: Record<string, unknown> = {};
     for (let i = 1; i < 31; i++) v = { v };
     expect(problem(v)).toBeUndefined();
-    expect(problem({ v })).toMatch(/^kv\("connections"\)\.set\("k"\): value(\.v){31} is nested 32 objects or arrays deep/);
+    expect(problem({ v })).toMatch(
+      /^kv\("connections"\)\.set\("k"\): value(\.v){31} is nested 32 objects or arrays deep/,
+    );
   });
 });
 
@@ -145,7 +155,8 @@ describe("kv keys", () => {
     );
     expect(kvPrefixProblem("s", "\udfff")).toContain("lone surrogate");
     expect(kvValueProblem("s", "\ud800", {})).toContain("the key has a lone surrogate");
-    for (const name of Object.getOwnPropertyNames(Object.prototype)) expect(kvKeyProblem("s", "set", name)).toBeUndefined();
+    for (const name of Object.getOwnPropertyNames(Object.prototype))
+      expect(kvKeyProblem("s", "set", name)).toBeUndefined();
   });
 });
 
@@ -156,7 +167,10 @@ describe("DynamoDB attribute names", () => {
     expect(toAttributeName("constructor")).toBe("constructor");
     fc.assert(
       fc.property(
-        fc.oneof(fc.string(), fc.constantFrom("__proto__", "\\__proto__", "\\\\__proto__", "x__proto__", "__proto__\\")),
+        fc.oneof(
+          fc.string(),
+          fc.constantFrom("__proto__", "\\__proto__", "\\\\__proto__", "x__proto__", "__proto__\\"),
+        ),
         (name) => {
           expect(fromAttributeName(toAttributeName(name))).toBe(name);
           expect(toAttributeName(name)).not.toBe("__proto__");

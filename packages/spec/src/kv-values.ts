@@ -79,17 +79,17 @@ function utf8Bytes(s: string): number {
 
 /**
  * Why `key` cannot be a kv key, as a full message, or undefined when it can. `operation` names the
- * call in the message (`set`, `get`, `delete`).
+ * call in the message (`set`, `get`, `delete`); `call`, when given, names it instead (`data.set("k")`).
  */
-export function kvKeyProblem(store: string, operation: string, key: unknown): string | undefined {
-  const where = `kv(${q(store)})`;
+export function kvKeyProblem(store: string, operation: string, key: unknown, call?: string): string | undefined {
+  const where = call ?? `kv(${q(store)})`;
   if (typeof key !== "string") {
-    return `${where}.${operation}(): the key is ${describe(key)}; use a non-empty string`;
+    return `${call ?? `${where}.${operation}()`}: the key is ${describe(key)}; use a non-empty string`;
   }
   if (key.length === 0) return `${where}: the key is empty; use a non-empty string`;
   const lone = loneSurrogate(key);
   if (lone >= 0) {
-    return `${kvCall(store, operation, key)}: the key has a lone surrogate (${hex(key, lone)}), which kv cannot store: UTF-8 has no encoding for it, so it would become another key; use well-formed text, such as key.toWellFormed()`;
+    return `${call ?? kvCall(store, operation, key)}: the key has a lone surrogate (${hex(key, lone)}), which kv cannot store: UTF-8 has no encoding for it, so it would become another key; use well-formed text, such as key.toWellFormed()`;
   }
   const bytes = utf8Bytes(key);
   if (bytes > KV_MAX_KEY_BYTES) {
@@ -118,10 +118,19 @@ export interface KvValueCheck {
   itemBytes: number;
 }
 
+/** How a message names the call and the value's root, for APIs built on kv (Ampt's `data.set`). */
+export interface KvCheckOptions {
+  /** Names the call, instead of `kv("store").set("key")`. */
+  where?: string;
+  /** The one property of the stored object that holds what the caller passed, named `value` in messages. */
+  unwrap?: string;
+}
+
 /** A JS expression for a path inside the value: `value.a[3]["b c"]`. */
-function pathText(path: readonly (string | number)[]): string {
+function pathText(path: readonly (string | number)[], unwrap?: string): string {
   let out = "value";
-  for (const p of path) {
+  for (const [i, p] of path.entries()) {
+    if (i === 0 && p === unwrap) continue;
     if (typeof p === "number") out += `[${p}]`;
     else {
       const name = p.length > 40 ? `${p.slice(0, 40)}…` : p;
@@ -212,7 +221,7 @@ class Refused {
 }
 
 /** Size in bytes DynamoDB counts for a number (as dynalite computes it: 1 byte per 2 significant digits, and more). */
-function numberBytes(x: number, path: readonly (string | number)[], where: string): number {
+function numberBytes(x: number, path: () => string, where: string): number {
   if (x === 0) return 1;
   let digits: number;
   let exponent: number;
@@ -238,7 +247,7 @@ function numberBytes(x: number, path: readonly (string | number)[], where: strin
   }
   if (exponent > MAX_EXPONENT || exponent < MIN_EXPONENT) {
     throw new Refused(
-      `${where}: ${pathText(path)} is ${String(x)}, outside the range of numbers DynamoDB stores (magnitude 1e-130 to 9.9999999999999999999999999999999999999e+125), which kv cannot store: store it as a string`,
+      `${where}: ${path()} is ${String(x)}, outside the range of numbers DynamoDB stores (magnitude 1e-130 to 9.9999999999999999999999999999999999999e+125), which kv cannot store: store it as a string`,
     );
   }
   return 1 + Math.ceil(digits / 2) + (digits % 2 || exponent % 2 ? 0 : 1) + (x < 0 ? 1 : 0);
@@ -248,8 +257,9 @@ function numberBytes(x: number, path: readonly (string | number)[], where: strin
  * Checks a value for `kv(store).set(key, value)`; the key is assumed checked (kvKeyProblem). The
  * first problem found, in property order, is the one reported.
  */
-export function checkKvValue(store: string, key: string, value: unknown): KvValueCheck {
-  const where = kvCall(store, "set", key);
+export function checkKvValue(store: string, key: string, value: unknown, options: KvCheckOptions = {}): KvValueCheck {
+  const where = options.where ?? kvCall(store, "set", key);
+  const text = (p: readonly (string | number)[]) => pathText(p, options.unwrap);
   const path: (string | number)[] = [];
   const stack: object[] = [];
   let size = ITEM_OVERHEAD + utf8Bytes(key);
@@ -265,7 +275,7 @@ export function checkKvValue(store: string, key: string, value: unknown): KvValu
   };
 
   const refuse = (what: string, fix: string): never => {
-    throw new Refused(`${where}: ${pathText(path)} ${what}, which kv cannot store: ${fix}`);
+    throw new Refused(`${where}: ${text(path)} ${what}, which kv cannot store: ${fix}`);
   };
 
   const string = (s: string, what: "is a string" | "has a property name") => {
@@ -291,7 +301,7 @@ export function checkKvValue(store: string, key: string, value: unknown): KvValu
         return;
       case "number":
         if (!Number.isFinite(v)) refuse(`is ${String(v)}`, "use null or a finite number");
-        grow(numberBytes(v, path, where));
+        grow(numberBytes(v, () => text(path), where));
         return;
       case "boolean":
         grow(1);
@@ -311,7 +321,7 @@ export function checkKvValue(store: string, key: string, value: unknown): KvValu
     }
     const o = v as object;
     const at = stack.indexOf(o);
-    if (at >= 0) refuse(`refers back to ${pathText(path.slice(0, at))} (a cycle)`, "break the cycle");
+    if (at >= 0) refuse(`refers back to ${text(path.slice(0, at))} (a cycle)`, "break the cycle");
     if (stack.length >= KV_MAX_DEPTH) {
       refuse(
         `is nested ${stack.length + 1} objects or arrays deep`,
@@ -360,7 +370,7 @@ export function checkKvValue(store: string, key: string, value: unknown): KvValu
   try {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw new Refused(
-        `kv(${q(store)}): set(${q(key)}) needs a JSON object, got ${describe(value)}; wrap it, such as { value: ... }`,
+        `${options.where ?? `kv(${q(store)})`}: set(${q(key)}) needs a JSON object, got ${describe(value)}; wrap it, such as { value: ... }`,
       );
     }
     visit(value, false);
