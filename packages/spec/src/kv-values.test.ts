@@ -30,8 +30,8 @@ describe("kv values: one rule each, with the store, the key, the place and the f
     [{ a: () => 1 }, "value.a is a function, which kv cannot store: leave it out"],
     [{ a: Symbol("s") }, "value.a is a symbol, which kv cannot store: use a string"],
     [{ a: [1, undefined] }, "value.a[1] is undefined, which kv cannot store: use null"],
-    // biome-ignore lint/suspicious/noSparseArray: the hole is the case
     [
+      // biome-ignore lint/suspicious/noSparseArray: the hole is the case
       { a: [1, , 2] },
       "value.a[1] is an empty slot of a sparse array, which kv cannot store: fill it, such as with null",
     ],
