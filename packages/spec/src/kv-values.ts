@@ -82,18 +82,18 @@ function utf8Bytes(s: string): number {
  * call in the message (`set`, `get`, `delete`); `call`, when given, names it instead (`data.set("k")`).
  */
 export function kvKeyProblem(store: string, operation: string, key: unknown, call?: string): string | undefined {
-  const where = call ?? `kv(${q(store)})`;
+  const where = () => call ?? `kv(${q(store)})`;
   if (typeof key !== "string") {
-    return `${call ?? `${where}.${operation}()`}: the key is ${describe(key)}; use a non-empty string`;
+    return `${call ?? `${where()}.${operation}()`}: the key is ${describe(key)}; use a non-empty string`;
   }
-  if (key.length === 0) return `${where}: the key is empty; use a non-empty string`;
+  if (key.length === 0) return `${where()}: the key is empty; use a non-empty string`;
   const lone = loneSurrogate(key);
   if (lone >= 0) {
     return `${call ?? kvCall(store, operation, key)}: the key has a lone surrogate (${hex(key, lone)}), which kv cannot store: UTF-8 has no encoding for it, so it would become another key; use well-formed text, such as key.toWellFormed()`;
   }
   const bytes = utf8Bytes(key);
   if (bytes > KV_MAX_KEY_BYTES) {
-    return `${where}: the key is ${bytes} bytes long and at most ${KV_MAX_KEY_BYTES} are allowed; use a shorter key`;
+    return `${where()}: the key is ${bytes} bytes long and at most ${KV_MAX_KEY_BYTES} are allowed; use a shorter key`;
   }
   return undefined;
 }
@@ -221,7 +221,7 @@ class Refused {
 }
 
 /** Size in bytes DynamoDB counts for a number (as dynalite computes it: 1 byte per 2 significant digits, and more). */
-function numberBytes(x: number, path: () => string, where: string): number {
+function numberBytes(x: number, path: () => string, where: () => string): number {
   if (x === 0) return 1;
   let digits: number;
   let exponent: number;
@@ -247,7 +247,7 @@ function numberBytes(x: number, path: () => string, where: string): number {
   }
   if (exponent > MAX_EXPONENT || exponent < MIN_EXPONENT) {
     throw new Refused(
-      `${where}: ${path()} is ${String(x)}, outside the range of numbers DynamoDB stores (magnitude 1e-130 to 9.9999999999999999999999999999999999999e+125), which kv cannot store: store it as a string`,
+      `${where()}: ${path()} is ${String(x)}, outside the range of numbers DynamoDB stores (magnitude 1e-130 to 9.9999999999999999999999999999999999999e+125), which kv cannot store: store it as a string`,
     );
   }
   return 1 + Math.ceil(digits / 2) + (digits % 2 || exponent % 2 ? 0 : 1) + (x < 0 ? 1 : 0);
@@ -258,7 +258,7 @@ function numberBytes(x: number, path: () => string, where: string): number {
  * first problem found, in property order, is the one reported.
  */
 export function checkKvValue(store: string, key: string, value: unknown, options: KvCheckOptions = {}): KvValueCheck {
-  const where = options.where ?? kvCall(store, "set", key);
+  const where = () => options.where ?? kvCall(store, "set", key);
   const text = (p: readonly (string | number)[]) => pathText(p, options.unwrap);
   const path: (string | number)[] = [];
   const stack: object[] = [];
@@ -269,13 +269,13 @@ export function checkKvValue(store: string, key: string, value: unknown, options
     size += n;
     if (size > KV_MAX_ITEM_BYTES) {
       throw new Refused(
-        `${where}: the value is over ${KV_MAX_ITEM_BYTES} bytes as a DynamoDB item (key, property names and values counted as DynamoDB counts them), and DynamoDB allows at most ${KV_MAX_ITEM_BYTES} (400 KB): keep large data elsewhere, or split it across keys`,
+        `${where()}: the value is over ${KV_MAX_ITEM_BYTES} bytes as a DynamoDB item (key, property names and values counted as DynamoDB counts them), and DynamoDB allows at most ${KV_MAX_ITEM_BYTES} (400 KB): keep large data elsewhere, or split it across keys`,
       );
     }
   };
 
   const refuse = (what: string, fix: string): never => {
-    throw new Refused(`${where}: ${text(path)} ${what}, which kv cannot store: ${fix}`);
+    throw new Refused(`${where()}: ${text(path)} ${what}, which kv cannot store: ${fix}`);
   };
 
   const string = (s: string, what: "is a string" | "has a property name") => {
