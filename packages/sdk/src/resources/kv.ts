@@ -3,6 +3,8 @@
  *
  * Locally each store is an lmdb database under the project's `.nitric-like/kv`, surviving restarts;
  * on AWS it is a DynamoDB table. `keys(prefix)` costs in proportion to the keys it returns on both.
+ * Both keep a value exactly or refuse it by the same rules (DynamoDB's limits included), checked
+ * here at `set()` and again by the provider: see @nitric-like/spec's kv-values.
  */
 import { KvStore as KvStoreService } from "@nitric-like/contracts/kvstore";
 import { Action, ResourceType } from "@nitric-like/contracts/resources";
