@@ -120,6 +120,31 @@ describe.each([
     c.close();
   });
 
+  it("keeps __proto__ and every Object.prototype name as kv keys and property names, and refuses a number DynamoDB cannot store", async () => {
+    const c = await connect(url);
+    const value = JSON.parse('{"__proto__": {"x": 1}, "constructor": [1], "toString": {"__proto__": null}}');
+    expect(await c.call({ op: "set", key: "__proto__", value })).toEqual({ ok: true });
+    const { value: got } = (await c.call({ op: "get", key: "__proto__" })) as { value: Record<string, unknown> };
+    // @nitric/sdk reads values with google-protobuf's Struct.toJavaScript, which assigns each
+    // field (`ret[key] = ...`), so a `__proto__` field becomes the object's prototype there.
+    const proto = ours ? ["__proto__"] : [];
+    expect(Object.keys(got).sort()).toEqual([...proto, "constructor", "toString"]);
+    if (ours) expect(Object.getOwnPropertyDescriptor(got, "__proto__")?.value).toEqual({ x: 1 });
+    expect(Object.keys(got.toString as object)).toEqual(proto);
+    const names = Object.getOwnPropertyNames(Object.prototype);
+    for (const name of names) expect(await c.call({ op: "set", key: name, value: { name } })).toEqual({ ok: true });
+    for (const name of names) expect(await c.call({ op: "get", key: name })).toEqual({ value: { name } });
+    // Refused by the provider (the SDKs send it): the same rule and message on both providers.
+    const { error } = (await c.call({ op: "set", key: "huge", value: { n: 1e300 } })) as {
+      error: { code: string; message: string };
+    };
+    const message =
+      'kv("items").set("huge"): value.n is 1e+300, outside the range of numbers DynamoDB stores (magnitude 1e-130 to 9.9999999999999999999999999999999999999e+125), which kv cannot store: store it as a string';
+    if (ours) expect(error).toEqual({ code: "invalid_argument", message });
+    else expect(error.message).toContain(message);
+    c.close();
+  });
+
   it("reports a missing kv key as not found, naming the key and store", async () => {
     const c = await connect(url);
     const { error } = (await c.call({ op: "get", key: "no-such-key" })) as { error: { code: string; message: string } };

@@ -4,6 +4,7 @@
  * Methods may answer synchronously, so the local provider's hot path stays free of promises.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
+import { KV_MAX_KEY_BYTES } from "@nitric-like/spec";
 
 /** A value or a promise of it. */
 export type MaybePromise<T> = T | Promise<T>;
@@ -37,10 +38,14 @@ export interface SocketBackend {
   broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): MaybePromise<number>;
 }
 
-/** Longest key accepted, in UTF-8 bytes (lmdb's own limit is 1978; DynamoDB's partition key is 2048). */
-export const MAX_KEY_BYTES = 1024;
+/** Longest key accepted, in UTF-8 bytes: DynamoDB's sort key limit (lmdb's own is 1978); see @nitric-like/spec's kv rules. */
+export const MAX_KEY_BYTES = KV_MAX_KEY_BYTES;
 
-/** Where kv stores keep their values: JSON objects under string keys. */
+/**
+ * Where kv stores keep their values: JSON objects under string keys. The kv service gives `set`
+ * only values that passed @nitric-like/spec's checkKvValue, and a backend keeps them exactly
+ * (`__proto__` properties as own properties; property order aside).
+ */
 export interface KvBackend {
   /** Reads a value; undefined when the key is missing. */
   get(store: string, key: string): MaybePromise<JsonObject | undefined>;

@@ -1,8 +1,12 @@
-/** The KvStore gRPC service of one service's endpoint: checks names, keys and permissions, then lmdb. */
+/**
+ * The KvStore gRPC service of one service's endpoint: checks names, permissions, keys and values
+ * (by @nitric-like/spec's kv rules, the same the SDK applies at set(), so every client gets the
+ * same refusals on every provider), then the provider's backend.
+ */
 import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
 import type { KvStore } from "@nitric-like/contracts/kvstore";
-import { resourceNameProblem } from "@nitric-like/spec";
-import { type KvBackend, MAX_KEY_BYTES } from "./backends.js";
+import { checkKvValue, kvKeyProblem, resourceNameProblem } from "@nitric-like/spec";
+import type { KvBackend } from "./backends.js";
 import type { Permissions } from "./permissions.js";
 import { asGrpcError, settle } from "./websocket.js";
 
@@ -26,17 +30,9 @@ function checkStore(ctx: KvContext, service: string, store: string, permission: 
   ctx.permissions.check(service, "kv", store, permission);
 }
 
-function checkKey(store: string, key: string): void {
-  const where = `kv(${JSON.stringify(store)})`;
-  if (key.length === 0)
-    throw grpcError(GrpcStatus.INVALID_ARGUMENT, `${where}: the key is empty; use a non-empty string`);
-  const bytes = Buffer.byteLength(key, "utf8");
-  if (bytes > MAX_KEY_BYTES) {
-    throw grpcError(
-      GrpcStatus.INVALID_ARGUMENT,
-      `${where}: the key is ${bytes} bytes long and at most ${MAX_KEY_BYTES} are allowed; use a shorter key`,
-    );
-  }
+function checkKey(store: string, operation: "get" | "set" | "delete", key: string): void {
+  const problem = kvKeyProblem(store, operation, key);
+  if (problem !== undefined) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
 }
 
 /** Answers once a write is durable, or with INTERNAL saying what failed. */
@@ -67,7 +63,7 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
       try {
         const { store = "", key = "" } = call.request.ref ?? {};
         checkStore(ctx, service, store, "get");
-        checkKey(store, key);
+        checkKey(store, "get", key);
         settle(
           ctx.stores.get(store, key),
           (content) => {
@@ -89,7 +85,7 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
       try {
         const { store = "", key = "" } = call.request.ref ?? {};
         checkStore(ctx, service, store, "set");
-        checkKey(store, key);
+        checkKey(store, "set", key);
         const content = call.request.content;
         if (content === undefined) {
           throw grpcError(
@@ -97,6 +93,8 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
             `kv(${JSON.stringify(store)}): set(${JSON.stringify(key)}) has no value; pass a JSON object`,
           );
         }
+        const problem = checkKvValue(store, key, content).problem;
+        if (problem !== undefined) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
         acknowledge(ctx.stores.set(store, key, content), callback, `kv(${JSON.stringify(store)}): write failed`);
       } catch (error) {
         fail(callback as (e: unknown) => void, error);
@@ -106,7 +104,7 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
       try {
         const { store = "", key = "" } = call.request.ref ?? {};
         checkStore(ctx, service, store, "delete");
-        checkKey(store, key);
+        checkKey(store, "delete", key);
         acknowledge(ctx.stores.delete(store, key), callback, `kv(${JSON.stringify(store)}): delete failed`);
       } catch (error) {
         fail(callback as (e: unknown) => void, error);

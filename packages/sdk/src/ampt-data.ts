@@ -5,8 +5,9 @@
  *
  * Importing this module declares one kv store, `ampt-data`, with get, set and delete granted to
  * the importing service. Values may be any JSON value (the kv contract stores objects, so other
- * values are kept wrapped and unwrapped on the way out).
+ * values are kept wrapped and unwrapped on the way out), kept exactly or refused by kv's rules.
  */
+import { checkKvValue, kvKeyProblem, withoutUndefined } from "@nitric-like/spec";
 import { NitricLikeError } from "./errors.js";
 import type { JsonObject, JsonValue } from "./internal/data.js";
 import { kv } from "./resources/kv.js";
@@ -42,7 +43,11 @@ export interface AmptData {
   get<T = JsonValue>(key: string): Promise<T | undefined>;
   /**
    * Stores `value` at `key`, replacing what was there; resolves with the value once durable. The
-   * value is stored as JSON.stringify writes it: undefined properties dropped, dates as strings.
+   * value is kept exactly or refused before any network, by the rules of kv's `set()`: BigInt,
+   * Date, Map, Set, functions, class instances, cycles, NaN, numbers outside DynamoDB's range,
+   * lone surrogates, deep nesting and more than 400 KB are refused with `invalid_argument` naming
+   * the key, the place in the value and the fix. Properties whose value is `undefined` are left
+   * out, as JSON.stringify does.
    */
   set<T>(key: string, value: T): Promise<T>;
   /** Deletes `key`; resolves true (removing a missing key succeeds too, as in Ampt). */
@@ -53,8 +58,6 @@ export interface AmptData {
 const WRAP = "@nitric-like/value";
 
 const store = kv<JsonObject>(AMPT_DATA_STORE).allow("get", "set", "delete");
-
-const isPlainObject = (v: JsonValue): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
 function unwrap(value: JsonObject): JsonValue {
   const keys = Object.keys(value);
@@ -103,14 +106,22 @@ export const data: AmptData = {
     return key.endsWith("*") ? getMany(key.slice(0, -1), options) : getOne(key);
   }) as AmptData["get"],
   async set(key, value) {
-    if (value === undefined || typeof value === "function" || typeof value === "symbol") {
-      throw new NitricLikeError(
-        "invalid_argument",
-        `data.set("${key}"): the value is ${typeof value}; pass a value JSON can hold`,
-      );
+    const where = `data.set(${JSON.stringify(key)})`;
+    const details = typeof key === "string" ? { store: AMPT_DATA_STORE, key } : { store: AMPT_DATA_STORE };
+    const keyProblem = kvKeyProblem(AMPT_DATA_STORE, "set", key, where);
+    if (keyProblem !== undefined) throw new NitricLikeError("invalid_argument", keyProblem, { details });
+    if (value === undefined) {
+      throw new NitricLikeError("invalid_argument", `${where}: the value is undefined; pass a value JSON can hold`, {
+        details,
+      });
     }
-    const json = JSON.parse(JSON.stringify(value)) as JsonValue;
-    await store.set(key, isPlainObject(json) && !(WRAP in json) ? json : { [WRAP]: json });
+    // Plain objects are stored as they are; anything else inside the one-field wrapper.
+    const proto = typeof value === "object" && value !== null ? Object.getPrototypeOf(value) : undefined;
+    const plain = (proto === Object.prototype || proto === null) && !(WRAP in (value as object));
+    const stored = (plain ? value : { [WRAP]: value }) as JsonObject;
+    const check = checkKvValue(AMPT_DATA_STORE, key, stored, { where, unwrap: WRAP });
+    if (check.problem !== undefined) throw new NitricLikeError("invalid_argument", check.problem, { details });
+    await store.set(key, check.hasUndefined ? withoutUndefined(stored) : stored);
     return value;
   },
   async remove(key) {

@@ -259,12 +259,55 @@ describe("kv", () => {
     const store = kv("objects").allow("set");
     await expect(store.set("k", "text" as never)).rejects.toMatchObject({
       code: "invalid_argument",
-      message: 'kv("objects"): set("k") needs a JSON object, got string; wrap it, such as { value: ... }',
+      message: 'kv("objects"): set("k") needs a JSON object, got a string; wrap it, such as { value: ... }',
     });
     await expect(store.set("k", [1] as never)).rejects.toMatchObject({ message: /got an array/ });
     expect(() => kv("objects").allow("write" as never)).toThrow(
       'kv("objects").allow("write"): unknown permission; use "get", "set" or "delete"',
     );
+  });
+
+  it("keeps __proto__ properties and Object.prototype names exactly, leaves undefined properties out, and keeps -0 as 0", async () => {
+    const store = kv("exact").allow("get", "set");
+    const value = JSON.parse('{"__proto__": {"admin": true}, "constructor": [1], "nested": {"__proto__": null}}');
+    await store.set("__proto__", value);
+    const got = await store.get("__proto__");
+    expect(Object.keys(got).sort()).toEqual(["__proto__", "constructor", "nested"]);
+    expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
+    expect(Object.getOwnPropertyDescriptor(got, "__proto__")?.value).toEqual({ admin: true });
+    expect(Object.keys(got.nested as object)).toEqual(["__proto__"]);
+    for (const name of Object.getOwnPropertyNames(Object.prototype)) {
+      await store.set(name, { name });
+    }
+    for (const name of Object.getOwnPropertyNames(Object.prototype)) expect(await store.get(name)).toEqual({ name });
+    await store.set("u", { a: undefined, b: { c: undefined, d: -0 } } as never);
+    const u = await store.get("u");
+    expect(u).toStrictEqual({ b: { d: 0 } });
+    expect(Object.is((u.b as { d: number }).d, 0)).toBe(true);
+  });
+
+  it("holds Ampt's data.set to kv's rules: kept exactly, or refused naming key, place and fix", async () => {
+    const { data } = await import("../src/ampt-data.js");
+    const value = JSON.parse('{"__proto__": {"a": 1}, "list": [1, "two", null]}');
+    await data.set("exact", value);
+    expect(Object.keys((await data.get("exact")) as object).sort()).toEqual(["__proto__", "list"]);
+    await data.set("count", 3);
+    expect(await data.get("count")).toBe(3);
+    await expect(data.set("when", new Date(0))).rejects.toMatchObject({
+      code: "invalid_argument",
+      message:
+        'data.set("when"): value is a Date, which kv cannot store: use a string, such as date.toISOString(), or a number, such as date.getTime()',
+    });
+    await expect(data.set("deep", { a: [{ b: 10n }] })).rejects.toMatchObject({
+      message: 'data.set("deep"): value.a[0].b is a BigInt, which kv cannot store: use a string or a number',
+    });
+    await expect(data.set("big", "x".repeat(410 * 1024))).rejects.toMatchObject({
+      message: /^data\.set\("big"\): the value is over 409600 bytes/,
+    });
+    await expect(data.set("\ud800", {})).rejects.toMatchObject({
+      message: /^data\.set\("\\ud800"\): the key has a lone surrogate/,
+    });
+    expect(await data.get("when")).toBeUndefined();
   });
 
   it("is refused by the provider for a permission it did not allow", async () => {

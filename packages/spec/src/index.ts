@@ -1,4 +1,20 @@
 export {
+  checkKvValue,
+  fromAttributeName,
+  KV_MAX_DEPTH,
+  KV_MAX_ITEM_BYTES,
+  KV_MAX_KEY_BYTES,
+  type KvCheckOptions,
+  type KvValueCheck,
+  kvCall,
+  kvKeyProblem,
+  kvPrefixProblem,
+  kvValueProblem,
+  setOwn,
+  toAttributeName,
+  withoutUndefined,
+} from "./kv-values.js";
+export {
   type AppLimits,
   DEFAULT_LIMITS,
   formatDuration,

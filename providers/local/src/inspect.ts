@@ -4,7 +4,13 @@
  * gateway has an observer, so the message path does nothing extra.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { AppLimits, InspectedConnection, ProviderInspector, TrafficEvent } from "@nitric-like/spec";
+import {
+  type AppLimits,
+  type InspectedConnection,
+  kvValueProblem,
+  type ProviderInspector,
+  type TrafficEvent,
+} from "@nitric-like/spec";
 import type { KvStores } from "./kv/store.js";
 import type { Gateway } from "./websocket/gateway.js";
 
@@ -90,6 +96,9 @@ export class LocalInspector implements ProviderInspector {
   }
 
   async kvSet(store: string, key: string, value: Record<string, unknown>): Promise<void> {
+    // Held to the rules of every kv set(): the store keeps nothing AWS would refuse or change.
+    const problem = kvValueProblem(store, key, value);
+    if (problem !== undefined) throw new Error(problem);
     await this.stores.set(store, key, value as JsonObject);
   }
 

@@ -12,7 +12,7 @@
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
-import type { RunningProvider, Spec, TrafficEvent } from "@nitric-like/spec";
+import { kvValueProblem, type RunningProvider, type Spec, type TrafficEvent } from "@nitric-like/spec";
 import { UserError } from "./log.js";
 import { cliPackageDir } from "./package-dir.js";
 
@@ -217,11 +217,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       case "PUT /api/kv/value": {
         const body = await readJson(req);
         const value = body.value;
-        if (typeof value !== "object" || value === null || Array.isArray(value))
-          throw new HttpError(400, "a kv value is a JSON object, such as {}");
+        const name = store(field(body, "store"));
         const key = field(body, "key");
-        if (Buffer.byteLength(key) > 1024) throw new HttpError(400, "a key is at most 1024 bytes");
-        await needInspect().kvSet(store(field(body, "store")), key, value as Record<string, unknown>);
+        // The rules every kv set() follows (@nitric-like/spec), so a value saved here is one AWS keeps too.
+        const problem = kvValueProblem(name, key, value);
+        if (problem !== undefined) throw new HttpError(400, problem);
+        await needInspect().kvSet(name, key, value as Record<string, unknown>);
         return { saved: true };
       }
       case "DELETE /api/kv/value":

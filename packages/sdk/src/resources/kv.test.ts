@@ -105,6 +105,43 @@ describe("kv operations", () => {
     expect(provider.log.filter((l) => l.startsWith("setValue strict-values"))).toEqual([]);
   });
 
+  it("refuses what kv cannot keep exactly before any network, naming store, key, place and fix", async () => {
+    const store = kv("exact-values").allow("get", "set", "delete");
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    const cases: [string, unknown, string][] = [
+      [
+        "k",
+        { a: 10n },
+        'kv("exact-values").set("k"): value.a is a BigInt, which kv cannot store: use a string or a number',
+      ],
+      ["k", { at: new Date(0) }, 'kv("exact-values").set("k"): value.at is a Date, which kv cannot store'],
+      ["k", { m: new Map() }, 'kv("exact-values").set("k"): value.m is a Map, which kv cannot store'],
+      ["k", { s: new Set() }, 'kv("exact-values").set("k"): value.s is a Set, which kv cannot store'],
+      ["k", { f() {} }, 'kv("exact-values").set("k"): value.f is a function, which kv cannot store'],
+      ["k", cycle, 'kv("exact-values").set("k"): value.self refers back to value (a cycle)'],
+      ["k", { n: Number.NaN }, 'kv("exact-values").set("k"): value.n is NaN, which kv cannot store'],
+      ["k", { n: 1e300 }, "outside the range of numbers DynamoDB stores"],
+      ["k", { t: "x".repeat(450 * 1024) }, "DynamoDB allows at most 409600 (400 KB)"],
+      ["k\ud800", {}, 'kv("exact-values").set("k\\ud800"): the key has a lone surrogate'],
+    ];
+    for (const [key, value, message] of cases) {
+      await expect(store.set(key, value as never)).rejects.toMatchObject({
+        code: "invalid_argument",
+        message: expect.stringContaining(message),
+        details: { store: "exact-values", key },
+      });
+    }
+    await expect(store.get("\udc00")).rejects.toMatchObject({
+      message: /^kv\("exact-values"\)\.get\("\\udc00"\): the key has a lone surrogate/,
+    });
+    await expect(store.delete("\udc00")).rejects.toMatchObject({ code: "invalid_argument" });
+    await expect(store.keys("\udc00")[Symbol.asyncIterator]().next()).rejects.toMatchObject({
+      code: "invalid_argument",
+    });
+    expect(provider.log.filter((l) => / exact-values /.test(l))).toEqual([]);
+  });
+
   it("maps provider errors to their codes with the provider's message", async () => {
     const store = kv("denied").allow("get", "set");
     provider.kvError = grpcError(grpc.status.PERMISSION_DENIED, `kv("denied"): missing .allow("set")`);

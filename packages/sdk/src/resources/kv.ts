@@ -3,10 +3,19 @@
  *
  * Locally each store is an lmdb database under the project's `.nitric-like/kv`, surviving restarts;
  * on AWS it is a DynamoDB table. `keys(prefix)` costs in proportion to the keys it returns on both.
+ * Both keep a value exactly or refuse it by the same rules (DynamoDB's limits included), checked
+ * here at `set()` and again by the provider: see @nitric-like/spec's kv-values.
  */
 import { KvStore as KvStoreService } from "@nitric-like/contracts/kvstore";
 import { Action, ResourceType } from "@nitric-like/contracts/resources";
-import { KV_PERMISSIONS, type KvPermission } from "@nitric-like/spec";
+import {
+  checkKvValue,
+  KV_PERMISSIONS,
+  type KvPermission,
+  kvKeyProblem,
+  kvPrefixProblem,
+  withoutUndefined,
+} from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import type { JsonObject } from "../internal/data.js";
 import { rpc } from "../internal/runtime.js";
@@ -22,7 +31,15 @@ export interface KvReader<T extends JsonObject> {
 
 /** Writing: `.allow("set")`. */
 export interface KvWriter<T extends JsonObject> {
-  /** Stores `value` (a JSON object) at `key`, replacing what was there. Resolves once durable. */
+  /**
+   * Stores `value` (a JSON object) at `key`, replacing what was there. Resolves once durable. A
+   * value is kept exactly or refused here, before any network, with `invalid_argument` naming the
+   * store, the key, the place in the value and the fix: BigInt, Date, Map, Set, functions, symbols,
+   * class instances, cycles, `undefined` or holes in arrays, NaN and Infinity, numbers outside
+   * DynamoDB's range, lone surrogates, more than 31 nested objects and arrays, and more than 400 KB
+   * as a DynamoDB item are refused on every provider. A property whose value is `undefined` is left
+   * out, as JSON.stringify does.
+   */
   set(key: string, value: T): Promise<void>;
 }
 
@@ -69,7 +86,18 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
     return e;
   }
 
+  /** Refuses a key no provider would keep apart from others, before any network. */
+  private checkKey(operation: string, key: string): void {
+    const problem = kvKeyProblem(this.name, operation, key);
+    if (problem !== undefined) {
+      throw new NitricLikeError("invalid_argument", problem, {
+        details: typeof key === "string" ? { store: this.name, key } : { store: this.name },
+      });
+    }
+  }
+
   async get(key: string): Promise<T> {
+    this.checkKey("get", key);
     await this.ready;
     try {
       const { value } = await rpc.unary(KvStoreService.method.getValue, { ref: { store: this.name, key } });
@@ -80,23 +108,23 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
   }
 
   async set(key: string, value: T): Promise<void> {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
-      throw new NitricLikeError(
-        "invalid_argument",
-        `kv(${JSON.stringify(this.name)}): set(${JSON.stringify(key)}) needs a JSON object, got ${got}; wrap it, such as { value: ... }`,
-        { details: { store: this.name, key } },
-      );
+    this.checkKey("set", key);
+    const check = checkKvValue(this.name, key, value);
+    if (check.problem !== undefined) {
+      throw new NitricLikeError("invalid_argument", check.problem, { details: { store: this.name, key } });
     }
+    // The contract's Struct has no undefined: leave such properties out rather than send null.
+    const content = check.hasUndefined ? withoutUndefined(value) : value;
     await this.ready;
     try {
-      await rpc.unary(KvStoreService.method.setValue, { ref: { store: this.name, key }, content: value });
+      await rpc.unary(KvStoreService.method.setValue, { ref: { store: this.name, key }, content });
     } catch (error) {
       throw this.fail(error, key);
     }
   }
 
   async delete(key: string): Promise<void> {
+    this.checkKey("delete", key);
     await this.ready;
     try {
       await rpc.unary(KvStoreService.method.deleteKey, { ref: { store: this.name, key } });
@@ -106,6 +134,9 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
   }
 
   async *keys(prefix = ""): AsyncGenerator<string> {
+    const problem = kvPrefixProblem(this.name, prefix);
+    if (problem !== undefined)
+      throw new NitricLikeError("invalid_argument", problem, { details: { store: this.name } });
     await this.ready;
     try {
       for await (const item of rpc.serverStream(KvStoreService.method.scanKeys, {

@@ -1,9 +1,14 @@
 /**
  * JSON values as DynamoDB attribute values and back. Numbers travel as DynamoDB numbers (strings on
- * the wire), so a value read back is the value written, as far as JSON numbers go.
+ * the wire): String(x) of a double has at most 17 significant digits, within DynamoDB's 38, and
+ * Number() of what DynamoDB returns is x again (the kv service refuses numbers outside DynamoDB's
+ * range before they get here). Attribute names are data: a `__proto__` name is an own property
+ * both ways, never a prototype, and is stored as `\__proto__` (@nitric-like/spec's
+ * toAttributeName), since dynalite and other code on the way loses an attribute of that name.
  */
 
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { fromAttributeName, setOwn, toAttributeName } from "@nitric-like/spec";
 import type { AttributeValue } from "../aws/dynamodb.js";
 
 /** A JSON value as an attribute value. */
@@ -19,7 +24,7 @@ export function toAttribute(value: JsonValue): AttributeValue {
 /** A JSON object as an attribute map. */
 export function toAttributes(value: JsonObject): Record<string, AttributeValue> {
   const out: Record<string, AttributeValue> = {};
-  for (const [key, v] of Object.entries(value)) if (v !== undefined) out[key] = toAttribute(v);
+  for (const [key, v] of Object.entries(value)) if (v !== undefined) setOwn(out, toAttributeName(key), toAttribute(v));
   return out;
 }
 
@@ -41,6 +46,6 @@ export function fromAttribute(value: AttributeValue): JsonValue {
 /** An attribute map as a JSON object. */
 export function fromAttributes(value: Record<string, AttributeValue>): JsonObject {
   const out: JsonObject = {};
-  for (const [key, v] of Object.entries(value)) out[key] = fromAttribute(v);
+  for (const [key, v] of Object.entries(value)) setOwn(out, fromAttributeName(key), fromAttribute(v));
   return out;
 }

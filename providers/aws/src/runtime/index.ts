@@ -2,6 +2,8 @@
  * `@nitric-like/provider-aws/runtime`: the Lambda runtime bundled into every function the AWS
  * provider builds. The generated entry calls `createHandler({ load: () => require(<service>) })`.
  */
+export { DynamoDbClient } from "../aws/dynamodb.js";
+export { DynamoKvStores } from "../kv/store.js";
 export { BindingError, type Bindings, type FunctionSocket, readBindings } from "./bindings.js";
 export type { DeliverEvent, WebsocketApiEvent, WebsocketApiResult } from "./events.js";
 export { createHandler, type LambdaHandler, Runtime, type RuntimeOptions } from "./handler.js";

@@ -8,16 +8,35 @@
  * so batching stays fast). The provider answers SetValue and DeleteKey only after that promise: an
  * acknowledged write survives kill -9 of the provider (a committed page is in the OS page cache)
  * and, thanks to the fsync, a power cut as well.
+ *
+ * Encoding: a value is stored as a byte 0xC1 then its JSON text. JSON keeps a `__proto__` property
+ * (msgpackr, lmdb's default encoder, renames it `__proto_` when it reads it back) and every double
+ * exactly; 0xC1 is never the first byte of a msgpack value, so a value an older version wrote with
+ * lmdb's msgpack encoding is still read (through a second handle on the same database).
  */
 import { mkdirSync } from "node:fs";
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { KvBackend } from "@nitric-like/provider-kit";
 import { type Database, open, type RootDatabase } from "lmdb";
 
+/** The first byte of a value stored as JSON text (never the first byte of a msgpack value). */
+const JSON_TAG = 0xc1;
+
+/** A value as stored: JSON_TAG, then its JSON text in UTF-8. */
+function encode(value: JsonObject): Buffer {
+  const json = JSON.stringify(value);
+  const out = Buffer.allocUnsafe(1 + Buffer.byteLength(json, "utf8"));
+  out[0] = JSON_TAG;
+  out.write(json, 1, "utf8");
+  return out;
+}
+
 /** The kv stores of one project. */
 export class KvStores implements KvBackend {
   private readonly root: RootDatabase;
-  private readonly dbs = new Map<string, Database<JsonObject, string>>();
+  private readonly dbs = new Map<string, Database<Buffer, string>>();
+  /** Handles that read values older versions wrote with lmdb's msgpack encoding, opened on first need. */
+  private readonly legacy = new Map<string, Database<JsonObject, string>>();
 
   constructor(readonly path: string) {
     mkdirSync(path, { recursive: true });
@@ -25,10 +44,10 @@ export class KvStores implements KvBackend {
   }
 
   /** Opens (or creates) a store. */
-  store(name: string): Database<JsonObject, string> {
+  store(name: string): Database<Buffer, string> {
     let db = this.dbs.get(name);
     if (!db) {
-      db = this.root.openDB<JsonObject, string>({ name, encoding: "msgpack" });
+      db = this.root.openDB<Buffer, string>({ name, encoding: "binary" });
       this.dbs.set(name, db);
     }
     return db;
@@ -41,12 +60,20 @@ export class KvStores implements KvBackend {
 
   /** Reads a value; undefined when the key is missing. */
   get(store: string, key: string): JsonObject | undefined {
-    return this.store(store).get(key);
+    const bytes = this.store(store).getBinaryFast(key);
+    if (bytes === undefined) return undefined;
+    if (bytes[0] === JSON_TAG) return JSON.parse(bytes.toString("utf8", 1)) as JsonObject;
+    let old = this.legacy.get(store);
+    if (!old) {
+      old = this.root.openDB<JsonObject, string>({ name: store, encoding: "msgpack" });
+      this.legacy.set(store, old);
+    }
+    return old.get(key);
   }
 
   /** Writes a value; resolves once the write is durable. */
   async set(store: string, key: string, value: JsonObject): Promise<void> {
-    await this.store(store).put(key, value);
+    await this.store(store).put(key, encode(value));
   }
 
   /** Deletes a key; resolves once durable. Deleting a missing key succeeds. */
