@@ -11,6 +11,7 @@ import {
   type AnswerSink,
   type ConnectionInfo,
   HandlerError,
+  poisonCloseReason,
   type HandlerRegistry,
   originProblem,
   type SocketBackend,
@@ -635,6 +636,10 @@ export class Gateway implements SocketBackend {
       } else if (failure === "unavailable") {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1013, "message handler unavailable, try again later");
+      } else if (failure === "poison") {
+        // Its service died each time it got this message: the client that sent it goes, nobody else.
+        this.logger.error(`${message}; closed the connection with 1011`);
+        c.ws.close(1011, poisonCloseReason(error.service ?? ""));
       } else {
         this.logger.error(message);
       }

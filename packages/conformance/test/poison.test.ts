@@ -1,0 +1,85 @@
+// Poison messages under `nitric-like run`: a message whose handler makes the service exit is tried
+// a bounded number of times, then its client is closed with 1011, and the service (restarted by the
+// CLI's supervisor) goes on answering everyone else. Real CLI, real service threads and processes.
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { cleanTemp, connect, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+/** A service whose message handler echoes, except "die" (process.exit) and "throw" (an uncaught error later). */
+function poisonProject(): string {
+  return writeProject({
+    "nitric-like.yaml": "name: poison\nservices:\n  - match: services/*.ts\n",
+    "services/chat.ts": [
+      'import { websocket } from "@nitric-like/sdk";',
+      'const socket = websocket("chat");',
+      'socket.on("connect", () => {});',
+      'socket.on("disconnect", () => {});',
+      'socket.on("message", (ctx) => {',
+      "  const text = ctx.text();",
+      '  if (text.startsWith("die")) process.exit(1);',
+      '  if (text.startsWith("throw"))',
+      "    setTimeout(() => {",
+      '      throw new Error("poisoned");',
+      "    }, 0);",
+      '  return "echo " + text;',
+      "});",
+    ].join("\n"),
+  });
+}
+
+describe.each([
+  { how: "a worker thread", args: [] as string[] },
+  { how: "a process", args: ["--processes"] },
+])("a message that kills its service (service in $how)", ({ args }) => {
+  it.each(["die", "throw"])(
+    'is tried twice, then its client is closed with 1011, logged once, and another client is answered meanwhile and afterwards ("%s")',
+    async (kind) => {
+      const app = await startApp(poisonProject(), args);
+      const other = await connect(app.url("chat"));
+      const poisoner = await connect(app.url("chat"));
+      const message = `${kind} ${"x".repeat(20)}`;
+      const started = Date.now();
+      poisoner.ws.send(message);
+      // Meanwhile, the other client keeps talking: every message is answered, in order.
+      let answered = 0;
+      while (poisoner.closed === undefined && Date.now() - started < 15000) {
+        other.ws.send(`hello ${answered}`);
+        expect((await other.next(15000)).text).toBe(`echo hello ${answered}`);
+        answered++;
+        await sleep(20);
+      }
+      const closed = await poisoner.waitClosed(15000);
+      const elapsed = Date.now() - started;
+      const restarts = [...app.stderr.matchAll(/service "chat" (exited with code \d+|was killed by \w+); restarting/g)];
+      console.log(
+        `poison (${kind}, ${args.length ? "process" : "thread"}): ${restarts.length} restarts, client closed after ${elapsed} ms, other client answered ${answered} times`,
+      );
+      expect(closed).toEqual({
+        code: 1011,
+        reason: `message handler's service "chat" exited twice while handling this message`,
+      });
+      expect(restarts).toHaveLength(2);
+      const lines = app.stderr.split("\n").filter((l) => l.includes("exited twice while handling"));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(
+        new RegExp(
+          `websocket "chat": service "chat" exited twice while handling a ${message.length}-byte message of connection \\S+, so that event is dropped; closed the connection with 1011$`,
+        ),
+      );
+      // Afterwards: the other client is still answered, and a new client too, with no further restart.
+      other.ws.send("after");
+      expect((await other.next(15000)).text).toBe("echo after");
+      const fresh = await connect(app.url("chat"));
+      fresh.ws.send("new");
+      expect((await fresh.next(15000)).text).toBe("echo new");
+      expect(other.closed).toBeUndefined();
+      await sleep(300);
+      expect([...app.stderr.matchAll(/service "chat" .*; restarting/g)]).toHaveLength(2);
+    },
+    60000,
+  );
+});
