@@ -9,7 +9,7 @@ afterEach(async () => {
 });
 afterAll(cleanTemp);
 
-/** A service whose message handler echoes, except "die" (process.exit) and "throw" (an uncaught error later). */
+/** A service whose message handler echoes, except "die" (process.exit) and "throw" (an uncaught error before it answers). */
 function poisonProject(): string {
   return writeProject({
     "nitric-like.yaml": "name: poison\nservices:\n  - match: services/*.ts\n",
@@ -21,10 +21,13 @@ function poisonProject(): string {
       'socket.on("message", (ctx) => {',
       "  const text = ctx.text();",
       '  if (text.startsWith("die")) process.exit(1);',
+      // An uncaught error while the message is unanswered (a throw inside the handler is only an error answer).
       '  if (text.startsWith("throw"))',
-      "    setTimeout(() => {",
-      '      throw new Error("poisoned");',
-      "    }, 0);",
+      "    return new Promise(() =>",
+      "      setTimeout(() => {",
+      '        throw new Error("poisoned");',
+      "      }, 0),",
+      "    );",
       '  return "echo " + text;',
       "});",
     ].join("\n"),
