@@ -11,9 +11,9 @@ import {
   type AnswerSink,
   type ConnectionInfo,
   HandlerError,
-  poisonCloseReason,
   type HandlerRegistry,
   originProblem,
+  poisonCloseReason,
   type SocketBackend,
 } from "@nitric-like/provider-kit";
 import type { Logger, SocketLimits, TrafficEvent } from "@nitric-like/spec";
