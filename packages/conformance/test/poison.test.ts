@@ -86,3 +86,34 @@ describe.each([
     60000,
   );
 });
+
+describe("poison messages in a row", () => {
+  it("restart their service after the first delay each time, not a growing backoff, and the other clients are answered", async () => {
+    const app = await startApp(poisonProject());
+    const other = await connect(app.url("chat"));
+    for (let i = 0; i < 3; i++) {
+      const poisoner = await connect(app.url("chat"));
+      poisoner.ws.send(`die ${i}`);
+      expect((await poisoner.waitClosed(15000)).code).toBe(1011);
+      other.ws.send(`between ${i}`);
+      expect((await other.next(15000)).text).toBe(`echo between ${i}`);
+    }
+    const delays = [...app.stderr.matchAll(/service "chat" exited with code 1; restarting in ([\d.]+) s/g)].map(
+      (m) => m[1],
+    );
+    expect(delays).toEqual(["0.25", "0.25", "0.25", "0.25", "0.25", "0.25"]);
+    expect(app.stderr.split("\n").filter((l) => l.includes("exited twice while handling"))).toHaveLength(3);
+  }, 60000);
+
+  it("answer a message that was in flight with a poison message, and drop only the poison one", async () => {
+    const app = await startApp(poisonProject());
+    const innocent = await connect(app.url("chat"));
+    const poisoner = await connect(app.url("chat"));
+    // Both reach the service in the same turn: the poison one kills it with the other unanswered.
+    poisoner.ws.send("die now");
+    innocent.ws.send("innocent");
+    expect((await poisoner.waitClosed(15000)).code).toBe(1011);
+    expect((await innocent.next(15000)).text).toBe("echo innocent");
+    expect(innocent.closed).toBeUndefined();
+  }, 60000);
+});

@@ -411,8 +411,8 @@ export class HandlerRegistry {
       if (died === true && this.fatal(stream.service, stream.socket, stream.event, p)) continue;
       const waiter = this.route(stream.socket, stream.event, p);
       if (waiter !== undefined && died === undefined) {
-        let set = this.orphans.get(stream.service);
-        if (set === undefined) this.orphans.set(stream.service, (set = new Set()));
+        const set = this.orphans.get(stream.service) ?? new Set<Waiter>();
+        this.orphans.set(stream.service, set);
         set.add(waiter);
         waiter.orphanOf = stream.service;
       }
