@@ -212,6 +212,11 @@ export class HandlerStream {
     }
   }
 
+  /** How many events are held back behind a suspect. */
+  heldCount(): number {
+    return this.held?.length ?? 0;
+  }
+
   /** An event left the stream (answered or expired): the next held one may go. */
   private settled(id: string): void {
     if (id === this.probe) this.probe = undefined;
@@ -621,10 +626,10 @@ export class HandlerRegistry {
     return [...this.streams.values()].map((s) => ({ service: s.service, socket: s.socket, event: s.event }));
   }
 
-  /** Events in flight, over all streams. */
+  /** Events in flight, over all streams (those held behind a suspect included). */
   pendingCount(): number {
     let n = 0;
-    for (const s of this.streams.values()) n += s.pending.size;
+    for (const s of this.streams.values()) n += s.pending.size + s.heldCount();
     return n;
   }
 

@@ -7,7 +7,10 @@ import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import { forEachLine, processHandle, type ServiceHandle, spawnService, startServiceThread } from "./service-process.js";
 
-/** First restart delay after a crash; it doubles on each crash in a row, up to MAX_BACKOFF_MS. */
+/**
+ * First restart delay after a crash; it doubles on each crash in a row with no event in flight, up
+ * to MAX_BACKOFF_MS (a crash while handling events always restarts after this delay).
+ */
 export const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 10_000;
 /** A service that stayed up this long is healthy again: the next crash starts from the first delay. */
