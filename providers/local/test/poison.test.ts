@@ -236,6 +236,30 @@ describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
     );
     expect(logs.error).toEqual([body.trim()]);
   });
+
+  it("drops a disconnect event its service died on twice, logging once", async () => {
+    const { provider, logs } = await startProvider({ spec });
+    let ws: WebSocket | undefined;
+    for (let i = 0; i < MAX_FATAL_DELIVERIES; i++) {
+      provider.serviceStarting("svc");
+      const client = await serviceClient(provider, "svc");
+      await declareSocket(client, "chat");
+      await handle(client, "chat", "connect", accept);
+      const disconnects = await handle(client, "chat", "disconnect", () => undefined);
+      if (ws === undefined) {
+        ws = await open(urlOf(provider, "chat"));
+        ws.close(1000);
+      }
+      await until(() => disconnects.events.length === 1, `disconnect delivery ${i + 1}`);
+      provider.serviceExited("svc", 1, null);
+    }
+    await until(() => logs.error.length > 0, "the log line");
+    await sleep(50);
+    expect(logs.error).toHaveLength(1);
+    expect(logs.error[0]).toMatch(
+      /^websocket "chat": service "svc" exited twice while handling a disconnect event of connection \S+, so that event is dropped$/,
+    );
+  });
 });
 
 /** The HTTP status and body of a refused upgrade. */
