@@ -20,8 +20,8 @@ type EventRequest = MessageInitShape<typeof WebsocketEventRequestSchema>;
 type ServerMessageInit = MessageInitShape<typeof ServerMessageSchema>;
 type HandlerCall = ServerDuplexStream<ClientMessage, MessageInitShape<typeof ServerMessageSchema>>;
 
-/** Why an event could not be handled. */
-export type HandlerFailure = "none" | "unavailable" | "timeout" | "gone";
+/** Why an event could not be handled ("poison": its service died each time it was delivered). */
+export type HandlerFailure = "none" | "unavailable" | "timeout" | "gone" | "poison";
 
 /** An event that no handler answered. */
 export class HandlerError extends Error {
@@ -29,10 +29,20 @@ export class HandlerError extends Error {
   constructor(
     readonly failure: HandlerFailure,
     message: string,
+    /** The service whose handler the event was for, when known (always for "poison"). */
+    readonly service?: string,
   ) {
     super(message);
   }
 }
+
+/**
+ * How many deliveries of one event may end with its service dying (its process or thread exiting
+ * on its own while the event was unanswered) before the event is dropped as a poison event and
+ * fails with "poison". The first such delivery may have been shared with other events; every
+ * later one is alone (see HandlerStream), so the last death is the event's own doing.
+ */
+export const MAX_FATAL_DELIVERIES = 2;
 
 /** The event names, by the contract's enum. */
 export const EVENT_NAMES: Record<WebsocketEventType, WebsocketEvent> = {
@@ -67,21 +77,65 @@ class PromiseSink implements AnswerSink<undefined> {
   }
 }
 
+/**
+ * The close reason for a client whose message was dropped as a poison event (at most 123 bytes, as
+ * RFC 6455 section 5.5 allows).
+ */
+export function poisonCloseReason(service: string): string {
+  const reason = `message handler's service "${service}" exited ${times(MAX_FATAL_DELIVERIES)} while handling this message`;
+  return Buffer.byteLength(reason) <= 123 ? reason : "message handler's service exited while handling this message";
+}
+
+/** One event on its way to a handler; the same object follows the event through redeliveries. */
 interface Pending {
   request: EventRequest;
   sink: AnswerSink<never>;
   context: unknown;
-  /** When the handler's time is up (Date.now() milliseconds). */
+  /** When the handler's time is up (Date.now() milliseconds), once sent. */
   deadline: number;
+  /** How many of its deliveries ended with the service dying (see MAX_FATAL_DELIVERIES). */
+  deaths: number;
+}
+
+/** An event waiting for its handler to register (again). */
+interface Waiter {
+  socket: string;
+  event: WebsocketEvent;
+  key: string;
+  pending: Pending;
+  timer: NodeJS.Timeout | undefined;
+  /** Set once it has been sent on or failed: a waiter is settled once. */
+  done: boolean;
+  /** The service it is an orphan of (see HandlerRegistry.orphans), if any. */
+  orphanOf?: string;
+}
+
+/** "a 26-byte message", "a connect event": what a poison event was, for its error. */
+function describeEvent(event: WebsocketEvent, request: EventRequest): string {
+  const body = request.websocketEvent?.case === "message" ? request.websocketEvent.value.body : undefined;
+  return event === "message" ? `a ${body?.length ?? 0}-byte message` : `a ${event} event`;
+}
+
+/** "twice", "3 times". */
+function times(n: number): string {
+  return n === 1 ? "once" : n === 2 ? "twice" : `${n} times`;
 }
 
 /**
  * One live handler stream. A stream registered with `batch` (our SDK) gets its events batched on
  * the leading edge: alone, an event goes out at once; events that follow one another within a
  * turn of the event loop go as one EventBatch message.
+ *
+ * An event whose earlier delivery ended with its service dying (a suspect) is sent alone: only
+ * once nothing else is pending, and events that come meanwhile are held until it is answered. If
+ * the service dies again, the event was the cause, and nothing else was in flight to die with it.
  */
 export class HandlerStream {
   readonly pending = new Map<string, Pending>();
+  /** Events held back behind a suspect; undefined (the hot path's only check) when there are none. */
+  private held: Pending[] | undefined;
+  /** The id of the suspect in flight alone, if any. */
+  private probe: string | undefined;
   /** Our SDK's streams get their events in batches (see LeadingEdgeBatcher). */
   private readonly batcher = new LeadingEdgeBatcher<ServerMessageInit>(
     (message) => this.call.write(message),
@@ -104,11 +158,69 @@ export class HandlerStream {
 
   /** Sends an event; `sink` hears its answer, or why there is none, with `context`. */
   send<C>(request: EventRequest, sink: AnswerSink<C>, context: C): void {
+    this.post({ request, sink, context, deadline: 0, deaths: 0 });
+  }
+
+  /** Sends an event now, or holds it while a suspect is tried alone. */
+  post(p: Pending): void {
+    if (this.held === undefined && p.deaths === 0) this.transmit(p);
+    else this.hold(p);
+  }
+
+  private transmit(p: Pending): string {
     const id = this.registry.nextId();
     // No timer per event (this is the hot path): the registry sweeps expired events.
-    this.pending.set(id, { request, sink, context, deadline: Date.now() + this.registry.timeoutMs });
+    p.deadline = Date.now() + this.registry.timeoutMs;
+    this.pending.set(id, p);
     this.registry.sweepSoon();
-    this.write({ id, content: { case: "websocketEventRequest", value: request } });
+    this.write({ id, content: { case: "websocketEventRequest", value: p.request } });
+    return id;
+  }
+
+  private hold(p: Pending): void {
+    this.held ??= [];
+    // Bounded like the events that wait for a handler to register.
+    if (this.held.length >= MAX_WAITING_EVENTS) {
+      failLater(
+        p.sink as AnswerSink,
+        p.context,
+        new HandlerError(
+          "unavailable",
+          `websocket "${this.socket}": ${MAX_WAITING_EVENTS} events already wait for the ${this.event} handler of service "${this.service}" to handle an event that its service died on`,
+        ),
+      );
+      return;
+    }
+    this.held.push(p);
+    this.pump();
+  }
+
+  /** Sends what is held: a suspect once nothing else is pending, other events while no suspect is in flight. */
+  private pump(): void {
+    const held = this.held;
+    if (held === undefined) return;
+    while (this.probe === undefined) {
+      const next = held[0];
+      if (next === undefined) {
+        this.held = undefined;
+        return;
+      }
+      if (next.deaths > 0 && this.pending.size > 0) return;
+      held.shift();
+      const id = this.transmit(next);
+      if (next.deaths > 0) this.probe = id;
+    }
+  }
+
+  /** How many events are held back behind a suspect. */
+  heldCount(): number {
+    return this.held?.length ?? 0;
+  }
+
+  /** An event left the stream (answered or expired): the next held one may go. */
+  private settled(id: string): void {
+    if (id === this.probe) this.probe = undefined;
+    if (this.held !== undefined) this.pump();
   }
 
   /**
@@ -116,9 +228,12 @@ export class HandlerStream {
    * sent, all with the same time limit, so the first one still in time ends the search.
    */
   expire(now: number): void {
+    let expired = false;
     for (const [id, p] of this.pending) {
-      if (p.deadline > now) return;
+      if (p.deadline > now) break;
       this.pending.delete(id);
+      if (id === this.probe) this.probe = undefined;
+      expired = true;
       (p.sink as AnswerSink).failed(
         p.context,
         new HandlerError(
@@ -127,6 +242,7 @@ export class HandlerStream {
         ),
       );
     }
+    if (expired && this.held !== undefined) this.pump();
   }
 
   /** Routes an answer (or a batch of them) to its pending event. */
@@ -139,6 +255,7 @@ export class HandlerStream {
     const pending = this.pending.get(message.id);
     if (!pending) return;
     this.pending.delete(message.id);
+    if (this.held !== undefined) this.settled(message.id);
     try {
       (pending.sink as AnswerSink).answered(pending.context, message.content.value);
     } catch (error) {
@@ -148,15 +265,17 @@ export class HandlerStream {
   }
 
   /**
-   * The stream is gone (its service stopped, crashed or was replaced): every event it had not
-   * answered goes to the next handler for the same event, waiting for it like any other event.
-   * Delivery is therefore at least once: a handler that died mid-event may see it again.
+   * The stream is gone: takes the events it had sent and not had answered (in the order they were
+   * sent), and those it held back, leaving it empty.
    */
-  redeliverAll(): void {
+  takeAll(): { unanswered: Pending[]; held: Pending[] } {
     this.batcher.clear();
-    const pending = [...this.pending.values()];
+    const unanswered = [...this.pending.values()];
+    const held = this.held ?? [];
     this.pending.clear();
-    for (const p of pending) this.registry.deliver(this.socket, this.event, p.request, p.sink as AnswerSink, p.context);
+    this.held = undefined;
+    this.probe = undefined;
+    return { unanswered, held };
   }
 }
 
@@ -173,7 +292,13 @@ export class HandlerRegistry {
   private readonly expected = new Map<string, string | undefined>();
   /** Services whose process exited and that are not restarting, with how they ended. */
   private readonly down = new Map<string, string>();
-  private readonly waiters = new Map<string, (() => void)[]>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  /**
+   * Events whose stream ended before its service said whether it died (a gRPC stream or a port
+   * can close before the CLI sees the process or thread exit), by service, until they are sent
+   * again or the service's exit is known: if it died, their delivery counts as fatal.
+   */
+  private readonly orphans = new Map<string, Set<Waiter>>();
   private readonly listeners: (() => void)[] = [];
   private counter = 0;
   private stopping = false;
@@ -249,25 +374,34 @@ export class HandlerRegistry {
           `websocket "${socket}": service "${service}" now handles ${event} events instead of service "${old.service}"; a socket event has one handler, so keep socket.on("${event}", ...) in one service`,
         );
       }
-      this.retire(old);
+      this.retire(old, undefined);
     }
     this.wake(key);
     this.changed();
     return stream;
   }
 
-  /** Removes a stream that ended. */
+  /**
+   * Removes a stream that ended: every event it had not answered goes to the next handler for the
+   * same event, waiting for it like any other event. Delivery is therefore at least once: a
+   * handler that died mid-event may see it again.
+   */
   unregister(stream: HandlerStream): void {
     const key = HandlerRegistry.key(stream.socket, stream.event);
     if (this.streams.get(key) === stream) {
       this.streams.delete(key);
       this.changed();
     }
-    stream.redeliverAll();
+    this.requeue(stream, undefined);
   }
 
-  private retire(stream: HandlerStream): void {
-    stream.redeliverAll();
+  /**
+   * Ends a stream with OK and passes its events on. `died`: true when its service died (each
+   * unanswered event's delivery was fatal), false when it was stopped on purpose, undefined when
+   * not known yet (the events become orphans until the service's exit is reported).
+   */
+  private retire(stream: HandlerStream, died: boolean | undefined): void {
+    this.requeue(stream, died);
     try {
       // OK, never an error status: an error crashes @nitric/sdk's stream handling.
       stream.call.end();
@@ -276,23 +410,68 @@ export class HandlerRegistry {
     }
   }
 
+  private requeue(stream: HandlerStream, died: boolean | undefined): void {
+    const { unanswered, held } = stream.takeAll();
+    for (const p of unanswered) {
+      if (died === true && this.fatal(stream.service, stream.socket, stream.event, p)) continue;
+      const waiter = this.route(stream.socket, stream.event, p);
+      if (waiter !== undefined && died === undefined) {
+        const set = this.orphans.get(stream.service) ?? new Set<Waiter>();
+        this.orphans.set(stream.service, set);
+        set.add(waiter);
+        waiter.orphanOf = stream.service;
+      }
+    }
+    // Held events were never sent: nothing to count against them.
+    for (const p of held) this.route(stream.socket, stream.event, p);
+  }
+
+  /**
+   * Counts a delivery of `p` that ended with `service` dying; true when that was its last allowed
+   * one, and it has been failed as a poison event.
+   */
+  private fatal(service: string, socket: string, event: WebsocketEvent, p: Pending): boolean {
+    p.deaths++;
+    if (p.deaths < MAX_FATAL_DELIVERIES) return false;
+    failLater(
+      p.sink as AnswerSink,
+      p.context,
+      new HandlerError(
+        "poison",
+        `websocket "${socket}": service "${service}" exited ${times(p.deaths)} while handling ${describeEvent(event, p.request)} of connection ${p.request.connectionId ?? ""}, so that event is dropped`,
+        service,
+      ),
+    );
+    return true;
+  }
+
   private wake(key: string): void {
     const list = this.waiters.get(key);
     if (!list) return;
     this.waiters.delete(key);
-    for (const wake of list) wake();
+    for (const w of list) {
+      clearTimeout(w.timer);
+      // After the registration that woke it has been answered: register() wakes before it returns.
+      queueMicrotask(() => this.resume(w));
+    }
   }
 
-  /** Ends the streams of a service whose process is gone; its unanswered events wait or fail. */
-  private dropService(service: string): void {
+  /**
+   * Ends the streams of a service whose process is gone (`died`: on its own) and passes their
+   * unanswered events on; returns how many events it had in flight.
+   */
+  private dropService(service: string, died: boolean): number {
     let changed = false;
+    let inFlight = 0;
     for (const [key, stream] of this.streams) {
       if (stream.service !== service) continue;
       this.streams.delete(key);
       changed = true;
-      this.retire(stream);
+      inFlight += stream.pending.size;
+      this.retire(stream, died);
     }
     if (changed) this.changed();
+    return inFlight;
   }
 
   /**
@@ -301,16 +480,30 @@ export class HandlerRegistry {
    */
   serviceStarting(service: string): void {
     this.down.delete(service);
-    this.dropService(service);
+    // Whatever its previous process left behind goes to this one; a death of this one is not theirs.
+    this.orphans.delete(service);
+    this.dropService(service, false);
   }
 
   /**
-   * A service's process exited. Its events keep waiting (the CLI restarts crashed services, and
-   * clients should survive that); when the wait runs out, the error says how the service ended.
+   * A service's process exited: `died` when on its own (a crash, process.exit), false when it was
+   * stopped (a code change, Ctrl-C). Its events keep waiting (the CLI restarts crashed services,
+   * and clients should survive that); when the wait runs out, the error says how the service
+   * ended. When it died, each event it had not answered has had a fatal delivery: an event's
+   * MAX_FATAL_DELIVERIES-th fails with "poison" at once instead of waiting. Returns how many
+   * events were in flight when it ended (0: the death was not an event's doing).
    */
-  serviceExited(service: string, how: string): void {
+  serviceExited(service: string, how: string, died = true): number {
     this.down.set(service, how);
-    this.dropService(service);
+    let inFlight = 0;
+    const orphans = this.orphans.get(service);
+    this.orphans.delete(service);
+    for (const w of orphans ?? []) {
+      if (w.done) continue;
+      inFlight++;
+      if (died && this.fatal(service, w.socket, w.event, w.pending)) this.cancel(w);
+    }
+    return inFlight + this.dropService(service, died);
   }
 
   /** The live stream for an event. */
@@ -348,17 +541,27 @@ export class HandlerRegistry {
    * is never reported from inside this call (always a microtask or more later), as a rejection would be.
    */
   deliver<C>(socket: string, event: WebsocketEvent, request: EventRequest, sink: AnswerSink<C>, context: C): void {
-    const key = HandlerRegistry.key(socket, event);
-    const stream = this.stopping ? undefined : this.streams.get(key);
+    const stream = this.stopping ? undefined : this.streams.get(HandlerRegistry.key(socket, event));
     if (stream) {
       stream.send(request, sink, context);
       return;
     }
     // Past the hot path: an event that is not sent at once.
-    const fail = (error: HandlerError) => failLater(sink, context, error);
+    this.route(socket, event, { request, sink, context, deadline: 0, deaths: 0 });
+  }
+
+  /** Sends an event to its live handler, or makes it wait for one (returning its waiter), or fails it. */
+  private route(socket: string, event: WebsocketEvent, p: Pending): Waiter | undefined {
+    const key = HandlerRegistry.key(socket, event);
+    const stream = this.stopping ? undefined : this.streams.get(key);
+    if (stream) {
+      stream.post(p);
+      return undefined;
+    }
+    const fail = (error: HandlerError) => failLater(p.sink as AnswerSink, p.context, error);
     if (this.stopping) {
       fail(new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`));
-      return;
+      return undefined;
     }
     if (!this.expected.has(key)) {
       fail(
@@ -367,7 +570,7 @@ export class HandlerRegistry {
           `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`,
         ),
       );
-      return;
+      return undefined;
     }
     const list = this.waiters.get(key) ?? [];
     // Bounded: a flood of events for a handler that is not coming back must not grow memory.
@@ -378,30 +581,44 @@ export class HandlerRegistry {
           `websocket "${socket}": ${MAX_WAITING_EVENTS} events already wait for the ${event} handler to register`,
         ),
       );
-      return;
+      return undefined;
     }
     this.waiters.set(key, list);
-    const timer = setTimeout(() => {
-      const at = list.indexOf(wake);
+    const waiter: Waiter = { socket, event, key, pending: p, timer: undefined, done: false };
+    waiter.timer = setTimeout(() => {
+      const at = list.indexOf(waiter);
       if (at >= 0) list.splice(at, 1);
-      resume();
+      this.resume(waiter);
     }, this.waitMs);
-    const wake = () => {
-      clearTimeout(timer);
-      // After the registration that woke it has been answered: register() wakes before it returns.
-      queueMicrotask(resume);
-    };
-    const resume = () => {
-      const live = this.streams.get(key);
-      if (live && !this.stopping) live.send(request, sink, context);
-      else
-        fail(
-          this.stopping
-            ? new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`)
-            : this.absent(socket, event, key, request.connectionId ?? ""),
-        );
-    };
-    list.push(wake);
+    list.push(waiter);
+    return waiter;
+  }
+
+  /** A waiting event's handler registered, or its wait ran out: it is sent, or it fails. */
+  private resume(w: Waiter): void {
+    if (w.done) return;
+    w.done = true;
+    if (w.orphanOf !== undefined) this.orphans.get(w.orphanOf)?.delete(w);
+    const { socket, event, key, pending: p } = w;
+    const live = this.streams.get(key);
+    if (live && !this.stopping) live.post(p);
+    else
+      failLater(
+        p.sink as AnswerSink,
+        p.context,
+        this.stopping
+          ? new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`)
+          : this.absent(socket, event, key, p.request.connectionId ?? ""),
+      );
+  }
+
+  /** Takes a waiting event out of its wait (it has been failed). */
+  private cancel(w: Waiter): void {
+    w.done = true;
+    clearTimeout(w.timer);
+    const list = this.waiters.get(w.key);
+    const at = list?.indexOf(w) ?? -1;
+    if (list && at >= 0) list.splice(at, 1);
   }
 
   /** The live registrations. */
@@ -409,10 +626,10 @@ export class HandlerRegistry {
     return [...this.streams.values()].map((s) => ({ service: s.service, socket: s.socket, event: s.event }));
   }
 
-  /** Events in flight, over all streams. */
+  /** Events in flight, over all streams (those held behind a suspect included). */
   pendingCount(): number {
     let n = 0;
-    for (const s of this.streams.values()) n += s.pending.size;
+    for (const s of this.streams.values()) n += s.pending.size + s.heldCount();
     return n;
   }
 
@@ -430,7 +647,7 @@ export class HandlerRegistry {
     this.stopping = true;
     const streams = [...this.streams.values()];
     this.streams.clear();
-    for (const s of streams) this.retire(s);
+    for (const s of streams) this.retire(s, false);
     for (const key of [...this.waiters.keys()]) this.wake(key);
   }
 }

@@ -15,7 +15,9 @@ export {
   type HandlerFailure,
   HandlerRegistry,
   HandlerStream,
+  MAX_FATAL_DELIVERIES,
   MAX_WAITING_EVENTS,
+  poisonCloseReason,
 } from "./handlers.js";
 export { originProblem } from "./origins.js";
 export { packageOwner } from "./package-owner.js";

@@ -78,8 +78,15 @@ export interface RunningProvider {
   openPort?(service: string): Promise<import("node:worker_threads").MessagePort>;
   /** Tells the provider a service's process is (re)starting: its old handler streams are gone. */
   serviceStarting(service: string): void;
-  /** Tells the provider a service's process has exited. */
-  serviceExited(service: string, code: number | null, signal: string | null): void;
+  /**
+   * Tells the provider a service's process has exited: `died` (default true) when on its own (a
+   * crash, process.exit), false when the CLI stopped it (a code change, Ctrl-C). Events the
+   * service had not answered are redelivered when it is back; a delivery that ended with the
+   * service dying counts against the event, which is dropped after a few (a poison event). Returns
+   * how many events the service had in flight when it ended, when the provider knows (0: the death
+   * was not an event's doing).
+   */
+  serviceExited(service: string, code: number | null, signal: string | null, died?: boolean): number | undefined;
   /** The handler registrations live now. */
   registrations(): HandlerRegistration[];
   /** Calls back whenever registrations change. */

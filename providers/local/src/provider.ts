@@ -241,9 +241,17 @@ export class LocalProvider implements RunningProvider {
     this.handlers.serviceStarting(service);
   }
 
-  /** Ends the service's handler streams and remembers how it ended, for the errors of events that wait for it in vain. */
-  serviceExited(service: string, code: number | null, signal: string | null): void {
-    this.handlers.serviceExited(service, signal ? `was killed by ${signal}` : `exited with code ${code ?? "unknown"}`);
+  /**
+   * Ends the service's handler streams and remembers how it ended, for the errors of events that
+   * wait for it in vain; when it died on its own, counts a fatal delivery against each event it had
+   * not answered (see HandlerRegistry.serviceExited). Returns how many it had in flight.
+   */
+  serviceExited(service: string, code: number | null, signal: string | null, died = true): number {
+    return this.handlers.serviceExited(
+      service,
+      signal ? `was killed by ${signal}` : `exited with code ${code ?? "unknown"}`,
+      died,
+    );
   }
 
   /** The live handler streams, one per (socket, event). */

@@ -7,7 +7,10 @@ import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import { forEachLine, processHandle, type ServiceHandle, spawnService, startServiceThread } from "./service-process.js";
 
-/** First restart delay after a crash; it doubles on each crash in a row, up to MAX_BACKOFF_MS. */
+/**
+ * First restart delay after a crash; it doubles on each crash in a row with no event in flight, up
+ * to MAX_BACKOFF_MS (a crash while handling events always restarts after this delay).
+ */
 export const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 10_000;
 /** A service that stayed up this long is healthy again: the next crash starts from the first delay. */
@@ -71,13 +74,19 @@ export class ServiceSupervisor {
   }
 
   private exited(child: ServiceHandle, code: number | null, signal: NodeJS.Signals | null): void {
-    this.provider.serviceExited(this.name, code, signal);
-    if (this.child !== child || this.stopping) return;
+    // Not a death when we stopped it (a code change replaced it, or run is stopping).
+    const died = this.child === child && !this.stopping;
+    const inFlight = this.provider.serviceExited(this.name, code, signal, died) ?? 0;
+    if (!died) return;
     this.child = undefined;
     if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
     const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
-    const delay = this.backoffMs;
-    this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+    // A service that died while handling events is restarted after the first delay and the delay
+    // does not grow: events that kill it are dropped after a few tries (the provider's poison
+    // limit), so this is no crash loop, and the other clients' events wait only that long. The
+    // backoff is for a service that dies with nothing in flight (at startup, say).
+    const delay = inFlight > 0 ? FIRST_BACKOFF_MS : this.backoffMs;
+    if (inFlight === 0) this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
     this.output.warn(`service "${this.name}" ${how}; restarting in ${(delay / 1000).toFixed(2)} s`);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;

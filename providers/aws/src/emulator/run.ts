@@ -48,7 +48,9 @@ class EmulatedRun implements RunningProvider {
     return Promise.reject(new Error(`provider aws: service "${service}" runs inside its emulated function`));
   }
   serviceStarting(): void {}
-  serviceExited(): void {}
+  serviceExited(): undefined {
+    return undefined;
+  }
   /** Every function finished its init, which waits for its handlers: the spec's registrations are live. */
   registrations(): HandlerRegistration[] {
     return this.expected;

@@ -13,6 +13,7 @@ import {
   HandlerError,
   type HandlerRegistry,
   originProblem,
+  poisonCloseReason,
   type SocketBackend,
 } from "@nitric-like/provider-kit";
 import type { Logger, SocketLimits, TrafficEvent } from "@nitric-like/spec";
@@ -639,6 +640,10 @@ export class Gateway implements SocketBackend {
       } else if (failure === "unavailable") {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1013, "message handler unavailable, try again later");
+      } else if (failure === "poison") {
+        // Its service died each time it got this message: the client that sent it goes, nobody else.
+        this.logger.error(`${message}; closed the connection with 1011`);
+        c.ws.close(1011, poisonCloseReason(error.service ?? ""));
       } else {
         this.logger.error(message);
       }

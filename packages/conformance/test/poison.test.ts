@@ -1,0 +1,120 @@
+// Poison messages under `nitric-like run`: a message whose handler makes the service exit is tried
+// a bounded number of times, then its client is closed with 1011, and the service (restarted by the
+// CLI's supervisor) goes on answering everyone else. Real CLI, real service threads and processes.
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { cleanTemp, connect, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+/** A service whose message handler echoes, except "die" (process.exit) and "throw" (an uncaught error before it answers). */
+function poisonProject(): string {
+  return writeProject({
+    "nitric-like.yaml": "name: poison\nservices:\n  - match: services/*.ts\n",
+    "services/chat.ts": [
+      'import { websocket } from "@nitric-like/sdk";',
+      'const socket = websocket("chat");',
+      'socket.on("connect", () => {});',
+      'socket.on("disconnect", () => {});',
+      'socket.on("message", (ctx) => {',
+      "  const text = ctx.text();",
+      '  if (text.startsWith("die")) process.exit(1);',
+      // An uncaught error while the message is unanswered (a throw inside the handler is only an error answer).
+      '  if (text.startsWith("throw"))',
+      "    return new Promise(() =>",
+      "      setTimeout(() => {",
+      '        throw new Error("poisoned");',
+      "      }, 0),",
+      "    );",
+      '  return "echo " + text;',
+      "});",
+    ].join("\n"),
+  });
+}
+
+describe.each([
+  { how: "a worker thread", args: [] as string[] },
+  { how: "a process", args: ["--processes"] },
+])("a message that kills its service (service in $how)", ({ args }) => {
+  it.each(["die", "throw"])(
+    'is tried twice, then its client is closed with 1011, logged once, and another client is answered meanwhile and afterwards ("%s")',
+    async (kind) => {
+      const app = await startApp(poisonProject(), args);
+      const other = await connect(app.url("chat"));
+      const poisoner = await connect(app.url("chat"));
+      const message = `${kind} ${"x".repeat(20)}`;
+      const started = Date.now();
+      poisoner.ws.send(message);
+      // Meanwhile, the other client keeps talking: each message is answered (none waits out the 10 s handler wait).
+      let answered = 0;
+      while (poisoner.closed === undefined && Date.now() - started < 15000) {
+        other.ws.send(`hello ${answered}`);
+        expect((await other.next(15000)).text).toBe(`echo hello ${answered}`);
+        answered++;
+        await sleep(20);
+      }
+      const closed = await poisoner.waitClosed(15000);
+      const elapsed = Date.now() - started;
+      const restarts = [...app.stderr.matchAll(/service "chat" (exited with code \d+|was killed by \w+); restarting/g)];
+      console.log(
+        `poison (${kind}, ${args.length ? "process" : "thread"}): ${restarts.length} restarts, client closed after ${elapsed} ms, other client answered ${answered} times`,
+      );
+      expect(closed).toEqual({
+        code: 1011,
+        reason: `message handler's service "chat" exited twice while handling this message`,
+      });
+      expect(restarts).toHaveLength(2);
+      expect(answered).toBeGreaterThan(0);
+      const lines = app.stderr.split("\n").filter((l) => l.includes("exited twice while handling"));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(
+        new RegExp(
+          `websocket "chat": service "chat" exited twice while handling a ${message.length}-byte message of connection \\S+, so that event is dropped; closed the connection with 1011$`,
+        ),
+      );
+      // Afterwards: the other client is still answered, and a new client too, with no further restart.
+      other.ws.send("after");
+      expect((await other.next(15000)).text).toBe("echo after");
+      const fresh = await connect(app.url("chat"));
+      fresh.ws.send("new");
+      expect((await fresh.next(15000)).text).toBe("echo new");
+      expect(other.closed).toBeUndefined();
+      await sleep(300);
+      expect([...app.stderr.matchAll(/service "chat" .*; restarting/g)]).toHaveLength(2);
+    },
+    60000,
+  );
+});
+
+describe("poison messages in a row", () => {
+  it("restart their service after the first delay each time, not a growing backoff, and the other clients are answered", async () => {
+    const app = await startApp(poisonProject());
+    const other = await connect(app.url("chat"));
+    for (let i = 0; i < 3; i++) {
+      const poisoner = await connect(app.url("chat"));
+      poisoner.ws.send(`die ${i}`);
+      expect((await poisoner.waitClosed(15000)).code).toBe(1011);
+      other.ws.send(`between ${i}`);
+      expect((await other.next(15000)).text).toBe(`echo between ${i}`);
+    }
+    const delays = [...app.stderr.matchAll(/service "chat" exited with code 1; restarting in ([\d.]+) s/g)].map(
+      (m) => m[1],
+    );
+    expect(delays).toEqual(["0.25", "0.25", "0.25", "0.25", "0.25", "0.25"]);
+    expect(app.stderr.split("\n").filter((l) => l.includes("exited twice while handling"))).toHaveLength(3);
+  }, 60000);
+
+  it("answer a message that was in flight with a poison message, and drop only the poison one", async () => {
+    const app = await startApp(poisonProject());
+    const innocent = await connect(app.url("chat"));
+    const poisoner = await connect(app.url("chat"));
+    // Both reach the service in the same turn: the poison one kills it with the other unanswered.
+    poisoner.ws.send("die now");
+    innocent.ws.send("innocent");
+    expect((await poisoner.waitClosed(15000)).code).toBe(1011);
+    expect((await innocent.next(15000)).text).toBe("echo innocent");
+    expect(innocent.closed).toBeUndefined();
+  }, 60000);
+});

@@ -1,0 +1,279 @@
+// Poison events on the local provider: an event whose delivery ended with its service dying is
+// delivered at most MAX_FATAL_DELIVERIES times. The tests play the service (real gRPC or port
+// clients) and the CLI's supervisor (serviceExited / serviceStarting, as it calls them).
+import type { IncomingMessage } from "node:http";
+import type { ContractClient } from "@nitric-like/contracts/grpc";
+import {
+  type ServerMessage,
+  type WebsocketEventRequest,
+  WebsocketEventType,
+  WebsocketHandler,
+} from "@nitric-like/contracts/websockets";
+import { MAX_FATAL_DELIVERIES } from "@nitric-like/provider-kit";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import type { LocalProvider } from "../src/index.js";
+import {
+  accept,
+  cleanup,
+  closed,
+  declareSocket,
+  handle,
+  nextMessage,
+  open,
+  serviceClient,
+  startProvider,
+  TRANSPORTS,
+  urlOf,
+  useTransport,
+} from "./helpers.js";
+
+afterEach(cleanup);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (check()) return;
+    await sleep(5);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const text = (e: WebsocketEventRequest) =>
+  e.websocketEvent.case === "message" ? Buffer.from(e.websocketEvent.value.body).toString() : "";
+
+const echo = (e: WebsocketEventRequest) => ({
+  replies: e.websocketEvent.case === "message" ? [{ data: e.websocketEvent.value.body }] : [],
+});
+
+/** One process of service "svc": connects accepted, messages answered by `answer` (undefined: never). */
+async function serviceProcess(
+  provider: LocalProvider,
+  answer: (e: WebsocketEventRequest) => ReturnType<typeof echo> | undefined,
+) {
+  provider.serviceStarting("svc");
+  const client: ContractClient = await serviceClient(provider, "svc");
+  await declareSocket(client, "chat");
+  await handle(client, "chat", "connect", accept);
+  await handle(client, "chat", "disconnect", () => ({}));
+  return handle(client, "chat", "message", answer);
+}
+
+const spec = {
+  name: "test",
+  services: [],
+  resources: [
+    {
+      kind: "websocket" as const,
+      name: "chat",
+      declaredBy: ["svc"],
+      handlers: { connect: "svc", disconnect: "svc", message: "svc" },
+    },
+  ],
+  policies: [],
+};
+
+describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
+  beforeEach(() => useTransport(transport));
+
+  it("drops a message its service died on twice: its client gets 1011 and the reason, one log line names service, socket and size, another client is answered", async () => {
+    expect(MAX_FATAL_DELIVERIES).toBe(2);
+    const { provider, logs } = await startProvider({ spec });
+    const first = await serviceProcess(provider, () => undefined);
+    const poisoner = await open(urlOf(provider, "chat"));
+    const other = await open(urlOf(provider, "chat"));
+    const gone = closed(poisoner);
+    poisoner.send("poison pill");
+    await until(() => first.events.length === 1, "the first delivery");
+    // The service dies with the message unanswered: counted, and redelivered to its next process.
+    expect(provider.serviceExited("svc", 1, null)).toBe(1);
+    const second = await serviceProcess(provider, () => undefined);
+    await until(() => second.events.length === 1, "the second delivery");
+    expect(text(second.events[0] as WebsocketEventRequest)).toBe("poison pill");
+    // It dies again on it: the message is dropped and its client closed, at once (no restart needed).
+    expect(provider.serviceExited("svc", null, "SIGKILL")).toBe(1);
+    expect(await gone).toEqual({
+      code: 1011,
+      reason: `message handler's service "svc" exited twice while handling this message`,
+    });
+    expect(logs.error).toHaveLength(1);
+    expect(logs.error[0]).toMatch(
+      /^websocket "chat": service "svc" exited twice while handling a 11-byte message of connection \S+, so that event is dropped; closed the connection with 1011$/,
+    );
+    // The next process never sees it, and answers the other client.
+    const third = await serviceProcess(provider, echo);
+    const got = nextMessage(other);
+    other.send("still here");
+    expect((await got).data.toString()).toBe("still here");
+    await sleep(50);
+    expect(third.events.map(text)).toEqual(["still here"]);
+    expect(other.readyState).toBe(1);
+  });
+
+  it("tries a message that was in flight when its service died alone, so a message that died with it is answered and not dropped", async () => {
+    const { provider, logs } = await startProvider({ spec });
+    const first = await serviceProcess(provider, () => undefined);
+    const poisoner = await open(urlOf(provider, "chat"));
+    const innocent = await open(urlOf(provider, "chat"));
+    const gone = closed(poisoner);
+    poisoner.send("poison");
+    innocent.send("innocent");
+    await until(() => first.events.length === 2, "both deliveries");
+    expect(provider.serviceExited("svc", 1, null)).toBe(2);
+    // Both are suspects now: the first goes alone; the other waits until it is answered.
+    const second = await serviceProcess(provider, () => undefined);
+    await until(() => second.events.length === 1, "the poison message alone");
+    const bystander = await open(urlOf(provider, "chat"));
+    bystander.send("fresh");
+    await sleep(100);
+    expect(second.events.map(text)).toEqual(["poison"]);
+    provider.serviceExited("svc", 1, null);
+    expect((await gone).code).toBe(1011);
+    const answered = [nextMessage(innocent), nextMessage(bystander)];
+    const third = await serviceProcess(provider, echo);
+    expect((await Promise.all(answered)).map((m) => m.data.toString())).toEqual(["innocent", "fresh"]);
+    expect(third.events.map(text)).toEqual(["innocent", "fresh"]);
+    expect(logs.error).toHaveLength(1);
+    expect(innocent.readyState).toBe(1);
+  });
+
+  it("holds other messages while a suspect is tried alone, then sends them once it is answered", async () => {
+    const { provider } = await startProvider({ spec });
+    const first = await serviceProcess(provider, () => undefined);
+    const a = await open(urlOf(provider, "chat"));
+    a.send("slow but fine");
+    await until(() => first.events.length === 1, "the first delivery");
+    provider.serviceExited("svc", 1, null);
+    // The next process answers "after" at once and the suspect only when the test says so.
+    provider.serviceStarting("svc");
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    await handle(client, "chat", "connect", accept);
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    const seen: { id: string; event: WebsocketEventRequest }[] = [];
+    call.on("data", (m: ServerMessage) => {
+      if (m.content.case !== "websocketEventRequest") return;
+      seen.push({ id: m.id, event: m.content.value });
+      if (text(m.content.value) === "after")
+        call.write({ id: m.id, content: { case: "websocketEventResponse", value: echo(m.content.value) } });
+    });
+    call.write({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: "chat", eventType: WebsocketEventType.Message } },
+    });
+    await until(() => seen.length === 1, "the suspect");
+    const b = await open(urlOf(provider, "chat"));
+    const gotB = nextMessage(b);
+    b.send("after");
+    await sleep(100);
+    expect(seen.map((s) => text(s.event))).toEqual(["slow but fine"]);
+    const gotA = nextMessage(a);
+    const [suspect] = seen as [{ id: string; event: WebsocketEventRequest }];
+    call.write({ id: suspect.id, content: { case: "websocketEventResponse", value: echo(suspect.event) } });
+    expect((await gotA).data.toString()).toBe("slow but fine");
+    expect((await gotB).data.toString()).toBe("after");
+    expect(seen.map((s) => text(s.event))).toEqual(["slow but fine", "after"]);
+    call.end();
+  });
+
+  it("does not count a delivery against a message when its service was stopped on purpose", async () => {
+    const { provider, logs } = await startProvider({ spec });
+    const first = await serviceProcess(provider, () => undefined);
+    const ws = await open(urlOf(provider, "chat"));
+    ws.send("kept");
+    await until(() => first.events.length === 1, "the first delivery");
+    for (let i = 0; i < MAX_FATAL_DELIVERIES + 1; i++) {
+      // A code change: the CLI stops the process itself (died: false).
+      provider.serviceExited("svc", null, "SIGTERM", false);
+      const next = await serviceProcess(provider, () => undefined);
+      await until(() => next.events.length === 1, `delivery ${i + 2}`);
+    }
+    provider.serviceExited("svc", null, "SIGTERM", false);
+    const got = nextMessage(ws);
+    await serviceProcess(provider, echo);
+    expect((await got).data.toString()).toBe("kept");
+    expect(logs.error).toEqual([]);
+  });
+
+  it("counts a delivery whose handler stream ended before the service's exit was reported", async () => {
+    const { provider } = await startProvider({ spec });
+    let ws: WebSocket | undefined;
+    let gone: Promise<{ code: number; reason: string }> | undefined;
+    for (let i = 0; i < MAX_FATAL_DELIVERIES; i++) {
+      const dying = await serviceProcess(provider, () => undefined);
+      if (ws === undefined) {
+        ws = await open(urlOf(provider, "chat"));
+        gone = closed(ws);
+        ws.send("poison");
+      }
+      await until(() => dying.events.length === 1, `delivery ${i + 1}`);
+      // The stream goes first (the port or HTTP/2 connection closed), the exit is reported after.
+      dying.call.end();
+      await sleep(20);
+      expect(provider.serviceExited("svc", 1, null)).toBe(1);
+    }
+    expect((await gone)?.code).toBe(1011);
+  });
+
+  it("refuses a connection whose connect handler's service died on it twice with 500, logging once", async () => {
+    const { provider, logs } = await startProvider({ spec });
+    let refused: Promise<{ status: number; body: string }> | undefined;
+    for (let i = 0; i < MAX_FATAL_DELIVERIES; i++) {
+      provider.serviceStarting("svc");
+      const client = await serviceClient(provider, "svc");
+      await declareSocket(client, "chat");
+      const connects = await handle(client, "chat", "connect", () => undefined);
+      refused ??= refusal(urlOf(provider, "chat"));
+      await until(() => connects.events.length === 1, `connect delivery ${i + 1}`);
+      provider.serviceExited("svc", 1, null);
+    }
+    const { status, body } = await (refused as Promise<{ status: number; body: string }>);
+    expect(status).toBe(500);
+    expect(body).toMatch(
+      /^websocket "chat": service "svc" exited twice while handling a connect event of connection \S+, so that event is dropped\n$/,
+    );
+    expect(logs.error).toEqual([body.trim()]);
+  });
+
+  it("drops a disconnect event its service died on twice, logging once", async () => {
+    const { provider, logs } = await startProvider({ spec });
+    let ws: WebSocket | undefined;
+    for (let i = 0; i < MAX_FATAL_DELIVERIES; i++) {
+      provider.serviceStarting("svc");
+      const client = await serviceClient(provider, "svc");
+      await declareSocket(client, "chat");
+      await handle(client, "chat", "connect", accept);
+      const disconnects = await handle(client, "chat", "disconnect", () => undefined);
+      if (ws === undefined) {
+        ws = await open(urlOf(provider, "chat"));
+        ws.close(1000);
+      }
+      await until(() => disconnects.events.length === 1, `disconnect delivery ${i + 1}`);
+      provider.serviceExited("svc", 1, null);
+    }
+    await until(() => logs.error.length > 0, "the log line");
+    await sleep(50);
+    expect(logs.error).toHaveLength(1);
+    expect(logs.error[0]).toMatch(
+      /^websocket "chat": service "svc" exited twice while handling a disconnect event of connection \S+, so that event is dropped$/,
+    );
+  });
+});
+
+/** The HTTP status and body of a refused upgrade. */
+function refusal(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.on("open", () => reject(new Error("connected, expected a refusal")));
+    ws.on("error", () => {});
+    ws.on("unexpected-response", (_req, res: IncomingMessage) => {
+      let body = "";
+      res.on("data", (c: Buffer) => {
+        body += c.toString();
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+  });
+}
