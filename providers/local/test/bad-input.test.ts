@@ -10,7 +10,7 @@ import { Websocket, type WebsocketEventType, WebsocketHandler } from "@nitric-li
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { Gateway } from "../src/websocket/gateway.js";
-import { cleanup, closed, declareSocket, handle, open, serviceClient, urlOf } from "./helpers.js";
+import { cleanup, closed, declareSocket, handle, open, urlOf } from "./helpers.js";
 import {
   closePayload,
   destroyRaw,

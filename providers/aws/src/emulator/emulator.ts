@@ -242,7 +242,11 @@ class EmulatedApi {
     const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
     // Query keys and header names are the client's ("?__proto__=1"): records without a prototype.
     const query = dict<string[]>();
-    for (const [k, v] of new URLSearchParams(search)) (query[k] ??= []).push(v);
+    for (const [k, v] of new URLSearchParams(search)) {
+      const values = query[k];
+      if (values) values.push(v);
+      else query[k] = [v];
+    }
     const headers = dict<string[]>();
     for (const [k, v] of Object.entries(req.headersDistinct)) if (v) headers[k] = v;
     const meta = {
