@@ -247,8 +247,14 @@ class EmulatedApi {
       if (values) values.push(v);
       else query[k] = [v];
     }
+    // From the raw list: Node's parsed headers leave out a header named "__proto__", API Gateway does not.
     const headers = dict<string[]>();
-    for (const [k, v] of Object.entries(req.headersDistinct)) if (v) headers[k] = v;
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+      const name = (req.rawHeaders[i] as string).toLowerCase();
+      const values = headers[name];
+      if (values) values.push(req.rawHeaders[i + 1] as string);
+      else headers[name] = [req.rawHeaders[i + 1] as string];
+    }
     const meta = {
       connectedAt: Date.now(),
       sourceIp: req.socket.remoteAddress ?? "",
