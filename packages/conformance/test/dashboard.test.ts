@@ -176,7 +176,13 @@ describe("the dashboard", () => {
       const send = await fetch(`${base}/api/send`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(Object.fromEntries([["socket", name], ["text", "x"], [name, 1]])),
+        body: JSON.stringify(
+          Object.fromEntries([
+            ["socket", name],
+            ["text", "x"],
+            [name, 1],
+          ]),
+        ),
       });
       expect(send.status).toBe(404);
       expect(await send.json()).toEqual({ error: `websocket "${name}" is not in the spec` });
