@@ -296,34 +296,43 @@ export class Gateway implements SocketBackend {
       override emit(event: string | symbol, ...args: unknown[]): boolean {
         const c = (this as unknown as Partial<Tagged>)[CONNECTION];
         if (c !== undefined) {
-          // The boundary of the connection's listeners: what throws here would escape through ws's
-          // parser into the socket's "data" event, and take the process down (see connectionFailed).
-          try {
-            switch (event) {
-              case "message":
-                c.gateway.message(c, args[0] as Buffer, args[1] as boolean);
-                return true;
-              case "pong":
-                c.alive = true;
-                return true;
-              case "ping":
-                c.lastActive = Date.now();
-                return true;
-              case "error":
-                c.gateway.failed(c, args[0] as Error);
-                // An "error" nobody listens to would throw.
-                if (this.listenerCount("error") > 0) super.emit(event, ...args);
-                return true;
-              case "close":
-                c.gateway.closed(c, args[0] as number, args[1] as Buffer);
-                break;
-            }
-          } catch (error) {
-            c.gateway.connectionFailed(c, String(event), error);
-            if (event !== "close") return true;
+          switch (event) {
+            case "message":
+              c.gateway.message(c, args[0] as Buffer, args[1] as boolean);
+              return true;
+            case "pong":
+              c.alive = true;
+              return true;
+            case "ping":
+              c.lastActive = Date.now();
+              return true;
+            case "error":
+              c.gateway.failed(c, args[0] as Error);
+              // An "error" nobody listens to would throw.
+              if (this.listenerCount("error") > 0) super.emit(event, ...args);
+              return true;
+            case "close":
+              c.gateway.closed(c, args[0] as number, args[1] as Buffer);
+              break;
           }
         }
         return super.emit(event, ...args);
+      }
+    }
+    // The boundary of a connection's listeners: what GatewaySocket.emit calls (message, close...)
+    // and throws would escape through ws's parser into the socket's "data" event and end the
+    // process. Here it closes that one connection with 1011 instead (see connectionFailed).
+    class BoundedSocket extends GatewaySocket {
+      override emit(event: string | symbol, ...args: unknown[]): boolean {
+        try {
+          return super.emit(event, ...args);
+        } catch (error) {
+          const c = (this as unknown as Partial<Tagged>)[CONNECTION];
+          if (c === undefined) throw error;
+          c.gateway.connectionFailed(c, String(event), error);
+          // A close still reaches the socket's own listeners.
+          return event === "close" ? WebSocket.prototype.emit.call(this, event, ...args) : true;
+        }
       }
     }
     this.wss = new WebSocketServer({
@@ -332,7 +341,7 @@ export class Gateway implements SocketBackend {
       perMessageDeflate: false,
       // The gateway keeps its own map of connections.
       clientTracking: false,
-      WebSocket: GatewaySocket,
+      WebSocket: BoundedSocket,
     });
     this.server = createServer((req, res) => this.plainRequest(req, res));
     this.server.on("upgrade", (req, socket, head) => this.upgradeListener(req, socket, head));
