@@ -304,6 +304,52 @@ describe("the Lambda runtime, fed API Gateway events", () => {
     expect(ids).not.toContain("Doc6ConnIdAAAA=");
   });
 
+  it("hands a $connect's query keys and header names named like Object.prototype's to the handler as own keys", async () => {
+    const names = Object.getOwnPropertyNames(Object.prototype);
+    // As Lambda delivers it: JSON, whose "__proto__" keys are own keys once parsed.
+    const event = JSON.parse(
+      JSON.stringify({
+        requestContext: context("$connect", "Doc9ConnIdAAAA="),
+        multiValueHeaders: Object.fromEntries(names.map((n) => [n, ["h"]])),
+        multiValueQueryStringParameters: Object.fromEntries(names.map((n, i) => [n, [String(i)]])),
+        isBase64Encoded: false,
+      }),
+    ) as unknown;
+    expect(await invoke(event)).toEqual({ statusCode: 200 });
+    const answer = (await invoke({
+      requestContext: context("$default", "Doc9ConnIdAAAA="),
+      body: JSON.stringify({ op: "seen" }),
+      isBase64Encoded: false,
+    })) as { body: string };
+    const seen = JSON.parse(answer.body) as { query: Record<string, string[]>; headers: Record<string, string[]> };
+    expect(Object.keys(seen.query).sort()).toEqual([...names].sort());
+    expect(Object.getOwnPropertyDescriptor(seen.query, "__proto__")?.value).toEqual([
+      String(names.indexOf("__proto__")),
+    ]);
+    for (const n of names)
+      expect(Object.hasOwn(seen.headers, n.toLowerCase()) && seen.headers[n.toLowerCase()]).toEqual(["h"]);
+  });
+
+  it("answers an Invoke or Management API request it cannot parse with 400, and serves the next one", async () => {
+    const fn = emulator.functions[0];
+    const api = fn?.env.AWS_ENDPOINT_URL_LAMBDA as string;
+    const badBody = await fetch(`${api}/2015-03-31/functions/${fn?.name}/invocations`, { method: "POST", body: "{" });
+    expect(badBody.status).toBe(400);
+    expect(badBody.headers.get("x-amzn-errortype")).toBe("InvalidRequestContentException");
+    const badPath = await fetch(`${api}/%E0%A4%A`);
+    expect(badPath.status).toBe(400);
+    const good = await fetch(`${api}/2015-03-31/functions/${fn?.name}/invocations`, {
+      method: "POST",
+      body: JSON.stringify({
+        requestContext: context("$default", "Doc9ConnIdAAAA="),
+        body: JSON.stringify({ op: "whoami" }),
+        isBase64Encoded: false,
+      }),
+    });
+    expect(good.status).toBe(200);
+    expect(JSON.parse(((await good.json()) as { body: string }).body)).toEqual({ id: "Doc9ConnIdAAAA=" });
+  });
+
   it("says what it expected when given an event that is not from API Gateway", async () => {
     await expect(invoke({ Records: [] })).rejects.toThrow(/handles API Gateway WebSocket events/);
   });

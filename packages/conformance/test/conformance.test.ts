@@ -100,6 +100,61 @@ describe.each([
     c.close();
   });
 
+  it("takes every name of Object.prototype as a query key, a header name, a JSON key and a kv key, and serves everyone else", async () => {
+    const names = Object.getOwnPropertyNames(Object.prototype);
+    const bystander = await connect(url);
+    const { id: bystanderId } = await bystander.call({ op: "whoami" });
+    // Each name plain and with every byte percent-encoded: one key, two values.
+    const encoded = (n: string) => [...Buffer.from(n)].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("");
+    const query = names.map((n) => `${n}=1&${encoded(n)}=2`).join("&");
+    const c = await connect(`${url}/?${query}`, Object.fromEntries(names.map((n) => [n, "h"])));
+    const seen = (await c.call({ op: "seen" })) as {
+      query: Record<string, string[]>;
+      headers?: Record<string, string[]>;
+      ownQuery: string[];
+      protoQuery: unknown;
+    };
+    if (ours) {
+      expect([...seen.ownQuery].sort()).toEqual([...names].sort());
+      expect(seen.protoQuery).toEqual(["1", "2"]);
+      for (const n of names) {
+        expect(Object.hasOwn(seen.query, n) && seen.query[n]).toEqual(["1", "2"]);
+        expect(Object.hasOwn(seen.headers ?? {}, n.toLowerCase()) && seen.headers?.[n.toLowerCase()]).toEqual(["h"]);
+      }
+    } else {
+      // @nitric/sdk 1.2.2 reads map fields with google-protobuf, whose jspb.Map keeps entries in a
+      // plain object: a "__proto__" key is dropped there, silently; every other name arrives.
+      expect([...seen.ownQuery].sort()).toEqual(names.filter((n) => n !== "__proto__").sort());
+      expect(seen.protoQuery).toBe("absent");
+    }
+    // socket.connections() and connection(id) still answer, for this client and the others.
+    const { id } = await c.call({ op: "whoami" });
+    if (ours) {
+      expect((await bystander.call({ op: "connections" })).ids).toEqual(expect.arrayContaining([id, bystanderId]));
+      const info = (await bystander.call({ op: "info", to: id })) as { query: Record<string, string[]> };
+      expect(Object.getOwnPropertyDescriptor(info.query, "__proto__")?.value).toEqual(["1", "2"]);
+    }
+    // As JSON keys of a command (each naming a different command), and as kv keys.
+    for (const n of names) {
+      const command = Object.fromEntries([
+        ["op", "set"],
+        ["key", n],
+        ["value", { n: 1 }],
+        [n, { op: "crash" }],
+      ]);
+      expect(await c.call(command)).toEqual({ ok: true });
+      expect(await c.call({ op: "get", key: n })).toEqual({ value: { n: 1 } });
+    }
+    const { keys } = (await c.call({ op: "keys", prefix: "__" })) as { keys: string[] };
+    expect(keys.sort()).toEqual(names.filter((n) => n.startsWith("__")).sort());
+    for (const n of names) expect(await c.call({ op: "delete", key: n })).toEqual({ ok: true });
+    // The server is up and nobody else noticed: the bystander answers, and so does a new client.
+    expect(await bystander.call({ op: "whoami" })).toEqual({ id: bystanderId });
+    const fresh = await connect(url);
+    expect((await fresh.call({ op: "whoami" })).id).toEqual(expect.any(String));
+    for (const client of [c, bystander, fresh]) client.close();
+  });
+
   it("refuses a connection the connect handler rejects, with 403", async () => {
     await expect(connect(`${url}/?reject=go+away`)).rejects.toMatchObject({ status: 403 });
   });

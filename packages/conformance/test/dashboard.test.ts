@@ -165,6 +165,56 @@ describe("the dashboard", () => {
     expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
   });
 
+  it("takes names like Object.prototype's as data: unknown paths, sockets and stores are 404, a malformed path 400, never a 500", async () => {
+    const app = await startChatWeb();
+    const base = app.dashboard as string;
+    const port = Number(new URL(base).port);
+    const names = Object.getOwnPropertyNames(Object.prototype);
+    for (const name of names) {
+      expect((await fetch(`${base}/${name}`)).status).toBe(404);
+      expect((await fetch(`${base}/api/kv/keys?store=${name}`)).status).toBe(404);
+      const send = await fetch(`${base}/api/send`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(
+          Object.fromEntries([
+            ["socket", name],
+            ["text", "x"],
+            [name, 1],
+          ]),
+        ),
+      });
+      expect(send.status).toBe(404);
+      expect(await send.json()).toEqual({ error: `websocket "${name}" is not in the spec` });
+    }
+    // A request target no URL parser takes.
+    const malformed = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port, path: "//[", headers: { Host: `127.0.0.1:${port}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(malformed).toBe(400);
+    // A connection whose query and headers use those names is listed with them, as its own keys.
+    const query = names.map((n, i) => `${n}=${i}`).join("&");
+    const client = await connect(`${app.url("chat")}/?${query}`, Object.fromEntries(names.map((n) => [n, "h"])));
+    const listed = (await (await fetch(`${base}/api/connections`)).json()) as {
+      query: Record<string, string[]>;
+      headers: Record<string, string[]>;
+    }[];
+    const mine = listed.find((c) => Object.hasOwn(c.query, "__proto__"));
+    expect(Object.getOwnPropertyDescriptor(mine?.query ?? {}, "__proto__")?.value).toEqual([
+      String(names.indexOf("__proto__")),
+    ]);
+    expect(Object.keys(mine?.query ?? {}).sort()).toEqual([...names].sort());
+    expect(Object.hasOwn(mine?.headers ?? {}, "constructor") && mine?.headers.constructor).toEqual(["h"]);
+    client.close();
+    expect(app.stderr).not.toMatch(/internal error/);
+    expect((await fetch(`${base}/api/state`)).status).toBe(200);
+  });
+
   it("shows each socket's limits from the project file, and a connection refused by one in the log", async () => {
     const dir = copyProject(join(EXAMPLES, "chat-web"));
     appendFileSync(

@@ -4,8 +4,10 @@
  * small backend interfaces, so the local and AWS providers answer every call alike: the same
  * checks, the same permission rules, the same errors. A third-party provider can use it too.
  */
+
 export type { ConnectionInfo, KvBackend, MaybePromise, SocketBackend } from "./backends.js";
 export { MAX_KEY_BYTES } from "./backends.js";
+export { boundaryMessage, guard } from "./boundary.js";
 export { type CompileMessage, compileErrorMessage } from "./compile-errors.js";
 export { type Endpoint, type EndpointContext, type EndpointOptions, startEndpoint, stopEndpoint } from "./endpoint.js";
 export {
@@ -31,4 +33,5 @@ export {
   removeStaleRunDirs,
   runDirParent,
 } from "./run-dir.js";
+export { addValues, dict } from "./untrusted.js";
 export { asGrpcError, checkClose, notConnected, settle } from "./websocket.js";

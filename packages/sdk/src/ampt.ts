@@ -66,7 +66,8 @@ export interface AmptWs {
 }
 
 const firstValues = (map: Record<string, string[]>) => {
-  const out: Record<string, string> = {};
+  // The names are a client's: no prototype, so "__proto__" stays an own key.
+  const out = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(map)) if (v[0] !== undefined) out[k] = v[0];
   return out;
 };

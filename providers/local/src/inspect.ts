@@ -4,6 +4,7 @@
  * gateway has an observer, so the message path does nothing extra.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
+import { dict } from "@nitric-like/provider-kit";
 import {
   type AppLimits,
   type InspectedConnection,
@@ -15,7 +16,8 @@ import type { KvStores } from "./kv/store.js";
 import type { Gateway } from "./websocket/gateway.js";
 
 function values(map: Record<string, { value: string[] }>): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  // Query keys and header names are a client's: no prototype, so "__proto__" stays an own key.
+  const out = dict<string[]>();
   for (const [k, v] of Object.entries(map)) out[k] = v.value;
   return out;
 }

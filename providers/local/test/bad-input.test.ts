@@ -9,7 +9,8 @@ import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Websocket, type WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { cleanup, closed, handle, open } from "./helpers.js";
+import type { Gateway } from "../src/websocket/gateway.js";
+import { cleanup, closed, declareSocket, handle, open, urlOf } from "./helpers.js";
 import {
   closePayload,
   destroyRaw,
@@ -512,6 +513,176 @@ describe("floods", () => {
     for (let i = 0; i < 200 && world.provider.connectionCount("echo") > 1; i++)
       await new Promise((r) => setTimeout(r, 10));
     expect(world.provider.connectionCount("echo")).toBe(1);
+    await stillUpAndOthersFine(world);
+  });
+});
+
+/** Every name Object.prototype has: as keys of a plain object each one meant something else. */
+const PROTOTYPE_NAMES = Object.getOwnPropertyNames(Object.prototype);
+
+/** A name with every byte percent-encoded. */
+const percentEncoded = (name: string) =>
+  [...Buffer.from(name)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe("names a client chooses are data", () => {
+  it("covers every name of Object.prototype", () => {
+    expect(PROTOTYPE_NAMES).toEqual(expect.arrayContaining(["__proto__", "constructor", "toString", "hasOwnProperty"]));
+    expect(PROTOTYPE_NAMES.length).toBeGreaterThanOrEqual(12);
+  });
+
+  for (const name of PROTOTYPE_NAMES) {
+    it(`takes "${name}" as a query key, a header name, a JSON key and a kv key like any other name, and serves everyone else`, async () => {
+      const world = await echoWorld();
+      const before = world.connects.events.length;
+      // As a query key, plain and percent-encoded, and as a header name.
+      const ws = await rawWs(
+        world.url,
+        upgradeRequest({
+          path: `/?${name}=1&${percentEncoded(name)}=2&x=3`,
+          headers: Object.fromEntries([[name, "4"]]),
+        }),
+      );
+      await until(() => world.connects.events.length > before, "the connect event");
+      const event = world.connects.events[before];
+      const connection = event?.websocketEvent.case === "connection" ? event.websocketEvent.value : undefined;
+      const header = name.toLowerCase();
+      expect(Object.hasOwn(connection?.queryParams ?? {}, name)).toBe(true);
+      expect(connection?.queryParams[name]?.value).toEqual(["1", "2"]);
+      expect(connection?.queryParams.x?.value).toEqual(["3"]);
+      expect(Object.hasOwn(connection?.headers ?? {}, header)).toBe(true);
+      expect(connection?.headers[header]?.value).toEqual(["4"]);
+      // What the gateway keeps of the connection: its lookup, the list (socket.connections()) and the dashboard's list.
+      const id = event?.connectionId ?? "";
+      const got = await world.client.unary(Connections.method.getConnection, { socketName: "echo", connectionId: id });
+      expect(got.connection?.query[name]?.value).toEqual(["1", "2"]);
+      expect(got.connection?.headers[header]?.value).toEqual(["4"]);
+      const listed = [];
+      for await (const r of world.client.serverStream(Connections.method.listConnections, { socketName: "echo" }))
+        listed.push(r.connection?.connectionId);
+      expect(listed).toContain(id);
+      const inspected = JSON.parse(JSON.stringify(await world.provider.inspect.connections("echo"))) as {
+        id: string;
+        query: Record<string, string[]>;
+        headers: Record<string, string[]>;
+      }[];
+      const mine = inspected.find((c) => c.id === id);
+      expect(Object.hasOwn(mine?.query ?? {}, name) && mine?.query[name]).toEqual(["1", "2"]);
+      expect(Object.hasOwn(mine?.headers ?? {}, header) && mine?.headers[header]).toEqual(["4"]);
+      // As a JSON key in a message.
+      const json = JSON.stringify(Object.fromEntries([[name, { [name]: 1 }]]));
+      ws.write(frame(TEXT, json));
+      await until(() => ws.messages.length > 0, "the echo");
+      expect(ws.messages.map(String)).toEqual([json]);
+      // As a kv key, and as the prefix of a listing.
+      const ref = { store: "items", key: name };
+      await world.client.unary(KvStore.method.setValue, { ref, content: { name } });
+      expect((await world.client.unary(KvStore.method.getValue, { ref })).value?.content).toEqual({ name });
+      const keys = [];
+      for await (const r of world.client.serverStream(KvStore.method.scanKeys, {
+        store: { name: "items" },
+        prefix: name,
+      }))
+        keys.push(r.key);
+      expect(keys).toEqual([name]);
+      expect(world.logs.error).toEqual([]);
+      await stillUpAndOthersFine(world);
+    });
+  }
+
+  it("lists connections of a socket without a connect handler whose query and headers use those names", async () => {
+    const world = await echoWorld();
+    // A socket with a message handler only: its connections are accepted without a connect event.
+    await declareSocket(world.client, "open");
+    await handle(world.client, "open", "message", () => ({}));
+    const url = urlOf(world.provider, "open");
+    const query = PROTOTYPE_NAMES.map((n, i) => `${i % 2 === 0 ? n : percentEncoded(n)}=${i}`).join("&");
+    const headers = Object.fromEntries(PROTOTYPE_NAMES.map((n) => [n, "h"]));
+    await rawWs(url, upgradeRequest({ path: `/?${query}`, headers }));
+    // socket.connections() for every service, and the dashboard's list.
+    const listed = [];
+    for await (const r of world.client.serverStream(Connections.method.listConnections, { socketName: "open" }))
+      listed.push(r.connection);
+    expect(listed).toHaveLength(1);
+    for (const [i, n] of PROTOTYPE_NAMES.entries()) {
+      expect(listed[0]?.query[n]?.value).toEqual([String(i)]);
+      expect(listed[0]?.headers[n.toLowerCase()]?.value).toEqual(["h"]);
+    }
+    const inspected = await world.provider.inspect.connections("open");
+    expect(Object.keys(inspected[0]?.query ?? {}).sort()).toEqual([...PROTOTYPE_NAMES].sort());
+    await stillUpAndOthersFine(world);
+  });
+});
+
+describe("the boundary around every listener", () => {
+  /** The gateway of a socket: its traffic observer is the seam a faulty dashboard would reach it through. */
+  const gatewayOf = (world: Awaited<ReturnType<typeof echoWorld>>, socket: string) =>
+    (world.provider as unknown as { gateways: Map<string, Gateway> }).gateways.get(socket) as Gateway;
+
+  it("closes with 1011 the one connection whose message listener threw, logging one line, and serves everyone else", async () => {
+    const world = await echoWorld();
+    // An observer that chokes on one client's message, as a bug in the message path would.
+    gatewayOf(world, "echo").observer = (event) => {
+      if (event.type === "message" && event.direction === "in" && Buffer.from(event.data).toString() === "boom")
+        throw new TypeError("cannot read this message");
+    };
+    const victim = await open(world.url);
+    const done = closed(victim);
+    victim.send("boom");
+    expect(await done).toEqual({ code: 1011, reason: "internal error; connect again" });
+    expect(world.logs.error).toHaveLength(1);
+    expect(world.logs.error[0]).toMatch(
+      /^websocket "echo": internal error while handling a message of connection [\w-]{12}: TypeError: cannot read this message \(at .*\); closed it with 1011 and serves everyone else; please report this line as a bug$/,
+    );
+    await stillUpAndOthersFine(world);
+    expect(world.logs.error).toHaveLength(1);
+  });
+
+  it("closes with 1011 a connection whose opening threw, logging one line, and serves everyone else", async () => {
+    const world = await echoWorld();
+    let fail = true;
+    gatewayOf(world, "echo").observer = (event) => {
+      if (event.type === "open" && fail) {
+        fail = false;
+        throw new RangeError("cannot show this connection");
+      }
+    };
+    const victim = new WebSocket(world.url);
+    victim.on("error", () => {});
+    expect(await closed(victim)).toEqual({ code: 1011, reason: "internal error; connect again" });
+    expect(world.logs.error).toEqual([
+      expect.stringMatching(
+        /^websocket "echo": internal error while handling a open of connection [\w-]{12}: RangeError: cannot show this connection .*closed it with 1011/,
+      ),
+    ]);
+    await stillUpAndOthersFine(world);
+  });
+
+  it("keeps serving when an upgrade listener throws after answering, logging one line and answering once", async () => {
+    const world = await echoWorld();
+    // An observer that chokes on the first refusal it sees: the listener throws once it has answered.
+    let fail = true;
+    gatewayOf(world, "echo").observer = (event) => {
+      if (event.type === "refused" && fail) {
+        fail = false;
+        throw new Error("cannot show this refusal");
+      }
+    };
+    const raw = await exchange(portOf(world.url), upgradeRequest({ method: "POST" }));
+    expect(httpResponse(raw).status).toBe(405);
+    expect(raw.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(world.logs.error).toEqual([
+      expect.stringMatching(
+        /^websocket "echo": internal error while handling an upgrade request: Error: cannot show this refusal .*refused it with 500/,
+      ),
+    ]);
     await stillUpAndOthersFine(world);
   });
 });

@@ -9,7 +9,17 @@ import { Websocket } from "@nitric-like/contracts/websockets";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { cleanup } from "./helpers.js";
-import { closePayload, destroyRaw, echoWorld, frame, rawWs, stillUpAndOthersFine } from "./raw.js";
+import {
+  closePayload,
+  destroyRaw,
+  echoWorld,
+  frame,
+  portOf,
+  rawWs,
+  stillUpAndOthersFine,
+  tcp,
+  upgradeRequest,
+} from "./raw.js";
 
 afterEach(async () => {
   destroyRaw();
@@ -29,7 +39,87 @@ const anyFrame = fc.oneof(
   fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => ({ raw: bytes })),
 );
 
+/** Names a client may choose: Object.prototype's (each once meant something else), headers the gateway reads, and random ones. */
+const NAMES = [
+  ...Object.getOwnPropertyNames(Object.prototype),
+  "Upgrade",
+  "Connection",
+  "Sec-WebSocket-Key",
+  "Sec-WebSocket-Version",
+  "Sec-WebSocket-Protocol",
+  "Sec-WebSocket-Extensions",
+  "Origin",
+  "Host",
+  "Cookie",
+  "x",
+];
+const percentEncoded = (name: string) =>
+  [...Buffer.from(name)].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("");
+const aName = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(...NAMES) },
+  { weight: 1, arbitrary: fc.string({ minLength: 1, maxLength: 12 }).filter((s) => /^[\w-]+$/.test(s)) },
+);
+const aQueryKey = fc.oneof(
+  { weight: 3, arbitrary: aName },
+  { weight: 1, arbitrary: aName.map(percentEncoded) },
+  { weight: 1, arbitrary: fc.constantFrom("%", "%zz", "%E0%A4%A", "+", "=", "") },
+);
+const aValue = fc.oneof(
+  { weight: 6, arbitrary: fc.string({ maxLength: 20 }).filter((s) => /^[\x21-\x7e ]*$/.test(s)) },
+  // Huge values: alone or together past the 16 KiB a request head may take.
+  { weight: 1, arbitrary: fc.integer({ min: 1000, max: 20_000 }).map((n) => "v".repeat(n)) },
+);
+const anUpgrade = fc.record({
+  query: fc.array(fc.tuple(aQueryKey, aValue), { maxLength: 8 }),
+  // Extra header lines, names repeated (each a duplicate of another or of one the client sends).
+  headers: fc.array(fc.tuple(aName, aValue), { maxLength: 8 }),
+});
+
+/** The status of the answer to a raw request (0 when the server closed without one). */
+async function statusOf(port: number, request: string): Promise<number> {
+  const s = await tcp(port);
+  s.on("error", () => {});
+  return new Promise((resolve) => {
+    let got = "";
+    const timer = setTimeout(() => resolve(-1), 3000);
+    const done = (status: number) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(status);
+    };
+    s.on("data", (d: Buffer) => {
+      got += d.toString("latin1");
+      if (got.includes("\r\n")) done(Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0));
+    });
+    s.on("close", () => done(Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0)));
+    s.write(request);
+  });
+}
+
 describe("fuzz", () => {
+  it("survives random upgrade requests: hostile query keys, duplicate and huge headers each get an answer, others unaffected", async () => {
+    const world = await echoWorld();
+    const port = portOf(world.url);
+    const statuses = new Map<number, number>();
+    await fc.assert(
+      fc.asyncProperty(anUpgrade, async ({ query, headers }) => {
+        const path = `/?${query.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&")}`;
+        const head = upgradeRequest({ path });
+        // The extra lines go after the ones a client sends, so names repeat theirs too.
+        const extra = headers.map(([k, v]) => `${k}: ${v}\r\n`).join("");
+        const status = await statusOf(port, `${head.slice(0, -2)}${extra}\r\n`);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        // Upgraded, or refused with what is wrong; never a 500 (a listener that threw), never silence.
+        expect([101, 400, 403, 404, 426, 431]).toContain(status);
+      }),
+      { numRuns: 300 },
+    );
+    console.log(`fuzz: 300 upgrade requests, answered ${JSON.stringify(Object.fromEntries(statuses))}`);
+    expect(statuses.get(101)).toBeGreaterThan(50);
+    expect(world.logs.error).toEqual([]);
+    await stillUpAndOthersFine(world);
+  }, 60000);
+
   it("survives random frames: each connection ends with an allowed close, others unaffected", async () => {
     const world = await echoWorld({ limits: { maxMessageBytes: 256 } });
     let frames = 0;

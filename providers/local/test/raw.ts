@@ -141,8 +141,8 @@ export interface RawWs {
   write(bytes: Buffer): void;
 }
 
-/** Upgrades a raw TCP connection to the gateway at `url`. */
-export async function rawWs(url: string): Promise<RawWs> {
+/** Upgrades a raw TCP connection to the gateway at `url`, with this upgrade request (a plain one by default). */
+export async function rawWs(url: string, request: string = upgradeRequest()): Promise<RawWs> {
   const socket = await tcp(portOf(url));
   socket.on("error", () => {});
   let buffer = Buffer.alloc(0);
@@ -200,7 +200,7 @@ export async function rawWs(url: string): Promise<RawWs> {
     parse();
   });
   socket.on("close", () => resolveClosed({ code: 1006, reason: "" }));
-  socket.write(upgradeRequest());
+  socket.write(request);
   await opened;
   return { socket, messages, closed, write: (bytes) => socket.write(bytes) };
 }

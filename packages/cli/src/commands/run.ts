@@ -129,6 +129,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
         provider: provider.name,
         spec,
         running,
+        logger: output,
       });
     } catch (error) {
       await running.stop();

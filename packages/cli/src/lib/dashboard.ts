@@ -12,7 +12,8 @@
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
-import { kvValueProblem, type RunningProvider, type Spec, type TrafficEvent } from "@nitric-like/spec";
+import { boundaryMessage, guard } from "@nitric-like/provider-kit";
+import { kvValueProblem, type Logger, type RunningProvider, type Spec, type TrafficEvent } from "@nitric-like/spec";
 import { UserError } from "./log.js";
 import { cliPackageDir } from "./package-dir.js";
 
@@ -26,11 +27,12 @@ const FLUSH_MS = 50;
 /** Most keys one kv listing returns. */
 const MAX_KEYS = 500;
 
-const ASSETS: Record<string, { file: string; type: string }> = {
-  "/": { file: "index.html", type: "text/html; charset=utf-8" },
-  "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
-  "/style.css": { file: "style.css", type: "text/css; charset=utf-8" },
-};
+// A Map, not an object: the path is the client's, and "/constructor" must be a 404 like any other.
+const ASSETS = new Map<string, { file: string; type: string }>([
+  ["/", { file: "index.html", type: "text/html; charset=utf-8" }],
+  ["/app.js", { file: "app.js", type: "text/javascript; charset=utf-8" }],
+  ["/style.css", { file: "style.css", type: "text/css; charset=utf-8" }],
+]);
 
 /** What the dashboard shows and talks to. */
 export interface DashboardOptions {
@@ -42,6 +44,8 @@ export interface DashboardOptions {
   provider: string;
   spec: Spec;
   running: RunningProvider;
+  /** Where a request that failed on a bug is logged (one line each). @default stderr */
+  logger?: Logger;
 }
 
 /** A running dashboard. */
@@ -88,6 +92,14 @@ class HttpError extends Error {
   }
 }
 
+/** The HTTP status of a provider's refusal (an error with a gRPC code); 500 for anything else. */
+function refusalStatus(error: unknown): number {
+  const code = (error as { code?: unknown } | null)?.code;
+  // gRPC's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, FAILED_PRECONDITION, OUT_OF_RANGE.
+  const statuses: Partial<Record<number, number>> = { 3: 400, 5: 404, 6: 409, 7: 403, 9: 412, 11: 400 };
+  return (typeof code === "number" ? statuses[code] : undefined) ?? 500;
+}
+
 function listen(server: Server, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -127,6 +139,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const { spec, running } = options;
   const inspect = running.inspect;
   const stores = new Set(spec.resources.filter((r) => r.kind === "kv").map((r) => r.name));
+  const sockets = new Set(spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name));
   const pages = new Set<ServerResponse>();
   let port = 0;
   let unsubscribe: (() => void) | undefined;
@@ -168,6 +181,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     if (!inspect) throw new HttpError(501, `provider "${options.provider}" offers no live inspection`);
     return inspect;
   };
+  const socketNamed = (name: string) => {
+    if (!sockets.has(name)) throw new HttpError(404, `websocket "${name}" is not in the spec`);
+    return name;
+  };
   const store = (name: string) => {
     if (!stores.has(name)) throw new HttpError(404, `kv store "${name}" is not in the spec`);
     return name;
@@ -183,7 +200,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         return needInspect().connections();
       case "POST /api/send": {
         const body = await readJson(req);
-        const socket = field(body, "socket");
+        const socket = socketNamed(field(body, "socket"));
         const data = Buffer.from(typeof body.text === "string" ? body.text : "", "utf8");
         const binary = body.binary === true;
         if (typeof body.connectionId === "string" && body.connectionId !== "") {
@@ -195,7 +212,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       }
       case "POST /api/close": {
         const body = await readJson(req);
-        const socket = field(body, "socket");
+        const socket = socketNamed(field(body, "socket"));
         const id = field(body, "connectionId");
         const code = typeof body.code === "number" ? body.code : 1000;
         if (code !== 1000 && (code < 3000 || code > 4999))
@@ -250,7 +267,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const host = req.headers.host ?? "";
     if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) throw new HttpError(421, "unexpected Host");
-    const url = new URL(req.url ?? "/", `http://${host}`);
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", `http://${host}`);
+    } catch {
+      throw new HttpError(400, `invalid request path ${JSON.stringify(req.url)}`);
+    }
     if (req.method !== "GET" && req.method !== "HEAD") {
       const origin = req.headers.origin;
       if (origin !== undefined && origin !== `http://${host}`) throw new HttpError(403, "cross-origin request");
@@ -262,7 +284,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       res.end(JSON.stringify(result));
       return;
     }
-    const asset = ASSETS[url.pathname];
+    const asset = ASSETS.get(url.pathname);
     if (!asset || req.method !== "GET") throw new HttpError(404, "not found");
     const body = await readFile(join(cliPackageDir(), "dashboard", asset.file));
     res.writeHead(200, {
@@ -275,18 +297,28 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     res.end(body);
   };
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((error: unknown) => {
-      const status = error instanceof HttpError ? error.status : 500;
-      const message = error instanceof Error ? error.message : String(error);
-      if (res.headersSent) {
-        res.end();
-        return;
-      }
-      res.writeHead(status, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ error: message }));
-    });
-  });
+  const logError = options.logger ? (m: string) => options.logger?.error(m) : (m: string) => console.error(m);
+  // The boundary of every request: an HttpError is the client's mistake and an error with a gRPC
+  // code the provider's refusal (a kv key or value it does not take), each answered with its
+  // status; anything else is a bug, answered with 500 and logged in one line, and the dashboard
+  // carries on.
+  const server = createServer((req, res) =>
+    guard(
+      () => handle(req, res),
+      (error: unknown) => {
+        const status = error instanceof HttpError ? error.status : refusalStatus(error);
+        const message = error instanceof Error ? error.message : String(error);
+        if (status === 500)
+          logError(boundaryMessage("dashboard", `serving ${req.method} ${req.url}`, error, "answered it with 500"));
+        if (res.headersSent) {
+          res.end();
+          return;
+        }
+        res.writeHead(status, { "Content-Type": "application/json" });
+        res.end(JSON.stringify({ error: message }));
+      },
+    ),
+  );
 
   try {
     await listen(server, options.port);

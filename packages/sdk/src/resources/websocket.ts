@@ -182,6 +182,14 @@ const EVENT_TYPES: Record<WebsocketEvent, WebsocketEventType> = {
 
 type Reply = MessageInitShape<typeof WebsocketReplySchema>;
 
+/**
+ * A record for names a client chose (query keys, header names): no prototype, so `?__proto__=1`
+ * is `query.__proto__`, an own key like any other, and an absent name reads as undefined.
+ */
+function clientNames(): Record<string, string[]> {
+  return Object.create(null) as Record<string, string[]>;
+}
+
 class EventContext implements ConnectContext, MessageContext, DisconnectContext {
   readonly res = { success: true };
   private _connection: ConnectionHandle | undefined;
@@ -234,7 +242,7 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
   }
   get query(): Record<string, string[]> {
     if (!this._query) {
-      this._query = {};
+      this._query = clientNames();
       if (this.event.websocketEvent.case === "connection") {
         for (const [k, v] of Object.entries(this.event.websocketEvent.value.queryParams))
           this._query[k] = v.value.map(decodeSafely);
@@ -244,7 +252,7 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
   }
   get headers(): Record<string, string[]> {
     if (!this._headers) {
-      this._headers = {};
+      this._headers = clientNames();
       if (this.event.websocketEvent.case === "connection") {
         for (const [k, v] of Object.entries(this.event.websocketEvent.value.headers)) this._headers[k] = v.value;
       }
@@ -457,7 +465,7 @@ export class Websocket {
    * its chain. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
    */
   on<E extends WebsocketEvent>(event: E, ...handlers: WebsocketHandlerFn<E>[]): this {
-    if (!(event in EVENT_TYPES)) {
+    if (!Object.hasOwn(EVENT_TYPES, event)) {
       throw new NitricLikeError(
         "invalid_argument",
         `websocket("${this.name}").on(${JSON.stringify(event)}): unknown event; use "connect", "disconnect" or "message"`,
@@ -603,7 +611,7 @@ export class Websocket {
 
 function connectionInfo(message: ConnectionMessage | undefined): ConnectionInfo {
   const values = (map: Record<string, { value: string[] }> | undefined) => {
-    const out: Record<string, string[]> = {};
+    const out = clientNames();
     for (const [k, v] of Object.entries(map ?? {})) out[k] = v.value;
     return out;
   };

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { boundaryMessage, dict, guard } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
@@ -145,6 +146,8 @@ class EmulatedFunction {
 
 interface Connection {
   ws: WebSocket;
+  /** Set once one of its listeners threw: closed with 1011, logged once. */
+  failed?: boolean;
   connectedAt: number;
   lastActiveAt: number;
   sourceIp: string;
@@ -166,15 +169,43 @@ class EmulatedApi {
     readonly routes: Map<string, { fn: EmulatedFunction; twoWay: boolean }>,
     private readonly logger: Logger,
   ) {
-    this.server = createServer((_req, res) => {
-      res
-        .writeHead(426, { "content-type": "text/plain" })
-        .end("this is a WebSocket API; connect with a WebSocket client\n");
-    });
+    this.server = createServer((_req, res) =>
+      guard(
+        () =>
+          res
+            .writeHead(426, { "content-type": "text/plain" })
+            .end("this is a WebSocket API; connect with a WebSocket client\n"),
+        (error) => answerFailure(res, this.logger, `API ${this.logicalId}`, "answering a plain HTTP request", error),
+      ),
+    );
+    // The boundary of the upgrade listener: whatever it throws refuses that one request with 500
+    // (or, once upgraded, closes that one connection with 1011) and logs one line; escaping, it
+    // would end `run`, every function and socket with it (a "?__proto__=1" once did).
     this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on("error", () => {});
-      void this.upgrade(req, socket, head);
+      guard(
+        () => this.upgrade(req, socket, head),
+        (error) => {
+          this.logger.error(
+            boundaryMessage(`API ${this.logicalId}`, "handling an upgrade request", error, "refused it with 500"),
+          );
+          if (socket.destroyed) return;
+          socket.end(
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: 21\r\nconnection: close\r\n\r\nInternal server error",
+          );
+        },
+      );
     });
+  }
+
+  /** One of a connection's listeners threw: that connection is closed with 1011 and it is logged once. */
+  private connectionFailed(id: string, c: Connection, serving: string, error: unknown): void {
+    if (c.failed) return;
+    c.failed = true;
+    this.logger.error(
+      boundaryMessage(`API ${this.logicalId}`, `${serving} of connection ${id}`, error, "closed it with 1011"),
+    );
+    if (c.ws.readyState === WebSocket.OPEN) c.ws.close(1011, "Internal server error");
   }
 
   get url(): string {
@@ -208,11 +239,22 @@ class EmulatedApi {
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const id = connectionId();
-    const url = new URL(req.url ?? "/", "http://x");
-    const query: Record<string, string[]> = {};
-    for (const [k, v] of url.searchParams) query[k] = [...(query[k] ?? []), v];
-    const headers: Record<string, string[]> = {};
-    for (const [k, v] of Object.entries(req.headersDistinct)) if (v) headers[k] = v;
+    const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
+    // Query keys and header names are the client's ("?__proto__=1"): records without a prototype.
+    const query = dict<string[]>();
+    for (const [k, v] of new URLSearchParams(search)) {
+      const values = query[k];
+      if (values) values.push(v);
+      else query[k] = [v];
+    }
+    // From the raw list: Node's parsed headers leave out a header named "__proto__", API Gateway does not.
+    const headers = dict<string[]>();
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+      const name = (req.rawHeaders[i] as string).toLowerCase();
+      const values = headers[name];
+      if (values) values.push(req.rawHeaders[i + 1] as string);
+      else headers[name] = [req.rawHeaders[i + 1] as string];
+    }
     const meta = {
       connectedAt: Date.now(),
       sourceIp: req.socket.remoteAddress ?? "",
@@ -256,14 +298,25 @@ class EmulatedApi {
       const connection: Connection = { ws, ...meta, lastActiveAt: Date.now() };
       this.connections.set(id, connection);
       ws.on("error", () => {});
-      ws.on("message", (data: Buffer, binary: boolean) => {
-        connection.lastActiveAt = Date.now();
-        this.track(this.message(id, connection, data, binary));
-      });
-      ws.on("close", (code: number, reason: Buffer) => {
-        this.connections.delete(id);
-        this.track(this.disconnected(id, connection, code, reason.toString("utf8")));
-      });
+      // The boundaries of the connection's listeners (see connectionFailed).
+      ws.on("message", (data: Buffer, binary: boolean) =>
+        guard(
+          () => {
+            connection.lastActiveAt = Date.now();
+            return this.track(this.message(id, connection, data, binary));
+          },
+          (error) => this.connectionFailed(id, connection, "a message", error),
+        ),
+      );
+      ws.on("close", (code: number, reason: Buffer) =>
+        guard(
+          () => {
+            this.connections.delete(id);
+            return this.track(this.disconnected(id, connection, code, reason.toString("utf8")));
+          },
+          (error) => this.connectionFailed(id, connection, "the close", error),
+        ),
+      );
     });
   }
 
@@ -351,10 +404,10 @@ class EmulatedApi {
     }
   }
 
-  /** Keeps an invocation in flight until it settles, so that stop() can wait for it. */
-  private track(invocation: Promise<void>): void {
+  /** Keeps an invocation in flight until it settles, so that stop() can wait for it; resolves as it does. */
+  private track(invocation: Promise<void>): Promise<void> {
     this.inflight.add(invocation);
-    void invocation.finally(() => this.inflight.delete(invocation));
+    return invocation.finally(() => this.inflight.delete(invocation));
   }
 
   /** Closes every connection with 1001 and waits (bounded) for the invocations that caused. */
@@ -418,6 +471,16 @@ export class Emulator {
     await Promise.all(this.functions.map((f) => f.stop()));
     await new Promise<void>((resolve) => this.management.close(() => resolve()));
   }
+}
+
+/** Ends a request whose listener threw with 500, logging one line. */
+function answerFailure(res: ServerResponse, logger: Logger, where: string, serving: string, error: unknown): void {
+  logger.error(boundaryMessage(where, serving, error, "answered it with 500"));
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ message: "Internal server error" }));
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
@@ -498,9 +561,25 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   // The Management API and Lambda's Invoke API share one server.
   const apis = new Map<string, EmulatedApi>();
   const byName = new Map<string, EmulatedFunction>();
-  const management = createServer(async (req, res) => {
+  // The boundary of every Management and Invoke API request: what throws ends that one request with
+  // 500 and one log line, never the emulator.
+  const management = createServer((req, res) =>
+    guard(
+      () => serveManagement(req, res),
+      (error) => answerFailure(res, options.logger, "management API", `serving ${req.method} ${req.url}`, error),
+    ),
+  );
+  const serveManagement = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const body = await readBody(req);
-    const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+    let path: string;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+    } catch {
+      res
+        .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "BadRequestException" })
+        .end(JSON.stringify({ message: `invalid request path ${JSON.stringify(req.url)}` }));
+      return;
+    }
     const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(path);
     if (invoke) {
       const fn = byName.get(invoke[1] as string) ?? [...byName.values()].find((f) => physicalArn(f) === invoke[1]);
@@ -510,7 +589,15 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
           .end(JSON.stringify({ message: `Function not found: ${invoke[1]}` }));
         return;
       }
-      const event = JSON.parse(body.toString("utf8") || "null") as unknown;
+      let event: unknown;
+      try {
+        event = JSON.parse(body.toString("utf8") || "null");
+      } catch {
+        res
+          .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "InvalidRequestContentException" })
+          .end(JSON.stringify({ message: "Could not parse request body into json" }));
+        return;
+      }
       if (req.headers["x-amz-invocation-type"] === "Event") {
         fn.invoke(event).catch((error: Error) => options.logger.error(`async invoke of ${fn.name}: ${error.message}`));
         res.writeHead(202).end();
@@ -536,7 +623,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       return;
     }
     api.manage(req.method ?? "GET", m[3] as string, body, res);
-  });
+  };
   await new Promise<void>((resolve) => management.listen(0, "127.0.0.1", resolve));
   const managementUrl = `http://127.0.0.1:${(management.address() as AddressInfo).port}`;
   const physicalArn = (f: EmulatedFunction) => physical.attributes[f.logicalId]?.Arn;

@@ -60,8 +60,9 @@ export class DynamoKvStores implements KvBackend {
 
   /** The table of a store; FAILED_PRECONDITION when the deployment gave this function none. */
   table(store: string): string {
-    const table = this.tables[store];
-    if (table === undefined) {
+    // Own keys only: a store named "constructor" must not find Object's constructor.
+    const table = Object.hasOwn(this.tables, store) ? this.tables[store] : undefined;
+    if (typeof table !== "string") {
       throw grpcError(
         GrpcStatus.FAILED_PRECONDITION,
         `kv(${JSON.stringify(store)}): this function has no table for the store (NITRIC_LIKE_KV_TABLES names ${

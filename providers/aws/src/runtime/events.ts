@@ -2,6 +2,7 @@
  * The API Gateway WebSocket events a function receives (Lambda proxy integration), as AWS documents
  * them, and the pieces of them the contract needs.
  */
+import { addValues, dict } from "@nitric-like/provider-kit";
 
 /** An API Gateway WebSocket event. Fields the runtime does not read are left out. */
 export interface WebsocketApiEvent {
@@ -60,13 +61,9 @@ export function multiValues(
   single: Record<string, string | undefined> | null | undefined,
   lowerCase: boolean,
 ): Record<string, { value: string[] }> {
-  const out: Record<string, { value: string[] }> = {};
-  const add = (name: string, values: string[]) => {
-    const key = lowerCase ? name.toLowerCase() : name;
-    const entry = out[key] ?? { value: [] };
-    entry.value.push(...values);
-    out[key] = entry;
-  };
+  // The names are a client's ("?__proto__=1", a "constructor" header): a record without a prototype.
+  const out = dict<{ value: string[] }>();
+  const add = (name: string, values: string[]) => addValues(out, lowerCase ? name.toLowerCase() : name, values);
   if (multi) {
     for (const [name, values] of Object.entries(multi)) if (values) add(name, values);
   } else if (single) {

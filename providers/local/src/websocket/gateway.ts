@@ -4,12 +4,15 @@
  * connection ends (client close, server close, dropped TCP) as a disconnect event.
  */
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, STATUS_CODES } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
+  boundaryMessage,
   type ConnectionInfo,
+  dict,
+  guard,
   HandlerError,
   type HandlerRegistry,
   originProblem,
@@ -63,6 +66,8 @@ interface Connection {
   handled: number;
   /** Set once a limit closed the connection: later frames are dropped and nothing is logged again. */
   limited: boolean;
+  /** Set once one of its listeners threw (see connectionFailed): logged once, closed with 1011. */
+  failed?: boolean;
 }
 
 /** A close reason cut to the 123 bytes a close frame allows (RFC 6455 section 5.5). */
@@ -87,10 +92,11 @@ interface Opening {
 }
 
 function decodedQuery(raw: Record<string, { value: string[] }>): Record<string, { value: string[] }> {
-  const out: Record<string, { value: string[] }> = {};
-  for (const [key, { value }] of Object.entries(raw)) {
+  // Query keys are the client's: a record without a prototype keeps "__proto__" an ordinary key.
+  const out = dict<{ value: string[] }>();
+  for (const key of Object.keys(raw)) {
     out[key] = {
-      value: value.map((v) => {
+      value: (raw[key] as { value: string[] }).value.map((v) => {
         try {
           return decodeURIComponent(v);
         } catch {
@@ -124,7 +130,8 @@ function connectionId(): string {
 
 /** Query parameters with every value of each, values kept percent-encoded (Nitric's SDK decodes them). */
 export function rawQuery(url: string): Record<string, { value: string[] }> {
-  const out: Record<string, { value: string[] }> = {};
+  // The keys are the client's ("?__proto__=1", "?constructor"): a record without a prototype.
+  const out = dict<{ value: string[] }>();
   const at = url.indexOf("?");
   if (at < 0) return out;
   for (const part of url.slice(at + 1).split("&")) {
@@ -147,8 +154,9 @@ export function rawQuery(url: string): Record<string, { value: string[] }> {
 }
 
 /** Request headers from Node's flat [name, value, ...] list: names lower-cased, every value kept in order. */
-function headerValues(rawHeaders: readonly string[]): Record<string, { value: string[] }> {
-  const out: Record<string, { value: string[] }> = {};
+export function headerValues(rawHeaders: readonly string[]): Record<string, { value: string[] }> {
+  // The names are the client's (a "__proto__" header): a record without a prototype.
+  const out = dict<{ value: string[] }>();
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] as string).toLowerCase();
     const entry = out[name];
@@ -235,7 +243,8 @@ function ignoreSocketError(): void {}
 
 /** Answers an upgrade request with a plain HTTP error and closes the socket. */
 function refuse(socket: Duplex, status: number, reason: string, headers: Record<string, string> = {}): void {
-  if (socket.destroyed) return;
+  // Answered already (a listener that threw after its refusal): one answer per request.
+  if (socket.destroyed || socket.writableEnded) return;
   const body = Buffer.from(reason, "utf8");
   const extra = Object.entries(headers)
     .map(([k, v]) => `${k}: ${v}\r\n`)
@@ -311,24 +320,101 @@ export class Gateway implements SocketBackend {
         return super.emit(event, ...args);
       }
     }
+    // The boundary of a connection's listeners: what GatewaySocket.emit calls (message, close...)
+    // and throws would escape through ws's parser into the socket's "data" event and end the
+    // process. Here it closes that one connection with 1011 instead (see connectionFailed).
+    class BoundedSocket extends GatewaySocket {
+      override emit(event: string | symbol, ...args: unknown[]): boolean {
+        try {
+          return super.emit(event, ...args);
+        } catch (error) {
+          const c = (this as unknown as Partial<Tagged>)[CONNECTION];
+          if (c === undefined) throw error;
+          c.gateway.connectionFailed(c, String(event), error);
+          // A close still reaches the socket's own listeners.
+          return event === "close" ? WebSocket.prototype.emit.call(this, event, ...args) : true;
+        }
+      }
+    }
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.limits.maxMessageBytes,
       perMessageDeflate: false,
       // The gateway keeps its own map of connections.
       clientTracking: false,
-      WebSocket: GatewaySocket,
+      WebSocket: BoundedSocket,
     });
-    this.server = createServer((_req, res) => {
-      const body = `this is the websocket "${name}"; connect with a WebSocket client, such as: npx wscat -c ${this.url}\n`;
-      res.writeHead(426, { "Content-Type": "text/plain; charset=utf-8", Upgrade: "websocket", Connection: "Upgrade" });
-      res.end(body);
-    });
-    this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
-    this.server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
-      const { status, reason } = clientErrorRefusal(name, error);
-      this.refuse(socket, status, `${reason}\n`);
-    });
+    this.server = createServer((req, res) => this.plainRequest(req, res));
+    this.server.on("upgrade", (req, socket, head) => this.upgradeListener(req, socket, head));
+    this.server.on("clientError", (error: NodeJS.ErrnoException, socket) => this.clientErrorListener(error, socket));
+  }
+
+  // The boundaries of the listeners that serve a client. Whatever one of them throws ends that one
+  // request (500) or connection (1011) with one log line; escaping, it would end the process, every
+  // socket, service and the dashboard with it (a "?__proto__=1" once did).
+
+  /** A request that is not an upgrade: 426 and how to connect. */
+  private plainRequest(_req: IncomingMessage, res: ServerResponse): void {
+    guard(
+      () => {
+        const body = `this is the websocket "${this.name}"; connect with a WebSocket client, such as: npx wscat -c ${this.url}\n`;
+        res.writeHead(426, {
+          "Content-Type": "text/plain; charset=utf-8",
+          Upgrade: "websocket",
+          Connection: "Upgrade",
+        });
+        res.end(body);
+      },
+      (error) => {
+        this.logger.error(this.failure("answering a plain HTTP request", error, "answered it with 500"));
+        if (!res.headersSent) res.writeHead(500, { "Content-Type": "text/plain; charset=utf-8" });
+        res.end();
+      },
+    );
+  }
+
+  /** An upgrade request: until the 101 is sent, a failure answers it with 500. */
+  private upgradeListener(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    guard(
+      () => this.upgrade(req, socket, head),
+      (error) => {
+        const message = this.failure("handling an upgrade request", error, "refused it with 500");
+        this.logger.error(message);
+        refuse(socket, 500, `websocket "${this.name}": internal error; try again, and report it if it persists\n`);
+      },
+    );
+  }
+
+  /** Bytes Node could not parse as HTTP: refused with the status their error stands for. */
+  private clientErrorListener(error: NodeJS.ErrnoException, socket: Duplex): void {
+    guard(
+      () => {
+        const { status, reason } = clientErrorRefusal(this.name, error);
+        this.refuse(socket, status, `${reason}\n`);
+      },
+      (failure) => {
+        this.logger.error(this.failure("refusing a malformed request", failure, "closed its socket"));
+        socket.destroy();
+      },
+    );
+  }
+
+  /** One of an open connection's listeners threw: that connection is closed with 1011, logged once. */
+  connectionFailed(c: Connection, event: string, error: unknown): void {
+    const id = c.info.connectionId;
+    if (event === "close") {
+      this.logger.error(this.failure(`handling the close of connection ${id}`, error, "forgot the connection"));
+      return;
+    }
+    const first = !c.failed;
+    c.failed = true;
+    c.limited = true;
+    if (first) this.logger.error(this.failure(`handling a ${event} of connection ${id}`, error, "closed it with 1011"));
+    if (c.ws.readyState === WebSocket.OPEN) c.ws.close(1011, "internal error; connect again");
+  }
+
+  private failure(serving: string, error: unknown, outcome: string): string {
+    return boundaryMessage(`websocket "${this.name}"`, serving, error, outcome);
   }
 
   /** Refuses an upgrade, and shows the refusal to the observer (the dashboard's log). */
@@ -421,8 +507,8 @@ export class Gateway implements SocketBackend {
     for (const o of origins) this.origins.add(o);
   }
 
-  /** Why a request's Origin is refused, or undefined when it may connect. */
-  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** Refuses an upgrade request, or hands it to the connect handler and then upgrades it or refuses it. */
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | undefined {
     socket.on("error", ignoreSocketError);
     const bad = handshakeProblem(this.name, this.url, req);
     if (bad) {
@@ -485,7 +571,7 @@ export class Gateway implements SocketBackend {
     socket.resume();
     const opening: Opening = { info, frames: [] };
     this.opening.set(id, opening);
-    this.handlers
+    return this.handlers
       .dispatch(this.name, "connect", {
         socketName: this.name,
         connectionId: id,
@@ -538,7 +624,27 @@ export class Gateway implements SocketBackend {
       );
   }
 
+  /** The 101 is sent: the connection opens. A failure from here on closes it with 1011. */
   private accept(
+    info: ConnectionInfo,
+    ws: WebSocket,
+    response: WebsocketEventResponse | undefined,
+    opening?: Opening,
+  ): void {
+    guard(
+      () => this.opened(info, ws, response, opening),
+      (error) => {
+        const c = this.connections.get(info.connectionId);
+        if (c) this.connectionFailed(c, "open", error);
+        else {
+          this.logger.error(this.failure(`opening connection ${info.connectionId}`, error, "closed it with 1011"));
+          ws.close(1011, "internal error; connect again");
+        }
+      },
+    );
+  }
+
+  private opened(
     info: ConnectionInfo,
     ws: WebSocket,
     response: WebsocketEventResponse | undefined,

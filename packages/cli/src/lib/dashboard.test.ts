@@ -1,0 +1,66 @@
+// The dashboard's boundary, against a provider whose inspector has a bug (a third-party provider
+// implements RunningProvider too): the request that met the bug gets a 500 and one log line; the
+// dashboard, and every other request, carry on.
+import type { InspectedConnection, ProviderInspector, RunningProvider, Spec } from "@nitric-like/spec";
+import { afterEach, expect, it } from "vitest";
+import { type Dashboard, startDashboard } from "./dashboard.js";
+
+let dashboard: Dashboard | undefined;
+afterEach(async () => {
+  await dashboard?.close();
+  dashboard = undefined;
+});
+
+const spec: Spec = {
+  name: "app",
+  services: [],
+  resources: [{ kind: "websocket", name: "chat" }],
+  policies: [],
+} as never;
+
+/** A provider whose connection listing throws, as a bug in one would. */
+function brokenProvider(): RunningProvider {
+  const inspect = {
+    connections: async (): Promise<InspectedConnection[]> => {
+      const rows = undefined as unknown as InspectedConnection[];
+      return rows.map((c) => c);
+    },
+    limits: async () => ({}),
+    onTraffic: () => () => {},
+  } as unknown as ProviderInspector;
+  return {
+    endpoint: () => Promise.reject(new Error("none")),
+    serviceStarting: () => {},
+    serviceExited: () => {},
+    registrations: () => [],
+    onRegistrationsChanged: () => {},
+    sockets: () => [{ name: "chat", url: "ws://127.0.0.1:1" }],
+    stop: async () => {},
+    inspect,
+  };
+}
+
+it("answers a request that met a bug with 500 and one log line, and goes on serving", async () => {
+  const errors: string[] = [];
+  dashboard = await startDashboard({
+    port: 0,
+    fallback: false,
+    provider: "broken",
+    spec,
+    running: brokenProvider(),
+    logger: { info: () => {}, warn: () => {}, error: (m) => errors.push(m) },
+  });
+  const failed = await fetch(`${dashboard.url}/api/connections`);
+  expect(failed.status).toBe(500);
+  expect(await failed.json()).toEqual({ error: expect.stringMatching(/^Cannot read properties of undefined/) });
+  expect(errors).toEqual([
+    expect.stringMatching(
+      /^dashboard: internal error while serving GET \/api\/connections: TypeError: Cannot read properties of undefined .*; answered it with 500 and serves everyone else; please report this line as a bug$/,
+    ),
+  ]);
+  // The client's own mistakes are answered with their status, and not logged as bugs.
+  expect((await fetch(`${dashboard.url}/constructor`)).status).toBe(404);
+  expect((await fetch(`${dashboard.url}/api/kv/keys?store=__proto__`)).status).toBe(404);
+  expect((await fetch(`${dashboard.url}/api/state`)).status).toBe(200);
+  expect(errors).toHaveLength(1);
+});
