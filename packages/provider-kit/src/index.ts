@@ -18,6 +18,7 @@ export {
   MAX_WAITING_EVENTS,
 } from "./handlers.js";
 export { originProblem } from "./origins.js";
+export { OUT_DIR_MARKER, type OutDir, outDirProblem, prepareOutDir } from "./out-dir.js";
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { resourceKindOf } from "./resources.js";

@@ -46,6 +46,7 @@ export type {
   HandlerRegistration,
   InspectedConnection,
   Logger,
+  PreflightOptions,
   Provider,
   ProviderInspector,
   RunningProvider,

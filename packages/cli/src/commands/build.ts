@@ -3,6 +3,7 @@
  * provider writes its artifacts. Nothing is written when a check fails.
  */
 import { resolve } from "node:path";
+import { outDirProblem } from "@nitric-like/provider-kit";
 import type { Output } from "../lib/log.js";
 import { UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
@@ -38,6 +39,7 @@ export async function checkedBuild(
   what: "build" | "up" = "build",
   prepared?: PreparedProject,
 ) {
+  refuseForeignOutDir(options, what);
   const ready = prepared ?? (await prepareProject(options.dir, output));
   const provider = await providerFor(options.provider, what, ready.project.dir);
   const { spec, errors } = await collectSpec(ready, output);
@@ -50,6 +52,13 @@ export async function checkedBuild(
   const outDir = options.out ? resolve(options.out) : resolve(ready.project.dir, ".nitric-like", provider.name);
   const services = ready.services.map((s) => s.entry);
   return { prepared: ready, provider, spec, outDir, services };
+}
+
+/** Refuses `--out` naming a folder no build wrote, before anything is bundled. */
+function refuseForeignOutDir(options: BuildCommandOptions, what: "build" | "up"): void {
+  if (options.out === undefined) return;
+  const problem = outDirProblem(resolve(options.out), what);
+  if (problem) throw new UserError(problem);
 }
 
 /** Runs `build`. */
