@@ -55,7 +55,7 @@ export async function checkedBuild(
 }
 
 /** Refuses `--out` naming a folder no build wrote, before anything is bundled. */
-function refuseForeignOutDir(options: BuildCommandOptions, what: "build" | "up"): void {
+export function refuseForeignOutDir(options: BuildCommandOptions, what: "build" | "up"): void {
   if (options.out === undefined) return;
   const problem = outDirProblem(resolve(options.out), what);
   if (problem) throw new UserError(problem);

@@ -5,7 +5,7 @@ import { loadProject, type Project, ProjectError } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
-import { checkedBuild } from "./build.js";
+import { checkedBuild, refuseForeignOutDir } from "./build.js";
 
 /** Help for `up`. */
 export const UP_HELP = `Usage: nitric-like up [dir] [options]
@@ -58,6 +58,7 @@ export interface DeployCommandOptions {
  * file that does not load is left to prepareProject, which lists every problem in it.
  */
 async function preflightDeploy(options: DeployCommandOptions, action: "up" | "down", output: Output): Promise<void> {
+  if (action === "up") refuseForeignOutDir(options, "up");
   let project: Project;
   try {
     project = loadProject(resolve(options.dir));
