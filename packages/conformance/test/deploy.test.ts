@@ -89,7 +89,49 @@ describe("nitric-like up and down --provider aws", () => {
     expect(code).toBe(1);
     expect(stderr).toContain('stack "broken" ended ROLLBACK_COMPLETE');
     expect(stderr).toContain("HallApi (AWS::ApiGatewayV2::Api): Rate exceeded (Service: ApiGatewayV2)");
+    expect(stderr).toContain('fix the cause above, run "nitric-like down --stack broken", then "nitric-like up"');
     expect(stderr).not.toContain("unexpected failure");
+  }, 60000);
+
+  it("names the way out of a stack its first deploy left in ROLLBACK_COMPLETE, before bundling", async () => {
+    const split = copyProject(join(FIXTURES, "split"));
+    const { code, stderr } = await runCli(["up", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'stack "broken" is ROLLBACK_COMPLETE: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack broken", then "nitric-like up" again',
+    );
+    expect(stderr).not.toContain("bundling");
+  }, 60000);
+
+  it("names the way out of UPDATE_ROLLBACK_FAILED and DELETE_FAILED", async () => {
+    const split = copyProject(join(FIXTURES, "split"));
+    const stuck = fake.stacks.get("broken");
+    if (!stuck) throw new Error("the ROLLBACK_COMPLETE test left no stack");
+    stuck.status = "UPDATE_ROLLBACK_FAILED";
+    const update = await runCli(["up", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(update.code).toBe(1);
+    expect(update.stderr).toContain(
+      'stack "broken" is UPDATE_ROLLBACK_FAILED: an update failed and so did undoing it; run "aws cloudformation continue-update-rollback --stack-name broken"',
+    );
+    stuck.status = "DELETE_FAILED";
+    const deleting = await runCli(["up", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(deleting.code).toBe(1);
+    expect(deleting.stderr).toContain(
+      'stack "broken" is DELETE_FAILED: an earlier delete stopped half way; run "nitric-like down --stack broken" to finish it',
+    );
+    expect(deleting.stderr).toContain('"aws cloudformation delete-stack --stack-name broken --retain-resources');
+    stuck.status = "ROLLBACK_COMPLETE";
+    const down = await runCli(["down", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+  }, 60000);
+
+  it("refuses a stack name CloudFormation refuses, with the name to use, before bundling", async () => {
+    const { code, stderr } = await runCli(["up", project, "--stack", "3d_chat", "--plain"], { timeoutMs: 60000 });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'up: stack name "3d_chat" is not a CloudFormation stack name: it must start with a letter and hold only letters, digits and hyphens; pass --stack app-3d-chat',
+    );
+    expect(stderr).not.toContain("bundling");
   }, 60000);
 
   it("deletes the stack and waits until it is gone, and says so when there is none", async () => {
@@ -114,6 +156,45 @@ describe("nitric-like up and down --provider aws", () => {
     } finally {
       process.env.AWS_ACCESS_KEY_ID = "fake";
       process.env.AWS_SECRET_ACCESS_KEY = "fake";
+    }
+  }, 60000);
+
+  it("checks credentials before bundling anything for up", async () => {
+    delete process.env.AWS_ACCESS_KEY_ID;
+    delete process.env.AWS_SECRET_ACCESS_KEY;
+    try {
+      const { code, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+      expect(code).toBe(1);
+      expect(stderr).toContain("up: no AWS credentials found; set AWS_PROFILE");
+      expect(stderr).not.toContain("bundling");
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = "fake";
+      process.env.AWS_SECRET_ACCESS_KEY = "fake";
+    }
+  }, 60000);
+
+  it("names a region AWS does not have (misspelt, or one no endpoint answers for) before bundling", async () => {
+    const misspelt = await runCli(["up", project, "--region", "us-east1", "--plain"], { timeoutMs: 60000 });
+    expect(misspelt.code).toBe(1);
+    expect(misspelt.stderr).toContain('up: region "us-east1" is not an AWS region name; set AWS_REGION or --region');
+    expect(misspelt.stderr).not.toContain("bundling");
+    // Against AWS itself (no endpoint override): the region's endpoint does not resolve.
+    const endpoints = { cfn: process.env.AWS_ENDPOINT_URL_CLOUDFORMATION, s3: process.env.AWS_ENDPOINT_URL_S3 };
+    delete process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
+    delete process.env.AWS_ENDPOINT_URL_S3;
+    try {
+      const unknown = await runCli(["up", project, "--region", "us-nowhere-9", "--plain"], { timeoutMs: 60000 });
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toContain(
+        'region "us-nowhere-9" is unknown: cloudformation.us-nowhere-9.amazonaws.com does not exist; set AWS_REGION or --region to a region AWS has',
+      );
+      expect(unknown.stderr).not.toContain("ENOTFOUND cloudformation");
+      expect(unknown.stderr).not.toContain("bundling");
+    } finally {
+      Object.assign(process.env, {
+        AWS_ENDPOINT_URL_CLOUDFORMATION: endpoints.cfn,
+        AWS_ENDPOINT_URL_S3: endpoints.s3,
+      });
     }
   }, 60000);
 

@@ -215,10 +215,12 @@ function wayOut(stack: string, status: string, gone: boolean): string {
 /** Templates up to this size go inline (TemplateBody); larger ones through the artifact bucket. */
 export const MAX_INLINE_TEMPLATE_BYTES = 51_200;
 
-/** The https URL CloudFormation reads an object of the artifact bucket from. */
+/**
+ * The https URL CloudFormation reads an object of the artifact bucket from: S3's own
+ * virtual-hosted form, also with AWS_ENDPOINT_URL set (emulators such as moto and LocalStack
+ * read these URLs from their own S3; the bootstrap stack's bucket names have no dots).
+ */
 function objectUrl(bucket: string, key: string, region: string): string {
-  const custom = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
-  if (custom) return `${custom.replace(/\/+$/, "")}/${bucket}/${key}`;
   const suffix = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
   return `https://${bucket}.s3.${region}.${suffix}/${key}`;
 }
@@ -369,11 +371,20 @@ async function placeTemplate(
   const bytes = Buffer.byteLength(body);
   if (bytes <= MAX_INLINE_TEMPLATE_BYTES) return { TemplateBody: body };
   const key = `nitric-like/${stack}/template-${createHash("sha256").update(body).digest("hex").slice(0, 16)}.json`;
+  const url = { TemplateURL: objectUrl(bucket, key, region) };
+  try {
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    logger.info(`${key}: already uploaded`);
+    return url;
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status !== 404 && (error as Error).name !== "NotFound") throw error;
+  }
   logger.info(
     `uploading the template to ${key} (${(bytes / 1024).toFixed(0)} KB, over the ${MAX_INLINE_TEMPLATE_BYTES} bytes CloudFormation takes inline)`,
   );
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: "application/json" }));
-  return { TemplateURL: objectUrl(bucket, key, region) };
+  return url;
 }
 
 /** Deploys a built app. */
