@@ -79,7 +79,11 @@ describe("logical ids", () => {
     const t = template(app(["room1", "room-1"], [], ["chat"]));
     expect(ofType(t, "AWS::ApiGatewayV2::RouteResponse")).toHaveLength(2);
     expect(ofType(t, "AWS::ApiGatewayV2::Stage")).toHaveLength(2);
-    expect(Object.values(t.Outputs).map((o) => o.Description).sort()).toEqual(["websocket room-1", "websocket room1"]);
+    expect(
+      Object.values(t.Outputs)
+        .map((o) => o.Description)
+        .sort(),
+    ).toEqual(["websocket room-1", "websocket room1"]);
   });
 
   it("lose no socket, store or service for any set of valid names (property)", () => {
@@ -112,8 +116,7 @@ describe("logical ids", () => {
 
 describe("the Deployment", () => {
   const deploymentOf = (t: Template) => ofType(t, "AWS::ApiGatewayV2::Deployment");
-  const split = (message: string) =>
-    app(["socket"], [], ["a", "b"], { connect: "a", disconnect: "a", message });
+  const split = (message: string) => app(["socket"], [], ["a", "b"], { connect: "a", disconnect: "a", message });
 
   it("gets a new logical id when the message handler moves to another service, and the stage follows it", () => {
     const before = template(split("a"));
@@ -129,7 +132,10 @@ describe("the Deployment", () => {
   it("keeps its logical id when nothing it serves changed (new code, a new store)", () => {
     const base = template(split("a"));
     const newCode = template(split("a"), { a: "k/a-2.zip", b: "k/b-2.zip" });
-    const withStore = template({ ...split("a"), resources: [...split("a").resources, { kind: "kv", name: "s", declaredBy: ["a"] }] });
+    const withStore = template({
+      ...split("a"),
+      resources: [...split("a").resources, { kind: "kv", name: "s", declaredBy: ["a"] }],
+    });
     expect(deploymentOf(newCode)).toEqual(deploymentOf(base));
     expect(deploymentOf(withStore)).toEqual(deploymentOf(base));
   });
