@@ -18,7 +18,12 @@ const validName = fc
   .filter((n) => n.length <= 64);
 
 /** An app: sockets with every event handled by the first service, stores all services use. */
-function app(sockets: string[], stores: string[], services: string[], handlers?: Record<string, string>): Spec {
+function app(
+  sockets: string[],
+  stores: string[],
+  services: string[],
+  handlers?: Record<string, string> | ((socket: string) => Record<string, string>),
+): Spec {
   const first = services[0] ?? "svc";
   return {
     name: "app",
@@ -28,9 +33,11 @@ function app(sockets: string[], stores: string[], services: string[], handlers?:
         kind: "websocket" as const,
         name,
         declaredBy: [first],
-        handlers: (handlers ?? { connect: first, disconnect: first, message: first }) as Partial<
-          Record<WebsocketEvent, string>
-        >,
+        handlers: ((typeof handlers === "function" ? handlers(name) : handlers) ?? {
+          connect: first,
+          disconnect: first,
+          message: first,
+        }) as Partial<Record<WebsocketEvent, string>>,
       })),
       ...stores.map((name) => ({ kind: "kv" as const, name, declaredBy: services })),
     ],
@@ -86,14 +93,35 @@ describe("logical ids", () => {
     ).toEqual(["websocket room-1", "websocket room1"]);
   });
 
+  it("keep one permission per socket and target service, even where their names run together", () => {
+    // (socket a-b, service c) and (socket a, service b-c) are both "ABC" run together.
+    const spec = app(["a-b", "a"], [], ["c", "b-c"], (socket) =>
+      socket === "a"
+        ? { connect: "b-c", disconnect: "b-c", message: "b-c" }
+        : { connect: "c", disconnect: "c", message: "c" },
+    );
+    const t = template(spec);
+    const permissions = ofType(t, "AWS::Lambda::Permission").map((id) => t.Resources[id]?.Properties.FunctionName);
+    expect(permissions).toHaveLength(2);
+    expect(new Set(permissions.map((p) => JSON.stringify(p))).size).toBe(2);
+  });
+
   it("lose no socket, store or service for any set of valid names (property)", () => {
     fc.assert(
       fc.property(
         fc.uniqueArray(validName, { minLength: 1, maxLength: 5 }),
         fc.uniqueArray(validName, { maxLength: 5 }),
         fc.uniqueArray(validName, { minLength: 1, maxLength: 4 }),
-        (sockets, stores, services) => {
-          const t = template(app(sockets, stores, services));
+        fc.array(fc.nat(), { minLength: 15, maxLength: 15 }),
+        (sockets, stores, services, picks) => {
+          // Each event of each socket goes to a service picked at random.
+          const handlers = (socket: string) => {
+            const i = sockets.indexOf(socket) * 3;
+            const pick = (n: number) => services[(picks[i + n] ?? 0) % services.length] as string;
+            return { connect: pick(0), disconnect: pick(1), message: pick(2) };
+          };
+          const targets = sockets.reduce((n, socket) => n + new Set(Object.values(handlers(socket))).size, 0);
+          const t = template(app(sockets, stores, services, handlers));
           const count = (type: string) => ofType(t, type).length;
           expect(count("AWS::ApiGatewayV2::Api")).toBe(sockets.length);
           expect(count("AWS::ApiGatewayV2::Route")).toBe(3 * sockets.length);
@@ -101,7 +129,7 @@ describe("logical ids", () => {
           expect(count("AWS::ApiGatewayV2::RouteResponse")).toBe(sockets.length);
           expect(count("AWS::ApiGatewayV2::Deployment")).toBe(sockets.length);
           expect(count("AWS::ApiGatewayV2::Stage")).toBe(sockets.length);
-          expect(count("AWS::Lambda::Permission")).toBe(sockets.length);
+          expect(count("AWS::Lambda::Permission")).toBe(targets);
           expect(count("AWS::DynamoDB::Table")).toBe(stores.length + 1);
           expect(count("AWS::Lambda::Function")).toBe(services.length);
           expect(count("AWS::IAM::Role")).toBe(services.length);

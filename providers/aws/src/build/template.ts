@@ -90,12 +90,15 @@ export interface TemplateInput {
  */
 class Ids {
   private readonly used = new Map<string, string>();
-  id(kind: string, name: string, suffix: string): string {
-    const key = `${kind}:${name}`;
-    let id = `${logicalName(name)}${suffix}`;
+  /** The id of the `kind` resource named by `parts` (a socket, or a socket and a service, ...). */
+  id(kind: string, parts: string | string[], suffix: string): string {
+    const names = typeof parts === "string" ? [parts] : parts;
+    // Names never hold "/", so the key tells (socket a-b, service c) from (socket a, service b-c).
+    const key = `${kind}:${names.join("/")}`;
+    let id = `${names.map(logicalName).join("")}${suffix}`;
     let owner = this.used.get(id);
     if (owner !== undefined && owner !== key) {
-      id = `${logicalName(name)}${createHash("sha256").update(key).digest("hex").slice(0, 6)}${suffix}`;
+      id = `${names.map(logicalName).join("")}${createHash("sha256").update(key).digest("hex").slice(0, 6)}${suffix}`;
       owner = this.used.get(id);
       if (owner !== undefined && owner !== key) {
         throw new Error(
@@ -160,8 +163,8 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
     const targets = new Set<string>();
     for (const [event, service] of Object.entries(socket.handlers) as [WebsocketEvent, string | undefined][]) {
       if (!service) continue;
-      const integration = ids.id("route", `${socket.name}-${event}`, "Integration");
-      const route = ids.id("route", `${socket.name}-${event}`, "Route");
+      const integration = ids.id("route", [socket.name, event], "Integration");
+      const route = ids.id("route", [socket.name, event], "Route");
       resources[integration] = {
         Type: "AWS::ApiGatewayV2::Integration",
         Properties: {
@@ -185,7 +188,7 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
       deployed.push(integration, route);
       if (event === "message") {
         // A message handler's single text reply rides back on the route response.
-        const routeResponse = ids.id("route", `${socket.name}-${event}`, "RouteResponse");
+        const routeResponse = ids.id("route", [socket.name, event], "RouteResponse");
         resources[routeResponse] = {
           Type: "AWS::ApiGatewayV2::RouteResponse",
           Properties: { ApiId: { Ref: api }, RouteId: { Ref: route }, RouteResponseKey: "$default" },
@@ -196,7 +199,7 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
       targets.add(service);
     }
     for (const service of [...targets].sort()) {
-      resources[ids.id("permission", `${socket.name}-${service}`, "Permission")] = {
+      resources[ids.id("permission", [socket.name, service], "Permission")] = {
         Type: "AWS::Lambda::Permission",
         Properties: {
           Action: "lambda:InvokeFunction",
@@ -207,6 +210,12 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
           },
         },
       };
+    }
+    // Whatever else hangs off the API (an authorizer, say) counts too.
+    for (const [id, resource] of Object.entries(resources)) {
+      const ref = (resource.Properties.ApiId as { Ref?: string } | undefined)?.Ref;
+      const own = resource.Type === "AWS::ApiGatewayV2::Deployment" || resource.Type === "AWS::ApiGatewayV2::Stage";
+      if (ref === api && !own && !deployed.includes(id)) deployed.push(id);
     }
     const deployment = ids.id("websocket", socket.name, `Deployment${deploymentHash(resources, deployed)}`);
     resources[deployment] = {
