@@ -4,6 +4,8 @@
 // CloudFormation implementation (skipped, saying why, where moto is not installed).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -197,6 +199,25 @@ describe("nitric-like up and down --provider aws", () => {
         AWS_ENDPOINT_URL_CLOUDFORMATION: endpoints.cfn,
         AWS_ENDPOINT_URL_S3: endpoints.s3,
       });
+    }
+  }, 60000);
+
+  it("says which endpoint does not answer when AWS_ENDPOINT_URL points at nothing", async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const saved = process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
+    process.env.AWS_ENDPOINT_URL_CLOUDFORMATION = `http://127.0.0.1:${port}`;
+    try {
+      const { code, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+      expect(code).toBe(1);
+      expect(stderr).toContain(
+        `the endpoint "http://127.0.0.1:${port}" (AWS_ENDPOINT_URL_CLOUDFORMATION) does not answer (ECONNREFUSED); start it, or unset AWS_ENDPOINT_URL_CLOUDFORMATION to deploy to AWS`,
+      );
+      expect(stderr).not.toContain("bundling");
+    } finally {
+      process.env.AWS_ENDPOINT_URL_CLOUDFORMATION = saved;
     }
   }, 60000);
 

@@ -3,7 +3,17 @@
  * build removes exactly those files and nothing else. A folder that holds anything and has no
  * marker is refused, so `--out .` or `--out ~` can never lose a file the build did not write.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 
 /** The marker a build leaves in its output folder. */
@@ -54,7 +64,7 @@ function walk(dir: string, base = dir): string[] {
 export function outDirProblem(dir: string, where: string): string | undefined {
   const abs = resolve(dir);
   if (!existsSync(abs)) return undefined;
-  if (!lstatSync(abs).isDirectory()) {
+  if (!statSync(abs).isDirectory()) {
     return `${where}: --out ${JSON.stringify(abs)} is a file, not a folder; pass a new or empty folder, or leave --out out to build into .nitric-like/<provider>`;
   }
   const names = readdirSync(abs);

@@ -143,9 +143,11 @@ function unreachableEndpoint(error: unknown): string | undefined {
   const code = e.code ?? e.cause?.code ?? /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED)\b/.exec(e.message ?? "")?.[1];
   if (!code || !["ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED"].includes(code)) return undefined;
   const host = e.hostname ?? e.cause?.hostname ?? /(?:ENOTFOUND|EAI_AGAIN) (\S+)/.exec(e.message ?? "")?.[1];
-  const custom = process.env.AWS_ENDPOINT_URL_CLOUDFORMATION ?? process.env.AWS_ENDPOINT_URL;
-  if (custom) {
-    return `the endpoint ${JSON.stringify(custom)} (AWS_ENDPOINT_URL) does not answer (${code}); start it, or unset AWS_ENDPOINT_URL to deploy to AWS`;
+  const variable = ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].find(
+    (v) => process.env[v],
+  );
+  if (variable) {
+    return `the endpoint ${JSON.stringify(process.env[variable])} (${variable}) does not answer (${code}); start it, or unset ${variable} to deploy to AWS`;
   }
   const region = host ? /^[a-z0-9-]+\.([a-z0-9-]+)\.amazonaws\.com/.exec(host)?.[1] : undefined;
   if (code === "ENOTFOUND" && region && !KNOWN_REGIONS.has(region)) {
