@@ -18,6 +18,10 @@ then writes what the provider deploys. For aws: one bundle and zip per service
 (functions/<service>/index.cjs, functions/<service>.zip) and template.json, a
 CloudFormation template. Nothing is written when a check fails.
 
+It never deletes a file it did not write: it leaves .nitric-like-build.json listing
+what it wrote, a rebuild removes exactly those, and a non-empty --out folder without
+that file is refused before anything is bundled.
+
 Options:
   --provider <name>   Provider to build for (default: aws).
   --out <dir>         Where to write (default: <dir>/.nitric-like/<provider>).

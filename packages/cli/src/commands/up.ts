@@ -20,6 +20,10 @@ Credentials and region come from the standard AWS chain (AWS_PROFILE,
 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_REGION); AWS_ENDPOINT_URL points it at
 LocalStack.
 
+Before bundling it checks the stack name, region and credentials, and says how to get
+a stack out of ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED or DELETE_FAILED. Nothing to
+change: "already up to date". Templates over 51,200 bytes go through the bucket.
+
 Options:
   --provider <name>   Provider to deploy with (default: aws).
   --stack <name>      Stack name (default: the project's name).
