@@ -1,7 +1,7 @@
 // The templates `nitric-like build --provider aws` writes, checked against the CloudFormation
 // resource specification (@aws-cdk/aws-service-spec); and the checker shown to catch each kind
 // of mistake, so that a clean result means something.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkTemplate } from "../src/cfn-spec.js";
@@ -14,8 +14,9 @@ type Template = {
   Outputs: Record<string, { Value: unknown }>;
 };
 
-async function built(source: string): Promise<Template> {
+async function built(source: string, service?: string): Promise<Template> {
   const project = copyProject(source);
+  if (service !== undefined) writeFileSync(join(project, "services", "chat.ts"), service);
   const out = join(project, "out");
   const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
   expect(code, stderr).toBe(0);
@@ -35,6 +36,29 @@ describe("templates from nitric-like build --provider aws", () => {
     },
     60000,
   );
+});
+
+describe("a template's logical ids and the self-invocation", () => {
+  it("keeps both route responses, stages and outputs of sockets room1 and room-1, and passes the specification", async () => {
+    const handlers = (name: string) =>
+      `websocket(${JSON.stringify(name)}).on("connect", async () => {}).on("disconnect", async () => {}).on("message", async (ctx) => ctx.text());`;
+    const t = await built(
+      join(EXAMPLES, "chat"),
+      `import { websocket } from "@nitric-like/sdk";\n${handlers("room1")}\n${handlers("room-1")}\n`,
+    );
+    const ofType = (type: string) => Object.values(t.Resources).filter((r) => r.Type === type);
+    expect(ofType("AWS::ApiGatewayV2::RouteResponse")).toHaveLength(2);
+    expect(ofType("AWS::ApiGatewayV2::Stage")).toHaveLength(2);
+    expect(Object.keys(t.Outputs)).toHaveLength(2);
+    expect(await checkTemplate(t)).toEqual([]);
+  }, 60000);
+
+  it("accepts the self-invocation's EventInvokeConfig (no Lambda retries) in the chat template", async () => {
+    const t = await built(join(EXAMPLES, "chat"));
+    const configs = Object.values(t.Resources).filter((r) => r.Type === "AWS::Lambda::EventInvokeConfig");
+    expect(configs.map((c) => c.Properties.MaximumRetryAttempts)).toEqual([0]);
+    expect(await checkTemplate(t)).toEqual([]);
+  }, 60000);
 });
 
 describe("the template checker", () => {

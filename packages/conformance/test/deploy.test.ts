@@ -1,7 +1,11 @@
-// `nitric-like up` and `down --provider aws` end to end through the real CLI and the AWS SDK,
-// against a loopback server answering the CloudFormation and S3 calls they make (no CloudFormation
-// emulator installs here; see src/fake-aws.ts).
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+// `nitric-like up` and `down --provider aws` end to end through the real CLI and the AWS SDK:
+// first against a loopback server answering the CloudFormation and S3 calls they make (see
+// src/fake-aws.ts; it can put a stack in any state), then against moto's server, a real
+// CloudFormation implementation (skipped, saying why, where moto is not installed).
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -89,7 +93,49 @@ describe("nitric-like up and down --provider aws", () => {
     expect(code).toBe(1);
     expect(stderr).toContain('stack "broken" ended ROLLBACK_COMPLETE');
     expect(stderr).toContain("HallApi (AWS::ApiGatewayV2::Api): Rate exceeded (Service: ApiGatewayV2)");
+    expect(stderr).toContain('fix the cause above, run "nitric-like down --stack broken", then "nitric-like up"');
     expect(stderr).not.toContain("unexpected failure");
+  }, 60000);
+
+  it("names the way out of a stack its first deploy left in ROLLBACK_COMPLETE, before bundling", async () => {
+    const split = copyProject(join(FIXTURES, "split"));
+    const { code, stderr } = await runCli(["up", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'stack "broken" is ROLLBACK_COMPLETE: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack broken", then "nitric-like up" again',
+    );
+    expect(stderr).not.toContain("bundling");
+  }, 60000);
+
+  it("names the way out of UPDATE_ROLLBACK_FAILED and DELETE_FAILED", async () => {
+    const split = copyProject(join(FIXTURES, "split"));
+    const stuck = fake.stacks.get("broken");
+    if (!stuck) throw new Error("the ROLLBACK_COMPLETE test left no stack");
+    stuck.status = "UPDATE_ROLLBACK_FAILED";
+    const update = await runCli(["up", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(update.code).toBe(1);
+    expect(update.stderr).toContain(
+      'stack "broken" is UPDATE_ROLLBACK_FAILED: an update failed and so did undoing it; run "aws cloudformation continue-update-rollback --stack-name broken"',
+    );
+    stuck.status = "DELETE_FAILED";
+    const deleting = await runCli(["up", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(deleting.code).toBe(1);
+    expect(deleting.stderr).toContain(
+      'stack "broken" is DELETE_FAILED: an earlier delete stopped half way; run "nitric-like down --stack broken" to finish it',
+    );
+    expect(deleting.stderr).toContain('"aws cloudformation delete-stack --stack-name broken --retain-resources');
+    stuck.status = "ROLLBACK_COMPLETE";
+    const down = await runCli(["down", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+  }, 60000);
+
+  it("refuses a stack name CloudFormation refuses, with the name to use, before bundling", async () => {
+    const { code, stderr } = await runCli(["up", project, "--stack", "3d_chat", "--plain"], { timeoutMs: 60000 });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'up: stack name "3d_chat" is not a CloudFormation stack name: it must start with a letter and hold only letters, digits and hyphens; pass --stack app-3d-chat',
+    );
+    expect(stderr).not.toContain("bundling");
   }, 60000);
 
   it("deletes the stack and waits until it is gone, and says so when there is none", async () => {
@@ -117,6 +163,64 @@ describe("nitric-like up and down --provider aws", () => {
     }
   }, 60000);
 
+  it("checks credentials before bundling anything for up", async () => {
+    delete process.env.AWS_ACCESS_KEY_ID;
+    delete process.env.AWS_SECRET_ACCESS_KEY;
+    try {
+      const { code, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+      expect(code).toBe(1);
+      expect(stderr).toContain("up: no AWS credentials found; set AWS_PROFILE");
+      expect(stderr).not.toContain("bundling");
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = "fake";
+      process.env.AWS_SECRET_ACCESS_KEY = "fake";
+    }
+  }, 60000);
+
+  it("names a region AWS does not have (misspelt, or one no endpoint answers for) before bundling", async () => {
+    const misspelt = await runCli(["up", project, "--region", "us-east1", "--plain"], { timeoutMs: 60000 });
+    expect(misspelt.code).toBe(1);
+    expect(misspelt.stderr).toContain('up: region "us-east1" is not an AWS region name; set AWS_REGION or --region');
+    expect(misspelt.stderr).not.toContain("bundling");
+    // Against AWS itself (no endpoint override): the region's endpoint does not resolve.
+    const endpoints = { cfn: process.env.AWS_ENDPOINT_URL_CLOUDFORMATION, s3: process.env.AWS_ENDPOINT_URL_S3 };
+    delete process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
+    delete process.env.AWS_ENDPOINT_URL_S3;
+    try {
+      const unknown = await runCli(["up", project, "--region", "us-nowhere-9", "--plain"], { timeoutMs: 60000 });
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toContain(
+        'region "us-nowhere-9" is unknown: cloudformation.us-nowhere-9.amazonaws.com does not exist; set AWS_REGION or --region to a region AWS has',
+      );
+      expect(unknown.stderr).not.toContain("ENOTFOUND cloudformation");
+      expect(unknown.stderr).not.toContain("bundling");
+    } finally {
+      Object.assign(process.env, {
+        AWS_ENDPOINT_URL_CLOUDFORMATION: endpoints.cfn,
+        AWS_ENDPOINT_URL_S3: endpoints.s3,
+      });
+    }
+  }, 60000);
+
+  it("says which endpoint does not answer when AWS_ENDPOINT_URL points at nothing", async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const saved = process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
+    process.env.AWS_ENDPOINT_URL_CLOUDFORMATION = `http://127.0.0.1:${port}`;
+    try {
+      const { code, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+      expect(code).toBe(1);
+      expect(stderr).toContain(
+        `the endpoint "http://127.0.0.1:${port}" (AWS_ENDPOINT_URL_CLOUDFORMATION) does not answer (ECONNREFUSED); start it, or unset AWS_ENDPOINT_URL_CLOUDFORMATION to deploy to AWS`,
+      );
+      expect(stderr).not.toContain("bundling");
+    } finally {
+      process.env.AWS_ENDPOINT_URL_CLOUDFORMATION = saved;
+    }
+  }, 60000);
+
   it("says to set a region when none is configured", async () => {
     delete process.env.AWS_REGION;
     try {
@@ -126,5 +230,157 @@ describe("nitric-like up and down --provider aws", () => {
     } finally {
       process.env.AWS_REGION = "us-east-1";
     }
+  }, 60000);
+});
+
+/** Why the moto tests cannot run here, or undefined when they can. */
+const motoMissing = (() => {
+  const probe = spawnSync("python3", ["-c", "import moto.server"], { encoding: "utf8" });
+  if (probe.status === 0) return undefined;
+  return probe.error
+    ? `python3 is not there (${probe.error.message})`
+    : `python3 -c 'import moto.server' failed: ${probe.stderr.trim().split("\n").pop()}`;
+})();
+if (motoMissing)
+  console.log(`skipping the deploy tests against moto: ${motoMissing}; pip install 'moto[server]' to run them`);
+
+/** A CloudFormation query call straight to moto (it routes by the credential scope, never checks the signature). */
+async function motoQuery(url: string, service: string, params: Record<string, string>): Promise<string> {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: {
+      authorization: `AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/${service}/aws4_request, SignedHeaders=host, Signature=0`,
+      "content-type": "application/x-www-form-urlencoded",
+    },
+    body: new URLSearchParams(params).toString(),
+  });
+  return response.text();
+}
+
+describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider aws against moto", () => {
+  let moto: ChildProcess | undefined;
+  let url = "";
+  let project: string;
+  const stackStatus = async (stack: string) =>
+    /<StackStatus>([^<]+)/.exec(
+      await motoQuery(url, "cloudformation", { Action: "DescribeStacks", StackName: stack, Version: "2010-05-15" }),
+    )?.[1];
+  const resourceTypes = async (stack: string) =>
+    [
+      ...(
+        await motoQuery(url, "cloudformation", {
+          Action: "DescribeStackResources",
+          StackName: stack,
+          Version: "2010-05-15",
+        })
+      ).matchAll(/<ResourceType>([^<]+)/g),
+    ]
+      .map((m) => m[1])
+      .sort();
+  const codeSha = async () => {
+    const response = await fetch(`${url}/2015-03-31/functions/`, {
+      headers: {
+        authorization:
+          "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0",
+      },
+    });
+    const { Functions } = (await response.json()) as { Functions: { FunctionName: string; CodeSha256: string }[] };
+    return Functions.filter((f) => f.FunctionName.startsWith("chat-")).map((f) => f.CodeSha256);
+  };
+
+  beforeAll(async () => {
+    const child = spawn("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    moto = child;
+    url = await new Promise<string>((resolve, reject) => {
+      let seen = "";
+      const timer = setTimeout(() => reject(new Error(`moto did not start within 20 s:\n${seen}`)), 20000);
+      const read = (chunk: Buffer) => {
+        seen += chunk.toString();
+        const match = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen);
+        if (match?.[1]) {
+          clearTimeout(timer);
+          resolve(match[1]);
+        }
+      };
+      child.stdout?.on("data", read);
+      child.stderr?.on("data", read);
+      child.on("exit", (code) => reject(new Error(`moto exited (${code}) before it listened:\n${seen}`)));
+    });
+    delete process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
+    delete process.env.AWS_ENDPOINT_URL_S3;
+    process.env.AWS_ENDPOINT_URL = url;
+    process.env.NITRIC_LIKE_AWS_POLL_MS = "100";
+  }, 30000);
+  afterAll(() => {
+    moto?.kill();
+  });
+
+  it("creates the stack: the function, its tables and roles", async () => {
+    project = copyProject(join(EXAMPLES, "chat"));
+    const { code, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/change set: \d+ change\(s\) \(create\)/);
+    expect(stderr).toContain('stack "chat" is deployed');
+    expect(await stackStatus("chat")).toBe("CREATE_COMPLETE");
+    // moto keeps no AWS::ApiGatewayV2::* resource, nor an EventInvokeConfig, nor the outputs that need them.
+    expect(await resourceTypes("chat")).toEqual(
+      expect.arrayContaining(["AWS::DynamoDB::Table", "AWS::IAM::Role", "AWS::Lambda::Function"]),
+    );
+  }, 60000);
+
+  it("says the stack is already up to date when nothing changed (moto raises where AWS returns a failed change set)", async () => {
+    const { code, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+    expect(code, stderr).toBe(0);
+    expect(stderr).toContain("already uploaded");
+    expect(stderr).toContain('stack "chat" was already up to date');
+    expect(stderr).not.toContain("No updates are to be performed");
+  }, 60000);
+
+  it("updates the function when the code changed", async () => {
+    const before = await codeSha();
+    const file = join(project, "services", "chat.ts");
+    writeFileSync(file, `${readFileSync(file, "utf8")}\nconsole.log("chat v2");\n`);
+    const { code, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/change set: \d+ change\(s\) \(update\)/);
+    expect(stderr).toContain('stack "chat" is deployed');
+    expect(await stackStatus("chat")).toBe("UPDATE_COMPLETE");
+    const after = await codeSha();
+    expect(after).toHaveLength(1);
+    expect(after).not.toEqual(before);
+  }, 60000);
+
+  it("passes a template over 51,200 bytes through the artifact bucket (TemplateURL)", async () => {
+    const big = copyProject(join(EXAMPLES, "chat"));
+    mkdirSync(join(big, "services"), { recursive: true });
+    const sockets = Array.from({ length: 24 }, (_, i) => `room-${i}`);
+    writeFileSync(
+      join(big, "services", "chat.ts"),
+      `import { websocket } from "@nitric-like/sdk";\n${sockets
+        .map(
+          (s) =>
+            `websocket(${JSON.stringify(s)}).on("connect", async () => {}).on("disconnect", async () => {}).on("message", async () => {});`,
+        )
+        .join("\n")}\n`,
+    );
+    writeFileSync(join(big, "nitric-like.yaml"), "name: big\nservices:\n  - match: services/*.ts\n");
+    const { code, stderr } = await runCli(["up", big, "--plain"], { timeoutMs: 60000 });
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(
+      /uploading the template to nitric-like\/big\/template-[0-9a-f]{16}\.json \(\d+ KB, over the 51200 bytes CloudFormation takes inline\)/,
+    );
+    expect(stderr).toContain('stack "big" is deployed');
+    expect(await stackStatus("big")).toBe("CREATE_COMPLETE");
+    const down = await runCli(["down", big, "--plain"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+  }, 60000);
+
+  it("deletes the stack", async () => {
+    const { code, stderr } = await runCli(["down", project, "--plain"], { timeoutMs: 60000 });
+    expect(code, stderr).toBe(0);
+    expect(stderr).toContain('stack "chat" is deleted');
+    expect(await stackStatus("chat")).toBeUndefined();
   }, 60000);
 });

@@ -22,6 +22,7 @@ export {
   poisonCloseReason,
 } from "./handlers.js";
 export { originProblem } from "./origins.js";
+export { OUT_DIR_MARKER, type OutDir, outDirProblem, prepareOutDir } from "./out-dir.js";
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { resourceKindOf } from "./resources.js";

@@ -62,6 +62,7 @@ export type {
   HandlerRegistration,
   InspectedConnection,
   Logger,
+  PreflightOptions,
   Provider,
   ProviderInspector,
   RunningProvider,

@@ -214,6 +214,18 @@ export interface DestroyOptions {
   logger: Logger;
 }
 
+/** What the CLI gives a provider to check a deploy can start, before anything is bundled. */
+export interface PreflightOptions {
+  /** The stack (deployment) name. */
+  stack: string;
+  /** The region, when given on the command line. */
+  region?: string;
+  /** Where to log progress. */
+  logger: Logger;
+  /** What is about to happen. */
+  action: "up" | "down";
+}
+
 /** A provider package's export. */
 export interface Provider {
   /** The provider's name, as given to `--provider`. */
@@ -226,4 +238,10 @@ export interface Provider {
   up?(options: DeployOptions): Promise<DeployResult>;
   /** Removes a deployment for `nitric-like down`. */
   down?(options: DestroyOptions): Promise<void>;
+  /**
+   * Checks, before `up` bundles anything (and before `down`), that the deploy can start: the stack
+   * name, region and credentials, and a stack stuck in a state only the user can clear. Throws an
+   * Error with `userFacing` saying what to do.
+   */
+  preflight?(options: PreflightOptions): Promise<void>;
 }

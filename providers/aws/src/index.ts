@@ -5,12 +5,20 @@
  */
 import type { Provider } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
-import { deploy, destroy } from "./deploy/deploy.js";
+import { deploy, destroy, preflight } from "./deploy/deploy.js";
 import { runEmulated } from "./emulator/run.js";
 
 export { type AwsBuild, buildAws } from "./build/build.js";
 export { BundleError } from "./build/bundle.js";
-export { buildTemplate, logicalName, ROUTE_KEYS, STAGE, type TemplateInput } from "./build/template.js";
+export {
+  buildTemplate,
+  deploymentHash,
+  logicalName,
+  ROUTE_KEYS,
+  SELF_INVOKE_MAX_AGE_SECONDS,
+  STAGE,
+  type TemplateInput,
+} from "./build/template.js";
 export { type ZipEntry, zip } from "./build/zip.js";
 export {
   BOOTSTRAP_STACK,
@@ -20,6 +28,10 @@ export {
   deploy,
   destroy,
   explain,
+  MAX_INLINE_TEMPLATE_BYTES,
+  preflight,
+  stackNameProblem,
+  stuckStackProblem,
 } from "./deploy/deploy.js";
 
 /** The AWS provider, as `--provider aws` loads it. */
@@ -38,6 +50,8 @@ export const provider: Provider = {
     });
     return { sockets: result.sockets, changed: result.changed };
   },
+  preflight: (options) =>
+    preflight({ stack: options.stack, action: options.action, ...(options.region ? { region: options.region } : {}) }),
   down: (options) =>
     destroy({ stack: options.stack, ...(options.region ? { region: options.region } : {}), logger: options.logger }),
 };

@@ -3,6 +3,7 @@
  * provider writes its artifacts. Nothing is written when a check fails.
  */
 import { resolve } from "node:path";
+import { outDirProblem } from "@nitric-like/provider-kit";
 import type { Output } from "../lib/log.js";
 import { UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
@@ -16,6 +17,10 @@ Collects and checks the project in dir (default: the current folder) as "spec" d
 then writes what the provider deploys. For aws: one bundle and zip per service
 (functions/<service>/index.cjs, functions/<service>.zip) and template.json, a
 CloudFormation template. Nothing is written when a check fails.
+
+It never deletes a file it did not write: it leaves .nitric-like-build.json listing
+what it wrote, a rebuild removes exactly those, and a non-empty --out folder without
+that file is refused before anything is bundled.
 
 Options:
   --provider <name>   Provider to build for (default: aws).
@@ -38,6 +43,7 @@ export async function checkedBuild(
   what: "build" | "up" = "build",
   prepared?: PreparedProject,
 ) {
+  refuseForeignOutDir(options, what);
   const ready = prepared ?? (await prepareProject(options.dir, output));
   const provider = await providerFor(options.provider, what, ready.project.dir);
   const { spec, errors } = await collectSpec(ready, output);
@@ -50,6 +56,13 @@ export async function checkedBuild(
   const outDir = options.out ? resolve(options.out) : resolve(ready.project.dir, ".nitric-like", provider.name);
   const services = ready.services.map((s) => s.entry);
   return { prepared: ready, provider, spec, outDir, services };
+}
+
+/** Refuses `--out` naming a folder no build wrote, before anything is bundled. */
+export function refuseForeignOutDir(options: BuildCommandOptions, what: "build" | "up"): void {
+  if (options.out === undefined) return;
+  const problem = outDirProblem(resolve(options.out), what);
+  if (problem) throw new UserError(problem);
 }
 
 /** Runs `build`. */

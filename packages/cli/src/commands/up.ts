@@ -1,9 +1,11 @@
 /** `nitric-like up` and `nitric-like down`: deploy the project with a provider, and remove it. */
 
+import { resolve } from "node:path";
+import { loadProject, type Project, ProjectError } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
-import { checkedBuild } from "./build.js";
+import { checkedBuild, refuseForeignOutDir } from "./build.js";
 
 /** Help for `up`. */
 export const UP_HELP = `Usage: nitric-like up [dir] [options]
@@ -17,6 +19,10 @@ resource as it changes, and prints one line per socket:
 Credentials and region come from the standard AWS chain (AWS_PROFILE,
 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_REGION); AWS_ENDPOINT_URL points it at
 LocalStack.
+
+Before bundling it checks the stack name, region and credentials, and says how to get
+a stack out of ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED or DELETE_FAILED. Nothing to
+change: "already up to date". Templates over 51,200 bytes go through the bucket.
 
 Options:
   --provider <name>   Provider to deploy with (default: aws).
@@ -50,8 +56,32 @@ export interface DeployCommandOptions {
   out?: string;
 }
 
+/**
+ * What `up` and `down` check before bundling anything: the provider's preflight (for aws: the stack
+ * name, region, credentials, and a stack stuck in a state only the user can clear). A project
+ * file that does not load is left to prepareProject, which lists every problem in it.
+ */
+async function preflightDeploy(options: DeployCommandOptions, action: "up" | "down", output: Output): Promise<void> {
+  if (action === "up") refuseForeignOutDir(options, "up");
+  let project: Project;
+  try {
+    project = loadProject(resolve(options.dir));
+  } catch (error) {
+    if (error instanceof ProjectError) return;
+    throw error;
+  }
+  const provider = await providerFor(options.provider, action, project.dir);
+  await provider.preflight?.({
+    stack: options.stack ?? project.name,
+    action,
+    logger: output,
+    ...(options.region ? { region: options.region } : {}),
+  });
+}
+
 /** Runs `up`. */
 export async function upCommand(options: DeployCommandOptions, output: Output): Promise<number> {
+  await preflightDeploy(options, "up", output);
   const { prepared, provider, spec, outDir, services } = await checkedBuild(options, output, "up");
   if (!provider.up) throw new UserError(`provider "${provider.name}" cannot deploy`);
   const stack = options.stack ?? prepared.project.name;
@@ -74,6 +104,7 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
 
 /** Runs `down`. */
 export async function downCommand(options: DeployCommandOptions, output: Output): Promise<number> {
+  await preflightDeploy(options, "down", output);
   const prepared = await prepareProject(options.dir, output);
   const provider = await providerFor(options.provider, "down", prepared.project.dir);
   const stack = options.stack ?? prepared.project.name;

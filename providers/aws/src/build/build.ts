@@ -4,8 +4,9 @@
  * of their content, so a deploy uploads only what changed and Lambda updates only those functions.
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { prepareOutDir } from "@nitric-like/provider-kit";
 import type { BuildOptions, BuildResult } from "@nitric-like/spec";
 import { bundleFunction } from "./bundle.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
@@ -23,11 +24,13 @@ function kb(bytes: number): string {
   return `${(bytes / 1024).toFixed(0)} KB`;
 }
 
-/** Builds the app into `options.outDir`, replacing what an earlier build left there. */
+/**
+ * Builds the app into `options.outDir`, replacing what an earlier build wrote there (and only
+ * that: a folder holding anything else and no build marker is refused, see prepareOutDir).
+ */
 export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
   const { outDir, logger, spec } = options;
-  rmSync(outDir, { recursive: true, force: true });
-  mkdirSync(outDir, { recursive: true });
+  const out = prepareOutDir(outDir, "aws");
   const artifacts: AwsBuild["artifacts"] = [];
   let n = 0;
   for (const service of options.services) {
@@ -61,6 +64,7 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
       2,
     )}\n`,
   );
+  out.finish();
   logger.info(`wrote ${templateFile} (${Object.keys(template.Resources as object).length} resources)`);
   return {
     files: [templateFile, ...artifacts.flatMap((a) => [a.file, join(outDir, "functions", a.service, "index.cjs")])],

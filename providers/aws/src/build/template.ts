@@ -11,6 +11,9 @@ import type { Spec, WebsocketEvent } from "@nitric-like/spec";
 /** The stage every socket's API is deployed to: URLs end in `/live`. */
 export const STAGE = "live";
 
+/** How long a queued self-invocation (messages sent during connect) may wait before Lambda drops it. */
+export const SELF_INVOKE_MAX_AGE_SECONDS = 300;
+
 /** The route of each event. */
 export const ROUTE_KEYS: Record<WebsocketEvent, string> = {
   connect: "$connect",
@@ -46,13 +49,24 @@ function table(hash: string, range: string, extra: Record<string, Json> = {}) {
   };
 }
 
-/** A CloudFormation logical id from a lower-kebab name: `chat-service` → `ChatService`. */
+/**
+ * A CloudFormation logical id from a lower-kebab name, one to one: `chat-service` → `ChatService`.
+ * PascalCase alone is one to one unless a later word starts with a digit (`room1` and `room-1`
+ * would both be `Room1`); such a name is written `x` + each word capitalised, a digit word marked
+ * `Z` (and a word starting with `z` written `Zz`), so `room-1` → `xRoomZ1`. No other name makes an
+ * id that starts with a lowercase letter, and names without such a word keep the ids they always had
+ * (renaming a logical id would replace the resource, a kv table with its data).
+ */
 export function logicalName(name: string): string {
-  return name
-    .split(/[^a-zA-Z0-9]+/)
-    .filter(Boolean)
-    .map((part) => part[0]?.toUpperCase() + part.slice(1))
-    .join("");
+  const words = name.split(/[^a-zA-Z0-9]+/).filter(Boolean);
+  const lossy = words.slice(1).some((w) => /^[0-9]/.test(w));
+  if (!lossy) return words.map((w) => w[0]?.toUpperCase() + w.slice(1)).join("");
+  const escaped = words.map((w) => {
+    if (/^[0-9]/.test(w)) return `Z${w}`;
+    if (w.startsWith("z")) return `Zz${w.slice(1)}`;
+    return w[0]?.toUpperCase() + w.slice(1);
+  });
+  return `x${escaped.join("")}`;
 }
 
 /** What the template needs besides the spec. */
@@ -68,19 +82,44 @@ export interface TemplateInput {
   handlerTimeoutMs?: number;
 }
 
-/** Logical ids, unique even when two names differ only in case or punctuation. */
+/**
+ * Logical ids. logicalName is one to one and each kind has its own suffix, so two resources can
+ * only meet when one kind's suffix ends another's name (a socket `x-function`'s route and a
+ * service's function, say): the later one then takes a hash of its kind and name, and should even
+ * that be taken, the build stops naming both rather than drop a resource.
+ */
 class Ids {
   private readonly used = new Map<string, string>();
-  id(kind: string, name: string, suffix: string): string {
-    let id = `${logicalName(name)}${suffix}`;
-    const key = `${kind}:${name}`;
-    const owner = this.used.get(id);
+  /** The id of the `kind` resource named by `parts` (a socket, or a socket and a service, ...). */
+  id(kind: string, parts: string | string[], suffix: string): string {
+    const names = typeof parts === "string" ? [parts] : parts;
+    // Names never hold "/", so the key tells (socket a-b, service c) from (socket a, service b-c).
+    const key = `${kind}:${names.join("/")}`;
+    let id = `${names.map(logicalName).join("")}${suffix}`;
+    let owner = this.used.get(id);
     if (owner !== undefined && owner !== key) {
-      id = `${logicalName(name)}${createHash("sha256").update(name).digest("hex").slice(0, 6)}${suffix}`;
+      id = `${names.map(logicalName).join("")}${createHash("sha256").update(key).digest("hex").slice(0, 6)}${suffix}`;
+      owner = this.used.get(id);
+      if (owner !== undefined && owner !== key) {
+        throw new Error(
+          `template: ${key.replace(":", " ")} and ${owner.replace(":", " ")} both become logical id "${id}"; rename one of them`,
+        );
+      }
     }
     this.used.set(id, key);
     return id;
   }
+}
+
+/**
+ * A hash over what an API's deployment serves: its routes, integrations (with the function each
+ * calls), route responses and authorizers, ids and properties. The Deployment's logical id carries
+ * it, so any change API Gateway needs redeployed makes a new Deployment, and the stage moves to
+ * it; a change elsewhere (a function's code, a table) keeps the id and redeploys nothing.
+ */
+export function deploymentHash(resources: Resources, ids: string[]): string {
+  const served = [...ids].sort().map((id) => [id, resources[id]?.Type, resources[id]?.Properties]);
+  return createHash("sha256").update(JSON.stringify(served)).digest("hex").slice(0, 8);
 }
 
 /** The template as a plain object (JSON.stringify it to write template.json). */
@@ -119,12 +158,13 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
       },
     };
     const routes: string[] = [];
+    /** Everything the live API reads from its deployment: a change to any of it must redeploy. */
+    const deployed: string[] = [];
     const targets = new Set<string>();
     for (const [event, service] of Object.entries(socket.handlers) as [WebsocketEvent, string | undefined][]) {
       if (!service) continue;
-      const base = `${logicalName(socket.name)}${logicalName(event)}`;
-      const integration = ids.id("route", `${socket.name}-${event}`, "Integration");
-      const route = ids.id("route", `${socket.name}-${event}`, "Route");
+      const integration = ids.id("route", [socket.name, event], "Integration");
+      const route = ids.id("route", [socket.name, event], "Route");
       resources[integration] = {
         Type: "AWS::ApiGatewayV2::Integration",
         Properties: {
@@ -145,18 +185,21 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
         },
       };
       routes.push(route);
+      deployed.push(integration, route);
       if (event === "message") {
         // A message handler's single text reply rides back on the route response.
-        resources[`${base}RouteResponse`] = {
+        const routeResponse = ids.id("route", [socket.name, event], "RouteResponse");
+        resources[routeResponse] = {
           Type: "AWS::ApiGatewayV2::RouteResponse",
           Properties: { ApiId: { Ref: api }, RouteId: { Ref: route }, RouteResponseKey: "$default" },
         };
-        routes.push(`${base}RouteResponse`);
+        routes.push(routeResponse);
+        deployed.push(routeResponse);
       }
       targets.add(service);
     }
     for (const service of [...targets].sort()) {
-      resources[ids.id("permission", `${socket.name}-${service}`, "Permission")] = {
+      resources[ids.id("permission", [socket.name, service], "Permission")] = {
         Type: "AWS::Lambda::Permission",
         Properties: {
           Action: "lambda:InvokeFunction",
@@ -168,12 +211,13 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
         },
       };
     }
-    // A deployment's logical id changes with its routes, so an update that changes them redeploys.
-    const hash = createHash("sha256")
-      .update(JSON.stringify(routes.map((r) => resources[r])))
-      .digest("hex")
-      .slice(0, 8);
-    const deployment = `${logicalName(socket.name)}Deployment${hash}`;
+    // Whatever else hangs off the API (an authorizer, say) counts too.
+    for (const [id, resource] of Object.entries(resources)) {
+      const ref = (resource.Properties.ApiId as { Ref?: string } | undefined)?.Ref;
+      const own = resource.Type === "AWS::ApiGatewayV2::Deployment" || resource.Type === "AWS::ApiGatewayV2::Stage";
+      if (ref === api && !own && !deployed.includes(id)) deployed.push(id);
+    }
+    const deployment = ids.id("websocket", socket.name, `Deployment${deploymentHash(resources, deployed)}`);
     resources[deployment] = {
       Type: "AWS::ApiGatewayV2::Deployment",
       Properties: { ApiId: { Ref: api } },
@@ -303,6 +347,23 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
         MemorySize: input.memoryMb ?? 512,
         Timeout: Math.max(input.timeoutSeconds ?? 30, handlerSeconds),
         Environment: { Variables: variables },
+      },
+    };
+  }
+
+  for (const service of spec.services) {
+    if (!sockets.some((s) => s.handlers.connect === service.name)) continue;
+    // The self-invocation that delivers messages sent during connect is asynchronous: Lambda
+    // would retry a failed one twice, a minute or more later, posting its frames again. The
+    // runtime retries the posts itself, so Lambda must not; an event queued longer than
+    // SELF_INVOKE_MAX_AGE_SECONDS (throttling) is dropped rather than delivered that late.
+    resources[ids.id("service", service.name, "SelfInvokeConfig")] = {
+      Type: "AWS::Lambda::EventInvokeConfig",
+      Properties: {
+        FunctionName: { Ref: functionId(service.name) },
+        Qualifier: "$LATEST",
+        MaximumRetryAttempts: 0,
+        MaximumEventAgeInSeconds: SELF_INVOKE_MAX_AGE_SECONDS,
       },
     };
   }

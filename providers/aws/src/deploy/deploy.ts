@@ -6,6 +6,7 @@
  * 3. a change set (CREATE or UPDATE), executed, with every resource event shown as it happens;
  * 4. the stack's outputs: each socket's wss URL.
  */
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import {
   CloudFormationClient,
@@ -93,6 +94,8 @@ export function explain(error: unknown, doing: string): Error {
       `${doing}: no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run "aws configure")`,
     );
   }
+  const unreachable = unreachableEndpoint(error);
+  if (unreachable) return new DeployError(`${doing}: ${unreachable}`);
   if (/Region is missing/i.test(message)) {
     return new DeployError(`${doing}: no AWS region; set AWS_REGION or pass --region`);
   }
@@ -105,6 +108,161 @@ export function explain(error: unknown, doing: string): Error {
     return new DeployError(`${doing}: AWS denied it: ${message}; the credentials need that permission`);
   }
   return new DeployError(`${doing}: ${name ? `${name}: ` : ""}${message}`);
+}
+
+/** AWS's region names: `us-east-1`, `ap-southeast-4`, `us-gov-west-1`, `cn-north-1`. */
+const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+
+/** The regions AWS had when this was written; a region outside it that does not resolve is named as unknown. */
+const KNOWN_REGIONS = new Set([
+  ...[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "ca-central-1",
+    "ca-west-1",
+  ],
+  ...["mx-central-1", "sa-east-1", "af-south-1", "il-central-1", "me-south-1", "me-central-1", "cn-north-1"],
+  ...["cn-northwest-1", "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1"],
+  ...["eu-south-2", "eu-north-1", "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2", "ap-northeast-1"],
+  ...["ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4"],
+  ...["ap-southeast-5", "ap-southeast-6", "ap-southeast-7"],
+]);
+
+/** When `error` is a host that does not resolve or answer: which region or endpoint, and the fix. */
+function unreachableEndpoint(error: unknown): string | undefined {
+  const e = error as {
+    code?: string;
+    hostname?: string;
+    message?: string;
+    cause?: { code?: string; hostname?: string };
+  };
+  const code = e.code ?? e.cause?.code ?? /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED)\b/.exec(e.message ?? "")?.[1];
+  if (!code || !["ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED"].includes(code)) return undefined;
+  const host = e.hostname ?? e.cause?.hostname ?? /(?:ENOTFOUND|EAI_AGAIN) (\S+)/.exec(e.message ?? "")?.[1];
+  const variable = ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].find(
+    (v) => process.env[v],
+  );
+  if (variable) {
+    return `the endpoint ${JSON.stringify(process.env[variable])} (${variable}) does not answer (${code}); start it, or unset ${variable} to deploy to AWS`;
+  }
+  const region = host ? /^[a-z0-9-]+\.([a-z0-9-]+)\.amazonaws\.com/.exec(host)?.[1] : undefined;
+  if (code === "ENOTFOUND" && region && !KNOWN_REGIONS.has(region)) {
+    return `region ${JSON.stringify(region)} is unknown: ${host} does not exist; set AWS_REGION or --region to a region AWS has, such as "us-east-1" or "eu-west-1"`;
+  }
+  return `cannot reach AWS${host ? ` at ${host}` : ""} (${code}); check the network connection${region ? ` and the region ${JSON.stringify(region)}` : ""}`;
+}
+
+/** Why `name` cannot be a CloudFormation stack name, with the fix; undefined when it can. */
+export function stackNameProblem(name: string, where = "up"): string | undefined {
+  if (/^[a-zA-Z][-a-zA-Z0-9]*$/.test(name) && name.length <= 128) return undefined;
+  const words = name
+    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter(Boolean);
+  let suggestion = words.join("-") || "my-app";
+  if (!/^[a-z]/.test(suggestion)) suggestion = `app-${suggestion}`;
+  suggestion = suggestion.slice(0, 128).replace(/-+$/, "");
+  const why =
+    name.length > 128
+      ? `is ${name.length} characters long and CloudFormation allows 128`
+      : "is not a CloudFormation stack name: it must start with a letter and hold only letters, digits and hyphens";
+  return `${where}: stack name ${JSON.stringify(name)} ${why}; pass --stack ${suggestion}`;
+}
+
+/**
+ * When a stack is in a state no update can leave, what it is and the command that gets out of it;
+ * undefined when `up` (or `down`) can go on.
+ */
+export function stuckStackProblem(stack: Stack, action: "up" | "down"): string | undefined {
+  const name = stack.StackName ?? "";
+  const status = stack.StackStatus ?? "";
+  const reason = stack.StackStatusReason ? ` (${stack.StackStatusReason})` : "";
+  if (action === "up" && (status === "ROLLBACK_COMPLETE" || status === "ROLLBACK_FAILED")) {
+    return `stack "${name}" is ${status}${reason}: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack ${name}", then "nitric-like up" again`;
+  }
+  if (action === "up" && status === "UPDATE_ROLLBACK_FAILED") {
+    return `stack "${name}" is UPDATE_ROLLBACK_FAILED${reason}: an update failed and so did undoing it; run "aws cloudformation continue-update-rollback --stack-name ${name}" (add --resources-to-skip with the ids of resources that cannot be rolled back), wait for UPDATE_ROLLBACK_COMPLETE, then run "nitric-like up" again (or delete it: "nitric-like down --stack ${name}")`;
+  }
+  if (action === "up" && status === "DELETE_FAILED") {
+    return `stack "${name}" is DELETE_FAILED${reason}: an earlier delete stopped half way; run "nitric-like down --stack ${name}" to finish it (if it fails again, "aws cloudformation delete-stack --stack-name ${name} --retain-resources <the ids it names>"), then "nitric-like up"`;
+  }
+  if (status.endsWith("_IN_PROGRESS") && status !== "REVIEW_IN_PROGRESS") {
+    return `stack "${name}" is ${status}: another deploy or delete is under way; wait for it to finish ("aws cloudformation wait stack-update-complete --stack-name ${name}" or watch the console), then run "nitric-like ${action}" again`;
+  }
+  return undefined;
+}
+
+/** What to do after a deploy or delete ended in `status`. */
+function wayOut(stack: string, status: string, gone: boolean): string {
+  if (status === "ROLLBACK_COMPLETE" || status === "ROLLBACK_FAILED") {
+    return `\nthe stack's first deploy failed and it can only be deleted: fix the cause above, run "nitric-like down --stack ${stack}", then "nitric-like up"`;
+  }
+  if (status === "UPDATE_ROLLBACK_COMPLETE") {
+    return '\nthe stack is back as it was before this update: fix the cause above and run "nitric-like up" again';
+  }
+  if (status === "UPDATE_ROLLBACK_FAILED") {
+    return `\nundoing the update failed too: run "aws cloudformation continue-update-rollback --stack-name ${stack}" (with --resources-to-skip for the resources named above), then "nitric-like up" again`;
+  }
+  if (status === "DELETE_FAILED" || gone) {
+    return `\nfix the cause above (e.g. empty a bucket or remove what depends on a resource) and run "nitric-like down --stack ${stack}" again, or keep what cannot be deleted: "aws cloudformation delete-stack --stack-name ${stack} --retain-resources <the ids above>"`;
+  }
+  return "";
+}
+
+/** Templates up to this size go inline (TemplateBody); larger ones through the artifact bucket. */
+export const MAX_INLINE_TEMPLATE_BYTES = 51_200;
+
+/**
+ * The https URL CloudFormation reads an object of the artifact bucket from: S3's own
+ * virtual-hosted form, also with AWS_ENDPOINT_URL set (emulators such as moto and LocalStack
+ * read these URLs from their own S3; the bootstrap stack's bucket names have no dots).
+ */
+function objectUrl(bucket: string, key: string, region: string): string {
+  const suffix = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
+  return `https://${bucket}.s3.${region}.${suffix}/${key}`;
+}
+
+/** Whether a CloudFormation answer or failure says the update would change nothing. */
+function noChanges(text: string | undefined): boolean {
+  return /didn't contain changes|No updates are to be performed/i.test(text ?? "");
+}
+
+/**
+ * What `up` and `down` check before bundling: the stack name, a region AWS has, credentials AWS
+ * accepts (one DescribeStacks call), and a stack stuck in a state only the user can clear.
+ */
+export async function preflight(options: { stack: string; region?: string; action: "up" | "down" }): Promise<void> {
+  const problem = stackNameProblem(options.stack, options.action);
+  if (problem) throw new DeployError(problem);
+  const { cfn, s3 } = clients(options.region);
+  s3.destroy();
+  const doing = `${options.action}: checking stack "${options.stack}"`;
+  try {
+    let region: string;
+    try {
+      region = await cfn.config.region();
+      await cfn.config.credentials();
+    } catch (error) {
+      throw explain(error, options.action);
+    }
+    if (!REGION_PATTERN.test(region)) {
+      throw new DeployError(
+        `${options.action}: region ${JSON.stringify(region)} is not an AWS region name; set AWS_REGION or --region to one such as "us-east-1" or "eu-west-1"`,
+      );
+    }
+    const existing = await describeStack(cfn, options.stack);
+    const stuck = existing ? stuckStackProblem(existing, options.action) : undefined;
+    if (stuck) throw new DeployError(`${options.action}: ${stuck}`);
+  } catch (error) {
+    throw explain(error, doing);
+  } finally {
+    cfn.destroy();
+  }
 }
 
 function clients(region: string | undefined) {
@@ -166,7 +324,7 @@ async function follow(
       if (gone && status === "DELETE_COMPLETE") return undefined;
       if (failed(status) || (gone && status !== "DELETE_COMPLETE")) {
         throw new DeployError(
-          `stack "${stack}" ended ${status}${current.StackStatusReason ? ` (${current.StackStatusReason})` : ""}; what failed:\n${failures.map((f) => `  ${f}`).join("\n") || "  (no resource reported a reason)"}`,
+          `stack "${stack}" ended ${status}${current.StackStatusReason ? ` (${current.StackStatusReason})` : ""}; what failed:\n${failures.map((f) => `  ${f}`).join("\n") || "  (no resource reported a reason)"}${wayOut(stack, status, gone)}`,
         );
       }
       return current;
@@ -199,6 +357,38 @@ async function artifactBucket(cfn: CloudFormationClient, logger: Logger, pollMs:
   return bucket;
 }
 
+/**
+ * The template as CloudFormation takes it: inline up to MAX_INLINE_TEMPLATE_BYTES, else uploaded to
+ * the artifact bucket under a content-hashed key and passed as TemplateURL.
+ */
+async function placeTemplate(
+  s3: S3Client,
+  bucket: string,
+  stack: string,
+  template: object,
+  region: string,
+  logger: Logger,
+): Promise<{ TemplateBody: string } | { TemplateURL: string }> {
+  const body = JSON.stringify(template);
+  const bytes = Buffer.byteLength(body);
+  if (bytes <= MAX_INLINE_TEMPLATE_BYTES) return { TemplateBody: body };
+  const key = `nitric-like/${stack}/template-${createHash("sha256").update(body).digest("hex").slice(0, 16)}.json`;
+  const url = { TemplateURL: objectUrl(bucket, key, region) };
+  try {
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    logger.info(`${key}: already uploaded`);
+    return url;
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status !== 404 && (error as Error).name !== "NotFound") throw error;
+  }
+  logger.info(
+    `uploading the template to ${key} (${(bytes / 1024).toFixed(0)} KB, over the ${MAX_INLINE_TEMPLATE_BYTES} bytes CloudFormation takes inline)`,
+  );
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: "application/json" }));
+  return url;
+}
+
 /** Deploys a built app. */
 export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { stack, logger } = options;
@@ -229,18 +419,42 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       }
       step = `creating a change set for stack "${stack}"`;
       const existing = await describeStack(cfn, stack);
+      const stuck = existing ? stuckStackProblem(existing, "up") : undefined;
+      if (stuck) throw new DeployError(stuck);
       const type = existing && existing.StackStatus !== "REVIEW_IN_PROGRESS" ? "UPDATE" : "CREATE";
       const changeSetName = `nitric-like-${Date.now()}`;
-      await cfn.send(
-        new CreateChangeSetCommand({
-          StackName: stack,
-          ChangeSetName: changeSetName,
-          ChangeSetType: type,
-          TemplateBody: JSON.stringify(options.template),
-          Capabilities: ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
-          Parameters: [{ ParameterKey: "ArtifactBucket", ParameterValue: bucket }],
-        }),
+      const templateSource = await placeTemplate(
+        s3,
+        bucket,
+        stack,
+        options.template,
+        await cfn.config.region(),
+        logger,
       );
+      const unchanged = async () => {
+        logger.info(`stack "${stack}": no changes to deploy`);
+        await cfn
+          .send(new DeleteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }))
+          .catch(() => undefined);
+        const current = (await describeStack(cfn, stack)) as Stack;
+        return { stack, outputs: outputsOf(current), sockets: socketsOf(current), changed: false };
+      };
+      try {
+        await cfn.send(
+          new CreateChangeSetCommand({
+            StackName: stack,
+            ChangeSetName: changeSetName,
+            ChangeSetType: type,
+            ...templateSource,
+            Capabilities: ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+            Parameters: [{ ParameterKey: "ArtifactBucket", ParameterValue: bucket }],
+          }),
+        );
+      } catch (error) {
+        // Some CloudFormation implementations (moto) refuse a no-op change set outright.
+        if (noChanges((error as Error).message)) return await unchanged();
+        throw error;
+      }
       for (;;) {
         const cs = await cfn.send(new DescribeChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }));
         if (cs.Status === "CREATE_COMPLETE") {
@@ -248,18 +462,20 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
           break;
         }
         if (cs.Status === "FAILED") {
-          if (/didn't contain changes|No updates are to be performed/i.test(cs.StatusReason ?? "")) {
-            await cfn.send(new DeleteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }));
-            const current = (await describeStack(cfn, stack)) as Stack;
-            return { stack, outputs: outputsOf(current), sockets: socketsOf(current), changed: false };
-          }
+          if (noChanges(cs.StatusReason)) return await unchanged();
           throw new DeployError(`the change set for stack "${stack}" failed: ${cs.StatusReason ?? "no reason given"}`);
         }
         await sleep(pollMs);
       }
       step = `deploying stack "${stack}"`;
       const since = new Date(Date.now() - 1000);
-      await cfn.send(new ExecuteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }));
+      try {
+        await cfn.send(new ExecuteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }));
+      } catch (error) {
+        // ... or accept it and refuse to execute it.
+        if (noChanges((error as Error).message)) return await unchanged();
+        throw error;
+      }
       const result = (await follow(cfn, stack, logger, pollMs, since)) as Stack;
       return { stack, outputs: outputsOf(result), sockets: socketsOf(result), changed: true };
     } catch (error) {

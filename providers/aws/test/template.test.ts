@@ -1,0 +1,193 @@
+// The CloudFormation template's logical ids and redeploys: every valid name gets its own id (no
+// resource or output lost to a clash), the Deployment changes exactly when what API Gateway serves
+// changes, and the self-invocation is never retried by Lambda.
+import type { Spec, WebsocketEvent } from "@nitric-like/spec";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { buildTemplate, logicalName, SELF_INVOKE_MAX_AGE_SECONDS } from "../src/build/template.js";
+
+type Template = {
+  Resources: Record<string, { Type: string; Properties: Record<string, unknown>; DependsOn?: string[] }>;
+  Outputs: Record<string, { Description: string; Value: unknown }>;
+};
+
+/** A valid resource name: lower-kebab words of letters and digits, at most 64 characters. */
+const validName = fc
+  .array(fc.stringMatching(/^[a-z0-9]{1,6}$/), { minLength: 1, maxLength: 5 })
+  .map((words) => words.join("-"))
+  .filter((n) => n.length <= 64);
+
+/** An app: sockets with every event handled by the first service, stores all services use. */
+function app(
+  sockets: string[],
+  stores: string[],
+  services: string[],
+  handlers?: Record<string, string> | ((socket: string) => Record<string, string>),
+): Spec {
+  const first = services[0] ?? "svc";
+  return {
+    name: "app",
+    services: services.map((name) => ({ name, file: `services/${name}.ts` })),
+    resources: [
+      ...sockets.map((name) => ({
+        kind: "websocket" as const,
+        name,
+        declaredBy: [first],
+        handlers: ((typeof handlers === "function" ? handlers(name) : handlers) ?? {
+          connect: first,
+          disconnect: first,
+          message: first,
+        }) as Partial<Record<WebsocketEvent, string>>,
+      })),
+      ...stores.map((name) => ({ kind: "kv" as const, name, declaredBy: services })),
+    ],
+    policies: [
+      ...stores.flatMap((name) =>
+        services.map((service) => ({
+          service,
+          resource: { kind: "kv" as const, name },
+          permissions: ["get" as const, "set" as const, "delete" as const],
+        })),
+      ),
+    ],
+  };
+}
+
+function template(spec: Spec, keys?: Record<string, string>): Template {
+  const artifactKeys = keys ?? Object.fromEntries(spec.services.map((s) => [s.name, `k/${s.name}.zip`]));
+  return buildTemplate({ spec, artifactKeys }) as Template;
+}
+
+const ofType = (t: Template, type: string) => Object.keys(t.Resources).filter((id) => t.Resources[id]?.Type === type);
+
+describe("logical ids", () => {
+  it("keep the PascalCase ids names without a digit word always had", () => {
+    expect(logicalName("chat-service")).toBe("ChatService");
+    expect(logicalName("room1")).toBe("Room1");
+    expect(logicalName("1st-room")).toBe("1stRoom");
+    expect(logicalName("room-1")).not.toBe("Room1");
+  });
+
+  it("are one to one over valid names (property)", () => {
+    fc.assert(
+      fc.property(validName, validName, (a, b) => {
+        fc.pre(a !== b);
+        expect(logicalName(a)).not.toBe(logicalName(b));
+        expect(logicalName(a)).toMatch(/^[A-Za-z0-9]+$/);
+      }),
+      { numRuns: 5000 },
+    );
+    // The pairs a random search rarely meets.
+    const tricky = ["room1", "room-1", "room-z1", "room-zz1", "roomz-1", "a1-2", "a12", "a-12", "a-1-2", "x-room-z1"];
+    expect(new Set(tricky.map(logicalName)).size).toBe(tricky.length);
+  });
+
+  it("lose no resource and no output for sockets room1 and room-1", () => {
+    const t = template(app(["room1", "room-1"], [], ["chat"]));
+    expect(ofType(t, "AWS::ApiGatewayV2::RouteResponse")).toHaveLength(2);
+    expect(ofType(t, "AWS::ApiGatewayV2::Stage")).toHaveLength(2);
+    expect(
+      Object.values(t.Outputs)
+        .map((o) => o.Description)
+        .sort(),
+    ).toEqual(["websocket room-1", "websocket room1"]);
+  });
+
+  it("keep one permission per socket and target service, even where their names run together", () => {
+    // (socket a-b, service c) and (socket a, service b-c) are both "ABC" run together.
+    const spec = app(["a-b", "a"], [], ["c", "b-c"], (socket) =>
+      socket === "a"
+        ? { connect: "b-c", disconnect: "b-c", message: "b-c" }
+        : { connect: "c", disconnect: "c", message: "c" },
+    );
+    const t = template(spec);
+    const permissions = ofType(t, "AWS::Lambda::Permission").map((id) => t.Resources[id]?.Properties.FunctionName);
+    expect(permissions).toHaveLength(2);
+    expect(new Set(permissions.map((p) => JSON.stringify(p))).size).toBe(2);
+  });
+
+  it("lose no socket, store or service for any set of valid names (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(validName, { minLength: 1, maxLength: 5 }),
+        fc.uniqueArray(validName, { maxLength: 5 }),
+        fc.uniqueArray(validName, { minLength: 1, maxLength: 4 }),
+        fc.array(fc.nat(), { minLength: 15, maxLength: 15 }),
+        (sockets, stores, services, picks) => {
+          // Each event of each socket goes to a service picked at random.
+          const handlers = (socket: string) => {
+            const i = sockets.indexOf(socket) * 3;
+            const pick = (n: number) => services[(picks[i + n] ?? 0) % services.length] as string;
+            return { connect: pick(0), disconnect: pick(1), message: pick(2) };
+          };
+          const targets = sockets.reduce((n, socket) => n + new Set(Object.values(handlers(socket))).size, 0);
+          const t = template(app(sockets, stores, services, handlers));
+          const count = (type: string) => ofType(t, type).length;
+          expect(count("AWS::ApiGatewayV2::Api")).toBe(sockets.length);
+          expect(count("AWS::ApiGatewayV2::Route")).toBe(3 * sockets.length);
+          expect(count("AWS::ApiGatewayV2::Integration")).toBe(3 * sockets.length);
+          expect(count("AWS::ApiGatewayV2::RouteResponse")).toBe(sockets.length);
+          expect(count("AWS::ApiGatewayV2::Deployment")).toBe(sockets.length);
+          expect(count("AWS::ApiGatewayV2::Stage")).toBe(sockets.length);
+          expect(count("AWS::Lambda::Permission")).toBe(targets);
+          expect(count("AWS::DynamoDB::Table")).toBe(stores.length + 1);
+          expect(count("AWS::Lambda::Function")).toBe(services.length);
+          expect(count("AWS::IAM::Role")).toBe(services.length);
+          expect(Object.keys(t.Outputs)).toHaveLength(sockets.length);
+          for (const id of Object.keys(t.Resources)) expect(id).toMatch(/^[A-Za-z0-9]{1,255}$/);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("the Deployment", () => {
+  const deploymentOf = (t: Template) => ofType(t, "AWS::ApiGatewayV2::Deployment");
+  const split = (message: string) => app(["socket"], [], ["a", "b"], { connect: "a", disconnect: "a", message });
+
+  it("gets a new logical id when the message handler moves to another service, and the stage follows it", () => {
+    const before = template(split("a"));
+    const after = template(split("b"));
+    const [d1] = deploymentOf(before);
+    const [d2] = deploymentOf(after);
+    expect(d1).toBeDefined();
+    expect(d2).not.toBe(d1);
+    const [stage] = ofType(after, "AWS::ApiGatewayV2::Stage");
+    expect(after.Resources[stage as string]?.Properties.DeploymentId).toEqual({ Ref: d2 });
+  });
+
+  it("keeps its logical id when nothing it serves changed (new code, a new store)", () => {
+    const base = template(split("a"));
+    const newCode = template(split("a"), { a: "k/a-2.zip", b: "k/b-2.zip" });
+    const withStore = template({
+      ...split("a"),
+      resources: [...split("a").resources, { kind: "kv", name: "s", declaredBy: ["a"] }],
+    });
+    expect(deploymentOf(newCode)).toEqual(deploymentOf(base));
+    expect(deploymentOf(withStore)).toEqual(deploymentOf(base));
+  });
+
+  it("gets a new logical id when a route is added or removed", () => {
+    const base = template(split("a"));
+    const noDisconnect = template(app(["socket"], [], ["a", "b"], { connect: "a", message: "a" }));
+    expect(deploymentOf(noDisconnect)).not.toEqual(deploymentOf(base));
+  });
+});
+
+describe("the self-invocation (messages sent during connect)", () => {
+  it("has an EventInvokeConfig without Lambda retries for each function that handles connect", () => {
+    const t = template(app(["socket"], [], ["a", "b"], { connect: "a", message: "b" }));
+    const configs = ofType(t, "AWS::Lambda::EventInvokeConfig").map((id) => t.Resources[id]?.Properties);
+    expect(configs).toEqual([
+      {
+        FunctionName: { Ref: "AFunction" },
+        Qualifier: "$LATEST",
+        MaximumRetryAttempts: 0,
+        MaximumEventAgeInSeconds: SELF_INVOKE_MAX_AGE_SECONDS,
+      },
+    ]);
+    expect(SELF_INVOKE_MAX_AGE_SECONDS).toBeGreaterThanOrEqual(60);
+    expect(SELF_INVOKE_MAX_AGE_SECONDS).toBeLessThanOrEqual(21600);
+  });
+});
