@@ -65,10 +65,23 @@ async function inspect(table: string): Promise<[string, string][]> {
 function counting(inner: DynamoDb) {
   const calls = { get: 0, put: 0, delete: 0, query: 0, queries: [] as QueryInput[] };
   const counted: DynamoDb = {
-    getItem: (input) => (calls.get++, inner.getItem(input)),
-    putItem: (input) => (calls.put++, inner.putItem(input)),
-    deleteItem: (input) => (calls.delete++, inner.deleteItem(input)),
-    query: (input) => (calls.query++, calls.queries.push(input), inner.query(input)),
+    getItem(input) {
+      calls.get++;
+      return inner.getItem(input);
+    },
+    putItem(input) {
+      calls.put++;
+      return inner.putItem(input);
+    },
+    deleteItem(input) {
+      calls.delete++;
+      return inner.deleteItem(input);
+    },
+    query(input) {
+      calls.query++;
+      calls.queries.push(input);
+      return inner.query(input);
+    },
   };
   return { calls, counted };
 }
