@@ -175,7 +175,7 @@ describe("sharded kv stores against dynalite", () => {
     expect(calls.query).toBeLessThanOrEqual(2 * (SHARDS + 1) + 1);
   });
 
-  it('reads items written before sharding (`_p: "k"`): get, keys, set over them, delete, then migrates them', async () => {
+  it("reads items written before sharding (under _p k): get, keys, set over them, delete, then migrates them", async () => {
     const table = await newTable();
     // A store as yesterday's deployment left it.
     for (const [k, v] of [
