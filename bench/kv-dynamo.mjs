@@ -21,7 +21,7 @@ const { values } = parseArgs({
 const KEYS = Number(values.keys);
 const ROUNDS = Number(values.rounds);
 const require = createRequire(new URL("../providers/aws/package.json", import.meta.url));
-const { CreateTableCommand, DynamoDBClient } = require("@aws-sdk/client-dynamodb");
+const { CreateTableCommand, DescribeTableCommand, DynamoDBClient } = require("@aws-sdk/client-dynamodb");
 
 const { endpoint, close } = await startDynalite();
 const env = {
@@ -51,6 +51,10 @@ for (const TableName of ["before", "after"]) {
       BillingMode: "PAY_PER_REQUEST",
     }),
   );
+  // dynalite answers CreateTable while the table is still CREATING.
+  while ((await sdk.send(new DescribeTableCommand({ TableName }))).Table?.TableStatus !== "ACTIVE") {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 sdk.destroy();
 

@@ -1,13 +1,19 @@
 // kv stores spread over hash shards, against dynalite: where items land (the table inspected), that
 // keys(prefix) lists exactly the keys in byte order across shards and many pages, that items
 // written before sharding (`_p: "k"`) stay readable, and a property test against a model.
-import { CreateTableCommand, DynamoDBClient, PutItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  PutItemCommand,
+  ScanCommand,
+} from "@aws-sdk/client-dynamodb";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DynamoDb, DynamoDbClient, type QueryInput } from "../src/aws/dynamodb.js";
 import { compareKeys, LEGACY_PARTITION, partitionOf, SHARDS, shardOf } from "../src/kv/shards.js";
 import { DynamoKvStores } from "../src/kv/store.js";
-import { cleanup, ENV, FAST_RETRY, startDynalite } from "./helpers.js";
+import { cleanup, ENV, FAST_RETRY, loopback, startDynalite } from "./helpers.js";
 
 let client: DynamoDbClient;
 let sdk: DynamoDBClient;
@@ -46,6 +52,10 @@ async function newTable(): Promise<string> {
       BillingMode: "PAY_PER_REQUEST",
     }),
   );
+  // dynalite answers CreateTable while the table is still CREATING: wait until it is ACTIVE.
+  while ((await sdk.send(new DescribeTableCommand({ TableName: name }))).Table?.TableStatus !== "ACTIVE") {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
   return name;
 }
 
@@ -178,11 +188,12 @@ describe("sharded kv stores against dynalite", () => {
   it("reads items written before sharding (under _p k): get, keys, set over them, delete, then migrates them", async () => {
     const table = await newTable();
     // A store as yesterday's deployment left it.
-    for (const [k, v] of [
+    const old: [string, string][] = [
       ["old:1", "one"],
       ["old:2", "two"],
       ["both", "old"],
-    ]) {
+    ];
+    for (const [k, v] of old) {
       await sdk.send(
         new PutItemCommand({ TableName: table, Item: { _p: { S: "k" }, _k: { S: k }, _v: { M: { v: { S: v } } } } }),
       );
@@ -231,6 +242,37 @@ describe("sharded kv stores against dynalite", () => {
     now += 60_001;
     expect(await stores.get("s", "missing")).toBeUndefined();
     expect(calls).toMatchObject({ get: 3, query: 2 });
+  });
+
+  it("deletes the legacy item too when AWS refuses the legacy check (a service allowed only delete), legacy first", async () => {
+    const server = await loopback((request) =>
+      request.headers["x-amz-target"] === "DynamoDB_20120810.Query"
+        ? {
+            status: 400,
+            body: JSON.stringify({
+              __type: "com.amazon.coral.service#AccessDeniedException",
+              Message: "not authorized to perform: dynamodb:Query",
+            }),
+          }
+        : { status: 200, body: "{}" },
+    );
+    const stores = new DynamoKvStores(
+      new DynamoDbClient({ ...ENV, AWS_ENDPOINT_URL_DYNAMODB: server.url }, FAST_RETRY),
+      {
+        s: "t",
+      },
+    );
+    await stores.delete("s", "user:1");
+    const sent = server.requests.map((r) => [
+      String(r.headers["x-amz-target"]).split(".")[1],
+      JSON.parse(r.body.toString()).Key?._p?.S,
+    ]);
+    // An AccessDenied is not retried: one Query, then both deletes.
+    expect(sent).toEqual([
+      ["Query", undefined],
+      ["DeleteItem", "k"],
+      ["DeleteItem", partitionOf("user:1")],
+    ]);
   });
 
   it("keys(prefix) is the sorted filter of what was set and not deleted (property, against a model)", async () => {
