@@ -11,7 +11,7 @@
  *   (magnitude 1e-130 to 9.9999999999999999999999999999999999999e+125), booleans and null; no
  *   cycles; at most 31 objects and arrays inside one another, the value itself included (DynamoDB
  *   allows 32 levels of nesting and the AWS provider keeps the value in one map attribute);
- * - the whole item, as the AWS provider writes it (`_p`, `_k` = the key, `_v` = the value) and as
+ * - the whole item, as the AWS provider writes it (`_p` = the shard, `_k` = the key, `_v` = the value) and as
  *   DynamoDB counts it (UTF-8 names and strings, numbers by significant digits, 3 bytes per map or
  *   list and 1 per element), at most 400 KB.
  *
@@ -38,8 +38,11 @@ const MIN_EXPONENT = -130;
 /** `__proto__` and the names that escape it in DynamoDB attribute names (toAttributeName). */
 const PROTO_NAME = /^\\*__proto__$/;
 
-/** Bytes of the item around the value: `_p` = "k", the name `_k` (its value is the key) and the name `_v`. */
-const ITEM_OVERHEAD = 2 + 1 + 2 + 2;
+/**
+ * Bytes of the item around the value: `_p` = the key's shard, "k#0" to "k#15", counted at its
+ * longest (4), the name `_k` (its value is the key) and the name `_v`.
+ */
+const ITEM_OVERHEAD = 2 + 4 + 2 + 2;
 
 /** How a message names the call: `kv("store").set("key")`. */
 export function kvCall(store: string, operation: string, key: string): string {
