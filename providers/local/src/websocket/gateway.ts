@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
@@ -15,8 +16,9 @@ import {
   originProblem,
   type SocketBackend,
 } from "@nitric-like/provider-kit";
-import type { Logger, SocketLimits, TrafficEvent } from "@nitric-like/spec";
+import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
+import { BurstLog, FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
 import {
   ageReason,
   clientErrorRefusal,
@@ -25,6 +27,8 @@ import {
   protocolCloseReason,
   rateReason,
   tooManyReason,
+  totalQueuedReason,
+  upgradeTimeoutReason,
 } from "./limits.js";
 
 /** Pings every connection this often and drops the ones that did not answer the last ping. */
@@ -37,6 +41,8 @@ const HEARTBEAT_MS = 30_000;
 export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** How long stop() waits for clients to answer the 1001 close before cutting them off. */
 const CLOSE_GRACE_MS = 500;
+/** How long a refused upgrade's socket is kept for its client to read the answer and close. */
+const REFUSED_GRACE_MS = 1000;
 
 /** Gateway settings. */
 export interface GatewayOptions {
@@ -46,9 +52,11 @@ export interface GatewayOptions {
   host?: string;
   /** Message size, idle time, age, connection count and message rate (see @nitric-like/spec's limits). */
   limits: SocketLimits;
+  /** The provider's totals, shared by its gateways. @default a budget of this gateway's own, with the default totals */
+  flow?: FlowBudget;
 }
 
-interface Connection {
+interface Connection extends FlowConnection {
   gateway: Gateway;
   ws: WebSocket;
   alive: boolean;
@@ -62,6 +70,40 @@ interface Connection {
   handled: number;
   /** Set once a limit closed the connection: later frames are dropped and nothing is logged again. */
   limited: boolean;
+  /** Messages given to the handler and not yet answered, and their bytes (inbound backpressure). */
+  pendingMessages: number;
+  pendingBytes: number;
+  /** True while the gateway does not read this connection (its bounds or the total are reached). */
+  paused: boolean;
+  /** Handled messages whose handler failed or did not answer, for the rate limit's close reason. */
+  unanswered: number;
+  /** Set when the rate limit closes it: the close waits until every handled message is answered. */
+  rateLimited: boolean;
+}
+
+/** A message waiting for its handler: the context its answer comes back with. */
+class InFlight {
+  constructor(
+    readonly c: Connection,
+    readonly bytes: number,
+  ) {}
+}
+
+/** Where a gateway keeps what it knows of a TCP connection before (and after) it is upgraded. */
+const ARRIVAL = Symbol("arrival");
+interface Arrival {
+  gateway: Gateway;
+  /** False for a connection accepted when the socket already had maxConnections: its upgrade gets 429. */
+  counted: boolean;
+  /** Set once a plain HTTP request on it was answered (426): its timeout ends it without a log line. */
+  answered: boolean;
+}
+type ArrivingSocket = Socket & { [ARRIVAL]?: Arrival };
+
+/** A TCP connection closed: it no longer counts. One function for all (no closure per socket). */
+function socketGone(this: ArrivingSocket): void {
+  const arrival = this[ARRIVAL];
+  if (arrival) arrival.gateway.departed(this, arrival);
 }
 
 /** A close reason cut to the 123 bytes a close frame allows (RFC 6455 section 5.5). */
@@ -242,10 +284,12 @@ function refuse(socket: Duplex, status: number, reason: string, headers: Record<
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n${extra}Connection: close\r\n\r\n${reason}`,
   );
+  // HTTP servers are half-open: a client that never closes its side would keep the socket forever.
+  setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
 }
 
 /** The gateway of one socket. */
-export class Gateway implements SocketBackend {
+export class Gateway implements SocketBackend, FlowGateway {
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
@@ -253,8 +297,16 @@ export class Gateway implements SocketBackend {
   private heartbeat: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
-  private refusedSinceLog = 0;
-  private lastRefusalLog = 0;
+  /** The provider's inbound and outbound totals. */
+  readonly flow: FlowBudget;
+  /** TCP connections that count against maxConnections (from accept to close). */
+  private counted = 0;
+  /** Connections still to send their upgrade request, with when they were accepted (in that order). */
+  private readonly arriving = new Map<ArrivingSocket, number>();
+  private arrivalSweeper: NodeJS.Timeout | undefined;
+  private readonly tooManyLog: BurstLog;
+  private readonly lateLog: BurstLog;
+  private readonly timeoutLog: BurstLog;
   /** The token bucket refills this many tokens per millisecond. */
   private readonly tokensPerMs: number;
   private warnedNoConnect = false;
@@ -274,11 +326,19 @@ export class Gateway implements SocketBackend {
   ) {
     this.tokensPerMs = options.limits.messagesPerSecond / 1000;
     const { limits } = options;
+    this.flow =
+      options.flow ?? new FlowBudget(DEFAULT_LIMITS.maxPendingBytesTotal, DEFAULT_LIMITS.maxQueuedBytesTotal);
+    const since = (n: number) => ` (${n} refused since the last report)`;
+    this.tooManyLog = new BurstLog(logger, "warn", since);
+    this.lateLog = new BurstLog(logger, "warn", since);
+    this.timeoutLog = new BurstLog(logger, "error", (n) => ` (${n} timed out since the last report)`);
     // The ws library closes a connection whose frames it refuses (too big, bad UTF-8, broken
     // framing) without a reason: its sockets here give a close the reason its code stands for.
     class GatewaySocket extends WebSocket {
       override close(code?: number, reason?: string | Buffer): void {
         super.close(code, reason ?? protocolCloseReason(code, limits));
+        // A connection paused for backpressure must read its client's close frame to finish.
+        if (this.isPaused) this.resume();
       }
 
       // The gateway's events reach its connection straight from emit(), with no listener per
@@ -323,6 +383,8 @@ export class Gateway implements SocketBackend {
       res.writeHead(426, { "Content-Type": "text/plain; charset=utf-8", Upgrade: "websocket", Connection: "Upgrade" });
       res.end(body);
     });
+    this.server.on("connection", (socket: Socket) => this.arrived(socket));
+    this.server.on("request", (req: IncomingMessage) => this.answeredPlain(req.socket));
     this.server.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
     this.server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
       const { status, reason } = clientErrorRefusal(name, error);
@@ -376,6 +438,73 @@ export class Gateway implements SocketBackend {
     const every = Math.max(10, Math.min(1000, Math.min(idleTimeoutMs, maxConnectionAgeMs) / 10));
     this.sweeper = setInterval(() => this.sweepLimits(), every);
     this.sweeper.unref();
+    const { upgradeTimeoutMs } = this.options.limits;
+    this.arrivalSweeper = setInterval(
+      () => this.sweepArrivals(),
+      Math.max(10, Math.min(1000, upgradeTimeoutMs / 10)),
+    );
+    this.arrivalSweeper.unref();
+  }
+
+  /**
+   * A TCP connection was accepted: it counts against maxConnections from now, whatever it sends
+   * (or does not), and has upgradeTimeout to send its upgrade request. One accepted when the socket
+   * is full is not counted; its upgrade request is answered 429.
+   */
+  private arrived(socket: ArrivingSocket): void {
+    const counted = this.counted < this.options.limits.maxConnections;
+    if (counted) this.counted++;
+    socket[ARRIVAL] = { gateway: this, counted, answered: false };
+    socket.on("close", socketGone);
+    this.arriving.set(socket, Date.now());
+  }
+
+  /** A TCP connection closed. For socketGone only. */
+  departed(socket: ArrivingSocket, arrival: Arrival): void {
+    if (arrival.counted) this.counted--;
+    arrival.counted = false;
+    this.arriving.delete(socket);
+  }
+
+  /** A plain HTTP request was answered (426): the connection is no longer suspect, only idle. */
+  private answeredPlain(socket: ArrivingSocket): void {
+    const arrival = socket[ARRIVAL];
+    if (arrival) arrival.answered = true;
+  }
+
+  /**
+   * Ends the connections that did not send their upgrade request in time (a slowloris client holds
+   * a connection by sending it a byte at a time): 408, logged once per burst.
+   */
+  private sweepArrivals(): void {
+    if (this.arriving.size === 0) return;
+    const deadline = Date.now() - this.options.limits.upgradeTimeoutMs;
+    for (const [socket, at] of this.arriving) {
+      // In the order they came: the first one still in time ends the search.
+      if (at > deadline) return;
+      this.arriving.delete(socket);
+      if (socket[ARRIVAL]?.answered) {
+        socket.destroy();
+        continue;
+      }
+      const reason = upgradeTimeoutReason(this.name, this.options.limits);
+      this.lateLog.note(`${reason}: refused a connection with 408`);
+      this.refuse(socket, 408, reason);
+    }
+  }
+
+  /**
+   * The upgrade request arrived: the connection is no longer timed. False when it was accepted over
+   * maxConnections, refused here with 429 (logged once per burst).
+   */
+  private admitted(socket: Duplex): boolean {
+    const s = socket as ArrivingSocket;
+    this.arriving.delete(s);
+    if (s[ARRIVAL]?.counted !== false) return true;
+    const reason = tooManyReason(this.name, this.options.limits);
+    this.tooManyLog.note(`${reason}: refused a connection with 429`);
+    this.refuse(socket, 429, reason, { "Retry-After": "1" });
+    return false;
   }
 
   private sweepLimits(): void {
@@ -430,20 +559,7 @@ export class Gateway implements SocketBackend {
       });
       return;
     }
-    if (this.connections.size + this.opening.size >= this.options.limits.maxConnections) {
-      const reason = tooManyReason(this.name, this.options.limits);
-      // Once per burst of refusals, not once per refused client: a flood must not flood the log.
-      this.refusedSinceLog++;
-      const now = Date.now();
-      if (now - this.lastRefusalLog >= 5000) {
-        const more = this.refusedSinceLog > 1 ? ` (${this.refusedSinceLog} refused since the last report)` : "";
-        this.logger.warn(`${reason}: refused a connection with 429${more}`);
-        this.lastRefusalLog = now;
-        this.refusedSinceLog = 0;
-      }
-      this.refuse(socket, 429, reason, { "Retry-After": "1" });
-      return;
-    }
+    if (!this.admitted(socket)) return;
     const problem = originProblem(this.name, req.headers.origin, this.origins);
     if (problem) {
       this.logger.warn(problem);
@@ -551,6 +667,13 @@ export class Gateway implements SocketBackend {
       lastActive: now,
       handled: 0,
       limited: false,
+      pendingMessages: 0,
+      pendingBytes: 0,
+      paused: false,
+      unanswered: 0,
+      rateLimited: false,
+      queued: 0,
+      flow: this,
     };
     this.connections.set(id, connection);
     if (this.observer !== undefined)
@@ -564,12 +687,23 @@ export class Gateway implements SocketBackend {
       for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
       if (opening.close) ws.close(opening.close.code, opening.close.reason);
     }
+    this.sent(connection);
   }
 
   private reply(id: string, ws: WebSocket, data: Uint8Array, binary: boolean): void {
     // The fast decoder's replies are Buffers already (views on the answer's bytes).
     ws.send(data instanceof Buffer ? data : view(data), { binary });
     if (this.observer !== undefined) this.observe("out", id, data, binary);
+  }
+
+  /**
+   * Something was sent to a connection: what waits for it counts toward its own bound (8 MB) and
+   * the provider's total; over either, the client is closed as not reading.
+   */
+  private sent(c: Connection): void {
+    const queued = c.ws.bufferedAmount;
+    if (queued > MAX_BUFFERED_BYTES) this.notReading(c);
+    this.flow.track(c, queued);
   }
 
   private observe(direction: "in" | "out", connectionId: string, data: Uint8Array, binary: boolean): void {
@@ -587,6 +721,7 @@ export class Gateway implements SocketBackend {
   closed(c: Connection, code: number, reason: Buffer): void {
     const id = c.info.connectionId;
     this.connections.delete(id);
+    this.flow.forget(c);
     const text = reason.toString("utf8");
     if (this.observer !== undefined)
       this.observer({ type: "close", socket: this.name, connectionId: id, code, reason: text, at: Date.now() });
@@ -604,40 +739,128 @@ export class Gateway implements SocketBackend {
     c.refilledAt = now;
     c.lastActive = now;
     if (c.tokens < 0) {
-      this.limitClose(c, 1008, rateReason(this.options.limits, c.handled));
+      this.rateLimit(c);
       return;
     }
     c.handled++;
     const id = c.info.connectionId;
     if (this.observer !== undefined) this.observe("in", id, data, binary);
+    this.pending(c, data.byteLength);
     this.handlers.deliver(
       this.name,
       "message",
       { socketName: this.name, connectionId: id, websocketEvent: { case: "message", value: { body: data, binary } } },
       this.messageSink,
-      c,
+      new InFlight(c, data.byteLength),
     );
   }
 
+  /**
+   * Inbound backpressure: a message goes to its handler, and while a connection has
+   * maxPendingMessages or maxPendingBytes unanswered, or the provider's total is reached, the
+   * gateway stops reading it: its bytes wait in TCP buffers, and then in its client.
+   */
+  private pending(c: Connection, bytes: number): void {
+    c.pendingMessages++;
+    c.pendingBytes += bytes;
+    this.flow.take(bytes);
+    if (c.paused) return;
+    if (this.overOwnBounds(c)) this.pause(c);
+    else if (this.flow.inboundFull) {
+      this.pause(c);
+      this.flow.wait(c);
+    }
+  }
+
+  private overOwnBounds(c: Connection): boolean {
+    const { maxPendingMessages, maxPendingBytes } = this.options.limits;
+    return c.pendingMessages >= maxPendingMessages || c.pendingBytes >= maxPendingBytes;
+  }
+
+  private pause(c: Connection): void {
+    c.paused = true;
+    c.ws.pause();
+  }
+
+  /** A message's handler answered or failed: its bytes come back, and its connection may be read again. */
+  private settled(f: InFlight): void {
+    const { c, bytes } = f;
+    c.pendingMessages--;
+    c.pendingBytes -= bytes;
+    this.flow.release(bytes);
+    if (c.rateLimited) {
+      if (c.pendingMessages === 0) this.rateLimitClose(c);
+      return;
+    }
+    if (c.paused && !this.resumeIfUnder(c) && !this.overOwnBounds(c) && c.ws.readyState === WebSocket.OPEN)
+      this.flow.wait(c);
+  }
+
+  /** Reads a paused connection again if neither its bounds nor the total are reached. For FlowBudget. */
+  resumeIfUnder(c: FlowConnection): boolean {
+    const conn = c as Connection;
+    if (!conn.paused || conn.rateLimited) return true;
+    if (this.overOwnBounds(conn) || this.flow.inboundFull) return false;
+    conn.paused = false;
+    conn.ws.resume();
+    return true;
+  }
+
+  /** Bytes waiting to be sent to a connection. For FlowBudget. */
+  queuedNow(c: FlowConnection): number {
+    const { ws } = c as Connection;
+    return ws.readyState === WebSocket.CLOSED ? 0 : ws.bufferedAmount;
+  }
+
+  /** Closes the client with the most waiting while the provider's total is over. For FlowBudget. */
+  shedSlowest(c: FlowConnection, totalBound: number): void {
+    this.cutOff(c as Connection, totalQueuedReason(c.queued, totalBound));
+  }
+
+  /**
+   * A client over its message rate: nothing more is read or handled from it, and it is closed once
+   * the messages already handled are answered, so the close reason's count is true: their replies
+   * go out before the close frame (or the reason says how many got none).
+   */
+  private rateLimit(c: Connection): void {
+    c.limited = true;
+    c.rateLimited = true;
+    if (!c.paused) this.pause(c);
+    if (c.pendingMessages === 0) this.rateLimitClose(c);
+  }
+
+  private rateLimitClose(c: Connection): void {
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    this.limitClose(c, 1008, rateReason(this.options.limits, c.handled, c.unanswered));
+  }
+
   /** Hears the message events' answers, for every connection of this gateway (no closure per message). */
-  private readonly messageSink: AnswerSink<Connection> = {
-    answered: (c, response) => {
+  private readonly messageSink: AnswerSink<InFlight> = {
+    answered: (f, response) => {
+      const { c } = f;
       const { ws } = c;
       for (const r of response.replies) this.reply(c.info.connectionId, ws, r.data, r.binary);
-      if (ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
+      if (response.replies.length > 0) this.sent(c);
+      this.settled(f);
     },
-    failed: (c, error) => {
+    failed: (f, error) => {
+      const { c } = f;
       const id = c.info.connectionId;
       const { failure, message } = error;
+      c.unanswered++;
       if (failure === "none") {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
       } else if (failure === "unavailable") {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1013, "message handler unavailable, try again later");
+      } else if (failure === "timeout") {
+        // A handler that is stuck times out every message it was sent: one line per burst.
+        this.timeoutLog.note(message);
       } else {
         this.logger.error(message);
       }
+      this.settled(f);
     },
   };
 
@@ -669,18 +892,22 @@ export class Gateway implements SocketBackend {
     if (!c || c.ws.readyState !== WebSocket.OPEN) return false;
     c.ws.send(data, { binary });
     if (this.observer !== undefined) this.observe("out", id, data, binary);
-    if (c.ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
+    this.sent(c);
     return true;
   }
 
   /** Closes a connection whose client does not read what it is sent, and cuts it off if it does not answer. */
   private notReading(c: Connection): void {
-    if (c.limited) return;
-    this.limitClose(
+    this.cutOff(
       c,
-      1008,
       `client not reading: over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB waiting to be sent to it; read the messages you are sent`,
     );
+  }
+
+  private cutOff(c: Connection, reason: string): void {
+    // A client closed for its rate still waits, open, for its replies: it can still be cut off.
+    if (c.limited && !(c.rateLimited && c.ws.readyState === WebSocket.OPEN)) return;
+    this.limitClose(c, 1008, reason);
     // Its close frame waits behind what it does not read: give it a second, then drop it.
     setTimeout(() => c.ws.terminate(), 1000).unref();
   }
@@ -715,7 +942,7 @@ export class Gateway implements SocketBackend {
       if (except.has(id) || c.ws.readyState !== WebSocket.OPEN) continue;
       c.ws.send(data, { binary });
       if (this.observer !== undefined) this.observe("out", id, data, binary);
-      if (c.ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
+      this.sent(c);
       sent++;
     }
     return sent;
@@ -739,6 +966,7 @@ export class Gateway implements SocketBackend {
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     clearInterval(this.sweeper);
+    clearInterval(this.arrivalSweeper);
     this.wss.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
