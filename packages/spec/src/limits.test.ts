@@ -81,7 +81,10 @@ describe("limits in the project file", () => {
       ],
       ["limits:\n  upgradeTimeout: 11m\n", /limits\.upgradeTimeout is "11m": use a duration from 1ms to 10m /],
       ["limits:\n  maxPendingMessages: 0\n", /limits\.maxPendingMessages is 0: use a whole number from 1/],
-      ["limits:\n  maxQueuedBytesTotal: 5000MB\n", /limits\.maxQueuedBytesTotal is "5000MB": use a size from 1 byte to 4096MB/],
+      [
+        "limits:\n  maxQueuedBytesTotal: 5000MB\n",
+        /limits\.maxQueuedBytesTotal is "5000MB": use a size from 1 byte to 4096MB/,
+      ],
     ];
     for (const [yaml, message] of cases) {
       expect(() => load(yaml), yaml).toThrow(message);

@@ -326,8 +326,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   ) {
     this.tokensPerMs = options.limits.messagesPerSecond / 1000;
     const { limits } = options;
-    this.flow =
-      options.flow ?? new FlowBudget(DEFAULT_LIMITS.maxPendingBytesTotal, DEFAULT_LIMITS.maxQueuedBytesTotal);
+    this.flow = options.flow ?? new FlowBudget(DEFAULT_LIMITS.maxPendingBytesTotal, DEFAULT_LIMITS.maxQueuedBytesTotal);
     const since = (n: number) => ` (${n} refused since the last report)`;
     this.tooManyLog = new BurstLog(logger, "warn", since);
     this.lateLog = new BurstLog(logger, "warn", since);
@@ -439,10 +438,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     this.sweeper = setInterval(() => this.sweepLimits(), every);
     this.sweeper.unref();
     const { upgradeTimeoutMs } = this.options.limits;
-    this.arrivalSweeper = setInterval(
-      () => this.sweepArrivals(),
-      Math.max(10, Math.min(1000, upgradeTimeoutMs / 10)),
-    );
+    this.arrivalSweeper = setInterval(() => this.sweepArrivals(), Math.max(10, Math.min(1000, upgradeTimeoutMs / 10)));
     this.arrivalSweeper.unref();
   }
 
