@@ -810,7 +810,8 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   /** Closes the client with the most waiting while the provider's total is over. For FlowBudget. */
   shedSlowest(c: FlowConnection, totalBound: number): void {
-    this.cutOff(c as Connection, totalQueuedReason(c.queued, totalBound));
+    // Cut off at once, not a second later: the total is over now, and its bytes go with it.
+    this.cutOff(c as Connection, totalQueuedReason(c.queued, totalBound), 0);
   }
 
   /**
@@ -900,12 +901,13 @@ export class Gateway implements SocketBackend, FlowGateway {
     );
   }
 
-  private cutOff(c: Connection, reason: string): void {
+  private cutOff(c: Connection, reason: string, graceMs = 1000): void {
     // A client closed for its rate still waits, open, for its replies: it can still be cut off.
     if (c.limited && !(c.rateLimited && c.ws.readyState === WebSocket.OPEN)) return;
     this.limitClose(c, 1008, reason);
     // Its close frame waits behind what it does not read: give it a second, then drop it.
-    setTimeout(() => c.ws.terminate(), 1000).unref();
+    if (graceMs === 0) c.ws.terminate();
+    else setTimeout(() => c.ws.terminate(), graceMs).unref();
   }
 
   /** Closes one connection; returns false when it is neither open nor opening. */
