@@ -92,29 +92,27 @@ export class FlowBudget {
     if (this.queued > this.maxQueuedBytesTotal) this.shed();
   }
 
-  /** Refreshes the outbound total and closes the slowest clients until it is under its bound. */
+  /**
+   * Refreshes the outbound total and closes the slowest clients until it is under its bound. What
+   * waits for a client already closed by a limit counts (it is held until that client is cut off),
+   * but such a client is not closed again.
+   */
   private shed(): void {
-    let open = 0;
     const candidates: FlowConnection[] = [];
     for (const c of this.backlogged) {
       const now = c.flow.queuedNow(c);
       this.queued += now - c.queued;
       c.queued = now;
-      if (now === 0) {
-        this.backlogged.delete(c);
-        continue;
-      }
-      // A client already closed by a limit is cut off within a second: its bytes are on their way out.
-      if (c.limited) continue;
-      open += now;
-      candidates.push(c);
+      if (now === 0) this.backlogged.delete(c);
+      else if (!c.limited) candidates.push(c);
     }
-    if (open <= this.maxQueuedBytesTotal) return;
+    if (this.queued <= this.maxQueuedBytesTotal) return;
     candidates.sort((a, b) => b.queued - a.queued);
     for (const c of candidates) {
-      if (open <= this.maxQueuedBytesTotal) return;
-      open -= c.queued;
+      if (this.queued <= this.maxQueuedBytesTotal) return;
+      // Cut off at once: its bytes go with it.
       c.flow.shedSlowest(c, this.maxQueuedBytesTotal);
+      this.forget(c);
     }
   }
 
