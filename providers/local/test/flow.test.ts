@@ -171,6 +171,18 @@ describe("inbound backpressure", () => {
     expect(gotB).toEqual(Array.from({ length: 200 }, (_, i) => `b${String(i).padStart(11, "0")}`));
   });
 
+  it("does not count a connection it stopped reading as idle", async () => {
+    const world = await heldWorld({ maxPendingMessages: 1, idleTimeoutMs: 300 });
+    const ws = await open(world.url);
+    const all = collect(ws, 3);
+    for (let i = 0; i < 3; i++) ws.send(`m${i}`);
+    // Well past the idle timeout, with the client's messages unread behind the held one.
+    await sleep(800);
+    expect(ws.readyState).toBe(1);
+    world.handler.release();
+    expect(await all).toEqual(["m0", "m1", "m2"]);
+  });
+
   it("logs a handler that times out on a flood once per burst, not once per message", async () => {
     const world = await heldWorld({ maxPendingMessages: 20 }, 200);
     const ws = await open(world.url);

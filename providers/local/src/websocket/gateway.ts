@@ -509,6 +509,8 @@ export class Gateway implements SocketBackend, FlowGateway {
     for (const c of this.connections.values()) {
       if (c.limited) continue;
       if (now - c.info.connectedAt >= maxConnectionAgeMs) this.limitClose(c, 1001, ageReason(this.options.limits));
+      // A connection the gateway does not read (backpressure) is not idle: what it sends waits unread.
+      else if (c.paused) c.lastActive = now;
       else if (now - c.lastActive >= idleTimeoutMs) this.limitClose(c, 1001, idleReason(this.options.limits));
     }
   }
@@ -527,6 +529,11 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   private beat(): void {
     for (const c of this.connections.values()) {
+      // Its pong cannot be read while the gateway does not read it (backpressure): judged once read again.
+      if (c.paused) {
+        c.alive = true;
+        continue;
+      }
       if (!c.alive) {
         c.ws.terminate();
         continue;
