@@ -3,17 +3,25 @@
 // bench/apps/flood (services as worker threads, so the provider process's RSS is all of `run`):
 //   inbound: one client makes the service busy for 8 s (a synchronous loop), then two clients,
 //     each under the rate limit (900 of 100 KB messages/s), push as fast as TCP takes for 10 s;
-//   slow consumers: 20 clients each ask for 32 MB (128 sends of 256 KB) and stop reading.
+//   slow consumers: 20 clients each ask for 14 MB (56 sends of 256 KB) and stop reading;
+//   slowloris: 500 connections send half an upgrade request and nothing more, while a real
+//     client connects.
 // Prints `run`'s RSS idle, at its peak during each case (sampled every 100 ms) and after, beside
 // what the clients pushed, how many of their messages were answered and what the log says.
-// Usage: node bench/flood.mjs [--seconds 10] [--consumers 20]
+// Usage: node bench/flood.mjs [--seconds 10] [--consumers 20] [--slowloris 500]
+import { connect as tcp } from "node:net";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { cleanup, rssMb, startApp, stop } from "./lib.mjs";
 
 const { values } = parseArgs({
-  options: { seconds: { type: "string", default: "10" }, consumers: { type: "string", default: "20" } },
+  options: {
+    seconds: { type: "string", default: "10" },
+    consumers: { type: "string", default: "20" },
+    slowloris: { type: "string", default: "500" },
+  },
 });
+const SLOWLORIS = Number(values.slowloris);
 const SECONDS = Number(values.seconds);
 const CONSUMERS = Number(values.consumers);
 /**
@@ -121,6 +129,40 @@ async function slowConsumers(app) {
   return { idle, during, after, closes };
 }
 
+async function slowloris(app) {
+  const { port } = new URL(app.url);
+  const started = performance.now();
+  const held = await Promise.all(
+    Array.from(
+      { length: SLOWLORIS },
+      () =>
+        new Promise((resolve) => {
+          const s = tcp(Number(port), "127.0.0.1", () =>
+            s.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"),
+          );
+          let status = 0;
+          s.on("data", (d) => {
+            status ||= Number(/^HTTP\/1\.1 (\d{3})/.exec(d.toString("latin1"))?.[1] ?? 0);
+          });
+          s.on("error", () => {});
+          s.on("close", () => resolve({ status, seconds: (performance.now() - started) / 1000 }));
+        }),
+    ).concat([
+      // A real client in the middle of it.
+      sleep(500).then(async () => {
+        const t0 = performance.now();
+        const ws = await connect(app.url);
+        ws.terminate();
+        return { real: performance.now() - t0 };
+      }),
+    ]),
+  );
+  const real = held.pop().real;
+  const seconds = held.map((h) => h.seconds).sort((a, b) => a - b);
+  const statuses = new Set(held.map((h) => h.status));
+  return { first: seconds[0], last: seconds.at(-1), statuses: [...statuses], real };
+}
+
 try {
   // Each case on a fresh `run`, so its idle figure is its own.
   let app = await startApp("flood", "flood");
@@ -135,6 +177,11 @@ try {
   const overOwn = (app.output().match(/client not reading: over 8 MB/g) ?? []).length;
   const overTotal = (app.output().match(/client not reading: [\d.]+ MB waiting, the most/g) ?? []).length;
   await stop(app.child);
+  app = await startApp("flood", "flood");
+  lines = app.output().split("\n").length;
+  const c = await slowloris(app);
+  const slowlorisLines = app.output().split("\n").length - lines;
+  await stop(app.child);
   console.log("| case | `run` RSS idle | peak | peak − idle | after | what happened | log lines |");
   console.log("| --- | --- | --- | --- | --- | --- | --- |");
   console.log(
@@ -145,6 +192,9 @@ try {
   );
   console.log(
     `| ${CONSUMERS} slow consumers, each sent ${(CHUNKS * 256) / 1024} MB it does not read | ${mb(b.idle)} | ${mb(b.during)} | ${mb(b.during - b.idle)} | ${mb(b.after)} | ${overTotal} closed as not reading for the total (maxQueuedBytesTotal, 64 MB), ${overOwn} for their own 8 MB | ${slowLines} |`,
+  );
+  console.log(
+    `| ${SLOWLORIS} slowloris connections (half an upgrade request each) | | | | | closed with ${c.statuses.join(", ")} after ${c.first.toFixed(1)} to ${c.last.toFixed(1)} s; a real client connected meanwhile in ${c.real.toFixed(0)} ms | ${slowlorisLines} |`,
   );
 } finally {
   cleanup();
