@@ -15,7 +15,7 @@ import {
 } from "@nitric-like/contracts/websockets";
 import type { AppLimits } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
-import type WebSocket from "ws";
+import WebSocket from "ws";
 import {
   accept,
   cleanup,
@@ -372,5 +372,60 @@ describe("the rate limit's close", () => {
     expect(close.reason).toBe(
       `rate limit: over 10 messages/s (burst 5); the first ${handled} were handled (${none} got no reply), later ones dropped`,
     );
+  });
+});
+
+describe("sends to a connection whose connect handler is still running", () => {
+  it("are bounded like an open connection's: past 8 MB the connection is closed with 1008 as it opens, logged once", async () => {
+    const { provider, logs } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    // A connect handler that answers only when told.
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    const connects: { id: string; connectionId: string }[] = [];
+    await new Promise<void>((resolve) => {
+      call.on("data", (message: ServerMessage) => {
+        if (message.content.case === "registrationResponse") resolve();
+        if (message.content.case === "websocketEventRequest")
+          connects.push({ id: message.id, connectionId: message.content.value.connectionId });
+      });
+      call.write({
+        id: "",
+        content: { case: "registrationRequest", value: { socketName: "s", eventType: WebsocketEventType.Connect } },
+      });
+    });
+    const ws = new WebSocket(urlOf(provider, "s"));
+    ws.on("error", () => {});
+    let got = 0;
+    ws.on("message", () => got++);
+    const done = closed(ws);
+    for (let i = 0; i < 200 && connects.length === 0; i++) await sleep(10);
+    const first = connects[0];
+    if (!first) throw new Error("no connect event");
+    const chunk = new Uint8Array(256 * 1024);
+    // 40 x 256 KB = 10 MB while the connect handler runs: each send is taken (the connection exists).
+    for (let i = 0; i < 40; i++)
+      await client.unary(Websocket.method.sendMessage, {
+        socketName: "s",
+        connectionId: first.connectionId,
+        data: chunk,
+        binary: true,
+      });
+    call.write({
+      id: first.id,
+      content: {
+        case: "websocketEventResponse",
+        value: { websocketResponse: { case: "connectionResponse", value: {} } },
+      },
+    });
+    const close = await done;
+    expect(close).toEqual({
+      code: 1008,
+      reason: "over 8 MB sent to it before it opened; send less while the connect handler runs",
+    });
+    expect(got).toBe(0);
+    expect(logs.warn.filter((l) => l.includes("before it opened"))).toHaveLength(1);
+    call.end();
   });
 });

@@ -124,6 +124,8 @@ function clip(reason: string): string {
 interface Opening {
   info: ConnectionInfo;
   frames: { data: Uint8Array; binary: boolean }[];
+  /** The bytes of `frames`: bounded like what waits for an open connection (MAX_BUFFERED_BYTES). */
+  bytes: number;
   close?: { code: number; reason: string };
 }
 
@@ -597,7 +599,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     socket.once("end", onGone);
     socket.once("close", onGone);
     socket.resume();
-    const opening: Opening = { info, frames: [] };
+    const opening: Opening = { info, frames: [], bytes: 0 };
     this.opening.set(id, opening);
     this.handlers
       .dispatch(this.name, "connect", {
@@ -888,8 +890,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   send(id: string, data: Uint8Array, binary: boolean): boolean {
     const opening = this.opening.get(id);
     if (opening) {
-      opening.frames.push({ data, binary });
-      if (this.observer !== undefined) this.observe("out", id, data, binary);
+      this.sendOpening(id, opening, data, binary);
       return true;
     }
     const c = this.connections.get(id);
@@ -898,6 +899,25 @@ export class Gateway implements SocketBackend, FlowGateway {
     if (this.observer !== undefined) this.observe("out", id, data, binary);
     this.sent(c);
     return true;
+  }
+
+  /**
+   * Keeps a frame for a connection whose connect handler is still running, up to the bound of an
+   * open connection: past it, what was kept is dropped and the connection is closed with 1008 as
+   * soon as it opens, logged once.
+   */
+  private sendOpening(id: string, opening: Opening, data: Uint8Array, binary: boolean): void {
+    if (opening.bytes > MAX_BUFFERED_BYTES) return;
+    opening.bytes += data.byteLength;
+    if (opening.bytes > MAX_BUFFERED_BYTES) {
+      const reason = `over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB sent to it before it opened; send less while the connect handler runs`;
+      this.logger.warn(`websocket "${this.name}": closed connection ${id} (1008): ${reason}`);
+      opening.frames = [];
+      opening.close = { code: 1008, reason };
+      return;
+    }
+    opening.frames.push({ data, binary });
+    if (this.observer !== undefined) this.observe("out", id, data, binary);
   }
 
   /** Closes a connection whose client does not read what it is sent, and cuts it off if it does not answer. */
