@@ -120,9 +120,9 @@ describe("inbound backpressure", () => {
   it("stops reading a connection once maxPendingBytes wait for its handler, and loses nothing when it answers", async () => {
     const world = await heldWorld({ maxPendingBytes: 96 * 1024 });
     const ws = await open(world.url);
-    const all = collect(ws, 300);
-    // 300 x 32 KB = 9.6 MB at a handler that answers nothing.
-    for (let i = 0; i < 300; i++) ws.send(big("a", i));
+    const all = collect(ws, 600);
+    // 600 x 32 KB = 19.2 MB at a handler that answers nothing: more than TCP's buffers on loopback hold.
+    for (let i = 0; i < 600; i++) ws.send(big("a", i));
     await sleep(400);
     const early = world.handler.received.length;
     await sleep(400);
@@ -134,7 +134,7 @@ describe("inbound backpressure", () => {
     expect(ws.bufferedAmount).toBeGreaterThan(0);
     world.handler.release();
     const got = await all;
-    expect(got).toEqual(Array.from({ length: 300 }, (_, i) => `a${String(i).padStart(11, "0")}`));
+    expect(got).toEqual(Array.from({ length: 600 }, (_, i) => `a${String(i).padStart(11, "0")}`));
     expect(ws.readyState).toBe(1);
   });
 
