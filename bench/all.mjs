@@ -17,6 +17,7 @@ const BENCHMARKS = [
   { name: "kv", args: ["kv.mjs"] },
   { name: "startup", args: ["startup.mjs"] },
   { name: "aws-runtime", args: ["aws-runtime.mjs"] },
+  { name: "flood", args: ["flood.mjs"] },
 ];
 
 const { values } = parseArgs({ options: { only: { type: "string" } } });

@@ -25,7 +25,12 @@ describe("limits in the project file", () => {
       maxConnections: 10_000,
       messagesPerSecond: 1000,
       messageBurst: 1000,
+      maxPendingMessages: 100,
+      maxPendingBytes: 1024 * 1024,
+      upgradeTimeoutMs: 10_000,
       handlerTimeoutMs: 5000,
+      maxPendingBytesTotal: 32 * 1024 * 1024,
+      maxQueuedBytesTotal: 64 * 1024 * 1024,
     });
     expect(DEFAULT_LIMITS.maxMessageBytes).toBe(128 * 1024);
   });
@@ -70,6 +75,16 @@ describe("limits in the project file", () => {
         "websockets:\n  chat:\n    limits:\n      handlerTimeout: 5s\n",
         /websockets\.chat\.limits\.handlerTimeout applies to every handler; set it under the top-level limits: instead/,
       ],
+      [
+        "websockets:\n  chat:\n    limits:\n      maxPendingBytesTotal: 8MB\n",
+        /websockets\.chat\.limits\.maxPendingBytesTotal is shared by every socket; set it under the top-level limits: instead/,
+      ],
+      ["limits:\n  upgradeTimeout: 11m\n", /limits\.upgradeTimeout is "11m": use a duration from 1ms to 10m /],
+      ["limits:\n  maxPendingMessages: 0\n", /limits\.maxPendingMessages is 0: use a whole number from 1/],
+      [
+        "limits:\n  maxQueuedBytesTotal: 5000MB\n",
+        /limits\.maxQueuedBytesTotal is "5000MB": use a size from 1 byte to 4096MB/,
+      ],
     ];
     for (const [yaml, message] of cases) {
       expect(() => load(yaml), yaml).toThrow(message);
@@ -84,6 +99,19 @@ describe("limits in the project file", () => {
       maxMessageBytes: 1024 * 1024,
     });
     expect(() => parseLimits({ idleTimeout: "2d" }, "limits")).toThrow(/limits\.idleTimeout/);
+  });
+
+  it("reads the flow limits: pending messages and bytes per connection, upgrade timeout, and the shared totals", () => {
+    const p = load(
+      "limits:\n  maxPendingBytesTotal: 8MB\n  maxQueuedBytesTotal: 16MB\n  upgradeTimeout: 2s\nwebsockets:\n  chat:\n    limits:\n      maxPendingMessages: 10\n      maxPendingBytes: 64KB\n",
+    );
+    expect(socketLimitsOf(p, "chat")).toMatchObject({
+      maxPendingMessages: 10,
+      maxPendingBytes: 64 * 1024,
+      upgradeTimeoutMs: 2000,
+      maxPendingBytesTotal: 8 * 1024 * 1024,
+      maxQueuedBytesTotal: 16 * 1024 * 1024,
+    });
   });
 
   it("formats durations for close reasons", () => {

@@ -12,6 +12,11 @@
  *   messagesPerSecond: 1000    # per connection, a token bucket...
  *   messageBurst: 1000         # ...of this size; over it, 1008 "rate limit"
  *   handlerTimeout: 5s         # every handler, as Ampt (at most 60s); top level only
+ *   maxPendingMessages: 100    # per connection, messages waiting for the handler; over it the
+ *   maxPendingBytes: 1MB       #   gateway stops reading that client (TCP backpressure)
+ *   upgradeTimeout: 10s        # a connection must finish its upgrade request this soon: 408
+ *   maxPendingBytesTotal: 32MB # every socket's connections together; top level only
+ *   maxQueuedBytesTotal: 64MB  # bytes waiting to be sent to slow clients, all of them; top level only
  * ```
  */
 
@@ -23,18 +28,40 @@ export interface SocketLimits {
   idleTimeoutMs: number;
   /** A connection open this long is closed with 1001. @default 7200000 (2 h, API Gateway) */
   maxConnectionAgeMs: number;
-  /** Open (and opening) connections per socket; more upgrades get 429. @default 10000 */
+  /**
+   * TCP connections per socket, counted from the moment one is accepted (open, opening, or still
+   * sending its upgrade request); upgrades past it get 429. @default 10000
+   */
   maxConnections: number;
   /** Messages per second a connection may send, on average. @default 1000 */
   messagesPerSecond: number;
   /** Messages a connection may send at once above the average (the bucket's size). @default 1000 */
   messageBurst: number;
+  /**
+   * Messages of one connection given to the handler and not yet answered; at this many the gateway
+   * stops reading that connection until answers come back. @default 100
+   */
+  maxPendingMessages: number;
+  /** The same bound in bytes (the messages' payloads). @default 1048576 (1 MiB) */
+  maxPendingBytes: number;
+  /** How long a new connection has to send its whole upgrade request; later, 408. @default 10000 */
+  upgradeTimeoutMs: number;
 }
 
-/** Limits of a whole app: every socket's, plus the handler time limit. */
+/** Limits of a whole app: every socket's, plus the ones every socket shares. */
 export interface AppLimits extends SocketLimits {
   /** How long a handler may take to answer an event. @default 5000 (as Ampt; at most 60000) */
   handlerTimeoutMs: number;
+  /**
+   * Bytes of every connection of every socket waiting for their handlers (payload plus 512 per
+   * message); past it the gateways stop reading the connections that send. @default 33554432 (32 MiB)
+   */
+  maxPendingBytesTotal: number;
+  /**
+   * Bytes waiting to be sent to clients, all of them together; past it the client with the most
+   * waiting is closed as not reading (each client also has its own 8 MiB). @default 67108864 (64 MiB)
+   */
+  maxQueuedBytesTotal: number;
 }
 
 /** The defaults: AWS API Gateway's where it has one, Ampt's handler timeout. */
@@ -45,7 +72,12 @@ export const DEFAULT_LIMITS: Readonly<AppLimits> = Object.freeze({
   maxConnections: 10_000,
   messagesPerSecond: 1000,
   messageBurst: 1000,
+  maxPendingMessages: 100,
+  maxPendingBytes: 1024 * 1024,
+  upgradeTimeoutMs: 10_000,
   handlerTimeoutMs: 5000,
+  maxPendingBytesTotal: 32 * 1024 * 1024,
+  maxQueuedBytesTotal: 64 * 1024 * 1024,
 });
 
 /** The longest handler timeout (Ampt's maximum). */
@@ -53,16 +85,49 @@ export const MAX_HANDLER_TIMEOUT_MS = 60_000;
 
 const MAX_DURATION_MS = 7 * 24 * 3_600_000;
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+const MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024;
 
 type Kind = "bytes" | "duration" | "count" | "rate";
-const KEYS: Record<string, { field: keyof AppLimits; kind: Kind; example: string }> = {
+interface KeySpec {
+  field: keyof AppLimits;
+  kind: Kind;
+  example: string;
+  /** Set under the top-level `limits:` only, saying why elsewhere. */
+  topLevel?: string;
+  /** The largest value, for sizes and durations (default 64MB and 168h). */
+  max?: [number, string];
+}
+const KEYS: Record<string, KeySpec> = {
   maxMessageBytes: { field: "maxMessageBytes", kind: "bytes", example: "128KB" },
   idleTimeout: { field: "idleTimeoutMs", kind: "duration", example: "10m" },
   maxConnectionAge: { field: "maxConnectionAgeMs", kind: "duration", example: "2h" },
   maxConnections: { field: "maxConnections", kind: "count", example: "10000" },
   messagesPerSecond: { field: "messagesPerSecond", kind: "rate", example: "100" },
   messageBurst: { field: "messageBurst", kind: "count", example: "200" },
-  handlerTimeout: { field: "handlerTimeoutMs", kind: "duration", example: "5s" },
+  maxPendingMessages: { field: "maxPendingMessages", kind: "count", example: "100" },
+  maxPendingBytes: { field: "maxPendingBytes", kind: "bytes", example: "1MB" },
+  upgradeTimeout: { field: "upgradeTimeoutMs", kind: "duration", example: "10s", max: [600_000, "10m"] },
+  handlerTimeout: {
+    field: "handlerTimeoutMs",
+    kind: "duration",
+    example: "5s",
+    topLevel: "applies to every handler",
+    max: [MAX_HANDLER_TIMEOUT_MS, "60s"],
+  },
+  maxPendingBytesTotal: {
+    field: "maxPendingBytesTotal",
+    kind: "bytes",
+    example: "32MB",
+    topLevel: "is shared by every socket",
+    max: [MAX_TOTAL_BYTES, "4096MB"],
+  },
+  maxQueuedBytesTotal: {
+    field: "maxQueuedBytesTotal",
+    kind: "bytes",
+    example: "64MB",
+    topLevel: "is shared by every socket",
+    max: [MAX_TOTAL_BYTES, "4096MB"],
+  },
 };
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
@@ -92,7 +157,7 @@ function parseBytes(value: unknown): number | undefined {
  * Reads a `limits:` mapping (`at` is where it is, such as `websockets.chat.limits`) into the
  * fields it sets. Throws LimitError naming the key, the value and the fix.
  */
-export function parseLimits(raw: unknown, at: string, allowHandlerTimeout = true): Partial<AppLimits> {
+export function parseLimits(raw: unknown, at: string, topLevel = true): Partial<AppLimits> {
   if (raw === undefined || raw === null) return {};
   if (typeof raw !== "object" || Array.isArray(raw)) {
     throw new LimitError(`${at} must be a mapping, such as\n  ${at.split(".").pop()}:\n    idleTimeout: 10m`);
@@ -103,21 +168,22 @@ export function parseLimits(raw: unknown, at: string, allowHandlerTimeout = true
     if (!spec) {
       throw new LimitError(`${at}.${key} is not a limit; use one of ${Object.keys(KEYS).join(", ")}`);
     }
-    if (key === "handlerTimeout" && !allowHandlerTimeout) {
-      throw new LimitError(`${at}.handlerTimeout applies to every handler; set it under the top-level limits: instead`);
+    if (spec.topLevel !== undefined && !topLevel) {
+      throw new LimitError(`${at}.${key} ${spec.topLevel}; set it under the top-level limits: instead`);
     }
     const got = JSON.stringify(value);
     let parsed: number | undefined;
     let rule: string;
     if (spec.kind === "duration") {
       parsed = parseDuration(value);
-      const max = key === "handlerTimeout" ? MAX_HANDLER_TIMEOUT_MS : MAX_DURATION_MS;
+      const [max, shown] = spec.max ?? [MAX_DURATION_MS, "168h"];
       if (parsed !== undefined && (parsed < 1 || parsed > max)) parsed = undefined;
-      rule = `a duration from 1ms to ${key === "handlerTimeout" ? "60s" : "168h"} with its unit (ms, s, m, h), such as ${spec.example}`;
+      rule = `a duration from 1ms to ${shown} with its unit (ms, s, m, h), such as ${spec.example}`;
     } else if (spec.kind === "bytes") {
       parsed = parseBytes(value);
-      if (parsed !== undefined && (parsed < 1 || parsed > MAX_MESSAGE_BYTES)) parsed = undefined;
-      rule = `a size from 1 byte to 64MB, in bytes or with a unit (KB, MB), such as ${spec.example}`;
+      const [max, shown] = spec.max ?? [MAX_MESSAGE_BYTES, "64MB"];
+      if (parsed !== undefined && (parsed < 1 || parsed > max)) parsed = undefined;
+      rule = `a size from 1 byte to ${shown}, in bytes or with a unit (KB, MB), such as ${spec.example}`;
     } else if (spec.kind === "rate") {
       parsed = typeof value === "number" && Number.isFinite(value) && value > 0 ? value : undefined;
       rule = `a number above 0, such as ${spec.example}`;

@@ -43,7 +43,10 @@ export class LocalInspector implements ProviderInspector {
 
   async limits(): Promise<Record<string, AppLimits>> {
     const out: Record<string, AppLimits> = {};
-    for (const g of this.gateways.values()) out[g.name] = { ...g.limits, handlerTimeoutMs: this.handlerTimeoutMs };
+    for (const g of this.gateways.values()) {
+      const { maxPendingBytesTotal, maxQueuedBytesTotal } = g.flow;
+      out[g.name] = { ...g.limits, handlerTimeoutMs: this.handlerTimeoutMs, maxPendingBytesTotal, maxQueuedBytesTotal };
+    }
     return out;
   }
 

@@ -25,10 +25,12 @@ import {
   type Provider,
   type RunningProvider,
   type RunOptions,
+  resolveLimits,
   socketLimitsOf,
 } from "@nitric-like/spec";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
+import { FlowBudget } from "./websocket/flow.js";
 import { Gateway } from "./websocket/gateway.js";
 
 /** Options of the local provider beyond what every provider gets. */
@@ -67,6 +69,8 @@ export class LocalProvider implements RunningProvider {
   /** The private folder of the endpoints' Unix sockets, made with the first endpoint. */
   private runDir: RunDir | undefined;
   private socketCount = 0;
+  /** Bytes waiting for handlers and for slow clients, over every gateway. */
+  private readonly flow: FlowBudget;
   /** Connections, traffic and kv values, for the dashboard. */
   readonly inspect: LocalInspector;
 
@@ -93,6 +97,10 @@ export class LocalProvider implements RunningProvider {
       options.project.limits?.handlerTimeoutMs ??
       DEFAULT_LIMITS.handlerTimeoutMs;
     this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs);
+    // The totals are top-level limits: the project's, its environment's, then the options'.
+    const env = options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT];
+    const totals = resolveLimits(options.project.limits, env?.limits, options.limits);
+    this.flow = new FlowBudget(totals.maxPendingBytesTotal, totals.maxQueuedBytesTotal);
     if (options.host !== undefined && !isLoopback(options.host)) {
       options.logger.warn(
         `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' endpoints stay on this machine)`,
@@ -153,7 +161,12 @@ export class LocalProvider implements RunningProvider {
       );
       const gateway = new Gateway(
         name,
-        { port: pinned ?? 0, limits, ...(this.options.host === undefined ? {} : { host: this.options.host }) },
+        {
+          port: pinned ?? 0,
+          limits,
+          flow: this.flow,
+          ...(this.options.host === undefined ? {} : { host: this.options.host }),
+        },
         this.handlers,
         this.logger,
       );

@@ -24,6 +24,12 @@ const PREVIEW_CHARS = 2000;
 /** Most traffic events sent to a page per flush (every FLUSH_MS); more are counted as dropped. */
 const MAX_EVENTS_PER_FLUSH = 500;
 const FLUSH_MS = 50;
+/**
+ * Most bytes of events that may wait to be sent to one page. A page that stops reading (a frozen
+ * tab, a script that opened the stream and never reads it) would otherwise make `run` keep every
+ * event for it; past this its stream is ended, and the page's EventSource reconnects once it runs.
+ */
+export const MAX_PAGE_BACKLOG_BYTES = 1024 * 1024;
 /** Most keys one kv listing returns. */
 const MAX_KEYS = 500;
 
@@ -149,7 +155,19 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   const emit = (event: string, data: unknown) => {
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const page of pages) page.write(frame);
+    for (const page of pages) {
+      if (page.writableLength > MAX_PAGE_BACKLOG_BYTES) dropPage(page);
+      else page.write(frame);
+    }
+  };
+  /** Ends the stream of a page that fell behind: what waits for it is dropped with it. */
+  const dropPage = (page: ServerResponse) => {
+    pages.delete(page);
+    page.destroy();
+    if (pages.size === 0 && unsubscribe) {
+      unsubscribe();
+      unsubscribe = undefined;
+    }
   };
   const flush = () => {
     flushTimer = undefined;

@@ -5,7 +5,7 @@
  * own timeout above it); for every other limit the project sets, the build says what AWS does
  * instead, so an app tuned locally is not surprised in production.
  */
-import { DEFAULT_LIMITS, formatDuration, type Project, type SocketLimits } from "@nitric-like/spec";
+import { type AppLimits, DEFAULT_LIMITS, formatDuration, type Project, type SocketLimits } from "@nitric-like/spec";
 
 /** The keys as the project file spells them, and how to show a value. */
 const FIXED_BY_API_GATEWAY: [keyof SocketLimits, string, (v: number) => string][] = [
@@ -13,15 +13,21 @@ const FIXED_BY_API_GATEWAY: [keyof SocketLimits, string, (v: number) => string][
   ["idleTimeoutMs", "idleTimeout", formatDuration],
   ["maxConnectionAgeMs", "maxConnectionAge", formatDuration],
 ];
-const LOCAL_ONLY: [keyof SocketLimits, string][] = [
-  ["maxConnections", "maxConnections"],
-  ["messagesPerSecond", "messagesPerSecond"],
-  ["messageBurst", "messageBurst"],
+/** The limits only the local provider has, with what API Gateway lacks. */
+const LOCAL_ONLY: [keyof AppLimits, string, string][] = [
+  ["maxConnections", "maxConnections", "per-connection connection count"],
+  ["messagesPerSecond", "messagesPerSecond", "per-connection message rate"],
+  ["messageBurst", "messageBurst", "per-connection message rate"],
+  ["maxPendingMessages", "maxPendingMessages", "per-connection bound on messages waiting for a function"],
+  ["maxPendingBytes", "maxPendingBytes", "per-connection bound on messages waiting for a function"],
+  ["upgradeTimeoutMs", "upgradeTimeout", "upgrade timeout setting"],
+  ["maxPendingBytesTotal", "maxPendingBytesTotal", "bound on messages waiting for functions"],
+  ["maxQueuedBytesTotal", "maxQueuedBytesTotal", "bound on bytes waiting for clients"],
 ];
 
 /** Where each limit is set: the top-level `limits:` and each socket's. */
-function layers(project: Project): [string, Partial<SocketLimits>][] {
-  const out: [string, Partial<SocketLimits>][] = [];
+function layers(project: Project): [string, Partial<AppLimits>][] {
+  const out: [string, Partial<AppLimits>][] = [];
   if (project.limits) out.push(["limits", project.limits]);
   for (const [name, socket] of Object.entries(project.websockets)) {
     if (socket.limits) out.push([`websockets.${name}.limits`, socket.limits]);
@@ -40,10 +46,10 @@ export function awsLimitNotes(project: Project): string[] {
         `${at}.${key} is ${show(value)}, but API Gateway fixes it at ${show(DEFAULT_LIMITS[field])}: on AWS that applies; remove the setting to run locally as on AWS`,
       );
     }
-    for (const [field, key] of LOCAL_ONLY) {
+    for (const [field, key, what] of LOCAL_ONLY) {
       if (limits[field] === undefined) continue;
       notes.push(
-        `${at}.${key} is enforced by the local provider only: API Gateway has no per-connection ${key === "maxConnections" ? "connection count" : "message rate"}; on AWS the account's API Gateway quotas apply`,
+        `${at}.${key} is enforced by the local provider only: API Gateway has no ${what}; on AWS the account's API Gateway quotas apply`,
       );
     }
   }

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
@@ -19,8 +20,9 @@ import {
   poisonCloseReason,
   type SocketBackend,
 } from "@nitric-like/provider-kit";
-import type { Logger, SocketLimits, TrafficEvent } from "@nitric-like/spec";
+import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
+import { BurstLog, FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
 import {
   ageReason,
   clientErrorRefusal,
@@ -29,6 +31,8 @@ import {
   protocolCloseReason,
   rateReason,
   tooManyReason,
+  totalQueuedReason,
+  upgradeTimeoutReason,
 } from "./limits.js";
 
 /** Pings every connection this often and drops the ones that did not answer the last ping. */
@@ -41,6 +45,8 @@ const HEARTBEAT_MS = 30_000;
 export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** How long stop() waits for clients to answer the 1001 close before cutting them off. */
 const CLOSE_GRACE_MS = 500;
+/** How long a refused upgrade's socket is kept for its client to read the answer and close. */
+const REFUSED_GRACE_MS = 1000;
 
 /** Gateway settings. */
 export interface GatewayOptions {
@@ -50,9 +56,11 @@ export interface GatewayOptions {
   host?: string;
   /** Message size, idle time, age, connection count and message rate (see @nitric-like/spec's limits). */
   limits: SocketLimits;
+  /** The provider's totals, shared by its gateways. @default a budget of this gateway's own, with the default totals */
+  flow?: FlowBudget;
 }
 
-interface Connection {
+interface Connection extends FlowConnection {
   gateway: Gateway;
   ws: WebSocket;
   alive: boolean;
@@ -68,6 +76,40 @@ interface Connection {
   limited: boolean;
   /** Set once one of its listeners threw (see connectionFailed): logged once, closed with 1011. */
   failed?: boolean;
+  /** Messages given to the handler and not yet answered, and their bytes (inbound backpressure). */
+  pendingMessages: number;
+  pendingBytes: number;
+  /** True while the gateway does not read this connection (its bounds or the total are reached). */
+  paused: boolean;
+  /** Handled messages whose handler failed or did not answer, for the rate limit's close reason. */
+  unanswered: number;
+  /** Set when the rate limit closes it: the close waits until every handled message is answered. */
+  rateLimited: boolean;
+}
+
+/** A message waiting for its handler: the context its answer comes back with. */
+class InFlight {
+  constructor(
+    readonly c: Connection,
+    readonly bytes: number,
+  ) {}
+}
+
+/** Where a gateway keeps what it knows of a TCP connection before (and after) it is upgraded. */
+const ARRIVAL = Symbol("arrival");
+interface Arrival {
+  gateway: Gateway;
+  /** False for a connection accepted when the socket already had maxConnections: its upgrade gets 429. */
+  counted: boolean;
+  /** Set once a plain HTTP request on it was answered (426): its timeout ends it without a log line. */
+  answered: boolean;
+}
+type ArrivingSocket = Socket & { [ARRIVAL]?: Arrival };
+
+/** A TCP connection closed: it no longer counts. One function for all (no closure per socket). */
+function socketGone(this: ArrivingSocket): void {
+  const arrival = this[ARRIVAL];
+  if (arrival) arrival.gateway.departed(this, arrival);
 }
 
 /** A close reason cut to the 123 bytes a close frame allows (RFC 6455 section 5.5). */
@@ -88,6 +130,8 @@ function clip(reason: string): string {
 interface Opening {
   info: ConnectionInfo;
   frames: { data: Uint8Array; binary: boolean }[];
+  /** The bytes of `frames`: bounded like what waits for an open connection (MAX_BUFFERED_BYTES). */
+  bytes: number;
   close?: { code: number; reason: string };
 }
 
@@ -252,10 +296,12 @@ function refuse(socket: Duplex, status: number, reason: string, headers: Record<
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n${extra}Connection: close\r\n\r\n${reason}`,
   );
+  // HTTP servers are half-open: a client that never closes its side would keep the socket forever.
+  setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
 }
 
 /** The gateway of one socket. */
-export class Gateway implements SocketBackend {
+export class Gateway implements SocketBackend, FlowGateway {
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
@@ -263,8 +309,16 @@ export class Gateway implements SocketBackend {
   private heartbeat: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
-  private refusedSinceLog = 0;
-  private lastRefusalLog = 0;
+  /** The provider's inbound and outbound totals. */
+  readonly flow: FlowBudget;
+  /** TCP connections that count against maxConnections (from accept to close). */
+  private counted = 0;
+  /** Connections still to send their upgrade request, with when they were accepted (in that order). */
+  private readonly arriving = new Map<ArrivingSocket, number>();
+  private arrivalSweeper: NodeJS.Timeout | undefined;
+  private readonly tooManyLog: BurstLog;
+  private readonly lateLog: BurstLog;
+  private readonly timeoutLog: BurstLog;
   /** The token bucket refills this many tokens per millisecond. */
   private readonly tokensPerMs: number;
   private warnedNoConnect = false;
@@ -284,11 +338,18 @@ export class Gateway implements SocketBackend {
   ) {
     this.tokensPerMs = options.limits.messagesPerSecond / 1000;
     const { limits } = options;
+    this.flow = options.flow ?? new FlowBudget(DEFAULT_LIMITS.maxPendingBytesTotal, DEFAULT_LIMITS.maxQueuedBytesTotal);
+    const since = (n: number) => ` (${n} refused since the last report)`;
+    this.tooManyLog = new BurstLog(logger, "warn", since);
+    this.lateLog = new BurstLog(logger, "warn", since);
+    this.timeoutLog = new BurstLog(logger, "error", (n) => ` (${n} timed out since the last report)`);
     // The ws library closes a connection whose frames it refuses (too big, bad UTF-8, broken
     // framing) without a reason: its sockets here give a close the reason its code stands for.
     class GatewaySocket extends WebSocket {
       override close(code?: number, reason?: string | Buffer): void {
         super.close(code, reason ?? protocolCloseReason(code, limits));
+        // A connection paused for backpressure must read its client's close frame to finish.
+        if (this.isPaused) this.resume();
       }
 
       // The gateway's events reach its connection straight from emit(), with no listener per
@@ -345,8 +406,21 @@ export class Gateway implements SocketBackend {
       WebSocket: BoundedSocket,
     });
     this.server = createServer((req, res) => this.plainRequest(req, res));
+    this.server.on("connection", (socket: Socket) => this.connectionListener(socket));
+    this.server.on("request", (req: IncomingMessage) => this.answeredPlain(req.socket));
     this.server.on("upgrade", (req, socket, head) => this.upgradeListener(req, socket, head));
     this.server.on("clientError", (error: NodeJS.ErrnoException, socket) => this.clientErrorListener(error, socket));
+  }
+
+  /** A TCP connection accepted: it counts against maxConnections from now (see arrived). */
+  private connectionListener(socket: Socket): void {
+    guard(
+      () => this.arrived(socket),
+      (error) => {
+        this.logger.error(this.failure("accepting a connection", error, "closed it"));
+        socket.destroy();
+      },
+    );
   }
 
   // The boundaries of the listeners that serve a client. Whatever one of them throws ends that one
@@ -467,6 +541,70 @@ export class Gateway implements SocketBackend {
     const every = Math.max(10, Math.min(1000, Math.min(idleTimeoutMs, maxConnectionAgeMs) / 10));
     this.sweeper = setInterval(() => this.sweepLimits(), every);
     this.sweeper.unref();
+    const { upgradeTimeoutMs } = this.options.limits;
+    this.arrivalSweeper = setInterval(() => this.sweepArrivals(), Math.max(10, Math.min(1000, upgradeTimeoutMs / 10)));
+    this.arrivalSweeper.unref();
+  }
+
+  /**
+   * A TCP connection was accepted: it counts against maxConnections from now, whatever it sends
+   * (or does not), and has upgradeTimeout to send its upgrade request. One accepted when the socket
+   * is full is not counted; its upgrade request is answered 429.
+   */
+  private arrived(socket: ArrivingSocket): void {
+    const counted = this.counted < this.options.limits.maxConnections;
+    if (counted) this.counted++;
+    socket[ARRIVAL] = { gateway: this, counted, answered: false };
+    socket.on("close", socketGone);
+    this.arriving.set(socket, Date.now());
+  }
+
+  /** A TCP connection closed. For socketGone only. */
+  departed(socket: ArrivingSocket, arrival: Arrival): void {
+    if (arrival.counted) this.counted--;
+    arrival.counted = false;
+    this.arriving.delete(socket);
+  }
+
+  /** A plain HTTP request was answered (426): the connection is no longer suspect, only idle. */
+  private answeredPlain(socket: ArrivingSocket): void {
+    const arrival = socket[ARRIVAL];
+    if (arrival) arrival.answered = true;
+  }
+
+  /**
+   * Ends the connections that did not send their upgrade request in time (a slowloris client holds
+   * a connection by sending it a byte at a time): 408, logged once per burst.
+   */
+  private sweepArrivals(): void {
+    if (this.arriving.size === 0) return;
+    const deadline = Date.now() - this.options.limits.upgradeTimeoutMs;
+    for (const [socket, at] of this.arriving) {
+      // In the order they came: the first one still in time ends the search.
+      if (at > deadline) return;
+      this.arriving.delete(socket);
+      if (socket[ARRIVAL]?.answered) {
+        socket.destroy();
+        continue;
+      }
+      const reason = upgradeTimeoutReason(this.name, this.options.limits);
+      this.lateLog.note(`${reason}: refused a connection with 408`);
+      this.refuse(socket, 408, reason);
+    }
+  }
+
+  /**
+   * The upgrade request arrived: the connection is no longer timed. False when it was accepted over
+   * maxConnections, refused here with 429 (logged once per burst).
+   */
+  private admitted(socket: Duplex): boolean {
+    const s = socket as ArrivingSocket;
+    this.arriving.delete(s);
+    if (s[ARRIVAL]?.counted !== false) return true;
+    const reason = tooManyReason(this.name, this.options.limits);
+    this.tooManyLog.note(`${reason}: refused a connection with 429`);
+    this.refuse(socket, 429, reason, { "Retry-After": "1" });
+    return false;
   }
 
   private sweepLimits(): void {
@@ -475,6 +613,8 @@ export class Gateway implements SocketBackend {
     for (const c of this.connections.values()) {
       if (c.limited) continue;
       if (now - c.info.connectedAt >= maxConnectionAgeMs) this.limitClose(c, 1001, ageReason(this.options.limits));
+      // A connection the gateway does not read (backpressure) is not idle: what it sends waits unread.
+      else if (c.paused) c.lastActive = now;
       else if (now - c.lastActive >= idleTimeoutMs) this.limitClose(c, 1001, idleReason(this.options.limits));
     }
   }
@@ -493,6 +633,11 @@ export class Gateway implements SocketBackend {
 
   private beat(): void {
     for (const c of this.connections.values()) {
+      // Its pong cannot be read while the gateway does not read it (backpressure): judged once read again.
+      if (c.paused) {
+        c.alive = true;
+        continue;
+      }
       if (!c.alive) {
         c.ws.terminate();
         continue;
@@ -521,20 +666,7 @@ export class Gateway implements SocketBackend {
       });
       return;
     }
-    if (this.connections.size + this.opening.size >= this.options.limits.maxConnections) {
-      const reason = tooManyReason(this.name, this.options.limits);
-      // Once per burst of refusals, not once per refused client: a flood must not flood the log.
-      this.refusedSinceLog++;
-      const now = Date.now();
-      if (now - this.lastRefusalLog >= 5000) {
-        const more = this.refusedSinceLog > 1 ? ` (${this.refusedSinceLog} refused since the last report)` : "";
-        this.logger.warn(`${reason}: refused a connection with 429${more}`);
-        this.lastRefusalLog = now;
-        this.refusedSinceLog = 0;
-      }
-      this.refuse(socket, 429, reason, { "Retry-After": "1" });
-      return;
-    }
+    if (!this.admitted(socket)) return;
     const problem = originProblem(this.name, req.headers.origin, this.origins);
     if (problem) {
       this.logger.warn(problem);
@@ -569,7 +701,7 @@ export class Gateway implements SocketBackend {
     socket.once("end", onGone);
     socket.once("close", onGone);
     socket.resume();
-    const opening: Opening = { info, frames: [] };
+    const opening: Opening = { info, frames: [], bytes: 0 };
     this.opening.set(id, opening);
     return this.handlers
       .dispatch(this.name, "connect", {
@@ -662,6 +794,13 @@ export class Gateway implements SocketBackend {
       lastActive: now,
       handled: 0,
       limited: false,
+      pendingMessages: 0,
+      pendingBytes: 0,
+      paused: false,
+      unanswered: 0,
+      rateLimited: false,
+      queued: 0,
+      flow: this,
     };
     this.connections.set(id, connection);
     if (this.observer !== undefined)
@@ -675,12 +814,23 @@ export class Gateway implements SocketBackend {
       for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
       if (opening.close) ws.close(opening.close.code, opening.close.reason);
     }
+    this.sent(connection);
   }
 
   private reply(id: string, ws: WebSocket, data: Uint8Array, binary: boolean): void {
     // The fast decoder's replies are Buffers already (views on the answer's bytes).
     ws.send(data instanceof Buffer ? data : view(data), { binary });
     if (this.observer !== undefined) this.observe("out", id, data, binary);
+  }
+
+  /**
+   * Something was sent to a connection: what waits for it counts toward its own bound (8 MB) and
+   * the provider's total; over either, the client is closed as not reading.
+   */
+  private sent(c: Connection): void {
+    const queued = c.ws.bufferedAmount;
+    if (queued > MAX_BUFFERED_BYTES) this.notReading(c);
+    this.flow.track(c, queued);
   }
 
   private observe(direction: "in" | "out", connectionId: string, data: Uint8Array, binary: boolean): void {
@@ -698,6 +848,7 @@ export class Gateway implements SocketBackend {
   closed(c: Connection, code: number, reason: Buffer): void {
     const id = c.info.connectionId;
     this.connections.delete(id);
+    this.flow.forget(c);
     const text = reason.toString("utf8");
     if (this.observer !== undefined)
       this.observer({ type: "close", socket: this.name, connectionId: id, code, reason: text, at: Date.now() });
@@ -715,31 +866,116 @@ export class Gateway implements SocketBackend {
     c.refilledAt = now;
     c.lastActive = now;
     if (c.tokens < 0) {
-      this.limitClose(c, 1008, rateReason(this.options.limits, c.handled));
+      this.rateLimit(c);
       return;
     }
     c.handled++;
     const id = c.info.connectionId;
     if (this.observer !== undefined) this.observe("in", id, data, binary);
+    this.pending(c, data.byteLength);
     this.handlers.deliver(
       this.name,
       "message",
       { socketName: this.name, connectionId: id, websocketEvent: { case: "message", value: { body: data, binary } } },
       this.messageSink,
-      c,
+      new InFlight(c, data.byteLength),
     );
   }
 
+  /**
+   * Inbound backpressure: a message goes to its handler, and while a connection has
+   * maxPendingMessages or maxPendingBytes unanswered, or the provider's total is reached, the
+   * gateway stops reading it: its bytes wait in TCP buffers, and then in its client.
+   */
+  private pending(c: Connection, bytes: number): void {
+    c.pendingMessages++;
+    c.pendingBytes += bytes;
+    this.flow.take(bytes);
+    if (c.paused) return;
+    if (this.overOwnBounds(c)) this.pause(c);
+    else if (this.flow.inboundFull) {
+      this.pause(c);
+      this.flow.wait(c);
+    }
+  }
+
+  private overOwnBounds(c: Connection): boolean {
+    const { maxPendingMessages, maxPendingBytes } = this.options.limits;
+    return c.pendingMessages >= maxPendingMessages || c.pendingBytes >= maxPendingBytes;
+  }
+
+  private pause(c: Connection): void {
+    c.paused = true;
+    c.ws.pause();
+  }
+
+  /** A message's handler answered or failed: its bytes come back, and its connection may be read again. */
+  private settled(f: InFlight): void {
+    const { c, bytes } = f;
+    c.pendingMessages--;
+    c.pendingBytes -= bytes;
+    this.flow.release(bytes);
+    if (c.rateLimited) {
+      if (c.pendingMessages === 0) this.rateLimitClose(c);
+      return;
+    }
+    if (c.paused && !this.resumeIfUnder(c) && !this.overOwnBounds(c) && c.ws.readyState === WebSocket.OPEN)
+      this.flow.wait(c);
+  }
+
+  /** Reads a paused connection again if neither its bounds nor the total are reached. For FlowBudget. */
+  resumeIfUnder(c: FlowConnection): boolean {
+    const conn = c as Connection;
+    if (!conn.paused || conn.rateLimited) return true;
+    if (this.overOwnBounds(conn) || this.flow.inboundFull) return false;
+    conn.paused = false;
+    conn.ws.resume();
+    return true;
+  }
+
+  /** Bytes waiting to be sent to a connection. For FlowBudget. */
+  queuedNow(c: FlowConnection): number {
+    const { ws } = c as Connection;
+    return ws.readyState === WebSocket.CLOSED ? 0 : ws.bufferedAmount;
+  }
+
+  /** Closes the client with the most waiting while the provider's total is over. For FlowBudget. */
+  shedSlowest(c: FlowConnection, totalBound: number): void {
+    // Cut off at once, not a second later: the total is over now, and its bytes go with it.
+    this.cutOff(c as Connection, totalQueuedReason(c.queued, totalBound), 0);
+  }
+
+  /**
+   * A client over its message rate: nothing more is read or handled from it, and it is closed once
+   * the messages already handled are answered, so the close reason's count is true: their replies
+   * go out before the close frame (or the reason says how many got none).
+   */
+  private rateLimit(c: Connection): void {
+    c.limited = true;
+    c.rateLimited = true;
+    if (!c.paused) this.pause(c);
+    if (c.pendingMessages === 0) this.rateLimitClose(c);
+  }
+
+  private rateLimitClose(c: Connection): void {
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    this.limitClose(c, 1008, rateReason(this.options.limits, c.handled, c.unanswered));
+  }
+
   /** Hears the message events' answers, for every connection of this gateway (no closure per message). */
-  private readonly messageSink: AnswerSink<Connection> = {
-    answered: (c, response) => {
+  private readonly messageSink: AnswerSink<InFlight> = {
+    answered: (f, response) => {
+      const { c } = f;
       const { ws } = c;
       for (const r of response.replies) this.reply(c.info.connectionId, ws, r.data, r.binary);
-      if (ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
+      if (response.replies.length > 0) this.sent(c);
+      this.settled(f);
     },
-    failed: (c, error) => {
+    failed: (f, error) => {
+      const { c } = f;
       const id = c.info.connectionId;
       const { failure, message } = error;
+      c.unanswered++;
       if (failure === "none") {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
@@ -750,9 +986,13 @@ export class Gateway implements SocketBackend {
         // Its service died each time it got this message: the client that sent it goes, nobody else.
         this.logger.error(`${message}; closed the connection with 1011`);
         c.ws.close(1011, poisonCloseReason(error.service ?? ""));
+      } else if (failure === "timeout") {
+        // A handler that is stuck times out every message it was sent: one line per burst.
+        this.timeoutLog.note(message);
       } else {
         this.logger.error(message);
       }
+      this.settled(f);
     },
   };
 
@@ -776,28 +1016,51 @@ export class Gateway implements SocketBackend {
   send(id: string, data: Uint8Array, binary: boolean): boolean {
     const opening = this.opening.get(id);
     if (opening) {
-      opening.frames.push({ data, binary });
-      if (this.observer !== undefined) this.observe("out", id, data, binary);
+      this.sendOpening(id, opening, data, binary);
       return true;
     }
     const c = this.connections.get(id);
     if (!c || c.ws.readyState !== WebSocket.OPEN) return false;
     c.ws.send(data, { binary });
     if (this.observer !== undefined) this.observe("out", id, data, binary);
-    if (c.ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
+    this.sent(c);
     return true;
+  }
+
+  /**
+   * Keeps a frame for a connection whose connect handler is still running, up to the bound of an
+   * open connection: past it, what was kept is dropped and the connection is closed with 1008 as
+   * soon as it opens, logged once.
+   */
+  private sendOpening(id: string, opening: Opening, data: Uint8Array, binary: boolean): void {
+    if (opening.bytes > MAX_BUFFERED_BYTES) return;
+    opening.bytes += data.byteLength;
+    if (opening.bytes > MAX_BUFFERED_BYTES) {
+      const reason = `over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB sent to it before it opened; send less while the connect handler runs`;
+      this.logger.warn(`websocket "${this.name}": closed connection ${id} (1008): ${reason}`);
+      opening.frames = [];
+      opening.close = { code: 1008, reason };
+      return;
+    }
+    opening.frames.push({ data, binary });
+    if (this.observer !== undefined) this.observe("out", id, data, binary);
   }
 
   /** Closes a connection whose client does not read what it is sent, and cuts it off if it does not answer. */
   private notReading(c: Connection): void {
-    if (c.limited) return;
-    this.limitClose(
+    this.cutOff(
       c,
-      1008,
       `client not reading: over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB waiting to be sent to it; read the messages you are sent`,
     );
+  }
+
+  private cutOff(c: Connection, reason: string, graceMs = 1000): void {
+    // A client closed for its rate still waits, open, for its replies: it can still be cut off.
+    if (c.limited && !(c.rateLimited && c.ws.readyState === WebSocket.OPEN)) return;
+    this.limitClose(c, 1008, reason);
     // Its close frame waits behind what it does not read: give it a second, then drop it.
-    setTimeout(() => c.ws.terminate(), 1000).unref();
+    if (graceMs === 0) c.ws.terminate();
+    else setTimeout(() => c.ws.terminate(), graceMs).unref();
   }
 
   /** Closes one connection; returns false when it is neither open nor opening. */
@@ -830,7 +1093,7 @@ export class Gateway implements SocketBackend {
       if (except.has(id) || c.ws.readyState !== WebSocket.OPEN) continue;
       c.ws.send(data, { binary });
       if (this.observer !== undefined) this.observe("out", id, data, binary);
-      if (c.ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
+      this.sent(c);
       sent++;
     }
     return sent;
@@ -854,6 +1117,7 @@ export class Gateway implements SocketBackend {
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     clearInterval(this.sweeper);
+    clearInterval(this.arrivalSweeper);
     this.wss.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }

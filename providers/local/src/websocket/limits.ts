@@ -105,9 +105,27 @@ export function ageReason(limits: SocketLimits): string {
   return `connection age limit: open for ${formatDuration(limits.maxConnectionAgeMs)}, the longest allowed; reconnect`;
 }
 
-/** The close reason when a connection sends faster than its token bucket allows (1008). */
-export function rateReason(limits: SocketLimits, handled: number): string {
-  return `rate limit: over ${limits.messagesPerSecond} messages/s (burst ${limits.messageBurst}); the first ${handled} were handled, later ones dropped; slow down`;
+/**
+ * The close reason when a connection sends faster than its token bucket allows (1008). The close
+ * waits for the handled messages' answers, so their replies are sent before it; those that got no
+ * answer (the handler failed or timed out) are counted in the reason.
+ */
+export function rateReason(limits: SocketLimits, handled: number, unanswered = 0): string {
+  const head = `rate limit: over ${limits.messagesPerSecond} messages/s (burst ${limits.messageBurst})`;
+  if (unanswered === 0) return `${head}; the first ${handled} were handled, later ones dropped; slow down`;
+  // Without "slow down": the reason must fit a close frame's 123 bytes.
+  return `${head}; the first ${handled} were handled (${unanswered} got no reply), later ones dropped`;
+}
+
+/** The 408 body when a connection did not send its upgrade request in time (a slowloris client). */
+export function upgradeTimeoutReason(name: string, limits: SocketLimits): string {
+  return `websocket "${name}": the upgrade request did not arrive within ${formatDuration(limits.upgradeTimeoutMs)} (limits.upgradeTimeout); send the whole request at once`;
+}
+
+/** The close reason for the client with the most waiting to be sent while all clients' total is over its bound (1008). */
+export function totalQueuedReason(queued: number, totalBound: number): string {
+  const mb = (n: number) => `${Math.round((n / 1024 / 1024) * 10) / 10} MB`;
+  return `client not reading: ${mb(queued)} waiting, the most of any client, with over ${mb(totalBound)} waiting for all; read what you are sent`;
 }
 
 /** The 429 body when a socket has as many connections as it may. */
