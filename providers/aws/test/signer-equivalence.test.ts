@@ -58,10 +58,9 @@ const request = fc.record({
     maxLength: 6,
   }),
   trailingSlash: fc.boolean(),
-  query: fc.array(
-    fc.tuple(fc.oneof(oddText, fc.constantFrom("a", "A", "b", "X-Amz-Signature", "")), oddText),
-    { maxLength: 6 },
-  ),
+  query: fc.array(fc.tuple(fc.oneof(oddText, fc.constantFrom("a", "A", "b", "X-Amz-Signature", "")), oddText), {
+    maxLength: 6,
+  }),
   /** Some keys appear again, with another or the same value. */
   repeats: fc.array(fc.tuple(fc.nat(), oddText), { maxLength: 3 }),
   headers: fc.uniqueArray(fc.tuple(headerName, headerValue), {
@@ -82,7 +81,11 @@ const request = fc.record({
     fc.constantFrom("dynamodb", "execute-api", "lambda", "sts", "service"),
     fc.string({ unit: fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789-."), minLength: 1, maxLength: 16 }),
   ),
-  accessKeyId: fc.string({ unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), minLength: 16, maxLength: 20 }),
+  accessKeyId: fc.string({
+    unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"),
+    minLength: 16,
+    maxLength: 20,
+  }),
   secretAccessKey: fc.string({ unit: "grapheme-ascii", minLength: 1, maxLength: 40 }),
   sessionToken: fc.option(fc.string({ unit: "grapheme-ascii", minLength: 1, maxLength: 60 }), { nil: undefined }),
   now: fc.date({ min: new Date("2000-01-01T00:00:00Z"), max: new Date("2099-12-31T23:59:59Z"), noInvalidDate: true }),
@@ -95,7 +98,8 @@ function urlOf(r: Generated): { url: URL; pairs: [string, string][] } {
   const url = new URL(`https://${r.host}`);
   url.pathname = `/${r.segments.join("/")}${r.trailingSlash ? "/" : ""}`;
   const pairs = [...r.query];
-  for (const [i, value] of r.repeats) if (r.query.length > 0) pairs.push([r.query[i % r.query.length]?.[0] ?? "", value]);
+  for (const [i, value] of r.repeats)
+    if (r.query.length > 0) pairs.push([r.query[i % r.query.length]?.[0] ?? "", value]);
   const params = new URLSearchParams();
   for (const [k, v] of pairs) params.append(k, v);
   url.search = params.toString();
