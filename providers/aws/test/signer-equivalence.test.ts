@@ -88,6 +88,7 @@ const request = fc.record({
   }),
   secretAccessKey: fc.string({ unit: "grapheme-ascii", minLength: 1, maxLength: 40 }),
   sessionToken: fc.option(fc.string({ unit: "grapheme-ascii", minLength: 1, maxLength: 60 }), { nil: undefined }),
+  contentSha256: fc.boolean(),
   now: fc.date({ min: new Date("2000-01-01T00:00:00Z"), max: new Date("2099-12-31T23:59:59Z"), noInvalidDate: true }),
 });
 
@@ -122,8 +123,8 @@ async function sdkAuthorization(r: Generated, url: URL, pairs: [string, string][
       secretAccessKey: r.secretAccessKey,
       ...(r.sessionToken ? { sessionToken: r.sessionToken } : {}),
     },
-    // What the SDK's clients use for every service but S3: no x-amz-content-sha256 header.
-    applyChecksum: false,
+    // The SDK's clients send the body's hash as x-amz-content-sha256 (applyChecksum); both ways checked.
+    applyChecksum: r.contentSha256,
   });
   const signed = await signer.sign(
     new HttpRequest({
@@ -154,6 +155,7 @@ function ourAuthorization(r: Generated, url: URL): string {
       secretAccessKey: r.secretAccessKey,
       ...(r.sessionToken ? { sessionToken: r.sessionToken } : {}),
       now: r.now,
+      contentSha256: r.contentSha256,
     }).authorization,
   );
 }
@@ -196,11 +198,12 @@ describe("signRequest against @smithy/signature-v4", () => {
       accessKeyId: "AKIDEXAMPLE",
       secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
       sessionToken: "token",
+      contentSha256: true,
       now: new Date("2015-08-30T12:36:00Z"),
     };
     const { url, pairs } = urlOf(r);
     const ours = ourAuthorization(r, url);
-    expect(ours).toContain("SignedHeaders=host;x-amz-date;x-amz-security-token;x-odd-case,");
+    expect(ours).toContain("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token;x-odd-case,");
     expect(ours).toBe(await sdkAuthorization(r, url, pairs));
   });
 

@@ -239,16 +239,21 @@ export async function sendSigned(
   const body = request.body ?? "";
   const quota = retry.quota ?? quotaOf(request.service);
   let retryCost: number | undefined;
+  // What the SDK's clients send and sign: the body's length (when there is one) and its hash.
+  const sent = request.method === "GET" || request.method === "DELETE" ? undefined : body;
+  const given =
+    sent === undefined ? request.headers : { ...request.headers, "content-length": String(Buffer.byteLength(sent)) };
   for (let attempt = 1; ; attempt++) {
     // Signed anew on every attempt: the signature carries the time.
     const headers = signRequest({
       method: request.method,
       url: request.url,
       body,
-      headers: request.headers,
+      headers: given,
       service: request.service,
       region,
       ...credentials,
+      contentSha256: true,
     });
     delete headers.host;
     let error: AwsError;
@@ -258,7 +263,7 @@ export async function sendSigned(
         request.url,
         request.method,
         headers,
-        request.method === "GET" || request.method === "DELETE" ? undefined : body,
+        sent,
         retry.timeouts ?? DEFAULT_TIMEOUTS,
       );
       if (response.status >= 200 && response.status < 300) {

@@ -101,6 +101,8 @@ export function signRequest(options: {
   secretAccessKey: string;
   sessionToken?: string;
   now?: Date;
+  /** Send and sign the body's hash as `x-amz-content-sha256`, as the SDK's clients do (its `applyChecksum`). */
+  contentSha256?: boolean;
 }): Record<string, string> {
   const amzDate = (options.now ?? new Date()).toISOString().replace(/[:-]|\.\d{3}/g, "");
   const date = amzDate.slice(0, 8);
@@ -116,6 +118,8 @@ export function signRequest(options: {
   headers.set("host", options.url.host);
   headers.set("x-amz-date", amzDate);
   if (options.sessionToken) headers.set("x-amz-security-token", options.sessionToken);
+  const payloadHash = headers.get("x-amz-content-sha256") ?? sha256(options.body);
+  if (options.contentSha256) headers.set("x-amz-content-sha256", payloadHash);
   const names = [...headers.keys()]
     .filter((n) => !UNSIGNABLE.has(n) && !n.startsWith("proxy-") && !n.startsWith("sec-"))
     .sort();
@@ -127,7 +131,7 @@ export function signRequest(options: {
     ...names.map((n) => `${n}:${canonicalValue(headers.get(n) as string)}`),
     "",
     signedHeaders,
-    headers.get("x-amz-content-sha256") ?? sha256(options.body),
+    payloadHash,
   ].join("\n");
   const scope = `${date}/${options.region}/${options.service}/aws4_request`;
   const toSign = ["AWS4-HMAC-SHA256", amzDate, scope, sha256(canonical)].join("\n");
