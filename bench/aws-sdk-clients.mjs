@@ -116,13 +116,8 @@ async function cold(file) {
   const figures = [[], [], [], []];
   for (let i = 0; i < COLDS; i++) {
     const { stdout } = await run(process.execPath, ["-e", script], { env, encoding: "utf8" });
-    stdout
-      .trim()
-      .split("\n")
-      .at(-1)
-      .split(" ")
-      .map(Number)
-      .forEach((n, j) => figures[j].push(n));
+    const line = stdout.trim().split("\n").at(-1).split(" ").map(Number);
+    for (const [j, n] of line.entries()) figures[j].push(n);
   }
   const mid = (list) => list.sort((a, b) => a - b)[Math.floor(list.length / 2)];
   const [init, first, initCpu, firstCpu] = figures.map(mid);
