@@ -1,8 +1,9 @@
 // How the runtime retries its AWS calls, against real servers on 127.0.0.1 that throttle, fail
 // and hang: the SDK's standard mode (attempts, backoff, Retry-After, the retry quota) and the
 // per-attempt timeouts.
+import { spawn } from "node:child_process";
 import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_TIMEOUTS } from "../src/aws/http.js";
 import {
@@ -147,7 +148,66 @@ async function hanging(hang: number) {
   };
 }
 
+/**
+ * A port whose connections never open: a process listening with a backlog of 1 that then blocks
+ * its event loop, so it accepts nothing; once two connections fill the queue, the kernel drops
+ * the next ones' SYNs and their connect hangs.
+ */
+async function unconnectable() {
+  const child = spawn(process.execPath, [
+    "-e",
+    `const s = require("node:net").createServer(); s.listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () =>
+      process.stdout.write(s.address().port + "\\n", () => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30000); process.exit(0); }));`,
+  ]);
+  const port = await new Promise<number>((resolve) =>
+    child.stdout.once("data", (d) => resolve(Number(String(d).trim()))),
+  );
+  const fillers: Socket[] = [];
+  for (let opened = 0; opened < 2; ) {
+    const socket = connect(port, "127.0.0.1");
+    fillers.push(socket);
+    socket.on("error", () => {});
+    if (
+      await new Promise<boolean>((resolve) => {
+        socket.once("connect", () => resolve(true));
+        setTimeout(() => resolve(false), 500);
+      })
+    )
+      opened++;
+    else break;
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => {
+      for (const f of fillers) f.destroy();
+      child.kill();
+    },
+  };
+}
+
 describe("timeouts", () => {
+  it("fail an attempt whose connection does not open in time, with a TimeoutError naming the endpoint", async () => {
+    const server = await unconnectable();
+    try {
+      const quota = new RetryQuota();
+      const started = Date.now();
+      const error = (await call(server.url, {
+        ...FAST_RETRY,
+        attempts: 2,
+        quota,
+        timeouts: { connectMs: 200, responseMs: 5000 },
+      }).catch((e: unknown) => e)) as AwsError;
+      expect(error.name).toBe("TimeoutError");
+      expect(error.message).toMatch(/^127\.0\.0\.1:\d+: no connection within 200 ms/);
+      const took = Date.now() - started;
+      expect(took).toBeGreaterThanOrEqual(390);
+      expect(took).toBeLessThan(3000);
+      expect(quota.available).toBe(490);
+    } finally {
+      server.close();
+    }
+  });
+
   it("are a second to connect and three for the whole answer by default", () => {
     expect(DEFAULT_TIMEOUTS).toEqual({ connectMs: 1000, responseMs: 3000 });
   });
