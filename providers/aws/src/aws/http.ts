@@ -70,6 +70,17 @@ export interface Timeouts {
  */
 export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 1_000, responseMs: 3_000 };
 
+/**
+ * The largest answer read: DynamoDB's biggest (a 1 MB Query page, its JSON encoding and binary as
+ * base64 included) with room to spare. A larger one is cut off, not buffered.
+ */
+export const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+
+/** An answer larger than MAX_ANSWER_BYTES. */
+export class AnswerTooLargeError extends Error {
+  override readonly name = "AnswerTooLargeError";
+}
+
 /** A request that took longer than its timeout. */
 export class TimeoutError extends Error {
   override readonly name = "TimeoutError";
@@ -82,6 +93,7 @@ export async function httpRequest(
   headers: Record<string, string>,
   body: string | Uint8Array | undefined,
   timeouts: Timeouts = DEFAULT_TIMEOUTS,
+  maxAnswerBytes: number = MAX_ANSWER_BYTES,
 ): Promise<HttpAnswer> {
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new Error(`${url.href}: only http: and https: endpoints are supported`);
@@ -102,7 +114,18 @@ export async function httpRequest(
     const fail = settle(reject);
     const req = request(url, { method, headers: outgoing, agent }, (response) => {
       const chunks: Buffer[] = [];
-      response.on("data", (chunk: Buffer) => chunks.push(chunk));
+      let size = 0;
+      response.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= maxAnswerBytes) chunks.push(chunk);
+        else if (!done) {
+          const error = new AnswerTooLargeError(
+            `${url.host}: the answer is over ${maxAnswerBytes} bytes; a page this large is not an AWS answer, check the endpoint`,
+          );
+          fail(error);
+          req.destroy(error);
+        }
+      });
       response.on("error", fail);
       response.on("close", () => {
         if (!response.complete) fail(new Error("the connection closed before the whole answer arrived"));

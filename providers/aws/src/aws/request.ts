@@ -273,7 +273,8 @@ export async function sendSigned(
       error = errorOf(response, request.errorName?.(response.status));
       asked = retryAfterMs(response.headers);
     } catch (thrown) {
-      const name = (thrown as Error).name === "TimeoutError" ? "TimeoutError" : "NetworkError";
+      const thrownName = (thrown as Error).name;
+      const name = ["TimeoutError", "AnswerTooLargeError"].includes(thrownName) ? thrownName : "NetworkError";
       error = new AwsError(name, (thrown as Error).message, undefined);
     }
     const kind = retryable(error);
