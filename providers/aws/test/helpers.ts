@@ -3,6 +3,7 @@
  * Test helpers: dynalite in this process, and loopback servers playing an AWS API that record
  * every request and check its Signature Version 4 signature against the bytes that arrived.
  */
+import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "@nitric-like/spec";
@@ -104,6 +105,8 @@ export function expectSigned(request: Received, service: string): void {
   for (const name of Object.keys(request.headers)) {
     if (name.startsWith("x-amz-") || name === "content-type" || name === "host") expect(names).toContain(name);
   }
+  // The body's hash is sent (as the SDK's clients send it) and must be the hash of what arrived.
+  expect(request.headers["x-amz-content-sha256"]).toBe(createHash("sha256").update(request.body).digest("hex"));
   const amzDate = String(request.headers["x-amz-date"]);
   const now = new Date(amzDate.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
   const headers = Object.fromEntries(

@@ -3,7 +3,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { httpRequest } from "../src/aws/http.js";
+import { DEFAULT_TIMEOUTS, httpRequest, MAX_ANSWER_BYTES } from "../src/aws/http.js";
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -88,5 +88,34 @@ describe("the runtime's HTTP client", () => {
     await expect(httpRequest(new URL("ftp://127.0.0.1/x"), "GET", {}, undefined)).rejects.toThrow(
       "ftp://127.0.0.1/x: only http: and https: endpoints are supported",
     );
+  });
+
+  it("cuts off an answer over its bound instead of buffering it, and says so", async () => {
+    const { url } = await serve((_req, _body, res) => {
+      res.writeHead(200);
+      // 17 MB in 1 MB chunks, more than the 16 MB bound; the client stops reading before the end.
+      const chunk = Buffer.alloc(1024 * 1024, 120);
+      let sent = 0;
+      const more = (): void => {
+        while (sent < 17) {
+          sent++;
+          if (!res.write(chunk)) {
+            res.once("drain", more);
+            return;
+          }
+        }
+        res.end();
+      };
+      res.on("error", () => {});
+      more();
+    });
+    expect(MAX_ANSWER_BYTES).toBe(16 * 1024 * 1024);
+    await expect(httpRequest(url, "GET", {}, undefined)).rejects.toThrow(
+      /^127\.0\.0\.1:\d+: the answer is over 16777216 bytes; .*check the endpoint$/,
+    );
+    // A smaller bound, and an answer just under it, which is read whole.
+    await expect(httpRequest(url, "GET", {}, undefined, DEFAULT_TIMEOUTS, 17 * 1024 * 1024)).resolves.toMatchObject({
+      status: 200,
+    });
   });
 });

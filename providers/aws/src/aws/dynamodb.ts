@@ -1,9 +1,9 @@
 /**
  * The DynamoDB operations the runtime uses (GetItem, PutItem, DeleteItem, Query), over DynamoDB's
  * JSON protocol: `POST /` with `X-Amz-Target: DynamoDB_20120810.<Operation>` and a JSON body, in
- * the shapes of DynamoDB's API reference, signed for service `dynamodb`. The AWS SDK's client
- * costs ~400 KB of bundle and tens of milliseconds of every cold start; this is what we need of it.
- * Failures are AwsError named by the answer's `__type` (`ResourceNotFoundException`, ...).
+ * the shapes of DynamoDB's API reference, signed for service `dynamodb`: what the runtime needs of
+ * the AWS SDK's client, which it does not ship (why, measured: providers/aws/README.md). The same
+ * requests as the SDK's for the same input: test/sdk-equivalence.test.ts. Failures are AwsError named by the answer's `__type` (`ResourceNotFoundException`, ...).
  */
 import { endpointOf, type RetryPolicy, STANDARD_RETRY, sendSigned } from "./request.js";
 

@@ -5,6 +5,7 @@
  * (bench/aws-runtime.mjs, first event). The modules load on the first request, not at init.
  */
 import type { Agent, IncomingHttpHeaders, IncomingMessage, RequestOptions } from "node:http";
+import type { Socket } from "node:net";
 
 /** An answer, whatever its status. */
 export interface HttpAnswer {
@@ -21,7 +22,9 @@ interface Transport {
     callback: (response: IncomingMessage) => void,
   ) => {
     on(event: "error", listener: (error: Error) => void): unknown;
+    on(event: "socket", listener: (socket: Socket) => void): unknown;
     end(body?: string | Uint8Array): void;
+    destroy(error: Error): void;
   };
   agent: Agent;
 }
@@ -51,12 +54,46 @@ function transport(protocol: string): Promise<Transport> {
   return t;
 }
 
+/** How long a request may take; either, exceeded, fails it with a TimeoutError. */
+export interface Timeouts {
+  /** From the request's start until its connection is open (a kept-alive one is open already). */
+  connectMs: number;
+  /** From the connection being open until the whole answer has arrived. */
+  responseMs: number;
+}
+
+/**
+ * The runtime's: AWS's endpoints are in the function's own region, where a connection opens in a
+ * few milliseconds and DynamoDB and the Management API answer in tens; a second's wait to
+ * connect or three for an answer means the connection or the far end is stuck, and a fresh
+ * attempt does better than waiting for Lambda to end the invocation.
+ */
+export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 1_000, responseMs: 3_000 };
+
+/**
+ * The largest answer read: DynamoDB's biggest (a 1 MB Query page, its JSON encoding and binary as
+ * base64 included) with room to spare. A larger one is cut off, not buffered.
+ */
+export const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+
+/** An answer larger than MAX_ANSWER_BYTES. */
+export class AnswerTooLargeError extends Error {
+  override readonly name = "AnswerTooLargeError";
+}
+
+/** A request that took longer than its timeout. */
+export class TimeoutError extends Error {
+  override readonly name = "TimeoutError";
+}
+
 /** Sends one request and reads the whole answer; a failure to connect, send or read rejects. */
 export async function httpRequest(
   url: URL,
   method: string,
   headers: Record<string, string>,
   body: string | Uint8Array | undefined,
+  timeouts: Timeouts = DEFAULT_TIMEOUTS,
+  maxAnswerBytes: number = MAX_ANSWER_BYTES,
 ): Promise<HttpAnswer> {
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new Error(`${url.href}: only http: and https: endpoints are supported`);
@@ -65,22 +102,58 @@ export async function httpRequest(
   const outgoing = { ...headers };
   if (body !== undefined) outgoing["content-length"] = String(Buffer.byteLength(body));
   return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let done = false;
+    const settle =
+      <T>(f: (value: T) => void) =>
+      (value: T) => {
+        done = true;
+        clearTimeout(timer);
+        f(value);
+      };
+    const fail = settle(reject);
     const req = request(url, { method, headers: outgoing, agent }, (response) => {
       const chunks: Buffer[] = [];
-      response.on("data", (chunk: Buffer) => chunks.push(chunk));
-      response.on("error", reject);
+      let size = 0;
+      response.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= maxAnswerBytes) chunks.push(chunk);
+        else if (!done) {
+          const error = new AnswerTooLargeError(
+            `${url.host}: the answer is over ${maxAnswerBytes} bytes; a page this large is not an AWS answer, check the endpoint`,
+          );
+          fail(error);
+          req.destroy(error);
+        }
+      });
+      response.on("error", fail);
       response.on("close", () => {
-        if (!response.complete) reject(new Error("the connection closed before the whole answer arrived"));
+        if (!response.complete) fail(new Error("the connection closed before the whole answer arrived"));
       });
       response.on("end", () =>
-        resolve({
+        settle(resolve)({
           status: response.statusCode ?? 0,
           headers: response.headers,
           body: Buffer.concat(chunks).toString("utf8"),
         }),
       );
     });
-    req.on("error", reject);
+    const expire = (what: string, ms: number) => {
+      clearTimeout(timer);
+      if (done) return;
+      timer = setTimeout(() => {
+        const error = new TimeoutError(`${url.host}: ${what} ${ms} ms`);
+        fail(error);
+        req.destroy(error);
+      }, ms);
+    };
+    const answering = () => expire("no whole answer within", timeouts.responseMs);
+    expire("no connection within", timeouts.connectMs);
+    req.on("socket", (socket) => {
+      if (socket.connecting) socket.once("connect", answering);
+      else answering();
+    });
+    req.on("error", fail);
     req.end(body);
   });
 }

@@ -5,7 +5,8 @@
  * `https://{api}.execute-api.{region}.amazonaws.com/{stage}`. Failures are AwsError: 410
  * `GoneException`, 403 `ForbiddenException`, 413 `PayloadTooLargeException`, 429
  * `LimitExceededException` (the codes the API documents, assumed from the status when the answer
- * names none).
+ * names none). The same requests as `@aws-sdk/client-apigatewaymanagementapi`'s for the same input:
+ * test/sdk-equivalence.test.ts.
  */
 import { type RetryPolicy, STANDARD_RETRY, sendSigned } from "./request.js";
 
