@@ -30,6 +30,7 @@ export {
   type Project,
   ProjectError,
   projectNameProblem,
+  suggestProjectName,
   type ServiceEntry,
   type ServiceMatch,
   STACK_NAME_PATTERN,
