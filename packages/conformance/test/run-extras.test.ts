@@ -1,0 +1,97 @@
+// `run`'s extras, through the real CLI: .env files (loaded, precedence, never printed, reloaded on
+// change), --inspect (a real inspector per service on 127.0.0.1), a service edited to declare what
+// nobody serves (refused once, the running version stays), and what `run --help` promises.
+import { writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { type App, cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+/** A service that answers every message with the variables it was started with. */
+const ENV_SERVICE = [
+  'import { websocket } from "@nitric-like/sdk";',
+  'const socket = websocket("socket");',
+  "socket.on('connect', async () => {});",
+  "socket.on('disconnect', async () => {});",
+  "socket.on('message', async (ctx) => {",
+  "  const { FROM_DOTENV, FROM_LOCAL, OVERRIDDEN, FROM_SHELL } = process.env;",
+  "  await socket.send(ctx.connectionId, JSON.stringify({ FROM_DOTENV, FROM_LOCAL, OVERRIDDEN, FROM_SHELL }));",
+  "});",
+].join("\n");
+
+async function ask(app: App): Promise<Record<string, unknown>> {
+  const client = await connect(app.url("socket"));
+  try {
+    return await client.call({});
+  } finally {
+    client.close();
+  }
+}
+
+function getJson(url: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    request(url, (res) => {
+      let body = "";
+      res.on("data", (d) => {
+        body += d;
+      });
+      res.on("end", () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (error) {
+          reject(error);
+        }
+      });
+    })
+      .on("error", reject)
+      .end();
+  });
+}
+
+describe("run and .env files", () => {
+  it("loads .env and .env.<env> into services (shell over .env.<env> over .env), printing names but never values", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: envy\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+      ".env": "FROM_DOTENV=dotenv-value-1f3a\nOVERRIDDEN=dotenv-value-9c2e\nFROM_SHELL=dotenv-value-77b0\n",
+      ".env.local": "# local only\nFROM_LOCAL='local value 5d1c'\nOVERRIDDEN=local-value-e4a8\n",
+      ".env.staging": "FROM_LOCAL=staging-value-0000\n",
+    });
+    const app = await startApp(dir, [], { FROM_SHELL: "shell-value-2b6d" });
+    expect(await ask(app)).toEqual({
+      FROM_DOTENV: "dotenv-value-1f3a",
+      FROM_LOCAL: "local value 5d1c",
+      OVERRIDDEN: "local-value-e4a8",
+      FROM_SHELL: "shell-value-2b6d",
+    });
+    expect(app.stderr).toContain(
+      "env: .env, .env.local: 4 variables (FROM_DOTENV, FROM_SHELL, OVERRIDDEN, FROM_LOCAL)",
+    );
+    // The dashboard shows resources and services, never a variable's value.
+    const dashboard = JSON.stringify(await getJson(`${app.dashboard}/api/state`));
+    expect(dashboard).toContain('"envy"');
+    for (const text of [app.stdout, app.stderr, dashboard])
+      expect(text).not.toMatch(/dotenv-value|local value|local-value|staging-value|shell-value/);
+
+    // A change to .env restarts the services with the new values.
+    writeFileSync(join(dir, ".env"), "FROM_DOTENV=dotenv-value-second\n");
+    await app.waitFor(/\.env changed: restarting every service/);
+    let answer: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && answer.FROM_DOTENV !== "dotenv-value-second"; i++) {
+      answer = await ask(app).catch(() => ({}));
+      if (answer.FROM_DOTENV !== "dotenv-value-second") await sleep(50);
+    }
+    expect(answer).toEqual({
+      FROM_DOTENV: "dotenv-value-second",
+      FROM_LOCAL: "local value 5d1c",
+      OVERRIDDEN: "local-value-e4a8",
+      FROM_SHELL: "shell-value-2b6d",
+    });
+    expect(app.stdout + app.stderr).not.toMatch(/dotenv-value|local value|local-value/);
+  }, 40000);
+});
