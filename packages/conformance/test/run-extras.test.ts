@@ -93,5 +93,91 @@ describe("run and .env files", () => {
       FROM_SHELL: "shell-value-2b6d",
     });
     expect(app.stdout + app.stderr).not.toMatch(/dotenv-value|local value|local-value/);
-  }, 40000);
+  }, 60000);
+});
+
+/** A @nitric/sdk service that echoes; `extra` is more code at its top level. */
+const nitricService = (extra: string) =>
+  [
+    'import { api, websocket } from "@nitric/sdk";',
+    'const socket = websocket("socket");',
+    "socket.on('connect', async (ctx) => ctx);",
+    "socket.on('disconnect', async (ctx) => ctx);",
+    "socket.on('message', async (ctx) => {",
+    "  await socket.send(ctx.req.connectionId, JSON.stringify({ version: VERSION }));",
+    "  return ctx;",
+    "});",
+    "void api;",
+    extra,
+  ].join("\n");
+
+describe("run and a service changed to declare what nobody serves", () => {
+  it("refuses the change once, naming the resource and its file, keeps the running version, and restarts on the fix", async () => {
+    const dir = writeProject({
+      "nitric.yaml": "name: grows\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": nitricService("const VERSION = 1;"),
+    });
+    const app = await startApp(dir);
+    expect(await ask(app)).toEqual({ version: 1 });
+
+    writeFileSync(
+      join(dir, "services", "app.ts"),
+      nitricService('const VERSION = 2;\napi("main").get("/hello", async (ctx) => ctx);'),
+    );
+    await app.waitFor(/service "app" is not restarted/);
+    expect(app.stderr).toContain(
+      'error: service "app" (services/app.ts): declares api "main", a kind of resource nitric-like does not serve; remove api("main")',
+    );
+    expect(app.stderr).toContain(
+      'service "app" is not restarted: it declares what nitric-like does not serve (listed above), it serves websockets and kv stores only',
+    );
+    // No crash loop, no UNIMPLEMENTED: the running version goes on answering.
+    await sleep(1500);
+    expect(await ask(app)).toEqual({ version: 1 });
+    expect(app.stderr).not.toMatch(/UNIMPLEMENTED|restarting|exited with code/);
+    expect(app.stderr.match(/declares api "main"/g)).toHaveLength(1);
+
+    writeFileSync(join(dir, "services", "app.ts"), nitricService("const VERSION = 3;"));
+    await app.waitFor(/services\/app\.ts changed: restarting service "app"/);
+    let answer: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && answer.version !== 3; i++) {
+      answer = await ask(app).catch(() => ({}));
+      if (answer.version !== 3) await sleep(50);
+    }
+    expect(answer).toEqual({ version: 3 });
+  }, 60000);
+});
+
+describe("run --inspect", () => {
+  it("opens each service's inspector on a port of 127.0.0.1 of its own, printed on stdout, that answers /json/list", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: probe\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+      "services/other.ts": ENV_SERVICE.replace('"socket"', '"other"'),
+    });
+    const app = await startApp(dir, ["--inspect"]);
+    await app.waitFor(/^service other inspector /m);
+    await app.waitFor(/^service app inspector /m);
+    const lines = [...app.stdout.matchAll(/^service (\S+) inspector (ws:\/\/127\.0\.0\.1:(\d+)\/[\w-]+)$/gm)];
+    expect(lines.map((m) => m[1]).sort()).toEqual(["app", "other"]);
+    const ports = lines.map((m) => m[3]);
+    expect(new Set(ports).size).toBe(2);
+    for (const [, , url, port] of lines) {
+      const targets = (await getJson(`http://127.0.0.1:${port}/json/list`)) as { webSocketDebuggerUrl: string }[];
+      expect(targets.map((t) => t.webSocketDebuggerUrl)).toEqual([url]);
+    }
+    // Still a working app.
+    expect(await ask(app)).toMatchObject({});
+  }, 60000);
+
+  it("is in run --help, which also says services run as threads and what stops run", async () => {
+    const { code, stdout } = await runCli(["run", "--help"]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("--inspect");
+    expect(stdout).toContain("service <name> inspector ws://127.0.0.1:<port>/<id>");
+    expect(stdout).toContain("whether it uses @nitric-like/sdk or @nitric/sdk");
+    expect(stdout).not.toMatch(/@nitric\/sdk\s+or a start command always get processes/);
+    expect(stdout).toMatch(/declares a resource\s+nitric-like does not serve/);
+    expect(stdout).toMatch(/\.env and \.env\.<env>/);
+  });
 });

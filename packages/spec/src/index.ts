@@ -30,11 +30,11 @@ export {
   type Project,
   ProjectError,
   projectNameProblem,
-  suggestProjectName,
   type ServiceEntry,
   type ServiceMatch,
   STACK_NAME_PATTERN,
   socketLimitsOf,
+  suggestProjectName,
   unusedSocketWarnings,
   type WebsocketConfig,
 } from "./project.js";
