@@ -53,9 +53,10 @@ job, ...). A service changed while running to declare one is not restarted: its
 running version stays, and the next change that removes it restarts it.
 
 .env and .env.<env> in the project folder (see --env) are loaded into every
-service: a variable set where run starts wins, then .env.<env>, then .env. Their
-values are never printed (run and the dashboard show names only). Changing either
-file restarts the services.
+service and its collect pass: a variable set where run starts wins, then .env.<env>,
+then .env. Their values are never printed: run prints the names, the dashboard shows
+none. Changing either file restarts the services. (Local provider only: under
+--provider aws, and in what build and up deploy, functions do not get them.)
 
 Options:
   --provider <name>   Provider to run on (default: local). "aws" builds the app as for a
