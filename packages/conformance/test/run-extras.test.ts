@@ -1,11 +1,22 @@
 // `run`'s extras, through the real CLI: .env files (loaded, precedence, never printed, reloaded on
 // change), --inspect (a real inspector per service on 127.0.0.1), a service edited to declare what
 // nobody serves (refused once, the running version stays), and what `run --help` promises.
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { type App, cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
+import {
+  type App,
+  cleanTemp,
+  connect,
+  linkNodeModules,
+  runCli,
+  sleep,
+  startApp,
+  stopAll,
+  tempDir,
+  writeProject,
+} from "../src/harness.js";
 
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
@@ -111,6 +122,21 @@ const nitricService = (extra: string) =>
     extra,
   ].join("\n");
 
+describe("new in a folder whose name is no stack name", () => {
+  it("writes a project name the project file accepts, which spec then reads", async () => {
+    const dir = join(tempDir(), "2048");
+    const made = await runCli(["new", dir, "--from-registry"]);
+    expect(made.code).toBe(0);
+    expect(made.stderr).toContain("created app-2048 from the chat template:");
+    expect(readFileSync(join(dir, "nitric-like.yaml"), "utf8")).toMatch(/^name: app-2048$/m);
+    linkNodeModules(dir);
+    const spec = await runCli(["spec", dir]);
+    expect(spec.stderr).not.toContain("stack name");
+    expect(spec.code).toBe(0);
+    expect(JSON.parse(spec.stdout).name).toBe("app-2048");
+  }, 60000);
+});
+
 describe("run and a service changed to declare what nobody serves", () => {
   it("refuses the change once, naming the resource and its file, keeps the running version, and restarts on the fix", async () => {
     const dir = writeProject({
@@ -151,23 +177,41 @@ describe("run and a service changed to declare what nobody serves", () => {
 describe("run --inspect", () => {
   it("opens each service's inspector on a port of 127.0.0.1 of its own, printed on stdout, that answers /json/list", async () => {
     const dir = writeProject({
-      "nitric-like.yaml": "name: probe\nservices:\n  - match: services/*.ts\n",
+      "nitric-like.yaml":
+        "name: probe\nservices:\n  - match: services/*.ts\n  - match: started/*.mjs\n    start: node $SERVICE_PATH\n",
       "services/app.ts": ENV_SERVICE,
       "services/other.ts": ENV_SERVICE.replace('"socket"', '"other"'),
+      // A service with a start command gets the inspector through NODE_OPTIONS.
+      "started/plain.mjs": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const s = websocket("plain");',
+        "s.on('connect', () => {});",
+        "s.on('disconnect', () => {});",
+        "s.on('message', (ctx) => 'plain ' + ctx.text());",
+      ].join("\n"),
     });
     const app = await startApp(dir, ["--inspect"]);
-    await app.waitFor(/^service other inspector /m);
-    await app.waitFor(/^service app inspector /m);
+    for (const name of ["app", "other", "plain"]) await app.waitFor(new RegExp(`^service ${name} inspector `, "m"));
     const lines = [...app.stdout.matchAll(/^service (\S+) inspector (ws:\/\/127\.0\.0\.1:(\d+)\/[\w-]+)$/gm)];
-    expect(lines.map((m) => m[1]).sort()).toEqual(["app", "other"]);
+    expect(lines.map((m) => m[1]).sort()).toEqual(["app", "other", "plain"]);
     const ports = lines.map((m) => m[3]);
-    expect(new Set(ports).size).toBe(2);
+    expect(new Set(ports).size).toBe(3);
     for (const [, , url, port] of lines) {
       const targets = (await getJson(`http://127.0.0.1:${port}/json/list`)) as { webSocketDebuggerUrl: string }[];
       expect(targets.map((t) => t.webSocketDebuggerUrl)).toEqual([url]);
     }
     // Still a working app.
     expect(await ask(app)).toMatchObject({});
+  }, 60000);
+
+  it("prints no inspector without --inspect", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: quiet\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+    });
+    const app = await startApp(dir);
+    expect(await ask(app)).toMatchObject({});
+    expect(app.stdout + app.stderr).not.toMatch(/inspector|Debugger listening/);
   }, 60000);
 
   it("is in run --help, which also says services run as threads and what stops run", async () => {
