@@ -86,6 +86,9 @@ describe("run and .env files", () => {
     // The dashboard shows resources and services, never a variable's value.
     const dashboard = JSON.stringify(await getJson(`${app.dashboard}/api/state`));
     expect(dashboard).toContain('"envy"');
+    expect(dashboard).toContain(
+      '"env":{"files":[".env",".env.local"],"names":["FROM_DOTENV","FROM_SHELL","OVERRIDDEN","FROM_LOCAL"]}',
+    );
     for (const text of [app.stdout, app.stderr, dashboard])
       expect(text).not.toMatch(/dotenv-value|local value|local-value|staging-value|shell-value/);
 

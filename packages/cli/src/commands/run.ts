@@ -54,8 +54,7 @@ running version stays, and the next change that removes it restarts it.
 
 .env and .env.<env> in the project folder (see --env) are loaded into every
 service and its collect pass: a variable set where run starts wins, then .env.<env>,
-then .env. Their values are never printed: run prints the names, the dashboard shows
-none. Changing either file restarts the services. (Local provider only: under
+then .env. Their values are never printed: run and the dashboard show the names only. Changing either file restarts the services. (Local provider only: under
 --provider aws, and in what build and up deploy, functions do not get them.)
 
 Options:
@@ -159,6 +158,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
         provider: provider.name,
         spec,
         running,
+        env: () => ({ files: dotenv.files, names: [...dotenv.values.keys()] }),
       });
     } catch (error) {
       await running.stop();

@@ -42,6 +42,8 @@ export interface DashboardOptions {
   provider: string;
   spec: Spec;
   running: RunningProvider;
+  /** The `.env` files read and the names they set, shown on the page; never their values. @default none */
+  env?: () => { files: string[]; names: string[] };
 }
 
 /** A running dashboard. */
@@ -162,6 +164,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     registrations: running.registrations(),
     // What each socket enforces, so a limit that closes or refuses connections can be read here.
     limits: inspect ? await inspect.limits() : {},
+    env: options.env?.() ?? { files: [], names: [] },
   });
 
   const needInspect = () => {
