@@ -382,6 +382,8 @@ function watchServices(
   env: { dotenvPaths: string[]; onDotEnv: () => void; dotenv: () => ReadonlyMap<string, string> },
 ) {
   const inputsOf = (s: ServiceSupervisor) => s.service.bundle?.inputs ?? new Set([s.service.entry.path]);
+  /** How many changes each service has seen: only the latest one restarts it. */
+  const changes = new Map<ServiceSupervisor, number>();
   const watcher = watchFiles([...supervisors.flatMap((s) => [...inputsOf(s)]), ...env.dotenvPaths], (changed) => {
     if (env.dotenvPaths.some((p) => changed.has(p))) {
       env.onDotEnv();
@@ -390,6 +392,8 @@ function watchServices(
     for (const supervisor of supervisors) {
       const inputs = inputsOf(supervisor);
       if (![...changed].some((p) => inputs.has(p))) continue;
+      const change = (changes.get(supervisor) ?? 0) + 1;
+      changes.set(supervisor, change);
       void (async () => {
         const entry = supervisor.service.entry;
         try {
@@ -401,6 +405,8 @@ function watchServices(
           // declares only what is served, so a service on it alone (threadable) skips this extra
           // collect pass (some 150 ms more per save).
           const unsupported = bundle?.threadable ? [] : await unsupportedIn(prepared, next, env.dotenv());
+          // A later save is already on its way (its check may finish first): it decides.
+          if (changes.get(supervisor) !== change) return;
           if (unsupported.length > 0) {
             for (const u of unsupported) output.error(u);
             output.error(
