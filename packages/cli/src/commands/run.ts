@@ -403,7 +403,8 @@ function watchServices(
           // A declaration nobody serves would only fail at run time (UNIMPLEMENTED): refuse the
           // change as at start, once, and keep the running version until the next save. Our SDK
           // declares only what is served, so a service on it alone (threadable) skips this extra
-          // collect pass (some 150 ms more per save).
+          // collect pass (for a @nitric/sdk service it adds about a second per save on a busy
+          // 2-core machine: bench/restart.mjs).
           const unsupported = bundle?.threadable ? [] : await unsupportedIn(prepared, next, env.dotenv());
           // A later save is already on its way (its check may finish first): it decides.
           if (changes.get(supervisor) !== change) return;
