@@ -109,6 +109,12 @@ function renderState() {
   $("stores").tBodies[0].replaceChildren(
     ...stores.map((s) => el("tr", {}, el("td", {}, el("strong", {}, s.name)), el("td", {}, s.declaredBy.join(", ")))),
   );
+  // The .env files and the names they set: the server never sends values.
+  const env = state.env ?? { files: [], names: [] };
+  $("env").textContent =
+    env.files.length === 0
+      ? "no .env files"
+      : `${env.files.join(", ")}: ${env.names.join(", ") || "no variables"} (values not shown)`;
   $("policies").tBodies[0].replaceChildren(
     ...state.spec.policies.map((p) =>
       el(

@@ -50,6 +50,7 @@ export {
   type ServiceMatch,
   STACK_NAME_PATTERN,
   socketLimitsOf,
+  suggestProjectName,
   unusedSocketWarnings,
   type WebsocketConfig,
 } from "./project.js";

@@ -141,8 +141,13 @@ export const STACK_NAME_PATTERN = /^[a-zA-Z][-a-zA-Z0-9]*$/;
 /** CloudFormation's longest stack name. */
 export const MAX_STACK_NAME_LENGTH = 128;
 
-/** The nearest valid project name to `name`, to suggest. */
-function suggestProjectName(name: string): string {
+/**
+ * The nearest valid project name to `name`: lower-kebab-case words, `app-` in front when it would
+ * not start with a letter (`2048` → `app-2048`), `my-app` when nothing is left. Never a word YAML
+ * reads as other than text (`null`, `true`, `false` get `app-` too), so `name: <it>` always loads.
+ * What `nitric-like new` names a project after its folder, and what a refused name's fix suggests.
+ */
+export function suggestProjectName(name: string): string {
   const words = name
     .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
     .toLowerCase()
@@ -150,7 +155,7 @@ function suggestProjectName(name: string): string {
     .filter((w) => w.length > 0);
   let suggestion = words.join("-");
   if (suggestion.length === 0) return "my-app";
-  if (!/^[a-z]/.test(suggestion)) suggestion = `app-${suggestion}`;
+  if (!/^[a-z]/.test(suggestion) || /^(null|true|false)$/.test(suggestion)) suggestion = `app-${suggestion}`;
   return suggestion.slice(0, MAX_STACK_NAME_LENGTH).replace(/-+$/, "");
 }
 

@@ -5,18 +5,24 @@
  * crashes. Ctrl-C drains running handlers, closes client connections with 1001 and exits 0.
  */
 
+import { createServer } from "node:net";
 import { isMainThread } from "node:worker_threads";
 import {
+  buildSpec,
   checkEnvironment,
+  DEFAULT_RUN_ENVIRONMENT,
   type HandlerRegistration,
   ProjectError,
   type RunningProvider,
+  SERVED_KINDS,
   type Spec,
 } from "@nitric-like/spec";
 import { bundleService } from "../lib/bundle.js";
+import { collect } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
+import { type DotEnv, loadDotEnv } from "../lib/dotenv.js";
 import { type Output, UserError } from "../lib/log.js";
-import { type PreparedProject, prepareProject } from "../lib/prepare.js";
+import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
 import { loadProvider } from "../lib/providers.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
@@ -40,6 +46,17 @@ messages, sending, a kv browser), then, when ready, one line per socket, on stdo
 Services restart when their files change, and with backoff when they crash.
 Ctrl-C lets running handlers answer, closes client connections (1001, going away) and exits.
 
+It stops with exit 1 before starting anything when the project file has a problem
+(every one is listed, unknown keys too) or when a service declares a resource
+nitric-like does not serve (api, http, topic, queue, bucket, schedule, secret, sql,
+job, ...). A service changed while running to declare one is not restarted: its
+running version stays, and the next change that removes it restarts it.
+
+.env and .env.<env> in the project folder (see --env) are loaded into every
+service and its collect pass: a variable set where run starts wins, then .env.<env>,
+then .env. Their values are never printed: run and the dashboard show the names only. Changing either file restarts the services. (Local provider only: under
+--provider aws, and in what build and up deploy, functions do not get them.)
+
 Options:
   --provider <name>   Provider to run on (default: local). "aws" builds the app as for a
                       deploy and runs it in an emulator of API Gateway, Lambda and DynamoDB.
@@ -49,14 +66,21 @@ Options:
                       Serve the dashboard on port n (default: ${DEFAULT_DASHBOARD_PORT}, or a free port
                       when that one is taken).
   --no-dashboard      Do not serve the dashboard.
-  --env <name>        Apply environments.<name> of the project file (default: local).
+  --env <name>        Apply environments.<name> of the project file and load
+                      .env.<name> (default: local).
   --host <address>    Where the gateways listen (default: 127.0.0.1, this machine only);
                       0.0.0.0 lets other machines connect, with a warning.
   --processes         Start every service as a process of its own. By default a
-                      service that uses @nitric-like/sdk runs as a worker thread of
-                      this process and reaches the provider over a MessagePort (two
-                      process hops fewer per message); services using @nitric/sdk
-                      or a start command always get processes.
+                      service runs as a worker thread of this process and reaches
+                      the provider over a MessagePort (two process hops fewer per
+                      message), whether it uses @nitric-like/sdk or @nitric/sdk;
+                      services with a start command always get processes.
+  --inspect           Open Node's inspector in every service, each on its own port
+                      of 127.0.0.1, printed on stdout at each start as
+                        service <name> inspector ws://127.0.0.1:<port>/<id>
+                      Attach Chrome (chrome://inspect, add 127.0.0.1:<port>) or VS Code
+                      ("attach" to that port). Implies --processes: worker threads
+                      share this process's inspector.
   --tcp               Also serve each service's endpoint on 127.0.0.1 and set
                       NITRIC_SERVICE_HOST/PORT, for SDKs that cannot dial a Unix socket
                       (Nitric's Go and JVM SDKs). Any user of this machine can then act
@@ -74,6 +98,8 @@ export interface RunCommandOptions {
   watch: boolean;
   /** Start every service as a process, never as a worker thread. @default false */
   processes?: boolean;
+  /** Open Node's inspector in every service on a port of its own (implies processes). @default false */
+  inspect?: boolean;
   /** Serve the dashboard. @default true */
   dashboard?: boolean;
   /** The dashboard's port; given, a taken port is an error. @default 4040, or a free one when taken */
@@ -100,7 +126,10 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     if (error instanceof ProjectError) throw new UserError(error.message);
     throw error;
   }
-  const { spec, errors } = await collectSpec(prepared, output);
+  const environment = options.environment ?? DEFAULT_RUN_ENVIRONMENT;
+  let dotenv = loadDotEnv(project.dir, environment);
+  describeDotEnv(dotenv, output);
+  const { spec, errors } = await collectSpec(prepared, output, { dotenv: dotenv.values });
   // `run` is for trying things: it warns about what `up` would refuse instead of stopping.
   for (const e of errors) output.warn(e);
 
@@ -130,6 +159,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
         spec,
         running,
         logger: output,
+        env: () => ({ files: dotenv.files, names: [...dotenv.values.keys()] }),
       });
     } catch (error) {
       await running.stop();
@@ -158,12 +188,26 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     }
   }
   const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
-  const threads = options.processes !== true && threadsPossible(prepared, running);
+  const inspect = options.inspect === true && !running.hostsServices;
+  if (options.inspect === true && running.hostsServices)
+    output.warn(`--inspect: provider "${provider.name}" starts the services itself, so they get no inspector`);
+  if (dotenv.files.length > 0 && running.hostsServices)
+    output.warn(
+      `${dotenv.files.join(", ")}: provider "${provider.name}" starts the services itself, without these variables; use the local provider for them`,
+    );
+  // A worker thread has no inspector port of its own (it shares this process's): --inspect means processes.
+  const threads = options.processes !== true && !inspect && threadsPossible(prepared, running);
   if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
   // A provider that hosts the services (an emulated cloud) starts them itself.
   const supervisors = running.hostsServices
     ? []
     : prepared.services.map((s) => new ServiceSupervisor(project, s, running, output, width, threads));
+  for (const supervisor of supervisors) {
+    supervisor.launchExtras = {
+      dotenv: dotenv.values,
+      ...(inspect ? { inspectPort: await freePort() } : {}),
+    };
+  }
 
   let watcher: Watcher | undefined;
   let stopping = false;
@@ -208,7 +252,27 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     // A socket declared later (after a code change) gets its line when its handlers register.
     running.onRegistrationsChanged(printSockets);
     // Watching first: a change saved the moment "ready" shows must not fall before the watch.
-    if (options.watch && !running.hostsServices) watcher = watchServices(prepared, supervisors, output);
+    if (options.watch && !running.hostsServices) {
+      const reload = () => {
+        try {
+          dotenv = loadDotEnv(project.dir, environment);
+        } catch (error) {
+          output.error((error as Error).message);
+          return;
+        }
+        describeDotEnv(dotenv, output);
+        output.info(output.paint("dim", ".env changed: restarting every service"));
+        for (const supervisor of supervisors) {
+          supervisor.launchExtras = { ...supervisor.launchExtras, dotenv: dotenv.values };
+          void supervisor.restart(supervisor.service);
+        }
+      };
+      watcher = watchServices(prepared, supervisors, output, {
+        dotenvPaths: dotenv.paths,
+        onDotEnv: reload,
+        dotenv: () => dotenv.values,
+      });
+    }
     const n = prepared.services.length;
     output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
   }
@@ -274,28 +338,92 @@ function waitForHandlers(
   });
 }
 
-function watchServices(prepared: PreparedProject, supervisors: ServiceSupervisor[], output: Output) {
-  const inputsOf = (s: ServiceSupervisor) => s.service.bundle?.inputs ?? new Set([s.service.entry.path]);
-  const watcher = watchFiles(
-    supervisors.flatMap((s) => [...inputsOf(s)]),
-    (changed) => {
-      for (const supervisor of supervisors) {
-        const inputs = inputsOf(supervisor);
-        if (![...changed].some((p) => inputs.has(p))) continue;
-        void (async () => {
-          const entry = supervisor.service.entry;
-          try {
-            const bundle = entry.start === undefined ? await bundleService(prepared.project.dir, entry) : undefined;
-            output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
-            if (bundle) watcher.add(bundle.inputs);
-            await supervisor.restart(bundle ? { entry, bundle } : { entry });
-          } catch (error) {
-            // A change that does not compile keeps the running version; the next save retries.
-            output.error((error as Error).message);
-          }
-        })();
-      }
-    },
+/** Prints which `.env` files were loaded and the names they set, never the values. */
+function describeDotEnv(dotenv: DotEnv, output: Output): void {
+  if (dotenv.files.length === 0) return;
+  const names = [...dotenv.values.keys()];
+  output.info(
+    output.paint(
+      "dim",
+      `env: ${dotenv.files.join(", ")}: ${names.length} variable${names.length === 1 ? "" : "s"}${names.length > 0 ? ` (${names.join(", ")})` : ""}`,
+    ),
   );
+}
+
+/** A port of 127.0.0.1 free right now (for an inspector, which takes no port 0 we could read back). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The resources of kinds nobody serves that a changed service declares, as messages (empty when
+ * none): the collect pass again, for that service only, as at start.
+ */
+async function unsupportedIn(
+  prepared: PreparedProject,
+  service: PreparedService,
+  dotenv: ReadonlyMap<string, string>,
+): Promise<string[]> {
+  const [collected] = await collect(prepared.project, [service], { dotenv });
+  return collected ? buildSpec(prepared.project.name, [collected]).unsupported : [];
+}
+
+function watchServices(
+  prepared: PreparedProject,
+  supervisors: ServiceSupervisor[],
+  output: Output,
+  env: { dotenvPaths: string[]; onDotEnv: () => void; dotenv: () => ReadonlyMap<string, string> },
+) {
+  const inputsOf = (s: ServiceSupervisor) => s.service.bundle?.inputs ?? new Set([s.service.entry.path]);
+  /** How many changes each service has seen: only the latest one restarts it. */
+  const changes = new Map<ServiceSupervisor, number>();
+  const watcher = watchFiles([...supervisors.flatMap((s) => [...inputsOf(s)]), ...env.dotenvPaths], (changed) => {
+    if (env.dotenvPaths.some((p) => changed.has(p))) {
+      env.onDotEnv();
+      return;
+    }
+    for (const supervisor of supervisors) {
+      const inputs = inputsOf(supervisor);
+      if (![...changed].some((p) => inputs.has(p))) continue;
+      const change = (changes.get(supervisor) ?? 0) + 1;
+      changes.set(supervisor, change);
+      void (async () => {
+        const entry = supervisor.service.entry;
+        try {
+          const bundle = entry.start === undefined ? await bundleService(prepared.project.dir, entry) : undefined;
+          if (bundle) watcher.add(bundle.inputs);
+          const next: PreparedService = bundle ? { entry, bundle } : { entry };
+          // A declaration nobody serves would only fail at run time (UNIMPLEMENTED): refuse the
+          // change as at start, once, and keep the running version until the next save. Our SDK
+          // declares only what is served, so a service on it alone (threadable) skips this extra
+          // collect pass (for a @nitric/sdk service it adds about a second per save on a busy
+          // 2-core machine: bench/restart.mjs).
+          const unsupported = bundle?.threadable ? [] : await unsupportedIn(prepared, next, env.dotenv());
+          // A later save is already on its way (its check may finish first): it decides.
+          if (changes.get(supervisor) !== change) return;
+          if (unsupported.length > 0) {
+            for (const u of unsupported) output.error(u);
+            output.error(
+              `service "${entry.name}" is not restarted: it declares what nitric-like does not serve (listed above), it serves ${SERVED_KINDS}; its running version stays until you save a fix`,
+            );
+            return;
+          }
+          output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
+          await supervisor.restart(next);
+        } catch (error) {
+          // A change that does not compile keeps the running version; the next save retries.
+          output.error((error as Error).message);
+        }
+      })();
+    }
+  });
   return watcher;
 }

@@ -1,6 +1,6 @@
 /** `nitric-like spec [dir]`: the collect pass, printed as JSON; refuses an app that cannot be deployed. */
 import { buildSpec, SERVED_KINDS, type Spec, unusedSocketWarnings } from "@nitric-like/spec";
-import { collect } from "../lib/collect.js";
+import { type CollectOptions, collect } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
 
@@ -26,6 +26,7 @@ Options:
 export async function collectSpec(
   prepared: PreparedProject,
   output: Output,
+  options: CollectOptions = {},
 ): Promise<{ spec: Spec; errors: string[] }> {
   const n = prepared.services.length;
   const progress = output.progress(`collecting resources from ${n} service${n === 1 ? "" : "s"}`);
@@ -33,6 +34,7 @@ export async function collectSpec(
     const collected = await collect(
       prepared.project,
       prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
+      options,
     );
     const result = buildSpec(prepared.project.name, collected);
     const found = result.spec.resources.length;

@@ -31,6 +31,8 @@ export interface CollectOptions {
   startTimeoutMs?: number;
   /** How long a service may stay quiet after its last declaration before it is stopped. @default 1500 */
   quietMs?: number;
+  /** Variables from the project's `.env` files, as the service gets them under `run`. */
+  dotenv?: ReadonlyMap<string, string>;
 }
 
 const EVENT_NAMES: Record<WebsocketEventType, WebsocketEvent> = {
@@ -240,6 +242,7 @@ async function collectOne(
       endpoint: tcp ?? `unix:${local}`,
       ...(tcp && local ? { address: `unix:${local}` } : {}),
       environment: "build" as const,
+      ...(options.dotenv ? { dotenv: options.dotenv } : {}),
     };
   } catch (error) {
     server.forceShutdown();

@@ -52,6 +52,8 @@ export interface DashboardOptions {
   running: RunningProvider;
   /** Where a request that failed on a bug is logged (one line each). @default stderr */
   logger?: Logger;
+  /** The `.env` files read and the names they set, shown on the page; never their values. @default none */
+  env?: () => { files: string[]; names: string[] };
 }
 
 /** A running dashboard. */
@@ -193,6 +195,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     registrations: running.registrations(),
     // What each socket enforces, so a limit that closes or refuses connections can be read here.
     limits: inspect ? await inspect.limits() : {},
+    env: options.env?.() ?? { files: [], names: [] },
   });
 
   const needInspect = () => {

@@ -12,7 +12,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, relative, resolve, sep } from "node:path";
-import { suggestName } from "@nitric-like/spec";
+import { suggestProjectName } from "@nitric-like/spec";
 import { UserError } from "./log.js";
 import { type Packed, packInstallation } from "./pack.js";
 import { cliPackageDir } from "./package-dir.js";
@@ -92,7 +92,8 @@ export function scaffold(target: string, template: string, source: Source): Scaf
   const dir = resolve(target);
   if (existsSync(dir) && (!statSync(dir).isDirectory() || readdirSync(dir).length > 0))
     throw new UserError(`new: ${target} already exists and is not empty; choose a new folder`);
-  const name = suggestName(basename(dir));
+  // The project file takes only stack names (`new 2048` makes app-2048); package.json takes them too.
+  const name = suggestProjectName(basename(dir));
   const vendor = source.fromRegistry ? undefined : packInstallation(cliPackageDir());
   const files: string[] = [];
   const write = (path: string, data: string | Buffer) => {

@@ -9,6 +9,7 @@ import { type MessagePort, Worker } from "node:worker_threads";
 import { WORKER_GRPC_PORT_KEY, WORKER_PORT_KEY } from "@nitric-like/contracts/port";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
+import { withDotEnv } from "./dotenv.js";
 
 /** How to start a service. */
 export interface ServiceLaunch {
@@ -22,6 +23,10 @@ export interface ServiceLaunch {
   address?: string;
   /** `run` locally, `build` for the collect pass. */
   environment: "run" | "build";
+  /** Variables from the project's `.env` files; the environment `run` started in wins over them. */
+  dotenv?: ReadonlyMap<string, string>;
+  /** Open Node's inspector on 127.0.0.1 at this port (`run --inspect`; processes only). */
+  inspectPort?: number;
 }
 
 /** Preloaded into every Node service: see provider-kit's preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
@@ -37,13 +42,15 @@ export const GRPC_RESET_PRELOAD = createRequire(import.meta.url).resolve(
 export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
   const tcp = /^127\.0\.0\.1:(\d+)$/.exec(launch.endpoint);
   // A `start` command may run node itself: NODE_OPTIONS carries the preload there.
-  const preload = `--require ${JSON.stringify(GRPC_RESET_PRELOAD)}`;
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  // With --inspect, the node a start command runs opens the inspector too.
+  const inspect = launch.inspectPort !== undefined && launch.service.start !== undefined;
+  const preload = `--require ${JSON.stringify(GRPC_RESET_PRELOAD)}${inspect ? ` --inspect=127.0.0.1:${launch.inspectPort}` : ""}`;
+  const env = withDotEnv(launch.dotenv);
   delete env.NITRIC_SERVICE_HOST;
   delete env.NITRIC_SERVICE_PORT;
   return {
     ...env,
-    NODE_OPTIONS: process.env.NODE_OPTIONS ? `${process.env.NODE_OPTIONS} ${preload}` : preload,
+    NODE_OPTIONS: env.NODE_OPTIONS ? `${env.NODE_OPTIONS} ${preload}` : preload,
     SERVICE_ADDRESS: launch.address ?? launch.endpoint,
     ...(tcp ? { NITRIC_SERVICE_HOST: "127.0.0.1", NITRIC_SERVICE_PORT: tcp[1] } : {}),
     NITRIC_ENVIRONMENT: launch.environment,
@@ -66,6 +73,7 @@ export function spawnService(launch: ServiceLaunch): ChildProcess {
   // NITRIC_LIKE_SERVICE_NODE_ARGS: extra Node flags for the services only (e.g. --cpu-prof, which
   // NODE_OPTIONS does not accept), for profiling.
   const extra = process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
+  if (launch.inspectPort !== undefined) extra.push(`--inspect=127.0.0.1:${launch.inspectPort}`);
   return spawn(process.execPath, ["--enable-source-maps", ...extra, launch.bundle.outfile], {
     ...options,
     detached: true,

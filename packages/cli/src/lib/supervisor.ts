@@ -5,7 +5,14 @@
 import type { Project, RunningProvider } from "@nitric-like/spec";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
-import { forEachLine, processHandle, type ServiceHandle, spawnService, startServiceThread } from "./service-process.js";
+import {
+  forEachLine,
+  processHandle,
+  type ServiceHandle,
+  type ServiceLaunch,
+  spawnService,
+  startServiceThread,
+} from "./service-process.js";
 
 /**
  * First restart delay after a crash; it doubles on each crash in a row with no event in flight, up
@@ -23,6 +30,8 @@ export class ServiceSupervisor {
   private restartTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private startedAt = 0;
+  /** What every start adds to the launch: the `.env` values (replaced when they change), the inspector's port. */
+  launchExtras: Pick<ServiceLaunch, "dotenv" | "inspectPort"> = {};
 
   constructor(
     private readonly project: Project,
@@ -50,6 +59,7 @@ export class ServiceSupervisor {
       endpoint,
       ...(address === undefined ? {} : { address }),
       environment: "run" as const,
+      ...this.launchExtras,
     };
     const { bundle } = this.service;
     let child: ServiceHandle;
@@ -68,7 +78,15 @@ export class ServiceSupervisor {
     this.startedAt = Date.now();
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
     if (child.stdout) forEachLine(child.stdout, (line) => this.output.out.write(`${label} ${line}\n`));
-    if (child.stderr) forEachLine(child.stderr, (line) => this.output.err.write(`${label} ${line}\n`));
+    if (child.stderr)
+      forEachLine(child.stderr, (line) => {
+        // run --inspect: the inspector's address, on stdout as a result (its id changes with each start).
+        const inspector =
+          this.launchExtras.inspectPort !== undefined &&
+          /^Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)$/.exec(line)?.[1];
+        if (inspector) this.output.result(`service ${this.name} inspector ${inspector}`);
+        this.output.err.write(`${label} ${line}\n`);
+      });
     child.onError((error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
     child.onExit((code, signal) => this.exited(child, code, signal));
   }

@@ -1,0 +1,60 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { loadDotEnv, withDotEnv } from "./dotenv.js";
+
+const root = mkdtempSync(join(tmpdir(), "nl-dotenv-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+function folder(files: Record<string, string>): string {
+  const dir = join(root, String(n++));
+  mkdirSync(dir);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+it("reads .env, then .env.<environment> over it, and no file is no error", () => {
+  const dir = folder({
+    ".env": "A=1\nB=from-env\n",
+    ".env.local": "B=from-local\nC='three words'\n",
+    ".env.prod": "D=x\n",
+  });
+  const loaded = loadDotEnv(dir, "local");
+  expect(loaded.files).toEqual([".env", ".env.local"]);
+  expect([...loaded.values]).toEqual([
+    ["A", "1"],
+    ["B", "from-local"],
+    ["C", "three words"],
+  ]);
+  expect(loaded.paths).toEqual([join(dir, ".env"), join(dir, ".env.local")]);
+  expect(loadDotEnv(folder({}), "local")).toMatchObject({ files: [], values: new Map() });
+});
+
+it("reads no file outside the folder for an environment name that is a path", () => {
+  const dir = folder({ ".env": "A=1\n" });
+  writeFileSync(join(root, ".env.x"), "LEAK=1\n");
+  for (const environment of ["../x", "/etc/passwd", ".hidden", ""]) {
+    expect(loadDotEnv(dir, environment).files).toEqual([".env"]);
+  }
+});
+
+it("keeps a variable named __proto__ a variable, and lets the real environment win", () => {
+  process.env.NL_DOTENV_TEST = "real";
+  const env = withDotEnv(
+    new Map([
+      ["__proto__", "p"],
+      ["NL_DOTENV_TEST", "file"],
+    ]),
+  );
+  expect(Object.getPrototypeOf(env)).toBe(Object.prototype);
+  expect(Object.keys(env)).toContain("__proto__");
+  expect(env.NL_DOTENV_TEST).toBe("real");
+  delete process.env.NL_DOTENV_TEST;
+});
+
+it("refuses a .env that is a folder, saying what it should hold", () => {
+  const dir = folder({});
+  mkdirSync(join(dir, ".env"));
+  expect(() => loadDotEnv(dir, "local")).toThrow("run: .env is a folder; .env files hold NAME=value lines");
+});

@@ -1,0 +1,230 @@
+// `run`'s extras, through the real CLI: .env files (loaded, precedence, never printed, reloaded on
+// change), --inspect (a real inspector per service on 127.0.0.1), a service edited to declare what
+// nobody serves (refused once, the running version stays), and what `run --help` promises.
+import { readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import {
+  type App,
+  cleanTemp,
+  connect,
+  linkNodeModules,
+  runCli,
+  sleep,
+  startApp,
+  stopAll,
+  tempDir,
+  writeProject,
+} from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+/** A service that answers every message with the variables it was started with. */
+const ENV_SERVICE = [
+  'import { websocket } from "@nitric-like/sdk";',
+  'const socket = websocket("socket");',
+  "socket.on('connect', async () => {});",
+  "socket.on('disconnect', async () => {});",
+  "socket.on('message', async (ctx) => {",
+  "  const { FROM_DOTENV, FROM_LOCAL, OVERRIDDEN, FROM_SHELL } = process.env;",
+  "  await socket.send(ctx.connectionId, JSON.stringify({ FROM_DOTENV, FROM_LOCAL, OVERRIDDEN, FROM_SHELL }));",
+  "});",
+].join("\n");
+
+async function ask(app: App): Promise<Record<string, unknown>> {
+  const client = await connect(app.url("socket"));
+  try {
+    return await client.call({});
+  } finally {
+    client.close();
+  }
+}
+
+function getJson(url: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    request(url, (res) => {
+      let body = "";
+      res.on("data", (d) => {
+        body += d;
+      });
+      res.on("end", () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (error) {
+          reject(error);
+        }
+      });
+    })
+      .on("error", reject)
+      .end();
+  });
+}
+
+describe("run and .env files", () => {
+  it("loads .env and .env.<env> into services (shell over .env.<env> over .env), printing names but never values", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: envy\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+      ".env": "FROM_DOTENV=dotenv-value-1f3a\nOVERRIDDEN=dotenv-value-9c2e\nFROM_SHELL=dotenv-value-77b0\n",
+      ".env.local": "# local only\nFROM_LOCAL='local value 5d1c'\nOVERRIDDEN=local-value-e4a8\n",
+      ".env.staging": "FROM_LOCAL=staging-value-0000\n",
+    });
+    const app = await startApp(dir, [], { FROM_SHELL: "shell-value-2b6d" });
+    expect(await ask(app)).toEqual({
+      FROM_DOTENV: "dotenv-value-1f3a",
+      FROM_LOCAL: "local value 5d1c",
+      OVERRIDDEN: "local-value-e4a8",
+      FROM_SHELL: "shell-value-2b6d",
+    });
+    expect(app.stderr).toContain(
+      "env: .env, .env.local: 4 variables (FROM_DOTENV, FROM_SHELL, OVERRIDDEN, FROM_LOCAL)",
+    );
+    // The dashboard shows resources and services, never a variable's value.
+    const dashboard = JSON.stringify(await getJson(`${app.dashboard}/api/state`));
+    expect(dashboard).toContain('"envy"');
+    expect(dashboard).toContain(
+      '"env":{"files":[".env",".env.local"],"names":["FROM_DOTENV","FROM_SHELL","OVERRIDDEN","FROM_LOCAL"]}',
+    );
+    for (const text of [app.stdout, app.stderr, dashboard])
+      expect(text).not.toMatch(/dotenv-value|local value|local-value|staging-value|shell-value/);
+
+    // A change to .env restarts the services with the new values.
+    writeFileSync(join(dir, ".env"), "FROM_DOTENV=dotenv-value-second\n");
+    await app.waitFor(/\.env changed: restarting every service/);
+    let answer: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && answer.FROM_DOTENV !== "dotenv-value-second"; i++) {
+      answer = await ask(app).catch(() => ({}));
+      if (answer.FROM_DOTENV !== "dotenv-value-second") await sleep(50);
+    }
+    expect(answer).toEqual({
+      FROM_DOTENV: "dotenv-value-second",
+      FROM_LOCAL: "local value 5d1c",
+      OVERRIDDEN: "local-value-e4a8",
+      FROM_SHELL: "shell-value-2b6d",
+    });
+    expect(app.stdout + app.stderr).not.toMatch(/dotenv-value|local value|local-value/);
+  }, 60000);
+});
+
+/** A @nitric/sdk service that echoes; `extra` is more code at its top level. */
+const nitricService = (extra: string) =>
+  [
+    'import { api, websocket } from "@nitric/sdk";',
+    'const socket = websocket("socket");',
+    "socket.on('connect', async (ctx) => ctx);",
+    "socket.on('disconnect', async (ctx) => ctx);",
+    "socket.on('message', async (ctx) => {",
+    "  await socket.send(ctx.req.connectionId, JSON.stringify({ version: VERSION }));",
+    "  return ctx;",
+    "});",
+    "void api;",
+    extra,
+  ].join("\n");
+
+describe("new in a folder whose name is no stack name", () => {
+  it("writes a project name the project file accepts, which spec then reads", async () => {
+    const dir = join(tempDir(), "2048");
+    const made = await runCli(["new", dir, "--from-registry"]);
+    expect(made.code).toBe(0);
+    expect(made.stderr).toContain("created app-2048 from the chat template:");
+    expect(readFileSync(join(dir, "nitric-like.yaml"), "utf8")).toMatch(/^name: app-2048$/m);
+    linkNodeModules(dir);
+    const spec = await runCli(["spec", dir]);
+    expect(spec.stderr).not.toContain("stack name");
+    expect(spec.code).toBe(0);
+    expect(JSON.parse(spec.stdout).name).toBe("app-2048");
+  }, 60000);
+});
+
+describe("run and a service changed to declare what nobody serves", () => {
+  it("refuses the change once, naming the resource and its file, keeps the running version, and restarts on the fix", async () => {
+    const dir = writeProject({
+      "nitric.yaml": "name: grows\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": nitricService("const VERSION = 1;"),
+    });
+    const app = await startApp(dir);
+    expect(await ask(app)).toEqual({ version: 1 });
+
+    writeFileSync(
+      join(dir, "services", "app.ts"),
+      nitricService('const VERSION = 2;\napi("main").get("/hello", async (ctx) => ctx);'),
+    );
+    await app.waitFor(/service "app" is not restarted/);
+    expect(app.stderr).toContain(
+      'error: service "app" (services/app.ts): declares api "main", a kind of resource nitric-like does not serve; remove api("main")',
+    );
+    expect(app.stderr).toContain(
+      'service "app" is not restarted: it declares what nitric-like does not serve (listed above), it serves websockets and kv stores only',
+    );
+    // No crash loop, no UNIMPLEMENTED: the running version goes on answering.
+    await sleep(1500);
+    expect(await ask(app)).toEqual({ version: 1 });
+    expect(app.stderr).not.toMatch(/UNIMPLEMENTED|restarting|exited with code/);
+    expect(app.stderr.match(/declares api "main"/g)).toHaveLength(1);
+
+    writeFileSync(join(dir, "services", "app.ts"), nitricService("const VERSION = 3;"));
+    await app.waitFor(/services\/app\.ts changed: restarting service "app"/);
+    let answer: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && answer.version !== 3; i++) {
+      answer = await ask(app).catch(() => ({}));
+      if (answer.version !== 3) await sleep(50);
+    }
+    expect(answer).toEqual({ version: 3 });
+  }, 60000);
+});
+
+describe("run --inspect", () => {
+  it("opens each service's inspector on a port of 127.0.0.1 of its own, printed on stdout, that answers /json/list", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml":
+        "name: probe\nservices:\n  - match: services/*.ts\n  - match: started/*.mjs\n    start: node $SERVICE_PATH\n",
+      "services/app.ts": ENV_SERVICE,
+      "services/other.ts": ENV_SERVICE.replace('"socket"', '"other"'),
+      // A service with a start command gets the inspector through NODE_OPTIONS.
+      "started/plain.mjs": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const s = websocket("plain");',
+        "s.on('connect', () => {});",
+        "s.on('disconnect', () => {});",
+        "s.on('message', (ctx) => 'plain ' + ctx.text());",
+      ].join("\n"),
+    });
+    const app = await startApp(dir, ["--inspect"]);
+    for (const name of ["app", "other", "plain"]) await app.waitFor(new RegExp(`^service ${name} inspector `, "m"));
+    const lines = [...app.stdout.matchAll(/^service (\S+) inspector (ws:\/\/127\.0\.0\.1:(\d+)\/[\w-]+)$/gm)];
+    expect(lines.map((m) => m[1]).sort()).toEqual(["app", "other", "plain"]);
+    const ports = lines.map((m) => m[3]);
+    expect(new Set(ports).size).toBe(3);
+    for (const [, , url, port] of lines) {
+      const targets = (await getJson(`http://127.0.0.1:${port}/json/list`)) as { webSocketDebuggerUrl: string }[];
+      expect(targets.map((t) => t.webSocketDebuggerUrl)).toEqual([url]);
+    }
+    // Still a working app.
+    expect(await ask(app)).toMatchObject({});
+  }, 60000);
+
+  it("prints no inspector without --inspect", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: quiet\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+    });
+    const app = await startApp(dir);
+    expect(await ask(app)).toMatchObject({});
+    expect(app.stdout + app.stderr).not.toMatch(/inspector|Debugger listening/);
+  }, 60000);
+
+  it("is in run --help, which also says services run as threads and what stops run", async () => {
+    const { code, stdout } = await runCli(["run", "--help"]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("--inspect");
+    expect(stdout).toContain("service <name> inspector ws://127.0.0.1:<port>/<id>");
+    expect(stdout).toContain("whether it uses @nitric-like/sdk or @nitric/sdk");
+    expect(stdout).not.toMatch(/@nitric\/sdk\s+or a start command always get processes/);
+    expect(stdout).toMatch(/declares a resource\s+nitric-like does not serve/);
+    expect(stdout).toMatch(/\.env and \.env\.<env>/);
+  });
+});
