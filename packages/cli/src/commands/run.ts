@@ -52,8 +52,13 @@ Options:
   --processes         Start every service as a process of its own. By default a
                       service that uses @nitric-like/sdk runs as a worker thread of
                       this process and reaches the provider over a MessagePort (two
-                      process hops fewer per message); services using @nitric/sdk
-                      or a start command always get processes.
+                      process hops fewer per message), and so does one that uses
+                      @nitric/sdk (with its gRPC client replaced by the MessagePort);
+                      services with a start command always get processes.
+  --verbose           Print errors with every stack frame. By default an error a
+                      service logs or does not catch prints as its message and the
+                      line of your code it came from (NITRIC_LIKE_VERBOSE=1 in the
+                      services does the same as this flag).
   --no-watch          Do not restart services when their files change.
   --plain             No colours (also when NO_COLOR is set or output is not a terminal).
   -h, --help          Show this help.
@@ -77,12 +82,16 @@ export interface RunCommandOptions {
   environment?: string;
   /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
   readyTimeoutMs?: number;
+  /** Services print errors with every frame (NITRIC_LIKE_VERBOSE=1 in their environment). @default false */
+  verbose?: boolean;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
   signal?: AbortSignal;
 }
 
 /** Runs the project until Ctrl-C. Resolves with the exit code. */
 export async function runCommand(options: RunCommandOptions, output: Output): Promise<number> {
+  // Services get a copy of this process's environment, the collect pass included.
+  if (options.verbose) process.env.NITRIC_LIKE_VERBOSE = "1";
   const prepared = await prepareProject(options.dir, output);
   const { project } = prepared;
   try {

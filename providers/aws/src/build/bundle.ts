@@ -100,6 +100,8 @@ export async function bundleFunction(
       format: "cjs",
       target: "node20",
       minify: true,
+      // Functions and classes keep their source names in stacks and `.name` (as in `run`).
+      keepNames: true,
       metafile: true,
       logLevel: "silent",
       absWorkingDir: projectDir,
