@@ -5,7 +5,7 @@ import { BUILD_HELP, buildCommand } from "./commands/build.js";
 import { NEW_HELP, newCommand } from "./commands/new.js";
 import { RUN_HELP, runCommand } from "./commands/run.js";
 import { SPEC_HELP, specCommand } from "./commands/spec.js";
-import { DOWN_HELP, downCommand, UP_HELP, upCommand } from "./commands/up.js";
+import { DOWN_HELP, downCommand, OUTPUTS_HELP, outputsCommand, UP_HELP, upCommand } from "./commands/up.js";
 import { Output, UserError } from "./lib/log.js";
 
 /** Help for the whole CLI. */
@@ -21,11 +21,14 @@ Commands:
   build [dir]  Check the project and write what a provider deploys (default: aws).
   up [dir]     Build and deploy (default: aws), printing each socket's URL.
   down [dir]   Delete a deployment.
+  outputs [dir]  Print a deployment's socket URLs and outputs again.
   help [cmd]   Show help for a command.
 
 Options:
   -h, --help     Show help.
   -v, --version  Print the version.
+  --json         (spec, build, up, down, outputs) The result as JSON on stdout,
+                 progress on stderr; a failure as {"error": {...}} on stdout.
 
 Start with: nitric-like new my-app, or nitric-like run examples/chat
 `;
@@ -37,7 +40,11 @@ const HELP: Record<string, string> = {
   build: BUILD_HELP,
   up: UP_HELP,
   down: DOWN_HELP,
+  outputs: OUTPUTS_HELP,
 };
+
+/** Commands whose result `--json` prints as JSON. */
+const JSON_COMMANDS = new Set(["spec", "build", "up", "down", "outputs"]);
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
@@ -50,6 +57,7 @@ export async function main(
   output = new Output(process.stdout, process.stderr, argv.includes("--plain")),
 ): Promise<number> {
   const [command, ...rest] = argv;
+  output.jsonMode = command !== undefined && JSON_COMMANDS.has(command) && rest.includes("--json");
   try {
     if (command === undefined || command === "-h" || command === "--help") {
       output.result(MAIN_HELP.trimEnd());
@@ -97,7 +105,7 @@ export async function main(
     if (command === "build") {
       return await buildCommand({ dir, provider: text("provider") ?? "aws", ...optional("out", text("out")) }, output);
     }
-    if (command === "up" || command === "down") {
+    if (command === "up" || command === "down" || command === "outputs") {
       const deploy = {
         dir,
         provider: text("provider") ?? "aws",
@@ -105,6 +113,7 @@ export async function main(
         ...optional("region", text("region")),
         ...optional("out", text("out")),
       };
+      if (command === "outputs") return await outputsCommand(deploy, output);
       return command === "up" ? await upCommand(deploy, output) : await downCommand(deploy, output);
     }
     return await runCommand(
@@ -115,6 +124,7 @@ export async function main(
         watch: args.values["no-watch"] !== true,
         dashboard: args.values["no-dashboard"] !== true,
         processes: args.values.processes === true,
+        verbose: args.values.verbose === true,
         ...dashboardPort(text("dashboard-port")),
         ...optional("host", text("host")),
         ...optional("environment", text("env")),
@@ -122,6 +132,7 @@ export async function main(
       output,
     );
   } catch (error) {
+    if (output.jsonMode) jsonFailure(error, output);
     if (error instanceof UserError) {
       output.error(error.message);
       return error.exitCode;
@@ -134,6 +145,18 @@ export async function main(
     output.error(`unexpected failure, please report it with this output:\n${(error as Error).stack ?? String(error)}`);
     return 70;
   }
+}
+
+/**
+ * With `--json`, a failure is a JSON document on stdout too: `{"error": {"message", "problems"}}`
+ * (a bug adds `"unexpected": true`); the exit code and stderr are as without `--json`.
+ */
+function jsonFailure(error: unknown, output: Output): void {
+  const userFacing =
+    error instanceof UserError || (error instanceof Error && (error as { userFacing?: unknown }).userFacing === true);
+  const message = error instanceof Error ? error.message : String(error);
+  const problems = error instanceof UserError ? error.problems : [];
+  output.json({ error: { message, problems, ...(userFacing ? {} : { unexpected: true }) } });
 }
 
 /** `{ [key]: value }` when value is set, else `{}` (exact optional properties). */
@@ -151,16 +174,28 @@ function dashboardPort(value: string | undefined): { dashboardPort?: number } {
 
 function parse(command: string, args: string[]) {
   const options = {
-    spec: {},
+    spec: { json: { type: "boolean" } },
     new: { template: { type: "string" } },
-    build: { provider: { type: "string" }, out: { type: "string" } },
+    build: { provider: { type: "string" }, out: { type: "string" }, json: { type: "boolean" } },
     up: {
       provider: { type: "string" },
       stack: { type: "string" },
       region: { type: "string" },
       out: { type: "string" },
+      json: { type: "boolean" },
     },
-    down: { provider: { type: "string" }, stack: { type: "string" }, region: { type: "string" } },
+    down: {
+      provider: { type: "string" },
+      stack: { type: "string" },
+      region: { type: "string" },
+      json: { type: "boolean" },
+    },
+    outputs: {
+      provider: { type: "string" },
+      stack: { type: "string" },
+      region: { type: "string" },
+      json: { type: "boolean" },
+    },
     run: {
       provider: { type: "string" },
       "random-ports": { type: "boolean" },
@@ -168,6 +203,7 @@ function parse(command: string, args: string[]) {
       "dashboard-port": { type: "string" },
       "no-dashboard": { type: "boolean" },
       processes: { type: "boolean" },
+      verbose: { type: "boolean" },
       host: { type: "string" },
       env: { type: "string" },
       plain: { type: "boolean" },

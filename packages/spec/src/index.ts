@@ -34,6 +34,7 @@ export {
 export type {
   BuildOptions,
   BuildResult,
+  DeployedOutputs,
   DeployOptions,
   DeployResult,
   DestroyOptions,

@@ -5,7 +5,7 @@
  */
 import type { Provider } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
-import { deploy, destroy } from "./deploy/deploy.js";
+import { deploy, describeDeployment, destroy } from "./deploy/deploy.js";
 import { runEmulated } from "./emulator/run.js";
 
 export { type AwsBuild, buildAws } from "./build/build.js";
@@ -18,8 +18,10 @@ export {
   type DeployOptions,
   type DeployOutcome,
   deploy,
+  describeDeployment,
   destroy,
   explain,
+  type StackDescription,
 } from "./deploy/deploy.js";
 
 /** The AWS provider, as `--provider aws` loads it. */
@@ -36,8 +38,10 @@ export const provider: Provider = {
       artifacts: built.artifacts.map((a) => ({ key: a.key, file: a.file })),
       logger: options.logger,
     });
-    return { sockets: result.sockets, changed: result.changed };
+    return { sockets: result.sockets, changed: result.changed, outputs: result.outputs };
   },
   down: (options) =>
     destroy({ stack: options.stack, ...(options.region ? { region: options.region } : {}), logger: options.logger }),
+  outputs: (options) =>
+    describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) }),
 };
