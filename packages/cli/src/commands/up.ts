@@ -1,5 +1,7 @@
 /** `nitric-like up` and `nitric-like down`: deploy the project with a provider, and remove it. */
 
+import { resolve } from "node:path";
+import { loadProject, type Project, ProjectError } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
@@ -126,11 +128,18 @@ Options:
 
 /** Runs `outputs`. */
 export async function outputsCommand(options: DeployCommandOptions, output: Output): Promise<number> {
-  const prepared = await prepareProject(options.dir, output);
-  const provider = await providerFor(options.provider, "outputs", prepared.project.dir);
-  const stack = options.stack ?? prepared.project.name;
+  // Only the project file: nothing is bundled or collected.
+  let project: Project;
+  try {
+    project = loadProject(resolve(options.dir));
+  } catch (error) {
+    if (error instanceof ProjectError) throw new UserError(error.message);
+    throw error;
+  }
+  const provider = await providerFor(options.provider, "outputs", project.dir);
+  const stack = options.stack ?? project.name;
   const found = await provider.outputs({
-    project: prepared.project,
+    project,
     stack,
     logger: output,
     ...(options.region ? { region: options.region } : {}),
