@@ -2,11 +2,12 @@
  * The one error type the SDK throws. Its `code` is a closed set aligned with gRPC status codes, so
  * every provider's failures read the same; the original error is kept as `cause`.
  *
- * Errors are written for the person reading them: a NitricLikeError's `stack` is its one-line
- * message and the user's source location (the first frame in the service's own files), unless
- * NITRIC_LIKE_VERBOSE is set (`nitric-like run --verbose`), when it is the full stack with the
- * frames of the SDK and its dependencies. describeError() does the same for anything a handler
- * throws, and puts back the source names of identifiers the bundler renamed (`data2` -> `data`).
+ * Errors are written for the person reading them: in a service the CLI started (NITRIC_LIKE_SERVICE
+ * is set), a NitricLikeError's `stack` is its one-line message and the user's source location (the
+ * first frame in the service's own files), unless NITRIC_LIKE_VERBOSE is set (`nitric-like run
+ * --verbose`). describeError() does the same for anything a handler throws, and puts back the
+ * source names of identifiers the bundler renamed (`data2` -> `data`). Elsewhere (a deployed
+ * function, whose bundle has no source map; tests) stacks are whole, as Node makes them.
  */
 import { readFileSync } from "node:fs";
 import { isMainThread } from "node:worker_threads";
@@ -73,7 +74,7 @@ export class NitricLikeError extends Error {
         if (replaced) return replaced.value;
         const frames = framesOf(trace.stack ?? "");
         const header = `${this.name}: ${this.message}`;
-        return verboseErrors() ? [header, ...frames].join("\n") : [header, ...userFrames(frames, 1)].join("\n");
+        return shortErrors() ? [header, ...userFrames(frames, 1)].join("\n") : [header, ...frames].join("\n");
       },
       set: (value: unknown) => {
         replaced = { value };
@@ -122,6 +123,11 @@ export const VERBOSE_ENV = "NITRIC_LIKE_VERBOSE";
 export function verboseErrors(): boolean {
   const value = process.env[VERBOSE_ENV];
   return value !== undefined && value !== "" && value !== "0" && value !== "false";
+}
+
+/** True when errors print short: in a service the CLI started, without NITRIC_LIKE_VERBOSE. */
+function shortErrors(): boolean {
+  return process.env.NITRIC_LIKE_SERVICE !== undefined && !verboseErrors();
 }
 
 /** The frame lines of a stack (`    at ...`), without the header. */
@@ -191,9 +197,9 @@ function sourceNames(message: string, frame: string | undefined): string {
 }
 
 /**
- * How a failure is written to a service's log: a NitricLikeError as its one line and the user's
- * source location; any other error as its first line, with the bundler's renamed identifiers
- * put back, and its frames in the user's code. NITRIC_LIKE_VERBOSE gives every frame.
+ * How a failure is written to a service's log: any error's first line, with the bundler's renamed
+ * identifiers put back; in a service the CLI started, only its frames in the user's code (a
+ * NitricLikeError: the first), and every frame with NITRIC_LIKE_VERBOSE or outside the CLI.
  */
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
@@ -202,7 +208,7 @@ export function describeError(error: unknown): string {
   const frames = framesOf(stack);
   const first = frames.find((f) => isUserFrame(f));
   const header = `${error.name}: ${sourceNames(error.message, first)}`;
-  if (verboseErrors()) return [header, ...frames].join("\n");
+  if (!shortErrors()) return [header, ...frames].join("\n");
   return [header, ...userFrames(frames, 3)].join("\n");
 }
 
@@ -217,7 +223,7 @@ let uncaughtInstalled = false;
  * error is printed by its parent from its stack.
  */
 function shortUncaughtErrors(): void {
-  if (uncaughtInstalled || !isMainThread || verboseErrors() || process.env.NITRIC_LIKE_SERVICE === undefined) return;
+  if (uncaughtInstalled || !isMainThread || !shortErrors()) return;
   uncaughtInstalled = true;
   const listener = (error: unknown) => {
     if (process.listenerCount("uncaughtException") > 1) return;
