@@ -2,9 +2,10 @@
 // one line plus the line of the user's code (every frame only with `run --verbose`), with the
 // identifiers the source uses even where the bundler renamed them; problems with Ampt-style code
 // are worded in Ampt's API; `--json` gives results and failures as JSON on stdout.
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { cleanTemp, connect, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
+import { CLI, cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
 
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
@@ -113,6 +114,56 @@ await data.get("boot");
     expect(lines[at + 2]).toMatch(/^error: the spec of "errs" has 1 problem/);
     expect(stderr).not.toMatch(/\[cause\]|grpc|node:internal|triggerUncaughtException|code: 14/);
   }, 30000);
+});
+
+describe("an SDK error nobody catches under run", () => {
+  // Past the collect pass, the service reads a key nobody wrote as it starts: it fails every start.
+  const AT_START = `import { kv, websocket } from "@nitric-like/sdk";
+
+const socket = websocket("socket");
+const data = kv("store").allow("get");
+socket.on("connect", () => {});
+socket.on("disconnect", () => {});
+socket.on("message", () => {});
+if (process.env.NITRIC_ENVIRONMENT !== "build") await data.get("boot");
+`;
+
+  /** Runs `run` until its stderr matches `pattern` (or 20 s), then stops it; resolves with stderr. */
+  async function runUntil(dir: string, args: string[], pattern: RegExp): Promise<string> {
+    const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", "--no-dashboard", ...args], {
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    const deadline = Date.now() + 20000;
+    while (!pattern.test(stderr) && Date.now() < deadline && child.exitCode === null) await sleep(50);
+    child.kill("SIGINT");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10000);
+    await exited;
+    clearTimeout(timer);
+    return stderr;
+  }
+
+  for (const [kind, args] of [
+    ["a worker thread", []],
+    ["a process", ["--processes"]],
+  ] as const) {
+    it(`prints as one line and the user's line, without its cause, in ${kind}`, async () => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": AT_START });
+      const stderr = await runUntil(dir, [...args], /Uncaught NitricLikeError[^\n]*\n[^\n]*\n/);
+      const lines = stderr.split("\n");
+      const at = lines.findIndex((l) =>
+        /^app \| Uncaught NitricLikeError: kv\("store"\): key "boot" not found$/.test(l),
+      );
+      expect(at, stderr).toBeGreaterThan(-1);
+      expect(lines[at + 1]).toMatch(/^app \|\s+at .*services\/app\.ts:8:\d+\)?$/);
+      expect(lines[at + 2] ?? "").not.toMatch(/^app \|/);
+      expect(stderr).not.toMatch(/\[cause\]|grpc|node:internal|triggerUncaughtException|errors\.ts/);
+    }, 40000);
+  }
 });
 
 describe("a missing handler", () => {

@@ -2,15 +2,15 @@
  * The one error type the SDK throws. Its `code` is a closed set aligned with gRPC status codes, so
  * every provider's failures read the same; the original error is kept as `cause`.
  *
- * Errors are written for the person reading them: in a service the CLI started (NITRIC_LIKE_SERVICE
- * is set), a NitricLikeError's `stack` is its one-line message and the user's source location (the
- * first frame in the service's own files), unless NITRIC_LIKE_VERBOSE is set (`nitric-like run
- * --verbose`). describeError() does the same for anything a handler throws, and puts back the
- * source names of identifiers the bundler renamed (`data2` -> `data`). Elsewhere (a deployed
- * function, whose bundle has no source map; tests) stacks are whole, as Node makes them.
+ * Errors are printed for the person reading them: in a service the CLI started (NITRIC_LIKE_SERVICE
+ * is set), a NitricLikeError that a handler throws or that nobody catches prints as its one-line
+ * message and the user's source location (the first frame in the service's own files), unless
+ * NITRIC_LIKE_VERBOSE is set (`nitric-like run --verbose`); other errors a handler throws keep
+ * their frames in the user's files, with the source names of identifiers the bundler renamed put
+ * back (`data2` -> `data`). See describeError(). `stack` itself is left as Node makes it, and
+ * elsewhere (a deployed function, whose bundle has no source map; tests) everything prints whole.
  */
 import { readFileSync } from "node:fs";
-import { isMainThread } from "node:worker_threads";
 import type { ServiceError } from "@grpc/grpc-js";
 
 /** Every code a NitricLikeError can have (gRPC's status codes, in snake case). */
@@ -63,28 +63,8 @@ export class NitricLikeError extends Error {
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.details = options.details ?? {};
-    // The full stack is captured here and formatted (source-mapped) only if someone reads it.
-    const trace: { stack?: string } = {};
-    Error.captureStackTrace(trace, new.target);
-    let replaced: { value: unknown } | undefined;
-    Object.defineProperty(this, "stack", {
-      configurable: true,
-      enumerable: false,
-      get: () => {
-        if (replaced) return replaced.value;
-        const frames = framesOf(trace.stack ?? "");
-        const header = `${this.name}: ${this.message}`;
-        return shortErrors() ? [header, ...userFrames(frames, 1)].join("\n") : [header, ...frames].join("\n");
-      },
-      set: (value: unknown) => {
-        replaced = { value };
-      },
-    });
-    // What Node prints for an uncaught error is the error inspected: its code and details would
-    // add lines, and its cause (a gRPC error with its own stack) some twenty.
-    for (const key of ["code", "details", "name", BRAND] as const) {
-      Object.defineProperty(this, key, { enumerable: false });
-    }
+    // Printing is decided where errors are printed (describeError, the uncaught handler below),
+    // not here: a kv miss throws one of these, and making one must stay cheap.
     shortUncaughtErrors();
   }
 
@@ -197,38 +177,39 @@ function sourceNames(message: string, frame: string | undefined): string {
 }
 
 /**
- * How a failure is written to a service's log: any error's first line, with the bundler's renamed
- * identifiers put back; in a service the CLI started, only its frames in the user's code (a
- * NitricLikeError: the first), and every frame with NITRIC_LIKE_VERBOSE or outside the CLI.
+ * How a failure is written to a service's log. In a service the CLI started: the error's first
+ * line, with the bundler's renamed identifiers put back, and its frames in the user's code (a
+ * NitricLikeError: the first only); with NITRIC_LIKE_VERBOSE, that line and every frame.
+ * Elsewhere, the stack as it is.
  */
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  if (isNitricLikeError(error)) return String(error.stack ?? error.message);
-  const stack = error.stack ?? `${error.name}: ${error.message}`;
+  const stack = String(error.stack ?? `${error.name}: ${error.message}`);
+  if (process.env.NITRIC_LIKE_SERVICE === undefined) return stack;
   const frames = framesOf(stack);
   const first = frames.find((f) => isUserFrame(f));
   const header = `${error.name}: ${sourceNames(error.message, first)}`;
   if (!shortErrors()) return [header, ...frames].join("\n");
-  return [header, ...userFrames(frames, 3)].join("\n");
+  return [header, ...userFrames(frames, isNitricLikeError(error) ? 1 : 3)].join("\n");
 }
 
 let uncaughtInstalled = false;
 
 /**
- * An uncaught NitricLikeError in a service process prints as its stack (one line and the user's
- * location) and the process exits with 1, as Node's own printing would but without the code,
- * details and cause Node adds. Installed when the first NitricLikeError is made, it acts only
- * while it is the one uncaughtException listener; anything else is thrown again for Node to print.
- * Only in a service the CLI started (NITRIC_LIKE_SERVICE is set); a worker thread's uncaught
- * error is printed by its parent from its stack.
+ * An uncaught NitricLikeError in a service (process or worker thread) prints as describeError()
+ * writes it (one line and the user's location) and the service exits with 1, as with Node's own
+ * printing but without the frames, code, details and cause (a gRPC error with its own stack)
+ * Node adds. Installed when the first NitricLikeError is made, only in a service the CLI started
+ * (NITRIC_LIKE_SERVICE is set) and not --verbose; it acts only while it is the one
+ * uncaughtException listener, and anything else is thrown again for Node to print.
  */
 function shortUncaughtErrors(): void {
-  if (uncaughtInstalled || !isMainThread || !shortErrors()) return;
+  if (uncaughtInstalled || !shortErrors()) return;
   uncaughtInstalled = true;
   const listener = (error: unknown) => {
     if (process.listenerCount("uncaughtException") > 1) return;
     if (isNitricLikeError(error)) {
-      process.stderr.write(`Uncaught ${String(error.stack)}\n`);
+      process.stderr.write(`Uncaught ${describeError(error)}\n`);
       process.exit(1);
     }
     process.off("uncaughtException", listener);
