@@ -15,14 +15,14 @@ Declare websockets and kv stores in TypeScript, run them on your machine, check 
 and ship them to AWS.
 
 Commands:
-  new <dir>    Create a project from a template (chat), ready to run.
-  run [dir]    Run the project locally: gateways, kv stores, every service, live reload.
-  spec [dir]   Collect what the services declare, check it, print it as JSON.
-  build [dir]  Check the project and write what a provider deploys (default: aws).
-  up [dir]     Build and deploy (default: aws), printing each socket's URL.
-  down [dir]   Delete a deployment.
+  new <dir>      Create a project from a template (chat), ready to run.
+  run [dir]      Run the project locally: gateways, kv stores, every service, live reload.
+  spec [dir]     Collect what the services declare, check it, print it as JSON.
+  build [dir]    Check the project and write what a provider deploys (default: aws).
+  up [dir]       Build and deploy (default: aws), printing each socket's URL.
+  down [dir]     Delete a deployment.
   outputs [dir]  Print a deployment's socket URLs and outputs again.
-  help [cmd]   Show help for a command.
+  help [cmd]     Show help for a command.
 
 Options:
   -h, --help     Show help.

@@ -55,10 +55,11 @@ Options:
                       process hops fewer per message), and so does one that uses
                       @nitric/sdk (with its gRPC client replaced by the MessagePort);
                       services with a start command always get processes.
-  --verbose           Print errors with every stack frame. By default an error a
-                      service logs or does not catch prints as its message and the
-                      line of your code it came from (NITRIC_LIKE_VERBOSE=1 in the
-                      services does the same as this flag).
+  --verbose           Print services' errors with every stack frame. By default an
+                      SDK error a handler throws or nobody catches prints as its
+                      message and the line of your code it came from, and other
+                      errors a handler throws keep only the frames in your files.
+                      (NITRIC_LIKE_VERBOSE=1 in the environment does the same.)
   --no-watch          Do not restart services when their files change.
   --plain             No colours (also when NO_COLOR is set or output is not a terminal).
   -h, --help          Show this help.
