@@ -62,7 +62,7 @@ describe("nitric-like up and down --provider aws", () => {
     fake.calls.length = 0;
     const { code, stdout, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
     expect(code, stderr).toBe(0);
-    expect(stderr).toContain("already uploaded");
+    expect(stderr, stderr).toContain("already uploaded");
     expect(stderr).toContain('stack "chat" was already up to date');
     expect(stdout.trim()).toBe("websocket socket wss://socketapi-fake.execute-api.us-east-1.amazonaws.com/live");
     expect(fake.calls.filter((c) => c.startsWith("S3 PUT"))).toEqual([]);
