@@ -5,7 +5,7 @@ import { BUILD_HELP, buildCommand } from "./commands/build.js";
 import { NEW_HELP, newCommand } from "./commands/new.js";
 import { RUN_HELP, runCommand } from "./commands/run.js";
 import { SPEC_HELP, specCommand } from "./commands/spec.js";
-import { DOWN_HELP, downCommand, UP_HELP, upCommand } from "./commands/up.js";
+import { DOWN_HELP, downCommand, OUTPUTS_HELP, outputsCommand, UP_HELP, upCommand } from "./commands/up.js";
 import { Output, UserError } from "./lib/log.js";
 import { systemErrorMessage } from "./lib/system-errors.js";
 
@@ -16,17 +16,20 @@ Declare websockets and kv stores in TypeScript, run them on your machine, check 
 and ship them to AWS.
 
 Commands:
-  new <dir>    Create a project from a template (chat), ready to run.
-  run [dir]    Run the project locally: gateways, kv stores, every service, live reload.
-  spec [dir]   Collect what the services declare, check it, print it as JSON.
-  build [dir]  Check the project and write what a provider deploys (default: aws).
-  up [dir]     Build and deploy (default: aws), printing each socket's URL.
-  down [dir]   Delete a deployment.
-  help [cmd]   Show help for a command.
+  new <dir>      Create a project from a template (chat), ready to run.
+  run [dir]      Run the project locally: gateways, kv stores, every service, live reload.
+  spec [dir]     Collect what the services declare, check it, print it as JSON.
+  build [dir]    Check the project and write what a provider deploys (default: aws).
+  up [dir]       Build and deploy (default: aws), printing each socket's URL.
+  down [dir]     Delete a deployment.
+  outputs [dir]  Print a deployment's socket URLs and outputs again.
+  help [cmd]     Show help for a command.
 
 Options:
   -h, --help     Show help.
   -v, --version  Print the version.
+  --json         (spec, build, up, down, outputs) The result as JSON on stdout,
+                 progress on stderr; a failure as {"error": {...}} on stdout.
 
 Start with: nitric-like new my-app, or nitric-like run examples/chat
 `;
@@ -38,7 +41,11 @@ const HELP: Record<string, string> = {
   build: BUILD_HELP,
   up: UP_HELP,
   down: DOWN_HELP,
+  outputs: OUTPUTS_HELP,
 };
+
+/** Commands whose result `--json` prints as JSON. */
+const JSON_COMMANDS = new Set(["spec", "build", "up", "down", "outputs"]);
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
@@ -51,6 +58,7 @@ export async function main(
   output = new Output(process.stdout, process.stderr, argv.includes("--plain")),
 ): Promise<number> {
   const [command, ...rest] = argv;
+  output.jsonMode = command !== undefined && JSON_COMMANDS.has(command) && rest.includes("--json");
   try {
     if (command === undefined || command === "-h" || command === "--help") {
       output.result(MAIN_HELP.trimEnd());
@@ -103,7 +111,7 @@ export async function main(
     if (command === "build") {
       return await buildCommand({ dir, provider: text("provider") ?? "aws", ...optional("out", text("out")) }, output);
     }
-    if (command === "up" || command === "down") {
+    if (command === "up" || command === "down" || command === "outputs") {
       const deploy = {
         dir,
         provider: text("provider") ?? "aws",
@@ -111,6 +119,7 @@ export async function main(
         ...optional("region", text("region")),
         ...optional("out", text("out")),
       };
+      if (command === "outputs") return await outputsCommand(deploy, output);
       return command === "up" ? await upCommand(deploy, output) : await downCommand(deploy, output);
     }
     return await runCommand(
@@ -123,6 +132,7 @@ export async function main(
         processes: args.values.processes === true,
         inspect: args.values.inspect === true,
         tcp: args.values.tcp === true,
+        verbose: args.values.verbose === true,
         ...dashboardPort(text("dashboard-port")),
         ...optional("host", text("host")),
         ...optional("environment", text("env")),
@@ -130,6 +140,7 @@ export async function main(
       output,
     );
   } catch (error) {
+    if (output.jsonMode) jsonFailure(error, output);
     if (error instanceof UserError) {
       output.error(error.message);
       return error.exitCode;
@@ -150,6 +161,20 @@ export async function main(
   }
 }
 
+/**
+ * With `--json`, a failure is a JSON document on stdout too: `{"error": {"message", "problems"}}`
+ * (a bug adds `"unexpected": true`); the exit code and stderr are as without `--json`.
+ */
+function jsonFailure(error: unknown, output: Output): void {
+  const ours =
+    error instanceof UserError || (error instanceof Error && (error as { userFacing?: unknown }).userFacing === true);
+  const system = ours ? undefined : systemErrorMessage(error);
+  const userFacing = ours || system !== undefined;
+  const message = system ?? (error instanceof Error ? error.message : String(error));
+  const problems = error instanceof UserError ? error.problems : [];
+  output.json({ error: { message, problems, ...(userFacing ? {} : { unexpected: true }) } });
+}
+
 /** `{ [key]: value }` when value is set, else `{}` (exact optional properties). */
 function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
@@ -165,16 +190,28 @@ function dashboardPort(value: string | undefined): { dashboardPort?: number } {
 
 function parse(command: string, args: string[]) {
   const options = {
-    spec: {},
+    spec: { json: { type: "boolean" } },
     new: { template: { type: "string" }, "from-registry": { type: "boolean" } },
-    build: { provider: { type: "string" }, out: { type: "string" } },
+    build: { provider: { type: "string" }, out: { type: "string" }, json: { type: "boolean" } },
     up: {
       provider: { type: "string" },
       stack: { type: "string" },
       region: { type: "string" },
       out: { type: "string" },
+      json: { type: "boolean" },
     },
-    down: { provider: { type: "string" }, stack: { type: "string" }, region: { type: "string" } },
+    down: {
+      provider: { type: "string" },
+      stack: { type: "string" },
+      region: { type: "string" },
+      json: { type: "boolean" },
+    },
+    outputs: {
+      provider: { type: "string" },
+      stack: { type: "string" },
+      region: { type: "string" },
+      json: { type: "boolean" },
+    },
     run: {
       provider: { type: "string" },
       "random-ports": { type: "boolean" },
@@ -184,6 +221,7 @@ function parse(command: string, args: string[]) {
       processes: { type: "boolean" },
       inspect: { type: "boolean" },
       tcp: { type: "boolean" },
+      verbose: { type: "boolean" },
       host: { type: "string" },
       env: { type: "string" },
       plain: { type: "boolean" },

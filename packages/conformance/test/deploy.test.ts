@@ -66,7 +66,7 @@ describe("nitric-like up and down --provider aws", () => {
     fake.calls.length = 0;
     const { code, stdout, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
     expect(code, stderr).toBe(0);
-    expect(stderr).toContain("already uploaded");
+    expect(stderr, stderr).toContain("already uploaded");
     expect(stderr).toContain('stack "chat" was already up to date');
     expect(stdout.trim()).toBe("websocket socket wss://socketapi-fake.execute-api.us-east-1.amazonaws.com/live");
     expect(fake.calls.filter((c) => c.startsWith("S3 PUT"))).toEqual([]);
@@ -230,6 +230,30 @@ describe("nitric-like up and down --provider aws", () => {
     } finally {
       process.env.AWS_REGION = "us-east-1";
     }
+  }, 60000);
+
+  it("gives up's and down's results as JSON on stdout with --json, progress on stderr", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    const url = "wss://socketapi-fake.execute-api.us-east-1.amazonaws.com/live";
+    expect(JSON.parse(up.stdout)).toEqual({
+      stack: "json-chat",
+      provider: "aws",
+      changed: true,
+      sockets: [{ name: "socket", url }],
+      outputs: expect.objectContaining({ WebsocketSocket: url }),
+    });
+    // The socket line people read without --json is on stderr, with the progress.
+    expect(up.stderr).toContain(`websocket socket ${url}`);
+    expect(up.stderr).toContain('stack "json-chat" is deployed');
+
+    const down = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+    expect(JSON.parse(down.stdout)).toEqual({ stack: "json-chat", provider: "aws", deleted: true });
+    const again = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
+    expect(again.code).toBe(1);
+    expect(JSON.parse(again.stdout).error.message).toContain("there is no such stack in this account and region");
   }, 60000);
 });
 

@@ -57,6 +57,7 @@ export {
 export type {
   BuildOptions,
   BuildResult,
+  DeployedOutputs,
   DeployOptions,
   DeployResult,
   DestroyOptions,

@@ -200,6 +200,18 @@ export interface DeployResult {
   sockets: { name: string; url: string }[];
   /** False when the deployment was already up to date. */
   changed: boolean;
+  /** Everything the deployment reports about itself (for aws: the stack's outputs), by name. */
+  outputs?: Record<string, string>;
+}
+
+/** A deployment as it is now (`nitric-like outputs`). */
+export interface DeployedOutputs {
+  /** Each socket's name and the URL clients connect to. */
+  sockets: { name: string; url: string }[];
+  /** Everything the deployment reports about itself (for aws: the stack's outputs), by name. */
+  outputs: Record<string, string>;
+  /** The deployment's state in the provider's words (for aws: the stack status). */
+  status?: string;
 }
 
 /** What the CLI gives a provider to remove a deployment. */
@@ -244,4 +256,6 @@ export interface Provider {
    * Error with `userFacing` saying what to do.
    */
   preflight?(options: PreflightOptions): Promise<void>;
+  /** Describes a deployment for `nitric-like outputs`: its socket URLs and outputs again. */
+  outputs?(options: DestroyOptions): Promise<DeployedOutputs>;
 }

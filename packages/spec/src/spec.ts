@@ -38,6 +38,12 @@ export interface CollectedService {
   grants: { resource: ResourceRef; permissions: Permission[] }[];
   /** Handler registrations it made. */
   handlers: { socket: string; event: WebsocketEvent }[];
+  /**
+   * Sockets this service handles through Ampt's interface (`ws.on("connected", ...)` from
+   * @nitric-like/sdk/ampt) rather than Nitric's (`websocket(name).on("connect", ...)`): problems
+   * with them are worded in the API the code uses. The CLI sets it from the service's imports.
+   */
+  amptSockets?: string[];
   /** Set when the service failed during collection (crashed, or never declared anything). */
   failure?: { message: string; output: string };
 }
@@ -183,9 +189,16 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
       `websocket ${socketName}: the ${event} event is handled by ${list}; a socket event has exactly one handler, so keep socket.on("${event}", ...) in one service`,
     );
   }
+  const amptStyle = new Set(services.flatMap((s) => s.amptSockets ?? []));
   for (const s of sockets.values()) {
     for (const event of WEBSOCKET_EVENTS) {
-      if (s.handlers[event] === undefined) {
+      if (s.handlers[event] !== undefined) continue;
+      if (amptStyle.has(s.name)) {
+        const ampt = AMPT_EVENTS[event];
+        errors.push(
+          `missing ws.on("${ampt}", ...) for websocket ${s.name}: add ws.on("${ampt}", ${ampt === "message" ? "(connection, data)" : "(connection)"} => { ... }) to one service (ws from "@nitric-like/sdk/ampt")`,
+        );
+      } else {
         errors.push(
           `missing ${event} handler for websocket ${s.name}: add websocket("${s.name}").on("${event}", handler) to one service`,
         );
@@ -208,6 +221,13 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   };
   return { spec, errors: [...unsupported, ...errors], unsupported };
 }
+
+/** Each websocket event as Ampt's `ws.on()` names it. */
+const AMPT_EVENTS: Record<WebsocketEvent, string> = {
+  connect: "connected",
+  disconnect: "disconnected",
+  message: "message",
+};
 
 function storeEntry(stores: Map<string, KvSpec>, name: string): KvSpec {
   let s = stores.get(name);

@@ -5,7 +5,7 @@
  */
 import type { Provider } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
-import { deploy, destroy, preflight } from "./deploy/deploy.js";
+import { deploy, describeDeployment, destroy, preflight } from "./deploy/deploy.js";
 import { runEmulated } from "./emulator/run.js";
 
 export { type AwsBuild, buildAws } from "./build/build.js";
@@ -26,10 +26,12 @@ export {
   type DeployOptions,
   type DeployOutcome,
   deploy,
+  describeDeployment,
   destroy,
   explain,
   MAX_INLINE_TEMPLATE_BYTES,
   preflight,
+  type StackDescription,
   stackNameProblem,
   stuckStackProblem,
 } from "./deploy/deploy.js";
@@ -48,10 +50,12 @@ export const provider: Provider = {
       artifacts: built.artifacts.map((a) => ({ key: a.key, file: a.file })),
       logger: options.logger,
     });
-    return { sockets: result.sockets, changed: result.changed };
+    return { sockets: result.sockets, changed: result.changed, outputs: result.outputs };
   },
   preflight: (options) =>
     preflight({ stack: options.stack, action: options.action, ...(options.region ? { region: options.region } : {}) }),
   down: (options) =>
     destroy({ stack: options.stack, ...(options.region ? { region: options.region } : {}), logger: options.logger }),
+  outputs: (options) =>
+    describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) }),
 };

@@ -25,6 +25,9 @@ that file is refused before anything is bundled.
 Options:
   --provider <name>   Provider to build for (default: aws).
   --out <dir>         Where to write (default: <dir>/.nitric-like/<provider>).
+  --json              Print the result as JSON on stdout: {"project", "provider",
+                      "outDir", "files"}; progress stays on stderr. A failure is
+                      {"error": {"message", "problems"}} on stdout, with the same exit code.
   --plain             No colours.
   -h, --help          Show this help.
 `;
@@ -51,6 +54,8 @@ export async function checkedBuild(
     for (const e of errors) output.error(e);
     throw new UserError(
       `the spec of "${spec.name}" has ${errors.length} problem${errors.length === 1 ? "" : "s"} (listed above); nothing was built`,
+      1,
+      errors,
     );
   }
   const outDir = options.out ? resolve(options.out) : resolve(ready.project.dir, ".nitric-like", provider.name);
@@ -71,5 +76,6 @@ export async function buildCommand(options: BuildCommandOptions, output: Output)
   if (!provider.build) throw new UserError(`provider "${provider.name}" cannot build`);
   const result = await provider.build({ project: prepared.project, spec, services, outDir, logger: output });
   for (const file of result.files) output.result(file);
+  output.json({ project: prepared.project.name, provider: provider.name, outDir, files: result.files });
   return 0;
 }

@@ -85,6 +85,11 @@ Options:
                       NITRIC_SERVICE_HOST/PORT, for SDKs that cannot dial a Unix socket
                       (Nitric's Go and JVM SDKs). Any user of this machine can then act
                       as your services: use it only on a machine you do not share.
+  --verbose           Print services' errors with every stack frame. By default an
+                      SDK error a handler throws or nobody catches prints as its
+                      message and the line of your code it came from, and other
+                      errors a handler throws keep only the frames in your files.
+                      (NITRIC_LIKE_VERBOSE=1 in the environment does the same.)
   --no-watch          Do not restart services when their files change.
   --plain             No colours (also when NO_COLOR is set or output is not a terminal).
   -h, --help          Show this help.
@@ -112,12 +117,16 @@ export interface RunCommandOptions {
   tcp?: boolean;
   /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
   readyTimeoutMs?: number;
+  /** Services print errors with every frame (NITRIC_LIKE_VERBOSE=1 in their environment). @default false */
+  verbose?: boolean;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
   signal?: AbortSignal;
 }
 
 /** Runs the project until Ctrl-C. Resolves with the exit code. */
 export async function runCommand(options: RunCommandOptions, output: Output): Promise<number> {
+  // Services get a copy of this process's environment, the collect pass included.
+  if (options.verbose) process.env.NITRIC_LIKE_VERBOSE = "1";
   const prepared = await prepareProject(options.dir, output);
   const { project } = prepared;
   try {

@@ -1,5 +1,7 @@
 /** `nitric-like spec [dir]`: the collect pass, printed as JSON; refuses an app that cannot be deployed. */
-import { buildSpec, SERVED_KINDS, type Spec, unusedSocketWarnings } from "@nitric-like/spec";
+import { basename, dirname } from "node:path";
+import { packageOwner } from "@nitric-like/provider-kit";
+import { buildSpec, type CollectedService, SERVED_KINDS, type Spec, unusedSocketWarnings } from "@nitric-like/spec";
 import { type CollectOptions, collect } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
@@ -19,6 +21,8 @@ build stop on those too). A service that does not exit after declaring its
 resources is stopped.
 
 Options:
+  --json       The same JSON; when the spec has problems, {"error": {"message",
+               "problems"}} on stdout instead (the problems are on stderr too).
   -h, --help   Show this help.
 `;
 
@@ -36,7 +40,10 @@ export async function collectSpec(
       prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
       options,
     );
-    const result = buildSpec(prepared.project.name, collected);
+    const result = buildSpec(
+      prepared.project.name,
+      collected.map((c) => withApi(c, prepared)),
+    );
     const found = result.spec.resources.length;
     progress.done(`collected ${found} resource${found === 1 ? "" : "s"} from ${n} service${n === 1 ? "" : "s"}`);
     const sockets = result.spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name);
@@ -56,6 +63,23 @@ export async function collectSpec(
   }
 }
 
+/** The socket @nitric-like/sdk/ampt declares (AMPT_SOCKET_NAME there). */
+const AMPT_SOCKET = "ws";
+
+/**
+ * Marks the Ampt-style socket of a service whose bundle includes @nitric-like/sdk/ampt, so that
+ * problems with it name `ws.on("disconnected", ...)`, the API its code uses. (The collect pass
+ * sees only the contract's calls, which are the same for both interfaces.)
+ */
+function withApi(collected: CollectedService, prepared: PreparedProject): CollectedService {
+  const bundle = prepared.services.find((s) => s.entry.name === collected.name)?.bundle;
+  if (!bundle) return collected;
+  const usesAmpt = [...bundle.inputs].some(
+    (path) => /^ampt\.(js|ts|mjs)$/.test(basename(path)) && packageOwner(dirname(path)) === "@nitric-like/sdk",
+  );
+  return usesAmpt ? { ...collected, amptSockets: [AMPT_SOCKET] } : collected;
+}
+
 /** Runs `spec`. */
 export async function specCommand(dir: string, output: Output): Promise<number> {
   const prepared = await prepareProject(dir, output);
@@ -64,8 +88,11 @@ export async function specCommand(dir: string, output: Output): Promise<number> 
     for (const e of errors) output.error(e);
     throw new UserError(
       `the spec of "${spec.name}" has ${errors.length} problem${errors.length === 1 ? "" : "s"} (listed above)`,
+      1,
+      errors,
     );
   }
-  output.result(JSON.stringify(spec, null, 2));
+  if (output.jsonMode) output.json(spec);
+  else output.result(JSON.stringify(spec, null, 2));
   return 0;
 }

@@ -29,6 +29,10 @@ Options:
   --stack <name>      Stack name (default: the project's name).
   --region <region>   AWS region (default: from the AWS configuration).
   --out <dir>         Where to build (default: <dir>/.nitric-like/<provider>).
+  --json              Print the result as JSON on stdout: {"stack", "provider",
+                      "changed", "sockets": [{"name", "url"}], "outputs"}; progress
+                      and the socket lines go to stderr. A failure is {"error":
+                      {"message", "problems"}} on stdout, with the same exit code.
   --plain             No colours.
   -h, --help          Show this help.
 `;
@@ -43,6 +47,8 @@ Options:
   --provider <name>   Provider of the deployment (default: aws).
   --stack <name>      Stack name (default: the project's name).
   --region <region>   AWS region (default: from the AWS configuration).
+  --json              Print {"stack", "provider", "deleted": true} on stdout when done;
+                      a failure is {"error": {"message", "problems"}} on stdout.
   --plain             No colours.
   -h, --help          Show this help.
 `;
@@ -99,6 +105,13 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
     .finally(() => progress.done());
   output.info(result.changed ? `stack "${stack}" is deployed` : `stack "${stack}" was already up to date`);
   for (const s of result.sockets) output.result(`websocket ${s.name} ${s.url}`);
+  output.json({
+    stack,
+    provider: provider.name,
+    changed: result.changed,
+    sockets: result.sockets,
+    outputs: result.outputs ?? {},
+  });
   return 0;
 }
 
@@ -118,5 +131,57 @@ export async function downCommand(options: DeployCommandOptions, output: Output)
     })
     .finally(() => progress.done());
   output.info(`stack "${stack}" is deleted`);
+  output.json({ stack, provider: provider.name, deleted: true });
+  return 0;
+}
+
+/** Help for `outputs`. */
+export const OUTPUTS_HELP = `Usage: nitric-like outputs [dir] [options]
+
+Prints what "up" printed about the deployment of the project in dir (default: the
+current folder), read again from the provider (for aws: DescribeStacks), on stdout:
+  websocket <name> wss://<api>.execute-api.<region>.amazonaws.com/live
+  output <key> <value>        (every output of the stack)
+Nothing is built or changed.
+
+Options:
+  --provider <name>   Provider of the deployment (default: aws).
+  --stack <name>      Stack name (default: the project's name).
+  --region <region>   AWS region (default: from the AWS configuration).
+  --json              Print {"stack", "provider", "status", "sockets": [{"name", "url"}],
+                      "outputs"} on stdout instead; a failure is {"error": {"message",
+                      "problems"}} on stdout.
+  --plain             No colours.
+  -h, --help          Show this help.
+`;
+
+/** Runs `outputs`. */
+export async function outputsCommand(options: DeployCommandOptions, output: Output): Promise<number> {
+  // Only the project file: nothing is bundled or collected.
+  let project: Project;
+  try {
+    project = loadProject(resolve(options.dir));
+  } catch (error) {
+    if (error instanceof ProjectError) throw new UserError(error.message);
+    throw error;
+  }
+  const provider = await providerFor(options.provider, "outputs", project.dir);
+  const stack = options.stack ?? project.name;
+  const found = await provider.outputs({
+    project,
+    stack,
+    logger: output,
+    ...(options.region ? { region: options.region } : {}),
+  });
+  if (found.status !== undefined) output.info(`stack "${stack}": ${found.status}`);
+  if (output.jsonMode) {
+    const { sockets, outputs } = found;
+    output.json({ stack, provider: provider.name, status: found.status ?? null, sockets, outputs });
+    return 0;
+  }
+  for (const s of found.sockets) output.result(`websocket ${s.name} ${s.url}`);
+  for (const [key, value] of Object.entries(found.outputs).sort(([a], [b]) => a.localeCompare(b))) {
+    output.result(`output ${key} ${value}`);
+  }
   return 0;
 }

@@ -103,7 +103,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 4`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 5`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -160,6 +160,10 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
       plugins: [externalProjectPackages],
       // grpc-js loads it only for channelz and ORCA, which a service never serves.
       external: ["@grpc/proto-loader"],
+      // Functions and classes keep their source names (stacks, `.name`). A nested name that
+      // shadows another is still renamed (esbuild always does: data -> data2); the SDK's
+      // error logging puts the source name back in messages (describeError in errors.ts).
+      keepNames: true,
       sourcemap: "inline",
       // Stacks map to the original files and lines without the sources themselves in the map.
       sourcesContent: false,

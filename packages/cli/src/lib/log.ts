@@ -102,9 +102,20 @@ export class Output implements Logger {
     this.drawSpinner();
   }
 
-  /** A result line, to stdout. */
+  /**
+   * `--json`: the command's result is one JSON document on stdout (json()), and the lines it
+   * would print there for people go to stderr with the progress.
+   */
+  jsonMode = false;
+
+  /** A result line: to stdout, or with `--json` to stderr (stdout then holds only the JSON). */
   result(line: string): void {
-    this.line(this.out, line);
+    this.line(this.jsonMode ? this.err : this.out, line);
+  }
+
+  /** With `--json`, writes the command's result (or its failure) as one JSON document to stdout. */
+  json(value: unknown): void {
+    if (this.jsonMode) this.line(this.out, JSON.stringify(value, null, 2));
   }
 
   info(message: string): void {
@@ -120,12 +131,17 @@ export class Output implements Logger {
   }
 }
 
-/** A mistake the user can fix: printed as its message alone, then the CLI exits with `exitCode`. */
+/**
+ * A mistake the user can fix: printed as its message alone, then the CLI exits with `exitCode`.
+ * `problems` are the individual problems when there are several (printed before it; with `--json`
+ * they are in the JSON error).
+ */
 export class UserError extends Error {
   override readonly name = "UserError";
   constructor(
     message: string,
     readonly exitCode = 1,
+    readonly problems: string[] = [],
   ) {
     super(message);
   }

@@ -81,14 +81,14 @@ export async function loadProvider(name: string, projectDir = process.cwd()): Pr
 /** Loads a provider and checks that it can do `what`; the error names the providers that can. */
 export async function providerFor(
   name: string,
-  what: "run" | "build" | "up" | "down",
+  what: "run" | "build" | "up" | "down" | "outputs",
   projectDir: string,
 ): Promise<Provider & Required<Pick<Provider, typeof what>>> {
   const provider = await loadProvider(name, projectDir);
   if (typeof provider[what] !== "function") {
     const hint = what === "run" ? "pass --provider local" : "pass --provider aws";
     throw new UserError(
-      `provider "${provider.name}" cannot ${what === "up" ? "deploy" : what === "down" ? "remove deployments" : what}; ${hint}`,
+      `provider "${provider.name}" cannot ${what === "up" ? "deploy" : what === "down" ? "remove deployments" : what === "outputs" ? "describe deployments" : what}; ${hint}`,
     );
   }
   return provider as Provider & Required<Pick<Provider, typeof what>>;

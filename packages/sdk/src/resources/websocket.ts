@@ -19,7 +19,7 @@ import {
   Websocket as WebsocketService,
 } from "@nitric-like/contracts/websockets";
 import type { WebsocketEvent } from "@nitric-like/spec";
-import { NitricLikeError } from "../errors.js";
+import { describeError, NitricLikeError } from "../errors.js";
 import { decodeSafely, encodePayload, markText, type Payload } from "../internal/data.js";
 import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
 import { declare, declaredOnce } from "./declare.js";
@@ -371,7 +371,7 @@ class HandlerStream {
     const finish = (error?: unknown) => {
       if (error !== undefined) {
         process.stderr.write(
-          `websocket("${this.socket}") ${this.event} handler failed for connection ${request.connectionId}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+          `websocket("${this.socket}") ${this.event} handler failed for connection ${request.connectionId}: ${describeError(error)}\n`,
         );
         ctx.res.success = false;
         if (this.event === "connect") {

@@ -495,6 +495,44 @@ function socketsOf(stack: Stack): { name: string; url: string }[] {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** A deployed stack as it is now: its status, socket URLs and outputs. */
+export interface StackDescription {
+  stack: string;
+  status: string;
+  outputs: Record<string, string>;
+  sockets: { name: string; url: string }[];
+}
+
+/** Describes a deployed stack (DescribeStacks): what `up` printed, again. */
+export async function describeDeployment(options: { stack: string; region?: string }): Promise<StackDescription> {
+  const { cfn, s3 } = clients(options.region);
+  s3.destroy();
+  const doing = `describing stack "${options.stack}"`;
+  try {
+    try {
+      await cfn.config.region();
+    } catch (error) {
+      throw explain(error, doing);
+    }
+    const stack = await describeStack(cfn, options.stack);
+    if (!stack) {
+      throw new DeployError(
+        `${doing}: there is no such stack in this account and region; deploy it with "nitric-like up", or give its name with --stack and its region with --region`,
+      );
+    }
+    return {
+      stack: options.stack,
+      status: stack.StackStatus ?? "UNKNOWN",
+      outputs: outputsOf(stack),
+      sockets: socketsOf(stack),
+    };
+  } catch (error) {
+    throw explain(error, doing);
+  } finally {
+    cfn.destroy();
+  }
+}
+
 /** Deletes a stack and waits until it is gone. */
 export async function destroy(options: {
   stack: string;

@@ -1,0 +1,280 @@
+// Errors a person reads, through the real CLI: handler failures and uncaught SDK errors print as
+// one line plus the line of the user's code (every frame only with `run --verbose`), with the
+// identifiers the source uses even where the bundler renamed them; problems with Ampt-style code
+// are worded in Ampt's API; `--json` gives results and failures as JSON on stdout.
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { CLI, cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+const PROJECT = "name: errs\nservices:\n  - match: services/*.ts\n";
+
+// Line 12 calls .get on a `data` that shadows the store (esbuild renames it data2 in the bundle);
+// line 15 reads a missing key (a NitricLikeError with a gRPC or port error as its cause).
+const APP = `import { kv, websocket } from "@nitric-like/sdk";
+
+const socket = websocket("socket");
+const data = kv("store").allow("get", "set");
+
+socket.on("connect", () => {});
+socket.on("disconnect", () => {});
+socket.on("message", async (ctx) => {
+  const text = ctx.text();
+  if (text === "shadow") {
+    const data = JSON.parse('{"lat": 1}') as { get(key: string): unknown };
+    data.get("x");
+  }
+  if (text === "missing") {
+    await data.get("no-such-key");
+  }
+  ctx.reply("done");
+});
+`;
+
+/** The stderr lines from the first that matches `pattern` up to the next line of another kind. */
+function block(stderr: string, pattern: RegExp): string[] {
+  const lines = stderr.split("\n");
+  const start = lines.findIndex((l) => pattern.test(l));
+  if (start < 0) return [];
+  const out = [lines[start] as string];
+  for (const line of lines.slice(start + 1)) {
+    if (!/^app \|\s+(at |\[cause\]|\{|\}|code:|details:)/.test(line)) break;
+    out.push(line);
+  }
+  return out;
+}
+
+describe("a handler's error in the service log", () => {
+  it("is one line with the source's identifier and the user's file and line, no internals", async () => {
+    const app = await startApp(writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": APP }), [
+      "--no-dashboard",
+    ]);
+    const client = await connect(app.url("socket"));
+    client.ws.send("shadow");
+    await app.waitFor(/message handler failed for connection \S+: TypeError/);
+    client.ws.send("missing");
+    await app.waitFor(/message handler failed for connection \S+: NitricLikeError/);
+
+    const shadow = block(app.stderr, /TypeError/);
+    expect(shadow[0]).toMatch(/TypeError: data\.get is not a function$/);
+    expect(shadow.slice(1)).toEqual([expect.stringMatching(/^app \|\s+at .*services\/app\.ts:12:\d+\)?$/)]);
+
+    const missing = block(app.stderr, /NitricLikeError/);
+    expect(missing[0]).toMatch(/NitricLikeError: kv\("store"\): key "no-such-key" not found$/);
+    expect(missing.slice(1)).toEqual([expect.stringMatching(/^app \|\s+at .*services\/app\.ts:15:\d+\)?$/)]);
+
+    // What is not printed: the bundler's name, the SDK's and its dependencies' frames, the cause.
+    expect(app.stderr).not.toContain("data2");
+    expect(app.stderr).not.toMatch(/packages\/sdk|node_modules|grpc|\[cause\]|node:internal/);
+    client.ws.close();
+  }, 40000);
+
+  it("has every frame with run --verbose", async () => {
+    const app = await startApp(writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": APP }), [
+      "--no-dashboard",
+      "--verbose",
+    ]);
+    const client = await connect(app.url("socket"));
+    client.ws.send("missing");
+    await app.waitFor(/message handler failed for connection \S+: NitricLikeError/);
+    await app.waitFor(/services\/app\.ts:15/);
+    const missing = block(app.stderr, /NitricLikeError/);
+    // The SDK's own frames (kv.ts) come before the user's.
+    expect(missing.some((l) => /resources\/kv\.ts:\d+/.test(l))).toBe(true);
+    expect(missing.length).toBeGreaterThan(2);
+    client.ws.close();
+  }, 40000);
+});
+
+describe("an SDK error nobody catches", () => {
+  const TOP_LEVEL = `import { kv, websocket } from "@nitric-like/sdk";
+
+const socket = websocket("socket");
+const data = kv("store").allow("get");
+socket.on("connect", () => {});
+socket.on("disconnect", () => {});
+socket.on("message", () => {});
+await data.get("boot");
+`;
+
+  it("prints as one line and the user's line when the collect pass fails on it, without its cause", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": TOP_LEVEL });
+    const { code, stdout, stderr } = await runCli(["spec", dir, "--plain"]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    const lines = stderr.split("\n");
+    const at = lines.findIndex((l) => l.includes("Uncaught NitricLikeError: kv get is not available"));
+    expect(at, stderr).toBeGreaterThan(-1);
+    expect(lines[at + 1]).toMatch(/^\s+at .*services\/app\.ts:8:\d+\)?$/);
+    expect(lines[at + 2]).toMatch(/^error: the spec of "errs" has 1 problem/);
+    expect(stderr).not.toMatch(/\[cause\]|grpc|node:internal|triggerUncaughtException|code: 14/);
+  }, 30000);
+});
+
+describe("an SDK error nobody catches under run", () => {
+  // Past the collect pass, the service reads a key nobody wrote as it starts: it fails every start.
+  const AT_START = `import { kv, websocket } from "@nitric-like/sdk";
+
+const socket = websocket("socket");
+const data = kv("store").allow("get");
+socket.on("connect", () => {});
+socket.on("disconnect", () => {});
+socket.on("message", () => {});
+if (process.env.NITRIC_ENVIRONMENT !== "build") await data.get("boot");
+`;
+
+  /** Runs `run` until its stderr matches `pattern` (or 20 s), then stops it; resolves with stderr. */
+  async function runUntil(dir: string, args: string[], pattern: RegExp): Promise<string> {
+    const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", "--no-dashboard", ...args], {
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    const deadline = Date.now() + 20000;
+    while (!pattern.test(stderr) && Date.now() < deadline && child.exitCode === null) await sleep(50);
+    child.kill("SIGINT");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10000);
+    await exited;
+    clearTimeout(timer);
+    return stderr;
+  }
+
+  for (const [kind, args] of [
+    ["a worker thread", []],
+    ["a process", ["--processes"]],
+  ] as const) {
+    it(`prints as one line and the user's line, without its cause, in ${kind}`, async () => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": AT_START });
+      const stderr = await runUntil(dir, [...args], /Uncaught NitricLikeError[^\n]*\n[^\n]*\n/);
+      const lines = stderr.split("\n");
+      const at = lines.findIndex((l) =>
+        /^app \| Uncaught NitricLikeError: kv\("store"\): key "boot" not found$/.test(l),
+      );
+      expect(at, stderr).toBeGreaterThan(-1);
+      expect(lines[at + 1]).toMatch(/^app \|\s+at .*services\/app\.ts:8:\d+\)?$/);
+      expect(lines[at + 2] ?? "").not.toMatch(/^app \|/);
+      expect(stderr).not.toMatch(/\[cause\]|grpc|node:internal|triggerUncaughtException|errors\.ts/);
+    }, 40000);
+  }
+});
+
+describe("a missing handler", () => {
+  it("is worded in Ampt's API for code that uses @nitric-like/sdk/ampt", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/tracker.ts": `import { ws } from "@nitric-like/sdk/ampt";
+ws.on("connected", () => {});
+ws.on("message", () => {});
+`,
+    });
+    const { code, stderr } = await runCli(["spec", dir, "--plain"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'missing ws.on("disconnected", ...) for websocket ws: add ws.on("disconnected", (connection) => { ... }) to one service',
+    );
+    expect(stderr).not.toContain('websocket("ws").on("disconnect"');
+  }, 30000);
+
+  it("is worded in Nitric's API for code that uses websocket()", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": `import { websocket } from "@nitric-like/sdk";
+const socket = websocket("ws");
+socket.on("connect", () => {});
+socket.on("message", () => {});
+`,
+    });
+    const { code, stderr } = await runCli(["spec", dir, "--plain"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'missing disconnect handler for websocket ws: add websocket("ws").on("disconnect", handler) to one service',
+    );
+    expect(stderr).not.toContain("ws.on(");
+  }, 30000);
+});
+
+describe("--json", () => {
+  const GOOD = `import { websocket } from "@nitric-like/sdk";
+const socket = websocket("socket");
+socket.on("connect", () => {});
+socket.on("disconnect", () => {});
+socket.on("message", () => {});
+`;
+
+  it("spec: the spec on stdout and progress on stderr; problems as a JSON error with exit 1", async () => {
+    const good = await runCli([
+      "spec",
+      writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": GOOD }),
+      "--json",
+    ]);
+    expect(good.code, good.stderr).toBe(0);
+    expect(JSON.parse(good.stdout)).toMatchObject({ name: "errs", services: [{ name: "chat" }] });
+    expect(good.stderr).toContain("collecting resources");
+
+    const bad = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": GOOD.replace(/.*"message".*\n/, "") });
+    const failed = await runCli(["spec", bad, "--json"]);
+    expect(failed.code).toBe(1);
+    expect(JSON.parse(failed.stdout)).toEqual({
+      error: {
+        message: 'the spec of "errs" has 1 problem (listed above)',
+        problems: [
+          'missing message handler for websocket socket: add websocket("socket").on("message", handler) to one service',
+        ],
+      },
+    });
+    // People still read the problem on stderr.
+    expect(failed.stderr).toContain("error: missing message handler for websocket socket");
+  }, 30000);
+
+  it("build: the files written as JSON on stdout, nothing else there", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": GOOD });
+    const { code, stdout, stderr } = await runCli(["build", dir, "--provider", "aws", "--json"], { timeoutMs: 60000 });
+    expect(code, stderr).toBe(0);
+    const result = JSON.parse(stdout);
+    expect(result).toMatchObject({ project: "errs", provider: "aws" });
+    expect(result.files.length).toBeGreaterThan(0);
+    for (const file of result.files) expect(existsSync(file), file).toBe(true);
+    expect(result.files.some((f: string) => f.endsWith("template.json"))).toBe(true);
+    // The lines printed without --json went to stderr.
+    expect(stderr).toContain(result.files[0]);
+    expect(
+      JSON.parse(
+        readFileSync(
+          result.files.find((f: string) => f.endsWith("template.json")),
+          "utf8",
+        ),
+      ),
+    ).toHaveProperty("Resources");
+  }, 60000);
+
+  it("a command-line mistake is a JSON error too, and commands without --json refuse it", async () => {
+    const { code, stdout } = await runCli(["spec", "/nonexistent-folder-for-nitric-like", "--json"]);
+    expect(code).toBe(1);
+    expect(JSON.parse(stdout).error.message).toMatch(/no project file found|does not exist/);
+    const run = await runCli(["run", "--json"]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toContain('run "nitric-like run --help" for its options');
+  }, 30000);
+
+  it("is in the help of each command that has it", async () => {
+    for (const command of ["spec", "build", "up", "down", "outputs"]) {
+      const { code, stdout } = await runCli([command, "--help"]);
+      expect(code).toBe(0);
+      expect(stdout, command).toContain("--json");
+    }
+    const run = await runCli(["run", "--help"]);
+    expect(run.stdout).toContain("--verbose");
+    expect(run.stdout).not.toContain("@nitric/sdk\n                      or a start command always get processes");
+    const main = await runCli(["--help"]);
+    expect(main.stdout).toContain("outputs [dir]");
+  }, 30000);
+});

@@ -1,0 +1,155 @@
+// `nitric-like outputs --provider aws`: a deployed stack's socket URLs and outputs, read again with
+// DescribeStacks, through the real CLI against moto's CloudFormation (`python3 -m moto.server`).
+// moto drops API Gateway resources, so the stack here is made directly with an S3 bucket and the
+// outputs our template writes for a socket (`Websocket<Name>`, described "websocket <name>").
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cleanTemp, runCli, writeProject } from "../src/harness.js";
+
+let moto: ChildProcess | undefined;
+let endpoint = "";
+const saved = { ...process.env };
+
+/** Starts moto on a free loopback port and resolves with its URL. */
+function startMoto(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], { stdio: "pipe" });
+    moto = child;
+    let seen = "";
+    const timer = setTimeout(() => reject(new Error(`moto did not start in 30 s:\n${seen}`)), 30000);
+    const look = (d: Buffer) => {
+      seen += d;
+      const m = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout?.on("data", look);
+    child.stderr?.on("data", look);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`moto exited with ${code} (is moto installed for python3?):\n${seen}`));
+    });
+  });
+}
+
+/** One CloudFormation Query API call to moto (it does not check signatures). */
+async function cloudFormation(action: string, params: Record<string, string>): Promise<string> {
+  const res = await fetch(endpoint, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      authorization:
+        "AWS4-HMAC-SHA256 Credential=fake/20260101/us-east-1/cloudformation/aws4_request, SignedHeaders=host, Signature=0",
+    },
+    body: new URLSearchParams({ Action: action, Version: "2010-05-15", ...params }).toString(),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${action}: ${res.status} ${text}`);
+  return text;
+}
+
+const URL_SOCKET = "wss://abc123.execute-api.us-east-1.amazonaws.com/live";
+const URL_HALL = "wss://def456.execute-api.us-east-1.amazonaws.com/live";
+
+beforeAll(async () => {
+  endpoint = await startMoto();
+  const empty = join(mkdtempSync(join(tmpdir(), "nitric-like-aws-config-")), "empty");
+  writeFileSync(empty, "");
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_REGION: "us-east-1",
+    AWS_ACCESS_KEY_ID: "fake",
+    AWS_SECRET_ACCESS_KEY: "fake",
+    AWS_SHARED_CREDENTIALS_FILE: empty,
+    AWS_CONFIG_FILE: empty,
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  });
+  const template = {
+    AWSTemplateFormatVersion: "2010-09-09",
+    Resources: { Bucket: { Type: "AWS::S3::Bucket" } },
+    Outputs: {
+      WebsocketSocket: { Description: "websocket socket", Value: URL_SOCKET },
+      WebsocketHall: { Description: "websocket hall", Value: URL_HALL },
+      BucketName: { Value: { Ref: "Bucket" } },
+    },
+  };
+  await cloudFormation("CreateStack", { StackName: "deployed-chat", TemplateBody: JSON.stringify(template) });
+}, 40000);
+
+afterAll(() => {
+  process.env = saved;
+  moto?.kill();
+  cleanTemp();
+});
+
+const project = () =>
+  writeProject({
+    "nitric-like.yaml": "name: deployed-chat\nservices:\n  - match: services/*.ts\n",
+    "services/chat.ts": 'import { websocket } from "@nitric-like/sdk";\nwebsocket("socket");\n',
+  });
+
+describe("nitric-like outputs --provider aws", () => {
+  it("prints each socket's URL and every output of the deployed stack, on stdout", async () => {
+    const { code, stdout, stderr } = await runCli(["outputs", project(), "--plain"], { timeoutMs: 30000 });
+    expect(code, stderr).toBe(0);
+    const lines = stdout.trim().split("\n");
+    expect(lines.slice(0, 2)).toEqual([`websocket hall ${URL_HALL}`, `websocket socket ${URL_SOCKET}`]);
+    expect(lines).toContain(`output WebsocketSocket ${URL_SOCKET}`);
+    expect(lines.some((l) => /^output BucketName \S+$/.test(l))).toBe(true);
+    expect(stderr).toContain('stack "deployed-chat": CREATE_COMPLETE');
+    // Nothing is bundled or collected to describe a stack.
+    expect(stderr).not.toContain("bundling");
+    expect(stderr).not.toContain("collecting");
+  }, 30000);
+
+  it("prints them as one JSON document with --json, and a stack named with --stack", async () => {
+    const other = writeProject({
+      "nitric-like.yaml": "name: other-name\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": 'import { websocket } from "@nitric-like/sdk";\nwebsocket("socket");\n',
+    });
+    const { code, stdout, stderr } = await runCli(["outputs", other, "--stack", "deployed-chat", "--json"], {
+      timeoutMs: 30000,
+    });
+    expect(code, stderr).toBe(0);
+    const result = JSON.parse(stdout);
+    expect(result).toMatchObject({
+      stack: "deployed-chat",
+      provider: "aws",
+      status: "CREATE_COMPLETE",
+      sockets: [
+        { name: "hall", url: URL_HALL },
+        { name: "socket", url: URL_SOCKET },
+      ],
+      outputs: { WebsocketSocket: URL_SOCKET, WebsocketHall: URL_HALL },
+    });
+    expect(typeof result.outputs.BucketName).toBe("string");
+  }, 30000);
+
+  it("says there is no such stack, exits 1, and gives the error as JSON with --json", async () => {
+    const dir = project();
+    const plain = await runCli(["outputs", dir, "--stack", "never-deployed", "--plain"], { timeoutMs: 30000 });
+    expect(plain.code).toBe(1);
+    expect(plain.stdout).toBe("");
+    expect(plain.stderr).toContain('describing stack "never-deployed": there is no such stack');
+    expect(plain.stderr).not.toContain("unexpected failure");
+    expect(plain.stderr).not.toMatch(/^\s+at /m);
+
+    const json = await runCli(["outputs", dir, "--stack", "never-deployed", "--json"], { timeoutMs: 30000 });
+    expect(json.code).toBe(1);
+    const { error } = JSON.parse(json.stdout);
+    expect(error.message).toContain('describing stack "never-deployed": there is no such stack');
+    expect(error.unexpected).toBeUndefined();
+  }, 30000);
+
+  it("refuses a provider that cannot describe deployments", async () => {
+    const { code, stderr } = await runCli(["outputs", project(), "--provider", "local", "--plain"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain('provider "local" cannot describe deployments; pass --provider aws');
+  });
+});
