@@ -258,7 +258,7 @@ socket.on("message", () => {});
   it("a command-line mistake is a JSON error too, and commands without --json refuse it", async () => {
     const { code, stdout } = await runCli(["spec", "/nonexistent-folder-for-nitric-like", "--json"]);
     expect(code).toBe(1);
-    expect(JSON.parse(stdout).error.message).toMatch(/no project file found|does not exist/);
+    expect(JSON.parse(stdout).error.message).toMatch(/no project file found|does not exist|no such folder/);
     const run = await runCli(["run", "--json"]);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe("");
