@@ -4,6 +4,7 @@
  * emulator, too.
  */
 import type { WebsocketEvent } from "@nitric-like/spec";
+import { INLINE_MAX } from "../websocket/fanout.js";
 import type { SocketBinding } from "../websocket/gateway.js";
 
 /** A socket as this function sees it: where it is, and which of its events this function handles. */
@@ -23,6 +24,11 @@ export interface Bindings {
   connectionsTable: string | undefined;
   /** NITRIC_LIKE_HANDLER_TIMEOUT_MS: how long a handler may take to answer an event. @default 5000 */
   handlerTimeoutMs: number;
+  /**
+   * NITRIC_LIKE_BROADCAST_INLINE_MAX: broadcasts to at most this many connections are posted by
+   * the calling function; larger ones are fanned out to asynchronous invocations. @default 100
+   */
+  broadcastInlineMax: number;
 }
 
 /** A variable the deployment set wrongly: the message says which and how to fix it. */
@@ -66,11 +72,18 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
     sockets[name] = { apiId: s.apiId, url: s.url, endpoint: s.endpoint, events };
   }
   const timeout = Number(env.NITRIC_LIKE_HANDLER_TIMEOUT_MS ?? 5000);
+  const inlineMax = Number(env.NITRIC_LIKE_BROADCAST_INLINE_MAX ?? INLINE_MAX);
+  if (!(inlineMax >= 0)) {
+    throw new BindingError(
+      `nitric-like runtime: NITRIC_LIKE_BROADCAST_INLINE_MAX is ${JSON.stringify(env.NITRIC_LIKE_BROADCAST_INLINE_MAX)}; give a number of connections (0 or more, Infinity to never fan out), or leave it unset for ${INLINE_MAX}`,
+    );
+  }
   return {
     service,
     websockets: sockets,
     kvTables: json<Record<string, string>>(env, "NITRIC_LIKE_KV_TABLES", {}),
     connectionsTable: env.NITRIC_LIKE_CONNECTIONS_TABLE || undefined,
     handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, 60_000) : 5000,
+    broadcastInlineMax: inlineMax,
   };
 }

@@ -50,6 +50,35 @@ export class ConnectionsTable {
     return out.Item ? infoOf(out.Item) : undefined;
   }
 
+  /**
+   * The ids of a socket's recorded connections, expired records left out, `pageSize` per Query at
+   * most (projected to `id` and `expiresAt`: what a broadcast needs, so the answer stays small;
+   * DynamoDB still counts read units on whole items).
+   */
+  async *ids(socket: string, pageSize: number): AsyncGenerator<string[]> {
+    const now = Math.floor(Date.now() / 1000);
+    let start: Item | undefined;
+    do {
+      const page: QueryOutput = await this.client.query({
+        TableName: this.table,
+        KeyConditionExpression: "#s = :s",
+        ProjectionExpression: "id, expiresAt",
+        ExpressionAttributeNames: { "#s": "socket" },
+        ExpressionAttributeValues: { ":s": { S: socket } },
+        ConsistentRead: true,
+        Limit: pageSize,
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      });
+      const ids: string[] = [];
+      for (const item of page.Items ?? []) {
+        const id = item.id?.S;
+        if (id && Number(item.expiresAt?.N ?? Number.POSITIVE_INFINITY) >= now) ids.push(id);
+      }
+      start = page.LastEvaluatedKey;
+      if (ids.length > 0 || !start) yield ids;
+    } while (start);
+  }
+
   /** Every recorded connection of a socket, expired records left out. */
   async list(socket: string): Promise<ConnectionInfo[]> {
     const now = Math.floor(Date.now() / 1000);

@@ -4,14 +4,26 @@
  * A 410 Gone means the connection has closed: it becomes "not connected" (NOT_FOUND naming the id,
  * where Nitric reports INTERNAL) and the record is pruned.
  */
+import { randomUUID } from "node:crypto";
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo, SocketBackend } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
 import type { ManagementApi } from "../aws/management.js";
 import type { ConnectionsTable } from "./connections-table.js";
+import { type BroadcastEvent, INLINE_MAX, PAGE_SIZE, type PageOutcome, postPage } from "./fanout.js";
 
-/** How many PostToConnection calls a broadcast keeps in flight. */
+/** How many PostToConnection calls a broadcast posted by the calling function keeps in flight. */
 export const BROADCAST_CONCURRENCY = 32;
+/** How many pages of a broadcast are being handed over (Lambda Invoke calls) at once. */
+const HAND_OVERS_IN_FLIGHT = 4;
+
+/** How a socket fans broadcasts out (fanout.ts). */
+export interface FanoutOptions {
+  /** Hands a page to an asynchronous invocation; absent when this function cannot invoke itself. */
+  fanout?: (event: BroadcastEvent) => Promise<void>;
+  /** Broadcasts to at most this many connections are posted by the calling function. */
+  inlineMax: number;
+}
 
 /** A socket's place in a deployment, from NITRIC_LIKE_WEBSOCKETS. */
 export interface SocketBinding {
@@ -70,6 +82,7 @@ export class ApiGateway implements SocketBackend {
     private readonly management: ManagementApi,
     private readonly table: ConnectionsTable | undefined,
     private readonly logger: Logger,
+    private readonly fanoutOptions: FanoutOptions = { inlineMax: INLINE_MAX },
   ) {}
 
   get url(): string {
@@ -188,9 +201,100 @@ export class ApiGateway implements SocketBackend {
     return this.table.list(this.name);
   }
 
-  /** Posts to every recorded connection, BROADCAST_CONCURRENCY at a time; gone ones are pruned. */
-  async broadcast(data: Uint8Array, _binary: boolean, except: ReadonlySet<string>): Promise<number> {
-    const targets = (await this.list()).map((c) => c.connectionId).filter((id) => !except.has(id));
+  /**
+   * Posts to every recorded connection but the excepted ones. Up to `inlineMax` targets: posted
+   * here, BROADCAST_CONCURRENCY at a time, gone ones pruned; resolves with how many got the frame.
+   * More: the ids are read a page at a time and each page handed to `fanout` (an asynchronous
+   * invocation, fanout.ts) as soon as it is read; resolves with how many connections were handed
+   * over, before any of them is posted to. Without `fanout`, or when its first hand-over is
+   * refused, everything is posted here.
+   */
+  async broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): Promise<number> {
+    if (!this.table) await this.list();
+    const table = this.table as ConnectionsTable;
+    const pages = table.ids(this.name, PAGE_SIZE);
+    const pending: string[] = [];
+    let exhausted = false;
+    const fill = async () => {
+      while (!exhausted && pending.length <= this.fanoutOptions.inlineMax) {
+        const next = await pages.next();
+        if (next.done) exhausted = true;
+        else for (const id of next.value) if (!except.has(id)) pending.push(id);
+      }
+    };
+    await fill();
+    const fanout = this.fanoutOptions.fanout;
+    if (!fanout || (exhausted && pending.length <= this.fanoutOptions.inlineMax)) {
+      while (!exhausted) {
+        const next = await pages.next();
+        if (next.done) exhausted = true;
+        else for (const id of next.value) if (!except.has(id)) pending.push(id);
+      }
+      return this.postAll(pending, data);
+    }
+    const broadcast = randomUUID();
+    const frame = Buffer.from(data).toString("base64");
+    let page = 0;
+    let handed = 0;
+    const handOver = async (ids: string[]): Promise<void> => {
+      const event: BroadcastEvent = {
+        nitricLike: "broadcast",
+        socket: this.name,
+        broadcast,
+        page: ++page,
+        data: frame,
+        binary,
+        ids,
+      };
+      await fanout(event);
+      handed += ids.length;
+    };
+    // The first page decides: a refused hand-over (no grant to invoke itself) posts everything here.
+    const first = pending.splice(0, PAGE_SIZE);
+    try {
+      await handOver(first);
+    } catch (error) {
+      this.logger.warn(
+        `websocket "${this.name}": could not hand broadcast ${broadcast} to an asynchronous invocation (${(error as Error).message}); posting it from this invocation instead, which takes ~${Math.ceil(first.length / BROADCAST_CONCURRENCY) * 15} ms per ${first.length} connections; deploy again so the function may invoke itself`,
+      );
+      const rest = [...first, ...pending];
+      for await (const ids of pages) for (const id of ids) if (!except.has(id)) rest.push(id);
+      return this.postAll(rest, data);
+    }
+    // Pages are read and handed over in turn; up to HAND_OVERS_IN_FLIGHT Invoke calls at once.
+    const inFlight = new Set<Promise<void>>();
+    let lost = 0;
+    let lostError: string | undefined;
+    const send = async (ids: string[]) => {
+      while (inFlight.size >= HAND_OVERS_IN_FLIGHT) await Promise.race(inFlight);
+      const p = handOver(ids).catch((error: unknown) => {
+        lost += ids.length;
+        lostError ??= (error as Error).message;
+      });
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+    };
+    for (;;) {
+      while (pending.length >= PAGE_SIZE || (exhausted && pending.length > 0)) await send(pending.splice(0, PAGE_SIZE));
+      if (exhausted) break;
+      const next = await pages.next();
+      if (next.done) exhausted = true;
+      else for (const id of next.value) if (!except.has(id)) pending.push(id);
+    }
+    await Promise.all(inFlight);
+    if (lost > 0) {
+      this.logger.error(
+        `websocket "${this.name}": broadcast ${broadcast}: ${lost} connection(s) were not handed over for delivery and get nothing: ${lostError}`,
+      );
+    }
+    this.logger.info(
+      `websocket "${this.name}": broadcast ${broadcast} to ${handed} connection(s) handed to ${page} asynchronous invocation(s); each logs what it delivered`,
+    );
+    return handed;
+  }
+
+  /** Posts to each id, BROADCAST_CONCURRENCY at a time; how many got the frame. */
+  private async postAll(targets: readonly string[], data: Uint8Array): Promise<number> {
     let sent = 0;
     let next = 0;
     const worker = async () => {
@@ -201,5 +305,25 @@ export class ApiGateway implements SocketBackend {
     };
     await Promise.all(Array.from({ length: Math.min(BROADCAST_CONCURRENCY, targets.length) }, worker));
     return sent;
+  }
+
+  /** Posts one page of a broadcast (a BroadcastEvent), logging what it delivered. */
+  async postPage(event: BroadcastEvent, management: ManagementApi, deadline: number): Promise<PageOutcome> {
+    const started = Date.now();
+    const outcome = await postPage(event.ids, Buffer.from(event.data, "base64"), {
+      management,
+      deadline,
+      prune: async (id) => {
+        await this.table?.remove(this.name, id).catch((error: unknown) => {
+          this.logger.warn(
+            `websocket "${this.name}": could not prune gone connection ${id}: ${(error as Error).message}`,
+          );
+        });
+      },
+    });
+    const line = `websocket "${this.name}": broadcast ${event.broadcast} page ${event.page}: delivered ${outcome.delivered} of ${event.ids.length} frame(s), ${outcome.gone} gone (pruned), ${outcome.failed} failed, ${outcome.throttled} throttled answer(s) retried, in ${Date.now() - started} ms`;
+    if (outcome.failed > 0) this.logger.warn(`${line}; first failure: ${outcome.firstError}`);
+    else this.logger.info(line);
+    return outcome;
   }
 }
