@@ -4,7 +4,7 @@
  * emulator, too.
  */
 import type { WebsocketEvent } from "@nitric-like/spec";
-import { INLINE_MAX } from "../websocket/fanout.js";
+import { INLINE_MAX, PAGE_SIZE } from "../websocket/fanout.js";
 import type { SocketBinding } from "../websocket/gateway.js";
 
 /** A socket as this function sees it: where it is, and which of its events this function handles. */
@@ -29,6 +29,8 @@ export interface Bindings {
    * the calling function; larger ones are fanned out to asynchronous invocations. @default 100
    */
   broadcastInlineMax: number;
+  /** NITRIC_LIKE_BROADCAST_PAGE_SIZE: connection ids per asynchronous invocation, 1 to 1000. @default 1000 */
+  broadcastPageSize: number;
 }
 
 /** A variable the deployment set wrongly: the message says which and how to fix it. */
@@ -72,6 +74,12 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
     sockets[name] = { apiId: s.apiId, url: s.url, endpoint: s.endpoint, events };
   }
   const timeout = Number(env.NITRIC_LIKE_HANDLER_TIMEOUT_MS ?? 5000);
+  const pageSize = Number(env.NITRIC_LIKE_BROADCAST_PAGE_SIZE ?? PAGE_SIZE);
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > PAGE_SIZE) {
+    throw new BindingError(
+      `nitric-like runtime: NITRIC_LIKE_BROADCAST_PAGE_SIZE is ${JSON.stringify(env.NITRIC_LIKE_BROADCAST_PAGE_SIZE)}; give a whole number from 1 to ${PAGE_SIZE} (what fits Lambda's 256 KB event with a 128 KB frame), or leave it unset for ${PAGE_SIZE}`,
+    );
+  }
   const inlineMax = Number(env.NITRIC_LIKE_BROADCAST_INLINE_MAX ?? INLINE_MAX);
   if (!(inlineMax >= 0)) {
     throw new BindingError(
@@ -85,5 +93,6 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
     connectionsTable: env.NITRIC_LIKE_CONNECTIONS_TABLE || undefined,
     handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, 60_000) : 5000,
     broadcastInlineMax: inlineMax,
+    broadcastPageSize: pageSize,
   };
 }

@@ -44,6 +44,9 @@ const DELIVERY_WAIT_MS = 5_000;
 /** What a page of a broadcast leaves of the invocation's time, for pruning and the log line. */
 const PAGE_MARGIN_MS = 3_000;
 
+/** Hand-overs of broadcast pages: one attempt; fanout.ts retries only what Lambda refused as throttled. */
+const HAND_OVER_RETRY = { attempts: 1, baseDelayMs: 0, throttlingBaseDelayMs: 0 };
+
 /** Lambda's context object: the part the runtime reads. */
 export interface LambdaContext {
   getRemainingTimeInMillis?: () => number;
@@ -90,7 +93,9 @@ export class Runtime {
       const self = env.AWS_LAMBDA_FUNCTION_NAME;
       const gateway = new ApiGateway(name, socket, management, this.table, logger, {
         inlineMax: bindings.broadcastInlineMax,
-        ...(self ? { fanout: (event: BroadcastEvent) => invokeAsync(self, event, env) } : {}),
+        pageSize: bindings.broadcastPageSize,
+        // No retry of an Invoke that may have been queued (5xx, network): a page is never queued twice.
+        ...(self ? { fanout: (event: BroadcastEvent) => invokeAsync(self, event, env, HAND_OVER_RETRY) } : {}),
       });
       this.pageClients.set(
         name,

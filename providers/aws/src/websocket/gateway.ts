@@ -23,6 +23,8 @@ export interface FanoutOptions {
   fanout?: (event: BroadcastEvent) => Promise<void>;
   /** Broadcasts to at most this many connections are posted by the calling function. */
   inlineMax: number;
+  /** Connection ids per asynchronous invocation. @default PAGE_SIZE */
+  pageSize?: number;
 }
 
 /** A socket's place in a deployment, from NITRIC_LIKE_WEBSOCKETS. */
@@ -45,6 +47,26 @@ export interface Opening {
 function isGone(error: unknown): boolean {
   const e = error as { name?: string; statusCode?: number };
   return e.name === "GoneException" || e.statusCode === 410;
+}
+
+/** True when Lambda answered an Invoke with a 4xx or it never left: nothing was queued. */
+function refused(error: unknown): boolean {
+  const e = error as { name?: string; statusCode?: number };
+  if (e.statusCode === undefined) return e.name === "ConfigurationError" || e.name === "CredentialsError";
+  return e.statusCode >= 400 && e.statusCode < 500;
+}
+
+/** Hands one page over, retrying (up to 5 attempts, jittered waits) while Lambda answers 429: such an Invoke was not queued. */
+async function handOverPage(fanout: (event: BroadcastEvent) => Promise<void>, event: BroadcastEvent): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fanout(event);
+      return;
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 429 || attempt >= 5) throw error;
+      await new Promise((r) => setTimeout(r, Math.random() * 50 * 2 ** attempt));
+    }
+  }
 }
 
 /** Turns a Management API failure other than 410 into a gRPC status that says what to fix. */
@@ -212,7 +234,8 @@ export class ApiGateway implements SocketBackend {
   async broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): Promise<number> {
     if (!this.table) await this.list();
     const table = this.table as ConnectionsTable;
-    const pages = table.ids(this.name, PAGE_SIZE);
+    const pageSize = this.fanoutOptions.pageSize ?? PAGE_SIZE;
+    const pages = table.ids(this.name, pageSize);
     const pending: string[] = [];
     let exhausted = false;
     const fill = async () => {
@@ -246,25 +269,36 @@ export class ApiGateway implements SocketBackend {
         binary,
         ids,
       };
-      await fanout(event);
+      await handOverPage(fanout, event);
       handed += ids.length;
     };
-    // The first page decides: a refused hand-over (no grant to invoke itself) posts everything here.
-    const first = pending.splice(0, PAGE_SIZE);
+    // The first page decides: a hand-over Lambda refused (no grant to invoke itself, say) posts
+    // everything here. One that may have been queued (5xx, no answer) is not posted again.
+    while (!exhausted && pending.length < pageSize) {
+      const next = await pages.next();
+      if (next.done) exhausted = true;
+      else for (const id of next.value) if (!except.has(id)) pending.push(id);
+    }
+    const first = pending.splice(0, pageSize);
+    let lost = 0;
+    let lostError: string | undefined;
     try {
       await handOver(first);
     } catch (error) {
-      this.logger.warn(
-        `websocket "${this.name}": could not hand broadcast ${broadcast} to an asynchronous invocation (${(error as Error).message}); posting it from this invocation instead, which takes ~${Math.ceil(first.length / BROADCAST_CONCURRENCY) * 15} ms per ${first.length} connections; deploy again so the function may invoke itself`,
-      );
-      const rest = [...first, ...pending];
-      for await (const ids of pages) for (const id of ids) if (!except.has(id)) rest.push(id);
-      return this.postAll(rest, data);
+      if (!refused(error)) {
+        lost += first.length;
+        lostError = (error as Error).message;
+      } else {
+        this.logger.warn(
+          `websocket "${this.name}": could not hand broadcast ${broadcast} to an asynchronous invocation (${(error as Error).message}); posting it from this invocation instead, ${BROADCAST_CONCURRENCY} at a time; deploy again so the function may invoke itself`,
+        );
+        const rest = [...first, ...pending];
+        for await (const ids of pages) for (const id of ids) if (!except.has(id)) rest.push(id);
+        return this.postAll(rest, data);
+      }
     }
     // Pages are read and handed over in turn; up to HAND_OVERS_IN_FLIGHT Invoke calls at once.
     const inFlight = new Set<Promise<void>>();
-    let lost = 0;
-    let lostError: string | undefined;
     const send = async (ids: string[]) => {
       while (inFlight.size >= HAND_OVERS_IN_FLIGHT) await Promise.race(inFlight);
       const p = handOver(ids).catch((error: unknown) => {
@@ -275,7 +309,7 @@ export class ApiGateway implements SocketBackend {
       void p.finally(() => inFlight.delete(p));
     };
     for (;;) {
-      while (pending.length >= PAGE_SIZE || (exhausted && pending.length > 0)) await send(pending.splice(0, PAGE_SIZE));
+      while (pending.length >= pageSize || (exhausted && pending.length > 0)) await send(pending.splice(0, pageSize));
       if (exhausted) break;
       const next = await pages.next();
       if (next.done) exhausted = true;
