@@ -348,7 +348,8 @@ export class Runtime {
     }
     const remaining = context?.getRemainingTimeInMillis?.() ?? Math.max(30_000, this.bindings.handlerTimeoutMs + 5_000);
     try {
-      await gateway.postPage(event, client, Date.now() + remaining - PAGE_MARGIN_MS);
+      if (event.start) await gateway.continueBroadcast(event);
+      else await gateway.postPage(event, client, Date.now() + remaining - PAGE_MARGIN_MS);
     } catch (error) {
       this.logger.error(
         `websocket "${event.socket}": broadcast ${event.broadcast} page ${event.page} failed: ${(error as Error).message}`,

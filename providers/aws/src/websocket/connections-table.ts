@@ -51,32 +51,29 @@ export class ConnectionsTable {
   }
 
   /**
-   * The ids of a socket's recorded connections, expired records left out, `pageSize` per Query at
-   * most (projected to `id` and `expiresAt`: what a broadcast needs, so the answer stays small;
-   * DynamoDB still counts read units on whole items).
+   * One page of the ids of a socket's recorded connections, expired records left out: one Query
+   * of at most `pageSize` records from `start` (projected to `id` and `expiresAt`: what a broadcast
+   * needs; DynamoDB still counts read units on whole items). `next` is where the next page starts;
+   * undefined after the last.
    */
-  async *ids(socket: string, pageSize: number): AsyncGenerator<string[]> {
+  async idPage(socket: string, pageSize: number, start?: Item): Promise<{ ids: string[]; next: Item | undefined }> {
     const now = Math.floor(Date.now() / 1000);
-    let start: Item | undefined;
-    do {
-      const page: QueryOutput = await this.client.query({
-        TableName: this.table,
-        KeyConditionExpression: "#s = :s",
-        ProjectionExpression: "id, expiresAt",
-        ExpressionAttributeNames: { "#s": "socket" },
-        ExpressionAttributeValues: { ":s": { S: socket } },
-        ConsistentRead: true,
-        Limit: pageSize,
-        ...(start ? { ExclusiveStartKey: start } : {}),
-      });
-      const ids: string[] = [];
-      for (const item of page.Items ?? []) {
-        const id = item.id?.S;
-        if (id && Number(item.expiresAt?.N ?? Number.POSITIVE_INFINITY) >= now) ids.push(id);
-      }
-      start = page.LastEvaluatedKey;
-      if (ids.length > 0 || !start) yield ids;
-    } while (start);
+    const page: QueryOutput = await this.client.query({
+      TableName: this.table,
+      KeyConditionExpression: "#s = :s",
+      ProjectionExpression: "id, expiresAt",
+      ExpressionAttributeNames: { "#s": "socket" },
+      ExpressionAttributeValues: { ":s": { S: socket } },
+      ConsistentRead: true,
+      Limit: pageSize,
+      ...(start ? { ExclusiveStartKey: start } : {}),
+    });
+    const ids: string[] = [];
+    for (const item of page.Items ?? []) {
+      const id = item.id?.S;
+      if (id && Number(item.expiresAt?.N ?? Number.POSITIVE_INFINITY) >= now) ids.push(id);
+    }
+    return { ids, next: page.LastEvaluatedKey };
   }
 
   /** Every recorded connection of a socket, expired records left out. */

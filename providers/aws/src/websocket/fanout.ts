@@ -10,6 +10,7 @@
  * is posted at most once per page invocation, and the function never fails the invocation
  * (Lambda has nothing to retry; the template's EventInvokeConfig sets its retries to 0).
  */
+import type { Item } from "../aws/dynamodb.js";
 import type { ManagementApi } from "../aws/management.js";
 
 /** Connection ids per asynchronous invocation: 1,000 ids and a 128 KB frame in base64 fit Lambda's 256 KB event. */
@@ -36,6 +37,10 @@ export interface BroadcastEvent {
   data: string;
   binary: boolean;
   ids: string[];
+  /** A continuation (ids empty): read the socket's ids on from this key and hand them over. */
+  start?: Item;
+  /** A continuation's except list. */
+  except?: string[];
 }
 
 /** True when the event is a page of a broadcast. */

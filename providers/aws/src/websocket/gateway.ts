@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo, SocketBackend } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
+import type { Item } from "../aws/dynamodb.js";
 import type { ManagementApi } from "../aws/management.js";
 import type { ConnectionsTable } from "./connections-table.js";
 import { type BroadcastEvent, INLINE_MAX, PAGE_SIZE, type PageOutcome, postPage } from "./fanout.js";
@@ -16,6 +17,24 @@ import { type BroadcastEvent, INLINE_MAX, PAGE_SIZE, type PageOutcome, postPage 
 export const BROADCAST_CONCURRENCY = 32;
 /** How many pages of a broadcast are being handed over (Lambda Invoke calls) at once. */
 const HAND_OVERS_IN_FLIGHT = 4;
+/**
+ * Pages the calling function reads and hands over itself (5,000 connections, ~5 Queries and 5
+ * Invokes: ~0.1 s); a continuation reads the rest, CONTINUATION_PAGES pages at a time.
+ */
+export const CALLER_PAGES = 5;
+export const CONTINUATION_PAGES = 100;
+/** Except lists longer than this are not carried in a continuation's event (it must fit 256 KB). */
+const EXCEPT_MAX_IN_EVENT = 1000;
+
+/** A broadcast being handed over. */
+interface Broadcast {
+  id: string;
+  frame: string;
+  binary: boolean;
+  except: string[];
+  /** The number of the last page handed over. */
+  page: number;
+}
 
 /** How a socket fans broadcasts out (fanout.ts). */
 export interface FanoutOptions {
@@ -227,102 +246,177 @@ export class ApiGateway implements SocketBackend {
    * Posts to every recorded connection but the excepted ones. Up to `inlineMax` targets: posted
    * here, BROADCAST_CONCURRENCY at a time, gone ones pruned; resolves with how many got the frame.
    * More: the ids are read a page at a time and each page handed to `fanout` (an asynchronous
-   * invocation, fanout.ts) as soon as it is read; resolves with how many connections were handed
-   * over, before any of them is posted to. Without `fanout`, or when its first hand-over is
-   * refused, everything is posted here.
+   * invocation that posts it, fanout.ts) as soon as it is read, for at most CALLER_PAGES pages;
+   * the rest of the table is read and handed over by an asynchronous invocation too (a
+   * continuation, continueBroadcast). Resolves with how many connections this call handed over,
+   * before any of them is posted to: every target up to CALLER_PAGES pages. Without `fanout`, or
+   * when its first hand-over is refused, everything is posted here.
    */
   async broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): Promise<number> {
     if (!this.table) await this.list();
-    const table = this.table as ConnectionsTable;
-    const pageSize = this.fanoutOptions.pageSize ?? PAGE_SIZE;
-    const pages = table.ids(this.name, pageSize);
-    const pending: string[] = [];
-    let exhausted = false;
-    const fill = async () => {
-      while (!exhausted && pending.length <= this.fanoutOptions.inlineMax) {
-        const next = await pages.next();
-        if (next.done) exhausted = true;
-        else for (const id of next.value) if (!except.has(id)) pending.push(id);
-      }
-    };
-    await fill();
+    const reader = this.reader(except, undefined);
+    const inlineMax = this.fanoutOptions.inlineMax;
+    do await reader.read();
+    while (!reader.exhausted && reader.pending.length <= inlineMax);
     const fanout = this.fanoutOptions.fanout;
-    if (!fanout || (exhausted && pending.length <= this.fanoutOptions.inlineMax)) {
-      while (!exhausted) {
-        const next = await pages.next();
-        if (next.done) exhausted = true;
-        else for (const id of next.value) if (!except.has(id)) pending.push(id);
-      }
-      return this.postAll(pending, data);
+    if (!fanout || (reader.exhausted && reader.pending.length <= inlineMax)) {
+      while (!reader.exhausted) await reader.read();
+      return this.postAll(reader.pending, data);
     }
-    const broadcast = randomUUID();
-    const frame = Buffer.from(data).toString("base64");
-    let page = 0;
-    let handed = 0;
-    const handOver = async (ids: string[]): Promise<void> => {
-      const event: BroadcastEvent = {
-        nitricLike: "broadcast",
-        socket: this.name,
-        broadcast,
-        page: ++page,
-        data: frame,
-        binary,
-        ids,
-      };
-      await handOverPage(fanout, event);
-      handed += ids.length;
+    while (!reader.exhausted && reader.pending.length < reader.pageSize) await reader.read();
+    const state: Broadcast = {
+      id: randomUUID(),
+      frame: Buffer.from(data).toString("base64"),
+      binary,
+      except: [...except],
+      page: 0,
     };
     // The first page decides: a hand-over Lambda refused (no grant to invoke itself, say) posts
     // everything here. One that may have been queued (5xx, no answer) is not posted again.
-    while (!exhausted && pending.length < pageSize) {
-      const next = await pages.next();
-      if (next.done) exhausted = true;
-      else for (const id of next.value) if (!except.has(id)) pending.push(id);
-    }
-    const first = pending.splice(0, pageSize);
-    let lost = 0;
-    let lostError: string | undefined;
+    const first = reader.pending.splice(0, reader.pageSize);
+    let lostFirst = 0;
     try {
-      await handOver(first);
+      await handOverPage(fanout, this.pageEvent(state, first));
     } catch (error) {
       if (!refused(error)) {
-        lost += first.length;
-        lostError = (error as Error).message;
+        lostFirst = first.length;
+        this.logger.error(
+          `websocket "${this.name}": broadcast ${state.id}: ${first.length} connection(s) were not handed over for delivery and get nothing: ${(error as Error).message}`,
+        );
       } else {
         this.logger.warn(
-          `websocket "${this.name}": could not hand broadcast ${broadcast} to an asynchronous invocation (${(error as Error).message}); posting it from this invocation instead, ${BROADCAST_CONCURRENCY} at a time; deploy again so the function may invoke itself`,
+          `websocket "${this.name}": could not hand broadcast ${state.id} to an asynchronous invocation (${(error as Error).message}); posting it from this invocation instead, ${BROADCAST_CONCURRENCY} at a time; deploy again so the function may invoke itself`,
         );
-        const rest = [...first, ...pending];
-        for await (const ids of pages) for (const id of ids) if (!except.has(id)) rest.push(id);
+        const rest = [...first, ...reader.pending];
+        reader.pending.length = 0;
+        while (!reader.exhausted) await reader.read();
+        rest.push(...reader.pending);
         return this.postAll(rest, data);
       }
     }
-    // Pages are read and handed over in turn; up to HAND_OVERS_IN_FLIGHT Invoke calls at once.
+    // Except lists too long for an event keep the whole reading here.
+    const budget = state.except.length > EXCEPT_MAX_IN_EVENT ? Number.POSITIVE_INFINITY : CALLER_PAGES - 1;
+    return this.handOverPages(fanout, state, reader, budget, first.length - lostFirst);
+  }
+
+  /**
+   * Continues a broadcast the calling function could not finish reading: reads on from the
+   * event's `start`, hands each page over, and after CONTINUATION_PAGES pages hands the rest to
+   * the next continuation.
+   */
+  async continueBroadcast(event: BroadcastEvent): Promise<void> {
+    const fanout = this.fanoutOptions.fanout;
+    if (!fanout || !this.table) {
+      this.logger.error(
+        `websocket "${this.name}": broadcast ${event.broadcast} cannot continue past page ${event.page} (this function ${fanout ? "has no connections table" : "cannot invoke itself: AWS_LAMBDA_FUNCTION_NAME is not set"}); the remaining connections get nothing`,
+      );
+      return;
+    }
+    const state: Broadcast = {
+      id: event.broadcast,
+      frame: event.data,
+      binary: event.binary,
+      except: event.except ?? [],
+      page: event.page,
+    };
+    const reader = this.reader(new Set(state.except), event.start);
+    await this.handOverPages(fanout, state, reader, CONTINUATION_PAGES);
+  }
+
+  private reader(except: ReadonlySet<string>, start: Item | undefined) {
+    const table = this.table as ConnectionsTable;
+    const pageSize = this.fanoutOptions.pageSize ?? PAGE_SIZE;
+    const name = this.name;
+    return {
+      pageSize,
+      pending: [] as string[],
+      cursor: start,
+      exhausted: false,
+      async read() {
+        const page = await table.idPage(name, pageSize, this.cursor);
+        this.cursor = page.next;
+        this.exhausted = !page.next;
+        for (const id of page.ids) if (!except.has(id)) this.pending.push(id);
+      },
+    };
+  }
+
+  private pageEvent(state: Broadcast, ids: string[], start?: Item): BroadcastEvent {
+    return {
+      nitricLike: "broadcast",
+      socket: this.name,
+      broadcast: state.id,
+      // A continuation carries the number of the last page handed over, and posts nothing.
+      page: start ? state.page : ++state.page,
+      data: state.frame,
+      binary: state.binary,
+      ids,
+      ...(start ? { start, except: state.except } : {}),
+    };
+  }
+
+  /**
+   * Reads and hands over pages, HAND_OVERS_IN_FLIGHT Invoke calls at once, `budget` pages at
+   * most; what is left goes to a continuation. Resolves with how many connections were handed
+   * over (`handedBefore` included).
+   */
+  private async handOverPages(
+    fanout: (event: BroadcastEvent) => Promise<void>,
+    state: Broadcast,
+    reader: ReturnType<ApiGateway["reader"]>,
+    budget: number,
+    handedBefore = 0,
+  ): Promise<number> {
     const inFlight = new Set<Promise<void>>();
-    const send = async (ids: string[]) => {
+    let handed = handedBefore;
+    let pages = 0;
+    let lost = 0;
+    let lostError: string | undefined;
+    const send = async (event: BroadcastEvent) => {
       while (inFlight.size >= HAND_OVERS_IN_FLIGHT) await Promise.race(inFlight);
-      const p = handOver(ids).catch((error: unknown) => {
-        lost += ids.length;
-        lostError ??= (error as Error).message;
-      });
+      const p = handOverPage(fanout, event).then(
+        () => {
+          handed += event.ids.length;
+        },
+        (error: unknown) => {
+          lost += event.ids.length;
+          lostError ??= `${event.start ? "the continuation" : `page ${event.page}`}: ${(error as Error).message}`;
+        },
+      );
       inFlight.add(p);
       void p.finally(() => inFlight.delete(p));
     };
+    let continued = false;
     for (;;) {
-      while (pending.length >= pageSize || (exhausted && pending.length > 0)) await send(pending.splice(0, pageSize));
-      if (exhausted) break;
-      const next = await pages.next();
-      if (next.done) exhausted = true;
-      else for (const id of next.value) if (!except.has(id)) pending.push(id);
+      while (
+        pages < budget &&
+        (reader.pending.length >= reader.pageSize || (reader.exhausted && reader.pending.length > 0))
+      ) {
+        pages++;
+        await send(this.pageEvent(state, reader.pending.splice(0, reader.pageSize)));
+      }
+      if (reader.exhausted && reader.pending.length === 0) break;
+      if (pages >= budget) {
+        // The rest: what was read and not handed over is read again by the continuation.
+        const leftover = reader.pending.splice(0);
+        for (let i = 0; i < leftover.length; i += reader.pageSize)
+          await send(this.pageEvent(state, leftover.slice(i, i + reader.pageSize)));
+        if (!reader.exhausted) {
+          continued = true;
+          await send(this.pageEvent(state, [], reader.cursor));
+        }
+        break;
+      }
+      await reader.read();
     }
     await Promise.all(inFlight);
     if (lost > 0) {
       this.logger.error(
-        `websocket "${this.name}": broadcast ${broadcast}: ${lost} connection(s) were not handed over for delivery and get nothing: ${lostError}`,
+        `websocket "${this.name}": broadcast ${state.id}: ${lost} connection(s)${continued ? " (and perhaps the rest, after a lost continuation)" : ""} were not handed over for delivery and get nothing; first failure: ${lostError}`,
       );
     }
     this.logger.info(
-      `websocket "${this.name}": broadcast ${broadcast} to ${handed} connection(s) handed to ${page} asynchronous invocation(s); each logs what it delivered`,
+      `websocket "${this.name}": broadcast ${state.id}: ${handed} connection(s) handed to page invocations up to page ${state.page}${continued ? "; a continuation reads the rest" : ""}; each page logs what it delivered`,
     );
     return handed;
   }
