@@ -2,7 +2,7 @@
  * A stand-in for API Gateway's Management API under load, on 127.0.0.1, for simulating broadcasts
  * at scale (bench/aws-broadcast.mjs and the broadcast tests): each PostToConnection is answered
  * after `latencyMs` (AWS: ~15 ms), at most `perSecond` are accepted per second (the account's
- * 10,000 requests/s, a token bucket holding one second's worth) and the rest are answered 429
+ * 10,000 requests/s; a token bucket holding one second's worth unless `burst` says otherwise) and the rest are answered 429
  * `LimitExceededException`; ids in `gone` answer 410 `GoneException`. It counts the frames each
  * id got. Point a function's NITRIC_LIKE_WEBSOCKETS endpoint at `url` + `/live`.
  */
@@ -16,6 +16,8 @@ export interface ManagementDoubleOptions {
   latencyMs?: number;
   /** Accepted PostToConnection calls per second, over all callers. @default 10000 */
   perSecond?: number;
+  /** The most calls accepted at once after a quiet spell (the bucket's size). @default perSecond */
+  burst?: number;
   /** Ids that answer 410. */
   gone?: Iterable<string>;
 }
@@ -45,6 +47,7 @@ export interface ManagementDouble {
 export async function startManagementDouble(options: ManagementDoubleOptions = {}): Promise<ManagementDouble> {
   const latency = options.latencyMs ?? 15;
   const rate = options.perSecond ?? 10_000;
+  const burst = options.burst ?? rate;
   const gone = new Set(options.gone ?? []);
   const received = new Map<string, number>();
   let delivered = 0;
@@ -53,11 +56,11 @@ export async function startManagementDouble(options: ManagementDoubleOptions = {
   let last = 0;
   let inFlight = 0;
   let peak = 0;
-  let tokens = rate;
+  let tokens = burst;
   let refilled = Date.now();
   const take = (): boolean => {
     const now = Date.now();
-    tokens = Math.min(rate, tokens + ((now - refilled) * rate) / 1000);
+    tokens = Math.min(burst, tokens + ((now - refilled) * rate) / 1000);
     refilled = now;
     if (tokens < 1) return false;
     tokens -= 1;
