@@ -321,8 +321,19 @@ export class Runtime {
     const gateway = this.gateways.get(event.socket);
     if (!gateway) throw new Error(`nitric-like runtime: delivery for unknown websocket "${event.socket}"`);
     const deadline = Date.now() + DELIVERY_WAIT_MS;
+    // A client that does not retry by itself: a frame that may have been delivered (5xx, no
+    // answer) is never posted again, and the invocation never fails (nothing for Lambda to retry).
+    const client = this.pageClients.get(event.socket);
     for (const frame of event.frames) {
-      const ok = await gateway.postWhenOpen(event.connectionId, Buffer.from(frame.data, "base64"), deadline);
+      let ok: boolean;
+      try {
+        ok = await gateway.postWhenOpen(event.connectionId, Buffer.from(frame.data, "base64"), deadline, client);
+      } catch (error) {
+        this.logger.error(
+          `websocket "${event.socket}": messages sent during connect to ${event.connectionId} were not all delivered: ${(error as Error).message}`,
+        );
+        return;
+      }
       if (!ok) {
         this.logger.warn(
           `websocket "${event.socket}": connection ${event.connectionId} did not open within ${DELIVERY_WAIT_MS / 1000} s (or left); messages sent during its connect were dropped`,
@@ -330,7 +341,13 @@ export class Runtime {
         return;
       }
     }
-    if (event.close) await gateway.close(event.connectionId, event.close.code, event.close.reason);
+    if (event.close) {
+      await gateway.close(event.connectionId, event.close.code, event.close.reason).catch((error: unknown) => {
+        this.logger.error(
+          `websocket "${event.socket}": could not close ${event.connectionId} as its connect handler asked: ${(error as Error).message}`,
+        );
+      });
+    }
   }
 
   /**

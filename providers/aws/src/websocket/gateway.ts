@@ -172,16 +172,24 @@ export class ApiGateway implements SocketBackend {
 
   /**
    * PostToConnection to a connection that may not be open yet (its connect answer is on its way to
-   * API Gateway): retries on 410 until `deadline`. False when it never opened.
+   * API Gateway): retries on 410 (and 429) until `deadline`. False when it never opened.
    */
-  async postWhenOpen(id: string, data: Uint8Array, deadline: number): Promise<boolean> {
+  async postWhenOpen(
+    id: string,
+    data: Uint8Array,
+    deadline: number,
+    management: ManagementApi = this.management,
+  ): Promise<boolean> {
     let wait = 10;
     for (;;) {
       try {
-        await this.management.postToConnection(id, data);
+        await management.postToConnection(id, data);
         return true;
       } catch (error) {
-        if (!isGone(error)) throw managementError(this.name, `send to connection ${id}`, error);
+        // Gone (not open yet) and throttled: API Gateway did not take the frame, so it may go again.
+        const e = error as { name?: string; statusCode?: number };
+        const throttled = e.statusCode === 429 || e.name === "LimitExceededException";
+        if (!isGone(error) && !throttled) throw managementError(this.name, `send to connection ${id}`, error);
         if (Date.now() + wait > deadline) return false;
         await new Promise((r) => setTimeout(r, wait));
         wait = Math.min(wait * 2, 250);
