@@ -175,18 +175,32 @@ describe("the Deployment", () => {
   });
 });
 
-describe("the self-invocation (messages sent during connect)", () => {
-  it("has an EventInvokeConfig without Lambda retries for each function that handles connect", () => {
-    const t = template(app(["socket"], [], ["a", "b"], { connect: "a", message: "b" }));
+describe("the self-invocation (messages sent during connect, broadcast pages)", () => {
+  it("has an EventInvokeConfig without Lambda retries, and leave to invoke itself, for each function that reaches a socket", () => {
+    const t = template(app(["socket"], [], ["a", "b", "c"], { connect: "a", message: "b" }));
     const configs = ofType(t, "AWS::Lambda::EventInvokeConfig").map((id) => t.Resources[id]?.Properties);
-    expect(configs).toEqual([
-      {
-        FunctionName: { Ref: "AFunction" },
-        Qualifier: "$LATEST",
-        MaximumRetryAttempts: 0,
-        MaximumEventAgeInSeconds: SELF_INVOKE_MAX_AGE_SECONDS,
-      },
-    ]);
+    const config = (fn: string) => ({
+      FunctionName: { Ref: fn },
+      Qualifier: "$LATEST",
+      MaximumRetryAttempts: 0,
+      MaximumEventAgeInSeconds: SELF_INVOKE_MAX_AGE_SECONDS,
+    });
+    // c handles no event of the socket and declares none of it: it cannot broadcast, so it never invokes itself.
+    expect(configs).toEqual([config("AFunction"), config("BFunction")]);
+    const grants = ofType(t, "AWS::IAM::Policy").map((id) => t.Resources[id]?.Properties);
+    expect(grants).toEqual(
+      ["A", "B"].map((n) =>
+        expect.objectContaining({
+          Roles: [{ Ref: `${n}Role` }],
+          PolicyDocument: {
+            Version: "2012-10-17",
+            Statement: [
+              { Effect: "Allow", Action: "lambda:InvokeFunction", Resource: { "Fn::GetAtt": [`${n}Function`, "Arn"] } },
+            ],
+          },
+        }),
+      ),
+    );
     expect(SELF_INVOKE_MAX_AGE_SECONDS).toBeGreaterThanOrEqual(60);
     expect(SELF_INVOKE_MAX_AGE_SECONDS).toBeLessThanOrEqual(21600);
   });

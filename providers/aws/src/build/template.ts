@@ -233,6 +233,8 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
     };
   }
 
+  /** The services whose functions invoke themselves (see the SelfInvokePolicy below). */
+  const selfInvoking: string[] = [];
   for (const service of spec.services) {
     const fn = functionId(service.name);
     const role = roleId(service.name);
@@ -291,9 +293,11 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
           : {}),
       },
     };
-    if (handled.some((s) => s.handlers.connect === service.name)) {
-      // Messages sent during connect are delivered by the function invoking itself once the
-      // connection is open; a separate policy avoids a cycle between the role and the function.
+    if (reachable.length > 0) {
+      // A function that can reach a socket invokes itself: to deliver messages sent during connect
+      // once the connection is open, and to fan a large broadcast out in pages. A separate policy
+      // avoids a cycle between the role and the function.
+      selfInvoking.push(service.name);
       resources[ids.id("service", service.name, "SelfInvokePolicy")] = {
         Type: "AWS::IAM::Policy",
         Properties: {
@@ -351,16 +355,15 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
     };
   }
 
-  for (const service of spec.services) {
-    if (!sockets.some((s) => s.handlers.connect === service.name)) continue;
-    // The self-invocation that delivers messages sent during connect is asynchronous: Lambda
-    // would retry a failed one twice, a minute or more later, posting its frames again. The
-    // runtime retries the posts itself, so Lambda must not; an event queued longer than
+  for (const name of selfInvoking) {
+    // The self-invocations (messages sent during connect, broadcast pages) are asynchronous:
+    // Lambda would retry a failed one twice, a minute or more later, posting its frames again.
+    // The runtime retries the posts itself, so Lambda must not; an event queued longer than
     // SELF_INVOKE_MAX_AGE_SECONDS (throttling) is dropped rather than delivered that late.
-    resources[ids.id("service", service.name, "SelfInvokeConfig")] = {
+    resources[ids.id("service", name, "SelfInvokeConfig")] = {
       Type: "AWS::Lambda::EventInvokeConfig",
       Properties: {
-        FunctionName: { Ref: functionId(service.name) },
+        FunctionName: { Ref: functionId(name) },
         Qualifier: "$LATEST",
         MaximumRetryAttempts: 0,
         MaximumEventAgeInSeconds: SELF_INVOKE_MAX_AGE_SECONDS,

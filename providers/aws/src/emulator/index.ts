@@ -4,4 +4,10 @@
  */
 export { Emulator, type EmulatorOptions, MAX_FRAME_BYTES, startEmulator } from "./emulator.js";
 export { type Physical, resolveIntrinsics } from "./intrinsics.js";
+export {
+  type ManagementDouble,
+  type ManagementDoubleOptions,
+  seedConnections,
+  startManagementDouble,
+} from "./management-double.js";
 export { emulatedDirs, runEmulated, startDynalite } from "./run.js";

@@ -4,6 +4,7 @@
  * emulator, too.
  */
 import type { WebsocketEvent } from "@nitric-like/spec";
+import { INLINE_MAX, PAGE_SIZE } from "../websocket/fanout.js";
 import type { SocketBinding } from "../websocket/gateway.js";
 
 /** A socket as this function sees it: where it is, and which of its events this function handles. */
@@ -23,6 +24,13 @@ export interface Bindings {
   connectionsTable: string | undefined;
   /** NITRIC_LIKE_HANDLER_TIMEOUT_MS: how long a handler may take to answer an event. @default 5000 */
   handlerTimeoutMs: number;
+  /**
+   * NITRIC_LIKE_BROADCAST_INLINE_MAX: broadcasts to at most this many connections are posted by
+   * the calling function; larger ones are fanned out to asynchronous invocations. @default 100
+   */
+  broadcastInlineMax: number;
+  /** NITRIC_LIKE_BROADCAST_PAGE_SIZE: connection ids per asynchronous invocation, 1 to 1000. @default 1000 */
+  broadcastPageSize: number;
 }
 
 /** A variable the deployment set wrongly: the message says which and how to fix it. */
@@ -66,11 +74,25 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
     sockets[name] = { apiId: s.apiId, url: s.url, endpoint: s.endpoint, events };
   }
   const timeout = Number(env.NITRIC_LIKE_HANDLER_TIMEOUT_MS ?? 5000);
+  const pageSize = Number(env.NITRIC_LIKE_BROADCAST_PAGE_SIZE ?? PAGE_SIZE);
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > PAGE_SIZE) {
+    throw new BindingError(
+      `nitric-like runtime: NITRIC_LIKE_BROADCAST_PAGE_SIZE is ${JSON.stringify(env.NITRIC_LIKE_BROADCAST_PAGE_SIZE)}; give a whole number from 1 to ${PAGE_SIZE} (what fits Lambda's 256 KB event with a 128 KB frame), or leave it unset for ${PAGE_SIZE}`,
+    );
+  }
+  const inlineMax = Number(env.NITRIC_LIKE_BROADCAST_INLINE_MAX ?? INLINE_MAX);
+  if (!(inlineMax >= 0)) {
+    throw new BindingError(
+      `nitric-like runtime: NITRIC_LIKE_BROADCAST_INLINE_MAX is ${JSON.stringify(env.NITRIC_LIKE_BROADCAST_INLINE_MAX)}; give a number of connections (0 or more, Infinity to never fan out), or leave it unset for ${INLINE_MAX}`,
+    );
+  }
   return {
     service,
     websockets: sockets,
     kvTables: json<Record<string, string>>(env, "NITRIC_LIKE_KV_TABLES", {}),
     connectionsTable: env.NITRIC_LIKE_CONNECTIONS_TABLE || undefined,
     handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, 60_000) : 5000,
+    broadcastInlineMax: inlineMax,
+    broadcastPageSize: pageSize,
   };
 }

@@ -19,9 +19,10 @@ import {
 } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
-import { ManagementApiClient } from "../aws/management.js";
+import { type ManagementApi, ManagementApiClient } from "../aws/management.js";
 import { DynamoKvStores } from "../kv/store.js";
 import { ConnectionsTable } from "../websocket/connections-table.js";
+import { type BroadcastEvent, isBroadcastEvent } from "../websocket/fanout.js";
 import { ApiGateway } from "../websocket/gateway.js";
 import { type Bindings, readBindings } from "./bindings.js";
 import {
@@ -39,6 +40,17 @@ import { invokeAsync } from "./invoke.js";
 const REGISTRATION_WAIT_MS = 10_000;
 /** How long a delivery of frames sent during connect waits for the connection to open. */
 const DELIVERY_WAIT_MS = 5_000;
+
+/** What a page of a broadcast leaves of the invocation's time, for pruning and the log line. */
+const PAGE_MARGIN_MS = 3_000;
+
+/** Hand-overs of broadcast pages: one attempt; fanout.ts retries only what Lambda refused as throttled. */
+const HAND_OVER_RETRY = { attempts: 1, baseDelayMs: 0, throttlingBaseDelayMs: 0 };
+
+/** Lambda's context object: the part the runtime reads. */
+export interface LambdaContext {
+  getRemainingTimeInMillis?: () => number;
+}
 
 /** Runtime options. */
 export interface RuntimeOptions {
@@ -61,6 +73,8 @@ export class Runtime {
   private readonly registry: HandlerRegistry;
   private readonly permissions = new Permissions();
   private readonly gateways = new Map<string, ApiGateway>();
+  /** Per socket, a Management API client that does not retry: broadcast pages retry throttled posts themselves. */
+  private readonly pageClients = new Map<string, ManagementApi>();
   private readonly byApiId = new Map<string, ApiGateway>();
   private readonly origins = new Map<string, string[]>();
   private readonly declaredStores = new Set<string>();
@@ -76,7 +90,17 @@ export class Runtime {
     this.table = bindings.connectionsTable ? new ConnectionsTable(dynamo, bindings.connectionsTable) : undefined;
     for (const [name, socket] of Object.entries(bindings.websockets)) {
       const management = new ManagementApiClient(socket.endpoint, env);
-      const gateway = new ApiGateway(name, socket, management, this.table, logger);
+      const self = env.AWS_LAMBDA_FUNCTION_NAME;
+      const gateway = new ApiGateway(name, socket, management, this.table, logger, {
+        inlineMax: bindings.broadcastInlineMax,
+        pageSize: bindings.broadcastPageSize,
+        // No retry of an Invoke that may have been queued (5xx, network): a page is never queued twice.
+        ...(self ? { fanout: (event: BroadcastEvent) => invokeAsync(self, event, env, HAND_OVER_RETRY) } : {}),
+      });
+      this.pageClients.set(
+        name,
+        new ManagementApiClient(socket.endpoint, env, { attempts: 1, baseDelayMs: 0, throttlingBaseDelayMs: 0 }),
+      );
       this.gateways.set(name, gateway);
       this.byApiId.set(socket.apiId, gateway);
       for (const event of socket.events) this.registry.expect(name, event, bindings.service);
@@ -164,7 +188,11 @@ export class Runtime {
   }
 
   /** Handles one Lambda event. */
-  async handle(event: unknown): Promise<WebsocketApiResult | undefined> {
+  async handle(event: unknown, context?: LambdaContext): Promise<WebsocketApiResult | undefined> {
+    if (isBroadcastEvent(event)) {
+      await this.broadcastPage(event, context);
+      return undefined;
+    }
     if (isDeliverEvent(event)) {
       await this.deliver(event);
       return undefined;
@@ -293,8 +321,19 @@ export class Runtime {
     const gateway = this.gateways.get(event.socket);
     if (!gateway) throw new Error(`nitric-like runtime: delivery for unknown websocket "${event.socket}"`);
     const deadline = Date.now() + DELIVERY_WAIT_MS;
+    // A client that does not retry by itself: a frame that may have been delivered (5xx, no
+    // answer) is never posted again, and the invocation never fails (nothing for Lambda to retry).
+    const client = this.pageClients.get(event.socket);
     for (const frame of event.frames) {
-      const ok = await gateway.postWhenOpen(event.connectionId, Buffer.from(frame.data, "base64"), deadline);
+      let ok: boolean;
+      try {
+        ok = await gateway.postWhenOpen(event.connectionId, Buffer.from(frame.data, "base64"), deadline, client);
+      } catch (error) {
+        this.logger.error(
+          `websocket "${event.socket}": messages sent during connect to ${event.connectionId} were not all delivered: ${(error as Error).message}`,
+        );
+        return;
+      }
       if (!ok) {
         this.logger.warn(
           `websocket "${event.socket}": connection ${event.connectionId} did not open within ${DELIVERY_WAIT_MS / 1000} s (or left); messages sent during its connect were dropped`,
@@ -302,7 +341,37 @@ export class Runtime {
         return;
       }
     }
-    if (event.close) await gateway.close(event.connectionId, event.close.code, event.close.reason);
+    if (event.close) {
+      await gateway.close(event.connectionId, event.close.code, event.close.reason).catch((error: unknown) => {
+        this.logger.error(
+          `websocket "${event.socket}": could not close ${event.connectionId} as its connect handler asked: ${(error as Error).message}`,
+        );
+      });
+    }
+  }
+
+  /**
+   * Posts one page of a broadcast a function of this service handed over. Never fails the
+   * invocation: what was not delivered is logged, and nothing is left for Lambda to retry.
+   */
+  private async broadcastPage(event: BroadcastEvent, context: LambdaContext | undefined): Promise<void> {
+    const gateway = this.gateways.get(event.socket);
+    const client = this.pageClients.get(event.socket);
+    if (!gateway || !client) {
+      this.logger.error(
+        `websocket "${event.socket}": broadcast ${event.broadcast} page ${event.page} names a socket this function does not have; ${event.ids.length} frame(s) dropped; build and deploy again`,
+      );
+      return;
+    }
+    const remaining = context?.getRemainingTimeInMillis?.() ?? Math.max(30_000, this.bindings.handlerTimeoutMs + 5_000);
+    try {
+      if (event.start) await gateway.continueBroadcast(event);
+      else await gateway.postPage(event, client, Date.now() + remaining - PAGE_MARGIN_MS);
+    } catch (error) {
+      this.logger.error(
+        `websocket "${event.socket}": broadcast ${event.broadcast} page ${event.page} failed: ${(error as Error).message}`,
+      );
+    }
   }
 
   private async disconnect(gateway: ApiGateway, event: WebsocketApiEvent): Promise<WebsocketApiResult> {
@@ -372,11 +441,13 @@ export function createHandler(options: RuntimeOptions): LambdaHandler {
   })();
   // An init failure surfaces on every invocation, not as an unhandled rejection.
   ready.catch(() => {});
-  const handler = async (event: unknown) => (await ready).handle(event);
+  const handler = async (event: unknown, context?: LambdaContext) => (await ready).handle(event, context);
   const initialised = ready.then(() => undefined);
   initialised.catch(() => {});
   return Object.assign(handler, { ready: initialised });
 }
 
 /** A function's handler; `ready` settles when its init (endpoint, service code, handlers) is done. */
-export type LambdaHandler = ((event: unknown) => Promise<WebsocketApiResult | undefined>) & { ready: Promise<void> };
+export type LambdaHandler = ((event: unknown, context?: LambdaContext) => Promise<WebsocketApiResult | undefined>) & {
+  ready: Promise<void>;
+};

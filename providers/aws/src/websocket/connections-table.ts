@@ -50,6 +50,32 @@ export class ConnectionsTable {
     return out.Item ? infoOf(out.Item) : undefined;
   }
 
+  /**
+   * One page of the ids of a socket's recorded connections, expired records left out: one Query
+   * of at most `pageSize` records from `start` (projected to `id` and `expiresAt`: what a broadcast
+   * needs; DynamoDB still counts read units on whole items). `next` is where the next page starts;
+   * undefined after the last.
+   */
+  async idPage(socket: string, pageSize: number, start?: Item): Promise<{ ids: string[]; next: Item | undefined }> {
+    const now = Math.floor(Date.now() / 1000);
+    const page: QueryOutput = await this.client.query({
+      TableName: this.table,
+      KeyConditionExpression: "#s = :s",
+      ProjectionExpression: "id, expiresAt",
+      ExpressionAttributeNames: { "#s": "socket" },
+      ExpressionAttributeValues: { ":s": { S: socket } },
+      ConsistentRead: true,
+      Limit: pageSize,
+      ...(start ? { ExclusiveStartKey: start } : {}),
+    });
+    const ids: string[] = [];
+    for (const item of page.Items ?? []) {
+      const id = item.id?.S;
+      if (id && Number(item.expiresAt?.N ?? Number.POSITIVE_INFINITY) >= now) ids.push(id);
+    }
+    return { ids, next: page.LastEvaluatedKey };
+  }
+
   /** Every recorded connection of a socket, expired records left out. */
   async list(socket: string): Promise<ConnectionInfo[]> {
     const now = Math.floor(Date.now() / 1000);

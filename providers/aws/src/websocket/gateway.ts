@@ -4,14 +4,47 @@
  * A 410 Gone means the connection has closed: it becomes "not connected" (NOT_FOUND naming the id,
  * where Nitric reports INTERNAL) and the record is pruned.
  */
+import { randomUUID } from "node:crypto";
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo, SocketBackend } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
+import type { Item } from "../aws/dynamodb.js";
 import type { ManagementApi } from "../aws/management.js";
 import type { ConnectionsTable } from "./connections-table.js";
+import { type BroadcastEvent, INLINE_MAX, PAGE_SIZE, type PageOutcome, postPage } from "./fanout.js";
 
-/** How many PostToConnection calls a broadcast keeps in flight. */
+/** How many PostToConnection calls a broadcast posted by the calling function keeps in flight. */
 export const BROADCAST_CONCURRENCY = 32;
+/** How many pages of a broadcast are being handed over (Lambda Invoke calls) at once. */
+const HAND_OVERS_IN_FLIGHT = 4;
+/**
+ * Pages the calling function reads and hands over itself (5,000 connections, ~5 Queries and 5
+ * Invokes: ~0.1 s); a continuation reads the rest, CONTINUATION_PAGES pages at a time.
+ */
+export const CALLER_PAGES = 5;
+export const CONTINUATION_PAGES = 100;
+/** Except lists longer than this are not carried in a continuation's event (it must fit 256 KB). */
+const EXCEPT_MAX_IN_EVENT = 1000;
+
+/** A broadcast being handed over. */
+interface Broadcast {
+  id: string;
+  frame: string;
+  binary: boolean;
+  except: string[];
+  /** The number of the last page handed over. */
+  page: number;
+}
+
+/** How a socket fans broadcasts out (fanout.ts). */
+export interface FanoutOptions {
+  /** Hands a page to an asynchronous invocation; absent when this function cannot invoke itself. */
+  fanout?: (event: BroadcastEvent) => Promise<void>;
+  /** Broadcasts to at most this many connections are posted by the calling function. */
+  inlineMax: number;
+  /** Connection ids per asynchronous invocation. @default PAGE_SIZE */
+  pageSize?: number;
+}
 
 /** A socket's place in a deployment, from NITRIC_LIKE_WEBSOCKETS. */
 export interface SocketBinding {
@@ -33,6 +66,26 @@ export interface Opening {
 function isGone(error: unknown): boolean {
   const e = error as { name?: string; statusCode?: number };
   return e.name === "GoneException" || e.statusCode === 410;
+}
+
+/** True when Lambda answered an Invoke with a 4xx or it never left: nothing was queued. */
+function refused(error: unknown): boolean {
+  const e = error as { name?: string; statusCode?: number };
+  if (e.statusCode === undefined) return e.name === "ConfigurationError" || e.name === "CredentialsError";
+  return e.statusCode >= 400 && e.statusCode < 500;
+}
+
+/** Hands one page over, retrying (up to 5 attempts, jittered waits) while Lambda answers 429: such an Invoke was not queued. */
+async function handOverPage(fanout: (event: BroadcastEvent) => Promise<void>, event: BroadcastEvent): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fanout(event);
+      return;
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 429 || attempt >= 5) throw error;
+      await new Promise((r) => setTimeout(r, Math.random() * 50 * 2 ** attempt));
+    }
+  }
 }
 
 /** Turns a Management API failure other than 410 into a gRPC status that says what to fix. */
@@ -70,6 +123,7 @@ export class ApiGateway implements SocketBackend {
     private readonly management: ManagementApi,
     private readonly table: ConnectionsTable | undefined,
     private readonly logger: Logger,
+    private readonly fanoutOptions: FanoutOptions = { inlineMax: INLINE_MAX },
   ) {}
 
   get url(): string {
@@ -118,16 +172,24 @@ export class ApiGateway implements SocketBackend {
 
   /**
    * PostToConnection to a connection that may not be open yet (its connect answer is on its way to
-   * API Gateway): retries on 410 until `deadline`. False when it never opened.
+   * API Gateway): retries on 410 (and 429) until `deadline`. False when it never opened.
    */
-  async postWhenOpen(id: string, data: Uint8Array, deadline: number): Promise<boolean> {
+  async postWhenOpen(
+    id: string,
+    data: Uint8Array,
+    deadline: number,
+    management: ManagementApi = this.management,
+  ): Promise<boolean> {
     let wait = 10;
     for (;;) {
       try {
-        await this.management.postToConnection(id, data);
+        await management.postToConnection(id, data);
         return true;
       } catch (error) {
-        if (!isGone(error)) throw managementError(this.name, `send to connection ${id}`, error);
+        // Gone (not open yet) and throttled: API Gateway did not take the frame, so it may go again.
+        const e = error as { name?: string; statusCode?: number };
+        const throttled = e.statusCode === 429 || e.name === "LimitExceededException";
+        if (!isGone(error) && !throttled) throw managementError(this.name, `send to connection ${id}`, error);
         if (Date.now() + wait > deadline) return false;
         await new Promise((r) => setTimeout(r, wait));
         wait = Math.min(wait * 2, 250);
@@ -188,9 +250,187 @@ export class ApiGateway implements SocketBackend {
     return this.table.list(this.name);
   }
 
-  /** Posts to every recorded connection, BROADCAST_CONCURRENCY at a time; gone ones are pruned. */
-  async broadcast(data: Uint8Array, _binary: boolean, except: ReadonlySet<string>): Promise<number> {
-    const targets = (await this.list()).map((c) => c.connectionId).filter((id) => !except.has(id));
+  /**
+   * Posts to every recorded connection but the excepted ones. Up to `inlineMax` targets: posted
+   * here, BROADCAST_CONCURRENCY at a time, gone ones pruned; resolves with how many got the frame.
+   * More: the ids are read a page at a time and each page handed to `fanout` (an asynchronous
+   * invocation that posts it, fanout.ts) as soon as it is read, for at most CALLER_PAGES pages;
+   * the rest of the table is read and handed over by an asynchronous invocation too (a
+   * continuation, continueBroadcast). Resolves with how many connections this call handed over,
+   * before any of them is posted to: every target up to CALLER_PAGES pages. Without `fanout`, or
+   * when its first hand-over is refused, everything is posted here.
+   */
+  async broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): Promise<number> {
+    if (!this.table) await this.list();
+    const reader = this.reader(except, undefined);
+    const inlineMax = this.fanoutOptions.inlineMax;
+    do await reader.read();
+    while (!reader.exhausted && reader.pending.length <= inlineMax);
+    const fanout = this.fanoutOptions.fanout;
+    if (!fanout || (reader.exhausted && reader.pending.length <= inlineMax)) {
+      while (!reader.exhausted) await reader.read();
+      return this.postAll(reader.pending, data);
+    }
+    while (!reader.exhausted && reader.pending.length < reader.pageSize) await reader.read();
+    const state: Broadcast = {
+      id: randomUUID(),
+      frame: Buffer.from(data).toString("base64"),
+      binary,
+      except: [...except],
+      page: 0,
+    };
+    // The first page decides: a hand-over Lambda refused (no grant to invoke itself, say) posts
+    // everything here. One that may have been queued (5xx, no answer) is not posted again.
+    const first = reader.pending.splice(0, reader.pageSize);
+    let lostFirst = 0;
+    try {
+      await handOverPage(fanout, this.pageEvent(state, first));
+    } catch (error) {
+      if (!refused(error)) {
+        lostFirst = first.length;
+        this.logger.error(
+          `websocket "${this.name}": broadcast ${state.id}: ${first.length} connection(s) were not handed over for delivery and get nothing: ${(error as Error).message}`,
+        );
+      } else {
+        this.logger.warn(
+          `websocket "${this.name}": could not hand broadcast ${state.id} to an asynchronous invocation (${(error as Error).message}); posting it from this invocation instead, ${BROADCAST_CONCURRENCY} at a time; deploy again so the function may invoke itself`,
+        );
+        const rest = [...first, ...reader.pending];
+        reader.pending.length = 0;
+        while (!reader.exhausted) await reader.read();
+        rest.push(...reader.pending);
+        return this.postAll(rest, data);
+      }
+    }
+    // Except lists too long for an event keep the whole reading here.
+    const budget = state.except.length > EXCEPT_MAX_IN_EVENT ? Number.POSITIVE_INFINITY : CALLER_PAGES - 1;
+    return this.handOverPages(fanout, state, reader, budget, first.length - lostFirst);
+  }
+
+  /**
+   * Continues a broadcast the calling function could not finish reading: reads on from the
+   * event's `start`, hands each page over, and after CONTINUATION_PAGES pages hands the rest to
+   * the next continuation.
+   */
+  async continueBroadcast(event: BroadcastEvent): Promise<void> {
+    const fanout = this.fanoutOptions.fanout;
+    if (!fanout || !this.table) {
+      this.logger.error(
+        `websocket "${this.name}": broadcast ${event.broadcast} cannot continue past page ${event.page} (this function ${fanout ? "has no connections table" : "cannot invoke itself: AWS_LAMBDA_FUNCTION_NAME is not set"}); the remaining connections get nothing`,
+      );
+      return;
+    }
+    const state: Broadcast = {
+      id: event.broadcast,
+      frame: event.data,
+      binary: event.binary,
+      except: event.except ?? [],
+      page: event.page,
+    };
+    const reader = this.reader(new Set(state.except), event.start);
+    await this.handOverPages(fanout, state, reader, CONTINUATION_PAGES);
+  }
+
+  private reader(except: ReadonlySet<string>, start: Item | undefined) {
+    const table = this.table as ConnectionsTable;
+    const pageSize = this.fanoutOptions.pageSize ?? PAGE_SIZE;
+    const name = this.name;
+    return {
+      pageSize,
+      pending: [] as string[],
+      cursor: start,
+      exhausted: false,
+      async read() {
+        const page = await table.idPage(name, pageSize, this.cursor);
+        this.cursor = page.next;
+        this.exhausted = !page.next;
+        for (const id of page.ids) if (!except.has(id)) this.pending.push(id);
+      },
+    };
+  }
+
+  private pageEvent(state: Broadcast, ids: string[], start?: Item): BroadcastEvent {
+    return {
+      nitricLike: "broadcast",
+      socket: this.name,
+      broadcast: state.id,
+      // A continuation carries the number of the last page handed over, and posts nothing.
+      page: start ? state.page : ++state.page,
+      data: state.frame,
+      binary: state.binary,
+      ids,
+      ...(start ? { start, except: state.except } : {}),
+    };
+  }
+
+  /**
+   * Reads and hands over pages, HAND_OVERS_IN_FLIGHT Invoke calls at once, `budget` pages at
+   * most; what is left goes to a continuation. Resolves with how many connections were handed
+   * over (`handedBefore` included).
+   */
+  private async handOverPages(
+    fanout: (event: BroadcastEvent) => Promise<void>,
+    state: Broadcast,
+    reader: ReturnType<ApiGateway["reader"]>,
+    budget: number,
+    handedBefore = 0,
+  ): Promise<number> {
+    const inFlight = new Set<Promise<void>>();
+    let handed = handedBefore;
+    let pages = 0;
+    let lost = 0;
+    let lostError: string | undefined;
+    const send = async (event: BroadcastEvent) => {
+      while (inFlight.size >= HAND_OVERS_IN_FLIGHT) await Promise.race(inFlight);
+      const p = handOverPage(fanout, event).then(
+        () => {
+          handed += event.ids.length;
+        },
+        (error: unknown) => {
+          lost += event.ids.length;
+          lostError ??= `${event.start ? "the continuation" : `page ${event.page}`}: ${(error as Error).message}`;
+        },
+      );
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+    };
+    let continued = false;
+    for (;;) {
+      while (
+        pages < budget &&
+        (reader.pending.length >= reader.pageSize || (reader.exhausted && reader.pending.length > 0))
+      ) {
+        pages++;
+        await send(this.pageEvent(state, reader.pending.splice(0, reader.pageSize)));
+      }
+      if (reader.exhausted && reader.pending.length === 0) break;
+      if (pages >= budget) {
+        // The rest: what was read and not handed over is read again by the continuation.
+        const leftover = reader.pending.splice(0);
+        for (let i = 0; i < leftover.length; i += reader.pageSize)
+          await send(this.pageEvent(state, leftover.slice(i, i + reader.pageSize)));
+        if (!reader.exhausted) {
+          continued = true;
+          await send(this.pageEvent(state, [], reader.cursor));
+        }
+        break;
+      }
+      await reader.read();
+    }
+    await Promise.all(inFlight);
+    if (lost > 0) {
+      this.logger.error(
+        `websocket "${this.name}": broadcast ${state.id}: ${lost} connection(s)${continued ? " (and perhaps the rest, after a lost continuation)" : ""} were not handed over for delivery and get nothing; first failure: ${lostError}`,
+      );
+    }
+    this.logger.info(
+      `websocket "${this.name}": broadcast ${state.id}: ${handed} connection(s) handed to page invocations up to page ${state.page}${continued ? "; a continuation reads the rest" : ""}; each page logs what it delivered`,
+    );
+    return handed;
+  }
+
+  /** Posts to each id, BROADCAST_CONCURRENCY at a time; how many got the frame. */
+  private async postAll(targets: readonly string[], data: Uint8Array): Promise<number> {
     let sent = 0;
     let next = 0;
     const worker = async () => {
@@ -201,5 +441,25 @@ export class ApiGateway implements SocketBackend {
     };
     await Promise.all(Array.from({ length: Math.min(BROADCAST_CONCURRENCY, targets.length) }, worker));
     return sent;
+  }
+
+  /** Posts one page of a broadcast (a BroadcastEvent), logging what it delivered. */
+  async postPage(event: BroadcastEvent, management: ManagementApi, deadline: number): Promise<PageOutcome> {
+    const started = Date.now();
+    const outcome = await postPage(event.ids, Buffer.from(event.data, "base64"), {
+      management,
+      deadline,
+      prune: async (id) => {
+        await this.table?.remove(this.name, id).catch((error: unknown) => {
+          this.logger.warn(
+            `websocket "${this.name}": could not prune gone connection ${id}: ${(error as Error).message}`,
+          );
+        });
+      },
+    });
+    const line = `websocket "${this.name}": broadcast ${event.broadcast} page ${event.page}: delivered ${outcome.delivered} of ${event.ids.length} frame(s), ${outcome.gone} gone (pruned), ${outcome.failed} failed, ${outcome.throttled} throttled answer(s) retried, in ${Date.now() - started} ms`;
+    if (outcome.failed > 0) this.logger.warn(`${line}; first failure: ${outcome.firstError}`);
+    else this.logger.info(line);
+    return outcome;
   }
 }
