@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
+  AWS_MAX_MESSAGE_BYTES,
   createRunDir,
   currentUid,
   type Endpoint,
@@ -151,9 +152,17 @@ export class LocalProvider implements RunningProvider {
         this.options.limits,
         maxMessageBytes === undefined ? undefined : { maxMessageBytes },
       );
+      // compat: aws keeps API Gateway's rules, its 128 KB message limit among them.
+      const aws = project.compat === "aws";
+      if (aws) limits.maxMessageBytes = Math.min(limits.maxMessageBytes, AWS_MAX_MESSAGE_BYTES);
       const gateway = new Gateway(
         name,
-        { port: pinned ?? 0, limits, ...(this.options.host === undefined ? {} : { host: this.options.host }) },
+        {
+          port: pinned ?? 0,
+          limits,
+          ...(aws ? { awsRules: true } : {}),
+          ...(this.options.host === undefined ? {} : { host: this.options.host }),
+        },
         this.handlers,
         this.logger,
       );

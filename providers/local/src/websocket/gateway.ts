@@ -21,6 +21,7 @@ import {
 } from "@nitric-like/provider-kit";
 import type { Logger, SocketLimits, TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
+import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
 import {
   ageReason,
   clientErrorRefusal,
@@ -50,6 +51,8 @@ export interface GatewayOptions {
   host?: string;
   /** Message size, idle time, age, connection count and message rate (see @nitric-like/spec's limits). */
   limits: SocketLimits;
+  /** Keep API Gateway's rules (`compat: aws`, see aws-rules.ts). @default false */
+  awsRules?: boolean;
 }
 
 interface Connection {
@@ -668,6 +671,7 @@ export class Gateway implements SocketBackend {
       this.observer({ type: "open", socket: this.name, connectionId: id, at: Date.now() });
     // From here on the socket's events go to this connection (see GatewaySocket.emit).
     (ws as Tagged)[CONNECTION] = connection;
+    if (this.options.awsRules) keepAwsFrameRules(ws, (code, reason) => this.limitClose(connection, code, reason));
     // The connect handler's replies are the connection's first frames (the contract's reply path),
     // then what it sent with SendMessage while it ran, before any frame a later event causes.
     if (response) for (const r of response.replies) this.reply(id, ws, r.data, r.binary);
@@ -774,6 +778,7 @@ export class Gateway implements SocketBackend {
 
   /** Sends one frame; returns false when the connection is neither open nor opening. */
   send(id: string, data: Uint8Array, binary: boolean): boolean {
+    if (this.options.awsRules) checkAwsSend(this.name, data);
     const opening = this.opening.get(id);
     if (opening) {
       opening.frames.push({ data, binary });
@@ -825,6 +830,7 @@ export class Gateway implements SocketBackend {
 
   /** Sends one frame to every open connection but the excepted ones; returns how many got it. */
   broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): number {
+    if (this.options.awsRules) checkAwsSend(this.name, data);
     let sent = 0;
     for (const [id, c] of this.connections) {
       if (except.has(id) || c.ws.readyState !== WebSocket.OPEN) continue;
