@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { type Emulator, startDynalite, startEmulator } from "@nitric-like/provider-aws/emulator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
+import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep } from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -379,6 +379,7 @@ describe("the emulator keeps API Gateway's rules", () => {
       dynamodbEndpoint: db.endpoint,
       logger: { info: (m) => logs.push(m), warn: (m) => logs.push(m), error: (m) => logs.push(m) },
       limits: (socket) => (socket === "lab" ? { idleTimeoutMs: 2000, maxConnectionAgeMs: 4000 } : {}),
+      newConnectionsPerSecond: 20,
     });
     url = emulator.sockets.find((s) => s.name === "lab")?.url as string;
   }, 30000);
@@ -481,6 +482,21 @@ describe("the emulator keeps API Gateway's rules", () => {
     } finally {
       clearInterval(timer);
     }
+  });
+
+  // Last: it empties the account's bucket of new connections.
+  it("refuses upgrades over the account's new-connection rate with 429, and takes them again a moment later", async () => {
+    await sleep(1000);
+    const clients = await Promise.allSettled(Array.from({ length: 40 }, () => connect(url)));
+    const opened = clients.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    const refused = clients.flatMap((r) => (r.status === "rejected" ? [r.reason as { status?: number }] : []));
+    // A bucket of one second's worth (20 here), refilled while the 40 upgrades arrive.
+    expect(opened.length).toBeGreaterThanOrEqual(20);
+    expect(opened.length).toBeLessThan(30);
+    expect(new Set(refused.map((e) => e.status))).toEqual(new Set([429]));
+    for (const c of opened) c.close();
+    await sleep(300);
+    (await connect(url)).close();
   });
 });
 

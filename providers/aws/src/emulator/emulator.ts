@@ -11,7 +11,8 @@
  * over 32 KB or a message over 128 KB with 1009, a PostToConnection over 128 KB gets 413
  * PayloadTooLargeException, a message posted to a client arrives in frames of at most 32 KB; a
  * connection opens only once `$connect` answered 2xx; it is closed with 1001 after 10 min without a
- * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so).
+ * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so);
+ * over 500 new connections a second across every API, upgrades get 429 before `$connect` runs.
  *
  * Differences from AWS, on purpose: each function is one warm instance that takes invocations
  * concurrently; IAM is not enforced (the runtime enforces the declared policies itself).
@@ -61,6 +62,32 @@ export interface EmulatorOptions {
    * can shorten them); API Gateway's 10 min and 2 h are the longest either can be.
    */
   limits?: (socket: string) => Partial<Pick<SocketLimits, "idleTimeoutMs" | "maxConnectionAgeMs">>;
+  /**
+   * New connections per second across every API (the account's quota, a token bucket of one
+   * second's worth); more upgrades get 429 before `$connect` runs. @default 500 (API Gateway's)
+   */
+  newConnectionsPerSecond?: number;
+}
+
+/** API Gateway's default quota of new connections per second, per account and region. */
+export const NEW_CONNECTIONS_PER_SECOND = 500;
+
+/** The account's new-connection rate, shared by every API: a token bucket of one second's worth. */
+class ConnectionRate {
+  private tokens: number;
+  private at = Date.now();
+  constructor(private readonly perSecond: number) {
+    this.tokens = perSecond;
+  }
+  /** Takes one token; false when the bucket is empty. */
+  take(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.at) * this.perSecond) / 1000);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
 }
 
 type Template = {
@@ -191,6 +218,7 @@ class EmulatedApi {
     private readonly logger: Logger,
     /** Idle timeout and connection age limit, at most API Gateway's. */
     private readonly limits: { idleTimeoutMs: number; maxConnectionAgeMs: number },
+    private readonly rate: ConnectionRate,
   ) {
     this.server = createServer((_req, res) =>
       guard(
@@ -261,6 +289,14 @@ class EmulatedApi {
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (!this.rate.take()) {
+      // Throttled before any integration runs, as API Gateway answers a request over its rate.
+      const text = JSON.stringify({ message: "Too Many Requests" });
+      socket.end(
+        `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+      return;
+    }
     const id = connectionId();
     const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
     // Query keys and header names are the client's ("?__proto__=1"): records without a prototype.
@@ -746,6 +782,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     fnById.set(id, fn);
     byName.set(name, fn);
   }
+  const rate = new ConnectionRate(options.newConnectionsPerSecond ?? NEW_CONNECTIONS_PER_SECOND);
   for (const [logicalId] of Object.entries(resources)) {
     if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
     const apiId = physical.ref[logicalId] as string;
@@ -757,13 +794,21 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     for (const [key, route] of routesOf.get(apiId) ?? [])
       routes.set(key, { fn: fnById.get(route.fnId) as EmulatedFunction, twoWay: route.twoWay });
     const asked = options.limits?.(socketNames.get(logicalId) ?? logicalId) ?? {};
-    const api = new EmulatedApi(logicalId, apiId, String(stage), routes, options.logger, {
-      idleTimeoutMs: Math.min(asked.idleTimeoutMs ?? Number.POSITIVE_INFINITY, DEFAULT_LIMITS.idleTimeoutMs),
-      maxConnectionAgeMs: Math.min(
-        asked.maxConnectionAgeMs ?? Number.POSITIVE_INFINITY,
-        DEFAULT_LIMITS.maxConnectionAgeMs,
-      ),
-    });
+    const api = new EmulatedApi(
+      logicalId,
+      apiId,
+      String(stage),
+      routes,
+      options.logger,
+      {
+        idleTimeoutMs: Math.min(asked.idleTimeoutMs ?? Number.POSITIVE_INFINITY, DEFAULT_LIMITS.idleTimeoutMs),
+        maxConnectionAgeMs: Math.min(
+          asked.maxConnectionAgeMs ?? Number.POSITIVE_INFINITY,
+          DEFAULT_LIMITS.maxConnectionAgeMs,
+        ),
+      },
+      rate,
+    );
     await api.listen();
     apis.set(apiId, api);
   }
