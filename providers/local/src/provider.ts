@@ -99,6 +99,11 @@ export class LocalProvider implements RunningProvider {
         `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' endpoints stay on this machine)`,
       );
     }
+    if (options.project.compat === "aws") {
+      options.logger.info(
+        "compat: aws: the websocket gateways keep API Gateway's rules (a client's binary frame closes with 1003, frames over 32 KB and messages over 128 KB with 1009, sends over 128 KB are refused)",
+      );
+    }
     this.handlers = new HandlerRegistry(options.logger, handlerTimeoutMs, options.handlerWaitMs ?? 10000);
     this.tcp = options.tcp === true || currentUid() === undefined;
   }

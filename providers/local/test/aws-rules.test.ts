@@ -62,6 +62,9 @@ describe("compat: aws keeps API Gateway's rules locally", () => {
     expect(await done).toEqual({ code: 1003, reason: BINARY });
     expect(echoed).toBe(false);
     expect(world.logs.warn.some((l) => l.includes("(1003)"))).toBe(true);
+    expect(
+      world.logs.info.some((l) => l.startsWith("compat: aws: the websocket gateways keep API Gateway's rules")),
+    ).toBe(true);
     // Bytes as base64 text go through.
     expect((await echoes(world.bystander, "AP8B")).data.toString()).toBe("AP8B");
     await stillUpAndOthersFine(world);
