@@ -434,7 +434,7 @@ class EmulatedApi {
     try {
       const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
       if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN)
-        c.ws.send(result.body);
+        sendInFrames(c.ws, Buffer.from(result.body, "utf8"));
     } catch (error) {
       this.logger.error(`${routeKey} of ${this.logicalId}: ${(error as Error).message}`);
       if (route.twoWay && c.ws.readyState === WebSocket.OPEN)
