@@ -2,12 +2,15 @@
 // the zips, a refused build that writes nothing, and the Lambda runtime fed API Gateway events of
 // the shapes AWS documents (requestContext with routeKey, connectionId, apiId, stage, connectedAt;
 // multi-valued headers and query strings; base64 bodies), in the emulator over dynalite.
+
+import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { type Emulator, startDynalite, startEmulator } from "@nitric-like/provider-aws/emulator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
+import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep } from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -354,6 +357,204 @@ describe("the Lambda runtime, fed API Gateway events", () => {
     await expect(invoke({ Records: [] })).rejects.toThrow(/handles API Gateway WebSocket events/);
   });
 });
+
+// API Gateway's documented rules ("Quotas for configuring and running a WebSocket API", "Binary
+// media types for WebSocket APIs"), kept by the emulator for real ws clients; the idle timeout and
+// age limit shortened through the emulator's limits, as a project file shortens them.
+describe("the emulator keeps API Gateway's rules", () => {
+  let emulator: Emulator;
+  let db: { endpoint: string; close(): Promise<void> };
+  let url: string;
+  const logs: string[] = [];
+  const KB = 1024;
+  // The close reasons are ours (API Gateway documents the codes only).
+  const BINARY = "binary frames are not accepted (as on API Gateway); send bytes as text, such as base64";
+  const LARGE = `frame too big: at most ${32 * KB} bytes a frame (as on API Gateway); send larger messages in fragments`;
+
+  beforeAll(async () => {
+    const { out } = await build(copyProject(join(FIXTURES, "lab-ours")));
+    db = await startDynalite();
+    emulator = await startEmulator({
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      logger: { info: (m) => logs.push(m), warn: (m) => logs.push(m), error: (m) => logs.push(m) },
+      limits: (socket) => (socket === "lab" ? { idleTimeoutMs: 2000, maxConnectionAgeMs: 4000 } : {}),
+      newConnectionsPerSecond: 20,
+    });
+    url = emulator.sockets.find((s) => s.name === "lab")?.url as string;
+  }, 30000);
+  afterAll(async () => {
+    await emulator?.stop();
+    await db?.close();
+  });
+
+  it("closes a client that sends a binary frame with 1003, before its message reaches a function", async () => {
+    const bystander = await connect(url);
+    const c = await connect(url);
+    const { id } = await c.call({ op: "whoami" });
+    c.ws.send(Buffer.from([0, 255, 1]));
+    expect(await c.waitClosed()).toEqual({ code: 1003, reason: BINARY });
+    // The lab answers a binary message by returning it: nothing came back.
+    expect(c.frames).toEqual([]);
+    expect(logs.some((l) => l.includes(`closed connection ${id} (1003)`))).toBe(true);
+    // Bytes as base64 text go through; everyone else is served.
+    bystander.ws.send(Buffer.from([0, 255, 1]).toString("base64"));
+    expect((await bystander.next()).text).toBe("AP8B");
+    bystander.close();
+  });
+
+  it("takes a 32 KB frame and a 128 KB message in 32 KB fragments, and closes a frame over 32 KB with 1009", async () => {
+    const c = await connect(url);
+    const frame = "a".repeat(32 * KB);
+    c.ws.send(frame);
+    expect((await c.next()).text).toBe(frame);
+    for (let i = 0; i < 4; i++) c.ws.send("b".repeat(32 * KB), { fin: i === 3 });
+    expect((await c.next()).text).toBe("b".repeat(128 * KB));
+    c.ws.send("c".repeat(32 * KB + 1));
+    expect(await c.waitClosed()).toEqual({ code: 1009, reason: LARGE });
+    expect(c.frames).toEqual([]);
+  });
+
+  it("closes a message over 128 KB with 1009, even in fragments of 32 KB", async () => {
+    const c = await connect(url);
+    for (let i = 0; i < 5; i++) c.ws.send("d".repeat(32 * KB), { fin: i === 4 });
+    expect((await c.waitClosed()).code).toBe(1009);
+    expect(c.frames).toEqual([]);
+  });
+
+  it("refuses a PostToConnection over 128 KB with 413 PayloadTooLargeException, and a send through the runtime with API Gateway's limit", async () => {
+    const c = await connect(url);
+    const { id } = await c.call({ op: "whoami" });
+    const [apiId, api] = [...emulator.apis.entries()][0] as [string, { stage: string }];
+    const management = emulator.functions[0]?.env.AWS_ENDPOINT_URL_LAMBDA as string;
+    const post = (size: number) =>
+      fetch(`${management}/${apiId}/${api.stage}/@connections/${encodeURIComponent(id as string)}`, {
+        method: "POST",
+        body: "y".repeat(size),
+      });
+    const refused = await post(128 * KB + 1);
+    expect(refused.status).toBe(413);
+    expect(refused.headers.get("x-amzn-errortype")).toBe("PayloadTooLargeException");
+    expect((await post(128 * KB)).status).toBe(200);
+    expect((await c.next()).text).toBe("y".repeat(128 * KB));
+    expect(await c.call({ op: "send-size", size: 128 * KB + 1 })).toEqual({
+      error: {
+        code: "invalid_argument",
+        message: 'websocket "lab": the message is too large for API Gateway (at most 128 KB); send less',
+      },
+    });
+    c.close();
+  });
+
+  it("posts a message over 32 KB to its client in frames of at most 32 KB, as API Gateway does", async () => {
+    const frames = await rawFrames(url, JSON.stringify({ op: "send-size", size: 100 * KB }), 5);
+    const data = frames.filter((f) => f.opcode !== 0x8);
+    // The send's message in four frames (text, then continuations), then the command's reply.
+    expect(data.slice(0, 4).map((f) => [f.opcode, f.fin, f.length])).toEqual([
+      [0x1, false, 32 * KB],
+      [0x0, false, 32 * KB],
+      [0x0, false, 32 * KB],
+      [0x0, true, 4 * KB],
+    ]);
+    expect(data[4]).toMatchObject({ opcode: 0x1, fin: true });
+  });
+
+  it("answers $connect before the connection opens: a refusal is an HTTP status, an acceptance's reply the first frame", async () => {
+    await expect(connect(`${url}?reject=not%20you`)).rejects.toMatchObject({ status: 403, body: "not you" });
+    const c = await connect(`${url}?greet=early`);
+    expect((await c.next()).text).toBe("welcome early");
+    c.close();
+  });
+
+  it("closes a connection idle for the idle timeout, and one at the age limit however busy, with 1001", {
+    timeout: 15000,
+  }, async () => {
+    const started = Date.now();
+    const idle = await connect(url);
+    const busy = await connect(url);
+    const timer = setInterval(() => busy.ws.ping(), 200);
+    try {
+      expect(await idle.waitClosed()).toEqual({ code: 1001, reason: "Going away" });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+      expect(busy.closed).toBeUndefined();
+      expect(await busy.waitClosed()).toEqual({ code: 1001, reason: "Going away" });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(3900);
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  // Last: it empties the account's bucket of new connections.
+  it("refuses upgrades over the account's new-connection rate with 429, and takes them again a moment later", async () => {
+    await sleep(1000);
+    const clients = await Promise.allSettled(Array.from({ length: 40 }, () => connect(url)));
+    const opened = clients.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    const refused = clients.flatMap((r) => (r.status === "rejected" ? [r.reason as { status?: number }] : []));
+    // A bucket of one second's worth (20 here), refilled while the 40 upgrades arrive.
+    expect(opened.length).toBeGreaterThanOrEqual(20);
+    expect(opened.length).toBeLessThan(30);
+    expect(new Set(refused.map((e) => e.status))).toEqual(new Set([429]));
+    for (const c of opened) c.close();
+    await sleep(300);
+    (await connect(url)).close();
+  });
+});
+
+/** The frame headers a raw client reads after sending one masked text frame, until `count` data frames came. */
+async function rawFrames(
+  url: string,
+  text: string,
+  count: number,
+): Promise<{ opcode: number; fin: boolean; length: number }[]> {
+  const { hostname, port, pathname } = new URL(url);
+  const socket = createConnection({ host: hostname, port: Number(port) });
+  await new Promise((resolve) => socket.once("connect", resolve));
+  socket.write(
+    `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  let buffered = Buffer.alloc(0);
+  let upgraded = false;
+  const frames: { opcode: number; fin: boolean; length: number }[] = [];
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${frames.length} frames arrived`)), 10000);
+      socket.on("data", (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        if (!upgraded) {
+          const end = buffered.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          upgraded = true;
+          buffered = buffered.subarray(end + 4);
+          const payload = Buffer.from(text);
+          const mask = randomBytes(4);
+          const header =
+            payload.length < 126
+              ? Buffer.from([0x81, 0x80 | payload.length])
+              : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+          socket.write(Buffer.concat([header, mask, payload.map((b, i) => b ^ (mask[i % 4] as number))]));
+        }
+        for (;;) {
+          if (buffered.length < 2) return;
+          const len7 = (buffered[1] as number) & 0x7f;
+          const at = len7 === 126 ? 4 : len7 === 127 ? 10 : 2;
+          if (buffered.length < at) return;
+          const length =
+            len7 === 126 ? buffered.readUInt16BE(2) : len7 === 127 ? Number(buffered.readBigUInt64BE(2)) : len7;
+          if (buffered.length < at + length) return;
+          frames.push({ opcode: (buffered[0] as number) & 0x0f, fin: ((buffered[0] as number) & 0x80) !== 0, length });
+          buffered = buffered.subarray(at + length);
+          if (frames.filter((f) => f.opcode !== 0x8).length >= count) {
+            clearTimeout(timer);
+            resolve(frames);
+            return;
+          }
+        }
+      });
+    });
+  } finally {
+    socket.destroy();
+  }
+}
 
 describe("a third-party provider", () => {
   /** The chat example with the echo provider installed beside our SDK, as a package manager would. */

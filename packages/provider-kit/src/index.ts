@@ -5,6 +5,15 @@
  * checks, the same permission rules, the same errors. A third-party provider can use it too.
  */
 
+export {
+  AWS_MAX_FRAME_BYTES,
+  AWS_MAX_MESSAGE_BYTES,
+  awsFrameWatcher,
+  awsPayloadTooLarge,
+  BINARY_FRAME_CLOSE,
+  type FrameRuleBreak,
+  LARGE_FRAME_CLOSE,
+} from "./aws-rules.js";
 export type { ConnectionInfo, KvBackend, MaybePromise, SocketBackend } from "./backends.js";
 export { MAX_KEY_BYTES } from "./backends.js";
 export { boundaryMessage, guard } from "./boundary.js";

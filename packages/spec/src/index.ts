@@ -34,6 +34,8 @@ export {
   suggestName,
 } from "./names.js";
 export {
+  COMPAT_VALUES,
+  type Compat,
   checkEnvironment,
   configuredSockets,
   DEFAULT_RUN_ENVIRONMENT,

@@ -179,6 +179,18 @@ describe("a strict project file", () => {
     ]);
   });
 
+  it("reads compat: aws, and refuses any other platform and a misspelt key with the fix", () => {
+    const dir = project({ "nitric-like.yaml": "name: a\nservices:\n  - match: s\ncompat: aws\n" });
+    expect(loadProject(dir).compat).toBe("aws");
+    expect(loadProject(project({ "nitric-like.yaml": "name: a\nservices:\n  - match: s\n" })).compat).toBeUndefined();
+    expect(problemsOf("name: a\nservices:\n  - match: s\ncompat: gcp\n")).toEqual([
+      'compat "gcp" is not a platform whose rules the local provider keeps; use compat: aws, or leave it out for the local rules',
+    ]);
+    expect(problemsOf("name: a\nservices:\n  - match: s\ncompta: aws\n")).toEqual([
+      "compta is not a setting; did you mean compat?",
+    ]);
+  });
+
   it("warns about a socket configured in the file that no service declares, with the nearest declared one", () => {
     const p = loadProject(
       project({

@@ -14,6 +14,7 @@
  *   idleTimeout: 10m
  * environments:                    # optional: limits per environment, over the ones above
  *   local: { limits: { messagesPerSecond: 50 } }   # `run` uses "local" unless --env names another
+ * compat: aws                      # optional: the local gateway keeps API Gateway's rules too
  * ```
  *
  * It is strict: any other key, at any level, is an error saying which key was meant, and every
@@ -61,7 +62,18 @@ export interface Project {
   limits?: Partial<AppLimits>;
   /** Per-environment overrides (`environments.<name>.limits` and `.websockets.<socket>.limits`), by name. */
   environments?: Record<string, EnvironmentConfig>;
+  /**
+   * `compat: aws`: the local gateway keeps API Gateway's rules as the AWS emulator does (a client's
+   * binary frame closes it with 1003, frames over 32 KB with 1009, messages over 128 KB, sends over
+   * 128 KB refused), so a client meets them before the app is deployed. @default unset: local rules
+   */
+  compat?: Compat;
 }
+
+/** The values of the project file's `compat:`. */
+export const COMPAT_VALUES = ["aws"] as const;
+/** A platform whose rules the local provider keeps (`compat:`). */
+export type Compat = (typeof COMPAT_VALUES)[number];
 
 /** One `environments:` entry: limits over the project's, for every socket and per socket. */
 export interface EnvironmentConfig {
@@ -130,7 +142,7 @@ export class ProjectError extends Error {
 }
 
 /** The keys of each level of the project file (limits: see LIMIT_KEYS). */
-const TOP_KEYS = ["name", "services", "websockets", "limits", "environments"] as const;
+const TOP_KEYS = ["name", "services", "websockets", "limits", "environments", "compat"] as const;
 const SERVICE_KEYS = ["match", "start"] as const;
 const SOCKET_KEYS = ["port", "limits"] as const;
 const ENVIRONMENT_KEYS = ["limits", "websockets"] as const;
@@ -313,6 +325,12 @@ export function loadProject(dir: string): Project {
       }
     }
   }
+  const compat = doc.compat;
+  if (compat !== undefined && compat !== null && !COMPAT_VALUES.includes(compat as Compat)) {
+    problem(
+      `compat ${JSON.stringify(compat)} is not a platform whose rules the local provider keeps; use compat: ${COMPAT_VALUES.join(" or ")}, or leave it out for the local rules`,
+    );
+  }
   if (problems.length > 0) throw new ProjectError(problems);
   return {
     name: doc.name as string,
@@ -322,6 +340,7 @@ export function loadProject(dir: string): Project {
     websockets,
     ...(Object.keys(limits).length > 0 ? { limits } : {}),
     ...(Object.keys(environments).length > 0 ? { environments } : {}),
+    ...(compat === "aws" ? { compat } : {}),
   };
 }
 

@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
+  AWS_MAX_MESSAGE_BYTES,
   createRunDir,
   currentUid,
   type Endpoint,
@@ -106,6 +107,11 @@ export class LocalProvider implements RunningProvider {
         `--host ${options.host}: the websocket gateways accept connections from other machines; anyone who can reach this one can connect (the services' endpoints stay on this machine)`,
       );
     }
+    if (options.project.compat === "aws") {
+      options.logger.info(
+        "compat: aws: the websocket gateways keep API Gateway's rules (a client's binary frame closes with 1003, frames over 32 KB and messages over 128 KB with 1009, sends over 128 KB are refused)",
+      );
+    }
     this.handlers = new HandlerRegistry(options.logger, handlerTimeoutMs, options.handlerWaitMs ?? 10000);
     this.tcp = options.tcp === true || currentUid() === undefined;
   }
@@ -159,12 +165,16 @@ export class LocalProvider implements RunningProvider {
         this.options.limits,
         maxMessageBytes === undefined ? undefined : { maxMessageBytes },
       );
+      // compat: aws keeps API Gateway's rules, its 128 KB message limit among them.
+      const aws = project.compat === "aws";
+      if (aws) limits.maxMessageBytes = Math.min(limits.maxMessageBytes, AWS_MAX_MESSAGE_BYTES);
       const gateway = new Gateway(
         name,
         {
           port: pinned ?? 0,
           limits,
           flow: this.flow,
+          ...(aws ? { awsRules: true } : {}),
           ...(this.options.host === undefined ? {} : { host: this.options.host }),
         },
         this.handlers,

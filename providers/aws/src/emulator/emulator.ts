@@ -6,6 +6,14 @@
  * `$disconnect` events for the routes' functions, and serves the Management API
  * (`POST`/`GET`/`DELETE /@connections/{id}`, 410 for unknown ids) and Lambda's Invoke API.
  *
+ * It keeps API Gateway's documented rules for what clients send and what is posted to them (see
+ * @nitric-like/provider-kit's aws-rules): a client's binary frame closes it with 1003, a frame
+ * over 32 KB or a message over 128 KB with 1009, a PostToConnection over 128 KB gets 413
+ * PayloadTooLargeException, a message posted to a client arrives in frames of at most 32 KB; a
+ * connection opens only once `$connect` answered 2xx; it is closed with 1001 after 10 min without a
+ * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so);
+ * over 500 new connections a second across every API, upgrades get 429 before `$connect` runs.
+ *
  * Differences from AWS, on purpose: each function is one warm instance that takes invocations
  * concurrently; IAM is not enforced (the runtime enforces the declared policies itself).
  */
@@ -18,15 +26,22 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { boundaryMessage, dict, guard } from "@nitric-like/provider-kit";
-import type { Logger } from "@nitric-like/spec";
+import {
+  AWS_MAX_FRAME_BYTES,
+  AWS_MAX_MESSAGE_BYTES,
+  awsFrameWatcher,
+  boundaryMessage,
+  dict,
+  guard,
+} from "@nitric-like/provider-kit";
+import { DEFAULT_LIMITS, type Logger, type SocketLimits } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
 
 const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
-/** API Gateway's frame limit: 128 KB. */
-export const MAX_FRAME_BYTES = 128 * 1024;
+/** API Gateway's message limit: 128 KB (a frame's is 32 KB, AWS_MAX_FRAME_BYTES). */
+export const MAX_MESSAGE_BYTES = AWS_MAX_MESSAGE_BYTES;
 const ACCOUNT = "000000000000";
 
 /** Emulator options. */
@@ -42,6 +57,37 @@ export interface EmulatorOptions {
   env?: Record<string, string>;
   /** How long a function may take to start. @default 20000 */
   initTimeoutMs?: number;
+  /**
+   * A socket's idle timeout and connection age limit, by socket name (the project file's, so tests
+   * can shorten them); API Gateway's 10 min and 2 h are the longest either can be.
+   */
+  limits?: (socket: string) => Partial<Pick<SocketLimits, "idleTimeoutMs" | "maxConnectionAgeMs">>;
+  /**
+   * New connections per second across every API (the account's quota, a token bucket of one
+   * second's worth); more upgrades get 429 before `$connect` runs. @default 500 (API Gateway's)
+   */
+  newConnectionsPerSecond?: number;
+}
+
+/** API Gateway's default quota of new connections per second, per account and region. */
+export const NEW_CONNECTIONS_PER_SECOND = 500;
+
+/** The account's new-connection rate, shared by every API: a token bucket of one second's worth. */
+class ConnectionRate {
+  private tokens: number;
+  private at = Date.now();
+  constructor(private readonly perSecond: number) {
+    this.tokens = perSecond;
+  }
+  /** Takes one token; false when the bucket is empty. */
+  take(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.at) * this.perSecond) / 1000);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
 }
 
 type Template = {
@@ -152,6 +198,8 @@ interface Connection {
   lastActiveAt: number;
   sourceIp: string;
   userAgent: string;
+  /** Set once the emulator closed it for breaking one of API Gateway's rules: later frames are dropped. */
+  refused?: boolean;
 }
 
 /** One WebSocket API. */
@@ -159,7 +207,7 @@ class EmulatedApi {
   readonly connections = new Map<string, Connection>();
   private readonly inflight = new Set<Promise<void>>();
   readonly server: Server;
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   port = 0;
 
   constructor(
@@ -168,6 +216,9 @@ class EmulatedApi {
     readonly stage: string,
     readonly routes: Map<string, { fn: EmulatedFunction; twoWay: boolean }>,
     private readonly logger: Logger,
+    /** Idle timeout and connection age limit, at most API Gateway's. */
+    private readonly limits: { idleTimeoutMs: number; maxConnectionAgeMs: number },
+    private readonly rate: ConnectionRate,
   ) {
     this.server = createServer((_req, res) =>
       guard(
@@ -238,6 +289,14 @@ class EmulatedApi {
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (!this.rate.take()) {
+      // Throttled before any integration runs, as API Gateway answers a request over its rate.
+      const text = JSON.stringify({ message: "Too Many Requests" });
+      socket.end(
+        `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+      return;
+    }
     const id = connectionId();
     const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
     // Query keys and header names are the client's ("?__proto__=1"): records without a prototype.
@@ -298,10 +357,12 @@ class EmulatedApi {
       const connection: Connection = { ws, ...meta, lastActiveAt: Date.now() };
       this.connections.set(id, connection);
       ws.on("error", () => {});
+      this.keepRules(id, connection, socket);
       // The boundaries of the connection's listeners (see connectionFailed).
       ws.on("message", (data: Buffer, binary: boolean) =>
         guard(
           () => {
+            if (connection.refused) return;
             connection.lastActiveAt = Date.now();
             return this.track(this.message(id, connection, data, binary));
           },
@@ -317,6 +378,36 @@ class EmulatedApi {
           (error) => this.connectionFailed(id, connection, "the close", error),
         ),
       );
+    });
+  }
+
+  /**
+   * API Gateway's rules for one connection: its client's frames read before the ws library reads
+   * them (a binary frame closes it with 1003, a frame over 32 KB with 1009), the idle timeout and
+   * the age limit (1001).
+   */
+  private keepRules(id: string, c: Connection, socket: Duplex): void {
+    const refuse = (code: number, reason: string) => {
+      if (c.refused) return;
+      c.refused = true;
+      this.logger.info(`API ${this.logicalId}: closed connection ${id} (${code}): ${reason}`);
+      if (c.ws.readyState === WebSocket.OPEN) c.ws.close(code, reason);
+    };
+    socket.prependListener(
+      "data",
+      awsFrameWatcher((rule) => refuse(rule.code, rule.reason)),
+    );
+    const { idleTimeoutMs, maxConnectionAgeMs } = this.limits;
+    const idle = setTimeout(() => refuse(1001, "Going away"), idleTimeoutMs);
+    const age = setTimeout(() => refuse(1001, "Going away"), maxConnectionAgeMs);
+    idle.unref();
+    age.unref();
+    const active = () => idle.refresh();
+    c.ws.on("message", active);
+    c.ws.on("ping", active);
+    c.ws.once("close", () => {
+      clearTimeout(idle);
+      clearTimeout(age);
     });
   }
 
@@ -343,7 +434,7 @@ class EmulatedApi {
     try {
       const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
       if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN)
-        c.ws.send(result.body);
+        sendInFrames(c.ws, Buffer.from(result.body, "utf8"));
     } catch (error) {
       this.logger.error(`${routeKey} of ${this.logicalId}: ${(error as Error).message}`);
       if (route.twoWay && c.ws.readyState === WebSocket.OPEN)
@@ -379,13 +470,13 @@ class EmulatedApi {
       return;
     }
     if (method === "POST") {
-      if (body.length > MAX_FRAME_BYTES) {
+      if (body.length > MAX_MESSAGE_BYTES) {
         res
           .writeHead(413, { "content-type": "application/json", "x-amzn-errortype": "PayloadTooLargeException" })
-          .end(JSON.stringify({ message: "Payload too large" }));
+          .end(JSON.stringify({ message: `Payload too large: ${body.length} bytes, at most ${MAX_MESSAGE_BYTES}` }));
         return;
       }
-      c.ws.send(body, { binary: !isText(body) });
+      sendInFrames(c.ws, body);
       res.writeHead(200).end();
     } else if (method === "GET") {
       res.writeHead(200, { "content-type": "application/json" }).end(
@@ -427,6 +518,19 @@ class EmulatedApi {
     clearTimeout(timer);
     this.wss.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Sends one message in frames of at most 32 KB, as API Gateway does; text when it is UTF-8. */
+function sendInFrames(ws: WebSocket, body: Buffer): void {
+  const binary = !isText(body);
+  if (body.length <= AWS_MAX_FRAME_BYTES) {
+    ws.send(body, { binary });
+    return;
+  }
+  for (let at = 0; at < body.length; at += AWS_MAX_FRAME_BYTES) {
+    const end = Math.min(at + AWS_MAX_FRAME_BYTES, body.length);
+    ws.send(body.subarray(at, end), { binary, fin: end === body.length });
   }
 }
 
@@ -678,6 +782,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     fnById.set(id, fn);
     byName.set(name, fn);
   }
+  const rate = new ConnectionRate(options.newConnectionsPerSecond ?? NEW_CONNECTIONS_PER_SECOND);
   for (const [logicalId] of Object.entries(resources)) {
     if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
     const apiId = physical.ref[logicalId] as string;
@@ -688,7 +793,22 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     const routes = new Map<string, { fn: EmulatedFunction; twoWay: boolean }>();
     for (const [key, route] of routesOf.get(apiId) ?? [])
       routes.set(key, { fn: fnById.get(route.fnId) as EmulatedFunction, twoWay: route.twoWay });
-    const api = new EmulatedApi(logicalId, apiId, String(stage), routes, options.logger);
+    const asked = options.limits?.(socketNames.get(logicalId) ?? logicalId) ?? {};
+    const api = new EmulatedApi(
+      logicalId,
+      apiId,
+      String(stage),
+      routes,
+      options.logger,
+      {
+        idleTimeoutMs: Math.min(asked.idleTimeoutMs ?? Number.POSITIVE_INFINITY, DEFAULT_LIMITS.idleTimeoutMs),
+        maxConnectionAgeMs: Math.min(
+          asked.maxConnectionAgeMs ?? Number.POSITIVE_INFINITY,
+          DEFAULT_LIMITS.maxConnectionAgeMs,
+        ),
+      },
+      rate,
+    );
     await api.listen();
     apis.set(apiId, api);
   }

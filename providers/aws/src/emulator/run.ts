@@ -7,7 +7,7 @@
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { HandlerRegistration, RunningProvider, RunOptions } from "@nitric-like/spec";
-import { findServices } from "@nitric-like/spec";
+import { DEFAULT_RUN_ENVIRONMENT, findServices, socketLimitsOf } from "@nitric-like/spec";
 import dynalite from "dynalite";
 import { buildAws } from "../build/build.js";
 import { type Emulator, startEmulator } from "./emulator.js";
@@ -72,7 +72,13 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
   await buildAws({ project, spec, services: findServices(project), outDir: dirs.build, logger });
   const db = await startDynalite(dirs.data);
   try {
-    const emulator = await startEmulator({ buildDir: dirs.build, dynamodbEndpoint: db.endpoint, logger });
+    const emulator = await startEmulator({
+      buildDir: dirs.build,
+      dynamodbEndpoint: db.endpoint,
+      logger,
+      // The project file's idle timeout and age limit (API Gateway's unless it shortens them).
+      limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
+    });
     const expected: HandlerRegistration[] = [];
     for (const r of spec.resources) {
       if (r.kind !== "websocket") continue;

@@ -3,7 +3,8 @@
  * code, written with our SDK or with @nitric/sdk, runs unchanged and calls them in-process),
  * loads that code, waits until it has registered its handlers, then turns API Gateway WebSocket
  * events into contract events: `$connect` → connect (a refusal answers its 4xx), `$disconnect` →
- * disconnect, any other route → message (base64 bodies become binary). Sends go through the
+ * disconnect, any other route → message (always text from API Gateway, which closes a client that
+ * sends a binary frame with 1003; a base64 body would become binary). Sends go through the
  * Management API, kv through DynamoDB.
  */
 import { STAND_IN_CLIENT } from "@nitric-like/contracts/grpc-standin";

@@ -22,6 +22,7 @@ import {
 } from "@nitric-like/provider-kit";
 import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
+import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
 import { BurstLog, FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
 import {
   ageReason,
@@ -58,6 +59,8 @@ export interface GatewayOptions {
   limits: SocketLimits;
   /** The provider's totals, shared by its gateways. @default a budget of this gateway's own, with the default totals */
   flow?: FlowBudget;
+  /** Keep API Gateway's rules (`compat: aws`, see aws-rules.ts). @default false */
+  awsRules?: boolean;
 }
 
 interface Connection extends FlowConnection {
@@ -807,6 +810,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       this.observer({ type: "open", socket: this.name, connectionId: id, at: Date.now() });
     // From here on the socket's events go to this connection (see GatewaySocket.emit).
     (ws as Tagged)[CONNECTION] = connection;
+    if (this.options.awsRules) keepAwsFrameRules(ws, (code, reason) => this.limitClose(connection, code, reason));
     // The connect handler's replies are the connection's first frames (the contract's reply path),
     // then what it sent with SendMessage while it ran, before any frame a later event causes.
     if (response) for (const r of response.replies) this.reply(id, ws, r.data, r.binary);
@@ -1014,6 +1018,7 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   /** Sends one frame; returns false when the connection is neither open nor opening. */
   send(id: string, data: Uint8Array, binary: boolean): boolean {
+    if (this.options.awsRules) checkAwsSend(this.name, data);
     const opening = this.opening.get(id);
     if (opening) {
       this.sendOpening(id, opening, data, binary);
@@ -1088,6 +1093,7 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   /** Sends one frame to every open connection but the excepted ones; returns how many got it. */
   broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): number {
+    if (this.options.awsRules) checkAwsSend(this.name, data);
     let sent = 0;
     for (const [id, c] of this.connections) {
       if (except.has(id) || c.ws.readyState !== WebSocket.OPEN) continue;

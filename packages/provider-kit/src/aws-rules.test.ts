@@ -1,0 +1,96 @@
+import { randomBytes } from "node:crypto";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { AWS_MAX_FRAME_BYTES, awsFrameWatcher, type FrameRuleBreak } from "./aws-rules.js";
+
+/** One client frame as RFC 6455 section 5.2 lays it out (masked), with the 7, 16 or 64-bit length. */
+function frame(opcode: number, fin: boolean, length: number): Buffer {
+  const head =
+    length < 126
+      ? Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | length])
+      : length < 65536
+        ? Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | 126, length >> 8, length & 0xff])
+        : Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | 127]), u64(length)]);
+  return Buffer.concat([head, randomBytes(4), randomBytes(length)]);
+}
+
+function u64(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+/** Feeds `bytes` to a watcher in chunks cut at `cuts`; returns what it reported and after how many bytes. */
+function watch(bytes: Buffer, cuts: number[]): { rule?: FrameRuleBreak; at: number } {
+  let got: { rule?: FrameRuleBreak; at: number } = { at: -1 };
+  let fed = 0;
+  const watcher = awsFrameWatcher((rule) => {
+    got = { rule, at: fed };
+  });
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  let from = 0;
+  for (const to of [...points, bytes.length]) {
+    if (to <= from) continue;
+    fed = to;
+    watcher(bytes.subarray(from, to));
+    from = to;
+  }
+  return got;
+}
+
+// Text, continuation and control frames of a legal stream, each within the limits.
+const legal = fc.array(
+  fc.oneof(
+    fc.record({ opcode: fc.constant(0x1), length: fc.integer({ min: 0, max: AWS_MAX_FRAME_BYTES }) }),
+    fc.record({ opcode: fc.constant(0x0), length: fc.integer({ min: 0, max: 300 }) }),
+    fc.record({ opcode: fc.constantFrom(0x9, 0xa), length: fc.integer({ min: 0, max: 125 }) }),
+  ),
+  { maxLength: 6 },
+);
+
+describe("awsFrameWatcher", () => {
+  it("lets frames within API Gateway's rules pass, however the bytes are cut", () => {
+    fc.assert(
+      fc.property(legal, fc.array(fc.nat(), { maxLength: 20 }), (frames, cuts) => {
+        const bytes = Buffer.concat(frames.map((f) => frame(f.opcode, true, f.length)));
+        expect(watch(bytes, cuts).rule).toBeUndefined();
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("reports a binary frame (1003) or a data frame over 32 KB (1009) at its header, after legal frames, however the bytes are cut", () => {
+    fc.assert(
+      fc.property(
+        legal,
+        fc.oneof(
+          fc.record({ opcode: fc.constant(0x2), length: fc.integer({ min: 0, max: 70_000 }) }),
+          fc.record({
+            opcode: fc.constantFrom(0x0, 0x1),
+            length: fc.integer({ min: AWS_MAX_FRAME_BYTES + 1, max: 70_000 }),
+          }),
+        ),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        (before, bad, cuts) => {
+          const prefix = Buffer.concat(before.map((f) => frame(f.opcode, true, f.length)));
+          const last = frame(bad.opcode, true, bad.length);
+          const headerLength = last.length - bad.length;
+          const got = watch(Buffer.concat([prefix, last]), cuts);
+          expect(got.rule?.code).toBe(bad.opcode === 0x2 ? 1003 : 1009);
+          // Reported in the chunk that completed the header, before the payload was all there.
+          expect(got.at).toBeGreaterThanOrEqual(prefix.length + headerLength);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("reports once, and reads nothing after", () => {
+    let reports = 0;
+    const watcher = awsFrameWatcher(() => {
+      reports++;
+    });
+    watcher(Buffer.concat([frame(0x2, true, 3), frame(0x2, true, 3), frame(0x1, true, 40_000)]));
+    expect(reports).toBe(1);
+  });
+});

@@ -1,0 +1,94 @@
+/**
+ * API Gateway's rules for WebSocket traffic, where AWS documents them ("Quotas for configuring and
+ * running a WebSocket API", "Binary media types for WebSocket APIs"): the AWS emulator keeps them,
+ * and so does the local gateway under `compat: aws`, so that a client meets them before deploying.
+ *
+ * - A client's binary frame closes its connection with 1003: clients send bytes as text (base64).
+ * - A frame over 32 KB closes the connection with 1009; a message may be up to 128 KB in fragments
+ *   of at most 32 KB each (over 128 KB: 1009, the ws library's maxPayload).
+ * - A PostToConnection over 128 KB is refused: 413 PayloadTooLargeException.
+ * - Server-to-client binary works: PostToConnection data that is not UTF-8 reaches the client as a
+ *   binary message.
+ */
+import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
+
+/** API Gateway's largest WebSocket frame, either way. */
+export const AWS_MAX_FRAME_BYTES = 32 * 1024;
+/** API Gateway's largest message: from a client (in fragments) or through PostToConnection. */
+export const AWS_MAX_MESSAGE_BYTES = 128 * 1024;
+
+/** A client's frame that breaks one of API Gateway's rules: the close code and reason to send. */
+export interface FrameRuleBreak {
+  code: 1003 | 1009;
+  reason: string;
+}
+
+/** The close of a client's binary frame (1003, as API Gateway closes it). */
+export const BINARY_FRAME_CLOSE: Readonly<FrameRuleBreak> = Object.freeze({
+  code: 1003,
+  reason: "binary frames are not accepted (as on API Gateway); send bytes as text, such as base64",
+});
+
+/** The close of a client's frame over 32 KB (1009, as API Gateway closes it). */
+export const LARGE_FRAME_CLOSE: Readonly<FrameRuleBreak> = Object.freeze({
+  code: 1009,
+  reason: `frame too big: at most ${AWS_MAX_FRAME_BYTES} bytes a frame (as on API Gateway); send larger messages in fragments`,
+});
+
+/**
+ * Reads the frame headers (RFC 6455 section 5.2) of the bytes a client sends, without copying
+ * payloads, and calls `broken` once, at the header of the first frame that breaks a rule: a binary
+ * frame, or a data frame over `maxFrameBytes`. Feed it every chunk before the ws library parses it
+ * (`socket.prependListener("data", watcher)`), so the rule is kept before the frame is buffered.
+ * After `broken` it reads nothing more.
+ */
+export function awsFrameWatcher(
+  broken: (rule: FrameRuleBreak) => void,
+  maxFrameBytes = AWS_MAX_FRAME_BYTES,
+): (chunk: Buffer) => void {
+  // A header is 2 to 14 bytes: kept here while it arrives across chunks.
+  const header = Buffer.alloc(14);
+  let have = 0;
+  let skip = 0;
+  let done = false;
+  return (chunk: Buffer) => {
+    let i = 0;
+    while (!done && i < chunk.length) {
+      if (skip > 0) {
+        const n = Math.min(skip, chunk.length - i);
+        skip -= n;
+        i += n;
+        continue;
+      }
+      header[have++] = chunk[i++] as number;
+      if (have < 2) continue;
+      const len7 = (header[1] as number) & 0x7f;
+      const need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + ((header[1] as number) & 0x80 ? 4 : 0);
+      if (have < need) continue;
+      const opcode = (header[0] as number) & 0x0f;
+      const length =
+        len7 === 126
+          ? header.readUInt16BE(2)
+          : len7 === 127
+            ? header.readUInt32BE(2) * 2 ** 32 + header.readUInt32BE(6)
+            : len7;
+      have = 0;
+      skip = length;
+      if (opcode === 0x2) {
+        done = true;
+        broken(BINARY_FRAME_CLOSE);
+      } else if (opcode < 0x8 && length > maxFrameBytes) {
+        done = true;
+        broken(LARGE_FRAME_CLOSE);
+      }
+    }
+  };
+}
+
+/** INVALID_ARGUMENT for a send over 128 KB: what the AWS runtime makes of PostToConnection's 413. */
+export function awsPayloadTooLarge(socket: string) {
+  return grpcError(
+    GrpcStatus.INVALID_ARGUMENT,
+    `websocket "${socket}": the message is too large for API Gateway (at most 128 KB); send less`,
+  );
+}
