@@ -8,7 +8,18 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser } from "../src/browser.js";
-import { type App, cleanTemp, connect, copyProject, EXAMPLES, runCli, startApp, stopAll } from "../src/harness.js";
+import {
+  type App,
+  cleanTemp,
+  connect,
+  copyProject,
+  EXAMPLES,
+  runCli,
+  sleep,
+  startApp,
+  stopAll,
+  writeProject,
+} from "../src/harness.js";
 
 let browser: Browser;
 /** Script errors of every page opened: a page that throws fails the test. */
@@ -249,6 +260,147 @@ describe("the dashboard", () => {
     expect(connections.status).toBe(501);
     await page.close();
   }, 40000);
+
+  it("shows a handler's failure and the service's output beside the message that caused them", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: failing\nservices:\n  - match: services/*.ts\n",
+      "services/echo.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("echo");',
+        'socket.on("message", (ctx) => {',
+        "  const text = ctx.text();",
+        '  console.log("echo got " + text);',
+        '  if (text === "boom") throw new Error("the boom handler broke");',
+        '  if (text === "chatty") for (let i = 0; i < 5000; i++) console.log("line " + i + " " + "x".repeat(3000));',
+        "  return text;",
+        "});",
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    const page = await openDashboard(app);
+    const client = await connect(app.url("echo"));
+    const id = (await (await fetch(`${app.dashboard}/api/connections`)).json())[0].id as string;
+
+    client.ws.send("hello");
+    expect((await client.next()).text).toBe("hello");
+    await page.locator("#log-table tr[data-log='echo']", { hasText: "echo got hello" }).waitFor();
+
+    client.ws.send("boom");
+    // The failure row and the service's stack sit right above (newest first) the message that caused them.
+    const failure = page.locator(`#log-table tr[data-error="message"][data-id="${id}"]`);
+    await failure.waitFor();
+    expect(await failure.textContent()).toContain('the message handler of websocket "echo" failed');
+    const stack = page.locator("#log-table tr[data-log='echo']", { hasText: "the boom handler broke" });
+    await stack.waitFor();
+    expect(await stack.getAttribute("data-id")).toBe(id);
+    // One row for the whole stack: the failure line and its "at ..." lines together.
+    expect(await stack.textContent()).toMatch(/handler failed for connection .*the boom handler broke[\s\S]*\bat\b/);
+    const order = await page
+      .locator("#log-table tbody tr")
+      .evaluateAll((rows) =>
+        rows.map((r) => (r.dataset.error ? "error" : r.dataset.log ? "log" : (r.dataset.direction ?? r.dataset.event))),
+      );
+    const boomIn = await page
+      .locator("#log-table tbody tr")
+      .evaluateAll((rows) => rows.findIndex((r) => r.dataset.direction === "in" && r.textContent?.includes("boom")));
+    // Just above the "boom" message: its caused rows (the log line, the stack, the failure), in some order.
+    expect(new Set(order.slice(boomIn - 3, boomIn))).toEqual(new Set(["error", "log"]));
+    expect(order[boomIn - 3 - 1]).not.toBe("error");
+
+    // A service that prints 5000 lines of 3000 characters at once: the page gets a bounded part,
+    // cut lines, and a count of the rest.
+    client.ws.send("chatty");
+    expect((await client.next()).text).toBe("chatty");
+    const notShown = page.locator("#log-table tr", { hasText: /lines of service output not shown/ });
+    await notShown.first().waitFor();
+    await sleep(300);
+    const shown = await page
+      .locator("#log-table tr[data-log='echo'] pre")
+      .evaluateAll((pres) =>
+        pres.flatMap((p) => (p.textContent ?? "").split("\n")).filter((l) => l.startsWith("line ")),
+      );
+    expect(shown.length).toBeGreaterThan(0);
+    expect(shown.length).toBeLessThan(5000);
+    expect(Math.max(...shown.map((l) => l.length))).toBeLessThanOrEqual(2000);
+    expect(await page.locator("#log-table tbody tr").count()).toBeLessThanOrEqual(500);
+    client.close();
+    await page.close();
+  }, 60000);
+
+  it("clears its live state when run stops: says so, no connections, controls off", async () => {
+    const app = await startChatWeb();
+    const page = await openDashboard(app);
+    const client = await connect(app.url("chat"));
+    await client.next();
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
+    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
+
+    expect((await app.stop()).code).toBe(0);
+    await page.locator("#live", { hasText: "run stopped" }).waitFor();
+    expect(await page.locator("#connection-table tbody tr").count()).toBe(0);
+    expect(await page.locator("#connection-count").textContent()).toBe("0");
+    expect(await page.locator("#no-connections").isVisible()).toBe(true);
+    expect(await page.locator("#sockets tbody td code").first().textContent()).toBe("not running");
+    for (const name of ["Send", "List", "Save", "Delete"])
+      expect(await page.getByRole("button", { name, exact: true }).isDisabled()).toBe(true);
+    expect(await page.locator("#send-status").textContent()).toContain("run stopped");
+    await page.close();
+  }, 40000);
+
+  it("lays out at 720 px and on a phone (390 px): no sideways scrolling, the main controls in view", async () => {
+    const app = await startChatWeb();
+    const client = await connect(`${app.url("chat")}/?name=${"a-rather-long-name".repeat(4)}`);
+    await client.next();
+    client.ws.send(JSON.stringify({ name: "ann", text: "y".repeat(300) }));
+    await client.next();
+    for (const width of [720, 390]) {
+      const page = await browser.newPage({ viewport: { width, height: 800 } });
+      page.on("pageerror", (e) => pageErrors.push(`dashboard at ${width} px: ${e.message}`));
+      await page.goto(app.dashboard as string);
+      await page.locator("#live", { hasText: "live" }).waitFor();
+      await page.locator("#connection-table tbody tr").first().waitFor();
+      client.ws.send(JSON.stringify({ name: "ann", text: `at ${width} px ${"z".repeat(200)}` }));
+      await page
+        .locator("#log-table tbody tr", { hasText: `at ${width} px` })
+        .first()
+        .waitFor();
+      const { scrollWidth, innerWidth } = await page.evaluate(() => ({
+        scrollWidth: document.documentElement.scrollWidth,
+        innerWidth: window.innerWidth,
+      }));
+      expect(scrollWidth, `page width at ${width} px`).toBeLessThanOrEqual(innerWidth);
+      const controls = [
+        page.getByRole("button", { name: "Send" }),
+        page.locator("#send-text"),
+        page.locator("#send-to"),
+        page.getByRole("button", { name: "List" }),
+        page.getByRole("button", { name: "Save" }),
+        page.locator("#log-filter"),
+        page.getByRole("button", { name: "Clear" }),
+        page.locator("#connection-table tbody tr").first().getByRole("button", { name: "message" }),
+        page.locator("#connection-table tbody tr").first().getByRole("button", { name: "close" }),
+      ];
+      for (const control of controls) {
+        await control.scrollIntoViewIfNeeded();
+        expect(await control.isVisible()).toBe(true);
+        const box = await control.boundingBox();
+        expect(box, `${control} at ${width} px`).not.toBeNull();
+        // Whole, inside the window and not clipped by its cell.
+        expect(
+          box && box.x >= 0 && box.x + box.width <= width,
+          `${control} at ${width} px: ${JSON.stringify(box)}`,
+        ).toBe(true);
+        const hit = await control.evaluate((node) => {
+          const r = node.getBoundingClientRect();
+          const top = document.elementFromPoint(r.left + r.width - 2, r.top + r.height / 2);
+          return top === node || node.contains(top);
+        });
+        expect(hit, `${control} at ${width} px is covered or clipped`).toBe(true);
+      }
+      await page.close();
+    }
+    client.close();
+  }, 60000);
 
   it("is off with --no-dashboard, and a taken --dashboard-port is an error naming the fix", async () => {
     const quiet = await startChatWeb(["--no-dashboard"]);

@@ -134,7 +134,19 @@ export type TrafficEvent =
   | { type: "open"; socket: string; connectionId: string; at: number }
   | { type: "close"; socket: string; connectionId: string; code: number; reason: string; at: number }
   /** A connection request the gateway answered with an HTTP error (a limit, an origin, a connect handler's refusal). */
-  | { type: "refused"; socket: string; status: number; reason: string; at: number };
+  | { type: "refused"; socket: string; status: number; reason: string; at: number }
+  /**
+   * An event of a connection that its handler did not handle: it threw (its service printed why),
+   * timed out, was unavailable or killed its service. `message` says which, in one line.
+   */
+  | {
+      type: "error";
+      socket: string;
+      connectionId: string;
+      event: "connect" | "message" | "disconnect";
+      message: string;
+      at: number;
+    };
 
 /**
  * A provider-neutral view into a running app. Every method acts as the provider itself, not as a

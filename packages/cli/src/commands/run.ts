@@ -163,7 +163,12 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   // A provider that hosts the services (an emulated cloud) starts them itself.
   const supervisors = running.hostsServices
     ? []
-    : prepared.services.map((s) => new ServiceSupervisor(project, s, running, output, width, threads));
+    : prepared.services.map(
+        (s) =>
+          new ServiceSupervisor(project, s, running, output, width, threads, (service, stream, line) =>
+            dashboard?.serviceLine(service, stream, line),
+          ),
+      );
 
   let watcher: Watcher | undefined;
   let stopping = false;

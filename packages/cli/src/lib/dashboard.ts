@@ -26,6 +26,10 @@ const MAX_EVENTS_PER_FLUSH = 500;
 const FLUSH_MS = 50;
 /** Most keys one kv listing returns. */
 const MAX_KEYS = 500;
+/** Most service output lines sent to a page per flush (every FLUSH_MS); more are counted as dropped. */
+const MAX_LOG_LINES_PER_FLUSH = 200;
+/** The longest service output line a page is sent; the rest is cut. */
+const MAX_LOG_LINE_CHARS = 2000;
 
 // A Map, not an object: the path is the client's, and "/constructor" must be a 404 like any other.
 const ASSETS = new Map<string, { file: string; type: string }>([
@@ -51,14 +55,71 @@ export interface DashboardOptions {
 /** A running dashboard. */
 export interface Dashboard {
   readonly url: string;
-  /** Ends every page's event stream and stops listening. */
+  /**
+   * One line a service printed, shown in the message log (only while a page is open; bounded per
+   * flush, cut to MAX_LOG_LINE_CHARS, so a chatty service costs a bounded amount).
+   */
+  serviceLine(service: string, stream: "stdout" | "stderr", line: string): void;
+  /** Tells every page the run stopped (it clears its live state), ends their event streams, stops listening. */
   close(): Promise<void>;
+}
+
+/** Consecutive lines of one service's stream, as the page gets them (a stack trace is one entry). */
+interface PageLog {
+  service: string;
+  stream: "stdout" | "stderr";
+  at: number;
+  lines: string[];
+}
+
+/**
+ * Collects service output for the pages: consecutive lines of one stream become one entry, at most
+ * MAX_LOG_LINES_PER_FLUSH lines wait at a time (the rest are counted), and `send` gets them every
+ * FLUSH_MS. Nothing is kept while `watched` is false.
+ */
+function logCollector(watched: () => boolean, send: (batch: { entries: PageLog[]; dropped: number }) => void) {
+  let entries: PageLog[] = [];
+  let lines = 0;
+  let dropped = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (entries.length > 0 || dropped > 0) send({ entries, dropped });
+    entries = [];
+    lines = 0;
+    dropped = 0;
+  };
+  return {
+    add(service: string, stream: "stdout" | "stderr", line: string): void {
+      if (!watched()) return;
+      timer ??= setTimeout(flush, FLUSH_MS);
+      if (lines >= MAX_LOG_LINES_PER_FLUSH) {
+        dropped++;
+        return;
+      }
+      lines++;
+      // Colours are for terminals; the page shows text.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences start with ESC
+      const text = line.slice(0, MAX_LOG_LINE_CHARS).replace(/\x1b\[[0-9;]*[A-Za-z]/g, "");
+      const last = entries.at(-1);
+      if (last && last.service === service && last.stream === stream) last.lines.push(text);
+      else entries.push({ service, stream, at: Date.now(), lines: [text] });
+    },
+    /** Sends what waits now (the last lines before a stop) and stops the timer. */
+    flushNow(): void {
+      clearTimeout(timer);
+      flush();
+    },
+  };
 }
 
 /** A traffic event as the page gets it: the frame as text (cut to PREVIEW_CHARS) or hex. */
 interface PageTraffic {
   type: TrafficEvent["type"];
   socket: string;
+  /** The event an `error` is about. */
+  event?: "connect" | "message" | "disconnect";
+  message?: string;
   /** Absent for a refused connection request, which never got an id. */
   connectionId?: string;
   status?: number;
@@ -162,6 +223,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     else queue.push(pageTraffic(event));
     flushTimer ??= setTimeout(flush, FLUSH_MS);
   };
+  const logs = logCollector(
+    () => pages.size > 0,
+    (batch) => emit("log", batch),
+  );
   running.onRegistrationsChanged(() => {
     if (pages.size > 0) void state().then((st) => emit("state", st));
   });
@@ -335,8 +400,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   return {
     url: `http://127.0.0.1:${port}`,
+    serviceLine: (service, stream, line) => logs.add(service, stream, line),
     close: async () => {
       clearTimeout(flushTimer);
+      logs.flushNow();
+      emit("stopped", { at: Date.now() });
       unsubscribe?.();
       unsubscribe = undefined;
       for (const page of pages) page.end();

@@ -32,6 +32,8 @@ export class ServiceSupervisor {
     private readonly prefixWidth: number,
     /** Run a service that uses our SDK as a worker thread, when the provider offers ports. */
     private readonly threads = true,
+    /** Also hears each line the service prints (the dashboard's log). */
+    private readonly onLine?: (service: string, stream: "stdout" | "stderr", line: string) => void,
   ) {}
 
   get name(): string {
@@ -67,8 +69,17 @@ export class ServiceSupervisor {
     this.child = child;
     this.startedAt = Date.now();
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
-    if (child.stdout) forEachLine(child.stdout, (line) => this.output.out.write(`${label} ${line}\n`));
-    if (child.stderr) forEachLine(child.stderr, (line) => this.output.err.write(`${label} ${line}\n`));
+    const onLine = this.onLine;
+    if (child.stdout)
+      forEachLine(child.stdout, (line) => {
+        this.output.out.write(`${label} ${line}\n`);
+        onLine?.(this.name, "stdout", line);
+      });
+    if (child.stderr)
+      forEachLine(child.stderr, (line) => {
+        this.output.err.write(`${label} ${line}\n`);
+        onLine?.(this.name, "stderr", line);
+      });
     child.onError((error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
     child.onExit((code, signal) => this.exited(child, code, signal));
   }

@@ -619,6 +619,7 @@ export class Gateway implements SocketBackend {
           const status = failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500;
           const message = error instanceof Error ? error.message : String(error);
           this.logger.error(message);
+          this.observeError(id, "connect", message);
           this.refuse(socket, status, `${message}\n`);
         },
       );
@@ -687,6 +688,11 @@ export class Gateway implements SocketBackend {
     this.observer?.({ type: "message", direction, socket: this.name, connectionId, data, binary, at: Date.now() });
   }
 
+  /** Shows the observer (the dashboard's log) that a connection's event was not handled. */
+  private observeError(connectionId: string, event: "connect" | "message" | "disconnect", message: string): void {
+    this.observer?.({ type: "error", socket: this.name, connectionId, event, message, at: Date.now() });
+  }
+
   /** A socket error (ws closes the connection): logged once. For GatewaySocket only. */
   failed(c: Connection, error: Error): void {
     if (c.limited) return;
@@ -735,11 +741,19 @@ export class Gateway implements SocketBackend {
     answered: (c, response) => {
       const { ws } = c;
       for (const r of response.replies) this.reply(c.info.connectionId, ws, r.data, r.binary);
+      // A handler that threw answers "rejected" (its SDK printed why on the service's stderr).
+      if (
+        this.observer !== undefined &&
+        response.websocketResponse.case === "connectionResponse" &&
+        response.websocketResponse.value.reject
+      )
+        this.observeError(c.info.connectionId, "message", `the message handler of websocket "${this.name}" failed`);
       if (ws.bufferedAmount > MAX_BUFFERED_BYTES) this.notReading(c);
     },
     failed: (c, error) => {
       const id = c.info.connectionId;
       const { failure, message } = error;
+      this.observeError(id, "message", message);
       if (failure === "none") {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
@@ -764,7 +778,17 @@ export class Gateway implements SocketBackend {
         connectionId: id,
         websocketEvent: { case: "disconnection", value: { code, reason } },
       })
-      .catch((error: unknown) => this.logger.error(error instanceof Error ? error.message : String(error)));
+      .then(
+        (response) => {
+          if (response.websocketResponse.case === "connectionResponse" && response.websocketResponse.value.reject)
+            this.observeError(id, "disconnect", `the disconnect handler of websocket "${this.name}" failed`);
+        },
+        (error: unknown) => {
+          const message = error instanceof Error ? error.message : String(error);
+          this.logger.error(message);
+          this.observeError(id, "disconnect", message);
+        },
+      );
   }
 
   /** True when the connection is open, or opening (its connect handler is running). */
