@@ -1,7 +1,7 @@
 // The dashboard and the browser chat, in a real headless Chromium against the real
 // `nitric-like run` of examples/chat-web: what the page shows, what it sends, what it edits, and
 // two tabs chatting. The test's own ws clients and the app itself check the other side.
-import { appendFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -399,6 +399,37 @@ describe("the dashboard", () => {
       }
       await page.close();
     }
+    client.close();
+  }, 60000);
+
+  it("restarts a service on a file change under --provider aws, as local run does", async () => {
+    const echo = (tag: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("echo");',
+        `socket.on("message", (ctx) => "${tag} " + ctx.text());`,
+      ].join("\n");
+    const dir = writeProject({
+      "nitric-like.yaml": "name: hot\nservices:\n  - match: services/*.ts\n",
+      "services/echo.ts": echo("v1"),
+    });
+    const app = await startApp(dir, ["--provider", "aws"]);
+    const client = await connect(app.url("echo"));
+    client.ws.send("hi");
+    expect((await client.next()).text).toBe("v1 hi");
+
+    writeFileSync(join(dir, "services/echo.ts"), echo("v2"));
+    await app.waitFor(/services\/echo\.ts changed: restarting service "echo"/);
+    await app.waitFor(/service "echo" restarted/);
+    // The connection stays (API Gateway holds it, not the function), and the new code answers.
+    client.ws.send("again");
+    expect((await client.next()).text).toBe("v2 again");
+
+    // A change that does not compile keeps the running version, and says why.
+    writeFileSync(join(dir, "services/echo.ts"), `${echo("v3")}\nconst = ;`);
+    await app.waitFor(/echo\.ts:\d+/);
+    client.ws.send("still");
+    expect((await client.next()).text).toBe("v2 still");
     client.close();
   }, 60000);
 

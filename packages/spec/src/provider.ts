@@ -93,6 +93,12 @@ export interface RunningProvider {
   onRegistrationsChanged(listener: () => void): void;
   /** Each socket's name and the URL clients connect to. */
   sockets(): { name: string; url: string }[];
+  /**
+   * For a provider that hosts the services: builds one service again from its files and restarts
+   * it (`run` calls it when the service's files change). Rejects, keeping the running version,
+   * when the new code does not build or start.
+   */
+  restartService?(service: ServiceEntry): Promise<void>;
   /** Closes client connections (1001, going away), ends handler streams, closes stores. */
   stop(): Promise<void>;
   /**

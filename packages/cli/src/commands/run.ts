@@ -214,6 +214,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     running.onRegistrationsChanged(printSockets);
     // Watching first: a change saved the moment "ready" shows must not fall before the watch.
     if (options.watch && !running.hostsServices) watcher = watchServices(prepared, supervisors, output);
+    else if (options.watch && running.restartService) watcher = watchHostedServices(prepared, running, output);
     const n = prepared.services.length;
     output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
   }
@@ -299,6 +300,41 @@ function watchServices(prepared: PreparedProject, supervisors: ServiceSupervisor
             output.error((error as Error).message);
           }
         })();
+      }
+    },
+  );
+  return watcher;
+}
+
+/**
+ * The same for a provider that hosts the services (`--provider aws`): it builds the changed
+ * service again its own way and restarts it; a change that does not build keeps the running version.
+ */
+function watchHostedServices(prepared: PreparedProject, running: RunningProvider, output: Output): Watcher {
+  const services = prepared.services.filter((s) => s.bundle !== undefined);
+  const inputs = new Map(services.map((s) => [s.entry.name, s.bundle?.inputs ?? new Set<string>()]));
+  // One restart of a service at a time: a save burst during a rebuild restarts it once more, after.
+  const restarts = new Map<string, Promise<void>>();
+  const watcher = watchFiles(
+    services.flatMap((s) => [...(s.bundle?.inputs ?? [])]),
+    (changed) => {
+      for (const { entry } of services) {
+        if (![...changed].some((p) => inputs.get(entry.name)?.has(p))) continue;
+        const previous = restarts.get(entry.name) ?? Promise.resolve();
+        const next = previous.then(async () => {
+          try {
+            // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
+            const bundle = await bundleService(prepared.project.dir, entry);
+            inputs.set(entry.name, bundle.inputs);
+            watcher.add(bundle.inputs);
+            output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
+            await running.restartService?.(entry);
+            output.info(output.paint("dim", `service "${entry.name}" restarted`));
+          } catch (error) {
+            output.error((error as Error).message);
+          }
+        });
+        restarts.set(entry.name, next);
       }
     },
   );

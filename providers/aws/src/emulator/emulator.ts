@@ -133,6 +133,27 @@ class EmulatedFunction {
     });
   }
 
+  /**
+   * Replaces the worker with a fresh one that loads the bundle again (after a code change):
+   * invocations in flight finish first (up to `drainMs`), and new ones wait for the new init.
+   */
+  async restart(timeoutMs: number, drainMs = 2000): Promise<void> {
+    let started: () => void = () => {};
+    const restarted = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    // Calls from now on wait for the new worker (invoke awaits `ready`); they fail if it does.
+    const waiting = restarted.then(() => this.ready);
+    waiting.catch(() => {}); // a failed start is reported by restart(); each call waiting here fails on its own
+    this.ready = waiting;
+    const deadline = Date.now() + drainMs;
+    while (this.pending.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await this.stop();
+    const ready = this.start(timeoutMs);
+    started();
+    await ready;
+  }
+
   async stop(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -463,6 +484,11 @@ export class Emulator {
     let n = 0;
     for (const api of this.apis.values()) n += api.connections.size;
     return n;
+  }
+
+  /** Restarts the functions of a service with their bundles as they are now (after a rebuild). */
+  async restartService(service: string, timeoutMs = 20000): Promise<void> {
+    await Promise.all(this.functions.filter((f) => f.service === service).map((f) => f.restart(timeoutMs)));
   }
 
   /** Closes every connection with 1001 (their $disconnect events run), then stops functions and servers. */

@@ -4,12 +4,14 @@
  * each service in its own function process with the Lambda runtime, the sockets behind emulated
  * API Gateway WebSocket APIs, the tables in dynalite (kept under `.nitric-like/aws-dynamodb`).
  */
+import { rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import type { HandlerRegistration, RunningProvider, RunOptions } from "@nitric-like/spec";
+import type { HandlerRegistration, RunningProvider, RunOptions, ServiceEntry } from "@nitric-like/spec";
 import { findServices } from "@nitric-like/spec";
 import dynalite from "dynalite";
 import { buildAws } from "../build/build.js";
+import { bundleFunction } from "../build/bundle.js";
 import { type Emulator, startEmulator } from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
@@ -42,7 +44,22 @@ class EmulatedRun implements RunningProvider {
     private readonly emulator: Emulator,
     private readonly db: { close(): Promise<void> },
     private readonly expected: HandlerRegistration[],
+    private readonly projectDir: string,
+    private readonly buildDir: string,
   ) {}
+
+  /**
+   * Bundles the service again into the build folder, as a deploy would, and restarts its function
+   * worker on the new bundle. A bundle that fails leaves the running worker alone.
+   */
+  async restartService(service: ServiceEntry): Promise<void> {
+    try {
+      await bundleFunction(this.projectDir, service, this.buildDir);
+    } finally {
+      rmSync(join(this.buildDir, "entries"), { recursive: true, force: true });
+    }
+    await this.emulator.restartService(service.name);
+  }
 
   endpoint(service: string): Promise<string> {
     return Promise.reject(new Error(`provider aws: service "${service}" runs inside its emulated function`));
@@ -79,7 +96,7 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
       for (const [event, service] of Object.entries(r.handlers))
         expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
     }
-    return new EmulatedRun(emulator, db, expected);
+    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build);
   } catch (error) {
     await db.close();
     throw error;
