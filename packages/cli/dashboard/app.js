@@ -130,11 +130,12 @@ function renderState() {
     storeSelect,
     stores.map((s) => s.name),
   );
-  if (!hadStores && stores.length > 0) listKeys();
+  if (!hadStores && stores.length > 0 && state.inspect && !state.kvUnavailable) listKeys();
   for (const id of ["send-form", "kv-form", "kv-editor"]) {
-    for (const node of $(id).elements) node.disabled = !state.inspect;
+    for (const node of $(id).elements) node.disabled = !state.inspect || (id !== "send-form" && !!state.kvUnavailable);
   }
   if (!state.inspect) status("send-status", `provider "${state.provider}" offers no live inspection`, true);
+  if (state.kvUnavailable) status("kv-status", state.kvUnavailable, true);
 }
 
 function fillSelect(select, values) {
@@ -390,7 +391,7 @@ $("log-clear").addEventListener("click", () => {
 
 async function listKeys() {
   const store = $("kv-store").value;
-  if (!store) return;
+  if (!store || !state?.inspect || state.kvUnavailable) return;
   try {
     const { keys, limit } = await api(
       "GET",

@@ -248,18 +248,48 @@ describe("the dashboard", () => {
     await page.close();
   }, 40000);
 
-  it("shows the spec on a provider without inspection (the aws emulator), and says so", async () => {
+  it("under --provider aws lists the emulator's connections and their messages, sends and closes; the kv browser is off and says why", async () => {
     const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", "aws"]);
     const page = await openDashboard(app);
     await expect.poll(() => page.locator("#sockets tbody").textContent()).toContain(app.url("socket"));
-    await expect
-      .poll(() => page.locator("#send-status").textContent())
-      .toBe('provider "aws" offers no live inspection');
-    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
-    const connections = await fetch(`${app.dashboard}/api/connections`);
-    expect(connections.status).toBe(501);
+
+    const one = await connect(`${app.url("socket")}?name=one`);
+    const two = await connect(app.url("socket"));
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(2);
+    const listed = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as {
+      id: string;
+      socket: string;
+      query: Record<string, string[]>;
+    }[];
+    const first = listed.find((c) => c.query.name?.[0] === "one");
+    expect(first?.socket).toBe("socket");
+    const id = first?.id as string;
+    const row = page.locator(`#connection-table tr[data-id="${id}"]`);
+    expect(await row.textContent()).toContain("name=one");
+
+    // The chat broadcasts through the Management API: both frames show in the log.
+    one.ws.send("hello from one");
+    expect((await two.next()).text).toBe("hello from one");
+    await page.locator(`#log-table tr[data-direction="in"][data-id="${id}"]`, { hasText: "hello from one" }).waitFor();
+    await page.locator('#log-table tr[data-direction="out"]', { hasText: "hello from one" }).waitFor();
+
+    await row.getByRole("button", { name: "message" }).click();
+    await page.locator("#send-text").fill("from the dashboard");
+    await page.getByRole("button", { name: "Send" }).click();
+    expect((await one.next()).text).toBe("from the dashboard");
+    await row.getByRole("button", { name: "close" }).click();
+    expect(await one.waitClosed()).toEqual({ code: 1000, reason: "closed from the dashboard" });
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
+
+    await expect.poll(() => page.locator("#kv-status").textContent()).toContain('provider "aws" keeps kv stores');
+    expect(await page.getByRole("button", { name: "List" }).isDisabled()).toBe(true);
+    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
+    const keys = await fetch(`${app.dashboard}/api/kv/keys?store=connections`);
+    expect(keys.status).toBe(501);
+    expect(((await keys.json()) as { error: string }).error).toContain('use "run" on the local provider');
+    two.close();
     await page.close();
-  }, 40000);
+  }, 60000);
 
   it("shows a handler's failure and the service's output beside the message that caused them", async () => {
     const dir = writeProject({

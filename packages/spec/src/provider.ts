@@ -159,6 +159,11 @@ export type TrafficEvent =
  * service: no `.allow()` applies. Messages sent through it show up in the traffic like any other.
  */
 export interface ProviderInspector {
+  /**
+   * Set when this provider cannot show or edit its kv stores: why, in a sentence the dashboard
+   * shows in place of its kv browser (the kv methods then reject).
+   */
+  readonly kvUnavailable?: string;
   /** The open connections of one socket, or of every socket. */
   connections(socket?: string): Promise<InspectedConnection[]>;
   /** The limits each running socket applies, by socket name. */

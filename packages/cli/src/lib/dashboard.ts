@@ -235,6 +235,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     project: spec.name,
     provider: options.provider,
     inspect: inspect !== undefined,
+    // Why the kv browser is off on a provider that shows connections but not its stores.
+    ...(inspect?.kvUnavailable === undefined ? {} : { kvUnavailable: inspect.kvUnavailable }),
     spec,
     sockets: running.sockets(),
     registrations: running.registrations(),
@@ -245,6 +247,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const needInspect = () => {
     if (!inspect) throw new HttpError(501, `provider "${options.provider}" offers no live inspection`);
     return inspect;
+  };
+  const needKv = () => {
+    const inspector = needInspect();
+    if (inspector.kvUnavailable !== undefined) throw new HttpError(501, inspector.kvUnavailable);
+    return inspector;
   };
   const socketNamed = (name: string) => {
     if (!sockets.has(name)) throw new HttpError(404, `websocket "${name}" is not in the spec`);
@@ -289,10 +296,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         return { closed: true };
       }
       case "GET /api/kv/keys":
-        return { keys: await needInspect().kvKeys(store(q("store")), q("prefix"), MAX_KEYS), limit: MAX_KEYS };
+        return { keys: await needKv().kvKeys(store(q("store")), q("prefix"), MAX_KEYS), limit: MAX_KEYS };
       case "GET /api/kv/value": {
         const key = q("key");
-        const value = await needInspect().kvGet(store(q("store")), key);
+        const value = await needKv().kvGet(store(q("store")), key);
         if (value === undefined) throw new HttpError(404, `key "${key}" not found`);
         return { value };
       }
@@ -304,11 +311,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         // The rules every kv set() follows (@nitric-like/spec), so a value saved here is one AWS keeps too.
         const problem = kvValueProblem(name, key, value);
         if (problem !== undefined) throw new HttpError(400, problem);
-        await needInspect().kvSet(name, key, value as Record<string, unknown>);
+        await needKv().kvSet(name, key, value as Record<string, unknown>);
         return { saved: true };
       }
       case "DELETE /api/kv/value":
-        await needInspect().kvDelete(store(q("store")), q("key"));
+        await needKv().kvDelete(store(q("store")), q("key"));
         return { deleted: true };
       default:
         throw new HttpError(404, `no such API: ${route}`);

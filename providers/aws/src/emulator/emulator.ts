@@ -19,7 +19,7 @@ import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { boundaryMessage, dict, guard } from "@nitric-like/provider-kit";
-import type { Logger } from "@nitric-like/spec";
+import type { Logger, TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
@@ -173,6 +173,9 @@ interface Connection {
   lastActiveAt: number;
   sourceIp: string;
   userAgent: string;
+  /** What the client asked with (the dashboard lists it); records without a prototype. */
+  query: Record<string, string[]>;
+  headers: Record<string, string[]>;
 }
 
 /** One WebSocket API. */
@@ -182,6 +185,10 @@ class EmulatedApi {
   readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   port = 0;
+  /** The socket's name in the spec (for the dashboard). */
+  socketName: string;
+  /** Hears the API's traffic while the dashboard watches (`run --provider aws`). */
+  observer: ((event: TrafficEvent) => void) | undefined = undefined;
 
   constructor(
     readonly logicalId: string,
@@ -190,6 +197,7 @@ class EmulatedApi {
     readonly routes: Map<string, { fn: EmulatedFunction; twoWay: boolean }>,
     private readonly logger: Logger,
   ) {
+    this.socketName = logicalId;
     this.server = createServer((_req, res) =>
       guard(
         () =>
@@ -231,6 +239,17 @@ class EmulatedApi {
 
   get url(): string {
     return `ws://127.0.0.1:${this.port}/${this.stage}`;
+  }
+
+  /** Shows the observer a frame of a connection. */
+  observe(direction: "in" | "out", connectionId: string, data: Buffer, binary: boolean): void {
+    const socket = this.socketName;
+    this.observer?.({ type: "message", direction, socket, connectionId, data, binary, at: Date.now() });
+  }
+
+  private observeError(connectionId: string, event: "connect" | "message" | "disconnect", error: unknown): void {
+    const message = `${event} handler: ${(error as Error).message}`;
+    this.observer?.({ type: "error", socket: this.socketName, connectionId, event, message, at: Date.now() });
   }
 
   async listen(): Promise<void> {
@@ -303,12 +322,14 @@ class EmulatedApi {
         body = result?.body ?? "";
       } catch (error) {
         this.logger.error(`$connect of ${this.logicalId}: ${(error as Error).message}`);
+        this.observeError(id, "connect", error);
         status = 500;
         body = "Internal server error";
       }
     }
     if (status < 200 || status > 299) {
       const text = body || STATUS_CODES[status] || "Forbidden";
+      this.observer?.({ type: "refused", socket: this.socketName, status, reason: text, at: Date.now() });
       socket.end(
         `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
       );
@@ -316,8 +337,9 @@ class EmulatedApi {
     }
     if (socket.destroyed) return;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const connection: Connection = { ws, ...meta, lastActiveAt: Date.now() };
+      const connection: Connection = { ws, ...meta, lastActiveAt: Date.now(), query, headers };
       this.connections.set(id, connection);
+      this.observer?.({ type: "open", socket: this.socketName, connectionId: id, at: Date.now() });
       ws.on("error", () => {});
       // The boundaries of the connection's listeners (see connectionFailed).
       ws.on("message", (data: Buffer, binary: boolean) =>
@@ -333,7 +355,16 @@ class EmulatedApi {
         guard(
           () => {
             this.connections.delete(id);
-            return this.track(this.disconnected(id, connection, code, reason.toString("utf8")));
+            const text = reason.toString("utf8");
+            this.observer?.({
+              type: "close",
+              socket: this.socketName,
+              connectionId: id,
+              code,
+              reason: text,
+              at: Date.now(),
+            });
+            return this.track(this.disconnected(id, connection, code, text));
           },
           (error) => this.connectionFailed(id, connection, "the close", error),
         ),
@@ -342,6 +373,7 @@ class EmulatedApi {
   }
 
   private async message(id: string, c: Connection, data: Buffer, binary: boolean): Promise<void> {
+    if (this.observer) this.observe("in", id, data, binary);
     let routeKey = "$default";
     if (!binary) {
       try {
@@ -363,10 +395,13 @@ class EmulatedApi {
     };
     try {
       const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
-      if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN)
+      if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN) {
         c.ws.send(result.body);
+        if (this.observer) this.observe("out", id, Buffer.from(result.body), false);
+      }
     } catch (error) {
       this.logger.error(`${routeKey} of ${this.logicalId}: ${(error as Error).message}`);
+      this.observeError(id, "message", error);
       if (route.twoWay && c.ws.readyState === WebSocket.OPEN)
         c.ws.send(JSON.stringify({ message: "Internal server error", connectionId: id }));
     }
@@ -387,6 +422,7 @@ class EmulatedApi {
       await route.fn.invoke(event);
     } catch (error) {
       this.logger.error(`$disconnect of ${this.logicalId}: ${(error as Error).message}`);
+      this.observeError(id, "disconnect", error);
     }
   }
 
@@ -406,7 +442,9 @@ class EmulatedApi {
           .end(JSON.stringify({ message: "Payload too large" }));
         return;
       }
-      c.ws.send(body, { binary: !isText(body) });
+      const binary = !isText(body);
+      c.ws.send(body, { binary });
+      if (this.observer) this.observe("out", id, body, binary);
       res.writeHead(200).end();
     } else if (method === "GET") {
       res.writeHead(200, { "content-type": "application/json" }).end(
@@ -715,6 +753,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     for (const [key, route] of routesOf.get(apiId) ?? [])
       routes.set(key, { fn: fnById.get(route.fnId) as EmulatedFunction, twoWay: route.twoWay });
     const api = new EmulatedApi(logicalId, apiId, String(stage), routes, options.logger);
+    api.socketName = socketNames.get(logicalId) ?? logicalId;
     await api.listen();
     apis.set(apiId, api);
   }
