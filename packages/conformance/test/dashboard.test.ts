@@ -437,7 +437,10 @@ describe("the dashboard", () => {
       [
         'import { websocket } from "@nitric-like/sdk";',
         'const socket = websocket("echo");',
-        `socket.on("message", (ctx) => "${tag} " + ctx.text());`,
+        'socket.on("message", (ctx) => {',
+        `  console.log("${tag} got " + ctx.text());`,
+        `  return "${tag} " + ctx.text();`,
+        "});",
       ].join("\n");
     const dir = writeProject({
       "nitric-like.yaml": "name: hot\nservices:\n  - match: services/*.ts\n",
@@ -451,9 +454,13 @@ describe("the dashboard", () => {
     writeFileSync(join(dir, "services/echo.ts"), echo("v2"));
     await app.waitFor(/services\/echo\.ts changed: restarting service "echo"/);
     await app.waitFor(/service "echo" restarted/);
-    // The connection stays (API Gateway holds it, not the function), and the new code answers.
+    // The connection stays (API Gateway holds it, not the function), and the new code answers;
+    // what it prints shows in the dashboard's log too.
+    const page = await openDashboard(app);
     client.ws.send("again");
     expect((await client.next()).text).toBe("v2 again");
+    await page.locator("#log-table tr[data-log='echo']", { hasText: "v2 got again" }).waitFor();
+    await page.close();
 
     // A change that does not compile keeps the running version, and says why.
     writeFileSync(join(dir, "services/echo.ts"), `${echo("v3")}\nconst = ;`);

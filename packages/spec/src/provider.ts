@@ -99,6 +99,8 @@ export interface RunningProvider {
    * when the new code does not build or start.
    */
   restartService?(service: ServiceEntry): Promise<void>;
+  /** For a provider that hosts the services: hears each line a service prints (the dashboard shows them). */
+  onServiceOutput?(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void;
   /** Closes client connections (1001, going away), ends handler streams, closes stores. */
   stop(): Promise<void>;
   /**

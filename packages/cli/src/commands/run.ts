@@ -142,6 +142,8 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     )
       output.info(output.paint("dim", `dashboard: port ${DEFAULT_DASHBOARD_PORT} is taken, so it uses a free one`));
     output.result(`dashboard ${dashboard.url}`);
+    const shown = dashboard;
+    running.onServiceOutput?.((service, stream, line) => shown.serviceLine(service, stream, line));
   }
   if (options.tcp === true && !running.hostsServices) {
     output.warn(

@@ -60,6 +60,8 @@ class EmulatedFunction {
   private next = 0;
   child: ChildProcess | undefined;
   ready: Promise<void> = Promise.resolve();
+  /** Also hears each line the function prints (the dashboard's log). */
+  onLine: ((service: string, stream: "stdout" | "stderr", line: string) => void) | undefined = undefined;
 
   constructor(
     readonly logicalId: string,
@@ -78,17 +80,20 @@ class EmulatedFunction {
     });
     this.child = child;
     const prefix = `${this.service} | `;
-    const pipe = (stream: NodeJS.ReadableStream | null, log: (m: string) => void) => {
+    const pipe = (stream: NodeJS.ReadableStream | null, log: (m: string) => void, name: "stdout" | "stderr") => {
       let buffered = "";
       stream?.on("data", (d: Buffer) => {
         buffered += d.toString("utf8");
         const lines = buffered.split("\n");
         buffered = lines.pop() ?? "";
-        for (const line of lines) log(`${prefix}${line}`);
+        for (const line of lines) {
+          log(`${prefix}${line}`);
+          this.onLine?.(this.service, name, line);
+        }
       });
     };
-    pipe(child.stdout, (m) => this.logger.info(m));
-    pipe(child.stderr, (m) => this.logger.info(m));
+    pipe(child.stdout, (m) => this.logger.info(m), "stdout");
+    pipe(child.stderr, (m) => this.logger.info(m), "stderr");
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`function "${this.name}" did not finish its init within ${timeoutMs / 1000} s`)),
@@ -522,6 +527,11 @@ export class Emulator {
     let n = 0;
     for (const api of this.apis.values()) n += api.connections.size;
     return n;
+  }
+
+  /** Calls back with each line a function prints, with its service's name. */
+  onServiceOutput(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void {
+    for (const f of this.functions) f.onLine = listener;
   }
 
   /** Restarts the functions of a service with their bundles as they are now (after a rebuild). */

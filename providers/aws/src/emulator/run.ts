@@ -180,6 +180,9 @@ class EmulatedRun implements RunningProvider {
   sockets(): { name: string; url: string }[] {
     return this.emulator.sockets;
   }
+  onServiceOutput(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void {
+    this.emulator.onServiceOutput(listener);
+  }
   async stop(): Promise<void> {
     await this.emulator.stop();
     await this.db.close();
