@@ -332,7 +332,8 @@ function onTraffic({ events, dropped }) {
 
 /**
  * Lines a service printed. Lines that name a connection whose message is in the log (our SDK's
- * "handler failed for connection <id>", or an app's own) go beside that message; the rest on top.
+ * "handler failed for connection <id>", or an app's own) go beside that message; the rest on top,
+ * in the order they came.
  */
 function onLog({ entries, dropped }) {
   if ($("log-pause").checked) return;
@@ -344,6 +345,8 @@ function onLog({ entries, dropped }) {
   }
   for (const e of entries) {
     const text = e.lines.join("\n");
+    // Only a line that names its connection is put with a message: by time alone, a line could be
+    // pinned on the wrong one when messages overlap.
     const id = [...recent].find((c) => text.includes(c));
     const row = el(
       "tr",
