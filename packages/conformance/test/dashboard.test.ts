@@ -309,7 +309,8 @@ describe("the dashboard", () => {
     const app = await startApp(dir);
     const page = await openDashboard(app);
     const client = await connect(app.url("echo"));
-    const id = (await (await fetch(`${app.dashboard}/api/connections`)).json())[0].id as string;
+    const [listed] = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as { id: string }[];
+    const id = listed?.id as string;
 
     client.ws.send("hello");
     expect((await client.next()).text).toBe("hello");
@@ -395,10 +396,10 @@ describe("the dashboard", () => {
         .locator("#log-table tbody tr", { hasText: `at ${width} px` })
         .first()
         .waitFor();
-      const { scrollWidth, innerWidth } = await page.evaluate(() => ({
-        scrollWidth: document.documentElement.scrollWidth,
-        innerWidth: window.innerWidth,
-      }));
+      // A string: this file is type-checked without the DOM's types.
+      const { scrollWidth, innerWidth } = (await page.evaluate(
+        "({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth })",
+      )) as { scrollWidth: number; innerWidth: number };
       expect(scrollWidth, `page width at ${width} px`).toBeLessThanOrEqual(innerWidth);
       const controls = [
         page.getByRole("button", { name: "Send" }),
@@ -423,7 +424,7 @@ describe("the dashboard", () => {
         ).toBe(true);
         const hit = await control.evaluate((node) => {
           const r = node.getBoundingClientRect();
-          const top = document.elementFromPoint(r.left + r.width - 2, r.top + r.height / 2);
+          const top = node.ownerDocument.elementFromPoint(r.left + r.width - 2, r.top + r.height / 2);
           return top === node || node.contains(top);
         });
         expect(hit, `${control} at ${width} px is covered or clipped`).toBe(true);

@@ -37,7 +37,8 @@ messages, sending, a kv browser), then, when ready, one line per socket, on stdo
   dashboard http://127.0.0.1:<port>
   websocket <name> ws://127.0.0.1:<port>
 
-Services restart when their files change, and with backoff when they crash.
+Services restart when their files change (with --provider aws too), and with backoff
+when they crash.
 Ctrl-C lets running handlers answer, closes client connections (1001, going away) and exits.
 
 Options:
