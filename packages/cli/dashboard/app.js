@@ -3,11 +3,26 @@
 // Everything the app sent is put in the page as text (textContent), never as HTML.
 
 const MAX_LOG_ROWS = 500;
+/** Most lines of service output the log keeps (a row of output holds many): a chatty service costs bounded memory. */
+const MAX_OUTPUT_LINES = 5000;
 const $ = (id) => document.getElementById(id);
 
 let state;
 let connections = [];
 let logCount = 0;
+/** Lines of service output in the log now. */
+let outputLines = 0;
+
+/** Drops the oldest rows while the log holds too many, or too much service output. */
+function trimLog() {
+  const body = $("log-table").tBodies[0];
+  while (body.rows.length > MAX_LOG_ROWS || outputLines > MAX_OUTPUT_LINES) {
+    const row = body.lastElementChild;
+    if (!row) break;
+    outputLines -= Number(row.dataset.lines ?? 0);
+    row.remove();
+  }
+}
 
 /** Makes an element: el("td", { class: "x" }, "text", otherElement). */
 function el(tag, attrs = {}, ...children) {
@@ -324,7 +339,7 @@ function onTraffic({ events, dropped }) {
     body.prepend(
       el("tr", {}, el("td", { colspan: 5, class: "event" }, `${dropped} events not shown (too many at once)`)),
     );
-  while (body.rows.length > MAX_LOG_ROWS) body.lastElementChild.remove();
+  trimLog();
   $("log-count").textContent = logCount;
   if (connectionsChanged) refreshConnections().catch(() => {});
   refreshKeysSoon();
@@ -350,13 +365,14 @@ function onLog({ entries, dropped }) {
     const id = [...recent].find((c) => text.includes(c));
     const row = el(
       "tr",
-      { "data-log": e.service, "data-id": id ?? "", class: id ? "caused" : "" },
+      { "data-log": e.service, "data-id": id ?? "", "data-lines": e.lines.length, class: id ? "caused" : "" },
       el("td", {}, time(e.at)),
       el("td", {}, e.service),
       el("td", { class: `event log-${e.stream}`, title: `the service's ${e.stream}` }, e.stream),
       el("td", {}, id ? el("code", {}, id) : ""),
       el("td", { class: "data" }, el("pre", { class: `log-${e.stream}` }, text)),
     );
+    outputLines += e.lines.length;
     placeRow(row, id ? causeRow(id, "message") : undefined);
   }
   if (dropped > 0)
@@ -367,7 +383,7 @@ function onLog({ entries, dropped }) {
         el("td", { colspan: 5, class: "event" }, `${dropped} lines of service output not shown (too many at once)`),
       ),
     );
-  while (body.rows.length > MAX_LOG_ROWS) body.lastElementChild.remove();
+  trimLog();
   $("log-count").textContent = logCount;
 }
 
@@ -386,6 +402,7 @@ $("log-filter").addEventListener("input", () => {
 });
 $("log-clear").addEventListener("click", () => {
   $("log-table").tBodies[0].replaceChildren();
+  outputLines = 0;
   logCount = 0;
   $("log-count").textContent = 0;
 });

@@ -293,15 +293,20 @@ describe("the dashboard", () => {
 
   it("shows a handler's failure and the service's output beside the message that caused them", async () => {
     const dir = writeProject({
-      "nitric-like.yaml": "name: failing\nservices:\n  - match: services/*.ts\n",
+      "nitric-like.yaml": "name: failing\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 1s\n",
       "services/echo.ts": [
         'import { websocket } from "@nitric-like/sdk";',
         'const socket = websocket("echo");',
-        'socket.on("message", (ctx) => {',
+        'socket.on("message", async (ctx) => {',
         "  const text = ctx.text();",
         '  console.log("echo got " + text);',
         '  if (text === "boom") throw new Error("the boom handler broke");',
-        '  if (text === "chatty") for (let i = 0; i < 5000; i++) console.log("line " + i + " " + "x".repeat(3000));',
+        '  if (text === "slow") return new Promise((r) => setTimeout(() => r("late"), 3000));',
+        '  if (text === "chatty") for (let i = 0; i < 2000; i++) console.log("line " + i + " " + "x".repeat(3000));',
+        '  if (text === "steady") for (let b = 0; b < 40; b++) {',
+        '    for (let i = 0; i < 180; i++) console.log("steady " + b + " " + i);',
+        "    await new Promise((r) => setTimeout(r, 80));",
+        "  }",
         "  return text;",
         "});",
       ].join("\n"),
@@ -339,7 +344,25 @@ describe("the dashboard", () => {
     // What the handler printed that names no connection is in the log too, in the order it came.
     await page.locator("#log-table tr[data-log='echo']", { hasText: "echo got boom" }).waitFor();
 
-    // A service that prints 5000 lines of 3000 characters at once: the page gets a bounded part,
+    // A handler that does not answer in time: the failure says so, beside its message.
+    client.ws.send("slow");
+    const late = page.locator(`#log-table tr[data-error="message"][data-id="${id}"]`, { hasText: "did not answer" });
+    await late.waitFor();
+    expect(await late.textContent()).toContain('the message handler of service "echo" did not answer within 1 s');
+    const lateOrder = await page
+      .locator("#log-table tbody tr")
+      .evaluateAll((rows) =>
+        rows.map((r) =>
+          r.dataset.error
+            ? "error"
+            : r.dataset.direction === "in" && r.textContent?.includes("slow")
+              ? "slow"
+              : "other",
+        ),
+      );
+    expect(lateOrder[lateOrder.indexOf("slow") - 1]).toBe("error");
+
+    // A service that prints 2000 lines of 3000 characters at once: the page gets a bounded part,
     // cut lines, and a count of the rest.
     client.ws.send("chatty");
     expect((await client.next()).text).toBe("chatty");
@@ -352,9 +375,20 @@ describe("the dashboard", () => {
         pres.flatMap((p) => (p.textContent ?? "").split("\n")).filter((l) => l.startsWith("line ")),
       );
     expect(shown.length).toBeGreaterThan(0);
-    expect(shown.length).toBeLessThan(5000);
+    expect(shown.length).toBeLessThan(2000);
     expect(Math.max(...shown.map((l) => l.length))).toBeLessThanOrEqual(2000);
     expect(await page.locator("#log-table tbody tr").count()).toBeLessThanOrEqual(500);
+
+    // Output that keeps coming, each burst within the per-flush bound: the page keeps the newest
+    // 5000 lines of output, not all 7200.
+    client.ws.send("steady");
+    // (It outlives the 1 s handler timeout; its output still counts.)
+    await page.locator("#log-table tr[data-log='echo']", { hasText: "steady 39 179" }).waitFor({ timeout: 20000 });
+    const kept = await page
+      .locator("#log-table tr[data-log='echo'] pre")
+      .evaluateAll((pres) => pres.reduce((n, p) => n + (p.textContent ?? "").split("\n").length, 0));
+    expect(kept).toBeLessThanOrEqual(5000);
+    expect(kept).toBeGreaterThan(4000);
     client.close();
     await page.close();
   }, 60000);
