@@ -120,6 +120,10 @@ function renderState() {
       ),
     ),
   );
+  // A provider that reports no limits (the aws emulator: API Gateway's own apply) shows no empty table.
+  const noLimits = Object.keys(state.limits ?? {}).length === 0;
+  $("limits").hidden = noLimits;
+  $("limits-title").hidden = noLimits;
   const stores = state.spec.resources.filter((r) => r.kind === "kv");
   $("stores").tBodies[0].replaceChildren(
     ...stores.map((s) => el("tr", {}, el("td", {}, el("strong", {}, s.name)), el("td", {}, s.declaredBy.join(", ")))),

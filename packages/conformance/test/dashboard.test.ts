@@ -282,6 +282,8 @@ describe("the dashboard", () => {
     await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
 
     await expect.poll(() => page.locator("#kv-status").textContent()).toContain('provider "aws" keeps kv stores');
+    // API Gateway applies its own limits: no empty limits table.
+    expect(await page.locator("#limits").isVisible()).toBe(false);
     expect(await page.getByRole("button", { name: "List" }).isDisabled()).toBe(true);
     expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
     const keys = await fetch(`${app.dashboard}/api/kv/keys?store=connections`);
