@@ -477,6 +477,7 @@ describe("the dashboard", () => {
         'const socket = websocket("echo");',
         'socket.on("message", (ctx) => {',
         `  console.log("${tag} got " + ctx.text());`,
+        `  if (ctx.text() === "boom") throw new Error("${tag} broke");`,
         `  return "${tag} " + ctx.text();`,
         "});",
       ].join("\n");
@@ -498,6 +499,20 @@ describe("the dashboard", () => {
     client.ws.send("again");
     expect((await client.next()).text).toBe("v2 again");
     await page.locator("#log-table tr[data-log='echo']", { hasText: "v2 got again" }).waitFor();
+    // A handler that throws inside its function: its report sits beside the message.
+    const [listed] = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as { id: string }[];
+    client.ws.send("boom");
+    const report = page.locator(`#log-table tr[data-log='echo'][data-id="${listed?.id}"]`, { hasText: "v2 broke" });
+    await report.waitFor();
+    expect(
+      await page
+        .locator("#log-table tbody tr")
+        .evaluateAll(
+          (rows) =>
+            rows.findIndex((r) => r.dataset.direction === "in" && r.textContent?.includes("boom")) -
+            rows.findIndex((r) => r.textContent?.includes("v2 broke")),
+        ),
+    ).toBe(1);
     await page.close();
 
     // A change that does not compile keeps the running version, and says why.

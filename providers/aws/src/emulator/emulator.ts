@@ -400,6 +400,9 @@ class EmulatedApi {
     };
     try {
       const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
+      // The runtime answers 5xx for an event its handler could not take (a timeout, no handler).
+      if (this.observer && (result?.statusCode ?? 200) >= 500)
+        this.observeError(id, "message", new Error(`the ${routeKey} route's function answered ${result?.statusCode}`));
       if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN) {
         c.ws.send(result.body);
         if (this.observer) this.observe("out", id, Buffer.from(result.body), false);
