@@ -3,11 +3,26 @@
 // Everything the app sent is put in the page as text (textContent), never as HTML.
 
 const MAX_LOG_ROWS = 500;
+/** Most lines of service output the log keeps (a row of output holds many): a chatty service costs bounded memory. */
+const MAX_OUTPUT_LINES = 5000;
 const $ = (id) => document.getElementById(id);
 
 let state;
 let connections = [];
 let logCount = 0;
+/** Lines of service output in the log now. */
+let outputLines = 0;
+
+/** Drops the oldest rows while the log holds too many, or too much service output. */
+function trimLog() {
+  const body = $("log-table").tBodies[0];
+  while (body.rows.length > MAX_LOG_ROWS || outputLines > MAX_OUTPUT_LINES) {
+    const row = body.lastElementChild;
+    if (!row) break;
+    outputLines -= Number(row.dataset.lines ?? 0);
+    row.remove();
+  }
+}
 
 /** Makes an element: el("td", { class: "x" }, "text", otherElement). */
 function el(tag, attrs = {}, ...children) {
@@ -105,6 +120,10 @@ function renderState() {
       ),
     ),
   );
+  // A provider that reports no limits (the aws emulator: API Gateway's own apply) shows no empty table.
+  const noLimits = Object.keys(state.limits ?? {}).length === 0;
+  $("limits").hidden = noLimits;
+  $("limits-title").hidden = noLimits;
   const stores = state.spec.resources.filter((r) => r.kind === "kv");
   $("stores").tBodies[0].replaceChildren(
     ...stores.map((s) => el("tr", {}, el("td", {}, el("strong", {}, s.name)), el("td", {}, s.declaredBy.join(", ")))),
@@ -136,11 +155,12 @@ function renderState() {
     storeSelect,
     stores.map((s) => s.name),
   );
-  if (!hadStores && stores.length > 0) listKeys();
+  if (!hadStores && stores.length > 0 && state.inspect && !state.kvUnavailable) listKeys();
   for (const id of ["send-form", "kv-form", "kv-editor"]) {
-    for (const node of $(id).elements) node.disabled = !state.inspect;
+    for (const node of $(id).elements) node.disabled = !state.inspect || (id !== "send-form" && !!state.kvUnavailable);
   }
   if (!state.inspect) status("send-status", `provider "${state.provider}" offers no live inspection`, true);
+  if (state.kvUnavailable) status("kv-status", state.kvUnavailable, true);
 }
 
 function fillSelect(select, values) {
@@ -252,6 +272,17 @@ function logRow(e) {
       el("td", { class: "data" }, data),
     );
   }
+  if (e.type === "error") {
+    return el(
+      "tr",
+      { "data-id": e.connectionId, "data-error": e.event, class: "caused" },
+      el("td", {}, time(e.at)),
+      el("td", {}, e.socket),
+      el("td", { class: "event failed" }, `${e.event} failed`),
+      el("td", {}, el("code", {}, e.connectionId)),
+      el("td", { class: "failed" }, e.message),
+    );
+  }
   if (e.type === "refused") {
     return el(
       "tr",
@@ -266,13 +297,38 @@ function logRow(e) {
   const what = e.type === "open" ? "connected" : `disconnected ${e.code}${e.reason ? ` ${e.reason}` : ""}`;
   return el(
     "tr",
-    { "data-id": e.connectionId },
+    { "data-id": e.connectionId, "data-event": e.type },
     el("td", {}, time(e.at)),
     el("td", {}, e.socket),
     el("td", { class: "event" }, e.type),
     el("td", {}, el("code", {}, e.connectionId)),
     el("td", { class: "event" }, what),
   );
+}
+
+/**
+ * Where a row caused by a connection's event goes: just above (the log is newest first) the newest
+ * row of that event (the message that failed, or the close), so the cause and the effect sit
+ * together; undefined when that row is not in the log (then it goes on top, by time).
+ */
+function causeRow(connectionId, event) {
+  const body = $("log-table").tBodies[0];
+  const id = CSS.escape(connectionId);
+  if (event === "message") return body.querySelector(`tr[data-direction="in"][data-id="${id}"]`) ?? undefined;
+  if (event === "disconnect") return body.querySelector(`tr[data-event="close"][data-id="${id}"]`) ?? undefined;
+  return undefined;
+}
+
+/** Puts a row in the log: above the row that caused it when given, else on top. */
+function placeRow(row, cause) {
+  applyFilter(row);
+  if (cause) {
+    // Other rows it caused already sit above it: go above those too, in the order they came.
+    let above = cause;
+    while (above.previousElementSibling?.classList.contains("caused")) above = above.previousElementSibling;
+    above.before(row);
+  } else $("log-table").tBodies[0].prepend(row);
+  logCount++;
 }
 
 function applyFilter(row) {
@@ -285,21 +341,60 @@ function onTraffic({ events, dropped }) {
   const body = $("log-table").tBodies[0];
   const paused = $("log-pause").checked;
   for (const e of events) {
-    if (e.type !== "message") connectionsChanged = true;
+    if (e.type === "open" || e.type === "close") connectionsChanged = true;
     if (paused) continue;
-    const row = logRow(e);
-    applyFilter(row);
-    body.prepend(row);
-    logCount++;
+    placeRow(logRow(e), e.type === "error" ? causeRow(e.connectionId, e.event) : undefined);
   }
   if (dropped > 0 && !paused)
     body.prepend(
       el("tr", {}, el("td", { colspan: 5, class: "event" }, `${dropped} events not shown (too many at once)`)),
     );
-  while (body.rows.length > MAX_LOG_ROWS) body.lastElementChild.remove();
+  trimLog();
   $("log-count").textContent = logCount;
   if (connectionsChanged) refreshConnections().catch(() => {});
   refreshKeysSoon();
+}
+
+/**
+ * Lines a service printed. Lines that name a connection whose message is in the log (our SDK's
+ * "handler failed for connection <id>", or an app's own) go beside that message; the rest on top,
+ * in the order they came.
+ */
+function onLog({ entries, dropped }) {
+  if ($("log-pause").checked) return;
+  const body = $("log-table").tBodies[0];
+  const recent = new Set();
+  for (const row of body.querySelectorAll('tr[data-direction="in"]')) {
+    recent.add(row.dataset.id);
+    if (recent.size >= 50) break;
+  }
+  for (const e of entries) {
+    const text = e.lines.join("\n");
+    // Only a line that names its connection is put with a message: by time alone, a line could be
+    // pinned on the wrong one when messages overlap.
+    const id = [...recent].find((c) => text.includes(c));
+    const row = el(
+      "tr",
+      { "data-log": e.service, "data-id": id ?? "", "data-lines": e.lines.length, class: id ? "caused" : "" },
+      el("td", {}, time(e.at)),
+      el("td", {}, e.service),
+      el("td", { class: `event log-${e.stream}`, title: `the service's ${e.stream}` }, e.stream),
+      el("td", {}, id ? el("code", {}, id) : ""),
+      el("td", { class: "data" }, el("pre", { class: `log-${e.stream}` }, text)),
+    );
+    outputLines += e.lines.length;
+    placeRow(row, id ? causeRow(id, "message") : undefined);
+  }
+  if (dropped > 0)
+    body.prepend(
+      el(
+        "tr",
+        {},
+        el("td", { colspan: 5, class: "event" }, `${dropped} lines of service output not shown (too many at once)`),
+      ),
+    );
+  trimLog();
+  $("log-count").textContent = logCount;
 }
 
 // Traffic often changes kv values (the app stores what it sees): list the keys again, at most once a second.
@@ -317,6 +412,7 @@ $("log-filter").addEventListener("input", () => {
 });
 $("log-clear").addEventListener("click", () => {
   $("log-table").tBodies[0].replaceChildren();
+  outputLines = 0;
   logCount = 0;
   $("log-count").textContent = 0;
 });
@@ -325,7 +421,7 @@ $("log-clear").addEventListener("click", () => {
 
 async function listKeys() {
   const store = $("kv-store").value;
-  if (!store) return;
+  if (!store || !state?.inspect || state.kvUnavailable) return;
   try {
     const { keys, limit } = await api(
       "GET",
@@ -412,11 +508,13 @@ function connect() {
   source.addEventListener("open", () => {
     $("live").textContent = "live";
     $("live").className = "badge on";
+    document.body.classList.remove("stopped");
+    status("send-status", "");
     refreshConnections().catch(() => {});
   });
   source.addEventListener("error", () => {
-    $("live").textContent = "disconnected: is nitric-like run still running?";
-    $("live").className = "badge off";
+    // Lost without a word (run was killed): the browser retries; until then nothing is live.
+    stopped("disconnected: is nitric-like run still running?");
   });
   source.addEventListener("state", (event) => {
     state = JSON.parse(event.data);
@@ -424,6 +522,29 @@ function connect() {
     refreshConnections().catch(() => {});
   });
   source.addEventListener("traffic", (event) => onTraffic(JSON.parse(event.data)));
+  source.addEventListener("log", (event) => onLog(JSON.parse(event.data)));
+  source.addEventListener("stopped", () => {
+    // The browser would reconnect to a run that is gone; a page opened on a new run starts fresh.
+    source.close();
+    stopped("run stopped");
+  });
+}
+
+/** The run is gone: nothing on the page is live any more, so nothing may look live or clickable. */
+function stopped(why) {
+  $("live").textContent = why;
+  $("live").className = "badge off";
+  document.body.classList.add("stopped");
+  connections = [];
+  if (state) {
+    state = { ...state, inspect: false, sockets: [], registrations: [] };
+    renderState();
+  }
+  renderConnections();
+  status("send-status", `${why}: start nitric-like run again and reload this page`, true);
+  for (const id of ["send-form", "kv-form", "kv-editor"]) {
+    for (const node of $(id).elements) node.disabled = true;
+  }
 }
 
 connect();

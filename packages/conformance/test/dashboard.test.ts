@@ -1,14 +1,25 @@
 // The dashboard and the browser chat, in a real headless Chromium against the real
 // `nitric-like run` of examples/chat-web: what the page shows, what it sends, what it edits, and
 // two tabs chatting. The test's own ws clients and the app itself check the other side.
-import { appendFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser } from "../src/browser.js";
-import { type App, cleanTemp, connect, copyProject, EXAMPLES, runCli, startApp, stopAll } from "../src/harness.js";
+import {
+  type App,
+  cleanTemp,
+  connect,
+  copyProject,
+  EXAMPLES,
+  runCli,
+  sleep,
+  startApp,
+  stopAll,
+  writeProject,
+} from "../src/harness.js";
 
 let browser: Browser;
 /** Script errors of every page opened: a page that throws fails the test. */
@@ -237,18 +248,280 @@ describe("the dashboard", () => {
     await page.close();
   }, 40000);
 
-  it("shows the spec on a provider without inspection (the aws emulator), and says so", async () => {
+  it("under --provider aws lists the emulator's connections and their messages, sends and closes; the kv browser is off and says why", async () => {
     const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", "aws"]);
     const page = await openDashboard(app);
     await expect.poll(() => page.locator("#sockets tbody").textContent()).toContain(app.url("socket"));
-    await expect
-      .poll(() => page.locator("#send-status").textContent())
-      .toBe('provider "aws" offers no live inspection');
-    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
-    const connections = await fetch(`${app.dashboard}/api/connections`);
-    expect(connections.status).toBe(501);
+
+    const one = await connect(`${app.url("socket")}?name=one`);
+    const two = await connect(app.url("socket"));
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(2);
+    const listed = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as {
+      id: string;
+      socket: string;
+      query: Record<string, string[]>;
+    }[];
+    const first = listed.find((c) => c.query.name?.[0] === "one");
+    expect(first?.socket).toBe("socket");
+    const id = first?.id as string;
+    const row = page.locator(`#connection-table tr[data-id="${id}"]`);
+    expect(await row.textContent()).toContain("name=one");
+
+    // The chat broadcasts through the Management API: both frames show in the log.
+    one.ws.send("hello from one");
+    expect((await two.next()).text).toBe("hello from one");
+    await page.locator(`#log-table tr[data-direction="in"][data-id="${id}"]`, { hasText: "hello from one" }).waitFor();
+    await page.locator('#log-table tr[data-direction="out"]', { hasText: "hello from one" }).waitFor();
+
+    await row.getByRole("button", { name: "message" }).click();
+    await page.locator("#send-text").fill("from the dashboard");
+    await page.getByRole("button", { name: "Send" }).click();
+    expect((await one.next()).text).toBe("from the dashboard");
+    await row.getByRole("button", { name: "close" }).click();
+    expect(await one.waitClosed()).toEqual({ code: 1000, reason: "closed from the dashboard" });
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
+
+    await expect.poll(() => page.locator("#kv-status").textContent()).toContain('provider "aws" keeps kv stores');
+    // API Gateway applies its own limits: no empty limits table.
+    expect(await page.locator("#limits").isVisible()).toBe(false);
+    expect(await page.getByRole("button", { name: "List" }).isDisabled()).toBe(true);
+    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
+    const keys = await fetch(`${app.dashboard}/api/kv/keys?store=connections`);
+    expect(keys.status).toBe(501);
+    expect(((await keys.json()) as { error: string }).error).toContain('use "run" on the local provider');
+    two.close();
+    await page.close();
+  }, 60000);
+
+  it("shows a handler's failure and the service's output beside the message that caused them", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: failing\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 1s\n",
+      "services/echo.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("echo");',
+        'socket.on("message", async (ctx) => {',
+        "  const text = ctx.text();",
+        '  console.log("echo got " + text);',
+        '  if (text === "boom") throw new Error("the boom handler broke");',
+        '  if (text === "slow") return new Promise((r) => setTimeout(() => r("late"), 3000));',
+        '  if (text === "chatty") for (let i = 0; i < 2000; i++) console.log("line " + i + " " + "x".repeat(3000));',
+        '  if (text === "steady") for (let b = 0; b < 40; b++) {',
+        '    for (let i = 0; i < 180; i++) console.log("steady " + b + " " + i);',
+        "    await new Promise((r) => setTimeout(r, 80));",
+        "  }",
+        "  return text;",
+        "});",
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    const page = await openDashboard(app);
+    const client = await connect(app.url("echo"));
+    const [listed] = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as { id: string }[];
+    const id = listed?.id as string;
+
+    client.ws.send("hello");
+    expect((await client.next()).text).toBe("hello");
+    await page.locator("#log-table tr[data-log='echo']", { hasText: "echo got hello" }).waitFor();
+
+    client.ws.send("boom");
+    // The failure row and the service's stack sit right above (newest first) the message that caused them.
+    const failure = page.locator(`#log-table tr[data-error="message"][data-id="${id}"]`);
+    await failure.waitFor();
+    expect(await failure.textContent()).toContain('the message handler of websocket "echo" failed');
+    const stack = page.locator("#log-table tr[data-log='echo']", { hasText: "the boom handler broke" });
+    await stack.waitFor();
+    expect(await stack.getAttribute("data-id")).toBe(id);
+    // One row for the whole stack: the failure line and its "at ..." lines together.
+    expect(await stack.textContent()).toMatch(/handler failed for connection .*the boom handler broke[\s\S]*\bat\b/);
+    const order = await page
+      .locator("#log-table tbody tr")
+      .evaluateAll((rows) =>
+        rows.map((r) => (r.dataset.error ? "error" : r.dataset.log ? "log" : (r.dataset.direction ?? r.dataset.event))),
+      );
+    const boomIn = await page
+      .locator("#log-table tbody tr")
+      .evaluateAll((rows) => rows.findIndex((r) => r.dataset.direction === "in" && r.textContent?.includes("boom")));
+    // Just above the "boom" message: the rows it caused (the stack, the failure), in either order.
+    expect(new Set(order.slice(boomIn - 2, boomIn))).toEqual(new Set(["error", "log"]));
+    // What the handler printed that names no connection is in the log too, in the order it came.
+    await page.locator("#log-table tr[data-log='echo']", { hasText: "echo got boom" }).waitFor();
+
+    // A handler that does not answer in time: the failure says so, beside its message.
+    client.ws.send("slow");
+    const late = page.locator(`#log-table tr[data-error="message"][data-id="${id}"]`, { hasText: "did not answer" });
+    await late.waitFor();
+    expect(await late.textContent()).toContain('the message handler of service "echo" did not answer within 1 s');
+    const lateOrder = await page
+      .locator("#log-table tbody tr")
+      .evaluateAll((rows) =>
+        rows.map((r) =>
+          r.dataset.error
+            ? "error"
+            : r.dataset.direction === "in" && r.textContent?.includes("slow")
+              ? "slow"
+              : "other",
+        ),
+      );
+    expect(lateOrder[lateOrder.indexOf("slow") - 1]).toBe("error");
+
+    // A service that prints 2000 lines of 3000 characters at once: the page gets a bounded part,
+    // cut lines, and a count of the rest.
+    client.ws.send("chatty");
+    expect((await client.next()).text).toBe("chatty");
+    const notShown = page.locator("#log-table tr", { hasText: /lines of service output not shown/ });
+    await notShown.first().waitFor();
+    await sleep(300);
+    const shown = await page
+      .locator("#log-table tr[data-log='echo'] pre")
+      .evaluateAll((pres) =>
+        pres.flatMap((p) => (p.textContent ?? "").split("\n")).filter((l) => l.startsWith("line ")),
+      );
+    expect(shown.length).toBeGreaterThan(0);
+    expect(shown.length).toBeLessThan(2000);
+    expect(Math.max(...shown.map((l) => l.length))).toBeLessThanOrEqual(2000);
+    expect(await page.locator("#log-table tbody tr").count()).toBeLessThanOrEqual(500);
+
+    // Output that keeps coming, each burst within the per-flush bound: the page keeps the newest
+    // 5000 lines of output, not all 7200.
+    client.ws.send("steady");
+    // (It outlives the 1 s handler timeout; its output still counts.)
+    await page.locator("#log-table tr[data-log='echo']", { hasText: "steady 39 179" }).waitFor({ timeout: 20000 });
+    const kept = await page
+      .locator("#log-table tr[data-log='echo'] pre")
+      .evaluateAll((pres) => pres.reduce((n, p) => n + (p.textContent ?? "").split("\n").length, 0));
+    expect(kept).toBeLessThanOrEqual(5000);
+    expect(kept).toBeGreaterThan(4000);
+    client.close();
+    await page.close();
+  }, 60000);
+
+  it("clears its live state when run stops: says so, no connections, controls off", async () => {
+    const app = await startChatWeb();
+    const page = await openDashboard(app);
+    const client = await connect(app.url("chat"));
+    await client.next();
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
+    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
+
+    expect((await app.stop()).code).toBe(0);
+    await page.locator("#live", { hasText: "run stopped" }).waitFor();
+    expect(await page.locator("#connection-table tbody tr").count()).toBe(0);
+    expect(await page.locator("#connection-count").textContent()).toBe("0");
+    expect(await page.locator("#no-connections").isVisible()).toBe(true);
+    expect(await page.locator("#sockets tbody td code").first().textContent()).toBe("not running");
+    for (const name of ["Send", "List", "Save", "Delete"])
+      expect(await page.getByRole("button", { name, exact: true }).isDisabled()).toBe(true);
+    expect(await page.locator("#send-status").textContent()).toContain("run stopped");
     await page.close();
   }, 40000);
+
+  it("lays out at 720 px and on a phone (390 px): no sideways scrolling, the main controls in view", async () => {
+    const app = await startChatWeb();
+    const client = await connect(`${app.url("chat")}/?name=${"a-rather-long-name".repeat(4)}`);
+    await client.next();
+    client.ws.send(JSON.stringify({ name: "ann", text: "y".repeat(300) }));
+    await client.next();
+    for (const width of [720, 390]) {
+      const page = await browser.newPage({ viewport: { width, height: 800 } });
+      page.on("pageerror", (e) => pageErrors.push(`dashboard at ${width} px: ${e.message}`));
+      await page.goto(app.dashboard as string);
+      await page.locator("#live", { hasText: "live" }).waitFor();
+      await page.locator("#connection-table tbody tr").first().waitFor();
+      client.ws.send(JSON.stringify({ name: "ann", text: `at ${width} px ${"z".repeat(200)}` }));
+      await page
+        .locator("#log-table tbody tr", { hasText: `at ${width} px` })
+        .first()
+        .waitFor();
+      // A string: this file is type-checked without the DOM's types.
+      const { scrollWidth, innerWidth } = (await page.evaluate(
+        "({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth })",
+      )) as { scrollWidth: number; innerWidth: number };
+      expect(scrollWidth, `page width at ${width} px`).toBeLessThanOrEqual(innerWidth);
+      const controls = [
+        page.getByRole("button", { name: "Send" }),
+        page.locator("#send-text"),
+        page.locator("#send-to"),
+        page.getByRole("button", { name: "List" }),
+        page.getByRole("button", { name: "Save" }),
+        page.locator("#log-filter"),
+        page.getByRole("button", { name: "Clear" }),
+        page.locator("#connection-table tbody tr").first().getByRole("button", { name: "message" }),
+        page.locator("#connection-table tbody tr").first().getByRole("button", { name: "close" }),
+      ];
+      for (const control of controls) {
+        await control.scrollIntoViewIfNeeded();
+        expect(await control.isVisible()).toBe(true);
+        const box = await control.boundingBox();
+        expect(box, `${control} at ${width} px`).not.toBeNull();
+        // Whole, inside the window and not clipped by its cell.
+        expect(
+          box && box.x >= 0 && box.x + box.width <= width,
+          `${control} at ${width} px: ${JSON.stringify(box)}`,
+        ).toBe(true);
+        const hit = await control.evaluate((node) => {
+          const r = node.getBoundingClientRect();
+          const top = node.ownerDocument.elementFromPoint(r.left + r.width - 2, r.top + r.height / 2);
+          return top === node || node.contains(top);
+        });
+        expect(hit, `${control} at ${width} px is covered or clipped`).toBe(true);
+      }
+      await page.close();
+    }
+    client.close();
+  }, 60000);
+
+  it("restarts a service on a file change under --provider aws, as local run does", async () => {
+    const echo = (tag: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("echo");',
+        'socket.on("message", (ctx) => {',
+        `  console.log("${tag} got " + ctx.text());`,
+        `  if (ctx.text() === "boom") throw new Error("${tag} broke");`,
+        `  return "${tag} " + ctx.text();`,
+        "});",
+      ].join("\n");
+    const dir = writeProject({
+      "nitric-like.yaml": "name: hot\nservices:\n  - match: services/*.ts\n",
+      "services/echo.ts": echo("v1"),
+    });
+    const app = await startApp(dir, ["--provider", "aws"]);
+    const client = await connect(app.url("echo"));
+    client.ws.send("hi");
+    expect((await client.next()).text).toBe("v1 hi");
+
+    writeFileSync(join(dir, "services/echo.ts"), echo("v2"));
+    await app.waitFor(/services\/echo\.ts changed: restarting service "echo"/);
+    await app.waitFor(/service "echo" restarted/);
+    // The connection stays (API Gateway holds it, not the function), and the new code answers;
+    // what it prints shows in the dashboard's log too.
+    const page = await openDashboard(app);
+    client.ws.send("again");
+    expect((await client.next()).text).toBe("v2 again");
+    await page.locator("#log-table tr[data-log='echo']", { hasText: "v2 got again" }).waitFor();
+    // A handler that throws inside its function: its report sits beside the message.
+    const [listed] = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as { id: string }[];
+    client.ws.send("boom");
+    const report = page.locator(`#log-table tr[data-log='echo'][data-id="${listed?.id}"]`, { hasText: "v2 broke" });
+    await report.waitFor();
+    expect(
+      await page
+        .locator("#log-table tbody tr")
+        .evaluateAll(
+          (rows) =>
+            rows.findIndex((r) => r.dataset.direction === "in" && r.textContent?.includes("boom")) -
+            rows.findIndex((r) => r.textContent?.includes("v2 broke")),
+        ),
+    ).toBe(1);
+    await page.close();
+
+    // A change that does not compile keeps the running version, and says why.
+    writeFileSync(join(dir, "services/echo.ts"), `${echo("v3")}\nconst = ;`);
+    await app.waitFor(/echo\.ts:\d+/);
+    client.ws.send("still");
+    expect((await client.next()).text).toBe("v2 still");
+    client.close();
+  }, 60000);
 
   it("is off with --no-dashboard, and a taken --dashboard-port is an error naming the fix", async () => {
     const quiet = await startChatWeb(["--no-dashboard"]);

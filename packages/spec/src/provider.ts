@@ -93,6 +93,14 @@ export interface RunningProvider {
   onRegistrationsChanged(listener: () => void): void;
   /** Each socket's name and the URL clients connect to. */
   sockets(): { name: string; url: string }[];
+  /**
+   * For a provider that hosts the services: builds one service again from its files and restarts
+   * it (`run` calls it when the service's files change). Rejects, keeping the running version,
+   * when the new code does not build or start.
+   */
+  restartService?(service: ServiceEntry): Promise<void>;
+  /** For a provider that hosts the services: hears each line a service prints (the dashboard shows them). */
+  onServiceOutput?(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void;
   /** Closes client connections (1001, going away), ends handler streams, closes stores. */
   stop(): Promise<void>;
   /**
@@ -134,13 +142,30 @@ export type TrafficEvent =
   | { type: "open"; socket: string; connectionId: string; at: number }
   | { type: "close"; socket: string; connectionId: string; code: number; reason: string; at: number }
   /** A connection request the gateway answered with an HTTP error (a limit, an origin, a connect handler's refusal). */
-  | { type: "refused"; socket: string; status: number; reason: string; at: number };
+  | { type: "refused"; socket: string; status: number; reason: string; at: number }
+  /**
+   * An event of a connection that its handler did not handle: it threw (its service printed why),
+   * timed out, was unavailable or killed its service. `message` says which, in one line.
+   */
+  | {
+      type: "error";
+      socket: string;
+      connectionId: string;
+      event: "connect" | "message" | "disconnect";
+      message: string;
+      at: number;
+    };
 
 /**
  * A provider-neutral view into a running app. Every method acts as the provider itself, not as a
  * service: no `.allow()` applies. Messages sent through it show up in the traffic like any other.
  */
 export interface ProviderInspector {
+  /**
+   * Set when this provider cannot show or edit its kv stores: why, in a sentence the dashboard
+   * shows in place of its kv browser (the kv methods then reject).
+   */
+  readonly kvUnavailable?: string;
   /** The open connections of one socket, or of every socket. */
   connections(socket?: string): Promise<InspectedConnection[]>;
   /** The limits each running socket applies, by socket name. */

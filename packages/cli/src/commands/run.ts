@@ -43,7 +43,8 @@ messages, sending, a kv browser), then, when ready, one line per socket, on stdo
   dashboard http://127.0.0.1:<port>
   websocket <name> ws://127.0.0.1:<port>
 
-Services restart when their files change, and with backoff when they crash.
+Services restart when their files change (with --provider aws too), and with backoff
+when they crash.
 Ctrl-C lets running handlers answer, closes client connections (1001, going away) and exits.
 
 It stops with exit 1 before starting anything when the project file has a problem
@@ -181,6 +182,8 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     )
       output.info(output.paint("dim", `dashboard: port ${DEFAULT_DASHBOARD_PORT} is taken, so it uses a free one`));
     output.result(`dashboard ${dashboard.url}`);
+    const shown = dashboard;
+    running.onServiceOutput?.((service, stream, line) => shown.serviceLine(service, stream, line));
   }
   if (options.tcp === true && !running.hostsServices) {
     output.warn(
@@ -210,7 +213,12 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   // A provider that hosts the services (an emulated cloud) starts them itself.
   const supervisors = running.hostsServices
     ? []
-    : prepared.services.map((s) => new ServiceSupervisor(project, s, running, output, width, threads));
+    : prepared.services.map(
+        (s) =>
+          new ServiceSupervisor(project, s, running, output, width, threads, (service, stream, line) =>
+            dashboard?.serviceLine(service, stream, line),
+          ),
+      );
   for (const supervisor of supervisors) {
     supervisor.launchExtras = {
       dotenv: dotenv.values,
@@ -281,7 +289,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
         onDotEnv: reload,
         dotenv: () => dotenv.values,
       });
-    }
+    } else if (options.watch && running.restartService) watcher = watchHostedServices(prepared, running, output);
     const n = prepared.services.length;
     output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
   }
@@ -434,5 +442,40 @@ function watchServices(
       })();
     }
   });
+  return watcher;
+}
+
+/**
+ * The same for a provider that hosts the services (`--provider aws`): it builds the changed
+ * service again its own way and restarts it; a change that does not build keeps the running version.
+ */
+function watchHostedServices(prepared: PreparedProject, running: RunningProvider, output: Output): Watcher {
+  const services = prepared.services.filter((s) => s.bundle !== undefined);
+  const inputs = new Map(services.map((s) => [s.entry.name, s.bundle?.inputs ?? new Set<string>()]));
+  // One restart of a service at a time: a save burst during a rebuild restarts it once more, after.
+  const restarts = new Map<string, Promise<void>>();
+  const watcher = watchFiles(
+    services.flatMap((s) => [...(s.bundle?.inputs ?? [])]),
+    (changed) => {
+      for (const { entry } of services) {
+        if (![...changed].some((p) => inputs.get(entry.name)?.has(p))) continue;
+        const previous = restarts.get(entry.name) ?? Promise.resolve();
+        const next = previous.then(async () => {
+          try {
+            // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
+            const bundle = await bundleService(prepared.project.dir, entry);
+            inputs.set(entry.name, bundle.inputs);
+            watcher.add(bundle.inputs);
+            output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
+            await running.restartService?.(entry);
+            output.info(output.paint("dim", `service "${entry.name}" restarted`));
+          } catch (error) {
+            output.error((error as Error).message);
+          }
+        });
+        restarts.set(entry.name, next);
+      }
+    },
+  );
   return watcher;
 }

@@ -32,6 +32,10 @@ const FLUSH_MS = 50;
 export const MAX_PAGE_BACKLOG_BYTES = 1024 * 1024;
 /** Most keys one kv listing returns. */
 const MAX_KEYS = 500;
+/** Most service output lines sent to a page per flush (every FLUSH_MS); more are counted as dropped. */
+const MAX_LOG_LINES_PER_FLUSH = 200;
+/** The longest service output line a page is sent; the rest is cut. */
+const MAX_LOG_LINE_CHARS = 2000;
 
 // A Map, not an object: the path is the client's, and "/constructor" must be a 404 like any other.
 const ASSETS = new Map<string, { file: string; type: string }>([
@@ -59,14 +63,71 @@ export interface DashboardOptions {
 /** A running dashboard. */
 export interface Dashboard {
   readonly url: string;
-  /** Ends every page's event stream and stops listening. */
+  /**
+   * One line a service printed, shown in the message log (only while a page is open; bounded per
+   * flush, cut to MAX_LOG_LINE_CHARS, so a chatty service costs a bounded amount).
+   */
+  serviceLine(service: string, stream: "stdout" | "stderr", line: string): void;
+  /** Tells every page the run stopped (it clears its live state), ends their event streams, stops listening. */
   close(): Promise<void>;
+}
+
+/** Consecutive lines of one service's stream, as the page gets them (a stack trace is one entry). */
+interface PageLog {
+  service: string;
+  stream: "stdout" | "stderr";
+  at: number;
+  lines: string[];
+}
+
+/**
+ * Collects service output for the pages: consecutive lines of one stream become one entry, at most
+ * MAX_LOG_LINES_PER_FLUSH lines wait at a time (the rest are counted), and `send` gets them every
+ * FLUSH_MS. Nothing is kept while `watched` is false.
+ */
+function logCollector(watched: () => boolean, send: (batch: { entries: PageLog[]; dropped: number }) => void) {
+  let entries: PageLog[] = [];
+  let lines = 0;
+  let dropped = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (entries.length > 0 || dropped > 0) send({ entries, dropped });
+    entries = [];
+    lines = 0;
+    dropped = 0;
+  };
+  return {
+    add(service: string, stream: "stdout" | "stderr", line: string): void {
+      if (!watched()) return;
+      timer ??= setTimeout(flush, FLUSH_MS);
+      if (lines >= MAX_LOG_LINES_PER_FLUSH) {
+        dropped++;
+        return;
+      }
+      lines++;
+      // Colours are for terminals; the page shows text.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences start with ESC
+      const text = line.slice(0, MAX_LOG_LINE_CHARS).replace(/\x1b\[[0-9;]*[A-Za-z]/g, "");
+      const last = entries.at(-1);
+      if (last && last.service === service && last.stream === stream) last.lines.push(text);
+      else entries.push({ service, stream, at: Date.now(), lines: [text] });
+    },
+    /** Sends what waits now (the last lines before a stop) and stops the timer. */
+    flushNow(): void {
+      clearTimeout(timer);
+      flush();
+    },
+  };
 }
 
 /** A traffic event as the page gets it: the frame as text (cut to PREVIEW_CHARS) or hex. */
 interface PageTraffic {
   type: TrafficEvent["type"];
   socket: string;
+  /** The event an `error` is about. */
+  event?: "connect" | "message" | "disconnect";
+  message?: string;
   /** Absent for a refused connection request, which never got an id. */
   connectionId?: string;
   status?: number;
@@ -182,6 +243,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     else queue.push(pageTraffic(event));
     flushTimer ??= setTimeout(flush, FLUSH_MS);
   };
+  const logs = logCollector(
+    () => pages.size > 0,
+    (batch) => emit("log", batch),
+  );
   running.onRegistrationsChanged(() => {
     if (pages.size > 0) void state().then((st) => emit("state", st));
   });
@@ -190,6 +255,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     project: spec.name,
     provider: options.provider,
     inspect: inspect !== undefined,
+    // Why the kv browser is off on a provider that shows connections but not its stores.
+    ...(inspect?.kvUnavailable === undefined ? {} : { kvUnavailable: inspect.kvUnavailable }),
     spec,
     sockets: running.sockets(),
     registrations: running.registrations(),
@@ -201,6 +268,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const needInspect = () => {
     if (!inspect) throw new HttpError(501, `provider "${options.provider}" offers no live inspection`);
     return inspect;
+  };
+  const needKv = () => {
+    const inspector = needInspect();
+    if (inspector.kvUnavailable !== undefined) throw new HttpError(501, inspector.kvUnavailable);
+    return inspector;
   };
   const socketNamed = (name: string) => {
     if (!sockets.has(name)) throw new HttpError(404, `websocket "${name}" is not in the spec`);
@@ -245,10 +317,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         return { closed: true };
       }
       case "GET /api/kv/keys":
-        return { keys: await needInspect().kvKeys(store(q("store")), q("prefix"), MAX_KEYS), limit: MAX_KEYS };
+        return { keys: await needKv().kvKeys(store(q("store")), q("prefix"), MAX_KEYS), limit: MAX_KEYS };
       case "GET /api/kv/value": {
         const key = q("key");
-        const value = await needInspect().kvGet(store(q("store")), key);
+        const value = await needKv().kvGet(store(q("store")), key);
         if (value === undefined) throw new HttpError(404, `key "${key}" not found`);
         return { value };
       }
@@ -260,11 +332,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         // The rules every kv set() follows (@nitric-like/spec), so a value saved here is one AWS keeps too.
         const problem = kvValueProblem(name, key, value);
         if (problem !== undefined) throw new HttpError(400, problem);
-        await needInspect().kvSet(name, key, value as Record<string, unknown>);
+        await needKv().kvSet(name, key, value as Record<string, unknown>);
         return { saved: true };
       }
       case "DELETE /api/kv/value":
-        await needInspect().kvDelete(store(q("store")), q("key"));
+        await needKv().kvDelete(store(q("store")), q("key"));
         return { deleted: true };
       default:
         throw new HttpError(404, `no such API: ${route}`);
@@ -356,8 +428,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   return {
     url: `http://127.0.0.1:${port}`,
+    serviceLine: (service, stream, line) => logs.add(service, stream, line),
     close: async () => {
       clearTimeout(flushTimer);
+      logs.flushNow();
+      emit("stopped", { at: Date.now() });
       unsubscribe?.();
       unsubscribe = undefined;
       for (const page of pages) page.end();

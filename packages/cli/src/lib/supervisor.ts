@@ -41,6 +41,8 @@ export class ServiceSupervisor {
     private readonly prefixWidth: number,
     /** Run a service that uses our SDK as a worker thread, when the provider offers ports. */
     private readonly threads = true,
+    /** Also hears each line the service prints (the dashboard's log). */
+    private readonly onLine?: (service: string, stream: "stdout" | "stderr", line: string) => void,
   ) {}
 
   get name(): string {
@@ -77,7 +79,12 @@ export class ServiceSupervisor {
     this.child = child;
     this.startedAt = Date.now();
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
-    if (child.stdout) forEachLine(child.stdout, (line) => this.output.out.write(`${label} ${line}\n`));
+    const onLine = this.onLine;
+    if (child.stdout)
+      forEachLine(child.stdout, (line) => {
+        this.output.out.write(`${label} ${line}\n`);
+        onLine?.(this.name, "stdout", line);
+      });
     if (child.stderr)
       forEachLine(child.stderr, (line) => {
         // run --inspect: the inspector's address, on stdout as a result (its id changes with each start).
@@ -86,6 +93,7 @@ export class ServiceSupervisor {
           /^Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)$/.exec(line)?.[1];
         if (inspector) this.output.result(`service ${this.name} inspector ${inspector}`);
         this.output.err.write(`${label} ${line}\n`);
+        onLine?.(this.name, "stderr", line);
       });
     child.onError((error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
     child.onExit((code, signal) => this.exited(child, code, signal));

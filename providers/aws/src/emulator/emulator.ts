@@ -34,7 +34,7 @@ import {
   dict,
   guard,
 } from "@nitric-like/provider-kit";
-import { DEFAULT_LIMITS, type Logger, type SocketLimits } from "@nitric-like/spec";
+import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
@@ -106,6 +106,8 @@ class EmulatedFunction {
   private next = 0;
   child: ChildProcess | undefined;
   ready: Promise<void> = Promise.resolve();
+  /** Also hears each line the function prints (the dashboard's log). */
+  onLine: ((service: string, stream: "stdout" | "stderr", line: string) => void) | undefined = undefined;
 
   constructor(
     readonly logicalId: string,
@@ -124,17 +126,20 @@ class EmulatedFunction {
     });
     this.child = child;
     const prefix = `${this.service} | `;
-    const pipe = (stream: NodeJS.ReadableStream | null, log: (m: string) => void) => {
+    const pipe = (stream: NodeJS.ReadableStream | null, log: (m: string) => void, name: "stdout" | "stderr") => {
       let buffered = "";
       stream?.on("data", (d: Buffer) => {
         buffered += d.toString("utf8");
         const lines = buffered.split("\n");
         buffered = lines.pop() ?? "";
-        for (const line of lines) log(`${prefix}${line}`);
+        for (const line of lines) {
+          log(`${prefix}${line}`);
+          this.onLine?.(this.service, name, line);
+        }
       });
     };
-    pipe(child.stdout, (m) => this.logger.info(m));
-    pipe(child.stderr, (m) => this.logger.info(m));
+    pipe(child.stdout, (m) => this.logger.info(m), "stdout");
+    pipe(child.stderr, (m) => this.logger.info(m), "stderr");
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`function "${this.name}" did not finish its init within ${timeoutMs / 1000} s`)),
@@ -179,6 +184,27 @@ class EmulatedFunction {
     });
   }
 
+  /**
+   * Replaces the worker with a fresh one that loads the bundle again (after a code change):
+   * invocations in flight finish first (up to `drainMs`), and new ones wait for the new init.
+   */
+  async restart(timeoutMs: number, drainMs = 2000): Promise<void> {
+    let started: () => void = () => {};
+    const restarted = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    // Calls from now on wait for the new worker (invoke awaits `ready`); they fail if it does.
+    const waiting = restarted.then(() => this.ready);
+    waiting.catch(() => {}); // a failed start is reported by restart(); each call waiting here fails on its own
+    this.ready = waiting;
+    const deadline = Date.now() + drainMs;
+    while (this.pending.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await this.stop();
+    const ready = this.start(timeoutMs);
+    started();
+    await ready;
+  }
+
   async stop(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -200,6 +226,9 @@ interface Connection {
   userAgent: string;
   /** Set once the emulator closed it for breaking one of API Gateway's rules: later frames are dropped. */
   refused?: boolean;
+  /** What the client asked with (the dashboard lists it); records without a prototype. */
+  query: Record<string, string[]>;
+  headers: Record<string, string[]>;
 }
 
 /** One WebSocket API. */
@@ -209,6 +238,10 @@ class EmulatedApi {
   readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   port = 0;
+  /** The socket's name in the spec (for the dashboard). */
+  socketName: string;
+  /** Hears the API's traffic while the dashboard watches (`run --provider aws`). */
+  observer: ((event: TrafficEvent) => void) | undefined = undefined;
 
   constructor(
     readonly logicalId: string,
@@ -220,6 +253,7 @@ class EmulatedApi {
     private readonly limits: { idleTimeoutMs: number; maxConnectionAgeMs: number },
     private readonly rate: ConnectionRate,
   ) {
+    this.socketName = logicalId;
     this.server = createServer((_req, res) =>
       guard(
         () =>
@@ -261,6 +295,17 @@ class EmulatedApi {
 
   get url(): string {
     return `ws://127.0.0.1:${this.port}/${this.stage}`;
+  }
+
+  /** Shows the observer a frame of a connection. */
+  observe(direction: "in" | "out", connectionId: string, data: Buffer, binary: boolean): void {
+    const socket = this.socketName;
+    this.observer?.({ type: "message", direction, socket, connectionId, data, binary, at: Date.now() });
+  }
+
+  private observeError(connectionId: string, event: "connect" | "message" | "disconnect", error: unknown): void {
+    const message = `${event} handler: ${(error as Error).message}`;
+    this.observer?.({ type: "error", socket: this.socketName, connectionId, event, message, at: Date.now() });
   }
 
   async listen(): Promise<void> {
@@ -341,12 +386,14 @@ class EmulatedApi {
         body = result?.body ?? "";
       } catch (error) {
         this.logger.error(`$connect of ${this.logicalId}: ${(error as Error).message}`);
+        this.observeError(id, "connect", error);
         status = 500;
         body = "Internal server error";
       }
     }
     if (status < 200 || status > 299) {
       const text = body || STATUS_CODES[status] || "Forbidden";
+      this.observer?.({ type: "refused", socket: this.socketName, status, reason: text, at: Date.now() });
       socket.end(
         `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
       );
@@ -354,8 +401,9 @@ class EmulatedApi {
     }
     if (socket.destroyed) return;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const connection: Connection = { ws, ...meta, lastActiveAt: Date.now() };
+      const connection: Connection = { ws, ...meta, lastActiveAt: Date.now(), query, headers };
       this.connections.set(id, connection);
+      this.observer?.({ type: "open", socket: this.socketName, connectionId: id, at: Date.now() });
       ws.on("error", () => {});
       this.keepRules(id, connection, socket);
       // The boundaries of the connection's listeners (see connectionFailed).
@@ -373,7 +421,16 @@ class EmulatedApi {
         guard(
           () => {
             this.connections.delete(id);
-            return this.track(this.disconnected(id, connection, code, reason.toString("utf8")));
+            const text = reason.toString("utf8");
+            this.observer?.({
+              type: "close",
+              socket: this.socketName,
+              connectionId: id,
+              code,
+              reason: text,
+              at: Date.now(),
+            });
+            return this.track(this.disconnected(id, connection, code, text));
           },
           (error) => this.connectionFailed(id, connection, "the close", error),
         ),
@@ -412,6 +469,7 @@ class EmulatedApi {
   }
 
   private async message(id: string, c: Connection, data: Buffer, binary: boolean): Promise<void> {
+    if (this.observer) this.observe("in", id, data, binary);
     let routeKey = "$default";
     if (!binary) {
       try {
@@ -433,10 +491,17 @@ class EmulatedApi {
     };
     try {
       const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
-      if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN)
-        sendInFrames(c.ws, Buffer.from(result.body, "utf8"));
+      // The runtime answers 5xx for an event its handler could not take (a timeout, no handler).
+      if (this.observer && (result?.statusCode ?? 200) >= 500)
+        this.observeError(id, "message", new Error(`the ${routeKey} route's function answered ${result?.statusCode}`));
+      if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN) {
+        const body = Buffer.from(result.body, "utf8");
+        sendInFrames(c.ws, body);
+        if (this.observer) this.observe("out", id, body, false);
+      }
     } catch (error) {
       this.logger.error(`${routeKey} of ${this.logicalId}: ${(error as Error).message}`);
+      this.observeError(id, "message", error);
       if (route.twoWay && c.ws.readyState === WebSocket.OPEN)
         c.ws.send(JSON.stringify({ message: "Internal server error", connectionId: id }));
     }
@@ -457,6 +522,7 @@ class EmulatedApi {
       await route.fn.invoke(event);
     } catch (error) {
       this.logger.error(`$disconnect of ${this.logicalId}: ${(error as Error).message}`);
+      this.observeError(id, "disconnect", error);
     }
   }
 
@@ -477,6 +543,7 @@ class EmulatedApi {
         return;
       }
       sendInFrames(c.ws, body);
+      if (this.observer) this.observe("out", id, body, !isText(body));
       res.writeHead(200).end();
     } else if (method === "GET") {
       res.writeHead(200, { "content-type": "application/json" }).end(
@@ -567,6 +634,16 @@ export class Emulator {
     let n = 0;
     for (const api of this.apis.values()) n += api.connections.size;
     return n;
+  }
+
+  /** Calls back with each line a function prints, with its service's name. */
+  onServiceOutput(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void {
+    for (const f of this.functions) f.onLine = listener;
+  }
+
+  /** Restarts the functions of a service with their bundles as they are now (after a rebuild). */
+  async restartService(service: string, timeoutMs = 20000): Promise<void> {
+    await Promise.all(this.functions.filter((f) => f.service === service).map((f) => f.restart(timeoutMs)));
   }
 
   /** Closes every connection with 1001 (their $disconnect events run), then stops functions and servers. */
@@ -809,6 +886,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       },
       rate,
     );
+    api.socketName = socketNames.get(logicalId) ?? logicalId;
     await api.listen();
     apis.set(apiId, api);
   }

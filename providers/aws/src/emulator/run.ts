@@ -4,12 +4,22 @@
  * each service in its own function process with the Lambda runtime, the sockets behind emulated
  * API Gateway WebSocket APIs, the tables in dynalite (kept under `.nitric-like/aws-dynamodb`).
  */
+import { rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import type { HandlerRegistration, RunningProvider, RunOptions } from "@nitric-like/spec";
+import type {
+  HandlerRegistration,
+  InspectedConnection,
+  ProviderInspector,
+  RunningProvider,
+  RunOptions,
+  ServiceEntry,
+  TrafficEvent,
+} from "@nitric-like/spec";
 import { DEFAULT_RUN_ENVIRONMENT, findServices, socketLimitsOf } from "@nitric-like/spec";
 import dynalite from "dynalite";
 import { buildAws } from "../build/build.js";
+import { bundleFunction } from "../build/bundle.js";
 import { type Emulator, startEmulator } from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
@@ -34,15 +44,126 @@ export async function startDynalite(path?: string): Promise<{ endpoint: string; 
   };
 }
 
+/**
+ * The dashboard's view of the emulator: its connections and their traffic, sending and closing as
+ * the Management API would. Not the kv stores: their items are DynamoDB's shape (sharded keys),
+ * which the dashboard's kv browser does not read.
+ */
+class EmulatorInspector implements ProviderInspector {
+  readonly kvUnavailable =
+    'provider "aws" keeps kv stores in emulated DynamoDB tables, which this browser cannot read; use "run" on the local provider to browse them';
+  private readonly listeners = new Set<(event: TrafficEvent) => void>();
+
+  constructor(private readonly emulator: Emulator) {}
+
+  private api(socket: string) {
+    return [...this.emulator.apis.values()].find((a) => a.socketName === socket);
+  }
+
+  private open(socket: string, id: string) {
+    const c = this.api(socket)?.connections.get(id);
+    return c && c.ws.readyState === c.ws.OPEN ? c : undefined;
+  }
+
+  async connections(socket?: string): Promise<InspectedConnection[]> {
+    const list: InspectedConnection[] = [];
+    for (const api of this.emulator.apis.values()) {
+      if (socket !== undefined && api.socketName !== socket) continue;
+      for (const [id, c] of api.connections)
+        list.push({
+          socket: api.socketName,
+          id,
+          connectedAt: c.connectedAt,
+          query: c.query,
+          headers: c.headers,
+          remoteAddress: c.sourceIp,
+        });
+    }
+    return list;
+  }
+  async limits(): Promise<Record<string, never>> {
+    return {};
+  }
+  async send(socket: string, connectionId: string, data: Uint8Array, binary: boolean): Promise<boolean> {
+    const c = this.open(socket, connectionId);
+    if (!c) return false;
+    const frame = Buffer.from(data);
+    c.ws.send(frame, { binary });
+    this.api(socket)?.observe("out", connectionId, frame, binary);
+    return true;
+  }
+  async broadcast(socket: string, data: Uint8Array, binary: boolean): Promise<number> {
+    let sent = 0;
+    for (const id of this.api(socket)?.connections.keys() ?? []) if (await this.send(socket, id, data, binary)) sent++;
+    return sent;
+  }
+  async close(socket: string, connectionId: string, code: number, reason: string): Promise<boolean> {
+    const c = this.open(socket, connectionId);
+    if (!c) return false;
+    c.ws.close(code, reason);
+    return true;
+  }
+  private noKv(): Promise<never> {
+    return Promise.reject(new Error(this.kvUnavailable));
+  }
+  kvKeys(): Promise<string[]> {
+    return this.noKv();
+  }
+  kvGet(): Promise<Record<string, unknown> | undefined> {
+    return this.noKv();
+  }
+  kvSet(): Promise<void> {
+    return this.noKv();
+  }
+  kvDelete(): Promise<void> {
+    return this.noKv();
+  }
+  onTraffic(listener: (event: TrafficEvent) => void): () => void {
+    this.listeners.add(listener);
+    const fanOut = (event: TrafficEvent) => {
+      for (const l of this.listeners) {
+        try {
+          l(event);
+        } catch {
+          // A broken listener must not break the API that reported the event.
+        }
+      }
+    };
+    for (const api of this.emulator.apis.values()) api.observer = fanOut;
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) for (const api of this.emulator.apis.values()) api.observer = undefined;
+    };
+  }
+}
+
 /** The emulated app, as the CLI sees a running provider. */
 class EmulatedRun implements RunningProvider {
   readonly hostsServices = true;
+  readonly inspect: ProviderInspector;
 
   constructor(
     private readonly emulator: Emulator,
     private readonly db: { close(): Promise<void> },
     private readonly expected: HandlerRegistration[],
-  ) {}
+    private readonly projectDir: string,
+    private readonly buildDir: string,
+  ) {
+    this.inspect = new EmulatorInspector(emulator);
+  }
+
+  /**
+   * Bundles the service again into the build folder, as a deploy would, and restarts its function
+   * worker on the new bundle. A bundle that fails leaves the running worker alone.
+   */
+  async restartService(service: ServiceEntry): Promise<void> {
+    try {
+      await bundleFunction(this.projectDir, service, this.buildDir);
+    } finally {
+      rmSync(join(this.buildDir, "entries"), { recursive: true, force: true });
+    }
+    await this.emulator.restartService(service.name);
+  }
 
   endpoint(service: string): Promise<string> {
     return Promise.reject(new Error(`provider aws: service "${service}" runs inside its emulated function`));
@@ -58,6 +179,9 @@ class EmulatedRun implements RunningProvider {
   onRegistrationsChanged(): void {}
   sockets(): { name: string; url: string }[] {
     return this.emulator.sockets;
+  }
+  onServiceOutput(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void {
+    this.emulator.onServiceOutput(listener);
   }
   async stop(): Promise<void> {
     await this.emulator.stop();
@@ -85,7 +209,7 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
       for (const [event, service] of Object.entries(r.handlers))
         expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
     }
-    return new EmulatedRun(emulator, db, expected);
+    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build);
   } catch (error) {
     await db.close();
     throw error;

@@ -754,6 +754,7 @@ export class Gateway implements SocketBackend, FlowGateway {
           const status = failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500;
           const message = error instanceof Error ? error.message : String(error);
           this.logger.error(message);
+          this.observeError(id, "connect", message);
           this.refuse(socket, status, `${message}\n`);
         },
       );
@@ -839,6 +840,11 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   private observe(direction: "in" | "out", connectionId: string, data: Uint8Array, binary: boolean): void {
     this.observer?.({ type: "message", direction, socket: this.name, connectionId, data, binary, at: Date.now() });
+  }
+
+  /** Shows the observer (the dashboard's log) that a connection's event was not handled. */
+  private observeError(connectionId: string, event: "connect" | "message" | "disconnect", message: string): void {
+    this.observer?.({ type: "error", socket: this.name, connectionId, event, message, at: Date.now() });
   }
 
   /** A socket error (ws closes the connection): logged once. For GatewaySocket only. */
@@ -972,6 +978,13 @@ export class Gateway implements SocketBackend, FlowGateway {
       const { c } = f;
       const { ws } = c;
       for (const r of response.replies) this.reply(c.info.connectionId, ws, r.data, r.binary);
+      // A handler that threw answers "rejected" (its SDK printed why on the service's stderr).
+      if (
+        this.observer !== undefined &&
+        response.websocketResponse.case === "connectionResponse" &&
+        response.websocketResponse.value.reject
+      )
+        this.observeError(c.info.connectionId, "message", `the message handler of websocket "${this.name}" failed`);
       if (response.replies.length > 0) this.sent(c);
       this.settled(f);
     },
@@ -980,6 +993,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       const id = c.info.connectionId;
       const { failure, message } = error;
       c.unanswered++;
+      this.observeError(id, "message", message);
       if (failure === "none") {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
@@ -1008,7 +1022,17 @@ export class Gateway implements SocketBackend, FlowGateway {
         connectionId: id,
         websocketEvent: { case: "disconnection", value: { code, reason } },
       })
-      .catch((error: unknown) => this.logger.error(error instanceof Error ? error.message : String(error)));
+      .then(
+        (response) => {
+          if (response.websocketResponse.case === "connectionResponse" && response.websocketResponse.value.reject)
+            this.observeError(id, "disconnect", `the disconnect handler of websocket "${this.name}" failed`);
+        },
+        (error: unknown) => {
+          const message = error instanceof Error ? error.message : String(error);
+          this.logger.error(message);
+          this.observeError(id, "disconnect", message);
+        },
+      );
   }
 
   /** True when the connection is open, or opening (its connect handler is running). */
