@@ -32,8 +32,14 @@ export interface CloseInfo {
  */
 export type MessageMatcher = string | RegExp | Uint8Array | ((frame: Frame) => boolean) | JsonPattern;
 
-/** A JSON value to match a message against (objects match by the keys listed). */
-export type JsonPattern = number | boolean | null | readonly JsonPattern[] | { readonly [key: string]: JsonPattern };
+/** A JSON value to match a message against (objects match by the keys listed; a string at the top is the text itself). */
+export type JsonPattern =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly JsonPattern[]
+  | { readonly [key: string]: JsonPattern };
 
 /** How long to wait. */
 export interface WaitOptions {
