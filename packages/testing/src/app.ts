@@ -41,6 +41,14 @@ export interface ConnectOptions extends ConnectClientOptions {
 }
 
 const running = new Set<App>();
+/**
+ * The working folder before the first running app: a run with worker threads moves this process
+ * to its project's folder (threads share it), so later relative paths resolve against this one,
+ * and the last app to stop moves back here.
+ */
+let home: string | undefined;
+/** The most of the run's output `App.logs` keeps (the latest), for a service that prints a lot. */
+const MAX_LOG_CHARS = 4 * 1024 * 1024;
 
 /** A project started by `startApp`. */
 export class App {
@@ -162,6 +170,7 @@ export class App {
   /** @internal */
   write(text: string): void {
     this.output += text;
+    if (this.output.length > MAX_LOG_CHARS) this.output = this.output.slice(-MAX_LOG_CHARS / 2);
     for (const m of text.matchAll(/^websocket (\S+) (ws:\/\/\S+)$/gm)) this.urls.set(m[1] as string, m[2] as string);
     for (const w of this.logWaiters.splice(0)) w();
   }
@@ -190,7 +199,8 @@ export class App {
  * Services on @nitric-like/sdk and on @nitric/sdk both run.
  */
 export async function startApp(dir: string, options: StartAppOptions = {}): Promise<App> {
-  const source = resolve(dir);
+  if (running.size === 0) home = process.cwd();
+  const source = resolve(home ?? process.cwd(), dir);
   if (!existsSync(source)) throw new Error(`startApp(${JSON.stringify(dir)}): no such folder; give a project's folder`);
   let runDir = source;
   let cleanup = () => {};
@@ -209,10 +219,10 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
     const modules = nearestNodeModules(source);
     if (modules !== undefined) symlinkSync(modules, join(runDir, "node_modules"), "dir");
   }
-  const cwd = process.cwd();
   const app = new App(runDir, () => {
-    // A run with worker threads moves this process to the project's folder: back.
-    if (process.cwd() !== cwd) process.chdir(cwd);
+    // Back home when the last app stops, or when this one's folder (about to go) is where we are.
+    if (home !== undefined && process.cwd() !== home && (running.size === 0 || process.cwd() === runDir))
+      process.chdir(home);
     cleanup();
   });
   const sink: Sink = { write: (text: string) => app.write(text) };

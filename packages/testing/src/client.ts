@@ -74,6 +74,7 @@ export class Client {
   private readonly frames: Frame[] = [];
   private waiters: (() => void)[] = [];
   private silent = false;
+  private pinger: NodeJS.Timeout | undefined;
 
   /** @internal */
   constructor(
@@ -83,6 +84,7 @@ export class Client {
     this.raw = raw;
     this.closed = new Promise((resolve) => {
       raw.on("close", (code: number, reason: Buffer) => {
+        clearInterval(this.pinger);
         this.closeInfo = { code, reason: reason.toString("utf8") };
         resolve(this.closeInfo);
         this.wake();
@@ -183,12 +185,23 @@ export class Client {
   }
 
   /**
-   * Fault: the client goes silent while staying connected: it stops answering the server's pings.
-   * Send nothing afterwards and the server's idle timeout (`limits.idleTimeout`, short in a test
-   * environment of the project file) or its heartbeat closes the connection.
+   * Fault: the client goes silent while staying connected: it stops its keep-alive pings
+   * (`keepAliveMs`) and stops answering the server's pings. Send nothing afterwards and the
+   * server's idle timeout (`limits.idleTimeout`, short in a test environment of the project file)
+   * closes the connection, or its heartbeat (the local provider's: 30 to 60 s) does.
    */
   idle(): void {
     this.silent = true;
+    clearInterval(this.pinger);
+  }
+
+  /** @internal Pings every `ms` until idle() or the close. */
+  keepAlive(ms: number): void {
+    clearInterval(this.pinger);
+    this.pinger = setInterval(() => {
+      if (this.raw.readyState === WebSocket.OPEN) this.raw.ping();
+    }, ms);
+    this.pinger.unref();
   }
 
   private wake(): void {
@@ -216,6 +229,11 @@ export interface ConnectClientOptions {
   protocols?: readonly string[];
   /** How long the upgrade may take. @default 5000 */
   timeoutMs?: number;
+  /**
+   * Send a ping this often, as some client libraries do (browsers do not): a ping counts as
+   * activity, so the idle timeout leaves the connection open until `idle()`. @default no pings
+   */
+  keepAliveMs?: number;
 }
 
 /**
@@ -233,7 +251,10 @@ export function connectClient(url: string, options: ConnectClientOptions = {}, l
   });
   const client = new Client(raw, label);
   return new Promise((resolve, reject) => {
-    raw.once("open", () => resolve(client));
+    raw.once("open", () => {
+      if (options.keepAliveMs !== undefined) client.keepAlive(options.keepAliveMs);
+      resolve(client);
+    });
     raw.once("unexpected-response", (_request, response) => {
       let body = "";
       response.setEncoding("utf8");

@@ -1,5 +1,7 @@
 // The test kit, through real projects on the local provider: each fault it injects is observed by
 // the running service itself (its disconnect handler's log line, its answers).
+import { existsSync } from "node:fs";
+import { relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, expect, it } from "vitest";
 import { type App, ConnectRefusedError, startApp, stopAll } from "../src/index.js";
@@ -58,26 +60,26 @@ it("drop(): the TCP connection ends with no close frame, and the service's disco
   await app.waitForLog(new RegExp(`^recorder \\| disconnect ${id} 1006$`, "m"));
 });
 
-it("idle(): a client that goes silent is closed by the idle timeout of the test environment (1001 and the reason)", async () => {
+it("idle(): a client that goes silent is closed by the idle timeout of the test environment (1001 and the reason), one that keeps pinging is not", async () => {
   const app = await startApp(fixture("recorder"), { environment: "test" });
-  const talker = await app.connect(open);
-  const sleeper = await app.connect(open);
-  await talker.next();
+  const [pinger, sleeper] = await Promise.all([
+    app.connect({ ...open, keepAliveMs: 50 }),
+    app.connect({ ...open, keepAliveMs: 50 }),
+  ]);
+  await pinger.next();
   await sleeper.next();
   sleeper.send("whoami");
   const id = (await sleeper.next()).text;
   sleeper.idle();
-  // The talker keeps itself open by talking; the sleeper says nothing more.
-  for (let i = 0; i < 6; i++) {
-    talker.send(`ping ${i}`);
-    await talker.expectMessage(`echo ping ${i}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
   const closed = await sleeper.closed;
   expect(closed.code).toBe(1001);
   expect(closed.reason).toMatch(/^idle timeout/);
-  expect(talker.isOpen).toBe(true);
   await app.waitForLog(new RegExp(`^recorder \\| disconnect ${id} 1001$`, "m"));
+  // Three times the 300 ms limit without a message: its pings keep it open.
+  await new Promise((r) => setTimeout(r, 900));
+  expect(pinger.isOpen).toBe(true);
+  pinger.send("still");
+  await pinger.expectMessage("echo still");
 });
 
 it("restart(): a new copy of the service answers, and the clients stay connected through it", async () => {
@@ -106,7 +108,6 @@ it("stop() closes clients with 1001, frees every port and removes the copy; a se
   await app.stop();
   expect(await client.closed).toMatchObject({ code: 1001 });
   await expect(import("ws").then(({ default: WebSocket }) => probe(new WebSocket(url)))).resolves.toBe("refused");
-  const { existsSync } = await import("node:fs");
   expect(existsSync(app.dir)).toBe(false);
   await app.stop();
 });
@@ -144,6 +145,22 @@ it("runs a service on the published @nitric/sdk the same way: echo, drop seen by
   other.drop();
   await app.waitForLog(/^echo \| nitric disconnect \S+$/m);
   expect(client.isOpen).toBe(true);
+});
+
+it("runs two apps at once (the second with service processes), resolving relative folders from where the test started", async () => {
+  const start = process.cwd();
+  const first = await startApp(relative(start, fixture("recorder")));
+  const second = await startApp(relative(start, fixture("nitric-echo")));
+  const [a, b] = await Promise.all([first.connect(open), second.connect()]);
+  await a.expectMessage("hello anonymous");
+  b.send("x");
+  await b.expectMessage("nitric echo x");
+  await first.stop();
+  expect(existsSync(first.dir)).toBe(false);
+  b.send("y");
+  await b.expectMessage("nitric echo y");
+  await second.stop();
+  expect(process.cwd()).toBe(start);
 });
 
 function probe(ws: import("ws").WebSocket): Promise<"open" | "refused"> {
