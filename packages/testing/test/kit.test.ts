@@ -163,6 +163,14 @@ it("runs two apps at once (the second with service processes), resolving relativ
   expect(process.cwd()).toBe(start);
 });
 
+it("rejects with the run's own words when the project cannot start, and for a folder that is not there", async () => {
+  await expect(startApp(fixture("broken"))).rejects.toThrow(
+    /the run stopped \(exit 1\) before it was ready;[\s\S]*colour/,
+  );
+  await expect(startApp(fixture("nowhere"))).rejects.toThrow(/no such folder; give a project's folder/);
+  expect(process.cwd()).toBe(fileURLToPath(new URL("../../..", import.meta.url)).replace(/\/$/, ""));
+});
+
 function probe(ws: import("ws").WebSocket): Promise<"open" | "refused"> {
   return new Promise((resolve) => {
     ws.on("open", () => {
