@@ -120,6 +120,7 @@ export class App {
     const timeoutMs = options.timeoutMs ?? 5000;
     const deadline = Date.now() + timeoutMs;
     while (!pattern.test(this.output)) {
+      if (this.stopped) throw new Error(`app: stopped before anything matched ${pattern}; the output:\n${this.output}`);
       const left = deadline - Date.now();
       if (left <= 0)
         throw new Error(`app: nothing matched ${pattern} within ${timeoutMs} ms; the output:\n${this.output}`);
@@ -145,6 +146,7 @@ export class App {
 
   private async teardown(): Promise<void> {
     running.delete(this);
+    for (const w of this.logWaiters.splice(0)) w();
     const problems: string[] = [];
     this.abort.abort();
     try {
