@@ -7,6 +7,7 @@ export default defineConfig({
       "packages/*/test/**/*.test.ts",
       "providers/*/src/**/*.test.ts",
       "providers/*/test/**/*.test.ts",
+      "examples/*/test/**/*.test.ts",
     ],
     // End-to-end tests start real processes and servers; the machine has 2 cores.
     pool: "forks",

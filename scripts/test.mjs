@@ -53,7 +53,11 @@ function tests(title, args, env) {
 // Node 22, which Lambda runs, from the npm registry's `node` package (a Node binary, about 7 s to
 // install): the new-project and chat tests run on it too (NODE22_TESTS=some, the default unless
 // test files are named), or the whole suite (NODE22_TESTS=all), or none (NODE22_TESTS=none).
-const NODE22_TESTS = ["packages/conformance/test/new-project.test.ts", "packages/conformance/test/chat.test.ts"];
+const NODE22_TESTS = [
+  "packages/conformance/test/new-project.test.ts",
+  "packages/conformance/test/chat.test.ts",
+  "examples/chat/test/chat.test.ts",
+];
 function node22Bin() {
   const prefix = join(root, "node_modules", ".cache", "node22");
   const ok = step("install Node 22 from the npm registry", "npm", [

@@ -8,7 +8,8 @@ afterEach(async () => {
 });
 afterAll(cleanTemp);
 
-it.each(["local", "aws"])(
+// On local, examples/chat/test/chat.test.ts tests it with the test kit.
+it.each(["aws"])(
   "examples/chat on %s sends each message to every other connection, not back to the sender",
   async (provider) => {
     const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", provider]);

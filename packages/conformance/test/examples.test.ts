@@ -8,7 +8,8 @@ afterEach(async () => {
 });
 afterAll(cleanTemp);
 
-it.each(["local", "aws"])(
+// On local, the example's own test/ (on the test kit) covers this.
+it.each(["aws"])(
   "examples/ampt-tracker runs Ampt's ws interface on %s: welcome on connect, locations, disconnectMe",
   async (provider) => {
     const app = await startApp(copyProject(join(EXAMPLES, "ampt-tracker")), ["--provider", provider]);
@@ -27,7 +28,8 @@ it.each(["local", "aws"])(
   30000,
 );
 
-it.each(["local", "aws"])(
+// On local, the example's own test/ (on the test kit) covers this.
+it.each(["aws"])(
   "examples/collection-chat on %s sends each message to every other connection, as seed 002 meant",
   async (provider) => {
     const app = await startApp(copyProject(join(EXAMPLES, "collection-chat")), ["--provider", provider]);

@@ -223,6 +223,11 @@ it("runs the README's new-project script with npm outside the repository: instal
   const check = await sh("npm run check", project, env, 60000);
   expect(check.code, check.out).toBe(0);
   timings["npm run check"] = check.ms;
+  // The template's own test, on the test kit from its tarball: the project inside vitest, real clients.
+  const test = await sh("npm test", project, env, 120000);
+  expect(test.code, test.out).toBe(0);
+  expect(test.out).toMatch(/Tests\s+2 passed/);
+  timings["npm test"] = test.ms;
   writeFileSync(join(project, "services", "bad.ts"), BAD_SERVICE);
   const bad = await sh("npm run check", project, env, 60000);
   expect(bad.code).not.toBe(0);

@@ -40,6 +40,18 @@ it("the README has exactly the snippets this file runs", () => {
   expect([...snippets.keys()].sort()).toEqual(["ampt", "collection", "connections", "kv", "websocket"]);
 });
 
+it("the test the README shows is examples/chat/test/chat.test.ts, a file the root vitest runs", async () => {
+  const shown = [...readme.matchAll(/<!-- test: (\S+) -->\n```ts\n([\s\S]*?)```/g)];
+  expect(shown.map((m) => m[1])).toEqual(["examples/chat/test/chat.test.ts"]);
+  const root = join(EXAMPLES, "..");
+  for (const [, path, code] of shown) {
+    expect(code).toBe(readFileSync(join(root, path as string), "utf8"));
+    const { default: config } = await import(join(root, "vitest.config.ts"));
+    const include: string[] = config.test.include;
+    expect(include.some((glob) => globRegExp(glob).test(path as string))).toBe(true);
+  }
+});
+
 it("every snippet type-checks under the repository's strict settings (noImplicitReturns aside)", () => {
   const root = join(EXAMPLES, "..");
   const files = Object.fromEntries([...snippets].map(([name, code]) => [`services/${name}.ts`, code]));
@@ -174,3 +186,12 @@ it("collection: documents per connection, a where/limit query, deleted on discon
   ann.ws.send("Ann");
   expect(JSON.parse((await ann.next()).text)).toEqual(["Ann"]);
 }, 30000);
+
+// A RegExp for a vitest include glob of the forms the config uses: "*" and "**" followed by a slash.
+function globRegExp(glob: string): RegExp {
+  const source = glob
+    .split(/(\*\*\/|\*)/)
+    .map((part) => (part === "**/" ? "(?:.*/)?" : part === "*" ? "[^/]*" : part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")))
+    .join("");
+  return new RegExp(`^${source}$`);
+}

@@ -122,6 +122,15 @@ export interface RunCommandOptions {
   verbose?: boolean;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
   signal?: AbortSignal;
+  /** Receives the run's services once they are set up, to restart one through its supervisor (the test kit). */
+  control?: (services: readonly RunService[]) => void;
+}
+
+/** A service of a run, as `RunCommandOptions.control` receives it. */
+export interface RunService {
+  readonly name: string;
+  /** Stops the service (waiting up to 2 s for its handlers) and starts it again, as a code change does. */
+  restart(): Promise<void>;
 }
 
 /** Runs the project until Ctrl-C. Resolves with the exit code. */
@@ -225,6 +234,8 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
       ...(inspect ? { inspectPort: await freePort() } : {}),
     };
   }
+
+  options.control?.(supervisors.map((s) => ({ name: s.name, restart: () => s.restart(s.service) })));
 
   let watcher: Watcher | undefined;
   let stopping = false;

@@ -42,7 +42,17 @@ function findPackage(name: string, from: string): string {
   }
 }
 
-/** The folders of `root` and of every @nitric-like package it depends on, directly or not, by name. */
+/**
+ * Packages made to be used beside the CLI that depend on it, so that its own dependencies never
+ * reach them: the test kit. They are packed with it where they are installed beside it (in this
+ * repository, and in a project made by `new`), found as Node would find them from its folder.
+ */
+export const COMPANIONS = ["@nitric-like/testing"] as const;
+
+/**
+ * The folders of `root` and of every @nitric-like package it depends on, directly or not, by
+ * name, plus the COMPANIONS installed beside it (and what they depend on).
+ */
 export function packageClosure(root: string): Map<string, string> {
   const found = new Map<string, string>();
   const visit = (dir: string) => {
@@ -52,7 +62,17 @@ export function packageClosure(root: string): Map<string, string> {
     for (const dep of Object.keys((manifest.dependencies ?? {}) as Record<string, string>))
       if (dep.startsWith(SCOPE)) visit(findPackage(dep, dir));
   };
-  visit(realpathSync(root));
+  const from = realpathSync(root);
+  visit(from);
+  for (const companion of COMPANIONS) {
+    let dir: string | undefined;
+    try {
+      dir = findPackage(companion, from);
+    } catch {
+      // Not installed beside this CLI: a template that needs it says so (scaffold.ts).
+    }
+    if (dir !== undefined) visit(dir);
+  }
   return found;
 }
 

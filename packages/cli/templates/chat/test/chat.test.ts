@@ -1,0 +1,28 @@
+// The chat's tests (`npm test`): this project runs on the local provider inside the test, on free
+// ports, with real clients (@nitric-like/testing).
+import { startApp, stopAll } from "@nitric-like/testing";
+import { afterEach, it } from "vitest";
+
+afterEach(stopAll); // fails the test when anything is left open
+
+it("signs each message with the sender's name and sends it to everyone else", async () => {
+  const app = await startApp(".");
+  const ann = await app.connect({ query: { name: "ann" } });
+  const bo = await app.connect({ query: { name: "bo" } });
+  await ann.expectMessage("welcome, ann");
+  await bo.expectMessage("welcome, bo");
+  ann.send("hi bo");
+  await bo.expectMessage("ann: hi bo");
+  await ann.expectNoMessage();
+});
+
+it("keeps a client's name through a service restart", async () => {
+  const app = await startApp(".");
+  const ann = await app.connect({ query: { name: "ann" } });
+  const bo = await app.connect({ query: { name: "bo" } });
+  await ann.expectMessage("welcome, ann");
+  await bo.expectMessage("welcome, bo");
+  await app.restart("chat");
+  bo.send("still there?");
+  await ann.expectMessage("bo: still there?");
+});

@@ -1,0 +1,298 @@
+/**
+ * A project running inside the test's own process: the same `nitric-like run` the command line
+ * starts (the local provider, every service under its supervisor), on free ports of 127.0.0.1,
+ * with no dashboard and no file watching.
+ */
+import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { Output, type RunService, runCommand, type Sink } from "@nitric-like/cli/run";
+import { type Client, type CloseInfo, type ConnectClientOptions, connectClient, within } from "./client.js";
+
+/** How `startApp` runs the project. */
+export interface StartAppOptions {
+  /**
+   * Which `environments.<name>` of the project file applies (and `.env.<name>`): give a test
+   * environment short limits, such as `idleTimeout: 300ms`, to test them quickly.
+   * @default "local"
+   */
+  environment?: string;
+  /**
+   * Run a fresh copy of the project in a temp folder (sharing its node_modules), so each start
+   * has empty kv stores and tests running at once do not share files; false runs it in place,
+   * with its `.nitric-like/` state.
+   * @default true
+   */
+  copy?: boolean;
+  /**
+   * Start every service as a process of its own instead of a worker thread of this process.
+   * @default false, and true when another app of this process is running (threads share its working folder)
+   */
+  processes?: boolean;
+  /** How long start may take. @default 30000 */
+  timeoutMs?: number;
+}
+
+/** What `App.connect` takes: the socket (when the project has several) and the request. */
+export interface ConnectOptions extends ConnectClientOptions {
+  /** The socket's name. @default the project's only socket */
+  socket?: string;
+}
+
+const running = new Set<App>();
+/**
+ * The working folder before the first running app: a run with worker threads moves this process
+ * to its project's folder (threads share it), so later relative paths resolve against this one,
+ * and the last app to stop moves back here.
+ */
+let home: string | undefined;
+/** The most of the run's output `App.logs` keeps (the latest), for a service that prints a lot. */
+const MAX_LOG_CHARS = 4 * 1024 * 1024;
+
+/** A project started by `startApp`. */
+export class App {
+  private output = "";
+  private readonly urls = new Map<string, string>();
+  private services: readonly RunService[] = [];
+  private readonly clients = new Set<Client>();
+  private stopped: Promise<void> | undefined;
+  private logWaiters: (() => void)[] = [];
+  /** @internal */
+  exit: Promise<number> = Promise.resolve(0);
+  /** @internal */
+  readonly abort = new AbortController();
+
+  /** @internal */
+  constructor(
+    /** The folder the project runs in (a temp copy unless `copy: false`). */
+    readonly dir: string,
+    private readonly cleanup: () => void,
+  ) {}
+
+  /** Everything the run printed so far, services' output included (each line `<service> | ...`). */
+  get logs(): string {
+    return this.output;
+  }
+
+  /** The names of the project's sockets. */
+  get sockets(): string[] {
+    return [...this.urls.keys()];
+  }
+
+  /** A socket's URL (ws://127.0.0.1:<port>). */
+  url(socket?: string): string {
+    const name = socket ?? this.onlySocket();
+    const url = this.urls.get(name);
+    if (url === undefined)
+      throw new Error(`app: no socket ${JSON.stringify(name)}; the project has ${this.describeSockets()}`);
+    return url;
+  }
+
+  /** Opens a client to a socket; rejects with ConnectRefusedError (status, body) when refused. */
+  async connect(options: ConnectOptions = {}): Promise<Client> {
+    const { socket, ...rest } = options;
+    const name = socket ?? this.onlySocket();
+    const client = await connectClient(this.url(name), rest, `client of websocket "${name}"`);
+    this.clients.add(client);
+    return client;
+  }
+
+  /**
+   * Fault: restarts a service through its supervisor, as a code change does: the running copy is
+   * stopped (a worker thread at once, a process after up to 2 s) and a new one starts. Clients
+   * stay connected; their events wait for the new copy, and events the old copy had not answered
+   * go to the new one again (at least once: a handler that sent before it returned may send twice).
+   */
+  async restart(service?: string): Promise<void> {
+    const names = this.services.map((s) => s.name);
+    const name = service ?? (names.length === 1 ? names[0] : undefined);
+    const target = this.services.find((s) => s.name === name);
+    if (!target)
+      throw new Error(
+        `app.restart(${service === undefined ? "" : JSON.stringify(service)}): ${service === undefined ? "the project has several services" : "no such service"}; name one of ${names.map((n) => JSON.stringify(n)).join(", ") || "(none: this provider starts them itself)"}`,
+      );
+    await target.restart();
+  }
+
+  /** Waits until the run's output matches `pattern` (a service's console.log, a warning). */
+  async waitForLog(pattern: RegExp, options: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const deadline = Date.now() + timeoutMs;
+    while (!pattern.test(this.output)) {
+      if (this.stopped) throw new Error(`app: stopped before anything matched ${pattern}; the output:\n${this.output}`);
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new Error(`app: nothing matched ${pattern} within ${timeoutMs} ms; the output:\n${this.output}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.logWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /**
+   * Stops everything: closes client connections (1001, as Ctrl-C does), stops the services and the
+   * provider, removes the temp copy. Throws, listing each, when something is left: a run that did
+   * not finish cleanly, a client still open, a socket's port still taking connections.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.teardown();
+    return this.stopped;
+  }
+
+  private async teardown(): Promise<void> {
+    running.delete(this);
+    for (const w of this.logWaiters.splice(0)) w();
+    const problems: string[] = [];
+    this.abort.abort();
+    try {
+      const code = await within(this.exit, 15000, "app.stop: the run did not stop");
+      if (code !== 0) problems.push(`the run exited with code ${code}`);
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+    for (const client of this.clients) {
+      const closed: CloseInfo | undefined = await within(client.closed, 2000, "").catch(() => undefined);
+      if (!closed) {
+        problems.push(`a client of ${client.raw.url} is still open`);
+        client.drop();
+      }
+    }
+    for (const [name, url] of this.urls)
+      if (await accepts(new URL(url))) problems.push(`websocket "${name}" still accepts connections at ${url}`);
+    this.cleanup();
+    if (problems.length > 0)
+      throw new Error(`app.stop: left open or unclean: ${problems.join("; ")}; the output:\n${this.output}`);
+  }
+
+  /** @internal */
+  write(text: string): void {
+    this.output += text;
+    if (this.output.length > MAX_LOG_CHARS) this.output = this.output.slice(-MAX_LOG_CHARS / 2);
+    for (const m of text.matchAll(/^websocket (\S+) (ws:\/\/\S+)$/gm)) this.urls.set(m[1] as string, m[2] as string);
+    for (const w of this.logWaiters.splice(0)) w();
+  }
+
+  /** @internal */
+  control(services: readonly RunService[]): void {
+    this.services = services;
+  }
+
+  private onlySocket(): string {
+    const names = this.sockets;
+    if (names.length === 1) return names[0] as string;
+    throw new Error(`app: the project has ${this.describeSockets()}; name one with { socket: "<name>" }`);
+  }
+
+  private describeSockets(): string {
+    const names = this.sockets;
+    return names.length === 0 ? "no sockets" : `sockets ${names.map((n) => JSON.stringify(n)).join(", ")}`;
+  }
+}
+
+/**
+ * Starts a project (the folder with its nitric-like.yaml, relative to the current folder) on the
+ * local provider inside this process, with every port chosen free, and resolves when it is ready
+ * (every handler the spec expects is registered). Stop it with `app.stop()` or `stopAll()`.
+ * Services on @nitric-like/sdk and on @nitric/sdk both run.
+ */
+export async function startApp(dir: string, options: StartAppOptions = {}): Promise<App> {
+  if (running.size === 0) home = process.cwd();
+  const source = resolve(home ?? process.cwd(), dir);
+  if (!existsSync(source)) throw new Error(`startApp(${JSON.stringify(dir)}): no such folder; give a project's folder`);
+  let runDir = source;
+  let cleanup = () => {};
+  if (options.copy !== false) {
+    runDir = mkdtempSync(join(tmpdir(), `nitric-like-${basename(source)}-`));
+    const copy = runDir;
+    cleanup = () => rmSync(copy, { recursive: true, force: true });
+    cpSync(source, runDir, {
+      recursive: true,
+      filter: (path) => {
+        const top = relative(source, path).split(sep)[0];
+        return top !== "node_modules" && top !== ".nitric-like" && top !== ".git";
+      },
+    });
+    // Bare imports resolve from the copy as from the project: through the nearest node_modules.
+    const modules = nearestNodeModules(source);
+    if (modules !== undefined) symlinkSync(modules, join(runDir, "node_modules"), "dir");
+  }
+  const app = new App(runDir, () => {
+    // Back home when the last app stops, or when this one's folder (about to go) is where we are.
+    if (home !== undefined && process.cwd() !== home && (running.size === 0 || process.cwd() === runDir))
+      process.chdir(home);
+    cleanup();
+  });
+  const sink: Sink = { write: (text: string) => app.write(text) };
+  const processes = options.processes === true || running.size > 0;
+  running.add(app);
+  let ready = false;
+  app.exit = runCommand(
+    {
+      dir: runDir,
+      provider: "local",
+      randomPorts: true,
+      watch: false,
+      dashboard: false,
+      processes,
+      signal: app.abort.signal,
+      control: (services) => app.control(services),
+      ...(options.environment === undefined ? {} : { environment: options.environment }),
+    },
+    new Output(sink, sink, true),
+  ).catch((error: unknown) => {
+    app.write(`${(error as Error).message}\n`);
+    return 1;
+  });
+  const timeoutMs = options.timeoutMs ?? 30000;
+  const notReady = (why: string) => new Error(`startApp(${JSON.stringify(dir)}): ${why}; the output:\n${app.logs}`);
+  try {
+    const readyLine = app.waitForLog(/^ready: /m, { timeoutMs }).then(() => {
+      ready = true;
+    });
+    // Only the race's winner is awaited: a loser's rejection is no unhandled one.
+    readyLine.catch(() => {});
+    await Promise.race([
+      readyLine,
+      app.exit.then((code) => {
+        if (!ready) throw notReady(`the run stopped (exit ${code}) before it was ready`);
+      }),
+    ]);
+  } catch (error) {
+    await app.stop().catch(() => {});
+    throw /nothing matched/.test((error as Error).message) ? notReady(`not ready within ${timeoutMs} ms`) : error;
+  }
+  return app;
+}
+
+/** Stops every app this process started and still runs (for `afterEach`); throws the first problem. */
+export async function stopAll(): Promise<void> {
+  const results = await Promise.allSettled([...running].map((app) => app.stop()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+/** The node_modules folder Node would look in first for the project's bare imports, if any. */
+function nearestNodeModules(from: string): string | undefined {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const candidate = join(dir, "node_modules");
+    if (existsSync(candidate)) return realpathSync(candidate);
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
+/** Whether something still accepts TCP connections at the URL's host and port. */
+function accepts(url: URL): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host: url.hostname, port: Number(url.port) });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}

@@ -1,0 +1,346 @@
+/**
+ * A WebSocket client for tests: it queues what it receives so a test reads messages in order
+ * (`next()`, `expectMessage()`), says how and why the connection closed (`closed`), and injects
+ * the faults real clients cause: a TCP connection that drops without a close frame (`drop()`) and
+ * a client that goes silent (`idle()`).
+ */
+import WebSocket from "ws";
+
+/** A message the client received. */
+export interface Frame {
+  /** The payload's bytes. */
+  readonly data: Buffer;
+  /** Whether it came as a binary frame (false: a text frame). */
+  readonly binary: boolean;
+  /** The payload decoded as UTF-8. */
+  readonly text: string;
+  /** The payload parsed as JSON; throws with the text when it is not JSON. */
+  json<T = unknown>(): T;
+}
+
+/** How a connection closed: the close frame's code and reason (1006 and "" when the TCP connection dropped). */
+export interface CloseInfo {
+  readonly code: number;
+  readonly reason: string;
+}
+
+/**
+ * What `expectMessage` accepts: a string (the exact text), a RegExp (tested on the text), bytes
+ * (the exact payload), a function (true for a match), or any other value, matched against the
+ * message parsed as JSON: objects by the keys they list (others may be there too), arrays and
+ * plain values exactly.
+ */
+export type MessageMatcher = string | RegExp | Uint8Array | ((frame: Frame) => boolean) | JsonPattern;
+
+/** A JSON value to match a message against (objects match by the keys listed; a string at the top is the text itself). */
+export type JsonPattern =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly JsonPattern[]
+  | { readonly [key: string]: JsonPattern };
+
+/** How long to wait. */
+export interface WaitOptions {
+  /** @default 5000 */
+  timeoutMs?: number;
+}
+
+/** The default wait of `next()`, `expectMessage()` and `close()`. */
+export const DEFAULT_TIMEOUT_MS = 5000;
+
+/** The upgrade was refused: the HTTP status and body the server answered with. */
+export class ConnectRefusedError extends Error {
+  constructor(
+    message: string,
+    /** The HTTP status (401, 403, 429, ...). */
+    readonly status: number,
+    /** The response body: the reason the server gave. */
+    readonly body: string,
+  ) {
+    super(message);
+    this.name = "ConnectRefusedError";
+  }
+}
+
+/** A connected test client. Make one with `App.connect()` or `connectClient()`. */
+export class Client {
+  /** The `ws` socket underneath, for what this class does not cover. */
+  readonly raw: WebSocket;
+  /** Resolves when the connection closes, however it closes (never rejects). */
+  readonly closed: Promise<CloseInfo>;
+  private closeInfo: CloseInfo | undefined;
+  private readonly frames: Frame[] = [];
+  private waiters: (() => void)[] = [];
+  private silent = false;
+  private pinger: NodeJS.Timeout | undefined;
+
+  /** @internal */
+  constructor(
+    raw: WebSocket,
+    private readonly label: string,
+  ) {
+    this.raw = raw;
+    this.closed = new Promise((resolve) => {
+      raw.on("close", (code: number, reason: Buffer) => {
+        clearInterval(this.pinger);
+        this.closeInfo = { code, reason: reason.toString("utf8") };
+        resolve(this.closeInfo);
+        this.wake();
+      });
+    });
+    raw.on("message", (data: Buffer, binary: boolean) => {
+      this.frames.push(frame(data, binary));
+      this.wake();
+    });
+    // Pongs by hand (the socket is made with autoPong off) so that idle() can stop them.
+    raw.on("ping", (data: Buffer) => {
+      if (!this.silent && raw.readyState === WebSocket.OPEN) raw.pong(data);
+    });
+    // An error ends in "close" (1006), which is what a test looks at; unheard it would throw.
+    raw.on("error", () => {});
+  }
+
+  /** Whether the connection is open. */
+  get isOpen(): boolean {
+    return this.raw.readyState === WebSocket.OPEN;
+  }
+
+  /** The subprotocol the server accepted ("" for none). */
+  get protocol(): string {
+    return this.raw.protocol;
+  }
+
+  /** How the connection closed, or undefined while it is open. */
+  get closeResult(): CloseInfo | undefined {
+    return this.closeInfo;
+  }
+
+  /** Messages received and not read yet, oldest first. */
+  get unread(): readonly Frame[] {
+    return [...this.frames];
+  }
+
+  /** Sends a text message (a string) or a binary one (bytes). */
+  send(data: string | Uint8Array | ArrayBuffer): void {
+    if (!this.isOpen)
+      throw new Error(
+        `${this.label}: cannot send, the connection is ${this.closeInfo ? `closed (${this.closeInfo.code})` : "not open"}; connect again`,
+      );
+    this.raw.send(data, { binary: typeof data !== "string" });
+  }
+
+  /** The next message, waiting for it; throws when none arrives in time or the connection closes first. */
+  async next(options: WaitOptions = {}): Promise<Frame> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const first = this.frames.shift();
+      if (first) return first;
+      if (this.closeInfo)
+        throw new Error(
+          `${this.label}: the connection closed (${this.closeInfo.code}${this.closeInfo.reason ? ` ${JSON.stringify(this.closeInfo.reason)}` : ""}) before a message arrived`,
+        );
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new Error(`${this.label}: no message arrived within ${timeoutMs} ms; raise timeoutMs if it is slow`);
+      await this.wait(left);
+    }
+  }
+
+  /**
+   * The next message, which must match (see MessageMatcher); throws with what arrived instead, or
+   * when nothing arrives in time.
+   */
+  async expectMessage(matcher: MessageMatcher, options: WaitOptions = {}): Promise<Frame> {
+    const got = await this.next(options);
+    if (!matches(got, matcher))
+      throw new Error(`${this.label}: expected a message matching ${describe(matcher)}, got ${show(got)}`);
+    return got;
+  }
+
+  /** Waits `forMs` and throws when a message arrives meanwhile (or was unread already). */
+  async expectNoMessage(options: { forMs?: number } = {}): Promise<void> {
+    const forMs = options.forMs ?? 200;
+    const deadline = Date.now() + forMs;
+    for (let left = forMs; left > 0 && this.frames.length === 0; left = deadline - Date.now()) await this.wait(left);
+    const first = this.frames[0];
+    if (first) throw new Error(`${this.label}: expected no message, got ${show(first)}`);
+  }
+
+  /** Closes the connection with a close frame and waits for the close to finish. */
+  async close(code = 1000, reason = "", options: WaitOptions = {}): Promise<CloseInfo> {
+    if (this.raw.readyState === WebSocket.CONNECTING || this.raw.readyState === WebSocket.OPEN)
+      this.raw.close(code, reason);
+    return within(this.closed, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, `${this.label}: the close did not finish`);
+  }
+
+  /**
+   * Fault: the TCP connection drops with no close frame (a phone losing its network, a killed
+   * tab). The server sees close code 1006; so does this client.
+   */
+  drop(): void {
+    this.raw.terminate();
+  }
+
+  /**
+   * Fault: the client goes silent while staying connected: it stops its keep-alive pings
+   * (`keepAliveMs`) and stops answering the server's pings. Send nothing afterwards and the
+   * server's idle timeout (`limits.idleTimeout`, short in a test environment of the project file)
+   * closes the connection, or its heartbeat (the local provider's: 30 to 60 s) does.
+   */
+  idle(): void {
+    this.silent = true;
+    clearInterval(this.pinger);
+  }
+
+  /** @internal Pings every `ms` until idle() or the close. */
+  keepAlive(ms: number): void {
+    clearInterval(this.pinger);
+    this.pinger = setInterval(() => {
+      if (this.raw.readyState === WebSocket.OPEN) this.raw.ping();
+    }, ms);
+    this.pinger.unref();
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/** What `connectClient` needs: the socket's URL and the request's details. */
+export interface ConnectClientOptions {
+  /** Query parameters, each a value or several. */
+  query?: Readonly<Record<string, string | readonly string[]>>;
+  /** Request headers (a browser cannot set these; a token then travels in query or protocols). */
+  headers?: Readonly<Record<string, string>>;
+  /** Subprotocols to request (Sec-WebSocket-Protocol). */
+  protocols?: readonly string[];
+  /** How long the upgrade may take. @default 5000 */
+  timeoutMs?: number;
+  /**
+   * Send a ping this often, as some client libraries do (browsers do not): a ping counts as
+   * activity, so the idle timeout leaves the connection open until `idle()`. @default no pings
+   */
+  keepAliveMs?: number;
+}
+
+/**
+ * Opens a client to a WebSocket URL; resolves once open. A refused upgrade rejects with a
+ * ConnectRefusedError that carries the status and the reason the server sent.
+ */
+export function connectClient(url: string, options: ConnectClientOptions = {}, label = "client"): Promise<Client> {
+  const target = new URL(url);
+  for (const [name, value] of Object.entries(options.query ?? {}))
+    for (const v of typeof value === "string" ? [value] : value) target.searchParams.append(name, v);
+  const raw = new WebSocket(target, [...(options.protocols ?? [])], {
+    headers: { ...options.headers },
+    autoPong: false,
+    handshakeTimeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  });
+  const client = new Client(raw, label);
+  return new Promise((resolve, reject) => {
+    raw.once("open", () => {
+      if (options.keepAliveMs !== undefined) client.keepAlive(options.keepAliveMs);
+      resolve(client);
+    });
+    raw.once("unexpected-response", (_request, response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (d: string) => {
+        if (body.length < 64 * 1024) body += d;
+      });
+      response.on("end", () => {
+        raw.terminate();
+        const status = response.statusCode ?? 0;
+        reject(new ConnectRefusedError(`${label}: the upgrade was refused: ${status} ${body}`.trim(), status, body));
+      });
+    });
+    raw.once("error", (error) => reject(new Error(`${label}: could not connect to ${url}: ${error.message}`)));
+  });
+}
+
+function frame(data: Buffer, binary: boolean): Frame {
+  const text = data.toString("utf8");
+  return {
+    data,
+    binary,
+    text,
+    json<T>() {
+      try {
+        return JSON.parse(text) as T;
+      } catch {
+        throw new Error(`client: the message is not JSON: ${JSON.stringify(text.slice(0, 200))}`);
+      }
+    },
+  };
+}
+
+function matches(got: Frame, matcher: MessageMatcher): boolean {
+  if (typeof matcher === "string") return got.text === matcher;
+  if (matcher instanceof RegExp) return matcher.test(got.text);
+  if (matcher instanceof Uint8Array) return Buffer.compare(got.data, matcher) === 0;
+  if (typeof matcher === "function") return matcher(got);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(got.text);
+  } catch {
+    return false;
+  }
+  return subset(parsed, matcher);
+}
+
+/** Whether `actual` has what `pattern` lists: objects by their keys, the rest exactly. */
+function subset(actual: unknown, pattern: JsonPattern): boolean {
+  if (Array.isArray(pattern))
+    return Array.isArray(actual) && actual.length === pattern.length && pattern.every((p, i) => subset(actual[i], p));
+  if (pattern !== null && typeof pattern === "object") {
+    if (actual === null || typeof actual !== "object" || Array.isArray(actual)) return false;
+    return Object.entries(pattern).every(
+      ([k, v]) => Object.hasOwn(actual, k) && subset((actual as Record<string, unknown>)[k], v as JsonPattern),
+    );
+  }
+  return Object.is(actual, pattern);
+}
+
+function describe(matcher: MessageMatcher): string {
+  if (typeof matcher === "string") return JSON.stringify(matcher);
+  if (matcher instanceof RegExp) return String(matcher);
+  if (matcher instanceof Uint8Array) return `bytes [${[...matcher.subarray(0, 32)].join(", ")}]`;
+  if (typeof matcher === "function") return `the function ${matcher.name || "given"}`;
+  return `JSON ${JSON.stringify(matcher)}`;
+}
+
+function show(got: Frame): string {
+  return got.binary
+    ? `binary [${[...got.data.subarray(0, 32)].join(", ")}${got.data.length > 32 ? ", ..." : ""}]`
+    : JSON.stringify(got.text.length > 500 ? `${got.text.slice(0, 500)}...` : got.text);
+}
+
+/** `promise`, or an error after `ms`. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}

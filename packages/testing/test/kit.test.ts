@@ -1,0 +1,182 @@
+// The test kit, through real projects on the local provider: each fault it injects is observed by
+// the running service itself (its disconnect handler's log line, its answers).
+import { existsSync } from "node:fs";
+import { relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, expect, it } from "vitest";
+import { type App, ConnectRefusedError, startApp, stopAll } from "../src/index.js";
+
+const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const open = { query: { token: "letmein" } };
+
+afterEach(stopAll);
+
+it("connects with query, headers and protocols, and reads text, bytes and JSON in order", async () => {
+  const app = await startApp(fixture("recorder"));
+  expect(app.url()).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+  const client = await app.connect({ ...open, headers: { "x-name": "ann" }, protocols: ["chat.v1"] });
+  expect(client.protocol).toBe("chat.v1");
+  await client.expectMessage("hello ann");
+  client.send("hi");
+  await client.expectMessage(/^echo hi$/);
+  client.send(new Uint8Array([9, 9]));
+  expect((await client.next()).text).toBe("binary 2");
+  client.send("bytes");
+  const bytes = await client.expectMessage(new Uint8Array([1, 2, 3]));
+  expect(bytes.binary).toBe(true);
+  client.send("json");
+  expect((await client.expectMessage({ kind: "json", n: 1 })).json()).toEqual({ kind: "json", n: 1, extra: true });
+  await client.expectNoMessage({ forMs: 100 });
+  expect(await client.close(4001, "done")).toEqual({ code: 4001, reason: "done" });
+  await app.stop();
+});
+
+it("fails expectMessage with what arrived instead, and next() when nothing arrives in time", async () => {
+  const app = await startApp(fixture("recorder"));
+  const client = await app.connect(open);
+  await expect(client.expectMessage("goodbye")).rejects.toThrow(
+    /expected a message matching "goodbye", got "hello anonymous"/,
+  );
+  await expect(client.next({ timeoutMs: 100 })).rejects.toThrow(/no message arrived within 100 ms/);
+  client.send("json");
+  await expect(client.expectMessage({ kind: "xml" })).rejects.toThrow(/got "\{.*json/);
+});
+
+it("rejects a refused connect with the status and the reason the service gave", async () => {
+  const app = await startApp(fixture("recorder"));
+  const refused = await app.connect().catch((e: unknown) => e);
+  expect(refused).toBeInstanceOf(ConnectRefusedError);
+  expect(refused).toMatchObject({ status: 401, body: expect.stringContaining("a token is required") });
+});
+
+it("drop(): the TCP connection ends with no close frame, and the service's disconnect handler sees 1006", async () => {
+  const app = await startApp(fixture("recorder"));
+  const client = await app.connect(open);
+  await client.next();
+  client.send("whoami");
+  const id = (await client.next()).text;
+  client.drop();
+  expect((await client.closed).code).toBe(1006);
+  await app.waitForLog(new RegExp(`^recorder \\| disconnect ${id} 1006$`, "m"));
+});
+
+it("idle(): a client that goes silent is closed by the idle timeout of the test environment (1001 and the reason), one that keeps pinging is not", async () => {
+  const app = await startApp(fixture("recorder"), { environment: "test" });
+  const [pinger, sleeper] = await Promise.all([
+    app.connect({ ...open, keepAliveMs: 100 }),
+    app.connect({ ...open, keepAliveMs: 100 }),
+  ]);
+  await pinger.next();
+  await sleeper.next();
+  sleeper.send("whoami");
+  const id = (await sleeper.next()).text;
+  sleeper.idle();
+  const closed = await sleeper.closed;
+  expect(closed.code).toBe(1001);
+  expect(closed.reason).toMatch(/^idle timeout/);
+  await app.waitForLog(new RegExp(`^recorder \\| disconnect ${id} 1001$`, "m"));
+  // Twice the 1 s limit without a message: its pings keep it open.
+  await new Promise((r) => setTimeout(r, 2000));
+  expect(pinger.isOpen).toBe(true);
+  pinger.send("still");
+  await pinger.expectMessage("echo still");
+});
+
+it("restart(): a new copy of the service answers, and the clients stay connected through it", async () => {
+  const app = await startApp(fixture("recorder"));
+  const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
+  await ann.next();
+  await bo.next();
+  ann.send("copy");
+  const before = (await ann.next()).text;
+  await app.restart();
+  await app.restart("recorder");
+  ann.send("copy");
+  const after = (await ann.next()).text;
+  expect(after).toMatch(/^copy-/);
+  expect(after).not.toBe(before);
+  bo.send("still here");
+  await bo.expectMessage("echo still here");
+  expect([ann.isOpen, bo.isOpen]).toEqual([true, true]);
+  await expect(app.restart("nobody")).rejects.toThrow(/no such service; name one of "recorder"/);
+});
+
+it("stop() closes clients with 1001, frees every port and removes the copy; a second stop is the same stop", async () => {
+  const app: App = await startApp(fixture("recorder"));
+  const client = await app.connect(open);
+  const url = app.url();
+  await app.stop();
+  expect(await client.closed).toMatchObject({ code: 1001 });
+  await expect(import("ws").then(({ default: WebSocket }) => probe(new WebSocket(url)))).resolves.toBe("refused");
+  expect(existsSync(app.dir)).toBe(false);
+  await app.stop();
+});
+
+it("stop() fails, naming it, when a port is still taken after the run stopped", async () => {
+  const app = await startApp(fixture("recorder"));
+  const { createServer } = await import("node:net");
+  const port = Number(new URL(app.url()).port);
+  const client = await app.connect(open);
+  await client.next();
+  // Something takes the gateway's port the moment it is free, as a leaked server would hold it.
+  const squatter = createServer();
+  const taken = new Promise<void>((resolve) => {
+    const grab = () => squatter.once("error", () => setTimeout(grab, 5)).listen(port, "127.0.0.1", () => resolve());
+    void client.closed.then(grab);
+  });
+  await expect(app.stop()).rejects.toThrow(/left open or unclean: websocket "socket" still accepts connections/);
+  await taken;
+  await new Promise((r) => squatter.close(r));
+});
+
+it("runs a service on the published @nitric/sdk the same way: echo, drop seen by its disconnect handler, restart", async () => {
+  const app = await startApp(fixture("nitric-echo"));
+  const client = await app.connect();
+  client.send("one");
+  await client.expectMessage("nitric echo one");
+  await app.restart();
+  client.send("two");
+  // This service answers with socket.send() before its handler returns: when the restart stops it
+  // before its answer reached the provider, the event goes again to the new copy (at least once).
+  let got = await client.next();
+  while (got.text === "nitric echo one") got = await client.next();
+  expect(got.text).toBe("nitric echo two");
+  const other = await app.connect({ socket: "echo" });
+  other.drop();
+  await app.waitForLog(/^echo \| nitric disconnect \S+$/m);
+  expect(client.isOpen).toBe(true);
+});
+
+it("runs two apps at once (the second with service processes), resolving relative folders from where the test started", async () => {
+  const start = process.cwd();
+  const first = await startApp(relative(start, fixture("recorder")));
+  const second = await startApp(relative(start, fixture("nitric-echo")));
+  const [a, b] = await Promise.all([first.connect(open), second.connect()]);
+  await a.expectMessage("hello anonymous");
+  b.send("x");
+  await b.expectMessage("nitric echo x");
+  await first.stop();
+  expect(existsSync(first.dir)).toBe(false);
+  b.send("y");
+  await b.expectMessage("nitric echo y");
+  await second.stop();
+  expect(process.cwd()).toBe(start);
+});
+
+it("rejects with the run's own words when the project cannot start, and for a folder that is not there", async () => {
+  await expect(startApp(fixture("broken"))).rejects.toThrow(
+    /the run stopped \(exit 1\) before it was ready;[\s\S]*colour/,
+  );
+  await expect(startApp(fixture("nowhere"))).rejects.toThrow(/no such folder; give a project's folder/);
+  expect(process.cwd()).toBe(fileURLToPath(new URL("../../..", import.meta.url)).replace(/\/$/, ""));
+});
+
+function probe(ws: import("ws").WebSocket): Promise<"open" | "refused"> {
+  return new Promise((resolve) => {
+    ws.on("open", () => {
+      ws.terminate();
+      resolve("open");
+    });
+    ws.on("error", () => resolve("refused"));
+  });
+}
