@@ -66,7 +66,7 @@ async function measure(target, n) {
   try {
     const clients = await openAll(started.url, n);
     // Warm-up, untimed, the same for every target: enough rounds for the JIT to compile each
-    // server's send path (with one, the first timed rounds still measured compilation).
+    // server's send path (with one, the first timed rounds would still measure compilation).
     for (let w = 0; w < 5; w++) await broadcastOnce(clients, `warm-up ${w}`);
     const times = [];
     for (let r = 0; r < ROUNDS; r++) times.push(await broadcastOnce(clients, `round ${r}`));

@@ -2,8 +2,8 @@
 //
 // grpc-js before 1.11, which @nitric/sdk 1.2.2 pins, closes every finished call with an
 // RST_STREAM. Node's HTTP/2 server counts those as the "rapid reset" attack (CVE-2023-44487) and
-// ends the session after about a thousand, so a Nitric service crashed after ~1000 socket.send()
-// calls. A call that the server already ended with status OK needs no reset: half-closing our
+// ends the session after about a thousand, so a Nitric service would crash after ~1000
+// socket.send() calls. A call that the server already ended with status OK needs no reset: half-closing our
 // side finishes the stream, which is what grpc-js 1.11 and later do. Nothing else is changed.
 "use strict";
 const http2 = require("node:http2");

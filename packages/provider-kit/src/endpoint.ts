@@ -56,7 +56,7 @@ export interface EndpointOptions {
   tcp?: boolean;
   /**
    * Serve gRPC on a Unix socket at this path, which must be in a folder only this user can enter
-   * (see the local provider's run folder): a gRPC round trip over it took ~41–50 µs here against
+   * (see the local provider's run folder): a gRPC round trip over it takes ~41–50 µs here against
    * ~48–68 µs over TCP on 127.0.0.1. The socket is also made readable and writable by its owner
    * only, and removed when the endpoint stops.
    */

@@ -1,7 +1,7 @@
 /**
  * Names a client chooses (query keys, header names, cookie names, JSON keys) are data. Kept as
  * keys of a plain object they meet Object.prototype: `out["__proto__"]` is the prototype itself,
- * `out["constructor"]` is Object, and a `?__proto__=1` took `run` down. These records have no
+ * `out["constructor"]` is Object, and a `?__proto__=1` would take `run` down. These records have no
  * prototype, so every name is an own key like any other and reads of absent names are undefined.
  */
 

@@ -5,8 +5,8 @@
  *
  * The project's own npm packages stay external (they load from node_modules as they would in
  * production, native addons included), but our SDK and everything it imports (grpc-js,
- * protobuf-es) go into the bundle: loading them as some 200 separate ES modules took a service
- * about 250 ms to start, one file takes a fraction of that, and every service starts twice per
+ * protobuf-es) go into the bundle: loading them as some 200 separate ES modules takes a service
+ * about 250 ms to start, one file a fraction of that, and every service starts twice per
  * `run` (the collect pass, then for real).
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";

@@ -1,8 +1,8 @@
 /**
  * One HTTP request over `node:http` or `node:https`, on a keep-alive agent per protocol. Not
  * `fetch`: Node's fetch (undici) sets itself up on its first use, so a cold function's first AWS
- * call (the `$connect`'s PutItem, the first PostToConnection) took 46–67 ms, against 15–23 ms now
- * (bench/aws-runtime.mjs, first event). The modules load on the first request, not at init.
+ * call (the `$connect`'s PutItem, the first PostToConnection) takes 46–67 ms over fetch, 15–23 ms
+ * over node:http (bench/aws-runtime.mjs, first event). The modules load on the first request, not at init.
  */
 import type { Agent, IncomingHttpHeaders, IncomingMessage, RequestOptions } from "node:http";
 import type { Socket } from "node:net";
