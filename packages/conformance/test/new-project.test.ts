@@ -21,11 +21,13 @@ const [npmScript, pnpmScript] = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].m
 const INSTALL_CLI = "pnpm install && pnpm build && npm install -g ./packages/cli";
 
 const started = new Set<ChildProcess>();
+// Removing the new projects (each with ~120 MB of node_modules) can take longer than the default
+// hook timeout on a busy disk.
 afterAll(() => {
   for (const child of started)
     if (child.pid !== undefined && groupAlive(child.pid)) process.kill(-child.pid, "SIGKILL");
   cleanTemp();
-});
+}, 180_000);
 
 /** Whether any process of the group `pgid` leads is still running. */
 function groupAlive(pgid: number): boolean {

@@ -8,7 +8,7 @@ import { buildAws } from "./build/build.js";
 import { deploy, describeDeployment, destroy, preflight } from "./deploy/deploy.js";
 import { runEmulated } from "./emulator/run.js";
 
-export { type AwsBuild, buildAws } from "./build/build.js";
+export { type AwsBuild, artifactHash, buildAws } from "./build/build.js";
 export { BundleError } from "./build/bundle.js";
 export {
   buildTemplate,

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { artifactHash } from "../src/build/build.js";
 import { bundleFunction } from "../src/build/bundle.js";
 
 const chat = fileURLToPath(new URL("../../../examples/chat", import.meta.url));
@@ -92,3 +93,13 @@ function grpcCopies(inputs: string[]): string[] {
     .filter((v) => v !== undefined);
   return [...new Set(versions)];
 }
+
+describe("a function's artifact key", () => {
+  it('is the same for two bundles that differ only in esbuild\'s wavering "use strict", and differs for any other change', () => {
+    const withDirective = 'var a=h(()=>{"use strict";b=require("node:events")});exports.handler=a;';
+    const without = 'var a=h(()=>{b=require("node:events")});exports.handler=a;';
+    expect(artifactHash(Buffer.from(withDirective))).toBe(artifactHash(Buffer.from(without)));
+    expect(artifactHash(without)).not.toBe(artifactHash(without.replace("node:events", "node:stream")));
+    expect(artifactHash(without)).toMatch(/^[0-9a-f]{16}$/);
+  });
+});

@@ -39,7 +39,7 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
     const bundle = await bundleFunction(options.project.dir, service, outDir);
     const code = readFileSync(bundle.file);
     const archive = zip([{ name: "index.cjs", data: code }]);
-    const hash = createHash("sha256").update(archive).digest("hex").slice(0, 16);
+    const hash = artifactHash(code);
     const file = join(outDir, "functions", `${service.name}.zip`);
     writeFileSync(file, archive);
     const key = `nitric-like/${spec.name}/${service.name}-${hash}.zip`;
@@ -72,4 +72,15 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
     templateFile,
     artifacts,
   };
+}
+
+/**
+ * The content hash in a function's artifact key, which decides whether `up` uploads it again. It
+ * leaves out `"use strict"` directives: esbuild 0.28 writes or omits one at the top of a module
+ * wrapper from one build of the same inputs to the next (esbuild#3284; 1 build in 6 of
+ * examples/chat here), and an unchanged function must not be uploaded and updated again for it.
+ */
+export function artifactHash(code: Buffer | string): string {
+  const text = typeof code === "string" ? code : code.toString("utf8");
+  return createHash("sha256").update(text.replaceAll('"use strict";', "")).digest("hex").slice(0, 16);
 }
