@@ -5,6 +5,7 @@
  * crashes. Ctrl-C drains running handlers, closes client connections with 1001 and exits 0.
  */
 
+import { join } from "node:path";
 import { isMainThread } from "node:worker_threads";
 import {
   checkEnvironment,
@@ -18,6 +19,14 @@ import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/d
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
 import { loadProvider } from "../lib/providers.js";
+import {
+  expectedOf,
+  failCollected,
+  recollectAndStart,
+  refuseConflicts,
+  warnedErrors,
+  whenAllStarted,
+} from "../lib/readiness.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
 import { collectSpec } from "./spec.js";
@@ -100,9 +109,9 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     if (error instanceof ProjectError) throw new UserError(error.message);
     throw error;
   }
-  const { spec, errors } = await collectSpec(prepared, output);
-  // `run` is for trying things: it warns about what `up` would refuse instead of stopping.
-  for (const e of errors) output.warn(e);
+  const { spec, errors, conflicts, failures } = await collectSpec(prepared, output);
+  // Two services handling one event: only one could get the events, so run refuses as spec does.
+  refuseConflicts(spec, conflicts, output);
 
   const provider = await loadProvider(options.provider, project.dir);
   if (!provider.run) {
@@ -120,6 +129,9 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     ...(options.host === undefined ? {} : { host: options.host }),
     ...(options.environment === undefined ? {} : { environment: options.environment }),
   });
+  // `run` is for trying things: it warns about what `up` would refuse instead of stopping. A
+  // service that failed is reported by its supervisor, once (by the emulator when it hosts them).
+  for (const e of running.hostsServices ? errors : warnedErrors(errors, conflicts, failures)) output.warn(e);
   let dashboard: Dashboard | undefined;
   if (options.dashboard !== false) {
     try {
@@ -192,10 +204,8 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   process.on("SIGHUP", onSignal);
   options.signal?.addEventListener("abort", () => void stop(), { once: true });
 
-  await Promise.all(supervisors.map((s) => s.start()));
-  await waitForHandlers(running, expectedHandlers(spec), options.readyTimeoutMs ?? 15000, output);
-
-  if (!stopping) {
+  const printReady = () => {
+    if (stopping) return;
     const printed = new Set<string>();
     const printSockets = () => {
       for (const s of running.sockets()) {
@@ -207,10 +217,29 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     printSockets();
     // A socket declared later (after a code change) gets its line when its handlers register.
     running.onRegistrationsChanged(printSockets);
-    // Watching first: a change saved the moment "ready" shows must not fall before the watch.
-    if (options.watch && !running.hostsServices) watcher = watchServices(prepared, supervisors, output);
     const n = prepared.services.length;
     output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
+  };
+  const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
+  if (running.hostsServices) {
+    await waitForHandlers(running, expectedHandlers(spec), readyTimeoutMs, output);
+    printReady();
+  } else {
+    // Watching first: a change saved while services start (or wait after a failure) must not be missed.
+    const failedCollect = new Set(failures.map((f) => f.service));
+    if (options.watch) watcher = watchServices(prepared, spec, supervisors, failedCollect, output);
+    // Ready (the socket lines, then "ready") only once every service has started; a service
+    // that failed waits for a file change and so holds "ready" back until it is fixed.
+    whenAllStarted(supervisors, readyTimeoutMs, output, printReady);
+    await Promise.all(
+      supervisors.map((s) => {
+        s.expected = expectedOf(spec, s.name);
+        const failure = failures.find((f) => f.service === s.name);
+        if (!failure) return s.start();
+        failCollected(s, failure, project.dir);
+        return undefined;
+      }),
+    );
   }
 
   const code = await stopped;
@@ -274,21 +303,45 @@ function waitForHandlers(
   });
 }
 
-function watchServices(prepared: PreparedProject, supervisors: ServiceSupervisor[], output: Output) {
+/** The project's package manifest and lockfiles: installing a package retries the services that wait. */
+function packageFiles(dir: string): string[] {
+  return ["package.json", "package-lock.json", "pnpm-lock.yaml", "yarn.lock", "bun.lock", "bun.lockb"].map((f) =>
+    join(dir, f),
+  );
+}
+
+function watchServices(
+  prepared: PreparedProject,
+  spec: Spec,
+  supervisors: ServiceSupervisor[],
+  failedCollect: Set<string>,
+  output: Output,
+) {
   const inputsOf = (s: ServiceSupervisor) => s.service.bundle?.inputs ?? new Set([s.service.entry.path]);
+  const packages = new Set(packageFiles(prepared.project.dir));
   const watcher = watchFiles(
-    supervisors.flatMap((s) => [...inputsOf(s)]),
+    [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages],
     (changed) => {
+      const installed = [...changed].some((p) => packages.has(p));
       for (const supervisor of supervisors) {
         const inputs = inputsOf(supervisor);
-        if (![...changed].some((p) => inputs.has(p))) continue;
+        const retry = installed && supervisor.state === "waiting";
+        if (!retry && ![...changed].some((p) => inputs.has(p))) continue;
         void (async () => {
           const entry = supervisor.service.entry;
           try {
             const bundle = entry.start === undefined ? await bundleService(prepared.project.dir, entry) : undefined;
-            output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
             if (bundle) watcher.add(bundle.inputs);
-            await supervisor.restart(bundle ? { entry, bundle } : { entry });
+            const service = bundle ? { entry, bundle } : { entry };
+            if (failedCollect.has(entry.name)) {
+              const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
+              output.info(output.paint("dim", `${what} changed: collecting service "${entry.name}" again`));
+              if (await recollectAndStart(prepared, spec, supervisor, service, output)) failedCollect.delete(entry.name);
+              return;
+            }
+            const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
+            output.info(output.paint("dim", `${what} changed: restarting service "${entry.name}"`));
+            await supervisor.restart(service);
           } catch (error) {
             // A change that does not compile keeps the running version; the next save retries.
             output.error((error as Error).message);

@@ -1,5 +1,5 @@
 /** `nitric-like spec [dir]`: the collect pass, printed as JSON; refuses an app that cannot be deployed. */
-import { buildSpec, SERVED_KINDS, type Spec, unusedSocketWarnings } from "@nitric-like/spec";
+import { buildSpec, SERVED_KINDS, type Spec, type SpecResult, unusedSocketWarnings } from "@nitric-like/spec";
 import { collect } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
@@ -26,7 +26,7 @@ Options:
 export async function collectSpec(
   prepared: PreparedProject,
   output: Output,
-): Promise<{ spec: Spec; errors: string[] }> {
+): Promise<{ spec: Spec; errors: string[]; conflicts: string[]; failures: SpecResult["failures"] }> {
   const n = prepared.services.length;
   const progress = output.progress(`collecting resources from ${n} service${n === 1 ? "" : "s"}`);
   try {
@@ -48,7 +48,7 @@ export async function collectSpec(
         `"${result.spec.name}" uses ${count} resource${count === 1 ? "" : "s"} nitric-like does not serve (listed above); it serves ${SERVED_KINDS}`,
       );
     }
-    return { spec: result.spec, errors: result.errors };
+    return { spec: result.spec, errors: result.errors, conflicts: result.conflicts, failures: result.failures };
   } finally {
     progress.done();
   }

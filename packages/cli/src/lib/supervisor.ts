@@ -1,8 +1,19 @@
 /**
  * Keeps one service running under `nitric-like run`: forwards its output with its name, restarts it
  * with backoff when it crashes, and restarts it on demand when its files change.
+ *
+ * A service has started once every handler the spec expects of it is registered (one that handles
+ * nothing: once it has stayed up a second). One that ends before that has failed to start: its
+ * output is held back meanwhile, and instead of it and a restart loop, its cause is printed once
+ * (file:line, message, fix) and the service waits for a file change. One that started and then
+ * crashes CRASH_LOOP_COUNT times within CRASH_LOOP_WINDOW_MS with no event in flight is in a crash
+ * loop: it stops being restarted, says so once, and waits for a file change too. A death with
+ * events in flight does not count: the provider's poison rule already bounds those (each event is
+ * dropped after it killed the service twice), and a client must not be able to stop a service for
+ * everyone by sending a few bad messages.
  */
-import type { Project, RunningProvider } from "@nitric-like/spec";
+import type { HandlerRegistration, Project, RunningProvider } from "@nitric-like/spec";
+import { type FailureCause, failureCause, formatFailure } from "./failure.js";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import { forEachLine, processHandle, type ServiceHandle, spawnService, startServiceThread } from "./service-process.js";
@@ -15,6 +26,17 @@ export const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 10_000;
 /** A service that stayed up this long is healthy again: the next crash starts from the first delay. */
 const HEALTHY_AFTER_MS = 10_000;
+/** Crashes (with no event in flight, after the service had started) that make a crash loop... */
+export const CRASH_LOOP_COUNT = 5;
+/** ...within this long. */
+export const CRASH_LOOP_WINDOW_MS = 30_000;
+/** A service the spec expects no handlers of has started once it stayed up this long. */
+const NO_HANDLERS_STARTED_MS = 1000;
+/** Output lines held back while a service starts (the last ones are kept). */
+const HELD_LINES = 200;
+
+/** Where a supervised service is: starting, started (serving), or waiting for a file change. */
+export type ServiceState = "starting" | "started" | "waiting";
 
 /** One supervised service. */
 export class ServiceSupervisor {
@@ -23,6 +45,17 @@ export class ServiceSupervisor {
   private restartTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private startedAt = 0;
+  private state_: ServiceState = "starting";
+  /** True once this version of the service has started (registered what the spec expects). */
+  private everStarted = false;
+  private readonly crashes: number[] = [];
+  /** The stderr lines of the current process held back while it starts; flushed once it has started. */
+  private held: string[] = [];
+  private stderrEnded: Promise<void> = Promise.resolve();
+  private startedTimer: NodeJS.Timeout | undefined;
+  private readonly stateListeners: ((state: ServiceState) => void)[] = [];
+  /** The handlers the spec expects this service to register. */
+  expected: Pick<HandlerRegistration, "socket" | "event">[] = [];
 
   constructor(
     private readonly project: Project,
@@ -32,7 +65,64 @@ export class ServiceSupervisor {
     private readonly prefixWidth: number,
     /** Run a service that uses our SDK as a worker thread, when the provider offers ports. */
     private readonly threads = true,
-  ) {}
+  ) {
+    provider.onRegistrationsChanged(() => this.checkStarted());
+  }
+
+  /** Where the service is. */
+  get state(): ServiceState {
+    return this.state_;
+  }
+
+  /** Calls back on each change of state. */
+  onStateChange(listener: (state: ServiceState) => void): void {
+    this.stateListeners.push(listener);
+  }
+
+  private setState(state: ServiceState): void {
+    if (this.state_ === state) return;
+    this.state_ = state;
+    for (const l of this.stateListeners) l(state);
+  }
+
+  /** True when every handler the spec expects of this service is registered. */
+  private registered(): boolean {
+    const live = new Set(
+      this.provider
+        .registrations()
+        .filter((r) => r.service === this.name)
+        .map((r) => `${r.socket}\u0000${r.event}`),
+    );
+    return this.expected.every((e) => live.has(`${e.socket}\u0000${e.event}`));
+  }
+
+  private checkStarted(): void {
+    if (!this.child || this.state_ === "waiting" || this.everStarted) return;
+    if (this.expected.length === 0 || !this.registered()) return;
+    this.markStarted();
+  }
+
+  private markStarted(): void {
+    this.everStarted = true;
+    clearTimeout(this.startedTimer);
+    // What it printed while starting, now that it is no failure's noise.
+    const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
+    for (const line of this.held) this.output.err.write(`${label} ${line}\n`);
+    this.held = [];
+    this.setState("started");
+  }
+
+  /**
+   * Does not start the service: prints why it failed (in the collect pass), in two lines, and
+   * waits for restart() (a file change).
+   */
+  fail(when: string, cause: FailureCause): void {
+    clearTimeout(this.restartTimer);
+    const [what, fix] = formatFailure(this.name, this.service.entry.file, when, cause);
+    this.output.error(what);
+    this.output.info(`  ${fix}`);
+    this.setState("waiting");
+  }
 
   get name(): string {
     return this.service.entry.name;
@@ -68,7 +158,31 @@ export class ServiceSupervisor {
     this.startedAt = Date.now();
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
     if (child.stdout) forEachLine(child.stdout, (line) => this.output.out.write(`${label} ${line}\n`));
-    if (child.stderr) forEachLine(child.stderr, (line) => this.output.err.write(`${label} ${line}\n`));
+    // Until it has started, its stderr is held back (a failure prints its cause instead).
+    const held: string[] = [];
+    this.held = held;
+    let stderrEnded: () => void = () => {};
+    this.stderrEnded = new Promise<void>((resolve) => {
+      stderrEnded = resolve;
+    });
+    if (child.stderr) {
+      child.stderr.once("end", () => stderrEnded());
+      child.stderr.once("close", () => stderrEnded());
+      forEachLine(child.stderr, (line) => {
+        if (this.everStarted || this.held !== held) {
+          this.output.err.write(`${label} ${line}\n`);
+          return;
+        }
+        held.push(line);
+        if (held.length > HELD_LINES) held.shift();
+      });
+    } else stderrEnded();
+    if (!this.everStarted && this.expected.length === 0) {
+      this.startedTimer = setTimeout(() => {
+        if (this.child === child && !child.exited()) this.markStarted();
+      }, NO_HANDLERS_STARTED_MS);
+    }
+    this.checkStarted();
     child.onError((error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
     child.onExit((code, signal) => this.exited(child, code, signal));
   }
@@ -79,8 +193,23 @@ export class ServiceSupervisor {
     const inFlight = this.provider.serviceExited(this.name, code, signal, died) ?? 0;
     if (!died) return;
     this.child = undefined;
-    if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
+    clearTimeout(this.startedTimer);
     const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+    if (!this.everStarted && inFlight === 0) {
+      // Its stderr was held back: the cause is in it. Read it once the stream has drained.
+      const held = this.held;
+      void Promise.race([this.stderrEnded, new Promise((r) => setTimeout(r, 1000))]).then(() => {
+        if (this.child !== undefined || this.stopping || this.held !== held) return;
+        const output = held.join("\n");
+        this.held = [];
+        const cause = failureCause(output, this.project.dir, this.service.bundle?.inputs ?? [this.service.entry.path]);
+        const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
+        this.fail(`to start (${how})`, hint ? { ...cause, fix: hint } : cause);
+      });
+      return;
+    }
+    if (inFlight === 0 && this.crashLoop()) return;
+    if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
     // A service that died while handling events is restarted after the first delay and the delay
     // does not grow: events that kill it are dropped after a few tries (the provider's poison
     // limit), so this is no crash loop, and the other clients' events wait only that long. The
@@ -94,14 +223,36 @@ export class ServiceSupervisor {
     }, delay);
   }
 
-  /** Replaces the process with a fresh one (after a code change). */
+  /**
+   * Counts a crash of a started service with nothing in flight; true (and said once) when it makes
+   * a crash loop: the service then waits for a file change.
+   */
+  private crashLoop(): boolean {
+    const now = Date.now();
+    this.crashes.push(now);
+    while (this.crashes.length > 0 && now - (this.crashes[0] as number) > CRASH_LOOP_WINDOW_MS) this.crashes.shift();
+    if (this.crashes.length < CRASH_LOOP_COUNT) return false;
+    this.crashes.length = 0;
+    this.output.error(
+      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s; waiting for a file change`,
+    );
+    this.setState("waiting");
+    return true;
+  }
+
+  /** Replaces the process with a fresh one (after a code change, or a retry of a failed service). */
   async restart(service: PreparedService): Promise<void> {
     this.service = service;
     clearTimeout(this.restartTimer);
+    clearTimeout(this.startedTimer);
     const old = this.child;
     this.child = undefined;
     if (old) await old.stop(2000);
     this.backoffMs = FIRST_BACKOFF_MS;
+    this.everStarted = false;
+    this.held = [];
+    this.crashes.length = 0;
+    this.setState("starting");
     await this.start();
   }
 
