@@ -1,0 +1,215 @@
+// An honest `nitric-like run`: "ready" and the socket lines only once every service has started; a
+// service that fails says why once (file:line, message, fix) and waits for a file change instead of
+// a restart loop; a crash loop stops; a socket event handled by two services is refused as `spec`
+// refuses it. Real CLI, real service threads and processes, real files changed on disk.
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { App, CLI, cleanTemp, connect, runCli, sleep, stopAll, writeProject } from "../src/harness.js";
+
+const started: App[] = [];
+afterEach(async () => {
+  for (const app of started.splice(0)) {
+    const { code } = await app.stop();
+    expect(code, app.stderr).toBe(0);
+  }
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+/** `run` on a project, without waiting for "ready" (it may never come). */
+function runApp(dir: string, args: string[] = []): App {
+  const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", "--no-dashboard", ...args], {
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  const app = new App(dir, child);
+  started.push(app);
+  return app;
+}
+
+const PROJECT = "name: honest\nservices:\n  - match: services/*.ts\n";
+
+/** A chat service; `top` is code placed at its top level, after the import. */
+function chat(top = "", socket = "chat"): string {
+  return [
+    'import { websocket } from "@nitric-like/sdk";',
+    top,
+    `const socket = websocket(${JSON.stringify(socket)});`,
+    'socket.on("connect", () => {});',
+    'socket.on("disconnect", () => {});',
+    'socket.on("message", (ctx) => "echo " + ctx.text());',
+  ].join("\n");
+}
+
+function count(text: string, pattern: RegExp): number {
+  return [...text.matchAll(new RegExp(pattern.source, `${pattern.flags.replace("g", "")}g`))].length;
+}
+
+/** Nothing of a stack or of Node's crash banner was printed. */
+function expectNoStack(app: App): void {
+  expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
+  expect(app.stderr).not.toContain("Node.js v");
+  expect(app.stderr).not.toContain("ModuleJob");
+  expect(app.stderr).not.toMatch(/restarting in/);
+}
+
+describe("nitric-like run: a service that fails", () => {
+  it("at import (collect pass): no ready and no socket line, its cause once in two lines, no restart; saving a fix makes it ready", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat('function boom(): never {\n  throw new Error("boom at import");\n}\nboom();'),
+    });
+    const app = runApp(dir);
+    await app.waitFor(/failed while its resources were being collected/);
+    await sleep(1500);
+    const lines = app.stderr.split("\n");
+    const at = lines.findIndex((l) => l.startsWith("error:"));
+    expect(lines[at]).toBe(
+      'error: service "chat" (services/chat.ts:3) failed while its resources were being collected (exited with code 1): boom at import',
+    );
+    expect(lines[at + 1]).toBe("  fix it and save: run starts it again when one of its files changes");
+    expect(count(app.stderr, /boom at import/)).toBe(1);
+    expectNoStack(app);
+    expect(app.stdout).toBe("");
+    expect(app.stderr).not.toContain("ready");
+
+    writeFileSync(join(dir, "services", "chat.ts"), chat());
+    await app.waitFor(/^ready: honest, 1 service/m);
+    expect(app.stderr).toContain('services/chat.ts changed: collecting service "chat" again');
+    const c = await connect(app.url("chat"));
+    c.ws.send("hi");
+    expect((await c.next()).text).toBe("echo hi");
+  }, 40000);
+
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])("at start (run only, service in $how): its cause once, no ready, no restart loop", async ({ args }) => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat(
+        'if (process.env.NITRIC_ENVIRONMENT === "run") throw new Error("DATABASE_URL is not set; add it to .env");',
+      ),
+    });
+    const app = runApp(dir, args);
+    await app.waitFor(/failed to start/);
+    await sleep(1500);
+    expect(app.stderr).toContain(
+      'error: service "chat" (services/chat.ts:2) failed to start (exited with code 1): DATABASE_URL is not set; add it to .env\n  fix it and save: run starts it again when one of its files changes\n',
+    );
+    expect(count(app.stderr, /DATABASE_URL/)).toBe(1);
+    expectNoStack(app);
+    expect(app.stdout).toBe("");
+    expect(app.stderr).not.toContain("ready");
+  }, 30000);
+
+  it.each([
+    { lockfile: "package-lock.json", install: "npm install left-pad-nope" },
+    { lockfile: "pnpm-lock.yaml", install: "pnpm add left-pad-nope" },
+  ])("on a missing package: names the import's line and $install; a change to package.json retries it once", async ({
+    lockfile,
+    install,
+  }) => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "package.json": '{ "name": "honest", "type": "module" }\n',
+      [lockfile]: lockfile.endsWith(".json") ? "{}\n" : "lockfileVersion: '9.0'\n",
+      "services/chat.ts": chat('import leftPad from "left-pad-nope";\nconsole.log(leftPad("x", 3));'),
+    });
+    const app = runApp(dir);
+    await app.waitFor(/failed while its resources were being collected/);
+    expect(app.stderr).toContain(
+      `error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): cannot find package "left-pad-nope"\n  install it: ${install}\n`,
+    );
+    expectNoStack(app);
+    // What an install does to the project: package.json changes. The service is tried again, once.
+    writeFileSync(join(dir, "package.json"), '{ "name": "honest", "type": "module", "dependencies": {} }\n');
+    await app.waitFor(/the project's packages changed: collecting service "chat" again/);
+    await app.waitFor(/install it:[^]*install it:/);
+    await sleep(1500);
+    expect(count(app.stderr, /install it: /)).toBe(2);
+    expect(app.stderr).not.toContain("ready");
+  }, 40000);
+
+  it("on an invalid resource name: the SDK's one-line message at the declaring line, without its internals", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat("", "Bad Chat") });
+    const app = runApp(dir);
+    await app.waitFor(/failed while its resources were being collected/);
+    await sleep(1000);
+    expect(app.stderr).toContain(
+      'error: service "chat" (services/chat.ts:3) failed while its resources were being collected (exited with code 1): websocket("Bad Chat"): invalid resource name "Bad Chat", use lower-kebab-case such as "bad-chat"\n',
+    );
+    expect(app.stderr).not.toContain("NitricLikeError");
+    expect(app.stderr).not.toContain("declaredOnce");
+    expectNoStack(app);
+    expect(app.stdout).toBe("");
+  }, 30000);
+
+  it("holds ready back while one service of two has failed, and prints it once the failed one is fixed", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat(),
+      "services/other.ts": chat('throw new Error("not yet");', "other"),
+    });
+    const app = runApp(dir);
+    await app.waitFor(/service "other" \(services\/other\.ts:2\) failed/);
+    await sleep(1000);
+    expect(app.stdout).toBe("");
+    writeFileSync(join(dir, "services", "other.ts"), chat("", "other"));
+    await app.waitFor(/^ready: honest, 2 services/m);
+    for (const name of ["chat", "other"]) {
+      const c = await connect(app.url(name));
+      c.ws.send(name);
+      expect((await c.next()).text).toBe(`echo ${name}`);
+    }
+  }, 40000);
+});
+
+describe("nitric-like run: a crash loop", () => {
+  it("stops restarting after 5 crashes in 30 s of a service that had started, says so once, and a saved change starts it again", async () => {
+    const crashing = chat('if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(() => process.exit(3), 300);');
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": crashing });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: /m);
+    await app.waitFor(/crashed 5 times/, 20000);
+    await sleep(2500);
+    expect(count(app.stderr, /error: service "chat" crashed 5 times in 30 s; waiting for a file change/)).toBe(1);
+    // Four restarts (0.25, 0.5, 1 and 2 s), then none.
+    expect(count(app.stderr, /service "chat" exited with code 3; restarting in/)).toBe(4);
+    writeFileSync(join(dir, "services", "chat.ts"), chat());
+    await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
+    const c = await connect(app.url("chat"));
+    let answer = "";
+    for (let i = 0; i < 50 && answer !== "echo back"; i++) {
+      c.ws.send("back");
+      answer = (await c.next(5000)).text;
+    }
+    expect(answer).toBe("echo back");
+  }, 40000);
+});
+
+describe("nitric-like run: one socket event handled by two services", () => {
+  it("is refused as spec refuses it: exit 1, the same message, nothing started", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/a.ts": chat(),
+      "services/b.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'websocket("chat").on("message", () => "b");',
+      ].join("\n"),
+    });
+    const spec = await runCli(["spec", dir]);
+    const run = await runCli(["run", dir, "--random-ports", "--plain", "--no-dashboard"]);
+    const conflict =
+      'error: websocket chat: the message event is handled by "a" and "b"; a socket event has exactly one handler, so keep socket.on("message", ...) in one service\n';
+    expect(spec.code).toBe(1);
+    expect(spec.stderr).toContain(conflict);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(conflict);
+    expect(run.stderr).toContain('the spec of "honest" has 1 problem (listed above)');
+    expect(run.stdout).toBe("");
+    expect(run.stderr).not.toContain("ready");
+    expect(run.stderr).not.toContain("warning:");
+  }, 30000);
+});
