@@ -189,6 +189,36 @@ describe("nitric-like run: a crash loop", () => {
   }, 40000);
 });
 
+describe("nitric-like run: poison messages and the crash loop", () => {
+  it("deaths with a message in flight do not count: 3 poison messages (6 deaths) keep the service restarted and answering", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("chat");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => {',
+        '  if (ctx.text().startsWith("die")) process.exit(1);',
+        '  return "echo " + ctx.text();',
+        "});",
+      ].join("\n"),
+    });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: /m);
+    for (let i = 0; i < 3; i++) {
+      const poisoner = await connect(app.url("chat"));
+      poisoner.ws.send(`die ${i}`);
+      expect((await poisoner.waitClosed(15000)).code).toBe(1011);
+    }
+    expect(count(app.stderr, /service "chat" exited with code 1; restarting in 0\.25 s/)).toBe(6);
+    expect(app.stderr).not.toContain("crashed 5 times");
+    const c = await connect(app.url("chat"));
+    c.ws.send("still here");
+    expect((await c.next(15000)).text).toBe("echo still here");
+  }, 60000);
+});
+
 describe("nitric-like run: one socket event handled by two services", () => {
   it("is refused as spec refuses it: exit 1, the same message, nothing started", async () => {
     const dir = writeProject({
