@@ -85,52 +85,57 @@ describe("nitric-like run: a service that fails", () => {
   it.each([
     { how: "a worker thread", args: [] as string[] },
     { how: "a process", args: ["--processes"] },
-  ])("at start (run only, service in $how): its cause once, no ready, no restart loop", async ({ args }) => {
-    const dir = writeProject({
-      "nitric-like.yaml": PROJECT,
-      "services/chat.ts": chat(
-        'if (process.env.NITRIC_ENVIRONMENT === "run") throw new Error("DATABASE_URL is not set; add it to .env");',
-      ),
-    });
-    const app = runApp(dir, args);
-    await app.waitFor(/failed to start/);
-    await sleep(1500);
-    expect(app.stderr).toContain(
-      'error: service "chat" (services/chat.ts:2) failed to start (exited with code 1): DATABASE_URL is not set; add it to .env\n  fix it and save: run starts it again when one of its files changes\n',
-    );
-    expect(count(app.stderr, /DATABASE_URL/)).toBe(1);
-    expectNoStack(app);
-    expect(app.stdout).toBe("");
-    expect(app.stderr).not.toContain("ready");
-  }, 30000);
+  ])(
+    "at start (run only, service in $how): its cause once, no ready, no restart loop",
+    async ({ args }) => {
+      const dir = writeProject({
+        "nitric-like.yaml": PROJECT,
+        "services/chat.ts": chat(
+          'if (process.env.NITRIC_ENVIRONMENT === "run") throw new Error("DATABASE_URL is not set; add it to .env");',
+        ),
+      });
+      const app = runApp(dir, args);
+      await app.waitFor(/failed to start/);
+      await sleep(1500);
+      expect(app.stderr).toContain(
+        'error: service "chat" (services/chat.ts:2) failed to start (exited with code 1): DATABASE_URL is not set; add it to .env\n  fix it and save: run starts it again when one of its files changes\n',
+      );
+      expect(count(app.stderr, /DATABASE_URL/)).toBe(1);
+      expectNoStack(app);
+      expect(app.stdout).toBe("");
+      expect(app.stderr).not.toContain("ready");
+    },
+    30000,
+  );
 
   it.each([
     { lockfile: "package-lock.json", install: "npm install left-pad-nope" },
     { lockfile: "pnpm-lock.yaml", install: "pnpm add left-pad-nope" },
-  ])("on a missing package: names the import's line and $install; a change to package.json retries it once", async ({
-    lockfile,
-    install,
-  }) => {
-    const dir = writeProject({
-      "nitric-like.yaml": PROJECT,
-      "package.json": '{ "name": "honest", "type": "module" }\n',
-      [lockfile]: lockfile.endsWith(".json") ? "{}\n" : "lockfileVersion: '9.0'\n",
-      "services/chat.ts": chat('import leftPad from "left-pad-nope";\nconsole.log(leftPad("x", 3));'),
-    });
-    const app = runApp(dir);
-    await app.waitFor(/failed while its resources were being collected/);
-    expect(app.stderr).toContain(
-      `error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): cannot find package "left-pad-nope"\n  install it: ${install}\n`,
-    );
-    expectNoStack(app);
-    // What an install does to the project: package.json changes. The service is tried again, once.
-    writeFileSync(join(dir, "package.json"), '{ "name": "honest", "type": "module", "dependencies": {} }\n');
-    await app.waitFor(/the project's packages changed: collecting service "chat" again/);
-    await app.waitFor(/install it:[^]*install it:/);
-    await sleep(1500);
-    expect(count(app.stderr, /install it: /)).toBe(2);
-    expect(app.stderr).not.toContain("ready");
-  }, 40000);
+  ])(
+    "on a missing package: names the import's line and $install; a change to package.json retries it once",
+    async ({ lockfile, install }) => {
+      const dir = writeProject({
+        "nitric-like.yaml": PROJECT,
+        "package.json": '{ "name": "honest", "type": "module" }\n',
+        [lockfile]: lockfile.endsWith(".json") ? "{}\n" : "lockfileVersion: '9.0'\n",
+        "services/chat.ts": chat('import leftPad from "left-pad-nope";\nconsole.log(leftPad("x", 3));'),
+      });
+      const app = runApp(dir);
+      await app.waitFor(/failed while its resources were being collected/);
+      expect(app.stderr).toContain(
+        `error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): cannot find package "left-pad-nope"\n  install it: ${install}\n`,
+      );
+      expectNoStack(app);
+      // What an install does to the project: package.json changes. The service is tried again, once.
+      writeFileSync(join(dir, "package.json"), '{ "name": "honest", "type": "module", "dependencies": {} }\n');
+      await app.waitFor(/the project's packages changed: collecting service "chat" again/);
+      await app.waitFor(/install it:[^]*install it:/);
+      await sleep(1500);
+      expect(count(app.stderr, /install it: /)).toBe(2);
+      expect(app.stderr).not.toContain("ready");
+    },
+    40000,
+  );
 
   it("on an invalid resource name: the SDK's one-line message at the declaring line, without its internals", async () => {
     const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat("", "Bad Chat") });
@@ -144,6 +149,25 @@ describe("nitric-like run: a service that fails", () => {
     expect(app.stderr).not.toContain("declaredOnce");
     expectNoStack(app);
     expect(app.stdout).toBe("");
+  }, 30000);
+
+  it("with --no-watch, where nothing would start it again: says to restart run, and exits 1 once no service runs", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat('throw new Error("broken");') });
+    const { code, stdout, stderr } = await runCli([
+      "run",
+      dir,
+      "--random-ports",
+      "--plain",
+      "--no-dashboard",
+      "--no-watch",
+    ]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toContain(
+      'error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): broken\n  fix it, then start run again (--no-watch: it does not watch files)\n',
+    );
+    expect(stderr).toContain("error: no service is running, and with --no-watch none starts again");
+    expect(stderr).not.toContain("ready");
   }, 30000);
 
   it("holds ready back while one service of two has failed, and prints it once the failed one is fixed", async () => {

@@ -1,8 +1,9 @@
 /**
  * `nitric-like run [dir]`: collects the spec, starts the provider (local by default), starts every
- * service against its own endpoint, and prints `websocket <name> <url>` for each socket once the
- * handlers the spec expects are registered. Restarts a service when its files change or when it
- * crashes. Ctrl-C drains running handlers, closes client connections with 1001 and exits 0.
+ * service against its own endpoint, and prints `websocket <name> <url>` for each socket once every
+ * service has started (see ServiceSupervisor for what that means and what a failure does).
+ * Restarts a service when its files change or when it crashes. Ctrl-C drains running handlers,
+ * closes client connections with 1001 and exits 0.
  */
 
 import { join } from "node:path";
@@ -24,6 +25,7 @@ import {
   failCollected,
   recollectAndStart,
   refuseConflicts,
+  stopWhenAllWait,
   warnedErrors,
   whenAllStarted,
 } from "../lib/readiness.js";
@@ -42,11 +44,18 @@ A service process reaches its endpoint at SERVICE_ADDRESS, a Unix socket in a pr
 folder of this run: only your user can connect, and whoever connects acts as the service.
 
 At start it prints the local dashboard's address (resources, live connections and
-messages, sending, a kv browser), then, when ready, one line per socket, on stdout:
+messages, sending, a kv browser), then, once every service has registered the handlers
+the spec expects of it, one line per socket on stdout, and "ready" on stderr:
   dashboard http://127.0.0.1:<port>
   websocket <name> ws://127.0.0.1:<port>
 
-Services restart when their files change, and with backoff when they crash.
+Services restart when their files change, and with backoff when they crash. A service
+that fails before it has started (collecting its resources, or at start) is not
+restarted: its cause is printed once (file:line, message, the fix; for a missing
+package, the install command) and it waits for a change to its files, package.json
+or a lockfile; the other services keep running. A service that started, then crashed
+5 times in 30 s with no event in flight waits for a file change too. Two services
+handling the same socket event: exits 1, as "nitric-like spec" does.
 Ctrl-C lets running handlers answer, closes client connections (1001, going away) and exits.
 
 Options:
@@ -93,7 +102,7 @@ export interface RunCommandOptions {
   environment?: string;
   /** Serve the services' endpoints on 127.0.0.1 too (NITRIC_SERVICE_HOST/PORT). @default false */
   tcp?: boolean;
-  /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
+  /** How long to wait for the expected handlers before warning that they are not there yet. @default 15000 */
   readyTimeoutMs?: number;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
   signal?: AbortSignal;
@@ -183,7 +192,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   const stopped = new Promise<number>((resolve) => {
     resolveStopped = resolve;
   });
-  const stop = async () => {
+  const stop = async (code = 0) => {
     if (stopping) return;
     stopping = true;
     output.info(output.paint("dim", "stopping: closing connections and services..."));
@@ -191,7 +200,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     await dashboard?.close();
     await running.stop();
     await Promise.all(supervisors.map((s) => s.stop(2000)));
-    resolveStopped(0);
+    resolveStopped(code);
   };
   const onSignal = () => {
     // A second Ctrl-C while stopping gives up on a clean stop.
@@ -231,9 +240,11 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     // Ready (the socket lines, then "ready") only once every service has started; a service
     // that failed waits for a file change and so holds "ready" back until it is fixed.
     whenAllStarted(supervisors, readyTimeoutMs, output, printReady);
+    if (!options.watch) stopWhenAllWait(supervisors, output, () => void stop(1));
     await Promise.all(
       supervisors.map((s) => {
         s.expected = expectedOf(spec, s.name);
+        s.watching = options.watch;
         const failure = failures.find((f) => f.service === s.name);
         if (!failure) return s.start();
         failCollected(s, failure, project.dir);
@@ -319,36 +330,33 @@ function watchServices(
 ) {
   const inputsOf = (s: ServiceSupervisor) => s.service.bundle?.inputs ?? new Set([s.service.entry.path]);
   const packages = new Set(packageFiles(prepared.project.dir));
-  const watcher = watchFiles(
-    [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages],
-    (changed) => {
-      const installed = [...changed].some((p) => packages.has(p));
-      for (const supervisor of supervisors) {
-        const inputs = inputsOf(supervisor);
-        const retry = installed && supervisor.state === "waiting";
-        if (!retry && ![...changed].some((p) => inputs.has(p))) continue;
-        void (async () => {
-          const entry = supervisor.service.entry;
-          try {
-            const bundle = entry.start === undefined ? await bundleService(prepared.project.dir, entry) : undefined;
-            if (bundle) watcher.add(bundle.inputs);
-            const service = bundle ? { entry, bundle } : { entry };
-            if (failedCollect.has(entry.name)) {
-              const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
-              output.info(output.paint("dim", `${what} changed: collecting service "${entry.name}" again`));
-              if (await recollectAndStart(prepared, spec, supervisor, service, output)) failedCollect.delete(entry.name);
-              return;
-            }
+  const watcher = watchFiles([...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages], (changed) => {
+    const installed = [...changed].some((p) => packages.has(p));
+    for (const supervisor of supervisors) {
+      const inputs = inputsOf(supervisor);
+      const retry = installed && supervisor.state === "waiting";
+      if (!retry && ![...changed].some((p) => inputs.has(p))) continue;
+      void (async () => {
+        const entry = supervisor.service.entry;
+        try {
+          const bundle = entry.start === undefined ? await bundleService(prepared.project.dir, entry) : undefined;
+          if (bundle) watcher.add(bundle.inputs);
+          const service = bundle ? { entry, bundle } : { entry };
+          if (failedCollect.has(entry.name)) {
             const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
-            output.info(output.paint("dim", `${what} changed: restarting service "${entry.name}"`));
-            await supervisor.restart(service);
-          } catch (error) {
-            // A change that does not compile keeps the running version; the next save retries.
-            output.error((error as Error).message);
+            output.info(output.paint("dim", `${what} changed: collecting service "${entry.name}" again`));
+            if (await recollectAndStart(prepared, spec, supervisor, service, output)) failedCollect.delete(entry.name);
+            return;
           }
-        })();
-      }
-    },
-  );
+          const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
+          output.info(output.paint("dim", `${what} changed: restarting service "${entry.name}"`));
+          await supervisor.restart(service);
+        } catch (error) {
+          // A change that does not compile keeps the running version; the next save retries.
+          output.error((error as Error).message);
+        }
+      })();
+    }
+  });
   return watcher;
 }

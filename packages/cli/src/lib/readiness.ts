@@ -118,3 +118,20 @@ export function whenAllStarted(
   for (const s of supervisors) s.onStateChange(check);
   check();
 }
+
+/**
+ * Under `run --no-watch` nothing restarts a service that waits: once every service waits, `run`
+ * has nothing left to run, so it says so and calls `stop` (exit 1).
+ */
+export function stopWhenAllWait(supervisors: ServiceSupervisor[], output: Output, stop: () => void): void {
+  let stopped = false;
+  const check = () => {
+    if (stopped || supervisors.length === 0 || !supervisors.every((s) => s.state === "waiting")) return;
+    stopped = true;
+    output.error(
+      "no service is running, and with --no-watch none starts again: fix the problems above and start run again",
+    );
+    stop();
+  };
+  for (const s of supervisors) s.onStateChange(check);
+}

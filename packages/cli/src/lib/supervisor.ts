@@ -54,6 +54,8 @@ export class ServiceSupervisor {
   private stderrEnded: Promise<void> = Promise.resolve();
   private startedTimer: NodeJS.Timeout | undefined;
   private readonly stateListeners: ((state: ServiceState) => void)[] = [];
+  /** False under `run --no-watch`: nothing restarts a service that waits, so say to restart run. */
+  watching = true;
   /** The handlers the spec expects this service to register. */
   expected: Pick<HandlerRegistration, "socket" | "event">[] = [];
 
@@ -120,7 +122,9 @@ export class ServiceSupervisor {
     clearTimeout(this.restartTimer);
     const [what, fix] = formatFailure(this.name, this.service.entry.file, when, cause);
     this.output.error(what);
-    this.output.info(`  ${fix}`);
+    this.output.info(
+      `  ${this.watching ? fix : `${fix.replace(/^fix it and save: .*/, "fix it")}, then start run again (--no-watch: it does not watch files)`}`,
+    );
     this.setState("waiting");
   }
 
@@ -234,7 +238,7 @@ export class ServiceSupervisor {
     if (this.crashes.length < CRASH_LOOP_COUNT) return false;
     this.crashes.length = 0;
     this.output.error(
-      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s; waiting for a file change`,
+      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
     );
     this.setState("waiting");
     return true;
