@@ -129,7 +129,7 @@ describe("nitric-like run: a service that fails", () => {
       // What an install does to the project: package.json changes. The service is tried again, once.
       writeFileSync(join(dir, "package.json"), '{ "name": "honest", "type": "module", "dependencies": {} }\n');
       await app.waitFor(/the project's packages changed: collecting service "chat" again/);
-      await app.waitFor(/install it:[^]*install it:/);
+      await app.waitFor(/install it:[\s\S]*install it:/);
       await sleep(1500);
       expect(count(app.stderr, /install it: /)).toBe(2);
       expect(app.stderr).not.toContain("ready");

@@ -102,7 +102,9 @@ export function failureCause(output: string, projectDir: string, files: Iterable
 
 /** Where the project's own code imports `pkg` (`file:line`), if it does so literally. */
 function importLocation(pkg: string, projectDir: string, files: Iterable<string>): string | undefined {
-  const quoted = new RegExp(`(?:from\\s*|import\\s*\\(?\\s*|require\\s*\\(\\s*)["']${escape(pkg)}(?:/[^"']*)?["']`);
+  const quoted = new RegExp(
+    `(?:from\\s*|import\\s*\\(?\\s*|require\\s*\\(\\s*)["']${escapeRegExp(pkg)}(?:/[^"']*)?["']`,
+  );
   for (const file of files) {
     if (file.includes("/node_modules/")) continue;
     let text: string;
@@ -118,7 +120,7 @@ function importLocation(pkg: string, projectDir: string, files: Iterable<string>
   return undefined;
 }
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
