@@ -190,6 +190,29 @@ describe("nitric-like run: a service that fails", () => {
   }, 40000);
 });
 
+describe("nitric-like run: output while a service starts", () => {
+  it("is held back at most 3 s: a changed service that no longer registers an expected handler still shows its stderr", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat() });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: /m);
+    writeFileSync(
+      join(dir, "services", "chat.ts"),
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        'console.error("hello from v2");',
+        'const socket = websocket("chat");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+      ].join("\n"),
+    );
+    await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
+    const changed = Date.now();
+    await app.waitFor(/^chat \| hello from v2$/m, 10000);
+    expect(Date.now() - changed).toBeLessThan(6000);
+    expect(count(app.stderr, /hello from v2/)).toBe(1);
+  }, 30000);
+});
+
 describe("nitric-like run: a crash loop", () => {
   it("stops restarting after 5 crashes in 30 s of a service that had started, says so once, and a saved change starts it again", async () => {
     const crashing = chat('if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(() => process.exit(3), 300);');

@@ -32,8 +32,13 @@ export const CRASH_LOOP_COUNT = 5;
 export const CRASH_LOOP_WINDOW_MS = 30_000;
 /** A service the spec expects no handlers of has started once it stayed up this long. */
 const NO_HANDLERS_STARTED_MS = 1000;
-/** Output lines held back while a service starts (the last ones are kept). */
+/** Output lines held back while a service starts (the last ones are kept), and kept for its cause. */
 const HELD_LINES = 200;
+/**
+ * Held-back output is printed after this long even if the service has not started (a slow start,
+ * or a changed service that no longer registers a handler the spec expects): never swallowed.
+ */
+const HOLD_MAX_MS = 3000;
 
 /** Where a supervised service is: starting, started (serving), or waiting for a file change. */
 export type ServiceState = "starting" | "started" | "waiting";
@@ -51,6 +56,9 @@ export class ServiceSupervisor {
   private readonly crashes: number[] = [];
   /** The stderr lines of the current process held back while it starts; flushed once it has started. */
   private held: string[] = [];
+  /** The last stderr lines of the current process, for the cause of a failure. */
+  private recent: string[] = [];
+  private holdTimer: NodeJS.Timeout | undefined;
   private stderrEnded: Promise<void> = Promise.resolve();
   private startedTimer: NodeJS.Timeout | undefined;
   private readonly stateListeners: ((state: ServiceState) => void)[] = [];
@@ -107,11 +115,16 @@ export class ServiceSupervisor {
   private markStarted(): void {
     this.everStarted = true;
     clearTimeout(this.startedTimer);
-    // What it printed while starting, now that it is no failure's noise.
+    this.flushHeld();
+    this.setState("started");
+  }
+
+  /** Prints what it printed while starting (now that it is no failure's noise) and stops holding. */
+  private flushHeld(): void {
+    clearTimeout(this.holdTimer);
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
     for (const line of this.held) this.output.err.write(`${label} ${line}\n`);
     this.held = [];
-    this.setState("started");
   }
 
   /**
@@ -164,7 +177,15 @@ export class ServiceSupervisor {
     if (child.stdout) forEachLine(child.stdout, (line) => this.output.out.write(`${label} ${line}\n`));
     // Until it has started, its stderr is held back (a failure prints its cause instead).
     const held: string[] = [];
+    const recent: string[] = [];
     this.held = held;
+    this.recent = recent;
+    clearTimeout(this.holdTimer);
+    if (!this.everStarted) {
+      this.holdTimer = setTimeout(() => {
+        if (this.held === held) this.flushHeld();
+      }, HOLD_MAX_MS);
+    }
     let stderrEnded: () => void = () => {};
     this.stderrEnded = new Promise<void>((resolve) => {
       stderrEnded = resolve;
@@ -173,6 +194,8 @@ export class ServiceSupervisor {
       child.stderr.once("end", () => stderrEnded());
       child.stderr.once("close", () => stderrEnded());
       forEachLine(child.stderr, (line) => {
+        recent.push(line);
+        if (recent.length > HELD_LINES) recent.shift();
         if (this.everStarted || this.held !== held) {
           this.output.err.write(`${label} ${line}\n`);
           return;
@@ -200,12 +223,14 @@ export class ServiceSupervisor {
     clearTimeout(this.startedTimer);
     const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
     if (!this.everStarted && inFlight === 0) {
-      // Its stderr was held back: the cause is in it. Read it once the stream has drained.
-      const held = this.held;
+      // Its stderr was held back (for 3 s at most): the cause is in it. Read it once the stream has drained.
+      const recent = this.recent;
       void Promise.race([this.stderrEnded, new Promise((r) => setTimeout(r, 1000))]).then(() => {
-        if (this.child !== undefined || this.stopping || this.held !== held) return;
-        const output = held.join("\n");
+        if (this.child !== undefined || this.stopping || this.recent !== recent) return;
+        const output = recent.join("\n");
+        clearTimeout(this.holdTimer);
         this.held = [];
+        this.recent = [];
         const cause = failureCause(output, this.project.dir, this.service.bundle?.inputs ?? [this.service.entry.path]);
         const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
         this.fail(`to start (${how})`, hint ? { ...cause, fix: hint } : cause);
@@ -254,7 +279,9 @@ export class ServiceSupervisor {
     if (old) await old.stop(2000);
     this.backoffMs = FIRST_BACKOFF_MS;
     this.everStarted = false;
+    clearTimeout(this.holdTimer);
     this.held = [];
+    this.recent = [];
     this.crashes.length = 0;
     this.setState("starting");
     await this.start();
@@ -264,6 +291,8 @@ export class ServiceSupervisor {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
+    clearTimeout(this.startedTimer);
+    this.flushHeld();
     const child = this.child;
     if (!child || child.exited()) return;
     await new Promise<void>((resolve) => {
