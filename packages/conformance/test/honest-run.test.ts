@@ -19,8 +19,9 @@ afterEach(async () => {
 afterAll(cleanTemp);
 
 /** `run` on a project, without waiting for "ready" (it may never come). */
-function runApp(dir: string, args: string[] = []): App {
-  const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", "--no-dashboard", ...args], {
+function runApp(dir: string, args: string[] = [], dashboard = false): App {
+  const flags = ["--random-ports", "--plain", ...(dashboard ? [] : ["--no-dashboard"])];
+  const child = spawn(process.execPath, [CLI, "run", dir, ...flags, ...args], {
     env: { ...process.env, NO_COLOR: "1" },
   });
   const app = new App(dir, child);
@@ -170,16 +171,25 @@ describe("nitric-like run: a service that fails", () => {
     expect(stderr).not.toContain("ready");
   }, 30000);
 
-  it("holds ready back while one service of two has failed, and prints it once the failed one is fixed", async () => {
+  it("holds ready back while one service of two has failed, the other serving meanwhile, and prints it once the failed one is fixed", async () => {
     const dir = writeProject({
       "nitric-like.yaml": PROJECT,
       "services/chat.ts": chat(),
       "services/other.ts": chat('throw new Error("not yet");', "other"),
     });
-    const app = runApp(dir);
+    const app = runApp(dir, [], true);
     await app.waitFor(/service "other" \(services\/other\.ts:2\) failed/);
     await sleep(1000);
-    expect(app.stdout).toBe("");
+    expect(app.stdout).toMatch(/^dashboard http:\/\/127\.0\.0\.1:\d+\n$/);
+    expect(app.stderr).not.toContain("ready");
+    // The service that did not fail serves meanwhile (its URL, from the dashboard, as it is not printed yet).
+    const state = (await (await fetch(`${app.dashboard}/api/state`)).json()) as {
+      sockets: { name: string; url: string }[];
+    };
+    const url = state.sockets.find((s) => s.name === "chat")?.url as string;
+    const early = await connect(url);
+    early.ws.send("early");
+    expect((await early.next()).text).toBe("echo early");
     writeFileSync(join(dir, "services", "other.ts"), chat("", "other"));
     await app.waitFor(/^ready: honest, 2 services/m);
     for (const name of ["chat", "other"]) {
