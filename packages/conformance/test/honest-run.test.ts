@@ -152,6 +152,25 @@ describe("nitric-like run: a service that fails", () => {
     expect(app.stdout).toBe("");
   }, 30000);
 
+  it("that ends by itself with nothing to serve (a helper module in the services' folder): said once, no restarts, and ready", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat(),
+      "services/util.ts": "export const greeting = (name: string) => `hello ${name}`;\n",
+    });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: honest, 2 services/m);
+    await sleep(1500);
+    expect(app.stderr).toContain(
+      'error: service "util" (services/util.ts) failed to stay up: it ended by itself (exit code 0) and registers no handler\n  a service runs until stopped, serving its handlers; if services/util.ts is not a service (a helper module, say), keep it out of the services\' match in the project file\n',
+    );
+    expect(count(app.stderr, /service "util"/)).toBe(1);
+    expect(app.stderr).not.toContain("restarting");
+    const c = await connect(app.url("chat"));
+    c.ws.send("hi");
+    expect((await c.next()).text).toBe("echo hi");
+  }, 30000);
+
   it("with --no-watch, where nothing would start it again: says to restart run, and exits 1 once no service runs", async () => {
     const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat('throw new Error("broken");') });
     const { code, stdout, stderr } = await runCli([

@@ -91,7 +91,8 @@ export async function recollectAndStart(
 }
 
 /**
- * Calls `onReady` once, when every supervisor has started; warns once when, after `timeoutMs`,
+ * Calls `onReady` once, when every supervisor has started (or ended cleanly with nothing expected
+ * of it: ServiceSupervisor.idle); warns once when, after `timeoutMs`,
  * some are still starting (naming the handlers not registered yet).
  */
 export function whenAllStarted(
@@ -102,7 +103,7 @@ export function whenAllStarted(
 ): void {
   let ready = false;
   const check = () => {
-    if (ready || !supervisors.every((s) => s.state === "started")) return;
+    if (ready || !supervisors.every((s) => s.state === "started" || (s.state === "waiting" && s.idle))) return;
     ready = true;
     clearTimeout(timer);
     onReady();

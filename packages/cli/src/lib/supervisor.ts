@@ -64,6 +64,11 @@ export class ServiceSupervisor {
   private readonly stateListeners: ((state: ServiceState) => void)[] = [];
   /** False under `run --no-watch`: nothing restarts a service that waits, so say to restart run. */
   watching = true;
+  /**
+   * True while it waits after ending by itself (code 0, no output) with no handler expected of
+   * it: it lacks nothing the spec expects, so it does not hold "ready" back.
+   */
+  idle = false;
   /** The handlers the spec expects this service to register. */
   expected: Pick<HandlerRegistration, "socket" | "event">[] = [];
 
@@ -231,6 +236,17 @@ export class ServiceSupervisor {
         clearTimeout(this.holdTimer);
         this.held = [];
         this.recent = [];
+        if (code === 0 && output.trim() === "") {
+          // Ended by itself with nothing to say: nothing keeps it up (a helper module the services'
+          // match takes for a service, say). Nothing the spec expects of it is missing when it
+          // expects nothing, so it does not hold "ready" back.
+          this.idle = this.expected.length === 0;
+          this.fail("to stay up", {
+            message: `it ended by itself (exit code 0) ${this.expected.length === 0 ? "and registers no handler" : "before registering its handlers"}`,
+            fix: `a service runs until stopped, serving its handlers; if ${this.service.entry.file} is not a service (a helper module, say), keep it out of the services' match in the project file`,
+          });
+          return;
+        }
         const cause = failureCause(output, this.project.dir, this.service.bundle?.inputs ?? [this.service.entry.path]);
         const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
         this.fail(`to start (${how})`, hint ? { ...cause, fix: hint } : cause);
@@ -279,6 +295,7 @@ export class ServiceSupervisor {
     if (old) await old.stop(2000);
     this.backoffMs = FIRST_BACKOFF_MS;
     this.everStarted = false;
+    this.idle = false;
     clearTimeout(this.holdTimer);
     this.held = [];
     this.recent = [];
