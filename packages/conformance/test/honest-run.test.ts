@@ -122,7 +122,8 @@ describe("nitric-like run: a service that fails", () => {
         "services/chat.ts": chat('import leftPad from "left-pad-nope";\nconsole.log(leftPad("x", 3));'),
       });
       const app = runApp(dir);
-      await app.waitFor(/failed while its resources were being collected/);
+      // Both lines (they may arrive in two reads).
+      await app.waitFor(/failed while its resources were being collected[^\n]*\n {2}install it: [^\n]*\n/);
       expect(app.stderr).toContain(
         `error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): cannot find package "left-pad-nope"\n  install it: ${install}\n`,
       );
@@ -132,7 +133,7 @@ describe("nitric-like run: a service that fails", () => {
       await app.waitFor(/the project's packages changed: collecting service "chat" again/);
       await app.waitFor(/install it:[\s\S]*install it:/);
       await sleep(1500);
-      expect(count(app.stderr, /install it: /)).toBe(2);
+      expect(count(app.stderr, /install it: /), app.stderr).toBe(2);
       expect(app.stderr).not.toContain("ready");
     },
     40000,
