@@ -220,6 +220,29 @@ describe("nitric-like run: a service that fails", () => {
   }, 40000);
 });
 
+describe("nitric-like run: a failed service fixed into a conflict", () => {
+  it("is refused with spec's message and keeps waiting, and ready stays held back", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/a.ts": chat(),
+      "services/b.ts": 'throw new Error("not yet");\n',
+    });
+    const app = runApp(dir);
+    await app.waitFor(/service "b" \(services\/b\.ts:1\) failed/);
+    writeFileSync(
+      join(dir, "services", "b.ts"),
+      'import { websocket } from "@nitric-like/sdk";\nwebsocket("chat").on("message", () => "b");\n',
+    );
+    await app.waitFor(/waits for a file change/);
+    expect(app.stderr).toContain(
+      'error: websocket chat: the message event is handled by "a" and "b"; a socket event has exactly one handler, so keep socket.on("message", ...) in one service\n  service "b" waits for a file change\n',
+    );
+    await sleep(1000);
+    expect(app.stdout).toBe("");
+    expect(app.stderr).not.toContain("ready");
+  }, 30000);
+});
+
 describe("nitric-like run: output while a service starts", () => {
   it("is held back at most 3 s: a changed service that no longer registers an expected handler still shows its stderr", async () => {
     const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat() });
