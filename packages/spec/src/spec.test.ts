@@ -66,6 +66,21 @@ describe("buildSpec", () => {
     ]);
   });
 
+  it("lists the handler conflicts and the failed services apart, for run to refuse and report", () => {
+    const { conflicts, failures, errors } = buildSpec("app", [
+      service("a", { handlers: handlers("room", "connect", "disconnect", "message") }),
+      service("b", { handlers: handlers("room", "message") }),
+      service("c", { failure: { message: "exited with code 1", output: "Error: boom" } }),
+    ]);
+    expect(conflicts).toEqual([
+      'websocket room: the message event is handled by "a" and "b"; a socket event has exactly one handler, so keep socket.on("message", ...) in one service',
+    ]);
+    expect(failures).toEqual([
+      { service: "c", file: "services/c.ts", message: "exited with code 1", output: "Error: boom" },
+    ]);
+    for (const c of conflicts) expect(errors).toContain(c);
+  });
+
   it("merges the allowed origins every service gives a socket", () => {
     const { spec } = buildSpec("app", [
       service("a", { declared: [{ kind: "websocket", name: "s", allowedOrigins: ["https://b.example"] }] }),

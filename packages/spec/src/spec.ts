@@ -97,6 +97,13 @@ export interface SpecResult {
    * and resource: no command can go on with them, `run` included.
    */
   unsupported: string[];
+  /**
+   * The problems (also in `errors`) that are one socket event handled by two services: `run`
+   * refuses them as `spec` does, since only one of the handlers could get the events.
+   */
+  conflicts: string[];
+  /** The services that failed during collection (also in `errors`), with what they printed. */
+  failures: { service: string; file: string; message: string; output: string }[];
 }
 
 /** The resource kinds nitric-like serves, as the calls that declare them. */
@@ -120,6 +127,8 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   const policies = new Map<string, PolicySpec>();
   const duplicateHandlers = new Map<string, Set<string>>();
   const unsupported: string[] = [];
+  const conflicts: string[] = [];
+  const failures: SpecResult["failures"] = [];
 
   const socket = (name: string): WebsocketSpec => {
     let s = sockets.get(name);
@@ -132,6 +141,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
 
   for (const service of services) {
     if (service.failure) {
+      failures.push({ service: service.name, file: service.file, ...service.failure });
       const output = service.failure.output.trim();
       errors.push(
         `service ${JSON.stringify(service.name)} (${service.file}): ${service.failure.message}${output ? `\n${indent(output)}` : ""}`,
@@ -185,9 +195,9 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   for (const [key, names] of duplicateHandlers) {
     const [socketName, event] = key.split("\u0000") as [string, WebsocketEvent];
     const list = [...names].map((n) => JSON.stringify(n)).join(" and ");
-    errors.push(
-      `websocket ${socketName}: the ${event} event is handled by ${list}; a socket event has exactly one handler, so keep socket.on("${event}", ...) in one service`,
-    );
+    const conflict = `websocket ${socketName}: the ${event} event is handled by ${list}; a socket event has exactly one handler, so keep socket.on("${event}", ...) in one service`;
+    conflicts.push(conflict);
+    errors.push(conflict);
   }
   const amptStyle = new Set(services.flatMap((s) => s.amptSockets ?? []));
   for (const s of sockets.values()) {
@@ -219,7 +229,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
         a.resource.name.localeCompare(b.resource.name),
     ),
   };
-  return { spec, errors: [...unsupported, ...errors], unsupported };
+  return { spec, errors: [...unsupported, ...errors], unsupported, conflicts, failures };
 }
 
 /** Each websocket event as Ampt's `ws.on()` names it. */

@@ -1,11 +1,13 @@
 /**
  * `nitric-like run [dir]`: collects the spec, starts the provider (local by default), starts every
- * service against its own endpoint, and prints `websocket <name> <url>` for each socket once the
- * handlers the spec expects are registered. Restarts a service when its files change or when it
- * crashes. Ctrl-C drains running handlers, closes client connections with 1001 and exits 0.
+ * service against its own endpoint, and prints `websocket <name> <url>` for each socket once every
+ * service has started (see ServiceSupervisor for what that means and what a failure does).
+ * Restarts a service when its files change or when it crashes. Ctrl-C drains running handlers,
+ * closes client connections with 1001 and exits 0.
  */
 
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { isMainThread } from "node:worker_threads";
 import {
   buildSpec,
@@ -24,6 +26,15 @@ import { type DotEnv, loadDotEnv } from "../lib/dotenv.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
 import { loadProvider } from "../lib/providers.js";
+import {
+  expectedOf,
+  failCollected,
+  recollectAndStart,
+  refuseConflicts,
+  stopWhenAllWait,
+  warnedErrors,
+  whenAllStarted,
+} from "../lib/readiness.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
 import { collectSpec } from "./spec.js";
@@ -39,12 +50,19 @@ A service process reaches its endpoint at SERVICE_ADDRESS, a Unix socket in a pr
 folder of this run: only your user can connect, and whoever connects acts as the service.
 
 At start it prints the local dashboard's address (resources, live connections and
-messages, sending, a kv browser), then, when ready, one line per socket, on stdout:
+messages, sending, a kv browser), then, once every service has registered the handlers
+the spec expects of it, one line per socket on stdout, and "ready" on stderr:
   dashboard http://127.0.0.1:<port>
   websocket <name> ws://127.0.0.1:<port>
 
 Services restart when their files change (with --provider aws too), and with backoff
-when they crash.
+when they crash. A service
+that fails before it has started (collecting its resources, or at start) is not
+restarted: its cause is printed once (file:line, message, the fix; for a missing
+package, the install command) and it waits for a change to its files, package.json
+or a lockfile; the other services keep running. A service that started, then crashed
+5 times in 30 s with no event in flight waits for a file change too. Two services
+handling the same socket event: exits 1, as "nitric-like spec" does.
 Ctrl-C lets running handlers answer, closes client connections (1001, going away) and exits.
 
 It stops with exit 1 before starting anything when the project file has a problem
@@ -116,7 +134,7 @@ export interface RunCommandOptions {
   environment?: string;
   /** Serve the services' endpoints on 127.0.0.1 too (NITRIC_SERVICE_HOST/PORT). @default false */
   tcp?: boolean;
-  /** How long to wait for the expected handlers before printing the sockets anyway. @default 15000 */
+  /** How long to wait for the expected handlers before warning that they are not there yet. @default 15000 */
   readyTimeoutMs?: number;
   /** Services print errors with every frame (NITRIC_LIKE_VERBOSE=1 in their environment). @default false */
   verbose?: boolean;
@@ -148,9 +166,9 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   const environment = options.environment ?? DEFAULT_RUN_ENVIRONMENT;
   let dotenv = loadDotEnv(project.dir, environment);
   describeDotEnv(dotenv, output);
-  const { spec, errors } = await collectSpec(prepared, output, { dotenv: dotenv.values });
-  // `run` is for trying things: it warns about what `up` would refuse instead of stopping.
-  for (const e of errors) output.warn(e);
+  const { spec, errors, conflicts, failures } = await collectSpec(prepared, output, { dotenv: dotenv.values });
+  // Two services handling one event: only one could get the events, so run refuses as spec does.
+  refuseConflicts(spec, conflicts, output);
 
   const provider = await loadProvider(options.provider, project.dir);
   if (!provider.run) {
@@ -168,6 +186,9 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     ...(options.host === undefined ? {} : { host: options.host }),
     ...(options.environment === undefined ? {} : { environment: options.environment }),
   });
+  // `run` is for trying things: it warns about what `up` would refuse instead of stopping. A
+  // service that failed is reported by its supervisor, once (by the emulator when it hosts them).
+  for (const e of running.hostsServices ? errors : warnedErrors(errors, conflicts, failures)) output.warn(e);
   let dashboard: Dashboard | undefined;
   if (options.dashboard !== false) {
     try {
@@ -243,7 +264,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   const stopped = new Promise<number>((resolve) => {
     resolveStopped = resolve;
   });
-  const stop = async () => {
+  const stop = async (code = 0) => {
     if (stopping) return;
     stopping = true;
     output.info(output.paint("dim", "stopping: closing connections and services..."));
@@ -251,7 +272,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     await dashboard?.close();
     await running.stop();
     await Promise.all(supervisors.map((s) => s.stop(2000)));
-    resolveStopped(0);
+    resolveStopped(code);
   };
   const onSignal = () => {
     // A second Ctrl-C while stopping gives up on a clean stop.
@@ -264,10 +285,8 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   process.on("SIGHUP", onSignal);
   options.signal?.addEventListener("abort", () => void stop(), { once: true });
 
-  await Promise.all(supervisors.map((s) => s.start()));
-  await waitForHandlers(running, expectedHandlers(spec), options.readyTimeoutMs ?? 15000, output);
-
-  if (!stopping) {
+  const printReady = () => {
+    if (stopping) return;
     const printed = new Set<string>();
     const printSockets = () => {
       for (const s of running.sockets()) {
@@ -279,30 +298,52 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     printSockets();
     // A socket declared later (after a code change) gets its line when its handlers register.
     running.onRegistrationsChanged(printSockets);
-    // Watching first: a change saved the moment "ready" shows must not fall before the watch.
-    if (options.watch && !running.hostsServices) {
-      const reload = () => {
-        try {
-          dotenv = loadDotEnv(project.dir, environment);
-        } catch (error) {
-          output.error((error as Error).message);
-          return;
-        }
-        describeDotEnv(dotenv, output);
-        output.info(output.paint("dim", ".env changed: restarting every service"));
-        for (const supervisor of supervisors) {
-          supervisor.launchExtras = { ...supervisor.launchExtras, dotenv: dotenv.values };
-          void supervisor.restart(supervisor.service);
-        }
-      };
-      watcher = watchServices(prepared, supervisors, output, {
-        dotenvPaths: dotenv.paths,
-        onDotEnv: reload,
-        dotenv: () => dotenv.values,
-      });
-    } else if (options.watch && running.restartService) watcher = watchHostedServices(prepared, running, output);
     const n = prepared.services.length;
     output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
+  };
+  const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
+  if (running.hostsServices) {
+    if (options.watch && running.restartService) watcher = watchHostedServices(prepared, running, output);
+    await waitForHandlers(running, expectedHandlers(spec), readyTimeoutMs, output);
+    printReady();
+  } else {
+    // Watching first: a change saved while services start (or wait after a failure) must not be missed.
+    const failedCollect = new Set(failures.map((f) => f.service));
+    // A changed .env restarts every service with the new values.
+    const reloadDotEnv = () => {
+      try {
+        dotenv = loadDotEnv(project.dir, environment);
+      } catch (error) {
+        output.error((error as Error).message);
+        return;
+      }
+      describeDotEnv(dotenv, output);
+      output.info(output.paint("dim", ".env changed: restarting every service"));
+      for (const supervisor of supervisors) {
+        supervisor.launchExtras = { ...supervisor.launchExtras, dotenv: dotenv.values };
+        void supervisor.restart(supervisor.service);
+      }
+    };
+    if (options.watch)
+      watcher = watchServices(prepared, spec, supervisors, failedCollect, output, {
+        dotenvPaths: dotenv.paths,
+        onDotEnv: reloadDotEnv,
+        dotenv: () => dotenv.values,
+      });
+    // Ready (the socket lines, then "ready") only once every service has started; a service
+    // that failed waits for a file change and so holds "ready" back until it is fixed.
+    whenAllStarted(supervisors, readyTimeoutMs, output, printReady);
+    if (!options.watch) stopWhenAllWait(supervisors, output, () => void stop(1));
+    await Promise.all(
+      supervisors.map((s) => {
+        s.expected = expectedOf(spec, s.name);
+        s.watching = options.watch;
+        const failure = failures.find((f) => f.service === s.name);
+        if (!failure) return s.start();
+        failCollected(s, failure, project.dir);
+        return undefined;
+      }),
+    );
   }
 
   const code = await stopped;
@@ -404,23 +445,36 @@ async function unsupportedIn(
   return collected ? buildSpec(prepared.project.name, [collected]).unsupported : [];
 }
 
+/** The project's package manifest and lockfiles: installing a package retries the services that wait. */
+function packageFiles(dir: string): string[] {
+  return ["package.json", "package-lock.json", "pnpm-lock.yaml", "yarn.lock", "bun.lock", "bun.lockb"].map((f) =>
+    join(dir, f),
+  );
+}
+
 function watchServices(
   prepared: PreparedProject,
+  spec: Spec,
   supervisors: ServiceSupervisor[],
+  failedCollect: Set<string>,
   output: Output,
   env: { dotenvPaths: string[]; onDotEnv: () => void; dotenv: () => ReadonlyMap<string, string> },
 ) {
   const inputsOf = (s: ServiceSupervisor) => s.service.bundle?.inputs ?? new Set([s.service.entry.path]);
+  const packages = new Set(packageFiles(prepared.project.dir));
   /** How many changes each service has seen: only the latest one restarts it. */
   const changes = new Map<ServiceSupervisor, number>();
-  const watcher = watchFiles([...supervisors.flatMap((s) => [...inputsOf(s)]), ...env.dotenvPaths], (changed) => {
+  const watched = [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages, ...env.dotenvPaths];
+  const watcher = watchFiles(watched, (changed) => {
     if (env.dotenvPaths.some((p) => changed.has(p))) {
       env.onDotEnv();
       return;
     }
+    const installed = [...changed].some((p) => packages.has(p));
     for (const supervisor of supervisors) {
       const inputs = inputsOf(supervisor);
-      if (![...changed].some((p) => inputs.has(p))) continue;
+      const retry = installed && supervisor.state === "waiting";
+      if (!retry && ![...changed].some((p) => inputs.has(p))) continue;
       const change = (changes.get(supervisor) ?? 0) + 1;
       changes.set(supervisor, change);
       void (async () => {
@@ -428,14 +482,21 @@ function watchServices(
         try {
           const bundle = entry.start === undefined ? await bundleService(prepared.project.dir, entry) : undefined;
           if (bundle) watcher.add(bundle.inputs);
-          const next: PreparedService = bundle ? { entry, bundle } : { entry };
+          const service: PreparedService = bundle ? { entry, bundle } : { entry };
+          const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
+          // A later save is already on its way (its check may finish first): it decides.
+          if (changes.get(supervisor) !== change) return;
+          if (failedCollect.has(entry.name)) {
+            output.info(output.paint("dim", `${what} changed: collecting service "${entry.name}" again`));
+            if (await recollectAndStart(prepared, spec, supervisor, service, output, env.dotenv()))
+              failedCollect.delete(entry.name);
+            return;
+          }
           // A declaration nobody serves would only fail at run time (UNIMPLEMENTED): refuse the
           // change as at start, once, and keep the running version until the next save. Our SDK
           // declares only what is served, so a service on it alone (threadable) skips this extra
-          // collect pass (for a @nitric/sdk service it adds about a second per save on a busy
-          // 2-core machine: bench/restart.mjs).
-          const unsupported = bundle?.threadable ? [] : await unsupportedIn(prepared, next, env.dotenv());
-          // A later save is already on its way (its check may finish first): it decides.
+          // collect pass (about a second per save for a @nitric/sdk service: bench/restart.mjs).
+          const unsupported = bundle?.threadable ? [] : await unsupportedIn(prepared, service, env.dotenv());
           if (changes.get(supervisor) !== change) return;
           if (unsupported.length > 0) {
             for (const u of unsupported) output.error(u);
@@ -444,8 +505,8 @@ function watchServices(
             );
             return;
           }
-          output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
-          await supervisor.restart(next);
+          output.info(output.paint("dim", `${what} changed: restarting service "${entry.name}"`));
+          await supervisor.restart(service);
         } catch (error) {
           // A change that does not compile keeps the running version; the next save retries.
           output.error((error as Error).message);

@@ -1,7 +1,14 @@
 /** `nitric-like spec [dir]`: the collect pass, printed as JSON; refuses an app that cannot be deployed. */
 import { basename, dirname } from "node:path";
 import { packageOwner } from "@nitric-like/provider-kit";
-import { buildSpec, type CollectedService, SERVED_KINDS, type Spec, unusedSocketWarnings } from "@nitric-like/spec";
+import {
+  buildSpec,
+  type CollectedService,
+  SERVED_KINDS,
+  type Spec,
+  type SpecResult,
+  unusedSocketWarnings,
+} from "@nitric-like/spec";
 import { type CollectOptions, collect } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
@@ -31,7 +38,7 @@ export async function collectSpec(
   prepared: PreparedProject,
   output: Output,
   options: CollectOptions = {},
-): Promise<{ spec: Spec; errors: string[] }> {
+): Promise<{ spec: Spec; errors: string[]; conflicts: string[]; failures: SpecResult["failures"] }> {
   const n = prepared.services.length;
   const progress = output.progress(`collecting resources from ${n} service${n === 1 ? "" : "s"}`);
   try {
@@ -57,7 +64,7 @@ export async function collectSpec(
         `"${result.spec.name}" uses ${count} resource${count === 1 ? "" : "s"} nitric-like does not serve (listed above); it serves ${SERVED_KINDS}`,
       );
     }
-    return { spec: result.spec, errors: result.errors };
+    return { spec: result.spec, errors: result.errors, conflicts: result.conflicts, failures: result.failures };
   } finally {
     progress.done();
   }

@@ -1,8 +1,19 @@
 /**
  * Keeps one service running under `nitric-like run`: forwards its output with its name, restarts it
  * with backoff when it crashes, and restarts it on demand when its files change.
+ *
+ * A service has started once every handler the spec expects of it is registered (one that handles
+ * nothing: once it has stayed up a second). One that ends before that has failed to start: its
+ * output is held back meanwhile, and instead of it and a restart loop, its cause is printed once
+ * (file:line, message, fix) and the service waits for a file change. One that started and then
+ * crashes CRASH_LOOP_COUNT times within CRASH_LOOP_WINDOW_MS with no event in flight is in a crash
+ * loop: it stops being restarted, says so once, and waits for a file change too. A death with
+ * events in flight does not count: the provider's poison rule already bounds those (each event is
+ * dropped after it killed the service twice), and a client must not be able to stop a service for
+ * everyone by sending a few bad messages.
  */
-import type { Project, RunningProvider } from "@nitric-like/spec";
+import type { HandlerRegistration, Project, RunningProvider } from "@nitric-like/spec";
+import { type FailureCause, failureCause, formatFailure } from "./failure.js";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import {
@@ -22,6 +33,22 @@ export const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 10_000;
 /** A service that stayed up this long is healthy again: the next crash starts from the first delay. */
 const HEALTHY_AFTER_MS = 10_000;
+/** Crashes (with no event in flight, after the service had started) that make a crash loop... */
+export const CRASH_LOOP_COUNT = 5;
+/** ...within this long. */
+export const CRASH_LOOP_WINDOW_MS = 30_000;
+/** A service the spec expects no handlers of has started once it stayed up this long. */
+const NO_HANDLERS_STARTED_MS = 1000;
+/** Output lines held back while a service starts (the last ones are kept), and kept for its cause. */
+const HELD_LINES = 200;
+/**
+ * Held-back output is printed after this long even if the service has not started (a slow start,
+ * or a changed service that no longer registers a handler the spec expects): never swallowed.
+ */
+const HOLD_MAX_MS = 3000;
+
+/** Where a supervised service is: starting, started (serving), or waiting for a file change. */
+export type ServiceState = "starting" | "started" | "waiting";
 
 /** One supervised service. */
 export class ServiceSupervisor {
@@ -32,6 +59,27 @@ export class ServiceSupervisor {
   private startedAt = 0;
   /** What every start adds to the launch: the `.env` values (replaced when they change), the inspector's port. */
   launchExtras: Pick<ServiceLaunch, "dotenv" | "inspectPort"> = {};
+  private state_: ServiceState = "starting";
+  /** True once this version of the service has started (registered what the spec expects). */
+  private everStarted = false;
+  private readonly crashes: number[] = [];
+  /** The stderr lines of the current process held back while it starts; flushed once it has started. */
+  private held: string[] = [];
+  /** The last stderr lines of the current process, for the cause of a failure. */
+  private recent: string[] = [];
+  private holdTimer: NodeJS.Timeout | undefined;
+  private stderrEnded: Promise<void> = Promise.resolve();
+  private startedTimer: NodeJS.Timeout | undefined;
+  private readonly stateListeners: ((state: ServiceState) => void)[] = [];
+  /** False under `run --no-watch`: nothing restarts a service that waits, so say to restart run. */
+  watching = true;
+  /**
+   * True while it waits after ending by itself (code 0, no output) with no handler expected of
+   * it: it lacks nothing the spec expects, so it does not hold "ready" back.
+   */
+  idle = false;
+  /** The handlers the spec expects this service to register. */
+  expected: Pick<HandlerRegistration, "socket" | "event">[] = [];
 
   constructor(
     private readonly project: Project,
@@ -43,7 +91,74 @@ export class ServiceSupervisor {
     private readonly threads = true,
     /** Also hears each line the service prints (the dashboard's log). */
     private readonly onLine?: (service: string, stream: "stdout" | "stderr", line: string) => void,
-  ) {}
+  ) {
+    provider.onRegistrationsChanged(() => this.checkStarted());
+  }
+
+  /** Where the service is. */
+  get state(): ServiceState {
+    return this.state_;
+  }
+
+  /** Calls back on each change of state. */
+  onStateChange(listener: (state: ServiceState) => void): void {
+    this.stateListeners.push(listener);
+  }
+
+  private setState(state: ServiceState): void {
+    if (this.state_ === state) return;
+    this.state_ = state;
+    for (const l of this.stateListeners) l(state);
+  }
+
+  /** True when every handler the spec expects of this service is registered. */
+  private registered(): boolean {
+    const live = new Set(
+      this.provider
+        .registrations()
+        .filter((r) => r.service === this.name)
+        .map((r) => `${r.socket}\u0000${r.event}`),
+    );
+    return this.expected.every((e) => live.has(`${e.socket}\u0000${e.event}`));
+  }
+
+  private checkStarted(): void {
+    if (!this.child || this.state_ === "waiting" || this.everStarted) return;
+    if (this.expected.length === 0 || !this.registered()) return;
+    this.markStarted();
+  }
+
+  private markStarted(): void {
+    this.everStarted = true;
+    clearTimeout(this.startedTimer);
+    this.flushHeld();
+    this.setState("started");
+  }
+
+  /** Prints what it printed while starting (now that it is no failure's noise) and stops holding. */
+  private flushHeld(): void {
+    clearTimeout(this.holdTimer);
+    const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
+    for (const line of this.held) {
+      this.output.err.write(`${label} ${line}\n`);
+      this.onLine?.(this.name, "stderr", line);
+    }
+    this.held = [];
+  }
+
+  /**
+   * Does not start the service: prints why it failed (in the collect pass), in two lines, and
+   * waits for restart() (a file change).
+   */
+  fail(when: string, cause: FailureCause): void {
+    clearTimeout(this.restartTimer);
+    const [what, fix] = formatFailure(this.name, this.service.entry.file, when, cause);
+    this.output.error(what);
+    this.output.info(
+      `  ${this.watching ? fix : `${fix.replace(/^fix it and save: .*/, "fix it")}, then start run again (--no-watch: it does not watch files)`}`,
+    );
+    this.setState("waiting");
+  }
 
   get name(): string {
     return this.service.entry.name;
@@ -85,16 +200,47 @@ export class ServiceSupervisor {
         this.output.out.write(`${label} ${line}\n`);
         onLine?.(this.name, "stdout", line);
       });
-    if (child.stderr)
+    // Until it has started, its stderr is held back (a failure prints its cause instead).
+    const held: string[] = [];
+    const recent: string[] = [];
+    this.held = held;
+    this.recent = recent;
+    clearTimeout(this.holdTimer);
+    if (!this.everStarted) {
+      this.holdTimer = setTimeout(() => {
+        if (this.held === held) this.flushHeld();
+      }, HOLD_MAX_MS);
+    }
+    let stderrEnded: () => void = () => {};
+    this.stderrEnded = new Promise<void>((resolve) => {
+      stderrEnded = resolve;
+    });
+    if (child.stderr) {
+      child.stderr.once("end", () => stderrEnded());
+      child.stderr.once("close", () => stderrEnded());
       forEachLine(child.stderr, (line) => {
         // run --inspect: the inspector's address, on stdout as a result (its id changes with each start).
         const inspector =
           this.launchExtras.inspectPort !== undefined &&
           /^Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)$/.exec(line)?.[1];
         if (inspector) this.output.result(`service ${this.name} inspector ${inspector}`);
-        this.output.err.write(`${label} ${line}\n`);
-        onLine?.(this.name, "stderr", line);
+        recent.push(line);
+        if (recent.length > HELD_LINES) recent.shift();
+        if (this.everStarted || this.held !== held) {
+          this.output.err.write(`${label} ${line}\n`);
+          onLine?.(this.name, "stderr", line);
+          return;
+        }
+        held.push(line);
+        if (held.length > HELD_LINES) held.shift();
       });
+    } else stderrEnded();
+    if (!this.everStarted && this.expected.length === 0) {
+      this.startedTimer = setTimeout(() => {
+        if (this.child === child && !child.exited()) this.markStarted();
+      }, NO_HANDLERS_STARTED_MS);
+    }
+    this.checkStarted();
     child.onError((error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
     child.onExit((code, signal) => this.exited(child, code, signal));
   }
@@ -105,8 +251,36 @@ export class ServiceSupervisor {
     const inFlight = this.provider.serviceExited(this.name, code, signal, died) ?? 0;
     if (!died) return;
     this.child = undefined;
-    if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
+    clearTimeout(this.startedTimer);
     const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+    if (!this.everStarted && inFlight === 0) {
+      // Its stderr was held back (for 3 s at most): the cause is in it. Read it once the stream has drained.
+      const recent = this.recent;
+      void Promise.race([this.stderrEnded, new Promise((r) => setTimeout(r, 1000))]).then(() => {
+        if (this.child !== undefined || this.stopping || this.recent !== recent) return;
+        const output = recent.join("\n");
+        clearTimeout(this.holdTimer);
+        this.held = [];
+        this.recent = [];
+        if (code === 0 && output.trim() === "") {
+          // Ended by itself with nothing to say: nothing keeps it up (a helper module the services'
+          // match takes for a service, say). Nothing the spec expects of it is missing when it
+          // expects nothing, so it does not hold "ready" back.
+          this.idle = this.expected.length === 0;
+          this.fail("to stay up", {
+            message: `it ended by itself (exit code 0) ${this.expected.length === 0 ? "and registers no handler" : "before registering its handlers"}`,
+            fix: `a service runs until stopped, serving its handlers; if ${this.service.entry.file} is not a service (a helper module, say), keep it out of the services' match in the project file`,
+          });
+          return;
+        }
+        const cause = failureCause(output, this.project.dir, this.service.bundle?.inputs ?? [this.service.entry.path]);
+        const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
+        this.fail(`to start (${how})`, hint ? { ...cause, fix: hint } : cause);
+      });
+      return;
+    }
+    if (inFlight === 0 && this.crashLoop()) return;
+    if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
     // A service that died while handling events is restarted after the first delay and the delay
     // does not grow: events that kill it are dropped after a few tries (the provider's poison
     // limit), so this is no crash loop, and the other clients' events wait only that long. The
@@ -120,14 +294,39 @@ export class ServiceSupervisor {
     }, delay);
   }
 
-  /** Replaces the process with a fresh one (after a code change). */
+  /**
+   * Counts a crash of a started service with nothing in flight; true (and said once) when it makes
+   * a crash loop: the service then waits for a file change.
+   */
+  private crashLoop(): boolean {
+    const now = Date.now();
+    this.crashes.push(now);
+    while (this.crashes.length > 0 && now - (this.crashes[0] as number) > CRASH_LOOP_WINDOW_MS) this.crashes.shift();
+    if (this.crashes.length < CRASH_LOOP_COUNT) return false;
+    this.crashes.length = 0;
+    this.output.error(
+      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
+    );
+    this.setState("waiting");
+    return true;
+  }
+
+  /** Replaces the process with a fresh one (after a code change, or a retry of a failed service). */
   async restart(service: PreparedService): Promise<void> {
     this.service = service;
     clearTimeout(this.restartTimer);
+    clearTimeout(this.startedTimer);
     const old = this.child;
     this.child = undefined;
     if (old) await old.stop(2000);
     this.backoffMs = FIRST_BACKOFF_MS;
+    this.everStarted = false;
+    this.idle = false;
+    clearTimeout(this.holdTimer);
+    this.held = [];
+    this.recent = [];
+    this.crashes.length = 0;
+    this.setState("starting");
     await this.start();
   }
 
@@ -135,6 +334,8 @@ export class ServiceSupervisor {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
+    clearTimeout(this.startedTimer);
+    this.flushHeld();
     const child = this.child;
     if (!child || child.exited()) return;
     await new Promise<void>((resolve) => {

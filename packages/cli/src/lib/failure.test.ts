@@ -1,0 +1,83 @@
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { failureCause, formatFailure, installCommand } from "./failure.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function temp(files: Record<string, string> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-failure-"));
+  dirs.push(dir);
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  }
+  return dir;
+}
+
+/** What a real Node prints when `file` in `dir` fails at import. */
+function crash(dir: string, file: string): string {
+  const result = spawnSync(process.execPath, [join(dir, file)], { cwd: dir, encoding: "utf8" });
+  expect(result.status).toBe(1);
+  return result.stderr;
+}
+
+describe("installCommand", () => {
+  it("follows the nearest lockfile, upwards as in a workspace, and npm without one", () => {
+    expect(installCommand(temp(), "left-pad")).toBe("npm install left-pad");
+    expect(installCommand(temp({ "package-lock.json": "{}" }), "a")).toBe("npm install a");
+    expect(installCommand(temp({ "pnpm-lock.yaml": "" }), "a")).toBe("pnpm add a");
+    expect(installCommand(temp({ "yarn.lock": "" }), "a")).toBe("yarn add a");
+    expect(installCommand(temp({ "bun.lock": "" }), "a")).toBe("bun add a");
+    const workspace = temp({ "pnpm-lock.yaml": "", "apps/chat/package.json": "{}" });
+    expect(installCommand(join(workspace, "apps", "chat"), "@scope/pkg")).toBe("pnpm add @scope/pkg");
+  });
+});
+
+describe("failureCause", () => {
+  it("reads a real uncaught error: the project frame's file:line and the message, no stack", () => {
+    const dir = temp({
+      "services/a.mjs": 'function boom() {\n  throw new TypeError("data.get is not a function");\n}\nboom();\n',
+    });
+    expect(failureCause(crash(dir, "services/a.mjs"), dir)).toEqual({
+      location: "services/a.mjs:2",
+      message: "TypeError: data.get is not a function",
+      fix: "fix it and save: run starts it again when one of its files changes",
+    });
+  });
+
+  it("names a missing package, the line that imports it and the install command", () => {
+    const dir = temp({
+      "pnpm-lock.yaml": "",
+      "services/a.mjs": '// chat\nimport pad from "left-pad-nope/sub/path.js";\npad();\n',
+    });
+    const cause = failureCause(crash(dir, "services/a.mjs"), dir, [join(dir, "services/a.mjs")]);
+    expect(cause).toEqual({
+      location: "services/a.mjs:2",
+      message: 'cannot find package "left-pad-nope"',
+      fix: "install it: pnpm add left-pad-nope",
+    });
+    expect(formatFailure("a", "services/a.mjs", "to start (exited with code 1)", cause)).toEqual([
+      'service "a" (services/a.mjs:2) failed to start (exited with code 1): cannot find package "left-pad-nope"',
+      "install it: pnpm add left-pad-nope",
+    ]);
+  });
+
+  it("skips frames outside the project and in node_modules, and keeps a last line when there is no error line", () => {
+    const dir = temp();
+    const output = [
+      "Error: nope",
+      `    at x (${dir}/node_modules/lib/index.js:1:1)`,
+      "    at y (/elsewhere/lib.js:3:3)",
+      `    at z (file://${dir}/services/b.ts:7:9)`,
+    ].join("\n");
+    expect(failureCause(output, dir)).toMatchObject({ location: "services/b.ts:7", message: "nope" });
+    expect(failureCause("segfault, or so\n", dir)).toMatchObject({ message: "segfault, or so" });
+    expect(failureCause("", dir).location).toBeUndefined();
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * Why a service failed, in the two lines `run` prints instead of its whole output: where (the
+ * first stack frame in the project's own files, as file:line), what (the error's message), and the
+ * fix (for a package that is not installed, the install command of the project's package manager).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, isAbsolute, join, relative } from "node:path";
+
+/** A failure, ready to print. */
+export interface FailureCause {
+  /** `services/chat.ts:12`, when a frame or an import points into the project. */
+  location?: string;
+  /** The error's message (its class too when it is not a plain Error). */
+  message: string;
+  /** What to do, a sentence. */
+  fix: string;
+}
+
+/** Lockfiles and the command each package manager installs a package with, first match wins. */
+const MANAGERS: { lockfile: string; add: string }[] = [
+  { lockfile: "pnpm-lock.yaml", add: "pnpm add" },
+  { lockfile: "yarn.lock", add: "yarn add" },
+  { lockfile: "bun.lock", add: "bun add" },
+  { lockfile: "bun.lockb", add: "bun add" },
+  { lockfile: "package-lock.json", add: "npm install" },
+];
+
+/**
+ * The command that installs `pkg` in the project in `dir`: its package manager is the one whose
+ * lockfile is nearest (the project's folder, then its parents, as for a workspace); npm without one.
+ */
+export function installCommand(dir: string, pkg: string): string {
+  for (let at = dir; ; at = dirname(at)) {
+    const found = MANAGERS.find((m) => existsSync(join(at, m.lockfile)));
+    if (found) return `${found.add} ${pkg}`;
+    if (dirname(at) === at) return `npm install ${pkg}`;
+  }
+}
+
+/** The package a bare import names: `@scope/name` or `name`, without a subpath. */
+function packageOf(specifier: string): string {
+  const parts = specifier.split("/");
+  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : (parts[0] ?? specifier);
+}
+
+const MISSING_PACKAGE = [
+  /Cannot find package '([^']+)'/,
+  /Cannot find module '([^'./][^']*)'/,
+  /Could not resolve "([^"./][^"]*)"/,
+];
+
+/** A line such as `Error: boom`, `TypeError [ERR_X]: boom`, `Uncaught _NitricLikeError: boom`. */
+const ERROR_LINE = /^(?:Uncaught )?([A-Za-z_$][\w$]*)(?: \[[A-Z0-9_]+\])?: (.+)$/;
+/** A stack frame's file, line and column. */
+const FRAME = /^\s+at (?:.*? \()?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?$/;
+
+/**
+ * Reads a failed service's output (stderr as Node prints an uncaught error) and says why it failed.
+ * `projectDir` makes locations relative; `files` are the project files the service is built from,
+ * searched for the import of a missing package.
+ */
+export function failureCause(output: string, projectDir: string, files: Iterable<string> = []): FailureCause {
+  const lines = output.split("\n");
+  let message: string | undefined;
+  let errorAt = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const m = ERROR_LINE.exec(lines[i]?.trim() ?? "");
+    if (!m || m[1] === "Node.js") continue;
+    const kind = (m[1] as string).replace(/^_+/, "");
+    message = kind === "Error" || kind === "NitricLikeError" ? (m[2] as string) : `${kind}: ${m[2]}`;
+    errorAt = i;
+    break;
+  }
+  const missing = MISSING_PACKAGE.map((r) => r.exec(output)?.[1]).find((p) => p !== undefined);
+  if (missing !== undefined) {
+    const pkg = packageOf(missing);
+    const location = importLocation(pkg, projectDir, files);
+    return {
+      ...(location === undefined ? {} : { location }),
+      message: `cannot find package "${pkg}"`,
+      fix: `install it: ${installCommand(projectDir, pkg)}`,
+    };
+  }
+  let location: string | undefined;
+  for (const line of lines.slice(Math.max(errorAt, 0))) {
+    const m = FRAME.exec(line);
+    if (!m) continue;
+    const file = (m[1] as string).replace(/^file:\/\//, "");
+    if (file.includes("/node_modules/") || file.includes("/.nitric-like/")) continue;
+    const rel = relative(projectDir, file);
+    if (rel.startsWith("..") || isAbsolute(rel)) continue;
+    location = `${rel}:${m[2]}`;
+    break;
+  }
+  const last = lines.map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("Node.js v"));
+  return {
+    ...(location === undefined ? {} : { location }),
+    message: message ?? last[last.length - 1] ?? "it printed nothing",
+    fix: "fix it and save: run starts it again when one of its files changes",
+  };
+}
+
+/** Where the project's own code imports `pkg` (`file:line`), if it does so literally. */
+function importLocation(pkg: string, projectDir: string, files: Iterable<string>): string | undefined {
+  const quoted = new RegExp(
+    `(?:from\\s*|import\\s*\\(?\\s*|require\\s*\\(\\s*)["']${escapeRegExp(pkg)}(?:/[^"']*)?["']`,
+  );
+  for (const file of files) {
+    if (file.includes("/node_modules/")) continue;
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    const lines = text.split("\n");
+    const at = lines.findIndex((l) => quoted.test(l));
+    if (at >= 0) return `${relative(projectDir, file)}:${at + 1}`;
+  }
+  return undefined;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** The cause as `run` prints it: `service "x" (file:line): message` and the fix on a second line. */
+export function formatFailure(service: string, file: string, when: string, cause: FailureCause): [string, string] {
+  return [`service ${JSON.stringify(service)} (${cause.location ?? file}) failed ${when}: ${cause.message}`, cause.fix];
+}

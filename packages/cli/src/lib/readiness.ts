@@ -1,0 +1,139 @@
+/**
+ * What makes `run` honest about its state: it refuses what `spec` refuses and cannot serve (one
+ * socket event handled by two services), it reports a service that failed in the collect pass
+ * once and keeps it waiting for a file change, and it is ready only when every service has started
+ * (registered every handler the spec expects of it).
+ */
+import type { Spec, SpecResult } from "@nitric-like/spec";
+import { collect } from "./collect.js";
+import { failureCause } from "./failure.js";
+import { type Output, UserError } from "./log.js";
+import type { PreparedProject, PreparedService } from "./prepare.js";
+import type { ServiceSupervisor } from "./supervisor.js";
+
+/** Refuses handler conflicts as `spec` does: each on a line of its own, then exit 1. */
+export function refuseConflicts(spec: Spec, conflicts: string[], output: Output): void {
+  if (conflicts.length === 0) return;
+  for (const c of conflicts) output.error(c);
+  throw new UserError(
+    `the spec of "${spec.name}" has ${conflicts.length} problem${conflicts.length === 1 ? "" : "s"} (listed above)`,
+  );
+}
+
+/** The errors `run` only warns about: those that are not conflicts (refused) or failures (reported by their supervisor). */
+export function warnedErrors(errors: string[], conflicts: string[], failures: SpecResult["failures"]): string[] {
+  const failed = failures.map((f) => `service ${JSON.stringify(f.service)} (${f.file}): ${f.message}`);
+  return errors.filter((e) => !conflicts.includes(e) && !failed.some((f) => e.startsWith(f)));
+}
+
+/** The handlers the spec expects of one service. */
+export function expectedOf(spec: Spec, service: string): ServiceSupervisor["expected"] {
+  const expected: ServiceSupervisor["expected"] = [];
+  for (const r of spec.resources) {
+    if (r.kind !== "websocket") continue;
+    for (const [event, by] of Object.entries(r.handlers)) {
+      if (by === service) expected.push({ socket: r.name, event: event as "connect" | "disconnect" | "message" });
+    }
+  }
+  return expected;
+}
+
+const COLLECT_FAILED = "while its resources were being collected";
+
+/** Reports a service's collect-pass failure once and leaves it waiting for a file change. */
+export function failCollected(
+  supervisor: ServiceSupervisor,
+  failure: { message: string; output: string },
+  projectDir: string,
+): void {
+  const inputs = supervisor.service.bundle?.inputs ?? [supervisor.service.entry.path];
+  const cause = failure.output.trim()
+    ? failureCause(failure.output, projectDir, inputs)
+    : { message: failure.message, fix: "fix it and save: run collects it again when one of its files changes" };
+  const how = /^(exited with code \d+|was killed by \w+)/.exec(failure.message)?.[1];
+  supervisor.fail(how ? `${COLLECT_FAILED} (${how})` : COLLECT_FAILED, cause);
+}
+
+/**
+ * Runs the collect pass again for a service that failed in it (after a file change): on success,
+ * the handlers it registers become what it is expected to register and it starts; a failure, or
+ * an event another service already handles, is reported and it keeps waiting. Resolves to true
+ * when it started.
+ */
+export async function recollectAndStart(
+  prepared: PreparedProject,
+  spec: Spec,
+  supervisor: ServiceSupervisor,
+  service: PreparedService,
+  output: Output,
+  dotenv?: ReadonlyMap<string, string>,
+): Promise<boolean> {
+  supervisor.service = service;
+  const [collected] = await collect(prepared.project, [service], dotenv ? { dotenv } : {});
+  if (!collected) return false;
+  if (collected.failure) {
+    failCollected(supervisor, collected.failure, prepared.project.dir);
+    return false;
+  }
+  for (const h of collected.handlers) {
+    const socket = spec.resources.find((r) => r.kind === "websocket" && r.name === h.socket);
+    const by = socket?.kind === "websocket" ? socket.handlers[h.event] : undefined;
+    if (by !== undefined && by !== supervisor.name) {
+      output.error(
+        `websocket ${h.socket}: the ${h.event} event is handled by ${JSON.stringify(by)} and ${JSON.stringify(supervisor.name)}; a socket event has exactly one handler, so keep socket.on("${h.event}", ...) in one service`,
+      );
+      output.info(`  service "${supervisor.name}" waits for a file change`);
+      return false;
+    }
+  }
+  supervisor.expected = collected.handlers.map((h) => ({ socket: h.socket, event: h.event }));
+  await supervisor.restart(service);
+  return true;
+}
+
+/**
+ * Calls `onReady` once, when every supervisor has started (or ended cleanly with nothing expected
+ * of it: ServiceSupervisor.idle); warns once when, after `timeoutMs`,
+ * some are still starting (naming the handlers not registered yet).
+ */
+export function whenAllStarted(
+  supervisors: ServiceSupervisor[],
+  timeoutMs: number,
+  output: Output,
+  onReady: () => void,
+): void {
+  let ready = false;
+  const check = () => {
+    if (ready || !supervisors.every((s) => s.state === "started" || (s.state === "waiting" && s.idle))) return;
+    ready = true;
+    clearTimeout(timer);
+    onReady();
+  };
+  const timer = setTimeout(() => {
+    const starting = supervisors.filter((s) => s.state === "starting").map((s) => `"${s.name}"`);
+    if (ready || starting.length === 0) return;
+    output.warn(
+      `still waiting after ${timeoutMs / 1000} s for service${starting.length === 1 ? "" : "s"} ${starting.join(", ")} to register ${starting.length === 1 ? "its" : "their"} handlers; ready once ${starting.length === 1 ? "it does" : "they do"}`,
+    );
+  }, timeoutMs);
+  timer.unref();
+  for (const s of supervisors) s.onStateChange(check);
+  check();
+}
+
+/**
+ * Under `run --no-watch` nothing restarts a service that waits: once every service waits, `run`
+ * has nothing left to run, so it says so and calls `stop` (exit 1).
+ */
+export function stopWhenAllWait(supervisors: ServiceSupervisor[], output: Output, stop: () => void): void {
+  let stopped = false;
+  const check = () => {
+    if (stopped || supervisors.length === 0 || !supervisors.every((s) => s.state === "waiting")) return;
+    stopped = true;
+    output.error(
+      "no service is running, and with --no-watch none starts again: fix the problems above and start run again",
+    );
+    stop();
+  };
+  for (const s of supervisors) s.onStateChange(check);
+}

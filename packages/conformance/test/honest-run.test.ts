@@ -1,0 +1,345 @@
+// An honest `nitric-like run`: "ready" and the socket lines only once every service has started; a
+// service that fails says why once (file:line, message, fix) and waits for a file change instead of
+// a restart loop; a crash loop stops; a socket event handled by two services is refused as `spec`
+// refuses it. Real CLI, real service threads and processes, real files changed on disk.
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { App, CLI, cleanTemp, connect, runCli, sleep, stopAll, writeProject } from "../src/harness.js";
+
+const started: App[] = [];
+afterEach(async () => {
+  for (const app of started.splice(0)) {
+    const { code } = await app.stop();
+    expect(code, app.stderr).toBe(0);
+  }
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+/** `run` on a project, without waiting for "ready" (it may never come). */
+function runApp(dir: string, args: string[] = [], dashboard = false): App {
+  const flags = ["--random-ports", "--plain", ...(dashboard ? [] : ["--no-dashboard"])];
+  const child = spawn(process.execPath, [CLI, "run", dir, ...flags, ...args], {
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  const app = new App(dir, child);
+  started.push(app);
+  return app;
+}
+
+const PROJECT = "name: honest\nservices:\n  - match: services/*.ts\n";
+
+/** A chat service; `top` is code placed at its top level, after the import. */
+function chat(top = "", socket = "chat"): string {
+  return [
+    'import { websocket } from "@nitric-like/sdk";',
+    top,
+    `const socket = websocket(${JSON.stringify(socket)});`,
+    'socket.on("connect", () => {});',
+    'socket.on("disconnect", () => {});',
+    'socket.on("message", (ctx) => "echo " + ctx.text());',
+  ].join("\n");
+}
+
+function count(text: string, pattern: RegExp): number {
+  return [...text.matchAll(new RegExp(pattern.source, `${pattern.flags.replace("g", "")}g`))].length;
+}
+
+/** Nothing of a stack or of Node's crash banner was printed. */
+function expectNoStack(app: App): void {
+  expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
+  expect(app.stderr).not.toContain("Node.js v");
+  expect(app.stderr).not.toContain("ModuleJob");
+  expect(app.stderr).not.toMatch(/restarting in/);
+}
+
+describe("nitric-like run: a service that fails", () => {
+  it("at import (collect pass): no ready and no socket line, its cause once in two lines, no restart; saving a fix makes it ready", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat('function boom(): never {\n  throw new Error("boom at import");\n}\nboom();'),
+    });
+    const app = runApp(dir);
+    await app.waitFor(/failed while its resources were being collected/);
+    await sleep(1500);
+    const lines = app.stderr.split("\n");
+    const at = lines.findIndex((l) => l.startsWith("error:"));
+    expect(lines[at]).toBe(
+      'error: service "chat" (services/chat.ts:3) failed while its resources were being collected (exited with code 1): boom at import',
+    );
+    expect(lines[at + 1]).toBe("  fix it and save: run starts it again when one of its files changes");
+    expect(count(app.stderr, /boom at import/)).toBe(1);
+    expectNoStack(app);
+    expect(app.stdout).toBe("");
+    expect(app.stderr).not.toContain("ready");
+
+    writeFileSync(join(dir, "services", "chat.ts"), chat());
+    await app.waitFor(/^ready: honest, 1 service/m);
+    expect(app.stderr).toContain('services/chat.ts changed: collecting service "chat" again');
+    const c = await connect(app.url("chat"));
+    c.ws.send("hi");
+    expect((await c.next()).text).toBe("echo hi");
+  }, 40000);
+
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "at start (run only, service in $how): its cause once, no ready, no restart loop",
+    async ({ args }) => {
+      const dir = writeProject({
+        "nitric-like.yaml": PROJECT,
+        "services/chat.ts": chat(
+          'if (process.env.NITRIC_ENVIRONMENT === "run") throw new Error("DATABASE_URL is not set; add it to .env");',
+        ),
+      });
+      const app = runApp(dir, args);
+      await app.waitFor(/failed to start/);
+      await sleep(1500);
+      expect(app.stderr).toContain(
+        'error: service "chat" (services/chat.ts:2) failed to start (exited with code 1): DATABASE_URL is not set; add it to .env\n  fix it and save: run starts it again when one of its files changes\n',
+      );
+      expect(count(app.stderr, /DATABASE_URL/)).toBe(1);
+      expectNoStack(app);
+      expect(app.stdout).toBe("");
+      expect(app.stderr).not.toContain("ready");
+    },
+    30000,
+  );
+
+  it.each([
+    { lockfile: "package-lock.json", install: "npm install left-pad-nope" },
+    { lockfile: "pnpm-lock.yaml", install: "pnpm add left-pad-nope" },
+  ])(
+    "on a missing package: names the import's line and $install; a change to package.json retries it once",
+    async ({ lockfile, install }) => {
+      const dir = writeProject({
+        "nitric-like.yaml": PROJECT,
+        "package.json": '{ "name": "honest", "type": "module" }\n',
+        [lockfile]: lockfile.endsWith(".json") ? "{}\n" : "lockfileVersion: '9.0'\n",
+        "services/chat.ts": chat('import leftPad from "left-pad-nope";\nconsole.log(leftPad("x", 3));'),
+      });
+      const app = runApp(dir);
+      // Both lines (they may arrive in two reads).
+      await app.waitFor(/failed while its resources were being collected[^\n]*\n {2}install it: [^\n]*\n/);
+      expect(app.stderr).toContain(
+        `error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): cannot find package "left-pad-nope"\n  install it: ${install}\n`,
+      );
+      expectNoStack(app);
+      // What an install does to the project: package.json changes. The service is tried again, once.
+      writeFileSync(join(dir, "package.json"), '{ "name": "honest", "type": "module", "dependencies": {} }\n');
+      await app.waitFor(/the project's packages changed: collecting service "chat" again/);
+      await app.waitFor(/install it:[\s\S]*install it:/);
+      await sleep(1500);
+      expect(count(app.stderr, /install it: /), app.stderr).toBe(2);
+      expect(app.stderr).not.toContain("ready");
+    },
+    40000,
+  );
+
+  it("on an invalid resource name: the SDK's one-line message at the declaring line, without its internals", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat("", "Bad Chat") });
+    const app = runApp(dir);
+    await app.waitFor(/failed while its resources were being collected/);
+    await sleep(1000);
+    expect(app.stderr).toContain(
+      'error: service "chat" (services/chat.ts:3) failed while its resources were being collected (exited with code 1): websocket("Bad Chat"): invalid resource name "Bad Chat", use lower-kebab-case such as "bad-chat"\n',
+    );
+    expect(app.stderr).not.toContain("NitricLikeError");
+    expect(app.stderr).not.toContain("declaredOnce");
+    expectNoStack(app);
+    expect(app.stdout).toBe("");
+  }, 30000);
+
+  it("that ends by itself with nothing to serve (a helper module in the services' folder): said once, no restarts, and ready", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat(),
+      "services/util.ts": "export const greeting = (name: string) => `hello ${name}`;\n",
+    });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: honest, 2 services/m);
+    await sleep(1500);
+    expect(app.stderr).toContain(
+      'error: service "util" (services/util.ts) failed to stay up: it ended by itself (exit code 0) and registers no handler\n  a service runs until stopped, serving its handlers; if services/util.ts is not a service (a helper module, say), keep it out of the services\' match in the project file\n',
+    );
+    expect(count(app.stderr, /service "util"/)).toBe(1);
+    expect(app.stderr).not.toContain("restarting");
+    const c = await connect(app.url("chat"));
+    c.ws.send("hi");
+    expect((await c.next()).text).toBe("echo hi");
+  }, 30000);
+
+  it("with --no-watch, where nothing would start it again: says to restart run, and exits 1 once no service runs", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat('throw new Error("broken");') });
+    const { code, stdout, stderr } = await runCli([
+      "run",
+      dir,
+      "--random-ports",
+      "--plain",
+      "--no-dashboard",
+      "--no-watch",
+    ]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toContain(
+      'error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): broken\n  fix it, then start run again (--no-watch: it does not watch files)\n',
+    );
+    expect(stderr).toContain("error: no service is running, and with --no-watch none starts again");
+    expect(stderr).not.toContain("ready");
+  }, 30000);
+
+  it("holds ready back while one service of two has failed, the other serving meanwhile, and prints it once the failed one is fixed", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat(),
+      "services/other.ts": chat('throw new Error("not yet");', "other"),
+    });
+    const app = runApp(dir, [], true);
+    await app.waitFor(/service "other" \(services\/other\.ts:2\) failed/);
+    await sleep(1000);
+    expect(app.stdout).toMatch(/^dashboard http:\/\/127\.0\.0\.1:\d+\n$/);
+    expect(app.stderr).not.toContain("ready");
+    // The service that did not fail serves meanwhile (its URL, from the dashboard, as it is not printed yet).
+    const state = (await (await fetch(`${app.dashboard}/api/state`)).json()) as {
+      sockets: { name: string; url: string }[];
+    };
+    const url = state.sockets.find((s) => s.name === "chat")?.url as string;
+    const early = await connect(url);
+    early.ws.send("early");
+    expect((await early.next()).text).toBe("echo early");
+    writeFileSync(join(dir, "services", "other.ts"), chat("", "other"));
+    await app.waitFor(/^ready: honest, 2 services/m);
+    for (const name of ["chat", "other"]) {
+      const c = await connect(app.url(name));
+      c.ws.send(name);
+      expect((await c.next()).text).toBe(`echo ${name}`);
+    }
+  }, 40000);
+});
+
+describe("nitric-like run: a failed service fixed into a conflict", () => {
+  it("is refused with spec's message and keeps waiting, and ready stays held back", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/a.ts": chat(),
+      "services/b.ts": 'throw new Error("not yet");\n',
+    });
+    const app = runApp(dir);
+    await app.waitFor(/service "b" \(services\/b\.ts:1\) failed/);
+    writeFileSync(
+      join(dir, "services", "b.ts"),
+      'import { websocket } from "@nitric-like/sdk";\nwebsocket("chat").on("message", () => "b");\n',
+    );
+    await app.waitFor(/waits for a file change/);
+    expect(app.stderr).toContain(
+      'error: websocket chat: the message event is handled by "a" and "b"; a socket event has exactly one handler, so keep socket.on("message", ...) in one service\n  service "b" waits for a file change\n',
+    );
+    await sleep(1000);
+    expect(app.stdout).toBe("");
+    expect(app.stderr).not.toContain("ready");
+  }, 30000);
+});
+
+describe("nitric-like run: output while a service starts", () => {
+  it("is held back at most 3 s: a changed service that no longer registers an expected handler still shows its stderr", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat() });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: /m);
+    writeFileSync(
+      join(dir, "services", "chat.ts"),
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        'console.error("hello from v2");',
+        'const socket = websocket("chat");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+      ].join("\n"),
+    );
+    await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
+    const changed = Date.now();
+    await app.waitFor(/^chat \| hello from v2$/m, 10000);
+    expect(Date.now() - changed).toBeLessThan(6000);
+    expect(count(app.stderr, /hello from v2/)).toBe(1);
+  }, 30000);
+});
+
+describe("nitric-like run: a crash loop", () => {
+  it("stops restarting after 5 crashes in 30 s of a service that had started, says so once, and a saved change starts it again", async () => {
+    const crashing = chat('if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(() => process.exit(3), 300);');
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": crashing });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: /m);
+    await app.waitFor(/crashed 5 times/, 20000);
+    await sleep(2500);
+    expect(count(app.stderr, /error: service "chat" crashed 5 times in 30 s; waiting for a file change/)).toBe(1);
+    // Four restarts (0.25, 0.5, 1 and 2 s), then none.
+    expect(count(app.stderr, /service "chat" exited with code 3; restarting in/)).toBe(4);
+    writeFileSync(join(dir, "services", "chat.ts"), chat());
+    await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
+    const c = await connect(app.url("chat"));
+    let answer = "";
+    for (let i = 0; i < 50 && answer !== "echo back"; i++) {
+      c.ws.send("back");
+      answer = (await c.next(5000)).text;
+    }
+    expect(answer).toBe("echo back");
+  }, 40000);
+});
+
+describe("nitric-like run: poison messages and the crash loop", () => {
+  it("deaths with a message in flight do not count: 3 poison messages (6 deaths) keep the service restarted and answering", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("chat");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => {',
+        '  if (ctx.text().startsWith("die")) process.exit(1);',
+        '  return "echo " + ctx.text();',
+        "});",
+      ].join("\n"),
+    });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: /m);
+    for (let i = 0; i < 3; i++) {
+      const poisoner = await connect(app.url("chat"));
+      poisoner.ws.send(`die ${i}`);
+      expect((await poisoner.waitClosed(15000)).code).toBe(1011);
+    }
+    expect(count(app.stderr, /service "chat" exited with code 1; restarting in 0\.25 s/)).toBe(6);
+    expect(app.stderr).not.toContain("crashed 5 times");
+    const c = await connect(app.url("chat"));
+    c.ws.send("still here");
+    expect((await c.next(15000)).text).toBe("echo still here");
+  }, 60000);
+});
+
+describe("nitric-like run: one socket event handled by two services", () => {
+  it("is refused as spec refuses it: exit 1, the same message, nothing started", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/a.ts": chat(),
+      "services/b.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'websocket("chat").on("message", () => "b");',
+      ].join("\n"),
+    });
+    const spec = await runCli(["spec", dir]);
+    const run = await runCli(["run", dir, "--random-ports", "--plain", "--no-dashboard"]);
+    const conflict =
+      'error: websocket chat: the message event is handled by "a" and "b"; a socket event has exactly one handler, so keep socket.on("message", ...) in one service\n';
+    expect(spec.code).toBe(1);
+    expect(spec.stderr).toContain(conflict);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(conflict);
+    expect(run.stderr).toContain('the spec of "honest" has 1 problem (listed above)');
+    expect(run.stdout).toBe("");
+    expect(run.stderr).not.toContain("ready");
+    expect(run.stderr).not.toContain("warning:");
+  }, 30000);
+});
