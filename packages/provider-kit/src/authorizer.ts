@@ -64,7 +64,8 @@ export function checkDecision(
     return {
       allow: false,
       // API Gateway answers 401 (Unauthorized) or 403 (a Deny policy); nothing else is an authorizer's refusal.
-      status: status === 401 ? 401 : 403,
+      // 500 is an SDK saying its authorizer failed.
+      status: status === 401 ? 401 : status === 500 ? 500 : 403,
       reason: (reason || `connection refused by the authorizer of websocket "${socket}"`).slice(0, MAX_REASON_CHARS),
     };
   }

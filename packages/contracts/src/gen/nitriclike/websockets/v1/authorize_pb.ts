@@ -255,7 +255,8 @@ export const AllowSchema: GenMessage<Allow> = /*@__PURE__*/
  */
 export type Deny = Message<"nitriclike.websockets.v1.Deny"> & {
   /**
-   * The HTTP status the client's upgrade is answered with: 401 or 403.
+   * The HTTP status the client's upgrade is answered with: 401 or 403; 500 when the authorizer
+   * failed (threw, or returned an identity over 8192 bytes). Anything else means 403.
    *
    * @generated from field: int32 status = 1;
    */

@@ -1,0 +1,144 @@
+// Connect authorization (`websocket(name, { authorize })`) under `nitric-like run`: the refusals a
+// client sees, the identity on every later event and in connection(id), and a token carried as a
+// subprotocol, whose accepted protocol the 101 echoes.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { type App, cleanTemp, connect, sleep, startApp, writeProject } from "../src/harness.js";
+
+afterAll(cleanTemp);
+
+const SERVICE = `
+import { kv, websocket } from "@nitric-like/sdk";
+
+const seen = kv("seen").allow("get", "set");
+const guarded = websocket("guarded", {
+  authorize: async (req) => {
+    const offered = req.protocols.find((p) => p.startsWith("token."));
+    const token = req.query.token?.[0] ?? offered?.slice("token.".length);
+    if (!token) return { status: 401, reason: "missing token" };
+    if (token === "banned") return { status: 403, reason: "banned: " + token };
+    if (token === "huge") return { identity: { pad: "x".repeat(9000) } };
+    if (token === "throws") throw new Error("secret detail");
+    // A token offered as a subprotocol is never echoed: the protocol beside it is.
+    const protocol = offered ? req.protocols.find((p) => !p.startsWith("token.")) : undefined;
+    return protocol === undefined ? { identity: { user: token } } : { identity: { user: token }, protocol };
+  },
+});
+
+guarded.on("connect", async (ctx) => {
+  await seen.set("connect:" + ctx.connectionId, { auth: ctx.auth ?? null });
+});
+guarded.on("disconnect", async (ctx) => {
+  await seen.set("disconnect:" + ctx.connectionId, { auth: ctx.auth ?? null });
+});
+guarded.on("message", async (ctx) => {
+  const command = ctx.json<{ op: string; id?: string }>();
+  if (command.op === "whoami") {
+    const info = await guarded.connection(ctx.connectionId);
+    const listed = [];
+    for await (const c of guarded.connections()) if (c.id === ctx.connectionId) listed.push(c.auth);
+    const atConnect = await seen.get("connect:" + ctx.connectionId);
+    return { id: ctx.connectionId, auth: ctx.auth, info: info.auth, listed, atConnect: atConnect.auth };
+  }
+  if (command.op === "gone") {
+    try {
+      return { auth: (await seen.get("disconnect:" + command.id)).auth };
+    } catch {
+      return { auth: "none yet" };
+    }
+  }
+  return { error: "unknown op" };
+});
+`;
+
+function refusal(url: string, protocols?: string[]): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, protocols);
+    ws.once("open", () => {
+      ws.close();
+      reject(new Error("connected"));
+    });
+    ws.once("error", () => {});
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => {
+        body += d;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+  });
+}
+
+describe.each([
+  { provider: "local", args: [] as string[] },
+  { provider: "local", args: ["--processes"] },
+])("authorize on the $provider provider $args", ({ provider, args }) => {
+  let app: App;
+  let url: string;
+  beforeAll(async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "services/guarded.ts": SERVICE,
+    });
+    app = await startApp(dir, ["--provider", provider, ...args]);
+    url = app.url("guarded");
+  }, 60000);
+  afterAll(async () => {
+    const { code } = await app.stop();
+    expect(code).toBe(0);
+  });
+
+  it("refuses a client without a token with the authorizer's 401 and reason", async () => {
+    expect(await refusal(url)).toEqual({ status: 401, body: "missing token" });
+  });
+
+  it("refuses a banned client with the authorizer's 403 and reason", async () => {
+    expect(await refusal(`${url}?token=banned`)).toEqual({ status: 403, body: "banned: banned" });
+  });
+
+  it("refuses an identity over 8 KB with 500 and says why", async () => {
+    const { status, body } = await refusal(`${url}?token=huge`);
+    expect(status).toBe(500);
+    expect(body).toMatch(/identity is \d+ bytes of JSON, over 8192/);
+  });
+
+  it("refuses with 500 when the authorizer throws, without showing its error", async () => {
+    expect(await refusal(`${url}?token=throws`)).toEqual({ status: 500, body: "authorizer failed" });
+  });
+
+  it("gives the identity to connect and message events, connection(id) and connections()", async () => {
+    const c = await connect(`${url}?token=alice`);
+    const me = await c.call({ op: "whoami" });
+    expect(me).toMatchObject({
+      auth: { user: "alice" },
+      info: { user: "alice" },
+      listed: [{ user: "alice" }],
+      atConnect: { user: "alice" },
+    });
+    c.close();
+    await c.waitClosed();
+    const probe = await connect(`${url}?token=bob`);
+    let gone: Record<string, unknown> = {};
+    for (let i = 0; i < 100; i++) {
+      gone = await probe.call({ op: "gone", id: me.id });
+      if (gone.auth !== "none yet") break;
+      await sleep(50);
+    }
+    expect(gone).toEqual({ auth: { user: "alice" } });
+    probe.close();
+  });
+
+  it("takes a token offered as a subprotocol and echoes the protocol the authorizer accepted", async () => {
+    const ws = new WebSocket(url, ["token.carol", "chat"]);
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    expect(ws.protocol).toBe("chat");
+    ws.send(JSON.stringify({ op: "whoami" }));
+    const reply = await new Promise<string>((resolve) => ws.once("message", (d: Buffer) => resolve(d.toString())));
+    expect(JSON.parse(reply)).toMatchObject({ auth: { user: "carol" } });
+    ws.close();
+  });
+});
