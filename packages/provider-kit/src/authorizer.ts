@@ -32,6 +32,19 @@ export type AuthorizeDecision =
   | { allow: true; identityJson: string; protocol: string }
   | { allow: false; status: number; reason: string };
 
+/**
+ * The subprotocols a client offered, in its order: `Sec-WebSocket-Protocol` is a comma-separated
+ * list (RFC 6455 section 4.1), possibly split over several header lines.
+ */
+export function offeredProtocols(header: string | readonly string[] | undefined): string[] {
+  if (header === undefined) return [];
+  const lines = typeof header === "string" ? [header] : header;
+  return lines
+    .flatMap((line) => line.split(","))
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
+}
+
 /** The longest refusal reason sent to a client; longer ones are cut. */
 const MAX_REASON_CHARS = 1024;
 

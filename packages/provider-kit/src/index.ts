@@ -12,6 +12,7 @@ export {
   AuthorizerStream,
   authorizerService,
   checkDecision,
+  offeredProtocols,
 } from "./authorizer.js";
 export {
   AWS_MAX_FRAME_BYTES,

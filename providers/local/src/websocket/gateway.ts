@@ -11,6 +11,7 @@ import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
   type AuthorizerRegistry,
+  offeredProtocols,
   boundaryMessage,
   type ConnectionInfo,
   dict,
@@ -70,14 +71,6 @@ export interface GatewayOptions {
 const ACCEPTED_PROTOCOL = Symbol("acceptedProtocol");
 type AuthorizedRequest = IncomingMessage & { [ACCEPTED_PROTOCOL]?: string };
 
-/** The subprotocols a client offered (RFC 6455 section 4.1: a comma-separated list), in its order. */
-export function offeredProtocols(header: string | undefined): string[] {
-  if (!header) return [];
-  return header
-    .split(",")
-    .map((p) => p.trim())
-    .filter((p) => p !== "");
-}
 
 interface Connection extends FlowConnection {
   gateway: Gateway;
