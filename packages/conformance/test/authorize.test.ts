@@ -70,10 +70,25 @@ function refusal(url: string, protocols?: string[]): Promise<{ status: number; b
   });
 }
 
+// API Gateway answers an authorizer's refusal with its own body: the reason stays in the log.
+const LOCAL = {
+  missing: { status: 401, body: "missing token" },
+  banned: { status: 403, body: "banned: banned" },
+  huge: /identity is \d+ bytes of JSON, over 8192/,
+  throws: { status: 500, body: "authorizer failed" },
+};
+const AWS = {
+  missing: { status: 401, body: '{"message":"Unauthorized"}' },
+  banned: { status: 403, body: '{"message":"Forbidden"}' },
+  huge: /^\{"message":"Internal server error"\}$/,
+  throws: { status: 500, body: '{"message":"Internal server error"}' },
+};
+
 describe.each([
-  { provider: "local", args: [] as string[] },
-  { provider: "local", args: ["--processes"] },
-])("authorize on the $provider provider $args", ({ provider, args }) => {
+  { provider: "local", args: [] as string[], expected: LOCAL },
+  { provider: "local", args: ["--processes"], expected: LOCAL },
+  { provider: "aws", args: [] as string[], expected: AWS },
+])("authorize on the $provider provider $args", ({ provider, args, expected }) => {
   let app: App;
   let url: string;
   beforeAll(async () => {
@@ -90,21 +105,21 @@ describe.each([
   });
 
   it("refuses a client without a token with the authorizer's 401 and reason", async () => {
-    expect(await refusal(url)).toEqual({ status: 401, body: "missing token" });
+    expect(await refusal(url)).toEqual(expected.missing);
   });
 
   it("refuses a banned client with the authorizer's 403 and reason", async () => {
-    expect(await refusal(`${url}?token=banned`)).toEqual({ status: 403, body: "banned: banned" });
+    expect(await refusal(`${url}?token=banned`)).toEqual(expected.banned);
   });
 
-  it("refuses an identity over 8 KB with 500 and says why", async () => {
+  it("refuses an identity over 8 KB with 500 (saying why, where the provider shows reasons)", async () => {
     const { status, body } = await refusal(`${url}?token=huge`);
     expect(status).toBe(500);
-    expect(body).toMatch(/identity is \d+ bytes of JSON, over 8192/);
+    expect(body).toMatch(expected.huge);
   });
 
   it("refuses with 500 when the authorizer throws, without showing its error", async () => {
-    expect(await refusal(`${url}?token=throws`)).toEqual({ status: 500, body: "authorizer failed" });
+    expect(await refusal(`${url}?token=throws`)).toEqual(expected.throws);
   });
 
   it("gives the identity to connect and message events, connection(id) and connections()", async () => {

@@ -14,8 +14,8 @@ import {
   AuthorizerRegistry,
   type ConnectionInfo,
   HandlerError,
-  offeredProtocols,
   HandlerRegistry,
+  offeredProtocols,
   originProblem,
   Permissions,
   startEndpoint,
@@ -253,7 +253,10 @@ export class Runtime {
     if (!decision.allow) {
       // API Gateway shows the client its own body, never ours: the reason goes to the log.
       const log = decision.status >= 500 ? this.logger.error : this.logger.info;
-      log.call(this.logger, `websocket "${gateway.name}": refused ${rc.connectionId} (${decision.status}): ${decision.reason}`);
+      log.call(
+        this.logger,
+        `websocket "${gateway.name}": refused ${rc.connectionId} (${decision.status}): ${decision.reason}`,
+      );
     }
     return authorizerResult(decision, event);
   }

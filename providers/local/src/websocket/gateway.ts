@@ -11,13 +11,13 @@ import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
   type AuthorizerRegistry,
-  offeredProtocols,
   boundaryMessage,
   type ConnectionInfo,
   dict,
   guard,
   HandlerError,
   type HandlerRegistry,
+  offeredProtocols,
   originProblem,
   poisonCloseReason,
   type SocketBackend,
@@ -70,7 +70,6 @@ export interface GatewayOptions {
 /** The subprotocol an authorizer accepted, kept on the upgrade request for handleProtocols. */
 const ACCEPTED_PROTOCOL = Symbol("acceptedProtocol");
 type AuthorizedRequest = IncomingMessage & { [ACCEPTED_PROTOCOL]?: string };
-
 
 interface Connection extends FlowConnection {
   gateway: Gateway;
