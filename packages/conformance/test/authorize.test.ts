@@ -1,10 +1,13 @@
 // Connect authorization (`websocket(name, { authorize })`) under `nitric-like run`: the refusals a
 // client sees, the identity on every later event and in connection(id), and a token carried as a
-// subprotocol, whose accepted protocol the 101 echoes.
-
+// subprotocol, whose accepted protocol the 101 echoes; on local and under `run --provider aws`
+// (the emulator runs the template's REQUEST authorizer). Then the template of such an app.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { type App, cleanTemp, connect, sleep, startApp, writeProject } from "../src/harness.js";
+import { checkTemplate } from "../src/cfn-spec.js";
+import { type App, cleanTemp, connect, runCli, sleep, startApp, writeProject } from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -156,4 +159,77 @@ describe.each([
     expect(JSON.parse(reply)).toMatchObject({ auth: { user: "carol" } });
     ws.close();
   });
+});
+
+describe("the template of an app with authorize", () => {
+  it("has a REQUEST authorizer on $connect, invocable only as that authorizer, and passes the CloudFormation specification", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "services/gate.ts": `import { websocket } from "@nitric-like/sdk";
+websocket("guarded", { authorize: (req) => (req.query.token ? { identity: { user: req.query.token[0] } } : { status: 401, reason: "no token" }) });
+`,
+      "services/chat.ts": `import { websocket } from "@nitric-like/sdk";
+websocket("guarded").on("connect", () => {}).on("disconnect", () => {}).on("message", (ctx) => ctx.text());
+`,
+    });
+    const out = join(dir, "out");
+    const { code, stderr } = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"]);
+    expect(code, stderr).toBe(0);
+    const t = JSON.parse(readFileSync(join(out, "template.json"), "utf8")) as {
+      Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+    };
+    const entries = Object.entries(t.Resources);
+    const authorizers = entries.filter(([, r]) => r.Type === "AWS::ApiGatewayV2::Authorizer");
+    expect(authorizers).toHaveLength(1);
+    const [authorizerId, authorizer] = authorizers[0] as [string, { Properties: Record<string, unknown> }];
+    expect(authorizer.Properties.AuthorizerType).toBe("REQUEST");
+    // No identity sources: a request without a query token may still carry one as a subprotocol.
+    expect(authorizer.Properties.IdentitySource).toBeUndefined();
+    const gateFn = entries.find(
+      ([, r]) =>
+        r.Type === "AWS::Lambda::Function" &&
+        (r.Properties.Environment as { Variables: Record<string, unknown> }).Variables.NITRIC_LIKE_SERVICE === "gate",
+    );
+    expect(gateFn).toBeDefined();
+    const gateId = gateFn?.[0] as string;
+    expect(JSON.stringify(authorizer.Properties.AuthorizerUri)).toContain(`\${${gateId}.Arn}/invocations`);
+    const connect = entries.find(
+      ([, r]) => r.Type === "AWS::ApiGatewayV2::Route" && r.Properties.RouteKey === "$connect",
+    )?.[1];
+    expect(connect?.Properties).toMatchObject({ AuthorizationType: "CUSTOM", AuthorizerId: { Ref: authorizerId } });
+    for (const [, r] of entries.filter(
+      ([, r]) => r.Type === "AWS::ApiGatewayV2::Route" && r.Properties.RouteKey !== "$connect",
+    ))
+      expect(r.Properties.AuthorizationType).toBeUndefined();
+    // The gate function may be invoked by API Gateway as the authorizer and nothing else.
+    const gatePermissions = entries.filter(
+      ([, r]) =>
+        r.Type === "AWS::Lambda::Permission" &&
+        JSON.stringify(r.Properties.FunctionName) === JSON.stringify({ "Fn::GetAtt": [gateId, "Arn"] }),
+    );
+    expect(gatePermissions.map(([, r]) => r.Properties.SourceArn)).toEqual([
+      {
+        "Fn::Sub": expect.stringMatching(new RegExp(`/authorizers/\\$\\{${authorizerId}\\}$`)) as unknown as string,
+      },
+    ]);
+    const vars = (gateFn?.[1].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(String((vars.NITRIC_LIKE_WEBSOCKETS as { "Fn::Sub": string })["Fn::Sub"])).toContain('"authorize":true');
+    expect(await checkTemplate(t as Parameters<typeof checkTemplate>[0])).toEqual([]);
+  }, 60000);
+
+  it("refuses a socket with two authorizers at build, naming both services", async () => {
+    const service = `import { websocket } from "@nitric-like/sdk";
+websocket("guarded", { authorize: () => ({ identity: 1 }) }).on("connect", () => {}).on("disconnect", () => {}).on("message", () => {});
+`;
+    const dir = writeProject({
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "services/one.ts": service,
+      "services/two.ts": service.replace(/\.on\(.*$/m, ";"),
+    });
+    const { code, stderr } = await runCli(["build", dir, "--provider", "aws", "--out", join(dir, "out"), "--plain"]);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain(
+      'websocket guarded: authorized by "one" and "two"; a socket has exactly one authorizer, so give websocket("guarded", { authorize }) in one service only',
+    );
+  }, 60000);
 });
