@@ -212,7 +212,8 @@ websocket("guarded").on("connect", () => {}).on("disconnect", () => {}).on("mess
         "Fn::Sub": expect.stringMatching(new RegExp(`/authorizers/\\$\\{${authorizerId}\\}$`)) as unknown as string,
       },
     ]);
-    const vars = (gateFn?.[1].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const gateEnv = gateFn?.[1].Properties.Environment as { Variables: Record<string, unknown> } | undefined;
+    const vars = gateEnv?.Variables ?? {};
     expect(String((vars.NITRIC_LIKE_WEBSOCKETS as { "Fn::Sub": string })["Fn::Sub"])).toContain('"authorize":true');
     expect(await checkTemplate(t as Parameters<typeof checkTemplate>[0])).toEqual([]);
   }, 60000);
