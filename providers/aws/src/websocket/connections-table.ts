@@ -108,6 +108,6 @@ function infoOf(item: Item): ConnectionInfo {
     query: JSON.parse(item.query?.S ?? "{}") as ConnectionInfo["query"],
     headers: JSON.parse(item.headers?.S ?? "{}") as ConnectionInfo["headers"],
     remoteAddress: item.remoteAddress?.S ?? "",
-    auth: item.auth?.S ?? "",
+    ...(item.auth?.S ? { auth: item.auth.S } : {}),
   };
 }
