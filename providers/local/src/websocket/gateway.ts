@@ -707,7 +707,8 @@ export class Gateway implements SocketBackend, FlowGateway {
     const authorizers = this.options.authorizers;
     if (authorizers?.isExpected(this.name)) {
       const protocols = offeredProtocols(req.headers["sec-websocket-protocol"]);
-      // Held like a connect handler's wait (see below): reading now notices a client that leaves.
+      // Opening from now on, as while a connect handler runs: what is sent to it (the authorizer
+      // knows its id) waits and goes out once it is open, or is dropped if it is refused.
       this.opening.set(id, { info, frames: [], bytes: 0 });
       return authorizers
         .authorize({
@@ -719,8 +720,8 @@ export class Gateway implements SocketBackend, FlowGateway {
           remoteAddress: info.remoteAddress,
         })
         .then((decision) => {
-          this.opening.delete(id);
           if (!decision.allow) {
+            this.opening.delete(id);
             if (decision.status >= 500) this.logger.error(decision.reason);
             this.refuse(socket, decision.status, decision.reason);
             return;
@@ -741,12 +742,15 @@ export class Gateway implements SocketBackend, FlowGateway {
     info: ConnectionRecord,
   ): Promise<void> | undefined {
     const id = info.connectionId;
+    // An authorized connection has been opening since its authorizer was asked.
+    const opening: Opening = this.opening.get(id) ?? { info, frames: [], bytes: 0 };
     if (!this.handlers.isExpected(this.name, "connect")) {
       if (!this.warnedNoConnect) {
         this.warnedNoConnect = true;
         this.logger.warn(`websocket "${this.name}": no service handles connect events; accepting every connection`);
       }
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, undefined));
+      this.opening.delete(id);
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, undefined, opening));
       return;
     }
     let gone = false;
@@ -759,7 +763,6 @@ export class Gateway implements SocketBackend, FlowGateway {
     socket.once("end", onGone);
     socket.once("close", onGone);
     socket.resume();
-    const opening: Opening = { info, frames: [], bytes: 0 };
     this.opening.set(id, opening);
     return this.handlers
       .dispatch(this.name, "connect", {
