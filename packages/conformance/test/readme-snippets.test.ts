@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import {
   type App,
   type Client,
@@ -37,7 +38,7 @@ async function runSnippet(name: string): Promise<App> {
 }
 
 it("the README has exactly the snippets this file runs", () => {
-  expect([...snippets.keys()].sort()).toEqual(["ampt", "collection", "connections", "kv", "websocket"]);
+  expect([...snippets.keys()].sort()).toEqual(["ampt", "authorize", "collection", "connections", "kv", "websocket"]);
 });
 
 it("the test the README shows is examples/chat/test/chat.test.ts, a file the root vitest runs", async () => {
@@ -51,6 +52,27 @@ it("the test the README shows is examples/chat/test/chat.test.ts, a file the roo
     expect(include.some((glob) => globRegExp(glob).test(path as string))).toBe(true);
   }
 });
+
+it("authorize: 401 and 403 with reasons, the identity on connect, message and connection(id), a subprotocol token", async () => {
+  const app = await runSnippet("authorize");
+  const url = app.url("chat");
+  await expect(connect(url)).rejects.toMatchObject({ status: 401, body: "a token is required" });
+  await expect(connect(`${url}/?token=nope`)).rejects.toMatchObject({ status: 403, body: "unknown token" });
+  const ann = await connect(`${url}/?token=t-ann`);
+  expect((await ann.next()).text).toBe("hello ann");
+  expect(await ann.call({})).toEqual({ user: "ann", recorded: { user: "ann" } });
+  ann.close();
+  await app.waitFor(/ann left/);
+  const ws = new WebSocket(url, ["token.t-bo", "chat"]);
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  expect(ws.protocol).toBe("chat");
+  const first = await new Promise<string>((resolve) => ws.once("message", (d: Buffer) => resolve(d.toString())));
+  expect(first).toBe("hello bo");
+  ws.close();
+}, 30000);
 
 it("every snippet type-checks under the repository's strict settings (noImplicitReturns aside)", () => {
   const root = join(EXAMPLES, "..");

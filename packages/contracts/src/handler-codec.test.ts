@@ -71,6 +71,7 @@ function serverMessage(depth = 0): ServerInit {
           value: {
             socketName: text(),
             connectionId: text(),
+            auth: pick(["", '{"user":"ann"}', text()]),
             websocketEvent: { case: "message", value: { body: bytes(), binary: rand() < 0.5 } },
           },
         },
@@ -83,6 +84,7 @@ function serverMessage(depth = 0): ServerInit {
           value: {
             socketName: text(),
             connectionId: text(),
+            auth: pick(["", '{"user":"ann"}', text()]),
             websocketEvent: {
               case: "connection",
               value: {
@@ -105,6 +107,7 @@ function serverMessage(depth = 0): ServerInit {
               value: {
                 socketName: text(),
                 connectionId: text(),
+                auth: pick(["", text()]),
                 websocketEvent: {
                   case: "disconnection",
                   // 0 is left out of the bytes; a negative code is a ten-byte varint (protobuf-es's path).

@@ -21,7 +21,8 @@ type ServerInit = MessageInitShape<typeof ServerMessageSchema>;
 type ClientInit = MessageInitShape<typeof ClientMessageSchema>;
 
 // ServerMessage { id = 1; oneof { websocket_event_request = 3; event_batch = 1000 } }
-// WebsocketEventRequest { socket_name = 1; connection_id = 2; oneof { connection = 10; disconnection = 11; message = 12 } }
+// WebsocketEventRequest { socket_name = 1; connection_id = 2; oneof { connection = 10; disconnection = 11; message = 12 };
+//                         auth = 1100 }
 // WebsocketMessageEvent { body = 1; binary = 1000 }
 // WebsocketConnectionEvent { map<string, QueryValue> query_params = 1; map<string, QueryValue> headers = 1000;
 //                            remote_address = 1001; double connected_at = 1002 }
@@ -117,6 +118,9 @@ interface EventPlan {
   connection: ConnectionPlan | undefined;
   disconnection: DisconnectionPlan | undefined;
   eventSize: number; // the event's message
+  /** WebsocketEventRequest.auth (1100), the connection's identity. */
+  auth: string;
+  authSize: number;
   requestSize: number; // WebsocketEventRequest
   size: number; // ServerMessage
 }
@@ -165,7 +169,10 @@ function planEvent(m: ServerInit): EventPlan | undefined {
   const idSize = utf8Size(m.id ?? "");
   const socketSize = utf8Size(r.socketName ?? "");
   const connSize = utf8Size(r.connectionId ?? "");
-  const requestSize = lenField(1, socketSize) + lenField(2, connSize) + msgField(eventField, eventSize);
+  const auth = r.auth ?? "";
+  const authSize = utf8Size(auth);
+  const requestSize =
+    lenField(1, socketSize) + lenField(2, connSize) + msgField(eventField, eventSize) + lenField(1100, authSize);
   const size = lenField(1, idSize) + msgField(3, requestSize);
   return {
     idSize,
@@ -177,6 +184,8 @@ function planEvent(m: ServerInit): EventPlan | undefined {
     connection,
     disconnection,
     eventSize,
+    auth,
+    authSize,
     requestSize,
     size,
   };
@@ -208,6 +217,7 @@ function writeEvent(w: Writer, m: ServerInit, p: EventPlan): void {
     w.bytes(1, p.body);
     w.bool(1000, p.binary);
   }
+  w.string(1100, p.auth, p.authSize);
 }
 
 /** Encodes a ServerMessage: directly for events and batches of them, else by protobuf-es. */
@@ -436,6 +446,7 @@ function readEvent(r: Reader, end: number): ServerMessage {
       let socketName = "";
       let connectionId = "";
       let event: unknown;
+      let auth = "";
       while (r.pos < rend) {
         const rt = r.varint();
         if (rt === tag(1, LEN)) socketName = r.string();
@@ -453,10 +464,11 @@ function readEvent(r: Reader, end: number): ServerMessage {
           event = { case: "message", value: { $typeName: TYPE_WebsocketMessageEvent, body, binary } };
         } else if (rt === tag(10, LEN)) event = { case: "connection", value: readConnection(r) };
         else if (rt === tag(11, LEN)) event = { case: "disconnection", value: readDisconnection(r) };
+        else if (rt === tag(1100, LEN)) auth = r.string();
         else throw SLOW;
       }
       if (event === undefined) throw SLOW;
-      request = { $typeName: TYPE_WebsocketEventRequest, socketName, connectionId, websocketEvent: event };
+      request = { $typeName: TYPE_WebsocketEventRequest, socketName, connectionId, websocketEvent: event, auth };
     } else throw SLOW;
   }
   if (request === undefined) throw SLOW;

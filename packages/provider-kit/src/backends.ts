@@ -18,6 +18,8 @@ export interface ConnectionInfo {
   query: Record<string, { value: string[] }>;
   headers: Record<string, { value: string[] }>;
   remoteAddress: string;
+  /** The identity its socket's authorizer gave it, JSON-encoded; empty or absent when none. */
+  auth?: string;
 }
 
 /** The connections of one websocket. */

@@ -6,6 +6,7 @@
  */
 import { chmodSync, rmSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
+import { Authorizer } from "@nitric-like/contracts/authorize";
 import { Connections } from "@nitric-like/contracts/connections";
 import { addRoutes, type Route, routes } from "@nitric-like/contracts/grpc";
 import { Health } from "@nitric-like/contracts/health";
@@ -13,6 +14,7 @@ import { KvStore } from "@nitric-like/contracts/kvstore";
 import { PortServer } from "@nitric-like/contracts/port";
 import { Resources } from "@nitric-like/contracts/resources";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { authorizerService } from "./authorizer.js";
 import { connectionsService } from "./connections.js";
 import { healthService } from "./health.js";
 import { type KvContext, kvService } from "./kv.js";
@@ -86,7 +88,10 @@ export async function startEndpoint(
   serve(routes(WebsocketHandler, websocketHandlerService(ctx, service)));
   serve(routes(KvStore, kvService(ctx, service)));
   serve(routes(Connections, connectionsService(ctx, service)));
-  const served = new Set([Resources, Websocket, WebsocketHandler, KvStore, Connections].map((s) => s.typeName));
+  serve(routes(Authorizer, authorizerService(ctx, service)));
+  const served = new Set(
+    [Resources, Websocket, WebsocketHandler, KvStore, Connections, Authorizer].map((s) => s.typeName),
+  );
   serve(routes(Health, healthService(served)));
   if (!server) return { address: "", ports };
   const { socketPath } = options;

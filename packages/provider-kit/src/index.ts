@@ -6,6 +6,15 @@
  */
 
 export {
+  type AuthorizationInput,
+  type AuthorizeDecision,
+  AuthorizerRegistry,
+  AuthorizerStream,
+  authorizerService,
+  checkDecision,
+  offeredProtocols,
+} from "./authorizer.js";
+export {
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_MESSAGE_BYTES,
   awsFrameWatcher,

@@ -10,6 +10,7 @@ import type {
   WebsocketHandler,
 } from "@nitric-like/contracts/websockets";
 import { resourceNameProblem } from "@nitric-like/spec";
+import type { AuthorizerRegistry } from "./authorizer.js";
 import type { MaybePromise, SocketBackend } from "./backends.js";
 import { EVENT_NAMES, type HandlerRegistry, type HandlerStream } from "./handlers.js";
 import type { Permissions } from "./permissions.js";
@@ -17,6 +18,8 @@ import type { Permissions } from "./permissions.js";
 /** What the websocket services need from the provider. */
 export interface WebsocketContext {
   handlers: HandlerRegistry;
+  /** The sockets' authorizers; a provider without them refuses authorizer streams. */
+  authorizers?: AuthorizerRegistry;
   permissions: Permissions;
   gateway(name: string): SocketBackend | undefined;
 }

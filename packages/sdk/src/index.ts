@@ -1,5 +1,12 @@
 export { ERROR_CODES, type ErrorCode, type ErrorDetails, isNitricLikeError, NitricLikeError } from "./errors.js";
 export type { JsonObject, JsonValue, Payload } from "./internal/data.js";
+export type {
+  AuthorizeAllow,
+  AuthorizeDeny,
+  AuthorizeFn,
+  AuthorizeRequest,
+  AuthorizeResult,
+} from "./resources/authorize.js";
 export {
   Collection,
   type CollectionPermission,

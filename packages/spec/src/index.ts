@@ -21,6 +21,7 @@ export {
   LIMIT_KEYS,
   LimitError,
   MAX_HANDLER_TIMEOUT_MS,
+  MAX_IDENTITY_BYTES,
   parseLimits,
   resolveLimits,
   type SocketLimits,

@@ -83,6 +83,12 @@ export const DEFAULT_LIMITS: Readonly<AppLimits> = Object.freeze({
 /** The longest handler timeout (Ampt's maximum). */
 export const MAX_HANDLER_TIMEOUT_MS = 60_000;
 
+/**
+ * The largest identity an authorizer may give a connection, JSON-encoded: API Gateway's limit on a
+ * Lambda authorizer's context (8 KB), kept on every provider so an app that runs locally deploys.
+ */
+export const MAX_IDENTITY_BYTES = 8192;
+
 const MAX_DURATION_MS = 7 * 24 * 3_600_000;
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024;

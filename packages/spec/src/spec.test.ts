@@ -14,6 +14,29 @@ const handlers = (socket: string, ...events: ("connect" | "disconnect" | "messag
   events.map((event) => ({ socket, event }));
 
 describe("buildSpec", () => {
+  it("records which service authorizes a socket, and refuses a socket two services authorize", () => {
+    const gate = service("gate", { declared: [{ kind: "websocket", name: "socket" }], authorizes: ["socket"] });
+    const chat = service("chat", {
+      declared: [{ kind: "websocket", name: "socket" }],
+      handlers: handlers("socket", "connect", "disconnect", "message"),
+    });
+    const one = buildSpec("app", [gate, chat]);
+    expect(one.errors).toEqual([]);
+    expect(one.spec.resources).toEqual([
+      {
+        kind: "websocket",
+        name: "socket",
+        declaredBy: ["gate", "chat"],
+        handlers: { connect: "chat", disconnect: "chat", message: "chat" },
+        authorizer: "gate",
+      },
+    ]);
+    const two = buildSpec("app", [gate, { ...chat, authorizes: ["socket"] }]);
+    expect(two.errors).toEqual([
+      'websocket socket: authorized by "gate" and "chat"; a socket has exactly one authorizer, so give websocket("socket", { authorize }) in one service only',
+    ]);
+  });
+
   it("builds a complete spec without errors", () => {
     const { spec, errors } = buildSpec("app", [
       service("chat", {

@@ -38,6 +38,8 @@ export interface CollectedService {
   grants: { resource: ResourceRef; permissions: Permission[] }[];
   /** Handler registrations it made. */
   handlers: { socket: string; event: WebsocketEvent }[];
+  /** Sockets it authorizes (`websocket(name, { authorize })`); absent when none. */
+  authorizes?: string[];
   /**
    * Sockets this service handles through Ampt's interface (`ws.on("connected", ...)` from
    * @nitric-like/sdk/ampt) rather than Nitric's (`websocket(name).on("connect", ...)`): problems
@@ -56,6 +58,8 @@ export interface WebsocketSpec {
   declaredBy: string[];
   /** The service handling each event; an event nobody handles is absent. */
   handlers: Partial<Record<WebsocketEvent, string>>;
+  /** The service whose `authorize` runs before connect; absent when the socket has none. */
+  authorizer?: string;
   /** Browser origins allowed to connect; absent when any may. */
   allowedOrigins?: string[];
 }
@@ -126,6 +130,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   const stores = new Map<string, KvSpec>();
   const policies = new Map<string, PolicySpec>();
   const duplicateHandlers = new Map<string, Set<string>>();
+  const duplicateAuthorizers = new Map<string, Set<string>>();
   const unsupported: string[] = [];
   const conflicts: string[] = [];
   const failures: SpecResult["failures"] = [];
@@ -192,6 +197,24 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     }
   }
 
+  for (const service of services) {
+    for (const name of service.authorizes ?? []) {
+      if (resourceNameProblem("websocket", name)) continue;
+      const s = socket(name);
+      if (s.authorizer === undefined) s.authorizer = service.name;
+      else if (s.authorizer !== service.name) {
+        const set = duplicateAuthorizers.get(name) ?? new Set([s.authorizer]);
+        set.add(service.name);
+        duplicateAuthorizers.set(name, set);
+      }
+    }
+  }
+  for (const [socketName, names] of duplicateAuthorizers) {
+    const list = [...names].map((n) => JSON.stringify(n)).join(" and ");
+    errors.push(
+      `websocket ${socketName}: authorized by ${list}; a socket has exactly one authorizer, so give websocket("${socketName}", { authorize }) in one service only`,
+    );
+  }
   for (const [key, names] of duplicateHandlers) {
     const [socketName, event] = key.split("\u0000") as [string, WebsocketEvent];
     const list = [...names].map((n) => JSON.stringify(n)).join(" and ");

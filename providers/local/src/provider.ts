@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
+  AuthorizerRegistry,
   AWS_MAX_MESSAGE_BYTES,
   createRunDir,
   currentUid,
@@ -58,6 +59,7 @@ export class LocalProvider implements RunningProvider {
   private readonly stores: KvStores;
   private readonly permissions = new Permissions();
   private readonly handlers: HandlerRegistry;
+  private readonly authorizers: AuthorizerRegistry;
   private readonly gateways = new Map<string, Gateway>();
   private readonly starting = new Map<string, Promise<Gateway>>();
   private readonly endpoints = new Map<string, Promise<Endpoint>>();
@@ -113,6 +115,7 @@ export class LocalProvider implements RunningProvider {
       );
     }
     this.handlers = new HandlerRegistry(options.logger, handlerTimeoutMs, options.handlerWaitMs ?? 10000);
+    this.authorizers = new AuthorizerRegistry(handlerTimeoutMs, options.handlerWaitMs ?? 10000);
     this.tcp = options.tcp === true || currentUid() === undefined;
   }
 
@@ -139,6 +142,7 @@ export class LocalProvider implements RunningProvider {
       if (r.kind === "websocket") {
         for (const [event, service] of Object.entries(r.handlers))
           if (service) this.handlers.expect(r.name, event as HandlerRegistration["event"], service);
+        if (r.authorizer) this.authorizers.expect(r.name, r.authorizer);
       }
     }
     await Promise.all(
@@ -174,6 +178,7 @@ export class LocalProvider implements RunningProvider {
           port: pinned ?? 0,
           limits,
           flow: this.flow,
+          authorizers: this.authorizers,
           ...(aws ? { awsRules: true } : {}),
           ...(this.options.host === undefined ? {} : { host: this.options.host }),
         },
@@ -240,6 +245,7 @@ export class LocalProvider implements RunningProvider {
           stores: this.stores,
           permissions: this.permissions,
           handlers: this.handlers,
+          authorizers: this.authorizers,
           logger: this.logger,
           unserved: this.unserved,
           declared: (store) => this.declaredStores.has(store),
@@ -317,6 +323,7 @@ export class LocalProvider implements RunningProvider {
       const deadline = Date.now() + 1000;
       while (this.handlers.pendingCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       this.handlers.endAll();
+      this.authorizers.endAll();
       await Promise.all([...this.gateways.values()].map((g) => g.stop()));
       const endpoints = await Promise.allSettled(this.endpoints.values());
       await Promise.all(endpoints.map((e) => (e.status === "fulfilled" ? stopEndpoint(e.value) : undefined)));

@@ -18,14 +18,15 @@ export const SPEC_HELP = `Usage: nitric-like spec [dir]
 
 Runs every service of the project in dir (default: the current folder) once with
 NITRIC_ENVIRONMENT=build, collects what it declares, checks it, and prints the spec
-(resources, policies, which service handles each socket event) as JSON on stdout.
+(resources, policies, which service handles each socket event and authorizes each
+socket) as JSON on stdout.
 
 Exits 1, listing every problem at once, when a websocket misses a connect, disconnect
-or message handler, when two services handle the same socket event, when a name is
-invalid, when a service crashes, or when a service declares a resource nitric-like does
-not serve (api, http, topic, queue, bucket, schedule, secret, sql, job, ...; run and
-build stop on those too). A service that does not exit after declaring its
-resources is stopped.
+or message handler, when two services handle the same socket event or authorize the
+same socket, when a name is invalid, when a service crashes, or when a service declares
+a resource nitric-like does not serve (api, http, topic, queue, bucket, schedule,
+secret, sql, job, ...; run and build stop on those too). A service that does not exit
+after declaring its resources is stopped.
 
 Options:
   --json       The same JSON; when the spec has problems, {"error": {"message",

@@ -8,6 +8,7 @@ import type { ChildProcess } from "node:child_process";
 import { chmodSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { Authorizer, type HandleAuthorizationsRequest } from "@nitric-like/contracts/authorize";
 import { Connections } from "@nitric-like/contracts/connections";
 import { addService, GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
@@ -164,6 +165,22 @@ async function collectOne(
         result.handlers.push({ socket: socketName, event: EVENT_NAMES[eventType] ?? "message" });
         call.write({ id: "", content: { case: "registrationResponse", value: {} } });
         // Ending with OK (never an error status: it crashes @nitric/sdk) lets the service exit.
+        call.end();
+        touch();
+      });
+      call.on("error", () => {});
+    },
+  });
+  addService(server, Authorizer, {
+    handleAuthorizations(call) {
+      touch();
+      call.on("data", (message: HandleAuthorizationsRequest) => {
+        if (message.content.case !== "registration") return;
+        const { socketName } = message.content.value;
+        result.authorizes ??= [];
+        if (!result.authorizes.includes(socketName)) result.authorizes.push(socketName);
+        call.write({ id: "", content: { case: "registration", value: { socketName } } });
+        // Ending with OK lets the service exit, as for handler streams.
         call.end();
         touch();
       });

@@ -22,6 +22,7 @@ import type { WebsocketEvent } from "@nitric-like/spec";
 import { describeError, NitricLikeError } from "../errors.js";
 import { decodeSafely, encodePayload, markText, type Payload } from "../internal/data.js";
 import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
+import { type AuthorizeFn, AuthorizerStream, parseIdentity } from "./authorize.js";
 import { declare, declaredOnce } from "./declare.js";
 
 const decoder = new TextDecoder();
@@ -54,6 +55,8 @@ export interface ConnectionInfo {
   readonly remoteAddress: string;
   /** Its User-Agent header, if it sent one. */
   readonly userAgent: string | undefined;
+  /** The identity the socket's authorizer gave it; undefined when the socket has none. */
+  readonly auth: unknown;
 }
 
 /** A connection to act on from a handler: `ctx.connection`. */
@@ -78,6 +81,11 @@ export interface WebsocketContextBase {
   readonly res: { success: boolean };
   /** The connection the event is about, to send to or close. */
   readonly connection: ConnectionHandle;
+  /**
+   * The identity the socket's authorizer gave this connection (`websocket(name, { authorize })`),
+   * on every event of it; undefined when the socket has none.
+   */
+  readonly auth: unknown;
 }
 
 /** The context of a connect event. */
@@ -149,6 +157,14 @@ export interface WebsocketOptions {
    * Locally the gateway checks; on AWS the $connect handler does. @default any origin
    */
   allowedOrigins?: string[];
+  /**
+   * Decides who may connect, before the connect handler runs: returns `{ identity, protocol? }`
+   * (the identity becomes `ctx.auth` on every later event, at most 8 KB of JSON) or
+   * `{ status: 401 | 403, reason }`, which the client gets as its upgrade's answer. One service
+   * per socket gives it. Locally the gateway asks it; on AWS it is a Lambda REQUEST authorizer on
+   * `$connect`. @default everyone may connect
+   */
+  authorize?: AuthorizeFn;
 }
 
 /** Options of send(). */
@@ -199,6 +215,7 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
   private _query: Record<string, string[]> | undefined;
   private _headers: Record<string, string[]> | undefined;
   private _emptyText: Uint8Array | undefined;
+  private _auth: { value: unknown } | undefined;
 
   constructor(
     private readonly owner: Websocket,
@@ -222,6 +239,10 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
   }
   get connectionId(): string {
     return this.event.connectionId;
+  }
+  get auth(): unknown {
+    this._auth ??= { value: parseIdentity(this.event.auth) };
+    return this._auth.value;
   }
   get req(): WebsocketRequest {
     return this;
@@ -458,6 +479,16 @@ export class Websocket {
     this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage], {
       allowedOrigins: options.allowedOrigins ?? [],
     });
+    const { authorize } = options;
+    if (authorize !== undefined) {
+      if (typeof authorize !== "function") {
+        throw new NitricLikeError(
+          "invalid_argument",
+          `websocket("${name}"): authorize must be a function (request) => { identity } | { status, reason }`,
+        );
+      }
+      void this.ready.then(() => new AuthorizerStream(name, authorize));
+    }
   }
 
   /**
@@ -624,6 +655,7 @@ function connectionInfo(message: ConnectionMessage | undefined): ConnectionInfo 
     headers,
     remoteAddress: message?.remoteAddress ?? "",
     userAgent: headers["user-agent"]?.[0],
+    auth: parseIdentity(message?.auth ?? ""),
   };
 }
 
@@ -636,6 +668,12 @@ const sockets = new Map<string, Websocket>();
 export function websocket(name: string, options: WebsocketOptions = {}): Websocket {
   const socket = declaredOnce("websocket", name, sockets, () => new Websocket(name, options));
   const same = JSON.stringify(socket.options.allowedOrigins ?? []) === JSON.stringify(options.allowedOrigins ?? []);
+  if (options.authorize !== undefined && socket.options.authorize !== options.authorize) {
+    throw new NitricLikeError(
+      "invalid_argument",
+      `websocket("${name}"): declared again with another authorize; give it where the socket is first declared`,
+    );
+  }
   if (options.allowedOrigins !== undefined && !same) {
     throw new NitricLikeError(
       "invalid_argument",

@@ -161,6 +161,37 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
     /** Everything the live API reads from its deployment: a change to any of it must redeploy. */
     const deployed: string[] = [];
     const targets = new Set<string>();
+    // The authorizer: a Lambda REQUEST authorizer on $connect (the only route WebSocket APIs
+    // authorize). No identity sources: a token may come in the query or in Sec-WebSocket-Protocol,
+    // and API Gateway refuses a request lacking an identity source with 401 before the function
+    // runs, which the local provider would not do. WebSocket authorizers are not cached, so every
+    // $connect invokes the function once.
+    const authorizer = socket.authorizer ? ids.id("websocket", socket.name, "Authorizer") : undefined;
+    if (authorizer && socket.authorizer) {
+      resources[authorizer] = {
+        Type: "AWS::ApiGatewayV2::Authorizer",
+        Properties: {
+          ApiId: { Ref: api },
+          AuthorizerType: "REQUEST",
+          Name: `${socket.name}-authorize`,
+          AuthorizerUri: {
+            "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${functionId(socket.authorizer)}.Arn}/invocations`,
+          },
+        },
+      };
+      // Least privilege: API Gateway may invoke the function as this authorizer only.
+      resources[ids.id("permission", [socket.name, "authorizer"], "AuthorizerPermission")] = {
+        Type: "AWS::Lambda::Permission",
+        Properties: {
+          Action: "lambda:InvokeFunction",
+          FunctionName: { "Fn::GetAtt": [functionId(socket.authorizer), "Arn"] },
+          Principal: "apigateway.amazonaws.com",
+          SourceArn: {
+            "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${api}}/authorizers/\${${authorizer}}`,
+          },
+        },
+      };
+    }
     for (const [event, service] of Object.entries(socket.handlers) as [WebsocketEvent, string | undefined][]) {
       if (!service) continue;
       const integration = ids.id("route", [socket.name, event], "Integration");
@@ -182,6 +213,9 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
           RouteKey: ROUTE_KEYS[event],
           Target: { "Fn::Sub": `integrations/\${${integration}}` },
           ...(event === "message" ? { RouteResponseSelectionExpression: "$default" } : {}),
+          ...(event === "connect" && authorizer
+            ? { AuthorizationType: "CUSTOM", AuthorizerId: { Ref: authorizer } }
+            : {}),
         },
       };
       routes.push(route);
@@ -320,6 +354,7 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
           events: (Object.entries(s.handlers) as [WebsocketEvent, string | undefined][])
             .filter(([, svc]) => svc === service.name)
             .map(([event]) => event),
+          ...(s.authorizer === service.name ? { authorize: true } : {}),
         },
       ]),
     );

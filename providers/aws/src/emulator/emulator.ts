@@ -216,6 +216,9 @@ class EmulatedFunction {
   }
 }
 
+/** The subprotocol the $connect response named, kept on the upgrade request for handleProtocols. */
+const ECHOED_PROTOCOL = Symbol("echoedProtocol");
+
 interface Connection {
   ws: WebSocket;
   /** Set once one of its listeners threw: closed with 1011, logged once. */
@@ -229,6 +232,34 @@ interface Connection {
   /** What the client asked with (the dashboard lists it); records without a prototype. */
   query: Record<string, string[]>;
   headers: Record<string, string[]>;
+  /** The authorizer's context with its principalId: `requestContext.authorizer` of every later event. */
+  authorizer?: Record<string, unknown>;
+}
+
+/** A route of an API: its function, and for $connect its REQUEST authorizer's function. */
+interface EmulatedRoute {
+  fn: EmulatedFunction;
+  twoWay: boolean;
+  authorizer?: EmulatedFunction;
+}
+
+/** An IAM policy allows `execute-api:Invoke` on `arn` when a statement allows it and none denies it. */
+function policyAllows(result: unknown, arn: string): boolean {
+  const statements = (result as { policyDocument?: { Statement?: unknown } } | null)?.policyDocument?.Statement;
+  if (!Array.isArray(statements)) return false;
+  const matches = (resource: unknown) => {
+    const list = Array.isArray(resource) ? resource : [resource];
+    return list.some(
+      (r) => typeof r === "string" && (r === arn || (r.endsWith("*") && arn.startsWith(r.slice(0, -1)))),
+    );
+  };
+  const applies = (s: { Action?: unknown; Resource?: unknown }) => {
+    const actions = Array.isArray(s.Action) ? s.Action : [s.Action];
+    return actions.some((a) => a === "execute-api:Invoke" || a === "execute-api:*" || a === "*") && matches(s.Resource);
+  };
+  const own = statements as { Effect?: unknown; Action?: unknown; Resource?: unknown }[];
+  if (own.some((s) => s.Effect === "Deny" && applies(s))) return false;
+  return own.some((s) => s.Effect === "Allow" && applies(s));
 }
 
 /** One WebSocket API. */
@@ -236,7 +267,12 @@ class EmulatedApi {
   readonly connections = new Map<string, Connection>();
   private readonly inflight = new Set<Promise<void>>();
   readonly server: Server;
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_MESSAGE_BYTES,
+    handleProtocols: (_offered, req) =>
+      (req as IncomingMessage & { [ECHOED_PROTOCOL]?: string })[ECHOED_PROTOCOL] || false,
+  });
   port = 0;
   /** The socket's name in the spec (for the dashboard). */
   socketName: string;
@@ -247,7 +283,7 @@ class EmulatedApi {
     readonly logicalId: string,
     readonly apiId: string,
     readonly stage: string,
-    readonly routes: Map<string, { fn: EmulatedFunction; twoWay: boolean }>,
+    readonly routes: Map<string, EmulatedRoute>,
     private readonly logger: Logger,
     /** Idle timeout and connection age limit, at most API Gateway's. */
     private readonly limits: { idleTimeoutMs: number; maxConnectionAgeMs: number },
@@ -316,7 +352,7 @@ class EmulatedApi {
   private requestContext(
     routeKey: string,
     id: string,
-    c: { connectedAt: number; sourceIp: string; userAgent: string },
+    c: { connectedAt: number; sourceIp: string; userAgent: string; authorizer?: Record<string, unknown> },
   ) {
     const eventType = routeKey === "$connect" ? "CONNECT" : routeKey === "$disconnect" ? "DISCONNECT" : "MESSAGE";
     return {
@@ -330,6 +366,7 @@ class EmulatedApi {
       requestTimeEpoch: Date.now(),
       requestId: randomBytes(8).toString("hex"),
       identity: { sourceIp: c.sourceIp, userAgent: c.userAgent },
+      ...(c.authorizer ? { authorizer: c.authorizer } : {}),
     } as const;
   }
 
@@ -359,7 +396,7 @@ class EmulatedApi {
       if (values) values.push(req.rawHeaders[i + 1] as string);
       else headers[name] = [req.rawHeaders[i + 1] as string];
     }
-    const meta = {
+    const meta: { connectedAt: number; sourceIp: string; userAgent: string; authorizer?: Record<string, unknown> } = {
       connectedAt: Date.now(),
       sourceIp: req.socket.remoteAddress ?? "",
       userAgent: req.headers["user-agent"] ?? "",
@@ -367,6 +404,46 @@ class EmulatedApi {
     const route = this.routes.get("$connect");
     let status = 200;
     let body = "";
+    let protocol: string | undefined;
+    if (route?.authorizer) {
+      // API Gateway runs the REQUEST authorizer before $connect: an error "Unauthorized" is 401, a
+      // policy that does not allow execute-api:Invoke on the method is 403, any other error 500;
+      // the client gets API Gateway's body, not the function's.
+      const methodArn = `arn:aws:execute-api:us-east-1:000000000000:${this.apiId}/${this.stage}/$connect`;
+      const event = {
+        type: "REQUEST",
+        methodArn,
+        headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, v.join(",")])),
+        multiValueHeaders: headers,
+        queryStringParameters: Object.fromEntries(Object.entries(query).map(([k, v]) => [k, v.at(-1)])),
+        multiValueQueryStringParameters: query,
+        stageVariables: {},
+        requestContext: this.requestContext("$connect", id, meta),
+      };
+      let refusal: { status: number; message: string } | undefined;
+      try {
+        const result = await route.authorizer.invoke(event);
+        if (!policyAllows(result, methodArn)) refusal = { status: 403, message: "Forbidden" };
+        else {
+          const context = (result as { context?: Record<string, unknown>; principalId?: unknown }).context ?? {};
+          meta.authorizer = { ...context, principalId: (result as { principalId?: unknown }).principalId };
+        }
+      } catch (error) {
+        const message = (error as Error).message;
+        if (message === "Unauthorized") refusal = { status: 401, message: "Unauthorized" };
+        else {
+          this.logger.error(`authorizer of ${this.logicalId}: ${message}`);
+          refusal = { status: 500, message: "Internal server error" };
+        }
+      }
+      if (refusal) {
+        const text = JSON.stringify({ message: refusal.message });
+        socket.end(
+          `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? "Error"}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+        );
+        return;
+      }
+    }
     if (route) {
       const event: WebsocketApiEvent = {
         requestContext: this.requestContext("$connect", id, meta),
@@ -384,6 +461,11 @@ class EmulatedApi {
         const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
         status = result?.statusCode ?? 200;
         body = result?.body ?? "";
+        // API Gateway echoes only the subprotocol the $connect integration's response names.
+        const header = Object.entries(result?.headers ?? {}).find(
+          ([k]) => k.toLowerCase() === "sec-websocket-protocol",
+        );
+        protocol = header?.[1];
       } catch (error) {
         this.logger.error(`$connect of ${this.logicalId}: ${(error as Error).message}`);
         this.observeError(id, "connect", error);
@@ -400,6 +482,7 @@ class EmulatedApi {
       return;
     }
     if (socket.destroyed) return;
+    (req as IncomingMessage & { [ECHOED_PROTOCOL]?: string })[ECHOED_PROTOCOL] = protocol ?? "";
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const connection: Connection = { ws, ...meta, lastActiveAt: Date.now(), query, headers };
       this.connections.set(id, connection);
@@ -818,7 +901,11 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     );
     if (key.startsWith("Websocket") && name && api?.[1]) socketNames.set(api[1], name);
   }
-  const routesOf = new Map<string, Map<string, { fnId: string; twoWay: boolean }>>();
+  const routesOf = new Map<string, Map<string, { fnId: string; twoWay: boolean; authorizerFnId?: string }>>();
+  const functionOfUri = (uri: string) =>
+    Object.keys(resources).find(
+      (id) => resources[id]?.Type === "AWS::Lambda::Function" && uri.includes(`${physical.attributes[id]?.Arn}/`),
+    );
   for (const r of Object.values(resolved)) {
     if (r.Type !== "AWS::ApiGatewayV2::Route") continue;
     const p = r.Properties as {
@@ -826,6 +913,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       RouteKey: string;
       Target: string;
       RouteResponseSelectionExpression?: string;
+      AuthorizationType?: string;
+      AuthorizerId?: string;
     };
     const integrationId = p.Target.replace(/^integrations\//, "");
     const integration = Object.entries(resources).find(([id]) => physical.ref[id] === integrationId)?.[0];
@@ -834,8 +923,24 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       (id) => resources[id]?.Type === "AWS::Lambda::Function" && uri.includes(`${physical.attributes[id]?.Arn}/`),
     );
     if (!fnId) throw new Error(`template: route ${p.RouteKey} of API ${p.ApiId} targets no function of the template`);
+    let authorizerFnId: string | undefined;
+    if (p.AuthorizationType === "CUSTOM") {
+      const authorizer = Object.entries(resources).find(([id]) => physical.ref[id] === p.AuthorizerId)?.[0];
+      const authorizerUri = String(
+        (resolved[authorizer ?? ""]?.Properties as { AuthorizerUri?: string })?.AuthorizerUri ?? "",
+      );
+      authorizerFnId = functionOfUri(authorizerUri);
+      if (!authorizerFnId)
+        throw new Error(
+          `template: the authorizer of route ${p.RouteKey} of API ${p.ApiId} names no function of the template`,
+        );
+    }
     const routes = routesOf.get(p.ApiId) ?? new Map();
-    routes.set(p.RouteKey, { fnId, twoWay: p.RouteResponseSelectionExpression !== undefined });
+    routes.set(p.RouteKey, {
+      fnId,
+      twoWay: p.RouteResponseSelectionExpression !== undefined,
+      ...(authorizerFnId ? { authorizerFnId } : {}),
+    });
     routesOf.set(p.ApiId, routes);
   }
 
@@ -867,9 +972,15 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       Object.values(resolved).find(
         (r) => r.Type === "AWS::ApiGatewayV2::Stage" && (r.Properties as { ApiId: string }).ApiId === apiId,
       )?.Properties?.StageName ?? "live";
-    const routes = new Map<string, { fn: EmulatedFunction; twoWay: boolean }>();
-    for (const [key, route] of routesOf.get(apiId) ?? [])
-      routes.set(key, { fn: fnById.get(route.fnId) as EmulatedFunction, twoWay: route.twoWay });
+    const routes = new Map<string, EmulatedRoute>();
+    for (const [key, route] of routesOf.get(apiId) ?? []) {
+      const authorizer = route.authorizerFnId ? fnById.get(route.authorizerFnId) : undefined;
+      routes.set(key, {
+        fn: fnById.get(route.fnId) as EmulatedFunction,
+        twoWay: route.twoWay,
+        ...(authorizer ? { authorizer } : {}),
+      });
+    }
     const asked = options.limits?.(socketNames.get(logicalId) ?? logicalId) ?? {};
     const api = new EmulatedApi(
       logicalId,

@@ -10,6 +10,8 @@ import type { SocketBinding } from "../websocket/gateway.js";
 /** A socket as this function sees it: where it is, and which of its events this function handles. */
 export interface FunctionSocket extends SocketBinding {
   events: WebsocketEvent[];
+  /** True when this function is the socket's authorizer (a Lambda REQUEST authorizer on $connect). */
+  authorize?: boolean;
 }
 
 /** A function's bindings. */
@@ -71,7 +73,13 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
       );
     }
     const events = (s.events ?? []).filter((e): e is WebsocketEvent => EVENTS.includes(e as WebsocketEvent));
-    sockets[name] = { apiId: s.apiId, url: s.url, endpoint: s.endpoint, events };
+    sockets[name] = {
+      apiId: s.apiId,
+      url: s.url,
+      endpoint: s.endpoint,
+      events,
+      ...(s.authorize === true ? { authorize: true } : {}),
+    };
   }
   const timeout = Number(env.NITRIC_LIKE_HANDLER_TIMEOUT_MS ?? 5000);
   const pageSize = Number(env.NITRIC_LIKE_BROADCAST_PAGE_SIZE ?? PAGE_SIZE);

@@ -11,9 +11,11 @@ import { STAND_IN_CLIENT } from "@nitric-like/contracts/grpc-standin";
 import { IN_PROCESS_PORT } from "@nitric-like/contracts/port";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
+  AuthorizerRegistry,
   type ConnectionInfo,
   HandlerError,
   HandlerRegistry,
+  offeredProtocols,
   originProblem,
   Permissions,
   startEndpoint,
@@ -25,6 +27,13 @@ import { DynamoKvStores } from "../kv/store.js";
 import { ConnectionsTable } from "../websocket/connections-table.js";
 import { type BroadcastEvent, isBroadcastEvent } from "../websocket/fanout.js";
 import { ApiGateway } from "../websocket/gateway.js";
+import {
+  type AuthorizerEvent,
+  type AuthorizerResult,
+  authorizedContext,
+  authorizerResult,
+  isAuthorizerEvent,
+} from "./authorizer.js";
 import { type Bindings, readBindings } from "./bindings.js";
 import {
   type DeliverEvent,
@@ -72,6 +81,7 @@ const consoleLogger: Logger = {
 /** The started runtime of one function. */
 export class Runtime {
   private readonly registry: HandlerRegistry;
+  private readonly authorizers: AuthorizerRegistry;
   private readonly permissions = new Permissions();
   private readonly gateways = new Map<string, ApiGateway>();
   /** Per socket, a Management API client that does not retry: broadcast pages retry throttled posts themselves. */
@@ -87,6 +97,7 @@ export class Runtime {
     private readonly env: NodeJS.ProcessEnv,
   ) {
     this.registry = new HandlerRegistry(logger, bindings.handlerTimeoutMs, REGISTRATION_WAIT_MS);
+    this.authorizers = new AuthorizerRegistry(bindings.handlerTimeoutMs, REGISTRATION_WAIT_MS);
     const dynamo = new DynamoDbClient(env);
     this.table = bindings.connectionsTable ? new ConnectionsTable(dynamo, bindings.connectionsTable) : undefined;
     for (const [name, socket] of Object.entries(bindings.websockets)) {
@@ -105,6 +116,7 @@ export class Runtime {
       this.gateways.set(name, gateway);
       this.byApiId.set(socket.apiId, gateway);
       for (const event of socket.events) this.registry.expect(name, event, bindings.service);
+      if (socket.authorize) this.authorizers.expect(name, bindings.service);
     }
     this.stores = new DynamoKvStores(dynamo, bindings.kvTables);
   }
@@ -121,6 +133,7 @@ export class Runtime {
         stores: this.stores,
         permissions: this.permissions,
         handlers: this.registry,
+        authorizers: this.authorizers,
         logger: this.logger,
         unserved: new Set(),
         declared: (store) => this.declaredStores.has(store),
@@ -189,7 +202,9 @@ export class Runtime {
   }
 
   /** Handles one Lambda event. */
-  async handle(event: unknown, context?: LambdaContext): Promise<WebsocketApiResult | undefined> {
+  async handle(event: unknown, context?: LambdaContext): Promise<WebsocketApiResult | AuthorizerResult | undefined> {
+    // First: an authorizer's event has a requestContext with a connectionId too.
+    if (isAuthorizerEvent(event)) return this.authorize(event);
     if (isBroadcastEvent(event)) {
       await this.broadcastPage(event, context);
       return undefined;
@@ -221,8 +236,34 @@ export class Runtime {
     return { status: failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500, message };
   }
 
+  /** The socket's authorizer, asked as API Gateway's REQUEST authorizer on $connect. */
+  private async authorize(event: AuthorizerEvent): Promise<AuthorizerResult> {
+    const rc = event.requestContext;
+    const gateway = this.gatewayOf(event as unknown as WebsocketApiEvent);
+    const headers = multiValues(event.multiValueHeaders, event.headers, true);
+    const query = multiValues(event.multiValueQueryStringParameters, event.queryStringParameters, false);
+    const decision = await this.authorizers.authorize({
+      socketName: gateway.name,
+      connectionId: rc.connectionId,
+      queryParams: query,
+      headers,
+      protocols: offeredProtocols(headers["sec-websocket-protocol"]?.value),
+      remoteAddress: rc.identity?.sourceIp ?? "",
+    });
+    if (!decision.allow) {
+      // API Gateway shows the client its own body, never ours: the reason goes to the log.
+      const log = decision.status >= 500 ? this.logger.error : this.logger.info;
+      log.call(
+        this.logger,
+        `websocket "${gateway.name}": refused ${rc.connectionId} (${decision.status}): ${decision.reason}`,
+      );
+    }
+    return authorizerResult(decision, event);
+  }
+
   private async connect(gateway: ApiGateway, event: WebsocketApiEvent): Promise<WebsocketApiResult> {
     const rc = event.requestContext;
+    const authorized = authorizedContext(rc);
     const id = rc.connectionId;
     const headers = multiValues(event.multiValueHeaders, event.headers, true);
     const query = multiValues(event.multiValueQueryStringParameters, event.queryStringParameters, false);
@@ -232,7 +273,12 @@ export class Runtime {
       query,
       headers,
       remoteAddress: rc.identity?.sourceIp ?? "",
+      auth: authorized.identity,
     };
+    // Browsers need the accepted subprotocol echoed in the 101 (RFC 6455 section 4.1).
+    const accepted: WebsocketApiResult = authorized.protocol
+      ? { statusCode: 200, headers: { "Sec-WebSocket-Protocol": authorized.protocol } }
+      : { statusCode: 200 };
     const problem = originProblem(gateway.name, headers.origin?.value[0], new Set(this.origins.get(gateway.name)));
     if (problem) {
       this.logger.warn(problem);
@@ -240,7 +286,7 @@ export class Runtime {
     }
     if (!this.registry.isExpected(gateway.name, "connect")) {
       await this.record(gateway, info);
-      return { statusCode: 200 };
+      return accepted;
     }
     gateway.opening.set(id, { info, frames: [] });
     let response: WebsocketEventResponse;
@@ -248,6 +294,7 @@ export class Runtime {
       response = await this.registry.dispatch(gateway.name, "connect", {
         socketName: gateway.name,
         connectionId: id,
+        auth: authorized.identity,
         websocketEvent: {
           case: "connection",
           value: { queryParams: query, headers, remoteAddress: info.remoteAddress, connectedAt: info.connectedAt },
@@ -274,7 +321,7 @@ export class Runtime {
     // sent (its replies first, then its sends) is delivered by a second invocation of this function.
     const frames = [...response.replies.map((r) => ({ data: r.data, binary: r.binary })), ...(opening?.frames ?? [])];
     if (frames.length > 0 || opening?.close) await this.deferDelivery(gateway.name, id, frames, opening?.close);
-    return { statusCode: 200 };
+    return accepted;
   }
 
   private async record(gateway: ApiGateway, info: ConnectionInfo): Promise<void> {
@@ -389,6 +436,7 @@ export class Runtime {
         await this.registry.dispatch(gateway.name, "disconnect", {
           socketName: gateway.name,
           connectionId: rc.connectionId,
+          auth: authorizedContext(rc).identity,
           websocketEvent: {
             case: "disconnection",
             value: { code: rc.disconnectStatusCode ?? 1005, reason: rc.disconnectReason ?? "" },
@@ -410,6 +458,7 @@ export class Runtime {
       response = await this.registry.dispatch(gateway.name, "message", {
         socketName: gateway.name,
         connectionId: id,
+        auth: authorizedContext(event.requestContext).identity,
         websocketEvent: {
           case: "message",
           value: { body: binary ? Buffer.from(body, "base64") : Buffer.from(body, "utf8"), binary },
@@ -449,6 +498,9 @@ export function createHandler(options: RuntimeOptions): LambdaHandler {
 }
 
 /** A function's handler; `ready` settles when its init (endpoint, service code, handlers) is done. */
-export type LambdaHandler = ((event: unknown, context?: LambdaContext) => Promise<WebsocketApiResult | undefined>) & {
+export type LambdaHandler = ((
+  event: unknown,
+  context?: LambdaContext,
+) => Promise<WebsocketApiResult | AuthorizerResult | undefined>) & {
   ready: Promise<void>;
 };

@@ -30,6 +30,8 @@ export class ConnectionsTable {
         query: { S: JSON.stringify(info.query) },
         headers: { S: JSON.stringify(info.headers) },
         remoteAddress: { S: info.remoteAddress },
+        // The authorizer's identity, for connection(id) and listings (at most 8 KB: API Gateway's limit).
+        ...(info.auth ? { auth: { S: info.auth } } : {}),
         expiresAt: { N: String(Math.floor(info.connectedAt / 1000) + RECORD_TTL_SECONDS) },
       },
     });
@@ -106,5 +108,6 @@ function infoOf(item: Item): ConnectionInfo {
     query: JSON.parse(item.query?.S ?? "{}") as ConnectionInfo["query"],
     headers: JSON.parse(item.headers?.S ?? "{}") as ConnectionInfo["headers"],
     remoteAddress: item.remoteAddress?.S ?? "",
+    ...(item.auth?.S ? { auth: item.auth.S } : {}),
   };
 }

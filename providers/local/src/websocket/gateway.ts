@@ -10,12 +10,14 @@ import type { Duplex } from "node:stream";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
+  type AuthorizerRegistry,
   boundaryMessage,
   type ConnectionInfo,
   dict,
   guard,
   HandlerError,
   type HandlerRegistry,
+  offeredProtocols,
   originProblem,
   poisonCloseReason,
   type SocketBackend,
@@ -61,7 +63,13 @@ export interface GatewayOptions {
   flow?: FlowBudget;
   /** Keep API Gateway's rules (`compat: aws`, see aws-rules.ts). @default false */
   awsRules?: boolean;
+  /** The sockets' authorizers, asked before the connect handler. @default none */
+  authorizers?: AuthorizerRegistry;
 }
+
+/** The subprotocol an authorizer accepted, kept on the upgrade request for handleProtocols. */
+const ACCEPTED_PROTOCOL = Symbol("acceptedProtocol");
+type AuthorizedRequest = IncomingMessage & { [ACCEPTED_PROTOCOL]?: string };
 
 interface Connection extends FlowConnection {
   gateway: Gateway;
@@ -272,6 +280,8 @@ class ConnectionRecord implements ConnectionInfo {
     private readonly rawHeaders: readonly string[],
     readonly remoteAddress: string,
   ) {}
+  /** The identity the socket's authorizer gave it, JSON-encoded; empty when none. */
+  auth = "";
   get query(): Record<string, { value: string[] }> {
     return decodedQuery(rawQuery(this.url));
   }
@@ -407,6 +417,14 @@ export class Gateway implements SocketBackend, FlowGateway {
       // The gateway keeps its own map of connections.
       clientTracking: false,
       WebSocket: BoundedSocket,
+      // The subprotocol echoed in the 101: the one the authorizer accepted, none when it accepted
+      // none; without an authorizer, the client's first (the ws library's default).
+      handleProtocols: (protocols: Set<string>, req: IncomingMessage) => {
+        const accepted = (req as AuthorizedRequest)[ACCEPTED_PROTOCOL];
+        if (accepted !== undefined) return accepted === "" ? false : accepted;
+        const first = protocols.values().next();
+        return first.done ? false : first.value;
+      },
     });
     this.server = createServer((req, res) => this.plainRequest(req, res));
     this.server.on("connection", (socket: Socket) => this.connectionListener(socket));
@@ -686,12 +704,53 @@ export class Gateway implements SocketBackend, FlowGateway {
       sharedHeaders(req.rawHeaders),
       intern(req.socket.remoteAddress ?? ""),
     );
+    const authorizers = this.options.authorizers;
+    if (authorizers?.isExpected(this.name)) {
+      const protocols = offeredProtocols(req.headers["sec-websocket-protocol"]);
+      // Opening from now on, as while a connect handler runs: what is sent to it (the authorizer
+      // knows its id) waits and goes out once it is open, or is dropped if it is refused.
+      this.opening.set(id, { info, frames: [], bytes: 0 });
+      return authorizers
+        .authorize({
+          socketName: this.name,
+          connectionId: id,
+          queryParams: rawQuery(req.url ?? "/"),
+          headers: info.headers,
+          protocols,
+          remoteAddress: info.remoteAddress,
+        })
+        .then((decision) => {
+          if (!decision.allow) {
+            this.opening.delete(id);
+            if (decision.status >= 500) this.logger.error(decision.reason);
+            this.refuse(socket, decision.status, decision.reason);
+            return;
+          }
+          info.auth = decision.identityJson;
+          (req as AuthorizedRequest)[ACCEPTED_PROTOCOL] = decision.protocol;
+          return this.connect(req, socket, head, info);
+        });
+    }
+    return this.connect(req, socket, head, info);
+  }
+
+  /** Runs the connect handler, if a service handles connect, then upgrades the request or refuses it. */
+  private connect(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    info: ConnectionRecord,
+  ): Promise<void> | undefined {
+    const id = info.connectionId;
+    // An authorized connection has been opening since its authorizer was asked.
+    const opening: Opening = this.opening.get(id) ?? { info, frames: [], bytes: 0 };
     if (!this.handlers.isExpected(this.name, "connect")) {
       if (!this.warnedNoConnect) {
         this.warnedNoConnect = true;
         this.logger.warn(`websocket "${this.name}": no service handles connect events; accepting every connection`);
       }
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, undefined));
+      this.opening.delete(id);
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, undefined, opening));
       return;
     }
     let gone = false;
@@ -704,12 +763,12 @@ export class Gateway implements SocketBackend, FlowGateway {
     socket.once("end", onGone);
     socket.once("close", onGone);
     socket.resume();
-    const opening: Opening = { info, frames: [], bytes: 0 };
     this.opening.set(id, opening);
     return this.handlers
       .dispatch(this.name, "connect", {
         socketName: this.name,
         connectionId: id,
+        auth: info.auth,
         websocketEvent: {
           case: "connection",
           value: {
@@ -741,7 +800,7 @@ export class Gateway implements SocketBackend, FlowGateway {
           if (gone || socket.destroyed || !socket.readable) {
             // The client left while its connect handler ran: tell the app, which may have stored it.
             socket.destroy();
-            this.disconnected(id, 1006, "");
+            this.disconnected(id, 1006, "", info.auth);
             return;
           }
           this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, response, opening));
@@ -862,7 +921,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     const text = reason.toString("utf8");
     if (this.observer !== undefined)
       this.observer({ type: "close", socket: this.name, connectionId: id, code, reason: text, at: Date.now() });
-    this.disconnected(id, code, text);
+    this.disconnected(id, code, text, c.info.auth ?? "");
   }
 
   /** A message from a client: the rate limit, then the message event. For GatewaySocket only. */
@@ -886,7 +945,12 @@ export class Gateway implements SocketBackend, FlowGateway {
     this.handlers.deliver(
       this.name,
       "message",
-      { socketName: this.name, connectionId: id, websocketEvent: { case: "message", value: { body: data, binary } } },
+      {
+        socketName: this.name,
+        connectionId: id,
+        auth: c.info.auth ?? "",
+        websocketEvent: { case: "message", value: { body: data, binary } },
+      },
       this.messageSink,
       new InFlight(c, data.byteLength),
     );
@@ -1014,12 +1078,13 @@ export class Gateway implements SocketBackend, FlowGateway {
     },
   };
 
-  private disconnected(id: string, code: number, reason: string): void {
+  private disconnected(id: string, code: number, reason: string, auth: string): void {
     if (!this.handlers.isExpected(this.name, "disconnect")) return;
     this.handlers
       .dispatch(this.name, "disconnect", {
         socketName: this.name,
         connectionId: id,
+        auth,
         websocketEvent: { case: "disconnection", value: { code, reason } },
       })
       .then(

@@ -1,0 +1,236 @@
+// Connect authorization (`websocket(name, { authorize })`) under `nitric-like run`: the refusals a
+// client sees, the identity on every later event and in connection(id), and a token carried as a
+// subprotocol, whose accepted protocol the 101 echoes; on local and under `run --provider aws`
+// (the emulator runs the template's REQUEST authorizer). Then the template of such an app.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { checkTemplate } from "../src/cfn-spec.js";
+import { type App, cleanTemp, connect, runCli, sleep, startApp, writeProject } from "../src/harness.js";
+
+afterAll(cleanTemp);
+
+const SERVICE = `
+import { kv, websocket } from "@nitric-like/sdk";
+
+const seen = kv("seen").allow("get", "set");
+const guarded = websocket("guarded", {
+  authorize: async (req) => {
+    const offered = req.protocols.find((p) => p.startsWith("token."));
+    const token = req.query.token?.[0] ?? offered?.slice("token.".length);
+    if (!token) return { status: 401, reason: "missing token" };
+    if (token === "banned") return { status: 403, reason: "banned: " + token };
+    if (token === "huge") return { identity: { pad: "x".repeat(9000) } };
+    if (token === "throws") throw new Error("secret detail");
+    // A token offered as a subprotocol is never echoed: the protocol beside it is.
+    const protocol = offered ? req.protocols.find((p) => !p.startsWith("token.")) : undefined;
+    return protocol === undefined ? { identity: { user: token } } : { identity: { user: token }, protocol };
+  },
+});
+
+guarded.on("connect", async (ctx) => {
+  await seen.set("connect:" + ctx.connectionId, { auth: ctx.auth ?? null });
+});
+guarded.on("disconnect", async (ctx) => {
+  await seen.set("disconnect:" + ctx.connectionId, { auth: ctx.auth ?? null });
+});
+guarded.on("message", async (ctx) => {
+  const command = ctx.json<{ op: string; id?: string }>();
+  if (command.op === "whoami") {
+    const info = await guarded.connection(ctx.connectionId);
+    const listed = [];
+    for await (const c of guarded.connections()) if (c.id === ctx.connectionId) listed.push(c.auth);
+    const atConnect = await seen.get("connect:" + ctx.connectionId);
+    return { id: ctx.connectionId, auth: ctx.auth, info: info.auth, listed, atConnect: atConnect.auth };
+  }
+  if (command.op === "gone") {
+    try {
+      return { auth: (await seen.get("disconnect:" + command.id)).auth };
+    } catch {
+      return { auth: "none yet" };
+    }
+  }
+  return { error: "unknown op" };
+});
+`;
+
+function refusal(url: string, protocols?: string[]): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, protocols);
+    ws.once("open", () => {
+      ws.close();
+      reject(new Error("connected"));
+    });
+    ws.once("error", () => {});
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => {
+        body += d;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+  });
+}
+
+// API Gateway answers an authorizer's refusal with its own body: the reason stays in the log.
+const LOCAL = {
+  missing: { status: 401, body: "missing token" },
+  banned: { status: 403, body: "banned: banned" },
+  huge: /identity is \d+ bytes of JSON, over 8192/,
+  throws: { status: 500, body: "authorizer failed" },
+};
+const AWS = {
+  missing: { status: 401, body: '{"message":"Unauthorized"}' },
+  banned: { status: 403, body: '{"message":"Forbidden"}' },
+  huge: /^\{"message":"Internal server error"\}$/,
+  throws: { status: 500, body: '{"message":"Internal server error"}' },
+};
+
+describe.each([
+  { provider: "local", args: [] as string[], expected: LOCAL },
+  { provider: "local", args: ["--processes"], expected: LOCAL },
+  { provider: "aws", args: [] as string[], expected: AWS },
+])("authorize on the $provider provider $args", ({ provider, args, expected }) => {
+  let app: App;
+  let url: string;
+  beforeAll(async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "services/guarded.ts": SERVICE,
+    });
+    app = await startApp(dir, ["--provider", provider, ...args]);
+    url = app.url("guarded");
+  }, 60000);
+  afterAll(async () => {
+    const { code } = await app.stop();
+    expect(code).toBe(0);
+  });
+
+  it("refuses a client without a token with the authorizer's 401 and reason", async () => {
+    expect(await refusal(url)).toEqual(expected.missing);
+  });
+
+  it("refuses a banned client with the authorizer's 403 and reason", async () => {
+    expect(await refusal(`${url}?token=banned`)).toEqual(expected.banned);
+  });
+
+  it("refuses an identity over 8 KB with 500 (saying why, where the provider shows reasons)", async () => {
+    const { status, body } = await refusal(`${url}?token=huge`);
+    expect(status).toBe(500);
+    expect(body).toMatch(expected.huge);
+  });
+
+  it("refuses with 500 when the authorizer throws, without showing its error", async () => {
+    expect(await refusal(`${url}?token=throws`)).toEqual(expected.throws);
+  });
+
+  it("gives the identity to connect and message events, connection(id) and connections()", async () => {
+    const c = await connect(`${url}?token=alice`);
+    const me = await c.call({ op: "whoami" });
+    expect(me).toMatchObject({
+      auth: { user: "alice" },
+      info: { user: "alice" },
+      listed: [{ user: "alice" }],
+      atConnect: { user: "alice" },
+    });
+    c.close();
+    await c.waitClosed();
+    const probe = await connect(`${url}?token=bob`);
+    let gone: Record<string, unknown> = {};
+    for (let i = 0; i < 100; i++) {
+      gone = await probe.call({ op: "gone", id: me.id });
+      if (gone.auth !== "none yet") break;
+      await sleep(50);
+    }
+    expect(gone).toEqual({ auth: { user: "alice" } });
+    probe.close();
+  });
+
+  it("takes a token offered as a subprotocol and echoes the protocol the authorizer accepted", async () => {
+    const ws = new WebSocket(url, ["token.carol", "chat"]);
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    expect(ws.protocol).toBe("chat");
+    ws.send(JSON.stringify({ op: "whoami" }));
+    const reply = await new Promise<string>((resolve) => ws.once("message", (d: Buffer) => resolve(d.toString())));
+    expect(JSON.parse(reply)).toMatchObject({ auth: { user: "carol" } });
+    ws.close();
+  });
+});
+
+describe("the template of an app with authorize", () => {
+  it("has a REQUEST authorizer on $connect, invocable only as that authorizer, and passes the CloudFormation specification", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "services/gate.ts": `import { websocket } from "@nitric-like/sdk";
+websocket("guarded", { authorize: (req) => (req.query.token ? { identity: { user: req.query.token[0] } } : { status: 401, reason: "no token" }) });
+`,
+      "services/chat.ts": `import { websocket } from "@nitric-like/sdk";
+websocket("guarded").on("connect", () => {}).on("disconnect", () => {}).on("message", (ctx) => ctx.text());
+`,
+    });
+    const out = join(dir, "out");
+    const { code, stderr } = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"]);
+    expect(code, stderr).toBe(0);
+    const t = JSON.parse(readFileSync(join(out, "template.json"), "utf8")) as {
+      Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+    };
+    const entries = Object.entries(t.Resources);
+    const authorizers = entries.filter(([, r]) => r.Type === "AWS::ApiGatewayV2::Authorizer");
+    expect(authorizers).toHaveLength(1);
+    const [authorizerId, authorizer] = authorizers[0] as [string, { Properties: Record<string, unknown> }];
+    expect(authorizer.Properties.AuthorizerType).toBe("REQUEST");
+    // No identity sources: a request without a query token may still carry one as a subprotocol.
+    expect(authorizer.Properties.IdentitySource).toBeUndefined();
+    const gateFn = entries.find(
+      ([, r]) =>
+        r.Type === "AWS::Lambda::Function" &&
+        (r.Properties.Environment as { Variables: Record<string, unknown> }).Variables.NITRIC_LIKE_SERVICE === "gate",
+    );
+    expect(gateFn).toBeDefined();
+    const gateId = gateFn?.[0] as string;
+    expect(JSON.stringify(authorizer.Properties.AuthorizerUri)).toContain(`\${${gateId}.Arn}/invocations`);
+    const connect = entries.find(
+      ([, r]) => r.Type === "AWS::ApiGatewayV2::Route" && r.Properties.RouteKey === "$connect",
+    )?.[1];
+    expect(connect?.Properties).toMatchObject({ AuthorizationType: "CUSTOM", AuthorizerId: { Ref: authorizerId } });
+    for (const [, r] of entries.filter(
+      ([, r]) => r.Type === "AWS::ApiGatewayV2::Route" && r.Properties.RouteKey !== "$connect",
+    ))
+      expect(r.Properties.AuthorizationType).toBeUndefined();
+    // The gate function may be invoked by API Gateway as the authorizer and nothing else.
+    const gatePermissions = entries.filter(
+      ([, r]) =>
+        r.Type === "AWS::Lambda::Permission" &&
+        JSON.stringify(r.Properties.FunctionName) === JSON.stringify({ "Fn::GetAtt": [gateId, "Arn"] }),
+    );
+    expect(gatePermissions.map(([, r]) => r.Properties.SourceArn)).toEqual([
+      {
+        "Fn::Sub": expect.stringMatching(new RegExp(`/authorizers/\\$\\{${authorizerId}\\}$`)) as unknown as string,
+      },
+    ]);
+    const gateEnv = gateFn?.[1].Properties.Environment as { Variables: Record<string, unknown> } | undefined;
+    const vars = gateEnv?.Variables ?? {};
+    expect(String((vars.NITRIC_LIKE_WEBSOCKETS as { "Fn::Sub": string })["Fn::Sub"])).toContain('"authorize":true');
+    expect(await checkTemplate(t as Parameters<typeof checkTemplate>[0])).toEqual([]);
+  }, 60000);
+
+  it("refuses a socket with two authorizers at build, naming both services", async () => {
+    const service = `import { websocket } from "@nitric-like/sdk";
+websocket("guarded", { authorize: () => ({ identity: 1 }) }).on("connect", () => {}).on("disconnect", () => {}).on("message", () => {});
+`;
+    const dir = writeProject({
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "services/one.ts": service,
+      "services/two.ts": service.replace(/\.on\(.*$/m, ";"),
+    });
+    const { code, stderr } = await runCli(["build", dir, "--provider", "aws", "--out", join(dir, "out"), "--plain"]);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain(
+      'websocket guarded: authorized by "one" and "two"; a socket has exactly one authorizer, so give websocket("guarded", { authorize }) in one service only',
+    );
+  }, 60000);
+});

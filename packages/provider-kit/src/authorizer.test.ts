@@ -1,0 +1,66 @@
+import { create } from "@bufbuild/protobuf";
+import { HandleAuthorizationsRequestSchema } from "@nitric-like/contracts/authorize";
+import { describe, expect, it } from "vitest";
+import { checkDecision, offeredProtocols } from "./authorizer.js";
+
+const allow = (identityJson: string, protocol = "") =>
+  create(HandleAuthorizationsRequestSchema, {
+    id: "1",
+    content: { case: "response", value: { result: { case: "allow", value: { identityJson, protocol } } } },
+  });
+const deny = (status: number, reason: string) =>
+  create(HandleAuthorizationsRequestSchema, {
+    id: "1",
+    content: { case: "response", value: { result: { case: "deny", value: { status, reason } } } },
+  });
+
+describe("an authorizer's answer, checked by the provider whatever SDK sent it", () => {
+  it("passes an identity of up to 8192 bytes and refuses a larger one with 500, saying why", () => {
+    const fits = JSON.stringify("x".repeat(8190));
+    expect(checkDecision("s", { protocols: [] }, allow(fits))).toEqual({
+      allow: true,
+      identityJson: fits,
+      protocol: "",
+    });
+    const over = JSON.stringify("x".repeat(8191));
+    expect(checkDecision("s", { protocols: [] }, allow(over))).toEqual({
+      allow: false,
+      status: 500,
+      reason: expect.stringContaining("the authorizer's identity is 8193 bytes, over 8192"),
+    });
+  });
+
+  it("refuses an identity that is not JSON, and a subprotocol the client did not offer", () => {
+    expect(checkDecision("s", { protocols: [] }, allow("{nope"))).toMatchObject({ allow: false, status: 500 });
+    expect(checkDecision("s", { protocols: ["a"] }, allow("1", "b"))).toMatchObject({
+      allow: false,
+      status: 500,
+      reason: expect.stringContaining('subprotocol "b", which the client did not offer'),
+    });
+    expect(checkDecision("s", { protocols: ["a", "b"] }, allow("1", "b"))).toEqual({
+      allow: true,
+      identityJson: "1",
+      protocol: "b",
+    });
+  });
+
+  it("keeps 401, 403 and 500 refusals, makes any other status 403, and gives a blank reason one", () => {
+    expect(checkDecision("s", { protocols: [] }, deny(401, "who?"))).toEqual({
+      allow: false,
+      status: 401,
+      reason: "who?",
+    });
+    expect(checkDecision("s", { protocols: [] }, deny(500, "failed"))).toMatchObject({ status: 500 });
+    expect(checkDecision("s", { protocols: [] }, deny(200, ""))).toEqual({
+      allow: false,
+      status: 403,
+      reason: 'connection refused by the authorizer of websocket "s"',
+    });
+  });
+
+  it("reads the offered subprotocols from one header line or several", () => {
+    expect(offeredProtocols(undefined)).toEqual([]);
+    expect(offeredProtocols("token.abc, chat")).toEqual(["token.abc", "chat"]);
+    expect(offeredProtocols(["token.abc", " chat ,v2"])).toEqual(["token.abc", "chat", "v2"]);
+  });
+});

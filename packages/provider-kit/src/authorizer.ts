@@ -1,0 +1,304 @@
+/**
+ * Connect authorization: the Authorizer service's streams (one per authorized socket, opened by
+ * the service that declared `websocket(name, { authorize })`) and the registry a gateway asks
+ * before it runs the connect handler. A socket the spec says is authorized never connects without
+ * an answer from its authorizer: with no stream (its service is starting or gone) the request waits
+ * for one, then is refused with 503.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import type {
+  AuthorizationRequestSchema,
+  Authorizer,
+  HandleAuthorizationsRequest,
+  HandleAuthorizationsResponseSchema,
+} from "@nitric-like/contracts/authorize";
+import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
+import { MAX_IDENTITY_BYTES, resourceNameProblem } from "@nitric-like/spec";
+
+type Call = ServerDuplexStream<
+  HandleAuthorizationsRequest,
+  MessageInitShape<typeof HandleAuthorizationsResponseSchema>
+>;
+
+/** A connection request, as the authorizer gets it. */
+export type AuthorizationInput = MessageInitShape<typeof AuthorizationRequestSchema> & {
+  socketName: string;
+  protocols: string[];
+};
+
+/** What the authorizer decided, checked: an identity of at most 8 KB and an offered subprotocol, or a refusal. */
+export type AuthorizeDecision =
+  | { allow: true; identityJson: string; protocol: string }
+  | { allow: false; status: number; reason: string };
+
+/**
+ * The subprotocols a client offered, in its order: `Sec-WebSocket-Protocol` is a comma-separated
+ * list (RFC 6455 section 4.1), possibly split over several header lines.
+ */
+export function offeredProtocols(header: string | readonly string[] | undefined): string[] {
+  if (header === undefined) return [];
+  const lines = typeof header === "string" ? [header] : header;
+  return lines
+    .flatMap((line) => line.split(","))
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
+}
+
+/** The longest refusal reason sent to a client; longer ones are cut. */
+const MAX_REASON_CHARS = 1024;
+
+interface Pending {
+  resolve(decision: AuthorizeDecision): void;
+  request: AuthorizationInput;
+  timer: NodeJS.Timeout;
+}
+
+/** One service's authorizer stream for one socket. */
+export class AuthorizerStream {
+  readonly pending = new Map<string, Pending>();
+  constructor(
+    readonly service: string,
+    readonly socket: string,
+    readonly call: Call,
+  ) {}
+}
+
+/** Checks an authorizer's answer against its request: what a gateway may act on. */
+export function checkDecision(
+  socket: string,
+  request: { protocols: readonly string[] },
+  answer: HandleAuthorizationsRequest,
+): AuthorizeDecision {
+  const content = answer.content;
+  const result = content.case === "response" ? content.value.result : undefined;
+  if (result?.case === "deny") {
+    const { status, reason } = result.value;
+    return {
+      allow: false,
+      // API Gateway answers 401 (Unauthorized) or 403 (a Deny policy); nothing else is an authorizer's refusal.
+      // 500 is an SDK saying its authorizer failed.
+      status: status === 401 ? 401 : status === 500 ? 500 : 403,
+      reason: (reason || `connection refused by the authorizer of websocket "${socket}"`).slice(0, MAX_REASON_CHARS),
+    };
+  }
+  if (result?.case !== "allow") {
+    return { allow: false, status: 500, reason: `websocket "${socket}": the authorizer gave no answer` };
+  }
+  const { identityJson, protocol } = result.value;
+  const size = Buffer.byteLength(identityJson, "utf8");
+  if (size > MAX_IDENTITY_BYTES) {
+    return {
+      allow: false,
+      status: 500,
+      reason: `websocket "${socket}": the authorizer's identity is ${size} bytes, over ${MAX_IDENTITY_BYTES} (API Gateway's authorizer context limit); return less, such as a user id, and look the rest up`,
+    };
+  }
+  if (identityJson !== "") {
+    try {
+      JSON.parse(identityJson);
+    } catch {
+      return { allow: false, status: 500, reason: `websocket "${socket}": the authorizer's identity is not JSON` };
+    }
+  }
+  if (protocol !== "" && !request.protocols.includes(protocol)) {
+    return {
+      allow: false,
+      status: 500,
+      reason: `websocket "${socket}": the authorizer accepted subprotocol ${JSON.stringify(protocol)}, which the client did not offer; return one of its protocols`,
+    };
+  }
+  return { allow: true, identityJson, protocol };
+}
+
+/** The authorizer streams of a provider, by socket. */
+export class AuthorizerRegistry {
+  private readonly streams = new Map<string, AuthorizerStream>();
+  private readonly expected = new Map<string, string>();
+  private readonly waiters = new Map<string, (() => void)[]>();
+  private counter = 0;
+
+  constructor(
+    /** How long an authorizer may take to answer. */
+    readonly timeoutMs = 10_000,
+    /** How long a request waits for the stream of an authorizer the spec names. */
+    readonly waitMs = 10_000,
+  ) {}
+
+  /** The spec says `service` authorizes `socket`: its connections wait for that authorizer. */
+  expect(socket: string, service: string): void {
+    this.expected.set(socket, service);
+  }
+
+  /** True when connections to `socket` must be authorized. */
+  isExpected(socket: string): boolean {
+    return this.expected.has(socket) || this.streams.has(socket);
+  }
+
+  /** A service opened an authorizer stream; another service's live one for the socket is an error. */
+  register(service: string, socket: string, call: Call): AuthorizerStream {
+    const current = this.streams.get(socket);
+    if (current && current.service !== service) {
+      throw grpcError(
+        GrpcStatus.FAILED_PRECONDITION,
+        `websocket("${socket}"): already authorized by service "${current.service}"; give authorize in one service only`,
+      );
+    }
+    if (current) this.unregister(current);
+    const stream = new AuthorizerStream(service, socket, call);
+    this.streams.set(socket, stream);
+    const waiting = this.waiters.get(socket) ?? [];
+    this.waiters.delete(socket);
+    for (const wake of waiting) wake();
+    return stream;
+  }
+
+  /** A stream ended: its unanswered requests are refused with 503. */
+  unregister(stream: AuthorizerStream): void {
+    if (this.streams.get(stream.socket) === stream) this.streams.delete(stream.socket);
+    for (const [id, p] of stream.pending) {
+      clearTimeout(p.timer);
+      stream.pending.delete(id);
+      p.resolve({
+        allow: false,
+        status: 503,
+        reason: `websocket "${stream.socket}": the authorizer's service "${stream.service}" stopped; connect again`,
+      });
+    }
+  }
+
+  /** An answer on a stream. */
+  answer(stream: AuthorizerStream, message: HandleAuthorizationsRequest): void {
+    const p = stream.pending.get(message.id);
+    if (!p) return;
+    stream.pending.delete(message.id);
+    clearTimeout(p.timer);
+    p.resolve(checkDecision(stream.socket, p.request, message));
+  }
+
+  /** Asks the socket's authorizer about a connection request. Never rejects. */
+  async authorize(request: AuthorizationInput): Promise<AuthorizeDecision> {
+    const socket = request.socketName;
+    let stream = this.streams.get(socket);
+    if (!stream) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, this.waitMs);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        const list = this.waiters.get(socket) ?? [];
+        list.push(done);
+        this.waiters.set(socket, list);
+      });
+      stream = this.streams.get(socket);
+      if (!stream) {
+        const service = this.expected.get(socket);
+        return {
+          allow: false,
+          status: 503,
+          reason: `websocket "${socket}": its authorizer${service ? ` (service "${service}")` : ""} is not running; connect again once it is`,
+        };
+      }
+    }
+    const live = stream;
+    const id = String(++this.counter);
+    return new Promise<AuthorizeDecision>((resolve) => {
+      const timer = setTimeout(() => {
+        live.pending.delete(id);
+        resolve({
+          allow: false,
+          status: 504,
+          reason: `websocket "${socket}": the authorizer did not answer within ${this.timeoutMs} ms`,
+        });
+      }, this.timeoutMs);
+      live.pending.set(id, { resolve, request, timer });
+      try {
+        live.call.write({ id, content: { case: "request", value: request } });
+      } catch (error) {
+        clearTimeout(timer);
+        live.pending.delete(id);
+        resolve({ allow: false, status: 503, reason: `websocket "${socket}": ${(error as Error).message}` });
+      }
+    });
+  }
+
+  /** Ends every stream with OK (the provider stops). */
+  endAll(): void {
+    for (const stream of [...this.streams.values()]) {
+      this.unregister(stream);
+      try {
+        stream.call.end();
+      } catch {
+        // Already ended.
+      }
+    }
+  }
+}
+
+/** Builds the Authorizer implementation for the service `service`. */
+export function authorizerService(
+  ctx: { authorizers?: AuthorizerRegistry | undefined },
+  service: string,
+): ServiceImpl<typeof Authorizer> {
+  return {
+    handleAuthorizations(call: Call) {
+      let stream: AuthorizerStream | undefined;
+      let refused = false;
+      const refuse = (error: Error) => {
+        refused = true;
+        // grpc-js sends an "error" event's status to the client.
+        call.emit("error", error);
+      };
+      call.on("data", (message: HandleAuthorizationsRequest) => {
+        if (stream) {
+          ctx.authorizers?.answer(stream, message);
+          return;
+        }
+        if (refused) return;
+        if (message.content.case !== "registration") {
+          refuse(
+            grpcError(
+              GrpcStatus.INVALID_ARGUMENT,
+              "websocket authorizer: the first message on an authorizer stream must be a registration",
+            ),
+          );
+          return;
+        }
+        const { socketName } = message.content.value;
+        const problem = resourceNameProblem("websocket", socketName);
+        if (problem) {
+          refuse(grpcError(GrpcStatus.INVALID_ARGUMENT, problem));
+          return;
+        }
+        if (!ctx.authorizers) {
+          refuse(
+            grpcError(GrpcStatus.UNIMPLEMENTED, `websocket("${socketName}"): this provider does not run authorizers`),
+          );
+          return;
+        }
+        try {
+          stream = ctx.authorizers.register(service, socketName, call);
+        } catch (error) {
+          refuse(error as Error);
+          return;
+        }
+        call.write({ id: "", content: { case: "registration", value: { socketName } } });
+      });
+      const done = () => {
+        if (stream) ctx.authorizers?.unregister(stream);
+      };
+      call.on("end", () => {
+        done();
+        try {
+          call.end();
+        } catch {
+          // Already ended.
+        }
+      });
+      call.on("cancelled", done);
+      call.on("error", done);
+      call.on("close", done);
+    },
+  };
+}
