@@ -12,11 +12,13 @@ import { Health } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { PortServer } from "@nitric-like/contracts/port";
 import { Resources } from "@nitric-like/contracts/resources";
+import { Rooms } from "@nitric-like/contracts/rooms";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { connectionsService } from "./connections.js";
 import { healthService } from "./health.js";
 import { type KvContext, kvService } from "./kv.js";
 import { type ResourcesContext, resourcesService } from "./resources.js";
+import { roomsService } from "./rooms.js";
 import { type WebsocketContext, websocketHandlerService, websocketService } from "./websocket.js";
 
 /** Messages up to this size cross the endpoint (kv values; frames are limited by the gateway). */
@@ -86,7 +88,8 @@ export async function startEndpoint(
   serve(routes(WebsocketHandler, websocketHandlerService(ctx, service)));
   serve(routes(KvStore, kvService(ctx, service)));
   serve(routes(Connections, connectionsService(ctx, service)));
-  const served = new Set([Resources, Websocket, WebsocketHandler, KvStore, Connections].map((s) => s.typeName));
+  serve(routes(Rooms, roomsService(ctx, service)));
+  const served = new Set([Resources, Websocket, WebsocketHandler, KvStore, Connections, Rooms].map((s) => s.typeName));
   serve(routes(Health, healthService(served)));
   if (!server) return { address: "", ports };
   const { socketPath } = options;

@@ -41,6 +41,8 @@ export interface BroadcastEvent {
   start?: Item;
   /** A continuation's except list. */
   except?: string[];
+  /** A continuation of a room broadcast: the room whose members it reads on. */
+  room?: string;
 }
 
 /** True when the event is a page of a broadcast. */

@@ -8,9 +8,10 @@ import { randomUUID } from "node:crypto";
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo, SocketBackend } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
+import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
 import type { Item } from "../aws/dynamodb.js";
 import type { ManagementApi } from "../aws/management.js";
-import type { ConnectionsTable } from "./connections-table.js";
+import { ConnectionsTable } from "./connections-table.js";
 import { type BroadcastEvent, INLINE_MAX, PAGE_SIZE, type PageOutcome, postPage } from "./fanout.js";
 
 /** How many PostToConnection calls a broadcast posted by the calling function keeps in flight. */
@@ -34,6 +35,8 @@ interface Broadcast {
   except: string[];
   /** The number of the last page handed over. */
   page: number;
+  /** The room, for a room broadcast. */
+  room: string | undefined;
 }
 
 /** How a socket fans broadcasts out (fanout.ts). */
@@ -61,6 +64,9 @@ export interface Opening {
   info: ConnectionInfo;
   frames: { data: Uint8Array; binary: boolean }[];
   close?: { code: number; reason: string };
+  /** Rooms joined and state set during connect: recorded with the connection once it is accepted. */
+  rooms?: Set<string>;
+  state?: string;
 }
 
 function isGone(error: unknown): boolean {
@@ -261,8 +267,82 @@ export class ApiGateway implements SocketBackend {
    * when its first hand-over is refused, everything is posted here.
    */
   async broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): Promise<number> {
+    return this.broadcastIn(undefined, data, binary, except);
+  }
+
+  /** The table, or FAILED_PRECONDITION saying how to get one. */
+  private requireTable(what: string): ConnectionsTable {
+    if (!this.table) {
+      throw grpcError(
+        GrpcStatus.FAILED_PRECONDITION,
+        `websocket "${this.name}": ${what} needs the managed connections table (NITRIC_LIKE_CONNECTIONS_TABLE); deploy with nitric-like up --provider aws`,
+      );
+    }
+    return this.table;
+  }
+
+  async join(id: string, room: string): Promise<boolean | undefined> {
+    const opening = this.opening.get(id);
+    if (opening) {
+      opening.rooms ??= new Set();
+      if (opening.rooms.has(room)) return false;
+      if (opening.rooms.size >= MAX_ROOMS_PER_CONNECTION)
+        throw grpcError(GrpcStatus.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
+      opening.rooms.add(room);
+      return true;
+    }
+    return this.requireTable("joining a room").join(this.name, id, room);
+  }
+
+  async leave(id: string, room: string): Promise<boolean> {
+    const opening = this.opening.get(id);
+    if (opening) return opening.rooms?.delete(room) ?? false;
+    return this.requireTable("leaving a room").leave(this.name, id, room);
+  }
+
+  async members(room: string): Promise<string[]> {
+    return this.requireTable("listing a room").members(this.name, room);
+  }
+
+  async roomsOf(id: string): Promise<string[]> {
+    const opening = this.opening.get(id);
+    if (opening) return [...(opening.rooms ?? [])];
+    return this.requireTable("listing a connection's rooms").roomsOf(this.name, id);
+  }
+
+  async setState(id: string, json: string): Promise<boolean> {
+    const opening = this.opening.get(id);
+    if (opening) {
+      opening.state = json;
+      return true;
+    }
+    return this.requireTable("a connection's state").setState(this.name, id, json);
+  }
+
+  async getState(id: string): Promise<string | undefined> {
+    const opening = this.opening.get(id);
+    if (opening) return opening.state ?? "";
+    return this.requireTable("a connection's state").getState(this.name, id);
+  }
+
+  /**
+   * Posts to every member of a room but the excepted ones: the socket broadcast's path (inline up
+   * to `inlineMax`, else pages handed to asynchronous invocations, 410s pruned), reading the
+   * room's membership items instead of the socket's records.
+   */
+  async broadcastToRoom(room: string, data: Uint8Array, binary: boolean, except: ReadonlySet<string>): Promise<number> {
+    this.requireTable("a room broadcast");
+    return this.broadcastIn(room, data, binary, except);
+  }
+
+  private async broadcastIn(
+    room: string | undefined,
+    data: Uint8Array,
+    binary: boolean,
+    except: ReadonlySet<string>,
+  ): Promise<number> {
     if (!this.table) await this.list();
-    const reader = this.reader(except, undefined);
+    const reader = this.reader(except, undefined, room);
     const inlineMax = this.fanoutOptions.inlineMax;
     do await reader.read();
     while (!reader.exhausted && reader.pending.length <= inlineMax);
@@ -278,6 +358,7 @@ export class ApiGateway implements SocketBackend {
       binary,
       except: [...except],
       page: 0,
+      room,
     };
     // The first page decides: a hand-over Lambda refused (no grant to invoke itself, say) posts
     // everything here. One that may have been queued (5xx, no answer) is not posted again.
@@ -326,15 +407,17 @@ export class ApiGateway implements SocketBackend {
       binary: event.binary,
       except: event.except ?? [],
       page: event.page,
+      room: event.room,
     };
-    const reader = this.reader(new Set(state.except), event.start);
+    const reader = this.reader(new Set(state.except), event.start, event.room);
     await this.handOverPages(fanout, state, reader, CONTINUATION_PAGES);
   }
 
-  private reader(except: ReadonlySet<string>, start: Item | undefined) {
+  private reader(except: ReadonlySet<string>, start: Item | undefined, room?: string) {
     const table = this.table as ConnectionsTable;
     const pageSize = this.fanoutOptions.pageSize ?? PAGE_SIZE;
-    const name = this.name;
+    // A room's members are ids under the room's partition, paged the same way.
+    const name = room === undefined ? this.name : ConnectionsTable.roomPartition(this.name, room);
     return {
       pageSize,
       pending: [] as string[],
@@ -359,7 +442,7 @@ export class ApiGateway implements SocketBackend {
       data: state.frame,
       binary: state.binary,
       ids,
-      ...(start ? { start, except: state.except } : {}),
+      ...(start ? { start, except: state.except, ...(state.room === undefined ? {} : { room: state.room }) } : {}),
     };
   }
 
