@@ -301,7 +301,10 @@ export class ApiGateway implements SocketBackend {
   }
 
   async members(room: string): Promise<string[]> {
-    return this.requireTable("listing a room").members(this.name, room);
+    const recorded = await this.requireTable("listing a room").members(this.name, room);
+    // Connections whose connect handler joined the room in this invocation, as locally.
+    for (const [id, opening] of this.opening) if (opening.rooms?.has(room)) recorded.push(id);
+    return recorded;
   }
 
   async roomsOf(id: string): Promise<string[]> {
