@@ -11,6 +11,7 @@ import {
   startEmulator,
   startManagementDouble,
 } from "@nitric-like/provider-aws/emulator";
+import { DynamoDbClient } from "@nitric-like/provider-aws/runtime";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { cleanTemp, runCli, writeProject } from "../src/harness.js";
 
@@ -140,13 +141,30 @@ describe("room broadcast on AWS, simulated", () => {
     expect(await sim.call({ op: "rooms", id: expected[0] })).toEqual({ rooms: ["blue"] });
   }, 90_000);
 
-  it("posts a room broadcast to at most 100 members from the calling function, pruning the 410s", async () => {
+  it("posts a room broadcast to at most 100 members from the calling function, pruning the 410s, a membership left without its record too", async () => {
     const ids = idsOf(40, "Few");
-    const gone = ids.slice(0, 4);
+    const orphan = "OrphanConnId0=";
+    const gone = [...ids.slice(0, 4), orphan];
     const sim = await simulate("roominline", ids, gone);
     await sim.call({ op: "join-all", ids: ids.slice(0, 30), room: "small" });
+    // A join that raced its connection's disconnect: the membership item outlived the record.
+    await new DynamoDbClient({
+      AWS_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: "x",
+      AWS_SECRET_ACCESS_KEY: "x",
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+    }).putItem({
+      TableName: "roominline-ConnectionsTable",
+      Item: {
+        socket: { S: "room#small" },
+        id: { S: orphan },
+        expiresAt: { N: String(Math.floor(Date.now() / 1000) + 600) },
+      },
+    });
+    expect(((await sim.call({ op: "members", room: "small" })) as { ids: string[] }).ids).toContain(orphan);
     expect(await sim.call({ op: "broadcast", room: "small", except: [] })).toEqual({ sent: 26 });
     expect(sim.management.delivered()).toBe(26);
+    expect(sim.management.goneAnswers()).toBe(5);
     expect(sim.lines.join("\n")).not.toMatch(/asynchronous invocation/);
     const after = (await sim.call({ op: "members", room: "small" })) as { ids: string[] };
     expect(after.ids.length).toBe(26);

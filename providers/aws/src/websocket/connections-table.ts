@@ -11,7 +11,9 @@
  * (socket names are kebab-case and room names have no `#`, so no partition is two things), sort
  * key the connection id: a room's members are one Query, paged as a socket's ids are, which is
  * what lets a room broadcast reuse the socket broadcast's fan-out. A membership item carries its
- * connection's `expiresAt`, so what a lost disconnect leaves expires with the record.
+ * connection's `expiresAt`, so what a lost disconnect leaves expires with the record, and a room
+ * broadcast that meets a 410 deletes that membership too (a join racing its connection's
+ * disconnect can leave one after the record went; until then the room lists it).
  */
 
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
@@ -66,7 +68,11 @@ export class ConnectionsTable {
     return out.Attributes?.state?.S ?? "";
   }
 
-  private async deleteMembership(socket: string, room: string, id: string): Promise<void> {
+  /**
+   * Deletes one membership item: a 410 during a room broadcast prunes it even when the record is
+   * gone already (a join that raced its connection's disconnect can leave one behind).
+   */
+  async deleteMembership(socket: string, room: string, id: string): Promise<void> {
     await this.client.deleteItem({
       TableName: this.table,
       Key: { socket: { S: ConnectionsTable.roomPartition(socket, room) }, id: { S: id } },

@@ -41,7 +41,7 @@ export interface BroadcastEvent {
   start?: Item;
   /** A continuation's except list. */
   except?: string[];
-  /** A continuation of a room broadcast: the room whose members it reads on. */
+  /** A room broadcast's room: a continuation reads its members on, a page prunes a 410's membership. */
   room?: string;
 }
 

@@ -352,7 +352,7 @@ export class ApiGateway implements SocketBackend {
     const fanout = this.fanoutOptions.fanout;
     if (!fanout || (reader.exhausted && reader.pending.length <= inlineMax)) {
       while (!reader.exhausted) await reader.read();
-      return this.postAll(reader.pending, data);
+      return this.postAll(reader.pending, data, room);
     }
     while (!reader.exhausted && reader.pending.length < reader.pageSize) await reader.read();
     const state: Broadcast = {
@@ -383,7 +383,7 @@ export class ApiGateway implements SocketBackend {
         reader.pending.length = 0;
         while (!reader.exhausted) await reader.read();
         rest.push(...reader.pending);
-        return this.postAll(rest, data);
+        return this.postAll(rest, data, room);
       }
     }
     // Except lists too long for an event keep the whole reading here.
@@ -445,7 +445,9 @@ export class ApiGateway implements SocketBackend {
       data: state.frame,
       binary: state.binary,
       ids,
-      ...(start ? { start, except: state.except, ...(state.room === undefined ? {} : { room: state.room }) } : {}),
+      // Every page of a room broadcast names its room: a 410 prunes the membership too.
+      ...(state.room === undefined ? {} : { room: state.room }),
+      ...(start ? { start, except: state.except } : {}),
     };
   }
 
@@ -515,14 +517,24 @@ export class ApiGateway implements SocketBackend {
     return handed;
   }
 
+  /** Deletes a gone connection's membership of a room (its record, if any, is pruned by post()). */
+  private pruneMembership(room: string, id: string): Promise<void> {
+    return (this.table as ConnectionsTable).deleteMembership(this.name, room, id).catch((error: unknown) => {
+      this.logger.warn(
+        `websocket "${this.name}": could not prune gone connection ${id} from room ${JSON.stringify(room)}: ${(error as Error).message}`,
+      );
+    });
+  }
+
   /** Posts to each id, BROADCAST_CONCURRENCY at a time; how many got the frame. */
-  private async postAll(targets: readonly string[], data: Uint8Array): Promise<number> {
+  private async postAll(targets: readonly string[], data: Uint8Array, room?: string): Promise<number> {
     let sent = 0;
     let next = 0;
     const worker = async () => {
       while (next < targets.length) {
         const id = targets[next++] as string;
         if (await this.post(id, data)) sent++;
+        else if (room !== undefined) await this.pruneMembership(room, id);
       }
     };
     await Promise.all(Array.from({ length: Math.min(BROADCAST_CONCURRENCY, targets.length) }, worker));
@@ -541,6 +553,7 @@ export class ApiGateway implements SocketBackend {
             `websocket "${this.name}": could not prune gone connection ${id}: ${(error as Error).message}`,
           );
         });
+        if (event.room !== undefined) await this.pruneMembership(event.room, id);
       },
     });
     const line = `websocket "${this.name}": broadcast ${event.broadcast} page ${event.page}: delivered ${outcome.delivered} of ${event.ids.length} frame(s), ${outcome.gone} gone (pruned), ${outcome.failed} failed, ${outcome.throttled} throttled answer(s) retried, in ${Date.now() - started} ms`;
