@@ -11,7 +11,10 @@ wss.on("connection", (ws, req) => {
   const room = new URL(req.url ?? "/", "http://x").searchParams.get("room") ? "r" : undefined;
   if (room) {
     let members = rooms.get(room);
-    if (!members) rooms.set(room, (members = new Set()));
+    if (!members) {
+      members = new Set();
+      rooms.set(room, members);
+    }
     members.add(ws);
     ws.on("close", () => members.delete(ws));
   }
