@@ -136,6 +136,23 @@ describe.each([
     b.close();
   });
 
+  it("reads another connection's state by id, clears a state with undefined, and says not_found for a gone id", async () => {
+    const [a, b] = (await Promise.all([connect(url), connect(url)])) as [Client, Client];
+    const ida = await idOf(a);
+    await a.call({ op: "set-state", value: ["any", "json", 1, null] });
+    expect(await b.call({ op: "state-of", to: ida })).toEqual({ state: ["any", "json", 1, null] });
+    expect(await a.call({ op: "set-state" })).toEqual({ state: null });
+    expect(await a.call({ op: "state" })).toEqual({ state: null });
+    expect(await b.call({ op: "state-of", to: ida })).toEqual({ state: null });
+    a.close();
+    const gone = await eventually(
+      () => b.call({ op: "state-of", to: ida }),
+      (v) => v.error !== undefined,
+    );
+    expect((gone as { error: { code: string } }).error.code).toBe("not_found");
+    b.close();
+  });
+
   it("keeps memberships and state across a restart of the service", async () => {
     const [a, b] = (await Promise.all([connect(url), connect(url)])) as [Client, Client];
     const [ida, idb] = await Promise.all([idOf(a), idOf(b)]);
