@@ -561,9 +561,10 @@ export class Websocket {
   }
 
   /**
-   * Sends one message to every open connection of this socket but `except`, inside the provider:
-   * one call however many connections. Resolves with how many it was sent to (on AWS, beyond 100
-   * connections: how many were handed over for delivery; see providers/aws/README.md).
+   * Sends one message to every open connection of this socket (with `room`: of that room) but
+   * `except`, inside the provider: one call however many connections. Resolves with how many it
+   * was sent to (on AWS, beyond 100 connections: how many were handed over for delivery; see
+   * providers/aws/README.md).
    */
   async broadcast(data: Payload, options: BroadcastOptions = {}): Promise<number> {
     const { data: bytes, binary } = encodePayload(data);
