@@ -14,6 +14,7 @@ import { here } from "./lib.mjs";
 const BENCHMARKS = [
   { name: "echo", args: ["echo.mjs"] },
   { name: "broadcast", args: ["broadcast.mjs"] },
+  { name: "rooms", args: ["rooms.mjs"] },
   { name: "kv", args: ["kv.mjs"] },
   { name: "startup", args: ["startup.mjs"] },
   { name: "aws-runtime", args: ["aws-runtime.mjs"] },

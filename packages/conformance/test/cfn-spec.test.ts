@@ -29,6 +29,7 @@ describe("templates from nitric-like build --provider aws", () => {
     ["examples/chat-web", join(EXAMPLES, "chat-web")],
     ["the two-service split fixture", join(FIXTURES, "split")],
     ["the @nitric/sdk lab", join(FIXTURES, "lab-nitric")],
+    ["the rooms and state fixture", join(FIXTURES, "rooms")],
   ])(
     "pass the CloudFormation resource specification: %s",
     async (_name, source) => {

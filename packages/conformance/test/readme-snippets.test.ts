@@ -12,6 +12,7 @@ import {
   cleanTemp,
   connect,
   EXAMPLES,
+  sleep,
   startApp,
   stopAll,
   writeProject,
@@ -38,7 +39,15 @@ async function runSnippet(name: string): Promise<App> {
 }
 
 it("the README has exactly the snippets this file runs", () => {
-  expect([...snippets.keys()].sort()).toEqual(["ampt", "authorize", "collection", "connections", "kv", "websocket"]);
+  expect([...snippets.keys()].sort()).toEqual([
+    "ampt",
+    "authorize",
+    "collection",
+    "connections",
+    "kv",
+    "rooms",
+    "websocket",
+  ]);
 });
 
 it("the test the README shows is examples/chat/test/chat.test.ts, a file the root vitest runs", async () => {
@@ -72,7 +81,7 @@ it("authorize: 401 and 403 with reasons, the identity on connect, message and co
   const first = await new Promise<string>((resolve) => ws.once("message", (d: Buffer) => resolve(d.toString())));
   expect(first).toBe("hello bo");
   ws.close();
-}, 30000);
+}, 60000);
 
 it("every snippet type-checks under the repository's strict settings (noImplicitReturns aside)", () => {
   const root = join(EXAMPLES, "..");
@@ -165,6 +174,31 @@ it("connections: hello on connect, who, broadcast except the sender, poke (not_f
   expect((await ann.next()).text).toBe("leave");
   expect((await cy.next()).text).toBe("sent");
   expect(await cy.waitClosed()).toEqual({ code: 1000, reason: "see you" });
+}, 30000);
+
+it("rooms: state from connect on every message, join, leave, list, broadcast to a room but the sender", async () => {
+  const app = await runSnippet("rooms");
+  const url = app.url("chat");
+  const ann = await connect(`${url}/?name=ann`);
+  const bo = await connect(`${url}/?name=bo`);
+  ann.ws.send("hi");
+  expect((await bo.next()).text).toBe("ann: hi");
+  ann.ws.send("/join blue");
+  expect((await ann.next()).text).toBe("joined: true");
+  ann.ws.send("/rooms");
+  expect(JSON.parse((await ann.next()).text)).toEqual(["blue", "lobby"]);
+  bo.ws.send("/who blue");
+  expect((await bo.next()).text).toBe("1");
+  bo.ws.send("/join blue");
+  expect((await bo.next()).text).toBe("joined: true");
+  ann.ws.send("/leave lobby");
+  expect((await ann.next()).text).toBe("left: true");
+  bo.ws.send("hey"); // to lobby (ann left it) and blue: ann gets it once
+  expect((await ann.next()).text).toBe("bo: hey");
+  await sleep(200);
+  expect(ann.frames).toEqual([]);
+  ann.close();
+  await app.waitFor(/ann left/);
 }, 30000);
 
 it("ampt: welcome on connect, JSON parsed, the data store counts who is online, records removed", async () => {

@@ -73,6 +73,8 @@ function serverMessage(depth = 0): ServerInit {
             connectionId: text(),
             auth: pick(["", '{"user":"ann"}', text()]),
             websocketEvent: { case: "message", value: { body: bytes(), binary: rand() < 0.5 } },
+            // The connection's state (nitriclike.rooms.v1.ConnectionExtras): absent, empty or set.
+            ...(rand() < 0.5 ? {} : { extras: { stateJson: pick(["", '{"a":1}', text()]) } }),
           },
         },
       };
@@ -113,6 +115,7 @@ function serverMessage(depth = 0): ServerInit {
                   // 0 is left out of the bytes; a negative code is a ten-byte varint (protobuf-es's path).
                   value: { code: pick([1000, 1006, 4000, 0, 2 ** 31 - 1, -1]), reason: text() },
                 },
+                ...(rand() < 0.5 ? {} : { extras: { stateJson: pick(["", text()]) } }),
               },
             },
           };

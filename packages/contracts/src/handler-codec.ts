@@ -27,6 +27,7 @@ type ClientInit = MessageInitShape<typeof ClientMessageSchema>;
 // WebsocketConnectionEvent { map<string, QueryValue> query_params = 1; map<string, QueryValue> headers = 1000;
 //                            remote_address = 1001; double connected_at = 1002 }
 // WebsocketDisconnectionEvent { int32 code = 1000; reason = 1001 }
+// WebsocketEventRequest.extras = 2000: nitriclike.rooms.v1.ConnectionExtras { state_json = 1 }
 // QueryValue { repeated string value = 1 }
 
 type QueryMap = Record<string, { value?: string[] }>;
@@ -121,6 +122,9 @@ interface EventPlan {
   /** WebsocketEventRequest.auth (1100), the connection's identity. */
   auth: string;
   authSize: number;
+  /** The connection's state (extras, field 2000); undefined when the request has no extras. */
+  state: string | undefined;
+  stateSize: number;
   requestSize: number; // WebsocketEventRequest
   size: number; // ServerMessage
 }
@@ -171,8 +175,15 @@ function planEvent(m: ServerInit): EventPlan | undefined {
   const connSize = utf8Size(r.connectionId ?? "");
   const auth = r.auth ?? "";
   const authSize = utf8Size(auth);
+  // A set message field is written even when empty, as protobuf-es does.
+  const state = r.extras === undefined ? undefined : (r.extras.stateJson ?? "");
+  const stateSize = state === undefined ? 0 : utf8Size(state);
   const requestSize =
-    lenField(1, socketSize) + lenField(2, connSize) + msgField(eventField, eventSize) + lenField(1100, authSize);
+    lenField(1, socketSize) +
+    lenField(2, connSize) +
+    msgField(eventField, eventSize) +
+    lenField(1100, authSize) +
+    (state === undefined ? 0 : msgField(2000, lenField(1, stateSize)));
   const size = lenField(1, idSize) + msgField(3, requestSize);
   return {
     idSize,
@@ -186,6 +197,8 @@ function planEvent(m: ServerInit): EventPlan | undefined {
     eventSize,
     auth,
     authSize,
+    state,
+    stateSize,
     requestSize,
     size,
   };
@@ -218,6 +231,10 @@ function writeEvent(w: Writer, m: ServerInit, p: EventPlan): void {
     w.bool(1000, p.binary);
   }
   w.string(1100, p.auth, p.authSize);
+  if (p.state !== undefined) {
+    w.header(2000, lenField(1, p.stateSize));
+    w.string(1, p.state, p.stateSize);
+  }
 }
 
 /** Encodes a ServerMessage: directly for events and batches of them, else by protobuf-es. */
@@ -382,6 +399,7 @@ const TYPE_WebsocketConnectionEvent = `${T}WebsocketConnectionEvent`;
 const TYPE_WebsocketConnectionResponse = `${T}WebsocketConnectionResponse`;
 const TYPE_WebsocketDisconnectionEvent = `${T}WebsocketDisconnectionEvent`;
 const TYPE_WebsocketEventRequest = `${T}WebsocketEventRequest`;
+const TYPE_ConnectionExtras = "nitriclike.rooms.v1.ConnectionExtras";
 const TYPE_WebsocketEventResponse = `${T}WebsocketEventResponse`;
 const TYPE_WebsocketMessageEvent = `${T}WebsocketMessageEvent`;
 const TYPE_WebsocketReply = `${T}WebsocketReply`;
@@ -447,6 +465,7 @@ function readEvent(r: Reader, end: number): ServerMessage {
       let connectionId = "";
       let event: unknown;
       let auth = "";
+      let extras: unknown;
       while (r.pos < rend) {
         const rt = r.varint();
         if (rt === tag(1, LEN)) socketName = r.string();
@@ -465,10 +484,25 @@ function readEvent(r: Reader, end: number): ServerMessage {
         } else if (rt === tag(10, LEN)) event = { case: "connection", value: readConnection(r) };
         else if (rt === tag(11, LEN)) event = { case: "disconnection", value: readDisconnection(r) };
         else if (rt === tag(1100, LEN)) auth = r.string();
-        else throw SLOW;
+        else if (rt === tag(2000, LEN)) {
+          const xend = r.len();
+          let stateJson = "";
+          while (r.pos < xend) {
+            if (r.varint() === tag(1, LEN)) stateJson = r.string();
+            else throw SLOW;
+          }
+          extras = { $typeName: TYPE_ConnectionExtras, stateJson };
+        } else throw SLOW;
       }
       if (event === undefined) throw SLOW;
-      request = { $typeName: TYPE_WebsocketEventRequest, socketName, connectionId, websocketEvent: event, auth };
+      request = {
+        $typeName: TYPE_WebsocketEventRequest,
+        socketName,
+        connectionId,
+        websocketEvent: event,
+        auth,
+        ...(extras === undefined ? {} : { extras }),
+      };
     } else throw SLOW;
   }
   if (request === undefined) throw SLOW;

@@ -38,6 +38,24 @@ export interface SocketBackend {
   list(): MaybePromise<ConnectionInfo[]>;
   /** Sends one frame to every open connection but the excepted ones; resolves with how many got it. */
   broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): MaybePromise<number>;
+  /**
+   * Adds a connection to a room (names checked by the caller): true when it was not in it, false
+   * when it was, undefined when the connection is not open. Throws RESOURCE_EXHAUSTED for a
+   * connection in MAX_ROOMS_PER_CONNECTION rooms already.
+   */
+  join(id: string, room: string): MaybePromise<boolean | undefined>;
+  /** Removes a connection from a room: true when it was in it. */
+  leave(id: string, room: string): MaybePromise<boolean>;
+  /** The open connections in a room. */
+  members(room: string): MaybePromise<string[]>;
+  /** The rooms of a connection (none when it is not open). */
+  roomsOf(id: string): MaybePromise<string[]>;
+  /** Sends one frame to every connection in a room but the excepted ones; resolves with how many got it. */
+  broadcastToRoom(room: string, data: Uint8Array, binary: boolean, except: ReadonlySet<string>): MaybePromise<number>;
+  /** Replaces a connection's state (JSON text, checked by the caller; "" clears it); false when it is not open. */
+  setState(id: string, json: string): MaybePromise<boolean>;
+  /** A connection's state ("" when none); undefined when it is not open. */
+  getState(id: string): MaybePromise<string | undefined>;
 }
 
 /** Longest key accepted, in UTF-8 bytes: DynamoDB's sort key limit (lmdb's own is 1978); see @nitric-like/spec's kv rules. */

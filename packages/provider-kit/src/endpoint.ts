@@ -13,12 +13,14 @@ import { Health } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { PortServer } from "@nitric-like/contracts/port";
 import { Resources } from "@nitric-like/contracts/resources";
+import { Rooms } from "@nitric-like/contracts/rooms";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { authorizerService } from "./authorizer.js";
 import { connectionsService } from "./connections.js";
 import { healthService } from "./health.js";
 import { type KvContext, kvService } from "./kv.js";
 import { type ResourcesContext, resourcesService } from "./resources.js";
+import { roomsService } from "./rooms.js";
 import { type WebsocketContext, websocketHandlerService, websocketService } from "./websocket.js";
 
 /** Messages up to this size cross the endpoint (kv values; frames are limited by the gateway). */
@@ -89,8 +91,9 @@ export async function startEndpoint(
   serve(routes(KvStore, kvService(ctx, service)));
   serve(routes(Connections, connectionsService(ctx, service)));
   serve(routes(Authorizer, authorizerService(ctx, service)));
+  serve(routes(Rooms, roomsService(ctx, service)));
   const served = new Set(
-    [Resources, Websocket, WebsocketHandler, KvStore, Connections, Authorizer].map((s) => s.typeName),
+    [Resources, Websocket, WebsocketHandler, KvStore, Connections, Authorizer, Rooms].map((s) => s.typeName),
   );
   serve(routes(Health, healthService(served)));
   if (!server) return { address: "", ports };

@@ -1,6 +1,6 @@
 /**
  * `@nitric-like/provider-kit`: the parts every provider shares. The gRPC services of the contract
- * (Resources, Websocket, WebsocketHandler, KvStore, Connections) are written once here, over two
+ * (Resources, Websocket, WebsocketHandler, KvStore, Connections, Rooms) are written once here, over two
  * small backend interfaces, so the local and AWS providers answer every call alike: the same
  * checks, the same permission rules, the same errors. A third-party provider can use it too.
  */

@@ -47,6 +47,8 @@ export interface ErrorDetails {
   key?: string;
   socket?: string;
   connectionId?: string;
+  /** The room a rooms call named. */
+  room?: string;
 }
 
 /** The error every SDK call throws. */

@@ -27,6 +27,7 @@ export {
   type ConnectionInfo,
   type DisconnectContext,
   type MessageContext,
+  type Room,
   type SendOptions,
   Websocket,
   type WebsocketContext,

@@ -75,6 +75,15 @@ export type {
   TrafficEvent,
 } from "./provider.js";
 export {
+  connectionStateProblem,
+  MAX_CONNECTION_STATE_BYTES,
+  MAX_ROOM_NAME_LENGTH,
+  MAX_ROOMS_PER_CONNECTION,
+  ROOM_NAME_PATTERN,
+  roomNameProblem,
+  tooManyRoomsProblem,
+} from "./rooms.js";
+export {
   buildSpec,
   type CollectedService,
   KV_PERMISSIONS,

@@ -18,6 +18,7 @@ import {
   PutItemCommand,
   QueryCommand,
   type AttributeValue as SdkAttributeValue,
+  UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
 import { Sha256Js } from "@smithy/core/checksum";
 import { HttpRequest, HttpResponse } from "@smithy/core/protocols";
@@ -294,6 +295,36 @@ describe("our DynamoDB client against @aws-sdk/client-dynamodb", () => {
           () =>
             sdk.send(
               new DeleteItemCommand({
+                ...input,
+                Key: sdkItem(Key),
+                ExpressionAttributeValues: sdkItem(input.ExpressionAttributeValues),
+              }),
+            ),
+        );
+        await expectSame(s, o, "dynamodb", "json");
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it("UpdateItem: the same request (a connection's rooms and state)", async () => {
+    answerBody = "{}";
+    await fc.assert(
+      fc.asyncProperty(tableName, item, fc.string({ minLength: 1, maxLength: 20 }), async (TableName, Key, room) => {
+        const input = {
+          TableName,
+          Key,
+          UpdateExpression: "ADD #r :set",
+          ConditionExpression: "attribute_exists(id) AND (attribute_not_exists(#r) OR size(#r) < :max)",
+          ExpressionAttributeNames: { "#r": "rooms" },
+          ExpressionAttributeValues: { ":set": { SS: [room] }, ":max": { N: "100" } },
+          ReturnValues: "ALL_OLD" as const,
+        };
+        const [s, o] = await both(
+          () => ours.updateItem(input),
+          () =>
+            sdk.send(
+              new UpdateItemCommand({
                 ...input,
                 Key: sdkItem(Key),
                 ExpressionAttributeValues: sdkItem(input.ExpressionAttributeValues),

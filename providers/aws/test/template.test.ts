@@ -205,3 +205,28 @@ describe("the self-invocation (messages sent during connect, broadcast pages)", 
     expect(SELF_INVOKE_MAX_AGE_SECONDS).toBeLessThanOrEqual(21600);
   });
 });
+
+describe("rooms and connection state", () => {
+  it("live in the one connections table, granted (with UpdateItem) only to functions that reach a socket, on that table only", () => {
+    const t = template(app(["socket"], ["store"], ["a", "b", "c"], { connect: "a", message: "b" }));
+    expect(ofType(t, "AWS::DynamoDB::Table").sort()).toEqual(["ConnectionsTable", "StoreKvTable"]);
+    const statements = (role: string) =>
+      (
+        t.Resources[role]?.Properties.Policies as
+          | { PolicyDocument: { Statement: { Action: unknown; Resource: unknown }[] } }[]
+          | undefined
+      )?.[0]?.PolicyDocument.Statement ?? [];
+    const onConnections = (role: string) =>
+      statements(role).filter(
+        (s) => JSON.stringify(s.Resource) === JSON.stringify({ "Fn::GetAtt": ["ConnectionsTable", "Arn"] }),
+      );
+    for (const role of ["ARole", "BRole"]) {
+      expect(onConnections(role).map((s) => s.Action)).toEqual([
+        ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+      ]);
+    }
+    // c reaches no socket: nothing on the connections table, and UpdateItem nowhere (kv never updates).
+    expect(onConnections("CRole")).toEqual([]);
+    expect(JSON.stringify(statements("CRole"))).not.toContain("UpdateItem");
+  });
+});

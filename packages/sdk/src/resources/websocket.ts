@@ -9,6 +9,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { LeadingEdgeBatcher } from "@nitric-like/contracts/batcher";
 import { type Connection as ConnectionMessage, Connections } from "@nitric-like/contracts/connections";
 import { Action, ResourceType } from "@nitric-like/contracts/resources";
+import { Rooms } from "@nitric-like/contracts/rooms";
 import {
   type ClientMessageSchema,
   type ServerMessage,
@@ -18,7 +19,7 @@ import {
   type WebsocketReplySchema,
   Websocket as WebsocketService,
 } from "@nitric-like/contracts/websockets";
-import type { WebsocketEvent } from "@nitric-like/spec";
+import { connectionStateProblem, roomNameProblem, type WebsocketEvent } from "@nitric-like/spec";
 import { describeError, NitricLikeError } from "../errors.js";
 import { decodeSafely, encodePayload, markText, type Payload } from "../internal/data.js";
 import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
@@ -67,6 +68,19 @@ export interface ConnectionHandle {
   send(data: Payload, options?: SendOptions): Promise<void>;
   /** Closes this connection; a string is the close reason. */
   close(options?: CloseOptions | string): Promise<void>;
+  /**
+   * The connection's state (any JSON value; undefined when none) as it was when this event was
+   * sent, or as this handler last set it: it arrives with every event, no kv read needed.
+   */
+  readonly state: unknown;
+  /** Replaces the connection's state, as socket.setState() does; later events carry it. */
+  setState(value: unknown): Promise<void>;
+  /** Adds this connection to a room, as socket.join() does. */
+  join(room: string): Promise<boolean>;
+  /** Removes this connection from a room, as socket.leave() does. */
+  leave(room: string): Promise<boolean>;
+  /** The rooms this connection is in, as socket.rooms() does. */
+  rooms(): Promise<string[]>;
 }
 
 /** What every handler context has. */
@@ -180,6 +194,22 @@ export interface SendOptions {
 export interface BroadcastOptions {
   /** Connections that do not get the message, such as the sender. @default none */
   except?: string | string[];
+  /** Only the connections in this room get it (see join()). @default every connection of the socket */
+  room?: string;
+}
+
+/** A room of a socket: `socket.room(name)`. Rooms are kept by the provider; see join(). */
+export interface Room {
+  /** The room's name. */
+  readonly name: string;
+  /** Adds a connection: socket.join(id, name). */
+  join(connectionId: string): Promise<boolean>;
+  /** Removes a connection: socket.leave(id, name). */
+  leave(connectionId: string): Promise<boolean>;
+  /** The ids of the open connections in it. */
+  members(): Promise<string[]>;
+  /** Sends to every connection in it but `except`: socket.broadcast(data, { room: name, except }). */
+  broadcast(data: Payload, options?: { except?: string | string[] }): Promise<number>;
 }
 
 /** Options of close(). */
@@ -229,10 +259,29 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     if (!this._connection) {
       const owner = this.owner;
       const id = this.event.connectionId;
+      const extras = this.event.extras;
+      let state: unknown;
+      let parsed = false;
       this._connection = {
         id,
         send: (data, options) => owner.send(id, data, options),
         close: (options) => owner.close(id, typeof options === "string" ? { reason: options } : options),
+        get state() {
+          if (!parsed) {
+            parsed = true;
+            state = extras?.stateJson ? JSON.parse(extras.stateJson) : undefined;
+          }
+          return state;
+        },
+        setState: async (value) => {
+          await owner.setState(id, value);
+          // Kept as JSON gives it back, so this handler reads what the next event will.
+          state = value === undefined ? undefined : JSON.parse(JSON.stringify(value));
+          parsed = true;
+        },
+        join: (room) => owner.join(id, room),
+        leave: (room) => owner.leave(id, room),
+        rooms: () => owner.rooms(id),
       };
     }
     return this._connection;
@@ -543,14 +592,26 @@ export class Websocket {
   }
 
   /**
-   * Sends one message to every open connection of this socket but `except`, inside the provider:
-   * one call however many connections. Resolves with how many it was sent to (on AWS, beyond 100
-   * connections: how many were handed over for delivery; see providers/aws/README.md).
+   * Sends one message to every open connection of this socket (with `room`: of that room) but
+   * `except`, inside the provider: one call however many connections. Resolves with how many it
+   * was sent to (on AWS, beyond 100 connections: how many were handed over for delivery; see
+   * providers/aws/README.md).
    */
   async broadcast(data: Payload, options: BroadcastOptions = {}): Promise<number> {
     const { data: bytes, binary } = encodePayload(data);
     const except =
       options.except === undefined ? [] : typeof options.except === "string" ? [options.except] : options.except;
+    if (options.room !== undefined) {
+      const room = this.checkRoom("broadcast", options.room);
+      await this.ready;
+      try {
+        return (
+          await rpc.unary(Rooms.method.broadcastToRoom, { socketName: this.name, room, data: bytes, binary, except })
+        ).sent;
+      } catch (error) {
+        throw NitricLikeError.from(error, { socket: this.name, room });
+      }
+    }
     await this.ready;
     try {
       return (await rpc.unary(Connections.method.broadcast, { socketName: this.name, data: bytes, binary, except }))
@@ -625,6 +686,120 @@ export class Websocket {
         code: options.code ?? 0,
         reason: options.reason ?? "",
       });
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, connectionId });
+    }
+  }
+
+  private checkRoom(method: string, room: string): string {
+    const problem = roomNameProblem(`websocket("${this.name}").${method}()`, room);
+    if (problem) throw new NitricLikeError("invalid_argument", problem, { details: { socket: this.name } });
+    return room;
+  }
+
+  /**
+   * Adds a connection to a room (kept by the provider: it outlives a restart of this service, and
+   * ends when the connection does). Resolves true when it was not in the room, false when it was.
+   * A connection that is gone throws `not_found`; a 101st room throws `resource_exhausted`. Room
+   * names are 1-128 characters of A-Z a-z 0-9 and `_ - . : @`.
+   */
+  async join(connectionId: string, room: string): Promise<boolean> {
+    this.checkRoom("join", room);
+    await this.ready;
+    try {
+      return (await rpc.unary(Rooms.method.join, { socketName: this.name, connectionId, room })).joined;
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, connectionId, room });
+    }
+  }
+
+  /** Removes a connection from a room; resolves true when it was in it (a gone one is in none). */
+  async leave(connectionId: string, room: string): Promise<boolean> {
+    this.checkRoom("leave", room);
+    await this.ready;
+    try {
+      return (await rpc.unary(Rooms.method.leave, { socketName: this.name, connectionId, room })).left;
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, connectionId, room });
+    }
+  }
+
+  /** The ids of the open connections in a room. */
+  async members(room: string): Promise<string[]> {
+    this.checkRoom("members", room);
+    await this.ready;
+    try {
+      return (await rpc.unary(Rooms.method.listMembers, { socketName: this.name, room })).connectionIds;
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, room });
+    }
+  }
+
+  /** The rooms a connection is in (none once it is gone). */
+  async rooms(connectionId: string): Promise<string[]> {
+    await this.ready;
+    try {
+      return (await rpc.unary(Rooms.method.listRooms, { socketName: this.name, connectionId })).rooms;
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, connectionId });
+    }
+  }
+
+  /** A room of this socket, to join, leave, list and broadcast to by its name. */
+  room(name: string): Room {
+    this.checkRoom("room", name);
+    return {
+      name,
+      join: (id) => this.join(id, name),
+      leave: (id) => this.leave(id, name),
+      members: () => this.members(name),
+      broadcast: (data, options = {}) =>
+        this.broadcast(data, { room: name, ...(options.except === undefined ? {} : { except: options.except }) }),
+    };
+  }
+
+  /**
+   * Replaces a connection's state: any JSON value, at most 16 KB as JSON (16,384 bytes; more
+   * throws `invalid_argument` naming the limit); undefined clears it. Every later event of the
+   * connection carries it as `ctx.connection.state`. A connection that is gone throws `not_found`.
+   */
+  async setState(connectionId: string, value: unknown): Promise<void> {
+    let json = "";
+    if (value !== undefined) {
+      try {
+        json = JSON.stringify(value) ?? "";
+      } catch (error) {
+        throw new NitricLikeError(
+          "invalid_argument",
+          `websocket("${this.name}").setState(): the state is not JSON (${(error as Error).message}); give a value JSON.stringify accepts`,
+          { cause: error, details: { socket: this.name, connectionId } },
+        );
+      }
+      if (json === "") {
+        throw new NitricLikeError(
+          "invalid_argument",
+          `websocket("${this.name}").setState(): a ${typeof value} is not JSON; give an object, array, string, number, boolean or null`,
+          { details: { socket: this.name, connectionId } },
+        );
+      }
+    }
+    const problem = connectionStateProblem(`websocket("${this.name}").setState()`, json);
+    if (problem)
+      throw new NitricLikeError("invalid_argument", problem, { details: { socket: this.name, connectionId } });
+    await this.ready;
+    try {
+      await rpc.unary(Rooms.method.setState, { socketName: this.name, connectionId, stateJson: json });
+    } catch (error) {
+      throw NitricLikeError.from(error, { socket: this.name, connectionId });
+    }
+  }
+
+  /** A connection's state (undefined when none); a connection that is gone throws `not_found`. */
+  async state(connectionId: string): Promise<unknown> {
+    await this.ready;
+    try {
+      const { stateJson } = await rpc.unary(Rooms.method.getState, { socketName: this.name, connectionId });
+      return stateJson ? JSON.parse(stateJson) : undefined;
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name, connectionId });
     }

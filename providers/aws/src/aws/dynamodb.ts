@@ -1,5 +1,5 @@
 /**
- * The DynamoDB operations the runtime uses (GetItem, PutItem, DeleteItem, Query), over DynamoDB's
+ * The DynamoDB operations the runtime uses (GetItem, PutItem, UpdateItem, DeleteItem, Query), over DynamoDB's
  * JSON protocol: `POST /` with `X-Amz-Target: DynamoDB_20120810.<Operation>` and a JSON body, in
  * the shapes of DynamoDB's API reference, signed for service `dynamodb`: what the runtime needs of
  * the AWS SDK's client, which it does not ship (why, measured: providers/aws/README.md). The same
@@ -47,6 +47,15 @@ export interface DeleteItemInput extends Expressions {
   TableName: string;
   Key: Item;
   ConditionExpression?: string;
+  ReturnValues?: "NONE" | "ALL_OLD";
+}
+
+export interface UpdateItemInput extends Expressions {
+  TableName: string;
+  Key: Item;
+  UpdateExpression: string;
+  ConditionExpression?: string;
+  ReturnValues?: "NONE" | "ALL_OLD" | "UPDATED_OLD" | "ALL_NEW" | "UPDATED_NEW";
 }
 
 export interface QueryInput extends Expressions {
@@ -69,12 +78,18 @@ export interface QueryOutput {
 export interface DynamoDb {
   getItem(input: GetItemInput): Promise<{ Item?: Item }>;
   putItem(input: PutItemInput): Promise<void>;
-  deleteItem(input: DeleteItemInput): Promise<void>;
+  deleteItem(input: DeleteItemInput): Promise<unknown>;
   query(input: QueryInput): Promise<QueryOutput>;
 }
 
+/** What the connections table needs beyond the kv stores: updates, and the item a delete removed. */
+export interface ConnectionsDynamoDb extends DynamoDb {
+  updateItem(input: UpdateItemInput): Promise<{ Attributes?: Item }>;
+  deleteItem(input: DeleteItemInput): Promise<{ Attributes?: Item }>;
+}
+
 /** DynamoDB through its JSON protocol, configured from the environment. */
-export class DynamoDbClient implements DynamoDb {
+export class DynamoDbClient implements ConnectionsDynamoDb {
   constructor(
     private readonly env: NodeJS.ProcessEnv = process.env,
     private readonly retry: RetryPolicy = STANDARD_RETRY,
@@ -106,8 +121,12 @@ export class DynamoDbClient implements DynamoDb {
     await this.call("PutItem", input);
   }
 
-  async deleteItem(input: DeleteItemInput): Promise<void> {
-    await this.call("DeleteItem", input);
+  deleteItem(input: DeleteItemInput): Promise<{ Attributes?: Item }> {
+    return this.call("DeleteItem", input);
+  }
+
+  updateItem(input: UpdateItemInput): Promise<{ Attributes?: Item }> {
+    return this.call("UpdateItem", input);
   }
 
   query(input: QueryInput): Promise<QueryOutput> {

@@ -304,7 +304,14 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
       });
       statements.push({
         Effect: "Allow",
-        Action: ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+        // UpdateItem: a connection's rooms and state (connections-table.ts), in the same table.
+        Action: [
+          "dynamodb:DeleteItem",
+          "dynamodb:GetItem",
+          "dynamodb:PutItem",
+          "dynamodb:Query",
+          "dynamodb:UpdateItem",
+        ],
         Resource: { "Fn::GetAtt": ["ConnectionsTable", "Arn"] },
       });
     }

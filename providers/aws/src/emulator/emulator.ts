@@ -108,6 +108,9 @@ class EmulatedFunction {
   ready: Promise<void> = Promise.resolve();
   /** Also hears each line the function prints (the dashboard's log). */
   onLine: ((service: string, stream: "stdout" | "stderr", line: string) => void) | undefined = undefined;
+  private initTimeoutMs = 10_000;
+  private stopped = false;
+  private restarting: Promise<void> | undefined;
 
   constructor(
     readonly logicalId: string,
@@ -119,6 +122,7 @@ class EmulatedFunction {
   ) {}
 
   start(timeoutMs: number): Promise<void> {
+    this.initTimeoutMs = timeoutMs;
     const child = fork(WORKER, [this.file], {
       env: this.env,
       stdio: ["ignore", "pipe", "pipe", "ipc"],
@@ -175,6 +179,18 @@ class EmulatedFunction {
 
   async invoke(event: unknown): Promise<unknown> {
     await this.ready;
+    // A function whose process exited (its code crashed) gets a fresh execution environment on
+    // its next invocation, as Lambda starts a new one after "Runtime exited".
+    const exited = this.child && (this.child.exitCode !== null || this.child.signalCode !== null);
+    if (exited && !this.stopped) {
+      this.restarting ??= (async () => {
+        this.logger.info(`function "${this.name}" exited; starting a new execution environment`);
+        await this.start(this.initTimeoutMs);
+      })().finally(() => {
+        this.restarting = undefined;
+      });
+      await this.restarting;
+    }
     const child = this.child;
     if (!child?.connected) throw new Error(`function "${this.name}" is not running`);
     const id = this.next++;
@@ -206,6 +222,7 @@ class EmulatedFunction {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once("exit", r));

@@ -26,7 +26,7 @@ import { type ManagementApi, ManagementApiClient } from "../aws/management.js";
 import { DynamoKvStores } from "../kv/store.js";
 import { ConnectionsTable } from "../websocket/connections-table.js";
 import { type BroadcastEvent, isBroadcastEvent } from "../websocket/fanout.js";
-import { ApiGateway } from "../websocket/gateway.js";
+import { ApiGateway, type Opening } from "../websocket/gateway.js";
 import {
   type AuthorizerEvent,
   type AuthorizerResult,
@@ -316,7 +316,7 @@ export class Runtime {
         body: answer.reason || `connection refused by the connect handler of websocket "${gateway.name}"`,
       };
     }
-    await this.record(gateway, info);
+    await this.record(gateway, info, opening);
     // The connection opens only once this answer reaches API Gateway, so what the connect handler
     // sent (its replies first, then its sends) is delivered by a second invocation of this function.
     const frames = [...response.replies.map((r) => ({ data: r.data, binary: r.binary })), ...(opening?.frames ?? [])];
@@ -324,10 +324,13 @@ export class Runtime {
     return accepted;
   }
 
-  private async record(gateway: ApiGateway, info: ConnectionInfo): Promise<void> {
+  private async record(gateway: ApiGateway, info: ConnectionInfo, opening?: Opening): Promise<void> {
     if (!this.table) return;
     try {
-      await this.table.add(gateway.name, info);
+      await this.table.add(gateway.name, info, opening?.state ?? "");
+      // Rooms joined during connect, now that there is a record to keep them.
+      const table = this.table;
+      await Promise.all([...(opening?.rooms ?? [])].map((room) => table.join(gateway.name, info.connectionId, room)));
     } catch (error) {
       this.logger.error(
         `websocket "${gateway.name}": could not record connection ${info.connectionId} in ${this.table.table}: ${(error as Error).message}`,
@@ -424,11 +427,14 @@ export class Runtime {
 
   private async disconnect(gateway: ApiGateway, event: WebsocketApiEvent): Promise<WebsocketApiResult> {
     const rc = event.requestContext;
+    let stateJson = "";
     if (this.table) {
-      await this.table.remove(gateway.name, rc.connectionId).catch((error: unknown) => {
+      // The record goes with its memberships; its state goes to the disconnect handler.
+      stateJson = await this.table.remove(gateway.name, rc.connectionId).catch((error: unknown) => {
         this.logger.warn(
           `websocket "${gateway.name}": could not forget connection ${rc.connectionId}: ${(error as Error).message}`,
         );
+        return "";
       });
     }
     if (this.registry.isExpected(gateway.name, "disconnect")) {
@@ -441,6 +447,7 @@ export class Runtime {
             case: "disconnection",
             value: { code: rc.disconnectStatusCode ?? 1005, reason: rc.disconnectReason ?? "" },
           },
+          ...(stateJson ? { extras: { stateJson } } : {}),
         });
       } catch (error) {
         this.failure(error);
@@ -455,6 +462,8 @@ export class Runtime {
     const body = event.body ?? "";
     let response: WebsocketEventResponse;
     try {
+      // The state rides on the event: one consistent GetItem here, so handlers need no kv read.
+      const stateJson = this.table ? ((await this.table.getState(gateway.name, id)) ?? "") : "";
       response = await this.registry.dispatch(gateway.name, "message", {
         socketName: gateway.name,
         connectionId: id,
@@ -463,6 +472,7 @@ export class Runtime {
           case: "message",
           value: { body: binary ? Buffer.from(body, "base64") : Buffer.from(body, "utf8"), binary },
         },
+        ...(stateJson ? { extras: { stateJson } } : {}),
       });
     } catch (error) {
       const { status } = this.failure(error);

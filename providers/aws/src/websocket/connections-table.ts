@@ -4,10 +4,22 @@
  * connection once its connect handler accepted it, removes it on disconnect, and prunes it when the
  * Management API answers 410 Gone; `expiresAt` (DynamoDB TTL) drops what a lost disconnect left,
  * just after API Gateway's two-hour limit on a connection's life.
+ *
+ * Rooms and state live in the same table, so the grant stays one table: a connection's record
+ * holds its state (`state`, JSON text) and its rooms (`rooms`, a string set: what a disconnect
+ * must clean up), and each membership is an item of its own under the partition `<socket>#<room>`
+ * (socket names are kebab-case and room names have no `#`, so no partition is two things), sort
+ * key the connection id: a room's members are one Query, paged as a socket's ids are, which is
+ * what lets a room broadcast reuse the socket broadcast's fan-out. A membership item carries its
+ * connection's `expiresAt`, so what a lost disconnect leaves expires with the record, and a room
+ * broadcast that meets a 410 deletes that membership too (a join racing its connection's
+ * disconnect can leave one after the record went; until then the room lists it).
  */
 
+import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo } from "@nitric-like/provider-kit";
-import type { DynamoDb, Item, QueryOutput } from "../aws/dynamodb.js";
+import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
+import type { ConnectionsDynamoDb, Item, QueryOutput } from "../aws/dynamodb.js";
 
 /** API Gateway closes every connection after two hours; records outlive that by five minutes. */
 export const RECORD_TTL_SECONDS = 2 * 60 * 60 + 5 * 60;
@@ -15,12 +27,17 @@ export const RECORD_TTL_SECONDS = 2 * 60 * 60 + 5 * 60;
 /** The table of live connections of every socket of a stack. */
 export class ConnectionsTable {
   constructor(
-    private readonly client: DynamoDb,
+    private readonly client: ConnectionsDynamoDb,
     readonly table: string,
   ) {}
 
+  /** The partition of a room's membership items. */
+  static roomPartition(socket: string, room: string): string {
+    return `${socket}#${room}`;
+  }
+
   /** Records an accepted connection. */
-  async add(socket: string, info: ConnectionInfo): Promise<void> {
+  async add(socket: string, info: ConnectionInfo, state = ""): Promise<void> {
     await this.client.putItem({
       TableName: this.table,
       Item: {
@@ -33,13 +50,157 @@ export class ConnectionsTable {
         // The authorizer's identity, for connection(id) and listings (at most 8 KB: API Gateway's limit).
         ...(info.auth ? { auth: { S: info.auth } } : {}),
         expiresAt: { N: String(Math.floor(info.connectedAt / 1000) + RECORD_TTL_SECONDS) },
+        ...(state === "" ? {} : { state: { S: state } }),
       },
     });
   }
 
-  /** Forgets a connection (disconnected, or gone). */
-  async remove(socket: string, id: string): Promise<void> {
-    await this.client.deleteItem({ TableName: this.table, Key: { socket: { S: socket }, id: { S: id } } });
+  /**
+   * Forgets a connection (disconnected, or gone) and its memberships; resolves with the state it
+   * had ("" when none), for its disconnect event.
+   */
+  async remove(socket: string, id: string): Promise<string> {
+    const out = await this.client.deleteItem({
+      TableName: this.table,
+      Key: { socket: { S: socket }, id: { S: id } },
+      ReturnValues: "ALL_OLD",
+    });
+    const rooms = out.Attributes?.rooms?.SS ?? [];
+    await Promise.all(rooms.map((room) => this.deleteMembership(socket, room, id)));
+    return out.Attributes?.state?.S ?? "";
+  }
+
+  /**
+   * Deletes one membership item: a 410 during a room broadcast prunes it even when the record is
+   * gone already (a join that raced its connection's disconnect can leave one behind).
+   */
+  async deleteMembership(socket: string, room: string, id: string): Promise<void> {
+    await this.client.deleteItem({
+      TableName: this.table,
+      Key: { socket: { S: ConnectionsTable.roomPartition(socket, room) }, id: { S: id } },
+    });
+  }
+
+  /**
+   * Adds a recorded connection to a room: true when it was not in it, false when it was,
+   * undefined when there is no record (not connected). One conditional UpdateItem keeps the
+   * record's set of rooms (and its bound), then the membership item is written.
+   */
+  async join(socket: string, id: string, room: string): Promise<boolean | undefined> {
+    let old: Item | undefined;
+    try {
+      old = (
+        await this.client.updateItem({
+          TableName: this.table,
+          Key: { socket: { S: socket }, id: { S: id } },
+          UpdateExpression: "ADD #r :set",
+          ConditionExpression:
+            "attribute_exists(id) AND (attribute_not_exists(#r) OR size(#r) < :max OR contains(#r, :room))",
+          ExpressionAttributeNames: { "#r": "rooms" },
+          ExpressionAttributeValues: {
+            ":set": { SS: [room] },
+            ":room": { S: room },
+            ":max": { N: String(MAX_ROOMS_PER_CONNECTION) },
+          },
+          ReturnValues: "ALL_OLD",
+        })
+      ).Attributes;
+    } catch (error) {
+      if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
+      const record = await this.client.getItem({
+        TableName: this.table,
+        Key: { socket: { S: socket }, id: { S: id } },
+        ConsistentRead: true,
+        ProjectionExpression: "id",
+      });
+      if (!record.Item) return undefined;
+      throw grpcError(GrpcStatus.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${socket}"`, id));
+    }
+    const expiresAt = old?.expiresAt?.N ?? String(Math.floor(Date.now() / 1000) + RECORD_TTL_SECONDS);
+    await this.client.putItem({
+      TableName: this.table,
+      Item: {
+        socket: { S: ConnectionsTable.roomPartition(socket, room) },
+        id: { S: id },
+        expiresAt: { N: expiresAt },
+      },
+    });
+    return !(old?.rooms?.SS ?? []).includes(room);
+  }
+
+  /** Removes a connection from a room; true when it was in it. */
+  async leave(socket: string, id: string, room: string): Promise<boolean> {
+    let left = false;
+    try {
+      const old = await this.client.updateItem({
+        TableName: this.table,
+        Key: { socket: { S: socket }, id: { S: id } },
+        UpdateExpression: "DELETE #r :set",
+        ConditionExpression: "attribute_exists(id)",
+        ExpressionAttributeNames: { "#r": "rooms" },
+        ExpressionAttributeValues: { ":set": { SS: [room] } },
+        ReturnValues: "ALL_OLD",
+      });
+      left = (old.Attributes?.rooms?.SS ?? []).includes(room);
+    } catch (error) {
+      if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
+    }
+    await this.deleteMembership(socket, room, id);
+    return left;
+  }
+
+  /** The rooms of a recorded connection. */
+  async roomsOf(socket: string, id: string): Promise<string[]> {
+    const out = await this.client.getItem({
+      TableName: this.table,
+      Key: { socket: { S: socket }, id: { S: id } },
+      ConsistentRead: true,
+      ProjectionExpression: "#r",
+      ExpressionAttributeNames: { "#r": "rooms" },
+    });
+    return out.Item?.rooms?.SS ?? [];
+  }
+
+  /** The ids in a room, expired memberships left out. */
+  async members(socket: string, room: string): Promise<string[]> {
+    const out: string[] = [];
+    let start: Item | undefined;
+    do {
+      const page = await this.idPage(ConnectionsTable.roomPartition(socket, room), 1000, start);
+      out.push(...page.ids);
+      start = page.next;
+    } while (start);
+    return out;
+  }
+
+  /** Replaces a recorded connection's state ("" removes it); false when there is no record. */
+  async setState(socket: string, id: string, json: string): Promise<boolean> {
+    try {
+      await this.client.updateItem({
+        TableName: this.table,
+        Key: { socket: { S: socket }, id: { S: id } },
+        UpdateExpression: json === "" ? "REMOVE #st" : "SET #st = :st",
+        ConditionExpression: "attribute_exists(id)",
+        ExpressionAttributeNames: { "#st": "state" },
+        ...(json === "" ? {} : { ExpressionAttributeValues: { ":st": { S: json } } }),
+      });
+      return true;
+    } catch (error) {
+      if ((error as { name?: string }).name === "ConditionalCheckFailedException") return false;
+      throw error;
+    }
+  }
+
+  /** A recorded connection's state ("" when none); undefined when there is no record. */
+  async getState(socket: string, id: string): Promise<string | undefined> {
+    const out = await this.client.getItem({
+      TableName: this.table,
+      Key: { socket: { S: socket }, id: { S: id } },
+      ConsistentRead: true,
+      ProjectionExpression: "id, #st",
+      ExpressionAttributeNames: { "#st": "state" },
+    });
+    return out.Item ? (out.Item.state?.S ?? "") : undefined;
   }
 
   /** A recorded connection; undefined when there is none. */

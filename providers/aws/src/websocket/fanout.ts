@@ -41,6 +41,8 @@ export interface BroadcastEvent {
   start?: Item;
   /** A continuation's except list. */
   except?: string[];
+  /** A room broadcast's room: a continuation reads its members on, a page prunes a 410's membership. */
+  room?: string;
 }
 
 /** True when the event is a page of a broadcast. */

@@ -8,9 +8,10 @@ import { randomUUID } from "node:crypto";
 import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo, SocketBackend } from "@nitric-like/provider-kit";
 import type { Logger } from "@nitric-like/spec";
+import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
 import type { Item } from "../aws/dynamodb.js";
 import type { ManagementApi } from "../aws/management.js";
-import type { ConnectionsTable } from "./connections-table.js";
+import { ConnectionsTable } from "./connections-table.js";
 import { type BroadcastEvent, INLINE_MAX, PAGE_SIZE, type PageOutcome, postPage } from "./fanout.js";
 
 /** How many PostToConnection calls a broadcast posted by the calling function keeps in flight. */
@@ -34,6 +35,8 @@ interface Broadcast {
   except: string[];
   /** The number of the last page handed over. */
   page: number;
+  /** The room, for a room broadcast. */
+  room: string | undefined;
 }
 
 /** How a socket fans broadcasts out (fanout.ts). */
@@ -61,6 +64,9 @@ export interface Opening {
   info: ConnectionInfo;
   frames: { data: Uint8Array; binary: boolean }[];
   close?: { code: number; reason: string };
+  /** Rooms joined and state set during connect: recorded with the connection once it is accepted. */
+  rooms?: Set<string>;
+  state?: string;
 }
 
 function isGone(error: unknown): boolean {
@@ -261,15 +267,92 @@ export class ApiGateway implements SocketBackend {
    * when its first hand-over is refused, everything is posted here.
    */
   async broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): Promise<number> {
+    return this.broadcastIn(undefined, data, binary, except);
+  }
+
+  /** The table, or FAILED_PRECONDITION saying how to get one. */
+  private requireTable(what: string): ConnectionsTable {
+    if (!this.table) {
+      throw grpcError(
+        GrpcStatus.FAILED_PRECONDITION,
+        `websocket "${this.name}": ${what} needs the managed connections table (NITRIC_LIKE_CONNECTIONS_TABLE); deploy with nitric-like up --provider aws`,
+      );
+    }
+    return this.table;
+  }
+
+  async join(id: string, room: string): Promise<boolean | undefined> {
+    const opening = this.opening.get(id);
+    if (opening) {
+      opening.rooms ??= new Set();
+      if (opening.rooms.has(room)) return false;
+      if (opening.rooms.size >= MAX_ROOMS_PER_CONNECTION)
+        throw grpcError(GrpcStatus.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
+      opening.rooms.add(room);
+      return true;
+    }
+    return this.requireTable("joining a room").join(this.name, id, room);
+  }
+
+  async leave(id: string, room: string): Promise<boolean> {
+    const opening = this.opening.get(id);
+    if (opening) return opening.rooms?.delete(room) ?? false;
+    return this.requireTable("leaving a room").leave(this.name, id, room);
+  }
+
+  async members(room: string): Promise<string[]> {
+    const recorded = await this.requireTable("listing a room").members(this.name, room);
+    // Connections whose connect handler joined the room in this invocation, as locally.
+    for (const [id, opening] of this.opening) if (opening.rooms?.has(room)) recorded.push(id);
+    return recorded;
+  }
+
+  async roomsOf(id: string): Promise<string[]> {
+    const opening = this.opening.get(id);
+    if (opening) return [...(opening.rooms ?? [])];
+    return this.requireTable("listing a connection's rooms").roomsOf(this.name, id);
+  }
+
+  async setState(id: string, json: string): Promise<boolean> {
+    const opening = this.opening.get(id);
+    if (opening) {
+      opening.state = json;
+      return true;
+    }
+    return this.requireTable("a connection's state").setState(this.name, id, json);
+  }
+
+  async getState(id: string): Promise<string | undefined> {
+    const opening = this.opening.get(id);
+    if (opening) return opening.state ?? "";
+    return this.requireTable("a connection's state").getState(this.name, id);
+  }
+
+  /**
+   * Posts to every member of a room but the excepted ones: the socket broadcast's path (inline up
+   * to `inlineMax`, else pages handed to asynchronous invocations, 410s pruned), reading the
+   * room's membership items instead of the socket's records.
+   */
+  async broadcastToRoom(room: string, data: Uint8Array, binary: boolean, except: ReadonlySet<string>): Promise<number> {
+    this.requireTable("a room broadcast");
+    return this.broadcastIn(room, data, binary, except);
+  }
+
+  private async broadcastIn(
+    room: string | undefined,
+    data: Uint8Array,
+    binary: boolean,
+    except: ReadonlySet<string>,
+  ): Promise<number> {
     if (!this.table) await this.list();
-    const reader = this.reader(except, undefined);
+    const reader = this.reader(except, undefined, room);
     const inlineMax = this.fanoutOptions.inlineMax;
     do await reader.read();
     while (!reader.exhausted && reader.pending.length <= inlineMax);
     const fanout = this.fanoutOptions.fanout;
     if (!fanout || (reader.exhausted && reader.pending.length <= inlineMax)) {
       while (!reader.exhausted) await reader.read();
-      return this.postAll(reader.pending, data);
+      return this.postAll(reader.pending, data, room);
     }
     while (!reader.exhausted && reader.pending.length < reader.pageSize) await reader.read();
     const state: Broadcast = {
@@ -278,6 +361,7 @@ export class ApiGateway implements SocketBackend {
       binary,
       except: [...except],
       page: 0,
+      room,
     };
     // The first page decides: a hand-over Lambda refused (no grant to invoke itself, say) posts
     // everything here. One that may have been queued (5xx, no answer) is not posted again.
@@ -299,7 +383,7 @@ export class ApiGateway implements SocketBackend {
         reader.pending.length = 0;
         while (!reader.exhausted) await reader.read();
         rest.push(...reader.pending);
-        return this.postAll(rest, data);
+        return this.postAll(rest, data, room);
       }
     }
     // Except lists too long for an event keep the whole reading here.
@@ -326,15 +410,17 @@ export class ApiGateway implements SocketBackend {
       binary: event.binary,
       except: event.except ?? [],
       page: event.page,
+      room: event.room,
     };
-    const reader = this.reader(new Set(state.except), event.start);
+    const reader = this.reader(new Set(state.except), event.start, event.room);
     await this.handOverPages(fanout, state, reader, CONTINUATION_PAGES);
   }
 
-  private reader(except: ReadonlySet<string>, start: Item | undefined) {
+  private reader(except: ReadonlySet<string>, start: Item | undefined, room?: string) {
     const table = this.table as ConnectionsTable;
     const pageSize = this.fanoutOptions.pageSize ?? PAGE_SIZE;
-    const name = this.name;
+    // A room's members are ids under the room's partition, paged the same way.
+    const name = room === undefined ? this.name : ConnectionsTable.roomPartition(this.name, room);
     return {
       pageSize,
       pending: [] as string[],
@@ -359,6 +445,8 @@ export class ApiGateway implements SocketBackend {
       data: state.frame,
       binary: state.binary,
       ids,
+      // Every page of a room broadcast names its room: a 410 prunes the membership too.
+      ...(state.room === undefined ? {} : { room: state.room }),
       ...(start ? { start, except: state.except } : {}),
     };
   }
@@ -429,14 +517,24 @@ export class ApiGateway implements SocketBackend {
     return handed;
   }
 
+  /** Deletes a gone connection's membership of a room (its record, if any, is pruned by post()). */
+  private pruneMembership(room: string, id: string): Promise<void> {
+    return (this.table as ConnectionsTable).deleteMembership(this.name, room, id).catch((error: unknown) => {
+      this.logger.warn(
+        `websocket "${this.name}": could not prune gone connection ${id} from room ${JSON.stringify(room)}: ${(error as Error).message}`,
+      );
+    });
+  }
+
   /** Posts to each id, BROADCAST_CONCURRENCY at a time; how many got the frame. */
-  private async postAll(targets: readonly string[], data: Uint8Array): Promise<number> {
+  private async postAll(targets: readonly string[], data: Uint8Array, room?: string): Promise<number> {
     let sent = 0;
     let next = 0;
     const worker = async () => {
       while (next < targets.length) {
         const id = targets[next++] as string;
         if (await this.post(id, data)) sent++;
+        else if (room !== undefined) await this.pruneMembership(room, id);
       }
     };
     await Promise.all(Array.from({ length: Math.min(BROADCAST_CONCURRENCY, targets.length) }, worker));
@@ -455,6 +553,7 @@ export class ApiGateway implements SocketBackend {
             `websocket "${this.name}": could not prune gone connection ${id}: ${(error as Error).message}`,
           );
         });
+        if (event.room !== undefined) await this.pruneMembership(event.room, id);
       },
     });
     const line = `websocket "${this.name}": broadcast ${event.broadcast} page ${event.page}: delivered ${outcome.delivered} of ${event.ids.length} frame(s), ${outcome.gone} gone (pruned), ${outcome.failed} failed, ${outcome.throttled} throttled answer(s) retried, in ${Date.now() - started} ms`;

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
@@ -22,7 +23,14 @@ import {
   poisonCloseReason,
   type SocketBackend,
 } from "@nitric-like/provider-kit";
-import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
+import {
+  DEFAULT_LIMITS,
+  type Logger,
+  MAX_ROOMS_PER_CONNECTION,
+  type SocketLimits,
+  type TrafficEvent,
+  tooManyRoomsProblem,
+} from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
 import { BurstLog, FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
@@ -313,11 +321,24 @@ function refuse(socket: Duplex, status: number, reason: string, headers: Record<
   setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
 }
 
+/** What the gateway keeps for a connection beyond its socket: its rooms and its state. */
+interface Extras {
+  rooms: Set<string> | undefined;
+  /** JSON text; "" when none. */
+  state: string;
+}
+
 /** The gateway of one socket. */
 export class Gateway implements SocketBackend, FlowGateway {
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
+  /**
+   * Rooms, room name to the ids in it, and each connection's rooms and state: held here in the
+   * provider, so they outlive a restart of the service, and end with the connection (forget()).
+   */
+  private readonly rooms = new Map<string, Set<string>>();
+  private readonly extras = new Map<string, Extras>();
   private readonly opening = new Map<string, Opening>();
   private heartbeat: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
@@ -787,6 +808,7 @@ export class Gateway implements SocketBackend, FlowGateway {
           const answer =
             response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
           if (answer?.reject) {
+            this.forget(id);
             // An HTTP error status from the handler is kept (SDKs answer 500 when the handler throws);
             // anything else, 0 included, means 403.
             const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
@@ -809,6 +831,7 @@ export class Gateway implements SocketBackend, FlowGateway {
           socket.off("end", onGone);
           socket.off("close", onGone);
           this.opening.delete(id);
+          this.forget(id);
           const failure = error instanceof HandlerError ? error.failure : "gone";
           const status = failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500;
           const message = error instanceof Error ? error.message : String(error);
@@ -950,6 +973,7 @@ export class Gateway implements SocketBackend, FlowGateway {
         connectionId: id,
         auth: c.info.auth ?? "",
         websocketEvent: { case: "message", value: { body: data, binary } },
+        extras: this.stateFor(id),
       },
       this.messageSink,
       new InFlight(c, data.byteLength),
@@ -1079,6 +1103,8 @@ export class Gateway implements SocketBackend, FlowGateway {
   };
 
   private disconnected(id: string, code: number, reason: string, auth: string): void {
+    const extras = this.stateFor(id);
+    this.forget(id);
     if (!this.handlers.isExpected(this.name, "disconnect")) return;
     this.handlers
       .dispatch(this.name, "disconnect", {
@@ -1086,6 +1112,7 @@ export class Gateway implements SocketBackend, FlowGateway {
         connectionId: id,
         auth,
         websocketEvent: { case: "disconnection", value: { code, reason } },
+        extras,
       })
       .then(
         (response) => {
@@ -1192,6 +1219,100 @@ export class Gateway implements SocketBackend, FlowGateway {
       sent++;
     }
     return sent;
+  }
+
+  /** The state an event carries: undefined (nothing on the wire) when the connection has none. */
+  private stateFor(id: string): { stateJson: string } | undefined {
+    const state = this.extras.get(id)?.state;
+    return state ? { stateJson: state } : undefined;
+  }
+
+  /** A connection ended (or was refused): it leaves its rooms, and its state goes. */
+  private forget(id: string): void {
+    const extras = this.extras.get(id);
+    if (!extras) return;
+    this.extras.delete(id);
+    for (const room of extras.rooms ?? []) {
+      const members = this.rooms.get(room);
+      members?.delete(id);
+      if (members?.size === 0) this.rooms.delete(room);
+    }
+  }
+
+  /** Adds a connection (open, or opening) to a room; undefined when it is neither. */
+  join(id: string, room: string): boolean | undefined {
+    if (!this.has(id)) return undefined;
+    let extras = this.extras.get(id);
+    if (!extras) {
+      extras = { rooms: undefined, state: "" };
+      this.extras.set(id, extras);
+    }
+    extras.rooms ??= new Set();
+    if (extras.rooms.has(room)) return false;
+    if (extras.rooms.size >= MAX_ROOMS_PER_CONNECTION) {
+      throw grpcError(GrpcStatus.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
+    }
+    extras.rooms.add(room);
+    let members = this.rooms.get(room);
+    if (!members) {
+      members = new Set();
+      this.rooms.set(room, members);
+    }
+    members.add(id);
+    return true;
+  }
+
+  /** Removes a connection from a room; true when it was in it. */
+  leave(id: string, room: string): boolean {
+    const extras = this.extras.get(id);
+    if (!extras?.rooms?.delete(room)) return false;
+    const members = this.rooms.get(room);
+    members?.delete(id);
+    if (members?.size === 0) this.rooms.delete(room);
+    return true;
+  }
+
+  /** The connections in a room. */
+  members(room: string): string[] {
+    return [...(this.rooms.get(room) ?? [])];
+  }
+
+  /** A connection's rooms. */
+  roomsOf(id: string): string[] {
+    return [...(this.extras.get(id)?.rooms ?? [])];
+  }
+
+  /** Sends one frame to every open connection in a room but the excepted ones; how many got it. */
+  broadcastToRoom(room: string, data: Uint8Array, binary: boolean, except: ReadonlySet<string>): number {
+    if (this.options.awsRules) checkAwsSend(this.name, data);
+    const members = this.rooms.get(room);
+    if (!members) return 0;
+    let sent = 0;
+    for (const id of members) {
+      if (except.has(id)) continue;
+      const c = this.connections.get(id);
+      if (!c || c.ws.readyState !== WebSocket.OPEN) continue;
+      c.ws.send(data, { binary });
+      if (this.observer !== undefined) this.observe("out", id, data, binary);
+      this.sent(c);
+      sent++;
+    }
+    return sent;
+  }
+
+  /** Replaces a connection's state; false when it is neither open nor opening. */
+  setState(id: string, json: string): boolean {
+    if (!this.has(id)) return false;
+    const extras = this.extras.get(id);
+    if (extras) extras.state = json;
+    else if (json !== "") this.extras.set(id, { rooms: undefined, state: json });
+    return true;
+  }
+
+  /** A connection's state; undefined when it is neither open nor opening. */
+  getState(id: string): string | undefined {
+    if (!this.has(id)) return undefined;
+    return this.extras.get(id)?.state ?? "";
   }
 
   /** The number of open connections. */
