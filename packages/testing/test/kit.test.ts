@@ -118,11 +118,13 @@ it("stop() fails, naming it, when a port is still taken after the run stopped", 
   const port = Number(new URL(app.url()).port);
   const client = await app.connect(open);
   await client.next();
-  // Something takes the gateway's port the moment it is free, as a leaked server would hold it.
+  // Something takes the gateway's port the moment it is free, as a leaked server would hold it:
+  // it tries from the moment stop() begins, on every turn of the event loop, so it wins the port
+  // long before stop() has ended the services and looks.
   const squatter = createServer();
   const taken = new Promise<void>((resolve) => {
-    const grab = () => squatter.once("error", () => setTimeout(grab, 5)).listen(port, "127.0.0.1", () => resolve());
-    void client.closed.then(grab);
+    const grab = () => squatter.once("error", () => setImmediate(grab)).listen(port, "127.0.0.1", () => resolve());
+    grab();
   });
   await expect(app.stop()).rejects.toThrow(/left open or unclean: websocket "socket" still accepts connections/);
   await taken;
