@@ -8,7 +8,7 @@ import {
   ServerMessageSchema,
   WebsocketEventType,
 } from "./gen/nitric/proto/websockets/v1/websockets_pb.js";
-import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage } from "./handler-codec.js";
+import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage } from "./gen/nitric/proto/websockets/v1/websockets_fast.js";
 
 type ServerInit = MessageInitShape<typeof ServerMessageSchema>;
 type ClientInit = MessageInitShape<typeof ClientMessageSchema>;

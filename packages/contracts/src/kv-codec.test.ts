@@ -12,15 +12,15 @@ import {
   KvStoreSetValueRequestSchema,
 } from "./gen/nitric/proto/kvstore/v1/kvstore_pb.js";
 import {
-  decodeDeleteKeyRequest,
-  decodeGetValueRequest,
-  decodeGetValueResponse,
-  decodeSetValueRequest,
-  encodeDeleteKeyRequest,
-  encodeGetValueRequest,
-  encodeGetValueResponse,
-  encodeSetValueRequest,
-} from "./kv-codec.js";
+  decodeKvStoreDeleteKeyRequest as decodeDeleteKeyRequest,
+  decodeKvStoreGetValueRequest as decodeGetValueRequest,
+  decodeKvStoreGetValueResponse as decodeGetValueResponse,
+  decodeKvStoreSetValueRequest as decodeSetValueRequest,
+  encodeKvStoreDeleteKeyRequest as encodeDeleteKeyRequest,
+  encodeKvStoreGetValueRequest as encodeGetValueRequest,
+  encodeKvStoreGetValueResponse as encodeGetValueResponse,
+  encodeKvStoreSetValueRequest as encodeSetValueRequest,
+} from "./gen/nitric/proto/kvstore/v1/kvstore_fast.js";
 
 const text = fc.oneof(
   fc.constantFrom("", "a", "user:1", "héllo", "😀", "x".repeat(300)),
