@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { posix } from "node:path";
 /**
  * protoc-gen-fastcodec: a protoc plugin (run by `buf generate`, see proto/buf.gen.yaml) that writes
  * direct protobuf encoders and decoders for the messages of the hot paths, from the same
@@ -19,7 +20,6 @@
  * which a test expects to be empty.
  */
 import { ScalarType } from "@bufbuild/protobuf";
-import { posix } from "node:path";
 import { createEcmaScriptPlugin, runNodeJs } from "@bufbuild/protoplugin";
 
 const STRUCT = "google.protobuf.Struct";
@@ -152,7 +152,8 @@ function unsupported(field) {
     case "message":
       return messageOk(field.message, field.oneof !== undefined);
     case "list":
-      if (field.listKind === "message") return field.message.typeName === STRUCT ? "a list of Struct" : messageOk(field.message, false);
+      if (field.listKind === "message")
+        return field.message.typeName === STRUCT ? "a list of Struct" : messageOk(field.message, false);
       if (field.listKind === "enum") return undefined;
       return scalarOk(field.scalar) ? undefined : `scalar type ${ScalarType[field.scalar]}`;
     case "map":
@@ -191,7 +192,9 @@ function sizeScalar(info, tagSize, v) {
 /** Lines adding a sub-message's size (tag included) to n; its size is recorded for the write. */
 function sizeMessage(desc, tagSize, v) {
   const fn = desc.typeName === STRUCT ? "sizeStruct" : `size_${ident(desc)}`;
-  return [`{ const at = s.length; s.push(0); const k = ${fn}(${v}, s); s[at] = k; n += ${tagSize} + varintSize(k) + k; }`];
+  return [
+    `{ const at = s.length; s.push(0); const k = ${fn}(${v}, s); s[at] = k; n += ${tagSize} + varintSize(k) + k; }`,
+  ];
 }
 function writeScalarValue(info, v) {
   return info.check === "str" ? `w.string(${v}, w.size());` : info.write(v);
@@ -226,7 +229,9 @@ function fieldSize(field) {
   } else if (field.fieldKind === "message") {
     const ts = varintLen(tagOf(field.number, 2));
     if (field.oneof) {
-      out.push(`if (m.${field.oneof.localName}?.case === ${JSON.stringify(L)}) ${sizeMessage(field.message, ts, `msg(m.${field.oneof.localName}.value)`)}`);
+      out.push(
+        `if (m.${field.oneof.localName}?.case === ${JSON.stringify(L)}) ${sizeMessage(field.message, ts, `msg(m.${field.oneof.localName}.value)`)}`,
+      );
     } else {
       out.push(`if (m.${L} !== undefined) ${sizeMessage(field.message, ts, `m.${L}`)}`);
     }
@@ -247,7 +252,9 @@ function fieldSize(field) {
         out.push("  }");
       } else {
         const ts = varintLen(tagOf(field.number, info.wire));
-        out.push(`  for (let i = 0; i < v.length; i++) { const e = ${info.check}(v[i]); ${sizeScalar(info, ts, "e").join(" ")} }`);
+        out.push(
+          `  for (let i = 0; i < v.length; i++) { const e = ${info.check}(v[i]); ${sizeScalar(info, ts, "e").join(" ")} }`,
+        );
       }
     }
     out.push("}");
@@ -308,13 +315,19 @@ function fieldWrite(field) {
     out.push(`if (m.${L} !== undefined) {`);
     out.push(`  const v = m.${L};`);
     if (field.listKind === "message") {
-      out.push(`  for (let i = 0; i < v.length; i++) { ${writeTag(field.number, 2)} ${writeMessageValue(field.message, "v[i]")} }`);
+      out.push(
+        `  for (let i = 0; i < v.length; i++) { ${writeTag(field.number, 2)} ${writeMessageValue(field.message, "v[i]")} }`,
+      );
     } else {
       const info = scalarInfo(field);
       if (field.packed && info.wire !== 2) {
-        out.push(`  if (v.length > 0) { ${writeTag(field.number, 2)} w.varint(w.size()); for (let i = 0; i < v.length; i++) ${info.write("v[i]")} }`);
+        out.push(
+          `  if (v.length > 0) { ${writeTag(field.number, 2)} w.varint(w.size()); for (let i = 0; i < v.length; i++) ${info.write("v[i]")} }`,
+        );
       } else {
-        out.push(`  for (let i = 0; i < v.length; i++) { ${writeTag(field.number, info.wire)} ${writeScalarValue(info, "v[i]")} }`);
+        out.push(
+          `  for (let i = 0; i < v.length; i++) { ${writeTag(field.number, info.wire)} ${writeScalarValue(info, "v[i]")} }`,
+        );
       }
     }
     out.push("}");
@@ -383,7 +396,8 @@ function fieldRead(field) {
       );
     } else cs(2, `const e = r.len(); m.${L} = ${readMessageExpr(field.message, "e", `m.${L}`)};`);
   } else if (field.fieldKind === "list") {
-    if (field.listKind === "message") cs(2, `const e = r.len(); m.${L}.push(${readMessageExpr(field.message, "e", "undefined")});`);
+    if (field.listKind === "message")
+      cs(2, `const e = r.len(); m.${L}.push(${readMessageExpr(field.message, "e", "undefined")});`);
     else {
       const info = scalarInfo(field);
       cs(info.wire, `m.${L}.push(${info.read});`);
@@ -402,7 +416,11 @@ function fieldRead(field) {
       const info = scalarInfo(field);
       vtag = tagOf(2, info.wire);
       value = `val = ${info.read};`;
-      dflt = defaultOf({ fieldKind: field.mapKind === "enum" ? "enum" : "scalar", scalar: field.scalar, enum: field.enum });
+      dflt = defaultOf({
+        fieldKind: field.mapKind === "enum" ? "enum" : "scalar",
+        scalar: field.scalar,
+        enum: field.enum,
+      });
     }
     cs(
       2,
@@ -487,7 +505,10 @@ function generateMessage(f, desc) {
 
 function generateTs(schema) {
   const { roots, runtime } = schema.options;
-  if (!runtime) throw new Error("protoc-gen-fastcodec: option 'runtime' is missing: set runtime=<import path of runtime.js> in buf.gen.yaml");
+  if (!runtime)
+    throw new Error(
+      "protoc-gen-fastcodec: option 'runtime' is missing: set runtime=<import path of runtime.js> in buf.gen.yaml",
+    );
   const wanted = new Set(roots);
   const found = new Set();
   for (const file of schema.files) {
@@ -514,7 +535,14 @@ function generateTs(schema) {
       const Shape = f.importShape(r);
       const id = ident(r);
       f.print(`/** Encodes a ${r.typeName} as protobuf-es's toBinary would, unknown fields included. */`);
-      f.print(f.export("function", `encode${name}`), "(m: ", f.import("MessageInitShape", "@bufbuild/protobuf", true), "<typeof ", Schema, ">): Buffer {");
+      f.print(
+        f.export("function", `encode${name}`),
+        "(m: ",
+        f.import("MessageInitShape", "@bufbuild/protobuf", true),
+        "<typeof ",
+        Schema,
+        ">): Buffer {",
+      );
       f.print("  try {");
       f.print("    const s: number[] = [];");
       f.print(`    const n = size_${id}(m, s);`);
@@ -523,7 +551,17 @@ function generateTs(schema) {
       f.print("    return w.buf;");
       f.print("  } catch (error) {");
       f.print("    if (error !== SLOW) throw error;");
-      f.print("    const bytes = ", f.import("toBinary", "@bufbuild/protobuf"), "(", Schema, ", ", f.import("create", "@bufbuild/protobuf"), "(", Schema, ", m));");
+      f.print(
+        "    const bytes = ",
+        f.import("toBinary", "@bufbuild/protobuf"),
+        "(",
+        Schema,
+        ", ",
+        f.import("create", "@bufbuild/protobuf"),
+        "(",
+        Schema,
+        ", m));",
+      );
       f.print("    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);");
       f.print("  }");
       f.print("}");
@@ -542,13 +580,18 @@ function generateTs(schema) {
       codecs.push(`{ typeName: ${JSON.stringify(r.typeName)}, encode: encode${name}, decode: decode${name} }`);
     }
     f.print("/** This file's codecs, by the type name of their message. */");
-    f.print(f.export("const", "fastCodecs"), ": readonly { typeName: string; encode: (m: never) => Buffer; decode: (bytes: Uint8Array) => unknown }[] = [");
+    f.print(
+      f.export("const", "fastCodecs"),
+      ": readonly { typeName: string; encode: (m: never) => Buffer; decode: (bytes: Uint8Array) => unknown }[] = [",
+    );
     for (const c of codecs) f.print(`  ${c},`);
     f.print("];");
   }
   const missing = [...wanted].filter((r) => !found.has(r));
   if (missing.length > 0)
-    throw new Error(`protoc-gen-fastcodec: root message ${missing.map((m) => `"${m}"`).join(", ")} not found: check the root= options in buf.gen.yaml`);
+    throw new Error(
+      `protoc-gen-fastcodec: root message ${missing.map((m) => `"${m}"`).join(", ")} not found: check the root= options in buf.gen.yaml`,
+    );
 }
 
 const plugin = createEcmaScriptPlugin({

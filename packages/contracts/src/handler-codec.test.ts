@@ -4,11 +4,16 @@
 import { create, equals, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
+  decodeClientMessage,
+  decodeServerMessage,
+  encodeClientMessage,
+  encodeServerMessage,
+} from "./gen/nitric/proto/websockets/v1/websockets_fast.js";
+import {
   ClientMessageSchema,
   ServerMessageSchema,
   WebsocketEventType,
 } from "./gen/nitric/proto/websockets/v1/websockets_pb.js";
-import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage } from "./gen/nitric/proto/websockets/v1/websockets_fast.js";
 
 type ServerInit = MessageInitShape<typeof ServerMessageSchema>;
 type ClientInit = MessageInitShape<typeof ClientMessageSchema>;

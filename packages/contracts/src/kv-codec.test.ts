@@ -6,12 +6,6 @@ import { create, fromBinary, type JsonObject, toBinary } from "@bufbuild/protobu
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  KvStoreDeleteKeyRequestSchema,
-  KvStoreGetValueRequestSchema,
-  KvStoreGetValueResponseSchema,
-  KvStoreSetValueRequestSchema,
-} from "./gen/nitric/proto/kvstore/v1/kvstore_pb.js";
-import {
   decodeKvStoreDeleteKeyRequest as decodeDeleteKeyRequest,
   decodeKvStoreGetValueRequest as decodeGetValueRequest,
   decodeKvStoreGetValueResponse as decodeGetValueResponse,
@@ -21,6 +15,12 @@ import {
   encodeKvStoreGetValueResponse as encodeGetValueResponse,
   encodeKvStoreSetValueRequest as encodeSetValueRequest,
 } from "./gen/nitric/proto/kvstore/v1/kvstore_fast.js";
+import {
+  KvStoreDeleteKeyRequestSchema,
+  KvStoreGetValueRequestSchema,
+  KvStoreGetValueResponseSchema,
+  KvStoreSetValueRequestSchema,
+} from "./gen/nitric/proto/kvstore/v1/kvstore_pb.js";
 
 const text = fc.oneof(
   fc.constantFrom("", "a", "user:1", "héllo", "😀", "x".repeat(300)),

@@ -96,7 +96,10 @@ export class Writer {
   }
   /** An int32: a negative one as the ten-byte varint of its 64-bit two's complement. */
   int32(v: number): void {
-    if (v >= 0) return this.varint(v);
+    if (v >= 0) {
+      this.varint(v);
+      return;
+    }
     let lo = v >>> 0;
     for (let k = 0; k < 4; k++) {
       this.buf[this.pos++] = (lo & 0x7f) | 0x80;
@@ -243,9 +246,10 @@ export class Reader {
     const end = this.len();
     const { buf } = this;
     let pos = this.pos;
+    const n = end - pos;
     // Event ids are a few ASCII characters: building them here is about three times quicker than
     // a call into Buffer.toString.
-    if (end - pos <= SHORT_READ) {
+    if (n <= SHORT_READ) {
       let s = "";
       for (; pos < end; pos++) {
         const b = buf[pos] as number;
@@ -257,12 +261,24 @@ export class Reader {
         return s;
       }
       pos = this.pos;
+    } else if (n <= SHORT) {
+      // Ids, names and headers: ASCII needs no UTF-8 check, and latin1 is the quickest decoder.
+      let ascii = true;
+      for (let i = pos; i < end; i++) {
+        if ((buf[i] as number) > 0x7f) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) {
+        this.pos = end;
+        return buf.toString("latin1", pos, end);
+      }
     }
     // protobuf-es refuses invalid UTF-8 in proto3 strings: it says how.
     if (!isUtf8(buf.subarray(pos, end))) throw SLOW;
-    const s = buf.toString("utf8", pos, end);
     this.pos = end;
-    return s;
+    return buf.toString("utf8", pos, end);
   }
   bytes(): Uint8Array {
     const end = this.len();
