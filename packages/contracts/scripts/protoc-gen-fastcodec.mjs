@@ -110,6 +110,7 @@ const writeTag = (no, wire) => {
 /** The runtime's exports the generated code uses (src/fastcodec/runtime.ts). */
 const RUNTIME = [
   "SLOW",
+  "fallbacks",
   "Writer",
   "Reader",
   "asBuffer",
@@ -573,6 +574,7 @@ function generateTs(schema) {
       f.print(`    return read_${id}(new Reader(buf, 0, buf.length), buf.length, undefined);`);
       f.print("  } catch (error) {");
       f.print("    if (error !== SLOW) throw error;");
+      f.print("    fallbacks.decode++;");
       f.print("    return ", f.import("fromBinary", "@bufbuild/protobuf"), "(", Schema, ", bytes);");
       f.print("  }");
       f.print("}");

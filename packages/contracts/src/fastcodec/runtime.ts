@@ -12,6 +12,9 @@ import { isUtf8 } from "node:buffer";
 /** Thrown at anything the fast path does not handle: the caller uses protobuf-es instead. */
 export const SLOW = Symbol("slow");
 
+/** How often the generated codecs handed a message to protobuf-es (tests check the fast path is taken). */
+export const fallbacks = { encode: 0, decode: 0 };
+
 /** An unknown field as protobuf-es keeps it: the bytes after the tag. */
 export interface Unknown {
   no: number;

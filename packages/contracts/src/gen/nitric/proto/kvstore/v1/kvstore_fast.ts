@@ -11,7 +11,7 @@ import { KvStoreDeleteKeyRequestSchema, KvStoreGetValueRequestSchema, KvStoreGet
 
 // Direct encoders and decoders for this file's hot messages; see scripts/protoc-gen-fastcodec.mjs.
 
-import { SLOW, Writer, Reader, asBuffer, bool, bytes, int32, int32Size, msg, num, readStruct, sizeStruct, str, uint32, unknownSize, utf8Size, varintSize, writeStruct } from "../../../../../fastcodec/runtime.js";
+import { SLOW, fallbacks, Writer, Reader, asBuffer, bool, bytes, int32, int32Size, msg, num, readStruct, sizeStruct, str, uint32, unknownSize, utf8Size, varintSize, writeStruct } from "../../../../../fastcodec/runtime.js";
 
 // nitric.proto.kvstore.v1.KvStoreGetValueRequest
 function size_nitric_proto_kvstore_v1_KvStoreGetValueRequest(m: any, s: number[]): number {
@@ -227,6 +227,7 @@ export function decodeKvStoreGetValueRequest(bytes: Uint8Array): KvStoreGetValue
     return read_nitric_proto_kvstore_v1_KvStoreGetValueRequest(new Reader(buf, 0, buf.length), buf.length, undefined);
   } catch (error) {
     if (error !== SLOW) throw error;
+    fallbacks.decode++;
     return fromBinary(KvStoreGetValueRequestSchema, bytes);
   }
 }
@@ -253,6 +254,7 @@ export function decodeKvStoreGetValueResponse(bytes: Uint8Array): KvStoreGetValu
     return read_nitric_proto_kvstore_v1_KvStoreGetValueResponse(new Reader(buf, 0, buf.length), buf.length, undefined);
   } catch (error) {
     if (error !== SLOW) throw error;
+    fallbacks.decode++;
     return fromBinary(KvStoreGetValueResponseSchema, bytes);
   }
 }
@@ -279,6 +281,7 @@ export function decodeKvStoreSetValueRequest(bytes: Uint8Array): KvStoreSetValue
     return read_nitric_proto_kvstore_v1_KvStoreSetValueRequest(new Reader(buf, 0, buf.length), buf.length, undefined);
   } catch (error) {
     if (error !== SLOW) throw error;
+    fallbacks.decode++;
     return fromBinary(KvStoreSetValueRequestSchema, bytes);
   }
 }
@@ -305,6 +308,7 @@ export function decodeKvStoreDeleteKeyRequest(bytes: Uint8Array): KvStoreDeleteK
     return read_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(new Reader(buf, 0, buf.length), buf.length, undefined);
   } catch (error) {
     if (error !== SLOW) throw error;
+    fallbacks.decode++;
     return fromBinary(KvStoreDeleteKeyRequestSchema, bytes);
   }
 }

@@ -13,7 +13,7 @@ import { ClientMessageSchema, ServerMessageSchema } from "./websockets_pb.js";
 
 // Direct encoders and decoders for this file's hot messages; see scripts/protoc-gen-fastcodec.mjs.
 
-import { SLOW, Writer, Reader, asBuffer, bool, bytes, int32, int32Size, msg, num, readStruct, sizeStruct, str, uint32, unknownSize, utf8Size, varintSize, writeStruct } from "../../../../../fastcodec/runtime.js";
+import { SLOW, fallbacks, Writer, Reader, asBuffer, bool, bytes, int32, int32Size, msg, num, readStruct, sizeStruct, str, uint32, unknownSize, utf8Size, varintSize, writeStruct } from "../../../../../fastcodec/runtime.js";
 
 // nitric.proto.websockets.v1.ClientMessage
 function size_nitric_proto_websockets_v1_ClientMessage(m: any, s: number[]): number {
@@ -620,6 +620,7 @@ export function decodeClientMessage(bytes: Uint8Array): ClientMessage {
     return read_nitric_proto_websockets_v1_ClientMessage(new Reader(buf, 0, buf.length), buf.length, undefined);
   } catch (error) {
     if (error !== SLOW) throw error;
+    fallbacks.decode++;
     return fromBinary(ClientMessageSchema, bytes);
   }
 }
@@ -646,6 +647,7 @@ export function decodeServerMessage(bytes: Uint8Array): ServerMessage {
     return read_nitric_proto_websockets_v1_ServerMessage(new Reader(buf, 0, buf.length), buf.length, undefined);
   } catch (error) {
     if (error !== SLOW) throw error;
+    fallbacks.decode++;
     return fromBinary(ServerMessageSchema, bytes);
   }
 }
