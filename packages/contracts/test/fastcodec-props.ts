@@ -65,15 +65,22 @@ export function unknownFields(desc: DescMessage) {
       wireType: 0,
       data: new Uint8Array(varint(v)),
     })),
-    fc.record({ no, d: fc.uint8Array({ minLength: 8, maxLength: 8 }) }).map(({ no, d }) => ({ no, wireType: 1, data: d })),
+    fc
+      .record({ no, d: fc.uint8Array({ minLength: 8, maxLength: 8 }) })
+      .map(({ no, d }) => ({ no, wireType: 1, data: d })),
     fc.record({ no, d: fc.uint8Array({ maxLength: 20 }) }).map(({ no, d }) => ({
       no,
       wireType: 2,
       data: new Uint8Array([...varint(d.length), ...d]),
     })),
-    fc.record({ no, d: fc.uint8Array({ minLength: 4, maxLength: 4 }) }).map(({ no, d }) => ({ no, wireType: 5, data: d })),
+    fc
+      .record({ no, d: fc.uint8Array({ minLength: 4, maxLength: 4 }) })
+      .map(({ no, d }) => ({ no, wireType: 5, data: d })),
   );
-  return fc.oneof({ arbitrary: fc.constant([]), weight: 2 }, { arbitrary: fc.array(field, { minLength: 1, maxLength: 3 }), weight: 1 });
+  return fc.oneof(
+    { arbitrary: fc.constant([]), weight: 2 },
+    { arbitrary: fc.array(field, { minLength: 1, maxLength: 3 }), weight: 1 },
+  );
 }
 
 const MAX_DEPTH = 3;
@@ -147,7 +154,8 @@ export function plain(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(plain);
   if (typeof v === "object" && v !== null) {
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v)) Object.defineProperty(out, k, { value: plain((v as Record<string, unknown>)[k]), enumerable: true });
+    for (const k of Object.keys(v))
+      Object.defineProperty(out, k, { value: plain((v as Record<string, unknown>)[k]), enumerable: true });
     return out;
   }
   return v;

@@ -6,11 +6,11 @@ import { readFileSync } from "node:fs";
 import { createRegistry, type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { file_nitric_proto_kvstore_v1_kvstore } from "../src/gen/nitric/proto/kvstore/v1/kvstore_pb.js";
-import * as kvFast from "../src/gen/nitric/proto/kvstore/v1/kvstore_fast.js";
-import { file_nitric_proto_websockets_v1_websockets } from "../src/gen/nitric/proto/websockets/v1/websockets_pb.js";
-import * as wsFast from "../src/gen/nitric/proto/websockets/v1/websockets_fast.js";
 import { fallbacks } from "../src/fastcodec/runtime.js";
+import * as kvFast from "../src/gen/nitric/proto/kvstore/v1/kvstore_fast.js";
+import { file_nitric_proto_kvstore_v1_kvstore } from "../src/gen/nitric/proto/kvstore/v1/kvstore_pb.js";
+import * as wsFast from "../src/gen/nitric/proto/websockets/v1/websockets_fast.js";
+import { file_nitric_proto_websockets_v1_websockets } from "../src/gen/nitric/proto/websockets/v1/websockets_pb.js";
 import { message, plain, reachable } from "./fastcodec-props.js";
 
 const registry = createRegistry(file_nitric_proto_websockets_v1_websockets, file_nitric_proto_kvstore_v1_kvstore);
