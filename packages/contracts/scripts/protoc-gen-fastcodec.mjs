@@ -393,7 +393,7 @@ function fieldRead(field) {
       const o = `m.${field.oneof.localName}`;
       cs(
         2,
-        `const e = r.len(); const o = ${o}; ${o} = { case: ${JSON.stringify(L)}, value: ${readMessageExpr(field.message, "e", `o.case === ${JSON.stringify(L)} ? o.value : undefined`)} };`,
+        `const e = r.len(); const o = ${o}; ${o} = { case: ${JSON.stringify(L)}, value: ${readMessageExpr(field.message, "e", `o !== undefined && o.case === ${JSON.stringify(L)} ? o.value : undefined`)} };`,
       );
     } else cs(2, `const e = r.len(); m.${L} = ${readMessageExpr(field.message, "e", `m.${L}`)};`);
   } else if (field.fieldKind === "list") {
@@ -479,7 +479,9 @@ function generateMessage(f, desc) {
     if ((field.fieldKind === "scalar" || field.fieldKind === "enum") && field.presence === 1) continue;
     init.push(`${field.localName}: ${defaultOf(field)}`);
   }
-  for (const oneof of desc.oneofs) init.push(`${oneof.localName}: { case: undefined }`);
+  // Oneofs start undefined, so that a set one costs one object, not two; an unset one gets its
+  // { case: undefined } at the end.
+  for (const oneof of desc.oneofs) init.push(`${oneof.localName}: undefined`);
   const known = sorted.map((field) => `no === ${field.number}`).join(" || ");
   f.print(`function read_${id}(r: Reader, end: number, into: any): any {`);
   f.print(`  const m = into ?? { ${init.join(", ")} };`);
@@ -498,6 +500,7 @@ function generateMessage(f, desc) {
   f.print("    }");
   f.print("  }");
   f.print("  if (r.pos !== end) throw SLOW;");
+  for (const oneof of desc.oneofs) f.print(`  if (m.${oneof.localName} === undefined) m.${oneof.localName} = { case: undefined };`);
   f.print("  return m;");
   f.print("}");
   f.print();

@@ -36,14 +36,14 @@ function write_nitric_proto_websockets_v1_ClientMessage(w: Writer, m: any): void
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_ClientMessage(r: Reader, end: number, into: any): any {
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.ClientMessage", id: "", content: { case: undefined } };
+  const m = into ?? { $typeName: "nitric.proto.websockets.v1.ClientMessage", id: "", content: undefined };
   while (r.pos < end) {
     const t = r.varint();
     switch (t) {
       case 10: { m.id = r.string(); break; }
-      case 18: { const e = r.len(); const o = m.content; m.content = { case: "registrationRequest", value: read_nitric_proto_websockets_v1_RegistrationRequest(r, e, o.case === "registrationRequest" ? o.value : undefined) }; break; }
-      case 26: { const e = r.len(); const o = m.content; m.content = { case: "websocketEventResponse", value: read_nitric_proto_websockets_v1_WebsocketEventResponse(r, e, o.case === "websocketEventResponse" ? o.value : undefined) }; break; }
-      case 8002: { const e = r.len(); const o = m.content; m.content = { case: "answerBatch", value: read_nitric_proto_websockets_v1_AnswerBatch(r, e, o.case === "answerBatch" ? o.value : undefined) }; break; }
+      case 18: { const e = r.len(); const o = m.content; m.content = { case: "registrationRequest", value: read_nitric_proto_websockets_v1_RegistrationRequest(r, e, o !== undefined && o.case === "registrationRequest" ? o.value : undefined) }; break; }
+      case 26: { const e = r.len(); const o = m.content; m.content = { case: "websocketEventResponse", value: read_nitric_proto_websockets_v1_WebsocketEventResponse(r, e, o !== undefined && o.case === "websocketEventResponse" ? o.value : undefined) }; break; }
+      case 8002: { const e = r.len(); const o = m.content; m.content = { case: "answerBatch", value: read_nitric_proto_websockets_v1_AnswerBatch(r, e, o !== undefined && o.case === "answerBatch" ? o.value : undefined) }; break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: protobuf-es decides what it means.
@@ -53,6 +53,7 @@ function read_nitric_proto_websockets_v1_ClientMessage(r: Reader, end: number, i
     }
   }
   if (r.pos !== end) throw SLOW;
+  if (m.content === undefined) m.content = { case: undefined };
   return m;
 }
 
@@ -120,11 +121,11 @@ function write_nitric_proto_websockets_v1_WebsocketEventResponse(w: Writer, m: a
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketEventResponse(r: Reader, end: number, into: any): any {
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketEventResponse", replies: [], websocketResponse: { case: undefined } };
+  const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketEventResponse", replies: [], websocketResponse: undefined };
   while (r.pos < end) {
     const t = r.varint();
     switch (t) {
-      case 82: { const e = r.len(); const o = m.websocketResponse; m.websocketResponse = { case: "connectionResponse", value: read_nitric_proto_websockets_v1_WebsocketConnectionResponse(r, e, o.case === "connectionResponse" ? o.value : undefined) }; break; }
+      case 82: { const e = r.len(); const o = m.websocketResponse; m.websocketResponse = { case: "connectionResponse", value: read_nitric_proto_websockets_v1_WebsocketConnectionResponse(r, e, o !== undefined && o.case === "connectionResponse" ? o.value : undefined) }; break; }
       case 8002: { const e = r.len(); m.replies.push(read_nitric_proto_websockets_v1_WebsocketReply(r, e, undefined)); break; }
       default: {
         const no = t >>> 3;
@@ -135,6 +136,7 @@ function read_nitric_proto_websockets_v1_WebsocketEventResponse(r: Reader, end: 
     }
   }
   if (r.pos !== end) throw SLOW;
+  if (m.websocketResponse === undefined) m.websocketResponse = { case: undefined };
   return m;
 }
 
@@ -276,14 +278,14 @@ function write_nitric_proto_websockets_v1_ServerMessage(w: Writer, m: any): void
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_ServerMessage(r: Reader, end: number, into: any): any {
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.ServerMessage", id: "", content: { case: undefined } };
+  const m = into ?? { $typeName: "nitric.proto.websockets.v1.ServerMessage", id: "", content: undefined };
   while (r.pos < end) {
     const t = r.varint();
     switch (t) {
       case 10: { m.id = r.string(); break; }
-      case 18: { const e = r.len(); const o = m.content; m.content = { case: "registrationResponse", value: read_nitric_proto_websockets_v1_RegistrationResponse(r, e, o.case === "registrationResponse" ? o.value : undefined) }; break; }
-      case 26: { const e = r.len(); const o = m.content; m.content = { case: "websocketEventRequest", value: read_nitric_proto_websockets_v1_WebsocketEventRequest(r, e, o.case === "websocketEventRequest" ? o.value : undefined) }; break; }
-      case 8002: { const e = r.len(); const o = m.content; m.content = { case: "eventBatch", value: read_nitric_proto_websockets_v1_EventBatch(r, e, o.case === "eventBatch" ? o.value : undefined) }; break; }
+      case 18: { const e = r.len(); const o = m.content; m.content = { case: "registrationResponse", value: read_nitric_proto_websockets_v1_RegistrationResponse(r, e, o !== undefined && o.case === "registrationResponse" ? o.value : undefined) }; break; }
+      case 26: { const e = r.len(); const o = m.content; m.content = { case: "websocketEventRequest", value: read_nitric_proto_websockets_v1_WebsocketEventRequest(r, e, o !== undefined && o.case === "websocketEventRequest" ? o.value : undefined) }; break; }
+      case 8002: { const e = r.len(); const o = m.content; m.content = { case: "eventBatch", value: read_nitric_proto_websockets_v1_EventBatch(r, e, o !== undefined && o.case === "eventBatch" ? o.value : undefined) }; break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: protobuf-es decides what it means.
@@ -293,6 +295,7 @@ function read_nitric_proto_websockets_v1_ServerMessage(r: Reader, end: number, i
     }
   }
   if (r.pos !== end) throw SLOW;
+  if (m.content === undefined) m.content = { case: undefined };
   return m;
 }
 
@@ -354,15 +357,15 @@ function write_nitric_proto_websockets_v1_WebsocketEventRequest(w: Writer, m: an
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketEventRequest(r: Reader, end: number, into: any): any {
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketEventRequest", socketName: "", connectionId: "", websocketEvent: { case: undefined } };
+  const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketEventRequest", socketName: "", connectionId: "", websocketEvent: undefined };
   while (r.pos < end) {
     const t = r.varint();
     switch (t) {
       case 10: { m.socketName = r.string(); break; }
       case 18: { m.connectionId = r.string(); break; }
-      case 82: { const e = r.len(); const o = m.websocketEvent; m.websocketEvent = { case: "connection", value: read_nitric_proto_websockets_v1_WebsocketConnectionEvent(r, e, o.case === "connection" ? o.value : undefined) }; break; }
-      case 90: { const e = r.len(); const o = m.websocketEvent; m.websocketEvent = { case: "disconnection", value: read_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(r, e, o.case === "disconnection" ? o.value : undefined) }; break; }
-      case 98: { const e = r.len(); const o = m.websocketEvent; m.websocketEvent = { case: "message", value: read_nitric_proto_websockets_v1_WebsocketMessageEvent(r, e, o.case === "message" ? o.value : undefined) }; break; }
+      case 82: { const e = r.len(); const o = m.websocketEvent; m.websocketEvent = { case: "connection", value: read_nitric_proto_websockets_v1_WebsocketConnectionEvent(r, e, o !== undefined && o.case === "connection" ? o.value : undefined) }; break; }
+      case 90: { const e = r.len(); const o = m.websocketEvent; m.websocketEvent = { case: "disconnection", value: read_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(r, e, o !== undefined && o.case === "disconnection" ? o.value : undefined) }; break; }
+      case 98: { const e = r.len(); const o = m.websocketEvent; m.websocketEvent = { case: "message", value: read_nitric_proto_websockets_v1_WebsocketMessageEvent(r, e, o !== undefined && o.case === "message" ? o.value : undefined) }; break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: protobuf-es decides what it means.
@@ -372,6 +375,7 @@ function read_nitric_proto_websockets_v1_WebsocketEventRequest(r: Reader, end: n
     }
   }
   if (r.pos !== end) throw SLOW;
+  if (m.websocketEvent === undefined) m.websocketEvent = { case: undefined };
   return m;
 }
 
