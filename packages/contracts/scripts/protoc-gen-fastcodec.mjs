@@ -375,6 +375,8 @@ function defaultOf(field) {
   return undefined;
 }
 
+const isBytes = (field) => field.fieldKind === "scalar" && field.scalar === ScalarType.BYTES;
+
 function readMessageExpr(desc, end, into) {
   return desc.typeName === STRUCT ? `readStruct(r, ${end}, ${into})` : `read_${ident(desc)}(r, ${end}, ${into})`;
 }
@@ -477,7 +479,9 @@ function generateMessage(f, desc) {
     if (field.oneof) continue;
     if (field.fieldKind === "message") continue;
     if ((field.fieldKind === "scalar" || field.fieldKind === "enum") && field.presence === 1) continue;
-    init.push(`${field.localName}: ${defaultOf(field)}`);
+    // A bytes field gets its own empty array, as from protobuf-es, only if it is not read: a
+    // typed array is a costly object to make and drop on every message.
+    init.push(`${field.localName}: ${isBytes(field) ? "undefined" : defaultOf(field)}`);
   }
   // Oneofs start undefined, so that a set one costs one object, not two; an unset one gets its
   // { case: undefined } at the end.
@@ -501,6 +505,9 @@ function generateMessage(f, desc) {
   f.print("  }");
   f.print("  if (r.pos !== end) throw SLOW;");
   for (const oneof of desc.oneofs) f.print(`  if (m.${oneof.localName} === undefined) m.${oneof.localName} = { case: undefined };`);
+  for (const field of desc.fields)
+    if (isBytes(field) && !field.oneof && field.presence !== 1)
+      f.print(`  if (m.${field.localName} === undefined) m.${field.localName} = new Uint8Array(0);`);
   f.print("  return m;");
   f.print("}");
   f.print();

@@ -204,7 +204,7 @@ function write_nitric_proto_websockets_v1_WebsocketReply(w: Writer, m: any): voi
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketReply(r: Reader, end: number, into: any): any {
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketReply", data: new Uint8Array(0), binary: false };
+  const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketReply", data: undefined, binary: false };
   while (r.pos < end) {
     const t = r.varint();
     switch (t) {
@@ -219,6 +219,7 @@ function read_nitric_proto_websockets_v1_WebsocketReply(r: Reader, end: number, 
     }
   }
   if (r.pos !== end) throw SLOW;
+  if (m.data === undefined) m.data = new Uint8Array(0);
   return m;
 }
 
@@ -546,7 +547,7 @@ function write_nitric_proto_websockets_v1_WebsocketMessageEvent(w: Writer, m: an
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketMessageEvent(r: Reader, end: number, into: any): any {
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketMessageEvent", body: new Uint8Array(0), binary: false };
+  const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketMessageEvent", body: undefined, binary: false };
   while (r.pos < end) {
     const t = r.varint();
     switch (t) {
@@ -561,6 +562,7 @@ function read_nitric_proto_websockets_v1_WebsocketMessageEvent(r: Reader, end: n
     }
   }
   if (r.pos !== end) throw SLOW;
+  if (m.body === undefined) m.body = new Uint8Array(0);
   return m;
 }
 
