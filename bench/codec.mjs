@@ -67,7 +67,13 @@ async function loadOld() {
   rmSync(dir, { recursive: true, force: true });
   return { rev, handler, kv: kvOld };
 }
-const old = await loadOld();
+let old;
+try {
+  old = await loadOld();
+} catch (error) {
+  // No git, or a shallow clone without that history: compare with protobuf-es only.
+  console.error(`note: the hand-written codecs could not be loaded from git history: ${error.message.split("\n")[0]}`);
+}
 
 // ---- the messages --------------------------------------------------------------------------
 

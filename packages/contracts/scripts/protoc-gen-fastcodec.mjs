@@ -504,7 +504,8 @@ function generateMessage(f, desc) {
   f.print("    }");
   f.print("  }");
   f.print("  if (r.pos !== end) throw SLOW;");
-  for (const oneof of desc.oneofs) f.print(`  if (m.${oneof.localName} === undefined) m.${oneof.localName} = { case: undefined };`);
+  for (const oneof of desc.oneofs)
+    f.print(`  if (m.${oneof.localName} === undefined) m.${oneof.localName} = { case: undefined };`);
   for (const field of desc.fields)
     if (isBytes(field) && !field.oneof && field.presence !== 1)
       f.print(`  if (m.${field.localName} === undefined) m.${field.localName} = new Uint8Array(0);`);
