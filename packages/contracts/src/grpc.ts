@@ -16,24 +16,8 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
-import {
-  KvStoreDeleteKeyRequestSchema,
-  KvStoreGetValueRequestSchema,
-  KvStoreGetValueResponseSchema,
-  KvStoreSetValueRequestSchema,
-} from "./gen/nitric/proto/kvstore/v1/kvstore_pb.js";
-import { ClientMessageSchema, ServerMessageSchema } from "./gen/nitric/proto/websockets/v1/websockets_pb.js";
-import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage } from "./handler-codec.js";
-import {
-  decodeDeleteKeyRequest,
-  decodeGetValueRequest,
-  decodeGetValueResponse,
-  decodeSetValueRequest,
-  encodeDeleteKeyRequest,
-  encodeGetValueRequest,
-  encodeGetValueResponse,
-  encodeSetValueRequest,
-} from "./kv-codec.js";
+import { fastCodecs as kvCodecs } from "./gen/nitric/proto/kvstore/v1/kvstore_fast.js";
+import { fastCodecs as websocketCodecs } from "./gen/nitric/proto/websockets/v1/websockets_fast.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: generic over every generated service shape
 type AnyGenService = GenService<any>;
@@ -44,27 +28,18 @@ export function methodPath(method: DescMethod): string {
   return `/${method.parent.typeName}/${method.name}`;
 }
 
-// The handler stream's two messages and the kv calls that carry values have hand-written codecs
-// (see handler-codec.ts and kv-codec.ts).
-const FAST_ENCODE: Record<string, (value: never) => Buffer> = {
-  [ServerMessageSchema.typeName]: encodeServerMessage,
-  [ClientMessageSchema.typeName]: encodeClientMessage,
-  [KvStoreGetValueRequestSchema.typeName]: encodeGetValueRequest,
-  [KvStoreGetValueResponseSchema.typeName]: encodeGetValueResponse,
-  [KvStoreSetValueRequestSchema.typeName]: encodeSetValueRequest,
-  [KvStoreDeleteKeyRequestSchema.typeName]: encodeDeleteKeyRequest,
-};
-const FAST_DECODE: Record<string, (bytes: Buffer) => unknown> = {
-  [ServerMessageSchema.typeName]: decodeServerMessage,
-  [ClientMessageSchema.typeName]: decodeClientMessage,
-  [KvStoreGetValueRequestSchema.typeName]: decodeGetValueRequest,
-  [KvStoreGetValueResponseSchema.typeName]: decodeGetValueResponse,
-  [KvStoreSetValueRequestSchema.typeName]: decodeSetValueRequest,
-  [KvStoreDeleteKeyRequestSchema.typeName]: decodeDeleteKeyRequest,
-};
+// The hot messages (the handler stream's events and answers, the kv calls that carry values) have
+// direct codecs generated from proto/ by scripts/protoc-gen-fastcodec.mjs (the root= options of
+// proto/buf.gen.yaml choose them); every other message goes through protobuf-es.
+const FAST_ENCODE = new Map<string, (value: never) => Buffer>();
+const FAST_DECODE = new Map<string, (bytes: Buffer) => unknown>();
+for (const codec of [...websocketCodecs, ...kvCodecs]) {
+  FAST_ENCODE.set(codec.typeName, codec.encode);
+  FAST_DECODE.set(codec.typeName, codec.decode);
+}
 
 function serializer<D extends DescMessage>(schema: D) {
-  const fast = FAST_ENCODE[schema.typeName];
+  const fast = FAST_ENCODE.get(schema.typeName);
   if (fast) return fast as unknown as (value: MessageInitShape<D>) => Buffer;
   // create() returns its argument unchanged when it already is a message of this type, so callers
   // may pass plain init objects. Buffer.from(ArrayBuffer, ...) wraps the bytes without copying.
@@ -75,7 +50,7 @@ function serializer<D extends DescMessage>(schema: D) {
 }
 
 function deserializer<D extends DescMessage>(schema: D) {
-  const fast = FAST_DECODE[schema.typeName];
+  const fast = FAST_DECODE.get(schema.typeName);
   if (fast) return fast as (bytes: Buffer) => MessageShape<D>;
   return (bytes: Buffer): MessageShape<D> => fromBinary(schema, bytes);
 }

@@ -1,14 +1,20 @@
-// The hand-written handler-stream codecs against protobuf-es, on random messages of every shape
-// the stream carries: the bytes written must be exactly protobuf-es's, and what is read back must
-// equal what protobuf-es reads, including for shapes the fast path leaves to protobuf-es.
+// The generated handler-stream codecs (websockets_fast.ts) against protobuf-es, on random messages
+// of the shapes the stream carries: the bytes written must be exactly protobuf-es's, and what is read
+// back must equal what protobuf-es reads. (fastcodec.test.ts draws every field from the descriptors;
+// this one draws the shapes our providers send.)
 import { create, equals, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
+import {
+  decodeClientMessage,
+  decodeServerMessage,
+  encodeClientMessage,
+  encodeServerMessage,
+} from "../src/gen/nitric/proto/websockets/v1/websockets_fast.js";
 import {
   ClientMessageSchema,
   ServerMessageSchema,
   WebsocketEventType,
-} from "./gen/nitric/proto/websockets/v1/websockets_pb.js";
-import { decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage } from "./handler-codec.js";
+} from "../src/gen/nitric/proto/websockets/v1/websockets_pb.js";
 
 type ServerInit = MessageInitShape<typeof ServerMessageSchema>;
 type ClientInit = MessageInitShape<typeof ClientMessageSchema>;
@@ -31,12 +37,12 @@ const text = () =>
     "x".repeat(200),
     "日本語のテキスト",
     "\u0000nul",
-    // Around the length up to which ASCII is measured and copied in JavaScript (wire.ts).
+    // Around the length up to which ASCII is measured and copied in JavaScript (src/fastcodec/runtime.ts).
     "y".repeat(64),
     "y".repeat(65),
     `${"y".repeat(63)}é`,
     "\ud800 lone surrogate",
-    // Around the length up to which ASCII is read in JavaScript (wire.ts), and short non-ASCII.
+    // Around the length up to which ASCII is read in JavaScript (src/fastcodec/runtime.ts), and short non-ASCII.
     "12345678",
     "123456789",
     "abcdeé",

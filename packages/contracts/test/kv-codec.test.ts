@@ -1,4 +1,4 @@
-// The hand-written kv codecs against protobuf-es on random keys and JSON values: the bytes written
+// The generated kv codecs (kvstore_fast.ts) against protobuf-es on random keys and JSON values: the bytes written
 // must be exactly protobuf-es's, what is read back must equal what protobuf-es reads, and what the
 // fast path does not take (unknown or repeated fields, values that are not JSON) must come out as
 // protobuf-es has it.
@@ -6,21 +6,21 @@ import { create, fromBinary, type JsonObject, toBinary } from "@bufbuild/protobu
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  decodeKvStoreDeleteKeyRequest as decodeDeleteKeyRequest,
+  decodeKvStoreGetValueRequest as decodeGetValueRequest,
+  decodeKvStoreGetValueResponse as decodeGetValueResponse,
+  decodeKvStoreSetValueRequest as decodeSetValueRequest,
+  encodeKvStoreDeleteKeyRequest as encodeDeleteKeyRequest,
+  encodeKvStoreGetValueRequest as encodeGetValueRequest,
+  encodeKvStoreGetValueResponse as encodeGetValueResponse,
+  encodeKvStoreSetValueRequest as encodeSetValueRequest,
+} from "../src/gen/nitric/proto/kvstore/v1/kvstore_fast.js";
+import {
   KvStoreDeleteKeyRequestSchema,
   KvStoreGetValueRequestSchema,
   KvStoreGetValueResponseSchema,
   KvStoreSetValueRequestSchema,
-} from "./gen/nitric/proto/kvstore/v1/kvstore_pb.js";
-import {
-  decodeDeleteKeyRequest,
-  decodeGetValueRequest,
-  decodeGetValueResponse,
-  decodeSetValueRequest,
-  encodeDeleteKeyRequest,
-  encodeGetValueRequest,
-  encodeGetValueResponse,
-  encodeSetValueRequest,
-} from "./kv-codec.js";
+} from "../src/gen/nitric/proto/kvstore/v1/kvstore_pb.js";
 
 const text = fc.oneof(
   fc.constantFrom("", "a", "user:1", "héllo", "😀", "x".repeat(300)),
