@@ -22,6 +22,7 @@ beforeAll(async () => {
   Object.assign(process.env, {
     AWS_ENDPOINT_URL_CLOUDFORMATION: fake.url,
     AWS_ENDPOINT_URL_S3: fake.url,
+    AWS_ENDPOINT_URL_DYNAMODB: fake.url,
     AWS_REGION: "us-east-1",
     AWS_ACCESS_KEY_ID: "fake",
     AWS_SECRET_ACCESS_KEY: "fake",
@@ -250,10 +251,72 @@ describe("nitric-like up and down --provider aws", () => {
 
     const down = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
     expect(down.code, down.stderr).toBe(0);
-    expect(JSON.parse(down.stdout)).toEqual({ stack: "json-chat", provider: "aws", deleted: true });
+    expect(JSON.parse(down.stdout)).toEqual({ stack: "json-chat", provider: "aws", deleted: true, kept: [] });
     const again = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
     expect(again.code).toBe(1);
     expect(JSON.parse(again.stdout).error.message).toContain("there is no such stack in this account and region");
+  }, 60000);
+
+  it("refuses off a terminal to delete kv tables that hold items, naming them, and deletes them with --yes", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "data-chat", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    // The chat example's kv store "connections", as the fake names its table.
+    expect(fake.tables.get("connectionskvtable-fake")).toBe(0);
+    fake.tables.set("connectionskvtable-fake", 3);
+    fake.calls.length = 0;
+    // runCli's stdin is not a terminal: no question, a refusal.
+    const refused = await runCli(["down", dir, "--stack", "data-chat", "--plain"], { timeoutMs: 60000 });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      'down: deleting stack "data-chat" would delete data for good: kv "connections" (table connectionskvtable-fake) hold items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables',
+    );
+    expect(fake.calls).toContain("DynamoDB Scan");
+    expect(fake.calls).not.toContain("DeleteStack");
+    expect(fake.stacks.get("data-chat")?.status).toBe("CREATE_COMPLETE");
+    expect(fake.tables.get("connectionskvtable-fake")).toBe(3);
+
+    const yes = await runCli(["down", dir, "--stack", "data-chat", "--yes", "--plain"], { timeoutMs: 60000 });
+    expect(yes.code, yes.stderr).toBe(0);
+    expect(yes.stderr).toContain('stack "data-chat" is deleted');
+    expect(yes.stderr).not.toContain("kept kv");
+    expect(fake.stacks.has("data-chat")).toBe(false);
+    expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
+  }, 60000);
+
+  it("deletes empty kv tables without asking", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "empty-chat", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    const down = await runCli(["down", dir, "--stack", "empty-chat", "--plain"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+    expect(fake.stacks.has("empty-chat")).toBe(false);
+    expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
+  }, 60000);
+
+  it("keeps the kv tables with --keep-data: retained by a stack update, then the stack deleted, the tables named", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "kept-chat", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    fake.tables.set("connectionskvtable-fake", 2);
+    fake.calls.length = 0;
+    const down = await runCli(["down", dir, "--stack", "kept-chat", "--keep-data", "--json"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+    expect(JSON.parse(down.stdout)).toEqual({
+      stack: "kept-chat",
+      provider: "aws",
+      deleted: true,
+      kept: [{ store: "connections", name: "connectionskvtable-fake" }],
+    });
+    expect(down.stderr).toContain('kept kv "connections": table connectionskvtable-fake');
+    // CloudFormation reads DeletionPolicy from the deployed template: an update first, then the delete.
+    expect(fake.calls.filter((c) => c === "UpdateStack" || c === "DeleteStack")).toEqual([
+      "UpdateStack",
+      "DeleteStack",
+    ]);
+    expect(fake.stacks.has("kept-chat")).toBe(false);
+    expect(fake.tables.get("connectionskvtable-fake")).toBe(2);
+    fake.tables.delete("connectionskvtable-fake");
   }, 60000);
 });
 

@@ -63,6 +63,7 @@ export type {
   DeployOptions,
   DeployResult,
   DestroyOptions,
+  DestroyResult,
   HandlerRegistration,
   InspectedConnection,
   Logger,
@@ -71,6 +72,7 @@ export type {
   ProviderInspector,
   RunningProvider,
   RunOptions,
+  StoredData,
   TrafficEvent,
 } from "./provider.js";
 export {
