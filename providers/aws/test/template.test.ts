@@ -209,7 +209,7 @@ describe("the self-invocation (messages sent during connect, broadcast pages)", 
 describe("logs and the connections table", () => {
   type Statement = { Action: unknown; Resource: unknown; Condition?: unknown };
   const statementsOf = (t: Template, role: string) =>
-    (t.Resources[role]?.Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
+    ((t.Resources[role]?.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
       (p) => p.PolicyDocument.Statement,
     );
 
