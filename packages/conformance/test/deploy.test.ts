@@ -267,7 +267,7 @@ describe("nitric-like up and down --provider aws", () => {
     fake.calls.length = 0;
     // runCli's stdin is not a terminal: no question, a refusal.
     const refused = await runCli(["down", dir, "--stack", "data-chat", "--plain"], { timeoutMs: 60000 });
-    expect(refused.code).toBe(1);
+    expect(refused.code, refused.stderr).toBe(1);
     expect(refused.stderr).toContain(
       'down: deleting stack "data-chat" would delete data for good: kv "connections" (table connectionskvtable-fake) hold items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables',
     );
@@ -397,6 +397,7 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     });
     delete process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
     delete process.env.AWS_ENDPOINT_URL_S3;
+    delete process.env.AWS_ENDPOINT_URL_DYNAMODB;
     process.env.AWS_ENDPOINT_URL = url;
     process.env.NITRIC_LIKE_AWS_POLL_MS = "100";
   }, 30000);
@@ -463,6 +464,46 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     const down = await runCli(["down", big, "--plain"], { timeoutMs: 60000 });
     expect(down.code, down.stderr).toBe(0);
   }, 60000);
+
+  it("refuses to delete a kv table holding an item off a terminal, and keeps it with --keep-data", async () => {
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const up = await runCli(["up", dir, "--stack", "kept", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    const resources = await motoQuery(url, "cloudformation", {
+      Action: "DescribeStackResource",
+      StackName: "kept",
+      LogicalResourceId: "ConnectionsKvTable",
+      Version: "2010-05-15",
+    });
+    const table = /<PhysicalResourceId>([^<]+)/.exec(resources)?.[1] ?? "";
+    expect(table, resources).not.toBe("");
+    const dynamodb = async (operation: string, body: object) =>
+      (await (
+        await fetch(url, {
+          method: "POST",
+          headers: {
+            authorization:
+              "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+            "content-type": "application/x-amz-json-1.0",
+            "x-amz-target": `DynamoDB_20120810.${operation}`,
+          },
+          body: JSON.stringify(body),
+        })
+      ).json()) as { TableNames?: string[]; Count?: number };
+    await dynamodb("PutItem", { TableName: table, Item: { _p: { S: "k#3" }, _k: { S: "ann" }, v: { S: "x" } } });
+
+    const refused = await runCli(["down", dir, "--stack", "kept", "--plain"], { timeoutMs: 60000 });
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain(`kv "connections" (table ${table}) hold items; pass --yes`);
+    expect(await stackStatus("kept")).toBe("CREATE_COMPLETE");
+
+    const kept = await runCli(["down", dir, "--stack", "kept", "--keep-data", "--plain"], { timeoutMs: 60000 });
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(kept.stderr).toContain(`kept kv "connections": table ${table}`);
+    expect(await stackStatus("kept")).toBeUndefined();
+    expect((await dynamodb("ListTables", {})).TableNames).toContain(table);
+    expect((await dynamodb("Scan", { TableName: table })).Count).toBe(1);
+  }, 90000);
 
   it("deletes the stack", async () => {
     const { code, stderr } = await runCli(["down", project, "--plain"], { timeoutMs: 60000 });
