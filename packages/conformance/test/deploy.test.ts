@@ -10,9 +10,43 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeAws } from "../src/fake-aws.js";
-import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
+import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
 
 const fake = new FakeAws();
+
+/** Why the CLI cannot be run on a terminal here (util-linux `script` makes one), or undefined. */
+const noTerminal = spawnSync("script", ["--version"], { encoding: "utf8" }).error ? "no `script` command" : undefined;
+
+/**
+ * Runs the CLI on a pseudo-terminal (`script`), answers `answer` once it asks "(y/N)", and gives
+ * what the terminal showed.
+ */
+function runCliOnTerminal(args: string[], answer: string): Promise<{ code: number | null; output: string }> {
+  const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+  const command = [process.execPath, CLI, ...args].map(quote).join(" ");
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qec", command, "/dev/null"], { env: { ...process.env, NO_COLOR: "1" } });
+    let output = "";
+    let answered = false;
+    const read = (d: Buffer) => {
+      output += d.toString();
+      if (!answered && output.includes("(y/N)")) {
+        answered = true;
+        child.stdin.write(`${answer}\n`);
+      }
+    };
+    child.stdout.on("data", read);
+    child.stderr.on("data", read);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`nitric-like ${args.join(" ")} did not finish on a terminal:\n${output}`));
+    }, 60000);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
 const saved = { ...process.env };
 const empty = join(mkdtempSync(join(tmpdir(), "nitric-like-aws-config-")), "empty");
 
@@ -283,6 +317,30 @@ describe("nitric-like up and down --provider aws", () => {
     expect(fake.stacks.has("data-chat")).toBe(false);
     expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
   }, 60000);
+
+  it.skipIf(noTerminal !== undefined)(
+    "asks on a terminal before deleting kv tables that hold items: no keeps everything, y deletes",
+    async () => {
+      const dir = chat();
+      const up = await runCli(["up", dir, "--stack", "asked-chat", "--plain"], { timeoutMs: 60000 });
+      expect(up.code, up.stderr).toBe(0);
+      fake.tables.set("connectionskvtable-fake", 1);
+      const no = await runCliOnTerminal(["down", dir, "--stack", "asked-chat", "--plain"], "n");
+      expect(no.output).toContain(
+        'down: kv "connections" (table connectionskvtable-fake) hold items, deleted for good with stack "asked-chat". Delete them? (y/N)',
+      );
+      expect(no.output).toContain("down: nothing was deleted");
+      expect(no.code).toBe(1);
+      expect(fake.stacks.get("asked-chat")?.status).toBe("CREATE_COMPLETE");
+      expect(fake.tables.get("connectionskvtable-fake")).toBe(1);
+      const yes = await runCliOnTerminal(["down", dir, "--stack", "asked-chat", "--plain"], "y");
+      expect(yes.code, yes.output).toBe(0);
+      expect(yes.output).toContain('stack "asked-chat" is deleted');
+      expect(fake.stacks.has("asked-chat")).toBe(false);
+      expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
+    },
+    90000,
+  );
 
   it("deletes empty kv tables without asking", async () => {
     const dir = chat();
