@@ -376,6 +376,24 @@ describe("nitric-like up and down --provider aws", () => {
     expect(fake.tables.get("connectionskvtable-fake")).toBe(2);
     fake.tables.delete("connectionskvtable-fake");
   }, 60000);
+
+  it("keeps the kv tables of a DELETE_FAILED stack with --keep-data through DeleteStack's RetainResources", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "half-chat", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    fake.tables.set("connectionskvtable-fake", 5);
+    const stuck = fake.stacks.get("half-chat");
+    if (stuck) stuck.status = "DELETE_FAILED";
+    fake.calls.length = 0;
+    const down = await runCli(["down", dir, "--stack", "half-chat", "--keep-data", "--plain"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+    // No update: a DELETE_FAILED stack takes none, and DeleteStack may leave resources there.
+    expect(fake.calls).not.toContain("UpdateStack");
+    expect(down.stderr).toContain('kept kv "connections": table connectionskvtable-fake');
+    expect(fake.stacks.has("half-chat")).toBe(false);
+    expect(fake.tables.get("connectionskvtable-fake")).toBe(5);
+    fake.tables.delete("connectionskvtable-fake");
+  }, 60000);
 });
 
 /** Why the moto tests cannot run here, or undefined when they can. */
