@@ -118,6 +118,8 @@ export async function main(
         ...optional("stack", text("stack")),
         ...optional("region", text("region")),
         ...optional("out", text("out")),
+        ...(args.values.yes === true ? { yes: true } : {}),
+        ...(args.values["keep-data"] === true ? { keepData: true } : {}),
       };
       if (command === "outputs") return await outputsCommand(deploy, output);
       return command === "up" ? await upCommand(deploy, output) : await downCommand(deploy, output);
@@ -204,6 +206,8 @@ function parse(command: string, args: string[]) {
       provider: { type: "string" },
       stack: { type: "string" },
       region: { type: "string" },
+      yes: { type: "boolean" },
+      "keep-data": { type: "boolean" },
       json: { type: "boolean" },
     },
     outputs: {

@@ -1,6 +1,6 @@
 /**
- * A loopback stand-in for the CloudFormation (query protocol, XML) and S3 (path-style) calls that
- * `nitric-like up` and `down` make, keeping stacks in memory and moving them through their statuses
+ * A loopback stand-in for the CloudFormation (query protocol, XML), S3 (path-style) and DynamoDB
+ * (`Scan`, for the tables' items) calls that `nitric-like up` and `down` make, keeping stacks in memory and moving them through their statuses
  * one poll at a time, with stack events. No CloudFormation emulator installs on this machine; this
  * answers exactly the calls our deploy makes, so its flow is tested end to end through the SDK.
  */
@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolveIntrinsics } from "@nitric-like/provider-aws/emulator";
 
-type Resources = Record<string, { Type: string }>;
+type Resources = Record<string, { Type: string; DeletionPolicy?: string }>;
 interface FakeStack {
   name: string;
   id: string;
@@ -24,6 +24,9 @@ interface FakeStack {
   >;
 }
 
+/** The name the fake gives a resource: its logical id, lower case, `-fake`. */
+const physicalId = (id: string) => `${id.toLowerCase()}-fake`;
+
 const xml = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 const tag = (name: string, value: string | undefined) =>
   value === undefined ? "" : `<${name}>${xml(value)}</${name}>`;
@@ -33,6 +36,12 @@ export class FakeAws {
   readonly stacks = new Map<string, FakeStack>();
   readonly objects = new Map<string, number>();
   readonly calls: string[] = [];
+  /**
+   * The DynamoDB tables there are, by name, with how many items each holds: a stack's tables are
+   * made (empty) when it is created, and deleted with it unless kept (DeletionPolicy Retain, or
+   * RetainResources of a DELETE_FAILED stack).
+   */
+  readonly tables = new Map<string, number>();
   /** A resource whose creation fails, with this reason. */
   failing: { logicalId: string; reason: string } | undefined;
   private counter = 0;
@@ -73,6 +82,8 @@ export class FakeAws {
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks);
     const path = new URL(req.url ?? "/", "http://x").pathname;
+    const target = req.headers["x-amz-target"];
+    if (typeof target === "string" && target.startsWith("DynamoDB_20120810.")) return this.dynamodb(target, body);
     if (req.method === "PUT" || req.method === "HEAD") {
       this.calls.push(`S3 ${req.method} ${path}`);
       if (req.method === "PUT") {
@@ -173,11 +184,49 @@ export class FakeAws {
       case "DeleteChangeSet":
         stack?.changeSets.delete(form.get("ChangeSetName") ?? "");
         return ok("");
+      case "GetTemplate": {
+        if (!stack) return missing();
+        return ok(tag("TemplateBody", JSON.stringify(stack.template ?? {})));
+      }
+      case "ListStackResources": {
+        if (!stack) return missing();
+        const summaries = Object.entries(stack.template?.Resources ?? {})
+          .map(
+            ([id, r]) =>
+              `<member>${tag("LogicalResourceId", id)}${tag("PhysicalResourceId", physicalId(id))}${tag("ResourceType", r.Type)}${tag("ResourceStatus", "CREATE_COMPLETE")}<LastUpdatedTimestamp>2026-11-22T10:00:00.000Z</LastUpdatedTimestamp></member>`,
+          )
+          .join("");
+        return ok(`<StackResourceSummaries>${summaries}</StackResourceSummaries>`);
+      }
+      case "UpdateStack": {
+        if (!stack) return missing();
+        const template = JSON.parse(form.get("TemplateBody") ?? "{}") as FakeStack["template"];
+        if (JSON.stringify(template) === JSON.stringify(stack.template)) {
+          return {
+            status: 400,
+            body: `<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>No updates are to be performed.</Message></Error></ErrorResponse>`,
+          };
+        }
+        this.run(stack, template, "UPDATE");
+        return ok(tag("StackId", stack.id));
+      }
       case "DeleteStack": {
         if (!stack) return ok("");
+        const retained = new Set(
+          [...form.entries()].filter(([k]) => k.startsWith("RetainResources.member.")).map(([, v]) => v),
+        );
         stack.status = "DELETE_IN_PROGRESS";
         this.event(stack, name, "AWS::CloudFormation::Stack", "DELETE_IN_PROGRESS");
         stack.next = () => {
+          for (const [id, r] of Object.entries(stack.template?.Resources ?? {})) {
+            if (r.Type !== "AWS::DynamoDB::Table") continue;
+            if (r.DeletionPolicy === "Retain" || retained.has(id)) {
+              this.event(stack, id, r.Type, "DELETE_SKIPPED");
+            } else {
+              this.tables.delete(physicalId(id));
+              this.event(stack, id, r.Type, "DELETE_COMPLETE");
+            }
+          }
           this.event(stack, name, "AWS::CloudFormation::Stack", "DELETE_COMPLETE");
           this.stacks.delete(name);
         };
@@ -189,6 +238,44 @@ export class FakeAws {
           body: `<ErrorResponse><Error><Code>InvalidAction</Code><Message>${xml(action)}</Message></Error></ErrorResponse>`,
         };
     }
+  }
+
+  /** DynamoDB's JSON protocol: Scan, enough for `down` to see whether a table holds items. */
+  private dynamodb(target: string, body: Buffer): { status: number; body: string; headers: Record<string, string> } {
+    const operation = target.slice("DynamoDB_20120810.".length);
+    this.calls.push(`DynamoDB ${operation}`);
+    const headers = { "content-type": "application/x-amz-json-1.0" };
+    const input = JSON.parse(body.toString("utf8") || "{}") as { TableName?: string; Limit?: number };
+    const items = this.tables.get(input.TableName ?? "");
+    if (operation !== "Scan") {
+      return {
+        status: 400,
+        headers,
+        body: JSON.stringify({ __type: "UnknownOperationException", message: operation }),
+      };
+    }
+    if (items === undefined) {
+      return {
+        status: 400,
+        headers,
+        body: JSON.stringify({
+          __type: "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+          message: "Requested resource not found",
+        }),
+      };
+    }
+    const n = Math.min(items, input.Limit ?? items);
+    const page = Array.from({ length: n }, (_, i) => ({ _p: { S: "k#0" }, _k: { S: `key-${i}` } }));
+    return {
+      status: 200,
+      headers,
+      body: JSON.stringify({
+        Items: page,
+        Count: n,
+        ScannedCount: n,
+        ...(n < items ? { LastEvaluatedKey: page[n - 1] } : {}),
+      }),
+    };
   }
 
   private newStack(name: string, status = "CREATE_IN_PROGRESS"): FakeStack {
@@ -233,7 +320,10 @@ export class FakeAws {
         } as Record<string, string>,
         attributes: {},
       };
-      for (const id of Object.keys(resources)) physical.ref[id] = `${id.toLowerCase()}-fake`;
+      for (const [id, r] of Object.entries(resources)) {
+        physical.ref[id] = physicalId(id);
+        if (r.Type === "AWS::DynamoDB::Table" && !this.tables.has(physicalId(id))) this.tables.set(physicalId(id), 0);
+      }
       stack.outputs = Object.entries(template?.Outputs ?? {}).map(([key, o]) => ({
         key,
         value: String(resolveIntrinsics(o.Value, physical)),

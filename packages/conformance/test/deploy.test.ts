@@ -10,9 +10,43 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeAws } from "../src/fake-aws.js";
-import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
+import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
 
 const fake = new FakeAws();
+
+/** Why the CLI cannot be run on a terminal here (util-linux `script` makes one), or undefined. */
+const noTerminal = spawnSync("script", ["--version"], { encoding: "utf8" }).error ? "no `script` command" : undefined;
+
+/**
+ * Runs the CLI on a pseudo-terminal (`script`), answers `answer` once it asks "(y/N)", and gives
+ * what the terminal showed.
+ */
+function runCliOnTerminal(args: string[], answer: string): Promise<{ code: number | null; output: string }> {
+  const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+  const command = [process.execPath, CLI, ...args].map(quote).join(" ");
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qec", command, "/dev/null"], { env: { ...process.env, NO_COLOR: "1" } });
+    let output = "";
+    let answered = false;
+    const read = (d: Buffer) => {
+      output += d.toString();
+      if (!answered && output.includes("(y/N)")) {
+        answered = true;
+        child.stdin.write(`${answer}\n`);
+      }
+    };
+    child.stdout.on("data", read);
+    child.stderr.on("data", read);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`nitric-like ${args.join(" ")} did not finish on a terminal:\n${output}`));
+    }, 60000);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
 const saved = { ...process.env };
 const empty = join(mkdtempSync(join(tmpdir(), "nitric-like-aws-config-")), "empty");
 
@@ -22,6 +56,7 @@ beforeAll(async () => {
   Object.assign(process.env, {
     AWS_ENDPOINT_URL_CLOUDFORMATION: fake.url,
     AWS_ENDPOINT_URL_S3: fake.url,
+    AWS_ENDPOINT_URL_DYNAMODB: fake.url,
     AWS_REGION: "us-east-1",
     AWS_ACCESS_KEY_ID: "fake",
     AWS_SECRET_ACCESS_KEY: "fake",
@@ -250,10 +285,114 @@ describe("nitric-like up and down --provider aws", () => {
 
     const down = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
     expect(down.code, down.stderr).toBe(0);
-    expect(JSON.parse(down.stdout)).toEqual({ stack: "json-chat", provider: "aws", deleted: true });
+    expect(JSON.parse(down.stdout)).toEqual({ stack: "json-chat", provider: "aws", deleted: true, kept: [] });
     const again = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
     expect(again.code).toBe(1);
     expect(JSON.parse(again.stdout).error.message).toContain("there is no such stack in this account and region");
+  }, 60000);
+
+  it("refuses off a terminal to delete kv tables that hold items, naming them, and deletes them with --yes", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "data-chat", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    // The chat example's kv store "connections", as the fake names its table.
+    expect(fake.tables.get("connectionskvtable-fake")).toBe(0);
+    fake.tables.set("connectionskvtable-fake", 3);
+    fake.calls.length = 0;
+    // runCli's stdin is not a terminal: no question, a refusal.
+    const refused = await runCli(["down", dir, "--stack", "data-chat", "--plain"], { timeoutMs: 60000 });
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain(
+      'down: deleting stack "data-chat" would delete data for good: kv "connections" (table connectionskvtable-fake) hold items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables',
+    );
+    expect(fake.calls).toContain("DynamoDB Scan");
+    expect(fake.calls).not.toContain("DeleteStack");
+    expect(fake.stacks.get("data-chat")?.status).toBe("CREATE_COMPLETE");
+    expect(fake.tables.get("connectionskvtable-fake")).toBe(3);
+
+    const yes = await runCli(["down", dir, "--stack", "data-chat", "--yes", "--plain"], { timeoutMs: 60000 });
+    expect(yes.code, yes.stderr).toBe(0);
+    expect(yes.stderr).toContain('stack "data-chat" is deleted');
+    expect(yes.stderr).not.toContain("kept kv");
+    expect(fake.stacks.has("data-chat")).toBe(false);
+    expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
+  }, 60000);
+
+  it.skipIf(noTerminal !== undefined)(
+    "asks on a terminal before deleting kv tables that hold items: no keeps everything, y deletes",
+    async () => {
+      const dir = chat();
+      const up = await runCli(["up", dir, "--stack", "asked-chat", "--plain"], { timeoutMs: 60000 });
+      expect(up.code, up.stderr).toBe(0);
+      fake.tables.set("connectionskvtable-fake", 1);
+      const no = await runCliOnTerminal(["down", dir, "--stack", "asked-chat", "--plain"], "n");
+      expect(no.output).toContain(
+        'down: kv "connections" (table connectionskvtable-fake) hold items, deleted for good with stack "asked-chat". Delete them? (y/N)',
+      );
+      expect(no.output).toContain("down: nothing was deleted");
+      expect(no.code).toBe(1);
+      expect(fake.stacks.get("asked-chat")?.status).toBe("CREATE_COMPLETE");
+      expect(fake.tables.get("connectionskvtable-fake")).toBe(1);
+      const yes = await runCliOnTerminal(["down", dir, "--stack", "asked-chat", "--plain"], "y");
+      expect(yes.code, yes.output).toBe(0);
+      expect(yes.output).toContain('stack "asked-chat" is deleted');
+      expect(fake.stacks.has("asked-chat")).toBe(false);
+      expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
+    },
+    90000,
+  );
+
+  it("deletes empty kv tables without asking", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "empty-chat", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    const down = await runCli(["down", dir, "--stack", "empty-chat", "--plain"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+    expect(fake.stacks.has("empty-chat")).toBe(false);
+    expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
+  }, 60000);
+
+  it("keeps the kv tables with --keep-data: retained by a stack update, then the stack deleted, the tables named", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "kept-chat", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    fake.tables.set("connectionskvtable-fake", 2);
+    fake.calls.length = 0;
+    const down = await runCli(["down", dir, "--stack", "kept-chat", "--keep-data", "--json"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+    expect(JSON.parse(down.stdout)).toEqual({
+      stack: "kept-chat",
+      provider: "aws",
+      deleted: true,
+      kept: [{ store: "connections", name: "connectionskvtable-fake" }],
+    });
+    expect(down.stderr).toContain('kept kv "connections": table connectionskvtable-fake');
+    // CloudFormation reads DeletionPolicy from the deployed template: an update first, then the delete.
+    expect(fake.calls.filter((c) => c === "UpdateStack" || c === "DeleteStack")).toEqual([
+      "UpdateStack",
+      "DeleteStack",
+    ]);
+    expect(fake.stacks.has("kept-chat")).toBe(false);
+    expect(fake.tables.get("connectionskvtable-fake")).toBe(2);
+    fake.tables.delete("connectionskvtable-fake");
+  }, 60000);
+
+  it("keeps the kv tables of a DELETE_FAILED stack with --keep-data through DeleteStack's RetainResources", async () => {
+    const dir = chat();
+    const up = await runCli(["up", dir, "--stack", "half-chat", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    fake.tables.set("connectionskvtable-fake", 5);
+    const stuck = fake.stacks.get("half-chat");
+    if (stuck) stuck.status = "DELETE_FAILED";
+    fake.calls.length = 0;
+    const down = await runCli(["down", dir, "--stack", "half-chat", "--keep-data", "--plain"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+    // No update: a DELETE_FAILED stack takes none, and DeleteStack may leave resources there.
+    expect(fake.calls).not.toContain("UpdateStack");
+    expect(down.stderr).toContain('kept kv "connections": table connectionskvtable-fake');
+    expect(fake.stacks.has("half-chat")).toBe(false);
+    expect(fake.tables.get("connectionskvtable-fake")).toBe(5);
+    fake.tables.delete("connectionskvtable-fake");
   }, 60000);
 });
 
@@ -334,6 +473,7 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     });
     delete process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
     delete process.env.AWS_ENDPOINT_URL_S3;
+    delete process.env.AWS_ENDPOINT_URL_DYNAMODB;
     process.env.AWS_ENDPOINT_URL = url;
     process.env.NITRIC_LIKE_AWS_POLL_MS = "100";
   }, 30000);
@@ -400,6 +540,46 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     const down = await runCli(["down", big, "--plain"], { timeoutMs: 60000 });
     expect(down.code, down.stderr).toBe(0);
   }, 60000);
+
+  it("refuses to delete a kv table holding an item off a terminal, and keeps it with --keep-data", async () => {
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const up = await runCli(["up", dir, "--stack", "kept", "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    const resources = await motoQuery(url, "cloudformation", {
+      Action: "DescribeStackResource",
+      StackName: "kept",
+      LogicalResourceId: "ConnectionsKvTable",
+      Version: "2010-05-15",
+    });
+    const table = /<PhysicalResourceId>([^<]+)/.exec(resources)?.[1] ?? "";
+    expect(table, resources).not.toBe("");
+    const dynamodb = async (operation: string, body: object) =>
+      (await (
+        await fetch(url, {
+          method: "POST",
+          headers: {
+            authorization:
+              "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+            "content-type": "application/x-amz-json-1.0",
+            "x-amz-target": `DynamoDB_20120810.${operation}`,
+          },
+          body: JSON.stringify(body),
+        })
+      ).json()) as { TableNames?: string[]; Count?: number };
+    await dynamodb("PutItem", { TableName: table, Item: { _p: { S: "k#3" }, _k: { S: "ann" }, v: { S: "x" } } });
+
+    const refused = await runCli(["down", dir, "--stack", "kept", "--plain"], { timeoutMs: 60000 });
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain(`kv "connections" (table ${table}) hold items; pass --yes`);
+    expect(await stackStatus("kept")).toBe("CREATE_COMPLETE");
+
+    const kept = await runCli(["down", dir, "--stack", "kept", "--keep-data", "--plain"], { timeoutMs: 60000 });
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(kept.stderr).toContain(`kept kv "connections": table ${table}`);
+    expect(await stackStatus("kept")).toBeUndefined();
+    expect((await dynamodb("ListTables", {})).TableNames).toContain(table);
+    expect((await dynamodb("Scan", { TableName: table })).Count).toBe(1);
+  }, 90000);
 
   it("deletes the stack", async () => {
     const { code, stderr } = await runCli(["down", project, "--plain"], { timeoutMs: 60000 });

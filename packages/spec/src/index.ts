@@ -64,6 +64,7 @@ export type {
   DeployOptions,
   DeployResult,
   DestroyOptions,
+  DestroyResult,
   HandlerRegistration,
   InspectedConnection,
   Logger,
@@ -72,6 +73,7 @@ export type {
   ProviderInspector,
   RunningProvider,
   RunOptions,
+  StoredData,
   TrafficEvent,
 } from "./provider.js";
 export {

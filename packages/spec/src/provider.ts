@@ -249,6 +249,27 @@ export interface DestroyOptions {
   region?: string;
   /** Where to log progress. */
   logger: Logger;
+  /** (down) Keep the kv stores' data: their tables outlive the deployment. */
+  keepData?: boolean;
+  /**
+   * (down) Asked before deleting stores that hold data, with those stores; false stops the delete
+   * with nothing deleted. Without it the data is deleted.
+   */
+  confirmDataLoss?: (stores: StoredData[]) => Promise<boolean>;
+}
+
+/** A kv store's storage in a deployment (for aws: its DynamoDB table). */
+export interface StoredData {
+  /** The store's name in the app. */
+  store: string;
+  /** Where its data is (for aws: the table's name). */
+  name: string;
+}
+
+/** What `down` did. */
+export interface DestroyResult {
+  /** The stores whose data was kept (`keepData`), and where. */
+  kept?: StoredData[];
 }
 
 /** What the CLI gives a provider to check a deploy can start, before anything is bundled. */
@@ -274,7 +295,7 @@ export interface Provider {
   /** Deploys for `nitric-like up`. */
   up?(options: DeployOptions): Promise<DeployResult>;
   /** Removes a deployment for `nitric-like down`. */
-  down?(options: DestroyOptions): Promise<void>;
+  down?(options: DestroyOptions): Promise<DestroyResult | undefined>;
   /**
    * Checks, before `up` bundles anything (and before `down`), that the deploy can start: the stack
    * name, region and credentials, and a stack stuck in a state only the user can clear. Throws an

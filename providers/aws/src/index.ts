@@ -55,7 +55,19 @@ export const provider: Provider = {
   preflight: (options) =>
     preflight({ stack: options.stack, action: options.action, ...(options.region ? { region: options.region } : {}) }),
   down: (options) =>
-    destroy({ stack: options.stack, ...(options.region ? { region: options.region } : {}), logger: options.logger }),
+    destroy({
+      stack: options.stack,
+      ...(options.region ? { region: options.region } : {}),
+      logger: options.logger,
+      ...(options.keepData ? { keepData: true } : {}),
+      ...(options.confirmDataLoss
+        ? {
+            confirm: (tables) =>
+              options.confirmDataLoss?.(tables.map((t) => ({ store: t.store, name: t.table }))) ??
+              Promise.resolve(true),
+          }
+        : {}),
+    }).then((outcome) => ({ kept: outcome.kept.map((t) => ({ store: t.store, name: t.table })) })),
   outputs: (options) =>
     describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) }),
 };

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoDbClient } from "../src/aws/dynamodb.js";
 import { AwsError } from "../src/aws/request.js";
 import { DynamoKvStores } from "../src/kv/store.js";
-import { ConnectionsTable } from "../src/websocket/connections-table.js";
+import { ConnectionsTable, KEPT_HEADERS } from "../src/websocket/connections-table.js";
 import { cleanup, ENV, expectSigned, FAST_RETRY, loopback, startDynalite } from "./helpers.js";
 
 let env: NodeJS.ProcessEnv;
@@ -214,6 +214,47 @@ describe("the connections table over DynamoDbClient, against dynalite", () => {
     expect(await table.list("chat")).toEqual([info]);
     await table.remove("chat", info.connectionId);
     expect(await table.get("chat", info.connectionId)).toBeUndefined();
+  });
+
+  it("stores no cookie, authorization or other header outside KEPT_HEADERS, and keeps the query whole", async () => {
+    const table = new ConnectionsTable(client, "connections");
+    const headers = {
+      cookie: { value: ["session=s3cret"] },
+      authorization: { value: ["Bearer t0ken"] },
+      "x-api-key": { value: ["k3y"] },
+      "x-forwarded-for": { value: ["198.51.100.7, 192.0.2.1"] },
+      "user-agent": { value: ["test-agent"] },
+      origin: { value: ["https://app.example"] },
+      "sec-websocket-protocol": { value: ["chat.v1", "x".repeat(5000)] },
+    };
+    const info = {
+      connectionId: "privacy-1",
+      connectedAt: Date.now(),
+      query: { room: { value: ["a", "b"] }, name: { value: ["ann"] } },
+      headers,
+      remoteAddress: "192.0.2.1",
+    };
+    await table.add("chat", info);
+    // What DynamoDB holds, read past our table class.
+    const raw = await client.getItem({
+      TableName: "connections",
+      Key: { socket: { S: "chat" }, id: { S: "privacy-1" } },
+      ConsistentRead: true,
+    });
+    const stored = JSON.stringify(raw.Item);
+    for (const secret of ["s3cret", "t0ken", "k3y", "198.51.100.7", "cookie", "authorization"]) {
+      expect(stored).not.toContain(secret);
+    }
+    expect(await table.get("chat", "privacy-1")).toEqual({
+      ...info,
+      headers: {
+        "user-agent": { value: ["test-agent"] },
+        origin: { value: ["https://app.example"] },
+        "sec-websocket-protocol": { value: ["chat.v1", "x".repeat(1024)] },
+      },
+    });
+    expect(KEPT_HEADERS).toEqual(["origin", "sec-websocket-protocol", "user-agent"]);
+    await table.remove("chat", "privacy-1");
   });
 });
 

@@ -4,7 +4,7 @@
 import type { Spec, WebsocketEvent } from "@nitric-like/spec";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { buildTemplate, logicalName, SELF_INVOKE_MAX_AGE_SECONDS } from "../src/build/template.js";
+import { buildTemplate, LOG_RETENTION_DAYS, logicalName, SELF_INVOKE_MAX_AGE_SECONDS } from "../src/build/template.js";
 
 type Template = {
   Resources: Record<string, { Type: string; Properties: Record<string, unknown>; DependsOn?: string[] }>;
@@ -228,5 +228,75 @@ describe("rooms and connection state", () => {
     // c reaches no socket: nothing on the connections table, and UpdateItem nowhere (kv never updates).
     expect(onConnections("CRole")).toEqual([]);
     expect(JSON.stringify(statements("CRole"))).not.toContain("UpdateItem");
+  });
+});
+
+describe("logs and the connections table", () => {
+  type Statement = { Action: unknown; Resource: unknown; Condition?: unknown };
+  const statementsOf = (t: Template, role: string) =>
+    ((t.Resources[role]?.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
+      (p) => p.PolicyDocument.Statement,
+    );
+
+  it("gives each function its own log group with a retention, and grants writing to that group only", () => {
+    const t = template(app(["chat"], [], ["api", "worker"]));
+    for (const service of ["Api", "Worker"]) {
+      const group = t.Resources[`${service}LogGroup`] as Template["Resources"][string] & { DeletionPolicy?: string };
+      expect(group.Type).toBe("AWS::Logs::LogGroup");
+      expect(group.Properties.RetentionInDays).toBe(LOG_RETENTION_DAYS);
+      expect(group.DeletionPolicy).toBe("Delete");
+      expect(group.Properties.LogGroupName).toEqual({
+        "Fn::Sub": `/aws/lambda/\${AWS::StackName}/${service.toLowerCase()}`,
+      });
+      // The function logs into it (so it exists before the function's first line)...
+      expect(t.Resources[`${service}Function`]?.Properties.LoggingConfig).toEqual({
+        LogGroup: { Ref: `${service}LogGroup` },
+      });
+      // ...and its role may write there and nowhere else: no managed policy over every log group.
+      const role = t.Resources[`${service}Role`];
+      expect(role?.Properties.ManagedPolicyArns).toBeUndefined();
+      const logs = statementsOf(t, `${service}Role`).filter((s) => JSON.stringify(s.Action).includes("logs:"));
+      expect(logs).toEqual([
+        {
+          Effect: "Allow",
+          Action: ["logs:CreateLogStream", "logs:PutLogEvents"],
+          Resource: { "Fn::GetAtt": [`${service}LogGroup`, "Arn"] },
+        },
+      ]);
+    }
+    // API Gateway may invoke a function only once its log group is there.
+    const permission = ofType(t, "AWS::Lambda::Permission").map((id) => t.Resources[id]);
+    expect(permission[0]?.DependsOn).toEqual(["ApiLogGroup"]);
+    expect(template(app([], [], ["api"]), undefined).Resources.ApiFunction).toBeDefined();
+    expect(
+      (buildTemplate({ spec: app([], [], ["api"]), artifactKeys: { api: "k" }, logRetentionDays: 90 }) as Template)
+        .Resources.ApiLogGroup?.Properties.RetentionInDays,
+    ).toBe(90);
+  });
+
+  it("lets a service read and write only its own sockets' connection records (dynamodb:LeadingKeys)", () => {
+    const spec = app(["lobby", "room-1"], [], ["doorman", "speaker"], (socket) =>
+      socket === "lobby"
+        ? { connect: "doorman", disconnect: "doorman", message: "doorman" }
+        : { connect: "speaker", disconnect: "speaker", message: "speaker" },
+    );
+    const t = template(spec);
+    const connections = (role: string) =>
+      statementsOf(t, role).filter((s) => JSON.stringify(s.Resource).includes("ConnectionsTable"));
+    expect(connections("DoormanRole")).toEqual([
+      expect.objectContaining({
+        Condition: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["lobby", "lobby#*"] } },
+      }),
+    ]);
+    expect(connections("SpeakerRole")).toEqual([
+      expect.objectContaining({
+        Condition: { "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["room-1", "room-1#*"] } },
+      }),
+    ]);
+    // The table's partition key is the socket name, which is what LeadingKeys compares.
+    expect(t.Resources.ConnectionsTable?.Properties.KeySchema).toEqual([
+      { AttributeName: "socket", KeyType: "HASH" },
+      { AttributeName: "id", KeyType: "RANGE" },
+    ]);
   });
 });

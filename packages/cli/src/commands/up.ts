@@ -1,7 +1,8 @@
 /** `nitric-like up` and `nitric-like down`: deploy the project with a provider, and remove it. */
 
 import { resolve } from "node:path";
-import { loadProject, type Project, ProjectError } from "@nitric-like/spec";
+import { createInterface } from "node:readline/promises";
+import { loadProject, type Project, ProjectError, type StoredData } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
@@ -41,14 +42,22 @@ Options:
 export const DOWN_HELP = `Usage: nitric-like down [dir] [options]
 
 Deletes the deployment of the project in dir (default: the current folder) and waits
-until it is gone. kv tables are deleted with it.
+until it is gone, its functions' log groups with it. kv tables are deleted with it
+too; when one holds items, down first asks (y/N) on a terminal, and off a terminal
+(CI) stops with exit 1 unless --yes or --keep-data is given.
 
 Options:
   --provider <name>   Provider of the deployment (default: aws).
   --stack <name>      Stack name (default: the project's name).
   --region <region>   AWS region (default: from the AWS configuration).
-  --json              Print {"stack", "provider", "deleted": true} on stdout when done;
-                      a failure is {"error": {"message", "problems"}} on stdout.
+  --yes               Delete kv tables that hold items without asking.
+  --keep-data         Keep every kv table: for aws the stack is first updated so that
+                      its tables are kept (DeletionPolicy Retain, tagged
+                      nitric-like:kept-from-stack=<stack>), then deleted; the kept
+                      tables' names are printed.
+  --json              Print {"stack", "provider", "deleted": true, "kept": [{"store",
+                      "name"}]} on stdout when done; a failure is {"error": {"message",
+                      "problems"}} on stdout.
   --plain             No colours.
   -h, --help          Show this help.
 `;
@@ -60,6 +69,10 @@ export interface DeployCommandOptions {
   stack?: string;
   region?: string;
   out?: string;
+  /** (down) Delete kv data without asking. */
+  yes?: boolean;
+  /** (down) Keep the kv tables. */
+  keepData?: boolean;
 }
 
 /**
@@ -122,17 +135,47 @@ export async function downCommand(options: DeployCommandOptions, output: Output)
   const provider = await providerFor(options.provider, "down", prepared.project.dir);
   const stack = options.stack ?? prepared.project.name;
   const progress = output.progress(`deleting stack "${stack}" with provider "${provider.name}"`);
-  await provider
+  const result = await provider
     .down({
       project: prepared.project,
       stack,
       logger: output,
       ...(options.region ? { region: options.region } : {}),
+      ...(options.keepData ? { keepData: true } : {}),
+      confirmDataLoss: (stores) => confirmDataLoss(stores, stack, options.yes === true),
     })
     .finally(() => progress.done());
+  const kept = result?.kept ?? [];
   output.info(`stack "${stack}" is deleted`);
-  output.json({ stack, provider: provider.name, deleted: true });
+  for (const k of kept) output.info(`kept kv "${k.store}": table ${k.name}`);
+  output.json({ stack, provider: provider.name, deleted: true, kept });
   return 0;
+}
+
+/**
+ * Whether `down` may delete stores that hold data: yes with --yes; on a terminal, the user's
+ * answer (no unless "y"); off a terminal (CI), a refusal naming --yes and --keep-data.
+ */
+async function confirmDataLoss(stores: StoredData[], stack: string, yes: boolean): Promise<boolean> {
+  if (yes) return true;
+  const list = stores.map((s) => `kv "${s.store}" (table ${s.name})`).join(", ");
+  if (process.stdin.isTTY !== true || process.stderr.isTTY !== true) {
+    throw new UserError(
+      `down: deleting stack "${stack}" would delete data for good: ${list} hold items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables`,
+    );
+  }
+  const prompt = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await prompt.question(
+      `down: ${list} hold items, deleted for good with stack "${stack}". Delete them? (y/N) `,
+    );
+    if (/^y(es)?$/i.test(answer.trim())) return true;
+    throw new UserError(
+      `down: nothing was deleted; run "nitric-like down --keep-data" to delete the stack and keep the tables`,
+    );
+  } finally {
+    prompt.close();
+  }
 }
 
 /** Help for `outputs`. */

@@ -14,6 +14,12 @@ export const STAGE = "live";
 /** How long a queued self-invocation (messages sent during connect) may wait before Lambda drops it. */
 export const SELF_INVOKE_MAX_AGE_SECONDS = 300;
 
+/**
+ * How long CloudWatch keeps a function's logs (each function's own log group; AWS's default
+ * group never expires). The log groups are deleted with the stack.
+ */
+export const LOG_RETENTION_DAYS = 14;
+
 /** The route of each event. */
 export const ROUTE_KEYS: Record<WebsocketEvent, string> = {
   connect: "$connect",
@@ -28,7 +34,10 @@ const KV_ACTIONS: Record<string, string[]> = {
 };
 
 type Json = unknown;
-type Resources = Record<string, { Type: string; Properties: Record<string, Json>; DependsOn?: string[] }>;
+type Resources = Record<
+  string,
+  { Type: string; Properties: Record<string, Json>; DependsOn?: string[]; DeletionPolicy?: string }
+>;
 
 /** A PAY_PER_REQUEST table keyed by two string attributes. */
 function table(hash: string, range: string, extra: Record<string, Json> = {}) {
@@ -80,6 +89,8 @@ export interface TemplateInput {
   timeoutSeconds?: number;
   /** How long a handler may take to answer an event (NITRIC_LIKE_HANDLER_TIMEOUT_MS). @default the runtime's 5000 */
   handlerTimeoutMs?: number;
+  /** Days each function's log group keeps its logs. @default LOG_RETENTION_DAYS */
+  logRetentionDays?: number;
 }
 
 /**
@@ -134,6 +145,7 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
   const functionId = (service: string) => ids.id("service", service, "Function");
   const roleId = (service: string) => ids.id("service", service, "Role");
   const tableId = (store: string) => ids.id("kv", store, "KvTable");
+  const logGroupId = (service: string) => ids.id("service", service, "LogGroup");
   const endpointOf = (api: string, scheme: string) =>
     `${scheme}://\${${api}}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/${STAGE}`;
 
@@ -235,6 +247,8 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
     for (const service of [...targets].sort()) {
       resources[ids.id("permission", [socket.name, service], "Permission")] = {
         Type: "AWS::Lambda::Permission",
+        // Nothing calls the function before its log group is there to take its logs.
+        DependsOn: [logGroupId(service)],
         Properties: {
           Action: "lambda:InvokeFunction",
           FunctionName: { "Fn::GetAtt": [functionId(service), "Arn"] },
@@ -283,7 +297,25 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
       ),
     );
     const reachable = sockets.filter((s) => handled.includes(s) || managed.includes(s));
-    const statements: Json[] = [];
+    const logGroup = logGroupId(service.name);
+    resources[logGroup] = {
+      Type: "AWS::Logs::LogGroup",
+      DeletionPolicy: "Delete",
+      Properties: {
+        LogGroupName: { "Fn::Sub": `/aws/lambda/\${AWS::StackName}/${service.name}` },
+        RetentionInDays: input.logRetentionDays ?? LOG_RETENTION_DAYS,
+      },
+    };
+    // The function writes to its own log group only (AWSLambdaBasicExecutionRole would allow every
+    // log group of the account).
+    const statements: Json[] = [
+      {
+        Effect: "Allow",
+        Action: ["logs:CreateLogStream", "logs:PutLogEvents"],
+        // The group's Arn ends in ":*", which covers its log streams.
+        Resource: { "Fn::GetAtt": [logGroup, "Arn"] },
+      },
+    ];
     for (const policy of spec.policies) {
       if (policy.service !== service.name || policy.resource.kind !== "kv") continue;
       const actions = [...new Set(policy.permissions.flatMap((p) => KV_ACTIONS[p] ?? []))].sort();
@@ -313,6 +345,17 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
           "dynamodb:UpdateItem",
         ],
         Resource: { "Fn::GetAtt": ["ConnectionsTable", "Arn"] },
+        // The table's partition key is the socket's name (a room's membership items:
+        // "<socket>#<room>"; socket names hold no "#", "*" or "?"): a service reads and writes
+        // only the records and rooms of the sockets it handles or manages.
+        Condition: {
+          "ForAllValues:StringLike": {
+            "dynamodb:LeadingKeys": reachable
+              .map((s) => s.name)
+              .sort()
+              .flatMap((name) => [name, `${name}#*`]),
+          },
+        },
       });
     }
     resources[role] = {
@@ -322,16 +365,7 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
           Version: "2012-10-17",
           Statement: [{ Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" }],
         },
-        ManagedPolicyArns: [
-          { "Fn::Sub": `arn:\${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole` },
-        ],
-        ...(statements.length > 0
-          ? {
-              Policies: [
-                { PolicyName: "nitric-like", PolicyDocument: { Version: "2012-10-17", Statement: statements } },
-              ],
-            }
-          : {}),
+        Policies: [{ PolicyName: "nitric-like", PolicyDocument: { Version: "2012-10-17", Statement: statements } }],
       },
     };
     if (reachable.length > 0) {
@@ -393,6 +427,7 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
         MemorySize: input.memoryMb ?? 512,
         Timeout: Math.max(input.timeoutSeconds ?? 30, handlerSeconds),
         Environment: { Variables: variables },
+        LoggingConfig: { LogGroup: { Ref: logGroup } },
       },
     };
   }

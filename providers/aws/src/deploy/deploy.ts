@@ -18,9 +18,13 @@ import {
   DescribeStackEventsCommand,
   DescribeStacksCommand,
   ExecuteChangeSetCommand,
+  GetTemplateCommand,
+  ListStackResourcesCommand,
   type Stack,
   type StackEvent,
+  UpdateStackCommand,
 } from "@aws-sdk/client-cloudformation";
+import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "@nitric-like/spec";
 
@@ -533,16 +537,123 @@ export async function describeDeployment(options: { stack: string; region?: stri
   }
 }
 
-/** Deletes a stack and waits until it is gone. */
-export async function destroy(options: {
+/** A kv store's table in a deployed stack. */
+export interface KvTable {
+  /** The store's name in the app. */
+  store: string;
+  /** The table's name in DynamoDB. */
+  table: string;
+  /** The table's logical id in the template. */
+  logicalId: string;
+}
+
+/** What `down` did. */
+export interface DestroyOutcome {
+  /** The kv tables left in place (`keepData`), with their names. */
+  kept: KvTable[];
+}
+
+/** What destroy() needs. */
+export interface DestroyRequest {
   stack: string;
   region?: string;
   logger: Logger;
   pollMs?: number;
-}): Promise<void> {
+  /**
+   * Keep every kv table: they are set to `DeletionPolicy: Retain` by a stack update (CloudFormation
+   * reads the policy from the deployed template only), then the stack is deleted without them.
+   */
+  keepData?: boolean;
+  /**
+   * Asked before deleting when kv tables hold items, with those tables; false stops the delete
+   * (nothing is deleted). Without it the tables are deleted.
+   */
+  confirm?: (tables: KvTable[]) => Promise<boolean>;
+}
+
+/** The tag a kv table carries (template.ts): its store's name. */
+const KV_TAG = "nitric-like:kv";
+/** The tag `down --keep-data` puts on the tables it keeps: the stack they came from. */
+export const KEPT_TAG = "nitric-like:kept-from-stack";
+
+type TemplateResource = {
+  Type?: string;
+  Properties?: { Tags?: { Key: string; Value: string }[] } & Record<string, unknown>;
+  DeletionPolicy?: string;
+  UpdateReplacePolicy?: string;
+};
+
+/** The deployed template (as last deployed) and its kv tables with their DynamoDB names. */
+async function kvTablesOf(
+  cfn: CloudFormationClient,
+  stack: string,
+): Promise<{
+  template: { Resources?: Record<string, TemplateResource> } & Record<string, unknown>;
+  tables: KvTable[];
+}> {
+  const body = (await cfn.send(new GetTemplateCommand({ StackName: stack, TemplateStage: "Original" }))).TemplateBody;
+  let template: { Resources?: Record<string, TemplateResource> } & Record<string, unknown>;
+  try {
+    template = JSON.parse(body ?? "{}");
+  } catch {
+    // Not a template `up` wrote (ours are JSON): no kv table of ours in it.
+    return { template: {}, tables: [] };
+  }
+  const stores = new Map<string, string>();
+  for (const [id, r] of Object.entries(template.Resources ?? {})) {
+    if (r.Type !== "AWS::DynamoDB::Table") continue;
+    const store = r.Properties?.Tags?.find((t) => t.Key === KV_TAG)?.Value;
+    if (store !== undefined) stores.set(id, store);
+  }
+  const tables: KvTable[] = [];
+  if (stores.size === 0) return { template, tables };
+  let next: string | undefined;
+  do {
+    const page = await cfn.send(
+      new ListStackResourcesCommand({ StackName: stack, ...(next ? { NextToken: next } : {}) }),
+    );
+    for (const r of page.StackResourceSummaries ?? []) {
+      const store = stores.get(r.LogicalResourceId ?? "");
+      if (store === undefined || !r.PhysicalResourceId || r.ResourceStatus === "DELETE_COMPLETE") continue;
+      tables.push({ store, table: r.PhysicalResourceId, logicalId: r.LogicalResourceId ?? "" });
+    }
+    next = page.NextToken;
+  } while (next);
+  return { template, tables: tables.sort((a, b) => a.store.localeCompare(b.store)) };
+}
+
+/**
+ * Whether a table holds an item: a Scan of one item (half a read unit), not DescribeTable's
+ * ItemCount, which AWS refreshes only every six hours. A table that is not there holds nothing.
+ */
+async function holdsItems(ddb: DynamoDBClient, table: string): Promise<boolean> {
+  let start: Record<string, never> | undefined;
+  // Without a filter a page of one holds the table's first item; a few pages guard the odd empty one.
+  for (let page = 0; page < 5; page++) {
+    try {
+      const out = await ddb.send(
+        new ScanCommand({ TableName: table, Limit: 1, ...(start ? { ExclusiveStartKey: start } : {}) }),
+      );
+      if ((out.Items?.length ?? 0) > 0 || (out.Count ?? 0) > 0) return true;
+      if (!out.LastEvaluatedKey) return false;
+      start = out.LastEvaluatedKey as Record<string, never>;
+    } catch (error) {
+      if ((error as Error).name === "ResourceNotFoundException") return false;
+      throw error;
+    }
+  }
+  return true;
+}
+
+/**
+ * Deletes a stack and waits until it is gone. Its kv tables go with it, unless `keepData`; when
+ * they hold items, `confirm` is asked first.
+ */
+export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> {
   const { cfn, s3 } = clients(options.region);
-  s3.destroy();
+  const ddb = new DynamoDBClient(options.region ? { region: options.region } : {});
   const doing = `deleting stack "${options.stack}"`;
+  const pollMs = options.pollMs ?? defaultPollMs();
   try {
     try {
       await cfn.config.region();
@@ -551,12 +662,88 @@ export async function destroy(options: {
     }
     const stack = await describeStack(cfn, options.stack);
     if (!stack) throw new DeployError(`${doing}: there is no such stack in this account and region; nothing to delete`);
+    const status = stack.StackStatus ?? "";
+    // A first deploy rolled back has deleted its tables already.
+    const { template, tables } =
+      status === "ROLLBACK_COMPLETE" ? { template: {}, tables: [] } : await kvTablesOf(cfn, options.stack);
+    let retain: string[] | undefined;
+    if (options.keepData && tables.length > 0) {
+      if (status === "DELETE_FAILED") {
+        // The one state in which DeleteStack itself may leave resources behind.
+        retain = tables.map((t) => t.logicalId);
+      } else {
+        await retainTables(cfn, s3, stack, template, tables, options.logger, pollMs);
+      }
+    } else if (!options.keepData && tables.length > 0 && options.confirm) {
+      const held: KvTable[] = [];
+      for (const t of tables) if (await holdsItems(ddb, t.table)) held.push(t);
+      if (held.length > 0) {
+        let go: boolean;
+        try {
+          go = await options.confirm(held);
+        } catch (error) {
+          // The caller's refusal, said as it said it.
+          throw new DeployError((error as Error).message);
+        }
+        if (!go) throw new DeployError("down: nothing was deleted");
+      }
+    }
     const since = new Date(Date.now() - 1000);
-    await cfn.send(new DeleteStackCommand({ StackName: options.stack }));
-    await follow(cfn, options.stack, options.logger, options.pollMs ?? defaultPollMs(), since, true);
+    await cfn.send(
+      new DeleteStackCommand({ StackName: options.stack, ...(retain ? { RetainResources: retain } : {}) }),
+    );
+    await follow(cfn, options.stack, options.logger, pollMs, since, true);
+    return { kept: options.keepData ? tables : [] };
   } catch (error) {
     throw explain(error, doing);
   } finally {
     cfn.destroy();
+    s3.destroy();
+    ddb.destroy();
   }
+}
+
+/**
+ * Updates the stack so that its kv tables survive its deletion: `DeletionPolicy` and
+ * `UpdateReplacePolicy` Retain, and a tag naming the stack (a real property change, so the update
+ * is never a no-op, and a way to find the tables later). CloudFormation honours a DeletionPolicy
+ * only in the deployed template, so it cannot be passed to DeleteStack.
+ */
+async function retainTables(
+  cfn: CloudFormationClient,
+  s3: S3Client,
+  stack: Stack,
+  template: { Resources?: Record<string, TemplateResource> } & Record<string, unknown>,
+  tables: KvTable[],
+  logger: Logger,
+  pollMs: number,
+): Promise<void> {
+  const name = stack.StackName ?? "";
+  for (const t of tables) {
+    const resource = template.Resources?.[t.logicalId];
+    if (!resource) continue;
+    resource.DeletionPolicy = "Retain";
+    resource.UpdateReplacePolicy = "Retain";
+    const tags = (resource.Properties?.Tags ?? []).filter((tag) => tag.Key !== KEPT_TAG);
+    resource.Properties = { ...resource.Properties, Tags: [...tags, { Key: KEPT_TAG, Value: name }] };
+  }
+  logger.info(`keeping the kv tables: updating stack "${name}" so that they outlive it (DeletionPolicy Retain)`);
+  const bucket = stack.Parameters?.find((p) => p.ParameterKey === "ArtifactBucket")?.ParameterValue ?? "";
+  const source = await placeTemplate(s3, bucket, name, template, await cfn.config.region(), logger);
+  const since = new Date(Date.now() - 1000);
+  try {
+    await cfn.send(
+      new UpdateStackCommand({
+        StackName: name,
+        ...source,
+        Capabilities: ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+        Parameters: (stack.Parameters ?? []).map((p) => ({ ParameterKey: p.ParameterKey, UsePreviousValue: true })),
+      }),
+    );
+  } catch (error) {
+    // Kept by an earlier `down --keep-data` that stopped before the delete.
+    if (noChanges((error as Error).message)) return;
+    throw error;
+  }
+  await follow(cfn, name, logger, pollMs, since);
 }

@@ -807,6 +807,11 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     } else if (r.Type === "AWS::IAM::Role") {
       physical.ref[id] = name;
       physical.attributes[id] = { Arn: `arn:aws:iam::${ACCOUNT}:role/${name}`, RoleId: shortId(name) };
+    } else if (r.Type === "AWS::Logs::LogGroup") {
+      // Functions' logs go to the emulator's output; the group is named, never made.
+      const group = `/aws/lambda/${stack}/${id}`;
+      physical.ref[id] = group;
+      physical.attributes[id] = { Arn: `arn:aws:logs:${region}:${ACCOUNT}:log-group:${group}:*` };
     } else {
       physical.ref[id] = shortId(`${stack}/${id}`);
     }

@@ -24,6 +24,32 @@ import type { ConnectionsDynamoDb, Item, QueryOutput } from "../aws/dynamodb.js"
 /** API Gateway closes every connection after two hours; records outlive that by five minutes. */
 export const RECORD_TTL_SECONDS = 2 * 60 * 60 + 5 * 60;
 
+/**
+ * The request headers a connection record keeps; every other header (`cookie`, `authorization`,
+ * API keys, tokens, forwarding chains) is dropped before the record is written, since every
+ * later event, `connections()` and `connection(id)` would hand it out again, and a broadcast
+ * would read it. `user-agent` is `c.userAgent`; `origin` says which site opened the connection;
+ * `sec-websocket-protocol` the subprotocols the client offered. The source address is kept on its
+ * own (`remoteAddress`). The connect handler itself still sees every header.
+ */
+export const KEPT_HEADERS: readonly string[] = ["origin", "sec-websocket-protocol", "user-agent"];
+
+/** At most this many values of a kept header, each at most this many characters. */
+const KEPT_VALUES = 4;
+const KEPT_VALUE_CHARS = 1024;
+
+/** The headers of `headers` a record keeps (see KEPT_HEADERS). */
+export function keptHeaders(headers: ConnectionInfo["headers"]): ConnectionInfo["headers"] {
+  const kept: ConnectionInfo["headers"] = {};
+  for (const name of KEPT_HEADERS) {
+    if (!Object.hasOwn(headers, name)) continue;
+    const values = headers[name]?.value;
+    if (!Array.isArray(values)) continue;
+    kept[name] = { value: values.slice(0, KEPT_VALUES).map((v) => String(v).slice(0, KEPT_VALUE_CHARS)) };
+  }
+  return kept;
+}
+
 /** The table of live connections of every socket of a stack. */
 export class ConnectionsTable {
   constructor(
@@ -36,7 +62,11 @@ export class ConnectionsTable {
     return `${socket}#${room}`;
   }
 
-  /** Records an accepted connection. */
+  /**
+   * Records an accepted connection: its query whole (the app reads it back through
+   * `connection(id).query` and `connections()`), only the KEPT_HEADERS of its headers, and the
+   * state its connect handler set.
+   */
   async add(socket: string, info: ConnectionInfo, state = ""): Promise<void> {
     await this.client.putItem({
       TableName: this.table,
@@ -45,7 +75,7 @@ export class ConnectionsTable {
         id: { S: info.connectionId },
         connectedAt: { N: String(info.connectedAt) },
         query: { S: JSON.stringify(info.query) },
-        headers: { S: JSON.stringify(info.headers) },
+        headers: { S: JSON.stringify(keptHeaders(info.headers)) },
         remoteAddress: { S: info.remoteAddress },
         // The authorizer's identity, for connection(id) and listings (at most 8 KB: API Gateway's limit).
         ...(info.auth ? { auth: { S: info.auth } } : {}),
