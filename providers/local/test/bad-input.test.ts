@@ -19,6 +19,7 @@ import {
   frame,
   httpResponse,
   portOf,
+  rateLimitHandled,
   rawCall,
   rawWs,
   sendOrClosed,
@@ -465,13 +466,8 @@ describe("floods", () => {
     const done = closed(ws);
     for (let i = 0; i < 50; i++) ws.send(`m${i}`);
     const close = await done;
-    expect(close.code).toBe(1008);
-    const handled = Number(/the first (\d+) were handled/.exec(close.reason)?.[1]);
-    expect(close.reason).toBe(
-      `rate limit: over 10 messages/s (burst 5); the first ${handled} were handled, later ones dropped; slow down`,
-    );
     // The burst went through (a token or so may have refilled meanwhile), and nothing past the count.
-    expect(handled).toBeGreaterThanOrEqual(5);
+    const handled = rateLimitHandled(close);
     expect(handled).toBeLessThan(10);
     expect(got).toEqual(Array.from({ length: got.length }, (_, i) => `m${i}`));
     expect(got.length).toBeLessThanOrEqual(handled);

@@ -41,6 +41,20 @@ export async function cleanupRaw(): Promise<void> {
 }
 
 /**
+ * Checks a close by the rate limit of 10 messages/s with a burst of 5: 1008, and the reason with
+ * how many messages were handled, at least the burst. Gives that count.
+ */
+export function rateLimitHandled(close: { code: number; reason: string }): number {
+  expect(close.code).toBe(1008);
+  const handled = Number(/the first (\d+) were handled/.exec(close.reason)?.[1]);
+  expect(close.reason).toBe(
+    `rate limit: over 10 messages/s (burst 5); the first ${handled} were handled, later ones dropped; slow down`,
+  );
+  expect(handled).toBeGreaterThanOrEqual(5);
+  return handled;
+}
+
+/**
  * Sends `data` (binary) to a connection of `socket`: true once sent, false when the provider refused it
  * because it closed that connection (NOT_FOUND, the only refusal allowed).
  */
