@@ -2,7 +2,7 @@
 // first against a loopback server answering the CloudFormation and S3 calls they make (see
 // src/fake-aws.ts; it can put a stack in any state), then against moto's server, a real
 // CloudFormation implementation (skipped, saying why, where moto is not installed).
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeAws } from "../src/fake-aws.js";
-import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
+import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, startMoto } from "../src/harness.js";
 
 const fake = new FakeAws();
 const saved = { ...process.env };
@@ -313,25 +313,9 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
   };
 
   beforeAll(async () => {
-    const child = spawn("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    moto = child;
-    url = await new Promise<string>((resolve, reject) => {
-      let seen = "";
-      const timer = setTimeout(() => reject(new Error(`moto did not start within 20 s:\n${seen}`)), 20000);
-      const read = (chunk: Buffer) => {
-        seen += chunk.toString();
-        const match = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen);
-        if (match?.[1]) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      };
-      child.stdout?.on("data", read);
-      child.stderr?.on("data", read);
-      child.on("exit", (code) => reject(new Error(`moto exited (${code}) before it listened:\n${seen}`)));
-    });
+    const started = await startMoto();
+    moto = started.process;
+    url = started.url;
     delete process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
     delete process.env.AWS_ENDPOINT_URL_S3;
     process.env.AWS_ENDPOINT_URL = url;
