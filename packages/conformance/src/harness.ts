@@ -274,3 +274,39 @@ export function writeProject(files: Record<string, string>): string {
   symlinkSync(NODE_MODULES, join(dir, "node_modules"), "dir");
   return dir;
 }
+
+/**
+ * Starts moto's server (`python3 -m moto.server`, a real CloudFormation and more) on a free loopback
+ * port: its URL, and its process to kill once done. Rejects (the process killed) when it exits or
+ * has not listened within `timeoutMs`.
+ */
+export function startMoto(timeoutMs = 20000): Promise<{ url: string; process: ChildProcess }> {
+  const child = spawn("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new Promise((resolve, reject) => {
+    let seen = "";
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      child.kill();
+      reject(error);
+    };
+    const timer = setTimeout(
+      () => fail(new Error(`moto did not start within ${timeoutMs / 1000} s:\n${seen}`)),
+      timeoutMs,
+    );
+    const read = (chunk: Buffer) => {
+      seen += chunk.toString();
+      const match = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve({ url: match[1], process: child });
+      }
+    };
+    child.stdout?.on("data", read);
+    child.stderr?.on("data", read);
+    child.once("exit", (code) =>
+      fail(new Error(`moto exited (${code}) before it listened (is moto installed for python3?):\n${seen}`)),
+    );
+  });
+}

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeAws } from "../src/fake-aws.js";
-import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
+import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, startMoto } from "../src/harness.js";
 
 const fake = new FakeAws();
 
@@ -452,25 +452,9 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
   };
 
   beforeAll(async () => {
-    const child = spawn("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    moto = child;
-    url = await new Promise<string>((resolve, reject) => {
-      let seen = "";
-      const timer = setTimeout(() => reject(new Error(`moto did not start within 20 s:\n${seen}`)), 20000);
-      const read = (chunk: Buffer) => {
-        seen += chunk.toString();
-        const match = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen);
-        if (match?.[1]) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      };
-      child.stdout?.on("data", read);
-      child.stderr?.on("data", read);
-      child.on("exit", (code) => reject(new Error(`moto exited (${code}) before it listened:\n${seen}`)));
-    });
+    const started = await startMoto();
+    moto = started.process;
+    url = started.url;
     delete process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
     delete process.env.AWS_ENDPOINT_URL_S3;
     delete process.env.AWS_ENDPOINT_URL_DYNAMODB;

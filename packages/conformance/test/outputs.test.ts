@@ -2,40 +2,16 @@
 // DescribeStacks, through the real CLI against moto's CloudFormation (`python3 -m moto.server`).
 // moto drops API Gateway resources, so the stack here is made directly with an S3 bucket and the
 // outputs our template writes for a socket (`Websocket<Name>`, described "websocket <name>").
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanTemp, runCli, writeProject } from "../src/harness.js";
+import { cleanTemp, runCli, startMoto, writeProject } from "../src/harness.js";
 
 let moto: ChildProcess | undefined;
 let endpoint = "";
 const saved = { ...process.env };
-
-/** Starts moto on a free loopback port and resolves with its URL. */
-function startMoto(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"], { stdio: "pipe" });
-    moto = child;
-    let seen = "";
-    const timer = setTimeout(() => reject(new Error(`moto did not start in 30 s:\n${seen}`)), 30000);
-    const look = (d: Buffer) => {
-      seen += d;
-      const m = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout?.on("data", look);
-    child.stderr?.on("data", look);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`moto exited with ${code} (is moto installed for python3?):\n${seen}`));
-    });
-  });
-}
 
 /** One CloudFormation Query API call to moto (it does not check signatures). */
 async function cloudFormation(action: string, params: Record<string, string>): Promise<string> {
@@ -57,7 +33,9 @@ const URL_SOCKET = "wss://abc123.execute-api.us-east-1.amazonaws.com/live";
 const URL_HALL = "wss://def456.execute-api.us-east-1.amazonaws.com/live";
 
 beforeAll(async () => {
-  endpoint = await startMoto();
+  const started = await startMoto(30000);
+  moto = started.process;
+  endpoint = started.url;
   const empty = join(mkdtempSync(join(tmpdir(), "nitric-like-aws-config-")), "empty");
   writeFileSync(empty, "");
   Object.assign(process.env, {

@@ -3,7 +3,6 @@
 // loopback server (signed requests checked) that queues, refuses or fails each hand-over. Which
 // pages go where, what the continuation carries, and that a page Lambda may have queued is never
 // posted a second way.
-import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DynamoDbClient } from "../src/aws/dynamodb.js";
 import { ManagementApiClient } from "../src/aws/management.js";
@@ -15,11 +14,13 @@ import { ApiGateway } from "../src/websocket/gateway.js";
 import {
   type Answer,
   cleanup,
+  createTable,
   ENV,
   expectSigned,
   loopback,
   memoryLogger,
   type Received,
+  sdkDynamo,
   startDynalite,
 } from "./helpers.js";
 
@@ -38,26 +39,8 @@ const idsOf = (n: number, prefix: string) =>
 /** A socket "room" with `ids` recorded, its Management API a double and Lambda answering `lambda`. */
 async function socket(ids: string[], lambda: (r: Received) => Answer, pageSize = 100) {
   const table = `connections-${++tables}`;
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const sdk = new DynamoDBClient({
-    endpoint,
-    region: ENV.AWS_REGION,
-    credentials: { accessKeyId: "x", secretAccessKey: "x" },
-  });
-  await sdk.send(
-    new CreateTableCommand({
-      TableName: table,
-      KeySchema: [
-        { AttributeName: "socket", KeyType: "HASH" },
-        { AttributeName: "id", KeyType: "RANGE" },
-      ],
-      AttributeDefinitions: [
-        { AttributeName: "socket", AttributeType: "S" },
-        { AttributeName: "id", AttributeType: "S" },
-      ],
-      BillingMode: "PAY_PER_REQUEST",
-    }),
-  );
+  const sdk = sdkDynamo(endpoint);
+  await createTable(sdk, table, "socket", "id");
   sdk.destroy();
   await seedConnections(endpoint, table, "room", ids);
   const double = await startManagementDouble({ latencyMs: 1, perSecond: 100_000 });

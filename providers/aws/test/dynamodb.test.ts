@@ -1,14 +1,14 @@
 // Our DynamoDB client against dynalite (a DynamoDB implementation), and against a loopback server
 // for the answers only AWS gives (access denied, throttling, 5xx); then the kv stores and the
 // connections table over it, with their errors mapped to gRPC statuses.
-import { CreateTableCommand, DynamoDBClient, PutItemCommand } from "@aws-sdk/client-dynamodb";
+import { PutItemCommand } from "@aws-sdk/client-dynamodb";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoDbClient } from "../src/aws/dynamodb.js";
 import { AwsError } from "../src/aws/request.js";
 import { DynamoKvStores } from "../src/kv/store.js";
 import { ConnectionsTable, KEPT_HEADERS } from "../src/websocket/connections-table.js";
-import { cleanup, ENV, expectSigned, FAST_RETRY, loopback, startDynalite } from "./helpers.js";
+import { cleanup, createTable, ENV, expectSigned, FAST_RETRY, loopback, sdkDynamo, startDynalite } from "./helpers.js";
 
 let env: NodeJS.ProcessEnv;
 let client: DynamoDbClient;
@@ -18,31 +18,9 @@ beforeAll(async () => {
   env = { ...ENV, AWS_ENDPOINT_URL_DYNAMODB: endpoint };
   client = new DynamoDbClient(env, FAST_RETRY);
   // Tables as the template makes them, through the AWS SDK (what the emulator does).
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const sdk = new DynamoDBClient({
-    endpoint,
-    region: ENV.AWS_REGION,
-    credentials: { accessKeyId: "x", secretAccessKey: "x" },
-  });
-  for (const [table, hash, range] of [
-    ["kv-table", "_p", "_k"],
-    ["connections", "socket", "id"],
-  ] as const) {
-    await sdk.send(
-      new CreateTableCommand({
-        TableName: table,
-        KeySchema: [
-          { AttributeName: hash, KeyType: "HASH" },
-          { AttributeName: range, KeyType: "RANGE" },
-        ],
-        AttributeDefinitions: [
-          { AttributeName: hash, AttributeType: "S" },
-          { AttributeName: range, AttributeType: "S" },
-        ],
-        BillingMode: "PAY_PER_REQUEST",
-      }),
-    );
-  }
+  const sdk = sdkDynamo(endpoint);
+  await createTable(sdk, "kv-table", "_p", "_k");
+  await createTable(sdk, "connections", "socket", "id");
   // An item with binary attributes, written by the SDK (bytes), read back by ours (base64).
   await sdk.send(
     new PutItemCommand({

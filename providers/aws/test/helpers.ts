@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
+import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Logger } from "@nitric-like/spec";
 import { expect } from "vitest";
 import type { RetryPolicy } from "../src/aws/request.js";
@@ -35,6 +36,34 @@ export async function startDynalite(): Promise<string> {
   const { endpoint, close } = await startDynaliteServer();
   cleanups.push(close);
   return endpoint;
+}
+
+/** The AWS SDK's DynamoDB client on dynalite at `endpoint` (as the emulator uses it): tables made and read around ours. */
+export function sdkDynamo(endpoint: string): DynamoDBClient {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  return new DynamoDBClient({
+    endpoint,
+    region: ENV.AWS_REGION,
+    credentials: { accessKeyId: "x", secretAccessKey: "x" },
+  });
+}
+
+/** Creates a table as the template does: a string `hash` key and `range` key, billed per request. */
+export async function createTable(sdk: DynamoDBClient, table: string, hash: string, range: string): Promise<void> {
+  await sdk.send(
+    new CreateTableCommand({
+      TableName: table,
+      KeySchema: [
+        { AttributeName: hash, KeyType: "HASH" },
+        { AttributeName: range, KeyType: "RANGE" },
+      ],
+      AttributeDefinitions: [
+        { AttributeName: hash, AttributeType: "S" },
+        { AttributeName: range, AttributeType: "S" },
+      ],
+      BillingMode: "PAY_PER_REQUEST",
+    }),
+  );
 }
 
 /** A request as it arrived. */

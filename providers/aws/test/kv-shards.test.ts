@@ -1,19 +1,13 @@
 // kv stores spread over hash shards, against dynalite: where items land (the table inspected), that
 // keys(prefix) lists exactly the keys in byte order across shards and many pages, that items
 // written before sharding (`_p: "k"`) stay readable, and a property test against a model.
-import {
-  CreateTableCommand,
-  DescribeTableCommand,
-  DynamoDBClient,
-  PutItemCommand,
-  ScanCommand,
-} from "@aws-sdk/client-dynamodb";
+import { DescribeTableCommand, type DynamoDBClient, PutItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DynamoDb, DynamoDbClient, type QueryInput } from "../src/aws/dynamodb.js";
 import { compareKeys, LEGACY_PARTITION, partitionOf, SHARDS, shardOf } from "../src/kv/shards.js";
 import { DynamoKvStores } from "../src/kv/store.js";
-import { cleanup, ENV, FAST_RETRY, loopback, startDynalite } from "./helpers.js";
+import { cleanup, createTable, ENV, FAST_RETRY, loopback, sdkDynamo, startDynalite } from "./helpers.js";
 
 let client: DynamoDbClient;
 let sdk: DynamoDBClient;
@@ -22,12 +16,7 @@ let tables = 0;
 beforeAll(async () => {
   const endpoint = await startDynalite();
   client = new DynamoDbClient({ ...ENV, AWS_ENDPOINT_URL_DYNAMODB: endpoint }, FAST_RETRY);
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  sdk = new DynamoDBClient({
-    endpoint,
-    region: ENV.AWS_REGION,
-    credentials: { accessKeyId: "x", secretAccessKey: "x" },
-  });
+  sdk = sdkDynamo(endpoint);
 });
 
 afterAll(async () => {
@@ -38,20 +27,7 @@ afterAll(async () => {
 /** A fresh table as the template makes a store's (`_p` hash, `_k` range). */
 async function newTable(): Promise<string> {
   const name = `kv-${++tables}`;
-  await sdk.send(
-    new CreateTableCommand({
-      TableName: name,
-      KeySchema: [
-        { AttributeName: "_p", KeyType: "HASH" },
-        { AttributeName: "_k", KeyType: "RANGE" },
-      ],
-      AttributeDefinitions: [
-        { AttributeName: "_p", AttributeType: "S" },
-        { AttributeName: "_k", AttributeType: "S" },
-      ],
-      BillingMode: "PAY_PER_REQUEST",
-    }),
-  );
+  await createTable(sdk, name, "_p", "_k");
   // dynalite answers CreateTable while the table is still CREATING: wait until it is ACTIVE.
   while ((await sdk.send(new DescribeTableCommand({ TableName: name }))).Table?.TableStatus !== "ACTIVE") {
     await new Promise((resolve) => setTimeout(resolve, 5));

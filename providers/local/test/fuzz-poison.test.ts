@@ -14,25 +14,20 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type WebSocket from "ws";
 import {
   accept,
-  cleanup,
   closed,
   declareSocket,
   handle,
   open,
   serviceClient,
+  sleep,
   startProvider,
   TRANSPORTS,
   urlOf,
   useTransport,
 } from "./helpers.js";
-import { destroyRaw, type EchoWorld, stillUpAndOthersFine } from "./raw.js";
+import { cleanupRaw, type EchoWorld, stillUpAndOthersFine } from "./raw.js";
 
-afterEach(async () => {
-  destroyRaw();
-  await cleanup();
-});
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+afterEach(cleanupRaw);
 
 const text = (e: WebsocketEventRequest) =>
   e.websocketEvent.case === "message" ? Buffer.from(e.websocketEvent.value.body).toString() : "";

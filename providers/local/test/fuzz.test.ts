@@ -8,10 +8,9 @@ import { Resources } from "@nitric-like/contracts/resources";
 import { Websocket } from "@nitric-like/contracts/websockets";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { cleanup } from "./helpers.js";
 import {
+  cleanupRaw,
   closePayload,
-  destroyRaw,
   echoWorld,
   frame,
   portOf,
@@ -21,10 +20,7 @@ import {
   upgradeRequest,
 } from "./raw.js";
 
-afterEach(async () => {
-  destroyRaw();
-  await cleanup();
-});
+afterEach(cleanupRaw);
 
 const anyFrame = fc.oneof(
   // Mostly frames with a plausible shape, any opcode, flags and payload...

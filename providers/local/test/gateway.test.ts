@@ -14,23 +14,15 @@ import {
   nextMessage,
   open,
   serviceClient,
+  sleep,
   startProvider,
+  until,
   urlOf,
 } from "./helpers.js";
 
 afterEach(cleanup);
 
 const text = (s: string) => new TextEncoder().encode(s);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (check()) return;
-    await sleep(5);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 /** What the client got instead of a connection: status and body. */
 function refusal(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -13,6 +13,7 @@ import {
   handle,
   open,
   serviceClient,
+  sleep,
   startProvider,
   TRANSPORTS,
   urlOf,
@@ -20,8 +21,6 @@ import {
 } from "./helpers.js";
 
 afterEach(cleanup);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
   beforeEach(() => useTransport(transport));

@@ -192,6 +192,18 @@ export function nextMessage(ws: WebSocket): Promise<{ data: Buffer; binary: bool
   return new Promise((resolve) => ws.once("message", (data: Buffer, binary: boolean) => resolve({ data, binary })));
 }
 
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `check()` holds, looking every `everyMs` for `timeoutMs`; fails naming `what` it waited for. */
+export async function until(check: () => boolean, what: string, timeoutMs = 2000, everyMs = 5): Promise<void> {
+  for (let i = 0; i < timeoutMs / everyMs; i++) {
+    if (check()) return;
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 /** The URL of a socket. */
 export function urlOf(provider: LocalProvider, socket: string): string {
   const found = provider.sockets().find((s) => s.name === socket);

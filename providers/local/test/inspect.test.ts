@@ -12,6 +12,7 @@ import {
   nextMessage,
   open,
   serviceClient,
+  sleep,
   startProvider,
   urlOf,
 } from "./helpers.js";
@@ -19,8 +20,6 @@ import {
 afterEach(cleanup);
 
 const text = (s: string) => new TextEncoder().encode(s);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** What the traffic events say, without their times and with frames as text. */
 function plain(events: TrafficEvent[]) {
   return events.map((e) =>

@@ -13,19 +13,17 @@ import {
   handle,
   open,
   serviceClient,
+  sleep,
   startProvider,
   urlOf,
 } from "./helpers.js";
-import { destroyRaw, echoWorld, exchange, httpResponse, portOf, upgradeRequest } from "./raw.js";
+import { cleanupRaw, echoWorld, exchange, httpResponse, portOf, upgradeRequest } from "./raw.js";
 
 const after: (() => void)[] = [];
 afterEach(async () => {
-  destroyRaw();
-  await cleanup();
+  await cleanupRaw();
   for (const f of after.splice(0)) f();
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("idle timeout and connection age", () => {
   it("closes a connection idle past the limit with 1001 and the reason, but not one that keeps talking", async () => {

@@ -22,23 +22,15 @@ import {
   nextMessage,
   open,
   serviceClient,
+  sleep,
   startProvider,
   TRANSPORTS,
+  until,
   urlOf,
   useTransport,
 } from "./helpers.js";
 
 afterEach(cleanup);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (check()) return;
-    await sleep(5);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const text = (e: WebsocketEventRequest) =>
   e.websocketEvent.case === "message" ? Buffer.from(e.websocketEvent.value.body).toString() : "";

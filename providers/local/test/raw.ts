@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import type { ContractClient } from "@nitric-like/contracts/grpc";
+import { type ContractClient, GrpcStatus } from "@nitric-like/contracts/grpc";
 import { Action } from "@nitric-like/contracts/resources";
 import { Websocket, type WebsocketEventRequest } from "@nitric-like/contracts/websockets";
 import type { AppLimits } from "@nitric-like/spec";
@@ -15,6 +15,7 @@ import type WebSocket from "ws";
 import type { LocalProvider, LocalProviderOptions } from "../src/index.js";
 import {
   accept,
+  cleanup,
   declareSocket,
   declareStore,
   handle,
@@ -31,6 +32,45 @@ const sockets: Socket[] = [];
 /** Destroys the raw sockets made here (call after each test, before cleanup()). */
 export function destroyRaw(): void {
   for (const s of sockets.splice(0)) s.destroy();
+}
+
+/** After each test that uses raw clients: destroys them, then cleanup() (providers, clients, the listening check). */
+export async function cleanupRaw(): Promise<void> {
+  destroyRaw();
+  await cleanup();
+}
+
+/**
+ * Checks a close by the rate limit of 10 messages/s with a burst of 5: 1008, and the reason with
+ * how many messages were handled, at least the burst. Gives that count.
+ */
+export function rateLimitHandled(close: { code: number; reason: string }): number {
+  expect(close.code).toBe(1008);
+  const handled = Number(/the first (\d+) were handled/.exec(close.reason)?.[1]);
+  expect(close.reason).toBe(
+    `rate limit: over 10 messages/s (burst 5); the first ${handled} were handled, later ones dropped; slow down`,
+  );
+  expect(handled).toBeGreaterThanOrEqual(5);
+  return handled;
+}
+
+/**
+ * Sends `data` (binary) to a connection of `socket`: true once sent, false when the provider refused it
+ * because it closed that connection (NOT_FOUND, the only refusal allowed).
+ */
+export async function sendOrClosed(
+  client: ContractClient,
+  socket: string,
+  connectionId: string,
+  data: Uint8Array,
+): Promise<boolean> {
+  try {
+    await client.unary(Websocket.method.sendMessage, { socketName: socket, connectionId, data, binary: true });
+    return true;
+  } catch (error) {
+    expect(error).toMatchObject({ code: GrpcStatus.NOT_FOUND });
+    return false;
+  }
 }
 
 /** The port of a `ws://127.0.0.1:port` or `127.0.0.1:port` address. */
