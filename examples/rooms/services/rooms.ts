@@ -44,7 +44,10 @@ const socket = websocket("rooms", {
 
 /** Names the page shows: at most 40 characters, no control characters. */
 function cleanName(value: string | undefined): string {
-  return (value ?? "").replace(/[\u0000-\u001f\u007f]/g, "").trim().slice(0, 40);
+  return (value ?? "")
+    .replace(/\p{Cc}/gu, "")
+    .trim()
+    .slice(0, 40);
 }
 
 /** Sends a room's member list (ids and names) to everyone in it. */
@@ -75,7 +78,10 @@ socket.on("message", async (ctx) => {
   try {
     message = ctx.json();
   } catch {
-    return { type: "error", message: 'rooms: messages are JSON, {"type":"join","room":"..."} or {"type":"say","text":"..."}' };
+    return {
+      type: "error",
+      message: 'rooms: messages are JSON, {"type":"join","room":"..."} or {"type":"say","text":"..."}',
+    };
   }
   if (message.type === "join" && typeof message.room === "string") {
     const room = message.room;
@@ -83,7 +89,8 @@ socket.on("message", async (ctx) => {
     try {
       await ctx.connection.join(room); // an invalid name throws invalid_argument, saying the rules
     } catch (error) {
-      if (isNitricLikeError(error) && error.code === "invalid_argument") return { type: "error", message: error.message };
+      if (isNitricLikeError(error) && error.code === "invalid_argument")
+        return { type: "error", message: error.message };
       throw error;
     }
     const old = state.room;
@@ -104,7 +111,10 @@ socket.on("message", async (ctx) => {
     await socket.broadcast(line, { room: state.room, except: ctx.connectionId });
     return line;
   }
-  return { type: "error", message: 'rooms: unknown message; send {"type":"join","room":"..."} or {"type":"say","text":"..."}' };
+  return {
+    type: "error",
+    message: 'rooms: unknown message; send {"type":"join","room":"..."} or {"type":"say","text":"..."}',
+  };
 });
 
 socket.on("disconnect", async (ctx) => {
