@@ -98,6 +98,16 @@ it("chats in a room, keeps other rooms out, refuses a bad token and updates the 
   expect(refused).toBeInstanceOf(ConnectRefusedError);
   expect((refused as ConnectRefusedError).status).toBe(403);
   expect((refused as ConnectRefusedError).body).toBe('unknown token "t-eve"');
+  const none = await app.connect({ protocols: ["rooms"] }).catch((e: unknown) => e);
+  expect([(none as ConnectRefusedError).status, (none as ConnectRefusedError).body]).toEqual([
+    401,
+    "a token is required (try t-ann, t-bo or t-cy)",
+  ]);
+  // Clients that can set the query may send the token there; no subprotocol is echoed then.
+  const viaQuery = await app.connect({ query: { token: "t-cy", name: "cli" } });
+  await viaQuery.expectMessage({ type: "hello", user: "cy", name: "cli" });
+  expect(viaQuery.protocol).toBe("");
+  await viaQuery.close();
   expect(await members(ann)).toEqual(["Ann", "bo"]);
 
   // Cy moves to blue with /join: both lists grow; then Bo closes the page and both shrink.
