@@ -27,6 +27,7 @@ describe("templates from nitric-like build --provider aws", () => {
   it.each([
     ["examples/chat", join(EXAMPLES, "chat")],
     ["examples/chat-web", join(EXAMPLES, "chat-web")],
+    ["examples/rooms", join(EXAMPLES, "rooms")],
     ["the two-service split fixture", join(FIXTURES, "split")],
     ["the @nitric/sdk lab", join(FIXTURES, "lab-nitric")],
     ["the rooms and state fixture", join(FIXTURES, "rooms")],
