@@ -173,9 +173,16 @@ function fillSelect(select, values) {
 
 async function refreshConnections() {
   if (!state?.inspect) return;
-  connections = await api("GET", "/api/connections");
+  const listed = await api("GET", "/api/connections");
+  // Unchanged (most refreshes after a message): the rows stay, with what the user opened or points at.
+  const text = JSON.stringify(listed);
+  if (text === listedText) return;
+  listedText = text;
+  connections = listed;
   renderConnections();
 }
+/** The last listing as received, to tell whether a refresh changed anything. */
+let listedText = "";
 
 /** How much of an identity or a state a row shows before "more" (both can be kilobytes). */
 const PREVIEW_CHARS = 80;
@@ -195,12 +202,15 @@ function pretty(json) {
     : text;
 }
 
+/** The values open in the list being replaced, as `<connection id>\u0000<class>`. */
+let openExtras = new Set();
+
 /** One labelled value: short ones inline, long ones as a preview that opens to the whole. */
-function jsonLine(label, json, cls) {
+function jsonLine(id, label, json, cls) {
   if (json.length <= PREVIEW_CHARS) {
     return el("div", { class: `extra ${cls}` }, el("span", { class: "label" }, label), " ", el("code", {}, json));
   }
-  return el(
+  const details = el(
     "details",
     { class: `extra ${cls}` },
     el(
@@ -213,33 +223,37 @@ function jsonLine(label, json, cls) {
     ),
     el("pre", {}, pretty(json)),
   );
+  details.open = openExtras.has(`${id}\u0000${details.className}`);
+  return details;
 }
 
 /** A connection's identity, rooms and state: all the app's (or its client's) data, so all text. */
 function extrasCell(c) {
   const cell = el("td", { class: "extras" });
-  if (c.auth) cell.append(jsonLine("identity", c.auth, "auth"));
+  if (c.auth) cell.append(jsonLine(c.id, "identity", c.auth, "auth"));
   if (c.rooms?.length) {
     const sorted = [...c.rooms].sort();
     const rooms = sorted.join(", ");
-    cell.append(
-      rooms.length <= PREVIEW_CHARS
-        ? el("div", { class: "extra rooms" }, el("span", { class: "label" }, "rooms"), " ", rooms)
-        : el(
-            "details",
-            { class: "extra rooms" },
-            el(
-              "summary",
-              {},
-              el("span", { class: "label" }, `${sorted.length} rooms`),
-              " ",
-              `${rooms.slice(0, PREVIEW_CHARS)}…`,
-            ),
-            el("pre", {}, sorted.join("\n")),
-          ),
-    );
+    if (rooms.length <= PREVIEW_CHARS) {
+      cell.append(el("div", { class: "extra rooms" }, el("span", { class: "label" }, "rooms"), " ", rooms));
+    } else {
+      const details = el(
+        "details",
+        { class: "extra rooms" },
+        el(
+          "summary",
+          {},
+          el("span", { class: "label" }, `${sorted.length} rooms`),
+          " ",
+          `${rooms.slice(0, PREVIEW_CHARS)}…`,
+        ),
+        el("pre", {}, sorted.join("\n")),
+      );
+      details.open = openExtras.has(`${c.id}\u0000${details.className}`);
+      cell.append(details);
+    }
   }
-  if (c.state) cell.append(jsonLine("state", c.state, "state"));
+  if (c.state) cell.append(jsonLine(c.id, "state", c.state, "state"));
   if (c.unreadable) {
     cell.append(el("div", { class: "extra unreadable muted" }, `rooms and state not shown: ${c.unreadable}`));
   }
@@ -258,6 +272,12 @@ function refreshConnectionsSoon() {
 }
 
 function renderConnections() {
+  // A value the user opened stays open when the list is drawn again.
+  openExtras = new Set(
+    [...$("connection-table").querySelectorAll("details.extra[open]")].map(
+      (d) => `${d.closest("tr")?.dataset.id}\u0000${d.className}`,
+    ),
+  );
   $("connection-count").textContent = connections.length;
   $("no-connections").hidden = connections.length > 0;
   const chosen = $("send-to").value;
@@ -618,6 +638,7 @@ function stopped(why) {
   $("live").className = "badge off";
   document.body.classList.add("stopped");
   connections = [];
+  listedText = "";
   if (state) {
     state = { ...state, inspect: false, sockets: [], registrations: [] };
     renderState();

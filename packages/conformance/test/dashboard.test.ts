@@ -341,6 +341,8 @@ describe("the dashboard", () => {
       expect((await client.next()).text).toBe("joined");
       await expect.poll(() => row.locator(".extra.rooms").textContent()).toBe("rooms games, later, lobby");
       expect(await row.locator(".extra.unreadable").count()).toBe(0);
+      // Drawn again, the list keeps the state the user opened open.
+      expect(await state.locator("pre").isVisible()).toBe(true);
 
       // Opened at a phone's width, the whole state stays inside the window.
       await page.setViewportSize({ width: 390, height: 800 });
