@@ -344,12 +344,18 @@ describe("the dashboard", () => {
       // Drawn again, the list keeps the state the user opened open.
       expect(await state.locator("pre").isVisible()).toBe(true);
 
-      // Opened at a phone's width, the whole state stays inside the window.
-      await page.setViewportSize({ width: 390, height: 800 });
-      const { scrollWidth, innerWidth } = (await page.evaluate(
-        "({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth })",
-      )) as { scrollWidth: number; innerWidth: number };
-      expect(scrollWidth).toBeLessThanOrEqual(innerWidth);
+      // Opened at a half screen's and a phone's width, the whole state stays inside the window.
+      for (const width of [720, 390]) {
+        await page.setViewportSize({ width, height: 800 });
+        const { scrollWidth, innerWidth } = (await page.evaluate(
+          "({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth })",
+        )) as { scrollWidth: number; innerWidth: number };
+        expect(scrollWidth, `page width at ${width} px`).toBeLessThanOrEqual(innerWidth);
+        const box = await state.locator("pre").boundingBox();
+        expect(box && box.x >= 0 && box.x + box.width <= width, `state at ${width} px: ${JSON.stringify(box)}`).toBe(
+          true,
+        );
+      }
       client.close();
       await page.close();
     }, 90000);
