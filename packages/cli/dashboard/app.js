@@ -173,11 +173,111 @@ function fillSelect(select, values) {
 
 async function refreshConnections() {
   if (!state?.inspect) return;
-  connections = await api("GET", "/api/connections");
+  const listed = await api("GET", "/api/connections");
+  // Unchanged (most refreshes after a message): the rows stay, with what the user opened or points at.
+  const text = JSON.stringify(listed);
+  if (text === listedText) return;
+  listedText = text;
+  connections = listed;
   renderConnections();
+}
+/** The last listing as received, to tell whether a refresh changed anything. */
+let listedText = "";
+
+/** How much of an identity or a state a row shows before "more" (both can be kilobytes). */
+const PREVIEW_CHARS = 80;
+/** How much of one the expanded view shows: a state is at most 16 KB, an identity 8 KB. */
+const FULL_CHARS = 20000;
+
+/** JSON text as the app sent it, indented when it parses; at most FULL_CHARS of it. */
+function pretty(json) {
+  let text = json;
+  try {
+    text = JSON.stringify(JSON.parse(json), null, 2);
+  } catch {
+    // Shown as it is.
+  }
+  return text.length > FULL_CHARS
+    ? `${text.slice(0, FULL_CHARS)}\n… (${text.length - FULL_CHARS} more characters)`
+    : text;
+}
+
+/** The values open in the list being replaced, as `<connection id>\u0000<class>`. */
+let openExtras = new Set();
+
+/** One labelled value: short ones inline, long ones as a preview that opens to the whole. */
+function jsonLine(id, label, json, cls) {
+  if (json.length <= PREVIEW_CHARS) {
+    return el("div", { class: `extra ${cls}` }, el("span", { class: "label" }, label), " ", el("code", {}, json));
+  }
+  const details = el(
+    "details",
+    { class: `extra ${cls}` },
+    el(
+      "summary",
+      {},
+      el("span", { class: "label" }, label),
+      " ",
+      el("code", {}, `${json.slice(0, PREVIEW_CHARS)}…`),
+      el("span", { class: "muted" }, ` ${json.length.toLocaleString("en")} chars`),
+    ),
+    el("pre", {}, pretty(json)),
+  );
+  details.open = openExtras.has(`${id}\u0000${details.className}`);
+  return details;
+}
+
+/** A connection's identity, rooms and state: all the app's (or its client's) data, so all text. */
+function extrasCell(c) {
+  const cell = el("td", { class: "extras" });
+  if (c.auth) cell.append(jsonLine(c.id, "identity", c.auth, "auth"));
+  if (c.rooms?.length) {
+    const sorted = [...c.rooms].sort();
+    const rooms = sorted.join(", ");
+    if (rooms.length <= PREVIEW_CHARS) {
+      cell.append(el("div", { class: "extra rooms" }, el("span", { class: "label" }, "rooms"), " ", rooms));
+    } else {
+      const details = el(
+        "details",
+        { class: "extra rooms" },
+        el(
+          "summary",
+          {},
+          el("span", { class: "label" }, `${sorted.length} rooms`),
+          " ",
+          `${rooms.slice(0, PREVIEW_CHARS)}…`,
+        ),
+        el("pre", {}, sorted.join("\n")),
+      );
+      details.open = openExtras.has(`${c.id}\u0000${details.className}`);
+      cell.append(details);
+    }
+  }
+  if (c.state) cell.append(jsonLine(c.id, "state", c.state, "state"));
+  if (c.unreadable) {
+    cell.append(el("div", { class: "extra unreadable muted" }, `rooms and state not shown: ${c.unreadable}`));
+  }
+  if (!cell.firstChild) cell.append(el("span", { class: "muted" }, "none"));
+  return cell;
+}
+
+/** Rooms and state change on messages too: the list follows, at most twice a second. */
+let refreshTimer;
+function refreshConnectionsSoon() {
+  if (refreshTimer !== undefined) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = undefined;
+    refreshConnections().catch(() => {});
+  }, 500);
 }
 
 function renderConnections() {
+  // A value the user opened stays open when the list is drawn again.
+  openExtras = new Set(
+    [...$("connection-table").querySelectorAll("details.extra[open]")].map(
+      (d) => `${d.closest("tr")?.dataset.id}\u0000${d.className}`,
+    ),
+  );
   $("connection-count").textContent = connections.length;
   $("no-connections").hidden = connections.length > 0;
   const chosen = $("send-to").value;
@@ -195,6 +295,7 @@ function renderConnections() {
         el("td", {}, c.remoteAddress),
         el("td", { class: "mono", title: query }, query),
         el("td", { class: "muted", title: (c.headers["user-agent"] ?? [""])[0] }, (c.headers["user-agent"] ?? [""])[0]),
+        extrasCell(c),
         el(
           "td",
           { class: "actions" },
@@ -342,6 +443,7 @@ function onTraffic({ events, dropped }) {
   const paused = $("log-pause").checked;
   for (const e of events) {
     if (e.type === "open" || e.type === "close") connectionsChanged = true;
+    else if (e.type === "message") refreshConnectionsSoon();
     if (paused) continue;
     placeRow(logRow(e), e.type === "error" ? causeRow(e.connectionId, e.event) : undefined);
   }
@@ -536,6 +638,7 @@ function stopped(why) {
   $("live").className = "badge off";
   document.body.classList.add("stopped");
   connections = [];
+  listedText = "";
   if (state) {
     state = { ...state, inspect: false, sockets: [], registrations: [] };
     renderState();

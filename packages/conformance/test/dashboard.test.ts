@@ -293,6 +293,74 @@ describe("the dashboard", () => {
     await page.close();
   }, 60000);
 
+  for (const provider of ["local", "aws"] as const) {
+    it(`shows each connection's identity, rooms and state as text, a long state cut short until opened (${provider})`, async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: who\nservices:\n  - match: services/*.ts\n",
+        "services/who.ts": [
+          'import { websocket } from "@nitric-like/sdk";',
+          'const room = websocket("room", {',
+          '  authorize: (req) => ({ identity: { user: req.query.user?.[0] ?? "nobody" } }),',
+          "});",
+          'room.on("connect", async (ctx) => {',
+          '  await ctx.connection.setState({ note: ctx.query.note?.[0] ?? "", pad: "p".repeat(Number(ctx.query.pad?.[0] ?? 0)) });',
+          '  await ctx.connection.join("lobby");',
+          '  await ctx.connection.join("games");',
+          "});",
+          'room.on("message", async (ctx) => {',
+          "  await ctx.connection.join(ctx.text());",
+          '  return "joined";',
+          "});",
+        ].join("\n"),
+      });
+      const app = await startApp(dir, provider === "aws" ? ["--provider", "aws"] : []);
+      const page = await openDashboard(app);
+      const hostile = "<img src=x onerror=window.__pwned=1>";
+      const client = await connect(
+        `${app.url("room")}?user=${encodeURIComponent(hostile)}&note=${encodeURIComponent("<b>bold</b>")}&pad=3000`,
+      );
+      await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
+      const row = page.locator("#connection-table tbody tr").first();
+      const auth = row.locator(".extra.auth");
+      await expect.poll(() => auth.textContent()).toContain(JSON.stringify({ user: hostile }));
+      await expect.poll(() => row.locator(".extra.rooms").textContent()).toBe("rooms games, lobby");
+      // 3,000 characters of state: a preview that opens to the whole of it.
+      const state = row.locator("details.extra.state");
+      expect(await state.locator("summary").textContent()).toContain('{"note":"<b>bold</b>","pad":"ppp');
+      expect(await state.locator("pre").isVisible()).toBe(false);
+      await state.locator("summary").click();
+      expect(await state.locator("pre").textContent()).toBe(
+        JSON.stringify({ note: "<b>bold</b>", pad: "p".repeat(3000) }, null, 2),
+      );
+      // Text, never markup: no element was made from the client's strings, and nothing ran.
+      expect(await row.locator("img, b").count()).toBe(0);
+      expect(await page.evaluate("window.__pwned")).toBeUndefined();
+
+      // A room joined later, by a message handler, shows too.
+      client.ws.send("later");
+      expect((await client.next()).text).toBe("joined");
+      await expect.poll(() => row.locator(".extra.rooms").textContent()).toBe("rooms games, later, lobby");
+      expect(await row.locator(".extra.unreadable").count()).toBe(0);
+      // Drawn again, the list keeps the state the user opened open.
+      expect(await state.locator("pre").isVisible()).toBe(true);
+
+      // Opened at a half screen's and a phone's width, the whole state stays inside the window.
+      for (const width of [720, 390]) {
+        await page.setViewportSize({ width, height: 800 });
+        const { scrollWidth, innerWidth } = (await page.evaluate(
+          "({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth })",
+        )) as { scrollWidth: number; innerWidth: number };
+        expect(scrollWidth, `page width at ${width} px`).toBeLessThanOrEqual(innerWidth);
+        const box = await state.locator("pre").boundingBox();
+        expect(box && box.x >= 0 && box.x + box.width <= width, `state at ${width} px: ${JSON.stringify(box)}`).toBe(
+          true,
+        );
+      }
+      client.close();
+      await page.close();
+    }, 90000);
+  }
+
   it("shows a handler's failure and the service's output beside the message that caused them", async () => {
     const dir = writeProject({
       "nitric-like.yaml": "name: failing\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 1s\n",

@@ -121,6 +121,14 @@ export interface InspectedConnection {
   /** Request headers, names lower case. */
   headers: Record<string, string[]>;
   remoteAddress: string;
+  /** The identity its socket's authorizer gave it, JSON-encoded; "" when none. */
+  auth: string;
+  /** Its rooms; undefined when the provider cannot tell (then `unreadable` says why). */
+  rooms?: string[];
+  /** Its state, JSON-encoded ("" for none); undefined when the provider cannot tell. */
+  state?: string;
+  /** Why rooms and state are missing, when they are. */
+  unreadable?: string;
 }
 
 /**

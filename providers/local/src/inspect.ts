@@ -71,6 +71,9 @@ export class LocalInspector implements ProviderInspector {
         query: values(c.query),
         headers: values(c.headers),
         remoteAddress: c.remoteAddress,
+        auth: c.auth ?? "",
+        rooms: g.roomsOf(c.connectionId),
+        state: g.getState(c.connectionId) ?? "",
       })),
     );
   }

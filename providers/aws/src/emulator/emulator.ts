@@ -727,6 +727,8 @@ export class Emulator {
     private readonly management: Server,
     /** Each socket's name and the URL clients connect to. */
     readonly sockets: { name: string; url: string }[],
+    /** The connections table (rooms and state), when the template has one. */
+    readonly connectionsTable?: string,
   ) {}
 
   /** The API of a socket. */
@@ -1064,5 +1066,6 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   const sockets = [...apis.values()]
     .map((api) => ({ name: socketNames.get(api.logicalId) ?? api.logicalId, url: api.url }))
     .sort((a, b) => a.name.localeCompare(b.name));
-  return new Emulator(apis, functions, management, sockets);
+  const connectionsTable = resources.ConnectionsTable ? (physical.ref.ConnectionsTable as string) : undefined;
+  return new Emulator(apis, functions, management, sockets, connectionsTable);
 }

@@ -7,6 +7,7 @@
 import { rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type {
   HandlerRegistration,
   InspectedConnection,
@@ -20,6 +21,7 @@ import { DEFAULT_RUN_ENVIRONMENT, findServices, socketLimitsOf } from "@nitric-l
 import dynalite from "dynalite";
 import { buildAws } from "../build/build.js";
 import { bundleFunction } from "../build/bundle.js";
+import { IDENTITY_KEY } from "../runtime/authorizer.js";
 import { type Emulator, startEmulator } from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
@@ -54,7 +56,62 @@ class EmulatorInspector implements ProviderInspector {
     'provider "aws" keeps kv stores in emulated DynamoDB tables, which this browser cannot read; use "run" on the local provider to browse them';
   private readonly listeners = new Set<(event: TrafficEvent) => void>();
 
-  constructor(private readonly emulator: Emulator) {}
+  /** Reads rooms and state from the emulated connections table, where the functions keep them. */
+  private readonly dynamo: DynamoDBClient | undefined;
+
+  constructor(
+    private readonly emulator: Emulator,
+    dynamodbEndpoint: string,
+  ) {
+    this.dynamo = emulator.connectionsTable
+      ? new DynamoDBClient({
+          endpoint: dynamodbEndpoint,
+          region: "us-east-1",
+          credentials: { accessKeyId: "emulated", secretAccessKey: "emulated" },
+        })
+      : undefined;
+  }
+
+  destroy(): void {
+    this.dynamo?.destroy();
+  }
+
+  /**
+   * Each listed connection's record (rooms and state) from the connections table, as the
+   * functions wrote it: by `<socket>\u0000<id>`. Throws what DynamoDB says.
+   */
+  private async records(list: InspectedConnection[]): Promise<Map<string, { rooms: string[]; state: string }>> {
+    const found = new Map<string, { rooms: string[]; state: string }>();
+    const table = this.emulator.connectionsTable;
+    if (!this.dynamo || !table) return found;
+    // BatchGetItem takes at most 100 keys; the unprocessed ones are asked again.
+    for (let i = 0; i < list.length; i += 100) {
+      let keys: { socket: { S: string }; id: { S: string } }[] | undefined = list
+        .slice(i, i + 100)
+        .map((c) => ({ socket: { S: c.socket }, id: { S: c.id } }));
+      for (let round = 0; keys && keys.length > 0 && round < 5; round++) {
+        const out = await this.dynamo.send(
+          new BatchGetItemCommand({
+            RequestItems: {
+              [table]: {
+                Keys: keys,
+                ProjectionExpression: "#s, id, #r, #st",
+                ExpressionAttributeNames: { "#s": "socket", "#r": "rooms", "#st": "state" },
+              },
+            },
+          }),
+        );
+        for (const item of out.Responses?.[table] ?? []) {
+          const socket = item.socket?.S;
+          const id = item.id?.S;
+          if (socket === undefined || id === undefined) continue;
+          found.set(`${socket}\u0000${id}`, { rooms: [...(item.rooms?.SS ?? [])].sort(), state: item.state?.S ?? "" });
+        }
+        keys = out.UnprocessedKeys?.[table]?.Keys as typeof keys;
+      }
+    }
+    return found;
+  }
 
   private api(socket: string) {
     return [...this.emulator.apis.values()].find((a) => a.socketName === socket);
@@ -77,9 +134,26 @@ class EmulatorInspector implements ProviderInspector {
           query: c.query,
           headers: c.headers,
           remoteAddress: c.sourceIp,
+          auth: typeof c.authorizer?.[IDENTITY_KEY] === "string" ? (c.authorizer[IDENTITY_KEY] as string) : "",
         });
     }
-    return list;
+    if (list.length === 0) return list;
+    if (!this.dynamo) {
+      const unreadable = "this app keeps no connections table: no socket of it has rooms or state";
+      return list.map((c) => ({ ...c, unreadable }));
+    }
+    let records: Map<string, { rooms: string[]; state: string }>;
+    try {
+      records = await this.records(list);
+    } catch (error) {
+      const unreadable = `the emulated connections table could not be read: ${(error as Error).message}`;
+      return list.map((c) => ({ ...c, unreadable }));
+    }
+    return list.map((c) => {
+      const record = records.get(`${c.socket}\u0000${c.id}`);
+      // No record yet: its $connect has not finished (API Gateway lists it only once it has).
+      return record ? { ...c, ...record } : { ...c, unreadable: "its record is not written yet" };
+    });
   }
   async limits(): Promise<Record<string, never>> {
     return {};
@@ -140,7 +214,7 @@ class EmulatorInspector implements ProviderInspector {
 /** The emulated app, as the CLI sees a running provider. */
 class EmulatedRun implements RunningProvider {
   readonly hostsServices = true;
-  readonly inspect: ProviderInspector;
+  readonly inspect: EmulatorInspector;
 
   constructor(
     private readonly emulator: Emulator,
@@ -148,8 +222,9 @@ class EmulatedRun implements RunningProvider {
     private readonly expected: HandlerRegistration[],
     private readonly projectDir: string,
     private readonly buildDir: string,
+    dynamodbEndpoint: string,
   ) {
-    this.inspect = new EmulatorInspector(emulator);
+    this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint);
   }
 
   /**
@@ -185,6 +260,7 @@ class EmulatedRun implements RunningProvider {
   }
   async stop(): Promise<void> {
     await this.emulator.stop();
+    this.inspect.destroy();
     await this.db.close();
   }
 }
@@ -209,7 +285,7 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
       for (const [event, service] of Object.entries(r.handlers))
         expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
     }
-    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build);
+    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build, db.endpoint);
   } catch (error) {
     await db.close();
     throw error;
