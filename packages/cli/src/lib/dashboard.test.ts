@@ -3,7 +3,7 @@
 // dashboard, and every other request, carry on.
 import type { InspectedConnection, ProviderInspector, RunningProvider, Spec } from "@nitric-like/spec";
 import { afterEach, expect, it } from "vitest";
-import { type Dashboard, startDashboard } from "./dashboard.js";
+import { boundedListing, type Dashboard, LISTING_EXTRAS_CHARS, startDashboard } from "./dashboard.js";
 
 let dashboard: Dashboard | undefined;
 afterEach(async () => {
@@ -63,4 +63,29 @@ it("answers a request that met a bug with 500 and one log line, and goes on serv
   expect((await fetch(`${dashboard.url}/api/kv/keys?store=__proto__`)).status).toBe(404);
   expect((await fetch(`${dashboard.url}/api/state`)).status).toBe(200);
   expect(errors).toHaveLength(1);
+});
+
+it("keeps a connection listing's identities and states within its budget, cutting the rest to a preview", () => {
+  const big = (n: number) => JSON.stringify({ pad: "x".repeat(n) });
+  const list: InspectedConnection[] = Array.from({ length: 400 }, (_, i) => ({
+    socket: "chat",
+    id: `c${i}`,
+    connectedAt: 0,
+    query: {},
+    headers: {},
+    remoteAddress: "127.0.0.1",
+    auth: big(8_000),
+    rooms: [],
+    state: big(16_000),
+  }));
+  const shown = boundedListing(list);
+  const chars = shown.reduce((n, c) => n + c.auth.length + (c.state?.length ?? 0), 0);
+  expect(chars).toBeLessThanOrEqual(LISTING_EXTRAS_CHARS + 400 * 162);
+  // The first connections are whole, the ones past the budget cut to a preview ending in "…".
+  expect(shown[0]).toEqual(list[0]);
+  expect(shown[399]?.state).toHaveLength(81);
+  expect(shown[399]?.state?.endsWith("…")).toBe(true);
+  expect(shown.map((c) => c.id)).toEqual(list.map((c) => c.id));
+  // A small listing is untouched.
+  expect(boundedListing(list.slice(0, 3))).toEqual(list.slice(0, 3));
 });

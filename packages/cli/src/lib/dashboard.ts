@@ -13,7 +13,14 @@ import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
 import { boundaryMessage, guard } from "@nitric-like/provider-kit";
-import { kvValueProblem, type Logger, type RunningProvider, type Spec, type TrafficEvent } from "@nitric-like/spec";
+import {
+  type InspectedConnection,
+  kvValueProblem,
+  type Logger,
+  type RunningProvider,
+  type Spec,
+  type TrafficEvent,
+} from "@nitric-like/spec";
 import { UserError } from "./log.js";
 import { cliPackageDir } from "./package-dir.js";
 
@@ -290,7 +297,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       case "GET /api/state":
         return state();
       case "GET /api/connections":
-        return needInspect().connections();
+        return boundedListing(await needInspect().connections());
       case "POST /api/send": {
         const body = await readJson(req);
         const socket = socketNamed(field(body, "socket"));
@@ -443,4 +450,27 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       });
     },
   };
+}
+
+/**
+ * Most characters of identities and states one connection listing carries. Each can be 8 KB and
+ * 16 KB, on each of 10,000 connections (240 MB a listing, refreshed while traffic flows); past
+ * this budget a value is cut to the page's preview length and marked with a trailing "…".
+ */
+export const LISTING_EXTRAS_CHARS = 4_000_000;
+const CUT_CHARS = 80;
+
+/** The listing with identities and states within LISTING_EXTRAS_CHARS, in listing order. */
+export function boundedListing(list: InspectedConnection[]): InspectedConnection[] {
+  let budget = LISTING_EXTRAS_CHARS;
+  const cut = (value: string) => (value.length > CUT_CHARS ? `${value.slice(0, CUT_CHARS)}…` : value);
+  return list.map((c) => {
+    const size = c.auth.length + (c.state?.length ?? 0);
+    if (size <= budget) {
+      budget -= size;
+      return c;
+    }
+    budget = 0;
+    return { ...c, auth: cut(c.auth), ...(c.state === undefined ? {} : { state: cut(c.state) }) };
+  });
 }
