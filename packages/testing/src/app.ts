@@ -162,6 +162,10 @@ export class App {
         client.drop();
       }
     }
+    // The port check waits a few turns of the event loop: everything above can settle in promise
+    // callbacks alone, and a server that binds the port again in this process (a leaked one being
+    // restarted, say) would not have had its turn to be seen.
+    await new Promise((resolve) => setTimeout(resolve, 20));
     for (const [name, url] of this.urls)
       if (await accepts(new URL(url))) problems.push(`websocket "${name}" still accepts connections at ${url}`);
     this.cleanup();
