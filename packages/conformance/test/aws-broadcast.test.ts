@@ -5,16 +5,10 @@
 // PostToConnection after 15 ms, accepts a limited number per second (429 over it) and answers 410
 // for gone connections. The frames the double counts are what API Gateway would have delivered.
 import { join } from "node:path";
-import {
-  type Emulator,
-  type ManagementDouble,
-  seedConnections,
-  startDynalite,
-  startEmulator,
-  startManagementDouble,
-} from "@nitric-like/provider-aws/emulator";
+import { type Emulator, type ManagementDouble, startDynalite } from "@nitric-like/provider-aws/emulator";
 import { DynamoDbClient } from "@nitric-like/provider-aws/runtime";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { CALLER, simulateSocket } from "../src/aws-sim.js";
 import { cleanTemp, runCli, writeProject } from "../src/harness.js";
 
 const SERVICE = `import { websocket } from "@nitric-like/sdk";
@@ -28,7 +22,6 @@ room.on("message", async (ctx) => {
 });
 `;
 
-const CALLER = "CallerConnIdAA=";
 let out: string;
 let dynamo: { endpoint: string; close(): Promise<void> };
 const started: { emulator: Emulator; double: ManagementDouble }[] = [];
@@ -63,35 +56,19 @@ async function simulate(
   double: { perSecond: number; burst?: number; gone: string[] },
   env: Record<string, string> = {},
 ) {
-  const management = await startManagementDouble({ latencyMs: 15, ...double });
-  const lines: string[] = [];
-  const emulator = await startEmulator({
+  const sim = await simulateSocket({
     buildDir: out,
     dynamodbEndpoint: dynamo.endpoint,
-    stackName: stack,
-    logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) },
-    env: {
-      NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
-        room: {
-          apiId: "simapi",
-          url: "wss://simapi.invalid/live",
-          endpoint: `${management.url}/live`,
-          events: ["connect", "disconnect", "message"],
-        },
-      }),
-      ...env,
-    },
+    stack,
+    connected: ids,
+    double,
+    env,
   });
-  started.push({ emulator, double: management });
-  await seedConnections(dynamo.endpoint, `${stack}-ConnectionsTable`, "room", [CALLER, ...ids]);
-  const fn = emulator.functions[0] as Emulator["functions"][number];
+  const { management, lines } = sim;
+  started.push({ emulator: sim.emulator, double: management });
   const broadcast = async () => {
-    const result = (await fn.invoke({
-      requestContext: { routeKey: "$default", connectionId: CALLER, apiId: "simapi", stage: "live" },
-      body: "to everyone",
-      isBase64Encoded: false,
-    })) as { body: string };
-    return { sent: (JSON.parse(result.body) as { sent: number }).sent, deliveredThen: management.delivered() };
+    const body = await sim.send("to everyone");
+    return { sent: (JSON.parse(body) as { sent: number }).sent, deliveredThen: management.delivered() };
   };
   const recorded = async () => {
     const client = new DynamoDbClient({

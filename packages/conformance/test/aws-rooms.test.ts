@@ -3,16 +3,10 @@
 // membership items) in dynalite, and the socket's Management API is a double that answers 410 for
 // gone connections. A room broadcast takes the socket broadcast's path, reading the room's members.
 import { join } from "node:path";
-import {
-  type Emulator,
-  type ManagementDouble,
-  seedConnections,
-  startDynalite,
-  startEmulator,
-  startManagementDouble,
-} from "@nitric-like/provider-aws/emulator";
+import { type Emulator, type ManagementDouble, startDynalite } from "@nitric-like/provider-aws/emulator";
 import { DynamoDbClient } from "@nitric-like/provider-aws/runtime";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { CALLER, simulateSocket } from "../src/aws-sim.js";
 import { cleanTemp, runCli, writeProject } from "../src/harness.js";
 
 const SERVICE = `import { websocket } from "@nitric-like/sdk";
@@ -37,7 +31,6 @@ socket.on("message", async (ctx) => {
 });
 `;
 
-const CALLER = "CallerConnIdAA=";
 let out: string;
 let dynamo: { endpoint: string; close(): Promise<void> };
 const started: { emulator: Emulator; double: ManagementDouble }[] = [];
@@ -66,36 +59,17 @@ afterAll(async () => {
 });
 
 async function simulate(stack: string, ids: string[], gone: string[], env: Record<string, string> = {}) {
-  const management = await startManagementDouble({ latencyMs: 15, perSecond: 10_000, gone });
-  const lines: string[] = [];
-  const emulator = await startEmulator({
+  const sim = await simulateSocket({
     buildDir: out,
     dynamodbEndpoint: dynamo.endpoint,
-    stackName: stack,
-    logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) },
-    env: {
-      NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
-        room: {
-          apiId: "simapi",
-          url: "wss://simapi.invalid/live",
-          endpoint: `${management.url}/live`,
-          events: ["connect", "disconnect", "message"],
-        },
-      }),
-      ...env,
-    },
+    stack,
+    connected: ids,
+    double: { perSecond: 10_000, gone },
+    env,
   });
-  started.push({ emulator, double: management });
-  await seedConnections(dynamo.endpoint, `${stack}-ConnectionsTable`, "room", [CALLER, ...ids]);
-  const fn = emulator.functions[0] as Emulator["functions"][number];
-  const call = async (cmd: object) => {
-    const result = (await fn.invoke({
-      requestContext: { routeKey: "$default", connectionId: CALLER, apiId: "simapi", stage: "live" },
-      body: JSON.stringify(cmd),
-      isBase64Encoded: false,
-    })) as { body: string };
-    return JSON.parse(result.body) as Record<string, unknown>;
-  };
+  const { management, lines } = sim;
+  started.push({ emulator: sim.emulator, double: management });
+  const call = async (cmd: object) => JSON.parse(await sim.send(JSON.stringify(cmd))) as Record<string, unknown>;
   return { management, lines, call };
 }
 
