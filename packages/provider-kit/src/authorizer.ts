@@ -6,20 +6,17 @@
  * for one, then is refused with 503.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type {
   AuthorizationRequestSchema,
   Authorizer,
   HandleAuthorizationsRequest,
   HandleAuthorizationsResponseSchema,
 } from "@nitric-like/contracts/authorize";
-import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
+import { Code, RpcError, type ServerStream, type ServiceImpl } from "@nitric-like/rpc";
 import { MAX_IDENTITY_BYTES, resourceNameProblem } from "@nitric-like/spec";
 
-type Call = ServerDuplexStream<
-  HandleAuthorizationsRequest,
-  MessageInitShape<typeof HandleAuthorizationsResponseSchema>
->;
+/** The provider's side of an authorizer stream. */
+type Call = ServerStream<MessageInitShape<typeof HandleAuthorizationsResponseSchema>>;
 
 /** A connection request, as the authorizer gets it. */
 export type AuthorizationInput = MessageInitShape<typeof AuthorizationRequestSchema> & {
@@ -139,8 +136,8 @@ export class AuthorizerRegistry {
   register(service: string, socket: string, call: Call): AuthorizerStream {
     const current = this.streams.get(socket);
     if (current && current.service !== service) {
-      throw grpcError(
-        GrpcStatus.FAILED_PRECONDITION,
+      throw new RpcError(
+        Code.FAILED_PRECONDITION,
         `websocket("${socket}"): already authorized by service "${current.service}"; give authorize in one service only`,
       );
     }
@@ -227,11 +224,7 @@ export class AuthorizerRegistry {
   endAll(): void {
     for (const stream of [...this.streams.values()]) {
       this.unregister(stream);
-      try {
-        stream.call.end();
-      } catch {
-        // Already ended.
-      }
+      stream.call.end();
     }
   }
 }
@@ -242,24 +235,19 @@ export function authorizerService(
   service: string,
 ): ServiceImpl<typeof Authorizer> {
   return {
-    handleAuthorizations(call: Call) {
+    handleAuthorizations(call) {
       let stream: AuthorizerStream | undefined;
-      let refused = false;
-      const refuse = (error: Error) => {
-        refused = true;
-        // grpc-js sends an "error" event's status to the client.
-        call.emit("error", error);
-      };
-      call.on("data", (message: HandleAuthorizationsRequest) => {
+      // A refused call has ended: the router drops whatever the service sends after.
+      const refuse = (error: Error) => call.fail(error);
+      call.onMessage((message: HandleAuthorizationsRequest) => {
         if (stream) {
           ctx.authorizers?.answer(stream, message);
           return;
         }
-        if (refused) return;
         if (message.content.case !== "registration") {
           refuse(
-            grpcError(
-              GrpcStatus.INVALID_ARGUMENT,
+            new RpcError(
+              Code.INVALID_ARGUMENT,
               "websocket authorizer: the first message on an authorizer stream must be a registration",
             ),
           );
@@ -268,12 +256,12 @@ export function authorizerService(
         const { socketName } = message.content.value;
         const problem = resourceNameProblem("websocket", socketName);
         if (problem) {
-          refuse(grpcError(GrpcStatus.INVALID_ARGUMENT, problem));
+          refuse(new RpcError(Code.INVALID_ARGUMENT, problem));
           return;
         }
         if (!ctx.authorizers) {
           refuse(
-            grpcError(GrpcStatus.UNIMPLEMENTED, `websocket("${socketName}"): this provider does not run authorizers`),
+            new RpcError(Code.UNIMPLEMENTED, `websocket("${socketName}"): this provider does not run authorizers`),
           );
           return;
         }
@@ -285,20 +273,11 @@ export function authorizerService(
         }
         call.write({ id: "", content: { case: "registration", value: { socketName } } });
       });
-      const done = () => {
+      // The service half-closed: its authorizer is gone; the call ends with OK.
+      call.onEnd(() => call.end());
+      call.onClose(() => {
         if (stream) ctx.authorizers?.unregister(stream);
-      };
-      call.on("end", () => {
-        done();
-        try {
-          call.end();
-        } catch {
-          // Already ended.
-        }
       });
-      call.on("cancelled", done);
-      call.on("error", done);
-      call.on("close", done);
     },
   };
 }

@@ -10,7 +10,7 @@
  * - Server-to-client binary works: PostToConnection data that is not UTF-8 reaches the client as a
  *   binary message.
  */
-import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
+import { Code, RpcError } from "@nitric-like/rpc";
 
 /** API Gateway's largest WebSocket frame, either way. */
 export const AWS_MAX_FRAME_BYTES = 32 * 1024;
@@ -87,8 +87,8 @@ export function awsFrameWatcher(
 
 /** INVALID_ARGUMENT for a send over 128 KB: what the AWS runtime makes of PostToConnection's 413. */
 export function awsPayloadTooLarge(socket: string) {
-  return grpcError(
-    GrpcStatus.INVALID_ARGUMENT,
+  return new RpcError(
+    Code.INVALID_ARGUMENT,
     `websocket "${socket}": the message is too large for API Gateway (at most 128 KB); send less`,
   );
 }

@@ -1,7 +1,7 @@
 /** The Connections gRPC service (our own contract): live connections, kept by the gateway. */
 import { isUtf8 } from "node:buffer";
 import type { Connections } from "@nitric-like/contracts/connections";
-import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
+import { Code, RpcError, type ServiceImpl } from "@nitric-like/rpc";
 import { checkClose, gatewayFor, notConnected, settle, type WebsocketContext } from "./websocket.js";
 
 /** Builds the Connections implementation for the service `service`. */
@@ -35,11 +35,11 @@ export function connectionsService(ctx: WebsocketContext, service: string): Serv
             for (const info of list) call.write({ connection: info });
             call.end();
           },
-          (error) => call.emit("error", error),
+          (error) => call.fail(error),
         );
       } catch (error) {
         // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
-        call.emit("error", error as Error);
+        call.fail(error as Error);
       }
     },
     broadcast(call, callback) {
@@ -47,8 +47,8 @@ export function connectionsService(ctx: WebsocketContext, service: string): Serv
         const { socketName, data, binary, except } = call.request;
         const gateway = gatewayFor(ctx, service, socketName);
         if (!binary && !isUtf8(data)) {
-          throw grpcError(
-            GrpcStatus.INVALID_ARGUMENT,
+          throw new RpcError(
+            Code.INVALID_ARGUMENT,
             `websocket "${socketName}": a text frame must be UTF-8; broadcast these bytes as binary`,
           );
         }

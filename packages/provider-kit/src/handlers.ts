@@ -5,7 +5,6 @@
  * no per-event logging.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { LeadingEdgeBatcher } from "@nitric-like/contracts/batcher";
 import {
   type ClientMessage,
@@ -14,11 +13,13 @@ import {
   type WebsocketEventResponse,
   WebsocketEventType,
 } from "@nitric-like/contracts/websockets";
+import type { ServerStream } from "@nitric-like/rpc";
 import type { HandlerRegistration, Logger, WebsocketEvent } from "@nitric-like/spec";
 
 type EventRequest = MessageInitShape<typeof WebsocketEventRequestSchema>;
 type ServerMessageInit = MessageInitShape<typeof ServerMessageSchema>;
-type HandlerCall = ServerDuplexStream<ClientMessage, MessageInitShape<typeof ServerMessageSchema>>;
+/** The provider's side of a handler stream: what the registry writes events to. */
+type HandlerCall = ServerStream<ServerMessageInit>;
 
 /** Why an event could not be handled ("poison": its service died each time it was delivered). */
 export type HandlerFailure = "none" | "unavailable" | "timeout" | "gone" | "poison";

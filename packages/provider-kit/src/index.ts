@@ -27,7 +27,6 @@ export type { ConnectionInfo, KvBackend, MaybePromise, SocketBackend } from "./b
 export { MAX_KEY_BYTES } from "./backends.js";
 export { boundaryMessage, guard } from "./boundary.js";
 export { type CompileMessage, compileErrorMessage } from "./compile-errors.js";
-export { type Endpoint, type EndpointContext, type EndpointOptions, startEndpoint, stopEndpoint } from "./endpoint.js";
 export {
   type AnswerSink,
   EVENT_NAMES,
@@ -44,6 +43,7 @@ export { OUT_DIR_MARKER, type OutDir, outDirProblem, prepareOutDir } from "./out
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { resourceKindOf } from "./resources.js";
+export { type EndpointContext, serviceRouter } from "./router.js";
 export {
   createRunDir,
   currentUid,

@@ -3,8 +3,9 @@
  * (by @nitric-like/spec's kv rules, the same the SDK applies at set(), so every client gets the
  * same refusals on every provider), then the provider's backend.
  */
-import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
+
 import type { KvStore } from "@nitric-like/contracts/kvstore";
+import { Code, RpcError, type ServiceImpl } from "@nitric-like/rpc";
 import { checkKvValue, kvKeyProblem, resourceNameProblem } from "@nitric-like/spec";
 import type { KvBackend } from "./backends.js";
 import type { Permissions } from "./permissions.js";
@@ -20,10 +21,10 @@ export interface KvContext {
 
 function checkStore(ctx: KvContext, service: string, store: string, permission: "get" | "set" | "delete"): void {
   const problem = resourceNameProblem("kv", store);
-  if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
+  if (problem) throw new RpcError(Code.INVALID_ARGUMENT, problem);
   if (!ctx.declared(store)) {
-    throw grpcError(
-      GrpcStatus.NOT_FOUND,
+    throw new RpcError(
+      Code.NOT_FOUND,
       `kv(${JSON.stringify(store)}): no such store; declare it with kv(${JSON.stringify(store)}).allow(...)`,
     );
   }
@@ -32,7 +33,7 @@ function checkStore(ctx: KvContext, service: string, store: string, permission: 
 
 function checkKey(store: string, operation: "get" | "set" | "delete", key: string): void {
   const problem = kvKeyProblem(store, operation, key);
-  if (problem !== undefined) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
+  if (problem !== undefined) throw new RpcError(Code.INVALID_ARGUMENT, problem);
 }
 
 /** Answers once a write is durable, or with INTERNAL saying what failed. */
@@ -47,7 +48,7 @@ function acknowledge(
       callback(
         typeof (error as { code?: unknown }).code === "number"
           ? error
-          : grpcError(GrpcStatus.INTERNAL, `${what}: ${error.message}`),
+          : new RpcError(Code.INTERNAL, `${what}: ${error.message}`),
       ),
   );
 }
@@ -69,7 +70,7 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
           (content) => {
             if (content === undefined) {
               callback(
-                grpcError(GrpcStatus.NOT_FOUND, `kv(${JSON.stringify(store)}): key ${JSON.stringify(key)} not found`),
+                new RpcError(Code.NOT_FOUND, `kv(${JSON.stringify(store)}): key ${JSON.stringify(key)} not found`),
               );
               return;
             }
@@ -88,13 +89,13 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
         checkKey(store, "set", key);
         const content = call.request.content;
         if (content === undefined) {
-          throw grpcError(
-            GrpcStatus.INVALID_ARGUMENT,
+          throw new RpcError(
+            Code.INVALID_ARGUMENT,
             `kv(${JSON.stringify(store)}): set(${JSON.stringify(key)}) has no value; pass a JSON object`,
           );
         }
         const problem = checkKvValue(store, key, content).problem;
-        if (problem !== undefined) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
+        if (problem !== undefined) throw new RpcError(Code.INVALID_ARGUMENT, problem);
         acknowledge(ctx.stores.set(store, key, content), callback, `kv(${JSON.stringify(store)}): write failed`);
       } catch (error) {
         fail(callback as (e: unknown) => void, error);
@@ -129,10 +130,10 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
             call.write({ key });
           }
           call.end();
-        })().catch((error: unknown) => call.emit("error", asGrpcError(error)));
+        })().catch((error: unknown) => call.fail(asGrpcError(error)));
       } catch (error) {
         // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
-        call.emit("error", error as Error);
+        call.fail(error as Error);
       }
     },
   };

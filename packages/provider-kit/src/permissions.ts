@@ -2,7 +2,7 @@
  * Who may do what: the grants each service declared through Policy resources. The endpoint a call
  * arrives on names the service, so a service can use only the permissions it declared itself.
  */
-import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
+import { Code, RpcError } from "@nitric-like/rpc";
 import type { Permission, ResourceKind } from "@nitric-like/spec";
 
 const VERB: Record<Permission, string> = {
@@ -41,8 +41,8 @@ export class Permissions {
       kind === "kv"
         ? `add .allow(${JSON.stringify(permission)}) to ${resource} in that service`
         : `declare ${resource} in that service`;
-    throw grpcError(
-      GrpcStatus.PERMISSION_DENIED,
+    throw new RpcError(
+      Code.PERMISSION_DENIED,
       `${resource}: service ${JSON.stringify(service)} may not ${VERB[permission]}; ${fix}`,
     );
   }

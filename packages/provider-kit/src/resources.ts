@@ -1,6 +1,7 @@
 /** The Resources gRPC service of one service's endpoint: declarations and the grants they carry. */
-import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
+
 import { Action, type Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { Code, RpcError, type ServiceImpl } from "@nitric-like/rpc";
 import { type Logger, type Permission, type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
 import type { Permissions } from "./permissions.js";
 
@@ -59,12 +60,12 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
     declare(call, callback) {
       const { id, config } = call.request;
       if (!id) {
-        callback(grpcError(GrpcStatus.INVALID_ARGUMENT, "declare: the request has no resource id"));
+        callback(new RpcError(Code.INVALID_ARGUMENT, "declare: the request has no resource id"));
         return;
       }
       if (id.type === ResourceType.Policy) {
         if (config.case !== "policy") {
-          callback(grpcError(GrpcStatus.INVALID_ARGUMENT, "declare: a policy declaration needs its policy"));
+          callback(new RpcError(Code.INVALID_ARGUMENT, "declare: a policy declaration needs its policy"));
           return;
         }
         const permissions = config.value.actions
@@ -84,7 +85,7 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
       if (kind) {
         const problem = resourceNameProblem(kind, id.name);
         if (problem) {
-          callback(grpcError(GrpcStatus.INVALID_ARGUMENT, problem));
+          callback(new RpcError(Code.INVALID_ARGUMENT, problem));
           return;
         }
       }
@@ -92,7 +93,7 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
         const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
         ctx.declareSocket(id.name, origins).then(
           () => callback(null, {}),
-          (error: Error) => callback(grpcError(GrpcStatus.UNAVAILABLE, error.message)),
+          (error: Error) => callback(new RpcError(Code.UNAVAILABLE, error.message)),
         );
         return;
       }

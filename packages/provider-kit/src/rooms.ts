@@ -1,13 +1,13 @@
 /** The Rooms gRPC service (our own contract): rooms and per-connection state, kept by the provider. */
 import { isUtf8 } from "node:buffer";
-import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
 import type { Rooms } from "@nitric-like/contracts/rooms";
+import { Code, RpcError, type ServiceImpl } from "@nitric-like/rpc";
 import { connectionStateProblem, roomNameProblem } from "@nitric-like/spec";
 import { gatewayFor, notConnected, settle, type WebsocketContext } from "./websocket.js";
 
 function checkRoom(socket: string, room: string): void {
   const problem = roomNameProblem(`websocket "${socket}"`, room);
-  if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
+  if (problem) throw new RpcError(Code.INVALID_ARGUMENT, problem);
 }
 
 /** Builds the Rooms implementation for the service `service`. */
@@ -63,8 +63,8 @@ export function roomsService(ctx: WebsocketContext, service: string): ServiceImp
         const gateway = gatewayFor(ctx, service, socketName);
         checkRoom(socketName, room);
         if (!binary && !isUtf8(data)) {
-          throw grpcError(
-            GrpcStatus.INVALID_ARGUMENT,
+          throw new RpcError(
+            Code.INVALID_ARGUMENT,
             `websocket "${socketName}": a text frame must be UTF-8; broadcast these bytes as binary`,
           );
         }
@@ -82,7 +82,7 @@ export function roomsService(ctx: WebsocketContext, service: string): ServiceImp
         const { socketName, connectionId, stateJson } = call.request;
         const gateway = gatewayFor(ctx, service, socketName);
         const problem = connectionStateProblem(`websocket "${socketName}"`, stateJson);
-        if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
+        if (problem) throw new RpcError(Code.INVALID_ARGUMENT, problem);
         settle(
           gateway.setState(connectionId, stateJson),
           (ok) => callback(ok ? null : notConnected(socketName, connectionId), {}),

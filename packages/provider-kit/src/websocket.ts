@@ -1,14 +1,13 @@
 /** The Websocket and WebsocketHandler gRPC services of one service's endpoint. */
 import { isUtf8 } from "node:buffer";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { GrpcStatus, grpcError, type ServiceImpl } from "@nitric-like/contracts/grpc";
 import type {
   ClientMessage,
   ServerMessageSchema,
   Websocket,
   WebsocketHandler,
 } from "@nitric-like/contracts/websockets";
+import { Code, RpcError, type ServiceImpl } from "@nitric-like/rpc";
 import { resourceNameProblem } from "@nitric-like/spec";
 import type { AuthorizerRegistry } from "./authorizer.js";
 import type { MaybePromise, SocketBackend } from "./backends.js";
@@ -27,11 +26,11 @@ export interface WebsocketContext {
 /** The gateway of a socket the calling service may manage; otherwise the status that says why not. */
 export function gatewayFor(ctx: WebsocketContext, service: string, socket: string): SocketBackend {
   const problem = resourceNameProblem("websocket", socket);
-  if (problem) throw grpcError(GrpcStatus.INVALID_ARGUMENT, problem);
+  if (problem) throw new RpcError(Code.INVALID_ARGUMENT, problem);
   const gateway = ctx.gateway(socket);
   if (!gateway) {
-    throw grpcError(
-      GrpcStatus.NOT_FOUND,
+    throw new RpcError(
+      Code.NOT_FOUND,
       `websocket(${JSON.stringify(socket)}): no such socket; declare it with websocket(${JSON.stringify(socket)})`,
     );
   }
@@ -58,13 +57,13 @@ export function settle<T>(value: MaybePromise<T>, ok: (value: T) => void, fail: 
 /** A backend's failure as a gRPC error: errors that carry a gRPC code pass; others become INTERNAL. */
 export function asGrpcError(error: unknown): Error {
   if (error instanceof Error && typeof (error as { code?: unknown }).code === "number") return error;
-  return grpcError(GrpcStatus.INTERNAL, error instanceof Error ? error.message : String(error));
+  return new RpcError(Code.INTERNAL, error instanceof Error ? error.message : String(error));
 }
 
 /** NOT_FOUND for a connection that is not open. */
 export function notConnected(socket: string, id: string) {
-  return grpcError(
-    GrpcStatus.NOT_FOUND,
+  return new RpcError(
+    Code.NOT_FOUND,
     `websocket "${socket}": connection ${JSON.stringify(id)} is not connected (it closed, or never existed)`,
   );
 }
@@ -73,14 +72,14 @@ export function notConnected(socket: string, id: string) {
 export function checkClose(socket: string, code: number, reason: string): number {
   const closeCode = code === 0 ? 1000 : code;
   if (closeCode !== 1000 && (closeCode < 3000 || closeCode > 4999)) {
-    throw grpcError(
-      GrpcStatus.INVALID_ARGUMENT,
+    throw new RpcError(
+      Code.INVALID_ARGUMENT,
       `websocket "${socket}": close code ${code} is not allowed; use 1000 or 3000-4999`,
     );
   }
   if (Buffer.byteLength(reason, "utf8") > 123) {
-    throw grpcError(
-      GrpcStatus.INVALID_ARGUMENT,
+    throw new RpcError(
+      Code.INVALID_ARGUMENT,
       `websocket "${socket}": a close reason is at most 123 bytes (RFC 6455); shorten it`,
     );
   }
@@ -97,8 +96,8 @@ export function websocketService(ctx: WebsocketContext, service: string): Servic
         // Nitric's SDKs leave `binary` unset: text when the bytes are UTF-8, as they almost always are.
         const asBinary = binary ?? !isUtf8(data);
         if (binary === false && !isUtf8(data)) {
-          throw grpcError(
-            GrpcStatus.INVALID_ARGUMENT,
+          throw new RpcError(
+            Code.INVALID_ARGUMENT,
             `websocket "${socketName}": a text frame must be UTF-8; send these bytes as binary`,
           );
         }
@@ -136,27 +135,20 @@ export function websocketService(ctx: WebsocketContext, service: string): Servic
   };
 }
 
-type HandlerCall = ServerDuplexStream<ClientMessage, MessageInitShape<typeof ServerMessageSchema>>;
-
 /** Builds the WebsocketHandler implementation for the service `service`. */
 export function websocketHandlerService(ctx: WebsocketContext, service: string): ServiceImpl<typeof WebsocketHandler> {
   return {
-    handleEvents(call: HandlerCall) {
+    handleEvents(call) {
       let stream: HandlerStream | undefined;
-      let refused = false;
-      call.on("data", (message: ClientMessage) => {
+      call.onMessage((message: ClientMessage) => {
         if (stream) {
           stream.answer(message);
           return;
         }
-        if (refused) return;
         if (message.content.case !== "registrationRequest") {
-          refused = true;
-          // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
-          call.emit(
-            "error",
-            grpcError(
-              GrpcStatus.INVALID_ARGUMENT,
+          call.fail(
+            new RpcError(
+              Code.INVALID_ARGUMENT,
               "websocket handler: the first message on a handler stream must be a registration",
             ),
           );
@@ -166,31 +158,19 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
         const problem = resourceNameProblem("websocket", socketName);
         const event = EVENT_NAMES[eventType];
         if (problem || event === undefined) {
-          refused = true;
-          // grpc-js sends an "error" event's status to the client; destroy() would drop the call without one.
-          call.emit(
-            "error",
-            grpcError(GrpcStatus.INVALID_ARGUMENT, problem ?? `websocket handler: unknown event type ${eventType}`),
+          call.fail(
+            new RpcError(Code.INVALID_ARGUMENT, problem ?? `websocket handler: unknown event type ${eventType}`),
           );
           return;
         }
         stream = ctx.handlers.register(service, socketName, event, call, batch);
         call.write({ id: "", content: { case: "registrationResponse", value: { batch } } });
       });
-      const done = () => {
+      // The service half-closed: its handler is gone; the call ends with OK.
+      call.onEnd(() => call.end());
+      call.onClose(() => {
         if (stream) ctx.handlers.unregister(stream);
-      };
-      call.on("end", () => {
-        done();
-        try {
-          call.end();
-        } catch {
-          // Already ended.
-        }
       });
-      call.on("cancelled", done);
-      call.on("error", done);
-      call.on("close", done);
     },
   };
 }

@@ -11,7 +11,7 @@
  * elsewhere (a deployed function, whose bundle has no source map; tests) everything prints whole.
  */
 import { readFileSync } from "node:fs";
-import type { ServiceError } from "@grpc/grpc-js";
+import type { RpcError } from "@nitric-like/rpc";
 
 /** Every code a NitricLikeError can have (gRPC's status codes, in snake case). */
 export const ERROR_CODES = [
@@ -79,7 +79,7 @@ export class NitricLikeError extends Error {
    */
   static from(error: unknown, details?: ErrorDetails): NitricLikeError {
     if (isNitricLikeError(error)) return error;
-    const grpc = error as Partial<ServiceError> | undefined;
+    const grpc = error as Partial<RpcError> | undefined;
     if (grpc && typeof grpc.code === "number" && typeof grpc.details === "string") {
       const code = BY_STATUS[grpc.code] ?? "unknown";
       return new NitricLikeError(

@@ -3,6 +3,7 @@
  * service over its own gRPC endpoint: a Unix socket in this run's private folder, and 127.0.0.1
  * only when asked (`tcp`).
  */
+
 import { join } from "node:path";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
@@ -10,13 +11,10 @@ import {
   AWS_MAX_MESSAGE_BYTES,
   createRunDir,
   currentUid,
-  type Endpoint,
   HandlerRegistry,
   Permissions,
   type RunDir,
   removeStaleRunDirs,
-  startEndpoint,
-  stopEndpoint,
 } from "@nitric-like/provider-kit";
 import {
   type AppLimits,
@@ -30,6 +28,7 @@ import {
   resolveLimits,
   socketLimitsOf,
 } from "@nitric-like/spec";
+import { type Endpoint, startEndpoint, stopEndpoint } from "./endpoint.js";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
 import { FlowBudget } from "./websocket/flow.js";

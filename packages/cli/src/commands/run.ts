@@ -361,7 +361,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
  */
 function threadsPossible(prepared: PreparedProject, running: RunningProvider): boolean {
   if (!running.openPort || running.hostsServices) return false;
-  if (!prepared.services.some((s) => s.bundle?.threadable || s.bundle?.threadOutfile)) return false;
+  if (!prepared.services.some((s) => s.bundle?.threadOutfile)) return false;
   if (process.env.NITRIC_LIKE_SERVICE_NODE_ARGS) return false;
   return isMainThread || process.cwd() === prepared.project.dir;
 }

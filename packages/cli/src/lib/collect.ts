@@ -7,14 +7,14 @@
 import type { ChildProcess } from "node:child_process";
 import { chmodSync } from "node:fs";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
 import { Authorizer, type HandleAuthorizationsRequest } from "@nitric-like/contracts/authorize";
 import { Connections } from "@nitric-like/contracts/connections";
-import { addService, GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ClientMessage, Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { createRunDir, currentUid, resourceKindOf } from "@nitric-like/provider-kit";
+import { Code, Router, RpcError } from "@nitric-like/rpc";
+import { GrpcServer } from "@nitric-like/rpc/grpc";
 import type {
   CollectedService,
   Permission,
@@ -106,8 +106,8 @@ function registeredName(message: Uint8Array, field: number): string {
 }
 
 const UNAVAILABLE = (what: string) =>
-  grpcError(
-    GrpcStatus.UNAVAILABLE,
+  new RpcError(
+    Code.UNAVAILABLE,
     `${what} is not available while nitric-like collects the spec (NITRIC_ENVIRONMENT=build); call it from a handler, not at the top level of a service`,
   );
 
@@ -131,8 +131,8 @@ async function collectOne(
   const quietMs = options.quietMs ?? 1500;
   let touch = () => {};
 
-  const server = new grpc.Server();
-  addService(server, Resources, {
+  const router = new Router();
+  router.service(Resources, {
     declare(call, callback) {
       touch();
       const { id, config } = call.request;
@@ -156,10 +156,10 @@ async function collectOne(
       callback(null, {});
     },
   });
-  addService(server, WebsocketHandler, {
+  router.service(WebsocketHandler, {
     handleEvents(call) {
       touch();
-      call.on("data", (message: ClientMessage) => {
+      call.onMessage((message: ClientMessage) => {
         if (message.content.case !== "registrationRequest") return;
         const { socketName, eventType } = message.content.value;
         result.handlers.push({ socket: socketName, event: EVENT_NAMES[eventType] ?? "message" });
@@ -168,13 +168,12 @@ async function collectOne(
         call.end();
         touch();
       });
-      call.on("error", () => {});
     },
   });
-  addService(server, Authorizer, {
+  router.service(Authorizer, {
     handleAuthorizations(call) {
       touch();
-      call.on("data", (message: HandleAuthorizationsRequest) => {
+      call.onMessage((message: HandleAuthorizationsRequest) => {
         if (message.content.case !== "registration") return;
         const { socketName } = message.content.value;
         result.authorizes ??= [];
@@ -184,63 +183,42 @@ async function collectOne(
         call.end();
         touch();
       });
-      call.on("error", () => {});
     },
   });
-  const raw = (b: Buffer) => b;
   for (const stream of UNSERVED_STREAMS) {
-    const method = stream.path.slice(stream.path.lastIndexOf("/") + 1);
-    server.addService(
-      {
-        [method]: {
-          path: stream.path,
-          requestStream: true,
-          responseStream: true,
-          requestSerialize: raw,
-          requestDeserialize: raw,
-          responseSerialize: raw,
-          responseDeserialize: raw,
-        },
-      } as grpc.ServiceDefinition,
-      {
-        [method]: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-          touch();
-          call.on("error", () => {});
-          call.once("data", (message: Buffer) => {
-            const name = registeredName(message, stream.field);
-            if (!result.declared.some((d) => d.kind === stream.kind && d.name === name)) {
-              result.declared.push({ kind: stream.kind, name });
-            }
-            // Ending with OK, as for websocket streams, lets the service exit.
-            call.end();
-            touch();
-          });
-        },
-      },
-    );
+    router.raw(stream.path, (call) => {
+      touch();
+      call.onMessage((message) => {
+        const name = registeredName(message, stream.field);
+        if (!result.declared.some((d) => d.kind === stream.kind && d.name === name)) {
+          result.declared.push({ kind: stream.kind, name });
+        }
+        // Ending with OK, as for websocket streams, lets the service exit.
+        call.end();
+        touch();
+      });
+    });
   }
-  addService(server, Websocket, {
+  router.service(Websocket, {
     sendMessage: (_call, cb) => cb(UNAVAILABLE("websocket send")),
     closeConnection: (_call, cb) => cb(UNAVAILABLE("websocket close")),
     socketDetails: (_call, cb) => cb(UNAVAILABLE("websocket url")),
   });
-  addService(server, Connections, {
+  router.service(Connections, {
     isConnected: (_call, cb) => cb(UNAVAILABLE("websocket isConnected")),
     getConnection: (_call, cb) => cb(UNAVAILABLE("websocket connection")),
-    listConnections: (call) => call.destroy(UNAVAILABLE("websocket connections")),
+    listConnections: (call) => call.fail(UNAVAILABLE("websocket connections")),
     broadcast: (_call, cb) => cb(UNAVAILABLE("websocket broadcast")),
     closeConnections: (_call, cb) => cb(UNAVAILABLE("websocket close")),
   });
-  addService(server, KvStore, {
+  router.service(KvStore, {
     getValue: (_call, cb) => cb(UNAVAILABLE("kv get")),
     setValue: (_call, cb) => cb(UNAVAILABLE("kv set")),
     deleteKey: (_call, cb) => cb(UNAVAILABLE("kv delete")),
-    scanKeys: (call) => call.destroy(UNAVAILABLE("kv keys")),
+    scanKeys: (call) => call.fail(UNAVAILABLE("kv keys")),
   });
-  const bind = (address: string) =>
-    new Promise<number>((resolve, reject) =>
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-    );
+  const server = new GrpcServer(router);
+  const bind = (address: string) => server.bind(address);
   // Whoever reaches the collector can add to the spec (and so to what `up` grants), so it is an
   // owner-only Unix socket, as the endpoints under `run` are. A service with a start command may
   // use an SDK that reads only NITRIC_SERVICE_HOST/PORT: it gets 127.0.0.1 too, for these seconds.
@@ -262,7 +240,7 @@ async function collectOne(
       ...(options.dotenv ? { dotenv: options.dotenv } : {}),
     };
   } catch (error) {
-    server.forceShutdown();
+    server.forceStop();
     runDir?.remove();
     throw error;
   }
@@ -302,7 +280,7 @@ async function collectOne(
     child.once("exit", (code, signal) => resolve({ code, signal }));
   });
   clearTimeout(timer);
-  server.forceShutdown();
+  server.forceStop();
   runDir?.remove();
   if (exit.error) {
     result.failure = { message: `could not start: ${exit.error.message}`, output: output.join("\n") };

@@ -6,7 +6,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { PassThrough } from "node:stream";
 import { type MessagePort, Worker } from "node:worker_threads";
-import { WORKER_GRPC_PORT_KEY, WORKER_PORT_KEY } from "@nitric-like/contracts/port";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
@@ -170,7 +169,7 @@ export function processHandle(child: ChildProcess): ServiceHandle {
 
 /**
  * Starts a service that uses our SDK as a worker thread of this process, calling the provider over
- * `port` (see @nitric-like/contracts/port): its messages then cross no process boundary and no
+ * `port` (@nitric-like/rpc's MessagePort transport): its messages then cross no process boundary and no
  * HTTP/2 framing, two process hops fewer per message than a service process. It gets the same
  * environment a process would (its own copy), its output is piped, and an uncaught error is
  * printed to its stderr before it ends with code 1, as a process would print it.
@@ -180,18 +179,16 @@ export function processHandle(child: ChildProcess): ServiceHandle {
  * does not block the gateways (they run on the main thread). `--processes` gives every service a
  * process of its own instead.
  */
-export function startServiceThread(
-  launch: ServiceLaunch & { bundle: Bundle },
-  port: MessagePort,
-  grpcPort?: MessagePort,
-): ServiceHandle {
-  const ports = grpcPort ? [port, grpcPort] : [port];
-  const worker = new Worker(launch.bundle.threadOutfile ?? launch.bundle.outfile, {
+export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, port: MessagePort): ServiceHandle {
+  const file = launch.bundle.threadOutfile;
+  if (file === undefined) throw new Error(`service "${launch.service.name}" has no thread bundle`);
+  // The thread bundle's generated entry (bundle.ts, threadEntry) gives the SDKs this port.
+  const worker = new Worker(file, {
     env: serviceEnv(launch),
     execArgv: ["--enable-source-maps"],
     argv: [],
-    workerData: { [WORKER_PORT_KEY]: port, ...(grpcPort ? { [WORKER_GRPC_PORT_KEY]: grpcPort } : {}) },
-    transferList: ports,
+    workerData: { port },
+    transferList: [port],
     stdout: true,
     stderr: true,
   });

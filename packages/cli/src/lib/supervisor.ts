@@ -180,16 +180,14 @@ export class ServiceSupervisor {
     };
     const { bundle } = this.service;
     let child: ServiceHandle;
-    if ((bundle?.threadable || bundle?.threadOutfile) && this.threads && this.provider.openPort) {
+    if (bundle?.threadOutfile && this.threads && this.provider.openPort) {
+      // One port for both SDKs: a transport's call ids are its own, however many clients share it.
       const port = await this.provider.openPort(this.name);
-      // @nitric/sdk's grpc-js stand-in calls over a port of its own (call ids are per client).
-      const grpcPort = bundle.threadOutfile ? await this.provider.openPort(this.name) : undefined;
       if (this.stopping) {
         port.close();
-        grpcPort?.close();
         return;
       }
-      child = startServiceThread({ ...launch, bundle }, port, grpcPort);
+      child = startServiceThread({ ...launch, bundle }, port);
     } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
     this.child = child;
     this.startedAt = Date.now();

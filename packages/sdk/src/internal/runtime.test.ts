@@ -4,8 +4,8 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { grpcError } from "@nitric-like/contracts/grpc";
 import { WebsocketEventType } from "@nitric-like/contracts/websockets";
+import { RpcError } from "@nitric-like/rpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeProvider, startFakeProvider } from "../../test/fake-provider.js";
 
@@ -46,7 +46,7 @@ describe("service process lifetime", () => {
   it("exits 1 with the provider's reason when a declaration is refused", async () => {
     provider.refuse = (request) =>
       request.id?.name === "refused"
-        ? grpcError(grpc.status.FAILED_PRECONDITION, 'websocket "refused" is handled by service "other"')
+        ? new RpcError(grpc.status.FAILED_PRECONDITION, 'websocket "refused" is handled by service "other"')
         : undefined;
     try {
       const { exited } = service(

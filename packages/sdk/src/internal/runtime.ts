@@ -1,27 +1,34 @@
 /**
- * The connection to the provider: one client per process, made on first use, and the bookkeeping
- * that lets a service exit when the provider ends all of its handler streams (the collect pass, or
- * `nitric-like run` stopping). A service started as a worker thread of its provider (`nitric-like
- * run` does this for services using this SDK) finds a MessagePort in its workerData, and one run
- * by a provider in its own thread (the AWS runtime) finds one on globalThis; it calls the provider
- * over that port. Anywhere else the client is gRPC, to SERVICE_ADDRESS.
+ * The connection to the provider: one client per process over the transport its runner chose,
+ * and the bookkeeping that lets a service exit when the provider ends all of its handler streams
+ * (the collect pass, or `nitric-like run` stopping).
+ *
+ * The runner passes the transport before the service's code loads (useTransport, from
+ * `@nitric-like/sdk/runtime`): `nitric-like run` a MessagePort for a service it runs as a worker
+ * thread, the AWS runtime an in-memory transport to its own router. With none given (a process:
+ * `run --processes`, the collect pass, a `start` command), it is gRPC to SERVICE_ADDRESS, Nitric's
+ * convention for a service process, loaded on first use.
  */
-import { workerData } from "node:worker_threads";
-import { type ContractClient, GrpcClient } from "@nitric-like/contracts/grpc";
-import { IN_PROCESS_PORT, PortClient, type PortLike, WORKER_PORT_KEY } from "@nitric-like/contracts/port";
+import { Client, createLazyTransport, type Transport } from "@nitric-like/rpc";
 
-let client: ContractClient | undefined;
-/** The port client, kept once made: a port cannot be opened again once closed. */
-let portClient: PortClient | undefined;
+let transport: Transport | undefined;
+let client: Client | undefined;
 
-/** The provider's port: in a worker thread's workerData, or left on globalThis by an in-process runtime. */
-function providerPort(): PortLike | undefined {
-  const data = workerData as Record<string, unknown> | null | undefined;
-  const port =
-    (typeof data === "object" && data !== null ? data[WORKER_PORT_KEY] : undefined) ??
-    (globalThis as Record<symbol, unknown>)[IN_PROCESS_PORT];
-  return port && typeof (port as PortLike).postMessage === "function" ? (port as PortLike) : undefined;
+/**
+ * Gives the SDK the transport to its provider. A runner calls this once, before the service's code
+ * makes its first call; calls already made keep the transport they were made on.
+ */
+export function useTransport(chosen: Transport): void {
+  transport = chosen;
+  client = undefined;
 }
+
+/** The fallback: gRPC to SERVICE_ADDRESS, with grpc-js loaded only if it is used. */
+function grpcFallback(): Transport {
+  const address = serviceAddress();
+  return createLazyTransport(async () => (await import("@nitric-like/rpc/grpc")).createGrpcTransport(address));
+}
+
 let openStreams = 0;
 // True once every handler stream this process opened has been ended by the provider.
 let streamsEnded = false;
@@ -40,22 +47,16 @@ export function environment(): "run" | "build" | "cloud" {
 }
 
 /** The client, created on first use. */
-export function runtime(): ContractClient {
-  if (!client) {
-    const port = providerPort();
-    if (port) {
-      portClient ??= new PortClient(port);
-      client = portClient;
-    } else client = new GrpcClient(serviceAddress());
-  }
+export function runtime(): Client {
+  transport ??= grpcFallback();
+  client ??= new Client(transport);
   return client;
 }
 
 function closeIfIdle(): void {
-  if (streamsEnded && openStreams === 0 && pending === 0 && client) {
-    client.close();
-    client = undefined;
-  }
+  // Closing cancels nothing here (nothing is in flight) and lets the process exit; the transport
+  // takes new calls later if the service makes any.
+  if (streamsEnded && openStreams === 0 && pending === 0 && client) client.close();
 }
 
 /** Keeps the client open while `operation` is in flight, and resolves as it does. */
@@ -107,7 +108,7 @@ export function fatal(message: string): never {
  * SDK operations go through these; only handler streams use runtime().bidi() directly.
  */
 export const rpc = {
-  unary: ((method, request, options) => tracked(runtime().unary(method, request, options))) as ContractClient["unary"],
+  unary: ((method, request, options) => tracked(runtime().unary(method, request, options))) as Client["unary"],
   serverStream: async function* (method, request, options) {
     const release = hold();
     try {
@@ -115,5 +116,5 @@ export const rpc = {
     } finally {
       release();
     }
-  } as ContractClient["serverStream"],
+  } as Client["serverStream"],
 };

@@ -1,8 +1,8 @@
 // The handler stream protocol against a real grpc-js server playing the provider (test/fake-provider.ts).
 import * as grpc from "@grpc/grpc-js";
-import { grpcError } from "@nitric-like/contracts/grpc";
 import { ResourceType } from "@nitric-like/contracts/resources";
 import { WebsocketEventType } from "@nitric-like/contracts/websockets";
+import { RpcError } from "@nitric-like/rpc";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { type FakeProvider, startFakeProvider } from "../../test/fake-provider.js";
 import { isNitricLikeError, type NitricLikeError } from "../errors.js";
@@ -317,7 +317,7 @@ describe("sending and closing", () => {
 
   it("maps provider errors, and sends quietly to a gone connection when asked", async () => {
     const socket = websocket("gone");
-    provider.sendError = grpcError(grpc.status.NOT_FOUND, 'websocket("gone"): connection "x" is not connected');
+    provider.sendError = new RpcError(grpc.status.NOT_FOUND, 'websocket("gone"): connection "x" is not connected');
     try {
       await expect(socket.send("x", "hi")).rejects.toMatchObject({
         code: "not_found",

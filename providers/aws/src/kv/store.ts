@@ -19,8 +19,8 @@
  */
 
 import type { JsonObject } from "@bufbuild/protobuf";
-import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { KvBackend } from "@nitric-like/provider-kit";
+import { Code, RpcError } from "@nitric-like/rpc";
 import type { DynamoDb, Item, QueryOutput } from "../aws/dynamodb.js";
 import { fromAttributes, toAttributes } from "./attributes.js";
 import { LEGACY_PARTITION, mergePaged, type Page, partitionOf, SHARDS } from "./shards.js";
@@ -52,30 +52,24 @@ export function dynamoError(store: string, table: string, operation: Operation, 
   const message = error instanceof Error ? error.message : String(error);
   const where = `kv(${JSON.stringify(store)})`;
   if (name === "AccessDeniedException") {
-    return grpcError(
-      GrpcStatus.PERMISSION_DENIED,
+    return new RpcError(
+      Code.PERMISSION_DENIED,
       `${where}: AWS refused to ${operation === "get" ? "read" : operation} table "${table}" (${message}); add .allow(${JSON.stringify(operation)}) to ${where} in this service and deploy again`,
     );
   }
   if (name === "ResourceNotFoundException") {
-    return grpcError(
-      GrpcStatus.NOT_FOUND,
+    return new RpcError(
+      Code.NOT_FOUND,
       `${where}: its table "${table}" does not exist; deploy the stack again (nitric-like up --provider aws)`,
     );
   }
   if (name === "ProvisionedThroughputExceededException" || name === "ThrottlingException") {
-    return grpcError(
-      GrpcStatus.RESOURCE_EXHAUSTED,
-      `${where}: DynamoDB throttled the request; retry later (${message})`,
-    );
+    return new RpcError(Code.RESOURCE_EXHAUSTED, `${where}: DynamoDB throttled the request; retry later (${message})`);
   }
   if (name === "ValidationException") {
-    return grpcError(GrpcStatus.INVALID_ARGUMENT, `${where}: DynamoDB refused the request: ${message}`);
+    return new RpcError(Code.INVALID_ARGUMENT, `${where}: DynamoDB refused the request: ${message}`);
   }
-  return grpcError(
-    GrpcStatus.UNAVAILABLE,
-    `${where}: DynamoDB ${operation} failed: ${name ? `${name}: ` : ""}${message}`,
-  );
+  return new RpcError(Code.UNAVAILABLE, `${where}: DynamoDB ${operation} failed: ${name ? `${name}: ` : ""}${message}`);
 }
 
 /** The kv stores of one function, each in its own table. */
@@ -97,8 +91,8 @@ export class DynamoKvStores implements KvBackend {
     // Own keys only: a store named "constructor" must not find Object's constructor.
     const table = Object.hasOwn(this.tables, store) ? this.tables[store] : undefined;
     if (typeof table !== "string") {
-      throw grpcError(
-        GrpcStatus.FAILED_PRECONDITION,
+      throw new RpcError(
+        Code.FAILED_PRECONDITION,
         `kv(${JSON.stringify(store)}): this function has no table for the store (NITRIC_LIKE_KV_TABLES names ${
           Object.keys(this.tables)
             .map((t) => JSON.stringify(t))

@@ -7,8 +7,6 @@
  * sends a binary frame with 1003; a base64 body would become binary). Sends go through the
  * Management API, kv through DynamoDB.
  */
-import { STAND_IN_CLIENT } from "@nitric-like/contracts/grpc-standin";
-import { IN_PROCESS_PORT } from "@nitric-like/contracts/port";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   AuthorizerRegistry,
@@ -18,8 +16,9 @@ import {
   offeredProtocols,
   originProblem,
   Permissions,
-  startEndpoint,
+  serviceRouter,
 } from "@nitric-like/provider-kit";
+import { createMemoryTransport, type Transport } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
 import { type ManagementApi, ManagementApiClient } from "../aws/management.js";
@@ -43,7 +42,6 @@ import {
   type WebsocketApiEvent,
   type WebsocketApiResult,
 } from "./events.js";
-import { inProcessClient, openInProcessPort, serveInProcess } from "./in-process.js";
 import { invokeAsync } from "./invoke.js";
 
 /** How long the first event waits for the service to register a handler it is expected to have. */
@@ -64,8 +62,13 @@ export interface LambdaContext {
 
 /** Runtime options. */
 export interface RuntimeOptions {
-  /** Loads the service's code (in the bundle: requires it). */
+  /** Loads the service's code (in the bundle: imports it). */
   load: () => unknown;
+  /**
+   * Gives the SDKs in the bundle their transport to this runtime, before the service's code loads
+   * (the generated entry passes each SDK's useTransport: ours, @nitric/sdk's compat adapter).
+   */
+  transport: (transport: Transport) => void;
   /** The environment. @default process.env */
   env?: NodeJS.ProcessEnv;
   /** Where to log. @default console (CloudWatch) */
@@ -123,41 +126,33 @@ export class Runtime {
 
   private readonly stores: DynamoKvStores;
 
-  /** Starts the endpoint, points the SDKs at it, loads the service and waits for its handlers. */
-  async start(load: () => unknown): Promise<void> {
-    // Both SDKs call the endpoint in this thread (in-process.ts): no gRPC server to bind, no
-    // client to connect, no HTTP/2 framing between two parts of one process.
-    const endpoint = await startEndpoint(
-      this.bindings.service,
-      {
-        stores: this.stores,
-        permissions: this.permissions,
-        handlers: this.registry,
-        authorizers: this.authorizers,
-        logger: this.logger,
-        unserved: new Set(),
-        declared: (store) => this.declaredStores.has(store),
-        declareStore: (store) => {
-          this.declaredStores.add(store);
-        },
-        declareSocket: async (socket, origins) => {
-          if (!this.gateways.has(socket)) {
-            this.logger.warn(
-              `service "${this.bindings.service}" declares websocket "${socket}", which this deployment does not have; build and deploy again`,
-            );
-          }
-          this.origins.set(socket, origins);
-        },
-        gateway: (socket) => this.gateways.get(socket),
+  /** Serves the contracts, gives the SDKs their transport, loads the service and waits for its handlers. */
+  async start(load: () => unknown, give: (transport: Transport) => void): Promise<void> {
+    // Both SDKs call the router in this thread (the in-memory transport): no gRPC server to bind,
+    // no client to connect, no HTTP/2 framing between two parts of one process.
+    const router = serviceRouter(this.bindings.service, {
+      stores: this.stores,
+      permissions: this.permissions,
+      handlers: this.registry,
+      authorizers: this.authorizers,
+      logger: this.logger,
+      unserved: new Set(),
+      declared: (store) => this.declaredStores.has(store),
+      declareStore: (store) => {
+        this.declaredStores.add(store);
       },
-      { grpc: false },
-    );
+      declareSocket: async (socket, origins) => {
+        if (!this.gateways.has(socket)) {
+          this.logger.warn(
+            `service "${this.bindings.service}" declares websocket "${socket}", which this deployment does not have; build and deploy again`,
+          );
+        }
+        this.origins.set(socket, origins);
+      },
+      gateway: (socket) => this.gateways.get(socket),
+    });
     this.env.NITRIC_ENVIRONMENT = "cloud";
-    serveInProcess(endpoint.ports);
-    // Our SDK finds its port on globalThis; @nitric/sdk reaches the same endpoint through the
-    // grpc-js the bundler gives it (@nitric-like/contracts/grpc-standin), which asks for this client.
-    (globalThis as Record<symbol, unknown>)[IN_PROCESS_PORT] = openInProcessPort();
-    (globalThis as Record<symbol, unknown>)[STAND_IN_CLIENT] = inProcessClient;
+    give(createMemoryTransport(router));
     await load();
     await this.handlersRegistered();
   }
@@ -496,7 +491,7 @@ export function createHandler(options: RuntimeOptions): LambdaHandler {
   const logger = options.logger ?? consoleLogger;
   const ready = (async () => {
     const runtime = new Runtime(readBindings(env), logger, env);
-    await runtime.start(options.load);
+    await runtime.start(options.load, options.transport);
     return runtime;
   })();
   // An init failure surfaces on every invocation, not as an unhandled rejection.

@@ -16,8 +16,8 @@
  * disconnect can leave one after the record went; until then the room lists it).
  */
 
-import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo } from "@nitric-like/provider-kit";
+import { Code, RpcError } from "@nitric-like/rpc";
 import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
 import type { ConnectionsDynamoDb, Item, QueryOutput } from "../aws/dynamodb.js";
 
@@ -144,7 +144,7 @@ export class ConnectionsTable {
         ProjectionExpression: "id",
       });
       if (!record.Item) return undefined;
-      throw grpcError(GrpcStatus.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${socket}"`, id));
+      throw new RpcError(Code.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${socket}"`, id));
     }
     const expiresAt = old?.expiresAt?.N ?? String(Math.floor(Date.now() / 1000) + RECORD_TTL_SECONDS);
     await this.client.putItem({

@@ -5,8 +5,8 @@
  * where Nitric reports INTERNAL) and the record is pruned.
  */
 import { randomUUID } from "node:crypto";
-import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { ConnectionInfo, SocketBackend } from "@nitric-like/provider-kit";
+import { Code, RpcError } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
 import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
 import type { Item } from "../aws/dynamodb.js";
@@ -101,21 +101,21 @@ export function managementError(socket: string, what: string, error: unknown): E
   const status = e.statusCode;
   const detail = `${e.name ?? "Error"}: ${e.message ?? String(error)}`;
   if (e.name === "ForbiddenException" || e.name === "AccessDeniedException" || status === 403) {
-    return grpcError(
-      GrpcStatus.PERMISSION_DENIED,
+    return new RpcError(
+      Code.PERMISSION_DENIED,
       `${where}: AWS refused to ${what} (${detail}); declare websocket(${JSON.stringify(socket)}) in this service so its role may manage connections, and deploy again`,
     );
   }
   if (e.name === "PayloadTooLargeException" || status === 413) {
-    return grpcError(
-      GrpcStatus.INVALID_ARGUMENT,
+    return new RpcError(
+      Code.INVALID_ARGUMENT,
       `${where}: the message is too large for API Gateway (at most 128 KB); send less`,
     );
   }
   if (e.name === "LimitExceededException" || status === 429) {
-    return grpcError(GrpcStatus.RESOURCE_EXHAUSTED, `${where}: API Gateway throttled ${what}; retry later (${detail})`);
+    return new RpcError(Code.RESOURCE_EXHAUSTED, `${where}: API Gateway throttled ${what}; retry later (${detail})`);
   }
-  return grpcError(GrpcStatus.UNAVAILABLE, `${where}: could not ${what}: ${detail}`);
+  return new RpcError(Code.UNAVAILABLE, `${where}: could not ${what}: ${detail}`);
 }
 
 /** The connections of one socket, through API Gateway's Management API. */
@@ -248,8 +248,8 @@ export class ApiGateway implements SocketBackend {
 
   async list(): Promise<ConnectionInfo[]> {
     if (!this.table) {
-      throw grpcError(
-        GrpcStatus.FAILED_PRECONDITION,
+      throw new RpcError(
+        Code.FAILED_PRECONDITION,
         `websocket "${this.name}": listing connections needs the managed connections table (NITRIC_LIKE_CONNECTIONS_TABLE); deploy with nitric-like up --provider aws`,
       );
     }
@@ -273,8 +273,8 @@ export class ApiGateway implements SocketBackend {
   /** The table, or FAILED_PRECONDITION saying how to get one. */
   private requireTable(what: string): ConnectionsTable {
     if (!this.table) {
-      throw grpcError(
-        GrpcStatus.FAILED_PRECONDITION,
+      throw new RpcError(
+        Code.FAILED_PRECONDITION,
         `websocket "${this.name}": ${what} needs the managed connections table (NITRIC_LIKE_CONNECTIONS_TABLE); deploy with nitric-like up --provider aws`,
       );
     }
@@ -287,7 +287,7 @@ export class ApiGateway implements SocketBackend {
       opening.rooms ??= new Set();
       if (opening.rooms.has(room)) return false;
       if (opening.rooms.size >= MAX_ROOMS_PER_CONNECTION)
-        throw grpcError(GrpcStatus.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
+        throw new RpcError(Code.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
       opening.rooms.add(room);
       return true;
     }

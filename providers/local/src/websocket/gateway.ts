@@ -7,7 +7,6 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { GrpcStatus, grpcError } from "@nitric-like/contracts/grpc";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
@@ -23,6 +22,7 @@ import {
   poisonCloseReason,
   type SocketBackend,
 } from "@nitric-like/provider-kit";
+import { Code, RpcError } from "@nitric-like/rpc";
 import {
   DEFAULT_LIMITS,
   type Logger,
@@ -1250,7 +1250,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     extras.rooms ??= new Set();
     if (extras.rooms.has(room)) return false;
     if (extras.rooms.size >= MAX_ROOMS_PER_CONNECTION) {
-      throw grpcError(GrpcStatus.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
+      throw new RpcError(Code.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
     }
     extras.rooms.add(room);
     let members = this.rooms.get(room);

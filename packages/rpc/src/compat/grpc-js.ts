@@ -1,74 +1,45 @@
 /**
- * A grpc-js for code that calls its provider in-process. The AWS bundler resolves `@grpc/grpc-js`
- * to this module for @nitric/sdk and for our own packages, so that inside a function every call to
- * the runtime stays in the function's thread (over the in-process port the runtime leaves at
- * STAND_IN_CLIENT) and no grpc-js is loaded at a cold start: no server to bind, no channel to
- * connect, ~270 KB less to compile. `nitric-like run` does the same for a @nitric/sdk service it
- * starts as a worker thread, whose port is in its workerData (WORKER_GRPC_PORT_KEY).
- * It has the client side of grpc-js's API that those packages use (Client and its make*Request
- * methods, makeGenericClientConstructor for @nitric/sdk's generated clients, credentials,
- * Metadata, status). Messages are serialised and parsed by the callers' own functions, as they
- * are for gRPC: the method paths, the bytes and the status codes are the same. The service's own
- * code, and any other package, still gets the real grpc-js.
+ * The compatibility adapter that lets the published @nitric/sdk run in a worker thread of `run`
+ * or inside a Lambda function without a gRPC connection: a module with the client side of
+ * grpc-js's API that @nitric/sdk uses (Client and its make*Request methods,
+ * makeGenericClientConstructor for its generated clients, credentials, Metadata, status), whose
+ * calls go over one of our transports instead. The bundlers resolve `@grpc/grpc-js` to this
+ * module for @nitric/* packages only (never for ours, which take a transport explicitly), and the
+ * bundle's generated entry gives it its transport with useTransport() before the service's code
+ * loads. Messages are serialised and parsed by the callers' own functions, as over gRPC: the
+ * paths, bytes and status codes are the same, and compat.test.ts runs the same calls through real
+ * grpc-js and through this module and compares what each caller sees.
  *
- * Not carried: call metadata (the runtime's services read none and send none), client-streaming
- * calls (no contract has one; such a call ends with UNIMPLEMENTED) and servers (a function serves
- * in-process only; constructing one throws).
+ * Not carried: call metadata (the providers' services read none and send none), client-streaming
+ * calls (no contract has one; such a call ends with UNIMPLEMENTED) and servers (constructing one
+ * throws).
  */
 import { EventEmitter } from "node:events";
 import { Duplex } from "node:stream";
-import { workerData } from "node:worker_threads";
-import { PortClient, type PortLike, type RawCall, WORKER_GRPC_PORT_KEY } from "./port.js";
+import { Code } from "../status.js";
+import type { MethodKind, Transport, WireCall } from "../wire.js";
 
-/**
- * Where a provider that runs the service's code in its own thread (the AWS runtime) leaves the
- * function that gives the stand-in its client, before it loads that code.
- */
-export const STAND_IN_CLIENT = Symbol.for("nitric-like.grpc-stand-in-client");
+let transport: Transport | undefined;
 
-let threadClient: PortClient | undefined;
+/** grpc-js's deserializers read Buffers: a view on the same bytes. */
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
-/** The client every call goes to: the in-process runtime's, or a service thread's own port. */
-function standInClient(): PortClient {
-  const hook = (globalThis as Record<symbol, unknown>)[STAND_IN_CLIENT];
-  if (typeof hook === "function") return (hook as () => PortClient)();
-  const data = workerData as Record<string, unknown> | null | undefined;
-  const port = typeof data === "object" && data !== null ? data[WORKER_GRPC_PORT_KEY] : undefined;
-  if (port && typeof (port as PortLike).postMessage === "function") {
-    threadClient ??= new PortClient(port as PortLike);
-    return threadClient;
-  }
+/** Gives every client of this module the transport its calls take (the bundle's entry calls this). */
+export function useTransport(chosen: Transport): void {
+  transport = chosen;
+}
+
+function current(): Transport {
+  if (transport) return transport;
   throw new Error(
-    "nitric-like: this bundle's grpc-js calls its provider in-process, and no provider set that up; " +
+    "nitric-like: this bundle's grpc-js calls its provider through nitric-like's runtime, and none gave it a transport; " +
       "start the service with nitric-like run, or deploy the function nitric-like build made",
   );
 }
 
 /** gRPC status codes, both ways, as grpc-js's `status` enum. */
-const STATUS_NAMES = [
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-] as const;
-export const status: Record<string, number> & Record<number, string> = {};
-STATUS_NAMES.forEach((name, code) => {
-  status[name] = code;
-  status[code] = name;
-});
+export const status = Code;
 const OK = 0;
 const CANCELLED = 1;
 const DEADLINE_EXCEEDED = 4;
@@ -167,8 +138,7 @@ function startCall(
   request: Buffer | undefined,
   options: CallOptions,
   events: CallEvents,
-): RawCall {
-  let expired = false;
+): WireCall {
   let ended = false;
   let timer: NodeJS.Timeout | undefined;
   const end = (code: number, details: string, response?: unknown) => {
@@ -177,13 +147,19 @@ function startCall(
     clearTimeout(timer);
     events.status(code, details, response);
   };
-  const raw = standInClient().open(def.path, request, {
+  const kind: MethodKind = def.requestStream
+    ? def.responseStream
+      ? "bidi_streaming"
+      : "client_streaming"
+    : def.responseStream
+      ? "server_streaming"
+      : "unary";
+  const raw = current().open(def.path, kind, request, {
     message: (bytes) => {
       let value: unknown;
       try {
-        value = def.responseDeserialize(bytes);
+        value = def.responseDeserialize(asBuffer(bytes));
       } catch (error) {
-        // The status first: cancelling reports CANCELLED, which the ended call then ignores.
         end(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
         raw.cancel();
         return;
@@ -191,10 +167,6 @@ function startCall(
       events.message(value);
     },
     status: (code, details, response) => {
-      if (expired) {
-        end(DEADLINE_EXCEEDED, "Deadline exceeded");
-        return;
-      }
       if (code !== OK || def.responseStream) {
         end(code, details);
         return;
@@ -204,7 +176,7 @@ function startCall(
         return;
       }
       try {
-        end(OK, "", def.responseDeserialize(response));
+        end(OK, "", def.responseDeserialize(asBuffer(response)));
       } catch (error) {
         end(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
       }
@@ -214,8 +186,8 @@ function startCall(
   if (deadline !== undefined && Number.isFinite(deadline)) {
     timer = setTimeout(
       () => {
-        expired = true;
         raw.cancel();
+        end(DEADLINE_EXCEEDED, "Deadline exceeded");
       },
       Math.max(0, deadline - Date.now()),
     );
@@ -242,10 +214,13 @@ function callArguments(args: unknown[]): { options: CallOptions; callback?: Call
 
 /** A unary call in flight: what grpc-js returns (the answer goes to the callback). */
 class UnaryCall extends EventEmitter {
-  raw: RawCall | undefined;
+  raw: WireCall | undefined;
+  /** Ends the call with CANCELLED (set when it starts). */
+  end: ((code: number, details: string) => void) | undefined;
 
   cancel(): void {
     this.raw?.cancel();
+    this.end?.(CANCELLED, "Cancelled on client");
   }
 
   getPeer(): string {
@@ -259,7 +234,10 @@ type Deserialize = (bytes: Buffer) => unknown;
 function unary(def: MethodDefinition, request: unknown, args: unknown[]): UnaryCall {
   const { options, callback } = callArguments(args);
   const call = new UnaryCall();
+  let finished = false;
   const finish = (code: number, details: string, response?: unknown) => {
+    if (finished) return;
+    finished = true;
     if (code === OK) callback?.(null, response);
     else callback?.(callError(code, details));
     call.emit("status", { code, details, metadata: new Metadata() });
@@ -270,6 +248,7 @@ function unary(def: MethodDefinition, request: unknown, args: unknown[]): UnaryC
     return call;
   }
   call.raw = startCall(def, bytes, options, { message: () => {}, status: finish });
+  call.end = finish;
   return call;
 }
 
@@ -279,7 +258,7 @@ function unary(def: MethodDefinition, request: unknown, args: unknown[]): UnaryC
  * side, after an "error" when it is not OK, then "status".
  */
 class StreamCall extends Duplex {
-  private raw: RawCall | undefined;
+  private raw: WireCall | undefined;
   private done = false;
 
   constructor(private readonly def: MethodDefinition) {
@@ -321,8 +300,8 @@ class StreamCall extends Duplex {
   }
 
   cancel(): void {
-    if (this.raw) this.raw.cancel();
-    else this.finish(CANCELLED, "Cancelled on client");
+    this.raw?.cancel();
+    this.finish(CANCELLED, "Cancelled on client");
   }
 
   getPeer(): string {
@@ -397,7 +376,7 @@ export class Client {
     return clientStream(definition(path, true, false, serialize, deserialize), args);
   }
 
-  /** Calls in flight go on; the port is shared by every client in the thread. */
+  /** Calls in flight go on; the transport is shared by every client in the thread. */
   close(): void {}
 
   waitForReady(_deadline: Date | number, callback: (error?: Error) => void): void {
@@ -441,10 +420,10 @@ export function makeGenericClientConstructor(
 export const makeClientConstructor = makeGenericClientConstructor;
 
 const NO_SERVER =
-  "nitric-like runtime: a function serves its endpoint in-process and has no gRPC server; " +
-  "start it with startEndpoint(..., { grpc: false })";
+  "nitric-like: this grpc-js is nitric-like's adapter for @nitric/sdk, which has no gRPC server; " +
+  "serve a Router with @nitric-like/rpc/grpc instead";
 
-/** There is no gRPC server inside a function: constructing one says so. */
+/** The adapter has no gRPC server: constructing one says so. */
 export class Server {
   constructor() {
     throw new Error(NO_SERVER);

@@ -1,0 +1,224 @@
+/**
+ * The client side of our contracts, written once for every transport: typed calls of generated
+ * methods, their messages encoded and decoded with the method's codecs, deadlines, and the
+ * errors a caller sees (RpcError, with the status the server or the transport ended the call with).
+ */
+import { EventEmitter } from "node:events";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { type Codec, codecOf } from "@nitric-like/contracts/codec";
+import { type InInit, methodPath, type Out } from "./router.js";
+import { Code, RpcError } from "./status.js";
+import type { Transport, WireCall } from "./wire.js";
+
+/** Options for one call. */
+export interface CallOptions {
+  /** Milliseconds until the call fails with DEADLINE_EXCEEDED. @default none */
+  timeoutMs?: number;
+}
+
+type Unary = DescMethod & { methodKind: "unary" };
+type ServerStreaming = DescMethod & { methodKind: "server_streaming" };
+type Bidi = DescMethod & { methodKind: "bidi_streaming" };
+
+/** A bidirectional call as a client drives it. Events: "data", "error", "end", "status". */
+export interface DuplexCall<I, O> {
+  write(message: I): boolean;
+  /** Half-closes: no more messages from this side. */
+  end(): void;
+  cancel(): void;
+  on(event: "data", listener: (message: O) => void): this;
+  on(event: "status", listener: (status: { code: number; details: string }) => void): this;
+  on(event: "error", listener: (error: RpcError) => void): this;
+  on(event: "end", listener: () => void): this;
+}
+
+/** What a method needs at every call, made once per method. */
+interface MethodInfo {
+  path: string;
+  input: Codec<DescMethod["input"]>;
+  output: Codec<DescMethod["output"]>;
+}
+const infos = new WeakMap<DescMethod, MethodInfo>();
+function info(method: DescMethod): MethodInfo {
+  let found = infos.get(method);
+  if (!found) {
+    found = { path: methodPath(method), input: codecOf(method.input), output: codecOf(method.output) };
+    infos.set(method, found);
+  }
+  return found;
+}
+
+/** Starts a deadline: on expiry the call is cancelled and `fail` hears DEADLINE_EXCEEDED. */
+function deadline(options: CallOptions | undefined, call: () => WireCall | undefined, fail: (e: RpcError) => void) {
+  if (options?.timeoutMs === undefined) return undefined;
+  return setTimeout(() => {
+    call()?.cancel();
+    fail(RpcError.received(Code.DEADLINE_EXCEEDED, "Deadline exceeded"));
+  }, options.timeoutMs);
+}
+
+/** A bidirectional call: an EventEmitter, as the SDK's handler streams listen to it. */
+class Duplex<I, O> extends EventEmitter implements DuplexCall<I, O> {
+  wire!: WireCall;
+  private ended = false;
+
+  constructor(
+    private readonly encode: (value: I) => Uint8Array,
+    private readonly decode: (bytes: Uint8Array) => O,
+  ) {
+    super();
+  }
+
+  write(message: I): boolean {
+    if (this.ended) return false;
+    this.wire.write(this.encode(message));
+    return true;
+  }
+
+  end(): void {
+    if (!this.ended) this.wire.halfClose();
+  }
+
+  cancel(): void {
+    if (this.ended) return;
+    this.wire.cancel();
+    this.status(Code.CANCELLED, "Cancelled on client");
+  }
+
+  message(bytes: Uint8Array): void {
+    if (this.ended) return;
+    let message: O;
+    try {
+      message = this.decode(bytes);
+    } catch (error) {
+      this.wire.cancel();
+      this.status(Code.INTERNAL, `the response could not be decoded (${(error as Error).message})`);
+      return;
+    }
+    this.emit("data", message);
+  }
+
+  status(code: number, details: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    // "end" after OK, "error" otherwise, then "status" either way.
+    if (code === Code.OK) this.emit("end");
+    else this.emit("error", RpcError.received(code, details));
+    this.emit("status", { code, details });
+  }
+}
+
+/** Typed calls of our contracts over one transport. */
+export class Client {
+  constructor(readonly transport: Transport) {}
+
+  /** Calls a unary method. */
+  unary<M extends Unary>(method: M, request: InInit<M>, options?: CallOptions): Promise<Out<M>> {
+    const { path, input, output } = info(method);
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const settle = (error: RpcError | undefined, value?: Out<M>) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve(value as Out<M>);
+      };
+      let call: WireCall | undefined;
+      const timer = deadline(options, () => call, settle);
+      let bytes: Uint8Array;
+      try {
+        bytes = input.encode(request as never);
+      } catch (error) {
+        settle(
+          RpcError.received(Code.INTERNAL, `${path}: the request could not be encoded (${(error as Error).message})`),
+        );
+        return;
+      }
+      call = this.transport.open(path, "unary", bytes, {
+        message: () => {},
+        status: (code, details, response) => {
+          if (code !== Code.OK) {
+            settle(RpcError.received(code, details));
+            return;
+          }
+          try {
+            settle(undefined, output.decode(response ?? new Uint8Array(0)) as Out<M>);
+          } catch (error) {
+            settle(RpcError.received(Code.INTERNAL, `the response could not be decoded (${(error as Error).message})`));
+          }
+        },
+      });
+    });
+  }
+
+  /** Calls a server-streaming method and yields each response; leaving the loop early cancels the call. */
+  async *serverStream<M extends ServerStreaming>(
+    method: M,
+    request: InInit<M>,
+    options?: CallOptions,
+  ): AsyncGenerator<Out<M>> {
+    const { path, input, output } = info(method);
+    const queue: Out<M>[] = [];
+    // undefined: in flight; null: ended with OK; an error: ended with it.
+    let end: RpcError | null | undefined;
+    let wake: (() => void) | undefined;
+    const finish = (error: RpcError | null) => {
+      if (end !== undefined) return;
+      end = error;
+      clearTimeout(timer);
+      wake?.();
+    };
+    let call: WireCall | undefined;
+    const timer = deadline(options, () => call, finish);
+    call = this.transport.open(path, "server_streaming", input.encode(request as never), {
+      message: (bytes) => {
+        if (end !== undefined) return;
+        try {
+          queue.push(output.decode(bytes) as Out<M>);
+        } catch (error) {
+          call?.cancel();
+          finish(RpcError.received(Code.INTERNAL, `the response could not be decoded (${(error as Error).message})`));
+        }
+        wake?.();
+      },
+      status: (code, details) => finish(code === Code.OK ? null : RpcError.received(code, details)),
+    });
+    try {
+      for (;;) {
+        const item = queue.shift();
+        if (item !== undefined) {
+          yield item;
+          continue;
+        }
+        if (end === null) return;
+        if (end) throw end;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    } finally {
+      if (end === undefined) {
+        call.cancel();
+        finish(RpcError.received(Code.CANCELLED, "Cancelled on client"));
+      }
+    }
+  }
+
+  /** Opens a bidirectional call. */
+  bidi<M extends Bidi>(method: M, _options?: CallOptions): DuplexCall<InInit<M>, Out<M>> {
+    const { path, input, output } = info(method);
+    const call = new Duplex<InInit<M>, Out<M>>(
+      input.encode as (value: InInit<M>) => Uint8Array,
+      output.decode as (bytes: Uint8Array) => Out<M>,
+    );
+    call.wire = this.transport.open(path, "bidi_streaming", undefined, call);
+    return call;
+  }
+
+  /** Cancels the calls in flight (they end with CANCELLED); an idle client keeps no process alive. */
+  close(): void {
+    this.transport.close();
+  }
+}

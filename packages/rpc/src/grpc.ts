@@ -1,0 +1,228 @@
+/**
+ * The gRPC transport: the only code of ours that imports @grpc/grpc-js (besides the compat
+ * adapter for @nitric/sdk). A GrpcServer serves a router over HTTP/2 for services in other
+ * processes and other languages; createGrpcTransport calls one. grpc-js moves the bytes only:
+ * messages are encoded and decoded by the router and the client, as on every transport.
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { Router } from "./router.js";
+import { Code } from "./status.js";
+import type { MethodKind, Transport, WireCall, WireEvents } from "./wire.js";
+
+/** Messages up to this size cross a gRPC endpoint (kv values; frames are limited by the gateway). */
+export const MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+const same = (bytes: Buffer) => bytes;
+
+/** grpc-js's error for a status a router ended a call with. */
+function serviceError(code: number, details: string): Partial<grpc.ServiceError> {
+  return { code, details, metadata: new grpc.Metadata() };
+}
+
+/** The events that carry a router's answers back onto a grpc-js server call. */
+function streamEvents(call: grpc.ServerWritableStream<Buffer, Buffer>): WireEvents {
+  return {
+    message: (bytes) => void call.write(asBuffer(bytes)),
+    status: (code, details) => {
+      // grpc-js sends an "error" event's status to the client; end() sends OK.
+      if (code === Code.OK) call.end();
+      else call.emit("error", serviceError(code, details));
+    },
+  };
+}
+
+/** The grpc-js handler of one of a router's methods. */
+function handlerFor(router: Router, path: string, kind: MethodKind): grpc.UntypedHandleCall {
+  const peer = (call: { getPeer(): string }) => `grpc ${call.getPeer()}`;
+  if (kind === "unary") {
+    return ((call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      router.open(
+        path,
+        call.request,
+        {
+          message: () => {},
+          status: (code, details, response) => {
+            if (code === Code.OK) callback(null, asBuffer(response ?? new Uint8Array(0)));
+            else callback(serviceError(code, details));
+          },
+        },
+        peer(call),
+      );
+    }) as grpc.UntypedHandleCall;
+  }
+  if (kind === "server_streaming") {
+    return ((call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      const wire = router.open(path, call.request, streamEvents(call), peer(call));
+      call.on("cancelled", () => wire.cancel());
+    }) as grpc.UntypedHandleCall;
+  }
+  return ((call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+    const wire: WireCall = router.open(
+      path,
+      undefined,
+      streamEvents(call as unknown as grpc.ServerWritableStream<Buffer, Buffer>),
+      peer(call),
+    );
+    call.on("data", (bytes: Buffer) => wire.write(bytes));
+    call.on("end", () => wire.halfClose());
+    call.on("cancelled", () => wire.cancel());
+    // A stream error (the client went away) is the end of the call; the router heard "cancelled".
+    call.on("error", () => {});
+  }) as grpc.UntypedHandleCall;
+}
+
+/** A grpc-js server serving one router on any number of addresses. */
+export class GrpcServer {
+  private readonly server = new grpc.Server({
+    "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+  });
+
+  constructor(router: Router) {
+    for (const { path, kind } of router.methods()) {
+      const name = path.slice(path.lastIndexOf("/") + 1);
+      const definition: grpc.MethodDefinition<Buffer, Buffer> = {
+        path,
+        requestStream: kind === "client_streaming" || kind === "bidi_streaming",
+        responseStream: kind === "server_streaming" || kind === "bidi_streaming",
+        requestSerialize: same,
+        requestDeserialize: same,
+        responseSerialize: same,
+        responseDeserialize: same,
+      };
+      this.server.addService({ [name]: definition } as grpc.ServiceDefinition, {
+        [name]: handlerFor(router, path, kind),
+      });
+    }
+  }
+
+  /** Listens on `127.0.0.1:<port>` (0: any free port) or `unix:<path>`; resolves with the port. */
+  bind(address: string): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) =>
+        error ? reject(error) : resolve(port),
+      ),
+    );
+  }
+
+  /** Lets calls finish for up to `graceMs`, then cuts them. */
+  stop(graceMs = 1000): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Cuts every call and stops listening at once. */
+  forceStop(): void {
+    this.server.forceShutdown();
+  }
+}
+
+/** A transport over gRPC to `address` (`host:port` or `unix:<path>`): one HTTP/2 connection for every call. */
+export function createGrpcTransport(address: string): Transport {
+  // Made on first use and again after close(): a closed channel takes no calls, and an open one
+  // would keep the process alive.
+  let channel: grpc.Client | undefined;
+  const client = () =>
+    (channel ??= new grpc.Client(address, grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+      "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+    }));
+  const live = new Set<{ cancel(): void }>();
+  const statusOnce = (events: WireEvents, forget: () => void) => {
+    let heard = false;
+    return (code: number, details: string, response?: Uint8Array) => {
+      if (heard) return;
+      heard = true;
+      forget();
+      events.status(code, details, response);
+    };
+  };
+  return {
+    open(path: string, kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
+      const metadata = new grpc.Metadata();
+      if (kind === "unary") {
+        let entry: { cancel(): void } | undefined;
+        const status = statusOnce(events, () => entry && live.delete(entry));
+        const call = client().makeUnaryRequest(
+          path,
+          asBuffer,
+          same,
+          asBuffer(request ?? new Uint8Array(0)),
+          metadata,
+          {},
+          (error, response) => {
+            if (error) status(error.code, error.details);
+            else status(Code.OK, "", response ?? Buffer.alloc(0));
+          },
+        );
+        entry = {
+          cancel: () => {
+            call.cancel();
+            status(Code.CANCELLED, "Cancelled on client");
+          },
+        };
+        live.add(entry);
+        const forget = entry;
+        return {
+          write: () => {},
+          halfClose: () => {},
+          cancel: () => {
+            if (live.delete(forget)) call.cancel();
+          },
+        };
+      }
+      const call =
+        kind === "server_streaming"
+          ? client().makeServerStreamRequest(path, asBuffer, same, asBuffer(request ?? new Uint8Array(0)), metadata, {})
+          : client().makeBidiStreamRequest(path, asBuffer, same, metadata, {});
+      let cancelled = false;
+      const entry = {
+        cancel: () => {
+          cancelled = true;
+          call.cancel();
+          status(Code.CANCELLED, "Cancelled on client");
+        },
+      };
+      const status = statusOnce(events, () => live.delete(entry));
+      live.add(entry);
+      call.on("data", (bytes: Buffer) => {
+        if (!cancelled) events.message(bytes);
+      });
+      call.on("status", (s: grpc.StatusObject) => {
+        if (!cancelled) status(s.code, s.details);
+      });
+      // The status event carries the error.
+      call.on("error", () => {});
+      const duplex = call as grpc.ClientDuplexStream<Buffer, Buffer>;
+      return {
+        write: (bytes) => {
+          if (!cancelled) duplex.write(asBuffer(bytes));
+        },
+        halfClose: () => {
+          if (!cancelled) duplex.end();
+        },
+        cancel: () => {
+          if (cancelled) return;
+          cancelled = true;
+          live.delete(entry);
+          call.cancel();
+        },
+      };
+    },
+    close() {
+      for (const entry of [...live]) entry.cancel();
+      channel?.close();
+      channel = undefined;
+    },
+  };
+}

@@ -1,0 +1,202 @@
+/**
+ * The MessagePort transport, for a service that runs as a worker thread of its provider's process:
+ * the same calls, message bytes and statuses as gRPC, without HTTP/2 framing, a socket or a
+ * process hop. A port is one service's endpoint, as a gRPC endpoint is.
+ *
+ * Frames are small arrays, one postMessage each:
+ *   client → server  [OPEN, id, path, request?]  [MESSAGE, id, bytes]  [HALF_CLOSE, id]  [CANCEL, id]
+ *   server → client  [MESSAGE, id, bytes]  [STATUS, id, code, details, response?]
+ * A unary call is one OPEN and one STATUS carrying the response.
+ */
+import type { Router } from "./router.js";
+import { Code } from "./status.js";
+import type { MethodKind, Transport, WireCall, WireEvents } from "./wire.js";
+
+const OPEN = 0;
+const MESSAGE = 1;
+const HALF_CLOSE = 2;
+const CANCEL = 3;
+const STATUS = 4;
+
+type Frame = [number, number, ...unknown[]];
+
+/** The part of a MessagePort both ends use (a worker's, or a MessageChannel's). */
+export interface PortLike {
+  postMessage(value: unknown): void;
+  on(event: "message", listener: (value: unknown) => void): unknown;
+  on(event: "close", listener: () => void): unknown;
+  ref?(): void;
+  unref?(): void;
+  close?(): void;
+}
+
+/**
+ * A Buffer from the allocation pool is a view on a larger ArrayBuffer, which structured cloning
+ * would copy whole: send exactly the message's bytes.
+ */
+function portable(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+}
+
+function bytesOf(value: unknown): Uint8Array {
+  return value instanceof Uint8Array ? value : new Uint8Array(0);
+}
+
+/** The calls of one served port. Frames come from another thread's code: anything malformed is ignored. */
+class PortSession {
+  private readonly calls = new Map<number, WireCall>();
+  private closed = false;
+
+  constructor(
+    private readonly port: PortLike,
+    private readonly router: Router,
+    private readonly peer: string,
+  ) {
+    port.on("message", (frame) => this.receive(frame));
+    port.on("close", () => this.close());
+  }
+
+  private post(frame: Frame): void {
+    if (!this.closed) this.port.postMessage(frame);
+  }
+
+  private receive(value: unknown): void {
+    if (!Array.isArray(value) || typeof value[1] !== "number") return;
+    const frame = value as Frame;
+    const [kind, id] = frame;
+    if (kind === OPEN) {
+      if (typeof frame[2] !== "string" || this.calls.has(id)) return;
+      this.open(id, frame[2], frame[3] === undefined ? undefined : bytesOf(frame[3]));
+      return;
+    }
+    const call = this.calls.get(id);
+    if (!call) return;
+    if (kind === MESSAGE) call.write(bytesOf(frame[2]));
+    else if (kind === HALF_CLOSE) call.halfClose();
+    else if (kind === CANCEL) {
+      this.calls.delete(id);
+      call.cancel();
+    }
+  }
+
+  private open(id: number, path: string, request: Uint8Array | undefined): void {
+    let ended = false;
+    const call = this.router.open(
+      path,
+      request,
+      {
+        message: (bytes) => this.post([MESSAGE, id, portable(bytes)]),
+        status: (code, details, response) => {
+          ended = true;
+          this.calls.delete(id);
+          this.post(
+            response === undefined ? [STATUS, id, code, details] : [STATUS, id, code, details, portable(response)],
+          );
+        },
+      },
+      this.peer,
+    );
+    if (!ended) this.calls.set(id, call);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const call of [...this.calls.values()]) call.cancel();
+    this.calls.clear();
+  }
+}
+
+/** Serves a router on any number of ports. */
+export class PortServer {
+  private readonly sessions = new Set<PortSession>();
+
+  constructor(
+    private readonly router: Router,
+    private readonly peer = "thread",
+  ) {}
+
+  /** Serves one port until it closes or the server stops. */
+  serve(port: PortLike): void {
+    const session = new PortSession(port, this.router, this.peer);
+    this.sessions.add(session);
+    port.on("close", () => this.sessions.delete(session));
+  }
+
+  /** Cancels every call on every port. */
+  stop(): void {
+    for (const session of this.sessions) session.close();
+    this.sessions.clear();
+  }
+}
+
+/**
+ * A transport over a port. The port keeps the thread alive only while calls are in flight, as an
+ * idle gRPC channel does not keep a process alive; close() cancels them, and the transport stays
+ * usable afterwards.
+ */
+export function createPortTransport(port: PortLike): Transport {
+  const calls = new Map<number, WireEvents>();
+  let next = 0;
+  let closed = false;
+  const post = (frame: Frame) => {
+    if (!closed) port.postMessage(frame);
+  };
+  const done = (id: number) => {
+    if (calls.delete(id) && calls.size === 0) port.unref?.();
+  };
+  port.on("message", (value) => {
+    if (!Array.isArray(value)) return;
+    const frame = value as Frame;
+    const events = calls.get(frame[1]);
+    if (!events) return;
+    if (frame[0] === MESSAGE) events.message(bytesOf(frame[2]));
+    else if (frame[0] === STATUS) {
+      done(frame[1]);
+      events.status(frame[2] as number, String(frame[3]), frame[4] === undefined ? undefined : bytesOf(frame[4]));
+    }
+  });
+  port.on("close", () => {
+    closed = true;
+    for (const [id, events] of [...calls]) {
+      done(id);
+      events.status(Code.UNAVAILABLE, "the provider closed the port");
+    }
+  });
+  port.unref?.();
+  return {
+    open(path: string, _kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
+      const id = ++next;
+      if (calls.size === 0) port.ref?.();
+      calls.set(id, events);
+      if (closed) {
+        queueMicrotask(() => {
+          if (!calls.has(id)) return;
+          done(id);
+          events.status(Code.UNAVAILABLE, "the provider closed the port");
+        });
+      } else post(request === undefined ? [OPEN, id, path] : [OPEN, id, path, portable(request)]);
+      return {
+        write: (bytes) => {
+          if (calls.has(id)) post([MESSAGE, id, portable(bytes)]);
+        },
+        halfClose: () => {
+          if (calls.has(id)) post([HALF_CLOSE, id]);
+        },
+        cancel: () => {
+          if (!calls.has(id)) return;
+          post([CANCEL, id]);
+          done(id);
+        },
+      };
+    },
+    close() {
+      for (const [id, events] of [...calls]) {
+        post([CANCEL, id]);
+        done(id);
+        events.status(Code.CANCELLED, "Cancelled on client");
+      }
+      port.unref?.();
+    },
+  };
+}
