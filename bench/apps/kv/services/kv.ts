@@ -12,7 +12,7 @@ import { kv, websocket } from "@nitric-like/sdk";
 
 const store = kv("bench").allow("get", "set", "delete");
 const address = process.env.SERVICE_ADDRESS ?? "127.0.0.1:50051";
-// The options of the SDK's client (packages/contracts/src/grpc.ts).
+// The options of the SDK's client (packages/rpc/src/grpc.ts).
 const channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
   "grpc.max_receive_message_length": 64 * 1024 * 1024,
   "grpc.max_send_message_length": 64 * 1024 * 1024,

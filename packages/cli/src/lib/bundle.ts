@@ -40,7 +40,7 @@ export function stateDir(projectDir: string): string {
 }
 
 /** The packages bundled into a service rather than loaded from node_modules: our SDK and its parts. */
-const BUNDLED_PACKAGES = new Set(["@nitric-like/sdk", "@nitric-like/contracts", "@nitric-like/spec"]);
+const BUNDLED_PACKAGES = new Set(["@nitric-like/sdk", "@nitric-like/rpc", "@nitric-like/contracts", "@nitric-like/spec"]);
 
 function packageName(specifier: string): string {
   const parts = specifier.split("/");
