@@ -1,12 +1,6 @@
-/** The Websocket and WebsocketHandler gRPC services of one service's endpoint. */
+/** The Websocket and WebsocketHandler services of one service's router. */
 import { isUtf8 } from "node:buffer";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type {
-  ClientMessage,
-  ServerMessageSchema,
-  Websocket,
-  WebsocketHandler,
-} from "@nitric-like/contracts/websockets";
+import type { ClientMessage, Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { Code, RpcError, type ServiceImpl } from "@nitric-like/rpc";
 import { resourceNameProblem } from "@nitric-like/spec";
 import type { AuthorizerRegistry } from "./authorizer.js";

@@ -248,7 +248,14 @@ export class Router {
     for (const method of (service as DescService).methods) {
       const handler = handlers[method.localName];
       if (typeof handler !== "function") throw new Error(`${methodPath(method)}: the implementation has no handler`);
-      this.add(methodPath(method), method.methodKind, codecOf(method.input), codecOf(method.output), handler);
+      this.add(
+        methodPath(method),
+        method.methodKind,
+        codecOf(method.input),
+        codecOf(method.output),
+        handler,
+        method.input.typeName,
+      );
     }
     this.services.add((service as DescService).typeName);
     return this;
@@ -260,7 +267,7 @@ export class Router {
    */
   raw(path: string, handler: (call: BidiCall<Uint8Array, Uint8Array>) => void): this {
     const same = { encode: (b: Uint8Array) => b, decode: (b: Uint8Array) => b };
-    this.add(path, "bidi_streaming", same, same, handler as (call: unknown) => void);
+    this.add(path, "bidi_streaming", same, same, handler as (call: unknown) => void, "request");
     return this;
   }
 
@@ -270,15 +277,15 @@ export class Router {
     input: { decode: (bytes: Uint8Array) => unknown; encode?: unknown },
     output: { encode: (value: never) => Uint8Array },
     handler: (call: unknown, respond?: unknown) => void,
+    inputType: string,
   ): void {
     if (kind === "client_streaming") throw new Error(`${path}: client-streaming methods are not served`);
-    const inputType = path.slice(1, path.lastIndexOf("/"));
     const decode = input.decode;
     const encode = output.encode as (value: unknown) => Uint8Array;
     this.routes.set(path, {
       kind,
       open: (request, events, peer) => {
-        const call = new ServerCall<unknown, unknown>(path, peer, events, encode, decode, `${inputType} request`);
+        const call = new ServerCall<unknown, unknown>(path, peer, events, encode, decode, inputType);
         if (kind !== "bidi_streaming") {
           const message = call.decoded(request ?? new Uint8Array(0));
           if (message === undefined) return ENDED;
