@@ -1,16 +1,44 @@
-import { EventEmitter } from "node:events";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServerMessageSchema } from "@nitric-like/contracts/websockets";
+import type { ServerStream } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
 import { describe, expect, it } from "vitest";
 import { type AnswerSink, type HandlerError, HandlerRegistry } from "./handlers.js";
 
-/** The handler stream's side the registry writes to, as grpc-js's ServerDuplexStream offers it. */
-class Call extends EventEmitter {
-  readonly written: { id: string; content: { case: string } }[] = [];
-  write(message: { id: string; content: { case: string } }): boolean {
+type ServerMessageInit = MessageInitShape<typeof ServerMessageSchema>;
+
+/**
+ * The provider's side of a handler stream as every transport hands it to a router's handler (the
+ * registry writes events to it); it keeps what was written instead of sending it.
+ */
+class Call implements ServerStream<ServerMessageInit> {
+  readonly path = "/nitric.proto.websockets.v1.WebsocketHandler/HandleEvents";
+  readonly peer = "test";
+  cancelled = false;
+  ended = false;
+  readonly written: ServerMessageInit[] = [];
+  private readonly closeListeners: (() => void)[] = [];
+
+  write(message: ServerMessageInit): boolean {
+    if (this.ended) return false;
     this.written.push(message);
     return true;
   }
-  end(): void {}
+  end(): void {
+    this.close();
+  }
+  fail(): void {
+    this.close();
+  }
+  onClose(listener: () => void): void {
+    if (this.ended) queueMicrotask(listener);
+    else this.closeListeners.push(listener);
+  }
+  private close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const listener of this.closeListeners.splice(0)) listener();
+  }
 }
 
 function logger(): Logger & { errors: string[] } {
@@ -42,7 +70,7 @@ describe("HandlerRegistry.deliver", () => {
     const log = logger();
     const registry = new HandlerRegistry(log, 30_000, 1_000);
     const call = new Call();
-    const stream = registry.register("svc", "chat", "message", call as never);
+    const stream = registry.register("svc", "chat", "message", call);
     const heard: [string, number][] = [];
     const sink: AnswerSink<string> = {
       answered(context, response) {
@@ -52,7 +80,7 @@ describe("HandlerRegistry.deliver", () => {
       failed() {},
     };
     for (const c of ["a", "bad", "b"]) registry.deliver("chat", "message", event(c), sink, c);
-    const ids = call.written.map((m) => m.id);
+    const ids = call.written.map((m) => m.id ?? "");
     expect(ids).toHaveLength(3);
     stream.answer({
       id: "",
@@ -100,11 +128,11 @@ describe("HandlerRegistry.deliver", () => {
     const sink: AnswerSink<undefined> = { answered() {}, failed() {} };
     registry.deliver("chat", "message", event("c1"), sink, undefined);
     const call = new Call();
-    registry.register("svc", "chat", "message", call as never);
+    registry.register("svc", "chat", "message", call);
     // The provider answers the registration right after register() returns.
-    call.write({ id: "", content: { case: "registrationResponse" } });
+    call.write({ id: "", content: { case: "registrationResponse", value: {} } });
     await Promise.resolve();
-    expect(call.written.map((m) => m.content.case)).toEqual(["registrationResponse", "websocketEventRequest"]);
+    expect(call.written.map((m) => m.content?.case)).toEqual(["registrationResponse", "websocketEventRequest"]);
   });
 
   it("fails a held event with the wait limit's reason when its handler does not come", async () => {

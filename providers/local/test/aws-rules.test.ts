@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Connections } from "@nitric-like/contracts/connections";
-import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { Websocket } from "@nitric-like/contracts/websockets";
+import { Code } from "@nitric-like/rpc";
 import { loadProject } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import type WebSocket from "ws";
@@ -98,10 +98,10 @@ describe("compat: aws keeps API Gateway's rules locally", () => {
     const big = new Uint8Array(128 * KB + 1).fill(0x78);
     await expect(
       world.client.unary(Websocket.method.sendMessage, { socketName: "echo", connectionId: id, data: big }),
-    ).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT, details: TOO_LARGE });
+    ).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: TOO_LARGE });
     await expect(
       world.client.unary(Connections.method.broadcast, { socketName: "echo", data: big, binary: false, except: [] }),
-    ).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT, details: TOO_LARGE });
+    ).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, details: TOO_LARGE });
     const got = nextMessage(ws);
     await world.client.unary(Websocket.method.sendMessage, {
       socketName: "echo",

@@ -3,10 +3,10 @@
 // error it gets back, then that the server is still up and the other clients unaffected.
 import { randomBytes } from "node:crypto";
 import { Connections } from "@nitric-like/contracts/connections";
-import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Websocket, type WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { Code } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { Gateway } from "../src/websocket/gateway.js";
@@ -207,7 +207,7 @@ describe("bad gRPC requests", () => {
       "/nitric.proto.resources.v1.Resources/Declare",
     ]) {
       const status = await rawCall(address, path, garbage);
-      expect(status.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+      expect(status.code).toBe(Code.INVALID_ARGUMENT);
       expect(status.details).toMatch(
         new RegExp(
           `^${path.replace(/[./]/g, "\\$&")}: the request is not a valid nitric\\.proto\\.\\S+ message .*; encode it with the contract in proto/$`,
@@ -232,7 +232,7 @@ describe("bad gRPC requests", () => {
     call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff]));
     const s = await status;
     raw.close();
-    expect(s.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(s.code).toBe(Code.INVALID_ARGUMENT);
     expect(s.details).toMatch(/HandleEvents: the request is not a valid .*ClientMessage message/);
     await stillUpAndOthersFine(world);
   });
@@ -244,7 +244,7 @@ describe("bad gRPC requests", () => {
       "/nitric.proto.kvstore.v1.KvStore/Nope",
       Buffer.alloc(0),
     );
-    expect(status.code).toBe(GrpcStatus.UNIMPLEMENTED);
+    expect(status.code).toBe(Code.UNIMPLEMENTED);
     expect(status.details).toMatch(/KvStore\/Nope/);
     await stillUpAndOthersFine(world);
   });
@@ -252,13 +252,13 @@ describe("bad gRPC requests", () => {
   it("refuses an empty store name and an empty socket name with the naming rule", async () => {
     const world = await echoWorld();
     await expect(world.client.unary(KvStore.method.getValue, { ref: { store: "", key: "k" } })).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: expect.stringMatching(/^kv\(""\): .*name/),
     });
     await expect(
       world.client.unary(Websocket.method.sendMessage, { socketName: "", connectionId: "x", data: new Uint8Array() }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: expect.stringMatching(/^websocket\(""\): /),
     });
     await stillUpAndOthersFine(world);
@@ -272,16 +272,16 @@ describe("bad gRPC requests", () => {
         config: { case: "keyValueStore", value: {} },
       }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: expect.stringMatching(
         /^kv\("My Store"\): invalid resource name "My Store", use lower-kebab-case such as "my-store"/,
       ),
     });
     await expect(
       world.client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name: "x".repeat(300) } }),
-    ).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT });
+    ).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT });
     await expect(world.client.unary(Resources.method.declare, {})).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: "declare: the request has no resource id",
     });
     await stillUpAndOthersFine(world);
@@ -305,7 +305,7 @@ describe("bad gRPC requests", () => {
     await expect(
       world.client.unary(KvStore.method.setValue, { ref: { store: "items", key: "k" } }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'kv("items"): set("k") has no value; pass a JSON object',
     });
     await stillUpAndOthersFine(world);
@@ -321,15 +321,15 @@ describe("bad gRPC requests", () => {
           data: new Uint8Array([1]),
         }),
       ).rejects.toMatchObject({
-        code: GrpcStatus.NOT_FOUND,
+        code: Code.NOT_FOUND,
         details: expect.stringMatching(/is not connected \(it closed, or never existed\)$/),
       });
       await expect(
         world.client.unary(Websocket.method.closeConnection, { socketName: "echo", connectionId: id }),
-      ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+      ).rejects.toMatchObject({ code: Code.NOT_FOUND });
       await expect(
         world.client.unary(Connections.method.getConnection, { socketName: "echo", connectionId: id }),
-      ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND, details: expect.stringContaining("is not connected") });
+      ).rejects.toMatchObject({ code: Code.NOT_FOUND, details: expect.stringContaining("is not connected") });
       expect(
         (await world.client.unary(Connections.method.isConnected, { socketName: "echo", connectionId: id })).connected,
       ).toBe(false);
@@ -362,7 +362,7 @@ describe("bad handlers", () => {
     const status = new Promise<{ code: number; details: string }>((r) => first.on("status", r));
     first.write({ id: "x", content: { case: "websocketEventResponse", value: {} } });
     expect(await status).toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: "websocket handler: the first message on a handler stream must be a registration",
     });
     const second = world.client.bidi(WebsocketHandler.method.handleEvents);
@@ -373,7 +373,7 @@ describe("bad handlers", () => {
       content: { case: "registrationRequest", value: { socketName: "echo", eventType: 42 as WebsocketEventType } },
     });
     expect(await status2).toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: "websocket handler: unknown event type 42",
     });
     await stillUpAndOthersFine(world);

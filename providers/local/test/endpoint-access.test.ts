@@ -16,10 +16,11 @@ import {
   writeFileSync,
 } from "node:fs";
 import { basename, join } from "node:path";
-import { GrpcClient } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action } from "@nitric-like/contracts/resources";
 import { createRunDir, RUN_DIR_PREFIX, runDirParent } from "@nitric-like/provider-kit";
+import { Client } from "@nitric-like/rpc";
+import { createGrpcTransport } from "@nitric-like/rpc/grpc";
 import { afterEach, describe, expect, it } from "vitest";
 import { cleanup, declareSocket, declareStore, startProvider } from "./helpers.js";
 
@@ -100,7 +101,7 @@ describe("who can reach a service's endpoint", () => {
     const path = local.slice("unix:".length);
 
     // The service itself (this user) is served there...
-    const svc = new GrpcClient(local);
+    const svc = new Client(createGrpcTransport(local));
     try {
       await declareStore(svc, "secrets", [Action.KeyValueStoreRead, Action.KeyValueStoreWrite]);
       await svc.unary(KvStore.method.setValue, { ref: { store: "secrets", key: "k" }, content: { pin: 1234 } });
@@ -113,7 +114,7 @@ describe("who can reach a service's endpoint", () => {
 
     // No endpoint listens on TCP: the only new listeners are gateways, and there is none yet.
     expect([...ownTcpListeners()].filter((p) => !before.has(p))).toEqual([]);
-    const a = new GrpcClient(await provider.endpoint("a"));
+    const a = new Client(createGrpcTransport(await provider.endpoint("a")));
     try {
       await declareSocket(a, "chat");
     } finally {

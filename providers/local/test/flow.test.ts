@@ -4,7 +4,6 @@
 // connections (counted from accept, ended by the upgrade timeout, logged once per burst), and the
 // rate limit's close arriving after the replies it says were handled.
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ContractClient } from "@nitric-like/contracts/grpc";
 import {
   type ClientMessageSchema,
   type ServerMessage,
@@ -13,6 +12,7 @@ import {
   WebsocketEventType,
   WebsocketHandler,
 } from "@nitric-like/contracts/websockets";
+import type { Client } from "@nitric-like/rpc";
 import type { AppLimits } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -33,7 +33,7 @@ import {
 afterEach(cleanupRaw);
 
 /** A message handler that answers nothing until told: what it holds, and a way to answer it all (echoing). */
-async function heldHandler(client: ContractClient, socket: string) {
+async function heldHandler(client: Client, socket: string) {
   const call = client.bidi(WebsocketHandler.method.handleEvents);
   call.on("error", () => {});
   const held: { id: string; request: WebsocketEventRequest }[] = [];

@@ -6,9 +6,9 @@
 // message is delivered exactly MAX_FATAL_DELIVERIES times, its client is closed with 1011 and the
 // reason, and it is logged once; every other client gets every answer and stays open; and each
 // case ends with the server up and other clients fine.
-import type { ContractClient } from "@nitric-like/contracts/grpc";
 import type { WebsocketEventRequest } from "@nitric-like/contracts/websockets";
 import { MAX_FATAL_DELIVERIES } from "@nitric-like/provider-kit";
+import type { Client } from "@nitric-like/rpc";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type WebSocket from "ws";
@@ -70,7 +70,7 @@ class DyingService {
   async start(): Promise<void> {
     const { provider } = this.world;
     provider.serviceStarting("svc");
-    const client: ContractClient = await serviceClient(provider, "svc");
+    const client: Client = await serviceClient(provider, "svc");
     await declareSocket(client, "echo");
     const proc = { dead: false, calls: [] as { end(): void }[] };
     const die = () => {

@@ -1,8 +1,8 @@
 // The ws gateway end to end: real ws clients on one side, real handler streams over gRPC on the
 // other, playing the service.
 import type { IncomingMessage } from "node:http";
-import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { Websocket, type WebsocketEventRequest } from "@nitric-like/contracts/websockets";
+import { Code } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import {
@@ -266,7 +266,7 @@ describe("messages", () => {
     provider.serviceExited("svc", null, "SIGKILL");
     provider.serviceStarting("svc");
     // The old process's stream is ended with OK: an error status would crash @nitric/sdk.
-    expect(await old.status).toBe(GrpcStatus.OK);
+    expect(await old.status).toBe(Code.OK);
     expect(provider.registrations()).toEqual([]);
     const got = nextMessage(ws);
     ws.send("while restarting");
@@ -284,19 +284,19 @@ describe("sending and closing", () => {
     await expect(
       client.unary(Websocket.method.sendMessage, { socketName: "socket", connectionId: "abc", data: text("x") }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.NOT_FOUND,
+      code: Code.NOT_FOUND,
       details: 'websocket "socket": connection "abc" is not connected (it closed, or never existed)',
     });
     await expect(
       client.unary(Websocket.method.closeConnection, { socketName: "socket", connectionId: "abc" }),
-    ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+    ).rejects.toMatchObject({ code: Code.NOT_FOUND });
   });
 
   it("answers NOT_FOUND saying to declare a socket nobody declared", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
     await expect(client.unary(Websocket.method.socketDetails, { socketName: "ghost" })).rejects.toMatchObject({
-      code: GrpcStatus.NOT_FOUND,
+      code: Code.NOT_FOUND,
       details: 'websocket("ghost"): no such socket; declare it with websocket("ghost")',
     });
   });
@@ -324,7 +324,7 @@ describe("sending and closing", () => {
         binary: false,
       }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'websocket "s": a text frame must be UTF-8; send these bytes as binary',
     });
   });
@@ -373,7 +373,7 @@ describe("disconnect", () => {
     expect(disconnection(disconnects.events[0])).toMatchObject({ id, code: 1000 });
     await expect(
       client.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: id, data: text("late") }),
-    ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+    ).rejects.toMatchObject({ code: Code.NOT_FOUND });
   });
 
   it("reports a dropped TCP connection with 1006", async () => {

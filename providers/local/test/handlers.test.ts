@@ -1,9 +1,9 @@
 // Handler streams (HandleEvents) and the provider's lifecycle: registration, replacement, service
 // restarts, timeouts and stop, over real gRPC.
 import { createServer } from "node:net";
-import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ServerMessage, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { Code } from "@nitric-like/rpc";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   accept,
@@ -32,7 +32,7 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
     const status = new Promise<{ code: number; details: string }>((resolve) => call.on("status", resolve));
     call.write({ id: "7", content: { case: "websocketEventResponse", value: {} } });
     expect(await status).toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: "websocket handler: the first message on a handler stream must be a registration",
     });
   });
@@ -48,7 +48,7 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
       content: { case: "registrationRequest", value: { socketName: "Chat", eventType: WebsocketEventType.Message } },
     });
     expect(await status).toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'websocket("Chat"): invalid resource name "Chat", use lower-kebab-case such as "chat"',
     });
   });
@@ -94,7 +94,7 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
     const client = await serviceClient(provider, "svc");
     const first = await handle(client, "s", "message", () => ({}));
     await handle(client, "s", "message", () => ({}));
-    expect(await first.status).toBe(GrpcStatus.OK);
+    expect(await first.status).toBe(Code.OK);
     expect(provider.registrations()).toEqual([{ service: "svc", socket: "s", event: "message" }]);
     expect(logs.warn).toEqual([]);
   });
@@ -132,7 +132,7 @@ describe.each(TRANSPORTS)("stop over %s", (transport) => {
       { code: 1001, reason: "server shutting down" },
     ]);
     expect(disconnects.events).toHaveLength(2);
-    expect(await disconnects.status).toBe(GrpcStatus.OK);
+    expect(await disconnects.status).toBe(Code.OK);
   });
 });
 

@@ -1,13 +1,11 @@
 /**
- * Test helpers: a real local provider in a temp folder, and a real gRPC client playing a service
- * (declarations and handler streams), so provider tests need no SDK and mock nothing.
+ * Test helpers: a real local provider in a temp folder, and a real client playing a service
+ * (declarations and handler streams) over gRPC or a port, so provider tests need no SDK and mock nothing.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type ContractClient, type DuplexCall, GrpcClient } from "@nitric-like/contracts/grpc";
-import { PortClient } from "@nitric-like/contracts/port";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import {
   type ClientMessageSchema,
@@ -17,6 +15,8 @@ import {
   WebsocketEventType,
   WebsocketHandler,
 } from "@nitric-like/contracts/websockets";
+import { Client, createPortTransport, type DuplexCall } from "@nitric-like/rpc";
+import { createGrpcTransport } from "@nitric-like/rpc/grpc";
 import type { Spec } from "@nitric-like/spec";
 import WebSocket from "ws";
 import { createLocalProvider, type LocalProvider, type LocalProviderOptions } from "../src/index.js";
@@ -84,28 +84,23 @@ export function useTransport(t: Transport): void {
 }
 
 /** A client for one service's endpoint, over the transport in use. */
-export async function serviceClient(provider: LocalProvider, service: string): Promise<ContractClient> {
+export async function serviceClient(provider: LocalProvider, service: string): Promise<Client> {
   if (transport === "port") {
     const port = await provider.openPort(service);
-    const client = new PortClient(port);
+    const client = new Client(createPortTransport(port));
     cleanups.push(() => {
       client.close();
       port.close();
     });
     return client;
   }
-  const client = new GrpcClient(await provider.endpoint(service));
+  const client = new Client(createGrpcTransport(await provider.endpoint(service)));
   cleanups.push(() => client.close());
   return client;
 }
 
 /** Grants the calling service (a blank Service principal) `actions` on a resource, as the SDKs do. */
-async function declarePolicy(
-  client: ContractClient,
-  type: ResourceType,
-  name: string,
-  actions: Action[],
-): Promise<void> {
+async function declarePolicy(client: Client, type: ResourceType, name: string, actions: Action[]): Promise<void> {
   await client.unary(Resources.method.declare, {
     id: { type: ResourceType.Policy, name: "" },
     config: {
@@ -116,13 +111,13 @@ async function declarePolicy(
 }
 
 /** Declares a websocket (and its manage policy) as the SDKs do. */
-export async function declareSocket(client: ContractClient, name: string): Promise<void> {
+export async function declareSocket(client: Client, name: string): Promise<void> {
   await client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name } });
   await declarePolicy(client, ResourceType.Websocket, name, [Action.WebsocketManage]);
 }
 
 /** Declares a kv store with some permissions. */
-export async function declareStore(client: ContractClient, name: string, actions: Action[]): Promise<void> {
+export async function declareStore(client: Client, name: string, actions: Action[]): Promise<void> {
   await client.unary(Resources.method.declare, {
     id: { type: ResourceType.KeyValueStore, name },
     config: { case: "keyValueStore", value: {} },
@@ -134,7 +129,7 @@ type Answer = MessageInitShape<typeof WebsocketEventResponseSchema> | undefined;
 
 /** A handler stream: registers, then answers each event with `answer` (undefined: never answers). */
 export async function handle(
-  client: ContractClient,
+  client: Client,
   socket: string,
   event: "connect" | "disconnect" | "message",
   answer: (request: WebsocketEventRequest) => Answer,

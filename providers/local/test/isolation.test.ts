@@ -3,10 +3,10 @@
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { networkInterfaces } from "node:os";
-import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action } from "@nitric-like/contracts/resources";
 import { Websocket } from "@nitric-like/contracts/websockets";
+import { Code } from "@nitric-like/rpc";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   cleanup,
@@ -101,7 +101,7 @@ describe.each(TRANSPORTS)("per-service permissions over %s", (transport) => {
       a.unary(KvStore.method.setValue, { ref: { store: "public", key: "k" }, content: {} }),
     ]) {
       await expect(call).rejects.toMatchObject({
-        code: GrpcStatus.PERMISSION_DENIED,
+        code: Code.PERMISSION_DENIED,
         details: expect.stringMatching(
           /^kv\("(secrets|public)"\): service "a" may not \w+ keys; add \.allow\("\w+"\) to kv\("\1"\) in that service$/,
         ),
@@ -110,7 +110,7 @@ describe.each(TRANSPORTS)("per-service permissions over %s", (transport) => {
     await expect(
       a.unary(Websocket.method.sendMessage, { socketName: "admin", connectionId: "x", data: new Uint8Array() }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.PERMISSION_DENIED,
+      code: Code.PERMISSION_DENIED,
       details: 'websocket("admin"): service "a" may not manage it; declare websocket("admin") in that service',
     });
     // B still can: the refusals were A's alone.
@@ -143,6 +143,6 @@ describe.each(TRANSPORTS)("per-service permissions over %s", (transport) => {
     });
     await expect(
       b.unary(KvStore.method.setValue, { ref: { store: "items", key: "k" }, content: {} }),
-    ).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+    ).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
   });
 });

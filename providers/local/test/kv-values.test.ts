@@ -6,16 +6,18 @@ import { rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ContractClient, GrpcClient, GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action } from "@nitric-like/contracts/resources";
 import { startDynalite } from "@nitric-like/provider-aws/emulator";
 import { DynamoDbClient, DynamoKvStores } from "@nitric-like/provider-aws/runtime";
-import { HandlerRegistry, Permissions, startEndpoint, stopEndpoint } from "@nitric-like/provider-kit";
+import { HandlerRegistry, Permissions } from "@nitric-like/provider-kit";
+import { Client, Code } from "@nitric-like/rpc";
+import { createGrpcTransport } from "@nitric-like/rpc/grpc";
 import { checkKvValue, KV_MAX_ITEM_BYTES, kvKeyProblem, type Logger } from "@nitric-like/spec";
 import fc from "fast-check";
 import { open } from "lmdb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEndpoint, stopEndpoint } from "../src/endpoint.js";
 import { KvStores } from "../src/kv/store.js";
 import { declareStore, serviceClient, startProvider } from "./helpers.js";
 
@@ -28,7 +30,7 @@ const PROTO_NAMES = Object.getOwnPropertyNames(Object.prototype);
 
 interface Side {
   name: "local" | "aws";
-  client: ContractClient;
+  client: Client;
 }
 const sides: Side[] = [];
 const stops: (() => Promise<void> | void)[] = [];
@@ -101,7 +103,7 @@ beforeAll(async () => {
     gateway: () => undefined,
   });
   stops.push(() => stopEndpoint(endpoint));
-  const aws = new GrpcClient(endpoint.address);
+  const aws = new Client(createGrpcTransport(endpoint.address));
   stops.push(() => aws.close());
   await declareStore(aws, STORE, ALL);
   sides.push({ name: "aws", client: aws });
@@ -160,7 +162,7 @@ async function expectSameOnBoth(key: string, value: unknown): Promise<void> {
         throw new Error(`${side.name} changed the value: ${JSON.stringify(outcome.value)} != ${JSON.stringify(value)}`);
       }
     } else {
-      expect(outcome, side.name).toEqual({ ok: false, code: GrpcStatus.INVALID_ARGUMENT, details: problem });
+      expect(outcome, side.name).toEqual({ ok: false, code: Code.INVALID_ARGUMENT, details: problem });
     }
   }
 }

@@ -1,9 +1,8 @@
 // kv stores through a service's endpoint: real gRPC calls, real lmdb files in a temp folder.
 
-import type { ContractClient } from "@nitric-like/contracts/grpc";
-import { GrpcStatus } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { type Client, Code } from "@nitric-like/rpc";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { cleanup, declareStore, serviceClient, startProvider, TRANSPORTS, useTransport } from "./helpers.js";
 
@@ -11,7 +10,7 @@ afterEach(cleanup);
 
 const ALL = [Action.KeyValueStoreRead, Action.KeyValueStoreWrite, Action.KeyValueStoreDelete];
 
-async function keys(client: ContractClient, store: string, prefix: string): Promise<string[]> {
+async function keys(client: Client, store: string, prefix: string): Promise<string[]> {
   const out: string[] = [];
   for await (const k of client.serverStream(KvStore.method.scanKeys, { store: { name: store }, prefix }))
     out.push(k.key);
@@ -33,7 +32,7 @@ describe.each(TRANSPORTS)("kv values over %s", (transport) => {
     expect((await client.unary(KvStore.method.getValue, { ref })).value?.content).toEqual({ room: "other" });
     await client.unary(KvStore.method.deleteKey, { ref });
     await expect(client.unary(KvStore.method.getValue, { ref })).rejects.toMatchObject({
-      code: GrpcStatus.NOT_FOUND,
+      code: Code.NOT_FOUND,
       details: 'kv("connections"): key "abc" not found',
     });
     // Deleting what is not there is not an error: deletes are idempotent, as DynamoDB's DeleteItem.
@@ -62,11 +61,11 @@ describe.each(TRANSPORTS)("kv values over %s", (transport) => {
     await expect(
       client.unary(KvStore.method.getValue, { ref: { store: "items", key: `${longest}x` } }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'kv("items"): the key is 1025 bytes long and at most 1024 are allowed; use a shorter key',
     });
     await expect(client.unary(KvStore.method.deleteKey, { ref: { store: "items", key: "" } })).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'kv("items"): the key is empty; use a non-empty string',
     });
   });
@@ -76,7 +75,7 @@ describe.each(TRANSPORTS)("kv values over %s", (transport) => {
     const client = await serviceClient(provider, "svc");
     await declareStore(client, "items", ALL);
     await expect(client.unary(KvStore.method.setValue, { ref: { store: "items", key: "a" } })).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'kv("items"): set("a") has no value; pass a JSON object',
     });
   });
@@ -90,17 +89,17 @@ describe.each(TRANSPORTS)("kv permissions over %s", (transport) => {
     await declareStore(chat, "connections", [Action.KeyValueStoreWrite]);
     const ref = { store: "connections", key: "a" };
     await expect(chat.unary(KvStore.method.getValue, { ref })).rejects.toMatchObject({
-      code: GrpcStatus.PERMISSION_DENIED,
+      code: Code.PERMISSION_DENIED,
       details:
         'kv("connections"): service "chat" may not get keys; add .allow("get") to kv("connections") in that service',
     });
     await expect(chat.unary(KvStore.method.deleteKey, { ref })).rejects.toMatchObject({
-      code: GrpcStatus.PERMISSION_DENIED,
+      code: Code.PERMISSION_DENIED,
       details:
         'kv("connections"): service "chat" may not delete keys; add .allow("delete") to kv("connections") in that service',
     });
     // Listing keys reads the store, so it needs "get" too.
-    await expect(keys(chat, "connections", "")).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+    await expect(keys(chat, "connections", "")).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
   });
 
   it("grants permissions named for another service to that service, not to the caller", async () => {
@@ -122,7 +121,7 @@ describe.each(TRANSPORTS)("kv permissions over %s", (transport) => {
     await worker.unary(KvStore.method.setValue, { ref: { store: "jobs", key: "j" }, content: {} });
     await expect(
       admin.unary(KvStore.method.setValue, { ref: { store: "jobs", key: "j" }, content: {} }),
-    ).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+    ).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
   });
 
   it("answers NOT_FOUND with the fix for a store nobody declared, for reads, writes, deletes and scans", async () => {
@@ -130,7 +129,7 @@ describe.each(TRANSPORTS)("kv permissions over %s", (transport) => {
     const client = await serviceClient(provider, "svc");
     const ref = { store: "ghost", key: "a" };
     const notFound = {
-      code: GrpcStatus.NOT_FOUND,
+      code: Code.NOT_FOUND,
       details: 'kv("ghost"): no such store; declare it with kv("ghost").allow(...)',
     };
     await expect(client.unary(KvStore.method.getValue, { ref })).rejects.toMatchObject(notFound);
@@ -144,7 +143,7 @@ describe.each(TRANSPORTS)("kv permissions over %s", (transport) => {
     const client = await serviceClient(provider, "svc");
     await expect(client.unary(KvStore.method.getValue, { ref: { store: "My Store", key: "a" } })).rejects.toMatchObject(
       {
-        code: GrpcStatus.INVALID_ARGUMENT,
+        code: Code.INVALID_ARGUMENT,
         details: 'kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"',
       },
     );

@@ -2,7 +2,6 @@
 // delivered at most MAX_FATAL_DELIVERIES times. The tests play the service (real gRPC or port
 // clients) and the CLI's supervisor (serviceExited / serviceStarting, as it calls them).
 import type { IncomingMessage } from "node:http";
-import type { ContractClient } from "@nitric-like/contracts/grpc";
 import {
   type ServerMessage,
   type WebsocketEventRequest,
@@ -10,6 +9,7 @@ import {
   WebsocketHandler,
 } from "@nitric-like/contracts/websockets";
 import { MAX_FATAL_DELIVERIES } from "@nitric-like/provider-kit";
+import type { Client } from "@nitric-like/rpc";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { LocalProvider } from "../src/index.js";
@@ -45,7 +45,7 @@ async function serviceProcess(
   answer: (e: WebsocketEventRequest) => ReturnType<typeof echo> | undefined,
 ) {
   provider.serviceStarting("svc");
-  const client: ContractClient = await serviceClient(provider, "svc");
+  const client: Client = await serviceClient(provider, "svc");
   await declareSocket(client, "chat");
   await handle(client, "chat", "connect", accept);
   await handle(client, "chat", "disconnect", () => ({}));

@@ -2,11 +2,12 @@
 // real lmdb files.
 import { existsSync, statSync } from "node:fs";
 import { createServer } from "node:net";
-import { GrpcClient, GrpcStatus } from "@nitric-like/contracts/grpc";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Websocket } from "@nitric-like/contracts/websockets";
+import { Client, Code } from "@nitric-like/rpc";
+import { createGrpcTransport } from "@nitric-like/rpc/grpc";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { rawQuery } from "../src/websocket/gateway.js";
@@ -40,7 +41,7 @@ describe("declarations", () => {
     await expect(
       client.unary(Resources.method.declare, { id: { type: ResourceType.Websocket, name: "Chat Room" } }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'websocket("Chat Room"): invalid resource name "Chat Room", use lower-kebab-case such as "chat-room"',
     });
   });
@@ -73,7 +74,7 @@ describe("health", () => {
       });
     }
     await expect(client.unary(Health.method.check, { service: "acme.Billing" })).rejects.toMatchObject({
-      code: GrpcStatus.NOT_FOUND,
+      code: Code.NOT_FOUND,
       details: expect.stringContaining('service "acme.Billing" is not served here'),
     });
   });
@@ -92,7 +93,7 @@ describe("endpoints on Unix sockets", () => {
     // Declared and granted over TCP, used over the socket: one endpoint, one identity.
     const tcp = await serviceClient(provider, "svc");
     await declareStore(tcp, "notes", [Action.KeyValueStoreRead, Action.KeyValueStoreWrite]);
-    const viaSocket = new GrpcClient(local ?? "");
+    const viaSocket = new Client(createGrpcTransport(local ?? ""));
     try {
       await viaSocket.unary(KvStore.method.setValue, { ref: { store: "notes", key: "k" }, content: { a: 1 } });
       expect(await tcp.unary(KvStore.method.getValue, { ref: { store: "notes", key: "k" } })).toMatchObject({
@@ -102,11 +103,11 @@ describe("endpoints on Unix sockets", () => {
       viaSocket.close();
     }
     // Another service's socket does not carry svc's grants.
-    const other = new GrpcClient((await provider.localAddress("other")) ?? "");
+    const other = new Client(createGrpcTransport((await provider.localAddress("other")) ?? ""));
     try {
       await expect(
         other.unary(KvStore.method.setValue, { ref: { store: "notes", key: "k" }, content: { a: 2 } }),
-      ).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+      ).rejects.toMatchObject({ code: Code.PERMISSION_DENIED });
     } finally {
       other.close();
     }
@@ -130,30 +131,30 @@ describe("kv", () => {
     await expect(
       reader.unary(KvStore.method.setValue, { ref: { store: "items", key: "a" }, content: {} }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.PERMISSION_DENIED,
+      code: Code.PERMISSION_DENIED,
       details: 'kv("items"): service "reader" may not set keys; add .allow("set") to kv("items") in that service',
     });
     await expect(writer.unary(KvStore.method.getValue, { ref: { store: "items", key: "a" } })).rejects.toMatchObject({
-      code: GrpcStatus.PERMISSION_DENIED,
+      code: Code.PERMISSION_DENIED,
     });
     await expect(
       writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "" }, content: {} }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'kv("items"): the key is empty; use a non-empty string',
     });
     await expect(
       writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "k".repeat(10_000) }, content: {} }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
       details: 'kv("items"): the key is 10000 bytes long and at most 1024 are allowed; use a shorter key',
     });
     await expect(reader.unary(KvStore.method.getValue, { ref: { store: "other", key: "a" } })).rejects.toMatchObject({
-      code: GrpcStatus.NOT_FOUND,
+      code: Code.NOT_FOUND,
       details: 'kv("other"): no such store; declare it with kv("other").allow(...)',
     });
     await expect(writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "b" } })).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
     });
   });
 
@@ -297,7 +298,7 @@ describe("gateway", () => {
         binary: false,
       }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.INVALID_ARGUMENT,
+      code: Code.INVALID_ARGUMENT,
     });
     await expect(
       client.unary(Websocket.method.closeConnection, { socketName: "s", connectionId: id, code: 1005 }),
@@ -306,7 +307,7 @@ describe("gateway", () => {
     });
     await expect(
       client.unary(Websocket.method.sendMessage, { socketName: "nope", connectionId: id }),
-    ).rejects.toMatchObject({ code: GrpcStatus.NOT_FOUND });
+    ).rejects.toMatchObject({ code: Code.NOT_FOUND });
     const done = closed(ws);
     await client.unary(Websocket.method.closeConnection, {
       socketName: "s",
@@ -325,7 +326,7 @@ describe("gateway", () => {
     await expect(
       other.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: "x" }),
     ).rejects.toMatchObject({
-      code: GrpcStatus.PERMISSION_DENIED,
+      code: Code.PERMISSION_DENIED,
       details: 'websocket("s"): service "other" may not manage it; declare websocket("s") in that service',
     });
   });
@@ -337,7 +338,7 @@ describe("gateway", () => {
     await declareSocket(a, "s");
     const first = await handle(a, "s", "message", () => ({ replies: [{ data: new TextEncoder().encode("first") }] }));
     await handle(b, "s", "message", () => ({ replies: [{ data: new TextEncoder().encode("second") }] }));
-    expect(await first.status).toBe(GrpcStatus.OK);
+    expect(await first.status).toBe(Code.OK);
     expect(logs.warn[0]).toContain('service "b" now handles message events instead of service "a"');
     const ws = await open(urlOf(provider, "s"));
     const got = nextMessage(ws);
@@ -354,7 +355,7 @@ describe("gateway", () => {
     const done = closed(ws);
     await provider.stop();
     expect(await done).toEqual({ code: 1001, reason: "server shutting down" });
-    expect(await disconnects.status).toBe(GrpcStatus.OK);
+    expect(await disconnects.status).toBe(Code.OK);
     expect(disconnects.events.map((e) => e.websocketEvent.value)).toEqual([expect.objectContaining({ code: 1001 })]);
   });
 

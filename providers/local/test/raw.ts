@@ -6,9 +6,9 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { type ContractClient, GrpcStatus } from "@nitric-like/contracts/grpc";
 import { Action } from "@nitric-like/contracts/resources";
 import { Websocket, type WebsocketEventRequest } from "@nitric-like/contracts/websockets";
+import { type Client, Code } from "@nitric-like/rpc";
 import type { AppLimits } from "@nitric-like/spec";
 import { expect } from "vitest";
 import type WebSocket from "ws";
@@ -59,7 +59,7 @@ export function rateLimitHandled(close: { code: number; reason: string }): numbe
  * because it closed that connection (NOT_FOUND, the only refusal allowed).
  */
 export async function sendOrClosed(
-  client: ContractClient,
+  client: Client,
   socket: string,
   connectionId: string,
   data: Uint8Array,
@@ -68,7 +68,7 @@ export async function sendOrClosed(
     await client.unary(Websocket.method.sendMessage, { socketName: socket, connectionId, data, binary: true });
     return true;
   } catch (error) {
-    expect(error).toMatchObject({ code: GrpcStatus.NOT_FOUND });
+    expect(error).toMatchObject({ code: Code.NOT_FOUND });
     return false;
   }
 }
@@ -267,7 +267,7 @@ export function rawCall(address: string, path: string, bytes: Buffer): Promise<{
 export interface EchoWorld {
   provider: LocalProvider;
   logs: Logs;
-  client: ContractClient;
+  client: Client;
   url: string;
   /** A client connected before the bad input, which must be unaffected by it. */
   bystander: WebSocket;
