@@ -3,8 +3,9 @@
 // either SDK also gets a thread bundle, whose generated entry gives the SDKs the MessagePort of
 // its worker thread.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
@@ -56,7 +57,7 @@ it("bundles our SDK with its dependencies and leaves the project's own packages 
   expect(bundle.threadable).toBe(true);
   expect(bundle.threadOutfile).toBeDefined();
   const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
-  expect(threaded).toMatch(/(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
   expect(importsOf(bundle.threadOutfile as string)).toContain("shout");
   expect(
     importsOf(bundle.threadOutfile as string).some(
@@ -177,11 +178,30 @@ console.log(kind, grpc.kind);
   const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
   expect(importsOf(bundle.threadOutfile as string)).not.toContain("@nitric/sdk");
   expect(threaded).toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
-  expect(threaded).toMatch(/(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
   expect(threaded).not.toContain('"installed"');
   // ...while the service's own import of grpc-js stays the project's.
   expect(importsOf(bundle.threadOutfile as string)).toContain("@grpc/grpc-js");
   // Reused while unchanged, the thread bundle with it.
   const again = await bundleService(dir, entry);
   expect(again.threadOutfile).toBe(bundle.threadOutfile);
+});
+
+it("puts no grpc-js in the thread bundle of a service on the published @nitric/sdk, only the compat adapter", async () => {
+  const { dir, entry } = project(`import { websocket } from "@nitric/sdk";
+websocket("socket").on("message", (ctx) => ctx);
+`);
+  // The published package as the conformance suite installs it (with its own grpc-js beside it).
+  const conformance = fileURLToPath(new URL("../../../conformance/package.json", import.meta.url));
+  const published = dirname(createRequire(conformance).resolve("@nitric/sdk/package.json"));
+  mkdirSync(join(dir, "node_modules", "@nitric"), { recursive: true });
+  symlinkSync(published, join(dir, "node_modules", "@nitric", "sdk"), "dir");
+  const bundle = await bundleService(dir, entry);
+  expect(importsOf(bundle.outfile)).toContain("@nitric/sdk");
+  const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
+  expect(importsOf(bundle.threadOutfile as string).filter((i) => !i?.startsWith("node:"))).toEqual([]);
+  expect([...bundle.inputs].filter((path) => path.includes("/@grpc/grpc-js/"))).toEqual([]);
+  expect(threaded).not.toMatch(/makeUnaryRequest\(method, serialize, deserialize/);
+  expect(threaded).toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
 });
