@@ -1,34 +1,31 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import * as grpc from "@grpc/grpc-js";
+import { Code, RpcError } from "@nitric-like/rpc";
 import { describe, expect, it } from "vitest";
 import { describeError, ERROR_CODES, isNitricLikeError, NitricLikeError, VERBOSE_ENV } from "./errors.js";
-
-const grpcError = (code: grpc.status, details: string) =>
-  Object.assign(new Error(`${code} ${details}`), { code, details, metadata: new grpc.Metadata() });
 
 describe("NitricLikeError", () => {
   it("maps every gRPC status to its code and keeps the original as cause", () => {
     const statuses = [
-      grpc.status.CANCELLED,
-      grpc.status.UNKNOWN,
-      grpc.status.INVALID_ARGUMENT,
-      grpc.status.DEADLINE_EXCEEDED,
-      grpc.status.NOT_FOUND,
-      grpc.status.ALREADY_EXISTS,
-      grpc.status.PERMISSION_DENIED,
-      grpc.status.RESOURCE_EXHAUSTED,
-      grpc.status.FAILED_PRECONDITION,
-      grpc.status.ABORTED,
-      grpc.status.OUT_OF_RANGE,
-      grpc.status.UNIMPLEMENTED,
-      grpc.status.INTERNAL,
-      grpc.status.UNAVAILABLE,
-      grpc.status.DATA_LOSS,
-      grpc.status.UNAUTHENTICATED,
+      Code.CANCELLED,
+      Code.UNKNOWN,
+      Code.INVALID_ARGUMENT,
+      Code.DEADLINE_EXCEEDED,
+      Code.NOT_FOUND,
+      Code.ALREADY_EXISTS,
+      Code.PERMISSION_DENIED,
+      Code.RESOURCE_EXHAUSTED,
+      Code.FAILED_PRECONDITION,
+      Code.ABORTED,
+      Code.OUT_OF_RANGE,
+      Code.UNIMPLEMENTED,
+      Code.INTERNAL,
+      Code.UNAVAILABLE,
+      Code.DATA_LOSS,
+      Code.UNAUTHENTICATED,
     ];
-    expect(statuses.map((s) => NitricLikeError.from(grpcError(s, "x")).code)).toEqual([...ERROR_CODES]);
-    const original = grpcError(grpc.status.NOT_FOUND, 'kv("a"): key "b" not found');
+    expect(statuses.map((s) => NitricLikeError.from(RpcError.received(s, "x")).code)).toEqual([...ERROR_CODES]);
+    const original = RpcError.received(Code.NOT_FOUND, 'kv("a"): key "b" not found');
     const e = NitricLikeError.from(original, { store: "a", key: "b" });
     expect(e).toMatchObject({
       code: "not_found",

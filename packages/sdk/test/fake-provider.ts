@@ -1,9 +1,8 @@
-// A real grpc-js server on 127.0.0.1:0 playing the provider's side of the contract, for the SDK's
-// protocol tests: it records declarations and calls, keeps kv values in memory, and lets a test
-// drive each HandleEvents stream (send event requests, await the answers, end or fail the stream).
+// The provider's side of the contract for the SDK's protocol tests, as a Router served by a real
+// gRPC server on 127.0.0.1:0 (the SDK reaches it through SERVICE_ADDRESS, its fallback for a
+// process): it records declarations and calls, keeps kv values in memory, and lets a test drive
+// each HandleEvents stream (send event requests, await the answers, end or fail the stream).
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
-import { addService, grpcError } from "@nitric-like/contracts/grpc";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { type ResourceDeclareRequest, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import {
@@ -16,6 +15,8 @@ import {
   WebsocketHandler,
   type WebsocketSendRequest,
 } from "@nitric-like/contracts/websockets";
+import { Code, Router, RpcError } from "@nitric-like/rpc";
+import { GrpcServer } from "@nitric-like/rpc/grpc";
 
 type EventInit = Omit<MessageInitShape<typeof WebsocketEventRequestSchema>, "$typeName">;
 type JsonObject = { [key: string]: unknown };
@@ -30,7 +31,7 @@ export interface FakeHandlerStream {
   /** Ends the call with status OK (how a provider stops a worker). */
   end(): void;
   /** Ends the call with an error status. */
-  fail(code: grpc.status, details: string): void;
+  fail(code: Code, details: string): void;
 }
 
 export interface FakeProvider {
@@ -42,19 +43,19 @@ export interface FakeProvider {
   readonly closed: WebsocketCloseConnectionRequest[];
   readonly streams: FakeHandlerStream[];
   /** Refuse Declare calls for which this returns an error; delay acknowledging them by `declareDelayMs`. */
-  refuse: ((request: ResourceDeclareRequest) => grpc.ServiceError | undefined) | undefined;
+  refuse: ((request: ResourceDeclareRequest) => RpcError | undefined) | undefined;
   declareDelayMs: number;
   /** An error for SendMessage, if set. */
-  sendError: grpc.ServiceError | undefined;
+  sendError: RpcError | undefined;
   /** An error for every kv call, if set. */
-  kvError: grpc.ServiceError | undefined;
+  kvError: RpcError | undefined;
   /** Waits for the stream registered for (socket, event type number). */
   stream(socket: string, eventType: number): Promise<FakeHandlerStream>;
   stop(): Promise<void>;
 }
 
 export async function startFakeProvider(): Promise<FakeProvider> {
-  const server = new grpc.Server();
+  const router = new Router();
   const kv = new Map<string, Map<string, JsonObject>>();
   const waiters: (() => void)[] = [];
   const changed = () => {
@@ -84,40 +85,31 @@ export async function startFakeProvider(): Promise<FakeProvider> {
     },
     async stop() {
       for (const s of provider.streams) s.end();
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await server.stop(2000);
     },
   };
 
-  addService(server, Resources, {
-    declare(call, callback) {
+  router.service(Resources, {
+    declare(call, respond) {
       provider.declarations.push(call.request);
       setTimeout(() => {
         const error = provider.refuse?.(call.request);
-        if (error) return callback(error);
+        if (error) return respond(error);
         provider.log.push(`declare ${ResourceType[call.request.id?.type ?? 0]} ${call.request.id?.name ?? ""}`);
-        callback(null, {});
+        respond(null, {});
       }, provider.declareDelayMs);
     },
   });
 
-  addService(server, WebsocketHandler, {
+  router.service(WebsocketHandler, {
     handleEvents(call) {
       const pending = new Map<string, (m: ClientMessage) => void>();
       let ended = false;
       let stream: FakeHandlerStream | undefined;
-      call.on("data", (message: ClientMessage) => {
+      call.onMessage((message) => {
         if (!stream) {
           if (message.content.case !== "registrationRequest") {
-            call.emit("error", grpcError(grpc.status.INVALID_ARGUMENT, "first message must register"));
+            call.fail(new RpcError(Code.INVALID_ARGUMENT, "first message must register"));
             return;
           }
           const registration = message.content.value;
@@ -142,7 +134,7 @@ export async function startFakeProvider(): Promise<FakeProvider> {
             fail(code, details) {
               if (ended) return;
               ended = true;
-              call.emit("error", grpcError(code, details));
+              call.fail(new RpcError(code, details));
             },
           };
           provider.streams.push(stream);
@@ -154,24 +146,23 @@ export async function startFakeProvider(): Promise<FakeProvider> {
         pending.get(message.id)?.(message);
         pending.delete(message.id);
       });
-      call.on("error", () => {});
-      call.on("end", () => stream?.end());
+      call.onEnd(() => stream?.end());
     },
   });
 
-  addService(server, Websocket, {
-    sendMessage(call, callback) {
+  router.service(Websocket, {
+    sendMessage(call, respond) {
       provider.log.push(`sendMessage ${call.request.connectionId}`);
-      if (provider.sendError) return callback(provider.sendError);
+      if (provider.sendError) return respond(provider.sendError);
       provider.sent.push(call.request);
-      callback(null, {});
+      respond(null, {});
     },
-    closeConnection(call, callback) {
+    closeConnection(call, respond) {
       provider.closed.push(call.request);
-      callback(null, {});
+      respond(null, {});
     },
-    socketDetails(call, callback) {
-      callback(null, { url: `ws://127.0.0.1:9999/${call.request.socketName}` });
+    socketDetails(call, respond) {
+      respond(null, { url: `ws://127.0.0.1:9999/${call.request.socketName}` });
     },
   });
 
@@ -183,27 +174,27 @@ export async function startFakeProvider(): Promise<FakeProvider> {
     }
     return store;
   };
-  addService(server, KvStore, {
-    getValue(call, callback) {
+  router.service(KvStore, {
+    getValue(call, respond) {
       const { store = "", key = "" } = call.request.ref ?? {};
       provider.log.push(`getValue ${store} ${key}`);
-      if (provider.kvError) return callback(provider.kvError);
+      if (provider.kvError) return respond(provider.kvError);
       const value = storeOf(store).get(key);
-      if (!value) return callback(grpcError(grpc.status.NOT_FOUND, `key ${key} not found`));
-      callback(null, { value: { ref: { store, key }, content: value as never } });
+      if (!value) return respond(new RpcError(Code.NOT_FOUND, `key ${key} not found`));
+      respond(null, { value: { ref: { store, key }, content: value as never } });
     },
-    setValue(call, callback) {
+    setValue(call, respond) {
       const { store = "", key = "" } = call.request.ref ?? {};
       provider.log.push(`setValue ${store} ${key}`);
-      if (provider.kvError) return callback(provider.kvError);
+      if (provider.kvError) return respond(provider.kvError);
       storeOf(store).set(key, (call.request.content ?? {}) as JsonObject);
-      callback(null, {});
+      respond(null, {});
     },
-    deleteKey(call, callback) {
+    deleteKey(call, respond) {
       const { store = "", key = "" } = call.request.ref ?? {};
       provider.log.push(`deleteKey ${store} ${key}`);
       storeOf(store).delete(key);
-      callback(null, {});
+      respond(null, {});
     },
     scanKeys(call) {
       const name = call.request.store?.name ?? "";
@@ -215,10 +206,8 @@ export async function startFakeProvider(): Promise<FakeProvider> {
     },
   });
 
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, p) =>
-      error ? reject(error) : resolve(p),
-    ),
-  );
+  // A GrpcServer registers the router's methods when it is made: after every service.
+  const server = new GrpcServer(router);
+  const port = await server.bind("127.0.0.1:0");
   return Object.assign(provider, { address: `127.0.0.1:${port}` });
 }

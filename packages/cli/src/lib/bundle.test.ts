@@ -1,11 +1,18 @@
 // The service bundler on real files: our SDK and its dependencies go into the bundle, the project's
-// own packages stay external, and an unchanged service reuses its bundle.
+// own packages stay external, and an unchanged service reuses its bundle. A service that uses
+// either SDK also gets a thread bundle, whose generated entry gives the SDKs the MessagePort of
+// its worker thread.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { MessageChannel, Worker } from "node:worker_threads";
+import { Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { PortServer, Router } from "@nitric-like/rpc";
 import { afterEach, expect, it } from "vitest";
-import { bundleService } from "./bundle.js";
+import { bundleService, threadEntry } from "./bundle.js";
 
 const SDK = fileURLToPath(new URL("../../../sdk", import.meta.url));
 const dirs: string[] = [];
@@ -27,6 +34,9 @@ function project(source: string) {
   return { dir, path, entry: { name: "api", file: "services/api.ts", path } };
 }
 
+const importsOf = (file: string) =>
+  [...readFileSync(file, "utf8").matchAll(/^import .* from "([^"]+)";?$/gm)].map((m) => m[1]);
+
 const SOURCE = `import shout from "shout";
 import { websocket } from "@nitric-like/sdk";
 websocket("socket").on("message", (ctx) => shout(ctx.text()));
@@ -43,6 +53,81 @@ it("bundles our SDK with its dependencies and leaves the project's own packages 
   ).toBe(false);
   expect(code).toMatch(/makeUnaryRequest\(method, serialize, deserialize/); // grpc-js's client, inside the bundle
   expect(bundle.inputs.has(path)).toBe(true);
+  // The thread bundle: the same, started by an entry that gives our SDK its port.
+  expect(bundle.threadable).toBe(true);
+  expect(bundle.threadOutfile).toBeDefined();
+  const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
+  expect(importsOf(bundle.threadOutfile as string)).toContain("shout");
+  expect(
+    importsOf(bundle.threadOutfile as string).some(
+      (i) => i?.startsWith("@nitric-like/") || i?.startsWith("@grpc/") || i?.startsWith("@bufbuild/"),
+    ),
+  ).toBe(false);
+  // No @nitric/sdk in it, so no compat adapter.
+  expect(threaded).not.toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
+});
+
+it("runs the thread bundle of our SDK's service in a worker calling its provider over the port it is given", async () => {
+  const { dir, entry } = project(SOURCE);
+  const bundle = await bundleService(dir, entry);
+  const heard: string[] = [];
+  const router = new Router()
+    .service(Resources, {
+      declare(call, respond) {
+        heard.push(`${call.peer} declare ${ResourceType[call.request.id?.type ?? 0]} ${call.request.id?.name ?? ""}`);
+        respond(null, {});
+      },
+    })
+    .service(WebsocketHandler, {
+      handleEvents(call) {
+        call.onMessage((message) => {
+          if (message.content.case !== "registrationRequest") return;
+          const { socketName, eventType } = message.content.value;
+          heard.push(`${call.peer} register ${socketName} ${eventType}`);
+          call.write({ id: "", content: { case: "registrationResponse", value: {} } });
+          // Ending every handler stream with OK lets the service end by itself (the collect pass).
+          call.end();
+        });
+      },
+    });
+  const { port1, port2 } = new MessageChannel();
+  new PortServer(router, "thread").serve(port1);
+  const worker = new Worker(bundle.threadOutfile as string, {
+    // Were the port ignored, the SDK would call this address, where nothing listens, and exit 1.
+    env: { ...process.env, SERVICE_ADDRESS: "127.0.0.1:1", NITRIC_ENVIRONMENT: "build" },
+    workerData: { port: port2 },
+    transferList: [port2],
+    stderr: true,
+  });
+  let stderr = "";
+  worker.stderr.on("data", (d: Buffer) => {
+    stderr += d;
+  });
+  const code = await new Promise<number>((resolve) => worker.once("exit", resolve));
+  port1.close();
+  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+  expect(heard).toEqual(["thread declare Websocket socket", "thread declare Policy ", "thread register socket 2"]);
+});
+
+it("generates a thread entry that gives each SDK the service uses the worker's port before the service loads", () => {
+  const both = threadEntry("/p/services/api.ts", "/p/node_modules/@nitric-like/sdk/dist/runtime.js", true);
+  expect(both).toContain('import { useTransport as ours } from "/p/node_modules/@nitric-like/sdk/dist/runtime.js";');
+  expect(both).toMatch(/import \{ useTransport as nitric \} from ".*grpc-js\.js";/);
+  const lines = both.split("\n");
+  const given = lines.indexOf("const transport = createPortTransport(workerData.port);");
+  expect(given).toBeGreaterThan(0);
+  expect(lines.slice(given + 1, given + 4)).toEqual([
+    "ours(transport);",
+    "nitric(transport);",
+    'await import("/p/services/api.ts");',
+  ]);
+  const nitricOnly = threadEntry("/p/services/api.ts", undefined, true);
+  expect(nitricOnly).not.toContain("ours(");
+  expect(nitricOnly).toContain("nitric(transport);");
+  const oursOnly = threadEntry("/p/services/api.ts", "/p/sdk/runtime.js", false);
+  expect(oursOnly).toContain("ours(transport);");
+  expect(oursOnly).not.toContain("nitric(");
 });
 
 it("reuses the bundle while its files are unchanged and makes it again when one changes", async () => {
@@ -71,7 +156,7 @@ it("reports a compile error with its place, and builds again once the file is fi
   );
 });
 
-it("makes a @nitric/sdk service a second bundle for a thread: @nitric/sdk inside, its grpc-js the stand-in", async () => {
+it("makes a @nitric/sdk service a second bundle for a thread: @nitric/sdk inside, its grpc-js the compat adapter", async () => {
   const { dir, entry } = project(`import { kind } from "@nitric/sdk";
 import * as grpc from "@grpc/grpc-js";
 console.log(kind, grpc.kind);
@@ -84,20 +169,39 @@ console.log(kind, grpc.kind);
   pkg("@nitric/sdk", 'exports.kind = require("@grpc/grpc-js").kind;');
   pkg("@grpc/grpc-js", 'exports.kind = "installed";');
   const bundle = await bundleService(dir, entry);
-  const importsOf = (file: string) =>
-    [...readFileSync(file, "utf8").matchAll(/^import .* from "([^"]+)";?$/gm)].map((m) => m[1]);
   // The process bundle keeps @nitric/sdk as installed (with the grpc-js it brings).
   expect(bundle.threadable).toBe(false);
   expect(importsOf(bundle.outfile)).toContain("@nitric/sdk");
-  // The thread bundle has @nitric/sdk in it, calling through the stand-in...
+  expect(readFileSync(bundle.outfile, "utf8")).not.toContain("this bundle's grpc-js calls its provider");
+  // The thread bundle has @nitric/sdk in it, calling through the compat adapter given the port...
   expect(bundle.threadOutfile).toBeDefined();
   const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
   expect(importsOf(bundle.threadOutfile as string)).not.toContain("@nitric/sdk");
-  expect(threaded).toContain("STAND_IN_CLIENT");
+  expect(threaded).toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
   expect(threaded).not.toContain('"installed"');
   // ...while the service's own import of grpc-js stays the project's.
   expect(importsOf(bundle.threadOutfile as string)).toContain("@grpc/grpc-js");
   // Reused while unchanged, the thread bundle with it.
   const again = await bundleService(dir, entry);
   expect(again.threadOutfile).toBe(bundle.threadOutfile);
+});
+
+it("puts no grpc-js in the thread bundle of a service on the published @nitric/sdk, only the compat adapter", async () => {
+  const { dir, entry } = project(`import { websocket } from "@nitric/sdk";
+websocket("socket").on("message", (ctx) => ctx);
+`);
+  // The published package as the conformance suite installs it (with its own grpc-js beside it).
+  const conformance = fileURLToPath(new URL("../../../conformance/package.json", import.meta.url));
+  const published = dirname(createRequire(conformance).resolve("@nitric/sdk/package.json"));
+  mkdirSync(join(dir, "node_modules", "@nitric"), { recursive: true });
+  symlinkSync(published, join(dir, "node_modules", "@nitric", "sdk"), "dir");
+  const bundle = await bundleService(dir, entry);
+  expect(importsOf(bundle.outfile)).toContain("@nitric/sdk");
+  const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
+  expect(importsOf(bundle.threadOutfile as string).filter((i) => !i?.startsWith("node:"))).toEqual([]);
+  expect([...bundle.inputs].filter((path) => path.includes("/@grpc/grpc-js/"))).toEqual([]);
+  expect(threaded).not.toMatch(/makeUnaryRequest\(method, serialize, deserialize/);
+  expect(threaded).toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
 });

@@ -40,7 +40,12 @@ export function stateDir(projectDir: string): string {
 }
 
 /** The packages bundled into a service rather than loaded from node_modules: our SDK and its parts. */
-const BUNDLED_PACKAGES = new Set(["@nitric-like/sdk", "@nitric-like/rpc", "@nitric-like/contracts", "@nitric-like/spec"]);
+const BUNDLED_PACKAGES = new Set([
+  "@nitric-like/sdk",
+  "@nitric-like/contracts",
+  "@nitric-like/rpc",
+  "@nitric-like/spec",
+]);
 
 function packageName(specifier: string): string {
   const parts = specifier.split("/");
@@ -142,7 +147,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 6`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 7`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {

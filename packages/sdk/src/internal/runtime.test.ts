@@ -1,13 +1,17 @@
-// Process lifetime: real service processes (node running the built SDK) against a real grpc-js
-// server playing the provider. These need `pnpm build` first (the test command builds).
+// Process lifetime: real service processes (node running the built SDK) against a real gRPC
+// server playing the provider. These need `pnpm build` first (the test command builds). And the
+// transport a runner gives the SDK (useTransport), in this process.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import * as grpc from "@grpc/grpc-js";
+import { KvStore } from "@nitric-like/contracts/kvstore";
+import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { WebsocketEventType } from "@nitric-like/contracts/websockets";
-import { RpcError } from "@nitric-like/rpc";
+import { Code, createMemoryTransport, Router, RpcError } from "@nitric-like/rpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeProvider, startFakeProvider } from "../../test/fake-provider.js";
+import { kv } from "../resources/kv.js";
+import { useTransport } from "./runtime.js";
 
 const dist = fileURLToPath(new URL("../../dist/index.js", import.meta.url));
 let provider: FakeProvider;
@@ -46,7 +50,7 @@ describe("service process lifetime", () => {
   it("exits 1 with the provider's reason when a declaration is refused", async () => {
     provider.refuse = (request) =>
       request.id?.name === "refused"
-        ? new RpcError(grpc.status.FAILED_PRECONDITION, 'websocket "refused" is handled by service "other"')
+        ? new RpcError(Code.FAILED_PRECONDITION, 'websocket "refused" is handled by service "other"')
         : undefined;
     try {
       const { exited } = service(
@@ -93,10 +97,61 @@ describe("service process lifetime", () => {
       "run",
     );
     const stream = await provider.stream("lost", WebsocketEventType.Message);
-    stream.fail(grpc.status.UNAVAILABLE, "provider restarting");
+    stream.fail(Code.UNAVAILABLE, "provider restarting");
     expect(await exited).toEqual({
       code: 1,
       stderr: "nitric-like: lost the connection to the provider (provider restarting)\n",
     });
+  });
+});
+
+describe("the transport a runner gives", () => {
+  it("carries every call of the SDK once useTransport has been called, and SERVICE_ADDRESS none", async () => {
+    // Were the transport ignored, the calls would reach the gRPC provider at SERVICE_ADDRESS.
+    process.env.SERVICE_ADDRESS = provider.address;
+    const heard: string[] = [];
+    const values = new Map<string, unknown>();
+    const router = new Router()
+      .service(Resources, {
+        declare(call, respond) {
+          heard.push(`${call.peer} declare ${ResourceType[call.request.id?.type ?? 0]} ${call.request.id?.name ?? ""}`);
+          respond(null, {});
+        },
+      })
+      .service(KvStore, {
+        getValue(call, respond) {
+          const { store = "", key = "" } = call.request.ref ?? {};
+          heard.push(`${call.peer} getValue ${store} ${key}`);
+          const content = values.get(key);
+          if (content === undefined) return respond(new RpcError(Code.NOT_FOUND, `key ${key} not found`));
+          respond(null, { value: { ref: { store, key }, content: content as never } });
+        },
+        setValue(call, respond) {
+          const { store = "", key = "" } = call.request.ref ?? {};
+          heard.push(`${call.peer} setValue ${store} ${key}`);
+          values.set(key, call.request.content);
+          respond(null, {});
+        },
+        deleteKey(call, respond) {
+          respond(new RpcError(Code.UNIMPLEMENTED, `${call.path}: not served here`));
+        },
+        scanKeys(call) {
+          call.fail(new RpcError(Code.UNIMPLEMENTED, `${call.path}: not served here`));
+        },
+      });
+    useTransport(createMemoryTransport(router, "runner"));
+    const store = kv<{ n: number }>("given-transport").allow("get", "set");
+    await store.set("k", { n: 1 });
+    expect(await store.get("k")).toEqual({ n: 1 });
+    await expect(store.get("missing")).rejects.toMatchObject({ code: "not_found" });
+    expect(heard).toEqual([
+      "runner declare KeyValueStore given-transport",
+      "runner declare Policy ",
+      "runner setValue given-transport k",
+      "runner getValue given-transport k",
+      "runner getValue given-transport missing",
+    ]);
+    expect(provider.declarations.filter((d) => JSON.stringify(d).includes("given-transport"))).toEqual([]);
+    expect(provider.log.filter((l) => l.includes("given-transport"))).toEqual([]);
   });
 });

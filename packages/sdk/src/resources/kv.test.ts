@@ -1,7 +1,6 @@
-// kv() against a real grpc-js server playing the provider (test/fake-provider.ts).
-import * as grpc from "@grpc/grpc-js";
+// kv() against a real gRPC server playing the provider (test/fake-provider.ts).
 import { ResourceType } from "@nitric-like/contracts/resources";
-import { RpcError } from "@nitric-like/rpc";
+import { Code, RpcError } from "@nitric-like/rpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeProvider, startFakeProvider } from "../../test/fake-provider.js";
 import { isNitricLikeError } from "../errors.js";
@@ -144,7 +143,7 @@ describe("kv operations", () => {
 
   it("maps provider errors to their codes with the provider's message", async () => {
     const store = kv("denied").allow("get", "set");
-    provider.kvError = new RpcError(grpc.status.PERMISSION_DENIED, `kv("denied"): missing .allow("set")`);
+    provider.kvError = new RpcError(Code.PERMISSION_DENIED, `kv("denied"): missing .allow("set")`);
     try {
       await expect(store.set("k", {})).rejects.toMatchObject({
         code: "permission_denied",

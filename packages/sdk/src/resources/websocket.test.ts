@@ -1,8 +1,7 @@
-// The handler stream protocol against a real grpc-js server playing the provider (test/fake-provider.ts).
-import * as grpc from "@grpc/grpc-js";
+// The handler stream protocol against a real gRPC server playing the provider (test/fake-provider.ts).
 import { ResourceType } from "@nitric-like/contracts/resources";
 import { WebsocketEventType } from "@nitric-like/contracts/websockets";
-import { RpcError } from "@nitric-like/rpc";
+import { Code, RpcError } from "@nitric-like/rpc";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { type FakeProvider, startFakeProvider } from "../../test/fake-provider.js";
 import { isNitricLikeError, type NitricLikeError } from "../errors.js";
@@ -317,7 +316,7 @@ describe("sending and closing", () => {
 
   it("maps provider errors, and sends quietly to a gone connection when asked", async () => {
     const socket = websocket("gone");
-    provider.sendError = new RpcError(grpc.status.NOT_FOUND, 'websocket("gone"): connection "x" is not connected');
+    provider.sendError = new RpcError(Code.NOT_FOUND, 'websocket("gone"): connection "x" is not connected');
     try {
       await expect(socket.send("x", "hi")).rejects.toMatchObject({
         code: "not_found",
