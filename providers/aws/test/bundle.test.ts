@@ -1,13 +1,17 @@
 // What a function's bundle is made of: the runtime reaches DynamoDB and the Management API through
 // its own clients, so no AWS SDK module (nor the Smithy code under it) is in any bundle; the SDKs
-// reach the runtime in-process, so no grpc-js is either, unless the service itself uses it.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+// reach the runtime in the function's thread through the transport the generated entry gives them
+// (@nitric/sdk through the grpc-js compat adapter), so no grpc-js is either, unless the service
+// itself uses it. Each kind of bundle is also loaded in a child process, out of reach of any
+// node_modules, to show its SDK registers its handlers through that transport.
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { artifactHash } from "../src/build/build.js";
-import { bundleFunction } from "../src/build/bundle.js";
+import { bundleFunction, functionEntry } from "../src/build/bundle.js";
 
 const chat = fileURLToPath(new URL("../../../examples/chat", import.meta.url));
 const echoNitric = fileURLToPath(new URL("../../../bench/apps/echo-nitric", import.meta.url));
@@ -24,19 +28,70 @@ describe("a function's bundle", () => {
     expect(bundle.bytes).toBeLessThan(600_000);
   });
 
-  it("gives @nitric/sdk and our packages the in-process grpc-js: no grpc-js, no portfinder", async () => {
+  it("gives our SDK the runtime's transport: no grpc-js, no compat adapter, its gRPC fallback left out", async () => {
+    const bundle = await bundleOf(chat, "chat");
+    expect(grpcCopies(bundle.inputs)).toEqual([]);
+    expect(hasCompat(bundle.inputs)).toBe(false);
+    // The SDK's fallback when no runner gives it a transport: external, and only ever imported lazily.
+    expect(hasGrpcTransport(bundle.inputs)).toBe(false);
+    expect(externalImports(bundle.file)).toEqual(['import("@nitric-like/rpc/grpc")']);
+    const entry = readFileSync(join(out, "entries", "chat.mjs"), "utf8");
+    expect(entry).toMatch(/import \{ useTransport as ours \} from ".*sdk[\\/]dist[\\/]runtime\.js";/);
+    expect(entry).not.toContain("grpc-js");
+    expect(entry).toContain("transport: (transport) => { ours(transport); },");
+  });
+
+  it("runs our SDK's service in a function: its handlers register through the entry's transport", async () => {
+    const { file } = await bundleOf(chat, "chat");
+    // Out of reach of any node_modules: the gRPC fallback, were it loaded, could not be found.
+    const result = await loadFunction(file, "chat", "socket");
+    expect(result.stderr.slice(0, 2_000)).toBe("");
+    expect(result).toMatchObject({ code: 0, stdout: "ready\n" });
+  });
+
+  it("gives @nitric/sdk's grpc-js the compat adapter: no grpc-js, no portfinder", async () => {
     const bundle = await bundleOf(echoNitric, "echo");
     expect(grpcCopies(bundle.inputs)).toEqual([]);
-    expect(hasInProcessGrpc(bundle.inputs)).toBe(true);
+    expect(hasCompat(bundle.inputs)).toBe(true);
+    expect(hasGrpcTransport(bundle.inputs)).toBe(false);
+    expect(externalImports(bundle.file)).toEqual([]);
     expect(bundle.inputs.filter((i) => /[\\/](portfinder|async|debug)[\\/]/.test(i))).toEqual([]);
     expect(bundle.inputs.some((i) => /runtime[\\/]portfinder\.[jt]s$/.test(i))).toBe(true);
+    const entry = readFileSync(join(out, "entries", "echo.mjs"), "utf8");
+    expect(entry).toMatch(/import \{ useTransport as nitric \} from ".*rpc[\\/]dist[\\/]compat[\\/]grpc-js\.js";/);
+    expect(entry).toContain("transport: (transport) => { nitric(transport); },");
     // 1,253 KB with both grpc-js copies and portfinder; 1,007 KB with the runtime's grpc-js alone;
     // about 810 KB without either, with the Authorizer and Rooms services (their descriptors and
     // checks). The bound tells the grpc-js bundles apart.
     expect(bundle.bytes).toBeLessThan(850_000);
   });
 
-  it("gives the service's own grpc-js import the real grpc-js, the runtime's", async () => {
+  it("runs a @nitric/sdk service in a function: its handlers register through the compat adapter", async () => {
+    const { file } = await bundleOf(echoNitric, "echo");
+    const result = await loadFunction(file, "echo", "echo");
+    expect(result.stderr.slice(0, 2_000)).toBe("");
+    expect(result).toMatchObject({ code: 0, stdout: "ready\n" });
+  });
+
+  it("gives a service that imports both SDKs both their transports", () => {
+    const entry = functionEntry(
+      { name: "both", file: "services/both.ts", path: "/app/services/both.ts" },
+      "/app/node_modules/@nitric-like/sdk/dist/runtime.js",
+      true,
+    );
+    expect(entry).toContain(
+      'import { useTransport as ours } from "/app/node_modules/@nitric-like/sdk/dist/runtime.js";',
+    );
+    expect(entry).toMatch(/import \{ useTransport as nitric \} from ".*compat[\\/]grpc-js\.js";/);
+    expect(entry).toContain("transport: (transport) => { ours(transport); nitric(transport); },");
+    expect(entry).toContain('load: () => import("/app/services/both.ts"),');
+    // Neither SDK: nothing to give.
+    expect(functionEntry({ name: "none", file: "s.ts", path: "/app/s.ts" }, undefined, false)).toContain(
+      "transport: (transport) => {},",
+    );
+  });
+
+  it("gives the service's own grpc-js import the real grpc-js", async () => {
     const project = writeProject("own-grpc", {
       "services/client.ts": [
         'import * as grpc from "@grpc/grpc-js";',
@@ -49,8 +104,9 @@ describe("a function's bundle", () => {
     symlinkSync(fileURLToPath(new URL("../node_modules", import.meta.url)), join(project, "node_modules"), "dir");
     const bundle = await bundleOf(project, "client");
     expect(grpcCopies(bundle.inputs)).toEqual(["1.14.7"]);
-    // The runtime's own calls still stay in the thread.
-    expect(hasInProcessGrpc(bundle.inputs)).toBe(true);
+    // No @nitric/* package asked for grpc-js: no compat adapter, and no SDK to give a transport.
+    expect(hasCompat(bundle.inputs)).toBe(false);
+    expect(readFileSync(join(out, "entries", "client.mjs"), "utf8")).toContain("transport: (transport) => {},");
   });
 
   it("knows a package by the nearest package.json with a name, past a nameless one in a build folder", async () => {
@@ -63,9 +119,12 @@ describe("a function's bundle", () => {
       "services/svc.ts": 'import { client } from "@nitric/fake";\nexport const c = client;\n',
     });
     const bundle = await bundleOf(project, "svc");
-    // @nitric/fake's grpc-js is the in-process one: no real grpc-js in the bundle.
+    // @nitric/fake's grpc-js is the compat adapter: no real grpc-js in the bundle.
     expect(grpcCopies(bundle.inputs)).toEqual([]);
-    expect(hasInProcessGrpc(bundle.inputs)).toBe(true);
+    expect(hasCompat(bundle.inputs)).toBe(true);
+    expect(readFileSync(join(out, "entries", "svc.mjs"), "utf8")).toContain(
+      "transport: (transport) => { nitric(transport); },",
+    );
   });
 });
 
@@ -85,8 +144,57 @@ function writeProject(name: string, files: Record<string, string>): string {
   return project;
 }
 
-const hasInProcessGrpc = (inputs: string[]) =>
-  inputs.some((i) => /contracts[\\/](dist|src)[\\/]grpc-standin\.[jt]s$/.test(i));
+const hasCompat = (inputs: string[]) => inputs.some((i) => /rpc[\\/](dist|src)[\\/]compat[\\/]grpc-js\.[jt]s$/.test(i));
+const hasGrpcTransport = (inputs: string[]) => inputs.some((i) => /rpc[\\/](dist|src)[\\/]grpc\.[jt]s$/.test(i));
+
+/** The modules a bundle leaves to be loaded at run time, besides Node's own. */
+function externalImports(file: string): string[] {
+  const code = readFileSync(file, "utf8");
+  const found = [...code.matchAll(/\b(require|import)\("([^"]+)"\)/g)]
+    .filter(([, , specifier]) => !specifier?.startsWith("node:") && !/^[a-z_]+$/.test(specifier ?? ""))
+    .map(([call]) => call);
+  return [...new Set(found)];
+}
+
+/**
+ * Loads a function's bundle in a child process, as Lambda's init phase does, with bindings for one
+ * socket whose three events this function handles, and waits until the runtime is ready: the
+ * service's code has loaded and registered its handlers. The runtime warns on stderr when they do
+ * not come (a call that never reached it). The bundle is copied where no node_modules is found.
+ */
+function loadFunction(bundle: string, service: string, socket: string) {
+  const dir = mkdtempSync(join(out, "function-"));
+  const file = join(dir, "index.cjs");
+  writeFileSync(file, readFileSync(bundle));
+  const env = {
+    PATH: process.env.PATH,
+    AWS_REGION: "eu-west-1",
+    AWS_ACCESS_KEY_ID: "x",
+    AWS_SECRET_ACCESS_KEY: "x",
+    NITRIC_LIKE_SERVICE: service,
+    NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
+      [socket]: {
+        apiId: "api1",
+        url: "wss://api1.execute-api.eu-west-1.amazonaws.com/prod",
+        endpoint: "https://api1.execute-api.eu-west-1.amazonaws.com/prod",
+        events: ["connect", "disconnect", "message"],
+      },
+    }),
+  };
+  const script = `require(${JSON.stringify(file)}).handler.ready.then(() => { console.log("ready"); process.exit(0); }, (e) => { console.error(e); process.exit(1); });`;
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, ["-e", script], { cwd: dir, env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
 
 /** The versions of grpc-js a bundle was made from (pnpm also names other packages' folders after their grpc-js peer). */
 function grpcCopies(inputs: string[]): string[] {

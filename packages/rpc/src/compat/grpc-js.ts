@@ -124,29 +124,32 @@ interface CallOptions {
 
 type Callback = (error: ServiceError | null, value?: unknown) => void;
 
-interface CallEvents {
-  message(value: unknown): void;
-  status(code: number, details: string, response?: unknown): void;
+/** The status a caller reads: grpc-js's server sends "OK" as the details of an OK status, and so does ours over gRPC. */
+const detailsOf = (code: number, details: string) => (code === OK && details === "" ? "OK" : details);
+
+/** How a call in flight ends on the caller's side, before the server's status. */
+interface Ending {
+  /** Cancels the call on the transport and ends it for the caller with this status. */
+  (code: number, details: string): void;
 }
 
 /**
- * Starts a call on the in-process port: the deadline, and the parsing of what comes back with the
- * method's own deserializer (a message that does not parse ends the call with INTERNAL, as in grpc-js).
+ * Starts a call on the transport, and its deadline. `status` hears the server's status (a unary
+ * call's response still encoded); `end` is how the caller's side ends the call (a deadline, a
+ * cancel, a message that does not parse), as grpc-js does with cancelWithStatus.
  */
 function startCall(
   def: MethodDefinition,
   request: Buffer | undefined,
   options: CallOptions,
-  events: CallEvents,
-): WireCall {
-  let ended = false;
+  events: {
+    message(bytes: Uint8Array): void;
+    status(code: number, details: string, response?: Uint8Array): void;
+    end(code: number, details: string): void;
+  },
+): { raw: WireCall; end: Ending } {
+  let over = false;
   let timer: NodeJS.Timeout | undefined;
-  const end = (code: number, details: string, response?: unknown) => {
-    if (ended) return;
-    ended = true;
-    clearTimeout(timer);
-    events.status(code, details, response);
-  };
   const kind: MethodKind = def.requestStream
     ? def.responseStream
       ? "bidi_streaming"
@@ -156,43 +159,27 @@ function startCall(
       : "unary";
   const raw = current().open(def.path, kind, request, {
     message: (bytes) => {
-      let value: unknown;
-      try {
-        value = def.responseDeserialize(asBuffer(bytes));
-      } catch (error) {
-        end(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
-        raw.cancel();
-        return;
-      }
-      events.message(value);
+      if (!over) events.message(bytes);
     },
     status: (code, details, response) => {
-      if (code !== OK || def.responseStream) {
-        end(code, details);
-        return;
-      }
-      if (response === undefined) {
-        end(UNIMPLEMENTED, "No message received");
-        return;
-      }
-      try {
-        end(OK, "", def.responseDeserialize(asBuffer(response)));
-      } catch (error) {
-        end(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
-      }
+      if (over) return;
+      over = true;
+      clearTimeout(timer);
+      events.status(code, details, response);
     },
   });
+  const end: Ending = (code, details) => {
+    if (over) return;
+    over = true;
+    clearTimeout(timer);
+    raw.cancel();
+    events.end(code, details);
+  };
   const deadline = options.deadline instanceof Date ? options.deadline.getTime() : options.deadline;
   if (deadline !== undefined && Number.isFinite(deadline)) {
-    timer = setTimeout(
-      () => {
-        raw.cancel();
-        end(DEADLINE_EXCEEDED, "Deadline exceeded");
-      },
-      Math.max(0, deadline - Date.now()),
-    );
+    timer = setTimeout(() => end(DEADLINE_EXCEEDED, "Deadline exceeded"), Math.max(0, deadline - Date.now()));
   }
-  return raw;
+  return { raw, end };
 }
 
 function serialize(def: MethodDefinition, value: unknown): Buffer | ServiceError {
@@ -214,12 +201,10 @@ function callArguments(args: unknown[]): { options: CallOptions; callback?: Call
 
 /** A unary call in flight: what grpc-js returns (the answer goes to the callback). */
 class UnaryCall extends EventEmitter {
-  raw: WireCall | undefined;
   /** Ends the call with CANCELLED (set when it starts). */
-  end: ((code: number, details: string) => void) | undefined;
+  end: Ending | undefined;
 
   cancel(): void {
-    this.raw?.cancel();
     this.end?.(CANCELLED, "Cancelled on client");
   }
 
@@ -240,15 +225,31 @@ function unary(def: MethodDefinition, request: unknown, args: unknown[]): UnaryC
     finished = true;
     if (code === OK) callback?.(null, response);
     else callback?.(callError(code, details));
-    call.emit("status", { code, details, metadata: new Metadata() });
+    call.emit("status", { code, details: detailsOf(code, details), metadata: new Metadata() });
   };
   const bytes = serialize(def, request);
   if (bytes instanceof Error) {
     queueMicrotask(() => finish(bytes.code, bytes.details));
     return call;
   }
-  call.raw = startCall(def, bytes, options, { message: () => {}, status: finish });
-  call.end = finish;
+  call.end = startCall(def, bytes, options, {
+    message: () => {},
+    status: (code, details, response) => {
+      if (code !== OK) finish(code, details);
+      else if (response === undefined) finish(UNIMPLEMENTED, "No message received");
+      else {
+        let value: unknown;
+        try {
+          value = def.responseDeserialize(asBuffer(response));
+        } catch (error) {
+          finish(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
+          return;
+        }
+        finish(OK, details, value);
+      }
+    },
+    end: finish,
+  }).end;
   return call;
 }
 
@@ -256,41 +257,89 @@ function unary(def: MethodDefinition, request: unknown, args: unknown[]): UnaryC
  * A streaming call, as grpc-js's ClientDuplexStream (a server-streaming call is one that is never
  * written to): messages are read in object mode; `end()` half-closes; the status ends the readable
  * side, after an "error" when it is not OK, then "status".
+ *
+ * As in grpc-js, messages are parsed and pushed one at a time as the reader asks for them, and the
+ * server's status waits until every message before it has been pushed: over a socket the caller
+ * reads each message before the status arrives; in memory they all come at once, before the reader
+ * has started, and would otherwise overtake its first read. The caller's own endings (cancel, a
+ * deadline, a message that does not parse or serialize) end the call at once, dropping unread messages.
  */
 class StreamCall extends Duplex {
   private raw: WireCall | undefined;
+  private ending: Ending | undefined;
   private done = false;
+  /** Messages the reader has not asked for yet, still encoded. */
+  private readonly inbox: Uint8Array[] = [];
+  /** The server's status, waiting for the messages before it. */
+  private held: { code: number; details: string } | undefined;
+  /** The reader asked for a message (grpc-js's startRead). */
+  private wanted = false;
 
   constructor(private readonly def: MethodDefinition) {
     super({ objectMode: true });
   }
 
   start(request: Buffer | undefined, options: CallOptions): void {
-    this.raw = startCall(this.def, request, options, {
-      message: (value) => {
-        if (!this.done) this.push(value);
+    const started = startCall(this.def, request, options, {
+      message: (bytes) => {
+        this.inbox.push(bytes);
+        this.deliver();
       },
-      status: (code, details) => this.finish(code, details),
+      status: (code, details) => {
+        this.held = { code, details };
+        this.deliver();
+      },
+      end: (code, details) => {
+        this.inbox.length = 0;
+        this.finish(code, details);
+      },
     });
+    this.raw = started.raw;
+    this.ending = started.end;
   }
 
+  private deliver(): void {
+    while (this.wanted && !this.done) {
+      const bytes = this.inbox.shift();
+      if (bytes === undefined) break;
+      let value: unknown;
+      try {
+        value = this.def.responseDeserialize(asBuffer(bytes));
+      } catch (error) {
+        this.ending?.(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
+        return;
+      }
+      // The readable side calls _read again when it wants the next one.
+      this.wanted = false;
+      this.push(value);
+    }
+    const held = this.held;
+    if (held && this.inbox.length === 0) {
+      this.held = undefined;
+      this.finish(held.code, held.details);
+    }
+  }
+
+  /** Ends the call for the caller: the readable side, an "error" unless OK, then "status". */
   finish(code: number, details: string): void {
     if (this.done) return;
     this.done = true;
     this.push(null);
     if (code !== OK) this.emit("error", callError(code, details));
-    this.emit("status", { code, details, metadata: new Metadata() });
+    this.emit("status", { code, details: detailsOf(code, details), metadata: new Metadata() });
   }
 
-  override _read(): void {}
+  override _read(): void {
+    this.wanted = true;
+    // Pushed after _read returns, as grpc-js pushes what its startRead() asked for: a message pushed
+    // inside _read waits in the readable's buffer, where the status would overtake it.
+    queueMicrotask(() => this.deliver());
+  }
 
   override _write(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const bytes = serialize(this.def, chunk);
-    if (bytes instanceof Error) {
-      // The status first: cancelling reports CANCELLED, which the finished call then ignores.
-      this.finish(bytes.code, bytes.details);
-      this.raw?.cancel();
-    } else this.raw?.write(bytes);
+    if (bytes instanceof Error) this.ending?.(bytes.code, bytes.details);
+    else this.raw?.write(bytes);
     callback();
   }
 
@@ -300,8 +349,7 @@ class StreamCall extends Duplex {
   }
 
   cancel(): void {
-    this.raw?.cancel();
-    this.finish(CANCELLED, "Cancelled on client");
+    this.ending?.(CANCELLED, "Cancelled on client");
   }
 
   getPeer(): string {
