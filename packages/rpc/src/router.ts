@@ -232,6 +232,11 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
       cancel: () => this.clientCancelled(),
     };
   }
+
+  /** A call whose one request came with its opening: only a cancel reaches it. */
+  wireOneRequest(): WireCall {
+    return { write: () => {}, halfClose: () => {}, cancel: () => this.clientCancelled() };
+  }
 }
 
 /** The WireCall of a call that ended before it started (no such method, an undecodable request). */
@@ -248,7 +253,8 @@ export class Router {
     for (const method of (service as DescService).methods) {
       const handler = handlers[method.localName];
       if (typeof handler !== "function") throw new Error(`${methodPath(method)}: the implementation has no handler`);
-      this.add(methodPath(method), method.methodKind, codecOf(method.input), codecOf(method.output), handler);
+      const path = methodPath(method);
+      this.add(path, method.methodKind, method.input.typeName, codecOf(method.input), codecOf(method.output), handler);
     }
     this.services.add((service as DescService).typeName);
     return this;
@@ -260,25 +266,25 @@ export class Router {
    */
   raw(path: string, handler: (call: BidiCall<Uint8Array, Uint8Array>) => void): this {
     const same = { encode: (b: Uint8Array) => b, decode: (b: Uint8Array) => b };
-    this.add(path, "bidi_streaming", same, same, handler as (call: unknown) => void);
+    this.add(path, "bidi_streaming", "bytes", same, same, handler as (call: unknown) => void);
     return this;
   }
 
   private add(
     path: string,
     kind: MethodKind,
+    inputType: string,
     input: { decode: (bytes: Uint8Array) => unknown; encode?: unknown },
     output: { encode: (value: never) => Uint8Array },
     handler: (call: unknown, respond?: unknown) => void,
   ): void {
     if (kind === "client_streaming") throw new Error(`${path}: client-streaming methods are not served`);
-    const inputType = path.slice(1, path.lastIndexOf("/"));
     const decode = input.decode;
     const encode = output.encode as (value: unknown) => Uint8Array;
     this.routes.set(path, {
       kind,
       open: (request, events, peer) => {
-        const call = new ServerCall<unknown, unknown>(path, peer, events, encode, decode, `${inputType} request`);
+        const call = new ServerCall<unknown, unknown>(path, peer, events, encode, decode, inputType);
         if (kind !== "bidi_streaming") {
           const message = call.decoded(request ?? new Uint8Array(0));
           if (message === undefined) return ENDED;
@@ -290,7 +296,9 @@ export class Router {
         } catch (error) {
           call.fail(error);
         }
-        return call.wire();
+        // A unary or server-streaming call has had its one request: a peer that writes more (a
+        // hostile one; our clients do not) must not end it with a decoding error.
+        return kind === "bidi_streaming" ? call.wire() : call.wireOneRequest();
       },
     });
   }
