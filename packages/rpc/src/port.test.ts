@@ -29,7 +29,8 @@ class HandPort implements PortLike {
   }
 
   on(event: "message" | "close", listener: (value: unknown) => void): this {
-    this.listeners[event].push(listener);
+    if (event === "message") this.listeners.message.push(listener);
+    else this.listeners.close.push(listener as () => void);
     return this;
   }
 
