@@ -170,7 +170,7 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
   }
 
   onClose(listener: () => void): void {
-    if (this.ended) queueMicrotask(listener);
+    if (this.ended) queueMicrotask(() => this.closeListener(listener));
     else if (this.closeListeners) this.closeListeners.push(listener);
     else this.closeListeners = [listener];
   }
@@ -185,7 +185,24 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
   private closed(): void {
     const listeners = this.closeListeners;
     this.closeListeners = undefined;
-    if (listeners) for (const listener of listeners) listener();
+    if (listeners) for (const listener of listeners) this.closeListener(listener);
+  }
+
+  /**
+   * Runs an onClose listener. The call has ended, so one that throws has no call to end: it is
+   * reported as a process warning, and the transport (which is what runs a client's cancel) and
+   * the other listeners go on.
+   */
+  private closeListener(listener: () => void): void {
+    try {
+      listener();
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      process.emitWarning(
+        `${this.path}: an onClose listener threw (${JSON.stringify(reason)}); catch errors in onClose listeners`,
+        "RpcListenerWarning",
+      );
+    }
   }
 
   /** A handler's listener that throws ends its call, with the error's status: the transport goes on. */

@@ -83,6 +83,11 @@ function makeRouter(seen: Seen): Router {
           tag ??= message.id;
           seen.log.push(`message ${message.id}`);
           if (message.id === "boom") throw new RpcError(Code.RESOURCE_EXHAUSTED, "socket: boom");
+          if (message.id === "hold-close-throws") {
+            call.onClose(() => {
+              throw new Error("socket: onClose threw");
+            });
+          }
           call.write({ id: message.id, content: { case: "registrationResponse", value: {} } });
         });
         call.onEnd(() => {
@@ -436,6 +441,22 @@ describe.each(transports)("the $name transport", ({ serve }) => {
     other.end();
     expect(await otherHeard.done).toBe(Code.OK);
     expect(otherHeard.heard).toEqual(["data other", "data still", "data bye", "end", "status 0"]);
+    await expect(client.unary(Health.method.check, { service: "" })).resolves.toBeDefined();
+  });
+
+  it("survives an onClose listener that throws when the client cancels: a warning, and the router goes on serving", async () => {
+    const warned = new Promise<Error>((resolve) => process.once("warning", resolve));
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    const { done } = listen(call);
+    call.on("data", () => call.cancel());
+    call.write({ id: "hold-close-throws" });
+    expect(await done).toBe(Code.CANCELLED);
+    expect(await seen.closing("hold-close-throws")).toBe(true);
+    const warning = await warned;
+    expect(warning.name).toBe("RpcListenerWarning");
+    expect(warning.message).toBe(
+      `${EVENTS}: an onClose listener threw ("socket: onClose threw"); catch errors in onClose listeners`,
+    );
     await expect(client.unary(Health.method.check, { service: "" })).resolves.toBeDefined();
   });
 });
