@@ -50,6 +50,7 @@ function makeRouter(seen: Seen): Router {
         seen.log.push(`check ${service}`);
         if (service === "fail") respond(new RpcError(Code.NOT_FOUND, 'health: no service "fail"'));
         else if (service === "plain") respond(new Error("health: a plain error"));
+        else if (service === "code-zero") respond(Object.assign(new Error("health: coded 0"), { code: 0 }));
         else if (service === "throw") throw new RpcError(Code.PERMISSION_DENIED, "health: thrown");
         else if (service === "throw-plain") throw new TypeError("health: a plain throw");
         else if (service !== "hang") respond(null, { status: HealthCheckResponse_ServingStatus.SERVING });
@@ -222,6 +223,13 @@ describe.each(transports)("the $name transport", ({ serve }) => {
     await expect(client.unary(Health.method.check, { service: "plain" })).rejects.toMatchObject({
       code: Code.UNKNOWN,
       details: "health: a plain error",
+    });
+  });
+
+  it("fails a unary call answered with an error whose code is 0 (OK) with UNKNOWN, never as a success", async () => {
+    await expect(client.unary(Health.method.check, { service: "code-zero" })).rejects.toMatchObject({
+      code: Code.UNKNOWN,
+      details: "health: coded 0",
     });
   });
 
