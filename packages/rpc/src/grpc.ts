@@ -153,6 +153,29 @@ export function createGrpcTransport(address: string): Transport {
   };
   return {
     open(path: string, kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
+      // grpc-js throws on an address it cannot parse (an empty one): the call fails, as one to
+      // an address that does not answer does, a turn later like every status.
+      try {
+        client();
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        let cancelled = false;
+        queueMicrotask(() => {
+          if (!cancelled)
+            events.status(
+              Code.UNAVAILABLE,
+              `grpc: cannot call ${JSON.stringify(address)} (${reason}); give the address as host:port or unix:<path>`,
+            );
+        });
+        const nothing = () => {};
+        return {
+          write: nothing,
+          halfClose: nothing,
+          cancel: () => {
+            cancelled = true;
+          },
+        };
+      }
       const metadata = new grpc.Metadata();
       if (kind === "unary") {
         let entry: { cancel(): void } | undefined;

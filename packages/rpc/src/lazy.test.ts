@@ -123,6 +123,20 @@ describe("createLazyTransport", () => {
     });
   });
 
+  it("fails a call with UNAVAILABLE, rather than leaving it waiting, when the loaded transport's open() throws", async () => {
+    const throwing: Transport = {
+      open() {
+        throw new Error("no channel");
+      },
+      close() {},
+    };
+    const client = new Client(createLazyTransport(async () => throwing));
+    await expect(client.unary(Health.method.check, { service: "" })).rejects.toMatchObject({
+      code: Code.UNAVAILABLE,
+      details: "rpc: the call could not be opened (no channel)",
+    });
+  });
+
   it("ends the calls waiting for the loader with CANCELLED on close(), and never sends them", async () => {
     const heard: string[] = [];
     const loader = deferredLoader(() => createMemoryTransport(makeRouter(heard)));

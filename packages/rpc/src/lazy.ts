@@ -44,7 +44,15 @@ export function createLazyTransport(load: () => Promise<Transport>): Transport {
           events.status(Code.UNAVAILABLE, failure ?? "rpc: no transport");
           return;
         }
-        call = loaded.open(path, kind, request, events);
+        try {
+          call = loaded.open(path, kind, request, events);
+        } catch (error) {
+          // A transport's open() should not throw; if it does, the call fails rather than hangs.
+          over = true;
+          const reason = error instanceof Error ? error.message : String(error);
+          events.status(Code.UNAVAILABLE, `rpc: the call could not be opened (${reason})`);
+          return;
+        }
         for (const step of steps) step(call);
       });
       const later = (step: (c: WireCall) => void) => {
