@@ -50,6 +50,7 @@ function makeRouter(seen: Seen): Router {
         seen.log.push(`check ${service}`);
         if (service === "fail") respond(new RpcError(Code.NOT_FOUND, 'health: no service "fail"'));
         else if (service === "plain") respond(new Error("health: a plain error"));
+        else if (service === "bad-response") respond(null, { status: "serving" as unknown as number });
         else if (service === "code-zero") respond(Object.assign(new Error("health: coded 0"), { code: 0 }));
         else if (service === "throw") throw new RpcError(Code.PERMISSION_DENIED, "health: thrown");
         else if (service === "throw-plain") throw new TypeError("health: a plain throw");
@@ -65,6 +66,17 @@ function makeRouter(seen: Seen): Router {
         const tag = call.request.store?.name ?? "";
         call.onClose(() => seen.close(tag, call.cancelled));
         if (prefix === "throw") throw new RpcError(Code.FAILED_PRECONDITION, "kv: thrown");
+        if (prefix === "bad") {
+          call.write({ key: "bad/0" });
+          const unwritable = {
+            toString() {
+              throw new Error("no text");
+            },
+          };
+          const written = call.write({ key: unwritable as unknown as string });
+          seen.log.push(`bad write ${written} ended ${call.ended}`);
+          return;
+        }
         if (prefix === "hang") {
           call.write({ key: "hang/0" });
           return;
@@ -231,6 +243,27 @@ describe.each(transports)("the $name transport", ({ serve }) => {
       code: Code.UNKNOWN,
       details: "health: coded 0",
     });
+  });
+
+  it("ends a call whose response cannot be encoded with INTERNAL naming the method", async () => {
+    const error = await client.unary(Health.method.check, { service: "bad-response" }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: Code.INTERNAL });
+    expect((error as RpcError).details).toMatch(
+      /^\/grpc\.health\.v1\.Health\/Check: the response could not be encoded \(.+\)$/,
+    );
+
+    const keys: string[] = [];
+    const scan = (async () => {
+      for await (const { key } of client.serverStream(KvStore.method.scanKeys, {
+        store: { name: "b" },
+        prefix: "bad",
+      })) {
+        keys.push(key);
+      }
+    })();
+    await expect(scan).rejects.toMatchObject({ code: Code.INTERNAL });
+    expect(keys).toEqual(["bad/0"]);
+    expect(seen.log).toContain("bad write false ended true");
   });
 
   it("ends a call whose handler throws synchronously with the thrown status", async () => {
