@@ -224,6 +224,22 @@ describe("PortServer", () => {
     port1.close();
   });
 
+  it("cancels a port's calls when the service's end of it closes", async () => {
+    const heard: string[] = [];
+    const { port1, port2 } = new MessageChannel();
+    new PortServer(makeRouter(heard)).serve(port1);
+    const client = new Client(createPortTransport(port2));
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    const echoed = new Promise((resolve) => call.on("data", resolve));
+    call.write({ id: "a" });
+    await echoed;
+    const closed = new Promise((resolve) => port1.once("close", resolve));
+    port2.close();
+    await closed;
+    expect(heard).toEqual(["message a", "close cancelled=true"]);
+  });
+
   it("cancels the calls of every port it serves when it stops", async () => {
     const heard: string[] = [];
     const { port1, port2 } = new MessageChannel();
