@@ -200,6 +200,9 @@ function rawStatus(
 
 const next = () => new Promise((resolve) => setImmediate(resolve));
 
+/** A deadline long enough for a first message to arrive on a busy machine, on a connected transport. */
+const SLOW_MS = 500;
+
 describe.each(transports)("the $name transport", ({ serve }) => {
   let seen: Seen;
   let served: Served;
@@ -410,6 +413,8 @@ describe.each(transports)("the $name transport", ({ serve }) => {
   });
 
   it("fails a call past its deadline with DEADLINE_EXCEEDED, and the server sees the cancel", async () => {
+    // Connected first, so that a deadline is all that ends these calls.
+    await client.unary(Health.method.check, { service: "" });
     await expect(client.unary(Health.method.check, { service: "hang" }, { timeoutMs: 30 })).rejects.toMatchObject({
       code: Code.DEADLINE_EXCEEDED,
     });
@@ -419,7 +424,7 @@ describe.each(transports)("the $name transport", ({ serve }) => {
       for await (const { key } of client.serverStream(
         KvStore.method.scanKeys,
         { store: { name: "d" }, prefix: "hang" },
-        { timeoutMs: 100 },
+        { timeoutMs: SLOW_MS },
       )) {
         keys.push(key);
       }
@@ -428,7 +433,7 @@ describe.each(transports)("the $name transport", ({ serve }) => {
     expect(keys).toEqual(["hang/0"]);
     expect(await seen.closing("d")).toBe(true);
 
-    const call = client.bidi(WebsocketHandler.method.handleEvents, { timeoutMs: 100 });
+    const call = client.bidi(WebsocketHandler.method.handleEvents, { timeoutMs: SLOW_MS });
     const { heard, done } = listen(call);
     call.write({ id: "hold-late" });
     expect(await done).toBe(Code.DEADLINE_EXCEEDED);
