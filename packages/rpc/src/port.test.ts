@@ -80,6 +80,7 @@ describe("createPortTransport", () => {
     const client = new Client(createPortTransport(port2));
     const call = client.unary(Health.method.check, { service: "x" }, { timeoutMs: 20 });
     await expect(call).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+    while (frames.length < 2) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 20));
     expect(frames.map((f) => f[0])).toEqual([OPEN, CANCEL]);
     expect(frames[0]?.[2]).toBe(CHECK);
