@@ -60,7 +60,8 @@ function deadline(options: CallOptions | undefined, call: () => WireCall | undef
 /** A bidirectional call: an EventEmitter, as the SDK's handler streams listen to it. */
 class Duplex<I, O> extends EventEmitter implements DuplexCall<I, O> {
   wire!: WireCall;
-  private ended = false;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  ended = false;
 
   constructor(
     private readonly encode: (value: I) => Uint8Array,
@@ -101,6 +102,7 @@ class Duplex<I, O> extends EventEmitter implements DuplexCall<I, O> {
   status(code: number, details: string): void {
     if (this.ended) return;
     this.ended = true;
+    clearTimeout(this.timer);
     // "end" after OK, "error" otherwise, then "status" either way.
     if (code === Code.OK) this.emit("end");
     else this.emit("error", RpcError.received(code, details));
@@ -206,14 +208,21 @@ export class Client {
     }
   }
 
-  /** Opens a bidirectional call. */
-  bidi<M extends Bidi>(method: M, _options?: CallOptions): DuplexCall<InInit<M>, Out<M>> {
+  /** Opens a bidirectional call; past its deadline it ends with DEADLINE_EXCEEDED. */
+  bidi<M extends Bidi>(method: M, options?: CallOptions): DuplexCall<InInit<M>, Out<M>> {
     const { path, input, output } = info(method);
     const call = new Duplex<InInit<M>, Out<M>>(
       input.encode as (value: InInit<M>) => Uint8Array,
       output.decode as (bytes: Uint8Array) => Out<M>,
     );
     call.wire = this.transport.open(path, "bidi_streaming", undefined, call);
+    // A transport may end the call as it opens it: no deadline then.
+    if (!call.ended)
+      call.timer = deadline(
+        options,
+        () => call.wire,
+        (e) => call.status(e.code, e.details),
+      );
     return call;
   }
 

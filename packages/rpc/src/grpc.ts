@@ -66,6 +66,10 @@ function handlerFor(router: Router, path: string, kind: MethodKind): grpc.Untype
       peer(call),
     );
     call.on("data", (bytes: Buffer) => wire.write(bytes));
+    // A Node client's cancel (grpc-js's, ours among them) ends its half of the HTTP/2 stream
+    // before it resets it, so such a call hears onEnd and then its cancel, a turn of the event
+    // loop later; nothing on the wire tells that half-close from a client's last word. A handler
+    // that ends a call on onEnd has then ended it before the cancel came.
     call.on("end", () => wire.halfClose());
     call.on("cancelled", () => wire.cancel());
     // A stream error (the client went away) is the end of the call; the router heard "cancelled".
@@ -149,10 +153,34 @@ export function createGrpcTransport(address: string): Transport {
   };
   return {
     open(path: string, kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
+      // grpc-js throws on an address it cannot parse (an empty one): the call fails, as one to
+      // an address that does not answer does, a turn later like every status.
+      try {
+        client();
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        let cancelled = false;
+        queueMicrotask(() => {
+          if (!cancelled)
+            events.status(
+              Code.UNAVAILABLE,
+              `grpc: cannot call ${JSON.stringify(address)} (${reason}); give the address as host:port or unix:<path>`,
+            );
+        });
+        const nothing = () => {};
+        return {
+          write: nothing,
+          halfClose: nothing,
+          cancel: () => {
+            cancelled = true;
+          },
+        };
+      }
       const metadata = new grpc.Metadata();
       if (kind === "unary") {
         let entry: { cancel(): void } | undefined;
         const status = statusOnce(events, () => entry && live.delete(entry));
+        let cancelled = false;
         const call = client().makeUnaryRequest(
           path,
           asBuffer,
@@ -161,14 +189,17 @@ export function createGrpcTransport(address: string): Transport {
           metadata,
           {},
           (error, response) => {
+            // After a cancel of the caller's own, grpc-js answers CANCELLED: not to be heard.
+            if (cancelled) return;
             if (error) status(error.code, error.details);
             else status(Code.OK, "", response ?? Buffer.alloc(0));
           },
         );
         entry = {
           cancel: () => {
-            call.cancel();
             status(Code.CANCELLED, "Cancelled on client");
+            cancelled = true;
+            call.cancel();
           },
         };
         live.add(entry);
@@ -177,7 +208,9 @@ export function createGrpcTransport(address: string): Transport {
           write: () => {},
           halfClose: () => {},
           cancel: () => {
-            if (live.delete(forget)) call.cancel();
+            if (!live.delete(forget)) return;
+            cancelled = true;
+            call.cancel();
           },
         };
       }
@@ -203,13 +236,14 @@ export function createGrpcTransport(address: string): Transport {
       });
       // The status event carries the error.
       call.on("error", () => {});
-      const duplex = call as grpc.ClientDuplexStream<Buffer, Buffer>;
+      // A server-streaming call sent its one request as it opened: it takes no more.
+      const duplex = kind === "server_streaming" ? undefined : (call as grpc.ClientDuplexStream<Buffer, Buffer>);
       return {
         write: (bytes) => {
-          if (!cancelled) duplex.write(asBuffer(bytes));
+          if (!cancelled) duplex?.write(asBuffer(bytes));
         },
         halfClose: () => {
-          if (!cancelled) duplex.end();
+          if (!cancelled) duplex?.end();
         },
         cancel: () => {
           if (cancelled) return;

@@ -11,13 +11,16 @@ export function createLazyTransport(load: () => Promise<Transport>): Transport {
   let loaded: Transport | undefined;
   let failure: string | undefined;
   let loading: Promise<void> | undefined;
+  // Calls waiting for the load, to cancel on close().
+  const waiting = new Set<() => void>();
   const start = () =>
-    (loading ??= load().then(
+    (loading ??= new Promise<Transport>((resolve) => resolve(load())).then(
       (t) => {
         loaded = t;
       },
       (error: unknown) => {
-        failure = `the transport to the provider could not be loaded (${(error as Error)?.message ?? String(error)})`;
+        const reason = error instanceof Error ? error.message : String(error);
+        failure = `rpc: the transport to the provider could not be loaded (${reason})`;
       },
     ));
   return {
@@ -25,28 +28,52 @@ export function createLazyTransport(load: () => Promise<Transport>): Transport {
       if (loaded) return loaded.open(path, kind, request, events);
       // Until it loads: the call's writes wait in order, a cancel drops it.
       let call: WireCall | undefined;
-      let cancelled = false;
-      const waiting: ((c: WireCall) => void)[] = [];
+      let over = false;
+      const steps: ((c: WireCall) => void)[] = [];
+      const abandon = () => {
+        over = true;
+        waiting.delete(abandon);
+        events.status(Code.CANCELLED, "Cancelled on client");
+      };
+      waiting.add(abandon);
       void start().then(() => {
-        if (cancelled) return;
+        if (over) return;
+        waiting.delete(abandon);
         if (!loaded) {
-          events.status(Code.UNAVAILABLE, failure ?? "no transport");
+          over = true;
+          events.status(Code.UNAVAILABLE, failure ?? "rpc: no transport");
           return;
         }
-        call = loaded.open(path, kind, request, events);
-        for (const step of waiting) step(call);
+        try {
+          call = loaded.open(path, kind, request, events);
+        } catch (error) {
+          // A transport's open() should not throw; if it does, the call fails rather than hangs.
+          over = true;
+          const reason = error instanceof Error ? error.message : String(error);
+          events.status(Code.UNAVAILABLE, `rpc: the call could not be opened (${reason})`);
+          return;
+        }
+        for (const step of steps) step(call);
       });
-      const later = (step: (c: WireCall) => void) => (call ? step(call) : waiting.push(step));
+      const later = (step: (c: WireCall) => void) => {
+        if (call) step(call);
+        else if (!over) steps.push(step);
+      };
       return {
         write: (bytes) => later((c) => c.write(bytes)),
         halfClose: () => later((c) => c.halfClose()),
         cancel: () => {
-          cancelled = true;
-          call?.cancel();
+          if (call) {
+            call.cancel();
+            return;
+          }
+          over = true;
+          waiting.delete(abandon);
         },
       };
     },
     close() {
+      for (const abandon of [...waiting]) abandon();
       loaded?.close();
     },
   };

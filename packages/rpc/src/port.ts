@@ -38,9 +38,8 @@ function portable(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
-function bytesOf(value: unknown): Uint8Array {
-  return value instanceof Uint8Array ? value : new Uint8Array(0);
-}
+const isId = (value: unknown): value is number => Number.isSafeInteger(value);
+const isBytes = (value: unknown): value is Uint8Array => value instanceof Uint8Array;
 
 /** The calls of one served port. Frames come from another thread's code: anything malformed is ignored. */
 class PortSession {
@@ -61,18 +60,20 @@ class PortSession {
   }
 
   private receive(value: unknown): void {
-    if (!Array.isArray(value) || typeof value[1] !== "number") return;
+    if (!Array.isArray(value) || !isId(value[1])) return;
     const frame = value as Frame;
     const [kind, id] = frame;
     if (kind === OPEN) {
-      if (typeof frame[2] !== "string" || this.calls.has(id)) return;
-      this.open(id, frame[2], frame[3] === undefined ? undefined : bytesOf(frame[3]));
+      const [, , path, request] = frame;
+      if (typeof path !== "string" || !(request === undefined || isBytes(request)) || this.calls.has(id)) return;
+      this.open(id, path, request);
       return;
     }
     const call = this.calls.get(id);
     if (!call) return;
-    if (kind === MESSAGE) call.write(bytesOf(frame[2]));
-    else if (kind === HALF_CLOSE) call.halfClose();
+    if (kind === MESSAGE) {
+      if (isBytes(frame[2])) call.write(frame[2]);
+    } else if (kind === HALF_CLOSE) call.halfClose();
     else if (kind === CANCEL) {
       this.calls.delete(id);
       call.cancel();
@@ -145,15 +146,19 @@ export function createPortTransport(port: PortLike): Transport {
   const done = (id: number) => {
     if (calls.delete(id) && calls.size === 0) port.unref?.();
   };
+  // The provider's frames: trusted more than a service's, and still checked, as anything that
+  // crosses a thread is.
   port.on("message", (value) => {
     if (!Array.isArray(value)) return;
-    const frame = value as Frame;
-    const events = calls.get(frame[1]);
+    const [kind, id, a, b, c] = value as unknown[];
+    if (!isId(id)) return;
+    const events = calls.get(id);
     if (!events) return;
-    if (frame[0] === MESSAGE) events.message(bytesOf(frame[2]));
-    else if (frame[0] === STATUS) {
-      done(frame[1]);
-      events.status(frame[2] as number, String(frame[3]), frame[4] === undefined ? undefined : bytesOf(frame[4]));
+    if (kind === MESSAGE) {
+      if (isBytes(a)) events.message(a);
+    } else if (kind === STATUS && isId(a) && typeof b === "string" && (c === undefined || isBytes(c))) {
+      done(id);
+      events.status(a, b, c);
     }
   });
   port.on("close", () => {

@@ -170,7 +170,7 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
   }
 
   onClose(listener: () => void): void {
-    if (this.ended) queueMicrotask(listener);
+    if (this.ended) queueMicrotask(() => this.closeListener(listener));
     else if (this.closeListeners) this.closeListeners.push(listener);
     else this.closeListeners = [listener];
   }
@@ -185,7 +185,24 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
   private closed(): void {
     const listeners = this.closeListeners;
     this.closeListeners = undefined;
-    if (listeners) for (const listener of listeners) listener();
+    if (listeners) for (const listener of listeners) this.closeListener(listener);
+  }
+
+  /**
+   * Runs an onClose listener. The call has ended, so one that throws has no call to end: it is
+   * reported as a process warning, and the transport (which is what runs a client's cancel) and
+   * the other listeners go on.
+   */
+  private closeListener(listener: () => void): void {
+    try {
+      listener();
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      process.emitWarning(
+        `${this.path}: an onClose listener threw (${JSON.stringify(reason)}); catch errors in onClose listeners`,
+        "RpcListenerWarning",
+      );
+    }
   }
 
   /** A handler's listener that throws ends its call, with the error's status: the transport goes on. */
@@ -232,6 +249,11 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
       cancel: () => this.clientCancelled(),
     };
   }
+
+  /** A call whose one request came with its opening: only a cancel reaches it. */
+  wireOneRequest(): WireCall {
+    return { write: () => {}, halfClose: () => {}, cancel: () => this.clientCancelled() };
+  }
 }
 
 /** The WireCall of a call that ended before it started (no such method, an undecodable request). */
@@ -248,14 +270,8 @@ export class Router {
     for (const method of (service as DescService).methods) {
       const handler = handlers[method.localName];
       if (typeof handler !== "function") throw new Error(`${methodPath(method)}: the implementation has no handler`);
-      this.add(
-        methodPath(method),
-        method.methodKind,
-        codecOf(method.input),
-        codecOf(method.output),
-        handler,
-        method.input.typeName,
-      );
+      const path = methodPath(method);
+      this.add(path, method.methodKind, method.input.typeName, codecOf(method.input), codecOf(method.output), handler);
     }
     this.services.add((service as DescService).typeName);
     return this;
@@ -267,17 +283,17 @@ export class Router {
    */
   raw(path: string, handler: (call: BidiCall<Uint8Array, Uint8Array>) => void): this {
     const same = { encode: (b: Uint8Array) => b, decode: (b: Uint8Array) => b };
-    this.add(path, "bidi_streaming", same, same, handler as (call: unknown) => void, "request");
+    this.add(path, "bidi_streaming", "bytes", same, same, handler as (call: unknown) => void);
     return this;
   }
 
   private add(
     path: string,
     kind: MethodKind,
+    inputType: string,
     input: { decode: (bytes: Uint8Array) => unknown; encode?: unknown },
     output: { encode: (value: never) => Uint8Array },
     handler: (call: unknown, respond?: unknown) => void,
-    inputType: string,
   ): void {
     if (kind === "client_streaming") throw new Error(`${path}: client-streaming methods are not served`);
     const decode = input.decode;
@@ -297,7 +313,9 @@ export class Router {
         } catch (error) {
           call.fail(error);
         }
-        return call.wire();
+        // A unary or server-streaming call has had its one request: a peer that writes more (a
+        // hostile one; our clients do not) must not end it with a decoding error.
+        return kind === "bidi_streaming" ? call.wire() : call.wireOneRequest();
       },
     });
   }

@@ -47,12 +47,21 @@ export class RpcError extends Error {
 
 /**
  * The status a thrown or passed error ends a call with: its own when it carries a numeric `code`
- * and `details` (an RpcError, or grpc-js's ServiceError), else UNKNOWN with its message.
+ * and string `details` (an RpcError, or grpc-js's ServiceError), else UNKNOWN with its message.
+ * An error never ends a call with OK, and a `code` alone (other libraries number their errors
+ * too: SQLite's 5 is "busy", not NOT_FOUND) is not a status.
  */
 export function statusOf(error: unknown): [code: number, details: string] {
   const e = error as { code?: unknown; details?: unknown; message?: unknown } | null | undefined;
-  const code = typeof e?.code === "number" && Code[e.code] !== undefined ? e.code : Code.UNKNOWN;
+  if (
+    typeof e?.code === "number" &&
+    e.code !== Code.OK &&
+    Code[e.code] !== undefined &&
+    typeof e.details === "string"
+  ) {
+    return [e.code, e.details];
+  }
   const details =
     typeof e?.details === "string" ? e.details : typeof e?.message === "string" ? e.message : String(error);
-  return [code, details];
+  return [Code.UNKNOWN, details];
 }

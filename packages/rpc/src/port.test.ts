@@ -1,0 +1,260 @@
+// The MessagePort transport where the suite over every transport (transports.test.ts) cannot
+// look: the frames on the port, a provider that never answers or goes away, and frames from a
+// hostile peer (a service's thread runs the app's code: whatever it posts is checked).
+import { MessageChannel } from "node:worker_threads";
+import { codecOf } from "@nitric-like/contracts/codec";
+import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "@nitric-like/contracts/health";
+import { ClientMessageSchema, ServerMessageSchema, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { describe, expect, it } from "vitest";
+import { Client } from "./client.js";
+import { createPortTransport, type PortLike, PortServer } from "./port.js";
+import { Router } from "./router.js";
+import { Code } from "./status.js";
+
+const CHECK = "/grpc.health.v1.Health/Check";
+const EVENTS = "/nitric.proto.websockets.v1.WebsocketHandler/HandleEvents";
+const [OPEN, MESSAGE, HALF_CLOSE, CANCEL, STATUS] = [0, 1, 2, 3, 4];
+
+/** One end of a port, driven by the test: what is posted on it is kept, what it receives is handed in. */
+class HandPort implements PortLike {
+  readonly posted: unknown[][] = [];
+  refs = 0;
+  private readonly listeners: { message: ((value: unknown) => void)[]; close: (() => void)[] } = {
+    message: [],
+    close: [],
+  };
+
+  postMessage(value: unknown): void {
+    this.posted.push(value as unknown[]);
+  }
+
+  on(event: "message" | "close", listener: (value: unknown) => void): this {
+    if (event === "message") this.listeners.message.push(listener);
+    else this.listeners.close.push(listener as () => void);
+    return this;
+  }
+
+  ref(): void {
+    this.refs = 1;
+  }
+
+  unref(): void {
+    this.refs = 0;
+  }
+
+  /** Hands `value` to the port's listeners, as a frame from the other thread. */
+  receive(value: unknown): void {
+    for (const listener of this.listeners.message) listener(value);
+  }
+}
+
+/** Health answers SERVING; the handler stream echoes each message's id and counts what it heard. */
+function makeRouter(heard: string[]): Router {
+  return new Router()
+    .service(Health, {
+      check: (call, respond) => {
+        heard.push(`check ${call.request.service}`);
+        respond(null, { status: 1 });
+      },
+    })
+    .service(WebsocketHandler, {
+      handleEvents(call) {
+        call.onMessage((message) => {
+          heard.push(`message ${message.id}`);
+          call.write({ id: message.id });
+        });
+        call.onEnd(() => heard.push("end"));
+        call.onClose(() => heard.push(`close cancelled=${call.cancelled}`));
+      },
+    });
+}
+
+const encodeCheck = (service: string) => codecOf(HealthCheckRequestSchema).encode({ service });
+const encodeEvent = (id: string) => codecOf(ClientMessageSchema).encode({ id });
+
+describe("createPortTransport", () => {
+  it("fails a call past its deadline with DEADLINE_EXCEEDED and tells the server to cancel it", async () => {
+    const { port1, port2 } = new MessageChannel();
+    const frames: unknown[][] = [];
+    port1.on("message", (f: unknown[]) => frames.push(f));
+    const client = new Client(createPortTransport(port2));
+    const call = client.unary(Health.method.check, { service: "x" }, { timeoutMs: 20 });
+    await expect(call).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+    while (frames.length < 2) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(frames.map((f) => f[0])).toEqual([OPEN, CANCEL]);
+    expect(frames[0]?.[2]).toBe(CHECK);
+    expect(frames[1]?.[1]).toBe(frames[0]?.[1]);
+    port1.close();
+  });
+
+  it("fails calls in flight with UNAVAILABLE when the provider's end closes, and refuses new ones", async () => {
+    const { port1, port2 } = new MessageChannel();
+    const client = new Client(createPortTransport(port2));
+    const call = client.unary(Health.method.check, { service: "x" });
+    const stream = client.bidi(WebsocketHandler.method.handleEvents);
+    stream.on("error", () => {});
+    const status = new Promise<number>((resolve) => stream.on("status", (s) => resolve(s.code)));
+    port1.close();
+    await expect(call).rejects.toMatchObject({ code: Code.UNAVAILABLE });
+    expect(await status).toBe(Code.UNAVAILABLE);
+    await expect(client.unary(Health.method.check, { service: "x" })).rejects.toMatchObject({
+      code: Code.UNAVAILABLE,
+    });
+  });
+
+  it("keeps its port referenced only while calls are in flight", async () => {
+    const port = new HandPort();
+    const client = new Client(createPortTransport(port));
+    expect(port.refs).toBe(0);
+    const call = client.unary(Health.method.check, { service: "" });
+    expect(port.refs).toBe(1);
+    const [, id] = port.posted[0] ?? [];
+    port.receive([STATUS, id, Code.OK, "", codecOf(HealthCheckResponseSchema).encode({ status: 1 })]);
+    await expect(call).resolves.toMatchObject({ status: 1 });
+    expect(port.refs).toBe(0);
+  });
+
+  it("ignores malformed frames from the provider without throwing", async () => {
+    const port = new HandPort();
+    const client = new Client(createPortTransport(port));
+    const call = client.unary(Health.method.check, { service: "" });
+    let settled = false;
+    const settle = () => {
+      settled = true;
+    };
+    call.then(settle, settle);
+    const id = port.posted[0]?.[1] as number;
+    for (const frame of [
+      null,
+      undefined,
+      7,
+      "status",
+      {},
+      [],
+      [STATUS],
+      [STATUS, String(id), Code.OK, ""],
+      [STATUS, id + 1, Code.OK, ""],
+      [STATUS, id, "0", ""],
+      [STATUS, id, 1.5, ""],
+      [STATUS, id, Code.OK, 42],
+      [STATUS, id, Code.OK, "", "not bytes"],
+      [MESSAGE, id, "not bytes"],
+      [99, id],
+    ]) {
+      expect(() => port.receive(frame)).not.toThrow();
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(false);
+    port.receive([STATUS, id, Code.NOT_FOUND, "health: gone"]);
+    await expect(call).rejects.toMatchObject({ code: Code.NOT_FOUND, details: "health: gone" });
+  });
+});
+
+describe("PortServer", () => {
+  it("ignores malformed frames from a hostile peer without throwing, and goes on serving", () => {
+    const heard: string[] = [];
+    const port = new HandPort();
+    new PortServer(makeRouter(heard)).serve(port);
+    const malformed: unknown[] = [
+      null,
+      undefined,
+      0,
+      "open",
+      {},
+      { 0: OPEN, 1: 1, 2: CHECK },
+      [],
+      [OPEN],
+      [OPEN, "1", CHECK],
+      [OPEN, 1.5, CHECK],
+      [OPEN, Number.NaN, CHECK],
+      [OPEN, 1],
+      [OPEN, 1, 42],
+      [OPEN, 1, null],
+      [OPEN, 1, ["/grpc.health.v1.Health/Check"]],
+      [OPEN, 1, CHECK, "not bytes"],
+      [OPEN, 1, CHECK, [10, 0]],
+      [MESSAGE, 99, encodeEvent("nobody")],
+      [HALF_CLOSE, 99],
+      [CANCEL, 99],
+      [STATUS, 99, Code.OK, ""],
+      ["0", 1, CHECK],
+      [99, 1],
+    ];
+    for (const frame of malformed) expect(() => port.receive(frame)).not.toThrow();
+    expect(port.posted).toEqual([]);
+    expect(heard).toEqual([]);
+
+    // A handler stream, and malformed frames on it.
+    port.receive([OPEN, 7, EVENTS]);
+    for (const frame of [
+      [MESSAGE, 7, "not bytes"],
+      [MESSAGE, 7, [10, 1, 97]],
+      [MESSAGE, 7],
+      [OPEN, 7, CHECK],
+    ]) {
+      expect(() => port.receive(frame)).not.toThrow();
+    }
+    expect(port.posted).toEqual([]);
+    expect(heard).toEqual([]);
+    port.receive([MESSAGE, 7, encodeEvent("ok")]);
+    expect(heard).toEqual(["message ok"]);
+    expect(port.posted).toHaveLength(1);
+    const [kind, id, bytes] = port.posted[0] ?? [];
+    expect([kind, id]).toEqual([MESSAGE, 7]);
+    expect(codecOf(ServerMessageSchema).decode(bytes as Uint8Array).id).toBe("ok");
+
+    // A unary call after all that.
+    port.receive([OPEN, 8, CHECK, encodeCheck("after")]);
+    expect(heard).toEqual(["message ok", "check after"]);
+    expect(port.posted[1]?.slice(0, 4)).toEqual([STATUS, 8, Code.OK, ""]);
+  });
+
+  it("serves real calls on a port after a peer posted garbage on it", async () => {
+    const heard: string[] = [];
+    const { port1, port2 } = new MessageChannel();
+    const server = new PortServer(makeRouter(heard));
+    server.serve(port1);
+    for (const frame of [null, 1, "x", {}, [], [OPEN, "1", CHECK], [OPEN, 1, 42], [MESSAGE, 5, "x"], [CANCEL, 5]]) {
+      port2.postMessage(frame);
+    }
+    const client = new Client(createPortTransport(port2));
+    await expect(client.unary(Health.method.check, { service: "real" })).resolves.toMatchObject({ status: 1 });
+    expect(heard).toEqual(["check real"]);
+    server.stop();
+    port1.close();
+  });
+
+  it("cancels a port's calls when the service's end of it closes", async () => {
+    const heard: string[] = [];
+    const { port1, port2 } = new MessageChannel();
+    new PortServer(makeRouter(heard)).serve(port1);
+    const client = new Client(createPortTransport(port2));
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    const echoed = new Promise((resolve) => call.on("data", resolve));
+    call.write({ id: "a" });
+    await echoed;
+    const closed = new Promise((resolve) => port1.once("close", resolve));
+    port2.close();
+    await closed;
+    expect(heard).toEqual(["message a", "close cancelled=true"]);
+  });
+
+  it("cancels the calls of every port it serves when it stops", async () => {
+    const heard: string[] = [];
+    const { port1, port2 } = new MessageChannel();
+    const server = new PortServer(makeRouter(heard));
+    server.serve(port1);
+    const client = new Client(createPortTransport(port2));
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    const echoed = new Promise((resolve) => call.on("data", resolve));
+    call.write({ id: "a" });
+    await echoed;
+    server.stop();
+    expect(heard).toEqual(["message a", "close cancelled=true"]);
+    client.close();
+    port1.close();
+  });
+});
