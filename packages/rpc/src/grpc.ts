@@ -38,7 +38,7 @@ function handlerFor(router: Router, path: string, kind: MethodKind): grpc.Untype
   const peer = (call: { getPeer(): string }) => `grpc ${call.getPeer()}`;
   if (kind === "unary") {
     return ((call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      router.open(
+      const wire = router.open(
         path,
         call.request,
         {
@@ -50,6 +50,8 @@ function handlerFor(router: Router, path: string, kind: MethodKind): grpc.Untype
         },
         peer(call),
       );
+      // The client cancelled or its deadline passed: the answer, when it comes, is dropped.
+      call.on("cancelled", () => wire.cancel());
     }) as grpc.UntypedHandleCall;
   }
   if (kind === "server_streaming") {
