@@ -64,7 +64,7 @@ it("packs every @nitric-like package it runs with into vendor/ as pnpm pack does
   const dir = join(tempDir(), "packed");
   expect((await runCli(["new", dir])).code).toBe(0);
   const files = readdirSync(join(dir, "vendor")).sort();
-  const names = ["cli", "contracts", "provider-aws", "provider-kit", "provider-local", "sdk", "spec", "testing"];
+  const names = ["cli", "contracts", "provider-aws", "provider-kit", "provider-local", "rpc", "sdk", "spec", "testing"];
   expect(files).toEqual(
     names.map((n) => expect.stringMatching(new RegExp(`^nitric-like-${n}-\\d+\\.\\d+\\.\\d+\\.tgz$`))),
   );

@@ -222,12 +222,15 @@ describe("messages", () => {
     await declareSocket(client, "echo");
     await handle(client, "echo", "message", (e) => {
       const m = body(e);
-      void client.unary(Websocket.method.sendMessage, {
-        socketName: "echo",
-        connectionId: e.connectionId,
-        data: m?.body ?? new Uint8Array(),
-        binary: m?.binary ?? false,
-      });
+      // Not awaited by the handler: the test may end (closing the client) while its answer is on the way.
+      client
+        .unary(Websocket.method.sendMessage, {
+          socketName: "echo",
+          connectionId: e.connectionId,
+          data: m?.body ?? new Uint8Array(),
+          binary: m?.binary ?? false,
+        })
+        .catch(() => {});
       return {};
     });
     const ws = await open(urlOf(provider, "echo"));
