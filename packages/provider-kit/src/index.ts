@@ -38,6 +38,18 @@ export {
   MAX_WAITING_EVENTS,
   poisonCloseReason,
 } from "./handlers.js";
+export {
+  addRoom,
+  type CloseRequest,
+  type ConnectRefusal,
+  connectEvent,
+  connectRefusal,
+  type Frame,
+  type KeepOutcome,
+  Opening,
+  openingOverflowReason,
+  unansweredStatus,
+} from "./opening.js";
 export { originProblem } from "./origins.js";
 export { OUT_DIR_MARKER, type OutDir, outDirProblem, prepareOutDir } from "./out-dir.js";
 export { packageOwner } from "./package-owner.js";

@@ -6,7 +6,7 @@
  * role that grants exactly what its `.allow()` calls and sockets need.
  */
 import { createHash } from "node:crypto";
-import type { Spec, WebsocketEvent } from "@nitric-like/spec";
+import type { Spec, WebsocketEvent, WebsocketSpec } from "@nitric-like/spec";
 
 /** The stage every socket's API is deployed to: URLs end in `/live`. */
 export const STAGE = "live";
@@ -135,90 +135,159 @@ export function deploymentHash(resources: Resources, ids: string[]): string {
 
 /** The template as a plain object (JSON.stringify it to write template.json). */
 export function buildTemplate(input: TemplateInput): Record<string, Json> {
-  const { spec } = input;
-  const ids = new Ids();
-  const resources: Resources = {};
-  const outputs: Record<string, Json> = {};
-  const sockets = spec.resources.filter((r) => r.kind === "websocket");
-  const stores = spec.resources.filter((r) => r.kind === "kv");
-  const apiId = (socket: string) => ids.id("websocket", socket, "Api");
-  const functionId = (service: string) => ids.id("service", service, "Function");
-  const roleId = (service: string) => ids.id("service", service, "Role");
-  const tableId = (store: string) => ids.id("kv", store, "KvTable");
-  const logGroupId = (service: string) => ids.id("service", service, "LogGroup");
-  const endpointOf = (api: string, scheme: string) =>
-    `${scheme}://\${${api}}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/${STAGE}`;
+  return new TemplateBuilder(input).build();
+}
 
-  if (sockets.length > 0)
-    resources.ConnectionsTable = table("socket", "id", {
-      TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
-    });
+/**
+ * Builds one template. Resources are added in a fixed order (tables, then each socket, then each
+ * service, then the self-invocation configs), and that order is kept: a logical id that clashes
+ * goes to whichever resource asks second (see Ids), and the JSON lists resources as added.
+ */
+class TemplateBuilder {
+  private readonly spec: Spec;
+  private readonly ids = new Ids();
+  private readonly resources: Resources = {};
+  private readonly outputs: Record<string, Json> = {};
+  private readonly sockets: WebsocketSpec[];
 
-  for (const store of stores) {
-    resources[tableId(store.name)] = table("_p", "_k", { Tags: [{ Key: "nitric-like:kv", Value: store.name }] });
+  constructor(private readonly input: TemplateInput) {
+    this.spec = input.spec;
+    this.sockets = this.spec.resources.filter((r): r is WebsocketSpec => r.kind === "websocket");
   }
 
-  for (const socket of sockets) {
-    const api = apiId(socket.name);
-    resources[api] = {
+  private apiId(socket: string): string {
+    return this.ids.id("websocket", socket, "Api");
+  }
+  private functionId(service: string): string {
+    return this.ids.id("service", service, "Function");
+  }
+  private roleId(service: string): string {
+    return this.ids.id("service", service, "Role");
+  }
+  private tableId(store: string): string {
+    return this.ids.id("kv", store, "KvTable");
+  }
+  private logGroupId(service: string): string {
+    return this.ids.id("service", service, "LogGroup");
+  }
+
+  build(): Record<string, Json> {
+    this.addTables();
+    for (const socket of this.sockets) this.addSocket(socket);
+    /** The services whose functions invoke themselves (see addSelfInvokePolicy). */
+    const selfInvoking: string[] = [];
+    for (const service of this.spec.services) if (this.addService(service.name)) selfInvoking.push(service.name);
+    for (const name of selfInvoking) this.addSelfInvokeConfig(name);
+    return {
+      AWSTemplateFormatVersion: "2010-09-09",
+      Description: `nitric-like project "${this.spec.name}"`,
+      Parameters: {
+        ArtifactBucket: { Type: "String", Description: "The S3 bucket holding the function zips" },
+      },
+      Resources: this.resources,
+      Outputs: this.outputs,
+    };
+  }
+
+  /** The connections table (when there is a socket) and a table per kv store. */
+  private addTables(): void {
+    if (this.sockets.length > 0)
+      this.resources.ConnectionsTable = table("socket", "id", {
+        TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
+      });
+    for (const store of this.spec.resources.filter((r) => r.kind === "kv")) {
+      this.resources[this.tableId(store.name)] = table("_p", "_k", {
+        Tags: [{ Key: "nitric-like:kv", Value: store.name }],
+      });
+    }
+  }
+
+  /** A socket's API, authorizer, routes, invoke permissions, deployment, stage and URL output. */
+  private addSocket(socket: WebsocketSpec): void {
+    const api = this.apiId(socket.name);
+    this.resources[api] = {
       Type: "AWS::ApiGatewayV2::Api",
       Properties: {
         Name: { "Fn::Sub": `\${AWS::StackName}-${socket.name}` },
         ProtocolType: "WEBSOCKET",
         RouteSelectionExpression: "$request.body.action",
-        Description: `nitric-like websocket "${socket.name}" of project "${spec.name}"`,
+        Description: `nitric-like websocket "${socket.name}" of project "${this.spec.name}"`,
       },
     };
+    const authorizer = this.addAuthorizer(socket, api);
+    const { routes, deployed, targets } = this.addRoutes(socket, api, authorizer);
+    for (const service of [...targets].sort()) this.addInvokePermission(socket, api, service);
+    this.addDeployment(socket, api, routes, deployed);
+    this.outputs[`Websocket${logicalName(socket.name)}`] = {
+      Description: `websocket ${socket.name}`,
+      Value: { "Fn::Sub": endpointOf(api, "wss") },
+    };
+  }
+
+  /**
+   * The socket's authorizer, if it has one: a Lambda REQUEST authorizer on $connect (the only
+   * route WebSocket APIs authorize). No identity sources: a token may come in the query or in
+   * Sec-WebSocket-Protocol, and API Gateway refuses a request lacking an identity source with 401
+   * before the function runs, which the local provider would not do. WebSocket authorizers are not
+   * cached, so every $connect invokes the function once.
+   */
+  private addAuthorizer(socket: WebsocketSpec, api: string): string | undefined {
+    if (!socket.authorizer) return undefined;
+    const authorizer = this.ids.id("websocket", socket.name, "Authorizer");
+    this.resources[authorizer] = {
+      Type: "AWS::ApiGatewayV2::Authorizer",
+      Properties: {
+        ApiId: { Ref: api },
+        AuthorizerType: "REQUEST",
+        Name: `${socket.name}-authorize`,
+        AuthorizerUri: {
+          "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${this.functionId(socket.authorizer)}.Arn}/invocations`,
+        },
+      },
+    };
+    // Least privilege: API Gateway may invoke the function as this authorizer only.
+    this.resources[this.ids.id("permission", [socket.name, "authorizer"], "AuthorizerPermission")] = {
+      Type: "AWS::Lambda::Permission",
+      Properties: {
+        Action: "lambda:InvokeFunction",
+        FunctionName: { "Fn::GetAtt": [this.functionId(socket.authorizer), "Arn"] },
+        Principal: "apigateway.amazonaws.com",
+        SourceArn: {
+          "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${api}}/authorizers/\${${authorizer}}`,
+        },
+      },
+    };
+    return authorizer;
+  }
+
+  /**
+   * An integration and a route per handled event (and the message route's response). Returns the
+   * routes (the deployment waits for them), what the deployment serves and the services called.
+   */
+  private addRoutes(
+    socket: WebsocketSpec,
+    api: string,
+    authorizer: string | undefined,
+  ): { routes: string[]; deployed: string[]; targets: Set<string> } {
     const routes: string[] = [];
     /** Everything the live API reads from its deployment: a change to any of it must redeploy. */
     const deployed: string[] = [];
     const targets = new Set<string>();
-    // The authorizer: a Lambda REQUEST authorizer on $connect (the only route WebSocket APIs
-    // authorize). No identity sources: a token may come in the query or in Sec-WebSocket-Protocol,
-    // and API Gateway refuses a request lacking an identity source with 401 before the function
-    // runs, which the local provider would not do. WebSocket authorizers are not cached, so every
-    // $connect invokes the function once.
-    const authorizer = socket.authorizer ? ids.id("websocket", socket.name, "Authorizer") : undefined;
-    if (authorizer && socket.authorizer) {
-      resources[authorizer] = {
-        Type: "AWS::ApiGatewayV2::Authorizer",
-        Properties: {
-          ApiId: { Ref: api },
-          AuthorizerType: "REQUEST",
-          Name: `${socket.name}-authorize`,
-          AuthorizerUri: {
-            "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${functionId(socket.authorizer)}.Arn}/invocations`,
-          },
-        },
-      };
-      // Least privilege: API Gateway may invoke the function as this authorizer only.
-      resources[ids.id("permission", [socket.name, "authorizer"], "AuthorizerPermission")] = {
-        Type: "AWS::Lambda::Permission",
-        Properties: {
-          Action: "lambda:InvokeFunction",
-          FunctionName: { "Fn::GetAtt": [functionId(socket.authorizer), "Arn"] },
-          Principal: "apigateway.amazonaws.com",
-          SourceArn: {
-            "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${api}}/authorizers/\${${authorizer}}`,
-          },
-        },
-      };
-    }
     for (const [event, service] of Object.entries(socket.handlers) as [WebsocketEvent, string | undefined][]) {
       if (!service) continue;
-      const integration = ids.id("route", [socket.name, event], "Integration");
-      const route = ids.id("route", [socket.name, event], "Route");
-      resources[integration] = {
+      const integration = this.ids.id("route", [socket.name, event], "Integration");
+      const route = this.ids.id("route", [socket.name, event], "Route");
+      this.resources[integration] = {
         Type: "AWS::ApiGatewayV2::Integration",
         Properties: {
           ApiId: { Ref: api },
           IntegrationType: "AWS_PROXY",
           IntegrationUri: {
-            "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${functionId(service)}.Arn}/invocations`,
+            "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${this.functionId(service)}.Arn}/invocations`,
           },
         },
       };
-      resources[route] = {
+      this.resources[route] = {
         Type: "AWS::ApiGatewayV2::Route",
         Properties: {
           ApiId: { Ref: api },
@@ -234,8 +303,8 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
       deployed.push(integration, route);
       if (event === "message") {
         // A message handler's single text reply rides back on the route response.
-        const routeResponse = ids.id("route", [socket.name, event], "RouteResponse");
-        resources[routeResponse] = {
+        const routeResponse = this.ids.id("route", [socket.name, event], "RouteResponse");
+        this.resources[routeResponse] = {
           Type: "AWS::ApiGatewayV2::RouteResponse",
           Properties: { ApiId: { Ref: api }, RouteId: { Ref: route }, RouteResponseKey: "$default" },
         };
@@ -244,68 +313,121 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
       }
       targets.add(service);
     }
-    for (const service of [...targets].sort()) {
-      resources[ids.id("permission", [socket.name, service], "Permission")] = {
-        Type: "AWS::Lambda::Permission",
-        // Nothing calls the function before its log group is there to take its logs.
-        DependsOn: [logGroupId(service)],
-        Properties: {
-          Action: "lambda:InvokeFunction",
-          FunctionName: { "Fn::GetAtt": [functionId(service), "Arn"] },
-          Principal: "apigateway.amazonaws.com",
-          SourceArn: {
-            "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${api}}/*`,
-          },
+    return { routes, deployed, targets };
+  }
+
+  /** API Gateway may invoke the function of a service that handles one of the socket's events. */
+  private addInvokePermission(socket: WebsocketSpec, api: string, service: string): void {
+    this.resources[this.ids.id("permission", [socket.name, service], "Permission")] = {
+      Type: "AWS::Lambda::Permission",
+      // Nothing calls the function before its log group is there to take its logs.
+      DependsOn: [this.logGroupId(service)],
+      Properties: {
+        Action: "lambda:InvokeFunction",
+        FunctionName: { "Fn::GetAtt": [this.functionId(service), "Arn"] },
+        Principal: "apigateway.amazonaws.com",
+        SourceArn: {
+          "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${api}}/*`,
         },
-      };
-    }
+      },
+    };
+  }
+
+  /** The deployment (its id carries a hash of what it serves, see deploymentHash) and the stage. */
+  private addDeployment(socket: WebsocketSpec, api: string, routes: string[], deployed: string[]): void {
     // Whatever else hangs off the API (an authorizer, say) counts too.
-    for (const [id, resource] of Object.entries(resources)) {
+    for (const [id, resource] of Object.entries(this.resources)) {
       const ref = (resource.Properties.ApiId as { Ref?: string } | undefined)?.Ref;
       const own = resource.Type === "AWS::ApiGatewayV2::Deployment" || resource.Type === "AWS::ApiGatewayV2::Stage";
       if (ref === api && !own && !deployed.includes(id)) deployed.push(id);
     }
-    const deployment = ids.id("websocket", socket.name, `Deployment${deploymentHash(resources, deployed)}`);
-    resources[deployment] = {
+    const deployment = this.ids.id("websocket", socket.name, `Deployment${deploymentHash(this.resources, deployed)}`);
+    this.resources[deployment] = {
       Type: "AWS::ApiGatewayV2::Deployment",
       Properties: { ApiId: { Ref: api } },
       DependsOn: routes,
     };
-    resources[ids.id("websocket", socket.name, "Stage")] = {
+    this.resources[this.ids.id("websocket", socket.name, "Stage")] = {
       Type: "AWS::ApiGatewayV2::Stage",
       Properties: { ApiId: { Ref: api }, StageName: STAGE, DeploymentId: { Ref: deployment } },
     };
-    outputs[`Websocket${logicalName(socket.name)}`] = {
-      Description: `websocket ${socket.name}`,
-      Value: { "Fn::Sub": endpointOf(api, "wss") },
-    };
   }
 
-  /** The services whose functions invoke themselves (see the SelfInvokePolicy below). */
-  const selfInvoking: string[] = [];
-  for (const service of spec.services) {
-    const fn = functionId(service.name);
-    const role = roleId(service.name);
-    const handled = sockets.filter((s) => Object.values(s.handlers).includes(service.name));
-    const managed = sockets.filter((s) =>
-      spec.policies.some(
+  /** The sockets a service handles events of or manages: its function reaches them. */
+  private reachableBy(service: string): WebsocketSpec[] {
+    const handled = this.sockets.filter((s) => Object.values(s.handlers).includes(service));
+    const managed = this.sockets.filter((s) =>
+      this.spec.policies.some(
         (p) =>
-          p.service === service.name &&
+          p.service === service &&
           p.resource.kind === "websocket" &&
           p.resource.name === s.name &&
           p.permissions.includes("manage"),
       ),
     );
-    const reachable = sockets.filter((s) => handled.includes(s) || managed.includes(s));
-    const logGroup = logGroupId(service.name);
-    resources[logGroup] = {
+    return this.sockets.filter((s) => handled.includes(s) || managed.includes(s));
+  }
+
+  /**
+   * A service's log group, role, self-invoke policy and function. True when the function invokes
+   * itself (it reaches a socket).
+   */
+  private addService(service: string): boolean {
+    const fn = this.functionId(service);
+    const role = this.roleId(service);
+    const reachable = this.reachableBy(service);
+    const logGroup = this.logGroupId(service);
+    this.resources[logGroup] = {
       Type: "AWS::Logs::LogGroup",
       DeletionPolicy: "Delete",
       Properties: {
-        LogGroupName: { "Fn::Sub": `/aws/lambda/\${AWS::StackName}/${service.name}` },
-        RetentionInDays: input.logRetentionDays ?? LOG_RETENTION_DAYS,
+        LogGroupName: { "Fn::Sub": `/aws/lambda/\${AWS::StackName}/${service}` },
+        RetentionInDays: this.input.logRetentionDays ?? LOG_RETENTION_DAYS,
       },
     };
+    this.resources[role] = {
+      Type: "AWS::IAM::Role",
+      Properties: {
+        AssumeRolePolicyDocument: {
+          Version: "2012-10-17",
+          Statement: [{ Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" }],
+        },
+        Policies: [
+          {
+            PolicyName: "nitric-like",
+            PolicyDocument: { Version: "2012-10-17", Statement: this.roleStatements(service, reachable, logGroup) },
+          },
+        ],
+      },
+    };
+    if (reachable.length > 0) this.addSelfInvokePolicy(service, role, fn);
+    const key = this.input.artifactKeys[service];
+    if (key === undefined) throw new Error(`template: no artifact for service "${service}"`);
+    // The function must outlive the longest handler it waits for, or Lambda cuts the event first.
+    const handlerSeconds = Math.ceil((this.input.handlerTimeoutMs ?? 5000) / 1000) + 5;
+    this.resources[fn] = {
+      Type: "AWS::Lambda::Function",
+      Properties: {
+        Description: `nitric-like service "${service}" of project "${this.spec.name}"`,
+        Runtime: "nodejs22.x",
+        Architectures: ["arm64"],
+        Handler: "index.handler",
+        Code: { S3Bucket: { Ref: "ArtifactBucket" }, S3Key: key },
+        Role: { "Fn::GetAtt": [role, "Arn"] },
+        MemorySize: this.input.memoryMb ?? 512,
+        Timeout: Math.max(this.input.timeoutSeconds ?? 30, handlerSeconds),
+        Environment: { Variables: this.environment(service, reachable) },
+        LoggingConfig: { LogGroup: { Ref: logGroup } },
+      },
+    };
+    return reachable.length > 0;
+  }
+
+  /**
+   * What a service's role allows: its own log group, the kv actions its `.allow()` calls name, and
+   * for the sockets it reaches, managing their connections and their records in the connections table.
+   */
+  private roleStatements(service: string, reachable: WebsocketSpec[], logGroup: string): Json[] {
     // The function writes to its own log group only (AWSLambdaBasicExecutionRole would allow every
     // log group of the account).
     const statements: Json[] = [
@@ -316,145 +438,115 @@ export function buildTemplate(input: TemplateInput): Record<string, Json> {
         Resource: { "Fn::GetAtt": [logGroup, "Arn"] },
       },
     ];
-    for (const policy of spec.policies) {
-      if (policy.service !== service.name || policy.resource.kind !== "kv") continue;
+    for (const policy of this.spec.policies) {
+      if (policy.service !== service || policy.resource.kind !== "kv") continue;
       const actions = [...new Set(policy.permissions.flatMap((p) => KV_ACTIONS[p] ?? []))].sort();
       if (actions.length === 0) continue;
       statements.push({
         Effect: "Allow",
         Action: actions,
-        Resource: { "Fn::GetAtt": [tableId(policy.resource.name), "Arn"] },
+        Resource: { "Fn::GetAtt": [this.tableId(policy.resource.name), "Arn"] },
       });
     }
-    if (reachable.length > 0) {
-      statements.push({
-        Effect: "Allow",
-        Action: "execute-api:ManageConnections",
-        Resource: reachable.map((s) => ({
-          "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${apiId(s.name)}}/${STAGE}/*/@connections/*`,
-        })),
-      });
-      statements.push({
-        Effect: "Allow",
-        // UpdateItem: a connection's rooms and state (connections-table.ts), in the same table.
-        Action: [
-          "dynamodb:DeleteItem",
-          "dynamodb:GetItem",
-          "dynamodb:PutItem",
-          "dynamodb:Query",
-          "dynamodb:UpdateItem",
-        ],
-        Resource: { "Fn::GetAtt": ["ConnectionsTable", "Arn"] },
-        // The table's partition key is the socket's name (a room's membership items:
-        // "<socket>#<room>"; socket names hold no "#", "*" or "?"): a service reads and writes
-        // only the records and rooms of the sockets it handles or manages.
-        Condition: {
-          "ForAllValues:StringLike": {
-            "dynamodb:LeadingKeys": reachable
-              .map((s) => s.name)
-              .sort()
-              .flatMap((name) => [name, `${name}#*`]),
-          },
+    if (reachable.length === 0) return statements;
+    statements.push({
+      Effect: "Allow",
+      Action: "execute-api:ManageConnections",
+      Resource: reachable.map((s) => ({
+        "Fn::Sub": `arn:\${AWS::Partition}:execute-api:\${AWS::Region}:\${AWS::AccountId}:\${${this.apiId(s.name)}}/${STAGE}/*/@connections/*`,
+      })),
+    });
+    statements.push({
+      Effect: "Allow",
+      // UpdateItem: a connection's rooms and state (connections-table.ts), in the same table.
+      Action: ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+      Resource: { "Fn::GetAtt": ["ConnectionsTable", "Arn"] },
+      // The table's partition key is the socket's name (a room's membership items:
+      // "<socket>#<room>"; socket names hold no "#", "*" or "?"): a service reads and writes
+      // only the records and rooms of the sockets it handles or manages.
+      Condition: {
+        "ForAllValues:StringLike": {
+          "dynamodb:LeadingKeys": reachable
+            .map((s) => s.name)
+            .sort()
+            .flatMap((name) => [name, `${name}#*`]),
         },
-      });
-    }
-    resources[role] = {
-      Type: "AWS::IAM::Role",
-      Properties: {
-        AssumeRolePolicyDocument: {
-          Version: "2012-10-17",
-          Statement: [{ Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" }],
-        },
-        Policies: [{ PolicyName: "nitric-like", PolicyDocument: { Version: "2012-10-17", Statement: statements } }],
       },
-    };
-    if (reachable.length > 0) {
-      // A function that can reach a socket invokes itself: to deliver messages sent during connect
-      // once the connection is open, and to fan a large broadcast out in pages. A separate policy
-      // avoids a cycle between the role and the function.
-      selfInvoking.push(service.name);
-      resources[ids.id("service", service.name, "SelfInvokePolicy")] = {
-        Type: "AWS::IAM::Policy",
-        Properties: {
-          PolicyName: "nitric-like-deliver",
-          Roles: [{ Ref: role }],
-          PolicyDocument: {
-            Version: "2012-10-17",
-            Statement: [{ Effect: "Allow", Action: "lambda:InvokeFunction", Resource: { "Fn::GetAtt": [fn, "Arn"] } }],
-          },
-        },
-      };
-    }
-    const websockets = Object.fromEntries(
-      reachable.map((s) => [
-        s.name,
-        {
-          apiId: `\${${apiId(s.name)}}`,
-          url: endpointOf(apiId(s.name), "wss"),
-          endpoint: endpointOf(apiId(s.name), "https"),
-          events: (Object.entries(s.handlers) as [WebsocketEvent, string | undefined][])
-            .filter(([, svc]) => svc === service.name)
-            .map(([event]) => event),
-          ...(s.authorizer === service.name ? { authorize: true } : {}),
-        },
-      ]),
-    );
-    const kvTables = Object.fromEntries(
-      spec.policies
-        .filter((p) => p.service === service.name && p.resource.kind === "kv")
-        .map((p) => [p.resource.name, `\${${tableId(p.resource.name)}}`]),
-    );
-    const variables: Record<string, Json> = {
-      NITRIC_LIKE_SERVICE: service.name,
-      NITRIC_LIKE_WEBSOCKETS: { "Fn::Sub": JSON.stringify(websockets) },
-      NITRIC_LIKE_KV_TABLES: { "Fn::Sub": JSON.stringify(kvTables) },
-    };
-    if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
-    if (input.handlerTimeoutMs !== undefined) variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(input.handlerTimeoutMs);
-    // The function must outlive the longest handler it waits for, or Lambda cuts the event first.
-    const handlerSeconds = Math.ceil((input.handlerTimeoutMs ?? 5000) / 1000) + 5;
-    const key = input.artifactKeys[service.name];
-    if (key === undefined) throw new Error(`template: no artifact for service "${service.name}"`);
-    resources[fn] = {
-      Type: "AWS::Lambda::Function",
+    });
+    return statements;
+  }
+
+  /**
+   * A function that can reach a socket invokes itself: to deliver messages sent during connect
+   * once the connection is open, and to fan a large broadcast out in pages. A separate policy
+   * avoids a cycle between the role and the function.
+   */
+  private addSelfInvokePolicy(service: string, role: string, fn: string): void {
+    this.resources[this.ids.id("service", service, "SelfInvokePolicy")] = {
+      Type: "AWS::IAM::Policy",
       Properties: {
-        Description: `nitric-like service "${service.name}" of project "${spec.name}"`,
-        Runtime: "nodejs22.x",
-        Architectures: ["arm64"],
-        Handler: "index.handler",
-        Code: { S3Bucket: { Ref: "ArtifactBucket" }, S3Key: key },
-        Role: { "Fn::GetAtt": [role, "Arn"] },
-        MemorySize: input.memoryMb ?? 512,
-        Timeout: Math.max(input.timeoutSeconds ?? 30, handlerSeconds),
-        Environment: { Variables: variables },
-        LoggingConfig: { LogGroup: { Ref: logGroup } },
+        PolicyName: "nitric-like-deliver",
+        Roles: [{ Ref: role }],
+        PolicyDocument: {
+          Version: "2012-10-17",
+          Statement: [{ Effect: "Allow", Action: "lambda:InvokeFunction", Resource: { "Fn::GetAtt": [fn, "Arn"] } }],
+        },
       },
     };
   }
 
-  for (const name of selfInvoking) {
-    // The self-invocations (messages sent during connect, broadcast pages) are asynchronous:
-    // Lambda would retry a failed one twice, a minute or more later, posting its frames again.
-    // The runtime retries the posts itself, so Lambda must not; an event queued longer than
-    // SELF_INVOKE_MAX_AGE_SECONDS (throttling) is dropped rather than delivered that late.
-    resources[ids.id("service", name, "SelfInvokeConfig")] = {
+  /** A function's environment: the runtime's bindings (runtime/bindings.ts). */
+  private environment(service: string, reachable: WebsocketSpec[]): Record<string, Json> {
+    const websockets = Object.fromEntries(
+      reachable.map((s) => [
+        s.name,
+        {
+          apiId: `\${${this.apiId(s.name)}}`,
+          url: endpointOf(this.apiId(s.name), "wss"),
+          endpoint: endpointOf(this.apiId(s.name), "https"),
+          events: (Object.entries(s.handlers) as [WebsocketEvent, string | undefined][])
+            .filter(([, svc]) => svc === service)
+            .map(([event]) => event),
+          ...(s.authorizer === service ? { authorize: true } : {}),
+        },
+      ]),
+    );
+    const kvTables = Object.fromEntries(
+      this.spec.policies
+        .filter((p) => p.service === service && p.resource.kind === "kv")
+        .map((p) => [p.resource.name, `\${${this.tableId(p.resource.name)}}`]),
+    );
+    const variables: Record<string, Json> = {
+      NITRIC_LIKE_SERVICE: service,
+      NITRIC_LIKE_WEBSOCKETS: { "Fn::Sub": JSON.stringify(websockets) },
+      NITRIC_LIKE_KV_TABLES: { "Fn::Sub": JSON.stringify(kvTables) },
+    };
+    if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
+    if (this.input.handlerTimeoutMs !== undefined)
+      variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(this.input.handlerTimeoutMs);
+    return variables;
+  }
+
+  /**
+   * The self-invocations (messages sent during connect, broadcast pages) are asynchronous: Lambda
+   * would retry a failed one twice, a minute or more later, posting its frames again. The runtime
+   * retries the posts itself, so Lambda must not; an event queued longer than
+   * SELF_INVOKE_MAX_AGE_SECONDS (throttling) is dropped rather than delivered that late.
+   */
+  private addSelfInvokeConfig(service: string): void {
+    this.resources[this.ids.id("service", service, "SelfInvokeConfig")] = {
       Type: "AWS::Lambda::EventInvokeConfig",
       Properties: {
-        FunctionName: { Ref: functionId(name) },
+        FunctionName: { Ref: this.functionId(service) },
         Qualifier: "$LATEST",
         MaximumRetryAttempts: 0,
         MaximumEventAgeInSeconds: SELF_INVOKE_MAX_AGE_SECONDS,
       },
     };
   }
+}
 
-  return {
-    AWSTemplateFormatVersion: "2010-09-09",
-    Description: `nitric-like project "${spec.name}"`,
-    Parameters: {
-      ArtifactBucket: { Type: "String", Description: "The S3 bucket holding the function zips" },
-    },
-    Resources: resources,
-    Outputs: outputs,
-  };
+/** A socket's endpoint (`wss://` for clients, `https://` for the Management API), as an Fn::Sub string. */
+function endpointOf(api: string, scheme: string): string {
+  return `${scheme}://\${${api}}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/${STAGE}`;
 }

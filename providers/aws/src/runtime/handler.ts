@@ -10,13 +10,18 @@
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   AuthorizerRegistry,
+  type CloseRequest,
   type ConnectionInfo,
-  HandlerError,
+  type ConnectRefusal,
+  connectEvent,
+  connectRefusal,
+  type Frame,
   HandlerRegistry,
   offeredProtocols,
   originProblem,
   Permissions,
   serviceRouter,
+  unansweredStatus,
 } from "@nitric-like/provider-kit";
 import { createMemoryTransport, type Transport } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
@@ -25,7 +30,7 @@ import { type ManagementApi, ManagementApiClient } from "../aws/management.js";
 import { DynamoKvStores } from "../kv/store.js";
 import { ConnectionsTable } from "../websocket/connections-table.js";
 import { type BroadcastEvent, isBroadcastEvent } from "../websocket/fanout.js";
-import { ApiGateway, type Opening } from "../websocket/gateway.js";
+import { ApiGateway, Opening } from "../websocket/gateway.js";
 import {
   type AuthorizerEvent,
   type AuthorizerResult,
@@ -224,11 +229,11 @@ export class Runtime {
     }
   }
 
-  private failure(error: unknown): { status: number; message: string } {
-    const failure = error instanceof HandlerError ? error.failure : "gone";
-    const message = error instanceof Error ? error.message : String(error);
-    this.logger.error(message);
-    return { status: failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500, message };
+  /** Logs why an event was not handled; the HTTP status that stands for it, and why. */
+  private failure(error: unknown): ConnectRefusal {
+    const unanswered = unansweredStatus(error);
+    this.logger.error(unanswered.reason);
+    return unanswered;
   }
 
   /** The socket's authorizer, asked as API Gateway's REQUEST authorizer on $connect. */
@@ -283,34 +288,19 @@ export class Runtime {
       await this.record(gateway, info);
       return accepted;
     }
-    gateway.opening.set(id, { info, frames: [] });
+    gateway.opening.set(id, new Opening(info));
     let response: WebsocketEventResponse;
     try {
-      response = await this.registry.dispatch(gateway.name, "connect", {
-        socketName: gateway.name,
-        connectionId: id,
-        auth: authorized.identity,
-        websocketEvent: {
-          case: "connection",
-          value: { queryParams: query, headers, remoteAddress: info.remoteAddress, connectedAt: info.connectedAt },
-        },
-      });
+      response = await this.registry.dispatch(gateway.name, "connect", connectEvent(gateway.name, info, query));
     } catch (error) {
       gateway.opening.delete(id);
-      const { status, message } = this.failure(error);
-      return { statusCode: status, body: message };
+      const { status, reason } = this.failure(error);
+      return { statusCode: status, body: reason };
     }
     const opening = gateway.opening.get(id);
     gateway.opening.delete(id);
-    const answer =
-      response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
-    if (answer?.reject) {
-      const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
-      return {
-        statusCode: status,
-        body: answer.reason || `connection refused by the connect handler of websocket "${gateway.name}"`,
-      };
-    }
+    const refusal = connectRefusal(gateway.name, response);
+    if (refusal) return { statusCode: refusal.status, body: refusal.reason };
     await this.record(gateway, info, opening);
     // The connection opens only once this answer reaches API Gateway, so what the connect handler
     // sent (its replies first, then its sends) is delivered by a second invocation of this function.
@@ -336,8 +326,8 @@ export class Runtime {
   private async deferDelivery(
     socket: string,
     connectionId: string,
-    frames: { data: Uint8Array; binary: boolean }[],
-    close: { code: number; reason: string } | undefined,
+    frames: Frame[],
+    close: CloseRequest | undefined,
   ): Promise<void> {
     const functionName = this.env.AWS_LAMBDA_FUNCTION_NAME;
     if (!functionName) {

@@ -5,10 +5,9 @@
  * where Nitric reports INTERNAL) and the record is pruned.
  */
 import { randomUUID } from "node:crypto";
-import type { ConnectionInfo, SocketBackend } from "@nitric-like/provider-kit";
+import { addRoom, type ConnectionInfo, Opening as KitOpening, type SocketBackend } from "@nitric-like/provider-kit";
 import { Code, RpcError } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
-import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
 import type { Item } from "../aws/dynamodb.js";
 import type { ManagementApi } from "../aws/management.js";
 import { ConnectionsTable } from "./connections-table.js";
@@ -59,14 +58,15 @@ export interface SocketBinding {
   endpoint: string;
 }
 
-/** A connection whose connect handler is running in this invocation: what it is sent waits here. */
-export interface Opening {
-  info: ConnectionInfo;
-  frames: { data: Uint8Array; binary: boolean }[];
-  close?: { code: number; reason: string };
-  /** Rooms joined and state set during connect: recorded with the connection once it is accepted. */
-  rooms?: Set<string>;
-  state?: string;
+/**
+ * A connection whose connect handler is running in this invocation: what it is sent waits here
+ * (unbounded: the handler's invocation is bounded by the handler timeout). There is no record of it
+ * yet, so the rooms it joins and the state it is given wait here too, and are recorded with the
+ * connection once it is accepted.
+ */
+export class Opening extends KitOpening {
+  rooms: Set<string> | undefined = undefined;
+  state: string | undefined = undefined;
 }
 
 function isGone(error: unknown): boolean {
@@ -156,7 +156,7 @@ export class ApiGateway implements SocketBackend {
   async send(id: string, data: Uint8Array, binary: boolean): Promise<boolean> {
     const opening = this.opening.get(id);
     if (opening) {
-      opening.frames.push({ data, binary });
+      opening.keep(data, binary);
       return true;
     }
     return this.post(id, data);
@@ -206,7 +206,7 @@ export class ApiGateway implements SocketBackend {
   async close(id: string, code: number, reason: string): Promise<boolean> {
     const opening = this.opening.get(id);
     if (opening) {
-      opening.close = { code, reason };
+      opening.requestClose(code, reason);
       return true;
     }
     try {
@@ -285,11 +285,7 @@ export class ApiGateway implements SocketBackend {
     const opening = this.opening.get(id);
     if (opening) {
       opening.rooms ??= new Set();
-      if (opening.rooms.has(room)) return false;
-      if (opening.rooms.size >= MAX_ROOMS_PER_CONNECTION)
-        throw new RpcError(Code.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
-      opening.rooms.add(room);
-      return true;
+      return addRoom(opening.rooms, this.name, id, room);
     }
     return this.requireTable("joining a room").join(this.name, id, room);
   }

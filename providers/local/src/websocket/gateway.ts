@@ -11,26 +11,22 @@ import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
   type AuthorizerRegistry,
+  addRoom,
   boundaryMessage,
   type ConnectionInfo,
+  connectEvent,
+  connectRefusal,
   dict,
   guard,
-  HandlerError,
   type HandlerRegistry,
+  Opening,
   offeredProtocols,
   originProblem,
   poisonCloseReason,
   type SocketBackend,
+  unansweredStatus,
 } from "@nitric-like/provider-kit";
-import { Code, RpcError } from "@nitric-like/rpc";
-import {
-  DEFAULT_LIMITS,
-  type Logger,
-  MAX_ROOMS_PER_CONNECTION,
-  type SocketLimits,
-  type TrafficEvent,
-  tooManyRoomsProblem,
-} from "@nitric-like/spec";
+import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
 import { BurstLog, FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
@@ -139,19 +135,6 @@ function clip(reason: string): string {
         .subarray(0, 123)
         .toString("utf8")
         .replace(/\uFFFD$/, "");
-}
-
-/**
- * A connection whose connect handler is still running. To the app it is already connected (it can
- * be sent to, looked up, closed); what it is sent waits here and goes out, in order, right after
- * the connection opens, or is dropped if the handler refuses it.
- */
-interface Opening {
-  info: ConnectionInfo;
-  frames: { data: Uint8Array; binary: boolean }[];
-  /** The bytes of `frames`: bounded like what waits for an open connection (MAX_BUFFERED_BYTES). */
-  bytes: number;
-  close?: { code: number; reason: string };
 }
 
 function decodedQuery(raw: Record<string, { value: string[] }>): Record<string, { value: string[] }> {
@@ -339,6 +322,11 @@ export class Gateway implements SocketBackend, FlowGateway {
    */
   private readonly rooms = new Map<string, Set<string>>();
   private readonly extras = new Map<string, Extras>();
+  /**
+   * Connections whose authorizer or connect handler is still running. To the app they are already
+   * connected (they can be sent to, looked up, closed); what they are sent waits, bounded like what
+   * waits for an open connection (MAX_BUFFERED_BYTES).
+   */
   private readonly opening = new Map<string, Opening>();
   private heartbeat: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
@@ -730,7 +718,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       const protocols = offeredProtocols(req.headers["sec-websocket-protocol"]);
       // Opening from now on, as while a connect handler runs: what is sent to it (the authorizer
       // knows its id) waits and goes out once it is open, or is dropped if it is refused.
-      this.opening.set(id, { info, frames: [], bytes: 0 });
+      this.opening.set(id, new Opening(info, MAX_BUFFERED_BYTES));
       return authorizers
         .authorize({
           socketName: this.name,
@@ -764,7 +752,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   ): Promise<void> | undefined {
     const id = info.connectionId;
     // An authorized connection has been opening since its authorizer was asked.
-    const opening: Opening = this.opening.get(id) ?? { info, frames: [], bytes: 0 };
+    const opening = this.opening.get(id) ?? new Opening(info, MAX_BUFFERED_BYTES);
     if (!this.handlers.isExpected(this.name, "connect")) {
       if (!this.warnedNoConnect) {
         this.warnedNoConnect = true;
@@ -785,61 +773,36 @@ export class Gateway implements SocketBackend, FlowGateway {
     socket.once("close", onGone);
     socket.resume();
     this.opening.set(id, opening);
-    return this.handlers
-      .dispatch(this.name, "connect", {
-        socketName: this.name,
-        connectionId: id,
-        auth: info.auth,
-        websocketEvent: {
-          case: "connection",
-          value: {
-            queryParams: rawQuery(req.url ?? "/"),
-            headers: info.headers,
-            remoteAddress: info.remoteAddress,
-            connectedAt: info.connectedAt,
-          },
-        },
-      })
-      .then(
-        (response) => {
-          socket.off("end", onGone);
-          socket.off("close", onGone);
-          this.opening.delete(id);
-          const answer =
-            response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
-          if (answer?.reject) {
-            this.forget(id);
-            // An HTTP error status from the handler is kept (SDKs answer 500 when the handler throws);
-            // anything else, 0 included, means 403.
-            const status = answer.status >= 400 && answer.status <= 599 ? answer.status : 403;
-            this.refuse(
-              socket,
-              status,
-              answer.reason || `connection refused by the connect handler of websocket "${this.name}"`,
-            );
-            return;
-          }
-          if (gone || socket.destroyed || !socket.readable) {
-            // The client left while its connect handler ran: tell the app, which may have stored it.
-            socket.destroy();
-            this.disconnected(id, 1006, "", info.auth);
-            return;
-          }
-          this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, response, opening));
-        },
-        (error: unknown) => {
-          socket.off("end", onGone);
-          socket.off("close", onGone);
-          this.opening.delete(id);
+    return this.handlers.dispatch(this.name, "connect", connectEvent(this.name, info, rawQuery(req.url ?? "/"))).then(
+      (response) => {
+        socket.off("end", onGone);
+        socket.off("close", onGone);
+        this.opening.delete(id);
+        const refusal = connectRefusal(this.name, response);
+        if (refusal) {
           this.forget(id);
-          const failure = error instanceof HandlerError ? error.failure : "gone";
-          const status = failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500;
-          const message = error instanceof Error ? error.message : String(error);
-          this.logger.error(message);
-          this.observeError(id, "connect", message);
-          this.refuse(socket, status, `${message}\n`);
-        },
-      );
+          this.refuse(socket, refusal.status, refusal.reason);
+          return;
+        }
+        if (gone || socket.destroyed || !socket.readable) {
+          // The client left while its connect handler ran: tell the app, which may have stored it.
+          socket.destroy();
+          this.disconnected(id, 1006, "", info.auth);
+          return;
+        }
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, response, opening));
+      },
+      (error: unknown) => {
+        socket.off("end", onGone);
+        socket.off("close", onGone);
+        this.opening.delete(id);
+        this.forget(id);
+        const { status, reason } = unansweredStatus(error);
+        this.logger.error(reason);
+        this.observeError(id, "connect", reason);
+        this.refuse(socket, status, `${reason}\n`);
+      },
+    );
   }
 
   /** The 101 is sent: the connection opens. A failure from here on closes it with 1011. */
@@ -1137,7 +1100,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     if (this.options.awsRules) checkAwsSend(this.name, data);
     const opening = this.opening.get(id);
     if (opening) {
-      this.sendOpening(id, opening, data, binary);
+      this.keep(opening, data, binary);
       return true;
     }
     const c = this.connections.get(id);
@@ -1149,22 +1112,18 @@ export class Gateway implements SocketBackend, FlowGateway {
   }
 
   /**
-   * Keeps a frame for a connection whose connect handler is still running, up to the bound of an
-   * open connection: past it, what was kept is dropped and the connection is closed with 1008 as
-   * soon as it opens, logged once.
+   * Keeps a frame for a connection whose connect handler is still running: past the bound of an
+   * open connection, what was kept is dropped and the connection is closed with 1008 as soon as it
+   * opens, logged once.
    */
-  private sendOpening(id: string, opening: Opening, data: Uint8Array, binary: boolean): void {
-    if (opening.bytes > MAX_BUFFERED_BYTES) return;
-    opening.bytes += data.byteLength;
-    if (opening.bytes > MAX_BUFFERED_BYTES) {
-      const reason = `over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB sent to it before it opened; send less while the connect handler runs`;
-      this.logger.warn(`websocket "${this.name}": closed connection ${id} (1008): ${reason}`);
-      opening.frames = [];
-      opening.close = { code: 1008, reason };
-      return;
+  private keep(opening: Opening, data: Uint8Array, binary: boolean): void {
+    const id = opening.info.connectionId;
+    const outcome = opening.keep(data, binary);
+    if (outcome === "kept") {
+      if (this.observer !== undefined) this.observe("out", id, data, binary);
+    } else if (outcome === "overflowed") {
+      this.logger.warn(`websocket "${this.name}": closed connection ${id} (1008): ${opening.close?.reason}`);
     }
-    opening.frames.push({ data, binary });
-    if (this.observer !== undefined) this.observe("out", id, data, binary);
   }
 
   /** Closes a connection whose client does not read what it is sent, and cuts it off if it does not answer. */
@@ -1188,7 +1147,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   close(id: string, code: number, reason: string): boolean {
     const opening = this.opening.get(id);
     if (opening) {
-      opening.close = { code, reason };
+      opening.requestClose(code, reason);
       return true;
     }
     const c = this.connections.get(id);
@@ -1248,11 +1207,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       this.extras.set(id, extras);
     }
     extras.rooms ??= new Set();
-    if (extras.rooms.has(room)) return false;
-    if (extras.rooms.size >= MAX_ROOMS_PER_CONNECTION) {
-      throw new RpcError(Code.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${this.name}"`, id));
-    }
-    extras.rooms.add(room);
+    if (!addRoom(extras.rooms, this.name, id, room)) return false;
     let members = this.rooms.get(room);
     if (!members) {
       members = new Set();

@@ -1,0 +1,142 @@
+/**
+ * A connection between its client's request and its opening, the same on every provider: the
+ * connect event its handler gets, what the app sends it while the handler runs (it is already
+ * connected as far as the app can tell), and the HTTP status its client gets when it is refused.
+ * The providers keep only their I/O: locally the upgrade is held until the handler answers and
+ * the 101 carries the connection open; on AWS the answer to `$connect` opens it, after which the
+ * runtime delivers what was kept by invoking itself.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { WebsocketEventRequestSchema, WebsocketEventResponse } from "@nitric-like/contracts/websockets";
+import { Code, RpcError } from "@nitric-like/rpc";
+import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
+import type { ConnectionInfo } from "./backends.js";
+import { HandlerError } from "./handlers.js";
+
+/** One frame sent to a connection. */
+export interface Frame {
+  data: Uint8Array;
+  binary: boolean;
+}
+
+/** A close the app asked for. */
+export interface CloseRequest {
+  code: number;
+  reason: string;
+}
+
+/** What became of a frame sent to an opening connection (see Opening.keep). */
+export type KeepOutcome = "kept" | "overflowed" | "dropped";
+
+/** The close reason of an opening connection sent more than `maxBytes` (local: 8 MB) before it opened. */
+export function openingOverflowReason(maxBytes: number): string {
+  return `over ${maxBytes / 1024 / 1024} MB sent to it before it opened; send less while the connect handler runs`;
+}
+
+/**
+ * A connection whose connect handler (or authorizer) is still running. What the app sends it waits
+ * here, in order, and goes out right after the connection opens, after the connect handler's own
+ * replies; a close the app asks for follows them. Refused, the connection drops it all.
+ */
+export class Opening {
+  /** The frames kept, in the order they were sent. */
+  frames: Frame[] = [];
+  /** The bytes of `frames` and of what they dropped: at most `maxBytes` are kept. */
+  bytes = 0;
+  /** The close to make once open: the app's (a later one replaces it), or 1008 past `maxBytes`. */
+  close: CloseRequest | undefined = undefined;
+
+  constructor(
+    readonly info: ConnectionInfo,
+    /** The most bytes kept; past it the frames are dropped and the connection closes with 1008 once open. */
+    readonly maxBytes = Number.POSITIVE_INFINITY,
+  ) {}
+
+  /**
+   * Keeps a frame to send once the connection opens: "kept"; "overflowed" when this frame takes
+   * what was sent past `maxBytes`: everything kept is dropped and the close becomes 1008 with
+   * openingOverflowReason (the caller logs it, once); "dropped" for every frame after that.
+   */
+  keep(data: Uint8Array, binary: boolean): KeepOutcome {
+    if (this.bytes > this.maxBytes) return "dropped";
+    this.bytes += data.byteLength;
+    if (this.bytes > this.maxBytes) {
+      this.frames = [];
+      this.close = { code: 1008, reason: openingOverflowReason(this.maxBytes) };
+      return "overflowed";
+    }
+    this.frames.push({ data, binary });
+    return "kept";
+  }
+
+  /** The app closed it: it is closed as soon as it opens, after the frames it was sent. */
+  requestClose(code: number, reason: string): void {
+    this.close = { code, reason };
+  }
+}
+
+/**
+ * Adds a room to a connection's rooms: true when it was not in it, false when it was. Throws
+ * RESOURCE_EXHAUSTED for a connection in MAX_ROOMS_PER_CONNECTION rooms already.
+ */
+export function addRoom(rooms: Set<string>, socket: string, connectionId: string, room: string): boolean {
+  if (rooms.has(room)) return false;
+  if (rooms.size >= MAX_ROOMS_PER_CONNECTION) {
+    throw new RpcError(Code.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${socket}"`, connectionId));
+  }
+  rooms.add(room);
+  return true;
+}
+
+/**
+ * The connect event of a connection. `queryParams` are the query as the provider hands it to
+ * handlers (locally percent-encoded, as Nitric's SDK decodes them; on AWS as API Gateway gives it).
+ */
+export function connectEvent(
+  socket: string,
+  info: ConnectionInfo,
+  queryParams: Record<string, { value: string[] }>,
+): MessageInitShape<typeof WebsocketEventRequestSchema> {
+  return {
+    socketName: socket,
+    connectionId: info.connectionId,
+    auth: info.auth ?? "",
+    websocketEvent: {
+      case: "connection",
+      value: { queryParams, headers: info.headers, remoteAddress: info.remoteAddress, connectedAt: info.connectedAt },
+    },
+  };
+}
+
+/** A refused connection: the HTTP status its client gets, and why (the body). */
+export interface ConnectRefusal {
+  status: number;
+  reason: string;
+}
+
+/**
+ * What the connect handler's answer means for its client: undefined when it accepts, else the
+ * refusal. The handler's HTTP error status is kept (SDKs answer 500 when the handler throws);
+ * any other, 0 included, means 403. Without a reason, the reason says who refused.
+ */
+export function connectRefusal(socket: string, response: WebsocketEventResponse): ConnectRefusal | undefined {
+  const answer =
+    response.websocketResponse.case === "connectionResponse" ? response.websocketResponse.value : undefined;
+  if (!answer?.reject) return undefined;
+  return {
+    status: answer.status >= 400 && answer.status <= 599 ? answer.status : 403,
+    reason: answer.reason || `connection refused by the connect handler of websocket "${socket}"`,
+  };
+}
+
+/**
+ * The HTTP status for an event no handler answered, and why: 504 when its handler timed out, 503
+ * when none was there to take it, 500 for anything else (its service went away, no handler).
+ */
+export function unansweredStatus(error: unknown): ConnectRefusal {
+  const failure = error instanceof HandlerError ? error.failure : "gone";
+  return {
+    status: failure === "timeout" ? 504 : failure === "unavailable" ? 503 : 500,
+    reason: error instanceof Error ? error.message : String(error),
+  };
+}
