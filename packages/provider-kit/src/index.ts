@@ -2,7 +2,9 @@
  * `@nitric-like/provider-kit`: the parts every provider shares. The gRPC services of the contract
  * (Resources, Websocket, WebsocketHandler, KvStore, Connections, Rooms) are written once here, over two
  * small backend interfaces, so the local and AWS providers answer every call alike: the same
- * checks, the same permission rules, the same errors. A third-party provider can use it too.
+ * checks, the same permission rules, the same errors. So is the connect path's logic (opening.ts):
+ * what a connection is sent while its connect handler runs, and the HTTP status a refused one gets.
+ * A third-party provider can use it too.
  */
 
 export {

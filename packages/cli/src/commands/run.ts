@@ -164,11 +164,11 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     throw error;
   }
   const environment = options.environment ?? DEFAULT_RUN_ENVIRONMENT;
-  let dotenv = loadDotEnv(project.dir, environment);
+  const dotenv = loadDotEnv(project.dir, environment);
   describeDotEnv(dotenv, output);
-  const { spec, errors, conflicts, failures } = await collectSpec(prepared, output, { dotenv: dotenv.values });
+  const collected = await collectSpec(prepared, output, { dotenv: dotenv.values });
   // Two services handling one event: only one could get the events, so run refuses as spec does.
-  refuseConflicts(spec, conflicts, output);
+  refuseConflicts(collected.spec, collected.conflicts, output);
 
   const provider = await loadProvider(options.provider, project.dir);
   if (!provider.run) {
@@ -179,32 +179,97 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   }
   const running = await provider.run({
     project,
-    spec,
+    spec: collected.spec,
     logger: output,
     randomPorts: options.randomPorts,
     ...(options.tcp === true ? { tcp: true } : {}),
     ...(options.host === undefined ? {} : { host: options.host }),
     ...(options.environment === undefined ? {} : { environment: options.environment }),
   });
-  // `run` is for trying things: it warns about what `up` would refuse instead of stopping. A
-  // service that failed is reported by its supervisor, once (by the emulator when it hosts them).
-  for (const e of running.hostsServices ? errors : warnedErrors(errors, conflicts, failures)) output.warn(e);
-  let dashboard: Dashboard | undefined;
-  if (options.dashboard !== false) {
+  const run = new Run(options, output, prepared, { environment, dotenv }, collected, provider.name, running);
+  return run.serve();
+}
+
+/** What the collect pass found (see collectSpec). */
+type Collected = Awaited<ReturnType<typeof collectSpec>>;
+
+/** One run once its provider runs: the dashboard, the services, their watching, and the stop. */
+class Run {
+  private readonly project: PreparedProject["project"];
+  private readonly spec: Spec;
+  private readonly environment: string;
+  /** The `.env` files as last read (a change reloads them). */
+  private dotenv: DotEnv;
+  private dashboard: Dashboard | undefined;
+  private supervisors: ServiceSupervisor[] = [];
+  private watcher: Watcher | undefined;
+  private stopping = false;
+  private resolveStopped: (code: number) => void = () => {};
+  private readonly stopped = new Promise<number>((resolve) => {
+    this.resolveStopped = resolve;
+  });
+
+  constructor(
+    private readonly options: RunCommandOptions,
+    private readonly output: Output,
+    private readonly prepared: PreparedProject,
+    env: { environment: string; dotenv: DotEnv },
+    private readonly collected: Collected,
+    private readonly providerName: string,
+    private readonly running: RunningProvider,
+  ) {
+    this.project = prepared.project;
+    this.spec = collected.spec;
+    this.environment = env.environment;
+    this.dotenv = env.dotenv;
+  }
+
+  /** Starts everything and resolves with the exit code once the run stops. */
+  async serve(): Promise<number> {
+    const { running, output, options } = this;
+    const { errors, conflicts, failures } = this.collected;
+    // `run` is for trying things: it warns about what `up` would refuse instead of stopping. A
+    // service that failed is reported by its supervisor, once (by the emulator when it hosts them).
+    for (const e of running.hostsServices ? errors : warnedErrors(errors, conflicts, failures)) output.warn(e);
+    if (options.dashboard !== false) await this.startDashboard();
+    this.noteEndpointAccess();
+    await this.createSupervisors();
+    options.control?.(this.supervisors.map((s) => ({ name: s.name, restart: () => s.restart(s.service) })));
+    this.listenForStop();
+    const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
+    if (running.hostsServices) {
+      if (options.watch && running.restartService) this.watcher = watchHostedServices(this.prepared, running, output);
+      await waitForHandlers(running, expectedHandlers(this.spec), readyTimeoutMs, output);
+      this.printReady();
+    } else {
+      await this.startServices(readyTimeoutMs);
+    }
+    const code = await this.stopped;
+    process.removeListener("SIGINT", this.onSignal);
+    process.removeListener("SIGTERM", this.onSignal);
+    process.removeListener("SIGHUP", this.onSignal);
+    return code;
+  }
+
+  /** Starts the dashboard and prints its address; a dashboard that cannot start stops the provider. */
+  private async startDashboard(): Promise<void> {
+    const { options, output, running } = this;
+    let dashboard: Dashboard;
     try {
       dashboard = await startDashboard({
         port: options.dashboardPort ?? (options.randomPorts ? 0 : DEFAULT_DASHBOARD_PORT),
         fallback: options.dashboardPort === undefined,
-        provider: provider.name,
-        spec,
+        provider: this.providerName,
+        spec: this.spec,
         running,
         logger: output,
-        env: () => ({ files: dotenv.files, names: [...dotenv.values.keys()] }),
+        env: () => ({ files: this.dotenv.files, names: [...this.dotenv.values.keys()] }),
       });
     } catch (error) {
       await running.stop();
       throw error;
     }
+    this.dashboard = dashboard;
     if (
       !options.randomPorts &&
       options.dashboardPort === undefined &&
@@ -212,81 +277,92 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     )
       output.info(output.paint("dim", `dashboard: port ${DEFAULT_DASHBOARD_PORT} is taken, so it uses a free one`));
     output.result(`dashboard ${dashboard.url}`);
-    const shown = dashboard;
-    running.onServiceOutput?.((service, stream, line) => shown.serviceLine(service, stream, line));
+    running.onServiceOutput?.((service, stream, line) => dashboard.serviceLine(service, stream, line));
   }
-  if (options.tcp === true && !running.hostsServices) {
-    output.warn(
-      "--tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT) with no credential, so any user of this machine can act as a service there (read its kv stores, send to its clients); use it only on a machine you do not share",
-    );
-  } else if (!running.hostsServices) {
-    for (const s of prepared.services.filter((s) => s.entry.start !== undefined)) {
-      output.info(
-        output.paint(
-          "dim",
-          `service "${s.entry.name}" has a start command: its endpoint is the Unix socket in SERVICE_ADDRESS; if its SDK reads NITRIC_SERVICE_HOST/PORT instead, run with --tcp`,
-        ),
+
+  /** Says who can reach the services' endpoints (--tcp), and how a service with a start command reaches its own. */
+  private noteEndpointAccess(): void {
+    const { options, output, running } = this;
+    if (options.tcp === true && !running.hostsServices) {
+      output.warn(
+        "--tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT) with no credential, so any user of this machine can act as a service there (read its kv stores, send to its clients); use it only on a machine you do not share",
       );
+    } else if (!running.hostsServices) {
+      for (const s of this.prepared.services.filter((s) => s.entry.start !== undefined)) {
+        output.info(
+          output.paint(
+            "dim",
+            `service "${s.entry.name}" has a start command: its endpoint is the Unix socket in SERVICE_ADDRESS; if its SDK reads NITRIC_SERVICE_HOST/PORT instead, run with --tcp`,
+          ),
+        );
+      }
     }
   }
-  const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
-  const inspect = options.inspect === true && !running.hostsServices;
-  if (options.inspect === true && running.hostsServices)
-    output.warn(`--inspect: provider "${provider.name}" starts the services itself, so they get no inspector`);
-  if (dotenv.files.length > 0 && running.hostsServices)
-    output.warn(
-      `${dotenv.files.join(", ")}: provider "${provider.name}" starts the services itself, without these variables; use the local provider for them`,
-    );
-  // A worker thread has no inspector port of its own (it shares this process's): --inspect means processes.
-  const threads = options.processes !== true && !inspect && threadsPossible(prepared, running);
-  if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
-  // A provider that hosts the services (an emulated cloud) starts them itself.
-  const supervisors = running.hostsServices
-    ? []
-    : prepared.services.map(
-        (s) =>
-          new ServiceSupervisor(project, s, running, output, width, threads, (service, stream, line) =>
-            dashboard?.serviceLine(service, stream, line),
-          ),
+
+  /**
+   * A supervisor per service, as a thread or a process (with an inspector port under --inspect);
+   * none when the provider hosts the services (an emulated cloud starts them itself).
+   */
+  private async createSupervisors(): Promise<void> {
+    const { options, output, running, prepared, project } = this;
+    const width = Math.max(...prepared.services.map((s) => s.entry.name.length));
+    const inspect = options.inspect === true && !running.hostsServices;
+    if (options.inspect === true && running.hostsServices)
+      output.warn(`--inspect: provider "${this.providerName}" starts the services itself, so they get no inspector`);
+    if (this.dotenv.files.length > 0 && running.hostsServices)
+      output.warn(
+        `${this.dotenv.files.join(", ")}: provider "${this.providerName}" starts the services itself, without these variables; use the local provider for them`,
       );
-  for (const supervisor of supervisors) {
-    supervisor.launchExtras = {
-      dotenv: dotenv.values,
-      ...(inspect ? { inspectPort: await freePort() } : {}),
-    };
+    // A worker thread has no inspector port of its own (it shares this process's): --inspect means processes.
+    const threads = options.processes !== true && !inspect && threadsPossible(prepared, running);
+    if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
+    this.supervisors = running.hostsServices
+      ? []
+      : prepared.services.map(
+          (s) =>
+            new ServiceSupervisor(project, s, running, output, width, threads, (service, stream, line) =>
+              this.dashboard?.serviceLine(service, stream, line),
+            ),
+        );
+    for (const supervisor of this.supervisors) {
+      supervisor.launchExtras = {
+        dotenv: this.dotenv.values,
+        ...(inspect ? { inspectPort: await freePort() } : {}),
+      };
+    }
   }
 
-  options.control?.(supervisors.map((s) => ({ name: s.name, restart: () => s.restart(s.service) })));
+  /** Ctrl-C, SIGTERM, SIGHUP and the caller's signal stop the run. */
+  private listenForStop(): void {
+    process.on("SIGINT", this.onSignal);
+    process.on("SIGTERM", this.onSignal);
+    // Services have process groups of their own, so a closed terminal's SIGHUP reaches only us: stop them.
+    process.on("SIGHUP", this.onSignal);
+    this.options.signal?.addEventListener("abort", () => void this.stop(), { once: true });
+  }
 
-  let watcher: Watcher | undefined;
-  let stopping = false;
-  let resolveStopped: (code: number) => void = () => {};
-  const stopped = new Promise<number>((resolve) => {
-    resolveStopped = resolve;
-  });
-  const stop = async (code = 0) => {
-    if (stopping) return;
-    stopping = true;
-    output.info(output.paint("dim", "stopping: closing connections and services..."));
-    watcher?.close();
-    await dashboard?.close();
-    await running.stop();
-    await Promise.all(supervisors.map((s) => s.stop(2000)));
-    resolveStopped(code);
-  };
-  const onSignal = () => {
+  private readonly onSignal = (): void => {
     // A second Ctrl-C while stopping gives up on a clean stop.
-    if (stopping) process.exit(130);
-    void stop();
+    if (this.stopping) process.exit(130);
+    void this.stop();
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  // Services have process groups of their own, so a closed terminal's SIGHUP reaches only us: stop them.
-  process.on("SIGHUP", onSignal);
-  options.signal?.addEventListener("abort", () => void stop(), { once: true });
 
-  const printReady = () => {
-    if (stopping) return;
+  /** Stops watching, the dashboard, the provider (closing connections) and the services, once. */
+  private async stop(code = 0): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.output.info(this.output.paint("dim", "stopping: closing connections and services..."));
+    this.watcher?.close();
+    await this.dashboard?.close();
+    await this.running.stop();
+    await Promise.all(this.supervisors.map((s) => s.stop(2000)));
+    this.resolveStopped(code);
+  }
+
+  /** The socket lines on stdout, then "ready"; a socket declared later gets its line when it comes. */
+  private printReady(): void {
+    if (this.stopping) return;
+    const { running, output } = this;
     const printed = new Set<string>();
     const printSockets = () => {
       for (const s of running.sockets()) {
@@ -298,59 +374,56 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     printSockets();
     // A socket declared later (after a code change) gets its line when its handlers register.
     running.onRegistrationsChanged(printSockets);
-    const n = prepared.services.length;
-    output.info(output.paint("green", `ready: ${project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`));
-  };
-  const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
-  if (running.hostsServices) {
-    if (options.watch && running.restartService) watcher = watchHostedServices(prepared, running, output);
-    await waitForHandlers(running, expectedHandlers(spec), readyTimeoutMs, output);
-    printReady();
-  } else {
+    const n = this.prepared.services.length;
+    output.info(
+      output.paint("green", `ready: ${this.project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`),
+    );
+  }
+
+  /** Watches the services' files, then starts every service that was collected (the others wait for a fix). */
+  private async startServices(readyTimeoutMs: number): Promise<void> {
+    const { options, output, supervisors, spec, prepared } = this;
+    const { failures } = this.collected;
     // Watching first: a change saved while services start (or wait after a failure) must not be missed.
     const failedCollect = new Set(failures.map((f) => f.service));
-    // A changed .env restarts every service with the new values.
-    const reloadDotEnv = () => {
-      try {
-        dotenv = loadDotEnv(project.dir, environment);
-      } catch (error) {
-        output.error((error as Error).message);
-        return;
-      }
-      describeDotEnv(dotenv, output);
-      output.info(output.paint("dim", ".env changed: restarting every service"));
-      for (const supervisor of supervisors) {
-        supervisor.launchExtras = { ...supervisor.launchExtras, dotenv: dotenv.values };
-        void supervisor.restart(supervisor.service);
-      }
-    };
     if (options.watch)
-      watcher = watchServices(prepared, spec, supervisors, failedCollect, output, {
-        dotenvPaths: dotenv.paths,
-        onDotEnv: reloadDotEnv,
-        dotenv: () => dotenv.values,
+      this.watcher = watchServices(prepared, spec, supervisors, failedCollect, output, {
+        dotenvPaths: this.dotenv.paths,
+        onDotEnv: () => this.reloadDotEnv(),
+        dotenv: () => this.dotenv.values,
       });
     // Ready (the socket lines, then "ready") only once every service has started; a service
     // that failed waits for a file change and so holds "ready" back until it is fixed.
-    whenAllStarted(supervisors, readyTimeoutMs, output, printReady);
-    if (!options.watch) stopWhenAllWait(supervisors, output, () => void stop(1));
+    whenAllStarted(supervisors, readyTimeoutMs, output, () => this.printReady());
+    if (!options.watch) stopWhenAllWait(supervisors, output, () => void this.stop(1));
     await Promise.all(
       supervisors.map((s) => {
         s.expected = expectedOf(spec, s.name);
         s.watching = options.watch;
         const failure = failures.find((f) => f.service === s.name);
         if (!failure) return s.start();
-        failCollected(s, failure, project.dir);
+        failCollected(s, failure, this.project.dir);
         return undefined;
       }),
     );
   }
 
-  const code = await stopped;
-  process.removeListener("SIGINT", onSignal);
-  process.removeListener("SIGTERM", onSignal);
-  process.removeListener("SIGHUP", onSignal);
-  return code;
+  /** A changed .env restarts every service with the new values. */
+  private reloadDotEnv(): void {
+    const { output } = this;
+    try {
+      this.dotenv = loadDotEnv(this.project.dir, this.environment);
+    } catch (error) {
+      output.error((error as Error).message);
+      return;
+    }
+    describeDotEnv(this.dotenv, output);
+    output.info(output.paint("dim", ".env changed: restarting every service"));
+    for (const supervisor of this.supervisors) {
+      supervisor.launchExtras = { ...supervisor.launchExtras, dotenv: this.dotenv.values };
+      void supervisor.restart(supervisor.service);
+    }
+  }
 }
 
 /**

@@ -12,7 +12,7 @@ import { Connections } from "@nitric-like/contracts/connections";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ClientMessage, Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
-import { createRunDir, currentUid, resourceKindOf } from "@nitric-like/provider-kit";
+import { createRunDir, currentUid, type RunDir, resourceKindOf } from "@nitric-like/provider-kit";
 import { Code, Router, RpcError } from "@nitric-like/rpc";
 import { GrpcServer } from "@nitric-like/rpc/grpc";
 import type {
@@ -120,6 +120,7 @@ export async function collect(
   return Promise.all(services.map((s) => collectOne(project, s.entry, s.bundle, options)));
 }
 
+/** Collects one service: serves it a collector, runs it, and records what it declared and how it ended. */
 async function collectOne(
   project: Project,
   entry: ServiceEntry,
@@ -127,10 +128,39 @@ async function collectOne(
   options: CollectOptions,
 ): Promise<CollectedService> {
   const result: CollectedService = { name: entry.name, file: entry.file, declared: [], grants: [], handlers: [] };
-  const startTimeoutMs = options.startTimeoutMs ?? 15000;
-  const quietMs = options.quietMs ?? 1500;
+  // Each call the service makes re-arms its quiet timer, from the moment it runs (see watchdog).
   let touch = () => {};
+  const server = new GrpcServer(collectorRouter(result, () => touch()));
+  const { launch, runDir } = await serveCollector(server, project, entry, options);
+  const child: ChildProcess = spawnService(bundle ? { ...launch, bundle } : launch);
+  const output: string[] = [];
+  const keep = (line: string) => {
+    output.push(line);
+    if (output.length > 200) output.shift();
+  };
+  if (child.stdout) forEachLine(child.stdout, keep);
+  if (child.stderr) forEachLine(child.stderr, keep);
+  const dog = watchdog(child, result, options.quietMs ?? 1500);
+  touch = dog.heard;
+  dog.arm(options.startTimeoutMs ?? 15000);
+  const exit = await new Promise<ServiceExit>((resolve) => {
+    child.once("error", (error) => resolve({ code: null, signal: null, error }));
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  dog.clear();
+  server.forceStop();
+  runDir?.remove();
+  recordExit(result, exit, dog.stoppedByUs(), output.join("\n"));
+  return result;
+}
 
+/**
+ * The collector's services: Resources and the handler and authorizer streams record into `result`
+ * and acknowledge; the streams of kinds nobody serves record their resource; every call that
+ * would need a running provider fails with UNAVAILABLE, saying to make it from a handler.
+ * `touch` is called on each sign of life.
+ */
+function collectorRouter(result: CollectedService, touch: () => void): Router {
   const router = new Router();
   router.service(Resources, {
     declare(call, callback) {
@@ -217,13 +247,23 @@ async function collectOne(
     deleteKey: (_call, cb) => cb(UNAVAILABLE("kv delete")),
     scanKeys: (call) => call.fail(UNAVAILABLE("kv keys")),
   });
-  const server = new GrpcServer(router);
+  return router;
+}
+
+/**
+ * Binds the collector and says how the service reaches it. Whoever reaches the collector can add
+ * to the spec (and so to what `up` grants), so it is an owner-only Unix socket, as the endpoints
+ * under `run` are. A service with a start command may use an SDK that reads only
+ * NITRIC_SERVICE_HOST/PORT: it gets 127.0.0.1 too, for these seconds.
+ */
+async function serveCollector(
+  server: GrpcServer,
+  project: Project,
+  entry: ServiceEntry,
+  options: CollectOptions,
+): Promise<{ launch: ServiceLaunch; runDir: RunDir | undefined }> {
   const bind = (address: string) => server.bind(address);
-  // Whoever reaches the collector can add to the spec (and so to what `up` grants), so it is an
-  // owner-only Unix socket, as the endpoints under `run` are. A service with a start command may
-  // use an SDK that reads only NITRIC_SERVICE_HOST/PORT: it gets 127.0.0.1 too, for these seconds.
   const runDir = currentUid() === undefined ? undefined : createRunDir();
-  let launch: ServiceLaunch;
   try {
     const local = runDir ? join(runDir.path, "collect.sock") : undefined;
     if (local) {
@@ -231,7 +271,7 @@ async function collectOne(
       chmodSync(local, 0o600);
     }
     const tcp = entry.start !== undefined || !local ? `127.0.0.1:${await bind("127.0.0.1:0")}` : undefined;
-    launch = {
+    const launch: ServiceLaunch = {
       project,
       service: entry,
       endpoint: tcp ?? `unix:${local}`,
@@ -239,20 +279,20 @@ async function collectOne(
       environment: "build" as const,
       ...(options.dotenv ? { dotenv: options.dotenv } : {}),
     };
+    return { launch, runDir };
   } catch (error) {
     server.forceStop();
     runDir?.remove();
     throw error;
   }
-  const child: ChildProcess = spawnService(bundle ? { ...launch, bundle } : launch);
-  const output: string[] = [];
-  const keep = (line: string) => {
-    output.push(line);
-    if (output.length > 200) output.shift();
-  };
-  if (child.stdout) forEachLine(child.stdout, keep);
-  if (child.stderr) forEachLine(child.stderr, keep);
+}
 
+/**
+ * Stops a service that does not finish: one that declares nothing within the first `arm`, or goes
+ * quiet for `quietMs` after its last sign of life (`heard`) without exiting. One stopped before it
+ * declared anything gets a failure saying so.
+ */
+function watchdog(child: ChildProcess, result: CollectedService, quietMs: number) {
   let stoppedByUs = false;
   let timer: NodeJS.Timeout | undefined;
   let heardFrom = false;
@@ -269,26 +309,32 @@ async function collectOne(
       void stopProcess(child, 1000);
     }, ms);
   };
-  touch = () => {
-    heardFrom = true;
-    arm(quietMs);
+  return {
+    arm,
+    heard: () => {
+      heardFrom = true;
+      arm(quietMs);
+    },
+    clear: () => clearTimeout(timer),
+    stoppedByUs: () => stoppedByUs,
   };
-  arm(startTimeoutMs);
+}
 
-  const exit = await new Promise<{ code: number | null; signal: string | null; error?: Error }>((resolve) => {
-    child.once("error", (error) => resolve({ code: null, signal: null, error }));
-    child.once("exit", (code, signal) => resolve({ code, signal }));
-  });
-  clearTimeout(timer);
-  server.forceStop();
-  runDir?.remove();
+/** How a service process ended. */
+interface ServiceExit {
+  code: number | null;
+  signal: string | null;
+  error?: Error;
+}
+
+/** Records a service that could not start or failed on its own, with its last lines of output. */
+function recordExit(result: CollectedService, exit: ServiceExit, stoppedByUs: boolean, output: string): void {
   if (exit.error) {
-    result.failure = { message: `could not start: ${exit.error.message}`, output: output.join("\n") };
+    result.failure = { message: `could not start: ${exit.error.message}`, output };
   } else if (!stoppedByUs && exit.code !== 0) {
     const how = exit.code === null ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    result.failure = { message: `${how} while its resources were being collected`, output: output.join("\n") };
+    result.failure = { message: `${how} while its resources were being collected`, output };
   } else if (result.failure && result.failure.output === "") {
-    result.failure.output = output.join("\n");
+    result.failure.output = output;
   }
-  return result;
 }

@@ -17,6 +17,7 @@ import {
   type InspectedConnection,
   kvValueProblem,
   type Logger,
+  type ProviderInspector,
   type RunningProvider,
   type Spec,
   type TrafficEvent,
@@ -212,160 +213,174 @@ function field(body: Record<string, unknown>, name: string): string {
 
 /** Starts the dashboard. A port the user asked for that is taken is a UserError. */
 export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
-  const { spec, running } = options;
-  const inspect = running.inspect;
-  const stores = new Set(spec.resources.filter((r) => r.kind === "kv").map((r) => r.name));
-  const sockets = new Set(spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name));
-  const pages = new Set<ServerResponse>();
-  let port = 0;
-  let unsubscribe: (() => void) | undefined;
-  let queue: PageTraffic[] = [];
-  let dropped = 0;
-  let flushTimer: NodeJS.Timeout | undefined;
+  const dashboard = new DashboardServer(options);
+  await dashboard.listen();
+  return {
+    url: dashboard.url,
+    serviceLine: (service, stream, line) => dashboard.serviceLine(service, stream, line),
+    close: () => dashboard.close(),
+  };
+}
 
-  const emit = (event: string, data: unknown) => {
+/** The dashboard's server: its pages' event streams, the JSON API and the page's files. */
+class DashboardServer {
+  private readonly running: RunningProvider;
+  private readonly inspect: ProviderInspector | undefined;
+  private readonly stores: Set<string>;
+  private readonly sockets: Set<string>;
+  /** The event streams of the open pages. */
+  private readonly pages = new Set<ServerResponse>();
+  private port = 0;
+  /** Stops the provider's traffic events: set while a page listens. */
+  private unsubscribe: (() => void) | undefined;
+  private queue: PageTraffic[] = [];
+  private dropped = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly logs = logCollector(
+    () => this.pages.size > 0,
+    (batch) => this.emit("log", batch),
+  );
+  private readonly server: Server;
+
+  constructor(private readonly options: DashboardOptions) {
+    const { spec, running } = options;
+    this.running = running;
+    this.inspect = running.inspect;
+    this.stores = new Set(spec.resources.filter((r) => r.kind === "kv").map((r) => r.name));
+    this.sockets = new Set(spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name));
+    running.onRegistrationsChanged(() => {
+      if (this.pages.size > 0) void this.state().then((st) => this.emit("state", st));
+    });
+    // The boundary of every request: an HttpError is the client's mistake and an error with a gRPC
+    // code the provider's refusal (a kv key or value it does not take), each answered with its
+    // status; anything else is a bug, answered with 500 and logged in one line, and the dashboard
+    // carries on.
+    this.server = createServer((req, res) =>
+      guard(
+        () => this.handle(req, res),
+        (error: unknown) => this.failed(req, res, error),
+      ),
+    );
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Listens on the port asked for; on a free one instead when it is taken and `fallback` allows it. */
+  async listen(): Promise<void> {
+    const { options } = this;
+    try {
+      await listen(this.server, options.port);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
+      if (!options.fallback)
+        throw new UserError(
+          `dashboard: port ${options.port} is already in use; pick another with --dashboard-port, or --no-dashboard`,
+        );
+      await listen(this.server, 0);
+    }
+    const address = this.server.address();
+    this.port = typeof address === "object" && address ? address.port : options.port;
+  }
+
+  serviceLine(service: string, stream: "stdout" | "stderr", line: string): void {
+    this.logs.add(service, stream, line);
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.logs.flushNow();
+    this.emit("stopped", { at: Date.now() });
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    for (const page of this.pages) page.end();
+    this.pages.clear();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  /** Sends an event to every page; a page too far behind is dropped instead. */
+  private emit(event: string, data: unknown): void {
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const page of pages) {
-      if (page.writableLength > MAX_PAGE_BACKLOG_BYTES) dropPage(page);
+    for (const page of this.pages) {
+      if (page.writableLength > MAX_PAGE_BACKLOG_BYTES) this.dropPage(page);
       else page.write(frame);
     }
-  };
+  }
+
   /** Ends the stream of a page that fell behind: what waits for it is dropped with it. */
-  const dropPage = (page: ServerResponse) => {
-    pages.delete(page);
+  private dropPage(page: ServerResponse): void {
+    this.pages.delete(page);
     page.destroy();
-    if (pages.size === 0 && unsubscribe) {
-      unsubscribe();
-      unsubscribe = undefined;
+    this.unwatchIfUnseen();
+  }
+
+  /** With no page left, traffic is no longer observed. */
+  private unwatchIfUnseen(): void {
+    if (this.pages.size === 0 && this.unsubscribe) {
+      this.unsubscribe();
+      this.unsubscribe = undefined;
     }
-  };
-  const flush = () => {
-    flushTimer = undefined;
-    if (queue.length > 0) emit("traffic", { events: queue, dropped });
-    queue = [];
-    dropped = 0;
-  };
-  const onTraffic = (event: TrafficEvent) => {
-    if (queue.length >= MAX_EVENTS_PER_FLUSH) dropped++;
-    else queue.push(pageTraffic(event));
-    flushTimer ??= setTimeout(flush, FLUSH_MS);
-  };
-  const logs = logCollector(
-    () => pages.size > 0,
-    (batch) => emit("log", batch),
-  );
-  running.onRegistrationsChanged(() => {
-    if (pages.size > 0) void state().then((st) => emit("state", st));
-  });
+  }
 
-  const state = async () => ({
-    project: spec.name,
-    provider: options.provider,
-    inspect: inspect !== undefined,
-    // Why the kv browser is off on a provider that shows connections but not its stores.
-    ...(inspect?.kvUnavailable === undefined ? {} : { kvUnavailable: inspect.kvUnavailable }),
-    spec,
-    sockets: running.sockets(),
-    registrations: running.registrations(),
-    // What each socket enforces, so a limit that closes or refuses connections can be read here.
-    limits: inspect ? await inspect.limits() : {},
-    env: options.env?.() ?? { files: [], names: [] },
-  });
+  private flush(): void {
+    this.flushTimer = undefined;
+    if (this.queue.length > 0) this.emit("traffic", { events: this.queue, dropped: this.dropped });
+    this.queue = [];
+    this.dropped = 0;
+  }
 
-  const needInspect = () => {
-    if (!inspect) throw new HttpError(501, `provider "${options.provider}" offers no live inspection`);
-    return inspect;
+  private readonly onTraffic = (event: TrafficEvent): void => {
+    if (this.queue.length >= MAX_EVENTS_PER_FLUSH) this.dropped++;
+    else this.queue.push(pageTraffic(event));
+    this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_MS);
   };
-  const needKv = () => {
-    const inspector = needInspect();
+
+  private async state() {
+    const { options, inspect, running } = this;
+    return {
+      project: options.spec.name,
+      provider: options.provider,
+      inspect: inspect !== undefined,
+      // Why the kv browser is off on a provider that shows connections but not its stores.
+      ...(inspect?.kvUnavailable === undefined ? {} : { kvUnavailable: inspect.kvUnavailable }),
+      spec: options.spec,
+      sockets: running.sockets(),
+      registrations: running.registrations(),
+      // What each socket enforces, so a limit that closes or refuses connections can be read here.
+      limits: inspect ? await inspect.limits() : {},
+      env: options.env?.() ?? { files: [], names: [] },
+    };
+  }
+
+  private needInspect(): ProviderInspector {
+    if (!this.inspect) throw new HttpError(501, `provider "${this.options.provider}" offers no live inspection`);
+    return this.inspect;
+  }
+
+  private needKv(): ProviderInspector {
+    const inspector = this.needInspect();
     if (inspector.kvUnavailable !== undefined) throw new HttpError(501, inspector.kvUnavailable);
     return inspector;
-  };
-  const socketNamed = (name: string) => {
-    if (!sockets.has(name)) throw new HttpError(404, `websocket "${name}" is not in the spec`);
+  }
+
+  private socketNamed(name: string): string {
+    if (!this.sockets.has(name)) throw new HttpError(404, `websocket "${name}" is not in the spec`);
     return name;
-  };
-  const store = (name: string) => {
-    if (!stores.has(name)) throw new HttpError(404, `kv store "${name}" is not in the spec`);
+  }
+
+  private store(name: string): string {
+    if (!this.stores.has(name)) throw new HttpError(404, `kv store "${name}" is not in the spec`);
     return name;
-  };
+  }
 
-  const api = async (req: IncomingMessage, url: URL): Promise<unknown> => {
-    const route = `${req.method} ${url.pathname}`;
-    const q = (name: string) => url.searchParams.get(name) ?? "";
-    switch (route) {
-      case "GET /api/state":
-        return state();
-      case "GET /api/connections":
-        return boundedListing(await needInspect().connections());
-      case "POST /api/send": {
-        const body = await readJson(req);
-        const socket = socketNamed(field(body, "socket"));
-        const data = Buffer.from(typeof body.text === "string" ? body.text : "", "utf8");
-        const binary = body.binary === true;
-        if (typeof body.connectionId === "string" && body.connectionId !== "") {
-          const sent = await needInspect().send(socket, body.connectionId, data, binary);
-          if (!sent) throw new HttpError(404, `connection ${body.connectionId} of websocket "${socket}" is not open`);
-          return { sent: 1 };
-        }
-        return { sent: await needInspect().broadcast(socket, data, binary) };
-      }
-      case "POST /api/close": {
-        const body = await readJson(req);
-        const socket = socketNamed(field(body, "socket"));
-        const id = field(body, "connectionId");
-        const code = typeof body.code === "number" ? body.code : 1000;
-        if (code !== 1000 && (code < 3000 || code > 4999))
-          throw new HttpError(400, "a close code is 1000 or between 3000 and 4999");
-        const reason = typeof body.reason === "string" ? body.reason : "";
-        if (Buffer.byteLength(reason) > 123) throw new HttpError(400, "a close reason is at most 123 bytes");
-        if (!(await needInspect().close(socket, id, code, reason)))
-          throw new HttpError(404, `connection ${id} of websocket "${socket}" is not open`);
-        return { closed: true };
-      }
-      case "GET /api/kv/keys":
-        return { keys: await needKv().kvKeys(store(q("store")), q("prefix"), MAX_KEYS), limit: MAX_KEYS };
-      case "GET /api/kv/value": {
-        const key = q("key");
-        const value = await needKv().kvGet(store(q("store")), key);
-        if (value === undefined) throw new HttpError(404, `key "${key}" not found`);
-        return { value };
-      }
-      case "PUT /api/kv/value": {
-        const body = await readJson(req);
-        const value = body.value;
-        const name = store(field(body, "store"));
-        const key = field(body, "key");
-        // The rules every kv set() follows (@nitric-like/spec), so a value saved here is one AWS keeps too.
-        const problem = kvValueProblem(name, key, value);
-        if (problem !== undefined) throw new HttpError(400, problem);
-        await needKv().kvSet(name, key, value as Record<string, unknown>);
-        return { saved: true };
-      }
-      case "DELETE /api/kv/value":
-        await needKv().kvDelete(store(q("store")), q("key"));
-        return { deleted: true };
-      default:
-        throw new HttpError(404, `no such API: ${route}`);
-    }
-  };
-
-  const events = (req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-store", Connection: "keep-alive" });
-    void state().then((st) => res.write(`event: state\ndata: ${JSON.stringify(st)}\n\n`));
-    pages.add(res);
-    if (inspect && !unsubscribe) unsubscribe = inspect.onTraffic(onTraffic);
-    req.on("close", () => {
-      pages.delete(res);
-      if (pages.size === 0 && unsubscribe) {
-        unsubscribe();
-        unsubscribe = undefined;
-      }
-    });
-  };
-
-  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+  /** Serves one request (the boundary in the constructor answers what it throws). */
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const host = req.headers.host ?? "";
+    const port = this.port;
     if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) throw new HttpError(421, "unexpected Host");
     let url: URL;
     try {
@@ -377,13 +392,117 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       const origin = req.headers.origin;
       if (origin !== undefined && origin !== `http://${host}`) throw new HttpError(403, "cross-origin request");
     }
-    if (url.pathname === "/api/events" && req.method === "GET") return events(req, res);
+    if (url.pathname === "/api/events" && req.method === "GET") return this.events(req, res);
     if (url.pathname.startsWith("/api/")) {
-      const result = await api(req, url);
+      const result = await this.api(req, url);
       res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
       res.end(JSON.stringify(result));
       return;
     }
+    await this.asset(req, res, url);
+  }
+
+  /** Answers a request that failed: its status and message, and a bug logged in one line. */
+  private failed(req: IncomingMessage, res: ServerResponse, error: unknown): void {
+    const status = error instanceof HttpError ? error.status : refusalStatus(error);
+    const message = error instanceof Error ? error.message : String(error);
+    if (status === 500) {
+      const line = boundaryMessage("dashboard", `serving ${req.method} ${req.url}`, error, "answered it with 500");
+      if (this.options.logger) this.options.logger.error(line);
+      else console.error(line);
+    }
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    res.writeHead(status, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ error: message }));
+  }
+
+  /** A page's event stream: the state at once, then traffic, logs and state changes as they come. */
+  private events(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-store", Connection: "keep-alive" });
+    void this.state().then((st) => res.write(`event: state\ndata: ${JSON.stringify(st)}\n\n`));
+    this.pages.add(res);
+    if (this.inspect && !this.unsubscribe) this.unsubscribe = this.inspect.onTraffic(this.onTraffic);
+    req.on("close", () => {
+      this.pages.delete(res);
+      this.unwatchIfUnseen();
+    });
+  }
+
+  /** The JSON API. */
+  private async api(req: IncomingMessage, url: URL): Promise<unknown> {
+    const route = `${req.method} ${url.pathname}`;
+    const q = (name: string) => url.searchParams.get(name) ?? "";
+    switch (route) {
+      case "GET /api/state":
+        return this.state();
+      case "GET /api/connections":
+        return boundedListing(await this.needInspect().connections());
+      case "POST /api/send":
+        return this.send(await readJson(req));
+      case "POST /api/close":
+        return this.closeConnection(await readJson(req));
+      case "GET /api/kv/keys":
+        return { keys: await this.needKv().kvKeys(this.store(q("store")), q("prefix"), MAX_KEYS), limit: MAX_KEYS };
+      case "GET /api/kv/value": {
+        const key = q("key");
+        const value = await this.needKv().kvGet(this.store(q("store")), key);
+        if (value === undefined) throw new HttpError(404, `key "${key}" not found`);
+        return { value };
+      }
+      case "PUT /api/kv/value":
+        return this.saveValue(await readJson(req));
+      case "DELETE /api/kv/value":
+        await this.needKv().kvDelete(this.store(q("store")), q("key"));
+        return { deleted: true };
+      default:
+        throw new HttpError(404, `no such API: ${route}`);
+    }
+  }
+
+  /** Sends a frame to one connection, or to every connection of the socket. */
+  private async send(body: Record<string, unknown>): Promise<{ sent: number }> {
+    const socket = this.socketNamed(field(body, "socket"));
+    const data = Buffer.from(typeof body.text === "string" ? body.text : "", "utf8");
+    const binary = body.binary === true;
+    if (typeof body.connectionId === "string" && body.connectionId !== "") {
+      const sent = await this.needInspect().send(socket, body.connectionId, data, binary);
+      if (!sent) throw new HttpError(404, `connection ${body.connectionId} of websocket "${socket}" is not open`);
+      return { sent: 1 };
+    }
+    return { sent: await this.needInspect().broadcast(socket, data, binary) };
+  }
+
+  /** Closes a connection with a code and reason a service could give (RFC 6455 section 7.4). */
+  private async closeConnection(body: Record<string, unknown>): Promise<{ closed: true }> {
+    const socket = this.socketNamed(field(body, "socket"));
+    const id = field(body, "connectionId");
+    const code = typeof body.code === "number" ? body.code : 1000;
+    if (code !== 1000 && (code < 3000 || code > 4999))
+      throw new HttpError(400, "a close code is 1000 or between 3000 and 4999");
+    const reason = typeof body.reason === "string" ? body.reason : "";
+    if (Buffer.byteLength(reason) > 123) throw new HttpError(400, "a close reason is at most 123 bytes");
+    if (!(await this.needInspect().close(socket, id, code, reason)))
+      throw new HttpError(404, `connection ${id} of websocket "${socket}" is not open`);
+    return { closed: true };
+  }
+
+  /** Saves a kv value, if every kv set() would take it. */
+  private async saveValue(body: Record<string, unknown>): Promise<{ saved: true }> {
+    const value = body.value;
+    const name = this.store(field(body, "store"));
+    const key = field(body, "key");
+    // The rules every kv set() follows (@nitric-like/spec), so a value saved here is one AWS keeps too.
+    const problem = kvValueProblem(name, key, value);
+    if (problem !== undefined) throw new HttpError(400, problem);
+    await this.needKv().kvSet(name, key, value as Record<string, unknown>);
+    return { saved: true };
+  }
+
+  /** One of the page's files. */
+  private async asset(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const asset = ASSETS.get(url.pathname);
     if (!asset || req.method !== "GET") throw new HttpError(404, "not found");
     const body = await readFile(join(cliPackageDir(), "dashboard", asset.file));
@@ -395,61 +514,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     });
     res.end(body);
-  };
-
-  const logError = options.logger ? (m: string) => options.logger?.error(m) : (m: string) => console.error(m);
-  // The boundary of every request: an HttpError is the client's mistake and an error with a gRPC
-  // code the provider's refusal (a kv key or value it does not take), each answered with its
-  // status; anything else is a bug, answered with 500 and logged in one line, and the dashboard
-  // carries on.
-  const server = createServer((req, res) =>
-    guard(
-      () => handle(req, res),
-      (error: unknown) => {
-        const status = error instanceof HttpError ? error.status : refusalStatus(error);
-        const message = error instanceof Error ? error.message : String(error);
-        if (status === 500)
-          logError(boundaryMessage("dashboard", `serving ${req.method} ${req.url}`, error, "answered it with 500"));
-        if (res.headersSent) {
-          res.end();
-          return;
-        }
-        res.writeHead(status, { "Content-Type": "application/json" });
-        res.end(JSON.stringify({ error: message }));
-      },
-    ),
-  );
-
-  try {
-    await listen(server, options.port);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
-    if (!options.fallback)
-      throw new UserError(
-        `dashboard: port ${options.port} is already in use; pick another with --dashboard-port, or --no-dashboard`,
-      );
-    await listen(server, 0);
   }
-  const address = server.address();
-  port = typeof address === "object" && address ? address.port : options.port;
-
-  return {
-    url: `http://127.0.0.1:${port}`,
-    serviceLine: (service, stream, line) => logs.add(service, stream, line),
-    close: async () => {
-      clearTimeout(flushTimer);
-      logs.flushNow();
-      emit("stopped", { at: Date.now() });
-      unsubscribe?.();
-      unsubscribe = undefined;
-      for (const page of pages) page.end();
-      pages.clear();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    },
-  };
 }
 
 /**

@@ -781,8 +781,52 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   const stack = options.stackName ?? "emulated";
   const template = JSON.parse(readFileSync(join(options.buildDir, "template.json"), "utf8")) as Template;
   const resources = template.Resources;
+  const physical = physicalIds(resources, region, stack);
+  const resolved = resolveIntrinsics(resources, physical) as Template["Resources"];
+  await createTables(resolved, physical, options.dynamodbEndpoint, region);
 
-  // Physical ids, as CloudFormation would make them.
+  // The Management API and Lambda's Invoke API share one server.
+  const apis = new Map<string, EmulatedApi>();
+  const byName = new Map<string, EmulatedFunction>();
+  const management = createManagementServer({
+    apis,
+    byName,
+    physicalArn: (f) => physical.attributes[f.logicalId]?.Arn,
+    logger: options.logger,
+  });
+  await new Promise<void>((resolve) => management.listen(0, "127.0.0.1", resolve));
+  const managementUrl = `http://127.0.0.1:${(management.address() as AddressInfo).port}`;
+
+  // Socket APIs, listening first so their URLs can go into the functions' environment.
+  const socketNames = socketNamesOf(template);
+  const routes = routesOf(resources, resolved, physical);
+  const functions = createFunctions(resolved, physical, options);
+  const fnById = new Map<string, EmulatedFunction>();
+  for (const fn of functions) {
+    fnById.set(fn.logicalId, fn);
+    byName.set(fn.name, fn);
+  }
+  const rate = new ConnectionRate(options.newConnectionsPerSecond ?? NEW_CONNECTIONS_PER_SECOND);
+  for (const [logicalId] of Object.entries(resources)) {
+    if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
+    const api = emulatedApi(logicalId, { resolved, physical, routes, fnById, socketNames, options, rate });
+    await api.listen();
+    apis.set(api.apiId, api);
+  }
+
+  for (const fn of functions)
+    Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, options));
+  await Promise.all(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
+
+  const sockets = [...apis.values()]
+    .map((api) => ({ name: socketNames.get(api.logicalId) ?? api.logicalId, url: api.url }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  const connectionsTable = resources.ConnectionsTable ? (physical.ref.ConnectionsTable as string) : undefined;
+  return new Emulator(apis, functions, management, sockets, connectionsTable);
+}
+
+/** Physical ids and attributes for the template's resources, as CloudFormation would make them. */
+function physicalIds(resources: Template["Resources"], region: string, stack: string): Physical {
   const physical: Physical = {
     ref: {
       "AWS::Region": region,
@@ -818,12 +862,20 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       physical.ref[id] = shortId(`${stack}/${id}`);
     }
   }
-  const resolved = resolveIntrinsics(resources, physical) as Template["Resources"];
+  return physical;
+}
 
-  // DynamoDB tables. (The SDK's Node 20 warning says nothing the emulator's user can act on.)
+/** Creates the template's DynamoDB tables; one kept from an earlier run keeps its data. */
+async function createTables(
+  resolved: Template["Resources"],
+  physical: Physical,
+  endpoint: string,
+  region: string,
+): Promise<void> {
+  // The SDK's Node 20 warning says nothing the emulator's user can act on.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const dynamo = new DynamoDBClient({
-    endpoint: options.dynamodbEndpoint,
+    endpoint,
     region,
     credentials: { accessKeyId: "emulated", secretAccessKey: "emulated" },
   });
@@ -845,78 +897,95 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     }
   }
   dynamo.destroy();
+}
 
-  // The Management API and Lambda's Invoke API share one server.
-  const apis = new Map<string, EmulatedApi>();
-  const byName = new Map<string, EmulatedFunction>();
+/** What the Management and Invoke API server reaches: filled in as the APIs and functions start. */
+interface ManagementContext {
+  /** The socket APIs, by API id. */
+  apis: Map<string, EmulatedApi>;
+  /** The functions, by physical name. */
+  byName: Map<string, EmulatedFunction>;
+  physicalArn(f: EmulatedFunction): string | undefined;
+  logger: Logger;
+}
+
+/** The server of the Management API (`/{api}/{stage}/@connections/{id}`) and Lambda's Invoke API. */
+function createManagementServer(ctx: ManagementContext): Server {
   // The boundary of every Management and Invoke API request: what throws ends that one request with
   // 500 and one log line, never the emulator.
-  const management = createServer((req, res) =>
+  return createServer((req, res) =>
     guard(
-      () => serveManagement(req, res),
-      (error) => answerFailure(res, options.logger, "management API", `serving ${req.method} ${req.url}`, error),
+      () => serveManagement(ctx, req, res),
+      (error) => answerFailure(res, ctx.logger, "management API", `serving ${req.method} ${req.url}`, error),
     ),
   );
-  const serveManagement = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const body = await readBody(req);
-    let path: string;
-    try {
-      path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-    } catch {
-      res
-        .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "BadRequestException" })
-        .end(JSON.stringify({ message: `invalid request path ${JSON.stringify(req.url)}` }));
-      return;
-    }
-    const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(path);
-    if (invoke) {
-      const fn = byName.get(invoke[1] as string) ?? [...byName.values()].find((f) => physicalArn(f) === invoke[1]);
-      if (!fn) {
-        res
-          .writeHead(404, { "content-type": "application/json", "x-amzn-errortype": "ResourceNotFoundException" })
-          .end(JSON.stringify({ message: `Function not found: ${invoke[1]}` }));
-        return;
-      }
-      let event: unknown;
-      try {
-        event = JSON.parse(body.toString("utf8") || "null");
-      } catch {
-        res
-          .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "InvalidRequestContentException" })
-          .end(JSON.stringify({ message: "Could not parse request body into json" }));
-        return;
-      }
-      if (req.headers["x-amz-invocation-type"] === "Event") {
-        fn.invoke(event).catch((error: Error) => options.logger.error(`async invoke of ${fn.name}: ${error.message}`));
-        res.writeHead(202).end();
-        return;
-      }
-      try {
-        res
-          .writeHead(200, { "content-type": "application/json" })
-          .end(JSON.stringify((await fn.invoke(event)) ?? null));
-      } catch (error) {
-        res
-          .writeHead(200, { "content-type": "application/json", "x-amz-function-error": "Unhandled" })
-          .end(JSON.stringify({ errorMessage: (error as Error).message }));
-      }
-      return;
-    }
-    const m = /^\/([^/]+)\/([^/]+)\/@connections\/(.+)$/.exec(path);
-    const api = m ? apis.get(m[1] as string) : undefined;
-    if (!m || !api) {
-      res
-        .writeHead(404, { "content-type": "application/json" })
-        .end(JSON.stringify({ message: `no route for ${path}` }));
-      return;
-    }
-    api.manage(req.method ?? "GET", m[3] as string, body, res);
-  };
-  await new Promise<void>((resolve) => management.listen(0, "127.0.0.1", resolve));
-  const managementUrl = `http://127.0.0.1:${(management.address() as AddressInfo).port}`;
-  const physicalArn = (f: EmulatedFunction) => physical.attributes[f.logicalId]?.Arn;
+}
 
-  // Socket APIs, listening first so their URLs can go into the functions' environment.
+async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const body = await readBody(req);
+  let path: string;
+  try {
+    path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+  } catch {
+    res
+      .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "BadRequestException" })
+      .end(JSON.stringify({ message: `invalid request path ${JSON.stringify(req.url)}` }));
+    return;
+  }
+  const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(path);
+  if (invoke) {
+    await serveInvoke(ctx, invoke[1] as string, req, body, res);
+    return;
+  }
+  const m = /^\/([^/]+)\/([^/]+)\/@connections\/(.+)$/.exec(path);
+  const api = m ? ctx.apis.get(m[1] as string) : undefined;
+  if (!m || !api) {
+    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ message: `no route for ${path}` }));
+    return;
+  }
+  api.manage(req.method ?? "GET", m[3] as string, body, res);
+}
+
+/** Lambda's Invoke: RequestResponse answers the function's result, Event (asynchronous) 202 at once. */
+async function serveInvoke(
+  ctx: ManagementContext,
+  name: string,
+  req: IncomingMessage,
+  body: Buffer,
+  res: ServerResponse,
+): Promise<void> {
+  const fn = ctx.byName.get(name) ?? [...ctx.byName.values()].find((f) => ctx.physicalArn(f) === name);
+  if (!fn) {
+    res
+      .writeHead(404, { "content-type": "application/json", "x-amzn-errortype": "ResourceNotFoundException" })
+      .end(JSON.stringify({ message: `Function not found: ${name}` }));
+    return;
+  }
+  let event: unknown;
+  try {
+    event = JSON.parse(body.toString("utf8") || "null");
+  } catch {
+    res
+      .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "InvalidRequestContentException" })
+      .end(JSON.stringify({ message: "Could not parse request body into json" }));
+    return;
+  }
+  if (req.headers["x-amz-invocation-type"] === "Event") {
+    fn.invoke(event).catch((error: Error) => ctx.logger.error(`async invoke of ${fn.name}: ${error.message}`));
+    res.writeHead(202).end();
+    return;
+  }
+  try {
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify((await fn.invoke(event)) ?? null));
+  } catch (error) {
+    res
+      .writeHead(200, { "content-type": "application/json", "x-amz-function-error": "Unhandled" })
+      .end(JSON.stringify({ errorMessage: (error as Error).message }));
+  }
+}
+
+/** Each socket's name by its API's logical id, from the template's `Websocket<Name>` outputs. */
+function socketNamesOf(template: Template): Map<string, string> {
   const socketNames = new Map<string, string>();
   for (const [key, output] of Object.entries(template.Outputs ?? {})) {
     const name = output.Description?.replace(/^websocket /, "");
@@ -925,7 +994,23 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     );
     if (key.startsWith("Websocket") && name && api?.[1]) socketNames.set(api[1], name);
   }
-  const routesOf = new Map<string, Map<string, { fnId: string; twoWay: boolean; authorizerFnId?: string }>>();
+  return socketNames;
+}
+
+/** A route of the template: the logical ids of the function it calls and of its authorizer's. */
+interface TemplateRoute {
+  fnId: string;
+  twoWay: boolean;
+  authorizerFnId?: string;
+}
+
+/** Each API's routes (by physical API id, then route key), followed through integrations to functions. */
+function routesOf(
+  resources: Template["Resources"],
+  resolved: Template["Resources"],
+  physical: Physical,
+): Map<string, Map<string, TemplateRoute>> {
+  const routesOf = new Map<string, Map<string, TemplateRoute>>();
   const functionOfUri = (uri: string) =>
     Object.keys(resources).find(
       (id) => resources[id]?.Type === "AWS::Lambda::Function" && uri.includes(`${physical.attributes[id]?.Arn}/`),
@@ -943,9 +1028,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     const integrationId = p.Target.replace(/^integrations\//, "");
     const integration = Object.entries(resources).find(([id]) => physical.ref[id] === integrationId)?.[0];
     const uri = String((resolved[integration ?? ""]?.Properties as { IntegrationUri?: string })?.IntegrationUri ?? "");
-    const fnId = Object.keys(resources).find(
-      (id) => resources[id]?.Type === "AWS::Lambda::Function" && uri.includes(`${physical.attributes[id]?.Arn}/`),
-    );
+    const fnId = functionOfUri(uri);
     if (!fnId) throw new Error(`template: route ${p.RouteKey} of API ${p.ApiId} targets no function of the template`);
     let authorizerFnId: string | undefined;
     if (p.AuthorizationType === "CUSTOM") {
@@ -967,105 +1050,122 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     });
     routesOf.set(p.ApiId, routes);
   }
+  return routesOf;
+}
 
+/** A function per AWS::Lambda::Function, not started: its environment is set once the APIs listen. */
+function createFunctions(
+  resolved: Template["Resources"],
+  physical: Physical,
+  options: EmulatorOptions,
+): EmulatedFunction[] {
   const functions: EmulatedFunction[] = [];
-  const fnById = new Map<string, EmulatedFunction>();
   for (const [id, r] of Object.entries(resolved)) {
     if (r.Type !== "AWS::Lambda::Function") continue;
     const p = r.Properties as { Environment?: { Variables?: Record<string, string> } };
-    const variables = { ...(p.Environment?.Variables ?? {}) };
-    const service = variables.NITRIC_LIKE_SERVICE ?? id;
+    const service = p.Environment?.Variables?.NITRIC_LIKE_SERVICE ?? id;
     const name = physical.ref[id] as string;
-    const fn = new EmulatedFunction(
-      id,
-      name,
-      service,
-      join(options.buildDir, "functions", service, "index.cjs"),
-      {},
-      options.logger,
+    functions.push(
+      new EmulatedFunction(
+        id,
+        name,
+        service,
+        join(options.buildDir, "functions", service, "index.cjs"),
+        {},
+        options.logger,
+      ),
     );
-    functions.push(fn);
-    fnById.set(id, fn);
-    byName.set(name, fn);
   }
-  const rate = new ConnectionRate(options.newConnectionsPerSecond ?? NEW_CONNECTIONS_PER_SECOND);
-  for (const [logicalId] of Object.entries(resources)) {
-    if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
-    const apiId = physical.ref[logicalId] as string;
-    const stage =
-      Object.values(resolved).find(
-        (r) => r.Type === "AWS::ApiGatewayV2::Stage" && (r.Properties as { ApiId: string }).ApiId === apiId,
-      )?.Properties?.StageName ?? "live";
-    const routes = new Map<string, EmulatedRoute>();
-    for (const [key, route] of routesOf.get(apiId) ?? []) {
-      const authorizer = route.authorizerFnId ? fnById.get(route.authorizerFnId) : undefined;
-      routes.set(key, {
-        fn: fnById.get(route.fnId) as EmulatedFunction,
-        twoWay: route.twoWay,
-        ...(authorizer ? { authorizer } : {}),
-      });
-    }
-    const asked = options.limits?.(socketNames.get(logicalId) ?? logicalId) ?? {};
-    const api = new EmulatedApi(
-      logicalId,
-      apiId,
-      String(stage),
-      routes,
-      options.logger,
-      {
-        idleTimeoutMs: Math.min(asked.idleTimeoutMs ?? Number.POSITIVE_INFINITY, DEFAULT_LIMITS.idleTimeoutMs),
-        maxConnectionAgeMs: Math.min(
-          asked.maxConnectionAgeMs ?? Number.POSITIVE_INFINITY,
-          DEFAULT_LIMITS.maxConnectionAgeMs,
-        ),
-      },
-      rate,
-    );
-    api.socketName = socketNames.get(logicalId) ?? logicalId;
-    await api.listen();
-    apis.set(apiId, api);
-  }
+  return functions;
+}
 
-  // Each function's environment: the template's, with the sockets pointed at this emulator.
-  for (const fn of functions) {
-    const variables = {
-      ...((resolved[fn.logicalId]?.Properties as { Environment?: { Variables?: Record<string, string> } } | undefined)
-        ?.Environment?.Variables ?? {}),
-    };
-    if (variables.NITRIC_LIKE_WEBSOCKETS) {
-      const sockets = JSON.parse(variables.NITRIC_LIKE_WEBSOCKETS) as Record<
-        string,
-        { apiId: string; url: string; endpoint: string }
-      >;
-      for (const s of Object.values(sockets)) {
-        const api = apis.get(s.apiId);
-        if (!api)
-          throw new Error(`template: NITRIC_LIKE_WEBSOCKETS of ${fn.logicalId} names API ${s.apiId}, which it lacks`);
-        s.url = api.url;
-        s.endpoint = `${managementUrl}/${api.apiId}/${api.stage}`;
-      }
-      variables.NITRIC_LIKE_WEBSOCKETS = JSON.stringify(sockets);
-    }
-    Object.assign(fn.env, {
-      PATH: process.env.PATH ?? "",
-      ...variables,
-      AWS_REGION: region,
-      AWS_DEFAULT_REGION: region,
-      AWS_ACCESS_KEY_ID: "emulated",
-      AWS_SECRET_ACCESS_KEY: "emulated",
-      AWS_LAMBDA_FUNCTION_NAME: fn.name,
-      // Lambda runs nodejs22.x; on Node 20 a service bundling the AWS SDK would warn on every start.
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-      AWS_ENDPOINT_URL_DYNAMODB: options.dynamodbEndpoint,
-      AWS_ENDPOINT_URL_LAMBDA: managementUrl,
-      ...(options.env ?? {}),
+/** The emulated API of the template's API `logicalId`: its stage, routes and limits. */
+function emulatedApi(
+  logicalId: string,
+  from: {
+    resolved: Template["Resources"];
+    physical: Physical;
+    routes: Map<string, Map<string, TemplateRoute>>;
+    fnById: Map<string, EmulatedFunction>;
+    socketNames: Map<string, string>;
+    options: EmulatorOptions;
+    rate: ConnectionRate;
+  },
+): EmulatedApi {
+  const { resolved, physical, fnById, socketNames, options } = from;
+  const apiId = physical.ref[logicalId] as string;
+  const stage =
+    Object.values(resolved).find(
+      (r) => r.Type === "AWS::ApiGatewayV2::Stage" && (r.Properties as { ApiId: string }).ApiId === apiId,
+    )?.Properties?.StageName ?? "live";
+  const routes = new Map<string, EmulatedRoute>();
+  for (const [key, route] of from.routes.get(apiId) ?? []) {
+    const authorizer = route.authorizerFnId ? fnById.get(route.authorizerFnId) : undefined;
+    routes.set(key, {
+      fn: fnById.get(route.fnId) as EmulatedFunction,
+      twoWay: route.twoWay,
+      ...(authorizer ? { authorizer } : {}),
     });
   }
-  await Promise.all(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
+  const asked = options.limits?.(socketNames.get(logicalId) ?? logicalId) ?? {};
+  const api = new EmulatedApi(
+    logicalId,
+    apiId,
+    String(stage),
+    routes,
+    options.logger,
+    {
+      idleTimeoutMs: Math.min(asked.idleTimeoutMs ?? Number.POSITIVE_INFINITY, DEFAULT_LIMITS.idleTimeoutMs),
+      maxConnectionAgeMs: Math.min(
+        asked.maxConnectionAgeMs ?? Number.POSITIVE_INFINITY,
+        DEFAULT_LIMITS.maxConnectionAgeMs,
+      ),
+    },
+    from.rate,
+  );
+  api.socketName = socketNames.get(logicalId) ?? logicalId;
+  return api;
+}
 
-  const sockets = [...apis.values()]
-    .map((api) => ({ name: socketNames.get(api.logicalId) ?? api.logicalId, url: api.url }))
-    .sort((a, b) => a.name.localeCompare(b.name));
-  const connectionsTable = resources.ConnectionsTable ? (physical.ref.ConnectionsTable as string) : undefined;
-  return new Emulator(apis, functions, management, sockets, connectionsTable);
+/** A function's environment: the template's, with the sockets pointed at this emulator. */
+function functionEnvironment(
+  fn: EmulatedFunction,
+  resolved: Template["Resources"],
+  apis: Map<string, EmulatedApi>,
+  managementUrl: string,
+  region: string,
+  options: EmulatorOptions,
+): Record<string, string> {
+  const variables = {
+    ...((resolved[fn.logicalId]?.Properties as { Environment?: { Variables?: Record<string, string> } } | undefined)
+      ?.Environment?.Variables ?? {}),
+  };
+  if (variables.NITRIC_LIKE_WEBSOCKETS) {
+    const sockets = JSON.parse(variables.NITRIC_LIKE_WEBSOCKETS) as Record<
+      string,
+      { apiId: string; url: string; endpoint: string }
+    >;
+    for (const s of Object.values(sockets)) {
+      const api = apis.get(s.apiId);
+      if (!api)
+        throw new Error(`template: NITRIC_LIKE_WEBSOCKETS of ${fn.logicalId} names API ${s.apiId}, which it lacks`);
+      s.url = api.url;
+      s.endpoint = `${managementUrl}/${api.apiId}/${api.stage}`;
+    }
+    variables.NITRIC_LIKE_WEBSOCKETS = JSON.stringify(sockets);
+  }
+  return {
+    PATH: process.env.PATH ?? "",
+    ...variables,
+    AWS_REGION: region,
+    AWS_DEFAULT_REGION: region,
+    AWS_ACCESS_KEY_ID: "emulated",
+    AWS_SECRET_ACCESS_KEY: "emulated",
+    AWS_LAMBDA_FUNCTION_NAME: fn.name,
+    // Lambda runs nodejs22.x; on Node 20 a service bundling the AWS SDK would warn on every start.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    AWS_ENDPOINT_URL_DYNAMODB: options.dynamodbEndpoint,
+    AWS_ENDPOINT_URL_LAMBDA: managementUrl,
+    ...(options.env ?? {}),
+  };
 }

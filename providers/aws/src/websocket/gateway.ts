@@ -59,10 +59,11 @@ export interface SocketBinding {
 }
 
 /**
- * A connection whose connect handler is running in this invocation: what it is sent waits here
- * (unbounded: the handler's invocation is bounded by the handler timeout). There is no record of it
- * yet, so the rooms it joins and the state it is given wait here too, and are recorded with the
- * connection once it is accepted.
+ * A connection whose connect handler is running in this invocation: what it is sent waits here,
+ * with no bound of its own (it all goes to the delivery invocation in one event; an event over
+ * Lambda's size limit is not handed over, and that is logged). There is no record of the
+ * connection yet, so the rooms it joins and the state it is given wait here too, and are recorded
+ * with it once it is accepted.
  */
 export class Opening extends KitOpening {
   rooms: Set<string> | undefined = undefined;

@@ -682,65 +682,92 @@ export class Gateway implements SocketBackend, FlowGateway {
     for (const o of origins) this.origins.add(o);
   }
 
-  /** Refuses an upgrade request, or hands it to the connect handler and then upgrades it or refuses it. */
+  /**
+   * Refuses an upgrade request, or asks the socket's authorizer (if it has one) and the connect
+   * handler, and then upgrades it or refuses it.
+   */
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | undefined {
     socket.on("error", ignoreSocketError);
+    if (this.refusedAtOnce(req, socket)) return;
+    const info = this.newRecord(req);
+    const authorizers = this.options.authorizers;
+    if (authorizers?.isExpected(this.name)) return this.authorize(authorizers, req, socket, head, info);
+    return this.connect(req, socket, head, info);
+  }
+
+  /**
+   * Refuses, before any handler runs, a request that is not a proper upgrade, one that comes while
+   * the gateway drains, one over maxConnections and one from an origin not allowed; true when it did.
+   */
+  private refusedAtOnce(req: IncomingMessage, socket: Duplex): boolean {
     const bad = handshakeProblem(this.name, this.url, req);
     if (bad) {
       this.refuse(socket, bad.status, bad.reason, bad.headers);
-      return;
+      return true;
     }
     if (this.draining) {
       this.refuse(socket, 503, `websocket "${this.name}": the server is shutting down; connect again once it is back`, {
         "Retry-After": "1",
       });
-      return;
+      return true;
     }
-    if (!this.admitted(socket)) return;
+    if (!this.admitted(socket)) return true;
     const problem = originProblem(this.name, req.headers.origin, this.origins);
     if (problem) {
       this.logger.warn(problem);
       this.refuse(socket, 403, problem);
-      return;
+      return true;
     }
+    return false;
+  }
+
+  /** The record of a new connection, under an id no live connection has. */
+  private newRecord(req: IncomingMessage): ConnectionRecord {
     let id = connectionId();
     // 72 random bits make a clash unheard of, but an id must never name two live connections.
     while (this.has(id)) id = connectionId();
-    const info = new ConnectionRecord(
+    return new ConnectionRecord(
       id,
       Date.now(),
       intern(req.url ?? "/"),
       sharedHeaders(req.rawHeaders),
       intern(req.socket.remoteAddress ?? ""),
     );
-    const authorizers = this.options.authorizers;
-    if (authorizers?.isExpected(this.name)) {
-      const protocols = offeredProtocols(req.headers["sec-websocket-protocol"]);
-      // Opening from now on, as while a connect handler runs: what is sent to it (the authorizer
-      // knows its id) waits and goes out once it is open, or is dropped if it is refused.
-      this.opening.set(id, new Opening(info, MAX_BUFFERED_BYTES));
-      return authorizers
-        .authorize({
-          socketName: this.name,
-          connectionId: id,
-          queryParams: rawQuery(req.url ?? "/"),
-          headers: info.headers,
-          protocols,
-          remoteAddress: info.remoteAddress,
-        })
-        .then((decision) => {
-          if (!decision.allow) {
-            this.opening.delete(id);
-            if (decision.status >= 500) this.logger.error(decision.reason);
-            this.refuse(socket, decision.status, decision.reason);
-            return;
-          }
-          info.auth = decision.identityJson;
-          (req as AuthorizedRequest)[ACCEPTED_PROTOCOL] = decision.protocol;
-          return this.connect(req, socket, head, info);
-        });
-    }
-    return this.connect(req, socket, head, info);
+  }
+
+  /** Asks the socket's authorizer: refuses the request with its status, or goes on to connect with its identity. */
+  private authorize(
+    authorizers: AuthorizerRegistry,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    info: ConnectionRecord,
+  ): Promise<void> {
+    const id = info.connectionId;
+    const protocols = offeredProtocols(req.headers["sec-websocket-protocol"]);
+    // Opening from now on, as while a connect handler runs: what is sent to it (the authorizer
+    // knows its id) waits and goes out once it is open, or is dropped if it is refused.
+    this.opening.set(id, new Opening(info, MAX_BUFFERED_BYTES));
+    return authorizers
+      .authorize({
+        socketName: this.name,
+        connectionId: id,
+        queryParams: rawQuery(req.url ?? "/"),
+        headers: info.headers,
+        protocols,
+        remoteAddress: info.remoteAddress,
+      })
+      .then((decision) => {
+        if (!decision.allow) {
+          this.opening.delete(id);
+          if (decision.status >= 500) this.logger.error(decision.reason);
+          this.refuse(socket, decision.status, decision.reason);
+          return;
+        }
+        info.auth = decision.identityJson;
+        (req as AuthorizedRequest)[ACCEPTED_PROTOCOL] = decision.protocol;
+        return this.connect(req, socket, head, info);
+      });
   }
 
   /** Runs the connect handler, if a service handles connect, then upgrades the request or refuses it. */
