@@ -12,6 +12,11 @@ const PERMISSIONS: Partial<Record<Action, Permission>> = {
   [Action.WebsocketManage]: "manage",
 };
 
+/** The permissions a policy's actions grant (actions on resources we do not serve grant none). */
+export function permissionsOf(actions: readonly Action[]): Permission[] {
+  return actions.map((a) => PERMISSIONS[a]).filter((p): p is Permission => p !== undefined);
+}
+
 function kindOf(type: ResourceType): ResourceKind | undefined {
   if (type === ResourceType.Websocket) return "websocket";
   if (type === ResourceType.KeyValueStore) return "kv";
@@ -68,9 +73,7 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
           callback(new RpcError(Code.INVALID_ARGUMENT, "declare: a policy declaration needs its policy"));
           return;
         }
-        const permissions = config.value.actions
-          .map((a) => PERMISSIONS[a])
-          .filter((p): p is Permission => p !== undefined);
+        const permissions = permissionsOf(config.value.actions);
         // A Service principal with a blank name is the caller; named principals are other services.
         const principals = config.value.principals.map((p) => (p.name === "" ? service : p.name));
         for (const r of config.value.resources) {

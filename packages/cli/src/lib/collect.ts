@@ -10,19 +10,19 @@ import { join } from "node:path";
 import { Authorizer, type HandleAuthorizationsRequest } from "@nitric-like/contracts/authorize";
 import { Connections } from "@nitric-like/contracts/connections";
 import { KvStore } from "@nitric-like/contracts/kvstore";
-import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
-import { type ClientMessage, Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
-import { createRunDir, currentUid, type RunDir, resourceKindOf } from "@nitric-like/provider-kit";
+import { Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { type ClientMessage, Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import {
+  createRunDir,
+  currentUid,
+  EVENT_NAMES,
+  permissionsOf,
+  type RunDir,
+  resourceKindOf,
+} from "@nitric-like/provider-kit";
 import { Code, Router, RpcError } from "@nitric-like/rpc";
 import { GrpcServer } from "@nitric-like/rpc/grpc";
-import type {
-  CollectedService,
-  Permission,
-  Project,
-  ResourceRef,
-  ServiceEntry,
-  WebsocketEvent,
-} from "@nitric-like/spec";
+import type { CollectedService, Project, ResourceRef, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
 import { forEachLine, type ServiceLaunch, spawnService, stopProcess } from "./service-process.js";
 
@@ -35,19 +35,6 @@ export interface CollectOptions {
   /** Variables from the project's `.env` files, as the service gets them under `run`. */
   dotenv?: ReadonlyMap<string, string>;
 }
-
-const EVENT_NAMES: Record<WebsocketEventType, WebsocketEvent> = {
-  [WebsocketEventType.Connect]: "connect",
-  [WebsocketEventType.Disconnect]: "disconnect",
-  [WebsocketEventType.Message]: "message",
-};
-
-const PERMISSIONS: Partial<Record<Action, Permission>> = {
-  [Action.KeyValueStoreRead]: "get",
-  [Action.KeyValueStoreWrite]: "set",
-  [Action.KeyValueStoreDelete]: "delete",
-  [Action.WebsocketManage]: "manage",
-};
 
 /**
  * Nitric's handler streams for what we do not serve (nitric.proto.<domain>.v1): @nitric/sdk opens
@@ -167,9 +154,7 @@ function collectorRouter(result: CollectedService, touch: () => void): Router {
       touch();
       const { id, config } = call.request;
       if (id?.type === ResourceType.Policy && config.case === "policy") {
-        const permissions = config.value.actions
-          .map((a) => PERMISSIONS[a])
-          .filter((p): p is Permission => p !== undefined);
+        const permissions = permissionsOf(config.value.actions);
         for (const r of config.value.resources) {
           if (r.type !== ResourceType.Websocket && r.type !== ResourceType.KeyValueStore) continue;
           const resource: ResourceRef = { kind: r.type === ResourceType.Websocket ? "websocket" : "kv", name: r.name };
