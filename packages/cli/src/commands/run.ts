@@ -429,13 +429,12 @@ class Run {
 /**
  * Whether services may run as worker threads: the provider must offer ports, and a thread shares
  * this process's working directory, which must be the project's folder as a service process's is.
- * The CLI can move there (its own paths are absolute by now) unless it runs in a worker itself;
- * NITRIC_LIKE_SERVICE_NODE_ARGS asks for Node flags only a process takes. Otherwise, processes.
+ * The CLI can move there (its own paths are absolute by now) unless it runs in a worker itself.
+ * Otherwise, processes.
  */
 function threadsPossible(prepared: PreparedProject, running: RunningProvider): boolean {
   if (!running.openPort || running.hostsServices) return false;
   if (!prepared.services.some((s) => s.bundle?.threadOutfile)) return false;
-  if (process.env.NITRIC_LIKE_SERVICE_NODE_ARGS) return false;
   return isMainThread || process.cwd() === prepared.project.dir;
 }
 

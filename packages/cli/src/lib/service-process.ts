@@ -185,7 +185,11 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
   // The thread bundle's generated entry (bundle.ts, threadEntry) gives the SDKs this port.
   const worker = new Worker(file, {
     env: serviceEnv(launch),
-    execArgv: ["--enable-source-maps"],
+    // NITRIC_LIKE_SERVICE_NODE_ARGS (e.g. --cpu-prof) reaches threads as it reaches processes.
+    execArgv: [
+      "--enable-source-maps",
+      ...(process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
+    ],
     argv: [],
     workerData: { port },
     transferList: [port],
