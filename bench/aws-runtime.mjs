@@ -2,12 +2,13 @@
 // AWS runtime benchmark (issue 6, scenario 6): builds bench/apps/echo-reply and the published
 // @nitric/sdk echo with `nitric-like build --provider aws`, then measures, side by side in the same run:
 //   - bundle size of each function (target: at most 1 MB);
-//   - cold init: a fresh Node process requires index.cjs and awaits handler.ready (endpoint up,
-//     service loaded, handlers registered), against a fresh process requiring a trivial handler
-//     (target: at most 150 ms beyond node's own start);
+//   - cold init: a fresh Node process requires index.cjs and awaits handler.ready (router up,
+//     service loaded, handlers registered), against a fresh process requiring a trivial handler;
 //   - the first event after the cold init, in the same process (first calls, first AWS request);
-//   - warm event cost: $default events through the handler in-process (the runtime, gRPC to the
-//     service's SDK and back, the route-response reply; PostToConnection to a loopback Management
+//     target: cold init + first event, beyond the trivial handler's, at most 50 ms for our SDK and
+//     100 ms for @nitric/sdk;
+//   - warm event cost: $default events through the handler in-process (the runtime, the in-memory
+//     transport to the service's SDK and back, the route-response reply; PostToConnection to a loopback Management
 //     API for @nitric/sdk, which replies with socket.send), against a plain function that echoes.
 // Usage: node bench/aws-runtime.mjs [--events 2000] [--colds 5]
 import { execFile, execFileSync } from "node:child_process";
@@ -121,9 +122,10 @@ env.NITRIC_LIKE_WEBSOCKETS = env.NITRIC_LIKE_WEBSOCKETS.replace(
 );
 
 try {
+  // Each app with its target for cold init + first event beyond the trivial handler's, in ms.
   const apps = {
-    "@nitric-like/sdk (echo-reply)": build("echo-reply"),
-    "@nitric/sdk (echo-nitric)": build("echo-nitric"),
+    "@nitric-like/sdk (echo-reply)": { ...build("echo-reply"), targetMs: 50 },
+    "@nitric/sdk (echo-nitric)": { ...build("echo-nitric"), targetMs: 100 },
   };
   const baseCold = await coldInit(trivial);
   const baseWarm = await warm(trivial);
@@ -140,12 +142,13 @@ try {
     const cold = await coldInit(app.file);
     const w = await warm(app.file);
     const sizeOk = bytes <= 1024 * 1024;
-    const coldOk = cold.init - baseCold.init <= 150;
+    const beyond = cold.init + cold.first - (baseCold.init + baseCold.first);
+    const coldOk = beyond <= app.targetMs;
     pass &&= sizeOk && coldOk;
     console.log(
       `${name}: bundle ${(bytes / 1024).toFixed(0)} KB (zip ${(zipBytes / 1024).toFixed(0)} KB) ${verdict(sizeOk)} ≤ 1 MB; ` +
-        `cold init ${cold.init.toFixed(1)} ms (+${(cold.init - baseCold.init).toFixed(1)} over baseline) ${verdict(coldOk)} ≤ 150 ms; ` +
-        `first event after it ${cold.first.toFixed(1)} ms; warm ${w.toFixed(1)} µs/event (${(w / baseWarm).toFixed(0)}× baseline)`,
+        `cold init ${cold.init.toFixed(1)} ms + first event ${cold.first.toFixed(1)} ms = +${beyond.toFixed(1)} over baseline ${verdict(coldOk)} ≤ ${app.targetMs} ms; ` +
+        `warm ${w.toFixed(1)} µs/event (${(w / baseWarm).toFixed(0)}× baseline)`,
     );
   }
   console.log(pass ? "targets: all met" : "targets: NOT all met");
