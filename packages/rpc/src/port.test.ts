@@ -152,7 +152,7 @@ describe("createPortTransport", () => {
 });
 
 describe("PortServer", () => {
-  it("ignores malformed frames from a hostile peer without throwing, and goes on serving", () => {
+  it("ignores malformed frames from a hostile peer without throwing, and goes on serving", async () => {
     const heard: string[] = [];
     const port = new HandPort();
     new PortServer(makeRouter(heard)).serve(port);
@@ -204,9 +204,11 @@ describe("PortServer", () => {
     expect([kind, id]).toEqual([MESSAGE, 7]);
     expect(codecOf(ServerMessageSchema).decode(bytes as Uint8Array).id).toBe("ok");
 
-    // A unary call after all that.
+    // A unary call after all that (its status follows the message in the same turn: it goes on
+    // the next turn, batched).
     port.receive([OPEN, 8, CHECK, encodeCheck("after")]);
     expect(heard).toEqual(["message ok", "check after"]);
+    await new Promise((r) => setImmediate(r));
     expect(port.posted[1]?.slice(0, 4)).toEqual([STATUS, 8, Code.OK, ""]);
   });
 
@@ -256,5 +258,61 @@ describe("PortServer", () => {
     expect(heard).toEqual(["message a", "close cancelled=true"]);
     client.close();
     port1.close();
+  });
+});
+
+describe("batching on the port", () => {
+  const BATCH = 5;
+
+  it("posts the first frame of a turn at once and the frames that follow in the same turn as one batch", async () => {
+    const port = new HandPort();
+    const transport = createPortTransport(port);
+    const events = { message: () => {}, status: () => {} };
+    for (const service of ["a", "b", "c"]) transport.open(CHECK, "unary", encodeCheck(service), events);
+    expect(port.posted.map((f) => f[0])).toEqual([OPEN]);
+    await new Promise((r) => setImmediate(r));
+    expect(port.posted.map((f) => f[0])).toEqual([OPEN, BATCH]);
+    const batch = port.posted[1]?.[2] as unknown[][];
+    expect(batch.map((f) => [f[0], f[1], f[2]])).toEqual([
+      [OPEN, 2, CHECK],
+      [OPEN, 3, CHECK],
+    ]);
+    transport.close();
+  });
+
+  it("serves every call of a batch, in order, and answers them as a batch", async () => {
+    const heard: string[] = [];
+    const server = new PortServer(makeRouter(heard));
+    const port = new HandPort();
+    server.serve(port);
+    port.receive([
+      BATCH,
+      0,
+      [
+        [OPEN, 1, CHECK, encodeCheck("first")],
+        [OPEN, 2, CHECK, encodeCheck("second")],
+        [OPEN, 3, CHECK, encodeCheck("third")],
+      ],
+    ]);
+    expect(heard).toEqual(["check first", "check second", "check third"]);
+    await new Promise((r) => setImmediate(r));
+    expect(port.posted.map((f) => f[0])).toEqual([STATUS, BATCH]);
+    const batch = port.posted[1]?.[2] as unknown[][];
+    expect([port.posted[0]?.[1], ...batch.map((f) => f[1])]).toEqual([1, 2, 3]);
+    server.stop();
+  });
+
+  it("ignores a batch inside a batch and a batch that is not a list, and goes on serving", () => {
+    const heard: string[] = [];
+    const server = new PortServer(makeRouter(heard));
+    const port = new HandPort();
+    server.serve(port);
+    port.receive([BATCH, 0, [[BATCH, 0, [[OPEN, 1, CHECK, encodeCheck("nested")]]]]]);
+    port.receive([BATCH, 0, "not frames"]);
+    port.receive([BATCH, 0, { length: 1, 0: [OPEN, 2, CHECK, encodeCheck("object")] }]);
+    expect(heard).toEqual([]);
+    port.receive([OPEN, 3, CHECK, encodeCheck("plain")]);
+    expect(heard).toEqual(["check plain"]);
+    server.stop();
   });
 });
