@@ -52,6 +52,8 @@ describe("generated fast codecs", () => {
         "nitric.proto.kvstore.v1.KvStoreSetValueRequest",
         "nitric.proto.websockets.v1.ClientMessage",
         "nitric.proto.websockets.v1.ServerMessage",
+        "nitric.proto.websockets.v1.WebsocketSendRequest",
+        "nitric.proto.websockets.v1.WebsocketSendResponse",
       ].sort(),
     );
     for (const g of generated) {
