@@ -909,12 +909,14 @@ export class Gateway implements SocketBackend, FlowGateway {
   ): void {
     const id = info.connectionId;
     const connection = new Connection(this, ws, info, this.options.limits.messageBurst, Date.now());
-    this.adopt(socket as ArrivingSocket, connection);
     this.connections.set(id, connection);
+    // From here on the socket's events go to this connection (see GatewaySocket.emit): before
+    // anything below may throw, so that a connection closed for it (1011) is forgotten and
+    // gives back its place under maxConnections.
+    (ws as Tagged)[CONNECTION] = connection;
+    this.adopt(socket as ArrivingSocket, connection);
     if (this.observer !== undefined)
       this.observer({ type: "open", socket: this.name, connectionId: id, at: Date.now() });
-    // From here on the socket's events go to this connection (see GatewaySocket.emit).
-    (ws as Tagged)[CONNECTION] = connection;
     if (this.options.awsRules) keepAwsFrameRules(ws, (code, reason) => this.limitClose(connection, code, reason));
     // The connect handler's replies are the connection's first frames (the contract's reply path),
     // then what it sent with SendMessage while it ran, before any frame a later event causes.
