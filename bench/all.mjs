@@ -3,7 +3,7 @@
 // benchmark in its own process, one after another (they share the machine's cores, so never in
 // parallel), shows their progress on stderr, and prints one Markdown report on stdout: the
 // machine, the date, then each benchmark's tables with pass/fail against its target. Every
-// benchmark starts what it measures on 127.0.0.1 and stops it. Takes about 4 minutes here.
+// benchmark starts what it measures on 127.0.0.1 and stops it. Takes about 5 minutes here.
 // Usage: node bench/all.mjs [--only echo,kv,...] > report.md
 import { spawn } from "node:child_process";
 import { cpus, totalmem } from "node:os";
@@ -14,6 +14,7 @@ import { here } from "./lib.mjs";
 const BENCHMARKS = [
   { name: "echo", args: ["echo.mjs"] },
   { name: "broadcast", args: ["broadcast.mjs"] },
+  { name: "idle", args: ["idle.mjs"] },
   { name: "rooms", args: ["rooms.mjs"] },
   { name: "kv", args: ["kv.mjs"] },
   { name: "startup", args: ["startup.mjs"] },

@@ -10,7 +10,7 @@ import { Code } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { Gateway } from "../src/websocket/gateway.js";
-import { closed, declareSocket, handle, open, until, urlOf } from "./helpers.js";
+import { closed, declareSocket, handle, open, sleep, until, urlOf } from "./helpers.js";
 import {
   cleanupRaw,
   closePayload,
@@ -622,7 +622,8 @@ describe("the boundary around every listener", () => {
   });
 
   it("closes with 1011 a connection whose opening threw, logging one line, and serves everyone else", async () => {
-    const world = await echoWorld();
+    // Room for the bystander, the victim and one more: the victim's place must come back.
+    const world = await echoWorld({ limits: { maxConnections: 2 } });
     let fail = true;
     gatewayOf(world, "echo").observer = (event) => {
       if (event.type === "open" && fail) {
@@ -638,6 +639,8 @@ describe("the boundary around every listener", () => {
         /^websocket "echo": internal error while handling a open of connection [\w-]{12}: RangeError: cannot show this connection .*closed it with 1011/,
       ),
     ]);
+    for (let i = 0; i < 100 && world.provider.connectionCount("echo") > 1; i++) await sleep(10);
+    expect(world.provider.connectionCount("echo")).toBe(1);
     await stillUpAndOthersFine(world);
   });
 

@@ -20,6 +20,7 @@ import { accept, closed, declareSocket, handle, open, serviceClient, sleep, star
 import {
   cleanupRaw,
   echoWorld,
+  exchange,
   httpResponse,
   portOf,
   rateLimitHandled,
@@ -247,6 +248,36 @@ describe("slowloris", () => {
     await sleep(100);
     const fresh = await open(world.url);
     fresh.close();
+  });
+
+  it("gives an open connection's place under maxConnections back however it ends: client close, dropped TCP, server close", async () => {
+    const world = await echoWorld({ limits: { maxConnections: 2 } });
+    const port = portOf(world.url);
+    const refusedNow = async () => httpResponse(await exchange(port, upgradeRequest())).status === 429;
+    const ends: ((ws: WebSocket) => void)[] = [
+      (ws) => ws.close(),
+      (ws) => ws.terminate(),
+      (ws) => ws.close(),
+      (ws) => ws.terminate(),
+    ];
+    // The bystander the world opened and one more: full.
+    let last = await open(world.url);
+    for (const end of ends) {
+      expect(await refusedNow()).toBe(true);
+      const gone = closed(last);
+      end(last);
+      await gone;
+      await sleep(50);
+      last = await open(world.url);
+    }
+    expect(await refusedNow()).toBe(true);
+    // Closed by the server (its service's CloseConnection): room again too.
+    const connectionId = world.connects.events.at(-1)?.connectionId ?? "";
+    const gone = closed(last);
+    await world.client.unary(Websocket.method.closeConnection, { socketName: "echo", connectionId });
+    await gone;
+    await sleep(50);
+    (await open(world.url)).close();
   });
 
   it("ends a connection that does not finish its upgrade request within upgradeTimeout with 408, logged once per burst, even one that trickles bytes", async () => {
