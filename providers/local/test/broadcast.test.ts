@@ -8,9 +8,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import type WebSocket from "ws";
 import * as wsLib from "ws";
 import { broadcastFrame } from "../src/websocket/gateway.js";
-import { accept, cleanup, declareSocket, handle, open, serviceClient, sleep, startProvider, urlOf } from "./helpers.js";
+import { accept, declareSocket, handle, open, serviceClient, sleep, startProvider, urlOf } from "./helpers.js";
+import { cleanupRaw, echoWorld, rawWs } from "./raw.js";
 
-afterEach(cleanup);
+afterEach(cleanupRaw);
 
 /** ws's Sender (exported by ws, not declared by @types/ws), on a socket that keeps what it is given. */
 const { Sender } = wsLib as unknown as {
@@ -149,5 +150,34 @@ describe("broadcast", () => {
       { data: "to all but b", binary: false },
       { data: "bytes", binary: true },
     ]);
+  });
+
+  it("closes a client that does not read its broadcasts once over 8 MB wait for it, and the others still get every one", async () => {
+    const world = await echoWorld();
+    const stalled = await rawWs(world.url);
+    stalled.socket.pause();
+    const got = collect(world.bystander);
+    const chunk = new Uint8Array(256 * 1024).fill(0x61);
+    let broadcasts = 0;
+    // 200 x 256 KB = 50 MB: the stalled client must be closed well before.
+    const notReading = () => world.logs.warn.some((line) => line.includes("client not reading"));
+    for (; broadcasts < 200 && !notReading(); broadcasts++) {
+      await world.client.unary(Connections.method.broadcast, {
+        socketName: "echo",
+        data: chunk,
+        binary: true,
+        except: [],
+      });
+      await sleep(1);
+    }
+    expect(broadcasts).toBeLessThan(100);
+    expect(world.logs.warn.join("\n")).toMatch(
+      /closed connection [\w-]{12} \(1008\): client not reading: over 8 MB waiting to be sent to it; read the messages you are sent/,
+    );
+    for (let i = 0; i < 400 && got.length < broadcasts; i++) await sleep(5);
+    for (let i = 0; i < 400 && world.provider.connectionCount("echo") > 1; i++) await sleep(5);
+    expect(world.provider.connectionCount("echo")).toBe(1);
+    expect(got.length).toBe(broadcasts);
+    expect(got.every((m) => m.binary && m.data.length === chunk.length)).toBe(true);
   });
 });
