@@ -166,7 +166,11 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   const environment = options.environment ?? DEFAULT_RUN_ENVIRONMENT;
   const dotenv = loadDotEnv(project.dir, environment);
   describeDotEnv(dotenv, output);
-  const collected = await collectSpec(prepared, output, { dotenv: dotenv.values });
+  // Services on our SDK are collected as worker threads when they will run as threads on the
+  // local provider: a thread shares this process's working directory, the project's folder then.
+  const threads = collectInThreads(options, prepared);
+  if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
+  const collected = await collectSpec(prepared, output, { dotenv: dotenv.values, threads });
   // Two services handling one event: only one could get the events, so run refuses as spec does.
   refuseConflicts(collected.spec, collected.conflicts, output);
 
@@ -435,6 +439,15 @@ class Run {
 function threadsPossible(prepared: PreparedProject, running: RunningProvider): boolean {
   if (!running.openPort || running.hostsServices) return false;
   if (!prepared.services.some((s) => s.bundle?.threadOutfile)) return false;
+  return isMainThread || process.cwd() === prepared.project.dir;
+}
+
+/**
+ * Whether the collect pass may run services as worker threads: when `run` would run them as
+ * threads (see threadsPossible) on the local provider, which offers ports, and never in a worker.
+ */
+function collectInThreads(options: RunCommandOptions, prepared: PreparedProject): boolean {
+  if (options.provider !== "local" || options.processes === true || options.inspect === true) return false;
   return isMainThread || process.cwd() === prepared.project.dir;
 }
 

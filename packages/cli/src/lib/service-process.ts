@@ -138,6 +138,8 @@ export interface ServiceHandle {
    * Resolves once it has ended.
    */
   stop(graceMs: number): Promise<void>;
+  /** A thread only: true when it ended on a native addon that cannot load in a worker thread. */
+  threadUnsupported?(): boolean;
 }
 
 /**
@@ -200,7 +202,9 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
   const stderr = new PassThrough();
   worker.stderr.pipe(stderr);
   let ended = false;
+  let unsupported = false;
   worker.on("error", (error) => {
+    if (cannotLoadInThread(error)) unsupported = true;
     if (stderr.writableEnded) return;
     stderr.write(`Uncaught ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     if (cannotLoadInThread(error)) {
@@ -223,6 +227,7 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
     // A file that does not load is an uncaught error too: it is printed, and the thread ends with 1.
     onError: () => {},
     exited: () => ended,
+    threadUnsupported: () => unsupported,
     stop: async () => {
       if (ended) return;
       await worker.terminate();
