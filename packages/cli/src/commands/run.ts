@@ -35,6 +35,7 @@ import {
   warnedErrors,
   whenAllStarted,
 } from "../lib/readiness.js";
+import { bootThread, dropBootedThreads } from "../lib/service-process.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
 import { collectSpec } from "./spec.js";
@@ -170,6 +171,8 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   // local provider: a thread shares this process's working directory, the project's folder then.
   const threads = collectInThreads(options, prepared);
   if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
+  // The threads the services will run in boot while their resources are collected.
+  if (threads) bootServiceThreads(prepared, dotenv.values);
   const collected = await collectSpec(prepared, output, { dotenv: dotenv.values, threads });
   // Two services handling one event: only one could get the events, so run refuses as spec does.
   refuseConflicts(collected.spec, collected.conflicts, output);
@@ -410,6 +413,7 @@ class Run {
         return undefined;
       }),
     );
+    dropBootedThreads();
   }
 
   /** A changed .env restarts every service with the new values. */
@@ -449,6 +453,18 @@ function threadsPossible(prepared: PreparedProject, running: RunningProvider): b
 function collectInThreads(options: RunCommandOptions, prepared: PreparedProject): boolean {
   if (options.provider !== "local" || options.processes === true || options.inspect === true) return false;
   return isMainThread || process.cwd() === prepared.project.dir;
+}
+
+/**
+ * Boots a thread (bootThread) for each service the collect pass runs as one, and for each service
+ * that will run as one; startServiceThread takes them. The second boots while the first collects.
+ */
+function bootServiceThreads(prepared: PreparedProject, dotenv: ReadonlyMap<string, string>): void {
+  for (const s of prepared.services) {
+    const launch = { project: prepared.project, service: s.entry, endpoint: "", dotenv };
+    if (s.bundle?.threadable) bootThread({ ...launch, environment: "build" });
+    if (s.bundle?.threadOutfile) bootThread({ ...launch, environment: "run" });
+  }
 }
 
 function expectedHandlers(spec: Spec): HandlerRegistration[] {
