@@ -15,6 +15,7 @@ import {
   DEFAULT_RUN_ENVIRONMENT,
   type HandlerRegistration,
   ProjectError,
+  type Provider,
   type RunningProvider,
   SERVED_KINDS,
   type Spec,
@@ -171,13 +172,21 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   // local provider: a thread shares this process's working directory, the project's folder then.
   const threads = collectInThreads(options, prepared);
   if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
-  // The threads the services will run in boot while their resources are collected.
+  // The threads the services will run in boot while their resources are collected, and the local
+  // provider (lmdb, the gateways) loads meanwhile; a provider of the project's is loaded only after.
   if (threads) bootServiceThreads(prepared, dotenv.values);
-  const collected = await collectSpec(prepared, output, { dotenv: dotenv.values, threads });
+  let local: Promise<Provider> | undefined;
+  const loadLocal = () => {
+    if (options.provider !== "local" || local) return;
+    local = loadProvider("local", project.dir);
+    local.catch(() => {});
+  };
+  // Loading it first would hold back the collect pass's start on this thread.
+  const collected = await collectSpec(prepared, output, { dotenv: dotenv.values, threads, onLaunched: loadLocal });
   // Two services handling one event: only one could get the events, so run refuses as spec does.
   refuseConflicts(collected.spec, collected.conflicts, output);
 
-  const provider = await loadProvider(options.provider, project.dir);
+  const provider = await (local ?? loadProvider(options.provider, project.dir));
   if (!provider.run) {
     output.error(
       `provider "${provider.name}" cannot run projects locally; use "nitric-like up --provider ${provider.name}"`,

@@ -53,6 +53,8 @@ export interface CollectOptions {
    * which must be in the project's folder (a thread shares its working directory). @default false
    */
   threads?: boolean;
+  /** Called as each service has been started (its thread or process exists), before it is waited for. */
+  onLaunched?: () => void;
 }
 
 /**
@@ -149,6 +151,7 @@ async function collectOne(
     ports.serve(port1);
     child = startServiceThread({ ...launch, bundle }, port2);
   } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
+  options.onLaunched?.();
   const output: string[] = [];
   const keep = (line: string) => {
     output.push(line);
