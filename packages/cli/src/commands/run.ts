@@ -20,6 +20,7 @@ import {
   SERVED_KINDS,
   type Spec,
 } from "@nitric-like/spec";
+import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
 import { bundleService } from "../lib/bundle.js";
 import { collect } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
@@ -36,7 +37,7 @@ import {
   warnedErrors,
   whenAllStarted,
 } from "../lib/readiness.js";
-import { bootThread, dropBootedThreads } from "../lib/service-process.js";
+import { serviceEnv } from "../lib/service-process.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
 import { collectSpec } from "./spec.js";
@@ -466,13 +467,26 @@ function collectInThreads(options: RunCommandOptions, prepared: PreparedProject)
 
 /**
  * Boots a thread (bootThread) for each service the collect pass runs as one, and for each service
- * that will run as one; startServiceThread takes them. The second boots while the first collects.
+ * that will run as one, less those already booted (bin/nitric-like.js boots one before it loads
+ * the CLI); startServiceThread takes them. The run's threads boot while the collect pass runs.
  */
 function bootServiceThreads(prepared: PreparedProject, dotenv: ReadonlyMap<string, string>): void {
+  const wanted = new Map<string, { env: NodeJS.ProcessEnv; count: number }>();
   for (const s of prepared.services) {
     const launch = { project: prepared.project, service: s.entry, endpoint: "", dotenv };
-    if (s.bundle?.threadable) bootThread({ ...launch, environment: "build" });
-    if (s.bundle?.threadOutfile) bootThread({ ...launch, environment: "run" });
+    const envs = [
+      ...(s.bundle?.threadable ? [serviceEnv({ ...launch, environment: "build" })] : []),
+      ...(s.bundle?.threadOutfile ? [serviceEnv({ ...launch, environment: "run" })] : []),
+    ];
+    for (const env of envs) {
+      const key = bootKey(env);
+      const w = wanted.get(key) ?? { env, count: 0 };
+      w.count++;
+      wanted.set(key, w);
+    }
+  }
+  for (const { env, count } of wanted.values()) {
+    for (let i = bootedFor(env); i < count; i++) bootThread(env);
   }
 }
 

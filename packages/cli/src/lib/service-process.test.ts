@@ -1,5 +1,5 @@
-// A thread booted ahead of its service (bootThread) runs it as a thread started on it does: the
-// same environment (its endpoint's variables included, nothing left over), argv, workerData.port,
+// A thread booted ahead of its service (boot-thread.ts) runs it as a thread started on it does:
+// the same environment (its own variables included, nothing left over), argv, workerData.port,
 // output, exit code, and an uncaught error at load ends it with 1 and is printed.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -7,8 +7,9 @@ import { join } from "node:path";
 import { MessageChannel } from "node:worker_threads";
 import type { Project } from "@nitric-like/spec";
 import { afterEach, expect, it } from "vitest";
+import { bootedFor, bootForRun, bootThread, dropBootedThreads } from "./boot-thread.js";
 import type { Bundle } from "./bundle.js";
-import { bootThread, dropBootedThreads, type ServiceHandle, startServiceThread } from "./service-process.js";
+import { type ServiceHandle, serviceEnv, startServiceThread } from "./service-process.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -65,14 +66,14 @@ it("runs a service in a booted thread as in a thread started on it", async () =>
   // Booted before the endpoint is known, with a variable that is gone by the time it runs.
   process.env.BOOT_GONE_LATER = "1";
   try {
-    bootThread({ ...launch, endpoint: "" });
+    bootThread(serviceEnv({ ...launch, endpoint: "" }));
   } finally {
     delete process.env.BOOT_GONE_LATER;
   }
   // A thread booted with another environment (BOOT_GONE_LATER) is not used for it.
   const unmatched = await runThread(launch);
   expect(unmatched.reported).toEqual(fresh.reported);
-  bootThread({ ...launch, endpoint: "" });
+  bootThread(serviceEnv({ ...launch, endpoint: "" }));
   const booted = await runThread(launch);
   expect(booted.reported).toEqual(unmatched.reported);
   expect((booted.reported as { env: Record<string, string> }).env).toMatchObject({
@@ -90,10 +91,26 @@ it("ends a booted thread whose service throws at load with 1, the error printed"
   const source = 'throw new Error("boom at load");\n';
   const launch = launchOf(source, "127.0.0.1:1");
   const fresh = await runThread(launch);
-  bootThread({ ...launch, endpoint: "" });
+  bootThread(serviceEnv({ ...launch, endpoint: "" }));
   const booted = await runThread(launch);
   expect(booted.code).toBe(1);
   expect(fresh.code).toBe(1);
   expect(booted.err).toContain("Uncaught Error: boom at load");
   expect(fresh.err).toContain("Uncaught Error: boom at load");
+});
+
+it("runs a service in the thread bin/nitric-like.js boots for run, when its environment matches", async () => {
+  // No .env values: the environment the bin can know before the CLI loads.
+  const launch = { ...launchOf(REPORTER, "127.0.0.1:4567"), dotenv: new Map<string, string>() };
+  const fresh = await runThread(launch);
+  bootForRun(["run", launch.project.dir, "--processes"]);
+  bootForRun(["run", launch.project.dir, "--provider", "aws"]);
+  bootForRun(["spec", launch.project.dir]);
+  expect(bootedFor(serviceEnv({ ...launch, endpoint: "" }))).toBe(0);
+  bootForRun(["run", launch.project.dir, "--provider=local"]);
+  expect(bootedFor(serviceEnv({ ...launch, endpoint: "" }))).toBe(1);
+  const booted = await runThread(launch);
+  expect(bootedFor(serviceEnv({ ...launch, endpoint: "" }))).toBe(0);
+  expect(booted.reported).toEqual(fresh.reported);
+  expect(booted.code).toBe(7);
 });

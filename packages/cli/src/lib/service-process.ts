@@ -3,10 +3,10 @@
  * project's own `start` command, with the environment both @nitric/sdk and our SDK read.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createRequire } from "node:module";
 import { PassThrough } from "node:stream";
 import { type MessagePort, Worker } from "node:worker_threads";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
+import { serviceNodeOptions, takeBooted, threadOptions } from "./boot-thread.js";
 import type { Bundle } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 
@@ -28,11 +28,6 @@ export interface ServiceLaunch {
   inspectPort?: number;
 }
 
-/** Preloaded into every Node service: see provider-kit's preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
-export const GRPC_RESET_PRELOAD = createRequire(import.meta.url).resolve(
-  "@nitric-like/provider-kit/preload/grpc-reset.cjs",
-);
-
 /**
  * The variables a service process gets, for every SDK: Node reads SERVICE_ADDRESS, Go and JVM SDKs
  * host and port, which are set only when the endpoint is served on TCP (`run --tcp`); inherited
@@ -43,13 +38,13 @@ export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
   // A `start` command may run node itself: NODE_OPTIONS carries the preload there.
   // With --inspect, the node a start command runs opens the inspector too.
   const inspect = launch.inspectPort !== undefined && launch.service.start !== undefined;
-  const preload = `--require ${JSON.stringify(GRPC_RESET_PRELOAD)}${inspect ? ` --inspect=127.0.0.1:${launch.inspectPort}` : ""}`;
+
   const env = withDotEnv(launch.dotenv);
   delete env.NITRIC_SERVICE_HOST;
   delete env.NITRIC_SERVICE_PORT;
   return {
     ...env,
-    NODE_OPTIONS: env.NODE_OPTIONS ? `${env.NODE_OPTIONS} ${preload}` : preload,
+    NODE_OPTIONS: serviceNodeOptions(env.NODE_OPTIONS, inspect ? ` --inspect=127.0.0.1:${launch.inspectPort}` : ""),
     SERVICE_ADDRESS: launch.address ?? launch.endpoint,
     ...(tcp ? { NITRIC_SERVICE_HOST: "127.0.0.1", NITRIC_SERVICE_PORT: tcp[1] } : {}),
     NITRIC_ENVIRONMENT: launch.environment,
@@ -167,94 +162,6 @@ export function processHandle(child: ChildProcess): ServiceHandle {
     exited: () => child.exitCode !== null || child.signalCode !== null,
     stop: (graceMs) => stopProcess(child, graceMs),
   };
-}
-
-/** What every service thread gets: its environment, Node flags, no arguments, piped output. */
-function threadOptions(env: NodeJS.ProcessEnv) {
-  return {
-    env,
-    // NITRIC_LIKE_SERVICE_NODE_ARGS (e.g. --cpu-prof) reaches threads as it reaches processes.
-    execArgv: [
-      "--enable-source-maps",
-      ...(process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
-    ],
-    argv: [],
-    stdout: true,
-    stderr: true,
-  };
-}
-
-/**
- * The first module of a booted thread (bootThread): it waits for its service, then makes the
- * thread what `new Worker(file)` would have made it (environment, argv[1], workerData.port) before
- * it loads the service's thread bundle. A bundle that fails to load is an uncaught error, as for
- * a Worker started on it.
- */
-const BOOT = `import { parentPort, workerData } from "node:worker_threads";
-import { pathToFileURL } from "node:url";
-parentPort.once("message", ({ file, env, port }) => {
-  for (const name of Object.keys(process.env)) if (!Object.hasOwn(env, name)) delete process.env[name];
-  Object.assign(process.env, env);
-  process.argv[1] = file;
-  workerData.port = port;
-  import(pathToFileURL(file).href);
-});
-`;
-
-/** The variables that are only known once a service's endpoint is: not part of a booted thread's environment. */
-const ENDPOINT_VARIABLES = ["SERVICE_ADDRESS", "NITRIC_SERVICE_HOST", "NITRIC_SERVICE_PORT"];
-
-/** The environment a thread is booted with: the service's, less what depends on its endpoint. */
-function bootEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const booted = { ...env };
-  for (const name of ENDPOINT_VARIABLES) delete booted[name];
-  return booted;
-}
-
-/** Threads booted ahead of their service (bootThread), with the environment they were booted with. */
-const booted: { worker: Worker; env: string }[] = [];
-
-/**
- * Boots a worker thread for a service launched later as `launch` would be (its endpoint aside):
- * Node's start of a thread (some 20 ms) then overlaps what comes before, such as the collect pass.
- * The thread loads nothing of the service until startServiceThread gives it one; until then it
- * keeps nothing alive (unref), and one never used ends with this process.
- */
-export function bootThread(launch: ServiceLaunch): void {
-  const env = bootEnv(serviceEnv(launch));
-  const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(BOOT)}`), {
-    ...threadOptions(env),
-    workerData: {},
-  });
-  worker.unref();
-  const entry = { worker, env: JSON.stringify(env) };
-  // One that fails to boot is simply not used.
-  const drop = () => {
-    const at = booted.indexOf(entry);
-    if (at >= 0) booted.splice(at, 1);
-  };
-  worker.once("error", drop);
-  worker.once("exit", drop);
-  booted.push(entry);
-}
-
-/** Ends the booted threads no service has taken (their services run otherwise, or not at all). */
-export function dropBootedThreads(): void {
-  for (const { worker } of booted.splice(0)) void worker.terminate();
-}
-
-/**
- * A booted thread, now running `file` with `env` and `port`, if one was booted with the same
- * environment (less its endpoint's variables, which it gets now): undefined otherwise.
- */
-function takeBooted(env: NodeJS.ProcessEnv, file: string, port: MessagePort): Worker | undefined {
-  const key = JSON.stringify(bootEnv(env));
-  const at = booted.findIndex((b) => b.env === key);
-  if (at < 0) return undefined;
-  const [{ worker }] = booted.splice(at, 1) as [{ worker: Worker; env: string }];
-  worker.ref();
-  worker.postMessage({ file, env, port }, [port]);
-  return worker;
 }
 
 /**
