@@ -462,6 +462,7 @@ function threadsPossible(prepared: PreparedProject, running: RunningProvider): b
  */
 function collectInThreads(options: RunCommandOptions, prepared: PreparedProject): boolean {
   if (options.provider !== "local" || options.processes === true || options.inspect === true) return false;
+  if (!prepared.services.some((s) => s.bundle?.threadable)) return false;
   return isMainThread || process.cwd() === prepared.project.dir;
 }
 
