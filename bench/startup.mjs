@@ -2,7 +2,8 @@
 // Start-up: from spawning `nitric-like run examples/chat` until its first WebSocket connection is
 // open (the connect handler has answered), side by side with a raw `ws` server process started the
 // same way, in the same run. The first run on a fresh copy bundles the service; the later runs are
-// what a developer sees every time. Usage: node bench/startup.mjs [--rounds 5]
+// what a developer sees every time. Target (issue 19): the warm run ≤ 300 ms.
+// Usage: node bench/startup.mjs [--rounds 5]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
@@ -53,14 +54,18 @@ export async function startupBench() {
   }
 }
 
+/** The target for a warm `run` (bundles cached), in ms. */
+export const TARGET_MS = 300;
+
 /** The result as a Markdown table, with the verdict against the target. */
 export function startupTable(r) {
+  const spread = (a) => `${Math.min(...a).toFixed(0)}–${Math.max(...a).toFixed(0)}`;
   return [
-    "| target | to first connection (median) | vs raw | target ≤ 1 s |",
-    "|---|---:|---:|---|",
-    `| raw \`ws\` server process | ${r.raw.toFixed(0)} ms | 1.0x | |`,
-    `| \`nitric-like run examples/chat\` | ${r.run.toFixed(0)} ms | ${(r.run / r.raw).toFixed(1)}x | ${verdict(r.run <= 1000)} |`,
-    `| the same, first run on a fresh copy (bundles the service once; not the target) | ${r.first.toFixed(0)} ms | ${(r.first / r.raw).toFixed(1)}x | |`,
+    `| target | to first connection (median) | spread | vs raw | target ≤ ${TARGET_MS} ms (warm) |`,
+    "|---|---:|---:|---:|---|",
+    `| raw \`ws\` server process | ${r.raw.toFixed(0)} ms | ${spread(r.raws)} | 1.0x | |`,
+    `| \`nitric-like run examples/chat\` | ${r.run.toFixed(0)} ms | ${spread(r.runs)} | ${(r.run / r.raw).toFixed(1)}x | ${verdict(r.run <= TARGET_MS)} |`,
+    `| the same, first run on a fresh copy (bundles the service once; not the target) | ${r.first.toFixed(0)} ms | | ${(r.first / r.raw).toFixed(1)}x | |`,
   ].join("\n");
 }
 

@@ -18,5 +18,15 @@ function bundleIsCurrent() {
   }
 }
 
+// `run` boots a worker thread for its collect pass while the CLI loads (dist/lib/boot-thread.js).
+const args = process.argv.slice(2);
+if (args[0] === "run") {
+  try {
+    (await import("../dist/lib/boot-thread.js")).bootForRun(args);
+  } catch {
+    // Only an optimisation: the CLI starts its threads itself.
+  }
+}
+
 const { main } = bundleIsCurrent() ? await import("../dist/nitric-like.mjs") : await import("../dist/main.js");
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await main(args);

@@ -15,10 +15,12 @@ import {
   DEFAULT_RUN_ENVIRONMENT,
   type HandlerRegistration,
   ProjectError,
+  type Provider,
   type RunningProvider,
   SERVED_KINDS,
   type Spec,
 } from "@nitric-like/spec";
+import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
 import { bundleService } from "../lib/bundle.js";
 import { collect } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
@@ -35,6 +37,7 @@ import {
   warnedErrors,
   whenAllStarted,
 } from "../lib/readiness.js";
+import { serviceEnv } from "../lib/service-process.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
 import { collectSpec } from "./spec.js";
@@ -166,11 +169,25 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   const environment = options.environment ?? DEFAULT_RUN_ENVIRONMENT;
   const dotenv = loadDotEnv(project.dir, environment);
   describeDotEnv(dotenv, output);
-  const collected = await collectSpec(prepared, output, { dotenv: dotenv.values });
+  // Services on our SDK are collected as worker threads when they will run as threads on the
+  // local provider: a thread shares this process's working directory, the project's folder then.
+  const threads = collectInThreads(options, prepared);
+  if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
+  // The threads the services will run in boot while their resources are collected, and the local
+  // provider (lmdb, the gateways) loads meanwhile; a provider of the project's is loaded only after.
+  if (threads) bootServiceThreads(prepared, dotenv.values);
+  let local: Promise<Provider> | undefined;
+  const loadLocal = () => {
+    if (options.provider !== "local" || local) return;
+    local = loadProvider("local", project.dir);
+    local.catch(() => {});
+  };
+  // Loading it first would hold back the collect pass's start on this thread.
+  const collected = await collectSpec(prepared, output, { dotenv: dotenv.values, threads, onLaunched: loadLocal });
   // Two services handling one event: only one could get the events, so run refuses as spec does.
   refuseConflicts(collected.spec, collected.conflicts, output);
 
-  const provider = await loadProvider(options.provider, project.dir);
+  const provider = await (local ?? loadProvider(options.provider, project.dir));
   if (!provider.run) {
     output.error(
       `provider "${provider.name}" cannot run projects locally; use "nitric-like up --provider ${provider.name}"`,
@@ -406,6 +423,7 @@ class Run {
         return undefined;
       }),
     );
+    dropBootedThreads();
   }
 
   /** A changed .env restarts every service with the new values. */
@@ -436,6 +454,41 @@ function threadsPossible(prepared: PreparedProject, running: RunningProvider): b
   if (!running.openPort || running.hostsServices) return false;
   if (!prepared.services.some((s) => s.bundle?.threadOutfile)) return false;
   return isMainThread || process.cwd() === prepared.project.dir;
+}
+
+/**
+ * Whether the collect pass may run services as worker threads: when `run` would run them as
+ * threads (see threadsPossible) on the local provider, which offers ports, and never in a worker.
+ */
+function collectInThreads(options: RunCommandOptions, prepared: PreparedProject): boolean {
+  if (options.provider !== "local" || options.processes === true || options.inspect === true) return false;
+  if (!prepared.services.some((s) => s.bundle?.threadable)) return false;
+  return isMainThread || process.cwd() === prepared.project.dir;
+}
+
+/**
+ * Boots a thread (bootThread) for each service the collect pass runs as one, and for each service
+ * that will run as one, less those already booted (bin/nitric-like.js boots one before it loads
+ * the CLI); startServiceThread takes them. The run's threads boot while the collect pass runs.
+ */
+function bootServiceThreads(prepared: PreparedProject, dotenv: ReadonlyMap<string, string>): void {
+  const wanted = new Map<string, { env: NodeJS.ProcessEnv; count: number }>();
+  for (const s of prepared.services) {
+    const launch = { project: prepared.project, service: s.entry, endpoint: "", dotenv };
+    const envs = [
+      ...(s.bundle?.threadable ? [serviceEnv({ ...launch, environment: "build" })] : []),
+      ...(s.bundle?.threadOutfile ? [serviceEnv({ ...launch, environment: "run" })] : []),
+    ];
+    for (const env of envs) {
+      const key = bootKey(env);
+      const w = wanted.get(key) ?? { env, count: 0 };
+      w.count++;
+      wanted.set(key, w);
+    }
+  }
+  for (const { env, count } of wanted.values()) {
+    for (let i = bootedFor(env); i < count; i++) bootThread(env);
+  }
 }
 
 function expectedHandlers(spec: Spec): HandlerRegistration[] {

@@ -3,10 +3,17 @@
  * records every declaration and handler registration, acknowledges them, and ends each handler
  * stream with OK so the service can exit. It never hangs: a service that goes quiet without exiting
  * is stopped, and one that crashes is reported with its output.
+ *
+ * A service on our SDK alone runs there as a worker thread when the caller allows it (`run`, which
+ * runs it as a thread next): its thread bundle reaches the same collector over a MessagePort.
+ * Starting a thread skips a Node process's start, about half of the pass (bench/startup.mjs). The
+ * collector is the same, so is what counts as a failure: an uncaught error or a non-zero exit
+ * code, nothing declared in time, a thread that does not end. A service whose native addon cannot
+ * load in a thread is collected again as a process.
  */
-import type { ChildProcess } from "node:child_process";
 import { chmodSync } from "node:fs";
 import { join } from "node:path";
+import { MessageChannel } from "node:worker_threads";
 import { Authorizer, type HandleAuthorizationsRequest } from "@nitric-like/contracts/authorize";
 import { Connections } from "@nitric-like/contracts/connections";
 import { KvStore } from "@nitric-like/contracts/kvstore";
@@ -20,11 +27,18 @@ import {
   type RunDir,
   resourceKindOf,
 } from "@nitric-like/provider-kit";
-import { Code, Router, RpcError } from "@nitric-like/rpc";
+import { Code, PortServer, Router, RpcError } from "@nitric-like/rpc";
 import { GrpcServer } from "@nitric-like/rpc/grpc";
 import type { CollectedService, Project, ResourceRef, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
-import { forEachLine, type ServiceLaunch, spawnService, stopProcess } from "./service-process.js";
+import {
+  forEachLine,
+  processHandle,
+  type ServiceHandle,
+  type ServiceLaunch,
+  spawnService,
+  startServiceThread,
+} from "./service-process.js";
 
 /** Limits of the collect pass. */
 export interface CollectOptions {
@@ -34,6 +48,13 @@ export interface CollectOptions {
   quietMs?: number;
   /** Variables from the project's `.env` files, as the service gets them under `run`. */
   dotenv?: ReadonlyMap<string, string>;
+  /**
+   * Run a service that uses our SDK alone (Bundle.threadable) as a worker thread of this process,
+   * which must be in the project's folder (a thread shares its working directory). @default false
+   */
+  threads?: boolean;
+  /** Called as each service has been started (its thread or process exists), before it is waited for. */
+  onLaunched?: () => void;
 }
 
 /**
@@ -117,28 +138,53 @@ async function collectOne(
   const result: CollectedService = { name: entry.name, file: entry.file, declared: [], grants: [], handlers: [] };
   // Each call the service makes re-arms its quiet timer, from the moment it runs (see watchdog).
   let touch = () => {};
-  const server = new GrpcServer(collectorRouter(result, () => touch()));
+  const router = collectorRouter(result, () => touch());
+  const server = new GrpcServer(router);
   const { launch, runDir } = await serveCollector(server, project, entry, options);
-  const child: ChildProcess = spawnService(bundle ? { ...launch, bundle } : launch);
+  const threaded =
+    options.threads === true && entry.start === undefined && bundle?.threadable === true && !!bundle.threadOutfile;
+  let ports: PortServer | undefined;
+  let child: ServiceHandle;
+  if (threaded && bundle) {
+    const { port1, port2 } = new MessageChannel();
+    ports = new PortServer(router);
+    ports.serve(port1);
+    child = startServiceThread({ ...launch, bundle }, port2);
+  } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
+  options.onLaunched?.();
   const output: string[] = [];
   const keep = (line: string) => {
     output.push(line);
     if (output.length > 200) output.shift();
   };
+  const streams = [child.stdout, child.stderr].filter((s) => s !== null).map((s) => ended(s));
   if (child.stdout) forEachLine(child.stdout, keep);
   if (child.stderr) forEachLine(child.stderr, keep);
   const dog = watchdog(child, result, options.quietMs ?? 1500);
   touch = dog.heard;
   dog.arm(options.startTimeoutMs ?? 15000);
   const exit = await new Promise<ServiceExit>((resolve) => {
-    child.once("error", (error) => resolve({ code: null, signal: null, error }));
-    child.once("exit", (code, signal) => resolve({ code, signal }));
+    child.onError((error) => resolve({ code: null, signal: null, error }));
+    child.onExit((code, signal) => resolve({ code, signal }));
   });
   dog.clear();
   server.forceStop();
+  ports?.stop();
   runDir?.remove();
+  // A thread's last lines may still be on their way to this thread.
+  if (threaded) await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, 100))]);
+  if (threaded && child.threadUnsupported?.())
+    return collectOne(project, entry, bundle, { ...options, threads: false });
   recordExit(result, exit, dog.stoppedByUs(), output.join("\n"));
   return result;
+}
+
+/** Resolves once a stream has ended. */
+function ended(stream: NodeJS.ReadableStream): Promise<void> {
+  return new Promise((resolve) => {
+    stream.once("end", resolve);
+    stream.once("close", resolve);
+  });
 }
 
 /**
@@ -277,7 +323,7 @@ async function serveCollector(
  * quiet for `quietMs` after its last sign of life (`heard`) without exiting. One stopped before it
  * declared anything gets a failure saying so.
  */
-function watchdog(child: ChildProcess, result: CollectedService, quietMs: number) {
+function watchdog(child: ServiceHandle, result: CollectedService, quietMs: number) {
   let stoppedByUs = false;
   let timer: NodeJS.Timeout | undefined;
   let heardFrom = false;
@@ -291,7 +337,7 @@ function watchdog(child: ChildProcess, result: CollectedService, quietMs: number
           output: "",
         };
       }
-      void stopProcess(child, 1000);
+      void child.stop(1000);
     }, ms);
   };
   return {

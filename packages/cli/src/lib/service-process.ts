@@ -3,10 +3,10 @@
  * project's own `start` command, with the environment both @nitric/sdk and our SDK read.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createRequire } from "node:module";
 import { PassThrough } from "node:stream";
 import { type MessagePort, Worker } from "node:worker_threads";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
+import { serviceNodeOptions, takeBooted, threadOptions } from "./boot-thread.js";
 import type { Bundle } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 
@@ -28,11 +28,6 @@ export interface ServiceLaunch {
   inspectPort?: number;
 }
 
-/** Preloaded into every Node service: see provider-kit's preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
-export const GRPC_RESET_PRELOAD = createRequire(import.meta.url).resolve(
-  "@nitric-like/provider-kit/preload/grpc-reset.cjs",
-);
-
 /**
  * The variables a service process gets, for every SDK: Node reads SERVICE_ADDRESS, Go and JVM SDKs
  * host and port, which are set only when the endpoint is served on TCP (`run --tcp`); inherited
@@ -43,13 +38,13 @@ export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
   // A `start` command may run node itself: NODE_OPTIONS carries the preload there.
   // With --inspect, the node a start command runs opens the inspector too.
   const inspect = launch.inspectPort !== undefined && launch.service.start !== undefined;
-  const preload = `--require ${JSON.stringify(GRPC_RESET_PRELOAD)}${inspect ? ` --inspect=127.0.0.1:${launch.inspectPort}` : ""}`;
+
   const env = withDotEnv(launch.dotenv);
   delete env.NITRIC_SERVICE_HOST;
   delete env.NITRIC_SERVICE_PORT;
   return {
     ...env,
-    NODE_OPTIONS: env.NODE_OPTIONS ? `${env.NODE_OPTIONS} ${preload}` : preload,
+    NODE_OPTIONS: serviceNodeOptions(env.NODE_OPTIONS, inspect ? ` --inspect=127.0.0.1:${launch.inspectPort}` : ""),
     SERVICE_ADDRESS: launch.address ?? launch.endpoint,
     ...(tcp ? { NITRIC_SERVICE_HOST: "127.0.0.1", NITRIC_SERVICE_PORT: tcp[1] } : {}),
     NITRIC_ENVIRONMENT: launch.environment,
@@ -138,6 +133,8 @@ export interface ServiceHandle {
    * Resolves once it has ended.
    */
   stop(graceMs: number): Promise<void>;
+  /** A thread only: true when it ended on a native addon that cannot load in a worker thread. */
+  threadUnsupported?(): boolean;
 }
 
 /**
@@ -168,14 +165,6 @@ export function processHandle(child: ChildProcess): ServiceHandle {
 }
 
 /**
- * The young generation of a service thread's heap, in MB: V8's smallest, two semi-spaces of 1 MB.
- * Left to itself V8 grows it under a burst of events (10,000 connect events) to 8 MB and keeps it,
- * about 7 MB of run's RSS per thread for good (bench/idle.mjs). It bounds the garbage between two
- * scavenges, never what a service may hold: the old generation stays unbounded, as in a process.
- */
-const SERVICE_THREAD_YOUNG_MB = 3;
-
-/**
  * Starts a service that uses our SDK as a worker thread of this process, calling the provider over
  * `port` (@nitric-like/rpc's MessagePort transport): its messages then cross no process boundary and no
  * HTTP/2 framing, two process hops fewer per message than a service process. It gets the same
@@ -190,26 +179,18 @@ const SERVICE_THREAD_YOUNG_MB = 3;
 export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, port: MessagePort): ServiceHandle {
   const file = launch.bundle.threadOutfile;
   if (file === undefined) throw new Error(`service "${launch.service.name}" has no thread bundle`);
+  const env = serviceEnv(launch);
   // The thread bundle's generated entry (bundle.ts, threadEntry) gives the SDKs this port.
-  const worker = new Worker(file, {
-    env: serviceEnv(launch),
-    // NITRIC_LIKE_SERVICE_NODE_ARGS (e.g. --cpu-prof) reaches threads as it reaches processes.
-    execArgv: [
-      "--enable-source-maps",
-      ...(process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
-    ],
-    argv: [],
-    workerData: { port },
-    resourceLimits: { maxYoungGenerationSizeMb: SERVICE_THREAD_YOUNG_MB },
-    transferList: [port],
-    stdout: true,
-    stderr: true,
-  });
+  const worker =
+    takeBooted(env, file, port) ??
+    new Worker(file, { ...threadOptions(env), workerData: { port }, transferList: [port] });
   // The thread's stderr, plus what a process would print for an uncaught error.
   const stderr = new PassThrough();
   worker.stderr.pipe(stderr);
   let ended = false;
+  let unsupported = false;
   worker.on("error", (error) => {
+    if (cannotLoadInThread(error)) unsupported = true;
     if (stderr.writableEnded) return;
     stderr.write(`Uncaught ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     if (cannotLoadInThread(error)) {
@@ -232,6 +213,7 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
     // A file that does not load is an uncaught error too: it is printed, and the thread ends with 1.
     onError: () => {},
     exited: () => ended,
+    threadUnsupported: () => unsupported,
     stop: async () => {
       if (ended) return;
       await worker.terminate();

@@ -1,0 +1,162 @@
+/**
+ * Worker threads booted ahead of their service: Node's start of a thread (some 25 ms here) then
+ * overlaps what comes before it (loading the CLI, the collect pass). A booted thread loads nothing
+ * of a service until it is given one (takeBooted), keeps nothing alive until then (unref), and one
+ * never used ends with this process or with dropBootedThreads.
+ *
+ * A booted thread is used only for a service whose environment equals the one it was booted with,
+ * less the variables each service gets of its own (SERVICE_VARIABLES): those Node does not read
+ * while a thread starts, and the thread gets them before the service loads. This module imports
+ * nothing but Node's, so bin/nitric-like.js can boot a thread for `run` before it loads the CLI;
+ * the threads are kept on globalThis, shared with the copy of this module inside the CLI's bundle.
+ */
+import { createRequire } from "node:module";
+import { type MessagePort, Worker } from "node:worker_threads";
+
+/** Preloaded into every Node service: see provider-kit's preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
+export const GRPC_RESET_PRELOAD = createRequire(import.meta.url).resolve(
+  "@nitric-like/provider-kit/preload/grpc-reset.cjs",
+);
+
+/** What NODE_OPTIONS is for a service, from NODE_OPTIONS where it starts (and `extra`, such as --inspect). */
+export function serviceNodeOptions(nodeOptions: string | undefined, extra = ""): string {
+  const preload = `--require ${JSON.stringify(GRPC_RESET_PRELOAD)}${extra}`;
+  return nodeOptions ? `${nodeOptions} ${preload}` : preload;
+}
+
+/**
+ * For bin/nitric-like.js: boots one thread for `run` before the CLI loads, with the environment
+ * a service without `.env` files gets (serviceEnv), when `args` run threads on the local provider.
+ */
+export function bootForRun(args: readonly string[]): void {
+  if (args[0] !== "run" || args.some((a) => /^(--processes|--inspect|--help|-h)$/.test(a))) return;
+  const provider = args.findIndex((a) => a === "--provider" || a.startsWith("--provider="));
+  if (provider >= 0) {
+    const name = args[provider]?.includes("=") ? args[provider]?.split("=")[1] : args[provider + 1];
+    if (name !== "local") return;
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: serviceNodeOptions(process.env.NODE_OPTIONS) };
+  delete env.NITRIC_SERVICE_HOST;
+  delete env.NITRIC_SERVICE_PORT;
+  bootThread(env);
+}
+
+/** What every service thread gets: its environment, Node flags, no arguments, piped output. */
+/**
+ * The young generation of a service thread's heap, in MB: V8's smallest, two semi-spaces of 1 MB.
+ * Left to itself V8 grows it under a burst of events (10,000 connect events) to 8 MB and keeps it,
+ * about 7 MB of run's RSS per thread for good (bench/idle.mjs). It bounds the garbage between two
+ * scavenges, never what a service may hold: the old generation stays unbounded, as in a process.
+ */
+const SERVICE_THREAD_YOUNG_MB = 3;
+
+export function threadOptions(env: NodeJS.ProcessEnv) {
+  return {
+    env,
+    // NITRIC_LIKE_SERVICE_NODE_ARGS (e.g. --cpu-prof) reaches threads as it reaches processes.
+    execArgv: [
+      "--enable-source-maps",
+      ...(process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
+    ],
+    argv: [],
+    resourceLimits: { maxYoungGenerationSizeMb: SERVICE_THREAD_YOUNG_MB },
+    stdout: true,
+    stderr: true,
+  };
+}
+
+/**
+ * The first module of a booted thread: it waits for its service, then makes the thread what
+ * `new Worker(file)` would have made it (environment, argv[1], workerData.port) before it loads
+ * the service's thread bundle. A bundle that fails to load is an uncaught error, as for a Worker
+ * started on it.
+ */
+const BOOT = `import { parentPort, workerData } from "node:worker_threads";
+import { pathToFileURL } from "node:url";
+parentPort.once("message", ({ file, env, port }) => {
+  for (const name of Object.keys(process.env)) if (!Object.hasOwn(env, name)) delete process.env[name];
+  Object.assign(process.env, env);
+  process.argv[1] = file;
+  workerData.port = port;
+  import(pathToFileURL(file).href);
+});
+`;
+
+/** The variables each service gets of its own (serviceEnv): not part of a booted thread's environment. */
+const SERVICE_VARIABLES = [
+  "SERVICE_ADDRESS",
+  "NITRIC_SERVICE_HOST",
+  "NITRIC_SERVICE_PORT",
+  "NITRIC_ENVIRONMENT",
+  "NITRIC_LIKE_SERVICE",
+  "NITRIC_LIKE_PROJECT",
+  "SERVICE_PATH",
+];
+
+/** A booted thread's environment for a service's: the service's, less SERVICE_VARIABLES, as a key. */
+export function bootKey(env: NodeJS.ProcessEnv): string {
+  const booted: NodeJS.ProcessEnv = { ...env };
+  for (const name of SERVICE_VARIABLES) delete booted[name];
+  return JSON.stringify(booted, Object.keys(booted).sort());
+}
+
+interface Booted {
+  worker: Worker;
+  key: string;
+}
+
+const REGISTRY = Symbol.for("nitric-like.booted-threads");
+
+/** The booted threads not yet taken, shared by every copy of this module in the process. */
+function booted(): Booted[] {
+  const global = globalThis as { [REGISTRY]?: Booted[] };
+  global[REGISTRY] ??= [];
+  return global[REGISTRY];
+}
+
+/** How many booted threads wait for a service with the environment `env`. */
+export function bootedFor(env: NodeJS.ProcessEnv): number {
+  const key = bootKey(env);
+  return booted().filter((b) => b.key === key).length;
+}
+
+/** Boots a thread for a service whose environment will be `env` (less SERVICE_VARIABLES). */
+export function bootThread(env: NodeJS.ProcessEnv): void {
+  const key = bootKey(env);
+  const bootEnv = JSON.parse(key) as NodeJS.ProcessEnv;
+  const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(BOOT)}`), {
+    ...threadOptions(bootEnv),
+    workerData: {},
+  });
+  worker.unref();
+  const entry = { worker, key };
+  // One that fails to boot is simply not used.
+  const drop = () => {
+    const list = booted();
+    const at = list.indexOf(entry);
+    if (at >= 0) list.splice(at, 1);
+  };
+  worker.once("error", drop);
+  worker.once("exit", drop);
+  booted().push(entry);
+}
+
+/**
+ * A booted thread, now running `file` with `env` and `port`, if one was booted with the same
+ * environment (less SERVICE_VARIABLES, which it gets now): undefined otherwise.
+ */
+export function takeBooted(env: NodeJS.ProcessEnv, file: string, port: MessagePort): Worker | undefined {
+  const key = bootKey(env);
+  const list = booted();
+  const at = list.findIndex((b) => b.key === key);
+  if (at < 0) return undefined;
+  const [{ worker }] = list.splice(at, 1) as [Booted];
+  worker.ref();
+  worker.postMessage({ file, env, port }, [port]);
+  return worker;
+}
+
+/** Ends the booted threads no service has taken (their services run otherwise, or not at all). */
+export function dropBootedThreads(): void {
+  for (const { worker } of booted().splice(0)) void worker.terminate();
+}

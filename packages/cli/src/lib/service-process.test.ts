@@ -1,0 +1,116 @@
+// A thread booted ahead of its service (boot-thread.ts) runs it as a thread started on it does:
+// the same environment (its own variables included, nothing left over), argv, workerData.port,
+// output, exit code, and an uncaught error at load ends it with 1 and is printed.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MessageChannel } from "node:worker_threads";
+import type { Project } from "@nitric-like/spec";
+import { afterEach, expect, it } from "vitest";
+import { bootedFor, bootForRun, bootThread, dropBootedThreads } from "./boot-thread.js";
+import type { Bundle } from "./bundle.js";
+import { type ServiceHandle, serviceEnv, startServiceThread } from "./service-process.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  dropBootedThreads();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** What a thread reports of itself over its port, then prints and exits with. */
+const REPORTER = `import { workerData } from "node:worker_threads";
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(SERVICE_|NITRIC_|BOOT_)/.test(k)));
+workerData.port.postMessage({ env, argv: process.argv.slice(1), port: typeof workerData.port.postMessage });
+console.log("out line");
+process.exitCode = 7;
+`;
+
+function launchOf(source: string, endpoint: string) {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-thread-"));
+  dirs.push(dir);
+  const file = join(dir, "svc.thread.mjs");
+  writeFileSync(file, source);
+  const bundle: Bundle = { outfile: file, inputs: new Set(), threadable: true, threadOutfile: file };
+  return {
+    project: { name: "app", dir } as Project,
+    service: { name: "svc", file: "svc.ts", path: join(dir, "svc.ts") },
+    endpoint,
+    environment: "run" as const,
+    dotenv: new Map([["BOOT_FROM_DOTENV", "yes"]]),
+    bundle,
+  };
+}
+
+/** Runs `launch` in a thread; resolves with what it reported, its stdout, stderr and exit code. */
+async function runThread(launch: ReturnType<typeof launchOf>) {
+  const { port1, port2 } = new MessageChannel();
+  const reported = new Promise((resolve) => port1.once("message", resolve));
+  const handle: ServiceHandle = startServiceThread(launch, port2);
+  let out = "";
+  let err = "";
+  handle.stdout?.on("data", (d) => {
+    out += d;
+  });
+  handle.stderr?.on("data", (d) => {
+    err += d;
+  });
+  const code = await new Promise((resolve) => handle.onExit((c) => resolve(c)));
+  port1.close();
+  return { reported: await Promise.race([reported, Promise.resolve(undefined)]), out, err, code };
+}
+
+it("runs a service in a booted thread as in a thread started on it", async () => {
+  const launch = launchOf(REPORTER, "127.0.0.1:4567");
+  const fresh = await runThread(launch);
+  expect(fresh.reported).toBeDefined();
+  // Booted before the endpoint is known, with a variable that is gone by the time it runs.
+  process.env.BOOT_GONE_LATER = "1";
+  try {
+    bootThread(serviceEnv({ ...launch, endpoint: "" }));
+  } finally {
+    delete process.env.BOOT_GONE_LATER;
+  }
+  // A thread booted with another environment (BOOT_GONE_LATER) is not used for it.
+  const unmatched = await runThread(launch);
+  expect(unmatched.reported).toEqual(fresh.reported);
+  bootThread(serviceEnv({ ...launch, endpoint: "" }));
+  const booted = await runThread(launch);
+  expect(booted.reported).toEqual(unmatched.reported);
+  expect((booted.reported as { env: Record<string, string> }).env).toMatchObject({
+    SERVICE_ADDRESS: "127.0.0.1:4567",
+    NITRIC_SERVICE_PORT: "4567",
+    NITRIC_ENVIRONMENT: "run",
+    BOOT_FROM_DOTENV: "yes",
+  });
+  expect(booted.out).toBe("out line\n");
+  expect(booted.code).toBe(7);
+  expect(fresh.code).toBe(7);
+});
+
+it("ends a booted thread whose service throws at load with 1, the error printed", async () => {
+  const source = 'throw new Error("boom at load");\n';
+  const launch = launchOf(source, "127.0.0.1:1");
+  const fresh = await runThread(launch);
+  bootThread(serviceEnv({ ...launch, endpoint: "" }));
+  const booted = await runThread(launch);
+  expect(booted.code).toBe(1);
+  expect(fresh.code).toBe(1);
+  expect(booted.err).toContain("Uncaught Error: boom at load");
+  expect(fresh.err).toContain("Uncaught Error: boom at load");
+});
+
+it("runs a service in the thread bin/nitric-like.js boots for run, when its environment matches", async () => {
+  // No .env values: the environment the bin can know before the CLI loads.
+  const launch = { ...launchOf(REPORTER, "127.0.0.1:4567"), dotenv: new Map<string, string>() };
+  const fresh = await runThread(launch);
+  bootForRun(["run", launch.project.dir, "--processes"]);
+  bootForRun(["run", launch.project.dir, "--provider", "aws"]);
+  bootForRun(["spec", launch.project.dir]);
+  expect(bootedFor(serviceEnv({ ...launch, endpoint: "" }))).toBe(0);
+  bootForRun(["run", launch.project.dir, "--provider=local"]);
+  expect(bootedFor(serviceEnv({ ...launch, endpoint: "" }))).toBe(1);
+  const booted = await runThread(launch);
+  expect(bootedFor(serviceEnv({ ...launch, endpoint: "" }))).toBe(0);
+  expect(booted.reported).toEqual(fresh.reported);
+  expect(booted.code).toBe(7);
+});
