@@ -42,14 +42,6 @@ export function bootForRun(args: readonly string[]): void {
 }
 
 /** What every service thread gets: its environment, Node flags, no arguments, piped output. */
-/**
- * The young generation of a service thread's heap, in MB: V8's smallest, two semi-spaces of 1 MB.
- * Left to itself V8 grows it under a burst of events (10,000 connect events) to 8 MB and keeps it,
- * about 7 MB of run's RSS per thread for good (bench/idle.mjs). It bounds the garbage between two
- * scavenges, never what a service may hold: the old generation stays unbounded, as in a process.
- */
-const SERVICE_THREAD_YOUNG_MB = 3;
-
 export function threadOptions(env: NodeJS.ProcessEnv) {
   return {
     env,
@@ -59,7 +51,6 @@ export function threadOptions(env: NodeJS.ProcessEnv) {
       ...(process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
     ],
     argv: [],
-    resourceLimits: { maxYoungGenerationSizeMb: SERVICE_THREAD_YOUNG_MB },
     stdout: true,
     stderr: true,
   };
