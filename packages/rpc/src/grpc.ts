@@ -133,6 +133,38 @@ export class GrpcServer {
   }
 }
 
+/**
+ * How one client call ends, once: with the server's status; with the caller's own cancel, which
+ * nobody hears (grpc-js's CANCELLED answer to it is dropped); or with the transport's close(),
+ * heard as CANCELLED. `over` is true from then on.
+ */
+function endOnce(live: Set<() => void>, events: WireEvents, cancelCall: () => void) {
+  const end = {
+    over: false,
+    status(code: number, details: string, response?: Uint8Array): void {
+      if (end.over) return;
+      finish();
+      events.status(code, details, response);
+    },
+    cancel(): void {
+      if (end.over) return;
+      finish();
+      cancelCall();
+    },
+  };
+  const close = () => {
+    if (end.over) return;
+    end.cancel();
+    events.status(Code.CANCELLED, "Cancelled on client");
+  };
+  const finish = () => {
+    end.over = true;
+    live.delete(close);
+  };
+  live.add(close);
+  return end;
+}
+
 /** A transport over gRPC to `address` (`host:port` or `unix:<path>`): one HTTP/2 connection for every call. */
 export function createGrpcTransport(address: string): Transport {
   // Made on first use and again after close(): a closed channel takes no calls, and an open one
@@ -143,16 +175,8 @@ export function createGrpcTransport(address: string): Transport {
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
     }));
-  const live = new Set<{ cancel(): void }>();
-  const statusOnce = (events: WireEvents, forget: () => void) => {
-    let heard = false;
-    return (code: number, details: string, response?: Uint8Array) => {
-      if (heard) return;
-      heard = true;
-      forget();
-      events.status(code, details, response);
-    };
-  };
+  /** close() of each call in flight. */
+  const live = new Set<() => void>();
   return {
     open(path: string, kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
       // grpc-js throws on an address it cannot parse (an empty one): the call fails, as one to
@@ -180,9 +204,7 @@ export function createGrpcTransport(address: string): Transport {
       }
       const metadata = new grpc.Metadata();
       if (kind === "unary") {
-        let entry: { cancel(): void } | undefined;
-        const status = statusOnce(events, () => entry && live.delete(entry));
-        let cancelled = false;
+        const end = endOnce(live, events, () => call.cancel());
         const call = client().makeUnaryRequest(
           path,
           asBuffer,
@@ -191,72 +213,37 @@ export function createGrpcTransport(address: string): Transport {
           metadata,
           {},
           (error, response) => {
-            // After a cancel of the caller's own, grpc-js answers CANCELLED: not to be heard.
-            if (cancelled) return;
-            if (error) status(error.code, error.details);
-            else status(Code.OK, "", response ?? Buffer.alloc(0));
+            if (error) end.status(error.code, error.details);
+            else end.status(Code.OK, "", response ?? Buffer.alloc(0));
           },
         );
-        entry = {
-          cancel: () => {
-            status(Code.CANCELLED, "Cancelled on client");
-            cancelled = true;
-            call.cancel();
-          },
-        };
-        live.add(entry);
-        const forget = entry;
-        return {
-          write: () => {},
-          halfClose: () => {},
-          cancel: () => {
-            if (!live.delete(forget)) return;
-            cancelled = true;
-            call.cancel();
-          },
-        };
+        return { write: () => {}, halfClose: () => {}, cancel: end.cancel };
       }
       const call =
         kind === "server_streaming"
           ? client().makeServerStreamRequest(path, asBuffer, same, asBuffer(request ?? new Uint8Array(0)), metadata, {})
           : client().makeBidiStreamRequest(path, asBuffer, same, metadata, {});
-      let cancelled = false;
-      const entry = {
-        cancel: () => {
-          cancelled = true;
-          call.cancel();
-          status(Code.CANCELLED, "Cancelled on client");
-        },
-      };
-      const status = statusOnce(events, () => live.delete(entry));
-      live.add(entry);
+      const end = endOnce(live, events, () => call.cancel());
       call.on("data", (bytes: Buffer) => {
-        if (!cancelled) events.message(bytes);
+        if (!end.over) events.message(bytes);
       });
-      call.on("status", (s: grpc.StatusObject) => {
-        if (!cancelled) status(s.code, s.details);
-      });
+      call.on("status", (s: grpc.StatusObject) => end.status(s.code, s.details));
       // The status event carries the error.
       call.on("error", () => {});
       // A server-streaming call sent its one request as it opened: it takes no more.
       const duplex = kind === "server_streaming" ? undefined : (call as grpc.ClientDuplexStream<Buffer, Buffer>);
       return {
         write: (bytes) => {
-          if (!cancelled) duplex?.write(asBuffer(bytes));
+          if (!end.over) duplex?.write(asBuffer(bytes));
         },
         halfClose: () => {
-          if (!cancelled) duplex?.end();
+          if (!end.over) duplex?.end();
         },
-        cancel: () => {
-          if (cancelled) return;
-          cancelled = true;
-          live.delete(entry);
-          call.cancel();
-        },
+        cancel: end.cancel,
       };
     },
     close() {
-      for (const entry of [...live]) entry.cancel();
+      for (const close of [...live]) close();
       channel?.close();
       channel = undefined;
     },

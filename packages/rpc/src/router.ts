@@ -16,7 +16,7 @@
 import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { codecOf } from "@nitric-like/contracts/codec";
-import { Code, RpcError, statusOf } from "./status.js";
+import { Code, statusOf } from "./status.js";
 import type { MethodKind, WireCall, WireEvents } from "./wire.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: generic over every generated service shape
@@ -343,5 +343,3 @@ export class Router {
     return route.open(request, events, peer);
   }
 }
-
-export { RpcError };
