@@ -1,16 +1,21 @@
 /**
  * A built app's functions in the emulator with its socket "room"'s Management API a double on
  * 127.0.0.1 (15 ms a call, a rate cap, 410 for gone ids) and the given connections recorded in
- * dynalite: the set-up the AWS broadcast and room-broadcast simulations share.
+ * dynalite, and the build, dynalite and clean-up around them: what the AWS broadcast and
+ * room-broadcast simulations share.
  */
+import { join } from "node:path";
 import {
   type Emulator,
   type ManagementDouble,
   type ManagementDoubleOptions,
   seedConnections,
+  startDynalite,
   startEmulator,
   startManagementDouble,
 } from "@nitric-like/provider-aws/emulator";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { cleanTemp, runCli, writeProject } from "./harness.js";
 
 /** The connection every simulated event comes from. */
 export const CALLER = "CallerConnIdAA=";
@@ -66,4 +71,49 @@ export async function simulateSocket(options: {
     return result.body;
   };
   return { emulator, management, lines, send };
+}
+
+/**
+ * A test file's simulations of one app: `service` (as services/room.ts of app `name`) is built once
+ * and dynalite started before the file's tests; every simulation `simulate` starts is stopped
+ * after its test, and dynalite and the build after the file.
+ */
+export function useSocketSimulations(name: string, service: string) {
+  let buildDir = "";
+  let dynamo: { endpoint: string; close(): Promise<void> } | undefined;
+  const started: SocketSimulation[] = [];
+  beforeAll(async () => {
+    const project = writeProject({
+      "nitric-like.yaml": `name: ${name}\nservices:\n  - match: services/*.ts\n`,
+      "services/room.ts": service,
+    });
+    buildDir = join(project, "out");
+    const built = await runCli(["build", project, "--provider", "aws", "--out", buildDir, "--plain"]);
+    expect(built.code, built.stderr).toBe(0);
+    dynamo = await startDynalite();
+  }, 60_000);
+  afterEach(async () => {
+    for (const sim of started.splice(0)) {
+      await sim.emulator.stop();
+      await sim.management.close();
+    }
+  });
+  afterAll(async () => {
+    await dynamo?.close();
+    cleanTemp();
+  });
+  const endpoint = () => {
+    if (!dynamo) throw new Error("aws-sim: dynalite is not started; call simulate from a test");
+    return dynamo.endpoint;
+  };
+  return {
+    /** Where dynalite listens. */
+    dynamodbEndpoint: endpoint,
+    /** Starts a simulation of the built app, stopped after the test. */
+    async simulate(options: Omit<Parameters<typeof simulateSocket>[0], "buildDir" | "dynamodbEndpoint">) {
+      const sim = await simulateSocket({ ...options, buildDir, dynamodbEndpoint: endpoint() });
+      started.push(sim);
+      return sim;
+    },
+  };
 }

@@ -1,15 +1,6 @@
-// Broadcast at scale on AWS (issue 20, item 8), simulated: an app built with `nitric-like build
-// --provider aws` runs in the emulator (its function's worker process, its Lambda Invoke API for
-// the asynchronous invocations), the connections table in dynalite holds the socket's connection
-// records, and the socket's Management API is a double on 127.0.0.1 that answers each
-// PostToConnection after 15 ms, accepts a limited number per second (429 over it) and answers 410
-// for gone connections. The frames the double counts are what API Gateway would have delivered.
-import { join } from "node:path";
-import { type Emulator, type ManagementDouble, startDynalite } from "@nitric-like/provider-aws/emulator";
 import { DynamoDbClient } from "@nitric-like/provider-aws/runtime";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CALLER, simulateSocket } from "../src/aws-sim.js";
-import { cleanTemp, runCli, writeProject } from "../src/harness.js";
+import { describe, expect, it } from "vitest";
+import { CALLER, useSocketSimulations } from "../src/aws-sim.js";
 
 const SERVICE = `import { websocket } from "@nitric-like/sdk";
 
@@ -22,32 +13,7 @@ room.on("message", async (ctx) => {
 });
 `;
 
-let out: string;
-let dynamo: { endpoint: string; close(): Promise<void> };
-const started: { emulator: Emulator; double: ManagementDouble }[] = [];
-
-beforeAll(async () => {
-  const project = writeProject({
-    "nitric-like.yaml": "name: fanout\nservices:\n  - match: services/*.ts\n",
-    "services/room.ts": SERVICE,
-  });
-  out = join(project, "out");
-  const built = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
-  expect(built.code, built.stderr).toBe(0);
-  dynamo = await startDynalite();
-}, 60_000);
-
-afterEach(async () => {
-  for (const s of started.splice(0)) {
-    await s.emulator.stop();
-    await s.double.close();
-  }
-});
-
-afterAll(async () => {
-  await dynamo?.close();
-  cleanTemp();
-});
+const sims = useSocketSimulations("fanout", SERVICE);
 
 /** The built app in the emulator, its socket's Management API the double, `ids` (and the caller) recorded as connected. */
 async function simulate(
@@ -56,16 +22,13 @@ async function simulate(
   double: { perSecond: number; burst?: number; gone: string[] },
   env: Record<string, string> = {},
 ) {
-  const sim = await simulateSocket({
-    buildDir: out,
-    dynamodbEndpoint: dynamo.endpoint,
+  const sim = await sims.simulate({
     stack,
     connected: ids,
     double,
     env,
   });
   const { management, lines } = sim;
-  started.push({ emulator: sim.emulator, double: management });
   const broadcast = async () => {
     const body = await sim.send("to everyone");
     return { sent: (JSON.parse(body) as { sent: number }).sent, deliveredThen: management.delivered() };
@@ -75,7 +38,7 @@ async function simulate(
       AWS_REGION: "us-east-1",
       AWS_ACCESS_KEY_ID: "x",
       AWS_SECRET_ACCESS_KEY: "x",
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: sims.dynamodbEndpoint(),
     });
     const found = new Set<string>();
     let start: Record<string, { S?: string }> | undefined;

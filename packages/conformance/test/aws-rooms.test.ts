@@ -1,13 +1,6 @@
-// Room broadcasts on AWS, simulated as aws-broadcast.test.ts does the socket's: the app built with
-// `nitric-like build --provider aws` runs in the emulator, the connections table (records and
-// membership items) in dynalite, and the socket's Management API is a double that answers 410 for
-// gone connections. A room broadcast takes the socket broadcast's path, reading the room's members.
-import { join } from "node:path";
-import { type Emulator, type ManagementDouble, startDynalite } from "@nitric-like/provider-aws/emulator";
 import { DynamoDbClient } from "@nitric-like/provider-aws/runtime";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CALLER, simulateSocket } from "../src/aws-sim.js";
-import { cleanTemp, runCli, writeProject } from "../src/harness.js";
+import { describe, expect, it } from "vitest";
+import { CALLER, useSocketSimulations } from "../src/aws-sim.js";
 
 const SERVICE = `import { websocket } from "@nitric-like/sdk";
 
@@ -31,44 +24,16 @@ socket.on("message", async (ctx) => {
 });
 `;
 
-let out: string;
-let dynamo: { endpoint: string; close(): Promise<void> };
-const started: { emulator: Emulator; double: ManagementDouble }[] = [];
-
-beforeAll(async () => {
-  const project = writeProject({
-    "nitric-like.yaml": "name: rooms-fanout\nservices:\n  - match: services/*.ts\n",
-    "services/room.ts": SERVICE,
-  });
-  out = join(project, "out");
-  const built = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
-  expect(built.code, built.stderr).toBe(0);
-  dynamo = await startDynalite();
-}, 60_000);
-
-afterEach(async () => {
-  for (const s of started.splice(0)) {
-    await s.emulator.stop();
-    await s.double.close();
-  }
-});
-
-afterAll(async () => {
-  await dynamo?.close();
-  cleanTemp();
-});
+const sims = useSocketSimulations("rooms-fanout", SERVICE);
 
 async function simulate(stack: string, ids: string[], gone: string[], env: Record<string, string> = {}) {
-  const sim = await simulateSocket({
-    buildDir: out,
-    dynamodbEndpoint: dynamo.endpoint,
+  const sim = await sims.simulate({
     stack,
     connected: ids,
     double: { perSecond: 10_000, gone },
     env,
   });
   const { management, lines } = sim;
-  started.push({ emulator: sim.emulator, double: management });
   const call = async (cmd: object) => JSON.parse(await sim.send(JSON.stringify(cmd))) as Record<string, unknown>;
   return { management, lines, call };
 }
@@ -126,7 +91,7 @@ describe("room broadcast on AWS, simulated", () => {
       AWS_REGION: "us-east-1",
       AWS_ACCESS_KEY_ID: "x",
       AWS_SECRET_ACCESS_KEY: "x",
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: sims.dynamodbEndpoint(),
     }).putItem({
       TableName: "roominline-ConnectionsTable",
       Item: {
