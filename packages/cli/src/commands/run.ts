@@ -22,7 +22,7 @@ import {
 } from "@nitric-like/spec";
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
 import { bundleService } from "../lib/bundle.js";
-import { collect } from "../lib/collect.js";
+import { collect, reusedCollection } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
 import { type DotEnv, loadDotEnv } from "../lib/dotenv.js";
 import { type Output, UserError } from "../lib/log.js";
@@ -73,6 +73,10 @@ It stops with exit 1 before starting anything when the project file has a proble
 nitric-like does not serve (api, http, topic, queue, bucket, schedule, secret, sql,
 job, ...). A service changed while running to declare one is not restarted: its
 running version stays, and the next change that removes it restarts it.
+
+What a service declares is read once per change: while its code (its bundle) and its
+environment are unchanged, run reuses what the last run collected ("unchanged since the
+last run"); spec, build and up always collect anew.
 
 .env and .env.<env> in the project folder (see --env) are loaded into every
 service and its collect pass: a variable set where run starts wins, then .env.<env>,
@@ -175,7 +179,14 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
   // The threads the services will run in boot while their resources are collected, and the local
   // provider (lmdb, the gateways) loads meanwhile; a provider of the project's is loaded only after.
-  if (threads) bootServiceThreads(prepared, dotenv.values);
+  // A service whose bundle and environment are unchanged since the last run is not collected again
+  // (collect.ts, reusedCollection): it needs no thread for a collect pass.
+  const reused = new Set(
+    prepared.services
+      .filter((s) => reusedCollection(s.entry, s.bundle, dotenv.values) !== undefined)
+      .map((s) => s.entry.name),
+  );
+  if (threads) bootServiceThreads(prepared, dotenv.values, reused);
   let local: Promise<Provider> | undefined;
   const loadLocal = () => {
     if (options.provider !== "local" || local) return;
@@ -183,7 +194,13 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     local.catch(() => {});
   };
   // Loading it first would hold back the collect pass's start on this thread.
-  const collected = await collectSpec(prepared, output, { dotenv: dotenv.values, threads, onLaunched: loadLocal });
+  if (reused.size === prepared.services.length) loadLocal();
+  const collected = await collectSpec(prepared, output, {
+    dotenv: dotenv.values,
+    threads,
+    reuse: true,
+    onLaunched: loadLocal,
+  });
   // Two services handling one event: only one could get the events, so run refuses as spec does.
   refuseConflicts(collected.spec, collected.conflicts, output);
 
@@ -471,12 +488,17 @@ function collectInThreads(options: RunCommandOptions, prepared: PreparedProject)
  * that will run as one, less those already booted (bin/nitric-like.js boots one before it loads
  * the CLI); startServiceThread takes them. The run's threads boot while the collect pass runs.
  */
-function bootServiceThreads(prepared: PreparedProject, dotenv: ReadonlyMap<string, string>): void {
+function bootServiceThreads(
+  prepared: PreparedProject,
+  dotenv: ReadonlyMap<string, string>,
+  reused: ReadonlySet<string>,
+): void {
   const wanted = new Map<string, { env: NodeJS.ProcessEnv; count: number }>();
   for (const s of prepared.services) {
     const launch = { project: prepared.project, service: s.entry, endpoint: "", dotenv };
+    const collectPass = s.bundle?.threadable === true && !reused.has(s.entry.name);
     const envs = [
-      ...(s.bundle?.threadable ? [serviceEnv({ ...launch, environment: "build" })] : []),
+      ...(collectPass ? [serviceEnv({ ...launch, environment: "build" })] : []),
       ...(s.bundle?.threadOutfile ? [serviceEnv({ ...launch, environment: "run" })] : []),
     ];
     for (const env of envs) {

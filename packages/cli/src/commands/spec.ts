@@ -43,17 +43,26 @@ export async function collectSpec(
   const n = prepared.services.length;
   const progress = output.progress(`collecting resources from ${n} service${n === 1 ? "" : "s"}`);
   try {
+    let reused = 0;
     const collected = await collect(
       prepared.project,
       prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
-      options,
+      { ...options, onReused: () => reused++ },
     );
     const result = buildSpec(
       prepared.project.name,
       collected.map((c) => withApi(c, prepared)),
     );
     const found = result.spec.resources.length;
-    progress.done(`collected ${found} resource${found === 1 ? "" : "s"} from ${n} service${n === 1 ? "" : "s"}`);
+    const unchanged =
+      reused === 0
+        ? ""
+        : reused === n
+          ? " (unchanged since the last run)"
+          : ` (${reused} unchanged since the last run)`;
+    progress.done(
+      `collected ${found} resource${found === 1 ? "" : "s"} from ${n} service${n === 1 ? "" : "s"}${unchanged}`,
+    );
     const sockets = result.spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name);
     for (const w of unusedSocketWarnings(prepared.project, sockets)) output.warn(w);
     if (result.unsupported.length > 0) {

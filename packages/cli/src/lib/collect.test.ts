@@ -1,12 +1,13 @@
 // The collect pass on real services: a service on our SDK alone collected as a worker thread
 // (`threads: true`, as `run` does) gives what the same service gives collected as a process, for a
 // service that declares, one that crashes, one that exits non-zero and one that declares nothing.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+// With `reuse` (as `run` collects), an unchanged service's last collection is given again.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CollectedService, Project } from "@nitric-like/spec";
-import { afterEach, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { bundleService } from "./bundle.js";
 import { type CollectOptions, collect } from "./collect.js";
 
@@ -29,7 +30,7 @@ async function service(source: string) {
   const project = { name: "app", dir } as Project;
   const bundle = await bundleService(dir, entry);
   expect(bundle.threadable).toBe(true);
-  return { project, services: [{ entry, bundle }] };
+  return { project, services: [{ entry, bundle }] as [{ entry: typeof entry; bundle: typeof bundle }] };
 }
 
 /** The service collected as a thread and as a process (in the project's folder, as `run` collects). */
@@ -92,4 +93,93 @@ setInterval(() => {}, 1000);
     "declared nothing within 0.5 s and did not exit; a service must declare its resources when it starts",
   );
   expect(thread.failure?.message).toBe(child.failure?.message);
+});
+
+describe("reuse (run's shortcut for an unchanged service)", () => {
+  /** The service of `source`, which appends a line to runs.log each time its code runs; `collectIt` collects it with reuse. */
+  async function counted(source: string) {
+    const { project, services } = await service(
+      `import { appendFileSync } from "node:fs";\nappendFileSync(${JSON.stringify("runs.log")}, "ran\\n");\n${source}`,
+    );
+    const runs = () => {
+      try {
+        return readFileSync(join(project.dir, "runs.log"), "utf8").split("\n").filter(Boolean).length;
+      } catch {
+        return 0;
+      }
+    };
+    const collectIt = async (options: CollectOptions = {}) => {
+      const reused: string[] = [];
+      const cwd = process.cwd();
+      process.chdir(project.dir);
+      try {
+        const [result] = await collect(project, services, {
+          ...options,
+          reuse: true,
+          onReused: (name) => reused.push(name),
+        });
+        return { result: result as CollectedService, reused };
+      } finally {
+        process.chdir(cwd);
+      }
+    };
+    return { project, services, runs, collectIt };
+  }
+
+  const SOURCE = `import { kv, websocket } from "@nitric-like/sdk";
+kv("store").allow("get");
+websocket("socket").on("message", () => {});
+`;
+
+  it("gives the last collection again without running the service while its bundle and environment are unchanged", async () => {
+    const { runs, collectIt } = await counted(SOURCE);
+    const first = await collectIt({ threads: true });
+    expect(first.reused).toEqual([]);
+    expect(runs()).toBe(1);
+    const second = await collectIt({ threads: true });
+    expect(second.reused).toEqual(["api"]);
+    expect(runs()).toBe(1);
+    expect(second.result).toEqual(first.result);
+    expect(second.result.declared.map((d) => d.name).sort()).toEqual(["socket", "store"]);
+  });
+
+  it("collects again when the service's code or its environment changes", async () => {
+    const { project, services, runs, collectIt } = await counted(SOURCE);
+    await collectIt();
+    expect(runs()).toBe(1);
+    // A .env value (as run passes them) is part of the environment.
+    const withValue = await collectIt({ dotenv: new Map([["GREETING", "hello"]]) });
+    expect(withValue.reused).toEqual([]);
+    expect(runs()).toBe(2);
+    // New code: the bundle is made again, and what it declares now is what counts.
+    const [{ entry }] = services;
+    writeFileSync(
+      entry.path,
+      `import { appendFileSync } from "node:fs";\nappendFileSync("runs.log", "ran\\n");\nimport { kv } from "@nitric-like/sdk";\nkv("other").allow("set");\n`,
+    );
+    const rebuilt = await bundleService(project.dir, entry);
+    const again = await collect(project, [{ entry, bundle: rebuilt }], {
+      reuse: true,
+      onReused: () => expect.fail("a changed bundle was reused"),
+    });
+    expect(again[0]?.declared.map((d) => d.name)).toEqual(["other"]);
+  });
+
+  it("never keeps a collection that failed, and ignores a kept file it cannot read", async () => {
+    const failing = await counted(
+      `import { kv } from "@nitric-like/sdk";\nkv("store");\nthrow new Error("not yet");\n`,
+    );
+    expect((await failing.collectIt()).result.failure?.message).toContain("exited with code 1");
+    await failing.collectIt();
+    expect(failing.runs()).toBe(2);
+
+    const { services, runs, collectIt } = await counted(SOURCE);
+    await collectIt();
+    const [{ bundle }] = services;
+    writeFileSync(`${bundle.outfile}.collected.json`, "{ not json");
+    const after = await collectIt();
+    expect(after.reused).toEqual([]);
+    expect(after.result.declared).toHaveLength(2);
+    expect(runs()).toBe(2);
+  });
 });

@@ -11,7 +11,8 @@
  * code, nothing declared in time, a thread that does not end. A service whose native addon cannot
  * load in a thread is collected again as a process.
  */
-import { chmodSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MessageChannel } from "node:worker_threads";
 import { Authorizer, type HandleAuthorizationsRequest } from "@nitric-like/contracts/authorize";
@@ -31,6 +32,7 @@ import { Code, PortServer, Router, RpcError } from "@nitric-like/rpc";
 import { GrpcServer } from "@nitric-like/rpc/grpc";
 import type { CollectedService, Project, ResourceRef, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
+import { withDotEnv } from "./dotenv.js";
 import {
   forEachLine,
   processHandle,
@@ -55,6 +57,14 @@ export interface CollectOptions {
   threads?: boolean;
   /** Called as each service has been started (its thread or process exists), before it is waited for. */
   onLaunched?: () => void;
+  /**
+   * Reuse what a service's last collect pass found while its bundle and environment are unchanged
+   * (reusedCollection), and keep what this pass finds for next time. `run` does; `spec`, `build`
+   * and `up` always collect anew. @default false
+   */
+  reuse?: boolean;
+  /** Called for each service whose kept collection is reused (see `reuse`). */
+  onReused?: (service: string) => void;
 }
 
 /**
@@ -125,7 +135,84 @@ export async function collect(
   services: { entry: ServiceEntry; bundle?: Bundle }[],
   options: CollectOptions = {},
 ): Promise<CollectedService[]> {
-  return Promise.all(services.map((s) => collectOne(project, s.entry, s.bundle, options)));
+  return Promise.all(
+    services.map(async (s) => {
+      if (!options.reuse) return collectOne(project, s.entry, s.bundle, options);
+      const reused = reusedCollection(s.entry, s.bundle, options.dotenv);
+      if (reused) {
+        options.onReused?.(s.entry.name);
+        return reused;
+      }
+      const result = await collectOne(project, s.entry, s.bundle, options);
+      keepCollection(s.entry, s.bundle, options.dotenv, result);
+      return result;
+    }),
+  );
+}
+
+/**
+ * What a service's collect pass found, kept beside its bundle (`<bundle>.collected.json`) for the
+ * next `run`. The service's code is all in its bundle, so while the bundle file and the
+ * environment the service is collected with (this process's, its .env files') are the same, so is
+ * what it declares; a service that reads other files at its top level to decide its resources is
+ * collected anew by `spec`, `up` and by `run` after any change to its code. Only a pass that
+ * succeeded is kept, and a service with a start command is always collected.
+ */
+function collectionKey(
+  entry: ServiceEntry,
+  bundle: Bundle | undefined,
+  dotenv: ReadonlyMap<string, string> | undefined,
+) {
+  if (entry.start !== undefined || bundle === undefined) return undefined;
+  const stamp = (file: string | undefined) => {
+    const s = file === undefined ? undefined : statSync(file, { throwIfNoEntry: false });
+    return s ? [s.mtimeMs, s.size] : null;
+  };
+  const env = withDotEnv(dotenv);
+  const hash = createHash("sha256");
+  hash.update(
+    JSON.stringify([COLLECTION_FORMAT, entry.name, entry.file, stamp(bundle.outfile), stamp(bundle.threadOutfile)]),
+  );
+  hash.update(JSON.stringify(env, Object.keys(env).sort()));
+  return { file: `${bundle.outfile}.collected.json`, key: hash.digest("hex") };
+}
+
+/** Changes when CollectedService or this cache's file does: older files are then not read. */
+const COLLECTION_FORMAT = 1;
+
+/** The kept collection of a service, if its bundle and environment are unchanged since it was kept. */
+export function reusedCollection(
+  entry: ServiceEntry,
+  bundle: Bundle | undefined,
+  dotenv: ReadonlyMap<string, string> | undefined,
+): CollectedService | undefined {
+  const at = collectionKey(entry, bundle, dotenv);
+  if (at === undefined) return undefined;
+  try {
+    const kept = JSON.parse(readFileSync(at.file, "utf8")) as { key?: unknown; result?: CollectedService };
+    return kept.key === at.key && kept.result?.name === entry.name ? kept.result : undefined;
+  } catch {
+    // None kept yet, or unreadable: the service is collected.
+    return undefined;
+  }
+}
+
+function keepCollection(
+  entry: ServiceEntry,
+  bundle: Bundle | undefined,
+  dotenv: ReadonlyMap<string, string> | undefined,
+  result: CollectedService,
+): void {
+  const at = collectionKey(entry, bundle, dotenv);
+  if (at === undefined || result.failure !== undefined) return;
+  try {
+    // Written whole, then renamed: a run that stops half-way leaves no half file.
+    const temp = `${at.file}.${process.pid}.tmp`;
+    writeFileSync(temp, JSON.stringify({ key: at.key, result }));
+    renameSync(temp, at.file);
+  } catch {
+    // Only a shortcut for the next run.
+  }
 }
 
 /** Collects one service: serves it a collector, runs it, and records what it declared and how it ended. */
