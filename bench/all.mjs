@@ -13,7 +13,7 @@ import { here } from "./lib.mjs";
 
 const BENCHMARKS = [
   { name: "echo", args: ["echo.mjs"] },
-  { name: "broadcast", args: ["broadcast.mjs"] },
+  { name: "broadcast", args: ["broadcast.mjs", "--floor"] },
   { name: "idle", args: ["idle.mjs"] },
   { name: "rooms", args: ["rooms.mjs"] },
   { name: "kv", args: ["kv.mjs"] },

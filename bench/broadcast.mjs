@@ -6,7 +6,9 @@
 // memory while the N connections sit idle (for nitric-like: the provider process, which holds the
 // connections and runs the service as a worker thread; a service process's own is shown when there is one).
 // Targets (issue 19): at 10,000 connections, the broadcast in <= 0.6x raw ws's time and the idle
-// RSS <= 1.5x raw's; 1,000 is reported without a target. Usage: node bench/broadcast.mjs [--sizes 1000,10000] [--rounds 10] [--pairs 5]
+// RSS <= 1.5x raw's; 1,000 is reported without a target. With --floor, a third server takes its turn
+// in each pair: one frame written to every socket and nothing else (floor-broadcast-server.mjs).
+// Usage: node bench/broadcast.mjs [--sizes 1000,10000] [--rounds 10] [--pairs 5] [--floor]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
@@ -17,6 +19,7 @@ const { values } = parseArgs({
     sizes: { type: "string", default: "1000,10000" },
     rounds: { type: "string", default: "10" },
     pairs: { type: "string", default: "5" },
+    floor: { type: "boolean", default: false },
   },
 });
 const SIZES = values.sizes.split(",").map(Number);
@@ -88,6 +91,15 @@ const targets = [
     start: () => startProcess(process.execPath, [join(here, "raw-broadcast-server.mjs")], /listening (\S+)/),
   },
   { name: "nitric-like", start: () => startApp("broadcast", "broadcast") },
+  // --floor: one frame written to every socket, nothing else (floor-broadcast-server.mjs).
+  ...(values.floor
+    ? [
+        {
+          name: "floor",
+          start: () => startProcess(process.execPath, [join(here, "floor-broadcast-server.mjs")], /listening (\S+)/),
+        },
+      ]
+    : []),
 ];
 
 // The targets take turns, PAIRS times per size, each session with fresh processes: one session's
@@ -130,4 +142,18 @@ for (const { n, pairs } of results) {
   console.log(
     `| ${n} | ${median(pairs.map((p) => p["raw ws"].ms)).toFixed(1)} | ${median(pairs.map((p) => p["nitric-like"].ms)).toFixed(1)} | ${t.toFixed(2)}x | ${times.map((x) => `${x.toFixed(2)}x`).join(", ")} | ${n >= 10000 ? verdict(t <= 0.6) : "-"} | ${median(pairs.map((p) => p["raw ws"].memory)).toFixed(0)} | ${median(pairs.map((p) => p["nitric-like"].memory)).toFixed(0)} | ${m.toFixed(2)}x | ${n >= 10000 ? verdict(m <= 1.5) : "-"} | ${services.length === 0 ? "none (threads)" : services.map((x) => x.toFixed(0)).join(", ")} |`,
   );
+}
+if (values.floor) {
+  console.log("\nThe floor (one frame written to every socket, nothing else; taking its turn in each pair):\n");
+  console.log(
+    "| connections | floor ms (median of sessions) | floor vs raw ws (median of pairs) | nitric-like vs floor (median of pairs) |",
+  );
+  console.log("|---:|---:|---:|---:|");
+  for (const { n, pairs } of results) {
+    const floor = median(pairs.map((p) => p.floor.ms / p["raw ws"].ms));
+    const ours = median(pairs.map((p) => p["nitric-like"].ms / p.floor.ms));
+    console.log(
+      `| ${n} | ${median(pairs.map((p) => p.floor.ms)).toFixed(1)} | ${floor.toFixed(2)}x | ${ours.toFixed(2)}x |`,
+    );
+  }
 }
