@@ -165,7 +165,7 @@ websocket("socket").on("message", () => {});
     expect(again[0]?.declared.map((d) => d.name)).toEqual(["other"]);
   });
 
-  it("never keeps a collection that failed, and ignores a kept file it cannot read", async () => {
+  it("never keeps a collection that failed, and ignores a kept file it cannot read or whose result is malformed", async () => {
     const failing = await counted(
       `import { kv } from "@nitric-like/sdk";\nkv("store");\nthrow new Error("not yet");\n`,
     );
@@ -181,5 +181,13 @@ websocket("socket").on("message", () => {});
     expect(after.reused).toEqual([]);
     expect(after.result.declared).toHaveLength(2);
     expect(runs()).toBe(2);
+    // The right key with a result of the wrong shape is not trusted either.
+    const kept = `${bundle.outfile}.collected.json`;
+    const { key } = JSON.parse(readFileSync(kept, "utf8")) as { key: string };
+    writeFileSync(kept, JSON.stringify({ key, result: { name: "api", declared: "socket" } }));
+    const reshaped = await collectIt();
+    expect(reshaped.reused).toEqual([]);
+    expect(reshaped.result.declared).toHaveLength(2);
+    expect(runs()).toBe(3);
   });
 });

@@ -190,7 +190,15 @@ export function reusedCollection(
   if (at === undefined) return undefined;
   try {
     const kept = JSON.parse(readFileSync(at.file, "utf8")) as { key?: unknown; result?: CollectedService };
-    return kept.key === at.key && kept.result?.name === entry.name ? kept.result : undefined;
+    const result = kept.key === at.key ? kept.result : undefined;
+    // The same shape as a pass gives, or the service is collected.
+    const whole =
+      result?.name === entry.name &&
+      Array.isArray(result.declared) &&
+      Array.isArray(result.grants) &&
+      Array.isArray(result.handlers) &&
+      result.failure === undefined;
+    return whole ? result : undefined;
   } catch {
     // None kept yet, or unreadable: the service is collected.
     return undefined;
