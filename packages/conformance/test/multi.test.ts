@@ -38,8 +38,9 @@ it("splits one socket's handlers over two services, each with its own endpoint a
   a.ws.send("env");
   const env = JSON.parse((await a.next()).text) as Record<string, string>;
   expect(env.NITRIC_ENVIRONMENT).toBe("run");
-  // The SDKs reach the endpoint over its Unix socket; host and port (TCP) are set only under --tcp.
-  expect(env.SERVICE_ADDRESS).toMatch(/^unix:\/.+\.sock$/);
+  // A service thread reaches its endpoint over its MessagePort alone: no gRPC address (a process
+  // gets its Unix socket as SERVICE_ADDRESS: endpoint.test.ts).
+  expect(env.SERVICE_ADDRESS).toBeUndefined();
   expect(env.NITRIC_SERVICE_PORT).toBeUndefined();
   expect(env.NITRIC_SERVICE_HOST).toBeUndefined();
 

@@ -76,6 +76,12 @@ export interface RunningProvider {
    * process hop. Each call opens a new port; it closes when the worker ends.
    */
   openPort?(service: string): Promise<import("node:worker_threads").MessagePort>;
+  /**
+   * Serves `port` as the service's endpoint, as openPort does with a port of its own: the caller
+   * made the channel and gave its other end to a worker thread that started before the provider
+   * was up (calls made in the meantime wait in the port).
+   */
+  servePort?(service: string, port: import("node:worker_threads").MessagePort): Promise<void>;
   /** Tells the provider a service's process is (re)starting: its old handler streams are gone. */
   serviceStarting(service: string): void;
   /**

@@ -216,10 +216,15 @@ export class LocalProvider implements RunningProvider {
 
   /** A port served as the service's endpoint, for a service running as a worker thread of this process. */
   async openPort(service: string): Promise<MessagePort> {
-    const endpoint = await this.startedEndpoint(service);
     const { port1, port2 } = new MessageChannel();
-    endpoint.ports.serve(port1);
+    await this.servePort(service, port1);
     return port2;
+  }
+
+  /** Serves a port the caller made as the service's endpoint (a thread started before this provider). */
+  async servePort(service: string, port: MessagePort): Promise<void> {
+    const endpoint = await this.startedEndpoint(service);
+    endpoint.ports.serve(port);
   }
 
   private startedEndpoint(service: string): Promise<Endpoint> {

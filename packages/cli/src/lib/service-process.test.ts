@@ -9,10 +9,11 @@ import type { Project } from "@nitric-like/spec";
 import { afterEach, expect, it } from "vitest";
 import { bootedFor, bootForRun, bootThread, dropBootedThreads } from "./boot-thread.js";
 import type { Bundle } from "./bundle.js";
-import { type ServiceHandle, serviceEnv, startServiceThread } from "./service-process.js";
+import { type ServiceHandle, serviceEnv, startEarlyThread, startServiceThread } from "./service-process.js";
 
 const dirs: string[] = [];
 afterEach(() => {
+  delete process.env.SERVICE_ADDRESS;
   dropBootedThreads();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -61,6 +62,8 @@ async function runThread(launch: ReturnType<typeof launchOf>) {
 
 it("runs a service in a booted thread as in a thread started on it", async () => {
   const launch = launchOf(REPORTER, "127.0.0.1:4567");
+  // Inherited from where run starts: not for the thread (removed in afterEach).
+  process.env.SERVICE_ADDRESS = "unix:/somewhere/else.sock";
   const fresh = await runThread(launch);
   expect(fresh.reported).toBeDefined();
   // Booted before the endpoint is known, with a variable that is gone by the time it runs.
@@ -76,12 +79,11 @@ it("runs a service in a booted thread as in a thread started on it", async () =>
   bootThread(serviceEnv({ ...launch, endpoint: "" }));
   const booted = await runThread(launch);
   expect(booted.reported).toEqual(unmatched.reported);
-  expect((booted.reported as { env: Record<string, string> }).env).toMatchObject({
-    SERVICE_ADDRESS: "127.0.0.1:4567",
-    NITRIC_SERVICE_PORT: "4567",
-    NITRIC_ENVIRONMENT: "run",
-    BOOT_FROM_DOTENV: "yes",
-  });
+  const env = (booted.reported as { env: Record<string, string> }).env;
+  expect(env).toMatchObject({ NITRIC_ENVIRONMENT: "run", BOOT_FROM_DOTENV: "yes" });
+  // A thread reaches its provider over its port alone: no gRPC address, not even an inherited one.
+  expect(env.SERVICE_ADDRESS).toBeUndefined();
+  expect(env.NITRIC_SERVICE_PORT).toBeUndefined();
   expect(booted.out).toBe("out line\n");
   expect(booted.code).toBe(7);
   expect(fresh.code).toBe(7);
@@ -113,4 +115,27 @@ it("runs a service in the thread bin/nitric-like.js boots for run, when its envi
   expect(bootedFor(serviceEnv({ ...launch, endpoint: "" }))).toBe(0);
   expect(booted.reported).toEqual(fresh.reported);
   expect(booted.code).toBe(7);
+});
+
+it("keeps what an early thread sends before its port is served, and delivers it in order once it is", async () => {
+  const launch = launchOf(
+    `import { workerData } from "node:worker_threads";
+for (let i = 0; i < 3; i++) workerData.port.postMessage(i);
+workerData.port.postMessage(process.env.NITRIC_ENVIRONMENT);
+`,
+    "",
+  );
+  const early = startEarlyThread(launch);
+  // The thread has run and ended before anyone listens on the other end.
+  const code = await new Promise((resolve) => early.handle.onExit((c) => resolve(c)));
+  expect(code).toBe(0);
+  const got: unknown[] = [];
+  await new Promise<void>((resolve) => {
+    early.port.on("message", (m) => {
+      got.push(m);
+      if (got.length === 4) resolve();
+    });
+  });
+  early.port.close();
+  expect(got).toEqual([0, 1, 2, "run"]);
 });

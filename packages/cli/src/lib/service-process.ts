@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
-import { type MessagePort, Worker } from "node:worker_threads";
+import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import { serviceNodeOptions, takeBooted, threadOptions } from "./boot-thread.js";
 import type { Bundle } from "./bundle.js";
@@ -40,12 +40,15 @@ export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
   const inspect = launch.inspectPort !== undefined && launch.service.start !== undefined;
 
   const env = withDotEnv(launch.dotenv);
+  delete env.SERVICE_ADDRESS;
   delete env.NITRIC_SERVICE_HOST;
   delete env.NITRIC_SERVICE_PORT;
+  const address = launch.address ?? launch.endpoint;
   return {
     ...env,
     NODE_OPTIONS: serviceNodeOptions(env.NODE_OPTIONS, inspect ? ` --inspect=127.0.0.1:${launch.inspectPort}` : ""),
-    SERVICE_ADDRESS: launch.address ?? launch.endpoint,
+    // None for a thread (endpoint ""), which reaches its provider over its port only.
+    ...(address ? { SERVICE_ADDRESS: address } : {}),
     ...(tcp ? { NITRIC_SERVICE_HOST: "127.0.0.1", NITRIC_SERVICE_PORT: tcp[1] } : {}),
     NITRIC_ENVIRONMENT: launch.environment,
     NITRIC_LIKE_SERVICE: launch.service.name,
@@ -175,11 +178,15 @@ export function processHandle(child: ChildProcess): ServiceHandle {
  * project's folder), its memory counts in the CLI's, and code that blocks its own event loop
  * does not block the gateways (they run on the main thread). `--processes` gives every service a
  * process of its own instead.
+ *
+ * A thread reaches its provider over `port` alone: it gets no SERVICE_ADDRESS (nor
+ * NITRIC_SERVICE_HOST/PORT), which are for processes, so it can start before its endpoint exists.
  */
 export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, port: MessagePort): ServiceHandle {
   const file = launch.bundle.threadOutfile;
   if (file === undefined) throw new Error(`service "${launch.service.name}" has no thread bundle`);
-  const env = serviceEnv(launch);
+  const { address: _address, ...rest } = launch;
+  const env = serviceEnv({ ...rest, endpoint: "" });
   // The thread bundle's generated entry (bundle.ts, threadEntry) gives the SDKs this port.
   const worker =
     takeBooted(env, file, port) ??
@@ -220,4 +227,20 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
       await exit;
     },
   };
+}
+
+/** A service's thread started before its provider was up (startEarlyThread). */
+export interface EarlyThread {
+  handle: ServiceHandle;
+  /** The channel's other end, for the provider to serve (RunningProvider.servePort). */
+  port: MessagePort;
+}
+
+/**
+ * Starts a service's thread before its provider is up: the thread loads its bundle meanwhile, and
+ * the calls it makes wait in its port until the provider serves the other end.
+ */
+export function startEarlyThread(launch: ServiceLaunch & { bundle: Bundle }): EarlyThread {
+  const { port1, port2 } = new MessageChannel();
+  return { handle: startServiceThread(launch, port2), port: port1 };
 }

@@ -17,6 +17,7 @@ import { type FailureCause, failureCause, formatFailure } from "./failure.js";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import {
+  type EarlyThread,
   forEachLine,
   processHandle,
   type ServiceHandle,
@@ -80,6 +81,11 @@ export class ServiceSupervisor {
   idle = false;
   /** The handlers the spec expects this service to register. */
   expected: Pick<HandlerRegistration, "socket" | "event">[] = [];
+  /**
+   * The service's thread when `run` started it before the provider was up (EarlyThread): the first
+   * start serves its port instead of starting a thread.
+   */
+  early: EarlyThread | undefined;
 
   constructor(
     private readonly project: Project,
@@ -179,8 +185,18 @@ export class ServiceSupervisor {
       ...this.launchExtras,
     };
     const { bundle } = this.service;
+    const { early } = this;
+    this.early = undefined;
     let child: ServiceHandle;
-    if (bundle?.threadOutfile && this.threads && this.provider.openPort) {
+    if (early && this.threads && this.provider.servePort) {
+      await this.provider.servePort(this.name, early.port);
+      if (this.stopping) {
+        early.port.close();
+        await early.handle.stop(0);
+        return;
+      }
+      child = early.handle;
+    } else if (bundle?.threadOutfile && this.threads && this.provider.openPort) {
       // One port for both SDKs: a transport's call ids are its own, however many clients share it.
       const port = await this.provider.openPort(this.name);
       if (this.stopping) {
