@@ -37,7 +37,7 @@ import {
   warnedErrors,
   whenAllStarted,
 } from "../lib/readiness.js";
-import { type EarlyThread, serviceEnv, startEarlyThread } from "../lib/service-process.js";
+import { type EarlyThread, endEarlyThread, serviceEnv, startEarlyThread } from "../lib/service-process.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
 import { collectSpec } from "./spec.js";
@@ -208,10 +208,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   // gateways): about 40 ms of a warm start that would otherwise come one after the other.
   const early = startEarlyThreads(options, prepared, collected, dotenv.values);
   const stopEarly = () => {
-    for (const e of early.values()) {
-      e.port.close();
-      void e.handle.stop(0);
-    }
+    for (const e of early.values()) void endEarlyThread(e);
     early.clear();
   };
   try {

@@ -244,3 +244,9 @@ export function startEarlyThread(launch: ServiceLaunch & { bundle: Bundle }): Ea
   const { port1, port2 } = new MessageChannel();
   return { handle: startServiceThread(launch, port2), port: port1 };
 }
+
+/** Ends a thread started early that nothing took: its port closes, and it stops. */
+export async function endEarlyThread(early: EarlyThread): Promise<void> {
+  early.port.close();
+  await early.handle.stop(0);
+}

@@ -18,6 +18,7 @@ import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import {
   type EarlyThread,
+  endEarlyThread,
   forEachLine,
   processHandle,
   type ServiceHandle,
@@ -189,10 +190,14 @@ export class ServiceSupervisor {
     this.early = undefined;
     let child: ServiceHandle;
     if (early && this.threads && this.provider.servePort) {
-      await this.provider.servePort(this.name, early.port);
+      try {
+        await this.provider.servePort(this.name, early.port);
+      } catch (error) {
+        await endEarlyThread(early);
+        throw error;
+      }
       if (this.stopping) {
-        early.port.close();
-        await early.handle.stop(0);
+        await endEarlyThread(early);
         return;
       }
       child = early.handle;
@@ -328,6 +333,8 @@ export class ServiceSupervisor {
   /** Replaces the process with a fresh one (after a code change, or a retry of a failed service). */
   async restart(service: PreparedService): Promise<void> {
     this.service = service;
+    // A thread started early runs the code as it was: the new code gets a thread of its own.
+    await this.dropEarly();
     clearTimeout(this.restartTimer);
     clearTimeout(this.startedTimer);
     const old = this.child;
@@ -344,11 +351,19 @@ export class ServiceSupervisor {
     await this.start();
   }
 
+  /** Ends the thread started early (see `early`) if no start has taken it. */
+  private async dropEarly(): Promise<void> {
+    const { early } = this;
+    this.early = undefined;
+    if (early) await endEarlyThread(early);
+  }
+
   /** Waits up to `graceMs` for the process to exit by itself, then stops it. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     clearTimeout(this.startedTimer);
+    await this.dropEarly();
     this.flushHeld();
     const child = this.child;
     if (!child || child.exited()) return;
