@@ -258,6 +258,10 @@ describe("nitric-like run", () => {
     const second = await startApp(dir);
     const b = await connect(second.url("lab"));
     expect(await b.call({ op: "get", key: "kept" })).toEqual({ value: { across: "restarts" } });
+    // The code and environment are unchanged: the first run's collect pass is given again.
+    expect(first.stderr).toContain("collecting resources from 1 service...");
+    expect(second.stderr).toContain("resources of 1 service: unchanged since the last run");
+    expect(second.stderr).not.toContain("collecting resources");
   }, 30000);
 
   it("restarts a service when its file changes", async () => {

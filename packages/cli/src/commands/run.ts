@@ -75,8 +75,8 @@ job, ...). A service changed while running to declare one is not restarted: its
 running version stays, and the next change that removes it restarts it.
 
 What a service declares is read once per change: while its code (its bundle) and its
-environment are unchanged, run reuses what the last run collected ("unchanged since the
-last run"); spec, build and up always collect anew.
+environment are unchanged, run reuses what the last run collected ("resources of 1
+service: unchanged since the last run"); spec, build and up always collect anew.
 
 .env and .env.<env> in the project folder (see --env) are loaded into every
 service and its collect pass: a variable set where run starts wins, then .env.<env>,

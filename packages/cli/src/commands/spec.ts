@@ -9,7 +9,7 @@ import {
   type SpecResult,
   unusedSocketWarnings,
 } from "@nitric-like/spec";
-import { type CollectOptions, collect } from "../lib/collect.js";
+import { type CollectOptions, collect, reusedCollection } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
 
@@ -41,7 +41,13 @@ export async function collectSpec(
   options: CollectOptions = {},
 ): Promise<{ spec: Spec; errors: string[]; conflicts: string[]; failures: SpecResult["failures"] }> {
   const n = prepared.services.length;
-  const progress = output.progress(`collecting resources from ${n} service${n === 1 ? "" : "s"}`);
+  const services = `${n} service${n === 1 ? "" : "s"}`;
+  // Nothing to collect when every service's last pass is kept (run): a line, not a spinner.
+  const allKept =
+    options.reuse === true &&
+    prepared.services.every((s) => reusedCollection(s.entry, s.bundle, options.dotenv) !== undefined);
+  const progress = allKept ? { done: () => {} } : output.progress(`collecting resources from ${services}`);
+  if (allKept) output.info(output.paint("dim", `resources of ${services}: unchanged since the last run`));
   try {
     let reused = 0;
     const collected = await collect(
