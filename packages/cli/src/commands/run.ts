@@ -22,7 +22,7 @@ import {
 } from "@nitric-like/spec";
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
 import { bundleService } from "../lib/bundle.js";
-import { collect, reusedCollection } from "../lib/collect.js";
+import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
 import { type DotEnv, loadDotEnv } from "../lib/dotenv.js";
 import { type Output, UserError } from "../lib/log.js";
@@ -180,13 +180,9 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   // The threads the services will run in boot while their resources are collected, and the local
   // provider (lmdb, the gateways) loads meanwhile; a provider of the project's is loaded only after.
   // A service whose bundle and environment are unchanged since the last run is not collected again
-  // (collect.ts, reusedCollection): it needs no thread for a collect pass.
-  const reused = new Set(
-    prepared.services
-      .filter((s) => reusedCollection(s.entry, s.bundle, dotenv.values) !== undefined)
-      .map((s) => s.entry.name),
-  );
-  if (threads) bootServiceThreads(prepared, dotenv.values, reused);
+  // (collect.ts, keptCollections): it needs no thread for a collect pass.
+  const kept = keptCollections(prepared.services, dotenv.values);
+  if (threads) bootServiceThreads(prepared, dotenv.values, kept);
   let local: Promise<Provider> | undefined;
   const loadLocal = () => {
     if (options.provider !== "local" || local) return;
@@ -194,11 +190,11 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
     local.catch(() => {});
   };
   // Loading it first would hold back the collect pass's start on this thread.
-  if (reused.size === prepared.services.length) loadLocal();
+  if (kept.size === prepared.services.length) loadLocal();
   const collected = await collectSpec(prepared, output, {
     dotenv: dotenv.values,
     threads,
-    reuse: true,
+    reuse: kept,
     onLaunched: loadLocal,
   });
   // Two services handling one event: only one could get the events, so run refuses as spec does.
@@ -248,8 +244,7 @@ function startEarlyThreads(
   dotenv: ReadonlyMap<string, string>,
 ): Map<string, EarlyThread> {
   const early = new Map<string, EarlyThread>();
-  if (options.provider !== "local" || options.processes === true || options.inspect === true) return early;
-  if (!isMainThread && process.cwd() !== prepared.project.dir) return early;
+  if (!localThreadsAllowed(options, prepared)) return early;
   const failed = new Set(collected.failures.map((f) => f.service));
   for (const s of prepared.services) {
     if (!s.bundle?.threadOutfile || failed.has(s.entry.name)) continue;
@@ -522,8 +517,15 @@ function threadsPossible(prepared: PreparedProject, running: RunningProvider): b
  * threads (see threadsPossible) on the local provider, which offers ports, and never in a worker.
  */
 function collectInThreads(options: RunCommandOptions, prepared: PreparedProject): boolean {
+  return localThreadsAllowed(options, prepared) && prepared.services.some((s) => s.bundle?.threadable);
+}
+
+/**
+ * Whether services may run as worker threads of this process on the local provider: not with
+ * --processes or --inspect, and in a worker only when it already works in the project's folder.
+ */
+function localThreadsAllowed(options: RunCommandOptions, prepared: PreparedProject): boolean {
   if (options.provider !== "local" || options.processes === true || options.inspect === true) return false;
-  if (!prepared.services.some((s) => s.bundle?.threadable)) return false;
   return isMainThread || process.cwd() === prepared.project.dir;
 }
 
@@ -535,12 +537,12 @@ function collectInThreads(options: RunCommandOptions, prepared: PreparedProject)
 function bootServiceThreads(
   prepared: PreparedProject,
   dotenv: ReadonlyMap<string, string>,
-  reused: ReadonlySet<string>,
+  kept: ReadonlyMap<string, unknown>,
 ): void {
   const wanted = new Map<string, { env: NodeJS.ProcessEnv; count: number }>();
   for (const s of prepared.services) {
     const launch = { project: prepared.project, service: s.entry, endpoint: "", dotenv };
-    const collectPass = s.bundle?.threadable === true && !reused.has(s.entry.name);
+    const collectPass = s.bundle?.threadable === true && !kept.has(s.entry.name);
     const envs = [
       ...(collectPass ? [serviceEnv({ ...launch, environment: "build" })] : []),
       ...(s.bundle?.threadOutfile ? [serviceEnv({ ...launch, environment: "run" })] : []),

@@ -9,7 +9,7 @@ import {
   type SpecResult,
   unusedSocketWarnings,
 } from "@nitric-like/spec";
-import { type CollectOptions, collect, reusedCollection } from "../lib/collect.js";
+import { type CollectOptions, collect } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
 
@@ -43,29 +43,22 @@ export async function collectSpec(
   const n = prepared.services.length;
   const services = `${n} service${n === 1 ? "" : "s"}`;
   // Nothing to collect when every service's last pass is kept (run): a line, not a spinner.
-  const allKept =
-    options.reuse === true &&
-    prepared.services.every((s) => reusedCollection(s.entry, s.bundle, options.dotenv) !== undefined);
+  const reused = options.reuse?.size ?? 0;
+  const allKept = options.reuse !== undefined && n > 0 && reused === n;
   const progress = allKept ? { done: () => {} } : output.progress(`collecting resources from ${services}`);
   if (allKept) output.info(output.paint("dim", `resources of ${services}: unchanged since the last run`));
   try {
-    let reused = 0;
     const collected = await collect(
       prepared.project,
       prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
-      { ...options, onReused: () => reused++ },
+      options,
     );
     const result = buildSpec(
       prepared.project.name,
       collected.map((c) => withApi(c, prepared)),
     );
     const found = result.spec.resources.length;
-    const unchanged =
-      reused === 0
-        ? ""
-        : reused === n
-          ? " (unchanged since the last run)"
-          : ` (${reused} unchanged since the last run)`;
+    const unchanged = reused === 0 ? "" : ` (${reused} unchanged since the last run)`;
     progress.done(
       `collected ${found} resource${found === 1 ? "" : "s"} from ${n} service${n === 1 ? "" : "s"}${unchanged}`,
     );

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import type { CollectedService, Project } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import { bundleService } from "./bundle.js";
-import { type CollectOptions, collect } from "./collect.js";
+import { type CollectOptions, collect, keptCollections } from "./collect.js";
 
 const SDK = fileURLToPath(new URL("../../../sdk", import.meta.url));
 const dirs: string[] = [];
@@ -109,15 +109,13 @@ describe("reuse (run's shortcut for an unchanged service)", () => {
       }
     };
     const collectIt = async (options: CollectOptions = {}) => {
-      const reused: string[] = [];
+      // As run does: what is kept and still good, then the pass with it.
+      const kept = keptCollections(services, options.dotenv);
+      const reused = [...kept.keys()];
       const cwd = process.cwd();
       process.chdir(project.dir);
       try {
-        const [result] = await collect(project, services, {
-          ...options,
-          reuse: true,
-          onReused: (name) => reused.push(name),
-        });
+        const [result] = await collect(project, services, { ...options, reuse: kept });
         return { result: result as CollectedService, reused };
       } finally {
         process.chdir(cwd);
@@ -158,10 +156,9 @@ websocket("socket").on("message", () => {});
       `import { appendFileSync } from "node:fs";\nappendFileSync("runs.log", "ran\\n");\nimport { kv } from "@nitric-like/sdk";\nkv("other").allow("set");\n`,
     );
     const rebuilt = await bundleService(project.dir, entry);
-    const again = await collect(project, [{ entry, bundle: rebuilt }], {
-      reuse: true,
-      onReused: () => expect.fail("a changed bundle was reused"),
-    });
+    const changed = [{ entry, bundle: rebuilt }];
+    expect(keptCollections(changed, undefined).size, "a changed bundle's collection was kept").toBe(0);
+    const again = await collect(project, changed, { reuse: keptCollections(changed, undefined) });
     expect(again[0]?.declared.map((d) => d.name)).toEqual(["other"]);
   });
 

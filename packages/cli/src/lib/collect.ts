@@ -58,13 +58,11 @@ export interface CollectOptions {
   /** Called as each service has been started (its thread or process exists), before it is waited for. */
   onLaunched?: () => void;
   /**
-   * Reuse what a service's last collect pass found while its bundle and environment are unchanged
-   * (reusedCollection), and keep what this pass finds for next time. `run` does; `spec`, `build`
-   * and `up` always collect anew. @default false
+   * What the last passes found and are still good for, by service (keptCollections): those
+   * services are given these instead of running, and what this pass finds for the others is kept
+   * for next time. `run` gives it; `spec`, `build` and `up` always collect anew.
    */
-  reuse?: boolean;
-  /** Called for each service whose kept collection is reused (see `reuse`). */
-  onReused?: (service: string) => void;
+  reuse?: ReadonlyMap<string, CollectedService>;
 }
 
 /**
@@ -138,11 +136,8 @@ export async function collect(
   return Promise.all(
     services.map(async (s) => {
       if (!options.reuse) return collectOne(project, s.entry, s.bundle, options);
-      const reused = reusedCollection(s.entry, s.bundle, options.dotenv);
-      if (reused) {
-        options.onReused?.(s.entry.name);
-        return reused;
-      }
+      const kept = options.reuse.get(s.entry.name);
+      if (kept) return kept;
       const result = await collectOne(project, s.entry, s.bundle, options);
       keepCollection(s.entry, s.bundle, options.dotenv, result);
       return result;
@@ -180,8 +175,21 @@ function collectionKey(
 /** Changes when CollectedService or this cache's file does: older files are then not read. */
 const COLLECTION_FORMAT = 1;
 
+/** The kept collections of `services` whose bundle and environment are unchanged since, by service. */
+export function keptCollections(
+  services: readonly { entry: ServiceEntry; bundle?: Bundle | undefined }[],
+  dotenv: ReadonlyMap<string, string> | undefined,
+): Map<string, CollectedService> {
+  const kept = new Map<string, CollectedService>();
+  for (const s of services) {
+    const result = keptCollection(s.entry, s.bundle, dotenv);
+    if (result) kept.set(s.entry.name, result);
+  }
+  return kept;
+}
+
 /** The kept collection of a service, if its bundle and environment are unchanged since it was kept. */
-export function reusedCollection(
+function keptCollection(
   entry: ServiceEntry,
   bundle: Bundle | undefined,
   dotenv: ReadonlyMap<string, string> | undefined,
