@@ -13,6 +13,7 @@
  * many frames, of every call on the port: events, sends and their statuses, answers.
  */
 import { LeadingEdgeBatcher } from "@nitric-like/contracts/batcher";
+import { CallTable } from "./call-table.js";
 import type { Router } from "./router.js";
 import { Code } from "./status.js";
 import type { MethodKind, Transport, WireCall, WireEvents } from "./wire.js";
@@ -25,6 +26,9 @@ const STATUS = 4;
 const BATCH = 5;
 
 type Frame = [number, number, ...unknown[]];
+
+/** A call that ended as it opened. */
+const NO_CALL: WireCall = { write: () => {}, halfClose: () => {}, cancel: () => {} };
 
 /** The part of a MessagePort both ends use (a worker's, or a MessageChannel's). */
 export interface PortLike {
@@ -159,11 +163,10 @@ export class PortServer {
 /**
  * A transport over a port. The port keeps the thread alive only while calls are in flight, as an
  * idle gRPC channel does not keep a process alive; close() cancels them, and the transport stays
- * usable afterwards.
+ * usable afterwards. A call opened while `maxCalls` are in flight ends with RESOURCE_EXHAUSTED.
  */
-export function createPortTransport(port: PortLike): Transport {
-  const calls = new Map<number, WireEvents>();
-  let next = 0;
+export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): Transport {
+  const calls = new CallTable<WireEvents>(maxCalls);
   let closed = false;
   const out = new LeadingEdgeBatcher<Frame>(
     (frame) => {
@@ -202,7 +205,7 @@ export function createPortTransport(port: PortLike): Transport {
   });
   port.on("close", () => {
     closed = true;
-    for (const [id, events] of [...calls]) {
+    for (const [id, events] of calls.entries()) {
       done(id);
       events.status(Code.UNAVAILABLE, "the provider closed the port");
     }
@@ -210,9 +213,14 @@ export function createPortTransport(port: PortLike): Transport {
   port.unref?.();
   return {
     open(path: string, _kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
-      const id = ++next;
-      if (calls.size === 0) port.ref?.();
-      calls.set(id, events);
+      const id = calls.add(events);
+      if (id === undefined) {
+        queueMicrotask(() =>
+          events.status(Code.RESOURCE_EXHAUSTED, `more than ${calls.capacity} calls in flight on one port`),
+        );
+        return NO_CALL;
+      }
+      if (calls.size === 1) port.ref?.();
       if (closed) {
         queueMicrotask(() => {
           if (!calls.has(id)) return;
@@ -235,7 +243,7 @@ export function createPortTransport(port: PortLike): Transport {
       };
     },
     close() {
-      for (const [id, events] of [...calls]) {
+      for (const [id, events] of calls.entries()) {
         post([CANCEL, id]);
         done(id);
         events.status(Code.CANCELLED, "Cancelled on client");
