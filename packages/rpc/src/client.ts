@@ -8,7 +8,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { type Codec, codecOf } from "@nitric-like/contracts/codec";
 import { type InInit, methodPath, type Out } from "./router.js";
 import { Code, RpcError } from "./status.js";
-import type { Transport, WireCall } from "./wire.js";
+import type { Transport, WireCall, WireEvents } from "./wire.js";
 
 /** Options for one call. */
 export interface CallOptions {
@@ -110,6 +110,45 @@ class Duplex<I, O> extends EventEmitter implements DuplexCall<I, O> {
   }
 }
 
+/**
+ * A unary call in flight: the transport's events settle the caller's promise. A class rather than
+ * closures made for each call: a service's bundle keeps function names (esbuild's keepNames), which
+ * costs a defineProperty for every named closure, and this is every `socket.send`'s path.
+ */
+class PendingUnary implements WireEvents {
+  wire: WireCall | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  private done = false;
+
+  constructor(
+    private readonly resolve: (value: unknown) => void,
+    private readonly reject: (error: RpcError) => void,
+    private readonly output: Codec<DescMethod["output"]>,
+  ) {}
+
+  settle(error: RpcError | undefined, value?: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    if (error) this.reject(error);
+    else this.resolve(value);
+  }
+
+  message(): void {}
+
+  status(code: number, details: string, response?: Uint8Array): void {
+    if (code !== Code.OK) {
+      this.settle(RpcError.received(code, details));
+      return;
+    }
+    try {
+      this.settle(undefined, this.output.decode(response ?? new Uint8Array(0)));
+    } catch (error) {
+      this.settle(RpcError.received(Code.INTERNAL, `the response could not be decoded (${(error as Error).message})`));
+    }
+  }
+}
+
 /** Typed calls of our contracts over one transport. */
 export class Client {
   constructor(readonly transport: Transport) {}
@@ -118,39 +157,22 @@ export class Client {
   unary<M extends Unary>(method: M, request: InInit<M>, options?: CallOptions): Promise<Out<M>> {
     const { path, input, output } = info(method);
     return new Promise((resolve, reject) => {
-      let done = false;
-      const settle = (error: RpcError | undefined, value?: Out<M>) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        if (error) reject(error);
-        else resolve(value as Out<M>);
-      };
-      let call: WireCall | undefined;
-      const timer = deadline(options, () => call, settle);
+      const pending = new PendingUnary(resolve as (value: unknown) => void, reject, output);
       let bytes: Uint8Array;
       try {
         bytes = input.encode(request as never);
       } catch (error) {
-        settle(
+        pending.settle(
           RpcError.received(Code.INTERNAL, `${path}: the request could not be encoded (${(error as Error).message})`),
         );
         return;
       }
-      call = this.transport.open(path, "unary", bytes, {
-        message: () => {},
-        status: (code, details, response) => {
-          if (code !== Code.OK) {
-            settle(RpcError.received(code, details));
-            return;
-          }
-          try {
-            settle(undefined, output.decode(response ?? new Uint8Array(0)) as Out<M>);
-          } catch (error) {
-            settle(RpcError.received(Code.INTERNAL, `the response could not be decoded (${(error as Error).message})`));
-          }
-        },
-      });
+      pending.timer = deadline(
+        options,
+        () => pending.wire,
+        (error) => pending.settle(error),
+      );
+      pending.wire = this.transport.open(path, "unary", bytes, pending);
     });
   }
 

@@ -160,6 +160,39 @@ export class PortServer {
   }
 }
 
+/** What a port transport's calls share. */
+interface PortLink {
+  calls: CallTable<WireEvents>;
+  post(frame: Frame): void;
+  done(id: number): void;
+}
+
+/**
+ * A call opened on a port transport, as its opener drives it. A class rather than closures made
+ * for each call: a service's bundle keeps function names (esbuild's keepNames), which costs a
+ * defineProperty for every named closure, and every `socket.send` opens a call.
+ */
+class PortCall implements WireCall {
+  constructor(
+    private readonly link: PortLink,
+    private readonly id: number,
+  ) {}
+
+  write(bytes: Uint8Array): void {
+    if (this.link.calls.has(this.id)) this.link.post([MESSAGE, this.id, portable(bytes)]);
+  }
+
+  halfClose(): void {
+    if (this.link.calls.has(this.id)) this.link.post([HALF_CLOSE, this.id]);
+  }
+
+  cancel(): void {
+    if (!this.link.calls.has(this.id)) return;
+    this.link.post([CANCEL, this.id]);
+    this.link.done(this.id);
+  }
+}
+
 /**
  * A transport over a port. The port keeps the thread alive only while calls are in flight, as an
  * idle gRPC channel does not keep a process alive; close() cancels them, and the transport stays
@@ -182,6 +215,7 @@ export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): Transpo
   const done = (id: number) => {
     if (calls.delete(id) && calls.size === 0) port.unref?.();
   };
+  const link: PortLink = { calls, post, done };
   // The provider's frames: trusted more than a service's, and still checked, as anything that
   // crosses a thread is.
   const receive = (value: unknown) => {
@@ -228,19 +262,7 @@ export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): Transpo
           events.status(Code.UNAVAILABLE, "the provider closed the port");
         });
       } else post(request === undefined ? [OPEN, id, path] : [OPEN, id, path, portable(request)]);
-      return {
-        write: (bytes) => {
-          if (calls.has(id)) post([MESSAGE, id, portable(bytes)]);
-        },
-        halfClose: () => {
-          if (calls.has(id)) post([HALF_CLOSE, id]);
-        },
-        cancel: () => {
-          if (!calls.has(id)) return;
-          post([CANCEL, id]);
-          done(id);
-        },
-      };
+      return new PortCall(link, id);
     },
     close() {
       for (const [id, events] of calls.entries()) {

@@ -342,7 +342,9 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     return this.event.websocketEvent.case === "disconnection" ? this.event.websocketEvent.value.reason : "";
   }
   text(): string {
-    return decoder.decode(this.data);
+    // The body itself, not this.data: text needs no mark (markText) saying it was text.
+    const event = this.event.websocketEvent;
+    return event.case === "message" ? decoder.decode(event.value.body) : "";
   }
   json<T = unknown>(): T {
     try {
@@ -436,74 +438,78 @@ class HandlerStream {
     else this.call.write(answer);
   }
 
+  // handle, step and finish are methods, not closures made per event: the service's bundle keeps
+  // function names (esbuild's keepNames), which costs a defineProperty for each named closure made.
   private handle(id: string, request: WebsocketEventRequest): void {
-    const ctx = new EventContext(this.owner, request);
-    const finish = (error?: unknown) => {
-      if (error !== undefined) {
-        process.stderr.write(
-          `websocket("${this.socket}") ${this.event} handler failed for connection ${request.connectionId}: ${describeError(error)}\n`,
-        );
-        ctx.res.success = false;
-        if (this.event === "connect") {
-          ctx.rejectStatus = 500;
-          ctx.rejectReason = "connect handler failed";
-        }
+    this.step(id, new EventContext(this.owner, request), 0);
+  }
+
+  /** Runs the chain from handler `i`, awaiting only handlers that return promises (the hot path stays synchronous). */
+  private step(id: string, ctx: EventContext, i: number): void {
+    for (; i < this.chain.length; i++) {
+      if (!ctx.res.success) break;
+      let result: unknown;
+      try {
+        result = (this.chain[i] as (c: EventContext) => unknown)(ctx);
+      } catch (error) {
+        this.finish(id, ctx, error ?? new Error("handler threw undefined"));
+        return;
       }
-      const answer: Answer = {
-        id,
-        content: {
-          case: "websocketEventResponse",
-          value: {
-            // Nitric's protocol: every answer carries a connection response.
-            websocketResponse: {
-              case: "connectionResponse",
-              value: ctx.res.success
-                ? { reject: false }
-                : { reject: true, reason: ctx.rejectReason, status: ctx.rejectStatus || 403 },
-            },
-            replies: ctx.replies ?? [],
+      if (isThenable(result)) {
+        const next = i + 1;
+        result.then(
+          (value) => {
+            try {
+              this.replyWith(ctx, value);
+            } catch (error) {
+              this.finish(id, ctx, error ?? new Error("handler threw undefined"));
+              return;
+            }
+            this.step(id, ctx, next);
           },
-        },
-      };
-      this.send(answer);
-    };
-    // Runs the chain, awaiting only handlers that return promises (the hot path stays synchronous).
-    const step = (i: number): void => {
-      for (; i < this.chain.length; i++) {
-        if (!ctx.res.success) break;
-        let result: unknown;
-        try {
-          result = (this.chain[i] as (c: EventContext) => unknown)(ctx);
-        } catch (error) {
-          finish(error ?? new Error("handler threw undefined"));
-          return;
-        }
-        if (isThenable(result)) {
-          const next = i + 1;
-          result.then(
-            (value) => {
-              try {
-                this.replyWith(ctx, value);
-              } catch (error) {
-                finish(error ?? new Error("handler threw undefined"));
-                return;
-              }
-              step(next);
-            },
-            (error: unknown) => finish(error ?? new Error("handler rejected")),
-          );
-          return;
-        }
-        try {
-          this.replyWith(ctx, result);
-        } catch (error) {
-          finish(error ?? new Error("handler threw undefined"));
-          return;
-        }
+          (error: unknown) => this.finish(id, ctx, error ?? new Error("handler rejected")),
+        );
+        return;
       }
-      finish();
+      try {
+        this.replyWith(ctx, result);
+      } catch (error) {
+        this.finish(id, ctx, error ?? new Error("handler threw undefined"));
+        return;
+      }
+    }
+    this.finish(id, ctx);
+  }
+
+  /** Answers the event `id`: its replies, or the handler's failure. */
+  private finish(id: string, ctx: EventContext, error?: unknown): void {
+    if (error !== undefined) {
+      process.stderr.write(
+        `websocket("${this.socket}") ${this.event} handler failed for connection ${ctx.connectionId}: ${describeError(error)}\n`,
+      );
+      ctx.res.success = false;
+      if (this.event === "connect") {
+        ctx.rejectStatus = 500;
+        ctx.rejectReason = "connect handler failed";
+      }
+    }
+    const answer: Answer = {
+      id,
+      content: {
+        case: "websocketEventResponse",
+        value: {
+          // Nitric's protocol: every answer carries a connection response.
+          websocketResponse: {
+            case: "connectionResponse",
+            value: ctx.res.success
+              ? { reject: false }
+              : { reject: true, reason: ctx.rejectReason, status: ctx.rejectStatus || 403 },
+          },
+          replies: ctx.replies ?? [],
+        },
+      },
     };
-    step(0);
+    this.send(answer);
   }
 
   // Only message handlers reply with what they return: connect handlers often return whatever
