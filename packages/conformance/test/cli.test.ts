@@ -1,5 +1,5 @@
 // The CLI end to end: real processes, real sockets, real lmdb files.
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
@@ -14,6 +14,36 @@ import {
   stopAll,
   writeProject,
 } from "../src/harness.js";
+
+/** A process's listening sockets: TCP ports, or the paths of Unix sockets (from /proc). */
+function listening(pid: number, kind: "tcp" | "unix"): (number | string)[] {
+  const inodes = new Set(
+    readdirSync(`/proc/${pid}/fd`)
+      .map((fd) => {
+        try {
+          return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+        } catch {
+          return undefined;
+        }
+      })
+      .filter((inode) => inode !== undefined),
+  );
+  const rows = (file: string) =>
+    readFileSync(file, "utf8")
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/));
+  if (kind === "tcp")
+    // local_address (hex ip:port), st (0A: LISTEN), inode in the tenth column.
+    return [...rows("/proc/net/tcp"), ...rows("/proc/net/tcp6")]
+      .filter((r) => r[3] === "0A" && inodes.has(r[9] ?? ""))
+      .map((r) => Number.parseInt(r[1]?.split(":")[1] ?? "", 16));
+  // Flags 00010000: listening; the inode in the seventh column, the path in the eighth.
+  return rows("/proc/net/unix")
+    .filter((r) => r[3] === "00010000" && inodes.has(r[6] ?? ""))
+    .map((r) => r[7] ?? "");
+}
 
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
@@ -168,6 +198,40 @@ describe("nitric-like run", () => {
       expect(await c.waitClosed()).toEqual({ code: 1001, reason: "server shutting down" });
       expect((await app.exited).code).toBe(0);
     },
+    30000,
+  );
+
+  // Whoever reaches a service's gRPC endpoint acts as that service; a service thread talks over a
+  // MessagePort, so a run of threads listens on nothing but its gateways.
+  async function expectEndpoints(args: string[], endpoints: number): Promise<void> {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: listeners\nservices:\n  - match: services/*.ts\n",
+      "services/one.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("one");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => "echo " + ctx.text());',
+      ].join("\n"),
+    });
+    const app = await startApp(dir, [...args, "--no-dashboard"]);
+    const c = await connect(app.url("one"));
+    c.ws.send("hi");
+    expect((await c.next()).text).toBe("echo hi");
+    const cli = app.child.pid as number;
+    const gateway = Number(new URL(app.url("one")).port);
+    const tcp = listening(cli, "tcp");
+    expect(tcp).toContain(gateway);
+    // The endpoint's TCP port (--tcp), and its Unix socket where there are Unix users.
+    expect(tcp.filter((port) => port !== gateway)).toHaveLength(endpoints);
+    if (process.getuid !== undefined) expect(listening(cli, "unix")).toHaveLength(endpoints);
+  }
+
+  it("serves no gRPC endpoint when the service runs as a worker thread", () => expectEndpoints(["--tcp"], 0), 30000);
+
+  it(
+    "serves its gRPC endpoint when the service runs as a process",
+    () => expectEndpoints(["--tcp", "--processes"], 1),
     30000,
   );
 

@@ -1,6 +1,9 @@
 /**
- * One endpoint per service: its router (provider-kit) served over gRPC, for service processes and
- * other languages, and over MessagePorts, for services that run as worker threads of this process.
+ * One endpoint per service: its router (provider-kit) served over MessagePorts, for services that
+ * run as worker threads of this process, and over gRPC, for service processes and other languages.
+ * The gRPC server starts on the first ask for its address (serveGrpc): a run whose services are
+ * all threads listens on nothing a local user could act as a service through, even with --tcp,
+ * and never loads grpc-js (about 2 MB less resident memory for `run` with no connection here).
  * Whoever can reach an endpoint acts as its service, so where it listens decides who that can be:
  * a Unix socket in a private folder (this user only), and TCP on 127.0.0.1 (every user of this
  * machine) only when asked.
@@ -8,23 +11,31 @@
 import { chmodSync, rmSync } from "node:fs";
 import { type EndpointContext, serviceRouter } from "@nitric-like/provider-kit";
 import { PortServer, type Router } from "@nitric-like/rpc";
-import { GrpcServer } from "@nitric-like/rpc/grpc";
+import type { GrpcServer } from "@nitric-like/rpc/grpc";
+import type { Logger } from "@nitric-like/spec";
 
-/** A running endpoint. */
+/** A service's endpoint. */
 export interface Endpoint {
-  router: Router;
+  readonly service: string;
+  readonly router: Router;
+  /** The router for services that run as worker threads of this process. */
+  readonly ports: PortServer;
+  /** Its gRPC server once asked for (serveGrpc). */
+  grpc?: Promise<GrpcEndpoint>;
+}
+
+/** An endpoint's gRPC server and where it listens. */
+export interface GrpcEndpoint {
+  server: GrpcServer;
   /** `127.0.0.1:port`; empty when the endpoint does not serve TCP. */
   address: string;
   /** `unix:<path>` when it also listens on a Unix socket. */
   localAddress?: string;
-  server: GrpcServer;
-  /** The same router for services that run as worker threads of this process. */
-  ports: PortServer;
   socketPath?: string;
 }
 
-/** Options of an endpoint. */
-export interface EndpointOptions {
+/** Options of an endpoint's gRPC server. */
+export interface GrpcOptions {
   /**
    * Serve gRPC on TCP, 127.0.0.1, for SDKs that cannot dial a Unix socket. Any user of this machine
    * can connect there and act as the service: the gRPC protocol of Nitric's SDKs carries no
@@ -40,26 +51,38 @@ export interface EndpointOptions {
   socketPath?: string;
 }
 
-/** Starts the endpoint of one service. */
-export async function startEndpoint(
-  service: string,
-  ctx: EndpointContext,
-  options: EndpointOptions = {},
-): Promise<Endpoint> {
+/** Makes the endpoint of one service; it serves ports at once, gRPC once serveGrpc is called. */
+export function createEndpoint(service: string, ctx: EndpointContext): Endpoint {
   const router = serviceRouter(service, ctx);
-  const server = new GrpcServer(router);
-  const endpoint: Endpoint = { router, address: "", server, ports: new PortServer(router) };
+  return { service, router, ports: new PortServer(router) };
+}
+
+/** Starts the endpoint's gRPC server, or gives the one already started (or starting). */
+export function serveGrpc(endpoint: Endpoint, logger: Logger, options: () => GrpcOptions): Promise<GrpcEndpoint> {
+  endpoint.grpc ??= listen(endpoint, logger, options());
+  return endpoint.grpc;
+}
+
+async function listen(endpoint: Endpoint, logger: Logger, options: GrpcOptions): Promise<GrpcEndpoint> {
+  const { GrpcServer } = await import("@nitric-like/rpc/grpc");
+  const server = new GrpcServer(endpoint.router);
+  const grpc: GrpcEndpoint = { server, address: "" };
   const { socketPath } = options;
   const tcp = options.tcp ?? socketPath === undefined;
-  if (tcp) endpoint.address = `127.0.0.1:${await server.bind("127.0.0.1:0")}`;
+  try {
+    if (tcp) grpc.address = `127.0.0.1:${await server.bind("127.0.0.1:0")}`;
+  } catch (error) {
+    server.forceStop();
+    throw error;
+  }
   if (socketPath !== undefined) {
     try {
       await server.bind(`unix:${socketPath}`);
       chmodSync(socketPath, 0o600);
-      endpoint.localAddress = `unix:${socketPath}`;
-      endpoint.socketPath = socketPath;
+      grpc.localAddress = `unix:${socketPath}`;
+      grpc.socketPath = socketPath;
     } catch (error) {
-      const why = `service "${service}": cannot listen on the Unix socket ${JSON.stringify(socketPath)} (${(error as Error).message})`;
+      const why = `service "${endpoint.service}": cannot listen on the Unix socket ${JSON.stringify(socketPath)} (${(error as Error).message})`;
       if (!tcp) {
         server.forceStop();
         throw Object.assign(
@@ -68,15 +91,16 @@ export async function startEndpoint(
         );
       }
       // TCP alone still serves; say why the faster path is missing.
-      ctx.logger.warn(`${why}; it talks to the provider over TCP`);
+      logger.warn(`${why}; it talks to the provider over TCP`);
     }
   }
-  return endpoint;
+  return grpc;
 }
 
-/** Stops an endpoint: lets calls finish for up to `graceMs`, then cuts them. */
+/** Stops an endpoint: lets gRPC calls finish for up to `graceMs`, then cuts them. */
 export async function stopEndpoint(endpoint: Endpoint, graceMs = 1000): Promise<void> {
-  await endpoint.server.stop(graceMs);
+  const grpc = await endpoint.grpc?.catch(() => undefined);
+  if (grpc) await grpc.server.stop(graceMs);
   endpoint.ports.stop();
-  if (endpoint.socketPath !== undefined) rmSync(endpoint.socketPath, { force: true });
+  if (grpc?.socketPath !== undefined) rmSync(grpc.socketPath, { force: true });
 }

@@ -1,7 +1,8 @@
 /**
  * The local provider: WebSocket gateways (ws) and kv stores (lmdb) on this machine, served to each
- * service over its own gRPC endpoint: a Unix socket in this run's private folder, and 127.0.0.1
- * only when asked (`tcp`).
+ * service over its own endpoint (endpoint.ts): MessagePorts for a service running as a worker
+ * thread of this process; gRPC for a service process, on a Unix socket in this run's private
+ * folder, and on 127.0.0.1 only when asked (`tcp`).
  */
 
 import { join } from "node:path";
@@ -28,7 +29,7 @@ import {
   resolveLimits,
   socketLimitsOf,
 } from "@nitric-like/spec";
-import { type Endpoint, startEndpoint, stopEndpoint } from "./endpoint.js";
+import { createEndpoint, type Endpoint, type GrpcEndpoint, serveGrpc, stopEndpoint } from "./endpoint.js";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
 import { FlowBudget } from "./websocket/flow.js";
@@ -61,7 +62,7 @@ export class LocalProvider implements RunningProvider {
   private readonly authorizers: AuthorizerRegistry;
   private readonly gateways = new Map<string, Gateway>();
   private readonly starting = new Map<string, Promise<Gateway>>();
-  private readonly endpoints = new Map<string, Promise<Endpoint>>();
+  private readonly endpoints = new Map<string, Endpoint>();
   private readonly declaredStores = new Set<string>();
   private readonly unserved = new Set<string>();
   private stopped: Promise<void> | undefined;
@@ -200,16 +201,16 @@ export class LocalProvider implements RunningProvider {
    * `127.0.0.1:port` when the provider serves TCP (`tcp`), else its Unix socket, `unix:<path>`.
    */
   async endpoint(service: string): Promise<string> {
-    const e = await this.startedEndpoint(service);
+    const e = await this.grpcEndpoint(service);
     return e.address || (e.localAddress ?? "");
   }
 
   /** The service's endpoint on its Unix socket (`unix:<path>` in this run's private folder), which services are given. */
   async localAddress(service: string): Promise<string | undefined> {
-    return (await this.startedEndpoint(service)).localAddress;
+    return (await this.grpcEndpoint(service)).localAddress;
   }
 
-  /** This run's private folder of sockets (tests); none before the first endpoint or where there are no Unix users. */
+  /** This run's private folder of sockets (tests); none before the first gRPC endpoint or where there are no Unix users. */
   get socketDir(): string | undefined {
     return this.runDir?.path;
   }
@@ -223,50 +224,46 @@ export class LocalProvider implements RunningProvider {
 
   /** Serves a port the caller made as the service's endpoint (a thread started before this provider). */
   async servePort(service: string, port: MessagePort): Promise<void> {
-    const endpoint = await this.startedEndpoint(service);
-    endpoint.ports.serve(port);
+    this.serviceEndpoint(service).ports.serve(port);
   }
 
-  private startedEndpoint(service: string): Promise<Endpoint> {
+  /** The service's endpoint (its router and its ports), made on first use; gRPC is started apart (grpcEndpoint). */
+  private serviceEndpoint(service: string): Endpoint {
     if (this.stopped)
-      return Promise.reject(
-        new Error(`local provider: endpoint("${service}") asked after stop(); start a new provider`),
-      );
-    let pending = this.endpoints.get(service);
-    if (!pending) {
-      let socketPath: string | undefined;
-      if (currentUid() !== undefined) {
-        try {
-          this.runDir ??= createRunDir();
-        } catch (error) {
-          return Promise.reject(error);
-        }
-        socketPath = join(this.runDir.path, `${++this.socketCount}.sock`);
-      }
-      pending = startEndpoint(
-        service,
-        {
-          stores: this.stores,
-          permissions: this.permissions,
-          handlers: this.handlers,
-          authorizers: this.authorizers,
-          logger: this.logger,
-          unserved: this.unserved,
-          declared: (store) => this.declaredStores.has(store),
-          declareStore: (store) => {
-            this.stores.store(store);
-            this.declaredStores.add(store);
-          },
-          declareSocket: async (socket, origins) => {
-            (await this.gateway(socket)).allowOrigins(origins);
-          },
-          gateway: (socket) => this.gateways.get(socket),
+      throw new Error(`local provider: endpoint("${service}") asked after stop(); start a new provider`);
+    let endpoint = this.endpoints.get(service);
+    if (!endpoint) {
+      endpoint = createEndpoint(service, {
+        stores: this.stores,
+        permissions: this.permissions,
+        handlers: this.handlers,
+        authorizers: this.authorizers,
+        logger: this.logger,
+        unserved: this.unserved,
+        declared: (store) => this.declaredStores.has(store),
+        declareStore: (store) => {
+          this.stores.store(store);
+          this.declaredStores.add(store);
         },
-        { tcp: this.tcp, ...(socketPath === undefined ? {} : { socketPath }) },
-      );
-      this.endpoints.set(service, pending);
+        declareSocket: async (socket, origins) => {
+          (await this.gateway(socket)).allowOrigins(origins);
+        },
+        gateway: (socket) => this.gateways.get(socket),
+      });
+      this.endpoints.set(service, endpoint);
     }
-    return pending;
+    return endpoint;
+  }
+
+  /** The service's endpoint served over gRPC (for service processes), started on first use. */
+  private async grpcEndpoint(service: string): Promise<GrpcEndpoint> {
+    const endpoint = this.serviceEndpoint(service);
+    return serveGrpc(endpoint, this.logger, () => {
+      // Each gRPC endpoint's Unix socket is in this run's private folder, made with the first one.
+      if (currentUid() === undefined) return { tcp: this.tcp };
+      this.runDir ??= createRunDir();
+      return { tcp: this.tcp, socketPath: join(this.runDir.path, `${++this.socketCount}.sock`) };
+    });
   }
 
   /** Ends the handler streams of the service's previous process; its events wait for it to register again. */
@@ -329,8 +326,7 @@ export class LocalProvider implements RunningProvider {
       this.handlers.endAll();
       this.authorizers.endAll();
       await Promise.all([...this.gateways.values()].map((g) => g.stop()));
-      const endpoints = await Promise.allSettled(this.endpoints.values());
-      await Promise.all(endpoints.map((e) => (e.status === "fulfilled" ? stopEndpoint(e.value) : undefined)));
+      await Promise.all([...this.endpoints.values()].map((e) => stopEndpoint(e)));
       this.runDir?.remove();
       await this.stores.close();
     })();

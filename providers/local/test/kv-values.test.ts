@@ -17,7 +17,7 @@ import { checkKvValue, KV_MAX_ITEM_BYTES, kvKeyProblem, type Logger } from "@nit
 import fc from "fast-check";
 import { open } from "lmdb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startEndpoint, stopEndpoint } from "../src/endpoint.js";
+import { createEndpoint, serveGrpc, stopEndpoint } from "../src/endpoint.js";
 import { KvStores } from "../src/kv/store.js";
 import { declareStore, serviceClient, startProvider } from "./helpers.js";
 
@@ -89,7 +89,7 @@ beforeAll(async () => {
     { [STORE]: TABLE },
   );
   const declared = new Set<string>();
-  const endpoint = await startEndpoint("svc", {
+  const endpoint = createEndpoint("svc", {
     stores,
     permissions: new Permissions(),
     handlers: new HandlerRegistry(quiet, 5000, 0),
@@ -103,7 +103,8 @@ beforeAll(async () => {
     gateway: () => undefined,
   });
   stops.push(() => stopEndpoint(endpoint));
-  const aws = new Client(createGrpcTransport(endpoint.address));
+  const { address } = await serveGrpc(endpoint, quiet, () => ({ tcp: true }));
+  const aws = new Client(createGrpcTransport(address));
   stops.push(() => aws.close());
   await declareStore(aws, STORE, ALL);
   sides.push({ name: "aws", client: aws });

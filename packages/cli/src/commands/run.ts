@@ -107,7 +107,7 @@ Options:
                       Attach Chrome (chrome://inspect, add 127.0.0.1:<port>) or VS Code
                       ("attach" to that port). Implies --processes: worker threads
                       share this process's inspector.
-  --tcp               Also serve each service's endpoint on 127.0.0.1 and set
+  --tcp               Also serve each service process's endpoint on 127.0.0.1 and set
                       NITRIC_SERVICE_HOST/PORT, for SDKs that cannot dial a Unix socket
                       (Nitric's Go and JVM SDKs). Any user of this machine can then act
                       as your services: use it only on a machine you do not share.

@@ -29,7 +29,7 @@ import {
   resourceKindOf,
 } from "@nitric-like/provider-kit";
 import { Code, PortServer, Router, RpcError } from "@nitric-like/rpc";
-import { GrpcServer } from "@nitric-like/rpc/grpc";
+import type { GrpcServer } from "@nitric-like/rpc/grpc";
 import type { CollectedService, Project, ResourceRef, ServiceEntry } from "@nitric-like/spec";
 import type { Bundle } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
@@ -242,18 +242,25 @@ async function collectOne(
   // Each call the service makes re-arms its quiet timer, from the moment it runs (see watchdog).
   let touch = () => {};
   const router = collectorRouter(result, () => touch());
-  const server = new GrpcServer(router);
-  const { launch, runDir } = await serveCollector(server, project, entry, options);
   const threaded =
     options.threads === true && entry.start === undefined && bundle?.threadable === true && !!bundle.threadOutfile;
   let ports: PortServer | undefined;
+  let server: GrpcServer | undefined;
+  let runDir: RunDir | undefined;
   let child: ServiceHandle;
   if (threaded && bundle) {
+    // A thread reaches the collector over a port alone (no gRPC server, no grpc-js loaded).
     const { port1, port2 } = new MessageChannel();
     ports = new PortServer(router);
     ports.serve(port1);
+    const launch: ServiceLaunch = { ...collectLaunch(project, entry, options), endpoint: "" };
     child = startServiceThread({ ...launch, bundle }, port2);
-  } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
+  } else {
+    server = new (await import("@nitric-like/rpc/grpc")).GrpcServer(router);
+    const served = await serveCollector(server, project, entry, options);
+    runDir = served.runDir;
+    child = processHandle(spawnService(bundle ? { ...served.launch, bundle } : served.launch));
+  }
   options.onLaunched?.();
   const output: string[] = [];
   const keep = (line: string) => {
@@ -271,7 +278,7 @@ async function collectOne(
     child.onExit((code, signal) => resolve({ code, signal }));
   });
   dog.clear();
-  server.forceStop();
+  server?.forceStop();
   ports?.stop();
   runDir?.remove();
   // A thread's last lines may still be on their way to this thread.
@@ -384,6 +391,20 @@ function collectorRouter(result: CollectedService, touch: () => void): Router {
   return router;
 }
 
+/** How a service is started for its collect pass, less where it reaches the collector. */
+function collectLaunch(
+  project: Project,
+  entry: ServiceEntry,
+  options: CollectOptions,
+): Omit<ServiceLaunch, "endpoint"> {
+  return {
+    project,
+    service: entry,
+    environment: "build" as const,
+    ...(options.dotenv ? { dotenv: options.dotenv } : {}),
+  };
+}
+
 /**
  * Binds the collector and says how the service reaches it. Whoever reaches the collector can add
  * to the spec (and so to what `up` grants), so it is an owner-only Unix socket, as the endpoints
@@ -406,12 +427,9 @@ async function serveCollector(
     }
     const tcp = entry.start !== undefined || !local ? `127.0.0.1:${await bind("127.0.0.1:0")}` : undefined;
     const launch: ServiceLaunch = {
-      project,
-      service: entry,
+      ...collectLaunch(project, entry, options),
       endpoint: tcp ?? `unix:${local}`,
       ...(tcp && local ? { address: `unix:${local}` } : {}),
-      environment: "build" as const,
-      ...(options.dotenv ? { dotenv: options.dotenv } : {}),
     };
     return { launch, runDir };
   } catch (error) {

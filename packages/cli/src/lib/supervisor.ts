@@ -173,8 +173,15 @@ export class ServiceSupervisor {
 
   /** Starts the process. */
   async start(): Promise<void> {
-    const endpoint = await this.provider.endpoint(this.name);
-    const address = await this.provider.localAddress?.(this.name);
+    const { bundle } = this.service;
+    const { early } = this;
+    // A thread (the branches below) reaches its endpoint over a port: only a process needs the
+    // gRPC endpoint's address, and a run of threads alone never starts one.
+    const thread =
+      (early !== undefined && this.threads && this.provider.servePort !== undefined) ||
+      (bundle?.threadOutfile !== undefined && this.threads && this.provider.openPort !== undefined);
+    const endpoint = thread ? "" : await this.provider.endpoint(this.name);
+    const address = thread ? undefined : await this.provider.localAddress?.(this.name);
     if (this.stopping) return;
     this.provider.serviceStarting(this.name);
     const launch = {
@@ -185,8 +192,6 @@ export class ServiceSupervisor {
       environment: "run" as const,
       ...this.launchExtras,
     };
-    const { bundle } = this.service;
-    const { early } = this;
     this.early = undefined;
     let child: ServiceHandle;
     if (early && this.threads && this.provider.servePort) {
