@@ -48,9 +48,15 @@ export function copyProject(source: string): string {
 }
 
 /** Runs the CLI to completion and returns its exit code and output. */
-export function runCli(args: string[], options: { cwd?: string; timeoutMs?: number } = {}) {
+export function runCli(
+  args: string[],
+  options: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {},
+) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: options.cwd, env: { ...process.env, NO_COLOR: "1" } });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd,
+      env: { ...process.env, NO_COLOR: "1", ...options.env },
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => {

@@ -235,6 +235,21 @@ describe("nitric-like run", () => {
     30000,
   );
 
+  it("names a Node flag in NITRIC_LIKE_SERVICE_NODE_ARGS that a service thread cannot take, and says where it goes", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: flags\nservices:\n  - match: services/*.ts\n",
+      "services/one.ts": 'import { websocket } from "@nitric-like/sdk";\nwebsocket("one").on("message", () => {});\n',
+    });
+    const { code, stderr } = await runCli(["run", dir, "--no-watch", "--random-ports"], {
+      env: { NITRIC_LIKE_SERVICE_NODE_ARGS: "--max-semi-space-size=2" },
+    });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      "error: NITRIC_LIKE_SERVICE_NODE_ARGS: Node does not take --max-semi-space-size=2 in a service thread (a flag of the whole process); put it in NODE_OPTIONS for run itself and its threads, or run with --processes",
+    );
+    expect(stderr).not.toContain("unexpected failure");
+  }, 30000);
+
   it("refuses an --env the project file does not have, naming the ones it has", async () => {
     const dir = writeProject({
       "nitric-like.yaml": "name: envs\nservices:\n  - match: services/*.ts\nenvironments:\n  prod: {}\n",

@@ -11,7 +11,7 @@
  * the threads are kept on globalThis, shared with the copy of this module inside the CLI's bundle.
  */
 import { createRequire } from "node:module";
-import { type MessagePort, Worker } from "node:worker_threads";
+import { type MessagePort, Worker, type WorkerOptions } from "node:worker_threads";
 
 /** Preloaded into every Node service: see provider-kit's preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
 export const GRPC_RESET_PRELOAD = createRequire(import.meta.url).resolve(
@@ -54,6 +54,27 @@ export function threadOptions(env: NodeJS.ProcessEnv) {
     stdout: true,
     stderr: true,
   };
+}
+
+/**
+ * Starts a service thread. Node refuses a worker the flags of a whole process (V8's heap sizes,
+ * --max-old-space-size...): from NITRIC_LIKE_SERVICE_NODE_ARGS that is the user's mistake, said
+ * as one (userFacing, as the CLI prints a UserError) with the flags and what to do instead.
+ */
+export function startWorker(file: string | URL, options: WorkerOptions): Worker {
+  try {
+    return new Worker(file, options);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ERR_WORKER_INVALID_EXEC_ARGV") throw error;
+    const flags = /flags: (.*)$/.exec((error as Error).message)?.[1] ?? "";
+    throw Object.assign(
+      new Error(
+        `NITRIC_LIKE_SERVICE_NODE_ARGS: Node does not take ${flags || "these flags"} in a service thread (a flag of the whole process); put it in NODE_OPTIONS for run itself and its threads, or run with --processes to give it to each service process`,
+        { cause: error },
+      ),
+      { userFacing: true },
+    );
+  }
 }
 
 /**
@@ -115,7 +136,7 @@ export function bootedFor(env: NodeJS.ProcessEnv): number {
 export function bootThread(env: NodeJS.ProcessEnv): void {
   const key = bootKey(env);
   const bootEnv = JSON.parse(key) as NodeJS.ProcessEnv;
-  const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(BOOT)}`), {
+  const worker = startWorker(new URL(`data:text/javascript,${encodeURIComponent(BOOT)}`), {
     ...threadOptions(bootEnv),
     workerData: {},
   });

@@ -4,9 +4,9 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
-import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
-import { serviceNodeOptions, takeBooted, threadOptions } from "./boot-thread.js";
+import { serviceNodeOptions, startWorker, takeBooted, threadOptions } from "./boot-thread.js";
 import type { Bundle } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 
@@ -190,7 +190,7 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
   // The thread bundle's generated entry (bundle.ts, threadEntry) gives the SDKs this port.
   const worker =
     takeBooted(env, file, port) ??
-    new Worker(file, { ...threadOptions(env), workerData: { port }, transferList: [port] });
+    startWorker(file, { ...threadOptions(env), workerData: { port }, transferList: [port] });
   // The thread's stderr, plus what a process would print for an uncaught error.
   const stderr = new PassThrough();
   worker.stderr.pipe(stderr);
