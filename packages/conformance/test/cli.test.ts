@@ -225,6 +225,12 @@ describe("nitric-like run", () => {
     // The endpoint's TCP port (--tcp), and its Unix socket where there are Unix users.
     expect(tcp.filter((port) => port !== gateway)).toHaveLength(endpoints);
     if (process.getuid !== undefined) expect(listening(cli, "unix")).toHaveLength(endpoints);
+    // What --tcp says matches what listens.
+    if (endpoints === 0)
+      expect(app.stderr).toContain(
+        "--tcp: every service runs as a thread of run and reaches it over a MessagePort, so no endpoint listens on 127.0.0.1",
+      );
+    else expect(app.stderr).toContain("warning: --tcp: every service's endpoint also listens on 127.0.0.1");
   }
 
   it("serves no gRPC endpoint when the service runs as a worker thread", () => expectEndpoints(["--tcp"], 0), 30000);

@@ -300,8 +300,8 @@ class Run {
     // service that failed is reported by its supervisor, once (by the emulator when it hosts them).
     for (const e of running.hostsServices ? errors : warnedErrors(errors, conflicts, failures)) output.warn(e);
     if (options.dashboard !== false) await this.startDashboard();
-    this.noteEndpointAccess();
     await this.createSupervisors();
+    this.noteEndpointAccess();
     options.control?.(this.supervisors.map((s) => ({ name: s.name, restart: () => s.restart(s.service) })));
     this.listenForStop();
     const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
@@ -351,7 +351,11 @@ class Run {
   /** Says who can reach the services' endpoints (--tcp), and how a service with a start command reaches its own. */
   private noteEndpointAccess(): void {
     const { options, output, running } = this;
-    if (options.tcp === true && !running.hostsServices) {
+    if (options.tcp === true && !running.hostsServices && this.supervisors.every((s) => s.runsAsThread)) {
+      output.info(
+        "--tcp: every service runs as a thread of run and reaches it over a MessagePort, so no endpoint listens on 127.0.0.1; --tcp is for service processes (--processes, a start command)",
+      );
+    } else if (options.tcp === true && !running.hostsServices) {
       output.warn(
         "--tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT) with no credential, so any user of this machine can act as a service there (read its kv stores, send to its clients); use it only on a machine you do not share",
       );

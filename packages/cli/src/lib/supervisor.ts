@@ -171,15 +171,22 @@ export class ServiceSupervisor {
     return this.service.entry.name;
   }
 
+  /**
+   * Whether the service runs as a worker thread of this process (the first two branches of
+   * start()), reaching its endpoint over a port; otherwise it is a process, over gRPC.
+   */
+  get runsAsThread(): boolean {
+    if (!this.threads) return false;
+    if (this.early !== undefined && this.provider.servePort !== undefined) return true;
+    return this.service.bundle?.threadOutfile !== undefined && this.provider.openPort !== undefined;
+  }
+
   /** Starts the process. */
   async start(): Promise<void> {
     const { bundle } = this.service;
     const { early } = this;
-    // A thread (the branches below) reaches its endpoint over a port: only a process needs the
-    // gRPC endpoint's address, and a run of threads alone never starts one.
-    const thread =
-      (early !== undefined && this.threads && this.provider.servePort !== undefined) ||
-      (bundle?.threadOutfile !== undefined && this.threads && this.provider.openPort !== undefined);
+    // Only a process needs the gRPC endpoint's address: a run of threads alone never starts one.
+    const thread = this.runsAsThread;
     const endpoint = thread ? "" : await this.provider.endpoint(this.name);
     const address = thread ? undefined : await this.provider.localAddress?.(this.name);
     if (this.stopping) return;
