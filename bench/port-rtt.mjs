@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// What a service thread adds to an unloaded round trip at the least: a MessagePort round trip
+// between this thread and a worker thread that only answers, next to a raw `ws` echo round trip
+// on 127.0.0.1 (one client, bench/raw-echo-server.mjs) in the same run. The `socket.send` echo
+// crosses the port once each way on its critical path (the event to the service thread, the
+// send back to the gateway), so the port's round trip is the floor of what the thread adds to
+// bench/echo.mjs's unloaded p50. With --gap 1 (the default) both sides sleep between messages,
+// as an unloaded client leaves them; --gap 0 sends the next message at once.
+// Usage: node bench/port-rtt.mjs [--messages 3000] [--gap 1]
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { MessageChannel, Worker } from "node:worker_threads";
+import WebSocket from "ws";
+import { here, startProcess, stop } from "./lib.mjs";
+
+const { values } = parseArgs({
+  options: { messages: { type: "string", default: "3000" }, gap: { type: "string", default: "1" } },
+});
+const N = Number(values.messages);
+const GAP_MS = Number(values.gap);
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Round-trip times in µs of `N` messages sent one after another through `roundTrip`, sorted. */
+async function measure(roundTrip) {
+  // Untimed warm-up.
+  for (let i = 0; i < 200; i++) await roundTrip(i);
+  const times = [];
+  for (let i = 0; i < N; i++) {
+    const t = process.hrtime.bigint();
+    await roundTrip(i);
+    times.push(Number(process.hrtime.bigint() - t) / 1000);
+    if (GAP_MS > 0) await sleep(GAP_MS);
+  }
+  return times.sort((a, b) => a - b);
+}
+
+const at = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
+const row = (name, t) => `| ${name} | ${at(t, 0.1).toFixed(1)} | ${at(t, 0.5).toFixed(1)} | ${at(t, 0.9).toFixed(1)} |`;
+
+const worker = new Worker(
+  'const { parentPort } = require("node:worker_threads"); parentPort.once("message", (port) => port.on("message", (m) => port.postMessage(m)));',
+  { eval: true },
+);
+const { port1, port2 } = new MessageChannel();
+worker.postMessage(port2, [port2]);
+const port = await measure(
+  (i) =>
+    new Promise((resolve) => {
+      port1.once("message", resolve);
+      port1.postMessage(i);
+    }),
+);
+port1.close();
+await worker.terminate();
+
+const raw = await startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /(ws:\/\/\S+)/);
+let ws;
+try {
+  ws = new WebSocket(raw.url);
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  const socket = ws;
+  const echo = await measure(
+    (i) =>
+      new Promise((resolve) => {
+        socket.once("message", resolve);
+        socket.send(`m${i}`);
+      }),
+  );
+  console.log(`\nport round trip: ${N} messages one after another, ${GAP_MS} ms between, ${new Date().toISOString()}`);
+  console.log("| round trip | p10 µs | p50 µs | p90 µs |\n|---|---:|---:|---:|");
+  console.log(row("MessagePort, this thread to a worker thread and back", port));
+  console.log(row("raw `ws` echo on 127.0.0.1, one client (same run)", echo));
+} finally {
+  ws?.close();
+  await stop(raw.child);
+}
