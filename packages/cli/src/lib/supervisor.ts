@@ -172,8 +172,9 @@ export class ServiceSupervisor {
   }
 
   /**
-   * Whether the service runs as a worker thread of this process (the first two branches of
-   * start()), reaching its endpoint over a port; otherwise it is a process, over gRPC.
+   * Whether the service runs as a worker thread of this process, reaching its endpoint over a
+   * port (the booted thread when there is one, else a new one); otherwise it is a process, over
+   * gRPC. start() branches on it, and run's --tcp note reads it.
    */
   get runsAsThread(): boolean {
     if (!this.threads) return false;
@@ -201,7 +202,7 @@ export class ServiceSupervisor {
     };
     this.early = undefined;
     let child: ServiceHandle;
-    if (early && this.threads && this.provider.servePort) {
+    if (thread && early && this.provider.servePort) {
       try {
         await this.provider.servePort(this.name, early.port);
       } catch (error) {
@@ -213,7 +214,7 @@ export class ServiceSupervisor {
         return;
       }
       child = early.handle;
-    } else if (bundle?.threadOutfile && this.threads && this.provider.openPort) {
+    } else if (thread && bundle && this.provider.openPort) {
       // One port for both SDKs: a transport's call ids are its own, however many clients share it.
       const port = await this.provider.openPort(this.name);
       if (this.stopping) {
