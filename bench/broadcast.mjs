@@ -7,12 +7,15 @@
 // connections and runs the service as a worker thread; a service process's own is shown when there is one).
 // Targets (issue 19): at 10,000 connections, the broadcast in <= 0.6x raw ws's time and the idle
 // RSS <= 1.5x raw's; 1,000 is reported without a target. With --floor, a third server takes its turn
-// in each pair: one frame written to every socket and nothing else (floor-broadcast-server.mjs).
+// in each pair: one frame written to every socket and nothing else (floor-broadcast-server.mjs),
+// and the CPU time that server and this process (the N clients) spend per broadcast gives the
+// bound no server design can beat on this machine: all of that CPU spread over every core.
 // Usage: node bench/broadcast.mjs [--sizes 1000,10000] [--rounds 10] [--pairs 5] [--floor]
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
-import { cleanup, here, median, rssMb, servicePids, startApp, startProcess, stop, verdict } from "./lib.mjs";
+import { cleanup, cpuMs, here, median, rssMb, servicePids, startApp, startProcess, stop, verdict } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -74,12 +77,18 @@ async function measure(target, n) {
     // server's send path (with one, the first timed rounds would still measure compilation).
     for (let w = 0; w < 5; w++) await broadcastOnce(clients, `warm-up ${w}`);
     const times = [];
+    const server0 = cpuMs(started.child.pid);
+    const client0 = process.cpuUsage();
     for (let r = 0; r < ROUNDS; r++) times.push(await broadcastOnce(clients, `round ${r}`));
+    // CPU per broadcast: the server's (every thread) and this process's, which reads the N frames.
+    const serverCpu = (cpuMs(started.child.pid) - server0) / ROUNDS;
+    const client = process.cpuUsage(client0);
+    const clientCpu = (client.user + client.system) / 1000 / ROUNDS;
     await new Promise((r) => setTimeout(r, 2000));
     const memory = rssMb(started.child.pid);
     const services = servicePids(started.child.pid).map(rssMb);
     for (const ws of clients) ws.terminate();
-    return { ms: median(times), min: Math.min(...times), memory, services };
+    return { ms: median(times), min: Math.min(...times), memory, services, serverCpu, clientCpu };
   } finally {
     await stop(started.child);
   }
@@ -145,15 +154,19 @@ for (const { n, pairs } of results) {
 }
 if (values.floor) {
   console.log("\nThe floor (one frame written to every socket, nothing else; taking its turn in each pair):\n");
+  const cores = availableParallelism();
   console.log(
-    "| connections | floor ms (median of sessions) | floor vs raw ws (median of pairs) | nitric-like vs floor (median of pairs) |",
+    `| connections | floor ms (median of sessions) | floor vs raw ws (median of pairs) | nitric-like vs floor (median of pairs) | CPU ms per broadcast: the floor server / the clients | the bound: both over ${cores} cores, vs raw ws (median of pairs) |`,
   );
-  console.log("|---:|---:|---:|---:|");
+  console.log("|---:|---:|---:|---:|---:|---:|");
   for (const { n, pairs } of results) {
     const floor = median(pairs.map((p) => p.floor.ms / p["raw ws"].ms));
     const ours = median(pairs.map((p) => p["nitric-like"].ms / p.floor.ms));
+    const serverCpu = median(pairs.map((p) => p.floor.serverCpu));
+    const clientCpu = median(pairs.map((p) => p.floor.clientCpu));
+    const bound = median(pairs.map((p) => (p.floor.serverCpu + p.floor.clientCpu) / cores / p["raw ws"].ms));
     console.log(
-      `| ${n} | ${median(pairs.map((p) => p.floor.ms)).toFixed(1)} | ${floor.toFixed(2)}x | ${ours.toFixed(2)}x |`,
+      `| ${n} | ${median(pairs.map((p) => p.floor.ms)).toFixed(1)} | ${floor.toFixed(2)}x | ${ours.toFixed(2)}x | ${serverCpu.toFixed(1)} / ${clientCpu.toFixed(1)} | ${bound.toFixed(2)}x |`,
     );
   }
 }

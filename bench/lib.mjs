@@ -69,6 +69,16 @@ export function cleanup() {
   for (const d of temp.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
+/**
+ * The CPU time a process has used so far (user + system, every thread), in ms, from
+ * /proc/<pid>/stat (clock ticks of 10 ms: Linux reports them at 100 per second).
+ */
+export function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** A process's resident memory in MB. */
 export function rssMb(pid) {
   const m = readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB/m);
