@@ -204,4 +204,7 @@ websocket("socket").on("message", (ctx) => ctx);
   expect(threaded).not.toMatch(/makeUnaryRequest\(method, serialize, deserialize/);
   expect(threaded).toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
   expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
+  // Its async functions run on the native helper (native-async.ts), not esbuild's closures.
+  expect(threaded).toContain("const it = generator.apply(__this, __arguments);");
+  expect(threaded).not.toContain("step(generator.throw(value));");
 });

@@ -16,6 +16,7 @@ import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { UserError } from "./log.js";
+import { withNativeAsync } from "./native-async.js";
 
 /** A bundled service. */
 export interface Bundle {
@@ -110,6 +111,11 @@ const inThread: Plugin = {
         : undefined,
     );
     build.onLoad({ filter: /.*/, namespace: "nitric-like-thread" }, () => ({ contents: NO_GRPC_IN_THREAD }));
+    // @nitric/* JavaScript runs its async functions on a native helper (see native-async.ts).
+    build.onLoad({ filter: /[\\/]node_modules[\\/]@nitric[\\/].*\.c?js$/ }, (args) => {
+      const contents = withNativeAsync(readFileSync(args.path, "utf8"));
+      return contents === undefined ? undefined : { contents, loader: "js" };
+    });
     keepProjectPackagesExternal(build, (name) => ours(name) || isNitricPackage(name));
   },
 };
@@ -163,7 +169,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 8`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 9`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
