@@ -70,13 +70,21 @@ export function cleanup() {
 }
 
 /**
- * The CPU time a process has used so far (user + system, every thread), in ms, from
- * /proc/<pid>/stat (clock ticks of 10 ms: Linux reports them at 100 per second).
+ * User and kernel CPU ms of a process or thread so far, from its `stat` file under /proc
+ * (/proc/<pid>/stat: every thread; /proc/<pid>/task/<tid>/stat: one), in clock ticks of 10 ms
+ * (Linux reports them at 100 per second).
  */
-export function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+export function cpuTimes(statFile) {
+  const stat = readFileSync(statFile, "utf8");
+  // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return { user: Number(fields[11]) * 10, kernel: Number(fields[12]) * 10 };
+}
+
+/** The CPU ms a process has used so far, every thread, user and kernel. */
+export function cpuMs(pid) {
+  const { user, kernel } = cpuTimes(`/proc/${pid}/stat`);
+  return user + kernel;
 }
 
 /** A process's resident memory in MB. */

@@ -7,11 +7,11 @@
 // others together (V8's helper threads: parallel GC, concurrent compiling). Also the load
 // generator's own CPU per message, since it shares the machine's cores. Linux only.
 // Usage: node bench/threads.mjs [--clients 50] [--messages 600] [--runs 3] [--only raw,send]
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
-import { cleanup, here, median, startApp, startProcess, stop } from "./lib.mjs";
+import { cleanup, cpuTimes, here, median, startApp, startProcess, stop } from "./lib.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -24,8 +24,6 @@ const { values } = parseArgs({
 const CLIENTS = Number(values.clients);
 const MESSAGES = Number(values.messages);
 const RUNS = Number(values.runs);
-/** clock ticks per second of /proc's stat fields (USER_HZ, 100 on Linux). */
-const TICK_MS = 10;
 
 const targets = [
   {
@@ -42,10 +40,7 @@ function threadTimes(pid) {
   const times = new Map();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      // Fields after the command name, which is in parentheses and may hold spaces.
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      times.set(tid, { user: Number(fields[11]) * TICK_MS, kernel: Number(fields[12]) * TICK_MS });
+      times.set(tid, cpuTimes(`/proc/${pid}/task/${tid}/stat`));
     } catch {
       // The thread ended between the listing and the read.
     }

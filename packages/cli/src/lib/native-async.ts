@@ -8,8 +8,8 @@
  *
  * So when a thread bundle takes in an @nitric/* file, its `__async` helper, found by its exact
  * text, becomes one that runs the same generator with a native async function: no closure per
- * step. Measured in 10 alternating pairs of an @nitric/sdk echo service under load (50 clients):
- * the server's CPU per message 56 -> 47 µs (medians), msgs/s +15 % (median of the pairs).
+ * step. Measured in 16 alternating pairs of an @nitric/sdk echo service under load (50 clients):
+ * the server's CPU per message 56.8 -> 50.0 µs, msgs/s +15 % (medians; BENCHMARKS.md, Echo).
  * native-async.test.ts runs the same generators through the package's own helper and through this
  * one and compares what each caller sees, the order of their steps included. A file whose helper
  * reads otherwise is left as it is.
