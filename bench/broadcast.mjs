@@ -5,11 +5,13 @@
 // message until the last of the N clients has it (median of --rounds), and the server's resident
 // memory while the N connections sit idle (for nitric-like: the provider process, which holds the
 // connections and runs the service as a worker thread; a service process's own is shown when there is one).
-// Targets (issue 19): at 10,000 connections, the broadcast in <= 0.6x raw ws's time and the idle
-// RSS <= 1.5x raw's; 1,000 is reported without a target. With --floor, a third server takes its turn
-// in each pair: one frame written to every socket and nothing else (floor-broadcast-server.mjs),
-// and the CPU time that server and this process (the N clients) spend per broadcast gives the
-// bound no server design can beat on this machine: all of that CPU spread over every core.
+// Target (issue 19): at 10,000 connections, the broadcast in <= 0.6x raw ws's time; 1,000 is
+// reported without a target. The RSS after the broadcasts is shown without a verdict: issue 19's
+// memory target (<= 1.2x raw's) is judged by idle.mjs, on connections that never carried a
+// message. With --floor, a third server takes its turn in each pair: one frame written to every
+// socket and nothing else (floor-broadcast-server.mjs), and the CPU time that server and this
+// process (the N clients) spend per broadcast gives the bound no server design can beat on this
+// machine: all of that CPU spread over every core.
 // Usage: node bench/broadcast.mjs [--sizes 1000,10000] [--rounds 10] [--pairs 5] [--floor]
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
@@ -139,9 +141,9 @@ console.log(
   `\nbroadcast: ${PAIRS} pairs of sessions per size (raw ws, then nitric-like, fresh processes), each the median of ${ROUNDS} rounds after 5 warm-up rounds, ${new Date().toISOString()}`,
 );
 console.log(
-  "| connections | raw ws ms (median of sessions) | nitric-like ms | ratio (median of pairs) | pairs | target <= 0.6x at 10,000 | raw RSS MB | provider RSS MB (its service threads included) | ratio (median of pairs) | target <= 1.5x | service process RSS MB |",
+  "| connections | raw ws ms (median of sessions) | nitric-like ms | ratio (median of pairs) | pairs | target <= 0.6x at 10,000 | raw RSS MB | provider RSS MB (its service threads included) | ratio (median of pairs) | service process RSS MB |",
 );
-console.log("|---:|---:|---:|---:|---|---|---:|---:|---:|---|---:|");
+console.log("|---:|---:|---:|---:|---|---|---:|---:|---:|---:|");
 for (const { n, pairs } of results) {
   const times = pairs.map((p) => p["nitric-like"].ms / p["raw ws"].ms);
   const memories = pairs.map((p) => p["nitric-like"].memory / p["raw ws"].memory);
@@ -149,7 +151,7 @@ for (const { n, pairs } of results) {
   const m = median(memories);
   const services = pairs.at(-1)["nitric-like"].services;
   console.log(
-    `| ${n} | ${median(pairs.map((p) => p["raw ws"].ms)).toFixed(1)} | ${median(pairs.map((p) => p["nitric-like"].ms)).toFixed(1)} | ${t.toFixed(2)}x | ${times.map((x) => `${x.toFixed(2)}x`).join(", ")} | ${n >= 10000 ? verdict(t <= 0.6) : "-"} | ${median(pairs.map((p) => p["raw ws"].memory)).toFixed(0)} | ${median(pairs.map((p) => p["nitric-like"].memory)).toFixed(0)} | ${m.toFixed(2)}x | ${n >= 10000 ? verdict(m <= 1.5) : "-"} | ${services.length === 0 ? "none (threads)" : services.map((x) => x.toFixed(0)).join(", ")} |`,
+    `| ${n} | ${median(pairs.map((p) => p["raw ws"].ms)).toFixed(1)} | ${median(pairs.map((p) => p["nitric-like"].ms)).toFixed(1)} | ${t.toFixed(2)}x | ${times.map((x) => `${x.toFixed(2)}x`).join(", ")} | ${n >= 10000 ? verdict(t <= 0.6) : "-"} | ${median(pairs.map((p) => p["raw ws"].memory)).toFixed(0)} | ${median(pairs.map((p) => p["nitric-like"].memory)).toFixed(0)} | ${m.toFixed(2)}x | ${services.length === 0 ? "none (threads)" : services.map((x) => x.toFixed(0)).join(", ")} |`,
   );
 }
 if (values.floor) {

@@ -1,13 +1,14 @@
-// Broadcasts: the gateway builds one frame and writes it to every client's socket (see
-// broadcastFrame and sendFrame in gateway.ts). The frame must be the bytes ws's own send() puts on
-// the wire (ws is the oracle), and every client must get exactly what a send would give it.
+// Frames the gateway writes itself: a broadcast builds one frame and writes it to every client's
+// socket, and a send or reply of a small payload is one write of a whole frame (see frameOf,
+// sendFrame and sendOne in gateway.ts). The frame must be the bytes ws's own send() puts on the
+// wire (ws is the oracle), and every client must get exactly what ws.send() would give it.
 import { connect, type Socket } from "node:net";
 import { Connections } from "@nitric-like/contracts/connections";
 import { Websocket } from "@nitric-like/contracts/websockets";
 import { afterEach, describe, expect, it } from "vitest";
 import type WebSocket from "ws";
 import * as wsLib from "ws";
-import { broadcastFrame } from "../src/websocket/gateway.js";
+import { frameOf } from "../src/websocket/gateway.js";
 import { accept, declareSocket, handle, open, serviceClient, sleep, startProvider, urlOf } from "./helpers.js";
 import { cleanupRaw, echoWorld, rawWs } from "./raw.js";
 
@@ -28,13 +29,13 @@ function wsSendBytes(data: Buffer, binary: boolean): Buffer {
   return Buffer.concat(written);
 }
 
-describe("broadcastFrame", () => {
+describe("frameOf", () => {
   it("is the bytes ws's send() writes, for every length encoding and both kinds", () => {
     // 7-bit lengths up to 125, 16-bit from 126 to 65535, 64-bit from 65536.
     for (const length of [0, 1, 125, 126, 127, 65535, 65536, 70000]) {
       const data = Buffer.alloc(length, "a");
       for (const binary of [false, true]) {
-        const frame = broadcastFrame(data, binary);
+        const frame = frameOf(data, binary);
         expect(frame.equals(wsSendBytes(data, binary)), `${length} bytes, binary ${binary}`).toBe(true);
       }
     }
@@ -43,7 +44,7 @@ describe("broadcastFrame", () => {
   it("frames a Uint8Array that is a view into a larger buffer by its own bytes only", () => {
     const backing = new Uint8Array([9, 9, 1, 2, 3, 9]);
     const view = backing.subarray(2, 5);
-    expect(broadcastFrame(view, true).equals(wsSendBytes(Buffer.from([1, 2, 3]), true))).toBe(true);
+    expect(frameOf(view, true).equals(wsSendBytes(Buffer.from([1, 2, 3]), true))).toBe(true);
   });
 });
 
@@ -73,7 +74,7 @@ function collect(ws: WebSocket): { data: string; binary: boolean }[] {
 }
 
 describe("broadcast", () => {
-  it("puts on the wire the same bytes a send of the same message does", async () => {
+  it("puts on the wire, for a send and a broadcast of every size, the bytes ws's send() writes", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
     await declareSocket(client, "s");
@@ -86,10 +87,15 @@ describe("broadcast", () => {
         { data: new TextEncoder().encode("héllo"), binary: false },
         { data: new Uint8Array([0, 1, 2, 255]), binary: true },
         { data: new Uint8Array(300).fill(0x61), binary: false },
+        // Either side of the largest payload a send writes as one frame (ONE_WRITE_MAX, 4000).
+        { data: new Uint8Array(3999).fill(0x63), binary: true },
+        { data: new Uint8Array(4000).fill(0x64), binary: false },
+        { data: new Uint8Array(4001).fill(0x65), binary: true },
         { data: big, binary: true },
+        { data: new Uint8Array([7]), binary: true },
         { data: new Uint8Array(0), binary: false },
       ];
-      // Each message twice: sent (ws.send), then broadcast (the gateway's own frame).
+      // Each message twice: sent to the one client (SendMessage), then broadcast.
       let expected = 0;
       for (const m of messages) {
         await client.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: id, ...m });

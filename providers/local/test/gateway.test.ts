@@ -213,7 +213,18 @@ describe("messages", () => {
     got = nextMessage(ws);
     ws.send(Buffer.from([0, 255, 1]));
     expect(await got).toEqual({ data: Buffer.from([0, 255, 1]), binary: true });
-    expect(messages.events.map((e) => body(e)?.binary)).toEqual([false, true]);
+    // Either side of the largest payload the gateway writes as one frame of its own (ONE_WRITE_MAX).
+    for (const [size, binary] of [
+      [4000, false],
+      [4001, true],
+      [70000, false],
+    ] as const) {
+      const data = Buffer.alloc(size, (size % 26) + 97);
+      got = nextMessage(ws);
+      ws.send(data, { binary });
+      expect(await got).toEqual({ data, binary });
+    }
+    expect(messages.events.map((e) => body(e)?.binary)).toEqual([false, true, false, true, false]);
   });
 
   it("round-trips text and binary frames through SendMessage, keeping each frame's kind", async () => {
