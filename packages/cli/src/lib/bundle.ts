@@ -16,7 +16,7 @@ import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import type { ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { UserError } from "./log.js";
-import { withNativeAsync } from "./native-async.js";
+import { nativeAsync } from "./native-async.js";
 
 /** A bundled service. */
 export interface Bundle {
@@ -111,9 +111,9 @@ const inThread: Plugin = {
         : undefined,
     );
     build.onLoad({ filter: /.*/, namespace: "nitric-like-thread" }, () => ({ contents: NO_GRPC_IN_THREAD }));
-    // @nitric/* JavaScript runs its async functions on a native helper (see native-async.ts).
+    // @nitric/* JavaScript runs its async functions as native ones (see native-async.ts).
     build.onLoad({ filter: /[\\/]node_modules[\\/]@nitric[\\/].*\.c?js$/ }, (args) => {
-      const contents = withNativeAsync(readFileSync(args.path, "utf8"));
+      const contents = nativeAsync(readFileSync(args.path, "utf8"));
       return contents === undefined ? undefined : { contents, loader: "js" };
     });
     keepProjectPackagesExternal(build, (name) => ours(name) || isNitricPackage(name));
@@ -169,7 +169,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 9`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 10`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
