@@ -204,7 +204,7 @@ websocket("socket").on("message", (ctx) => ctx);
   expect(threaded).not.toMatch(/makeUnaryRequest\(method, serialize, deserialize/);
   expect(threaded).toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
   expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
-  // Its async functions are native ones again (native-async.ts): no generator made per call, so
+  // Its async functions are native ones again (provider-kit's native-async.ts): no generator made per call, so
   // esbuild's helper, and its closures, are left out of the bundle as unused.
   expect(threaded).toMatch(/\(async function\(\) \{\n[\s\S]*?\}\)\.apply\(this, null\)/);
   expect(threaded).not.toMatch(/__async\(/);

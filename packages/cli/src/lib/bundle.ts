@@ -13,10 +13,10 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
+import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { UserError } from "./log.js";
-import { nativeAsync } from "./native-async.js";
 
 /** A bundled service. */
 export interface Bundle {
@@ -111,7 +111,7 @@ const inThread: Plugin = {
         : undefined,
     );
     build.onLoad({ filter: /.*/, namespace: "nitric-like-thread" }, () => ({ contents: NO_GRPC_IN_THREAD }));
-    // @nitric/* JavaScript runs its async functions as native ones (see native-async.ts).
+    // @nitric/* JavaScript runs its async functions as native ones (see provider-kit's native-async.ts).
     build.onLoad({ filter: /[\\/]node_modules[\\/]@nitric[\\/].*\.c?js$/ }, (args) => {
       const contents = nativeAsync(readFileSync(args.path, "utf8"));
       return contents === undefined ? undefined : { contents, loader: "js" };

@@ -3,11 +3,12 @@
  * code lazily (so the runtime's endpoint exists before the SDK makes its client), bundled with
  * everything it imports into a single minified CommonJS file, `index.cjs`.
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
+import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
 import { build, type Plugin } from "esbuild";
 
@@ -47,6 +48,8 @@ const COMPAT = awsRequire.resolve("@nitric-like/rpc/grpc-js-compat");
  * never loads its gRPC fallback here, so that is left out. The service's own imports of grpc-js
  * (its clients of other gRPC services) get the real one, as installed. portfinder, which
  * @nitric/sdk brings for its HTTP proxy, is the same entry points in a few lines of node:net.
+ * @nitric/* JavaScript gets its async functions back as native ones (provider-kit's
+ * native-async.ts), as in a service thread of `run`.
  */
 const leanDependencies: Plugin = {
   name: "nitric-like-lean-dependencies",
@@ -57,6 +60,10 @@ const leanDependencies: Plugin = {
     });
     b.onResolve({ filter: /^@nitric-like\/rpc\/grpc$/ }, (args) => ({ path: args.path, external: true }));
     if (PORTFINDER) b.onResolve({ filter: /^portfinder$/ }, () => ({ path: PORTFINDER }));
+    b.onLoad({ filter: /[\\/]node_modules[\\/]@nitric[\\/].*\.c?js$/ }, (args) => {
+      const contents = nativeAsync(readFileSync(args.path, "utf8"));
+      return contents === undefined ? undefined : { contents, loader: "js" };
+    });
   },
 };
 

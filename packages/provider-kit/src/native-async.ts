@@ -2,7 +2,8 @@
  * The published @nitric/sdk is JavaScript that esbuild compiled for targets without async
  * functions: each `async` function became `__async(this, arguments, function* (...) {...})`, a
  * generator, made anew at every call, run by esbuild's `__async` helper. A service's thread bundle
- * turns those back into native async functions, in two steps, for two measured costs:
+ * (`run`, packages/cli's bundle.ts) and its AWS function's bundle (providers/aws's bundle.ts) turn
+ * those back into native async functions, in two steps, for two measured costs:
  *
  * 1. withNativeAsyncFunctions: each such call becomes `(async function (...) {...}).apply(this,
  *    arguments)`, the generator's own `yield`s as `await`s. Why: V8 gives every generator function

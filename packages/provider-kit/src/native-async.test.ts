@@ -24,7 +24,7 @@ type AsyncHelper = (
 ) => Promise<unknown>;
 
 // The published package as the conformance suite installs it.
-const conformance = fileURLToPath(new URL("../../../conformance/package.json", import.meta.url));
+const conformance = fileURLToPath(new URL("../../conformance/package.json", import.meta.url));
 const published = readFileSync(createRequire(conformance).resolve("@nitric/sdk"), "utf8");
 
 const helper = (source: string) => new Function(`${source}\nreturn __async;`)() as AsyncHelper;
