@@ -17,7 +17,7 @@
 import { EventEmitter } from "node:events";
 import { Duplex } from "node:stream";
 import { Code } from "../status.js";
-import type { MethodKind, Transport, WireCall } from "../wire.js";
+import type { MethodKind, Transport, WireCall, WireEvents } from "../wire.js";
 
 let transport: Transport | undefined;
 
@@ -127,59 +127,68 @@ type Callback = (error: ServiceError | null, value?: unknown) => void;
 /** The status a caller reads: grpc-js's server sends "OK" as the details of an OK status, and so does ours over gRPC. */
 const detailsOf = (code: number, details: string) => (code === OK && details === "" ? "OK" : details);
 
-/** How a call in flight ends on the caller's side, before the server's status. */
-interface Ending {
-  /** Cancels the call on the transport and ends it for the caller with this status. */
-  (code: number, details: string): void;
+/** What a call's owner hears of it: the server's messages and status, or its own side's ending. */
+interface CallEvents {
+  message(bytes: Uint8Array): void;
+  /** The server's status (a unary call's response still encoded). */
+  status(code: number, details: string, response?: Uint8Array): void;
+  /** The caller's side ended the call (a deadline, a cancel, a message that does not parse). */
+  ended(code: number, details: string): void;
 }
 
 /**
- * Starts a call on the transport, and its deadline. `status` hears the server's status (a unary
- * call's response still encoded); `end` is how the caller's side ends the call (a deadline, a
- * cancel, a message that does not parse), as grpc-js does with cancelWithStatus.
+ * A call started on the transport, with its deadline: it passes the server's messages and status
+ * on to its owner until the call is over, and end() is how the caller's side ends it, as grpc-js
+ * does with cancelWithStatus. A class, not closures: a service thread's bundle keeps function names
+ * (keepNames), which costs an Object.defineProperty for every named closure made per call.
  */
-function startCall(
-  def: MethodDefinition,
-  request: Buffer | undefined,
-  options: CallOptions,
-  events: {
-    message(bytes: Uint8Array): void;
-    status(code: number, details: string, response?: Uint8Array): void;
-    end(code: number, details: string): void;
-  },
-): { raw: WireCall; end: Ending } {
-  let over = false;
-  let timer: NodeJS.Timeout | undefined;
-  const kind: MethodKind = def.requestStream
-    ? def.responseStream
-      ? "bidi_streaming"
-      : "client_streaming"
-    : def.responseStream
-      ? "server_streaming"
-      : "unary";
-  const raw = current().open(def.path, kind, request, {
-    message: (bytes) => {
-      if (!over) events.message(bytes);
-    },
-    status: (code, details, response) => {
-      if (over) return;
-      over = true;
-      clearTimeout(timer);
-      events.status(code, details, response);
-    },
-  });
-  const end: Ending = (code, details) => {
-    if (over) return;
-    over = true;
-    clearTimeout(timer);
-    raw.cancel();
-    events.end(code, details);
-  };
-  const deadline = options.deadline instanceof Date ? options.deadline.getTime() : options.deadline;
-  if (deadline !== undefined && Number.isFinite(deadline)) {
-    timer = setTimeout(() => end(DEADLINE_EXCEEDED, "Deadline exceeded"), Math.max(0, deadline - Date.now()));
+class CompatWire implements WireEvents {
+  private over = false;
+  private timer: NodeJS.Timeout | undefined;
+  readonly raw: WireCall;
+
+  constructor(
+    def: MethodDefinition,
+    request: Buffer | undefined,
+    options: CallOptions,
+    private readonly events: CallEvents,
+  ) {
+    const kind: MethodKind = def.requestStream
+      ? def.responseStream
+        ? "bidi_streaming"
+        : "client_streaming"
+      : def.responseStream
+        ? "server_streaming"
+        : "unary";
+    this.raw = current().open(def.path, kind, request, this);
+    const deadline = options.deadline instanceof Date ? options.deadline.getTime() : options.deadline;
+    if (deadline !== undefined && Number.isFinite(deadline)) {
+      this.timer = setTimeout(
+        () => this.end(DEADLINE_EXCEEDED, "Deadline exceeded"),
+        Math.max(0, deadline - Date.now()),
+      );
+    }
   }
-  return { raw, end };
+
+  message(bytes: Uint8Array): void {
+    if (!this.over) this.events.message(bytes);
+  }
+
+  status(code: number, details: string, response?: Uint8Array): void {
+    if (this.over) return;
+    this.over = true;
+    clearTimeout(this.timer);
+    this.events.status(code, details, response);
+  }
+
+  /** Cancels the call on the transport and ends it for the caller with this status. */
+  end(code: number, details: string): void {
+    if (this.over) return;
+    this.over = true;
+    clearTimeout(this.timer);
+    this.raw.cancel();
+    this.events.ended(code, details);
+  }
 }
 
 function serialize(def: MethodDefinition, value: unknown): Buffer | ServiceError {
@@ -201,11 +210,11 @@ function callArguments(args: unknown[]): { options: CallOptions; callback?: Call
 
 /** A unary call in flight: what grpc-js returns (the answer goes to the callback). */
 class UnaryCall extends EventEmitter {
-  /** Ends the call with CANCELLED (set when it starts). */
-  end: Ending | undefined;
+  /** The call on the transport (set when it starts). */
+  wire: CompatWire | undefined;
 
   cancel(): void {
-    this.end?.(CANCELLED, "Cancelled on client");
+    this.wire?.end(CANCELLED, "Cancelled on client");
   }
 
   getPeer(): string {
@@ -216,40 +225,56 @@ class UnaryCall extends EventEmitter {
 type Serialize = (value: unknown) => Buffer;
 type Deserialize = (bytes: Buffer) => unknown;
 
+/** What a unary call hears (CallEvents): the response, parsed for the callback, or how it ended. */
+class UnaryAnswer implements CallEvents {
+  private finished = false;
+
+  constructor(
+    private readonly def: MethodDefinition,
+    private readonly call: UnaryCall,
+    private readonly callback: Callback | undefined,
+  ) {}
+
+  finish(code: number, details: string, response?: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (code === OK) this.callback?.(null, response);
+    else this.callback?.(callError(code, details));
+    this.call.emit("status", { code, details: detailsOf(code, details), metadata: new Metadata() });
+  }
+
+  message(): void {}
+
+  status(code: number, details: string, response?: Uint8Array): void {
+    if (code !== OK) this.finish(code, details);
+    else if (response === undefined) this.finish(UNIMPLEMENTED, "No message received");
+    else {
+      let value: unknown;
+      try {
+        value = this.def.responseDeserialize(asBuffer(response));
+      } catch (error) {
+        this.finish(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
+        return;
+      }
+      this.finish(OK, details, value);
+    }
+  }
+
+  ended(code: number, details: string): void {
+    this.finish(code, details);
+  }
+}
+
 function unary(def: MethodDefinition, request: unknown, args: unknown[]): UnaryCall {
   const { options, callback } = callArguments(args);
   const call = new UnaryCall();
-  let finished = false;
-  const finish = (code: number, details: string, response?: unknown) => {
-    if (finished) return;
-    finished = true;
-    if (code === OK) callback?.(null, response);
-    else callback?.(callError(code, details));
-    call.emit("status", { code, details: detailsOf(code, details), metadata: new Metadata() });
-  };
+  const answer = new UnaryAnswer(def, call, callback);
   const bytes = serialize(def, request);
   if (bytes instanceof Error) {
-    queueMicrotask(() => finish(bytes.code, bytes.details));
+    queueMicrotask(() => answer.finish(bytes.code, bytes.details));
     return call;
   }
-  call.end = startCall(def, bytes, options, {
-    message: () => {},
-    status: (code, details, response) => {
-      if (code !== OK) finish(code, details);
-      else if (response === undefined) finish(UNIMPLEMENTED, "No message received");
-      else {
-        let value: unknown;
-        try {
-          value = def.responseDeserialize(asBuffer(response));
-        } catch (error) {
-          finish(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
-          return;
-        }
-        finish(OK, details, value);
-      }
-    },
-    end: finish,
-  }).end;
+  call.wire = new CompatWire(def, bytes, options, answer);
   return call;
 }
 
@@ -264,9 +289,9 @@ function unary(def: MethodDefinition, request: unknown, args: unknown[]): UnaryC
  * has started, and would otherwise overtake its first read. The caller's own endings (cancel, a
  * deadline, a message that does not parse or serialize) end the call at once, dropping unread messages.
  */
-class StreamCall extends Duplex {
+class StreamCall extends Duplex implements CallEvents {
   private raw: WireCall | undefined;
-  private ending: Ending | undefined;
+  private wire: CompatWire | undefined;
   private done = false;
   /** Messages the reader has not asked for yet, still encoded. */
   private readonly inbox: Uint8Array[] = [];
@@ -280,22 +305,26 @@ class StreamCall extends Duplex {
   }
 
   start(request: Buffer | undefined, options: CallOptions): void {
-    const started = startCall(this.def, request, options, {
-      message: (bytes) => {
-        this.inbox.push(bytes);
-        this.deliver();
-      },
-      status: (code, details) => {
-        this.held = { code, details };
-        this.deliver();
-      },
-      end: (code, details) => {
-        this.inbox.length = 0;
-        this.finish(code, details);
-      },
-    });
-    this.raw = started.raw;
-    this.ending = started.end;
+    this.wire = new CompatWire(this.def, request, options, this);
+    this.raw = this.wire.raw;
+  }
+
+  /** CallEvents: a message from the server, parsed when the reader asks for it. */
+  message(bytes: Uint8Array): void {
+    this.inbox.push(bytes);
+    this.deliver();
+  }
+
+  /** CallEvents: the server's status, held until the messages before it are read. */
+  status(code: number, details: string): void {
+    this.held = { code, details };
+    this.deliver();
+  }
+
+  /** CallEvents: the caller's side ended the call; unread messages are dropped. */
+  ended(code: number, details: string): void {
+    this.inbox.length = 0;
+    this.finish(code, details);
   }
 
   private deliver(): void {
@@ -306,7 +335,7 @@ class StreamCall extends Duplex {
       try {
         value = this.def.responseDeserialize(asBuffer(bytes));
       } catch (error) {
-        this.ending?.(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
+        this.wire?.end(INTERNAL, `Response message parsing error: ${(error as Error).message}`);
         return;
       }
       // The readable side calls _read again when it wants the next one.
@@ -338,7 +367,7 @@ class StreamCall extends Duplex {
 
   override _write(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const bytes = serialize(this.def, chunk);
-    if (bytes instanceof Error) this.ending?.(bytes.code, bytes.details);
+    if (bytes instanceof Error) this.wire?.end(bytes.code, bytes.details);
     else this.raw?.write(bytes);
     callback();
   }
@@ -349,7 +378,7 @@ class StreamCall extends Duplex {
   }
 
   cancel(): void {
-    this.ending?.(CANCELLED, "Cancelled on client");
+    this.wire?.end(CANCELLED, "Cancelled on client");
   }
 
   getPeer(): string {
