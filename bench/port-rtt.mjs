@@ -5,7 +5,9 @@
 // crosses the port once each way on its critical path (the event to the service thread, the
 // send back to the gateway), so the port's round trip is the floor of what the thread adds to
 // bench/echo.mjs's unloaded p50. With --gap 1 (the default) both sides sleep between messages,
-// as an unloaded client leaves them; --gap 0 sends the next message at once.
+// as an unloaded client leaves them; --gap 0 sends the next message at once. Also timed: the
+// postMessage call alone, the sender's own cost, which includes waking the other thread when it
+// sleeps (a system call, on a virtual machine an interrupt to another core).
 // Usage: node bench/port-rtt.mjs [--messages 3000] [--gap 1]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -44,13 +46,18 @@ const worker = new Worker(
 );
 const { port1, port2 } = new MessageChannel();
 worker.postMessage(port2, [port2]);
+/** µs spent inside each postMessage call, the warm-up's included (dropped below). */
+const posts = [];
 const port = await measure(
   (i) =>
     new Promise((resolve) => {
       port1.once("message", resolve);
+      const t = process.hrtime.bigint();
       port1.postMessage(i);
+      posts.push(Number(process.hrtime.bigint() - t) / 1000);
     }),
 );
+const postCalls = posts.slice(-N).sort((a, b) => a - b);
 port1.close();
 await worker.terminate();
 
@@ -73,6 +80,7 @@ try {
   console.log(`\nport round trip: ${N} messages one after another, ${GAP_MS} ms between, ${new Date().toISOString()}`);
   console.log("| round trip | p10 µs | p50 µs | p90 µs |\n|---|---:|---:|---:|");
   console.log(row("MessagePort, this thread to a worker thread and back", port));
+  console.log(row("of which the sender's postMessage call itself", postCalls));
   console.log(row("raw `ws` echo on 127.0.0.1, one client (same run)", echo));
 } finally {
   ws?.close();
