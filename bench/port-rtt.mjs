@@ -7,19 +7,27 @@
 // bench/echo.mjs's unloaded p50. With --gap 1 (the default) both sides sleep between messages,
 // as an unloaded client leaves them; --gap 0 sends the next message at once. Also timed: the
 // postMessage call alone, the sender's own cost, which includes waking the other thread when it
-// sleeps (a system call, on a virtual machine an interrupt to another core).
-// Usage: node bench/port-rtt.mjs [--messages 3000] [--gap 1]
+// sleeps (a system call, on a virtual machine an interrupt to another core). With --spin N, one
+// more round trip on a second channel whose two threads, instead of sleeping, poll the port
+// (receiveMessageOnPort) for up to N µs after each message: what the hop costs with no wake-up,
+// paid for with a core per spinning thread.
+// Usage: node bench/port-rtt.mjs [--messages 3000] [--gap 1] [--spin 0]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { MessageChannel, Worker } from "node:worker_threads";
+import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
 import WebSocket from "ws";
 import { here, startProcess, stop } from "./lib.mjs";
 
 const { values } = parseArgs({
-  options: { messages: { type: "string", default: "3000" }, gap: { type: "string", default: "1" } },
+  options: {
+    messages: { type: "string", default: "3000" },
+    gap: { type: "string", default: "1" },
+    spin: { type: "string", default: "0" },
+  },
 });
 const N = Number(values.messages);
 const GAP_MS = Number(values.gap);
+const SPIN_US = Number(values.spin);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -40,12 +48,22 @@ async function measure(roundTrip) {
 const at = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
 const row = (name, t) => `| ${name} | ${at(t, 0.1).toFixed(1)} | ${at(t, 0.5).toFixed(1)} | ${at(t, 0.9).toFixed(1)} |`;
 
+// The worker answers each message on the port it is given; on a port given with `spinUs`, it then
+// polls that port for up to `spinUs` µs (from its last message) before going back to sleep.
 const worker = new Worker(
-  'const { parentPort } = require("node:worker_threads"); parentPort.once("message", (port) => port.on("message", (m) => port.postMessage(m)));',
+  `const { parentPort, receiveMessageOnPort } = require("node:worker_threads");
+  const now = () => Number(process.hrtime.bigint()) / 1000;
+  parentPort.on("message", ({ port, spinUs }) => port.on("message", (m) => {
+    port.postMessage(m);
+    for (let until = now() + spinUs; now() < until; ) {
+      const next = receiveMessageOnPort(port);
+      if (next) { port.postMessage(next.message); until = now() + spinUs; }
+    }
+  }));`,
   { eval: true },
 );
 const { port1, port2 } = new MessageChannel();
-worker.postMessage(port2, [port2]);
+worker.postMessage({ port: port2, spinUs: 0 }, [port2]);
 /** µs spent inside each postMessage call, the warm-up's included (dropped below). */
 const posts = [];
 const port = await measure(
@@ -59,6 +77,19 @@ const port = await measure(
 );
 const postCalls = posts.slice(-N).sort((a, b) => a - b);
 port1.close();
+
+let spun;
+if (SPIN_US > 0) {
+  const channel = new MessageChannel();
+  worker.postMessage({ port: channel.port2, spinUs: SPIN_US }, [channel.port2]);
+  const now = () => Number(process.hrtime.bigint()) / 1000;
+  spun = await measure((i) => {
+    channel.port1.postMessage(i);
+    for (const until = now() + SPIN_US; now() < until; ) if (receiveMessageOnPort(channel.port1)) return;
+    return new Promise((resolve) => channel.port1.once("message", resolve));
+  });
+  channel.port1.close();
+}
 await worker.terminate();
 
 const raw = await startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /(ws:\/\/\S+)/);
@@ -81,6 +112,7 @@ try {
   console.log("| round trip | p10 µs | p50 µs | p90 µs |\n|---|---:|---:|---:|");
   console.log(row("MessagePort, this thread to a worker thread and back", port));
   console.log(row("of which the sender's postMessage call itself", postCalls));
+  if (spun) console.log(row(`MessagePort, both threads polling the port up to ${SPIN_US} µs instead of sleeping`, spun));
   console.log(row("raw `ws` echo on 127.0.0.1, one client (same run)", echo));
 } finally {
   ws?.close();
