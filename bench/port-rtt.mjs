@@ -112,7 +112,8 @@ try {
   console.log("| round trip | p10 µs | p50 µs | p90 µs |\n|---|---:|---:|---:|");
   console.log(row("MessagePort, this thread to a worker thread and back", port));
   console.log(row("of which the sender's postMessage call itself", postCalls));
-  if (spun) console.log(row(`MessagePort, both threads polling the port up to ${SPIN_US} µs instead of sleeping`, spun));
+  if (spun)
+    console.log(row(`MessagePort, both threads polling the port up to ${SPIN_US} µs instead of sleeping`, spun));
   console.log(row("raw `ws` echo on 127.0.0.1, one client (same run)", echo));
 } finally {
   ws?.close();
