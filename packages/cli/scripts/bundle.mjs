@@ -13,16 +13,13 @@
 // itself (a top-level await, which esbuild keeps inside the provider's lazy initialisation). `run`
 // loads the provider while the collect pass runs (bench/startup.mjs).
 //
-// The bundle is kept ASCII. V8 holds a module's source for as long as the process runs, one byte
-// a character only if every character is Latin-1: two em dashes in the comments of a dependency
-// made the 1.8 MB bundle a 3.6 MB two-byte string on `run`'s heap (a heap snapshot of `run`).
-// esbuild escapes every non-ASCII character of the code itself but copies the comments it keeps
-// as they are, so those comments' characters are escaped here, and the build fails if any other
-// non-ASCII character is left.
+// The bundle is kept ASCII (see provider-kit's ascii-comments.ts): V8 holds its source on `run`'s
+// heap one byte a character only while every character is Latin-1. The build fails if a
+// non-ASCII character is left outside a comment.
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parse } from "acorn";
+import { asciiComments, firstNonAscii } from "@nitric-like/provider-kit/ascii-comments";
 import { build } from "esbuild";
 
 /** lmdb as the local provider imports it: loaded when the provider module initialises (see above). */
@@ -62,34 +59,14 @@ const result = await build({
     js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
   },
 });
-writeFileSync(outfile, asciiComments(readFileSync(outfile, "utf8")));
-
-/** `code` with the non-ASCII characters of its comments written as \u escapes; throws on any other. */
-function asciiComments(code) {
-  const comments = [];
-  parse(code, {
-    ecmaVersion: "latest",
-    sourceType: "module",
-    onComment: (_block, _text, start, end) => comments.push([start, end]),
-  });
-  let out = "";
-  let at = 0;
-  for (const [start, end] of comments) {
-    out +=
-      code.slice(at, start) +
-      code.slice(start, end).replace(/[\u0080-\u{10ffff}]/gu, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
-    at = end;
-  }
-  out += code.slice(at);
-  const left = out.search(/[\u0080-\u{10ffff}]/u);
-  if (left !== -1) {
-    const line = out.slice(0, left).split("\n").length;
-    throw new Error(
-      `${outfile}:${line}: a non-ASCII character outside a comment; esbuild's charset "ascii" should have escaped it`,
-    );
-  }
-  return out;
+const code = asciiComments(readFileSync(outfile, "utf8"));
+const left = firstNonAscii(code);
+if (left) {
+  throw new Error(
+    `${outfile}:${left.line}:${left.column}: a non-ASCII character outside a comment, which esbuild's charset "ascii" should have escaped`,
+  );
 }
+writeFileSync(outfile, code);
 
 const inputs = Object.keys(result.metafile.inputs)
   .filter((f) => !f.startsWith("lmdb-with-provider:"))

@@ -110,6 +110,22 @@ it("runs the thread bundle of our SDK's service in a worker calling its provider
   expect(heard).toEqual(["thread declare Websocket socket", "thread declare Policy ", "thread register socket 2"]);
 });
 
+it("writes both bundles ASCII when the service's kept comments are not, so V8 holds them one byte a character", async () => {
+  const { dir, entry } = project(`import { websocket } from "@nitric-like/sdk";
+const replies = {
+  // what the socket answers \u2014 kindly \u{1f600}
+  hello: "h\u00e9llo",
+};
+websocket("socket").on("message", (ctx) => replies.hello + ctx.text());
+`);
+  const bundle = await bundleService(dir, entry);
+  for (const file of [bundle.outfile, bundle.threadOutfile as string]) {
+    const code = readFileSync(file, "utf8");
+    expect(code).toContain("// what the socket answers ? kindly ??");
+    expect(code.search(/[\u0080-\uffff]/)).toBe(-1);
+  }
+});
+
 it("generates a thread entry that gives each SDK the service uses the worker's port before the service loads", () => {
   const both = threadEntry("/p/services/api.ts", "/p/node_modules/@nitric-like/sdk/dist/runtime.js", true);
   expect(both).toContain('import { useTransport as ours } from "/p/node_modules/@nitric-like/sdk/dist/runtime.js";');

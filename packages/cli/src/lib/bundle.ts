@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
+import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
@@ -169,7 +170,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 10`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 11`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -200,6 +201,13 @@ function reusable(outfile: string, recordFile: string, entry: string): Bundle | 
     threadable: record.threadable === true,
     ...(record.threadOutfile === undefined ? {} : { threadOutfile: record.threadOutfile }),
   };
+}
+
+/** A service's comment with an em dash or an emoji would make V8 hold its whole bundle two bytes a character (ascii-comments.ts). */
+function keepAscii(file: string): void {
+  const code = readFileSync(file, "utf8");
+  const ascii = asciiComments(code);
+  if (ascii !== code) writeFileSync(file, ascii);
 }
 
 /**
@@ -245,6 +253,7 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
       },
     } satisfies BuildOptions;
     const result = await build(options);
+    keepAscii(outfile);
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
     const importsNitricSdk = Object.values(result.metafile.inputs).some((input) =>
       input.imports.some((i) => i.external === true && packageName(i.path) === "@nitric/sdk"),
@@ -258,6 +267,7 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
       const sdkRuntime = bundlesOurSdk ? sdkRuntimeOf(projectDir, inputs) : undefined;
       writeFileSync(entry, threadEntry(service.path, sdkRuntime, importsNitricSdk));
       const threaded = await build({ ...options, entryPoints: [entry], outfile: threadOutfile, plugins: [inThread] });
+      keepAscii(threadOutfile);
       for (const f of Object.keys(threaded.metafile.inputs)) {
         // NO_GRPC_IN_THREAD is no file.
         if (f.startsWith("nitric-like-thread:")) continue;
