@@ -16,7 +16,7 @@
 // The bundle is kept ASCII (see provider-kit's ascii-comments.ts): V8 holds its source on `run`'s
 // heap one byte a character only while every character is Latin-1. The build fails if a
 // non-ASCII character is left outside a comment.
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { asciiComments, firstNonAscii } from "@nitric-like/provider-kit/ascii-comments";
@@ -41,6 +41,8 @@ const lmdbWithProvider = {
 const cli = fileURLToPath(new URL("..", import.meta.url));
 const outfile = join(cli, "dist", "nitric-like.mjs");
 const result = await build({
+  // Written below, once the bundle's comments are ASCII.
+  write: false,
   entryPoints: [join(cli, "dist", "main.js")],
   outfile,
   bundle: true,
@@ -59,14 +61,20 @@ const result = await build({
     js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
   },
 });
-const code = asciiComments(readFileSync(outfile, "utf8"));
-const left = firstNonAscii(code);
-if (left) {
-  throw new Error(
-    `${outfile}:${left.line}:${left.column}: a non-ASCII character outside a comment, which esbuild's charset "ascii" should have escaped`,
-  );
+for (const file of result.outputFiles) {
+  if (file.path !== outfile) {
+    writeFileSync(file.path, file.contents); // the source map
+    continue;
+  }
+  const code = asciiComments(file.text);
+  const left = firstNonAscii(code);
+  if (left) {
+    throw new Error(
+      `${outfile}:${left.line}:${left.column}: a non-ASCII character outside a comment, which esbuild's charset "ascii" should have escaped`,
+    );
+  }
+  writeFileSync(outfile, code);
 }
-writeFileSync(outfile, code);
 
 const inputs = Object.keys(result.metafile.inputs)
   .filter((f) => !f.startsWith("lmdb-with-provider:"))

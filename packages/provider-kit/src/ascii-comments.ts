@@ -10,14 +10,16 @@
  */
 import { parse } from "acorn";
 
-const NON_ASCII = /[\u0080-\uffff]/g;
+/** Any UTF-16 unit outside ASCII (an astral character is two of them). */
+const NON_ASCII = /[\u0080-\uffff]/;
+const EVERY_NON_ASCII = new RegExp(NON_ASCII.source, "g");
 
 /**
  * `code` (an ES module) with the non-ASCII characters of its comments replaced as above, or the
  * same string when there are none. Code acorn cannot parse is returned as it is.
  */
 export function asciiComments(code: string): string {
-  if (!/[\u0080-\uffff]/.test(code)) return code;
+  if (!NON_ASCII.test(code)) return code;
   const comments: [number, number][] = [];
   try {
     parse(code, {
@@ -34,7 +36,7 @@ export function asciiComments(code: string): string {
   let out = "";
   let at = 0;
   for (const [start, end] of comments) {
-    out += code.slice(at, start) + code.slice(start, end).replace(NON_ASCII, "?");
+    out += code.slice(at, start) + code.slice(start, end).replace(EVERY_NON_ASCII, "?");
     at = end;
   }
   return out + code.slice(at);
@@ -42,7 +44,7 @@ export function asciiComments(code: string): string {
 
 /** Where the first non-ASCII character of `code` is, as 1-based line and column, if it has one. */
 export function firstNonAscii(code: string): { line: number; column: number } | undefined {
-  const at = code.search(/[\u0080-\uffff]/);
+  const at = code.search(NON_ASCII);
   if (at === -1) return undefined;
   const before = code.slice(0, at);
   return { line: before.split("\n").length, column: at - before.lastIndexOf("\n") };

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { firstNonAscii } from "@nitric-like/provider-kit/ascii-comments";
 import { PortServer, Router } from "@nitric-like/rpc";
 import { afterEach, expect, it } from "vitest";
 import { bundleService, threadEntry } from "./bundle.js";
@@ -122,7 +123,7 @@ websocket("socket").on("message", (ctx) => replies.hello + ctx.text());
   for (const file of [bundle.outfile, bundle.threadOutfile as string]) {
     const code = readFileSync(file, "utf8");
     expect(code).toContain("// what the socket answers ? kindly ??");
-    expect(code.search(/[\u0080-\uffff]/)).toBe(-1);
+    expect(firstNonAscii(code)).toBeUndefined();
   }
 });
 

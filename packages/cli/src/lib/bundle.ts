@@ -203,11 +203,15 @@ function reusable(outfile: string, recordFile: string, entry: string): Bundle | 
   };
 }
 
-/** A service's comment with an em dash or an emoji would make V8 hold its whole bundle two bytes a character (ascii-comments.ts). */
-function keepAscii(file: string): void {
-  const code = readFileSync(file, "utf8");
-  const ascii = asciiComments(code);
-  if (ascii !== code) writeFileSync(file, ascii);
+/**
+ * esbuild's build, its files written once their comments are ASCII (provider-kit's
+ * ascii-comments.ts): an em dash or an emoji in a service's comment would make V8 hold the whole
+ * bundle two bytes a character.
+ */
+async function buildAscii(build: typeof import("esbuild").build, options: BuildOptions) {
+  const result = await build({ ...options, metafile: true, write: false });
+  for (const file of result.outputFiles) writeFileSync(file.path, asciiComments(file.text));
+  return result;
 }
 
 /**
@@ -252,8 +256,7 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
         js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
       },
     } satisfies BuildOptions;
-    const result = await build(options);
-    keepAscii(outfile);
+    const result = await buildAscii(build, options);
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
     const importsNitricSdk = Object.values(result.metafile.inputs).some((input) =>
       input.imports.some((i) => i.external === true && packageName(i.path) === "@nitric/sdk"),
@@ -266,8 +269,12 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
       const entry = join(outdir, `${service.name}.thread-entry.mjs`);
       const sdkRuntime = bundlesOurSdk ? sdkRuntimeOf(projectDir, inputs) : undefined;
       writeFileSync(entry, threadEntry(service.path, sdkRuntime, importsNitricSdk));
-      const threaded = await build({ ...options, entryPoints: [entry], outfile: threadOutfile, plugins: [inThread] });
-      keepAscii(threadOutfile);
+      const threaded = await buildAscii(build, {
+        ...options,
+        entryPoints: [entry],
+        outfile: threadOutfile,
+        plugins: [inThread],
+      });
       for (const f of Object.keys(threaded.metafile.inputs)) {
         // NO_GRPC_IN_THREAD is no file.
         if (f.startsWith("nitric-like-thread:")) continue;
