@@ -32,5 +32,9 @@ it("keeps the saved locations through a service restart", async () => {
   await ann.expectMessage({ saved: "ann" });
   await app.restart();
   ann.send("where");
-  await ann.expectMessage({ locations: { ann: { lat: 1, long: 2 } } });
+  // At least once (app.restart): had the old copy not yet answered the location's event when it
+  // stopped, the new copy saves it again and says so before it answers "where".
+  let reply = (await ann.next()).json();
+  if (JSON.stringify(reply) === JSON.stringify({ saved: "ann" })) reply = (await ann.next()).json();
+  expect(reply).toEqual({ locations: { ann: { lat: 1, long: 2 } } });
 });
