@@ -42,4 +42,23 @@ describe("LeadingEdgeBatcher", () => {
     await turn();
     expect(writes).toEqual(["a"]);
   });
+
+  it("writes what waits at once when drained, and nothing twice at the end of the turn", async () => {
+    const writes: (string | string[])[] = [];
+    const b = new LeadingEdgeBatcher<string>(
+      (m) => writes.push(m),
+      (ms) => writes.push(ms),
+    );
+    b.push("a");
+    b.push("b");
+    b.push("c");
+    b.drain();
+    expect(writes).toEqual(["a", ["b", "c"]]);
+    b.push("d");
+    b.drain();
+    expect(writes).toEqual(["a", ["b", "c"], "d"]);
+    await turn();
+    await turn();
+    expect(writes).toEqual(["a", ["b", "c"], "d"]);
+  });
 });

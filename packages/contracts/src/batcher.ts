@@ -41,6 +41,15 @@ export class LeadingEdgeBatcher<T> {
     setImmediate(this.flush);
   }
 
+  /** Writes what waits now, instead of at the end of the turn (the writer is about to close). */
+  drain(): void {
+    const out = this.outbox;
+    if (out.length === 0) return;
+    this.outbox = [];
+    if (out.length === 1) this.one(out[0] as T);
+    else this.many(out);
+  }
+
   /** Drops what waits to be written (the stream is gone). */
   clear(): void {
     this.outbox = [];

@@ -315,4 +315,34 @@ describe("batching on the port", () => {
     expect(heard).toEqual(["check plain"]);
     server.stop();
   });
+
+  it("still sends the statuses of streams the router ended in the turn it stops in", async () => {
+    const { port1, port2 } = new MessageChannel();
+    const calls: { end(): void }[] = [];
+    const router = new Router().service(WebsocketHandler, {
+      handleEvents(call) {
+        calls.push(call);
+        call.onMessage((message) => call.write({ id: message.id }));
+      },
+    });
+    const server = new PortServer(router);
+    server.serve(port1);
+    const client = new Client(createPortTransport(port2));
+    const statuses = ["a", "b", "c"].map(async (id) => {
+      const call = client.bidi(WebsocketHandler.method.handleEvents);
+      const status = new Promise<number>((resolve) => call.on("status", (s: { code: number }) => resolve(s.code)));
+      const echoed = new Promise((resolve) => call.on("data", resolve));
+      call.write({ id });
+      await echoed;
+      return status;
+    });
+    while (calls.length < 3) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    // As the provider stops: every stream ended with OK, then the ports closed, in one turn. The
+    // first status goes at once and the others wait for the turn's end, which close() must not drop.
+    for (const call of calls) call.end();
+    server.stop();
+    expect(await Promise.all(statuses)).toEqual([Code.OK, Code.OK, Code.OK]);
+    port1.close();
+  });
 });

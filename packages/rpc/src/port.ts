@@ -131,6 +131,9 @@ class PortSession {
 
   close(): void {
     if (this.closed) return;
+    // What the router wrote this turn still goes out: the statuses of streams it ended (the
+    // provider's stop ends each handler stream with OK just before it closes the ports).
+    this.out.drain();
     this.closed = true;
     for (const call of [...this.calls.values()]) call.cancel();
     this.calls.clear();
