@@ -7,6 +7,7 @@
 // raw, and lost or reordered echoes. Each target first gets the same untimed warm-up. The judged
 // targets (raw ws, reply path, socket.send, @nitric/sdk) are measured in every round; --processes,
 // kept for comparison, in the first --comparison-rounds only.
+// The judged three are also measured with --single-thread (the service on run's own thread).
 // Usage: node bench/echo.mjs [--clients 50] [--messages 200] [--rounds 15] [--comparison-rounds 5]
 //        [--warmup 1000] [--only raw,reply] (a name ending in $ matches exactly)
 import { execFile } from "node:child_process";
@@ -132,6 +133,16 @@ const targets = [
   },
   { name: "nitric-like socket.send", judged: true, start: () => startApp("echo-send", "echo") },
   { name: "@nitric/sdk on nitric-like", judged: true, start: () => startApp("echo-nitric", "echo") },
+  // The same three with the service on run's own thread (no worker thread, no isolation).
+  ...[
+    ["nitric-like reply path", "echo-reply"],
+    ["nitric-like socket.send", "echo-send"],
+    ["@nitric/sdk on nitric-like", "echo-nitric"],
+  ].map(([name, app]) => ({
+    name: `${name}, --single-thread`,
+    judged: true,
+    start: () => startApp(app, "echo", ["--single-thread"]),
+  })),
 ].filter(
   (t) =>
     !values.only ||
@@ -192,7 +203,8 @@ for (const [name, r] of best) {
 }
 
 // Issue 19's targets, each judged on the median of its per-round ratios to raw.
-const TARGETS = [
+// They apply to `run` as it runs by default; the same targets are also shown for --single-thread.
+const DEFAULT_TARGETS = [
   { name: "nitric-like reply path", key: "rate", label: "reply path >= 80 % of raw", ok: (x) => x >= 0.8 },
   { name: "nitric-like socket.send", key: "rate", label: "socket.send >= 70 % of raw", ok: (x) => x >= 0.7 },
   { name: "@nitric/sdk on nitric-like", key: "rate", label: "@nitric/sdk >= 40 % of raw", ok: (x) => x >= 0.4 },
@@ -202,6 +214,10 @@ const TARGETS = [
     label: "unloaded p50 of socket.send <= 1.5x raw",
     ok: (x) => x <= 1.5,
   },
+];
+const TARGETS = [
+  ...DEFAULT_TARGETS,
+  ...DEFAULT_TARGETS.map((t) => ({ ...t, name: `${t.name}, --single-thread`, label: `${t.label} (--single-thread)` })),
 ];
 if (hasRaw) {
   const sound = [...totals.values()].every((t) => t.lost === 0 && t.reordered === 0);

@@ -124,7 +124,8 @@ export async function main(
       if (command === "outputs") return await outputsCommand(deploy, output);
       return command === "up" ? await upCommand(deploy, output) : await downCommand(deploy, output);
     }
-    return await runCommand(
+    const singleThread = args.values["single-thread"] === true;
+    const code = await runCommand(
       {
         dir,
         provider: text("provider") ?? "local",
@@ -133,6 +134,7 @@ export async function main(
         dashboard: args.values["no-dashboard"] !== true,
         processes: args.values.processes === true,
         inspect: args.values.inspect === true,
+        singleThread,
         tcp: args.values.tcp === true,
         verbose: args.values.verbose === true,
         ...dashboardPort(text("dashboard-port")),
@@ -141,6 +143,14 @@ export async function main(
       },
       output,
     );
+    // --single-thread: the services' code ran on this thread, and what it left (a timer, a socket
+    // it opened, a call the stopped provider never answered) would keep the process alive. Once run
+    // has stopped, the process ends, as a service thread is terminated; its output first.
+    if (singleThread) {
+      await new Promise((resolve) => process.stdout.write("", () => process.stderr.write("", resolve)));
+      process.exit(code);
+    }
+    return code;
   } catch (error) {
     if (output.jsonMode) jsonFailure(error, output);
     if (error instanceof UserError) {
@@ -223,6 +233,7 @@ function parse(command: string, args: string[]) {
       "dashboard-port": { type: "string" },
       "no-dashboard": { type: "boolean" },
       processes: { type: "boolean" },
+      "single-thread": { type: "boolean" },
       inspect: { type: "boolean" },
       tcp: { type: "boolean" },
       verbose: { type: "boolean" },

@@ -29,8 +29,9 @@ async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, tim
 }
 
 // On local, a service runs as a worker thread of the CLI by default (our SDK calls over a
-// MessagePort, @nitric/sdk through the grpc-js stand-in over one) and as a process of its own with
-// --processes (calls over gRPC): both run every scenario, for both SDKs.
+// MessagePort, @nitric/sdk through the grpc-js stand-in over one), as a process of its own with
+// --processes (calls over gRPC), and on the CLI's own thread with --single-thread (over a
+// MessagePort within that thread): each runs every scenario, for both SDKs.
 describe.each([
   { provider: "local", sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true, how: "in a worker thread", args: [] },
   {
@@ -41,6 +42,14 @@ describe.each([
     how: "in a process",
     args: ["--processes"],
   },
+  {
+    provider: "local",
+    sdk: "@nitric-like/sdk",
+    fixture: "lab-ours",
+    ours: true,
+    how: "on run's own thread",
+    args: ["--single-thread"],
+  },
   { provider: "local", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false, how: "in a worker thread", args: [] },
   {
     provider: "local",
@@ -50,9 +59,17 @@ describe.each([
     how: "in a process",
     args: ["--processes"],
   },
+  {
+    provider: "local",
+    sdk: "@nitric/sdk",
+    fixture: "lab-nitric",
+    ours: false,
+    how: "on run's own thread",
+    args: ["--single-thread"],
+  },
   { provider: "aws", sdk: "@nitric-like/sdk", fixture: "lab-ours", ours: true, how: "in a function", args: [] },
   { provider: "aws", sdk: "@nitric/sdk", fixture: "lab-nitric", ours: false, how: "in a function", args: [] },
-])("the $provider provider through $sdk, $how", ({ provider, fixture, ours, args }) => {
+])("the $provider provider through $sdk, $how", ({ provider, fixture, ours, how, args }) => {
   const aws = provider === "aws";
   let app: App;
   let url: string;
@@ -64,6 +81,17 @@ describe.each([
     const { code } = await app.stop();
     expect(code).toBe(0);
   });
+
+  it.runIf(!aws)(
+    "runs the service where it was asked: a worker thread or the main thread of run's process, or a process of its own",
+    async () => {
+      const c = await connect(url);
+      const where = (await c.call({ op: "where" })) as { pid: number; mainThread: boolean };
+      expect(where.pid === app.child.pid).toBe(how !== "in a process");
+      expect(where.mainThread).toBe(how !== "in a worker thread");
+      c.close();
+    },
+  );
 
   it("gives every connection its own id", async () => {
     const clients = await Promise.all([connect(url), connect(url), connect(url)]);

@@ -226,5 +226,7 @@ describe("run --inspect", () => {
     expect(stdout).not.toMatch(/@nitric\/sdk\s+or a start command always get processes/);
     expect(stdout).toMatch(/declares a resource\s+nitric-like does not serve/);
     expect(stdout).toMatch(/\.env and \.env\.<env>/);
+    expect(stdout).toMatch(/--single-thread\s+Run every service on run's own thread/);
+    expect(stdout).toMatch(/Implies --no-watch/);
   });
 });

@@ -196,12 +196,17 @@ class PortCall implements WireCall {
   }
 }
 
+/** A port transport also says how many of its calls are in flight (run waits for them to end before it closes one). */
+export interface PortTransport extends Transport {
+  readonly inFlight: number;
+}
+
 /**
  * A transport over a port. The port keeps the thread alive only while calls are in flight, as an
  * idle gRPC channel does not keep a process alive; close() cancels them, and the transport stays
  * usable afterwards. A call opened while `maxCalls` are in flight ends with RESOURCE_EXHAUSTED.
  */
-export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): Transport {
+export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): PortTransport {
   const calls = new CallTable<WireEvents>(maxCalls);
   let closed = false;
   const out = new LeadingEdgeBatcher<Frame>(
@@ -249,6 +254,9 @@ export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): Transpo
   });
   port.unref?.();
   return {
+    get inFlight() {
+      return calls.size;
+    },
     open(path: string, _kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
       const id = calls.add(events);
       if (id === undefined) {

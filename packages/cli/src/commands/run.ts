@@ -101,6 +101,15 @@ Options:
                       the provider over a MessagePort (two process hops fewer per
                       message), whether it uses @nitric-like/sdk or @nitric/sdk;
                       services with a start command always get processes.
+  --single-thread     Run every service on run's own thread, beside the gateways: no
+                      worker thread, so no message waits for another thread to
+                      wake up (the fastest path, and less memory). Nothing is
+                      isolated: a service that blocks its event loop stalls every
+                      connection, an error it throws outside its handlers ends
+                      run, it shares run's environment and writes to run's output
+                      unprefixed. Implies --no-watch (a loaded module cannot be
+                      unloaded: restart run to load a change). Services that
+                      cannot run as threads (a start command) get processes.
   --inspect           Open Node's inspector in every service, each on its own port
                       of 127.0.0.1, printed on stdout at each start as
                         service <name> inspector ws://127.0.0.1:<port>/<id>
@@ -131,6 +140,8 @@ export interface RunCommandOptions {
   processes?: boolean;
   /** Open Node's inspector in every service on a port of its own (implies processes). @default false */
   inspect?: boolean;
+  /** Run the services that would be threads on this process's own thread (implies no watching). @default false */
+  singleThread?: boolean;
   /** Serve the dashboard. @default true */
   dashboard?: boolean;
   /** The dashboard's port; given, a taken port is an error. @default 4040, or a free one when taken */
@@ -159,7 +170,8 @@ export interface RunService {
 }
 
 /** Runs the project until Ctrl-C. Resolves with the exit code. */
-export async function runCommand(options: RunCommandOptions, output: Output): Promise<number> {
+export async function runCommand(given: RunCommandOptions, output: Output): Promise<number> {
+  const options = singleThreadOptions(given, output);
   // Services get a copy of this process's environment, the collect pass included.
   if (options.verbose) process.env.NITRIC_LIKE_VERBOSE = "1";
   const prepared = await prepareProject(options.dir, output);
@@ -182,7 +194,7 @@ export async function runCommand(options: RunCommandOptions, output: Output): Pr
   // A service whose bundle and environment are unchanged since the last run is not collected again
   // (collect.ts, keptCollections): it needs no thread for a collect pass.
   const kept = keptCollections(prepared.services, dotenv.values);
-  if (threads) bootServiceThreads(prepared, dotenv.values, kept);
+  if (threads) bootServiceThreads(prepared, dotenv.values, kept, options.singleThread !== true);
   let local: Promise<Provider> | undefined;
   const loadLocal = () => {
     if (options.provider !== "local" || local) return;
@@ -244,7 +256,7 @@ function startEarlyThreads(
   dotenv: ReadonlyMap<string, string>,
 ): Map<string, EarlyThread> {
   const early = new Map<string, EarlyThread>();
-  if (!localThreadsAllowed(options, prepared)) return early;
+  if (!localThreadsAllowed(options, prepared) || options.singleThread === true) return early;
   const failed = new Set(collected.failures.map((f) => f.service));
   for (const s of prepared.services) {
     if (!s.bundle?.threadOutfile || failed.has(s.entry.name)) continue;
@@ -477,6 +489,7 @@ class Run {
       supervisors.map((s) => {
         s.expected = expectedOf(spec, s.name);
         s.watching = options.watch;
+        s.singleThread = options.singleThread === true;
         const failure = failures.find((f) => f.service === s.name);
         if (!failure) return s.start();
         failCollected(s, failure, this.project.dir);
@@ -502,6 +515,38 @@ class Run {
       void supervisor.restart(supervisor.service);
     }
   }
+}
+
+/**
+ * `--single-thread` checked against the other options: only on the local provider, not with
+ * --processes or --inspect (each says where services run), and with no watching (a module loaded
+ * into this thread cannot be unloaded). It also says, when an uncaught error ends run, that a
+ * service on this thread may have thrown it.
+ */
+function singleThreadOptions(options: RunCommandOptions, output: Output): RunCommandOptions {
+  if (options.singleThread !== true) return options;
+  if (options.provider !== "local")
+    throw new UserError(
+      `--single-thread runs services on run's own thread, which only the local provider does; drop it or use --provider local`,
+    );
+  const other = options.processes === true ? "--processes" : options.inspect === true ? "--inspect" : undefined;
+  if (other !== undefined)
+    throw new UserError(
+      `--single-thread and ${other} both say where services run (run's own thread, or a process each); choose one`,
+    );
+  if (options.watch)
+    output.info(
+      output.paint(
+        "dim",
+        "--single-thread: services are loaded once into run's thread and files are not watched; restart run to load a change",
+      ),
+    );
+  process.on("uncaughtExceptionMonitor", (error, origin) => {
+    output.error(
+      `an uncaught ${origin === "unhandledRejection" ? "rejection" : "error"} ends run: with --single-thread, services share run's thread, so one that throws outside its handlers ends it (without --single-thread, that service alone restarts): ${error instanceof Error ? error.message : String(error)}`,
+    );
+  });
+  return { ...options, watch: false };
 }
 
 /**
@@ -542,6 +587,8 @@ function bootServiceThreads(
   prepared: PreparedProject,
   dotenv: ReadonlyMap<string, string>,
   kept: ReadonlyMap<string, unknown>,
+  /** False under --single-thread: the services run on this thread, and only the collect pass needs threads. */
+  runThreads: boolean,
 ): void {
   const wanted = new Map<string, { env: NodeJS.ProcessEnv; count: number }>();
   for (const s of prepared.services) {
@@ -549,7 +596,7 @@ function bootServiceThreads(
     const collectPass = s.bundle?.threadable === true && !kept.has(s.entry.name);
     const envs = [
       ...(collectPass ? [serviceEnv({ ...launch, environment: "build" })] : []),
-      ...(s.bundle?.threadOutfile ? [serviceEnv({ ...launch, environment: "run" })] : []),
+      ...(runThreads && s.bundle?.threadOutfile ? [serviceEnv({ ...launch, environment: "run" })] : []),
     ];
     for (const env of envs) {
       const key = bootKey(env);

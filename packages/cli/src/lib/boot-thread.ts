@@ -29,7 +29,7 @@ export function serviceNodeOptions(nodeOptions: string | undefined, extra = ""):
  * a service without `.env` files gets (serviceEnv), when `args` run threads on the local provider.
  */
 export function bootForRun(args: readonly string[]): void {
-  if (args[0] !== "run" || args.some((a) => /^(--processes|--inspect|--help|-h)$/.test(a))) return;
+  if (args[0] !== "run" || args.some((a) => /^(--processes|--inspect|--single-thread|--help|-h)$/.test(a))) return;
   const provider = args.findIndex((a) => a === "--provider" || a.startsWith("--provider="));
   if (provider >= 0) {
     const name = args[provider]?.includes("=") ? args[provider]?.split("=")[1] : args[provider + 1];

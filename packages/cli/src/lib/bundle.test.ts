@@ -58,7 +58,8 @@ it("bundles our SDK with its dependencies and leaves the project's own packages 
   expect(bundle.threadable).toBe(true);
   expect(bundle.threadOutfile).toBeDefined();
   const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
-  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(port\);\s*useTransport\(\1\);/);
+  expect(threaded).toContain("if (!isMainThread) await start(workerData.port).loaded;");
   expect(importsOf(bundle.threadOutfile as string)).toContain("shout");
   expect(
     importsOf(bundle.threadOutfile as string).some(
@@ -127,17 +128,19 @@ websocket("socket").on("message", (ctx) => replies.hello + ctx.text());
   }
 });
 
-it("generates a thread entry that gives each SDK the service uses the worker's port before the service loads", () => {
+it("generates a thread entry whose start(port) gives each SDK the service uses the port before the service loads, called by itself in a worker", () => {
   const both = threadEntry("/p/services/api.ts", "/p/node_modules/@nitric-like/sdk/dist/runtime.js", true);
   expect(both).toContain('import { useTransport as ours } from "/p/node_modules/@nitric-like/sdk/dist/runtime.js";');
   expect(both).toMatch(/import \{ useTransport as nitric \} from ".*grpc-js\.js";/);
   const lines = both.split("\n");
-  const given = lines.indexOf("const transport = createPortTransport(workerData.port);");
-  expect(given).toBeGreaterThan(0);
-  expect(lines.slice(given + 1, given + 4)).toEqual([
-    "ours(transport);",
-    "nitric(transport);",
-    'await import("/p/services/api.ts");',
+  const given = lines.indexOf("  const transport = createPortTransport(port);");
+  expect(lines[given - 1]).toBe("export function start(port) {");
+  expect(lines.slice(given + 1, given + 6)).toEqual([
+    "  ours(transport);",
+    "  nitric(transport);",
+    '  return { transport, loaded: import("/p/services/api.ts") };',
+    "}",
+    "if (!isMainThread) await start(workerData.port).loaded;",
   ]);
   const nitricOnly = threadEntry("/p/services/api.ts", undefined, true);
   expect(nitricOnly).not.toContain("ours(");
@@ -195,7 +198,8 @@ console.log(kind, grpc.kind);
   const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
   expect(importsOf(bundle.threadOutfile as string)).not.toContain("@nitric/sdk");
   expect(threaded).toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
-  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(port\);\s*useTransport\(\1\);/);
+  expect(threaded).toContain("if (!isMainThread) await start(workerData.port).loaded;");
   expect(threaded).not.toContain('"installed"');
   // ...while the service's own import of grpc-js stays the project's.
   expect(importsOf(bundle.threadOutfile as string)).toContain("@grpc/grpc-js");
@@ -220,7 +224,8 @@ websocket("socket").on("message", (ctx) => ctx);
   expect([...bundle.inputs].filter((path) => path.includes("/@grpc/grpc-js/"))).toEqual([]);
   expect(threaded).not.toMatch(/makeUnaryRequest\(method, serialize, deserialize/);
   expect(threaded).toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
-  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(workerData\.port\);\s*useTransport\(\1\);/);
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(port\);\s*useTransport\(\1\);/);
+  expect(threaded).toContain("if (!isMainThread) await start(workerData.port).loaded;");
   // Its async functions are native ones again (provider-kit's native-async.ts): no generator made per call, so
   // esbuild's helper, and its closures, are left out of the bundle as unused.
   expect(threaded).toMatch(/\(async function\(\) \{\n[\s\S]*?\}\)\.apply\(this, null\)/);

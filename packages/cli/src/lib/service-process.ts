@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
+import { pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import { serviceNodeOptions, startWorker, takeBooted, threadOptions } from "./boot-thread.js";
@@ -123,8 +124,8 @@ export function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string
 export interface ServiceHandle {
   readonly stdout: NodeJS.ReadableStream | null;
   readonly stderr: NodeJS.ReadableStream | null;
-  /** "process" or "thread". */
-  readonly kind: "process" | "thread";
+  /** A process, a worker thread, or run's own thread (`run --single-thread`). */
+  readonly kind: "process" | "thread" | "main-thread";
   /** Calls back once when it has ended: a code, or the signal that killed it. */
   onExit(listener: (code: number | null, signal: NodeJS.Signals | null) => void): void;
   /** Calls back when it could not start at all. */
@@ -225,6 +226,87 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
       if (ended) return;
       await worker.terminate();
       await exit;
+    },
+  };
+}
+
+/** How long a service on this thread that failed to load has for its calls to end before they are cancelled. */
+const FAILED_GRACE_MS = 5000;
+
+/**
+ * Runs a service on this process's own thread (`run --single-thread`): its thread bundle is
+ * imported here and its entry's `start(port)` gives the SDKs a transport over `port`, a
+ * MessagePort whose other end the provider serves on this same thread. No message crosses a thread,
+ * so none waits for another thread to wake up: the fastest path, with nothing isolated. The service
+ * shares this process's environment (its variables are set in process.env; with several services,
+ * the last one's NITRIC_LIKE_SERVICE and SERVICE_PATH stay), writes straight to this process's
+ * output (unprefixed), blocks every connection while it blocks the event loop, and an error it
+ * throws outside its handlers ends the process. A module cannot be unloaded, so it is loaded once:
+ * run does not watch files in this mode, and stop() waits for the service's calls to end (the
+ * provider's stop ends its handler streams) and closes the port; its module stays loaded, and its
+ * timers run until run ends the process.
+ *
+ * A service that fails to load is reported as a thread's is: "Uncaught" and its error on the
+ * handle's stderr, then an exit with code 1, so the supervisor prints its cause.
+ */
+export function startServiceHere(launch: ServiceLaunch & { bundle: Bundle }, port: MessagePort): ServiceHandle {
+  const file = launch.bundle.threadOutfile;
+  if (file === undefined) throw new Error(`service "${launch.service.name}" has no thread bundle`);
+  const { address: _address, ...rest } = launch;
+  // NODE_OPTIONS is for the Node a service starts; this one has started.
+  const { NODE_OPTIONS: _nodeOptions, ...env } = serviceEnv({ ...rest, endpoint: "" });
+  Object.assign(process.env, env);
+  // Stack traces name the service's own files and lines, as a thread's (--enable-source-maps) do.
+  process.setSourceMapsEnabled(true);
+  const stderr = new PassThrough();
+  const exits: ((code: number | null, signal: NodeJS.Signals | null) => void)[] = [];
+  let ended: number | undefined;
+  const end = (code: number) => {
+    if (ended !== undefined) return;
+    ended = code;
+    stderr.end();
+    for (const listener of exits.splice(0)) listener(code, null);
+  };
+  // The transport start() gave the SDKs: its calls in flight say when the port can close.
+  let transport: { readonly inFlight: number } | undefined;
+  let closing = false;
+  // The provider's last frames (each handler stream's OK as it stops, or as the service is said to
+  // have exited) arrive on a later turn: the calls they end are waited for, up to graceMs, and the
+  // port closes once none is left. Calls still open then are left as they are: cancelling them
+  // would be fatal to the SDKs (process.exit, which here is run's), and run ends this process
+  // once it has stopped (main.ts), as terminate() ends a thread.
+  const closePort = async (graceMs: number) => {
+    if (closing) return;
+    closing = true;
+    const until = Date.now() + graceMs;
+    while (transport && transport.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    if (!transport || transport.inFlight === 0) port.close();
+  };
+  type Entry = { start(port: MessagePort): { transport: NonNullable<typeof transport>; loaded: Promise<unknown> } };
+  import(pathToFileURL(file).href)
+    .then((entry: Entry) => {
+      const started = entry.start(port);
+      transport = started.transport;
+      return started.loaded;
+    })
+    .catch((error: unknown) => {
+      stderr.write(`Uncaught ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      end(1);
+      void closePort(FAILED_GRACE_MS);
+    });
+  return {
+    stdout: null,
+    stderr,
+    kind: "main-thread",
+    onExit: (listener) => {
+      if (ended === undefined) exits.push(listener);
+      else listener(ended, null);
+    },
+    onError: () => {},
+    exited: () => ended !== undefined,
+    stop: async (graceMs) => {
+      await closePort(graceMs);
+      end(0);
     },
   };
 }

@@ -24,6 +24,7 @@ import {
   type ServiceHandle,
   type ServiceLaunch,
   spawnService,
+  startServiceHere,
   startServiceThread,
 } from "./service-process.js";
 
@@ -75,6 +76,11 @@ export class ServiceSupervisor {
   private readonly stateListeners: ((state: ServiceState) => void)[] = [];
   /** False under `run --no-watch`: nothing restarts a service that waits, so say to restart run. */
   watching = true;
+  /**
+   * True under `run --single-thread`: a service that would run as a worker thread runs on this
+   * process's own thread instead (startServiceHere).
+   */
+  singleThread = false;
   /**
    * True while it waits after ending by itself (code 0, no output) with no handler expected of
    * it: it lacks nothing the spec expects, so it does not hold "ready" back.
@@ -221,7 +227,9 @@ export class ServiceSupervisor {
         port.close();
         return;
       }
-      child = startServiceThread({ ...launch, bundle }, port);
+      child = this.singleThread
+        ? startServiceHere({ ...launch, bundle }, port)
+        : startServiceThread({ ...launch, bundle }, port);
     } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
     this.child = child;
     this.startedAt = Date.now();
@@ -380,6 +388,8 @@ export class ServiceSupervisor {
     this.flushHeld();
     const child = this.child;
     if (!child || child.exited()) return;
+    // On run's own thread nothing ends by itself: its calls end, and the handle closes its port.
+    if (child.kind === "main-thread") return await child.stop(graceMs);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         void child.stop(1000).then(resolve);
