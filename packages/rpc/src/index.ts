@@ -7,7 +7,7 @@
 export { type CallOptions, Client, type DuplexCall } from "./client.js";
 export { createLazyTransport } from "./lazy.js";
 export { createMemoryTransport } from "./memory.js";
-export { createPortTransport, type PortLike, PortServer, type PortTransport } from "./port.js";
+export { createPortTransport, LocalPort, type PortLike, PortServer, type PortTransport } from "./port.js";
 export {
   type BidiCall,
   type CallInfo,

@@ -7,7 +7,7 @@ import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "@ni
 import { ClientMessageSchema, ServerMessageSchema, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
-import { createPortTransport, type PortLike, PortServer } from "./port.js";
+import { createPortTransport, LocalPort, type PortLike, PortServer } from "./port.js";
 import { Router } from "./router.js";
 import { Code } from "./status.js";
 
@@ -344,5 +344,56 @@ describe("batching on the port", () => {
     server.stop();
     expect(await Promise.all(statuses)).toEqual([Code.OK, Code.OK, Code.OK]);
     port1.close();
+  });
+});
+
+describe("LocalPort", () => {
+  it("hands what one end posts to the other end's listeners a microtask later, uncloned and in order", async () => {
+    const [a, b] = LocalPort.pair();
+    const heard: unknown[] = [];
+    b.on("message", (value) => heard.push(value));
+    const bytes = new Uint8Array([1, 2, 3]);
+    a.postMessage([1, 7, bytes]);
+    a.postMessage("second");
+    expect(heard).toEqual([]);
+    await Promise.resolve();
+    expect(heard).toHaveLength(2);
+    expect((heard[0] as unknown[])[2]).toBe(bytes);
+    expect(heard[1]).toBe("second");
+  });
+
+  it("closes both ends from either: each hears close once, and nothing posted afterwards arrives", async () => {
+    const [a, b] = LocalPort.pair();
+    const heard: string[] = [];
+    a.on("close", () => heard.push("a closed"));
+    b.on("close", () => heard.push("b closed"));
+    b.on("message", () => heard.push("b message"));
+    a.on("message", () => heard.push("a message"));
+    a.postMessage("in flight");
+    b.close();
+    a.postMessage("after");
+    b.postMessage("after");
+    b.close();
+    await new Promise((r) => setImmediate(r));
+    expect(heard.sort()).toEqual(["a closed", "b closed"]);
+  });
+
+  it("carries a client's unary and streaming calls to a port server on the same thread", async () => {
+    const heard: string[] = [];
+    const [served, given] = LocalPort.pair();
+    const server = new PortServer(makeRouter(heard));
+    server.serve(served);
+    const client = new Client(createPortTransport(given));
+    await expect(client.unary(Health.method.check, { service: "here" })).resolves.toMatchObject({ status: 1 });
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    const echoed = new Promise((resolve) => call.on("data", resolve));
+    call.write({ id: "e1" });
+    expect(await echoed).toMatchObject({ id: "e1" });
+    expect(heard).toEqual(["check here", "message e1"]);
+    // The provider's end closing fails what is still in flight, as a MessagePort's does.
+    const status = new Promise<number>((resolve) => call.on("status", (s) => resolve(s.code)));
+    call.on("error", () => {});
+    served.close();
+    expect(await status).toBe(Code.UNAVAILABLE);
   });
 });

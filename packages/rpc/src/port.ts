@@ -48,6 +48,61 @@ function portable(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
+/**
+ * One end of a port within one thread (createLocalChannel). What it posts reaches the other end's
+ * listeners a microtask later, as it was posted: both ends are in the same thread, so there is
+ * nothing to clone and no thread to wake, and the transports never reuse what they post. Nothing
+ * keeps the process alive (ref and unref do nothing): its thread is kept alive by its other work.
+ */
+export class LocalPort implements PortLike {
+  private readonly messageListeners: ((value: unknown) => void)[] = [];
+  private readonly closeListeners: (() => void)[] = [];
+  private peer: LocalPort | undefined;
+  private closed = false;
+
+  static pair(): [LocalPort, LocalPort] {
+    const a = new LocalPort();
+    const b = new LocalPort();
+    a.peer = b;
+    b.peer = a;
+    return [a, b];
+  }
+
+  postMessage(value: unknown): void {
+    const peer = this.peer;
+    if (this.closed || !peer) return;
+    queueMicrotask(() => peer.deliver(value));
+  }
+
+  private deliver(value: unknown): void {
+    if (this.closed) return;
+    for (const listener of this.messageListeners) listener(value);
+  }
+
+  on(event: "message", listener: (value: unknown) => void): this;
+  on(event: "close", listener: () => void): this;
+  on(event: "message" | "close", listener: (value: unknown) => void): this {
+    if (event === "message") this.messageListeners.push(listener);
+    else this.closeListeners.push(listener as () => void);
+    return this;
+  }
+
+  /** Closes both ends, as a MessagePort's close() does: each hears "close" a microtask later. */
+  close(): void {
+    if (this.closed) return;
+    for (const end of [this, this.peer]) {
+      if (!end || end.closed) continue;
+      end.closed = true;
+      queueMicrotask(() => {
+        for (const listener of end.closeListeners) listener();
+      });
+    }
+  }
+
+  ref(): void {}
+  unref(): void {}
+}
+
 const isId = (value: unknown): value is number => Number.isSafeInteger(value);
 const isBytes = (value: unknown): value is Uint8Array => value instanceof Uint8Array;
 

@@ -82,6 +82,13 @@ export interface RunningProvider {
    * was up (calls made in the meantime wait in the port).
    */
   servePort?(service: string, port: import("node:worker_threads").MessagePort): Promise<void>;
+  /**
+   * The same endpoint as one end of a port whose other end the provider serves on this same
+   * thread, for a service that runs on the provider's own thread (`run --single-thread`): what
+   * either end posts reaches the other a microtask later, not cloned, with no thread to wake. The
+   * caller hands it to the service's entry and closes it when the service stops.
+   */
+  openLocalPort?(service: string): Promise<{ close(): void }>;
   /** Tells the provider a service's process is (re)starting: its old handler streams are gone. */
   serviceStarting(service: string): void;
   /**

@@ -17,6 +17,7 @@ import {
   type RunDir,
   removeStaleRunDirs,
 } from "@nitric-like/provider-kit";
+import { LocalPort } from "@nitric-like/rpc";
 import {
   type AppLimits,
   DEFAULT_LIMITS,
@@ -220,6 +221,13 @@ export class LocalProvider implements RunningProvider {
     const { port1, port2 } = new MessageChannel();
     await this.servePort(service, port1);
     return port2;
+  }
+
+  /** One end of a same-thread port served as the service's endpoint, for a service on this thread (run --single-thread). */
+  async openLocalPort(service: string): Promise<LocalPort> {
+    const [served, given] = LocalPort.pair();
+    this.serviceEndpoint(service).ports.serve(served);
+    return given;
   }
 
   /** Serves a port the caller made as the service's endpoint (a thread started before this provider). */

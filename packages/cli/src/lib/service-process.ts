@@ -235,9 +235,10 @@ const FAILED_GRACE_MS = 5000;
 
 /**
  * Runs a service on this process's own thread (`run --single-thread`): its thread bundle is
- * imported here and its entry's `start(port)` gives the SDKs a transport over `port`, a
- * MessagePort whose other end the provider serves on this same thread. No message crosses a thread,
- * so none waits for another thread to wake up: the fastest path, with nothing isolated. The service
+ * imported here and its entry's `start(port)` gives the SDKs a transport over `port`, one end of a
+ * port whose other end the provider serves on this same thread (RunningProvider.openLocalPort,
+ * @nitric-like/rpc's LocalPort): a frame reaches the other side a microtask later, not cloned, and
+ * no thread is woken: the fastest path, with nothing isolated. The service
  * shares this process's environment (its variables are set in process.env; with several services,
  * the last one's NITRIC_LIKE_SERVICE and SERVICE_PATH stay), writes straight to this process's
  * output (unprefixed), blocks every connection while it blocks the event loop, and an error it
@@ -249,7 +250,7 @@ const FAILED_GRACE_MS = 5000;
  * A service that fails to load is reported as a thread's is: "Uncaught" and its error on the
  * handle's stderr, then an exit with code 1, so the supervisor prints its cause.
  */
-export function startServiceHere(launch: ServiceLaunch & { bundle: Bundle }, port: MessagePort): ServiceHandle {
+export function startServiceHere(launch: ServiceLaunch & { bundle: Bundle }, port: { close(): void }): ServiceHandle {
   const file = launch.bundle.threadOutfile;
   if (file === undefined) throw new Error(`service "${launch.service.name}" has no thread bundle`);
   const { address: _address, ...rest } = launch;
@@ -282,7 +283,7 @@ export function startServiceHere(launch: ServiceLaunch & { bundle: Bundle }, por
     while (transport && transport.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     if (!transport || transport.inFlight === 0) port.close();
   };
-  type Entry = { start(port: MessagePort): { transport: NonNullable<typeof transport>; loaded: Promise<unknown> } };
+  type Entry = { start(port: unknown): { transport: NonNullable<typeof transport>; loaded: Promise<unknown> } };
   import(pathToFileURL(file).href)
     .then((entry: Entry) => {
       const started = entry.start(port);

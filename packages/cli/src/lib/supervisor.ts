@@ -220,6 +220,13 @@ export class ServiceSupervisor {
         return;
       }
       child = early.handle;
+    } else if (thread && bundle && this.singleThread && this.provider.openLocalPort) {
+      const port = await this.provider.openLocalPort(this.name);
+      if (this.stopping) {
+        port.close();
+        return;
+      }
+      child = startServiceHere({ ...launch, bundle }, port);
     } else if (thread && bundle && this.provider.openPort) {
       // One port for both SDKs: a transport's call ids are its own, however many clients share it.
       const port = await this.provider.openPort(this.name);
@@ -227,9 +234,7 @@ export class ServiceSupervisor {
         port.close();
         return;
       }
-      child = this.singleThread
-        ? startServiceHere({ ...launch, bundle }, port)
-        : startServiceThread({ ...launch, bundle }, port);
+      child = startServiceThread({ ...launch, bundle }, port);
     } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
     this.child = child;
     this.startedAt = Date.now();
