@@ -4,13 +4,19 @@ import { LeadingEdgeBatcher } from "./batcher.js";
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** A batcher whose writes are kept in order: a lone message as itself, a batch as an array. */
+function recorded() {
+  const writes: (string | string[])[] = [];
+  const b = new LeadingEdgeBatcher<string>(
+    (m) => writes.push(m),
+    (ms) => writes.push(ms),
+  );
+  return { writes, b };
+}
+
 describe("LeadingEdgeBatcher", () => {
   it("writes a lone message at once, and those that follow it in the same turn as one batch", async () => {
-    const writes: (string | string[])[] = [];
-    const b = new LeadingEdgeBatcher<string>(
-      (m) => writes.push(m),
-      (ms) => writes.push(ms),
-    );
+    const { writes, b } = recorded();
     b.push("a");
     expect(writes).toEqual(["a"]);
     b.push("b");
@@ -31,11 +37,7 @@ describe("LeadingEdgeBatcher", () => {
   });
 
   it("drops what waits when cleared, keeping the order of what it wrote", async () => {
-    const writes: (string | string[])[] = [];
-    const b = new LeadingEdgeBatcher<string>(
-      (m) => writes.push(m),
-      (ms) => writes.push(ms),
-    );
+    const { writes, b } = recorded();
     b.push("a");
     b.push("b");
     b.clear();
@@ -44,11 +46,7 @@ describe("LeadingEdgeBatcher", () => {
   });
 
   it("writes what waits at once when drained, and nothing twice at the end of the turn", async () => {
-    const writes: (string | string[])[] = [];
-    const b = new LeadingEdgeBatcher<string>(
-      (m) => writes.push(m),
-      (ms) => writes.push(ms),
-    );
+    const { writes, b } = recorded();
     b.push("a");
     b.push("b");
     b.push("c");
