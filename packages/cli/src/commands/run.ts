@@ -107,9 +107,10 @@ Options:
                       isolated: a service that blocks its event loop stalls every
                       connection, an error it throws outside its handlers ends
                       run, it shares run's environment and writes to run's output
-                      unprefixed. Implies --no-watch (a loaded module cannot be
-                      unloaded: restart run to load a change). Services that
-                      cannot run as threads (a start command) get processes.
+                      unprefixed (not to the dashboard's log). Implies --no-watch
+                      (a loaded module cannot be unloaded: restart run to load a
+                      change). Services that cannot run as threads (a start
+                      command) get processes.
   --inspect           Open Node's inspector in every service, each on its own port
                       of 127.0.0.1, printed on stdout at each start as
                         service <name> inspector ws://127.0.0.1:<port>/<id>
