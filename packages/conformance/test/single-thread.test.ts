@@ -64,6 +64,15 @@ describe("run --single-thread", () => {
     expect(stderr).not.toContain("bundling");
   });
 
+  it("says --tcp opens nothing when every service is on run's own thread", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/one.ts": service("one", "{}") });
+    const app = await startApp(dir, ["--single-thread", "--tcp"]);
+    expect(app.stderr).toContain(
+      "--tcp: every service runs on run's own thread and reaches it over a port within that thread, so no endpoint listens on 127.0.0.1",
+    );
+    expect((await app.stop()).code).toBe(0);
+  }, 60000);
+
   it("prints the cause of a service that fails to load and exits 1, as nothing watches for a fix", async () => {
     // It loads in the collect pass (environment "build") and fails on run's thread only.
     const dir = writeProject({

@@ -366,7 +366,7 @@ class Run {
     const { options, output, running } = this;
     if (options.tcp === true && !running.hostsServices && this.supervisors.every((s) => s.runsAsThread)) {
       output.info(
-        "--tcp: every service runs as a thread of run and reaches it over a MessagePort, so no endpoint listens on 127.0.0.1; --tcp is for service processes (--processes, a start command)",
+        `--tcp: every service runs ${options.singleThread === true ? "on run's own thread and reaches it over a port within that thread" : "as a thread of run and reaches it over a MessagePort"}, so no endpoint listens on 127.0.0.1; --tcp is for service processes (--processes, a start command)`,
       );
     } else if (options.tcp === true && !running.hostsServices) {
       output.warn(
