@@ -1,7 +1,7 @@
 // `run --single-thread` through the real CLI: services on run's own thread (the conformance
 // scenarios run there too, in conformance.test.ts), and what that mode says and refuses: the
 // options it conflicts with, no watching, a service that fails to load, and an error a service
-// throws outside its handlers, which ends run and says why.
+// throws outside its handlers or its process.exit(), which end run and say why.
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanTemp, connect, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
 
@@ -92,21 +92,32 @@ describe("run --single-thread", () => {
     expect(stderr).toContain("services/one.ts:");
   }, 70000);
 
-  it("ends with an error a service throws outside its handlers, saying that the services share run's thread", async () => {
-    const dir = writeProject({
-      "nitric-like.yaml": PROJECT,
-      "services/one.ts": service(
-        "one",
-        "(setTimeout(() => { throw new Error('late boom from ' + ctx.text()); }, 5), {})",
-      ),
-    });
-    const app = await startApp(dir, ["--single-thread"]);
-    const client = await connect(app.url("one"));
-    client.ws.send("the timer");
-    const { code } = await app.exited;
-    expect(code).toBe(1);
-    expect(app.stderr).toContain(
-      "an uncaught error ends run: with --single-thread, services share run's thread, so one that throws outside its handlers ends it (without --single-thread, that service alone restarts): late boom from the timer",
-    );
-  }, 60000);
+  it.each([
+    {
+      how: "an error a service throws outside its handlers",
+      answer: "(setTimeout(() => { throw new Error('late boom from ' + ctx.text()); }, 5), {})",
+      code: 1,
+      said: "an uncaught error ends run: with --single-thread, services share run's thread, so one that throws outside its handlers ends it (without --single-thread, that service alone restarts): late boom from the timer",
+      unsaid: "process.exit",
+    },
+    {
+      how: "a service's process.exit()",
+      answer: "(setTimeout(() => process.exit(7), 5), {})",
+      code: 7,
+      said: "a service called process.exit(7), which ends run: with --single-thread, services share run's process (without --single-thread, that service alone ends and restarts)",
+      unsaid: "uncaught",
+    },
+  ])(
+    "ends with $how, saying that the services share run's thread",
+    async ({ answer, code, said, unsaid }) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/one.ts": service("one", answer) });
+      const app = await startApp(dir, ["--single-thread"]);
+      const client = await connect(app.url("one"));
+      client.ws.send("the timer");
+      expect((await app.exited).code).toBe(code);
+      expect(app.stderr).toContain(said);
+      expect(app.stderr).not.toContain(unsaid);
+    },
+    60000,
+  );
 });

@@ -105,9 +105,10 @@ Options:
                       worker thread, so no message waits for another thread to
                       wake up (the fastest path, and less memory). Nothing is
                       isolated: a service that blocks its event loop stalls every
-                      connection, an error it throws outside its handlers ends
-                      run, it shares run's environment and writes to run's output
-                      unprefixed (not to the dashboard's log). Implies --no-watch
+                      connection, an error it throws outside its handlers or its
+                      process.exit() ends run, it shares run's environment and
+                      writes to run's output unprefixed (not to the dashboard's
+                      log). Implies --no-watch
                       (a loaded module cannot be unloaded: restart run to load a
                       change). Services that cannot run as threads (a start
                       command) get processes.
@@ -170,9 +171,35 @@ export interface RunService {
   restart(): Promise<void>;
 }
 
+/** True once run ends its own process before its stop is done (a second Ctrl-C). */
+let endingItself = false;
+
 /** Runs the project until Ctrl-C. Resolves with the exit code. */
 export async function runCommand(given: RunCommandOptions, output: Output): Promise<number> {
   const options = singleThreadOptions(given, output);
+  if (options.singleThread !== true) return await runProject(options, output);
+  // A service on this thread that calls process.exit() ends run: say so, unless run ended itself.
+  let uncaught = false;
+  const onUncaught = () => {
+    uncaught = true;
+  };
+  const onExit = (code: number) => {
+    if (!uncaught && !endingItself)
+      output.error(
+        `a service called process.exit(${code}), which ends run: with --single-thread, services share run's process (without --single-thread, that service alone ends and restarts)`,
+      );
+  };
+  process.on("uncaughtExceptionMonitor", onUncaught);
+  process.on("exit", onExit);
+  try {
+    return await runProject(options, output);
+  } finally {
+    process.off("exit", onExit);
+    process.off("uncaughtExceptionMonitor", onUncaught);
+  }
+}
+
+async function runProject(options: RunCommandOptions, output: Output): Promise<number> {
   // Services get a copy of this process's environment, the collect pass included.
   if (options.verbose) process.env.NITRIC_LIKE_VERBOSE = "1";
   const prepared = await prepareProject(options.dir, output);
@@ -433,7 +460,10 @@ class Run {
 
   private readonly onSignal = (): void => {
     // A second Ctrl-C while stopping gives up on a clean stop.
-    if (this.stopping) process.exit(130);
+    if (this.stopping) {
+      endingItself = true;
+      process.exit(130);
+    }
     void this.stop();
   };
 
@@ -522,7 +552,7 @@ class Run {
  * `--single-thread` checked against the other options: only on the local provider, not with
  * --processes or --inspect (each says where services run), and with no watching (a module loaded
  * into this thread cannot be unloaded). It also says, when an uncaught error ends run, that a
- * service on this thread may have thrown it.
+ * service on this thread may have thrown it (runCommand says it of a process.exit()).
  */
 function singleThreadOptions(options: RunCommandOptions, output: Output): RunCommandOptions {
   if (options.singleThread !== true) return options;
