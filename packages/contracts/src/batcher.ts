@@ -19,14 +19,11 @@ export class LeadingEdgeBatcher<T> {
   ) {}
 
   private readonly flush = (): void => {
-    const out = this.outbox;
-    if (out.length === 0) {
+    if (this.outbox.length === 0) {
       this.open = false;
       return;
     }
-    this.outbox = [];
-    if (out.length === 1) this.one(out[0] as T);
-    else this.many(out);
+    this.drain();
     setImmediate(this.flush);
   };
 

@@ -49,7 +49,7 @@ function portable(bytes: Uint8Array): Uint8Array {
 }
 
 /**
- * One end of a port within one thread (createLocalChannel). What it posts reaches the other end's
+ * One end of a port within one thread (LocalPort.pair()). What it posts reaches the other end's
  * listeners a microtask later, as it was posted: both ends are in the same thread, so there is
  * nothing to clone and no thread to wake, and the transports never reuse what they post. Nothing
  * keeps the process alive (ref and unref do nothing): its thread is kept alive by its other work.

@@ -108,10 +108,9 @@ Options:
                       connection, an error it throws outside its handlers or its
                       process.exit() ends run, it shares run's environment and
                       writes to run's output unprefixed (not to the dashboard's
-                      log). Implies --no-watch
-                      (a loaded module cannot be unloaded: restart run to load a
-                      change). Services that cannot run as threads (a start
-                      command) get processes.
+                      log). Implies --no-watch (a loaded module cannot be
+                      unloaded: restart run to load a change). Services that
+                      cannot run as threads (a start command) get processes.
   --inspect           Open Node's inspector in every service, each on its own port
                       of 127.0.0.1, printed on stdout at each start as
                         service <name> inspector ws://127.0.0.1:<port>/<id>
@@ -178,10 +177,14 @@ let endingItself = false;
 export async function runCommand(given: RunCommandOptions, output: Output): Promise<number> {
   const options = singleThreadOptions(given, output);
   if (options.singleThread !== true) return await runProject(options, output);
-  // A service on this thread that calls process.exit() ends run: say so, unless run ended itself.
+  // An error a service on this thread throws outside its handlers, or its process.exit(), ends
+  // run: say so, unless run ended itself.
   let uncaught = false;
-  const onUncaught = () => {
+  const onUncaught = (error: Error, origin: string) => {
     uncaught = true;
+    output.error(
+      `an uncaught ${origin === "unhandledRejection" ? "rejection" : "error"} ends run: with --single-thread, services share run's thread, so one that throws outside its handlers ends it (without --single-thread, that service alone restarts): ${error instanceof Error ? error.message : String(error)}`,
+    );
   };
   const onExit = (code: number) => {
     if (!uncaught && !endingItself)
@@ -551,8 +554,7 @@ class Run {
 /**
  * `--single-thread` checked against the other options: only on the local provider, not with
  * --processes or --inspect (each says where services run), and with no watching (a module loaded
- * into this thread cannot be unloaded). It also says, when an uncaught error ends run, that a
- * service on this thread may have thrown it (runCommand says it of a process.exit()).
+ * into this thread cannot be unloaded).
  */
 function singleThreadOptions(options: RunCommandOptions, output: Output): RunCommandOptions {
   if (options.singleThread !== true) return options;
@@ -572,11 +574,6 @@ function singleThreadOptions(options: RunCommandOptions, output: Output): RunCom
         "--single-thread: services are loaded once into run's thread and files are not watched; restart run to load a change",
       ),
     );
-  process.on("uncaughtExceptionMonitor", (error, origin) => {
-    output.error(
-      `an uncaught ${origin === "unhandledRejection" ? "rejection" : "error"} ends run: with --single-thread, services share run's thread, so one that throws outside its handlers ends it (without --single-thread, that service alone restarts): ${error instanceof Error ? error.message : String(error)}`,
-    );
-  });
   return { ...options, watch: false };
 }
 

@@ -230,7 +230,7 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
   };
 }
 
-/** How long a service on this thread that failed to load has for its calls to end before they are cancelled. */
+/** How long the calls of a service on this thread that failed to load have to end before its port is left open. */
 const FAILED_GRACE_MS = 5000;
 
 /**
