@@ -6,6 +6,7 @@
 // its main thread, its busiest other thread (in `run`, the service's worker thread), and all the
 // others together (V8's helper threads: parallel GC, concurrent compiling). Also the load
 // generator's own CPU per message, since it shares the machine's cores. Linux only.
+// The same three with --single-thread (the service on run's main thread) too.
 // Usage: node bench/threads.mjs [--clients 50] [--messages 600] [--runs 3] [--only raw,send]
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -33,6 +34,14 @@ const targets = [
   { name: "reply path", start: () => startApp("echo-reply", "echo") },
   { name: "socket.send", start: () => startApp("echo-send", "echo") },
   { name: "@nitric/sdk", start: () => startApp("echo-nitric", "echo") },
+  ...[
+    ["reply path", "echo-reply"],
+    ["socket.send", "echo-send"],
+    ["@nitric/sdk", "echo-nitric"],
+  ].map(([name, app]) => ({
+    name: `${name}, --single-thread`,
+    start: () => startApp(app, "echo", ["--single-thread"]),
+  })),
 ].filter((t) => !values.only || values.only.split(",").some((o) => t.name.includes(o)));
 
 /** CPU milliseconds (user, kernel) of each thread of `pid`, by thread id. */

@@ -347,6 +347,54 @@ describe("batching on the port", () => {
   });
 });
 
+describe("the bytes in frames", () => {
+  /** A view on a larger ArrayBuffer, as the generated codecs' Buffer.allocUnsafe gives. */
+  const view = () => Buffer.allocUnsafe(8192).fill(7).subarray(100, 110);
+
+  class LocalHandPort extends HandPort {
+    readonly local = true;
+  }
+
+  it("are exact copies on a port that clones, so a clone does not copy a whole pool", () => {
+    const port = new HandPort();
+    const transport = createPortTransport(port);
+    const bytes = view();
+    transport.open(CHECK, "unary", bytes, { message: () => {}, status: () => {} });
+    const posted = port.posted[0]?.[3] as Uint8Array;
+    expect(posted).not.toBe(bytes);
+    expect(posted.byteLength).toBe(10);
+    expect(posted.buffer.byteLength).toBe(10);
+    expect([...posted]).toEqual([...bytes]);
+    transport.close();
+  });
+
+  it("are passed as they are on a local port, which clones nothing, both ways", async () => {
+    const port = new LocalHandPort();
+    const transport = createPortTransport(port);
+    const bytes = view();
+    transport.open(CHECK, "unary", bytes, { message: () => {}, status: () => {} });
+    expect(port.posted[0]?.[3]).toBe(bytes);
+    transport.close();
+
+    const heard: string[] = [];
+    const served = new LocalHandPort();
+    new PortServer(makeRouter(heard)).serve(served);
+    served.receive([OPEN, 1, EVENTS]);
+    served.receive([MESSAGE, 1, encodeEvent("e1")]);
+    const answer = served.posted[0] as unknown[];
+    expect(answer[0]).toBe(MESSAGE);
+    // The router's encoded answer itself (a pool view), not a copy of it.
+    expect(Buffer.isBuffer(answer[2])).toBe(true);
+    expect(codecOf(ServerMessageSchema).decode(answer[2] as Uint8Array).id).toBe("e1");
+
+    const copied = new HandPort();
+    new PortServer(makeRouter([])).serve(copied);
+    copied.receive([OPEN, 1, EVENTS]);
+    copied.receive([MESSAGE, 1, encodeEvent("e1")]);
+    expect(Buffer.isBuffer(copied.posted[0]?.[2])).toBe(false);
+  });
+});
+
 describe("LocalPort", () => {
   it("hands what one end posts to the other end's listeners a microtask later, uncloned and in order", async () => {
     const [a, b] = LocalPort.pair();
