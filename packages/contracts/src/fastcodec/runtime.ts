@@ -285,7 +285,8 @@ export class Reader {
   }
   bytes(): Uint8Array {
     const end = this.len();
-    // A view, as protobuf-es gives: grpc-js hands each message its own buffer.
+    // A view, as protobuf-es gives, on the message's buffer: its own over gRPC and a MessagePort,
+    // a share of Buffer's pool on a LocalPort (port.ts), which passes the encoder's bytes on.
     const b = this.buf.subarray(this.pos, end);
     this.pos = end;
     return b;
