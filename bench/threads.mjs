@@ -7,7 +7,11 @@
 // others together (V8's helper threads: parallel GC, concurrent compiling). Also the load
 // generator's own CPU per message, since it shares the machine's cores. Linux only.
 // The same three with --single-thread (the service on run's main thread) too.
+// With --seconds N the load runs for N seconds after --warm-seconds of the same load instead
+// (the steady state: what V8 still compiles in a short run is then done), each client taking a
+// fresh connection every 800 echoes, under the gateway's per-connection burst of 1,000.
 // Usage: node bench/threads.mjs [--clients 50] [--messages 600] [--runs 3] [--only raw,send]
+//        [--seconds 6 [--warm-seconds 2]]
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -20,11 +24,15 @@ const { values } = parseArgs({
     messages: { type: "string", default: "600" },
     runs: { type: "string", default: "3" },
     only: { type: "string" },
+    seconds: { type: "string" },
+    "warm-seconds": { type: "string", default: "2" },
   },
 });
 const CLIENTS = Number(values.clients);
 const MESSAGES = Number(values.messages);
 const RUNS = Number(values.runs);
+const SECONDS = values.seconds === undefined ? undefined : Number(values.seconds);
+const WARM_SECONDS = Number(values["warm-seconds"]);
 
 const targets = [
   {
@@ -72,19 +80,55 @@ async function client(url, messages) {
   ws.close();
 }
 
+/** Echoes one after another until `deadline` (performance.now()), a fresh connection every 800; how many. */
+async function clientUntil(url, deadline) {
+  let echoed = 0;
+  while (performance.now() < deadline) {
+    const ws = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    for (let i = 0; i < 800 && performance.now() < deadline; i++) {
+      await new Promise((resolve) => {
+        ws.once("message", resolve);
+        ws.send(`m${i}`);
+      });
+      echoed++;
+    }
+    ws.close();
+  }
+  return echoed;
+}
+
+/** The load: CLIENTS × MESSAGES echoes, or CLIENTS clients for SECONDS; how many echoes. */
+async function load(url) {
+  if (SECONDS === undefined) {
+    await Promise.all(Array.from({ length: CLIENTS }, () => client(url, MESSAGES)));
+    return CLIENTS * MESSAGES;
+  }
+  const deadline = performance.now() + SECONDS * 1000;
+  const counts = await Promise.all(Array.from({ length: CLIENTS }, () => clientUntil(url, deadline)));
+  return counts.reduce((sum, c) => sum + c, 0);
+}
+
 async function measure(target) {
   const { child, url } = await target.start();
   try {
-    // The same untimed warm-up as bench/echo.mjs gets in total, spread over 10 clients.
-    await Promise.all(Array.from({ length: 10 }, () => client(url, 200)));
+    if (SECONDS === undefined) {
+      // The same untimed warm-up as bench/echo.mjs gets in total, spread over 10 clients.
+      await Promise.all(Array.from({ length: 10 }, () => client(url, 200)));
+    } else {
+      const deadline = performance.now() + WARM_SECONDS * 1000;
+      await Promise.all(Array.from({ length: CLIENTS }, () => clientUntil(url, deadline)));
+    }
     const before = threadTimes(child.pid);
     const load0 = process.cpuUsage();
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: CLIENTS }, () => client(url, MESSAGES)));
+    const n = await load(url);
     const ms = performance.now() - t0;
-    const load = process.cpuUsage(load0);
+    const loadCpu = process.cpuUsage(load0);
     const after = threadTimes(child.pid);
-    const n = CLIENTS * MESSAGES;
     const perThread = [];
     for (const [tid, b] of after) {
       const a = before.get(tid) ?? { user: 0, kernel: 0 };
@@ -103,7 +147,7 @@ async function measure(target) {
       busiest: us(busiest.user + busiest.kernel),
       rest: us(rest),
       // process.cpuUsage() is in microseconds.
-      loadGenerator: (load.user + load.system) / n,
+      loadGenerator: (loadCpu.user + loadCpu.system) / n,
     };
   } finally {
     await stop(child);
@@ -124,7 +168,7 @@ try {
 }
 
 console.log(
-  `\nthreads: CPU per message of each server's threads, ${CLIENTS} clients x ${MESSAGES} echoes, median of ${RUNS} runs taken in turns, ${new Date().toISOString()}`,
+  `\nthreads: CPU per message of each server's threads, ${CLIENTS} clients x ${SECONDS === undefined ? `${MESSAGES} echoes` : `${SECONDS} s after ${WARM_SECONDS} s of the same load`}, median of ${RUNS} runs taken in turns, ${new Date().toISOString()}`,
 );
 console.log(
   "| server | msgs/s | main thread (user + kernel) | busiest other thread | all other threads | total | load generator |",
