@@ -60,6 +60,9 @@ function portable(bytes: Uint8Array): Uint8Array {
  */
 const same = (bytes: Uint8Array): Uint8Array => bytes;
 
+/** How the bytes in frames posted on `port` are prepared: as they are on a local port, copied otherwise. */
+const preparerFor = (port: PortLike): ((bytes: Uint8Array) => Uint8Array) => (port.local ? same : portable);
+
 /**
  * One end of a port within one thread (LocalPort.pair()). What it posts reaches the other end's
  * listeners a microtask later, as it was posted: both ends are in the same thread, so there is
@@ -124,14 +127,14 @@ class PortSession {
   private readonly calls = new Map<number, WireCall>();
   private closed = false;
   /** What the router writes is posted as it is on a local port, a copy of its own otherwise. */
-  private readonly bytesFor: (bytes: Uint8Array) => Uint8Array;
+  private readonly prepare: (bytes: Uint8Array) => Uint8Array;
 
   constructor(
     private readonly port: PortLike,
     private readonly router: Router,
     private readonly peer: string,
   ) {
-    this.bytesFor = port.local ? same : portable;
+    this.prepare = preparerFor(port);
     port.on("message", (frame) => this.receiveAny(frame));
     port.on("close", () => this.close());
   }
@@ -186,12 +189,12 @@ class PortSession {
       path,
       request,
       {
-        message: (bytes) => this.post([MESSAGE, id, this.bytesFor(bytes)]),
+        message: (bytes) => this.post([MESSAGE, id, this.prepare(bytes)]),
         status: (code, details, response) => {
           ended = true;
           this.calls.delete(id);
           this.post(
-            response === undefined ? [STATUS, id, code, details] : [STATUS, id, code, details, this.bytesFor(response)],
+            response === undefined ? [STATUS, id, code, details] : [STATUS, id, code, details, this.prepare(response)],
           );
         },
       },
@@ -237,7 +240,7 @@ export class PortServer {
 /** What a port transport's calls share. */
 interface PortLink {
   calls: CallTable<WireEvents>;
-  bytesFor(bytes: Uint8Array): Uint8Array;
+  prepare(bytes: Uint8Array): Uint8Array;
   post(frame: Frame): void;
   done(id: number): void;
 }
@@ -254,7 +257,7 @@ class PortCall implements WireCall {
   ) {}
 
   write(bytes: Uint8Array): void {
-    if (this.link.calls.has(this.id)) this.link.post([MESSAGE, this.id, this.link.bytesFor(bytes)]);
+    if (this.link.calls.has(this.id)) this.link.post([MESSAGE, this.id, this.link.prepare(bytes)]);
   }
 
   halfClose(): void {
@@ -295,8 +298,8 @@ export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): PortTra
   const done = (id: number) => {
     if (calls.delete(id) && calls.size === 0) port.unref?.();
   };
-  const bytesFor = port.local ? same : portable;
-  const link: PortLink = { calls, bytesFor, post, done };
+  const prepare = preparerFor(port);
+  const link: PortLink = { calls, prepare, post, done };
   // The provider's frames: trusted more than a service's, and still checked, as anything that
   // crosses a thread is.
   const receive = (value: unknown) => {
@@ -345,7 +348,7 @@ export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): PortTra
           done(id);
           events.status(Code.UNAVAILABLE, "the provider closed the port");
         });
-      } else post(request === undefined ? [OPEN, id, path] : [OPEN, id, path, bytesFor(request)]);
+      } else post(request === undefined ? [OPEN, id, path] : [OPEN, id, path, prepare(request)]);
       return new PortCall(link, id);
     },
     close() {
