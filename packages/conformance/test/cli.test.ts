@@ -45,6 +45,23 @@ function listening(pid: number, kind: "tcp" | "unix"): (number | string)[] {
     .map((r) => r[7] ?? "");
 }
 
+/** The esbuild service processes among a process's children (its main thread's; zombies left out). */
+function esbuildServices(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .filter((child) => {
+      try {
+        const state = readFileSync(`/proc/${child}/stat`, "utf8").split(") ")[1]?.[0];
+        return state !== "Z" && readFileSync(`/proc/${child}/cmdline`, "utf8").includes("esbuild");
+      } catch {
+        return false; // it exited while being read
+      }
+    })
+    .map(Number);
+}
+
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
 });
@@ -349,9 +366,13 @@ describe("nitric-like run", () => {
     expect(second.stderr).not.toContain("collecting resources");
   }, 30000);
 
-  it("restarts a service when its file changes", async () => {
+  it("restarts a service when its file changes, and keeps no esbuild process between builds", async () => {
     const dir = copyProject(join(FIXTURES, "lab-ours"));
     const app = await startApp(dir);
+    const pid = app.child.pid as number;
+    // esbuild's service (80-90 MB) is stopped once the start's bundles are made...
+    for (let i = 0; i < 100 && esbuildServices(pid).length > 0; i++) await sleep(20);
+    expect(esbuildServices(pid)).toEqual([]);
     const file = join(dir, "services", "lab.ts");
     writeFileSync(
       file,
@@ -368,5 +389,8 @@ describe("nitric-like run", () => {
       if (answer.version !== 2) await sleep(50);
     }
     expect(answer.version).toBe(2);
+    // ...and again once the save's bundle is made.
+    for (let i = 0; i < 100 && esbuildServices(pid).length > 0; i++) await sleep(20);
+    expect(esbuildServices(pid)).toEqual([]);
   }, 30000);
 });

@@ -29,6 +29,7 @@ export type { ConnectionInfo, KvBackend, MaybePromise, SocketBackend } from "./b
 export { MAX_KEY_BYTES } from "./backends.js";
 export { boundaryMessage, guard } from "./boundary.js";
 export { type CompileMessage, compileErrorMessage } from "./compile-errors.js";
+export { building } from "./esbuild-service.js";
 export {
   type AnswerSink,
   EVENT_NAMES,

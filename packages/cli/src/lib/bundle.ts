@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
-import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
+import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
@@ -236,7 +236,20 @@ export async function bundleService(projectDir: string, service: ServiceEntry): 
   const recordFile = join(outdir, `${service.name}.inputs.json`);
   const cached = reusable(outfile, recordFile, service.path);
   if (cached) return cached;
-  const { build } = await import("esbuild");
+  const { build, stop } = await import("esbuild");
+  // esbuild's service is stopped once no build is left in flight (provider-kit's esbuild-service.ts).
+  return building(stop, () => bundleWith(build, projectDir, service, outfile, recordFile));
+}
+
+/** The build itself: the service's bundle and, for a service on either SDK, its thread bundle. */
+async function bundleWith(
+  build: typeof import("esbuild").build,
+  projectDir: string,
+  service: ServiceEntry,
+  outfile: string,
+  recordFile: string,
+): Promise<Bundle> {
+  const outdir = dirname(outfile);
   try {
     const options = {
       entryPoints: [service.path],

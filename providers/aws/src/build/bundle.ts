@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
+import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
-import { build, type Plugin } from "esbuild";
+import { build, type Plugin, stop } from "esbuild";
 
 /** A bundled service. */
 export interface ServiceBundle {
@@ -120,11 +120,12 @@ export function functionEntry(service: ServiceEntry, sdkRuntime: string | undefi
 }
 
 /** Bundles `service` into `<outDir>/functions/<service>/index.cjs`. */
-export async function bundleFunction(
-  projectDir: string,
-  service: ServiceEntry,
-  outDir: string,
-): Promise<ServiceBundle> {
+export function bundleFunction(projectDir: string, service: ServiceEntry, outDir: string): Promise<ServiceBundle> {
+  // esbuild's service is stopped once no build is left in flight (provider-kit's esbuild-service.ts).
+  return building(stop, () => bundleFunctionNow(projectDir, service, outDir));
+}
+
+async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outDir: string): Promise<ServiceBundle> {
   const dir = join(outDir, "functions", service.name);
   mkdirSync(dir, { recursive: true });
   const entry = join(outDir, "entries", `${service.name}.mjs`);
