@@ -59,14 +59,26 @@ function closeIfIdle(): void {
   if (streamsEnded && openStreams === 0 && pending === 0 && client) client.close();
 }
 
-/** Keeps the client open while `operation` is in flight, and resolves as it does. */
-export async function tracked<T>(operation: Promise<T>): Promise<T> {
-  const release = hold();
-  try {
-    return await operation;
-  } finally {
-    release();
-  }
+/**
+ * Keeps the client open while `operation` is in flight, and settles as it does. Every SDK call
+ * (each `socket.send`) passes here, so it is one `then` with two functions made once, not an
+ * async function and a release closure per call.
+ */
+export function tracked<T>(operation: Promise<T>): Promise<T> {
+  pending++;
+  return operation.then(releasedWith, releasedThrowing) as Promise<T>;
+}
+
+function releasedWith<T>(value: T): T {
+  pending--;
+  closeIfIdle();
+  return value;
+}
+
+function releasedThrowing(error: unknown): never {
+  pending--;
+  closeIfIdle();
+  throw error;
 }
 
 /** Keeps the client open until the returned function is called (for streams read over time). */

@@ -523,6 +523,8 @@ class HandlerStream {
 /** A declared websocket. */
 export class Websocket {
   private readonly ready: Promise<void>;
+  /** Set once `ready` has resolved: send() then calls at once, without awaiting it. */
+  private declared = false;
   private readonly chains = new Map<WebsocketEvent, WebsocketHandlerFn<WebsocketEvent>[]>();
 
   /** @internal use websocket(name). */
@@ -533,6 +535,9 @@ export class Websocket {
   ) {
     this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage], {
       allowedOrigins: options.allowedOrigins ?? [],
+    });
+    void this.ready.then(() => {
+      this.declared = true;
     });
     const { authorize } = options;
     if (authorize !== undefined) {
@@ -582,7 +587,8 @@ export class Websocket {
    */
   async send(connectionId: string, data: Payload, options: SendOptions = {}): Promise<void> {
     const { data: bytes, binary } = encodePayload(data);
-    await this.ready;
+    // Every message a Nitric-style app answers comes here: no await (a microtask) once declared.
+    if (!this.declared) await this.ready;
     try {
       await rpc.unary(WebsocketService.method.sendMessage, {
         socketName: this.name,
