@@ -14,23 +14,32 @@ const VERB: Record<Permission, string> = {
 
 /** The grants of every service. */
 export class Permissions {
-  private readonly grants = new Map<string, Set<Permission>>();
-
-  private static key(service: string, kind: ResourceKind, name: string): string {
-    return `${service}\u0000${kind}\u0000${name}`;
-  }
+  /** Service, then resource kind, then resource name: a check (every socket.send makes one) builds no key. */
+  private readonly grants = new Map<string, Map<ResourceKind, Map<string, Set<Permission>>>>();
 
   /** Records that `service` may do `permissions` on a resource. */
   grant(service: string, kind: ResourceKind, name: string, permissions: Iterable<Permission>): void {
-    const key = Permissions.key(service, kind, name);
-    const set = this.grants.get(key) ?? new Set();
+    let kinds = this.grants.get(service);
+    if (kinds === undefined) {
+      kinds = new Map();
+      this.grants.set(service, kinds);
+    }
+    let names = kinds.get(kind);
+    if (names === undefined) {
+      names = new Map();
+      kinds.set(kind, names);
+    }
+    let set = names.get(name);
+    if (set === undefined) {
+      set = new Set();
+      names.set(name, set);
+    }
     for (const p of permissions) set.add(p);
-    this.grants.set(key, set);
   }
 
   /** True when `service` holds `permission` on the resource. */
   has(service: string, kind: ResourceKind, name: string, permission: Permission): boolean {
-    return this.grants.get(Permissions.key(service, kind, name))?.has(permission) === true;
+    return this.grants.get(service)?.get(kind)?.get(name)?.has(permission) === true;
   }
 
   /** Throws PERMISSION_DENIED naming the resource and the `.allow()` that is missing. */

@@ -184,23 +184,22 @@ class PortSession {
   }
 
   private open(id: number, path: string, request: Uint8Array | undefined): void {
-    let ended = false;
-    const call = this.router.open(
-      path,
-      request,
-      {
-        message: (bytes) => this.post([MESSAGE, id, this.prepare(bytes)]),
-        status: (code, details, response) => {
-          ended = true;
-          this.calls.delete(id);
-          this.post(
-            response === undefined ? [STATUS, id, code, details] : [STATUS, id, code, details, this.prepare(response)],
-          );
-        },
-      },
-      this.peer,
+    const served = new ServedCall(this, id);
+    const call = this.router.open(path, request, served, this.peer);
+    if (!served.ended) this.calls.set(id, call);
+  }
+
+  /** What the router writes on call `id`. */
+  message(id: number, bytes: Uint8Array): void {
+    this.post([MESSAGE, id, this.prepare(bytes)]);
+  }
+
+  /** The router ended call `id`. */
+  status(id: number, code: number, details: string, response: Uint8Array | undefined): void {
+    this.calls.delete(id);
+    this.post(
+      response === undefined ? [STATUS, id, code, details] : [STATUS, id, code, details, this.prepare(response)],
     );
-    if (!ended) this.calls.set(id, call);
   }
 
   close(): void {
@@ -211,6 +210,29 @@ class PortSession {
     this.closed = true;
     for (const call of [...this.calls.values()]) call.cancel();
     this.calls.clear();
+  }
+}
+
+/**
+ * A call the router serves for a port's peer: its events go back over the port. A class rather
+ * than closures made for each call, as the opener's PortCall: every `socket.send` opens one.
+ */
+class ServedCall implements WireEvents {
+  /** The router ended the call (it may, within open()). */
+  ended = false;
+
+  constructor(
+    private readonly session: PortSession,
+    private readonly id: number,
+  ) {}
+
+  message(bytes: Uint8Array): void {
+    this.session.message(this.id, bytes);
+  }
+
+  status(code: number, details: string, response?: Uint8Array): void {
+    this.ended = true;
+    this.session.status(this.id, code, details, response);
   }
 }
 

@@ -28,15 +28,15 @@ export function suggestName(name: string): string {
  * The message reads `kv("My Store"): invalid resource name "My Store", use lower-kebab-case such as "my-store"`.
  */
 export function resourceNameProblem(kind: string, name: string): string | undefined {
-  const where = `${kind}(${JSON.stringify(name)})`;
+  // Every socket.send checks its socket's name here: nothing is built for a valid one.
   if (typeof name !== "string" || name.length === 0) {
     return `${kind}(""): a resource name is required, use lower-kebab-case such as "my-${kind === "kv" ? "store" : "socket"}"`;
   }
   if (name.length > MAX_RESOURCE_NAME_LENGTH) {
-    return `${where}: invalid resource name, it is ${name.length} characters long and at most ${MAX_RESOURCE_NAME_LENGTH} are allowed, use a shorter lower-kebab-case name such as ${JSON.stringify(suggestName(name))}`;
+    return `${kind}(${JSON.stringify(name)}): invalid resource name, it is ${name.length} characters long and at most ${MAX_RESOURCE_NAME_LENGTH} are allowed, use a shorter lower-kebab-case name such as ${JSON.stringify(suggestName(name))}`;
   }
   if (!RESOURCE_NAME_PATTERN.test(name)) {
-    return `${where}: invalid resource name ${JSON.stringify(name)}, use lower-kebab-case such as ${JSON.stringify(suggestName(name))}`;
+    return `${kind}(${JSON.stringify(name)}): invalid resource name ${JSON.stringify(name)}, use lower-kebab-case such as ${JSON.stringify(suggestName(name))}`;
   }
   return undefined;
 }
