@@ -162,9 +162,12 @@ describe("who can reach a service's endpoint", () => {
   it("removes the socket folders of this user's dead runs at start, and nothing else", async () => {
     const parent = runDirParent();
     const made: string[] = [];
-    const runDir = (owner: string | undefined) => {
+    const runDir = (owner: string | undefined, before?: (dir: string) => void) => {
       const dir = mkdtempSync(join(parent, `${RUN_DIR_PREFIX}${uid}-`));
       made.push(dir);
+      // Before the owner file: a run started meanwhile by another test file may rightly remove a
+      // private folder of ours that names a dead pid.
+      before?.(dir);
       if (owner !== undefined) writeFileSync(join(dir, "owner"), owner);
       writeFileSync(join(dir, "1.sock"), "");
       return dir;
@@ -176,8 +179,7 @@ describe("who can reach a service's endpoint", () => {
     const reused = runDir(`${process.pid} 1`);
     const live = runDir(String(process.pid));
     // Not a private folder: left alone, whoever made it.
-    const open = runDir(String(deadPid));
-    spawnSync("chmod", ["755", open]);
+    const open = runDir(String(deadPid), (dir) => chmodSync(dir, 0o755));
     // A link with a run folder's name, to a folder of a dead run: neither the link nor its target goes.
     const target = mkdtempSync(join(parent, "nitric-like-link-target-"));
     made.push(target);
@@ -189,8 +191,7 @@ describe("who can reach a service's endpoint", () => {
     // Another user's run folder.
     let others: string | undefined;
     if (isRoot) {
-      others = runDir(String(deadPid));
-      chownSync(others, nobody().uid, nobody().gid);
+      others = runDir(String(deadPid), (dir) => chownSync(dir, nobody().uid, nobody().gid));
     }
 
     try {
