@@ -127,6 +127,38 @@ describe("nitric-like spec", () => {
     ]);
   });
 
+  it("orders resources and policies by their names' code units, whatever the machine's locale", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: order\nservices:\n  - match: services/*.ts\n",
+      "services/api.ts": [
+        'import { kv, websocket } from "@nitric-like/sdk";',
+        'kv("s-store").allow("get");',
+        'kv("z-store").allow("get");',
+        'kv("t-store").allow("get");',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", () => {});',
+      ].join("\n"),
+    });
+    // Estonian collation puts z between s and t; the spec, and the templates made from it, must
+    // not change with the machine they are made on.
+    const { code, stdout, stderr } = await runCli(["spec", dir], {
+      env: { LC_ALL: "et_EE.UTF-8", LANG: "et_EE.UTF-8" },
+    });
+    expect(code, stderr).toBe(0);
+    const spec = JSON.parse(stdout);
+    const kvNames = ["s-store", "t-store", "z-store"];
+    expect(
+      spec.resources.filter((r: { kind: string }) => r.kind === "kv").map((r: { name: string }) => r.name),
+    ).toEqual(kvNames);
+    expect(
+      spec.policies
+        .filter((p: { resource: { kind: string } }) => p.resource.kind === "kv")
+        .map((p: { resource: { name: string } }) => p.resource.name),
+    ).toEqual(kvNames);
+  });
+
   it("lists every problem at once and exits 1", async () => {
     const { code, stdout, stderr } = await runCli(["spec", copyProject(join(FIXTURES, "bad-spec"))]);
     expect(code).toBe(1);

@@ -27,6 +27,7 @@ export {
   type SocketLimits,
 } from "./limits.js";
 export {
+  compareNames,
   isValidResourceName,
   MAX_RESOURCE_NAME_LENGTH,
   RESOURCE_NAME_PATTERN,

@@ -24,7 +24,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, extname, join, relative, sep } from "node:path";
 import { parse } from "yaml";
 import { type AppLimits, LIMIT_KEYS, LimitError, parseLimits, resolveLimits, type SocketLimits } from "./limits.js";
-import { resourceNameProblem } from "./names.js";
+import { compareNames, resourceNameProblem } from "./names.js";
 import { didYouMean } from "./suggest.js";
 
 /** The project file names looked for, in order. */
@@ -458,7 +458,7 @@ export function findServices(project: Project): ServiceEntry[] {
       byName.set(name, entry);
     }
   }
-  return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
+  return [...byName.values()].sort((a, b) => compareNames(a.name, b.name));
 }
 
 /** Converts a glob (`*`, `**`, `?`) to an anchored RegExp over forward-slash paths. */

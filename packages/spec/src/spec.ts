@@ -2,7 +2,7 @@
  * The spec: what an app declares, as found by the collect pass (each service run once with
  * NITRIC_ENVIRONMENT=build against a collector), and the checks every deploy and `spec` apply.
  */
-import { type ResourceKind, resourceNameProblem } from "./names.js";
+import { compareNames, type ResourceKind, resourceNameProblem } from "./names.js";
 
 /** The three websocket events a socket must handle before it can be deployed. */
 export const WEBSOCKET_EVENTS = ["connect", "disconnect", "message"] as const;
@@ -247,9 +247,9 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     resources,
     policies: [...policies.values()].sort(
       (a, b) =>
-        a.service.localeCompare(b.service) ||
-        a.resource.kind.localeCompare(b.resource.kind) ||
-        a.resource.name.localeCompare(b.resource.name),
+        compareNames(a.service, b.service) ||
+        compareNames(a.resource.kind, b.resource.kind) ||
+        compareNames(a.resource.name, b.resource.name),
     ),
   };
   return { spec, errors: [...unsupported, ...errors], unsupported, conflicts, failures };
@@ -272,7 +272,7 @@ function storeEntry(stores: Map<string, KvSpec>, name: string): KvSpec {
 }
 
 function byName(a: { name: string }, b: { name: string }): number {
-  return a.name.localeCompare(b.name);
+  return compareNames(a.name, b.name);
 }
 
 function indent(text: string): string {

@@ -20,6 +20,7 @@ import {
 import { LocalPort } from "@nitric-like/rpc";
 import {
   type AppLimits,
+  compareNames,
   DEFAULT_LIMITS,
   DEFAULT_RUN_ENVIRONMENT,
   type HandlerRegistration,
@@ -306,7 +307,7 @@ export class LocalProvider implements RunningProvider {
   sockets(): { name: string; url: string }[] {
     return [...this.gateways.values()]
       .map((g) => ({ name: g.name, url: g.url }))
-      .sort((a, b) => a.name.localeCompare(b.name));
+      .sort((a, b) => compareNames(a.name, b.name));
   }
 
   /** Open connections of a socket (tests, dashboard). */

@@ -2,7 +2,7 @@
 
 import { resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
-import { loadProject, type Project, ProjectError, type StoredData } from "@nitric-like/spec";
+import { compareNames, loadProject, type Project, ProjectError, type StoredData } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
@@ -223,7 +223,7 @@ export async function outputsCommand(options: DeployCommandOptions, output: Outp
     return 0;
   }
   for (const s of found.sockets) output.result(`websocket ${s.name} ${s.url}`);
-  for (const [key, value] of Object.entries(found.outputs).sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [key, value] of Object.entries(found.outputs).sort(([a], [b]) => compareNames(a, b))) {
     output.result(`output ${key} ${value}`);
   }
   return 0;

@@ -26,7 +26,7 @@ import {
 } from "@aws-sdk/client-cloudformation";
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import type { Logger } from "@nitric-like/spec";
+import { compareNames, type Logger } from "@nitric-like/spec";
 
 /** A deploy failure the user can act on; the message says what to do. */
 export class DeployError extends Error {
@@ -496,7 +496,7 @@ function socketsOf(stack: Stack): { name: string; url: string }[] {
   return (stack.Outputs ?? [])
     .filter((o) => o.OutputKey?.startsWith("Websocket") && o.Description?.startsWith("websocket "))
     .map((o) => ({ name: (o.Description ?? "").slice("websocket ".length), url: o.OutputValue ?? "" }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+    .sort((a, b) => compareNames(a.name, b.name));
 }
 
 /** A deployed stack as it is now: its status, socket URLs and outputs. */
@@ -619,7 +619,7 @@ async function kvTablesOf(
     }
     next = page.NextToken;
   } while (next);
-  return { template, tables: tables.sort((a, b) => a.store.localeCompare(b.store)) };
+  return { template, tables: tables.sort((a, b) => compareNames(a.store, b.store)) };
 }
 
 /**

@@ -34,7 +34,7 @@ import {
   dict,
   guard,
 } from "@nitric-like/provider-kit";
-import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
+import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
@@ -820,7 +820,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
 
   const sockets = [...apis.values()]
     .map((api) => ({ name: socketNames.get(api.logicalId) ?? api.logicalId, url: api.url }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+    .sort((a, b) => compareNames(a.name, b.name));
   const connectionsTable = resources.ConnectionsTable ? (physical.ref.ConnectionsTable as string) : undefined;
   return new Emulator(apis, functions, management, sockets, connectionsTable);
 }
