@@ -1,8 +1,8 @@
 /**
  * esbuild runs every build of a Node process in one child process of its own (its "service"),
  * started by the first build and kept until esbuild's `stop()`. `run` bundles its services at start
- * and again on a save, and serves for hours in between: the idle service stayed all that time,
- * 80-90 MB resident here, and on run's own heap the buffer esbuild's JavaScript side had grown to
+ * and again on a save, and serves for hours in between; an idle service left running would hold
+ * 80-90 MB all that time, and keep on run's own heap the buffer esbuild's JavaScript side grows to
  * hold its largest answer (3.6 MB for one service and its thread bundle).
  *
  * So the bundlers (the CLI's for services, the AWS provider's for functions) build inside
