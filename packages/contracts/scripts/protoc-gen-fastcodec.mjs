@@ -2,22 +2,24 @@
 import { posix } from "node:path";
 /**
  * protoc-gen-fastcodec: a protoc plugin (run by `buf generate`, see proto/buf.gen.yaml) that writes
- * direct protobuf encoders and decoders for the messages of the hot paths, from the same
- * descriptors protoc-gen-es reads, so they cannot drift from proto/.
+ * the codecs our contracts run with, from the same descriptors protoc-gen-es reads, so they cannot
+ * drift from proto/. protobuf-es generates the types and is the tests' oracle; nothing at run time
+ * loads it.
  *
  * Options:
- *   root=<type name>   a message to export `encode<Name>` / `decode<Name>` for (repeatable); every
- *                      message it reaches gets the same treatment, in the root's file
+ *   services           every message a service sends or receives gets a codec, and every service
+ *                      a description our RPC layer calls and serves it by (`Service`, with each
+ *                      method's codecs), in the service's file
+ *   root=<type name>   a message to export `encode<Name>` / `decode<Name>` for (repeatable)
  *   runtime=<path>     the import path of src/fastcodec/runtime.ts, from the output root
  *
  * What the generated code does, message by message: a size pass (strings measured once, sizes
  * kept in pre-order), a write pass into one buffer, and a reader that fills protobuf-es-shaped
  * objects. Fields are written in field-number order with protobuf-es's presence rules, and unknown
  * fields are kept on read (`$unknown`, raw bytes) and written back after the known ones, as
- * protobuf-es does. A field type the generator has no direct code for (64-bit integers, sint32,
- * groups, wrapper and Value/ListValue fields, non-string map keys) makes its message always take
- * protobuf-es: still correct, only slower; such messages are listed in the file's `slowMessages`,
- * which a test expects to be empty.
+ * protobuf-es does. What the reader accepts and refuses is described in the runtime. A field type
+ * the generator has no code for (64-bit integers, sint32, groups, wrapper and Value/ListValue
+ * fields, non-string map keys) is an error here, naming the field.
  */
 import { ScalarType } from "@bufbuild/protobuf";
 import { createEcmaScriptPlugin, runNodeJs } from "@bufbuild/protoplugin";
@@ -109,25 +111,30 @@ const writeTag = (no, wire) => {
 };
 /** The runtime's exports the generated code uses (src/fastcodec/runtime.ts). */
 const RUNTIME = [
-  "SLOW",
-  "fallbacks",
+  "RECURSION_LIMIT",
   "Writer",
   "Reader",
   "asBuffer",
   "bool",
   "bytes",
+  "decodeError",
+  "encodeError",
+  "ended",
   "int32",
   "int32Size",
   "msg",
   "num",
   "readStruct",
+  "setOwn",
   "sizeStruct",
   "str",
+  "tooDeep",
   "uint32",
   "unknownSize",
   "utf8Size",
   "varintSize",
   "writeStruct",
+  "wrongWireType",
 ];
 const ident = (desc) => desc.typeName.replace(/\./g, "_");
 
@@ -182,6 +189,9 @@ function closure(roots) {
 const scalarInfo = (field) =>
   field.fieldKind === "enum" || field.listKind === "enum" || field.mapKind === "enum" ? ENUM : SCALARS[field.scalar];
 
+/** The checked value of a field: the runtime's check for its type, told the field's name. */
+const check = (info, expr, field) => `${info.check}(${expr}, ${JSON.stringify(field.localName)})`;
+
 // ---- size pass -------------------------------------------------------------------------------
 
 /** Lines adding the size of value `v` of a singular scalar (tag included) to n. */
@@ -213,17 +223,17 @@ function fieldSize(field) {
     const ts = varintLen(tagOf(field.number, info.wire));
     if (field.oneof) {
       out.push(`if (m.${field.oneof.localName}?.case === ${JSON.stringify(L)}) {`);
-      out.push(`  const v = ${info.check}(m.${field.oneof.localName}.value);`);
+      out.push(`  const v = ${check(info, `m.${field.oneof.localName}.value`, field)};`);
       out.push(...sizeScalar(info, ts, "v").map((l) => `  ${l}`));
       out.push("}");
     } else if (field.presence === 1 /* explicit presence */) {
-      out.push(`if (m.${L} !== undefined) {`);
-      out.push(`  const v = ${info.check}(m.${L});`);
+      out.push(`if (m.${L} != null) {`);
+      out.push(`  const v = ${check(info, `m.${L}`, field)};`);
       out.push(...sizeScalar(info, ts, "v").map((l) => `  ${l}`));
       out.push("}");
     } else {
-      out.push(`if (m.${L} !== undefined) {`);
-      out.push(`  const v = ${info.check}(m.${L});`);
+      out.push(`if (m.${L} != null) {`);
+      out.push(`  const v = ${check(info, `m.${L}`, field)};`);
       out.push(`  if (!(${info.zero("v")})) ${sizeScalar(info, ts, "v").join(" ")}`);
       out.push("}");
     }
@@ -231,48 +241,52 @@ function fieldSize(field) {
     const ts = varintLen(tagOf(field.number, 2));
     if (field.oneof) {
       out.push(
-        `if (m.${field.oneof.localName}?.case === ${JSON.stringify(L)}) ${sizeMessage(field.message, ts, `msg(m.${field.oneof.localName}.value)`)}`,
+        `if (m.${field.oneof.localName}?.case === ${JSON.stringify(L)}) ${sizeMessage(field.message, ts, `msg(m.${field.oneof.localName}.value, ${JSON.stringify(L)})`)}`,
       );
     } else {
-      out.push(`if (m.${L} !== undefined) ${sizeMessage(field.message, ts, `m.${L}`)}`);
+      out.push(`if (m.${L} != null) ${sizeMessage(field.message, ts, `m.${L}`)}`);
     }
   } else if (field.fieldKind === "list") {
-    out.push(`if (m.${L} !== undefined) {`);
+    out.push(`if (m.${L} != null) {`);
     out.push(`  const v = m.${L};`);
     if (field.listKind === "message") {
       const ts = varintLen(tagOf(field.number, 2));
-      out.push(`  for (let i = 0; i < v.length; i++) ${sizeMessage(field.message, ts, "msg(v[i])")}`);
+      out.push(
+        `  for (let i = 0; i < v.length; i++) ${sizeMessage(field.message, ts, `msg(v[i], ${JSON.stringify(L)})`)}`,
+      );
     } else {
       const info = scalarInfo(field);
       if (field.packed && info.wire !== 2) {
         const ts = varintLen(tagOf(field.number, 2));
         out.push("  if (v.length > 0) {");
         out.push("    let p = 0;");
-        out.push(`    for (let i = 0; i < v.length; i++) p += ${info.size(`${info.check}(v[i])`)};`);
+        out.push(`    for (let i = 0; i < v.length; i++) p += ${info.size(check(info, "v[i]", field))};`);
         out.push(`    s.push(p); n += ${ts} + varintSize(p) + p;`);
         out.push("  }");
       } else {
         const ts = varintLen(tagOf(field.number, info.wire));
         out.push(
-          `  for (let i = 0; i < v.length; i++) { const e = ${info.check}(v[i]); ${sizeScalar(info, ts, "e").join(" ")} }`,
+          `  for (let i = 0; i < v.length; i++) { const e = ${check(info, "v[i]", field)}; ${sizeScalar(info, ts, "e").join(" ")} }`,
         );
       }
     }
     out.push("}");
   } else if (field.fieldKind === "map") {
     const ts = varintLen(tagOf(field.number, 2));
-    out.push(`if (m.${L} !== undefined) {`);
+    out.push(`if (m.${L} != null) {`);
     out.push(`  const v = m.${L};`);
     out.push("  for (const key of Object.keys(v)) {");
     out.push("    const kk = utf8Size(key);");
     if (field.mapKind === "message") {
       const fn = `size_${ident(field.message)}`;
-      out.push(`    const at = s.length; s.push(0, kk, 0); const vk = ${fn}(msg(v[key]), s); s[at + 2] = vk;`);
+      out.push(
+        `    const at = s.length; s.push(0, kk, 0); const vk = ${fn}(msg(v[key], ${JSON.stringify(L)}), s); s[at + 2] = vk;`,
+      );
       out.push("    const entry = 1 + varintSize(kk) + kk + 1 + varintSize(vk) + vk; s[at] = entry;");
     } else {
       const info = scalarInfo(field);
       const vs = varintLen(tagOf(2, info.wire));
-      out.push(`    const e = ${info.check}(v[key]);`);
+      out.push(`    const e = ${check(info, "v[key]", field)};`);
       if (info.check === "str") {
         out.push("    const vk = utf8Size(e); const at = s.length; s.push(0, kk, vk);");
         out.push(`    const entry = 1 + varintSize(kk) + kk + ${vs} + varintSize(vk) + vk; s[at] = entry;`);
@@ -300,24 +314,26 @@ function fieldWrite(field) {
       const o = `m.${field.oneof.localName}`;
       out.push(`if (${o}?.case === ${JSON.stringify(L)}) { ${tag} ${writeScalarValue(info, `${o}.value`)} }`);
     } else if (field.presence === 1) {
-      out.push(`if (m.${L} !== undefined) { ${tag} ${writeScalarValue(info, `m.${L}`)} }`);
+      out.push(`if (m.${L} != null) { ${tag} ${writeScalarValue(info, `m.${L}`)} }`);
     } else {
-      out.push(`if (m.${L} !== undefined && !(${info.zero(`m.${L}`)})) { ${tag} ${writeScalarValue(info, `m.${L}`)} }`);
+      out.push(`if (m.${L} != null && !(${info.zero(`m.${L}`)})) { ${tag} ${writeScalarValue(info, `m.${L}`)} }`);
     }
   } else if (field.fieldKind === "message") {
     const tag = writeTag(field.number, 2);
     if (field.oneof) {
       const o = `m.${field.oneof.localName}`;
-      out.push(`if (${o}?.case === ${JSON.stringify(L)}) { ${tag} ${writeMessageValue(field.message, `${o}.value`)} }`);
+      out.push(
+        `if (${o}?.case === ${JSON.stringify(L)}) { ${tag} ${writeMessageValue(field.message, `msg(${o}.value, "")`)} }`,
+      );
     } else {
-      out.push(`if (m.${L} !== undefined) { ${tag} ${writeMessageValue(field.message, `m.${L}`)} }`);
+      out.push(`if (m.${L} != null) { ${tag} ${writeMessageValue(field.message, `m.${L}`)} }`);
     }
   } else if (field.fieldKind === "list") {
-    out.push(`if (m.${L} !== undefined) {`);
+    out.push(`if (m.${L} != null) {`);
     out.push(`  const v = m.${L};`);
     if (field.listKind === "message") {
       out.push(
-        `  for (let i = 0; i < v.length; i++) { ${writeTag(field.number, 2)} ${writeMessageValue(field.message, "v[i]")} }`,
+        `  for (let i = 0; i < v.length; i++) { ${writeTag(field.number, 2)} ${writeMessageValue(field.message, 'msg(v[i], "")')} }`,
       );
     } else {
       const info = scalarInfo(field);
@@ -333,13 +349,13 @@ function fieldWrite(field) {
     }
     out.push("}");
   } else if (field.fieldKind === "map") {
-    out.push(`if (m.${L} !== undefined) {`);
+    out.push(`if (m.${L} != null) {`);
     out.push(`  const v = m.${L};`);
     out.push("  for (const key of Object.keys(v)) {");
     out.push(`    ${writeTag(field.number, 2)} w.varint(w.size());`);
     out.push("    w.byte(10); w.string(key, w.size());");
     if (field.mapKind === "message") {
-      out.push(`    w.byte(18); ${writeMessageValue(field.message, "v[key]")}`);
+      out.push(`    w.byte(18); ${writeMessageValue(field.message, 'msg(v[key], "")')}`);
     } else {
       const info = scalarInfo(field);
       out.push(`    ${writeTag(2, info.wire)} ${writeScalarValue(info, "v[key]")}`);
@@ -378,10 +394,12 @@ function defaultOf(field) {
 const isBytes = (field) => field.fieldKind === "scalar" && field.scalar === ScalarType.BYTES;
 
 function readMessageExpr(desc, end, into) {
-  return desc.typeName === STRUCT ? `readStruct(r, ${end}, ${into})` : `read_${ident(desc)}(r, ${end}, ${into})`;
+  return desc.typeName === STRUCT
+    ? `readStruct(r, ${end}, ${into}, depth + 1)`
+    : `read_${ident(desc)}(r, ${end}, ${into}, depth + 1)`;
 }
 
-/** `case <tag>:` blocks for one field. */
+/** `case <tag>:` blocks for one field: its wire type, and wire type 2 for a packed list. */
 function fieldRead(field) {
   const L = field.localName;
   const out = [];
@@ -404,8 +422,7 @@ function fieldRead(field) {
     else {
       const info = scalarInfo(field);
       cs(info.wire, `m.${L}.push(${info.read});`);
-      if (info.wire !== 2)
-        cs(2, `const e = r.len(); while (r.pos < e) m.${L}.push(${info.read}); if (r.pos !== e) throw SLOW;`);
+      if (info.wire !== 2) cs(2, `const e = r.len(); while (r.pos < e) m.${L}.push(${info.read}); ended(r, e);`);
     }
   } else if (field.fieldKind === "map") {
     let value;
@@ -413,8 +430,9 @@ function fieldRead(field) {
     let vtag;
     if (field.mapKind === "message") {
       vtag = tagOf(2, 2);
+      // A value read twice within one entry is merged, as any singular message field.
       value = `{ const ve = r.len(); val = ${readMessageExpr(field.message, "ve", "val")}; }`;
-      dflt = `${readMessageExpr(field.message, "r.pos", "undefined")}`;
+      dflt = `read_${ident(field.message)}(r, r.pos, undefined, depth + 1)`;
     } else {
       const info = scalarInfo(field);
       vtag = tagOf(2, info.wire);
@@ -432,15 +450,14 @@ function fieldRead(field) {
         'let key = "";',
         "let val;",
         "while (r.pos < e) {",
-        "  const t = r.varint();",
+        "  const t = r.tag();",
         "  if (t === 10) key = r.string();",
         `  else if (t === ${vtag}) ${value}`,
-        // protobuf-es skips other fields of an entry; rare enough to leave to it.
-        "  else throw SLOW;",
+        // Other fields of an entry are skipped, as protobuf-es skips them.
+        "  else { if (t >>> 3 === 1 || t >>> 3 === 2) wrongWireType(t); r.skip(t, e, depth); }",
         "}",
-        // A "__proto__" key would set the record's prototype: protobuf-es sets it as an own property.
-        'if (r.pos !== e || key === "__proto__") throw SLOW;',
-        `m.${L}[key] = val === undefined ? ${dflt} : val;`,
+        "ended(r, e);",
+        `setOwn(m.${L}, key, val === undefined ? ${dflt} : val);`,
       ].join(" "),
     );
   }
@@ -456,12 +473,9 @@ function generateMessage(f, desc) {
   f.print(`// ${desc.typeName}`);
   if (why.length > 0) {
     const reasons = why.map(([field, w]) => `${field.name}: ${w}`).join("; ");
-    f.print(`// Always protobuf-es (${reasons}).`);
-    f.print(`function size_${id}(_m: any, _s: number[]): number { throw SLOW; }`);
-    f.print(`function write_${id}(_w: Writer, _m: any): void { throw SLOW; }`);
-    f.print(`function read_${id}(_r: Reader, _end: number, _into: any): any { throw SLOW; }`);
-    f.print();
-    return false;
+    throw new Error(
+      `protoc-gen-fastcodec: ${desc.typeName} has a field type without direct code (${reasons}): add it to the generator and its runtime`,
+    );
   }
   f.print(`function size_${id}(m: any, s: number[]): number {`);
   f.print("  let n = 0;");
@@ -486,24 +500,25 @@ function generateMessage(f, desc) {
   // Oneofs start undefined, so that a set one costs one object, not two; an unset one gets its
   // { case: undefined } at the end.
   for (const oneof of desc.oneofs) init.push(`${oneof.localName}: undefined`);
-  const known = sorted.map((field) => `no === ${field.number}`).join(" || ");
-  f.print(`function read_${id}(r: Reader, end: number, into: any): any {`);
+  f.print(`function read_${id}(r: Reader, end: number, into: any, depth: number): any {`);
+  f.print("  if (depth > RECURSION_LIMIT) tooDeep();");
   f.print(`  const m = into ?? { ${init.join(", ")} };`);
   f.print("  while (r.pos < end) {");
-  f.print("    const t = r.varint();");
+  f.print("    const t = r.tag();");
   f.print("    switch (t) {");
   for (const field of sorted) for (const l of fieldRead(field)) f.print(`      ${l}`);
   f.print("      default: {");
-  if (known) {
+  if (sorted.length > 0) {
+    const known = sorted.map((field) => `no === ${field.number}`).join(" || ");
     f.print("        const no = t >>> 3;");
-    f.print("        // A known field with another wire type: protobuf-es decides what it means.");
-    f.print(`        if (${known}) throw SLOW;`);
+    f.print("        // A known field with another wire type: refused (see the runtime).");
+    f.print(`        if (${known}) wrongWireType(t);`);
   }
-  f.print("        r.unknown(m, t);");
+  f.print("        r.unknown(m, t, end, depth);");
   f.print("      }");
   f.print("    }");
   f.print("  }");
-  f.print("  if (r.pos !== end) throw SLOW;");
+  f.print("  ended(r, end);");
   for (const oneof of desc.oneofs)
     f.print(`  if (m.${oneof.localName} === undefined) m.${oneof.localName} = { case: undefined };`);
   for (const field of desc.fields)
@@ -515,8 +530,47 @@ function generateMessage(f, desc) {
   return true;
 }
 
+/** The encode and decode functions of a root message; exported under the message's name when `exported`. */
+function generateCodec(f, r, exported) {
+  const id = ident(r);
+  const Schema = f.importSchema(r, true);
+  const Shape = f.importShape(r);
+  const encode = exported ? f.export("function", `encode${r.name}`) : `function encode_${id}`;
+  const decode = exported ? f.export("function", `decode${r.name}`) : `function decode_${id}`;
+  f.print(`/** Encodes a ${r.typeName} (a message or a plain init object) as protobuf-es's toBinary would. */`);
+  f.print(encode, "(m: ", f.import("MessageInitShape", "@bufbuild/protobuf", true), "<typeof ", Schema, ">): Buffer {");
+  f.print("  try {");
+  f.print("    const s: number[] = [];");
+  f.print(`    const n = size_${id}(m, s);`);
+  f.print("    const w = new Writer(Buffer.allocUnsafe(n), s);");
+  f.print(`    write_${id}(w, m);`);
+  f.print("    return w.buf;");
+  f.print("  } catch (error) {");
+  f.print(`    throw encodeError(${JSON.stringify(r.typeName)}, error);`);
+  f.print("  }");
+  f.print("}");
+  f.print();
+  f.print(
+    `/** Decodes a ${r.typeName} as protobuf-es's fromBinary would, unknown fields kept; throws a CodecError on bytes that are none. */`,
+  );
+  f.print(decode, "(bytes: Uint8Array): ", Shape, " {");
+  f.print("  const buf = asBuffer(bytes);");
+  f.print("  try {");
+  f.print(`    return read_${id}(new Reader(buf, 0, buf.length), buf.length, undefined, 1);`);
+  f.print("  } catch (error) {");
+  f.print(`    throw decodeError(${JSON.stringify(r.typeName)}, error);`);
+  f.print("  }");
+  f.print("}");
+  f.print();
+  return {
+    typeName: r.typeName,
+    encode: exported ? `encode${r.name}` : `encode_${id}`,
+    decode: exported ? `decode${r.name}` : `decode_${id}`,
+  };
+}
+
 function generateTs(schema) {
-  const { roots, runtime } = schema.options;
+  const { roots, runtime, services } = schema.options;
   if (!runtime)
     throw new Error(
       "protoc-gen-fastcodec: option 'runtime' is missing: set runtime=<import path of runtime.js> in buf.gen.yaml",
@@ -524,80 +578,61 @@ function generateTs(schema) {
   const wanted = new Set(roots);
   const found = new Set();
   for (const file of schema.files) {
-    const fileRoots = file.messages.filter((m) => wanted.has(m.typeName));
-    if (fileRoots.length === 0) continue;
-    for (const r of fileRoots) found.add(r.typeName);
+    const fileServices = services ? file.services : [];
+    const fileRoots = new Map();
+    for (const m of file.messages) if (wanted.has(m.typeName)) fileRoots.set(m.typeName, m);
+    for (const s of fileServices)
+      for (const method of s.methods) for (const m of [method.input, method.output]) fileRoots.set(m.typeName, m);
+    if (fileRoots.size === 0) continue;
+    for (const r of fileRoots.keys()) found.add(r);
     const f = schema.generateFile(`${file.name}_fast.ts`);
     f.preamble(file);
-    f.print("// Direct encoders and decoders for this file's hot messages; see scripts/protoc-gen-fastcodec.mjs.");
+    f.print("// The codecs of this file's services' messages, and the services as our RPC layer calls them,");
+    f.print("// with no protobuf-es at run time; see scripts/protoc-gen-fastcodec.mjs.");
     f.print();
     // The generated bodies name the runtime's exports as they are: one plain import of them all.
     const from = posix.relative(posix.dirname(file.name), posix.normalize(runtime));
-    f.print(`import { ${RUNTIME.join(", ")} } from "${from.startsWith(".") ? from : `./${from}`}";`);
-    f.print();
-    const slow = [];
-    for (const desc of closure(fileRoots)) if (!generateMessage(f, desc)) slow.push(desc.typeName);
-    f.print("/** Messages of this file's hot set that always take protobuf-es (a field type without direct code). */");
-    f.print(f.export("const", "slowMessages"), ": readonly string[] = ", JSON.stringify(slow), ";");
-    f.print();
-    const codecs = [];
-    for (const r of fileRoots) {
-      const name = r.name;
-      const Schema = f.importSchema(r);
-      const Shape = f.importShape(r);
-      const id = ident(r);
-      f.print(`/** Encodes a ${r.typeName} as protobuf-es's toBinary would, unknown fields included. */`);
+    const runtimePath = from.startsWith(".") ? from : `./${from}`;
+    f.print(`import { ${RUNTIME.join(", ")} } from "${runtimePath}";`);
+    if (fileServices.length > 0)
       f.print(
-        f.export("function", `encode${name}`),
-        "(m: ",
-        f.import("MessageInitShape", "@bufbuild/protobuf", true),
-        "<typeof ",
-        Schema,
-        ">): Buffer {",
+        `import { type Method, type Service, service } from "${posix.join(posix.dirname(runtimePath), "service.js")}";`,
       );
-      f.print("  try {");
-      f.print("    const s: number[] = [];");
-      f.print(`    const n = size_${id}(m, s);`);
-      f.print("    const w = new Writer(Buffer.allocUnsafe(n), s);");
-      f.print(`    write_${id}(w, m);`);
-      f.print("    return w.buf;");
-      f.print("  } catch (error) {");
-      f.print("    if (error !== SLOW) throw error;");
-      f.print(
-        "    const bytes = ",
-        f.import("toBinary", "@bufbuild/protobuf"),
-        "(",
-        Schema,
-        ", ",
-        f.import("create", "@bufbuild/protobuf"),
-        "(",
-        Schema,
-        ", m));",
-      );
-      f.print("    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);");
-      f.print("  }");
-      f.print("}");
+    f.print();
+    for (const desc of closure([...fileRoots.values()])) generateMessage(f, desc);
+    const codecs = new Map();
+    for (const r of fileRoots.values()) codecs.set(r.typeName, generateCodec(f, r, r.file === file));
+    for (const s of fileServices) {
+      f.print(`/** ${s.typeName}: its methods, each with the codecs of its messages. */`);
+      f.print(f.export("const", s.name), ": Service<{");
+      for (const method of s.methods)
+        f.print(
+          `  ${method.localName}: Method<${JSON.stringify(method.methodKind)}, typeof `,
+          f.importSchema(method.input, true),
+          ", typeof ",
+          f.importSchema(method.output, true),
+          ">;",
+        );
+      f.print(`}> = /*@__PURE__*/ service(${JSON.stringify(s.typeName)}, [`);
+      for (const method of s.methods) {
+        const i = codecs.get(method.input.typeName);
+        const o = codecs.get(method.output.typeName);
+        f.print(
+          `  [${JSON.stringify(method.name)}, ${JSON.stringify(method.localName)}, ${JSON.stringify(method.methodKind)}, `,
+          `{ typeName: ${JSON.stringify(i.typeName)}, encode: ${i.encode}, decode: ${i.decode} }, `,
+          `{ typeName: ${JSON.stringify(o.typeName)}, encode: ${o.encode}, decode: ${o.decode} }],`,
+        );
+      }
+      f.print("]);");
       f.print();
-      f.print(`/** Decodes a ${r.typeName} as protobuf-es's fromBinary would, unknown fields kept. */`);
-      f.print(f.export("function", `decode${name}`), "(bytes: Uint8Array): ", Shape, " {");
-      f.print("  const buf = asBuffer(bytes);");
-      f.print("  try {");
-      f.print(`    return read_${id}(new Reader(buf, 0, buf.length), buf.length, undefined);`);
-      f.print("  } catch (error) {");
-      f.print("    if (error !== SLOW) throw error;");
-      f.print("    fallbacks.decode++;");
-      f.print("    return ", f.import("fromBinary", "@bufbuild/protobuf"), "(", Schema, ", bytes);");
-      f.print("  }");
-      f.print("}");
-      f.print();
-      codecs.push(`{ typeName: ${JSON.stringify(r.typeName)}, encode: encode${name}, decode: decode${name} }`);
     }
     f.print("/** This file's codecs, by the type name of their message. */");
     f.print(
       f.export("const", "fastCodecs"),
       ": readonly { typeName: string; encode: (m: never) => Buffer; decode: (bytes: Uint8Array) => unknown }[] = [",
     );
-    for (const c of codecs) f.print(`  ${c},`);
+    for (const c of codecs.values())
+      f.print(`  { typeName: ${JSON.stringify(c.typeName)}, encode: ${c.encode}, decode: ${c.decode} },`);
     f.print("];");
   }
   const missing = [...wanted].filter((r) => !found.has(r));
@@ -611,11 +646,12 @@ const plugin = createEcmaScriptPlugin({
   name: "protoc-gen-fastcodec",
   version: "v1",
   parseOptions(raw) {
-    const options = { roots: [], runtime: "" };
+    const options = { roots: [], runtime: "", services: false };
     for (const { key, value } of raw) {
       if (key === "root") options.roots.push(value);
       else if (key === "runtime") options.runtime = value;
-      else throw new Error(`protoc-gen-fastcodec: unknown option "${key}": use root= or runtime=`);
+      else if (key === "services") options.services = value !== "false";
+      else throw new Error(`protoc-gen-fastcodec: unknown option "${key}": use root=, runtime= or services`);
     }
     return options;
   },

@@ -1,47 +1,37 @@
 /**
- * The encoder and decoder of every message of our contracts. The hot messages (the handler
- * stream's events and answers, the kv calls that carry values) have direct codecs generated from
- * proto/ by scripts/protoc-gen-fastcodec.mjs (the root= options of proto/buf.gen.yaml choose
- * them); every other message goes through protobuf-es. Both produce the bytes protobuf-es does.
+ * The codec of every message of our contracts by its type name, for code that holds a message type
+ * rather than a method (tests, tools). The RPC layer takes each method's codecs from the method
+ * itself (src/fastcodec/service.ts), so a bundle carries only the services it uses. Every codec is
+ * generated from proto/ by scripts/protoc-gen-fastcodec.mjs and writes the bytes protobuf-es does.
  */
-import {
-  create,
-  type DescMessage,
-  fromBinary,
-  type MessageInitShape,
-  type MessageShape,
-  toBinary,
-} from "@bufbuild/protobuf";
-import { fastCodecs as kvCodecs } from "./gen/nitric/proto/kvstore/v1/kvstore_fast.js";
-import { fastCodecs as websocketCodecs } from "./gen/nitric/proto/websockets/v1/websockets_fast.js";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import { fastCodecs as health } from "./gen/grpc/health/v1/health_fast.js";
+import { fastCodecs as kvstore } from "./gen/nitric/proto/kvstore/v1/kvstore_fast.js";
+import { fastCodecs as resources } from "./gen/nitric/proto/resources/v1/resources_fast.js";
+import { fastCodecs as websockets } from "./gen/nitric/proto/websockets/v1/websockets_fast.js";
+import { fastCodecs as rooms } from "./gen/nitriclike/rooms/v1/rooms_fast.js";
+import { fastCodecs as authorize } from "./gen/nitriclike/websockets/v1/authorize_fast.js";
+import { fastCodecs as connections } from "./gen/nitriclike/websockets/v1/connections_fast.js";
+
+export { CodecError } from "./fastcodec/runtime.js";
+export type { MessageCodec, Method, MethodKind, Service } from "./fastcodec/service.js";
 
 /** A message type's encoder and decoder. */
 export interface Codec<D extends DescMessage> {
   /** Encodes a message or a plain init object of it. */
   encode(value: MessageInitShape<D>): Uint8Array;
-  /** Decodes; throws on bytes that are not a message of this type. */
+  /** Decodes; throws a CodecError on bytes that are not a message of this type. */
   decode(bytes: Uint8Array): MessageShape<D>;
 }
 
-const FAST = new Map<string, { encode: (value: never) => Uint8Array; decode: (bytes: Uint8Array) => unknown }>();
-for (const codec of [...websocketCodecs, ...kvCodecs]) FAST.set(codec.typeName, codec);
+const codecs = new Map<string, Codec<DescMessage>>();
+for (const codec of [...health, ...kvstore, ...resources, ...websockets, ...rooms, ...authorize, ...connections])
+  if (!codecs.has(codec.typeName)) codecs.set(codec.typeName, codec as unknown as Codec<DescMessage>);
 
-const made = new Map<string, Codec<DescMessage>>();
-
-/** The codec of `schema`, made once per type. */
-export function codecOf<D extends DescMessage>(schema: D): Codec<D> {
-  let codec = made.get(schema.typeName);
-  if (!codec) {
-    const fast = FAST.get(schema.typeName);
-    codec = fast
-      ? { encode: fast.encode as (value: unknown) => Uint8Array, decode: fast.decode as (bytes: Uint8Array) => never }
-      : {
-          // create() returns its argument unchanged when it already is a message of this type, so
-          // callers may pass plain init objects.
-          encode: (value) => toBinary(schema, create(schema, value as never)),
-          decode: (bytes) => fromBinary(schema, bytes) as never,
-        };
-    made.set(schema.typeName, codec);
-  }
+/** The codec of a message type (a protobuf-es schema, or anything with its type name). */
+export function codecOf<D extends DescMessage>(type: D | { readonly typeName: string }): Codec<D> {
+  const codec = codecs.get(type.typeName);
+  if (!codec)
+    throw new Error(`no codec for ${type.typeName}: only messages that a service of proto/ sends or receives have one`);
   return codec as unknown as Codec<D>;
 }

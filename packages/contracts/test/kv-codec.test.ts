@@ -59,7 +59,7 @@ describe("kv codecs", () => {
     );
   });
 
-  it("leave to protobuf-es what they do not expect: unknown and repeated fields, nothing at all", () => {
+  it("read unknown and repeated fields, and nothing at all, as protobuf-es does", () => {
     fc.assert(
       fc.property(fc.record({ store: text, key: text }), json, (r, c) => {
         const res = bytes(

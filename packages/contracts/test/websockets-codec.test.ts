@@ -201,11 +201,14 @@ describe("ServerMessage (events)", () => {
     }
   });
 
-  it("leaves unknown fields and malformed bytes to protobuf-es (which keeps or rejects them)", () => {
+  it("keeps unknown fields as protobuf-es does, and refuses malformed bytes as it does", () => {
     const m = slowServer(serverMessage());
     const withUnknown = Buffer.concat([m, Buffer.from([0xa8, 0x1f, 0x05])]); // field 501, varint 5
     expect(decodeServerMessage(withUnknown)).toEqual(fromBinary(ServerMessageSchema, withUnknown));
-    expect(() => decodeServerMessage(Buffer.from([0x0a, 0x05, 0x61]))).toThrow();
+    expect(() => decodeServerMessage(Buffer.from([0x0a, 0x05, 0x61]))).toThrow(
+      "cannot decode nitric.proto.websockets.v1.ServerMessage: the input ends inside a field",
+    );
+    expect(() => fromBinary(ServerMessageSchema, Buffer.from([0x0a, 0x05, 0x61]))).toThrow();
   });
 });
 
@@ -223,7 +226,8 @@ describe("ClientMessage (answers)", () => {
     }
   });
 
-  it("leaves malformed bytes to protobuf-es, which rejects them", () => {
-    expect(() => decodeClientMessage(Buffer.from([0x1a, 0x09, 0x52]))).toThrow();
+  it("refuses malformed bytes, as protobuf-es does", () => {
+    expect(() => decodeClientMessage(Buffer.from([0x1a, 0x09, 0x52]))).toThrow("the input ends inside a field");
+    expect(() => fromBinary(ClientMessageSchema, Buffer.from([0x1a, 0x09, 0x52]))).toThrow();
   });
 });

@@ -4,8 +4,7 @@
  * errors a caller sees (RpcError, with the status the server or the transport ended the call with).
  */
 import { EventEmitter } from "node:events";
-import type { DescMethod } from "@bufbuild/protobuf";
-import { type Codec, codecOf } from "@nitric-like/contracts/codec";
+import type { MessageCodec, Method } from "@nitric-like/contracts/codec";
 import { type InInit, methodPath, type Out } from "./router.js";
 import { Code, RpcError } from "./status.js";
 import type { Transport, WireCall, WireEvents } from "./wire.js";
@@ -16,9 +15,9 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
-type Unary = DescMethod & { methodKind: "unary" };
-type ServerStreaming = DescMethod & { methodKind: "server_streaming" };
-type Bidi = DescMethod & { methodKind: "bidi_streaming" };
+type Unary = Method<"unary">;
+type ServerStreaming = Method<"server_streaming">;
+type Bidi = Method<"bidi_streaming">;
 
 /** A bidirectional call as a client drives it. Events: "data", "error", "end", "status". */
 export interface DuplexCall<I, O> {
@@ -35,14 +34,14 @@ export interface DuplexCall<I, O> {
 /** What a method needs at every call, made once per method. */
 interface MethodInfo {
   path: string;
-  input: Codec<DescMethod["input"]>;
-  output: Codec<DescMethod["output"]>;
+  input: MessageCodec;
+  output: MessageCodec;
 }
-const infos = new WeakMap<DescMethod, MethodInfo>();
-function info(method: DescMethod): MethodInfo {
+const infos = new WeakMap<Method, MethodInfo>();
+function info(method: Method): MethodInfo {
   let found = infos.get(method);
   if (!found) {
-    found = { path: methodPath(method), input: codecOf(method.input), output: codecOf(method.output) };
+    found = { path: methodPath(method), input: method.input, output: method.output };
     infos.set(method, found);
   }
   return found;
@@ -123,7 +122,7 @@ class PendingUnary implements WireEvents {
   constructor(
     private readonly resolve: (value: unknown) => void,
     private readonly reject: (error: RpcError) => void,
-    private readonly output: Codec<DescMethod["output"]>,
+    private readonly output: MessageCodec,
   ) {}
 
   settle(error: RpcError | undefined, value?: unknown): void {

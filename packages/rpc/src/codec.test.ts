@@ -1,14 +1,19 @@
-// codecOf, which the router and the client encode and decode every message with: the generated
-// fast codec for a hot message type, protobuf-es for the others, and the same bytes either way.
+// codecOf: the generated codec of every message a service of proto/ sends or receives (the same
+// object as the codec its methods carry, which the router and the client use), protobuf-es's bytes.
 import { create, type DescMessage, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { codecOf } from "@nitric-like/contracts/codec";
-import { HealthCheckRequestSchema } from "@nitric-like/contracts/health";
+import { CodecError, codecOf } from "@nitric-like/contracts/codec";
+import { Health, HealthCheckRequestSchema } from "@nitric-like/contracts/health";
 import {
   KvStoreGetValueRequestSchema,
   KvStoreScanKeysRequestSchema,
   KvStoreSetValueRequestSchema,
 } from "@nitric-like/contracts/kvstore";
-import { ResourceDeclareRequestSchema, ResourceType } from "@nitric-like/contracts/resources";
+import {
+  PolicyResourceSchema,
+  ResourceDeclareRequestSchema,
+  Resources,
+  ResourceType,
+} from "@nitric-like/contracts/resources";
 import { ClientMessageSchema, ServerMessageSchema } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 
@@ -84,7 +89,7 @@ describe("codecOf", () => {
     }
   });
 
-  it("gives every other message type protobuf-es, round-tripping", () => {
+  it("gives every other message of a service a generated codec too, and the one its method carries", () => {
     const other: [DescMessage, unknown][] = [
       [HealthCheckRequestSchema, { service: "kv" }],
       [KvStoreScanKeysRequestSchema, { store: { name: "store" }, prefix: "a/" }],
@@ -92,8 +97,16 @@ describe("codecOf", () => {
     ];
     for (const [schema, init] of other) {
       const bytes = roundTrip(schema, init as MessageInitShape<DescMessage>);
-      expect(Buffer.isBuffer(bytes), schema.typeName).toBe(false);
+      expect(Buffer.isBuffer(bytes), schema.typeName).toBe(true);
     }
+    expect(codecOf(HealthCheckRequestSchema).encode).toBe(Health.method.check.input.encode);
+    expect(codecOf(ResourceDeclareRequestSchema).decode).toBe(Resources.method.declare.input.decode);
+  });
+
+  it("has none for a message no service sends or receives, and says so", () => {
+    expect(() => codecOf(PolicyResourceSchema)).toThrow(
+      "no codec for nitric.proto.resources.v1.PolicyResource: only messages that a service of proto/ sends or receives have one",
+    );
   });
 
   it("makes one codec per type", () => {
@@ -101,8 +114,10 @@ describe("codecOf", () => {
     expect(codecOf(HealthCheckRequestSchema)).toBe(codecOf(HealthCheckRequestSchema));
   });
 
-  it("throws on bytes that are no message of the type, fast codec or not", () => {
-    expect(() => codecOf(ClientMessageSchema).decode(TRUNCATED)).toThrow();
-    expect(() => codecOf(HealthCheckRequestSchema).decode(TRUNCATED)).toThrow();
+  it("throws a CodecError that names the type on bytes that are no message of it", () => {
+    expect(() => codecOf(ClientMessageSchema).decode(TRUNCATED)).toThrow(
+      new CodecError("cannot decode nitric.proto.websockets.v1.ClientMessage: the input ends inside a field"),
+    );
+    expect(() => codecOf(HealthCheckRequestSchema).decode(TRUNCATED)).toThrow(CodecError);
   });
 });

@@ -11,9 +11,7 @@ import { PortServer } from "./port.js";
 import { Router } from "./router.js";
 
 const dist = (path: string) => pathToFileURL(fileURLToPath(new URL(`../dist/${path}`, import.meta.url))).href;
-const contracts = pathToFileURL(
-  fileURLToPath(new URL("../../contracts/dist/gen/grpc/health/v1/health_pb.js", import.meta.url)),
-).href;
+const contracts = pathToFileURL(fileURLToPath(new URL("../../contracts/dist/health.js", import.meta.url))).href;
 
 /** Fails a test whose process or thread hangs, well before the test's own timeout. */
 const HANG_MS = 15000;

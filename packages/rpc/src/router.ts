@@ -13,22 +13,21 @@
  * A handler throws, or answers with, an RpcError to choose the status; any other error ends the
  * call with UNKNOWN and its message. A request that does not decode never reaches a handler.
  */
-import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
-import type { GenService } from "@bufbuild/protobuf/codegenv2";
-import { codecOf } from "@nitric-like/contracts/codec";
+import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { MessageCodec, Method, Service } from "@nitric-like/contracts/codec";
 import { Code, statusOf } from "./status.js";
 import type { MethodKind, WireCall, WireEvents } from "./wire.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: generic over every generated service shape
-export type AnyService = GenService<any>;
+export type AnyService = Service<any>;
 
-export type In<M> = M extends { input: infer I extends DescMessage } ? MessageShape<I> : never;
-export type InInit<M> = M extends { input: infer I extends DescMessage } ? MessageInitShape<I> : never;
-export type Out<M> = M extends { output: infer O extends DescMessage } ? MessageShape<O> : never;
-export type OutInit<M> = M extends { output: infer O extends DescMessage } ? MessageInitShape<O> : never;
+export type In<M> = M extends { input: MessageCodec<infer I extends DescMessage> } ? MessageShape<I> : never;
+export type InInit<M> = M extends { input: MessageCodec<infer I extends DescMessage> } ? MessageInitShape<I> : never;
+export type Out<M> = M extends { output: MessageCodec<infer O extends DescMessage> } ? MessageShape<O> : never;
+export type OutInit<M> = M extends { output: MessageCodec<infer O extends DescMessage> } ? MessageInitShape<O> : never;
 
 /** The gRPC path of a method, `/<package>.<Service>/<Method>`: how every transport names it. */
-export function methodPath(method: DescMethod): string {
+export function methodPath(method: Method): string {
   return `/${method.parent.typeName}/${method.name}`;
 }
 
@@ -267,13 +266,13 @@ export class Router {
   /** Serves a generated service with `impl`. */
   service<S extends AnyService>(service: S, impl: ServiceImpl<S>): this {
     const handlers = impl as unknown as Record<string, (call: unknown, respond?: unknown) => void>;
-    for (const method of (service as DescService).methods) {
+    for (const method of service.methods) {
       const handler = handlers[method.localName];
       if (typeof handler !== "function") throw new Error(`${methodPath(method)}: the implementation has no handler`);
       const path = methodPath(method);
-      this.add(path, method.methodKind, method.input.typeName, codecOf(method.input), codecOf(method.output), handler);
+      this.add(path, method.methodKind, method.input.typeName, method.input, method.output, handler);
     }
-    this.services.add((service as DescService).typeName);
+    this.services.add(service.typeName);
     return this;
   }
 

@@ -3,7 +3,8 @@
 // reach the runtime in the function's thread through the transport the generated entry gives them
 // (@nitric/sdk through the grpc-js compat adapter), so no grpc-js is either, unless the service
 // itself uses it. Each kind of bundle is also loaded in a child process, out of reach of any
-// node_modules, to show its SDK registers its handlers through that transport.
+// node_modules, to show its SDK registers its handlers through that transport. Nor is protobuf-es:
+// the contracts' generated codecs and service descriptions are all a function runs with.
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,6 +27,21 @@ describe("a function's bundle", () => {
     expect(bundle.inputs.some((i) => /src[\\/]aws[\\/]management\.[jt]s$/.test(i))).toBe(true);
     // 940 KB while it had the SDK's clients.
     expect(bundle.bytes).toBeLessThan(600_000);
+  });
+
+  it("holds no protobuf-es, for our SDK or @nitric/sdk: the contracts' generated codecs are all that runs", async () => {
+    for (const [dir, service] of [
+      [chat, "chat"],
+      [echoNitric, "echo"],
+    ] as const) {
+      const bundle = await bundleOf(dir, service);
+      // esbuild reads protobuf-es's modules for their types' sake and leaves them out: its binary
+      // reader's own errors are the sign of it in a minified bundle.
+      const code = readFileSync(bundle.file, "utf8");
+      expect(code).not.toContain("premature EOF");
+      expect(code).not.toContain("invalid end group tag");
+      expect(code).toContain("the input ends inside a field");
+    }
   });
 
   it("gives our SDK the runtime's transport: no grpc-js, no compat adapter, its gRPC fallback left out", async () => {

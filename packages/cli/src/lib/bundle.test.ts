@@ -68,6 +68,12 @@ it("bundles our SDK with its dependencies and leaves the project's own packages 
   ).toBe(false);
   // No @nitric/sdk in it, so no compat adapter.
   expect(threaded).not.toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
+  // No protobuf-es in either: the contracts' generated codecs and services are all the SDK runs with.
+  for (const bundled of [code, threaded]) {
+    expect(bundled).not.toMatch(/@bufbuild[+\\/]protobuf/);
+    expect(bundled).not.toContain("premature EOF");
+    expect(bundled).toContain("function encodeWebsocketSendRequest(");
+  }
 });
 
 it("runs the thread bundle of our SDK's service in a worker calling its provider over the port it is given", async () => {

@@ -1,19 +1,43 @@
 /**
- * The runtime of the generated fast codecs (src/gen/**\/*_fast.ts, written by
+ * The runtime of the generated codecs (src/gen/**\/*_fast.ts, written by
  * scripts/protoc-gen-fastcodec.mjs from proto/): the protobuf wire format with no knowledge of any
- * message. Encoding is two passes: a size pass that records every string's UTF-8 length and every
+ * message. They are the only codecs of our contracts at run time: protobuf-es generates the types
+ * and serves as the tests' oracle, and is not loaded by a provider or a service (see codec.ts).
+ *
+ * Encoding is two passes: a size pass that records every string's UTF-8 length and every
  * sub-message's size in `sizes` (pre-order), then a write pass into one buffer of the exact size
- * that reads them back in the same order. The reader throws SLOW at anything unusual (a known
- * field with another wire type, a group, invalid UTF-8, a "__proto__" map key), and the generated
- * decoder then hands the bytes to protobuf-es, so errors and edge cases are exactly protobuf-es's.
+ * that reads them back in the same order.
+ *
+ * Decoding reads every valid encoding as protobuf-es does (non-minimal varints, packed and unpacked
+ * repeated fields, a message field split in parts, map entries with fields missing or extra, unknown
+ * fields of every wire type, groups included, kept as protobuf-es keeps them) and refuses what
+ * protobuf-es refuses (truncated input, invalid UTF-8 in a string, an illegal tag, nesting deeper
+ * than 100 messages). It is stricter than protobuf-es on two kinds of invalid input that
+ * protobuf-es reads anyway: a known field with another wire type (protobuf-es reads it as its
+ * declared type), and a field that runs past the end of the message that holds it.
  */
 import { isUtf8 } from "node:buffer";
 
-/** Thrown at anything the fast path does not handle: the caller uses protobuf-es instead. */
-export const SLOW = Symbol("slow");
+/** Bytes that are no message of the type, or a value that cannot be encoded as its field. */
+export class CodecError extends Error {
+  override readonly name = "CodecError";
+}
 
-/** How often the generated codecs handed a message to protobuf-es (tests check the fast path is taken). */
-export const fallbacks = { encode: 0, decode: 0 };
+const fail = (reason: string): never => {
+  throw new CodecError(reason);
+};
+
+/** How deep messages may nest in what is decoded, as protobuf-es's default recursion limit. */
+export const RECURSION_LIMIT = 100;
+
+/** The error of a failed encode: says which message; other errors pass unchanged. */
+export function encodeError(typeName: string, error: unknown): unknown {
+  return error instanceof CodecError ? new CodecError(`cannot encode ${typeName}: ${error.message}`) : error;
+}
+/** The error of a failed decode: says which message; other errors pass unchanged. */
+export function decodeError(typeName: string, error: unknown): unknown {
+  return error instanceof CodecError ? new CodecError(`cannot decode ${typeName}: ${error.message}`) : error;
+}
 
 /** An unknown field as protobuf-es keeps it: the bytes after the tag. */
 export interface Unknown {
@@ -37,29 +61,44 @@ export function utf8Size(s: string): number {
   return n;
 }
 
-/** The checks protobuf-es makes before it writes a value; a failing one leaves the write to it. */
-export function str(v: unknown): string {
-  if (typeof v !== "string") throw SLOW;
-  return v;
+const what = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "an array" : typeof v);
+const wrong = (field: string, expected: string, v: unknown): never =>
+  fail(`field ${field} must be ${expected}, not ${what(v)}`);
+
+/** The checks made before a value is written: the value of `field` as its type needs it. */
+export function str(v: unknown, field: string): string {
+  if (typeof v !== "string") wrong(field, "a string", v);
+  return v as string;
 }
-export function bytes(v: unknown): Uint8Array {
-  if (!(v instanceof Uint8Array)) throw SLOW;
-  return v;
+export function bytes(v: unknown, field: string): Uint8Array {
+  if (!(v instanceof Uint8Array)) wrong(field, "a Uint8Array", v);
+  return v as Uint8Array;
 }
-export function int32(v: unknown): number {
-  if (typeof v !== "number" || (v | 0) !== v) throw SLOW;
-  return v;
+export function int32(v: unknown, field: string): number {
+  if (typeof v !== "number" || (v | 0) !== v) wrong(field, "an int32 (an integer from -2^31 to 2^31 - 1)", v);
+  return v as number;
 }
-export function uint32(v: unknown): number {
-  if (typeof v !== "number" || v >>> 0 !== v) throw SLOW;
-  return v;
+export function uint32(v: unknown, field: string): number {
+  if (typeof v !== "number" || v >>> 0 !== v) wrong(field, "a uint32 (an integer from 0 to 2^32 - 1)", v);
+  return v as number;
 }
-export function num(v: unknown): number {
-  if (typeof v !== "number") throw SLOW;
-  return v;
+export function num(v: unknown, field: string): number {
+  if (typeof v !== "number") wrong(field, "a number", v);
+  return v as number;
 }
-export function bool(v: unknown): boolean {
-  if (typeof v !== "boolean") throw SLOW;
+export function bool(v: unknown, field: string): boolean {
+  if (typeof v !== "boolean") wrong(field, "a boolean", v);
+  return v as boolean;
+}
+
+const EMPTY = Object.freeze({});
+/**
+ * A sub-message to write. `undefined` (an unset oneof value, a hole in a list) is written as an
+ * empty message, as protobuf-es writes it.
+ */
+export function msg<T>(v: T | undefined, field: string): T {
+  if (v === undefined) return EMPTY as T;
+  if (typeof v !== "object" || v === null) wrong(field, "a message", v);
   return v;
 }
 
@@ -166,10 +205,18 @@ export class Writer {
   }
 }
 
-/** 2 ** (7 * i): the weight of a varint's i-th byte. */
-const SEVEN_BITS = [1, 2 ** 7, 2 ** 14, 2 ** 21, 2 ** 28];
 /** Strings up to this length are read in JavaScript when they are ASCII (see Reader.string). */
 const SHORT_READ = 8;
+
+const TRUNCATED = "the input ends inside a field";
+const OVERRUN = "a field runs past the end of the message that holds it";
+
+/** Sets `key` as an own property, "__proto__" included (an assignment would set the prototype). */
+export function setOwn(record: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__")
+    Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+  else record[key] = value;
+}
 
 export class Reader {
   pos: number;
@@ -180,9 +227,8 @@ export class Reader {
   ) {
     this.pos = start;
   }
-  /** A varint of up to 32 bits (tags, lengths, uint32). */
-  varint(): number {
-    // Tags and short lengths: one byte.
+  /** A tag: a varint of at most five bytes whose value fits 32 bits, as protobuf-es accepts. */
+  tag(): number {
     if (this.pos < this.end) {
       const first = this.buf[this.pos] as number;
       if (first < 0x80) {
@@ -190,17 +236,23 @@ export class Reader {
         return first;
       }
     }
-    let result = 0;
-    for (let i = 0; ; i++) {
-      if (this.pos >= this.end || i > 4) throw SLOW;
-      const b = this.buf[this.pos++] as number;
-      // A table, not 2 ** shift: that is a call to pow() for every byte past the first.
-      result += (b & 0x7f) * (SEVEN_BITS[i] as number);
-      if (b < 0x80) {
-        if (result > 0xffffffff) throw SLOW;
-        return result;
+    const start = this.pos;
+    const v = this.uint32();
+    const n = this.pos - start;
+    if (n > 5 || (n === 5 && (this.buf[this.pos - 1] as number) > 0x0f))
+      fail("illegal tag: its varint overflows 32 bits");
+    return v;
+  }
+  /** A length, or a uint32: the low 32 bits of a varint of up to ten bytes (protobuf-es's uint32()). */
+  varint(): number {
+    if (this.pos < this.end) {
+      const first = this.buf[this.pos] as number;
+      if (first < 0x80) {
+        this.pos++;
+        return first;
       }
     }
+    return this.uint32();
   }
   /** An int32 (or enum): a varint of up to ten bytes, of which the low 32 bits count. */
   int32(): number {
@@ -208,7 +260,7 @@ export class Reader {
     let pos = this.pos;
     let v = 0;
     for (let i = 0; i < 10; i++) {
-      if (pos >= end) throw SLOW;
+      if (pos >= end) fail(TRUNCATED);
       const b = buf[pos++] as number;
       if (i < 4) v |= (b & 0x7f) << (7 * i);
       else if (i === 4) v |= (b & 0x0f) << 28;
@@ -217,32 +269,33 @@ export class Reader {
         return v | 0;
       }
     }
-    throw SLOW;
+    return fail("a varint longer than ten bytes");
   }
   uint32(): number {
     return this.int32() >>> 0;
   }
-  /** A bool: a varint of up to ten bytes, true unless every bit is zero. */
+  /** A bool: a varint of up to ten bytes, true unless its low 64 bits are all zero. */
   bool(): boolean {
     const { buf, end } = this;
     let pos = this.pos;
     let any = 0;
     for (let i = 0; i < 10; i++) {
-      if (pos >= end) throw SLOW;
+      if (pos >= end) fail(TRUNCATED);
       const b = buf[pos++] as number;
-      any |= b & 0x7f;
+      // The tenth byte holds bit 63 only.
+      any |= i < 9 ? b & 0x7f : b & 0x01;
       if (b < 0x80) {
         this.pos = pos;
         return any !== 0;
       }
     }
-    throw SLOW;
+    return fail("a varint longer than ten bytes");
   }
   /** The end of a length-delimited field starting at pos. */
   len(): number {
     const n = this.varint();
     const end = this.pos + n;
-    if (end > this.end) throw SLOW;
+    if (end > this.end) fail(TRUNCATED);
     return end;
   }
   string(): string {
@@ -278,8 +331,8 @@ export class Reader {
         return buf.toString("latin1", pos, end);
       }
     }
-    // protobuf-es refuses invalid UTF-8 in proto3 strings: it says how.
-    if (!isUtf8(buf.subarray(pos, end))) throw SLOW;
+    // A proto3 string must be valid UTF-8: protobuf-es refuses it too.
+    if (!isUtf8(buf.subarray(pos, end))) fail("a string field holds invalid UTF-8");
     this.pos = end;
     return buf.toString("utf8", pos, end);
   }
@@ -293,7 +346,7 @@ export class Reader {
   }
   private fixed(n: number): number {
     const at = this.pos;
-    if (at + n > this.end) throw SLOW;
+    if (at + n > this.end) fail(TRUNCATED);
     this.pos = at + n;
     return at;
   }
@@ -309,26 +362,79 @@ export class Reader {
   sfixed32(): number {
     return this.buf.readInt32LE(this.fixed(4));
   }
-  /** Skips a field that the message does not know and keeps its bytes, like protobuf-es's $unknown. */
-  unknown(m: { $unknown?: Unknown[] }, tag: number): void {
+  /**
+   * Skips the value of a field of a message at nesting `depth`, after its tag, up to `end` (the
+   * message's end). A group's fields are skipped to its end tag, groups within groups included,
+   * as deep as protobuf-es allows (its recursion limit less the message's depth).
+   */
+  skip(tag: number, end: number, depth: number): void {
     const no = tag >>> 3;
     const wireType = tag & 7;
-    if (no === 0) throw SLOW;
-    const start = this.pos;
-    if (wireType === 0) {
-      for (let i = 0; ; i++) {
-        if (this.pos >= this.end || i >= 10) throw SLOW;
-        if ((this.buf[this.pos++] as number) < 0x80) break;
-      }
-    } else if (wireType === 1) this.fixed(8);
-    else if (wireType === 5) this.fixed(4);
-    else if (wireType === 2) this.pos = this.len();
-    // Groups (3, 4) and invalid wire types: protobuf-es.
-    else throw SLOW;
-    const data = this.buf.subarray(start, this.pos);
-    if (m.$unknown === undefined) m.$unknown = [{ no, wireType, data }];
-    else m.$unknown.push({ no, wireType, data });
+    if (no === 0) fail("illegal tag: field number 0");
+    switch (wireType) {
+      case 0:
+        for (let i = 0; ; i++) {
+          if (this.pos >= end) fail(this.pos >= this.end ? TRUNCATED : OVERRUN);
+          if (i >= 10) fail("a varint longer than ten bytes");
+          if ((this.buf[this.pos++] as number) < 0x80) break;
+        }
+        break;
+      case 1:
+        this.fixed(8);
+        break;
+      case 2:
+        this.pos = this.len();
+        break;
+      case 5:
+        this.fixed(4);
+        break;
+      case 3:
+        this.skipGroup(no, end, RECURSION_LIMIT - depth);
+        break;
+      case 4:
+        fail(`an end-group tag (field ${no}) with no group open`);
+        break;
+      default:
+        fail(`illegal tag: wire type ${wireType} (field ${no})`);
+    }
+    if (this.pos > end) fail(OVERRUN);
   }
+  private skipGroup(no: number, end: number, budget: number): void {
+    if (budget <= 0) fail(`groups nest deeper than the recursion limit (${RECURSION_LIMIT})`);
+    for (;;) {
+      if (this.pos >= end) fail(this.pos >= this.end ? TRUNCATED : OVERRUN);
+      const t = this.tag();
+      if ((t & 7) === 4) {
+        if (t >>> 3 !== no) fail(`a group of field ${no} ends with the end tag of field ${t >>> 3}`);
+        return;
+      }
+      if ((t & 7) === 3) {
+        if (t >>> 3 === 0) fail("illegal tag: field number 0");
+        this.skipGroup(t >>> 3, end, budget - 1);
+      } else this.skip(t, end, 0); // not a group: the depth is not used
+    }
+  }
+  /** Skips a field that the message does not know and keeps its bytes, like protobuf-es's $unknown. */
+  unknown(m: { $unknown?: Unknown[] }, tag: number, end: number, depth: number): void {
+    const start = this.pos;
+    this.skip(tag, end, depth);
+    const field = { no: tag >>> 3, wireType: tag & 7, data: this.buf.subarray(start, this.pos) };
+    if (m.$unknown === undefined) m.$unknown = [field];
+    else m.$unknown.push(field);
+  }
+}
+
+/** A known field with a wire type its type never has: protobuf-es would read it anyway; we refuse it. */
+export function wrongWireType(tag: number): never {
+  return fail(`field ${tag >>> 3} has wire type ${tag & 7}, which its type does not use`);
+}
+/** The check at the end of every message and map entry. */
+export function ended(r: Reader, end: number): void {
+  if (r.pos !== end) fail(OVERRUN);
+}
+/** The check at the start of every message read. */
+export function tooDeep(): never {
+  return fail(`messages nest deeper than the recursion limit (${RECURSION_LIMIT})`);
 }
 
 // ---- google.protobuf.Struct, as protobuf-es shows it in a field: a JsonObject ------------------
@@ -336,8 +442,14 @@ export class Reader {
 // always written. Value { oneof kind: null_value = 1, number_value = 2 (double), string_value = 3,
 // bool_value = 4, struct_value = 5, list_value = 6 }, the set one always written. ListValue
 // { repeated Value values = 1 }.
+//
+// What protobuf-es makes of JavaScript values that are not JSON, kept here: undefined, a bigint, a
+// function or a symbol is a Value with no kind (read back as null); any other object is a Struct of
+// its own enumerable string keys (a Date is {}); a Struct field holding no object, or an array, is
+// an empty Struct.
 
 const lenSize = (n: number) => varintSize(n) + n;
+const isStruct = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 function sizeValue(v: unknown, s: number[]): number {
   if (v === null) return 2;
@@ -359,14 +471,13 @@ function sizeValue(v: unknown, s: number[]): number {
       return 1 + lenSize(n);
     }
     default:
-      // undefined, functions, bigints, symbols: protobuf-es says what it makes of them.
-      throw SLOW;
+      return 0;
   }
 }
 
 /** The size of a Struct's fields (a JsonObject); records sizes for writeStruct. */
 export function sizeStruct(o: Record<string, unknown>, s: number[]): number {
-  if (typeof o !== "object" || o === null || Array.isArray(o)) throw SLOW;
+  if (!isStruct(o)) return 0;
   let total = 0;
   for (const k of Object.keys(o)) {
     const at = s.length;
@@ -412,7 +523,7 @@ function writeValue(w: Writer, v: unknown): void {
       w.byte(0x1a);
       w.string(v, w.size());
       return;
-    default:
+    case "object":
       if (Array.isArray(v)) {
         w.byte(0x32);
         w.varint(w.size());
@@ -427,6 +538,7 @@ function writeValue(w: Writer, v: unknown): void {
 
 /** Writes a Struct's fields as sizeStruct measured them. */
 export function writeStruct(w: Writer, o: Record<string, unknown>): void {
+  if (!isStruct(o)) return;
   for (const k of Object.keys(o)) {
     const entry = w.size();
     const kn = w.size();
@@ -449,67 +561,95 @@ function writeList(w: Writer, a: unknown[]): void {
   }
 }
 
-function readValue(r: Reader, end: number): unknown {
-  let v: unknown = null;
-  let kinds = 0;
+/**
+ * Reads a Value message at nesting `depth`, merged into `into` (the JSON of the same field read
+ * before, in the same entry) as protobuf-es merges messages: a kind read again replaces the one
+ * before, except a struct_value or list_value read again, which is merged into the one before; no
+ * kind leaves `into` as it was, and a Value with no kind at all is null.
+ */
+function readValue(r: Reader, end: number, into: unknown, depth: number): unknown {
+  if (depth > RECURSION_LIMIT) tooDeep();
+  let v: unknown = into === undefined ? null : into;
   while (r.pos < end) {
-    const t = r.varint();
-    // A kind set twice would be merged or replaced by protobuf's rules: let protobuf-es decide.
-    if (++kinds > 1) throw SLOW;
-    if (t === 0x08) {
-      r.int32();
-      v = null;
-    } else if (t === 0x11) v = r.double();
-    else if (t === 0x1a) v = r.string();
-    else if (t === 0x20) v = r.bool();
-    else if (t === 0x2a) v = readStruct(r, r.len());
-    else if (t === 0x32) v = readList(r, r.len());
-    else throw SLOW;
+    const t = r.tag();
+    switch (t) {
+      case 0x08:
+        r.int32();
+        v = null;
+        break;
+      case 0x11:
+        v = r.double();
+        break;
+      case 0x1a:
+        v = r.string();
+        break;
+      case 0x20:
+        v = r.bool();
+        break;
+      case 0x2a:
+        v = readStruct(r, r.len(), isStruct(v) ? v : undefined, depth + 1);
+        break;
+      case 0x32:
+        v = readList(r, r.len(), Array.isArray(v) ? v : undefined, depth + 1);
+        break;
+      default:
+        if (t >>> 3 >= 1 && t >>> 3 <= 6) wrongWireType(t);
+        r.skip(t, end, depth);
+    }
   }
-  if (r.pos !== end) throw SLOW;
+  ended(r, end);
   return v;
 }
 
-/** Reads a Struct's fields into a JsonObject. */
-export function readStruct(r: Reader, end: number, into?: Record<string, unknown>): Record<string, unknown> {
-  // A Struct field read twice merges in protobuf-es: it says how.
-  if (into !== undefined) throw SLOW;
-  const out: Record<string, unknown> = {};
+/**
+ * Reads a Struct message at nesting `depth` into a JsonObject; a Struct field read again merges
+ * into `into`, its keys replacing those before.
+ */
+export function readStruct(r: Reader, end: number, into: Record<string, unknown> | undefined, depth: number) {
+  if (depth > RECURSION_LIMIT) tooDeep();
+  const out: Record<string, unknown> = into ?? {};
   while (r.pos < end) {
-    if (r.varint() !== 0x0a) throw SLOW;
+    const t = r.tag();
+    if (t !== 0x0a) {
+      if (t >>> 3 === 1) wrongWireType(t);
+      r.skip(t, end, depth);
+      continue;
+    }
     const entryEnd = r.len();
     let key = "";
-    let value: unknown = null;
-    let values = 0;
+    let value: unknown;
     while (r.pos < entryEnd) {
-      const t = r.varint();
-      if (t === 0x0a) key = r.string();
-      else if (t === 0x12 && ++values === 1) value = readValue(r, r.len());
-      else throw SLOW;
+      const et = r.tag();
+      if (et === 0x0a) key = r.string();
+      else if (et === 0x12) value = readValue(r, r.len(), value, depth + 1);
+      else {
+        if (et >>> 3 === 1 || et >>> 3 === 2) wrongWireType(et);
+        r.skip(et, entryEnd, depth);
+      }
     }
-    if (key === "__proto__") throw SLOW;
-    out[key] = value;
+    ended(r, entryEnd);
+    setOwn(out, key, value === undefined ? null : value);
   }
-  if (r.pos !== end) throw SLOW;
+  ended(r, end);
   return out;
 }
 
-function readList(r: Reader, end: number): unknown[] {
-  const out: unknown[] = [];
+function readList(r: Reader, end: number, into: unknown[] | undefined, depth: number): unknown[] {
+  if (depth > RECURSION_LIMIT) tooDeep();
+  const out: unknown[] = into ?? [];
   while (r.pos < end) {
-    if (r.varint() !== 0x0a) throw SLOW;
-    out.push(readValue(r, r.len()));
+    const t = r.tag();
+    if (t === 0x0a) out.push(readValue(r, r.len(), undefined, depth + 1));
+    else {
+      if (t >>> 3 === 1) wrongWireType(t);
+      r.skip(t, end, depth);
+    }
   }
+  ended(r, end);
   return out;
 }
 
 /** Bytes as a Buffer over the same memory. */
 export function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
-
-/** A sub-message to write: protobuf-es writes an empty one for undefined, which it is left to. */
-export function msg<T>(v: T | undefined | null): T {
-  if (v === undefined || v === null) throw SLOW;
-  return v;
 }

@@ -7,9 +7,8 @@
 // data/error/status/end events, cancellation (both sides), deadlines, and serializers that throw.
 // Where the two differ on purpose the test asserts the difference and says why.
 import { Transform } from "node:stream";
-import type { DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { codecOf } from "@nitric-like/contracts/codec";
+import { codecOf, type Service } from "@nitric-like/contracts/codec";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { ServerMessageSchema, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
@@ -143,11 +142,11 @@ interface MethodDef {
 }
 
 /** A service's methods, with the serializers made from our codecs (the same for both clients). */
-function definitionOf(service: DescService): Record<string, MethodDef> {
+function definitionOf(service: Service): Record<string, MethodDef> {
   const methods: Record<string, MethodDef> = {};
   for (const m of service.methods) {
-    const input = codecOf(m.input);
-    const output = codecOf(m.output);
+    const input = m.input;
+    const output = m.output;
     methods[m.localName] = {
       path: methodPath(m),
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
