@@ -111,6 +111,7 @@ const writeTag = (no, wire) => {
 };
 /** The runtime's exports the generated code uses (src/fastcodec/runtime.ts). */
 const RUNTIME = [
+  "EMPTY",
   "RECURSION_LIMIT",
   "Writer",
   "Reader",
@@ -227,12 +228,12 @@ function fieldSize(field) {
       out.push(...sizeScalar(info, ts, "v").map((l) => `  ${l}`));
       out.push("}");
     } else if (field.presence === 1 /* explicit presence */) {
-      out.push(`if (m.${L} != null) {`);
+      out.push(`if (m.${L} !== undefined) {`);
       out.push(`  const v = ${check(info, `m.${L}`, field)};`);
       out.push(...sizeScalar(info, ts, "v").map((l) => `  ${l}`));
       out.push("}");
     } else {
-      out.push(`if (m.${L} != null) {`);
+      out.push(`if (m.${L} !== undefined) {`);
       out.push(`  const v = ${check(info, `m.${L}`, field)};`);
       out.push(`  if (!(${info.zero("v")})) ${sizeScalar(info, ts, "v").join(" ")}`);
       out.push("}");
@@ -244,10 +245,12 @@ function fieldSize(field) {
         `if (m.${field.oneof.localName}?.case === ${JSON.stringify(L)}) ${sizeMessage(field.message, ts, `msg(m.${field.oneof.localName}.value, ${JSON.stringify(L)})`)}`,
       );
     } else {
-      out.push(`if (m.${L} != null) ${sizeMessage(field.message, ts, `m.${L}`)}`);
+      // A Struct field takes any value, as protobuf-es does (see the runtime), null as unset.
+      if (field.message.typeName === STRUCT) out.push(`if (m.${L} != null) ${sizeMessage(field.message, ts, `m.${L}`)}`);
+      else out.push(`if (m.${L} !== undefined) ${sizeMessage(field.message, ts, `msg(m.${L}, ${JSON.stringify(L)})`)}`);
     }
   } else if (field.fieldKind === "list") {
-    out.push(`if (m.${L} != null) {`);
+    out.push(`if (m.${L} !== undefined) {`);
     out.push(`  const v = m.${L};`);
     if (field.listKind === "message") {
       const ts = varintLen(tagOf(field.number, 2));
@@ -273,7 +276,7 @@ function fieldSize(field) {
     out.push("}");
   } else if (field.fieldKind === "map") {
     const ts = varintLen(tagOf(field.number, 2));
-    out.push(`if (m.${L} != null) {`);
+    out.push(`if (m.${L} !== undefined) {`);
     out.push(`  const v = m.${L};`);
     out.push("  for (const key of Object.keys(v)) {");
     out.push("    const kk = utf8Size(key);");
@@ -304,6 +307,9 @@ function fieldSize(field) {
 
 // ---- write pass ------------------------------------------------------------------------------
 
+/** A sub-message the size pass took (msg()): undefined there was an empty message. */
+const orEmpty = (v) => `(${v} === undefined ? EMPTY : ${v})`;
+
 function fieldWrite(field) {
   const L = field.localName;
   const out = [];
@@ -314,26 +320,27 @@ function fieldWrite(field) {
       const o = `m.${field.oneof.localName}`;
       out.push(`if (${o}?.case === ${JSON.stringify(L)}) { ${tag} ${writeScalarValue(info, `${o}.value`)} }`);
     } else if (field.presence === 1) {
-      out.push(`if (m.${L} != null) { ${tag} ${writeScalarValue(info, `m.${L}`)} }`);
+      out.push(`if (m.${L} !== undefined) { ${tag} ${writeScalarValue(info, `m.${L}`)} }`);
     } else {
-      out.push(`if (m.${L} != null && !(${info.zero(`m.${L}`)})) { ${tag} ${writeScalarValue(info, `m.${L}`)} }`);
+      out.push(`if (m.${L} !== undefined && !(${info.zero(`m.${L}`)})) { ${tag} ${writeScalarValue(info, `m.${L}`)} }`);
     }
   } else if (field.fieldKind === "message") {
     const tag = writeTag(field.number, 2);
     if (field.oneof) {
       const o = `m.${field.oneof.localName}`;
       out.push(
-        `if (${o}?.case === ${JSON.stringify(L)}) { ${tag} ${writeMessageValue(field.message, `msg(${o}.value, "")`)} }`,
+        `if (${o}?.case === ${JSON.stringify(L)}) { ${tag} ${writeMessageValue(field.message, orEmpty(`${o}.value`))} }`,
       );
     } else {
-      out.push(`if (m.${L} != null) { ${tag} ${writeMessageValue(field.message, `m.${L}`)} }`);
+      const set = field.message.typeName === STRUCT ? `m.${L} != null` : `m.${L} !== undefined`;
+      out.push(`if (${set}) { ${tag} ${writeMessageValue(field.message, `m.${L}`)} }`);
     }
   } else if (field.fieldKind === "list") {
-    out.push(`if (m.${L} != null) {`);
+    out.push(`if (m.${L} !== undefined) {`);
     out.push(`  const v = m.${L};`);
     if (field.listKind === "message") {
       out.push(
-        `  for (let i = 0; i < v.length; i++) { ${writeTag(field.number, 2)} ${writeMessageValue(field.message, 'msg(v[i], "")')} }`,
+        `  for (let i = 0; i < v.length; i++) { ${writeTag(field.number, 2)} ${writeMessageValue(field.message, orEmpty("v[i]"))} }`,
       );
     } else {
       const info = scalarInfo(field);
@@ -349,13 +356,13 @@ function fieldWrite(field) {
     }
     out.push("}");
   } else if (field.fieldKind === "map") {
-    out.push(`if (m.${L} != null) {`);
+    out.push(`if (m.${L} !== undefined) {`);
     out.push(`  const v = m.${L};`);
     out.push("  for (const key of Object.keys(v)) {");
     out.push(`    ${writeTag(field.number, 2)} w.varint(w.size());`);
     out.push("    w.byte(10); w.string(key, w.size());");
     if (field.mapKind === "message") {
-      out.push(`    w.byte(18); ${writeMessageValue(field.message, 'msg(v[key], "")')}`);
+      out.push(`    w.byte(18); ${writeMessageValue(field.message, orEmpty("v[key]"))}`);
     } else {
       const info = scalarInfo(field);
       out.push(`    ${writeTag(2, info.wire)} ${writeScalarValue(info, "v[key]")}`);

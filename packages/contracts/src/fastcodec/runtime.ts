@@ -91,10 +91,11 @@ export function bool(v: unknown, field: string): boolean {
   return v as boolean;
 }
 
-const EMPTY = Object.freeze({});
+/** The message with no field set. */
+export const EMPTY = Object.freeze({});
 /**
- * A sub-message to write. `undefined` (an unset oneof value, a hole in a list) is written as an
- * empty message, as protobuf-es writes it.
+ * A sub-message to write, checked. `undefined` (an unset oneof value, a hole in a list) is written
+ * as an empty message, as protobuf-es writes it.
  */
 export function msg<T>(v: T | undefined, field: string): T {
   if (v === undefined) return EMPTY as T;

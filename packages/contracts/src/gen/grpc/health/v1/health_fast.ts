@@ -13,13 +13,13 @@ import type { HealthCheckRequest, HealthCheckRequestSchema, HealthCheckResponse,
 // The codecs of this file's services' messages, and the services as our RPC layer calls them,
 // with no protobuf-es at run time; see scripts/protoc-gen-fastcodec.mjs.
 
-import { RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
+import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../fastcodec/service.js";
 
 // grpc.health.v1.HealthCheckRequest
 function size_grpc_health_v1_HealthCheckRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.service != null) {
+  if (m.service !== undefined) {
     const v = str(m.service, "service");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -27,7 +27,7 @@ function size_grpc_health_v1_HealthCheckRequest(m: any, s: number[]): number {
   return n;
 }
 function write_grpc_health_v1_HealthCheckRequest(w: Writer, m: any): void {
-  if (m.service != null && !(m.service === "")) { w.byte(10); w.string(m.service, w.size()); }
+  if (m.service !== undefined && !(m.service === "")) { w.byte(10); w.string(m.service, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_grpc_health_v1_HealthCheckRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -52,7 +52,7 @@ function read_grpc_health_v1_HealthCheckRequest(r: Reader, end: number, into: an
 // grpc.health.v1.HealthCheckResponse
 function size_grpc_health_v1_HealthCheckResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.status != null) {
+  if (m.status !== undefined) {
     const v = int32(m.status, "status");
     if (!(v === 0)) n += 1 + int32Size(v);
   }
@@ -60,7 +60,7 @@ function size_grpc_health_v1_HealthCheckResponse(m: any, s: number[]): number {
   return n;
 }
 function write_grpc_health_v1_HealthCheckResponse(w: Writer, m: any): void {
-  if (m.status != null && !(m.status === 0)) { w.byte(8); w.int32(m.status); }
+  if (m.status !== undefined && !(m.status === 0)) { w.byte(8); w.int32(m.status); }
   w.unknown(m.$unknown);
 }
 function read_grpc_health_v1_HealthCheckResponse(r: Reader, end: number, into: any, depth: number): any {

@@ -17,21 +17,21 @@ import type { BroadcastToRoomRequest, BroadcastToRoomRequestSchema, BroadcastToR
 // The codecs of this file's services' messages, and the services as our RPC layer calls them,
 // with no protobuf-es at run time; see scripts/protoc-gen-fastcodec.mjs.
 
-import { RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
+import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../fastcodec/service.js";
 
 // nitriclike.rooms.v1.JoinRequest
 function size_nitriclike_rooms_v1_JoinRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.room != null) {
+  if (m.room !== undefined) {
     const v = str(m.room, "room");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -39,9 +39,9 @@ function size_nitriclike_rooms_v1_JoinRequest(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_rooms_v1_JoinRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
-  if (m.room != null && !(m.room === "")) { w.byte(26); w.string(m.room, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.room !== undefined && !(m.room === "")) { w.byte(26); w.string(m.room, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_JoinRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -68,7 +68,7 @@ function read_nitriclike_rooms_v1_JoinRequest(r: Reader, end: number, into: any,
 // nitriclike.rooms.v1.JoinResponse
 function size_nitriclike_rooms_v1_JoinResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.joined != null) {
+  if (m.joined !== undefined) {
     const v = bool(m.joined, "joined");
     if (!(v === false)) n += 1 + 1;
   }
@@ -76,7 +76,7 @@ function size_nitriclike_rooms_v1_JoinResponse(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_rooms_v1_JoinResponse(w: Writer, m: any): void {
-  if (m.joined != null && !(m.joined === false)) { w.byte(8); w.byte(m.joined ? 1 : 0); }
+  if (m.joined !== undefined && !(m.joined === false)) { w.byte(8); w.byte(m.joined ? 1 : 0); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_JoinResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -101,15 +101,15 @@ function read_nitriclike_rooms_v1_JoinResponse(r: Reader, end: number, into: any
 // nitriclike.rooms.v1.LeaveRequest
 function size_nitriclike_rooms_v1_LeaveRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.room != null) {
+  if (m.room !== undefined) {
     const v = str(m.room, "room");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -117,9 +117,9 @@ function size_nitriclike_rooms_v1_LeaveRequest(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_rooms_v1_LeaveRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
-  if (m.room != null && !(m.room === "")) { w.byte(26); w.string(m.room, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.room !== undefined && !(m.room === "")) { w.byte(26); w.string(m.room, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_LeaveRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -146,7 +146,7 @@ function read_nitriclike_rooms_v1_LeaveRequest(r: Reader, end: number, into: any
 // nitriclike.rooms.v1.LeaveResponse
 function size_nitriclike_rooms_v1_LeaveResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.left != null) {
+  if (m.left !== undefined) {
     const v = bool(m.left, "left");
     if (!(v === false)) n += 1 + 1;
   }
@@ -154,7 +154,7 @@ function size_nitriclike_rooms_v1_LeaveResponse(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_rooms_v1_LeaveResponse(w: Writer, m: any): void {
-  if (m.left != null && !(m.left === false)) { w.byte(8); w.byte(m.left ? 1 : 0); }
+  if (m.left !== undefined && !(m.left === false)) { w.byte(8); w.byte(m.left ? 1 : 0); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_LeaveResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -179,11 +179,11 @@ function read_nitriclike_rooms_v1_LeaveResponse(r: Reader, end: number, into: an
 // nitriclike.rooms.v1.ListMembersRequest
 function size_nitriclike_rooms_v1_ListMembersRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.room != null) {
+  if (m.room !== undefined) {
     const v = str(m.room, "room");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -191,8 +191,8 @@ function size_nitriclike_rooms_v1_ListMembersRequest(m: any, s: number[]): numbe
   return n;
 }
 function write_nitriclike_rooms_v1_ListMembersRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.room != null && !(m.room === "")) { w.byte(18); w.string(m.room, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.room !== undefined && !(m.room === "")) { w.byte(18); w.string(m.room, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_ListMembersRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -218,7 +218,7 @@ function read_nitriclike_rooms_v1_ListMembersRequest(r: Reader, end: number, int
 // nitriclike.rooms.v1.ListMembersResponse
 function size_nitriclike_rooms_v1_ListMembersResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.connectionIds != null) {
+  if (m.connectionIds !== undefined) {
     const v = m.connectionIds;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "connectionIds"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -226,7 +226,7 @@ function size_nitriclike_rooms_v1_ListMembersResponse(m: any, s: number[]): numb
   return n;
 }
 function write_nitriclike_rooms_v1_ListMembersResponse(w: Writer, m: any): void {
-  if (m.connectionIds != null) {
+  if (m.connectionIds !== undefined) {
     const v = m.connectionIds;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
@@ -254,11 +254,11 @@ function read_nitriclike_rooms_v1_ListMembersResponse(r: Reader, end: number, in
 // nitriclike.rooms.v1.ListRoomsRequest
 function size_nitriclike_rooms_v1_ListRoomsRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -266,8 +266,8 @@ function size_nitriclike_rooms_v1_ListRoomsRequest(m: any, s: number[]): number 
   return n;
 }
 function write_nitriclike_rooms_v1_ListRoomsRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_ListRoomsRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -293,7 +293,7 @@ function read_nitriclike_rooms_v1_ListRoomsRequest(r: Reader, end: number, into:
 // nitriclike.rooms.v1.ListRoomsResponse
 function size_nitriclike_rooms_v1_ListRoomsResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.rooms != null) {
+  if (m.rooms !== undefined) {
     const v = m.rooms;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "rooms"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -301,7 +301,7 @@ function size_nitriclike_rooms_v1_ListRoomsResponse(m: any, s: number[]): number
   return n;
 }
 function write_nitriclike_rooms_v1_ListRoomsResponse(w: Writer, m: any): void {
-  if (m.rooms != null) {
+  if (m.rooms !== undefined) {
     const v = m.rooms;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
@@ -329,23 +329,23 @@ function read_nitriclike_rooms_v1_ListRoomsResponse(r: Reader, end: number, into
 // nitriclike.rooms.v1.BroadcastToRoomRequest
 function size_nitriclike_rooms_v1_BroadcastToRoomRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.room != null) {
+  if (m.room !== undefined) {
     const v = str(m.room, "room");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.data != null) {
+  if (m.data !== undefined) {
     const v = bytes(m.data, "data");
     if (!(v.length === 0)) n += 1 + varintSize(v.length) + v.length;
   }
-  if (m.binary != null) {
+  if (m.binary !== undefined) {
     const v = bool(m.binary, "binary");
     if (!(v === false)) n += 1 + 1;
   }
-  if (m.except != null) {
+  if (m.except !== undefined) {
     const v = m.except;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "except"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -353,11 +353,11 @@ function size_nitriclike_rooms_v1_BroadcastToRoomRequest(m: any, s: number[]): n
   return n;
 }
 function write_nitriclike_rooms_v1_BroadcastToRoomRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.room != null && !(m.room === "")) { w.byte(18); w.string(m.room, w.size()); }
-  if (m.data != null && !(m.data.length === 0)) { w.byte(26); w.bytes(m.data); }
-  if (m.binary != null && !(m.binary === false)) { w.byte(32); w.byte(m.binary ? 1 : 0); }
-  if (m.except != null) {
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.room !== undefined && !(m.room === "")) { w.byte(18); w.string(m.room, w.size()); }
+  if (m.data !== undefined && !(m.data.length === 0)) { w.byte(26); w.bytes(m.data); }
+  if (m.binary !== undefined && !(m.binary === false)) { w.byte(32); w.byte(m.binary ? 1 : 0); }
+  if (m.except !== undefined) {
     const v = m.except;
     for (let i = 0; i < v.length; i++) { w.byte(42); w.string(v[i], w.size()); }
   }
@@ -390,7 +390,7 @@ function read_nitriclike_rooms_v1_BroadcastToRoomRequest(r: Reader, end: number,
 // nitriclike.rooms.v1.BroadcastToRoomResponse
 function size_nitriclike_rooms_v1_BroadcastToRoomResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.sent != null) {
+  if (m.sent !== undefined) {
     const v = uint32(m.sent, "sent");
     if (!(v === 0)) n += 1 + varintSize(v);
   }
@@ -398,7 +398,7 @@ function size_nitriclike_rooms_v1_BroadcastToRoomResponse(m: any, s: number[]): 
   return n;
 }
 function write_nitriclike_rooms_v1_BroadcastToRoomResponse(w: Writer, m: any): void {
-  if (m.sent != null && !(m.sent === 0)) { w.byte(8); w.varint(m.sent); }
+  if (m.sent !== undefined && !(m.sent === 0)) { w.byte(8); w.varint(m.sent); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_BroadcastToRoomResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -423,15 +423,15 @@ function read_nitriclike_rooms_v1_BroadcastToRoomResponse(r: Reader, end: number
 // nitriclike.rooms.v1.SetStateRequest
 function size_nitriclike_rooms_v1_SetStateRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.stateJson != null) {
+  if (m.stateJson !== undefined) {
     const v = str(m.stateJson, "stateJson");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -439,9 +439,9 @@ function size_nitriclike_rooms_v1_SetStateRequest(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_rooms_v1_SetStateRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
-  if (m.stateJson != null && !(m.stateJson === "")) { w.byte(26); w.string(m.stateJson, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.stateJson !== undefined && !(m.stateJson === "")) { w.byte(26); w.string(m.stateJson, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_SetStateRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -492,11 +492,11 @@ function read_nitriclike_rooms_v1_SetStateResponse(r: Reader, end: number, into:
 // nitriclike.rooms.v1.GetStateRequest
 function size_nitriclike_rooms_v1_GetStateRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -504,8 +504,8 @@ function size_nitriclike_rooms_v1_GetStateRequest(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_rooms_v1_GetStateRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_GetStateRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -531,7 +531,7 @@ function read_nitriclike_rooms_v1_GetStateRequest(r: Reader, end: number, into: 
 // nitriclike.rooms.v1.GetStateResponse
 function size_nitriclike_rooms_v1_GetStateResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.stateJson != null) {
+  if (m.stateJson !== undefined) {
     const v = str(m.stateJson, "stateJson");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -539,7 +539,7 @@ function size_nitriclike_rooms_v1_GetStateResponse(m: any, s: number[]): number 
   return n;
 }
 function write_nitriclike_rooms_v1_GetStateResponse(w: Writer, m: any): void {
-  if (m.stateJson != null && !(m.stateJson === "")) { w.byte(10); w.string(m.stateJson, w.size()); }
+  if (m.stateJson !== undefined && !(m.stateJson === "")) { w.byte(10); w.string(m.stateJson, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_GetStateResponse(r: Reader, end: number, into: any, depth: number): any {

@@ -11,13 +11,13 @@ import type { HandleAuthorizationsRequest, HandleAuthorizationsRequestSchema, Ha
 // The codecs of this file's services' messages, and the services as our RPC layer calls them,
 // with no protobuf-es at run time; see scripts/protoc-gen-fastcodec.mjs.
 
-import { RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
+import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../fastcodec/service.js";
 
 // nitriclike.websockets.v1.HandleAuthorizationsRequest
 function size_nitriclike_websockets_v1_HandleAuthorizationsRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.id != null) {
+  if (m.id !== undefined) {
     const v = str(m.id, "id");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -27,9 +27,9 @@ function size_nitriclike_websockets_v1_HandleAuthorizationsRequest(m: any, s: nu
   return n;
 }
 function write_nitriclike_websockets_v1_HandleAuthorizationsRequest(w: Writer, m: any): void {
-  if (m.id != null && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
-  if (m.content?.case === "registration") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizerRegistration(w, msg(m.content.value, "")); }
-  if (m.content?.case === "response") { w.byte(26); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizationResponse(w, msg(m.content.value, "")); }
+  if (m.id !== undefined && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
+  if (m.content?.case === "registration") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizerRegistration(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
+  if (m.content?.case === "response") { w.byte(26); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizationResponse(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_HandleAuthorizationsRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -57,7 +57,7 @@ function read_nitriclike_websockets_v1_HandleAuthorizationsRequest(r: Reader, en
 // nitriclike.websockets.v1.AuthorizerRegistration
 function size_nitriclike_websockets_v1_AuthorizerRegistration(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -65,7 +65,7 @@ function size_nitriclike_websockets_v1_AuthorizerRegistration(m: any, s: number[
   return n;
 }
 function write_nitriclike_websockets_v1_AuthorizerRegistration(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_AuthorizerRegistration(r: Reader, end: number, into: any, depth: number): any {
@@ -96,8 +96,8 @@ function size_nitriclike_websockets_v1_AuthorizationResponse(m: any, s: number[]
   return n;
 }
 function write_nitriclike_websockets_v1_AuthorizationResponse(w: Writer, m: any): void {
-  if (m.result?.case === "allow") { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Allow(w, msg(m.result.value, "")); }
-  if (m.result?.case === "deny") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_Deny(w, msg(m.result.value, "")); }
+  if (m.result?.case === "allow") { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Allow(w, (m.result.value === undefined ? EMPTY : m.result.value)); }
+  if (m.result?.case === "deny") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_Deny(w, (m.result.value === undefined ? EMPTY : m.result.value)); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_AuthorizationResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -124,11 +124,11 @@ function read_nitriclike_websockets_v1_AuthorizationResponse(r: Reader, end: num
 // nitriclike.websockets.v1.Allow
 function size_nitriclike_websockets_v1_Allow(m: any, s: number[]): number {
   let n = 0;
-  if (m.identityJson != null) {
+  if (m.identityJson !== undefined) {
     const v = str(m.identityJson, "identityJson");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.protocol != null) {
+  if (m.protocol !== undefined) {
     const v = str(m.protocol, "protocol");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -136,8 +136,8 @@ function size_nitriclike_websockets_v1_Allow(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_websockets_v1_Allow(w: Writer, m: any): void {
-  if (m.identityJson != null && !(m.identityJson === "")) { w.byte(10); w.string(m.identityJson, w.size()); }
-  if (m.protocol != null && !(m.protocol === "")) { w.byte(18); w.string(m.protocol, w.size()); }
+  if (m.identityJson !== undefined && !(m.identityJson === "")) { w.byte(10); w.string(m.identityJson, w.size()); }
+  if (m.protocol !== undefined && !(m.protocol === "")) { w.byte(18); w.string(m.protocol, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_Allow(r: Reader, end: number, into: any, depth: number): any {
@@ -163,11 +163,11 @@ function read_nitriclike_websockets_v1_Allow(r: Reader, end: number, into: any, 
 // nitriclike.websockets.v1.Deny
 function size_nitriclike_websockets_v1_Deny(m: any, s: number[]): number {
   let n = 0;
-  if (m.status != null) {
+  if (m.status !== undefined) {
     const v = int32(m.status, "status");
     if (!(v === 0)) n += 1 + int32Size(v);
   }
-  if (m.reason != null) {
+  if (m.reason !== undefined) {
     const v = str(m.reason, "reason");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -175,8 +175,8 @@ function size_nitriclike_websockets_v1_Deny(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_websockets_v1_Deny(w: Writer, m: any): void {
-  if (m.status != null && !(m.status === 0)) { w.byte(8); w.int32(m.status); }
-  if (m.reason != null && !(m.reason === "")) { w.byte(18); w.string(m.reason, w.size()); }
+  if (m.status !== undefined && !(m.status === 0)) { w.byte(8); w.int32(m.status); }
+  if (m.reason !== undefined && !(m.reason === "")) { w.byte(18); w.string(m.reason, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_Deny(r: Reader, end: number, into: any, depth: number): any {
@@ -202,7 +202,7 @@ function read_nitriclike_websockets_v1_Deny(r: Reader, end: number, into: any, d
 // nitriclike.websockets.v1.HandleAuthorizationsResponse
 function size_nitriclike_websockets_v1_HandleAuthorizationsResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.id != null) {
+  if (m.id !== undefined) {
     const v = str(m.id, "id");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -212,9 +212,9 @@ function size_nitriclike_websockets_v1_HandleAuthorizationsResponse(m: any, s: n
   return n;
 }
 function write_nitriclike_websockets_v1_HandleAuthorizationsResponse(w: Writer, m: any): void {
-  if (m.id != null && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
-  if (m.content?.case === "registration") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizerRegistration(w, msg(m.content.value, "")); }
-  if (m.content?.case === "request") { w.byte(26); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizationRequest(w, msg(m.content.value, "")); }
+  if (m.id !== undefined && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
+  if (m.content?.case === "registration") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizerRegistration(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
+  if (m.content?.case === "request") { w.byte(26); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizationRequest(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_HandleAuthorizationsResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -242,15 +242,15 @@ function read_nitriclike_websockets_v1_HandleAuthorizationsResponse(r: Reader, e
 // nitriclike.websockets.v1.AuthorizationRequest
 function size_nitriclike_websockets_v1_AuthorizationRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.queryParams != null) {
+  if (m.queryParams !== undefined) {
     const v = m.queryParams;
     for (const key of Object.keys(v)) {
       const kk = utf8Size(key);
@@ -259,7 +259,7 @@ function size_nitriclike_websockets_v1_AuthorizationRequest(m: any, s: number[])
       n += 1 + varintSize(entry) + entry;
     }
   }
-  if (m.headers != null) {
+  if (m.headers !== undefined) {
     const v = m.headers;
     for (const key of Object.keys(v)) {
       const kk = utf8Size(key);
@@ -268,11 +268,11 @@ function size_nitriclike_websockets_v1_AuthorizationRequest(m: any, s: number[])
       n += 1 + varintSize(entry) + entry;
     }
   }
-  if (m.protocols != null) {
+  if (m.protocols !== undefined) {
     const v = m.protocols;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "protocols"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
-  if (m.remoteAddress != null) {
+  if (m.remoteAddress !== undefined) {
     const v = str(m.remoteAddress, "remoteAddress");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -280,29 +280,29 @@ function size_nitriclike_websockets_v1_AuthorizationRequest(m: any, s: number[])
   return n;
 }
 function write_nitriclike_websockets_v1_AuthorizationRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
-  if (m.queryParams != null) {
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.queryParams !== undefined) {
     const v = m.queryParams;
     for (const key of Object.keys(v)) {
       w.byte(26); w.varint(w.size());
       w.byte(10); w.string(key, w.size());
-      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, msg(v[key], ""));
+      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, (v[key] === undefined ? EMPTY : v[key]));
     }
   }
-  if (m.headers != null) {
+  if (m.headers !== undefined) {
     const v = m.headers;
     for (const key of Object.keys(v)) {
       w.byte(34); w.varint(w.size());
       w.byte(10); w.string(key, w.size());
-      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, msg(v[key], ""));
+      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, (v[key] === undefined ? EMPTY : v[key]));
     }
   }
-  if (m.protocols != null) {
+  if (m.protocols !== undefined) {
     const v = m.protocols;
     for (let i = 0; i < v.length; i++) { w.byte(42); w.string(v[i], w.size()); }
   }
-  if (m.remoteAddress != null && !(m.remoteAddress === "")) { w.byte(50); w.string(m.remoteAddress, w.size()); }
+  if (m.remoteAddress !== undefined && !(m.remoteAddress === "")) { w.byte(50); w.string(m.remoteAddress, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_AuthorizationRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -332,7 +332,7 @@ function read_nitriclike_websockets_v1_AuthorizationRequest(r: Reader, end: numb
 // nitric.proto.websockets.v1.QueryValue
 function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number {
   let n = 0;
-  if (m.value != null) {
+  if (m.value !== undefined) {
     const v = m.value;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "value"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -340,7 +340,7 @@ function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number
   return n;
 }
 function write_nitric_proto_websockets_v1_QueryValue(w: Writer, m: any): void {
-  if (m.value != null) {
+  if (m.value !== undefined) {
     const v = m.value;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }

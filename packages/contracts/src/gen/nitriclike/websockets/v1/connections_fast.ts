@@ -11,17 +11,17 @@ import type { BroadcastRequest, BroadcastRequestSchema, BroadcastResponse, Broad
 // The codecs of this file's services' messages, and the services as our RPC layer calls them,
 // with no protobuf-es at run time; see scripts/protoc-gen-fastcodec.mjs.
 
-import { RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
+import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../fastcodec/service.js";
 
 // nitriclike.websockets.v1.IsConnectedRequest
 function size_nitriclike_websockets_v1_IsConnectedRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -29,8 +29,8 @@ function size_nitriclike_websockets_v1_IsConnectedRequest(m: any, s: number[]): 
   return n;
 }
 function write_nitriclike_websockets_v1_IsConnectedRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_IsConnectedRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -56,7 +56,7 @@ function read_nitriclike_websockets_v1_IsConnectedRequest(r: Reader, end: number
 // nitriclike.websockets.v1.IsConnectedResponse
 function size_nitriclike_websockets_v1_IsConnectedResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.connected != null) {
+  if (m.connected !== undefined) {
     const v = bool(m.connected, "connected");
     if (!(v === false)) n += 1 + 1;
   }
@@ -64,7 +64,7 @@ function size_nitriclike_websockets_v1_IsConnectedResponse(m: any, s: number[]):
   return n;
 }
 function write_nitriclike_websockets_v1_IsConnectedResponse(w: Writer, m: any): void {
-  if (m.connected != null && !(m.connected === false)) { w.byte(8); w.byte(m.connected ? 1 : 0); }
+  if (m.connected !== undefined && !(m.connected === false)) { w.byte(8); w.byte(m.connected ? 1 : 0); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_IsConnectedResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -89,11 +89,11 @@ function read_nitriclike_websockets_v1_IsConnectedResponse(r: Reader, end: numbe
 // nitriclike.websockets.v1.GetConnectionRequest
 function size_nitriclike_websockets_v1_GetConnectionRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -101,8 +101,8 @@ function size_nitriclike_websockets_v1_GetConnectionRequest(m: any, s: number[])
   return n;
 }
 function write_nitriclike_websockets_v1_GetConnectionRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_GetConnectionRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -128,12 +128,12 @@ function read_nitriclike_websockets_v1_GetConnectionRequest(r: Reader, end: numb
 // nitriclike.websockets.v1.GetConnectionResponse
 function size_nitriclike_websockets_v1_GetConnectionResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.connection != null) { const at = s.length; s.push(0); const k = size_nitriclike_websockets_v1_Connection(m.connection, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.connection !== undefined) { const at = s.length; s.push(0); const k = size_nitriclike_websockets_v1_Connection(msg(m.connection, "connection"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitriclike_websockets_v1_GetConnectionResponse(w: Writer, m: any): void {
-  if (m.connection != null) { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Connection(w, m.connection); }
+  if (m.connection !== undefined) { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Connection(w, m.connection); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_GetConnectionResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -158,15 +158,15 @@ function read_nitriclike_websockets_v1_GetConnectionResponse(r: Reader, end: num
 // nitriclike.websockets.v1.Connection
 function size_nitriclike_websockets_v1_Connection(m: any, s: number[]): number {
   let n = 0;
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectedAt != null) {
+  if (m.connectedAt !== undefined) {
     const v = num(m.connectedAt, "connectedAt");
     if (!(Object.is(v, 0))) n += 1 + 8;
   }
-  if (m.query != null) {
+  if (m.query !== undefined) {
     const v = m.query;
     for (const key of Object.keys(v)) {
       const kk = utf8Size(key);
@@ -175,7 +175,7 @@ function size_nitriclike_websockets_v1_Connection(m: any, s: number[]): number {
       n += 1 + varintSize(entry) + entry;
     }
   }
-  if (m.headers != null) {
+  if (m.headers !== undefined) {
     const v = m.headers;
     for (const key of Object.keys(v)) {
       const kk = utf8Size(key);
@@ -184,11 +184,11 @@ function size_nitriclike_websockets_v1_Connection(m: any, s: number[]): number {
       n += 1 + varintSize(entry) + entry;
     }
   }
-  if (m.remoteAddress != null) {
+  if (m.remoteAddress !== undefined) {
     const v = str(m.remoteAddress, "remoteAddress");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.auth != null) {
+  if (m.auth !== undefined) {
     const v = str(m.auth, "auth");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 2 + varintSize(k) + k; }
   }
@@ -196,26 +196,26 @@ function size_nitriclike_websockets_v1_Connection(m: any, s: number[]): number {
   return n;
 }
 function write_nitriclike_websockets_v1_Connection(w: Writer, m: any): void {
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(10); w.string(m.connectionId, w.size()); }
-  if (m.connectedAt != null && !(Object.is(m.connectedAt, 0))) { w.byte(17); w.double(m.connectedAt); }
-  if (m.query != null) {
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(10); w.string(m.connectionId, w.size()); }
+  if (m.connectedAt !== undefined && !(Object.is(m.connectedAt, 0))) { w.byte(17); w.double(m.connectedAt); }
+  if (m.query !== undefined) {
     const v = m.query;
     for (const key of Object.keys(v)) {
       w.byte(26); w.varint(w.size());
       w.byte(10); w.string(key, w.size());
-      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, msg(v[key], ""));
+      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, (v[key] === undefined ? EMPTY : v[key]));
     }
   }
-  if (m.headers != null) {
+  if (m.headers !== undefined) {
     const v = m.headers;
     for (const key of Object.keys(v)) {
       w.byte(34); w.varint(w.size());
       w.byte(10); w.string(key, w.size());
-      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, msg(v[key], ""));
+      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, (v[key] === undefined ? EMPTY : v[key]));
     }
   }
-  if (m.remoteAddress != null && !(m.remoteAddress === "")) { w.byte(42); w.string(m.remoteAddress, w.size()); }
-  if (m.auth != null && !(m.auth === "")) { w.varint(130); w.string(m.auth, w.size()); }
+  if (m.remoteAddress !== undefined && !(m.remoteAddress === "")) { w.byte(42); w.string(m.remoteAddress, w.size()); }
+  if (m.auth !== undefined && !(m.auth === "")) { w.varint(130); w.string(m.auth, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_Connection(r: Reader, end: number, into: any, depth: number): any {
@@ -245,7 +245,7 @@ function read_nitriclike_websockets_v1_Connection(r: Reader, end: number, into: 
 // nitric.proto.websockets.v1.QueryValue
 function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number {
   let n = 0;
-  if (m.value != null) {
+  if (m.value !== undefined) {
     const v = m.value;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "value"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -253,7 +253,7 @@ function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number
   return n;
 }
 function write_nitric_proto_websockets_v1_QueryValue(w: Writer, m: any): void {
-  if (m.value != null) {
+  if (m.value !== undefined) {
     const v = m.value;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
@@ -281,7 +281,7 @@ function read_nitric_proto_websockets_v1_QueryValue(r: Reader, end: number, into
 // nitriclike.websockets.v1.ListConnectionsRequest
 function size_nitriclike_websockets_v1_ListConnectionsRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -289,7 +289,7 @@ function size_nitriclike_websockets_v1_ListConnectionsRequest(m: any, s: number[
   return n;
 }
 function write_nitriclike_websockets_v1_ListConnectionsRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_ListConnectionsRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -314,12 +314,12 @@ function read_nitriclike_websockets_v1_ListConnectionsRequest(r: Reader, end: nu
 // nitriclike.websockets.v1.ListConnectionsResponse
 function size_nitriclike_websockets_v1_ListConnectionsResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.connection != null) { const at = s.length; s.push(0); const k = size_nitriclike_websockets_v1_Connection(m.connection, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.connection !== undefined) { const at = s.length; s.push(0); const k = size_nitriclike_websockets_v1_Connection(msg(m.connection, "connection"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitriclike_websockets_v1_ListConnectionsResponse(w: Writer, m: any): void {
-  if (m.connection != null) { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Connection(w, m.connection); }
+  if (m.connection !== undefined) { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Connection(w, m.connection); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_ListConnectionsResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -344,19 +344,19 @@ function read_nitriclike_websockets_v1_ListConnectionsResponse(r: Reader, end: n
 // nitriclike.websockets.v1.BroadcastRequest
 function size_nitriclike_websockets_v1_BroadcastRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.data != null) {
+  if (m.data !== undefined) {
     const v = bytes(m.data, "data");
     if (!(v.length === 0)) n += 1 + varintSize(v.length) + v.length;
   }
-  if (m.binary != null) {
+  if (m.binary !== undefined) {
     const v = bool(m.binary, "binary");
     if (!(v === false)) n += 1 + 1;
   }
-  if (m.except != null) {
+  if (m.except !== undefined) {
     const v = m.except;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "except"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -364,10 +364,10 @@ function size_nitriclike_websockets_v1_BroadcastRequest(m: any, s: number[]): nu
   return n;
 }
 function write_nitriclike_websockets_v1_BroadcastRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.data != null && !(m.data.length === 0)) { w.byte(18); w.bytes(m.data); }
-  if (m.binary != null && !(m.binary === false)) { w.byte(24); w.byte(m.binary ? 1 : 0); }
-  if (m.except != null) {
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.data !== undefined && !(m.data.length === 0)) { w.byte(18); w.bytes(m.data); }
+  if (m.binary !== undefined && !(m.binary === false)) { w.byte(24); w.byte(m.binary ? 1 : 0); }
+  if (m.except !== undefined) {
     const v = m.except;
     for (let i = 0; i < v.length; i++) { w.byte(34); w.string(v[i], w.size()); }
   }
@@ -399,7 +399,7 @@ function read_nitriclike_websockets_v1_BroadcastRequest(r: Reader, end: number, 
 // nitriclike.websockets.v1.BroadcastResponse
 function size_nitriclike_websockets_v1_BroadcastResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.sent != null) {
+  if (m.sent !== undefined) {
     const v = uint32(m.sent, "sent");
     if (!(v === 0)) n += 1 + varintSize(v);
   }
@@ -407,7 +407,7 @@ function size_nitriclike_websockets_v1_BroadcastResponse(m: any, s: number[]): n
   return n;
 }
 function write_nitriclike_websockets_v1_BroadcastResponse(w: Writer, m: any): void {
-  if (m.sent != null && !(m.sent === 0)) { w.byte(8); w.varint(m.sent); }
+  if (m.sent !== undefined && !(m.sent === 0)) { w.byte(8); w.varint(m.sent); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_BroadcastResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -432,19 +432,19 @@ function read_nitriclike_websockets_v1_BroadcastResponse(r: Reader, end: number,
 // nitriclike.websockets.v1.CloseConnectionsRequest
 function size_nitriclike_websockets_v1_CloseConnectionsRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionIds != null) {
+  if (m.connectionIds !== undefined) {
     const v = m.connectionIds;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "connectionIds"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
-  if (m.code != null) {
+  if (m.code !== undefined) {
     const v = int32(m.code, "code");
     if (!(v === 0)) n += 1 + int32Size(v);
   }
-  if (m.reason != null) {
+  if (m.reason !== undefined) {
     const v = str(m.reason, "reason");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -452,13 +452,13 @@ function size_nitriclike_websockets_v1_CloseConnectionsRequest(m: any, s: number
   return n;
 }
 function write_nitriclike_websockets_v1_CloseConnectionsRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionIds != null) {
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionIds !== undefined) {
     const v = m.connectionIds;
     for (let i = 0; i < v.length; i++) { w.byte(18); w.string(v[i], w.size()); }
   }
-  if (m.code != null && !(m.code === 0)) { w.byte(24); w.int32(m.code); }
-  if (m.reason != null && !(m.reason === "")) { w.byte(34); w.string(m.reason, w.size()); }
+  if (m.code !== undefined && !(m.code === 0)) { w.byte(24); w.int32(m.code); }
+  if (m.reason !== undefined && !(m.reason === "")) { w.byte(34); w.string(m.reason, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_websockets_v1_CloseConnectionsRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -486,11 +486,11 @@ function read_nitriclike_websockets_v1_CloseConnectionsRequest(r: Reader, end: n
 // nitriclike.websockets.v1.CloseConnectionsResponse
 function size_nitriclike_websockets_v1_CloseConnectionsResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.closed != null) {
+  if (m.closed !== undefined) {
     const v = m.closed;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "closed"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
-  if (m.notConnected != null) {
+  if (m.notConnected !== undefined) {
     const v = m.notConnected;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "notConnected"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -498,11 +498,11 @@ function size_nitriclike_websockets_v1_CloseConnectionsResponse(m: any, s: numbe
   return n;
 }
 function write_nitriclike_websockets_v1_CloseConnectionsResponse(w: Writer, m: any): void {
-  if (m.closed != null) {
+  if (m.closed !== undefined) {
     const v = m.closed;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
-  if (m.notConnected != null) {
+  if (m.notConnected !== undefined) {
     const v = m.notConnected;
     for (let i = 0; i < v.length; i++) { w.byte(18); w.string(v[i], w.size()); }
   }

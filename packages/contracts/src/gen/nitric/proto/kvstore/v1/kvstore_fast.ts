@@ -10,18 +10,18 @@ import type { KvStoreDeleteKeyRequest, KvStoreDeleteKeyRequestSchema, KvStoreDel
 // The codecs of this file's services' messages, and the services as our RPC layer calls them,
 // with no protobuf-es at run time; see scripts/protoc-gen-fastcodec.mjs.
 
-import { RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../../fastcodec/runtime.js";
+import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../../fastcodec/service.js";
 
 // nitric.proto.kvstore.v1.KvStoreGetValueRequest
 function size_nitric_proto_kvstore_v1_KvStoreGetValueRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.ref != null) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(m.ref, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.ref !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(msg(m.ref, "ref"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitric_proto_kvstore_v1_KvStoreGetValueRequest(w: Writer, m: any): void {
-  if (m.ref != null) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
+  if (m.ref !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_kvstore_v1_KvStoreGetValueRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -46,11 +46,11 @@ function read_nitric_proto_kvstore_v1_KvStoreGetValueRequest(r: Reader, end: num
 // nitric.proto.kvstore.v1.ValueRef
 function size_nitric_proto_kvstore_v1_ValueRef(m: any, s: number[]): number {
   let n = 0;
-  if (m.store != null) {
+  if (m.store !== undefined) {
     const v = str(m.store, "store");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.key != null) {
+  if (m.key !== undefined) {
     const v = str(m.key, "key");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -58,8 +58,8 @@ function size_nitric_proto_kvstore_v1_ValueRef(m: any, s: number[]): number {
   return n;
 }
 function write_nitric_proto_kvstore_v1_ValueRef(w: Writer, m: any): void {
-  if (m.store != null && !(m.store === "")) { w.byte(10); w.string(m.store, w.size()); }
-  if (m.key != null && !(m.key === "")) { w.byte(18); w.string(m.key, w.size()); }
+  if (m.store !== undefined && !(m.store === "")) { w.byte(10); w.string(m.store, w.size()); }
+  if (m.key !== undefined && !(m.key === "")) { w.byte(18); w.string(m.key, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_kvstore_v1_ValueRef(r: Reader, end: number, into: any, depth: number): any {
@@ -85,12 +85,12 @@ function read_nitric_proto_kvstore_v1_ValueRef(r: Reader, end: number, into: any
 // nitric.proto.kvstore.v1.KvStoreGetValueResponse
 function size_nitric_proto_kvstore_v1_KvStoreGetValueResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.value != null) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_Value(m.value, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.value !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_Value(msg(m.value, "value"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitric_proto_kvstore_v1_KvStoreGetValueResponse(w: Writer, m: any): void {
-  if (m.value != null) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_Value(w, m.value); }
+  if (m.value !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_Value(w, m.value); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_kvstore_v1_KvStoreGetValueResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -115,13 +115,13 @@ function read_nitric_proto_kvstore_v1_KvStoreGetValueResponse(r: Reader, end: nu
 // nitric.proto.kvstore.v1.Value
 function size_nitric_proto_kvstore_v1_Value(m: any, s: number[]): number {
   let n = 0;
-  if (m.ref != null) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(m.ref, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.ref !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(msg(m.ref, "ref"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.content != null) { const at = s.length; s.push(0); const k = sizeStruct(m.content, s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitric_proto_kvstore_v1_Value(w: Writer, m: any): void {
-  if (m.ref != null) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
+  if (m.ref !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
   if (m.content != null) { w.byte(18); w.varint(w.size()); writeStruct(w, m.content); }
   w.unknown(m.$unknown);
 }
@@ -148,13 +148,13 @@ function read_nitric_proto_kvstore_v1_Value(r: Reader, end: number, into: any, d
 // nitric.proto.kvstore.v1.KvStoreSetValueRequest
 function size_nitric_proto_kvstore_v1_KvStoreSetValueRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.ref != null) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(m.ref, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.ref !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(msg(m.ref, "ref"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.content != null) { const at = s.length; s.push(0); const k = sizeStruct(m.content, s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitric_proto_kvstore_v1_KvStoreSetValueRequest(w: Writer, m: any): void {
-  if (m.ref != null) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
+  if (m.ref !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
   if (m.content != null) { w.byte(26); w.varint(w.size()); writeStruct(w, m.content); }
   w.unknown(m.$unknown);
 }
@@ -205,12 +205,12 @@ function read_nitric_proto_kvstore_v1_KvStoreSetValueResponse(r: Reader, end: nu
 // nitric.proto.kvstore.v1.KvStoreDeleteKeyRequest
 function size_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.ref != null) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(m.ref, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.ref !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(msg(m.ref, "ref"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(w: Writer, m: any): void {
-  if (m.ref != null) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
+  if (m.ref !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -259,8 +259,8 @@ function read_nitric_proto_kvstore_v1_KvStoreDeleteKeyResponse(r: Reader, end: n
 // nitric.proto.kvstore.v1.KvStoreScanKeysRequest
 function size_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.store != null) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_Store(m.store, s); s[at] = k; n += 1 + varintSize(k) + k; }
-  if (m.prefix != null) {
+  if (m.store !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_Store(msg(m.store, "store"), s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.prefix !== undefined) {
     const v = str(m.prefix, "prefix");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -268,8 +268,8 @@ function size_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(m: any, s: number[]
   return n;
 }
 function write_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(w: Writer, m: any): void {
-  if (m.store != null) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_Store(w, m.store); }
-  if (m.prefix != null && !(m.prefix === "")) { w.byte(18); w.string(m.prefix, w.size()); }
+  if (m.store !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_Store(w, m.store); }
+  if (m.prefix !== undefined && !(m.prefix === "")) { w.byte(18); w.string(m.prefix, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -295,7 +295,7 @@ function read_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(r: Reader, end: num
 // nitric.proto.kvstore.v1.Store
 function size_nitric_proto_kvstore_v1_Store(m: any, s: number[]): number {
   let n = 0;
-  if (m.name != null) {
+  if (m.name !== undefined) {
     const v = str(m.name, "name");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -303,7 +303,7 @@ function size_nitric_proto_kvstore_v1_Store(m: any, s: number[]): number {
   return n;
 }
 function write_nitric_proto_kvstore_v1_Store(w: Writer, m: any): void {
-  if (m.name != null && !(m.name === "")) { w.byte(10); w.string(m.name, w.size()); }
+  if (m.name !== undefined && !(m.name === "")) { w.byte(10); w.string(m.name, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_kvstore_v1_Store(r: Reader, end: number, into: any, depth: number): any {
@@ -328,7 +328,7 @@ function read_nitric_proto_kvstore_v1_Store(r: Reader, end: number, into: any, d
 // nitric.proto.kvstore.v1.KvStoreScanKeysResponse
 function size_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.key != null) {
+  if (m.key !== undefined) {
     const v = str(m.key, "key");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -336,7 +336,7 @@ function size_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(m: any, s: number[
   return n;
 }
 function write_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(w: Writer, m: any): void {
-  if (m.key != null && !(m.key === "")) { w.byte(10); w.string(m.key, w.size()); }
+  if (m.key !== undefined && !(m.key === "")) { w.byte(10); w.string(m.key, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(r: Reader, end: number, into: any, depth: number): any {

@@ -12,13 +12,13 @@ import type { ResourceDeclareRequest, ResourceDeclareRequestSchema, ResourceDecl
 // The codecs of this file's services' messages, and the services as our RPC layer calls them,
 // with no protobuf-es at run time; see scripts/protoc-gen-fastcodec.mjs.
 
-import { RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../../fastcodec/runtime.js";
+import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../../fastcodec/service.js";
 
 // nitric.proto.resources.v1.ResourceDeclareRequest
 function size_nitric_proto_resources_v1_ResourceDeclareRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.id != null) { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_ResourceIdentifier(m.id, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.id !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_ResourceIdentifier(msg(m.id, "id"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.config?.case === "policy") { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_PolicyResource(msg(m.config.value, "policy"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.config?.case === "bucket") { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_BucketResource(msg(m.config.value, "bucket"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.config?.case === "topic") { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_TopicResource(msg(m.config.value, "topic"), s); s[at] = k; n += 1 + varintSize(k) + k; }
@@ -34,18 +34,18 @@ function size_nitric_proto_resources_v1_ResourceDeclareRequest(m: any, s: number
   return n;
 }
 function write_nitric_proto_resources_v1_ResourceDeclareRequest(w: Writer, m: any): void {
-  if (m.id != null) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_ResourceIdentifier(w, m.id); }
-  if (m.config?.case === "policy") { w.byte(82); w.varint(w.size()); write_nitric_proto_resources_v1_PolicyResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "bucket") { w.byte(90); w.varint(w.size()); write_nitric_proto_resources_v1_BucketResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "topic") { w.byte(98); w.varint(w.size()); write_nitric_proto_resources_v1_TopicResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "keyValueStore") { w.byte(106); w.varint(w.size()); write_nitric_proto_resources_v1_KeyValueStoreResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "secret") { w.byte(114); w.varint(w.size()); write_nitric_proto_resources_v1_SecretResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "api") { w.byte(122); w.varint(w.size()); write_nitric_proto_resources_v1_ApiResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "apiSecurityDefinition") { w.varint(130); w.varint(w.size()); write_nitric_proto_resources_v1_ApiSecurityDefinitionResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "queue") { w.varint(138); w.varint(w.size()); write_nitric_proto_resources_v1_QueueResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "sqlDatabase") { w.varint(146); w.varint(w.size()); write_nitric_proto_resources_v1_SqlDatabaseResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "job") { w.varint(154); w.varint(w.size()); write_nitric_proto_resources_v1_JobResource(w, msg(m.config.value, "")); }
-  if (m.config?.case === "websocket") { w.varint(8002); w.varint(w.size()); write_nitric_proto_resources_v1_WebsocketResource(w, msg(m.config.value, "")); }
+  if (m.id !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_ResourceIdentifier(w, m.id); }
+  if (m.config?.case === "policy") { w.byte(82); w.varint(w.size()); write_nitric_proto_resources_v1_PolicyResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "bucket") { w.byte(90); w.varint(w.size()); write_nitric_proto_resources_v1_BucketResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "topic") { w.byte(98); w.varint(w.size()); write_nitric_proto_resources_v1_TopicResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "keyValueStore") { w.byte(106); w.varint(w.size()); write_nitric_proto_resources_v1_KeyValueStoreResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "secret") { w.byte(114); w.varint(w.size()); write_nitric_proto_resources_v1_SecretResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "api") { w.byte(122); w.varint(w.size()); write_nitric_proto_resources_v1_ApiResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "apiSecurityDefinition") { w.varint(130); w.varint(w.size()); write_nitric_proto_resources_v1_ApiSecurityDefinitionResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "queue") { w.varint(138); w.varint(w.size()); write_nitric_proto_resources_v1_QueueResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "sqlDatabase") { w.varint(146); w.varint(w.size()); write_nitric_proto_resources_v1_SqlDatabaseResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "job") { w.varint(154); w.varint(w.size()); write_nitric_proto_resources_v1_JobResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
+  if (m.config?.case === "websocket") { w.varint(8002); w.varint(w.size()); write_nitric_proto_resources_v1_WebsocketResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_resources_v1_ResourceDeclareRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -82,11 +82,11 @@ function read_nitric_proto_resources_v1_ResourceDeclareRequest(r: Reader, end: n
 // nitric.proto.resources.v1.ResourceIdentifier
 function size_nitric_proto_resources_v1_ResourceIdentifier(m: any, s: number[]): number {
   let n = 0;
-  if (m.type != null) {
+  if (m.type !== undefined) {
     const v = int32(m.type, "type");
     if (!(v === 0)) n += 1 + int32Size(v);
   }
-  if (m.name != null) {
+  if (m.name !== undefined) {
     const v = str(m.name, "name");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -94,8 +94,8 @@ function size_nitric_proto_resources_v1_ResourceIdentifier(m: any, s: number[]):
   return n;
 }
 function write_nitric_proto_resources_v1_ResourceIdentifier(w: Writer, m: any): void {
-  if (m.type != null && !(m.type === 0)) { w.byte(8); w.int32(m.type); }
-  if (m.name != null && !(m.name === "")) { w.byte(18); w.string(m.name, w.size()); }
+  if (m.type !== undefined && !(m.type === 0)) { w.byte(8); w.int32(m.type); }
+  if (m.name !== undefined && !(m.name === "")) { w.byte(18); w.string(m.name, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_resources_v1_ResourceIdentifier(r: Reader, end: number, into: any, depth: number): any {
@@ -121,11 +121,11 @@ function read_nitric_proto_resources_v1_ResourceIdentifier(r: Reader, end: numbe
 // nitric.proto.resources.v1.PolicyResource
 function size_nitric_proto_resources_v1_PolicyResource(m: any, s: number[]): number {
   let n = 0;
-  if (m.principals != null) {
+  if (m.principals !== undefined) {
     const v = m.principals;
     for (let i = 0; i < v.length; i++) { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_ResourceIdentifier(msg(v[i], "principals"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   }
-  if (m.actions != null) {
+  if (m.actions !== undefined) {
     const v = m.actions;
     if (v.length > 0) {
       let p = 0;
@@ -133,7 +133,7 @@ function size_nitric_proto_resources_v1_PolicyResource(m: any, s: number[]): num
       s.push(p); n += 1 + varintSize(p) + p;
     }
   }
-  if (m.resources != null) {
+  if (m.resources !== undefined) {
     const v = m.resources;
     for (let i = 0; i < v.length; i++) { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_ResourceIdentifier(msg(v[i], "resources"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   }
@@ -141,17 +141,17 @@ function size_nitric_proto_resources_v1_PolicyResource(m: any, s: number[]): num
   return n;
 }
 function write_nitric_proto_resources_v1_PolicyResource(w: Writer, m: any): void {
-  if (m.principals != null) {
+  if (m.principals !== undefined) {
     const v = m.principals;
-    for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_ResourceIdentifier(w, msg(v[i], "")); }
+    for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_ResourceIdentifier(w, (v[i] === undefined ? EMPTY : v[i])); }
   }
-  if (m.actions != null) {
+  if (m.actions !== undefined) {
     const v = m.actions;
     if (v.length > 0) { w.byte(18); w.varint(w.size()); for (let i = 0; i < v.length; i++) w.int32(v[i]); }
   }
-  if (m.resources != null) {
+  if (m.resources !== undefined) {
     const v = m.resources;
-    for (let i = 0; i < v.length; i++) { w.byte(26); w.varint(w.size()); write_nitric_proto_resources_v1_ResourceIdentifier(w, msg(v[i], "")); }
+    for (let i = 0; i < v.length; i++) { w.byte(26); w.varint(w.size()); write_nitric_proto_resources_v1_ResourceIdentifier(w, (v[i] === undefined ? EMPTY : v[i])); }
   }
   w.unknown(m.$unknown);
 }
@@ -276,7 +276,7 @@ function read_nitric_proto_resources_v1_SecretResource(r: Reader, end: number, i
 // nitric.proto.resources.v1.ApiResource
 function size_nitric_proto_resources_v1_ApiResource(m: any, s: number[]): number {
   let n = 0;
-  if (m.security != null) {
+  if (m.security !== undefined) {
     const v = m.security;
     for (const key of Object.keys(v)) {
       const kk = utf8Size(key);
@@ -289,12 +289,12 @@ function size_nitric_proto_resources_v1_ApiResource(m: any, s: number[]): number
   return n;
 }
 function write_nitric_proto_resources_v1_ApiResource(w: Writer, m: any): void {
-  if (m.security != null) {
+  if (m.security !== undefined) {
     const v = m.security;
     for (const key of Object.keys(v)) {
       w.byte(10); w.varint(w.size());
       w.byte(10); w.string(key, w.size());
-      w.byte(18); w.varint(w.size()); write_nitric_proto_resources_v1_ApiScopes(w, msg(v[key], ""));
+      w.byte(18); w.varint(w.size()); write_nitric_proto_resources_v1_ApiScopes(w, (v[key] === undefined ? EMPTY : v[key]));
     }
   }
   w.unknown(m.$unknown);
@@ -321,7 +321,7 @@ function read_nitric_proto_resources_v1_ApiResource(r: Reader, end: number, into
 // nitric.proto.resources.v1.ApiScopes
 function size_nitric_proto_resources_v1_ApiScopes(m: any, s: number[]): number {
   let n = 0;
-  if (m.scopes != null) {
+  if (m.scopes !== undefined) {
     const v = m.scopes;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "scopes"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -329,7 +329,7 @@ function size_nitric_proto_resources_v1_ApiScopes(m: any, s: number[]): number {
   return n;
 }
 function write_nitric_proto_resources_v1_ApiScopes(w: Writer, m: any): void {
-  if (m.scopes != null) {
+  if (m.scopes !== undefined) {
     const v = m.scopes;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
@@ -357,7 +357,7 @@ function read_nitric_proto_resources_v1_ApiScopes(r: Reader, end: number, into: 
 // nitric.proto.resources.v1.ApiSecurityDefinitionResource
 function size_nitric_proto_resources_v1_ApiSecurityDefinitionResource(m: any, s: number[]): number {
   let n = 0;
-  if (m.apiName != null) {
+  if (m.apiName !== undefined) {
     const v = str(m.apiName, "apiName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -366,8 +366,8 @@ function size_nitric_proto_resources_v1_ApiSecurityDefinitionResource(m: any, s:
   return n;
 }
 function write_nitric_proto_resources_v1_ApiSecurityDefinitionResource(w: Writer, m: any): void {
-  if (m.apiName != null && !(m.apiName === "")) { w.byte(10); w.string(m.apiName, w.size()); }
-  if (m.definition?.case === "oidc") { w.byte(18); w.varint(w.size()); write_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(w, msg(m.definition.value, "")); }
+  if (m.apiName !== undefined && !(m.apiName === "")) { w.byte(10); w.string(m.apiName, w.size()); }
+  if (m.definition?.case === "oidc") { w.byte(18); w.varint(w.size()); write_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(w, (m.definition.value === undefined ? EMPTY : m.definition.value)); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_resources_v1_ApiSecurityDefinitionResource(r: Reader, end: number, into: any, depth: number): any {
@@ -394,11 +394,11 @@ function read_nitric_proto_resources_v1_ApiSecurityDefinitionResource(r: Reader,
 // nitric.proto.resources.v1.ApiOpenIdConnectionDefinition
 function size_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(m: any, s: number[]): number {
   let n = 0;
-  if (m.issuer != null) {
+  if (m.issuer !== undefined) {
     const v = str(m.issuer, "issuer");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.audiences != null) {
+  if (m.audiences !== undefined) {
     const v = m.audiences;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "audiences"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -406,8 +406,8 @@ function size_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(m: any, s:
   return n;
 }
 function write_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(w: Writer, m: any): void {
-  if (m.issuer != null && !(m.issuer === "")) { w.byte(10); w.string(m.issuer, w.size()); }
-  if (m.audiences != null) {
+  if (m.issuer !== undefined && !(m.issuer === "")) { w.byte(10); w.string(m.issuer, w.size()); }
+  if (m.audiences !== undefined) {
     const v = m.audiences;
     for (let i = 0; i < v.length; i++) { w.byte(18); w.string(v[i], w.size()); }
   }
@@ -460,12 +460,12 @@ function read_nitric_proto_resources_v1_QueueResource(r: Reader, end: number, in
 // nitric.proto.resources.v1.SqlDatabaseResource
 function size_nitric_proto_resources_v1_SqlDatabaseResource(m: any, s: number[]): number {
   let n = 0;
-  if (m.migrations != null) { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_SqlDatabaseMigrations(m.migrations, s); s[at] = k; n += 1 + varintSize(k) + k; }
+  if (m.migrations !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_SqlDatabaseMigrations(msg(m.migrations, "migrations"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitric_proto_resources_v1_SqlDatabaseResource(w: Writer, m: any): void {
-  if (m.migrations != null) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_SqlDatabaseMigrations(w, m.migrations); }
+  if (m.migrations !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_SqlDatabaseMigrations(w, m.migrations); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_resources_v1_SqlDatabaseResource(r: Reader, end: number, into: any, depth: number): any {
@@ -548,7 +548,7 @@ function read_nitric_proto_resources_v1_JobResource(r: Reader, end: number, into
 // nitric.proto.resources.v1.WebsocketResource
 function size_nitric_proto_resources_v1_WebsocketResource(m: any, s: number[]): number {
   let n = 0;
-  if (m.allowedOrigins != null) {
+  if (m.allowedOrigins !== undefined) {
     const v = m.allowedOrigins;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "allowedOrigins"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -556,7 +556,7 @@ function size_nitric_proto_resources_v1_WebsocketResource(m: any, s: number[]): 
   return n;
 }
 function write_nitric_proto_resources_v1_WebsocketResource(w: Writer, m: any): void {
-  if (m.allowedOrigins != null) {
+  if (m.allowedOrigins !== undefined) {
     const v = m.allowedOrigins;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }

@@ -12,25 +12,25 @@ import type { ClientMessage, ClientMessageSchema, ServerMessage, ServerMessageSc
 // The codecs of this file's services' messages, and the services as our RPC layer calls them,
 // with no protobuf-es at run time; see scripts/protoc-gen-fastcodec.mjs.
 
-import { RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../../fastcodec/runtime.js";
+import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../../fastcodec/service.js";
 
 // nitric.proto.websockets.v1.WebsocketSendRequest
 function size_nitric_proto_websockets_v1_WebsocketSendRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.data != null) {
+  if (m.data !== undefined) {
     const v = bytes(m.data, "data");
     if (!(v.length === 0)) n += 1 + varintSize(v.length) + v.length;
   }
-  if (m.binary != null) {
+  if (m.binary !== undefined) {
     const v = bool(m.binary, "binary");
     n += 2 + 1;
   }
@@ -38,10 +38,10 @@ function size_nitric_proto_websockets_v1_WebsocketSendRequest(m: any, s: number[
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketSendRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
-  if (m.data != null && !(m.data.length === 0)) { w.byte(26); w.bytes(m.data); }
-  if (m.binary != null) { w.varint(8000); w.byte(m.binary ? 1 : 0); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.data !== undefined && !(m.data.length === 0)) { w.byte(26); w.bytes(m.data); }
+  if (m.binary !== undefined) { w.varint(8000); w.byte(m.binary ? 1 : 0); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketSendRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -94,19 +94,19 @@ function read_nitric_proto_websockets_v1_WebsocketSendResponse(r: Reader, end: n
 // nitric.proto.websockets.v1.WebsocketCloseConnectionRequest
 function size_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.code != null) {
+  if (m.code !== undefined) {
     const v = int32(m.code, "code");
     if (!(v === 0)) n += 2 + int32Size(v);
   }
-  if (m.reason != null) {
+  if (m.reason !== undefined) {
     const v = str(m.reason, "reason");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 2 + varintSize(k) + k; }
   }
@@ -114,10 +114,10 @@ function size_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(m: any,
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
-  if (m.code != null && !(m.code === 0)) { w.varint(8000); w.int32(m.code); }
-  if (m.reason != null && !(m.reason === "")) { w.varint(8010); w.string(m.reason, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.code !== undefined && !(m.code === 0)) { w.varint(8000); w.int32(m.code); }
+  if (m.reason !== undefined && !(m.reason === "")) { w.varint(8010); w.string(m.reason, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -169,7 +169,7 @@ function read_nitric_proto_websockets_v1_WebsocketCloseConnectionResponse(r: Rea
 // nitric.proto.websockets.v1.WebsocketDetailsRequest
 function size_nitric_proto_websockets_v1_WebsocketDetailsRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -177,7 +177,7 @@ function size_nitric_proto_websockets_v1_WebsocketDetailsRequest(m: any, s: numb
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketDetailsRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketDetailsRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -202,7 +202,7 @@ function read_nitric_proto_websockets_v1_WebsocketDetailsRequest(r: Reader, end:
 // nitric.proto.websockets.v1.WebsocketDetailsResponse
 function size_nitric_proto_websockets_v1_WebsocketDetailsResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.url != null) {
+  if (m.url !== undefined) {
     const v = str(m.url, "url");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -210,7 +210,7 @@ function size_nitric_proto_websockets_v1_WebsocketDetailsResponse(m: any, s: num
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketDetailsResponse(w: Writer, m: any): void {
-  if (m.url != null && !(m.url === "")) { w.byte(10); w.string(m.url, w.size()); }
+  if (m.url !== undefined && !(m.url === "")) { w.byte(10); w.string(m.url, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketDetailsResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -235,7 +235,7 @@ function read_nitric_proto_websockets_v1_WebsocketDetailsResponse(r: Reader, end
 // nitric.proto.websockets.v1.ClientMessage
 function size_nitric_proto_websockets_v1_ClientMessage(m: any, s: number[]): number {
   let n = 0;
-  if (m.id != null) {
+  if (m.id !== undefined) {
     const v = str(m.id, "id");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -246,10 +246,10 @@ function size_nitric_proto_websockets_v1_ClientMessage(m: any, s: number[]): num
   return n;
 }
 function write_nitric_proto_websockets_v1_ClientMessage(w: Writer, m: any): void {
-  if (m.id != null && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
-  if (m.content?.case === "registrationRequest") { w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_RegistrationRequest(w, msg(m.content.value, "")); }
-  if (m.content?.case === "websocketEventResponse") { w.byte(26); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketEventResponse(w, msg(m.content.value, "")); }
-  if (m.content?.case === "answerBatch") { w.varint(8002); w.varint(w.size()); write_nitric_proto_websockets_v1_AnswerBatch(w, msg(m.content.value, "")); }
+  if (m.id !== undefined && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
+  if (m.content?.case === "registrationRequest") { w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_RegistrationRequest(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
+  if (m.content?.case === "websocketEventResponse") { w.byte(26); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketEventResponse(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
+  if (m.content?.case === "answerBatch") { w.varint(8002); w.varint(w.size()); write_nitric_proto_websockets_v1_AnswerBatch(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_ClientMessage(r: Reader, end: number, into: any, depth: number): any {
@@ -278,15 +278,15 @@ function read_nitric_proto_websockets_v1_ClientMessage(r: Reader, end: number, i
 // nitric.proto.websockets.v1.RegistrationRequest
 function size_nitric_proto_websockets_v1_RegistrationRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.eventType != null) {
+  if (m.eventType !== undefined) {
     const v = int32(m.eventType, "eventType");
     if (!(v === 0)) n += 1 + int32Size(v);
   }
-  if (m.batch != null) {
+  if (m.batch !== undefined) {
     const v = bool(m.batch, "batch");
     if (!(v === false)) n += 2 + 1;
   }
@@ -294,9 +294,9 @@ function size_nitric_proto_websockets_v1_RegistrationRequest(m: any, s: number[]
   return n;
 }
 function write_nitric_proto_websockets_v1_RegistrationRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.eventType != null && !(m.eventType === 0)) { w.byte(16); w.int32(m.eventType); }
-  if (m.batch != null && !(m.batch === false)) { w.varint(8000); w.byte(m.batch ? 1 : 0); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.eventType !== undefined && !(m.eventType === 0)) { w.byte(16); w.int32(m.eventType); }
+  if (m.batch !== undefined && !(m.batch === false)) { w.varint(8000); w.byte(m.batch ? 1 : 0); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_RegistrationRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -324,7 +324,7 @@ function read_nitric_proto_websockets_v1_RegistrationRequest(r: Reader, end: num
 function size_nitric_proto_websockets_v1_WebsocketEventResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.websocketResponse?.case === "connectionResponse") { const at = s.length; s.push(0); const k = size_nitric_proto_websockets_v1_WebsocketConnectionResponse(msg(m.websocketResponse.value, "connectionResponse"), s); s[at] = k; n += 1 + varintSize(k) + k; }
-  if (m.replies != null) {
+  if (m.replies !== undefined) {
     const v = m.replies;
     for (let i = 0; i < v.length; i++) { const at = s.length; s.push(0); const k = size_nitric_proto_websockets_v1_WebsocketReply(msg(v[i], "replies"), s); s[at] = k; n += 2 + varintSize(k) + k; }
   }
@@ -332,10 +332,10 @@ function size_nitric_proto_websockets_v1_WebsocketEventResponse(m: any, s: numbe
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketEventResponse(w: Writer, m: any): void {
-  if (m.websocketResponse?.case === "connectionResponse") { w.byte(82); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketConnectionResponse(w, msg(m.websocketResponse.value, "")); }
-  if (m.replies != null) {
+  if (m.websocketResponse?.case === "connectionResponse") { w.byte(82); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketConnectionResponse(w, (m.websocketResponse.value === undefined ? EMPTY : m.websocketResponse.value)); }
+  if (m.replies !== undefined) {
     const v = m.replies;
-    for (let i = 0; i < v.length; i++) { w.varint(8002); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketReply(w, msg(v[i], "")); }
+    for (let i = 0; i < v.length; i++) { w.varint(8002); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketReply(w, (v[i] === undefined ? EMPTY : v[i])); }
   }
   w.unknown(m.$unknown);
 }
@@ -363,15 +363,15 @@ function read_nitric_proto_websockets_v1_WebsocketEventResponse(r: Reader, end: 
 // nitric.proto.websockets.v1.WebsocketConnectionResponse
 function size_nitric_proto_websockets_v1_WebsocketConnectionResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.reject != null) {
+  if (m.reject !== undefined) {
     const v = bool(m.reject, "reject");
     if (!(v === false)) n += 1 + 1;
   }
-  if (m.reason != null) {
+  if (m.reason !== undefined) {
     const v = str(m.reason, "reason");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 2 + varintSize(k) + k; }
   }
-  if (m.status != null) {
+  if (m.status !== undefined) {
     const v = int32(m.status, "status");
     if (!(v === 0)) n += 2 + int32Size(v);
   }
@@ -379,9 +379,9 @@ function size_nitric_proto_websockets_v1_WebsocketConnectionResponse(m: any, s: 
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketConnectionResponse(w: Writer, m: any): void {
-  if (m.reject != null && !(m.reject === false)) { w.byte(8); w.byte(m.reject ? 1 : 0); }
-  if (m.reason != null && !(m.reason === "")) { w.varint(8002); w.string(m.reason, w.size()); }
-  if (m.status != null && !(m.status === 0)) { w.varint(8008); w.int32(m.status); }
+  if (m.reject !== undefined && !(m.reject === false)) { w.byte(8); w.byte(m.reject ? 1 : 0); }
+  if (m.reason !== undefined && !(m.reason === "")) { w.varint(8002); w.string(m.reason, w.size()); }
+  if (m.status !== undefined && !(m.status === 0)) { w.varint(8008); w.int32(m.status); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketConnectionResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -408,11 +408,11 @@ function read_nitric_proto_websockets_v1_WebsocketConnectionResponse(r: Reader, 
 // nitric.proto.websockets.v1.WebsocketReply
 function size_nitric_proto_websockets_v1_WebsocketReply(m: any, s: number[]): number {
   let n = 0;
-  if (m.data != null) {
+  if (m.data !== undefined) {
     const v = bytes(m.data, "data");
     if (!(v.length === 0)) n += 1 + varintSize(v.length) + v.length;
   }
-  if (m.binary != null) {
+  if (m.binary !== undefined) {
     const v = bool(m.binary, "binary");
     if (!(v === false)) n += 1 + 1;
   }
@@ -420,8 +420,8 @@ function size_nitric_proto_websockets_v1_WebsocketReply(m: any, s: number[]): nu
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketReply(w: Writer, m: any): void {
-  if (m.data != null && !(m.data.length === 0)) { w.byte(10); w.bytes(m.data); }
-  if (m.binary != null && !(m.binary === false)) { w.byte(16); w.byte(m.binary ? 1 : 0); }
+  if (m.data !== undefined && !(m.data.length === 0)) { w.byte(10); w.bytes(m.data); }
+  if (m.binary !== undefined && !(m.binary === false)) { w.byte(16); w.byte(m.binary ? 1 : 0); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketReply(r: Reader, end: number, into: any, depth: number): any {
@@ -448,7 +448,7 @@ function read_nitric_proto_websockets_v1_WebsocketReply(r: Reader, end: number, 
 // nitric.proto.websockets.v1.AnswerBatch
 function size_nitric_proto_websockets_v1_AnswerBatch(m: any, s: number[]): number {
   let n = 0;
-  if (m.answers != null) {
+  if (m.answers !== undefined) {
     const v = m.answers;
     for (let i = 0; i < v.length; i++) { const at = s.length; s.push(0); const k = size_nitric_proto_websockets_v1_ClientMessage(msg(v[i], "answers"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   }
@@ -456,9 +456,9 @@ function size_nitric_proto_websockets_v1_AnswerBatch(m: any, s: number[]): numbe
   return n;
 }
 function write_nitric_proto_websockets_v1_AnswerBatch(w: Writer, m: any): void {
-  if (m.answers != null) {
+  if (m.answers !== undefined) {
     const v = m.answers;
-    for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_websockets_v1_ClientMessage(w, msg(v[i], "")); }
+    for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_websockets_v1_ClientMessage(w, (v[i] === undefined ? EMPTY : v[i])); }
   }
   w.unknown(m.$unknown);
 }
@@ -484,7 +484,7 @@ function read_nitric_proto_websockets_v1_AnswerBatch(r: Reader, end: number, int
 // nitric.proto.websockets.v1.ServerMessage
 function size_nitric_proto_websockets_v1_ServerMessage(m: any, s: number[]): number {
   let n = 0;
-  if (m.id != null) {
+  if (m.id !== undefined) {
     const v = str(m.id, "id");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -495,10 +495,10 @@ function size_nitric_proto_websockets_v1_ServerMessage(m: any, s: number[]): num
   return n;
 }
 function write_nitric_proto_websockets_v1_ServerMessage(w: Writer, m: any): void {
-  if (m.id != null && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
-  if (m.content?.case === "registrationResponse") { w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_RegistrationResponse(w, msg(m.content.value, "")); }
-  if (m.content?.case === "websocketEventRequest") { w.byte(26); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketEventRequest(w, msg(m.content.value, "")); }
-  if (m.content?.case === "eventBatch") { w.varint(8002); w.varint(w.size()); write_nitric_proto_websockets_v1_EventBatch(w, msg(m.content.value, "")); }
+  if (m.id !== undefined && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
+  if (m.content?.case === "registrationResponse") { w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_RegistrationResponse(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
+  if (m.content?.case === "websocketEventRequest") { w.byte(26); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketEventRequest(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
+  if (m.content?.case === "eventBatch") { w.varint(8002); w.varint(w.size()); write_nitric_proto_websockets_v1_EventBatch(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_ServerMessage(r: Reader, end: number, into: any, depth: number): any {
@@ -527,7 +527,7 @@ function read_nitric_proto_websockets_v1_ServerMessage(r: Reader, end: number, i
 // nitric.proto.websockets.v1.RegistrationResponse
 function size_nitric_proto_websockets_v1_RegistrationResponse(m: any, s: number[]): number {
   let n = 0;
-  if (m.batch != null) {
+  if (m.batch !== undefined) {
     const v = bool(m.batch, "batch");
     if (!(v === false)) n += 2 + 1;
   }
@@ -535,7 +535,7 @@ function size_nitric_proto_websockets_v1_RegistrationResponse(m: any, s: number[
   return n;
 }
 function write_nitric_proto_websockets_v1_RegistrationResponse(w: Writer, m: any): void {
-  if (m.batch != null && !(m.batch === false)) { w.varint(8000); w.byte(m.batch ? 1 : 0); }
+  if (m.batch !== undefined && !(m.batch === false)) { w.varint(8000); w.byte(m.batch ? 1 : 0); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_RegistrationResponse(r: Reader, end: number, into: any, depth: number): any {
@@ -560,33 +560,33 @@ function read_nitric_proto_websockets_v1_RegistrationResponse(r: Reader, end: nu
 // nitric.proto.websockets.v1.WebsocketEventRequest
 function size_nitric_proto_websockets_v1_WebsocketEventRequest(m: any, s: number[]): number {
   let n = 0;
-  if (m.socketName != null) {
+  if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
-  if (m.connectionId != null) {
+  if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
   if (m.websocketEvent?.case === "connection") { const at = s.length; s.push(0); const k = size_nitric_proto_websockets_v1_WebsocketConnectionEvent(msg(m.websocketEvent.value, "connection"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.websocketEvent?.case === "disconnection") { const at = s.length; s.push(0); const k = size_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(msg(m.websocketEvent.value, "disconnection"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.websocketEvent?.case === "message") { const at = s.length; s.push(0); const k = size_nitric_proto_websockets_v1_WebsocketMessageEvent(msg(m.websocketEvent.value, "message"), s); s[at] = k; n += 1 + varintSize(k) + k; }
-  if (m.auth != null) {
+  if (m.auth !== undefined) {
     const v = str(m.auth, "auth");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 2 + varintSize(k) + k; }
   }
-  if (m.extras != null) { const at = s.length; s.push(0); const k = size_nitriclike_rooms_v1_ConnectionExtras(m.extras, s); s[at] = k; n += 2 + varintSize(k) + k; }
+  if (m.extras !== undefined) { const at = s.length; s.push(0); const k = size_nitriclike_rooms_v1_ConnectionExtras(msg(m.extras, "extras"), s); s[at] = k; n += 2 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketEventRequest(w: Writer, m: any): void {
-  if (m.socketName != null && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
-  if (m.connectionId != null && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
-  if (m.websocketEvent?.case === "connection") { w.byte(82); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketConnectionEvent(w, msg(m.websocketEvent.value, "")); }
-  if (m.websocketEvent?.case === "disconnection") { w.byte(90); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(w, msg(m.websocketEvent.value, "")); }
-  if (m.websocketEvent?.case === "message") { w.byte(98); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketMessageEvent(w, msg(m.websocketEvent.value, "")); }
-  if (m.auth != null && !(m.auth === "")) { w.varint(8802); w.string(m.auth, w.size()); }
-  if (m.extras != null) { w.varint(16002); w.varint(w.size()); write_nitriclike_rooms_v1_ConnectionExtras(w, m.extras); }
+  if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
+  if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
+  if (m.websocketEvent?.case === "connection") { w.byte(82); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketConnectionEvent(w, (m.websocketEvent.value === undefined ? EMPTY : m.websocketEvent.value)); }
+  if (m.websocketEvent?.case === "disconnection") { w.byte(90); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(w, (m.websocketEvent.value === undefined ? EMPTY : m.websocketEvent.value)); }
+  if (m.websocketEvent?.case === "message") { w.byte(98); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketMessageEvent(w, (m.websocketEvent.value === undefined ? EMPTY : m.websocketEvent.value)); }
+  if (m.auth !== undefined && !(m.auth === "")) { w.varint(8802); w.string(m.auth, w.size()); }
+  if (m.extras !== undefined) { w.varint(16002); w.varint(w.size()); write_nitriclike_rooms_v1_ConnectionExtras(w, m.extras); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketEventRequest(r: Reader, end: number, into: any, depth: number): any {
@@ -618,7 +618,7 @@ function read_nitric_proto_websockets_v1_WebsocketEventRequest(r: Reader, end: n
 // nitric.proto.websockets.v1.WebsocketConnectionEvent
 function size_nitric_proto_websockets_v1_WebsocketConnectionEvent(m: any, s: number[]): number {
   let n = 0;
-  if (m.queryParams != null) {
+  if (m.queryParams !== undefined) {
     const v = m.queryParams;
     for (const key of Object.keys(v)) {
       const kk = utf8Size(key);
@@ -627,7 +627,7 @@ function size_nitric_proto_websockets_v1_WebsocketConnectionEvent(m: any, s: num
       n += 1 + varintSize(entry) + entry;
     }
   }
-  if (m.headers != null) {
+  if (m.headers !== undefined) {
     const v = m.headers;
     for (const key of Object.keys(v)) {
       const kk = utf8Size(key);
@@ -636,11 +636,11 @@ function size_nitric_proto_websockets_v1_WebsocketConnectionEvent(m: any, s: num
       n += 2 + varintSize(entry) + entry;
     }
   }
-  if (m.remoteAddress != null) {
+  if (m.remoteAddress !== undefined) {
     const v = str(m.remoteAddress, "remoteAddress");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 2 + varintSize(k) + k; }
   }
-  if (m.connectedAt != null) {
+  if (m.connectedAt !== undefined) {
     const v = num(m.connectedAt, "connectedAt");
     if (!(Object.is(v, 0))) n += 2 + 8;
   }
@@ -648,24 +648,24 @@ function size_nitric_proto_websockets_v1_WebsocketConnectionEvent(m: any, s: num
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketConnectionEvent(w: Writer, m: any): void {
-  if (m.queryParams != null) {
+  if (m.queryParams !== undefined) {
     const v = m.queryParams;
     for (const key of Object.keys(v)) {
       w.byte(10); w.varint(w.size());
       w.byte(10); w.string(key, w.size());
-      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, msg(v[key], ""));
+      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, (v[key] === undefined ? EMPTY : v[key]));
     }
   }
-  if (m.headers != null) {
+  if (m.headers !== undefined) {
     const v = m.headers;
     for (const key of Object.keys(v)) {
       w.varint(8002); w.varint(w.size());
       w.byte(10); w.string(key, w.size());
-      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, msg(v[key], ""));
+      w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_QueryValue(w, (v[key] === undefined ? EMPTY : v[key]));
     }
   }
-  if (m.remoteAddress != null && !(m.remoteAddress === "")) { w.varint(8010); w.string(m.remoteAddress, w.size()); }
-  if (m.connectedAt != null && !(Object.is(m.connectedAt, 0))) { w.varint(8017); w.double(m.connectedAt); }
+  if (m.remoteAddress !== undefined && !(m.remoteAddress === "")) { w.varint(8010); w.string(m.remoteAddress, w.size()); }
+  if (m.connectedAt !== undefined && !(Object.is(m.connectedAt, 0))) { w.varint(8017); w.double(m.connectedAt); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketConnectionEvent(r: Reader, end: number, into: any, depth: number): any {
@@ -693,7 +693,7 @@ function read_nitric_proto_websockets_v1_WebsocketConnectionEvent(r: Reader, end
 // nitric.proto.websockets.v1.QueryValue
 function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number {
   let n = 0;
-  if (m.value != null) {
+  if (m.value !== undefined) {
     const v = m.value;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "value"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
@@ -701,7 +701,7 @@ function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number
   return n;
 }
 function write_nitric_proto_websockets_v1_QueryValue(w: Writer, m: any): void {
-  if (m.value != null) {
+  if (m.value !== undefined) {
     const v = m.value;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
@@ -729,11 +729,11 @@ function read_nitric_proto_websockets_v1_QueryValue(r: Reader, end: number, into
 // nitric.proto.websockets.v1.WebsocketDisconnectionEvent
 function size_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(m: any, s: number[]): number {
   let n = 0;
-  if (m.code != null) {
+  if (m.code !== undefined) {
     const v = int32(m.code, "code");
     if (!(v === 0)) n += 2 + int32Size(v);
   }
-  if (m.reason != null) {
+  if (m.reason !== undefined) {
     const v = str(m.reason, "reason");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 2 + varintSize(k) + k; }
   }
@@ -741,8 +741,8 @@ function size_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(m: any, s: 
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(w: Writer, m: any): void {
-  if (m.code != null && !(m.code === 0)) { w.varint(8000); w.int32(m.code); }
-  if (m.reason != null && !(m.reason === "")) { w.varint(8010); w.string(m.reason, w.size()); }
+  if (m.code !== undefined && !(m.code === 0)) { w.varint(8000); w.int32(m.code); }
+  if (m.reason !== undefined && !(m.reason === "")) { w.varint(8010); w.string(m.reason, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(r: Reader, end: number, into: any, depth: number): any {
@@ -768,11 +768,11 @@ function read_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(r: Reader, 
 // nitric.proto.websockets.v1.WebsocketMessageEvent
 function size_nitric_proto_websockets_v1_WebsocketMessageEvent(m: any, s: number[]): number {
   let n = 0;
-  if (m.body != null) {
+  if (m.body !== undefined) {
     const v = bytes(m.body, "body");
     if (!(v.length === 0)) n += 1 + varintSize(v.length) + v.length;
   }
-  if (m.binary != null) {
+  if (m.binary !== undefined) {
     const v = bool(m.binary, "binary");
     if (!(v === false)) n += 2 + 1;
   }
@@ -780,8 +780,8 @@ function size_nitric_proto_websockets_v1_WebsocketMessageEvent(m: any, s: number
   return n;
 }
 function write_nitric_proto_websockets_v1_WebsocketMessageEvent(w: Writer, m: any): void {
-  if (m.body != null && !(m.body.length === 0)) { w.byte(10); w.bytes(m.body); }
-  if (m.binary != null && !(m.binary === false)) { w.varint(8000); w.byte(m.binary ? 1 : 0); }
+  if (m.body !== undefined && !(m.body.length === 0)) { w.byte(10); w.bytes(m.body); }
+  if (m.binary !== undefined && !(m.binary === false)) { w.varint(8000); w.byte(m.binary ? 1 : 0); }
   w.unknown(m.$unknown);
 }
 function read_nitric_proto_websockets_v1_WebsocketMessageEvent(r: Reader, end: number, into: any, depth: number): any {
@@ -808,7 +808,7 @@ function read_nitric_proto_websockets_v1_WebsocketMessageEvent(r: Reader, end: n
 // nitriclike.rooms.v1.ConnectionExtras
 function size_nitriclike_rooms_v1_ConnectionExtras(m: any, s: number[]): number {
   let n = 0;
-  if (m.stateJson != null) {
+  if (m.stateJson !== undefined) {
     const v = str(m.stateJson, "stateJson");
     if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
   }
@@ -816,7 +816,7 @@ function size_nitriclike_rooms_v1_ConnectionExtras(m: any, s: number[]): number 
   return n;
 }
 function write_nitriclike_rooms_v1_ConnectionExtras(w: Writer, m: any): void {
-  if (m.stateJson != null && !(m.stateJson === "")) { w.byte(10); w.string(m.stateJson, w.size()); }
+  if (m.stateJson !== undefined && !(m.stateJson === "")) { w.byte(10); w.string(m.stateJson, w.size()); }
   w.unknown(m.$unknown);
 }
 function read_nitriclike_rooms_v1_ConnectionExtras(r: Reader, end: number, into: any, depth: number): any {
@@ -841,7 +841,7 @@ function read_nitriclike_rooms_v1_ConnectionExtras(r: Reader, end: number, into:
 // nitric.proto.websockets.v1.EventBatch
 function size_nitric_proto_websockets_v1_EventBatch(m: any, s: number[]): number {
   let n = 0;
-  if (m.events != null) {
+  if (m.events !== undefined) {
     const v = m.events;
     for (let i = 0; i < v.length; i++) { const at = s.length; s.push(0); const k = size_nitric_proto_websockets_v1_ServerMessage(msg(v[i], "events"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   }
@@ -849,9 +849,9 @@ function size_nitric_proto_websockets_v1_EventBatch(m: any, s: number[]): number
   return n;
 }
 function write_nitric_proto_websockets_v1_EventBatch(w: Writer, m: any): void {
-  if (m.events != null) {
+  if (m.events !== undefined) {
     const v = m.events;
-    for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_websockets_v1_ServerMessage(w, msg(v[i], "")); }
+    for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_websockets_v1_ServerMessage(w, (v[i] === undefined ? EMPTY : v[i])); }
   }
   w.unknown(m.$unknown);
 }
