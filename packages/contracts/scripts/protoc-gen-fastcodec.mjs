@@ -246,7 +246,8 @@ function fieldSize(field) {
       );
     } else {
       // A Struct field takes any value, as protobuf-es does (see the runtime), null as unset.
-      if (field.message.typeName === STRUCT) out.push(`if (m.${L} != null) ${sizeMessage(field.message, ts, `m.${L}`)}`);
+      if (field.message.typeName === STRUCT)
+        out.push(`if (m.${L} != null) ${sizeMessage(field.message, ts, `m.${L}`)}`);
       else out.push(`if (m.${L} !== undefined) ${sizeMessage(field.message, ts, `msg(m.${L}, ${JSON.stringify(L)})`)}`);
     }
   } else if (field.fieldKind === "list") {
