@@ -485,13 +485,13 @@ function generateMessage(f, desc) {
       `protoc-gen-fastcodec: ${desc.typeName} has a field type without direct code (${reasons}): add it to the generator and its runtime`,
     );
   }
-  f.print(`function size_${id}(m: any, s: number[]): number {`);
+  f.print(`export function size_${id}(m: any, s: number[]): number {`);
   f.print("  let n = 0;");
   for (const field of sorted) for (const l of fieldSize(field)) f.print(`  ${l}`);
   f.print("  n += unknownSize(m.$unknown);");
   f.print("  return n;");
   f.print("}");
-  f.print(`function write_${id}(w: Writer, m: any): void {`);
+  f.print(`export function write_${id}(w: Writer, m: any): void {`);
   for (const field of sorted) for (const l of fieldWrite(field)) f.print(`  ${l}`);
   f.print("  w.unknown(m.$unknown);");
   f.print("}");
@@ -508,7 +508,7 @@ function generateMessage(f, desc) {
   // Oneofs start undefined, so that a set one costs one object, not two; an unset one gets its
   // { case: undefined } at the end.
   for (const oneof of desc.oneofs) init.push(`${oneof.localName}: undefined`);
-  f.print(`function read_${id}(r: Reader, end: number, into: any, depth: number): any {`);
+  f.print(`export function read_${id}(r: Reader, end: number, into: any, depth: number): any {`);
   f.print("  if (depth > RECURSION_LIMIT) tooDeep();");
   f.print(`  const m = into ?? { ${init.join(", ")} };`);
   f.print("  while (r.pos < end) {");
@@ -585,13 +585,23 @@ function generateTs(schema) {
     );
   const wanted = new Set(roots);
   const found = new Set();
+  /** Per file: the messages it exports codecs for (roots, and its services' messages). */
+  const rootsOf = new Map();
   for (const file of schema.files) {
-    const fileServices = services ? file.services : [];
     const fileRoots = new Map();
     for (const m of file.messages) if (wanted.has(m.typeName)) fileRoots.set(m.typeName, m);
-    for (const s of fileServices)
-      for (const method of s.methods) for (const m of [method.input, method.output]) fileRoots.set(m.typeName, m);
-    if (fileRoots.size === 0) continue;
+    if (services)
+      for (const s of file.services)
+        for (const method of s.methods) for (const m of [method.input, method.output]) fileRoots.set(m.typeName, m);
+    rootsOf.set(file, fileRoots);
+  }
+  // Each message any root reaches has its code once, in its own file's output; others import it.
+  const reached = closure([...rootsOf.values()].flatMap((r) => [...r.values()]));
+  for (const file of schema.files) {
+    const fileServices = services ? file.services : [];
+    const fileRoots = rootsOf.get(file);
+    const owned = reached.filter((m) => m.file === file);
+    if (fileRoots.size === 0 && owned.length === 0) continue;
     for (const r of fileRoots.keys()) found.add(r);
     const f = schema.generateFile(`${file.name}_fast.ts`);
     f.preamble(file);
@@ -606,8 +616,17 @@ function generateTs(schema) {
       f.print(
         `import { type Method, type Service, service } from "${posix.join(posix.dirname(runtimePath), "service.js")}";`,
       );
+    // The code of the messages of other files that this file's roots reach, from their files.
+    const foreign = new Map();
+    for (const m of closure([...fileRoots.values()]))
+      if (m.file !== file) foreign.set(m.file, [...(foreign.get(m.file) ?? []), m]);
+    for (const [other, list] of foreign) {
+      const names = list.flatMap((m) => ["size", "write", "read"].map((p) => `${p}_${ident(m)}`));
+      const path = posix.relative(posix.dirname(file.name), `${other.name}_fast.js`);
+      f.print(`import { ${names.join(", ")} } from "${path.startsWith(".") ? path : `./${path}`}";`);
+    }
     f.print();
-    for (const desc of closure([...fileRoots.values()])) generateMessage(f, desc);
+    for (const desc of owned) generateMessage(f, desc);
     const codecs = new Map();
     for (const r of fileRoots.values()) codecs.set(r.typeName, generateCodec(f, r, r.file === file));
     for (const s of fileServices) {

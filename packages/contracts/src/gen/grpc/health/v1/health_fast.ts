@@ -17,7 +17,7 @@ import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeEr
 import { type Method, type Service, service } from "../../../../fastcodec/service.js";
 
 // grpc.health.v1.HealthCheckRequest
-function size_grpc_health_v1_HealthCheckRequest(m: any, s: number[]): number {
+export function size_grpc_health_v1_HealthCheckRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.service !== undefined) {
     const v = str(m.service, "service");
@@ -26,11 +26,11 @@ function size_grpc_health_v1_HealthCheckRequest(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_grpc_health_v1_HealthCheckRequest(w: Writer, m: any): void {
+export function write_grpc_health_v1_HealthCheckRequest(w: Writer, m: any): void {
   if (m.service !== undefined && !(m.service === "")) { w.byte(10); w.string(m.service, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_grpc_health_v1_HealthCheckRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_grpc_health_v1_HealthCheckRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "grpc.health.v1.HealthCheckRequest", service: "" };
   while (r.pos < end) {
@@ -50,7 +50,7 @@ function read_grpc_health_v1_HealthCheckRequest(r: Reader, end: number, into: an
 }
 
 // grpc.health.v1.HealthCheckResponse
-function size_grpc_health_v1_HealthCheckResponse(m: any, s: number[]): number {
+export function size_grpc_health_v1_HealthCheckResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.status !== undefined) {
     const v = int32(m.status, "status");
@@ -59,11 +59,11 @@ function size_grpc_health_v1_HealthCheckResponse(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_grpc_health_v1_HealthCheckResponse(w: Writer, m: any): void {
+export function write_grpc_health_v1_HealthCheckResponse(w: Writer, m: any): void {
   if (m.status !== undefined && !(m.status === 0)) { w.byte(8); w.int32(m.status); }
   w.unknown(m.$unknown);
 }
-function read_grpc_health_v1_HealthCheckResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_grpc_health_v1_HealthCheckResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "grpc.health.v1.HealthCheckResponse", status: 0 };
   while (r.pos < end) {

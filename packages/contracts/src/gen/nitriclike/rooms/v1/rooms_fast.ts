@@ -21,7 +21,7 @@ import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeEr
 import { type Method, type Service, service } from "../../../../fastcodec/service.js";
 
 // nitriclike.rooms.v1.JoinRequest
-function size_nitriclike_rooms_v1_JoinRequest(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_JoinRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -38,13 +38,13 @@ function size_nitriclike_rooms_v1_JoinRequest(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_JoinRequest(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_JoinRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   if (m.room !== undefined && !(m.room === "")) { w.byte(26); w.string(m.room, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_JoinRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_JoinRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.JoinRequest", socketName: "", connectionId: "", room: "" };
   while (r.pos < end) {
@@ -66,7 +66,7 @@ function read_nitriclike_rooms_v1_JoinRequest(r: Reader, end: number, into: any,
 }
 
 // nitriclike.rooms.v1.JoinResponse
-function size_nitriclike_rooms_v1_JoinResponse(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_JoinResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.joined !== undefined) {
     const v = bool(m.joined, "joined");
@@ -75,11 +75,11 @@ function size_nitriclike_rooms_v1_JoinResponse(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_JoinResponse(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_JoinResponse(w: Writer, m: any): void {
   if (m.joined !== undefined && !(m.joined === false)) { w.byte(8); w.byte(m.joined ? 1 : 0); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_JoinResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_JoinResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.JoinResponse", joined: false };
   while (r.pos < end) {
@@ -99,7 +99,7 @@ function read_nitriclike_rooms_v1_JoinResponse(r: Reader, end: number, into: any
 }
 
 // nitriclike.rooms.v1.LeaveRequest
-function size_nitriclike_rooms_v1_LeaveRequest(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_LeaveRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -116,13 +116,13 @@ function size_nitriclike_rooms_v1_LeaveRequest(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_LeaveRequest(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_LeaveRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   if (m.room !== undefined && !(m.room === "")) { w.byte(26); w.string(m.room, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_LeaveRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_LeaveRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.LeaveRequest", socketName: "", connectionId: "", room: "" };
   while (r.pos < end) {
@@ -144,7 +144,7 @@ function read_nitriclike_rooms_v1_LeaveRequest(r: Reader, end: number, into: any
 }
 
 // nitriclike.rooms.v1.LeaveResponse
-function size_nitriclike_rooms_v1_LeaveResponse(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_LeaveResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.left !== undefined) {
     const v = bool(m.left, "left");
@@ -153,11 +153,11 @@ function size_nitriclike_rooms_v1_LeaveResponse(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_LeaveResponse(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_LeaveResponse(w: Writer, m: any): void {
   if (m.left !== undefined && !(m.left === false)) { w.byte(8); w.byte(m.left ? 1 : 0); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_LeaveResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_LeaveResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.LeaveResponse", left: false };
   while (r.pos < end) {
@@ -177,7 +177,7 @@ function read_nitriclike_rooms_v1_LeaveResponse(r: Reader, end: number, into: an
 }
 
 // nitriclike.rooms.v1.ListMembersRequest
-function size_nitriclike_rooms_v1_ListMembersRequest(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_ListMembersRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -190,12 +190,12 @@ function size_nitriclike_rooms_v1_ListMembersRequest(m: any, s: number[]): numbe
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_ListMembersRequest(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_ListMembersRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.room !== undefined && !(m.room === "")) { w.byte(18); w.string(m.room, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_ListMembersRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_ListMembersRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.ListMembersRequest", socketName: "", room: "" };
   while (r.pos < end) {
@@ -216,7 +216,7 @@ function read_nitriclike_rooms_v1_ListMembersRequest(r: Reader, end: number, int
 }
 
 // nitriclike.rooms.v1.ListMembersResponse
-function size_nitriclike_rooms_v1_ListMembersResponse(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_ListMembersResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.connectionIds !== undefined) {
     const v = m.connectionIds;
@@ -225,14 +225,14 @@ function size_nitriclike_rooms_v1_ListMembersResponse(m: any, s: number[]): numb
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_ListMembersResponse(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_ListMembersResponse(w: Writer, m: any): void {
   if (m.connectionIds !== undefined) {
     const v = m.connectionIds;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_ListMembersResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_ListMembersResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.ListMembersResponse", connectionIds: [] };
   while (r.pos < end) {
@@ -252,7 +252,7 @@ function read_nitriclike_rooms_v1_ListMembersResponse(r: Reader, end: number, in
 }
 
 // nitriclike.rooms.v1.ListRoomsRequest
-function size_nitriclike_rooms_v1_ListRoomsRequest(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_ListRoomsRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -265,12 +265,12 @@ function size_nitriclike_rooms_v1_ListRoomsRequest(m: any, s: number[]): number 
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_ListRoomsRequest(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_ListRoomsRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_ListRoomsRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_ListRoomsRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.ListRoomsRequest", socketName: "", connectionId: "" };
   while (r.pos < end) {
@@ -291,7 +291,7 @@ function read_nitriclike_rooms_v1_ListRoomsRequest(r: Reader, end: number, into:
 }
 
 // nitriclike.rooms.v1.ListRoomsResponse
-function size_nitriclike_rooms_v1_ListRoomsResponse(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_ListRoomsResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.rooms !== undefined) {
     const v = m.rooms;
@@ -300,14 +300,14 @@ function size_nitriclike_rooms_v1_ListRoomsResponse(m: any, s: number[]): number
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_ListRoomsResponse(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_ListRoomsResponse(w: Writer, m: any): void {
   if (m.rooms !== undefined) {
     const v = m.rooms;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_ListRoomsResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_ListRoomsResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.ListRoomsResponse", rooms: [] };
   while (r.pos < end) {
@@ -327,7 +327,7 @@ function read_nitriclike_rooms_v1_ListRoomsResponse(r: Reader, end: number, into
 }
 
 // nitriclike.rooms.v1.BroadcastToRoomRequest
-function size_nitriclike_rooms_v1_BroadcastToRoomRequest(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_BroadcastToRoomRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -352,7 +352,7 @@ function size_nitriclike_rooms_v1_BroadcastToRoomRequest(m: any, s: number[]): n
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_BroadcastToRoomRequest(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_BroadcastToRoomRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.room !== undefined && !(m.room === "")) { w.byte(18); w.string(m.room, w.size()); }
   if (m.data !== undefined && !(m.data.length === 0)) { w.byte(26); w.bytes(m.data); }
@@ -363,7 +363,7 @@ function write_nitriclike_rooms_v1_BroadcastToRoomRequest(w: Writer, m: any): vo
   }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_BroadcastToRoomRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_BroadcastToRoomRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.BroadcastToRoomRequest", socketName: "", room: "", data: undefined, binary: false, except: [] };
   while (r.pos < end) {
@@ -388,7 +388,7 @@ function read_nitriclike_rooms_v1_BroadcastToRoomRequest(r: Reader, end: number,
 }
 
 // nitriclike.rooms.v1.BroadcastToRoomResponse
-function size_nitriclike_rooms_v1_BroadcastToRoomResponse(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_BroadcastToRoomResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.sent !== undefined) {
     const v = uint32(m.sent, "sent");
@@ -397,11 +397,11 @@ function size_nitriclike_rooms_v1_BroadcastToRoomResponse(m: any, s: number[]): 
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_BroadcastToRoomResponse(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_BroadcastToRoomResponse(w: Writer, m: any): void {
   if (m.sent !== undefined && !(m.sent === 0)) { w.byte(8); w.varint(m.sent); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_BroadcastToRoomResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_BroadcastToRoomResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.BroadcastToRoomResponse", sent: 0 };
   while (r.pos < end) {
@@ -421,7 +421,7 @@ function read_nitriclike_rooms_v1_BroadcastToRoomResponse(r: Reader, end: number
 }
 
 // nitriclike.rooms.v1.SetStateRequest
-function size_nitriclike_rooms_v1_SetStateRequest(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_SetStateRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -438,13 +438,13 @@ function size_nitriclike_rooms_v1_SetStateRequest(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_SetStateRequest(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_SetStateRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   if (m.stateJson !== undefined && !(m.stateJson === "")) { w.byte(26); w.string(m.stateJson, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_SetStateRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_SetStateRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.SetStateRequest", socketName: "", connectionId: "", stateJson: "" };
   while (r.pos < end) {
@@ -466,15 +466,15 @@ function read_nitriclike_rooms_v1_SetStateRequest(r: Reader, end: number, into: 
 }
 
 // nitriclike.rooms.v1.SetStateResponse
-function size_nitriclike_rooms_v1_SetStateResponse(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_SetStateResponse(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_SetStateResponse(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_SetStateResponse(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_SetStateResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_SetStateResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.SetStateResponse" };
   while (r.pos < end) {
@@ -490,7 +490,7 @@ function read_nitriclike_rooms_v1_SetStateResponse(r: Reader, end: number, into:
 }
 
 // nitriclike.rooms.v1.GetStateRequest
-function size_nitriclike_rooms_v1_GetStateRequest(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_GetStateRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -503,12 +503,12 @@ function size_nitriclike_rooms_v1_GetStateRequest(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_GetStateRequest(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_GetStateRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_GetStateRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_GetStateRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.GetStateRequest", socketName: "", connectionId: "" };
   while (r.pos < end) {
@@ -529,7 +529,7 @@ function read_nitriclike_rooms_v1_GetStateRequest(r: Reader, end: number, into: 
 }
 
 // nitriclike.rooms.v1.GetStateResponse
-function size_nitriclike_rooms_v1_GetStateResponse(m: any, s: number[]): number {
+export function size_nitriclike_rooms_v1_GetStateResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.stateJson !== undefined) {
     const v = str(m.stateJson, "stateJson");
@@ -538,13 +538,46 @@ function size_nitriclike_rooms_v1_GetStateResponse(m: any, s: number[]): number 
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_rooms_v1_GetStateResponse(w: Writer, m: any): void {
+export function write_nitriclike_rooms_v1_GetStateResponse(w: Writer, m: any): void {
   if (m.stateJson !== undefined && !(m.stateJson === "")) { w.byte(10); w.string(m.stateJson, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_rooms_v1_GetStateResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_rooms_v1_GetStateResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.rooms.v1.GetStateResponse", stateJson: "" };
+  while (r.pos < end) {
+    const t = r.tag();
+    switch (t) {
+      case 10: { m.stateJson = r.string(); break; }
+      default: {
+        const no = t >>> 3;
+        // A known field with another wire type: refused (see the runtime).
+        if (no === 1) wrongWireType(t);
+        r.unknown(m, t, end, depth);
+      }
+    }
+  }
+  ended(r, end);
+  return m;
+}
+
+// nitriclike.rooms.v1.ConnectionExtras
+export function size_nitriclike_rooms_v1_ConnectionExtras(m: any, s: number[]): number {
+  let n = 0;
+  if (m.stateJson !== undefined) {
+    const v = str(m.stateJson, "stateJson");
+    if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
+  }
+  n += unknownSize(m.$unknown);
+  return n;
+}
+export function write_nitriclike_rooms_v1_ConnectionExtras(w: Writer, m: any): void {
+  if (m.stateJson !== undefined && !(m.stateJson === "")) { w.byte(10); w.string(m.stateJson, w.size()); }
+  w.unknown(m.$unknown);
+}
+export function read_nitriclike_rooms_v1_ConnectionExtras(r: Reader, end: number, into: any, depth: number): any {
+  if (depth > RECURSION_LIMIT) tooDeep();
+  const m = into ?? { $typeName: "nitriclike.rooms.v1.ConnectionExtras", stateJson: "" };
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {

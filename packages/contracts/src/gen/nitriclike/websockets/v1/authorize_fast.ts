@@ -13,9 +13,10 @@ import type { HandleAuthorizationsRequest, HandleAuthorizationsRequestSchema, Ha
 
 import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../fastcodec/service.js";
+import { size_nitric_proto_websockets_v1_QueryValue, write_nitric_proto_websockets_v1_QueryValue, read_nitric_proto_websockets_v1_QueryValue } from "../../../nitric/proto/websockets/v1/websockets_fast.js";
 
 // nitriclike.websockets.v1.HandleAuthorizationsRequest
-function size_nitriclike_websockets_v1_HandleAuthorizationsRequest(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_HandleAuthorizationsRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.id !== undefined) {
     const v = str(m.id, "id");
@@ -26,13 +27,13 @@ function size_nitriclike_websockets_v1_HandleAuthorizationsRequest(m: any, s: nu
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_HandleAuthorizationsRequest(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_HandleAuthorizationsRequest(w: Writer, m: any): void {
   if (m.id !== undefined && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
   if (m.content?.case === "registration") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizerRegistration(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   if (m.content?.case === "response") { w.byte(26); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizationResponse(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_HandleAuthorizationsRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_HandleAuthorizationsRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.HandleAuthorizationsRequest", id: "", content: undefined };
   while (r.pos < end) {
@@ -55,7 +56,7 @@ function read_nitriclike_websockets_v1_HandleAuthorizationsRequest(r: Reader, en
 }
 
 // nitriclike.websockets.v1.AuthorizerRegistration
-function size_nitriclike_websockets_v1_AuthorizerRegistration(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_AuthorizerRegistration(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -64,11 +65,11 @@ function size_nitriclike_websockets_v1_AuthorizerRegistration(m: any, s: number[
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_AuthorizerRegistration(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_AuthorizerRegistration(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_AuthorizerRegistration(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_AuthorizerRegistration(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.AuthorizerRegistration", socketName: "" };
   while (r.pos < end) {
@@ -88,19 +89,19 @@ function read_nitriclike_websockets_v1_AuthorizerRegistration(r: Reader, end: nu
 }
 
 // nitriclike.websockets.v1.AuthorizationResponse
-function size_nitriclike_websockets_v1_AuthorizationResponse(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_AuthorizationResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.result?.case === "allow") { const at = s.length; s.push(0); const k = size_nitriclike_websockets_v1_Allow(msg(m.result.value, "allow"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.result?.case === "deny") { const at = s.length; s.push(0); const k = size_nitriclike_websockets_v1_Deny(msg(m.result.value, "deny"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_AuthorizationResponse(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_AuthorizationResponse(w: Writer, m: any): void {
   if (m.result?.case === "allow") { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Allow(w, (m.result.value === undefined ? EMPTY : m.result.value)); }
   if (m.result?.case === "deny") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_Deny(w, (m.result.value === undefined ? EMPTY : m.result.value)); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_AuthorizationResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_AuthorizationResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.AuthorizationResponse", result: undefined };
   while (r.pos < end) {
@@ -122,7 +123,7 @@ function read_nitriclike_websockets_v1_AuthorizationResponse(r: Reader, end: num
 }
 
 // nitriclike.websockets.v1.Allow
-function size_nitriclike_websockets_v1_Allow(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_Allow(m: any, s: number[]): number {
   let n = 0;
   if (m.identityJson !== undefined) {
     const v = str(m.identityJson, "identityJson");
@@ -135,12 +136,12 @@ function size_nitriclike_websockets_v1_Allow(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_Allow(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_Allow(w: Writer, m: any): void {
   if (m.identityJson !== undefined && !(m.identityJson === "")) { w.byte(10); w.string(m.identityJson, w.size()); }
   if (m.protocol !== undefined && !(m.protocol === "")) { w.byte(18); w.string(m.protocol, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_Allow(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_Allow(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.Allow", identityJson: "", protocol: "" };
   while (r.pos < end) {
@@ -161,7 +162,7 @@ function read_nitriclike_websockets_v1_Allow(r: Reader, end: number, into: any, 
 }
 
 // nitriclike.websockets.v1.Deny
-function size_nitriclike_websockets_v1_Deny(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_Deny(m: any, s: number[]): number {
   let n = 0;
   if (m.status !== undefined) {
     const v = int32(m.status, "status");
@@ -174,12 +175,12 @@ function size_nitriclike_websockets_v1_Deny(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_Deny(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_Deny(w: Writer, m: any): void {
   if (m.status !== undefined && !(m.status === 0)) { w.byte(8); w.int32(m.status); }
   if (m.reason !== undefined && !(m.reason === "")) { w.byte(18); w.string(m.reason, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_Deny(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_Deny(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.Deny", status: 0, reason: "" };
   while (r.pos < end) {
@@ -200,7 +201,7 @@ function read_nitriclike_websockets_v1_Deny(r: Reader, end: number, into: any, d
 }
 
 // nitriclike.websockets.v1.HandleAuthorizationsResponse
-function size_nitriclike_websockets_v1_HandleAuthorizationsResponse(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_HandleAuthorizationsResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.id !== undefined) {
     const v = str(m.id, "id");
@@ -211,13 +212,13 @@ function size_nitriclike_websockets_v1_HandleAuthorizationsResponse(m: any, s: n
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_HandleAuthorizationsResponse(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_HandleAuthorizationsResponse(w: Writer, m: any): void {
   if (m.id !== undefined && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
   if (m.content?.case === "registration") { w.byte(18); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizerRegistration(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   if (m.content?.case === "request") { w.byte(26); w.varint(w.size()); write_nitriclike_websockets_v1_AuthorizationRequest(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_HandleAuthorizationsResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_HandleAuthorizationsResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.HandleAuthorizationsResponse", id: "", content: undefined };
   while (r.pos < end) {
@@ -240,7 +241,7 @@ function read_nitriclike_websockets_v1_HandleAuthorizationsResponse(r: Reader, e
 }
 
 // nitriclike.websockets.v1.AuthorizationRequest
-function size_nitriclike_websockets_v1_AuthorizationRequest(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_AuthorizationRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -279,7 +280,7 @@ function size_nitriclike_websockets_v1_AuthorizationRequest(m: any, s: number[])
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_AuthorizationRequest(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_AuthorizationRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   if (m.queryParams !== undefined) {
@@ -305,7 +306,7 @@ function write_nitriclike_websockets_v1_AuthorizationRequest(w: Writer, m: any):
   if (m.remoteAddress !== undefined && !(m.remoteAddress === "")) { w.byte(50); w.string(m.remoteAddress, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_AuthorizationRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_AuthorizationRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.AuthorizationRequest", socketName: "", connectionId: "", queryParams: {}, headers: {}, protocols: [], remoteAddress: "" };
   while (r.pos < end) {
@@ -321,42 +322,6 @@ function read_nitriclike_websockets_v1_AuthorizationRequest(r: Reader, end: numb
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
         if (no === 1 || no === 2 || no === 3 || no === 4 || no === 5 || no === 6) wrongWireType(t);
-        r.unknown(m, t, end, depth);
-      }
-    }
-  }
-  ended(r, end);
-  return m;
-}
-
-// nitric.proto.websockets.v1.QueryValue
-function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number {
-  let n = 0;
-  if (m.value !== undefined) {
-    const v = m.value;
-    for (let i = 0; i < v.length; i++) { const e = str(v[i], "value"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
-  }
-  n += unknownSize(m.$unknown);
-  return n;
-}
-function write_nitric_proto_websockets_v1_QueryValue(w: Writer, m: any): void {
-  if (m.value !== undefined) {
-    const v = m.value;
-    for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
-  }
-  w.unknown(m.$unknown);
-}
-function read_nitric_proto_websockets_v1_QueryValue(r: Reader, end: number, into: any, depth: number): any {
-  if (depth > RECURSION_LIMIT) tooDeep();
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.QueryValue", value: [] };
-  while (r.pos < end) {
-    const t = r.tag();
-    switch (t) {
-      case 10: { m.value.push(r.string()); break; }
-      default: {
-        const no = t >>> 3;
-        // A known field with another wire type: refused (see the runtime).
-        if (no === 1) wrongWireType(t);
         r.unknown(m, t, end, depth);
       }
     }

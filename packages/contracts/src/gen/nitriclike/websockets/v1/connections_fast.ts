@@ -13,9 +13,10 @@ import type { BroadcastRequest, BroadcastRequestSchema, BroadcastResponse, Broad
 
 import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../fastcodec/service.js";
+import { size_nitric_proto_websockets_v1_QueryValue, write_nitric_proto_websockets_v1_QueryValue, read_nitric_proto_websockets_v1_QueryValue } from "../../../nitric/proto/websockets/v1/websockets_fast.js";
 
 // nitriclike.websockets.v1.IsConnectedRequest
-function size_nitriclike_websockets_v1_IsConnectedRequest(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_IsConnectedRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -28,12 +29,12 @@ function size_nitriclike_websockets_v1_IsConnectedRequest(m: any, s: number[]): 
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_IsConnectedRequest(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_IsConnectedRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_IsConnectedRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_IsConnectedRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.IsConnectedRequest", socketName: "", connectionId: "" };
   while (r.pos < end) {
@@ -54,7 +55,7 @@ function read_nitriclike_websockets_v1_IsConnectedRequest(r: Reader, end: number
 }
 
 // nitriclike.websockets.v1.IsConnectedResponse
-function size_nitriclike_websockets_v1_IsConnectedResponse(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_IsConnectedResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.connected !== undefined) {
     const v = bool(m.connected, "connected");
@@ -63,11 +64,11 @@ function size_nitriclike_websockets_v1_IsConnectedResponse(m: any, s: number[]):
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_IsConnectedResponse(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_IsConnectedResponse(w: Writer, m: any): void {
   if (m.connected !== undefined && !(m.connected === false)) { w.byte(8); w.byte(m.connected ? 1 : 0); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_IsConnectedResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_IsConnectedResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.IsConnectedResponse", connected: false };
   while (r.pos < end) {
@@ -87,7 +88,7 @@ function read_nitriclike_websockets_v1_IsConnectedResponse(r: Reader, end: numbe
 }
 
 // nitriclike.websockets.v1.GetConnectionRequest
-function size_nitriclike_websockets_v1_GetConnectionRequest(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_GetConnectionRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -100,12 +101,12 @@ function size_nitriclike_websockets_v1_GetConnectionRequest(m: any, s: number[])
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_GetConnectionRequest(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_GetConnectionRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_GetConnectionRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_GetConnectionRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.GetConnectionRequest", socketName: "", connectionId: "" };
   while (r.pos < end) {
@@ -126,17 +127,17 @@ function read_nitriclike_websockets_v1_GetConnectionRequest(r: Reader, end: numb
 }
 
 // nitriclike.websockets.v1.GetConnectionResponse
-function size_nitriclike_websockets_v1_GetConnectionResponse(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_GetConnectionResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.connection !== undefined) { const at = s.length; s.push(0); const k = size_nitriclike_websockets_v1_Connection(msg(m.connection, "connection"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_GetConnectionResponse(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_GetConnectionResponse(w: Writer, m: any): void {
   if (m.connection !== undefined) { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Connection(w, m.connection); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_GetConnectionResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_GetConnectionResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.GetConnectionResponse" };
   while (r.pos < end) {
@@ -156,7 +157,7 @@ function read_nitriclike_websockets_v1_GetConnectionResponse(r: Reader, end: num
 }
 
 // nitriclike.websockets.v1.Connection
-function size_nitriclike_websockets_v1_Connection(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_Connection(m: any, s: number[]): number {
   let n = 0;
   if (m.connectionId !== undefined) {
     const v = str(m.connectionId, "connectionId");
@@ -195,7 +196,7 @@ function size_nitriclike_websockets_v1_Connection(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_Connection(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_Connection(w: Writer, m: any): void {
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(10); w.string(m.connectionId, w.size()); }
   if (m.connectedAt !== undefined && !(Object.is(m.connectedAt, 0))) { w.byte(17); w.double(m.connectedAt); }
   if (m.query !== undefined) {
@@ -218,7 +219,7 @@ function write_nitriclike_websockets_v1_Connection(w: Writer, m: any): void {
   if (m.auth !== undefined && !(m.auth === "")) { w.varint(130); w.string(m.auth, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_Connection(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_Connection(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.Connection", connectionId: "", connectedAt: 0, query: {}, headers: {}, remoteAddress: "", auth: "" };
   while (r.pos < end) {
@@ -242,44 +243,8 @@ function read_nitriclike_websockets_v1_Connection(r: Reader, end: number, into: 
   return m;
 }
 
-// nitric.proto.websockets.v1.QueryValue
-function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number {
-  let n = 0;
-  if (m.value !== undefined) {
-    const v = m.value;
-    for (let i = 0; i < v.length; i++) { const e = str(v[i], "value"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
-  }
-  n += unknownSize(m.$unknown);
-  return n;
-}
-function write_nitric_proto_websockets_v1_QueryValue(w: Writer, m: any): void {
-  if (m.value !== undefined) {
-    const v = m.value;
-    for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
-  }
-  w.unknown(m.$unknown);
-}
-function read_nitric_proto_websockets_v1_QueryValue(r: Reader, end: number, into: any, depth: number): any {
-  if (depth > RECURSION_LIMIT) tooDeep();
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.QueryValue", value: [] };
-  while (r.pos < end) {
-    const t = r.tag();
-    switch (t) {
-      case 10: { m.value.push(r.string()); break; }
-      default: {
-        const no = t >>> 3;
-        // A known field with another wire type: refused (see the runtime).
-        if (no === 1) wrongWireType(t);
-        r.unknown(m, t, end, depth);
-      }
-    }
-  }
-  ended(r, end);
-  return m;
-}
-
 // nitriclike.websockets.v1.ListConnectionsRequest
-function size_nitriclike_websockets_v1_ListConnectionsRequest(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_ListConnectionsRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -288,11 +253,11 @@ function size_nitriclike_websockets_v1_ListConnectionsRequest(m: any, s: number[
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_ListConnectionsRequest(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_ListConnectionsRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_ListConnectionsRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_ListConnectionsRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.ListConnectionsRequest", socketName: "" };
   while (r.pos < end) {
@@ -312,17 +277,17 @@ function read_nitriclike_websockets_v1_ListConnectionsRequest(r: Reader, end: nu
 }
 
 // nitriclike.websockets.v1.ListConnectionsResponse
-function size_nitriclike_websockets_v1_ListConnectionsResponse(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_ListConnectionsResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.connection !== undefined) { const at = s.length; s.push(0); const k = size_nitriclike_websockets_v1_Connection(msg(m.connection, "connection"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_ListConnectionsResponse(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_ListConnectionsResponse(w: Writer, m: any): void {
   if (m.connection !== undefined) { w.byte(10); w.varint(w.size()); write_nitriclike_websockets_v1_Connection(w, m.connection); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_ListConnectionsResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_ListConnectionsResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.ListConnectionsResponse" };
   while (r.pos < end) {
@@ -342,7 +307,7 @@ function read_nitriclike_websockets_v1_ListConnectionsResponse(r: Reader, end: n
 }
 
 // nitriclike.websockets.v1.BroadcastRequest
-function size_nitriclike_websockets_v1_BroadcastRequest(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_BroadcastRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -363,7 +328,7 @@ function size_nitriclike_websockets_v1_BroadcastRequest(m: any, s: number[]): nu
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_BroadcastRequest(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_BroadcastRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.data !== undefined && !(m.data.length === 0)) { w.byte(18); w.bytes(m.data); }
   if (m.binary !== undefined && !(m.binary === false)) { w.byte(24); w.byte(m.binary ? 1 : 0); }
@@ -373,7 +338,7 @@ function write_nitriclike_websockets_v1_BroadcastRequest(w: Writer, m: any): voi
   }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_BroadcastRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_BroadcastRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.BroadcastRequest", socketName: "", data: undefined, binary: false, except: [] };
   while (r.pos < end) {
@@ -397,7 +362,7 @@ function read_nitriclike_websockets_v1_BroadcastRequest(r: Reader, end: number, 
 }
 
 // nitriclike.websockets.v1.BroadcastResponse
-function size_nitriclike_websockets_v1_BroadcastResponse(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_BroadcastResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.sent !== undefined) {
     const v = uint32(m.sent, "sent");
@@ -406,11 +371,11 @@ function size_nitriclike_websockets_v1_BroadcastResponse(m: any, s: number[]): n
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_BroadcastResponse(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_BroadcastResponse(w: Writer, m: any): void {
   if (m.sent !== undefined && !(m.sent === 0)) { w.byte(8); w.varint(m.sent); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_BroadcastResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_BroadcastResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.BroadcastResponse", sent: 0 };
   while (r.pos < end) {
@@ -430,7 +395,7 @@ function read_nitriclike_websockets_v1_BroadcastResponse(r: Reader, end: number,
 }
 
 // nitriclike.websockets.v1.CloseConnectionsRequest
-function size_nitriclike_websockets_v1_CloseConnectionsRequest(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_CloseConnectionsRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -451,7 +416,7 @@ function size_nitriclike_websockets_v1_CloseConnectionsRequest(m: any, s: number
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_CloseConnectionsRequest(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_CloseConnectionsRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionIds !== undefined) {
     const v = m.connectionIds;
@@ -461,7 +426,7 @@ function write_nitriclike_websockets_v1_CloseConnectionsRequest(w: Writer, m: an
   if (m.reason !== undefined && !(m.reason === "")) { w.byte(34); w.string(m.reason, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_CloseConnectionsRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_CloseConnectionsRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.CloseConnectionsRequest", socketName: "", connectionIds: [], code: 0, reason: "" };
   while (r.pos < end) {
@@ -484,7 +449,7 @@ function read_nitriclike_websockets_v1_CloseConnectionsRequest(r: Reader, end: n
 }
 
 // nitriclike.websockets.v1.CloseConnectionsResponse
-function size_nitriclike_websockets_v1_CloseConnectionsResponse(m: any, s: number[]): number {
+export function size_nitriclike_websockets_v1_CloseConnectionsResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.closed !== undefined) {
     const v = m.closed;
@@ -497,7 +462,7 @@ function size_nitriclike_websockets_v1_CloseConnectionsResponse(m: any, s: numbe
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitriclike_websockets_v1_CloseConnectionsResponse(w: Writer, m: any): void {
+export function write_nitriclike_websockets_v1_CloseConnectionsResponse(w: Writer, m: any): void {
   if (m.closed !== undefined) {
     const v = m.closed;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
@@ -508,7 +473,7 @@ function write_nitriclike_websockets_v1_CloseConnectionsResponse(w: Writer, m: a
   }
   w.unknown(m.$unknown);
 }
-function read_nitriclike_websockets_v1_CloseConnectionsResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitriclike_websockets_v1_CloseConnectionsResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitriclike.websockets.v1.CloseConnectionsResponse", closed: [], notConnected: [] };
   while (r.pos < end) {

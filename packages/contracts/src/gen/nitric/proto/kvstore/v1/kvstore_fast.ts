@@ -14,17 +14,17 @@ import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeEr
 import { type Method, type Service, service } from "../../../../../fastcodec/service.js";
 
 // nitric.proto.kvstore.v1.KvStoreGetValueRequest
-function size_nitric_proto_kvstore_v1_KvStoreGetValueRequest(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_KvStoreGetValueRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.ref !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(msg(m.ref, "ref"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_KvStoreGetValueRequest(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_KvStoreGetValueRequest(w: Writer, m: any): void {
   if (m.ref !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_KvStoreGetValueRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_KvStoreGetValueRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.KvStoreGetValueRequest" };
   while (r.pos < end) {
@@ -44,7 +44,7 @@ function read_nitric_proto_kvstore_v1_KvStoreGetValueRequest(r: Reader, end: num
 }
 
 // nitric.proto.kvstore.v1.ValueRef
-function size_nitric_proto_kvstore_v1_ValueRef(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_ValueRef(m: any, s: number[]): number {
   let n = 0;
   if (m.store !== undefined) {
     const v = str(m.store, "store");
@@ -57,12 +57,12 @@ function size_nitric_proto_kvstore_v1_ValueRef(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_ValueRef(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_ValueRef(w: Writer, m: any): void {
   if (m.store !== undefined && !(m.store === "")) { w.byte(10); w.string(m.store, w.size()); }
   if (m.key !== undefined && !(m.key === "")) { w.byte(18); w.string(m.key, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_ValueRef(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_ValueRef(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.ValueRef", store: "", key: "" };
   while (r.pos < end) {
@@ -83,17 +83,17 @@ function read_nitric_proto_kvstore_v1_ValueRef(r: Reader, end: number, into: any
 }
 
 // nitric.proto.kvstore.v1.KvStoreGetValueResponse
-function size_nitric_proto_kvstore_v1_KvStoreGetValueResponse(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_KvStoreGetValueResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.value !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_Value(msg(m.value, "value"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_KvStoreGetValueResponse(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_KvStoreGetValueResponse(w: Writer, m: any): void {
   if (m.value !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_Value(w, m.value); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_KvStoreGetValueResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_KvStoreGetValueResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.KvStoreGetValueResponse" };
   while (r.pos < end) {
@@ -113,19 +113,19 @@ function read_nitric_proto_kvstore_v1_KvStoreGetValueResponse(r: Reader, end: nu
 }
 
 // nitric.proto.kvstore.v1.Value
-function size_nitric_proto_kvstore_v1_Value(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_Value(m: any, s: number[]): number {
   let n = 0;
   if (m.ref !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(msg(m.ref, "ref"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.content != null) { const at = s.length; s.push(0); const k = sizeStruct(m.content, s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_Value(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_Value(w: Writer, m: any): void {
   if (m.ref !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
   if (m.content != null) { w.byte(18); w.varint(w.size()); writeStruct(w, m.content); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_Value(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_Value(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.Value" };
   while (r.pos < end) {
@@ -146,19 +146,19 @@ function read_nitric_proto_kvstore_v1_Value(r: Reader, end: number, into: any, d
 }
 
 // nitric.proto.kvstore.v1.KvStoreSetValueRequest
-function size_nitric_proto_kvstore_v1_KvStoreSetValueRequest(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_KvStoreSetValueRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.ref !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(msg(m.ref, "ref"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.content != null) { const at = s.length; s.push(0); const k = sizeStruct(m.content, s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_KvStoreSetValueRequest(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_KvStoreSetValueRequest(w: Writer, m: any): void {
   if (m.ref !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
   if (m.content != null) { w.byte(26); w.varint(w.size()); writeStruct(w, m.content); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_KvStoreSetValueRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_KvStoreSetValueRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.KvStoreSetValueRequest" };
   while (r.pos < end) {
@@ -179,15 +179,15 @@ function read_nitric_proto_kvstore_v1_KvStoreSetValueRequest(r: Reader, end: num
 }
 
 // nitric.proto.kvstore.v1.KvStoreSetValueResponse
-function size_nitric_proto_kvstore_v1_KvStoreSetValueResponse(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_KvStoreSetValueResponse(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_KvStoreSetValueResponse(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_KvStoreSetValueResponse(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_KvStoreSetValueResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_KvStoreSetValueResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.KvStoreSetValueResponse" };
   while (r.pos < end) {
@@ -203,17 +203,17 @@ function read_nitric_proto_kvstore_v1_KvStoreSetValueResponse(r: Reader, end: nu
 }
 
 // nitric.proto.kvstore.v1.KvStoreDeleteKeyRequest
-function size_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.ref !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_ValueRef(msg(m.ref, "ref"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(w: Writer, m: any): void {
   if (m.ref !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_ValueRef(w, m.ref); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.KvStoreDeleteKeyRequest" };
   while (r.pos < end) {
@@ -233,15 +233,15 @@ function read_nitric_proto_kvstore_v1_KvStoreDeleteKeyRequest(r: Reader, end: nu
 }
 
 // nitric.proto.kvstore.v1.KvStoreDeleteKeyResponse
-function size_nitric_proto_kvstore_v1_KvStoreDeleteKeyResponse(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_KvStoreDeleteKeyResponse(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_KvStoreDeleteKeyResponse(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_KvStoreDeleteKeyResponse(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_KvStoreDeleteKeyResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_KvStoreDeleteKeyResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.KvStoreDeleteKeyResponse" };
   while (r.pos < end) {
@@ -257,7 +257,7 @@ function read_nitric_proto_kvstore_v1_KvStoreDeleteKeyResponse(r: Reader, end: n
 }
 
 // nitric.proto.kvstore.v1.KvStoreScanKeysRequest
-function size_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.store !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_kvstore_v1_Store(msg(m.store, "store"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.prefix !== undefined) {
@@ -267,12 +267,12 @@ function size_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(m: any, s: number[]
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(w: Writer, m: any): void {
   if (m.store !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_kvstore_v1_Store(w, m.store); }
   if (m.prefix !== undefined && !(m.prefix === "")) { w.byte(18); w.string(m.prefix, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.KvStoreScanKeysRequest", prefix: "" };
   while (r.pos < end) {
@@ -293,7 +293,7 @@ function read_nitric_proto_kvstore_v1_KvStoreScanKeysRequest(r: Reader, end: num
 }
 
 // nitric.proto.kvstore.v1.Store
-function size_nitric_proto_kvstore_v1_Store(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_Store(m: any, s: number[]): number {
   let n = 0;
   if (m.name !== undefined) {
     const v = str(m.name, "name");
@@ -302,11 +302,11 @@ function size_nitric_proto_kvstore_v1_Store(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_Store(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_Store(w: Writer, m: any): void {
   if (m.name !== undefined && !(m.name === "")) { w.byte(10); w.string(m.name, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_Store(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_Store(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.Store", name: "" };
   while (r.pos < end) {
@@ -326,7 +326,7 @@ function read_nitric_proto_kvstore_v1_Store(r: Reader, end: number, into: any, d
 }
 
 // nitric.proto.kvstore.v1.KvStoreScanKeysResponse
-function size_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(m: any, s: number[]): number {
+export function size_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.key !== undefined) {
     const v = str(m.key, "key");
@@ -335,11 +335,11 @@ function size_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(m: any, s: number[
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(w: Writer, m: any): void {
+export function write_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(w: Writer, m: any): void {
   if (m.key !== undefined && !(m.key === "")) { w.byte(10); w.string(m.key, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_kvstore_v1_KvStoreScanKeysResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.kvstore.v1.KvStoreScanKeysResponse", key: "" };
   while (r.pos < end) {

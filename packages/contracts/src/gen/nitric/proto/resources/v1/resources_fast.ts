@@ -16,7 +16,7 @@ import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeEr
 import { type Method, type Service, service } from "../../../../../fastcodec/service.js";
 
 // nitric.proto.resources.v1.ResourceDeclareRequest
-function size_nitric_proto_resources_v1_ResourceDeclareRequest(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_ResourceDeclareRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.id !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_ResourceIdentifier(msg(m.id, "id"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.config?.case === "policy") { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_PolicyResource(msg(m.config.value, "policy"), s); s[at] = k; n += 1 + varintSize(k) + k; }
@@ -33,7 +33,7 @@ function size_nitric_proto_resources_v1_ResourceDeclareRequest(m: any, s: number
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_ResourceDeclareRequest(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_ResourceDeclareRequest(w: Writer, m: any): void {
   if (m.id !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_ResourceIdentifier(w, m.id); }
   if (m.config?.case === "policy") { w.byte(82); w.varint(w.size()); write_nitric_proto_resources_v1_PolicyResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
   if (m.config?.case === "bucket") { w.byte(90); w.varint(w.size()); write_nitric_proto_resources_v1_BucketResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
@@ -48,7 +48,7 @@ function write_nitric_proto_resources_v1_ResourceDeclareRequest(w: Writer, m: an
   if (m.config?.case === "websocket") { w.varint(8002); w.varint(w.size()); write_nitric_proto_resources_v1_WebsocketResource(w, (m.config.value === undefined ? EMPTY : m.config.value)); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_ResourceDeclareRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_ResourceDeclareRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.ResourceDeclareRequest", config: undefined };
   while (r.pos < end) {
@@ -80,7 +80,7 @@ function read_nitric_proto_resources_v1_ResourceDeclareRequest(r: Reader, end: n
 }
 
 // nitric.proto.resources.v1.ResourceIdentifier
-function size_nitric_proto_resources_v1_ResourceIdentifier(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_ResourceIdentifier(m: any, s: number[]): number {
   let n = 0;
   if (m.type !== undefined) {
     const v = int32(m.type, "type");
@@ -93,12 +93,12 @@ function size_nitric_proto_resources_v1_ResourceIdentifier(m: any, s: number[]):
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_ResourceIdentifier(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_ResourceIdentifier(w: Writer, m: any): void {
   if (m.type !== undefined && !(m.type === 0)) { w.byte(8); w.int32(m.type); }
   if (m.name !== undefined && !(m.name === "")) { w.byte(18); w.string(m.name, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_ResourceIdentifier(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_ResourceIdentifier(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.ResourceIdentifier", type: 0, name: "" };
   while (r.pos < end) {
@@ -119,7 +119,7 @@ function read_nitric_proto_resources_v1_ResourceIdentifier(r: Reader, end: numbe
 }
 
 // nitric.proto.resources.v1.PolicyResource
-function size_nitric_proto_resources_v1_PolicyResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_PolicyResource(m: any, s: number[]): number {
   let n = 0;
   if (m.principals !== undefined) {
     const v = m.principals;
@@ -140,7 +140,7 @@ function size_nitric_proto_resources_v1_PolicyResource(m: any, s: number[]): num
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_PolicyResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_PolicyResource(w: Writer, m: any): void {
   if (m.principals !== undefined) {
     const v = m.principals;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_ResourceIdentifier(w, (v[i] === undefined ? EMPTY : v[i])); }
@@ -155,7 +155,7 @@ function write_nitric_proto_resources_v1_PolicyResource(w: Writer, m: any): void
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_PolicyResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_PolicyResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.PolicyResource", principals: [], actions: [], resources: [] };
   while (r.pos < end) {
@@ -178,15 +178,15 @@ function read_nitric_proto_resources_v1_PolicyResource(r: Reader, end: number, i
 }
 
 // nitric.proto.resources.v1.BucketResource
-function size_nitric_proto_resources_v1_BucketResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_BucketResource(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_BucketResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_BucketResource(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_BucketResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_BucketResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.BucketResource" };
   while (r.pos < end) {
@@ -202,15 +202,15 @@ function read_nitric_proto_resources_v1_BucketResource(r: Reader, end: number, i
 }
 
 // nitric.proto.resources.v1.TopicResource
-function size_nitric_proto_resources_v1_TopicResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_TopicResource(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_TopicResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_TopicResource(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_TopicResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_TopicResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.TopicResource" };
   while (r.pos < end) {
@@ -226,15 +226,15 @@ function read_nitric_proto_resources_v1_TopicResource(r: Reader, end: number, in
 }
 
 // nitric.proto.resources.v1.KeyValueStoreResource
-function size_nitric_proto_resources_v1_KeyValueStoreResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_KeyValueStoreResource(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_KeyValueStoreResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_KeyValueStoreResource(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_KeyValueStoreResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_KeyValueStoreResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.KeyValueStoreResource" };
   while (r.pos < end) {
@@ -250,15 +250,15 @@ function read_nitric_proto_resources_v1_KeyValueStoreResource(r: Reader, end: nu
 }
 
 // nitric.proto.resources.v1.SecretResource
-function size_nitric_proto_resources_v1_SecretResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_SecretResource(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_SecretResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_SecretResource(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_SecretResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_SecretResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.SecretResource" };
   while (r.pos < end) {
@@ -274,7 +274,7 @@ function read_nitric_proto_resources_v1_SecretResource(r: Reader, end: number, i
 }
 
 // nitric.proto.resources.v1.ApiResource
-function size_nitric_proto_resources_v1_ApiResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_ApiResource(m: any, s: number[]): number {
   let n = 0;
   if (m.security !== undefined) {
     const v = m.security;
@@ -288,7 +288,7 @@ function size_nitric_proto_resources_v1_ApiResource(m: any, s: number[]): number
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_ApiResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_ApiResource(w: Writer, m: any): void {
   if (m.security !== undefined) {
     const v = m.security;
     for (const key of Object.keys(v)) {
@@ -299,7 +299,7 @@ function write_nitric_proto_resources_v1_ApiResource(w: Writer, m: any): void {
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_ApiResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_ApiResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.ApiResource", security: {} };
   while (r.pos < end) {
@@ -319,7 +319,7 @@ function read_nitric_proto_resources_v1_ApiResource(r: Reader, end: number, into
 }
 
 // nitric.proto.resources.v1.ApiScopes
-function size_nitric_proto_resources_v1_ApiScopes(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_ApiScopes(m: any, s: number[]): number {
   let n = 0;
   if (m.scopes !== undefined) {
     const v = m.scopes;
@@ -328,14 +328,14 @@ function size_nitric_proto_resources_v1_ApiScopes(m: any, s: number[]): number {
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_ApiScopes(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_ApiScopes(w: Writer, m: any): void {
   if (m.scopes !== undefined) {
     const v = m.scopes;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_ApiScopes(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_ApiScopes(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.ApiScopes", scopes: [] };
   while (r.pos < end) {
@@ -355,7 +355,7 @@ function read_nitric_proto_resources_v1_ApiScopes(r: Reader, end: number, into: 
 }
 
 // nitric.proto.resources.v1.ApiSecurityDefinitionResource
-function size_nitric_proto_resources_v1_ApiSecurityDefinitionResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_ApiSecurityDefinitionResource(m: any, s: number[]): number {
   let n = 0;
   if (m.apiName !== undefined) {
     const v = str(m.apiName, "apiName");
@@ -365,12 +365,12 @@ function size_nitric_proto_resources_v1_ApiSecurityDefinitionResource(m: any, s:
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_ApiSecurityDefinitionResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_ApiSecurityDefinitionResource(w: Writer, m: any): void {
   if (m.apiName !== undefined && !(m.apiName === "")) { w.byte(10); w.string(m.apiName, w.size()); }
   if (m.definition?.case === "oidc") { w.byte(18); w.varint(w.size()); write_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(w, (m.definition.value === undefined ? EMPTY : m.definition.value)); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_ApiSecurityDefinitionResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_ApiSecurityDefinitionResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.ApiSecurityDefinitionResource", apiName: "", definition: undefined };
   while (r.pos < end) {
@@ -392,7 +392,7 @@ function read_nitric_proto_resources_v1_ApiSecurityDefinitionResource(r: Reader,
 }
 
 // nitric.proto.resources.v1.ApiOpenIdConnectionDefinition
-function size_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(m: any, s: number[]): number {
   let n = 0;
   if (m.issuer !== undefined) {
     const v = str(m.issuer, "issuer");
@@ -405,7 +405,7 @@ function size_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(m: any, s:
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(w: Writer, m: any): void {
   if (m.issuer !== undefined && !(m.issuer === "")) { w.byte(10); w.string(m.issuer, w.size()); }
   if (m.audiences !== undefined) {
     const v = m.audiences;
@@ -413,7 +413,7 @@ function write_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(w: Writer
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.ApiOpenIdConnectionDefinition", issuer: "", audiences: [] };
   while (r.pos < end) {
@@ -434,15 +434,15 @@ function read_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(r: Reader,
 }
 
 // nitric.proto.resources.v1.QueueResource
-function size_nitric_proto_resources_v1_QueueResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_QueueResource(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_QueueResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_QueueResource(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_QueueResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_QueueResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.QueueResource" };
   while (r.pos < end) {
@@ -458,17 +458,17 @@ function read_nitric_proto_resources_v1_QueueResource(r: Reader, end: number, in
 }
 
 // nitric.proto.resources.v1.SqlDatabaseResource
-function size_nitric_proto_resources_v1_SqlDatabaseResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_SqlDatabaseResource(m: any, s: number[]): number {
   let n = 0;
   if (m.migrations !== undefined) { const at = s.length; s.push(0); const k = size_nitric_proto_resources_v1_SqlDatabaseMigrations(msg(m.migrations, "migrations"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_SqlDatabaseResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_SqlDatabaseResource(w: Writer, m: any): void {
   if (m.migrations !== undefined) { w.byte(10); w.varint(w.size()); write_nitric_proto_resources_v1_SqlDatabaseMigrations(w, m.migrations); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_SqlDatabaseResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_SqlDatabaseResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.SqlDatabaseResource" };
   while (r.pos < end) {
@@ -488,7 +488,7 @@ function read_nitric_proto_resources_v1_SqlDatabaseResource(r: Reader, end: numb
 }
 
 // nitric.proto.resources.v1.SqlDatabaseMigrations
-function size_nitric_proto_resources_v1_SqlDatabaseMigrations(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_SqlDatabaseMigrations(m: any, s: number[]): number {
   let n = 0;
   if (m.migrations?.case === "migrationsPath") {
     const v = str(m.migrations.value, "migrationsPath");
@@ -497,11 +497,11 @@ function size_nitric_proto_resources_v1_SqlDatabaseMigrations(m: any, s: number[
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_SqlDatabaseMigrations(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_SqlDatabaseMigrations(w: Writer, m: any): void {
   if (m.migrations?.case === "migrationsPath") { w.byte(10); w.string(m.migrations.value, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_SqlDatabaseMigrations(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_SqlDatabaseMigrations(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.SqlDatabaseMigrations", migrations: undefined };
   while (r.pos < end) {
@@ -522,15 +522,15 @@ function read_nitric_proto_resources_v1_SqlDatabaseMigrations(r: Reader, end: nu
 }
 
 // nitric.proto.resources.v1.JobResource
-function size_nitric_proto_resources_v1_JobResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_JobResource(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_JobResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_JobResource(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_JobResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_JobResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.JobResource" };
   while (r.pos < end) {
@@ -546,7 +546,7 @@ function read_nitric_proto_resources_v1_JobResource(r: Reader, end: number, into
 }
 
 // nitric.proto.resources.v1.WebsocketResource
-function size_nitric_proto_resources_v1_WebsocketResource(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_WebsocketResource(m: any, s: number[]): number {
   let n = 0;
   if (m.allowedOrigins !== undefined) {
     const v = m.allowedOrigins;
@@ -555,14 +555,14 @@ function size_nitric_proto_resources_v1_WebsocketResource(m: any, s: number[]): 
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_WebsocketResource(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_WebsocketResource(w: Writer, m: any): void {
   if (m.allowedOrigins !== undefined) {
     const v = m.allowedOrigins;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_WebsocketResource(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_WebsocketResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.WebsocketResource", allowedOrigins: [] };
   while (r.pos < end) {
@@ -582,15 +582,15 @@ function read_nitric_proto_resources_v1_WebsocketResource(r: Reader, end: number
 }
 
 // nitric.proto.resources.v1.ResourceDeclareResponse
-function size_nitric_proto_resources_v1_ResourceDeclareResponse(m: any, s: number[]): number {
+export function size_nitric_proto_resources_v1_ResourceDeclareResponse(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_resources_v1_ResourceDeclareResponse(w: Writer, m: any): void {
+export function write_nitric_proto_resources_v1_ResourceDeclareResponse(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_resources_v1_ResourceDeclareResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_resources_v1_ResourceDeclareResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.resources.v1.ResourceDeclareResponse" };
   while (r.pos < end) {

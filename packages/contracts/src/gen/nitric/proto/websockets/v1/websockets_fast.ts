@@ -14,9 +14,10 @@ import type { ClientMessage, ClientMessageSchema, ServerMessage, ServerMessageSc
 
 import { EMPTY, RECURSION_LIMIT, Writer, Reader, asBuffer, bool, bytes, decodeError, encodeError, ended, int32, int32Size, msg, num, readStruct, setOwn, sizeStruct, str, tooDeep, uint32, unknownSize, utf8Size, varintSize, writeStruct, wrongWireType } from "../../../../../fastcodec/runtime.js";
 import { type Method, type Service, service } from "../../../../../fastcodec/service.js";
+import { size_nitriclike_rooms_v1_ConnectionExtras, write_nitriclike_rooms_v1_ConnectionExtras, read_nitriclike_rooms_v1_ConnectionExtras } from "../../../../nitriclike/rooms/v1/rooms_fast.js";
 
 // nitric.proto.websockets.v1.WebsocketSendRequest
-function size_nitric_proto_websockets_v1_WebsocketSendRequest(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketSendRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -37,14 +38,14 @@ function size_nitric_proto_websockets_v1_WebsocketSendRequest(m: any, s: number[
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketSendRequest(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketSendRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   if (m.data !== undefined && !(m.data.length === 0)) { w.byte(26); w.bytes(m.data); }
   if (m.binary !== undefined) { w.varint(8000); w.byte(m.binary ? 1 : 0); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketSendRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketSendRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketSendRequest", socketName: "", connectionId: "", data: undefined };
   while (r.pos < end) {
@@ -68,15 +69,15 @@ function read_nitric_proto_websockets_v1_WebsocketSendRequest(r: Reader, end: nu
 }
 
 // nitric.proto.websockets.v1.WebsocketSendResponse
-function size_nitric_proto_websockets_v1_WebsocketSendResponse(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketSendResponse(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketSendResponse(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketSendResponse(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketSendResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketSendResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketSendResponse" };
   while (r.pos < end) {
@@ -92,7 +93,7 @@ function read_nitric_proto_websockets_v1_WebsocketSendResponse(r: Reader, end: n
 }
 
 // nitric.proto.websockets.v1.WebsocketCloseConnectionRequest
-function size_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -113,14 +114,14 @@ function size_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(m: any,
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   if (m.code !== undefined && !(m.code === 0)) { w.varint(8000); w.int32(m.code); }
   if (m.reason !== undefined && !(m.reason === "")) { w.varint(8010); w.string(m.reason, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketCloseConnectionRequest", socketName: "", connectionId: "", code: 0, reason: "" };
   while (r.pos < end) {
@@ -143,15 +144,15 @@ function read_nitric_proto_websockets_v1_WebsocketCloseConnectionRequest(r: Read
 }
 
 // nitric.proto.websockets.v1.WebsocketCloseConnectionResponse
-function size_nitric_proto_websockets_v1_WebsocketCloseConnectionResponse(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketCloseConnectionResponse(m: any, s: number[]): number {
   let n = 0;
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketCloseConnectionResponse(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketCloseConnectionResponse(w: Writer, m: any): void {
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketCloseConnectionResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketCloseConnectionResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketCloseConnectionResponse" };
   while (r.pos < end) {
@@ -167,7 +168,7 @@ function read_nitric_proto_websockets_v1_WebsocketCloseConnectionResponse(r: Rea
 }
 
 // nitric.proto.websockets.v1.WebsocketDetailsRequest
-function size_nitric_proto_websockets_v1_WebsocketDetailsRequest(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketDetailsRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -176,11 +177,11 @@ function size_nitric_proto_websockets_v1_WebsocketDetailsRequest(m: any, s: numb
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketDetailsRequest(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketDetailsRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketDetailsRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketDetailsRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketDetailsRequest", socketName: "" };
   while (r.pos < end) {
@@ -200,7 +201,7 @@ function read_nitric_proto_websockets_v1_WebsocketDetailsRequest(r: Reader, end:
 }
 
 // nitric.proto.websockets.v1.WebsocketDetailsResponse
-function size_nitric_proto_websockets_v1_WebsocketDetailsResponse(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketDetailsResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.url !== undefined) {
     const v = str(m.url, "url");
@@ -209,11 +210,11 @@ function size_nitric_proto_websockets_v1_WebsocketDetailsResponse(m: any, s: num
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketDetailsResponse(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketDetailsResponse(w: Writer, m: any): void {
   if (m.url !== undefined && !(m.url === "")) { w.byte(10); w.string(m.url, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketDetailsResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketDetailsResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketDetailsResponse", url: "" };
   while (r.pos < end) {
@@ -233,7 +234,7 @@ function read_nitric_proto_websockets_v1_WebsocketDetailsResponse(r: Reader, end
 }
 
 // nitric.proto.websockets.v1.ClientMessage
-function size_nitric_proto_websockets_v1_ClientMessage(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_ClientMessage(m: any, s: number[]): number {
   let n = 0;
   if (m.id !== undefined) {
     const v = str(m.id, "id");
@@ -245,14 +246,14 @@ function size_nitric_proto_websockets_v1_ClientMessage(m: any, s: number[]): num
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_ClientMessage(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_ClientMessage(w: Writer, m: any): void {
   if (m.id !== undefined && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
   if (m.content?.case === "registrationRequest") { w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_RegistrationRequest(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   if (m.content?.case === "websocketEventResponse") { w.byte(26); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketEventResponse(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   if (m.content?.case === "answerBatch") { w.varint(8002); w.varint(w.size()); write_nitric_proto_websockets_v1_AnswerBatch(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_ClientMessage(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_ClientMessage(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.ClientMessage", id: "", content: undefined };
   while (r.pos < end) {
@@ -276,7 +277,7 @@ function read_nitric_proto_websockets_v1_ClientMessage(r: Reader, end: number, i
 }
 
 // nitric.proto.websockets.v1.RegistrationRequest
-function size_nitric_proto_websockets_v1_RegistrationRequest(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_RegistrationRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -293,13 +294,13 @@ function size_nitric_proto_websockets_v1_RegistrationRequest(m: any, s: number[]
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_RegistrationRequest(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_RegistrationRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.eventType !== undefined && !(m.eventType === 0)) { w.byte(16); w.int32(m.eventType); }
   if (m.batch !== undefined && !(m.batch === false)) { w.varint(8000); w.byte(m.batch ? 1 : 0); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_RegistrationRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_RegistrationRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.RegistrationRequest", socketName: "", eventType: 0, batch: false };
   while (r.pos < end) {
@@ -321,7 +322,7 @@ function read_nitric_proto_websockets_v1_RegistrationRequest(r: Reader, end: num
 }
 
 // nitric.proto.websockets.v1.WebsocketEventResponse
-function size_nitric_proto_websockets_v1_WebsocketEventResponse(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketEventResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.websocketResponse?.case === "connectionResponse") { const at = s.length; s.push(0); const k = size_nitric_proto_websockets_v1_WebsocketConnectionResponse(msg(m.websocketResponse.value, "connectionResponse"), s); s[at] = k; n += 1 + varintSize(k) + k; }
   if (m.replies !== undefined) {
@@ -331,7 +332,7 @@ function size_nitric_proto_websockets_v1_WebsocketEventResponse(m: any, s: numbe
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketEventResponse(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketEventResponse(w: Writer, m: any): void {
   if (m.websocketResponse?.case === "connectionResponse") { w.byte(82); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketConnectionResponse(w, (m.websocketResponse.value === undefined ? EMPTY : m.websocketResponse.value)); }
   if (m.replies !== undefined) {
     const v = m.replies;
@@ -339,7 +340,7 @@ function write_nitric_proto_websockets_v1_WebsocketEventResponse(w: Writer, m: a
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketEventResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketEventResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketEventResponse", replies: [], websocketResponse: undefined };
   while (r.pos < end) {
@@ -361,7 +362,7 @@ function read_nitric_proto_websockets_v1_WebsocketEventResponse(r: Reader, end: 
 }
 
 // nitric.proto.websockets.v1.WebsocketConnectionResponse
-function size_nitric_proto_websockets_v1_WebsocketConnectionResponse(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketConnectionResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.reject !== undefined) {
     const v = bool(m.reject, "reject");
@@ -378,13 +379,13 @@ function size_nitric_proto_websockets_v1_WebsocketConnectionResponse(m: any, s: 
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketConnectionResponse(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketConnectionResponse(w: Writer, m: any): void {
   if (m.reject !== undefined && !(m.reject === false)) { w.byte(8); w.byte(m.reject ? 1 : 0); }
   if (m.reason !== undefined && !(m.reason === "")) { w.varint(8002); w.string(m.reason, w.size()); }
   if (m.status !== undefined && !(m.status === 0)) { w.varint(8008); w.int32(m.status); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketConnectionResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketConnectionResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketConnectionResponse", reject: false, reason: "", status: 0 };
   while (r.pos < end) {
@@ -406,7 +407,7 @@ function read_nitric_proto_websockets_v1_WebsocketConnectionResponse(r: Reader, 
 }
 
 // nitric.proto.websockets.v1.WebsocketReply
-function size_nitric_proto_websockets_v1_WebsocketReply(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketReply(m: any, s: number[]): number {
   let n = 0;
   if (m.data !== undefined) {
     const v = bytes(m.data, "data");
@@ -419,12 +420,12 @@ function size_nitric_proto_websockets_v1_WebsocketReply(m: any, s: number[]): nu
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketReply(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketReply(w: Writer, m: any): void {
   if (m.data !== undefined && !(m.data.length === 0)) { w.byte(10); w.bytes(m.data); }
   if (m.binary !== undefined && !(m.binary === false)) { w.byte(16); w.byte(m.binary ? 1 : 0); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketReply(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketReply(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketReply", data: undefined, binary: false };
   while (r.pos < end) {
@@ -446,7 +447,7 @@ function read_nitric_proto_websockets_v1_WebsocketReply(r: Reader, end: number, 
 }
 
 // nitric.proto.websockets.v1.AnswerBatch
-function size_nitric_proto_websockets_v1_AnswerBatch(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_AnswerBatch(m: any, s: number[]): number {
   let n = 0;
   if (m.answers !== undefined) {
     const v = m.answers;
@@ -455,14 +456,14 @@ function size_nitric_proto_websockets_v1_AnswerBatch(m: any, s: number[]): numbe
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_AnswerBatch(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_AnswerBatch(w: Writer, m: any): void {
   if (m.answers !== undefined) {
     const v = m.answers;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_websockets_v1_ClientMessage(w, (v[i] === undefined ? EMPTY : v[i])); }
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_AnswerBatch(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_AnswerBatch(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.AnswerBatch", answers: [] };
   while (r.pos < end) {
@@ -482,7 +483,7 @@ function read_nitric_proto_websockets_v1_AnswerBatch(r: Reader, end: number, int
 }
 
 // nitric.proto.websockets.v1.ServerMessage
-function size_nitric_proto_websockets_v1_ServerMessage(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_ServerMessage(m: any, s: number[]): number {
   let n = 0;
   if (m.id !== undefined) {
     const v = str(m.id, "id");
@@ -494,14 +495,14 @@ function size_nitric_proto_websockets_v1_ServerMessage(m: any, s: number[]): num
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_ServerMessage(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_ServerMessage(w: Writer, m: any): void {
   if (m.id !== undefined && !(m.id === "")) { w.byte(10); w.string(m.id, w.size()); }
   if (m.content?.case === "registrationResponse") { w.byte(18); w.varint(w.size()); write_nitric_proto_websockets_v1_RegistrationResponse(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   if (m.content?.case === "websocketEventRequest") { w.byte(26); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketEventRequest(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   if (m.content?.case === "eventBatch") { w.varint(8002); w.varint(w.size()); write_nitric_proto_websockets_v1_EventBatch(w, (m.content.value === undefined ? EMPTY : m.content.value)); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_ServerMessage(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_ServerMessage(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.ServerMessage", id: "", content: undefined };
   while (r.pos < end) {
@@ -525,7 +526,7 @@ function read_nitric_proto_websockets_v1_ServerMessage(r: Reader, end: number, i
 }
 
 // nitric.proto.websockets.v1.RegistrationResponse
-function size_nitric_proto_websockets_v1_RegistrationResponse(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_RegistrationResponse(m: any, s: number[]): number {
   let n = 0;
   if (m.batch !== undefined) {
     const v = bool(m.batch, "batch");
@@ -534,11 +535,11 @@ function size_nitric_proto_websockets_v1_RegistrationResponse(m: any, s: number[
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_RegistrationResponse(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_RegistrationResponse(w: Writer, m: any): void {
   if (m.batch !== undefined && !(m.batch === false)) { w.varint(8000); w.byte(m.batch ? 1 : 0); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_RegistrationResponse(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_RegistrationResponse(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.RegistrationResponse", batch: false };
   while (r.pos < end) {
@@ -558,7 +559,7 @@ function read_nitric_proto_websockets_v1_RegistrationResponse(r: Reader, end: nu
 }
 
 // nitric.proto.websockets.v1.WebsocketEventRequest
-function size_nitric_proto_websockets_v1_WebsocketEventRequest(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketEventRequest(m: any, s: number[]): number {
   let n = 0;
   if (m.socketName !== undefined) {
     const v = str(m.socketName, "socketName");
@@ -579,7 +580,7 @@ function size_nitric_proto_websockets_v1_WebsocketEventRequest(m: any, s: number
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketEventRequest(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketEventRequest(w: Writer, m: any): void {
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.connectionId !== undefined && !(m.connectionId === "")) { w.byte(18); w.string(m.connectionId, w.size()); }
   if (m.websocketEvent?.case === "connection") { w.byte(82); w.varint(w.size()); write_nitric_proto_websockets_v1_WebsocketConnectionEvent(w, (m.websocketEvent.value === undefined ? EMPTY : m.websocketEvent.value)); }
@@ -589,7 +590,7 @@ function write_nitric_proto_websockets_v1_WebsocketEventRequest(w: Writer, m: an
   if (m.extras !== undefined) { w.varint(16002); w.varint(w.size()); write_nitriclike_rooms_v1_ConnectionExtras(w, m.extras); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketEventRequest(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketEventRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketEventRequest", socketName: "", connectionId: "", auth: "", websocketEvent: undefined };
   while (r.pos < end) {
@@ -616,7 +617,7 @@ function read_nitric_proto_websockets_v1_WebsocketEventRequest(r: Reader, end: n
 }
 
 // nitric.proto.websockets.v1.WebsocketConnectionEvent
-function size_nitric_proto_websockets_v1_WebsocketConnectionEvent(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketConnectionEvent(m: any, s: number[]): number {
   let n = 0;
   if (m.queryParams !== undefined) {
     const v = m.queryParams;
@@ -647,7 +648,7 @@ function size_nitric_proto_websockets_v1_WebsocketConnectionEvent(m: any, s: num
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketConnectionEvent(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketConnectionEvent(w: Writer, m: any): void {
   if (m.queryParams !== undefined) {
     const v = m.queryParams;
     for (const key of Object.keys(v)) {
@@ -668,7 +669,7 @@ function write_nitric_proto_websockets_v1_WebsocketConnectionEvent(w: Writer, m:
   if (m.connectedAt !== undefined && !(Object.is(m.connectedAt, 0))) { w.varint(8017); w.double(m.connectedAt); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketConnectionEvent(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketConnectionEvent(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketConnectionEvent", queryParams: {}, headers: {}, remoteAddress: "", connectedAt: 0 };
   while (r.pos < end) {
@@ -691,7 +692,7 @@ function read_nitric_proto_websockets_v1_WebsocketConnectionEvent(r: Reader, end
 }
 
 // nitric.proto.websockets.v1.QueryValue
-function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number {
   let n = 0;
   if (m.value !== undefined) {
     const v = m.value;
@@ -700,14 +701,14 @@ function size_nitric_proto_websockets_v1_QueryValue(m: any, s: number[]): number
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_QueryValue(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_QueryValue(w: Writer, m: any): void {
   if (m.value !== undefined) {
     const v = m.value;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_QueryValue(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_QueryValue(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.QueryValue", value: [] };
   while (r.pos < end) {
@@ -727,7 +728,7 @@ function read_nitric_proto_websockets_v1_QueryValue(r: Reader, end: number, into
 }
 
 // nitric.proto.websockets.v1.WebsocketDisconnectionEvent
-function size_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(m: any, s: number[]): number {
   let n = 0;
   if (m.code !== undefined) {
     const v = int32(m.code, "code");
@@ -740,12 +741,12 @@ function size_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(m: any, s: 
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(w: Writer, m: any): void {
   if (m.code !== undefined && !(m.code === 0)) { w.varint(8000); w.int32(m.code); }
   if (m.reason !== undefined && !(m.reason === "")) { w.varint(8010); w.string(m.reason, w.size()); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketDisconnectionEvent", code: 0, reason: "" };
   while (r.pos < end) {
@@ -766,7 +767,7 @@ function read_nitric_proto_websockets_v1_WebsocketDisconnectionEvent(r: Reader, 
 }
 
 // nitric.proto.websockets.v1.WebsocketMessageEvent
-function size_nitric_proto_websockets_v1_WebsocketMessageEvent(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_WebsocketMessageEvent(m: any, s: number[]): number {
   let n = 0;
   if (m.body !== undefined) {
     const v = bytes(m.body, "body");
@@ -779,12 +780,12 @@ function size_nitric_proto_websockets_v1_WebsocketMessageEvent(m: any, s: number
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_WebsocketMessageEvent(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_WebsocketMessageEvent(w: Writer, m: any): void {
   if (m.body !== undefined && !(m.body.length === 0)) { w.byte(10); w.bytes(m.body); }
   if (m.binary !== undefined && !(m.binary === false)) { w.varint(8000); w.byte(m.binary ? 1 : 0); }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_WebsocketMessageEvent(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_WebsocketMessageEvent(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.WebsocketMessageEvent", body: undefined, binary: false };
   while (r.pos < end) {
@@ -805,41 +806,8 @@ function read_nitric_proto_websockets_v1_WebsocketMessageEvent(r: Reader, end: n
   return m;
 }
 
-// nitriclike.rooms.v1.ConnectionExtras
-function size_nitriclike_rooms_v1_ConnectionExtras(m: any, s: number[]): number {
-  let n = 0;
-  if (m.stateJson !== undefined) {
-    const v = str(m.stateJson, "stateJson");
-    if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
-  }
-  n += unknownSize(m.$unknown);
-  return n;
-}
-function write_nitriclike_rooms_v1_ConnectionExtras(w: Writer, m: any): void {
-  if (m.stateJson !== undefined && !(m.stateJson === "")) { w.byte(10); w.string(m.stateJson, w.size()); }
-  w.unknown(m.$unknown);
-}
-function read_nitriclike_rooms_v1_ConnectionExtras(r: Reader, end: number, into: any, depth: number): any {
-  if (depth > RECURSION_LIMIT) tooDeep();
-  const m = into ?? { $typeName: "nitriclike.rooms.v1.ConnectionExtras", stateJson: "" };
-  while (r.pos < end) {
-    const t = r.tag();
-    switch (t) {
-      case 10: { m.stateJson = r.string(); break; }
-      default: {
-        const no = t >>> 3;
-        // A known field with another wire type: refused (see the runtime).
-        if (no === 1) wrongWireType(t);
-        r.unknown(m, t, end, depth);
-      }
-    }
-  }
-  ended(r, end);
-  return m;
-}
-
 // nitric.proto.websockets.v1.EventBatch
-function size_nitric_proto_websockets_v1_EventBatch(m: any, s: number[]): number {
+export function size_nitric_proto_websockets_v1_EventBatch(m: any, s: number[]): number {
   let n = 0;
   if (m.events !== undefined) {
     const v = m.events;
@@ -848,14 +816,14 @@ function size_nitric_proto_websockets_v1_EventBatch(m: any, s: number[]): number
   n += unknownSize(m.$unknown);
   return n;
 }
-function write_nitric_proto_websockets_v1_EventBatch(w: Writer, m: any): void {
+export function write_nitric_proto_websockets_v1_EventBatch(w: Writer, m: any): void {
   if (m.events !== undefined) {
     const v = m.events;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.varint(w.size()); write_nitric_proto_websockets_v1_ServerMessage(w, (v[i] === undefined ? EMPTY : v[i])); }
   }
   w.unknown(m.$unknown);
 }
-function read_nitric_proto_websockets_v1_EventBatch(r: Reader, end: number, into: any, depth: number): any {
+export function read_nitric_proto_websockets_v1_EventBatch(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
   const m = into ?? { $typeName: "nitric.proto.websockets.v1.EventBatch", events: [] };
   while (r.pos < end) {
