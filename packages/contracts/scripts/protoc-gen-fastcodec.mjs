@@ -9,7 +9,8 @@ import { posix } from "node:path";
  * Options:
  *   services           every message a service sends or receives gets a codec, and every service
  *                      a description our RPC layer calls and serves it by (`Service`, with each
- *                      method's codecs), in the service's file
+ *                      method's codecs), in the service's file; the code of each message those
+ *                      reach is written once, in its own file's output, and imported elsewhere
  *   root=<type name>   a message to export `encode<Name>` / `decode<Name>` for (repeatable)
  *   runtime=<path>     the import path of src/fastcodec/runtime.ts, from the output root
  *
