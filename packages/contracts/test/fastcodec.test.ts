@@ -418,13 +418,20 @@ describe("the runtime's limits and refusals", () => {
 
   /** A Struct field (content = 3) nested `levels` Values deep: {a: {a: ... {}}}. */
   function nested(levels: number): Uint8Array {
-    let inner: number[] = [];
+    // Every level is a prefix of the one inside it: lengths from the inside out, then the
+    // prefixes from the outside in (linear, so that thousands of levels are quick to make).
+    const prefixes: number[][] = [];
+    let inner = 0;
     for (let i = 0; i < levels; i++) {
-      const value = [0x2a, ...varint(inner.length), ...inner]; // Value.struct_value
-      const entry = [0x0a, 1, 0x61, 0x12, ...varint(value.length), ...value];
-      inner = [0x0a, ...varint(entry.length), ...entry];
+      const value = [0x2a, ...varint(inner)]; // Value.struct_value
+      const entry = [0x0a, 1, 0x61, 0x12, ...varint(value.length + inner), ...value];
+      const field = [0x0a, ...varint(entry.length + inner)]; // Struct.fields, one entry
+      prefixes.push([...field, ...entry]);
+      inner += field.length + entry.length;
     }
-    return Uint8Array.from([0x1a, ...varint(inner.length), ...inner]);
+    const out: number[] = [0x1a, ...varint(inner)];
+    for (let i = prefixes.length - 1; i >= 0; i--) for (const b of prefixes[i] as number[]) out.push(b);
+    return Uint8Array.from(out);
   }
 
   it("reads nesting up to protobuf-es's recursion limit and refuses deeper, as protobuf-es does", () => {
@@ -437,7 +444,7 @@ describe("the runtime's limits and refusals", () => {
       "cannot decode nitric.proto.kvstore.v1.KvStoreSetValueRequest: messages nest deeper than the recursion limit (100)",
     );
     // Far deeper: an error, not a stack overflow.
-    expect(() => decodeKvStoreSetValueRequest(nested(5000))).toThrow(CodecError);
+    expect(() => decodeKvStoreSetValueRequest(nested(20_000))).toThrow(CodecError);
   });
 
   it("refuses a known field with a wire type its type never has, which protobuf-es reads anyway", () => {
