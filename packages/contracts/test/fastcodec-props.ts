@@ -38,7 +38,7 @@ function scalar(type: ScalarType): fc.Arbitrary<unknown> {
     case ScalarType.FLOAT:
       return fc.oneof(fc.constantFrom(0, -0, 1.5), fc.float());
     default:
-      // 64-bit integers: the generator leaves their messages to protobuf-es (see slowMessages).
+      // 64-bit integers: the generator refuses a message with one (no proto of ours has any).
       return fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
   }
 }
