@@ -45,31 +45,20 @@ const files = [
   file_nitriclike_websockets_v1_connections,
 ];
 const registry = createRegistry(...files);
-const generated = [healthFast, kvFast, resourcesFast, wsFast, roomsFast, authorizeFast, connectionsFast].map(
-  (module) => ({ module, source: sourceOf(module) }),
-);
-
-function sourceOf(module: object): string {
-  const name = Object.entries({
-    healthFast,
-    kvFast,
-    resourcesFast,
-    wsFast,
-    roomsFast,
-    authorizeFast,
-    connectionsFast,
-  }).find(([, m]) => m === module)?.[0];
-  const path = {
-    healthFast: "grpc/health/v1/health",
-    kvFast: "nitric/proto/kvstore/v1/kvstore",
-    resourcesFast: "nitric/proto/resources/v1/resources",
-    wsFast: "nitric/proto/websockets/v1/websockets",
-    roomsFast: "nitriclike/rooms/v1/rooms",
-    authorizeFast: "nitriclike/websockets/v1/authorize",
-    connectionsFast: "nitriclike/websockets/v1/connections",
-  }[name as string];
-  return readFileSync(new URL(`../src/gen/${path}_fast.ts`, import.meta.url), "utf8");
-}
+const generated = (
+  [
+    [healthFast, "grpc/health/v1/health"],
+    [kvFast, "nitric/proto/kvstore/v1/kvstore"],
+    [resourcesFast, "nitric/proto/resources/v1/resources"],
+    [wsFast, "nitric/proto/websockets/v1/websockets"],
+    [roomsFast, "nitriclike/rooms/v1/rooms"],
+    [authorizeFast, "nitriclike/websockets/v1/authorize"],
+    [connectionsFast, "nitriclike/websockets/v1/connections"],
+  ] as const
+).map(([module, path]) => ({
+  module,
+  source: readFileSync(new URL(`../src/gen/${path}_fast.ts`, import.meta.url), "utf8"),
+}));
 
 function schemaOf(typeName: string): DescMessage {
   const desc = registry.getMessage(typeName);

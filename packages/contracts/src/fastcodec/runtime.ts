@@ -230,17 +230,10 @@ export class Reader {
   }
   /** A tag: a varint of at most five bytes whose value fits 32 bits, as protobuf-es accepts. */
   tag(): number {
-    if (this.pos < this.end) {
-      const first = this.buf[this.pos] as number;
-      if (first < 0x80) {
-        this.pos++;
-        return first;
-      }
-    }
     const start = this.pos;
-    const v = this.uint32();
+    const v = this.varint();
     const n = this.pos - start;
-    if (n > 5 || (n === 5 && (this.buf[this.pos - 1] as number) > 0x0f))
+    if (n >= 5 && (n > 5 || (this.buf[this.pos - 1] as number) > 0x0f))
       fail("illegal tag: its varint overflows 32 bits");
     return v;
   }
