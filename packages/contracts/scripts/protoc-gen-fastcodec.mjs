@@ -6,12 +6,12 @@ import { posix } from "node:path";
  * drift from proto/. protobuf-es generates the types and is the tests' oracle; nothing at run time
  * loads it.
  *
- * Options:
- *   services           every message a service sends or receives gets a codec, and every service
- *                      a description our RPC layer calls and serves it by (`Service`, with each
- *                      method's codecs), in the service's file; the code of each message those
- *                      reach is written once, in its own file's output, and imported elsewhere
- *   root=<type name>   a message to export `encode<Name>` / `decode<Name>` for (repeatable)
+ * What it writes: every message a service sends or receives gets a codec, and every service a
+ * description our RPC layer calls and serves it by (`Service`, with each method's codecs), in the
+ * service's file; the code of each message those reach is written once, in its own file's output,
+ * and imported elsewhere (so buf must give it every file in one request: `strategy: all`).
+ *
+ * Option:
  *   runtime=<path>     the import path of src/fastcodec/runtime.ts, from the output root
  *
  * What the generated code does, message by message: a size pass (strings measured once, sizes
@@ -579,31 +579,26 @@ function generateCodec(f, r, exported) {
 }
 
 function generateTs(schema) {
-  const { roots, runtime, services } = schema.options;
+  const { runtime } = schema.options;
   if (!runtime)
     throw new Error(
       "protoc-gen-fastcodec: option 'runtime' is missing: set runtime=<import path of runtime.js> in buf.gen.yaml",
     );
-  const wanted = new Set(roots);
-  const found = new Set();
-  /** Per file: the messages it exports codecs for (roots, and its services' messages). */
+  /** Per file: the messages it exports codecs for, its services' messages (the roots). */
   const rootsOf = new Map();
   for (const file of schema.files) {
     const fileRoots = new Map();
-    for (const m of file.messages) if (wanted.has(m.typeName)) fileRoots.set(m.typeName, m);
-    if (services)
-      for (const s of file.services)
-        for (const method of s.methods) for (const m of [method.input, method.output]) fileRoots.set(m.typeName, m);
+    for (const s of file.services)
+      for (const method of s.methods) for (const m of [method.input, method.output]) fileRoots.set(m.typeName, m);
     rootsOf.set(file, fileRoots);
   }
   // Each message any root reaches has its code once, in its own file's output; others import it.
   const reached = closure([...rootsOf.values()].flatMap((r) => [...r.values()]));
   for (const file of schema.files) {
-    const fileServices = services ? file.services : [];
+    const fileServices = file.services;
     const fileRoots = rootsOf.get(file);
     const owned = reached.filter((m) => m.file === file);
     if (fileRoots.size === 0 && owned.length === 0) continue;
-    for (const r of fileRoots.keys()) found.add(r);
     const f = schema.generateFile(`${file.name}_fast.ts`);
     f.preamble(file);
     f.print("// The codecs of this file's services' messages, and the services as our RPC layer calls them,");
@@ -663,23 +658,16 @@ function generateTs(schema) {
       f.print(`  { typeName: ${JSON.stringify(c.typeName)}, encode: ${c.encode}, decode: ${c.decode} },`);
     f.print("];");
   }
-  const missing = [...wanted].filter((r) => !found.has(r));
-  if (missing.length > 0)
-    throw new Error(
-      `protoc-gen-fastcodec: root message ${missing.map((m) => `"${m}"`).join(", ")} not found: check the root= options in buf.gen.yaml`,
-    );
 }
 
 const plugin = createEcmaScriptPlugin({
   name: "protoc-gen-fastcodec",
   version: "v1",
   parseOptions(raw) {
-    const options = { roots: [], runtime: "", services: false };
+    const options = { runtime: "" };
     for (const { key, value } of raw) {
-      if (key === "root") options.roots.push(value);
-      else if (key === "runtime") options.runtime = value;
-      else if (key === "services") options.services = value !== "false";
-      else throw new Error(`protoc-gen-fastcodec: unknown option "${key}": use root=, runtime= or services`);
+      if (key === "runtime") options.runtime = value;
+      else throw new Error(`protoc-gen-fastcodec: unknown option "${key}": the one option is runtime=`);
     }
     return options;
   },

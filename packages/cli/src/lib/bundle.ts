@@ -218,9 +218,9 @@ function reusable(outfile: string, recordFile: string, entry: string): Bundle | 
  * esbuild's build, its file's comments made ASCII (provider-kit's ascii-comments.ts): an em dash
  * or an emoji in a service's comment would make V8 hold the whole bundle two bytes a character.
  * esbuild writes the file itself, and it is read back only to be checked (as bytes, outside the
- * JS heap) and, when a comment is not ASCII, rewritten. With write: false the whole bundle came
- * back over esbuild's pipe as JS objects and strings: after a fresh build an idle `run` held
- * 10-13 MB more (RSS, with no connection), that V8 and malloc keep once they have grown.
+ * JS heap) and, when a comment is not ASCII, rewritten. Handed back over esbuild's pipe instead
+ * (write: false), the whole bundle would pass through `run`'s heap as buffers and strings, and V8
+ * and malloc keep what they grow for that for as long as `run` runs (BENCHMARKS.md, Idle memory).
  */
 async function buildAscii(build: typeof import("esbuild").build, options: BuildOptions & { outfile: string }) {
   const result = await build({ ...options, metafile: true, write: true });
