@@ -752,7 +752,11 @@ function watchServices(
       void (async () => {
         const entry = supervisor.service.entry;
         try {
-          const bundle = entry.start === undefined ? await bundleService(prepared.project.dir, entry) : undefined;
+          // A service that runs as a thread needs only its thread bundle made again, unless its
+          // collect pass failed: that pass runs again below, as a process (recollectAndStart).
+          const threadOnly = supervisor.runsAsThread && !failedCollect.has(entry.name);
+          const bundle =
+            entry.start === undefined ? await bundleService(prepared.project.dir, entry, { threadOnly }) : undefined;
           if (bundle) watcher.add(bundle.inputs);
           const service: PreparedService = bundle ? { entry, bundle } : { entry };
           const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";

@@ -2,7 +2,16 @@
 // own packages stay external, and an unchanged service reuses its bundle. A service that uses
 // either SDK also gets a thread bundle, whose generated entry gives the SDKs the MessagePort of
 // its worker thread.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -168,6 +177,47 @@ it("reuses the bundle while its files are unchanged and makes it again when one 
   writeFileSync(path, `${SOURCE}websocket("socket").on("connect", () => console.log("changed on purpose"));\n`);
   const changed = await bundleService(dir, entry);
   expect(readFileSync(changed.outfile, "utf8")).toContain("changed on purpose");
+});
+
+it("makes only the thread bundle again when asked for it alone, and the service's own bundle once that is asked for", async () => {
+  const { dir, entry, path } = project(SOURCE);
+  const first = await bundleService(dir, entry);
+  expect(existsSync(first.outfile)).toBe(true);
+  writeFileSync(path, SOURCE.replace("shout(ctx.text())", 'shout(ctx.text() + " saved")'));
+  const saved = await bundleService(dir, entry, { threadOnly: true });
+  expect(saved.threadable).toBe(true);
+  expect(readFileSync(saved.threadOutfile as string, "utf8")).toContain('shout(ctx.text() + " saved")');
+  expect(saved.inputs.has(path)).toBe(true);
+  // The service's own bundle was made from the old file: it is gone rather than stale...
+  expect(existsSync(saved.outfile)).toBe(false);
+  const threadMadeAt = statSync(saved.threadOutfile as string).mtimeMs;
+  await new Promise((r) => setTimeout(r, 20));
+  expect(statSync((await bundleService(dir, entry, { threadOnly: true })).threadOutfile as string).mtimeMs).toBe(
+    threadMadeAt,
+  );
+  // ...and made again, from the saved file, for a caller that wants it.
+  const whole = await bundleService(dir, entry);
+  expect(readFileSync(whole.outfile, "utf8")).toContain('shout(ctx.text() + " saved")');
+  expect(importsOf(whole.outfile)).toContain("shout");
+});
+
+it("makes both bundles when a service asked for its thread bundle alone now uses @nitric/sdk", async () => {
+  const { dir, entry, path } = project(SOURCE);
+  await bundleService(dir, entry);
+  mkdirSync(join(dir, "node_modules", "@nitric", "sdk"), { recursive: true });
+  writeFileSync(
+    join(dir, "node_modules", "@nitric", "sdk", "package.json"),
+    '{"name":"@nitric/sdk","main":"index.js"}',
+  );
+  writeFileSync(join(dir, "node_modules", "@nitric", "sdk", "index.js"), 'exports.kind = "nitric";');
+  writeFileSync(path, `import { kind } from "@nitric/sdk";\n${SOURCE}console.log(kind);\n`);
+  const saved = await bundleService(dir, entry, { threadOnly: true });
+  // Not on our SDK alone any more: the entry gives @nitric/sdk its transport too.
+  expect(saved.threadable).toBe(false);
+  expect(existsSync(saved.outfile)).toBe(true);
+  expect(importsOf(saved.outfile)).toContain("@nitric/sdk");
+  expect(readFileSync(saved.threadOutfile as string, "utf8")).toContain('"nitric"');
+  expect(readFileSync(join(dirname(saved.outfile), "api.thread-entry.mjs"), "utf8")).toContain("nitric(transport);");
 });
 
 it("reports a compile error with its place, and builds again once the file is fixed", async () => {
