@@ -7,7 +7,7 @@
  */
 
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { isMainThread } from "node:worker_threads";
 import {
   buildSpec,
@@ -205,7 +205,10 @@ export async function runCommand(given: RunCommandOptions, output: Output): Prom
 async function runProject(options: RunCommandOptions, output: Output): Promise<number> {
   // Services get a copy of this process's environment, the collect pass included.
   if (options.verbose) process.env.NITRIC_LIKE_VERBOSE = "1";
-  const prepared = await prepareProject(options.dir, output);
+  // Services that run as threads need only their thread bundles (BundleOptions.threadOnly).
+  const prepared = await prepareProject(options.dir, output, {
+    threadOnly: localThreadsAllowed(options, resolve(options.dir)),
+  });
   const { project } = prepared;
   try {
     checkEnvironment(project, options.environment);
@@ -287,7 +290,7 @@ function startEarlyThreads(
   dotenv: ReadonlyMap<string, string>,
 ): Map<string, EarlyThread> {
   const early = new Map<string, EarlyThread>();
-  if (!localThreadsAllowed(options, prepared) || options.singleThread === true) return early;
+  if (!localThreadsAllowed(options, prepared.project.dir) || options.singleThread === true) return early;
   const failed = new Set(collected.failures.map((f) => f.service));
   for (const s of prepared.services) {
     if (!s.bundle?.threadOutfile || failed.has(s.entry.name)) continue;
@@ -594,16 +597,16 @@ function threadsPossible(prepared: PreparedProject, running: RunningProvider): b
  * threads (see threadsPossible) on the local provider, which offers ports, and never in a worker.
  */
 function collectInThreads(options: RunCommandOptions, prepared: PreparedProject): boolean {
-  return localThreadsAllowed(options, prepared) && prepared.services.some((s) => s.bundle?.threadable);
+  return localThreadsAllowed(options, prepared.project.dir) && prepared.services.some((s) => s.bundle?.threadable);
 }
 
 /**
  * Whether services may run as worker threads of this process on the local provider: not with
  * --processes or --inspect, and in a worker only when it already works in the project's folder.
  */
-function localThreadsAllowed(options: RunCommandOptions, prepared: PreparedProject): boolean {
+function localThreadsAllowed(options: RunCommandOptions, projectDir: string): boolean {
   if (options.provider !== "local" || options.processes === true || options.inspect === true) return false;
-  return isMainThread || process.cwd() === prepared.project.dir;
+  return isMainThread || process.cwd() === projectDir;
 }
 
 /**

@@ -201,6 +201,22 @@ it("makes only the thread bundle again when asked for it alone, and the service'
   expect(importsOf(whole.outfile)).toContain("shout");
 });
 
+it("makes only the thread bundle of a new service on our SDK when asked for it alone, and both for one that does not use it", async () => {
+  const ours = project(SOURCE);
+  const bundle = await bundleService(ours.dir, ours.entry, { threadOnly: true });
+  expect(bundle.threadable).toBe(true);
+  expect(existsSync(bundle.outfile)).toBe(false);
+  const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(port\);\s*useTransport\(\1\);/);
+  expect(threaded).toContain("shout(ctx.text())");
+  // A service that imports neither SDK has no thread bundle: its own is made.
+  const plain = project('import shout from "shout";\nconsole.log(shout("plain"));\n');
+  const own = await bundleService(plain.dir, plain.entry, { threadOnly: true });
+  expect(own.threadable).toBe(false);
+  expect(own.threadOutfile).toBeUndefined();
+  expect(readFileSync(own.outfile, "utf8")).toContain('shout("plain")');
+});
+
 it("makes both bundles when a service asked for its thread bundle alone now uses @nitric/sdk", async () => {
   const { dir, entry, path } = project(SOURCE);
   await bundleService(dir, entry);

@@ -254,12 +254,27 @@ async function buildAscii(build: typeof import("esbuild").build, options: BuildO
 /** What bundleService is asked for. */
 export interface BundleOptions {
   /**
-   * Only the thread bundle is wanted: `run` rebuilding, after a save, a service on our SDK alone
-   * that runs as a worker thread. When the last build found the service so, only its thread bundle
-   * is made (about 110 of 330 ms here: the service's own bundle carries grpc-js), and its own
-   * bundle is deleted until a caller asks for it. @default false
+   * Only the thread bundle is wanted for a service on our SDK alone: `run` on the local provider,
+   * which runs such a service as a worker thread (or on its own thread), at start and after a
+   * save. When the last build found the service so, or with no earlier build our SDK resolves
+   * from the service's folder, only its thread bundle is made (about 110 of 330 ms here: the
+   * service's own bundle carries grpc-js), and its own bundle is deleted until a caller asks for it.
+   * A build that finds otherwise (the service imports @nitric/sdk, or not our SDK) makes both.
+   * @default false
    */
   threadOnly?: boolean;
+}
+
+/**
+ * The thread entry of a service on our SDK alone, before any build of it: our SDK's runtime as the
+ * project resolves it from the service's folder. A guess, which threadBundleAlone checks.
+ */
+function guessedThreadEntry(service: ServiceEntry): ThreadEntryChoice | undefined {
+  try {
+    return { sdkRuntime: createRequire(service.path).resolve("@nitric-like/sdk/runtime"), nitricSdk: false };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -283,7 +298,13 @@ export async function bundleService(
   const { build, stop } = await import("esbuild");
   // esbuild's service is stopped once no build is left in flight (provider-kit's esbuild-service.ts).
   return building(stop, async () => {
-    const choice = threadOnly && record?.threadable ? record.threadEntry : undefined;
+    const choice = !threadOnly
+      ? undefined
+      : record === undefined
+        ? guessedThreadEntry(service)
+        : record.threadable
+          ? record.threadEntry
+          : undefined;
     const threadAlone =
       choice === undefined
         ? undefined
@@ -324,14 +345,18 @@ function bundleOptions(projectDir: string, service: ServiceEntry, outfile: strin
   } satisfies BuildOptions;
 }
 
-/** Builds a service's thread bundle with the entry `choice` describes; resolves with the inputs it read, the entry aside. */
+/**
+ * Builds a service's thread bundle with the entry `choice` describes. Resolves with the inputs it
+ * read, the entry aside, and whether the service's code imports our SDK (the entry itself does when
+ * it gives our SDK a transport, so the SDK's files among the inputs do not tell).
+ */
 async function buildThread(
   build: typeof import("esbuild").build,
   projectDir: string,
   service: ServiceEntry,
   outfile: string,
   choice: ThreadEntryChoice,
-): Promise<{ threadOutfile: string; inputs: string[] }> {
+): Promise<{ threadOutfile: string; inputs: string[]; importsOurSdk: boolean }> {
   const outdir = dirname(outfile);
   const threadOutfile = join(outdir, `${service.name}.thread.mjs`);
   const entry = join(outdir, `${service.name}.thread-entry.mjs`);
@@ -343,18 +368,23 @@ async function buildThread(
     plugins: [inThread],
   });
   const inputs: string[] = [];
-  for (const f of Object.keys(threaded.metafile.inputs)) {
+  let importsOurSdk = false;
+  const ourSdk = (path: string) => packageOwner(dirname(resolve(projectDir, path))) === "@nitric-like/sdk";
+  for (const [f, input] of Object.entries(threaded.metafile.inputs)) {
     // NO_GRPC_IN_THREAD is no file.
     if (f.startsWith("nitric-like-thread:")) continue;
     const path = resolve(projectDir, f);
-    if (path !== entry) inputs.push(path);
+    if (path === entry) continue;
+    inputs.push(path);
+    if (!importsOurSdk && !ourSdk(f)) importsOurSdk = input.imports.some((i) => i.external !== true && ourSdk(i.path));
   }
-  return { threadOutfile, inputs };
+  return { threadOutfile, inputs, importsOurSdk };
 }
 
 /**
- * The thread bundle alone, for a service the last build found on our SDK alone, with that build's
- * entry. Undefined when what it read says otherwise (the service now imports @nitric/sdk, or our SDK
+ * The thread bundle alone, for a service the last build found on our SDK alone (with that build's
+ * entry) or, with no earlier build, one that our SDK resolves from (guessedThreadEntry). Undefined
+ * when what it read says otherwise (the service imports @nitric/sdk, or not our SDK, or our SDK
  * from elsewhere): the caller then builds both bundles, which decides the entry afresh.
  */
 async function threadBundleAlone(
@@ -366,12 +396,11 @@ async function threadBundleAlone(
   choice: ThreadEntryChoice,
 ): Promise<Bundle | undefined> {
   try {
-    const { threadOutfile, inputs } = await buildThread(build, projectDir, service, outfile, choice);
-    const owners = inputs.map((path) => packageOwner(dirname(path)));
+    const { threadOutfile, inputs, importsOurSdk } = await buildThread(build, projectDir, service, outfile, choice);
     const inputSet = new Set(inputs);
     const same =
-      !owners.some(isNitricPackage) &&
-      owners.includes("@nitric-like/sdk") &&
+      importsOurSdk &&
+      !inputs.some((path) => isNitricPackage(packageOwner(dirname(path)))) &&
       sdkRuntimeOf(projectDir, inputSet) === choice.sdkRuntime;
     if (!same) return undefined;
     // The service's own bundle was made from other files: it goes, so that nothing runs it stale.

@@ -2,7 +2,7 @@
 // (`threads: true`, as `run` does) gives what the same service gives collected as a process, for a
 // service that declares, one that crashes, one that exits non-zero and one that declares nothing.
 // With `reuse` (as `run` collects), an unchanged service's last collection is given again.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -93,6 +93,39 @@ setInterval(() => {}, 1000);
     "declared nothing within 0.5 s and did not exit; a service must declare its resources when it starts",
   );
   expect(thread.failure?.message).toBe(child.failure?.message);
+});
+
+it("collects a thread-only bundle's service as a process, bundling it whole, when a native addon cannot load in its thread", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-collect-"));
+  dirs.push(dir);
+  mkdirSync(join(dir, "node_modules", "@nitric-like"), { recursive: true });
+  symlinkSync(SDK, join(dir, "node_modules", "@nitric-like", "sdk"), "dir");
+  mkdirSync(join(dir, "services"));
+  const path = join(dir, "services", "api.ts");
+  // What Node throws when a native addon that is not context-aware loads in a worker thread.
+  writeFileSync(
+    path,
+    `import { isMainThread } from "node:worker_threads";
+import { kv } from "@nitric-like/sdk";
+if (!isMainThread) throw Object.assign(new Error("Module did not self-register: '/x/legacy.node'."), { code: "ERR_DLOPEN_FAILED" });
+kv("store").allow("get");
+`,
+  );
+  const entry = { name: "api", file: "services/api.ts", path };
+  const project = { name: "app", dir } as Project;
+  // As run bundles a service that will run as a thread: the thread bundle alone.
+  const bundle = await bundleService(dir, entry, { threadOnly: true });
+  expect(existsSync(bundle.outfile)).toBe(false);
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    const [result] = await collect(project, [{ entry, bundle }], { threads: true });
+    expect(result?.failure).toBeUndefined();
+    expect(result?.declared.map((d) => d.name)).toEqual(["store"]);
+    expect(existsSync(bundle.outfile)).toBe(true);
+  } finally {
+    process.chdir(cwd);
+  }
 });
 
 describe("reuse (run's shortcut for an unchanged service)", () => {

@@ -12,7 +12,7 @@
  * load in a thread is collected again as a process.
  */
 import { createHash } from "node:crypto";
-import { chmodSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MessageChannel } from "node:worker_threads";
 import { Authorizer, type HandleAuthorizationsRequest } from "@nitric-like/contracts/authorize";
@@ -31,7 +31,7 @@ import {
 import { Code, PortServer, Router, RpcError } from "@nitric-like/rpc";
 import type { GrpcServer } from "@nitric-like/rpc/grpc";
 import type { CollectedService, Project, ResourceRef, ServiceEntry } from "@nitric-like/spec";
-import type { Bundle } from "./bundle.js";
+import { type Bundle, bundleService } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 import {
   forEachLine,
@@ -283,8 +283,11 @@ async function collectOne(
   runDir?.remove();
   // A thread's last lines may still be on their way to this thread.
   if (threaded) await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, 100))]);
-  if (threaded && child.threadUnsupported?.())
-    return collectOne(project, entry, bundle, { ...options, threads: false });
+  if (threaded && bundle && child.threadUnsupported?.()) {
+    // A thread-only build (run's, BundleOptions.threadOnly) left no bundle for a process: made now.
+    const whole = existsSync(bundle.outfile) ? bundle : await bundleService(project.dir, entry);
+    return collectOne(project, entry, whole, { ...options, threads: false });
+  }
   recordExit(result, exit, dog.stoppedByUs(), output.join("\n"));
   return result;
 }

@@ -1,7 +1,7 @@
 /** The steps `run`, `spec` and later `build` share: load the project, find and bundle its services. */
 import { resolve } from "node:path";
 import { findServices, loadProject, type Project, ProjectError, type ServiceEntry } from "@nitric-like/spec";
-import { type Bundle, bundleService } from "./bundle.js";
+import { type Bundle, type BundleOptions, bundleService } from "./bundle.js";
 import { type Output, UserError } from "./log.js";
 
 /** A service ready to start. */
@@ -18,10 +18,14 @@ export interface PreparedProject {
 }
 
 /**
- * Loads the project in `dir` and bundles every service; project-file mistakes become UserErrors.
- * With `output`, the bundling shows as progress.
+ * Loads the project in `dir` and bundles every service (as `bundling` asks: see BundleOptions);
+ * project-file mistakes become UserErrors. With `output`, the bundling shows as progress.
  */
-export async function prepareProject(dir: string, output?: Output): Promise<PreparedProject> {
+export async function prepareProject(
+  dir: string,
+  output?: Output,
+  bundling: BundleOptions = {},
+): Promise<PreparedProject> {
   let project: Project;
   let entries: ServiceEntry[];
   try {
@@ -40,7 +44,7 @@ export async function prepareProject(dir: string, output?: Output): Promise<Prep
     const services = await Promise.all(
       entries.map(async (entry): Promise<PreparedService> => {
         if (entry.start !== undefined) return { entry };
-        return { entry, bundle: await bundleService(project.dir, entry) };
+        return { entry, bundle: await bundleService(project.dir, entry, bundling) };
       }),
     );
     progress?.done(`bundled ${n} service${n === 1 ? "" : "s"}`);
