@@ -17,8 +17,8 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** A project with one service of `source`, bundled. */
-async function service(source: string) {
+/** A project with our SDK installed and one service of `source`. */
+function projectOf(source: string) {
   const dir = mkdtempSync(join(tmpdir(), "nitric-like-collect-"));
   dirs.push(dir);
   mkdirSync(join(dir, "node_modules", "@nitric-like"), { recursive: true });
@@ -26,8 +26,12 @@ async function service(source: string) {
   mkdirSync(join(dir, "services"));
   const path = join(dir, "services", "api.ts");
   writeFileSync(path, source);
-  const entry = { name: "api", file: "services/api.ts", path };
-  const project = { name: "app", dir } as Project;
+  return { dir, entry: { name: "api", file: "services/api.ts", path }, project: { name: "app", dir } as Project };
+}
+
+/** A project with one service of `source`, bundled. */
+async function service(source: string) {
+  const { dir, entry, project } = projectOf(source);
   const bundle = await bundleService(dir, entry);
   expect(bundle.threadable).toBe(true);
   return { project, services: [{ entry, bundle }] as [{ entry: typeof entry; bundle: typeof bundle }] };
@@ -96,23 +100,12 @@ setInterval(() => {}, 1000);
 });
 
 it("collects a thread-only bundle's service as a process, bundling it whole, when a native addon cannot load in its thread", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "nitric-like-collect-"));
-  dirs.push(dir);
-  mkdirSync(join(dir, "node_modules", "@nitric-like"), { recursive: true });
-  symlinkSync(SDK, join(dir, "node_modules", "@nitric-like", "sdk"), "dir");
-  mkdirSync(join(dir, "services"));
-  const path = join(dir, "services", "api.ts");
   // What Node throws when a native addon that is not context-aware loads in a worker thread.
-  writeFileSync(
-    path,
-    `import { isMainThread } from "node:worker_threads";
+  const { dir, entry, project } = projectOf(`import { isMainThread } from "node:worker_threads";
 import { kv } from "@nitric-like/sdk";
 if (!isMainThread) throw Object.assign(new Error("Module did not self-register: '/x/legacy.node'."), { code: "ERR_DLOPEN_FAILED" });
 kv("store").allow("get");
-`,
-  );
-  const entry = { name: "api", file: "services/api.ts", path };
-  const project = { name: "app", dir } as Project;
+`);
   // As run bundles a service that will run as a thread: the thread bundle alone.
   const bundle = await bundleService(dir, entry, { threadOnly: true });
   expect(existsSync(bundle.outfile)).toBe(false);
