@@ -219,7 +219,7 @@ async function runProject(options: RunCommandOptions, output: Output): Promise<n
   const environment = options.environment ?? DEFAULT_RUN_ENVIRONMENT;
   const dotenv = loadDotEnv(project.dir, environment);
   describeDotEnv(dotenv, output);
-  // Services on our SDK are collected as worker threads when they will run as threads on the
+  // Services on either SDK are collected as worker threads when they will run as threads on the
   // local provider: a thread shares this process's working directory, the project's folder then.
   const threads = collectInThreads(options, prepared);
   if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
@@ -597,7 +597,7 @@ function threadsPossible(prepared: PreparedProject, running: RunningProvider): b
  * threads (see threadsPossible) on the local provider, which offers ports, and never in a worker.
  */
 function collectInThreads(options: RunCommandOptions, prepared: PreparedProject): boolean {
-  return localThreadsAllowed(options, prepared.project.dir) && prepared.services.some((s) => s.bundle?.threadable);
+  return localThreadsAllowed(options, prepared.project.dir) && prepared.services.some((s) => s.bundle?.threadOutfile);
 }
 
 /**
@@ -624,7 +624,7 @@ function bootServiceThreads(
   const wanted = new Map<string, { env: NodeJS.ProcessEnv; count: number }>();
   for (const s of prepared.services) {
     const launch = { project: prepared.project, service: s.entry, endpoint: "", dotenv };
-    const collectPass = s.bundle?.threadable === true && !kept.has(s.entry.name);
+    const collectPass = s.bundle?.threadOutfile !== undefined && !kept.has(s.entry.name);
     const envs = [
       ...(collectPass ? [serviceEnv({ ...launch, environment: "build" })] : []),
       ...(runThreads && s.bundle?.threadOutfile ? [serviceEnv({ ...launch, environment: "run" })] : []),
@@ -715,8 +715,10 @@ async function unsupportedIn(
   prepared: PreparedProject,
   service: PreparedService,
   dotenv: ReadonlyMap<string, string>,
+  /** As a worker thread, as at start, when the service runs as one. */
+  threads: boolean,
 ): Promise<string[]> {
-  const [collected] = await collect(prepared.project, [service], { dotenv });
+  const [collected] = await collect(prepared.project, [service], { dotenv, threads });
   return collected ? buildSpec(prepared.project.name, [collected]).unsupported : [];
 }
 
@@ -774,8 +776,10 @@ function watchServices(
           // A declaration nobody serves would only fail at run time (UNIMPLEMENTED): refuse the
           // change as at start, once, and keep the running version until the next save. Our SDK
           // declares only what is served, so a service on it alone (threadable) skips this extra
-          // collect pass (about a second per save for a @nitric/sdk service: bench/restart.mjs).
-          const unsupported = bundle?.threadable ? [] : await unsupportedIn(prepared, service, env.dotenv());
+          // collect pass (about 0.3 s per save for a @nitric/sdk service: bench/restart.mjs).
+          const unsupported = bundle?.threadable
+            ? []
+            : await unsupportedIn(prepared, service, env.dotenv(), supervisor.runsAsThread);
           if (changes.get(supervisor) !== change) return;
           if (unsupported.length > 0) {
             for (const u of unsupported) output.error(u);

@@ -1,6 +1,7 @@
-// The collect pass on real services: a service on our SDK alone collected as a worker thread
-// (`threads: true`, as `run` does) gives what the same service gives collected as a process, for a
-// service that declares, one that crashes, one that exits non-zero and one that declares nothing.
+// The collect pass on real services: a service collected as a worker thread (`threads: true`, as
+// `run` does) gives what the same service gives collected as a process, for a service that
+// declares (on our SDK, and on @nitric/sdk), one that crashes, one that exits non-zero and one that
+// declares nothing.
 // With `reuse` (as `run` collects), an unchanged service's last collection is given again.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +13,8 @@ import { bundleService } from "./bundle.js";
 import { type CollectOptions, collect, keptCollections } from "./collect.js";
 
 const SDK = fileURLToPath(new URL("../../../sdk", import.meta.url));
+/** The published @nitric/sdk, as the conformance tests install it. */
+const NITRIC_SDK = fileURLToPath(new URL("../../../conformance/node_modules/@nitric/sdk", import.meta.url));
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -63,6 +66,43 @@ socket.on("message", () => {});
   expect(thread.handlers).toHaveLength(2);
   expect(thread).toEqual(child);
 });
+
+it("records a @nitric/sdk service's declarations, the kinds we do not serve included, from a thread as from a process", async () => {
+  const { dir, entry, project } = projectOf(`import { api, kv, topic, websocket } from "@nitric/sdk";
+kv("store").allow("get");
+websocket("socket").on("message", async (ctx) => ctx);
+api("main").get("/hello", async (ctx) => ctx);
+topic("updates").subscribe(async (ctx) => ctx);
+`);
+  mkdirSync(join(dir, "node_modules", "@nitric"));
+  symlinkSync(NITRIC_SDK, join(dir, "node_modules", "@nitric", "sdk"), "dir");
+  const bundle = await bundleService(dir, entry);
+  expect(bundle.threadable).toBe(false);
+  expect(bundle.threadOutfile).toBeDefined();
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    const [thread] = await collect(project, [{ entry, bundle }], { threads: true });
+    const [child] = await collect(project, [{ entry, bundle }]);
+    expect(thread?.failure).toBeUndefined();
+    expect(thread?.declared.map((d) => `${d.kind} ${d.name}`).sort()).toEqual([
+      "api main",
+      "kv store",
+      "topic updates",
+      "websocket socket",
+    ]);
+    expect(thread?.handlers).toHaveLength(1);
+    // The order of declarations may differ: over gRPC each of @nitric/sdk's streams opens on its own.
+    const sorted = (r: CollectedService | undefined) =>
+      r && {
+        ...r,
+        declared: [...r.declared].sort((a, b) => `${a.kind} ${a.name}`.localeCompare(`${b.kind} ${b.name}`)),
+      };
+    expect(sorted(thread)).toEqual(sorted(child));
+  } finally {
+    process.chdir(cwd);
+  }
+}, 20000);
 
 it("reports a service that crashes as a process does, with its output", async () => {
   const [thread, child] = await both(`import { websocket } from "@nitric-like/sdk";

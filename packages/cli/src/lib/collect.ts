@@ -4,8 +4,9 @@
  * stream with OK so the service can exit. It never hangs: a service that goes quiet without exiting
  * is stopped, and one that crashes is reported with its output.
  *
- * A service on our SDK alone runs there as a worker thread when the caller allows it (`run`, which
- * runs it as a thread next): its thread bundle reaches the same collector over a MessagePort.
+ * A service on either SDK runs there as a worker thread when the caller allows it (`run`, which
+ * runs it as a thread next): its thread bundle reaches the same collector over a MessagePort
+ * (@nitric/sdk's through the compat adapter, its streams for kinds we do not serve included).
  * Starting a thread skips a Node process's start, about half of the pass (bench/startup.mjs). The
  * collector is the same, so is what counts as a failure: an uncaught error or a non-zero exit
  * code, nothing declared in time, a thread that does not end. A service whose native addon cannot
@@ -51,7 +52,7 @@ export interface CollectOptions {
   /** Variables from the project's `.env` files, as the service gets them under `run`. */
   dotenv?: ReadonlyMap<string, string>;
   /**
-   * Run a service that uses our SDK alone (Bundle.threadable) as a worker thread of this process,
+   * Run a service that has a thread bundle (one on either SDK) as a worker thread of this process,
    * which must be in the project's folder (a thread shares its working directory). @default false
    */
   threads?: boolean;
@@ -111,6 +112,17 @@ export function protoField(message: Uint8Array, field: number): Uint8Array | und
     } else return undefined;
   }
   return undefined;
+}
+
+/**
+ * Whether a resource of a kind we do not serve (UNSERVED_STREAMS) is recorded already: @nitric/sdk
+ * both declares an api (a topic...) and opens its stream, in either order over gRPC, and the
+ * resource is recorded once.
+ */
+function recordedUnserved(result: CollectedService, kind: string, name: string): boolean {
+  return (
+    UNSERVED_STREAMS.some((s) => s.kind === kind) && result.declared.some((d) => d.kind === kind && d.name === name)
+  );
 }
 
 /** The resource name in one of UNSERVED_STREAMS' registrations ("" when it has none). */
@@ -242,8 +254,7 @@ async function collectOne(
   // Each call the service makes re-arms its quiet timer, from the moment it runs (see watchdog).
   let touch = () => {};
   const router = collectorRouter(result, () => touch());
-  const threaded =
-    options.threads === true && entry.start === undefined && bundle?.threadable === true && !!bundle.threadOutfile;
+  const threaded = options.threads === true && entry.start === undefined && !!bundle?.threadOutfile;
   let ports: PortServer | undefined;
   let server: GrpcServer | undefined;
   let runDir: RunDir | undefined;
@@ -319,7 +330,7 @@ function collectorRouter(result: CollectedService, touch: () => void): Router {
           const resource: ResourceRef = { kind: r.type === ResourceType.Websocket ? "websocket" : "kv", name: r.name };
           result.grants.push({ resource, permissions });
         }
-      } else if (id) {
+      } else if (id && !recordedUnserved(result, resourceKindOf(id.type), id.name)) {
         const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
         result.declared.push(
           origins.length > 0
@@ -364,9 +375,7 @@ function collectorRouter(result: CollectedService, touch: () => void): Router {
       touch();
       call.onMessage((message) => {
         const name = registeredName(message, stream.field);
-        if (!result.declared.some((d) => d.kind === stream.kind && d.name === name)) {
-          result.declared.push({ kind: stream.kind, name });
-        }
+        if (!recordedUnserved(result, stream.kind, name)) result.declared.push({ kind: stream.kind, name });
         // Ending with OK, as for websocket streams, lets the service exit.
         call.end();
         touch();
