@@ -1,7 +1,8 @@
 // A Nitric app that declares what nitric-like does not serve: spec, run and build stop at once with
 // exit 1, naming each resource, its kind and the service file, and what is served; no gRPC
 // UNIMPLEMENTED stack, no `ready`, no restart loop, nothing dropped silently. Real CLI, real
-// @nitric/sdk 1.2.2 over real gRPC in the collect pass.
+// @nitric/sdk 1.2.2 in the collect pass: over real gRPC for spec and build, in a worker thread
+// over the compat adapter for run.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
