@@ -6,6 +6,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -21,6 +22,7 @@ import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { firstNonAscii } from "@nitric-like/provider-kit/ascii-comments";
 import { PortServer, Router } from "@nitric-like/rpc";
+import { transformSync } from "esbuild";
 import { afterEach, expect, it } from "vitest";
 import { bundleService, threadEntry } from "./bundle.js";
 
@@ -278,6 +280,38 @@ console.log(kind, grpc.kind);
   // Reused while unchanged, the thread bundle with it.
   const again = await bundleService(dir, entry);
   expect(again.threadOutfile).toBe(bundle.threadOutfile);
+});
+
+it("keeps @nitric/sdk's code with native async functions in the project, made again when the package changes", async () => {
+  const { dir, entry, path } = project('import { kind } from "@nitric/sdk";\nconsole.log(await kind());\n');
+  // A package compiled as @nitric/sdk is: its async functions lowered to generators (esbuild's __async).
+  const lowered = (value: string) =>
+    transformSync(`exports.kind = async () => { await null; return ${JSON.stringify(value)}; };`, {
+      target: "es2016",
+      format: "cjs",
+    }).code;
+  const sdk = join(dir, "node_modules", "@nitric", "sdk");
+  mkdirSync(sdk, { recursive: true });
+  writeFileSync(join(sdk, "package.json"), '{"name":"@nitric/sdk","main":"index.js"}');
+  writeFileSync(join(sdk, "index.js"), lowered("first"));
+  const threadCode = async () => readFileSync((await bundleService(dir, entry)).threadOutfile as string, "utf8");
+  const first = await threadCode();
+  expect(first).toContain('return "first"');
+  expect(first).not.toContain("__async(");
+  const cacheDir = join(dir, ".nitric-like", "native-async");
+  const [cached] = readdirSync(cacheDir);
+  const cacheFile = join(cacheDir, cached as string);
+  // The cache is what the next build reads: a mark put in it shows up in the bundle.
+  const kept = readFileSync(cacheFile, "utf8");
+  writeFileSync(cacheFile, kept.replace('return "first"', 'return "from the cache"'));
+  writeFileSync(path, `${readFileSync(path, "utf8")}// saved\n`);
+  expect(await threadCode()).toContain('return "from the cache"');
+  // A new version of the package is transformed anew.
+  writeFileSync(join(sdk, "index.js"), lowered("second"));
+  const second = await threadCode();
+  expect(second).toContain('return "second"');
+  expect(second).not.toContain("from the cache");
+  expect(second).not.toContain("__async(");
 });
 
 it("puts no grpc-js in the thread bundle of a service on the published @nitric/sdk, only the compat adapter", async () => {
