@@ -99,9 +99,8 @@ const NO_GRPC_IN_THREAD = `export function createGrpcTransport() {
 
 /**
  * @nitric/* JavaScript with its async functions native (provider-kit's native-async.ts), kept in
- * the project's state folder: parsing and rewriting @nitric/sdk 1.2.2's one 610 KB file took 230-400
- * ms of every thread bundle's 380-620 ms, at every start and save, for a file that changes only
- * when the package does. One cache file per source file, named by a hash of its path; its first
+ * the project's state folder: parsing and rewriting @nitric/sdk 1.2.2's one 610 KB file costs
+ * 230-400 ms of a thread bundle's 380-620 ms, for a file that changes only when the package does. One cache file per source file, named by a hash of its path; its first
  * line is the key it was made for (the bundler's version and a hash of the source's text), so a
  * changed package or bundler makes it anew.
  */
