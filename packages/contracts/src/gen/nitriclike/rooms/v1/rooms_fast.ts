@@ -238,7 +238,7 @@ export function read_nitriclike_rooms_v1_ListMembersResponse(r: Reader, end: num
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { m.connectionIds.push(r.string()); break; }
+      case 10: { { const v = r.string(); const a = m.connectionIds; if (a.length === 0) m.connectionIds = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -313,7 +313,7 @@ export function read_nitriclike_rooms_v1_ListRoomsResponse(r: Reader, end: numbe
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { m.rooms.push(r.string()); break; }
+      case 10: { { const v = r.string(); const a = m.rooms; if (a.length === 0) m.rooms = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -373,7 +373,7 @@ export function read_nitriclike_rooms_v1_BroadcastToRoomRequest(r: Reader, end: 
       case 18: { m.room = r.string(); break; }
       case 26: { m.data = r.bytes(); break; }
       case 32: { m.binary = r.bool(); break; }
-      case 42: { m.except.push(r.string()); break; }
+      case 42: { { const v = r.string(); const a = m.except; if (a.length === 0) m.except = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).

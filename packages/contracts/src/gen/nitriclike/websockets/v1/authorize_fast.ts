@@ -316,7 +316,7 @@ export function read_nitriclike_websockets_v1_AuthorizationRequest(r: Reader, en
       case 18: { m.connectionId = r.string(); break; }
       case 26: { const e = r.len(); let key = ""; let val; while (r.pos < e) {   const t = r.tag();   if (t === 10) key = r.string();   else if (t === 18) { const ve = r.len(); val = read_nitric_proto_websockets_v1_QueryValue(r, ve, val, depth + 1); }   else { if (t >>> 3 === 1 || t >>> 3 === 2) wrongWireType(t); r.skip(t, e, depth); } } ended(r, e); setOwn(m.queryParams, key, val === undefined ? read_nitric_proto_websockets_v1_QueryValue(r, r.pos, undefined, depth + 1) : val); break; }
       case 34: { const e = r.len(); let key = ""; let val; while (r.pos < e) {   const t = r.tag();   if (t === 10) key = r.string();   else if (t === 18) { const ve = r.len(); val = read_nitric_proto_websockets_v1_QueryValue(r, ve, val, depth + 1); }   else { if (t >>> 3 === 1 || t >>> 3 === 2) wrongWireType(t); r.skip(t, e, depth); } } ended(r, e); setOwn(m.headers, key, val === undefined ? read_nitric_proto_websockets_v1_QueryValue(r, r.pos, undefined, depth + 1) : val); break; }
-      case 42: { m.protocols.push(r.string()); break; }
+      case 42: { { const v = r.string(); const a = m.protocols; if (a.length === 0) m.protocols = [v]; else a.push(v); } break; }
       case 50: { m.remoteAddress = r.string(); break; }
       default: {
         const no = t >>> 3;

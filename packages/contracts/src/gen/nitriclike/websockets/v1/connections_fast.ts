@@ -347,7 +347,7 @@ export function read_nitriclike_websockets_v1_BroadcastRequest(r: Reader, end: n
       case 10: { m.socketName = r.string(); break; }
       case 18: { m.data = r.bytes(); break; }
       case 24: { m.binary = r.bool(); break; }
-      case 34: { m.except.push(r.string()); break; }
+      case 34: { { const v = r.string(); const a = m.except; if (a.length === 0) m.except = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -433,7 +433,7 @@ export function read_nitriclike_websockets_v1_CloseConnectionsRequest(r: Reader,
     const t = r.tag();
     switch (t) {
       case 10: { m.socketName = r.string(); break; }
-      case 18: { m.connectionIds.push(r.string()); break; }
+      case 18: { { const v = r.string(); const a = m.connectionIds; if (a.length === 0) m.connectionIds = [v]; else a.push(v); } break; }
       case 24: { m.code = r.int32(); break; }
       case 34: { m.reason = r.string(); break; }
       default: {
@@ -479,8 +479,8 @@ export function read_nitriclike_websockets_v1_CloseConnectionsResponse(r: Reader
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { m.closed.push(r.string()); break; }
-      case 18: { m.notConnected.push(r.string()); break; }
+      case 10: { { const v = r.string(); const a = m.closed; if (a.length === 0) m.closed = [v]; else a.push(v); } break; }
+      case 18: { { const v = r.string(); const a = m.notConnected; if (a.length === 0) m.notConnected = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).

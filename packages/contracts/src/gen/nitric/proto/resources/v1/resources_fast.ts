@@ -161,10 +161,10 @@ export function read_nitric_proto_resources_v1_PolicyResource(r: Reader, end: nu
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { const e = r.len(); m.principals.push(read_nitric_proto_resources_v1_ResourceIdentifier(r, e, undefined, depth + 1)); break; }
-      case 16: { m.actions.push(r.int32()); break; }
+      case 10: { const e = r.len(); { const v = read_nitric_proto_resources_v1_ResourceIdentifier(r, e, undefined, depth + 1); const a = m.principals; if (a.length === 0) m.principals = [v]; else a.push(v); } break; }
+      case 16: { { const v = r.int32(); const a = m.actions; if (a.length === 0) m.actions = [v]; else a.push(v); } break; }
       case 18: { const e = r.len(); while (r.pos < e) m.actions.push(r.int32()); ended(r, e); break; }
-      case 26: { const e = r.len(); m.resources.push(read_nitric_proto_resources_v1_ResourceIdentifier(r, e, undefined, depth + 1)); break; }
+      case 26: { const e = r.len(); { const v = read_nitric_proto_resources_v1_ResourceIdentifier(r, e, undefined, depth + 1); const a = m.resources; if (a.length === 0) m.resources = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -341,7 +341,7 @@ export function read_nitric_proto_resources_v1_ApiScopes(r: Reader, end: number,
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { m.scopes.push(r.string()); break; }
+      case 10: { { const v = r.string(); const a = m.scopes; if (a.length === 0) m.scopes = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -420,7 +420,7 @@ export function read_nitric_proto_resources_v1_ApiOpenIdConnectionDefinition(r: 
     const t = r.tag();
     switch (t) {
       case 10: { m.issuer = r.string(); break; }
-      case 18: { m.audiences.push(r.string()); break; }
+      case 18: { { const v = r.string(); const a = m.audiences; if (a.length === 0) m.audiences = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -568,7 +568,7 @@ export function read_nitric_proto_resources_v1_WebsocketResource(r: Reader, end:
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { m.allowedOrigins.push(r.string()); break; }
+      case 10: { { const v = r.string(); const a = m.allowedOrigins; if (a.length === 0) m.allowedOrigins = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).

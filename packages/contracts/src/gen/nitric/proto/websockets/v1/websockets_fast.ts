@@ -347,7 +347,7 @@ export function read_nitric_proto_websockets_v1_WebsocketEventResponse(r: Reader
     const t = r.tag();
     switch (t) {
       case 82: { const e = r.len(); const o = m.websocketResponse; m.websocketResponse = { case: "connectionResponse", value: read_nitric_proto_websockets_v1_WebsocketConnectionResponse(r, e, o !== undefined && o.case === "connectionResponse" ? o.value : undefined, depth + 1) }; break; }
-      case 8002: { const e = r.len(); m.replies.push(read_nitric_proto_websockets_v1_WebsocketReply(r, e, undefined, depth + 1)); break; }
+      case 8002: { const e = r.len(); { const v = read_nitric_proto_websockets_v1_WebsocketReply(r, e, undefined, depth + 1); const a = m.replies; if (a.length === 0) m.replies = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -469,7 +469,7 @@ export function read_nitric_proto_websockets_v1_AnswerBatch(r: Reader, end: numb
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { const e = r.len(); m.answers.push(read_nitric_proto_websockets_v1_ClientMessage(r, e, undefined, depth + 1)); break; }
+      case 10: { const e = r.len(); { const v = read_nitric_proto_websockets_v1_ClientMessage(r, e, undefined, depth + 1); const a = m.answers; if (a.length === 0) m.answers = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -714,7 +714,7 @@ export function read_nitric_proto_websockets_v1_QueryValue(r: Reader, end: numbe
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { m.value.push(r.string()); break; }
+      case 10: { { const v = r.string(); const a = m.value; if (a.length === 0) m.value = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
@@ -829,7 +829,7 @@ export function read_nitric_proto_websockets_v1_EventBatch(r: Reader, end: numbe
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
-      case 10: { const e = r.len(); m.events.push(read_nitric_proto_websockets_v1_ServerMessage(r, e, undefined, depth + 1)); break; }
+      case 10: { const e = r.len(); { const v = read_nitric_proto_websockets_v1_ServerMessage(r, e, undefined, depth + 1); const a = m.events; if (a.length === 0) m.events = [v]; else a.push(v); } break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
