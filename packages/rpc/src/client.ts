@@ -166,11 +166,13 @@ export class Client {
         );
         return;
       }
-      pending.timer = deadline(
-        options,
-        () => pending.wire,
-        (error) => pending.settle(error),
-      );
+      // Most calls have no deadline: no closures for one.
+      if (options?.timeoutMs !== undefined)
+        pending.timer = deadline(
+          options,
+          () => pending.wire,
+          (error) => pending.settle(error),
+        );
       pending.wire = this.transport.open(path, "unary", bytes, pending);
     });
   }

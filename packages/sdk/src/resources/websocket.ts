@@ -585,7 +585,7 @@ export class Websocket {
    * Sends to one connection: a string as a text frame, bytes as a binary frame (but the `ctx.data`
    * of a text message, passed on as it came, as text), anything else as JSON text. A connection that is gone throws NitricLikeError `not_found` naming it.
    */
-  async send(connectionId: string, data: Payload, options: SendOptions = {}): Promise<void> {
+  async send(connectionId: string, data: Payload, options?: SendOptions): Promise<void> {
     const { data: bytes, binary } = encodePayload(data);
     // Every message a Nitric-style app answers comes here: no await (a microtask) once declared.
     if (!this.declared) await this.ready;
@@ -598,7 +598,7 @@ export class Websocket {
       });
     } catch (error) {
       const e = NitricLikeError.from(error, { socket: this.name, connectionId });
-      if (e.code === "not_found" && options.throwIfNotConnected === false) return;
+      if (e.code === "not_found" && options?.throwIfNotConnected === false) return;
       throw e;
     }
   }
