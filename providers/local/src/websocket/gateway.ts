@@ -76,17 +76,6 @@ export interface GatewayOptions {
 const ACCEPTED_PROTOCOL = Symbol("acceptedProtocol");
 type AuthorizedRequest = IncomingMessage & { [ACCEPTED_PROTOCOL]?: string };
 
-/** An upgrade request whose connect handler runs: what the gateway needs once it answers. */
-class PendingConnect {
-  constructor(
-    readonly req: IncomingMessage,
-    readonly socket: Duplex,
-    readonly head: Buffer,
-    readonly info: ConnectionRecord,
-    readonly opening: Opening,
-  ) {}
-}
-
 /**
  * What the gateway keeps of an open connection besides its socket. A class rather than an object
  * literal: every connection has the same fields from the start, so they share one shape.
@@ -305,10 +294,9 @@ export function rawQuery(url: string): Record<string, { value: string[] }> {
     } catch {
       key = rawKey;
     }
-    const entry = out[key];
-    // A literal: an empty array's first push would give it 16 slots.
-    if (entry) entry.value.push(value);
-    else out[key] = { value: [value] };
+    const entry = out[key] ?? { value: [] };
+    entry.value.push(value);
+    out[key] = entry;
   }
   return out;
 }
@@ -318,7 +306,7 @@ export function headerValues(rawHeaders: readonly string[]): Record<string, { va
   // The names are the client's (a "__proto__" header): a record without a prototype.
   const out = dict<{ value: string[] }>();
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = lowerCase(rawHeaders[i] as string);
+    const name = (rawHeaders[i] as string).toLowerCase();
     const entry = out[name];
     if (entry) entry.value.push(rawHeaders[i + 1] as string);
     else out[name] = { value: [rawHeaders[i + 1] as string] };
@@ -358,17 +346,6 @@ function intern(value: string): string {
   if (found !== undefined) return found;
   if (interned.size < MAX_INTERNED) interned.set(value, value);
   return value;
-}
-
-const lowered = new Map<string, string>();
-
-/** A header name in lower case, made once for the names most requests send (bounded as intern()). */
-function lowerCase(name: string): string {
-  const found = lowered.get(name);
-  if (found !== undefined) return found;
-  const lower = name.toLowerCase();
-  if (lowered.size < MAX_INTERNED) lowered.set(name, lower);
-  return lower;
 }
 
 /** A request's flat header list with its repeated strings shared. */
@@ -616,22 +593,14 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   /** An upgrade request: until the 101 is sent, a failure answers it with 500. */
   private upgradeListener(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    try {
-      const authorizing = this.upgrade(req, socket, head);
-      if (authorizing) authorizing.catch((error: unknown) => this.upgradeFailed(socket, error));
-    } catch (error) {
-      this.upgradeFailed(socket, error);
-    }
-  }
-
-  /** The boundary of an upgrade request before its 101: logged once, refused with 500. */
-  private upgradeFailed(socket: Duplex, error: unknown): void {
-    try {
-      this.logger.error(this.failure("handling an upgrade request", error, "refused it with 500"));
-      refuse(socket, 500, `websocket "${this.name}": internal error; try again, and report it if it persists\n`);
-    } catch {
-      // The boundary itself failed (a socket already gone): nothing more can be told to that client.
-    }
+    guard(
+      () => this.upgrade(req, socket, head),
+      (error) => {
+        const message = this.failure("handling an upgrade request", error, "refused it with 500");
+        this.logger.error(message);
+        refuse(socket, 500, `websocket "${this.name}": internal error; try again, and report it if it persists\n`);
+      },
+    );
   }
 
   /** Bytes Node could not parse as HTTP: refused with the status their error stands for. */
@@ -852,8 +821,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     const info = this.newRecord(req);
     const authorizers = this.options.authorizers;
     if (authorizers?.isExpected(this.name)) return this.authorize(authorizers, req, socket, head, info);
-    this.connect(req, socket, head, info);
-    return undefined;
+    return this.connect(req, socket, head, info);
   }
 
   /**
@@ -927,12 +895,17 @@ export class Gateway implements SocketBackend, FlowGateway {
         }
         info.auth = decision.identityJson;
         (req as AuthorizedRequest)[ACCEPTED_PROTOCOL] = decision.protocol;
-        this.connect(req, socket, head, info);
+        return this.connect(req, socket, head, info);
       });
   }
 
   /** Runs the connect handler, if a service handles connect, then upgrades the request or refuses it. */
-  private connect(req: IncomingMessage, socket: Duplex, head: Buffer, info: ConnectionRecord): void {
+  private connect(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    info: ConnectionRecord,
+  ): Promise<void> | undefined {
     const id = info.connectionId;
     // An authorized connection has been opening since its authorizer was asked.
     const opening = this.opening.get(id) ?? new Opening(info, MAX_BUFFERED_BYTES);
@@ -945,67 +918,47 @@ export class Gateway implements SocketBackend, FlowGateway {
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, socket, undefined, opening));
       return;
     }
+    let gone = false;
+    const onGone = () => {
+      gone = true;
+    };
     // A client sends nothing before the 101 (RFC 6455 section 4.1), so reading now loses nothing
     // and is the only way to notice its FIN: the upgrade left the socket paused, and HTTP servers
-    // are half-open, so a client that gives up would otherwise look connected until the upgrade
-    // (once its FIN is read the socket is no longer readable; see connectAnswered()).
+    // are half-open, so a client that gives up would otherwise look connected until the upgrade.
+    socket.once("end", onGone);
+    socket.once("close", onGone);
     socket.resume();
     this.opening.set(id, opening);
-    this.handlers.deliver(
-      this.name,
-      "connect",
-      connectEvent(this.name, info, rawQuery(req.url ?? "/")),
-      this.connectSink,
-      new PendingConnect(req, socket, head, info, opening),
-    );
-  }
-
-  /**
-   * Hears the connect events' answers (one object for every connection, no promise or closure per
-   * connect). Past the 101 accept() has its own boundary; before it, a failure refuses the request
-   * with 500, as upgradeListener() does.
-   */
-  private readonly connectSink: AnswerSink<PendingConnect> = {
-    answered: (p, response) => {
-      try {
-        this.connectAnswered(p, response);
-      } catch (error) {
-        this.upgradeFailed(p.socket, error);
-      }
-    },
-    failed: (p, error) => {
-      try {
-        this.opening.delete(p.info.connectionId);
-        this.forget(p.info.connectionId);
+    return this.handlers.dispatch(this.name, "connect", connectEvent(this.name, info, rawQuery(req.url ?? "/"))).then(
+      (response) => {
+        socket.off("end", onGone);
+        socket.off("close", onGone);
+        this.opening.delete(id);
+        const refusal = connectRefusal(this.name, response);
+        if (refusal) {
+          this.forget(id);
+          this.refuse(socket, refusal.status, refusal.reason);
+          return;
+        }
+        if (gone || socket.destroyed || !socket.readable) {
+          // The client left while its connect handler ran: tell the app, which may have stored it.
+          socket.destroy();
+          this.disconnected(id, 1006, "", info.auth);
+          return;
+        }
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, socket, response, opening));
+      },
+      (error: unknown) => {
+        socket.off("end", onGone);
+        socket.off("close", onGone);
+        this.opening.delete(id);
+        this.forget(id);
         const { status, reason } = unansweredStatus(error);
         this.logger.error(reason);
-        this.observeError(p.info.connectionId, "connect", reason);
-        this.refuse(p.socket, status, `${reason}\n`);
-      } catch (failure) {
-        this.upgradeFailed(p.socket, failure);
-      }
-    },
-  };
-
-  private connectAnswered(p: PendingConnect, response: WebsocketEventResponse): void {
-    const { socket, info } = p;
-    const id = info.connectionId;
-    this.opening.delete(id);
-    const refusal = connectRefusal(this.name, response);
-    if (refusal) {
-      this.forget(id);
-      this.refuse(socket, refusal.status, refusal.reason);
-      return;
-    }
-    // A client that left while its connect handler ran: its FIN ended the socket's reading
-    // (readable is false once "end" is emitted), or the socket closed.
-    if (socket.destroyed || !socket.readable) {
-      // Tell the app, which may have stored it.
-      socket.destroy();
-      this.disconnected(id, 1006, "", info.auth);
-      return;
-    }
-    this.wss.handleUpgrade(p.req, socket, p.head, (ws) => this.accept(info, ws, socket, response, p.opening));
+        this.observeError(id, "connect", reason);
+        this.refuse(socket, status, `${reason}\n`);
+      },
+    );
   }
 
   /** The 101 is sent: the connection opens. A failure from here on closes it with 1011. */
