@@ -9,6 +9,14 @@ import { fileURLToPath } from "node:url";
 export const here = fileURLToPath(new URL(".", import.meta.url));
 export const cli = join(here, "..", "packages", "cli", "bin", "nitric-like.js");
 const temp = [];
+const children = new Set();
+
+// A benchmark that ends early (an error, or its output piped into `head`, which ends it with EPIPE)
+// takes the servers it started with it, and their temp copies: nothing is left listening.
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+  cleanup();
+});
 
 /** Starts a process and resolves once its output matches `pattern` (its first group is the URL). */
 export function startProcess(command, args, pattern, options = {}) {
@@ -16,6 +24,8 @@ export function startProcess(command, args, pattern, options = {}) {
     env: { ...process.env, NO_COLOR: "1", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
   let out = "";
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out starting ${args.join(" ")}:\n${out}`)), 30000);
