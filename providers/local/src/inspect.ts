@@ -16,7 +16,7 @@ import type { KvStores } from "./kv/store.js";
 import type { Gateway } from "./websocket/gateway.js";
 
 function values(map: Record<string, { value: string[] }>): Record<string, string[]> {
-  // Query keys and header names are a client's: no prototype, so "__proto__" stays an own key.
+  // Query keys and header names are a client's: a record that inherits nothing, so "__proto__" stays an own key.
   const out = dict<string[]>();
   for (const [k, v] of Object.entries(map)) out[k] = v.value;
   return out;

@@ -246,7 +246,7 @@ interface Connection {
   userAgent: string;
   /** Set once the emulator closed it for breaking one of API Gateway's rules: later frames are dropped. */
   refused?: boolean;
-  /** What the client asked with (the dashboard lists it); records without a prototype. */
+  /** What the client asked with (the dashboard lists it); records that inherit nothing (dict()). */
   query: Record<string, string[]>;
   headers: Record<string, string[]>;
   /** The authorizer's context with its principalId: `requestContext.authorizer` of every later event. */
@@ -398,7 +398,7 @@ class EmulatedApi {
     }
     const id = connectionId();
     const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
-    // Query keys and header names are the client's ("?__proto__=1"): records without a prototype.
+    // Query keys and header names are the client's ("?__proto__=1"): records that inherit nothing (dict()).
     const query = dict<string[]>();
     for (const [k, v] of new URLSearchParams(search)) {
       const values = query[k];

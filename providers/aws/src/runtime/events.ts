@@ -61,7 +61,7 @@ export function multiValues(
   single: Record<string, string | undefined> | null | undefined,
   lowerCase: boolean,
 ): Record<string, { value: string[] }> {
-  // The names are a client's ("?__proto__=1", a "constructor" header): a record without a prototype.
+  // The names are a client's ("?__proto__=1", a "constructor" header): a record that inherits nothing (dict()).
   const out = dict<{ value: string[] }>();
   const add = (name: string, values: string[]) => addValues(out, lowerCase ? name.toLowerCase() : name, values);
   if (multi) {

@@ -159,7 +159,7 @@ function clip(reason: string): string {
 }
 
 function decodedQuery(raw: Record<string, { value: string[] }>): Record<string, { value: string[] }> {
-  // Query keys are the client's: a record without a prototype keeps "__proto__" an ordinary key.
+  // Query keys are the client's: a record that inherits nothing keeps "__proto__" an ordinary key.
   const out = dict<{ value: string[] }>();
   for (const key of Object.keys(raw)) {
     out[key] = {
@@ -278,7 +278,7 @@ function connectionId(): string {
 
 /** Query parameters with every value of each, values kept percent-encoded (Nitric's SDK decodes them). */
 export function rawQuery(url: string): Record<string, { value: string[] }> {
-  // The keys are the client's ("?__proto__=1", "?constructor"): a record without a prototype.
+  // The keys are the client's ("?__proto__=1", "?constructor"): a record that inherits nothing (dict()).
   const out = dict<{ value: string[] }>();
   const at = url.indexOf("?");
   if (at < 0) return out;
@@ -303,7 +303,7 @@ export function rawQuery(url: string): Record<string, { value: string[] }> {
 
 /** Request headers from Node's flat [name, value, ...] list: names lower-cased, every value kept in order. */
 export function headerValues(rawHeaders: readonly string[]): Record<string, { value: string[] }> {
-  // The names are the client's (a "__proto__" header): a record without a prototype.
+  // The names are the client's (a "__proto__" header): a record that inherits nothing (dict()).
   const out = dict<{ value: string[] }>();
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] as string).toLowerCase();
