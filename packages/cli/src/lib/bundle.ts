@@ -100,9 +100,10 @@ const NO_GRPC_IN_THREAD = `export function createGrpcTransport() {
 /**
  * @nitric/* JavaScript with its async functions native (provider-kit's native-async.ts), kept in
  * the project's state folder: parsing and rewriting @nitric/sdk 1.2.2's one 610 KB file costs
- * 230-400 ms of a thread bundle's 380-620 ms, for a file that changes only when the package does. One cache file per source file, named by a hash of its path; its first
- * line is the key it was made for (the bundler's version and a hash of the source's text), so a
- * changed package or bundler makes it anew.
+ * 230-400 ms of a thread bundle's 380-620 ms, for a file that changes only when the package does.
+ * One cache file per source file, named by a hash of its path; its first line is the key it was
+ * made for (the bundler's version and a hash of the source's text), so a changed package or
+ * bundler makes it anew.
  */
 function nativeAsyncCached(stateFolder: string, path: string): string | undefined {
   const source = readFileSync(path, "utf8");
@@ -315,6 +316,15 @@ function guessedThreadEntry(service: ServiceEntry): ThreadEntryChoice | undefine
 }
 
 /**
+ * The thread entry a thread-only build tries: the last build's, if it found the service on our SDK
+ * alone; a guess when there was no build; none (both bundles are made) otherwise.
+ */
+function threadEntryToTry(record: BundleRecord | undefined, service: ServiceEntry): ThreadEntryChoice | undefined {
+  if (record === undefined) return guessedThreadEntry(service);
+  return record.threadable ? record.threadEntry : undefined;
+}
+
+/**
  * Bundles one service, or reuses its bundles when none of the files they were made from changed
  * (both bundles of a service on our SDK take about 330 ms here; checking some 150 files takes a
  * few). Throws UserError with esbuild's messages when the code does not compile.
@@ -335,13 +345,7 @@ export async function bundleService(
   const { build, stop } = await import("esbuild");
   // esbuild's service is stopped once no build is left in flight (provider-kit's esbuild-service.ts).
   return building(stop, async () => {
-    const choice = !threadOnly
-      ? undefined
-      : record === undefined
-        ? guessedThreadEntry(service)
-        : record.threadable
-          ? record.threadEntry
-          : undefined;
+    const choice = threadOnly ? threadEntryToTry(record, service) : undefined;
     const threadAlone =
       choice === undefined
         ? undefined
