@@ -3,14 +3,13 @@
 // src/fake-aws.ts; it can put a stack in any state), then against moto's server, a real
 // CloudFormation implementation (skipped, saying why, where moto is not installed).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeAws } from "../src/fake-aws.js";
-import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, startMoto } from "../src/harness.js";
+import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, startMoto, tempDir } from "../src/harness.js";
 
 const fake = new FakeAws();
 
@@ -48,7 +47,7 @@ function runCliOnTerminal(args: string[], answer: string): Promise<{ code: numbe
   });
 }
 const saved = { ...process.env };
-const empty = join(mkdtempSync(join(tmpdir(), "nitric-like-aws-config-")), "empty");
+const empty = join(tempDir(), "empty");
 
 beforeAll(async () => {
   await fake.start();

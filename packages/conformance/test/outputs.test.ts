@@ -3,11 +3,10 @@
 // moto drops API Gateway resources, so the stack here is made directly with an S3 bucket and the
 // outputs our template writes for a socket (`Websocket<Name>`, described "websocket <name>").
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanTemp, runCli, startMoto, writeProject } from "../src/harness.js";
+import { cleanTemp, runCli, startMoto, tempDir, writeProject } from "../src/harness.js";
 
 let moto: ChildProcess | undefined;
 let endpoint = "";
@@ -36,7 +35,7 @@ beforeAll(async () => {
   const started = await startMoto(30000);
   moto = started.process;
   endpoint = started.url;
-  const empty = join(mkdtempSync(join(tmpdir(), "nitric-like-aws-config-")), "empty");
+  const empty = join(tempDir(), "empty");
   writeFileSync(empty, "");
   Object.assign(process.env, {
     AWS_ENDPOINT_URL: endpoint,

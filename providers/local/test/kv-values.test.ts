@@ -19,7 +19,7 @@ import { open } from "lmdb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEndpoint, serveGrpc, stopEndpoint } from "../src/endpoint.js";
 import { KvStores } from "../src/kv/store.js";
-import { declareStore, serviceClient, startProvider } from "./helpers.js";
+import { cleanup, declareStore, serviceClient, startProvider } from "./helpers.js";
 
 const ALL = [Action.KeyValueStoreRead, Action.KeyValueStoreWrite, Action.KeyValueStoreDelete];
 const STORE = "values";
@@ -65,8 +65,8 @@ async function createTable(endpoint: string): Promise<void> {
 }
 
 beforeAll(async () => {
+  // Stopped, and its folder removed, by the helpers' cleanup() in afterAll.
   const { provider } = await startProvider();
-  stops.push(() => provider.stop());
   const local = await serviceClient(provider, "svc");
   await declareStore(local, STORE, ALL);
   sides.push({ name: "local", client: local });
@@ -112,6 +112,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const stop of stops.reverse()) await stop();
+  await cleanup();
 });
 
 type Outcome = { ok: true; value: unknown } | { ok: false; code: number; details: string };
