@@ -17,7 +17,7 @@ and ship them to AWS.
 
 Commands:
   new <dir>      Create a project from a template (chat), ready to run.
-  run [dir]      Run the project locally: gateways, kv stores, every service, live reload.
+  run [dir]      Run the project locally: gateways, kv stores, services, live reload.
   spec [dir]     Collect what the services declare, check it, print it as JSON.
   build [dir]    Check the project and write what a provider deploys (default: aws).
   up [dir]       Build and deploy (default: aws), printing each socket's URL.

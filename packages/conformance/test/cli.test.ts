@@ -83,6 +83,18 @@ describe("nitric-like --help and friends", () => {
     }
   });
 
+  it("fits every help text in 88 columns", async () => {
+    for (const args of [
+      ["--help"],
+      ...["new", "run", "spec", "build", "up", "down", "outputs"].map((c) => [c, "--help"]),
+    ]) {
+      const { code, stdout } = await runCli(args);
+      expect(code).toBe(0);
+      const long = stdout.split("\n").filter((line) => line.length > 88);
+      expect(long, `nitric-like ${args.join(" ")}`).toEqual([]);
+    }
+  });
+
   it("prints its version", async () => {
     const { code, stdout } = await runCli(["--version"]);
     expect(code).toBe(0);

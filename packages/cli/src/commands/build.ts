@@ -27,7 +27,8 @@ Options:
   --out <dir>         Where to write (default: <dir>/.nitric-like/<provider>).
   --json              Print the result as JSON on stdout: {"project", "provider",
                       "outDir", "files"}; progress stays on stderr. A failure is
-                      {"error": {"message", "problems"}} on stdout, with the same exit code.
+                      {"error": {"message", "problems"}} on stdout, with the same
+                      exit code.
   --plain             No colours.
   -h, --help          Show this help.
 `;

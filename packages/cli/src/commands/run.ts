@@ -50,7 +50,8 @@ gateway per socket and kv stores on disk (.nitric-like/ in the project), every s
 started with its own endpoint. TypeScript services run without a build step.
 
 A service process reaches its endpoint at SERVICE_ADDRESS, a Unix socket in a private
-folder of this run: only your user can connect, and whoever connects acts as the service.
+folder of this run: only your user can connect, and whoever connects acts as the
+service.
 
 At start it prints the local dashboard's address (resources, live connections and
 messages, sending, a kv browser), then, once every service has registered the handlers
@@ -59,14 +60,14 @@ the spec expects of it, one line per socket on stdout, and "ready" on stderr:
   websocket <name> ws://127.0.0.1:<port>
 
 Services restart when their files change (with --provider aws too), and with backoff
-when they crash. A service
-that fails before it has started (collecting its resources, or at start) is not
-restarted: its cause is printed once (file:line, message, the fix; for a missing
-package, the install command) and it waits for a change to its files, package.json
-or a lockfile; the other services keep running. A service that started, then crashed
-5 times in 30 s with no event in flight waits for a file change too. Two services
-handling the same socket event: exits 1, as "nitric-like spec" does.
-Ctrl-C lets running handlers answer, closes client connections (1001, going away) and exits.
+when they crash. A service that fails before it has started (collecting its
+resources, or at start) is not restarted: its cause is printed once (file:line,
+message, the fix; for a missing package, the install command) and it waits for a
+change to its files, package.json or a lockfile; the other services keep running. A
+service that started, then crashed 5 times in 30 s with no event in flight waits for
+a file change too. Two services handling the same socket event: exits 1, as
+"nitric-like spec" does. Ctrl-C lets running handlers answer, closes client
+connections (1001, going away) and exits.
 
 It stops with exit 1 before starting anything when the project file has a problem
 (every one is listed, unknown keys too) or when a service declares a resource
@@ -80,12 +81,14 @@ service: unchanged since the last run"); spec, build and up always collect anew.
 
 .env and .env.<env> in the project folder (see --env) are loaded into every
 service and its collect pass: a variable set where run starts wins, then .env.<env>,
-then .env. Their values are never printed: run and the dashboard show the names only. Changing either file restarts the services. (Local provider only: under
+then .env. Their values are never printed: run and the dashboard show the names
+only. Changing either file restarts the services. (Local provider only: under
 --provider aws, and in what build and up deploy, functions do not get them.)
 
 Options:
-  --provider <name>   Provider to run on (default: local). "aws" builds the app as for a
-                      deploy and runs it in an emulator of API Gateway, Lambda and DynamoDB.
+  --provider <name>   Provider to run on (default: local). "aws" builds the app as
+                      for a deploy and runs it in an emulator of API Gateway, Lambda
+                      and DynamoDB.
   --random-ports      Ignore ports pinned in the project file (and the dashboard's
                       default); use free ones.
   --dashboard-port <n>
@@ -127,7 +130,8 @@ Options:
                       errors a handler throws keep only the frames in your files.
                       (NITRIC_LIKE_VERBOSE=1 in the environment does the same.)
   --no-watch          Do not restart services when their files change.
-  --plain             No colours (also when NO_COLOR is set or output is not a terminal).
+  --plain             No colours (also when NO_COLOR is set or output is not a
+                      terminal).
   -h, --help          Show this help.
 `;
 

@@ -191,9 +191,9 @@ Options:
   --provider <name>   Provider of the deployment (default: aws).
   --stack <name>      Stack name (default: the project's name).
   --region <region>   AWS region (default: from the AWS configuration).
-  --json              Print {"stack", "provider", "status", "sockets": [{"name", "url"}],
-                      "outputs"} on stdout instead; a failure is {"error": {"message",
-                      "problems"}} on stdout.
+  --json              Print {"stack", "provider", "status", "sockets": [{"name",
+                      "url"}], "outputs"} on stdout instead; a failure is {"error":
+                      {"message", "problems"}} on stdout.
   --plain             No colours.
   -h, --help          Show this help.
 `;
