@@ -85,6 +85,21 @@ describe("nitric-like outputs --provider aws", () => {
     expect(stderr).not.toContain("collecting");
   }, 30000);
 
+  it("says in one line of its own, on a Node before 22, that the AWS SDK will need Node 22, instead of the SDK's warning", async () => {
+    // "" is not the SDK's switch ("true"): its warning is on, as for a user who never set it.
+    const { code, stderr } = await runCli(["outputs", project(), "--plain"], {
+      timeoutMs: 30000,
+      env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "" },
+    });
+    expect(code, stderr).toBe(0);
+    expect(stderr).not.toContain("NodeVersionSupportWarning");
+    expect(stderr).not.toContain("--trace-warnings");
+    const said = stderr.split("\n").filter((line) => line.includes("need Node 22 or later"));
+    const major = Number(process.versions.node.split(".")[0]);
+    expect(said).toHaveLength(major < 22 ? 1 : 0);
+    if (major < 22) expect(said[0]).toMatch(new RegExp(`^warning: Node ${process.version.replace(/\./g, "\\.")}: `));
+  }, 30000);
+
   it("prints them as one JSON document with --json, and a stack named with --stack", async () => {
     const other = writeProject({
       "nitric-like.yaml": "name: other-name\nservices:\n  - match: services/*.ts\n",

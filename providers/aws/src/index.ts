@@ -5,7 +5,7 @@
  */
 import type { Provider } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
-import { deploy, describeDeployment, destroy, preflight } from "./deploy/deploy.js";
+import { deploy, describeDeployment, destroy, nodeVersionNotice, preflight } from "./deploy/deploy.js";
 import { runEmulated } from "./emulator/run.js";
 
 export { type AwsBuild, artifactHash, buildAws } from "./build/build.js";
@@ -30,6 +30,7 @@ export {
   destroy,
   explain,
   MAX_INLINE_TEMPLATE_BYTES,
+  nodeVersionNotice,
   preflight,
   type StackDescription,
   stackNameProblem,
@@ -52,8 +53,14 @@ export const provider: Provider = {
     });
     return { sockets: result.sockets, changed: result.changed, outputs: result.outputs };
   },
-  preflight: (options) =>
-    preflight({ stack: options.stack, action: options.action, ...(options.region ? { region: options.region } : {}) }),
+  preflight: (options) => {
+    nodeVersionNotice(options.logger);
+    return preflight({
+      stack: options.stack,
+      action: options.action,
+      ...(options.region ? { region: options.region } : {}),
+    });
+  },
   down: (options) =>
     destroy({
       stack: options.stack,
@@ -68,6 +75,8 @@ export const provider: Provider = {
           }
         : {}),
     }).then((outcome) => ({ kept: outcome.kept.map((t) => ({ store: t.store, name: t.table })) })),
-  outputs: (options) =>
-    describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) }),
+  outputs: (options) => {
+    nodeVersionNotice(options.logger);
+    return describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) });
+  },
 };

@@ -237,6 +237,23 @@ function noChanges(text: string | undefined): boolean {
 }
 
 /**
+ * On a Node before 22 the AWS SDK's first client prints an eight-line process warning (with a hint
+ * about --trace-warnings that is no use here). `up`, `down` and `outputs` say it in one line of
+ * their own before they make a client, and turn the SDK's off (its documented switch). Said nothing
+ * when the user has turned it off already.
+ */
+export function nodeVersionNotice(logger: Logger, version = process.version): void {
+  if (process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED === "true") return;
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
+  const major = Number(/^v(\d+)\./.exec(version)?.[1]);
+  if (major < 22) {
+    logger.warn(
+      `Node ${version}: the AWS SDK releases after the first week of January 2027 need Node 22 or later; use Node 22 (your functions run on it in Lambda)`,
+    );
+  }
+}
+
+/**
  * What `up` and `down` check before bundling: the stack name, a region AWS has, credentials AWS
  * accepts (one DescribeStacks call), and a stack stuck in a state only the user can clear.
  */
