@@ -475,6 +475,29 @@ describe("floods", () => {
     await stillUpAndOthersFine(world);
   });
 
+  it("closes a client that pings faster than it takes its pongs with 1008 and the reason, logging once", async () => {
+    const world = await echoWorld();
+    // At its own pace (each ping after the last one's pong) a client may ping as often as it likes.
+    const steady = await open(world.url);
+    for (let i = 0; i < 200; i++) {
+      const pong = new Promise((resolve) => steady.once("pong", resolve));
+      steady.ping();
+      await pong;
+    }
+    expect(steady.readyState).toBe(WebSocket.OPEN);
+    // 200 at once: ws would cut the client off after 60 waiting pongs, with no close frame (1006).
+    const flooder = await open(world.url);
+    const done = closed(flooder);
+    for (let i = 0; i < 200; i++) flooder.ping();
+    expect(await done).toEqual({
+      code: 1008,
+      reason: "ping flood: 50 pongs wait to be written to you; read them, and wait for a pong before the next ping",
+    });
+    expect(world.logs.warn.filter((l) => l.includes("ping flood"))).toHaveLength(1);
+    steady.close();
+    await stillUpAndOthersFine(world);
+  });
+
   it("closes a client that stops reading once 8 MB wait for it, cutting it off, and keeps serving the others", async () => {
     const world = await echoWorld();
     const stalled = await rawWs(world.url);

@@ -36,6 +36,8 @@ import {
   clientErrorRefusal,
   handshakeProblem,
   idleReason,
+  MAX_PENDING_PONGS,
+  pingFloodReason,
   protocolCloseReason,
   rateReason,
   tooManyReason,
@@ -212,6 +214,8 @@ export function frameOf(data: Uint8Array, binary: boolean): Buffer {
 interface WsInternals {
   _socket: Duplex;
   _sender: { _state: number; _firstFragment: boolean; _extensions: Record<string, unknown> };
+  /** Pongs ws has queued in answer to pings and not yet written (see MAX_PENDING_PONGS). */
+  _pendingAutoPongs: number;
 }
 
 /**
@@ -503,6 +507,8 @@ export class Gateway implements SocketBackend, FlowGateway {
               return true;
             case "ping":
               c.lastActive = Date.now();
+              // ws has queued this ping's pong already.
+              if ((this as unknown as WsInternals)._pendingAutoPongs >= MAX_PENDING_PONGS) c.gateway.pingFlood(c);
               return true;
             case "error":
               c.gateway.failed(c, args[0] as Error);
@@ -1163,6 +1169,15 @@ export class Gateway implements SocketBackend, FlowGateway {
     c.rateLimited = true;
     if (!c.paused) this.pause(c);
     if (c.pendingMessages === 0) this.rateLimitClose(c);
+  }
+
+  /**
+   * A client that pings faster than it takes its pongs: closed with the reason (1008). Once closing,
+   * ws answers no more pings, so nothing more piles up for it.
+   */
+  pingFlood(c: Connection): void {
+    if (c.limited || c.ws.readyState !== WebSocket.OPEN) return;
+    this.limitClose(c, 1008, pingFloodReason());
   }
 
   private rateLimitClose(c: Connection): void {
