@@ -422,6 +422,13 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(c.frames).toEqual([]);
   });
 
+  it("closes a message in over 1,024 fragments with 1008, holding no more of it (empty ones: no size limit trips)", async () => {
+    const c = await connect(url);
+    for (let i = 0; i < 1025; i++) c.ws.send("", { fin: false });
+    expect((await c.waitClosed()).code).toBe(1008);
+    expect(c.frames).toEqual([]);
+  });
+
   it("refuses a PostToConnection over 128 KB with 413 PayloadTooLargeException, and a send through the runtime with API Gateway's limit", async () => {
     const c = await connect(url);
     const { id } = await c.call({ op: "whoami" });

@@ -8,6 +8,16 @@ import type { MaybePromise, SocketBackend } from "./backends.js";
 import { EVENT_NAMES, type HandlerRegistry, type HandlerStream } from "./handlers.js";
 import type { Permissions } from "./permissions.js";
 
+/**
+ * How many pieces the ws library may hold for one client of a gateway (the local one, and the AWS
+ * emulator's): the fragments of one message, and the socket chunks of a frame that is not whole
+ * yet (its options maxFragments and maxBufferedChunks). Its own bounds (16,384 and 262,144) let a
+ * client that sends a 120 KB frame a byte at a time make the gateway hold about 18 MB (ten such
+ * clients took `run` from 76 to 258 MB). Browsers send whole frames, and a 128 KB message arrives
+ * in about a hundred TCP segments, so no client that means well comes near 1,024.
+ */
+export const MAX_MESSAGE_PIECES = 1024;
+
 /** What the websocket services need from the provider. */
 export interface WebsocketContext {
   handlers: HandlerRegistry;

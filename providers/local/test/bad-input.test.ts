@@ -56,6 +56,15 @@ describe("bad frames", () => {
       1009,
       /message too big/,
     ],
+    [
+      "a message in 1,025 fragments (empty ones, so the size limit never trips)",
+      () => [
+        frame(TEXT, "", { fin: false }),
+        ...Array.from({ length: 1024 }, () => frame(CONTINUATION, "", { fin: false })),
+      ],
+      1008,
+      /^too many pieces: over 1024 fragments in a message/,
+    ],
     ["a frame whose length field claims 2^62 bytes", () => [frame(BINARY, "", { length: 2n ** 62n })], 1009, /too big/],
     ["an unmasked client frame", () => [frame(TEXT, "hi", { mask: false })], 1002, /protocol error/],
     ["a reserved opcode", () => [frame(0x3, "x")], 1002, /protocol error/],
@@ -90,6 +99,52 @@ describe("bad frames", () => {
       expect(world.logs.warn.join("\n")).toMatch(/websocket "echo": closed connection [\w-]{12}: /);
     });
   }
+
+  it("closes with 1008 and the reason a client that sends a frame a byte at a time, holding no more than 1,024 pieces", async () => {
+    const world = await echoWorld();
+    const ws = await rawWs(world.url);
+    // A 4 KB frame's header, then its payload a byte at a time, 1 ms apart, so that each byte is a
+    // chunk of its own to the gateway: ws alone would keep up to 262,144 of them (a client dripping
+    // a 120 KB frame made it hold about 18 MB).
+    const payload = 4096;
+    const whole = frame(BINARY, Buffer.alloc(payload, 7));
+    const head = whole.subarray(0, whole.length - payload);
+    ws.write(head);
+    let sent = 0;
+    let closedBy: { code: number; reason: string } | undefined;
+    void ws.closed.then((c) => {
+      closedBy = c;
+    });
+    while (closedBy === undefined && sent < payload - 1) {
+      ws.write(whole.subarray(head.length + sent, head.length + sent + 1));
+      sent++;
+      await sleep(1);
+    }
+    expect(await ws.closed).toEqual({
+      code: 1008,
+      reason: "too many pieces: over 1024 fragments in a message, or chunks of a frame; send whole frames",
+    });
+    // Closed once over 1,024 chunks wait (a chunk may hold a few bytes), before the frame was whole.
+    expect(sent).toBeGreaterThan(1024);
+    expect(sent).toBeLessThan(payload - 1);
+    expect(world.logs.warn.join("\n")).toMatch(/closed connection [\w-]{12}: Too many buffered chunks/);
+    await stillUpAndOthersFine(world);
+  });
+
+  it("takes a message of 1,024 fragments, the most it allows", async () => {
+    const world = await echoWorld();
+    const ws = await rawWs(world.url);
+    ws.write(
+      Buffer.concat([
+        frame(TEXT, "f", { fin: false }),
+        ...Array.from({ length: 1022 }, () => frame(CONTINUATION, "r", { fin: false })),
+        frame(CONTINUATION, "!"),
+      ]),
+    );
+    for (let i = 0; i < 200 && ws.messages.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(ws.messages.map(String)).toEqual([`f${"r".repeat(1022)}!`]);
+    await stillUpAndOthersFine(world);
+  });
 
   it("reassembles a fragmented message within the limit into one message", async () => {
     const world = await echoWorld({ limits: { maxMessageBytes: 1024 } });

@@ -33,6 +33,7 @@ import {
   boundaryMessage,
   dict,
   guard,
+  MAX_MESSAGE_PIECES,
 } from "@nitric-like/provider-kit";
 import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
@@ -287,6 +288,8 @@ class EmulatedApi {
   private readonly wss = new WebSocketServer({
     noServer: true,
     maxPayload: MAX_MESSAGE_BYTES,
+    // ws 8's bounds on the pieces it holds per client (@types/ws does not declare them).
+    ...{ maxFragments: MAX_MESSAGE_PIECES, maxBufferedChunks: MAX_MESSAGE_PIECES },
     handleProtocols: (_offered, req) =>
       (req as IncomingMessage & { [ECHOED_PROTOCOL]?: string })[ECHOED_PROTOCOL] || false,
   });

@@ -19,6 +19,7 @@ import {
   dict,
   guard,
   type HandlerRegistry,
+  MAX_MESSAGE_PIECES,
   Opening,
   offeredProtocols,
   originProblem,
@@ -542,6 +543,8 @@ export class Gateway implements SocketBackend, FlowGateway {
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.limits.maxMessageBytes,
+      // ws 8's bounds on the pieces it holds per client (@types/ws does not declare them).
+      ...{ maxFragments: MAX_MESSAGE_PIECES, maxBufferedChunks: MAX_MESSAGE_PIECES },
       perMessageDeflate: false,
       // The gateway keeps its own map of connections.
       clientTracking: false,

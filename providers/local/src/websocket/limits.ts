@@ -5,6 +5,7 @@
  * reads as the connection's life and these as the rules.
  */
 import type { IncomingMessage } from "node:http";
+import { MAX_MESSAGE_PIECES } from "@nitric-like/provider-kit";
 import { formatDuration, type SocketLimits } from "@nitric-like/spec";
 
 /** Why an upgrade request is refused before its connect handler runs. */
@@ -90,6 +91,9 @@ export function protocolCloseReason(code: number | undefined, limits: SocketLimi
       return "invalid UTF-8 in a text frame or close reason; send bytes as a binary frame";
     case 1002:
       return "protocol error: a frame breaks RFC 6455 (unmasked, bad opcode, bad fragment or close code)";
+    case 1008:
+      // ws closes with 1008 only for MAX_MESSAGE_PIECES (its errors WS_ERR_TOO_MANY_BUFFERED_PARTS).
+      return `too many pieces: over ${MAX_MESSAGE_PIECES} fragments in a message, or chunks of a frame; send whole frames`;
     default:
       return undefined;
   }
