@@ -5,6 +5,7 @@
 
 import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { request } from "node:http";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { inflateRawSync } from "node:zlib";
@@ -427,6 +428,43 @@ describe("the emulator keeps API Gateway's rules", () => {
     for (let i = 0; i < 1025; i++) c.ws.send("", { fin: false });
     expect((await c.waitClosed()).code).toBe(1008);
     expect(c.frames).toEqual([]);
+  });
+
+  it("answers a Management or Invoke API request over 6 MB with 413 without reading it on, and serves the next", async () => {
+    const management = new URL(emulator.functions[0]?.env.AWS_ENDPOINT_URL_LAMBDA as string);
+    const answer = await new Promise<{ status: number | undefined; type: unknown; body: string }>((resolve, reject) => {
+      const req = request(
+        {
+          host: management.hostname,
+          port: management.port,
+          method: "POST",
+          path: "/2015-03-31/functions/any/invocations",
+        },
+        (res) => {
+          let body = "";
+          res.on("data", (d) => {
+            body += d;
+          });
+          res.on("end", () => resolve({ status: res.statusCode, type: res.headers["x-amzn-errortype"], body }));
+          res.on("error", reject);
+        },
+      );
+      // The upload is cut off once the answer is sent.
+      req.on("error", () => {});
+      const chunk = Buffer.alloc(1024 * 1024, 32);
+      for (let i = 0; i < 7; i++) req.write(chunk);
+      req.end();
+    });
+    expect(answer).toEqual({
+      status: 413,
+      type: "RequestTooLargeException",
+      body: JSON.stringify({ message: "Request must be smaller than 6291456 bytes" }),
+    });
+    const next = await fetch(new URL("/2015-03-31/functions/no-such-function/invocations", management), {
+      method: "POST",
+      body: "{}",
+    });
+    expect(next.status).toBe(404);
   });
 
   it("refuses a PostToConnection over 128 KB with 413 PayloadTooLargeException, and a send through the runtime with API Gateway's limit", async () => {

@@ -24,6 +24,8 @@ it.each(["aws"])(
     await sleep(200);
     expect(ann.frames).toEqual([]);
     expect(cy.frames).toEqual([]);
+    // Its endpoints check no credential, and run says so once, as `run --tcp` does.
+    expect(app.stderr.match(/any user of this machine can invoke your functions/g)).toHaveLength(1);
   },
   30000,
 );

@@ -769,10 +769,32 @@ function answerFailure(res: ServerResponse, logger: Logger, where: string, servi
   res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ message: "Internal server error" }));
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
+/**
+ * The most a Management or Invoke API request may carry: Lambda's limit for a synchronous
+ * invocation's payload (6 MB; a PostToConnection is refused over 128 KB after it is read). A body
+ * over it is not read on: the request is answered 413.
+ */
+export const MAX_REQUEST_BODY_BYTES = 6 * 1024 * 1024;
+
+/**
+ * A request's body, or undefined once it passes `max` bytes: the rest is read and dropped (not
+ * kept, and not cut off, which could lose the answer to a reset before its client reads it).
+ */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
+    let chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        req.off("data", onData);
+        chunks = [];
+        resolve(undefined);
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on("data", onData);
     req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
   });
@@ -925,7 +947,18 @@ function createManagementServer(ctx: ManagementContext): Server {
 }
 
 async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const body = await readBody(req);
+  const body = await readBody(req, MAX_REQUEST_BODY_BYTES);
+  if (body === undefined) {
+    // Answered now; what the client still sends is dropped as it comes, then the connection ends.
+    res
+      .writeHead(413, {
+        "content-type": "application/json",
+        "x-amzn-errortype": "RequestTooLargeException",
+        connection: "close",
+      })
+      .end(JSON.stringify({ message: `Request must be smaller than ${MAX_REQUEST_BODY_BYTES} bytes` }));
+    return;
+  }
   let path: string;
   try {
     path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);

@@ -285,6 +285,10 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
       for (const [event, service] of Object.entries(r.handlers))
         expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
     }
+    // As `run --tcp` says of the local provider's endpoints: these check no credential.
+    logger.warn(
+      "--provider aws: the emulator's Lambda Invoke and Management APIs and its DynamoDB listen on 127.0.0.1 with no credential, so any user of this machine can invoke your functions, send to their clients and read their tables; use it only on a machine you do not share",
+    );
     return new EmulatedRun(emulator, db, expected, project.dir, dirs.build, db.endpoint);
   } catch (error) {
     await db.close();
