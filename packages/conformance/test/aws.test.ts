@@ -430,7 +430,7 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(c.frames).toEqual([]);
   });
 
-  it("answers a Management or Invoke API request over 6 MB with 413 without reading it on, and serves the next", async () => {
+  it("answers a Management or Invoke API request over 6 MB with 413 at once, keeping none of the rest, and serves the next", async () => {
     const management = new URL(emulator.functions[0]?.env.AWS_ENDPOINT_URL_LAMBDA as string);
     const answer = await new Promise<{ status: number | undefined; type: unknown; body: string }>((resolve, reject) => {
       const req = request(

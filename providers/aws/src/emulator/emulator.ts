@@ -771,8 +771,8 @@ function answerFailure(res: ServerResponse, logger: Logger, where: string, servi
 
 /**
  * The most a Management or Invoke API request may carry: Lambda's limit for a synchronous
- * invocation's payload (6 MB; a PostToConnection is refused over 128 KB after it is read). A body
- * over it is not read on: the request is answered 413.
+ * invocation's payload (6 MB; a PostToConnection is refused over 128 KB after it is read). A
+ * request over it is answered 413 at once, and nothing more of its body is kept.
  */
 export const MAX_REQUEST_BODY_BYTES = 6 * 1024 * 1024;
 
