@@ -41,6 +41,7 @@ export {
   MAX_WAITING_EVENTS,
   poisonCloseReason,
 } from "./handlers.js";
+export { forEachLine, MAX_LINE_CHARS } from "./lines.js";
 export {
   addRoom,
   type CloseRequest,

@@ -25,6 +25,7 @@ import {
   createRunDir,
   currentUid,
   EVENT_NAMES,
+  forEachLine,
   permissionsOf,
   type RunDir,
   resourceKindOf,
@@ -35,7 +36,6 @@ import type { CollectedService, Project, ResourceRef, ServiceEntry } from "@nitr
 import { type Bundle, bundleService } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 import {
-  forEachLine,
   processHandle,
   type ServiceHandle,
   type ServiceLaunch,

@@ -101,25 +101,6 @@ function signal(child: ChildProcess, sig: NodeJS.Signals): void {
   }
 }
 
-/** Calls `onLine` for each complete line of a stream. */
-export function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
-  let pending = "";
-  stream.setEncoding("utf8");
-  stream.on("data", (chunk: string) => {
-    pending += chunk;
-    let at = pending.indexOf("\n");
-    while (at >= 0) {
-      onLine(pending.slice(0, at));
-      pending = pending.slice(at + 1);
-      at = pending.indexOf("\n");
-    }
-  });
-  stream.on("end", () => {
-    if (pending.length > 0) onLine(pending);
-    pending = "";
-  });
-}
-
 /** A running service, as a process or as a worker thread: what the supervisor needs of either. */
 export interface ServiceHandle {
   readonly stdout: NodeJS.ReadableStream | null;

@@ -12,6 +12,7 @@
  * dropped after it killed the service twice), and a client must not be able to stop a service for
  * everyone by sending a few bad messages.
  */
+import { forEachLine } from "@nitric-like/provider-kit";
 import type { HandlerRegistration, Project, RunningProvider } from "@nitric-like/spec";
 import { type FailureCause, failureCause, formatFailure } from "./failure.js";
 import type { Output } from "./log.js";
@@ -19,7 +20,6 @@ import type { PreparedService } from "./prepare.js";
 import {
   type EarlyThread,
   endEarlyThread,
-  forEachLine,
   processHandle,
   type ServiceHandle,
   type ServiceLaunch,

@@ -32,6 +32,7 @@ import {
   awsFrameWatcher,
   boundaryMessage,
   dict,
+  forEachLine,
   guard,
   MAX_MESSAGE_PIECES,
 } from "@nitric-like/provider-kit";
@@ -132,15 +133,10 @@ class EmulatedFunction {
     this.child = child;
     const prefix = `${this.service} | `;
     const pipe = (stream: NodeJS.ReadableStream | null, log: (m: string) => void, name: "stdout" | "stderr") => {
-      let buffered = "";
-      stream?.on("data", (d: Buffer) => {
-        buffered += d.toString("utf8");
-        const lines = buffered.split("\n");
-        buffered = lines.pop() ?? "";
-        for (const line of lines) {
-          log(`${prefix}${line}`);
-          this.onLine?.(this.service, name, line);
-        }
+      if (stream === null) return;
+      forEachLine(stream, (line) => {
+        log(`${prefix}${line}`);
+        this.onLine?.(this.service, name, line);
       });
     };
     pipe(child.stdout, (m) => this.logger.info(m), "stdout");
