@@ -18,6 +18,9 @@ import type { Permissions } from "./permissions.js";
  */
 export const MAX_MESSAGE_PIECES = 1024;
 
+/** MAX_MESSAGE_PIECES as ws 8's server options, to spread into them (@types/ws does not declare these). */
+export const WS_PIECE_BOUNDS: object = { maxFragments: MAX_MESSAGE_PIECES, maxBufferedChunks: MAX_MESSAGE_PIECES };
+
 /** What the websocket services need from the provider. */
 export interface WebsocketContext {
   handlers: HandlerRegistry;

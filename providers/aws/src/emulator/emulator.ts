@@ -34,7 +34,7 @@ import {
   dict,
   forEachLine,
   guard,
-  MAX_MESSAGE_PIECES,
+  WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
 import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
@@ -284,8 +284,7 @@ class EmulatedApi {
   private readonly wss = new WebSocketServer({
     noServer: true,
     maxPayload: MAX_MESSAGE_BYTES,
-    // ws 8's bounds on the pieces it holds per client (@types/ws does not declare them).
-    ...{ maxFragments: MAX_MESSAGE_PIECES, maxBufferedChunks: MAX_MESSAGE_PIECES },
+    ...WS_PIECE_BOUNDS,
     handleProtocols: (_offered, req) =>
       (req as IncomingMessage & { [ECHOED_PROTOCOL]?: string })[ECHOED_PROTOCOL] || false,
   });

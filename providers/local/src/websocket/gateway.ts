@@ -19,13 +19,13 @@ import {
   dict,
   guard,
   type HandlerRegistry,
-  MAX_MESSAGE_PIECES,
   Opening,
   offeredProtocols,
   originProblem,
   poisonCloseReason,
   type SocketBackend,
   unansweredStatus,
+  WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
 import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import * as wsLib from "ws";
@@ -543,8 +543,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.limits.maxMessageBytes,
-      // ws 8's bounds on the pieces it holds per client (@types/ws does not declare them).
-      ...{ maxFragments: MAX_MESSAGE_PIECES, maxBufferedChunks: MAX_MESSAGE_PIECES },
+      ...WS_PIECE_BOUNDS,
       perMessageDeflate: false,
       // The gateway keeps its own map of connections.
       clientTracking: false,
