@@ -55,6 +55,7 @@ async function emulate(inlineMax) {
   const emulator = await startEmulator({
     buildDir: join(dir, "out"),
     dynamodbEndpoint: dynamo.endpoint,
+    credentials: dynamo.credentials,
     stackName: "bench",
     logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) },
     env: {
@@ -77,7 +78,7 @@ const ids = [];
 async function seedTo(n) {
   const more = [];
   while (ids.length + more.length < n) more.push(`Bench${String(ids.length + more.length).padStart(10, "0")}=`);
-  await seedConnections(dynamo.endpoint, "bench-ConnectionsTable", "broadcast", more);
+  await seedConnections(dynamo, "bench-ConnectionsTable", "broadcast", more);
   ids.push(...more);
 }
 

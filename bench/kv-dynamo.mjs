@@ -23,19 +23,15 @@ const ROUNDS = Number(values.rounds);
 const require = createRequire(new URL("../providers/aws/package.json", import.meta.url));
 const { CreateTableCommand, DescribeTableCommand, DynamoDBClient } = require("@aws-sdk/client-dynamodb");
 
-const { endpoint, close } = await startDynalite();
+const { endpoint, credentials, close } = await startDynalite();
 const env = {
   AWS_REGION: "us-east-1",
-  AWS_ACCESS_KEY_ID: "bench",
-  AWS_SECRET_ACCESS_KEY: "bench",
+  AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
   AWS_ENDPOINT_URL_DYNAMODB: endpoint,
 };
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-const sdk = new DynamoDBClient({
-  endpoint,
-  region: env.AWS_REGION,
-  credentials: { accessKeyId: "x", secretAccessKey: "x" },
-});
+const sdk = new DynamoDBClient({ endpoint, region: env.AWS_REGION, credentials });
 for (const TableName of ["before", "after"]) {
   await sdk.send(
     new CreateTableCommand({

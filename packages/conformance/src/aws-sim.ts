@@ -9,6 +9,7 @@ import {
   type Emulator,
   type ManagementDouble,
   type ManagementDoubleOptions,
+  type RunningDynalite,
   seedConnections,
   startDynalite,
   startEmulator,
@@ -32,7 +33,8 @@ export interface SocketSimulation {
 /** Starts the simulation of stack `stack`; the caller stops `emulator` and `management`. */
 export async function simulateSocket(options: {
   buildDir: string;
-  dynamodbEndpoint: string;
+  /** Where the tables are and the credentials the functions sign with. */
+  dynamodb: Pick<RunningDynalite, "endpoint" | "credentials">;
   stack: string;
   connected: string[];
   double: Omit<ManagementDoubleOptions, "latencyMs">;
@@ -42,7 +44,8 @@ export async function simulateSocket(options: {
   const lines: string[] = [];
   const emulator = await startEmulator({
     buildDir: options.buildDir,
-    dynamodbEndpoint: options.dynamodbEndpoint,
+    dynamodbEndpoint: options.dynamodb.endpoint,
+    credentials: options.dynamodb.credentials,
     stackName: options.stack,
     logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) },
     env: {
@@ -57,10 +60,7 @@ export async function simulateSocket(options: {
       ...options.env,
     },
   });
-  await seedConnections(options.dynamodbEndpoint, `${options.stack}-ConnectionsTable`, "room", [
-    CALLER,
-    ...options.connected,
-  ]);
+  await seedConnections(options.dynamodb, `${options.stack}-ConnectionsTable`, "room", [CALLER, ...options.connected]);
   const fn = emulator.functions[0] as Emulator["functions"][number];
   const send = async (body: string) => {
     const result = (await fn.invoke({
@@ -80,7 +80,7 @@ export async function simulateSocket(options: {
  */
 export function useSocketSimulations(name: string, service: string) {
   let buildDir = "";
-  let dynamo: { endpoint: string; close(): Promise<void> } | undefined;
+  let dynamo: RunningDynalite | undefined;
   const started: SocketSimulation[] = [];
   beforeAll(async () => {
     const project = writeProject({
@@ -102,16 +102,21 @@ export function useSocketSimulations(name: string, service: string) {
     await dynamo?.close();
     cleanTemp();
   });
-  const endpoint = () => {
+  const running = () => {
     if (!dynamo) throw new Error("aws-sim: dynalite is not started; call simulate from a test");
-    return dynamo.endpoint;
+    return dynamo;
   };
   return {
-    /** Where dynalite listens. */
-    dynamodbEndpoint: endpoint,
+    /** The environment that points the runtime's DynamoDB client at dynalite, signing as the functions do. */
+    dynamodbEnv: () => ({
+      AWS_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: running().credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: running().credentials.secretAccessKey,
+      AWS_ENDPOINT_URL_DYNAMODB: running().endpoint,
+    }),
     /** Starts a simulation of the built app, stopped after the test. */
-    async simulate(options: Omit<Parameters<typeof simulateSocket>[0], "buildDir" | "dynamodbEndpoint">) {
-      const sim = await simulateSocket({ ...options, buildDir, dynamodbEndpoint: endpoint() });
+    async simulate(options: Omit<Parameters<typeof simulateSocket>[0], "buildDir" | "dynamodb">) {
+      const sim = await simulateSocket({ ...options, buildDir, dynamodb: running() });
       started.push(sim);
       return sim;
     },

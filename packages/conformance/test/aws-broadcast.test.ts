@@ -34,12 +34,7 @@ async function simulate(
     return { sent: (JSON.parse(body) as { sent: number }).sent, deliveredThen: management.delivered() };
   };
   const recorded = async () => {
-    const client = new DynamoDbClient({
-      AWS_REGION: "us-east-1",
-      AWS_ACCESS_KEY_ID: "x",
-      AWS_SECRET_ACCESS_KEY: "x",
-      AWS_ENDPOINT_URL_DYNAMODB: sims.dynamodbEndpoint(),
-    });
+    const client = new DynamoDbClient(sims.dynamodbEnv());
     const found = new Set<string>();
     let start: Record<string, { S?: string }> | undefined;
     do {

@@ -87,12 +87,7 @@ describe("room broadcast on AWS, simulated", () => {
     const sim = await simulate("roominline", ids, gone);
     await sim.call({ op: "join-all", ids: ids.slice(0, 30), room: "small" });
     // A join that raced its connection's disconnect: the membership item outlived the record.
-    await new DynamoDbClient({
-      AWS_REGION: "us-east-1",
-      AWS_ACCESS_KEY_ID: "x",
-      AWS_SECRET_ACCESS_KEY: "x",
-      AWS_ENDPOINT_URL_DYNAMODB: sims.dynamodbEndpoint(),
-    }).putItem({
+    await new DynamoDbClient(sims.dynamodbEnv()).putItem({
       TableName: "roominline-ConnectionsTable",
       Item: {
         socket: { S: "room#small" },

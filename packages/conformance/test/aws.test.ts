@@ -9,7 +9,13 @@ import { request } from "node:http";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { inflateRawSync } from "node:zlib";
-import { type Emulator, startDynalite, startEmulator } from "@nitric-like/provider-aws/emulator";
+import {
+  type Emulator,
+  type RunningDynalite,
+  signRequest,
+  startDynalite,
+  startEmulator,
+} from "@nitric-like/provider-aws/emulator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep } from "../src/harness.js";
 
@@ -22,6 +28,28 @@ type Template = {
 };
 
 /** The files of a zip archive (stored or deflated entries), read from its local headers. */
+/** A request to the emulator's Invoke (`lambda`) or Management (`execute-api`) API, signed as its functions sign theirs. */
+function signedFetch(
+  emulator: Emulator,
+  url: string | URL,
+  service: "lambda" | "execute-api",
+  init: { method?: string; body?: string; secretAccessKey?: string } = {},
+): Promise<Response> {
+  const method = init.method ?? "POST";
+  const body = init.body ?? "";
+  const headers = signRequest({
+    method,
+    url: new URL(url),
+    body,
+    headers: {},
+    service,
+    region: "us-east-1",
+    ...emulator.credentials,
+    ...(init.secretAccessKey ? { secretAccessKey: init.secretAccessKey } : {}),
+  });
+  return fetch(url, { method, headers, ...(method === "GET" ? {} : { body }) });
+}
+
 function unzip(archive: Buffer): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
   let at = 0;
@@ -164,7 +192,7 @@ describe("nitric-like build --provider aws", () => {
 
 describe("the Lambda runtime, fed API Gateway events", () => {
   let emulator: Emulator;
-  let db: { endpoint: string; close(): Promise<void> };
+  let db: RunningDynalite;
   let invoke: (event: unknown) => Promise<unknown>;
   const context = (routeKey: string, connectionId: string) => ({
     routeKey,
@@ -190,6 +218,7 @@ describe("the Lambda runtime, fed API Gateway events", () => {
     emulator = await startEmulator({
       buildDir: out,
       dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
       logger: { info: () => {}, warn: () => {}, error: () => {} },
     });
     const fn = emulator.functions[0];
@@ -337,13 +366,23 @@ describe("the Lambda runtime, fed API Gateway events", () => {
   it("answers an Invoke or Management API request it cannot parse with 400, and serves the next one", async () => {
     const fn = emulator.functions[0];
     const api = fn?.env.AWS_ENDPOINT_URL_LAMBDA as string;
-    const badBody = await fetch(`${api}/2015-03-31/functions/${fn?.name}/invocations`, { method: "POST", body: "{" });
+    const badBody = await signedFetch(emulator, `${api}/2015-03-31/functions/${fn?.name}/invocations`, "lambda", {
+      body: "{",
+    });
     expect(badBody.status).toBe(400);
     expect(badBody.headers.get("x-amzn-errortype")).toBe("InvalidRequestContentException");
     const badPath = await fetch(`${api}/%E0%A4%A`);
     expect(badPath.status).toBe(400);
-    const good = await fetch(`${api}/2015-03-31/functions/${fn?.name}/invocations`, {
-      method: "POST",
+    // An event the function fails on: Lambda's 200 with the error named, not a failure of the API.
+    const failed = await signedFetch(emulator, `${api}/2015-03-31/functions/${fn?.name}/invocations`, "lambda", {
+      body: "{}",
+    });
+    expect(failed.status).toBe(200);
+    expect(failed.headers.get("x-amz-function-error")).toBe("Unhandled");
+    expect(((await failed.json()) as { errorMessage: string }).errorMessage).toMatch(
+      /handles API Gateway WebSocket events/,
+    );
+    const good = await signedFetch(emulator, `${api}/2015-03-31/functions/${fn?.name}/invocations`, "lambda", {
       body: JSON.stringify({
         requestContext: context("$default", "Doc9ConnIdAAAA="),
         body: JSON.stringify({ op: "whoami" }),
@@ -364,7 +403,7 @@ describe("the Lambda runtime, fed API Gateway events", () => {
 // age limit shortened through the emulator's limits, as a project file shortens them.
 describe("the emulator keeps API Gateway's rules", () => {
   let emulator: Emulator;
-  let db: { endpoint: string; close(): Promise<void> };
+  let db: RunningDynalite;
   let url: string;
   const logs: string[] = [];
   const KB = 1024;
@@ -378,6 +417,7 @@ describe("the emulator keeps API Gateway's rules", () => {
     emulator = await startEmulator({
       buildDir: out,
       dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
       logger: { info: (m) => logs.push(m), warn: (m) => logs.push(m), error: (m) => logs.push(m) },
       limits: (socket) => (socket === "lab" ? { idleTimeoutMs: 2000, maxConnectionAgeMs: 4000 } : {}),
       newConnectionsPerSecond: 20,
@@ -432,14 +472,21 @@ describe("the emulator keeps API Gateway's rules", () => {
 
   it("answers a Management or Invoke API request over 6 MB with 413 at once, keeping none of the rest, and serves the next", async () => {
     const management = new URL(emulator.functions[0]?.env.AWS_ENDPOINT_URL_LAMBDA as string);
+    const chunk = Buffer.alloc(1024 * 1024, 32);
+    const path = "/2015-03-31/functions/any/invocations";
+    // Signed as a function would sign it (the body's hash included), so only the size refuses it.
+    const headers = signRequest({
+      method: "POST",
+      url: new URL(path, management),
+      body: Buffer.concat(Array.from({ length: 7 }, () => chunk)),
+      headers: {},
+      service: "lambda",
+      region: "us-east-1",
+      ...emulator.credentials,
+    });
     const answer = await new Promise<{ status: number | undefined; type: unknown; body: string }>((resolve, reject) => {
       const req = request(
-        {
-          host: management.hostname,
-          port: management.port,
-          method: "POST",
-          path: "/2015-03-31/functions/any/invocations",
-        },
+        { host: management.hostname, port: management.port, method: "POST", path, headers },
         (res) => {
           let body = "";
           res.on("data", (d) => {
@@ -451,7 +498,6 @@ describe("the emulator keeps API Gateway's rules", () => {
       );
       // The upload is cut off once the answer is sent.
       req.on("error", () => {});
-      const chunk = Buffer.alloc(1024 * 1024, 32);
       for (let i = 0; i < 7; i++) req.write(chunk);
       req.end();
     });
@@ -460,11 +506,62 @@ describe("the emulator keeps API Gateway's rules", () => {
       type: "RequestTooLargeException",
       body: JSON.stringify({ message: "Request must be smaller than 6291456 bytes" }),
     });
-    const next = await fetch(new URL("/2015-03-31/functions/no-such-function/invocations", management), {
-      method: "POST",
-      body: "{}",
-    });
+    const next = await signedFetch(
+      emulator,
+      new URL("/2015-03-31/functions/no-such-function/invocations", management),
+      "lambda",
+      { body: "{}" },
+    );
     expect(next.status).toBe(404);
+  });
+
+  it("serves the Management and Invoke APIs only to requests signed with the run's credentials, which its functions have", async () => {
+    const c = await connect(url);
+    const { id } = await c.call({ op: "whoami" });
+    const [apiId, api] = [...emulator.apis.entries()][0] as [string, { stage: string }];
+    const fn = emulator.functions[0];
+    expect(fn?.env.AWS_ACCESS_KEY_ID).toBe(emulator.credentials.accessKeyId);
+    expect(fn?.env.AWS_SECRET_ACCESS_KEY).toBe(emulator.credentials.secretAccessKey);
+    expect(emulator.credentials.secretAccessKey.length).toBeGreaterThanOrEqual(40);
+    const connection = `${emulator.managementUrl}/${apiId}/${api.stage}/@connections/${encodeURIComponent(id as string)}`;
+    const refusal = async (answer: Response) => [
+      answer.status,
+      answer.headers.get("x-amzn-errortype"),
+      ((await answer.json()) as { message: string }).message.split(";")[0],
+    ];
+    expect(await refusal(await fetch(connection, { method: "POST", body: "unsigned" }))).toEqual([
+      403,
+      "MissingAuthenticationTokenException",
+      "Missing Authentication Token: the request is not signed",
+    ]);
+    expect(await refusal(await fetch(connection))).toEqual([
+      403,
+      "MissingAuthenticationTokenException",
+      "Missing Authentication Token: the request is not signed",
+    ]);
+    const guessed = await signedFetch(emulator, connection, "execute-api", {
+      body: "guessed",
+      secretAccessKey: "guess",
+    });
+    expect((await refusal(guessed)).slice(0, 2)).toEqual([403, "InvalidSignatureException"]);
+    const asLambda = await signedFetch(emulator, connection, "lambda", { body: "as lambda" });
+    expect((await refusal(asLambda)).slice(0, 2)).toEqual([403, "InvalidSignatureException"]);
+    const invocation = `${emulator.managementUrl}/2015-03-31/functions/${fn?.name}/invocations`;
+    const event = JSON.stringify({
+      requestContext: { routeKey: "$default", connectionId: id, apiId, stage: api.stage },
+      body: JSON.stringify({ op: "send-size", size: 3 }),
+      isBase64Encoded: false,
+    });
+    expect((await refusal(await fetch(invocation, { method: "POST", body: event }))).slice(0, 2)).toEqual([
+      403,
+      "MissingAuthenticationTokenException",
+    ]);
+    // None of those reached the client; the signed ones do.
+    expect((await signedFetch(emulator, connection, "execute-api", { body: "signed" })).status).toBe(200);
+    expect((await c.next()).text).toBe("signed");
+    expect((await signedFetch(emulator, invocation, "lambda", { body: event })).status).toBe(200);
+    expect((await c.next()).text).toBe("xxx");
+    c.close();
   });
 
   it("refuses a PostToConnection over 128 KB with 413 PayloadTooLargeException, and a send through the runtime with API Gateway's limit", async () => {
@@ -473,10 +570,12 @@ describe("the emulator keeps API Gateway's rules", () => {
     const [apiId, api] = [...emulator.apis.entries()][0] as [string, { stage: string }];
     const management = emulator.functions[0]?.env.AWS_ENDPOINT_URL_LAMBDA as string;
     const post = (size: number) =>
-      fetch(`${management}/${apiId}/${api.stage}/@connections/${encodeURIComponent(id as string)}`, {
-        method: "POST",
-        body: "y".repeat(size),
-      });
+      signedFetch(
+        emulator,
+        `${management}/${apiId}/${api.stage}/@connections/${encodeURIComponent(id as string)}`,
+        "execute-api",
+        { body: "y".repeat(size) },
+      );
     const refused = await post(128 * KB + 1);
     expect(refused.status).toBe(413);
     expect(refused.headers.get("x-amzn-errortype")).toBe("PayloadTooLargeException");

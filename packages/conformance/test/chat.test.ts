@@ -1,5 +1,7 @@
 // The chat example and seed 003's @nitric/sdk broadcast, with several real clients.
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { CREDENTIALS_FILE, signRequest } from "@nitric-like/provider-aws/emulator";
 import { afterAll, afterEach, expect, it } from "vitest";
 import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, sleep, startApp, stopAll } from "../src/harness.js";
 
@@ -24,8 +26,53 @@ it.each(["aws"])(
     await sleep(200);
     expect(ann.frames).toEqual([]);
     expect(cy.frames).toEqual([]);
-    // Its endpoints check no credential, and run says so once, as `run --tcp` does.
-    expect(app.stderr.match(/any user of this machine can invoke your functions/g)).toHaveLength(1);
+    // Its endpoints take only this run's credentials, which run writes for its user alone and says where.
+    const file = join(app.dir, ".nitric-like", "aws-run", CREDENTIALS_FILE);
+    expect(
+      `${app.stdout}${app.stderr}`.match(
+        /take only requests signed with this run's credentials; .*emulator\.env has them/g,
+      ),
+    ).toHaveLength(1);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const env = new Map(
+      readFileSync(file, "utf8")
+        .split("\n")
+        .filter((line) => line !== "" && !line.startsWith("#"))
+        .map((line) => line.split(/=(.*)/s).slice(0, 2) as [string, string]),
+    );
+    expect([...env.keys()]).toEqual([
+      "AWS_ACCESS_KEY_ID",
+      "AWS_SECRET_ACCESS_KEY",
+      "AWS_REGION",
+      "AWS_DEFAULT_REGION",
+      "AWS_ENDPOINT_URL_DYNAMODB",
+      "AWS_ENDPOINT_URL_LAMBDA",
+    ]);
+    const dynamodb = env.get("AWS_ENDPOINT_URL_DYNAMODB") as string;
+    const listTables = (secretAccessKey: string) => {
+      const body = "{}";
+      const headers = signRequest({
+        method: "POST",
+        url: new URL(dynamodb),
+        body,
+        headers: { "content-type": "application/x-amz-json-1.0", "x-amz-target": "DynamoDB_20120810.ListTables" },
+        service: "dynamodb",
+        region: env.get("AWS_REGION") as string,
+        accessKeyId: env.get("AWS_ACCESS_KEY_ID") as string,
+        secretAccessKey,
+      });
+      return fetch(dynamodb, { method: "POST", headers, body });
+    };
+    const listed = await listTables(env.get("AWS_SECRET_ACCESS_KEY") as string);
+    expect(listed.status).toBe(200);
+    expect(((await listed.json()) as { TableNames: string[] }).TableNames.length).toBeGreaterThan(0);
+    const guessed = await listTables("guessed");
+    expect(((await guessed.json()) as { __type: string }).__type).toBe(
+      "com.amazon.coral.service#InvalidSignatureException",
+    );
+    // The credentials die with the run, and so does the file.
+    expect((await app.stop()).code).toBe(0);
+    expect(existsSync(file)).toBe(false);
   },
   30000,
 );

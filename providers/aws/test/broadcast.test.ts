@@ -13,6 +13,7 @@ import { type BroadcastEvent, isBroadcastEvent } from "../src/websocket/fanout.j
 import { ApiGateway } from "../src/websocket/gateway.js";
 import {
   type Answer,
+  CREDENTIALS,
   cleanup,
   createTable,
   ENV,
@@ -42,7 +43,7 @@ async function socket(ids: string[], lambda: (r: Received) => Answer, pageSize =
   const sdk = sdkDynamo(endpoint);
   await createTable(sdk, table, "socket", "id");
   sdk.destroy();
-  await seedConnections(endpoint, table, "room", ids);
+  await seedConnections({ endpoint, credentials: CREDENTIALS, region: ENV.AWS_REGION }, table, "room", ids);
   const double = await startManagementDouble({ latencyMs: 1, perSecond: 100_000 });
   const invoke = await loopback(lambda);
   const env = { ...ENV, AWS_ENDPOINT_URL_DYNAMODB: endpoint, AWS_ENDPOINT_URL_LAMBDA: invoke.url };

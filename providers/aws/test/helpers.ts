@@ -31,9 +31,15 @@ export const ENV = {
 /** The SDK's attempts, with waits short enough for a test. */
 export const FAST_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 1, throttlingBaseDelayMs: 1 };
 
-/** dynalite on 127.0.0.1; its endpoint. */
+/** ENV's credentials, as the AWS SDK takes them. */
+export const CREDENTIALS = { accessKeyId: ENV.AWS_ACCESS_KEY_ID, secretAccessKey: ENV.AWS_SECRET_ACCESS_KEY };
+
+/** dynalite on 127.0.0.1, taking requests signed with ENV's credentials for ENV's region; its endpoint. */
 export async function startDynalite(): Promise<string> {
-  const { endpoint, close } = await startDynaliteServer();
+  const { endpoint, close } = await startDynaliteServer(undefined, {
+    credentials: CREDENTIALS,
+    region: ENV.AWS_REGION,
+  });
   cleanups.push(close);
   return endpoint;
 }
@@ -44,7 +50,7 @@ export function sdkDynamo(endpoint: string): DynamoDBClient {
   return new DynamoDBClient({
     endpoint,
     region: ENV.AWS_REGION,
-    credentials: { accessKeyId: "x", secretAccessKey: "x" },
+    credentials: CREDENTIALS,
   });
 }
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action } from "@nitric-like/contracts/resources";
-import { startDynalite } from "@nitric-like/provider-aws/emulator";
+import { type RunningDynalite, signRequest, startDynalite } from "@nitric-like/provider-aws/emulator";
 import { DynamoDbClient, DynamoKvStores } from "@nitric-like/provider-aws/runtime";
 import { HandlerRegistry, Permissions } from "@nitric-like/provider-kit";
 import { Client, Code } from "@nitric-like/rpc";
@@ -38,29 +38,29 @@ const stops: (() => Promise<void> | void)[] = [];
 const quiet: Logger = { info() {}, warn() {}, error() {} };
 
 /** Creates the store's table as the template does (the partition `_p`, the key `_k`), through DynamoDB's JSON API. */
-async function createTable(endpoint: string): Promise<void> {
-  const response = await fetch(endpoint, {
-    method: "POST",
-    headers: {
-      "content-type": "application/x-amz-json-1.0",
-      "x-amz-target": "DynamoDB_20120810.CreateTable",
-      authorization:
-        "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00",
-      "x-amz-date": "20260101T000000Z",
-    },
-    body: JSON.stringify({
-      TableName: TABLE,
-      KeySchema: [
-        { AttributeName: "_p", KeyType: "HASH" },
-        { AttributeName: "_k", KeyType: "RANGE" },
-      ],
-      AttributeDefinitions: [
-        { AttributeName: "_p", AttributeType: "S" },
-        { AttributeName: "_k", AttributeType: "S" },
-      ],
-      BillingMode: "PAY_PER_REQUEST",
-    }),
+async function createTable(db: RunningDynalite): Promise<void> {
+  const body = JSON.stringify({
+    TableName: TABLE,
+    KeySchema: [
+      { AttributeName: "_p", KeyType: "HASH" },
+      { AttributeName: "_k", KeyType: "RANGE" },
+    ],
+    AttributeDefinitions: [
+      { AttributeName: "_p", AttributeType: "S" },
+      { AttributeName: "_k", AttributeType: "S" },
+    ],
+    BillingMode: "PAY_PER_REQUEST",
   });
+  const headers = signRequest({
+    method: "POST",
+    url: new URL(db.endpoint),
+    body,
+    headers: { "content-type": "application/x-amz-json-1.0", "x-amz-target": "DynamoDB_20120810.CreateTable" },
+    service: "dynamodb",
+    region: "us-east-1",
+    ...db.credentials,
+  });
+  const response = await fetch(db.endpoint, { method: "POST", headers, body });
   if (!response.ok) throw new Error(`CreateTable: ${response.status} ${await response.text()}`);
 }
 
@@ -77,11 +77,11 @@ beforeAll(async () => {
     await db.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  await createTable(db.endpoint);
+  await createTable(db);
   const env = {
     AWS_REGION: "us-east-1",
-    AWS_ACCESS_KEY_ID: "x",
-    AWS_SECRET_ACCESS_KEY: "x",
+    AWS_ACCESS_KEY_ID: db.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: db.credentials.secretAccessKey,
     AWS_ENDPOINT_URL_DYNAMODB: db.endpoint,
   };
   const stores = new DynamoKvStores(

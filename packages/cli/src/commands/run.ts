@@ -88,8 +88,9 @@ only. Changing either file restarts the services. (Local provider only: under
 Options:
   --provider <name>   Provider to run on (default: local). "aws" builds the app as
                       for a deploy and runs it in an emulator of API Gateway, Lambda
-                      and DynamoDB, whose endpoints on 127.0.0.1 check no credential:
-                      use it only on a machine you do not share.
+                      and DynamoDB, whose endpoints on 127.0.0.1 take only requests
+                      signed with credentials made for the run (in
+                      .nitric-like/aws-run/emulator.env, readable by you alone).
   --random-ports      Ignore ports pinned in the project file (and the dashboard's
                       default); use free ones.
   --dashboard-port <n>

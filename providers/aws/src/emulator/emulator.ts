@@ -14,8 +14,12 @@
  * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so);
  * over 500 new connections a second across every API, upgrades get 429 before `$connect` runs.
  *
+ * Like AWS, the Management and Invoke APIs serve only requests signed (SigV4) with the run's
+ * credentials (`credentials`, which the functions get as their role's; see auth.ts), refusing the
+ * rest with 403 before their body is read.
+ *
  * Differences from AWS, on purpose: each function is one warm instance that takes invocations
- * concurrently; IAM is not enforced (the runtime enforces the declared policies itself).
+ * concurrently; IAM policies are not enforced (the runtime enforces the declared policies itself).
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -38,7 +42,9 @@ import {
 } from "@nitric-like/provider-kit";
 import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
+import type { Credentials } from "../aws/signer.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
+import { answerRestRefusal, checkHeaders } from "./auth.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
 
 const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
@@ -52,6 +58,13 @@ export interface EmulatorOptions {
   buildDir: string;
   /** DynamoDB endpoint (dynalite, LocalStack). */
   dynamodbEndpoint: string;
+  /**
+   * The run's credentials (runCredentials; the DynamoDB endpoint's too): the functions sign with
+   * them, and the Management and Invoke APIs take only requests signed with them.
+   */
+  credentials: Credentials;
+  /** What a refused request is told, after why: where to find the credentials. */
+  credentialsHint?: string;
   logger: Logger;
   region?: string;
   stackName?: string;
@@ -725,6 +738,10 @@ export class Emulator {
     private readonly management: Server,
     /** Each socket's name and the URL clients connect to. */
     readonly sockets: { name: string; url: string }[],
+    /** The credentials the Management and Invoke APIs take (the functions'). */
+    readonly credentials: Credentials,
+    /** Where the Management and Invoke APIs listen: `http://127.0.0.1:<port>`. */
+    readonly managementUrl: string,
     /** The connections table (rooms and state), when the template has one. */
     readonly connectionsTable?: string,
   ) {}
@@ -755,7 +772,13 @@ export class Emulator {
 }
 
 /** Ends a request whose listener threw with 500, logging one line. */
-function answerFailure(res: ServerResponse, logger: Logger, where: string, serving: string, error: unknown): void {
+export function answerFailure(
+  res: ServerResponse,
+  logger: Logger,
+  where: string,
+  serving: string,
+  error: unknown,
+): void {
   logger.error(boundaryMessage(where, serving, error, "answered it with 500"));
   if (res.headersSent) {
     res.end();
@@ -775,7 +798,7 @@ export const MAX_REQUEST_BODY_BYTES = 6 * 1024 * 1024;
  * A request's body, or undefined once it passes `max` bytes: the rest is read and dropped (not
  * kept, and not cut off, which could lose the answer to a reset before its client reads it).
  */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+export function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     let chunks: Buffer[] = [];
     let size = 0;
@@ -803,7 +826,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   const resources = template.Resources;
   const physical = physicalIds(resources, region, stack);
   const resolved = resolveIntrinsics(resources, physical) as Template["Resources"];
-  await createTables(resolved, physical, options.dynamodbEndpoint, region);
+  const credentials = options.credentials;
+  await createTables(resolved, physical, options.dynamodbEndpoint, region, credentials);
 
   // The Management API and Lambda's Invoke API share one server.
   const apis = new Map<string, EmulatedApi>();
@@ -813,6 +837,11 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     byName,
     physicalArn: (f) => physical.attributes[f.logicalId]?.Arn,
     logger: options.logger,
+    credentials,
+    region,
+    hint:
+      options.credentialsHint ??
+      "sign it (SigV4) with the credentials the emulator gives its functions (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
   });
   await new Promise<void>((resolve) => management.listen(0, "127.0.0.1", resolve));
   const managementUrl = `http://127.0.0.1:${(management.address() as AddressInfo).port}`;
@@ -835,14 +864,14 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   }
 
   for (const fn of functions)
-    Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, options));
+    Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, credentials, options));
   await Promise.all(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
 
   const sockets = [...apis.values()]
     .map((api) => ({ name: socketNames.get(api.logicalId) ?? api.logicalId, url: api.url }))
     .sort((a, b) => compareNames(a.name, b.name));
   const connectionsTable = resources.ConnectionsTable ? (physical.ref.ConnectionsTable as string) : undefined;
-  return new Emulator(apis, functions, management, sockets, connectionsTable);
+  return new Emulator(apis, functions, management, sockets, credentials, managementUrl, connectionsTable);
 }
 
 /** Physical ids and attributes for the template's resources, as CloudFormation would make them. */
@@ -891,14 +920,11 @@ async function createTables(
   physical: Physical,
   endpoint: string,
   region: string,
+  credentials: Credentials,
 ): Promise<void> {
   // The SDK's Node 20 warning says nothing the emulator's user can act on.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const dynamo = new DynamoDBClient({
-    endpoint,
-    region,
-    credentials: { accessKeyId: "emulated", secretAccessKey: "emulated" },
-  });
+  const dynamo = new DynamoDBClient({ endpoint, region, credentials });
   for (const [id, r] of Object.entries(resolved)) {
     if (r.Type !== "AWS::DynamoDB::Table") continue;
     const p = r.Properties as Partial<CreateTableCommandInput>;
@@ -927,6 +953,10 @@ interface ManagementContext {
   byName: Map<string, EmulatedFunction>;
   physicalArn(f: EmulatedFunction): string | undefined;
   logger: Logger;
+  /** What a request must be signed with, and what a refused one is told. */
+  credentials: Credentials;
+  region: string;
+  hint: string;
 }
 
 /** The server of the Management API (`/{api}/{stage}/@connections/{id}`) and Lambda's Invoke API. */
@@ -942,6 +972,36 @@ function createManagementServer(ctx: ManagementContext): Server {
 }
 
 async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  let path: string;
+  try {
+    path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+  } catch {
+    req.resume();
+    res
+      .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "BadRequestException" })
+      .end(JSON.stringify({ message: `invalid request path ${JSON.stringify(req.url)}` }));
+    return;
+  }
+  const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(path);
+  const m = invoke ? null : /^\/([^/]+)\/([^/]+)\/@connections\/(.+)$/.exec(path);
+  const api = m ? ctx.apis.get(m[1] as string) : undefined;
+  if (!invoke && !api) {
+    req.resume();
+    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ message: `no route for ${path}` }));
+    return;
+  }
+  // The signature's headers before the body: an unsigned request is refused without reading it.
+  const signed = checkHeaders(req, {
+    credentials: ctx.credentials,
+    region: ctx.region,
+    service: invoke ? "lambda" : "execute-api",
+    hint: ctx.hint,
+  });
+  if ("code" in signed) {
+    req.resume();
+    answerRestRefusal(res, signed);
+    return;
+  }
   const body = await readBody(req, MAX_REQUEST_BODY_BYTES);
   if (body === undefined) {
     // Answered now; what the client still sends is dropped as it comes, then the connection ends.
@@ -954,27 +1014,13 @@ async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res
       .end(JSON.stringify({ message: `Request must be smaller than ${MAX_REQUEST_BODY_BYTES} bytes` }));
     return;
   }
-  let path: string;
-  try {
-    path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-  } catch {
-    res
-      .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "BadRequestException" })
-      .end(JSON.stringify({ message: `invalid request path ${JSON.stringify(req.url)}` }));
+  const refusal = signed.check(body);
+  if (refusal) {
+    answerRestRefusal(res, refusal);
     return;
   }
-  const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(path);
-  if (invoke) {
-    await serveInvoke(ctx, invoke[1] as string, req, body, res);
-    return;
-  }
-  const m = /^\/([^/]+)\/([^/]+)\/@connections\/(.+)$/.exec(path);
-  const api = m ? ctx.apis.get(m[1] as string) : undefined;
-  if (!m || !api) {
-    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ message: `no route for ${path}` }));
-    return;
-  }
-  api.manage(req.method ?? "GET", m[3] as string, body, res);
+  if (invoke) await serveInvoke(ctx, invoke[1] as string, req, body, res);
+  else if (api && m) api.manage(req.method ?? "GET", m[3] as string, body, res);
 }
 
 /** Lambda's Invoke: RequestResponse answers the function's result, Event (asynchronous) 202 at once. */
@@ -1007,7 +1053,9 @@ async function serveInvoke(
     return;
   }
   try {
-    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify((await fn.invoke(event)) ?? null));
+    // The result first: the headers say whether the function failed.
+    const result = JSON.stringify((await fn.invoke(event)) ?? null);
+    res.writeHead(200, { "content-type": "application/json" }).end(result);
   } catch (error) {
     res
       .writeHead(200, { "content-type": "application/json", "x-amz-function-error": "Unhandled" })
@@ -1165,6 +1213,7 @@ function functionEnvironment(
   apis: Map<string, EmulatedApi>,
   managementUrl: string,
   region: string,
+  credentials: Credentials,
   options: EmulatorOptions,
 ): Record<string, string> {
   const variables = {
@@ -1190,8 +1239,8 @@ function functionEnvironment(
     ...variables,
     AWS_REGION: region,
     AWS_DEFAULT_REGION: region,
-    AWS_ACCESS_KEY_ID: "emulated",
-    AWS_SECRET_ACCESS_KEY: "emulated",
+    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
     AWS_LAMBDA_FUNCTION_NAME: fn.name,
     // Lambda runs nodejs22.x; on Node 20 a service bundling the AWS SDK would warn on every start.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",

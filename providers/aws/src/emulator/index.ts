@@ -2,6 +2,9 @@
  * `@nitric-like/provider-aws/emulator`: runs a built app on 127.0.0.1 as API Gateway, Lambda and
  * DynamoDB (dynalite) would, so the runtime is tested end to end without an AWS account.
  */
+
+export { signRequest } from "../aws/signer.js";
+export { MAX_CLOCK_SKEW_MS, runCredentials } from "./auth.js";
 export {
   Emulator,
   type EmulatorOptions,
@@ -16,4 +19,4 @@ export {
   seedConnections,
   startManagementDouble,
 } from "./management-double.js";
-export { emulatedDirs, runEmulated, startDynalite } from "./run.js";
+export { CREDENTIALS_FILE, emulatedDirs, type RunningDynalite, runEmulated, startDynalite } from "./run.js";

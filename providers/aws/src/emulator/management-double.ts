@@ -9,6 +9,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { BatchWriteItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { Credentials } from "../aws/signer.js";
 
 /** Options of the double. */
 export interface ManagementDoubleOptions {
@@ -131,16 +132,12 @@ export async function startManagementDouble(options: ManagementDoubleOptions = {
 
 /** Writes connection records (as the runtime's `$connect` does, without headers) straight into a connections table. */
 export async function seedConnections(
-  endpoint: string,
+  dynamodb: { endpoint: string; credentials: Credentials; region?: string },
   table: string,
   socket: string,
   ids: readonly string[],
 ): Promise<void> {
-  const client = new DynamoDBClient({
-    endpoint,
-    region: "us-east-1",
-    credentials: { accessKeyId: "emulated", secretAccessKey: "emulated" },
-  });
+  const client = new DynamoDBClient({ region: "us-east-1", ...dynamodb });
   const now = Date.now();
   const batches: (typeof ids)[] = [];
   for (let i = 0; i < ids.length; i += 25) batches.push(ids.slice(i, i + 25));

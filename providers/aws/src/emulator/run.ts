@@ -4,13 +4,17 @@
  * each service in its own function process with the Lambda runtime, the sockets behind emulated
  * API Gateway WebSocket APIs, the tables in dynalite (kept under `.nitric-like/aws-dynamodb`).
  */
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { join, relative } from "node:path";
+import { Readable } from "node:stream";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { guard } from "@nitric-like/provider-kit";
 import type {
   HandlerRegistration,
   InspectedConnection,
+  Logger,
   ProviderInspector,
   RunningProvider,
   RunOptions,
@@ -19,31 +23,94 @@ import type {
 } from "@nitric-like/spec";
 import { DEFAULT_RUN_ENVIRONMENT, findServices, socketLimitsOf } from "@nitric-like/spec";
 import dynalite from "dynalite";
+import type { Credentials } from "../aws/signer.js";
 import { buildAws } from "../build/build.js";
 import { bundleFunction } from "../build/bundle.js";
 import { IDENTITY_KEY } from "../runtime/authorizer.js";
-import { type Emulator, startEmulator } from "./emulator.js";
+import { answerJsonRefusal, checkHeaders, runCredentials } from "./auth.js";
+import { answerFailure, type Emulator, readBody, startEmulator } from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
 export function emulatedDirs(projectDir: string): { build: string; data: string } {
   return { build: join(projectDir, ".nitric-like", "aws-run"), data: join(projectDir, ".nitric-like", "aws-dynamodb") };
 }
 
-/** Starts dynalite on 127.0.0.1; `path` keeps its data on disk. */
-export async function startDynalite(path?: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+/** DynamoDB's largest request, and dynalite's: 16 MB. */
+export const MAX_DYNAMODB_REQUEST_BYTES = 16 * 1024 * 1024;
+
+/** A running dynalite: where it listens and the credentials it takes. */
+export interface RunningDynalite {
+  endpoint: string;
+  credentials: Credentials;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts dynalite on 127.0.0.1; `path` keeps its data on disk. dynalite looks only at a request's
+ * Authorization header's shape, so its handler is put behind the emulator's signature check
+ * (auth.ts): it serves only requests signed with `credentials` (new ones unless given) for
+ * `region`. A refused request gets DynamoDB's 400 with the reason, before its body is read.
+ */
+export async function startDynalite(
+  path?: string,
+  options: { credentials?: Credentials; region?: string; hint?: string; logger?: Logger } = {},
+): Promise<RunningDynalite> {
+  const credentials = options.credentials ?? runCredentials();
+  const scope = {
+    credentials,
+    region: options.region ?? "us-east-1",
+    service: "dynamodb",
+    hint: options.hint ?? "sign it (SigV4) with the credentials the emulator gives its functions",
+  };
+  const logger = options.logger ?? { info: () => {}, warn: console.error, error: console.error };
   const server = dynalite({ ...(path ? { path } : {}), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  const serve = server.listeners("request")[0] as RequestListener;
+  server.removeAllListeners("request");
+  server.on("request", (req: IncomingMessage, res: ServerResponse) =>
+    guard(
+      async () => {
+        const signed = checkHeaders(req, scope);
+        if ("code" in signed) {
+          req.resume();
+          answerJsonRefusal(res, signed);
+          return;
+        }
+        const body = await readBody(req, MAX_DYNAMODB_REQUEST_BYTES);
+        if (body === undefined) {
+          res.writeHead(413, { "content-type": "application/x-amz-json-1.0", connection: "close" }).end(
+            JSON.stringify({
+              __type: "com.amazon.coral.service#RequestTooLargeException",
+              message: `Request must be smaller than ${MAX_DYNAMODB_REQUEST_BYTES} bytes`,
+            }),
+          );
+          return;
+        }
+        const refusal = signed.check(body);
+        if (refusal) answerJsonRefusal(res, refusal);
+        else serve(replayed(req, body), res);
+      },
+      (error) => answerFailure(res, logger, "dynalite", `serving ${req.method} ${req.url}`, error),
+    ),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => resolve());
   });
   return {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    credentials,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections?.();
       }),
   };
+}
+
+/** A request whose body was read, for a handler that reads it again: the same head, the body replayed. */
+function replayed(req: IncomingMessage, body: Buffer): IncomingMessage {
+  const copy = Readable.from(body.length > 0 ? [body] : []);
+  return Object.assign(copy, { headers: req.headers, method: req.method, url: req.url }) as unknown as IncomingMessage;
 }
 
 /**
@@ -64,11 +131,7 @@ class EmulatorInspector implements ProviderInspector {
     dynamodbEndpoint: string,
   ) {
     this.dynamo = emulator.connectionsTable
-      ? new DynamoDBClient({
-          endpoint: dynamodbEndpoint,
-          region: "us-east-1",
-          credentials: { accessKeyId: "emulated", secretAccessKey: "emulated" },
-        })
+      ? new DynamoDBClient({ endpoint: dynamodbEndpoint, region: "us-east-1", credentials: emulator.credentials })
       : undefined;
   }
 
@@ -223,6 +286,8 @@ class EmulatedRun implements RunningProvider {
     private readonly projectDir: string,
     private readonly buildDir: string,
     dynamodbEndpoint: string,
+    /** The credentials file, removed at stop (its credentials die with the run). */
+    private readonly credentialsFile: string,
   ) {
     this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint);
   }
@@ -262,7 +327,35 @@ class EmulatedRun implements RunningProvider {
     await this.emulator.stop();
     this.inspect.destroy();
     await this.db.close();
+    rmSync(this.credentialsFile, { force: true });
   }
+}
+
+/** The file in the build folder that holds a run's credentials and endpoints, in `.env` form. */
+export const CREDENTIALS_FILE = "emulator.env";
+
+/**
+ * Writes the run's credentials and endpoints where only the user can read them (mode 0600; a file
+ * left by an earlier run is replaced, not rewritten, so it cannot keep wider permissions).
+ */
+function writeCredentials(file: string, emulator: Emulator, dynamodbEndpoint: string): void {
+  const lines = [
+    "# `nitric-like run --provider aws`: this run's emulated endpoints and the credentials they take,",
+    "# valid until the run stops. In a shell: set -a; . <this file>; set +a; then the AWS CLI or SDK.",
+    `AWS_ACCESS_KEY_ID=${emulator.credentials.accessKeyId}`,
+    `AWS_SECRET_ACCESS_KEY=${emulator.credentials.secretAccessKey}`,
+    "AWS_REGION=us-east-1",
+    "AWS_DEFAULT_REGION=us-east-1",
+    `AWS_ENDPOINT_URL_DYNAMODB=${dynamodbEndpoint}`,
+    `AWS_ENDPOINT_URL_LAMBDA=${emulator.managementUrl}`,
+    ...emulator.functions.map((fn) => `# the function of service "${fn.service}": ${fn.name}`),
+    ...[...emulator.apis.values()].map(
+      (api) =>
+        `# the Management API of websocket "${api.socketName}": ${emulator.managementUrl}/${api.apiId}/${api.stage}`,
+    ),
+  ];
+  rmSync(file, { force: true });
+  writeFileSync(file, `${lines.join("\n")}\n`, { mode: 0o600 });
 }
 
 /** Builds the project and runs it in the emulator. */
@@ -270,11 +363,18 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
   const { project, spec, logger } = options;
   const dirs = emulatedDirs(project.dir);
   await buildAws({ project, spec, services: findServices(project), outDir: dirs.build, logger });
-  const db = await startDynalite(dirs.data);
+  // One set of credentials for the run: the functions sign with them, the endpoints take no other.
+  const credentials = runCredentials();
+  const file = join(dirs.build, CREDENTIALS_FILE);
+  const shown = relative(process.cwd(), file) || file;
+  const hint = `sign it (SigV4) with this run's credentials: your functions' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, also in ${shown}`;
+  const db = await startDynalite(dirs.data, { credentials, hint, logger });
   try {
     const emulator = await startEmulator({
       buildDir: dirs.build,
       dynamodbEndpoint: db.endpoint,
+      credentials,
+      credentialsHint: hint,
       logger,
       // The project file's idle timeout and age limit (API Gateway's unless it shortens them).
       limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
@@ -285,11 +385,11 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
       for (const [event, service] of Object.entries(r.handlers))
         expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
     }
-    // As `run --tcp` says of the local provider's endpoints: these check no credential.
-    logger.warn(
-      "--provider aws: the emulator's Lambda Invoke and Management APIs and its DynamoDB listen on 127.0.0.1 with no credential, so any user of this machine can invoke your functions, send to their clients and read their tables; use it only on a machine you do not share",
+    writeCredentials(file, emulator, db.endpoint);
+    logger.info(
+      `the emulator's Lambda Invoke and Management APIs and its DynamoDB take only requests signed with this run's credentials; ${shown} has them and the endpoints, for the AWS CLI or SDK (set -a; . ${shown}; set +a)`,
     );
-    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build, db.endpoint);
+    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build, db.endpoint, file);
   } catch (error) {
     await db.close();
     throw error;
