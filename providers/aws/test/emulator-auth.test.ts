@@ -94,7 +94,7 @@ async function sdkSigned(
 function send(
   wire: Wire,
   headers: Record<string, string>,
-): Promise<{ status: number; answer: Record<string, string> }> {
+): Promise<{ status: number; answer: { ok?: boolean; code: string; message: string; stage: string } }> {
   const search = wire.query.map(([k, v]) => `${escapeUri(k)}=${escapeUri(v)}`).join("&");
   return new Promise((resolve, reject) => {
     const req = request(
@@ -230,6 +230,15 @@ describe("the emulator's signature check, against the AWS SDK's signer", () => {
     expect(stale.slice(0, 2)).toEqual(["headers", "InvalidSignature"]);
     expect(stale[2]).toMatch(/^Signature expired or not yet current: \d{8}T\d{6}Z is more than 5 minutes from /);
     expect((await refused(await sdkSigned(w, { now: new Date(Date.now() + 6 * 60_000) })))[1]).toBe("InvalidSignature");
+    // Names from the request are data: Object.prototype's are headers that were not sent.
+    for (const name of ["constructor", "__proto__", "toString"]) {
+      const auth = (good.authorization as string).replace("SignedHeaders=", `SignedHeaders=${name};`);
+      expect(await refused({ ...good, authorization: auth })).toEqual([
+        "headers",
+        "IncompleteSignature",
+        `the signed header "${name}" is not sent`,
+      ]);
+    }
     const { "x-amz-date": _date, ...undated } = good;
     expect((await refused(undated))[1]).toBe("IncompleteSignature");
     // Another secret: only the signature over the body can tell.
