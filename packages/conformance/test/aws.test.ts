@@ -5,7 +5,7 @@
 
 import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
-import { request } from "node:http";
+import { createServer, request } from "node:http";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { inflateRawSync } from "node:zlib";
@@ -410,9 +410,10 @@ describe("the emulator keeps API Gateway's rules", () => {
   // The close reasons are ours (API Gateway documents the codes only).
   const BINARY = "binary frames are not accepted (as on API Gateway); send bytes as text, such as base64";
   const LARGE = `frame too big: at most ${32 * KB} bytes a frame (as on API Gateway); send larger messages in fragments`;
+  let out = "";
 
   beforeAll(async () => {
-    const { out } = await build(copyProject(join(FIXTURES, "lab-ours")));
+    ({ out } = await build(copyProject(join(FIXTURES, "lab-ours"))));
     db = await startDynalite();
     emulator = await startEmulator({
       buildDir: out,
@@ -427,6 +428,33 @@ describe("the emulator keeps API Gateway's rules", () => {
   afterAll(async () => {
     await emulator?.stop();
     await db?.close();
+  });
+
+  it("listens on a socket's pinned port, and names a pinned port in use with the fix", async () => {
+    const free = createServer();
+    await new Promise<void>((r) => free.listen(0, "127.0.0.1", r));
+    const port = (free.address() as { port: number }).port;
+    await new Promise((r) => free.close(r));
+    const options = {
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
+      logger: { info: () => {}, warn: () => {}, error: () => {} },
+      port: (socket: string) => (socket === "lab" ? port : undefined),
+    };
+    const pinned = await startEmulator(options);
+    try {
+      const lab = pinned.sockets.find((s) => s.name === "lab")?.url;
+      expect(lab).toBe(`ws://127.0.0.1:${port}/live`);
+      const c = await connect(lab as string);
+      expect((await c.call({ op: "whoami" })).id).toEqual(expect.any(String));
+      c.close();
+      await expect(startEmulator(options)).rejects.toThrow(
+        `websocket "lab": port ${port} is already in use; pick another under websockets.lab.port in the project file, or run with --random-ports`,
+      );
+    } finally {
+      await pinned.stop();
+    }
   });
 
   it("closes a client that sends a binary frame with 1003, before its message reaches a function", async () => {

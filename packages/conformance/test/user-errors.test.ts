@@ -85,20 +85,23 @@ function expectUserError(result: { code: number | null; stderr: string }, line: 
 const RUN = ["--no-watch", "--plain"];
 
 describe("nitric-like run: user errors exit 1 with one line and the fix", () => {
-  it("names a websocket's pinned port that is in use and how to change it", async () => {
-    const port = await takenPort();
-    const dir = copyProject(join(EXAMPLES, "chat"));
-    writeFileSync(
-      join(dir, "nitric-like.yaml"),
-      `name: chat\nservices:\n  - match: services/*.ts\nwebsockets:\n  socket:\n    port: ${port}\n`,
-    );
-    expectUserError(
-      await runCli(["run", dir, "--no-dashboard", ...RUN]),
-      new RegExp(
-        `^error: websocket "socket": port ${port} is already in use; pick another under websockets\\.socket\\.port in the project file, or run with --random-ports$`,
-      ),
-    );
-  });
+  it.each(["local", "aws"])(
+    "names a websocket's pinned port that is in use and how to change it (%s)",
+    async (provider) => {
+      const port = await takenPort();
+      const dir = copyProject(join(EXAMPLES, "chat"));
+      writeFileSync(
+        join(dir, "nitric-like.yaml"),
+        `name: chat\nservices:\n  - match: services/*.ts\nwebsockets:\n  socket:\n    port: ${port}\n`,
+      );
+      expectUserError(
+        await runCli(["run", dir, "--no-dashboard", "--provider", provider, ...RUN]),
+        new RegExp(
+          `^error: websocket "socket": port ${port} is already in use; pick another under websockets\\.socket\\.port in the project file, or run with --random-ports$`,
+        ),
+      );
+    },
+  );
 
   it("names a --dashboard-port that is in use and what to do", async () => {
     const port = await takenPort();

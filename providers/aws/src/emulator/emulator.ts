@@ -65,6 +65,8 @@ export interface EmulatorOptions {
   credentials: Credentials;
   /** What a refused request is told, after why: where to find the credentials. */
   credentialsHint?: string;
+  /** The port a socket's API listens on (the project file's pin); a free one when undefined. */
+  port?: (socket: string) => number | undefined;
   logger: Logger;
   region?: string;
   stackName?: string;
@@ -372,8 +374,24 @@ class EmulatedApi {
     this.observer?.({ type: "error", socket: this.socketName, connectionId, event, message, at: Date.now() });
   }
 
-  async listen(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+  /** Listens on 127.0.0.1, on `port` (0: a free one); a port in use is named with the fix. */
+  async listen(port = 0): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, "127.0.0.1", () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== "EADDRINUSE") throw error;
+      throw Object.assign(
+        new Error(
+          `websocket "${this.socketName}": port ${port} is already in use; pick another under websockets.${this.socketName}.port in the project file, or run with --random-ports`,
+          { cause: error },
+        ),
+        { userFacing: true },
+      );
+    });
     this.port = (this.server.address() as AddressInfo).port;
   }
 
@@ -856,22 +874,27 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     byName.set(fn.name, fn);
   }
   const rate = new ConnectionRate(options.newConnectionsPerSecond ?? NEW_CONNECTIONS_PER_SECOND);
-  for (const [logicalId] of Object.entries(resources)) {
-    if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
-    const api = emulatedApi(logicalId, { resolved, physical, routes, fnById, socketNames, options, rate });
-    await api.listen();
-    apis.set(api.apiId, api);
-  }
-
-  for (const fn of functions)
-    Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, credentials, options));
-  await Promise.all(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
-
-  const sockets = [...apis.values()]
-    .map((api) => ({ name: socketNames.get(api.logicalId) ?? api.logicalId, url: api.url }))
-    .sort((a, b) => compareNames(a.name, b.name));
   const connectionsTable = resources.ConnectionsTable ? (physical.ref.ConnectionsTable as string) : undefined;
-  return new Emulator(apis, functions, management, sockets, credentials, managementUrl, connectionsTable);
+  const sockets: { name: string; url: string }[] = [];
+  const emulator = new Emulator(apis, functions, management, sockets, credentials, managementUrl, connectionsTable);
+  try {
+    for (const [logicalId] of Object.entries(resources)) {
+      if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
+      const api = emulatedApi(logicalId, { resolved, physical, routes, fnById, socketNames, options, rate });
+      apis.set(api.apiId, api);
+      await api.listen(options.port?.(api.socketName));
+    }
+    for (const fn of functions)
+      Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, credentials, options));
+    await Promise.all(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
+  } catch (error) {
+    // What started stops: no server left listening, no function process left running.
+    await emulator.stop().catch(() => {});
+    throw error;
+  }
+  for (const api of apis.values()) sockets.push({ name: api.socketName, url: api.url });
+  sockets.sort((a, b) => compareNames(a.name, b.name));
+  return emulator;
 }
 
 /** Physical ids and attributes for the template's resources, as CloudFormation would make them. */

@@ -375,6 +375,8 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
       dynamodbEndpoint: db.endpoint,
       credentials,
       credentialsHint: hint,
+      // A socket pinned to a port in the project file listens there, as under the local provider.
+      port: (socket) => (options.randomPorts ? undefined : project.websockets[socket]?.port),
       logger,
       // The project file's idle timeout and age limit (API Gateway's unless it shortens them).
       limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
