@@ -3,7 +3,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { DEFAULT_TIMEOUTS, httpRequest, MAX_ANSWER_BYTES } from "../src/aws/http.js";
+import { DEFAULT_TIMEOUTS, httpRequest, MAX_ANSWER_BYTES, MAX_SOCKETS_PER_HOST } from "../src/aws/http.js";
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -88,6 +88,29 @@ describe("the runtime's HTTP client", () => {
     await expect(httpRequest(new URL("ftp://127.0.0.1/x"), "GET", {}, undefined)).rejects.toThrow(
       "ftp://127.0.0.1/x: only http: and https: endpoints are supported",
     );
+  });
+
+  it("opens at most 128 connections to one endpoint, and a request's wait for one is not a connect timeout", async () => {
+    let open = 0;
+    let most = 0;
+    const { url } = await serve((_req, _body, res) => {
+      setTimeout(() => res.end("ok"), 300);
+    });
+    const server = servers.at(-1) as Server;
+    server.on("connection", (socket) => {
+      most = Math.max(most, ++open);
+      socket.on("close", () => open--);
+    });
+    // 300 at once: three waves of at most 128, the last waiting about 600 ms for a connection,
+    // three times the connect timeout, which counts from getting one.
+    const answers = await Promise.all(
+      Array.from({ length: 300 }, () =>
+        httpRequest(url, "GET", {}, undefined, { connectMs: 200, responseMs: DEFAULT_TIMEOUTS.responseMs }),
+      ),
+    );
+    expect(MAX_SOCKETS_PER_HOST).toBe(128);
+    expect(answers.every((a) => a.status === 200 && a.body === "ok")).toBe(true);
+    expect(most).toBe(MAX_SOCKETS_PER_HOST);
   });
 
   it("cuts off an answer over its bound instead of buffering it, and says so", async () => {

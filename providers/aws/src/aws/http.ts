@@ -32,6 +32,17 @@ interface Transport {
 const transports = new Map<string, Promise<Transport>>();
 
 /**
+ * Connections open at once to one endpoint; more requests wait for one of them. A function on AWS
+ * runs one invocation at a time, which has at most 64 posts in flight (a broadcast's page), so
+ * this never holds it back there. Where many invocations share a process (the emulator runs a
+ * broadcast's 100 pages in one), it keeps them from opening thousands of connections at once:
+ * unbounded, 6,400 connects to one server overflowed its accept queue, and the connects the
+ * kernel dropped failed their 1 s timeout (a broadcast to 100,000 in bench/aws-broadcast.mjs lost
+ * 160–230 frames that way).
+ */
+export const MAX_SOCKETS_PER_HOST = 128;
+
+/**
  * The module, loaded on first use: by process.getBuiltinModule (Node 20.16 and later), which skips
  * the ES module loader an import() goes through (~1.5 ms less on a cold function's first request).
  */
@@ -47,7 +58,7 @@ function transport(protocol: string): Promise<Transport> {
       request: m.request as Transport["request"],
       // Connections stay open between invocations; one the far end closed while the function
       // was frozen fails its next request, which is retried as a network error.
-      agent: new m.Agent({ keepAlive: true }),
+      agent: new m.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS_PER_HOST }),
     }));
     transports.set(protocol, t);
   }
@@ -56,7 +67,10 @@ function transport(protocol: string): Promise<Transport> {
 
 /** How long a request may take; either, exceeded, fails it with a TimeoutError. */
 export interface Timeouts {
-  /** From the request's start until its connection is open (a kept-alive one is open already). */
+  /**
+   * From the request getting a connection until it is open (a kept-alive one is open already);
+   * time spent waiting for one of the MAX_SOCKETS_PER_HOST connections is not counted.
+   */
   connectMs: number;
   /** From the connection being open until the whole answer has arrived. */
   responseMs: number;
@@ -148,10 +162,12 @@ export async function httpRequest(
       }, ms);
     };
     const answering = () => expire("no whole answer within", timeouts.responseMs);
-    expire("no connection within", timeouts.connectMs);
     req.on("socket", (socket) => {
-      if (socket.connecting) socket.once("connect", answering);
-      else answering();
+      if (!socket.connecting) answering();
+      else {
+        expire("no connection within", timeouts.connectMs);
+        socket.once("connect", answering);
+      }
     });
     req.on("error", fail);
     req.end(body);
