@@ -12,8 +12,7 @@ import { SignatureV4 } from "@smithy/signature-v4";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { escapeUri, signRequest } from "../src/aws/signer.js";
-import { checkHeaders, runCredentials, type SignatureScope } from "../src/emulator/auth.js";
-import { readBody } from "../src/emulator/emulator.js";
+import { checkHeaders, readBody, runCredentials, type SignatureScope } from "../src/emulator/auth.js";
 import { startDynalite } from "../src/emulator/run.js";
 
 const HINT = "sign it with the test's credentials";

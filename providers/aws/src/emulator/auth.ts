@@ -178,16 +178,84 @@ export function checkHeaders(
   };
 }
 
-/** Answers a refusal as a REST API of AWS does (Lambda, API Gateway): 403, the type in a header. */
-export function answerRestRefusal(res: ServerResponse, refusal: Refusal): void {
-  res
-    .writeHead(403, { "content-type": "application/json", "x-amzn-errortype": `${refusal.code}Exception` })
-    .end(JSON.stringify({ message: refusal.message }));
+/** How an API of AWS answers an error: REST (Lambda, API Gateway: the type in a header) or JSON 1.0 (DynamoDB: in the body). */
+export type ErrorStyle = "rest" | "json";
+
+/** Answers the error `<code>Exception` with `status`, as an API of `style` does. */
+function answerError(
+  res: ServerResponse,
+  style: ErrorStyle,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  if (style === "rest") {
+    res
+      .writeHead(status, { "content-type": "application/json", "x-amzn-errortype": `${code}Exception`, ...headers })
+      .end(JSON.stringify({ message }));
+  } else {
+    res
+      .writeHead(status, { "content-type": "application/x-amz-json-1.0", ...headers })
+      .end(JSON.stringify({ __type: `com.amazon.coral.service#${code}Exception`, message }));
+  }
 }
 
-/** Answers a refusal as DynamoDB (JSON 1.0) does: 400, the type in the body's `__type`. */
-export function answerJsonRefusal(res: ServerResponse, refusal: Refusal): void {
-  res
-    .writeHead(400, { "content-type": "application/x-amz-json-1.0" })
-    .end(JSON.stringify({ __type: `com.amazon.coral.service#${refusal.code}Exception`, message: refusal.message }));
+/**
+ * A request's body, or undefined once it passes `max` bytes: the rest is read and dropped (not
+ * kept, and not cut off, which could lose the answer to a reset before its client reads it).
+ */
+export function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    let chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        req.off("data", onData);
+        chunks = [];
+        resolve(undefined);
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on("data", onData);
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+/**
+ * The body of a request signed for `scope`, in the order that costs a stranger least: the
+ * signature's headers (refused at once, the body never read; AWS answers 403 on its REST APIs, 400
+ * on DynamoDB), the body up to `maxBytes` (over it, 413 `RequestTooLargeException` at once and the
+ * rest dropped), then the signature over it. Undefined when the request was answered here.
+ */
+export async function readSignedBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  scope: SignatureScope,
+  maxBytes: number,
+  style: ErrorStyle,
+): Promise<Buffer | undefined> {
+  const refusedStatus = style === "rest" ? 403 : 400;
+  const signed = checkHeaders(req, scope);
+  if ("code" in signed) {
+    req.resume();
+    answerError(res, style, refusedStatus, signed.code, signed.message);
+    return undefined;
+  }
+  const body = await readBody(req, maxBytes);
+  if (body === undefined) {
+    // Answered now; what the client still sends is dropped as it comes, then the connection ends.
+    const message = `Request must be smaller than ${maxBytes} bytes`;
+    answerError(res, style, 413, "RequestTooLarge", message, { connection: "close" });
+    return undefined;
+  }
+  const refusal = signed.check(body);
+  if (refusal) {
+    answerError(res, style, refusedStatus, refusal.code, refusal.message);
+    return undefined;
+  }
+  return body;
 }

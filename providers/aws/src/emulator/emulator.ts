@@ -44,7 +44,7 @@ import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type Traf
 import { WebSocket, WebSocketServer } from "ws";
 import type { Credentials } from "../aws/signer.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
-import { answerRestRefusal, checkHeaders } from "./auth.js";
+import { readSignedBody } from "./auth.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
 
 const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
@@ -812,30 +812,6 @@ export function answerFailure(
  */
 export const MAX_REQUEST_BODY_BYTES = 6 * 1024 * 1024;
 
-/**
- * A request's body, or undefined once it passes `max` bytes: the rest is read and dropped (not
- * kept, and not cut off, which could lose the answer to a reset before its client reads it).
- */
-export function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    let chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        req.off("data", onData);
-        chunks = [];
-        resolve(undefined);
-        return;
-      }
-      chunks.push(c);
-    };
-    req.on("data", onData);
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
-}
-
 /** Starts the emulator on a build folder. */
 export async function startEmulator(options: EmulatorOptions): Promise<Emulator> {
   const region = options.region ?? "us-east-1";
@@ -1013,35 +989,14 @@ async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res
     res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ message: `no route for ${path}` }));
     return;
   }
-  // The signature's headers before the body: an unsigned request is refused without reading it.
-  const signed = checkHeaders(req, {
+  const scope = {
     credentials: ctx.credentials,
     region: ctx.region,
     service: invoke ? "lambda" : "execute-api",
     hint: ctx.hint,
-  });
-  if ("code" in signed) {
-    req.resume();
-    answerRestRefusal(res, signed);
-    return;
-  }
-  const body = await readBody(req, MAX_REQUEST_BODY_BYTES);
-  if (body === undefined) {
-    // Answered now; what the client still sends is dropped as it comes, then the connection ends.
-    res
-      .writeHead(413, {
-        "content-type": "application/json",
-        "x-amzn-errortype": "RequestTooLargeException",
-        connection: "close",
-      })
-      .end(JSON.stringify({ message: `Request must be smaller than ${MAX_REQUEST_BODY_BYTES} bytes` }));
-    return;
-  }
-  const refusal = signed.check(body);
-  if (refusal) {
-    answerRestRefusal(res, refusal);
-    return;
-  }
+  };
+  const body = await readSignedBody(req, res, scope, MAX_REQUEST_BODY_BYTES, "rest");
+  if (body === undefined) return;
   if (invoke) await serveInvoke(ctx, invoke[1] as string, req, body, res);
   else if (api && m) api.manage(req.method ?? "GET", m[3] as string, body, res);
 }

@@ -27,8 +27,8 @@ import type { Credentials } from "../aws/signer.js";
 import { buildAws } from "../build/build.js";
 import { bundleFunction } from "../build/bundle.js";
 import { IDENTITY_KEY } from "../runtime/authorizer.js";
-import { answerJsonRefusal, checkHeaders, runCredentials } from "./auth.js";
-import { answerFailure, type Emulator, readBody, startEmulator } from "./emulator.js";
+import { readSignedBody, runCredentials } from "./auth.js";
+import { answerFailure, type Emulator, startEmulator } from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
 export function emulatedDirs(projectDir: string): { build: string; data: string } {
@@ -69,25 +69,8 @@ export async function startDynalite(
   server.on("request", (req: IncomingMessage, res: ServerResponse) =>
     guard(
       async () => {
-        const signed = checkHeaders(req, scope);
-        if ("code" in signed) {
-          req.resume();
-          answerJsonRefusal(res, signed);
-          return;
-        }
-        const body = await readBody(req, MAX_DYNAMODB_REQUEST_BYTES);
-        if (body === undefined) {
-          res.writeHead(413, { "content-type": "application/x-amz-json-1.0", connection: "close" }).end(
-            JSON.stringify({
-              __type: "com.amazon.coral.service#RequestTooLargeException",
-              message: `Request must be smaller than ${MAX_DYNAMODB_REQUEST_BYTES} bytes`,
-            }),
-          );
-          return;
-        }
-        const refusal = signed.check(body);
-        if (refusal) answerJsonRefusal(res, refusal);
-        else serve(replayed(req, body), res);
+        const body = await readSignedBody(req, res, scope, MAX_DYNAMODB_REQUEST_BYTES, "json");
+        if (body !== undefined) serve(replayed(req, body), res);
       },
       (error) => answerFailure(res, logger, "dynalite", `serving ${req.method} ${req.url}`, error),
     ),
