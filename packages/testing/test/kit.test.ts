@@ -123,8 +123,10 @@ it("stop() fails, naming it, when a port is still taken after the run stopped", 
   // long before stop() has ended the services and looks.
   const squatter = createServer();
   const taken = new Promise<void>((resolve) => {
-    const grab = () => squatter.once("error", () => setImmediate(grab)).listen(port, "127.0.0.1", () => resolve());
-    grab();
+    // One listener of each kind for all the tries (a callback per listen() would pile up).
+    squatter.once("listening", () => resolve());
+    squatter.on("error", () => setImmediate(() => squatter.listen(port, "127.0.0.1")));
+    squatter.listen(port, "127.0.0.1");
   });
   await expect(app.stop()).rejects.toThrow(/left open or unclean: websocket "socket" still accepts connections/);
   await taken;
