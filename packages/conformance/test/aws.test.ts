@@ -420,7 +420,8 @@ describe("the emulator keeps API Gateway's rules", () => {
       dynamodbEndpoint: db.endpoint,
       credentials: db.credentials,
       logger: { info: (m) => logs.push(m), warn: (m) => logs.push(m), error: (m) => logs.push(m) },
-      limits: (socket) => (socket === "lab" ? { idleTimeoutMs: 2000, maxConnectionAgeMs: 4000 } : {}),
+      limits: (socket) =>
+        socket === "lab" ? { idleTimeoutMs: 2000, maxConnectionAgeMs: 4000, upgradeTimeoutMs: 500 } : {},
       newConnectionsPerSecond: 20,
     });
     url = emulator.sockets.find((s) => s.name === "lab")?.url as string;
@@ -455,6 +456,26 @@ describe("the emulator keeps API Gateway's rules", () => {
     } finally {
       await pinned.stop();
     }
+  });
+
+  it("answers 408 and closes a connection whose upgrade request is not whole within the upgrade timeout", async () => {
+    const { port } = new URL(url);
+    const slow = createConnection({ host: "127.0.0.1", port: Number(port) });
+    let answer = "";
+    slow.on("data", (d) => {
+      answer += d;
+    });
+    const started = Date.now();
+    const closed = new Promise<number>((resolve) => slow.on("close", () => resolve(Date.now() - started)));
+    slow.write("GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n");
+    // A client that sends its request whole meanwhile is served.
+    const c = await connect(url);
+    expect((await c.call({ op: "whoami" })).id).toEqual(expect.any(String));
+    c.close();
+    const after = await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(after).toBeGreaterThanOrEqual(450);
+    expect(after).toBeLessThan(3000);
   });
 
   it("closes a client that sends a binary frame with 1003, before its message reaches a function", async () => {

@@ -76,9 +76,11 @@ export interface EmulatorOptions {
   initTimeoutMs?: number;
   /**
    * A socket's idle timeout and connection age limit, by socket name (the project file's, so tests
-   * can shorten them); API Gateway's 10 min and 2 h are the longest either can be.
+   * can shorten them); API Gateway's 10 min and 2 h are the longest either can be. Also how long a
+   * client may take to send its whole upgrade request (as under the local provider; 10 s unless
+   * the project file says otherwise).
    */
-  limits?: (socket: string) => Partial<Pick<SocketLimits, "idleTimeoutMs" | "maxConnectionAgeMs">>;
+  limits?: (socket: string) => Partial<Pick<SocketLimits, "idleTimeoutMs" | "maxConnectionAgeMs" | "upgradeTimeoutMs">>;
   /**
    * New connections per second across every API (the account's quota, a token bucket of one
    * second's worth); more upgrades get 429 before `$connect` runs. @default 500 (API Gateway's)
@@ -316,11 +318,20 @@ class EmulatedApi {
     readonly routes: Map<string, EmulatedRoute>,
     private readonly logger: Logger,
     /** Idle timeout and connection age limit, at most API Gateway's. */
-    private readonly limits: { idleTimeoutMs: number; maxConnectionAgeMs: number },
+    private readonly limits: { idleTimeoutMs: number; maxConnectionAgeMs: number; upgradeTimeoutMs: number },
     private readonly rate: ConnectionRate,
   ) {
     this.socketName = logicalId;
-    this.server = createServer((_req, res) =>
+    // A client that sends its upgrade request a byte at a time holds a connection of `run`'s for
+    // as long as Node waits for the headers (60 s, checked every 30 s): here, the upgrade timeout,
+    // checked every tenth of it. Node answers it 408 and closes it.
+    const upgradeMs = limits.upgradeTimeoutMs;
+    const timeouts = {
+      headersTimeout: upgradeMs,
+      requestTimeout: upgradeMs,
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, upgradeMs / 10)),
+    };
+    this.server = createServer(timeouts, (_req, res) =>
       guard(
         () =>
           res
@@ -1177,6 +1188,7 @@ function emulatedApi(
         asked.maxConnectionAgeMs ?? Number.POSITIVE_INFINITY,
         DEFAULT_LIMITS.maxConnectionAgeMs,
       ),
+      upgradeTimeoutMs: asked.upgradeTimeoutMs ?? DEFAULT_LIMITS.upgradeTimeoutMs,
     },
     from.rate,
   );
