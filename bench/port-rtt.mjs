@@ -10,8 +10,10 @@
 // sleeps (a system call, on a virtual machine an interrupt to another core). With --spin N, one
 // more round trip on a second channel whose two threads, instead of sleeping, poll the port
 // (receiveMessageOnPort) for up to N µs after each message: what the hop costs with no wake-up,
-// paid for with a core per spinning thread.
-// Usage: node bench/port-rtt.mjs [--messages 3000] [--gap 1] [--spin 0]
+// paid for with a core per spinning thread. With --atomics, one more round trip with no port at all:
+// a counter in a SharedArrayBuffer that each side bumps and wakes the other on with Atomics.notify,
+// the other waiting in Atomics.waitAsync (how a hand-off without postMessage would wake a thread).
+// Usage: node bench/port-rtt.mjs [--messages 3000] [--gap 1] [--spin 0] [--atomics]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
@@ -23,6 +25,7 @@ const { values } = parseArgs({
     messages: { type: "string", default: "3000" },
     gap: { type: "string", default: "1" },
     spin: { type: "string", default: "0" },
+    atomics: { type: "boolean", default: false },
   },
 });
 const N = Number(values.messages);
@@ -49,11 +52,21 @@ const at = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.l
 const row = (name, t) => `| ${name} | ${at(t, 0.1).toFixed(1)} | ${at(t, 0.5).toFixed(1)} | ${at(t, 0.9).toFixed(1)} |`;
 
 // The worker answers each message on the port it is given; on a port given with `spinUs`, it then
-// polls that port for up to `spinUs` µs (from its last message) before going back to sleep.
+// polls that port for up to `spinUs` µs (from its last message) before going back to sleep. Given
+// a SharedArrayBuffer instead, it waits for its first counter to move and then moves the second.
 const worker = new Worker(
   `const { parentPort, receiveMessageOnPort } = require("node:worker_threads");
   const now = () => Number(process.hrtime.bigint()) / 1000;
-  parentPort.on("message", ({ port, spinUs }) => port.on("message", (m) => {
+  const answerCounter = async (counters) => {
+    for (let seen = 0; ; ) {
+      const waited = Atomics.waitAsync(counters, 0, seen);
+      if (waited.async) await waited.value;
+      seen = Atomics.load(counters, 0);
+      Atomics.add(counters, 1, 1);
+      Atomics.notify(counters, 1);
+    }
+  };
+  parentPort.on("message", ({ port, spinUs, sab }) => sab ? answerCounter(new Int32Array(sab)) : port.on("message", (m) => {
     port.postMessage(m);
     for (let until = now() + spinUs; now() < until; ) {
       const next = receiveMessageOnPort(port);
@@ -90,6 +103,19 @@ if (SPIN_US > 0) {
   });
   channel.port1.close();
 }
+
+let woken;
+if (values.atomics) {
+  const counters = new Int32Array(new SharedArrayBuffer(8));
+  worker.postMessage({ sab: counters.buffer });
+  woken = await measure(async () => {
+    const seen = Atomics.load(counters, 1);
+    Atomics.add(counters, 0, 1);
+    Atomics.notify(counters, 0);
+    const waited = Atomics.waitAsync(counters, 1, seen);
+    if (waited.async) await waited.value;
+  });
+}
 await worker.terminate();
 
 const raw = await startProcess(process.execPath, [join(here, "raw-echo-server.mjs")], /(ws:\/\/\S+)/);
@@ -114,6 +140,7 @@ try {
   console.log(row("of which the sender's postMessage call itself", postCalls));
   if (spun)
     console.log(row(`MessagePort, both threads polling the port up to ${SPIN_US} µs instead of sleeping`, spun));
+  if (woken) console.log(row("no port: a shared counter, Atomics.notify and Atomics.waitAsync", woken));
   console.log(row("raw `ws` echo on 127.0.0.1, one client (same run)", echo));
 } finally {
   ws?.close();
