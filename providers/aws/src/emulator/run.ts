@@ -349,11 +349,14 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
   // One set of credentials for the run: the functions sign with them, the endpoints take no other.
   const credentials = runCredentials();
   const file = join(dirs.build, CREDENTIALS_FILE);
-  const shown = relative(process.cwd(), file) || file;
+  const relativePath = relative(process.cwd(), file) || file;
+  // As a shell takes it: quoted when it holds anything but a path's usual characters.
+  const shown = /^[\w./-]+$/.test(relativePath) ? relativePath : `'${relativePath.replaceAll("'", `'\\''`)}'`;
   const hint = `sign it (SigV4) with this run's credentials: your functions' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, also in ${shown}`;
   const db = await startDynalite(dirs.data, { credentials, hint, logger });
+  let emulator: Emulator | undefined;
   try {
-    const emulator = await startEmulator({
+    emulator = await startEmulator({
       buildDir: dirs.build,
       dynamodbEndpoint: db.endpoint,
       credentials,
@@ -361,7 +364,8 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
       // A socket pinned to a port in the project file listens there, as under the local provider.
       port: (socket) => (options.randomPorts ? undefined : project.websockets[socket]?.port),
       logger,
-      // The project file's idle timeout and age limit (API Gateway's unless it shortens them).
+      // The project file's idle timeout and age limit (API Gateway's unless it shortens them), and
+      // its upgrade timeout.
       limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
     });
     const expected: HandlerRegistration[] = [];
@@ -376,6 +380,7 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
     );
     return new EmulatedRun(emulator, db, expected, project.dir, dirs.build, db.endpoint, file);
   } catch (error) {
+    await emulator?.stop();
     await db.close();
     throw error;
   }
