@@ -13,6 +13,7 @@
  * connection opens only once `$connect` answered 2xx; it is closed with 1001 after 10 min without a
  * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so);
  * over 500 new connections a second across every API, upgrades get 429 before `$connect` runs.
+ * An upgrade request not whole within the upgrade timeout gets 408, as under the local provider.
  *
  * Like AWS, the Management and Invoke APIs serve only requests signed (SigV4) with the run's
  * credentials (`credentials`, which the functions get as their role's; see auth.ts), refusing the
@@ -317,7 +318,7 @@ class EmulatedApi {
     readonly stage: string,
     readonly routes: Map<string, EmulatedRoute>,
     private readonly logger: Logger,
-    /** Idle timeout and connection age limit, at most API Gateway's. */
+    /** Idle timeout and connection age limit (at most API Gateway's), and the upgrade timeout. */
     private readonly limits: { idleTimeoutMs: number; maxConnectionAgeMs: number; upgradeTimeoutMs: number },
     private readonly rate: ConnectionRate,
   ) {
