@@ -38,7 +38,7 @@ export interface SignatureScope {
   region: string;
   /** `lambda`, `execute-api` or `dynamodb`. */
   service: string;
-  /** How a refused caller gets the credentials, ended to each refusal's message. */
+  /** How a refused caller gets the credentials, appended to each refusal's message. */
   hint: string;
 }
 

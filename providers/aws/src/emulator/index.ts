@@ -4,7 +4,7 @@
  */
 
 export { signRequest } from "../aws/signer.js";
-export { MAX_CLOCK_SKEW_MS, runCredentials } from "./auth.js";
+export { runCredentials } from "./auth.js";
 export {
   Emulator,
   type EmulatorOptions,
