@@ -248,7 +248,7 @@ describe("the dashboard", () => {
     await page.close();
   }, 40000);
 
-  it("under --provider aws lists the emulator's connections and their messages, sends and closes; the kv browser is off and says why", async () => {
+  it("under --provider aws lists the emulator's connections and their messages, sends and closes, and browses and edits its kv stores in DynamoDB", async () => {
     const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", "aws"]);
     const page = await openDashboard(app);
     await expect.poll(() => page.locator("#sockets tbody").textContent()).toContain(app.url("socket"));
@@ -281,15 +281,43 @@ describe("the dashboard", () => {
     expect(await one.waitClosed()).toEqual({ code: 1000, reason: "closed from the dashboard" });
     await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
 
-    await expect.poll(() => page.locator("#kv-status").textContent()).toContain('provider "aws" keeps kv stores');
     // API Gateway applies its own limits: no empty limits table.
     expect(await page.locator("#limits").isVisible()).toBe(false);
-    expect(await page.getByRole("button", { name: "List" }).isDisabled()).toBe(true);
     expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
-    const keys = await fetch(`${app.dashboard}/api/kv/keys?store=connections`);
-    expect(keys.status).toBe(501);
-    expect(((await keys.json()) as { error: string }).error).toContain('use "run" on the local provider');
+
+    // The chat keeps its connections in the kv store "connections", a table of sharded items:
+    // the browser lists the open one's id (the closed one's was deleted by its disconnect).
+    const twoId = (listed.find((c) => c.id !== id) as { id: string }).id;
+    await page.locator("#kv-store").selectOption("connections");
+    await page.getByRole("button", { name: "List" }).click();
+    const key = page.locator("#kv-keys li", { hasText: twoId });
+    await key.waitFor();
+    expect(await page.locator("#kv-keys li").count()).toBe(1);
+    await key.click();
+    await expect.poll(() => page.locator("#kv-value").inputValue()).toContain('"connectedAt"');
+    const stored = JSON.parse(await page.locator("#kv-value").inputValue()) as { connectedAt: number };
+    // Deleted in the dashboard, the id is gone for the app: a new client's message no longer reaches it.
+    await page.getByRole("button", { name: "Delete" }).click();
+    await expect.poll(() => page.locator("#kv-status").textContent()).toMatch(/^deleted /);
+    const three = await connect(app.url("socket"));
+    three.ws.send("not to two");
+    await sleep(500);
+    expect(two.frames).toEqual([]);
+    // Saved back, it reaches it again; a value DynamoDB would refuse is refused with the reason.
+    await page.locator("#kv-value").fill(JSON.stringify(stored));
+    await page.getByRole("button", { name: "Save" }).click();
+    await expect.poll(() => page.locator("#kv-status").textContent()).toMatch(/^saved /);
+    three.ws.send("to two again");
+    expect((await two.next()).text).toBe("to two again");
+    const refused = await fetch(`${app.dashboard}/api/kv/value`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ store: "connections", key: twoId, value: { n: 1e126 } }),
+    });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: string }).error).toMatch(/DynamoDB/);
     two.close();
+    three.close();
     await page.close();
   }, 60000);
 

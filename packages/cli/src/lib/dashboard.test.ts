@@ -65,6 +65,25 @@ it("answers a request that met a bug with 500 and one log line, and goes on serv
   expect(errors).toHaveLength(1);
 });
 
+it("says, for a provider that cannot show its kv stores, why: the kv API answers 501 with its sentence", async () => {
+  const why = 'provider "remote" keeps its stores elsewhere; browse them there';
+  const running = brokenProvider();
+  Object.assign(running.inspect as object, { kvUnavailable: why });
+  dashboard = await startDashboard({
+    port: 0,
+    fallback: false,
+    provider: "remote",
+    spec,
+    running,
+    logger: { info: () => {}, warn: () => {}, error: () => {} },
+  });
+  const state = (await (await fetch(`${dashboard.url}/api/state`)).json()) as { kvUnavailable?: string };
+  expect(state.kvUnavailable).toBe(why);
+  const keys = await fetch(`${dashboard.url}/api/kv/keys?store=history`);
+  expect(keys.status).toBe(501);
+  expect(await keys.json()).toEqual({ error: why });
+});
+
 it("keeps a connection listing's identities and states within its budget, cutting the rest to a preview", () => {
   const big = (n: number) => JSON.stringify({ pad: "x".repeat(n) });
   const list: InspectedConnection[] = Array.from({ length: 400 }, (_, i) => ({

@@ -10,7 +10,8 @@ import type { AddressInfo } from "node:net";
 import { join, relative } from "node:path";
 import { Readable } from "node:stream";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { guard } from "@nitric-like/provider-kit";
+import type { JsonObject } from "@bufbuild/protobuf";
+import { dict, guard } from "@nitric-like/provider-kit";
 import type {
   HandlerRegistration,
   InspectedConnection,
@@ -21,11 +22,13 @@ import type {
   ServiceEntry,
   TrafficEvent,
 } from "@nitric-like/spec";
-import { DEFAULT_RUN_ENVIRONMENT, findServices, socketLimitsOf } from "@nitric-like/spec";
+import { DEFAULT_RUN_ENVIRONMENT, findServices, kvValueProblem, socketLimitsOf } from "@nitric-like/spec";
 import dynalite from "dynalite";
+import { DynamoDbClient } from "../aws/dynamodb.js";
 import type { Credentials } from "../aws/signer.js";
 import { buildAws } from "../build/build.js";
 import { bundleFunction } from "../build/bundle.js";
+import { DynamoKvStores } from "../kv/store.js";
 import { IDENTITY_KEY } from "../runtime/authorizer.js";
 import { readSignedBody, runCredentials } from "./auth.js";
 import { answerFailure, type Emulator, startEmulator } from "./emulator.js";
@@ -98,16 +101,16 @@ function replayed(req: IncomingMessage, body: Buffer): IncomingMessage {
 
 /**
  * The dashboard's view of the emulator: its connections and their traffic, sending and closing as
- * the Management API would. Not the kv stores: their items are DynamoDB's shape (sharded keys),
- * which the dashboard's kv browser does not read.
+ * the Management API would, and its kv stores, read and written in their DynamoDB tables through
+ * the runtime's own store (its sharded keys), as a function with every permission would.
  */
 class EmulatorInspector implements ProviderInspector {
-  readonly kvUnavailable =
-    'provider "aws" keeps kv stores in emulated DynamoDB tables, which this browser cannot read; use "run" on the local provider to browse them';
   private readonly listeners = new Set<(event: TrafficEvent) => void>();
 
   /** Reads rooms and state from the emulated connections table, where the functions keep them. */
   private readonly dynamo: DynamoDBClient | undefined;
+  /** The kv stores, in the tables the template gives the functions. */
+  private readonly stores: DynamoKvStores;
 
   constructor(
     private readonly emulator: Emulator,
@@ -116,6 +119,19 @@ class EmulatorInspector implements ProviderInspector {
     this.dynamo = emulator.connectionsTable
       ? new DynamoDBClient({ endpoint: dynamodbEndpoint, region: "us-east-1", credentials: emulator.credentials })
       : undefined;
+    // Every function's NITRIC_LIKE_KV_TABLES: each names the stores its service declared.
+    const tables: Record<string, string> = dict();
+    for (const fn of emulator.functions) {
+      const named = JSON.parse(fn.env.NITRIC_LIKE_KV_TABLES ?? "{}") as Record<string, string>;
+      for (const [store, table] of Object.entries(named)) tables[store] = table;
+    }
+    const env = {
+      AWS_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint,
+    };
+    this.stores = new DynamoKvStores(new DynamoDbClient(env), tables);
   }
 
   destroy(): void {
@@ -223,20 +239,27 @@ class EmulatorInspector implements ProviderInspector {
     c.ws.close(code, reason);
     return true;
   }
-  private noKv(): Promise<never> {
-    return Promise.reject(new Error(this.kvUnavailable));
+  async kvKeys(store: string, prefix: string, limit: number): Promise<string[]> {
+    const keys: string[] = [];
+    if (limit <= 0) return keys;
+    // Stopping the listing early stops asking DynamoDB for pages.
+    for await (const key of this.stores.keys(store, prefix)) {
+      keys.push(key);
+      if (keys.length >= limit) break;
+    }
+    return keys;
   }
-  kvKeys(): Promise<string[]> {
-    return this.noKv();
+  kvGet(store: string, key: string): Promise<Record<string, unknown> | undefined> {
+    return this.stores.get(store, key);
   }
-  kvGet(): Promise<Record<string, unknown> | undefined> {
-    return this.noKv();
+  async kvSet(store: string, key: string, value: Record<string, unknown>): Promise<void> {
+    // Held to the rules of every kv set(): nothing DynamoDB would refuse or change.
+    const problem = kvValueProblem(store, key, value);
+    if (problem !== undefined) throw new Error(problem);
+    await this.stores.set(store, key, value as JsonObject);
   }
-  kvSet(): Promise<void> {
-    return this.noKv();
-  }
-  kvDelete(): Promise<void> {
-    return this.noKv();
+  kvDelete(store: string, key: string): Promise<void> {
+    return this.stores.delete(store, key);
   }
   onTraffic(listener: (event: TrafficEvent) => void): () => void {
     this.listeners.add(listener);
