@@ -297,6 +297,60 @@ describe("dynalite behind the signature check", () => {
     await expect(key).rejects.toMatchObject({ name: "UnrecognizedClientException" });
   });
 
+  it("refuses 500 requests with random Authorization and x-amz-date headers with 400 and a reason, never a server error", async () => {
+    const now = new Date().toISOString().replace(/[:-]|\.\d{3}/g, "");
+    const day = now.slice(0, 8);
+    const part = fc.string({ unit: fc.constantFrom(..."abcAZ09/;=, _-.:"), maxLength: 24 });
+    const authorization = fc.oneof(
+      fc.string({ unit: "grapheme-ascii", maxLength: 60 }),
+      part.map((p) => `AWS4-HMAC-SHA256 ${p}`),
+      fc
+        .tuple(part, part, part)
+        .map(
+          ([scope, names, signature]) =>
+            `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${names}, Signature=${signature}`,
+        ),
+      fc
+        .tuple(
+          fc.constantFrom("host;x-amz-date", "host;x-amz-date;constructor", "__proto__;host;x-amz-date", "", ";;"),
+          part,
+        )
+        .map(
+          ([names, signature]) =>
+            `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${day}/us-east-1/dynamodb/aws4_request, SignedHeaders=${names}, Signature=${signature}`,
+        ),
+    );
+    const date = fc.option(fc.oneof(fc.constant(now), fc.string({ unit: "grapheme-ascii", maxLength: 20 })), {
+      nil: undefined,
+    });
+    const url = new URL(db.endpoint);
+    const answers = new Map<string, number>();
+    await fc.assert(
+      fc.asyncProperty(authorization, date, fc.string({ maxLength: 30 }), async (auth, amzDate, body) => {
+        const headers: Record<string, string> = { "content-type": "application/x-amz-json-1.0" };
+        if (auth.trim() !== "") headers.authorization = auth;
+        if (amzDate !== undefined && amzDate.trim() !== "") headers["x-amz-date"] = amzDate;
+        const answer = await fetch(url, { method: "POST", headers, body });
+        const parsed = (await answer.json()) as { __type: string; message: string };
+        expect(answer.status).toBe(400);
+        expect(parsed.__type).toMatch(
+          /^com\.amazon\.coral\.service#(MissingAuthenticationToken|IncompleteSignature|InvalidSignature)Exception$/,
+        );
+        expect(parsed.message.endsWith(`; ${HINT}`)).toBe(true);
+        const type = parsed.__type.split("#")[1] as string;
+        answers.set(type, (answers.get(type) ?? 0) + 1);
+      }),
+      { numRuns: 500 },
+    );
+    // The generator reaches every kind of refusal, and the store still serves the SDK.
+    expect([...answers.keys()].sort()).toEqual([
+      "IncompleteSignatureException",
+      "InvalidSignatureException",
+      "MissingAuthenticationTokenException",
+    ]);
+    expect((await client().send(new ListTablesCommand({}))).TableNames).toEqual(["signed-only"]);
+  });
+
   it("answers an unsigned request at once, without reading its body, and serves the next", async () => {
     const url = new URL(db.endpoint);
     const answer = await new Promise<{ status: number; body: string; sentBefore: number }>((resolve, reject) => {
