@@ -423,6 +423,7 @@ describe("the emulator keeps API Gateway's rules", () => {
       limits: (socket) =>
         socket === "lab" ? { idleTimeoutMs: 2000, maxConnectionAgeMs: 4000, upgradeTimeoutMs: 500 } : {},
       newConnectionsPerSecond: 20,
+      headersTimeoutMs: 500,
     });
     url = emulator.sockets.find((s) => s.name === "lab")?.url as string;
   }, 30000);
@@ -458,21 +459,35 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
-  it("answers 408 and closes a connection whose upgrade request is not whole within the upgrade timeout", async () => {
-    const { port } = new URL(url);
-    const slow = createConnection({ host: "127.0.0.1", port: Number(port) });
+  /** Sends half a request's headers to `port` and resolves, once the server closed it, with its answer and when. */
+  async function trickled(port: number, head: string): Promise<{ answer: string; after: number }> {
+    const slow = createConnection({ host: "127.0.0.1", port });
     let answer = "";
     slow.on("data", (d) => {
       answer += d;
     });
     const started = Date.now();
     const closed = new Promise<number>((resolve) => slow.on("close", () => resolve(Date.now() - started)));
-    slow.write("GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n");
+    slow.write(head);
+    const after = await closed;
+    return { answer, after };
+  }
+
+  it("answers 408 and closes a Management or Invoke API connection whose headers are not whole within its timeout", async () => {
+    const port = Number(new URL(emulator.managementUrl).port);
+    const { answer, after } = await trickled(port, "POST /2015-03-31/functions/f/invocations HTTP/1.1\r\nHost: x\r\n");
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(after).toBeGreaterThanOrEqual(450);
+    expect(after).toBeLessThan(3000);
+  });
+
+  it("answers 408 and closes a connection whose upgrade request is not whole within the upgrade timeout", async () => {
+    const slow = trickled(Number(new URL(url).port), "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n");
     // A client that sends its request whole meanwhile is served.
     const c = await connect(url);
     expect((await c.call({ op: "whoami" })).id).toEqual(expect.any(String));
     c.close();
-    const after = await closed;
+    const { answer, after } = await slow;
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect(after).toBeGreaterThanOrEqual(450);
     expect(after).toBeLessThan(3000);

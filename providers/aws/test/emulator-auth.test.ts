@@ -4,7 +4,7 @@
 // the SDK's DynamoDB client with the run's credentials and refuses it with any other.
 import { once } from "node:events";
 import { createServer, type IncomingMessage, request, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createConnection } from "node:net";
 import { CreateTableCommand, DynamoDBClient, ListTablesCommand } from "@aws-sdk/client-dynamodb";
 import { Sha256Js } from "@smithy/core/checksum";
 import { HttpRequest } from "@smithy/core/protocols";
@@ -349,6 +349,26 @@ describe("dynalite behind the signature check", () => {
       "MissingAuthenticationTokenException",
     ]);
     expect((await client().send(new ListTablesCommand({}))).TableNames).toEqual(["signed-only"]);
+  });
+
+  it("answers 408 and closes a connection whose headers are not whole within its timeout", async () => {
+    const slowDb = await startDynalite(undefined, { credentials, hint: HINT, headersTimeoutMs: 300 });
+    try {
+      const socket = createConnection({ host: "127.0.0.1", port: Number(new URL(slowDb.endpoint).port) });
+      let answer = "";
+      socket.on("data", (d) => {
+        answer += d;
+      });
+      const started = Date.now();
+      const closed = new Promise<number>((resolve) => socket.on("close", () => resolve(Date.now() - started)));
+      socket.write("POST / HTTP/1.1\r\nHost: x\r\n");
+      const after = await closed;
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(after).toBeGreaterThanOrEqual(250);
+      expect(after).toBeLessThan(2000);
+    } finally {
+      await slowDb.close();
+    }
   });
 
   it("answers an unsigned request at once, without reading its body, and serves the next", async () => {

@@ -68,6 +68,8 @@ export interface EmulatorOptions {
   credentialsHint?: string;
   /** The port a socket's API listens on (the project file's pin); a free one when undefined. */
   port?: (socket: string) => number | undefined;
+  /** How long a Management or Invoke API client may take to send its headers. @default HEADERS_TIMEOUT_MS */
+  headersTimeoutMs?: number;
   logger: Logger;
   region?: string;
   stackName?: string;
@@ -323,15 +325,8 @@ class EmulatedApi {
     private readonly rate: ConnectionRate,
   ) {
     this.socketName = logicalId;
-    // A client that sends its upgrade request a byte at a time holds a connection of `run`'s for
-    // as long as Node waits for the headers (60 s, checked every 30 s): here, the upgrade timeout,
-    // checked every tenth of it. Node answers it 408 and closes it.
-    const upgradeMs = limits.upgradeTimeoutMs;
-    const timeouts = {
-      headersTimeout: upgradeMs,
-      requestTimeout: upgradeMs,
-      connectionsCheckingInterval: Math.max(10, Math.min(1000, upgradeMs / 10)),
-    };
+    // A client that sends its upgrade request a byte at a time: 408 after the upgrade timeout.
+    const timeouts = requestTimeouts(limits.upgradeTimeoutMs, limits.upgradeTimeoutMs);
     this.server = createServer(timeouts, (_req, res) =>
       guard(
         () =>
@@ -801,6 +796,28 @@ export class Emulator {
   }
 }
 
+/** How long a client of the Management and Invoke APIs, or of dynalite, may take to send its headers. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+/** ... and its whole request (a 6 MB body over loopback takes milliseconds). */
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * Node's limits on a request's arrival, for the emulator's servers: its headers within `headersMs`
+ * and the whole request within `requestMs`, checked every tenth of `headersMs` (10 ms to 1 s); a
+ * client past them gets 408 and its connection is closed. Node's own defaults (60 s and 300 s,
+ * checked every 30 s) let a client that sends a byte at a time hold a connection for 90 s.
+ */
+export function requestTimeouts(
+  headersMs: number,
+  requestMs: number,
+): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
+  return {
+    headersTimeout: headersMs,
+    requestTimeout: requestMs,
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, headersMs / 10)),
+  };
+}
+
 /** Ends a request whose listener threw with 500, logging one line. */
 export function answerFailure(
   res: ServerResponse,
@@ -838,17 +855,20 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   // The Management API and Lambda's Invoke API share one server.
   const apis = new Map<string, EmulatedApi>();
   const byName = new Map<string, EmulatedFunction>();
-  const management = createManagementServer({
-    apis,
-    byName,
-    physicalArn: (f) => physical.attributes[f.logicalId]?.Arn,
-    logger: options.logger,
-    credentials,
-    region,
-    hint:
-      options.credentialsHint ??
-      "sign it (SigV4) with the credentials the emulator gives its functions (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-  });
+  const management = createManagementServer(
+    {
+      apis,
+      byName,
+      physicalArn: (f) => physical.attributes[f.logicalId]?.Arn,
+      logger: options.logger,
+      credentials,
+      region,
+      hint:
+        options.credentialsHint ??
+        "sign it (SigV4) with the credentials the emulator gives its functions (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+    },
+    options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
+  );
   await new Promise<void>((resolve) => management.listen(0, "127.0.0.1", resolve));
   const managementUrl = `http://127.0.0.1:${(management.address() as AddressInfo).port}`;
 
@@ -971,10 +991,10 @@ interface ManagementContext {
 }
 
 /** The server of the Management API (`/{api}/{stage}/@connections/{id}`) and Lambda's Invoke API. */
-function createManagementServer(ctx: ManagementContext): Server {
+function createManagementServer(ctx: ManagementContext, headersTimeoutMs: number): Server {
   // The boundary of every Management and Invoke API request: what throws ends that one request with
   // 500 and one log line, never the emulator.
-  return createServer((req, res) =>
+  return createServer(requestTimeouts(headersTimeoutMs, REQUEST_TIMEOUT_MS), (req, res) =>
     guard(
       () => serveManagement(ctx, req, res),
       (error) => answerFailure(res, ctx.logger, "management API", `serving ${req.method} ${req.url}`, error),

@@ -31,7 +31,14 @@ import { bundleFunction } from "../build/bundle.js";
 import { DynamoKvStores } from "../kv/store.js";
 import { IDENTITY_KEY } from "../runtime/authorizer.js";
 import { readSignedBody, runCredentials } from "./auth.js";
-import { answerFailure, type Emulator, startEmulator } from "./emulator.js";
+import {
+  answerFailure,
+  type Emulator,
+  HEADERS_TIMEOUT_MS,
+  REQUEST_TIMEOUT_MS,
+  requestTimeouts,
+  startEmulator,
+} from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
 export function emulatedDirs(projectDir: string): { build: string; data: string } {
@@ -56,7 +63,13 @@ export interface RunningDynalite {
  */
 export async function startDynalite(
   path?: string,
-  options: { credentials?: Credentials; region?: string; hint?: string; logger?: Logger } = {},
+  options: {
+    credentials?: Credentials;
+    region?: string;
+    hint?: string;
+    logger?: Logger;
+    headersTimeoutMs?: number;
+  } = {},
 ): Promise<RunningDynalite> {
   const credentials = options.credentials ?? runCredentials();
   const scope = {
@@ -67,6 +80,9 @@ export async function startDynalite(
   };
   const logger = options.logger ?? { info: () => {}, warn: console.error, error: console.error };
   const server = dynalite({ ...(path ? { path } : {}), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  // dynalite makes its server without options: the same limits on a request's arrival as the
+  // emulator's other servers, set as the properties Node's server reads them from at listen().
+  Object.assign(server, requestTimeouts(options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS));
   const serve = server.listeners("request")[0] as RequestListener;
   server.removeAllListeners("request");
   server.on("request", (req: IncomingMessage, res: ServerResponse) =>
