@@ -67,8 +67,8 @@ function authorizationParts(header: string): Map<string, string> {
 export function checkHeaders(
   req: Pick<IncomingMessage, "method" | "url" | "headers" | "headersDistinct">,
   scope: SignatureScope,
-  now = Date.now(),
 ): Refusal | PendingSignature {
+  const now = Date.now();
   const refuse = (code: Refusal["code"], message: string): Refusal => ({ code, message: `${message}; ${scope.hint}` });
   const authorization = req.headers.authorization;
   if (authorization === undefined || !authorization.startsWith("AWS4-HMAC-SHA256 ")) {
