@@ -69,4 +69,13 @@ export {
   runDirParent,
 } from "./run-dir.js";
 export { addValues, dict } from "./untrusted.js";
-export { asGrpcError, checkClose, MAX_MESSAGE_PIECES, notConnected, settle, WS_PIECE_BOUNDS } from "./websocket.js";
+export {
+  asGrpcError,
+  checkClose,
+  MAX_BUFFERED_BYTES,
+  MAX_MESSAGE_PIECES,
+  notConnected,
+  notReadingReason,
+  settle,
+  WS_PIECE_BOUNDS,
+} from "./websocket.js";

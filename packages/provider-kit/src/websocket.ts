@@ -18,6 +18,19 @@ import type { Permissions } from "./permissions.js";
  */
 export const MAX_MESSAGE_PIECES = 1024;
 
+/**
+ * Most bytes that may wait to be sent to one client of a gateway (the local one, and the AWS
+ * emulator's). A client that stops reading (a stalled tab, a broken peer, a hostile client) would
+ * otherwise make `run` hold everything sent to it; over this it is closed with 1008
+ * (notReadingReason) and cut off a second later.
+ */
+export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+
+/** The close reason for a client over MAX_BUFFERED_BYTES. */
+export function notReadingReason(): string {
+  return `client not reading: over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB waiting to be sent to it; read the messages you are sent`;
+}
+
 /** MAX_MESSAGE_PIECES as ws 8's server options, to spread into them (@types/ws does not declare these). */
 export const WS_PIECE_BOUNDS: object = { maxFragments: MAX_MESSAGE_PIECES, maxBufferedChunks: MAX_MESSAGE_PIECES };
 

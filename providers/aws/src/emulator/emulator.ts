@@ -39,6 +39,8 @@ import {
   dict,
   forEachLine,
   guard,
+  MAX_BUFFERED_BYTES,
+  notReadingReason,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
 import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
@@ -631,9 +633,7 @@ class EmulatedApi {
       if (this.observer && (result?.statusCode ?? 200) >= 500)
         this.observeError(id, "message", new Error(`the ${routeKey} route's function answered ${result?.statusCode}`));
       if (route.twoWay && typeof result?.body === "string" && c.ws.readyState === WebSocket.OPEN) {
-        const body = Buffer.from(result.body, "utf8");
-        sendInFrames(c.ws, body);
-        if (this.observer) this.observe("out", id, body, false);
+        this.post(id, c, Buffer.from(result.body, "utf8"));
       }
     } catch (error) {
       this.logger.error(`${routeKey} of ${this.logicalId}: ${(error as Error).message}`);
@@ -678,9 +678,11 @@ class EmulatedApi {
           .end(JSON.stringify({ message: `Payload too large: ${body.length} bytes, at most ${MAX_MESSAGE_BYTES}` }));
         return;
       }
-      sendInFrames(c.ws, body);
-      if (this.observer) this.observe("out", id, body, !isText(body));
-      res.writeHead(200).end();
+      if (this.post(id, c, body)) res.writeHead(200).end();
+      else
+        res
+          .writeHead(410, { "content-type": "application/json", "x-amzn-errortype": "GoneException" })
+          .end(JSON.stringify({ message: `Connection ${id} is gone` }));
     } else if (method === "GET") {
       res.writeHead(200, { "content-type": "application/json" }).end(
         // GetConnection's wire format: camel-case names, ISO 8601 times.
@@ -696,6 +698,23 @@ class EmulatedApi {
     } else {
       res.writeHead(405).end();
     }
+  }
+
+  /**
+   * Sends a message to a connection, unless over MAX_BUFFERED_BYTES would then wait for its client:
+   * a client that does not read is closed with 1008 and the reason (logged), and cut off a second
+   * later, instead of `run` holding all that is posted to it. False when it was closed.
+   */
+  post(id: string, c: Connection, body: Buffer): boolean {
+    if (c.ws.bufferedAmount + body.length > MAX_BUFFERED_BYTES) {
+      this.logger.warn(`API ${this.logicalId}: closed connection ${id} (1008): ${notReadingReason()}`);
+      c.ws.close(1008, notReadingReason());
+      setTimeout(() => c.ws.terminate(), 1000).unref();
+      return false;
+    }
+    sendInFrames(c.ws, body);
+    if (this.observer) this.observe("out", id, body, !isText(body));
+    return true;
   }
 
   /** Keeps an invocation in flight until it settles, so that stop() can wait for it; resolves as it does. */

@@ -19,6 +19,8 @@ import {
   dict,
   guard,
   type HandlerRegistry,
+  MAX_BUFFERED_BYTES,
+  notReadingReason,
   Opening,
   offeredProtocols,
   originProblem,
@@ -48,12 +50,6 @@ import {
 
 /** Pings every connection this often and drops the ones that did not answer the last ping. */
 const HEARTBEAT_MS = 30_000;
-/**
- * Most bytes that may wait to be sent to one client. A client that stops reading (a stalled tab, a
- * broken peer) would otherwise make the provider hold everything sent to it; over this it is
- * closed with 1008 and cut off a second later.
- */
-export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** How long stop() waits for clients to answer the 1001 close before cutting them off. */
 const CLOSE_GRACE_MS = 500;
 /** How long a refused upgrade's socket is kept for its client to read the answer and close. */
@@ -1292,10 +1288,7 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   /** Closes a connection whose client does not read what it is sent, and cuts it off if it does not answer. */
   private notReading(c: Connection): void {
-    this.cutOff(
-      c,
-      `client not reading: over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB waiting to be sent to it; read the messages you are sent`,
-    );
+    this.cutOff(c, notReadingReason());
   }
 
   private cutOff(c: Connection, reason: string, graceMs = 1000): void {
