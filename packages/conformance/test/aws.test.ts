@@ -520,18 +520,45 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(c.frames).toEqual([]);
   });
 
-  it("closes a message over 128 KB with 1009, even in fragments of 32 KB", async () => {
+  it("closes a message over 128 KB with 1009 and the reason, even in fragments of 32 KB, and logs it", async () => {
     const c = await connect(url);
+    const { id } = await c.call({ op: "whoami" });
     for (let i = 0; i < 5; i++) c.ws.send("d".repeat(32 * KB), { fin: i === 4 });
-    expect((await c.waitClosed()).code).toBe(1009);
+    expect(await c.waitClosed()).toEqual({ code: 1009, reason: `message too big: at most ${128 * KB} bytes` });
     expect(c.frames).toEqual([]);
+    expect(logs).toContain(`API LabApi: closed connection ${id} (1009): message too big: at most ${128 * KB} bytes`);
   });
 
-  it("closes a message in over 1,024 fragments with 1008, holding no more of it (empty ones: no size limit trips)", async () => {
+  it("closes a message in over 1,024 fragments with 1008 and the reason, holding no more of it (empty ones: no size limit trips)", async () => {
     const c = await connect(url);
+    const { id } = await c.call({ op: "whoami" });
     for (let i = 0; i < 1025; i++) c.ws.send("", { fin: false });
-    expect((await c.waitClosed()).code).toBe(1008);
+    const closed = await c.waitClosed();
+    expect(closed.code).toBe(1008);
+    expect(closed.reason).toMatch(/^too many pieces: over 1024 fragments in a message/);
     expect(c.frames).toEqual([]);
+    expect(logs.some((l) => l.startsWith(`API LabApi: closed connection ${id} (1008): too many pieces`))).toBe(true);
+  });
+
+  it("closes a text frame of invalid UTF-8 with 1007 and the reason, before a function sees it, and logs it", async () => {
+    const bystander = await connect(url);
+    const c = await connect(url);
+    const { id } = await c.call({ op: "whoami" });
+    c.ws.send(Buffer.from([0x68, 0xff, 0xfe]), { binary: false });
+    const reason = "invalid UTF-8 in a text frame or close reason; send bytes as a binary frame";
+    expect(await c.waitClosed()).toEqual({ code: 1007, reason });
+    expect(c.frames).toEqual([]);
+    expect(logs).toContain(`API LabApi: closed connection ${id} (1007): ${reason}`);
+    expect((await bystander.call({ op: "whoami" })).id).toEqual(expect.any(String));
+    bystander.close();
+  });
+
+  it("closes a frame that breaks RFC 6455 (an unmasked frame, a reserved opcode) with 1002 and the reason", async () => {
+    const reason = "protocol error: a frame breaks RFC 6455 (unmasked, bad opcode, bad fragment or close code)";
+    // "hi" unmasked, then a masked empty frame of opcode 3.
+    expect(await rawClose(url, Buffer.from([0x81, 0x02, 0x68, 0x69]))).toEqual({ code: 1002, reason });
+    expect(await rawClose(url, Buffer.from([0x83, 0x80, 1, 2, 3, 4]))).toEqual({ code: 1002, reason });
+    expect(logs.filter((l) => l.endsWith(`(1002): ${reason}`)).length).toBeGreaterThanOrEqual(2);
   });
 
   it("answers a Management or Invoke API request over 6 MB with 413 at once, keeping none of the rest, and serves the next", async () => {
@@ -737,6 +764,46 @@ describe("the emulator keeps API Gateway's rules", () => {
     (await connect(url)).close();
   });
 });
+
+/** Upgrades a raw connection, writes `bytes` after the 101, and reads until the server ends it: the close frame's code and reason. */
+async function rawClose(url: string, bytes: Buffer): Promise<{ code: number; reason: string }> {
+  const { hostname, port, pathname } = new URL(url);
+  const socket = createConnection({ host: hostname, port: Number(port) });
+  socket.write(
+    `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  let buffered = Buffer.alloc(0);
+  let wrote = false;
+  const received = await new Promise<Buffer>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not closed within 5 s: ${buffered.toString("latin1")}`)), 5000);
+    socket.on("data", (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const end = buffered.indexOf("\r\n\r\n");
+      if (!wrote && end >= 0) {
+        wrote = true;
+        socket.write(bytes);
+      }
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve(buffered.subarray(buffered.indexOf("\r\n\r\n") + 4));
+    });
+  });
+  // Server frames are unmasked.
+  for (let at = 0; at + 2 <= received.length; ) {
+    const len7 = (received[at + 1] as number) & 0x7f;
+    const start = at + (len7 === 126 ? 4 : len7 === 127 ? 10 : 2);
+    const length =
+      len7 === 126 ? received.readUInt16BE(at + 2) : len7 === 127 ? Number(received.readBigUInt64BE(at + 2)) : len7;
+    if (((received[at] as number) & 0x0f) === 0x8) {
+      const payload = received.subarray(start, start + length);
+      return { code: payload.readUInt16BE(0), reason: payload.subarray(2).toString("utf8") };
+    }
+    at = start + length;
+  }
+  throw new Error(`no close frame in ${received.toString("latin1")}`);
+}
 
 /** The frame headers a raw client reads after sending one masked text frame, until `count` data frames came. */
 async function rawFrames(

@@ -76,6 +76,7 @@ export {
   MAX_MESSAGE_PIECES,
   notConnected,
   notReadingReason,
+  protocolCloseReason,
   settle,
   WS_PIECE_BOUNDS,
 } from "./websocket.js";

@@ -31,6 +31,27 @@ export function notReadingReason(): string {
   return `client not reading: over ${MAX_BUFFERED_BYTES / 1024 / 1024} MB waiting to be sent to it; read the messages you are sent`;
 }
 
+/**
+ * The reason to send with a close the ws library starts on its own (it sends none), for a gateway
+ * whose messages may be up to `maxMessageBytes`: the code says what was wrong with the client's
+ * frames, so the client can tell.
+ */
+export function protocolCloseReason(code: number | undefined, maxMessageBytes: number): string | undefined {
+  switch (code) {
+    case 1009:
+      return `message too big: at most ${maxMessageBytes} bytes`;
+    case 1007:
+      return "invalid UTF-8 in a text frame or close reason; send bytes as a binary frame";
+    case 1002:
+      return "protocol error: a frame breaks RFC 6455 (unmasked, bad opcode, bad fragment or close code)";
+    case 1008:
+      // ws closes with 1008 only for MAX_MESSAGE_PIECES (its errors WS_ERR_TOO_MANY_BUFFERED_PARTS).
+      return `too many pieces: over ${MAX_MESSAGE_PIECES} fragments in a message, or chunks of a frame; send whole frames`;
+    default:
+      return undefined;
+  }
+}
+
 /** MAX_MESSAGE_PIECES as ws 8's server options, to spread into them (@types/ws does not declare these). */
 export const WS_PIECE_BOUNDS: object = { maxFragments: MAX_MESSAGE_PIECES, maxBufferedChunks: MAX_MESSAGE_PIECES };
 

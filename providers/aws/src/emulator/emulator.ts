@@ -41,6 +41,7 @@ import {
   guard,
   MAX_BUFFERED_BYTES,
   notReadingReason,
+  protocolCloseReason,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
 import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
@@ -298,6 +299,22 @@ function policyAllows(result: unknown, arn: string): boolean {
   return own.some((s) => s.Effect === "Allow" && applies(s));
 }
 
+/**
+ * A client of an emulated API. The ws library closes a connection whose frames it refuses (bad
+ * UTF-8, broken framing, a message over 128 KB in fragments, too many pieces) with no reason: here
+ * that close carries the reason its code stands for, kept for the API's log line, which the
+ * "error" ws emits right after the close writes.
+ */
+class EmulatedSocket extends WebSocket {
+  protocolClose: { code: number; reason: string } | undefined = undefined;
+
+  override close(code?: number, reason?: string | Buffer): void {
+    const own = reason === undefined ? protocolCloseReason(code, MAX_MESSAGE_BYTES) : undefined;
+    if (own !== undefined && code !== undefined) this.protocolClose = { code, reason: own };
+    super.close(code, reason ?? own);
+  }
+}
+
 /** One WebSocket API. */
 class EmulatedApi {
   readonly connections = new Map<string, Connection>();
@@ -307,6 +324,7 @@ class EmulatedApi {
     noServer: true,
     maxPayload: MAX_MESSAGE_BYTES,
     ...WS_PIECE_BOUNDS,
+    WebSocket: EmulatedSocket,
     handleProtocols: (_offered, req) =>
       (req as IncomingMessage & { [ECHOED_PROTOCOL]?: string })[ECHOED_PROTOCOL] || false,
   });
@@ -542,7 +560,13 @@ class EmulatedApi {
       const connection: Connection = { ws, ...meta, lastActiveAt: Date.now(), query, headers };
       this.connections.set(id, connection);
       this.observer?.({ type: "open", socket: this.socketName, connectionId: id, at: Date.now() });
-      ws.on("error", () => {});
+      // A frame ws refused: the close has gone out with its reason (EmulatedSocket); say so once.
+      ws.on("error", () => {
+        const closed = (ws as EmulatedSocket).protocolClose;
+        if (closed === undefined || connection.refused) return;
+        connection.refused = true;
+        this.logger.info(`API ${this.logicalId}: closed connection ${id} (${closed.code}): ${closed.reason}`);
+      });
       this.keepRules(id, connection, socket);
       // The boundaries of the connection's listeners (see connectionFailed).
       ws.on("message", (data: Buffer, binary: boolean) =>

@@ -25,6 +25,7 @@ import {
   offeredProtocols,
   originProblem,
   poisonCloseReason,
+  protocolCloseReason,
   type SocketBackend,
   unansweredStatus,
   WS_PIECE_BOUNDS,
@@ -41,7 +42,6 @@ import {
   idleReason,
   MAX_PENDING_PONGS,
   pingFloodReason,
-  protocolCloseReason,
   rateReason,
   tooManyReason,
   totalQueuedReason,
@@ -484,7 +484,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     // framing) without a reason: its sockets here give a close the reason its code stands for.
     class GatewaySocket extends WebSocket {
       override close(code?: number, reason?: string | Buffer): void {
-        super.close(code, reason ?? protocolCloseReason(code, limits));
+        super.close(code, reason ?? protocolCloseReason(code, limits.maxMessageBytes));
         // A connection paused for backpressure must read its client's close frame to finish.
         if (this.isPaused) this.resume();
       }

@@ -5,7 +5,6 @@
  * reads as the connection's life and these as the rules.
  */
 import type { IncomingMessage } from "node:http";
-import { MAX_MESSAGE_PIECES } from "@nitric-like/provider-kit";
 import { formatDuration, type SocketLimits } from "@nitric-like/spec";
 
 /** Why an upgrade request is refused before its connect handler runs. */
@@ -77,26 +76,6 @@ export function clientErrorRefusal(name: string, error: NodeJS.ErrnoException): 
     status: 400,
     reason: `${where}: not a valid HTTP request (${error.code ?? "parse error"}); connect with a WebSocket client`,
   };
-}
-
-/**
- * The reason to send with a close the ws library starts on its own (it sends none): the code says
- * what was wrong with the client's frames, so the client can tell.
- */
-export function protocolCloseReason(code: number | undefined, limits: SocketLimits): string | undefined {
-  switch (code) {
-    case 1009:
-      return `message too big: at most ${limits.maxMessageBytes} bytes`;
-    case 1007:
-      return "invalid UTF-8 in a text frame or close reason; send bytes as a binary frame";
-    case 1002:
-      return "protocol error: a frame breaks RFC 6455 (unmasked, bad opcode, bad fragment or close code)";
-    case 1008:
-      // ws closes with 1008 only for MAX_MESSAGE_PIECES (its errors WS_ERR_TOO_MANY_BUFFERED_PARTS).
-      return `too many pieces: over ${MAX_MESSAGE_PIECES} fragments in a message, or chunks of a frame; send whole frames`;
-    default:
-      return undefined;
-  }
 }
 
 /** The close reason for a connection idle too long (API Gateway: 10 min, 1001). */
