@@ -540,6 +540,23 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(logs.some((l) => l.startsWith(`API LabApi: closed connection ${id} (1008): too many pieces`))).toBe(true);
   });
 
+  it("closes a client that pings faster than it takes its pongs with 1008 and the reason, and serves one that waits for each pong", async () => {
+    const steady = await connect(url);
+    for (let i = 0; i < 200; i++) {
+      const pong = new Promise((resolve) => steady.ws.once("pong", resolve));
+      steady.ws.ping();
+      await pong;
+    }
+    const flooder = await connect(url);
+    const { id } = await flooder.call({ op: "whoami" });
+    for (let i = 0; i < 200; i++) flooder.ws.ping();
+    const reason = "ping flood: 50 pongs wait to be written to you; read them, and wait for a pong before the next ping";
+    expect(await flooder.waitClosed()).toEqual({ code: 1008, reason });
+    expect(logs).toContain(`API LabApi: closed connection ${id} (1008): ${reason}`);
+    expect((await steady.call({ op: "whoami" })).id).toEqual(expect.any(String));
+    steady.close();
+  });
+
   it("closes a text frame of invalid UTF-8 with 1007 and the reason, before a function sees it, and logs it", async () => {
     const bystander = await connect(url);
     const c = await connect(url);

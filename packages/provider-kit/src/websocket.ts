@@ -52,6 +52,19 @@ export function protocolCloseReason(code: number | undefined, maxMessageBytes: n
   }
 }
 
+/**
+ * How many pongs may wait to be written to a client before it is closed for flooding pings. The ws
+ * library answers every ping with a pong and cuts a client off, with no close frame and so no
+ * reason, once 60 of them wait (its maxPendingAutoPongs): a gateway (the local one, and the AWS
+ * emulator's) closes it first, with one.
+ */
+export const MAX_PENDING_PONGS = 50;
+
+/** The close reason for a client that pings faster than it takes its pongs (1008). */
+export function pingFloodReason(): string {
+  return `ping flood: ${MAX_PENDING_PONGS} pongs wait to be written to you; read them, and wait for a pong before the next ping`;
+}
+
 /** MAX_MESSAGE_PIECES as ws 8's server options, to spread into them (@types/ws does not declare these). */
 export const WS_PIECE_BOUNDS: object = { maxFragments: MAX_MESSAGE_PIECES, maxBufferedChunks: MAX_MESSAGE_PIECES };
 

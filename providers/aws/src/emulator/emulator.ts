@@ -40,7 +40,9 @@ import {
   forEachLine,
   guard,
   MAX_BUFFERED_BYTES,
+  MAX_PENDING_PONGS,
   notReadingReason,
+  pingFloodReason,
   protocolCloseReason,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
@@ -623,7 +625,13 @@ class EmulatedApi {
     age.unref();
     const active = () => idle.refresh();
     c.ws.on("message", active);
-    c.ws.on("ping", active);
+    c.ws.on("ping", () => {
+      active();
+      // ws has queued this ping's pong; at 60 unwritten it would cut the client off with no reason.
+      if ((c.ws as unknown as { _pendingAutoPongs: number })._pendingAutoPongs >= MAX_PENDING_PONGS) {
+        refuse(1008, pingFloodReason());
+      }
+    });
     c.ws.once("close", () => {
       clearTimeout(idle);
       clearTimeout(age);

@@ -100,18 +100,6 @@ export function rateReason(limits: SocketLimits, handled: number, unanswered = 0
   return `${head}; the first ${handled} were handled (${unanswered} got no reply), later ones dropped`;
 }
 
-/**
- * How many pongs may wait to be written to a client before it is closed for flooding pings. The ws
- * library answers every ping with a pong and cuts a client off, with no close frame and so no
- * reason, once 60 of them wait (its maxPendingAutoPongs): the gateway closes it first, with one.
- */
-export const MAX_PENDING_PONGS = 50;
-
-/** The close reason for a client that pings faster than it takes its pongs (1008). */
-export function pingFloodReason(): string {
-  return `ping flood: ${MAX_PENDING_PONGS} pongs wait to be written to you; read them, and wait for a pong before the next ping`;
-}
-
 /** The 408 body when a connection did not send its upgrade request in time (a slowloris client). */
 export function upgradeTimeoutReason(name: string, limits: SocketLimits): string {
   return `websocket "${name}": the upgrade request did not arrive within ${formatDuration(limits.upgradeTimeoutMs)} (limits.upgradeTimeout); send the whole request at once`;
