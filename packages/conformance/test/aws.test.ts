@@ -550,7 +550,8 @@ describe("the emulator keeps API Gateway's rules", () => {
     const flooder = await connect(url);
     const { id } = await flooder.call({ op: "whoami" });
     for (let i = 0; i < 200; i++) flooder.ws.ping();
-    const reason = "ping flood: 50 pongs wait to be written to you; read them, and wait for a pong before the next ping";
+    const reason =
+      "ping flood: 50 pongs wait to be written to you; read them, and wait for a pong before the next ping";
     expect(await flooder.waitClosed()).toEqual({ code: 1008, reason });
     expect(logs).toContain(`API LabApi: closed connection ${id} (1008): ${reason}`);
     expect((await steady.call({ op: "whoami" })).id).toEqual(expect.any(String));
