@@ -540,6 +540,52 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(logs.some((l) => l.startsWith(`API LabApi: closed connection ${id} (1008): too many pieces`))).toBe(true);
   });
 
+  it("throttles invocations over the account's concurrent executions: each client told, one log line a burst, Invoke 429", async () => {
+    const lines: string[] = [];
+    const small = await startEmulator({
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
+      logger: { info: () => {}, warn: (m) => lines.push(m), error: (m) => lines.push(m) },
+      concurrentExecutions: 3,
+    });
+    try {
+      const lab = small.sockets.find((s) => s.name === "lab")?.url as string;
+      const c = await connect(lab);
+      const { id } = await c.call({ op: "whoami" });
+      for (let i = 0; i < 10; i++) c.ws.send(JSON.stringify({ op: "sleep", size: 400 }));
+      // While three sleep, an Invoke of the function is throttled as Lambda throttles it.
+      await sleep(100);
+      const fn = small.functions[0];
+      const api = fn?.env.AWS_ENDPOINT_URL_LAMBDA as string;
+      // (Refused before the function sees the event: any JSON will do.)
+      const invoked = await signedFetch(small, `${api}/2015-03-31/functions/${fn?.name}/invocations`, "lambda", {
+        body: "{}",
+      });
+      expect(invoked.status).toBe(429);
+      expect(invoked.headers.get("x-amzn-errortype")).toBe("TooManyRequestsException");
+      expect(await invoked.json()).toEqual({
+        Reason: "ConcurrentInvocationLimitExceeded",
+        Type: "User",
+        message: "Rate Exceeded.",
+      });
+      const answers = await Promise.all(Array.from({ length: 10 }, () => c.next()));
+      const texts = answers.map((f) => JSON.parse(f.text) as Record<string, unknown>);
+      expect(texts.filter((t) => t.slept === 400)).toHaveLength(3);
+      expect(texts.filter((t) => t.message === "Internal server error" && t.connectionId === id)).toHaveLength(7);
+      const throttled = lines.filter((l) => l.includes("throttled"));
+      expect(throttled).toHaveLength(1);
+      expect(throttled[0]).toBe(
+        `$default of LabApi (connection ${id}) throttled: Rate Exceeded.: over 3 invocations in flight across the functions (Lambda's concurrent executions); the event was dropped`,
+      );
+      // The slots come back as the invocations end.
+      expect((await c.call({ op: "whoami" })).id).toBe(id);
+      c.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("closes a client that pings faster than it takes its pongs with 1008 and the reason, and serves one that waits for each pong", async () => {
     const steady = await connect(url);
     for (let i = 0; i < 200; i++) {

@@ -28,6 +28,7 @@ export {
 export type { ConnectionInfo, KvBackend, MaybePromise, SocketBackend } from "./backends.js";
 export { MAX_KEY_BYTES } from "./backends.js";
 export { boundaryMessage, guard } from "./boundary.js";
+export { BurstLog } from "./burst-log.js";
 export { type CompileMessage, compileErrorMessage } from "./compile-errors.js";
 export { building } from "./esbuild-service.js";
 export {

@@ -20,7 +20,9 @@
  * rest with 403 before their body is read.
  *
  * Differences from AWS, on purpose: each function is one warm instance that takes invocations
- * concurrently; IAM policies are not enforced (the runtime enforces the declared policies itself).
+ * concurrently, up to the account's 1,000 concurrent executions across every function (more are
+ * throttled: a message's is dropped, logged once per burst; Invoke answers 429); IAM policies are
+ * not enforced (the runtime enforces the declared policies itself).
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -35,6 +37,7 @@ import {
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_MESSAGE_BYTES,
   awsFrameWatcher,
+  BurstLog,
   boundaryMessage,
   dict,
   forEachLine,
@@ -94,10 +97,52 @@ export interface EmulatorOptions {
    * second's worth); more upgrades get 429 before `$connect` runs. @default 500 (API Gateway's)
    */
   newConnectionsPerSecond?: number;
+  /**
+   * Invocations in flight at once across every function (the account's concurrent executions);
+   * more are throttled, not queued. @default 1000 (Lambda's)
+   */
+  concurrentExecutions?: number;
 }
 
 /** API Gateway's default quota of new connections per second, per account and region. */
 export const NEW_CONNECTIONS_PER_SECOND = 500;
+
+/** Lambda's default quota of concurrent executions, per account and region. */
+export const CONCURRENT_EXECUTIONS = 1000;
+
+/**
+ * An invocation over the account's concurrent executions: Lambda throttles it
+ * (TooManyRequestsException, "Rate Exceeded."), and API Gateway answers its client as it answers
+ * an integration that failed.
+ */
+export class ThrottledError extends Error {
+  override readonly name = "TooManyRequestsException";
+  constructor(limit: number) {
+    super(
+      `Rate Exceeded.: over ${limit} invocations in flight across the functions (Lambda's concurrent executions); the event was dropped`,
+    );
+  }
+}
+
+/**
+ * The account's concurrent executions, shared by every function. Lambda runs each invocation in an
+ * instance of its own; here each function is one process that takes them concurrently, so this is
+ * also what bounds what `run` holds for a client that floods messages (100,000 messages of 1 KB
+ * at once took `run` to 1 GB and the function's process to 1.25 GB before it was there).
+ */
+class Concurrency {
+  private inFlight = 0;
+  constructor(readonly limit: number) {}
+  /** Takes a slot; false when all are taken. */
+  take(): boolean {
+    if (this.inFlight >= this.limit) return false;
+    this.inFlight++;
+    return true;
+  }
+  release(): void {
+    this.inFlight--;
+  }
+}
 
 /** The account's new-connection rate, shared by every API: a token bucket of one second's worth. */
 class ConnectionRate {
@@ -146,6 +191,7 @@ class EmulatedFunction {
     readonly file: string,
     readonly env: Record<string, string>,
     private readonly logger: Logger,
+    private readonly concurrency: Concurrency,
   ) {}
 
   start(timeoutMs: number): Promise<void> {
@@ -199,7 +245,17 @@ class EmulatedFunction {
     return this.ready;
   }
 
+  /** Runs the function on `event`; a ThrottledError, at once, over the account's concurrent executions. */
   async invoke(event: unknown): Promise<unknown> {
+    if (!this.concurrency.take()) throw new ThrottledError(this.concurrency.limit);
+    try {
+      return await this.run(event);
+    } finally {
+      this.concurrency.release();
+    }
+  }
+
+  private async run(event: unknown): Promise<unknown> {
     await this.ready;
     // A function whose process exited (its code crashed) gets a fresh execution environment on
     // its next invocation, as Lambda starts a new one after "Runtime exited".
@@ -321,6 +377,7 @@ class EmulatedSocket extends WebSocket {
 class EmulatedApi {
   readonly connections = new Map<string, Connection>();
   private readonly inflight = new Set<Promise<void>>();
+  private readonly throttleLog: BurstLog;
   readonly server: Server;
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -347,6 +404,7 @@ class EmulatedApi {
     private readonly rate: ConnectionRate,
   ) {
     this.socketName = logicalId;
+    this.throttleLog = new BurstLog(logger, "warn", (n) => ` (${n} throttled since the last report)`);
     // A client that sends its upgrade request a byte at a time: 408 after the upgrade timeout.
     const timeouts = requestTimeouts(limits.upgradeTimeoutMs, limits.upgradeTimeoutMs);
     this.server = createServer(timeouts, (_req, res) =>
@@ -376,6 +434,18 @@ class EmulatedApi {
         },
       );
     });
+  }
+
+  /**
+   * Logs an integration that failed for connection `id`: a throttle once per burst (a client that
+   * floods messages must not flood the log too), anything else each time.
+   */
+  private integrationFailed(integration: string, id: string, error: unknown): void {
+    if (error instanceof ThrottledError) {
+      this.throttleLog.note(`${integration} of ${this.logicalId} (connection ${id}) throttled: ${error.message}`);
+    } else {
+      this.logger.error(`${integration} of ${this.logicalId}: ${(error as Error).message}`);
+    }
   }
 
   /** One of a connection's listeners threw: that connection is closed with 1011 and it is logged once. */
@@ -507,7 +577,7 @@ class EmulatedApi {
         const message = (error as Error).message;
         if (message === "Unauthorized") refusal = { status: 401, message: "Unauthorized" };
         else {
-          this.logger.error(`authorizer of ${this.logicalId}: ${message}`);
+          this.integrationFailed("authorizer", id, error);
           refusal = { status: 500, message: "Internal server error" };
         }
       }
@@ -542,7 +612,7 @@ class EmulatedApi {
         );
         protocol = header?.[1];
       } catch (error) {
-        this.logger.error(`$connect of ${this.logicalId}: ${(error as Error).message}`);
+        this.integrationFailed("$connect", id, error);
         this.observeError(id, "connect", error);
         status = 500;
         body = "Internal server error";
@@ -668,7 +738,7 @@ class EmulatedApi {
         this.post(id, c, Buffer.from(result.body, "utf8"));
       }
     } catch (error) {
-      this.logger.error(`${routeKey} of ${this.logicalId}: ${(error as Error).message}`);
+      this.integrationFailed(routeKey, id, error);
       this.observeError(id, "message", error);
       if (route.twoWay && c.ws.readyState === WebSocket.OPEN)
         c.ws.send(JSON.stringify({ message: "Internal server error", connectionId: id }));
@@ -689,7 +759,7 @@ class EmulatedApi {
     try {
       await route.fn.invoke(event);
     } catch (error) {
-      this.logger.error(`$disconnect of ${this.logicalId}: ${(error as Error).message}`);
+      this.integrationFailed("$disconnect", id, error);
       this.observeError(id, "disconnect", error);
     }
   }
@@ -1118,6 +1188,13 @@ async function serveInvoke(
     const result = JSON.stringify((await fn.invoke(event)) ?? null);
     res.writeHead(200, { "content-type": "application/json" }).end(result);
   } catch (error) {
+    if (error instanceof ThrottledError) {
+      // Lambda's answer to an invocation over the concurrency quota.
+      res
+        .writeHead(429, { "content-type": "application/json", "x-amzn-errortype": "TooManyRequestsException" })
+        .end(JSON.stringify({ Reason: "ConcurrentInvocationLimitExceeded", Type: "User", message: "Rate Exceeded." }));
+      return;
+    }
     res
       .writeHead(200, { "content-type": "application/json", "x-amz-function-error": "Unhandled" })
       .end(JSON.stringify({ errorMessage: (error as Error).message }));
@@ -1200,6 +1277,7 @@ function createFunctions(
   options: EmulatorOptions,
 ): EmulatedFunction[] {
   const functions: EmulatedFunction[] = [];
+  const concurrency = new Concurrency(options.concurrentExecutions ?? CONCURRENT_EXECUTIONS);
   for (const [id, r] of Object.entries(resolved)) {
     if (r.Type !== "AWS::Lambda::Function") continue;
     const p = r.Properties as { Environment?: { Variables?: Record<string, string> } };
@@ -1213,6 +1291,7 @@ function createFunctions(
         join(options.buildDir, "functions", service, "index.cjs"),
         {},
         options.logger,
+        concurrency,
       ),
     );
   }

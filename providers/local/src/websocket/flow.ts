@@ -8,7 +8,6 @@
  * and read them again once the total is back under it. Outbound, past the total the client with
  * the most waiting is closed as not reading, as one over its own 8 MiB is.
  */
-import type { Logger } from "@nitric-like/spec";
 
 /** What a message costs beyond its payload while it waits (the event, its request, its bookkeeping). */
 export const PER_MESSAGE_BYTES = 512;
@@ -121,33 +120,5 @@ export class FlowBudget {
     this.waiting.delete(c);
     if (this.backlogged.delete(c)) this.queued -= c.queued;
     c.queued = 0;
-  }
-}
-
-/**
- * Logs a kind of refusal or failure once per burst, not once per client: a flood must not flood
- * the log. The first goes out at once; later ones within `everyMs` are counted and the count goes
- * with the next line.
- */
-export class BurstLog {
-  private since = 0;
-  private last = Number.NEGATIVE_INFINITY;
-
-  constructor(
-    private readonly logger: Logger,
-    private readonly level: "warn" | "error",
-    /** Says what happened `n` times since the last line, as a suffix (empty for 1). */
-    private readonly more: (n: number) => string,
-    private readonly everyMs = 5000,
-  ) {}
-
-  /** Counts one, and logs `line` (with the count since the last line) unless one went out recently. */
-  note(line: string): void {
-    this.since++;
-    const now = Date.now();
-    if (now - this.last < this.everyMs) return;
-    this.logger[this.level](`${line}${this.since > 1 ? this.more(this.since) : ""}`);
-    this.last = now;
-    this.since = 0;
   }
 }

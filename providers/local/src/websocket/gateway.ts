@@ -12,6 +12,7 @@ import {
   type AnswerSink,
   type AuthorizerRegistry,
   addRoom,
+  BurstLog,
   boundaryMessage,
   type ConnectionInfo,
   connectEvent,
@@ -36,7 +37,7 @@ import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } fro
 import * as wsLib from "ws";
 import { WebSocket, WebSocketServer } from "ws";
 import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
-import { BurstLog, FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
+import { FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
 import {
   ageReason,
   clientErrorRefusal,
