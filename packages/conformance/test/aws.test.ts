@@ -586,6 +586,52 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("closes a client that floods messages and reads none of what it is told, once 8 MB of it wait", async () => {
+    const lines: string[] = [];
+    const small = await startEmulator({
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
+      logger: { info: () => {}, warn: (m) => lines.push(m), error: (m) => lines.push(m) },
+      concurrentExecutions: 1,
+    });
+    const { port, pathname } = new URL(small.sockets.find((s) => s.name === "lab")?.url as string);
+    const flooder = createConnection({ host: "127.0.0.1", port: Number(port) });
+    flooder.on("error", () => {});
+    try {
+      flooder.write(
+        `GET ${pathname} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+      await new Promise((resolve) => flooder.once("data", resolve));
+      // From here on it reads nothing. Another client's message holds the one execution for 2 s,
+      // so the flood is throttled and each answer waits for the flooder in the emulator; once
+      // messages run again they are handled with nothing sent.
+      flooder.pause();
+      const holder = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
+      holder.ws.send(JSON.stringify({ op: "sleep", size: 2000 }));
+      await sleep(200);
+      const quiet = JSON.stringify({ op: "quiet" });
+      const frame = Buffer.concat([Buffer.from([0x81, 0x80 | quiet.length, 0, 0, 0, 0]), Buffer.from(quiet)]);
+      const batch = Buffer.concat(Array.from({ length: 1000 }, () => frame));
+      const notReading = () => lines.some((l) => /closed connection \S+ \(1008\): client not reading/.test(l));
+      for (let i = 0; i < 400 && !notReading() && !flooder.destroyed; i++) {
+        if (!flooder.write(batch)) await Promise.race([new Promise((r) => flooder.once("drain", r)), sleep(50)]);
+      }
+      for (let i = 0; i < 200 && !notReading(); i++) await sleep(50);
+      expect(notReading()).toBe(true);
+      expect((await holder.next()).text).toBe(JSON.stringify({ slept: 2000 }));
+      holder.close();
+      // Some 200,000 throttled in a few seconds (the kernel's buffers fill before the 8 MB do): a
+      // line every 5 s, with the count.
+      const throttled = lines.filter((l) => l.includes("throttled"));
+      expect(throttled.length).toBeGreaterThanOrEqual(1);
+      expect(throttled.length).toBeLessThanOrEqual(3);
+    } finally {
+      flooder.destroy();
+      await small.stop();
+    }
+  });
+
   it("closes a client that pings faster than it takes its pongs with 1008 and the reason, and serves one that waits for each pong", async () => {
     const steady = await connect(url);
     for (let i = 0; i < 200; i++) {

@@ -721,7 +721,9 @@ class EmulatedApi {
     }
     const route = this.routes.get(routeKey);
     if (!route) {
-      c.ws.send(JSON.stringify({ message: "Forbidden", connectionId: id }));
+      // Through post(): a client that floods and never reads must not make these pile up.
+      if (c.ws.readyState === WebSocket.OPEN)
+        this.post(id, c, Buffer.from(JSON.stringify({ message: "Forbidden", connectionId: id })));
       return;
     }
     const event: WebsocketApiEvent = {
@@ -741,7 +743,7 @@ class EmulatedApi {
       this.integrationFailed(routeKey, id, error);
       this.observeError(id, "message", error);
       if (route.twoWay && c.ws.readyState === WebSocket.OPEN)
-        c.ws.send(JSON.stringify({ message: "Internal server error", connectionId: id }));
+        this.post(id, c, Buffer.from(JSON.stringify({ message: "Internal server error", connectionId: id })));
     }
   }
 
