@@ -632,6 +632,63 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("ends an invocation past the function's timeout with Lambda's error and replaces the blocked environment", async () => {
+    const lines: string[] = [];
+    const logger = {
+      info: (m: string) => lines.push(m),
+      warn: (m: string) => lines.push(m),
+      error: (m: string) => lines.push(m),
+    };
+    const small = await startEmulator({
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
+      logger,
+      functionTimeoutMs: 1000,
+    });
+    try {
+      const lab = small.sockets.find((s) => s.name === "lab")?.url as string;
+      const c = await connect(lab);
+      const { id } = await c.call({ op: "whoami" });
+      const started = Date.now();
+      // Blocks the function's process for 20 s: only the timeout ends it.
+      expect(await c.call({ op: "block", size: 20000 })).toEqual({
+        message: "Internal server error",
+        connectionId: id,
+      });
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(lines).toContain(`$default of LabApi: Task timed out after 1.00 seconds`);
+      expect(lines.some((l) => /function "\S+": an invocation ran past the function's timeout \(1\.00 s/.test(l))).toBe(
+        true,
+      );
+      // The next event gets a new execution environment, which answers at once.
+      expect((await c.call({ op: "whoami" })).id).toBe(id);
+      expect(lines.some((l) => l.includes("starting a new execution environment"))).toBe(true);
+      c.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it("gives a function that crashes after a code change a new execution environment too", async () => {
+    const small = await startEmulator({
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
+      logger: { info: () => {}, warn: () => {}, error: () => {} },
+    });
+    try {
+      await small.restartService("lab");
+      const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
+      expect(await c.call({ op: "crash" })).toEqual({ ok: true });
+      await sleep(300);
+      expect((await c.call({ op: "whoami" })).id).toEqual(expect.any(String));
+      c.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("closes a client that pings faster than it takes its pongs with 1008 and the reason, and serves one that waits for each pong", async () => {
     const steady = await connect(url);
     for (let i = 0; i < 200; i++) {

@@ -21,8 +21,9 @@
  *
  * Differences from AWS, on purpose: each function is one warm instance that takes invocations
  * concurrently, up to the account's 1,000 concurrent executions across every function (more are
- * throttled: a message's is dropped, logged once per burst; Invoke answers 429); IAM policies are
- * not enforced (the runtime enforces the declared policies itself).
+ * throttled: a message's is dropped, logged once per burst; Invoke answers 429), and an
+ * invocation past the function's Timeout replaces that one process, ending the others in flight
+ * with it; IAM policies are not enforced (the runtime enforces the declared policies itself).
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -102,7 +103,12 @@ export interface EmulatorOptions {
    * more are throttled, not queued. @default 1000 (Lambda's)
    */
   concurrentExecutions?: number;
+  /** Every function's timeout, instead of the template's `Timeout` (for tests). */
+  functionTimeoutMs?: number;
 }
+
+/** Lambda's timeout for a function whose template gives none. */
+const LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3;
 
 /** API Gateway's default quota of new connections per second, per account and region. */
 export const NEW_CONNECTIONS_PER_SECOND = 500;
@@ -170,6 +176,8 @@ type Template = {
 interface Invocation {
   resolve(result: unknown): void;
   reject(error: Error): void;
+  /** When it was sent to the worker (Date.now()). */
+  at: number;
 }
 
 /** A function running in a worker process. */
@@ -183,6 +191,10 @@ class EmulatedFunction {
   private initTimeoutMs = 10_000;
   private stopped = false;
   private restarting: Promise<void> | undefined;
+  /** Looks for an invocation past the function's timeout (see sweep). */
+  private sweeper: NodeJS.Timeout | undefined;
+  /** The process sweep() ended for an invocation past the timeout, until it has exited. */
+  private timedOut: ChildProcess | undefined;
 
   constructor(
     readonly logicalId: string,
@@ -192,10 +204,17 @@ class EmulatedFunction {
     readonly env: Record<string, string>,
     private readonly logger: Logger,
     private readonly concurrency: Concurrency,
+    /** The function's timeout (the template's Timeout). */
+    readonly timeoutMs: number,
   ) {}
 
   start(timeoutMs: number): Promise<void> {
     this.initTimeoutMs = timeoutMs;
+    // A restart (a code change) starts it again after stop(): a crash later must still get a new
+    // execution environment.
+    this.stopped = false;
+    this.sweeper ??= setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.timeoutMs / 4)));
+    this.sweeper.unref();
     const child = fork(WORKER, [this.file], {
       env: this.env,
       stdio: ["ignore", "pipe", "pipe", "ipc"],
@@ -259,9 +278,12 @@ class EmulatedFunction {
     await this.ready;
     // A function whose process exited (its code crashed) gets a fresh execution environment on
     // its next invocation, as Lambda starts a new one after "Runtime exited".
-    const exited = this.child && (this.child.exitCode !== null || this.child.signalCode !== null);
-    if (exited && !this.stopped) {
+    // So does one whose process sweep() is ending, once it has ended (its exit fails what it held).
+    const old = this.child;
+    const exited = old && (old.exitCode !== null || old.signalCode !== null);
+    if ((exited || (old !== undefined && old === this.timedOut)) && !this.stopped) {
       this.restarting ??= (async () => {
+        if (!exited) await new Promise((resolve) => old?.once("exit", resolve));
         this.logger.info(`function "${this.name}" exited; starting a new execution environment`);
         await this.start(this.initTimeoutMs);
       })().finally(() => {
@@ -273,9 +295,33 @@ class EmulatedFunction {
     if (!child?.connected) throw new Error(`function "${this.name}" is not running`);
     const id = this.next++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, at: Date.now() });
       child.send({ type: "invoke", id, event });
     });
+  }
+
+  /**
+   * An invocation past the function's timeout fails with Lambda's error, and its execution
+   * environment is replaced, as Lambda replaces the one that timed out. Here one process runs every
+   * invocation of the function, so the others in flight end with it; the runtime answers a
+   * handler that takes too long well before this (its handler timeout is shorter), so what gets
+   * here has blocked the process (a loop that never yields, a synchronous wait).
+   */
+  private sweep(): void {
+    if (this.child !== undefined && this.child === this.timedOut) return;
+    const oldest = this.pending.entries().next();
+    if (oldest.done) return;
+    const [id, invocation] = oldest.value;
+    if (Date.now() - invocation.at < this.timeoutMs) return;
+    this.pending.delete(id);
+    const seconds = (this.timeoutMs / 1000).toFixed(2);
+    invocation.reject(new Error(`Task timed out after ${seconds} seconds`));
+    const others = this.pending.size;
+    this.logger.error(
+      `function "${this.name}": an invocation ran past the function's timeout (${seconds} s; Lambda ends it: "Task timed out"), so its execution environment is replaced${others > 0 ? `, ending the ${others} other invocation${others === 1 ? "" : "s"} in flight` : ""}; a handler that never yields (a loop, a synchronous wait) blocks every event of the function`,
+    );
+    this.timedOut = this.child;
+    this.child?.kill("SIGKILL");
   }
 
   /**
@@ -301,6 +347,8 @@ class EmulatedFunction {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once("exit", r));
@@ -1282,7 +1330,7 @@ function createFunctions(
   const concurrency = new Concurrency(options.concurrentExecutions ?? CONCURRENT_EXECUTIONS);
   for (const [id, r] of Object.entries(resolved)) {
     if (r.Type !== "AWS::Lambda::Function") continue;
-    const p = r.Properties as { Environment?: { Variables?: Record<string, string> } };
+    const p = r.Properties as { Environment?: { Variables?: Record<string, string> }; Timeout?: number };
     const service = p.Environment?.Variables?.NITRIC_LIKE_SERVICE ?? id;
     const name = physical.ref[id] as string;
     functions.push(
@@ -1294,6 +1342,7 @@ function createFunctions(
         {},
         options.logger,
         concurrency,
+        options.functionTimeoutMs ?? (p.Timeout ?? LAMBDA_DEFAULT_TIMEOUT_SECONDS) * 1000,
       ),
     );
   }
