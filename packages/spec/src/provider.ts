@@ -58,6 +58,8 @@ export interface RunningProvider {
    * function); the CLI then starts none and only reports.
    */
   readonly hostsServices?: boolean;
+  /** How long a handler may take to answer an event (the project's limit, for its environment). */
+  readonly handlerTimeoutMs?: number;
   /**
    * The gRPC endpoint of a service: `127.0.0.1:port` when the provider serves it on TCP, else an
    * address such as `unix:<path>`. Each service has its own endpoint, which is how the provider

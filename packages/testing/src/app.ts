@@ -32,6 +32,11 @@ export interface StartAppOptions {
   processes?: boolean;
   /** How long start may take. @default 30000 */
   timeoutMs?: number;
+  /**
+   * How long a service thread may go without its event loop turning before `run` ends and restarts
+   * it; shorten it to test that quickly. @default the longer of 30 s and the handler timeout
+   */
+  blockedAfterMs?: number;
 }
 
 /** What `App.connect` takes: the socket (when the project has several) and the request. */
@@ -246,6 +251,7 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
       signal: app.abort.signal,
       control: (services) => app.control(services),
       ...(options.environment === undefined ? {} : { environment: options.environment }),
+      ...(options.blockedAfterMs === undefined ? {} : { blockedAfterMs: options.blockedAfterMs }),
     },
     new Output(sink, sink, true),
   ).catch((error: unknown) => {

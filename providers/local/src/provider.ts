@@ -69,6 +69,7 @@ export class LocalProvider implements RunningProvider {
   private readonly unserved = new Set<string>();
   private stopped: Promise<void> | undefined;
   private readonly logger: Logger;
+  readonly handlerTimeoutMs: number;
   /** Serve the endpoints on 127.0.0.1 too (always where there are no Unix users). */
   private readonly tcp: boolean;
   /** The private folder of the endpoints' Unix sockets, made with the first endpoint. */
@@ -101,6 +102,7 @@ export class LocalProvider implements RunningProvider {
       options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT]?.limits?.handlerTimeoutMs ??
       options.project.limits?.handlerTimeoutMs ??
       DEFAULT_LIMITS.handlerTimeoutMs;
+    this.handlerTimeoutMs = handlerTimeoutMs;
     this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs);
     // The totals are top-level limits: the project's, its environment's, then the options'.
     const env = options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT];

@@ -152,11 +152,13 @@ it("generates a thread entry whose start(port) gives each SDK the service uses t
   const lines = both.split("\n");
   const given = lines.indexOf("  const transport = createPortTransport(port);");
   expect(lines[given - 1]).toBe("export function start(port) {");
-  expect(lines.slice(given + 1, given + 6)).toEqual([
+  expect(lines.slice(given + 1, given + 8)).toEqual([
     "  ours(transport);",
     "  nitric(transport);",
     '  return { transport, loaded: import("/p/services/api.ts") };',
     "}",
+    "// In a worker: answers run's liveness check (set before the service loads; unref'd, it keeps nothing alive).",
+    'if (!isMainThread) parentPort.on("message", (m) => { if (m === "nitric-like:alive?") parentPort.postMessage("nitric-like:alive"); }).unref();',
     "if (!isMainThread) await start(workerData.port).loaded;",
   ]);
   const nitricOnly = threadEntry("/p/services/api.ts", undefined, true);

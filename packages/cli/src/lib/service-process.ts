@@ -8,7 +8,7 @@ import { pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import { serviceNodeOptions, startWorker, takeBooted, threadOptions } from "./boot-thread.js";
-import type { Bundle } from "./bundle.js";
+import { ALIVE_PING, ALIVE_PONG, type Bundle } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 
 /** How to start a service. */
@@ -120,6 +120,11 @@ export interface ServiceHandle {
   stop(graceMs: number): Promise<void>;
   /** A thread only: true when it ended on a native addon that cannot load in a worker thread. */
   threadUnsupported?(): boolean;
+  /**
+   * A worker thread only: checks that its event loop turns, and ends it (terminate(), as its own
+   * exit) once it has not answered for `blockedAfterMs`, calling `onBlocked` first with how long.
+   */
+  watchAlive?(blockedAfterMs: number, onBlocked: (silentMs: number) => void): void;
 }
 
 /**
@@ -188,9 +193,11 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
       );
     }
   });
+  let watch: NodeJS.Timeout | undefined;
   const exit = new Promise<number>((resolve) => {
     worker.once("exit", (code) => {
       ended = true;
+      clearInterval(watch);
       resolve(code);
     });
   });
@@ -207,6 +214,29 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
       if (ended) return;
       await worker.terminate();
       await exit;
+    },
+    watchAlive: (blockedAfterMs, onBlocked) => {
+      if (ended || watch !== undefined) return;
+      // When the unanswered ping was posted; undefined while none is out.
+      let askedAt: number | undefined;
+      worker.on("message", (message) => {
+        if (message === ALIVE_PONG) askedAt = undefined;
+      });
+      watch = setInterval(
+        () => {
+          const now = Date.now();
+          if (askedAt === undefined) {
+            askedAt = now;
+            worker.postMessage(ALIVE_PING);
+          } else if (now - askedAt >= blockedAfterMs) {
+            clearInterval(watch);
+            onBlocked(now - askedAt);
+            void worker.terminate();
+          }
+        },
+        Math.min(1000, Math.max(10, blockedAfterMs / 4)),
+      );
+      watch.unref();
     },
   };
 }

@@ -49,6 +49,8 @@ const HELD_LINES = 200;
  * or a changed service that no longer registers a handler the spec expects): never swallowed.
  */
 const HOLD_MAX_MS = 3000;
+/** The shortest timeout `build --provider aws` gives a function (its template's Timeout). */
+const LAMBDA_TIMEOUT_MS = 30_000;
 
 /** Where a supervised service is: starting, started (serving), or waiting for a file change. */
 export type ServiceState = "starting" | "started" | "waiting";
@@ -62,6 +64,12 @@ export class ServiceSupervisor {
   private startedAt = 0;
   /** What every start adds to the launch: the `.env` values (replaced when they change), the inspector's port. */
   launchExtras: Pick<ServiceLaunch, "dotenv" | "inspectPort"> = {};
+  /**
+   * How long a started service thread may leave its event loop without a turn before it is ended
+   * and restarted (see watchAlive): the timeout a deployed function gets, the longer of 30 s and
+   * the handler timeout, after which Lambda ends it too.
+   */
+  blockedAfterMs: number;
   private state_: ServiceState = "starting";
   /** True once this version of the service has started (registered what the spec expects). */
   private everStarted = false;
@@ -105,6 +113,7 @@ export class ServiceSupervisor {
     /** Also hears each line the service prints (the dashboard's log). */
     private readonly onLine?: (service: string, stream: "stdout" | "stderr", line: string) => void,
   ) {
+    this.blockedAfterMs = Math.max(LAMBDA_TIMEOUT_MS, provider.handlerTimeoutMs ?? 0);
     provider.onRegistrationsChanged(() => this.checkStarted());
   }
 
@@ -146,6 +155,22 @@ export class ServiceSupervisor {
     clearTimeout(this.startedTimer);
     this.flushHeld();
     this.setState("started");
+    if (this.child) this.watchAlive(this.child);
+  }
+
+  /**
+   * Ends a started service thread that leaves its event loop without a turn for blockedAfterMs (a
+   * loop that never yields, a synchronous wait), as Lambda ends a function at its timeout: every
+   * event of the service waits behind it, and nothing else would end it. Its exit is a death like
+   * any other: the events it held fail or are retried, and it restarts.
+   */
+  private watchAlive(child: ServiceHandle): void {
+    child.watchAlive?.(this.blockedAfterMs, (silentMs) => {
+      if (this.child !== child || this.stopping) return;
+      this.output.error(
+        `service "${this.name}" has not let its event loop turn for ${(silentMs / 1000).toFixed(1)} s (a loop that never yields, or a synchronous wait), so none of its events can run; ending its thread to restart it. Yield in long work (await between steps) or move it to a worker`,
+      );
+    });
   }
 
   /** Prints what it printed while starting (now that it is no failure's noise) and stops holding. */
@@ -286,6 +311,8 @@ export class ServiceSupervisor {
       }, NO_HANDLERS_STARTED_MS);
     }
     this.checkStarted();
+    // A restart of a service that started before: watched from the start.
+    if (this.everStarted) this.watchAlive(child);
     child.onError((error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
     child.onExit((code, signal) => this.exited(child, code, signal));
   }
