@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { inflateRawSync } from "node:zlib";
 import {
   type Emulator,
+  type EmulatorOptions,
   type RunningDynalite,
   signRequest,
   startDynalite,
@@ -432,6 +433,16 @@ describe("the emulator keeps API Gateway's rules", () => {
     await db?.close();
   });
 
+  /** Another emulator of the lab's build with `options` (lower limits, say), its log lines going to `lines`. */
+  const anotherEmulator = (options: Partial<EmulatorOptions>, lines: string[] = []) =>
+    startEmulator({
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
+      logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) },
+      ...options,
+    });
+
   it("listens on a socket's pinned port, and names a pinned port in use with the fix", async () => {
     const free = createServer();
     await new Promise<void>((r) => free.listen(0, "127.0.0.1", r));
@@ -542,13 +553,7 @@ describe("the emulator keeps API Gateway's rules", () => {
 
   it("throttles invocations over the account's concurrent executions: each client told, one log line a burst, Invoke 429", async () => {
     const lines: string[] = [];
-    const small = await startEmulator({
-      buildDir: out,
-      dynamodbEndpoint: db.endpoint,
-      credentials: db.credentials,
-      logger: { info: () => {}, warn: (m) => lines.push(m), error: (m) => lines.push(m) },
-      concurrentExecutions: 3,
-    });
+    const small = await anotherEmulator({ concurrentExecutions: 3 }, lines);
     try {
       const lab = small.sockets.find((s) => s.name === "lab")?.url as string;
       const c = await connect(lab);
@@ -588,13 +593,7 @@ describe("the emulator keeps API Gateway's rules", () => {
 
   it("closes a client that floods messages and reads none of what it is told, once 8 MB of it wait", async () => {
     const lines: string[] = [];
-    const small = await startEmulator({
-      buildDir: out,
-      dynamodbEndpoint: db.endpoint,
-      credentials: db.credentials,
-      logger: { info: () => {}, warn: (m) => lines.push(m), error: (m) => lines.push(m) },
-      concurrentExecutions: 1,
-    });
+    const small = await anotherEmulator({ concurrentExecutions: 1 }, lines);
     const { port, pathname } = new URL(small.sockets.find((s) => s.name === "lab")?.url as string);
     const flooder = createConnection({ host: "127.0.0.1", port: Number(port) });
     flooder.on("error", () => {});
@@ -634,18 +633,7 @@ describe("the emulator keeps API Gateway's rules", () => {
 
   it("ends an invocation past the function's timeout with Lambda's error and replaces the blocked environment", async () => {
     const lines: string[] = [];
-    const logger = {
-      info: (m: string) => lines.push(m),
-      warn: (m: string) => lines.push(m),
-      error: (m: string) => lines.push(m),
-    };
-    const small = await startEmulator({
-      buildDir: out,
-      dynamodbEndpoint: db.endpoint,
-      credentials: db.credentials,
-      logger,
-      functionTimeoutMs: 1000,
-    });
+    const small = await anotherEmulator({ functionTimeoutMs: 1000 }, lines);
     try {
       const lab = small.sockets.find((s) => s.name === "lab")?.url as string;
       const c = await connect(lab);
@@ -671,12 +659,7 @@ describe("the emulator keeps API Gateway's rules", () => {
   });
 
   it("gives a function that crashes after a code change a new execution environment too", async () => {
-    const small = await startEmulator({
-      buildDir: out,
-      dynamodbEndpoint: db.endpoint,
-      credentials: db.credentials,
-      logger: { info: () => {}, warn: () => {}, error: () => {} },
-    });
+    const small = await anotherEmulator({});
     try {
       await small.restartService("lab");
       const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
