@@ -1,6 +1,7 @@
 // The test kit, through real projects on the local provider: each fault it injects is observed by
 // the running service itself (its disconnect handler's log line, its answers).
 import { existsSync } from "node:fs";
+import inspector from "node:inspector";
 import { relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, expect, it } from "vitest";
@@ -125,6 +126,25 @@ it("ends and restarts a service thread that never lets its event loop turn, sayi
   }
   expect(after).toMatch(/^copy-/);
   expect(after).not.toBe(before);
+});
+
+it("leaves a blocked service thread alone while run's inspector is open (a debugger may hold it at a breakpoint)", async () => {
+  inspector.open(0, "127.0.0.1");
+  try {
+    const app = await startApp(fixture("recorder"), { blockedAfterMs: 300 });
+    const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
+    await ann.next();
+    await bo.next();
+    bo.send("copy");
+    const before = (await bo.next()).text;
+    ann.send("block 1500");
+    await ann.expectMessage("unblocked", { timeoutMs: 5000 });
+    bo.send("copy");
+    expect((await bo.next()).text).toBe(before);
+    expect(app.logs).not.toMatch(/has not let its event loop turn/);
+  } finally {
+    inspector.close();
+  }
 });
 
 it("stop() closes clients with 1001, frees every port and removes the copy; a second stop is the same stop", async () => {

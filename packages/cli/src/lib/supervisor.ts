@@ -12,6 +12,7 @@
  * dropped after it killed the service twice), and a client must not be able to stop a service for
  * everyone by sending a few bad messages.
  */
+import inspector from "node:inspector";
 import { forEachLine } from "@nitric-like/provider-kit";
 import type { HandlerRegistration, Project, RunningProvider } from "@nitric-like/spec";
 import { type FailureCause, failureCause, formatFailure } from "./failure.js";
@@ -165,6 +166,8 @@ export class ServiceSupervisor {
    * any other: the events it held fail or are retried, and it restarts.
    */
   private watchAlive(child: ServiceHandle): void {
+    // A debugger attached to run (`node --inspect`) may hold a thread at a breakpoint for as long as it likes.
+    if (inspector.url() !== undefined) return;
     child.watchAlive?.(this.blockedAfterMs, (silentMs) => {
       if (this.child !== child || this.stopping) return;
       this.output.error(
