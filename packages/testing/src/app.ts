@@ -33,7 +33,7 @@ export interface StartAppOptions {
   /** How long start may take. @default 30000 */
   timeoutMs?: number;
   /**
-   * How long a service thread may go without its event loop turning before `run` ends and restarts
+   * How long a service may go without its event loop turning before `run` ends and restarts
    * it; shorten it to test that quickly. @default the longer of 30 s and the handler timeout
    */
   blockedAfterMs?: number;

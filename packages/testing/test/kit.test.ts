@@ -128,6 +128,31 @@ it("ends and restarts a service thread that never lets its event loop turn, sayi
   expect(after).not.toBe(before);
 });
 
+it("ends and restarts a service process that never lets its event loop turn, the same way", async () => {
+  const app = await startApp(fixture("recorder"), { blockedAfterMs: 1000, processes: true });
+  const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
+  await ann.next();
+  await bo.next();
+  bo.send("copy");
+  const before = (await bo.next()).text;
+  ann.send("block 60000");
+  await app.waitForLog(
+    /service "recorder" has not let its event loop turn for 1\.\d s .*; ending its process to restart it/,
+    {
+      timeoutMs: 10000,
+    },
+  );
+  await app.waitForLog(/service "recorder" was killed by SIGKILL; restarting in/, { timeoutMs: 5000 });
+  let after = before;
+  for (let i = 0; i < 50 && after === before; i++) {
+    bo.send("copy");
+    after = (await bo.next()).text;
+    if (after === before) await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(after).toMatch(/^copy-/);
+  expect(after).not.toBe(before);
+});
+
 it("leaves a blocked service thread alone while run's inspector is open (a debugger may hold it at a breakpoint)", async () => {
   inspector.open(0, "127.0.0.1");
   try {

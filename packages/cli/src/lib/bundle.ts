@@ -167,6 +167,13 @@ function inThread(stateFolder: string): Plugin {
  */
 export const ALIVE_PING = "nitric-like:alive?";
 export const ALIVE_PONG = "nitric-like:alive";
+/**
+ * A service process's answer to the same check: the variable that names the pipe `run` opened for
+ * it (spawnService), on which each byte written is answered with one. The bundles' banner reads it
+ * once, then removes it, so nothing the service starts sees it.
+ */
+export const ALIVE_FD_VAR = "NITRIC_LIKE_ALIVE_FD";
+const ALIVE_ANSWER = `{ const fd = process.env.${ALIVE_FD_VAR}; if (fd !== undefined) { delete process.env.${ALIVE_FD_VAR}; const pipe = new (require("node:net").Socket)({ fd: Number(fd), readable: true, writable: true }); pipe.on("data", () => pipe.write("!")); pipe.on("error", () => {}); pipe.unref(); } }`;
 
 /**
  * The generated entry of a thread bundle: the runner's choice of transport, made explicit. Its
@@ -242,7 +249,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 13`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 14`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -391,7 +398,7 @@ function bundleOptions(projectDir: string, service: ServiceEntry, outfile: strin
     absWorkingDir: projectDir,
     // ESM has no require(); bundled CommonJS helpers and user code may still call it.
     banner: {
-      js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
+      js: `import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url); ${ALIVE_ANSWER}`,
     },
   } satisfies BuildOptions;
 }

@@ -3,12 +3,12 @@
  * project's own `start` command, with the environment both @nitric/sdk and our SDK read.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { PassThrough } from "node:stream";
+import { type Duplex, PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { Project, ServiceEntry } from "@nitric-like/spec";
 import { serviceNodeOptions, startWorker, takeBooted, threadOptions } from "./boot-thread.js";
-import { ALIVE_PING, ALIVE_PONG, type Bundle } from "./bundle.js";
+import { ALIVE_FD_VAR, ALIVE_PING, ALIVE_PONG, type Bundle } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 
 /** How to start a service. */
@@ -41,6 +41,7 @@ export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
   const inspect = launch.inspectPort !== undefined && launch.service.start !== undefined;
 
   const env = withDotEnv(launch.dotenv);
+  delete env[ALIVE_FD_VAR];
   delete env.SERVICE_ADDRESS;
   delete env.NITRIC_SERVICE_HOST;
   delete env.NITRIC_SERVICE_PORT;
@@ -72,8 +73,12 @@ export function spawnService(launch: ServiceLaunch): ChildProcess {
   // NODE_OPTIONS does not accept), for profiling.
   const extra = process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
   if (launch.inspectPort !== undefined) extra.push(`--inspect=127.0.0.1:${launch.inspectPort}`);
+  // Our bundle answers run's liveness check on a pipe at fd 3 (bundle.ts, ALIVE_FD_VAR); not under
+  // --inspect, where a debugger may hold the process at a breakpoint for as long as it likes.
+  const alive = launch.inspectPort === undefined;
   return spawn(process.execPath, ["--enable-source-maps", ...extra, launch.bundle.outfile], {
     ...options,
+    ...(alive ? { env: { ...env, [ALIVE_FD_VAR]: "3" }, stdio: [...options.stdio, "pipe"] } : {}),
     detached: true,
   });
 }
@@ -143,6 +148,9 @@ function cannotLoadInThread(error: unknown): boolean {
 
 /** A process as a ServiceHandle. */
 export function processHandle(child: ChildProcess): ServiceHandle {
+  // The pipe our bundles answer liveness pings on (spawnService), when there is one.
+  const alivePipe = child.stdio[3] as Duplex | null | undefined;
+  alivePipe?.on("error", () => {});
   return {
     stdout: child.stdout,
     stderr: child.stderr,
@@ -151,6 +159,23 @@ export function processHandle(child: ChildProcess): ServiceHandle {
     onError: (listener) => void child.once("error", listener),
     exited: () => child.exitCode !== null || child.signalCode !== null,
     stop: (graceMs) => stopProcess(child, graceMs),
+    ...(alivePipe
+      ? {
+          watchAlive: (blockedAfterMs: number, onBlocked: (silentMs: number) => void) => {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            const alive = aliveWatch(
+              blockedAfterMs,
+              () => alivePipe.write("?"),
+              (silentMs) => {
+                onBlocked(silentMs);
+                signal(child, "SIGKILL");
+              },
+            );
+            alivePipe.on("data", () => alive.answered());
+            child.once("exit", () => clearInterval(alive.timer));
+          },
+        }
+      : {}),
   };
 }
 
@@ -217,26 +242,52 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
     },
     watchAlive: (blockedAfterMs, onBlocked) => {
       if (ended || watch !== undefined) return;
-      // When the unanswered ping was posted; undefined while none is out.
-      let askedAt: number | undefined;
-      worker.on("message", (message) => {
-        if (message === ALIVE_PONG) askedAt = undefined;
-      });
-      watch = setInterval(
-        () => {
-          const now = Date.now();
-          if (askedAt === undefined) {
-            askedAt = now;
-            worker.postMessage(ALIVE_PING);
-          } else if (now - askedAt >= blockedAfterMs) {
-            clearInterval(watch);
-            onBlocked(now - askedAt);
-            void worker.terminate();
-          }
+      const alive = aliveWatch(
+        blockedAfterMs,
+        () => worker.postMessage(ALIVE_PING),
+        (silentMs) => {
+          onBlocked(silentMs);
+          void worker.terminate();
         },
-        Math.min(1000, Math.max(10, blockedAfterMs / 4)),
       );
-      watch.unref();
+      watch = alive.timer;
+      worker.on("message", (message) => {
+        if (message === ALIVE_PONG) alive.answered();
+      });
+    },
+  };
+}
+
+/**
+ * run's liveness check of a service: a ping (`ask`) whenever none is out, checked up to four times
+ * as often as `blockedAfterMs` (at most once a second); once one has gone unanswered that long,
+ * `blocked` is called, once. `answered()` is for the service's answer. The timer keeps nothing alive.
+ */
+function aliveWatch(
+  blockedAfterMs: number,
+  ask: () => void,
+  blocked: (silentMs: number) => void,
+): { timer: NodeJS.Timeout; answered(): void } {
+  // When the unanswered ping went out; undefined while none is out.
+  let askedAt: number | undefined;
+  const timer = setInterval(
+    () => {
+      const now = Date.now();
+      if (askedAt === undefined) {
+        askedAt = now;
+        ask();
+      } else if (now - askedAt >= blockedAfterMs) {
+        clearInterval(timer);
+        blocked(now - askedAt);
+      }
+    },
+    Math.min(1000, Math.max(10, blockedAfterMs / 4)),
+  );
+  timer.unref();
+  return {
+    timer,
+    answered: () => {
+      askedAt = undefined;
     },
   };
 }

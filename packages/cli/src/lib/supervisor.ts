@@ -160,7 +160,7 @@ export class ServiceSupervisor {
   }
 
   /**
-   * Ends a started service thread that leaves its event loop without a turn for blockedAfterMs (a
+   * Ends a started service (a thread, or a process of our bundle) that leaves its event loop without a turn for blockedAfterMs (a
    * loop that never yields, a synchronous wait), as Lambda ends a function at its timeout: every
    * event of the service waits behind it, and nothing else would end it. Its exit is a death like
    * any other: the events it held fail or are retried, and it restarts.
@@ -171,7 +171,7 @@ export class ServiceSupervisor {
     child.watchAlive?.(this.blockedAfterMs, (silentMs) => {
       if (this.child !== child || this.stopping) return;
       this.output.error(
-        `service "${this.name}" has not let its event loop turn for ${(silentMs / 1000).toFixed(1)} s (a loop that never yields, or a synchronous wait), so none of its events can run; ending its thread to restart it. Yield in long work (await between steps) or move it to a worker`,
+        `service "${this.name}" has not let its event loop turn for ${(silentMs / 1000).toFixed(1)} s (a loop that never yields, or a synchronous wait), so none of its events can run; ending its ${child.kind === "process" ? "process" : "thread"} to restart it. Yield in long work (await between steps) or move it to a worker`,
       );
     });
   }
