@@ -191,11 +191,9 @@ describe("nitric-like build --provider aws", () => {
   }, 30000);
 });
 
-describe("the Lambda runtime, fed API Gateway events", () => {
-  let emulator: Emulator;
-  let db: RunningDynalite;
-  let invoke: (event: unknown) => Promise<unknown>;
-  const context = (routeKey: string, connectionId: string) => ({
+/** The requestContext API Gateway gives a function for an event of `connectionId` on API `apiId`. */
+function apiGatewayContext(routeKey: string, connectionId: string, apiId: string) {
+  return {
     routeKey,
     eventType: routeKey === "$connect" ? "CONNECT" : routeKey === "$disconnect" ? "DISCONNECT" : "MESSAGE",
     messageId: routeKey === "$default" ? "abcdEFGHijklMNO=" : undefined,
@@ -209,8 +207,16 @@ describe("the Lambda runtime, fed API Gateway events", () => {
     requestId: "L0SM9FjiIAMFbaA=",
     domainName: "abc123.execute-api.us-east-1.amazonaws.com",
     connectionId,
-    apiId: [...emulator.apis.keys()][0],
-  });
+    apiId,
+  };
+}
+
+describe("the Lambda runtime, fed API Gateway events", () => {
+  let emulator: Emulator;
+  let db: RunningDynalite;
+  let invoke: (event: unknown) => Promise<unknown>;
+  const context = (routeKey: string, connectionId: string) =>
+    apiGatewayContext(routeKey, connectionId, [...emulator.apis.keys()][0] as string);
 
   beforeAll(async () => {
     const project = copyProject(join(FIXTURES, "lab-ours"));
@@ -585,6 +591,48 @@ describe("the emulator keeps API Gateway's rules", () => {
       );
       // The slots come back as the invocations end.
       expect((await c.call({ op: "whoami" })).id).toBe(id);
+      c.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it("queues an asynchronous Invoke while every execution is taken, as Lambda does, and runs it once one is free", async () => {
+    const small = await anotherEmulator({ concurrentExecutions: 1 });
+    try {
+      const lab = small.sockets.find((s) => s.name === "lab")?.url as string;
+      const [holder, c] = [await connect(lab), await connect(lab)];
+      const { id } = await c.call({ op: "whoami" });
+      holder.ws.send(JSON.stringify({ op: "sleep", size: 1000 }));
+      await sleep(200);
+      const fn = small.functions[0];
+      const api = fn?.env.AWS_ENDPOINT_URL_LAMBDA as string;
+      const apiId = [...small.apis.keys()][0] as string;
+      for (let i = 0; i < 3; i++) {
+        const event = {
+          requestContext: apiGatewayContext("$default", id as string, apiId),
+          body: JSON.stringify({ op: "send", to: id, text: `queued ${i}` }),
+          isBase64Encoded: false,
+        };
+        const url = `${api}/2015-03-31/functions/${fn?.name}/invocations`;
+        const signed = signRequest({
+          method: "POST",
+          url: new URL(url),
+          body: JSON.stringify(event),
+          headers: { "x-amz-invocation-type": "Event" },
+          service: "lambda",
+          region: "us-east-1",
+          ...small.credentials,
+        });
+        const accepted = await fetch(url, { method: "POST", headers: signed, body: JSON.stringify(event) });
+        expect(accepted.status).toBe(202);
+      }
+      // Nothing ran while the one execution slept; then each queued invocation, in order.
+      expect(c.frames).toEqual([]);
+      const texts = [(await c.next()).text, (await c.next()).text, (await c.next()).text];
+      expect(texts).toEqual(["queued 0", "queued 1", "queued 2"]);
+      expect((await holder.next()).text).toBe(JSON.stringify({ slept: 1000 }));
+      holder.close();
       c.close();
     } finally {
       await small.stop();

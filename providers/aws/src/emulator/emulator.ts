@@ -21,9 +21,10 @@
  *
  * Differences from AWS, on purpose: each function is one warm instance that takes invocations
  * concurrently, up to the account's 1,000 concurrent executions across every function (more are
- * throttled: a message's is dropped, logged once per burst; Invoke answers 429), and an
- * invocation past the function's Timeout replaces that one process, ending the others in flight
- * with it; IAM policies are not enforced (the runtime enforces the declared policies itself).
+ * throttled: a message's is dropped, logged once per burst; Invoke answers 429; an asynchronous
+ * Invoke waits for one, as Lambda queues it), and an invocation past the function's Timeout
+ * replaces that one process, ending the others in flight with it; IAM policies are not enforced
+ * (the runtime enforces the declared policies itself).
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -138,6 +139,8 @@ export class ThrottledError extends Error {
  */
 class Concurrency {
   private inFlight = 0;
+  /** Asynchronous invocations waiting for a slot, oldest first (at most MAX_QUEUED_ASYNC). */
+  private readonly queued: (() => void)[] = [];
   constructor(readonly limit: number) {}
   /** Takes a slot; false when all are taken. */
   take(): boolean {
@@ -145,10 +148,28 @@ class Concurrency {
     this.inFlight++;
     return true;
   }
+  /**
+   * A slot for an asynchronous invocation, which Lambda queues rather than throttles: at once when
+   * one is free, else once one is released to it; undefined when MAX_QUEUED_ASYNC wait already.
+   */
+  wait(): Promise<void> | undefined {
+    if (this.take()) return Promise.resolve();
+    if (this.queued.length >= MAX_QUEUED_ASYNC) return undefined;
+    return new Promise((resolve) => this.queued.push(resolve));
+  }
   release(): void {
-    this.inFlight--;
+    const next = this.queued.shift();
+    // The slot passes to the oldest waiting asynchronous invocation.
+    if (next) next();
+    else this.inFlight--;
   }
 }
+
+/**
+ * How many asynchronous invocations may wait for a slot (Lambda keeps its queue for hours; here
+ * it is memory in `run`, each up to 256 KB); more are answered 429.
+ */
+const MAX_QUEUED_ASYNC = 1000;
 
 /** The account's new-connection rate, shared by every API: a token bucket of one second's worth. */
 class ConnectionRate {
@@ -272,6 +293,22 @@ class EmulatedFunction {
     } finally {
       this.concurrency.release();
     }
+  }
+
+  /**
+   * An asynchronous invocation (Invoke with InvocationType Event): over the account's concurrent
+   * executions it waits for one, as Lambda queues it; undefined when too many wait already.
+   */
+  invokeAsync(event: unknown): Promise<unknown> | undefined {
+    const slot = this.concurrency.wait();
+    if (slot === undefined) return undefined;
+    return slot.then(async () => {
+      try {
+        return await this.run(event);
+      } finally {
+        this.concurrency.release();
+      }
+    });
   }
 
   private async run(event: unknown): Promise<unknown> {
@@ -1229,7 +1266,14 @@ async function serveInvoke(
     return;
   }
   if (req.headers["x-amz-invocation-type"] === "Event") {
-    fn.invoke(event).catch((error: Error) => ctx.logger.error(`async invoke of ${fn.name}: ${error.message}`));
+    const queued = fn.invokeAsync(event);
+    if (queued === undefined) {
+      res
+        .writeHead(429, { "content-type": "application/json", "x-amzn-errortype": "TooManyRequestsException" })
+        .end(JSON.stringify({ Type: "User", message: "Rate Exceeded.", Reason: "AsyncQueueFull" }));
+      return;
+    }
+    queued.catch((error: Error) => ctx.logger.error(`async invoke of ${fn.name}: ${error.message}`));
     res.writeHead(202).end();
     return;
   }
