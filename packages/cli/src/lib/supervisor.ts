@@ -66,7 +66,7 @@ export class ServiceSupervisor {
   /** What every start adds to the launch: the `.env` values (replaced when they change), the inspector's port. */
   launchExtras: Pick<ServiceLaunch, "dotenv" | "inspectPort"> = {};
   /**
-   * How long a started service thread may leave its event loop without a turn before it is ended
+   * How long a started service may leave its event loop without a turn before it is ended
    * and restarted (see watchAlive): the timeout a deployed function gets, the longer of 30 s and
    * the handler timeout, after which Lambda ends it too.
    */
@@ -160,10 +160,11 @@ export class ServiceSupervisor {
   }
 
   /**
-   * Ends a started service (a thread, or a process of our bundle) that leaves its event loop without a turn for blockedAfterMs (a
-   * loop that never yields, a synchronous wait), as Lambda ends a function at its timeout: every
-   * event of the service waits behind it, and nothing else would end it. Its exit is a death like
-   * any other: the events it held fail or are retried, and it restarts.
+   * Ends a started service (a thread, or a process of our bundle) that leaves its event loop
+   * without a turn for blockedAfterMs (a loop that never yields, a synchronous wait), as Lambda
+   * ends a function at its timeout: every event of the service waits behind it, and nothing else
+   * would end it. Its exit is a death like any other: the events it held fail or are retried, and
+   * it restarts.
    */
   private watchAlive(child: ServiceHandle): void {
     // A debugger attached to run (`node --inspect`) may hold a thread at a breakpoint for as long as it likes.
