@@ -6,6 +6,7 @@
  */
 import { rmSync, writeFileSync } from "node:fs";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { join, relative } from "node:path";
 import { Readable } from "node:stream";
@@ -56,6 +57,51 @@ export interface RunningDynalite {
 }
 
 /**
+ * The iterator classes of each copy of abstract-level that dynalite's stores use (classic-level on
+ * disk, memory-level in memory), resolved from dynalite's own dependencies.
+ */
+export function dynaliteIteratorClasses(): { prototype: object }[] {
+  const classes = new Set<{ prototype: object }>();
+  const dynaliteRequire = createRequire(createRequire(import.meta.url).resolve("dynalite"));
+  const stores = [
+    createRequire(dynaliteRequire.resolve("level")).resolve("classic-level"),
+    dynaliteRequire.resolve("memory-level"),
+  ];
+  for (const store of stores) {
+    const level = createRequire(store)("abstract-level") as Record<string, { prototype: object }>;
+    for (const name of ["AbstractIterator", "AbstractKeyIterator", "AbstractValueIterator"]) {
+      const c = level[name];
+      if (c !== undefined) classes.add(c);
+    }
+  }
+  return [...classes];
+}
+
+/**
+ * dynalite 4.0.0 ends every read stream (each Query and Scan) with `iterator.return()`, which the
+ * iterators of abstract-level 3 do not have (they have `close()`): each such iterator stayed open,
+ * and with it its LevelDB snapshot, for as long as `run --provider aws` ran: 200 Queries left 200
+ * open (v8.queryObjects), and a chat's every broadcast is one. The iterators of the copies dynalite
+ * uses get a `return()` that closes them; nothing else calls it, and a version that has one keeps
+ * its own. Done once, before the first store opens.
+ */
+let dynaliteIteratorsClosed = false;
+function closeDynaliteIterators(): void {
+  if (dynaliteIteratorsClosed) return;
+  dynaliteIteratorsClosed = true;
+  for (const c of dynaliteIteratorClasses()) {
+    if ("return" in c.prototype) continue;
+    Object.defineProperty(c.prototype, "return", {
+      value(this: { close(): Promise<void> }) {
+        return this.close();
+      },
+      configurable: true,
+      writable: true,
+    });
+  }
+}
+
+/**
  * Starts dynalite on 127.0.0.1; `path` keeps its data on disk. dynalite looks only at a request's
  * Authorization header's shape, so its handler is put behind the emulator's signature check
  * (auth.ts): it serves only requests signed with `credentials` (new ones unless given) for
@@ -79,6 +125,7 @@ export async function startDynalite(
     hint: options.hint ?? "sign it (SigV4) with the credentials the emulator gives its functions",
   };
   const logger = options.logger ?? { info: () => {}, warn: console.error, error: console.error };
+  closeDynaliteIterators();
   const server = dynalite({ ...(path ? { path } : {}), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   // dynalite makes its server without options: the same limits on a request's arrival as the
   // emulator's other servers, set as the properties Node's server reads them from at listen().
