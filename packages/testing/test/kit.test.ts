@@ -102,56 +102,39 @@ it("restart(): a new copy of the service answers, and the clients stay connected
   await expect(app.restart("nobody")).rejects.toThrow(/no such service; name one of "recorder"/);
 });
 
-it("ends and restarts a service thread that never lets its event loop turn, saying why, and serves again", async () => {
-  const app = await startApp(fixture("recorder"), { blockedAfterMs: 1000 });
-  const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
-  await ann.next();
-  await bo.next();
-  bo.send("copy");
-  const before = (await bo.next()).text;
-  const started = Date.now();
-  ann.send("block 60000");
-  await app.waitForLog(
-    /service "recorder" has not let its event loop turn for 1\.\d s \(a loop that never yields, or a synchronous wait\)/,
-    { timeoutMs: 10000 },
-  );
-  await app.waitForLog(/service "recorder" exited with code 1; restarting in/, { timeoutMs: 5000 });
-  expect(Date.now() - started).toBeLessThan(10000);
-  // A new copy of the service answers the other client.
-  let after = before;
-  for (let i = 0; i < 50 && after === before; i++) {
+it.each([
+  { kind: "thread", processes: false, exit: "exited with code 1" },
+  { kind: "process", processes: true, exit: "was killed by SIGKILL" },
+])(
+  "ends and restarts a service $kind that never lets its event loop turn, saying why, and serves again",
+  async ({ kind, processes, exit }) => {
+    const app = await startApp(fixture("recorder"), { blockedAfterMs: 1000, processes });
+    const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
+    await ann.next();
+    await bo.next();
     bo.send("copy");
-    after = (await bo.next()).text;
-    if (after === before) await new Promise((r) => setTimeout(r, 100));
-  }
-  expect(after).toMatch(/^copy-/);
-  expect(after).not.toBe(before);
-});
-
-it("ends and restarts a service process that never lets its event loop turn, the same way", async () => {
-  const app = await startApp(fixture("recorder"), { blockedAfterMs: 1000, processes: true });
-  const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
-  await ann.next();
-  await bo.next();
-  bo.send("copy");
-  const before = (await bo.next()).text;
-  ann.send("block 60000");
-  await app.waitForLog(
-    /service "recorder" has not let its event loop turn for 1\.\d s .*; ending its process to restart it/,
-    {
-      timeoutMs: 10000,
-    },
-  );
-  await app.waitForLog(/service "recorder" was killed by SIGKILL; restarting in/, { timeoutMs: 5000 });
-  let after = before;
-  for (let i = 0; i < 50 && after === before; i++) {
-    bo.send("copy");
-    after = (await bo.next()).text;
-    if (after === before) await new Promise((r) => setTimeout(r, 100));
-  }
-  expect(after).toMatch(/^copy-/);
-  expect(after).not.toBe(before);
-});
+    const before = (await bo.next()).text;
+    const started = Date.now();
+    ann.send("block 60000");
+    await app.waitForLog(
+      new RegExp(
+        `service "recorder" has not let its event loop turn for 1\\.\\d s \\(a loop that never yields, or a synchronous wait\\), so none of its events can run; ending its ${kind} to restart it`,
+      ),
+      { timeoutMs: 10000 },
+    );
+    await app.waitForLog(new RegExp(`service "recorder" ${exit}; restarting in`), { timeoutMs: 5000 });
+    expect(Date.now() - started).toBeLessThan(10000);
+    // A new copy of the service answers the other client.
+    let after = before;
+    for (let i = 0; i < 50 && after === before; i++) {
+      bo.send("copy");
+      after = (await bo.next()).text;
+      if (after === before) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(after).toMatch(/^copy-/);
+    expect(after).not.toBe(before);
+  },
+);
 
 it("leaves a blocked service thread alone while run's inspector is open (a debugger may hold it at a breakpoint)", async () => {
   inspector.open(0, "127.0.0.1");
