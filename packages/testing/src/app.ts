@@ -34,7 +34,7 @@ export interface StartAppOptions {
   timeoutMs?: number;
   /**
    * How long a service may go without its event loop turning before `run` ends and restarts
-   * it; shorten it to test that quickly. @default the longer of 30 s and the handler timeout
+   * it; shorten it to test that quickly. @default 30 s, or the handler timeout and 5 s when longer
    */
   blockedAfterMs?: number;
 }

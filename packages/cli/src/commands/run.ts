@@ -165,7 +165,7 @@ export interface RunCommandOptions {
   verbose?: boolean;
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
   signal?: AbortSignal;
-  /** How long a started service may go without its event loop turning before it is restarted (tests). @default the longer of 30 s and the handler timeout */
+  /** How long a started service may go without its event loop turning before it is restarted (tests). @default 30 s, or the handler timeout and 5 s when longer */
   blockedAfterMs?: number;
   /** Receives the run's services once they are set up, to restart one through its supervisor (the test kit). */
   control?: (services: readonly RunService[]) => void;

@@ -50,8 +50,12 @@ const HELD_LINES = 200;
  * or a changed service that no longer registers a handler the spec expects): never swallowed.
  */
 const HOLD_MAX_MS = 3000;
-/** The shortest timeout `build --provider aws` gives a function (its template's Timeout). */
+/**
+ * The timeout `build --provider aws` gives a function (its template's Timeout): 30 s, or the
+ * handler timeout and 5 s more when that is longer.
+ */
 const LAMBDA_TIMEOUT_MS = 30_000;
+const LAMBDA_TIMEOUT_MARGIN_MS = 5_000;
 
 /** Where a supervised service is: starting, started (serving), or waiting for a file change. */
 export type ServiceState = "starting" | "started" | "waiting";
@@ -67,8 +71,8 @@ export class ServiceSupervisor {
   launchExtras: Pick<ServiceLaunch, "dotenv" | "inspectPort"> = {};
   /**
    * How long a started service may leave its event loop without a turn before it is ended
-   * and restarted (see watchAlive): the timeout a deployed function gets, the longer of 30 s and
-   * the handler timeout, after which Lambda ends it too.
+   * and restarted (see watchAlive): the timeout a deployed function gets (LAMBDA_TIMEOUT_MS), after
+   * which Lambda ends it too.
    */
   blockedAfterMs: number;
   private state_: ServiceState = "starting";
@@ -114,7 +118,7 @@ export class ServiceSupervisor {
     /** Also hears each line the service prints (the dashboard's log). */
     private readonly onLine?: (service: string, stream: "stdout" | "stderr", line: string) => void,
   ) {
-    this.blockedAfterMs = Math.max(LAMBDA_TIMEOUT_MS, provider.handlerTimeoutMs ?? 0);
+    this.blockedAfterMs = Math.max(LAMBDA_TIMEOUT_MS, (provider.handlerTimeoutMs ?? 0) + LAMBDA_TIMEOUT_MARGIN_MS);
     provider.onRegistrationsChanged(() => this.checkStarted());
   }
 
