@@ -65,7 +65,10 @@ resources, or at start) is not restarted: its cause is printed once (file:line,
 message, the fix; for a missing package, the install command) and it waits for a
 change to its files, package.json or a lockfile; the other services keep running. A
 service that started, then crashed 5 times in 30 s with no event in flight waits for
-a file change too. Two services handling the same socket event: exits 1, as
+a file change too. A started service whose event loop has not turned for 30 s (a
+loop that never yields; or the handler timeout and 5 s, when longer), as a Lambda
+function times out, is ended and restarted, saying why (not while a debugger may
+hold it). Two services handling the same socket event: exits 1, as
 "nitric-like spec" does. Ctrl-C lets running handlers answer, closes client
 connections (1001, going away) and exits.
 
