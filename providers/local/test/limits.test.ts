@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ServerMessage } from "@nitric-like/contracts/websockets";
 import { afterEach, describe, expect, it } from "vitest";
+import { openFilesLimit } from "../src/websocket/limits.js";
 import {
   accept,
   cleanup,
@@ -169,5 +170,19 @@ describe("graceful stop", () => {
     await stopping;
     await done;
     expect(order).toEqual(["reply done", "close 1001 server shutting down"]);
+  });
+});
+
+describe("open files", () => {
+  it("warns, naming the fix, when this process may keep fewer files open than a socket may have connections", async () => {
+    // Linux tells the limit (/proc/self/limits); CI runs there.
+    const limit = openFilesLimit();
+    expect(limit).toBeGreaterThan(1000);
+    const over = await echoWorld({ limits: { maxConnections: (limit as number) + 1 } });
+    expect(over.logs.warn).toContain(
+      `websocket "echo": this process may keep at most ${limit} files open (ulimit -n), fewer than the ${(limit as number) + 1} connections limits.maxConnections lets this socket hold and the files run needs; past it, new connections are dropped with no answer. Raise the limit (ulimit -n ${(limit as number) + 513}) or lower maxConnections`,
+    );
+    const within = await echoWorld({ limits: { maxConnections: (limit as number) - 1000 } });
+    expect(within.logs.warn.filter((l) => l.includes("files open"))).toEqual([]);
   });
 });

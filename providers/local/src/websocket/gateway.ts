@@ -43,6 +43,7 @@ import {
   clientErrorRefusal,
   handshakeProblem,
   idleReason,
+  openFilesProblem,
   rateReason,
   tooManyReason,
   totalQueuedReason,
@@ -682,6 +683,8 @@ export class Gateway implements SocketBackend, FlowGateway {
     });
     const address = this.server.address();
     this.port = typeof address === "object" && address ? address.port : this.options.port;
+    const openFiles = openFilesProblem(this.name, this.options.limits);
+    if (openFiles !== undefined) this.logger.warn(openFiles);
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
     this.heartbeat.unref();
     // One sweep for every connection's idle and age limits, a tenth of the shorter one (10 ms to 1 s):
