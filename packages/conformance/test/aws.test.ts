@@ -597,8 +597,8 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
-  it("queues an asynchronous Invoke while every execution is taken, as Lambda does, and runs it once one is free", async () => {
-    const small = await anotherEmulator({ concurrentExecutions: 1 });
+  it("queues an asynchronous Invoke while every execution is taken, as Lambda does, runs it once one is free, and answers 429 once the queue is full", async () => {
+    const small = await anotherEmulator({ concurrentExecutions: 1, maxQueuedAsync: 3 });
     try {
       const lab = small.sockets.find((s) => s.name === "lab")?.url as string;
       const [holder, c] = [await connect(lab), await connect(lab)];
@@ -608,7 +608,7 @@ describe("the emulator keeps API Gateway's rules", () => {
       const fn = small.functions[0];
       const api = fn?.env.AWS_ENDPOINT_URL_LAMBDA as string;
       const apiId = [...small.apis.keys()][0] as string;
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 4; i++) {
         const event = {
           requestContext: apiGatewayContext("$default", id as string, apiId),
           body: JSON.stringify({ op: "send", to: id, text: `queued ${i}` }),
@@ -624,14 +624,20 @@ describe("the emulator keeps API Gateway's rules", () => {
           region: "us-east-1",
           ...small.credentials,
         });
-        const accepted = await fetch(url, { method: "POST", headers: signed, body: JSON.stringify(event) });
-        expect(accepted.status).toBe(202);
+        const answer = await fetch(url, { method: "POST", headers: signed, body: JSON.stringify(event) });
+        if (i < 3) expect(answer.status).toBe(202);
+        else {
+          expect(answer.status).toBe(429);
+          expect(answer.headers.get("x-amzn-errortype")).toBe("TooManyRequestsException");
+        }
       }
-      // Nothing ran while the one execution slept; then each queued invocation, in order.
+      // Nothing ran while the one execution slept; then each queued invocation, in order, and not the refused one.
       expect(c.frames).toEqual([]);
       const texts = [(await c.next()).text, (await c.next()).text, (await c.next()).text];
       expect(texts).toEqual(["queued 0", "queued 1", "queued 2"]);
       expect((await holder.next()).text).toBe(JSON.stringify({ slept: 1000 }));
+      await sleep(200);
+      expect(c.frames).toEqual([]);
       holder.close();
       c.close();
     } finally {

@@ -18,6 +18,7 @@ export {
   type AppLimits,
   DEFAULT_LIMITS,
   formatDuration,
+  functionTimeoutSeconds,
   LIMIT_KEYS,
   LimitError,
   MAX_HANDLER_TIMEOUT_MS,

@@ -84,6 +84,19 @@ export const DEFAULT_LIMITS: Readonly<AppLimits> = Object.freeze({
 export const MAX_HANDLER_TIMEOUT_MS = 60_000;
 
 /**
+ * The timeout of a function that serves handlers of `handlerTimeoutMs` (Lambda's Timeout, in
+ * seconds): at least `atLeastSeconds` (30 by default), and always 5 s above the handler timeout,
+ * or Lambda would cut an event before its handler timed out. `run` gives a service whose event
+ * loop is blocked as long before it restarts it.
+ */
+export function functionTimeoutSeconds(
+  handlerTimeoutMs = DEFAULT_LIMITS.handlerTimeoutMs,
+  atLeastSeconds = 30,
+): number {
+  return Math.max(atLeastSeconds, Math.ceil(handlerTimeoutMs / 1000) + 5);
+}
+
+/**
  * The largest identity an authorizer may give a connection, JSON-encoded: API Gateway's limit on a
  * Lambda authorizer's context (8 KB), kept on every provider so an app that runs locally deploys.
  */

@@ -126,8 +126,9 @@ export interface ServiceHandle {
   /** A thread only: true when it ended on a native addon that cannot load in a worker thread. */
   threadUnsupported?(): boolean;
   /**
-   * A worker thread only: checks that its event loop turns, and ends it (terminate(), as its own
-   * exit) once it has not answered for `blockedAfterMs`, calling `onBlocked` first with how long.
+   * A worker thread, or a process of run's bundle: checks that its event loop turns, and ends it
+   * (terminate(), SIGKILL: its own exit) once it has not answered for `blockedAfterMs`, calling
+   * `onBlocked` first with how long.
    */
   watchAlive?(blockedAfterMs: number, onBlocked: (silentMs: number) => void): void;
 }

@@ -14,7 +14,12 @@
  */
 import inspector from "node:inspector";
 import { forEachLine } from "@nitric-like/provider-kit";
-import type { HandlerRegistration, Project, RunningProvider } from "@nitric-like/spec";
+import {
+  functionTimeoutSeconds,
+  type HandlerRegistration,
+  type Project,
+  type RunningProvider,
+} from "@nitric-like/spec";
 import { type FailureCause, failureCause, formatFailure } from "./failure.js";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
@@ -50,12 +55,6 @@ const HELD_LINES = 200;
  * or a changed service that no longer registers a handler the spec expects): never swallowed.
  */
 const HOLD_MAX_MS = 3000;
-/**
- * The timeout `build --provider aws` gives a function (its template's Timeout): 30 s, or the
- * handler timeout and 5 s more when that is longer.
- */
-const LAMBDA_TIMEOUT_MS = 30_000;
-const LAMBDA_TIMEOUT_MARGIN_MS = 5_000;
 
 /** Where a supervised service is: starting, started (serving), or waiting for a file change. */
 export type ServiceState = "starting" | "started" | "waiting";
@@ -71,8 +70,8 @@ export class ServiceSupervisor {
   launchExtras: Pick<ServiceLaunch, "dotenv" | "inspectPort"> = {};
   /**
    * How long a started service may leave its event loop without a turn before it is ended
-   * and restarted (see watchAlive): the timeout a deployed function gets (LAMBDA_TIMEOUT_MS), after
-   * which Lambda ends it too.
+   * and restarted (see watchAlive): the timeout a deployed function gets (functionTimeoutSeconds),
+   * after which Lambda ends it too.
    */
   blockedAfterMs: number;
   private state_: ServiceState = "starting";
@@ -118,7 +117,7 @@ export class ServiceSupervisor {
     /** Also hears each line the service prints (the dashboard's log). */
     private readonly onLine?: (service: string, stream: "stdout" | "stderr", line: string) => void,
   ) {
-    this.blockedAfterMs = Math.max(LAMBDA_TIMEOUT_MS, (provider.handlerTimeoutMs ?? 0) + LAMBDA_TIMEOUT_MARGIN_MS);
+    this.blockedAfterMs = functionTimeoutSeconds(provider.handlerTimeoutMs) * 1000;
     provider.onRegistrationsChanged(() => this.checkStarted());
   }
 

@@ -6,7 +6,7 @@
  * role that grants exactly what its `.allow()` calls and sockets need.
  */
 import { createHash } from "node:crypto";
-import type { Spec, WebsocketEvent, WebsocketSpec } from "@nitric-like/spec";
+import { functionTimeoutSeconds, type Spec, type WebsocketEvent, type WebsocketSpec } from "@nitric-like/spec";
 
 /** The stage every socket's API is deployed to: URLs end in `/live`. */
 export const STAGE = "live";
@@ -403,8 +403,6 @@ class TemplateBuilder {
     if (reachable.length > 0) this.addSelfInvokePolicy(service, role, fn);
     const key = this.input.artifactKeys[service];
     if (key === undefined) throw new Error(`template: no artifact for service "${service}"`);
-    // The function must outlive the longest handler it waits for, or Lambda cuts the event first.
-    const handlerSeconds = Math.ceil((this.input.handlerTimeoutMs ?? 5000) / 1000) + 5;
     this.resources[fn] = {
       Type: "AWS::Lambda::Function",
       Properties: {
@@ -415,7 +413,7 @@ class TemplateBuilder {
         Code: { S3Bucket: { Ref: "ArtifactBucket" }, S3Key: key },
         Role: { "Fn::GetAtt": [role, "Arn"] },
         MemorySize: this.input.memoryMb ?? 512,
-        Timeout: Math.max(this.input.timeoutSeconds ?? 30, handlerSeconds),
+        Timeout: functionTimeoutSeconds(this.input.handlerTimeoutMs, this.input.timeoutSeconds),
         Environment: { Variables: this.environment(service, reachable) },
         LoggingConfig: { LogGroup: { Ref: logGroup } },
       },

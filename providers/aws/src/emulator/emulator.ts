@@ -101,9 +101,12 @@ export interface EmulatorOptions {
   newConnectionsPerSecond?: number;
   /**
    * Invocations in flight at once across every function (the account's concurrent executions);
-   * more are throttled, not queued. @default 1000 (Lambda's)
+   * more are throttled, but an asynchronous one waits (up to `maxQueuedAsync` of them).
+   * @default 1000 (Lambda's)
    */
   concurrentExecutions?: number;
+  /** How many asynchronous invocations may wait for an execution; more get 429. @default MAX_QUEUED_ASYNC */
+  maxQueuedAsync?: number;
   /** Every function's timeout, instead of the template's `Timeout` (for tests). */
   functionTimeoutMs?: number;
 }
@@ -139,9 +142,12 @@ export class ThrottledError extends Error {
  */
 class Concurrency {
   private inFlight = 0;
-  /** Asynchronous invocations waiting for a slot, oldest first (at most MAX_QUEUED_ASYNC). */
+  /** Asynchronous invocations waiting for a slot, oldest first (at most maxQueued). */
   private readonly queued: (() => void)[] = [];
-  constructor(readonly limit: number) {}
+  constructor(
+    readonly limit: number,
+    private readonly maxQueued: number,
+  ) {}
   /** Takes a slot; false when all are taken. */
   take(): boolean {
     if (this.inFlight >= this.limit) return false;
@@ -150,11 +156,11 @@ class Concurrency {
   }
   /**
    * A slot for an asynchronous invocation, which Lambda queues rather than throttles: at once when
-   * one is free, else once one is released to it; undefined when MAX_QUEUED_ASYNC wait already.
+   * one is free, else once one is released to it; undefined when maxQueued wait already.
    */
   wait(): Promise<void> | undefined {
     if (this.take()) return Promise.resolve();
-    if (this.queued.length >= MAX_QUEUED_ASYNC) return undefined;
+    if (this.queued.length >= this.maxQueued) return undefined;
     return new Promise((resolve) => this.queued.push(resolve));
   }
   release(): void {
@@ -169,7 +175,7 @@ class Concurrency {
  * How many asynchronous invocations may wait for a slot (Lambda keeps its queue for hours; here
  * it is memory in `run`, each up to 256 KB); more are answered 429.
  */
-const MAX_QUEUED_ASYNC = 1000;
+export const MAX_QUEUED_ASYNC = 1000;
 
 /** The account's new-connection rate, shared by every API: a token bucket of one second's worth. */
 class ConnectionRate {
@@ -288,11 +294,7 @@ class EmulatedFunction {
   /** Runs the function on `event`; a ThrottledError, at once, over the account's concurrent executions. */
   async invoke(event: unknown): Promise<unknown> {
     if (!this.concurrency.take()) throw new ThrottledError(this.concurrency.limit);
-    try {
-      return await this.run(event);
-    } finally {
-      this.concurrency.release();
-    }
+    return this.holding(event);
   }
 
   /**
@@ -300,15 +302,16 @@ class EmulatedFunction {
    * executions it waits for one, as Lambda queues it; undefined when too many wait already.
    */
   invokeAsync(event: unknown): Promise<unknown> | undefined {
-    const slot = this.concurrency.wait();
-    if (slot === undefined) return undefined;
-    return slot.then(async () => {
-      try {
-        return await this.run(event);
-      } finally {
-        this.concurrency.release();
-      }
-    });
+    return this.concurrency.wait()?.then(() => this.holding(event));
+  }
+
+  /** Runs `event` on the slot taken for it, and gives the slot back. */
+  private async holding(event: unknown): Promise<unknown> {
+    try {
+      return await this.run(event);
+    } finally {
+      this.concurrency.release();
+    }
   }
 
   private async run(event: unknown): Promise<unknown> {
@@ -806,9 +809,7 @@ class EmulatedApi {
     }
     const route = this.routes.get(routeKey);
     if (!route) {
-      // Through post(): a client that floods and never reads must not make these pile up.
-      if (c.ws.readyState === WebSocket.OPEN)
-        this.post(id, c, Buffer.from(JSON.stringify({ message: "Forbidden", connectionId: id })));
+      this.tell(id, c, "Forbidden");
       return;
     }
     const event: WebsocketApiEvent = {
@@ -827,8 +828,7 @@ class EmulatedApi {
     } catch (error) {
       this.integrationFailed(routeKey, id, error);
       this.observeError(id, "message", error);
-      if (route.twoWay && c.ws.readyState === WebSocket.OPEN)
-        this.post(id, c, Buffer.from(JSON.stringify({ message: "Internal server error", connectionId: id })));
+      if (route.twoWay) this.tell(id, c, "Internal server error");
     }
   }
 
@@ -887,6 +887,16 @@ class EmulatedApi {
     } else {
       res.writeHead(405).end();
     }
+  }
+
+  /**
+   * API Gateway's answer to a message it could not route or whose integration failed, posted
+   * (under the same bound as any post: a client that floods and never reads does not make these
+   * pile up).
+   */
+  private tell(id: string, c: Connection, message: string): void {
+    if (c.ws.readyState === WebSocket.OPEN)
+      this.post(id, c, Buffer.from(JSON.stringify({ message, connectionId: id })));
   }
 
   /**
@@ -1371,7 +1381,10 @@ function createFunctions(
   options: EmulatorOptions,
 ): EmulatedFunction[] {
   const functions: EmulatedFunction[] = [];
-  const concurrency = new Concurrency(options.concurrentExecutions ?? CONCURRENT_EXECUTIONS);
+  const concurrency = new Concurrency(
+    options.concurrentExecutions ?? CONCURRENT_EXECUTIONS,
+    options.maxQueuedAsync ?? MAX_QUEUED_ASYNC,
+  );
   for (const [id, r] of Object.entries(resolved)) {
     if (r.Type !== "AWS::Lambda::Function") continue;
     const p = r.Properties as { Environment?: { Variables?: Record<string, string> }; Timeout?: number };
