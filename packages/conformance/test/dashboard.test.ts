@@ -137,6 +137,8 @@ describe("the dashboard", () => {
     const later = await connect(app.url("chat"));
     const history = JSON.parse((await later.next()).text) as { lines: { text: string; name: string }[] };
     expect(history.lines.map((l) => `${l.name}: ${l.text}`)).toEqual(["ann: fixed in the dashboard"]);
+    // Its row in the connection table moves what is below it: the clicks wait until it is there.
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(2);
 
     // Invalid JSON is refused on the page; deleting removes the key for the app too.
     await page.locator("#kv-value").fill("{ not json");
