@@ -6,7 +6,7 @@ import { join } from "node:path";
 import v8 from "node:v8";
 import { PutItemCommand, QueryCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { expect, it } from "vitest";
-import { dynaliteIteratorClasses, startDynalite } from "../src/emulator/run.js";
+import { dynaliteIteratorClasses, startDynalite } from "../src/emulator/dynalite.js";
 import { CREDENTIALS, createTable, ENV, sdkDynamo } from "./helpers.js";
 
 /** Store iterators alive now (queryObjects collects garbage first). */

@@ -13,7 +13,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { escapeUri, signRequest } from "../src/aws/signer.js";
 import { checkHeaders, readBody, runCredentials, type SignatureScope } from "../src/emulator/auth.js";
-import { startDynalite } from "../src/emulator/run.js";
+import { startDynalite } from "../src/emulator/dynalite.js";
 
 const HINT = "sign it with the test's credentials";
 const scope: SignatureScope = { credentials: runCredentials(), region: "eu-west-1", service: "lambda", hint: HINT };

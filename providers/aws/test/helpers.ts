@@ -1,4 +1,4 @@
-/// <reference path="../src/emulator/dynalite.d.ts" />
+/// <reference path="../src/emulator/dynalite-package.d.ts" />
 /**
  * Test helpers: dynalite in this process, and loopback servers playing an AWS API that record
  * every request and check its Signature Version 4 signature against the bytes that arrived.
@@ -11,7 +11,7 @@ import type { Logger } from "@nitric-like/spec";
 import { expect } from "vitest";
 import type { RetryPolicy } from "../src/aws/request.js";
 import { signRequest } from "../src/aws/signer.js";
-import { startDynalite as startDynaliteServer } from "../src/emulator/run.js";
+import { startDynalite as startDynaliteServer } from "../src/emulator/dynalite.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 

@@ -6,6 +6,13 @@
 export { signRequest } from "../aws/signer.js";
 export { runCredentials } from "./auth.js";
 export {
+  type DynaliteOptions,
+  type RunningDynalite,
+  type RunningDynaliteThread,
+  startDynalite,
+  startDynaliteThread,
+} from "./dynalite.js";
+export {
   Emulator,
   type EmulatorOptions,
   MAX_MESSAGE_BYTES,
@@ -19,4 +26,4 @@ export {
   seedConnections,
   startManagementDouble,
 } from "./management-double.js";
-export { CREDENTIALS_FILE, emulatedDirs, type RunningDynalite, runEmulated, startDynalite } from "./run.js";
+export { CREDENTIALS_FILE, emulatedDirs, runEmulated } from "./run.js";

@@ -5,18 +5,13 @@
  * API Gateway WebSocket APIs, the tables in dynalite (kept under `.nitric-like/aws-dynamodb`).
  */
 import { rmSync, writeFileSync } from "node:fs";
-import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
-import { createRequire } from "node:module";
-import type { AddressInfo } from "node:net";
 import { join, relative } from "node:path";
-import { Readable } from "node:stream";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { dict, guard } from "@nitric-like/provider-kit";
+import { dict } from "@nitric-like/provider-kit";
 import type {
   HandlerRegistration,
   InspectedConnection,
-  Logger,
   ProviderInspector,
   RunningProvider,
   RunOptions,
@@ -24,142 +19,18 @@ import type {
   TrafficEvent,
 } from "@nitric-like/spec";
 import { DEFAULT_RUN_ENVIRONMENT, findServices, kvValueProblem, socketLimitsOf } from "@nitric-like/spec";
-import dynalite from "dynalite";
 import { DynamoDbClient } from "../aws/dynamodb.js";
-import type { Credentials } from "../aws/signer.js";
 import { buildAws } from "../build/build.js";
 import { bundleFunction } from "../build/bundle.js";
 import { DynamoKvStores } from "../kv/store.js";
 import { IDENTITY_KEY } from "../runtime/authorizer.js";
-import { readSignedBody, runCredentials } from "./auth.js";
-import {
-  answerFailure,
-  type Emulator,
-  HEADERS_TIMEOUT_MS,
-  REQUEST_TIMEOUT_MS,
-  requestTimeouts,
-  startEmulator,
-} from "./emulator.js";
+import { runCredentials } from "./auth.js";
+import { startDynaliteThread } from "./dynalite.js";
+import { type Emulator, startEmulator } from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
 export function emulatedDirs(projectDir: string): { build: string; data: string } {
   return { build: join(projectDir, ".nitric-like", "aws-run"), data: join(projectDir, ".nitric-like", "aws-dynamodb") };
-}
-
-/** DynamoDB's largest request, and dynalite's: 16 MB. */
-export const MAX_DYNAMODB_REQUEST_BYTES = 16 * 1024 * 1024;
-
-/** A running dynalite: where it listens and the credentials it takes. */
-export interface RunningDynalite {
-  endpoint: string;
-  credentials: Credentials;
-  close(): Promise<void>;
-}
-
-/**
- * The iterator classes of each copy of abstract-level that dynalite's stores use (classic-level on
- * disk, memory-level in memory), resolved from dynalite's own dependencies.
- */
-export function dynaliteIteratorClasses(): { prototype: object }[] {
-  const classes = new Set<{ prototype: object }>();
-  const dynaliteRequire = createRequire(createRequire(import.meta.url).resolve("dynalite"));
-  const stores = [
-    createRequire(dynaliteRequire.resolve("level")).resolve("classic-level"),
-    dynaliteRequire.resolve("memory-level"),
-  ];
-  for (const store of stores) {
-    const level = createRequire(store)("abstract-level") as Record<string, { prototype: object }>;
-    for (const name of ["AbstractIterator", "AbstractKeyIterator", "AbstractValueIterator"]) {
-      const c = level[name];
-      if (c !== undefined) classes.add(c);
-    }
-  }
-  return [...classes];
-}
-
-/**
- * dynalite 4.0.0 ends every read stream (each Query and Scan) with `iterator.return()`, which the
- * iterators of abstract-level 3 do not have (they have `close()`): each such iterator stayed open,
- * and with it its LevelDB snapshot, for as long as `run --provider aws` ran: 200 Queries left 200
- * open (v8.queryObjects), and a chat's every broadcast is one. The iterators of the copies dynalite
- * uses get a `return()` that closes them; nothing else calls it, and a version that has one keeps
- * its own. Done once, before the first store opens.
- */
-let dynaliteIteratorsClosed = false;
-function closeDynaliteIterators(): void {
-  if (dynaliteIteratorsClosed) return;
-  dynaliteIteratorsClosed = true;
-  for (const c of dynaliteIteratorClasses()) {
-    if ("return" in c.prototype) continue;
-    Object.defineProperty(c.prototype, "return", {
-      value(this: { close(): Promise<void> }) {
-        return this.close();
-      },
-      configurable: true,
-      writable: true,
-    });
-  }
-}
-
-/**
- * Starts dynalite on 127.0.0.1; `path` keeps its data on disk. dynalite looks only at a request's
- * Authorization header's shape, so its handler is put behind the emulator's signature check
- * (auth.ts): it serves only requests signed with `credentials` (new ones unless given) for
- * `region`. A refused request gets DynamoDB's 400 with the reason, before its body is read.
- */
-export async function startDynalite(
-  path?: string,
-  options: {
-    credentials?: Credentials;
-    region?: string;
-    hint?: string;
-    logger?: Logger;
-    headersTimeoutMs?: number;
-  } = {},
-): Promise<RunningDynalite> {
-  const credentials = options.credentials ?? runCredentials();
-  const scope = {
-    credentials,
-    region: options.region ?? "us-east-1",
-    service: "dynamodb",
-    hint: options.hint ?? "sign it (SigV4) with the credentials the emulator gives its functions",
-  };
-  const logger = options.logger ?? { info: () => {}, warn: console.error, error: console.error };
-  closeDynaliteIterators();
-  const server = dynalite({ ...(path ? { path } : {}), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  // dynalite makes its server without options: the same limits on a request's arrival as the
-  // emulator's other servers, set as the properties Node's server reads them from at listen().
-  Object.assign(server, requestTimeouts(options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS));
-  const serve = server.listeners("request")[0] as RequestListener;
-  server.removeAllListeners("request");
-  server.on("request", (req: IncomingMessage, res: ServerResponse) =>
-    guard(
-      async () => {
-        const body = await readSignedBody(req, res, scope, MAX_DYNAMODB_REQUEST_BYTES, "json");
-        if (body !== undefined) serve(replayed(req, body), res);
-      },
-      (error) => answerFailure(res, logger, "dynalite", `serving ${req.method} ${req.url}`, error),
-    ),
-  );
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    credentials,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections?.();
-      }),
-  };
-}
-
-/** A request whose body was read, for a handler that reads it again: the same head, the body replayed. */
-function replayed(req: IncomingMessage, body: Buffer): IncomingMessage {
-  const copy = Readable.from(body.length > 0 ? [body] : []);
-  return Object.assign(copy, { headers: req.headers, method: req.method, url: req.url }) as unknown as IncomingMessage;
 }
 
 /**
@@ -439,7 +310,7 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
   // As a shell takes it: quoted when it holds anything but a path's usual characters.
   const shown = /^[\w./-]+$/.test(relativePath) ? relativePath : `'${relativePath.replaceAll("'", `'\\''`)}'`;
   const hint = `sign it (SigV4) with this run's credentials: your functions' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, also in ${shown}`;
-  const db = await startDynalite(dirs.data, { credentials, hint, logger });
+  const db = await startDynaliteThread(dirs.data, { credentials, hint, logger });
   let emulator: Emulator | undefined;
   try {
     emulator = await startEmulator({
