@@ -3,6 +3,7 @@
 // the shapes AWS documents (requestContext with routeKey, connectionId, apiId, stage, connectedAt;
 // multi-valued headers and query strings; base64 bodies), in the emulator over dynalite.
 
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
 import { createServer, request } from "node:http";
@@ -643,6 +644,25 @@ describe("the emulator keeps API Gateway's rules", () => {
     } finally {
       await small.stop();
     }
+  });
+
+  it("warns, naming the fix, when run may keep fewer files open than a socket is meant to hold connections", async () => {
+    // This process's limit, as a shell it starts inherits it.
+    const limit = Number(execFileSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }));
+    expect(limit).toBeGreaterThan(1000);
+    const lines: string[] = [];
+    const over = await anotherEmulator(
+      { limits: (socket) => (socket === "lab" ? { maxConnections: limit + 1 } : {}) },
+      lines,
+    );
+    await over.stop();
+    expect(lines).toContain(
+      `websocket "lab": this process may keep at most ${limit} files open (ulimit -n), fewer than the ${limit + 1} connections limits.maxConnections lets this socket hold and the files run needs; past it, new connections are dropped with no answer. Raise the limit (ulimit -n ${limit + 513}) or lower maxConnections`,
+    );
+    const quiet: string[] = [];
+    const within = await anotherEmulator({ limits: () => ({ maxConnections: limit - 1000 }) }, quiet);
+    await within.stop();
+    expect(quiet.filter((l) => l.includes("files open"))).toEqual([]);
   });
 
   it("closes a client that floods messages and reads none of what it is told, once 8 MB of it wait", async () => {

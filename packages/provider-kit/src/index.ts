@@ -43,6 +43,7 @@ export {
   poisonCloseReason,
 } from "./handlers.js";
 export { forEachLine, MAX_LINE_CHARS } from "./lines.js";
+export { openFilesLimit, openFilesProblem } from "./open-files.js";
 export {
   addRoom,
   type CloseRequest,

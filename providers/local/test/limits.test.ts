@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ServerMessage } from "@nitric-like/contracts/websockets";
+import { openFilesLimit } from "@nitric-like/provider-kit";
 import { afterEach, describe, expect, it } from "vitest";
-import { openFilesLimit } from "../src/websocket/limits.js";
 import {
   accept,
   cleanup,

@@ -47,6 +47,7 @@ import {
   MAX_BUFFERED_BYTES,
   MAX_PENDING_PONGS,
   notReadingReason,
+  openFilesProblem,
   pingFloodReason,
   protocolCloseReason,
   WS_PIECE_BOUNDS,
@@ -92,9 +93,14 @@ export interface EmulatorOptions {
    * A socket's idle timeout and connection age limit, by socket name (the project file's, so tests
    * can shorten them); API Gateway's 10 min and 2 h are the longest either can be. Also how long a
    * client may take to send its whole upgrade request (as under the local provider; 10 s unless
-   * the project file says otherwise).
+   * the project file says otherwise). And how many connections the socket is meant to hold
+   * (`maxConnections`, 10,000 unless the project file says otherwise): API Gateway sets no such
+   * limit and the emulator none, but a process that may keep fewer files open (ulimit -n) drops
+   * connections past its limit unanswered, so the emulator warns as it starts, as `run` does.
    */
-  limits?: (socket: string) => Partial<Pick<SocketLimits, "idleTimeoutMs" | "maxConnectionAgeMs" | "upgradeTimeoutMs">>;
+  limits?: (
+    socket: string,
+  ) => Partial<Pick<SocketLimits, "idleTimeoutMs" | "maxConnectionAgeMs" | "upgradeTimeoutMs" | "maxConnections">>;
   /**
    * New connections per second across every API (the account's quota, a token bucket of one
    * second's worth); more upgrades get 429 before `$connect` runs. @default 500 (API Gateway's)
@@ -488,8 +494,14 @@ class EmulatedApi {
     readonly stage: string,
     readonly routes: Map<string, EmulatedRoute>,
     private readonly logger: Logger,
-    /** Idle timeout and connection age limit (at most API Gateway's), and the upgrade timeout. */
-    private readonly limits: { idleTimeoutMs: number; maxConnectionAgeMs: number; upgradeTimeoutMs: number },
+    /**
+     * Idle timeout and connection age limit (at most API Gateway's), the upgrade timeout, and the
+     * connections the socket is meant to hold (only warned about: see EmulatorOptions.limits).
+     */
+    private readonly limits: Pick<
+      SocketLimits,
+      "idleTimeoutMs" | "maxConnectionAgeMs" | "upgradeTimeoutMs" | "maxConnections"
+    >,
     private readonly rate: ConnectionRate,
   ) {
     this.socketName = logicalId;
@@ -581,6 +593,8 @@ class EmulatedApi {
       );
     });
     this.port = (this.server.address() as AddressInfo).port;
+    const openFiles = openFilesProblem(this.socketName, this.limits);
+    if (openFiles !== undefined) this.logger.warn(openFiles);
   }
 
   private requestContext(
@@ -1411,6 +1425,7 @@ function emulatedApi(
         DEFAULT_LIMITS.maxConnectionAgeMs,
       ),
       upgradeTimeoutMs: asked.upgradeTimeoutMs ?? DEFAULT_LIMITS.upgradeTimeoutMs,
+      maxConnections: asked.maxConnections ?? DEFAULT_LIMITS.maxConnections,
     },
     from.rate,
   );

@@ -4,7 +4,6 @@
  * library refuses (it closes those without a reason). Kept apart from gateway.ts so the gateway
  * reads as the connection's life and these as the rules.
  */
-import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import { formatDuration, type SocketLimits } from "@nitric-like/spec";
 
@@ -115,33 +114,4 @@ export function totalQueuedReason(queued: number, totalBound: number): string {
 /** The 429 body when a socket has as many connections as it may. */
 export function tooManyReason(name: string, limits: SocketLimits): string {
   return `websocket "${name}": ${limits.maxConnections} connections are open, the most allowed (limits.maxConnections); try again later`;
-}
-
-/** Files `run` keeps open besides its clients' sockets (stores, services, endpoints, watchers), allowed for below. */
-const OWN_FILES = 256;
-
-/**
- * The most files this process may keep open (its soft RLIMIT_NOFILE, which Node raises to the hard
- * limit as it starts), where the system tells (Linux's /proc/self/limits); undefined elsewhere.
- */
-export function openFilesLimit(): number | undefined {
-  try {
-    const line = readFileSync("/proc/self/limits", "utf8")
-      .split("\n")
-      .find((l) => l.startsWith("Max open files"));
-    const soft = Number(line?.split(/\s{2,}/)[1]);
-    return Number.isFinite(soft) ? soft : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * What to warn when the process may keep fewer files open than a socket may have connections:
- * past the limit, the operating system refuses new connections and libuv closes them unanswered,
- * with nothing in the log. Undefined when there is room (or no limit is known).
- */
-export function openFilesProblem(name: string, limits: SocketLimits, openFiles = openFilesLimit()): string | undefined {
-  if (openFiles === undefined || openFiles >= limits.maxConnections + OWN_FILES) return undefined;
-  return `websocket "${name}": this process may keep at most ${openFiles} files open (ulimit -n), fewer than the ${limits.maxConnections} connections limits.maxConnections lets this socket hold and the files run needs; past it, new connections are dropped with no answer. Raise the limit (ulimit -n ${limits.maxConnections + 2 * OWN_FILES}) or lower maxConnections`;
 }
