@@ -112,7 +112,7 @@ class Duplex<I, O> extends EventEmitter implements DuplexCall<I, O> {
 /**
  * A unary call in flight: the transport's events settle the caller's promise. A class rather than
  * closures made for each call: a service's bundle keeps function names (esbuild's keepNames), which
- * costs a defineProperty for every named closure, and this is every `socket.send`'s path.
+ * costs a call of its __name helper for every named closure, and this is every `socket.send`'s path.
  */
 class PendingUnary implements WireEvents {
   wire: WireCall | undefined;

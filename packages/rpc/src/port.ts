@@ -269,8 +269,8 @@ interface PortLink {
 
 /**
  * A call opened on a port transport, as its opener drives it. A class rather than closures made
- * for each call: a service's bundle keeps function names (esbuild's keepNames), which costs a
- * defineProperty for every named closure, and every `socket.send` opens a call.
+ * for each call: a service's bundle keeps function names (esbuild's keepNames), which costs a call
+ * of its __name helper for every named closure, and every `socket.send` opens a call.
  */
 class PortCall implements WireCall {
   constructor(

@@ -25,6 +25,7 @@ import { PortServer, Router } from "@nitric-like/rpc";
 import { transformSync } from "esbuild";
 import { afterEach, expect, it } from "vitest";
 import { bundleService, threadEntry } from "./bundle.js";
+import { CHEAPER_NAME_HELPER, ESBUILD_NAME_HELPER } from "./keep-names.js";
 
 const SDK = fileURLToPath(new URL("../../../sdk", import.meta.url));
 const dirs: string[] = [];
@@ -81,6 +82,9 @@ it("bundles our SDK with its dependencies and leaves the project's own packages 
   expect(threaded).not.toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
   // No protobuf-es in either: the contracts' generated codecs and services are all the SDK runs with.
   for (const bundled of [code, threaded]) {
+    // keepNames's helper, made cheaper (keep-names.ts).
+    expect(bundled).toContain(CHEAPER_NAME_HELPER);
+    expect(bundled).not.toContain(ESBUILD_NAME_HELPER);
     expect(bundled).not.toMatch(/@bufbuild[+\\/]protobuf/);
     expect(bundled).not.toContain("premature EOF");
     expect(bundled).toContain("function encodeWebsocketSendRequest(");
@@ -142,6 +146,8 @@ websocket("socket").on("message", (ctx) => replies.hello + ctx.text());
     const code = readFileSync(file, "utf8");
     expect(code).toContain("// what the socket answers ? kindly ??");
     expect(firstNonAscii(code)).toBeUndefined();
+    // Rewritten as ASCII, with keepNames's helper made cheaper all the same (keep-names.ts).
+    expect(code).toContain(CHEAPER_NAME_HELPER);
   }
 });
 

@@ -19,6 +19,7 @@ import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
+import { cheaperKeepNames } from "./keep-names.js";
 import { UserError } from "./log.js";
 
 /** A bundled service. */
@@ -249,7 +250,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 14`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 15`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -292,17 +293,20 @@ function reusable(outfile: string, record: BundleRecord | undefined, threadOnly:
 
 /**
  * esbuild's build, its file's comments made ASCII (provider-kit's ascii-comments.ts): an em dash
- * or an emoji in a service's comment would make V8 hold the whole bundle two bytes a character.
- * esbuild writes the file itself, and it is read back only to be checked (as bytes, outside the
- * JS heap) and, when a comment is not ASCII, rewritten. Handed back over esbuild's pipe instead
- * (write: false), the whole bundle would pass through `run`'s heap as buffers and strings, and V8
- * and malloc keep what they grow for that for as long as `run` runs (BENCHMARKS.md, Idle memory).
+ * or an emoji in a service's comment would make V8 hold the whole bundle two bytes a character;
+ * and keepNames's helper made cheaper (keep-names.ts). esbuild writes the file itself, and it is
+ * read back only as bytes (outside the JS heap) to be checked and rewritten, as a string only
+ * when a comment is not ASCII. Handed back over esbuild's pipe instead (write: false), the whole
+ * bundle would pass through `run`'s heap as buffers and strings, and V8 and malloc keep what they
+ * grow for that for as long as `run` runs (BENCHMARKS.md, Idle memory).
  */
 async function buildAscii(build: typeof import("esbuild").build, options: BuildOptions & { outfile: string }) {
   const result = await build({ ...options, metafile: true, write: true });
-  if (!isAscii(readFileSync(options.outfile))) {
-    writeFileSync(options.outfile, asciiComments(readFileSync(options.outfile, "utf8")));
-  }
+  const written = readFileSync(options.outfile);
+  const named = cheaperKeepNames(written);
+  const bytes = named ?? written;
+  if (!isAscii(bytes)) writeFileSync(options.outfile, asciiComments(bytes.toString("utf8")));
+  else if (named) writeFileSync(options.outfile, named);
   return result;
 }
 
@@ -386,9 +390,10 @@ function bundleOptions(projectDir: string, service: ServiceEntry, outfile: strin
     // Functions and classes keep their source names (stacks, `.name`). A nested name that
     // shadows another is still renamed (esbuild always does: data -> data2); the SDK's
     // error logging puts the source name back in messages (describeError in errors.ts). The
-    // cost is an Object.defineProperty for each named function made at run time, so our own
-    // per-message code uses methods rather than named closures (client.ts's PendingUnary,
-    // port.ts's PortCall, the SDK's HandlerStream).
+    // cost is a call of esbuild's __name for each named function made at run time, which
+    // buildAscii makes a property read where the name is already right (keep-names.ts); our own
+    // per-message code uses methods rather than named closures all the same (client.ts's
+    // PendingUnary, port.ts's PortCall, the SDK's HandlerStream).
     keepNames: true,
     sourcemap: "inline",
     // Stacks map to the original files and lines without the sources themselves in the map.

@@ -140,7 +140,7 @@ interface CallEvents {
  * A call started on the transport, with its deadline: it passes the server's messages and status
  * on to its owner until the call is over, and end() is how the caller's side ends it, as grpc-js
  * does with cancelWithStatus. A class, not closures: a service thread's bundle keeps function names
- * (keepNames), which costs an Object.defineProperty for every named closure made per call.
+ * (keepNames), which costs a call of esbuild's __name helper for every named closure made per call.
  */
 class CompatWire implements WireEvents {
   private over = false;

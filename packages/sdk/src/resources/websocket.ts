@@ -439,7 +439,8 @@ class HandlerStream {
   }
 
   // handle, step and finish are methods, not closures made per event: the service's bundle keeps
-  // function names (esbuild's keepNames), which costs a defineProperty for each named closure made.
+  // function names (esbuild's keepNames), which costs a call of its __name helper for each named
+  // closure made.
   private handle(id: string, request: WebsocketEventRequest): void {
     this.step(id, new EventContext(this.owner, request), 0);
   }
