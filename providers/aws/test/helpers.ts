@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
-import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Logger } from "@nitric-like/spec";
 import { expect } from "vitest";
 import type { RetryPolicy } from "../src/aws/request.js";
@@ -70,6 +70,14 @@ export async function createTable(sdk: DynamoDBClient, table: string, hash: stri
       BillingMode: "PAY_PER_REQUEST",
     }),
   );
+  // Usable once ACTIVE: dynalite makes it so a turn later, and later still on a loaded machine
+  // with its store on disk.
+  for (const deadline = Date.now() + 10_000; ; ) {
+    const { Table } = await sdk.send(new DescribeTableCommand({ TableName: table }));
+    if (Table?.TableStatus === "ACTIVE") return;
+    if (Date.now() > deadline) throw new Error(`table ${table} is ${Table?.TableStatus} after 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** A request as it arrived. */

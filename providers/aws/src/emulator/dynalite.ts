@@ -8,9 +8,8 @@ import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
-import { guard } from "@nitric-like/provider-kit";
+import { guard } from "@nitric-like/provider-kit/boundary";
 import type { Logger } from "@nitric-like/spec";
-import dynalite from "dynalite";
 import type { Credentials } from "../aws/signer.js";
 import { readSignedBody, runCredentials } from "./auth.js";
 import { answerFailure, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, requestTimeouts } from "./http.js";
@@ -100,6 +99,9 @@ export async function startDynalite(path?: string, options: DynaliteOptions = {}
   };
   const logger = options.logger ?? defaultLogger;
   closeDynaliteIterators();
+  // Loaded here, not with this module: `run --provider aws` loads this module on its own thread
+  // to start dynalite's, where alone dynalite runs.
+  const { default: dynalite } = await import("dynalite");
   const server = dynalite({ ...(path ? { path } : {}), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   // dynalite makes its server without options: the same limits on a request's arrival as the
   // emulator's other servers, set as the properties Node's server reads them from at listen().

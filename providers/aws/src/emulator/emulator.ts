@@ -34,7 +34,12 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import {
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  DescribeTableCommand,
+  DynamoDBClient,
+} from "@aws-sdk/client-dynamodb";
 import {
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_MESSAGE_BYTES,
@@ -1167,8 +1172,25 @@ async function createTables(
       // Kept from an earlier run: the data survives, as a stack update keeps it.
       if ((error as { name?: string }).name !== "ResourceInUseException") throw error;
     }
+    await untilActive(dynamo, physical.ref[id] as string);
   }
   dynamo.destroy();
+}
+
+/**
+ * Waits for a new table to be ACTIVE, as CloudFormation does before it creates what uses it:
+ * dynalite makes it so a turn after CreateTable, later on a loaded machine with its store on disk,
+ * and until then a function's first PutItem would get ResourceNotFoundException.
+ */
+async function untilActive(dynamo: DynamoDBClient, table: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { Table } = await dynamo.send(new DescribeTableCommand({ TableName: table }));
+    if (Table?.TableStatus === "ACTIVE") return;
+    if (Date.now() > deadline)
+      throw new Error(`DynamoDB table ${table} is still ${Table?.TableStatus} after ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** What the Management and Invoke API server reaches: filled in as the APIs and functions start. */

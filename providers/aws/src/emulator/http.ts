@@ -3,7 +3,7 @@
  * on a request's arrival, and the 500 a listener that threw answers with.
  */
 import type { ServerResponse } from "node:http";
-import { boundaryMessage } from "@nitric-like/provider-kit";
+import { boundaryMessage } from "@nitric-like/provider-kit/boundary";
 import type { Logger } from "@nitric-like/spec";
 
 /** How long a client of the Management and Invoke APIs, or of dynalite, may take to send its headers. */

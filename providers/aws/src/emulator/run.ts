@@ -302,7 +302,6 @@ function writeCredentials(file: string, emulator: Emulator, dynamodbEndpoint: st
 export async function runEmulated(options: RunOptions): Promise<RunningProvider> {
   const { project, spec, logger } = options;
   const dirs = emulatedDirs(project.dir);
-  await buildAws({ project, spec, services: findServices(project), outDir: dirs.build, logger });
   // One set of credentials for the run: the functions sign with them, the endpoints take no other.
   const credentials = runCredentials();
   const file = join(dirs.build, CREDENTIALS_FILE);
@@ -310,7 +309,17 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
   // As a shell takes it: quoted when it holds anything but a path's usual characters.
   const shown = /^[\w./-]+$/.test(relativePath) ? relativePath : `'${relativePath.replaceAll("'", `'\\''`)}'`;
   const hint = `sign it (SigV4) with this run's credentials: your functions' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, also in ${shown}`;
-  const db = await startDynaliteThread(dirs.data, { credentials, hint, logger });
+  // dynalite's thread (some 120 ms to start) starts while the functions are built.
+  const [built, started] = await Promise.allSettled([
+    buildAws({ project, spec, services: findServices(project), outDir: dirs.build, logger }),
+    startDynaliteThread(dirs.data, { credentials, hint, logger }),
+  ]);
+  if (built.status === "rejected") {
+    if (started.status === "fulfilled") await started.value.close();
+    throw built.reason;
+  }
+  if (started.status === "rejected") throw started.reason;
+  const db = started.value;
   let emulator: Emulator | undefined;
   try {
     emulator = await startEmulator({
