@@ -103,12 +103,20 @@ it("restart(): a new copy of the service answers, and the clients stay connected
 });
 
 it.each([
-  { kind: "thread", processes: false, exit: "exited with code 1" },
-  { kind: "process", processes: true, exit: "was killed by SIGKILL" },
+  { what: "thread", kind: "thread", project: "recorder", processes: false, exit: "exited with code 1" },
+  { what: "process", kind: "process", project: "recorder", processes: true, exit: "was killed by SIGKILL" },
+  // Its own start command runs it; our SDK answers the checks there.
+  {
+    what: "process of its own start command",
+    kind: "process",
+    project: "recorder-start",
+    processes: false,
+    exit: "was killed by SIGKILL",
+  },
 ])(
-  "ends and restarts a service $kind that never lets its event loop turn, saying why, and serves again",
-  async ({ kind, processes, exit }) => {
-    const app = await startApp(fixture("recorder"), { blockedAfterMs: 1000, processes });
+  "ends and restarts a service $what that never lets its event loop turn, saying why, and serves again",
+  async ({ kind, project, processes, exit }) => {
+    const app = await startApp(fixture(project), { blockedAfterMs: 1000, processes });
     const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
     await ann.next();
     await bo.next();
@@ -135,6 +143,25 @@ it.each([
     expect(after).not.toBe(before);
   },
 );
+
+it("leaves a blocked start-command service alone when its program never answered a check (not our SDK)", async () => {
+  process.env.RECORDER_SILENT = "1";
+  try {
+    const app = await startApp(fixture("recorder-start"), { blockedAfterMs: 300 });
+    const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
+    await ann.next();
+    await bo.next();
+    bo.send("copy");
+    const before = (await bo.next()).text;
+    ann.send("block 1500");
+    await ann.expectMessage("unblocked", { timeoutMs: 5000 });
+    bo.send("copy");
+    expect((await bo.next()).text).toBe(before);
+    expect(app.logs).not.toMatch(/has not let its event loop turn/);
+  } finally {
+    delete process.env.RECORDER_SILENT;
+  }
+});
 
 it("leaves a blocked service thread alone while run's inspector is open (a debugger may hold it at a breakpoint)", async () => {
   inspector.open(0, "127.0.0.1");

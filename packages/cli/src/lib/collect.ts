@@ -270,7 +270,10 @@ async function collectOne(
     server = new (await import("@nitric-like/rpc/grpc")).GrpcServer(router);
     const served = await serveCollector(server, project, entry, options);
     runDir = served.runDir;
-    child = processHandle(spawnService(bundle ? { ...served.launch, bundle } : served.launch));
+    child = processHandle(
+      spawnService(bundle ? { ...served.launch, bundle } : served.launch),
+      served.launch.service.start !== undefined,
+    );
   }
   options.onLaunched?.();
   const output: string[] = [];

@@ -2,7 +2,7 @@
  * Starting one service process: the built-in TypeScript runner (node on the esbuild bundle) or the
  * project's own `start` command, with the environment both @nitric/sdk and our SDK read.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
 import { type Duplex, PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
@@ -63,8 +63,15 @@ export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
 export function spawnService(launch: ServiceLaunch): ChildProcess {
   const env = serviceEnv(launch);
   const options = { cwd: launch.project.dir, env, stdio: ["ignore", "pipe", "pipe"] as ["ignore", "pipe", "pipe"] };
+  // Our bundle answers run's liveness check on a pipe at fd 3 (bundle.ts, ALIVE_FD_VAR), and so
+  // does our SDK in a process a `start` command runs (watched once it has answered); not under
+  // --inspect, where a debugger may hold the process at a breakpoint for as long as it likes.
+  const alive = launch.inspectPort === undefined;
+  const watched: SpawnOptions = alive
+    ? { env: { ...env, [ALIVE_FD_VAR]: "3" }, stdio: ["ignore", "pipe", "pipe", "pipe"] }
+    : {};
   if (launch.service.start !== undefined) {
-    return spawn("/bin/sh", ["-c", launch.service.start], { ...options, detached: true });
+    return spawn("/bin/sh", ["-c", launch.service.start], { ...options, ...watched, detached: true });
   }
   if (!launch.bundle) throw new Error(`service "${launch.service.name}" has neither a bundle nor a start command`);
   // A process group of its own (as for start commands): a terminal's Ctrl-C then reaches only the
@@ -73,12 +80,9 @@ export function spawnService(launch: ServiceLaunch): ChildProcess {
   // NODE_OPTIONS does not accept), for profiling.
   const extra = process.env.NITRIC_LIKE_SERVICE_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
   if (launch.inspectPort !== undefined) extra.push(`--inspect=127.0.0.1:${launch.inspectPort}`);
-  // Our bundle answers run's liveness check on a pipe at fd 3 (bundle.ts, ALIVE_FD_VAR); not under
-  // --inspect, where a debugger may hold the process at a breakpoint for as long as it likes.
-  const alive = launch.inspectPort === undefined;
   return spawn(process.execPath, ["--enable-source-maps", ...extra, launch.bundle.outfile], {
     ...options,
-    ...(alive ? { env: { ...env, [ALIVE_FD_VAR]: "3" }, stdio: [...options.stdio, "pipe"] } : {}),
+    ...watched,
     detached: true,
   });
 }
@@ -126,7 +130,8 @@ export interface ServiceHandle {
   /** A thread only: true when it ended on a native addon that cannot load in a worker thread. */
   threadUnsupported?(): boolean;
   /**
-   * A worker thread, or a process of run's bundle: checks that its event loop turns, and ends it
+   * A worker thread, or a process (of run's bundle, or of a start command once its program has
+   * answered, as our SDK does): checks that its event loop turns, and ends it
    * (terminate(), SIGKILL: its own exit) once it has not answered for `blockedAfterMs`, calling
    * `onBlocked` first with how long.
    */
@@ -147,9 +152,13 @@ function cannotLoadInThread(error: unknown): boolean {
   );
 }
 
-/** A process as a ServiceHandle. */
-export function processHandle(child: ChildProcess): ServiceHandle {
-  // The pipe our bundles answer liveness pings on (spawnService), when there is one.
+/**
+ * A process as a ServiceHandle. `startCommand`: started by the service's own command, whose
+ * program may not answer liveness pings at all (another language, @nitric/sdk): it is watched only
+ * once it has answered one.
+ */
+export function processHandle(child: ChildProcess, startCommand = false): ServiceHandle {
+  // The pipe our bundles and our SDK answer liveness pings on (spawnService), when there is one.
   const alivePipe = child.stdio[3] as Duplex | null | undefined;
   alivePipe?.on("error", () => {});
   return {
@@ -171,8 +180,12 @@ export function processHandle(child: ChildProcess): ServiceHandle {
                 onBlocked(silentMs);
                 signal(child, "SIGKILL");
               },
+              !startCommand,
             );
-            alivePipe.on("data", () => alive.answered());
+            // An answer is "!"; anything else a program writes there is not one.
+            alivePipe.on("data", (data: Buffer) => {
+              if (data.includes(0x21)) alive.answered();
+            });
             child.once("exit", () => clearInterval(alive.timer));
           },
         }
@@ -262,12 +275,14 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
 /**
  * run's liveness check of a service: a ping (`ask`) whenever none is out, checked up to four times
  * as often as `blockedAfterMs` (at most once a second); once one has gone unanswered that long,
- * `blocked` is called, once. `answered()` is for the service's answer. The timer keeps nothing alive.
+ * `blocked` is called, once. `answered()` is for the service's answer. Not `armed`: nothing is
+ * called blocked until a first answer has come. The timer keeps nothing alive.
  */
 function aliveWatch(
   blockedAfterMs: number,
   ask: () => void,
   blocked: (silentMs: number) => void,
+  armed = true,
 ): { timer: NodeJS.Timeout; answered(): void } {
   // When the unanswered ping went out; undefined while none is out.
   let askedAt: number | undefined;
@@ -277,7 +292,7 @@ function aliveWatch(
       if (askedAt === undefined) {
         askedAt = now;
         ask();
-      } else if (now - askedAt >= blockedAfterMs) {
+      } else if (armed && now - askedAt >= blockedAfterMs) {
         clearInterval(timer);
         blocked(now - askedAt);
       }
@@ -289,6 +304,7 @@ function aliveWatch(
     timer,
     answered: () => {
       askedAt = undefined;
+      armed = true;
     },
   };
 }

@@ -163,7 +163,8 @@ export class ServiceSupervisor {
   }
 
   /**
-   * Ends a started service (a thread, or a process of our bundle) that leaves its event loop
+   * Ends a started service (a thread, a process of our bundle, or a process of its own start
+   * command whose program answers the check, as our SDK does) that leaves its event loop
    * without a turn for blockedAfterMs (a loop that never yields, a synchronous wait), as Lambda
    * ends a function at its timeout: every event of the service waits behind it, and nothing else
    * would end it. Its exit is a death like any other: the events it held fail or are retried, and
@@ -267,7 +268,8 @@ export class ServiceSupervisor {
         return;
       }
       child = startServiceThread({ ...launch, bundle }, port);
-    } else child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch));
+    } else
+      child = processHandle(spawnService(bundle ? { ...launch, bundle } : launch), launch.service.start !== undefined);
     this.child = child;
     this.startedAt = Date.now();
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);

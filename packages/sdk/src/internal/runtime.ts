@@ -9,6 +9,7 @@
  * `run --processes`, the collect pass, a `start` command), it is gRPC to SERVICE_ADDRESS, Nitric's
  * convention for a service process, loaded on first use.
  */
+import { Socket } from "node:net";
 import { Client, createLazyTransport, type Transport } from "@nitric-like/rpc";
 
 let transport: Transport | undefined;
@@ -25,8 +26,34 @@ export function useTransport(chosen: Transport): void {
 
 /** The fallback: gRPC to SERVICE_ADDRESS, with grpc-js loaded only if it is used. */
 function grpcFallback(): Transport {
+  answerAliveChecks();
   const address = serviceAddress();
   return createLazyTransport(async () => (await import("@nitric-like/rpc/grpc")).createGrpcTransport(address));
+}
+
+/**
+ * `nitric-like run` checks that a service process's event loop still turns by writing to a pipe
+ * whose descriptor it gives in NITRIC_LIKE_ALIVE_FD, and restarts a process that stops answering
+ * (a loop that never yields). run's own bundles answer from their first line; a service started
+ * by its own `start` command (`node dist/service.js`) answers here, from the SDK's first call, and
+ * run watches such a process only once it has answered (this says so at once). The variable is removed so that a child
+ * process of the service does not take it for its own.
+ */
+function answerAliveChecks(): void {
+  const fd = process.env.NITRIC_LIKE_ALIVE_FD;
+  if (fd === undefined) return;
+  delete process.env.NITRIC_LIKE_ALIVE_FD;
+  try {
+    const pipe = new Socket({ fd: Number(fd), readable: true, writable: true });
+    pipe.on("data", () => pipe.write("!"));
+    pipe.on("error", () => {});
+    pipe.unref();
+    // Said once at once: run then watches this process from its start, a block in its first
+    // event included.
+    pipe.write("!");
+  } catch {
+    // Not a pipe this process can open: run then never watches it.
+  }
 }
 
 let openStreams = 0;
