@@ -68,8 +68,8 @@ service that started, then crashed 5 times in 30 s with no event in flight waits
 a file change too. A started service whose event loop has not turned for 30 s (a
 loop that never yields; or the handler timeout and 5 s, when longer), as a Lambda
 function times out, is ended and restarted, saying why (not while a debugger may
-hold it, nor a start command's program that does not answer run's check, as our
-SDK does). Two services handling the same socket event: exits 1, as
+hold it, nor one run by its own start command whose program does not answer run's
+check; our SDK answers it). Two services handling the same socket event: exits 1, as
 "nitric-like spec" does. Ctrl-C lets running handlers answer, closes client
 connections (1001, going away) and exits.
 
