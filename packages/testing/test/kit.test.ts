@@ -144,20 +144,25 @@ it.each([
   },
 );
 
+/** Blocks the project's service for 1.5 s, 5 times its blockedAfterMs: it must come through it untouched. */
+async function expectLeftAlone(project: string): Promise<void> {
+  const app = await startApp(fixture(project), { blockedAfterMs: 300 });
+  const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
+  await ann.next();
+  await bo.next();
+  bo.send("copy");
+  const before = (await bo.next()).text;
+  ann.send("block 1500");
+  await ann.expectMessage("unblocked", { timeoutMs: 5000 });
+  bo.send("copy");
+  expect((await bo.next()).text).toBe(before);
+  expect(app.logs).not.toMatch(/has not let its event loop turn/);
+}
+
 it("leaves a blocked start-command service alone when its program never answered a check (not our SDK)", async () => {
   process.env.RECORDER_SILENT = "1";
   try {
-    const app = await startApp(fixture("recorder-start"), { blockedAfterMs: 300 });
-    const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
-    await ann.next();
-    await bo.next();
-    bo.send("copy");
-    const before = (await bo.next()).text;
-    ann.send("block 1500");
-    await ann.expectMessage("unblocked", { timeoutMs: 5000 });
-    bo.send("copy");
-    expect((await bo.next()).text).toBe(before);
-    expect(app.logs).not.toMatch(/has not let its event loop turn/);
+    await expectLeftAlone("recorder-start");
   } finally {
     delete process.env.RECORDER_SILENT;
   }
@@ -166,17 +171,7 @@ it("leaves a blocked start-command service alone when its program never answered
 it("leaves a blocked service thread alone while run's inspector is open (a debugger may hold it at a breakpoint)", async () => {
   inspector.open(0, "127.0.0.1");
   try {
-    const app = await startApp(fixture("recorder"), { blockedAfterMs: 300 });
-    const [ann, bo] = await Promise.all([app.connect(open), app.connect(open)]);
-    await ann.next();
-    await bo.next();
-    bo.send("copy");
-    const before = (await bo.next()).text;
-    ann.send("block 1500");
-    await ann.expectMessage("unblocked", { timeoutMs: 5000 });
-    bo.send("copy");
-    expect((await bo.next()).text).toBe(before);
-    expect(app.logs).not.toMatch(/has not let its event loop turn/);
+    await expectLeftAlone("recorder");
   } finally {
     inspector.close();
   }
