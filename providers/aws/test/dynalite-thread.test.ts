@@ -1,6 +1,7 @@
 // dynalite on a thread of its own, as `run --provider aws` serves it (startDynaliteThread): the
 // built module (dist/), since the thread loads dynalite-thread.js beside it.
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { threadId } from "node:worker_threads";
@@ -90,5 +91,31 @@ it("starts a thread that ended again on the same port, with the tables on disk, 
     expect(got.Item?.p?.S).toBe("a");
   } finally {
     sdk.destroy();
+  }
+});
+
+it("says so when a thread that ended cannot start again (its port taken meanwhile), and still closes", async () => {
+  const running = await start();
+  const { port } = new URL(running.endpoint);
+  const first = running.worker;
+  await first.terminate();
+  // The port, taken before the new thread can listen on it.
+  const squatter = createServer();
+  await new Promise<void>((resolve, reject) => {
+    squatter.once("error", reject);
+    squatter.listen(Number(port), "127.0.0.1", resolve);
+  });
+  try {
+    const deadline = Date.now() + 10_000;
+    while (!lines.some((l) => l.startsWith("dynalite could not start again"))) {
+      if (Date.now() > deadline) throw new Error(`no line within 10 s; logged: ${lines.join(" | ")}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(lines.find((l) => l.startsWith("dynalite could not start again"))).toMatch(/EADDRINUSE/);
+    const closed = running.close().then(() => "closed");
+    expect(await Promise.race([closed, new Promise((r) => setTimeout(() => r("hung"), 3000))])).toBe("closed");
+    db = undefined;
+  } finally {
+    await new Promise((r) => squatter.close(r));
   }
 });

@@ -199,7 +199,11 @@ export async function startDynaliteThread(
         if (!listening) reject(failure ?? new Error(`dynalite's thread ended before it listened (${why})`));
         else if (!stopping) {
           logger.error(`dynalite stopped: ${why}; starting it again on ${endpoint}`);
-          start().catch((error: Error) => logger.error(`dynalite could not start again: ${error.message}`));
+          start().catch((error: Error) =>
+            logger.error(
+              `dynalite could not start again: ${error.message}; the functions' DynamoDB calls fail until run is started again`,
+            ),
+          );
         }
       });
     });
@@ -213,6 +217,8 @@ export async function startDynaliteThread(
     },
     async close() {
       stopping = true;
+      // A thread that ended and could not start again: nothing left to close.
+      if (worker.threadId === -1) return;
       const ended = new Promise((resolve) => worker.once("exit", resolve));
       worker.postMessage("close");
       const timer = setTimeout(() => void worker.terminate(), THREAD_CLOSE_MS);
