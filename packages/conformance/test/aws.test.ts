@@ -511,6 +511,58 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(after).toBeLessThan(3000);
   });
 
+  it("refuses headers over 16 KB with 431 and its reason, and lets go of a refused client that never closes its side", async () => {
+    const small = await anotherEmulator({ newConnectionsPerSecond: 1 });
+    const { port, pathname } = new URL(small.sockets.find((s) => s.name === "lab")?.url as string);
+    /**
+     * Writes `request` on a raw connection that never ends its side, reads the answer until the
+     * server ends its own, then, 1.5 s later, writes again: whether the server had let go of the
+     * socket by then (the write is reset) or still holds it half-open.
+     */
+    const raw = (request: string) =>
+      new Promise<{ answer: string; letGo: boolean }>((resolve, reject) => {
+        const socket = createConnection({ host: "127.0.0.1", port: Number(port), allowHalfOpen: true });
+        let answer = "";
+        socket.on("data", (d) => {
+          answer += d.toString("latin1");
+        });
+        socket.on("error", () => resolve({ answer, letGo: true }));
+        socket.on("close", () => resolve({ answer, letGo: true }));
+        socket.once("end", () =>
+          setTimeout(() => {
+            // The first write meets the reset, the second is refused by it (EPIPE).
+            socket.write("more\r\n");
+            setTimeout(() => socket.write("more\r\n"), 200).unref();
+            setTimeout(() => {
+              socket.destroy();
+              resolve({ answer, letGo: false });
+            }, 1000).unref();
+          }, 1500).unref(),
+        );
+        socket.write(request);
+        setTimeout(() => reject(new Error(`no answer within 5 s; read: ${answer.slice(0, 200)}`)), 5000).unref();
+      });
+    const upgrade = (extra = "") =>
+      `GET ${pathname} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
+    try {
+      const huge = await raw(upgrade(`X-Big: ${"a".repeat(20_000)}\r\n`));
+      expect(huge.answer).toMatch(/^HTTP\/1\.1 431 /);
+      expect(huge.answer).toContain("the request line and headers are over 16 KiB");
+      expect(huge.letGo).toBe(true);
+      // The account's one new connection a second: the first takes it, the second is refused.
+      const first = createConnection({ host: "127.0.0.1", port: Number(port) });
+      first.on("error", () => {});
+      first.write(upgrade());
+      await new Promise((resolve) => first.once("data", resolve));
+      const refused = await raw(upgrade());
+      expect(refused.answer).toMatch(/^HTTP\/1\.1 429 /);
+      expect(refused.letGo).toBe(true);
+      first.destroy();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("closes a client that sends a binary frame with 1003, before its message reaches a function", async () => {
     const bystander = await connect(url);
     const c = await connect(url);

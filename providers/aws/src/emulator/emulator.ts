@@ -46,6 +46,7 @@ import {
   awsFrameWatcher,
   BurstLog,
   boundaryMessage,
+  clientErrorRefusal,
   dict,
   forEachLine,
   guard,
@@ -55,6 +56,7 @@ import {
   openFilesProblem,
   pingFloodReason,
   protocolCloseReason,
+  refuseRequest,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
 import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
@@ -522,6 +524,13 @@ class EmulatedApi {
         (error) => answerFailure(res, this.logger, `API ${this.logicalId}`, "answering a plain HTTP request", error),
       ),
     );
+    // Bytes Node cannot parse as HTTP (headers over 16 KB, a request that never ends): refused with
+    // the status their error stands for and a reason, the socket kept a moment for the answer to
+    // be read, as the local gateway answers them (Node's own answer resets a client still sending).
+    this.server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+      const { status, reason } = clientErrorRefusal(`API ${this.logicalId}`, error);
+      refuseRequest(socket, status, JSON.stringify({ message: reason }), "application/json");
+    });
     // The boundary of the upgrade listener: whatever it throws refuses that one request with 500
     // (or, once upgraded, closes that one connection with 1011) and logs one line; escaping, it
     // would end `run`, every function and socket with it (a "?__proto__=1" once did).
@@ -533,10 +542,7 @@ class EmulatedApi {
           this.logger.error(
             boundaryMessage(`API ${this.logicalId}`, "handling an upgrade request", error, "refused it with 500"),
           );
-          if (socket.destroyed) return;
-          socket.end(
-            "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: 21\r\nconnection: close\r\n\r\nInternal server error",
-          );
+          refuseRequest(socket, 500, "Internal server error", "text/plain");
         },
       );
     });
@@ -626,10 +632,7 @@ class EmulatedApi {
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (!this.rate.take()) {
       // Throttled before any integration runs, as API Gateway answers a request over its rate.
-      const text = JSON.stringify({ message: "Too Many Requests" });
-      socket.end(
-        `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-      );
+      refuseRequest(socket, 429, JSON.stringify({ message: "Too Many Requests" }), "application/json");
       return;
     }
     const id = connectionId();
@@ -690,10 +693,7 @@ class EmulatedApi {
         }
       }
       if (refusal) {
-        const text = JSON.stringify({ message: refusal.message });
-        socket.end(
-          `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? "Error"}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-        );
+        refuseRequest(socket, refusal.status, JSON.stringify({ message: refusal.message }), "application/json");
         return;
       }
     }
@@ -729,9 +729,7 @@ class EmulatedApi {
     if (status < 200 || status > 299) {
       const text = body || STATUS_CODES[status] || "Forbidden";
       this.observer?.({ type: "refused", socket: this.socketName, status, reason: text, at: Date.now() });
-      socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-      );
+      refuseRequest(socket, status, text, "text/plain");
       return;
     }
     if (socket.destroyed) return;

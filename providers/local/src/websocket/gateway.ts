@@ -4,7 +4,7 @@
  * connection ends (client close, server close, dropped TCP) as a disconnect event.
  */
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
@@ -15,6 +15,7 @@ import {
   BurstLog,
   boundaryMessage,
   type ConnectionInfo,
+  clientErrorRefusal,
   connectEvent,
   connectRefusal,
   dict,
@@ -30,6 +31,7 @@ import {
   pingFloodReason,
   poisonCloseReason,
   protocolCloseReason,
+  refuseRequest,
   type SocketBackend,
   unansweredStatus,
   WS_PIECE_BOUNDS,
@@ -41,7 +43,6 @@ import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
 import { FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
 import {
   ageReason,
-  clientErrorRefusal,
   handshakeProblem,
   idleReason,
   rateReason,
@@ -54,8 +55,6 @@ import {
 const HEARTBEAT_MS = 30_000;
 /** How long stop() waits for clients to answer the 1001 close before cutting them off. */
 const CLOSE_GRACE_MS = 500;
-/** How long a refused upgrade's socket is kept for its client to read the answer and close. */
-const REFUSED_GRACE_MS = 1000;
 
 /** Gateway settings. */
 export interface GatewayOptions {
@@ -407,20 +406,6 @@ function remoteAddressOf(socket: Socket): string {
 }
 
 /** Answers an upgrade request with a plain HTTP error and closes the socket. */
-function refuse(socket: Duplex, status: number, reason: string, headers: Record<string, string> = {}): void {
-  // Answered already (a listener that threw after its refusal): one answer per request.
-  if (socket.destroyed || socket.writableEnded) return;
-  const body = Buffer.from(reason, "utf8");
-  const extra = Object.entries(headers)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join("");
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n${extra}Connection: close\r\n\r\n${reason}`,
-  );
-  // HTTP servers are half-open: a client that never closes its side would keep the socket forever.
-  setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
-}
-
 /** What the gateway keeps for a connection beyond its socket: its rooms and its state. */
 interface Extras {
   rooms: Set<string> | undefined;
@@ -604,7 +589,11 @@ export class Gateway implements SocketBackend, FlowGateway {
       (error) => {
         const message = this.failure("handling an upgrade request", error, "refused it with 500");
         this.logger.error(message);
-        refuse(socket, 500, `websocket "${this.name}": internal error; try again, and report it if it persists\n`);
+        refuseRequest(
+          socket,
+          500,
+          `websocket "${this.name}": internal error; try again, and report it if it persists\n`,
+        );
       },
     );
   }
@@ -613,7 +602,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   private clientErrorListener(error: NodeJS.ErrnoException, socket: Duplex): void {
     guard(
       () => {
-        const { status, reason } = clientErrorRefusal(this.name, error);
+        const { status, reason } = clientErrorRefusal(`websocket "${this.name}"`, error);
         this.refuse(socket, status, `${reason}\n`);
       },
       (failure) => {
@@ -643,7 +632,7 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   /** Refuses an upgrade, and shows the refusal to the observer (the dashboard's log). */
   private refuse(socket: Duplex, status: number, reason: string, headers?: Record<string, string>): void {
-    refuse(socket, status, reason, headers);
+    refuseRequest(socket, status, reason, undefined, headers);
     if (this.observer !== undefined)
       this.observer({ type: "refused", socket: this.name, status, reason: reason.trim(), at: Date.now() });
   }

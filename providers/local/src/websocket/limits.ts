@@ -60,24 +60,6 @@ export function handshakeProblem(name: string, url: string, req: IncomingMessage
   return undefined;
 }
 
-/** The answer to an HTTP request Node could not parse (the `clientError` event). */
-export function clientErrorRefusal(name: string, error: NodeJS.ErrnoException): Refusal {
-  const where = `websocket "${name}"`;
-  if (error.code === "HPE_HEADER_OVERFLOW") {
-    return {
-      status: 431,
-      reason: `${where}: the request line and headers are over 16 KiB (query string included); send less in the URL and headers`,
-    };
-  }
-  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "HPE_HEADERS_TIMEOUT") {
-    return { status: 408, reason: `${where}: the request took too long to arrive; send the whole request at once` };
-  }
-  return {
-    status: 400,
-    reason: `${where}: not a valid HTTP request (${error.code ?? "parse error"}); connect with a WebSocket client`,
-  };
-}
-
 /** The close reason for a connection idle too long (API Gateway: 10 min, 1001). */
 export function idleReason(limits: SocketLimits): string {
   return `idle timeout: no message for ${formatDuration(limits.idleTimeoutMs)}; send a message or ping to keep it open`;

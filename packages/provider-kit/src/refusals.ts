@@ -1,0 +1,50 @@
+/**
+ * Refusing an HTTP request on a socket's port, before or instead of its WebSocket upgrade, as both
+ * gateways (the local provider's and the AWS emulator's) answer it.
+ */
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+
+/** How long a refused request's socket is kept for its client to read the answer and close. */
+export const REFUSED_GRACE_MS = 1000;
+
+/**
+ * Answers `status` with `body` and ends the socket, which is destroyed REFUSED_GRACE_MS later:
+ * an HTTP server keeps its sockets half-open, so a client that never closes its side would hold
+ * the socket (a file of `run`'s) for as long as `run` runs. Once per socket: a socket already
+ * answered or gone is left alone (a listener that threw after its refusal).
+ */
+export function refuseRequest(
+  socket: Duplex,
+  status: number,
+  body: string,
+  contentType = "text/plain; charset=utf-8",
+  headers: Record<string, string> = {},
+): void {
+  if (socket.destroyed || socket.writableEnded) return;
+  const length = Buffer.byteLength(body, "utf8");
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("");
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\nContent-Type: ${contentType}\r\nContent-Length: ${length}\r\n${extra}Connection: close\r\n\r\n${body}`,
+  );
+  setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
+}
+
+/** The answer to an HTTP request Node could not parse (a server's `clientError` event). */
+export function clientErrorRefusal(where: string, error: NodeJS.ErrnoException): { status: number; reason: string } {
+  if (error.code === "HPE_HEADER_OVERFLOW") {
+    return {
+      status: 431,
+      reason: `${where}: the request line and headers are over 16 KiB (query string included); send less in the URL and headers`,
+    };
+  }
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT" || error.code === "HPE_HEADERS_TIMEOUT") {
+    return { status: 408, reason: `${where}: the request took too long to arrive; send the whole request at once` };
+  }
+  return {
+    status: 400,
+    reason: `${where}: not a valid HTTP request (${error.code ?? "parse error"}); connect with a WebSocket client`,
+  };
+}
