@@ -511,6 +511,46 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(after).toBeLessThan(3000);
   });
 
+  it("refuses a malformed upgrade with its reason before $connect runs, so nothing it would store is left", async () => {
+    const { port, pathname } = new URL(url);
+    const probe = await connect(url);
+    const conns = async () => ((await probe.call({ op: "keys", prefix: "conn:" })).keys as string[]).length;
+    const before = await conns();
+    const answers: string[] = [];
+    const malformed: [string, string][] = [
+      ["no key", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"],
+      [
+        "bad key",
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n",
+      ],
+      [
+        "old version",
+        `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 7\r\n`,
+      ],
+    ];
+    for (const [what, headers] of malformed) {
+      const socket = createConnection({ host: "127.0.0.1", port: Number(port) });
+      let answer = "";
+      socket.on("data", (d) => {
+        answer += d.toString("latin1");
+      });
+      socket.on("error", () => {});
+      socket.write(`GET ${pathname}?from=${what.replace(" ", "-")} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`);
+      await new Promise((resolve) => socket.once("close", resolve));
+      answers.push(answer);
+    }
+    expect(answers[0]).toMatch(/^HTTP\/1\.1 400 [\s\S]*Sec-WebSocket-Key must be 16 bytes in base64/);
+    expect(answers[1]).toMatch(/^HTTP\/1\.1 400 [\s\S]*Sec-WebSocket-Key must be 16 bytes in base64/);
+    // In a JSON body, as API Gateway words its refusals.
+    expect(answers[2]).toMatch(/^HTTP\/1\.1 400 [\s\S]*Sec-WebSocket-Version \\"7\\" is not supported; use 13/);
+    await sleep(300);
+    expect(await conns()).toBe(before);
+    // A well-formed one is counted: the count would have seen the others.
+    (await connect(url)).close();
+    expect(await conns()).toBe(before + 1);
+    probe.close();
+  });
+
   it("refuses headers over 16 KB with 431 and its reason, and lets go of a refused client that never closes its side", async () => {
     const small = await anotherEmulator({ newConnectionsPerSecond: 1 });
     const { port, pathname } = new URL(small.sockets.find((s) => s.name === "lab")?.url as string);

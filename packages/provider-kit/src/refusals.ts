@@ -2,7 +2,7 @@
  * Refusing an HTTP request on a socket's port, before or instead of its WebSocket upgrade, as both
  * gateways (the local provider's and the AWS emulator's) answer it.
  */
-import { STATUS_CODES } from "node:http";
+import { type IncomingMessage, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 
 /** How long a refused request's socket is kept for its client to read the answer and close. */
@@ -47,4 +47,45 @@ export function clientErrorRefusal(where: string, error: NodeJS.ErrnoException):
     status: 400,
     reason: `${where}: not a valid HTTP request (${error.code ?? "parse error"}); connect with a WebSocket client`,
   };
+}
+
+/** A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 section 4.1). */
+const KEY = /^[+/0-9A-Za-z]{22}==$/;
+
+/**
+ * Checks an upgrade request as the ws library would (RFC 6455 section 4.2.1), but before any
+ * authorizer or connect handler runs, and with a reason that says what to fix: a malformed
+ * request never reaches the app (whose connect handler would otherwise run, and keep what it
+ * stored, for a connection ws then refuses). `where` names the socket in the reason.
+ */
+export function upgradeProblem(
+  where: string,
+  req: IncomingMessage,
+): { status: number; reason: string; headers?: Record<string, string> } | undefined {
+  if (req.method !== "GET") {
+    return {
+      status: 405,
+      reason: `${where}: a WebSocket upgrade must be a GET request, got ${req.method}; connect with a WebSocket client`,
+      headers: { Allow: "GET" },
+    };
+  }
+  if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") {
+    return { status: 400, reason: `${where}: the Upgrade header must be "websocket"; connect with a WebSocket client` };
+  }
+  const key = req.headers["sec-websocket-key"];
+  if (typeof key !== "string" || !KEY.test(key.trim())) {
+    return {
+      status: 400,
+      reason: `${where}: Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 section 4.1); connect with a WebSocket client`,
+    };
+  }
+  const version = req.headers["sec-websocket-version"];
+  if (version !== "13" && version !== "8") {
+    return {
+      status: 400,
+      reason: `${where}: Sec-WebSocket-Version ${JSON.stringify(version ?? "")} is not supported; use 13`,
+      headers: { "Sec-WebSocket-Version": "13" },
+    };
+  }
+  return undefined;
 }

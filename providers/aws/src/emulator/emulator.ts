@@ -57,6 +57,7 @@ import {
   pingFloodReason,
   protocolCloseReason,
   refuseRequest,
+  upgradeProblem,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
 import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
@@ -630,6 +631,14 @@ class EmulatedApi {
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    // A request ws would refuse (no key, another version...) is refused before the authorizer and
+    // $connect run: they would run, and what $connect stored stay, for a connection never opened.
+    const malformed = upgradeProblem(`API ${this.logicalId}`, req);
+    if (malformed) {
+      const { status, reason, headers } = malformed;
+      refuseRequest(socket, status, JSON.stringify({ message: reason }), "application/json", headers);
+      return;
+    }
     if (!this.rate.take()) {
       // Throttled before any integration runs, as API Gateway answers a request over its rate.
       refuseRequest(socket, 429, JSON.stringify({ message: "Too Many Requests" }), "application/json");

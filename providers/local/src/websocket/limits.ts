@@ -5,6 +5,7 @@
  * reads as the connection's life and these as the rules.
  */
 import type { IncomingMessage } from "node:http";
+import { upgradeProblem } from "@nitric-like/provider-kit";
 import { formatDuration, type SocketLimits } from "@nitric-like/spec";
 
 /** Why an upgrade request is refused before its connect handler runs. */
@@ -14,40 +15,15 @@ export interface Refusal {
   headers?: Record<string, string>;
 }
 
-/** A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 section 4.1). */
-const KEY = /^[+/0-9A-Za-z]{22}==$/;
-
 /**
  * Checks an upgrade request the way the ws library would, but first, so a malformed request never
- * reaches the app's connect handler, and with a reason that says what to fix.
+ * reaches the app's connect handler, and with a reason that says what to fix; then its path (a
+ * socket has one URL).
  */
 export function handshakeProblem(name: string, url: string, req: IncomingMessage): Refusal | undefined {
   const where = `websocket "${name}"`;
-  if (req.method !== "GET") {
-    return {
-      status: 405,
-      reason: `${where}: a WebSocket upgrade must be a GET request, got ${req.method}; connect with a WebSocket client`,
-      headers: { Allow: "GET" },
-    };
-  }
-  if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") {
-    return { status: 400, reason: `${where}: the Upgrade header must be "websocket"; connect with a WebSocket client` };
-  }
-  const key = req.headers["sec-websocket-key"];
-  if (typeof key !== "string" || !KEY.test(key.trim())) {
-    return {
-      status: 400,
-      reason: `${where}: Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 section 4.1); connect with a WebSocket client`,
-    };
-  }
-  const version = req.headers["sec-websocket-version"];
-  if (version !== "13" && version !== "8") {
-    return {
-      status: 400,
-      reason: `${where}: Sec-WebSocket-Version ${JSON.stringify(version ?? "")} is not supported; use 13`,
-      headers: { "Sec-WebSocket-Version": "13" },
-    };
-  }
+  const malformed = upgradeProblem(where, req);
+  if (malformed) return malformed;
   const raw = req.url ?? "/";
   const at = raw.indexOf("?");
   const path = at < 0 ? raw : raw.slice(0, at);
