@@ -551,6 +551,29 @@ describe("the emulator keeps API Gateway's rules", () => {
     probe.close();
   });
 
+  it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {
+    const { port, pathname } = new URL(url);
+    const probe = await connect(url);
+    const gone = async () => ((await probe.call({ op: "keys", prefix: "gone:" })).keys as string[]).length;
+    const before = await gone();
+    for (let i = 0; i < 5; i++) {
+      const socket = createConnection({ host: "127.0.0.1", port: Number(port) });
+      socket.on("error", () => {});
+      // Gone as soon as its request is out, before $connect has answered.
+      socket.write(
+        `GET ${pathname}?early=${i} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        () => socket.destroy(),
+      );
+    }
+    let after = before;
+    for (let i = 0; i < 50 && after < before + 5; i++) {
+      await sleep(100);
+      after = await gone();
+    }
+    expect(after).toBe(before + 5);
+    probe.close();
+  });
+
   it("refuses headers over 16 KB with 431 and its reason, and lets go of a refused client that never closes its side", async () => {
     const small = await anotherEmulator({ newConnectionsPerSecond: 1 });
     const { port, pathname } = new URL(small.sockets.find((s) => s.name === "lab")?.url as string);

@@ -741,7 +741,13 @@ class EmulatedApi {
       refuseRequest(socket, status, text, "text/plain");
       return;
     }
-    if (socket.destroyed) return;
+    if (socket.destroyed || !socket.readable || !socket.writable) {
+      // The client left while $connect ran: $disconnect tells the app, which may have stored the
+      // connection (as the local gateway tells it), with 1006 as for any connection that drops.
+      socket.destroy();
+      await this.track(this.disconnected(id, meta, 1006, ""));
+      return;
+    }
     (req as IncomingMessage & { [ECHOED_PROTOCOL]?: string })[ECHOED_PROTOCOL] = protocol ?? "";
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const connection: Connection = { ws, ...meta, lastActiveAt: Date.now(), query, headers };
@@ -859,7 +865,12 @@ class EmulatedApi {
     }
   }
 
-  private async disconnected(id: string, c: Connection, code: number, reason: string): Promise<void> {
+  private async disconnected(
+    id: string,
+    c: Pick<Connection, "connectedAt" | "sourceIp" | "userAgent" | "authorizer">,
+    code: number,
+    reason: string,
+  ): Promise<void> {
     const route = this.routes.get("$disconnect");
     if (!route) return;
     const event: WebsocketApiEvent = {
