@@ -517,25 +517,19 @@ describe("the emulator keeps API Gateway's rules", () => {
     const conns = async () => ((await probe.call({ op: "keys", prefix: "conn:" })).keys as string[]).length;
     const before = await conns();
     const answers: string[] = [];
-    const malformed: [string, string][] = [
-      ["no key", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"],
-      [
-        "bad key",
-        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n",
-      ],
-      [
-        "old version",
-        `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 7\r\n`,
-      ],
+    const malformed = [
+      `GET ${pathname}?from=no-key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      `GET ${pathname}?from=bad-key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      upgradeRequest(`${pathname}?from=old-version`, "", "x", "7"),
     ];
-    for (const [what, headers] of malformed) {
+    for (const request of malformed) {
       const socket = createConnection({ host: "127.0.0.1", port: Number(port) });
       let answer = "";
       socket.on("data", (d) => {
         answer += d.toString("latin1");
       });
       socket.on("error", () => {});
-      socket.write(`GET ${pathname}?from=${what.replace(" ", "-")} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`);
+      socket.write(request);
       await new Promise((resolve) => socket.once("close", resolve));
       answers.push(answer);
     }
@@ -554,23 +548,22 @@ describe("the emulator keeps API Gateway's rules", () => {
   it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {
     const { port, pathname } = new URL(url);
     const probe = await connect(url);
-    const gone = async () => ((await probe.call({ op: "keys", prefix: "gone:" })).keys as string[]).length;
-    const before = await gone();
+    const gone = async () => (await probe.call({ op: "keys", prefix: "gone:" })).keys as string[];
+    const before = new Set(await gone());
     for (let i = 0; i < 5; i++) {
       const socket = createConnection({ host: "127.0.0.1", port: Number(port) });
       socket.on("error", () => {});
       // Gone as soon as its request is out, before $connect has answered.
-      socket.write(
-        `GET ${pathname}?early=${i} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-        () => socket.destroy(),
-      );
+      socket.write(upgradeRequest(`${pathname}?early=${i}`), () => socket.destroy());
     }
-    let after = before;
-    for (let i = 0; i < 50 && after < before + 5; i++) {
+    let added: string[] = [];
+    for (let i = 0; i < 50 && added.length < 5; i++) {
       await sleep(100);
-      after = await gone();
+      added = (await gone()).filter((k) => !before.has(k));
     }
-    expect(after).toBe(before + 5);
+    expect(added).toHaveLength(5);
+    // What the lab's $disconnect stored: the code it was given.
+    for (const key of added) expect((await probe.call({ op: "get", key })).value).toEqual({ code: 1006 });
     probe.close();
   });
 
@@ -605,19 +598,17 @@ describe("the emulator keeps API Gateway's rules", () => {
         socket.write(request);
         setTimeout(() => reject(new Error(`no answer within 5 s; read: ${answer.slice(0, 200)}`)), 5000).unref();
       });
-    const upgrade = (extra = "") =>
-      `GET ${pathname} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
     try {
-      const huge = await raw(upgrade(`X-Big: ${"a".repeat(20_000)}\r\n`));
+      const huge = await raw(upgradeRequest(pathname, `X-Big: ${"a".repeat(20_000)}\r\n`));
       expect(huge.answer).toMatch(/^HTTP\/1\.1 431 /);
       expect(huge.answer).toContain("the request line and headers are over 16 KiB");
       expect(huge.letGo).toBe(true);
       // The account's one new connection a second: the first takes it, the second is refused.
       const first = createConnection({ host: "127.0.0.1", port: Number(port) });
       first.on("error", () => {});
-      first.write(upgrade());
+      first.write(upgradeRequest(pathname));
       await new Promise((resolve) => first.once("data", resolve));
-      const refused = await raw(upgrade());
+      const refused = await raw(upgradeRequest(pathname));
       expect(refused.answer).toMatch(/^HTTP\/1\.1 429 /);
       expect(refused.letGo).toBe(true);
       first.destroy();
@@ -787,9 +778,7 @@ describe("the emulator keeps API Gateway's rules", () => {
     const flooder = createConnection({ host: "127.0.0.1", port: Number(port) });
     flooder.on("error", () => {});
     try {
-      flooder.write(
-        `GET ${pathname} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-      );
+      flooder.write(upgradeRequest(pathname));
       await new Promise((resolve) => flooder.once("data", resolve));
       // From here on it reads nothing. Another client's message holds the one execution for 2 s,
       // so the flood is throttled and each answer waits for the flooder in the emulator; once
@@ -1104,13 +1093,16 @@ describe("the emulator keeps API Gateway's rules", () => {
   });
 });
 
+/** A WebSocket upgrade request for `pathname` (a fresh key), with `extra` header lines. */
+function upgradeRequest(pathname: string, extra = "", host = "x", version = "13"): string {
+  return `GET ${pathname} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: ${version}\r\n${extra}\r\n`;
+}
+
 /** Upgrades a raw connection, writes `bytes` after the 101, and reads until the server ends it: the close frame's code and reason. */
 async function rawClose(url: string, bytes: Buffer): Promise<{ code: number; reason: string }> {
   const { hostname, port, pathname } = new URL(url);
   const socket = createConnection({ host: hostname, port: Number(port) });
-  socket.write(
-    `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-  );
+  socket.write(upgradeRequest(pathname, "", hostname));
   let buffered = Buffer.alloc(0);
   let wrote = false;
   const received = await new Promise<Buffer>((resolve, reject) => {
@@ -1153,9 +1145,7 @@ async function rawFrames(
   const { hostname, port, pathname } = new URL(url);
   const socket = createConnection({ host: hostname, port: Number(port) });
   await new Promise((resolve) => socket.once("connect", resolve));
-  socket.write(
-    `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-  );
+  socket.write(upgradeRequest(pathname, "", hostname));
   let buffered = Buffer.alloc(0);
   let upgraded = false;
   const frames: { opcode: number; fin: boolean; length: number }[] = [];

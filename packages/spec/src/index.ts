@@ -15,6 +15,7 @@ export {
   withoutUndefined,
 } from "./kv-values.js";
 export {
+  ALIVE_FD_VAR,
   type AppLimits,
   DEFAULT_LIMITS,
   formatDuration,

@@ -97,6 +97,13 @@ export function functionTimeoutSeconds(
 }
 
 /**
+ * The variable that gives a service process the descriptor of the pipe on which `run` checks that
+ * its event loop turns: each byte written there is answered with "!" (run's bundles and our SDK
+ * answer it; see the CLI's service-process.ts).
+ */
+export const ALIVE_FD_VAR = "NITRIC_LIKE_ALIVE_FD";
+
+/**
  * The largest identity an authorizer may give a connection, JSON-encoded: API Gateway's limit on a
  * Lambda authorizer's context (8 KB), kept on every provider so an app that runs locally deploys.
  */

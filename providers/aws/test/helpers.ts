@@ -6,12 +6,13 @@
 import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
-import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Logger } from "@nitric-like/spec";
 import { expect } from "vitest";
 import type { RetryPolicy } from "../src/aws/request.js";
 import { signRequest } from "../src/aws/signer.js";
 import { startDynalite as startDynaliteServer } from "../src/emulator/dynalite.js";
+import { untilActive } from "../src/emulator/emulator.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 
@@ -70,14 +71,8 @@ export async function createTable(sdk: DynamoDBClient, table: string, hash: stri
       BillingMode: "PAY_PER_REQUEST",
     }),
   );
-  // Usable once ACTIVE: dynalite makes it so a turn later, and later still on a loaded machine
-  // with its store on disk.
-  for (const deadline = Date.now() + 10_000; ; ) {
-    const { Table } = await sdk.send(new DescribeTableCommand({ TableName: table }));
-    if (Table?.TableStatus === "ACTIVE") return;
-    if (Date.now() > deadline) throw new Error(`table ${table} is ${Table?.TableStatus} after 10 s`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  // Usable once ACTIVE, as the emulator waits for its own tables.
+  await untilActive(sdk, table);
 }
 
 /** A request as it arrived. */

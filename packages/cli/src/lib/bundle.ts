@@ -17,7 +17,7 @@ import { dirname, join, resolve } from "node:path";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
-import type { ServiceEntry } from "@nitric-like/spec";
+import { ALIVE_FD_VAR, type ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { cheaperKeepNames } from "./keep-names.js";
 import { UserError } from "./log.js";
@@ -169,11 +169,12 @@ function inThread(stateFolder: string): Plugin {
 export const ALIVE_PING = "nitric-like:alive?";
 export const ALIVE_PONG = "nitric-like:alive";
 /**
- * A service process's answer to the same check: the variable that names the pipe `run` opened for
- * it (spawnService), on which each byte written is answered with one. The bundles' banner reads it
- * once, then removes it, so nothing the service starts sees it.
+ * A service process's answer to the same check, on the pipe ALIVE_FD_VAR names (spawnService
+ * opens it): each byte written is answered with "!". The bundles' banner reads the variable once,
+ * then removes it, so nothing the service starts sees it. Our SDK answers the same way in a
+ * process it runs without this banner (a `start` command; answerAliveChecks in its runtime.ts):
+ * this one also serves bundles of @nitric/sdk alone.
  */
-export const ALIVE_FD_VAR = "NITRIC_LIKE_ALIVE_FD";
 const ALIVE_ANSWER = `{ const fd = process.env.${ALIVE_FD_VAR}; if (fd !== undefined) { delete process.env.${ALIVE_FD_VAR}; const pipe = new (require("node:net").Socket)({ fd: Number(fd), readable: true, writable: true }); pipe.on("data", () => pipe.write("!")); pipe.on("error", () => {}); pipe.unref(); } }`;
 
 /**

@@ -6,9 +6,9 @@ import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process"
 import { type Duplex, PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
-import type { Project, ServiceEntry } from "@nitric-like/spec";
+import { ALIVE_FD_VAR, type Project, type ServiceEntry } from "@nitric-like/spec";
 import { serviceNodeOptions, startWorker, takeBooted, threadOptions } from "./boot-thread.js";
-import { ALIVE_FD_VAR, ALIVE_PING, ALIVE_PONG, type Bundle } from "./bundle.js";
+import { ALIVE_PING, ALIVE_PONG, type Bundle } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 
 /** How to start a service. */

@@ -11,6 +11,7 @@
  */
 import { Socket } from "node:net";
 import { Client, createLazyTransport, type Transport } from "@nitric-like/rpc";
+import { ALIVE_FD_VAR } from "@nitric-like/spec";
 
 let transport: Transport | undefined;
 let client: Client | undefined;
@@ -33,16 +34,17 @@ function grpcFallback(): Transport {
 
 /**
  * `nitric-like run` checks that a service process's event loop still turns by writing to a pipe
- * whose descriptor it gives in NITRIC_LIKE_ALIVE_FD, and restarts a process that stops answering
- * (a loop that never yields). run's own bundles answer from their first line; a service started
- * by its own `start` command (`node dist/service.js`) answers here, from the SDK's first call, and
- * run watches such a process only once it has answered (this says so at once). The variable is removed so that a child
- * process of the service does not take it for its own.
+ * whose descriptor it gives in ALIVE_FD_VAR, and restarts a process that stops answering (a loop
+ * that never yields). run's own bundles answer from their first line (the CLI's bundle.ts); a
+ * service started by its own `start` command (`node dist/service.js`) answers here, from the
+ * SDK's first call, and run watches such a process only once it has answered (this says so at
+ * once). The variable is removed so that a child process of the service does not take it for its
+ * own.
  */
 function answerAliveChecks(): void {
-  const fd = process.env.NITRIC_LIKE_ALIVE_FD;
+  const fd = process.env[ALIVE_FD_VAR];
   if (fd === undefined) return;
-  delete process.env.NITRIC_LIKE_ALIVE_FD;
+  delete process.env[ALIVE_FD_VAR];
   try {
     const pipe = new Socket({ fd: Number(fd), readable: true, writable: true });
     pipe.on("data", () => pipe.write("!"));

@@ -530,7 +530,7 @@ class EmulatedApi {
     // be read, as the local gateway answers them (Node's own answer resets a client still sending).
     this.server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
       const { status, reason } = clientErrorRefusal(`API ${this.logicalId}`, error);
-      refuseRequest(socket, status, JSON.stringify({ message: reason }), "application/json");
+      refuseAsApiGateway(socket, status, reason);
     });
     // The boundary of the upgrade listener: whatever it throws refuses that one request with 500
     // (or, once upgraded, closes that one connection with 1011) and logs one line; escaping, it
@@ -635,13 +635,12 @@ class EmulatedApi {
     // $connect run: they would run, and what $connect stored stay, for a connection never opened.
     const malformed = upgradeProblem(`API ${this.logicalId}`, req);
     if (malformed) {
-      const { status, reason, headers } = malformed;
-      refuseRequest(socket, status, JSON.stringify({ message: reason }), "application/json", headers);
+      refuseAsApiGateway(socket, malformed.status, malformed.reason, malformed.headers);
       return;
     }
     if (!this.rate.take()) {
       // Throttled before any integration runs, as API Gateway answers a request over its rate.
-      refuseRequest(socket, 429, JSON.stringify({ message: "Too Many Requests" }), "application/json");
+      refuseAsApiGateway(socket, 429, "Too Many Requests");
       return;
     }
     const id = connectionId();
@@ -702,7 +701,7 @@ class EmulatedApi {
         }
       }
       if (refusal) {
-        refuseRequest(socket, refusal.status, JSON.stringify({ message: refusal.message }), "application/json");
+        refuseAsApiGateway(socket, refusal.status, refusal.message);
         return;
       }
     }
@@ -1200,7 +1199,7 @@ async function createTables(
  * dynalite makes it so a turn after CreateTable, later on a loaded machine with its store on disk,
  * and until then a function's first PutItem would get ResourceNotFoundException.
  */
-async function untilActive(dynamo: DynamoDBClient, table: string, timeoutMs = 10_000): Promise<void> {
+export async function untilActive(dynamo: DynamoDBClient, table: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const { Table } = await dynamo.send(new DescribeTableCommand({ TableName: table }));
@@ -1421,6 +1420,11 @@ function createFunctions(
     );
   }
   return functions;
+}
+
+/** Refuses an upgrade with API Gateway's JSON body, `{"message": ...}` (provider-kit's refuseRequest). */
+function refuseAsApiGateway(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
+  refuseRequest(socket, status, JSON.stringify({ message }), "application/json", headers);
 }
 
 /** The emulated API of the template's API `logicalId`: its stage, routes and limits. */

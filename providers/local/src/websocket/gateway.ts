@@ -405,7 +405,6 @@ function remoteAddressOf(socket: Socket): string {
   return address;
 }
 
-/** Answers an upgrade request with a plain HTTP error and closes the socket. */
 /** What the gateway keeps for a connection beyond its socket: its rooms and its state. */
 interface Extras {
   rooms: Set<string> | undefined;
