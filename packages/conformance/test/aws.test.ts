@@ -545,6 +545,34 @@ describe("the emulator keeps API Gateway's rules", () => {
     probe.close();
   });
 
+  it("refuses an upgrade off the API's stage (no stage, another path) with 403 before $connect runs, and logs the URL to use", async () => {
+    const { pathname, port } = new URL(url);
+    expect(pathname).toMatch(/^\/[a-z]+$/);
+    const probe = await connect(url);
+    const conns = async () => ((await probe.call({ op: "keys", prefix: "conn:" })).keys as string[]).length;
+    const before = await conns();
+    const logged = logs.length;
+    const base = `ws://127.0.0.1:${port}`;
+    for (const wrong of ["/", "/?name=x", `${pathname}x`, `${pathname}/more`, "/__proto__"]) {
+      await expect(connect(`${base}${wrong}`), wrong).rejects.toMatchObject({
+        status: 403,
+        body: JSON.stringify({ message: "Forbidden" }),
+      });
+    }
+    await sleep(300);
+    expect(await conns()).toBe(before);
+    // One line for the burst, naming the URL the client should have used.
+    const lines = logs.slice(logged).filter((l) => l.includes("refused an upgrade on"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`"/" with 403`);
+    expect(lines[0]).toContain(`served at its stage, ${url}`);
+    // The stage with a trailing slash and a query is the stage.
+    const slash = await connect(`${base}${pathname}/?name=y`);
+    expect(await conns()).toBe(before + 1);
+    slash.close();
+    probe.close();
+  });
+
   it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {
     const { port, pathname } = new URL(url);
     const probe = await connect(url);

@@ -13,6 +13,7 @@
  * connection opens only once `$connect` answered 2xx; it is closed with 1001 after 10 min without a
  * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so);
  * over 500 new connections a second across every API, upgrades get 429 before `$connect` runs.
+ * An upgrade off the API's stage (`/live`) gets 403 `Forbidden`, as API Gateway serves only its stages.
  * An upgrade request not whole within the upgrade timeout gets 408, as under the local provider.
  *
  * Like AWS, the Management and Invoke APIs serve only requests signed (SigV4) with the run's
@@ -481,6 +482,7 @@ class EmulatedApi {
   readonly connections = new Map<string, Connection>();
   private readonly inflight = new Set<Promise<void>>();
   private readonly throttleLog: BurstLog;
+  private readonly offStageLog: BurstLog;
   readonly server: Server;
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -514,6 +516,7 @@ class EmulatedApi {
   ) {
     this.socketName = logicalId;
     this.throttleLog = new BurstLog(logger, "warn", (n) => ` (${n} throttled since the last report)`);
+    this.offStageLog = new BurstLog(logger, "warn", (n) => ` (${n} refused so since the last report)`);
     // A client that sends its upgrade request a byte at a time: 408 after the upgrade timeout.
     const timeouts = requestTimeouts(limits.upgradeTimeoutMs, limits.upgradeTimeoutMs);
     this.server = createServer(timeouts, (_req, res) =>
@@ -573,6 +576,13 @@ class EmulatedApi {
 
   get url(): string {
     return `ws://127.0.0.1:${this.port}/${this.stage}`;
+  }
+
+  /** Whether a request's target is this API's stage (`/live`, `/live/`, with any query). */
+  private onStage(target: string): boolean {
+    const query = target.indexOf("?");
+    const path = query === -1 ? target : target.slice(0, query);
+    return path === `/${this.stage}` || path === `/${this.stage}/`;
   }
 
   /** Shows the observer a frame of a connection. */
@@ -636,6 +646,16 @@ class EmulatedApi {
     const malformed = upgradeProblem(`API ${this.logicalId}`, req);
     if (malformed) {
       refuseAsApiGateway(socket, malformed.status, malformed.reason, malformed.headers);
+      return;
+    }
+    // API Gateway serves an API at its stage's path only: a client that left the stage out of its
+    // URL is refused there, so it is here, with the URL it should use in `run`'s log (a client
+    // sees API Gateway's body only). Checked before the rate, which a wrong path does not use.
+    if (!this.onStage(req.url ?? "/")) {
+      this.offStageLog.note(
+        `API ${this.logicalId}: refused an upgrade on ${JSON.stringify(clip(req.url ?? "/"))} with 403, as API Gateway does: this API is served at its stage, ${this.url}`,
+      );
+      refuseAsApiGateway(socket, 403, "Forbidden");
       return;
     }
     if (!this.rate.take()) {
@@ -1420,6 +1440,11 @@ function createFunctions(
     );
   }
   return functions;
+}
+
+/** A client's request target for a log line: at most 100 characters of it (headers may hold 16 KB). */
+function clip(target: string): string {
+  return target.length > 100 ? `${target.slice(0, 100)}…` : target;
 }
 
 /** Refuses an upgrade with API Gateway's JSON body, `{"message": ...}` (provider-kit's refuseRequest). */
