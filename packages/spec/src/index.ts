@@ -1,3 +1,4 @@
+export { answerAliveChecks } from "./alive.js";
 export {
   checkKvValue,
   fromAttributeName,

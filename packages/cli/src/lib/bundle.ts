@@ -17,7 +17,7 @@ import { dirname, join, resolve } from "node:path";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
-import { ALIVE_FD_VAR, type ServiceEntry } from "@nitric-like/spec";
+import { ALIVE_FD_VAR, answerAliveChecks, type ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { cheaperKeepNames } from "./keep-names.js";
 import { UserError } from "./log.js";
@@ -170,12 +170,11 @@ export const ALIVE_PING = "nitric-like:alive?";
 export const ALIVE_PONG = "nitric-like:alive";
 /**
  * A service process's answer to the same check, on the pipe ALIVE_FD_VAR names (spawnService
- * opens it): each byte written is answered with "!". The bundles' banner reads the variable once,
- * then removes it, so nothing the service starts sees it. Our SDK answers the same way in a
- * process it runs without this banner (a `start` command; answerAliveChecks in its runtime.ts):
- * this one also serves bundles of @nitric/sdk alone.
+ * opens it): the bundles' first line, so that it answers before the service's code loads, in
+ * bundles of `@nitric/sdk` alone too. The same function our SDK calls where run's bundles do not
+ * start the process (@nitric-like/spec's alive.ts), as source text: it uses only its arguments.
  */
-const ALIVE_ANSWER = `{ const fd = process.env.${ALIVE_FD_VAR}; if (fd !== undefined) { delete process.env.${ALIVE_FD_VAR}; const pipe = new (require("node:net").Socket)({ fd: Number(fd), readable: true, writable: true }); pipe.on("data", () => pipe.write("!")); pipe.on("error", () => {}); pipe.unref(); } }`;
+const ALIVE_ANSWER = `(${String(answerAliveChecks)})(process.env, ${JSON.stringify(ALIVE_FD_VAR)}, require("node:net").Socket);`;
 
 /**
  * The generated entry of a thread bundle: the runner's choice of transport, made explicit. Its
@@ -251,7 +250,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 15`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 16`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {

@@ -11,7 +11,7 @@
  */
 import { Socket } from "node:net";
 import { Client, createLazyTransport, type Transport } from "@nitric-like/rpc";
-import { ALIVE_FD_VAR } from "@nitric-like/spec";
+import { ALIVE_FD_VAR, answerAliveChecks } from "@nitric-like/spec";
 
 let transport: Transport | undefined;
 let client: Client | undefined;
@@ -27,35 +27,11 @@ export function useTransport(chosen: Transport): void {
 
 /** The fallback: gRPC to SERVICE_ADDRESS, with grpc-js loaded only if it is used. */
 function grpcFallback(): Transport {
-  answerAliveChecks();
+  // A process run's bundles did not start (a `start` command) answers run's liveness check from
+  // here, its first call, and says so at once (see answerAliveChecks).
+  answerAliveChecks(process.env, ALIVE_FD_VAR, Socket);
   const address = serviceAddress();
   return createLazyTransport(async () => (await import("@nitric-like/rpc/grpc")).createGrpcTransport(address));
-}
-
-/**
- * `nitric-like run` checks that a service process's event loop still turns by writing to a pipe
- * whose descriptor it gives in ALIVE_FD_VAR, and restarts a process that stops answering (a loop
- * that never yields). run's own bundles answer from their first line (the CLI's bundle.ts); a
- * service started by its own `start` command (`node dist/service.js`) answers here, from the
- * SDK's first call, and run watches such a process only once it has answered (this says so at
- * once). The variable is removed so that a child process of the service does not take it for its
- * own.
- */
-function answerAliveChecks(): void {
-  const fd = process.env[ALIVE_FD_VAR];
-  if (fd === undefined) return;
-  delete process.env[ALIVE_FD_VAR];
-  try {
-    const pipe = new Socket({ fd: Number(fd), readable: true, writable: true });
-    pipe.on("data", () => pipe.write("!"));
-    pipe.on("error", () => {});
-    pipe.unref();
-    // Said once at once: run then watches this process from its start, a block in its first
-    // event included.
-    pipe.write("!");
-  } catch {
-    // Not a pipe this process can open: run then never watches it.
-  }
 }
 
 let openStreams = 0;
