@@ -121,17 +121,28 @@ describe("nitric-like build --provider aws", () => {
     const project = copyProject(join(EXAMPLES, "chat"));
     appendFileSync(
       join(project, "nitric-like.yaml"),
-      "limits:\n  handlerTimeout: 45s\n  maxMessageBytes: 256KB\n  messagesPerSecond: 10\n",
+      "limits:\n  handlerTimeout: 20s\n  maxMessageBytes: 256KB\n  messagesPerSecond: 10\n",
     );
     const { template, stderr } = await build(project);
     const [[, fn]] = ofType(template, "AWS::Lambda::Function") as [[string, Resource]];
-    expect(fn.Properties.Timeout).toBe(50);
-    expect(fn.Properties.Environment).toMatchObject({ Variables: { NITRIC_LIKE_HANDLER_TIMEOUT_MS: "45000" } });
+    expect(fn.Properties.Timeout).toBe(30);
+    expect(fn.Properties.Environment).toMatchObject({ Variables: { NITRIC_LIKE_HANDLER_TIMEOUT_MS: "20000" } });
     expect(stderr).toContain(
       "limits.maxMessageBytes is 256 KB, but API Gateway fixes it at 128 KB: on AWS that applies",
     );
     expect(stderr).toContain("limits.messagesPerSecond is enforced by the local provider only");
     expect(stderr).not.toContain("handlerTimeout is");
+
+    // Over what API Gateway waits for a function (29 s): kept a second under it, and said so.
+    const long = copyProject(join(EXAMPLES, "chat"));
+    appendFileSync(join(long, "nitric-like.yaml"), "limits:\n  handlerTimeout: 45s\n");
+    const capped = await build(long);
+    const [[, cappedFn]] = ofType(capped.template, "AWS::Lambda::Function") as [[string, Resource]];
+    expect(cappedFn.Properties.Environment).toMatchObject({ Variables: { NITRIC_LIKE_HANDLER_TIMEOUT_MS: "28000" } });
+    expect(cappedFn.Properties.Timeout).toBe(33);
+    expect(capped.stderr).toContain(
+      "limits.handlerTimeout is 45 s, but API Gateway waits at most 29 s for a function's answer: on AWS handlers time out at 28 s; set it to 28s or less to run locally as on AWS",
+    );
 
     // Without limits: the runtime's default handler timeout, the default function timeout, no notes.
     const plain = await build(copyProject(join(EXAMPLES, "chat")));
@@ -571,6 +582,35 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(await conns()).toBe(before + 1);
     slash.close();
     probe.close();
+  });
+
+  it("stops waiting for a function at API Gateway's integration timeout: a slow $connect gets 504, a slow message's client is told", async () => {
+    const lines: string[] = [];
+    const hasty = await anotherEmulator({ integrationTimeoutMs: 500 }, lines);
+    try {
+      const at = hasty.sockets.find((s) => s.name === "lab")?.url as string;
+      const started = Date.now();
+      await expect(connect(`${at}?sleep=1500`)).rejects.toMatchObject({
+        status: 504,
+        body: JSON.stringify({ message: "Endpoint request timed out" }),
+      });
+      expect(Date.now() - started).toBeLessThan(1400);
+      // A $connect that answers in time connects as before.
+      const client = await connect(`${at}?sleep=100`);
+      client.ws.send(JSON.stringify({ op: "sleep", size: 1500 }));
+      const told = JSON.parse((await client.next()).text) as { message: string; connectionId: string };
+      expect(told.message).toBe("Endpoint request timed out");
+      // The function's late answer is dropped; the connection serves the next message.
+      expect(await client.call({ op: "sleep", size: 0 })).toEqual({ slept: 0 });
+      await sleep(1500);
+      expect(client.frames).toEqual([]);
+      const late = lines.filter((l) => l.includes("API Gateway's integration timeout"));
+      expect(late[0]).toContain("the $connect function has not answered for connection");
+      expect(late[0]).toContain("within 500 ms");
+      client.close();
+    } finally {
+      await hasty.stop();
+    }
   });
 
   it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {

@@ -9,6 +9,9 @@
  * - A PostToConnection over 128 KB is refused: 413 PayloadTooLargeException.
  * - Server-to-client binary works: PostToConnection data that is not UTF-8 reaches the client as a
  *   binary message.
+ * - API Gateway waits at most 29 s for an integration's answer (the integration timeout): a
+ *   `$connect` still running then is refused with 504, a message's client is told "Endpoint
+ *   request timed out"; the function runs on, but what it answers is dropped.
  */
 import { Code, RpcError } from "@nitric-like/rpc";
 
@@ -16,6 +19,8 @@ import { Code, RpcError } from "@nitric-like/rpc";
 export const AWS_MAX_FRAME_BYTES = 32 * 1024;
 /** API Gateway's largest message: from a client (in fragments) or through PostToConnection. */
 export const AWS_MAX_MESSAGE_BYTES = 128 * 1024;
+/** How long API Gateway waits for an integration (a route's function) to answer. */
+export const AWS_INTEGRATION_TIMEOUT_MS = 29_000;
 
 /** A client's frame that breaks one of API Gateway's rules: the close code and reason to send. */
 export interface FrameRuleBreak {

@@ -17,6 +17,7 @@ export {
   offeredProtocols,
 } from "./authorizer.js";
 export {
+  AWS_INTEGRATION_TIMEOUT_MS,
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_MESSAGE_BYTES,
   awsFrameWatcher,

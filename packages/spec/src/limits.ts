@@ -11,7 +11,7 @@
  *   maxConnections: 10000      # per socket; more upgrades are refused with 429
  *   messagesPerSecond: 1000    # per connection, a token bucket...
  *   messageBurst: 1000         # ...of this size; over it, 1008 "rate limit"
- *   handlerTimeout: 5s         # every handler, as Ampt (at most 60s); top level only
+ *   handlerTimeout: 5s         # every handler, as Ampt (at most 60s; 28s on AWS); top level only
  *   maxPendingMessages: 100    # per connection, messages waiting for the handler; over it the
  *   maxPendingBytes: 1MB       #   gateway stops reading that client (TCP backpressure)
  *   upgradeTimeout: 10s        # a connection must finish its upgrade request this soon: 408

@@ -2,10 +2,20 @@
  * The project file's limits on AWS. API Gateway fixes a WebSocket API's message size (128 KB), idle
  * timeout (10 min) and connection age (2 h), and has no per-connection count or rate setting, so
  * only the handler timeout carries over (into each function's environment, with the function's
- * own timeout above it); for every other limit the project sets, the build says what AWS does
- * instead, so an app tuned locally is not surprised in production.
+ * own timeout above it), and only up to what API Gateway waits for a function; for every other
+ * limit the project sets, the build says what AWS does instead, so an app tuned locally is not
+ * surprised in production.
  */
+import { AWS_INTEGRATION_TIMEOUT_MS } from "@nitric-like/provider-kit";
 import { type AppLimits, DEFAULT_LIMITS, formatDuration, type Project, type SocketLimits } from "@nitric-like/spec";
+
+/**
+ * The longest handler timeout a function gets: a second under API Gateway's integration timeout
+ * (29 s), for the invocation's own start, so that the runtime times a handler out itself (a connect
+ * handler's client refused with 504, nothing recorded for it, as under the local provider) before
+ * API Gateway gives up on the function and drops whatever it answers later.
+ */
+export const AWS_MAX_HANDLER_TIMEOUT_MS = AWS_INTEGRATION_TIMEOUT_MS - 1000;
 
 /** The keys as the project file spells them, and how to show a value. */
 const FIXED_BY_API_GATEWAY: [keyof SocketLimits, string, (v: number) => string][] = [
@@ -38,6 +48,12 @@ function layers(project: Project): [string, Partial<AppLimits>][] {
 /** What the build tells the user about limits AWS applies differently, one line each. */
 export function awsLimitNotes(project: Project): string[] {
   const notes: string[] = [];
+  const handlerTimeoutMs = project.limits?.handlerTimeoutMs;
+  if (handlerTimeoutMs !== undefined && handlerTimeoutMs > AWS_MAX_HANDLER_TIMEOUT_MS) {
+    notes.push(
+      `limits.handlerTimeout is ${formatDuration(handlerTimeoutMs)}, but API Gateway waits at most ${formatDuration(AWS_INTEGRATION_TIMEOUT_MS)} for a function's answer: on AWS handlers time out at ${formatDuration(AWS_MAX_HANDLER_TIMEOUT_MS)}; set it to ${AWS_MAX_HANDLER_TIMEOUT_MS / 1000}s or less to run locally as on AWS`,
+    );
+  }
   for (const [at, limits] of layers(project)) {
     for (const [field, key, show] of FIXED_BY_API_GATEWAY) {
       const value = limits[field];
@@ -56,7 +72,11 @@ export function awsLimitNotes(project: Project): string[] {
   return notes;
 }
 
-/** The handler timeout the functions get: the project's `limits.handlerTimeout`, when it sets one. */
+/**
+ * The handler timeout the functions get: the project's `limits.handlerTimeout`, when it sets one,
+ * at most AWS_MAX_HANDLER_TIMEOUT_MS.
+ */
 export function awsHandlerTimeoutMs(project: Project): number | undefined {
-  return project.limits?.handlerTimeoutMs;
+  const set = project.limits?.handlerTimeoutMs;
+  return set === undefined ? undefined : Math.min(set, AWS_MAX_HANDLER_TIMEOUT_MS);
 }

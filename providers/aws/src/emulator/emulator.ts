@@ -14,6 +14,8 @@
  * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so);
  * over 500 new connections a second across every API, upgrades get 429 before `$connect` runs.
  * An upgrade off the API's stage (`/live`) gets 403 `Forbidden`, as API Gateway serves only its stages.
+ * A `$connect` or message whose function has not answered within 29 s (API Gateway's integration
+ * timeout) gets 504 or "Endpoint request timed out", the function running on.
  * An upgrade request not whole within the upgrade timeout gets 408, as under the local provider.
  *
  * Like AWS, the Management and Invoke APIs serve only requests signed (SigV4) with the run's
@@ -42,6 +44,7 @@ import {
   DynamoDBClient,
 } from "@aws-sdk/client-dynamodb";
 import {
+  AWS_INTEGRATION_TIMEOUT_MS,
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_MESSAGE_BYTES,
   awsFrameWatcher,
@@ -61,7 +64,14 @@ import {
   upgradeProblem,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
-import { compareNames, DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
+import {
+  compareNames,
+  DEFAULT_LIMITS,
+  formatDuration,
+  type Logger,
+  type SocketLimits,
+  type TrafficEvent,
+} from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import type { Credentials } from "../aws/signer.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
@@ -125,6 +135,12 @@ export interface EmulatorOptions {
   maxQueuedAsync?: number;
   /** Every function's timeout, instead of the template's `Timeout` (for tests). */
   functionTimeoutMs?: number;
+  /**
+   * How long an API waits for a route's function to answer `$connect` or a message (API Gateway's
+   * integration timeout); past it a connecting client gets 504, a message's client "Endpoint request
+   * timed out", and the function's later answer is dropped. @default AWS_INTEGRATION_TIMEOUT_MS (29 s)
+   */
+  integrationTimeoutMs?: number;
 }
 
 /** Lambda's timeout for a function whose template gives none. */
@@ -483,6 +499,7 @@ class EmulatedApi {
   private readonly inflight = new Set<Promise<void>>();
   private readonly throttleLog: BurstLog;
   private readonly offStageLog: BurstLog;
+  private readonly lateLog: BurstLog;
   readonly server: Server;
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -513,10 +530,13 @@ class EmulatedApi {
       "idleTimeoutMs" | "maxConnectionAgeMs" | "upgradeTimeoutMs" | "maxConnections"
     >,
     private readonly rate: ConnectionRate,
+    /** API Gateway's integration timeout (EmulatorOptions.integrationTimeoutMs). */
+    private readonly integrationTimeoutMs: number,
   ) {
     this.socketName = logicalId;
     this.throttleLog = new BurstLog(logger, "warn", (n) => ` (${n} throttled since the last report)`);
     this.offStageLog = new BurstLog(logger, "warn", (n) => ` (${n} refused so since the last report)`);
+    this.lateLog = new BurstLog(logger, "warn", (n) => ` (${n} timed out since the last report)`);
     // A client that sends its upgrade request a byte at a time: 408 after the upgrade timeout.
     const timeouts = requestTimeouts(limits.upgradeTimeoutMs, limits.upgradeTimeoutMs);
     this.server = createServer(timeouts, (_req, res) =>
@@ -576,6 +596,24 @@ class EmulatedApi {
 
   get url(): string {
     return `ws://127.0.0.1:${this.port}/${this.stage}`;
+  }
+
+  /**
+   * The function's answer to `integration`, or TIMED_OUT once API Gateway would have stopped
+   * waiting for it (logged once a burst). The invocation runs on; a later failure of it is handled
+   * here, as API Gateway drops what a function answers late.
+   */
+  private answerWithin<T>(integration: string, id: string, invocation: Promise<T>): Promise<T | typeof TIMED_OUT> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => {
+        this.lateLog.note(
+          `API ${this.logicalId}: the ${integration} function has not answered for connection ${id} within ${formatDuration(this.integrationTimeoutMs)}, API Gateway's integration timeout, so its client is told "Endpoint request timed out"; the function runs on and its answer is dropped (limits.handlerTimeout is kept under it on AWS)`,
+        );
+        resolve(TIMED_OUT);
+      }, this.integrationTimeoutMs);
+    });
+    return Promise.race([invocation, late]).finally(() => clearTimeout(timer));
   }
 
   /** Whether a request's target is this API's stage (`/live`, `/live/`, with any query). */
@@ -739,7 +777,19 @@ class EmulatedApi {
         isBase64Encoded: false,
       };
       try {
-        const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
+        const answer = await this.answerWithin("$connect", id, route.fn.invoke(event));
+        if (answer === TIMED_OUT) {
+          this.observer?.({
+            type: "refused",
+            socket: this.socketName,
+            status: 504,
+            reason: "Endpoint request timed out",
+            at: Date.now(),
+          });
+          refuseAsApiGateway(socket, 504, "Endpoint request timed out");
+          return;
+        }
+        const result = answer as WebsocketApiResult | null;
         status = result?.statusCode ?? 200;
         body = result?.body ?? "";
         // API Gateway echoes only the subprotocol the $connect integration's response names.
@@ -870,7 +920,13 @@ class EmulatedApi {
       isBase64Encoded: binary,
     };
     try {
-      const result = (await route.fn.invoke(event)) as WebsocketApiResult | null;
+      const answer = await this.answerWithin(routeKey, id, route.fn.invoke(event));
+      if (answer === TIMED_OUT) {
+        if (this.observer) this.observeError(id, "message", new Error(`the ${routeKey} route's function timed out`));
+        if (route.twoWay) this.tell(id, c, "Endpoint request timed out");
+        return;
+      }
+      const result = answer as WebsocketApiResult | null;
       // The runtime answers 5xx for an event its handler could not take (a timeout, no handler).
       if (this.observer && (result?.statusCode ?? 200) >= 500)
         this.observeError(id, "message", new Error(`the ${routeKey} route's function answered ${result?.statusCode}`));
@@ -1442,6 +1498,9 @@ function createFunctions(
   return functions;
 }
 
+/** What answerWithin gives for a function API Gateway stopped waiting for. */
+const TIMED_OUT = Symbol("timed out");
+
 /** A client's request target for a log line: at most 100 characters of it (headers may hold 16 KB). */
 function clip(target: string): string {
   return target.length > 100 ? `${target.slice(0, 100)}…` : target;
@@ -1497,6 +1556,7 @@ function emulatedApi(
       maxConnections: asked.maxConnections ?? DEFAULT_LIMITS.maxConnections,
     },
     from.rate,
+    options.integrationTimeoutMs ?? AWS_INTEGRATION_TIMEOUT_MS,
   );
   api.socketName = socketNames.get(logicalId) ?? logicalId;
   return api;
