@@ -1051,6 +1051,39 @@ describe("the emulator keeps API Gateway's rules", () => {
     c.close();
   });
 
+  it("throttles Management API requests over the account's rate with 429 LimitExceededException, logging once a burst", async () => {
+    const lines: string[] = [];
+    // 10 a second, a bucket of 5.
+    const slow = await anotherEmulator({ callbacksPerSecond: 10 }, lines);
+    try {
+      const c = await connect(slow.sockets.find((s) => s.name === "lab")?.url as string);
+      const { id } = await c.call({ op: "whoami" });
+      const [apiId, api] = [...slow.apis.entries()][0] as [string, { stage: string }];
+      const connection = `${slow.managementUrl}/${apiId}/${api.stage}/@connections/${encodeURIComponent(id as string)}`;
+      const answers = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => signedFetch(slow, connection, "execute-api", { body: `post ${i}` })),
+      );
+      const ok = answers.filter((a) => a.status === 200).length;
+      const throttled = answers.filter((a) => a.status === 429);
+      expect(ok).toBeGreaterThanOrEqual(5);
+      expect(ok).toBeLessThan(12);
+      expect(throttled.length).toBe(12 - ok);
+      expect(throttled[0]?.headers.get("x-amzn-errortype")).toBe("LimitExceededException");
+      // Only the accepted posts reached the client.
+      for (let i = 0; i < ok; i++) expect((await c.next()).text).toMatch(/^post \d+$/);
+      await sleep(300);
+      expect(c.frames).toEqual([]);
+      expect(lines.filter((l) => l.includes("over API Gateway's account throttle of 10 requests/s"))).toHaveLength(1);
+      // A moment later the bucket has refilled.
+      await sleep(500);
+      expect((await signedFetch(slow, connection, "execute-api", { body: "later" })).status).toBe(200);
+      expect((await c.next()).text).toBe("later");
+      c.close();
+    } finally {
+      await slow.stop();
+    }
+  });
+
   it("closes a client that does not read once 8 MB wait for it, answering the next post 410, and serves the others", async () => {
     const lazy = await connect(url);
     const { id } = await lazy.call({ op: "whoami" });

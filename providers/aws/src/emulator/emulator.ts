@@ -13,6 +13,7 @@
  * connection opens only once `$connect` answered 2xx; it is closed with 1001 after 10 min without a
  * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so);
  * over 500 new connections a second across every API, upgrades get 429 before `$connect` runs.
+ * Over 10,000 Management API requests a second (bursts of 5,000), the account's throttle answers 429.
  * An upgrade off the API's stage (`/live`) gets 403 `Forbidden`, as API Gateway serves only its stages.
  * A `$connect` or message whose function has not answered within 29 s (API Gateway's integration
  * timeout) gets 504 or "Endpoint request timed out", the function running on.
@@ -131,6 +132,12 @@ export interface EmulatorOptions {
    * @default 1000 (Lambda's)
    */
   concurrentExecutions?: number;
+  /**
+   * Management API (`@connections`) requests per second across every API: API Gateway's account
+   * throttle, a token bucket holding half a second's worth; more get 429 LimitExceededException,
+   * which the runtime retries. @default 10000 (API Gateway's)
+   */
+  callbacksPerSecond?: number;
   /** How many asynchronous invocations may wait for an execution; more get 429. @default MAX_QUEUED_ASYNC */
   maxQueuedAsync?: number;
   /** Every function's timeout, instead of the template's `Timeout` (for tests). */
@@ -145,6 +152,9 @@ export interface EmulatorOptions {
 
 /** Lambda's timeout for a function whose template gives none. */
 const LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3;
+
+/** API Gateway's account throttle, in requests per second (a bucket of 5,000 for bursts). */
+export const CALLBACKS_PER_SECOND = 10_000;
 
 /** API Gateway's default quota of new connections per second, per account and region. */
 export const NEW_CONNECTIONS_PER_SECOND = 500;
@@ -213,13 +223,17 @@ export const MAX_QUEUED_ASYNC = 1000;
 class ConnectionRate {
   private tokens: number;
   private at = Date.now();
-  constructor(private readonly perSecond: number) {
-    this.tokens = perSecond;
+  constructor(
+    readonly perSecond: number,
+    /** The most tokens the bucket holds (a burst). @default perSecond */
+    private readonly burst = perSecond,
+  ) {
+    this.tokens = burst;
   }
   /** Takes one token; false when the bucket is empty. */
   take(): boolean {
     const now = Date.now();
-    this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.at) * this.perSecond) / 1000);
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.perSecond) / 1000);
     this.at = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
@@ -1159,6 +1173,11 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       hint:
         options.credentialsHint ??
         "sign it (SigV4) with the credentials the emulator gives its functions (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+      callbacks: new ConnectionRate(
+        options.callbacksPerSecond ?? CALLBACKS_PER_SECOND,
+        (options.callbacksPerSecond ?? CALLBACKS_PER_SECOND) / 2,
+      ),
+      throttled: new BurstLog(options.logger, "warn", (n) => ` (${n} throttled since the last report)`),
     },
     options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
   );
@@ -1298,6 +1317,10 @@ interface ManagementContext {
   credentials: Credentials;
   region: string;
   hint: string;
+  /** The account's throttle on Management API requests (callbacksPerSecond). */
+  callbacks: ConnectionRate;
+  /** Logs the throttled ones, once a burst. */
+  throttled: BurstLog;
 }
 
 /** The server of the Management API (`/{api}/{stage}/@connections/{id}`) and Lambda's Invoke API. */
@@ -1340,7 +1363,19 @@ async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res
   const body = await readSignedBody(req, res, scope, MAX_REQUEST_BODY_BYTES, "rest");
   if (body === undefined) return;
   if (invoke) await serveInvoke(ctx, invoke[1] as string, req, body, res);
-  else if (api && m) api.manage(req.method ?? "GET", m[3] as string, body, res);
+  else if (api && m) {
+    if (!ctx.callbacks.take()) {
+      // Over the account's throttle, as API Gateway answers it; the runtime retries such a call.
+      ctx.throttled.note(
+        `management API: throttled a ${req.method} @connections request (429 LimitExceededException): over API Gateway's account throttle of ${ctx.callbacks.perSecond} requests/s`,
+      );
+      res
+        .writeHead(429, { "content-type": "application/json", "x-amzn-errortype": "LimitExceededException" })
+        .end(JSON.stringify({ message: "Too Many Requests" }));
+      return;
+    }
+    api.manage(req.method ?? "GET", m[3] as string, body, res);
+  }
 }
 
 /** Lambda's Invoke: RequestResponse answers the function's result, Event (asynchronous) 202 at once. */
