@@ -19,6 +19,7 @@ export {
 export {
   AWS_INTEGRATION_TIMEOUT_MS,
   AWS_MAX_FRAME_BYTES,
+  AWS_MAX_HANDLER_TIMEOUT_MS,
   AWS_MAX_MESSAGE_BYTES,
   awsFrameWatcher,
   awsPayloadTooLarge,

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
   AuthorizerRegistry,
+  AWS_MAX_HANDLER_TIMEOUT_MS,
   AWS_MAX_MESSAGE_BYTES,
   createRunDir,
   currentUid,
@@ -23,6 +24,7 @@ import {
   compareNames,
   DEFAULT_LIMITS,
   DEFAULT_RUN_ENVIRONMENT,
+  formatDuration,
   type HandlerRegistration,
   type Logger,
   type Provider,
@@ -97,11 +99,13 @@ export class LocalProvider implements RunningProvider {
         { userFacing: true },
       );
     }
-    const handlerTimeoutMs =
+    const asked =
       options.handlerTimeoutMs ??
       options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT]?.limits?.handlerTimeoutMs ??
       options.project.limits?.handlerTimeoutMs ??
       DEFAULT_LIMITS.handlerTimeoutMs;
+    // compat: aws keeps API Gateway's rules, what it waits for a function among them.
+    const handlerTimeoutMs = options.project.compat === "aws" ? Math.min(asked, AWS_MAX_HANDLER_TIMEOUT_MS) : asked;
     this.handlerTimeoutMs = handlerTimeoutMs;
     this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs);
     // The totals are top-level limits: the project's, its environment's, then the options'.
@@ -115,7 +119,7 @@ export class LocalProvider implements RunningProvider {
     }
     if (options.project.compat === "aws") {
       options.logger.info(
-        "compat: aws: the websocket gateways keep API Gateway's rules (a client's binary frame closes with 1003, frames over 32 KB and messages over 128 KB with 1009, sends over 128 KB are refused)",
+        `compat: aws: the websocket gateways keep API Gateway's rules (a client's binary frame closes with 1003, frames over 32 KB and messages over 128 KB with 1009, sends over 128 KB are refused, handlers time out at ${formatDuration(AWS_MAX_HANDLER_TIMEOUT_MS)} at most)`,
       );
     }
     this.handlers = new HandlerRegistry(options.logger, handlerTimeoutMs, options.handlerWaitMs ?? 10000);

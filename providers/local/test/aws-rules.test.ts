@@ -27,12 +27,12 @@ const LARGE = `frame too big: at most ${32 * KB} bytes a frame (as on API Gatewa
 const TOO_LARGE = 'websocket "echo": the message is too large for API Gateway (at most 128 KB); send less';
 
 /** An echo world whose project file says `compat: aws` (read by the real loader). */
-function awsWorld(): Promise<EchoWorld> {
+function awsWorld(limits = "  maxMessageBytes: 1MB\n"): Promise<EchoWorld> {
   const dir = mkdtempSync(join(tmpdir(), "nitric-like-aws-rules-"));
   dirs.push(dir);
   writeFileSync(
     join(dir, "nitric-like.yaml"),
-    "name: rules\nservices:\n  - match: services/*.ts\nlimits:\n  maxMessageBytes: 1MB\ncompat: aws\n",
+    `name: rules\nservices:\n  - match: services/*.ts\nlimits:\n${limits}compat: aws\n`,
   );
   return echoWorld({ project: loadProject(dir) });
 }
@@ -118,6 +118,23 @@ describe("compat: aws keeps API Gateway's rules locally", () => {
       binary: true,
     });
     expect(await bytes).toEqual({ data: Buffer.from([0, 255]), binary: true });
+  });
+
+  it("times handlers out at 28 s at most, a second under API Gateway's integration timeout, whatever handlerTimeout says", async () => {
+    const capped = await awsWorld("  handlerTimeout: 45s\n");
+    expect((await capped.provider.inspect.limits()).echo?.handlerTimeoutMs).toBe(28_000);
+    expect(capped.logs.info.join("\n")).toContain("handlers time out at 28 s at most");
+    const shorter = await awsWorld("  handlerTimeout: 10s\n");
+    expect((await shorter.provider.inspect.limits()).echo?.handlerTimeoutMs).toBe(10_000);
+    // Without the switch the project's 45 s holds.
+    const dir = mkdtempSync(join(tmpdir(), "nitric-like-aws-rules-"));
+    dirs.push(dir);
+    writeFileSync(
+      join(dir, "nitric-like.yaml"),
+      "name: rules\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 45s\n",
+    );
+    const plain = await echoWorld({ project: loadProject(dir) });
+    expect((await plain.provider.inspect.limits()).echo?.handlerTimeoutMs).toBe(45_000);
   });
 
   it("keeps none of them without the switch: binary frames, 64 KB frames and 256 KB sends pass", async () => {

@@ -6,16 +6,8 @@
  * limit the project sets, the build says what AWS does instead, so an app tuned locally is not
  * surprised in production.
  */
-import { AWS_INTEGRATION_TIMEOUT_MS } from "@nitric-like/provider-kit";
+import { AWS_INTEGRATION_TIMEOUT_MS, AWS_MAX_HANDLER_TIMEOUT_MS } from "@nitric-like/provider-kit";
 import { type AppLimits, DEFAULT_LIMITS, formatDuration, type Project, type SocketLimits } from "@nitric-like/spec";
-
-/**
- * The longest handler timeout a function gets: a second under API Gateway's integration timeout
- * (29 s), for the invocation's own start, so that the runtime times a handler out itself (a connect
- * handler's client refused with 504, nothing recorded for it, as under the local provider) before
- * API Gateway gives up on the function and drops whatever it answers later.
- */
-export const AWS_MAX_HANDLER_TIMEOUT_MS = AWS_INTEGRATION_TIMEOUT_MS - 1000;
 
 /** The keys as the project file spells them, and how to show a value. */
 const FIXED_BY_API_GATEWAY: [keyof SocketLimits, string, (v: number) => string][] = [
