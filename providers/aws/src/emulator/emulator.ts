@@ -219,8 +219,11 @@ class Concurrency {
  */
 export const MAX_QUEUED_ASYNC = 1000;
 
-/** The account's new-connection rate, shared by every API: a token bucket of one second's worth. */
-class ConnectionRate {
+/**
+ * One of the account's rates, shared by every API: its new connections (a bucket of one second's
+ * worth) and its Management API requests (half a second's).
+ */
+class TokenBucket {
   private tokens: number;
   private at = Date.now();
   constructor(
@@ -543,7 +546,7 @@ class EmulatedApi {
       SocketLimits,
       "idleTimeoutMs" | "maxConnectionAgeMs" | "upgradeTimeoutMs" | "maxConnections"
     >,
-    private readonly rate: ConnectionRate,
+    private readonly rate: TokenBucket,
     /** API Gateway's integration timeout (EmulatorOptions.integrationTimeoutMs). */
     private readonly integrationTimeoutMs: number,
   ) {
@@ -1173,7 +1176,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       hint:
         options.credentialsHint ??
         "sign it (SigV4) with the credentials the emulator gives its functions (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-      callbacks: new ConnectionRate(
+      callbacks: new TokenBucket(
         options.callbacksPerSecond ?? CALLBACKS_PER_SECOND,
         (options.callbacksPerSecond ?? CALLBACKS_PER_SECOND) / 2,
       ),
@@ -1193,7 +1196,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     fnById.set(fn.logicalId, fn);
     byName.set(fn.name, fn);
   }
-  const rate = new ConnectionRate(options.newConnectionsPerSecond ?? NEW_CONNECTIONS_PER_SECOND);
+  const rate = new TokenBucket(options.newConnectionsPerSecond ?? NEW_CONNECTIONS_PER_SECOND);
   const connectionsTable = resources.ConnectionsTable ? (physical.ref.ConnectionsTable as string) : undefined;
   const sockets: { name: string; url: string }[] = [];
   const emulator = new Emulator(apis, functions, management, sockets, credentials, managementUrl, connectionsTable);
@@ -1318,7 +1321,7 @@ interface ManagementContext {
   region: string;
   hint: string;
   /** The account's throttle on Management API requests (callbacksPerSecond). */
-  callbacks: ConnectionRate;
+  callbacks: TokenBucket;
   /** Logs the throttled ones, once a burst. */
   throttled: BurstLog;
 }
@@ -1556,7 +1559,7 @@ function emulatedApi(
     fnById: Map<string, EmulatedFunction>;
     socketNames: Map<string, string>;
     options: EmulatorOptions;
-    rate: ConnectionRate;
+    rate: TokenBucket;
   },
 ): EmulatedApi {
   const { resolved, physical, fnById, socketNames, options } = from;
