@@ -15,7 +15,7 @@ it("creates a chat project named after its folder that runs and chats", async ()
   const made = await runCli(["new", dir]);
   expect(made.code).toBe(0);
   expect(made.stdout.trim()).toBe(dir);
-  expect(made.stderr).toContain("created my-chat from the chat template:");
+  expect(made.stderr).toContain('created my-chat in "My Chat" from the chat template:');
   expect(made.stderr).toContain("npx nitric-like run");
   expect(readFileSync(join(dir, "nitric-like.yaml"), "utf8")).toMatch(/^name: my-chat$/m);
   const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));

@@ -130,7 +130,7 @@ describe("new in a folder whose name is no stack name", () => {
     const dir = join(tempDir(), "2048");
     const made = await runCli(["new", dir, "--from-registry"]);
     expect(made.code).toBe(0);
-    expect(made.stderr).toContain("created app-2048 from the chat template:");
+    expect(made.stderr).toContain('created app-2048 in "2048" from the chat template:');
     expect(readFileSync(join(dir, "nitric-like.yaml"), "utf8")).toMatch(/^name: app-2048$/m);
     linkNodeModules(dir);
     const spec = await runCli(["spec", dir]);

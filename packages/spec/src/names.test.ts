@@ -17,6 +17,13 @@ describe("resource names", () => {
     expect(resourceNameProblem("kv", "x".repeat(65))).toContain(`at most ${MAX_RESOURCE_NAME_LENGTH}`);
   });
 
+  it("suggests a name with the accents dropped, not the accented letters", () => {
+    expect(suggestName("Café Chat")).toBe("cafe-chat");
+    expect(suggestName("ńame")).toBe("name");
+    expect(suggestName("Ünïcode")).toBe("unicode");
+    expect(resourceNameProblem("kv", "Crème brûlée")).toContain('such as "creme-brulee"');
+  });
+
   it("always suggests a name that is itself valid", () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 100 }), (name) => {

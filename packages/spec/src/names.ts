@@ -12,14 +12,23 @@ export const MAX_RESOURCE_NAME_LENGTH = 64;
 /** The kinds of resource nitric-like serves, as users write them in code. */
 export type ResourceKind = "websocket" | "kv";
 
-/** Turns any string into the nearest lower-kebab-case name, to suggest in errors. */
-export function suggestName(name: string): string {
-  const words = name
+/**
+ * The words of a name as lower-case ASCII, for a lower-kebab-case suggestion: camelCase split,
+ * accents dropped (`Café` → `cafe`, `ńame` → `name`), anything else not a letter or digit a break.
+ */
+export function kebabWords(name: string): string[] {
+  return name
+    .normalize("NFKD")
+    .replace(/\p{M}/gu, "")
     .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
     .toLowerCase()
     .split(/[^a-z0-9]+/)
     .filter((w) => w.length > 0);
-  const suggestion = words.join("-").slice(0, MAX_RESOURCE_NAME_LENGTH).replace(/-+$/, "");
+}
+
+/** Turns any string into the nearest lower-kebab-case name, to suggest in errors. */
+export function suggestName(name: string): string {
+  const suggestion = kebabWords(name).join("-").slice(0, MAX_RESOURCE_NAME_LENGTH).replace(/-+$/, "");
   return suggestion.length > 0 ? suggestion : "my-resource";
 }
 

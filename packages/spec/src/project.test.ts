@@ -159,6 +159,7 @@ describe("a strict project file", () => {
       'name "My App" cannot be a stack name: it must start with a letter and have only letters, digits and hyphens; use name: my-app',
     ]);
     expect(problemsOf("name: 2048\nservices:\n  - match: s\n")).toEqual(["name 2048 must be text; use name: app-2048"]);
+    expect(problemsOf("name: Café\nservices:\n  - match: s\n")[0]).toMatch(/use name: cafe$/);
     expect(problemsOf('name: "2048"\nservices:\n  - match: s\n')[0]).toMatch(/use name: app-2048$/);
     expect(problemsOf(`name: a${"b".repeat(128)}\nservices:\n  - match: s\n`)[0]).toMatch(
       /is 129 characters long; at most 128 fit a stack name/,

@@ -24,7 +24,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, extname, join, relative, sep } from "node:path";
 import { parse } from "yaml";
 import { type AppLimits, LIMIT_KEYS, LimitError, parseLimits, resolveLimits, type SocketLimits } from "./limits.js";
-import { compareNames, resourceNameProblem } from "./names.js";
+import { compareNames, kebabWords, resourceNameProblem } from "./names.js";
 import { didYouMean } from "./suggest.js";
 
 /** The project file names looked for, in order. */
@@ -160,12 +160,7 @@ export const MAX_STACK_NAME_LENGTH = 128;
  * What `nitric-like new` names a project after its folder, and what a refused name's fix suggests.
  */
 export function suggestProjectName(name: string): string {
-  const words = name
-    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
-    .toLowerCase()
-    .split(/[^a-z0-9]+/)
-    .filter((w) => w.length > 0);
-  let suggestion = words.join("-");
+  let suggestion = kebabWords(name).join("-");
   if (suggestion.length === 0) return "my-app";
   if (!/^[a-z]/.test(suggestion) || /^(null|true|false)$/.test(suggestion)) suggestion = `app-${suggestion}`;
   return suggestion.slice(0, MAX_STACK_NAME_LENGTH).replace(/-+$/, "");

@@ -1,5 +1,5 @@
 /** `nitric-like new <dir>`: a new project from a template, ready for `nitric-like run`. */
-import { relative } from "node:path";
+import { basename, relative } from "node:path";
 import { type Output, UserError } from "../lib/log.js";
 import { scaffold, templates } from "../lib/scaffold.js";
 
@@ -41,7 +41,10 @@ export function newCommand(
     version: options.version,
     fromRegistry: options.fromRegistry === true,
   });
-  output.info(`created ${output.paint("bold", made.name)} from the ${options.template} template:`);
+  // A folder whose name is not a project name ("My App", "Café") gives its nearest one: say both.
+  const folder = basename(made.dir);
+  const where = folder === made.name ? "" : ` in ${JSON.stringify(folder)}`;
+  output.info(`created ${output.paint("bold", made.name)}${where} from the ${options.template} template:`);
   for (const f of made.files) output.info(`  ${f}`);
   const cd = `cd ${shellWord(relative(process.cwd(), made.dir) || ".")}`;
   output.info(`\nnext, with npm:\n  ${cd}\n  npm install\n  npx nitric-like run`);

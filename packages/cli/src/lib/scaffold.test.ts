@@ -30,7 +30,7 @@ it("names a project after its folder with a name the project file accepts, whate
     ["null", "app-null"],
     ["True", "app-true"],
     ["---", "my-app"],
-    ["über-app", "ber-app"],
+    ["über-app", "uber-app"],
   ] as const) {
     const { name, project, pkg } = made(folder);
     expect([name, project.name, pkg.name]).toEqual([expected, expected, expected]);
