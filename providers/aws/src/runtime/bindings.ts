@@ -3,6 +3,7 @@
  * (documented in providers/aws/README.md). With them the runtime runs under any API Gateway
  * emulator, too.
  */
+import { AWS_MAX_HANDLER_TIMEOUT_MS } from "@nitric-like/provider-kit";
 import type { WebsocketEvent } from "@nitric-like/spec";
 import { INLINE_MAX, PAGE_SIZE } from "../websocket/fanout.js";
 import type { SocketBinding } from "../websocket/gateway.js";
@@ -24,7 +25,10 @@ export interface Bindings {
   kvTables: Record<string, string>;
   /** NITRIC_LIKE_CONNECTIONS_TABLE: the managed connections table, when there is one. */
   connectionsTable: string | undefined;
-  /** NITRIC_LIKE_HANDLER_TIMEOUT_MS: how long a handler may take to answer an event. @default 5000 */
+  /**
+   * NITRIC_LIKE_HANDLER_TIMEOUT_MS: how long a handler may take to answer an event, at most
+   * AWS_MAX_HANDLER_TIMEOUT_MS (28 s: API Gateway waits 29 s for a function). @default 5000
+   */
   handlerTimeoutMs: number;
   /**
    * NITRIC_LIKE_BROADCAST_INLINE_MAX: broadcasts to at most this many connections are posted by
@@ -99,7 +103,7 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
     websockets: sockets,
     kvTables: json<Record<string, string>>(env, "NITRIC_LIKE_KV_TABLES", {}),
     connectionsTable: env.NITRIC_LIKE_CONNECTIONS_TABLE || undefined,
-    handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, 60_000) : 5000,
+    handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, AWS_MAX_HANDLER_TIMEOUT_MS) : 5000,
     broadcastInlineMax: inlineMax,
     broadcastPageSize: pageSize,
   };
