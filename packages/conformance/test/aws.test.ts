@@ -563,6 +563,12 @@ describe("the emulator keeps API Gateway's rules", () => {
     const conns = async () => ((await probe.call({ op: "keys", prefix: "conn:" })).keys as string[]).length;
     const before = await conns();
     const logged = logs.length;
+    // What the dashboard's log is shown (run --provider aws hands it the API's observer).
+    const lab = [...emulator.apis.values()].find((a) => a.socketName === "lab") as {
+      observer: ((event: { type: string; status?: number; reason?: string }) => void) | undefined;
+    };
+    const shown: { type: string; status?: number; reason?: string }[] = [];
+    lab.observer = (event) => shown.push(event);
     const base = `ws://127.0.0.1:${port}`;
     for (const wrong of ["/", "/?name=x", `${pathname}x`, `${pathname}/more`, "/__proto__"]) {
       await expect(connect(`${base}${wrong}`), wrong).rejects.toMatchObject({
@@ -571,7 +577,10 @@ describe("the emulator keeps API Gateway's rules", () => {
       });
     }
     await sleep(300);
+    lab.observer = undefined;
     expect(await conns()).toBe(before);
+    expect(shown.filter((e) => e.type === "refused")).toHaveLength(5);
+    expect(shown[0]).toMatchObject({ type: "refused", status: 403, reason: `not this API's stage: connect to ${url}` });
     // One line for the burst, naming the URL the client should have used.
     const lines = logs.slice(logged).filter((l) => l.includes("refused an upgrade on"));
     expect(lines).toHaveLength(1);

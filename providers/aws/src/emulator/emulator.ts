@@ -570,7 +570,7 @@ class EmulatedApi {
     // be read, as the local gateway answers them (Node's own answer resets a client still sending).
     this.server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
       const { status, reason } = clientErrorRefusal(`API ${this.logicalId}`, error);
-      refuseAsApiGateway(socket, status, reason);
+      this.refuse(socket, status, reason);
     });
     // The boundary of the upgrade listener: whatever it throws refuses that one request with 500
     // (or, once upgraded, closes that one connection with 1011) and logs one line; escaping, it
@@ -631,6 +631,22 @@ class EmulatedApi {
       }, this.integrationTimeoutMs);
     });
     return Promise.race([invocation, late]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Refuses an upgrade with API Gateway's answer (`message` in its JSON body) and shows the refusal
+   * to the observer (the dashboard's log) with `why`, what the developer needs to know, as the
+   * local gateway shows each of its refusals.
+   */
+  private refuse(
+    socket: Duplex,
+    status: number,
+    message: string,
+    why = message,
+    headers?: Record<string, string>,
+  ): void {
+    refuseAsApiGateway(socket, status, message, headers);
+    this.observer?.({ type: "refused", socket: this.socketName, status, reason: why, at: Date.now() });
   }
 
   /** Whether a request's target is this API's stage (`/live`, `/live/`, with any query). */
@@ -700,7 +716,7 @@ class EmulatedApi {
     // $connect run: they would run, and what $connect stored stay, for a connection never opened.
     const malformed = upgradeProblem(`API ${this.logicalId}`, req);
     if (malformed) {
-      refuseAsApiGateway(socket, malformed.status, malformed.reason, malformed.headers);
+      this.refuse(socket, malformed.status, malformed.reason, malformed.reason, malformed.headers);
       return;
     }
     // API Gateway serves an API at its stage's path only: a client that left the stage out of its
@@ -710,12 +726,12 @@ class EmulatedApi {
       this.offStageLog.note(
         `API ${this.logicalId}: refused an upgrade on ${JSON.stringify(clip(req.url ?? "/"))} with 403, as API Gateway does: this API is served at its stage, ${this.url}`,
       );
-      refuseAsApiGateway(socket, 403, "Forbidden");
+      this.refuse(socket, 403, "Forbidden", `not this API's stage: connect to ${this.url}`);
       return;
     }
     if (!this.rate.take()) {
       // Throttled before any integration runs, as API Gateway answers a request over its rate.
-      refuseAsApiGateway(socket, 429, "Too Many Requests");
+      this.refuse(socket, 429, "Too Many Requests", "over the account's new connections a second");
       return;
     }
     const id = connectionId();
@@ -776,7 +792,7 @@ class EmulatedApi {
         }
       }
       if (refusal) {
-        refuseAsApiGateway(socket, refusal.status, refusal.message);
+        this.refuse(socket, refusal.status, refusal.message, `the authorizer: ${refusal.message}`);
         return;
       }
     }
@@ -796,14 +812,12 @@ class EmulatedApi {
       try {
         const answer = await this.answerWithin("$connect", id, route.fn.invoke(event));
         if (answer === TIMED_OUT) {
-          this.observer?.({
-            type: "refused",
-            socket: this.socketName,
-            status: 504,
-            reason: "Endpoint request timed out",
-            at: Date.now(),
-          });
-          refuseAsApiGateway(socket, 504, "Endpoint request timed out");
+          this.refuse(
+            socket,
+            504,
+            "Endpoint request timed out",
+            `$connect did not answer within ${formatDuration(this.integrationTimeoutMs)}`,
+          );
           return;
         }
         const result = answer as WebsocketApiResult | null;
