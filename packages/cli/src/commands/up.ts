@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { compareNames, loadProject, type Project, ProjectError, type StoredData } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
-import { prepareProject } from "../lib/prepare.js";
+import { loadProjectFile } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
 import { checkedBuild, refuseForeignOutDir } from "./build.js";
 
@@ -44,7 +44,8 @@ export const DOWN_HELP = `Usage: nitric-like down [dir] [options]
 Deletes the deployment of the project in dir (default: the current folder) and waits
 until it is gone, its functions' log groups with it. kv tables are deleted with it
 too; when one holds items, down first asks (y/N) on a terminal, and off a terminal
-(CI) stops with exit 1 unless --yes or --keep-data is given.
+(CI) stops with exit 1 unless --yes or --keep-data is given. Nothing is built: only
+the project file is read, so a deployment can be deleted whatever state the code is in.
 
 Options:
   --provider <name>   Provider of the deployment (default: aws).
@@ -78,7 +79,8 @@ export interface DeployCommandOptions {
 /**
  * What `up` and `down` check before bundling anything: the provider's preflight (for aws: the stack
  * name, region, credentials, and a stack stuck in a state only the user can clear). A project
- * file that does not load is left to prepareProject, which lists every problem in it.
+ * file that does not load is left to what follows (prepareProject for up, loadProjectFile for
+ * down), which lists every problem in it.
  */
 async function preflightDeploy(options: DeployCommandOptions, action: "up" | "down", output: Output): Promise<void> {
   if (action === "up") refuseForeignOutDir(options, "up");
@@ -131,13 +133,15 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
 /** Runs `down`. */
 export async function downCommand(options: DeployCommandOptions, output: Output): Promise<number> {
   await preflightDeploy(options, "down", output);
-  const prepared = await prepareProject(options.dir, output);
-  const provider = await providerFor(options.provider, "down", prepared.project.dir);
-  const stack = options.stack ?? prepared.project.name;
+  // Only the project file: a deployment can be deleted whatever state the code is in (a service
+  // that no longer builds, or that is gone).
+  const project = loadProjectFile(options.dir, output);
+  const provider = await providerFor(options.provider, "down", project.dir);
+  const stack = options.stack ?? project.name;
   const progress = output.progress(`deleting stack "${stack}" with provider "${provider.name}"`);
   const result = await provider
     .down({
-      project: prepared.project,
+      project,
       stack,
       logger: output,
       ...(options.region ? { region: options.region } : {}),
@@ -201,13 +205,7 @@ Options:
 /** Runs `outputs`. */
 export async function outputsCommand(options: DeployCommandOptions, output: Output): Promise<number> {
   // Only the project file: nothing is bundled or collected.
-  let project: Project;
-  try {
-    project = loadProject(resolve(options.dir));
-  } catch (error) {
-    if (error instanceof ProjectError) throw new UserError(error.message);
-    throw error;
-  }
+  const project = loadProjectFile(options.dir, output);
   const provider = await providerFor(options.provider, "outputs", project.dir);
   const stack = options.stack ?? project.name;
   const found = await provider.outputs({

@@ -17,6 +17,27 @@ export interface PreparedProject {
   services: PreparedService[];
 }
 
+/** A project-file mistake as a UserError: one problem as it is, several each on a line of `output`. */
+function projectProblem(error: unknown, output: Output | undefined): unknown {
+  if (!(error instanceof ProjectError)) return error;
+  if (error.problems.length === 1 || !output) return new UserError(error.message);
+  // Every problem on a line of its own, then a summary: all are fixed in one go.
+  for (const p of error.problems) output.error(p);
+  return new UserError(`the project file has ${error.problems.length} problems (listed above)`);
+}
+
+/**
+ * Loads the project file in `dir` only, for the commands that need nothing of the services
+ * (`down`, `outputs`): they work whatever state the code is in.
+ */
+export function loadProjectFile(dir: string, output?: Output): Project {
+  try {
+    return loadProject(resolve(dir));
+  } catch (error) {
+    throw projectProblem(error, output);
+  }
+}
+
 /**
  * Loads the project in `dir` and bundles every service (as `bundling` asks: see BundleOptions);
  * project-file mistakes become UserErrors. With `output`, the bundling shows as progress.
@@ -32,11 +53,7 @@ export async function prepareProject(
     project = loadProject(resolve(dir));
     entries = findServices(project);
   } catch (error) {
-    if (!(error instanceof ProjectError)) throw error;
-    if (error.problems.length === 1 || !output) throw new UserError(error.message);
-    // Every problem on a line of its own, then a summary: all are fixed in one go.
-    for (const p of error.problems) output.error(p);
-    throw new UserError(`the project file has ${error.problems.length} problems (listed above)`);
+    throw projectProblem(error, output);
   }
   const n = entries.filter((e) => e.start === undefined).length;
   const progress = n > 0 ? output?.progress(`bundling ${n} service${n === 1 ? "" : "s"}`) : undefined;
