@@ -3,9 +3,18 @@
 // the shapes AWS documents (requestContext with routeKey, connectionId, apiId, stage, connectedAt;
 // multi-valued headers and query strings; base64 bodies), in the emulator over dynalite.
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, request } from "node:http";
 import { createConnection } from "node:net";
 import { join } from "node:path";
@@ -19,7 +28,7 @@ import {
   startEmulator,
 } from "@nitric-like/provider-aws/emulator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep } from "../src/harness.js";
+import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep, startApp } from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -1299,6 +1308,40 @@ async function rawFrames(
     socket.destroy();
   }
 }
+
+describe("run --provider aws, one at a time per project", () => {
+  it("refuses a second run of the same project, naming the first, and takes over from one that was killed", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    const pidFile = join(project, ".nitric-like", "aws-run.pid");
+    const first = await startApp(project, ["--provider", "aws"]);
+    try {
+      expect(readFileSync(pidFile, "utf8").trim()).toBe(String(first.child.pid));
+      const second = await runCli(["run", project, "--provider", "aws", "--random-ports", "--plain"], {
+        timeoutMs: 30000,
+      });
+      expect(second.code).toBe(1);
+      expect(second.stderr).toContain(
+        `error: another "nitric-like run --provider aws" of this project is running (process ${first.child.pid})`,
+      );
+      expect(second.stderr).not.toMatch(/unexpected failure|hang up/);
+      // The first still serves.
+      const [a, b] = [await connect(first.url("socket")), await connect(first.url("socket"))];
+      a.ws.send("still here");
+      expect((await b.next()).text).toBe("still here");
+      a.close();
+      b.close();
+    } finally {
+      expect((await first.stop()).code).toBe(0);
+    }
+    expect(existsSync(pidFile)).toBe(false);
+    // A run killed without a stop leaves its file: the next run takes over.
+    const gone = spawnSync(process.execPath, ["-e", "process.pid"]).pid as number;
+    writeFileSync(pidFile, `${gone}\n`);
+    const next = await startApp(project, ["--provider", "aws"]);
+    expect(readFileSync(pidFile, "utf8").trim()).toBe(String(next.child.pid));
+    expect((await next.stop()).code).toBe(0);
+  }, 90000);
+});
 
 describe("a third-party provider", () => {
   /** The chat example with the echo provider installed beside our SDK, as a package manager would. */

@@ -4,7 +4,7 @@
  * each service in its own function process with the Lambda runtime, the sockets behind emulated
  * API Gateway WebSocket APIs, the tables in dynalite (kept under `.nitric-like/aws-dynamodb`).
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join, relative } from "node:path";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { JsonObject } from "@bufbuild/protobuf";
@@ -31,6 +31,67 @@ import { type Emulator, startEmulator } from "./emulator.js";
 /** Where `run --provider aws` keeps its build and its tables. */
 export function emulatedDirs(projectDir: string): { build: string; data: string } {
   return { build: join(projectDir, ".nitric-like", "aws-run"), data: join(projectDir, ".nitric-like", "aws-dynamodb") };
+}
+
+/** The file that says which process runs the project's emulator (`.nitric-like/aws-run.pid`). */
+export function emulatorPidFile(projectDir: string): string {
+  return join(projectDir, ".nitric-like", "aws-run.pid");
+}
+
+/** Whether process `pid` exists (one of another user's too). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Takes the project's emulator for this process, or refuses with what to do: two `run --provider
+ * aws` of one project would share its build folder (each rewriting the other's functions and
+ * credentials file) and its DynamoDB store, which LevelDB lets one process open (the second run's
+ * every DynamoDB call failed). The pid file names the run that has it; one left by a run that
+ * ended (killed, crashed) is taken over. Returns what lets it go.
+ */
+export function claimEmulator(projectDir: string): () => void {
+  const file = emulatorPidFile(projectDir);
+  mkdirSync(join(projectDir, ".nitric-like"), { recursive: true });
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let fd: number;
+    try {
+      fd = openSync(file, "wx", 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      let holder = Number.NaN;
+      try {
+        holder = Number.parseInt(readFileSync(file, "utf8"), 10);
+      } catch {
+        // Gone meanwhile: take it on the next attempt.
+      }
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+        throw Object.assign(
+          new Error(
+            `another "nitric-like run --provider aws" of this project is running (process ${holder}): one at a time can use its emulator (.nitric-like/aws-run and its DynamoDB data); stop that one first, or run this one on the local provider. If no such run is going, delete ${relative(process.cwd(), file) || file}`,
+          ),
+          { userFacing: true },
+        );
+      }
+      rmSync(file, { force: true });
+      continue;
+    }
+    writeSync(fd, `${process.pid}\n`);
+    closeSync(fd);
+    return () => {
+      try {
+        if (Number.parseInt(readFileSync(file, "utf8"), 10) === process.pid) rmSync(file, { force: true });
+      } catch {
+        // Already gone.
+      }
+    };
+  }
+  throw new Error(`could not take ${file}: other processes keep making it; try again`);
 }
 
 /**
@@ -228,6 +289,8 @@ class EmulatedRun implements RunningProvider {
     dynamodbEndpoint: string,
     /** The credentials file, removed at stop (its credentials die with the run). */
     private readonly credentialsFile: string,
+    /** Lets go of the project's emulator (claimEmulator), at stop. */
+    private readonly release: () => void,
   ) {
     this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint);
   }
@@ -268,6 +331,7 @@ class EmulatedRun implements RunningProvider {
     this.inspect.destroy();
     await this.db.close();
     rmSync(this.credentialsFile, { force: true });
+    this.release();
   }
 }
 
@@ -300,8 +364,23 @@ function writeCredentials(file: string, emulator: Emulator, dynamodbEndpoint: st
 
 /** Builds the project and runs it in the emulator. */
 export async function runEmulated(options: RunOptions): Promise<RunningProvider> {
-  const { project, spec, logger } = options;
+  const { project } = options;
   const dirs = emulatedDirs(project.dir);
+  const release = claimEmulator(project.dir);
+  try {
+    return await startEmulated(options, dirs, release);
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
+async function startEmulated(
+  options: RunOptions,
+  dirs: { build: string; data: string },
+  release: () => void,
+): Promise<RunningProvider> {
+  const { project, spec, logger } = options;
   // One set of credentials for the run: the functions sign with them, the endpoints take no other.
   const credentials = runCredentials();
   const file = join(dirs.build, CREDENTIALS_FILE);
@@ -344,7 +423,7 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
     logger.info(
       `the emulator's Lambda Invoke and Management APIs and its DynamoDB take only requests signed with this run's credentials; ${shown} has them and the endpoints, for the AWS CLI or SDK (set -a; . ${shown}; set +a)`,
     );
-    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build, db.endpoint, file);
+    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build, db.endpoint, file, release);
   } catch (error) {
     await emulator?.stop();
     await db.close();
