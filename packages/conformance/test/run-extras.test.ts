@@ -177,6 +177,40 @@ describe("run and a service changed to declare what nobody serves", () => {
   }, 60000);
 });
 
+describe("run and a project file or service file changed while it runs", () => {
+  it("checks a changed project file at once and says a change applies at the next run, and names a new service file", async () => {
+    const PROJECT = "name: edits\nservices:\n  - match: services/*.ts\n";
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": ENV_SERVICE });
+    const app = await startApp(dir);
+    const file = join(dir, "nitric-like.yaml");
+
+    writeFileSync(file, `${PROJECT}limits:\n  messagesPerSecond: 5\n`);
+    await app.waitFor(/nitric-like\.yaml changed: run reads it only as it starts/);
+    expect(app.stderr).toContain(
+      "warning: nitric-like.yaml changed: run reads it only as it starts, so this run goes on as the file was; stop it (Ctrl-C) and run again to apply the change",
+    );
+    writeFileSync(file, `${PROJECT}limits:\n  messagesPerSecond: fast\n`);
+    await app.waitFor(/now has a problem/);
+    expect(app.stderr).toContain(
+      "error: nitric-like.yaml changed and now has a problem (this run goes on as the file was):",
+    );
+    expect(app.stderr).toMatch(/error: nitric-like\.yaml: limits\.messagesPerSecond .*fast/);
+    writeFileSync(file, PROJECT);
+    await app.waitFor(/nitric-like\.yaml is as this run read it again/);
+
+    writeFileSync(join(dir, "services", "extra.ts"), ENV_SERVICE.replace('"socket"', '"other"'));
+    await app.waitFor(/services\/extra\.ts is a new service/);
+    expect(app.stderr).toContain(
+      'warning: services/extra.ts is a new service ("extra"): run starts the services it found as it started; stop it (Ctrl-C) and run again to start this one',
+    );
+    // Each said once; the running service goes on answering.
+    await sleep(500);
+    expect(app.stderr.match(/is a new service/g)).toHaveLength(1);
+    expect(app.stderr.match(/run reads it only as it starts/g)).toHaveLength(1);
+    expect(await ask(app)).toEqual({});
+  }, 60000);
+});
+
 describe("run --inspect", () => {
   it("opens each service's inspector on a port of 127.0.0.1 of its own, printed on stdout, that answers /json/list", async () => {
     const dir = writeProject({

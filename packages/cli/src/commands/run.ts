@@ -27,6 +27,7 @@ import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/d
 import { type DotEnv, loadDotEnv } from "../lib/dotenv.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
+import { projectChangeNotices } from "../lib/project-change.js";
 import { loadProvider } from "../lib/providers.js";
 import {
   expectedOf,
@@ -60,7 +61,8 @@ the spec expects of it, one line per socket on stdout, and "ready" on stderr:
   websocket <name> ws://127.0.0.1:<port>
 
 Services restart when their files change (with --provider aws too), and with backoff
-when they crash. A service that fails before it has started (collecting its
+when they crash. A change to the project file is checked at once and applies at the
+next run, and a new file a service's match takes is named: run says so. A service that fails before it has started (collecting its
 resources, or at start) is not restarted: its cause is printed once (file:line,
 message, the fix; for a missing package, the install command) and it waits for a
 change to its files, package.json or a lockfile; the other services keep running. A
@@ -754,8 +756,15 @@ function watchServices(
   const packages = new Set(packageFiles(prepared.project.dir));
   /** How many changes each service has seen: only the latest one restarts it. */
   const changes = new Map<ServiceSupervisor, number>();
-  const watched = [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages, ...env.dotenvPaths];
+  const project = prepared.project;
+  const notices = projectChangeNotices(
+    project,
+    supervisors.map((s) => s.service.entry.path),
+    output,
+  );
+  const watched = [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages, ...env.dotenvPaths, project.file];
   const watcher = watchFiles(watched, (changed) => {
+    notices(changed);
     if (env.dotenvPaths.some((p) => changed.has(p))) {
       env.onDotEnv();
       return;
@@ -822,9 +831,15 @@ function watchHostedServices(prepared: PreparedProject, running: RunningProvider
   const inputs = new Map(services.map((s) => [s.entry.name, s.bundle?.inputs ?? new Set<string>()]));
   // One restart of a service at a time: a save burst during a rebuild restarts it once more, after.
   const restarts = new Map<string, Promise<void>>();
+  const notices = projectChangeNotices(
+    prepared.project,
+    prepared.services.map((s) => s.entry.path),
+    output,
+  );
   const watcher = watchFiles(
-    services.flatMap((s) => [...(s.bundle?.inputs ?? [])]),
+    [...services.flatMap((s) => [...(s.bundle?.inputs ?? [])]), prepared.project.file],
     (changed) => {
+      notices(changed);
       for (const { entry } of services) {
         if (![...changed].some((p) => inputs.get(entry.name)?.has(p))) continue;
         const previous = restarts.get(entry.name) ?? Promise.resolve();

@@ -1,0 +1,77 @@
+/**
+ * What `run` says when the project changes in a way it reads only at start: its project file
+ * (limits, ports, services, environments, compat) and a new file that a service's glob matches.
+ * `run` applies neither while it runs (a changed limit or port would mean new gateways, a new
+ * service a new collect pass), so it says so once per change, and checks a changed project file at
+ * once: a mistake shows while it is made, not at the next start.
+ */
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import { findServices, loadProject, type Project, ProjectError } from "@nitric-like/spec";
+import type { Output } from "./log.js";
+
+/** Reads a file, or undefined when it cannot be read (gone meanwhile, mid-save). */
+function contents(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A listener for a watcher's changed paths (give it the project file to watch, and the folders the
+ * services are in): it tells `output` about changes to the project file and about new service files,
+ * each once. `known`: the absolute paths of the services run started with.
+ */
+export function projectChangeNotices(
+  project: Project,
+  known: Iterable<string>,
+  output: Output,
+): (changed: ReadonlySet<string>) => void {
+  const name = basename(project.file);
+  const started = contents(project.file);
+  let seen = started;
+  const services = new Set(known);
+  const toldNew = new Set<string>();
+  return (changed) => {
+    if (changed.has(project.file)) {
+      const text = contents(project.file);
+      if (text !== undefined && text !== seen) {
+        seen = text;
+        if (text === started) {
+          output.info(`${name} is as this run read it again`);
+        } else {
+          try {
+            loadProject(project.dir);
+            output.warn(
+              `${name} changed: run reads it only as it starts, so this run goes on as the file was; stop it (Ctrl-C) and run again to apply the change`,
+            );
+          } catch (error) {
+            if (!(error instanceof ProjectError)) throw error;
+            const n = error.problems.length;
+            output.error(
+              `${name} changed and now has ${n === 1 ? "a problem" : `${n} problems`} (this run goes on as the file was):`,
+            );
+            for (const problem of error.problems) output.error(problem);
+          }
+        }
+      }
+    }
+    // A path no service was built from may be a new service's file: the globs run started with say.
+    if (![...changed].some((p) => p !== project.file && !services.has(p))) return;
+    let entries: ReturnType<typeof findServices>;
+    try {
+      entries = findServices(project);
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (services.has(entry.path) || toldNew.has(entry.path) || !changed.has(entry.path)) continue;
+      toldNew.add(entry.path);
+      output.warn(
+        `${entry.file} is a new service ("${entry.name}"): run starts the services it found as it started; stop it (Ctrl-C) and run again to start this one`,
+      );
+    }
+  };
+}
