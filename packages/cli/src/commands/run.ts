@@ -62,18 +62,18 @@ the spec expects of it, one line per socket on stdout, and "ready" on stderr:
 
 Services restart when their files change (with --provider aws too), and with backoff
 when they crash. A change to the project file is checked at once and applies at the
-next run, and a new file a service's match takes is named: run says so. A service that fails before it has started (collecting its
-resources, or at start) is not restarted: its cause is printed once (file:line,
-message, the fix; for a missing package, the install command) and it waits for a
-change to its files, package.json or a lockfile; the other services keep running. A
-service that started, then crashed 5 times in 30 s with no event in flight waits for
-a file change too. A started service whose event loop has not turned for 30 s (a
-loop that never yields; or the handler timeout and 5 s, when longer), as a Lambda
-function times out, is ended and restarted, saying why (not while a debugger may
-hold it, nor one run by its own start command whose program does not answer run's
-check; our SDK answers it). Two services handling the same socket event: exits 1, as
-"nitric-like spec" does. Ctrl-C lets running handlers answer, closes client
-connections (1001, going away) and exits.
+next run, and a new file a service's match takes is named: run says so. A service that
+fails before it has started (collecting its resources, or at start) is not restarted:
+its cause is printed once (file:line, message, the fix; for a missing package, the
+install command) and it waits for a change to its files, package.json or a lockfile;
+the other services keep running. A service that started, then crashed 5 times in 30 s
+with no event in flight waits for a file change too. A started service whose event
+loop has not turned for 30 s (a loop that never yields; or the handler timeout and 5
+seconds, when longer), as a Lambda function times out, is ended and restarted, saying
+why (not while a debugger may hold it, nor one run by its own start command whose
+program does not answer run's check; our SDK answers it). Two services handling the
+same socket event: exits 1, as "nitric-like spec" does. Ctrl-C lets running handlers
+answer, closes client connections (1001, going away) and exits.
 
 It stops with exit 1 before starting anything when the project file has a problem
 (every one is listed, unknown keys too) or when a service declares a resource
