@@ -1,6 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { LIMIT_KEYS } from "./limits.js";
@@ -60,6 +60,14 @@ describe("loadProject", () => {
 
   it("says what to write when the file is missing or wrong", () => {
     expect(() => loadProject(project({}))).toThrow(/no project file found, create nitric-like.yaml/);
+    // From inside a project's folder: the project, not a second project file.
+    const inside = project({
+      "nitric-like.yaml": "name: x\nservices:\n  - match: services/*.ts\n",
+      "services/a.ts": "",
+    });
+    expect(() => loadProject(join(inside, "services"))).toThrow(
+      `no project file here; it is inside the project in ${relative(process.cwd(), inside) || "."} (nitric-like.yaml): give that folder`,
+    );
     expect(() => loadProject(project({ "nitric-like.yaml": "services: []\n" }))).toThrow(/"name" is required/);
     expect(() => loadProject(project({ "nitric-like.yaml": "name: x\n" }))).toThrow(/"services" is required/);
     expect(() => loadProject(project({ "nitric-like.yaml": "name: x\nservices:\n  - start: x\n" }))).toThrow(

@@ -21,7 +21,7 @@
  * problem is reported at once (ProjectError.problems).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { basename, extname, join, relative, sep } from "node:path";
+import { basename, dirname, extname, join, relative, resolve, sep } from "node:path";
 import { parse } from "yaml";
 import { type AppLimits, LIMIT_KEYS, LimitError, parseLimits, resolveLimits, type SocketLimits } from "./limits.js";
 import { compareNames, kebabWords, resourceNameProblem } from "./names.js";
@@ -176,6 +176,18 @@ export function projectNameProblem(name: string): string | undefined {
   return `name ${JSON.stringify(name)} ${why}; use name: ${suggestProjectName(name)}`;
 }
 
+/** The project file of the nearest folder above `dir` that has one, if any. */
+function enclosingProjectFile(dir: string): string | undefined {
+  let at = resolve(dir);
+  for (;;) {
+    const parent = dirname(at);
+    if (parent === at) return undefined;
+    at = parent;
+    const file = PROJECT_FILES.map((f) => join(at, f)).find((f) => existsSync(f));
+    if (file) return file;
+  }
+}
+
 /** Finds and reads the project file in `dir`. Throws ProjectError listing every problem, each with its fix. */
 export function loadProject(dir: string): Project {
   const file = PROJECT_FILES.map((f) => join(dir, f)).find((f) => existsSync(f));
@@ -185,6 +197,16 @@ export function loadProject(dir: string): Project {
     );
   }
   if (!file) {
+    // Run from inside a project (its services/ folder, say): name the project rather than
+    // suggest a second project file in one of its folders.
+    const enclosing = enclosingProjectFile(dir);
+    if (enclosing) {
+      const folder = dirname(enclosing);
+      const shown = relative(process.cwd(), folder) || ".";
+      throw new ProjectError(
+        `${dir}: no project file here; it is inside the project in ${shown} (${basename(enclosing)}): give that folder (such as "nitric-like run ${shown}"), or run from there`,
+      );
+    }
     throw new ProjectError(
       `${dir}: no project file found, create nitric-like.yaml with\n  name: my-app\n  services:\n    - match: services/*.ts`,
     );
