@@ -1,7 +1,7 @@
 // `run`'s extras, through the real CLI: .env files (loaded, precedence, never printed, reloaded on
 // change), --inspect (a real inspector per service on 127.0.0.1), a service edited to declare what
 // nobody serves (refused once, the running version stays), and what `run --help` promises.
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -178,7 +178,7 @@ describe("run and a service changed to declare what nobody serves", () => {
 });
 
 describe("run and a project file or service file changed while it runs", () => {
-  it("checks a changed project file at once and says a change applies at the next run, and names a new service file", async () => {
+  it("checks a changed project file at once and says a change applies at the next run, and names a new service file and a gone one", async () => {
     const PROJECT = "name: edits\nservices:\n  - match: services/*.ts\n";
     const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": ENV_SERVICE });
     const app = await startApp(dir);
@@ -208,6 +208,17 @@ describe("run and a project file or service file changed while it runs", () => {
     expect(app.stderr.match(/is a new service/g)).toHaveLength(1);
     expect(app.stderr.match(/run reads it only as it starts/g)).toHaveLength(1);
     expect(await ask(app)).toEqual({});
+
+    // A service's file renamed: gone (no compile error about files run generates), then back.
+    renameSync(join(dir, "services", "app.ts"), join(dir, "services", "renamed.ts"));
+    await app.waitFor(/services\/app\.ts is gone/);
+    expect(app.stderr).toContain(
+      'warning: services/app.ts is gone: service "app" goes on as it was until run starts again, which starts the services it finds then',
+    );
+    expect(app.stderr).not.toMatch(/does not compile|Could not resolve/);
+    expect(await ask(app)).toEqual({});
+    renameSync(join(dir, "services", "renamed.ts"), join(dir, "services", "app.ts"));
+    await app.waitFor(/services\/app\.ts changed: restarting service "app"/);
   }, 60000);
 });
 

@@ -6,6 +6,7 @@
  * closes client connections with 1001 and exits 0.
  */
 
+import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { isMainThread } from "node:worker_threads";
@@ -18,6 +19,7 @@ import {
   type Provider,
   type RunningProvider,
   SERVED_KINDS,
+  type ServiceEntry,
   type Spec,
 } from "@nitric-like/spec";
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
@@ -744,6 +746,11 @@ function packageFiles(dir: string): string[] {
   );
 }
 
+/** What run says when a service's file is gone (renamed, deleted) while it runs. */
+function goneMessage(entry: ServiceEntry): string {
+  return `${entry.file} is gone: service "${entry.name}" goes on as it was until run starts again, which starts the services it finds then`;
+}
+
 function watchServices(
   prepared: PreparedProject,
   spec: Spec,
@@ -778,6 +785,11 @@ function watchServices(
       changes.set(supervisor, change);
       void (async () => {
         const entry = supervisor.service.entry;
+        // Its file renamed or deleted: nothing to build, which is no compile error of the user's.
+        if (!existsSync(entry.path)) {
+          if (changes.get(supervisor) === change) output.warn(goneMessage(entry));
+          return;
+        }
         try {
           // A service that runs as a thread needs only its thread bundle made again, unless its
           // collect pass failed: that pass runs again below, as a process (recollectAndStart).
@@ -844,6 +856,10 @@ function watchHostedServices(prepared: PreparedProject, running: RunningProvider
         if (![...changed].some((p) => inputs.get(entry.name)?.has(p))) continue;
         const previous = restarts.get(entry.name) ?? Promise.resolve();
         const next = previous.then(async () => {
+          if (!existsSync(entry.path)) {
+            output.warn(goneMessage(entry));
+            return;
+          }
           try {
             // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
             const bundle = await bundleService(prepared.project.dir, entry);
