@@ -193,6 +193,17 @@ describe("nitric-like build --provider aws", () => {
     expect(targets.sort()).toEqual(["DoormanFunction", "SpeakerFunction"]);
   }, 30000);
 
+  it("says what to write instead of a top-level await, which an AWS function's CommonJS bundle cannot run", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    appendFileSync(join(project, "services", "chat.ts"), "\nconst ready = await Promise.resolve(1);\nvoid ready;\n");
+    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--plain"]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/services\/chat\.ts:\d+:\d+: Top-level await is currently not supported/);
+    expect(stderr).toContain(
+      "an AWS function is bundled as CommonJS, where a module cannot await at its top level (run's ES module bundles can, so it works locally): start the work at the top level without await, keep its promise, and await that promise in the handlers that need it",
+    );
+  }, 30000);
+
   it("refuses an app with a missing handler and writes nothing", async () => {
     const project = copyProject(join(FIXTURES, "bad-spec"));
     const out = join(project, "out");

@@ -164,6 +164,13 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
   } catch (error) {
     const message = compileErrorMessage(error, projectDir, service);
     if (!message) throw error;
-    throw new BundleError(message);
+    // esbuild says what it cannot do; the user needs why and what to write instead (`run` takes
+    // top-level await: its bundles are ES modules).
+    const topLevelAwait = message.includes("Top-level await is currently not supported");
+    throw new BundleError(topLevelAwait ? `${message}\n${TOP_LEVEL_AWAIT_HINT}` : message);
   }
 }
+
+/** What to do about top-level await in a service bound for AWS. */
+const TOP_LEVEL_AWAIT_HINT =
+  "  an AWS function is bundled as CommonJS, where a module cannot await at its top level (run's ES module bundles can, so it works locally): start the work at the top level without await, keep its promise, and await that promise in the handlers that need it";
