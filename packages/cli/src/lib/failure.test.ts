@@ -68,6 +68,21 @@ describe("failureCause", () => {
     ]);
   });
 
+  it("says that node cannot run a TypeScript file by itself, and what to start it with", () => {
+    // A project of ES modules, as `new` makes: Node refuses the file's extension.
+    const dir = temp({
+      "package.json": '{ "type": "module" }\n',
+      "services/chat.ts": "const x: number = 1;\nexport default x;\n",
+    });
+    const run = spawnSync(process.execPath, [join(dir, "services", "chat.ts")], { cwd: dir, encoding: "utf8" });
+    // Node versions that strip types run it: nothing to explain there.
+    if (run.status === 0) return;
+    expect(failureCause(run.stderr, dir)).toEqual({
+      message: "node cannot run the TypeScript file services/chat.ts by itself",
+      fix: 'remove the service\'s "start" from the project file (nitric-like bundles TypeScript itself), or start it with a TypeScript runner, such as "start: npx tsx $SERVICE_PATH"',
+    });
+  });
+
   it("skips frames outside the project and in node_modules, and keeps a last line when there is no error line", () => {
     const dir = temp();
     const output = [

@@ -81,6 +81,15 @@ export function failureCause(output: string, projectDir: string, files: Iterable
       fix: `install it: ${installCommand(projectDir, pkg)}`,
     };
   }
+  // Node (before it strips types) meeting a TypeScript file: a `start` command's `node x.ts`.
+  const typescript = /ERR_UNKNOWN_FILE_EXTENSION[\s\S]*?Unknown file extension "(\.[mc]?tsx?)" for (\S+)/.exec(output);
+  if (typescript) {
+    const rel = relative(projectDir, typescript[2] as string);
+    return {
+      message: `node cannot run the TypeScript file ${rel.startsWith("..") ? typescript[2] : rel} by itself`,
+      fix: 'remove the service\'s "start" from the project file (nitric-like bundles TypeScript itself), or start it with a TypeScript runner, such as "start: npx tsx $SERVICE_PATH"',
+    };
+  }
   let location: string | undefined;
   for (const line of lines.slice(Math.max(errorAt, 0))) {
     const m = FRAME.exec(line);
