@@ -246,6 +246,18 @@ it("makes both bundles when a service asked for its thread bundle alone now uses
   expect(readFileSync(join(dirname(saved.outfile), "api.thread-entry.mjs"), "utf8")).toContain("nitric(transport);");
 });
 
+it("says to install the project's packages when our SDK, which it lists, is not installed, and to add it when it does not", async () => {
+  const { dir, entry } = project(SOURCE);
+  rmSync(join(dir, "node_modules"), { recursive: true, force: true });
+  writeFileSync(join(dir, "package.json"), '{ "dependencies": { "@nitric-like/sdk": "0.1.0" } }\n');
+  writeFileSync(join(dir, "pnpm-lock.yaml"), "lockfileVersion: '9.0'\n");
+  await expect(bundleService(dir, entry)).rejects.toThrow(
+    /Could not resolve "@nitric-like\/sdk"\n {2}@nitric-like\/sdk is in package\.json but not installed: install the project's packages with pnpm install$/,
+  );
+  writeFileSync(join(dir, "package.json"), "{}\n");
+  await expect(bundleService(dir, entry)).rejects.toThrow(/\n {2}install it: pnpm add @nitric-like\/sdk$/);
+});
+
 it("reports a compile error with its place, and builds again once the file is fixed", async () => {
   const { dir, entry, path } = project(SOURCE);
   await bundleService(dir, entry);

@@ -19,6 +19,7 @@ import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import { ALIVE_FD_VAR, answerAliveChecks, type ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
+import { missingPackageFix } from "./failure.js";
 import { cheaperKeepNames } from "./keep-names.js";
 import { UserError } from "./log.js";
 
@@ -488,7 +489,9 @@ function buildFailed(error: unknown, projectDir: string, service: ServiceEntry, 
   rmSync(recordFile, { force: true });
   const message = compileErrorMessage(error, projectDir, service);
   if (!message) throw error;
-  throw new UserError(message);
+  // A package import that does not resolve: what to install (often: nothing installed yet).
+  const missing = /Could not resolve "([^"./][^"]*)"/.exec(message)?.[1];
+  throw new UserError(missing === undefined ? message : `${message}\n  ${missingPackageFix(projectDir, missing)}`);
 }
 
 /** The build itself: the service's bundle and, for a service on either SDK, its thread bundle. */

@@ -17,24 +17,51 @@ export interface FailureCause {
 }
 
 /** Lockfiles and the command each package manager installs a package with, first match wins. */
-const MANAGERS: { lockfile: string; add: string }[] = [
-  { lockfile: "pnpm-lock.yaml", add: "pnpm add" },
-  { lockfile: "yarn.lock", add: "yarn add" },
-  { lockfile: "bun.lock", add: "bun add" },
-  { lockfile: "bun.lockb", add: "bun add" },
-  { lockfile: "package-lock.json", add: "npm install" },
+const MANAGERS: { lockfile: string; add: string; all: string }[] = [
+  { lockfile: "pnpm-lock.yaml", add: "pnpm add", all: "pnpm install" },
+  { lockfile: "yarn.lock", add: "yarn add", all: "yarn install" },
+  { lockfile: "bun.lock", add: "bun add", all: "bun install" },
+  { lockfile: "bun.lockb", add: "bun add", all: "bun install" },
+  { lockfile: "package-lock.json", add: "npm install", all: "npm install" },
 ];
+
+/** The package manager of the project in `dir`: the one whose lockfile is nearest (npm without one). */
+function managerOf(dir: string): (typeof MANAGERS)[number] {
+  for (let at = dir; ; at = dirname(at)) {
+    const found = MANAGERS.find((m) => existsSync(join(at, m.lockfile)));
+    if (found) return found;
+    if (dirname(at) === at) return MANAGERS[MANAGERS.length - 1] as (typeof MANAGERS)[number];
+  }
+}
 
 /**
  * The command that installs `pkg` in the project in `dir`: its package manager is the one whose
  * lockfile is nearest (the project's folder, then its parents, as for a workspace); npm without one.
  */
 export function installCommand(dir: string, pkg: string): string {
-  for (let at = dir; ; at = dirname(at)) {
-    const found = MANAGERS.find((m) => existsSync(join(at, m.lockfile)));
-    if (found) return `${found.add} ${pkg}`;
-    if (dirname(at) === at) return `npm install ${pkg}`;
+  return `${managerOf(dir).add} ${pkg}`;
+}
+
+/**
+ * What to do about a package import the bundler could not resolve: when the project's package.json
+ * lists the package, its packages are not installed (a fresh clone, a new project before `npm
+ * install`), so install them all; otherwise add it.
+ */
+export function missingPackageFix(projectDir: string, specifier: string): string {
+  const pkg = packageOf(specifier);
+  let listed = false;
+  try {
+    const manifest = JSON.parse(readFileSync(join(projectDir, "package.json"), "utf8")) as Record<string, unknown>;
+    listed = ["dependencies", "devDependencies", "optionalDependencies", "peerDependencies"].some((field) => {
+      const deps = manifest[field];
+      return typeof deps === "object" && deps !== null && Object.hasOwn(deps, pkg);
+    });
+  } catch {
+    // No package.json, or not JSON: nothing says the package is meant to be there.
   }
+  return listed
+    ? `${pkg} is in package.json but not installed: install the project's packages with ${managerOf(projectDir).all}`
+    : `install it: ${installCommand(projectDir, pkg)}`;
 }
 
 /** The package a bare import names: `@scope/name` or `name`, without a subpath. */
@@ -78,7 +105,7 @@ export function failureCause(output: string, projectDir: string, files: Iterable
     return {
       ...(location === undefined ? {} : { location }),
       message: `cannot find package "${pkg}"`,
-      fix: `install it: ${installCommand(projectDir, pkg)}`,
+      fix: missingPackageFix(projectDir, pkg),
     };
   }
   // Node (before it strips types) meeting a TypeScript file: a `start` command's `node x.ts`.
