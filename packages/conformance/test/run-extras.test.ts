@@ -222,6 +222,37 @@ describe("run and a project file or service file changed while it runs", () => {
   }, 60000);
 });
 
+describe("run and a service thread that prints faster than run can", () => {
+  it("holds at most 8 MB of its output back: the rest is dropped and said so, and the service answers on", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: chatty\nservices:\n  - match: services/*.ts\n",
+      "services/chatty.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        "socket.on('connect', async () => {});",
+        "socket.on('disconnect', async () => {});",
+        "socket.on('message', async (ctx) => {",
+        "  const line = 'x'.repeat(200);",
+        "  if (ctx.text() === 'flood') for (let i = 0; i < 200000; i++) console.log(i, line);",
+        "  ctx.reply(ctx.text());",
+        "});",
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    const client = await connect(app.url("socket"));
+    expect(await client.call({})).toEqual({});
+    client.ws.send("flood");
+    expect((await client.next(20000)).text).toBe("flood");
+    // 40 MB written in a loop: what did not fit the 8 MB bound is counted, not held.
+    await app.waitFor(/bytes of this service's output dropped: it wrote faster than run could print/, 30000);
+    const dropped = Number(/\[(\d+) bytes of this service's output dropped/.exec(app.stdout + app.stderr)?.[1]);
+    expect(dropped).toBeGreaterThan(20_000_000);
+    expect(dropped).toBeLessThan(40_000_000);
+    expect(await client.call({ again: true })).toEqual({ again: true });
+    client.close();
+  }, 60000);
+});
+
 describe("run --inspect", () => {
   it("opens each service's inspector on a port of 127.0.0.1 of its own, printed on stdout, that answers /json/list", async () => {
     const dir = writeProject({

@@ -38,6 +38,7 @@ export {
   resourceNameProblem,
   suggestName,
 } from "./names.js";
+export { boundOutput } from "./output-bound.js";
 export {
   COMPAT_VALUES,
   type Compat,

@@ -158,15 +158,25 @@ it("generates a thread entry whose start(port) gives each SDK the service uses t
   const lines = both.split("\n");
   const given = lines.indexOf("  const transport = createPortTransport(port);");
   expect(lines[given - 1]).toBe("export function start(port) {");
-  expect(lines.slice(given + 1, given + 8)).toEqual([
+  expect(lines.slice(given + 1, given + 5)).toEqual([
     "  ours(transport);",
     "  nitric(transport);",
     '  return { transport, loaded: import("/p/services/api.ts") };',
     "}",
-    "// In a worker: answers run's liveness check (set before the service loads; unref'd, it keeps nothing alive).",
-    'if (!isMainThread) parentPort.on("message", (m) => { if (m === "nitric-like:alive?") parentPort.postMessage("nitric-like:alive"); }).unref();',
-    "if (!isMainThread) await start(workerData.port).loaded;",
   ]);
+  // Before the service loads (its import is in start()): its output bounded, the liveness check answered.
+  const rest = lines.slice(given + 5).join("\n");
+  expect(rest.startsWith("// In a worker: output held back for run's thread is bounded")).toBe(true);
+  const bound = rest.indexOf(
+    "if (!isMainThread) for (const stream of [process.stdout, process.stderr]) (function boundOutput(",
+  );
+  const applied = rest.indexOf(")(stream, 8388608);\n");
+  const alive = rest.indexOf(
+    '\nif (!isMainThread) parentPort.on("message", (m) => { if (m === "nitric-like:alive?") parentPort.postMessage("nitric-like:alive"); }).unref();',
+  );
+  const loads = rest.indexOf("\nif (!isMainThread) await start(workerData.port).loaded;");
+  expect(bound).toBeGreaterThan(0);
+  expect([bound < applied, applied < alive, alive < loads]).toEqual([true, true, true]);
   const nitricOnly = threadEntry("/p/services/api.ts", undefined, true);
   expect(nitricOnly).not.toContain("ours(");
   expect(nitricOnly).toContain("nitric(transport);");

@@ -17,7 +17,7 @@ import { dirname, join, resolve } from "node:path";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
-import { ALIVE_FD_VAR, answerAliveChecks, type ServiceEntry } from "@nitric-like/spec";
+import { ALIVE_FD_VAR, answerAliveChecks, boundOutput, type ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { missingPackageFix } from "./failure.js";
 import { cheaperKeepNames } from "./keep-names.js";
@@ -177,6 +177,9 @@ export const ALIVE_PONG = "nitric-like:alive";
  */
 const ALIVE_ANSWER = `(${String(answerAliveChecks)})(process.env, ${JSON.stringify(ALIVE_FD_VAR)}, require("node:net").Socket);`;
 
+/** How much of a service thread's output may wait for run's thread to print it (boundOutput). */
+export const MAX_HELD_OUTPUT_BYTES = 8 * 1024 * 1024;
+
 /**
  * The generated entry of a thread bundle: the runner's choice of transport, made explicit. Its
  * `start(port)` gives each SDK the service uses a transport over that MessagePort, then loads the
@@ -207,6 +210,8 @@ export function threadEntry(servicePath: string, sdkRuntime: string | undefined,
     ...give,
     `  return { transport, loaded: import(${JSON.stringify(servicePath)}) };`,
     "}",
+    "// In a worker: output held back for run's thread is bounded (see @nitric-like/spec's output-bound.ts).",
+    `if (!isMainThread) for (const stream of [process.stdout, process.stderr]) (${String(boundOutput)})(stream, ${MAX_HELD_OUTPUT_BYTES});`,
     "// In a worker: answers run's liveness check (set before the service loads; unref'd, it keeps nothing alive).",
     `if (!isMainThread) parentPort.on("message", (m) => { if (m === ${JSON.stringify(ALIVE_PING)}) parentPort.postMessage(${JSON.stringify(ALIVE_PONG)}); }).unref();`,
     "if (!isMainThread) await start(workerData.port).loaded;",
@@ -251,7 +256,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 16`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 17`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
