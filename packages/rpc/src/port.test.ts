@@ -7,7 +7,7 @@ import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "@ni
 import { ClientMessageSchema, ServerMessageSchema, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
-import { createPortTransport, LocalPort, type PortLike, PortServer } from "./port.js";
+import { createPortTransport, LocalPort, MAX_UNARY_IN_FLIGHT, type PortLike, PortServer } from "./port.js";
 import { Router } from "./router.js";
 import { Code } from "./status.js";
 
@@ -40,6 +40,11 @@ class HandPort implements PortLike {
 
   unref(): void {
     this.refs = 0;
+  }
+
+  /** The other end went away: the port's close listeners hear it. */
+  close(): void {
+    for (const listener of this.listeners.close) listener();
   }
 
   /** Hands `value` to the port's listeners, as a frame from the other thread. */
@@ -101,6 +106,68 @@ describe("createPortTransport", () => {
     await expect(client.unary(Health.method.check, { service: "x" })).rejects.toMatchObject({
       code: Code.UNAVAILABLE,
     });
+  });
+
+  it("keeps at most MAX_UNARY_IN_FLIGHT unary calls open, the rest waiting in order, each answered once", async () => {
+    const port = new HandPort();
+    const transport = createPortTransport(port);
+    const client = new Client(transport);
+    const n = MAX_UNARY_IN_FLIGHT + 500;
+    const answered: string[] = [];
+    const calls = Array.from({ length: n }, (_, i) =>
+      client.unary(Health.method.check, { service: `s${i}` }).then(() => answered.push(`s${i}`)),
+    );
+    const opens = () =>
+      port.posted.flatMap((f) => (f[0] === 5 ? (f[2] as unknown[][]) : [f])).filter((f) => f[0] === OPEN);
+    // The frames of a turn go at its end (the batcher).
+    await new Promise((r) => setTimeout(r, 0));
+    expect(opens()).toHaveLength(MAX_UNARY_IN_FLIGHT);
+    expect(transport.inFlight).toBe(n);
+    // A stream is never held back.
+    const stream = client.bidi(WebsocketHandler.method.handleEvents);
+    stream.on("error", () => {});
+    await new Promise((r) => setTimeout(r, 0));
+    expect(opens().filter((f) => f[2] === EVENTS)).toHaveLength(1);
+    // Each answer lets one waiting call open, in the order they were made, until all are answered.
+    const ok = codecOf(HealthCheckResponseSchema).encode({ status: 1 });
+    let answeredFrames = 0;
+    while (answeredFrames < n) {
+      const open = opens().filter((f) => f[2] === CHECK);
+      for (const frame of open.slice(answeredFrames)) port.receive([STATUS, frame[1], Code.OK, "", ok]);
+      answeredFrames = open.length;
+      await new Promise((r) => setTimeout(r, 0));
+      expect(opens().filter((f) => f[2] === CHECK).length - answeredFrames).toBeLessThanOrEqual(MAX_UNARY_IN_FLIGHT);
+    }
+    await Promise.all(calls);
+    expect(answered).toEqual(Array.from({ length: n }, (_, i) => `s${i}`));
+    const services = opens()
+      .filter((f) => f[2] === CHECK)
+      .map((f) => codecOf(HealthCheckRequestSchema).decode(f[3] as Uint8Array).service);
+    expect(services).toEqual(Array.from({ length: n }, (_, i) => `s${i}`));
+    stream.cancel();
+  });
+
+  it("ends waiting calls with the transport: cancelled on close(), unavailable when the port closes, and a cancelled one never opens", async () => {
+    const port = new HandPort();
+    const transport = createPortTransport(port);
+    const client = new Client(transport);
+    const held = Array.from({ length: MAX_UNARY_IN_FLIGHT }, () => client.unary(Health.method.check, { service: "" }));
+    for (const h of held) h.catch(() => {});
+    // Past its deadline while it waits: DEADLINE_EXCEEDED, and it never reaches the provider.
+    const late = client.unary(Health.method.check, { service: "late" }, { timeoutMs: 10 });
+    await expect(late).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+    const waiting = client.unary(Health.method.check, { service: "waiting" });
+    transport.close();
+    await expect(waiting).rejects.toMatchObject({ code: Code.CANCELLED });
+    const frames = port.posted.flatMap((f) => (f[0] === 5 ? (f[2] as unknown[][]) : [f]));
+    expect(frames.filter((f) => f[0] === OPEN)).toHaveLength(MAX_UNARY_IN_FLIGHT);
+
+    const closing = new HandPort();
+    const second = new Client(createPortTransport(closing));
+    for (let i = 0; i < MAX_UNARY_IN_FLIGHT; i++) second.unary(Health.method.check, { service: "" }).catch(() => {});
+    const queued = second.unary(Health.method.check, { service: "queued" });
+    closing.close();
+    await expect(queued).rejects.toMatchObject({ code: Code.UNAVAILABLE });
   });
 
   it("keeps its port referenced only while calls are in flight", async () => {
