@@ -301,9 +301,9 @@ export interface PortTransport extends Transport {
 /**
  * Unary calls a port transport has open at once; more wait in the opener's thread (the service's)
  * until one ends. A MessagePort has no flow control, so without this a handler that fires kv calls
- * without awaiting them had the provider hold every one (about 10 KB each in `run`: 20,000 took it
- * from 87 to 288 MB, 300,000 to 1.6 GB). A gRPC channel's HTTP/2 streams are bounded the same way by
- * the server's SETTINGS. Streaming calls (the handler streams, a few per service) are never held.
+ * without awaiting them has the provider hold every one (measured: about 10 KB each in `run`;
+ * 300,000 take it past 1.6 GB). Streaming calls (the handler streams, a few per service) are never
+ * held. (The gRPC transport has no such cap yet.)
  */
 export const MAX_UNARY_IN_FLIGHT = 1024;
 

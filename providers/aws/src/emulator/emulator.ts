@@ -645,7 +645,7 @@ class EmulatedApi {
     why = message,
     headers?: Record<string, string>,
   ): void {
-    refuseAsApiGateway(socket, status, message, headers);
+    refuseRequest(socket, status, JSON.stringify({ message }), "application/json", headers);
     this.observer?.({ type: "refused", socket: this.socketName, status, reason: why, at: Date.now() });
   }
 
@@ -1556,11 +1556,6 @@ const TIMED_OUT = Symbol("timed out");
 /** A client's request target for a log line: at most 100 characters of it (headers may hold 16 KB). */
 function clip(target: string): string {
   return target.length > 100 ? `${target.slice(0, 100)}…` : target;
-}
-
-/** Refuses an upgrade with API Gateway's JSON body, `{"message": ...}` (provider-kit's refuseRequest). */
-function refuseAsApiGateway(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
-  refuseRequest(socket, status, JSON.stringify({ message }), "application/json", headers);
 }
 
 /** The emulated API of the template's API `logicalId`: its stage, routes and limits. */
