@@ -119,14 +119,18 @@ describe("createPortTransport", () => {
     );
     const opens = () =>
       port.posted.flatMap((f) => (f[0] === 5 ? (f[2] as unknown[][]) : [f])).filter((f) => f[0] === OPEN);
-    // The frames of a turn go at its end (the batcher).
-    await new Promise((r) => setTimeout(r, 0));
+    // The frames of a turn go out in its check phase (the batcher's setImmediate); a timer of 0 ms
+    // can run before that phase, so the test waits for two check phases instead.
+    const batched = async () => {
+      for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
+    };
+    await batched();
     expect(opens()).toHaveLength(MAX_UNARY_IN_FLIGHT);
     expect(transport.inFlight).toBe(n);
     // A stream is never held back.
     const stream = client.bidi(WebsocketHandler.method.handleEvents);
     stream.on("error", () => {});
-    await new Promise((r) => setTimeout(r, 0));
+    await batched();
     expect(opens().filter((f) => f[2] === EVENTS)).toHaveLength(1);
     // Each answer lets one waiting call open, in the order they were made, until all are answered.
     const ok = codecOf(HealthCheckResponseSchema).encode({ status: 1 });
@@ -135,7 +139,7 @@ describe("createPortTransport", () => {
       const open = opens().filter((f) => f[2] === CHECK);
       for (const frame of open.slice(answeredFrames)) port.receive([STATUS, frame[1], Code.OK, "", ok]);
       answeredFrames = open.length;
-      await new Promise((r) => setTimeout(r, 0));
+      await batched();
       expect(opens().filter((f) => f[2] === CHECK).length - answeredFrames).toBeLessThanOrEqual(MAX_UNARY_IN_FLIGHT);
     }
     await Promise.all(calls);
