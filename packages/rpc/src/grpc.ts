@@ -7,6 +7,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Router } from "./router.js";
 import { Code } from "./status.js";
+import { MAX_UNARY_IN_FLIGHT, WaitingCalls } from "./waiting.js";
 import type { MethodKind, Transport, WireCall, WireEvents } from "./wire.js";
 
 /** Messages up to this size cross a gRPC endpoint (kv values; frames are limited by the gateway). */
@@ -138,7 +139,7 @@ export class GrpcServer {
  * nobody hears (grpc-js's CANCELLED answer to it is dropped); or with the transport's close(),
  * heard as CANCELLED. `over` is true from then on.
  */
-function endOnce(live: Set<() => void>, events: WireEvents, cancelCall: () => void) {
+function endOnce(live: Set<() => void>, events: WireEvents, cancelCall: () => void, ended: () => void) {
   const end = {
     over: false,
     status(code: number, details: string, response?: Uint8Array): void {
@@ -160,12 +161,16 @@ function endOnce(live: Set<() => void>, events: WireEvents, cancelCall: () => vo
   const finish = () => {
     end.over = true;
     live.delete(close);
+    ended();
   };
   live.add(close);
   return end;
 }
 
-/** A transport over gRPC to `address` (`host:port` or `unix:<path>`): one HTTP/2 connection for every call. */
+/**
+ * A transport over gRPC to `address` (`host:port` or `unix:<path>`): one HTTP/2 connection for
+ * every call. Past MAX_UNARY_IN_FLIGHT calls open, unary calls wait in this process (waiting.ts).
+ */
 export function createGrpcTransport(address: string): Transport {
   // Made on first use and again after close(): a closed channel takes no calls, and an open one
   // would keep the process alive.
@@ -177,6 +182,28 @@ export function createGrpcTransport(address: string): Transport {
     }));
   /** close() of each call in flight. */
   const live = new Set<() => void>();
+  // Unary calls past MAX_UNARY_IN_FLIGHT.
+  const waiting = new WaitingCalls();
+  const room = () => live.size < MAX_UNARY_IN_FLIGHT;
+  const ended = () => {
+    if (waiting.size > 0) waiting.release(room, openUnary);
+  };
+  const openUnary = (path: string, request: Uint8Array, events: WireEvents): WireCall => {
+    const end = endOnce(live, events, () => call.cancel(), ended);
+    const call = client().makeUnaryRequest(
+      path,
+      asBuffer,
+      same,
+      asBuffer(request),
+      new grpc.Metadata(),
+      {},
+      (error, response) => {
+        if (error) end.status(error.code, error.details);
+        else end.status(Code.OK, "", response ?? Buffer.alloc(0));
+      },
+    );
+    return { write: () => {}, halfClose: () => {}, cancel: end.cancel };
+  };
   return {
     open(path: string, kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
       // grpc-js throws on an address it cannot parse (an empty one): the call fails, as one to
@@ -202,28 +229,16 @@ export function createGrpcTransport(address: string): Transport {
           },
         };
       }
-      const metadata = new grpc.Metadata();
       if (kind === "unary") {
-        const end = endOnce(live, events, () => call.cancel());
-        const call = client().makeUnaryRequest(
-          path,
-          asBuffer,
-          same,
-          asBuffer(request ?? new Uint8Array(0)),
-          metadata,
-          {},
-          (error, response) => {
-            if (error) end.status(error.code, error.details);
-            else end.status(Code.OK, "", response ?? Buffer.alloc(0));
-          },
-        );
-        return { write: () => {}, halfClose: () => {}, cancel: end.cancel };
+        const bytes = request ?? new Uint8Array(0);
+        return room() ? openUnary(path, bytes, events) : waiting.hold(path, bytes, events);
       }
+      const metadata = new grpc.Metadata();
       const call =
         kind === "server_streaming"
           ? client().makeServerStreamRequest(path, asBuffer, same, asBuffer(request ?? new Uint8Array(0)), metadata, {})
           : client().makeBidiStreamRequest(path, asBuffer, same, metadata, {});
-      const end = endOnce(live, events, () => call.cancel());
+      const end = endOnce(live, events, () => call.cancel(), ended);
       call.on("data", (bytes: Buffer) => {
         if (!end.over) events.message(bytes);
       });
@@ -243,6 +258,7 @@ export function createGrpcTransport(address: string): Transport {
       };
     },
     close() {
+      waiting.endAll(Code.CANCELLED, "Cancelled on client");
       for (const close of [...live]) close();
       channel?.close();
       channel = undefined;

@@ -7,9 +7,10 @@ import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "@ni
 import { ClientMessageSchema, ServerMessageSchema, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
-import { createPortTransport, LocalPort, MAX_UNARY_IN_FLIGHT, type PortLike, PortServer } from "./port.js";
+import { createPortTransport, LocalPort, type PortLike, PortServer } from "./port.js";
 import { Router } from "./router.js";
 import { Code } from "./status.js";
+import { MAX_UNARY_IN_FLIGHT } from "./waiting.js";
 
 const CHECK = "/grpc.health.v1.Health/Check";
 const EVENTS = "/nitric.proto.websockets.v1.WebsocketHandler/HandleEvents";

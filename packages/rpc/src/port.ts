@@ -16,6 +16,7 @@ import { LeadingEdgeBatcher } from "@nitric-like/contracts/batcher";
 import { CallTable } from "./call-table.js";
 import type { Router } from "./router.js";
 import { Code } from "./status.js";
+import { MAX_UNARY_IN_FLIGHT, WaitingCalls } from "./waiting.js";
 import type { MethodKind, Transport, WireCall, WireEvents } from "./wire.js";
 
 const OPEN = 0;
@@ -299,40 +300,10 @@ export interface PortTransport extends Transport {
 }
 
 /**
- * Unary calls a port transport has open at once; more wait in the opener's thread (the service's)
- * until one ends. A MessagePort has no flow control, so without this a handler that fires kv calls
- * without awaiting them has the provider hold every one (measured: about 10 KB each in `run`;
- * 300,000 take it past 1.6 GB). Streaming calls (the handler streams, a few per service) are never
- * held. (The gRPC transport has no such cap yet.)
- */
-export const MAX_UNARY_IN_FLIGHT = 1024;
-
-/** A unary call waiting for one of the MAX_UNARY_IN_FLIGHT to end. */
-class WaitingCall implements WireCall {
-  /** The call once opened; cancelled: never opened. */
-  opened: WireCall | undefined = undefined;
-  cancelled = false;
-
-  constructor(
-    readonly path: string,
-    readonly request: Uint8Array,
-    readonly events: WireEvents,
-  ) {}
-
-  write(): void {}
-
-  halfClose(): void {}
-
-  cancel(): void {
-    if (this.opened) this.opened.cancel();
-    else this.cancelled = true;
-  }
-}
-
-/**
  * A transport over a port. The port keeps the thread alive only while calls are in flight, as an
  * idle gRPC channel does not keep a process alive; close() cancels them, and the transport stays
- * usable afterwards. A call opened while `maxCalls` are in flight ends with RESOURCE_EXHAUSTED.
+ * usable afterwards. Past MAX_UNARY_IN_FLIGHT calls open, unary calls wait in this thread
+ * (waiting.ts); a call opened while `maxCalls` are in flight ends with RESOURCE_EXHAUSTED.
  */
 export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): PortTransport {
   const calls = new CallTable<WireEvents>(maxCalls);
@@ -348,35 +319,13 @@ export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): PortTra
   const post = (frame: Frame) => {
     if (!closed) out.push(frame);
   };
-  // Unary calls past MAX_UNARY_IN_FLIGHT, first in first out (`head`: the next to open).
-  let waiting: (WaitingCall | undefined)[] = [];
-  let head = 0;
-  const waitingCount = () => waiting.length - head;
+  // Unary calls past MAX_UNARY_IN_FLIGHT (waiting.ts).
+  const waiting = new WaitingCalls();
+  const room = () => calls.size < MAX_UNARY_IN_FLIGHT;
   const done = (id: number) => {
     if (!calls.delete(id)) return;
-    if (waitingCount() > 0) openWaiting();
+    if (waiting.size > 0) waiting.release(room, openNow);
     else if (calls.size === 0) port.unref?.();
-  };
-  const openWaiting = () => {
-    while (calls.size < MAX_UNARY_IN_FLIGHT && head < waiting.length) {
-      const next = waiting[head] as WaitingCall;
-      waiting[head++] = undefined;
-      if (!next.cancelled) next.opened = openNow(next.path, next.request, next.events);
-    }
-    if (head === waiting.length) {
-      waiting = [];
-      head = 0;
-    } else if (head > 1024 && head * 2 > waiting.length) {
-      waiting = waiting.slice(head);
-      head = 0;
-    }
-  };
-  /** Ends every waiting call with `code` (the port closed, or the transport was closed). */
-  const endWaiting = (code: number, details: string) => {
-    const ended = waiting.slice(head);
-    waiting = [];
-    head = 0;
-    for (const call of ended) if (call && !call.cancelled) call.events.status(code, details);
   };
   const prepare = preparerFor(port);
   const link: PortLink = { calls, prepare, post, done };
@@ -403,7 +352,7 @@ export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): PortTra
   });
   port.on("close", () => {
     closed = true;
-    endWaiting(Code.UNAVAILABLE, "the provider closed the port");
+    waiting.endAll(Code.UNAVAILABLE, "the provider closed the port");
     for (const [id, events] of calls.entries()) {
       done(id);
       events.status(Code.UNAVAILABLE, "the provider closed the port");
@@ -430,18 +379,14 @@ export function createPortTransport(port: PortLike, maxCalls = 2 ** 20): PortTra
   port.unref?.();
   return {
     get inFlight() {
-      return calls.size + waitingCount();
+      return calls.size + waiting.size;
     },
     open(path: string, kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
-      if (kind === "unary" && request !== undefined && calls.size >= MAX_UNARY_IN_FLIGHT && !closed) {
-        const call = new WaitingCall(path, request, events);
-        waiting.push(call);
-        return call;
-      }
+      if (kind === "unary" && request !== undefined && !room() && !closed) return waiting.hold(path, request, events);
       return openNow(path, request, events);
     },
     close() {
-      endWaiting(Code.CANCELLED, "Cancelled on client");
+      waiting.endAll(Code.CANCELLED, "Cancelled on client");
       for (const [id, events] of calls.entries()) {
         post([CANCEL, id]);
         done(id);
