@@ -193,16 +193,49 @@ describe("nitric-like build --provider aws", () => {
     expect(targets.sort()).toEqual(["DoormanFunction", "SpeakerFunction"]);
   }, 30000);
 
-  it("says what to write instead of a top-level await, which an AWS function's CommonJS bundle cannot run", async () => {
+  it("bundles a service that awaits at its top level as an ES module, index.mjs, which run --provider aws serves; without the await it is CommonJS again", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));
-    appendFileSync(join(project, "services", "chat.ts"), "\nconst ready = await Promise.resolve(1);\nvoid ready;\n");
-    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--plain"]);
-    expect(code).toBe(1);
-    expect(stderr).toMatch(/services\/chat\.ts:\d+:\d+: Top-level await is currently not supported/);
-    expect(stderr).toContain(
-      "an AWS function is bundled as CommonJS, where a module cannot await at its top level (run's ES module bundles can, so it works locally): start the work at the top level without await, keep its promise, and await that promise in the handlers that need it",
-    );
-  }, 30000);
+    const service = join(project, "services", "chat.ts");
+    const code = (greeting: string) =>
+      [
+        'import { kv, websocket } from "@nitric-like/sdk";',
+        'const connections = kv("connections").allow("get", "set", "delete");',
+        'const socket = websocket("socket");',
+        `const greeting = ${greeting};`,
+        "socket.on('connect', async (ctx) => { await connections.set(ctx.connectionId, {}); });",
+        "socket.on('disconnect', async (ctx) => { await connections.delete(ctx.connectionId); });",
+        "socket.on('message', (ctx) => { ctx.reply(greeting + ': ' + ctx.text()); });",
+        "",
+      ].join("\n");
+    writeFileSync(service, code('await new Promise((resolve) => setTimeout(() => resolve("awaited"), 20))'));
+    const { out, stderr } = await build(project);
+    expect(stderr).toMatch(/chat: index\.mjs \d+ KB \(an ES module: the service awaits at its top level\)/);
+    const bundle = readFileSync(join(out, "functions", "chat", "index.mjs"));
+    expect(existsSync(join(out, "functions", "chat", "index.cjs"))).toBe(false);
+    const files = unzip(readFileSync(join(out, "functions", "chat.zip")));
+    expect([...files.keys()]).toEqual(["index.mjs"]);
+    expect(files.get("index.mjs")?.equals(bundle)).toBe(true);
+
+    const app = await startApp(project, ["--provider", "aws"]);
+    try {
+      const client = await connect(app.url("socket"));
+      client.ws.send("ping");
+      expect((await client.next()).text).toBe("awaited: ping");
+      client.close();
+      // Without the await the service is CommonJS again, and its old bundle is gone.
+      writeFileSync(service, code('"plain"'));
+      await app.waitFor(/service "chat" restarted/, 30000);
+      const functionDir = join(project, ".nitric-like", "aws-run", "functions", "chat");
+      expect(existsSync(join(functionDir, "index.cjs"))).toBe(true);
+      expect(existsSync(join(functionDir, "index.mjs"))).toBe(false);
+      const again = await connect(app.url("socket"));
+      again.ws.send("ping");
+      expect((await again.next()).text).toBe("plain: ping");
+      again.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 90000);
 
   it("refuses an app with a missing handler and writes nothing", async () => {
     const project = copyProject(join(FIXTURES, "bad-spec"));

@@ -15,8 +15,9 @@ export const BUILD_HELP = `Usage: nitric-like build [dir] [options]
 
 Collects and checks the project in dir (default: the current folder) as "spec" does,
 then writes what the provider deploys. For aws: one bundle and zip per service
-(functions/<service>/index.cjs, functions/<service>.zip) and template.json, a
-CloudFormation template. Nothing is written when a check fails.
+(functions/<service>/index.cjs, or index.mjs for a service that awaits at its top
+level; functions/<service>.zip) and template.json, a CloudFormation template.
+Nothing is written when a check fails.
 
 It never deletes a file it did not write: it leaves .nitric-like-build.json listing
 what it wrote, a rebuild removes exactly those, and a non-empty --out folder without

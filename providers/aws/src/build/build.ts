@@ -5,10 +5,11 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { prepareOutDir } from "@nitric-like/provider-kit";
 import type { BuildOptions, BuildResult } from "@nitric-like/spec";
 import { bundleFunction } from "./bundle.js";
+import { FUNCTION_FILES } from "./function-file.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
 import { buildTemplate } from "./template.js";
 import { zip } from "./zip.js";
@@ -17,7 +18,8 @@ import { zip } from "./zip.js";
 export interface AwsBuild extends BuildResult {
   template: Record<string, unknown>;
   templateFile: string;
-  artifacts: { service: string; key: string; file: string; bytes: number; zipBytes: number }[];
+  /** `file`: the zip; `bundle`: the file it holds. */
+  artifacts: { service: string; key: string; file: string; bundle: string; bytes: number; zipBytes: number }[];
 }
 
 function kb(bytes: number): string {
@@ -38,13 +40,22 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
     logger.info(`bundling service "${service.name}" (${n}/${options.services.length})`);
     const bundle = await bundleFunction(options.project.dir, service, outDir);
     const code = readFileSync(bundle.file);
-    const archive = zip([{ name: "index.cjs", data: code }]);
+    const name = basename(bundle.file);
+    const archive = zip([{ name, data: code }]);
     const hash = artifactHash(code);
     const file = join(outDir, "functions", `${service.name}.zip`);
     writeFileSync(file, archive);
     const key = `nitric-like/${spec.name}/${service.name}-${hash}.zip`;
-    artifacts.push({ service: service.name, key, file, bytes: code.length, zipBytes: archive.length });
-    logger.info(`  ${service.name}: index.cjs ${kb(code.length)}, zip ${kb(archive.length)}`);
+    artifacts.push({
+      service: service.name,
+      key,
+      file,
+      bundle: bundle.file,
+      bytes: code.length,
+      zipBytes: archive.length,
+    });
+    const esm = name === FUNCTION_FILES.esm ? " (an ES module: the service awaits at its top level)" : "";
+    logger.info(`  ${service.name}: ${name} ${kb(code.length)}${esm}, zip ${kb(archive.length)}`);
   }
   rmSync(join(outDir, "entries"), { recursive: true, force: true });
   for (const note of awsLimitNotes(options.project)) logger.warn(note);
@@ -67,7 +78,7 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
   out.finish();
   logger.info(`wrote ${templateFile} (${Object.keys(template.Resources as object).length} resources)`);
   return {
-    files: [templateFile, ...artifacts.flatMap((a) => [a.file, join(outDir, "functions", a.service, "index.cjs")])],
+    files: [templateFile, ...artifacts.flatMap((a) => [a.file, a.bundle])],
     template,
     templateFile,
     artifacts,

@@ -1,9 +1,12 @@
 /**
  * One Lambda bundle per service: a generated entry that starts the runtime and loads the service's
  * code lazily (so the runtime's endpoint exists before the SDK makes its client), bundled with
- * everything it imports into a single minified CommonJS file, `index.cjs`.
+ * everything it imports into a single minified file: `index.cjs`, CommonJS, or `index.mjs`, an ES
+ * module, for a service that awaits at its top level (which CommonJS cannot). Lambda finds either
+ * for the handler `index.handler`. CommonJS stays the rule: the measured cold starts, the zips'
+ * stable hashes and the packages bundled in sloppy mode were all made with it.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +14,7 @@ import { building, compileErrorMessage, packageOwner } from "@nitric-like/provid
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
 import { build, type Plugin, stop } from "esbuild";
+import { FUNCTION_FILES } from "./function-file.js";
 
 /** A bundled service. */
 export interface ServiceBundle {
@@ -119,58 +123,88 @@ export function functionEntry(service: ServiceEntry, sdkRuntime: string | undefi
   return lines.join("\n");
 }
 
-/** Bundles `service` into `<outDir>/functions/<service>/index.cjs`. */
+/**
+ * Bundles `service` into `<outDir>/functions/<service>/index.cjs`, or `index.mjs` when its code
+ * awaits at its top level, and removes the other one an earlier build may have left.
+ */
 export function bundleFunction(projectDir: string, service: ServiceEntry, outDir: string): Promise<ServiceBundle> {
   // esbuild's service is stopped once no build is left in flight (provider-kit's esbuild-service.ts).
   return building(stop, () => bundleFunctionNow(projectDir, service, outDir));
 }
+
+/** esbuild's refusal of a top-level await in a CommonJS bundle. */
+const isTopLevelAwait = (error: unknown) =>
+  (error as { errors?: { text?: string }[] })?.errors?.some((e) =>
+    e.text?.startsWith("Top-level await is currently not supported"),
+  ) === true;
 
 async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outDir: string): Promise<ServiceBundle> {
   const dir = join(outDir, "functions", service.name);
   mkdirSync(dir, { recursive: true });
   const entry = join(outDir, "entries", `${service.name}.mjs`);
   mkdirSync(join(outDir, "entries"), { recursive: true });
-  const file = join(dir, "index.cjs");
   try {
     const sdks = await sdksOf(projectDir, service);
     const sdkRuntime = sdks.ours
       ? createRequire(join(projectDir, "package.json")).resolve("@nitric-like/sdk/runtime")
       : undefined;
     writeFileSync(entry, functionEntry(service, sdkRuntime, sdks.nitric));
-    const result = await build({
-      entryPoints: [entry],
-      outfile: file,
-      bundle: true,
-      platform: "node",
-      format: "cjs",
-      target: "node20",
-      minify: true,
-      // No keepNames here, unlike `run`'s bundles: with it, esbuild 0.28's output for the same
-      // inputs varied between builds in this repository (a "use strict" directive in a module
-      // wrapper, esbuild#3284), so a zip's hash changed and `up` uploaded an unchanged function
-      // again (4 of 19 runs of deploy.test.ts, 0 of 12 without). It would cost +8 KB (164 -> 172
-      // KB) on our SDK and +18 KB on @nitric/sdk; a minified function names the minifier's
-      // identifiers in any case.
-      metafile: true,
-      logLevel: "silent",
-      absWorkingDir: projectDir,
-      legalComments: "none",
-      // grpc-js (a service's own) loads it only to serve channelz and ORCA: 130 KB saved.
-      external: ["@grpc/proto-loader"],
-      plugins: [leanDependencies],
-    });
+    let format: "cjs" | "esm" = "cjs";
+    let result: Awaited<ReturnType<typeof bundleAs>>;
+    try {
+      result = await bundleAs("cjs", projectDir, entry, join(dir, FUNCTION_FILES.cjs));
+    } catch (error) {
+      if (!isTopLevelAwait(error)) throw error;
+      format = "esm";
+      result = await bundleAs("esm", projectDir, entry, join(dir, FUNCTION_FILES.esm));
+    }
+    const file = join(dir, FUNCTION_FILES[format]);
+    rmSync(join(dir, FUNCTION_FILES[format === "cjs" ? "esm" : "cjs"]), { force: true });
     const bytes = result.metafile.outputs[relative(projectDir, file)]?.bytes ?? 0;
     return { service: service.name, file, bytes, inputs: Object.keys(result.metafile.inputs) };
   } catch (error) {
     const message = compileErrorMessage(error, projectDir, service);
     if (!message) throw error;
-    // esbuild says what it cannot do; the user needs why and what to write instead (`run` takes
-    // top-level await: its bundles are ES modules).
-    const topLevelAwait = message.includes("Top-level await is currently not supported");
-    throw new BundleError(topLevelAwait ? `${message}\n${TOP_LEVEL_AWAIT_HINT}` : message);
+    throw new BundleError(message);
   }
 }
 
-/** What to do about top-level await in a service bound for AWS. */
-const TOP_LEVEL_AWAIT_HINT =
-  "  an AWS function is bundled as CommonJS, where a module cannot await at its top level (run's ES module bundles can, so it works locally): start the work at the top level without await, keep its promise, and await that promise in the handlers that need it";
+/**
+ * Lets an ES module bundle run the CommonJS it bundles as CommonJS would: `require` (for Node's
+ * own modules and the externals), `__filename` and `__dirname` (the bundle's own, as in a
+ * CommonJS bundle).
+ */
+const ESM_BANNER = [
+  'import { createRequire as __nlRequire } from "node:module";',
+  'import { fileURLToPath as __nlPath } from "node:url";',
+  'import { dirname as __nlDirname } from "node:path";',
+  "const require = __nlRequire(import.meta.url);",
+  "const __filename = __nlPath(import.meta.url);",
+  "const __dirname = __nlDirname(__filename);",
+].join(" ");
+
+function bundleAs(format: "cjs" | "esm", projectDir: string, entry: string, outfile: string) {
+  return build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: "node",
+    format,
+    target: "node20",
+    minify: true,
+    // No keepNames here, unlike `run`'s bundles: with it, esbuild 0.28's output for the same
+    // inputs varied between builds in this repository (a "use strict" directive in a module
+    // wrapper, esbuild#3284), so a zip's hash changed and `up` uploaded an unchanged function
+    // again (4 of 19 runs of deploy.test.ts, 0 of 12 without). It would cost +8 KB (164 -> 172
+    // KB) on our SDK and +18 KB on @nitric/sdk; a minified function names the minifier's
+    // identifiers in any case.
+    metafile: true,
+    logLevel: "silent",
+    absWorkingDir: projectDir,
+    legalComments: "none",
+    // grpc-js (a service's own) loads it only to serve channelz and ORCA: 130 KB saved.
+    external: ["@grpc/proto-loader"],
+    plugins: [leanDependencies],
+    ...(format === "esm" ? { banner: { js: ESM_BANNER } } : {}),
+  });
+}

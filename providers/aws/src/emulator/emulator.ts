@@ -75,6 +75,7 @@ import {
 } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
 import type { Credentials } from "../aws/signer.js";
+import { functionFileIn } from "../build/function-file.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
 import { readSignedBody } from "./auth.js";
 import { answerFailure, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, requestTimeouts } from "./http.js";
@@ -87,7 +88,7 @@ const ACCOUNT = "000000000000";
 
 /** Emulator options. */
 export interface EmulatorOptions {
-  /** The build folder: template.json and functions/<service>/index.cjs. */
+  /** The build folder: template.json and functions/<service>/index.cjs (or index.mjs). */
   buildDir: string;
   /** DynamoDB endpoint (dynalite, LocalStack). */
   dynamodbEndpoint: string;
@@ -276,7 +277,8 @@ class EmulatedFunction {
     readonly logicalId: string,
     readonly name: string,
     readonly service: string,
-    readonly file: string,
+    /** Its folder, which holds the bundle a build left there: index.cjs or index.mjs. */
+    readonly dir: string,
     readonly env: Record<string, string>,
     private readonly logger: Logger,
     private readonly concurrency: Concurrency,
@@ -291,7 +293,8 @@ class EmulatedFunction {
     this.stopped = false;
     this.sweeper ??= setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.timeoutMs / 4)));
     this.sweeper.unref();
-    const child = fork(WORKER, [this.file], {
+    // Looked for at every start: a code change can turn one into the other (a top-level await).
+    const child = fork(WORKER, [functionFileIn(this.dir)], {
       env: this.env,
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       serialization: "advanced",
@@ -1539,7 +1542,7 @@ function createFunctions(
         id,
         name,
         service,
-        join(options.buildDir, "functions", service, "index.cjs"),
+        join(options.buildDir, "functions", service),
         {},
         options.logger,
         concurrency,

@@ -1,8 +1,10 @@
 /**
- * One emulated Lambda function: a child process that loads a built `index.cjs`, runs its init at
- * once (as a warm instance would be), and answers invocations the emulator sends over IPC.
+ * One emulated Lambda function: a child process that loads a built `index.cjs` (or `index.mjs`,
+ * an ES module, as Lambda loads either), runs its init at once (as a warm instance would be), and
+ * answers invocations the emulator sends over IPC.
  */
 import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
 
 type Handler = ((event: unknown) => Promise<unknown>) & { ready?: Promise<unknown> };
 
@@ -21,7 +23,10 @@ const send = (message: object) => process.send?.(message);
 
 let handler: Handler;
 try {
-  const mod = createRequire(import.meta.url)(file) as { handler?: Handler };
+  // An ES module's top-level awaits are part of its init, as on Lambda.
+  const mod = (
+    file.endsWith(".mjs") ? await import(pathToFileURL(file).href) : createRequire(import.meta.url)(file)
+  ) as { handler?: Handler };
   if (typeof mod.handler !== "function") throw new Error(`${file} exports no handler function`);
   handler = mod.handler;
 } catch (error) {
