@@ -6,8 +6,8 @@
  * once: a mistake shows while it is made, not at the next start.
  */
 import { readFileSync } from "node:fs";
-import { basename } from "node:path";
-import { findServices, loadProject, type Project, ProjectError } from "@nitric-like/spec";
+import { basename, relative, sep } from "node:path";
+import { findServices, globToRegExp, loadProject, type Project, ProjectError } from "@nitric-like/spec";
 import type { Output } from "./log.js";
 
 /** Reads a file, or undefined when it cannot be read (gone meanwhile, mid-save). */
@@ -34,6 +34,11 @@ export function projectChangeNotices(
   let seen = started;
   const services = new Set(known);
   const toldNew = new Set<string>();
+  const globs = project.services.map((s) => globToRegExp(s.match));
+  const matchesService = (path: string) => {
+    const file = relative(project.dir, path).split(sep).join("/");
+    return globs.some((glob) => glob.test(file));
+  };
   return (changed) => {
     if (changed.has(project.file)) {
       const text = contents(project.file);
@@ -58,8 +63,9 @@ export function projectChangeNotices(
         }
       }
     }
-    // A path no service was built from may be a new service's file: the globs run started with say.
-    if (![...changed].some((p) => p !== project.file && !services.has(p))) return;
+    // A path no service was built from that a service's glob takes is a new service's file (a
+    // helper module's save walks nothing).
+    if (![...changed].some((p) => p !== project.file && !services.has(p) && matchesService(p))) return;
     let entries: ReturnType<typeof findServices>;
     try {
       entries = findServices(project);
