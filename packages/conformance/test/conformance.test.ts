@@ -93,6 +93,19 @@ describe.each([
     },
   );
 
+  it.runIf(how === "in a process")(
+    "completes 16,000 kv sets a handler starts at once, over gRPC from its own process",
+    async () => {
+      // @nitric/sdk's grpc-js 1.10 stalled for good at about 16,000 calls started at once over the
+      // unix socket on Node 20, until the server took at most MAX_CONCURRENT_STREAMS a connection.
+      const c = await connect(url);
+      c.ws.send(JSON.stringify({ op: "burst", size: 16000 }));
+      expect(JSON.parse((await c.next(60000)).text)).toEqual({ ok: 16000, last: { i: 15999 } });
+      c.close();
+    },
+    90000,
+  );
+
   it("gives every connection its own id", async () => {
     const clients = await Promise.all([connect(url), connect(url), connect(url)]);
     const ids = await Promise.all(clients.map(async (c) => (await c.call({ op: "whoami" })).id));

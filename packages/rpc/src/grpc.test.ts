@@ -1,12 +1,13 @@
 // The gRPC transport where the suite over every transport (transports.test.ts) cannot look: the
 // addresses it is given.
 import { createServer } from "node:net";
+import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
 import { WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
-import { createGrpcTransport, GrpcServer } from "./grpc.js";
-import { Router } from "./router.js";
+import { createGrpcTransport, GrpcServer, MAX_CONCURRENT_STREAMS } from "./grpc.js";
+import { methodPath, Router } from "./router.js";
 import { Code } from "./status.js";
 import { MAX_UNARY_IN_FLIGHT } from "./waiting.js";
 
@@ -96,6 +97,52 @@ describe("createGrpcTransport", () => {
     await expect(waiting).rejects.toMatchObject({ code: Code.CANCELLED });
     await new Promise((r) => setTimeout(r, 100));
     expect(seen.filter((s) => s === "waiting")).toHaveLength(0);
+    server.forceStop();
+  });
+
+  it("takes at most MAX_CONCURRENT_STREAMS calls of one client connection at once (HTTP/2's own limit): a client with no cap of its own waits, and every call completes", async () => {
+    const held: (() => void)[] = [];
+    let seen = 0;
+    const server = new GrpcServer(
+      new Router().service(Health, {
+        check(_call, respond) {
+          seen++;
+          held.push(() => respond(null, { status: HealthCheckResponse_ServingStatus.SERVING }));
+        },
+      }),
+    );
+    const port = await server.bind("127.0.0.1:0");
+    // grpc-js itself, not our transport (which holds calls back on its own side).
+    const raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const n = MAX_CONCURRENT_STREAMS + 300;
+    let done = 0;
+    const all = new Promise<void>((resolve, reject) => {
+      for (let i = 0; i < n; i++)
+        raw.makeUnaryRequest(
+          methodPath(Health.method.check),
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.alloc(0),
+          (error) => {
+            if (error) reject(error);
+            else if (++done === n) resolve();
+          },
+        );
+    });
+    const until = async (ok: () => boolean) => {
+      const end = Date.now() + 10_000;
+      while (!ok() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    };
+    await until(() => seen >= MAX_CONCURRENT_STREAMS);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toBe(MAX_CONCURRENT_STREAMS);
+    while (done < n) {
+      for (const answer of held.splice(0)) answer();
+      await until(() => held.length > 0 || done === n);
+    }
+    await all;
+    expect(seen).toBe(n);
+    raw.close();
     server.forceStop();
   });
 });

@@ -80,11 +80,23 @@ function handlerFor(router: Router, path: string, kind: MethodKind): grpc.Untype
   }) as grpc.UntypedHandleCall;
 }
 
+/**
+ * Calls one client connection may have open at once on a GrpcServer: HTTP/2's
+ * SETTINGS_MAX_CONCURRENT_STREAMS, so a client that starts more (a service process's SDK, ours or
+ * another language's) holds them on its side, and `run` holds at most this many per connection.
+ * It also keeps @nitric/sdk's grpc-js 1.10 going on Node 20: with no limit, about 16,000 calls
+ * started at once over a unix socket stalled both ends for good (not over TCP, not with grpc-js
+ * 1.14 as the client, not on Node 22). Our own transport holds calls back at the same number
+ * (waiting.ts).
+ */
+export const MAX_CONCURRENT_STREAMS = 1024;
+
 /** A grpc-js server serving one router on any number of addresses. */
 export class GrpcServer {
   private readonly server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+    "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
   });
 
   constructor(router: Router) {

@@ -10,7 +10,7 @@
  */
 import type { WireCall, WireEvents } from "./wire.js";
 
-/** Calls a client transport keeps open at once before it holds unary calls back. */
+/** Calls a client transport keeps open at once before it holds unary calls back (grpc.ts's server takes as many). */
 export const MAX_UNARY_IN_FLIGHT = 1024;
 
 /** A unary call waiting for one of the calls open to end. */
