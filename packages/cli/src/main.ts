@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { BUILD_HELP, buildCommand } from "./commands/build.js";
+import { LOGS_HELP, logsCommand } from "./commands/logs.js";
 import { NEW_HELP, newCommand } from "./commands/new.js";
 import { RUN_HELP, runCommand } from "./commands/run.js";
 import { SPEC_HELP, specCommand } from "./commands/spec.js";
@@ -23,6 +24,7 @@ Commands:
   up [dir]       Build and deploy (default: aws), printing each socket's URL.
   down [dir]     Delete a deployment.
   outputs [dir]  Print a deployment's socket URLs and outputs again.
+  logs [dir]     Print what a deployment's services logged (--follow for more).
   help [cmd]     Show help for a command.
 
 Options:
@@ -42,6 +44,7 @@ const HELP: Record<string, string> = {
   up: UP_HELP,
   down: DOWN_HELP,
   outputs: OUTPUTS_HELP,
+  logs: LOGS_HELP,
 };
 
 /** Commands whose result `--json` prints as JSON. */
@@ -123,6 +126,20 @@ export async function main(
       };
       if (command === "outputs") return await outputsCommand(deploy, output);
       return command === "up" ? await upCommand(deploy, output) : await downCommand(deploy, output);
+    }
+    if (command === "logs") {
+      return await logsCommand(
+        {
+          dir,
+          provider: text("provider") ?? "aws",
+          ...optional("stack", text("stack")),
+          ...optional("region", text("region")),
+          ...optional("since", text("since")),
+          ...optional("service", text("service")),
+          ...(args.values.follow === true ? { follow: true } : {}),
+        },
+        output,
+      );
     }
     const singleThread = args.values["single-thread"] === true;
     const code = await runCommand(
@@ -225,6 +242,14 @@ function parse(command: string, args: string[]) {
       stack: { type: "string" },
       region: { type: "string" },
       json: { type: "boolean" },
+    },
+    logs: {
+      provider: { type: "string" },
+      stack: { type: "string" },
+      region: { type: "string" },
+      since: { type: "string" },
+      service: { type: "string" },
+      follow: { type: "boolean", short: "f" },
     },
     run: {
       provider: { type: "string" },

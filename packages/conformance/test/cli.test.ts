@@ -76,7 +76,7 @@ describe("nitric-like --help and friends", () => {
   });
 
   it("has help for each command", async () => {
-    for (const command of ["run", "spec"]) {
+    for (const command of ["run", "spec", "logs"]) {
       const { code, stdout } = await runCli([command, "--help"]);
       expect(code).toBe(0);
       expect(stdout).toContain(`Usage: nitric-like ${command}`);
@@ -86,7 +86,7 @@ describe("nitric-like --help and friends", () => {
   it("fits every help text in 88 columns", async () => {
     for (const args of [
       ["--help"],
-      ...["new", "run", "spec", "build", "up", "down", "outputs"].map((c) => [c, "--help"]),
+      ...["new", "run", "spec", "build", "up", "down", "outputs", "logs"].map((c) => [c, "--help"]),
     ]) {
       const { code, stdout } = await runCli(args);
       expect(code).toBe(0);

@@ -502,6 +502,82 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     expect(after).not.toEqual(before);
   }, 60000);
 
+  it("prints what the deployed functions logged, from their stack's log groups, and follows new lines", async () => {
+    const logs = async (operation: string, body: object) => {
+      const response = await fetch(url, {
+        method: "POST",
+        headers: {
+          authorization:
+            "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/logs/aws4_request, SignedHeaders=host, Signature=0",
+          "content-type": "application/x-amz-json-1.1",
+          "x-amz-target": `Logs_20140328.${operation}`,
+        },
+        body: JSON.stringify(body),
+      });
+      const text = await response.text();
+      expect(response.status, text).toBe(200);
+      return (text ? JSON.parse(text) : {}) as { logGroups?: { logGroupName: string }[] };
+    };
+    // The stack made the function's log group; a function's run writes lines into a stream of it.
+    const group = "/aws/lambda/chat/chat";
+    expect((await logs("DescribeLogGroups", { logGroupNamePrefix: "/aws/lambda/chat/" })).logGroups).toEqual([
+      expect.objectContaining({ logGroupName: group }),
+    ]);
+    let stream = 0;
+    const put = async (...messages: string[]) => {
+      const logStreamName = `2026/12/06/[$LATEST]${++stream}`;
+      await logs("CreateLogStream", { logGroupName: group, logStreamName });
+      const now = Date.now();
+      const logEvents = messages.map((message, i) => ({ timestamp: now + i, message }));
+      await logs("PutLogEvents", { logGroupName: group, logStreamName, logEvents });
+    };
+    await put("START RequestId: r1 Version: $LATEST", "connected ann\n", "END RequestId: r1");
+
+    const { code, stdout, stderr } = await runCli(["logs", project, "--plain"], { timeoutMs: 30000 });
+    expect(code, stderr).toBe(0);
+    const lines = stdout.trim().split("\n");
+    expect(lines.map((l) => l.replace(/^\S+ /, ""))).toEqual([
+      "chat | START RequestId: r1 Version: $LATEST",
+      "chat | connected ann",
+      "chat | END RequestId: r1",
+    ]);
+    expect(lines[0]).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z chat \| /);
+
+    // --follow prints each new line once, as it comes, until Ctrl-C (exit 0).
+    const child = spawn(process.execPath, [CLI, "logs", project, "--follow", "--plain"], { env: process.env });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    const until = async (text: string) => {
+      const end = Date.now() + 20000;
+      while (!out.includes(text) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toContain(text);
+    };
+    await until("END RequestId: r1");
+    await put("a new line");
+    await until("chat | a new line");
+    // Two more polls: nothing printed twice.
+    await new Promise((r) => setTimeout(r, 4500));
+    expect(out.match(/a new line/g)).toHaveLength(1);
+    expect(out.match(/connected ann/g)).toHaveLength(1);
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    child.kill("SIGINT");
+    expect(await exited).toBe(0);
+
+    // What is not there is named: a service that logs nothing, a stack with no log group.
+    const none = await runCli(["logs", project, "--service", "nope", "--plain"], { timeoutMs: 30000 });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(
+      'error: reading the logs of stack "chat": no service "nope" logs there; its services: chat',
+    );
+    const gone = await runCli(["logs", project, "--stack", "elsewhere", "--plain"], { timeoutMs: 30000 });
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain(
+      'error: reading the logs of stack "elsewhere": it has no log group (/aws/lambda/elsewhere/<service>) in this account and region; deploy it with "nitric-like up", or give its name with --stack and its region with --region',
+    );
+  }, 90000);
+
   it("passes a template over 51,200 bytes through the artifact bucket (TemplateURL)", async () => {
     const big = copyProject(join(EXAMPLES, "chat"));
     mkdirSync(join(big, "services"), { recursive: true });

@@ -164,7 +164,8 @@ export class LimitError extends Error {
   override readonly name = "LimitError";
 }
 
-function parseDuration(value: unknown): number | undefined {
+/** "10m", "1.5h", "500ms" (ms, s, m or min, h) in milliseconds; undefined for anything else. */
+export function parseDuration(value: unknown): number | undefined {
   if (typeof value !== "string") return undefined;
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)\s*$/.exec(value);
   if (!m) return undefined;

@@ -307,6 +307,34 @@ export interface PreflightOptions {
   action: "up" | "down";
 }
 
+/** What the CLI gives a provider to read a deployment's logs for `nitric-like logs`. */
+export interface LogsOptions {
+  /** The stack (deployment) name. */
+  stack: string;
+  /** The region, when given on the command line. */
+  region?: string;
+  /** Where to log progress. */
+  logger: Logger;
+  /** The earliest line to read (Date.now() milliseconds). */
+  since: number;
+  /** Only this service's lines. */
+  service?: string;
+  /** Keep reading new lines until `signal` aborts. */
+  follow: boolean;
+  /** Ends a `follow`. */
+  signal?: AbortSignal;
+}
+
+/** One line a deployed service logged. */
+export interface LogLine {
+  /** The service that logged it. */
+  service: string;
+  /** When (Date.now() milliseconds). */
+  time: number;
+  /** The line, without its line break. */
+  message: string;
+}
+
 /** A provider package's export. */
 export interface Provider {
   /** The provider's name, as given to `--provider`. */
@@ -327,4 +355,10 @@ export interface Provider {
   preflight?(options: PreflightOptions): Promise<void>;
   /** Describes a deployment for `nitric-like outputs`: its socket URLs and outputs again. */
   outputs?(options: DestroyOptions): Promise<DeployedOutputs>;
+  /**
+   * A deployment's log lines for `nitric-like logs`, oldest first, from `since`; with `follow`,
+   * new ones as they come until `signal` aborts. Throws an Error with `userFacing` when the
+   * deployment or its logs cannot be read.
+   */
+  logs?(options: LogsOptions): AsyncIterable<LogLine>;
 }

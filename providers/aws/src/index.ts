@@ -79,4 +79,10 @@ export const provider: Provider = {
     nodeVersionNotice(options.logger);
     return describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) });
   },
+  async *logs(options) {
+    nodeVersionNotice(options.logger);
+    // CloudWatch Logs' client loads only for `logs`.
+    const { readLogs } = await import("./deploy/logs.js");
+    yield* readLogs(options);
+  },
 };

@@ -78,18 +78,26 @@ export async function loadProvider(name: string, projectDir = process.cwd()): Pr
   return provider;
 }
 
+/** What each command asks of a provider, as its refusal says it. */
+const DOES = {
+  run: "run",
+  build: "build",
+  up: "deploy",
+  down: "remove deployments",
+  outputs: "describe deployments",
+  logs: "read a deployment's logs",
+} as const;
+
 /** Loads a provider and checks that it can do `what`; the error names the providers that can. */
 export async function providerFor(
   name: string,
-  what: "run" | "build" | "up" | "down" | "outputs",
+  what: "run" | "build" | "up" | "down" | "outputs" | "logs",
   projectDir: string,
 ): Promise<Provider & Required<Pick<Provider, typeof what>>> {
   const provider = await loadProvider(name, projectDir);
   if (typeof provider[what] !== "function") {
     const hint = what === "run" ? "pass --provider local" : "pass --provider aws";
-    throw new UserError(
-      `provider "${provider.name}" cannot ${what === "up" ? "deploy" : what === "down" ? "remove deployments" : what === "outputs" ? "describe deployments" : what}; ${hint}`,
-    );
+    throw new UserError(`provider "${provider.name}" cannot ${DOES[what]}; ${hint}`);
   }
   return provider as Provider & Required<Pick<Provider, typeof what>>;
 }
