@@ -40,11 +40,24 @@ async function logGroups(client: CloudWatchLogsClient, stack: string): Promise<M
   return groups;
 }
 
-/** Every event of `group` from `startTime`, all pages. */
-async function eventsOf(client: CloudWatchLogsClient, group: string, startTime: number): Promise<FilteredLogEvent[]> {
+/**
+ * The least time between two FilterLogEvents requests: CloudWatch Logs allows an account a few of
+ * them a second in a region (5 by default), and a stack of many services, followed, would pass
+ * that if its groups were read back to back. The SDK retries a throttled one as well.
+ */
+const REQUEST_GAP_MS = 250;
+
+/** Every event of `group` from `startTime`, all pages; `pace` waits for each request's turn. */
+async function eventsOf(
+  client: CloudWatchLogsClient,
+  group: string,
+  startTime: number,
+  pace: () => Promise<void>,
+): Promise<FilteredLogEvent[]> {
   const events: FilteredLogEvent[] = [];
   let nextToken: string | undefined;
   do {
+    await pace();
     const page = await client.send(
       new FilterLogEventsCommand({ logGroupName: group, startTime, ...(nextToken ? { nextToken } : {}) }),
     );
@@ -92,12 +105,18 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
     /** Event ids already given, with their times (a follow's polls overlap by LATE_MS). */
     const given = new Map<string, number>();
     let newest = options.since;
+    let lastRequest = 0;
+    const pace = async () => {
+      const wait = lastRequest + REQUEST_GAP_MS - Date.now();
+      if (wait > 0) await sleep(wait, undefined);
+      lastRequest = Date.now();
+    };
     for (;;) {
       const from = Math.max(options.since, newest - LATE_MS);
       const lines: (LogLine & { id: string })[] = [];
       try {
         for (const [name, group] of reading) {
-          for (const event of await eventsOf(client, group, from)) {
+          for (const event of await eventsOf(client, group, from, pace)) {
             const id = event.eventId ?? `${event.logStreamName}/${event.timestamp}/${event.message}`;
             if (given.has(id)) continue;
             given.set(id, event.timestamp ?? 0);
