@@ -1353,6 +1353,35 @@ async function rawFrames(
   }
 }
 
+describe("run --provider aws with a service that fails as it loads", () => {
+  it("keeps running, names the cause and what to do (not an unexpected failure), and stops with 0", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    const service = join(project, "services", "chat.ts");
+    writeFileSync(
+      service,
+      readFileSync(service, "utf8").replace(
+        'const socket = websocket("socket");',
+        'const socket = websocket("socket");\nthrow new Error("config service unreachable");',
+      ),
+    );
+    const app = await startApp(project, ["--provider", "aws"]);
+    try {
+      expect(app.stderr).not.toContain("unexpected failure");
+      expect(app.stderr).toContain(
+        'error: service "chat" (services/chat.ts:7) failed while its resources were being collected (exited with code 1): config service unreachable',
+      );
+      expect(app.stderr).toMatch(
+        /fix it, then stop run \(Ctrl-C\) and run again: with --provider aws the deployment is made from what the services declare as run starts/,
+      );
+      expect(app.stderr).toMatch(
+        /error: service "chat": function "\S+" failed its init: config service unreachable; its events fail, as Lambda's would, until a change saved to its files starts it again/,
+      );
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
+});
+
 describe("run --provider aws, one at a time per project", () => {
   it("refuses a second run of the same project, naming the first, and takes over from one that was killed", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));

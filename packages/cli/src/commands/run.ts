@@ -27,6 +27,7 @@ import { bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
 import { type DotEnv, loadDotEnv } from "../lib/dotenv.js";
+import { failureCause, formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
 import { projectChangeNotices } from "../lib/project-change.js";
@@ -354,13 +355,38 @@ class Run {
     this.dotenv = env.dotenv;
   }
 
+  /**
+   * A collect-pass failure of a service the provider hosts, said as the local provider's supervisor
+   * says it. The provider's deployment was made from what the other services declared, so what
+   * this one declares comes only with a new run.
+   */
+  private reportHostedFailures(): void {
+    const { output } = this;
+    for (const failure of this.collected.failures) {
+      const service = this.prepared.services.find((s) => s.entry.name === failure.service);
+      const inputs = service?.bundle?.inputs ?? (service ? [service.entry.path] : []);
+      const cause = failure.output.trim()
+        ? failureCause(failure.output, this.project.dir, inputs)
+        : { message: failure.message, fix: "" };
+      const how = /^(exited with code \d+|was killed by \w+)/.exec(failure.message)?.[1];
+      const when = `while its resources were being collected${how ? ` (${how})` : ""}`;
+      const [what] = formatFailure(failure.service, failure.file, when, cause);
+      output.error(what);
+      output.info(
+        `  fix it, then stop run (Ctrl-C) and run again: with --provider ${this.providerName} the deployment is made from what the services declare as run starts`,
+      );
+    }
+  }
+
   /** Starts everything and resolves with the exit code once the run stops. */
   async serve(): Promise<number> {
     const { running, output, options } = this;
     const { errors, conflicts, failures } = this.collected;
     // `run` is for trying things: it warns about what `up` would refuse instead of stopping. A
-    // service that failed is reported by its supervisor, once (by the emulator when it hosts them).
-    for (const e of running.hostsServices ? errors : warnedErrors(errors, conflicts, failures)) output.warn(e);
+    // service that failed is reported by its supervisor, once; where the provider hosts the
+    // services (the emulator), here, and the provider says whether its function starts.
+    for (const e of warnedErrors(errors, conflicts, failures)) output.warn(e);
+    if (running.hostsServices) this.reportHostedFailures();
     if (options.dashboard !== false) await this.startDashboard();
     await this.createSupervisors();
     this.noteEndpointAccess();

@@ -1226,7 +1226,19 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     }
     for (const fn of functions)
       Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, credentials, options));
-    await Promise.all(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
+    // A function whose init fails (its code throws, or a top-level await rejects, as it loads)
+    // does not stop the others: as on Lambda, its events fail until its code changes, when
+    // restartService starts it again. What failed is said once, with the fix.
+    const starts = await Promise.allSettled(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
+    starts.forEach((started, i) => {
+      const fn = functions[i];
+      if (started.status === "fulfilled" || fn === undefined) return;
+      fn.ready.catch(() => {});
+      const why = started.reason instanceof Error ? started.reason.message : String(started.reason);
+      options.logger.error(
+        `service "${fn.service}": ${why}; its events fail, as Lambda's would, until a change saved to its files starts it again`,
+      );
+    });
   } catch (error) {
     // What started stops: no server left listening, no function process left running.
     await emulator.stop().catch(() => {});

@@ -30,7 +30,8 @@ try {
   if (typeof mod.handler !== "function") throw new Error(`${file} exports no handler function`);
   handler = mod.handler;
 } catch (error) {
-  send({ type: "init-error", message: (error as Error).stack ?? String(error) });
+  // The message alone: the bundle is minified, so its stack would name nothing of the source.
+  send({ type: "init-error", message: error instanceof Error ? error.message : String(error) });
   process.exit(1);
 }
 
