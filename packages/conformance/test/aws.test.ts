@@ -1354,7 +1354,7 @@ async function rawFrames(
 }
 
 describe("run --provider aws with a service that fails as it loads", () => {
-  it("keeps running, names the cause and what to do (not an unexpected failure), and stops with 0", async () => {
+  it("keeps running, names the cause and what to do (not an unexpected failure), starts the fixed function on a save, and stops with 0", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));
     const service = join(project, "services", "chat.ts");
     writeFileSync(
@@ -1375,6 +1375,16 @@ describe("run --provider aws with a service that fails as it loads", () => {
       );
       expect(app.stderr).toMatch(
         /error: service "chat": function "\S+" failed its init: config service unreachable; its events fail, as Lambda's would, until a change saved to its files starts it again/,
+      );
+      // Fixed and saved: its function starts, and says that its socket needs a new run.
+      writeFileSync(
+        service,
+        readFileSync(service, "utf8").replace('throw new Error("config service unreachable");', ""),
+      );
+      await app.waitFor(/service "chat" restarted/, 30000);
+      await app.waitFor(/declares websocket "socket", which this deployment does not have/, 10000);
+      expect(app.stdout + app.stderr).toContain(
+        'declares websocket "socket", which this deployment does not have; stop run (Ctrl-C) and run again: its emulated deployment is made as it starts',
       );
     } finally {
       expect((await app.stop()).code).toBe(0);

@@ -76,6 +76,7 @@ import {
 import { WebSocket, WebSocketServer } from "ws";
 import type { Credentials } from "../aws/signer.js";
 import { functionFileIn } from "../build/function-file.js";
+import { EMULATED_VAR } from "../runtime/bindings.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
 import { readSignedBody } from "./auth.js";
 import { answerFailure, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, requestTimeouts } from "./http.js";
@@ -1660,6 +1661,8 @@ function functionEnvironment(
     AWS_ACCESS_KEY_ID: credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
     AWS_LAMBDA_FUNCTION_NAME: fn.name,
+    // The runtime's advice names `run`, not a deploy, where the deployment is this emulator's.
+    [EMULATED_VAR]: "1",
     // Lambda runs nodejs22.x; on Node 20 a service bundling the AWS SDK would warn on every start.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
     AWS_ENDPOINT_URL_DYNAMODB: options.dynamodbEndpoint,

@@ -15,6 +15,9 @@ export interface FunctionSocket extends SocketBinding {
   authorize?: boolean;
 }
 
+/** Set by `run --provider aws`'s emulator in each function's environment. */
+export const EMULATED_VAR = "NITRIC_LIKE_EMULATED";
+
 /** A function's bindings. */
 export interface Bindings {
   /** NITRIC_LIKE_SERVICE: the service this function runs. */
