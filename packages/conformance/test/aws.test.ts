@@ -1367,6 +1367,8 @@ describe("run --provider aws with a service that fails as it loads", () => {
     const app = await startApp(project, ["--provider", "aws"]);
     try {
       expect(app.stderr).not.toContain("unexpected failure");
+      // The project file's socket is the failed service's: not called unused.
+      expect(app.stderr).not.toContain("configures a socket no service declares");
       expect(app.stderr).toContain(
         'error: service "chat" (services/chat.ts:7) failed while its resources were being collected (exited with code 1): config service unreachable',
       );

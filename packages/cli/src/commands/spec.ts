@@ -63,7 +63,8 @@ export async function collectSpec(
       `collected ${found} resource${found === 1 ? "" : "s"} from ${n} service${n === 1 ? "" : "s"}${unchanged}`,
     );
     const sockets = result.spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name);
-    for (const w of unusedSocketWarnings(prepared.project, sockets)) output.warn(w);
+    // A service that failed in the collect pass may be the one that declares the socket.
+    if (result.failures.length === 0) for (const w of unusedSocketWarnings(prepared.project, sockets)) output.warn(w);
     if (result.unsupported.length > 0) {
       // Nothing can run or deploy a resource nobody serves: every command stops here (run too,
       // which otherwise only warns), listing every problem at once.
