@@ -571,6 +571,17 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     expect(none.stderr).toContain(
       'error: reading the logs of stack "chat": no service "nope" logs there; its services: chat',
     );
+    // A service removed from the project since still has its group, read by the stack's prefix.
+    await logs("CreateLogGroup", { logGroupName: "/aws/lambda/chat/retired" });
+    await logs("CreateLogStream", { logGroupName: "/aws/lambda/chat/retired", logStreamName: "s" });
+    await logs("PutLogEvents", {
+      logGroupName: "/aws/lambda/chat/retired",
+      logStreamName: "s",
+      logEvents: [{ timestamp: Date.now(), message: "its last line" }],
+    });
+    const retired = await runCli(["logs", project, "--service", "retired", "--plain"], { timeoutMs: 30000 });
+    expect(retired.code, retired.stderr).toBe(0);
+    expect(retired.stdout).toMatch(/ retired \| its last line\n$/);
     const gone = await runCli(["logs", project, "--stack", "elsewhere", "--plain"], { timeoutMs: 30000 });
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain(

@@ -37,8 +37,8 @@ export interface LogsCommandOptions {
   service?: string;
 }
 
-/** Runs `logs`; with `follow`, until SIGINT (or `signal`). */
-export async function logsCommand(options: LogsCommandOptions, output: Output, signal?: AbortSignal): Promise<number> {
+/** Runs `logs`; with `follow`, until SIGINT. */
+export async function logsCommand(options: LogsCommandOptions, output: Output): Promise<number> {
   const back = parseDuration(options.since ?? "10m");
   if (back === undefined) {
     throw new UserError(`logs: --since takes a duration such as 30s, 10m or 2h, got ${JSON.stringify(options.since)}`);
@@ -48,7 +48,6 @@ export async function logsCommand(options: LogsCommandOptions, output: Output, s
   const stack = options.stack ?? project.name;
   const stop = new AbortController();
   const onSignal = () => stop.abort();
-  signal?.addEventListener("abort", onSignal, { once: true });
   if (options.follow) process.once("SIGINT", onSignal);
   try {
     let lines = 0;
@@ -72,6 +71,5 @@ export async function logsCommand(options: LogsCommandOptions, output: Output, s
     return 0;
   } finally {
     process.off("SIGINT", onSignal);
-    signal?.removeEventListener("abort", onSignal);
   }
 }

@@ -27,12 +27,13 @@ import { bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
 import { type DotEnv, loadDotEnv } from "../lib/dotenv.js";
-import { failureCause, formatFailure } from "../lib/failure.js";
+import { formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
 import { projectChangeNotices } from "../lib/project-change.js";
 import { loadProvider } from "../lib/providers.js";
 import {
+  collectFailure,
   expectedOf,
   failCollected,
   recollectAndStart,
@@ -365,11 +366,7 @@ class Run {
     for (const failure of this.collected.failures) {
       const service = this.prepared.services.find((s) => s.entry.name === failure.service);
       const inputs = service?.bundle?.inputs ?? (service ? [service.entry.path] : []);
-      const cause = failure.output.trim()
-        ? failureCause(failure.output, this.project.dir, inputs)
-        : { message: failure.message, fix: "" };
-      const how = /^(exited with code \d+|was killed by \w+)/.exec(failure.message)?.[1];
-      const when = `while its resources were being collected${how ? ` (${how})` : ""}`;
+      const { when, cause } = collectFailure(failure, this.project.dir, inputs);
       const [what] = formatFailure(failure.service, failure.file, when, cause);
       output.error(what);
       output.info(

@@ -6,7 +6,7 @@
  */
 import type { Spec, SpecResult } from "@nitric-like/spec";
 import { collect } from "./collect.js";
-import { failureCause } from "./failure.js";
+import { type FailureCause, failureCause } from "./failure.js";
 import { type Output, UserError } from "./log.js";
 import type { PreparedProject, PreparedService } from "./prepare.js";
 import type { ServiceSupervisor } from "./supervisor.js";
@@ -40,18 +40,34 @@ export function expectedOf(spec: Spec, service: string): ServiceSupervisor["expe
 
 const COLLECT_FAILED = "while its resources were being collected";
 
+/**
+ * How a collect-pass failure is said: when it happened (with the exit code or signal) and its
+ * cause, read from the output the service left (`inputs`: its files, to name the line).
+ */
+export function collectFailure(
+  failure: { message: string; output: string },
+  projectDir: string,
+  inputs: Iterable<string>,
+): { when: string; cause: FailureCause } {
+  const cause = failure.output.trim()
+    ? failureCause(failure.output, projectDir, inputs)
+    : { message: failure.message, fix: "fix it and save: run collects it again when one of its files changes" };
+  const how = /^(exited with code \d+|was killed by \w+)/.exec(failure.message)?.[1];
+  return { when: how ? `${COLLECT_FAILED} (${how})` : COLLECT_FAILED, cause };
+}
+
 /** Reports a service's collect-pass failure once and leaves it waiting for a file change. */
 export function failCollected(
   supervisor: ServiceSupervisor,
   failure: { message: string; output: string },
   projectDir: string,
 ): void {
-  const inputs = supervisor.service.bundle?.inputs ?? [supervisor.service.entry.path];
-  const cause = failure.output.trim()
-    ? failureCause(failure.output, projectDir, inputs)
-    : { message: failure.message, fix: "fix it and save: run collects it again when one of its files changes" };
-  const how = /^(exited with code \d+|was killed by \w+)/.exec(failure.message)?.[1];
-  supervisor.fail(how ? `${COLLECT_FAILED} (${how})` : COLLECT_FAILED, cause);
+  const { when, cause } = collectFailure(
+    failure,
+    projectDir,
+    supervisor.service.bundle?.inputs ?? [supervisor.service.entry.path],
+  );
+  supervisor.fail(when, cause);
 }
 
 /**
