@@ -1,7 +1,7 @@
 // `run`'s extras, through the real CLI: .env files (loaded, precedence, never printed, reloaded on
 // change), --inspect (a real inspector per service on 127.0.0.1), a service edited to declare what
 // nobody serves (refused once, the running version stays), and what `run --help` promises.
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -175,10 +175,41 @@ describe("run and a service changed to declare what nobody serves", () => {
     }
     expect(answer).toEqual({ version: 3 });
   }, 60000);
+
+  it("does not start a new service file that declares it, says why once, and starts it on the fix", async () => {
+    const dir = writeProject({
+      "nitric.yaml": "name: grows\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": nitricService("const VERSION = 1;"),
+    });
+    const app = await startApp(dir);
+    const added = join(dir, "services", "added.ts");
+    const declares = (extra: string) => nitricService(`const VERSION = 7;\n${extra}`).replaceAll('"socket"', '"added"');
+    writeFileSync(added, declares('api("main").get("/hello", async (ctx) => ctx);'));
+    await app.waitFor(/service "added" is not started/);
+    expect(app.stderr).toContain(
+      'error: service "added" (services/added.ts): declares api "main", a kind of resource nitric-like does not serve; remove api("main")',
+    );
+    expect(app.stderr).toContain(
+      'service "added" is not started: it declares what nitric-like does not serve (listed above), it serves websockets and kv stores only: websocket() and kv() (and collection() in @nitric-like/sdk); save a fix and it starts',
+    );
+    await sleep(1000);
+    expect(app.stdout).not.toMatch(/^websocket added /m);
+    expect(app.stderr).not.toMatch(/UNIMPLEMENTED|exited with code/);
+
+    writeFileSync(added, declares(""));
+    await app.waitFor(/^websocket added ws:/m);
+    const client = await connect(app.url("added"));
+    try {
+      expect(await client.call({})).toEqual({ version: 7 });
+    } finally {
+      client.close();
+    }
+    expect(app.stderr.match(/declares api "main"/g)).toHaveLength(1);
+  }, 60000);
 });
 
 describe("run and a project file or service file changed while it runs", () => {
-  it("checks a changed project file at once and says a change applies at the next run, and names a new service file and a gone one", async () => {
+  it("checks a changed project file at once and says a change applies at the next run", async () => {
     const PROJECT = "name: edits\nservices:\n  - match: services/*.ts\n";
     const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": ENV_SERVICE });
     const app = await startApp(dir);
@@ -197,28 +228,70 @@ describe("run and a project file or service file changed while it runs", () => {
     expect(app.stderr).toMatch(/error: nitric-like\.yaml: limits\.messagesPerSecond .*fast/);
     writeFileSync(file, PROJECT);
     await app.waitFor(/nitric-like\.yaml is as this run read it again/);
-
-    writeFileSync(join(dir, "services", "extra.ts"), ENV_SERVICE.replace('"socket"', '"other"'));
-    await app.waitFor(/services\/extra\.ts is a new service/);
-    expect(app.stderr).toContain(
-      'warning: services/extra.ts is a new service ("extra"): run starts the services it found as it started; stop it (Ctrl-C) and run again to start this one',
-    );
-    // Each said once; the running service goes on answering.
-    await sleep(500);
-    expect(app.stderr.match(/is a new service/g)).toHaveLength(1);
+    await sleep(300);
     expect(app.stderr.match(/run reads it only as it starts/g)).toHaveLength(1);
     expect(await ask(app)).toEqual({});
+  }, 60000);
 
-    // A service's file renamed: gone (no compile error about files run generates), then back.
-    renameSync(join(dir, "services", "app.ts"), join(dir, "services", "renamed.ts"));
-    await app.waitFor(/services\/app\.ts is gone/);
+  it("starts a new service file, stops one whose file is gone, and moves a renamed service's sockets to its new name", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: edits\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+    });
+    const app = await startApp(dir);
+    const services = join(dir, "services");
+    const state = async () => {
+      const st = (await getJson(`${app.dashboard}/api/state`)) as {
+        spec: { resources: { kind: string; name: string }[] };
+        registrations: { service: string; socket: string; event: string }[];
+      };
+      return {
+        sockets: st.spec.resources
+          .filter((r) => r.kind === "websocket")
+          .map((r) => r.name)
+          .sort(),
+        handlers: [...new Set(st.registrations.map((r) => `${r.socket}:${r.service}`))].sort(),
+      };
+    };
+
+    // A new file: bundled, collected and started, its socket printed and served, the dashboard told.
+    writeFileSync(join(services, "extra.ts"), ENV_SERVICE.replace('"socket"', '"other"'));
+    await app.waitFor(/^websocket other ws:/m);
+    expect(app.stderr).toContain('services/extra.ts is a new service ("extra"): starting it');
+    const other = await connect(app.url("other"));
+    expect(await other.call({})).toEqual({});
+    other.close();
+    expect(await state()).toEqual({ sockets: ["other", "socket"], handlers: ["other:extra", "socket:app"] });
+
+    // Renamed: the old service stops, the new one takes its socket; a client that stays connected
+    // through it is answered by the new one.
+    const stays = await connect(app.url("socket"));
+    renameSync(join(services, "app.ts"), join(services, "renamed.ts"));
+    await app.waitFor(/services\/renamed\.ts is a new service/);
+    expect(app.stderr).toContain('warning: services/app.ts is gone: stopping service "app"');
+    expect(app.stderr).not.toMatch(/does not compile|Could not resolve|is handled by/);
+    expect(await stays.call({})).toEqual({});
+    stays.close();
+    expect((await state()).handlers).toEqual(["other:extra", "socket:renamed"]);
+
+    // A new service that would handle an event another one handles waits, said once; fixed, it starts.
+    const dup = join(services, "dup.ts");
+    writeFileSync(dup, ENV_SERVICE);
+    await app.waitFor(/service "dup" waits for a file change/);
     expect(app.stderr).toContain(
-      'warning: services/app.ts is gone: service "app" goes on as it was until run starts again, which starts the services it finds then',
+      'error: websocket socket: the connect event is handled by "renamed" and "dup"; a socket event has exactly one handler, so keep socket.on("connect", ...) in one service',
     );
-    expect(app.stderr).not.toMatch(/does not compile|Could not resolve/);
+    writeFileSync(dup, ENV_SERVICE.replace('"socket"', '"third"'));
+    await app.waitFor(/^websocket third ws:/m);
+    expect(app.stderr).toContain('services/dup.ts changed: collecting service "dup" again');
+
+    // Deleted: stopped, its handlers and its resources gone from the dashboard; the others go on.
+    unlinkSync(join(services, "extra.ts"));
+    await app.waitFor(/services\/extra\.ts is gone: stopping service "extra"/);
+    for (let i = 0; i < 50 && (await state()).sockets.includes("other"); i++) await sleep(100);
+    expect(await state()).toEqual({ sockets: ["socket", "third"], handlers: ["socket:renamed", "third:dup"] });
     expect(await ask(app)).toEqual({});
-    renameSync(join(dir, "services", "renamed.ts"), join(dir, "services", "app.ts"));
-    await app.waitFor(/services\/app\.ts changed: restarting service "app"/);
+    expect(app.stderr.match(/is a new service/g)).toHaveLength(3);
   }, 60000);
 });
 

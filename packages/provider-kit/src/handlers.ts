@@ -293,6 +293,8 @@ export class HandlerRegistry {
   private readonly expected = new Map<string, string | undefined>();
   /** Services whose process exited and that are not restarting, with how they ended. */
   private readonly down = new Map<string, string>();
+  /** Services run removed (their file is gone), with why: their handlers wait only for another service. */
+  private readonly removed = new Map<string, string>();
   private readonly waiters = new Map<string, Waiter[]>();
   /**
    * Events whose stream ended before its service said whether it died (a gRPC stream or a port
@@ -481,6 +483,7 @@ export class HandlerRegistry {
    */
   serviceStarting(service: string): void {
     this.down.delete(service);
+    this.removed.delete(service);
     // Whatever its previous process left behind goes to this one; a death of this one is not theirs.
     this.orphans.delete(service);
     this.dropService(service, false);
@@ -507,6 +510,15 @@ export class HandlerRegistry {
     return inFlight + this.dropService(service, died);
   }
 
+  /**
+   * A service is gone for good (`run` stopped it because its file is gone; `why` says so, as
+   * "was removed: services/chat.ts is gone"). Its handlers' events still wait, for a service that
+   * registers them (a renamed file's), and their error then names why instead of how it exited.
+   */
+  serviceRemoved(service: string, why: string): void {
+    this.removed.set(service, why);
+  }
+
   /** The live stream for an event. */
   get(socket: string, event: WebsocketEvent): HandlerStream | undefined {
     return this.streams.get(HandlerRegistry.key(socket, event));
@@ -515,11 +527,14 @@ export class HandlerRegistry {
   /** Why a waited-for handler did not come back, naming its service and how it ended if it exited. */
   private absent(socket: string, event: WebsocketEvent, key: string, connection: string): HandlerError {
     const service = this.expected.get(key);
+    const removed = service === undefined ? undefined : this.removed.get(service);
     const how = service === undefined ? undefined : this.down.get(service);
     const why =
-      how === undefined
-        ? "is its service crashing?"
-        : `its service "${service}" ${how} and has not registered it again; fix the service and it restarts`;
+      removed !== undefined
+        ? `its service "${service}" ${removed}, and no other service has registered it; declare the handler in a service`
+        : how === undefined
+          ? "is its service crashing?"
+          : `its service "${service}" ${how} and has not registered it again; fix the service and it restarts`;
     return new HandlerError(
       "unavailable",
       `websocket "${socket}": the ${event} handler did not register within ${this.waitMs / 1000} s (connection ${connection}); ${why}`,

@@ -102,6 +102,12 @@ export interface RunningProvider {
    * was not an event's doing).
    */
   serviceExited(service: string, code: number | null, signal: string | null, died?: boolean): number | undefined;
+  /**
+   * Tells the provider a service is gone for good (`run` stopped it: its file was deleted or
+   * renamed); `why` completes "its service X ...", as "was removed: services/chat.ts is gone". Its
+   * handlers' events may still wait for another service to register them (a renamed file's).
+   */
+  serviceRemoved?(service: string, why: string): void;
   /** The handler registrations live now. */
   registrations(): HandlerRegistration[];
   /** Calls back whenever registrations change. */

@@ -291,6 +291,10 @@ export class LocalProvider implements RunningProvider {
    * wait for it in vain; when it died on its own, counts a fatal delivery against each event it had
    * not answered (see HandlerRegistry.serviceExited). Returns how many it had in flight.
    */
+  serviceRemoved(service: string, why: string): void {
+    this.handlers.serviceRemoved(service, why);
+  }
+
   serviceExited(service: string, code: number | null, signal: string | null, died = true): number {
     return this.handlers.serviceExited(
       service,

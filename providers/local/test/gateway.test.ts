@@ -195,6 +195,44 @@ describe("connect", () => {
     );
     expect(logs.error).toEqual([body.trim()]);
   });
+
+  it("answers 503 saying the service was removed when run removed it and no other service registers its handler", async () => {
+    const { provider, logs } = await startProvider({ handlerWaitMs: 100 });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    const connects = await handle(client, "chat", "connect", () => undefined);
+    const refused = refusal(urlOf(provider, "chat"));
+    await until(() => connects.events.length === 1, "the connect event");
+    provider.serviceExited("svc", 1, null, false);
+    provider.serviceRemoved("svc", "was removed: services/svc.ts is gone");
+    const { status, body } = await refused;
+    expect(status).toBe(503);
+    expect(body).toMatch(
+      /^websocket "chat": the connect handler did not register within 0\.1 s \(connection \S+\); its service "svc" was removed: services\/svc\.ts is gone, and no other service has registered it; declare the handler in a service\n$/,
+    );
+    expect(logs.error).toEqual([body.trim()]);
+  });
+
+  it("hands a removed service's waiting connect event to the service that registers the handler next (a renamed file's)", async () => {
+    const { provider } = await startProvider({ handlerWaitMs: 5000 });
+    const client = await serviceClient(provider, "old");
+    await declareSocket(client, "chat");
+    const connects = await handle(client, "chat", "connect", () => undefined);
+    const ws = new WebSocket(urlOf(provider, "chat"));
+    ws.on("error", () => {});
+    await until(() => connects.events.length === 1, "the connect event");
+    provider.serviceExited("old", 1, null, false);
+    provider.serviceRemoved("old", "was removed: services/old.ts is gone");
+    const renamed = await serviceClient(provider, "renamed");
+    await declareSocket(renamed, "chat");
+    const again = await handle(renamed, "chat", "connect", accept);
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("close", (code) => reject(new Error(`closed with ${code}`)));
+    });
+    expect(again.events).toHaveLength(1);
+    ws.terminate();
+  });
 });
 
 describe("messages", () => {

@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { isMainThread } from "node:worker_threads";
 import {
   buildSpec,
+  type CollectedService,
   checkEnvironment,
   DEFAULT_RUN_ENVIRONMENT,
   type HandlerRegistration,
@@ -21,6 +22,7 @@ import {
   SERVED_KINDS,
   type ServiceEntry,
   type Spec,
+  type WebsocketEvent,
 } from "@nitric-like/spec";
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
 import { bundleService } from "../lib/bundle.js";
@@ -36,6 +38,7 @@ import {
   collectFailure,
   expectedOf,
   failCollected,
+  type HandlerOwner,
   recollectAndStart,
   refuseConflicts,
   stopWhenAllWait,
@@ -66,11 +69,14 @@ the spec expects of it, one line per socket on stdout, and "ready" on stderr:
 
 Services restart when their files change (with --provider aws too), and with backoff
 when they crash. A change to the project file is checked at once and applies at the
-next run, and a new file a service's match takes is named: run says so. A service that
-fails before it has started (collecting its resources, or at start) is not restarted:
-its cause is printed once (file:line, message, the fix; for a missing package, the
-install command) and it waits for a change to its files, package.json or a lockfile;
-the other services keep running. A service that started, then crashed 5 times in 30 s
+next run. A new file a service's match takes starts as a new service, and a service
+whose file is gone (deleted, renamed) stops; its sockets' events wait up to 10 s for
+another service to handle them, as a renamed file's does (with --provider aws, run
+names both for the next run instead). A service that fails before it has started
+(collecting its resources, or at start) is not restarted: its cause is printed once
+(file:line, message, the fix; for a missing package, the install command) and it
+waits for a change to its files, package.json or a lockfile; the other services keep
+running. A service that started, then crashed 5 times in 30 s
 with no event in flight waits for a file change too. A started service whose event
 loop has not turned for 30 s (a loop that never yields; or the handler timeout and 5
 seconds, when longer), as a Lambda function times out, is ended and restarted, saying
@@ -326,12 +332,24 @@ type Collected = Awaited<ReturnType<typeof collectSpec>>;
 /** One run once its provider runs: the dashboard, the services, their watching, and the stop. */
 class Run {
   private readonly project: PreparedProject["project"];
-  private readonly spec: Spec;
+  /** What the services declare: the collect pass at start, then each service started or removed since. */
+  private spec: Spec;
+  private readonly declared: Map<string, CollectedService>;
   private readonly environment: string;
   /** The `.env` files as last read (a change reloads them). */
   private dotenv: DotEnv;
   private dashboard: Dashboard | undefined;
   private supervisors: ServiceSupervisor[] = [];
+  /** Whether a service of our bundle runs as a worker thread (createSupervisors decides once). */
+  private threads = false;
+  /** Services that failed their collect pass and have not started since: a save collects them again. */
+  private readonly failedCollect = new Set<string>();
+  /** Checks readiness again after a service was added or removed (whenAllStarted). */
+  private recheckReady: (added?: ServiceSupervisor) => void = () => {};
+  /** Services being added or removed, one after another (a rename removes one, then adds one). */
+  private topology: Promise<void> = Promise.resolve();
+  /** The files of new services on their way in. */
+  private readonly adding = new Set<string>();
   private watcher: Watcher | undefined;
   private stopping = false;
   private resolveStopped: (code: number) => void = () => {};
@@ -352,6 +370,7 @@ class Run {
   ) {
     this.project = prepared.project;
     this.spec = collected.spec;
+    this.declared = new Map(collected.collected.map((c) => [c.name, c]));
     this.environment = env.environment;
     this.dotenv = env.dotenv;
   }
@@ -472,27 +491,42 @@ class Run {
       );
     // A worker thread has no inspector port of its own (it shares this process's): --inspect means processes.
     const threads = options.processes !== true && !inspect && threadsPossible(prepared, running);
+    this.threads = threads;
     if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
-    this.supervisors = running.hostsServices
-      ? []
-      : prepared.services.map(
-          (s) =>
-            new ServiceSupervisor(project, s, running, output, width, threads, (service, stream, line) =>
-              this.dashboard?.serviceLine(service, stream, line),
-            ),
-        );
+    this.supervisors = running.hostsServices ? [] : prepared.services.map((s) => this.supervisor(s, width));
     for (const supervisor of this.supervisors) {
       const early = threads ? this.early.get(supervisor.name) : undefined;
       if (early) {
         supervisor.early = early;
         this.early.delete(supervisor.name);
       }
-      if (options.blockedAfterMs !== undefined) supervisor.blockedAfterMs = options.blockedAfterMs;
-      supervisor.launchExtras = {
-        dotenv: this.dotenv.values,
-        ...(inspect ? { inspectPort: await freePort() } : {}),
-      };
+      await this.configure(supervisor);
     }
+  }
+
+  /** A supervisor for a service (its output prefixed with its name, `width` wide). */
+  private supervisor(service: PreparedService, width: number): ServiceSupervisor {
+    return new ServiceSupervisor(
+      this.project,
+      service,
+      this.running,
+      this.output,
+      width,
+      this.threads,
+      (name, stream, line) => this.dashboard?.serviceLine(name, stream, line),
+    );
+  }
+
+  /** What every supervisor gets: the test's time limit, the `.env` values, an inspector port. */
+  private async configure(supervisor: ServiceSupervisor): Promise<void> {
+    const { options } = this;
+    if (options.blockedAfterMs !== undefined) supervisor.blockedAfterMs = options.blockedAfterMs;
+    supervisor.watching = options.watch;
+    supervisor.singleThread = options.singleThread === true;
+    supervisor.launchExtras = {
+      dotenv: this.dotenv.values,
+      ...(options.inspect === true ? { inspectPort: await freePort() } : {}),
+    };
   }
 
   /** Ctrl-C, SIGTERM, SIGHUP and the caller's signal stop the run. */
@@ -551,22 +585,25 @@ class Run {
     const { options, output, supervisors, spec, prepared } = this;
     const { failures } = this.collected;
     // Watching first: a change saved while services start (or wait after a failure) must not be missed.
-    const failedCollect = new Set(failures.map((f) => f.service));
+    for (const f of failures) this.failedCollect.add(f.service);
     if (options.watch)
-      this.watcher = watchServices(prepared, spec, supervisors, failedCollect, output, {
+      this.watcher = watchServices(prepared, supervisors, this.failedCollect, output, {
         dotenvPaths: this.dotenv.paths,
         onDotEnv: () => this.reloadDotEnv(),
         dotenv: () => this.dotenv.values,
+        owner: (socket, event, except) => this.handlerOwner(socket, event, except),
+        known: () => [...supervisors.map((s) => s.service.entry.path), ...this.adding],
+        onNew: (entry) => this.addService(entry),
+        onGone: (supervisor) => this.removeService(supervisor),
+        onCollected: (collected) => this.declare(collected),
       });
     // Ready (the socket lines, then "ready") only once every service has started; a service
     // that failed waits for a file change and so holds "ready" back until it is fixed.
-    whenAllStarted(supervisors, readyTimeoutMs, output, () => this.printReady());
+    this.recheckReady = whenAllStarted(supervisors, readyTimeoutMs, output, () => this.printReady());
     if (!options.watch) stopWhenAllWait(supervisors, output, () => void this.stop(1));
     await Promise.all(
       supervisors.map((s) => {
         s.expected = expectedOf(spec, s.name);
-        s.watching = options.watch;
-        s.singleThread = options.singleThread === true;
         const failure = failures.find((f) => f.service === s.name);
         if (!failure) return s.start();
         failCollected(s, failure, this.project.dir);
@@ -574,6 +611,102 @@ class Run {
       }),
     );
     dropBootedThreads();
+  }
+
+  /**
+   * Who handles a socket event now, other than the service `except`: the service of its live
+   * registration, or one that is expected to register it (starting, restarting, or waiting for a
+   * fix of its collect pass).
+   */
+  private handlerOwner(socket: string, event: WebsocketEvent, except: string): string | undefined {
+    const live = this.running.registrations().find((r) => r.socket === socket && r.event === event);
+    if (live) return live.service === except ? undefined : live.service;
+    return this.supervisors.find(
+      (s) => s.name !== except && s.expected.some((e) => e.socket === socket && e.event === event),
+    )?.name;
+  }
+
+  /** What a service declares now (it started, or was removed: undefined): the spec follows, and the dashboard. */
+  private declare(collected: CollectedService | undefined, removed?: string): void {
+    if (collected) this.declared.set(collected.name, collected);
+    if (removed !== undefined) this.declared.delete(removed);
+    this.spec = buildSpec(this.project.name, [...this.declared.values()]).spec;
+    this.dashboard?.setSpec(this.spec);
+  }
+
+  /**
+   * A file a service's `match` takes appeared while run runs: it is bundled, collected and started
+   * as at start, after any service being removed (a renamed file's old service is gone by then, so
+   * its events are no conflict). What fails waits for a save, as at start.
+   */
+  private addService(entry: ServiceEntry): void {
+    if (this.stopping || this.adding.has(entry.path)) return;
+    this.adding.add(entry.path);
+    this.topology = this.topology
+      .then(() => this.startNewService(entry))
+      .catch((error: unknown) => this.output.error((error as Error).message))
+      .finally(() => this.adding.delete(entry.path));
+  }
+
+  private async startNewService(entry: ServiceEntry): Promise<void> {
+    const { output, project, prepared } = this;
+    if (this.stopping || !existsSync(entry.path)) return;
+    const same = this.supervisors.find((s) => s.name === entry.name);
+    if (same) {
+      output.error(
+        `${entry.file} is a new service named "${entry.name}", as ${same.service.entry.file} is: a service's name is its file's name, so rename one of them`,
+      );
+      return;
+    }
+    output.info(`${entry.file} is a new service ("${entry.name}"): starting it`);
+    // Its collect pass runs as a process (recollectAndStart), which needs the process bundle too.
+    // A bundle that fails (a compile error) is said, and the file's next save tries again.
+    const bundle = entry.start === undefined ? await bundleService(project.dir, entry) : undefined;
+    if (this.stopping) return;
+    const service: PreparedService = bundle ? { entry, bundle } : { entry };
+    const width = Math.max(...this.supervisors.map((s) => s.name.length), entry.name.length);
+    const supervisor = this.supervisor(service, width);
+    await this.configure(supervisor);
+    prepared.services.push(service);
+    this.supervisors.push(supervisor);
+    this.failedCollect.add(entry.name);
+    this.watcher?.add(bundle?.inputs ?? [entry.path]);
+    this.recheckReady(supervisor);
+    const collected = await recollectAndStart(
+      prepared,
+      (socket, event, except) => this.handlerOwner(socket, event, except),
+      supervisor,
+      service,
+      output,
+      this.dotenv.values,
+    );
+    if (!collected) return;
+    this.failedCollect.delete(entry.name);
+    this.declare(collected);
+  }
+
+  /**
+   * A service's file is gone (deleted, renamed): once it has stayed gone a moment (an editor may
+   * delete before it writes), the service is stopped and forgotten. Its sockets' events wait for a
+   * handler as during a restart (a renamed service registers them again).
+   */
+  private removeService(supervisor: ServiceSupervisor): void {
+    const { entry } = supervisor.service;
+    this.topology = this.topology
+      .then(async () => {
+        await new Promise((resolve) => setTimeout(resolve, GONE_AFTER_MS));
+        if (this.stopping || existsSync(entry.path) || !this.supervisors.includes(supervisor)) return;
+        this.output.warn(`${entry.file} is gone: stopping service "${entry.name}"`);
+        await supervisor.end();
+        this.running.serviceRemoved?.(entry.name, `was removed: ${entry.file} is gone`);
+        this.supervisors.splice(this.supervisors.indexOf(supervisor), 1);
+        const at = this.prepared.services.findIndex((s) => s.entry.path === entry.path);
+        if (at >= 0) this.prepared.services.splice(at, 1);
+        this.failedCollect.delete(entry.name);
+        this.declare(undefined, entry.name);
+        this.recheckReady();
+      })
+      .catch((error: unknown) => this.output.error((error as Error).message));
   }
 
   /** A changed .env restarts every service with the new values. */
@@ -769,33 +902,53 @@ function packageFiles(dir: string): string[] {
   );
 }
 
-/** What run says when a service's file is gone (renamed, deleted) while it runs. */
+/** How long a service's file must stay gone before its service is stopped (an editor may delete, then write). */
+const GONE_AFTER_MS = 300;
+
+/** What run says when a hosted service's file is gone (renamed, deleted) while it runs. */
 function goneMessage(entry: ServiceEntry): string {
   return `${entry.file} is gone: service "${entry.name}" goes on as it was until run starts again, which starts the services it finds then`;
 }
 
+/** What watchServices hears from and tells the run. */
+interface ServiceWatch {
+  dotenvPaths: string[];
+  onDotEnv: () => void;
+  dotenv: () => ReadonlyMap<string, string>;
+  /** Who else handles a socket event, for a service collected again. */
+  owner: HandlerOwner;
+  /** The files of the run's services, and of those on their way in. */
+  known: () => Iterable<string>;
+  /** A new file a service's `match` takes. */
+  onNew: (entry: ServiceEntry) => void;
+  /** A service's file is gone. */
+  onGone: (supervisor: ServiceSupervisor) => void;
+  /** A service that had failed its collect pass started: what it declares. */
+  onCollected: (collected: CollectedService) => void;
+}
+
+/**
+ * Restarts a service when its files change (collecting it again when its collect pass had
+ * failed); hands new service files and gone ones to the run. `supervisors` is the run's own list:
+ * services it adds later are watched too.
+ */
 function watchServices(
   prepared: PreparedProject,
-  spec: Spec,
   supervisors: ServiceSupervisor[],
   failedCollect: Set<string>,
   output: Output,
-  env: { dotenvPaths: string[]; onDotEnv: () => void; dotenv: () => ReadonlyMap<string, string> },
+  env: ServiceWatch,
 ) {
   const inputsOf = (s: ServiceSupervisor) => s.service.bundle?.inputs ?? new Set([s.service.entry.path]);
   const packages = new Set(packageFiles(prepared.project.dir));
   /** How many changes each service has seen: only the latest one restarts it. */
   const changes = new Map<ServiceSupervisor, number>();
   const project = prepared.project;
-  const notices = projectChangeNotices(
-    project,
-    supervisors.map((s) => s.service.entry.path),
-    output,
-  );
+  const notices = projectChangeNotices(project, env.known, output, env.onNew);
   const watched = [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages, ...env.dotenvPaths, project.file];
   const watcher = watchFiles(watched, (changed) => {
-    notices(changed);
     if (env.dotenvPaths.some((p) => changed.has(p))) {
+      notices(changed);
       env.onDotEnv();
       return;
     }
@@ -810,7 +963,7 @@ function watchServices(
         const entry = supervisor.service.entry;
         // Its file renamed or deleted: nothing to build, which is no compile error of the user's.
         if (!existsSync(entry.path)) {
-          if (changes.get(supervisor) === change) output.warn(goneMessage(entry));
+          env.onGone(supervisor);
           return;
         }
         try {
@@ -826,8 +979,11 @@ function watchServices(
           if (changes.get(supervisor) !== change) return;
           if (failedCollect.has(entry.name)) {
             output.info(output.paint("dim", `${what} changed: collecting service "${entry.name}" again`));
-            if (await recollectAndStart(prepared, spec, supervisor, service, output, env.dotenv()))
+            const collected = await recollectAndStart(prepared, env.owner, supervisor, service, output, env.dotenv());
+            if (collected) {
               failedCollect.delete(entry.name);
+              env.onCollected(collected);
+            }
             return;
           }
           // A declaration nobody serves would only fail at run time (UNIMPLEMENTED): refuse the
@@ -853,6 +1009,8 @@ function watchServices(
         }
       })();
     }
+    // After the gone files above: a renamed service's old name is removed before its new one is added.
+    notices(changed);
   });
   return watcher;
 }
@@ -866,11 +1024,7 @@ function watchHostedServices(prepared: PreparedProject, running: RunningProvider
   const inputs = new Map(services.map((s) => [s.entry.name, s.bundle?.inputs ?? new Set<string>()]));
   // One restart of a service at a time: a save burst during a rebuild restarts it once more, after.
   const restarts = new Map<string, Promise<void>>();
-  const notices = projectChangeNotices(
-    prepared.project,
-    prepared.services.map((s) => s.entry.path),
-    output,
-  );
+  const notices = projectChangeNotices(prepared.project, () => prepared.services.map((s) => s.entry.path), output);
   const watcher = watchFiles(
     [...services.flatMap((s) => [...(s.bundle?.inputs ?? [])]), prepared.project.file],
     (changed) => {

@@ -39,7 +39,14 @@ export async function collectSpec(
   prepared: PreparedProject,
   output: Output,
   options: CollectOptions = {},
-): Promise<{ spec: Spec; errors: string[]; conflicts: string[]; failures: SpecResult["failures"] }> {
+): Promise<{
+  spec: Spec;
+  errors: string[];
+  conflicts: string[];
+  failures: SpecResult["failures"];
+  /** What each service declared (a failed one with its failure), from which `spec` was built. */
+  collected: CollectedService[];
+}> {
   const n = prepared.services.length;
   const services = `${n} service${n === 1 ? "" : "s"}`;
   // Nothing to collect when every service's last pass is kept (run): a line, not a spinner.
@@ -53,10 +60,8 @@ export async function collectSpec(
       prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
       options,
     );
-    const result = buildSpec(
-      prepared.project.name,
-      collected.map((c) => withApi(c, prepared)),
-    );
+    const declared = collected.map((c) => withApi(c, prepared));
+    const result = buildSpec(prepared.project.name, declared);
     const found = result.spec.resources.length;
     const unchanged = reused === 0 ? "" : ` (${reused} unchanged since the last run)`;
     progress.done(
@@ -74,7 +79,13 @@ export async function collectSpec(
         `"${result.spec.name}" uses ${count} resource${count === 1 ? "" : "s"} nitric-like does not serve (listed above); it serves ${SERVED_KINDS}`,
       );
     }
-    return { spec: result.spec, errors: result.errors, conflicts: result.conflicts, failures: result.failures };
+    return {
+      spec: result.spec,
+      errors: result.errors,
+      conflicts: result.conflicts,
+      failures: result.failures,
+      collected: declared,
+    };
   } finally {
     progress.done();
   }

@@ -76,6 +76,8 @@ export interface Dashboard {
    * flush, cut to MAX_LOG_LINE_CHARS, so a chatty service costs a bounded amount).
    */
   serviceLine(service: string, stream: "stdout" | "stderr", line: string): void;
+  /** The spec changed (run started a new service, or stopped a gone one): pages and the API follow it. */
+  setSpec(spec: Spec): void;
   /** Tells every page the run stopped (it clears its live state), ends their event streams, stops listening. */
   close(): Promise<void>;
 }
@@ -218,6 +220,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   return {
     url: dashboard.url,
     serviceLine: (service, stream, line) => dashboard.serviceLine(service, stream, line),
+    setSpec: (spec) => dashboard.setSpec(spec),
     close: () => dashboard.close(),
   };
 }
@@ -226,8 +229,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 class DashboardServer {
   private readonly running: RunningProvider;
   private readonly inspect: ProviderInspector | undefined;
-  private readonly stores: Set<string>;
-  private readonly sockets: Set<string>;
+  private spec: Spec;
+  private stores = new Set<string>();
+  private sockets = new Set<string>();
   /** The event streams of the open pages. */
   private readonly pages = new Set<ServerResponse>();
   private port = 0;
@@ -243,11 +247,11 @@ class DashboardServer {
   private readonly server: Server;
 
   constructor(private readonly options: DashboardOptions) {
-    const { spec, running } = options;
+    const { running } = options;
     this.running = running;
     this.inspect = running.inspect;
-    this.stores = new Set(spec.resources.filter((r) => r.kind === "kv").map((r) => r.name));
-    this.sockets = new Set(spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name));
+    this.spec = options.spec;
+    this.resources();
     running.onRegistrationsChanged(() => {
       if (this.pages.size > 0) void this.state().then((st) => this.emit("state", st));
     });
@@ -282,6 +286,18 @@ class DashboardServer {
     }
     const address = this.server.address();
     this.port = typeof address === "object" && address ? address.port : options.port;
+  }
+
+  /** The stores and sockets of the spec, which requests may name. */
+  private resources(): void {
+    this.stores = new Set(this.spec.resources.filter((r) => r.kind === "kv").map((r) => r.name));
+    this.sockets = new Set(this.spec.resources.filter((r) => r.kind === "websocket").map((r) => r.name));
+  }
+
+  setSpec(spec: Spec): void {
+    this.spec = spec;
+    this.resources();
+    if (this.pages.size > 0) void this.state().then((st) => this.emit("state", st));
   }
 
   serviceLine(service: string, stream: "stdout" | "stderr", line: string): void {
@@ -342,12 +358,12 @@ class DashboardServer {
   private async state() {
     const { options, inspect, running } = this;
     return {
-      project: options.spec.name,
+      project: this.spec.name,
       provider: options.provider,
       inspect: inspect !== undefined,
       // Why the kv browser is off on a provider that shows connections but not its stores.
       ...(inspect?.kvUnavailable === undefined ? {} : { kvUnavailable: inspect.kvUnavailable }),
-      spec: options.spec,
+      spec: this.spec,
       sockets: running.sockets(),
       registrations: running.registrations(),
       // What each socket enforces, so a limit that closes or refuses connections can be read here.

@@ -1,13 +1,22 @@
 /**
- * What `run` says when the project changes in a way it reads only at start: its project file
- * (limits, ports, services, environments, compat) and a new file that a service's glob matches.
- * `run` applies neither while it runs (a changed limit or port would mean new gateways, a new
- * service a new collect pass), so it says so once per change, and checks a changed project file at
- * once: a mistake shows while it is made, not at the next start.
+ * What `run` does when the project changes in a way it does not restart a service for: its project
+ * file (limits, ports, services, environments, compat) and a new file that a service's glob matches.
+ * `run` applies no project file change while it runs (a changed limit or port would mean new
+ * gateways), so it says so once per change, and checks a changed project file at once: a mistake
+ * shows while it is made, not at the next start. A new service file is handed to `onNew` (the
+ * local provider starts it); without one (a provider whose deployment is made as run starts), it
+ * is named once as a service the next run starts.
  */
 import { readFileSync } from "node:fs";
 import { basename, relative, sep } from "node:path";
-import { findServices, globToRegExp, loadProject, type Project, ProjectError } from "@nitric-like/spec";
+import {
+  findServices,
+  globToRegExp,
+  loadProject,
+  type Project,
+  ProjectError,
+  type ServiceEntry,
+} from "@nitric-like/spec";
 import type { Output } from "./log.js";
 
 /** Reads a file, or undefined when it cannot be read (gone meanwhile, mid-save). */
@@ -21,18 +30,18 @@ function contents(path: string): string | undefined {
 
 /**
  * A listener for a watcher's changed paths (give it the project file to watch, and the folders the
- * services are in): it tells `output` about changes to the project file and about new service files,
- * each once. `known`: the absolute paths of the services run started with.
+ * services are in): it tells `output` about changes to the project file, and `onNew` (or `output`,
+ * once each) about new service files. `known`: the absolute paths of the services run has now.
  */
 export function projectChangeNotices(
   project: Project,
-  known: Iterable<string>,
+  known: () => Iterable<string>,
   output: Output,
+  onNew?: (entry: ServiceEntry) => void,
 ): (changed: ReadonlySet<string>) => void {
   const name = basename(project.file);
   const started = contents(project.file);
   let seen = started;
-  const services = new Set(known);
   const toldNew = new Set<string>();
   const globs = project.services.map((s) => globToRegExp(s.match));
   const matchesService = (path: string) => {
@@ -65,6 +74,7 @@ export function projectChangeNotices(
     }
     // A path no service was built from that a service's glob takes is a new service's file (a
     // helper module's save walks nothing).
+    const services = new Set(known());
     if (![...changed].some((p) => p !== project.file && !services.has(p) && matchesService(p))) return;
     let entries: ReturnType<typeof findServices>;
     try {
@@ -73,7 +83,12 @@ export function projectChangeNotices(
       return;
     }
     for (const entry of entries) {
-      if (services.has(entry.path) || toldNew.has(entry.path) || !changed.has(entry.path)) continue;
+      if (services.has(entry.path) || !changed.has(entry.path)) continue;
+      if (onNew) {
+        onNew(entry);
+        continue;
+      }
+      if (toldNew.has(entry.path)) continue;
       toldNew.add(entry.path);
       output.warn(
         `${entry.file} is a new service ("${entry.name}"): run starts the services it found as it started; stop it (Ctrl-C) and run again to start this one`,

@@ -4,7 +4,14 @@
  * once and keeps it waiting for a file change, and it is ready only when every service has started
  * (registered every handler the spec expects of it).
  */
-import type { Spec, SpecResult } from "@nitric-like/spec";
+import {
+  buildSpec,
+  type CollectedService,
+  SERVED_KINDS,
+  type Spec,
+  type SpecResult,
+  type WebsocketEvent,
+} from "@nitric-like/spec";
 import { collect } from "./collect.js";
 import { type FailureCause, failureCause } from "./failure.js";
 import { type Output, UserError } from "./log.js";
@@ -70,54 +77,69 @@ export function failCollected(
   supervisor.fail(when, cause);
 }
 
+/** The service that handles a socket event now (a live registration, or a service expected to register it), if any. */
+export type HandlerOwner = (socket: string, event: WebsocketEvent, except: string) => string | undefined;
+
 /**
- * Runs the collect pass again for a service that failed in it (after a file change): on success,
- * the handlers it registers become what it is expected to register and it starts; a failure, or
- * an event another service already handles, is reported and it keeps waiting. Resolves to true
- * when it started.
+ * Runs the collect pass for a service that has not started from it: one that failed in it (after
+ * a file change), or a service file that appeared while `run` runs. On success, the handlers it
+ * registers become what it is expected to register and it starts. A failure, a resource nobody
+ * serves, or an event another service handles (`owner`) is reported and it waits for a file
+ * change. Resolves to what it declared once it starts, else undefined.
  */
 export async function recollectAndStart(
   prepared: PreparedProject,
-  spec: Spec,
+  owner: HandlerOwner,
   supervisor: ServiceSupervisor,
   service: PreparedService,
   output: Output,
   dotenv?: ReadonlyMap<string, string>,
-): Promise<boolean> {
+): Promise<CollectedService | undefined> {
   supervisor.service = service;
   const [collected] = await collect(prepared.project, [service], dotenv ? { dotenv } : {});
-  if (!collected) return false;
+  if (!collected) return undefined;
   if (collected.failure) {
     failCollected(supervisor, collected.failure, prepared.project.dir);
-    return false;
+    return undefined;
+  }
+  // As at start, where a resource nobody serves stops run: refused, and it waits for a fix.
+  const { unsupported } = buildSpec(prepared.project.name, [collected]);
+  if (unsupported.length > 0) {
+    for (const u of unsupported) output.error(u);
+    output.error(
+      `service "${supervisor.name}" is not started: it declares what nitric-like does not serve (listed above), it serves ${SERVED_KINDS}; save a fix and it starts`,
+    );
+    supervisor.waitForChange();
+    return undefined;
   }
   for (const h of collected.handlers) {
-    const socket = spec.resources.find((r) => r.kind === "websocket" && r.name === h.socket);
-    const by = socket?.kind === "websocket" ? socket.handlers[h.event] : undefined;
-    if (by !== undefined && by !== supervisor.name) {
+    const by = owner(h.socket, h.event, supervisor.name);
+    if (by !== undefined) {
       output.error(
         `websocket ${h.socket}: the ${h.event} event is handled by ${JSON.stringify(by)} and ${JSON.stringify(supervisor.name)}; a socket event has exactly one handler, so keep socket.on("${h.event}", ...) in one service`,
       );
       output.info(`  service "${supervisor.name}" waits for a file change`);
-      return false;
+      supervisor.waitForChange();
+      return undefined;
     }
   }
   supervisor.expected = collected.handlers.map((h) => ({ socket: h.socket, event: h.event }));
   await supervisor.restart(service);
-  return true;
+  return collected;
 }
 
 /**
  * Calls `onReady` once, when every supervisor has started (or ended cleanly with nothing expected
  * of it: ServiceSupervisor.idle); warns once when, after `timeoutMs`,
- * some are still starting (naming the handlers not registered yet).
+ * some are still starting (naming the handlers not registered yet). Call what it returns after
+ * adding a supervisor to `supervisors` (with it) or taking one out.
  */
 export function whenAllStarted(
   supervisors: ServiceSupervisor[],
   timeoutMs: number,
   output: Output,
   onReady: () => void,
-): void {
+): (added?: ServiceSupervisor) => void {
   let ready = false;
   const check = () => {
     if (ready || !supervisors.every((s) => s.state === "started" || (s.state === "waiting" && s.idle))) return;
@@ -135,6 +157,11 @@ export function whenAllStarted(
   timer.unref();
   for (const s of supervisors) s.onStateChange(check);
   check();
+  // A service added to `supervisors` since (or one taken out): checked from now on.
+  return (added) => {
+    added?.onStateChange(check);
+    check();
+  };
 }
 
 /**

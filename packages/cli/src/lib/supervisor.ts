@@ -197,12 +197,17 @@ export class ServiceSupervisor {
    * waits for restart() (a file change).
    */
   fail(when: string, cause: FailureCause): void {
-    clearTimeout(this.restartTimer);
     const [what, fix] = formatFailure(this.name, this.service.entry.file, when, cause);
     this.output.error(what);
     this.output.info(
       `  ${this.watching ? fix : `${fix.replace(/^fix it and save: .*/, "fix it")}, then start run again (--no-watch: it does not watch files)`}`,
     );
+    this.waitForChange();
+  }
+
+  /** Does not start the service, having said why elsewhere: it waits for restart() (a file change). */
+  waitForChange(): void {
+    clearTimeout(this.restartTimer);
     this.setState("waiting");
   }
 
@@ -418,6 +423,20 @@ export class ServiceSupervisor {
     const { early } = this;
     this.early = undefined;
     if (early) await endEarlyThread(early);
+  }
+
+  /**
+   * Ends the service for good (its file is gone), as a code change ends its old version: its
+   * handlers get up to 2 s to answer.
+   */
+  async end(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.startedTimer);
+    await this.dropEarly();
+    this.flushHeld();
+    const child = this.child;
+    if (child && !child.exited()) await child.stop(2000);
   }
 
   /** Waits up to `graceMs` for the process to exit by itself, then stops it. */
