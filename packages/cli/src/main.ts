@@ -30,7 +30,7 @@ Commands:
 Options:
   -h, --help     Show help.
   -v, --version  Print the version.
-  --json         (spec, build, up, down, outputs) The result as JSON on stdout,
+  --json         (spec, build, up, down, outputs, logs) The result as JSON on stdout,
                  progress on stderr; a failure as {"error": {...}} on stdout.
 
 Start with: nitric-like new my-app, or nitric-like run examples/chat
@@ -48,7 +48,7 @@ const HELP: Record<string, string> = {
 };
 
 /** Commands whose result `--json` prints as JSON. */
-const JSON_COMMANDS = new Set(["spec", "build", "up", "down", "outputs"]);
+const JSON_COMMANDS = new Set(["spec", "build", "up", "down", "outputs", "logs"]);
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
@@ -62,6 +62,8 @@ export async function main(
 ): Promise<number> {
   const [command, ...rest] = argv;
   output.jsonMode = command !== undefined && JSON_COMMANDS.has(command) && rest.includes("--json");
+  // logs prints a line as it reads it: JSON Lines, its failure one line too.
+  output.jsonLines = output.jsonMode && command === "logs";
   try {
     if (command === undefined || command === "-h" || command === "--help") {
       output.result(MAIN_HELP.trimEnd());
@@ -250,6 +252,7 @@ function parse(command: string, args: string[]) {
       since: { type: "string" },
       service: { type: "string" },
       follow: { type: "boolean", short: "f" },
+      json: { type: "boolean" },
     },
     run: {
       provider: { type: "string" },

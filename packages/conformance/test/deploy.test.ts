@@ -542,6 +542,15 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
       "chat | END RequestId: r1",
     ]);
     expect(lines[0]).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z chat \| /);
+    // --json: one object per line, the same lines, the same times.
+    const json = await runCli(["logs", project, "--json", "--plain"], { timeoutMs: 30000 });
+    expect(json.code, json.stderr).toBe(0);
+    const objects = json.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { time: string; service: string; message: string });
+    expect(objects.map((o) => `${o.time} ${o.service} | ${o.message}`)).toEqual(lines);
+    expect(Object.keys(objects[0] ?? {})).toEqual(["time", "service", "message"]);
 
     // --follow prints each new line once, as it comes, until Ctrl-C (exit 0).
     const child = spawn(process.execPath, [CLI, "logs", project, "--follow", "--plain"], { env: process.env });
@@ -571,6 +580,15 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     expect(none.stderr).toContain(
       'error: reading the logs of stack "chat": no service "nope" logs there; its services: chat',
     );
+    const noneJson = await runCli(["logs", project, "--service", "nope", "--json"], { timeoutMs: 30000 });
+    expect(noneJson.code).toBe(1);
+    expect(JSON.parse(noneJson.stdout)).toEqual({
+      error: {
+        message: 'reading the logs of stack "chat": no service "nope" logs there; its services: chat',
+        problems: [],
+      },
+    });
+    expect(noneJson.stdout.trim().split("\n")).toHaveLength(1);
     // A service removed from the project since still has its group, read by the stack's prefix.
     await logs("CreateLogGroup", { logGroupName: "/aws/lambda/chat/retired" });
     await logs("CreateLogStream", { logGroupName: "/aws/lambda/chat/retired", logStreamName: "s" });

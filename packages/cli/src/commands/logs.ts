@@ -21,6 +21,11 @@ Options:
   --provider <name>   Provider of the deployment (default: aws).
   --stack <name>      Stack name (default: the project's name).
   --region <region>   AWS region (default: from the AWS configuration).
+  --json              One JSON object per line on stdout (JSON Lines), as
+                        {"time":"<ISO 8601>","service":"chat","message":"<the line>"}
+                      for a reader such as jq; a failure is one line too,
+                        {"error":{"message":...,"problems":[...]}}
+                      and what is said for people goes to stderr.
   --plain             No colours.
   -h, --help          Show this help.
 `;
@@ -61,7 +66,9 @@ export async function logsCommand(options: LogsCommandOptions, output: Output): 
       ...(options.service ? { service: options.service } : {}),
     })) {
       lines++;
-      output.result(`${new Date(line.time).toISOString()} ${line.service} | ${line.message}`);
+      const time = new Date(line.time).toISOString();
+      if (output.jsonMode) output.json({ time, service: line.service, message: line.message });
+      else output.result(`${time} ${line.service} | ${line.message}`);
     }
     if (lines === 0 && !options.follow) {
       output.info(

@@ -113,9 +113,15 @@ export class Output implements Logger {
     this.line(this.jsonMode ? this.err : this.out, line);
   }
 
+  /**
+   * `--json` of a command that streams (logs): each json() is one compact line (JSON Lines), so
+   * a reader can take each as it comes.
+   */
+  jsonLines = false;
+
   /** With `--json`, writes the command's result (or its failure) as one JSON document to stdout. */
   json(value: unknown): void {
-    if (this.jsonMode) this.line(this.out, JSON.stringify(value, null, 2));
+    if (this.jsonMode) this.line(this.out, this.jsonLines ? JSON.stringify(value) : JSON.stringify(value, null, 2));
   }
 
   info(message: string): void {
