@@ -11,8 +11,10 @@ import {
   mkdirSync,
   readFileSync,
   realpathSync,
+  renameSync,
   rmSync,
   symlinkSync,
+  unlinkSync,
   writeFileSync,
 } from "node:fs";
 import { createServer, request } from "node:http";
@@ -28,6 +30,7 @@ import {
   startEmulator,
 } from "@nitric-like/provider-aws/emulator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep, startApp } from "../src/harness.js";
 
 afterAll(cleanTemp);
@@ -1354,7 +1357,7 @@ async function rawFrames(
 }
 
 describe("run --provider aws with a service that fails as it loads", () => {
-  it("keeps running, names the cause and what to do (not an unexpected failure), starts the fixed function on a save, and stops with 0", async () => {
+  it("keeps running, names the cause and what to do (not an unexpected failure), deploys the fixed service on a save, and stops with 0", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));
     const service = join(project, "services", "chat.ts");
     writeFileSync(
@@ -1372,26 +1375,127 @@ describe("run --provider aws with a service that fails as it loads", () => {
       expect(app.stderr).toContain(
         'error: service "chat" (services/chat.ts:7) failed while its resources were being collected (exited with code 1): config service unreachable',
       );
-      expect(app.stderr).toMatch(
-        /fix it, then stop run \(Ctrl-C\) and run again: with --provider aws the deployment is made from what the services declare as run starts/,
-      );
+      expect(app.stderr).toContain("fix it and save: run then deploys the emulated app again with what it declares");
       expect(app.stderr).toMatch(
         /error: service "chat": function "\S+" failed its init: config service unreachable; its events fail, as Lambda's would, until a change saved to its files starts it again/,
       );
-      // Fixed and saved: its function starts, and says that its socket needs a new run.
+      // Fixed and saved: what it declares now is deployed, its socket printed, and it chats.
+      const lacking = (app.stdout + app.stderr).split("which this deployment does not have").length;
       writeFileSync(
         service,
         readFileSync(service, "utf8").replace('throw new Error("config service unreachable");', ""),
       );
-      await app.waitFor(/service "chat" restarted/, 30000);
-      await app.waitFor(/declares websocket "socket", which this deployment does not have/, 10000);
-      expect(app.stdout + app.stderr).toContain(
-        'declares websocket "socket", which this deployment does not have; stop run (Ctrl-C) and run again: its emulated deployment is made as it starts',
+      await app.waitFor(/^websocket socket ws:/m, 30000);
+      expect(app.stderr).toContain(
+        "services/chat.ts changed what it declares: deploying the emulated app again (its clients reconnect)",
       );
+      const [a, b] = [await connect(app.url("socket")), await connect(app.url("socket"))];
+      a.ws.send("fixed");
+      expect((await b.next()).text).toBe("fixed");
+      a.close();
+      b.close();
+      expect((app.stdout + app.stderr).split("which this deployment does not have")).toHaveLength(lacking);
     } finally {
       expect((await app.stop()).code).toBe(0);
     }
   }, 60000);
+});
+
+describe("run --provider aws while services come, go and declare more", () => {
+  it("restarts a function alone when a saved service declares the same, and deploys the emulated app again, each socket on its port, when a service is added, declares more, is gone, or is renamed", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    const services = join(project, "services");
+    const app = await startApp(project, ["--provider", "aws"]);
+    try {
+      const chatUrl = app.url("socket");
+      const chat = join(services, "chat.ts");
+      // The same declarations: its function alone restarts.
+      writeFileSync(chat, `${readFileSync(chat, "utf8")}\n// a comment\n`);
+      await app.waitFor(/service "chat" restarted/, 30000);
+      expect(app.stderr).not.toContain("deploying the emulated app again");
+
+      // A new service file: deployed with its socket, which answers; the old socket keeps its URL.
+      writeFileSync(
+        join(services, "shout.ts"),
+        [
+          'import { websocket } from "@nitric-like/sdk";',
+          'const shout = websocket("shout");',
+          'shout.on("connect", () => {});',
+          'shout.on("disconnect", () => {});',
+          'shout.on("message", (ctx) => ctx.text().toUpperCase());',
+        ].join("\n"),
+      );
+      await app.waitFor(/^websocket shout ws:/m, 30000);
+      expect(app.stderr).toContain(
+        'services/shout.ts is a new service ("shout"): deploying the emulated app again (its clients reconnect)',
+      );
+      const shouter = await connect(app.url("shout"));
+      shouter.ws.send("hey");
+      expect((await shouter.next()).text).toBe("HEY");
+      shouter.close();
+      expect(app.url("socket")).toBe(chatUrl);
+      const [a, b] = [await connect(chatUrl), await connect(chatUrl)];
+      a.ws.send("still chatting");
+      expect((await b.next()).text).toBe("still chatting");
+      a.close();
+      b.close();
+
+      // A service that declares one more kv store: deployed again, and the store works.
+      writeFileSync(
+        join(services, "shout.ts"),
+        [
+          'import { kv, websocket } from "@nitric-like/sdk";',
+          'const shout = websocket("shout");',
+          'const seen = kv<{ n: number }>("seen").allow("get", "set");',
+          'shout.on("connect", () => {});',
+          'shout.on("disconnect", () => {});',
+          "shout.on('message', async (ctx) => {",
+          "  const n = ((await seen.get('count').catch(() => ({ n: 0 }))).n ?? 0) + 1;",
+          "  await seen.set('count', { n });",
+          "  return ctx.text().toUpperCase() + ' ' + n;",
+          "});",
+        ].join("\n"),
+      );
+      await app.waitFor(/services\/shout\.ts changed what it declares/, 30000);
+      await app.waitFor(/deployed again in[\s\S]*deployed again in/, 30000);
+      const counter = await connect(app.url("shout"));
+      counter.ws.send("one");
+      expect((await counter.next()).text).toBe("ONE 1");
+      counter.ws.send("two");
+      expect((await counter.next()).text).toBe("TWO 2");
+      counter.close();
+
+      // Gone: deployed again without it; its socket no longer listens, the chat goes on.
+      const shoutUrl = app.url("shout");
+      unlinkSync(join(services, "shout.ts"));
+      await app.waitFor(/services\/shout\.ts is gone: deploying the emulated app again without service "shout"/, 30000);
+      await app.waitFor(/deployed again in[\s\S]*deployed again in[\s\S]*deployed again in/, 30000);
+      const refused = await new Promise<string>((resolve) => {
+        const ws = new WebSocket(shoutUrl);
+        ws.on("open", () => resolve("open"));
+        ws.on("error", (error) => resolve((error as NodeJS.ErrnoException).code ?? error.message));
+      });
+      expect(refused).toBe("ECONNREFUSED");
+      const [c, d] = [await connect(chatUrl), await connect(chatUrl)];
+      c.ws.send("after");
+      expect((await d.next()).text).toBe("after");
+      c.close();
+      d.close();
+
+      // Renamed: deployed without it, then with it under its new name; its socket keeps its URL.
+      renameSync(chat, join(services, "talk.ts"));
+      await app.waitFor(/services\/talk\.ts is a new service \("talk"\)/, 30000);
+      await app.waitFor(/(deployed again in[\s\S]*){5}/, 30000);
+      const [e, f] = [await connect(chatUrl), await connect(chatUrl)];
+      e.ws.send("renamed");
+      expect((await f.next()).text).toBe("renamed");
+      e.close();
+      f.close();
+      expect(app.stderr).not.toMatch(/unexpected failure|which this deployment does not have/);
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 120000);
 });
 
 describe("run --provider aws, one at a time per project", () => {

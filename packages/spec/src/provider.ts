@@ -120,6 +120,13 @@ export interface RunningProvider {
    * when the new code does not build or start.
    */
   restartService?(service: ServiceEntry): Promise<void>;
+  /**
+   * For a provider that hosts the services: builds the whole app again from `spec` and replaces
+   * the running deployment with it, as a deploy updates a stack (`run` calls it when a service is
+   * added or removed, or declares something else). Client connections close; a socket keeps its
+   * URL. Rejects, keeping the running deployment, when the app does not build.
+   */
+  redeploy?(spec: Spec): Promise<void>;
   /** For a provider that hosts the services: hears each line a service prints (the dashboard shows them). */
   onServiceOutput?(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void;
   /** Closes client connections (1001, going away), ends handler streams, closes stores. */

@@ -71,13 +71,14 @@ Services restart when their files change (with --provider aws too), and with bac
 when they crash. A change to the project file is checked at once and applies at the
 next run. A new file a service's match takes starts as a new service, and a service
 whose file is gone (deleted, renamed) stops; its sockets' events wait up to 10 s for
-another service to handle them, as a renamed file's does (with --provider aws, run
-names both for the next run instead). A service that fails before it has started
-(collecting its resources, or at start) is not restarted: its cause is printed once
-(file:line, message, the fix; for a missing package, the install command) and it
-waits for a change to its files, package.json or a lockfile; the other services keep
-running. A service that started, then crashed 5 times in 30 s
-with no event in flight waits for a file change too. A started service whose event
+another service to handle them, as a renamed file's does. With --provider aws, each
+of these, and a saved service that declares something else, deploys the emulated app
+again (its clients reconnect; sockets keep their URLs). A service that fails before it
+has started (collecting its resources, or at start) is not restarted: its cause is
+printed once (file:line, message, the fix; for a missing package, the install command)
+and it waits for a change to its files, package.json or a lockfile; the other services
+keep running. A service that started, then crashed 5 times in 30 s with no event in
+flight waits for a file change too. A started service whose event
 loop has not turned for 30 s (a loop that never yields; or the handler timeout and 5
 seconds, when longer), as a Lambda function times out, is ended and restarted, saying
 why (not while a debugger may hold it, nor one run by its own start command whose
@@ -377,8 +378,8 @@ class Run {
 
   /**
    * A collect-pass failure of a service the provider hosts, said as the local provider's supervisor
-   * says it. The provider's deployment was made from what the other services declared, so what
-   * this one declares comes only with a new run.
+   * says it. The provider's deployment was made from what the other services declared: what this
+   * one declares comes with the redeploy its fix brings (watchHosted).
    */
   private reportHostedFailures(): void {
     const { output } = this;
@@ -389,7 +390,9 @@ class Run {
       const [what] = formatFailure(failure.service, failure.file, when, cause);
       output.error(what);
       output.info(
-        `  fix it, then stop run (Ctrl-C) and run again: with --provider ${this.providerName} the deployment is made from what the services declare as run starts`,
+        this.running.redeploy
+          ? "  fix it and save: run then deploys the emulated app again with what it declares"
+          : `  fix it, then stop run (Ctrl-C) and run again: with --provider ${this.providerName} the deployment is made from what the services declare as run starts`,
       );
     }
   }
@@ -410,7 +413,7 @@ class Run {
     this.listenForStop();
     const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
     if (running.hostsServices) {
-      if (options.watch && running.restartService) this.watcher = watchHostedServices(this.prepared, running, output);
+      if (options.watch && running.restartService) this.watchHosted();
       await waitForHandlers(running, expectedHandlers(this.spec), readyTimeoutMs, output);
       this.printReady();
     } else {
@@ -709,6 +712,119 @@ class Run {
       .catch((error: unknown) => this.output.error((error as Error).message));
   }
 
+  /**
+   * Watches the services of a provider that hosts them (`--provider aws`). A saved change is
+   * bundled (a compile error keeps the running version) and collected: when the service declares
+   * what it declared before, the provider restarts its function alone; when it declares something
+   * else, or a service file is added or gone, the provider deploys the app again from the new spec
+   * (without `redeploy`, both are only named). One change at a time, in the order saved.
+   */
+  private watchHosted(): void {
+    const { prepared, output, running } = this;
+    const inputs = new Map(prepared.services.map((s) => [s.entry.name, s.bundle?.inputs ?? new Set([s.entry.path])]));
+    const redeploys = running.redeploy !== undefined;
+    const notices = projectChangeNotices(
+      prepared.project,
+      () => [...prepared.services.map((s) => s.entry.path), ...this.adding],
+      output,
+      redeploys ? (entry) => this.hosted(entry.path, () => this.hostedChange(entry, inputs, "new")) : undefined,
+    );
+    const watcher = watchFiles([...[...inputs.values()].flatMap((i) => [...i]), prepared.project.file], (changed) => {
+      for (const { entry } of [...prepared.services]) {
+        if (![...changed].some((p) => inputs.get(entry.name)?.has(p))) continue;
+        this.hosted(entry.path, () =>
+          existsSync(entry.path) ? this.hostedChange(entry, inputs, "changed") : this.hostedGone(entry, inputs),
+        );
+      }
+      notices(changed);
+    });
+    this.watcher = watcher;
+  }
+
+  /** Runs one hosted change after those before it; what it throws is said, and the run goes on. */
+  private hosted(path: string, change: () => Promise<void>): void {
+    this.adding.add(path);
+    this.topology = this.topology
+      .then(() => (this.stopping ? undefined : change()))
+      .catch((error: unknown) => this.output.error((error as Error).message))
+      .finally(() => this.adding.delete(path));
+  }
+
+  /** A hosted service saved (or new): restarted alone, or the app deployed again when its declarations changed. */
+  private async hostedChange(
+    entry: ServiceEntry,
+    inputs: Map<string, Set<string>>,
+    how: "new" | "changed",
+  ): Promise<void> {
+    const { output, running, prepared } = this;
+    if (!existsSync(entry.path)) return;
+    const known = prepared.services.find((s) => s.entry.path === entry.path);
+    if (how === "new" && known) return;
+    if (how === "new" && prepared.services.some((s) => s.entry.name === entry.name)) {
+      output.error(
+        `${entry.file} is a new service named "${entry.name}", as another service's file is: a service's name is its file's name, so rename one of them`,
+      );
+      return;
+    }
+    // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
+    const bundle = await bundleService(prepared.project.dir, entry);
+    inputs.set(entry.name, bundle.inputs);
+    this.watcher?.add(bundle.inputs);
+    const service: PreparedService = { entry, bundle };
+    if (how === "new") prepared.services.push(service);
+    const [collected] = await collect(prepared.project, [service], {});
+    if (!collected) return;
+    if (collected.failure) {
+      const { when, cause } = collectFailure(collected.failure, this.project.dir, bundle.inputs);
+      const [what] = formatFailure(entry.name, entry.file, when, cause);
+      output.error(what);
+      output.info(
+        `  fix it and save: ${how === "new" ? "it is deployed" : "its running version stays"} once it collects`,
+      );
+      return;
+    }
+    const refused = hostedRefusals(this.project.name, collected, this.declared);
+    if (refused.length > 0) {
+      for (const line of refused) output.error(line);
+      output.info(
+        `  service "${entry.name}" is ${how === "new" ? "not deployed" : "not restarted (its running version stays)"} until you save a fix`,
+      );
+      return;
+    }
+    const before = this.declared.get(entry.name);
+    if (how === "changed" && before && !before.failure && sameDeclarations(before, collected)) {
+      output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
+      await running.restartService?.(entry);
+      output.info(output.paint("dim", `service "${entry.name}" restarted`));
+      return;
+    }
+    output.info(
+      how === "new"
+        ? `${entry.file} is a new service ("${entry.name}"): deploying the emulated app again (its clients reconnect)`
+        : `${entry.file} changed what it declares: deploying the emulated app again (its clients reconnect)`,
+    );
+    this.declare(collected);
+    await this.hostedRedeploy();
+  }
+
+  /** A hosted service's file is gone: once it stays gone a moment, the app is deployed again without it. */
+  private async hostedGone(entry: ServiceEntry, inputs: Map<string, Set<string>>): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, GONE_AFTER_MS));
+    const at = this.prepared.services.findIndex((s) => s.entry.path === entry.path);
+    if (existsSync(entry.path) || at < 0) return;
+    this.prepared.services.splice(at, 1);
+    inputs.delete(entry.name);
+    this.output.warn(`${entry.file} is gone: deploying the emulated app again without service "${entry.name}"`);
+    this.declare(undefined, entry.name);
+    await this.hostedRedeploy();
+  }
+
+  private async hostedRedeploy(): Promise<void> {
+    const started = Date.now();
+    await this.running.redeploy?.(this.spec);
+    this.output.info(this.output.paint("dim", `deployed again in ${((Date.now() - started) / 1000).toFixed(1)} s`));
+  }
+
   /** A changed .env restarts every service with the new values. */
   private reloadDotEnv(): void {
     const { output } = this;
@@ -905,11 +1021,6 @@ function packageFiles(dir: string): string[] {
 /** How long a service's file must stay gone before its service is stopped (an editor may delete, then write). */
 const GONE_AFTER_MS = 300;
 
-/** What run says when a hosted service's file is gone (renamed, deleted) while it runs. */
-function goneMessage(entry: ServiceEntry): string {
-  return `${entry.file} is gone: service "${entry.name}" goes on as it was until run starts again, which starts the services it finds then`;
-}
-
 /** What watchServices hears from and tells the run. */
 interface ServiceWatch {
   dotenvPaths: string[];
@@ -1016,42 +1127,36 @@ function watchServices(
 }
 
 /**
- * The same for a provider that hosts the services (`--provider aws`): it builds the changed
- * service again its own way and restarts it; a change that does not build keeps the running version.
+ * What refuses a hosted service's new declarations, as `run` refuses them at start: a resource
+ * nobody serves, an event another service handles. Empty when none.
  */
-function watchHostedServices(prepared: PreparedProject, running: RunningProvider, output: Output): Watcher {
-  const services = prepared.services.filter((s) => s.bundle !== undefined);
-  const inputs = new Map(services.map((s) => [s.entry.name, s.bundle?.inputs ?? new Set<string>()]));
-  // One restart of a service at a time: a save burst during a rebuild restarts it once more, after.
-  const restarts = new Map<string, Promise<void>>();
-  const notices = projectChangeNotices(prepared.project, () => prepared.services.map((s) => s.entry.path), output);
-  const watcher = watchFiles(
-    [...services.flatMap((s) => [...(s.bundle?.inputs ?? [])]), prepared.project.file],
-    (changed) => {
-      notices(changed);
-      for (const { entry } of services) {
-        if (![...changed].some((p) => inputs.get(entry.name)?.has(p))) continue;
-        const previous = restarts.get(entry.name) ?? Promise.resolve();
-        const next = previous.then(async () => {
-          if (!existsSync(entry.path)) {
-            output.warn(goneMessage(entry));
-            return;
-          }
-          try {
-            // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
-            const bundle = await bundleService(prepared.project.dir, entry);
-            inputs.set(entry.name, bundle.inputs);
-            watcher.add(bundle.inputs);
-            output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
-            await running.restartService?.(entry);
-            output.info(output.paint("dim", `service "${entry.name}" restarted`));
-          } catch (error) {
-            output.error((error as Error).message);
-          }
-        });
-        restarts.set(entry.name, next);
-      }
-    },
-  );
-  return watcher;
+function hostedRefusals(
+  project: string,
+  collected: CollectedService,
+  declared: ReadonlyMap<string, CollectedService>,
+): string[] {
+  const refused = [...buildSpec(project, [collected]).unsupported];
+  for (const h of collected.handlers) {
+    const other = [...declared.values()].find(
+      (c) =>
+        c.name !== collected.name && !c.failure && c.handlers.some((o) => o.socket === h.socket && o.event === h.event),
+    );
+    if (other)
+      refused.push(
+        `websocket ${h.socket}: the ${h.event} event is handled by ${JSON.stringify(other.name)} and ${JSON.stringify(collected.name)}; a socket event has exactly one handler, so keep socket.on("${h.event}", ...) in one service`,
+      );
+  }
+  return refused;
+}
+
+/** Whether two collect passes of a service declared the same (in any order): then a restart of its function will do. */
+function sameDeclarations(a: CollectedService, b: CollectedService): boolean {
+  const shape = (c: CollectedService) =>
+    JSON.stringify([
+      c.declared.map((d) => JSON.stringify(d)).sort(),
+      c.grants.map((g) => JSON.stringify({ ...g, permissions: [...g.permissions].sort() })).sort(),
+      c.handlers.map((h) => `${h.socket}\u0000${h.event}`).sort(),
+      [...(c.authorizes ?? [])].sort(),
+    ]);
+  return shape(a) === shape(b);
 }

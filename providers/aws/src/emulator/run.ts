@@ -16,6 +16,7 @@ import type {
   RunningProvider,
   RunOptions,
   ServiceEntry,
+  Spec,
   TrafficEvent,
 } from "@nitric-like/spec";
 import { DEFAULT_RUN_ENVIRONMENT, findServices, kvValueProblem, socketLimitsOf } from "@nitric-like/spec";
@@ -103,14 +104,23 @@ class EmulatorInspector implements ProviderInspector {
   private readonly listeners = new Set<(event: TrafficEvent) => void>();
 
   /** Reads rooms and state from the emulated connections table, where the functions keep them. */
-  private readonly dynamo: DynamoDBClient | undefined;
+  private dynamo: DynamoDBClient | undefined;
   /** The kv stores, in the tables the template gives the functions. */
-  private readonly stores: DynamoKvStores;
+  private stores!: DynamoKvStores;
+  private emulator!: Emulator;
 
   constructor(
-    private readonly emulator: Emulator,
-    dynamodbEndpoint: string,
+    emulator: Emulator,
+    private readonly dynamodbEndpoint: string,
   ) {
+    this.attach(emulator);
+  }
+
+  /** Inspects `emulator` from now on (a redeploy started a new one): its tables, its traffic. */
+  attach(emulator: Emulator): void {
+    this.dynamo?.destroy();
+    this.emulator = emulator;
+    const { dynamodbEndpoint } = this;
     this.dynamo = emulator.connectionsTable
       ? new DynamoDBClient({ endpoint: dynamodbEndpoint, region: "us-east-1", credentials: emulator.credentials })
       : undefined;
@@ -127,6 +137,7 @@ class EmulatorInspector implements ProviderInspector {
       AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint,
     };
     this.stores = new DynamoKvStores(new DynamoDbClient(env), tables);
+    if (this.listeners.size > 0) for (const api of emulator.apis.values()) api.observer = this.fanOut;
   }
 
   destroy(): void {
@@ -256,18 +267,19 @@ class EmulatorInspector implements ProviderInspector {
   kvDelete(store: string, key: string): Promise<void> {
     return this.stores.delete(store, key);
   }
+  private readonly fanOut = (event: TrafficEvent): void => {
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch {
+        // A broken listener must not break the API that reported the event.
+      }
+    }
+  };
+
   onTraffic(listener: (event: TrafficEvent) => void): () => void {
     this.listeners.add(listener);
-    const fanOut = (event: TrafficEvent) => {
-      for (const l of this.listeners) {
-        try {
-          l(event);
-        } catch {
-          // A broken listener must not break the API that reported the event.
-        }
-      }
-    };
-    for (const api of this.emulator.apis.values()) api.observer = fanOut;
+    for (const api of this.emulator.apis.values()) api.observer = this.fanOut;
     return () => {
       this.listeners.delete(listener);
       if (this.listeners.size === 0) for (const api of this.emulator.apis.values()) api.observer = undefined;
@@ -275,15 +287,42 @@ class EmulatorInspector implements ProviderInspector {
   }
 }
 
+/** How an emulated run builds its app and starts an emulator on the build (startEmulated). */
+interface Deployer {
+  /** Builds the app from `spec` into the build folder, as for a deploy. */
+  build(spec: Spec): Promise<unknown>;
+  /** Starts an emulator on the build; a socket not pinned in the project file listens on `ports`' port for it. */
+  start(ports?: ReadonlyMap<string, number>): Promise<Emulator>;
+  /** Writes the credentials file for `emulator` (its endpoints). */
+  describe(emulator: Emulator): void;
+}
+
+/** The handler registrations `spec` promises: every function waits for its handlers in its init. */
+function registrationsOf(spec: Spec): HandlerRegistration[] {
+  const expected: HandlerRegistration[] = [];
+  for (const r of spec.resources) {
+    if (r.kind !== "websocket") continue;
+    for (const [event, service] of Object.entries(r.handlers))
+      expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
+  }
+  return expected;
+}
+
 /** The emulated app, as the CLI sees a running provider. */
 class EmulatedRun implements RunningProvider {
   readonly hostsServices = true;
   readonly inspect: EmulatorInspector;
+  private expected: HandlerRegistration[];
+  private outputListener: ((service: string, stream: "stdout" | "stderr", line: string) => void) | undefined;
+  private readonly registrationListeners: (() => void)[] = [];
+  /** The port each socket listened on, by name. */
+  private readonly ports = new Map<string, number>();
 
   constructor(
-    private readonly emulator: Emulator,
+    private emulator: Emulator,
+    spec: Spec,
+    private readonly deployer: Deployer,
     private readonly db: { close(): Promise<void> },
-    private readonly expected: HandlerRegistration[],
     private readonly projectDir: string,
     private readonly buildDir: string,
     dynamodbEndpoint: string,
@@ -292,6 +331,7 @@ class EmulatedRun implements RunningProvider {
     /** Lets go of the project's emulator (claimEmulator), at stop. */
     private readonly release: () => void,
   ) {
+    this.expected = registrationsOf(spec);
     this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint);
   }
 
@@ -308,6 +348,31 @@ class EmulatedRun implements RunningProvider {
     await this.emulator.restartService(service.name);
   }
 
+  /**
+   * Builds the app from `spec` and puts a new emulated deployment in place of the running one, as
+   * `up` updates the stack when what the services declare changed: the running one's connections
+   * close (1001, going away; their $disconnect events run), every socket this run served keeps its
+   * port (when the port is taken meanwhile, a free one), the tables and their items stay, and so do the
+   * credentials. A build that fails leaves the running deployment as it is.
+   */
+  async redeploy(spec: Spec): Promise<void> {
+    await this.deployer.build(spec);
+    // Every socket this run has served, so a socket gone and back (a renamed service's) keeps its URL too.
+    for (const socket of this.emulator.sockets) this.ports.set(socket.name, Number(new URL(socket.url).port));
+    await this.emulator.stop();
+    try {
+      this.emulator = await this.deployer.start(this.ports);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
+      this.emulator = await this.deployer.start();
+    }
+    this.inspect.attach(this.emulator);
+    if (this.outputListener) this.emulator.onServiceOutput(this.outputListener);
+    this.expected = registrationsOf(spec);
+    this.deployer.describe(this.emulator);
+    for (const listener of this.registrationListeners) listener();
+  }
+
   endpoint(service: string): Promise<string> {
     return Promise.reject(new Error(`provider aws: service "${service}" runs inside its emulated function`));
   }
@@ -319,11 +384,15 @@ class EmulatedRun implements RunningProvider {
   registrations(): HandlerRegistration[] {
     return this.expected;
   }
-  onRegistrationsChanged(): void {}
+  /** Registrations change only with a redeploy. */
+  onRegistrationsChanged(listener: () => void): void {
+    this.registrationListeners.push(listener);
+  }
   sockets(): { name: string; url: string }[] {
     return this.emulator.sockets;
   }
   onServiceOutput(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void {
+    this.outputListener = listener;
     this.emulator.onServiceOutput(listener);
   }
   async stop(): Promise<void> {
@@ -388,9 +457,11 @@ async function startEmulated(
   // As a shell takes it: quoted when it holds anything but a path's usual characters.
   const shown = /^[\w./-]+$/.test(relativePath) ? relativePath : `'${relativePath.replaceAll("'", `'\\''`)}'`;
   const hint = `sign it (SigV4) with this run's credentials: your functions' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, also in ${shown}`;
+  const build = (spec: Spec) =>
+    buildAws({ project, spec, services: findServices(project), outDir: dirs.build, logger });
   // dynalite's thread (some 120 ms to start) starts while the functions are built.
   const [built, started] = await Promise.allSettled([
-    buildAws({ project, spec, services: findServices(project), outDir: dirs.build, logger }),
+    build(spec),
     startDynaliteThread(dirs.data, { credentials, hint, logger }),
   ]);
   if (built.status === "rejected") {
@@ -399,31 +470,32 @@ async function startEmulated(
   }
   if (started.status === "rejected") throw started.reason;
   const db = started.value;
+  const deployer: Deployer = {
+    build,
+    start: (ports) =>
+      startEmulator({
+        buildDir: dirs.build,
+        dynamodbEndpoint: db.endpoint,
+        credentials,
+        credentialsHint: hint,
+        // A socket pinned to a port in the project file listens there, as under the local
+        // provider; on a redeploy, every other socket where it listened before.
+        port: (socket) => (options.randomPorts ? undefined : project.websockets[socket]?.port) ?? ports?.get(socket),
+        logger,
+        // The project file's idle timeout and age limit (API Gateway's unless it shortens them), and
+        // its upgrade timeout.
+        limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
+      }),
+    describe: (emulator) => writeCredentials(file, emulator, db.endpoint),
+  };
   let emulator: Emulator | undefined;
   try {
-    emulator = await startEmulator({
-      buildDir: dirs.build,
-      dynamodbEndpoint: db.endpoint,
-      credentials,
-      credentialsHint: hint,
-      // A socket pinned to a port in the project file listens there, as under the local provider.
-      port: (socket) => (options.randomPorts ? undefined : project.websockets[socket]?.port),
-      logger,
-      // The project file's idle timeout and age limit (API Gateway's unless it shortens them), and
-      // its upgrade timeout.
-      limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
-    });
-    const expected: HandlerRegistration[] = [];
-    for (const r of spec.resources) {
-      if (r.kind !== "websocket") continue;
-      for (const [event, service] of Object.entries(r.handlers))
-        expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
-    }
-    writeCredentials(file, emulator, db.endpoint);
+    emulator = await deployer.start();
+    deployer.describe(emulator);
     logger.info(
       `the emulator's Lambda Invoke and Management APIs and its DynamoDB take only requests signed with this run's credentials; ${shown} has them and the endpoints, for the AWS CLI or SDK (set -a; . ${shown}; set +a)`,
     );
-    return new EmulatedRun(emulator, db, expected, project.dir, dirs.build, db.endpoint, file, release);
+    return new EmulatedRun(emulator, spec, deployer, db, project.dir, dirs.build, db.endpoint, file, release);
   } catch (error) {
     await emulator?.stop();
     await db.close();

@@ -149,7 +149,7 @@ export class Runtime {
       declareSocket: async (socket, origins) => {
         if (!this.gateways.has(socket)) {
           this.logger.warn(
-            `service "${this.bindings.service}" declares websocket "${socket}", which this deployment does not have; ${this.env[EMULATED_VAR] === "1" ? "stop run (Ctrl-C) and run again: its emulated deployment is made as it starts" : "build and deploy again"}`,
+            `service "${this.bindings.service}" declares websocket "${socket}", which this deployment does not have; ${this.env[EMULATED_VAR] === "1" ? "run deploys what a service declares as its module loads, so declare it there (at the top level, in every environment) and save" : "build and deploy again"}`,
           );
         }
         this.origins.set(socket, origins);
