@@ -2,7 +2,8 @@
 // Live reload: from saving a service's file under `nitric-like run` until `run` prints that it
 // restarts the service (debounce + bundling + the re-check of what the service declares). A service
 // on @nitric/sdk gets the collect pass again before it restarts (an edit may add api() and the
-// like, which nobody serves); one on our SDK alone skips it. No target: a figure to watch.
+// like, which nobody serves); one on our SDK alone gets it after, outside this figure. No target:
+// a figure to watch.
 // Not part of all.mjs. Usage: node bench/restart.mjs [--rounds 5]
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

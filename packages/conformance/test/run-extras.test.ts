@@ -292,6 +292,15 @@ describe("run and a project file or service file changed while it runs", () => {
     expect(await state()).toEqual({ sockets: ["socket", "third"], handlers: ["socket:renamed", "third:dup"] });
     expect(await ask(app)).toEqual({});
     expect(app.stderr.match(/is a new service/g)).toHaveLength(3);
+
+    // A running service saved to declare one more socket: restarted, and the dashboard's spec follows.
+    writeFileSync(
+      join(services, "renamed.ts"),
+      `${ENV_SERVICE}\nconst more = websocket("more");\nmore.on("connect", () => {});\nmore.on("disconnect", () => {});\nmore.on("message", () => "more");\n`,
+    );
+    await app.waitFor(/^websocket more ws:/m);
+    for (let i = 0; i < 50 && !(await state()).sockets.includes("more"); i++) await sleep(100);
+    expect((await state()).sockets).toEqual(["more", "socket", "third"]);
   }, 60000);
 });
 
