@@ -430,24 +430,25 @@ export class ServiceSupervisor {
    * handlers get up to 2 s to answer.
    */
   async end(): Promise<void> {
+    const child = await this.halt();
+    if (child) await child.stop(2000);
+  }
+
+  /** Stops restarting and starting; the process or thread, if it still runs. */
+  private async halt(): Promise<ServiceHandle | undefined> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     clearTimeout(this.startedTimer);
     await this.dropEarly();
     this.flushHeld();
     const child = this.child;
-    if (child && !child.exited()) await child.stop(2000);
+    return child && !child.exited() ? child : undefined;
   }
 
   /** Waits up to `graceMs` for the process to exit by itself, then stops it. */
   async stop(graceMs: number): Promise<void> {
-    this.stopping = true;
-    clearTimeout(this.restartTimer);
-    clearTimeout(this.startedTimer);
-    await this.dropEarly();
-    this.flushHeld();
-    const child = this.child;
-    if (!child || child.exited()) return;
+    const child = await this.halt();
+    if (!child) return;
     // On run's own thread nothing ends by itself: its calls end, and the handle closes its port.
     if (child.kind === "main-thread") return await child.stop(graceMs);
     await new Promise<void>((resolve) => {
