@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { HandleAuthorizationsRequestSchema } from "@nitric-like/contracts/authorize";
 import { describe, expect, it } from "vitest";
-import { checkDecision, offeredProtocols } from "./authorizer.js";
+import { AuthorizerRegistry, checkDecision, offeredProtocols } from "./authorizer.js";
 
 const allow = (identityJson: string, protocol = "") =>
   create(HandleAuthorizationsRequestSchema, {
@@ -62,5 +62,26 @@ describe("an authorizer's answer, checked by the provider whatever SDK sent it",
     expect(offeredProtocols(undefined)).toEqual([]);
     expect(offeredProtocols("token.abc, chat")).toEqual(["token.abc", "chat"]);
     expect(offeredProtocols(["token.abc", " chat ,v2"])).toEqual(["token.abc", "chat", "v2"]);
+  });
+});
+
+describe("a connect that waits for an authorizer that does not come", () => {
+  const input = { socketName: "s", protocols: [] } as unknown as Parameters<AuthorizerRegistry["authorize"]>[0];
+
+  it("is refused with 503 saying the authorizer is not running, or naming the service run removed and why", async () => {
+    const registry = new AuthorizerRegistry(100, 20);
+    registry.expect("s", "gate");
+    expect(await registry.authorize(input)).toEqual({
+      allow: false,
+      status: 503,
+      reason: 'websocket "s": its authorizer (service "gate") is not running; connect again once it is',
+    });
+    registry.serviceRemoved("gate", "was removed: services/gate.ts is gone");
+    expect(await registry.authorize(input)).toEqual({
+      allow: false,
+      status: 503,
+      reason:
+        'websocket "s": its authorizer\'s service "gate" was removed: services/gate.ts is gone, and no other service authorizes it; give websocket("s", { authorize }) in a service',
+    });
   });
 });

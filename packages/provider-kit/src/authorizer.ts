@@ -127,6 +127,14 @@ export class AuthorizerRegistry {
     this.expected.set(socket, service);
   }
 
+  /** Services `run` removed (their file is gone), with why, for the refusal of a connect that waited for one in vain. */
+  private readonly removed = new Map<string, string>();
+
+  /** A service is gone for good (see HandlerRegistry.serviceRemoved); it comes back when it registers again. */
+  serviceRemoved(service: string, why: string): void {
+    this.removed.set(service, why);
+  }
+
   /** True when connections to `socket` must be authorized. */
   isExpected(socket: string): boolean {
     return this.expected.has(socket) || this.streams.has(socket);
@@ -144,6 +152,7 @@ export class AuthorizerRegistry {
     if (current) this.unregister(current);
     const stream = new AuthorizerStream(service, socket, call);
     this.streams.set(socket, stream);
+    this.removed.delete(service);
     const waiting = this.waiters.get(socket) ?? [];
     this.waiters.delete(socket);
     for (const wake of waiting) wake();
@@ -191,10 +200,14 @@ export class AuthorizerRegistry {
       stream = this.streams.get(socket);
       if (!stream) {
         const service = this.expected.get(socket);
+        const removed = service === undefined ? undefined : this.removed.get(service);
         return {
           allow: false,
           status: 503,
-          reason: `websocket "${socket}": its authorizer${service ? ` (service "${service}")` : ""} is not running; connect again once it is`,
+          reason:
+            removed !== undefined
+              ? `websocket "${socket}": its authorizer's service "${service}" ${removed}, and no other service authorizes it; give websocket("${socket}", { authorize }) in a service`
+              : `websocket "${socket}": its authorizer${service ? ` (service "${service}")` : ""} is not running; connect again once it is`,
         };
       }
     }

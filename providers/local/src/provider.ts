@@ -293,6 +293,7 @@ export class LocalProvider implements RunningProvider {
    */
   serviceRemoved(service: string, why: string): void {
     this.handlers.serviceRemoved(service, why);
+    this.authorizers.serviceRemoved(service, why);
   }
 
   serviceExited(service: string, code: number | null, signal: string | null, died = true): number {
