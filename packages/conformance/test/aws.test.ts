@@ -1482,10 +1482,34 @@ describe("run --provider aws while services come, go and declare more", () => {
       c.close();
       d.close();
 
+      // Back while something else took its port: it listens on a free one, printed anew.
+      const squatter = createServer();
+      await new Promise<void>((resolve) => squatter.listen(Number(new URL(shoutUrl).port), "127.0.0.1", resolve));
+      try {
+        writeFileSync(
+          join(services, "shout.ts"),
+          [
+            'import { websocket } from "@nitric-like/sdk";',
+            'const shout = websocket("shout");',
+            'shout.on("connect", () => {});',
+            'shout.on("disconnect", () => {});',
+            'shout.on("message", (ctx) => ctx.text().toUpperCase());',
+          ].join("\n"),
+        );
+        await app.waitFor(/(^websocket shout ws:[\s\S]*){2}/m, 30000);
+        expect(app.url("shout")).not.toBe(shoutUrl);
+        const back = await connect(app.url("shout"));
+        back.ws.send("back");
+        expect((await back.next()).text).toBe("BACK");
+        back.close();
+      } finally {
+        squatter.close();
+      }
+
       // Renamed: deployed without it, then with it under its new name; its socket keeps its URL.
       renameSync(chat, join(services, "talk.ts"));
       await app.waitFor(/services\/talk\.ts is a new service \("talk"\)/, 30000);
-      await app.waitFor(/(deployed again in[\s\S]*){5}/, 30000);
+      await app.waitFor(/(deployed again in[\s\S]*){6}/, 30000);
       const [e, f] = [await connect(chatUrl), await connect(chatUrl)];
       e.ws.send("renamed");
       expect((await f.next()).text).toBe("renamed");

@@ -562,15 +562,18 @@ class Run {
     this.resolveStopped(code);
   }
 
-  /** The socket lines on stdout, then "ready"; a socket declared later gets its line when it comes. */
+  /**
+   * The socket lines on stdout, then "ready"; a socket declared later gets its line when it comes,
+   * and one whose URL changed (a redeploy that found its port taken) its new line.
+   */
   private printReady(): void {
     if (this.stopping) return;
     const { running, output } = this;
-    const printed = new Set<string>();
+    const printed = new Map<string, string>();
     const printSockets = () => {
       for (const s of running.sockets()) {
-        if (printed.has(s.name)) continue;
-        printed.add(s.name);
+        if (printed.get(s.name) === s.url) continue;
+        printed.set(s.name, s.url);
         output.result(`websocket ${s.name} ${s.url}`);
       }
     };

@@ -102,6 +102,11 @@ export interface EmulatorOptions {
   credentialsHint?: string;
   /** The port a socket's API listens on (the project file's pin); a free one when undefined. */
   port?: (socket: string) => number | undefined;
+  /**
+   * A port a socket's API listened on before (a redeploy): taken again when it is free, else a
+   * free one. The pin (`port`) comes first.
+   */
+  formerPort?: (socket: string) => number | undefined;
   /** How long a Management or Invoke API client may take to send its headers. @default HEADERS_TIMEOUT_MS */
   headersTimeoutMs?: number;
   logger: Logger;
@@ -672,15 +677,19 @@ class EmulatedApi {
   }
 
   /** Listens on 127.0.0.1, on `port` (0: a free one); a port in use is named with the fix. */
-  async listen(port = 0): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, "127.0.0.1", () => {
-        this.server.off("error", reject);
-        resolve();
+  /** Listens on `port` (0: a free one); when it is taken, on a free one if `orFree`, else fails naming the pin. */
+  async listen(port = 0, orFree = false): Promise<void> {
+    const on = (p: number) =>
+      new Promise<void>((resolve, reject) => {
+        this.server.once("error", reject);
+        this.server.listen(p, "127.0.0.1", () => {
+          this.server.off("error", reject);
+          resolve();
+        });
       });
-    }).catch((error: NodeJS.ErrnoException) => {
+    await on(port).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== "EADDRINUSE") throw error;
+      if (orFree) return on(0);
       throw Object.assign(
         new Error(
           `websocket "${this.socketName}": port ${port} is already in use; pick another under websockets.${this.socketName}.port in the project file, or run with --random-ports`,
@@ -1223,7 +1232,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
       const api = emulatedApi(logicalId, { resolved, physical, routes, fnById, socketNames, options, rate });
       apis.set(api.apiId, api);
-      await api.listen(options.port?.(api.socketName));
+      const pinned = options.port?.(api.socketName);
+      await api.listen(pinned ?? options.formerPort?.(api.socketName), pinned === undefined);
     }
     for (const fn of functions)
       Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, credentials, options));

@@ -360,12 +360,7 @@ class EmulatedRun implements RunningProvider {
     // Every socket this run has served, so a socket gone and back (a renamed service's) keeps its URL too.
     for (const socket of this.emulator.sockets) this.ports.set(socket.name, Number(new URL(socket.url).port));
     await this.emulator.stop();
-    try {
-      this.emulator = await this.deployer.start(this.ports);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
-      this.emulator = await this.deployer.start();
-    }
+    this.emulator = await this.deployer.start(this.ports);
     this.inspect.attach(this.emulator);
     if (this.outputListener) this.emulator.onServiceOutput(this.outputListener);
     this.expected = registrationsOf(spec);
@@ -479,8 +474,9 @@ async function startEmulated(
         credentials,
         credentialsHint: hint,
         // A socket pinned to a port in the project file listens there, as under the local
-        // provider; on a redeploy, every other socket where it listened before.
-        port: (socket) => (options.randomPorts ? undefined : project.websockets[socket]?.port) ?? ports?.get(socket),
+        // provider; on a redeploy, every other socket where it listened before, if that is free.
+        port: (socket) => (options.randomPorts ? undefined : project.websockets[socket]?.port),
+        formerPort: (socket) => ports?.get(socket),
         logger,
         // The project file's idle timeout and age limit (API Gateway's unless it shortens them), and
         // its upgrade timeout.
