@@ -621,6 +621,50 @@ describe("the dashboard", () => {
     client.close();
   }, 60000);
 
+  for (const provider of ["local", "aws"] as const) {
+    it(`shows a service file added while it runs, its socket, store and live connections, without a reload (${provider})`, async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: grows\nservices:\n  - match: services/*.ts\n",
+        "services/first.ts": [
+          'import { websocket } from "@nitric-like/sdk";',
+          'const socket = websocket("first");',
+          'socket.on("connect", () => {});',
+          'socket.on("disconnect", () => {});',
+          'socket.on("message", (ctx) => "first " + ctx.text());',
+        ].join("\n"),
+      });
+      const app = await startApp(dir, provider === "aws" ? ["--provider", "aws"] : []);
+      const page = await openDashboard(app);
+      await page.locator("#sockets tbody tr", { hasText: "first" }).waitFor();
+      writeFileSync(
+        join(dir, "services/scores.ts"),
+        [
+          'import { kv, websocket } from "@nitric-like/sdk";',
+          'const socket = websocket("scores");',
+          'const board = kv<{ n: number }>("board").allow("get", "set");',
+          'socket.on("connect", () => {});',
+          'socket.on("disconnect", () => {});',
+          'socket.on("message", async (ctx) => { await board.set("top", { n: Number(ctx.text()) }); return "kept"; });',
+        ].join("\n"),
+      );
+      await app.waitFor(/^websocket scores ws:/m, 30000);
+      await page.locator("#sockets tbody tr", { hasText: "scores" }).waitFor();
+      await page.locator("#stores tbody tr", { hasText: "board" }).waitFor();
+      expect(await page.locator("#kv-store option").allTextContents()).toContain("board");
+      // Its connections and their messages show, and its store is browsed, on the page as it is.
+      const client = await connect(app.url("scores"));
+      await page.locator("#connection-table tbody tr", { hasText: "scores" }).waitFor();
+      client.ws.send("42");
+      expect((await client.next()).text).toBe("kept");
+      await page.locator("#log-table tr[data-direction='in']", { hasText: "42" }).waitFor();
+      await page.locator("#kv-store").selectOption("board");
+      await page.getByRole("button", { name: "List" }).click();
+      await page.locator("#kv-keys li", { hasText: "top" }).waitFor();
+      client.close();
+      await page.close();
+    }, 90000);
+  }
+
   it("is off with --no-dashboard, and a taken --dashboard-port is an error naming the fix", async () => {
     const quiet = await startChatWeb(["--no-dashboard"]);
     expect(quiet.stdout).not.toMatch(/^dashboard /m);
