@@ -1,7 +1,7 @@
 // `run`'s extras, through the real CLI: .env files (loaded, precedence, never printed, reloaded on
 // change), --inspect (a real inspector per service on 127.0.0.1), a service edited to declare what
 // nobody serves (refused once, the running version stays), and what `run --help` promises.
-import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -301,6 +301,38 @@ describe("run and a project file or service file changed while it runs", () => {
     await app.waitFor(/^websocket more ws:/m);
     for (let i = 0; i < 50 && !(await state()).sockets.includes("more"); i++) await sleep(100);
     expect((await state()).sockets).toEqual(["more", "socket", "third"]);
+  }, 60000);
+});
+
+describe("run and a service glob with ** while folders come", () => {
+  it("starts a service file in a folder made while it runs, and one saved there later; a second service of one name is said once", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: deep\nservices:\n  - match: services/**/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+    });
+    const app = await startApp(dir);
+    const tools = join(dir, "services", "admin", "tools");
+    // The folders and the file at once: no watcher saw the file itself, only the new folder.
+    mkdirSync(tools, { recursive: true });
+    writeFileSync(join(tools, "ops.ts"), ENV_SERVICE.replace('"socket"', '"ops"'));
+    await app.waitFor(/^websocket ops ws:/m);
+    expect(app.stderr).toContain('services/admin/tools/ops.ts is a new service ("ops"): starting it');
+    // The new folders are watched from now on.
+    writeFileSync(join(tools, "more.ts"), ENV_SERVICE.replace('"socket"', '"more"'));
+    await app.waitFor(/^websocket more ws:/m);
+    const client = await connect(app.url("more"));
+    expect(await client.call({})).toEqual({});
+    client.close();
+    // A second file named as a running service: said once, and nothing else changes.
+    writeFileSync(join(dir, "services", "admin", "app.ts"), ENV_SERVICE.replace('"socket"', '"twin"'));
+    await app.waitFor(/two services are named "app"/);
+    expect(app.stderr).toContain(
+      'error: nitric-like.yaml: two services are named "app" (services/admin/app.ts and services/app.ts); rename one file (run goes on with the services it has)',
+    );
+    writeFileSync(join(dir, "services", "admin", "app.ts"), ENV_SERVICE.replace('"socket"', '"twin2"'));
+    await sleep(800);
+    expect(app.stderr.match(/two services are named "app"/g)).toHaveLength(1);
+    expect(await ask(app)).toEqual({});
   }, 60000);
 });
 

@@ -731,6 +731,7 @@ class Run {
       () => [...prepared.services.map((s) => s.entry.path), ...this.adding],
       output,
       redeploys ? (entry) => this.hosted(entry.path, () => this.hostedChange(entry, inputs, "new")) : undefined,
+      (dirs) => this.watcher?.addFolders(dirs),
     );
     const watcher = watchFiles([...[...inputs.values()].flatMap((i) => [...i]), prepared.project.file], (changed) => {
       for (const { entry } of [...prepared.services]) {
@@ -1060,7 +1061,7 @@ function watchServices(
   /** How many changes each service has seen: only the latest one restarts it. */
   const changes = new Map<ServiceSupervisor, number>();
   const project = prepared.project;
-  const notices = projectChangeNotices(project, env.known, output, env.onNew);
+  const notices = projectChangeNotices(project, env.known, output, env.onNew, (dirs) => watcher.addFolders(dirs));
   const watched = [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages, ...env.dotenvPaths, project.file];
   const watcher = watchFiles(watched, (changed) => {
     if (env.dotenvPaths.some((p) => changed.has(p))) {

@@ -7,8 +7,8 @@
  * local provider starts it); without one (a provider whose deployment is made as run starts), it
  * is named once as a service the next run starts.
  */
-import { readFileSync } from "node:fs";
-import { basename, relative, sep } from "node:path";
+import { lstatSync, readdirSync, readFileSync } from "node:fs";
+import { basename, join, relative, sep } from "node:path";
 import {
   findServices,
   globToRegExp,
@@ -18,6 +18,39 @@ import {
   type ServiceEntry,
 } from "@nitric-like/spec";
 import type { Output } from "./log.js";
+
+/** True for a folder that is no dependency's or tool's (node_modules, a dot folder). */
+function isFolder(path: string): boolean {
+  const name = basename(path);
+  if (name === "node_modules" || name.startsWith(".")) return false;
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The folders under `dir`, at any depth, as isFolder takes them (at most 1,000). */
+function foldersIn(dir: string): string[] {
+  const found: string[] = [];
+  const queue = [dir];
+  while (queue.length > 0 && found.length < 1000) {
+    const at = queue.shift() as string;
+    let names: string[];
+    try {
+      names = readdirSync(at);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const path = join(at, n);
+      if (!isFolder(path)) continue;
+      found.push(path);
+      queue.push(path);
+    }
+  }
+  return found;
+}
 
 /** Reads a file, or undefined when it cannot be read (gone meanwhile, mid-save). */
 function contents(path: string): string | undefined {
@@ -38,11 +71,15 @@ export function projectChangeNotices(
   known: () => Iterable<string>,
   output: Output,
   onNew?: (entry: ServiceEntry) => void,
+  /** A folder appeared in a watched one (with every folder in it): watch them, for the files they hold and will. */
+  onFolders?: (dirs: string[]) => void,
 ): (changed: ReadonlySet<string>) => void {
   const name = basename(project.file);
   const started = contents(project.file);
   let seen = started;
   const toldNew = new Set<string>();
+  /** What findServices refused, said once each (two services of one name). */
+  const toldProblems = new Set<string>();
   const globs = project.services.map((s) => globToRegExp(s.match));
   const matchesService = (path: string) => {
     const file = relative(project.dir, path).split(sep).join("/");
@@ -72,18 +109,29 @@ export function projectChangeNotices(
         }
       }
     }
+    // A new folder may hold service files already (mkdir -p and a file, or a folder moved in),
+    // which its parent's watcher does not see: they count as changed.
+    const folders = [...changed].filter((p) => p !== project.file && isFolder(p));
+    if (folders.length > 0) onFolders?.(folders.flatMap((f) => [f, ...foldersIn(f)]));
+    const inFolder = (path: string) => folders.some((f) => path.startsWith(`${f}${sep}`));
     // A path no service was built from that a service's glob takes is a new service's file (a
     // helper module's save walks nothing).
     const services = new Set(known());
-    if (![...changed].some((p) => p !== project.file && !services.has(p) && matchesService(p))) return;
+    if (folders.length === 0 && ![...changed].some((p) => p !== project.file && !services.has(p) && matchesService(p)))
+      return;
     let entries: ReturnType<typeof findServices>;
     try {
       entries = findServices(project);
-    } catch {
+    } catch (error) {
+      // Two services of one name: said once; the files run has go on.
+      if (error instanceof ProjectError && !toldProblems.has(error.message)) {
+        toldProblems.add(error.message);
+        output.error(`${error.message} (run goes on with the services it has)`);
+      }
       return;
     }
     for (const entry of entries) {
-      if (services.has(entry.path) || !changed.has(entry.path)) continue;
+      if (services.has(entry.path) || !(changed.has(entry.path) || inFolder(entry.path))) continue;
       if (onNew) {
         onNew(entry);
         continue;

@@ -9,6 +9,8 @@ import { dirname, join } from "node:path";
 export interface Watcher {
   /** Watches these files too (their folders). */
   add(files: Iterable<string>): void;
+  /** Watches these folders too (a new one a service's glob may take files from). */
+  addFolders(dirs: Iterable<string>): void;
   close(): void;
 }
 
@@ -17,10 +19,10 @@ export function watchFiles(files: Iterable<string>, onChange: (paths: Set<string
   const watchers = new Map<string, FSWatcher>();
   let pending = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
-  const add = (list: Iterable<string>) => {
-    for (const file of list) {
-      if (file.includes("/node_modules/")) continue;
-      const dir = dirname(file);
+  const add = (list: Iterable<string>) => addFolders([...list].map((file) => dirname(file)));
+  const addFolders = (list: Iterable<string>) => {
+    for (const dir of list) {
+      if (dir.includes("/node_modules/") || dir.endsWith("/node_modules")) continue;
       if (watchers.has(dir)) continue;
       try {
         const w = watch(dir, (_event, name) => {
@@ -43,6 +45,7 @@ export function watchFiles(files: Iterable<string>, onChange: (paths: Set<string
   add(files);
   return {
     add,
+    addFolders,
     close() {
       clearTimeout(timer);
       for (const w of watchers.values()) w.close();
