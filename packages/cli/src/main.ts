@@ -113,8 +113,12 @@ export async function main(
       const value = args.values[name];
       return typeof value === "string" ? value : undefined;
     };
+    const envFiles = Array.isArray(args.values["env-from"]) ? (args.values["env-from"] as string[]) : [];
     if (command === "build") {
-      return await buildCommand({ dir, provider: text("provider") ?? "aws", ...optional("out", text("out")) }, output);
+      return await buildCommand(
+        { dir, provider: text("provider") ?? "aws", ...optional("out", text("out")), envFiles },
+        output,
+      );
     }
     if (command === "up" || command === "down" || command === "outputs") {
       const deploy = {
@@ -125,6 +129,7 @@ export async function main(
         ...optional("out", text("out")),
         ...(args.values.yes === true ? { yes: true } : {}),
         ...(args.values["keep-data"] === true ? { keepData: true } : {}),
+        ...(command === "up" ? { envFiles } : {}),
       };
       if (command === "outputs") return await outputsCommand(deploy, output);
       return command === "up" ? await upCommand(deploy, output) : await downCommand(deploy, output);
@@ -159,6 +164,7 @@ export async function main(
         ...dashboardPort(text("dashboard-port")),
         ...optional("host", text("host")),
         ...optional("environment", text("env")),
+        envFiles,
       },
       output,
     );
@@ -223,9 +229,15 @@ function parse(command: string, args: string[]) {
   const options = {
     spec: { json: { type: "boolean" } },
     new: { template: { type: "string" }, "from-registry": { type: "boolean" } },
-    build: { provider: { type: "string" }, out: { type: "string" }, json: { type: "boolean" } },
+    build: {
+      provider: { type: "string" },
+      out: { type: "string" },
+      json: { type: "boolean" },
+      "env-from": { type: "string", multiple: true },
+    },
     up: {
       provider: { type: "string" },
+      "env-from": { type: "string", multiple: true },
       stack: { type: "string" },
       region: { type: "string" },
       out: { type: "string" },
@@ -256,6 +268,7 @@ function parse(command: string, args: string[]) {
     },
     run: {
       provider: { type: "string" },
+      "env-from": { type: "string", multiple: true },
       "random-ports": { type: "boolean" },
       "no-watch": { type: "boolean" },
       "dashboard-port": { type: "string" },
@@ -277,7 +290,10 @@ function parse(command: string, args: string[]) {
       allowPositionals: true,
       strict: true,
     });
-    return { positionals: parsed.positionals, values: parsed.values as Record<string, string | boolean | undefined> };
+    return {
+      positionals: parsed.positionals,
+      values: parsed.values as Record<string, string | string[] | boolean | undefined>,
+    };
   } catch (error) {
     throw new UserError(`${command}: ${(error as Error).message}; run "nitric-like ${command} --help" for its options`);
   }

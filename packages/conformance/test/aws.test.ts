@@ -31,7 +31,17 @@ import {
 } from "@nitric-like/provider-aws/emulator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, sleep, startApp } from "../src/harness.js";
+import {
+  cleanTemp,
+  connect,
+  copyProject,
+  EXAMPLES,
+  FIXTURES,
+  runCli,
+  sleep,
+  startApp,
+  writeProject,
+} from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -85,9 +95,12 @@ function ofType(t: Template, type: string): [string, Resource][] {
   return Object.entries(t.Resources).filter(([, r]) => r.Type === type);
 }
 
-async function build(project: string): Promise<{ out: string; template: Template; stderr: string }> {
+async function build(
+  project: string,
+  args: string[] = [],
+): Promise<{ out: string; template: Template; stderr: string }> {
   const out = join(project, "out");
-  const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+  const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain", ...args]);
   expect(code, stderr).toBe(0);
   return { out, template: JSON.parse(readFileSync(join(out, "template.json"), "utf8")) as Template, stderr };
 }
@@ -163,6 +176,61 @@ describe("nitric-like build --provider aws", () => {
     expect(JSON.stringify(plainFn.Properties.Environment)).not.toContain("NITRIC_LIKE_HANDLER_TIMEOUT_MS");
     expect(plain.stderr).not.toContain("API Gateway");
   }, 40000);
+
+  it("puts the variables of --env-from into every function's environment, names only said, and refuses what Lambda would", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    const file = (name: string, text: string) => {
+      const path = join(project, name);
+      writeFileSync(path, text);
+      return path;
+    };
+    const base = file("base.env", "API_URL=https://api.example.test/v1\nFEATURE=off\n");
+    const prod = file("prod.env", 'FEATURE=on\n# a comment\nQUOTED="two words"\n');
+    const { template, stderr } = await build(project, ["--env-from", base, "--env-from", prod]);
+    const [[, fn]] = ofType(template, "AWS::Lambda::Function") as [[string, Resource]];
+    expect(fn.Properties.Environment).toMatchObject({
+      Variables: {
+        API_URL: "https://api.example.test/v1",
+        FEATURE: "on",
+        QUOTED: "two words",
+        NITRIC_LIKE_SERVICE: "chat",
+      },
+    });
+    expect(stderr).toContain(
+      `env: ${base}, ${prod}: 3 variables (API_URL, FEATURE, QUOTED) in every function's environment`,
+    );
+    expect(stderr).not.toContain("api.example.test");
+
+    // Names Lambda refuses, all at once, before a function is built; a missing file; too much.
+    const bad = file("bad.env", "1ST=x\nX=y\nAWS_REGION=z\nNITRIC_LIKE_SERVICE=w\nfine_name=ok\n");
+    const refused = await runCli(["build", project, "--out", join(project, "bad"), "--env-from", bad, "--plain"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      '--env-from: "1ST" cannot be a Lambda environment variable: a name starts with a letter',
+    );
+    expect(refused.stderr).toContain('--env-from: "X" cannot be a Lambda environment variable');
+    expect(refused.stderr).toContain(
+      `--env-from: "AWS_REGION" is set by Lambda's runtime itself, which a function may not set; rename it`,
+    );
+    expect(refused.stderr).toContain(
+      '--env-from: "NITRIC_LIKE_SERVICE" is a name nitric-like and Nitric keep for themselves',
+    );
+    expect(refused.stderr).toContain(
+      "4 variables of --env-from cannot go into a function's environment; nothing was built",
+    );
+    expect(refused.stderr).not.toContain('"fine_name"');
+    expect(existsSync(join(project, "bad", "template.json"))).toBe(false);
+    const missing = await runCli(["build", project, "--env-from", join(project, "nope.env"), "--plain"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`error: build: --env-from ${join(project, "nope.env")}: no such file`);
+    expect(missing.stderr).not.toContain("bundling");
+    const big = file("big.env", `BIG=${"x".repeat(4000)}\n`);
+    const over = await runCli(["build", project, "--out", join(project, "big"), "--env-from", big, "--plain"]);
+    expect(over.code).toBe(1);
+    expect(over.stderr).toMatch(
+      /--env-from: the function of service "chat" would have about \d+ bytes of environment variables \(4003 of them from --env-from\), over Lambda's 4096 for a function/,
+    );
+  }, 60000);
 
   it("grants each service exactly its .allow() calls, on its tables and its sockets only", async () => {
     const { template } = await build(copyProject(join(FIXTURES, "split")));
@@ -1520,6 +1588,33 @@ describe("run --provider aws while services come, go and declare more", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 120000);
+});
+
+describe("run --provider aws --env-from", () => {
+  it("gives every function the file's variables, as up would, and not the .env files", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: vars\nservices:\n  - match: services/*.ts\n",
+      "services/vars.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("vars");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", () => JSON.stringify({ GREETING: process.env.GREETING ?? null, LOCAL_ONLY: process.env.LOCAL_ONLY ?? null }));',
+      ].join("\n"),
+      ".env": "LOCAL_ONLY=yes\n",
+      "deploy.env": "GREETING=hello from the file\n",
+    });
+    const app = await startApp(dir, ["--provider", "aws", "--env-from", join(dir, "deploy.env")]);
+    try {
+      expect(app.stderr).toContain("deploy.env: 1 variable (GREETING) in every function's environment");
+      const client = await connect(app.url("vars"));
+      client.ws.send("?");
+      expect(JSON.parse((await client.next()).text)).toEqual({ GREETING: "hello from the file", LOCAL_ONLY: null });
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
 });
 
 describe("run --provider aws, one at a time per project", () => {

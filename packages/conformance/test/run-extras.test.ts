@@ -140,6 +140,29 @@ describe("new in a folder whose name is no stack name", () => {
   }, 60000);
 });
 
+describe("run --env-from", () => {
+  it("loads the file over the .env files, the shell still over it, printing its name and never a value; a missing one stops run", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: envy\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+      ".env": "FROM_DOTENV=dotenv-value-1f3a\nOVERRIDDEN=dotenv-value-9c2e\n",
+      "extra.env": "OVERRIDDEN=extra-value-5e1d\nFROM_SHELL=extra-value-0b3c\n",
+    });
+    const extra = join(dir, "extra.env");
+    const app = await startApp(dir, ["--env-from", extra], { FROM_SHELL: "shell-value-2b6d" });
+    expect(await ask(app)).toEqual({
+      FROM_DOTENV: "dotenv-value-1f3a",
+      OVERRIDDEN: "extra-value-5e1d",
+      FROM_SHELL: "shell-value-2b6d",
+    });
+    expect(app.stderr).toContain(`env: .env, ${extra}: 3 variables (FROM_DOTENV, OVERRIDDEN, FROM_SHELL)`);
+    expect(app.stdout + app.stderr).not.toMatch(/dotenv-value|extra-value|shell-value/);
+    const missing = await runCli(["run", dir, "--random-ports", "--env-from", join(dir, "nope.env")]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`error: run: --env-from ${join(dir, "nope.env")}: no such file`);
+  }, 60000);
+});
+
 describe("run and a service changed to declare what nobody serves", () => {
   it("refuses the change once, naming the resource and its file, keeps the running version, and restarts on the fix", async () => {
     const dir = writeProject({

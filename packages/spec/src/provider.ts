@@ -42,6 +42,11 @@ export interface RunOptions {
    * machine can reach it and act as the service; the provider warns. @default false
    */
   tcp?: boolean;
+  /**
+   * For a provider that hosts the services (an emulated cloud): the variables a deploy would put
+   * into every function's environment (`--env-from`), as BuildOptions.variables.
+   */
+  variables?: Readonly<Record<string, string>>;
 }
 
 /** One live handler registration. */
@@ -239,6 +244,11 @@ export interface BuildOptions {
   outDir: string;
   /** Where to log progress. */
   logger: Logger;
+  /**
+   * Variables for every function's environment (`--env-from`), name → value. The provider checks
+   * the names and sizes its platform takes before anything is bundled or deployed.
+   */
+  variables?: Readonly<Record<string, string>>;
 }
 
 /** What a build wrote. */

@@ -4,6 +4,7 @@
  */
 import { resolve } from "node:path";
 import { outDirProblem } from "@nitric-like/provider-kit";
+import { functionVariables } from "../lib/dotenv.js";
 import type { Output } from "../lib/log.js";
 import { UserError } from "../lib/log.js";
 import { type PreparedProject, prepareProject } from "../lib/prepare.js";
@@ -26,6 +27,12 @@ that file is refused before anything is bundled.
 Options:
   --provider <name>   Provider to build for (default: aws).
   --out <dir>         Where to write (default: <dir>/.nitric-like/<provider>).
+  --env-from <path>   Put the variables of this file of NAME=value lines into every
+                      function's environment (repeat it for more, each over the one
+                      before). For aws, Lambda's rules are checked first: names of
+                      letters, digits and _ starting with a letter, none Lambda or
+                      nitric-like sets, at most 4 KB per function. Lambda keeps them
+                      in plaintext in the function's configuration: no secrets.
   --json              Print the result as JSON on stdout: {"project", "provider",
                       "outDir", "files"}; progress stays on stderr. A failure is
                       {"error": {"message", "problems"}} on stdout, with the same
@@ -39,6 +46,8 @@ export interface BuildCommandOptions {
   dir: string;
   provider: string;
   out?: string;
+  /** `--env-from`: variables for every function's environment. */
+  envFiles?: string[];
 }
 
 /** Loads the provider, collects and checks: what `build` and `up` do before the provider acts. */
@@ -49,6 +58,8 @@ export async function checkedBuild(
   prepared?: PreparedProject,
 ) {
   refuseForeignOutDir(options, what);
+  // A missing --env-from file is said before anything is bundled.
+  const variables = functionVariables(options.envFiles ?? [], what, output);
   const ready = prepared ?? (await prepareProject(options.dir, output));
   const provider = await providerFor(options.provider, what, ready.project.dir);
   const { spec, errors } = await collectSpec(ready, output);
@@ -62,7 +73,7 @@ export async function checkedBuild(
   }
   const outDir = options.out ? resolve(options.out) : resolve(ready.project.dir, ".nitric-like", provider.name);
   const services = ready.services.map((s) => s.entry);
-  return { prepared: ready, provider, spec, outDir, services };
+  return { prepared: ready, provider, spec, outDir, services, variables };
 }
 
 /** Refuses `--out` naming a folder no build wrote, before anything is bundled. */
@@ -74,9 +85,16 @@ export function refuseForeignOutDir(options: BuildCommandOptions, what: "build" 
 
 /** Runs `build`. */
 export async function buildCommand(options: BuildCommandOptions, output: Output): Promise<number> {
-  const { prepared, provider, spec, outDir, services } = await checkedBuild(options, output);
+  const { prepared, provider, spec, outDir, services, variables } = await checkedBuild(options, output);
   if (!provider.build) throw new UserError(`provider "${provider.name}" cannot build`);
-  const result = await provider.build({ project: prepared.project, spec, services, outDir, logger: output });
+  const result = await provider.build({
+    project: prepared.project,
+    spec,
+    services,
+    outDir,
+    logger: output,
+    ...(variables === undefined ? {} : { variables }),
+  });
   for (const file of result.files) output.result(file);
   output.json({ project: prepared.project.name, provider: provider.name, outDir, files: result.files });
   return 0;

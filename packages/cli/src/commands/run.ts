@@ -28,7 +28,7 @@ import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-t
 import { bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
-import { type DotEnv, loadDotEnv } from "../lib/dotenv.js";
+import { type DotEnv, functionVariables, loadDotEnv } from "../lib/dotenv.js";
 import { formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
@@ -116,6 +116,10 @@ Options:
   --no-dashboard      Do not serve the dashboard.
   --env <name>        Apply environments.<name> of the project file and load
                       .env.<name> (default: local).
+  --env-from <path>   Load this file of NAME=value lines too, over the .env files
+                      (repeat it for more, each over the one before). With
+                      --provider aws it goes, alone, into every function's
+                      environment, as "up --env-from" deploys it.
   --host <address>    Where the gateways listen (default: 127.0.0.1, this machine only);
                       0.0.0.0 lets other machines connect, with a warning.
   --processes         Start every service as a process of its own. By default a
@@ -180,6 +184,8 @@ export interface RunCommandOptions {
   readyTimeoutMs?: number;
   /** Services print errors with every frame (NITRIC_LIKE_VERBOSE=1 in their environment). @default false */
   verbose?: boolean;
+  /** `--env-from`: more variables, for the local provider's services or a hosting provider's functions. */
+  envFiles?: string[];
   /** Resolves to stop the run (tests); SIGINT and SIGTERM stop it too. */
   signal?: AbortSignal;
   /** How long a started service may go without its event loop turning before it is restarted (tests). @default 30 s, or the handler timeout and 5 s when longer */
@@ -242,8 +248,13 @@ async function runProject(options: RunCommandOptions, output: Output): Promise<n
     throw error;
   }
   const environment = options.environment ?? DEFAULT_RUN_ENVIRONMENT;
-  const dotenv = loadDotEnv(project.dir, environment);
+  // --env-from: into the local provider's services with the .env files; into the functions of a
+  // provider that hosts them, as a deploy puts them there (the .env files stay local).
+  const envFiles = options.envFiles ?? [];
+  const onLocal = options.provider === "local";
+  const dotenv = loadDotEnv(project.dir, environment, onLocal ? envFiles : []);
   describeDotEnv(dotenv, output);
+  const variables = onLocal ? undefined : functionVariables(envFiles, "run", output);
   // Services on either SDK are collected as worker threads when they will run as threads on the
   // local provider: a thread shares this process's working directory, the project's folder then.
   const threads = collectInThreads(options, prepared);
@@ -294,6 +305,7 @@ async function runProject(options: RunCommandOptions, output: Output): Promise<n
       ...(options.tcp === true ? { tcp: true } : {}),
       ...(options.host === undefined ? {} : { host: options.host }),
       ...(options.environment === undefined ? {} : { environment: options.environment }),
+      ...(variables === undefined ? {} : { variables }),
     });
     const run = new Run(options, output, prepared, { environment, dotenv }, collected, provider.name, running, early);
     return await run.serve();
@@ -833,7 +845,7 @@ class Run {
   private reloadDotEnv(): void {
     const { output } = this;
     try {
-      this.dotenv = loadDotEnv(this.project.dir, this.environment);
+      this.dotenv = loadDotEnv(this.project.dir, this.environment, this.options.envFiles ?? []);
     } catch (error) {
       output.error((error as Error).message);
       return;

@@ -30,6 +30,9 @@ Options:
   --stack <name>      Stack name (default: the project's name).
   --region <region>   AWS region (default: from the AWS configuration).
   --out <dir>         Where to build (default: <dir>/.nitric-like/<provider>).
+  --env-from <path>   Put the variables of this file into every function's
+                      environment, as "build --env-from" does (see its help): a later
+                      up without it removes them.
   --json              Print the result as JSON on stdout: {"stack", "provider",
                       "changed", "sockets": [{"name", "url"}], "outputs"}; progress
                       and the socket lines go to stderr. A failure is {"error":
@@ -74,6 +77,8 @@ export interface DeployCommandOptions {
   yes?: boolean;
   /** (down) Keep the kv tables. */
   keepData?: boolean;
+  /** (up) `--env-from`: variables for every function's environment. */
+  envFiles?: string[];
 }
 
 /**
@@ -103,7 +108,7 @@ async function preflightDeploy(options: DeployCommandOptions, action: "up" | "do
 /** Runs `up`. */
 export async function upCommand(options: DeployCommandOptions, output: Output): Promise<number> {
   await preflightDeploy(options, "up", output);
-  const { prepared, provider, spec, outDir, services } = await checkedBuild(options, output, "up");
+  const { prepared, provider, spec, outDir, services, variables } = await checkedBuild(options, output, "up");
   if (!provider.up) throw new UserError(`provider "${provider.name}" cannot deploy`);
   const stack = options.stack ?? prepared.project.name;
   const progress = output.progress(`deploying "${spec.name}" as stack "${stack}" with provider "${provider.name}"`);
@@ -116,6 +121,7 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
       logger: output,
       stack,
       ...(options.region ? { region: options.region } : {}),
+      ...(variables === undefined ? {} : { variables }),
     })
     .finally(() => progress.done());
   output.info(result.changed ? `stack "${stack}" is deployed` : `stack "${stack}" was already up to date`);

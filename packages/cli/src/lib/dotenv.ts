@@ -1,15 +1,16 @@
 /**
- * `.env` files for `nitric-like run`: `.env` and `.env.<environment>` in the project folder (the
- * environment is `run --env`, default `local`), parsed with Node's own `util.parseEnv` (the format
- * of `node --env-file`: `NAME=value`, `#` comments, quoted values, `export` prefixes not accepted).
- * A variable set in the environment `run` starts in wins over both files, and `.env.<environment>`
- * wins over `.env`. The values go only into the services' environments: nothing prints them (the
- * CLI and the dashboard show names only).
+ * `.env` files. For `nitric-like run`: `.env` and `.env.<environment>` in the project folder (the
+ * environment is `run --env`, default `local`), then each `--env-from`, each over the ones before;
+ * a variable set in the environment `run` starts in wins over them all. For `build`, `up` and
+ * `run --provider aws`: the `--env-from` files alone, which go into every function's environment.
+ * All are parsed with Node's own `util.parseEnv` (the format of `node --env-from`: `NAME=value`,
+ * `#` comments, quoted values, `export` prefixes not accepted). Nothing prints a value: the CLI
+ * and the dashboard show names only.
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import * as util from "node:util";
-import { UserError } from "./log.js";
+import { type Output, UserError } from "./log.js";
 
 /** The variables the `.env` files give, and where they came from. */
 export interface DotEnv {
@@ -24,31 +25,66 @@ export interface DotEnv {
 /** An environment name that can be part of a file name: no path separators, no leading dot. */
 const ENVIRONMENT_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
-/** Reads `.env` and `.env.<environment>` in `dir`; a missing file is no error. */
-export function loadDotEnv(dir: string, environment: string): DotEnv {
+/**
+ * Reads `.env` and `.env.<environment>` in `dir` (a missing one is no error), then each of
+ * `envFiles` (`--env-from`, as given: relative to the working folder; a missing one is an error),
+ * each over the ones before.
+ */
+export function loadDotEnv(dir: string, environment: string, envFiles: readonly string[] = []): DotEnv {
   const names = [".env"];
   if (ENVIRONMENT_FILE_NAME.test(environment)) names.push(`.env.${environment}`);
   const values = new Map<string, string>();
   const files: string[] = [];
   for (const name of names) {
-    let text: string;
-    try {
-      text = readFileSync(join(dir, name), "utf8");
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") continue;
-      if (code === "EISDIR") throw new UserError(`run: ${name} is a folder; .env files hold NAME=value lines`);
-      throw new UserError(
-        `run: cannot read ${name} (${code ?? (error as Error).message}); make it readable by this user`,
-      );
-    }
-    const parseEnv = (util as { parseEnv?: (content: string) => NodeJS.Dict<string> }).parseEnv;
-    if (typeof parseEnv !== "function")
-      throw new UserError(`run: reading ${name} needs Node 20.12 or later (this is ${process.version}); upgrade Node`);
-    for (const [key, value] of Object.entries(parseEnv(text))) if (value !== undefined) values.set(key, value);
-    files.push(name);
+    if (readEnvFile(join(dir, name), name, "run", values, false)) files.push(name);
   }
-  return { values, files, paths: names.map((n) => join(dir, n)) };
+  const given = loadEnvFiles(envFiles, "run");
+  for (const [key, value] of given.values) values.set(key, value);
+  return {
+    values,
+    files: [...files, ...given.files],
+    paths: [...names.map((n) => join(dir, n)), ...envFiles.map((f) => resolve(f))],
+  };
+}
+
+/** Reads the `--env-from` files of `command`, each over the ones before; a missing one is an error. */
+export function loadEnvFiles(
+  envFiles: readonly string[],
+  command: string,
+): { values: Map<string, string>; files: string[] } {
+  const values = new Map<string, string>();
+  for (const file of envFiles) readEnvFile(resolve(file), `--env-from ${file}`, command, values, true);
+  return { values, files: [...envFiles] };
+}
+
+/** Parses one env file into `values`; false when it does not exist and need not. */
+function readEnvFile(
+  path: string,
+  shown: string,
+  command: string,
+  values: Map<string, string>,
+  needed: boolean,
+): boolean {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" && !needed) return false;
+    if (code === "ENOENT")
+      throw new UserError(`${command}: ${shown}: no such file; give the path of a file of NAME=value lines`);
+    if (code === "EISDIR") throw new UserError(`${command}: ${shown} is a folder; .env files hold NAME=value lines`);
+    throw new UserError(
+      `${command}: cannot read ${shown} (${code ?? (error as Error).message}); make it readable by this user`,
+    );
+  }
+  const parseEnv = (util as { parseEnv?: (content: string) => NodeJS.Dict<string> }).parseEnv;
+  if (typeof parseEnv !== "function")
+    throw new UserError(
+      `${command}: reading ${shown} needs Node 20.12 or later (this is ${process.version}); upgrade Node`,
+    );
+  for (const [key, value] of Object.entries(parseEnv(text))) if (value !== undefined) values.set(key, value);
+  return true;
 }
 
 /**
@@ -61,4 +97,25 @@ export function withDotEnv(values: ReadonlyMap<string, string> | undefined): Nod
   for (const [key, value] of values ?? [])
     Object.defineProperty(env, key, { value, enumerable: true, writable: true, configurable: true });
   return Object.assign(env, process.env);
+}
+
+/**
+ * The variables of `--env-from` for every function of a provider that hosts them (`build`, `up`,
+ * `run --provider aws`), said by name (never a value); undefined when none is given. (The flag is
+ * not `--env-file`, Nitric's and Docker's name: Node 20 reads `--env-file` anywhere on its command
+ * line, the script's own arguments too, and exits 9 on a missing file before our code runs.)
+ */
+export function functionVariables(
+  envFiles: readonly string[],
+  command: string,
+  output: Output,
+): Record<string, string> | undefined {
+  if (envFiles.length === 0) return undefined;
+  const { values, files } = loadEnvFiles(envFiles, command);
+  const names = [...values.keys()];
+  output.info(
+    `env: ${files.join(", ")}: ${names.length} variable${names.length === 1 ? "" : "s"}${names.length > 0 ? ` (${names.join(", ")})` : ""} in every function's environment, which Lambda keeps in plaintext in its configuration: keep secrets in a secret store`,
+  );
+  // fromEntries makes own properties: a name such as __proto__ stays a variable (then refused).
+  return Object.fromEntries(values);
 }

@@ -3,6 +3,7 @@
  * template, under the output folder (default `.nitric-like/aws`). The zips' S3 keys carry a hash
  * of their content, so a deploy uploads only what changed and Lambda updates only those functions.
  */
+
 import { createHash } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -12,6 +13,7 @@ import { bundleFunction } from "./bundle.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
 import { buildTemplate } from "./template.js";
+import { variableNameProblems } from "./variables.js";
 import { zip } from "./zip.js";
 
 /** A built app: the template and each function's zip with its S3 key. */
@@ -32,6 +34,15 @@ function kb(bytes: number): string {
  */
 export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
   const { outDir, logger, spec } = options;
+  // Lambda refuses these only at deploy time: before anything is bundled, every problem at once.
+  const problems = variableNameProblems(options.variables ?? {});
+  if (problems.length > 0)
+    throw Object.assign(
+      new Error(
+        `${problems.join("\n")}\n${problems.length} variable${problems.length === 1 ? "" : "s"} of --env-from cannot go into a function's environment; nothing was built`,
+      ),
+      { userFacing: true },
+    );
   const out = prepareOutDir(outDir, "aws");
   const artifacts: AwsBuild["artifacts"] = [];
   let n = 0;
@@ -64,6 +75,7 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
     spec,
     artifactKeys: Object.fromEntries(artifacts.map((a) => [a.service, a.key])),
     ...(handlerTimeoutMs === undefined ? {} : { handlerTimeoutMs }),
+    ...(options.variables === undefined ? {} : { variables: options.variables }),
   });
   const templateFile = join(outDir, "template.json");
   writeFileSync(templateFile, `${JSON.stringify(template, null, 2)}\n`);

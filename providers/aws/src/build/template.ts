@@ -5,8 +5,10 @@
  * stage; per kv store a DynamoDB table; a table of live connections; per service a function and a
  * role that grants exactly what its `.allow()` calls and sockets need.
  */
+
 import { createHash } from "node:crypto";
 import { functionTimeoutSeconds, type Spec, type WebsocketEvent, type WebsocketSpec } from "@nitric-like/spec";
+import { MAX_FUNCTION_VARIABLES_BYTES, variablesBytes } from "./variables.js";
 
 /** The stage every socket's API is deployed to: URLs end in `/live`. */
 export const STAGE = "live";
@@ -91,6 +93,8 @@ export interface TemplateInput {
   handlerTimeoutMs?: number;
   /** Days each function's log group keeps its logs. @default LOG_RETENTION_DAYS */
   logRetentionDays?: number;
+  /** The user's variables for every function (`--env-from`), names already checked (variables.ts). */
+  variables?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -514,7 +518,9 @@ class TemplateBuilder {
         .filter((p) => p.service === service && p.resource.kind === "kv")
         .map((p) => [p.resource.name, `\${${this.tableId(p.resource.name)}}`]),
     );
+    // The user's first: the runtime's own names (NITRIC_*) are refused among them.
     const variables: Record<string, Json> = {
+      ...this.input.variables,
       NITRIC_LIKE_SERVICE: service,
       NITRIC_LIKE_WEBSOCKETS: { "Fn::Sub": JSON.stringify(websockets) },
       NITRIC_LIKE_KV_TABLES: { "Fn::Sub": JSON.stringify(kvTables) },
@@ -522,6 +528,16 @@ class TemplateBuilder {
     if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
     if (this.input.handlerTimeoutMs !== undefined)
       variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(this.input.handlerTimeoutMs);
+    const bytes = variablesBytes(variables);
+    if (this.input.variables && bytes > MAX_FUNCTION_VARIABLES_BYTES) {
+      const theirs = variablesBytes({ ...this.input.variables });
+      throw Object.assign(
+        new Error(
+          `--env-from: the function of service "${service}" would have about ${bytes} bytes of environment variables (${theirs} of them from --env-from), over Lambda's ${MAX_FUNCTION_VARIABLES_BYTES} for a function; keep large values elsewhere (a kv store, a secret store) and give the functions their names`,
+        ),
+        { userFacing: true },
+      );
+    }
     return variables;
   }
 

@@ -453,7 +453,14 @@ async function startEmulated(
   const shown = /^[\w./-]+$/.test(relativePath) ? relativePath : `'${relativePath.replaceAll("'", `'\\''`)}'`;
   const hint = `sign it (SigV4) with this run's credentials: your functions' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, also in ${shown}`;
   const build = (spec: Spec) =>
-    buildAws({ project, spec, services: findServices(project), outDir: dirs.build, logger });
+    buildAws({
+      project,
+      spec,
+      services: findServices(project),
+      outDir: dirs.build,
+      logger,
+      ...(options.variables === undefined ? {} : { variables: options.variables }),
+    });
   // dynalite's thread (some 120 ms to start) starts while the functions are built.
   const [built, started] = await Promise.allSettled([
     build(spec),
