@@ -1591,7 +1591,7 @@ describe("run --provider aws while services come, go and declare more", () => {
 });
 
 describe("run --provider aws --env-from", () => {
-  it("gives every function the file's variables, as up would, and not the .env files", async () => {
+  it("gives every function the file's variables, as up would, and not the .env files, and deploys again when the file changes", async () => {
     const dir = writeProject({
       "nitric-like.yaml": "name: vars\nservices:\n  - match: services/*.ts\n",
       "services/vars.ts": [
@@ -1611,6 +1611,13 @@ describe("run --provider aws --env-from", () => {
       client.ws.send("?");
       expect(JSON.parse((await client.next()).text)).toEqual({ GREETING: "hello from the file", LOCAL_ONLY: null });
       client.close();
+      // The file saved: the app is deployed again with its new variables.
+      writeFileSync(join(dir, "deploy.env"), "GREETING=changed\n");
+      await app.waitFor(/--env-from changed: deploying the emulated app again[\s\S]*deployed again in/, 30000);
+      const again = await connect(app.url("vars"));
+      again.ws.send("?");
+      expect(JSON.parse((await again.next()).text)).toEqual({ GREETING: "changed", LOCAL_ONLY: null });
+      again.close();
     } finally {
       expect((await app.stop()).code).toBe(0);
     }

@@ -129,9 +129,10 @@ export interface RunningProvider {
    * For a provider that hosts the services: builds the whole app again from `spec` and replaces
    * the running deployment with it, as a deploy updates a stack (`run` calls it when a service is
    * added or removed, or declares something else). Client connections close; a socket keeps its
-   * URL. Rejects, keeping the running deployment, when the app does not build.
+   * URL. `variables`, when given, replace RunOptions.variables from now on (an `--env-from` file
+   * changed). Rejects, keeping the running deployment, when the app does not build.
    */
-  redeploy?(spec: Spec): Promise<void>;
+  redeploy?(spec: Spec, variables?: Readonly<Record<string, string>>): Promise<void>;
   /** For a provider that hosts the services: hears each line a service prints (the dashboard shows them). */
   onServiceOutput?(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void;
   /** Closes client connections (1001, going away), ends handler streams, closes stores. */

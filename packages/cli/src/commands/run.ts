@@ -745,7 +745,17 @@ class Run {
       redeploys ? (entry) => this.hosted(entry.path, () => this.hostedChange(entry, inputs, "new")) : undefined,
       (dirs) => this.watcher?.addFolders(dirs),
     );
-    const watcher = watchFiles([...[...inputs.values()].flatMap((i) => [...i]), prepared.project.file], (changed) => {
+    // An --env-from file saved: every function gets its variables anew, as an up with it would.
+    const envFiles = (this.options.envFiles ?? []).map((f) => resolve(f));
+    const watched = [...[...inputs.values()].flatMap((i) => [...i]), prepared.project.file, ...envFiles];
+    const watcher = watchFiles(watched, (changed) => {
+      if (redeploys && envFiles.some((f) => changed.has(f))) {
+        this.hosted("--env-from", async () => {
+          const variables = functionVariables(this.options.envFiles ?? [], "run", output) ?? {};
+          output.info("--env-from changed: deploying the emulated app again (its clients reconnect)");
+          await this.hostedRedeploy(variables);
+        });
+      }
       for (const { entry } of [...prepared.services]) {
         if (![...changed].some((p) => inputs.get(entry.name)?.has(p))) continue;
         this.hosted(entry.path, () =>
@@ -835,9 +845,9 @@ class Run {
     await this.hostedRedeploy();
   }
 
-  private async hostedRedeploy(): Promise<void> {
+  private async hostedRedeploy(variables?: Readonly<Record<string, string>>): Promise<void> {
     const started = Date.now();
-    await this.running.redeploy?.(this.spec);
+    await this.running.redeploy?.(this.spec, variables);
     this.output.info(this.output.paint("dim", `deployed again in ${((Date.now() - started) / 1000).toFixed(1)} s`));
   }
 

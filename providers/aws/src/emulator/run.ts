@@ -290,7 +290,7 @@ class EmulatorInspector implements ProviderInspector {
 /** How an emulated run builds its app and starts an emulator on the build (startEmulated). */
 interface Deployer {
   /** Builds the app from `spec` into the build folder, as for a deploy. */
-  build(spec: Spec): Promise<unknown>;
+  build(spec: Spec, variables: Readonly<Record<string, string>> | undefined): Promise<unknown>;
   /** Starts an emulator on the build; a socket not pinned in the project file listens on `ports`' port for it. */
   start(ports?: ReadonlyMap<string, number>): Promise<Emulator>;
   /** Writes the credentials file for `emulator` (its endpoints). */
@@ -317,6 +317,8 @@ class EmulatedRun implements RunningProvider {
   private readonly registrationListeners: (() => void)[] = [];
   /** The port each socket listened on, by name. */
   private readonly ports = new Map<string, number>();
+  /** What every function gets from `--env-from` (RunOptions.variables, then a redeploy's). */
+  private variables: Readonly<Record<string, string>> | undefined;
 
   constructor(
     private emulator: Emulator,
@@ -330,8 +332,10 @@ class EmulatedRun implements RunningProvider {
     private readonly credentialsFile: string,
     /** Lets go of the project's emulator (claimEmulator), at stop. */
     private readonly release: () => void,
+    variables: Readonly<Record<string, string>> | undefined,
   ) {
     this.expected = registrationsOf(spec);
+    this.variables = variables;
     this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint);
   }
 
@@ -355,8 +359,9 @@ class EmulatedRun implements RunningProvider {
    * port (when the port is taken meanwhile, a free one), the tables and their items stay, and so do the
    * credentials. A build that fails leaves the running deployment as it is.
    */
-  async redeploy(spec: Spec): Promise<void> {
-    await this.deployer.build(spec);
+  async redeploy(spec: Spec, variables?: Readonly<Record<string, string>>): Promise<void> {
+    if (variables !== undefined) this.variables = variables;
+    await this.deployer.build(spec, this.variables);
     // Every socket this run has served, so a socket gone and back (a renamed service's) keeps its URL too.
     for (const socket of this.emulator.sockets) this.ports.set(socket.name, Number(new URL(socket.url).port));
     await this.emulator.stop();
@@ -452,18 +457,18 @@ async function startEmulated(
   // As a shell takes it: quoted when it holds anything but a path's usual characters.
   const shown = /^[\w./-]+$/.test(relativePath) ? relativePath : `'${relativePath.replaceAll("'", `'\\''`)}'`;
   const hint = `sign it (SigV4) with this run's credentials: your functions' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, also in ${shown}`;
-  const build = (spec: Spec) =>
+  const build = (spec: Spec, variables: Readonly<Record<string, string>> | undefined) =>
     buildAws({
       project,
       spec,
       services: findServices(project),
       outDir: dirs.build,
       logger,
-      ...(options.variables === undefined ? {} : { variables: options.variables }),
+      ...(variables === undefined ? {} : { variables }),
     });
   // dynalite's thread (some 120 ms to start) starts while the functions are built.
   const [built, started] = await Promise.allSettled([
-    build(spec),
+    build(spec, options.variables),
     startDynaliteThread(dirs.data, { credentials, hint, logger }),
   ]);
   if (built.status === "rejected") {
@@ -498,7 +503,18 @@ async function startEmulated(
     logger.info(
       `the emulator's Lambda Invoke and Management APIs and its DynamoDB take only requests signed with this run's credentials; ${shown} has them and the endpoints, for the AWS CLI or SDK (set -a; . ${shown}; set +a)`,
     );
-    return new EmulatedRun(emulator, spec, deployer, db, project.dir, dirs.build, db.endpoint, file, release);
+    return new EmulatedRun(
+      emulator,
+      spec,
+      deployer,
+      db,
+      project.dir,
+      dirs.build,
+      db.endpoint,
+      file,
+      release,
+      options.variables,
+    );
   } catch (error) {
     await emulator?.stop();
     await db.close();
