@@ -502,6 +502,34 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     expect(after).not.toEqual(before);
   }, 60000);
 
+  it("deploys the variables of --env-from into the function's environment, and an up without it removes them", async () => {
+    const environment = async () => {
+      const response = await fetch(`${url}/2015-03-31/functions/`, {
+        headers: {
+          authorization:
+            "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0",
+        },
+      });
+      const { Functions } = (await response.json()) as {
+        Functions: { FunctionName: string; Environment?: { Variables?: Record<string, string> } }[];
+      };
+      return Functions.filter((f) => f.FunctionName.startsWith("chat-")).map((f) => f.Environment?.Variables ?? {});
+    };
+    const file = join(project, "prod.env");
+    writeFileSync(file, "API_URL=https://api.example.test\n");
+    const up = await runCli(["up", project, "--env-from", file, "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stderr).toContain("1 variable (API_URL) in every function's environment");
+    expect(up.stderr).not.toContain("api.example.test");
+    const [withFile] = await environment();
+    expect(withFile).toMatchObject({ API_URL: "https://api.example.test", NITRIC_LIKE_SERVICE: "chat" });
+    const without = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+    expect(without.code, without.stderr).toBe(0);
+    const [after] = await environment();
+    expect(after).toMatchObject({ NITRIC_LIKE_SERVICE: "chat" });
+    expect(after).not.toHaveProperty("API_URL");
+  }, 90000);
+
   it("prints what the deployed functions logged, from their stack's log groups, and follows new lines", async () => {
     const logs = async (operation: string, body: object) => {
       const response = await fetch(url, {
