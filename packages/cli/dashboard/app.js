@@ -90,6 +90,26 @@ function renderState() {
       service,
     );
   };
+  // Where each service is: its state, and why it waits (as run printed it).
+  const serviceState = {
+    started: ["ok", "● running"],
+    starting: ["pending", "○ starting"],
+    waiting: ["bad", "✕ waiting for a fix"],
+    hosted: ["ok", "● in its function"],
+    unknown: ["pending", "?"],
+  };
+  $("services").tBodies[0].replaceChildren(
+    ...(state.services ?? []).map((s) => {
+      const [kind, text] = serviceState[s.state] ?? serviceState.unknown;
+      return el(
+        "tr",
+        { "data-service": s.name, "data-state": s.state },
+        el("td", {}, el("strong", {}, s.name)),
+        el("td", {}, el("code", {}, s.file)),
+        el("td", {}, el("span", { class: kind }, text), s.reason ? el("div", { class: "reason" }, s.reason) : ""),
+      );
+    }),
+  );
   const sockets = state.spec.resources.filter((r) => r.kind === "websocket");
   $("sockets").tBodies[0].replaceChildren(
     ...sockets.map((s) =>

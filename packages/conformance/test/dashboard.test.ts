@@ -622,7 +622,7 @@ describe("the dashboard", () => {
   }, 60000);
 
   for (const provider of ["local", "aws"] as const) {
-    it(`shows a service file added while it runs, its socket, store and live connections, without a reload (${provider})`, async () => {
+    it(`shows a service file added while it runs, its socket, store and live connections, and each service's state, without a reload (${provider})`, async () => {
       const dir = writeProject({
         "nitric-like.yaml": "name: grows\nservices:\n  - match: services/*.ts\n",
         "services/first.ts": [
@@ -661,6 +661,25 @@ describe("the dashboard", () => {
       await page.getByRole("button", { name: "List" }).click();
       await page.locator("#kv-keys li", { hasText: "top" }).waitFor();
       client.close();
+      // Each service and where it is.
+      const running = provider === "aws" ? "in its function" : "running";
+      for (const name of ["first", "scores"])
+        await page.locator(`#services tr[data-service="${name}"]`, { hasText: running }).waitFor();
+      if (provider === "local") {
+        // One that fails as it loads: waiting, with why; saved fixed, running.
+        const broken = join(dir, "services/broken.ts");
+        writeFileSync(broken, 'throw new Error("no config for broken");\n');
+        const row = page.locator('#services tr[data-service="broken"][data-state="waiting"]');
+        await row.waitFor();
+        expect(await row.locator(".reason").textContent()).toMatch(
+          /^service "broken" \(services\/broken\.ts:1\) failed .*: no config for broken$/,
+        );
+        writeFileSync(
+          broken,
+          'import { websocket } from "@nitric-like/sdk";\nconst s = websocket("broken");\ns.on("connect", () => {});\ns.on("disconnect", () => {});\ns.on("message", () => "fixed");\n',
+        );
+        await page.locator('#services tr[data-service="broken"][data-state="started"]', { hasText: "running" }).waitFor();
+      }
       await page.close();
     }, 90000);
   }

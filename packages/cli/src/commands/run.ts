@@ -27,7 +27,7 @@ import {
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
 import { bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
-import { type Dashboard, DEFAULT_DASHBOARD_PORT, startDashboard } from "../lib/dashboard.js";
+import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashboard } from "../lib/dashboard.js";
 import { type DotEnv, functionVariables, loadDotEnv } from "../lib/dotenv.js";
 import { formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
@@ -451,6 +451,7 @@ class Run {
         running,
         logger: output,
         env: () => ({ files: this.dotenv.files, names: [...this.dotenv.values.keys()] }),
+        services: () => this.serviceStatuses(),
       });
     } catch (error) {
       await running.stop();
@@ -465,6 +466,18 @@ class Run {
       output.info(output.paint("dim", `dashboard: port ${DEFAULT_DASHBOARD_PORT} is taken, so it uses a free one`));
     output.result(`dashboard ${dashboard.url}`);
     running.onServiceOutput?.((service, stream, line) => dashboard.serviceLine(service, stream, line));
+  }
+
+  /** Each service and where it is, for the dashboard: the supervisors', or, hosted, the provider's. */
+  private serviceStatuses(): ServiceStatus[] {
+    if (this.running.hostsServices)
+      return this.prepared.services.map((s) => ({ name: s.entry.name, file: s.entry.file, state: "hosted" }));
+    return this.supervisors.map((s) => ({
+      name: s.name,
+      file: s.service.entry.file,
+      state: s.state,
+      ...(s.reason === undefined ? {} : { reason: s.reason }),
+    }));
   }
 
   /** Says who can reach the services' endpoints (--tcp), and how a service with a start command reaches its own. */
@@ -519,9 +532,9 @@ class Run {
     }
   }
 
-  /** A supervisor for a service (its output prefixed with its name, `width` wide). */
+  /** A supervisor for a service (its output prefixed with its name, `width` wide); the dashboard follows its state. */
   private supervisor(service: PreparedService, width: number): ServiceSupervisor {
-    return new ServiceSupervisor(
+    const supervisor = new ServiceSupervisor(
       this.project,
       service,
       this.running,
@@ -530,6 +543,8 @@ class Run {
       this.threads,
       (name, stream, line) => this.dashboard?.serviceLine(name, stream, line),
     );
+    supervisor.onStateChange(() => this.dashboard?.servicesChanged());
+    return supervisor;
   }
 
   /** What every supervisor gets: the test's time limit, the `.env` values, an inspector port. */
@@ -690,6 +705,7 @@ class Run {
     this.failedCollect.add(entry.name);
     this.watcher?.add(bundle?.inputs ?? [entry.path]);
     this.recheckReady(supervisor);
+    this.dashboard?.servicesChanged();
     const collected = await recollectAndStart(
       prepared,
       (socket, event, except) => this.handlerOwner(socket, event, except),
@@ -723,6 +739,7 @@ class Run {
         this.failedCollect.delete(entry.name);
         this.declare(undefined, entry.name);
         this.recheckReady();
+        this.dashboard?.servicesChanged();
       })
       .catch((error: unknown) => this.output.error((error as Error).message));
   }

@@ -66,6 +66,19 @@ export interface DashboardOptions {
   logger?: Logger;
   /** The `.env` files read and the names they set, shown on the page; never their values. @default none */
   env?: () => { files: string[]; names: string[] };
+  /** Each service and where it is, shown on the page. @default the spec's services, state unknown */
+  services?: () => ServiceStatus[];
+}
+
+/** A service as the page shows it. */
+export interface ServiceStatus {
+  name: string;
+  /** Its entry file, relative to the project. */
+  file: string;
+  /** `hosted`: the provider runs it (an emulated function), so run does not know more. */
+  state: "starting" | "started" | "waiting" | "hosted" | "unknown";
+  /** Why it waits, in a line. */
+  reason?: string;
 }
 
 /** A running dashboard. */
@@ -78,6 +91,8 @@ export interface Dashboard {
   serviceLine(service: string, stream: "stdout" | "stderr", line: string): void;
   /** The spec changed (run started a new service, or stopped a gone one): pages and the API follow it. */
   setSpec(spec: Spec): void;
+  /** A service started, stopped, came or went: the pages show it. */
+  servicesChanged(): void;
   /** Tells every page the run stopped (it clears its live state), ends their event streams, stops listening. */
   close(): Promise<void>;
 }
@@ -221,6 +236,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     url: dashboard.url,
     serviceLine: (service, stream, line) => dashboard.serviceLine(service, stream, line),
     setSpec: (spec) => dashboard.setSpec(spec),
+    servicesChanged: () => dashboard.servicesChanged(),
     close: () => dashboard.close(),
   };
 }
@@ -297,6 +313,10 @@ class DashboardServer {
   setSpec(spec: Spec): void {
     this.spec = spec;
     this.resources();
+    this.servicesChanged();
+  }
+
+  servicesChanged(): void {
     if (this.pages.size > 0) void this.state().then((st) => this.emit("state", st));
   }
 
@@ -369,6 +389,9 @@ class DashboardServer {
       // What each socket enforces, so a limit that closes or refuses connections can be read here.
       limits: inspect ? await inspect.limits() : {},
       env: options.env?.() ?? { files: [], names: [] },
+      services:
+        options.services?.() ??
+        this.spec.services.map((s): ServiceStatus => ({ name: s.name, file: s.file, state: "unknown" })),
     };
   }
 

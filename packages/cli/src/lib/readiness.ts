@@ -106,20 +106,18 @@ export async function recollectAndStart(
   const { unsupported } = buildSpec(prepared.project.name, [collected]);
   if (unsupported.length > 0) {
     for (const u of unsupported) output.error(u);
-    output.error(
-      `service "${supervisor.name}" is not started: it declares what nitric-like does not serve (listed above), it serves ${SERVED_KINDS}; save a fix and it starts`,
-    );
-    supervisor.waitForChange();
+    const why = `service "${supervisor.name}" is not started: it declares what nitric-like does not serve (listed above), it serves ${SERVED_KINDS}; save a fix and it starts`;
+    output.error(why);
+    supervisor.waitForChange(unsupported.join("; "));
     return undefined;
   }
   for (const h of collected.handlers) {
     const by = owner(h.socket, h.event, supervisor.name);
     if (by !== undefined) {
-      output.error(
-        `websocket ${h.socket}: the ${h.event} event is handled by ${JSON.stringify(by)} and ${JSON.stringify(supervisor.name)}; a socket event has exactly one handler, so keep socket.on("${h.event}", ...) in one service`,
-      );
+      const conflict = `websocket ${h.socket}: the ${h.event} event is handled by ${JSON.stringify(by)} and ${JSON.stringify(supervisor.name)}; a socket event has exactly one handler, so keep socket.on("${h.event}", ...) in one service`;
+      output.error(conflict);
       output.info(`  service "${supervisor.name}" waits for a file change`);
-      supervisor.waitForChange();
+      supervisor.waitForChange(conflict);
       return undefined;
     }
   }

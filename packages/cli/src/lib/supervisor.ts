@@ -131,7 +131,14 @@ export class ServiceSupervisor {
     this.stateListeners.push(listener);
   }
 
-  private setState(state: ServiceState): void {
+  /** Why it waits, in one line (its failure, a crash loop), while it does; for the dashboard. */
+  get reason(): string | undefined {
+    return this.state_ === "waiting" ? this.reason_ : undefined;
+  }
+  private reason_: string | undefined;
+
+  private setState(state: ServiceState, reason?: string): void {
+    if (state === "waiting") this.reason_ = reason;
     if (this.state_ === state) return;
     this.state_ = state;
     for (const l of this.stateListeners) l(state);
@@ -202,13 +209,13 @@ export class ServiceSupervisor {
     this.output.info(
       `  ${this.watching ? fix : `${fix.replace(/^fix it and save: .*/, "fix it")}, then start run again (--no-watch: it does not watch files)`}`,
     );
-    this.waitForChange();
+    this.waitForChange(what);
   }
 
-  /** Does not start the service, having said why elsewhere: it waits for restart() (a file change). */
-  waitForChange(): void {
+  /** Does not start the service, having said why elsewhere (`reason`, in a line): it waits for restart() (a file change). */
+  waitForChange(reason: string): void {
     clearTimeout(this.restartTimer);
-    this.setState("waiting");
+    this.setState("waiting", reason);
   }
 
   get name(): string {
@@ -393,7 +400,10 @@ export class ServiceSupervisor {
     this.output.error(
       `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
     );
-    this.setState("waiting");
+    this.setState(
+      "waiting",
+      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s`,
+    );
     return true;
   }
 
