@@ -678,7 +678,9 @@ describe("the dashboard", () => {
           broken,
           'import { websocket } from "@nitric-like/sdk";\nconst s = websocket("broken");\ns.on("connect", () => {});\ns.on("disconnect", () => {});\ns.on("message", () => "fixed");\n',
         );
-        await page.locator('#services tr[data-service="broken"][data-state="started"]', { hasText: "running" }).waitFor();
+        await page
+          .locator('#services tr[data-service="broken"][data-state="started"]', { hasText: "running" })
+          .waitFor();
       }
       await page.close();
     }, 90000);
