@@ -1424,6 +1424,15 @@ async function rawFrames(
   }
 }
 
+/** Two clients of a chat socket: what one sends, the other gets. */
+async function chats(url: string, text: string): Promise<void> {
+  const [a, b] = [await connect(url), await connect(url)];
+  a.ws.send(text);
+  expect((await b.next()).text).toBe(text);
+  a.close();
+  b.close();
+}
+
 describe("run --provider aws with a service that fails as it loads", () => {
   it("keeps running, names the cause and what to do (not an unexpected failure), deploys the fixed service on a save, and stops with 0", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));
@@ -1457,11 +1466,7 @@ describe("run --provider aws with a service that fails as it loads", () => {
       expect(app.stderr).toContain(
         "services/chat.ts changed what it declares: deploying the emulated app again (its clients reconnect)",
       );
-      const [a, b] = [await connect(app.url("socket")), await connect(app.url("socket"))];
-      a.ws.send("fixed");
-      expect((await b.next()).text).toBe("fixed");
-      a.close();
-      b.close();
+      await chats(app.url("socket"), "fixed");
       expect((app.stdout + app.stderr).split("which this deployment does not have")).toHaveLength(lacking);
     } finally {
       expect((await app.stop()).code).toBe(0);
@@ -1502,11 +1507,7 @@ describe("run --provider aws while services come, go and declare more", () => {
       expect((await shouter.next()).text).toBe("HEY");
       shouter.close();
       expect(app.url("socket")).toBe(chatUrl);
-      const [a, b] = [await connect(chatUrl), await connect(chatUrl)];
-      a.ws.send("still chatting");
-      expect((await b.next()).text).toBe("still chatting");
-      a.close();
-      b.close();
+      await chats(chatUrl, "still chatting");
 
       // A service that declares one more kv store: deployed again, and the store works.
       writeFileSync(
@@ -1544,11 +1545,7 @@ describe("run --provider aws while services come, go and declare more", () => {
         ws.on("error", (error) => resolve((error as NodeJS.ErrnoException).code ?? error.message));
       });
       expect(refused).toBe("ECONNREFUSED");
-      const [c, d] = [await connect(chatUrl), await connect(chatUrl)];
-      c.ws.send("after");
-      expect((await d.next()).text).toBe("after");
-      c.close();
-      d.close();
+      await chats(chatUrl, "after");
 
       // Back while something else took its port: it listens on a free one, printed anew.
       const squatter = createServer();
@@ -1578,11 +1575,7 @@ describe("run --provider aws while services come, go and declare more", () => {
       renameSync(chat, join(services, "talk.ts"));
       await app.waitFor(/services\/talk\.ts is a new service \("talk"\)/, 30000);
       await app.waitFor(/(deployed again in[\s\S]*){6}/, 30000);
-      const [e, f] = [await connect(chatUrl), await connect(chatUrl)];
-      e.ws.send("renamed");
-      expect((await f.next()).text).toBe("renamed");
-      e.close();
-      f.close();
+      await chats(chatUrl, "renamed");
       expect(app.stderr).not.toMatch(/unexpected failure|which this deployment does not have/);
     } finally {
       expect((await app.stop()).code).toBe(0);
@@ -1640,11 +1633,7 @@ describe("run --provider aws, one at a time per project", () => {
       );
       expect(second.stderr).not.toMatch(/unexpected failure|hang up/);
       // The first still serves.
-      const [a, b] = [await connect(first.url("socket")), await connect(first.url("socket"))];
-      a.ws.send("still here");
-      expect((await b.next()).text).toBe("still here");
-      a.close();
-      b.close();
+      await chats(first.url("socket"), "still here");
     } finally {
       expect((await first.stop()).code).toBe(0);
     }
