@@ -256,75 +256,76 @@ describe("run and a project file or service file changed while it runs", () => {
     expect(await ask(app)).toEqual({});
   }, 60000);
 
-  it("starts a new service file, stops one whose file is gone, and moves a renamed service's sockets to its new name", async () => {
-    const dir = writeProject({
-      "nitric-like.yaml": "name: edits\nservices:\n  - match: services/*.ts\n",
-      "services/app.ts": ENV_SERVICE,
-    });
-    const app = await startApp(dir);
-    const services = join(dir, "services");
-    const state = async () => {
-      const st = (await getJson(`${app.dashboard}/api/state`)) as {
-        spec: { resources: { kind: string; name: string }[] };
-        registrations: { service: string; socket: string; event: string }[];
+  for (const mode of ["threads", "processes"] as const)
+    it(`starts a new service file, stops one whose file is gone, and moves a renamed service's sockets to its new name (${mode})`, async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: edits\nservices:\n  - match: services/*.ts\n",
+        "services/app.ts": ENV_SERVICE,
+      });
+      const app = await startApp(dir, mode === "processes" ? ["--processes"] : []);
+      const services = join(dir, "services");
+      const state = async () => {
+        const st = (await getJson(`${app.dashboard}/api/state`)) as {
+          spec: { resources: { kind: string; name: string }[] };
+          registrations: { service: string; socket: string; event: string }[];
+        };
+        return {
+          sockets: st.spec.resources
+            .filter((r) => r.kind === "websocket")
+            .map((r) => r.name)
+            .sort(),
+          handlers: [...new Set(st.registrations.map((r) => `${r.socket}:${r.service}`))].sort(),
+        };
       };
-      return {
-        sockets: st.spec.resources
-          .filter((r) => r.kind === "websocket")
-          .map((r) => r.name)
-          .sort(),
-        handlers: [...new Set(st.registrations.map((r) => `${r.socket}:${r.service}`))].sort(),
-      };
-    };
 
-    // A new file: bundled, collected and started, its socket printed and served, the dashboard told.
-    writeFileSync(join(services, "extra.ts"), ENV_SERVICE.replace('"socket"', '"other"'));
-    await app.waitFor(/^websocket other ws:/m);
-    expect(app.stderr).toContain('services/extra.ts is a new service ("extra"): starting it');
-    const other = await connect(app.url("other"));
-    expect(await other.call({})).toEqual({});
-    other.close();
-    expect(await state()).toEqual({ sockets: ["other", "socket"], handlers: ["other:extra", "socket:app"] });
+      // A new file: bundled, collected and started, its socket printed and served, the dashboard told.
+      writeFileSync(join(services, "extra.ts"), ENV_SERVICE.replace('"socket"', '"other"'));
+      await app.waitFor(/^websocket other ws:/m);
+      expect(app.stderr).toContain('services/extra.ts is a new service ("extra"): starting it');
+      const other = await connect(app.url("other"));
+      expect(await other.call({})).toEqual({});
+      other.close();
+      expect(await state()).toEqual({ sockets: ["other", "socket"], handlers: ["other:extra", "socket:app"] });
 
-    // Renamed: the old service stops, the new one takes its socket; a client that stays connected
-    // through it is answered by the new one.
-    const stays = await connect(app.url("socket"));
-    renameSync(join(services, "app.ts"), join(services, "renamed.ts"));
-    await app.waitFor(/services\/renamed\.ts is a new service/);
-    expect(app.stderr).toContain('warning: services/app.ts is gone: stopping service "app"');
-    expect(app.stderr).not.toMatch(/does not compile|Could not resolve|is handled by/);
-    expect(await stays.call({})).toEqual({});
-    stays.close();
-    expect((await state()).handlers).toEqual(["other:extra", "socket:renamed"]);
+      // Renamed: the old service stops, the new one takes its socket; a client that stays connected
+      // through it is answered by the new one.
+      const stays = await connect(app.url("socket"));
+      renameSync(join(services, "app.ts"), join(services, "renamed.ts"));
+      await app.waitFor(/services\/renamed\.ts is a new service/);
+      expect(app.stderr).toContain('warning: services/app.ts is gone: stopping service "app"');
+      expect(app.stderr).not.toMatch(/does not compile|Could not resolve|is handled by/);
+      expect(await stays.call({})).toEqual({});
+      stays.close();
+      expect((await state()).handlers).toEqual(["other:extra", "socket:renamed"]);
 
-    // A new service that would handle an event another one handles waits, said once; fixed, it starts.
-    const dup = join(services, "dup.ts");
-    writeFileSync(dup, ENV_SERVICE);
-    await app.waitFor(/service "dup" waits for a file change/);
-    expect(app.stderr).toContain(
-      'error: websocket socket: the connect event is handled by "renamed" and "dup"; a socket event has exactly one handler, so keep socket.on("connect", ...) in one service',
-    );
-    writeFileSync(dup, ENV_SERVICE.replace('"socket"', '"third"'));
-    await app.waitFor(/^websocket third ws:/m);
-    expect(app.stderr).toContain('services/dup.ts changed: collecting service "dup" again');
+      // A new service that would handle an event another one handles waits, said once; fixed, it starts.
+      const dup = join(services, "dup.ts");
+      writeFileSync(dup, ENV_SERVICE);
+      await app.waitFor(/service "dup" waits for a file change/);
+      expect(app.stderr).toContain(
+        'error: websocket socket: the connect event is handled by "renamed" and "dup"; a socket event has exactly one handler, so keep socket.on("connect", ...) in one service',
+      );
+      writeFileSync(dup, ENV_SERVICE.replace('"socket"', '"third"'));
+      await app.waitFor(/^websocket third ws:/m);
+      expect(app.stderr).toContain('services/dup.ts changed: collecting service "dup" again');
 
-    // Deleted: stopped, its handlers and its resources gone from the dashboard; the others go on.
-    unlinkSync(join(services, "extra.ts"));
-    await app.waitFor(/services\/extra\.ts is gone: stopping service "extra"/);
-    for (let i = 0; i < 50 && (await state()).sockets.includes("other"); i++) await sleep(100);
-    expect(await state()).toEqual({ sockets: ["socket", "third"], handlers: ["socket:renamed", "third:dup"] });
-    expect(await ask(app)).toEqual({});
-    expect(app.stderr.match(/is a new service/g)).toHaveLength(3);
+      // Deleted: stopped, its handlers and its resources gone from the dashboard; the others go on.
+      unlinkSync(join(services, "extra.ts"));
+      await app.waitFor(/services\/extra\.ts is gone: stopping service "extra"/);
+      for (let i = 0; i < 50 && (await state()).sockets.includes("other"); i++) await sleep(100);
+      expect(await state()).toEqual({ sockets: ["socket", "third"], handlers: ["socket:renamed", "third:dup"] });
+      expect(await ask(app)).toEqual({});
+      expect(app.stderr.match(/is a new service/g)).toHaveLength(3);
 
-    // A running service saved to declare one more socket: restarted, and the dashboard's spec follows.
-    writeFileSync(
-      join(services, "renamed.ts"),
-      `${ENV_SERVICE}\nconst more = websocket("more");\nmore.on("connect", () => {});\nmore.on("disconnect", () => {});\nmore.on("message", () => "more");\n`,
-    );
-    await app.waitFor(/^websocket more ws:/m);
-    for (let i = 0; i < 50 && !(await state()).sockets.includes("more"); i++) await sleep(100);
-    expect((await state()).sockets).toEqual(["more", "socket", "third"]);
-  }, 60000);
+      // A running service saved to declare one more socket: restarted, and the dashboard's spec follows.
+      writeFileSync(
+        join(services, "renamed.ts"),
+        `${ENV_SERVICE}\nconst more = websocket("more");\nmore.on("connect", () => {});\nmore.on("disconnect", () => {});\nmore.on("message", () => "more");\n`,
+      );
+      await app.waitFor(/^websocket more ws:/m);
+      for (let i = 0; i < 50 && !(await state()).sockets.includes("more"); i++) await sleep(100);
+      expect((await state()).sockets).toEqual(["more", "socket", "third"]);
+    }, 60000);
 });
 
 describe("run and a service glob with ** while folders come", () => {
