@@ -584,6 +584,9 @@ class Run {
     this.output.info(this.output.paint("dim", "stopping: closing connections and services..."));
     this.watcher?.close();
     await this.dashboard?.close();
+    // A service being added or removed, or a redeploy, finishes first (the chain skips what is
+    // queued behind it), so nothing starts after the provider stopped; a stuck one is not waited for.
+    await Promise.race([this.topology, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     await this.running.stop();
     await Promise.all(this.supervisors.map((s) => s.stop(2000)));
     this.resolveStopped(code);
@@ -700,6 +703,8 @@ class Run {
     const width = Math.max(...this.supervisors.map((s) => s.name.length), entry.name.length);
     const supervisor = this.supervisor(service, width);
     await this.configure(supervisor);
+    // Pushed before any await from here, so a stop that comes later stops it too.
+    if (this.stopping) return;
     prepared.services.push(service);
     this.supervisors.push(supervisor);
     this.failedCollect.add(entry.name);
