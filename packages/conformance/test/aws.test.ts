@@ -1600,6 +1600,9 @@ describe("run --provider aws --env-from", () => {
     const app = await startApp(dir, ["--provider", "aws", "--env-from", join(dir, "deploy.env")]);
     try {
       expect(app.stderr).toContain("deploy.env: 1 variable (GREETING) in every function's environment");
+      expect(app.stderr).toContain(
+        'warning: .env: provider "aws" starts the services itself, without these variables, as a deploy does; to give its functions a file\'s variables, as "up --env-from" deploys them, run with --env-from <file>',
+      );
       const client = await connect(app.url("vars"));
       client.ws.send("?");
       expect(JSON.parse((await client.next()).text)).toEqual({ GREETING: "hello from the file", LOCAL_ONLY: null });

@@ -515,7 +515,7 @@ class Run {
       output.warn(`--inspect: provider "${this.providerName}" starts the services itself, so they get no inspector`);
     if (this.dotenv.files.length > 0 && running.hostsServices)
       output.warn(
-        `${this.dotenv.files.join(", ")}: provider "${this.providerName}" starts the services itself, without these variables; use the local provider for them`,
+        `${this.dotenv.files.join(", ")}: provider "${this.providerName}" starts the services itself, without these variables, as a deploy does; to give its functions a file's variables, as "up --env-from" deploys them, run with --env-from <file>`,
       );
     // A worker thread has no inspector port of its own (it shares this process's): --inspect means processes.
     const threads = options.processes !== true && !inspect && threadsPossible(prepared, running);
