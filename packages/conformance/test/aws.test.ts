@@ -1603,6 +1603,9 @@ describe("run --provider aws --env-from", () => {
       expect(app.stderr).toContain(
         'warning: .env: provider "aws" starts the services itself, without these variables, as a deploy does; to give its functions a file\'s variables, as "up --env-from" deploys them, run with --env-from <file>',
       );
+      // The dashboard names what the functions get, never a value.
+      const state = (await (await fetch(`${app.dashboard}/api/state`)).json()) as { env: unknown };
+      expect(state.env).toEqual({ files: [join(dir, "deploy.env")], names: ["GREETING"] });
       const client = await connect(app.url("vars"));
       client.ws.send("?");
       expect(JSON.parse((await client.next()).text)).toEqual({ GREETING: "hello from the file", LOCAL_ONLY: null });

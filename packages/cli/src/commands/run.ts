@@ -307,7 +307,16 @@ async function runProject(options: RunCommandOptions, output: Output): Promise<n
       ...(options.environment === undefined ? {} : { environment: options.environment }),
       ...(variables === undefined ? {} : { variables }),
     });
-    const run = new Run(options, output, prepared, { environment, dotenv }, collected, provider.name, running, early);
+    const run = new Run(
+      options,
+      output,
+      prepared,
+      { environment, dotenv, ...(variables === undefined ? {} : { variables }) },
+      collected,
+      provider.name,
+      running,
+      early,
+    );
     return await run.serve();
   } finally {
     // Those no supervisor took: the provider did not start, or the run ended before its services did.
@@ -351,6 +360,8 @@ class Run {
   private readonly environment: string;
   /** The `.env` files as last read (a change reloads them). */
   private dotenv: DotEnv;
+  /** Under a provider that hosts the services: the names --env-from gives every function (a change of the file renews them). */
+  private variableNames: string[];
   private dashboard: Dashboard | undefined;
   private supervisors: ServiceSupervisor[] = [];
   /** Whether a service of our bundle runs as a worker thread (createSupervisors decides once). */
@@ -374,7 +385,7 @@ class Run {
     private readonly options: RunCommandOptions,
     private readonly output: Output,
     private readonly prepared: PreparedProject,
-    env: { environment: string; dotenv: DotEnv },
+    env: { environment: string; dotenv: DotEnv; variables?: Readonly<Record<string, string>> },
     private readonly collected: Collected,
     private readonly providerName: string,
     private readonly running: RunningProvider,
@@ -386,6 +397,7 @@ class Run {
     this.declared = new Map(collected.collected.map((c) => [c.name, c]));
     this.environment = env.environment;
     this.dotenv = env.dotenv;
+    this.variableNames = Object.keys(env.variables ?? {});
   }
 
   /**
@@ -450,7 +462,11 @@ class Run {
         spec: this.spec,
         running,
         logger: output,
-        env: () => ({ files: this.dotenv.files, names: [...this.dotenv.values.keys()] }),
+        // What the services get: the .env files locally; --env-from's variables in hosted functions.
+        env: () =>
+          running.hostsServices
+            ? { files: this.variableNames.length > 0 ? (options.envFiles ?? []) : [], names: this.variableNames }
+            : { files: this.dotenv.files, names: [...this.dotenv.values.keys()] },
         services: () => this.serviceStatuses(),
       });
     } catch (error) {
@@ -774,6 +790,7 @@ class Run {
       if (redeploys && envFiles.some((f) => changed.has(f))) {
         this.hosted("--env-from", async () => {
           const variables = functionVariables(this.options.envFiles ?? [], "run", output) ?? {};
+          this.variableNames = Object.keys(variables);
           output.info("--env-from changed: deploying the emulated app again (its clients reconnect)");
           await this.hostedRedeploy(variables);
         });
