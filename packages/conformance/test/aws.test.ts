@@ -3,7 +3,7 @@
 // the shapes AWS documents (requestContext with routeKey, connectionId, apiId, stage, connectedAt;
 // multi-valued headers and query strings; base64 bodies), in the emulator over dynalite.
 
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   appendFileSync,
@@ -32,6 +32,8 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import {
+  App,
+  CLI,
   cleanTemp,
   connect,
   copyProject,
@@ -1581,6 +1583,64 @@ describe("run --provider aws while services come, go and declare more", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 120000);
+});
+
+describe("run --provider aws when a redeploy cannot start", () => {
+  it("says so and why, and the next saved change deploys the app again", async () => {
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", resolve));
+    const taken = (squatter.address() as { port: number }).port;
+    const project = writeProject({
+      "nitric-like.yaml": `name: pinned\nservices:\n  - match: services/*.ts\nwebsockets:\n  extra:\n    port: ${taken}\n`,
+      "services/first.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const first = websocket("first");',
+        'first.on("connect", () => {});',
+        'first.on("disconnect", () => {});',
+        'first.on("message", (ctx) => "first " + ctx.text());',
+      ].join("\n"),
+    });
+    // Not startApp: its --random-ports would ignore the pin.
+    const app = new App(
+      project,
+      spawn(process.execPath, [CLI, "run", project, "--provider", "aws", "--plain", "--no-dashboard"], {
+        env: { ...process.env, NO_COLOR: "1" },
+      }),
+    );
+    await app.waitFor(/^ready: /m);
+    const extra = join(project, "services", "extra.ts");
+    const service = [
+      'import { websocket } from "@nitric-like/sdk";',
+      'const extra = websocket("extra");',
+      'extra.on("connect", () => {});',
+      'extra.on("disconnect", () => {});',
+      'extra.on("message", (ctx) => "extra " + ctx.text());',
+    ].join("\n");
+    try {
+      writeFileSync(extra, service);
+      await app.waitFor(
+        /the emulated app is not running: fix that and save a service's file to deploy it again/,
+        30000,
+      );
+      expect(app.stderr).toContain(`websocket "extra": port ${taken} is already in use`);
+      // Freed, and the file saved as it was: deployed, both sockets serve.
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+      writeFileSync(extra, `${service}\n`);
+      await app.waitFor(/^websocket extra ws:/m, 30000);
+      expect(app.url("extra")).toBe(`ws://127.0.0.1:${taken}/live`);
+      const client = await connect(app.url("extra"));
+      client.ws.send("hi");
+      expect((await client.next()).text).toBe("extra hi");
+      client.close();
+      const first = await connect(app.url("first"));
+      first.ws.send("back");
+      expect((await first.next()).text).toBe("first back");
+      first.close();
+    } finally {
+      squatter.close();
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 90000);
 });
 
 describe("run --provider aws --env-from", () => {

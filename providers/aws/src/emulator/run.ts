@@ -319,6 +319,10 @@ class EmulatedRun implements RunningProvider {
   private readonly ports = new Map<string, number>();
   /** What every function gets from `--env-from` (RunOptions.variables, then a redeploy's). */
   private variables: Readonly<Record<string, string>> | undefined;
+  /** The spec of the last deployment asked for. */
+  private spec: Spec;
+  /** True while no emulator runs: a redeploy built the app but could not start it. */
+  private down = false;
 
   constructor(
     private emulator: Emulator,
@@ -335,6 +339,7 @@ class EmulatedRun implements RunningProvider {
     variables: Readonly<Record<string, string>> | undefined,
   ) {
     this.expected = registrationsOf(spec);
+    this.spec = spec;
     this.variables = variables;
     this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint);
   }
@@ -344,6 +349,8 @@ class EmulatedRun implements RunningProvider {
    * worker on the new bundle. A bundle that fails leaves the running worker alone.
    */
   async restartService(service: ServiceEntry): Promise<void> {
+    // No emulator since a redeploy failed to start one: the change deploys the app again instead.
+    if (this.down) return await this.redeploy(this.spec);
     try {
       await bundleFunction(this.projectDir, service, this.buildDir);
     } finally {
@@ -361,11 +368,26 @@ class EmulatedRun implements RunningProvider {
    */
   async redeploy(spec: Spec, variables?: Readonly<Record<string, string>>): Promise<void> {
     if (variables !== undefined) this.variables = variables;
+    this.spec = spec;
     await this.deployer.build(spec, this.variables);
     // Every socket this run has served, so a socket gone and back (a renamed service's) keeps its URL too.
-    for (const socket of this.emulator.sockets) this.ports.set(socket.name, Number(new URL(socket.url).port));
-    await this.emulator.stop();
-    this.emulator = await this.deployer.start(this.ports);
+    if (!this.down) {
+      for (const socket of this.emulator.sockets) this.ports.set(socket.name, Number(new URL(socket.url).port));
+      await this.emulator.stop();
+    }
+    try {
+      this.emulator = await this.deployer.start(this.ports);
+    } catch (error) {
+      // The old one is stopped: until a change deploys again (restartService, redeploy), none runs.
+      this.down = true;
+      throw Object.assign(
+        new Error(
+          `${(error as Error).message}\nthe emulated app is not running: fix that and save a service's file to deploy it again`,
+        ),
+        { userFacing: true },
+      );
+    }
+    this.down = false;
     this.inspect.attach(this.emulator);
     if (this.outputListener) this.emulator.onServiceOutput(this.outputListener);
     this.expected = registrationsOf(spec);
@@ -396,7 +418,7 @@ class EmulatedRun implements RunningProvider {
     this.emulator.onServiceOutput(listener);
   }
   async stop(): Promise<void> {
-    await this.emulator.stop();
+    if (!this.down) await this.emulator.stop();
     this.inspect.destroy();
     await this.db.close();
     rmSync(this.credentialsFile, { force: true });
