@@ -1458,6 +1458,17 @@ describe("run --provider aws with a service that fails as it loads", () => {
       expect(app.stderr).toMatch(
         /error: service "chat": function "\S+" failed its init: config service unreachable; its events fail, as Lambda's would, until a change saved to its files starts it again/,
       );
+      // The dashboard shows the function waiting, with why.
+      const services = async () =>
+        ((await (await fetch(`${app.dashboard}/api/state`)).json()) as { services: unknown[] }).services;
+      expect(await services()).toEqual([
+        {
+          name: "chat",
+          file: "services/chat.ts",
+          state: "waiting",
+          reason: expect.stringMatching(/^function "\S+" failed its init: config service unreachable$/),
+        },
+      ]);
       // Fixed and saved: what it declares now is deployed, its socket printed, and it chats.
       const lacking = (app.stdout + app.stderr).split("which this deployment does not have").length;
       writeFileSync(
@@ -1469,6 +1480,7 @@ describe("run --provider aws with a service that fails as it loads", () => {
         "services/chat.ts changed what it declares: deploying the emulated app again (its clients reconnect)",
       );
       await chats(app.url("socket"), "fixed");
+      expect(await services()).toEqual([{ name: "chat", file: "services/chat.ts", state: "hosted" }]);
       expect((app.stdout + app.stderr).split("which this deployment does not have")).toHaveLength(lacking);
     } finally {
       expect((await app.stop()).code).toBe(0);

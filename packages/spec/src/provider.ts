@@ -133,6 +133,11 @@ export interface RunningProvider {
    * changed). Rejects, keeping the running deployment, when the app does not build.
    */
   redeploy?(spec: Spec, variables?: Readonly<Record<string, string>>): Promise<void>;
+  /**
+   * For a provider that hosts the services: each service's function whose init failed, with why
+   * (the dashboard shows it); a service not listed is running.
+   */
+  failedServices?(): ReadonlyMap<string, string>;
   /** For a provider that hosts the services: hears each line a service prints (the dashboard shows them). */
   onServiceOutput?(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void;
   /** Closes client connections (1001, going away), ends handler streams, closes stores. */

@@ -486,8 +486,15 @@ class Run {
 
   /** Each service and where it is, for the dashboard: the supervisors', or, hosted, the provider's. */
   private serviceStatuses(): ServiceStatus[] {
-    if (this.running.hostsServices)
-      return this.prepared.services.map((s) => ({ name: s.entry.name, file: s.entry.file, state: "hosted" }));
+    if (this.running.hostsServices) {
+      const failed = this.running.failedServices?.() ?? new Map<string, string>();
+      return this.prepared.services.map((s) => {
+        const reason = failed.get(s.entry.name);
+        return reason === undefined
+          ? { name: s.entry.name, file: s.entry.file, state: "hosted" }
+          : { name: s.entry.name, file: s.entry.file, state: "waiting", reason };
+      });
+    }
     return this.supervisors.map((s) => ({
       name: s.name,
       file: s.service.entry.file,
@@ -859,7 +866,12 @@ class Run {
     const before = this.declared.get(entry.name);
     if (how === "changed" && before && !before.failure && sameDeclarations(before, collected)) {
       output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
-      await running.restartService?.(entry);
+      try {
+        await running.restartService?.(entry);
+      } finally {
+        // Its function's init may have failed or come right: the dashboard shows which.
+        this.dashboard?.servicesChanged();
+      }
       output.info(output.paint("dim", `service "${entry.name}" restarted`));
       return;
     }

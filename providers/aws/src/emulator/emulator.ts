@@ -269,6 +269,8 @@ class EmulatedFunction {
   private next = 0;
   child: ChildProcess | undefined;
   ready: Promise<void> = Promise.resolve();
+  /** Why its last init failed, until one succeeds (the dashboard shows it). */
+  initError: string | undefined;
   /** Also hears each line the function prints (the dashboard's log). */
   onLine: ((service: string, stream: "stdout" | "stderr", line: string) => void) | undefined = undefined;
   private initTimeoutMs = 10_000;
@@ -346,7 +348,16 @@ class EmulatedFunction {
         this.pending.clear();
       });
     });
-    return this.ready;
+    const ready = this.ready;
+    ready.then(
+      () => {
+        if (this.ready === ready) this.initError = undefined;
+      },
+      (error: Error) => {
+        if (this.ready === ready) this.initError = error.message;
+      },
+    );
+    return ready;
   }
 
   /** Runs the function on `event`; a ThrottledError, at once, over the account's concurrent executions. */

@@ -413,6 +413,12 @@ class EmulatedRun implements RunningProvider {
   sockets(): { name: string; url: string }[] {
     return this.emulator.sockets;
   }
+  failedServices(): ReadonlyMap<string, string> {
+    const failed = new Map<string, string>();
+    if (this.down) return failed;
+    for (const fn of this.emulator.functions) if (fn.initError !== undefined) failed.set(fn.service, fn.initError);
+    return failed;
+  }
   onServiceOutput(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void {
     this.outputListener = listener;
     this.emulator.onServiceOutput(listener);
