@@ -96,6 +96,7 @@ export {
 export {
   buildSpec,
   type CollectedService,
+  handlerConflict,
   KV_PERMISSIONS,
   type KvPermission,
   type KvSpec,

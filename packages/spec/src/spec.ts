@@ -124,6 +124,12 @@ function call(kind: string, name: string): string {
  * kinds we do not serve, missing handlers, an event handled by two services, invalid names, and
  * services that failed.
  */
+/** What is said when more than one service handles a socket's event: each is named. */
+export function handlerConflict(socket: string, event: WebsocketEvent, services: readonly string[]): string {
+  const list = services.map((n) => JSON.stringify(n)).join(" and ");
+  return `websocket ${socket}: the ${event} event is handled by ${list}; a socket event has exactly one handler, so keep socket.on("${event}", ...) in one service`;
+}
+
 export function buildSpec(projectName: string, services: CollectedService[]): SpecResult {
   const errors: string[] = [];
   const sockets = new Map<string, WebsocketSpec>();
@@ -217,8 +223,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   }
   for (const [key, names] of duplicateHandlers) {
     const [socketName, event] = key.split("\u0000") as [string, WebsocketEvent];
-    const list = [...names].map((n) => JSON.stringify(n)).join(" and ");
-    const conflict = `websocket ${socketName}: the ${event} event is handled by ${list}; a socket event has exactly one handler, so keep socket.on("${event}", ...) in one service`;
+    const conflict = handlerConflict(socketName, event, [...names]);
     conflicts.push(conflict);
     errors.push(conflict);
   }

@@ -28,7 +28,7 @@ import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-t
 import { bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashboard } from "../lib/dashboard.js";
-import { type DotEnv, functionVariables, loadDotEnv } from "../lib/dotenv.js";
+import { type DotEnv, envLine, functionVariables, loadDotEnv } from "../lib/dotenv.js";
 import { formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
@@ -36,6 +36,7 @@ import { projectChangeNotices } from "../lib/project-change.js";
 import { loadProvider } from "../lib/providers.js";
 import {
   collectFailure,
+  declarationRefusals,
   expectedOf,
   failCollected,
   type HandlerOwner,
@@ -410,15 +411,29 @@ class Run {
     for (const failure of this.collected.failures) {
       const service = this.prepared.services.find((s) => s.entry.name === failure.service);
       const inputs = service?.bundle?.inputs ?? (service ? [service.entry.path] : []);
-      const { when, cause } = collectFailure(failure, this.project.dir, inputs);
-      const [what] = formatFailure(failure.service, failure.file, when, cause);
-      output.error(what);
-      output.info(
+      this.sayHostedFailure(
+        failure.service,
+        failure.file,
+        failure,
+        inputs,
         this.running.redeploy
-          ? "  fix it and save: run then deploys the emulated app again with what it declares"
-          : `  fix it, then stop run (Ctrl-C) and run again: with --provider ${this.providerName} the deployment is made from what the services declare as run starts`,
+          ? "fix it and save: run then deploys the emulated app again with what it declares"
+          : `fix it, then stop run (Ctrl-C) and run again: with --provider ${this.providerName} the deployment is made from what the services declare as run starts`,
       );
     }
+  }
+
+  /** A hosted service's collect-pass failure, said as a supervisor says one, then `fix`. */
+  private sayHostedFailure(
+    name: string,
+    file: string,
+    failure: { message: string; output: string },
+    inputs: Iterable<string>,
+    fix: string,
+  ): void {
+    const { when, cause } = collectFailure(failure, this.project.dir, inputs);
+    this.output.error(formatFailure(name, file, when, cause)[0]);
+    this.output.info(`  ${fix}`);
   }
 
   /** Starts everything and resolves with the exit code once the run stops. */
@@ -712,9 +727,7 @@ class Run {
     if (this.stopping || !existsSync(entry.path)) return;
     const same = this.supervisors.find((s) => s.name === entry.name);
     if (same) {
-      output.error(
-        `${entry.file} is a new service named "${entry.name}", as ${same.service.entry.file} is: a service's name is its file's name, so rename one of them`,
-      );
+      output.error(nameTaken(entry, same.service.entry));
       return;
     }
     output.info(`${entry.file} is a new service ("${entry.name}"): starting it`);
@@ -832,10 +845,9 @@ class Run {
     if (!existsSync(entry.path)) return;
     const known = prepared.services.find((s) => s.entry.path === entry.path);
     if (how === "new" && known) return;
-    if (how === "new" && prepared.services.some((s) => s.entry.name === entry.name)) {
-      output.error(
-        `${entry.file} is a new service named "${entry.name}", as another service's file is: a service's name is its file's name, so rename one of them`,
-      );
+    const same = prepared.services.find((s) => s.entry.name === entry.name);
+    if (how === "new" && same) {
+      output.error(nameTaken(entry, same.entry));
       return;
     }
     // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
@@ -847,15 +859,23 @@ class Run {
     const [collected] = await collect(prepared.project, [service], {});
     if (!collected) return;
     if (collected.failure) {
-      const { when, cause } = collectFailure(collected.failure, this.project.dir, bundle.inputs);
-      const [what] = formatFailure(entry.name, entry.file, when, cause);
-      output.error(what);
-      output.info(
-        `  fix it and save: ${how === "new" ? "it is deployed" : "its running version stays"} once it collects`,
+      const then = how === "new" ? "it is deployed" : "its running version stays";
+      this.sayHostedFailure(
+        entry.name,
+        entry.file,
+        collected.failure,
+        bundle.inputs,
+        `fix it and save: ${then} once it collects`,
       );
       return;
     }
-    const refused = hostedRefusals(this.project.name, collected, this.declared);
+    // Another service's handler: one of those deployed (the declarations of the last collect passes).
+    const owner: HandlerOwner = (socket, event, except) =>
+      [...this.declared.values()].find(
+        (c) => c.name !== except && !c.failure && c.handlers.some((h) => h.socket === socket && h.event === event),
+      )?.name;
+    const { unsupported, conflicts } = declarationRefusals(this.project.name, collected, owner);
+    const refused = [...unsupported, ...conflicts];
     if (refused.length > 0) {
       for (const line of refused) output.error(line);
       output.info(
@@ -1051,13 +1071,7 @@ function waitForHandlers(
 /** Prints which `.env` files were loaded and the names they set, never the values. */
 function describeDotEnv(dotenv: DotEnv, output: Output): void {
   if (dotenv.files.length === 0) return;
-  const names = [...dotenv.values.keys()];
-  output.info(
-    output.paint(
-      "dim",
-      `env: ${dotenv.files.join(", ")}: ${names.length} variable${names.length === 1 ? "" : "s"}${names.length > 0 ? ` (${names.join(", ")})` : ""}`,
-    ),
-  );
+  output.info(output.paint("dim", envLine(dotenv.files, [...dotenv.values.keys()])));
 }
 
 /** A port of 127.0.0.1 free right now (for an inspector, which takes no port 0 we could read back). */
@@ -1095,6 +1109,11 @@ function packageFiles(dir: string): string[] {
   return ["package.json", "package-lock.json", "pnpm-lock.yaml", "yarn.lock", "bun.lock", "bun.lockb"].map((f) =>
     join(dir, f),
   );
+}
+
+/** A new service file named as a service run has (in a folder `findServices` did not see both in at once). */
+function nameTaken(entry: ServiceEntry, other: ServiceEntry): string {
+  return `${entry.file} is a new service named "${entry.name}", as ${other.file} is: a service's name is its file's name, so rename one of them`;
 }
 
 /** How long a service's file must stay gone before its service is stopped (an editor may delete, then write). */
@@ -1211,29 +1230,6 @@ function watchServices(
     notices(changed);
   });
   return watcher;
-}
-
-/**
- * What refuses a hosted service's new declarations, as `run` refuses them at start: a resource
- * nobody serves, an event another service handles. Empty when none.
- */
-function hostedRefusals(
-  project: string,
-  collected: CollectedService,
-  declared: ReadonlyMap<string, CollectedService>,
-): string[] {
-  const refused = [...buildSpec(project, [collected]).unsupported];
-  for (const h of collected.handlers) {
-    const other = [...declared.values()].find(
-      (c) =>
-        c.name !== collected.name && !c.failure && c.handlers.some((o) => o.socket === h.socket && o.event === h.event),
-    );
-    if (other)
-      refused.push(
-        `websocket ${h.socket}: the ${h.event} event is handled by ${JSON.stringify(other.name)} and ${JSON.stringify(collected.name)}; a socket event has exactly one handler, so keep socket.on("${h.event}", ...) in one service`,
-      );
-  }
-  return refused;
 }
 
 /** Whether two collect passes of a service declared the same (in any order): then a restart of its function will do. */

@@ -3,7 +3,7 @@
  * environment is `run --env`, default `local`), then each `--env-from`, each over the ones before;
  * a variable set in the environment `run` starts in wins over them all. For `build`, `up` and
  * `run --provider aws`: the `--env-from` files alone, which go into every function's environment.
- * All are parsed with Node's own `util.parseEnv` (the format of `node --env-from`: `NAME=value`,
+ * All are parsed with Node's own `util.parseEnv` (the format of `node --env-file`: `NAME=value`,
  * `#` comments, quoted values, `export` prefixes not accepted). Nothing prints a value: the CLI
  * and the dashboard show names only.
  */
@@ -112,10 +112,15 @@ export function functionVariables(
 ): Record<string, string> | undefined {
   if (envFiles.length === 0) return undefined;
   const { values, files } = loadEnvFiles(envFiles, command);
-  const names = [...values.keys()];
   output.info(
-    `env: ${files.join(", ")}: ${names.length} variable${names.length === 1 ? "" : "s"}${names.length > 0 ? ` (${names.join(", ")})` : ""} in every function's environment, which Lambda keeps in plaintext in its configuration: keep secrets in a secret store`,
+    `${envLine(files, [...values.keys()])} in every function's environment, which Lambda keeps in plaintext in its configuration: keep secrets in a secret store`,
   );
   // fromEntries makes own properties: a name such as __proto__ stays a variable (then refused).
   return Object.fromEntries(values);
+}
+
+/** `env: <files>: <n> variables (<names>)`: what was read, by name only. */
+export function envLine(files: readonly string[], names: readonly string[]): string {
+  const list = names.length > 0 ? ` (${names.join(", ")})` : "";
+  return `env: ${files.join(", ")}: ${names.length} variable${names.length === 1 ? "" : "s"}${list}`;
 }

@@ -7,6 +7,7 @@
 import {
   buildSpec,
   type CollectedService,
+  handlerConflict,
   SERVED_KINDS,
   type Spec,
   type SpecResult,
@@ -81,6 +82,23 @@ export function failCollected(
 export type HandlerOwner = (socket: string, event: WebsocketEvent, except: string) => string | undefined;
 
 /**
+ * What refuses a service's declarations while `run` runs, as `run` refuses them at start: the
+ * resources nobody serves, and each event another service handles (`owner`).
+ */
+export function declarationRefusals(
+  projectName: string,
+  collected: CollectedService,
+  owner: HandlerOwner,
+): { unsupported: string[]; conflicts: string[] } {
+  const conflicts: string[] = [];
+  for (const h of collected.handlers) {
+    const by = owner(h.socket, h.event, collected.name);
+    if (by !== undefined) conflicts.push(handlerConflict(h.socket, h.event, [by, collected.name]));
+  }
+  return { unsupported: buildSpec(projectName, [collected]).unsupported, conflicts };
+}
+
+/**
  * Runs the collect pass for a service that has not started from it: one that failed in it (after
  * a file change), or a service file that appeared while `run` runs. On success, the handlers it
  * registers become what it is expected to register and it starts. A failure, a resource nobody
@@ -103,23 +121,21 @@ export async function recollectAndStart(
     return undefined;
   }
   // As at start, where a resource nobody serves stops run: refused, and it waits for a fix.
-  const { unsupported } = buildSpec(prepared.project.name, [collected]);
+  const { unsupported, conflicts } = declarationRefusals(prepared.project.name, collected, owner);
   if (unsupported.length > 0) {
     for (const u of unsupported) output.error(u);
-    const why = `service "${supervisor.name}" is not started: it declares what nitric-like does not serve (listed above), it serves ${SERVED_KINDS}; save a fix and it starts`;
-    output.error(why);
+    output.error(
+      `service "${supervisor.name}" is not started: it declares what nitric-like does not serve (listed above), it serves ${SERVED_KINDS}; save a fix and it starts`,
+    );
     supervisor.waitForChange(unsupported.join("; "));
     return undefined;
   }
-  for (const h of collected.handlers) {
-    const by = owner(h.socket, h.event, supervisor.name);
-    if (by !== undefined) {
-      const conflict = `websocket ${h.socket}: the ${h.event} event is handled by ${JSON.stringify(by)} and ${JSON.stringify(supervisor.name)}; a socket event has exactly one handler, so keep socket.on("${h.event}", ...) in one service`;
-      output.error(conflict);
-      output.info(`  service "${supervisor.name}" waits for a file change`);
-      supervisor.waitForChange(conflict);
-      return undefined;
-    }
+  const [conflict] = conflicts;
+  if (conflict !== undefined) {
+    output.error(conflict);
+    output.info(`  service "${supervisor.name}" waits for a file change`);
+    supervisor.waitForChange(conflict);
+    return undefined;
   }
   supervisor.expected = collected.handlers.map((h) => ({ socket: h.socket, event: h.event }));
   await supervisor.restart(service);
