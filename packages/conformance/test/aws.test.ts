@@ -1615,7 +1615,7 @@ describe("run --provider aws when a redeploy cannot start", () => {
     // Not startApp: its --random-ports would ignore the pin.
     const app = new App(
       project,
-      spawn(process.execPath, [CLI, "run", project, "--provider", "aws", "--plain", "--no-dashboard"], {
+      spawn(process.execPath, [CLI, "run", project, "--provider", "aws", "--plain", "--dashboard-port", "0"], {
         env: { ...process.env, NO_COLOR: "1" },
       }),
     );
@@ -1635,6 +1635,16 @@ describe("run --provider aws when a redeploy cannot start", () => {
         30000,
       );
       expect(app.stderr).toContain(`websocket "extra": port ${taken} is already in use`);
+      // The dashboard shows the app down, with why.
+      const state = (await (await fetch(`${app.dashboard}/api/state`)).json()) as {
+        services: { name: string; state: string; reason?: string }[];
+      };
+      expect(state.services.find((s) => s.name === "first")).toMatchObject({
+        state: "waiting",
+        reason: expect.stringContaining(
+          `the emulated app is not running: websocket "extra": port ${taken} is already in use`,
+        ),
+      });
       // Freed, and the file saved as it was: deployed, both sockets serve.
       await new Promise<void>((resolve) => squatter.close(() => resolve()));
       writeFileSync(extra, `${service}\n`);

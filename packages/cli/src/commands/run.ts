@@ -918,7 +918,12 @@ class Run {
 
   private async hostedRedeploy(variables?: Readonly<Record<string, string>>): Promise<void> {
     const started = Date.now();
-    await this.running.redeploy?.(this.spec, variables);
+    try {
+      await this.running.redeploy?.(this.spec, variables);
+    } finally {
+      // Deployed, or not running: the dashboard shows which.
+      this.dashboard?.servicesChanged();
+    }
     this.output.info(this.output.paint("dim", `deployed again in ${((Date.now() - started) / 1000).toFixed(1)} s`));
   }
 

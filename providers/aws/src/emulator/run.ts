@@ -321,8 +321,8 @@ class EmulatedRun implements RunningProvider {
   private variables: Readonly<Record<string, string>> | undefined;
   /** The spec of the last deployment asked for. */
   private spec: Spec;
-  /** True while no emulator runs: a redeploy built the app but could not start it. */
-  private down = false;
+  /** Why no emulator runs, while none does: a redeploy built the app but could not start it. */
+  private down: string | undefined;
 
   constructor(
     private emulator: Emulator,
@@ -350,7 +350,7 @@ class EmulatedRun implements RunningProvider {
    */
   async restartService(service: ServiceEntry): Promise<void> {
     // No emulator since a redeploy failed to start one: the change deploys the app again instead.
-    if (this.down) return await this.redeploy(this.spec);
+    if (this.down !== undefined) return await this.redeploy(this.spec);
     try {
       await bundleFunction(this.projectDir, service, this.buildDir);
     } finally {
@@ -371,7 +371,7 @@ class EmulatedRun implements RunningProvider {
     this.spec = spec;
     await this.deployer.build(spec, this.variables);
     // Every socket this run has served, so a socket gone and back (a renamed service's) keeps its URL too.
-    if (!this.down) {
+    if (this.down === undefined) {
       for (const socket of this.emulator.sockets) this.ports.set(socket.name, Number(new URL(socket.url).port));
       await this.emulator.stop();
     }
@@ -379,7 +379,7 @@ class EmulatedRun implements RunningProvider {
       this.emulator = await this.deployer.start(this.ports);
     } catch (error) {
       // The old one is stopped: until a change deploys again (restartService, redeploy), none runs.
-      this.down = true;
+      this.down = `the emulated app is not running: ${(error as Error).message}`;
       throw Object.assign(
         new Error(
           `${(error as Error).message}\nthe emulated app is not running: fix that and save a service's file to deploy it again`,
@@ -387,7 +387,7 @@ class EmulatedRun implements RunningProvider {
         { userFacing: true },
       );
     }
-    this.down = false;
+    this.down = undefined;
     this.inspect.attach(this.emulator);
     if (this.outputListener) this.emulator.onServiceOutput(this.outputListener);
     this.expected = registrationsOf(spec);
@@ -415,8 +415,10 @@ class EmulatedRun implements RunningProvider {
   }
   failedServices(): ReadonlyMap<string, string> {
     const failed = new Map<string, string>();
-    if (this.down) return failed;
-    for (const fn of this.emulator.functions) if (fn.initError !== undefined) failed.set(fn.service, fn.initError);
+    for (const fn of this.emulator.functions) {
+      const why = this.down ?? fn.initError;
+      if (why !== undefined) failed.set(fn.service, why);
+    }
     return failed;
   }
   onServiceOutput(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void {
@@ -424,7 +426,7 @@ class EmulatedRun implements RunningProvider {
     this.emulator.onServiceOutput(listener);
   }
   async stop(): Promise<void> {
-    if (!this.down) await this.emulator.stop();
+    if (this.down === undefined) await this.emulator.stop();
     this.inspect.destroy();
     await this.db.close();
     rmSync(this.credentialsFile, { force: true });
