@@ -1,6 +1,7 @@
 /**
  * What a provider plugs into the shared gRPC services: a socket backend per websocket (local: a ws
- * gateway; AWS: the API Gateway Management API) and one kv backend (local: lmdb; AWS: DynamoDB).
+ * gateway; AWS: the API Gateway Management API), one kv backend (local: lmdb; AWS: DynamoDB) and one
+ * secrets backend (local: lmdb; AWS: Secrets Manager).
  * Methods may answer synchronously, so the local provider's hot path stays free of promises.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
@@ -75,4 +76,23 @@ export interface KvBackend {
   delete(store: string, key: string): Promise<void>;
   /** The keys starting with `prefix`, in byte order. */
   keys(store: string, prefix: string): Iterable<string> | AsyncIterable<string>;
+}
+
+/** One version of a secret, as a backend reads it. */
+export interface SecretVersionValue {
+  /** The version's id (never "latest"). */
+  version: string;
+  value: Uint8Array;
+}
+
+/**
+ * Where secrets keep their versions (local: lmdb; AWS: Secrets Manager). The secrets service gives
+ * `put` only values that passed @nitric-like/spec's secretValueProblem, and `access` only versions
+ * that passed secretVersionProblem.
+ */
+export interface SecretsBackend {
+  /** Stores `value` as the newest version of `secret` under the id `version` (a random UUID the caller made); resolves once durable. */
+  put(secret: string, version: string, value: Uint8Array): Promise<void>;
+  /** Reads a version ("latest" for the newest); undefined when the secret has no such version. */
+  access(secret: string, version: string): Promise<SecretVersionValue | undefined>;
 }

@@ -1,7 +1,7 @@
 /**
  * `@nitric-like/provider-kit`: the parts every provider shares. The gRPC services of the contract
- * (Resources, Websocket, WebsocketHandler, KvStore, Connections, Rooms) are written once here, over two
- * small backend interfaces, so the local and AWS providers answer every call alike: the same
+ * (Resources, Websocket, WebsocketHandler, KvStore, SecretManager, Connections, Rooms) are written once
+ * here, over three small backend interfaces, so the local and AWS providers answer every call alike: the same
  * checks, the same permission rules, the same errors. So is the connect path's logic (opening.ts):
  * what a connection is sent while its connect handler runs, and the HTTP status a refused one gets.
  * A third-party provider can use it too.
@@ -27,7 +27,14 @@ export {
   type FrameRuleBreak,
   LARGE_FRAME_CLOSE,
 } from "./aws-rules.js";
-export type { ConnectionInfo, KvBackend, MaybePromise, SocketBackend } from "./backends.js";
+export type {
+  ConnectionInfo,
+  KvBackend,
+  MaybePromise,
+  SecretsBackend,
+  SecretVersionValue,
+  SocketBackend,
+} from "./backends.js";
 export { MAX_KEY_BYTES } from "./backends.js";
 export { boundaryMessage, guard } from "./boundary.js";
 export { BurstLog } from "./burst-log.js";

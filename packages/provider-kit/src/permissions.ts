@@ -10,6 +10,8 @@ const VERB: Record<Permission, string> = {
   set: "set keys",
   delete: "delete keys",
   manage: "manage it",
+  access: "access its values",
+  put: "put values",
 };
 
 /** The grants of every service. */
@@ -47,7 +49,7 @@ export class Permissions {
     if (this.has(service, kind, name, permission)) return;
     const resource = `${kind}(${JSON.stringify(name)})`;
     const fix =
-      kind === "kv"
+      kind === "kv" || kind === "secret"
         ? `add .allow(${JSON.stringify(permission)}) to ${resource} in that service`
         : `declare ${resource} in that service`;
     throw new RpcError(

@@ -10,6 +10,8 @@ const PERMISSIONS: Partial<Record<Action, Permission>> = {
   [Action.KeyValueStoreWrite]: "set",
   [Action.KeyValueStoreDelete]: "delete",
   [Action.WebsocketManage]: "manage",
+  [Action.SecretAccess]: "access",
+  [Action.SecretPut]: "put",
 };
 
 /** The permissions a policy's actions grant (actions on resources we do not serve grant none). */
@@ -20,11 +22,12 @@ export function permissionsOf(actions: readonly Action[]): Permission[] {
 function kindOf(type: ResourceType): ResourceKind | undefined {
   if (type === ResourceType.Websocket) return "websocket";
   if (type === ResourceType.KeyValueStore) return "kv";
+  if (type === ResourceType.Secret) return "secret";
   return undefined;
 }
 
 /**
- * The kind of a declared resource: "websocket" and "kv" are served; any other is named as the
+ * The kind of a declared resource: "websocket", "kv" and "secret" are served; any other is named as the
  * @nitric/sdk call that declares it (`api`, `topic`, `bucket`, ...), so the spec can refuse it by
  * the name the user wrote.
  */
@@ -34,6 +37,8 @@ export function resourceKindOf(type: ResourceType): string {
       return "websocket";
     case ResourceType.KeyValueStore:
       return "kv";
+    case ResourceType.Secret:
+      return "secret";
     case ResourceType.Subscription:
       return "topic";
     case ResourceType.BucketListener:
@@ -55,6 +60,7 @@ export interface ResourcesContext {
   logger: Logger;
   declareSocket(name: string, allowedOrigins: string[]): Promise<void>;
   declareStore(name: string): void;
+  declareSecret(name: string): void;
   /** Resources of kinds not served, already warned about. */
   unserved: Set<string>;
 }
@@ -105,6 +111,16 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
         callback(null, {});
         return;
       }
+      if (kind === "secret") {
+        try {
+          ctx.declareSecret(id.name);
+        } catch (error) {
+          callback(new RpcError(Code.UNAVAILABLE, (error as Error).message));
+          return;
+        }
+        callback(null, {});
+        return;
+      }
       // Recorded and answered OK, never an error: @nitric/sdk treats a failed declaration as fatal,
       // and the collect pass has already refused these before anything runs.
       const declared = `${resourceKindOf(id.type)} ${JSON.stringify(id.name)}`;
@@ -112,7 +128,7 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
       if (!ctx.unserved.has(label)) {
         ctx.unserved.add(label);
         ctx.logger.warn(
-          `service "${service}" declares ${declared}, a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket() and kv()`,
+          `service "${service}" declares ${declared}, a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret()`,
         );
       }
       callback(null, {});

@@ -11,6 +11,7 @@ import { Health } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources } from "@nitric-like/contracts/resources";
 import { Rooms } from "@nitric-like/contracts/rooms";
+import { SecretManager } from "@nitric-like/contracts/secrets";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { Router } from "@nitric-like/rpc";
 import { authorizerService } from "./authorizer.js";
@@ -19,10 +20,11 @@ import { healthService } from "./health.js";
 import { type KvContext, kvService } from "./kv.js";
 import { type ResourcesContext, resourcesService } from "./resources.js";
 import { roomsService } from "./rooms.js";
+import { type SecretsContext, secretsService } from "./secrets.js";
 import { type WebsocketContext, websocketHandlerService, websocketService } from "./websocket.js";
 
 /** What a service's router needs from its provider. */
-export type EndpointContext = KvContext & ResourcesContext & WebsocketContext;
+export type EndpointContext = KvContext & SecretsContext & ResourcesContext & WebsocketContext;
 
 /** The router of one service's endpoint. */
 export function serviceRouter(service: string, ctx: EndpointContext): Router {
@@ -31,6 +33,7 @@ export function serviceRouter(service: string, ctx: EndpointContext): Router {
     .service(Websocket, websocketService(ctx, service))
     .service(WebsocketHandler, websocketHandlerService(ctx, service))
     .service(KvStore, kvService(ctx, service))
+    .service(SecretManager, secretsService(ctx, service))
     .service(Connections, connectionsService(ctx, service))
     .service(Authorizer, authorizerService(ctx, service))
     .service(Rooms, roomsService(ctx, service));

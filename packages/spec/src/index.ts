@@ -81,6 +81,7 @@ export type {
   ProviderInspector,
   RunningProvider,
   RunOptions,
+  SecretPutOptions,
   StoredData,
   TrafficEvent,
 } from "./provider.js";
@@ -94,6 +95,15 @@ export {
   tooManyRoomsProblem,
 } from "./rooms.js";
 export {
+  isSecretVersionId,
+  LATEST_VERSION,
+  SECRET_MAX_VALUE_BYTES,
+  SECRET_PERMISSIONS,
+  type SecretPermission,
+  secretValueProblem,
+  secretVersionProblem,
+} from "./secrets.js";
+export {
   buildSpec,
   type CollectedService,
   handlerConflict,
@@ -104,6 +114,7 @@ export {
   type PolicySpec,
   type ResourceRef,
   SERVED_KINDS,
+  type SecretSpec,
   type Spec,
   type SpecResult,
   WEBSOCKET_EVENTS,

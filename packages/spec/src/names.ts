@@ -10,7 +10,7 @@ export const RESOURCE_NAME_PATTERN = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 export const MAX_RESOURCE_NAME_LENGTH = 64;
 
 /** The kinds of resource nitric-like serves, as users write them in code. */
-export type ResourceKind = "websocket" | "kv";
+export type ResourceKind = "websocket" | "kv" | "secret";
 
 /**
  * The words of a name as lower-case ASCII, for a lower-kebab-case suggestion: camelCase split,
@@ -39,7 +39,7 @@ export function suggestName(name: string): string {
 export function resourceNameProblem(kind: string, name: string): string | undefined {
   // Every socket.send checks its socket's name here: nothing is built for a valid one.
   if (typeof name !== "string" || name.length === 0) {
-    return `${kind}(""): a resource name is required, use lower-kebab-case such as "my-${kind === "kv" ? "store" : "socket"}"`;
+    return `${kind}(""): a resource name is required, use lower-kebab-case such as "my-${kind === "kv" ? "store" : kind === "secret" ? "secret" : "socket"}"`;
   }
   if (name.length > MAX_RESOURCE_NAME_LENGTH) {
     return `${kind}(${JSON.stringify(name)}): invalid resource name, it is ${name.length} characters long and at most ${MAX_RESOURCE_NAME_LENGTH} are allowed, use a shorter lower-kebab-case name such as ${JSON.stringify(suggestName(name))}`;

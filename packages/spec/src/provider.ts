@@ -390,4 +390,27 @@ export interface Provider {
    * deployment or its logs cannot be read.
    */
   logs?(options: LogsOptions): AsyncIterable<LogLine>;
+  /**
+   * Stores a value as a declared secret's newest version for `nitric-like secret put`, where the
+   * deployment `stack` keeps it (the local provider: the project's own store; `stack` is ignored).
+   * Resolves with the new version's id. Throws an Error with `userFacing` when the secret or the
+   * deployment is not there.
+   */
+  putSecret?(options: SecretPutOptions): Promise<{ version: string }>;
+}
+
+/** What the CLI gives a provider to store a secret's value (`nitric-like secret put`). */
+export interface SecretPutOptions {
+  /** The project. */
+  project: Project;
+  /** The stack (deployment) name. */
+  stack: string;
+  /** The region, when given on the command line. */
+  region?: string;
+  /** The secret's name in the app; the CLI has checked that a service declares it. */
+  secret: string;
+  /** The value, checked by @nitric-like/spec's secretValueProblem. */
+  value: Uint8Array;
+  /** Where to log progress. */
+  logger: Logger;
 }

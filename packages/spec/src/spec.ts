@@ -3,6 +3,7 @@
  * NITRIC_ENVIRONMENT=build against a collector), and the checks every deploy and `spec` apply.
  */
 import { compareNames, type ResourceKind, resourceNameProblem } from "./names.js";
+import type { SecretPermission } from "./secrets.js";
 
 /** The three websocket events a socket must handle before it can be deployed. */
 export const WEBSOCKET_EVENTS = ["connect", "disconnect", "message"] as const;
@@ -14,8 +15,8 @@ export const KV_PERMISSIONS = ["get", "set", "delete"] as const;
 /** One kv permission. */
 export type KvPermission = (typeof KV_PERMISSIONS)[number];
 
-/** A permission a service holds on a resource: kv permissions, or `manage` on a websocket. */
-export type Permission = KvPermission | "manage";
+/** A permission a service holds on a resource: kv or secret permissions, or `manage` on a websocket. */
+export type Permission = KvPermission | SecretPermission | "manage";
 
 /** A resource named in a declaration or policy. */
 export interface ResourceRef {
@@ -72,6 +73,14 @@ export interface KvSpec {
   declaredBy: string[];
 }
 
+/** A secret in the spec. */
+export interface SecretSpec {
+  kind: "secret";
+  name: string;
+  /** Services that declared it. */
+  declaredBy: string[];
+}
+
 /** One service's permissions on one resource. */
 export interface PolicySpec {
   service: string;
@@ -85,8 +94,8 @@ export interface Spec {
   name: string;
   /** Each service with its entry file. */
   services: { name: string; file: string }[];
-  /** Every websocket and kv store, sorted by kind then name. */
-  resources: (WebsocketSpec | KvSpec)[];
+  /** Every websocket, kv store and secret, sorted by kind then name. */
+  resources: (WebsocketSpec | KvSpec | SecretSpec)[];
   /** Every grant, one per service and resource. */
   policies: PolicySpec[];
 }
@@ -112,7 +121,7 @@ export interface SpecResult {
 
 /** The resource kinds nitric-like serves, as the calls that declare them. */
 export const SERVED_KINDS =
-  "websockets and kv stores only: websocket() and kv() (and collection() in @nitric-like/sdk)";
+  "websockets, kv stores and secrets only: websocket(), kv() and secret() (and collection() in @nitric-like/sdk)";
 
 /** How a resource of a kind we do not serve reads in a message: `api("main")`, `http(...)`. */
 function call(kind: string, name: string): string {
@@ -134,6 +143,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   const errors: string[] = [];
   const sockets = new Map<string, WebsocketSpec>();
   const stores = new Map<string, KvSpec>();
+  const secrets = new Map<string, SecretSpec>();
   const policies = new Map<string, PolicySpec>();
   const duplicateHandlers = new Map<string, Set<string>>();
   const duplicateAuthorizers = new Map<string, Set<string>>();
@@ -160,7 +170,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     }
     const refused = new Set<string>();
     for (const d of service.declared) {
-      if (d.kind !== "websocket" && d.kind !== "kv") {
+      if (d.kind !== "websocket" && d.kind !== "kv" && d.kind !== "secret") {
         const what = call(d.kind, d.name);
         if (refused.has(what)) continue;
         refused.add(what);
@@ -175,7 +185,12 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
         errors.push(`service ${JSON.stringify(service.name)}: ${problem}`);
         continue;
       }
-      const entry = d.kind === "websocket" ? socket(d.name) : storeEntry(stores, d.name);
+      const entry =
+        d.kind === "websocket"
+          ? socket(d.name)
+          : d.kind === "kv"
+            ? entryOf(stores, "kv", d.name)
+            : entryOf(secrets, "secret", d.name);
       if (!entry.declaredBy.includes(service.name)) entry.declaredBy.push(service.name);
       if (entry.kind === "websocket" && d.allowedOrigins && d.allowedOrigins.length > 0) {
         entry.allowedOrigins = [...new Set([...(entry.allowedOrigins ?? []), ...d.allowedOrigins])].sort();
@@ -244,7 +259,11 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     }
   }
 
-  const resources = [...[...sockets.values()].sort(byName), ...[...stores.values()].sort(byName)];
+  const resources = [
+    ...[...sockets.values()].sort(byName),
+    ...[...stores.values()].sort(byName),
+    ...[...secrets.values()].sort(byName),
+  ];
   for (const p of policies.values()) p.permissions.sort();
   const spec: Spec = {
     name: projectName,
@@ -267,11 +286,15 @@ const AMPT_EVENTS: Record<WebsocketEvent, string> = {
   message: "message",
 };
 
-function storeEntry(stores: Map<string, KvSpec>, name: string): KvSpec {
-  let s = stores.get(name);
+function entryOf<K extends "kv" | "secret">(
+  entries: Map<string, { kind: K; name: string; declaredBy: string[] }>,
+  kind: K,
+  name: string,
+): { kind: K; name: string; declaredBy: string[] } {
+  let s = entries.get(name);
   if (!s) {
-    s = { kind: "kv", name, declaredBy: [] };
-    stores.set(name, s);
+    s = { kind, name, declaredBy: [] };
+    entries.set(name, s);
   }
   return s;
 }

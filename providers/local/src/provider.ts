@@ -36,6 +36,7 @@ import {
 import { createEndpoint, type Endpoint, type GrpcEndpoint, serveGrpc, stopEndpoint } from "./endpoint.js";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
+import { SecretStore } from "./secrets/store.js";
 import { FlowBudget } from "./websocket/flow.js";
 import { Gateway } from "./websocket/gateway.js";
 
@@ -43,6 +44,8 @@ import { Gateway } from "./websocket/gateway.js";
 export interface LocalProviderOptions extends RunOptions {
   /** Where kv stores live. @default `<project>/.nitric-like/kv` */
   dataDir?: string;
+  /** Where secrets live, opened when a service declares one. @default `<project>/.nitric-like/secrets` */
+  secretsDir?: string;
   /** How long a handler may take to answer an event. @default the project's limits.handlerTimeout, else 5000 (as Ampt) */
   handlerTimeoutMs?: number;
   /** How long an event waits for a handler that is restarting. @default 10000 */
@@ -68,6 +71,9 @@ export class LocalProvider implements RunningProvider {
   private readonly starting = new Map<string, Promise<Gateway>>();
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly declaredStores = new Set<string>();
+  private readonly declaredSecrets = new Set<string>();
+  /** The project's secrets, opened with the first secret declared. */
+  private secretStore: SecretStore | undefined;
   private readonly unserved = new Set<string>();
   private stopped: Promise<void> | undefined;
   private readonly logger: Logger;
@@ -142,6 +148,7 @@ export class LocalProvider implements RunningProvider {
         this.stores.store(r.name);
         this.declaredStores.add(r.name);
       }
+      if (r.kind === "secret") this.declareSecret(r.name);
     }
     for (const p of this.options.spec.policies) {
       this.permissions.grant(p.service, p.resource.kind, p.resource.name, p.permissions);
@@ -256,6 +263,12 @@ export class LocalProvider implements RunningProvider {
         logger: this.logger,
         unserved: this.unserved,
         declared: (store) => this.declaredStores.has(store),
+        secretDeclared: (name) => this.declaredSecrets.has(name),
+        declareSecret: (name) => this.declareSecret(name),
+        secrets: {
+          put: (name, version, value) => this.secrets().put(name, version, value),
+          access: (name, version) => this.secrets().access(name, version),
+        },
         declareStore: (store) => {
           this.stores.store(store);
           this.declaredStores.add(store);
@@ -268,6 +281,31 @@ export class LocalProvider implements RunningProvider {
       this.endpoints.set(service, endpoint);
     }
     return endpoint;
+  }
+
+  /** Records a declared secret, opening the project's secrets with the first. */
+  private declareSecret(name: string): void {
+    this.secrets();
+    this.declaredSecrets.add(name);
+  }
+
+  /** The project's secrets, opened on first use. */
+  private secrets(): SecretStore {
+    if (this.secretStore === undefined) {
+      const dir = this.options.secretsDir ?? join(this.options.project.dir, ".nitric-like", "secrets");
+      try {
+        this.secretStore = new SecretStore(dir);
+      } catch (error) {
+        throw Object.assign(
+          new Error(
+            `secrets: cannot open ${JSON.stringify(dir)} (${(error as Error).message}); make that folder this user's and writable, or remove it if its secrets can go`,
+            { cause: error },
+          ),
+          { userFacing: true },
+        );
+      }
+    }
+    return this.secretStore;
   }
 
   /** The service's endpoint served over gRPC (for service processes), started on first use. */
@@ -349,6 +387,7 @@ export class LocalProvider implements RunningProvider {
       await Promise.all([...this.endpoints.values()].map((e) => stopEndpoint(e)));
       this.runDir?.remove();
       await this.stores.close();
+      await this.secretStore?.close();
     })();
     return this.stopped;
   }
