@@ -49,6 +49,9 @@ export interface ErrorDetails {
   connectionId?: string;
   /** The room a rooms call named. */
   room?: string;
+  /** The secret a secrets call named, and the version it asked for. */
+  secret?: string;
+  version?: string;
 }
 
 /** The error every SDK call throws. */

@@ -20,6 +20,15 @@ export {
 } from "./resources/collection.js";
 export { type KvDeleter, type KvReader, type KvRef, KvStore, type KvWriter, kv } from "./resources/kv.js";
 export {
+  Secret,
+  type SecretReader,
+  type SecretRef,
+  SecretValue,
+  SecretVersion,
+  type SecretWriter,
+  secret,
+} from "./resources/secret.js";
+export {
   type BroadcastOptions,
   type CloseOptions,
   type ConnectContext,

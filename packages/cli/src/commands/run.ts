@@ -407,7 +407,6 @@ class Run {
    * one declares comes with the redeploy its fix brings (watchHosted).
    */
   private reportHostedFailures(): void {
-    const { output } = this;
     for (const failure of this.collected.failures) {
       const service = this.prepared.services.find((s) => s.entry.name === failure.service);
       const inputs = service?.bundle?.inputs ?? (service ? [service.entry.path] : []);

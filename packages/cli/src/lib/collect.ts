@@ -20,6 +20,7 @@ import { Authorizer, type HandleAuthorizationsRequest } from "@nitric-like/contr
 import { Connections } from "@nitric-like/contracts/connections";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { SecretManager } from "@nitric-like/contracts/secrets";
 import { type ClientMessage, Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import {
   createRunDir,
@@ -329,8 +330,16 @@ function collectorRouter(result: CollectedService, touch: () => void): Router {
       if (id?.type === ResourceType.Policy && config.case === "policy") {
         const permissions = permissionsOf(config.value.actions);
         for (const r of config.value.resources) {
-          if (r.type !== ResourceType.Websocket && r.type !== ResourceType.KeyValueStore) continue;
-          const resource: ResourceRef = { kind: r.type === ResourceType.Websocket ? "websocket" : "kv", name: r.name };
+          const kind =
+            r.type === ResourceType.Websocket
+              ? "websocket"
+              : r.type === ResourceType.KeyValueStore
+                ? "kv"
+                : r.type === ResourceType.Secret
+                  ? "secret"
+                  : undefined;
+          if (kind === undefined) continue;
+          const resource: ResourceRef = { kind, name: r.name };
           result.grants.push({ resource, permissions });
         }
       } else if (id && !recordedUnserved(result, resourceKindOf(id.type), id.name)) {
@@ -402,6 +411,10 @@ function collectorRouter(result: CollectedService, touch: () => void): Router {
     setValue: (_call, cb) => cb(UNAVAILABLE("kv set")),
     deleteKey: (_call, cb) => cb(UNAVAILABLE("kv delete")),
     scanKeys: (call) => call.fail(UNAVAILABLE("kv keys")),
+  });
+  router.service(SecretManager, {
+    put: (_call, cb) => cb(UNAVAILABLE("secret put")),
+    access: (_call, cb) => cb(UNAVAILABLE("secret access")),
   });
   return router;
 }

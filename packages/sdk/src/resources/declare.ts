@@ -4,10 +4,11 @@ import { type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import { fatal, rpc } from "../internal/runtime.js";
 
-type DeclaredType = ResourceType.Websocket | ResourceType.KeyValueStore;
+type DeclaredType = ResourceType.Websocket | ResourceType.KeyValueStore | ResourceType.Secret;
 
 function label(type: DeclaredType, name: string): string {
-  return type === ResourceType.Websocket ? `websocket(${JSON.stringify(name)})` : `kv(${JSON.stringify(name)})`;
+  const kind = type === ResourceType.Websocket ? "websocket" : type === ResourceType.Secret ? "secret" : "kv";
+  return `${kind}(${JSON.stringify(name)})`;
 }
 
 /** Declares a resource and a policy granting `actions` on it to the calling service. A refusal is fatal. */
@@ -22,6 +23,8 @@ export async function declare(
   try {
     if (type === ResourceType.KeyValueStore) {
       await client.unary(Resources.method.declare, { id, config: { case: "keyValueStore", value: {} } });
+    } else if (type === ResourceType.Secret) {
+      await client.unary(Resources.method.declare, { id, config: { case: "secret", value: {} } });
     } else if (websocket && websocket.allowedOrigins.length > 0) {
       await client.unary(Resources.method.declare, { id, config: { case: "websocket", value: websocket } });
     } else {
