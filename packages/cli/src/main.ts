@@ -5,6 +5,7 @@ import { BUILD_HELP, buildCommand } from "./commands/build.js";
 import { LOGS_HELP, logsCommand } from "./commands/logs.js";
 import { NEW_HELP, newCommand } from "./commands/new.js";
 import { RUN_HELP, runCommand } from "./commands/run.js";
+import { SECRET_HELP, secretCommand } from "./commands/secret.js";
 import { SPEC_HELP, specCommand } from "./commands/spec.js";
 import { DOWN_HELP, downCommand, OUTPUTS_HELP, outputsCommand, UP_HELP, upCommand } from "./commands/up.js";
 import { Output, UserError } from "./lib/log.js";
@@ -13,7 +14,7 @@ import { systemErrorMessage } from "./lib/system-errors.js";
 /** Help for the whole CLI. */
 export const MAIN_HELP = `Usage: nitric-like <command> [options]
 
-Declare websockets and kv stores in TypeScript, run them on your machine, check them,
+Declare websockets, kv stores and secrets in TypeScript, run them on your machine, check them,
 and ship them to AWS.
 
 Commands:
@@ -25,6 +26,8 @@ Commands:
   down [dir]     Delete a deployment.
   outputs [dir]  Print a deployment's socket URLs and outputs again.
   logs [dir]     Print what a deployment's services logged (--follow for more).
+  secret put <name> [dir]
+                 Store a value as a secret's newest version (run's, or a deployment's).
   help [cmd]     Show help for a command.
 
 Options:
@@ -45,6 +48,7 @@ const HELP: Record<string, string> = {
   down: DOWN_HELP,
   outputs: OUTPUTS_HELP,
   logs: LOGS_HELP,
+  secret: SECRET_HELP,
 };
 
 /** Commands whose result `--json` prints as JSON. */
@@ -102,6 +106,30 @@ export async function main(
         output,
       );
     }
+    const text = (name: string) => {
+      const value = args.values[name];
+      return typeof value === "string" ? value : undefined;
+    };
+    if (command === "secret") {
+      const [action, name, secretDir, ...more] = args.positionals;
+      if (more.length > 0) {
+        throw new UserError(
+          `secret: expected put <name> [dir], got ${args.positionals.length} words: ${args.positionals.join(" ")}`,
+        );
+      }
+      return await secretCommand(
+        {
+          action,
+          name,
+          dir: secretDir ?? ".",
+          provider: text("provider") ?? "local",
+          ...optional("fromFile", text("from-file")),
+          ...optional("stack", text("stack")),
+          ...optional("region", text("region")),
+        },
+        output,
+      );
+    }
     const dir = args.positionals[0] ?? ".";
     if (args.positionals.length > 1) {
       throw new UserError(
@@ -109,10 +137,6 @@ export async function main(
       );
     }
     if (command === "spec") return await specCommand(dir, output);
-    const text = (name: string) => {
-      const value = args.values[name];
-      return typeof value === "string" ? value : undefined;
-    };
     const envFiles = Array.isArray(args.values["env-from"]) ? (args.values["env-from"] as string[]) : [];
     if (command === "build") {
       return await buildCommand(
@@ -256,6 +280,12 @@ function parse(command: string, args: string[]) {
       stack: { type: "string" },
       region: { type: "string" },
       json: { type: "boolean" },
+    },
+    secret: {
+      provider: { type: "string" },
+      "from-file": { type: "string" },
+      stack: { type: "string" },
+      region: { type: "string" },
     },
     logs: {
       provider: { type: "string" },

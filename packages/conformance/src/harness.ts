@@ -50,13 +50,15 @@ export function copyProject(source: string): string {
 /** Runs the CLI to completion and returns its exit code and output. */
 export function runCli(
   args: string[],
-  options: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {},
+  options: { cwd?: string; timeoutMs?: number; env?: Record<string, string>; input?: string | Uint8Array } = {},
 ) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: options.cwd,
       env: { ...process.env, NO_COLOR: "1", ...options.env },
     });
+    // Piped to stdin, then ended; without it stdin stays an open pipe.
+    if (options.input !== undefined) child.stdin.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => {

@@ -292,10 +292,10 @@ describe.each([
     const call = async (cmd: object) => ((await c.call(cmd)) as { error: { code: string; message: string } }).error;
     const over = await call({ op: "secret-put", size: 65537 });
     expect(over.message).toContain(
-      'secret("vault"): put() was given 65537 bytes, over the 65536 a secret holds (AWS Secrets Manager\'s limit)',
+      'secret("vault"): the value is 65537 bytes, over the 65536 a secret holds (AWS Secrets Manager\'s limit)',
     );
     const empty = await call({ op: "secret-put", text: "" });
-    expect(empty.message).toContain('secret("vault"): put() was given an empty value');
+    expect(empty.message).toContain('secret("vault"): the value is empty');
     // @nitric/sdk sends any version; ours refuses a malformed one before sending it: the same words.
     const malformed = await call({ op: "secret-get", version: "1" });
     expect(malformed.message).toContain('secret("vault"): version "1" is not a version id');

@@ -26,10 +26,10 @@ const VERSION_ID = /^[A-Za-z0-9-]{32,64}$/;
 /** Why a value cannot be a secret's version, as a full message with the fix; undefined when it can. */
 export function secretValueProblem(secret: string, value: Uint8Array): string | undefined {
   if (value.length === 0) {
-    return `secret(${JSON.stringify(secret)}): put() was given an empty value; a secret holds 1 to ${SECRET_MAX_VALUE_BYTES} bytes`;
+    return `secret(${JSON.stringify(secret)}): the value is empty; a secret holds 1 to ${SECRET_MAX_VALUE_BYTES} bytes`;
   }
   if (value.length > SECRET_MAX_VALUE_BYTES) {
-    return `secret(${JSON.stringify(secret)}): put() was given ${value.length} bytes, over the ${SECRET_MAX_VALUE_BYTES} a secret holds (AWS Secrets Manager's limit); keep large values in a kv store and the key to them in the secret`;
+    return `secret(${JSON.stringify(secret)}): the value is ${value.length} bytes, over the ${SECRET_MAX_VALUE_BYTES} a secret holds (AWS Secrets Manager's limit); keep a large value in a kv store and what protects it (a key) in the secret`;
   }
   return undefined;
 }

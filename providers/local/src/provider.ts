@@ -1,10 +1,11 @@
 /**
- * The local provider: WebSocket gateways (ws) and kv stores (lmdb) on this machine, served to each
+ * The local provider: WebSocket gateways (ws), kv stores and secrets (lmdb) on this machine, served to each
  * service over its own endpoint (endpoint.ts): MessagePorts for a service running as a worker
  * thread of this process; gRPC for a service process, on a Unix socket in this run's private
  * folder, and on 127.0.0.1 only when asked (`tcp`).
  */
 
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
@@ -26,11 +27,13 @@ import {
   DEFAULT_RUN_ENVIRONMENT,
   formatDuration,
   type HandlerRegistration,
+  LATEST_VERSION,
   type Logger,
   type Provider,
   type RunningProvider,
   type RunOptions,
   resolveLimits,
+  type SecretPutOptions,
   socketLimitsOf,
 } from "@nitric-like/spec";
 import { createEndpoint, type Endpoint, type GrpcEndpoint, serveGrpc, stopEndpoint } from "./endpoint.js";
@@ -149,6 +152,13 @@ export class LocalProvider implements RunningProvider {
         this.declaredStores.add(r.name);
       }
       if (r.kind === "secret") this.declareSecret(r.name);
+    }
+    for (const r of this.options.spec.resources) {
+      if (r.kind === "secret" && (await this.secrets().access(r.name, LATEST_VERSION)) === undefined) {
+        this.logger.warn(
+          `secret "${r.name}" has no value yet: its access() fails with not_found until you store one with nitric-like secret put ${r.name}`,
+        );
+      }
     }
     for (const p of this.options.spec.policies) {
       this.permissions.grant(p.service, p.resource.kind, p.resource.name, p.permissions);
@@ -292,7 +302,7 @@ export class LocalProvider implements RunningProvider {
   /** The project's secrets, opened on first use. */
   private secrets(): SecretStore {
     if (this.secretStore === undefined) {
-      const dir = this.options.secretsDir ?? join(this.options.project.dir, ".nitric-like", "secrets");
+      const dir = this.options.secretsDir ?? secretsDirOf(this.options.project);
       try {
         this.secretStore = new SecretStore(dir);
       } catch (error) {
@@ -406,8 +416,29 @@ export async function createLocalProvider(options: LocalProviderOptions): Promis
   return provider;
 }
 
+/** Where a project's secrets live. */
+export function secretsDirOf(project: { dir: string }): string {
+  return join(project.dir, ".nitric-like", "secrets");
+}
+
+/**
+ * Stores a secret's new version in the project's store for `nitric-like secret put`; a `run` of the
+ * project serves it at the next access() (lmdb lets both processes open the store at once).
+ */
+async function putSecret(options: SecretPutOptions): Promise<{ version: string }> {
+  const store = new SecretStore(secretsDirOf(options.project));
+  try {
+    const version = randomUUID();
+    await store.put(options.secret, version, options.value);
+    return { version };
+  } finally {
+    await store.close();
+  }
+}
+
 /** The local provider, as `--provider local` loads it. */
 export const provider: Provider = {
   name: "local",
   run: (options) => createLocalProvider(options),
+  putSecret,
 };

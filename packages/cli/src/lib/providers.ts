@@ -86,17 +86,18 @@ const DOES = {
   down: "remove deployments",
   outputs: "describe deployments",
   logs: "read a deployment's logs",
+  putSecret: "store secrets",
 } as const;
 
 /** Loads a provider and checks that it can do `what`; the error names the providers that can. */
 export async function providerFor(
   name: string,
-  what: "run" | "build" | "up" | "down" | "outputs" | "logs",
+  what: "run" | "build" | "up" | "down" | "outputs" | "logs" | "putSecret",
   projectDir: string,
 ): Promise<Provider & Required<Pick<Provider, typeof what>>> {
   const provider = await loadProvider(name, projectDir);
   if (typeof provider[what] !== "function") {
-    const hint = what === "run" ? "pass --provider local" : "pass --provider aws";
+    const hint = what === "run" || what === "putSecret" ? "pass --provider local" : "pass --provider aws";
     throw new UserError(`provider "${provider.name}" cannot ${DOES[what]}; ${hint}`);
   }
   return provider as Provider & Required<Pick<Provider, typeof what>>;

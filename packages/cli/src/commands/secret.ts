@@ -1,0 +1,153 @@
+/**
+ * `nitric-like secret put <name> [dir]`: stores a value as a declared secret's newest version,
+ * from outside the code: in the project's own store for `run` (`--provider local`, the default),
+ * or in a deployment's (`--provider aws`: the stack's Secrets Manager secret). The value comes from
+ * `--from-file`, from stdin when it is piped, or is typed at a prompt that does not echo it: never
+ * from the command line, where the shell's history and `ps` would keep it.
+ */
+import { readFileSync } from "node:fs";
+import { didYouMean, resourceNameProblem, secretValueProblem } from "@nitric-like/spec";
+import { type Output, UserError } from "../lib/log.js";
+import { prepareProject } from "../lib/prepare.js";
+import { providerFor } from "../lib/providers.js";
+import { collectSpec } from "./spec.js";
+
+/** Help for `secret`. */
+export const SECRET_HELP = `Usage: nitric-like secret put <name> [dir] [options]
+
+Stores a value as the newest version of the secret <name>, which a service of the
+project in dir (default: the current folder) declares with secret("<name>"). Services
+read it with secret("<name>").allow("access").latest().access(); each put is a new
+version, and the former ones stay readable by their id. Prints the new version's id.
+
+The value is read from --from-file (its bytes as they are), else from stdin when it is
+piped (one trailing newline dropped: echo adds it), else typed at a prompt that does not
+show it. It is never taken from the command line, where shell history would keep it.
+A value holds 1 to 65,536 bytes (AWS Secrets Manager's limit, on every provider).
+
+Where it is stored:
+  --provider local   (default) the project's .nitric-like/secrets, which run serves;
+                     a running run reads the new version at the next access().
+  --provider aws     the deployed stack's Secrets Manager secret (made by up).
+
+Options:
+  --provider <name>   Where to store it (default: local).
+  --from-file <path>  Read the value from this file.
+  --stack <name>      (aws) Stack name (default: the project's name).
+  --region <region>   (aws) AWS region (default: from the AWS configuration).
+  --plain             No colours.
+  -h, --help          Show this help.
+`;
+
+/** What `secret put` was given. */
+export interface SecretCommandOptions {
+  action: string | undefined;
+  name: string | undefined;
+  dir: string;
+  provider: string;
+  fromFile?: string;
+  stack?: string;
+  region?: string;
+}
+
+/** The most a value read from stdin or a prompt may be before it is refused: one byte over the bound. */
+const READ_LIMIT = 65_537;
+
+/** Reads piped stdin, at most READ_LIMIT bytes (more is refused by the value check). */
+async function readPiped(): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    const buffer = chunk as Buffer;
+    chunks.push(buffer.subarray(0, READ_LIMIT - size));
+    size += Math.min(buffer.length, READ_LIMIT - size);
+    if (size >= READ_LIMIT) break;
+  }
+  let bytes = Buffer.concat(chunks);
+  if (bytes.at(-1) === 0x0a) bytes = bytes.subarray(0, bytes.at(-2) === 0x0d ? -2 : -1);
+  return bytes;
+}
+
+/** Reads one line typed at the terminal without echoing it. */
+function readHidden(prompt: string, output: Output): Promise<Uint8Array> {
+  const stdin = process.stdin;
+  output.info(prompt);
+  return new Promise((resolve, reject) => {
+    const typed: number[] = [];
+    const done = (error?: Error) => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.off("data", onData);
+      if (error) reject(error);
+      else resolve(new TextEncoder().encode(Buffer.from(typed).toString("utf8")));
+    };
+    const onData = (data: Buffer) => {
+      for (const byte of data) {
+        if (byte === 0x03) return done(new UserError("secret put: stopped (Ctrl-C); nothing was stored", 130));
+        if (byte === 0x04 || byte === 0x0d || byte === 0x0a) return done();
+        if (byte === 0x7f || byte === 0x08) {
+          // Backspace: drop the last character, all of its UTF-8 bytes.
+          while (typed.length > 0 && ((typed.pop() ?? 0) & 0xc0) === 0x80);
+          continue;
+        }
+        if (typed.length < READ_LIMIT) typed.push(byte);
+      }
+    };
+    stdin.setRawMode(true);
+    stdin.on("data", onData);
+    stdin.resume();
+  });
+}
+
+/** Runs `secret`. */
+export async function secretCommand(options: SecretCommandOptions, output: Output): Promise<number> {
+  if (options.action !== "put") {
+    throw new UserError(
+      options.action === undefined
+        ? `secret: say what to do: nitric-like secret put <name> [dir]; run "nitric-like secret --help" for more`
+        : `secret: unknown action "${options.action}"; the action is put: nitric-like secret put <name> [dir]`,
+    );
+  }
+  const name = options.name;
+  if (name === undefined) throw new UserError(`secret put: name the secret: nitric-like secret put <name> [dir]`);
+  const problem = resourceNameProblem("secret", name);
+  if (problem) throw new UserError(`secret put: ${problem}`);
+
+  const provider = await providerFor(options.provider, "putSecret", options.dir);
+  // The secret must be one the services declare: a typo would otherwise store a value nobody reads.
+  const prepared = await prepareProject(options.dir, output);
+  const { spec } = await collectSpec(prepared, output);
+  const secrets = spec.resources.filter((r) => r.kind === "secret").map((r) => r.name);
+  if (!secrets.includes(name)) {
+    const near = didYouMean(name, secrets);
+    throw new UserError(
+      secrets.length === 0
+        ? `secret put: no service of "${spec.name}" declares a secret; declare it first with secret("${name}").allow("access") in the service that reads it`
+        : `secret put: no service of "${spec.name}" declares secret("${name}"); the secrets declared are ${secrets.map((s) => `"${s}"`).join(", ")}${near ? ` (did you mean "${near}"?)` : ""}`,
+    );
+  }
+
+  let value: Uint8Array;
+  if (options.fromFile !== undefined) value = readFileSync(options.fromFile);
+  else if (!process.stdin.isTTY) value = await readPiped();
+  else value = await readHidden(`value of secret "${name}" (not shown; Enter to end):`, output);
+  const tooBig = secretValueProblem(name, value);
+  if (tooBig) throw new UserError(`secret put: ${tooBig}; nothing was stored`);
+
+  const stack = options.stack ?? spec.name;
+  const { version } = await provider.putSecret({
+    project: prepared.project,
+    stack,
+    secret: name,
+    value,
+    logger: output,
+    ...(options.region !== undefined ? { region: options.region } : {}),
+  });
+  output.info(
+    options.provider === "local"
+      ? `stored secret "${name}" for run (${value.length} byte${value.length === 1 ? "" : "s"})`
+      : `stored secret "${name}" in stack "${stack}" (${value.length} byte${value.length === 1 ? "" : "s"})`,
+  );
+  output.result(version);
+  return 0;
+}
