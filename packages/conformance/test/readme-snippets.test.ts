@@ -46,6 +46,7 @@ it("the README has exactly the snippets this file runs", () => {
     "connections",
     "kv",
     "rooms",
+    "secret",
     "websocket",
   ]);
 });
@@ -227,6 +228,21 @@ it("kv: set, get through a read-only reference, keys by prefix, delete", async (
   expect(JSON.parse((await client.next()).text)).toEqual({ user: { name: "Ann" }, keys: ["user:1"] });
   client.ws.send("Bo");
   expect(JSON.parse((await client.next()).text)).toEqual({ user: { name: "Bo" }, keys: ["user:1"] });
+}, 30000);
+
+it("secret: rotate stores a new version whose id the next read names, and its value is a UUID's 36 characters", async () => {
+  const app = await runSnippet("secret");
+  const client = await connect(app.url("keys"));
+  client.ws.send("rotate");
+  const { rotated } = JSON.parse((await client.next()).text) as { rotated: string };
+  expect(rotated).toMatch(/^[0-9a-f-]{36}$/);
+  client.ws.send("read");
+  expect(JSON.parse((await client.next()).text)).toEqual({ version: rotated, length: 36 });
+  client.ws.send("rotate");
+  const second = JSON.parse((await client.next()).text) as { rotated: string };
+  expect(second.rotated).not.toBe(rotated);
+  client.ws.send("read");
+  expect(JSON.parse((await client.next()).text)).toEqual({ version: second.rotated, length: 36 });
 }, 30000);
 
 it("collection: documents per connection, a where/limit query, deleted on disconnect", async () => {

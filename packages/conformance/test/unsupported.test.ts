@@ -23,6 +23,7 @@ const APP = [
   'topic("updates").subscribe(async (ctx) => ctx);',
   'bucket("files").on("write", "*", async (ctx) => ctx);',
   'schedule("tick").every("5 minutes", async (ctx) => ctx);',
+  // Served: it must not be among the refusals.
   'secret("key").allow("access");',
   'queue("jobs").allow("enqueue");',
   'sql("db");',
@@ -39,7 +40,6 @@ const EXPECTED = [
   'declares topic "updates"',
   'declares bucket "files"',
   'declares schedule "tick"',
-  'declares secret "key"',
   'declares queue "jobs"',
   'declares sql "db"',
 ];
@@ -61,9 +61,10 @@ function expectRefused(result: { code: number | null; stdout: string; stderr: st
   }
   expect(result.stderr).toContain('remove api("main")');
   expect(result.stderr).toContain(
-    '"mixed" uses 7 resources nitric-like does not serve (listed above); it serves websockets and kv stores only: websocket() and kv()',
+    '"mixed" uses 6 resources nitric-like does not serve (listed above); it serves websockets, kv stores and secrets only: websocket(), kv() and secret()',
   );
   expect(result.stderr).not.toContain("worker.ts");
+  expect(result.stderr).not.toContain("declares secret");
   expect(result.stderr).not.toMatch(/UNIMPLEMENTED|node:events|Unhandled 'error'|^\s+at /m);
   // Every resource named once: handler streams and declarations of one resource are one problem.
   expect(result.stderr.match(/declares api "main"/g)).toHaveLength(1);

@@ -32,7 +32,8 @@ Options:
                       before). For aws, Lambda's rules are checked first: names of
                       letters, digits and _ starting with a letter, none Lambda or
                       nitric-like sets, at most 4 KB per function. Lambda keeps them
-                      in plaintext in the function's configuration: no secrets.
+                      in plaintext in the function's configuration: no secrets
+                      (declare a secret() and store it with nitric-like secret put).
   --json              Print the result as JSON on stdout: {"project", "provider",
                       "outDir", "files"}; progress stays on stderr. A failure is
                       {"error": {"message", "problems"}} on stdout, with the same

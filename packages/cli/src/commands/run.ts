@@ -89,8 +89,8 @@ answer, closes client connections (1001, going away) and exits.
 
 It stops with exit 1 before starting anything when the project file has a problem
 (every one is listed, unknown keys too) or when a service declares a resource
-nitric-like does not serve (api, http, topic, queue, bucket, schedule, secret, sql,
-job, ...). A service changed while running to declare one is not restarted: its
+nitric-like does not serve (api, http, topic, queue, bucket, schedule, sql, job,
+...). A service changed while running to declare one is not restarted: its
 running version stays, and the next change that removes it restarts it.
 
 What a service declares is read once per change: while its code (its bundle) and its

@@ -25,7 +25,7 @@ Exits 1, listing every problem at once, when a websocket misses a connect, disco
 or message handler, when two services handle the same socket event or authorize the
 same socket, when a name is invalid, when a service crashes, or when a service declares
 a resource nitric-like does not serve (api, http, topic, queue, bucket, schedule,
-secret, sql, job, ...; run and build stop on those too). A service that does not exit
+sql, job, ...; run and build stop on those too). A service that does not exit
 after declaring its resources is stopped.
 
 Options:

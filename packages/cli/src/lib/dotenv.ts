@@ -113,7 +113,7 @@ export function functionVariables(
   if (envFiles.length === 0) return undefined;
   const { values, files } = loadEnvFiles(envFiles, command);
   output.info(
-    `${envLine(files, [...values.keys()])} in every function's environment, which Lambda keeps in plaintext in its configuration: keep secrets in a secret store`,
+    `${envLine(files, [...values.keys()])} in every function's environment, which Lambda keeps in plaintext in its configuration: keep secrets in a secret() and store them with nitric-like secret put`,
   );
   // fromEntries makes own properties: a name such as __proto__ stays a variable (then refused).
   return Object.fromEntries(values);
