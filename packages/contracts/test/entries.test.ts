@@ -9,9 +9,10 @@ import * as health from "../src/health.js";
 import * as kvstore from "../src/kvstore.js";
 import * as resources from "../src/resources.js";
 import * as rooms from "../src/rooms.js";
+import * as secrets from "../src/secrets.js";
 import * as websockets from "../src/websockets.js";
 
-const entries = { authorize, connections, health, kvstore, resources, rooms, websockets };
+const entries = { authorize, connections, health, kvstore, resources, rooms, secrets, websockets };
 
 describe("the contracts' entry modules", () => {
   for (const [name, entry] of Object.entries(entries)) {

@@ -25,6 +25,8 @@ import * as kvFast from "../src/gen/nitric/proto/kvstore/v1/kvstore_fast.js";
 import { file_nitric_proto_kvstore_v1_kvstore } from "../src/gen/nitric/proto/kvstore/v1/kvstore_pb.js";
 import * as resourcesFast from "../src/gen/nitric/proto/resources/v1/resources_fast.js";
 import { file_nitric_proto_resources_v1_resources } from "../src/gen/nitric/proto/resources/v1/resources_pb.js";
+import * as secretsFast from "../src/gen/nitric/proto/secrets/v1/secrets_fast.js";
+import { file_nitric_proto_secrets_v1_secrets } from "../src/gen/nitric/proto/secrets/v1/secrets_pb.js";
 import * as wsFast from "../src/gen/nitric/proto/websockets/v1/websockets_fast.js";
 import { file_nitric_proto_websockets_v1_websockets } from "../src/gen/nitric/proto/websockets/v1/websockets_pb.js";
 import * as roomsFast from "../src/gen/nitriclike/rooms/v1/rooms_fast.js";
@@ -39,6 +41,7 @@ const files = [
   file_grpc_health_v1_health,
   file_nitric_proto_kvstore_v1_kvstore,
   file_nitric_proto_resources_v1_resources,
+  file_nitric_proto_secrets_v1_secrets,
   file_nitric_proto_websockets_v1_websockets,
   file_nitriclike_rooms_v1_rooms,
   file_nitriclike_websockets_v1_authorize,
@@ -50,6 +53,7 @@ const generated = (
     [healthFast, "grpc/health/v1/health"],
     [kvFast, "nitric/proto/kvstore/v1/kvstore"],
     [resourcesFast, "nitric/proto/resources/v1/resources"],
+    [secretsFast, "nitric/proto/secrets/v1/secrets"],
     [wsFast, "nitric/proto/websockets/v1/websockets"],
     [roomsFast, "nitriclike/rooms/v1/rooms"],
     [authorizeFast, "nitriclike/websockets/v1/authorize"],
