@@ -289,7 +289,8 @@ describe.each([
 
   it("refuses a secret value over 65,536 bytes or empty, a version that is not an id, and says a missing one is not found", async () => {
     const c = await connect(url);
-    const call = async (cmd: object) => ((await c.call(cmd)) as { error: { code: string; message: string } }).error;
+    const call = async (cmd: Record<string, unknown>) =>
+      ((await c.call(cmd)) as { error: { code: string; message: string } }).error;
     const over = await call({ op: "secret-put", size: 65537 });
     expect(over.message).toContain(
       'secret("vault"): the value is 65537 bytes, over the 65536 a secret holds (AWS Secrets Manager\'s limit)',
