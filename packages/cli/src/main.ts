@@ -14,8 +14,8 @@ import { systemErrorMessage } from "./lib/system-errors.js";
 /** Help for the whole CLI. */
 export const MAIN_HELP = `Usage: nitric-like <command> [options]
 
-Declare websockets, kv stores and secrets in TypeScript, run them on your machine, check them,
-and ship them to AWS.
+Declare websockets, kv stores and secrets in TypeScript, run them on your machine,
+check them, and ship them to AWS.
 
 Commands:
   new <dir>      Create a project from a template (chat), ready to run.

@@ -86,7 +86,7 @@ describe("nitric-like --help and friends", () => {
   it("fits every help text in 88 columns", async () => {
     for (const args of [
       ["--help"],
-      ...["new", "run", "spec", "build", "up", "down", "outputs", "logs"].map((c) => [c, "--help"]),
+      ...["new", "run", "spec", "build", "up", "down", "outputs", "logs", "secret"].map((c) => [c, "--help"]),
     ]) {
       const { code, stdout } = await runCli(args);
       expect(code).toBe(0);

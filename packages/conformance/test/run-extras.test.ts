@@ -181,7 +181,7 @@ describe("run and a service changed to declare what nobody serves", () => {
       'error: service "app" (services/app.ts): declares api "main", a kind of resource nitric-like does not serve; remove api("main")',
     );
     expect(app.stderr).toContain(
-      'service "app" is not restarted: it declares what nitric-like does not serve (listed above), it serves websockets and kv stores only',
+      'service "app" is not restarted: it declares what nitric-like does not serve (listed above), it serves websockets, kv stores and secrets only',
     );
     // No crash loop, no UNIMPLEMENTED: the running version goes on answering.
     await sleep(1500);
@@ -213,7 +213,7 @@ describe("run and a service changed to declare what nobody serves", () => {
       'error: service "added" (services/added.ts): declares api "main", a kind of resource nitric-like does not serve; remove api("main")',
     );
     expect(app.stderr).toContain(
-      'service "added" is not started: it declares what nitric-like does not serve (listed above), it serves websockets and kv stores only: websocket() and kv() (and collection() in @nitric-like/sdk); save a fix and it starts',
+      'service "added" is not started: it declares what nitric-like does not serve (listed above), it serves websockets, kv stores and secrets only: websocket(), kv() and secret() (and collection() in @nitric-like/sdk); save a fix and it starts',
     );
     await sleep(1000);
     expect(app.stdout).not.toMatch(/^websocket added /m);

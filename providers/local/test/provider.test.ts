@@ -59,7 +59,7 @@ describe("declarations", () => {
     await client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
     await client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
     expect(logs.warn).toEqual([
-      'service "svc" declares bucket "files", a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket() and kv()',
+      'service "svc" declares bucket "files", a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret()',
     ]);
   });
 });
