@@ -4,7 +4,6 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildTemplate } from "@nitric-like/provider-aws";
-import type { Spec } from "@nitric-like/spec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkTemplate } from "../src/cfn-spec.js";
 import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
@@ -87,7 +86,7 @@ describe("a template with secrets", () => {
   }, 60000);
 
   it("passes the specification with grants on secrets: each role's Secrets Manager statements and each function's NITRIC_LIKE_SECRETS", async () => {
-    const spec: Spec = {
+    const spec: Parameters<typeof buildTemplate>[0]["spec"] = {
       name: "app",
       services: [
         { name: "reader", file: "services/reader.ts" },
