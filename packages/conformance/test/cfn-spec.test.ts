@@ -108,7 +108,7 @@ describe("a template with secrets", () => {
     expect(policy).toContain("secretsmanager:PutSecretValue");
     const reader = t.Resources.ReaderFunction?.Properties as { Environment: { Variables: Record<string, unknown> } };
     expect(reader.Environment.Variables.NITRIC_LIKE_SECRETS).toEqual({
-      "Fn::Sub": JSON.stringify({ "api-key": "${ApiKeySecret}", "db-1": "${xDbZ1Secret}" }),
+      "Fn::Sub": JSON.stringify({ "api-key": `\${ApiKeySecret}`, "db-1": `\${xDbZ1Secret}` }),
     });
     expect(await checkTemplate(t)).toEqual([]);
     // The checker sees a grant, a binding and an output naming a secret the template lacks.

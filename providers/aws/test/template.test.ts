@@ -375,12 +375,12 @@ describe("secrets", () => {
   it("give each function the ARNs of its service's secrets in NITRIC_LIKE_SECRETS, and none to a service without any", () => {
     const t = template(spec());
     const variables = (fn: string) =>
-      (t.Resources[fn]?.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      (t.Resources[fn]?.Properties.Environment as { Variables: Record<string, unknown> } | undefined)?.Variables ?? {};
     expect(variables("ReaderFunction").NITRIC_LIKE_SECRETS).toEqual({
-      "Fn::Sub": JSON.stringify({ "api-key": "${ApiKeySecret}", "db-1": "${xDbZ1Secret}" }),
+      "Fn::Sub": JSON.stringify({ "api-key": `\${ApiKeySecret}`, "db-1": `\${xDbZ1Secret}` }),
     });
     expect(variables("WriterFunction").NITRIC_LIKE_SECRETS).toEqual({
-      "Fn::Sub": JSON.stringify({ "api-key": "${ApiKeySecret}" }),
+      "Fn::Sub": JSON.stringify({ "api-key": `\${ApiKeySecret}` }),
     });
     // An app without secrets keeps the environment (and so the functions) it had.
     expect(variables("IdleFunction").NITRIC_LIKE_SECRETS).toBeUndefined();
