@@ -655,9 +655,11 @@ async function kvTablesOf(
     for (const r of page.StackResourceSummaries ?? []) {
       if (!r.PhysicalResourceId || r.ResourceStatus === "DELETE_COMPLETE") continue;
       const store = stores.get(r.LogicalResourceId ?? "");
-      if (store !== undefined) tables.push({ store, table: r.PhysicalResourceId, logicalId: r.LogicalResourceId ?? "" });
+      if (store !== undefined)
+        tables.push({ store, table: r.PhysicalResourceId, logicalId: r.LogicalResourceId ?? "" });
       const secret = secretNames.get(r.LogicalResourceId ?? "");
-      if (secret !== undefined) secrets.push({ secret, arn: r.PhysicalResourceId, logicalId: r.LogicalResourceId ?? "" });
+      if (secret !== undefined)
+        secrets.push({ secret, arn: r.PhysicalResourceId, logicalId: r.LogicalResourceId ?? "" });
     }
     next = page.NextToken;
   } while (next);
@@ -713,9 +715,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
     const status = stack.StackStatus ?? "";
     // A first deploy rolled back has deleted its tables and secrets already.
     const { template, tables, secrets } =
-      status === "ROLLBACK_COMPLETE"
-        ? { template: {}, tables: [], secrets: [] }
-        : await kvTablesOf(cfn, options.stack);
+      status === "ROLLBACK_COMPLETE" ? { template: {}, tables: [], secrets: [] } : await kvTablesOf(cfn, options.stack);
     let retain: string[] | undefined;
     const kept = [...tables.map((t) => t.logicalId), ...secrets.map((s) => s.logicalId)];
     if (options.keepData && kept.length > 0) {
