@@ -3,6 +3,7 @@
 // of mistake, so that a clean result means something.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { buildTemplate } from "@nitric-like/provider-aws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkTemplate } from "../src/cfn-spec.js";
 import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
@@ -61,6 +62,61 @@ describe("a template's logical ids and the self-invocation", () => {
     expect(configs.map((c) => c.Properties.MaximumRetryAttempts)).toEqual([0]);
     expect(await checkTemplate(t)).toEqual([]);
   }, 60000);
+});
+
+describe("a template with secrets", () => {
+  it("passes the specification: a service on @nitric/sdk declaring secrets gets them, unnamed, with their ARNs as outputs", async () => {
+    // A second service on @nitric/sdk (its secret() as Nitric v1 has it) beside the lab's.
+    const t = await built(
+      join(FIXTURES, "lab-nitric"),
+      [
+        'import { secret } from "@nitric/sdk";',
+        'const apiKey = secret("api-key").allow("access", "put");',
+        'const dbUrl = secret("db-url").allow("access");',
+        "export const used = [apiKey, dbUrl];",
+        "",
+      ].join("\n"),
+    );
+    const secrets = Object.entries(t.Resources).filter(([, r]) => r.Type === "AWS::SecretsManager::Secret");
+    // The lab's own secrets may be there too.
+    expect(secrets.map(([id]) => id)).toEqual(expect.arrayContaining(["ApiKeySecret", "DbUrlSecret"]));
+    for (const [, r] of secrets) expect(r.Properties.Name).toBeUndefined();
+    expect(t.Outputs.SecretApiKey?.Value).toEqual({ Ref: "ApiKeySecret" });
+    expect(t.Outputs.SecretDbUrl?.Value).toEqual({ Ref: "DbUrlSecret" });
+    expect(await checkTemplate(t)).toEqual([]);
+  }, 60000);
+
+  it("passes the specification with grants on secrets: each role's Secrets Manager statements and each function's NITRIC_LIKE_SECRETS", async () => {
+    const spec: Parameters<typeof buildTemplate>[0]["spec"] = {
+      name: "app",
+      services: [
+        { name: "reader", file: "services/reader.ts" },
+        { name: "writer", file: "services/writer.ts" },
+      ],
+      resources: [
+        { kind: "secret", name: "api-key", declaredBy: ["reader", "writer"] },
+        { kind: "secret", name: "db-1", declaredBy: ["reader"] },
+      ],
+      policies: [
+        { service: "reader", resource: { kind: "secret", name: "api-key" }, permissions: ["access"] },
+        { service: "reader", resource: { kind: "secret", name: "db-1" }, permissions: ["access", "put"] },
+        { service: "writer", resource: { kind: "secret", name: "api-key" }, permissions: ["put"] },
+      ],
+    };
+    const t = buildTemplate({ spec, artifactKeys: { reader: "k/r.zip", writer: "k/w.zip" } }) as Template;
+    const policy = JSON.stringify(t.Resources.ReaderRole?.Properties.Policies);
+    expect(policy).toContain("secretsmanager:GetSecretValue");
+    expect(policy).toContain("secretsmanager:PutSecretValue");
+    const reader = t.Resources.ReaderFunction?.Properties as { Environment: { Variables: Record<string, unknown> } };
+    expect(reader.Environment.Variables.NITRIC_LIKE_SECRETS).toEqual({
+      "Fn::Sub": JSON.stringify({ "api-key": `\${ApiKeySecret}`, "db-1": `\${xDbZ1Secret}` }),
+    });
+    expect(await checkTemplate(t)).toEqual([]);
+    // The checker sees a grant, a binding and an output naming a secret the template lacks.
+    const broken = JSON.parse(JSON.stringify(t).replaceAll("xDbZ1Secret", "NoSuchSecret")) as Template;
+    delete broken.Resources.NoSuchSecret;
+    expect((await checkTemplate(broken)).join("\n")).toMatch(/NoSuchSecret/);
+  });
 });
 
 describe("the template checker", () => {

@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { provider as aws } from "@nitric-like/provider-aws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeAws } from "../src/fake-aws.js";
 import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, startMoto, tempDir } from "../src/harness.js";
@@ -699,6 +700,136 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     expect((await dynamodb("ListTables", {})).TableNames).toContain(table);
     expect((await dynamodb("Scan", { TableName: table })).Count).toBe(1);
   }, 90000);
+
+  // moto (5.2) makes no AWS::SecretsManager::Secret from a template, so these tests take
+  // CloudFormation and S3 from the fake (which resolves the secret's Ref to "apikeysecret-fake")
+  // and Secrets Manager from moto, where the test makes the secret under that name first.
+  describe("secrets: the stack's secret found by its output, its value put through moto's Secrets Manager", () => {
+    type UpOptions = Parameters<NonNullable<typeof aws.up>>[0];
+    const lines: string[] = [];
+    const logger = {
+      info: (m: string) => lines.push(m),
+      warn: (m: string) => lines.push(m),
+      error: (m: string) => lines.push(m),
+    };
+    const SECRET_ID = "apikeysecret-fake";
+    /** An app whose one service may access and put secret "api-key" (the spec the collect pass makes of it). */
+    const app = (stack: string): UpOptions => {
+      const dir = copyProject(join(EXAMPLES, "chat"));
+      return {
+        project: { name: "vault", dir, file: join(dir, "nitric-like.yaml"), services: [], websockets: {} },
+        spec: {
+          name: "vault",
+          services: [{ name: "chat", file: "services/chat.ts" }],
+          resources: [{ kind: "secret", name: "api-key", declaredBy: ["chat"] }],
+          policies: [
+            { service: "chat", resource: { kind: "secret", name: "api-key" }, permissions: ["access", "put"] },
+          ],
+        },
+        services: [{ name: "chat", file: "services/chat.ts", path: join(dir, "services", "chat.ts") }],
+        outDir: join(dir, "out"),
+        logger,
+        stack,
+      };
+    };
+    /** Secrets Manager's JSON API on moto, which routes by the credential scope. */
+    const secretsManager = async (operation: string, body: object) => {
+      const response = await fetch(url, {
+        method: "POST",
+        headers: {
+          authorization:
+            "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+          "content-type": "application/x-amz-json-1.1",
+          "x-amz-target": `secretsmanager.${operation}`,
+        },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    const put = (options: Partial<Parameters<NonNullable<typeof aws.putSecret>>[0]> = {}) =>
+      (aws.putSecret as NonNullable<typeof aws.putSecret>)({
+        project: app("unused").project,
+        stack: "vault",
+        secret: "api-key",
+        value: new TextEncoder().encode("x"),
+        logger,
+        ...options,
+      });
+    const putError = (options: Partial<Parameters<NonNullable<typeof aws.putSecret>>[0]>) =>
+      put(options).then(
+        () => undefined,
+        (error: Error & { userFacing?: boolean }) => error,
+      );
+    const endpoints = ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SECRETS_MANAGER"];
+    beforeAll(() => {
+      Object.assign(process.env, {
+        AWS_ENDPOINT_URL_CLOUDFORMATION: fake.url,
+        AWS_ENDPOINT_URL_S3: fake.url,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: url,
+      });
+    });
+    afterAll(() => {
+      for (const name of endpoints) delete process.env[name];
+    });
+
+    it("up outputs the secret's ARN; putSecret stores a value there that Secrets Manager gives back, and each put is a new version", async () => {
+      const result = await aws.up?.(app("vault"));
+      // The output `secret put` and `nitric-like outputs` read.
+      expect(result?.outputs?.SecretApiKey).toBe(SECRET_ID);
+      const created = await secretsManager("CreateSecret", { Name: SECRET_ID });
+      expect(created.status, JSON.stringify(created.body)).toBe(200);
+      // No value until one is put.
+      expect(String((await secretsManager("GetSecretValue", { SecretId: SECRET_ID })).body.__type)).toMatch(
+        /ResourceNotFoundException/,
+      );
+      const value = new Uint8Array([0, 1, 2, 250, 255, ...new TextEncoder().encode("hunter2")]);
+      const first = await put({ value });
+      expect(first.version).toMatch(/^[0-9a-f-]{36}$/);
+      const got = await secretsManager("GetSecretValue", { SecretId: SECRET_ID });
+      expect(got.body.VersionId).toBe(first.version);
+      expect(new Uint8Array(Buffer.from(got.body.SecretBinary as string, "base64"))).toEqual(value);
+      const second = await put({ value: new TextEncoder().encode("rotated") });
+      expect(second.version).not.toBe(first.version);
+      const latest = await secretsManager("GetSecretValue", { SecretId: SECRET_ID });
+      expect(Buffer.from(latest.body.SecretBinary as string, "base64").toString("utf8")).toBe("rotated");
+      const older = await secretsManager("GetSecretValue", { SecretId: SECRET_ID, VersionId: first.version });
+      expect(new Uint8Array(Buffer.from(older.body.SecretBinary as string, "base64"))).toEqual(value);
+    }, 90000);
+
+    it("putSecret says what to do for a secret the stack lacks, a stack that is not there, a secret gone from Secrets Manager, and an empty value", async () => {
+      const missing = await putError({ secret: "db-url" });
+      expect(missing?.userFacing).toBe(true);
+      expect(missing?.message).toMatch(
+        /stack "vault" has no secret "db-url" \(it has "api-key"\); declare it .* deploy/,
+      );
+      const noStack = await putError({ stack: "nowhere" });
+      expect(noStack?.userFacing).toBe(true);
+      expect(noStack?.message).toMatch(/there is no stack "nowhere" .*nitric-like up --provider aws/);
+      const empty = await putError({ value: new Uint8Array() });
+      expect(empty?.userFacing).toBe(true);
+      expect(empty?.message).toMatch(/empty value/);
+      await secretsManager("DeleteSecret", { SecretId: SECRET_ID, ForceDeleteWithoutRecovery: true });
+      const gone = await putError({});
+      expect(gone?.userFacing).toBe(true);
+      expect(gone?.message).toMatch(
+        /Secrets Manager refused apikeysecret-fake \(ResourceNotFoundException.*deploy the app again/,
+      );
+    }, 30000);
+
+    it("down --keep-data retains the secret through a stack update and names it; a plain down says it deletes it", async () => {
+      const before = fake.calls.length;
+      await aws.down?.({ project: app("unused").project, stack: "vault", logger, keepData: true });
+      const calls = fake.calls.slice(before).join(" ");
+      expect(calls).toMatch(/UpdateStack.*DeleteStack/);
+      expect(lines.join("\n")).toContain(`kept secret "api-key": ${SECRET_ID}`);
+      expect(fake.stacks.has("vault")).toBe(false);
+
+      await aws.up?.(app("gone"));
+      await aws.down?.({ project: app("unused").project, stack: "gone", logger });
+      expect(lines.join("\n")).toMatch(/deleting secret "api-key" with the stack .*"down --keep-data" keeps/);
+      expect(fake.stacks.has("gone")).toBe(false);
+    }, 120000);
+  });
 
   it("deletes the stack", async () => {
     const { code, stderr } = await runCli(["down", project, "--plain"], { timeoutMs: 60000 });

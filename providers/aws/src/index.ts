@@ -1,11 +1,13 @@
 /**
  * `@nitric-like/provider-aws`: ships an app to AWS. API Gateway WebSocket APIs hold the
  * connections, one Lambda function per service runs its code with the runtime in
- * `@nitric-like/provider-aws/runtime`, and DynamoDB keeps kv stores and live connections.
+ * `@nitric-like/provider-aws/runtime`, DynamoDB keeps kv stores and live connections, and Secrets
+ * Manager keeps secrets.
  */
 import type { Provider } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
 import { deploy, describeDeployment, destroy, nodeVersionNotice, preflight } from "./deploy/deploy.js";
+import { putSecret } from "./deploy/secrets.js";
 import { runEmulated } from "./emulator/run.js";
 
 export { type AwsBuild, artifactHash, buildAws } from "./build/build.js";
@@ -36,6 +38,7 @@ export {
   stackNameProblem,
   stuckStackProblem,
 } from "./deploy/deploy.js";
+export { deployedSecretArn, type PutSecretRequest, putSecret } from "./deploy/secrets.js";
 
 /** The AWS provider, as `--provider aws` loads it. */
 export const provider: Provider = {
@@ -78,6 +81,16 @@ export const provider: Provider = {
   outputs: (options) => {
     nodeVersionNotice(options.logger);
     return describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) });
+  },
+  putSecret: (options) => {
+    nodeVersionNotice(options.logger);
+    return putSecret({
+      stack: options.stack,
+      ...(options.region ? { region: options.region } : {}),
+      secret: options.secret,
+      value: options.value,
+      logger: options.logger,
+    });
   },
   async *logs(options) {
     nodeVersionNotice(options.logger);

@@ -20,4 +20,30 @@ describe("readBindings", () => {
   it("names the variable a function needs when it is missing", () => {
     expect(() => readBindings({})).toThrow(/NITRIC_LIKE_SERVICE is not set/);
   });
+
+  it("reads NITRIC_LIKE_SECRETS as a map of secret names to ARNs, names from the template kept as data", () => {
+    const arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ApiKeySecret-AbC12dEf3GhI-x1y2z3";
+    const bindings = readBindings({
+      NITRIC_LIKE_SERVICE: "chat",
+      // Raw JSON: an object literal's `__proto__` would set the prototype, not a property.
+      NITRIC_LIKE_SECRETS: `{"api-key":"${arn}","__proto__":"arn:proto","constructor":"arn:c"}`,
+    });
+    expect(bindings.secrets).toBeInstanceOf(Map);
+    expect([...bindings.secrets]).toEqual([
+      ["api-key", arn],
+      ["__proto__", "arn:proto"],
+      ["constructor", "arn:c"],
+    ]);
+    expect(readBindings({ NITRIC_LIKE_SERVICE: "chat" }).secrets.size).toBe(0);
+    expect(readBindings({ NITRIC_LIKE_SERVICE: "chat" }).secrets.has("constructor")).toBe(false);
+  });
+
+  it("names NITRIC_LIKE_SECRETS and the fix when it is not a map of ARNs", () => {
+    expect(() => readBindings({ NITRIC_LIKE_SERVICE: "chat", NITRIC_LIKE_SECRETS: "[1]" })).toThrow(
+      /NITRIC_LIKE_SECRETS is not valid .*build and deploy again/,
+    );
+    expect(() => readBindings({ NITRIC_LIKE_SERVICE: "chat", NITRIC_LIKE_SECRETS: '{"api-key": 7}' })).toThrow(
+      /NITRIC_LIKE_SECRETS\["api-key"\] is 7, not a secret's ARN.*build and deploy again/,
+    );
+  });
 });

@@ -1,5 +1,6 @@
-// Our DynamoDB and Management API clients against the AWS SDK's (`@aws-sdk/client-dynamodb`,
-// `@aws-sdk/client-apigatewaymanagementapi`): for the same operation and input, the SDK's request
+// Our DynamoDB, Management API and Secrets Manager clients against the AWS SDK's
+// (`@aws-sdk/client-dynamodb`, `@aws-sdk/client-apigatewaymanagementapi`,
+// `@aws-sdk/client-secrets-manager`): for the same operation and input, the SDK's request
 // (captured by a request handler that records it and sends nothing) and ours (as it arrived at a
 // server on 127.0.0.1) have the same method, path, signed headers and body, and each one's
 // signature is the one the other side's signer computes for it.
@@ -20,6 +21,11 @@ import {
   type AttributeValue as SdkAttributeValue,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
+import {
+  GetSecretValueCommand,
+  PutSecretValueCommand,
+  SecretsManagerClient as SdkSecretsManagerClient,
+} from "@aws-sdk/client-secrets-manager";
 import { Sha256Js } from "@smithy/core/checksum";
 import { HttpRequest, HttpResponse } from "@smithy/core/protocols";
 import { SignatureV4 } from "@smithy/signature-v4";
@@ -28,6 +34,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AttributeValue, DynamoDbClient, type Item } from "../src/aws/dynamodb.js";
 import { ManagementApiClient } from "../src/aws/management.js";
 import { RetryQuota } from "../src/aws/request.js";
+import { SecretsManagerClient } from "../src/aws/secretsmanager.js";
 import { signRequest } from "../src/aws/signer.js";
 import { cleanup, ENV, FAST_RETRY, loopback, type Received } from "./helpers.js";
 
@@ -466,6 +473,95 @@ describe("our Management API client against @aws-sdk/client-apigatewaymanagement
         await expectSame(s, o, "execute-api", "bytes");
       }),
       { numRuns: 30 },
+    );
+  });
+});
+
+describe("our Secrets Manager client against @aws-sdk/client-secrets-manager", () => {
+  const env = { ...ENV, AWS_ENDPOINT_URL_SECRETS_MANAGER: "" };
+  let ours: SecretsManagerClient;
+  let sdk: SdkSecretsManagerClient;
+  beforeAll(() => {
+    env.AWS_ENDPOINT_URL_SECRETS_MANAGER = server.url;
+    ours = new SecretsManagerClient(env, { ...FAST_RETRY, attempts: 1, quota: new RetryQuota() });
+    sdk = new SdkSecretsManagerClient({
+      region: ENV.AWS_REGION,
+      endpoint: server.url,
+      credentials,
+      requestHandler,
+      maxAttempts: 1,
+    });
+  });
+
+  /** Secret ARNs as CloudFormation names them (`<LogicalId>-<random>`, then Secrets Manager's 6 characters). */
+  const arn = fc
+    .tuple(fc.stringMatching(/^[A-Za-z][A-Za-z0-9]{0,20}$/), fc.stringMatching(/^[A-Za-z0-9]{6,12}$/))
+    .map(([id, suffix]) => `arn:aws:secretsmanager:${ENV.AWS_REGION}:123456789012:secret:${id}-${suffix}`);
+  const versionId = fc.uuid();
+
+  it("PutSecretValue: any value as SecretBinary under the version id, the same request", async () => {
+    await fc.assert(
+      fc.asyncProperty(arn, versionId, fc.uint8Array({ minLength: 1, maxLength: 512 }), async (SecretId, id, value) => {
+        answerBody = JSON.stringify({ ARN: SecretId, Name: "x", VersionId: id, VersionStages: ["AWSCURRENT"] });
+        const [s, o] = await both(
+          () =>
+            ours.putSecretValue({
+              SecretId,
+              ClientRequestToken: id,
+              SecretBinary: Buffer.from(value).toString("base64"),
+            }),
+          () => sdk.send(new PutSecretValueCommand({ SecretId, ClientRequestToken: id, SecretBinary: value })),
+        );
+        await expectSame(s, o, "secretsmanager", "json");
+        expect(o.headers["x-amz-target"]).toBe("secretsmanager.PutSecretValue");
+        const [mine, theirs] = results as [{ VersionId?: string }, { VersionId?: string }];
+        expect(mine.VersionId).toBe(theirs.VersionId);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("GetSecretValue: by stage and by version id, the same request, and the same value read from the same answer", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        arn,
+        fc.oneof(fc.constant(undefined), versionId),
+        fc.oneof(
+          fc.uint8Array({ minLength: 1, maxLength: 256 }).map((b) => ({ binary: b })),
+          fc.string({ unit: "binary", minLength: 1, maxLength: 64 }).map((t) => ({ text: t })),
+        ),
+        async (SecretId, version, value) => {
+          const VersionId = version ?? "9d0b6f5e-8a55-4a3a-9b7e-0a3c1c2d3e4f";
+          answerBody = JSON.stringify({
+            ARN: SecretId,
+            Name: "x",
+            VersionId,
+            VersionStages: ["AWSCURRENT"],
+            CreatedDate: 1_765_000_000.5,
+            ...("binary" in value
+              ? { SecretBinary: Buffer.from(value.binary).toString("base64") }
+              : { SecretString: value.text }),
+          });
+          const input = version === undefined ? { SecretId, VersionStage: "AWSCURRENT" } : { SecretId, VersionId };
+          const [s, o] = await both(
+            () => ours.getSecretValue(input),
+            () => sdk.send(new GetSecretValueCommand(input)),
+          );
+          await expectSame(s, o, "secretsmanager", "json");
+          expect(o.headers["x-amz-target"]).toBe("secretsmanager.GetSecretValue");
+          expect(o.headers["content-type"]).toBe("application/x-amz-json-1.1");
+          const [mine, theirs] = results as [
+            { VersionId?: string; SecretBinary?: string; SecretString?: string },
+            { VersionId?: string; SecretBinary?: Uint8Array; SecretString?: string },
+          ];
+          expect(mine.VersionId).toBe(theirs.VersionId);
+          expect(mine.SecretString).toBe(theirs.SecretString);
+          expect(mine.SecretBinary === undefined ? undefined : bytes(mine.SecretBinary)).toEqual(
+            theirs.SecretBinary === undefined ? undefined : new Uint8Array(theirs.SecretBinary),
+          );
+        },
+      ),
+      { numRuns: 40 },
     );
   });
 });

@@ -4,10 +4,20 @@
 import type { Spec, WebsocketEvent } from "@nitric-like/spec";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { buildTemplate, LOG_RETENTION_DAYS, logicalName, SELF_INVOKE_MAX_AGE_SECONDS } from "../src/build/template.js";
+import {
+  buildTemplate,
+  LOG_RETENTION_DAYS,
+  logicalName,
+  SECRET_TAG,
+  SELF_INVOKE_MAX_AGE_SECONDS,
+  secretOutputKey,
+} from "../src/build/template.js";
 
 type Template = {
-  Resources: Record<string, { Type: string; Properties: Record<string, unknown>; DependsOn?: string[] }>;
+  Resources: Record<
+    string,
+    { Type: string; Properties: Record<string, unknown>; DependsOn?: string[]; DeletionPolicy?: string }
+  >;
   Outputs: Record<string, { Description: string; Value: unknown }>;
 };
 
@@ -298,5 +308,96 @@ describe("logs and the connections table", () => {
       { AttributeName: "socket", KeyType: "HASH" },
       { AttributeName: "id", KeyType: "RANGE" },
     ]);
+  });
+});
+
+describe("secrets", () => {
+  type Statement = { Action: unknown; Resource: unknown };
+  const statementsOf = (t: Template, role: string) =>
+    ((t.Resources[role]?.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
+      (p) => p.PolicyDocument.Statement,
+    );
+  /** An app whose `reader` may access both secrets and `writer` may put `api-key` only; `idle` holds none. */
+  const spec = (): Spec => ({
+    name: "app",
+    services: ["idle", "reader", "writer"].map((name) => ({ name, file: `services/${name}.ts` })),
+    resources: [
+      { kind: "secret", name: "api-key", declaredBy: ["reader", "writer"] },
+      { kind: "secret", name: "db-1", declaredBy: ["reader"] },
+    ],
+    policies: [
+      { service: "reader", resource: { kind: "secret", name: "api-key" }, permissions: ["access"] },
+      { service: "reader", resource: { kind: "secret", name: "db-1" }, permissions: ["access", "put"] },
+      { service: "writer", resource: { kind: "secret", name: "api-key" }, permissions: ["put"] },
+    ],
+  });
+
+  it("make one Secrets Manager secret each, unnamed (CloudFormation names it), tagged, described, deleted with the stack, with its ARN as an output", () => {
+    const t = template(spec());
+    const secrets = ofType(t, "AWS::SecretsManager::Secret");
+    expect(secrets).toEqual(["ApiKeySecret", "xDbZ1Secret"]);
+    const apiKey = t.Resources.ApiKeySecret;
+    expect(apiKey?.Properties).toEqual({
+      Description: 'nitric-like secret "api-key" of project "app"',
+      Tags: [{ Key: SECRET_TAG, Value: "api-key" }],
+    });
+    // No Name: a deleted secret's name stays taken while it waits out its recovery window.
+    expect(apiKey?.Properties.Name).toBeUndefined();
+    // No value either: the first put makes the first version.
+    expect(apiKey?.Properties.SecretString).toBeUndefined();
+    expect(apiKey?.Properties.GenerateSecretString).toBeUndefined();
+    expect(apiKey?.DeletionPolicy).toBe("Delete");
+    expect(t.Outputs[secretOutputKey("api-key")]).toEqual({
+      Description: "secret api-key",
+      Value: { Ref: "ApiKeySecret" },
+    });
+    expect(t.Outputs[secretOutputKey("db-1")]).toEqual({ Description: "secret db-1", Value: { Ref: "xDbZ1Secret" } });
+  });
+
+  it("grant GetSecretValue for access and PutSecretValue for put, on that secret only, to the services that hold the permission", () => {
+    const t = template(spec());
+    const secretStatements = (role: string) =>
+      statementsOf(t, role).filter((s) => JSON.stringify(s.Action).includes("secretsmanager:"));
+    expect(secretStatements("ReaderRole")).toEqual([
+      { Effect: "Allow", Action: ["secretsmanager:GetSecretValue"], Resource: { Ref: "ApiKeySecret" } },
+      {
+        Effect: "Allow",
+        Action: ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+        Resource: { Ref: "xDbZ1Secret" },
+      },
+    ]);
+    expect(secretStatements("WriterRole")).toEqual([
+      { Effect: "Allow", Action: ["secretsmanager:PutSecretValue"], Resource: { Ref: "ApiKeySecret" } },
+    ]);
+    expect(secretStatements("IdleRole")).toEqual([]);
+  });
+
+  it("give each function the ARNs of its service's secrets in NITRIC_LIKE_SECRETS, and none to a service without any", () => {
+    const t = template(spec());
+    const variables = (fn: string) =>
+      (t.Resources[fn]?.Properties.Environment as { Variables: Record<string, unknown> } | undefined)?.Variables ?? {};
+    expect(variables("ReaderFunction").NITRIC_LIKE_SECRETS).toEqual({
+      "Fn::Sub": JSON.stringify({ "api-key": `\${ApiKeySecret}`, "db-1": `\${xDbZ1Secret}` }),
+    });
+    expect(variables("WriterFunction").NITRIC_LIKE_SECRETS).toEqual({
+      "Fn::Sub": JSON.stringify({ "api-key": `\${ApiKeySecret}` }),
+    });
+    // An app without secrets keeps the environment (and so the functions) it had.
+    expect(variables("IdleFunction").NITRIC_LIKE_SECRETS).toBeUndefined();
+  });
+
+  it("keep their logical ids apart from a kv store and a socket of the same name", () => {
+    const base = app(["key"], ["key"], ["svc"]);
+    const t = template({
+      ...base,
+      resources: [...base.resources, { kind: "secret", name: "key", declaredBy: ["svc"] }],
+      policies: [
+        ...base.policies,
+        { service: "svc", resource: { kind: "secret", name: "key" }, permissions: ["access"] },
+      ],
+    });
+    expect(ofType(t, "AWS::SecretsManager::Secret")).toEqual(["KeySecret"]);
+    expect(ofType(t, "AWS::DynamoDB::Table")).toContain("KeyKvTable");
+    expect(Object.keys(t.Outputs).sort()).toEqual(["SecretKey", "WebsocketKey"]);
   });
 });

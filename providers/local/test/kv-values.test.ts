@@ -101,6 +101,13 @@ beforeAll(async () => {
     },
     declareSocket: async () => {},
     gateway: () => undefined,
+    // No secrets here: only kv values are under test.
+    secretDeclared: () => false,
+    declareSecret: () => {},
+    secrets: {
+      put: () => Promise.reject(new Error("no secrets in this test")),
+      access: () => Promise.reject(new Error("no secrets in this test")),
+    },
   });
   stops.push(() => stopEndpoint(endpoint));
   const { address } = await serveGrpc(endpoint, quiet, () => ({ tcp: true }));

@@ -2,8 +2,9 @@
  * The CloudFormation template of an app: per socket an API Gateway WebSocket API with `$connect`,
  * `$disconnect` and `$default` routes to the Lambda function of the service that handles each
  * event (and a `lambda:InvokeFunction` permission for EACH target function), a deployment and a
- * stage; per kv store a DynamoDB table; a table of live connections; per service a function and a
- * role that grants exactly what its `.allow()` calls and sockets need.
+ * stage; per kv store a DynamoDB table; per secret a Secrets Manager secret; a table of live
+ * connections; per service a function and a role that grants exactly what its `.allow()` calls and
+ * sockets need.
  */
 
 import { createHash } from "node:crypto";
@@ -34,6 +35,19 @@ const KV_ACTIONS: Record<string, string[]> = {
   set: ["dynamodb:PutItem"],
   delete: ["dynamodb:DeleteItem"],
 };
+
+const SECRET_ACTIONS: Record<string, string[]> = {
+  access: ["secretsmanager:GetSecretValue"],
+  put: ["secretsmanager:PutSecretValue"],
+};
+
+/** The tag a secret carries: its name in the app (deploy.ts finds the stack's secrets by it). */
+export const SECRET_TAG = "nitric-like:secret";
+
+/** The output that holds a secret's ARN: `Secret<LogicalName>`, described "secret <name>". */
+export function secretOutputKey(secret: string): string {
+  return `Secret${logicalName(secret)}`;
+}
 
 type Json = unknown;
 type Resources = Record<
@@ -174,9 +188,13 @@ class TemplateBuilder {
   private logGroupId(service: string): string {
     return this.ids.id("service", service, "LogGroup");
   }
+  private secretId(secret: string): string {
+    return this.ids.id("secret", secret, "Secret");
+  }
 
   build(): Record<string, Json> {
     this.addTables();
+    this.addSecrets();
     for (const socket of this.sockets) this.addSocket(socket);
     /** The services whose functions invoke themselves (see addSelfInvokePolicy). */
     const selfInvoking: string[] = [];
@@ -203,6 +221,29 @@ class TemplateBuilder {
       this.resources[this.tableId(store.name)] = table("_p", "_k", {
         Tags: [{ Key: "nitric-like:kv", Value: store.name }],
       });
+    }
+  }
+
+  /**
+   * A Secrets Manager secret per secret, with no value (a put gives it its first version), and an
+   * output with its ARN (`nitric-like secret put` finds it there). No Name: CloudFormation names it
+   * `<LogicalId>-<random>`, since a deleted secret's name stays taken while it is scheduled for
+   * deletion (7 to 30 days), and a fixed name would fail the next `up` of the same app. Deleted
+   * with the stack (a scheduled deletion, recoverable for 30 days) unless `down --keep-data` sets
+   * it to Retain, as a kv table.
+   */
+  private addSecrets(): void {
+    for (const secret of this.spec.resources.filter((r) => r.kind === "secret")) {
+      const id = this.secretId(secret.name);
+      this.resources[id] = {
+        Type: "AWS::SecretsManager::Secret",
+        DeletionPolicy: "Delete",
+        Properties: {
+          Description: `nitric-like secret "${secret.name}" of project "${this.spec.name}"`,
+          Tags: [{ Key: SECRET_TAG, Value: secret.name }],
+        },
+      };
+      this.outputs[secretOutputKey(secret.name)] = { Description: `secret ${secret.name}`, Value: { Ref: id } };
     }
   }
 
@@ -426,7 +467,7 @@ class TemplateBuilder {
   }
 
   /**
-   * What a service's role allows: its own log group, the kv actions its `.allow()` calls name, and
+   * What a service's role allows: its own log group, the kv and secret actions its `.allow()` calls name, and
    * for the sockets it reaches, managing their connections and their records in the connections table.
    */
   private roleStatements(service: string, reachable: WebsocketSpec[], logGroup: string): Json[] {
@@ -449,6 +490,13 @@ class TemplateBuilder {
         Action: actions,
         Resource: { "Fn::GetAtt": [this.tableId(policy.resource.name), "Arn"] },
       });
+    }
+    for (const policy of this.spec.policies) {
+      if (policy.service !== service || policy.resource.kind !== "secret") continue;
+      const actions = [...new Set(policy.permissions.flatMap((p) => SECRET_ACTIONS[p] ?? []))].sort();
+      if (actions.length === 0) continue;
+      // A secret's Ref is its ARN.
+      statements.push({ Effect: "Allow", Action: actions, Resource: { Ref: this.secretId(policy.resource.name) } });
     }
     if (reachable.length === 0) return statements;
     statements.push({
@@ -518,6 +566,11 @@ class TemplateBuilder {
         .filter((p) => p.service === service && p.resource.kind === "kv")
         .map((p) => [p.resource.name, `\${${this.tableId(p.resource.name)}}`]),
     );
+    const secrets = Object.fromEntries(
+      this.spec.policies
+        .filter((p) => p.service === service && p.resource.kind === "secret")
+        .map((p) => [p.resource.name, `\${${this.secretId(p.resource.name)}}`]),
+    );
     // The user's first: the runtime's own names (NITRIC_*) are refused among them.
     const variables: Record<string, Json> = {
       ...this.input.variables,
@@ -525,6 +578,7 @@ class TemplateBuilder {
       NITRIC_LIKE_WEBSOCKETS: { "Fn::Sub": JSON.stringify(websockets) },
       NITRIC_LIKE_KV_TABLES: { "Fn::Sub": JSON.stringify(kvTables) },
     };
+    if (Object.keys(secrets).length > 0) variables.NITRIC_LIKE_SECRETS = { "Fn::Sub": JSON.stringify(secrets) };
     if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
     if (this.input.handlerTimeoutMs !== undefined)
       variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(this.input.handlerTimeoutMs);

@@ -27,6 +27,7 @@ import {
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { compareNames, type Logger } from "@nitric-like/spec";
+import { SECRET_TAG } from "../build/template.js";
 
 /** A deploy failure the user can act on; the message says what to do. */
 export class DeployError extends Error {
@@ -286,7 +287,8 @@ export async function preflight(options: { stack: string; region?: string; actio
   }
 }
 
-function clients(region: string | undefined) {
+/** The CloudFormation and S3 clients of a region (the SDK's own configuration when undefined). */
+export function clients(region: string | undefined) {
   const custom = Boolean(process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL);
   return {
     cfn: new CloudFormationClient(region ? { region } : {}),
@@ -294,7 +296,8 @@ function clients(region: string | undefined) {
   };
 }
 
-async function describeStack(cfn: CloudFormationClient, stack: string): Promise<Stack | undefined> {
+/** A stack as DescribeStacks has it; undefined when there is no such stack. */
+export async function describeStack(cfn: CloudFormationClient, stack: string): Promise<Stack | undefined> {
   try {
     return (await cfn.send(new DescribeStacksCommand({ StackName: stack }))).Stacks?.[0];
   } catch (error) {
@@ -564,10 +567,22 @@ export interface KvTable {
   logicalId: string;
 }
 
+/** A secret in a deployed stack. */
+export interface DeployedSecret {
+  /** The secret's name in the app. */
+  secret: string;
+  /** Its ARN (the resource's physical id). */
+  arn: string;
+  /** Its logical id in the template. */
+  logicalId: string;
+}
+
 /** What `down` did. */
 export interface DestroyOutcome {
   /** The kv tables left in place (`keepData`), with their names. */
   kept: KvTable[];
+  /** The secrets left in place (`keepData`), with their ARNs. */
+  keptSecrets: DeployedSecret[];
 }
 
 /** What destroy() needs. */
@@ -577,8 +592,9 @@ export interface DestroyRequest {
   logger: Logger;
   pollMs?: number;
   /**
-   * Keep every kv table: they are set to `DeletionPolicy: Retain` by a stack update (CloudFormation
-   * reads the policy from the deployed template only), then the stack is deleted without them.
+   * Keep every kv table and secret: they are set to `DeletionPolicy: Retain` by a stack update
+   * (CloudFormation reads the policy from the deployed template only), then the stack is deleted
+   * without them.
    */
   keepData?: boolean;
   /**
@@ -600,43 +616,58 @@ type TemplateResource = {
   UpdateReplacePolicy?: string;
 };
 
-/** The deployed template (as last deployed) and its kv tables with their DynamoDB names. */
+/** The deployed template (as last deployed), its kv tables with their DynamoDB names and its secrets with their ARNs. */
 async function kvTablesOf(
   cfn: CloudFormationClient,
   stack: string,
 ): Promise<{
   template: { Resources?: Record<string, TemplateResource> } & Record<string, unknown>;
   tables: KvTable[];
+  secrets: DeployedSecret[];
 }> {
   const body = (await cfn.send(new GetTemplateCommand({ StackName: stack, TemplateStage: "Original" }))).TemplateBody;
   let template: { Resources?: Record<string, TemplateResource> } & Record<string, unknown>;
   try {
     template = JSON.parse(body ?? "{}");
   } catch {
-    // Not a template `up` wrote (ours are JSON): no kv table of ours in it.
-    return { template: {}, tables: [] };
+    // Not a template `up` wrote (ours are JSON): no kv table or secret of ours in it.
+    return { template: {}, tables: [], secrets: [] };
   }
   const stores = new Map<string, string>();
+  const secretNames = new Map<string, string>();
   for (const [id, r] of Object.entries(template.Resources ?? {})) {
-    if (r.Type !== "AWS::DynamoDB::Table") continue;
-    const store = r.Properties?.Tags?.find((t) => t.Key === KV_TAG)?.Value;
-    if (store !== undefined) stores.set(id, store);
+    if (r.Type === "AWS::DynamoDB::Table") {
+      const store = r.Properties?.Tags?.find((t) => t.Key === KV_TAG)?.Value;
+      if (store !== undefined) stores.set(id, store);
+    } else if (r.Type === "AWS::SecretsManager::Secret") {
+      const secret = r.Properties?.Tags?.find((t) => t.Key === SECRET_TAG)?.Value;
+      if (secret !== undefined) secretNames.set(id, secret);
+    }
   }
   const tables: KvTable[] = [];
-  if (stores.size === 0) return { template, tables };
+  const secrets: DeployedSecret[] = [];
+  if (stores.size === 0 && secretNames.size === 0) return { template, tables, secrets };
   let next: string | undefined;
   do {
     const page = await cfn.send(
       new ListStackResourcesCommand({ StackName: stack, ...(next ? { NextToken: next } : {}) }),
     );
     for (const r of page.StackResourceSummaries ?? []) {
+      if (!r.PhysicalResourceId || r.ResourceStatus === "DELETE_COMPLETE") continue;
       const store = stores.get(r.LogicalResourceId ?? "");
-      if (store === undefined || !r.PhysicalResourceId || r.ResourceStatus === "DELETE_COMPLETE") continue;
-      tables.push({ store, table: r.PhysicalResourceId, logicalId: r.LogicalResourceId ?? "" });
+      if (store !== undefined)
+        tables.push({ store, table: r.PhysicalResourceId, logicalId: r.LogicalResourceId ?? "" });
+      const secret = secretNames.get(r.LogicalResourceId ?? "");
+      if (secret !== undefined)
+        secrets.push({ secret, arn: r.PhysicalResourceId, logicalId: r.LogicalResourceId ?? "" });
     }
     next = page.NextToken;
   } while (next);
-  return { template, tables: tables.sort((a, b) => compareNames(a.store, b.store)) };
+  return {
+    template,
+    tables: tables.sort((a, b) => compareNames(a.store, b.store)),
+    secrets: secrets.sort((a, b) => compareNames(a.secret, b.secret)),
+  };
 }
 
 /**
@@ -663,8 +694,10 @@ async function holdsItems(ddb: DynamoDBClient, table: string): Promise<boolean> 
 }
 
 /**
- * Deletes a stack and waits until it is gone. Its kv tables go with it, unless `keepData`; when
- * they hold items, `confirm` is asked first.
+ * Deletes a stack and waits until it is gone. Its kv tables and secrets go with it, unless
+ * `keepData`; when tables hold items, `confirm` is asked first. A secret deleted with the stack is
+ * scheduled for deletion by Secrets Manager (its recovery window), so it is named in the log with
+ * the way to keep it.
  */
 export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> {
   const { cfn, s3 } = clients(options.region);
@@ -680,16 +713,17 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
     const stack = await describeStack(cfn, options.stack);
     if (!stack) throw new DeployError(`${doing}: there is no such stack in this account and region; nothing to delete`);
     const status = stack.StackStatus ?? "";
-    // A first deploy rolled back has deleted its tables already.
-    const { template, tables } =
-      status === "ROLLBACK_COMPLETE" ? { template: {}, tables: [] } : await kvTablesOf(cfn, options.stack);
+    // A first deploy rolled back has deleted its tables and secrets already.
+    const { template, tables, secrets } =
+      status === "ROLLBACK_COMPLETE" ? { template: {}, tables: [], secrets: [] } : await kvTablesOf(cfn, options.stack);
     let retain: string[] | undefined;
-    if (options.keepData && tables.length > 0) {
+    const kept = [...tables.map((t) => t.logicalId), ...secrets.map((s) => s.logicalId)];
+    if (options.keepData && kept.length > 0) {
       if (status === "DELETE_FAILED") {
         // The one state in which DeleteStack itself may leave resources behind.
-        retain = tables.map((t) => t.logicalId);
+        retain = kept;
       } else {
-        await retainTables(cfn, s3, stack, template, tables, options.logger, pollMs);
+        await retainTables(cfn, s3, stack, template, kept, options.logger, pollMs);
       }
     } else if (!options.keepData && tables.length > 0 && options.confirm) {
       const held: KvTable[] = [];
@@ -705,12 +739,20 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
         if (!go) throw new DeployError("down: nothing was deleted");
       }
     }
+    if (!options.keepData && secrets.length > 0) {
+      options.logger.warn(
+        `deleting secret${secrets.length === 1 ? "" : "s"} ${secrets.map((s) => `"${s.secret}"`).join(", ")} with the stack (Secrets Manager keeps a deleted secret restorable for its recovery window: aws secretsmanager restore-secret --secret-id <arn>); "down --keep-data" keeps secrets and kv tables`,
+      );
+    }
     const since = new Date(Date.now() - 1000);
     await cfn.send(
       new DeleteStackCommand({ StackName: options.stack, ...(retain ? { RetainResources: retain } : {}) }),
     );
     await follow(cfn, options.stack, options.logger, pollMs, since, true);
-    return { kept: options.keepData ? tables : [] };
+    if (options.keepData) {
+      for (const s of secrets) options.logger.info(`kept secret "${s.secret}": ${s.arn}`);
+    }
+    return { kept: options.keepData ? tables : [], keptSecrets: options.keepData ? secrets : [] };
   } catch (error) {
     throw explain(error, doing);
   } finally {
@@ -721,30 +763,32 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
 }
 
 /**
- * Updates the stack so that its kv tables survive its deletion: `DeletionPolicy` and
- * `UpdateReplacePolicy` Retain, and a tag naming the stack (a real property change, so the update
- * is never a no-op, and a way to find the tables later). CloudFormation honours a DeletionPolicy
- * only in the deployed template, so it cannot be passed to DeleteStack.
+ * Updates the stack so that its kv tables and secrets (`logicalIds`) survive its deletion:
+ * `DeletionPolicy` and `UpdateReplacePolicy` Retain, and a tag naming the stack (a real property
+ * change, so the update is never a no-op, and a way to find them later). CloudFormation honours a
+ * DeletionPolicy only in the deployed template, so it cannot be passed to DeleteStack.
  */
 async function retainTables(
   cfn: CloudFormationClient,
   s3: S3Client,
   stack: Stack,
   template: { Resources?: Record<string, TemplateResource> } & Record<string, unknown>,
-  tables: KvTable[],
+  logicalIds: string[],
   logger: Logger,
   pollMs: number,
 ): Promise<void> {
   const name = stack.StackName ?? "";
-  for (const t of tables) {
-    const resource = template.Resources?.[t.logicalId];
+  for (const logicalId of logicalIds) {
+    const resource = template.Resources?.[logicalId];
     if (!resource) continue;
     resource.DeletionPolicy = "Retain";
     resource.UpdateReplacePolicy = "Retain";
     const tags = (resource.Properties?.Tags ?? []).filter((tag) => tag.Key !== KEPT_TAG);
     resource.Properties = { ...resource.Properties, Tags: [...tags, { Key: KEPT_TAG, Value: name }] };
   }
-  logger.info(`keeping the kv tables: updating stack "${name}" so that they outlive it (DeletionPolicy Retain)`);
+  logger.info(
+    `keeping the kv tables and secrets: updating stack "${name}" so that they outlive it (DeletionPolicy Retain)`,
+  );
   const bucket = stack.Parameters?.find((p) => p.ParameterKey === "ArtifactBucket")?.ParameterValue ?? "";
   const source = await placeTemplate(s3, bucket, name, template, await cfn.config.region(), logger);
   const since = new Date(Date.now() - 1000);

@@ -19,7 +19,10 @@
  * timeout) gets 504 or "Endpoint request timed out", the function running on.
  * An upgrade request not whole within the upgrade timeout gets 408, as under the local provider.
  *
- * Like AWS, the Management and Invoke APIs serve only requests signed (SigV4) with the run's
+ * The same server serves Secrets Manager's GetSecretValue and PutSecretValue (`POST /` with
+ * `X-Amz-Target: secretsmanager.*`) for the template's secrets (secrets.ts).
+ *
+ * Like AWS, the Management, Invoke and Secrets Manager APIs serve only requests signed (SigV4) with the run's
  * credentials (`credentials`, which the functions get as their role's; see auth.ts), refusing the
  * rest with 403 before their body is read.
  *
@@ -81,6 +84,7 @@ import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js
 import { readSignedBody } from "./auth.js";
 import { answerFailure, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, requestTimeouts } from "./http.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
+import { type EmulatedSecret, EmulatedSecrets, MAX_SECRETS_REQUEST_BYTES } from "./secrets.js";
 
 const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
 /** API Gateway's message limit: 128 KB (a frame's is 32 KB, AWS_MAX_FRAME_BYTES). */
@@ -93,6 +97,11 @@ export interface EmulatorOptions {
   buildDir: string;
   /** DynamoDB endpoint (dynalite, LocalStack). */
   dynamodbEndpoint: string;
+  /**
+   * Where the secrets' values are kept (`run`: `.nitric-like/aws-secrets`), made this user's
+   * alone; in memory when undefined.
+   */
+  secretsDir?: string;
   /**
    * The run's credentials (runCredentials; the DynamoDB endpoint's too): the functions sign with
    * them, and the Management and Invoke APIs take only requests signed with them.
@@ -1155,6 +1164,8 @@ export class Emulator {
     readonly managementUrl: string,
     /** The connections table (rooms and state), when the template has one. */
     readonly connectionsTable?: string,
+    /** The template's secrets and their values (Secrets Manager). */
+    readonly secrets?: EmulatedSecrets,
   ) {}
 
   /** The API of a socket. */
@@ -1199,8 +1210,9 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   const resolved = resolveIntrinsics(resources, physical) as Template["Resources"];
   const credentials = options.credentials;
   await createTables(resolved, physical, options.dynamodbEndpoint, region, credentials);
+  const secrets = new EmulatedSecrets(secretsOf(resources, physical), options.secretsDir);
 
-  // The Management API and Lambda's Invoke API share one server.
+  // The Management API, Lambda's Invoke API and Secrets Manager share one server.
   const apis = new Map<string, EmulatedApi>();
   const byName = new Map<string, EmulatedFunction>();
   const management = createManagementServer(
@@ -1208,6 +1220,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       apis,
       byName,
       physicalArn: (f) => physical.attributes[f.logicalId]?.Arn,
+      secrets,
       logger: options.logger,
       credentials,
       region,
@@ -1237,7 +1250,16 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   const rate = new TokenBucket(options.newConnectionsPerSecond ?? NEW_CONNECTIONS_PER_SECOND);
   const connectionsTable = resources.ConnectionsTable ? (physical.ref.ConnectionsTable as string) : undefined;
   const sockets: { name: string; url: string }[] = [];
-  const emulator = new Emulator(apis, functions, management, sockets, credentials, managementUrl, connectionsTable);
+  const emulator = new Emulator(
+    apis,
+    functions,
+    management,
+    sockets,
+    credentials,
+    managementUrl,
+    connectionsTable,
+    secrets,
+  );
   try {
     for (const [logicalId] of Object.entries(resources)) {
       if (resources[logicalId]?.Type !== "AWS::ApiGatewayV2::Api") continue;
@@ -1299,6 +1321,15 @@ function physicalIds(resources: Template["Resources"], region: string, stack: st
     } else if (r.Type === "AWS::IAM::Role") {
       physical.ref[id] = name;
       physical.attributes[id] = { Arn: `arn:aws:iam::${ACCOUNT}:role/${name}`, RoleId: shortId(name) };
+    } else if (r.Type === "AWS::SecretsManager::Secret") {
+      // Named as CloudFormation names a secret without a Name (`<LogicalId>-<random>`), and its ARN
+      // ends in Secrets Manager's 6 characters; both made from the stack and the id, so the values
+      // kept under the ARN are found again on a redeploy and the next run.
+      const hash = shortId(`${stack}/${id}/secret`);
+      const secretName = `${id}-${hash.slice(0, 10)}`;
+      const arn = `arn:aws:secretsmanager:${region}:${ACCOUNT}:secret:${secretName}-${hash.slice(0, 6)}`;
+      physical.ref[id] = arn;
+      physical.attributes[id] = { Id: arn };
     } else if (r.Type === "AWS::Logs::LogGroup") {
       // Functions' logs go to the emulator's output; the group is named, never made.
       const group = `/aws/lambda/${stack}/${id}`;
@@ -1309,6 +1340,16 @@ function physicalIds(resources: Template["Resources"], region: string, stack: st
     }
   }
   return physical;
+}
+
+/** The template's secrets: each one's ARN (its Ref) and name (the ARN less its random suffix). */
+function secretsOf(resources: Template["Resources"], physical: Physical): EmulatedSecret[] {
+  return Object.entries(resources)
+    .filter(([, r]) => r.Type === "AWS::SecretsManager::Secret")
+    .map(([id]) => {
+      const arn = physical.ref[id] as string;
+      return { arn, name: (arn.split(":secret:")[1] ?? "").replace(/-[^-]{6}$/, "") };
+    });
 }
 
 /** Creates the template's DynamoDB tables; one kept from an earlier run keeps its data. */
@@ -1366,6 +1407,8 @@ interface ManagementContext {
   /** The functions, by physical name. */
   byName: Map<string, EmulatedFunction>;
   physicalArn(f: EmulatedFunction): string | undefined;
+  /** The template's secrets (Secrets Manager). */
+  secrets: EmulatedSecrets;
   logger: Logger;
   /** What a request must be signed with, and what a refused one is told. */
   credentials: Credentials;
@@ -1377,7 +1420,10 @@ interface ManagementContext {
   throttled: BurstLog;
 }
 
-/** The server of the Management API (`/{api}/{stage}/@connections/{id}`) and Lambda's Invoke API. */
+/**
+ * The server of the Management API (`/{api}/{stage}/@connections/{id}`), Lambda's Invoke API and
+ * Secrets Manager (`POST /`, `X-Amz-Target: secretsmanager.*`).
+ */
 function createManagementServer(ctx: ManagementContext, headersTimeoutMs: number): Server {
   // The boundary of every Management and Invoke API request: what throws ends that one request with
   // 500 and one log line, never the emulator.
@@ -1398,6 +1444,11 @@ async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res
     res
       .writeHead(400, { "content-type": "application/json", "x-amzn-errortype": "BadRequestException" })
       .end(JSON.stringify({ message: `invalid request path ${JSON.stringify(req.url)}` }));
+    return;
+  }
+  const target = req.headers["x-amz-target"];
+  if (path === "/" && typeof target === "string" && target.startsWith("secretsmanager.")) {
+    await serveSecrets(ctx, target, req, res);
     return;
   }
   const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(path);
@@ -1430,6 +1481,32 @@ async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res
     }
     api.manage(req.method ?? "GET", m[3] as string, body, res);
   }
+}
+
+/**
+ * A Secrets Manager request: signed for `secretsmanager` with the run's credentials (refused as
+ * Secrets Manager refuses, 400 with the error in the body, before the body is read), its body
+ * at most MAX_SECRETS_REQUEST_BYTES, then the operation.
+ */
+async function serveSecrets(ctx: ManagementContext, target: string, req: IncomingMessage, res: ServerResponse) {
+  const scope = { credentials: ctx.credentials, region: ctx.region, service: "secretsmanager", hint: ctx.hint };
+  if (req.method !== "POST") {
+    req.resume();
+    answerSecrets(res, { status: 400, error: "ValidationException", message: "Secrets Manager takes POST only" });
+    return;
+  }
+  const body = await readSignedBody(req, res, scope, MAX_SECRETS_REQUEST_BYTES, "json");
+  if (body === undefined) return;
+  answerSecrets(res, ctx.secrets.serve(target, body));
+}
+
+function answerSecrets(res: ServerResponse, answer: ReturnType<EmulatedSecrets["serve"]>): void {
+  const headers = { "content-type": "application/x-amz-json-1.1" };
+  if ("body" in answer) {
+    res.writeHead(200, headers).end(JSON.stringify(answer.body));
+    return;
+  }
+  res.writeHead(answer.status, headers).end(JSON.stringify({ __type: answer.error, message: answer.message }));
 }
 
 /** Lambda's Invoke: RequestResponse answers the function's result, Event (asynchronous) 202 at once. */
@@ -1688,6 +1765,7 @@ function functionEnvironment(
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
     AWS_ENDPOINT_URL_DYNAMODB: options.dynamodbEndpoint,
     AWS_ENDPOINT_URL_LAMBDA: managementUrl,
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: managementUrl,
     ...(options.env ?? {}),
   };
 }

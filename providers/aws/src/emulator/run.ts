@@ -30,8 +30,12 @@ import { startDynaliteThread } from "./dynalite.js";
 import { type Emulator, startEmulator } from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
-export function emulatedDirs(projectDir: string): { build: string; data: string } {
-  return { build: join(projectDir, ".nitric-like", "aws-run"), data: join(projectDir, ".nitric-like", "aws-dynamodb") };
+export function emulatedDirs(projectDir: string): { build: string; data: string; secrets: string } {
+  return {
+    build: join(projectDir, ".nitric-like", "aws-run"),
+    data: join(projectDir, ".nitric-like", "aws-dynamodb"),
+    secrets: join(projectDir, ".nitric-like", "aws-secrets"),
+  };
 }
 
 /** The file that says which process runs the project's emulator (`.nitric-like/aws-run.pid`). */
@@ -451,6 +455,7 @@ function writeCredentials(file: string, emulator: Emulator, dynamodbEndpoint: st
     "AWS_DEFAULT_REGION=us-east-1",
     `AWS_ENDPOINT_URL_DYNAMODB=${dynamodbEndpoint}`,
     `AWS_ENDPOINT_URL_LAMBDA=${emulator.managementUrl}`,
+    `AWS_ENDPOINT_URL_SECRETS_MANAGER=${emulator.managementUrl}`,
     ...emulator.functions.map((fn) => `# the function of service "${fn.service}": ${fn.name}`),
     ...[...emulator.apis.values()].map(
       (api) =>
@@ -476,7 +481,7 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
 
 async function startEmulated(
   options: RunOptions,
-  dirs: { build: string; data: string },
+  dirs: { build: string; data: string; secrets: string },
   release: () => void,
 ): Promise<RunningProvider> {
   const { project, spec, logger } = options;
@@ -513,6 +518,7 @@ async function startEmulated(
       startEmulator({
         buildDir: dirs.build,
         dynamodbEndpoint: db.endpoint,
+        secretsDir: dirs.secrets,
         credentials,
         credentialsHint: hint,
         // A socket pinned to a port in the project file listens there, as under the local

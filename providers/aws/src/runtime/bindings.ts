@@ -26,6 +26,11 @@ export interface Bindings {
   websockets: Record<string, FunctionSocket>;
   /** NITRIC_LIKE_KV_TABLES: `{ "<store>": "<table name>" }`. */
   kvTables: Record<string, string>;
+  /**
+   * NITRIC_LIKE_SECRETS: `{ "<secret>": "<its Secrets Manager ARN>" }`, the secrets this function's
+   * service may access or put. A Map: secret names are data.
+   */
+  secrets: Map<string, string>;
   /** NITRIC_LIKE_CONNECTIONS_TABLE: the managed connections table, when there is one. */
   connectionsTable: string | undefined;
   /**
@@ -62,6 +67,20 @@ function json<T>(env: NodeJS.ProcessEnv, name: string, fallback: T): T {
 }
 
 const EVENTS: readonly WebsocketEvent[] = ["connect", "disconnect", "message"];
+
+/** NITRIC_LIKE_SECRETS, checked: each secret's ARN, a string. */
+function secretArns(env: NodeJS.ProcessEnv): Map<string, string> {
+  const arns = new Map<string, string>();
+  for (const [name, arn] of Object.entries(json<Record<string, unknown>>(env, "NITRIC_LIKE_SECRETS", {}))) {
+    if (typeof arn !== "string" || arn === "") {
+      throw new BindingError(
+        `nitric-like runtime: NITRIC_LIKE_SECRETS[${JSON.stringify(name)}] is ${JSON.stringify(arn)}, not a secret's ARN; it is set by the template, so build and deploy again`,
+      );
+    }
+    arns.set(name, arn);
+  }
+  return arns;
+}
 
 /** Reads and checks the bindings. */
 export function readBindings(env: NodeJS.ProcessEnv): Bindings {
@@ -105,6 +124,7 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
     service,
     websockets: sockets,
     kvTables: json<Record<string, string>>(env, "NITRIC_LIKE_KV_TABLES", {}),
+    secrets: secretArns(env),
     connectionsTable: env.NITRIC_LIKE_CONNECTIONS_TABLE || undefined,
     handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, AWS_MAX_HANDLER_TIMEOUT_MS) : 5000,
     broadcastInlineMax: inlineMax,

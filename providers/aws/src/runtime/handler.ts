@@ -5,7 +5,7 @@
  * events into contract events: `$connect` → connect (a refusal answers its 4xx), `$disconnect` →
  * disconnect, any other route → message (always text from API Gateway, which closes a client that
  * sends a binary frame with 1003; a base64 body would become binary). Sends go through the
- * Management API, kv through DynamoDB.
+ * Management API, kv through DynamoDB, secrets through Secrets Manager.
  */
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
@@ -27,7 +27,9 @@ import { createMemoryTransport, type Transport } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
 import { type ManagementApi, ManagementApiClient } from "../aws/management.js";
+import { SecretsManagerClient } from "../aws/secretsmanager.js";
 import { DynamoKvStores } from "../kv/store.js";
+import { SecretsManagerSecrets } from "../secrets/store.js";
 import { ConnectionsTable } from "../websocket/connections-table.js";
 import { type BroadcastEvent, isBroadcastEvent } from "../websocket/fanout.js";
 import { ApiGateway, Opening } from "../websocket/gateway.js";
@@ -97,6 +99,7 @@ export class Runtime {
   private readonly byApiId = new Map<string, ApiGateway>();
   private readonly origins = new Map<string, string[]>();
   private readonly declaredStores = new Set<string>();
+  private readonly declaredSecrets = new Set<string>();
   private readonly table: ConnectionsTable | undefined;
 
   constructor(
@@ -127,9 +130,11 @@ export class Runtime {
       if (socket.authorize) this.authorizers.expect(name, bindings.service);
     }
     this.stores = new DynamoKvStores(dynamo, bindings.kvTables);
+    this.secrets = new SecretsManagerSecrets(new SecretsManagerClient(env), bindings.secrets);
   }
 
   private readonly stores: DynamoKvStores;
+  private readonly secrets: SecretsManagerSecrets;
 
   /** Serves the contracts, gives the SDKs their transport, loads the service and waits for its handlers. */
   async start(load: () => unknown, give: (transport: Transport) => void): Promise<void> {
@@ -145,6 +150,17 @@ export class Runtime {
       declared: (store) => this.declaredStores.has(store),
       declareStore: (store) => {
         this.declaredStores.add(store);
+      },
+      secrets: this.secrets,
+      secretDeclared: (name) => this.declaredSecrets.has(name),
+      declareSecret: (name) => {
+        // Its calls fail with the fix (SecretsManagerSecrets.arn); the warning says it at once.
+        if (!this.secrets.has(name)) {
+          this.logger.warn(
+            `service "${this.bindings.service}" declares secret "${name}", which this deployment does not give its function; ${this.env[EMULATED_VAR] === "1" ? "run deploys what a service declares as its module loads, so declare it there (at the top level, in every environment) and save" : "build and deploy again"}`,
+          );
+        }
+        this.declaredSecrets.add(name);
       },
       declareSocket: async (socket, origins) => {
         if (!this.gateways.has(socket)) {

@@ -1,0 +1,88 @@
+/**
+ * `nitric-like secret put <name> --provider aws`: stores a value as the newest version of a
+ * deployed secret. The secret is found by the stack's output `Secret<Name>` (template.ts), which
+ * holds its ARN; the value goes to Secrets Manager's PutSecretValue as SecretBinary, under a
+ * ClientRequestToken made here (a random UUID, as the runtime's puts have), which becomes the
+ * version's id. Runs where `up` runs, with the AWS SDK and the user's credentials.
+ */
+import { randomUUID } from "node:crypto";
+import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { type Logger, secretValueProblem } from "@nitric-like/spec";
+import { secretOutputKey } from "../build/template.js";
+import { clients, DeployError, describeStack, explain } from "./deploy.js";
+
+/** What putSecret needs. */
+export interface PutSecretRequest {
+  stack: string;
+  region?: string;
+  /** The secret's name in the app. */
+  secret: string;
+  value: Uint8Array;
+  logger: Logger;
+}
+
+/** The ARN of a deployed secret, from the stack's outputs; a DeployError saying what to do when missing. */
+export async function deployedSecretArn(options: { stack: string; region?: string; secret: string }): Promise<string> {
+  const { cfn, s3 } = clients(options.region);
+  s3.destroy();
+  const doing = `secret put ${options.secret}`;
+  try {
+    try {
+      await cfn.config.region();
+    } catch (error) {
+      throw explain(error, doing);
+    }
+    const stack = await describeStack(cfn, options.stack);
+    if (!stack || stack.StackStatus === "DELETE_COMPLETE") {
+      throw new DeployError(
+        `${doing}: there is no stack "${options.stack}" in this account and region; deploy the app first with "nitric-like up --provider aws", or give the stack's name with --stack and its region with --region`,
+      );
+    }
+    const key = secretOutputKey(options.secret);
+    const output = (stack.Outputs ?? []).find(
+      (o) => o.OutputKey === key && o.Description === `secret ${options.secret}`,
+    );
+    if (!output?.OutputValue) {
+      const deployed = (stack.Outputs ?? [])
+        .filter((o) => o.OutputKey?.startsWith("Secret") && o.Description?.startsWith("secret "))
+        .map((o) => JSON.stringify((o.Description ?? "").slice("secret ".length)));
+      throw new DeployError(
+        `${doing}: stack "${options.stack}" has no secret "${options.secret}" (it has ${deployed.join(", ") || "none"}); declare it in a service with secret(${JSON.stringify(options.secret)}).allow(...), deploy with "nitric-like up --provider aws", then put the value again`,
+      );
+    }
+    return output.OutputValue;
+  } catch (error) {
+    throw explain(error, doing);
+  } finally {
+    cfn.destroy();
+  }
+}
+
+/** Stores `value` as the newest version of a deployed secret; resolves with the version's id. */
+export async function putSecret(options: PutSecretRequest): Promise<{ version: string }> {
+  const problem = secretValueProblem(options.secret, options.value);
+  if (problem !== undefined) throw new DeployError(problem);
+  const arn = await deployedSecretArn(options);
+  const doing = `secret put ${options.secret}`;
+  const client = new SecretsManagerClient(options.region ? { region: options.region } : {});
+  try {
+    const token = randomUUID();
+    const out = await client.send(
+      new PutSecretValueCommand({ SecretId: arn, ClientRequestToken: token, SecretBinary: options.value }),
+    );
+    const version = out.VersionId ?? token;
+    options.logger.info(`secret "${options.secret}": stored version ${version} (${arn})`);
+    return { version };
+  } catch (error) {
+    const name = (error as Error).name;
+    if (name === "ResourceNotFoundException" || name === "InvalidRequestException") {
+      // Deleted outside the stack, or scheduled for deletion.
+      throw new DeployError(
+        `${doing}: Secrets Manager refused ${arn} (${name}: ${(error as Error).message}); if the secret was deleted outside the stack, restore it (aws secretsmanager restore-secret --secret-id ${arn}) or deploy the app again`,
+      );
+    }
+    throw explain(error, doing);
+  } finally {
+    client.destroy();
+  }
+}
