@@ -17,6 +17,11 @@ export interface SecretsContext {
   permissions: Permissions;
   /** True when some service declared the secret. */
   secretDeclared(name: string): boolean;
+  /**
+   * The options `nitric-like secret put <name>` needs to reach where this provider keeps values
+   * (a deployed function's: `--provider aws`), named when a secret has none yet. @default none: run's store
+   */
+  secretPutOptions?: string;
 }
 
 function checkSecret(ctx: SecretsContext, service: string, name: string, permission: "access" | "put"): void {
@@ -38,9 +43,10 @@ function failure(error: unknown, what: string): Error {
 }
 
 /** What is said when a secret has no such version: how to give it one. */
-export function missingVersion(name: string, version: string): string {
+export function missingVersion(name: string, version: string, putOptions?: string): string {
+  const command = `nitric-like secret put ${name}${putOptions ? ` ${putOptions}` : ""}`;
   return version === LATEST_VERSION
-    ? `secret(${JSON.stringify(name)}) has no value yet; put one with secret(${JSON.stringify(name)}).put(value) in a service that has .allow("put"), or with \`nitric-like secret put ${name}\``
+    ? `secret(${JSON.stringify(name)}) has no value yet; put one with secret(${JSON.stringify(name)}).put(value) in a service that has .allow("put"), or with \`${command}\``
     : `secret(${JSON.stringify(name)}) has no version ${JSON.stringify(version)}; use "latest", or an id put() returned for this secret`;
 }
 
@@ -74,7 +80,7 @@ export function secretsService(ctx: SecretsContext, service: string): ServiceImp
         ctx.secrets.access(name, version).then(
           (found) => {
             if (found === undefined) {
-              callback(new RpcError(Code.NOT_FOUND, missingVersion(name, version)));
+              callback(new RpcError(Code.NOT_FOUND, missingVersion(name, version, ctx.secretPutOptions)));
               return;
             }
             callback(null, { secretVersion: { secret: { name }, version: found.version }, value: found.value });

@@ -19,6 +19,7 @@ import {
   type RunDir,
   removeStaleRunDirs,
 } from "@nitric-like/provider-kit";
+import { SecretStore, secretsDirOf } from "@nitric-like/provider-kit/secret-store";
 import { LocalPort } from "@nitric-like/rpc";
 import {
   type AppLimits,
@@ -39,7 +40,6 @@ import {
 import { createEndpoint, type Endpoint, type GrpcEndpoint, serveGrpc, stopEndpoint } from "./endpoint.js";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
-import { SecretStore } from "./secrets/store.js";
 import { FlowBudget } from "./websocket/flow.js";
 import { Gateway } from "./websocket/gateway.js";
 
@@ -302,7 +302,7 @@ export class LocalProvider implements RunningProvider {
   /** The project's secrets, opened on first use. */
   private secrets(): SecretStore {
     if (this.secretStore === undefined) {
-      const dir = this.options.secretsDir ?? secretsDirOf(this.options.project);
+      const dir = this.options.secretsDir ?? secretsDirOf(this.options.project.dir);
       try {
         this.secretStore = new SecretStore(dir);
       } catch (error) {
@@ -416,17 +416,13 @@ export async function createLocalProvider(options: LocalProviderOptions): Promis
   return provider;
 }
 
-/** Where a project's secrets live. */
-export function secretsDirOf(project: { dir: string }): string {
-  return join(project.dir, ".nitric-like", "secrets");
-}
-
 /**
  * Stores a secret's new version in the project's store for `nitric-like secret put`; a `run` of the
- * project serves it at the next access() (lmdb lets both processes open the store at once).
+ * project serves it at the next access(), under either provider (lmdb lets both processes open the
+ * store at once).
  */
 async function putSecret(options: SecretPutOptions): Promise<{ version: string }> {
-  const store = new SecretStore(secretsDirOf(options.project));
+  const store = new SecretStore(secretsDirOf(options.project.dir));
   try {
     const version = randomUUID();
     await store.put(options.secret, version, options.value);

@@ -35,9 +35,10 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
@@ -68,6 +69,7 @@ import {
   upgradeProblem,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
+import { SecretStore } from "@nitric-like/provider-kit/secret-store";
 import {
   compareNames,
   DEFAULT_LIMITS,
@@ -79,12 +81,13 @@ import {
 import { WebSocket, WebSocketServer } from "ws";
 import type { Credentials } from "../aws/signer.js";
 import { functionFileIn } from "../build/function-file.js";
+import { SECRET_TAG } from "../build/template.js";
 import { EMULATED_VAR } from "../runtime/bindings.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
 import { readSignedBody } from "./auth.js";
 import { answerFailure, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, requestTimeouts } from "./http.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
-import { type EmulatedSecret, EmulatedSecrets, MAX_SECRETS_REQUEST_BYTES } from "./secrets.js";
+import { type EmulatedSecret, EmulatedSecrets, MAX_SECRETS_REQUEST_BYTES, type SecretsAnswer } from "./secrets.js";
 
 const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
 /** API Gateway's message limit: 128 KB (a frame's is 32 KB, AWS_MAX_FRAME_BYTES). */
@@ -98,10 +101,12 @@ export interface EmulatorOptions {
   /** DynamoDB endpoint (dynalite, LocalStack). */
   dynamodbEndpoint: string;
   /**
-   * Where the secrets' values are kept (`run`: `.nitric-like/aws-secrets`), made this user's
-   * alone; in memory when undefined.
+   * Where the secrets' values are kept: run's store (`.nitric-like/secrets`, which the local
+   * provider and `nitric-like secret put` share), asked for only when the template has secrets and
+   * left open at stop (its owner closes it). Without it, a store of the emulator's own in a
+   * temporary folder, removed at stop.
    */
-  secretsDir?: string;
+  secretStore?: () => SecretStore;
   /**
    * The run's credentials (runCredentials; the DynamoDB endpoint's too): the functions sign with
    * them, and the Management and Invoke APIs take only requests signed with them.
@@ -1166,6 +1171,8 @@ export class Emulator {
     readonly connectionsTable?: string,
     /** The template's secrets and their values (Secrets Manager). */
     readonly secrets?: EmulatedSecrets,
+    /** Closes and removes a secret store the emulator made for itself. */
+    private readonly cleanup?: () => Promise<void>,
   ) {}
 
   /** The API of a socket. */
@@ -1190,6 +1197,7 @@ export class Emulator {
     await Promise.all([...this.apis.values()].map((a) => a.stop()));
     await Promise.all(this.functions.map((f) => f.stop()));
     await new Promise<void>((resolve) => this.management.close(() => resolve()));
+    await this.cleanup?.();
   }
 }
 
@@ -1210,7 +1218,18 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   const resolved = resolveIntrinsics(resources, physical) as Template["Resources"];
   const credentials = options.credentials;
   await createTables(resolved, physical, options.dynamodbEndpoint, region, credentials);
-  const secrets = new EmulatedSecrets(secretsOf(resources, physical), options.secretsDir);
+  const templateSecrets = secretsOf(resources, physical);
+  let ownStore: { store: SecretStore; dir: string } | undefined;
+  let store: SecretStore | undefined;
+  if (templateSecrets.length > 0) {
+    if (options.secretStore) store = options.secretStore();
+    else {
+      const dir = mkdtempSync(join(tmpdir(), "nitric-like-emulated-secrets-"));
+      ownStore = { store: new SecretStore(dir), dir };
+      store = ownStore.store;
+    }
+  }
+  const secrets = store ? new EmulatedSecrets(templateSecrets, store) : undefined;
 
   // The Management API, Lambda's Invoke API and Secrets Manager share one server.
   const apis = new Map<string, EmulatedApi>();
@@ -1259,6 +1278,12 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     managementUrl,
     connectionsTable,
     secrets,
+    ownStore
+      ? async () => {
+          await ownStore.store.close();
+          rmSync(ownStore.dir, { recursive: true, force: true });
+        }
+      : undefined,
   );
   try {
     for (const [logicalId] of Object.entries(resources)) {
@@ -1342,13 +1367,22 @@ function physicalIds(resources: Template["Resources"], region: string, stack: st
   return physical;
 }
 
-/** The template's secrets: each one's ARN (its Ref) and name (the ARN less its random suffix). */
+/**
+ * The template's secrets: each one's ARN (its Ref), name (the ARN less its random suffix) and name
+ * in the app (its `nitric-like:secret` tag; the logical id for a template without one).
+ */
 function secretsOf(resources: Template["Resources"], physical: Physical): EmulatedSecret[] {
   return Object.entries(resources)
     .filter(([, r]) => r.Type === "AWS::SecretsManager::Secret")
-    .map(([id]) => {
+    .map(([id, r]) => {
       const arn = physical.ref[id] as string;
-      return { arn, name: (arn.split(":secret:")[1] ?? "").replace(/-[^-]{6}$/, "") };
+      const tags = (r.Properties as { Tags?: { Key?: unknown; Value?: unknown }[] } | undefined)?.Tags ?? [];
+      const tag = tags.find((t) => t.Key === SECRET_TAG)?.Value;
+      return {
+        arn,
+        name: (arn.split(":secret:")[1] ?? "").replace(/-[^-]{6}$/, ""),
+        secret: typeof tag === "string" ? tag : id,
+      };
     });
 }
 
@@ -1407,8 +1441,8 @@ interface ManagementContext {
   /** The functions, by physical name. */
   byName: Map<string, EmulatedFunction>;
   physicalArn(f: EmulatedFunction): string | undefined;
-  /** The template's secrets (Secrets Manager). */
-  secrets: EmulatedSecrets;
+  /** The template's secrets (Secrets Manager); none when it has none. */
+  secrets: EmulatedSecrets | undefined;
   logger: Logger;
   /** What a request must be signed with, and what a refused one is told. */
   credentials: Credentials;
@@ -1497,10 +1531,17 @@ async function serveSecrets(ctx: ManagementContext, target: string, req: Incomin
   }
   const body = await readSignedBody(req, res, scope, MAX_SECRETS_REQUEST_BYTES, "json");
   if (body === undefined) return;
-  answerSecrets(res, ctx.secrets.serve(target, body));
+  const answer: SecretsAnswer = ctx.secrets
+    ? await ctx.secrets.serve(target, body)
+    : {
+        status: 400,
+        error: "ResourceNotFoundException",
+        message: "Secrets Manager can't find the specified secret: this deployment's template has no secrets",
+      };
+  answerSecrets(res, answer);
 }
 
-function answerSecrets(res: ServerResponse, answer: ReturnType<EmulatedSecrets["serve"]>): void {
+function answerSecrets(res: ServerResponse, answer: SecretsAnswer): void {
   const headers = { "content-type": "application/x-amz-json-1.1" };
   if ("body" in answer) {
     res.writeHead(200, headers).end(JSON.stringify(answer.body));

@@ -9,6 +9,7 @@ import { join, relative } from "node:path";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { dict } from "@nitric-like/provider-kit";
+import { SecretStore, secretsDirOf } from "@nitric-like/provider-kit/secret-store";
 import type {
   HandlerRegistration,
   InspectedConnection,
@@ -30,11 +31,10 @@ import { startDynaliteThread } from "./dynalite.js";
 import { type Emulator, startEmulator } from "./emulator.js";
 
 /** Where `run --provider aws` keeps its build and its tables. */
-export function emulatedDirs(projectDir: string): { build: string; data: string; secrets: string } {
+export function emulatedDirs(projectDir: string): { build: string; data: string } {
   return {
     build: join(projectDir, ".nitric-like", "aws-run"),
     data: join(projectDir, ".nitric-like", "aws-dynamodb"),
-    secrets: join(projectDir, ".nitric-like", "aws-secrets"),
   };
 }
 
@@ -341,6 +341,8 @@ class EmulatedRun implements RunningProvider {
     /** Lets go of the project's emulator (claimEmulator), at stop. */
     private readonly release: () => void,
     variables: Readonly<Record<string, string>> | undefined,
+    /** Closes run's secret store, if a deployment opened it, at stop. */
+    private readonly closeSecrets: () => Promise<void>,
   ) {
     this.expected = registrationsOf(spec);
     this.spec = spec;
@@ -433,6 +435,7 @@ class EmulatedRun implements RunningProvider {
     if (this.down === undefined) await this.emulator.stop();
     this.inspect.destroy();
     await this.db.close();
+    await this.closeSecrets();
     rmSync(this.credentialsFile, { force: true });
     this.release();
   }
@@ -481,7 +484,7 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
 
 async function startEmulated(
   options: RunOptions,
-  dirs: { build: string; data: string; secrets: string },
+  dirs: { build: string; data: string },
   release: () => void,
 ): Promise<RunningProvider> {
   const { project, spec, logger } = options;
@@ -512,13 +515,19 @@ async function startEmulated(
   }
   if (started.status === "rejected") throw started.reason;
   const db = started.value;
+  let secretStore: SecretStore | undefined;
   const deployer: Deployer = {
     build,
     start: (ports) =>
       startEmulator({
         buildDir: dirs.build,
         dynamodbEndpoint: db.endpoint,
-        secretsDir: dirs.secrets,
+        // run's own secrets, as the local provider serves them: opened with the first template
+        // that has a secret, kept across redeploys, closed at stop.
+        secretStore: () => {
+          secretStore ??= new SecretStore(secretsDirOf(project.dir));
+          return secretStore;
+        },
         credentials,
         credentialsHint: hint,
         // A socket pinned to a port in the project file listens there, as under the local
@@ -550,10 +559,12 @@ async function startEmulated(
       file,
       release,
       options.variables,
+      async () => secretStore?.close(),
     );
   } catch (error) {
     await emulator?.stop();
     await db.close();
+    await secretStore?.close();
     throw error;
   }
 }

@@ -1,31 +1,24 @@
 /**
  * The emulator's Secrets Manager: the template's secrets (`AWS::SecretsManager::Secret`), each
- * known by its ARN and its name, and the two operations the runtime and `nitric-like secret put`
- * use, GetSecretValue and PutSecretValue, in Secrets Manager's JSON 1.1 shapes and with its error
- * codes (`ResourceNotFoundException`, `ValidationException`, `InvalidParameterException`,
+ * known by its ARN and its name, and the two operations the runtime and the AWS CLI use,
+ * GetSecretValue and PutSecretValue, in Secrets Manager's JSON 1.1 shapes and with its error codes
+ * (`ResourceNotFoundException`, `ValidationException`, `InvalidParameterException`,
  * `InvalidRequestException`, `ResourceExistsException`). Requests reach it through the server of
  * the Management and Invoke APIs, signed for `secretsmanager` with the run's credentials
  * (emulator.ts checks that first).
  *
  * A put makes the version the request's ClientRequestToken names AWSCURRENT, and the former
  * current one AWSPREVIOUS; putting the same token again with the same value changes nothing, with
- * another value it is refused (ResourceExistsException), as Secrets Manager does. At most
- * MAX_VERSIONS versions are kept per secret: the oldest one without a stage goes first (Secrets
- * Manager's quota is about 100 versions a secret, and it removes unlabelled ones itself).
+ * another value it is refused (ResourceExistsException), as Secrets Manager does.
  *
- * With a folder (`run`: `.nitric-like/aws-secrets`), each secret's versions are one JSON file in
- * it named by a hash of the ARN, written whole to a temporary file and renamed over the old one,
- * so that a crash leaves either version; the folder is this user's alone (0700) and each file
- * 0600, since the values are in plain bytes. The ARN is made from the stack and logical id, so
- * values survive a redeploy and a restart of `run`, as kv tables do. Without a folder (tests), they
- * live in memory.
+ * The values are `run`'s own (`@nitric-like/provider-kit/secret-store`, the project's
+ * `.nitric-like/secrets`), each template secret's under the name the app gives it (its
+ * `nitric-like:secret` tag): the local provider serves the same ones, `nitric-like secret put`
+ * stores into them, and they survive a redeploy and the next `run`, whichever provider it uses.
  */
-import { createHash, randomUUID } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import type { SecretStore } from "@nitric-like/provider-kit/secret-store";
 
-/** The most versions kept per secret. */
-export const MAX_VERSIONS = 100;
 /** Secrets Manager's largest value: 65,536 bytes (SecretBinary) or characters (SecretString). */
 export const MAX_SECRET_BYTES = 65_536;
 /**
@@ -39,29 +32,13 @@ const PREVIOUS = "AWSPREVIOUS";
 /** Secrets Manager's ClientRequestToken and VersionId: 32 to 64 characters. */
 const VERSION_ID = /^[A-Za-z0-9-]{32,64}$/;
 
-/** One stored version. */
-interface StoredVersion {
-  id: string;
-  /** Base64 of a SecretBinary value. */
-  binary?: string;
-  /** A SecretString value. */
-  text?: string;
-  /** Seconds since the epoch, as Secrets Manager's CreatedDate. */
-  created: number;
-}
-
-/** One secret's versions, as its file holds them. */
-interface StoredSecret {
-  arn: string;
-  versions: StoredVersion[];
-  current?: string;
-  previous?: string;
-}
-
 /** A secret of the template. */
 export interface EmulatedSecret {
   arn: string;
+  /** Its name in Secrets Manager (the ARN less its random suffix). */
   name: string;
+  /** Its name in the app (`secret("<name>")`), under which run's store keeps its values. */
+  secret: string;
 }
 
 /** An answer: its status and JSON body, or an error of Secrets Manager's. */
@@ -77,74 +54,20 @@ const validation = (message: string) => fail(400, "ValidationException", message
 export class EmulatedSecrets {
   /** By ARN and by name (Secrets Manager takes either as SecretId). Maps: names are data. */
   private readonly byId = new Map<string, EmulatedSecret>();
-  /** Loaded or written secrets, by ARN. */
-  private readonly loaded = new Map<string, StoredSecret>();
 
   constructor(
     secrets: EmulatedSecret[],
-    /** Where values are kept; in memory when undefined. */
-    private readonly dir?: string,
+    /** run's secret store, where the values are kept. */
+    private readonly store: SecretStore,
   ) {
     for (const s of secrets) {
       this.byId.set(s.arn, s);
       this.byId.set(s.name, s);
     }
-    if (dir !== undefined && secrets.length > 0) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      // A folder made before (or under another umask) is narrowed too.
-      chmodSync(dir, 0o700);
-    }
-  }
-
-  /** The file of a secret's versions. */
-  private fileOf(arn: string): string | undefined {
-    if (this.dir === undefined) return undefined;
-    return join(this.dir, `${createHash("sha256").update(arn).digest("hex").slice(0, 32)}.json`);
-  }
-
-  private stored(arn: string): StoredSecret {
-    let secret = this.loaded.get(arn);
-    if (secret) return secret;
-    secret = { arn, versions: [] };
-    const file = this.fileOf(arn);
-    if (file !== undefined) {
-      let text: string | undefined;
-      try {
-        text = readFileSync(file, "utf8");
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-      }
-      if (text !== undefined) {
-        try {
-          const parsed = JSON.parse(text) as StoredSecret;
-          if (parsed.arn !== arn || !Array.isArray(parsed.versions)) throw new Error("not a secret's versions");
-          secret = parsed;
-        } catch (error) {
-          throw new Error(
-            `secrets: ${file} cannot be read (${(error as Error).message}); delete it to start that secret afresh (its values are lost)`,
-          );
-        }
-      }
-    }
-    this.loaded.set(arn, secret);
-    return secret;
-  }
-
-  private save(secret: StoredSecret): void {
-    const file = this.fileOf(secret.arn);
-    if (file === undefined) return;
-    const temporary = `${file}.${process.pid}.tmp`;
-    try {
-      writeFileSync(temporary, JSON.stringify(secret), { mode: 0o600 });
-      renameSync(temporary, file);
-    } catch (error) {
-      rmSync(temporary, { force: true });
-      throw error;
-    }
   }
 
   /** Serves one operation (`secretsmanager.<Operation>`) with its parsed body. */
-  serve(target: string, body: Buffer): SecretsAnswer {
+  serve(target: string, body: Buffer): SecretsAnswer | Promise<SecretsAnswer> {
     let input: unknown;
     try {
       input = JSON.parse(body.toString("utf8") || "{}");
@@ -187,41 +110,42 @@ export class EmulatedSecrets {
     if (stage !== undefined && (typeof stage !== "string" || stage.length < 1 || stage.length > 256)) {
       return validation("VersionStage must be a string of 1 to 256 characters");
     }
-    const stored = this.stored(secret.arn);
+    const stages = this.store.stages(secret.secret);
     let id: string | undefined;
     if (typeof versionId === "string") {
       id = versionId;
     } else {
       const wanted = stage ?? CURRENT;
-      id = wanted === CURRENT ? stored.current : wanted === PREVIOUS ? stored.previous : undefined;
+      id = wanted === CURRENT ? stages.current : wanted === PREVIOUS ? stages.previous : undefined;
       if (id === undefined) {
         return notFound(`Secrets Manager can't find the specified secret value for staging label: ${wanted}`);
       }
     }
-    const version = stored.versions.find((v) => v.id === id);
+    const version = this.store.read(secret.secret, id);
     if (!version) return notFound(`Secrets Manager can't find the specified secret value for VersionId: ${id}`);
-    const stages = stagesOf(stored, version.id);
-    if (typeof stage === "string" && typeof versionId === "string" && !stages.includes(stage)) {
+    const labels = stagesOf(stages, version.version);
+    if (typeof stage === "string" && typeof versionId === "string" && !labels.includes(stage)) {
       return fail(
         400,
         "InvalidRequestException",
         `You provided a VersionStage (${stage}) that is not associated to the provided VersionId (${versionId}).`,
       );
     }
+    const value = Buffer.from(version.value.buffer, version.value.byteOffset, version.value.byteLength);
     return {
       status: 200,
       body: {
         ARN: secret.arn,
         Name: secret.name,
-        VersionId: version.id,
-        ...(version.binary !== undefined ? { SecretBinary: version.binary } : { SecretString: version.text }),
-        VersionStages: stages,
-        CreatedDate: version.created,
+        VersionId: version.version,
+        ...(version.text ? { SecretString: value.toString("utf8") } : { SecretBinary: value.toString("base64") }),
+        VersionStages: labels,
+        CreatedDate: Math.round(version.created) / 1000,
       },
     };
   }
 
-  private put(request: Record<string, unknown>): SecretsAnswer {
+  private put(request: Record<string, unknown>): Promise<SecretsAnswer> | SecretsAnswer {
     const secret = this.secretOf(request);
     if ("status" in secret) return secret;
     const { SecretBinary: binary, SecretString: text, VersionStages: stages } = request;
@@ -241,32 +165,30 @@ export class EmulatedSecrets {
         "You can't specify both a binary secret value and a string secret value in the same secret.",
       );
     }
-    let version: StoredVersion;
-    const created = Math.round(Date.now()) / 1000;
+    let value: Buffer;
     if (typeof binary === "string") {
       // Base64 as the SDK writes it; anything else does not round-trip and is refused.
-      const bytes = Buffer.from(binary, "base64");
-      if (bytes.toString("base64") !== binary) return fail(400, "SerializationException", "SecretBinary is not base64");
-      if (bytes.length < 1 || bytes.length > MAX_SECRET_BYTES) {
-        return validation(`SecretBinary must hold 1 to ${MAX_SECRET_BYTES} bytes; it holds ${bytes.length}`);
+      value = Buffer.from(binary, "base64");
+      if (value.toString("base64") !== binary) return fail(400, "SerializationException", "SecretBinary is not base64");
+      if (value.length < 1 || value.length > MAX_SECRET_BYTES) {
+        return validation(`SecretBinary must hold 1 to ${MAX_SECRET_BYTES} bytes; it holds ${value.length}`);
       }
-      version = { id: token, binary, created };
     } else if (typeof text === "string") {
       if (text.length < 1 || text.length > MAX_SECRET_BYTES) {
         return validation(`SecretString must hold 1 to ${MAX_SECRET_BYTES} characters; it holds ${text.length}`);
       }
-      version = { id: token, text, created };
+      value = Buffer.from(text, "utf8");
     } else if (binary !== undefined || text !== undefined) {
       return fail(400, "SerializationException", "SecretBinary and SecretString must be strings");
     } else {
       return fail(400, "InvalidRequestException", "You must provide either SecretString or SecretBinary.");
     }
-    const stored = this.stored(secret.arn);
-    const existing = stored.versions.find((v) => v.id === token);
+    const isText = typeof text === "string";
+    const existing = this.store.read(secret.secret, token);
     if (existing) {
       // The same request again (a retry): nothing changes. Another value under the same id: refused.
-      if (existing.binary === version.binary && existing.text === version.text) {
-        return { status: 200, body: putAnswer(secret, token, stagesOf(stored, token)) };
+      if (existing.text === isText && Buffer.compare(Buffer.from(existing.value), value) === 0) {
+        return { status: 200, body: putAnswer(secret, token, stagesOf(this.store.stages(secret.secret), token)) };
       }
       return fail(
         400,
@@ -274,24 +196,14 @@ export class EmulatedSecrets {
         `A resource with the ID you requested already exists. (version ${token} of ${secret.name} holds another value)`,
       );
     }
-    const next: StoredSecret = {
-      arn: secret.arn,
-      versions: [...stored.versions, version],
-      current: token,
-      ...(stored.current !== undefined ? { previous: stored.current } : {}),
-    };
-    while (next.versions.length > MAX_VERSIONS) {
-      const oldest = next.versions.findIndex((v) => v.id !== next.current && v.id !== next.previous);
-      next.versions.splice(oldest, 1);
-    }
-    this.save(next);
-    this.loaded.set(secret.arn, next);
-    return { status: 200, body: putAnswer(secret, token, [CURRENT]) };
+    return this.store
+      .put(secret.secret, token, value, { text: isText })
+      .then((): SecretsAnswer => ({ status: 200, body: putAnswer(secret, token, [CURRENT]) }));
   }
 }
 
-function stagesOf(stored: StoredSecret, id: string): string[] {
-  return [...(stored.current === id ? [CURRENT] : []), ...(stored.previous === id ? [PREVIOUS] : [])];
+function stagesOf(stages: { current?: string; previous?: string }, id: string): string[] {
+  return [...(stages.current === id ? [CURRENT] : []), ...(stages.previous === id ? [PREVIOUS] : [])];
 }
 
 function putAnswer(secret: EmulatedSecret, id: string, stages: string[]): Record<string, unknown> {

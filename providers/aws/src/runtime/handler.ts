@@ -153,6 +153,8 @@ export class Runtime {
       },
       secrets: this.secrets,
       secretDeclared: (name) => this.declaredSecrets.has(name),
+      // Under run --provider aws the values are run's own, which secret put stores by default.
+      ...(this.env[EMULATED_VAR] === "1" ? {} : { secretPutOptions: "--provider aws" }),
       declareSecret: (name) => {
         // Its calls fail with the fix (SecretsManagerSecrets.arn); the warning says it at once.
         if (!this.secrets.has(name)) {

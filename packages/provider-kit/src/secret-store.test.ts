@@ -1,11 +1,11 @@
-// The local provider's secret store: real lmdb files in a temp folder, a second real process
-// writing while the first has the store open (as `nitric-like secret put` does beside `run`).
+// run's secret store: real lmdb files in a temp folder, a second real process writing while the
+// first has the store open (as `nitric-like secret put` does beside `run`).
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { SecretStore } from "../src/secrets/store.js";
+import { SecretStore } from "./secret-store.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -21,7 +21,7 @@ function tempStore(): string {
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array | undefined) => (value ? new TextDecoder().decode(value) : undefined);
 
-describe("the local secret store", () => {
+describe("run's secret store", () => {
   it("reads the newest version as latest and every earlier one by its id, and nothing for what was never put", async () => {
     const store = new SecretStore(tempStore());
     const [v1, v2] = [crypto.randomUUID(), crypto.randomUUID()];
@@ -37,6 +37,14 @@ describe("the local secret store", () => {
     const otherVersion = [...store.list()].find((s) => s.name === "other")?.version ?? "";
     expect(await store.access("api-key", otherVersion)).toBeUndefined();
     expect([...store.list()].map((s) => s.name)).toEqual(["api-key", "other"]);
+    // The emulated Secrets Manager's AWSCURRENT and AWSPREVIOUS, and how each version was put.
+    expect(store.stages("api-key")).toEqual({ current: v2, previous: v1 });
+    expect(store.stages("never")).toEqual({});
+    await store.put("api-key", crypto.randomUUID(), bytes("third"), { text: true });
+    expect(store.stages("api-key").previous).toBe(v2);
+    const third = store.read("api-key", store.stages("api-key").current);
+    expect([third?.text, store.read("api-key", v2)?.text, text(third?.value)]).toEqual([true, false, "third"]);
+    expect(Math.abs((third?.created ?? 0) - Date.now())).toBeLessThan(5000);
     await store.close();
   });
 
@@ -71,7 +79,7 @@ describe("the local secret store", () => {
     await store.put("motd", crypto.randomUUID(), bytes("before"));
     const version = crypto.randomUUID();
     const script = `
-      const { SecretStore } = await import(${JSON.stringify(new URL("../dist/secrets/store.js", import.meta.url).href)});
+      const { SecretStore } = await import(${JSON.stringify(new URL("../dist/secret-store.js", import.meta.url).href)});
       const s = new SecretStore(${JSON.stringify(path)});
       await s.put("motd", ${JSON.stringify(version)}, new TextEncoder().encode("from elsewhere"));
       await s.close();`;
