@@ -807,7 +807,7 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
       expect(noStack?.message).toMatch(/there is no stack "nowhere" .*nitric-like up --provider aws/);
       const empty = await putError({ value: new Uint8Array() });
       expect(empty?.userFacing).toBe(true);
-      expect(empty?.message).toMatch(/empty value/);
+      expect(empty?.message).toMatch(/the value is empty/);
       await secretsManager("DeleteSecret", { SecretId: SECRET_ID, ForceDeleteWithoutRecovery: true });
       const gone = await putError({});
       expect(gone?.userFacing).toBe(true);
