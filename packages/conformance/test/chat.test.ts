@@ -47,6 +47,7 @@ it.each(["aws"])(
       "AWS_DEFAULT_REGION",
       "AWS_ENDPOINT_URL_DYNAMODB",
       "AWS_ENDPOINT_URL_LAMBDA",
+      "AWS_ENDPOINT_URL_SECRETS_MANAGER",
     ]);
     const dynamodb = env.get("AWS_ENDPOINT_URL_DYNAMODB") as string;
     const listTables = (secretAccessKey: string) => {
