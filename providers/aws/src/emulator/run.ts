@@ -546,7 +546,7 @@ async function startEmulated(
     emulator = await deployer.start();
     deployer.describe(emulator);
     logger.info(
-      `the emulator's Lambda Invoke and Management APIs and its DynamoDB take only requests signed with this run's credentials; ${shown} has them and the endpoints, for the AWS CLI or SDK (set -a; . ${shown}; set +a)`,
+      `the emulator's Lambda Invoke, Management and Secrets Manager APIs and its DynamoDB take only requests signed with this run's credentials; ${shown} has them and the endpoints, for the AWS CLI or SDK (set -a; . ${shown}; set +a)`,
     );
     return new EmulatedRun(
       emulator,
