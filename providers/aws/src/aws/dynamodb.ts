@@ -5,7 +5,16 @@
  * the AWS SDK's client, which it does not ship (why, measured: providers/aws/README.md). The same
  * requests as the SDK's for the same input: test/sdk-equivalence.test.ts. Failures are AwsError named by the answer's `__type` (`ResourceNotFoundException`, ...).
  */
-import { endpointOf, type RetryPolicy, STANDARD_RETRY, sendSigned } from "./request.js";
+import { callJson, type JsonProtocol, type RetryPolicy, STANDARD_RETRY } from "./request.js";
+
+/** DynamoDB's JSON 1.0 protocol. */
+const DYNAMODB: JsonProtocol = {
+  service: "dynamodb",
+  endpointId: "DYNAMODB",
+  prefix: "dynamodb",
+  contentType: "application/x-amz-json-1.0",
+  targetPrefix: "DynamoDB_20120810",
+};
 
 /** An attribute value as DynamoDB's JSON has it (numbers as strings, binary as base64). */
 export interface AttributeValue {
@@ -95,22 +104,8 @@ export class DynamoDbClient implements ConnectionsDynamoDb {
     private readonly retry: RetryPolicy = STANDARD_RETRY,
   ) {}
 
-  private async call<T>(operation: string, input: object): Promise<T> {
-    const response = await sendSigned(
-      this.env,
-      {
-        service: "dynamodb",
-        method: "POST",
-        url: new URL(endpointOf(this.env, "DYNAMODB", "dynamodb")),
-        headers: {
-          "content-type": "application/x-amz-json-1.0",
-          "x-amz-target": `DynamoDB_20120810.${operation}`,
-        },
-        body: JSON.stringify(input),
-      },
-      this.retry,
-    );
-    return (response.body === "" ? {} : JSON.parse(response.body)) as T;
+  private call<T>(operation: string, input: object): Promise<T> {
+    return callJson<T>(this.env, DYNAMODB, operation, input, this.retry);
   }
 
   getItem(input: GetItemInput): Promise<{ Item?: Item }> {

@@ -290,3 +290,38 @@ export async function sendSigned(
     await new Promise((resolve) => setTimeout(resolve, Math.min(max, wait)));
   }
 }
+
+/** A service spoken to in AWS's JSON protocol: `POST /`, the operation in `X-Amz-Target`. */
+export interface JsonProtocol {
+  /** The signing name (`dynamodb`, `secretsmanager`). */
+  service: string;
+  /** The SDK's id for its endpoint variable (`AWS_ENDPOINT_URL_<id>`), and its host's first label. */
+  endpointId: string;
+  prefix: string;
+  /** `application/x-amz-json-1.0` or `-1.1`. */
+  contentType: string;
+  /** What precedes the operation in `X-Amz-Target` (`DynamoDB_20120810`, `secretsmanager`). */
+  targetPrefix: string;
+}
+
+/** Calls one operation of a JSON-protocol service with `input`; its answer parsed ({} for an empty body). */
+export async function callJson<T>(
+  env: NodeJS.ProcessEnv,
+  api: JsonProtocol,
+  operation: string,
+  input: object,
+  retry: RetryPolicy = STANDARD_RETRY,
+): Promise<T> {
+  const response = await sendSigned(
+    env,
+    {
+      service: api.service,
+      method: "POST",
+      url: new URL(endpointOf(env, api.endpointId, api.prefix)),
+      headers: { "content-type": api.contentType, "x-amz-target": `${api.targetPrefix}.${operation}` },
+      body: JSON.stringify(input),
+    },
+    retry,
+  );
+  return (response.body === "" ? {} : JSON.parse(response.body)) as T;
+}

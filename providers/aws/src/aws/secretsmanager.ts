@@ -6,7 +6,16 @@
  * as the SDK's for the same input: test/sdk-equivalence.test.ts. Failures are AwsError named by the
  * answer's `__type` (`ResourceNotFoundException`, ...).
  */
-import { endpointOf, type RetryPolicy, STANDARD_RETRY, sendSigned } from "./request.js";
+import { callJson, type JsonProtocol, type RetryPolicy, STANDARD_RETRY } from "./request.js";
+
+/** Secrets Manager's JSON 1.1 protocol; the SDK's id for it is SECRETS_MANAGER (AWS_ENDPOINT_URL_SECRETS_MANAGER). */
+const SECRETS_MANAGER: JsonProtocol = {
+  service: "secretsmanager",
+  endpointId: "SECRETS_MANAGER",
+  prefix: "secretsmanager",
+  contentType: "application/x-amz-json-1.1",
+  targetPrefix: "secretsmanager",
+};
 
 /** The stage Secrets Manager gives a secret's newest version. */
 export const CURRENT_STAGE = "AWSCURRENT";
@@ -58,23 +67,8 @@ export class SecretsManagerClient implements SecretsManager {
     private readonly retry: RetryPolicy = STANDARD_RETRY,
   ) {}
 
-  private async call<T>(operation: string, input: object): Promise<T> {
-    const response = await sendSigned(
-      this.env,
-      {
-        service: "secretsmanager",
-        method: "POST",
-        // The SDK's id for the service is SECRETS_MANAGER (AWS_ENDPOINT_URL_SECRETS_MANAGER).
-        url: new URL(endpointOf(this.env, "SECRETS_MANAGER", "secretsmanager")),
-        headers: {
-          "content-type": "application/x-amz-json-1.1",
-          "x-amz-target": `secretsmanager.${operation}`,
-        },
-        body: JSON.stringify(input),
-      },
-      this.retry,
-    );
-    return (response.body === "" ? {} : JSON.parse(response.body)) as T;
+  private call<T>(operation: string, input: object): Promise<T> {
+    return callJson<T>(this.env, SECRETS_MANAGER, operation, input, this.retry);
   }
 
   putSecretValue(input: PutSecretValueInput): Promise<PutSecretValueOutput> {
