@@ -288,7 +288,7 @@ export async function preflight(options: { stack: string; region?: string; actio
 }
 
 /** The CloudFormation and S3 clients of a region (the SDK's own configuration when undefined). */
-export function clients(region: string | undefined) {
+function clients(region: string | undefined) {
   const custom = Boolean(process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL);
   return {
     cfn: new CloudFormationClient(region ? { region } : {}),
@@ -297,7 +297,7 @@ export function clients(region: string | undefined) {
 }
 
 /** A stack as DescribeStacks has it; undefined when there is no such stack. */
-export async function describeStack(cfn: CloudFormationClient, stack: string): Promise<Stack | undefined> {
+async function describeStack(cfn: CloudFormationClient, stack: string): Promise<Stack | undefined> {
   try {
     return (await cfn.send(new DescribeStacksCommand({ StackName: stack }))).Stacks?.[0];
   } catch (error) {
@@ -527,11 +527,17 @@ export interface StackDescription {
   sockets: { name: string; url: string }[];
 }
 
-/** Describes a deployed stack (DescribeStacks): what `up` printed, again. */
-export async function describeDeployment(options: { stack: string; region?: string }): Promise<StackDescription> {
+/**
+ * A deployed stack as DescribeStacks has it, for `doing` (which every error names); a DeployError
+ * ending with `missing` (what to do) when there is no such stack.
+ */
+export async function deployedStack(
+  options: { stack: string; region?: string },
+  doing: string,
+  missing: string,
+): Promise<Stack> {
   const { cfn, s3 } = clients(options.region);
   s3.destroy();
-  const doing = `describing stack "${options.stack}"`;
   try {
     try {
       await cfn.config.region();
@@ -539,22 +545,28 @@ export async function describeDeployment(options: { stack: string; region?: stri
       throw explain(error, doing);
     }
     const stack = await describeStack(cfn, options.stack);
-    if (!stack) {
-      throw new DeployError(
-        `${doing}: there is no such stack in this account and region; deploy it with "nitric-like up", or give its name with --stack and its region with --region`,
-      );
-    }
-    return {
-      stack: options.stack,
-      status: stack.StackStatus ?? "UNKNOWN",
-      outputs: outputsOf(stack),
-      sockets: socketsOf(stack),
-    };
+    if (!stack || stack.StackStatus === "DELETE_COMPLETE") throw new DeployError(`${doing}: ${missing}`);
+    return stack;
   } catch (error) {
     throw explain(error, doing);
   } finally {
     cfn.destroy();
   }
+}
+
+/** Describes a deployed stack (DescribeStacks): what `up` printed, again. */
+export async function describeDeployment(options: { stack: string; region?: string }): Promise<StackDescription> {
+  const stack = await deployedStack(
+    options,
+    `describing stack "${options.stack}"`,
+    `there is no such stack in this account and region; deploy it with "nitric-like up", or give its name with --stack and its region with --region`,
+  );
+  return {
+    stack: options.stack,
+    status: stack.StackStatus ?? "UNKNOWN",
+    outputs: outputsOf(stack),
+    sockets: socketsOf(stack),
+  };
 }
 
 /** A kv store's table in a deployed stack. */

@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { type Logger, secretValueProblem } from "@nitric-like/spec";
 import { secretOutputKey } from "../build/template.js";
-import { clients, DeployError, describeStack, explain } from "./deploy.js";
+import { DeployError, deployedStack, explain } from "./deploy.js";
 
 /** What putSecret needs. */
 export interface PutSecretRequest {
@@ -23,39 +23,23 @@ export interface PutSecretRequest {
 
 /** The ARN of a deployed secret, from the stack's outputs; a DeployError saying what to do when missing. */
 export async function deployedSecretArn(options: { stack: string; region?: string; secret: string }): Promise<string> {
-  const { cfn, s3 } = clients(options.region);
-  s3.destroy();
   const doing = `secret put ${options.secret}`;
-  try {
-    try {
-      await cfn.config.region();
-    } catch (error) {
-      throw explain(error, doing);
-    }
-    const stack = await describeStack(cfn, options.stack);
-    if (!stack || stack.StackStatus === "DELETE_COMPLETE") {
-      throw new DeployError(
-        `${doing}: there is no stack "${options.stack}" in this account and region; deploy the app first with "nitric-like up --provider aws", or give the stack's name with --stack and its region with --region`,
-      );
-    }
-    const key = secretOutputKey(options.secret);
-    const output = (stack.Outputs ?? []).find(
-      (o) => o.OutputKey === key && o.Description === `secret ${options.secret}`,
+  const stack = await deployedStack(
+    options,
+    doing,
+    `there is no stack "${options.stack}" in this account and region; deploy the app first with "nitric-like up --provider aws", or give the stack's name with --stack and its region with --region`,
+  );
+  const key = secretOutputKey(options.secret);
+  const output = (stack.Outputs ?? []).find((o) => o.OutputKey === key && o.Description === `secret ${options.secret}`);
+  if (!output?.OutputValue) {
+    const deployed = (stack.Outputs ?? [])
+      .filter((o) => o.OutputKey?.startsWith("Secret") && o.Description?.startsWith("secret "))
+      .map((o) => JSON.stringify((o.Description ?? "").slice("secret ".length)));
+    throw new DeployError(
+      `${doing}: stack "${options.stack}" has no secret "${options.secret}" (it has ${deployed.join(", ") || "none"}); declare it in a service with secret(${JSON.stringify(options.secret)}).allow(...), deploy with "nitric-like up --provider aws", then put the value again`,
     );
-    if (!output?.OutputValue) {
-      const deployed = (stack.Outputs ?? [])
-        .filter((o) => o.OutputKey?.startsWith("Secret") && o.Description?.startsWith("secret "))
-        .map((o) => JSON.stringify((o.Description ?? "").slice("secret ".length)));
-      throw new DeployError(
-        `${doing}: stack "${options.stack}" has no secret "${options.secret}" (it has ${deployed.join(", ") || "none"}); declare it in a service with secret(${JSON.stringify(options.secret)}).allow(...), deploy with "nitric-like up --provider aws", then put the value again`,
-      );
-    }
-    return output.OutputValue;
-  } catch (error) {
-    throw explain(error, doing);
-  } finally {
-    cfn.destroy();
   }
+  return output.OutputValue;
 }
 
 /** Stores `value` as the newest version of a deployed secret; resolves with the version's id. */
