@@ -148,6 +148,27 @@ function renderState() {
   $("stores").tBodies[0].replaceChildren(
     ...stores.map((s) => el("tr", {}, el("td", {}, el("strong", {}, s.name)), el("td", {}, s.declaredBy.join(", ")))),
   );
+  // Each secret's newest version, or how to give it one: the server never sends values.
+  const versions = new Map((state.secretVersions ?? []).map((v) => [v.name, v.version]));
+  const secrets = state.spec.resources.filter((r) => r.kind === "secret");
+  $("secrets").tBodies[0].replaceChildren(
+    ...secrets.map((s) => {
+      const version = versions.get(s.name);
+      return el(
+        "tr",
+        { "data-secret": s.name },
+        el("td", {}, el("strong", {}, s.name)),
+        el("td", {}, s.declaredBy.join(", ")),
+        el(
+          "td",
+          {},
+          version === undefined
+            ? el("span", { class: "muted" }, `no value yet: nitric-like secret put ${s.name}`)
+            : el("code", {}, version),
+        ),
+      );
+    }),
+  );
   // The .env files and the names they set: the server never sends values.
   const env = state.env ?? { files: [], names: [] };
   $("env").textContent =

@@ -686,6 +686,39 @@ describe("the dashboard", () => {
     }, 90000);
   }
 
+  for (const provider of ["local", "aws"]) {
+    it(`lists each secret with its newest version or how to give it one, follows a secret put, and never shows a value (${provider})`, async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: vaulted\nservices:\n  - match: services/*.ts\n",
+        "services/door.ts": [
+          'import { secret, websocket } from "@nitric-like/sdk";',
+          'secret("motd").allow("access");',
+          'secret("api-key").allow("access", "put");',
+          'const socket = websocket("door");',
+          'socket.on("connect", () => {});',
+          'socket.on("disconnect", () => {});',
+          'socket.on("message", () => {});',
+        ].join("\n"),
+      });
+      const app = await startApp(dir, ["--provider", provider]);
+      const page = await openDashboard(app);
+      const motd = page.locator('#secrets tr[data-secret="motd"]');
+      await expect.poll(() => motd.textContent()).toContain("no value yet: nitric-like secret put motd");
+      expect(await page.locator('#secrets tr[data-secret="api-key"]').textContent()).toContain("door");
+
+      const put = await runCli(["secret", "put", "motd", dir], { input: "the-value-itself\n" });
+      expect(put.code).toBe(0);
+      const version = put.stdout.trim();
+      // Stored by another process: the open page follows within a few seconds.
+      await expect.poll(() => motd.textContent(), { timeout: 10000 }).toContain(version);
+      expect(await page.content()).not.toContain("the-value-itself");
+      const state = await (await fetch(`${app.dashboard}/api/state`)).text();
+      expect(state).toContain(version);
+      expect(state).not.toContain("the-value-itself");
+      await page.close();
+    }, 60000);
+  }
+
   it("is off with --no-dashboard, and a taken --dashboard-port is an error naming the fix", async () => {
     const quiet = await startChatWeb(["--no-dashboard"]);
     expect(quiet.stdout).not.toMatch(/^dashboard /m);

@@ -231,6 +231,8 @@ export interface ProviderInspector {
   kvSet(store: string, key: string, value: Record<string, unknown>): Promise<void>;
   /** Deletes a key; deleting a missing key succeeds. */
   kvDelete(store: string, key: string): Promise<void>;
+  /** Each secret that has a value, with its newest version's id; never a value. */
+  secretVersions?(): Promise<{ name: string; version: string }[]>;
   /**
    * Calls `listener` for every frame in or out and every connection opened or closed, until the
    * returned function is called. While nobody listens, the message path does no extra work.

@@ -5,6 +5,7 @@
  */
 import type { JsonObject } from "@bufbuild/protobuf";
 import { dict } from "@nitric-like/provider-kit";
+import type { SecretStore } from "@nitric-like/provider-kit/secret-store";
 import {
   type AppLimits,
   type InspectedConnection,
@@ -39,7 +40,13 @@ export class LocalInspector implements ProviderInspector {
     private readonly gateways: ReadonlyMap<string, Gateway>,
     private readonly stores: KvStores,
     private readonly handlerTimeoutMs: number,
+    /** run's secret store, once a service declared a secret. */
+    private readonly secrets: () => SecretStore | undefined,
   ) {}
+
+  async secretVersions(): Promise<{ name: string; version: string }[]> {
+    return [...(this.secrets()?.list() ?? [])];
+  }
 
   async limits(): Promise<Record<string, AppLimits>> {
     const out: Record<string, AppLimits> = {};

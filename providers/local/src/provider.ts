@@ -116,7 +116,7 @@ export class LocalProvider implements RunningProvider {
     // compat: aws keeps API Gateway's rules, what it waits for a function among them.
     const handlerTimeoutMs = options.project.compat === "aws" ? Math.min(asked, AWS_MAX_HANDLER_TIMEOUT_MS) : asked;
     this.handlerTimeoutMs = handlerTimeoutMs;
-    this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs);
+    this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs, () => this.secretStore);
     // The totals are top-level limits: the project's, its environment's, then the options'.
     const env = options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT];
     const totals = resolveLimits(options.project.limits, env?.limits, options.limits);

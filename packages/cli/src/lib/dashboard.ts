@@ -241,6 +241,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   };
 }
 
+/** How often an open page's secrets are read again, for a version another process stored. */
+const SECRETS_POLL_MS = 1000;
+
 /** The dashboard's server: its pages' event streams, the JSON API and the page's files. */
 class DashboardServer {
   private readonly running: RunningProvider;
@@ -250,6 +253,10 @@ class DashboardServer {
   private sockets = new Set<string>();
   /** The event streams of the open pages. */
   private readonly pages = new Set<ServerResponse>();
+  /** Reads the secrets' newest versions while a page is open (SECRETS_POLL_MS). */
+  private readonly secretsTimer: NodeJS.Timeout;
+  /** The secrets' newest versions as the pages were last sent them, to tell them of a change. */
+  private secretsSeen: string | undefined;
   private port = 0;
   /** Stops the provider's traffic events: set while a page listens. */
   private unsubscribe: (() => void) | undefined;
@@ -271,6 +278,19 @@ class DashboardServer {
     running.onRegistrationsChanged(() => {
       if (this.pages.size > 0) void this.state().then((st) => this.emit("state", st));
     });
+    // `nitric-like secret put` stores from another process: while a page is open, the secrets'
+    // newest versions are read every SECRETS_POLL_MS and the pages told when one changed.
+    this.secretsTimer = setInterval(() => {
+      if (this.pages.size === 0 || !this.inspect?.secretVersions) return;
+      if (!this.spec.resources.some((r) => r.kind === "secret")) return;
+      void this.inspect.secretVersions().then(
+        (versions) => {
+          if (JSON.stringify(versions) !== this.secretsSeen) this.servicesChanged();
+        },
+        () => {},
+      );
+    }, SECRETS_POLL_MS);
+    this.secretsTimer.unref();
     // The boundary of every request: an HttpError is the client's mistake and an error with a gRPC
     // code the provider's refusal (a kv key or value it does not take), each answered with its
     // status; anything else is a bug, answered with 500 and logged in one line, and the dashboard
@@ -326,6 +346,7 @@ class DashboardServer {
 
   async close(): Promise<void> {
     clearTimeout(this.flushTimer);
+    clearInterval(this.secretsTimer);
     this.logs.flushNow();
     this.emit("stopped", { at: Date.now() });
     this.unsubscribe?.();
@@ -388,11 +409,20 @@ class DashboardServer {
       registrations: running.registrations(),
       // What each socket enforces, so a limit that closes or refuses connections can be read here.
       limits: inspect ? await inspect.limits() : {},
+      // Which secrets have a value, and its version: never a value.
+      secretVersions: await this.secretVersions(),
       env: options.env?.() ?? { files: [], names: [] },
       services:
         options.services?.() ??
         this.spec.services.map((s): ServiceStatus => ({ name: s.name, file: s.file, state: "unknown" })),
     };
+  }
+
+  /** The secrets' newest versions, remembered as what the pages are sent. */
+  private async secretVersions(): Promise<{ name: string; version: string }[]> {
+    const versions = (await this.inspect?.secretVersions?.()) ?? [];
+    this.secretsSeen = JSON.stringify(versions);
+    return versions;
   }
 
   private needInspect(): ProviderInspector {

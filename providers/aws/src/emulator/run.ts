@@ -116,8 +116,14 @@ class EmulatorInspector implements ProviderInspector {
   constructor(
     emulator: Emulator,
     private readonly dynamodbEndpoint: string,
+    /** run's secret store, once a deployment had a secret. */
+    private readonly secrets: () => SecretStore | undefined,
   ) {
     this.attach(emulator);
+  }
+
+  async secretVersions(): Promise<{ name: string; version: string }[]> {
+    return [...(this.secrets()?.list() ?? [])];
   }
 
   /** Inspects `emulator` from now on (a redeploy started a new one): its tables, its traffic. */
@@ -343,11 +349,13 @@ class EmulatedRun implements RunningProvider {
     variables: Readonly<Record<string, string>> | undefined,
     /** Closes run's secret store, if a deployment opened it, at stop. */
     private readonly closeSecrets: () => Promise<void>,
+    /** run's secret store, once a deployment had a secret. */
+    secrets: () => SecretStore | undefined,
   ) {
     this.expected = registrationsOf(spec);
     this.spec = spec;
     this.variables = variables;
-    this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint);
+    this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint, secrets);
   }
 
   /**
@@ -560,6 +568,7 @@ async function startEmulated(
       release,
       options.variables,
       async () => secretStore?.close(),
+      () => secretStore,
     );
   } catch (error) {
     await emulator?.stop();
