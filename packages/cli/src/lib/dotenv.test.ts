@@ -58,3 +58,18 @@ it("refuses a .env that is a folder, saying what it should hold", () => {
   mkdirSync(join(dir, ".env"));
   expect(() => loadDotEnv(dir, "local")).toThrow("run: .env is a folder; .env files hold NAME=value lines");
 });
+
+it("refuses a file that sets __proto__, which Node's parser would drop without a word, and reads every other name", () => {
+  for (const line of ["__proto__=x", "  __proto__ = x", "__proto__=", "\t__proto__=a=b"]) {
+    const dir = folder({ ".env": `A=1\n${line}\nB=2\n` });
+    expect(() => loadDotEnv(dir, "local"), line).toThrow(
+      "run: .env sets a variable named __proto__, which Node's .env parser cannot keep (it drops it); rename the variable",
+    );
+  }
+  const dir = folder({ ".env": "constructor=c\nPROTO=__proto__=x\n# __proto__=commented\nhasOwnProperty=h\n" });
+  expect(Object.fromEntries(loadDotEnv(dir, "local").values)).toEqual({
+    constructor: "c",
+    PROTO: "__proto__=x",
+    hasOwnProperty: "h",
+  });
+});

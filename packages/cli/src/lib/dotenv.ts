@@ -83,9 +83,20 @@ function readEnvFile(
     throw new UserError(
       `${command}: reading ${shown} needs Node 20.12 or later (this is ${process.version}); upgrade Node`,
     );
-  for (const [key, value] of Object.entries(parseEnv(text))) if (value !== undefined) values.set(key, value);
+  const parsed = parseEnv(text);
+  // Node's parser fills a plain object, so a `__proto__` line sets its prototype and is lost:
+  // refused here rather than dropped without a word.
+  if (!Object.hasOwn(parsed, "__proto__") && PROTO_LINE.test(text)) {
+    throw new UserError(
+      `${command}: ${shown} sets a variable named __proto__, which Node's .env parser cannot keep (it drops it); rename the variable`,
+    );
+  }
+  for (const [key, value] of Object.entries(parsed)) if (value !== undefined) values.set(key, value);
   return true;
 }
+
+/** A line of an env file that sets `__proto__` (as util.parseEnv reads names: spaces around it, `export` not taken). */
+const PROTO_LINE = /^[ \t]*__proto__[ \t]*=/m;
 
 /**
  * What a service's environment starts from: the `.env` values, then the environment `run` started
