@@ -90,6 +90,19 @@ describe.each(["local", "aws"])("nitric-like secret put, for run --provider %s",
     expect(big.code).toBe(1);
     expect(big.stderr).toContain("the value is 65537 bytes, over the 65536 a secret holds");
     expect(big.stderr).toContain("nothing was stored");
+    // A file is read no further than one byte over the limit, however large.
+    const huge = join(dir, "huge.bin");
+    writeFileSync(huge, Buffer.alloc(5_000_000, 1));
+    const file = await runCli(["secret", "put", "motd", dir, "--from-file", huge]);
+    expect(file.code).toBe(1);
+    expect(file.stderr).toContain("the value is 65537 bytes, over the 65536 a secret holds");
+    const missing = await runCli(["secret", "put", "motd", dir, "--from-file", join(dir, "nope.txt")]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`secret put: --from-file ${join(dir, "nope.txt")}: no such file; give the path`);
+    const folder = await runCli(["secret", "put", "motd", dir, "--from-file", dir]);
+    expect(folder.code).toBe(1);
+    expect(folder.stderr).toContain(`secret put: --from-file ${dir}: it is a folder`);
+    expect(folder.stderr + missing.stderr).not.toMatch(/^\s+at |bundling/m);
     const empty = await runCli(["secret", "put", "motd", dir], { input: "\n" });
     expect(empty.code).toBe(1);
     expect(empty.stderr).toContain('secret("motd"): the value is empty');

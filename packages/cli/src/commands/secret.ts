@@ -5,7 +5,7 @@
  * `--from-file`, from stdin when it is piped, or is typed at a prompt that does not echo it: never
  * from the command line, where the shell's history and `ps` would keep it.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { didYouMean, resourceNameProblem, secretValueProblem } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
@@ -52,6 +52,45 @@ export interface SecretCommandOptions {
 
 /** The most a value read from stdin or a prompt may be before it is refused: one byte over the bound. */
 const READ_LIMIT = 65_537;
+
+/** Reads a file's first READ_LIMIT bytes (more is refused by the value check): a huge file is never read whole. */
+function readBounded(path: string): Uint8Array {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    throw fileError(path, error);
+  }
+  try {
+    const buffer = Buffer.alloc(READ_LIMIT);
+    let size = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, size, READ_LIMIT - size, null);
+      if (n === 0) break;
+      size += n;
+      if (size >= READ_LIMIT) break;
+    }
+    return buffer.subarray(0, size);
+  } catch (error) {
+    throw fileError(path, error);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** What is said when `--from-file` cannot be read. */
+function fileError(path: string, error: unknown): UserError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const why =
+    code === "ENOENT"
+      ? "no such file"
+      : code === "EISDIR"
+        ? "it is a folder"
+        : code === "EACCES"
+          ? "this user may not read it"
+          : (code ?? (error as Error).message);
+  return new UserError(`secret put: --from-file ${path}: ${why}; give the path of a file holding the value`);
+}
 
 /** Reads piped stdin, at most READ_LIMIT bytes (more is refused by the value check). */
 async function readPiped(): Promise<Uint8Array> {
@@ -113,6 +152,11 @@ export async function secretCommand(options: SecretCommandOptions, output: Outpu
   const problem = resourceNameProblem("secret", name);
   if (problem) throw new UserError(`secret put: ${problem}`);
 
+  // A file or a pipe is read first, so that a wrong path fails before anything is bundled.
+  let value: Uint8Array | undefined;
+  if (options.fromFile !== undefined) value = readBounded(options.fromFile);
+  else if (!process.stdin.isTTY) value = await readPiped();
+
   const provider = await providerFor(options.provider, "putSecret", options.dir);
   // The secret must be one the services declare: a typo would otherwise store a value nobody reads.
   const prepared = await prepareProject(options.dir, output);
@@ -127,10 +171,7 @@ export async function secretCommand(options: SecretCommandOptions, output: Outpu
     );
   }
 
-  let value: Uint8Array;
-  if (options.fromFile !== undefined) value = readFileSync(options.fromFile);
-  else if (!process.stdin.isTTY) value = await readPiped();
-  else value = await readHidden(`value of secret "${name}" (not shown; Enter to end):`, output);
+  value ??= await readHidden(`value of secret "${name}" (not shown; Enter to end):`, output);
   const tooBig = secretValueProblem(name, value);
   if (tooBig) throw new UserError(`secret put: ${tooBig}; nothing was stored`);
 
