@@ -10,7 +10,17 @@ import { join } from "node:path";
 import { provider as aws } from "@nitric-like/provider-aws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeAws } from "../src/fake-aws.js";
-import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, startMoto, tempDir } from "../src/harness.js";
+import {
+  CLI,
+  cleanTemp,
+  copyProject,
+  EXAMPLES,
+  FIXTURES,
+  runCli,
+  startMoto,
+  tempDir,
+  writeProject,
+} from "../src/harness.js";
 
 const fake = new FakeAws();
 
@@ -794,6 +804,30 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
       expect(Buffer.from(latest.body.SecretBinary as string, "base64").toString("utf8")).toBe("rotated");
       const older = await secretsManager("GetSecretValue", { SecretId: SECRET_ID, VersionId: first.version });
       expect(new Uint8Array(Buffer.from(older.body.SecretBinary as string, "base64"))).toEqual(value);
+    }, 90000);
+
+    it("nitric-like secret put --provider aws stores a piped value in the stack named after the project, and prints its version", async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: vault\nservices:\n  - match: services/*.ts\n",
+        "services/chat.ts": [
+          'import { secret, websocket } from "@nitric-like/sdk";',
+          'secret("api-key").allow("access", "put");',
+          'const socket = websocket("socket");',
+          'socket.on("connect", () => {});',
+          'socket.on("disconnect", () => {});',
+          'socket.on("message", () => {});',
+        ].join("\n"),
+      });
+      const result = await runCli(["secret", "put", "api-key", dir, "--provider", "aws"], {
+        input: "from the command line\n",
+        timeoutMs: 60000,
+      });
+      expect(result.stderr).toContain(`stored secret "api-key" in stack "vault" (21 bytes): ${SECRET_ID}`);
+      expect(result.code).toBe(0);
+      const version = result.stdout.trim();
+      const got = await secretsManager("GetSecretValue", { SecretId: SECRET_ID });
+      expect(got.body.VersionId).toBe(version);
+      expect(Buffer.from(got.body.SecretBinary as string, "base64").toString("utf8")).toBe("from the command line");
     }, 90000);
 
     it("putSecret says what to do for a secret the stack lacks, a stack that is not there, a secret gone from Secrets Manager, and an empty value", async () => {

@@ -395,10 +395,10 @@ export interface Provider {
   /**
    * Stores a value as a declared secret's newest version for `nitric-like secret put`, where the
    * deployment `stack` keeps it (the local provider: the project's own store; `stack` is ignored).
-   * Resolves with the new version's id. Throws an Error with `userFacing` when the secret or the
-   * deployment is not there.
+   * Resolves with the new version's id, and where it is (for aws: the secret's ARN). Throws an Error
+   * with `userFacing` when the secret or the deployment is not there.
    */
-  putSecret?(options: SecretPutOptions): Promise<{ version: string }>;
+  putSecret?(options: SecretPutOptions): Promise<{ version: string; where?: string }>;
 }
 
 /** What the CLI gives a provider to store a secret's value (`nitric-like secret put`). */

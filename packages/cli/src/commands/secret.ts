@@ -176,7 +176,7 @@ export async function secretCommand(options: SecretCommandOptions, output: Outpu
   if (tooBig) throw new UserError(`secret put: ${tooBig}; nothing was stored`);
 
   const stack = options.stack ?? spec.name;
-  const { version } = await provider.putSecret({
+  const { version, where } = await provider.putSecret({
     project: prepared.project,
     stack,
     secret: name,
@@ -187,7 +187,7 @@ export async function secretCommand(options: SecretCommandOptions, output: Outpu
   output.info(
     options.provider === "local"
       ? `stored secret "${name}" for run (${value.length} byte${value.length === 1 ? "" : "s"})`
-      : `stored secret "${name}" in stack "${stack}" (${value.length} byte${value.length === 1 ? "" : "s"})`,
+      : `stored secret "${name}" in stack "${stack}" (${value.length} byte${value.length === 1 ? "" : "s"})${where ? `: ${where}` : ""}`,
   );
   output.result(version);
   return 0;

@@ -42,8 +42,8 @@ export async function deployedSecretArn(options: { stack: string; region?: strin
   return output.OutputValue;
 }
 
-/** Stores `value` as the newest version of a deployed secret; resolves with the version's id. */
-export async function putSecret(options: PutSecretRequest): Promise<{ version: string }> {
+/** Stores `value` as the newest version of a deployed secret; resolves with the version's id and the secret's ARN. */
+export async function putSecret(options: PutSecretRequest): Promise<{ version: string; where: string }> {
   const problem = secretValueProblem(options.secret, options.value);
   if (problem !== undefined) throw new DeployError(problem);
   const arn = await deployedSecretArn(options);
@@ -55,8 +55,7 @@ export async function putSecret(options: PutSecretRequest): Promise<{ version: s
       new PutSecretValueCommand({ SecretId: arn, ClientRequestToken: token, SecretBinary: options.value }),
     );
     const version = out.VersionId ?? token;
-    options.logger.info(`secret "${options.secret}": stored version ${version} (${arn})`);
-    return { version };
+    return { version, where: arn };
   } catch (error) {
     const name = (error as Error).name;
     if (name === "ResourceNotFoundException" || name === "InvalidRequestException") {
