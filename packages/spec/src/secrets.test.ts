@@ -23,6 +23,12 @@ describe("secret versions", () => {
     expect(isSecretVersionId(crypto.randomUUID())).toBe(true);
   });
 
+  it("shows at most 80 characters of a long version it refuses", () => {
+    expect(secretVersionProblem("k", "a".repeat(5000))).toBe(
+      `secret("k"): version "${"a".repeat(80)}"... (5000 characters) is not a version id; use "latest" for the newest value, or an id put() returned (32 to 64 letters, digits and -)`,
+    );
+  });
+
   it("refuses anything else with what to use instead", () => {
     for (const bad of ["", "1", "LATEST", "a".repeat(31), "a".repeat(65), `${"a".repeat(31)}_`, "__proto__", "../x"]) {
       expect(secretVersionProblem("k", bad), bad).toBe(

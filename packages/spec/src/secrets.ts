@@ -37,7 +37,12 @@ export function secretValueProblem(secret: string, value: Uint8Array): string | 
 /** Why a version cannot be read, as a full message with the fix; undefined when it can. */
 export function secretVersionProblem(secret: string, version: string): string | undefined {
   if (version === LATEST_VERSION || VERSION_ID.test(version)) return undefined;
-  return `secret(${JSON.stringify(secret)}): version ${JSON.stringify(version)} is not a version id; use "latest" for the newest value, or an id put() returned (32 to 64 letters, digits and -)`;
+  // A caller's string, shown cut to what a message needs.
+  const shown =
+    version.length > 80
+      ? `${JSON.stringify(version.slice(0, 80))}... (${version.length} characters)`
+      : JSON.stringify(version);
+  return `secret(${JSON.stringify(secret)}): version ${shown} is not a version id; use "latest" for the newest value, or an id put() returned (32 to 64 letters, digits and -)`;
 }
 
 /** True when `version` is a version id a provider could have made (not "latest"). */
