@@ -80,6 +80,7 @@ export {
   removeStaleRunDirs,
   runDirParent,
 } from "./run-dir.js";
+export { noValueYet } from "./secrets.js";
 export { addValues, dict } from "./untrusted.js";
 export {
   asGrpcError,

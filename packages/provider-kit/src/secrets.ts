@@ -42,6 +42,11 @@ function failure(error: unknown, what: string): Error {
   return new RpcError(Code.INTERNAL, `${what}: ${(error as Error).message}`);
 }
 
+/** What `run` says at start of a declared secret that has no value yet. */
+export function noValueYet(name: string): string {
+  return `secret "${name}" has no value yet: its access() fails with not_found until you store one with nitric-like secret put ${name}`;
+}
+
 /** What is said when a secret has no such version: how to give it one. */
 export function missingVersion(name: string, version: string, putOptions?: string): string {
   const command = `nitric-like secret put ${name}${putOptions ? ` ${putOptions}` : ""}`;

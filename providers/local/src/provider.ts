@@ -15,6 +15,7 @@ import {
   createRunDir,
   currentUid,
   HandlerRegistry,
+  noValueYet,
   Permissions,
   type RunDir,
   removeStaleRunDirs,
@@ -155,9 +156,7 @@ export class LocalProvider implements RunningProvider {
     }
     for (const r of this.options.spec.resources) {
       if (r.kind === "secret" && (await this.secrets().access(r.name, LATEST_VERSION)) === undefined) {
-        this.logger.warn(
-          `secret "${r.name}" has no value yet: its access() fails with not_found until you store one with nitric-like secret put ${r.name}`,
-        );
+        this.logger.warn(noValueYet(r.name));
       }
     }
     for (const p of this.options.spec.policies) {

@@ -8,7 +8,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, wr
 import { join, relative } from "node:path";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { dict } from "@nitric-like/provider-kit";
+import { dict, noValueYet } from "@nitric-like/provider-kit";
 import { SecretStore, secretsDirOf } from "@nitric-like/provider-kit/secret-store";
 import type {
   HandlerRegistration,
@@ -20,7 +20,13 @@ import type {
   Spec,
   TrafficEvent,
 } from "@nitric-like/spec";
-import { DEFAULT_RUN_ENVIRONMENT, findServices, kvValueProblem, socketLimitsOf } from "@nitric-like/spec";
+import {
+  DEFAULT_RUN_ENVIRONMENT,
+  findServices,
+  kvValueProblem,
+  LATEST_VERSION,
+  socketLimitsOf,
+} from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
 import { buildAws } from "../build/build.js";
 import { bundleFunction } from "../build/bundle.js";
@@ -553,6 +559,11 @@ async function startEmulated(
   try {
     emulator = await deployer.start();
     deployer.describe(emulator);
+    // As the local provider says it: the declared secrets run's store has no value for yet.
+    for (const r of spec.resources) {
+      if (r.kind !== "secret" || secretStore === undefined) continue;
+      if ((await secretStore.access(r.name, LATEST_VERSION)) === undefined) logger.warn(noValueYet(r.name));
+    }
     logger.info(
       `the emulator's Lambda Invoke, Management and Secrets Manager APIs and its DynamoDB take only requests signed with this run's credentials; ${shown} has them and the endpoints, for the AWS CLI or SDK (set -a; . ${shown}; set +a)`,
     );
