@@ -158,6 +158,9 @@ describe("createPortTransport", () => {
     const client = new Client(transport);
     const held = Array.from({ length: MAX_UNARY_IN_FLIGHT }, () => client.unary(Health.method.check, { service: "" }));
     for (const h of held) h.catch(() => {});
+    // The held calls' frames leave at the end of the turn (setImmediate); on a loaded machine the
+    // 10 ms deadline below could otherwise fire first, and close() then drop the unsent batch.
+    await new Promise((resolve) => setImmediate(resolve));
     // Past its deadline while it waits: DEADLINE_EXCEEDED, and it never reaches the provider.
     const late = client.unary(Health.method.check, { service: "late" }, { timeoutMs: 10 });
     await expect(late).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
