@@ -48,7 +48,7 @@ export function noValueYet(name: string): string {
 }
 
 /** What is said when a secret has no such version: how to give it one. */
-export function missingVersion(name: string, version: string, putOptions?: string): string {
+function missingVersion(name: string, version: string, putOptions?: string): string {
   const command = `nitric-like secret put ${name}${putOptions ? ` ${putOptions}` : ""}`;
   return version === LATEST_VERSION
     ? `secret(${JSON.stringify(name)}) has no value yet; put one with secret(${JSON.stringify(name)}).put(value) in a service that has .allow("put"), or with \`${command}\``

@@ -5,8 +5,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SecretStore } from "@nitric-like/provider-kit/secret-store";
+import { SECRET_MAX_VALUE_BYTES as MAX_SECRET_BYTES } from "@nitric-like/spec";
 import { afterAll, describe, expect, it } from "vitest";
-import { EmulatedSecrets, MAX_SECRET_BYTES, type SecretsAnswer } from "../src/emulator/secrets.js";
+import { EmulatedSecrets, type SecretsAnswer } from "../src/emulator/secrets.js";
 
 const ARN = "arn:aws:secretsmanager:us-east-1:000000000000:secret:VaultSecret-0123456789-abcdef";
 const NAME = "VaultSecret-0123456789";

@@ -18,9 +18,10 @@
  */
 import { randomUUID } from "node:crypto";
 import type { SecretStore } from "@nitric-like/provider-kit/secret-store";
+// Secrets Manager's own limits, which the spec keeps for every provider: a value of 65,536 bytes
+// (SecretBinary) or characters (SecretString) at most; a VersionId of 32 to 64 letters, digits and -.
+import { isSecretVersionId, SECRET_MAX_VALUE_BYTES } from "@nitric-like/spec";
 
-/** Secrets Manager's largest value: 65,536 bytes (SecretBinary) or characters (SecretString). */
-export const MAX_SECRET_BYTES = 65_536;
 /**
  * The most a Secrets Manager request may carry: a 64 KiB value is 87,384 characters of base64,
  * and the rest of a request is a few hundred bytes. More is answered 413 before it is read whole.
@@ -29,8 +30,6 @@ export const MAX_SECRETS_REQUEST_BYTES = 128 * 1024;
 
 const CURRENT = "AWSCURRENT";
 const PREVIOUS = "AWSPREVIOUS";
-/** Secrets Manager's ClientRequestToken and VersionId: 32 to 64 characters. */
-const VERSION_ID = /^[A-Za-z0-9-]{32,64}$/;
 
 /** A secret of the template. */
 export interface EmulatedSecret {
@@ -104,7 +103,7 @@ export class EmulatedSecrets {
     const secret = this.secretOf(request);
     if ("status" in secret) return secret;
     const { VersionId: versionId, VersionStage: stage } = request;
-    if (versionId !== undefined && (typeof versionId !== "string" || !VERSION_ID.test(versionId))) {
+    if (versionId !== undefined && (typeof versionId !== "string" || !isSecretVersionId(versionId))) {
       return validation("VersionId must be 32 to 64 letters, digits and hyphens");
     }
     if (stage !== undefined && (typeof stage !== "string" || stage.length < 1 || stage.length > 256)) {
@@ -150,7 +149,7 @@ export class EmulatedSecrets {
     if ("status" in secret) return secret;
     const { SecretBinary: binary, SecretString: text, VersionStages: stages } = request;
     const token = request.ClientRequestToken ?? randomUUID();
-    if (typeof token !== "string" || !VERSION_ID.test(token)) {
+    if (typeof token !== "string" || !isSecretVersionId(token)) {
       return validation("ClientRequestToken must be 32 to 64 letters, digits and hyphens (a UUID, say)");
     }
     if (stages !== undefined && !(Array.isArray(stages) && stages.length === 1 && stages[0] === CURRENT)) {
@@ -170,12 +169,12 @@ export class EmulatedSecrets {
       // Base64 as the SDK writes it; anything else does not round-trip and is refused.
       value = Buffer.from(binary, "base64");
       if (value.toString("base64") !== binary) return fail(400, "SerializationException", "SecretBinary is not base64");
-      if (value.length < 1 || value.length > MAX_SECRET_BYTES) {
-        return validation(`SecretBinary must hold 1 to ${MAX_SECRET_BYTES} bytes; it holds ${value.length}`);
+      if (value.length < 1 || value.length > SECRET_MAX_VALUE_BYTES) {
+        return validation(`SecretBinary must hold 1 to ${SECRET_MAX_VALUE_BYTES} bytes; it holds ${value.length}`);
       }
     } else if (typeof text === "string") {
-      if (text.length < 1 || text.length > MAX_SECRET_BYTES) {
-        return validation(`SecretString must hold 1 to ${MAX_SECRET_BYTES} characters; it holds ${text.length}`);
+      if (text.length < 1 || text.length > SECRET_MAX_VALUE_BYTES) {
+        return validation(`SecretString must hold 1 to ${SECRET_MAX_VALUE_BYTES} characters; it holds ${text.length}`);
       }
       value = Buffer.from(text, "utf8");
     } else if (binary !== undefined || text !== undefined) {
