@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { SecretStore } from "./secret-store.js";
+import { MAX_SECRET_VERSIONS, SecretStore } from "./secret-store.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -60,6 +60,18 @@ describe("run's secret store", () => {
     expect(got?.version).toBe(version);
     expect(Buffer.compare(Buffer.from(got?.value ?? []), Buffer.from(value))).toBe(0);
     await second.close();
+  });
+
+  it(`keeps the last ${MAX_SECRET_VERSIONS} versions of a secret, the oldest going first, and another secret's all`, async () => {
+    const store = new SecretStore(tempStore());
+    const ids = Array.from({ length: MAX_SECRET_VERSIONS + 3 }, () => crypto.randomUUID());
+    await store.put("other", crypto.randomUUID(), bytes("untouched"));
+    for (const [n, id] of ids.entries()) await store.put("api-key", id, bytes(`v${n}`));
+    for (const id of ids.slice(0, 3)) expect(await store.access("api-key", id)).toBeUndefined();
+    expect(text((await store.access("api-key", ids[3] as string))?.value)).toBe("v3");
+    expect(store.stages("api-key")).toEqual({ current: ids.at(-1), previous: ids.at(-2) });
+    expect(text((await store.access("other", "latest"))?.value)).toBe("untouched");
+    await store.close();
   });
 
   it("makes its folder, or narrows one made before, to its user alone (0700)", async () => {

@@ -4,11 +4,14 @@
  * a value stored once is served whichever provider `run` uses. Apart from the kv stores (removing
  * `.nitric-like/kv` to start afresh keeps them), in a folder only this user can enter (0700).
  *
- * Three databases: `values` holds every version under `<secret>/<version id>` (a byte saying
- * whether it was put as text or bytes, its creation time, then the value), `latest` the id of each
- * secret's newest version and `previous` the one before it (Secrets Manager's AWSCURRENT and
- * AWSPREVIOUS). A put writes them in one transaction and resolves once it is flushed, as kv writes
- * do; versions are never deleted, so an id a service kept keeps reading the value it named.
+ * Four databases: `values` holds each version under `<secret>/<version id>` (a byte saying whether
+ * it was put as text or bytes, its creation time, then the value), `latest` the id of each secret's
+ * newest version and `previous` the one before it (Secrets Manager's AWSCURRENT and AWSPREVIOUS),
+ * `history` each secret's versions in the order they were put. A put writes them in one
+ * transaction and resolves once it is flushed, as kv writes do. The last MAX_SECRET_VERSIONS
+ * versions of a secret are kept, as Secrets Manager keeps about as many: a service that puts in a
+ * loop cannot fill the disk, and an id a service kept reads the value it named while it is among
+ * them.
  * Several processes may open the folder at once: lmdb serializes their writes, and a read sees
  * every commit made before it.
  *
@@ -29,6 +32,9 @@ export interface StoredSecretVersion extends SecretVersionValue {
   created: number;
 }
 
+/** The most versions kept of one secret; the oldest go first, never the newest two. */
+export const MAX_SECRET_VERSIONS = 100;
+
 /** A version's header: its kind (1 byte), then its creation time (a float64). */
 const HEADER = 9;
 
@@ -43,28 +49,44 @@ export class SecretStore implements SecretsBackend {
   private readonly values: Database<Buffer, string>;
   private readonly latest: Database<string, string>;
   private readonly previous: Database<string, string>;
+  /** `<secret>/<time put, 16 digits>/<version id>` → the version id, oldest first. */
+  private readonly history: Database<string, string>;
 
   constructor(readonly path: string) {
     mkdirSync(path, { recursive: true, mode: 0o700 });
     // A folder made before (or by another umask) is narrowed too: the values are in plain bytes.
     chmodSync(path, 0o700);
-    this.root = open({ path, maxDbs: 4, noSync: false, separateFlushed: false });
+    this.root = open({ path, maxDbs: 8, noSync: false, separateFlushed: false });
     this.values = this.root.openDB<Buffer, string>({ name: "values", encoding: "binary" });
     this.latest = this.root.openDB<string, string>({ name: "latest", encoding: "string" });
     this.previous = this.root.openDB<string, string>({ name: "previous", encoding: "string" });
+    this.history = this.root.openDB<string, string>({ name: "history", encoding: "string" });
   }
 
   /** Stores `value` as the newest version of `secret`, under `version`; resolves once durable. */
   async put(secret: string, version: string, value: Uint8Array, options: { text?: boolean } = {}): Promise<void> {
+    const now = Date.now();
     const record = Buffer.allocUnsafe(HEADER + value.length);
     record[0] = options.text === true ? 1 : 0;
-    record.writeDoubleLE(Date.now(), 1);
+    record.writeDoubleLE(now, 1);
     record.set(value, HEADER);
     await this.root.transaction(() => {
       const former = this.latest.get(secret);
       this.values.put(`${secret}/${version}`, record);
+      this.history.put(`${secret}/${String(now).padStart(16, "0")}/${version}`, version);
       this.latest.put(secret, version);
       if (former !== undefined && former !== version) this.previous.put(secret, former);
+      // Names hold no "/" (lower kebab case): "<secret>/" to "<secret>0" is this secret's history.
+      const keys = [...this.history.getKeys({ start: `${secret}/`, end: `${secret}0` })] as string[];
+      let excess = keys.length - MAX_SECRET_VERSIONS;
+      for (const key of keys) {
+        if (excess <= 0) break;
+        const id = key.slice(key.lastIndexOf("/") + 1);
+        if (id === version || id === former) continue;
+        this.history.remove(key);
+        this.values.remove(`${secret}/${id}`);
+        excess--;
+      }
     });
   }
 
