@@ -110,6 +110,8 @@ async function readPiped(): Promise<Uint8Array> {
 /** Reads one line typed at the terminal without echoing it. */
 function readHidden(prompt: string, output: Output): Promise<Uint8Array> {
   const stdin = process.stdin;
+  // The terminal stops echoing before the prompt shows: what is typed right after it stays hidden.
+  stdin.setRawMode(true);
   output.info(prompt);
   return new Promise((resolve, reject) => {
     const typed: number[] = [];
@@ -118,7 +120,7 @@ function readHidden(prompt: string, output: Output): Promise<Uint8Array> {
       stdin.pause();
       stdin.off("data", onData);
       if (error) reject(error);
-      else resolve(new TextEncoder().encode(Buffer.from(typed).toString("utf8")));
+      else resolve(new Uint8Array(typed));
     };
     const onData = (data: Buffer) => {
       for (const byte of data) {
@@ -132,7 +134,6 @@ function readHidden(prompt: string, output: Output): Promise<Uint8Array> {
         if (typed.length < READ_LIMIT) typed.push(byte);
       }
     };
-    stdin.setRawMode(true);
     stdin.on("data", onData);
     stdin.resume();
   });
