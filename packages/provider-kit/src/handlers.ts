@@ -102,6 +102,8 @@ interface Pending {
 interface Waiter {
   socket: string;
   event: WebsocketEvent;
+  /** The message route it selected ("" for none). */
+  route: string;
   key: string;
   pending: Pending;
   timer: NodeJS.Timeout | undefined;
@@ -109,6 +111,11 @@ interface Waiter {
   done: boolean;
   /** The service it is an orphan of (see HandlerRegistry.orphans), if any. */
   orphanOf?: string;
+}
+
+/** "the message handler", "the handler of route \"join\"": whose handler, in messages. */
+export function handlerName(event: WebsocketEvent, route = ""): string {
+  return route === "" ? `the ${event} handler` : `the handler of route ${JSON.stringify(route)}`;
 }
 
 /** "a 26-byte message", "a connect event": what a poison event was, for its error. */
@@ -150,6 +157,8 @@ export class HandlerStream {
     readonly call: HandlerCall,
     private readonly registry: HandlerRegistry,
     readonly batch = false,
+    /** The message route it handles ("" for the socket's events themselves). */
+    readonly route = "",
   ) {}
 
   private write(message: ServerMessageInit): void {
@@ -187,7 +196,7 @@ export class HandlerStream {
         p.context,
         new HandlerError(
           "unavailable",
-          `websocket "${this.socket}": ${MAX_WAITING_EVENTS} events already wait for the ${this.event} handler of service "${this.service}" to handle an event that its service died on`,
+          `websocket "${this.socket}": ${MAX_WAITING_EVENTS} events already wait for ${handlerName(this.event, this.route)} of service "${this.service}" to handle an event that its service died on`,
         ),
       );
       return;
@@ -239,7 +248,7 @@ export class HandlerStream {
         p.context,
         new HandlerError(
           "timeout",
-          `websocket "${this.socket}": the ${this.event} handler of service "${this.service}" did not answer within ${this.registry.timeoutMs / 1000} s (connection ${p.request.connectionId})`,
+          `websocket "${this.socket}": ${handlerName(this.event, this.route)} of service "${this.service}" did not answer within ${this.registry.timeoutMs / 1000} s (connection ${p.request.connectionId})`,
         ),
       );
     }
@@ -347,26 +356,37 @@ export class HandlerRegistry {
     return this.counter.toString(36);
   }
 
-  private static key(socket: string, event: WebsocketEvent): string {
-    return `${socket}\u0000${event}`;
+  /** A (socket, event) handler's key, or a message route's (`route` set; never a socket's event name). */
+  private static key(socket: string, event: WebsocketEvent, route = ""): string {
+    return route === "" ? `${socket}\u0000${event}` : `${socket}\u0000${event}\u0000${route}`;
   }
 
   /** Marks a handler as promised (by the spec): events wait for it instead of failing. */
-  expect(socket: string, event: WebsocketEvent, service?: string): void {
-    this.expected.set(HandlerRegistry.key(socket, event), service);
+  expect(socket: string, event: WebsocketEvent, service?: string, route = ""): void {
+    this.expected.set(HandlerRegistry.key(socket, event, route), service);
   }
 
-  /** True when a handler for the event is live or promised. */
-  isExpected(socket: string, event: WebsocketEvent): boolean {
-    const key = HandlerRegistry.key(socket, event);
+  /** True when a handler for the event (or message route) is live or promised. */
+  isExpected(socket: string, event: WebsocketEvent, route = ""): boolean {
+    const key = HandlerRegistry.key(socket, event, route);
     return this.streams.has(key) || this.expected.has(key);
   }
 
-  /** Adds a stream; a stream already registered for the same event is ended with OK. */
-  register(service: string, socket: string, event: WebsocketEvent, call: HandlerCall, batch = false): HandlerStream {
-    const key = HandlerRegistry.key(socket, event);
+  /**
+   * Adds a stream (for a message route when `route` is set); a stream already registered for the
+   * same event or route is ended with OK.
+   */
+  register(
+    service: string,
+    socket: string,
+    event: WebsocketEvent,
+    call: HandlerCall,
+    batch = false,
+    route = "",
+  ): HandlerStream {
+    const key = HandlerRegistry.key(socket, event, route);
     const old = this.streams.get(key);
-    const stream = new HandlerStream(service, socket, event, call, this, batch);
+    const stream = new HandlerStream(service, socket, event, call, this, batch, route);
     this.streams.set(key, stream);
     this.expected.set(key, service);
     // A registration proves the process is up, even if the CLI never said it was starting.
@@ -374,7 +394,9 @@ export class HandlerRegistry {
     if (old) {
       if (old.service !== service) {
         this.logger.warn(
-          `websocket "${socket}": service "${service}" now handles ${event} events instead of service "${old.service}"; a socket event has one handler, so keep socket.on("${event}", ...) in one service`,
+          route === ""
+            ? `websocket "${socket}": service "${service}" now handles ${event} events instead of service "${old.service}"; a socket event has one handler, so keep socket.on("${event}", ...) in one service`
+            : `websocket "${socket}": service "${service}" now handles route ${JSON.stringify(route)} instead of service "${old.service}"; a route has one handler, so keep socket.route(${JSON.stringify(route)}, ...) in one service`,
         );
       }
       this.retire(old, undefined);
@@ -390,7 +412,7 @@ export class HandlerRegistry {
    * handler that died mid-event may see it again.
    */
   unregister(stream: HandlerStream): void {
-    const key = HandlerRegistry.key(stream.socket, stream.event);
+    const key = HandlerRegistry.key(stream.socket, stream.event, stream.route);
     if (this.streams.get(key) === stream) {
       this.streams.delete(key);
       this.changed();
@@ -417,7 +439,7 @@ export class HandlerRegistry {
     const { unanswered, held } = stream.takeAll();
     for (const p of unanswered) {
       if (died === true && this.fatal(stream.service, stream.socket, stream.event, p)) continue;
-      const waiter = this.route(stream.socket, stream.event, p);
+      const waiter = this.route(stream.socket, stream.event, p, stream.route);
       if (waiter !== undefined && died === undefined) {
         const set = this.orphans.get(stream.service) ?? new Set<Waiter>();
         this.orphans.set(stream.service, set);
@@ -426,7 +448,7 @@ export class HandlerRegistry {
       }
     }
     // Held events were never sent: nothing to count against them.
-    for (const p of held) this.route(stream.socket, stream.event, p);
+    for (const p of held) this.route(stream.socket, stream.event, p, stream.route);
   }
 
   /**
@@ -519,13 +541,13 @@ export class HandlerRegistry {
     this.removed.set(service, why);
   }
 
-  /** The live stream for an event. */
-  get(socket: string, event: WebsocketEvent): HandlerStream | undefined {
-    return this.streams.get(HandlerRegistry.key(socket, event));
+  /** The live stream for an event (or a message route). */
+  get(socket: string, event: WebsocketEvent, route = ""): HandlerStream | undefined {
+    return this.streams.get(HandlerRegistry.key(socket, event, route));
   }
 
   /** Why a waited-for handler did not come back, naming its service and how it ended if it exited. */
-  private absent(socket: string, event: WebsocketEvent, key: string, connection: string): HandlerError {
+  private absent(socket: string, event: WebsocketEvent, route: string, key: string, connection: string): HandlerError {
     const service = this.expected.get(key);
     const removed = service === undefined ? undefined : this.removed.get(service);
     const how = service === undefined ? undefined : this.down.get(service);
@@ -537,7 +559,7 @@ export class HandlerRegistry {
           : `its service "${service}" ${how} and has not registered it again; fix the service and it restarts`;
     return new HandlerError(
       "unavailable",
-      `websocket "${socket}": the ${event} handler did not register within ${this.waitMs / 1000} s (connection ${connection}); ${why}`,
+      `websocket "${socket}": ${handlerName(event, route)} did not register within ${this.waitMs / 1000} s (connection ${connection}); ${why}`,
     );
   }
 
@@ -546,9 +568,16 @@ export class HandlerRegistry {
    * live (its service is starting or restarting) is waited for, up to the wait limit; an event
    * nobody handles fails at once.
    */
-  dispatch(socket: string, event: WebsocketEvent, request: EventRequest): Promise<WebsocketEventResponse> {
+  dispatch(socket: string, event: WebsocketEvent, request: EventRequest, route = ""): Promise<WebsocketEventResponse> {
     return new Promise((resolve, reject) => {
-      this.deliver(socket, event, request, new PromiseSink((_, response) => resolve(response), reject), undefined);
+      this.deliver(
+        socket,
+        event,
+        request,
+        new PromiseSink((_, response) => resolve(response), reject),
+        undefined,
+        route,
+      );
     });
   }
 
@@ -556,19 +585,29 @@ export class HandlerRegistry {
    * dispatch() without a promise: `sink` hears the answer, or the failure, with `context`. A failure
    * is never reported from inside this call (always a microtask or more later), as a rejection would be.
    */
-  deliver<C>(socket: string, event: WebsocketEvent, request: EventRequest, sink: AnswerSink<C>, context: C): void {
-    const stream = this.stopping ? undefined : this.streams.get(HandlerRegistry.key(socket, event));
+  deliver<C>(
+    socket: string,
+    event: WebsocketEvent,
+    request: EventRequest,
+    sink: AnswerSink<C>,
+    context: C,
+    route = "",
+  ): void {
+    const stream = this.stopping ? undefined : this.streams.get(HandlerRegistry.key(socket, event, route));
     if (stream) {
       stream.send(request, sink, context);
       return;
     }
     // Past the hot path: an event that is not sent at once.
-    this.route(socket, event, { request, sink, context, deadline: 0, deaths: 0 });
+    this.route(socket, event, { request, sink, context, deadline: 0, deaths: 0 }, route);
   }
 
-  /** Sends an event to its live handler, or makes it wait for one (returning its waiter), or fails it. */
-  private route(socket: string, event: WebsocketEvent, p: Pending): Waiter | undefined {
-    const key = HandlerRegistry.key(socket, event);
+  /**
+   * Sends an event to its live handler (a message route's when `route` is set), or makes it wait
+   * for one (returning its waiter), or fails it.
+   */
+  private route(socket: string, event: WebsocketEvent, p: Pending, route = ""): Waiter | undefined {
+    const key = HandlerRegistry.key(socket, event, route);
     const stream = this.stopping ? undefined : this.streams.get(key);
     if (stream) {
       stream.post(p);
@@ -583,7 +622,9 @@ export class HandlerRegistry {
       fail(
         new HandlerError(
           "none",
-          `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`,
+          route === ""
+            ? `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`
+            : `websocket "${socket}": no service handles route ${JSON.stringify(route)}; add socket.route(${JSON.stringify(route)}, ...)`,
         ),
       );
       return undefined;
@@ -594,13 +635,13 @@ export class HandlerRegistry {
       fail(
         new HandlerError(
           "unavailable",
-          `websocket "${socket}": ${MAX_WAITING_EVENTS} events already wait for the ${event} handler to register`,
+          `websocket "${socket}": ${MAX_WAITING_EVENTS} events already wait for ${handlerName(event, route)} to register`,
         ),
       );
       return undefined;
     }
     this.waiters.set(key, list);
-    const waiter: Waiter = { socket, event, key, pending: p, timer: undefined, done: false };
+    const waiter: Waiter = { socket, event, route, key, pending: p, timer: undefined, done: false };
     waiter.timer = setTimeout(() => {
       const at = list.indexOf(waiter);
       if (at >= 0) list.splice(at, 1);
@@ -615,7 +656,7 @@ export class HandlerRegistry {
     if (w.done) return;
     w.done = true;
     if (w.orphanOf !== undefined) this.orphans.get(w.orphanOf)?.delete(w);
-    const { socket, event, key, pending: p } = w;
+    const { socket, event, route, key, pending: p } = w;
     const live = this.streams.get(key);
     if (live && !this.stopping) live.post(p);
     else
@@ -624,7 +665,7 @@ export class HandlerRegistry {
         p.context,
         this.stopping
           ? new HandlerError("unavailable", `websocket "${socket}": the provider is stopping`)
-          : this.absent(socket, event, key, p.request.connectionId ?? ""),
+          : this.absent(socket, event, route, key, p.request.connectionId ?? ""),
       );
   }
 
@@ -639,7 +680,11 @@ export class HandlerRegistry {
 
   /** The live registrations. */
   registrations(): HandlerRegistration[] {
-    return [...this.streams.values()].map((s) => ({ service: s.service, socket: s.socket, event: s.event }));
+    return [...this.streams.values()].map((s) =>
+      s.route === ""
+        ? { service: s.service, socket: s.socket, event: s.event }
+        : { service: s.service, socket: s.socket, event: s.event, route: s.route },
+    );
   }
 
   /** Events in flight, over all streams (those held behind a suspect included). */

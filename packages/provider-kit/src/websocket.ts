@@ -2,7 +2,7 @@
 import { isUtf8 } from "node:buffer";
 import type { ClientMessage, Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { Code, RpcError, type ServiceImpl } from "@nitric-like/rpc";
-import { resourceNameProblem } from "@nitric-like/spec";
+import { resourceNameProblem, routeNameProblem } from "@nitric-like/spec";
 import type { AuthorizerRegistry } from "./authorizer.js";
 import type { MaybePromise, SocketBackend } from "./backends.js";
 import { EVENT_NAMES, type HandlerRegistry, type HandlerStream } from "./handlers.js";
@@ -208,16 +208,21 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
           );
           return;
         }
-        const { socketName, eventType, batch } = message.content.value;
-        const problem = resourceNameProblem("websocket", socketName);
+        const { socketName, eventType, batch, route } = message.content.value;
         const event = EVENT_NAMES[eventType];
-        if (problem || event === undefined) {
-          call.fail(
-            new RpcError(Code.INVALID_ARGUMENT, problem ?? `websocket handler: unknown event type ${eventType}`),
-          );
+        const problem =
+          resourceNameProblem("websocket", socketName) ??
+          (event === undefined ? `websocket handler: unknown event type ${eventType}` : undefined) ??
+          (route === ""
+            ? undefined
+            : event !== "message"
+              ? `websocket "${socketName}": a route is registered for message events, not ${event} events`
+              : routeNameProblem(socketName, route));
+        if (problem !== undefined || event === undefined) {
+          call.fail(new RpcError(Code.INVALID_ARGUMENT, problem ?? "unreachable"));
           return;
         }
-        stream = ctx.handlers.register(service, socketName, event, call, batch);
+        stream = ctx.handlers.register(service, socketName, event, call, batch, route);
         call.write({ id: "", content: { case: "registrationResponse", value: { batch } } });
       });
       // The service half-closed: its handler is gone; the call ends with OK.

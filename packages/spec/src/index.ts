@@ -85,6 +85,7 @@ export type {
   StoredData,
   TrafficEvent,
 } from "./provider.js";
+export { registrationKey } from "./provider.js";
 export {
   connectionStateProblem,
   MAX_CONNECTION_STATE_BYTES,
@@ -94,6 +95,14 @@ export {
   roomNameProblem,
   tooManyRoomsProblem,
 } from "./rooms.js";
+export {
+  MAX_ROUTE_NAME_LENGTH,
+  ROUTE_NAME_PATTERN,
+  ROUTE_PROPERTY,
+  ROUTE_SELECTION_EXPRESSION,
+  routeNameProblem,
+  selectRoute,
+} from "./routes.js";
 export {
   isSecretVersionId,
   LATEST_VERSION,
@@ -113,6 +122,7 @@ export {
   type Permission,
   type PolicySpec,
   type ResourceRef,
+  routeConflict,
   SERVED_KINDS,
   type SecretSpec,
   type Spec,

@@ -54,6 +54,13 @@ export interface HandlerRegistration {
   service: string;
   socket: string;
   event: WebsocketEvent;
+  /** For a message route's handler, the route's action. */
+  route?: string;
+}
+
+/** One key per handler: a socket's event, or one of its message routes. */
+export function registrationKey(r: { socket: string; event: WebsocketEvent; route?: string | undefined }): string {
+  return `${r.socket}\u0000${r.event}\u0000${r.route ?? ""}`;
 }
 
 /** A running provider. */
@@ -113,6 +120,11 @@ export interface RunningProvider {
    * handlers' events may still wait for another service to register them (a renamed file's).
    */
   serviceRemoved?(service: string, why: string): void;
+  /**
+   * Tells the provider the spec changed while it runs (a service was collected again after a
+   * save): a provider that selects message routes itself follows the new routes.
+   */
+  routesChanged?(spec: Spec): void;
   /** The handler registrations live now. */
   registrations(): HandlerRegistration[];
   /** Calls back whenever registrations change. */

@@ -3,6 +3,7 @@
  * NITRIC_ENVIRONMENT=build against a collector), and the checks every deploy and `spec` apply.
  */
 import { compareNames, type ResourceKind, resourceNameProblem } from "./names.js";
+import { routeNameProblem } from "./routes.js";
 import type { SecretPermission } from "./secrets.js";
 
 /** The three websocket events a socket must handle before it can be deployed. */
@@ -37,8 +38,8 @@ export interface CollectedService {
   declared: { kind: ResourceKind | string; name: string; allowedOrigins?: string[] }[];
   /** Permissions it asked for. */
   grants: { resource: ResourceRef; permissions: Permission[] }[];
-  /** Handler registrations it made. */
-  handlers: { socket: string; event: WebsocketEvent }[];
+  /** Handler registrations it made; `route` for a message route (`socket.route(action, ...)`). */
+  handlers: { socket: string; event: WebsocketEvent; route?: string }[];
   /** Sockets it authorizes (`websocket(name, { authorize })`); absent when none. */
   authorizes?: string[];
   /**
@@ -59,6 +60,11 @@ export interface WebsocketSpec {
   declaredBy: string[];
   /** The service handling each event; an event nobody handles is absent. */
   handlers: Partial<Record<WebsocketEvent, string>>;
+  /**
+   * Message routes (`socket.route(action, handler)`), sorted by action, each with the service that
+   * handles it; absent when the socket has none. Messages that select none go to `handlers.message`.
+   */
+  routes?: { action: string; service: string }[];
   /** The service whose `authorize` runs before connect; absent when the socket has none. */
   authorizer?: string;
   /** Browser origins allowed to connect; absent when any may. */
@@ -139,6 +145,12 @@ export function handlerConflict(socket: string, event: WebsocketEvent, services:
   return `websocket ${socket}: the ${event} event is handled by ${list}; a socket event has exactly one handler, so keep socket.on("${event}", ...) in one service`;
 }
 
+/** What is said when more than one service handles a socket's message route: each is named. */
+export function routeConflict(socket: string, action: string, services: readonly string[]): string {
+  const list = services.map((n) => JSON.stringify(n)).join(" and ");
+  return `websocket ${socket}: the route ${JSON.stringify(action)} is handled by ${list}; a route has exactly one handler, so keep socket.route(${JSON.stringify(action)}, ...) in one service`;
+}
+
 export function buildSpec(projectName: string, services: CollectedService[]): SpecResult {
   const errors: string[] = [];
   const sockets = new Map<string, WebsocketSpec>();
@@ -146,6 +158,9 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   const secrets = new Map<string, SecretSpec>();
   const policies = new Map<string, PolicySpec>();
   const duplicateHandlers = new Map<string, Set<string>>();
+  const duplicateRoutes = new Map<string, Set<string>>();
+  /** Each socket's routes, by action (a Map: actions are names users chose, never object keys). */
+  const routes = new Map<string, Map<string, string>>();
   const duplicateAuthorizers = new Map<string, Set<string>>();
   const unsupported: string[] = [];
   const conflicts: string[] = [];
@@ -205,6 +220,25 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     }
     for (const h of service.handlers) {
       if (resourceNameProblem("websocket", h.socket)) continue;
+      if (h.route !== undefined) {
+        const problem = routeNameProblem(h.socket, h.route);
+        if (problem) {
+          errors.push(`service ${JSON.stringify(service.name)}: ${problem}`);
+          continue;
+        }
+        socket(h.socket);
+        const byAction = routes.get(h.socket) ?? new Map<string, string>();
+        routes.set(h.socket, byAction);
+        const current = byAction.get(h.route);
+        if (current === undefined) byAction.set(h.route, service.name);
+        else if (current !== service.name) {
+          const key = `${h.socket}\u0000${h.route}`;
+          const set = duplicateRoutes.get(key) ?? new Set([current]);
+          set.add(service.name);
+          duplicateRoutes.set(key, set);
+        }
+        continue;
+      }
       const s = socket(h.socket);
       const current = s.handlers[h.event];
       if (current === undefined) {
@@ -241,6 +275,18 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     const conflict = handlerConflict(socketName, event, [...names]);
     conflicts.push(conflict);
     errors.push(conflict);
+  }
+  for (const [key, names] of duplicateRoutes) {
+    const [socketName, action] = key.split("\u0000") as [string, string];
+    const conflict = routeConflict(socketName, action, [...names]);
+    conflicts.push(conflict);
+    errors.push(conflict);
+  }
+  for (const [socketName, byAction] of routes) {
+    const s = socket(socketName);
+    s.routes = [...byAction]
+      .map(([action, service]) => ({ action, service }))
+      .sort((a, b) => compareNames(a.action, b.action));
   }
   const amptStyle = new Set(services.flatMap((s) => s.amptSockets ?? []));
   for (const s of sockets.values()) {

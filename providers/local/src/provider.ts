@@ -36,6 +36,7 @@ import {
   type RunOptions,
   resolveLimits,
   type SecretPutOptions,
+  type Spec,
   socketLimitsOf,
 } from "@nitric-like/spec";
 import { createEndpoint, type Endpoint, type GrpcEndpoint, serveGrpc, stopEndpoint } from "./endpoint.js";
@@ -79,6 +80,8 @@ export class LocalProvider implements RunningProvider {
   /** The project's secrets, opened with the first secret declared. */
   private secretStore: SecretStore | undefined;
   private readonly unserved = new Set<string>();
+  /** Each socket's message routes, from the spec (routesChanged). */
+  private readonly routes = new Map<string, string[]>();
   private stopped: Promise<void> | undefined;
   private readonly logger: Logger;
   readonly handlerTimeoutMs: number;
@@ -174,6 +177,25 @@ export class LocalProvider implements RunningProvider {
         if (r.kind === "websocket") (await this.gateway(r.name)).allowOrigins(r.allowedOrigins ?? []);
       }),
     );
+    this.routesChanged(this.options.spec);
+  }
+
+  /**
+   * Each socket's message routes, from the spec: its gateway selects them, and the handlers of
+   * routes are expected (a message for one waits while its service starts or restarts). A socket
+   * not started yet gets its routes when it starts (gateway()).
+   */
+  routesChanged(spec: Spec): void {
+    this.routes.clear();
+    for (const r of spec.resources) {
+      if (r.kind !== "websocket" || r.routes === undefined) continue;
+      this.routes.set(
+        r.name,
+        r.routes.map((route) => route.action),
+      );
+      for (const route of r.routes) this.handlers.expect(r.name, "message", route.service, route.action);
+    }
+    for (const [name, gateway] of this.gateways) gateway.setRoutes(this.routes.get(name) ?? []);
   }
 
   private gateway(name: string): Promise<Gateway> {
@@ -210,6 +232,7 @@ export class LocalProvider implements RunningProvider {
         this.logger,
       );
       pending = gateway.start().then(() => {
+        gateway.setRoutes(this.routes.get(name) ?? []);
         this.gateways.set(name, gateway);
         this.inspect.attach(gateway);
         return gateway;

@@ -19,6 +19,7 @@ import {
   ProjectError,
   type Provider,
   type RunningProvider,
+  registrationKey,
   SERVED_KINDS,
   type ServiceEntry,
   type Spec,
@@ -664,7 +665,7 @@ class Run {
         dotenvPaths: this.dotenv.paths,
         onDotEnv: () => this.reloadDotEnv(),
         dotenv: () => this.dotenv.values,
-        owner: (socket, event, except) => this.handlerOwner(socket, event, except),
+        owner: (socket, event, except, route) => this.handlerOwner(socket, event, except, route),
         known: () => [...supervisors.map((s) => s.service.entry.path), ...this.adding],
         onNew: (entry) => this.addService(entry),
         onGone: (supervisor) => this.removeService(supervisor),
@@ -691,12 +692,11 @@ class Run {
    * registration, or one that is expected to register it (starting, restarting, or waiting for a
    * fix of its collect pass).
    */
-  private handlerOwner(socket: string, event: WebsocketEvent, except: string): string | undefined {
-    const live = this.running.registrations().find((r) => r.socket === socket && r.event === event);
+  private handlerOwner(socket: string, event: WebsocketEvent, except: string, route?: string): string | undefined {
+    const key = registrationKey({ socket, event, route });
+    const live = this.running.registrations().find((r) => registrationKey(r) === key);
     if (live) return live.service === except ? undefined : live.service;
-    return this.supervisors.find(
-      (s) => s.name !== except && s.expected.some((e) => e.socket === socket && e.event === event),
-    )?.name;
+    return this.supervisors.find((s) => s.name !== except && s.expected.some((e) => registrationKey(e) === key))?.name;
   }
 
   /** What a service declares now (it started, or was removed: undefined): the spec follows, and the dashboard. */
@@ -704,6 +704,7 @@ class Run {
     if (collected) this.declared.set(collected.name, collected);
     if (removed !== undefined) this.declared.delete(removed);
     this.spec = buildSpec(this.project.name, [...this.declared.values()]).spec;
+    this.running.routesChanged?.(this.spec);
     this.dashboard?.setSpec(this.spec);
   }
 
@@ -869,10 +870,12 @@ class Run {
       return;
     }
     // Another service's handler: one of those deployed (the declarations of the last collect passes).
-    const owner: HandlerOwner = (socket, event, except) =>
-      [...this.declared.values()].find(
-        (c) => c.name !== except && !c.failure && c.handlers.some((h) => h.socket === socket && h.event === event),
+    const owner: HandlerOwner = (socket, event, except, route) => {
+      const key = registrationKey({ socket, event, route });
+      return [...this.declared.values()].find(
+        (c) => c.name !== except && !c.failure && c.handlers.some((h) => registrationKey(h) === key),
       )?.name;
+    };
     const { unsupported, conflicts } = declarationRefusals(this.project.name, collected, owner);
     const refused = [...unsupported, ...conflicts];
     if (refused.length > 0) {
@@ -1038,6 +1041,9 @@ function expectedHandlers(spec: Spec): HandlerRegistration[] {
     for (const [event, service] of Object.entries(r.handlers)) {
       expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
     }
+    for (const route of r.routes ?? []) {
+      expected.push({ service: route.service, socket: r.name, event: "message", route: route.action });
+    }
   }
   return expected;
 }
@@ -1049,8 +1055,8 @@ function waitForHandlers(
   output: Output,
 ): Promise<void> {
   const missing = () => {
-    const live = new Set(running.registrations().map((r) => `${r.socket}/${r.event}`));
-    return expected.filter((e) => !live.has(`${e.socket}/${e.event}`));
+    const live = new Set(running.registrations().map(registrationKey));
+    return expected.filter((e) => !live.has(registrationKey(e)));
   };
   return new Promise((resolve) => {
     let done = false;
@@ -1063,7 +1069,10 @@ function waitForHandlers(
     const timer = setTimeout(() => {
       if (done) return;
       done = true;
-      const list = missing().map((m) => `${m.event} on websocket ${m.socket} (service "${m.service}")`);
+      const list = missing().map(
+        (m) =>
+          `${m.route === undefined ? m.event : `route ${JSON.stringify(m.route)}`} on websocket ${m.socket} (service "${m.service}")`,
+      );
       output.warn(`still waiting after ${timeoutMs / 1000} s for handlers: ${list.join(", ")}; starting anyway`);
       resolve();
     }, timeoutMs);
@@ -1242,7 +1251,7 @@ function sameDeclarations(a: CollectedService, b: CollectedService): boolean {
     JSON.stringify([
       c.declared.map((d) => JSON.stringify(d)).sort(),
       c.grants.map((g) => JSON.stringify({ ...g, permissions: [...g.permissions].sort() })).sort(),
-      c.handlers.map((h) => `${h.socket}\u0000${h.event}`).sort(),
+      c.handlers.map(registrationKey).sort(),
       [...(c.authorizes ?? [])].sort(),
     ]);
   return shape(a) === shape(b);

@@ -358,8 +358,9 @@ function collectorRouter(result: CollectedService, touch: () => void): Router {
       touch();
       call.onMessage((message: ClientMessage) => {
         if (message.content.case !== "registrationRequest") return;
-        const { socketName, eventType } = message.content.value;
-        result.handlers.push({ socket: socketName, event: EVENT_NAMES[eventType] ?? "message" });
+        const { socketName, eventType, route } = message.content.value;
+        const event = EVENT_NAMES[eventType] ?? "message";
+        result.handlers.push(route === "" ? { socket: socketName, event } : { socket: socketName, event, route });
         call.write({ id: "", content: { case: "registrationResponse", value: {} } });
         // Ending with OK (never an error status: it crashes @nitric/sdk) lets the service exit.
         call.end();

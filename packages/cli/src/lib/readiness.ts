@@ -8,6 +8,7 @@ import {
   buildSpec,
   type CollectedService,
   handlerConflict,
+  routeConflict,
   SERVED_KINDS,
   type Spec,
   type SpecResult,
@@ -41,6 +42,9 @@ export function expectedOf(spec: Spec, service: string): ServiceSupervisor["expe
     if (r.kind !== "websocket") continue;
     for (const [event, by] of Object.entries(r.handlers)) {
       if (by === service) expected.push({ socket: r.name, event: event as "connect" | "disconnect" | "message" });
+    }
+    for (const route of r.routes ?? []) {
+      if (route.service === service) expected.push({ socket: r.name, event: "message", route: route.action });
     }
   }
   return expected;
@@ -78,8 +82,16 @@ export function failCollected(
   supervisor.fail(when, cause);
 }
 
-/** The service that handles a socket event now (a live registration, or a service expected to register it), if any. */
-export type HandlerOwner = (socket: string, event: WebsocketEvent, except: string) => string | undefined;
+/**
+ * The service that handles a socket event (or, with `route`, a message route) now (a live
+ * registration, or a service expected to register it), if any.
+ */
+export type HandlerOwner = (
+  socket: string,
+  event: WebsocketEvent,
+  except: string,
+  route?: string,
+) => string | undefined;
 
 /**
  * What refuses a service's declarations while `run` runs, as `run` refuses them at start: the
@@ -92,8 +104,13 @@ export function declarationRefusals(
 ): { unsupported: string[]; conflicts: string[] } {
   const conflicts: string[] = [];
   for (const h of collected.handlers) {
-    const by = owner(h.socket, h.event, collected.name);
-    if (by !== undefined) conflicts.push(handlerConflict(h.socket, h.event, [by, collected.name]));
+    const by = owner(h.socket, h.event, collected.name, h.route);
+    if (by === undefined) continue;
+    conflicts.push(
+      h.route === undefined
+        ? handlerConflict(h.socket, h.event, [by, collected.name])
+        : routeConflict(h.socket, h.route, [by, collected.name]),
+    );
   }
   return { unsupported: buildSpec(projectName, [collected]).unsupported, conflicts };
 }
@@ -137,7 +154,9 @@ export async function recollectAndStart(
     supervisor.waitForChange(conflict);
     return undefined;
   }
-  supervisor.expected = collected.handlers.map((h) => ({ socket: h.socket, event: h.event }));
+  supervisor.expected = collected.handlers.map((h) =>
+    h.route === undefined ? { socket: h.socket, event: h.event } : { socket: h.socket, event: h.event, route: h.route },
+  );
   await supervisor.restart(service);
   return collected;
 }

@@ -19,6 +19,7 @@ import {
   type HandlerRegistration,
   type Project,
   type RunningProvider,
+  registrationKey,
 } from "@nitric-like/spec";
 import { type FailureCause, failureCause, formatFailure } from "./failure.js";
 import type { Output } from "./log.js";
@@ -99,7 +100,7 @@ export class ServiceSupervisor {
    */
   idle = false;
   /** The handlers the spec expects this service to register. */
-  expected: Pick<HandlerRegistration, "socket" | "event">[] = [];
+  expected: Pick<HandlerRegistration, "socket" | "event" | "route">[] = [];
   /**
    * The service's thread when `run` started it before the provider was up (EarlyThread): the first
    * start serves its port instead of starting a thread.
@@ -150,9 +151,9 @@ export class ServiceSupervisor {
       this.provider
         .registrations()
         .filter((r) => r.service === this.name)
-        .map((r) => `${r.socket}\u0000${r.event}`),
+        .map(registrationKey),
     );
-    return this.expected.every((e) => live.has(`${e.socket}\u0000${e.event}`));
+    return this.expected.every((e) => live.has(registrationKey(e)));
   }
 
   private checkStarted(): void {

@@ -19,7 +19,7 @@ import {
   type WebsocketReplySchema,
   Websocket as WebsocketService,
 } from "@nitric-like/contracts/websockets";
-import { connectionStateProblem, roomNameProblem, type WebsocketEvent } from "@nitric-like/spec";
+import { connectionStateProblem, roomNameProblem, routeNameProblem, type WebsocketEvent } from "@nitric-like/spec";
 import { describeError, NitricLikeError } from "../errors.js";
 import { decodeSafely, encodePayload, markText, type Payload } from "../internal/data.js";
 import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
@@ -378,7 +378,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 type Answer = MessageInitShape<typeof ClientMessageSchema>;
 
 /**
- * One handler stream: registers (socket, event) with the provider and answers its events. It asks
+ * One handler stream: registers (socket, event), or a message route, with the provider and answers its events. It asks
  * for batches; when the provider agrees, answers that follow one another within a turn of the
  * event loop go back as one AnswerBatch message.
  */
@@ -396,6 +396,8 @@ class HandlerStream {
     private readonly owner: Websocket,
     private readonly event: WebsocketEvent,
     private readonly chain: WebsocketHandlerFn<WebsocketEvent>[],
+    /** The message route it handles ("" for the socket's event itself). */
+    private readonly route = "",
   ) {
     this.socket = owner.name;
     const socket = owner.name;
@@ -428,7 +430,7 @@ class HandlerStream {
       id: "",
       content: {
         case: "registrationRequest",
-        value: { socketName: socket, eventType: EVENT_TYPES[event], batch: true },
+        value: { socketName: socket, eventType: EVENT_TYPES[event], batch: true, route },
       },
     });
   }
@@ -486,7 +488,7 @@ class HandlerStream {
   private finish(id: string, ctx: EventContext, error?: unknown): void {
     if (error !== undefined) {
       process.stderr.write(
-        `websocket("${this.socket}") ${this.event} handler failed for connection ${ctx.connectionId}: ${describeError(error)}\n`,
+        `websocket("${this.socket}") ${this.route === "" ? this.event : `route ${JSON.stringify(this.route)}`} handler failed for connection ${ctx.connectionId}: ${describeError(error)}\n`,
       );
       ctx.res.success = false;
       if (this.event === "connect") {
@@ -527,6 +529,8 @@ export class Websocket {
   /** Set once `ready` has resolved: send() then calls at once, without awaiting it. */
   private declared = false;
   private readonly chains = new Map<WebsocketEvent, WebsocketHandlerFn<WebsocketEvent>[]>();
+  /** Message routes' chains, by action (a Map: actions are names, never object keys). */
+  private readonly routeChains = new Map<string, WebsocketHandlerFn<WebsocketEvent>[]>();
 
   /** @internal use websocket(name). */
   constructor(
@@ -579,6 +583,37 @@ export class Websocket {
     this.chains.set(event, chain);
     const registered = chain;
     void this.ready.then(() => new HandlerStream(this, event, registered));
+    return this;
+  }
+
+  /**
+   * Handles the messages of one route: text messages that are JSON objects whose `action` property
+   * is `action` (`{"action": "join", "room": "lobby"}`), as API Gateway's route selection
+   * `$request.body.action` picks them on AWS. Every other message (not JSON, no `action`, an action
+   * no route has, binary) goes to `on("message", ...)`, which a socket still needs. A route's
+   * handlers get the message context (`ctx.json()` is the whole object) and reply as a message
+   * handler does; on AWS each route is a route of the API, to the function of its service, so one
+   * service can handle a socket's routes and another its other messages. More `route()` calls for
+   * one action add to its chain; one action is handled by one service.
+   */
+  route(action: string, ...handlers: WebsocketHandlerFn<"message">[]): this {
+    const problem = routeNameProblem(this.name, action);
+    if (problem) throw new NitricLikeError("invalid_argument", problem);
+    for (const h of handlers) {
+      if (typeof h !== "function")
+        throw new NitricLikeError(
+          "invalid_argument",
+          `websocket("${this.name}").route(${JSON.stringify(action)}): a handler must be a function`,
+        );
+    }
+    const chain = this.routeChains.get(action);
+    if (chain) {
+      chain.push(...(handlers as WebsocketHandlerFn<WebsocketEvent>[]));
+      return this;
+    }
+    const registered = [...(handlers as WebsocketHandlerFn<WebsocketEvent>[])];
+    this.routeChains.set(action, registered);
+    void this.ready.then(() => new HandlerStream(this, "message", registered, action));
     return this;
   }
 

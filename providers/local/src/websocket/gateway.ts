@@ -36,7 +36,7 @@ import {
   unansweredStatus,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
-import { DEFAULT_LIMITS, type Logger, type SocketLimits, type TrafficEvent } from "@nitric-like/spec";
+import { DEFAULT_LIMITS, type Logger, type SocketLimits, selectRoute, type TrafficEvent } from "@nitric-like/spec";
 import * as wsLib from "ws";
 import { WebSocket, WebSocketServer } from "ws";
 import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
@@ -446,6 +446,8 @@ export class Gateway implements SocketBackend, FlowGateway {
   private readonly tokensPerMs: number;
   private warnedNoConnect = false;
   private readonly origins = new Set<string>();
+  /** The socket's message routes, from the spec (socket.route(action, ...)); see message(). */
+  private routes: ReadonlySet<string> = new Set();
   private port = 0;
   /**
    * Sees every frame in and out and every open and close (the dashboard). Undefined while nobody
@@ -802,6 +804,14 @@ export class Gateway implements SocketBackend, FlowGateway {
     }
   }
 
+  /**
+   * The message routes the spec gives this socket: a text message that selects one of them
+   * (selectRoute, as API Gateway selects on `$request.body.action`) goes to that route's handler.
+   */
+  setRoutes(routes: Iterable<string>): void {
+    this.routes = new Set(routes);
+  }
+
   /** Adds browser origins allowed to connect ("*" for any); with none, any origin may. */
   allowOrigins(origins: Iterable<string>): void {
     for (const o of origins) this.origins.add(o);
@@ -1071,6 +1081,14 @@ export class Gateway implements SocketBackend, FlowGateway {
     const id = c.info.connectionId;
     if (this.observer !== undefined) this.observe("in", id, data, binary);
     this.pending(c, data.byteLength);
+    // A socket with routes reads a text message that may be a JSON object (its first byte "{" or
+    // JSON's white space) for its route; other sockets, and other messages, pay one comparison.
+    let route = "";
+    if (this.routes.size > 0 && !binary) {
+      const first = data[0];
+      if (first === 0x7b || first === 0x20 || first === 0x0a || first === 0x0d || first === 0x09)
+        route = selectRoute(data.toString("utf8"), this.routes) ?? "";
+    }
     this.handlers.deliver(
       this.name,
       "message",
@@ -1083,6 +1101,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       },
       this.messageSink,
       new InFlight(c, data.byteLength),
+      route,
     );
   }
 

@@ -291,6 +291,10 @@ export function size_nitric_proto_websockets_v1_RegistrationRequest(m: any, s: n
     const v = bool(m.batch, "batch");
     if (!(v === false)) n += 2 + 1;
   }
+  if (m.route !== undefined) {
+    const v = str(m.route, "route");
+    if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 2 + varintSize(k) + k; }
+  }
   n += unknownSize(m.$unknown);
   return n;
 }
@@ -298,21 +302,23 @@ export function write_nitric_proto_websockets_v1_RegistrationRequest(w: Writer, 
   if (m.socketName !== undefined && !(m.socketName === "")) { w.byte(10); w.string(m.socketName, w.size()); }
   if (m.eventType !== undefined && !(m.eventType === 0)) { w.byte(16); w.int32(m.eventType); }
   if (m.batch !== undefined && !(m.batch === false)) { w.varint(8000); w.byte(m.batch ? 1 : 0); }
+  if (m.route !== undefined && !(m.route === "")) { w.varint(8010); w.string(m.route, w.size()); }
   w.unknown(m.$unknown);
 }
 export function read_nitric_proto_websockets_v1_RegistrationRequest(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
-  const m = into ?? { $typeName: "nitric.proto.websockets.v1.RegistrationRequest", socketName: "", eventType: 0, batch: false };
+  const m = into ?? { $typeName: "nitric.proto.websockets.v1.RegistrationRequest", socketName: "", eventType: 0, batch: false, route: "" };
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
       case 10: { m.socketName = r.string(); break; }
       case 16: { m.eventType = r.int32(); break; }
       case 8000: { m.batch = r.bool(); break; }
+      case 8010: { m.route = r.string(); break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
-        if (no === 1 || no === 2 || no === 1000) wrongWireType(t);
+        if (no === 1 || no === 2 || no === 1000 || no === 1001) wrongWireType(t);
         r.unknown(m, t, end, depth);
       }
     }

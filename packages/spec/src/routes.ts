@@ -1,0 +1,71 @@
+/**
+ * Message routes (`socket.route(action, handler)`): a text message that is a JSON object whose
+ * `action` property is a route's name goes to that route's handler; every other message goes to
+ * the socket's message handler. This is API Gateway's route selection with the expression
+ * `$request.body.action`, the one Architect, SST and the Serverless Framework use, and the local
+ * provider selects the same way (selectRoute), so a client sees one behaviour everywhere.
+ */
+
+/** The JSON property a message's route is read from. */
+export const ROUTE_PROPERTY = "action";
+
+/** API Gateway's route selection expression for ROUTE_PROPERTY. */
+export const ROUTE_SELECTION_EXPRESSION = `$request.body.${ROUTE_PROPERTY}`;
+
+/**
+ * A route's name: a letter, then letters, digits, `_`, `-`, `.` or `:`, at most 64 characters.
+ * Narrower than API Gateway's route keys on purpose: no `$` (its own routes), nothing a client
+ * could not type as a plain JSON string, and every name gives a distinct CloudFormation logical id.
+ */
+export const ROUTE_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
+
+/** Longest route name. */
+export const MAX_ROUTE_NAME_LENGTH = 64;
+
+/**
+ * Names API Gateway would select for a non-string `action` (it selects on the value made a string:
+ * `{"action": true}` selects "true"), which the local provider never selects: refused, so no route
+ * is reachable on one provider and not the other.
+ */
+const SCALAR_WORDS = new Set(["true", "false", "null"]);
+
+/** Why a route name is invalid, as a message with the fix; undefined when it is valid. */
+export function routeNameProblem(socket: string, action: unknown): string | undefined {
+  const call = `websocket("${socket}").route(${typeof action === "string" ? JSON.stringify(action.slice(0, 80)) : String(action)})`;
+  if (typeof action !== "string" || action.length === 0) {
+    return `${call}: a route needs a name, the "${ROUTE_PROPERTY}" its messages carry, such as "join"`;
+  }
+  if (action.length > MAX_ROUTE_NAME_LENGTH) {
+    return `${call}: a route name is at most ${MAX_ROUTE_NAME_LENGTH} characters; this one has ${action.length}`;
+  }
+  if (!ROUTE_NAME_PATTERN.test(action)) {
+    return `${call}: a route name starts with a letter and has only letters, digits, "_", "-", "." and ":", such as "join" or "chat.say"`;
+  }
+  if (SCALAR_WORDS.has(action)) {
+    return `${call}: "${action}" is a JSON value, not a name a client sends as a string; choose another name`;
+  }
+  return undefined;
+}
+
+/**
+ * The route a text message selects among `routes`, or undefined for the message handler: the
+ * message parsed as JSON, its top-level `action` property, when a string that names a route.
+ * Anything else (not JSON, not an object, no `action`, another type, an unknown name) selects none.
+ */
+export function selectRoute(text: string, routes: ReadonlySet<string>): string | undefined {
+  if (routes.size === 0 || !text.trimStart().startsWith("{")) return undefined;
+  // No parse for an object that cannot have the property (a key written with escapes, such as
+  // "\u0061ction", still names it).
+  if (!text.includes(`"${ROUTE_PROPERTY}"`) && !text.includes("\\u")) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return undefined;
+  const action = Object.hasOwn(parsed, ROUTE_PROPERTY)
+    ? (parsed as Record<string, unknown>)[ROUTE_PROPERTY]
+    : undefined;
+  return typeof action === "string" && routes.has(action) ? action : undefined;
+}
