@@ -2,6 +2,8 @@
 // - `authorize`: the page sends a token as a subprotocol (`token.<t>`; browsers cannot set headers
 //   on a WebSocket) or as `?token=`; a known token becomes the connection's identity (`ctx.auth`),
 //   an unknown one is refused with 403 and a reason, none with 401.
+// - message routes: the page's messages are JSON with an "action" ("join" or "say"), and each action
+//   has a handler of its own (`socket.route(action, handler)`); anything else reaches on("message").
 // - rooms: a connection is in one room at a time (`/join <room>` on the page); a line goes to the
 //   room's other members with `socket.broadcast(data, { room, except })`, and the sender gets it
 //   back as its own answer; whenever someone joins or leaves, the room gets its member list
@@ -72,50 +74,48 @@ socket.on("connect", async (ctx) => {
   ctx.send({ type: "hello", you: ctx.connectionId, user, name: state.name });
 });
 
-socket.on("message", async (ctx) => {
+// Message routes: the page sends {"action":"join","room":"..."} and {"action":"say","text":"..."};
+// each action has a handler of its own (on AWS, a route of the API), and whatever selects no route
+// (not JSON, another action) reaches on("message"), which says what the socket takes.
+socket.route("join", async (ctx) => {
   const state = ctx.connection.state as State;
-  let message: { type?: unknown; room?: unknown; text?: unknown };
+  const { room } = ctx.json<{ room?: unknown }>();
+  if (typeof room !== "string")
+    return { type: "error", message: 'rooms: join needs a room, {"action":"join","room":"..."}' };
+  if (room === state.room) return { type: "joined", room };
   try {
-    message = ctx.json();
-  } catch {
-    return {
-      type: "error",
-      message: 'rooms: messages are JSON, {"type":"join","room":"..."} or {"type":"say","text":"..."}',
-    };
+    await ctx.connection.join(room); // an invalid name throws invalid_argument, saying the rules
+  } catch (error) {
+    if (isNitricLikeError(error) && error.code === "invalid_argument") return { type: "error", message: error.message };
+    throw error;
   }
-  if (message.type === "join" && typeof message.room === "string") {
-    const room = message.room;
-    if (room === state.room) return { type: "joined", room };
-    try {
-      await ctx.connection.join(room); // an invalid name throws invalid_argument, saying the rules
-    } catch (error) {
-      if (isNitricLikeError(error) && error.code === "invalid_argument")
-        return { type: "error", message: error.message };
-      throw error;
-    }
-    const old = state.room;
-    await ctx.connection.setState({ ...state, room });
-    if (old !== undefined) {
-      await ctx.connection.leave(old);
-      await announceMembers(old);
-    }
-    await ctx.connection.send({ type: "joined", room }); // before the member list, not on the answer
-    await announceMembers(room);
-    return;
+  const old = state.room;
+  await ctx.connection.setState({ ...state, room });
+  if (old !== undefined) {
+    await ctx.connection.leave(old);
+    await announceMembers(old);
   }
-  if (message.type === "say" && typeof message.text === "string") {
-    const text = message.text.trim().slice(0, 1000);
-    if (text === "" || state.room === undefined) return;
-    const line = { type: "line", room: state.room, from: ctx.connectionId, name: state.name, text, at: Date.now() };
-    // The room's other members; the sender gets the line as its answer (after the broadcast).
-    await socket.broadcast(line, { room: state.room, except: ctx.connectionId });
-    return line;
-  }
-  return {
-    type: "error",
-    message: 'rooms: unknown message; send {"type":"join","room":"..."} or {"type":"say","text":"..."}',
-  };
+  await ctx.connection.send({ type: "joined", room }); // before the member list, not on the answer
+  await announceMembers(room);
 });
+
+socket.route("say", async (ctx) => {
+  const state = ctx.connection.state as State;
+  const { text } = ctx.json<{ text?: unknown }>();
+  if (typeof text !== "string")
+    return { type: "error", message: 'rooms: say needs a text, {"action":"say","text":"..."}' };
+  const line = text.trim().slice(0, 1000);
+  if (line === "" || state.room === undefined) return;
+  const said = { type: "line", room: state.room, from: ctx.connectionId, name: state.name, text: line, at: Date.now() };
+  // The room's other members; the sender gets the line as its answer (after the broadcast).
+  await socket.broadcast(said, { room: state.room, except: ctx.connectionId });
+  return said;
+});
+
+socket.on("message", () => ({
+  type: "error",
+  message: 'rooms: unknown message; send {"action":"join","room":"..."} or {"action":"say","text":"..."}',
+}));
 
 socket.on("disconnect", async (ctx) => {
   // The connection has left its rooms already; its state still says which one to tell.

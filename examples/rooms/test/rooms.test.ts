@@ -107,6 +107,17 @@ it("chats in a room, keeps other rooms out, refuses a bad token and updates the 
   const viaQuery = await app.connect({ query: { token: "t-cy", name: "cli" } });
   await viaQuery.expectMessage({ type: "hello", user: "cy", name: "cli" });
   expect(viaQuery.protocol).toBe("");
+  // Each action has its route; what selects none (not JSON, another action) reaches on("message").
+  const unknown = {
+    type: "error",
+    message: 'rooms: unknown message; send {"action":"join","room":"..."} or {"action":"say","text":"..."}',
+  };
+  viaQuery.send("hello?");
+  await viaQuery.expectMessage(unknown);
+  viaQuery.send(JSON.stringify({ action: "leave" }));
+  await viaQuery.expectMessage(unknown);
+  viaQuery.send(JSON.stringify({ action: "join" }));
+  await viaQuery.expectMessage({ type: "error", message: 'rooms: join needs a room, {"action":"join","room":"..."}' });
   await viaQuery.close();
   expect(await members(ann)).toEqual(["Ann", "bo"]);
 

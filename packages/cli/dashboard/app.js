@@ -78,17 +78,30 @@ function renderState() {
   $("provider").textContent = `provider: ${state.provider}`;
   document.title = `${state.project} · nitric-like dashboard`;
   const urls = new Map(state.sockets.map((s) => [s.name, s.url]));
-  const live = new Set(state.registrations.map((r) => `${r.socket}/${r.event}`));
+  // One key per handler: a socket's event, or one of its message routes (r.route).
+  const live = new Set(state.registrations.map((r) => `${r.socket}/${r.event}/${r.route ?? ""}`));
+  const mark = (up) => el("span", { class: up ? "ok" : "missing" }, up ? "● " : "○ ");
   const handler = (socket, event) => {
     const service = socket.handlers[event];
     if (!service) return el("td", { class: "missing" }, "none");
-    const up = live.has(`${socket.name}/${event}`);
-    return el(
-      "td",
-      { title: up ? "registered" : "not registered yet" },
-      el("span", { class: up ? "ok" : "missing" }, up ? "● " : "○ "),
-      service,
-    );
+    const up = live.has(`${socket.name}/${event}/`);
+    const cell = el("td", { title: up ? "registered" : "not registered yet" }, mark(up), service);
+    // A socket's message routes, under its message handler: `action` and the service that handles it.
+    if (event === "message") {
+      for (const r of socket.routes ?? []) {
+        const routeUp = live.has(`${socket.name}/message/${r.action}`);
+        cell.append(
+          el(
+            "div",
+            { class: "route", "data-route": r.action, title: routeUp ? "registered" : "not registered yet" },
+            mark(routeUp),
+            el("code", {}, `action: ${r.action}`),
+            ` ${r.service}`,
+          ),
+        );
+      }
+    }
+    return cell;
   };
   // Where each service is: its state, and why it waits (as run printed it).
   const serviceState = {

@@ -1,7 +1,7 @@
 // The dashboard and the browser chat, in a real headless Chromium against the real
 // `nitric-like run` of examples/chat-web: what the page shows, what it sends, what it edits, and
 // two tabs chatting. The test's own ws clients and the app itself check the other side.
-import { appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -249,6 +249,37 @@ describe("the dashboard", () => {
     first.close();
     await page.close();
   }, 40000);
+
+  it("lists a socket's message routes under its message handler, each with its service, registered or not", async () => {
+    const dir = copyProject(join(EXAMPLES, "rooms"));
+    const app = await startApp(dir, [], { ROOMS_WEB_PORT: "0" });
+    const page = await openDashboard(app);
+    const routes = page.locator('#sockets tbody tr[data-socket="rooms"] .route');
+    await expect.poll(() => routes.allTextContents()).toEqual(["● action: join rooms", "● action: say rooms"]);
+    // The message handler's own mark is its own registration's, not a route's.
+    const message = page.locator('#sockets tbody tr[data-socket="rooms"] td').nth(3);
+    expect(await message.getAttribute("title")).toBe("registered");
+    // A route saved away: the spec follows, and the dashboard with it.
+    const file = join(dir, "services", "rooms.ts");
+    writeFileSync(file, readFileSync(file, "utf8").replace('socket.route("say",', 'socket.route("speak",'));
+    await expect
+      .poll(() => routes.allTextContents(), { timeout: 20000 })
+      .toEqual(["● action: join rooms", "● action: speak rooms"]);
+    // And the gateway selects the routes of the saved code: "speak" is a route, "say" is not.
+    const client = await connect(`${app.url("rooms")}/?token=t-ann`);
+    expect(JSON.parse((await client.next()).text)).toMatchObject({ type: "hello", user: "ann" });
+    client.ws.send(JSON.stringify({ action: "speak" }));
+    expect(JSON.parse((await client.next()).text)).toEqual({
+      type: "error",
+      message: 'rooms: say needs a text, {"action":"say","text":"..."}',
+    });
+    client.ws.send(JSON.stringify({ action: "say", text: "hi" }));
+    expect(JSON.parse((await client.next()).text)).toMatchObject({
+      message: expect.stringContaining("unknown message"),
+    });
+    client.close();
+    await page.close();
+  }, 60000);
 
   it("under --provider aws lists the emulator's connections and their messages, sends and closes, and browses and edits its kv stores in DynamoDB", async () => {
     const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", "aws"]);
