@@ -143,3 +143,50 @@ describe("HandlerRegistry.deliver", () => {
     expect((failure as HandlerError).message).toMatch(/did not register within 0.05 s \(connection c1\)/);
   });
 });
+
+describe("HandlerRegistry message routes", () => {
+  it("keeps a route's stream apart from the message handler's and from other routes', and lists it with its route", () => {
+    const registry = new HandlerRegistry(logger(), 30_000, 1_000);
+    const plain = new Call();
+    const join = new Call();
+    const say = new Call();
+    registry.register("chat", "chat", "message", plain);
+    registry.register("rooms", "chat", "message", join, false, "join");
+    registry.register("rooms", "chat", "message", say, false, "say");
+    const sink: AnswerSink<undefined> = { answered() {}, failed() {} };
+    registry.deliver("chat", "message", event("c1"), sink, undefined, "join");
+    registry.deliver("chat", "message", event("c2"), sink, undefined);
+    registry.deliver("chat", "message", event("c3"), sink, undefined, "join");
+    const ids = (call: Call) =>
+      call.written.map((m) => (m.content?.case === "websocketEventRequest" ? m.content.value.connectionId : ""));
+    expect([ids(plain), ids(join), ids(say)]).toEqual([["c2"], ["c1", "c3"], []]);
+    expect(registry.get("chat", "message", "join")?.service).toBe("rooms");
+    expect(registry.get("chat", "message")?.service).toBe("chat");
+    expect(registry.registrations()).toEqual([
+      { service: "chat", socket: "chat", event: "message" },
+      { service: "rooms", socket: "chat", event: "message", route: "join" },
+      { service: "rooms", socket: "chat", event: "message", route: "say" },
+    ]);
+    // A route's stream ending leaves the message handler's in place.
+    join.end();
+    registry.unregister(registry.get("chat", "message", "join") as never);
+    expect(registry.get("chat", "message")?.service).toBe("chat");
+    expect(registry.isExpected("chat", "message", "join")).toBe(true);
+  });
+
+  it("names the route when nobody handles it, and when its promised handler does not come", async () => {
+    const registry = new HandlerRegistry(logger(), 30_000, 50);
+    const none = await registry.dispatch("chat", "message", event("c1"), "join").catch((e: HandlerError) => e);
+    expect((none as HandlerError).message).toBe(
+      'websocket "chat": no service handles route "join"; add socket.route("join", ...)',
+    );
+    registry.expect("chat", "message", "rooms", "join");
+    // A live message handler is not the route's.
+    registry.register("chat", "chat", "message", new Call());
+    const late = await registry.dispatch("chat", "message", event("c2"), "join").catch((e: HandlerError) => e);
+    expect((late as HandlerError).failure).toBe("unavailable");
+    expect((late as HandlerError).message).toMatch(
+      /^websocket "chat": the handler of route "join" did not register within 0.05 s \(connection c2\)/,
+    );
+  });
+});

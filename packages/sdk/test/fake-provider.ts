@@ -50,7 +50,8 @@ export interface FakeProvider {
   /** An error for every kv call, if set. */
   kvError: RpcError | undefined;
   /** Waits for the stream registered for (socket, event type number). */
-  stream(socket: string, eventType: number): Promise<FakeHandlerStream>;
+  /** The stream registered for a socket's event (or, with `route`, for one of its message routes). */
+  stream(socket: string, eventType: number, route?: string): Promise<FakeHandlerStream>;
   stop(): Promise<void>;
 }
 
@@ -74,10 +75,13 @@ export async function startFakeProvider(): Promise<FakeProvider> {
     declareDelayMs: 0,
     sendError: undefined,
     kvError: undefined,
-    async stream(socket, eventType) {
+    async stream(socket, eventType, route = "") {
       for (;;) {
         const found = provider.streams.find(
-          (s) => s.registration.socketName === socket && s.registration.eventType === eventType,
+          (s) =>
+            s.registration.socketName === socket &&
+            s.registration.eventType === eventType &&
+            s.registration.route === route,
         );
         if (found) return found;
         await new Promise<void>((r) => waiters.push(r));

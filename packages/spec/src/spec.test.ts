@@ -37,6 +37,56 @@ describe("buildSpec", () => {
     ]);
   });
 
+  it("lists each socket's routes by action with their services, refuses a route two services handle or an invalid name, and still needs the message handler", () => {
+    const chat = service("chat", {
+      declared: [{ kind: "websocket", name: "socket" }],
+      handlers: [
+        ...handlers("socket", "connect", "disconnect", "message"),
+        { socket: "socket", event: "message", route: "say" },
+        { socket: "socket", event: "message", route: "join" },
+      ],
+    });
+    const rooms = service("rooms", {
+      declared: [{ kind: "websocket", name: "socket" }],
+      handlers: [{ socket: "socket", event: "message", route: "Join" }],
+    });
+    const one = buildSpec("app", [chat, rooms]);
+    expect(one.errors).toEqual([]);
+    expect(one.spec.resources[0]).toMatchObject({
+      handlers: { connect: "chat", disconnect: "chat", message: "chat" },
+      routes: [
+        { action: "Join", service: "rooms" },
+        { action: "join", service: "chat" },
+        { action: "say", service: "chat" },
+      ],
+    });
+    const twice = buildSpec("app", [
+      chat,
+      { ...rooms, handlers: [{ socket: "socket", event: "message", route: "say" }] },
+    ]);
+    const conflict =
+      'websocket socket: the route "say" is handled by "chat" and "rooms"; a route has exactly one handler, so keep socket.route("say", ...) in one service';
+    expect(twice.conflicts).toEqual([conflict]);
+    expect(twice.errors).toEqual([conflict]);
+    const invalid = buildSpec("app", [
+      chat,
+      service("bad", { handlers: [{ socket: "socket", event: "message", route: "$connect" }] }),
+    ]);
+    expect(invalid.errors).toEqual([
+      'service "bad": websocket("socket").route("$connect"): a route name starts with a letter and has only letters, digits, "_", "-", "." and ":", such as "join" or "chat.say"',
+    ]);
+    // Routes take some messages; the others still need the socket's message handler.
+    const onlyRoutes = buildSpec("app", [
+      service("r", {
+        declared: [{ kind: "websocket", name: "r" }],
+        handlers: [...handlers("r", "connect", "disconnect"), { socket: "r", event: "message", route: "join" }],
+      }),
+    ]);
+    expect(onlyRoutes.errors).toEqual([
+      'missing message handler for websocket r: add websocket("r").on("message", handler) to one service',
+    ]);
+  });
+
   it("builds a complete spec without errors", () => {
     const { spec, errors } = buildSpec("app", [
       service("chat", {

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { Connections } from "@nitric-like/contracts/connections";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
-import { Websocket, type WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import { Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { Code } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -430,6 +430,27 @@ describe("bad handlers", () => {
     expect(await status2).toMatchObject({
       code: Code.INVALID_ARGUMENT,
       details: "websocket handler: unknown event type 42",
+    });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("ends a registration of a route with an invalid name, or on an event other than message", async () => {
+    const world = await echoWorld();
+    const refused = async (eventType: WebsocketEventType, route: string) => {
+      const call = world.client.bidi(WebsocketHandler.method.handleEvents);
+      call.on("error", () => {});
+      const status = new Promise<{ code: number; details: string }>((r) => call.on("status", r));
+      call.write({ id: "", content: { case: "registrationRequest", value: { socketName: "echo", eventType, route } } });
+      return status;
+    };
+    expect(await refused(WebsocketEventType.Message, "__proto__")).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      details:
+        'websocket("echo").route("__proto__"): a route name starts with a letter and has only letters, digits, "_", "-", "." and ":", such as "join" or "chat.say"',
+    });
+    expect(await refused(WebsocketEventType.Connect, "join")).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      details: 'websocket "echo": a route is registered for message events, not connect events',
     });
     await stillUpAndOthersFine(world);
   });

@@ -82,6 +82,80 @@ describe("websocket() declarations", () => {
   });
 });
 
+describe("message routes", () => {
+  it("registers each route on a stream of its own, apart from the message handler, and replies as a message handler does", async () => {
+    const socket = websocket("routed");
+    socket.on("message", (ctx) => `default: ${ctx.text()}`);
+    socket.route("join", (ctx) => ({ joined: ctx.json<{ room: string }>().room }));
+    socket.route("join", (ctx) => ctx.reply("second in the chain"));
+    socket.route("chat.say", async () => "said");
+    const join = await provider.stream("routed", WebsocketEventType.Message, "join");
+    const say = await provider.stream("routed", WebsocketEventType.Message, "chat.say");
+    const plain = await provider.stream("routed", WebsocketEventType.Message);
+    expect(provider.streams.filter((s) => s.registration.socketName === "routed")).toHaveLength(3);
+    expect(join.registration).toMatchObject({ eventType: WebsocketEventType.Message, route: "join", batch: true });
+
+    const joined = await join.request(messageEvent("routed", "c1", text('{"action":"join","room":"lobby"}')));
+    expect(joined.response.replies.map((r) => decode(r.data))).toEqual(['{"joined":"lobby"}', "second in the chain"]);
+    const said = await say.request(messageEvent("routed", "c1", text('{"action":"chat.say"}')));
+    expect(said.response.replies.map((r) => decode(r.data))).toEqual(["said"]);
+    const other = await plain.request(messageEvent("routed", "c1", text("hi")));
+    expect(other.response.replies.map((r) => decode(r.data))).toEqual(["default: hi"]);
+  });
+
+  it("names the route when its handler fails", async () => {
+    const errors: string[] = [];
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+      errors.push(String(chunk));
+      return true;
+    });
+    websocket("routed-fail").route("join", () => {
+      throw new Error("no such room");
+    });
+    const stream = await provider.stream("routed-fail", WebsocketEventType.Message, "join");
+    const answer = await stream.request(messageEvent("routed-fail", "c9", text('{"action":"join"}')));
+    expect(connectionResponse(answer).reject).toBe(true);
+    expect(errors.join("")).toContain('websocket("routed-fail") route "join" handler failed for connection c9: ');
+    expect(errors.join("")).toContain("no such room");
+  });
+
+  it.each([
+    ["", 'websocket("r").route(""): a route needs a name, the "action" its messages carry, such as "join"'],
+    [
+      "$default",
+      'websocket("r").route("$default"): a route name starts with a letter and has only letters, digits, "_", "-", "." and ":", such as "join" or "chat.say"',
+    ],
+    [
+      "9lives",
+      'websocket("r").route("9lives"): a route name starts with a letter and has only letters, digits, "_", "-", "." and ":", such as "join" or "chat.say"',
+    ],
+    [
+      "true",
+      'websocket("r").route("true"): "true" is a JSON value, not a name a client sends as a string; choose another name',
+    ],
+    [
+      "a".repeat(65),
+      `websocket("r").route("${"a".repeat(65)}"): a route name is at most 64 characters; this one has 65`,
+    ],
+  ])("throws at once for the route name %j, saying the rule", (name, message) => {
+    expect(() => websocket("r").route(name, () => {})).toThrow(
+      expect.objectContaining({ code: "invalid_argument", message }),
+    );
+  });
+
+  it("throws at once for a handler that is not a function", async () => {
+    expect(() => websocket("r").route("join", "handler" as never)).toThrow(
+      'websocket("r").route("join"): a handler must be a function',
+    );
+    // The refused routes registered nothing; the socket itself was declared, as on() shows.
+    websocket("r").on("message", () => {});
+    await provider.stream("r", WebsocketEventType.Message);
+    expect(
+      provider.streams.filter((st) => st.registration.socketName === "r").map((st) => st.registration.route),
+    ).toEqual([""]);
+  });
+});
+
 describe("connect events", () => {
   it("gives the handler decoded query, headers and metadata, and delivers queued replies", async () => {
     const seen: unknown[] = [];

@@ -1,0 +1,77 @@
+import { describe, expect, it } from "vitest";
+import { routeNameProblem, selectRoute } from "./routes.js";
+
+describe("selectRoute", () => {
+  const routes = new Set(["join", "say", "chat.say"]);
+  it.each([
+    ['{"action":"join","room":"lobby"}', "join"],
+    [' \n\t{"action":"say"}', "say"],
+    ['{"room":"x","action":"chat.say"}', "chat.say"],
+    ['{"\\u0061ction":"join"}', "join"],
+    ['{"action":"\\u006aoin"}', "join"],
+    ['{"action":"join","action":"say"}', "say"],
+  ])("selects the route %j names: %s", (text, route) => {
+    expect(selectRoute(text, routes)).toBe(route);
+  });
+
+  it.each([
+    "join",
+    '"join"',
+    '["join"]',
+    '{"action":"leave"}',
+    '{"action":"Join"}',
+    '{"action":true}',
+    '{"action":["join"]}',
+    '{"action":{"name":"join"}}',
+    '{"data":{"action":"join"}}',
+    '{"action":"join"',
+    '{"action":"join"} trailing',
+    "{}",
+    "",
+    '{"__proto__":{"action":"join"}}',
+  ])("selects none for %j", (text) => {
+    expect(selectRoute(text, routes)).toBeUndefined();
+  });
+
+  it("selects none on a socket without routes, whatever the message", () => {
+    expect(selectRoute('{"action":"join"}', new Set())).toBeUndefined();
+  });
+
+  it("agrees with JSON.parse on every object it is given: the route is the action property when a string that names one", () => {
+    const samples = [
+      { action: "join" },
+      { action: "say", text: "x".repeat(5000) },
+      { action: "nope" },
+      { action: 1 },
+      { actions: "join" },
+      { nested: { action: "join" } },
+      { action: "chat.say", action2: "join" },
+    ];
+    for (const sample of samples) {
+      const text = JSON.stringify(sample);
+      const action = (JSON.parse(text) as { action?: unknown }).action;
+      const expected = typeof action === "string" && routes.has(action) ? action : undefined;
+      expect(selectRoute(text, routes)).toBe(expected);
+    }
+  });
+});
+
+describe("routeNameProblem", () => {
+  it.each(["join", "Join", "chat.say", "room:enter", "a_b-c", "a".repeat(64)])("takes %j", (name) => {
+    expect(routeNameProblem("s", name)).toBeUndefined();
+  });
+  it.each(["", "$default", "$connect", "1st", "-x", "with space", "é", "a/b", "true", "false", "null", "a".repeat(65)])(
+    "refuses %j",
+    (name) => {
+      expect(routeNameProblem("s", name)).toMatch(/^websocket\("s"\)\.route\(/);
+    },
+  );
+  it("refuses a name that is not a string, and cuts a long one in its message", () => {
+    expect(routeNameProblem("s", 5)).toBe(
+      'websocket("s").route(5): a route needs a name, the "action" its messages carry, such as "join"',
+    );
+    expect(routeNameProblem("s", "x".repeat(500))).toBe(
+      `websocket("s").route("${"x".repeat(80)}"): a route name is at most 64 characters; this one has 500`,
+    );
+  });
+});
