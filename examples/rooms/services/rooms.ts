@@ -97,6 +97,7 @@ socket.route("join", async (ctx) => {
   }
   await ctx.connection.send({ type: "joined", room }); // before the member list, not on the answer
   await announceMembers(room);
+  return undefined;
 });
 
 socket.route("say", async (ctx) => {
@@ -105,7 +106,7 @@ socket.route("say", async (ctx) => {
   if (typeof text !== "string")
     return { type: "error", message: 'rooms: say needs a text, {"action":"say","text":"..."}' };
   const line = text.trim().slice(0, 1000);
-  if (line === "" || state.room === undefined) return;
+  if (line === "" || state.room === undefined) return undefined;
   const said = { type: "line", room: state.room, from: ctx.connectionId, name: state.name, text: line, at: Date.now() };
   // The room's other members; the sender gets the line as its answer (after the broadcast).
   await socket.broadcast(said, { room: state.room, except: ctx.connectionId });
