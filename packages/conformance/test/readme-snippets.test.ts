@@ -46,6 +46,7 @@ it("the README has exactly the snippets this file runs", () => {
     "connections",
     "kv",
     "rooms",
+    "routes",
     "secret",
     "websocket",
   ]);
@@ -203,6 +204,25 @@ it("rooms: state from connect on every message, join, leave, list, broadcast to 
   expect(ann.frames).toEqual([]);
   ann.close();
   await app.waitFor(/ann left/);
+}, 30000);
+
+it("routes: an action goes to its route's handler, and anything else to the message handler", async () => {
+  const app = await runSnippet("routes");
+  const url = app.url("game");
+  const ann = await connect(url);
+  const bo = await connect(url);
+  expect(await ann.call({ action: "move", x: 1, y: 2 })).toEqual({ moved: [1, 2] });
+  ann.ws.send(JSON.stringify({ action: "chat.say", text: "gg" }));
+  expect(JSON.parse((await bo.next()).text)).toEqual({ said: "gg" });
+  for (const other of ["move", '{"action":"jump"}', '{"action":["move"]}', "[1]"]) {
+    ann.ws.send(other);
+    expect(JSON.parse((await ann.next()).text)).toEqual({
+      error: `unknown command: ${other}`,
+      try: ["move", "chat.say"],
+    });
+  }
+  await sleep(100);
+  expect(ann.frames).toEqual([]);
 }, 30000);
 
 it("ampt: welcome on connect, JSON parsed, the data store counts who is online, records removed", async () => {
