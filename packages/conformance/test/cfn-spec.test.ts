@@ -32,6 +32,7 @@ describe("templates from nitric-like build --provider aws", () => {
     ["the two-service split fixture", join(FIXTURES, "split")],
     ["the @nitric/sdk lab", join(FIXTURES, "lab-nitric")],
     ["the rooms and state fixture", join(FIXTURES, "rooms")],
+    ["the message routes fixture (routes in two services)", join(FIXTURES, "routes")],
   ])(
     "pass the CloudFormation resource specification: %s",
     async (_name, source) => {

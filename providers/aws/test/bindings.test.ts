@@ -38,6 +38,23 @@ describe("readBindings", () => {
     expect(readBindings({ NITRIC_LIKE_SERVICE: "chat" }).secrets.has("constructor")).toBe(false);
   });
 
+  it("reads each socket's message routes from NITRIC_LIKE_WEBSOCKETS (none when absent), and refuses what no route is named", () => {
+    const socket = (extra: object) =>
+      JSON.stringify({ chat: { apiId: "a", url: "wss://a/live", endpoint: "https://a/live", events: [], ...extra } });
+    const read = (extra: object) =>
+      readBindings({ NITRIC_LIKE_SERVICE: "chat", NITRIC_LIKE_WEBSOCKETS: socket(extra) });
+    expect(read({}).websockets.chat?.routes).toEqual([]);
+    expect(read({ routes: ["join", "Join", "chat.say"] }).websockets.chat?.routes).toEqual([
+      "join",
+      "Join",
+      "chat.say",
+    ]);
+    expect(() => read({ routes: ["$default"] })).toThrow(
+      /NITRIC_LIKE_WEBSOCKETS\["chat"\]\.routes is not valid \(.*a route name starts with a letter.*\); it is set by the template, so build and deploy again/,
+    );
+    expect(() => read({ routes: "join" })).toThrow(/routes is not valid \(not an array of route names\)/);
+  });
+
   it("names NITRIC_LIKE_SECRETS and the fix when it is not a map of ARNs", () => {
     expect(() => readBindings({ NITRIC_LIKE_SERVICE: "chat", NITRIC_LIKE_SECRETS: "[1]" })).toThrow(
       /NITRIC_LIKE_SECRETS is not valid .*build and deploy again/,

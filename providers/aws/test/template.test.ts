@@ -1,17 +1,19 @@
 // The CloudFormation template's logical ids and redeploys: every valid name gets its own id (no
 // resource or output lost to a clash), the Deployment changes exactly when what API Gateway serves
 // changes, and the self-invocation is never retried by Lambda.
-import type { Spec, WebsocketEvent } from "@nitric-like/spec";
+import { ROUTE_SELECTION_EXPRESSION, routeNameProblem, type Spec, type WebsocketEvent } from "@nitric-like/spec";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   buildTemplate,
   LOG_RETENTION_DAYS,
   logicalName,
+  routeLogicalName,
   SECRET_TAG,
   SELF_INVOKE_MAX_AGE_SECONDS,
   secretOutputKey,
 } from "../src/build/template.js";
+import { readBindings } from "../src/runtime/bindings.js";
 
 type Template = {
   Resources: Record<
@@ -399,5 +401,201 @@ describe("secrets", () => {
     expect(ofType(t, "AWS::SecretsManager::Secret")).toEqual(["KeySecret"]);
     expect(ofType(t, "AWS::DynamoDB::Table")).toContain("KeyKvTable");
     expect(Object.keys(t.Outputs).sort()).toEqual(["SecretKey", "WebsocketKey"]);
+  });
+});
+
+/** A valid route name: a letter, then letters of both cases, digits, `_`, `-`, `.` and `:`. */
+const routeName = fc
+  .tuple(fc.constantFrom(..."aAjJxXzZqQ"), fc.array(fc.constantFrom(..."aAbBjJxXzZ019_-.:"), { maxLength: 12 }))
+  .map(([first, rest]) => first + rest.join(""))
+  .filter((name) => routeNameProblem("s", name) === undefined);
+
+/** `spec` with these message routes (action → service) on socket `socket`, sorted as the spec sorts them. */
+function withRoutes(spec: Spec, socket: string, routes: [string, string][]): Spec {
+  return {
+    ...spec,
+    resources: spec.resources.map((r) =>
+      r.kind === "websocket" && r.name === socket
+        ? {
+            ...r,
+            routes: routes
+              .map(([action, service]) => ({ action, service }))
+              .sort((a, b) => (a.action < b.action ? -1 : a.action > b.action ? 1 : 0)),
+          }
+        : r,
+    ),
+  };
+}
+
+/** Each route of a template, by its RouteKey (the $ routes left out), with its logical id. */
+function actionRoutes(t: Template): Map<string, string> {
+  const byKey = new Map<string, string>();
+  for (const id of ofType(t, "AWS::ApiGatewayV2::Route")) {
+    const key = t.Resources[id]?.Properties.RouteKey as string;
+    if (!key.startsWith("$")) byKey.set(key, id);
+  }
+  return byKey;
+}
+
+describe("message routes (socket.route)", () => {
+  it("write each action one to one into a logical id, letters of both cases and every separator told apart (property)", () => {
+    fc.assert(
+      fc.property(routeName, routeName, (a, b) => {
+        fc.pre(a !== b);
+        expect(routeLogicalName(a)).toMatch(/^[A-Z][A-Za-z0-9]*$/);
+        // Apart even were ids compared without case.
+        expect(routeLogicalName(a).toLowerCase()).not.toBe(routeLogicalName(b).toLowerCase());
+      }),
+      { numRuns: 5000 },
+    );
+    const tricky = ["join", "Join", "JOIN", "jOin", "a.b", "a-b", "a_b", "a:b", "ab", "aB", "x", "X", "x0", "X0", "xX"];
+    expect(new Set(tricky.map((n) => routeLogicalName(n).toLowerCase())).size).toBe(tricky.length);
+    expect(routeLogicalName("join")).toBe("Join");
+    expect(routeLogicalName("chat.say")).toBe("ChatX3say");
+  });
+
+  it("are routes of the API, keyed by the action, to their service's function, two-way, selected by $request.body.action", () => {
+    const spec = withRoutes(app(["chat"], [], ["app", "rooms"]), "chat", [
+      ["join", "rooms"],
+      ["leave", "rooms"],
+      ["say", "app"],
+    ]);
+    const t = template(spec);
+    expect(t.Resources.ChatApi?.Properties.RouteSelectionExpression).toBe(ROUTE_SELECTION_EXPRESSION);
+    expect(ROUTE_SELECTION_EXPRESSION).toBe("$request.body.action");
+    const routes = actionRoutes(t);
+    expect([...routes.keys()].sort()).toEqual(["join", "leave", "say"]);
+    expect(routes.get("join")).toBe("ChatJoinActionRoute");
+    const integrationOf = (action: string) => {
+      const target = t.Resources[routes.get(action) as string]?.Properties.Target as { "Fn::Sub": string };
+      return /^integrations\/\$\{(\w+)\}$/.exec(target["Fn::Sub"])?.[1] as string;
+    };
+    // One integration per (socket, service): join and leave share rooms'.
+    expect(integrationOf("join")).toBe(integrationOf("leave"));
+    expect(integrationOf("say")).not.toBe(integrationOf("join"));
+    const uri = (action: string) => JSON.stringify(t.Resources[integrationOf(action)]?.Properties.IntegrationUri);
+    expect(uri("join")).toContain(`\${RoomsFunction.Arn}`);
+    expect(uri("say")).toContain(`\${AppFunction.Arn}`);
+    expect(t.Resources[integrationOf("join")]?.Properties.IntegrationType).toBe("AWS_PROXY");
+    for (const [action, id] of routes) {
+      expect(t.Resources[id]?.Properties).toMatchObject({
+        ApiId: { Ref: "ChatApi" },
+        RouteKey: action,
+        RouteResponseSelectionExpression: "$default",
+      });
+      // Its route response: a handler's single text reply rides back, as on $default.
+      const responses = ofType(t, "AWS::ApiGatewayV2::RouteResponse").filter(
+        (r) => JSON.stringify(t.Resources[r]?.Properties.RouteId) === JSON.stringify({ Ref: id }),
+      );
+      expect(responses).toHaveLength(1);
+      expect(t.Resources[responses[0] as string]?.Properties.RouteResponseKey).toBe("$default");
+    }
+    // API Gateway may invoke rooms' function, which handles no event of the socket, only routes.
+    const permitted = ofType(t, "AWS::Lambda::Permission").map((id) =>
+      JSON.stringify(t.Resources[id]?.Properties.FunctionName),
+    );
+    expect(permitted.sort()).toEqual(
+      ['{"Fn::GetAtt":["AppFunction","Arn"]}', '{"Fn::GetAtt":["RoomsFunction","Arn"]}'].sort(),
+    );
+    // The deployment waits for every route and route response.
+    const [deployment] = ofType(t, "AWS::ApiGatewayV2::Deployment");
+    const waits = t.Resources[deployment as string]?.DependsOn ?? [];
+    for (const id of routes.values()) expect(waits).toContain(id);
+    expect(waits.filter((id) => t.Resources[id]?.Type === "AWS::ApiGatewayV2::RouteResponse")).toHaveLength(4);
+  });
+
+  it("give join and Join, a.b and a-b routes of their own, with ids no other route set changes (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(routeName, { minLength: 1, maxLength: 8 }),
+        fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
+        (actions, kept) => {
+          const spec = (names: string[]) =>
+            withRoutes(
+              app(["chat", "chat-join"], [], ["app", "other"]),
+              "chat",
+              names.map((n, i) => [n, i % 2 === 0 ? "app" : "other"]),
+            );
+          const full = template(spec(actions));
+          const routes = actionRoutes(full);
+          expect(routes.size).toBe(actions.length);
+          expect(ofType(full, "AWS::ApiGatewayV2::RouteResponse")).toHaveLength(2 + actions.length);
+          for (const id of Object.keys(full.Resources)) expect(id).toMatch(/^[A-Za-z0-9]{1,255}$/);
+          // A route keeps its logical id whatever other routes the socket has (CloudFormation
+          // would replace a route whose id changed).
+          const some = actions.filter((_, i) => kept[i]);
+          const part = actionRoutes(template(spec(some)));
+          for (const action of some) expect(part.get(action)).toBe(routes.get(action));
+        },
+      ),
+      { numRuns: 500 },
+    );
+    const t = template(
+      withRoutes(app(["chat"], [], ["app"]), "chat", [
+        ["join", "app"],
+        ["Join", "app"],
+        ["a.b", "app"],
+        ["a-b", "app"],
+      ]),
+    );
+    expect([...actionRoutes(t).values()].sort()).toEqual([
+      "ChatAX2bActionRoute",
+      "ChatAX3bActionRoute",
+      "ChatJoinActionRoute",
+      "ChatXJoinActionRoute",
+    ]);
+  });
+
+  it("make a new Deployment when a route is added, removed or moved to another service, and not for new code", () => {
+    const deploymentOf = (t: Template) => ofType(t, "AWS::ApiGatewayV2::Deployment");
+    const spec = (routes: [string, string][]) => withRoutes(app(["chat"], [], ["a", "b"]), "chat", routes);
+    const base = deploymentOf(template(spec([["join", "a"]])));
+    const variants = [
+      spec([]),
+      spec([
+        ["join", "a"],
+        ["leave", "a"],
+      ]),
+      spec([["join", "b"]]),
+      spec([["Join", "a"]]),
+    ].map((s) => deploymentOf(template(s))[0]);
+    expect(new Set([base[0], ...variants]).size).toBe(5);
+    expect(deploymentOf(template(spec([["join", "a"]]), { a: "k/a-2.zip", b: "k/b-2.zip" }))).toEqual(base);
+  });
+
+  it("tell each function which routes it serves, in NITRIC_LIKE_WEBSOCKETS, and grant a route's service the socket", () => {
+    const spec = withRoutes(app(["chat"], [], ["app", "rooms", "idle"], { connect: "app", message: "app" }), "chat", [
+      ["join", "rooms"],
+      ["leave", "rooms"],
+      ["say", "app"],
+    ]);
+    const t = template(spec);
+    // The environment as the function sees it: Fn::Sub's references made physical ids.
+    const bindingsOf = (fn: string) => {
+      const variables = t.Resources[fn]?.Properties.Environment as { Variables: Record<string, unknown> };
+      const env: Record<string, string> = {};
+      for (const [name, value] of Object.entries(variables.Variables)) {
+        const text = typeof value === "string" ? value : ((value as { "Fn::Sub"?: string })["Fn::Sub"] ?? "x");
+        env[name] = text.replace(/\$\{[^}]+\}/g, "x");
+      }
+      return readBindings(env);
+    };
+    expect(bindingsOf("RoomsFunction").websockets.chat).toMatchObject({ events: [], routes: ["join", "leave"] });
+    expect(bindingsOf("AppFunction").websockets.chat).toMatchObject({
+      events: ["connect", "message"],
+      routes: ["say"],
+    });
+    expect(bindingsOf("IdleFunction").websockets.chat).toBeUndefined();
+    // A function without routes keeps the environment it had (no "routes" key): no update for apps without them.
+    const plain = template(app(["chat"], [], ["app"]));
+    expect(JSON.stringify(plain.Resources.AppFunction?.Properties.Environment)).not.toContain("routes");
+    // rooms reaches the socket as a message handler's service does: it may post and keep rooms.
+    const statements = JSON.stringify(t.Resources.RoomsRole?.Properties.Policies);
+    expect(statements).toContain("execute-api:ManageConnections");
+    expect(statements).toContain('"dynamodb:LeadingKeys":["chat","chat#*"]');
+    expect(ofType(t, "AWS::Lambda::EventInvokeConfig").map((id) => t.Resources[id]?.Properties.FunctionName)).toEqual([
+      { Ref: "AppFunction" },
+      { Ref: "RoomsFunction" },
+    ]);
   });
 });

@@ -1,14 +1,20 @@
 /**
  * The CloudFormation template of an app: per socket an API Gateway WebSocket API with `$connect`,
  * `$disconnect` and `$default` routes to the Lambda function of the service that handles each
- * event (and a `lambda:InvokeFunction` permission for EACH target function), a deployment and a
- * stage; per kv store a DynamoDB table; per secret a Secrets Manager secret; a table of live
- * connections; per service a function and a role that grants exactly what its `.allow()` calls and
- * sockets need.
+ * event, a route per message route (`socket.route(action, ...)`) to its service's function (and a
+ * `lambda:InvokeFunction` permission for EACH target function), a deployment and a stage; per kv
+ * store a DynamoDB table; per secret a Secrets Manager secret; a table of live connections; per
+ * service a function and a role that grants exactly what its `.allow()` calls and sockets need.
  */
 
 import { createHash } from "node:crypto";
-import { functionTimeoutSeconds, type Spec, type WebsocketEvent, type WebsocketSpec } from "@nitric-like/spec";
+import {
+  functionTimeoutSeconds,
+  ROUTE_SELECTION_EXPRESSION,
+  type Spec,
+  type WebsocketEvent,
+  type WebsocketSpec,
+} from "@nitric-like/spec";
 import { MAX_FUNCTION_VARIABLES_BYTES, variablesBytes } from "./variables.js";
 
 /** The stage every socket's API is deployed to: URLs end in `/live`. */
@@ -94,6 +100,33 @@ export function logicalName(name: string): string {
   return `x${escaped.join("")}`;
 }
 
+/** The escape of routeLogicalName: a letter that stands for itself only when written "X0". */
+const ROUTE_ESCAPES = new Map([
+  ["x", "X0"],
+  ["_", "X1"],
+  ["-", "X2"],
+  [".", "X3"],
+  [":", "X4"],
+]);
+
+/**
+ * A message route's name (`join`, `Join`, `chat.say`, `a-b`: letters of both cases, digits, `_`,
+ * `-`, `.`, `:`; see ROUTE_NAME_PATTERN) as the alphanumeric part of a logical id, one to one, even
+ * were logical ids compared without case: a lowercase letter (but `x`) and a digit stand for
+ * themselves, an uppercase letter is `X` and the letter, `x` is `X0`, `_` `X1`, `-` `X2`, `.` `X3`
+ * and `:` `X4`; then the first character is made uppercase (a name starts with a letter, and the
+ * escape starts with the `X` no plain character is). So `join` → `Join`, `Join` → `XJoin`,
+ * `chat.say` → `ChatX3say`, `a-b` → `AX2b`, `sendMessage` → `SendXMessage`.
+ */
+export function routeLogicalName(action: string): string {
+  let out = "";
+  for (const c of action) {
+    const escaped = ROUTE_ESCAPES.get(c);
+    out += escaped ?? (c >= "A" && c <= "Z" ? `X${c}` : c);
+  }
+  return out.charAt(0).toUpperCase() + out.slice(1);
+}
+
 /** What the template needs besides the spec. */
 export interface TemplateInput {
   spec: Spec;
@@ -122,12 +155,25 @@ class Ids {
   /** The id of the `kind` resource named by `parts` (a socket, or a socket and a service, ...). */
   id(kind: string, parts: string | string[], suffix: string): string {
     const names = typeof parts === "string" ? [parts] : parts;
+    return this.made(kind, names, names.map(logicalName).join(""), suffix);
+  }
+
+  /**
+   * The id of a socket's message route's resource: `<Socket><Action>Action<suffix>`, the action
+   * written by routeLogicalName (one to one over route names, where logicalName would make `join`
+   * and `Join`, or `a.b` and `a-b`, one id).
+   */
+  routeId(socket: string, action: string, suffix: string): string {
+    return this.made("action", [socket, action], `${logicalName(socket)}${routeLogicalName(action)}`, suffix);
+  }
+
+  private made(kind: string, names: string[], base: string, suffix: string): string {
     // Names never hold "/", so the key tells (socket a-b, service c) from (socket a, service b-c).
     const key = `${kind}:${names.join("/")}`;
-    let id = `${names.map(logicalName).join("")}${suffix}`;
+    let id = `${base}${suffix}`;
     let owner = this.used.get(id);
     if (owner !== undefined && owner !== key) {
-      id = `${names.map(logicalName).join("")}${createHash("sha256").update(key).digest("hex").slice(0, 6)}${suffix}`;
+      id = `${base}${createHash("sha256").update(key).digest("hex").slice(0, 6)}${suffix}`;
       owner = this.used.get(id);
       if (owner !== undefined && owner !== key) {
         throw new Error(
@@ -255,7 +301,8 @@ class TemplateBuilder {
       Properties: {
         Name: { "Fn::Sub": `\${AWS::StackName}-${socket.name}` },
         ProtocolType: "WEBSOCKET",
-        RouteSelectionExpression: "$request.body.action",
+        // A message selects a route by its "action" (socket.route); the rest go to $default.
+        RouteSelectionExpression: ROUTE_SELECTION_EXPRESSION,
         Description: `nitric-like websocket "${socket.name}" of project "${this.spec.name}"`,
       },
     };
@@ -358,7 +405,59 @@ class TemplateBuilder {
       }
       targets.add(service);
     }
+    this.addMessageRoutes(socket, api, { routes, deployed, targets });
     return { routes, deployed, targets };
+  }
+
+  /**
+   * A route per message route (`socket.route(action, ...)`): API Gateway selects it for a message
+   * whose `$request.body.action` is its key, the action; every other message takes `$default`.
+   * Each route calls its service's function through one integration per (socket, service), and
+   * has a route response, so its handler's single text reply rides back as a `$default`
+   * message handler's does.
+   */
+  private addMessageRoutes(
+    socket: WebsocketSpec,
+    api: string,
+    into: { routes: string[]; deployed: string[]; targets: Set<string> },
+  ): void {
+    const integrations = new Map<string, string>();
+    for (const { action, service } of socket.routes ?? []) {
+      let integration = integrations.get(service);
+      if (integration === undefined) {
+        integration = this.ids.id("actions", [socket.name, service], "ActionsIntegration");
+        integrations.set(service, integration);
+        this.resources[integration] = {
+          Type: "AWS::ApiGatewayV2::Integration",
+          Properties: {
+            ApiId: { Ref: api },
+            IntegrationType: "AWS_PROXY",
+            IntegrationUri: {
+              "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${this.functionId(service)}.Arn}/invocations`,
+            },
+          },
+        };
+        into.deployed.push(integration);
+        into.targets.add(service);
+      }
+      const route = this.ids.routeId(socket.name, action, "ActionRoute");
+      this.resources[route] = {
+        Type: "AWS::ApiGatewayV2::Route",
+        Properties: {
+          ApiId: { Ref: api },
+          RouteKey: action,
+          Target: { "Fn::Sub": `integrations/\${${integration}}` },
+          RouteResponseSelectionExpression: "$default",
+        },
+      };
+      const routeResponse = this.ids.routeId(socket.name, action, "ActionRouteResponse");
+      this.resources[routeResponse] = {
+        Type: "AWS::ApiGatewayV2::RouteResponse",
+        Properties: { ApiId: { Ref: api }, RouteId: { Ref: route }, RouteResponseKey: "$default" },
+      };
+      into.routes.push(route, routeResponse);
+      into.deployed.push(route, routeResponse);
+    }
   }
 
   /** API Gateway may invoke the function of a service that handles one of the socket's events. */
@@ -398,9 +497,11 @@ class TemplateBuilder {
     };
   }
 
-  /** The sockets a service handles events of or manages: its function reaches them. */
+  /** The sockets a service handles events or message routes of, or manages: its function reaches them. */
   private reachableBy(service: string): WebsocketSpec[] {
-    const handled = this.sockets.filter((s) => Object.values(s.handlers).includes(service));
+    const handled = this.sockets.filter(
+      (s) => Object.values(s.handlers).includes(service) || (s.routes ?? []).some((r) => r.service === service),
+    );
     const managed = this.sockets.filter((s) =>
       this.spec.policies.some(
         (p) =>
@@ -557,6 +658,8 @@ class TemplateBuilder {
           events: (Object.entries(s.handlers) as [WebsocketEvent, string | undefined][])
             .filter(([, svc]) => svc === service)
             .map(([event]) => event),
+          // The message routes this function serves (runtime/bindings.ts); absent when none.
+          ...routesServedBy(s, service),
           ...(s.authorizer === service ? { authorize: true } : {}),
         },
       ]),
@@ -612,6 +715,12 @@ class TemplateBuilder {
       },
     };
   }
+}
+
+/** `{ routes: [action, ...] }`, the socket's message routes `service` handles, sorted; `{}` for none. */
+function routesServedBy(socket: WebsocketSpec, service: string): { routes?: string[] } {
+  const routes = (socket.routes ?? []).filter((r) => r.service === service).map((r) => r.action);
+  return routes.length > 0 ? { routes } : {};
 }
 
 /** A socket's endpoint (`wss://` for clients, `https://` for the Management API), as an Fn::Sub string. */

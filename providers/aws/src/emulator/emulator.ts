@@ -3,7 +3,9 @@
  * it creates the template's DynamoDB tables (in dynalite unless given an endpoint), starts one
  * worker process per function with the environment the template gives it, opens a WebSocket
  * server per API that turns connections, frames and closes into `$connect`, `$default` and
- * `$disconnect` events for the routes' functions, and serves the Management API
+ * `$disconnect` events for the routes' functions (a text message that is a JSON object whose
+ * "action" names one of the API's other routes, `$request.body.action`, goes to that route), and
+ * serves the Management API
  * (`POST`/`GET`/`DELETE /@connections/{id}`, 410 for unknown ids) and Lambda's Invoke API.
  *
  * It keeps API Gateway's documented rules for what clients send and what is posted to them (see
@@ -75,7 +77,9 @@ import {
   DEFAULT_LIMITS,
   formatDuration,
   type Logger,
+  ROUTE_SELECTION_EXPRESSION,
   type SocketLimits,
+  selectRoute,
   type TrafficEvent,
 } from "@nitric-like/spec";
 import { WebSocket, WebSocketServer } from "ws";
@@ -566,6 +570,9 @@ class EmulatedApi {
   /** Hears the API's traffic while the dashboard watches (`run --provider aws`). */
   observer: ((event: TrafficEvent) => void) | undefined = undefined;
 
+  /** The keys of the API's message routes (all but $connect, $disconnect and $default): what messages select. */
+  private readonly actions: ReadonlySet<string>;
+
   constructor(
     readonly logicalId: string,
     readonly apiId: string,
@@ -585,6 +592,7 @@ class EmulatedApi {
     private readonly integrationTimeoutMs: number,
   ) {
     this.socketName = logicalId;
+    this.actions = new Set([...routes.keys()].filter((key) => !key.startsWith("$")));
     this.throttleLog = new BurstLog(logger, "warn", (n) => ` (${n} throttled since the last report)`);
     this.offStageLog = new BurstLog(logger, "warn", (n) => ` (${n} refused so since the last report)`);
     this.lateLog = new BurstLog(logger, "warn", (n) => ` (${n} timed out since the last report)`);
@@ -969,15 +977,11 @@ class EmulatedApi {
 
   private async message(id: string, c: Connection, data: Buffer, binary: boolean): Promise<void> {
     if (this.observer) this.observe("in", id, data, binary);
-    let routeKey = "$default";
-    if (!binary) {
-      try {
-        const action = (JSON.parse(data.toString("utf8")) as { action?: unknown })?.action;
-        if (typeof action === "string" && this.routes.has(action)) routeKey = action;
-      } catch {
-        // Not JSON: the $default route.
-      }
-    }
+    // The route `$request.body.action` selects: a text message that is a JSON object whose
+    // "action" names one of the API's own routes (never $connect, $disconnect or $default); any
+    // other message takes $default. selectRoute is the local provider's selection too.
+    const routeKey =
+      (!binary && this.actions.size > 0 ? selectRoute(data.toString("utf8"), this.actions) : undefined) ?? "$default";
     const route = this.routes.get(routeKey);
     if (!route) {
       this.tell(id, c, "Forbidden");
@@ -1635,7 +1639,14 @@ function routesOf(
     Object.keys(resources).find(
       (id) => resources[id]?.Type === "AWS::Lambda::Function" && uri.includes(`${physical.attributes[id]?.Arn}/`),
     );
-  for (const r of Object.values(resolved)) {
+  // A route is two-way (its function's answer goes back to the client) with a route response
+  // selection expression and a route response, as API Gateway has it.
+  const answered = new Set(
+    Object.values(resolved)
+      .filter((r) => r.Type === "AWS::ApiGatewayV2::RouteResponse")
+      .map((r) => String((r.Properties as { RouteId?: unknown }).RouteId)),
+  );
+  for (const [logicalId, r] of Object.entries(resolved)) {
     if (r.Type !== "AWS::ApiGatewayV2::Route") continue;
     const p = r.Properties as {
       ApiId: string;
@@ -1665,7 +1676,7 @@ function routesOf(
     const routes = routesOf.get(p.ApiId) ?? new Map();
     routes.set(p.RouteKey, {
       fnId,
-      twoWay: p.RouteResponseSelectionExpression !== undefined,
+      twoWay: p.RouteResponseSelectionExpression !== undefined && answered.has(String(physical.ref[logicalId])),
       ...(authorizerFnId ? { authorizerFnId } : {}),
     });
     routesOf.set(p.ApiId, routes);
@@ -1733,6 +1744,14 @@ function emulatedApi(
       (r) => r.Type === "AWS::ApiGatewayV2::Stage" && (r.Properties as { ApiId: string }).ApiId === apiId,
     )?.Properties?.StageName ?? "live";
   const routes = new Map<string, EmulatedRoute>();
+  const selection = (resolved[logicalId]?.Properties as { RouteSelectionExpression?: unknown } | undefined)
+    ?.RouteSelectionExpression;
+  const own = [...(from.routes.get(apiId)?.keys() ?? [])].filter((key) => !key.startsWith("$"));
+  if (own.length > 0 && selection !== ROUTE_SELECTION_EXPRESSION) {
+    throw new Error(
+      `template: API ${logicalId} has routes ${own.map((k) => JSON.stringify(k)).join(", ")} selected by ${JSON.stringify(selection)}; the emulator selects routes by ${ROUTE_SELECTION_EXPRESSION} only (build the template with nitric-like build)`,
+    );
+  }
   for (const [key, route] of from.routes.get(apiId) ?? []) {
     const authorizer = route.authorizerFnId ? fnById.get(route.authorizerFnId) : undefined;
     routes.set(key, {

@@ -313,13 +313,18 @@ interface Deployer {
   describe(emulator: Emulator): void;
 }
 
-/** The handler registrations `spec` promises: every function waits for its handlers in its init. */
+/**
+ * The handler registrations `spec` promises, its message routes' included: every function waits
+ * for its handlers (and routes) in its init.
+ */
 function registrationsOf(spec: Spec): HandlerRegistration[] {
   const expected: HandlerRegistration[] = [];
   for (const r of spec.resources) {
     if (r.kind !== "websocket") continue;
     for (const [event, service] of Object.entries(r.handlers))
       expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
+    for (const { action, service } of r.routes ?? [])
+      expected.push({ service, socket: r.name, event: "message", route: action });
   }
   return expected;
 }
@@ -426,7 +431,11 @@ class EmulatedRun implements RunningProvider {
   registrations(): HandlerRegistration[] {
     return this.expected;
   }
-  /** Registrations change only with a redeploy. */
+  /**
+   * Registrations change only with a redeploy. So do message routes: a service saved with other
+   * routes declares something else, and run deploys the emulated app again from the new spec (the
+   * template's routes), so no routesChanged here.
+   */
   onRegistrationsChanged(listener: () => void): void {
     this.registrationListeners.push(listener);
   }

@@ -4,13 +4,18 @@
  * emulator, too.
  */
 import { AWS_MAX_HANDLER_TIMEOUT_MS } from "@nitric-like/provider-kit";
-import type { WebsocketEvent } from "@nitric-like/spec";
+import { routeNameProblem, type WebsocketEvent } from "@nitric-like/spec";
 import { INLINE_MAX, PAGE_SIZE } from "../websocket/fanout.js";
 import type { SocketBinding } from "../websocket/gateway.js";
 
-/** A socket as this function sees it: where it is, and which of its events this function handles. */
+/**
+ * A socket as this function sees it: where it is, which of its events this function handles, and
+ * which of its message routes.
+ */
 export interface FunctionSocket extends SocketBinding {
   events: WebsocketEvent[];
+  /** The message routes (`socket.route(action, ...)`) API Gateway routes to this function, by action. */
+  routes: string[];
   /** True when this function is the socket's authorizer (a Lambda REQUEST authorizer on $connect). */
   authorize?: boolean;
 }
@@ -22,7 +27,7 @@ export const EMULATED_VAR = "NITRIC_LIKE_EMULATED";
 export interface Bindings {
   /** NITRIC_LIKE_SERVICE: the service this function runs. */
   service: string;
-  /** NITRIC_LIKE_WEBSOCKETS: `{ "<socket>": { apiId, url, endpoint, events } }`. */
+  /** NITRIC_LIKE_WEBSOCKETS: `{ "<socket>": { apiId, url, endpoint, events, routes? } }`. */
   websockets: Record<string, FunctionSocket>;
   /** NITRIC_LIKE_KV_TABLES: `{ "<store>": "<table name>" }`. */
   kvTables: Record<string, string>;
@@ -82,6 +87,20 @@ function secretArns(env: NodeJS.ProcessEnv): Map<string, string> {
   return arns;
 }
 
+/** NITRIC_LIKE_WEBSOCKETS[socket].routes, checked: an array of route names (absent: none). */
+function routesOf(socket: string, routes: unknown): string[] {
+  if (routes === undefined) return [];
+  const problem = Array.isArray(routes)
+    ? routes.map((r) => routeNameProblem(socket, r)).find((p) => p !== undefined)
+    : "not an array of route names";
+  if (problem !== undefined) {
+    throw new BindingError(
+      `nitric-like runtime: NITRIC_LIKE_WEBSOCKETS[${JSON.stringify(socket)}].routes is not valid (${problem}); it is set by the template, so build and deploy again`,
+    );
+  }
+  return [...(routes as string[])];
+}
+
 /** Reads and checks the bindings. */
 export function readBindings(env: NodeJS.ProcessEnv): Bindings {
   const service = env.NITRIC_LIKE_SERVICE;
@@ -104,6 +123,7 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
       url: s.url,
       endpoint: s.endpoint,
       events,
+      routes: routesOf(name, s.routes),
       ...(s.authorize === true ? { authorize: true } : {}),
     };
   }

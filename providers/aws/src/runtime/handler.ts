@@ -3,8 +3,10 @@
  * code, written with our SDK or with @nitric/sdk, runs unchanged and calls them in-process),
  * loads that code, waits until it has registered its handlers, then turns API Gateway WebSocket
  * events into contract events: `$connect` → connect (a refusal answers its 4xx), `$disconnect` →
- * disconnect, any other route → message (always text from API Gateway, which closes a client that
- * sends a binary frame with 1003; a base64 body would become binary). Sends go through the
+ * disconnect, `$default` → message (always text from API Gateway, which closes a client that
+ * sends a binary frame with 1003; a base64 body would become binary), any other route → a message
+ * for the message route of that name (`socket.route(action, ...)`: API Gateway selected it by the
+ * message's `action`). Sends go through the
  * Management API, kv through DynamoDB, secrets through Secrets Manager.
  */
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
@@ -24,7 +26,7 @@ import {
   unansweredStatus,
 } from "@nitric-like/provider-kit";
 import { createMemoryTransport, type Transport } from "@nitric-like/rpc";
-import type { Logger } from "@nitric-like/spec";
+import { type Logger, registrationKey } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
 import { type ManagementApi, ManagementApiClient } from "../aws/management.js";
 import { SecretsManagerClient } from "../aws/secretsmanager.js";
@@ -127,6 +129,7 @@ export class Runtime {
       this.gateways.set(name, gateway);
       this.byApiId.set(socket.apiId, gateway);
       for (const event of socket.events) this.registry.expect(name, event, bindings.service);
+      for (const route of socket.routes) this.registry.expect(name, "message", bindings.service, route);
       if (socket.authorize) this.authorizers.expect(name, bindings.service);
     }
     this.stores = new DynamoKvStores(dynamo, bindings.kvTables);
@@ -183,10 +186,14 @@ export class Runtime {
   /** Resolves once every handler the deployment routes here is registered, or after the wait. */
   private handlersRegistered(): Promise<void> {
     const missing = () => {
-      const live = new Set(this.registry.registrations().map((r) => `${r.socket}/${r.event}`));
+      const live = new Set(this.registry.registrations().map(registrationKey));
       const out: string[] = [];
-      for (const [name, s] of Object.entries(this.bindings.websockets))
-        for (const e of s.events) if (!live.has(`${name}/${e}`)) out.push(`${name}/${e}`);
+      for (const [name, s] of Object.entries(this.bindings.websockets)) {
+        for (const e of s.events) if (!live.has(registrationKey({ socket: name, event: e }))) out.push(`${name}/${e}`);
+        for (const route of s.routes)
+          if (!live.has(registrationKey({ socket: name, event: "message", route })))
+            out.push(`${name} route ${JSON.stringify(route)}`);
+      }
       return out;
     };
     return new Promise((resolve) => {
@@ -242,8 +249,11 @@ export class Runtime {
         return this.connect(gateway, event);
       case "$disconnect":
         return this.disconnect(gateway, event);
+      case "$default":
+        return this.message(gateway, event, "");
       default:
-        return this.message(gateway, event);
+        // A message route's key is its action: its handler's stream, apart from the message handler's.
+        return this.message(gateway, event, event.requestContext.routeKey);
     }
   }
 
@@ -459,7 +469,8 @@ export class Runtime {
     return { statusCode: 200 };
   }
 
-  private async message(gateway: ApiGateway, event: WebsocketApiEvent): Promise<WebsocketApiResult> {
+  /** A message for the socket's message handler (`route` "") or for the handler of one of its message routes. */
+  private async message(gateway: ApiGateway, event: WebsocketApiEvent, route: string): Promise<WebsocketApiResult> {
     const id = event.requestContext.connectionId;
     const binary = event.isBase64Encoded === true;
     const body = event.body ?? "";
@@ -467,16 +478,23 @@ export class Runtime {
     try {
       // The state rides on the event: one consistent GetItem here, so handlers need no kv read.
       const stateJson = this.table ? ((await this.table.getState(gateway.name, id)) ?? "") : "";
-      response = await this.registry.dispatch(gateway.name, "message", {
-        socketName: gateway.name,
-        connectionId: id,
-        auth: authorizedContext(event.requestContext).identity,
-        websocketEvent: {
-          case: "message",
-          value: { body: binary ? Buffer.from(body, "base64") : Buffer.from(body, "utf8"), binary },
+      // A route nobody here registered or is expected to fails as an unhandled message does,
+      // naming the route (HandlerRegistry: `no service handles route "join"; add socket.route(...)`).
+      response = await this.registry.dispatch(
+        gateway.name,
+        "message",
+        {
+          socketName: gateway.name,
+          connectionId: id,
+          auth: authorizedContext(event.requestContext).identity,
+          websocketEvent: {
+            case: "message",
+            value: { body: binary ? Buffer.from(body, "base64") : Buffer.from(body, "utf8"), binary },
+          },
+          ...(stateJson ? { extras: { stateJson } } : {}),
         },
-        ...(stateJson ? { extras: { stateJson } } : {}),
-      });
+        route,
+      );
     } catch (error) {
       const { status } = this.failure(error);
       return { statusCode: status };
