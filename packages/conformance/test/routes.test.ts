@@ -28,13 +28,17 @@ async function ask(c: Client, text: string): Promise<Record<string, unknown>> {
   return JSON.parse((await c.next()).text) as Record<string, unknown>;
 }
 
-describe.each([{ provider: "local" }, { provider: "aws" }])(
-  "message routes on the $provider provider",
-  ({ provider }) => {
+describe.each([
+  { provider: "local", how: "in threads", args: [] },
+  { provider: "local", how: "in processes (the route over gRPC)", args: ["--processes"] },
+  { provider: "aws", how: "in functions", args: [] },
+])(
+  "message routes on the $provider provider, the services $how",
+  ({ provider, args }) => {
     let app: App;
     let url: string;
     beforeAll(async () => {
-      app = await startApp(copyProject(join(FIXTURES, "routes")), ["--provider", provider]);
+      app = await startApp(copyProject(join(FIXTURES, "routes")), ["--provider", provider, ...args]);
       url = app.url("game");
     }, 60000);
     afterAll(async () => {
