@@ -32,139 +32,136 @@ describe.each([
   { provider: "local", how: "in threads", args: [] },
   { provider: "local", how: "in processes (the route over gRPC)", args: ["--processes"] },
   { provider: "aws", how: "in functions", args: [] },
-])(
-  "message routes on the $provider provider, the services $how",
-  ({ provider, args }) => {
-    let app: App;
-    let url: string;
-    beforeAll(async () => {
-      app = await startApp(copyProject(join(FIXTURES, "routes")), ["--provider", provider, ...args]);
-      url = app.url("game");
-    }, 60000);
-    afterAll(async () => {
-      const { code } = await app.stop();
-      expect(code).toBe(0);
-    });
+])("message routes on the $provider provider, the services $how", ({ provider, args }) => {
+  let app: App;
+  let url: string;
+  beforeAll(async () => {
+    app = await startApp(copyProject(join(FIXTURES, "routes")), ["--provider", provider, ...args]);
+    url = app.url("game");
+  }, 60000);
+  afterAll(async () => {
+    const { code } = await app.stop();
+    expect(code).toBe(0);
+  });
 
-    it("gives a message whose action names a route to that route's handler, and its reply comes back", async () => {
-      // run was ready once every handler, each route's included, had registered.
-      expect(app.stdout + app.stderr).not.toContain("still waiting");
+  it("gives a message whose action names a route to that route's handler, and its reply comes back", async () => {
+    // run was ready once every handler, each route's included, had registered.
+    expect(app.stdout + app.stderr).not.toContain("still waiting");
+    const c = await connect(url);
+    expect(await ask(c, JSON.stringify({ action: "join", room: "lobby" }))).toEqual({
+      handler: "join",
+      service: "game",
+      room: "lobby",
+    });
+    // JSON's white space before the object, and a key written with escapes, still name the route.
+    expect(await ask(c, '  {"action": "join"}')).toEqual({ handler: "join", service: "game", room: null });
+    expect(await ask(c, '{"\\u0061ction":"join","room":"r"}')).toEqual({
+      handler: "join",
+      service: "game",
+      room: "r",
+    });
+    c.close();
+  });
+
+  it("gives a route handled by another service than the message handler to that service", async () => {
+    const c = await connect(url);
+    const reply = await ask(c, '{"action":"leave"}');
+    expect(reply).toMatchObject({ handler: "leave", service: "lobby" });
+    expect(typeof reply.connectionId).toBe("string");
+    // The message handler's service still has the rest.
+    expect(await ask(c, "hello")).toEqual({ handler: "message", text: "hello" });
+    c.close();
+  });
+
+  it.each([
+    ["a message that is not JSON", "join"],
+    ["an action no route has", '{"action":"nope"}'],
+    ["an action that is not a string", '{"action": true}'],
+    ["a JSON array", '[{"action":"join"}]'],
+    ["an object without an action", '{"room":"lobby"}'],
+    ["an action in a nested object", '{"data":{"action":"join"}}'],
+    ["an action of another case", '{"action":"JOIN"}'],
+    ["API Gateway's $connect route key", '{"action":"$connect"}'],
+    ["API Gateway's $default route key", '{"action":"$default"}'],
+    ["JSON that does not parse", '{"action":"join"'],
+  ])("gives %s to the message handler", async (_what, text) => {
+    const c = await connect(url);
+    expect(await ask(c, text)).toEqual({ handler: "message", text });
+    c.close();
+  });
+
+  it(
+    provider === "aws"
+      ? "closes a client's binary frame with 1003, as API Gateway does, whatever it holds"
+      : "gives a binary frame to the message handler, whatever it holds",
+    async () => {
       const c = await connect(url);
-      expect(await ask(c, JSON.stringify({ action: "join", room: "lobby" }))).toEqual({
-        handler: "join",
-        service: "game",
-        room: "lobby",
-      });
-      // JSON's white space before the object, and a key written with escapes, still name the route.
-      expect(await ask(c, '  {"action": "join"}')).toEqual({ handler: "join", service: "game", room: null });
-      expect(await ask(c, '{"\\u0061ction":"join","room":"r"}')).toEqual({
-        handler: "join",
-        service: "game",
-        room: "r",
-      });
-      c.close();
-    });
-
-    it("gives a route handled by another service than the message handler to that service", async () => {
-      const c = await connect(url);
-      const reply = await ask(c, '{"action":"leave"}');
-      expect(reply).toMatchObject({ handler: "leave", service: "lobby" });
-      expect(typeof reply.connectionId).toBe("string");
-      // The message handler's service still has the rest.
-      expect(await ask(c, "hello")).toEqual({ handler: "message", text: "hello" });
-      c.close();
-    });
-
-    it.each([
-      ["a message that is not JSON", "join"],
-      ["an action no route has", '{"action":"nope"}'],
-      ["an action that is not a string", '{"action": true}'],
-      ["a JSON array", '[{"action":"join"}]'],
-      ["an object without an action", '{"room":"lobby"}'],
-      ["an action in a nested object", '{"data":{"action":"join"}}'],
-      ["an action of another case", '{"action":"JOIN"}'],
-      ["API Gateway's $connect route key", '{"action":"$connect"}'],
-      ["API Gateway's $default route key", '{"action":"$default"}'],
-      ["JSON that does not parse", '{"action":"join"'],
-    ])("gives %s to the message handler", async (_what, text) => {
-      const c = await connect(url);
-      expect(await ask(c, text)).toEqual({ handler: "message", text });
-      c.close();
-    });
-
-    it(
-      provider === "aws"
-        ? "closes a client's binary frame with 1003, as API Gateway does, whatever it holds"
-        : "gives a binary frame to the message handler, whatever it holds",
-      async () => {
-        const c = await connect(url);
-        c.ws.send(Buffer.from('{"action":"join"}'), { binary: true });
-        if (provider === "aws") {
-          expect((await c.waitClosed()).code).toBe(1003);
-          return;
-        }
-        expect(JSON.parse((await c.next()).text)).toEqual({ handler: "message", binary: true, bytes: 17 });
-        c.close();
-      },
-    );
-
-    it("gives the client of a route whose handler throws what a message handler that throws gives, and keeps it connected", async () => {
-      const c = await connect(url);
-      /** What the client got for `text`: the frames before the reply to a probe sent after it. */
-      const after = async (text: string) => {
-        c.ws.send(text);
-        await sleep(300);
-        const frames: string[] = [];
-        c.ws.send("probe");
-        for (;;) {
-          const frame = (await c.next()).text;
-          if (frame === JSON.stringify({ handler: "message", text: "probe" })) return frames;
-          frames.push(frame);
-        }
-      };
-      const message = await after("boom");
-      const route = await after('{"action":"boom"}');
-      expect(route).toEqual(message);
-      expect(c.closed).toBeUndefined();
-      c.close();
-      await app.waitFor(/route "boom" handler failed for connection .*the route handler failed on purpose/);
-    });
-
-    it("refuses an invalid route name in the SDK at once, with invalid_argument", async () => {
-      const c = await connect(url);
-      const reply = await ask(c, "bad-route");
-      expect(reply).toMatchObject({ handler: "message", refused: true, code: "invalid_argument" });
-      expect(reply.message).toMatch(/^websocket\("game"\)\.route\("\$x"\): a route name starts with a letter/);
-      c.close();
-    });
-
-    // Last: on aws a service that declares another route deploys the emulated app again, which
-    // closes every connection.
-    it("follows a route a service adds while it runs", async () => {
-      const file = join(app.dir, "services", "lobby.ts");
-      appendFileSync(file, '\nwebsocket("game").route("wave", () => ({ handler: "wave", service: "lobby" }));\n');
-      expect(readFileSync(file, "utf8")).toContain('route("wave"');
-      // On aws the service declares something else: the app is deployed again from the new spec,
-      // whose template has the route (so the emulator needs no routesChanged).
-      if (provider === "aws")
-        await app.waitFor(/services\/lobby\.ts changed what it declares: deploying the emulated app again/, 40_000);
-      const deadline = Date.now() + 40_000;
-      let reply: Record<string, unknown> | undefined;
-      while (Date.now() < deadline) {
-        try {
-          const c = await connect(app.url("game"));
-          reply = await ask(c, '{"action":"wave"}');
-          c.close();
-          if (reply.handler === "wave") break;
-        } catch {
-          // Redeploying: connect again.
-        }
-        await sleep(250);
+      c.ws.send(Buffer.from('{"action":"join"}'), { binary: true });
+      if (provider === "aws") {
+        expect((await c.waitClosed()).code).toBe(1003);
+        return;
       }
-      expect(reply).toEqual({ handler: "wave", service: "lobby" });
-    }, 60000);
-  },
-);
+      expect(JSON.parse((await c.next()).text)).toEqual({ handler: "message", binary: true, bytes: 17 });
+      c.close();
+    },
+  );
+
+  it("gives the client of a route whose handler throws what a message handler that throws gives, and keeps it connected", async () => {
+    const c = await connect(url);
+    /** What the client got for `text`: the frames before the reply to a probe sent after it. */
+    const after = async (text: string) => {
+      c.ws.send(text);
+      await sleep(300);
+      const frames: string[] = [];
+      c.ws.send("probe");
+      for (;;) {
+        const frame = (await c.next()).text;
+        if (frame === JSON.stringify({ handler: "message", text: "probe" })) return frames;
+        frames.push(frame);
+      }
+    };
+    const message = await after("boom");
+    const route = await after('{"action":"boom"}');
+    expect(route).toEqual(message);
+    expect(c.closed).toBeUndefined();
+    c.close();
+    await app.waitFor(/route "boom" handler failed for connection .*the route handler failed on purpose/);
+  });
+
+  it("refuses an invalid route name in the SDK at once, with invalid_argument", async () => {
+    const c = await connect(url);
+    const reply = await ask(c, "bad-route");
+    expect(reply).toMatchObject({ handler: "message", refused: true, code: "invalid_argument" });
+    expect(reply.message).toMatch(/^websocket\("game"\)\.route\("\$x"\): a route name starts with a letter/);
+    c.close();
+  });
+
+  // Last: on aws a service that declares another route deploys the emulated app again, which
+  // closes every connection.
+  it("follows a route a service adds while it runs", async () => {
+    const file = join(app.dir, "services", "lobby.ts");
+    appendFileSync(file, '\nwebsocket("game").route("wave", () => ({ handler: "wave", service: "lobby" }));\n');
+    expect(readFileSync(file, "utf8")).toContain('route("wave"');
+    // On aws the service declares something else: the app is deployed again from the new spec,
+    // whose template has the route (so the emulator needs no routesChanged).
+    if (provider === "aws")
+      await app.waitFor(/services\/lobby\.ts changed what it declares: deploying the emulated app again/, 40_000);
+    const deadline = Date.now() + 40_000;
+    let reply: Record<string, unknown> | undefined;
+    while (Date.now() < deadline) {
+      try {
+        const c = await connect(app.url("game"));
+        reply = await ask(c, '{"action":"wave"}');
+        c.close();
+        if (reply.handler === "wave") break;
+      } catch {
+        // Redeploying: connect again.
+      }
+      await sleep(250);
+    }
+    expect(reply).toEqual({ handler: "wave", service: "lobby" });
+  }, 60000);
+});
 
 describe("nitric-like spec and routes", () => {
   it("refuses a route two services handle, naming both", async () => {
