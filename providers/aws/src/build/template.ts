@@ -369,16 +369,7 @@ class TemplateBuilder {
       if (!service) continue;
       const integration = this.ids.id("route", [socket.name, event], "Integration");
       const route = this.ids.id("route", [socket.name, event], "Route");
-      this.resources[integration] = {
-        Type: "AWS::ApiGatewayV2::Integration",
-        Properties: {
-          ApiId: { Ref: api },
-          IntegrationType: "AWS_PROXY",
-          IntegrationUri: {
-            "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${this.functionId(service)}.Arn}/invocations`,
-          },
-        },
-      };
+      this.resources[integration] = this.lambdaIntegration(api, service);
       this.resources[route] = {
         Type: "AWS::ApiGatewayV2::Route",
         Properties: {
@@ -409,6 +400,20 @@ class TemplateBuilder {
     return { routes, deployed, targets };
   }
 
+  /** An integration of the API `api` that invokes the function of `service` (Lambda proxy). */
+  private lambdaIntegration(api: string, service: string): Resources[string] {
+    return {
+      Type: "AWS::ApiGatewayV2::Integration",
+      Properties: {
+        ApiId: { Ref: api },
+        IntegrationType: "AWS_PROXY",
+        IntegrationUri: {
+          "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${this.functionId(service)}.Arn}/invocations`,
+        },
+      },
+    };
+  }
+
   /**
    * A route per message route (`socket.route(action, ...)`): API Gateway selects it for a message
    * whose `$request.body.action` is its key, the action; every other message takes `$default`.
@@ -427,16 +432,7 @@ class TemplateBuilder {
       if (integration === undefined) {
         integration = this.ids.id("actions", [socket.name, service], "ActionsIntegration");
         integrations.set(service, integration);
-        this.resources[integration] = {
-          Type: "AWS::ApiGatewayV2::Integration",
-          Properties: {
-            ApiId: { Ref: api },
-            IntegrationType: "AWS_PROXY",
-            IntegrationUri: {
-              "Fn::Sub": `arn:\${AWS::Partition}:apigateway:\${AWS::Region}:lambda:path/2015-03-31/functions/\${${this.functionId(service)}.Arn}/invocations`,
-            },
-          },
-        };
+        this.resources[integration] = this.lambdaIntegration(api, service);
         into.deployed.push(integration);
         into.targets.add(service);
       }
