@@ -136,6 +136,16 @@ describe.each([
     c.close();
   });
 
+  it("selects a socket's routes by its routeBy property instead of action", async () => {
+    const c = await connect(app.url("typed"));
+    expect(await ask(c, '{"type":"join","room":"r1"}')).toEqual({ handler: "join", socket: "typed", room: "r1" });
+    // "action" is a property like any other on this socket.
+    const byAction = '{"action":"join","room":"r1"}';
+    expect(await ask(c, byAction)).toEqual({ handler: "message", socket: "typed", text: byAction });
+    expect(await ask(c, '{"type":"leave"}')).toEqual({ handler: "message", socket: "typed", text: '{"type":"leave"}' });
+    c.close();
+  });
+
   // Last: on aws a service that declares another route deploys the emulated app again, which
   // closes every connection.
   it("follows a route a service adds while it runs", async () => {
@@ -177,6 +187,23 @@ describe("nitric-like spec and routes", () => {
     expect(code, stdout).toBe(1);
     expect(stderr).toContain(
       'websocket game: the route "join" is handled by "alpha" and "beta"; a route has exactly one handler, so keep socket.route("join", ...) in one service',
+    );
+  }, 60000);
+
+  it("refuses a socket two services give different routeBy properties, naming each", async () => {
+    const declare = (routeBy: string) =>
+      `import { websocket } from "@nitric-like/sdk";\nwebsocket("game", { routeBy: "${routeBy}" });\n`;
+    const dir = writeProject({
+      "nitric-like.yaml": "name: two-ways\nservices:\n  - match: services/*.ts\n",
+      "services/game.ts": `import { websocket } from "@nitric-like/sdk";\nwebsocket("game").on("connect", () => {}).on("disconnect", () => {}).on("message", () => {});\n`,
+      "services/alpha.ts": declare("type"),
+      "services/beta.ts": declare("kind"),
+    });
+    const { code, stdout, stderr } = await runCli(["spec", dir, "--plain"], { timeoutMs: 60000 });
+    expect(code, stdout).toBe(1);
+    expect(stderr.match(/^error: /gm), stderr).toHaveLength(2); // the problem, then the summary
+    expect(stderr).toContain(
+      'websocket game: its routes are selected by "type" ("alpha") and "kind" ("beta"); a socket selects by one property, so give websocket("game", { routeBy }) the same value in every service that gives it',
     );
   }, 60000);
 });

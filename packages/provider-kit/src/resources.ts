@@ -2,7 +2,13 @@
 
 import { Action, type Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Code, RpcError, type ServiceImpl } from "@nitric-like/rpc";
-import { type Logger, type Permission, type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
+import {
+  type Logger,
+  type Permission,
+  type ResourceKind,
+  resourceNameProblem,
+  routeByProblem,
+} from "@nitric-like/spec";
 import type { Permissions } from "./permissions.js";
 
 const PERMISSIONS: Partial<Record<Action, Permission>> = {
@@ -100,6 +106,13 @@ export function resourcesService(ctx: ResourcesContext, service: string): Servic
       }
       if (kind === "websocket") {
         const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
+        // The routes themselves come from the spec; a routeBy no provider could select by is refused here too.
+        const routeBy = config.case === "websocket" ? config.value.routeBy : "";
+        const refused = routeBy === "" ? undefined : routeByProblem(id.name, routeBy);
+        if (refused) {
+          callback(new RpcError(Code.INVALID_ARGUMENT, refused));
+          return;
+        }
         ctx.declareSocket(id.name, origins).then(
           () => callback(null, {}),
           (error: Error) => callback(new RpcError(Code.UNAVAILABLE, error.message)),

@@ -97,10 +97,14 @@ export {
 } from "./rooms.js";
 export {
   MAX_ROUTE_NAME_LENGTH,
+  ROUTE_BY_PATTERN,
   ROUTE_NAME_PATTERN,
   ROUTE_PROPERTY,
   ROUTE_SELECTION_EXPRESSION,
+  routeByOf,
+  routeByProblem,
   routeNameProblem,
+  routeSelectionExpression,
   selectRoute,
 } from "./routes.js";
 export {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { routeNameProblem, selectRoute } from "./routes.js";
+import { routeByOf, routeByProblem, routeNameProblem, routeSelectionExpression, selectRoute } from "./routes.js";
 
 describe("selectRoute", () => {
   const routes = new Set(["join", "say", "chat.say"]);
@@ -73,5 +73,41 @@ describe("routeNameProblem", () => {
     expect(routeNameProblem("s", "x".repeat(500))).toBe(
       `websocket("s").route("${"x".repeat(80)}"): a route name is at most 64 characters; this one has 500`,
     );
+  });
+});
+
+describe("routeBy", () => {
+  it("selects by the socket's property instead of action", () => {
+    const routes = new Set(["join"]);
+    expect(selectRoute('{"type":"join"}', routes, "type")).toBe("join");
+    expect(selectRoute('{"action":"join"}', routes, "type")).toBeUndefined();
+    expect(selectRoute('{"\\u0074ype":"join"}', routes, "type")).toBe("join");
+  });
+
+  it.each(["type", "kind", "_t", "op2", "T"])("takes %j, and reads it back from the expression it makes", (name) => {
+    expect(routeByProblem("s", name)).toBeUndefined();
+    expect(routeByOf(routeSelectionExpression(name))).toBe(name);
+  });
+
+  it.each(["", "2x", "a-b", "a.b", "body.type", "$type", " type", "x".repeat(65), 5, undefined])(
+    "refuses %j, saying the rule",
+    (name) => {
+      expect(routeByProblem("s", name)).toMatch(
+        /^websocket\("s", \{ routeBy: .* \}\): routeBy names the top-level JSON property that selects a message's route/,
+      );
+    },
+  );
+
+  it("reads no property from an expression nitric-like does not write", () => {
+    for (const e of [
+      "${request.body.action}",
+      "$request.body.a.b",
+      "$request.body",
+      "$request.body.action ",
+      7,
+      undefined,
+    ])
+      expect(routeByOf(e)).toBeUndefined();
+    expect(routeSelectionExpression(undefined)).toBe("$request.body.action");
   });
 });

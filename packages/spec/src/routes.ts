@@ -6,11 +6,40 @@
  * provider selects the same way (selectRoute), so a client sees one behaviour everywhere.
  */
 
-/** The JSON property a message's route is read from. */
+/** The JSON property a message's route is read from, unless the socket names another (`routeBy`). */
 export const ROUTE_PROPERTY = "action";
 
 /** API Gateway's route selection expression for ROUTE_PROPERTY. */
 export const ROUTE_SELECTION_EXPRESSION = `$request.body.${ROUTE_PROPERTY}`;
+
+/**
+ * A `routeBy` property: a JavaScript-style identifier of at most 64 characters, a top-level
+ * property of the message (API Gateway's `$request.body.<name>` takes a JSON path; nitric-like
+ * takes one plain name, which both providers select alike).
+ */
+export const ROUTE_BY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+/** API Gateway's route selection expression for a socket's routeBy property. */
+export function routeSelectionExpression(routeBy: string | undefined): string {
+  return `$request.body.${routeBy ?? ROUTE_PROPERTY}`;
+}
+
+/**
+ * The routeBy property an API Gateway route selection expression names, or undefined when it is
+ * not one nitric-like writes (`$request.body.<name>`, the name as ROUTE_BY_PATTERN).
+ */
+export function routeByOf(expression: unknown): string | undefined {
+  if (typeof expression !== "string") return undefined;
+  const match = /^\$request\.body\.([A-Za-z_][A-Za-z0-9_]{0,63})$/.exec(expression);
+  return match?.[1];
+}
+
+/** Why a socket's routeBy is invalid, with the fix; undefined when it is valid. */
+export function routeByProblem(socket: string, routeBy: unknown): string | undefined {
+  if (typeof routeBy === "string" && ROUTE_BY_PATTERN.test(routeBy)) return undefined;
+  const shown = typeof routeBy === "string" ? JSON.stringify(routeBy.slice(0, 80)) : String(routeBy);
+  return `websocket("${socket}", { routeBy: ${shown} }): routeBy names the top-level JSON property that selects a message's route, a letter or "_" then letters, digits or "_", at most 64, such as "type" (default "action")`;
+}
 
 /**
  * A route's name: a letter, then letters, digits, `_`, `-`, `.` or `:`, at most 64 characters.
@@ -30,10 +59,10 @@ export const MAX_ROUTE_NAME_LENGTH = 64;
 const SCALAR_WORDS = new Set(["true", "false", "null"]);
 
 /** Why a route name is invalid, as a message with the fix; undefined when it is valid. */
-export function routeNameProblem(socket: string, action: unknown): string | undefined {
+export function routeNameProblem(socket: string, action: unknown, routeBy = ROUTE_PROPERTY): string | undefined {
   const call = `websocket("${socket}").route(${typeof action === "string" ? JSON.stringify(action.slice(0, 80)) : String(action)})`;
   if (typeof action !== "string" || action.length === 0) {
-    return `${call}: a route needs a name, the "${ROUTE_PROPERTY}" its messages carry, such as "join"`;
+    return `${call}: a route needs a name, the "${routeBy}" its messages carry, such as "join"`;
   }
   if (action.length > MAX_ROUTE_NAME_LENGTH) {
     return `${call}: a route name is at most ${MAX_ROUTE_NAME_LENGTH} characters; this one has ${action.length}`;
@@ -52,11 +81,11 @@ export function routeNameProblem(socket: string, action: unknown): string | unde
  * message parsed as JSON, its top-level `action` property, when a string that names a route.
  * Anything else (not JSON, not an object, no `action`, another type, an unknown name) selects none.
  */
-export function selectRoute(text: string, routes: ReadonlySet<string>): string | undefined {
+export function selectRoute(text: string, routes: ReadonlySet<string>, routeBy = ROUTE_PROPERTY): string | undefined {
   if (routes.size === 0 || !text.trimStart().startsWith("{")) return undefined;
   // No parse for an object that cannot have the property (a key written with escapes, such as
   // "\u0061ction", still names it).
-  if (!text.includes(`"${ROUTE_PROPERTY}"`) && !text.includes("\\u")) return undefined;
+  if (!text.includes(`"${routeBy}"`) && !text.includes("\\u")) return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -64,8 +93,6 @@ export function selectRoute(text: string, routes: ReadonlySet<string>): string |
     return undefined;
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return undefined;
-  const action = Object.hasOwn(parsed, ROUTE_PROPERTY)
-    ? (parsed as Record<string, unknown>)[ROUTE_PROPERTY]
-    : undefined;
+  const action = Object.hasOwn(parsed, routeBy) ? (parsed as Record<string, unknown>)[routeBy] : undefined;
   return typeof action === "string" && routes.has(action) ? action : undefined;
 }

@@ -87,6 +87,25 @@ describe("buildSpec", () => {
     ]);
   });
 
+  it("records a socket's routeBy; services that give none agree, two that differ are an error naming each", () => {
+    const typed = service("typed", {
+      declared: [{ kind: "websocket", name: "socket", routeBy: "type" }],
+      handlers: handlers("socket", "connect", "disconnect", "message"),
+    });
+    const sender = service("sender", { declared: [{ kind: "websocket", name: "socket" }] });
+    const one = buildSpec("app", [sender, typed]);
+    expect(one.errors).toEqual([]);
+    expect(one.spec.resources[0]).toMatchObject({ name: "socket", routeBy: "type" });
+    const other = service("other", { declared: [{ kind: "websocket", name: "socket", routeBy: "kind" }] });
+    expect(buildSpec("app", [typed, other, sender]).errors).toEqual([
+      'websocket socket: its routes are selected by "type" ("typed") and "kind" ("other"); a socket selects by one property, so give websocket("socket", { routeBy }) the same value in every service that gives it',
+    ]);
+    const bad = service("bad", { declared: [{ kind: "websocket", name: "socket", routeBy: "a.b" }] });
+    expect(buildSpec("app", [typed, bad]).errors).toEqual([
+      expect.stringMatching(/^service "bad": websocket\("socket", \{ routeBy: "a.b" \}\): routeBy names/),
+    ]);
+  });
+
   it("builds a complete spec without errors", () => {
     const { spec, errors } = buildSpec("app", [
       service("chat", {

@@ -3,7 +3,7 @@
  * NITRIC_ENVIRONMENT=build against a collector), and the checks every deploy and `spec` apply.
  */
 import { compareNames, type ResourceKind, resourceNameProblem } from "./names.js";
-import { routeNameProblem } from "./routes.js";
+import { routeByProblem, routeNameProblem } from "./routes.js";
 import type { SecretPermission } from "./secrets.js";
 
 /** The three websocket events a socket must handle before it can be deployed. */
@@ -35,7 +35,7 @@ export interface CollectedService {
    * Resources it declared, in order. Kinds we do not serve are kept as the @nitric/sdk call that
    * declares them (`api`, `topic`, `bucket`, `schedule`, ...); buildSpec() refuses them.
    */
-  declared: { kind: ResourceKind | string; name: string; allowedOrigins?: string[] }[];
+  declared: { kind: ResourceKind | string; name: string; allowedOrigins?: string[]; routeBy?: string }[];
   /** Permissions it asked for. */
   grants: { resource: ResourceRef; permissions: Permission[] }[];
   /** Handler registrations it made; `route` for a message route (`socket.route(action, ...)`). */
@@ -65,6 +65,8 @@ export interface WebsocketSpec {
    * handles it; absent when the socket has none. Messages that select none go to `handlers.message`.
    */
   routes?: { action: string; service: string }[];
+  /** The JSON property that selects a message's route (`websocket(name, { routeBy })`); absent: "action". */
+  routeBy?: string;
   /** The service whose `authorize` runs before connect; absent when the socket has none. */
   authorizer?: string;
   /** Browser origins allowed to connect; absent when any may. */
@@ -159,6 +161,8 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
   const policies = new Map<string, PolicySpec>();
   const duplicateHandlers = new Map<string, Set<string>>();
   const duplicateRoutes = new Map<string, Set<string>>();
+  /** Each socket's routeBy values, with the services that gave each (services that give none agree with any). */
+  const routeBys = new Map<string, Map<string, string[]>>();
   /** Each socket's routes, by action (a Map: actions are names users chose, never object keys). */
   const routes = new Map<string, Map<string, string>>();
   const duplicateAuthorizers = new Map<string, Set<string>>();
@@ -209,6 +213,16 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
       if (!entry.declaredBy.includes(service.name)) entry.declaredBy.push(service.name);
       if (entry.kind === "websocket" && d.allowedOrigins && d.allowedOrigins.length > 0) {
         entry.allowedOrigins = [...new Set([...(entry.allowedOrigins ?? []), ...d.allowedOrigins])].sort();
+      }
+      if (entry.kind === "websocket" && d.routeBy !== undefined) {
+        const problem = routeByProblem(d.name, d.routeBy);
+        if (problem) errors.push(`service ${JSON.stringify(service.name)}: ${problem}`);
+        else {
+          const by = routeBys.get(d.name) ?? new Map<string, string[]>();
+          routeBys.set(d.name, by);
+          by.set(d.routeBy, [...(by.get(d.routeBy) ?? []), service.name]);
+          entry.routeBy ??= d.routeBy;
+        }
       }
     }
     for (const g of service.grants) {
@@ -281,6 +295,15 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     const conflict = routeConflict(socketName, action, [...names]);
     conflicts.push(conflict);
     errors.push(conflict);
+  }
+  for (const [socketName, by] of routeBys) {
+    if (by.size < 2) continue;
+    const list = [...by].map(
+      ([property, names]) => `${JSON.stringify(property)} (${names.map((n) => JSON.stringify(n)).join(", ")})`,
+    );
+    errors.push(
+      `websocket ${socketName}: its routes are selected by ${list.join(" and ")}; a socket selects by one property, so give websocket("${socketName}", { routeBy }) the same value in every service that gives it`,
+    );
   }
   for (const [socketName, byAction] of routes) {
     const s = socket(socketName);

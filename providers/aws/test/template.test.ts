@@ -563,6 +563,21 @@ describe("message routes (socket.route)", () => {
     expect(deploymentOf(template(spec([["join", "a"]]), { a: "k/a-2.zip", b: "k/b-2.zip" }))).toEqual(base);
   });
 
+  it("are selected by $request.body.<routeBy> for a socket that gives routeBy, whose change makes a new Deployment", () => {
+    const deploymentOf = (t: Template) => ofType(t, "AWS::ApiGatewayV2::Deployment");
+    const base = withRoutes(app(["chat"], [], ["a"]), "chat", [["join", "a"]]);
+    const typed = (routeBy: string | undefined): Spec => ({
+      ...base,
+      resources: base.resources.map((r) => (r.kind === "websocket" && routeBy !== undefined ? { ...r, routeBy } : r)),
+    });
+    expect(template(typed("type")).Resources.ChatApi?.Properties.RouteSelectionExpression).toBe("$request.body.type");
+    expect(template(typed(undefined)).Resources.ChatApi?.Properties.RouteSelectionExpression).toBe(
+      "$request.body.action",
+    );
+    const ids = [undefined, "type", "kind"].map((by) => deploymentOf(template(typed(by)))[0]);
+    expect(new Set(ids).size).toBe(3);
+  });
+
   it("tell each function which routes it serves, in NITRIC_LIKE_WEBSOCKETS, and grant a route's service the socket", () => {
     const spec = withRoutes(app(["chat"], [], ["app", "rooms", "idle"], { connect: "app", message: "app" }), "chat", [
       ["join", "rooms"],

@@ -80,8 +80,8 @@ export class LocalProvider implements RunningProvider {
   /** The project's secrets, opened with the first secret declared. */
   private secretStore: SecretStore | undefined;
   private readonly unserved = new Set<string>();
-  /** Each socket's message routes, from the spec (routesChanged). */
-  private readonly routes = new Map<string, string[]>();
+  /** Each socket's message routes and the property that selects them, from the spec (routesChanged). */
+  private readonly routes = new Map<string, { actions: string[]; routeBy: string | undefined }>();
   private stopped: Promise<void> | undefined;
   private readonly logger: Logger;
   readonly handlerTimeoutMs: number;
@@ -189,13 +189,15 @@ export class LocalProvider implements RunningProvider {
     this.routes.clear();
     for (const r of spec.resources) {
       if (r.kind !== "websocket" || r.routes === undefined) continue;
-      this.routes.set(
-        r.name,
-        r.routes.map((route) => route.action),
-      );
+      this.routes.set(r.name, { actions: r.routes.map((route) => route.action), routeBy: r.routeBy });
       for (const route of r.routes) this.handlers.expect(r.name, "message", route.service, route.action);
     }
-    for (const [name, gateway] of this.gateways) gateway.setRoutes(this.routes.get(name) ?? []);
+    for (const [name, gateway] of this.gateways) this.giveRoutes(name, gateway);
+  }
+
+  private giveRoutes(name: string, gateway: Gateway): void {
+    const routes = this.routes.get(name);
+    gateway.setRoutes(routes?.actions ?? [], routes?.routeBy);
   }
 
   private gateway(name: string): Promise<Gateway> {
@@ -232,7 +234,7 @@ export class LocalProvider implements RunningProvider {
         this.logger,
       );
       pending = gateway.start().then(() => {
-        gateway.setRoutes(this.routes.get(name) ?? []);
+        this.giveRoutes(name, gateway);
         this.gateways.set(name, gateway);
         this.inspect.attach(gateway);
         return gateway;

@@ -344,11 +344,13 @@ function collectorRouter(result: CollectedService, touch: () => void): Router {
         }
       } else if (id && !recordedUnserved(result, resourceKindOf(id.type), id.name)) {
         const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
-        result.declared.push(
-          origins.length > 0
-            ? { kind: resourceKindOf(id.type), name: id.name, allowedOrigins: origins }
-            : { kind: resourceKindOf(id.type), name: id.name },
-        );
+        const routeBy = config.case === "websocket" ? config.value.routeBy : "";
+        result.declared.push({
+          kind: resourceKindOf(id.type),
+          name: id.name,
+          ...(origins.length > 0 ? { allowedOrigins: origins } : {}),
+          ...(routeBy !== "" ? { routeBy } : {}),
+        });
       }
       callback(null, {});
     },

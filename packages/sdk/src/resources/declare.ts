@@ -16,7 +16,7 @@ export async function declare(
   type: DeclaredType,
   name: string,
   actions: Action[],
-  websocket?: { allowedOrigins: string[] },
+  websocket?: { allowedOrigins: string[]; routeBy: string },
 ): Promise<void> {
   const client = rpc;
   const id = { type, name };
@@ -25,7 +25,7 @@ export async function declare(
       await client.unary(Resources.method.declare, { id, config: { case: "keyValueStore", value: {} } });
     } else if (type === ResourceType.Secret) {
       await client.unary(Resources.method.declare, { id, config: { case: "secret", value: {} } });
-    } else if (websocket && websocket.allowedOrigins.length > 0) {
+    } else if (websocket && (websocket.allowedOrigins.length > 0 || websocket.routeBy !== "")) {
       await client.unary(Resources.method.declare, { id, config: { case: "websocket", value: websocket } });
     } else {
       await client.unary(Resources.method.declare, { id });

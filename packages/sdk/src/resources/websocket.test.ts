@@ -143,6 +143,25 @@ describe("message routes", () => {
     );
   });
 
+  it("declares a socket's routeBy with it, refuses an invalid one or another on a second declaration, and names it in a route's refusal", async () => {
+    expect(() => websocket("typed-bad", { routeBy: "body.type" })).toThrow(
+      expect.objectContaining({
+        code: "invalid_argument",
+        message: expect.stringMatching(/^websocket\("typed-bad", \{ routeBy: "body.type" \}\): routeBy names/),
+      }),
+    );
+    const typed = websocket("typed", { routeBy: "type" });
+    expect(websocket("typed")).toBe(typed); // a declaration without it agrees
+    expect(() => websocket("typed", { routeBy: "kind" })).toThrow(
+      'websocket("typed"): declared again with another routeBy; give the options where it is first declared',
+    );
+    expect(() => typed.route("", () => {})).toThrow('a route needs a name, the "type" its messages carry');
+    typed.on("message", () => {});
+    await provider.stream("typed", WebsocketEventType.Message);
+    const declared = provider.declarations.find((d) => d.id?.name === "typed" && d.id.type === ResourceType.Websocket);
+    expect(declared?.config).toMatchObject({ case: "websocket", value: { routeBy: "type", allowedOrigins: [] } });
+  });
+
   it("throws at once for a handler that is not a function", async () => {
     expect(() => websocket("r").route("join", "handler" as never)).toThrow(
       'websocket("r").route("join"): a handler must be a function',

@@ -19,7 +19,13 @@ import {
   type WebsocketReplySchema,
   Websocket as WebsocketService,
 } from "@nitric-like/contracts/websockets";
-import { connectionStateProblem, roomNameProblem, routeNameProblem, type WebsocketEvent } from "@nitric-like/spec";
+import {
+  connectionStateProblem,
+  roomNameProblem,
+  routeByProblem,
+  routeNameProblem,
+  type WebsocketEvent,
+} from "@nitric-like/spec";
 import { describeError, NitricLikeError } from "../errors.js";
 import { decodeSafely, encodePayload, markText, type Payload } from "../internal/data.js";
 import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
@@ -179,6 +185,14 @@ export interface WebsocketOptions {
    * `$connect`. @default everyone may connect
    */
   authorize?: AuthorizeFn;
+  /**
+   * The top-level JSON property whose string value selects a text message's route
+   * (`socket.route(name, ...)`), such as `"type"` for `{"type":"join"}`: API Gateway's route
+   * selection expression `$request.body.<routeBy>` on AWS. Services that declare the socket
+   * without it agree with the one that gives it; two services giving different ones is an error
+   * of `spec`. @default "action"
+   */
+  routeBy?: string;
 }
 
 /** Options of send(). */
@@ -538,8 +552,11 @@ export class Websocket {
     /** @internal the options it was declared with. */
     readonly options: WebsocketOptions = {},
   ) {
+    const routeByRefused = options.routeBy === undefined ? undefined : routeByProblem(name, options.routeBy);
+    if (routeByRefused) throw new NitricLikeError("invalid_argument", routeByRefused);
     this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage], {
       allowedOrigins: options.allowedOrigins ?? [],
+      routeBy: options.routeBy ?? "",
     });
     void this.ready.then(() => {
       this.declared = true;
@@ -597,7 +614,7 @@ export class Websocket {
    * one action add to its chain; one action is handled by one service.
    */
   route(action: string, ...handlers: WebsocketHandlerFn<"message">[]): this {
-    const problem = routeNameProblem(this.name, action);
+    const problem = routeNameProblem(this.name, action, this.options.routeBy);
     if (problem) throw new NitricLikeError("invalid_argument", problem);
     for (const h of handlers) {
       if (typeof h !== "function")
@@ -895,6 +912,12 @@ export function websocket(name: string, options: WebsocketOptions = {}): Websock
     throw new NitricLikeError(
       "invalid_argument",
       `websocket("${name}"): declared again with another authorize; give it where the socket is first declared`,
+    );
+  }
+  if (options.routeBy !== undefined && options.routeBy !== socket.options.routeBy) {
+    throw new NitricLikeError(
+      "invalid_argument",
+      `websocket("${name}"): declared again with another routeBy; give the options where it is first declared`,
     );
   }
   if (options.allowedOrigins !== undefined && !same) {

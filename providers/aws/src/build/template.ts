@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import {
   functionTimeoutSeconds,
-  ROUTE_SELECTION_EXPRESSION,
+  routeSelectionExpression,
   type Spec,
   type WebsocketEvent,
   type WebsocketSpec,
@@ -192,8 +192,11 @@ class Ids {
  * it, so any change API Gateway needs redeployed makes a new Deployment, and the stage moves to
  * it; a change elsewhere (a function's code, a table) keeps the id and redeploys nothing.
  */
-export function deploymentHash(resources: Resources, ids: string[]): string {
-  const served = [...ids].sort().map((id) => [id, resources[id]?.Type, resources[id]?.Properties]);
+export function deploymentHash(resources: Resources, ids: string[], routeBy?: string): string {
+  const served: unknown[] = [...ids].sort().map((id) => [id, resources[id]?.Type, resources[id]?.Properties]);
+  // The API's route selection expression, when not the default: a change to it redeploys too
+  // (the default adds nothing, so the ids of sockets without routeBy are what they always were).
+  if (routeBy !== undefined) served.push(["RouteSelectionExpression", routeSelectionExpression(routeBy)]);
   return createHash("sha256").update(JSON.stringify(served)).digest("hex").slice(0, 8);
 }
 
@@ -301,8 +304,9 @@ class TemplateBuilder {
       Properties: {
         Name: { "Fn::Sub": `\${AWS::StackName}-${socket.name}` },
         ProtocolType: "WEBSOCKET",
-        // A message selects a route by its "action" (socket.route); the rest go to $default.
-        RouteSelectionExpression: ROUTE_SELECTION_EXPRESSION,
+        // A message selects a route by its "action", or the socket's routeBy (socket.route); the
+        // rest go to $default.
+        RouteSelectionExpression: routeSelectionExpression(socket.routeBy),
         Description: `nitric-like websocket "${socket.name}" of project "${this.spec.name}"`,
       },
     };
@@ -481,7 +485,11 @@ class TemplateBuilder {
       const own = resource.Type === "AWS::ApiGatewayV2::Deployment" || resource.Type === "AWS::ApiGatewayV2::Stage";
       if (ref === api && !own && !deployed.includes(id)) deployed.push(id);
     }
-    const deployment = this.ids.id("websocket", socket.name, `Deployment${deploymentHash(this.resources, deployed)}`);
+    const deployment = this.ids.id(
+      "websocket",
+      socket.name,
+      `Deployment${deploymentHash(this.resources, deployed, socket.routeBy)}`,
+    );
     this.resources[deployment] = {
       Type: "AWS::ApiGatewayV2::Deployment",
       Properties: { ApiId: { Ref: api } },

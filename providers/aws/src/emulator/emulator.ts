@@ -77,7 +77,9 @@ import {
   DEFAULT_LIMITS,
   formatDuration,
   type Logger,
+  ROUTE_PROPERTY,
   ROUTE_SELECTION_EXPRESSION,
+  routeByOf,
   type SocketLimits,
   selectRoute,
   type TrafficEvent,
@@ -572,6 +574,8 @@ class EmulatedApi {
 
   /** The keys of the API's message routes (all but $connect, $disconnect and $default): what messages select. */
   private readonly actions: ReadonlySet<string>;
+  /** The property the API's route selection expression reads (`$request.body.<routeBy>`). */
+  routeBy = ROUTE_PROPERTY;
 
   constructor(
     readonly logicalId: string,
@@ -981,7 +985,8 @@ class EmulatedApi {
     // "action" names one of the API's own routes (never $connect, $disconnect or $default); any
     // other message takes $default. selectRoute is the local provider's selection too.
     const routeKey =
-      (!binary && this.actions.size > 0 ? selectRoute(data.toString("utf8"), this.actions) : undefined) ?? "$default";
+      (!binary && this.actions.size > 0 ? selectRoute(data.toString("utf8"), this.actions, this.routeBy) : undefined) ??
+      "$default";
     const route = this.routes.get(routeKey);
     if (!route) {
       this.tell(id, c, "Forbidden");
@@ -1747,9 +1752,10 @@ function emulatedApi(
   const selection = (resolved[logicalId]?.Properties as { RouteSelectionExpression?: unknown } | undefined)
     ?.RouteSelectionExpression;
   const own = [...(from.routes.get(apiId)?.keys() ?? [])].filter((key) => !key.startsWith("$"));
-  if (own.length > 0 && selection !== ROUTE_SELECTION_EXPRESSION) {
+  const routeBy = routeByOf(selection);
+  if (own.length > 0 && routeBy === undefined) {
     throw new Error(
-      `template: API ${logicalId} has routes ${own.map((k) => JSON.stringify(k)).join(", ")} selected by ${JSON.stringify(selection)}; the emulator selects routes by ${ROUTE_SELECTION_EXPRESSION} only (build the template with nitric-like build)`,
+      `template: API ${logicalId} has routes ${own.map((k) => JSON.stringify(k)).join(", ")} selected by ${JSON.stringify(selection)}; the emulator selects routes by $request.body.<property> only, as ${ROUTE_SELECTION_EXPRESSION} (build the template with nitric-like build)`,
     );
   }
   for (const [key, route] of from.routes.get(apiId) ?? []) {
@@ -1780,6 +1786,7 @@ function emulatedApi(
     options.integrationTimeoutMs ?? AWS_INTEGRATION_TIMEOUT_MS,
   );
   api.socketName = socketNames.get(logicalId) ?? logicalId;
+  if (routeBy !== undefined) api.routeBy = routeBy;
   return api;
 }
 

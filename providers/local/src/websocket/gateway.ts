@@ -36,7 +36,14 @@ import {
   unansweredStatus,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
-import { DEFAULT_LIMITS, type Logger, type SocketLimits, selectRoute, type TrafficEvent } from "@nitric-like/spec";
+import {
+  DEFAULT_LIMITS,
+  type Logger,
+  ROUTE_PROPERTY,
+  type SocketLimits,
+  selectRoute,
+  type TrafficEvent,
+} from "@nitric-like/spec";
 import * as wsLib from "ws";
 import { WebSocket, WebSocketServer } from "ws";
 import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
@@ -448,6 +455,8 @@ export class Gateway implements SocketBackend, FlowGateway {
   private readonly origins = new Set<string>();
   /** The socket's message routes, from the spec (socket.route(action, ...)); see message(). */
   private routes: ReadonlySet<string> = new Set();
+  /** The JSON property that selects a message's route (the socket's routeBy). */
+  private routeBy = ROUTE_PROPERTY;
   private port = 0;
   /**
    * Sees every frame in and out and every open and close (the dashboard). Undefined while nobody
@@ -805,11 +814,13 @@ export class Gateway implements SocketBackend, FlowGateway {
   }
 
   /**
-   * The message routes the spec gives this socket: a text message that selects one of them
-   * (selectRoute, as API Gateway selects on `$request.body.action`) goes to that route's handler.
+   * The message routes the spec gives this socket, and the property that selects them: a text
+   * message that selects one (selectRoute, as API Gateway selects on `$request.body.<routeBy>`)
+   * goes to that route's handler.
    */
-  setRoutes(routes: Iterable<string>): void {
+  setRoutes(routes: Iterable<string>, routeBy = ROUTE_PROPERTY): void {
     this.routes = new Set(routes);
+    this.routeBy = routeBy;
   }
 
   /** Adds browser origins allowed to connect ("*" for any); with none, any origin may. */
@@ -1087,7 +1098,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     if (this.routes.size > 0 && !binary) {
       const first = data[0];
       if (first === 0x7b || first === 0x20 || first === 0x0a || first === 0x0d || first === 0x09)
-        route = selectRoute(data.toString("utf8"), this.routes) ?? "";
+        route = selectRoute(data.toString("utf8"), this.routes, this.routeBy) ?? "";
     }
     this.handlers.deliver(
       this.name,

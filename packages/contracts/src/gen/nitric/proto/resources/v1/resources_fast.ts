@@ -552,6 +552,10 @@ export function size_nitric_proto_resources_v1_WebsocketResource(m: any, s: numb
     const v = m.allowedOrigins;
     for (let i = 0; i < v.length; i++) { const e = str(v[i], "allowedOrigins"); { const k = utf8Size(e); s.push(k); n += 1 + varintSize(k) + k; } }
   }
+  if (m.routeBy !== undefined) {
+    const v = str(m.routeBy, "routeBy");
+    if (!(v === "")) { const k = utf8Size(v); s.push(k); n += 1 + varintSize(k) + k; }
+  }
   n += unknownSize(m.$unknown);
   return n;
 }
@@ -560,19 +564,21 @@ export function write_nitric_proto_resources_v1_WebsocketResource(w: Writer, m: 
     const v = m.allowedOrigins;
     for (let i = 0; i < v.length; i++) { w.byte(10); w.string(v[i], w.size()); }
   }
+  if (m.routeBy !== undefined && !(m.routeBy === "")) { w.byte(18); w.string(m.routeBy, w.size()); }
   w.unknown(m.$unknown);
 }
 export function read_nitric_proto_resources_v1_WebsocketResource(r: Reader, end: number, into: any, depth: number): any {
   if (depth > RECURSION_LIMIT) tooDeep();
-  const m = into ?? { $typeName: "nitric.proto.resources.v1.WebsocketResource", allowedOrigins: [] };
+  const m = into ?? { $typeName: "nitric.proto.resources.v1.WebsocketResource", allowedOrigins: [], routeBy: "" };
   while (r.pos < end) {
     const t = r.tag();
     switch (t) {
       case 10: { { const v = r.string(); const a = m.allowedOrigins; if (a.length === 0) m.allowedOrigins = [v]; else a.push(v); } break; }
+      case 18: { m.routeBy = r.string(); break; }
       default: {
         const no = t >>> 3;
         // A known field with another wire type: refused (see the runtime).
-        if (no === 1) wrongWireType(t);
+        if (no === 1 || no === 2) wrongWireType(t);
         r.unknown(m, t, end, depth);
       }
     }
