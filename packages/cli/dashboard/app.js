@@ -86,7 +86,8 @@ function renderState() {
     if (!service) return el("td", { class: "missing" }, "none");
     const up = live.has(`${socket.name}/${event}/`);
     const cell = el("td", { title: up ? "registered" : "not registered yet" }, mark(up), service);
-    // A socket's message routes, under its message handler: `action` and the service that handles it.
+    // A socket's message routes, under its message handler: the property that selects them
+    // (routeBy, "action" by default), the route's name, and the service that handles it.
     if (event === "message") {
       for (const r of socket.routes ?? []) {
         const routeUp = live.has(`${socket.name}/message/${r.action}`);
@@ -95,7 +96,7 @@ function renderState() {
             "div",
             { class: "route", "data-route": r.action, title: routeUp ? "registered" : "not registered yet" },
             mark(routeUp),
-            el("code", {}, `action: ${r.action}`),
+            el("code", {}, `${socket.routeBy ?? "action"}: ${r.action}`),
             ` ${r.service}`,
           ),
         );

@@ -278,6 +278,14 @@ describe("the dashboard", () => {
       message: expect.stringContaining("unknown message"),
     });
     client.close();
+    // A routeBy saved in: the routes are listed by that property.
+    writeFileSync(
+      file,
+      readFileSync(file, "utf8").replace('websocket("rooms", {', 'websocket("rooms", { routeBy: "type",'),
+    );
+    await expect
+      .poll(() => routes.allTextContents(), { timeout: 20000 })
+      .toEqual(["● type: join rooms", "● type: speak rooms"]);
     await page.close();
   }, 60000);
 
