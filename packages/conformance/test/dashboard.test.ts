@@ -286,6 +286,14 @@ describe("the dashboard", () => {
     await expect
       .poll(() => routes.allTextContents(), { timeout: 20000 })
       .toEqual(["● type: join rooms", "● type: speak rooms"]);
+    const typed = await connect(`${app.url("rooms")}/?token=t-ann`);
+    expect(JSON.parse((await typed.next()).text)).toMatchObject({ type: "hello" });
+    typed.ws.send(JSON.stringify({ type: "speak" }));
+    expect(JSON.parse((await typed.next()).text)).toEqual({
+      type: "error",
+      message: 'rooms: say needs a text, {"action":"say","text":"..."}',
+    });
+    typed.close();
     await page.close();
   }, 60000);
 
