@@ -114,9 +114,9 @@ it("chats in a room, keeps other rooms out, refuses a bad token and updates the 
   };
   viaQuery.send("hello?");
   await viaQuery.expectMessage(unknown);
-  viaQuery.send(JSON.stringify({ action: "leave" }));
+  viaQuery.send({ action: "leave" });
   await viaQuery.expectMessage(unknown);
-  viaQuery.send(JSON.stringify({ action: "join" }));
+  viaQuery.send({ action: "join" });
   await viaQuery.expectMessage({ type: "error", message: 'rooms: join needs a room, {"action":"join","room":"..."}' });
   await viaQuery.close();
   expect(await members(ann)).toEqual(["Ann", "bo"]);

@@ -41,6 +41,9 @@ export type JsonPattern =
   | readonly JsonPattern[]
   | { readonly [key: string]: JsonPattern };
 
+/** A value `send()` sends as JSON text. */
+export type Json = number | boolean | null | readonly Json[] | { readonly [key: string]: Json | undefined };
+
 /** How long to wait. */
 export interface WaitOptions {
   /** @default 5000 */
@@ -122,13 +125,23 @@ export class Client {
     return [...this.frames];
   }
 
-  /** Sends a text message (a string) or a binary one (bytes). */
-  send(data: string | Uint8Array | ArrayBuffer): void {
+  /**
+   * Sends a text message (a string), a binary one (bytes), or anything else as JSON text, as the
+   * SDK's send() does: `send({ action: "join", room: "lobby" })` is the text
+   * `{"action":"join","room":"lobby"}`, the message a route takes.
+   */
+  send(data: string | Uint8Array | ArrayBuffer | Json): void {
     if (!this.isOpen)
       throw new Error(
         `${this.label}: cannot send, the connection is ${this.closeInfo ? `closed (${this.closeInfo.code})` : "not open"}; connect again`,
       );
-    this.raw.send(data, { binary: typeof data !== "string" });
+    if (typeof data === "string") this.raw.send(data, { binary: false });
+    else if (data instanceof Uint8Array || data instanceof ArrayBuffer) this.raw.send(data, { binary: true });
+    else {
+      const text = JSON.stringify(data);
+      if (text === undefined) throw new Error(`${this.label}: cannot send ${String(data)}: it has no JSON form`);
+      this.raw.send(text, { binary: false });
+    }
   }
 
   /** The next message, waiting for it; throws when none arrives in time or the connection closes first. */

@@ -27,6 +27,12 @@ it("connects with query, headers and protocols, and reads text, bytes and JSON i
   expect(bytes.binary).toBe(true);
   client.send("json");
   expect((await client.expectMessage({ kind: "json", n: 1 })).json()).toEqual({ kind: "json", n: 1, extra: true });
+  // Anything else goes as JSON text, as the SDK's send() sends it (a route's message, say).
+  client.send({ action: "join", room: "lobby", skip: undefined });
+  await client.expectMessage('echo {"action":"join","room":"lobby"}');
+  client.send([1, null]);
+  await client.expectMessage("echo [1,null]");
+  expect(() => client.send(undefined as never)).toThrow(/cannot send undefined: it has no JSON form/);
   await client.expectNoMessage({ forMs: 100 });
   expect(await client.close(4001, "done")).toEqual({ code: 4001, reason: "done" });
   await app.stop();
