@@ -41,8 +41,8 @@ export type JsonPattern =
   | readonly JsonPattern[]
   | { readonly [key: string]: JsonPattern };
 
-/** A value `send()` sends as JSON text. */
-export type Json = number | boolean | null | readonly Json[] | { readonly [key: string]: Json | undefined };
+/** A value `send()` sends as JSON text (a string at the top is sent as it is). */
+export type Json = string | number | boolean | null | readonly Json[] | { readonly [key: string]: Json | undefined };
 
 /** How long to wait. */
 export interface WaitOptions {
