@@ -1,6 +1,6 @@
 // `nitric-like new`: a project made from the template runs under `nitric-like run` as it is.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, expect, it } from "vitest";
 import { cleanTemp, connect, EXAMPLES, linkNodeModules, runCli, startApp, stopAll, tempDir } from "../src/harness.js";
@@ -38,6 +38,49 @@ it("creates a chat project named after its folder that runs and chats", async ()
   expect((await bo.next()).text).toBe("ann: hi bo");
 }, 40000);
 
+it("creates a rooms project from --template rooms whose own tests pass, and whose spec lists its routes", async () => {
+  const dir = join(tempDir(), "game night");
+  const made = await runCli(["new", dir, "--template", "rooms"]);
+  expect(made.code, made.stderr).toBe(0);
+  expect(made.stderr).toContain('created game-night in "game night" from the rooms template:');
+  // The base's files and the template's own.
+  for (const file of [
+    ".gitignore",
+    "package.json",
+    "tsconfig.json",
+    "pnpm-workspace.yaml",
+    "services/rooms.ts",
+    "test/rooms.test.ts",
+  ])
+    expect(existsSync(join(dir, file)), file).toBe(true);
+  expect(JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).name).toBe("game-night");
+  expect(readFileSync(join(dir, "nitric-like.yaml"), "utf8")).toMatch(/^name: game-night$/m);
+
+  // What npm install gives it: the workspace's packages and vitest.
+  const root = join(EXAMPLES, "..");
+  mkdirSync(join(dir, "node_modules", "@nitric-like"), { recursive: true });
+  for (const pkg of ["cli", "sdk", "testing"])
+    symlinkSync(join(root, "packages", pkg), join(dir, "node_modules", "@nitric-like", pkg), "dir");
+  symlinkSync(join(root, "node_modules", "vitest"), join(dir, "node_modules", "vitest"), "dir");
+  const spec = await runCli(["spec", dir]);
+  expect(spec.code, spec.stderr).toBe(0);
+  expect(JSON.parse(spec.stdout).resources[0]).toMatchObject({
+    name: "rooms",
+    routes: [
+      { action: "join", service: "rooms" },
+      { action: "say", service: "rooms" },
+    ],
+  });
+  const tests = spawnSync(process.execPath, [join(dir, "node_modules", "vitest", "vitest.mjs"), "run"], {
+    cwd: dir,
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1", CI: "true" },
+    timeout: 120000,
+  });
+  expect(tests.status, `${tests.stdout}\n${tests.stderr}`).toBe(0);
+  expect(tests.stdout).toMatch(/Tests\s+3 passed \(3\)/);
+}, 150000);
+
 it("refuses a folder that is not empty, and an unknown template, naming the choices", async () => {
   const dir = tempDir();
   writeFileSync(join(dir, "notes.txt"), "mine");
@@ -46,7 +89,7 @@ it("refuses a folder that is not empty, and an unknown template, naming the choi
   expect(full.stderr).toContain(`new: ${dir} already exists and is not empty; choose a new folder`);
   const unknown = await runCli(["new", join(dir, "x"), "--template", "blog"]);
   expect(unknown.code).toBe(1);
-  expect(unknown.stderr).toContain('new: no template "blog"; templates: chat');
+  expect(unknown.stderr).toContain('new: no template "blog"; templates: chat, rooms');
   const none = await runCli(["new"]);
   expect(none.code).toBe(1);
   expect(none.stderr).toContain('new: which folder? such as "nitric-like new my-app"');

@@ -49,8 +49,8 @@ it("backs every guarantee in 'Limits and guarantees' with a test that exists und
 // Every repo path a README names in backticks (or links to) exists, so no README points at a file
 // that moved. A backticked word with a slash counts as a path when it names a file (it ends in an
 // extension) or when its first segment is an entry of the README's folder or of the repository's
-// root; it may be relative to the README's folder, its src/ (package READMEs), the root, or the
-// `chat` template (the files of a project `nitric-like new` makes).
+// root; it may be relative to the README's folder, its src/ (package READMEs), the root, or a
+// template of `nitric-like new` (the files of a project it makes).
 const ROOT = join(EXAMPLES, "..");
 const READMES = [
   "README.md",
@@ -61,6 +61,7 @@ const READMES = [
     .map((e) => `examples/${e}/README.md`)
     .filter((p) => existsSync(join(ROOT, p))),
 ];
+const TEMPLATES = readdirSync(join(ROOT, "packages/cli/templates")).map((t) => join(ROOT, "packages/cli/templates", t));
 const PATH_WORD = /^[A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.-]+)*\/?$/;
 const FILE = /\.(?:ts|mts|mjs|cjs|js|json|md|yaml|yml|proto|sh|png)$/;
 
@@ -78,7 +79,7 @@ it.each(READMES)("names only paths that exist in %s", (file) => {
   for (const path of namedPaths(text)) {
     if (path.startsWith("..")) continue;
     const first = path.split("/")[0] as string;
-    const bases = [dir, join(dir, "src"), ROOT, join(ROOT, "packages/cli/templates/chat")];
+    const bases = [dir, join(dir, "src"), ROOT, ...TEMPLATES];
     if (!FILE.test(path) && !bases.some((base) => first !== "" && existsSync(join(base, first)))) continue;
     if (!bases.some((base) => existsSync(join(base, path)))) missing.push(path);
   }

@@ -1,7 +1,9 @@
 /**
- * `nitric-like new`: copies a template from `packages/cli/templates/<name>` into a folder, naming
- * the project after the folder. Templates keep `gitignore` without its dot (npm drops `.gitignore`
- * files from published packages); it is renamed on the way.
+ * `nitric-like new`: copies a template into a folder, naming the project after the folder: the
+ * files every project has (`packages/cli/templates/base`: package.json, tsconfig.json, the ignore
+ * file, pnpm's settings), then the template's own (`packages/cli/templates/<name>`: the project
+ * file, services, tests, README), which may replace a base file. Templates keep `gitignore` without
+ * its dot (npm drops `.gitignore` files from published packages); it is renamed on the way.
  *
  * Its @nitric-like dependencies come one of two ways. By default the CLI packs itself and every
  * @nitric-like package it runs with into the project's vendor/ (see pack.ts), the project
@@ -22,10 +24,15 @@ function templateDir(): string {
   return join(cliPackageDir(), "templates");
 }
 
+/** The folder of the files every template shares. */
+const BASE = "base";
+
 /** The templates there are. */
 export function templates(): string[] {
   const dir = templateDir();
-  return readdirSync(dir).filter((t) => statSync(join(dir, t)).isDirectory());
+  return readdirSync(dir)
+    .filter((t) => t !== BASE && statSync(join(dir, t)).isDirectory())
+    .sort();
 }
 
 /** What was created. */
@@ -101,8 +108,12 @@ export function scaffold(target: string, template: string, source: Source): Scaf
     writeFileSync(join(dir, path), data);
     files.push(path);
   };
-  for (const file of walk(from)) {
-    let path = relative(from, file).split(sep).join("/");
+  // The base's files, then the template's: a template's file of the same path replaces the base's.
+  const sources = new Map<string, string>();
+  for (const root of [join(templateDir(), BASE), from])
+    for (const file of walk(root)) sources.set(relative(root, file).split(sep).join("/"), file);
+  for (const [relativePath, file] of [...sources].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    let path = relativePath;
     if (path === "gitignore") path = ".gitignore";
     let text = readFileSync(file, "utf8");
     if (path === "package.json") text = projectPackageJson(text, name, source.version, vendor);
