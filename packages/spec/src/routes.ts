@@ -5,6 +5,7 @@
  * `$request.body.action`, the one Architect, SST and the Serverless Framework use, and the local
  * provider selects the same way (selectRoute), so a client sees one behaviour everywhere.
  */
+import { topLevelString } from "./json-scan.js";
 
 /** The JSON property a message's route is read from, unless the socket names another (`routeBy`). */
 export const ROUTE_PROPERTY = "action";
@@ -78,21 +79,16 @@ export function routeNameProblem(socket: string, action: unknown, routeBy = ROUT
 
 /**
  * The route a text message selects among `routes`, or undefined for the message handler: the
- * message parsed as JSON, its top-level `action` property, when a string that names a route.
- * Anything else (not JSON, not an object, no `action`, another type, an unknown name) selects none.
+ * message read as JSON, its top-level `routeBy` property (`action` by default), when a string
+ * that names a route. Anything else (not JSON, not an object, no such property, another type, an
+ * unknown name) selects none.
  */
 export function selectRoute(text: string, routes: ReadonlySet<string>, routeBy = ROUTE_PROPERTY): string | undefined {
-  if (routes.size === 0 || !text.trimStart().startsWith("{")) return undefined;
-  // No parse for an object that cannot have the property (a key written with escapes, such as
+  if (routes.size === 0) return undefined;
+  // No scan for a message that cannot have the property (a key written with escapes, such as
   // "\u0061ction", still names it).
   if (!text.includes(`"${routeBy}"`) && !text.includes("\\u")) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return undefined;
-  const action = Object.hasOwn(parsed, routeBy) ? (parsed as Record<string, unknown>)[routeBy] : undefined;
-  return typeof action === "string" && routes.has(action) ? action : undefined;
+  // As JSON.parse(text)[routeBy] would read it, without building the message (json-scan.ts).
+  const action = topLevelString(text, routeBy);
+  return action !== undefined && routes.has(action) ? action : undefined;
 }

@@ -63,6 +63,9 @@ const HEARTBEAT_MS = 30_000;
 /** How long stop() waits for clients to answer the 1001 close before cutting them off. */
 const CLOSE_GRACE_MS = 500;
 
+/** A JSON escape's start (`\u`): a key written with escapes may still name a route's property. */
+const ESCAPE = Buffer.from("\\u");
+
 /** Gateway settings. */
 export interface GatewayOptions {
   /** The port to listen on; 0 picks a free one. */
@@ -457,6 +460,8 @@ export class Gateway implements SocketBackend, FlowGateway {
   private routes: ReadonlySet<string> = new Set();
   /** The JSON property that selects a message's route (the socket's routeBy). */
   private routeBy = ROUTE_PROPERTY;
+  /** `"<routeBy>"` as bytes: a message without them (or an escape) selects no route, unread. */
+  private routeKey = Buffer.from(`"${ROUTE_PROPERTY}"`);
   private port = 0;
   /**
    * Sees every frame in and out and every open and close (the dashboard). Undefined while nobody
@@ -821,6 +826,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   setRoutes(routes: Iterable<string>, routeBy = ROUTE_PROPERTY): void {
     this.routes = new Set(routes);
     this.routeBy = routeBy;
+    this.routeKey = Buffer.from(`"${routeBy}"`);
   }
 
   /** Adds browser origins allowed to connect ("*" for any); with none, any origin may. */
@@ -1092,12 +1098,16 @@ export class Gateway implements SocketBackend, FlowGateway {
     const id = c.info.connectionId;
     if (this.observer !== undefined) this.observe("in", id, data, binary);
     this.pending(c, data.byteLength);
-    // A socket with routes reads a text message that may be a JSON object (its first byte "{" or
-    // JSON's white space) for its route; other sockets, and other messages, pay one comparison.
+    // A socket with routes reads a text message that may be a JSON object with the property (its
+    // first byte "{" or JSON's white space, and the property's quoted name or an escape among its
+    // bytes) for its route; other sockets, and other messages, pay a comparison or a byte search.
     let route = "";
     if (this.routes.size > 0 && !binary) {
       const first = data[0];
-      if (first === 0x7b || first === 0x20 || first === 0x0a || first === 0x0d || first === 0x09)
+      if (
+        (first === 0x7b || first === 0x20 || first === 0x0a || first === 0x0d || first === 0x09) &&
+        (data.includes(this.routeKey) || data.includes(ESCAPE))
+      )
         route = selectRoute(data.toString("utf8"), this.routes, this.routeBy) ?? "";
     }
     this.handlers.deliver(
