@@ -21,6 +21,7 @@ const ARRAY = 2;
 let open = new Uint8Array(256);
 
 /** The first character a string's plain run stops at: its closing quote, an escape, a control character. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: a JSON string may not hold U+0000-U+001F unescaped, so the scanner stops at them
 const STRING_STOP = /["\\\u0000-\u001f]/g;
 
 function isHex(c: number): boolean {

@@ -100,7 +100,8 @@ describe("routeBy", () => {
 
   it("reads no property from an expression nitric-like does not write", () => {
     for (const e of [
-      "${request.body.action}",
+      // API Gateway's braced form, which nitric-like never writes.
+      ["$", "{request.body.action}"].join(""),
       "$request.body.a.b",
       "$request.body",
       "$request.body.action ",
