@@ -83,7 +83,7 @@ describe("buildSpec", () => {
       }),
     ]);
     expect(onlyRoutes.errors).toEqual([
-      'missing message handler for websocket r: add websocket("r").on("message", handler) to one service',
+      'missing message handler for websocket r: add websocket("r").on("message", handler) to one service (its routes take only the messages whose "action" names one; it takes the others)',
     ]);
   });
 

@@ -321,8 +321,13 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
           `missing ws.on("${ampt}", ...) for websocket ${s.name}: add ws.on("${ampt}", ${ampt === "message" ? "(connection, data)" : "(connection)"} => { ... }) to one service (ws from "@nitric-like/sdk/ampt")`,
         );
       } else {
+        // A socket with routes still needs its message handler, for the messages no route takes.
+        const why =
+          event === "message" && s.routes !== undefined
+            ? ` (its routes take only the messages whose "${s.routeBy ?? "action"}" names one; it takes the others)`
+            : "";
         errors.push(
-          `missing ${event} handler for websocket ${s.name}: add websocket("${s.name}").on("${event}", handler) to one service`,
+          `missing ${event} handler for websocket ${s.name}: add websocket("${s.name}").on("${event}", handler) to one service${why}`,
         );
       }
     }
