@@ -13,7 +13,7 @@ import {
   WebsocketHandler,
 } from "@nitric-like/contracts/websockets";
 import type { Client } from "@nitric-like/rpc";
-import type { AppLimits } from "@nitric-like/spec";
+import type { AppLimits, Spec } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { accept, closed, declareSocket, handle, open, serviceClient, sleep, startProvider, urlOf } from "./helpers.js";
@@ -375,6 +375,60 @@ describe("the rate limit's close", () => {
     expect(close.reason).toBe(
       `rate limit: over 10 messages/s (burst 5); the first ${handled} were handled (${none} got no reply), later ones dropped`,
     );
+  });
+});
+
+describe("the rate limit on a socket with routes", () => {
+  it("counts a message read for its route once more per 16 KB, and says so when it closes", async () => {
+    const spec: Spec = {
+      name: "test",
+      services: [{ name: "svc", file: "services/svc.ts" }],
+      resources: [
+        {
+          kind: "websocket",
+          name: "s",
+          declaredBy: ["svc"],
+          handlers: { connect: "svc", message: "svc" },
+          routes: [{ action: "join", service: "svc" }],
+        },
+      ],
+      policies: [],
+    };
+    const { provider } = await startProvider({ spec, limits: { messagesPerSecond: 10, messageBurst: 40 } });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    await handle(client, "s", "connect", accept);
+    const reply = (text: string) => () => ({
+      websocketResponse: { case: "connectionResponse" as const, value: { reject: false } },
+      replies: [{ data: Buffer.from(text), binary: false }],
+    });
+    const plain = await handle(client, "s", "message", reply("message"));
+    const join = await handle(client, "s", "message", reply("join"), "join");
+    // 64 KB messages: 1 + 4 a message when read for a route, 1 when not (no "action" in it).
+    const big = (withAction: boolean) =>
+      JSON.stringify({ ...(withAction ? { action: "join" } : {}), pad: "x".repeat(64 * 1024) });
+    const quiet = await open(urlOf(provider, "s"));
+    const quietClose = closed(quiet);
+    for (let i = 0; i < 20; i++) quiet.send(big(false));
+    const routed = await open(urlOf(provider, "s"));
+    const done = closed(routed);
+    for (let i = 0; i < 20; i++) routed.send(big(true));
+    const close = await done;
+    expect(close.code).toBe(1008);
+    const handled = Number(/; (\d+) handled, later ones dropped$/.exec(close.reason)?.[1]);
+    expect(close.reason).toBe(
+      `rate limit: over 10/s (burst 40; a routed message counts once per 16 KB too); ${handled} handled, later ones dropped`,
+    );
+    // The burst of 40 takes 8 such messages (and what refilled meanwhile: 10 a second), not 20.
+    expect(handled).toBeGreaterThanOrEqual(8);
+    expect(handled).toBeLessThan(20);
+    expect(join.events).toHaveLength(handled);
+    // The same bytes without the route's property are counted once each: all 20 pass.
+    await sleep(200);
+    expect(plain.events).toHaveLength(20);
+    expect(quiet.readyState).toBe(1);
+    quiet.close();
+    await quietClose;
   });
 });
 

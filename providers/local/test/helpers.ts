@@ -127,12 +127,16 @@ export async function declareStore(client: Client, name: string, actions: Action
 
 type Answer = MessageInitShape<typeof WebsocketEventResponseSchema> | undefined;
 
-/** A handler stream: registers, then answers each event with `answer` (undefined: never answers). */
+/**
+ * A handler stream (of a message route when `route` is given): registers, then answers each event
+ * with `answer` (undefined: never answers).
+ */
 export async function handle(
   client: Client,
   socket: string,
   event: "connect" | "disconnect" | "message",
   answer: (request: WebsocketEventRequest) => Answer,
+  route = "",
 ): Promise<{
   events: WebsocketEventRequest[];
   call: DuplexCall<MessageInitShape<typeof ClientMessageSchema>, ServerMessage>;
@@ -156,7 +160,7 @@ export async function handle(
     disconnect: WebsocketEventType.Disconnect,
     message: WebsocketEventType.Message,
   }[event];
-  call.write({ id: "", content: { case: "registrationRequest", value: { socketName: socket, eventType } } });
+  call.write({ id: "", content: { case: "registrationRequest", value: { socketName: socket, eventType, route } } });
   await registered;
   cleanups.push(() => {
     call.end();

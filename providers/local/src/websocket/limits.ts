@@ -49,10 +49,17 @@ export function ageReason(limits: SocketLimits): string {
 /**
  * The close reason when a connection sends faster than its token bucket allows (1008). The close
  * waits for the handled messages' answers, so their replies are sent before it; those that got no
- * answer (the handler failed or timed out) are counted in the reason.
+ * answer (the handler failed or timed out) are counted in the reason. `routedKb`: set when the
+ * connection's messages were read for their routes, which count once per that many KB too.
  */
-export function rateReason(limits: SocketLimits, handled: number, unanswered = 0): string {
+export function rateReason(limits: SocketLimits, handled: number, unanswered = 0, routedKb?: number): string {
   const head = `rate limit: over ${limits.messagesPerSecond} messages/s (burst ${limits.messageBurst})`;
+  if (routedKb !== undefined) {
+    // The reason must fit a close frame's 123 bytes: the count of what was handled goes first.
+    const routed = `rate limit: over ${limits.messagesPerSecond}/s (burst ${limits.messageBurst}; a routed message counts once per ${routedKb} KB too)`;
+    const long = `${routed}; ${handled} handled${unanswered > 0 ? ` (${unanswered} got no reply)` : ""}, later ones dropped`;
+    return Buffer.byteLength(long) <= 123 ? long : routed;
+  }
   if (unanswered === 0) return `${head}; the first ${handled} were handled, later ones dropped; slow down`;
   // Without "slow down": the reason must fit a close frame's 123 bytes.
   return `${head}; the first ${handled} were handled (${unanswered} got no reply), later ones dropped`;
