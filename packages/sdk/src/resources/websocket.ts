@@ -605,9 +605,10 @@ export class Websocket {
 
   /**
    * Handles the messages of one route: text messages that are JSON objects whose `action` property
-   * is `action` (`{"action": "join", "room": "lobby"}`), as API Gateway's route selection
-   * `$request.body.action` picks them on AWS. Every other message (not JSON, no `action`, an action
-   * no route has, binary) goes to `on("message", ...)`, which a socket still needs. A route's
+   * (or the socket's `routeBy`) is `action` (`{"action": "join", "room": "lobby"}`), as API
+   * Gateway's route selection `$request.body.action` picks them on AWS. Every other message (not
+   * JSON, no `action`, an action no route has, binary) goes to `on("message", ...)`, which a
+   * socket still needs. A route's
    * handlers get the message context (`ctx.json()` is the whole object) and reply as a message
    * handler does; on AWS each route is a route of the API, to the function of its service, so one
    * service can handle a socket's routes and another its other messages. More `route()` calls for
