@@ -37,6 +37,8 @@ export {
   type DisconnectContext,
   type MessageContext,
   type Room,
+  type RouteContext,
+  type RouteHandlerFn,
   type SendOptions,
   Websocket,
   type WebsocketContext,

@@ -6,6 +6,7 @@ import {
   type KvRef,
   kv,
   type MessageContext,
+  type RouteContext,
   type WebsocketHandlerFn,
   websocket,
 } from "./index.js";
@@ -68,5 +69,26 @@ describe("declaration checks", () => {
       void ctx.binary;
     };
     expect(typeof onConnect).toBe("function");
+  });
+});
+
+describe("socket.route() types", () => {
+  it("types a route's json() as the route's T and its route as a string; a message handler's route may be undefined", () => {
+    // Never called (it would declare against a provider): tsc checks the lines, vitest the shape.
+    const uses = () => {
+      const socket = websocket("typed-routes");
+      socket.route<{ room: string }>("join", (ctx) => {
+        expectTypeOf(ctx).toEqualTypeOf<RouteContext<{ room: string }>>();
+        expectTypeOf(ctx.json()).toEqualTypeOf<{ room: string }>();
+        expectTypeOf(ctx.json<number>()).toEqualTypeOf<number>();
+        expectTypeOf(ctx.route).toEqualTypeOf<string>();
+        return ctx.json().room;
+      });
+      socket.route("say", (ctx) => expectTypeOf(ctx.json()).toEqualTypeOf<unknown>());
+      socket.on("message", (ctx) => expectTypeOf(ctx.route).toEqualTypeOf<string | undefined>());
+      // @ts-expect-error a route's handler gets a route context, not a connect context
+      socket.route("x", (ctx: ConnectContext) => ctx.reject());
+    };
+    expect(typeof uses).toBe("function");
   });
 });

@@ -85,8 +85,8 @@ describe("websocket() declarations", () => {
 describe("message routes", () => {
   it("registers each route on a stream of its own, apart from the message handler, and replies as a message handler does", async () => {
     const socket = websocket("routed");
-    socket.on("message", (ctx) => `default: ${ctx.text()}`);
-    socket.route("join", (ctx) => ({ joined: ctx.json<{ room: string }>().room }));
+    socket.on("message", (ctx) => `default: ${ctx.text()} (route ${String(ctx.route)})`);
+    socket.route<{ room: string }>("join", (ctx) => ({ joined: ctx.json().room, route: ctx.route }));
     socket.route("join", (ctx) => ctx.reply("second in the chain"));
     socket.route("chat.say", async () => "said");
     const join = await provider.stream("routed", WebsocketEventType.Message, "join");
@@ -96,11 +96,14 @@ describe("message routes", () => {
     expect(join.registration).toMatchObject({ eventType: WebsocketEventType.Message, route: "join", batch: true });
 
     const joined = await join.request(messageEvent("routed", "c1", text('{"action":"join","room":"lobby"}')));
-    expect(joined.response.replies.map((r) => decode(r.data))).toEqual(['{"joined":"lobby"}', "second in the chain"]);
+    expect(joined.response.replies.map((r) => decode(r.data))).toEqual([
+      '{"joined":"lobby","route":"join"}',
+      "second in the chain",
+    ]);
     const said = await say.request(messageEvent("routed", "c1", text('{"action":"chat.say"}')));
     expect(said.response.replies.map((r) => decode(r.data))).toEqual(["said"]);
     const other = await plain.request(messageEvent("routed", "c1", text("hi")));
-    expect(other.response.replies.map((r) => decode(r.data))).toEqual(["default: hi"]);
+    expect(other.response.replies.map((r) => decode(r.data))).toEqual(["default: hi (route undefined)"]);
   });
 
   it("names the route when its handler fails", async () => {

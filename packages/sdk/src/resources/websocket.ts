@@ -144,7 +144,22 @@ export interface MessageContext extends WebsocketContextBase {
    * Returning a value from the handler does the same.
    */
   reply(data: Payload): void;
+  /** The route that took the message (`socket.route(action, ...)`); undefined in on("message"). */
+  readonly route: string | undefined;
 }
+
+/**
+ * The context of a message a route took: `json()` is the message object, typed as the route's
+ * `T` (`socket.route<{ room: string }>("join", (ctx) => ctx.json().room)`; the type is what the
+ * handler expects, not a check), and `route` its action.
+ */
+export interface RouteContext<T = unknown> extends Omit<MessageContext, "json" | "route"> {
+  json<U = T>(): U;
+  readonly route: string;
+}
+
+/** A route's handler: may be async; what it returns (or resolves to) is the reply, as for a message handler. */
+export type RouteHandlerFn<T = unknown> = (ctx: RouteContext<T>) => unknown;
 
 /** The context of a disconnect event. */
 export interface DisconnectContext extends WebsocketContextBase {
@@ -264,6 +279,8 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
   constructor(
     private readonly owner: Websocket,
     private readonly event: WebsocketEventRequest,
+    /** The route that took a message event, if any. */
+    readonly route: string | undefined = undefined,
   ) {}
 
   get socket(): string {
@@ -458,7 +475,7 @@ class HandlerStream {
   // function names (esbuild's keepNames), which costs a call of its __name helper for each named
   // closure made.
   private handle(id: string, request: WebsocketEventRequest): void {
-    this.step(id, new EventContext(this.owner, request), 0);
+    this.step(id, new EventContext(this.owner, request, this.route === "" ? undefined : this.route), 0);
   }
 
   /** Runs the chain from handler `i`, awaiting only handlers that return promises (the hot path stays synchronous). */
@@ -614,7 +631,7 @@ export class Websocket {
    * service can handle a socket's routes and another its other messages. More `route()` calls for
    * one action add to its chain; one action is handled by one service.
    */
-  route(action: string, ...handlers: WebsocketHandlerFn<"message">[]): this {
+  route<T = unknown>(action: string, ...handlers: RouteHandlerFn<T>[]): this {
     const problem = routeNameProblem(this.name, action, this.options.routeBy);
     if (problem) throw new NitricLikeError("invalid_argument", problem);
     for (const h of handlers) {
