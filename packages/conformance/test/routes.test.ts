@@ -136,6 +136,14 @@ describe.each([
     c.close();
   });
 
+  it("routes a socket whose other events a @nitric/sdk service handles: the route to ours, the rest to Nitric's", async () => {
+    const c = await connect(app.url("mixed"));
+    expect(await ask(c, '{"action":"ping"}')).toEqual({ handler: "ping", route: "ping" });
+    expect(await ask(c, '{"action":"pong"}')).toEqual({ handler: "nitric message", text: '{"action":"pong"}' });
+    expect(await ask(c, "hello")).toEqual({ handler: "nitric message", text: "hello" });
+    c.close();
+  });
+
   it("selects a socket's routes by its routeBy property instead of action", async () => {
     const c = await connect(app.url("typed"));
     expect(await ask(c, '{"type":"join","room":"r1"}')).toEqual({ handler: "join", socket: "typed", room: "r1" });
