@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { BUILD_HELP, buildCommand } from "./commands/build.js";
+import { CONNECT_HELP, connectCommand } from "./commands/connect.js";
 import { LOGS_HELP, logsCommand } from "./commands/logs.js";
 import { NEW_HELP, newCommand } from "./commands/new.js";
 import { RUN_HELP, runCommand } from "./commands/run.js";
@@ -18,8 +19,9 @@ Declare websockets, kv stores and secrets in TypeScript, run them on your machin
 check them, and ship them to AWS.
 
 Commands:
-  new <dir>      Create a project from a template (chat), ready to run.
+  new <dir>      Create a project from a template (chat, rooms), ready to run.
   run [dir]      Run the project locally: gateways, kv stores, services, live reload.
+  connect [dir]  Connect to a socket of the running run as a client: type messages.
   spec [dir]     Collect what the services declare, check it, print it as JSON.
   build [dir]    Check the project and write what a provider deploys (default: aws).
   up [dir]       Build and deploy (default: aws), printing each socket's URL.
@@ -49,6 +51,7 @@ const HELP: Record<string, string> = {
   outputs: OUTPUTS_HELP,
   logs: LOGS_HELP,
   secret: SECRET_HELP,
+  connect: CONNECT_HELP,
 };
 
 /** Commands whose result `--json` prints as JSON. */
@@ -110,6 +113,29 @@ export async function main(
       const value = args.values[name];
       return typeof value === "string" ? value : undefined;
     };
+    if (command === "connect") {
+      const [connectDir, ...more] = args.positionals;
+      if (more.length > 0) {
+        throw new UserError(
+          `connect: expected one project folder, got ${args.positionals.length}: ${args.positionals.join(" ")}; name the socket with --socket`,
+        );
+      }
+      const list = (name: string) => {
+        const value = args.values[name];
+        return Array.isArray(value) ? (value as string[]) : [];
+      };
+      return await connectCommand(
+        {
+          socket: text("socket"),
+          dir: connectDir ?? ".",
+          url: text("url"),
+          query: list("query"),
+          headers: list("header"),
+          protocols: list("protocol"),
+        },
+        output,
+      );
+    }
     if (command === "secret") {
       const [action, name, secretDir, ...more] = args.positionals;
       if (more.length > 0) {
@@ -280,6 +306,13 @@ function parse(command: string, args: string[]) {
       stack: { type: "string" },
       region: { type: "string" },
       json: { type: "boolean" },
+    },
+    connect: {
+      socket: { type: "string" },
+      url: { type: "string" },
+      query: { type: "string", multiple: true },
+      header: { type: "string", multiple: true },
+      protocol: { type: "string", multiple: true },
     },
     secret: {
       provider: { type: "string" },

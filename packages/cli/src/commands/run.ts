@@ -47,6 +47,7 @@ import {
   warnedErrors,
   whenAllStarted,
 } from "../lib/readiness.js";
+import { removeRunSockets, runSocketsFile, writeRunSockets } from "../lib/run-sockets.js";
 import { type EarlyThread, endEarlyThread, serviceEnv, startEarlyThread } from "../lib/service-process.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
@@ -625,6 +626,7 @@ class Run {
     // A service being added or removed, or a redeploy, finishes first (the chain skips what is
     // queued behind it), so nothing starts after the provider stopped; a stuck one is not waited for.
     await Promise.race([this.topology, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    removeRunSockets(this.project.dir);
     await this.running.stop();
     await Promise.all(this.supervisors.map((s) => s.stop(2000)));
     this.resolveStopped(code);
@@ -639,10 +641,23 @@ class Run {
     const { running, output } = this;
     const printed = new Map<string, string>();
     const printSockets = () => {
+      let changed = false;
       for (const s of running.sockets()) {
         if (printed.get(s.name) === s.url) continue;
         printed.set(s.name, s.url);
+        changed = true;
         output.result(`websocket ${s.name} ${s.url}`);
+      }
+      // For `nitric-like connect`, which finds a socket of this run by its name.
+      if (changed && !this.stopping) {
+        try {
+          writeRunSockets(
+            this.project.dir,
+            [...printed].map(([name, url]) => ({ name, url })),
+          );
+        } catch (error) {
+          output.warn(`could not write ${runSocketsFile(this.project.dir)} for nitric-like connect: ${String(error)}`);
+        }
       }
     };
     printSockets();

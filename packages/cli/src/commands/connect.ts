@@ -1,0 +1,178 @@
+/**
+ * `nitric-like connect [dir]`: a WebSocket client in the terminal, to try a socket of the
+ * project's running `nitric-like run` (found by name in `.nitric-like/sockets.json`, see
+ * run-sockets.ts) or any URL (`--url`, a deployed socket). Each line of input is sent as a text
+ * message; each message that arrives is printed on stdout, one per line (binary ones as
+ * `[binary N bytes] <base64>`), so it works in a pipe too; what happens to the connection goes to
+ * stderr.
+ */
+import { createInterface } from "node:readline";
+import { didYouMean } from "@nitric-like/spec";
+import WebSocket from "ws";
+import { type Output, UserError } from "../lib/log.js";
+import { loadProjectFile } from "../lib/prepare.js";
+import { readRunSockets, runSocketsFile } from "../lib/run-sockets.js";
+
+/** Help for `connect`. */
+export const CONNECT_HELP = `Usage: nitric-like connect [dir] [options]
+
+Connects to a socket as a client. Without --url, the socket is one of the running
+"nitric-like run" of the project in dir (default: the current folder): --socket names
+it, and may be left out when the project has one. Each line you type is sent as a
+text message, such as {"action":"join","room":"lobby"}; each message that arrives is
+printed on a line of its own (a binary one as [binary N bytes] and its base64). The
+end of input (Ctrl-D, or the end of a pipe) closes the connection once no message has
+arrived for half a second. Exits 0 after a normal close (1000 or 1001), 1 when the
+connection is refused or closed with another code.
+
+Options:
+  --socket <name>        The socket (needed when the run has several)
+  --query <name=value>   Add a query parameter (repeatable): --query name=ann
+  --header <name:value>  Add a request header (repeatable)
+  --protocol <name>      Offer a subprotocol (repeatable)
+  --url <url>            Connect to this ws:// or wss:// URL instead (a deployed socket:
+                         nitric-like outputs prints them)
+  --plain                No colours.
+  -h, --help             Show this help.
+`;
+
+/** What connect was asked. */
+export interface ConnectOptions {
+  socket: string | undefined;
+  dir: string;
+  url: string | undefined;
+  query: string[];
+  headers: string[];
+  protocols: string[];
+}
+
+/** How long input's end waits for the messages still on their way before closing. */
+const QUIET_MS = 500;
+/** The longest it waits so. */
+const MAX_WAIT_MS = 5000;
+
+/** The URL to connect to: --url, or the running run's socket, with the query added. */
+function target(options: ConnectOptions): string {
+  let base = options.url;
+  if (base === undefined) {
+    const project = loadProjectFile(options.dir);
+    const running = readRunSockets(project.dir);
+    if (!running || running.sockets.length === 0) {
+      throw new UserError(
+        `connect: no nitric-like run of "${project.name}" is running (no live ${runSocketsFile(project.dir)}); start one with nitric-like run ${options.dir === "." ? "" : options.dir}`.trimEnd() +
+          ", or give --url",
+      );
+    }
+    const names = running.sockets.map((s) => s.name);
+    let socket = options.socket === undefined ? undefined : running.sockets.find((s) => s.name === options.socket);
+    if (options.socket === undefined) {
+      if (running.sockets.length > 1)
+        throw new UserError(`connect: which socket? "${project.name}" has ${names.join(", ")}: give --socket <name>`);
+      socket = running.sockets[0];
+    }
+    if (!socket) {
+      const close = didYouMean(options.socket ?? "", names);
+      throw new UserError(
+        `connect: no socket ${JSON.stringify(options.socket)} in the running "${project.name}"${close ? `; did you mean "${close}"?` : ""} (its sockets: ${names.join(", ")})`,
+      );
+    }
+    base = socket.url;
+  }
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    throw new UserError(`connect: ${JSON.stringify(base)} is not a URL; give one such as ws://127.0.0.1:4000`);
+  }
+  if (url.protocol !== "ws:" && url.protocol !== "wss:")
+    throw new UserError(`connect: ${JSON.stringify(base)} is not a ws:// or wss:// URL`);
+  for (const pair of options.query) {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw new UserError(`connect: --query ${JSON.stringify(pair)} is not name=value`);
+    url.searchParams.append(pair.slice(0, at), pair.slice(at + 1));
+  }
+  return url.toString();
+}
+
+function headersOf(pairs: string[]): Record<string, string> {
+  const headers: Record<string, string> = Object.create(null);
+  for (const pair of pairs) {
+    const at = pair.indexOf(":");
+    if (at <= 0) throw new UserError(`connect: --header ${JSON.stringify(pair)} is not name:value`);
+    headers[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+  }
+  return headers;
+}
+
+/** Runs connect; resolves with the exit code. */
+export async function connectCommand(options: ConnectOptions, output: Output): Promise<number> {
+  const url = target(options);
+  const headers = headersOf(options.headers);
+  const ws = new WebSocket(url, options.protocols, { headers, perMessageDeflate: false });
+  let lastMessage = 0;
+  ws.on("message", (data: Buffer, binary: boolean) => {
+    lastMessage = Date.now();
+    output.result(binary ? `[binary ${data.byteLength} bytes] ${data.toString("base64")}` : data.toString("utf8"));
+  });
+  // Until it opens: refused (its status and the body that says why), or not reachable.
+  const opened = await new Promise<boolean>((resolve) => {
+    let settled = false;
+    const settle = (open: boolean, message?: string) => {
+      if (settled) return;
+      settled = true;
+      if (message !== undefined) output.error(message);
+      resolve(open);
+    };
+    ws.once("open", () => settle(true));
+    ws.once("unexpected-response", (_req, res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (c: Buffer) => {
+        // The answer's first 4 KB are enough to say why.
+        if (size < 4096) chunks.push(c);
+        size += c.length;
+      });
+      const done = () => {
+        const body = Buffer.concat(chunks).toString("utf8").slice(0, 4096).trim();
+        settle(false, `connect: ${url} refused the connection: HTTP ${res.statusCode}${body ? ` ${body}` : ""}`);
+        ws.terminate();
+      };
+      res.once("end", done);
+      res.once("error", done);
+    });
+    ws.on("error", (error: Error) => settle(false, `connect: cannot reach ${url}: ${error.message}`));
+  });
+  if (!opened) return 1;
+  output.info(
+    `connected to ${url}${ws.protocol ? ` (subprotocol ${ws.protocol})` : ""}; type a message and Enter, Ctrl-D to close`,
+  );
+  const closed = new Promise<number>((resolve) => {
+    ws.once("close", (code: number, reason: Buffer) => {
+      const why = reason.toString("utf8");
+      output.info(`closed ${code}${why ? ` ${why}` : ""}`);
+      // 1005: closed with no code, as a client that ends its input does here.
+      resolve(code === 1000 || code === 1001 || code === 1005 ? 0 : 1);
+    });
+  });
+  const input = createInterface({ input: process.stdin, terminal: false });
+  input.on("line", (line) => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(line);
+  });
+  input.once("close", () => {
+    // The replies to the last lines may be on their way: close once none has come for a moment.
+    const ended = Date.now();
+    lastMessage = Math.max(lastMessage, ended);
+    const check = () => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      const now = Date.now();
+      if (now - lastMessage >= QUIET_MS || now - ended >= MAX_WAIT_MS) ws.close(1000);
+      else setTimeout(check, 50);
+    };
+    check();
+  });
+  const code = await closed;
+  input.close();
+  // Closed by the server while input is still open (a terminal): stop reading it, so the command ends.
+  process.stdin.destroy();
+  return code;
+}
