@@ -74,6 +74,18 @@ describe("run's secret store", () => {
     await store.close();
   });
 
+  it("prunes in the order of the puts when many come within one millisecond", async () => {
+    const store = new SecretStore(tempStore());
+    const ids = Array.from({ length: MAX_SECRET_VERSIONS + 5 }, () => crypto.randomUUID());
+    // Not awaited one by one: the puts share milliseconds, and their ids order them at random.
+    await Promise.all(ids.map((id, n) => store.put("burst", id, bytes(`v${n}`))));
+    for (const id of ids.slice(0, 5)) expect(await store.access("burst", id)).toBeUndefined();
+    for (const [n, id] of ids.slice(5).entries())
+      expect(text((await store.access("burst", id))?.value)).toBe(`v${n + 5}`);
+    expect(store.stages("burst")).toEqual({ current: ids.at(-1), previous: ids.at(-2) });
+    await store.close();
+  });
+
   it("makes its folder, or narrows one made before, to its user alone (0700)", async () => {
     const fresh = tempStore();
     await new SecretStore(fresh).close();

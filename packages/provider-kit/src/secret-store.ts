@@ -73,11 +73,17 @@ export class SecretStore implements SecretsBackend {
     await this.root.transaction(() => {
       const former = this.latest.get(secret);
       this.values.put(`${secret}/${version}`, record);
-      this.history.put(`${secret}/${String(now).padStart(16, "0")}/${version}`, version);
+      // Names hold no "/" (lower kebab case): "<secret>/" to "<secret>0" is this secret's history,
+      // in the order of its keys' numbers: the put's time, or one more than the last put's when
+      // that is not earlier (puts within one millisecond, or a clock set back), so the order is
+      // the order of the puts (a UUID after equal times would order them at random).
+      const keys = [...this.history.getKeys({ start: `${secret}/`, end: `${secret}0` })] as string[];
+      const last = keys.length === 0 ? 0 : Number((keys[keys.length - 1] as string).split("/")[1]);
+      const key = `${secret}/${String(Math.max(now, last + 1)).padStart(16, "0")}/${version}`;
+      this.history.put(key, version);
+      keys.push(key);
       this.latest.put(secret, version);
       if (former !== undefined && former !== version) this.previous.put(secret, former);
-      // Names hold no "/" (lower kebab case): "<secret>/" to "<secret>0" is this secret's history.
-      const keys = [...this.history.getKeys({ start: `${secret}/`, end: `${secret}0` })] as string[];
       let excess = keys.length - MAX_SECRET_VERSIONS;
       for (const key of keys) {
         if (excess <= 0) break;
