@@ -50,7 +50,9 @@ describe("nitric-like connect", () => {
     );
     const none = await runCli(["connect"], { cwd: app.dir });
     expect(none.code).toBe(1);
-    expect(none.stderr).toContain('connect: which socket? "routes-lab" has game, mixed, typed: give --socket <name>');
+    expect(none.stderr).toContain(
+      'connect: which socket? the running "routes-lab" has game, mixed, typed: give --socket <name>',
+    );
     const wrong = await runCli(["connect", "--socket", "gane"], { cwd: app.dir });
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain(

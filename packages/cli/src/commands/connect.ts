@@ -11,14 +11,16 @@ import { didYouMean } from "@nitric-like/spec";
 import WebSocket from "ws";
 import { type Output, UserError } from "../lib/log.js";
 import { loadProjectFile } from "../lib/prepare.js";
+import { providerFor } from "../lib/providers.js";
 import { readRunSockets, runSocketsFile } from "../lib/run-sockets.js";
 
 /** Help for `connect`. */
 export const CONNECT_HELP = `Usage: nitric-like connect [dir] [options]
 
-Connects to a socket as a client. Without --url, the socket is one of the running
-"nitric-like run" of the project in dir (default: the current folder): --socket names
-it, and may be left out when the project has one. Each line you type is sent as a
+Connects to a socket as a client: one of the running "nitric-like run" of the project
+in dir (default: the current folder), or with --provider aws one of its deployed stack
+(its URL read as nitric-like outputs reads it), or any --url. --socket names the socket,
+and may be left out when there is one. Each line you type is sent as a
 text message, such as {"action":"join","room":"lobby"}; each message that arrives is
 printed on a line of its own (a binary one as [binary N bytes] and its base64). The
 end of input (Ctrl-D, or the end of a pipe) closes the connection once no message has
@@ -30,8 +32,10 @@ Options:
   --query <name=value>   Add a query parameter (repeatable): --query name=ann
   --header <name:value>  Add a request header (repeatable)
   --protocol <name>      Offer a subprotocol (repeatable)
-  --url <url>            Connect to this ws:// or wss:// URL instead (a deployed socket:
-                         nitric-like outputs prints them)
+  --provider aws         A socket of the deployed stack instead of the running run's
+  --stack <name>         (aws) Stack name (default: the project's name)
+  --region <region>      (aws) AWS region (default: from the AWS configuration)
+  --url <url>            Connect to this ws:// or wss:// URL instead
   --plain                No colours.
   -h, --help             Show this help.
 `;
@@ -41,6 +45,10 @@ export interface ConnectOptions {
   socket: string | undefined;
   dir: string;
   url: string | undefined;
+  /** A provider whose deployment has the socket (`aws`); undefined: the running run's. */
+  provider: string | undefined;
+  stack: string | undefined;
+  region: string | undefined;
   query: string[];
   headers: string[];
   protocols: string[];
@@ -51,29 +59,50 @@ const QUIET_MS = 500;
 /** The longest it waits so. */
 const MAX_WAIT_MS = 5000;
 
-/** The URL to connect to: --url, or the running run's socket, with the query added. */
-function target(options: ConnectOptions): string {
+/** The URL to connect to: --url, or the running run's socket or a deployed one, with the query added. */
+async function target(options: ConnectOptions, output: Output): Promise<string> {
   let base = options.url;
   if (base === undefined) {
     const project = loadProjectFile(options.dir);
-    const running = readRunSockets(project.dir);
-    if (!running || running.sockets.length === 0) {
-      throw new UserError(
-        `connect: no nitric-like run of "${project.name}" is running (no live ${runSocketsFile(project.dir)}); start one with nitric-like run ${options.dir === "." ? "" : options.dir}`.trimEnd() +
-          ", or give --url",
-      );
+    let sockets: { name: string; url: string }[];
+    let where: string;
+    if (options.provider !== undefined && options.provider !== "local") {
+      const provider = await providerFor(options.provider, "outputs", project.dir);
+      const stack = options.stack ?? project.name;
+      const found = await provider.outputs({
+        project,
+        stack,
+        logger: output,
+        ...(options.region ? { region: options.region } : {}),
+      });
+      sockets = found.sockets;
+      where = `the deployed stack "${stack}"`;
+      if (sockets.length === 0)
+        throw new UserError(
+          `connect: ${where} has no socket${found.status ? ` (${found.status})` : ""}; deploy one with nitric-like up`,
+        );
+    } else {
+      const running = readRunSockets(project.dir);
+      if (!running || running.sockets.length === 0) {
+        throw new UserError(
+          `connect: no nitric-like run of "${project.name}" is running (no live ${runSocketsFile(project.dir)}); start one with nitric-like run ${options.dir === "." ? "" : options.dir}`.trimEnd() +
+            ", or give --provider aws or --url",
+        );
+      }
+      sockets = running.sockets;
+      where = `the running "${project.name}"`;
     }
-    const names = running.sockets.map((s) => s.name);
-    let socket = options.socket === undefined ? undefined : running.sockets.find((s) => s.name === options.socket);
+    const names = sockets.map((s) => s.name);
+    let socket = options.socket === undefined ? undefined : sockets.find((s) => s.name === options.socket);
     if (options.socket === undefined) {
-      if (running.sockets.length > 1)
-        throw new UserError(`connect: which socket? "${project.name}" has ${names.join(", ")}: give --socket <name>`);
-      socket = running.sockets[0];
+      if (sockets.length > 1)
+        throw new UserError(`connect: which socket? ${where} has ${names.join(", ")}: give --socket <name>`);
+      socket = sockets[0];
     }
     if (!socket) {
       const close = didYouMean(options.socket ?? "", names);
       throw new UserError(
-        `connect: no socket ${JSON.stringify(options.socket)} in the running "${project.name}"${close ? `; did you mean "${close}"?` : ""} (its sockets: ${names.join(", ")})`,
+        `connect: no socket ${JSON.stringify(options.socket)} in ${where}${close ? `; did you mean "${close}"?` : ""} (its sockets: ${names.join(", ")})`,
       );
     }
     base = socket.url;
@@ -115,7 +144,7 @@ export function visible(text: string): string {
 
 /** Runs connect; resolves with the exit code. */
 export async function connectCommand(options: ConnectOptions, output: Output): Promise<number> {
-  const url = target(options);
+  const url = await target(options, output);
   const headers = headersOf(options.headers);
   const ws = new WebSocket(url, options.protocols, { headers, perMessageDeflate: false });
   let lastMessage = 0;
