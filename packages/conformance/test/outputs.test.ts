@@ -6,6 +6,7 @@ import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
 import { cleanTemp, runCli, startMoto, tempDir, writeProject } from "../src/harness.js";
 
 let moto: ChildProcess | undefined;
@@ -137,6 +138,38 @@ describe("nitric-like outputs --provider aws", () => {
     const { error } = JSON.parse(json.stdout);
     expect(error.message).toContain('describing stack "never-deployed": there is no such stack');
     expect(error.unexpected).toBeUndefined();
+  }, 30000);
+
+  it("lets nitric-like connect --provider aws find a socket of the deployed stack by name, and talk to it", async () => {
+    // A stack whose socket output points at an echo server here (moto keeps no API Gateway).
+    const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    server.on("connection", (ws) => ws.on("message", (data) => ws.send(`echo ${String(data)}`)));
+    await new Promise((resolve) => server.once("listening", resolve));
+    const url = `ws://127.0.0.1:${(server.address() as { port: number }).port}/live`;
+    await cloudFormation("CreateStack", {
+      StackName: "echo-stack",
+      TemplateBody: JSON.stringify({
+        AWSTemplateFormatVersion: "2010-09-09",
+        Resources: { Bucket: { Type: "AWS::S3::Bucket" } },
+        Outputs: { WebsocketEcho: { Description: "websocket echo", Value: url } },
+      }),
+    });
+    try {
+      const talked = await runCli(["connect", project(), "--provider", "aws", "--stack", "echo-stack", "--plain"], {
+        input: "hello\n",
+        timeoutMs: 30000,
+      });
+      expect(talked.code, talked.stderr).toBe(0);
+      expect(talked.stdout).toBe("echo hello\n");
+      expect(talked.stderr).toContain(`connected to ${url}`);
+      const several = await runCli(["connect", project(), "--provider", "aws", "--plain"], { timeoutMs: 30000 });
+      expect(several.code).toBe(1);
+      expect(several.stderr).toContain(
+        'connect: which socket? the deployed stack "deployed-chat" has hall, socket: give --socket <name>',
+      );
+    } finally {
+      server.close();
+    }
   }, 30000);
 
   it("refuses a provider that cannot describe deployments", async () => {
