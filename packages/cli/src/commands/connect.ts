@@ -20,12 +20,14 @@ export const CONNECT_HELP = `Usage: nitric-like connect [dir] [options]
 Connects to a socket as a client: one of the running "nitric-like run" of the project
 in dir (default: the current folder), or with --provider aws one of its deployed stack
 (its URL read as nitric-like outputs reads it), or any --url. --socket names the socket,
-and may be left out when there is one. Each line you type is sent as a
-text message, such as {"action":"join","room":"lobby"}; each message that arrives is
-printed on a line of its own (a binary one as [binary N bytes] and its base64). The
-end of input (Ctrl-D, or the end of a pipe) closes the connection once no message has
-arrived for half a second. Exits 0 after a normal close (1000 or 1001), 1 when the
-connection is refused or closed with another code.
+and may be left out when there is one.
+
+Each line you type is sent as a text message, such as {"action":"join","room":"lobby"};
+each message that arrives is printed on a line of its own (a binary one as
+[binary N bytes] and its base64). The end of input (Ctrl-D, or the end of a pipe)
+closes the connection once no message has arrived for half a second. Exits 0 after a
+normal close (1000 or 1001), 1 when the connection is refused or closed with another
+code.
 
 Options:
   --socket <name>        The socket (needed when the run has several)
