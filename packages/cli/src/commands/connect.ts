@@ -11,8 +11,8 @@ import { didYouMean } from "@nitric-like/spec";
 import WebSocket from "ws";
 import { type Output, UserError } from "../lib/log.js";
 import { loadProjectFile } from "../lib/prepare.js";
-import { providerFor } from "../lib/providers.js";
 import { readRunSockets, runSocketsFile } from "../lib/run-sockets.js";
+import { deployedOutputs } from "./up.js";
 
 /** Help for `connect`. */
 export const CONNECT_HELP = `Usage: nitric-like connect [dir] [options]
@@ -69,14 +69,10 @@ async function target(options: ConnectOptions, output: Output): Promise<string> 
     let sockets: { name: string; url: string }[];
     let where: string;
     if (options.provider !== undefined && options.provider !== "local") {
-      const provider = await providerFor(options.provider, "outputs", project.dir);
-      const stack = options.stack ?? project.name;
-      const found = await provider.outputs({
-        project,
-        stack,
-        logger: output,
-        ...(options.region ? { region: options.region } : {}),
-      });
+      const { stack, found } = await deployedOutputs(
+        { dir: options.dir, provider: options.provider, stack: options.stack, region: options.region },
+        output,
+      );
       sockets = found.sockets;
       where = `the deployed stack "${stack}"`;
       if (sockets.length === 0)

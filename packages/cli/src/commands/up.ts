@@ -2,7 +2,14 @@
 
 import { resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
-import { compareNames, loadProject, type Project, ProjectError, type StoredData } from "@nitric-like/spec";
+import {
+  compareNames,
+  type DeployedOutputs,
+  loadProject,
+  type Project,
+  ProjectError,
+  type StoredData,
+} from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { loadProjectFile } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
@@ -209,8 +216,14 @@ Options:
 `;
 
 /** Runs `outputs`. */
-export async function outputsCommand(options: DeployCommandOptions, output: Output): Promise<number> {
-  // Only the project file: nothing is bundled or collected.
+/**
+ * A deployment's socket URLs and outputs, from the project file alone (nothing is bundled or
+ * collected): `outputs` prints them, `connect --provider` finds a socket among them.
+ */
+export async function deployedOutputs(
+  options: { dir: string; provider: string; stack?: string | undefined; region?: string | undefined },
+  output: Output,
+): Promise<{ stack: string; provider: string; found: DeployedOutputs }> {
   const project = loadProjectFile(options.dir, output);
   const provider = await providerFor(options.provider, "outputs", project.dir);
   const stack = options.stack ?? project.name;
@@ -220,10 +233,15 @@ export async function outputsCommand(options: DeployCommandOptions, output: Outp
     logger: output,
     ...(options.region ? { region: options.region } : {}),
   });
+  return { stack, provider: provider.name, found };
+}
+
+export async function outputsCommand(options: DeployCommandOptions, output: Output): Promise<number> {
+  const { stack, provider, found } = await deployedOutputs(options, output);
   if (found.status !== undefined) output.info(`stack "${stack}": ${found.status}`);
   if (output.jsonMode) {
     const { sockets, outputs } = found;
-    output.json({ stack, provider: provider.name, status: found.status ?? null, sockets, outputs });
+    output.json({ stack, provider, status: found.status ?? null, sockets, outputs });
     return 0;
   }
   for (const s of found.sockets) output.result(`websocket ${s.name} ${s.url}`);
