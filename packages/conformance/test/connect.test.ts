@@ -1,6 +1,6 @@
 // `nitric-like connect`: a client in the terminal for a socket of the project's running run (found
 // by name in .nitric-like/sockets.json) or any URL; lines in, messages out, on real run processes.
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
@@ -14,7 +14,7 @@ describe("nitric-like connect", () => {
   it("sends each line of its input to a socket of the running run, prints what arrives, and closes at the input's end", async () => {
     const app = await startApp(copyProject(join(FIXTURES, "routes")));
     const sockets = join(app.dir, ".nitric-like", "sockets.json");
-    expect(existsSync(sockets)).toBe(true);
+    expect(statSync(sockets).mode & 0o777).toBe(0o600);
     const { code, stdout, stderr } = await runCli(["connect", app.dir, "--socket", "game", "--query", "name=ann"], {
       input: '{"action":"join","room":"blue"}\nhello\n',
     });

@@ -85,7 +85,7 @@ export type {
   StoredData,
   TrafficEvent,
 } from "./provider.js";
-export { registrationKey } from "./provider.js";
+export { registrationKey, specRegistrations } from "./provider.js";
 export {
   connectionStateProblem,
   MAX_CONNECTION_STATE_BYTES,

@@ -63,6 +63,19 @@ export function registrationKey(r: { socket: string; event: WebsocketEvent; rout
   return `${r.socket}\u0000${r.event}\u0000${r.route ?? ""}`;
 }
 
+/** Every handler registration a spec promises: each socket event's, and each message route's. */
+export function specRegistrations(spec: Spec): HandlerRegistration[] {
+  const registrations: HandlerRegistration[] = [];
+  for (const r of spec.resources) {
+    if (r.kind !== "websocket") continue;
+    for (const [event, service] of Object.entries(r.handlers))
+      if (service !== undefined) registrations.push({ service, socket: r.name, event: event as WebsocketEvent });
+    for (const { action, service } of r.routes ?? [])
+      registrations.push({ service, socket: r.name, event: "message", route: action });
+  }
+  return registrations;
+}
+
 /** A running provider. */
 export interface RunningProvider {
   /**

@@ -38,6 +38,7 @@ import {
   type SecretPutOptions,
   type Spec,
   socketLimitsOf,
+  specRegistrations,
 } from "@nitric-like/spec";
 import { createEndpoint, type Endpoint, type GrpcEndpoint, serveGrpc, stopEndpoint } from "./endpoint.js";
 import { LocalInspector } from "./inspect.js";
@@ -165,13 +166,10 @@ export class LocalProvider implements RunningProvider {
     for (const p of this.options.spec.policies) {
       this.permissions.grant(p.service, p.resource.kind, p.resource.name, p.permissions);
     }
-    for (const r of this.options.spec.resources) {
-      if (r.kind === "websocket") {
-        for (const [event, service] of Object.entries(r.handlers))
-          if (service) this.handlers.expect(r.name, event as HandlerRegistration["event"], service);
-        if (r.authorizer) this.authorizers.expect(r.name, r.authorizer);
-      }
-    }
+    for (const r of specRegistrations(this.options.spec))
+      if (r.route === undefined) this.handlers.expect(r.socket, r.event, r.service);
+    for (const r of this.options.spec.resources)
+      if (r.kind === "websocket" && r.authorizer) this.authorizers.expect(r.name, r.authorizer);
     await Promise.all(
       this.options.spec.resources.map(async (r) => {
         if (r.kind === "websocket") (await this.gateway(r.name)).allowOrigins(r.allowedOrigins ?? []);
@@ -187,11 +185,11 @@ export class LocalProvider implements RunningProvider {
    */
   routesChanged(spec: Spec): void {
     this.routes.clear();
-    for (const r of spec.resources) {
-      if (r.kind !== "websocket" || r.routes === undefined) continue;
-      this.routes.set(r.name, { actions: r.routes.map((route) => route.action), routeBy: r.routeBy });
-      for (const route of r.routes) this.handlers.expect(r.name, "message", route.service, route.action);
-    }
+    for (const r of spec.resources)
+      if (r.kind === "websocket" && r.routes !== undefined)
+        this.routes.set(r.name, { actions: r.routes.map((route) => route.action), routeBy: r.routeBy });
+    for (const r of specRegistrations(spec))
+      if (r.route !== undefined) this.handlers.expect(r.socket, r.event, r.service, r.route);
     for (const [name, gateway] of this.gateways) this.giveRoutes(name, gateway);
   }
 

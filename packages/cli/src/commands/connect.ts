@@ -65,7 +65,6 @@ const MAX_WAIT_MS = 5000;
 async function target(options: ConnectOptions, output: Output): Promise<string> {
   let base = options.url;
   if (base === undefined) {
-    const project = loadProjectFile(options.dir);
     let sockets: { name: string; url: string }[];
     let where: string;
     if (options.provider !== undefined && options.provider !== "local") {
@@ -80,6 +79,7 @@ async function target(options: ConnectOptions, output: Output): Promise<string> 
           `connect: ${where} has no socket${found.status ? ` (${found.status})` : ""}; deploy one with nitric-like up`,
         );
     } else {
+      const project = loadProjectFile(options.dir);
       const running = readRunSockets(project.dir);
       if (!running || running.sockets.length === 0) {
         throw new UserError(

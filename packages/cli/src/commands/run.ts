@@ -23,6 +23,7 @@ import {
   SERVED_KINDS,
   type ServiceEntry,
   type Spec,
+  specRegistrations,
   type WebsocketEvent,
 } from "@nitric-like/spec";
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
@@ -454,7 +455,7 @@ class Run {
     const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
     if (running.hostsServices) {
       if (options.watch && running.restartService) this.watchHosted();
-      await waitForHandlers(running, expectedHandlers(this.spec), readyTimeoutMs, output);
+      await waitForHandlers(running, specRegistrations(this.spec), readyTimeoutMs, output);
       this.printReady();
     } else {
       await this.startServices(readyTimeoutMs);
@@ -1047,20 +1048,6 @@ function bootServiceThreads(
   for (const { env, count } of wanted.values()) {
     for (let i = bootedFor(env); i < count; i++) bootThread(env);
   }
-}
-
-function expectedHandlers(spec: Spec): HandlerRegistration[] {
-  const expected: HandlerRegistration[] = [];
-  for (const r of spec.resources) {
-    if (r.kind !== "websocket") continue;
-    for (const [event, service] of Object.entries(r.handlers)) {
-      expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
-    }
-    for (const route of r.routes ?? []) {
-      expected.push({ service: route.service, socket: r.name, event: "message", route: route.action });
-    }
-  }
-  return expected;
 }
 
 function waitForHandlers(

@@ -12,6 +12,7 @@ import {
   SERVED_KINDS,
   type Spec,
   type SpecResult,
+  specRegistrations,
   type WebsocketEvent,
 } from "@nitric-like/spec";
 import { collect } from "./collect.js";
@@ -37,17 +38,9 @@ export function warnedErrors(errors: string[], conflicts: string[], failures: Sp
 
 /** The handlers the spec expects of one service. */
 export function expectedOf(spec: Spec, service: string): ServiceSupervisor["expected"] {
-  const expected: ServiceSupervisor["expected"] = [];
-  for (const r of spec.resources) {
-    if (r.kind !== "websocket") continue;
-    for (const [event, by] of Object.entries(r.handlers)) {
-      if (by === service) expected.push({ socket: r.name, event: event as "connect" | "disconnect" | "message" });
-    }
-    for (const route of r.routes ?? []) {
-      if (route.service === service) expected.push({ socket: r.name, event: "message", route: route.action });
-    }
-  }
-  return expected;
+  return specRegistrations(spec)
+    .filter((r) => r.service === service)
+    .map(({ socket, event, route }) => (route === undefined ? { socket, event } : { socket, event, route }));
 }
 
 const COLLECT_FAILED = "while its resources were being collected";

@@ -4,7 +4,7 @@
  * it stops, so `nitric-like connect` finds a socket by its name. It holds run's process id: a file
  * a killed run left behind names a process that is gone, and is not trusted.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** What the file holds. */
@@ -22,7 +22,10 @@ export function runSocketsFile(projectDir: string): string {
 export function writeRunSockets(projectDir: string, sockets: { name: string; url: string }[]): void {
   mkdirSync(join(projectDir, ".nitric-like"), { recursive: true });
   const data: RunSockets = { pid: process.pid, sockets: sockets.map(({ name, url }) => ({ name, url })) };
-  writeFileSync(runSocketsFile(projectDir), `${JSON.stringify(data, null, 2)}\n`, { mode: 0o600 });
+  const file = runSocketsFile(projectDir);
+  writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`, { mode: 0o600 });
+  // The mode above applies to a new file only: one left by an earlier run keeps its own.
+  chmodSync(file, 0o600);
 }
 
 /** Removes the file, when this process wrote it (another run of the project may have since). */

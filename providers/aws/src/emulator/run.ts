@@ -26,6 +26,7 @@ import {
   kvValueProblem,
   LATEST_VERSION,
   socketLimitsOf,
+  specRegistrations,
 } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
 import { buildAws } from "../build/build.js";
@@ -313,22 +314,6 @@ interface Deployer {
   describe(emulator: Emulator): void;
 }
 
-/**
- * The handler registrations `spec` promises, its message routes' included: every function waits
- * for its handlers (and routes) in its init.
- */
-function registrationsOf(spec: Spec): HandlerRegistration[] {
-  const expected: HandlerRegistration[] = [];
-  for (const r of spec.resources) {
-    if (r.kind !== "websocket") continue;
-    for (const [event, service] of Object.entries(r.handlers))
-      expected.push({ service, socket: r.name, event: event as HandlerRegistration["event"] });
-    for (const { action, service } of r.routes ?? [])
-      expected.push({ service, socket: r.name, event: "message", route: action });
-  }
-  return expected;
-}
-
 /** The emulated app, as the CLI sees a running provider. */
 class EmulatedRun implements RunningProvider {
   readonly hostsServices = true;
@@ -363,7 +348,7 @@ class EmulatedRun implements RunningProvider {
     /** run's secret store, once a deployment had a secret. */
     secrets: () => SecretStore | undefined,
   ) {
-    this.expected = registrationsOf(spec);
+    this.expected = specRegistrations(spec);
     this.spec = spec;
     this.variables = variables;
     this.inspect = new EmulatorInspector(emulator, dynamodbEndpoint, secrets);
@@ -415,7 +400,7 @@ class EmulatedRun implements RunningProvider {
     this.down = undefined;
     this.inspect.attach(this.emulator);
     if (this.outputListener) this.emulator.onServiceOutput(this.outputListener);
-    this.expected = registrationsOf(spec);
+    this.expected = specRegistrations(spec);
     this.deployer.describe(this.emulator);
     for (const listener of this.registrationListeners) listener();
   }
