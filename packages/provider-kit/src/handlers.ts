@@ -32,6 +32,8 @@ export class HandlerError extends Error {
     message: string,
     /** The service whose handler the event was for, when known (always for "poison"). */
     readonly service?: string,
+    /** The message route whose handler the event was for ("" or undefined: none). */
+    readonly route?: string,
   ) {
     super(message);
   }
@@ -80,11 +82,14 @@ class PromiseSink implements AnswerSink<undefined> {
 
 /**
  * The close reason for a client whose message was dropped as a poison event (at most 123 bytes, as
- * RFC 6455 section 5.5 allows).
+ * RFC 6455 section 5.5 allows): whose handler it was for (the message handler's or a route's) and
+ * the service that died with it.
  */
-export function poisonCloseReason(service: string): string {
-  const reason = `message handler's service "${service}" exited ${times(MAX_FATAL_DELIVERIES)} while handling this message`;
-  return Buffer.byteLength(reason) <= 123 ? reason : "message handler's service exited while handling this message";
+export function poisonCloseReason(service: string, route = ""): string {
+  const whose = route === "" ? "message handler's" : `route ${JSON.stringify(route)}'s`;
+  const reason = `${whose} service "${service}" exited ${times(MAX_FATAL_DELIVERIES)} while handling this message`;
+  if (Buffer.byteLength(reason) <= 123) return reason;
+  return `${route === "" ? "message handler's" : "route's"} service exited while handling this message`;
 }
 
 /** One event on its way to a handler; the same object follows the event through redeliveries. */
@@ -438,7 +443,7 @@ export class HandlerRegistry {
   private requeue(stream: HandlerStream, died: boolean | undefined): void {
     const { unanswered, held } = stream.takeAll();
     for (const p of unanswered) {
-      if (died === true && this.fatal(stream.service, stream.socket, stream.event, p)) continue;
+      if (died === true && this.fatal(stream.service, stream.socket, stream.event, stream.route, p)) continue;
       const waiter = this.route(stream.socket, stream.event, p, stream.route);
       if (waiter !== undefined && died === undefined) {
         const set = this.orphans.get(stream.service) ?? new Set<Waiter>();
@@ -455,7 +460,7 @@ export class HandlerRegistry {
    * Counts a delivery of `p` that ended with `service` dying; true when that was its last allowed
    * one, and it has been failed as a poison event.
    */
-  private fatal(service: string, socket: string, event: WebsocketEvent, p: Pending): boolean {
+  private fatal(service: string, socket: string, event: WebsocketEvent, route: string, p: Pending): boolean {
     p.deaths++;
     if (p.deaths < MAX_FATAL_DELIVERIES) return false;
     failLater(
@@ -463,8 +468,9 @@ export class HandlerRegistry {
       p.context,
       new HandlerError(
         "poison",
-        `websocket "${socket}": service "${service}" exited ${times(p.deaths)} while handling ${describeEvent(event, p.request)} of connection ${p.request.connectionId ?? ""}, so that event is dropped`,
+        `websocket "${socket}": service "${service}" exited ${times(p.deaths)} while handling ${describeEvent(event, p.request)}${route === "" ? "" : ` for route ${JSON.stringify(route)}`} of connection ${p.request.connectionId ?? ""}, so that event is dropped`,
         service,
+        route,
       ),
     );
     return true;
@@ -527,7 +533,7 @@ export class HandlerRegistry {
     for (const w of orphans ?? []) {
       if (w.done) continue;
       inFlight++;
-      if (died && this.fatal(service, w.socket, w.event, w.pending)) this.cancel(w);
+      if (died && this.fatal(service, w.socket, w.event, w.route, w.pending)) this.cancel(w);
     }
     return inFlight + this.dropService(service, died);
   }

@@ -10,6 +10,7 @@ import {
 } from "@nitric-like/contracts/websockets";
 import { MAX_FATAL_DELIVERIES } from "@nitric-like/provider-kit";
 import type { Client } from "@nitric-like/rpc";
+import type { Spec } from "@nitric-like/spec";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { LocalProvider } from "../src/index.js";
@@ -101,6 +102,37 @@ describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
     await sleep(50);
     expect(third.events.map(text)).toEqual(["still here"]);
     expect(other.readyState).toBe(1);
+  });
+
+  it("names the route in the close reason and the log line when a routed message is the poison", async () => {
+    const routed: Spec = {
+      ...spec,
+      resources: spec.resources.map((r) => ({ ...r, routes: [{ action: "join", service: "svc" }] })),
+    };
+    const { provider, logs } = await startProvider({ spec: routed });
+    const process = async () => {
+      await serviceProcess(provider, echo);
+      const client: Client = await serviceClient(provider, "svc");
+      return handle(client, "chat", "message", () => undefined, "join");
+    };
+    const first = await process();
+    const poisoner = await open(urlOf(provider, "chat"));
+    const gone = closed(poisoner);
+    poisoner.send(JSON.stringify({ action: "join", room: "a" }));
+    await until(() => first.events.length === 1, "the first delivery to the route");
+    expect(provider.serviceExited("svc", 1, null)).toBe(1);
+    const second = await process();
+    await until(() => second.events.length === 1, "the second delivery to the route");
+    expect(provider.serviceExited("svc", 1, null)).toBe(1);
+    expect(await gone).toEqual({
+      code: 1011,
+      reason: `route "join"'s service "svc" exited twice while handling this message`,
+    });
+    expect(logs.error).toEqual([
+      expect.stringMatching(
+        /^websocket "chat": service "svc" exited twice while handling a 28-byte message for route "join" of connection \S+, so that event is dropped; closed the connection with 1011$/,
+      ),
+    ]);
   });
 
   it("tries a message that was in flight when its service died alone, so a message that died with it is answered and not dropped", async () => {

@@ -1263,7 +1263,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       } else if (failure === "poison") {
         // Its service died each time it got this message: the client that sent it goes, nobody else.
         this.logger.error(`${message}; closed the connection with 1011`);
-        c.ws.close(1011, poisonCloseReason(error.service ?? ""));
+        c.ws.close(1011, poisonCloseReason(error.service ?? "", error.route));
       } else if (failure === "timeout") {
         // A handler that is stuck times out every message it was sent: one line per burst.
         this.timeoutLog.note(message);
