@@ -1,7 +1,8 @@
 /**
  * A project running inside the test's own process: the same `nitric-like run` the command line
- * starts (the local provider, every service under its supervisor), on free ports of 127.0.0.1,
- * with no dashboard and no file watching.
+ * starts (the local provider, every service under its supervisor; or, with `provider: "aws"`, the
+ * AWS emulator running the built functions), on free ports of 127.0.0.1, with no dashboard and
+ * no file watching.
  */
 import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
@@ -12,6 +13,15 @@ import { type Client, type CloseInfo, type ConnectClientOptions, connectClient, 
 
 /** How `startApp` runs the project. */
 export interface StartAppOptions {
+  /**
+   * The provider that runs it, as `nitric-like run --provider` takes it: "local" (the local
+   * provider: gateways, lmdb kv stores, services as threads), or "aws" (the functions
+   * `nitric-like build --provider aws` makes, run in the AWS emulator: API Gateway's rules,
+   * Lambda, DynamoDB in dynalite), so a test meets what the app will meet once deployed. Any
+   * other name loads that package from the project, as `run --provider` does.
+   * @default "local"
+   */
+  provider?: string;
   /**
    * Which `environments.<name>` of the project file applies (and `.env.<name>`): give a test
    * environment short limits, such as `idleTimeout: 300ms`, to test them quickly.
@@ -26,7 +36,8 @@ export interface StartAppOptions {
    */
   copy?: boolean;
   /**
-   * Start every service as a process of its own instead of a worker thread of this process.
+   * Start every service as a process of its own instead of a worker thread of this process
+   * (the local provider; on aws the functions run in the emulator's process).
    * @default false, and true when another app of this process is running (threads share its working folder)
    */
   processes?: boolean;
@@ -72,6 +83,8 @@ export class App {
   constructor(
     /** The folder the project runs in (a temp copy unless `copy: false`). */
     readonly dir: string,
+    /** The provider that runs it ("local", "aws"). */
+    readonly provider: string,
     private readonly cleanup: () => void,
   ) {}
 
@@ -85,7 +98,7 @@ export class App {
     return [...this.urls.keys()];
   }
 
-  /** A socket's URL (ws://127.0.0.1:<port>). */
+  /** A socket's URL (ws://127.0.0.1:<port>; on aws with the stage's path, /live). */
   url(socket?: string): string {
     const name = socket ?? this.onlySocket();
     const url = this.urls.get(name);
@@ -110,6 +123,10 @@ export class App {
    * go to the new one again (at least once: a handler that sent before it returned may send twice).
    */
   async restart(service?: string): Promise<void> {
+    if (this.services.length === 0 && this.provider !== "local")
+      throw new Error(
+        `app.restart(${service === undefined ? "" : JSON.stringify(service)}): provider "${this.provider}" runs the services itself (as functions), so the test kit cannot restart one; restart() works on the local provider`,
+      );
     const names = this.services.map((s) => s.name);
     const name = service ?? (names.length === 1 ? names[0] : undefined);
     const target = this.services.find((s) => s.name === name);
@@ -205,9 +222,9 @@ export class App {
 
 /**
  * Starts a project (the folder with its nitric-like.yaml, relative to the current folder) on the
- * local provider inside this process, with every port chosen free, and resolves when it is ready
- * (every handler the spec expects is registered). Stop it with `app.stop()` or `stopAll()`.
- * Services on @nitric-like/sdk and on @nitric/sdk both run.
+ * local provider (or the one `provider` names) inside this process, with every port chosen free,
+ * and resolves when it is ready (every handler the spec expects is registered). Stop it with
+ * `app.stop()` or `stopAll()`. Services on @nitric-like/sdk and on @nitric/sdk both run.
  */
 export async function startApp(dir: string, options: StartAppOptions = {}): Promise<App> {
   if (running.size === 0) home = process.cwd();
@@ -230,7 +247,8 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
     const modules = nearestNodeModules(source);
     if (modules !== undefined) symlinkSync(modules, join(runDir, "node_modules"), "dir");
   }
-  const app = new App(runDir, () => {
+  const provider = options.provider ?? "local";
+  const app = new App(runDir, provider, () => {
     // Back home when the last app stops, or when this one's folder (about to go) is where we are.
     if (home !== undefined && process.cwd() !== home && (running.size === 0 || process.cwd() === runDir))
       process.chdir(home);
@@ -243,7 +261,7 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
   app.exit = runCommand(
     {
       dir: runDir,
-      provider: "local",
+      provider,
       randomPorts: true,
       watch: false,
       dashboard: false,

@@ -1,20 +1,24 @@
-// The chat's tests (`npm test`): this project runs on the local provider inside the test, on free
-// ports, with real clients (@nitric-like/testing).
+// The chat's tests (`npm test`): this project runs inside the test, on free ports, with real
+// clients (@nitric-like/testing): on the local provider, and on "aws", the functions
+// `nitric-like build` makes, in the AWS emulator (API Gateway's rules, Lambda, DynamoDB).
 import { startApp, stopAll } from "@nitric-like/testing";
 import { afterEach, it } from "vitest";
 
 afterEach(stopAll); // fails the test when anything is left open
 
-it("signs each message with the sender's name and sends it to everyone else", async () => {
-  const app = await startApp(".");
-  const ann = await app.connect({ query: { name: "ann" } });
-  const bo = await app.connect({ query: { name: "bo" } });
-  await ann.expectMessage("welcome, ann");
-  await bo.expectMessage("welcome, bo");
-  ann.send("hi bo");
-  await bo.expectMessage("ann: hi bo");
-  await ann.expectNoMessage();
-});
+it.each(["local", "aws"])(
+  "signs each message with the sender's name and sends it to everyone else (%s)",
+  async (provider) => {
+    const app = await startApp(".", { provider });
+    const ann = await app.connect({ query: { name: "ann" } });
+    const bo = await app.connect({ query: { name: "bo" } });
+    await ann.expectMessage("welcome, ann");
+    await bo.expectMessage("welcome, bo");
+    ann.send("hi bo");
+    await bo.expectMessage("ann: hi bo");
+    await ann.expectNoMessage();
+  },
+);
 
 it("keeps a client's name through a service restart", async () => {
   const app = await startApp(".");

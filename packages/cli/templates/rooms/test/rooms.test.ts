@@ -1,5 +1,7 @@
-// The rooms' tests (`npm test`): this project runs on the local provider inside the test, on free
-// ports, with real clients (@nitric-like/testing); send({ ... }) sends JSON, which the routes take.
+// The rooms' tests (`npm test`): this project runs inside the test, on free ports, with real
+// clients (@nitric-like/testing): on the local provider, and the first test on "aws" too, the
+// functions `nitric-like build` makes in the AWS emulator (API Gateway selects the routes there).
+// send({ ... }) sends JSON, which the routes take.
 import { fileURLToPath } from "node:url";
 import { startApp, stopAll } from "@nitric-like/testing";
 import { afterEach, it } from "vitest";
@@ -8,8 +10,8 @@ const project = fileURLToPath(new URL("..", import.meta.url));
 
 afterEach(stopAll); // fails the test when anything is left open
 
-it("sends what is said in a room to its other members only", async () => {
-  const app = await startApp(project);
+it.each(["local", "aws"])("sends what is said in a room to its other members only (%s)", async (provider) => {
+  const app = await startApp(project, { provider });
   const ann = await app.connect({ query: { name: "ann" } });
   const bo = await app.connect({ query: { name: "bo" } });
   const cy = await app.connect({ query: { name: "cy" } });

@@ -1,0 +1,95 @@
+// The test kit with provider "aws": the project runs as the functions `build --provider aws` makes,
+// in the AWS emulator (API Gateway's rules, Lambda, DynamoDB in dynalite), inside the test. Each
+// test shows what differs from the local provider, so it fails if the kit ran the local one.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { afterEach, expect, it } from "vitest";
+import { ConnectRefusedError, startApp, stopAll } from "../src/index.js";
+
+const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const open = { query: { token: "letmein" } };
+
+afterEach(stopAll);
+
+/** The processes this test process has started that are still there (pid and command line). */
+function children(): string[] {
+  const out = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" });
+  return out.split("\n").filter((line) => line.trim() !== "" && !/\bps -o pid=,args=/.test(line));
+}
+
+it("runs the project as functions in the AWS emulator: the stage in its URL, API Gateway's connection ids and rules, answers", async () => {
+  const before = children();
+  const app = await startApp(fixture("recorder"), { provider: "aws" });
+  expect(app.provider).toBe("aws");
+  expect(app.url()).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/live$/);
+  // The functions run in the emulator's worker process, one more child of this one.
+  expect(children().length).toBeGreaterThan(before.length);
+  const client = await app.connect(open);
+  await client.expectMessage("hello anonymous");
+  client.send("whoami");
+  // API Gateway's ids (base64, 16 characters ending in "="), not the local provider's 12 characters.
+  expect((await client.next()).text).toMatch(/^[A-Za-z0-9+/]{15}=$/);
+  client.send("json");
+  await client.expectMessage({ kind: "json", n: 1 });
+  // The local provider hands a binary frame to the handler ("binary 1"); API Gateway closes.
+  client.send(new Uint8Array([1]));
+  expect(await client.closed).toEqual({
+    code: 1003,
+    reason: "binary frames are not accepted (as on API Gateway); send bytes as text, such as base64",
+  });
+  await app.waitForLog(/^recorder \| disconnect \S+ 1003$/m);
+  await app.stop();
+  expect(existsSync(app.dir)).toBe(false);
+  // stop() ended the emulator's process too.
+  expect(children()).toEqual(before);
+});
+
+it("on aws: a refused connect rejects with its status and reason, drop() reaches the disconnect function as 1006, idle() meets the test environment's idle timeout", async () => {
+  const app = await startApp(fixture("recorder"), { provider: "aws", environment: "test" });
+  expect(app.url()).toMatch(/\/live$/);
+  const refused = await app.connect().catch((e: unknown) => e);
+  expect(refused).toBeInstanceOf(ConnectRefusedError);
+  expect(refused).toMatchObject({ status: 401, body: expect.stringContaining("a token is required") });
+  const dropped = await app.connect(open);
+  await dropped.next();
+  dropped.drop();
+  await app.waitForLog(/^recorder \| disconnect \S+ 1006$/m);
+  const sleeper = await app.connect({ ...open, keepAliveMs: 100 });
+  await sleeper.next();
+  sleeper.idle();
+  // The project's 1 s, shorter than API Gateway's 10 min (the emulator takes shorter ones).
+  const closed = await sleeper.closed;
+  expect(closed.code).toBe(1001);
+});
+
+it("on aws: restart() says the provider runs the services itself", async () => {
+  const app = await startApp(fixture("recorder"), { provider: "aws" });
+  await expect(app.restart()).rejects.toThrow(
+    'app.restart(): provider "aws" runs the services itself (as functions), so the test kit cannot restart one; restart() works on the local provider',
+  );
+  // The app is unharmed.
+  const client = await app.connect(open);
+  await client.expectMessage("hello anonymous");
+});
+
+it("runs apps on both providers at once, and a service on the published @nitric/sdk on aws", async () => {
+  const [onAws, nitricOnAws] = await Promise.all([
+    startApp(fixture("recorder"), { provider: "aws" }),
+    startApp(fixture("nitric-echo"), { provider: "aws" }),
+  ]);
+  const onLocal = await startApp(fixture("recorder"));
+  const [a, n, l] = await Promise.all([onAws.connect(open), nitricOnAws.connect(), onLocal.connect(open)]);
+  await a.expectMessage("hello anonymous");
+  await l.expectMessage("hello anonymous");
+  n.send("x");
+  await n.expectMessage("nitric echo x");
+  // The same message, each provider's rule: binary reaches the local handler, closes on aws.
+  l.send(new Uint8Array([1, 2]));
+  await l.expectMessage("binary 2");
+  a.send(new Uint8Array([1, 2]));
+  expect((await a.closed).code).toBe(1003);
+  await onAws.stop();
+  n.send("y");
+  await n.expectMessage("nitric echo y");
+});
