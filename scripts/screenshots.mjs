@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Takes the README's screenshots: runs examples/chat-web (a temp copy, so its history starts empty)
 // under `nitric-like run`, chats from two tabs of its page, then shows the dashboard with those
-// connections, their messages and the kv store. Writes docs/chat-web.png and docs/dashboard.png.
+// connections, its own client (Try a socket), their messages and the kv store. Writes
+// docs/chat-web.png and docs/dashboard.png.
 // Needs Debian's chromium (apt-get install chromium) and a build (pnpm build). Usage:
 //   node scripts/screenshots.mjs
 import { spawn } from "node:child_process";
@@ -62,7 +63,7 @@ try {
   mkdirSync(docs, { recursive: true });
 
   // The dashboard first, so its message log has the whole conversation.
-  const view = await browser.newPage({ viewport: { width: 1280, height: 1560 }, deviceScaleFactor: 1 });
+  const view = await browser.newPage({ viewport: { width: 1280, height: 1860 }, deviceScaleFactor: 1 });
   await view.goto(dashboard);
   await view.locator("#live", { hasText: "live" }).waitFor();
 
@@ -97,6 +98,13 @@ try {
   await view.locator("#connection-table tbody tr").nth(2).waitFor();
   cliClient.send(JSON.stringify({ name: "wscat", text: "hello from a terminal" }));
   await view.locator("#log-table tr", { hasText: "hello from a terminal" }).first().waitFor();
+  // The dashboard's own client.
+  await view.locator("#client-query").fill("name=dashboard");
+  await view.locator("#client-open").click();
+  await view.locator("#client-status", { hasText: "open: " }).waitFor();
+  await view.locator("#client-text").fill(JSON.stringify({ name: "dashboard", text: "testing from the page" }));
+  await view.locator("#client-submit").click();
+  await view.locator("#client-messages li", { hasText: '"type":"line"' }).waitFor();
   await view.locator("#kv-store").selectOption("history");
   await view.getByRole("button", { name: "List" }).click();
   await view.locator("#kv-keys li").first().click();

@@ -204,6 +204,11 @@ function renderState() {
     $("send-socket"),
     sockets.map((s) => s.name),
   );
+  fillSelect(
+    $("client-socket"),
+    state.sockets.filter((s) => s.url).map((s) => s.name),
+  );
+  clientControls();
   const storeSelect = $("kv-store");
   const hadStores = storeSelect.options.length > 0;
   fillSelect(
@@ -658,6 +663,95 @@ $("kv-delete").addEventListener("click", async () => {
   }
 });
 
+// ---- a client of the page's own ("Try a socket")
+//
+// A WebSocket this page opens to a socket's URL, as any browser client would: it goes through the
+// socket's rules (its authorize and connect handler, allowedOrigins, limits) and shows up in the
+// connections and the log like any other client. What arrives is shown as text, bounded.
+
+/** Most messages the client's list keeps (the newest). */
+const MAX_CLIENT_MESSAGES = 200;
+/** Most characters of one message the list shows. */
+const MAX_CLIENT_CHARS = 2000;
+let client;
+
+function clientLine(direction, data) {
+  let text;
+  if (typeof data === "string") text = data;
+  else {
+    const view = new Uint8Array(data);
+    let binary = "";
+    for (const b of view.subarray(0, MAX_CLIENT_CHARS)) binary += String.fromCharCode(b);
+    text = `(binary, ${view.length} bytes) ${btoa(binary)}`;
+  }
+  if (text.length > MAX_CLIENT_CHARS) text = `${text.slice(0, MAX_CLIENT_CHARS)}… (${text.length} characters)`;
+  const list = $("client-messages");
+  list.append(
+    el(
+      "li",
+      { class: direction === "in" ? "in" : "out" },
+      `${time(Date.now())} ${direction === "in" ? "←" : "→"} ${text}`,
+    ),
+  );
+  while (list.children.length > MAX_CLIENT_MESSAGES) list.firstElementChild.remove();
+  list.scrollTop = list.scrollHeight;
+}
+
+function clientControls() {
+  const open = client !== undefined;
+  const live = !document.body.classList.contains("stopped") && $("client-socket").options.length > 0;
+  for (const id of ["client-socket", "client-query", "client-protocol", "client-open"]) $(id).disabled = open || !live;
+  $("client-close").disabled = !open;
+  $("client-submit").disabled = !open || client.readyState !== WebSocket.OPEN;
+}
+
+$("client-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const socket = state?.sockets.find((s) => s.name === $("client-socket").value);
+  if (!socket?.url) return status("client-status", "no socket to connect to", true);
+  const url = new URL(socket.url);
+  url.search = $("client-query").value.trim().replace(/^\?/, "");
+  const protocol = $("client-protocol").value.trim();
+  let ws;
+  try {
+    ws = new WebSocket(url, protocol === "" ? [] : [protocol]);
+  } catch (error) {
+    // An invalid subprotocol token or URL: the browser refuses before connecting.
+    return status("client-status", `cannot connect: ${error.message}`, true);
+  }
+  ws.binaryType = "arraybuffer";
+  client = ws;
+  $("client-messages").replaceChildren();
+  status("client-status", `connecting to ${url}`);
+  ws.addEventListener("open", () => {
+    status("client-status", `open: ${url}${ws.protocol ? ` (subprotocol ${ws.protocol})` : ""}`);
+    clientControls();
+  });
+  ws.addEventListener("message", (e) => clientLine("in", e.data));
+  ws.addEventListener("close", (e) => {
+    if (client === ws) client = undefined;
+    const why = e.reason ? `: ${e.reason}` : "";
+    const hint =
+      e.code === 1006
+        ? " (no close frame: the upgrade was refused or the connection dropped; the log below shows a refusal's status and reason)"
+        : "";
+    status("client-status", `closed ${e.code}${why}${hint}`, e.code !== 1000 && e.code !== 1001);
+    clientControls();
+  });
+  clientControls();
+});
+
+$("client-close").addEventListener("click", () => client?.close(1000, "closed from the dashboard"));
+
+$("client-send").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (client?.readyState !== WebSocket.OPEN) return;
+  const text = $("client-text").value;
+  const data = $("client-binary").checked ? new TextEncoder().encode(text) : text;
+  client.send(data);
+  clientLine("out", typeof data === "string" ? data : data.buffer);
+});
+
 // ---- live updates
 
 function connect() {
@@ -703,6 +797,7 @@ function stopped(why) {
   for (const id of ["send-form", "kv-form", "kv-editor"]) {
     for (const node of $(id).elements) node.disabled = true;
   }
+  clientControls();
 }
 
 connect();

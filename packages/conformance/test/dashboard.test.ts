@@ -92,7 +92,7 @@ describe("the dashboard", () => {
     await row.getByRole("button", { name: "message" }).click();
     expect(await page.locator("#send-to").inputValue()).toBe(you);
     await page.locator("#send-text").fill("hello from the dashboard");
-    await page.getByRole("button", { name: "Send" }).click();
+    await page.locator("#send-form").getByRole("button", { name: "Send" }).click();
     expect((await client.next()).text).toBe("hello from the dashboard");
     await expect.poll(() => page.locator("#send-status").textContent()).toBe(`sent to ${you}`);
 
@@ -102,7 +102,7 @@ describe("the dashboard", () => {
     await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(2);
     await page.locator("#send-to").selectOption("");
     await page.locator("#send-text").fill("to all");
-    await page.getByRole("button", { name: "Send" }).click();
+    await page.locator("#send-form").getByRole("button", { name: "Send" }).click();
     expect((await client.next()).text).toBe("to all");
     expect((await other.next()).text).toBe("to all");
 
@@ -228,6 +228,100 @@ describe("the dashboard", () => {
     expect((await fetch(`${base}/api/state`)).status).toBe(200);
   });
 
+  it("connects to a socket as a client of its own (Try a socket): messages both ways as text, seen by the app and other clients, closed with its code", async () => {
+    const app = await startChatWeb();
+    const page = await openDashboard(app);
+    const other = await connect(`${app.url("chat")}/?name=other`);
+    await other.next();
+    await page.fill("#client-query", "?name=page");
+    await page.click("#client-open");
+    await page.locator("#client-status", { hasText: "open: " }).waitFor();
+    expect(await page.locator("#client-status").textContent()).toBe(`open: ${app.url("chat")}/?name=page`);
+    expect(await page.locator("#client-open").isDisabled()).toBe(true);
+    const lines = page.locator("#client-messages li");
+    // The app's first message to it, then what it sends and what the app broadcasts back.
+    await expect.poll(() => lines.count()).toBe(1);
+    const { you } = JSON.parse(((await lines.first().textContent()) ?? "").replace(/^\S+ ← /, "")) as { you: string };
+    const hostile = '<img src=x onerror="document.title=1">';
+    await page.fill("#client-text", JSON.stringify({ name: "page", text: hostile }));
+    await page.click("#client-submit");
+    const heard = JSON.parse((await other.next()).text) as { line: { from: string; text: string } };
+    expect(heard.line).toMatchObject({ from: you, text: hostile });
+    await expect.poll(() => lines.count()).toBe(3);
+    expect(await lines.nth(1).textContent()).toMatch(/^\S+ → \{"name":"page","text":"<img/);
+    expect(await lines.nth(2).textContent()).toContain(`"from":"${you}"`);
+    other.ws.send(JSON.stringify({ name: "other", text: "hello page" }));
+    await expect.poll(() => lines.count()).toBe(4);
+    expect(await lines.nth(3).textContent()).toContain('"text":"hello page"');
+    // Text, never markup.
+    expect(await page.locator("#client-messages img").count()).toBe(0);
+    expect(await page.title()).not.toBe("1");
+    // It is a connection like any other: listed, and its messages in the log.
+    await expect.poll(() => page.locator(`#connection-table tr[data-id="${you}"]`).count()).toBe(1);
+    await page.click("#client-close");
+    await page.locator("#client-status", { hasText: "closed" }).waitFor();
+    expect(await page.locator("#client-status").textContent()).toBe("closed 1000: closed from the dashboard");
+    expect(await page.locator("#client-open").isDisabled()).toBe(false);
+    await expect.poll(() => page.locator(`#connection-table tr[data-id="${you}"]`).count()).toBe(0);
+    // An invalid subprotocol is refused by the browser before anything connects.
+    await page.fill("#client-protocol", "two words");
+    await page.click("#client-open");
+    expect(await page.locator("#client-status").textContent()).toMatch(/^cannot connect: .*two words/);
+    other.close();
+    await page.close();
+  });
+
+  it("Try a socket: a refused upgrade says where its reason is, bytes show as base64, and the list keeps the newest 200", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: tryit\nservices:\n  - match: services/*.ts\n",
+      "services/tryit.ts": `import { websocket } from "@nitric-like/sdk";
+const guarded = websocket("guarded", { allowedOrigins: ["https://app.example.com"] });
+guarded.on("connect", () => {});
+guarded.on("disconnect", () => {});
+guarded.on("message", () => {});
+const echo = websocket("echo");
+echo.on("connect", () => {});
+echo.on("disconnect", () => {});
+echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) : ctx.binary ? \`binary \${ctx.data.length}\` : ctx.text()));
+`,
+    });
+    const app = await startApp(dir);
+    const page = await openDashboard(app);
+    await expect.poll(() => page.locator("#client-socket option").allTextContents()).toEqual(["echo", "guarded"]);
+    // The dashboard's origin is not one the socket allows: 403, which a browser does not show.
+    await page.selectOption("#client-socket", "guarded");
+    await page.click("#client-open");
+    await page.locator("#client-status", { hasText: "closed" }).waitFor();
+    expect(await page.locator("#client-status").textContent()).toBe(
+      "closed 1006 (no close frame: the upgrade was refused or the connection dropped; the log below shows a refusal's status and reason)",
+    );
+    await expect.poll(() => page.locator("#log-table tbody tr[data-refused='403']").count()).toBe(1);
+
+    await page.selectOption("#client-socket", "echo");
+    await page.click("#client-open");
+    await page.locator("#client-status", { hasText: "open: " }).waitFor();
+    const lines = page.locator("#client-messages li");
+    await page.fill("#client-text", "bytes");
+    await page.click("#client-submit");
+    await expect.poll(() => lines.count()).toBe(2);
+    expect(await lines.nth(1).textContent()).toMatch(/^\S+ ← \(binary, 3 bytes\) AQID$/);
+    await page.check("#client-binary");
+    await page.fill("#client-text", "abcde");
+    await page.click("#client-submit");
+    await expect.poll(() => lines.count()).toBe(4);
+    expect(await lines.nth(2).textContent()).toMatch(/^\S+ → \(binary, 5 bytes\) YWJjZGU=$/);
+    expect(await lines.nth(3).textContent()).toMatch(/^\S+ ← binary 5$/);
+    await page.uncheck("#client-binary");
+    for (let i = 0; i < 110; i++) {
+      await page.fill("#client-text", `n${i}`);
+      await page.click("#client-submit");
+    }
+    await expect.poll(() => lines.last().textContent()).toMatch(/← n109$/);
+    expect(await lines.count()).toBe(200);
+    expect(await lines.first().textContent()).toMatch(/ → n10$/);
+    await page.close();
+  }, 60000);
+
   it("shows each socket's limits from the project file, and a connection refused by one in the log", async () => {
     const dir = copyProject(join(EXAMPLES, "chat-web"));
     appendFileSync(
@@ -319,12 +413,24 @@ describe("the dashboard", () => {
     // The chat broadcasts through the Management API: both frames show in the log.
     one.ws.send("hello from one");
     expect((await two.next()).text).toBe("hello from one");
+    // The page's own client reaches the emulated API too, on the stage's URL.
+    await page.fill("#client-query", "name=page");
+    await page.click("#client-open");
+    await page.locator("#client-status", { hasText: "open: " }).waitFor();
+    expect(await page.locator("#client-status").textContent()).toBe(`open: ${app.url("socket")}?name=page`);
+    await page.fill("#client-text", "hello from the page");
+    await page.click("#client-submit");
+    expect((await two.next()).text).toBe("hello from the page");
+    expect((await one.next()).text).toBe("hello from the page");
+    await page.click("#client-close");
+    await page.locator("#client-status", { hasText: "closed" }).waitFor();
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(2);
     await page.locator(`#log-table tr[data-direction="in"][data-id="${id}"]`, { hasText: "hello from one" }).waitFor();
     await page.locator('#log-table tr[data-direction="out"]', { hasText: "hello from one" }).waitFor();
 
     await row.getByRole("button", { name: "message" }).click();
     await page.locator("#send-text").fill("from the dashboard");
-    await page.getByRole("button", { name: "Send" }).click();
+    await page.locator("#send-form").getByRole("button", { name: "Send" }).click();
     expect((await one.next()).text).toBe("from the dashboard");
     await row.getByRole("button", { name: "close" }).click();
     expect(await one.waitClosed()).toEqual({ code: 1000, reason: "closed from the dashboard" });
@@ -332,7 +438,7 @@ describe("the dashboard", () => {
 
     // API Gateway applies its own limits: no empty limits table.
     expect(await page.locator("#limits").isVisible()).toBe(false);
-    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
+    expect(await page.locator("#send-form").getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
 
     // The chat keeps its connections in the kv store "connections", a table of sharded items:
     // the browser lists the open one's id (the closed one's was deleted by its disconnect).
@@ -546,7 +652,7 @@ describe("the dashboard", () => {
     const client = await connect(app.url("chat"));
     await client.next();
     await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
-    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
+    expect(await page.locator("#send-form").getByRole("button", { name: "Send" }).isDisabled()).toBe(false);
 
     expect((await app.stop()).code).toBe(0);
     await page.locator("#live", { hasText: "run stopped" }).waitFor();
@@ -554,8 +660,12 @@ describe("the dashboard", () => {
     expect(await page.locator("#connection-count").textContent()).toBe("0");
     expect(await page.locator("#no-connections").isVisible()).toBe(true);
     expect(await page.locator("#sockets tbody td code").first().textContent()).toBe("not running");
-    for (const name of ["Send", "List", "Save", "Delete"])
+    for (const name of ["List", "Save", "Delete"])
       expect(await page.getByRole("button", { name, exact: true }).isDisabled()).toBe(true);
+    expect(await page.locator("#send-form").getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
+    // Try a socket: nothing to connect to.
+    for (const id of ["#client-open", "#client-query", "#client-submit", "#client-close"])
+      expect(await page.locator(id).isDisabled(), id).toBe(true);
     expect(await page.locator("#send-status").textContent()).toContain("run stopped");
     await page.close();
   }, 40000);
@@ -583,11 +693,14 @@ describe("the dashboard", () => {
       )) as { scrollWidth: number; innerWidth: number };
       expect(scrollWidth, `page width at ${width} px`).toBeLessThanOrEqual(innerWidth);
       const controls = [
-        page.getByRole("button", { name: "Send" }),
+        page.locator("#send-form").getByRole("button", { name: "Send" }),
         page.locator("#send-text"),
         page.locator("#send-to"),
         page.getByRole("button", { name: "List" }),
         page.getByRole("button", { name: "Save" }),
+        page.locator("#client-query"),
+        page.getByRole("button", { name: "Connect" }),
+        page.locator("#client-text"),
         page.locator("#log-filter"),
         page.getByRole("button", { name: "Clear" }),
         page.locator("#connection-table tbody tr").first().getByRole("button", { name: "message" }),

@@ -3,7 +3,7 @@
 // dashboard, and every other request, carry on.
 import type { InspectedConnection, ProviderInspector, RunningProvider, Spec } from "@nitric-like/spec";
 import { afterEach, expect, it } from "vitest";
-import { boundedListing, type Dashboard, LISTING_EXTRAS_CHARS, startDashboard } from "./dashboard.js";
+import { boundedListing, type Dashboard, LISTING_EXTRAS_CHARS, socketSources, startDashboard } from "./dashboard.js";
 
 let dashboard: Dashboard | undefined;
 afterEach(async () => {
@@ -107,4 +107,17 @@ it("keeps a connection listing's identities and states within its budget, cuttin
   expect(shown.map((c) => c.id)).toEqual(list.map((c) => c.id));
   // A small listing is untouched.
   expect(boundedListing(list.slice(0, 3))).toEqual(list.slice(0, 3));
+});
+
+it("lets the page open WebSockets to the sockets' hosts only, on any port (its CSP's connect-src)", () => {
+  expect(
+    socketSources([
+      { url: "ws://127.0.0.1:4000" },
+      { url: "ws://127.0.0.1:4001/live" },
+      { url: "wss://[::1]:8443/x" },
+      { url: "http://127.0.0.1:80" },
+      { url: "not a url" },
+    ]),
+  ).toBe("ws://127.0.0.1:* wss://[::1]:*");
+  expect(socketSources([])).toBe("ws://127.0.0.1:*");
 });

@@ -579,11 +579,30 @@ class DashboardServer {
       "Content-Type": asset.type,
       "Cache-Control": "no-store",
       "X-Content-Type-Options": "nosniff",
-      // The page shows what apps send; it renders it as text, and this keeps any mistake inert.
-      "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+      // The page shows what apps send; it renders it as text, and this keeps any mistake inert. It
+      // connects to nothing but this server and, as a client ("Try a socket"), the gateways' host.
+      "Content-Security-Policy": `default-src 'self'; connect-src 'self' ${socketSources(this.running.sockets())}; img-src 'self' data:; frame-ancestors 'none'`,
     });
     res.end(body);
   }
+}
+
+/**
+ * What the page's CSP lets it open WebSockets to: the host of each socket's URL, on any port (a
+ * socket a new service declares while the page is open gets a port of its own on the same host).
+ */
+export function socketSources(sockets: readonly { url: string }[]): string {
+  const sources = new Set<string>();
+  for (const { url } of sockets) {
+    try {
+      const parsed = new URL(url);
+      if (parsed.protocol === "ws:" || parsed.protocol === "wss:")
+        sources.add(`${parsed.protocol}//${parsed.hostname}:*`);
+    } catch {
+      // Not a URL: nothing to allow.
+    }
+  }
+  return sources.size === 0 ? "ws://127.0.0.1:*" : [...sources].join(" ");
 }
 
 /**
