@@ -1,6 +1,9 @@
 /**
  * `nitric-like run` as a library, for tools that start a project inside their own process (the test
- * kit, @nitric-like/testing): the run itself, and the output it writes to.
+ * kit, @nitric-like/testing): the run itself, the output it writes to, and the types of what its
+ * provider's inspector gives (connections, kv stores).
  */
-export { type RunCommandOptions, type RunService, runCommand } from "./commands/run.js";
+
+export type { InspectedConnection, ProviderInspector } from "@nitric-like/spec";
+export { type RunCommandOptions, type RunControl, type RunService, runCommand } from "./commands/run.js";
 export { Output, type Sink } from "./lib/log.js";

@@ -8,7 +8,15 @@ import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } fr
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { Output, type RunService, runCommand, type Sink } from "@nitric-like/cli/run";
+import {
+  type InspectedConnection,
+  Output,
+  type ProviderInspector,
+  type RunControl,
+  type RunService,
+  runCommand,
+  type Sink,
+} from "@nitric-like/cli/run";
 import { type Client, type CloseInfo, type ConnectClientOptions, connectClient, within } from "./client.js";
 
 /** How `startApp` runs the project. */
@@ -50,6 +58,38 @@ export interface StartAppOptions {
   blockedAfterMs?: number;
 }
 
+/**
+ * A kv store of the running app, read and written where the app keeps it (lmdb on the local
+ * provider, its DynamoDB table on aws): a test's setup and its assertions on what a handler stored.
+ */
+export interface AppKv<T extends Record<string, unknown> = Record<string, unknown>> {
+  /** The value; undefined when the key is missing (where the SDK's get() throws not_found). */
+  get(key: string): Promise<T | undefined>;
+  /** Writes a value, held to the rules of every kv set() (a JSON object, its size, the key's). */
+  set(key: string, value: T): Promise<void>;
+  /** Deletes a key; a missing one is no error. */
+  delete(key: string): Promise<void>;
+  /** The keys starting with `prefix`, in byte order; throws past MAX_KV_KEYS (give a longer prefix). */
+  keys(prefix?: string): Promise<string[]>;
+}
+
+/** Most keys `AppKv.keys()` lists. */
+export const MAX_KV_KEYS = 10000;
+
+/** An open connection as the provider sees it, for a test's assertions. */
+export interface AppConnection {
+  socket: string;
+  id: string;
+  /** Every value of each query parameter, decoded. */
+  query: Record<string, string[]>;
+  /** The identity its socket's `authorize` gave it; undefined when none. */
+  auth: unknown;
+  /** Its rooms, sorted. */
+  rooms: string[];
+  /** Its state; undefined when none. */
+  state: unknown;
+}
+
 /** What `App.connect` takes: the socket (when the project has several) and the request. */
 export interface ConnectOptions extends ConnectClientOptions {
   /** The socket's name. @default the project's only socket */
@@ -71,6 +111,9 @@ export class App {
   private output = "";
   private readonly urls = new Map<string, string>();
   private services: readonly RunService[] = [];
+  private inspector: ProviderInspector | undefined;
+  /** The kv stores the project's services declare. */
+  private stores: string[] = [];
   private readonly clients = new Set<Client>();
   private stopped: Promise<void> | undefined;
   private logWaiters: (() => void)[] = [];
@@ -135,6 +178,80 @@ export class App {
         `app.restart(${service === undefined ? "" : JSON.stringify(service)}): ${service === undefined ? "the project has several services" : "no such service"}; name one of ${names.map((n) => JSON.stringify(n)).join(", ") || "(none: this provider starts them itself)"}`,
       );
     await target.restart();
+  }
+
+  /**
+   * A kv store of the app (one its services declare), to seed data before a test or check what
+   * the handlers stored.
+   */
+  kv<T extends Record<string, unknown> = Record<string, unknown>>(store: string): AppKv<T> {
+    const inspector = (): ProviderInspector => {
+      if (!this.stores.includes(store))
+        throw new Error(
+          `app.kv(${JSON.stringify(store)}): no service declares kv store ${JSON.stringify(store)}; ${this.stores.length > 0 ? `the project's stores are ${this.stores.map((s) => JSON.stringify(s)).join(", ")}` : "the project declares none"}`,
+        );
+      const found = this.inspector;
+      if (!found)
+        throw new Error(
+          `app.kv(${JSON.stringify(store)}): provider "${this.provider}" offers no access to its kv stores`,
+        );
+      if (found.kvUnavailable !== undefined)
+        throw new Error(`app.kv(${JSON.stringify(store)}): ${found.kvUnavailable}`);
+      return found;
+    };
+    const at = `app.kv(${JSON.stringify(store)})`;
+    return {
+      get: async (key) => (await inspector().kvGet(store, key).catch(this.kvError(at))) as T | undefined,
+      // The provider holds it to the rules of every kv set(), and says which it broke.
+      set: async (key, value) => {
+        await inspector()
+          .kvSet(store, key, value)
+          .catch(this.kvError(`${at}.set`));
+      },
+      delete: async (key) => {
+        await inspector().kvDelete(store, key).catch(this.kvError(at));
+      },
+      keys: async (prefix = "") => {
+        const keys = await inspector()
+          .kvKeys(store, prefix, MAX_KV_KEYS + 1)
+          .catch(this.kvError(at));
+        if (keys.length > MAX_KV_KEYS)
+          throw new Error(`${at}.keys(${JSON.stringify(prefix)}): more than ${MAX_KV_KEYS} keys; give a longer prefix`);
+        return keys;
+      },
+    };
+  }
+
+  /** The open connections (of one socket, or of all), with their rooms, state and identity. */
+  async connections(socket?: string): Promise<AppConnection[]> {
+    if (socket !== undefined && !this.urls.has(socket))
+      throw new Error(
+        `app.connections(${JSON.stringify(socket)}): no such socket; the project has ${this.describeSockets()}`,
+      );
+    if (!this.inspector)
+      throw new Error(`app.connections(): provider "${this.provider}" does not list its connections`);
+    const listed: InspectedConnection[] = await this.inspector.connections(socket);
+    return listed.map((c) => {
+      if (c.rooms === undefined || c.state === undefined)
+        throw new Error(
+          `app.connections(): the provider cannot read connection ${c.id}'s rooms and state: ${c.unreadable ?? "no reason given"}`,
+        );
+      return {
+        socket: c.socket,
+        id: c.id,
+        query: c.query,
+        auth: c.auth === "" ? undefined : JSON.parse(c.auth),
+        rooms: [...c.rooms].sort(),
+        state: c.state === "" ? undefined : JSON.parse(c.state),
+      };
+    });
+  }
+
+  /** An inspector's failure, said as the kit's (an unknown store names the declared ones). */
+  private kvError(at: string): (error: unknown) => never {
+    return (error) => {
+      throw new Error(`${at}: ${(error as Error).message}`);
+    };
   }
 
   /** Waits until the run's output matches `pattern` (a service's console.log, a warning). */
@@ -204,8 +321,10 @@ export class App {
   }
 
   /** @internal */
-  control(services: readonly RunService[]): void {
+  control({ services, inspector, spec }: RunControl): void {
     this.services = services;
+    this.inspector = inspector;
+    this.stores = spec.resources.filter((r) => r.kind === "kv").map((r) => r.name);
   }
 
   private onlySocket(): string {
@@ -267,7 +386,7 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
       dashboard: false,
       processes,
       signal: app.abort.signal,
-      control: (services) => app.control(services),
+      control: (control) => app.control(control),
       ...(options.environment === undefined ? {} : { environment: options.environment }),
       ...(options.blockedAfterMs === undefined ? {} : { blockedAfterMs: options.blockedAfterMs }),
     },

@@ -18,6 +18,7 @@ import {
   type HandlerRegistration,
   ProjectError,
   type Provider,
+  type ProviderInspector,
   type RunningProvider,
   registrationKey,
   SERVED_KINDS,
@@ -194,8 +195,18 @@ export interface RunCommandOptions {
   signal?: AbortSignal;
   /** How long a started service may go without its event loop turning before it is restarted (tests). @default 30 s, or the handler timeout and 5 s when longer */
   blockedAfterMs?: number;
-  /** Receives the run's services once they are set up, to restart one through its supervisor (the test kit). */
-  control?: (services: readonly RunService[]) => void;
+  /** Receives the run's hold on what it started once it is set up (the test kit's). */
+  control?: (control: RunControl) => void;
+}
+
+/** What `RunCommandOptions.control` receives. */
+export interface RunControl {
+  /** The run's services, each to restart through its supervisor (none when the provider hosts them). */
+  readonly services: readonly RunService[];
+  /** The provider's inspector, when it has one: connections, kv stores. */
+  readonly inspector: ProviderInspector | undefined;
+  /** What the services declared. */
+  readonly spec: Spec;
 }
 
 /** A service of a run, as `RunCommandOptions.control` receives it. */
@@ -450,7 +461,11 @@ class Run {
     if (options.dashboard !== false) await this.startDashboard();
     await this.createSupervisors();
     this.noteEndpointAccess();
-    options.control?.(this.supervisors.map((s) => ({ name: s.name, restart: () => s.restart(s.service) })));
+    options.control?.({
+      services: this.supervisors.map((s) => ({ name: s.name, restart: () => s.restart(s.service) })),
+      inspector: running.inspect,
+      spec: this.spec,
+    });
     this.listenForStop();
     const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
     if (running.hostsServices) {

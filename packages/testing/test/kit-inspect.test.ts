@@ -1,0 +1,70 @@
+// app.kv() and app.connections(): what the app keeps, read and written where it keeps it, on the
+// local provider (lmdb, the gateway's rooms and state) and on aws (DynamoDB in dynalite, the
+// emulated connections table), so a test can seed data and check what a handler stored.
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { MAX_KV_KEYS, startApp, stopAll } from "../src/index.js";
+
+const fixture = fileURLToPath(new URL("./fixtures/stateful", import.meta.url));
+
+afterEach(stopAll);
+
+describe.each(["local", "aws"])("on %s", (provider) => {
+  it("app.kv(): reads what a handler stored, and a value the test seeds is what the handler reads", async () => {
+    const app = await startApp(fixture, { provider });
+    const notes = app.kv<{ text: string; by: string }>("notes");
+    const ann = await app.connect({ query: { user: "ann" } });
+    ann.send("note hello");
+    await ann.expectMessage("noted");
+    expect(await notes.get("note:ann")).toEqual({ text: "hello", by: "ann" });
+    expect(await notes.get("note:nobody")).toBeUndefined();
+    await notes.set("note:bo", { text: "seeded", by: "bo" });
+    ann.send("read bo");
+    await ann.expectMessage("seeded");
+    expect(await notes.keys("note:")).toEqual(["note:ann", "note:bo"]);
+    expect(await notes.keys("other:")).toEqual([]);
+    await notes.delete("note:bo");
+    await notes.delete("note:bo");
+    ann.send("read bo");
+    await ann.expectMessage("none");
+    // Held to every kv set()'s rules, with its words.
+    await expect(notes.set("note:x", [] as never)).rejects.toThrow(/^app\.kv\("notes"\)\.set: .*JSON object/);
+    await expect(app.kv("nope").get("k")).rejects.toThrow(
+      'app.kv("nope"): no service declares kv store "nope"; the project\'s stores are "notes"',
+    );
+  });
+
+  it("app.connections(): each connection's identity, rooms and state, as the handlers left them", async () => {
+    const app = await startApp(fixture, { provider });
+    const ann = await app.connect({ query: { user: "ann" } });
+    const bo = await app.connect({ query: { user: "bo" } });
+    ann.send("join blue");
+    await ann.expectMessage("joined true");
+    const listed = await app.connections("socket");
+    expect(listed).toHaveLength(2);
+    const byUser = new Map(listed.map((c) => [(c.auth as { user: string }).user, c]));
+    expect(byUser.get("ann")).toMatchObject({
+      socket: "socket",
+      query: { user: ["ann"] },
+      rooms: ["blue", "lobby"],
+      state: { joinedAt: "connect" },
+    });
+    expect(byUser.get("bo")).toMatchObject({ rooms: ["lobby"], auth: { user: "bo" } });
+    await bo.close();
+    await expect.poll(async () => (await app.connections()).map((c) => c.id)).toEqual([byUser.get("ann")?.id]);
+    await expect(app.connections("nope")).rejects.toThrow(
+      /^app\.connections\("nope"\): no such socket; the project has sockets "socket"$/,
+    );
+  });
+});
+
+it("app.kv().keys() lists at most MAX_KV_KEYS and says to narrow the prefix past it", async () => {
+  const app = await startApp(fixture);
+  const notes = app.kv("notes");
+  expect(MAX_KV_KEYS).toBe(10000);
+  await Promise.all(
+    Array.from({ length: MAX_KV_KEYS + 1 }, (_, i) => notes.set(`k:${String(i).padStart(5, "0")}`, { i })),
+  );
+  await expect(notes.keys("k:")).rejects.toThrow(/more than 10000 keys; give a longer prefix/);
+  expect(await notes.keys("k:0999")).toHaveLength(10);
+}, 60000);
