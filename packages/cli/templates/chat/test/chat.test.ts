@@ -2,7 +2,7 @@
 // clients (@nitric-like/testing): on the local provider, and on "aws", the functions
 // `nitric-like build` makes, in the AWS emulator (API Gateway's rules, Lambda, DynamoDB).
 import { startApp, stopAll } from "@nitric-like/testing";
-import { afterEach, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 
 afterEach(stopAll); // fails the test when anything is left open
 
@@ -29,4 +29,15 @@ it("keeps a client's name through a service restart", async () => {
   await app.restart("chat");
   bo.send("still there?");
   await ann.expectMessage("bo: still there?");
+});
+
+it("keeps each client's name in the names store while it is connected", async () => {
+  const app = await startApp(".");
+  const ann = await app.connect({ query: { name: "ann" } });
+  await ann.expectMessage("welcome, ann");
+  // What the app keeps, read where it keeps it: its connections, and its kv store.
+  const [{ id }] = await app.connections();
+  expect(await app.kv("names").get(id)).toEqual({ name: "ann" });
+  await ann.close();
+  await expect.poll(() => app.kv("names").get(id)).toBeUndefined();
 });
