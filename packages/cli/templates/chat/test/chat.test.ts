@@ -36,7 +36,8 @@ it("keeps each client's name in the names store while it is connected", async ()
   const ann = await app.connect({ query: { name: "ann" } });
   await ann.expectMessage("welcome, ann");
   // What the app keeps, read where it keeps it: its connections, and its kv store.
-  const [{ id }] = await app.connections();
+  const [connection] = await app.connections();
+  const id = connection?.id ?? "";
   expect(await app.kv("names").get(id)).toEqual({ name: "ann" });
   await ann.close();
   await expect.poll(() => app.kv("names").get(id)).toBeUndefined();
