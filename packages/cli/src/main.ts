@@ -169,7 +169,13 @@ export async function main(
     const envFiles = Array.isArray(args.values["env-from"]) ? (args.values["env-from"] as string[]) : [];
     if (command === "build") {
       return await buildCommand(
-        { dir, provider: text("provider") ?? "aws", ...optional("out", text("out")), envFiles },
+        {
+          dir,
+          provider: text("provider") ?? "aws",
+          ...optional("out", text("out")),
+          ...optional("environment", text("env")),
+          envFiles,
+        },
         output,
       );
     }
@@ -182,7 +188,7 @@ export async function main(
         ...optional("out", text("out")),
         ...(args.values.yes === true ? { yes: true } : {}),
         ...(args.values["keep-data"] === true ? { keepData: true } : {}),
-        ...(command === "up" ? { envFiles } : {}),
+        ...(command === "up" ? { envFiles, ...optional("environment", text("env")) } : {}),
       };
       if (command === "outputs") return await outputsCommand(deploy, output);
       return command === "up" ? await upCommand(deploy, output) : await downCommand(deploy, output);
@@ -286,10 +292,12 @@ function parse(command: string, args: string[]) {
       provider: { type: "string" },
       out: { type: "string" },
       json: { type: "boolean" },
+      env: { type: "string" },
       "env-from": { type: "string", multiple: true },
     },
     up: {
       provider: { type: "string" },
+      env: { type: "string" },
       "env-from": { type: "string", multiple: true },
       stack: { type: "string" },
       region: { type: "string" },

@@ -318,11 +318,17 @@ export class FakeAws {
           "AWS::AccountId": "000000000000",
           "AWS::Partition": "aws",
         } as Record<string, string>,
-        attributes: {},
+        attributes: {} as Record<string, Record<string, string>>,
       };
       for (const [id, r] of Object.entries(resources)) {
         physical.ref[id] = physicalId(id);
         if (r.Type === "AWS::DynamoDB::Table" && !this.tables.has(physicalId(id))) this.tables.set(physicalId(id), 0);
+        // A custom domain's regional target, as API Gateway names one (what a DNS record points at).
+        if (r.Type === "AWS::ApiGatewayV2::DomainName")
+          physical.attributes[id] = {
+            RegionalDomainName: `d-${physicalId(id)}.execute-api.us-east-1.amazonaws.com`,
+            RegionalHostedZoneId: "Z1UJRXOUMOOFQ8",
+          };
       }
       stack.outputs = Object.entries(template?.Outputs ?? {}).map(([key, o]) => ({
         key,

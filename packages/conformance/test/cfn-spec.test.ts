@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { buildTemplate } from "@nitric-like/provider-aws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkTemplate } from "../src/cfn-spec.js";
-import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli } from "../src/harness.js";
+import { cleanTemp, connect, copyProject, EXAMPLES, FIXTURES, runCli, startApp, stopAll } from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -208,4 +208,79 @@ describe("the template checker", () => {
     });
     expect(problems.join("\n")).toMatch(/DependsOn names "GhostRoute", which is not a resource/);
   });
+});
+
+describe("a socket's custom domain", () => {
+  const cert = (id: string) => `arn:aws:acm:us-east-1:123456789012:certificate/${id}`;
+  const domains = [
+    "websockets:",
+    "  socket:",
+    "    domain:",
+    "      name: ws.example.com",
+    `      certificate: ${cert("main")}`,
+    "environments:",
+    "  staging:",
+    "    websockets:",
+    "      socket:",
+    `        domain: { name: ws-staging.example.com, certificate: "${cert("staging")}", hostedZone: Z0123456789ABC }`,
+    "",
+  ].join("\n");
+  const project = () => {
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    writeFileSync(join(dir, "nitric-like.yaml"), `name: chat\nservices:\n  - match: services/*.ts\n${domains}`);
+    return dir;
+  };
+  const build = async (dir: string, ...args: string[]) => {
+    const out = join(dir, `out${args.join("")}`);
+    const result = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain", ...args]);
+    return { ...result, template: () => JSON.parse(readFileSync(join(out, "template.json"), "utf8")) as Template };
+  };
+
+  it("is built from the project file, the environment's (--env) over the file's own, and passes the specification", async () => {
+    const dir = project();
+    const main = await build(dir);
+    expect(main.code, main.stderr).toBe(0);
+    expect(main.stderr).toContain(
+      "websocket socket: wss://ws.example.com (point its DNS at the DomainTarget output once deployed)",
+    );
+    const t = main.template();
+    expect(t.Resources.SocketDomain?.Properties.DomainName).toBe("ws.example.com");
+    expect(t.Outputs.WebsocketSocket?.Value).toBe("wss://ws.example.com");
+    expect(await checkTemplate(t)).toEqual([]);
+
+    const staging = await build(dir, "--env", "staging");
+    expect(staging.code, staging.stderr).toBe(0);
+    expect(staging.stderr).toContain(
+      "websocket socket: wss://ws-staging.example.com (its alias record in hosted zone Z0123456789ABC)",
+    );
+    const s = staging.template();
+    expect(s.Resources.SocketDomain?.Properties).toMatchObject({
+      DomainName: "ws-staging.example.com",
+      DomainNameConfigurations: [{ CertificateArn: cert("staging") }],
+    });
+    expect(s.Resources.SocketDomainRecord?.Type).toBe("AWS::Route53::RecordSet");
+    expect(await checkTemplate(s)).toEqual([]);
+
+    // run --provider aws serves the socket on this machine: the emulated app has no domain.
+    const app = await startApp(dir, ["--provider", "aws"]);
+    try {
+      expect(app.url("socket")).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/live$/);
+      const emulated = JSON.parse(
+        readFileSync(join(dir, ".nitric-like", "aws-run", "template.json"), "utf8"),
+      ) as Template;
+      expect(Object.values(emulated.Resources).filter((r) => r.Type === "AWS::ApiGatewayV2::DomainName")).toEqual([]);
+      const [a, b] = [await connect(app.url("socket")), await connect(app.url("socket"))];
+      a.ws.send("over the emulated API");
+      expect((await b.next()).text).toBe("over the emulated API");
+      a.close();
+      b.close();
+    } finally {
+      expect(await stopAll()).toEqual([]);
+    }
+
+    const unknown = await build(dir, "--env", "prod");
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no environment "prod"; use one of staging, or add it under environments:');
+    expect(unknown.stderr).not.toContain("bundling");
+  }, 90000);
 });

@@ -174,6 +174,42 @@ describe("nitric-like up and down --provider aws", () => {
     expect(down.code, down.stderr).toBe(0);
   }, 60000);
 
+  it("serves a socket at its custom domain (--env picks the environment's), and refuses a certificate of another region before uploading anything", async () => {
+    const dir = chat();
+    const cert = (region: string) => `arn:aws:acm:${region}:123456789012:certificate/0a1b2c3d`;
+    writeFileSync(
+      join(dir, "nitric-like.yaml"),
+      [
+        "name: domains",
+        "services:\n  - match: services/*.ts",
+        `websockets:\n  socket:\n    domain: { name: ws.example.com, certificate: "${cert("us-east-1")}" }`,
+        `environments:\n  eu:\n    websockets:\n      socket:\n        domain: { name: ws-eu.example.com, certificate: "${cert("eu-west-1")}" }`,
+        "",
+      ].join("\n"),
+    );
+    const up = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout.trim(), up.stderr).toBe("websocket socket wss://ws.example.com");
+    expect(up.stderr).toMatch(/SocketDomain AWS::ApiGatewayV2::DomainName CREATE_COMPLETE/);
+    expect(up.stderr).toMatch(/SocketDomainMapping AWS::ApiGatewayV2::ApiMapping CREATE_COMPLETE/);
+    const outputs = await runCli(["outputs", dir, "--json"], { timeoutMs: 30000 });
+    expect(JSON.parse(outputs.stdout).outputs).toMatchObject({
+      WebsocketSocket: "wss://ws.example.com",
+      DomainTargetSocket: expect.stringMatching(/^d-.*\.execute-api\.us-east-1\.amazonaws\.com$/),
+      ApiUrlSocket: expect.stringMatching(/^wss:\/\/.*\.execute-api\.us-east-1\.amazonaws\.com\/live$/),
+    });
+
+    const calls = fake.calls.length;
+    const eu = await runCli(["up", dir, "--env", "eu", "--stack", "domains-eu", "--plain"], { timeoutMs: 60000 });
+    expect(eu.code).toBe(1);
+    expect(eu.stderr).toContain(
+      "the certificate of domain ws-eu.example.com is in eu-west-1, but stack \"domains-eu\" deploys to us-east-1: API Gateway serves a WebSocket API's domain only with a certificate of the API's region; request or import one in us-east-1 (AWS Certificate Manager) and give its ARN as the socket's domain.certificate, or deploy to eu-west-1 (--region eu-west-1)",
+    );
+    // Nothing uploaded, no stack begun.
+    expect(fake.calls.slice(calls).filter((c) => /^S3 PUT|CreateChangeSet|CreateStack/.test(c))).toEqual([]);
+    expect(fake.stacks.has("domains-eu")).toBe(false);
+  }, 90000);
+
   it("refuses a stack name CloudFormation refuses, with the name to use, before bundling", async () => {
     const { code, stderr } = await runCli(["up", project, "--stack", "3d_chat", "--plain"], { timeoutMs: 60000 });
     expect(code).toBe(1);

@@ -1,5 +1,13 @@
 export { answerAliveChecks } from "./alive.js";
 export {
+  certificateProblem,
+  certificateRegion,
+  DOMAIN_KEYS,
+  domainNameProblem,
+  hostedZoneProblem,
+  type SocketDomain,
+} from "./domains.js";
+export {
   checkKvValue,
   fromAttributeName,
   KV_MAX_DEPTH,
@@ -58,6 +66,7 @@ export {
   type ServiceEntry,
   type ServiceMatch,
   STACK_NAME_PATTERN,
+  socketDomainOf,
   socketLimitsOf,
   suggestProjectName,
   unusedSocketWarnings,

@@ -4,7 +4,14 @@ import { join, relative } from "node:path";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { LIMIT_KEYS } from "./limits.js";
-import { findServices, globToRegExp, loadProject, ProjectError, unusedSocketWarnings } from "./project.js";
+import {
+  findServices,
+  globToRegExp,
+  loadProject,
+  ProjectError,
+  socketDomainOf,
+  unusedSocketWarnings,
+} from "./project.js";
 
 const dirs: string[] = [];
 function project(files: Record<string, string>): string {
@@ -197,6 +204,86 @@ describe("a strict project file", () => {
     ]);
     expect(problemsOf("name: a\nservices:\n  - match: s\ncompta: aws\n")).toEqual([
       "compta is not a setting; did you mean compat?",
+    ]);
+  });
+
+  it("reads a socket's custom domain, and an environment's over it", () => {
+    const cert = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789";
+    const staging = "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555";
+    const p = loadProject(
+      project({
+        "nitric-like.yaml": [
+          "name: a",
+          "services:\n  - match: s",
+          "websockets:",
+          "  chat:",
+          "    domain:",
+          "      name: ws.example.com",
+          `      certificate: ${cert}`,
+          "      hostedZone: Z0123456789ABCDEFGHIJ",
+          "  other: {}",
+          "environments:",
+          "  staging:",
+          `    websockets: { chat: { domain: { name: ws-staging.example.com, certificate: "${staging}" } } }`,
+          "",
+        ].join("\n"),
+      }),
+    );
+    expect(socketDomainOf(p, "chat")).toEqual({
+      name: "ws.example.com",
+      certificate: cert,
+      hostedZone: "Z0123456789ABCDEFGHIJ",
+    });
+    expect(socketDomainOf(p, "chat", "prod")).toEqual(socketDomainOf(p, "chat"));
+    expect(socketDomainOf(p, "chat", "staging")).toEqual({ name: "ws-staging.example.com", certificate: staging });
+    expect(socketDomainOf(p, "other")).toBeUndefined();
+    expect(socketDomainOf(p, "nowhere", "staging")).toBeUndefined();
+  });
+
+  it("refuses a domain that is not a host name, a certificate that is not an ACM ARN, a bad hosted zone, and one domain on two sockets", () => {
+    const cert = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
+    const file = (sockets: string) => `name: a\nservices:\n  - match: s\nwebsockets:\n${sockets}`;
+    expect(
+      problemsOf(
+        file(
+          [
+            `  a: { domain: { name: WS.Example.com, certificate: ${cert} } }`,
+            `  b: { domain: { name: "*.example.com", certificate: ${cert} } }`,
+            `  c: { domain: { name: localhost, certificate: ${cert} } }`,
+            `  d: { domain: { name: a..b.com, certificate: ${cert} } }`,
+            `  e: { domain: { name: -x.example.com, certificate: ${cert} } }`,
+            "  f: { domain: { name: ws.example.org, certificate: arn:aws:iam::123456789012:role/x } }",
+            `  g: { domain: { name: g.example.org, certificate: ${cert}, hostedZone: /hostedzone/Z123 } }`,
+            `  h: { domain: { name: h.example.org, certificate: ${cert}, hostedZone: zone } }`,
+            "  i: { domain: { certificate: 7 } }",
+            "  j: { domain: ws.example.com }",
+            `  k: { domain: { name: k.example.org, certificate: ${cert}, zone: Z1 } }`,
+            `  l: { domain: { name: 10.0.0.1, certificate: ${cert} } }`,
+            "",
+          ].join("\n"),
+        ),
+      ),
+    ).toEqual([
+      'websockets.a.domain.name: "WS.Example.com" has upper-case letters; DNS names are written in lower case: ws.example.com',
+      'websockets.b.domain.name: "*.example.com" is a wildcard; a socket needs one name of its own; use a host name you own, such as ws.example.com',
+      'websockets.c.domain.name: "localhost" is not a full host name; use a host name you own, such as ws.example.com',
+      'websockets.d.domain.name: "a..b.com" is not a host name: an empty label (labels are 1 to 63 letters, digits and inner hyphens); use a host name you own, such as ws.example.com',
+      'websockets.e.domain.name: "-x.example.com" is not a host name: the label "-x" (labels are 1 to 63 letters, digits and inner hyphens); use a host name you own, such as ws.example.com',
+      "websockets.f.domain.certificate: \"arn:aws:iam::123456789012:role/x\" is not an ACM certificate's ARN (arn:aws:acm:<region>:<account>:certificate/<id>); request or import one for the domain in the stack's region (AWS Certificate Manager) and give its ARN",
+      'websockets.g.domain.hostedZone: "/hostedzone/Z123": give the id alone: Z123',
+      'websockets.h.domain.hostedZone: "zone" is not a Route 53 hosted zone id (Z and upper-case letters and digits, such as Z0123456789ABCDEFGHIJ); leave hostedZone out to add the DNS record yourself',
+      "websockets.i.domain.name is required, such as\n  domain:\n    name: ws.example.com\n    certificate: arn:aws:acm:us-east-1:123456789012:certificate/...",
+      "websockets.i.domain.certificate: 7 must be text",
+      "websockets.j.domain must be a mapping with name and certificate, such as\n  domain:\n    name: ws.example.com\n    certificate: arn:aws:acm:us-east-1:123456789012:certificate/...",
+      "websockets.k.domain.zone is not a setting; websockets.k.domain takes name, certificate, hostedZone",
+      'websockets.l.domain.name: "10.0.0.1" is an address, not a host name; use a host name you own, such as ws.example.com',
+    ]);
+    expect(
+      problemsOf(
+        `${file(`  a: { domain: { name: ws.example.com, certificate: ${cert} } }\n  b: {}\n`)}environments:\n  prod:\n    websockets: { b: { domain: { name: ws.example.com, certificate: ${cert} } } }\n`,
+      ),
+    ).toEqual([
+      "in environment prod, sockets a and b both have the domain ws.example.com; a domain serves one socket, so give each its own name",
     ]);
   });
 

@@ -10,10 +10,15 @@
  *   socket:
  *     port: 4000                   # optional: pin the local gateway's port
  *     limits: { maxConnections: 100 }   # optional: this socket's limits (see limits.ts)
+ *     domain:                      # optional, AWS: serve it at wss://ws.example.com (domains.ts)
+ *       name: ws.example.com
+ *       certificate: arn:aws:acm:<region>:<account>:certificate/<id>
+ *       hostedZone: Z0123456789ABC # optional: the stack adds the name's alias record there
  * limits:                          # optional: every socket's limits, AWS values by default
  *   idleTimeout: 10m
- * environments:                    # optional: limits per environment, over the ones above
+ * environments:                    # optional: limits (and domains) per environment, over the ones above
  *   local: { limits: { messagesPerSecond: 50 } }   # `run` uses "local" unless --env names another
+ *   prod: { websockets: { socket: { domain: { ... } } } }   # `build`/`up --env prod` take its domains
  * compat: aws                      # optional: the local gateway keeps API Gateway's rules too
  * ```
  *
@@ -23,6 +28,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, extname, join, relative, resolve, sep } from "node:path";
 import { parse } from "yaml";
+import { certificateProblem, DOMAIN_KEYS, domainNameProblem, hostedZoneProblem, type SocketDomain } from "./domains.js";
 import { type AppLimits, LIMIT_KEYS, LimitError, parseLimits, resolveLimits, type SocketLimits } from "./limits.js";
 import { compareNames, kebabWords, resourceNameProblem } from "./names.js";
 import { didYouMean } from "./suggest.js";
@@ -44,6 +50,8 @@ export interface WebsocketConfig {
   port?: number;
   /** This socket's limits, over the project's `limits:`. @default the project's */
   limits?: Partial<SocketLimits>;
+  /** Its custom domain on AWS (`build` and `up`; `run` serves it on its own port). @default none */
+  domain?: SocketDomain;
 }
 
 /** A loaded project. */
@@ -75,10 +83,10 @@ export const COMPAT_VALUES = ["aws"] as const;
 /** A platform whose rules the local provider keeps (`compat:`). */
 export type Compat = (typeof COMPAT_VALUES)[number];
 
-/** One `environments:` entry: limits over the project's, for every socket and per socket. */
+/** One `environments:` entry: limits over the project's, for every socket and per socket, and sockets' domains. */
 export interface EnvironmentConfig {
   limits?: Partial<AppLimits>;
-  websockets?: Record<string, { limits?: Partial<SocketLimits> }>;
+  websockets?: Record<string, { limits?: Partial<SocketLimits>; domain?: SocketDomain }>;
 }
 
 /** The environment `nitric-like run` uses when `--env` names none. */
@@ -102,6 +110,15 @@ export function socketLimitsOf(
     env?.websockets?.[socket]?.limits,
     ...overrides,
   );
+}
+
+/**
+ * A socket's custom domain in one environment: the environment's for the socket, else the
+ * socket's own (`websockets.<socket>.domain`), else none.
+ */
+export function socketDomainOf(project: Project, socket: string, environment?: string): SocketDomain | undefined {
+  const env = environment === undefined ? undefined : project.environments?.[environment];
+  return env?.websockets?.[socket]?.domain ?? project.websockets[socket]?.domain;
 }
 
 /** Throws ProjectError when `--env` names an environment the project file does not have. */
@@ -144,9 +161,9 @@ export class ProjectError extends Error {
 /** The keys of each level of the project file (limits: see LIMIT_KEYS). */
 const TOP_KEYS = ["name", "services", "websockets", "limits", "environments", "compat"] as const;
 const SERVICE_KEYS = ["match", "start"] as const;
-const SOCKET_KEYS = ["port", "limits"] as const;
+const SOCKET_KEYS = ["port", "limits", "domain"] as const;
 const ENVIRONMENT_KEYS = ["limits", "websockets"] as const;
-const ENVIRONMENT_SOCKET_KEYS = ["limits"] as const;
+const ENVIRONMENT_SOCKET_KEYS = ["limits", "domain"] as const;
 
 /** What CloudFormation accepts as a stack name, which `up` makes of the project's name. */
 export const STACK_NAME_PATTERN = /^[a-zA-Z][-a-zA-Z0-9]*$/;
@@ -290,9 +307,11 @@ export function loadProject(dir: string): Project {
           problem(`${at}.port must be a port number from 0 to 65535, got ${JSON.stringify(port)}`);
         }
         const limits = limitsAt(problem, config.limits, `${at}.limits`, false);
+        const domain = domainAt(problem, config.domain, `${at}.domain`);
         websockets[name] = {
           ...(Number.isInteger(port) ? { port: port as number } : {}),
           ...(Object.keys(limits).length > 0 ? { limits } : {}),
+          ...(domain ? { domain } : {}),
         };
       }
     }
@@ -334,8 +353,12 @@ export function loadProject(dir: string): Project {
             }
             unknownKeys(problem, socketValue ?? {}, ENVIRONMENT_SOCKET_KEYS, socketAt);
             const socketLimits = limitsAt(problem, socketValue?.limits, `${socketAt}.limits`, false);
-            entry.websockets ??= Object.create(null) as Record<string, { limits?: Partial<SocketLimits> }>;
-            entry.websockets[name] = Object.keys(socketLimits).length > 0 ? { limits: socketLimits } : {};
+            const domain = domainAt(problem, socketValue?.domain, `${socketAt}.domain`);
+            entry.websockets ??= Object.create(null) as NonNullable<EnvironmentConfig["websockets"]>;
+            entry.websockets[name] = {
+              ...(Object.keys(socketLimits).length > 0 ? { limits: socketLimits } : {}),
+              ...(domain ? { domain } : {}),
+            };
           }
         }
         environments[env] = entry;
@@ -348,6 +371,7 @@ export function loadProject(dir: string): Project {
       `compat ${JSON.stringify(compat)} is not a platform whose rules the local provider keeps; use compat: ${COMPAT_VALUES.join(" or ")}, or leave it out for the local rules`,
     );
   }
+  sharedDomains(problem, websockets, environments);
   if (problems.length > 0) throw new ProjectError(problems);
   return {
     name: doc.name as string,
@@ -422,6 +446,74 @@ function unknownKeys(
 function socketName(problem: (text: string) => void, name: string, at: string): void {
   const invalid = resourceNameProblem("websocket", name);
   if (invalid) problem(`${at}: ${invalid}`);
+}
+
+/** Reads a `domain:` mapping (name, certificate, hostedZone), reporting every problem. */
+function domainAt(problem: (text: string) => void, raw: unknown, at: string): SocketDomain | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  const example = `such as\n  domain:\n    name: ws.example.com\n    certificate: arn:aws:acm:us-east-1:123456789012:certificate/...`;
+  if (!isMapping(raw)) {
+    problem(`${at} must be a mapping with name and certificate, ${example}`);
+    return undefined;
+  }
+  unknownKeys(problem, raw, DOMAIN_KEYS, at);
+  const { name, certificate, hostedZone } = raw;
+  let ok = true;
+  const text = (key: string, value: unknown, check: (v: string) => string | undefined, required: boolean) => {
+    if (value === undefined || value === null) {
+      if (required) {
+        problem(`${at}.${key} is required, ${example}`);
+        ok = false;
+      }
+      return;
+    }
+    const why = typeof value === "string" ? check(value) : `${JSON.stringify(value)} must be text`;
+    if (why !== undefined) {
+      problem(`${at}.${key}: ${why}`);
+      ok = false;
+    }
+  };
+  text("name", name, domainNameProblem, true);
+  text("certificate", certificate, certificateProblem, true);
+  text("hostedZone", hostedZone, hostedZoneProblem, false);
+  if (!ok) return undefined;
+  return {
+    name: name as string,
+    certificate: certificate as string,
+    ...(typeof hostedZone === "string" ? { hostedZone } : {}),
+  };
+}
+
+/** Two sockets that one deployment would serve on the same domain (API Gateway maps a name to one API). */
+function sharedDomains(
+  problem: (text: string) => void,
+  websockets: Record<string, WebsocketConfig>,
+  environments: Record<string, EnvironmentConfig>,
+): void {
+  const check = (where: string, domains: [string, SocketDomain | undefined][]) => {
+    const seen = new Map<string, string>();
+    for (const [socket, domain] of domains) {
+      if (!domain) continue;
+      const other = seen.get(domain.name);
+      if (other !== undefined)
+        problem(
+          `${where}sockets ${other} and ${socket} both have the domain ${domain.name}; a domain serves one socket, so give each its own name`,
+        );
+      else seen.set(domain.name, socket);
+    }
+  };
+  const names = Object.keys(websockets);
+  check(
+    "",
+    names.map((s) => [s, websockets[s]?.domain]),
+  );
+  for (const [env, config] of Object.entries(environments)) {
+    const all = [...new Set([...names, ...Object.keys(config.websockets ?? {})])];
+    check(
+      `in environment ${env}, `,
+      all.map((s) => [s, config.websockets?.[s]?.domain ?? websockets[s]?.domain]),
+    );
+  }
 }
 
 /** Reads a `limits:` mapping, reporting every unknown key and every invalid value. */

@@ -282,6 +282,8 @@ export interface BuildOptions {
    * the names and sizes its platform takes before anything is bundled or deployed.
    */
   variables?: Readonly<Record<string, string>>;
+  /** Which `environments.<name>` of the project file applies (`--env`): its sockets' domains. @default none */
+  environment?: string;
 }
 
 /** What a build wrote. */

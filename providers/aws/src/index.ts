@@ -43,10 +43,10 @@ export { deployedSecretArn, type PutSecretRequest, putSecret } from "./deploy/se
 /** The AWS provider, as `--provider aws` loads it. */
 export const provider: Provider = {
   name: "aws",
-  build: (options) => buildAws(options),
+  build: (options) => buildAws(options, { domains: true }),
   run: (options) => runEmulated(options),
   async up(options) {
-    const built = await buildAws(options);
+    const built = await buildAws(options, { domains: true });
     const result = await deploy({
       stack: options.stack,
       ...(options.region ? { region: options.region } : {}),

@@ -614,3 +614,76 @@ describe("message routes (socket.route)", () => {
     ]);
   });
 });
+
+describe("a socket's custom domain", () => {
+  const certificate = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d";
+  const spec = app(["chat", "admin"], [], ["svc"]);
+  const withDomains = (domains: Record<string, { name: string; certificate: string; hostedZone?: string }>) =>
+    buildTemplate({ spec, artifactKeys: { svc: "k/svc.zip" }, domains }) as Template;
+
+  it("is a regional domain with the certificate, mapped to the socket's stage, its URL the socket's output and socket.url()", () => {
+    const t = withDomains({ chat: { name: "ws.example.com", certificate } });
+    expect(t.Resources.ChatDomain).toEqual({
+      Type: "AWS::ApiGatewayV2::DomainName",
+      Properties: {
+        DomainName: "ws.example.com",
+        DomainNameConfigurations: [
+          { CertificateArn: certificate, EndpointType: "REGIONAL", SecurityPolicy: "TLS_1_2" },
+        ],
+      },
+    });
+    expect(t.Resources.ChatDomainMapping).toEqual({
+      Type: "AWS::ApiGatewayV2::ApiMapping",
+      Properties: { ApiId: { Ref: "ChatApi" }, DomainName: { Ref: "ChatDomain" }, Stage: "live" },
+      DependsOn: ["ChatStage"],
+    });
+    expect(t.Resources.ChatStage?.Properties.StageName).toBe("live");
+    expect(t.Outputs.WebsocketChat).toEqual({ Description: "websocket chat", Value: "wss://ws.example.com" });
+    // No hosted zone: no record, and an output with the name to point the DNS at.
+    expect(ofType(t, "AWS::Route53::RecordSet")).toEqual([]);
+    expect(t.Outputs.DomainTargetChat?.Value).toEqual({ "Fn::GetAtt": ["ChatDomain", "RegionalDomainName"] });
+    expect(t.Outputs.ApiUrlChat?.Value).toEqual({
+      "Fn::Sub": "wss://${ChatApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live",
+    });
+    // The other socket keeps its API's URL, and no domain.
+    expect(t.Outputs.WebsocketAdmin?.Value).toEqual({
+      "Fn::Sub": "wss://${AdminApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live",
+    });
+    expect(ofType(t, "AWS::ApiGatewayV2::DomainName")).toEqual(["ChatDomain"]);
+    // The function's bindings: url() answers the domain; the Management API stays the API's own.
+    const fn = t.Resources.SvcFunction?.Properties as { Environment: { Variables: Record<string, unknown> } };
+    const sub = fn.Environment.Variables.NITRIC_LIKE_WEBSOCKETS as { "Fn::Sub": string };
+    const bindings = JSON.parse(sub["Fn::Sub"]) as Record<string, { url: string; endpoint: string }>;
+    expect(bindings.chat?.url).toBe("wss://ws.example.com");
+    expect(bindings.chat?.endpoint).toBe("https://${ChatApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live");
+    expect(bindings.admin?.url).toBe("wss://${AdminApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live");
+  });
+
+  it("adds the name's alias record to the hosted zone when one is given", () => {
+    const t = withDomains({ chat: { name: "ws.example.com", certificate, hostedZone: "Z0123456789ABC" } });
+    expect(t.Resources.ChatDomainRecord).toEqual({
+      Type: "AWS::Route53::RecordSet",
+      Properties: {
+        HostedZoneId: "Z0123456789ABC",
+        Name: "ws.example.com",
+        Type: "A",
+        AliasTarget: {
+          DNSName: { "Fn::GetAtt": ["ChatDomain", "RegionalDomainName"] },
+          HostedZoneId: { "Fn::GetAtt": ["ChatDomain", "RegionalHostedZoneId"] },
+        },
+      },
+    });
+    expect(t.Outputs.DomainTargetChat).toBeUndefined();
+  });
+
+  it("changes nothing else: the template without domains is the same but for the domain's resources and outputs", () => {
+    const plain = template(spec);
+    const t = withDomains({ chat: { name: "ws.example.com", certificate } });
+    const added = Object.keys(t.Resources).filter((id) => !(id in plain.Resources));
+    expect(added.sort()).toEqual(["ChatDomain", "ChatDomainMapping"]);
+    for (const id of Object.keys(plain.Resources)) {
+      if (id === "SvcFunction") continue; // its bindings carry the URL
+      expect(t.Resources[id], id).toEqual(plain.Resources[id]);
+    }
+  });
+});

@@ -4,6 +4,7 @@
  */
 import { resolve } from "node:path";
 import { outDirProblem } from "@nitric-like/provider-kit";
+import { checkEnvironment, loadProject, type Project, ProjectError } from "@nitric-like/spec";
 import { functionVariables } from "../lib/dotenv.js";
 import type { Output } from "../lib/log.js";
 import { UserError } from "../lib/log.js";
@@ -27,6 +28,9 @@ that file is refused before anything is bundled.
 Options:
   --provider <name>   Provider to build for (default: aws).
   --out <dir>         Where to write (default: <dir>/.nitric-like/<provider>).
+  --env <name>        Which environments.<name> of the project file applies: its
+                      sockets' domains (websockets.<socket>.domain, a custom domain
+                      on AWS) over the file's own. Default: the file's own.
   --env-from <path>   Put the variables of this file of NAME=value lines into every
                       function's environment (repeat it for more, each over the one
                       before). For aws, Lambda's rules are checked first: names of
@@ -49,6 +53,8 @@ export interface BuildCommandOptions {
   out?: string;
   /** `--env-from`: variables for every function's environment. */
   envFiles?: string[];
+  /** `--env`: which `environments.<name>` of the project file applies. */
+  environment?: string;
 }
 
 /** Loads the provider, collects and checks: what `build` and `up` do before the provider acts. */
@@ -61,6 +67,9 @@ export async function checkedBuild(
   refuseForeignOutDir(options, what);
   // A missing --env-from file is said before anything is bundled.
   const variables = functionVariables(options.envFiles ?? [], what, output);
+  // An --env the file does not have is said before anything is bundled (a file that does not
+  // load is left to prepareProject, which lists every problem in it).
+  if (options.environment !== undefined) refuseUnknownEnvironment(options.dir, options.environment);
   const ready = prepared ?? (await prepareProject(options.dir, output));
   const provider = await providerFor(options.provider, what, ready.project.dir);
   const { spec, errors } = await collectSpec(ready, output);
@@ -75,6 +84,23 @@ export async function checkedBuild(
   const outDir = options.out ? resolve(options.out) : resolve(ready.project.dir, ".nitric-like", provider.name);
   const services = ready.services.map((s) => s.entry);
   return { prepared: ready, provider, spec, outDir, services, variables };
+}
+
+/** Refuses `--env` naming an environment the project file does not have. */
+function refuseUnknownEnvironment(dir: string, environment: string): void {
+  let project: Project;
+  try {
+    project = loadProject(resolve(dir));
+  } catch (error) {
+    if (error instanceof ProjectError) return;
+    throw error;
+  }
+  try {
+    checkEnvironment(project, environment);
+  } catch (error) {
+    if (error instanceof ProjectError) throw new UserError(error.message);
+    throw error;
+  }
 }
 
 /** Refuses `--out` naming a folder no build wrote, before anything is bundled. */
@@ -95,6 +121,7 @@ export async function buildCommand(options: BuildCommandOptions, output: Output)
     outDir,
     logger: output,
     ...(variables === undefined ? {} : { variables }),
+    ...(options.environment === undefined ? {} : { environment: options.environment }),
   });
   for (const file of result.files) output.result(file);
   output.json({ project: prepared.project.name, provider: provider.name, outDir, files: result.files });

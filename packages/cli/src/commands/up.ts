@@ -37,6 +37,8 @@ Options:
   --stack <name>      Stack name (default: the project's name).
   --region <region>   AWS region (default: from the AWS configuration).
   --out <dir>         Where to build (default: <dir>/.nitric-like/<provider>).
+  --env <name>        Which environments.<name> of the project file applies, as
+                      "build --env" does: its sockets' domains.
   --env-from <path>   Put the variables of this file into every function's
                       environment, as "build --env-from" does (see its help): a later
                       up without it removes them.
@@ -86,6 +88,8 @@ export interface DeployCommandOptions {
   keepData?: boolean;
   /** (up) `--env-from`: variables for every function's environment. */
   envFiles?: string[];
+  /** (up) `--env`: which `environments.<name>` of the project file applies. */
+  environment?: string;
 }
 
 /**
@@ -129,6 +133,7 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
       stack,
       ...(options.region ? { region: options.region } : {}),
       ...(variables === undefined ? {} : { variables }),
+      ...(options.environment === undefined ? {} : { environment: options.environment }),
     })
     .finally(() => progress.done());
   output.info(result.changed ? `stack "${stack}" is deployed` : `stack "${stack}" was already up to date`);

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { prepareOutDir } from "@nitric-like/provider-kit";
-import type { BuildOptions, BuildResult } from "@nitric-like/spec";
+import { type BuildOptions, type BuildResult, type SocketDomain, socketDomainOf } from "@nitric-like/spec";
 import { bundleFunction } from "./bundle.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
@@ -31,8 +31,13 @@ function kb(bytes: number): string {
 /**
  * Builds the app into `options.outDir`, replacing what an earlier build wrote there (and only
  * that: a folder holding anything else and no build marker is refused, see prepareOutDir).
+ * `domains`: give the sockets their custom domains (a build to deploy; the emulator serves each
+ * socket on a port of this machine instead).
  */
-export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
+export async function buildAws(
+  options: BuildOptions,
+  { domains = false }: { domains?: boolean } = {},
+): Promise<AwsBuild> {
   const { outDir, logger, spec } = options;
   // Lambda refuses these only at deploy time: before anything is bundled, every problem at once.
   const problems = variableNameProblems(options.variables ?? {});
@@ -71,11 +76,20 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
   rmSync(join(outDir, "entries"), { recursive: true, force: true });
   for (const note of awsLimitNotes(options.project)) logger.warn(note);
   const handlerTimeoutMs = awsHandlerTimeoutMs(options.project);
+  const socketDomains = domains ? domainsOf(options) : {};
+  for (const [socket, domain] of Object.entries(socketDomains)) {
+    const dns =
+      domain.hostedZone === undefined
+        ? "point its DNS at the DomainTarget output once deployed"
+        : `its alias record in hosted zone ${domain.hostedZone}`;
+    logger.info(`websocket ${socket}: wss://${domain.name} (${dns})`);
+  }
   const template = buildTemplate({
     spec,
     artifactKeys: Object.fromEntries(artifacts.map((a) => [a.service, a.key])),
     ...(handlerTimeoutMs === undefined ? {} : { handlerTimeoutMs }),
     ...(options.variables === undefined ? {} : { variables: options.variables }),
+    ...(Object.keys(socketDomains).length > 0 ? { domains: socketDomains } : {}),
   });
   const templateFile = join(outDir, "template.json");
   writeFileSync(templateFile, `${JSON.stringify(template, null, 2)}\n`);
@@ -95,6 +109,17 @@ export async function buildAws(options: BuildOptions): Promise<AwsBuild> {
     templateFile,
     artifacts,
   };
+}
+
+/** The custom domain of each declared socket that has one, for the environment built. */
+function domainsOf(options: BuildOptions): Record<string, SocketDomain> {
+  const out: Record<string, SocketDomain> = Object.create(null);
+  for (const r of options.spec.resources) {
+    if (r.kind !== "websocket") continue;
+    const domain = socketDomainOf(options.project, r.name, options.environment);
+    if (domain) out[r.name] = domain;
+  }
+  return out;
 }
 
 /**

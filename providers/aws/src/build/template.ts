@@ -4,13 +4,16 @@
  * event, a route per message route (`socket.route(action, ...)`) to its service's function (and a
  * `lambda:InvokeFunction` permission for EACH target function), a deployment and a stage; per kv
  * store a DynamoDB table; per secret a Secrets Manager secret; a table of live connections; per
- * service a function and a role that grants exactly what its `.allow()` calls and sockets need.
+ * service a function and a role that grants exactly what its `.allow()` calls and sockets need;
+ * per socket with a custom domain, the domain, its mapping to the stage and, given a hosted zone,
+ * its alias record.
  */
 
 import { createHash } from "node:crypto";
 import {
   functionTimeoutSeconds,
   routeSelectionExpression,
+  type SocketDomain,
   type Spec,
   type WebsocketEvent,
   type WebsocketSpec,
@@ -142,6 +145,8 @@ export interface TemplateInput {
   logRetentionDays?: number;
   /** The user's variables for every function (`--env-from`), names already checked (variables.ts). */
   variables?: Readonly<Record<string, string>>;
+  /** Each socket's custom domain, by socket name (the project file's, for the environment built). */
+  domains?: Readonly<Record<string, SocketDomain>>;
 }
 
 /**
@@ -314,8 +319,64 @@ class TemplateBuilder {
     const { routes, deployed, targets } = this.addRoutes(socket, api, authorizer);
     for (const service of [...targets].sort()) this.addInvokePermission(socket, api, service);
     this.addDeployment(socket, api, routes, deployed);
+    const domain = this.domainOf(socket.name);
     this.outputs[`Websocket${logicalName(socket.name)}`] = {
       Description: `websocket ${socket.name}`,
+      Value: domain ? `wss://${domain.name}` : { "Fn::Sub": endpointOf(api, "wss") },
+    };
+    if (domain) this.addDomain(socket, api, domain);
+  }
+
+  private domainOf(socket: string): SocketDomain | undefined {
+    const domains = this.input.domains;
+    return domains !== undefined && Object.hasOwn(domains, socket) ? domains[socket] : undefined;
+  }
+
+  /**
+   * A socket's custom domain: a regional API Gateway domain name with the certificate (WebSocket
+   * APIs take no edge-optimized one), mapped to the stage at its root, so `wss://<name>` reaches
+   * the stage as its execute-api URL does; an alias A record in the hosted zone when one is given,
+   * else an output with the regional name to point a CNAME at. The API's own URL stays an output.
+   */
+  private addDomain(socket: WebsocketSpec, api: string, domain: SocketDomain): void {
+    const id = this.ids.id("websocket", socket.name, "Domain");
+    this.resources[id] = {
+      Type: "AWS::ApiGatewayV2::DomainName",
+      Properties: {
+        DomainName: domain.name,
+        DomainNameConfigurations: [
+          { CertificateArn: domain.certificate, EndpointType: "REGIONAL", SecurityPolicy: "TLS_1_2" },
+        ],
+      },
+    };
+    const stage = this.ids.id("websocket", socket.name, "Stage");
+    this.resources[this.ids.id("websocket", socket.name, "DomainMapping")] = {
+      Type: "AWS::ApiGatewayV2::ApiMapping",
+      Properties: { ApiId: { Ref: api }, DomainName: { Ref: id }, Stage: STAGE },
+      DependsOn: [stage],
+    };
+    const name = logicalName(socket.name);
+    if (domain.hostedZone !== undefined) {
+      this.resources[this.ids.id("websocket", socket.name, "DomainRecord")] = {
+        Type: "AWS::Route53::RecordSet",
+        Properties: {
+          HostedZoneId: domain.hostedZone,
+          Name: domain.name,
+          Type: "A",
+          AliasTarget: {
+            DNSName: { "Fn::GetAtt": [id, "RegionalDomainName"] },
+            HostedZoneId: { "Fn::GetAtt": [id, "RegionalHostedZoneId"] },
+          },
+        },
+      };
+    } else {
+      this.outputs[`DomainTarget${name}`] = {
+        Description: `the DNS target of websocket ${socket.name}'s domain ${domain.name}: a CNAME record of ${domain.name} to it (or an alias)`,
+        Value: { "Fn::GetAtt": [id, "RegionalDomainName"] },
+      };
+    }
+    this.outputs[`ApiUrl${name}`] = {
+      Description: `the API Gateway URL of websocket ${socket.name}, which its domain ${domain.name} maps`,
       Value: { "Fn::Sub": endpointOf(api, "wss") },
     };
   }
@@ -657,7 +718,8 @@ class TemplateBuilder {
         s.name,
         {
           apiId: `\${${this.apiId(s.name)}}`,
-          url: endpointOf(this.apiId(s.name), "wss"),
+          // What socket.url() answers: the custom domain's URL when the socket has one.
+          url: this.domainOf(s.name) ? `wss://${this.domainOf(s.name)?.name}` : endpointOf(this.apiId(s.name), "wss"),
           endpoint: endpointOf(this.apiId(s.name), "https"),
           events: (Object.entries(s.handlers) as [WebsocketEvent, string | undefined][])
             .filter(([, svc]) => svc === service)

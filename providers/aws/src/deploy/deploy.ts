@@ -26,7 +26,7 @@ import {
 } from "@aws-sdk/client-cloudformation";
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { compareNames, type Logger } from "@nitric-like/spec";
+import { certificateRegion, compareNames, type Logger } from "@nitric-like/spec";
 import { SECRET_TAG } from "../build/template.js";
 
 /** A deploy failure the user can act on; the message says what to do. */
@@ -413,6 +413,33 @@ async function placeTemplate(
   return url;
 }
 
+/**
+ * The template's custom domains whose certificate is of another region than the stack's: API
+ * Gateway serves a WebSocket API's (regional) domain only with a certificate of its own region,
+ * and would fail the stack half-way; one sentence each, with the fix.
+ */
+export function domainRegionProblems(template: object, stack: string, region: string): string[] {
+  const problems: string[] = [];
+  const resources = ((template as { Resources?: unknown }).Resources ?? {}) as Record<
+    string,
+    { Type?: string; Properties?: Record<string, unknown> }
+  >;
+  for (const resource of Object.values(resources)) {
+    if (resource.Type !== "AWS::ApiGatewayV2::DomainName") continue;
+    const name = String(resource.Properties?.DomainName);
+    const configs = (resource.Properties?.DomainNameConfigurations ?? []) as { CertificateArn?: unknown }[];
+    for (const config of configs) {
+      const arn = typeof config.CertificateArn === "string" ? config.CertificateArn : "";
+      const theirs = certificateRegion(arn);
+      if (theirs === undefined || theirs === region) continue;
+      problems.push(
+        `the certificate of domain ${name} is in ${theirs}, but stack "${stack}" deploys to ${region}: API Gateway serves a WebSocket API's domain only with a certificate of the API's region; request or import one in ${region} (AWS Certificate Manager) and give its ARN as the socket's domain.certificate, or deploy to ${theirs} (--region ${theirs})`,
+      );
+    }
+  }
+  return problems;
+}
+
 /** Deploys a built app. */
 export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { stack, logger } = options;
@@ -420,11 +447,15 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { cfn, s3 } = clients(options.region);
   try {
     let step = "finding the artifact bucket";
+    let region: string;
     try {
-      await cfn.config.region();
+      region = await cfn.config.region();
     } catch (error) {
       throw explain(error, "deploy");
     }
+    // Before anything is uploaded: what CloudFormation would fail only once the stack is half made.
+    const domainProblems = domainRegionProblems(options.template, stack, region);
+    if (domainProblems.length > 0) throw new DeployError(domainProblems.join("\n"));
     try {
       const bucket = await artifactBucket(cfn, logger, pollMs);
       for (const a of options.artifacts) {
