@@ -228,7 +228,7 @@ it("runs the README's new-project script with npm outside the repository: instal
   // The template's own test, on the test kit from its tarball: the project inside vitest, real clients.
   const test = await sh("npm test", project, env, 120000);
   expect(test.code, test.out).toBe(0);
-  expect(test.out).toMatch(/Tests\s+4 passed/);
+  expect(test.out).toMatch(/Tests\s+5 passed/);
   timings["npm test"] = test.ms;
   writeFileSync(join(project, "services", "bad.ts"), BAD_SERVICE);
   const bad = await sh("npm run check", project, env, 60000);

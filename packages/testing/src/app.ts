@@ -164,12 +164,10 @@ export class App {
    * stopped (a worker thread at once, a process after up to 2 s) and a new one starts. Clients
    * stay connected; their events wait for the new copy, and events the old copy had not answered
    * go to the new one again (at least once: a handler that sent before it returned may send twice).
+   * On aws the service's function is built and started again, as a deploy of new code does: the
+   * clients stay connected to the API, and the next event cold-starts the new copy.
    */
   async restart(service?: string): Promise<void> {
-    if (this.services.length === 0 && this.provider !== "local")
-      throw new Error(
-        `app.restart(${service === undefined ? "" : JSON.stringify(service)}): provider "${this.provider}" runs the services itself (as functions), so the test kit cannot restart one; restart() works on the local provider`,
-      );
     const names = this.services.map((s) => s.name);
     const name = service ?? (names.length === 1 ? names[0] : undefined);
     const target = this.services.find((s) => s.name === name);

@@ -63,14 +63,22 @@ it("on aws: a refused connect rejects with its status and reason, drop() reaches
   expect(closed.code).toBe(1001);
 });
 
-it("on aws: restart() says the provider runs the services itself", async () => {
+it("on aws: restart() builds and starts the service's function again: clients stay connected, and the next event meets a new copy", async () => {
   const app = await startApp(fixture("recorder"), { provider: "aws" });
-  await expect(app.restart()).rejects.toThrow(
-    'app.restart(): provider "aws" runs the services itself (as functions), so the test kit cannot restart one; restart() works on the local provider',
-  );
-  // The app is unharmed.
   const client = await app.connect(open);
   await client.expectMessage("hello anonymous");
+  client.send("copy");
+  const before = (await client.next()).text;
+  client.send("copy");
+  // Warm: the same copy answers again.
+  expect((await client.next()).text).toBe(before);
+  await app.restart();
+  client.send("copy");
+  const after = (await client.next()).text;
+  expect(after).toMatch(/^copy-/);
+  expect(after).not.toBe(before);
+  expect(client.isOpen).toBe(true);
+  await expect(app.restart("nope")).rejects.toThrow(/no such service; name one of "recorder"/);
 });
 
 it("runs apps on both providers at once, and a service on the published @nitric/sdk on aws", async () => {

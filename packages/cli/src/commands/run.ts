@@ -461,11 +461,7 @@ class Run {
     if (options.dashboard !== false) await this.startDashboard();
     await this.createSupervisors();
     this.noteEndpointAccess();
-    options.control?.({
-      services: this.supervisors.map((s) => ({ name: s.name, restart: () => s.restart(s.service) })),
-      inspector: running.inspect,
-      spec: this.spec,
-    });
+    options.control?.({ services: this.restartable(), inspector: running.inspect, spec: this.spec });
     this.listenForStop();
     const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
     if (running.hostsServices) {
@@ -480,6 +476,20 @@ class Run {
     process.removeListener("SIGTERM", this.onSignal);
     process.removeListener("SIGHUP", this.onSignal);
     return code;
+  }
+
+  /**
+   * The services as the test kit restarts them: through their supervisors, or, where the provider
+   * hosts them (the emulator), by building and restarting the service's function as a saved file
+   * does (clients stay connected; the next event starts a new copy).
+   */
+  private restartable(): RunService[] {
+    const { running } = this;
+    if (!running.hostsServices)
+      return this.supervisors.map((s) => ({ name: s.name, restart: () => s.restart(s.service) }));
+    const restart = running.restartService?.bind(running);
+    if (restart === undefined) return [];
+    return this.prepared.services.map(({ entry }) => ({ name: entry.name, restart: () => restart(entry) }));
   }
 
   /** Starts the dashboard and prints its address; a dashboard that cannot start stops the provider. */

@@ -1,6 +1,6 @@
 // The chat's tests (`npm test`): this project runs inside the test, on free ports, with real
-// clients (@nitric-like/testing): on the local provider, and on "aws", the functions
-// `nitric-like build` makes, in the AWS emulator (API Gateway's rules, Lambda, DynamoDB).
+// clients (@nitric-like/testing): on the local provider, and the first two on "aws" too, the
+// functions `nitric-like build` makes, in the AWS emulator (API Gateway's rules, Lambda, DynamoDB).
 import { startApp, stopAll } from "@nitric-like/testing";
 import { afterEach, expect, it } from "vitest";
 
@@ -20,8 +20,8 @@ it.each(["local", "aws"])(
   },
 );
 
-it("keeps a client's name through a service restart", async () => {
-  const app = await startApp(".");
+it.each(["local", "aws"])("keeps a client's name through a service restart (%s)", async (provider) => {
+  const app = await startApp(".", { provider });
   const ann = await app.connect({ query: { name: "ann" } });
   const bo = await app.connect({ query: { name: "bo" } });
   await ann.expectMessage("welcome, ann");
