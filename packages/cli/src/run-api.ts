@@ -1,9 +1,10 @@
 /**
  * `nitric-like run` as a library, for tools that start a project inside their own process (the test
- * kit, @nitric-like/testing): the run itself, the output it writes to, and the types of what its
- * provider's inspector gives (connections, kv stores).
+ * kit, @nitric-like/testing): the run itself, the output it writes to, the types of what its
+ * provider's inspector gives (connections, kv stores), and the store of secret values it serves.
  */
 
 export type { InspectedConnection, ProviderInspector } from "@nitric-like/spec";
 export { type RunCommandOptions, type RunControl, type RunService, runCommand } from "./commands/run.js";
+export { putRunSecret } from "./commands/secret.js";
 export { Output, type Sink } from "./lib/log.js";

@@ -12,6 +12,7 @@ import {
   type InspectedConnection,
   Output,
   type ProviderInspector,
+  putRunSecret,
   type RunControl,
   type RunService,
   runCommand,
@@ -51,6 +52,13 @@ export interface StartAppOptions {
   processes?: boolean;
   /** How long start may take. @default 30000 */
   timeoutMs?: number;
+  /**
+   * Values of the project's secrets, stored before its services start (as `nitric-like secret
+   * put` stores them for run), so a service that reads one as it loads has it; text or bytes.
+   * Each must be a secret a service declares. With `copy: false` they go into the project's own
+   * store.
+   */
+  secrets?: Readonly<Record<string, string | Uint8Array>>;
   /**
    * How long a service may go without its event loop turning before `run` ends and restarts
    * it; shorten it to test that quickly. @default 30 s, or the handler timeout and 5 s when longer
@@ -114,6 +122,8 @@ export class App {
   private inspector: ProviderInspector | undefined;
   /** The kv stores the project's services declare. */
   private stores: string[] = [];
+  /** The secrets the project's services declare. */
+  private secrets: string[] = [];
   private readonly clients = new Set<Client>();
   private stopped: Promise<void> | undefined;
   private logWaiters: (() => void)[] = [];
@@ -220,6 +230,28 @@ export class App {
     };
   }
 
+  /**
+   * A secret of the app (one its services declare): `put(value)` stores a value as its newest
+   * version, as `nitric-like secret put` does for run, and resolves with the version's id; the
+   * services read it at their next `access()`.
+   */
+  secret(name: string): { put(value: string | Uint8Array): Promise<string> } {
+    return {
+      put: async (value) => {
+        this.declaredSecret(`app.secret(${JSON.stringify(name)})`, name);
+        return await putSecretValue(this.dir, `app.secret(${JSON.stringify(name)}).put`, name, value);
+      },
+    };
+  }
+
+  /** @internal Throws when no service declares the secret. */
+  declaredSecret(at: string, name: string): void {
+    if (this.secrets.includes(name)) return;
+    throw new Error(
+      `${at}: no service declares secret(${JSON.stringify(name)}); ${this.secrets.length > 0 ? `the project's secrets are ${this.secrets.map((s) => JSON.stringify(s)).join(", ")}` : "the project declares none"}`,
+    );
+  }
+
   /** The open connections (of one socket, or of all), with their rooms, state and identity. */
   async connections(socket?: string): Promise<AppConnection[]> {
     if (socket !== undefined && !this.urls.has(socket))
@@ -323,6 +355,7 @@ export class App {
     this.services = services;
     this.inspector = inspector;
     this.stores = spec.resources.filter((r) => r.kind === "kv").map((r) => r.name);
+    this.secrets = spec.resources.filter((r) => r.kind === "secret").map((r) => r.name);
   }
 
   private onlySocket(): string {
@@ -371,6 +404,15 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
       process.chdir(home);
     cleanup();
   });
+  // Before the services start, so one that reads a secret as it loads has it.
+  for (const [name, value] of Object.entries(options.secrets ?? {})) {
+    try {
+      await putSecretValue(runDir, `startApp: secrets.${name}`, name, value);
+    } catch (error) {
+      cleanup();
+      throw error;
+    }
+  }
   const sink: Sink = { write: (text: string) => app.write(text) };
   const processes = options.processes === true || running.size > 0;
   running.add(app);
@@ -411,7 +453,24 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
     await app.stop().catch(() => {});
     throw /nothing matched/.test((error as Error).message) ? notReady(`not ready within ${timeoutMs} ms`) : error;
   }
+  // A value for a secret no service declares would be read by nobody: most often a typo.
+  try {
+    for (const name of Object.keys(options.secrets ?? {})) app.declaredSecret(`startApp: secrets.${name}`, name);
+  } catch (error) {
+    await app.stop().catch(() => {});
+    throw error;
+  }
   return app;
+}
+
+/** Stores a secret's value in the store of the run in `dir`; `at` starts the error. */
+async function putSecretValue(dir: string, at: string, name: string, value: string | Uint8Array): Promise<string> {
+  const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
+  try {
+    return await putRunSecret(dir, name, bytes);
+  } catch (error) {
+    throw new Error(`${at}: ${(error as Error).message}`);
+  }
 }
 
 /** Stops every app this process started and still runs (for `afterEach`); throws the first problem. */

@@ -6,7 +6,7 @@
  * from the command line, where the shell's history and `ps` would keep it.
  */
 import { closeSync, openSync, readSync } from "node:fs";
-import { didYouMean, resourceNameProblem, secretValueProblem } from "@nitric-like/spec";
+import { didYouMean, loadProject, resourceNameProblem, secretValueProblem } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
@@ -138,6 +138,23 @@ function readHidden(prompt: string, output: Output): Promise<Uint8Array> {
     stdin.resume();
   });
 }
+
+/**
+ * Stores a value as a secret's newest version in the project's own store, which `run` serves on
+ * either provider (what `secret put` does with --provider local): for the test kit, which checks
+ * that a service declares the secret. Resolves with the version's id.
+ */
+export async function putRunSecret(projectDir: string, name: string, value: Uint8Array): Promise<string> {
+  const problem = resourceNameProblem("secret", name) ?? secretValueProblem(name, value);
+  if (problem) throw new UserError(problem);
+  const provider = await providerFor("local", "putSecret", projectDir);
+  const project = loadProject(projectDir);
+  const { version } = await provider.putSecret({ project, stack: project.name, secret: name, value, logger: silent });
+  return version;
+}
+
+/** A logger that says nothing (the local store's put logs nothing worth a test's output). */
+const silent = { info() {}, warn() {}, error() {} };
 
 /** Runs `secret`. */
 export async function secretCommand(options: SecretCommandOptions, output: Output): Promise<number> {
