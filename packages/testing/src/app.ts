@@ -195,8 +195,11 @@ export class App {
   kv<T extends Record<string, unknown> = Record<string, unknown>>(store: string): AppKv<T> {
     const inspector = (): ProviderInspector => {
       if (!this.stores.includes(store))
-        throw new Error(
-          `app.kv(${JSON.stringify(store)}): no service declares kv store ${JSON.stringify(store)}; ${this.stores.length > 0 ? `the project's stores are ${this.stores.map((s) => JSON.stringify(s)).join(", ")}` : "the project declares none"}`,
+        throw undeclared(
+          `app.kv(${JSON.stringify(store)})`,
+          `kv store ${JSON.stringify(store)}`,
+          "stores",
+          this.stores,
         );
       const found = this.inspector;
       if (!found)
@@ -246,10 +249,7 @@ export class App {
 
   /** @internal Throws when no service declares the secret. */
   declaredSecret(at: string, name: string): void {
-    if (this.secrets.includes(name)) return;
-    throw new Error(
-      `${at}: no service declares secret(${JSON.stringify(name)}); ${this.secrets.length > 0 ? `the project's secrets are ${this.secrets.map((s) => JSON.stringify(s)).join(", ")}` : "the project declares none"}`,
-    );
+    if (!this.secrets.includes(name)) throw undeclared(at, `secret(${JSON.stringify(name)})`, "secrets", this.secrets);
   }
 
   /** The open connections (of one socket, or of all), with their rooms, state and identity. */
@@ -277,7 +277,7 @@ export class App {
     });
   }
 
-  /** An inspector's failure, said as the kit's (an unknown store names the declared ones). */
+  /** An inspector's failure, said as the kit's: `at` in front of the provider's words. */
   private kvError(at: string): (error: unknown) => never {
     return (error) => {
       throw new Error(`${at}: ${(error as Error).message}`);
@@ -461,6 +461,14 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
     throw error;
   }
   return app;
+}
+
+/** A resource no service declares (most often a typo), with the ones the project declares. */
+function undeclared(at: string, what: string, kinds: string, declared: readonly string[]): Error {
+  const known = declared.map((d) => JSON.stringify(d)).join(", ");
+  return new Error(
+    `${at}: no service declares ${what}; ${declared.length > 0 ? `the project's ${kinds} are ${known}` : "the project declares none"}`,
+  );
 }
 
 /** Stores a secret's value in the store of the run in `dir`; `at` starts the error. */
