@@ -192,6 +192,10 @@ describe("nitric-like up and down --provider aws", () => {
     expect(up.stdout.trim(), up.stderr).toBe("websocket socket wss://ws.example.com");
     expect(up.stderr).toMatch(/SocketDomain AWS::ApiGatewayV2::DomainName CREATE_COMPLETE/);
     expect(up.stderr).toMatch(/SocketDomainMapping AWS::ApiGatewayV2::ApiMapping CREATE_COMPLETE/);
+    // No hosted zone: up says which record to make, with the target.
+    expect(up.stderr).toMatch(
+      /warning: websocket socket: point ws\.example\.com at d-\S+\.execute-api\.us-east-1\.amazonaws\.com with a CNAME record in its DNS \(or give websockets\.socket\.domain\.hostedZone, and up adds the record in Route 53\)/,
+    );
     const outputs = await runCli(["outputs", dir, "--json"], { timeoutMs: 30000 });
     expect(JSON.parse(outputs.stdout).outputs).toMatchObject({
       WebsocketSocket: "wss://ws.example.com",
@@ -327,6 +331,7 @@ describe("nitric-like up and down --provider aws", () => {
       changed: true,
       sockets: [{ name: "socket", url }],
       outputs: expect.objectContaining({ WebsocketSocket: url }),
+      notes: [],
     });
     // The socket line people read without --json is on stderr, with the progress.
     expect(up.stderr).toContain(`websocket socket ${url}`);

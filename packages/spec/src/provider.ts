@@ -308,6 +308,8 @@ export interface DeployResult {
   changed: boolean;
   /** Everything the deployment reports about itself (for aws: the stack's outputs), by name. */
   outputs?: Record<string, string>;
+  /** What the user still has to do, one sentence each (for aws: the DNS record of a custom domain). */
+  notes?: string[];
 }
 
 /** A deployment as it is now (`nitric-like outputs`). */

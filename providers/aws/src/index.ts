@@ -4,8 +4,9 @@
  * `@nitric-like/provider-aws/runtime`, DynamoDB keeps kv stores and live connections, and Secrets
  * Manager keeps secrets.
  */
-import type { Provider } from "@nitric-like/spec";
+import type { Provider, SocketDomain } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
+import { logicalName } from "./build/template.js";
 import { deploy, describeDeployment, destroy, nodeVersionNotice, preflight } from "./deploy/deploy.js";
 import { putSecret } from "./deploy/secrets.js";
 import { runEmulated } from "./emulator/run.js";
@@ -40,6 +41,23 @@ export {
 } from "./deploy/deploy.js";
 export { deployedSecretArn, type PutSecretRequest, putSecret } from "./deploy/secrets.js";
 
+/**
+ * What is left to do for each custom domain the stack made no record for: the CNAME to its
+ * regional target (the `DomainTarget<Socket>` output), or a hosted zone for up to add it.
+ */
+function domainNotes(domains: Record<string, SocketDomain>, outputs: Record<string, string>): string[] {
+  const notes: string[] = [];
+  for (const [socket, domain] of Object.entries(domains)) {
+    if (domain.hostedZone !== undefined) continue;
+    const target = outputs[`DomainTarget${logicalName(socket)}`];
+    if (target === undefined) continue;
+    notes.push(
+      `websocket ${socket}: point ${domain.name} at ${target} with a CNAME record in its DNS (or give websockets.${socket}.domain.hostedZone, and up adds the record in Route 53)`,
+    );
+  }
+  return notes;
+}
+
 /** The AWS provider, as `--provider aws` loads it. */
 export const provider: Provider = {
   name: "aws",
@@ -54,7 +72,12 @@ export const provider: Provider = {
       artifacts: built.artifacts.map((a) => ({ key: a.key, file: a.file })),
       logger: options.logger,
     });
-    return { sockets: result.sockets, changed: result.changed, outputs: result.outputs };
+    return {
+      sockets: result.sockets,
+      changed: result.changed,
+      outputs: result.outputs,
+      notes: domainNotes(built.domains, result.outputs),
+    };
   },
   preflight: (options) => {
     nodeVersionNotice(options.logger);

@@ -43,7 +43,7 @@ Options:
                       environment, as "build --env-from" does (see its help): a later
                       up without it removes them.
   --json              Print the result as JSON on stdout: {"stack", "provider",
-                      "changed", "sockets": [{"name", "url"}], "outputs"}; progress
+                      "changed", "sockets": [{"name", "url"}], "outputs", "notes"}; progress
                       and the socket lines go to stderr. A failure is {"error":
                       {"message", "problems"}} on stdout, with the same exit code.
   --plain             No colours.
@@ -138,12 +138,14 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
     .finally(() => progress.done());
   output.info(result.changed ? `stack "${stack}" is deployed` : `stack "${stack}" was already up to date`);
   for (const s of result.sockets) output.result(`websocket ${s.name} ${s.url}`);
+  for (const note of result.notes ?? []) output.warn(note);
   output.json({
     stack,
     provider: provider.name,
     changed: result.changed,
     sockets: result.sockets,
     outputs: result.outputs ?? {},
+    notes: result.notes ?? [],
   });
   return 0;
 }

@@ -22,6 +22,8 @@ export interface AwsBuild extends BuildResult {
   templateFile: string;
   /** `file`: the zip; `bundle`: the file it holds. */
   artifacts: { service: string; key: string; file: string; bundle: string; bytes: number; zipBytes: number }[];
+  /** The custom domain of each socket that has one in this build. */
+  domains: Record<string, SocketDomain>;
 }
 
 function kb(bytes: number): string {
@@ -108,6 +110,7 @@ export async function buildAws(
     template,
     templateFile,
     artifacts,
+    domains: socketDomains,
   };
 }
 
