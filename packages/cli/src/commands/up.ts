@@ -43,8 +43,8 @@ Options:
                       environment, as "build --env-from" does (see its help): a later
                       up without it removes them.
   --json              Print the result as JSON on stdout: {"stack", "provider",
-                      "changed", "sockets": [{"name", "url"}], "outputs", "notes"}; progress
-                      and the socket lines go to stderr. A failure is {"error":
+                      "changed", "sockets": [{"name", "url"}], "outputs", "notes"};
+                      progress and the socket lines go to stderr. A failure is {"error":
                       {"message", "problems"}} on stdout, with the same exit code.
   --plain             No colours.
   -h, --help          Show this help.
