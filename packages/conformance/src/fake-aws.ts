@@ -1,6 +1,7 @@
 /**
- * A loopback stand-in for the CloudFormation (query protocol, XML), S3 (path-style) and DynamoDB
- * (`Scan`, for the tables' items) calls that `nitric-like up` and `down` make, keeping stacks in memory and moving them through their statuses
+ * A loopback stand-in for the CloudFormation (query protocol, XML), S3 (path-style), DynamoDB
+ * (`Scan`, for the tables' items), ACM (`DescribeCertificate`) and Route 53 (`GetHostedZone`)
+ * calls that `nitric-like up` and `down` make, keeping stacks in memory and moving them through their statuses
  * one poll at a time, with stack events. No CloudFormation emulator installs on this machine; this
  * answers exactly the calls our deploy makes, so its flow is tested end to end through the SDK.
  */
@@ -44,6 +45,12 @@ export class FakeAws {
   readonly tables = new Map<string, number>();
   /** A resource whose creation fails, with this reason. */
   failing: { logicalId: string; reason: string } | undefined;
+  /** ACM's certificates, by ARN: their status and the names they cover. */
+  readonly certificates = new Map<string, { status: string; names: string[] }>();
+  /** Route 53's hosted zones, by id: their names (`example.com.`). */
+  readonly zones = new Map<string, string>();
+  /** ACM refuses DescribeCertificate (AccessDeniedException), as to a user without acm:DescribeCertificate. */
+  denyAcm = false;
   private counter = 0;
   private server: Server | undefined;
   url = "";
@@ -62,6 +69,58 @@ export class FakeAws {
 
   stop(): Promise<void> {
     return new Promise((r) => this.server?.close(() => r()));
+  }
+
+  /** ACM's DescribeCertificate (JSON 1.1). */
+  private describeCertificate(body: Buffer): { status: number; body: string; headers: Record<string, string> } {
+    const arn = String((JSON.parse(body.toString("utf8")) as { CertificateArn?: string }).CertificateArn);
+    this.calls.push(`ACM DescribeCertificate ${arn}`);
+    const headers = { "content-type": "application/x-amz-json-1.1" };
+    if (this.denyAcm)
+      return {
+        status: 400,
+        headers,
+        body: JSON.stringify({
+          __type: "AccessDeniedException",
+          message: "not authorized to perform: acm:DescribeCertificate",
+        }),
+      };
+    const certificate = this.certificates.get(arn);
+    if (!certificate)
+      return {
+        status: 400,
+        headers,
+        body: JSON.stringify({ __type: "ResourceNotFoundException", message: `Could not find certificate ${arn}.` }),
+      };
+    const [domain, ...rest] = certificate.names;
+    return {
+      status: 200,
+      headers,
+      body: JSON.stringify({
+        Certificate: {
+          CertificateArn: arn,
+          DomainName: domain,
+          SubjectAlternativeNames: [domain, ...rest],
+          Status: certificate.status,
+        },
+      }),
+    };
+  }
+
+  /** Route 53's GetHostedZone (REST, XML). */
+  private getHostedZone(id: string): { status: number; body: string } {
+    this.calls.push(`Route53 GetHostedZone ${id}`);
+    const ns = "https://route53.amazonaws.com/doc/2013-04-01/";
+    const name = this.zones.get(id);
+    if (name === undefined)
+      return {
+        status: 404,
+        body: `<?xml version="1.0"?>\n<ErrorResponse xmlns="${ns}"><Error><Type>Sender</Type><Code>NoSuchHostedZone</Code><Message>No hosted zone found with ID: ${xml(id)}</Message></Error><RequestId>r</RequestId></ErrorResponse>`,
+      };
+    return {
+      status: 200,
+      body: `<?xml version="1.0"?>\n<GetHostedZoneResponse xmlns="${ns}"><HostedZone><Id>/hostedzone/${xml(id)}</Id><Name>${xml(name)}</Name><CallerReference>fake</CallerReference><ResourceRecordSetCount>2</ResourceRecordSetCount></HostedZone></GetHostedZoneResponse>`,
+    };
   }
 
   private event(stack: FakeStack, logical: string, type: string, status: string, reason?: string): void {
@@ -84,6 +143,9 @@ export class FakeAws {
     const path = new URL(req.url ?? "/", "http://x").pathname;
     const target = req.headers["x-amz-target"];
     if (typeof target === "string" && target.startsWith("DynamoDB_20120810.")) return this.dynamodb(target, body);
+    if (target === "CertificateManager.DescribeCertificate") return this.describeCertificate(body);
+    if (req.method === "GET" && path.startsWith("/2013-04-01/hostedzone/"))
+      return this.getHostedZone(decodeURIComponent(path.slice("/2013-04-01/hostedzone/".length)));
     if (req.method === "PUT" || req.method === "HEAD") {
       this.calls.push(`S3 ${req.method} ${path}`);
       if (req.method === "PUT") {

@@ -67,6 +67,8 @@ beforeAll(async () => {
     AWS_ENDPOINT_URL_CLOUDFORMATION: fake.url,
     AWS_ENDPOINT_URL_S3: fake.url,
     AWS_ENDPOINT_URL_DYNAMODB: fake.url,
+    AWS_ENDPOINT_URL_ACM: fake.url,
+    AWS_ENDPOINT_URL_ROUTE_53: fake.url,
     AWS_REGION: "us-east-1",
     AWS_ACCESS_KEY_ID: "fake",
     AWS_SECRET_ACCESS_KEY: "fake",
@@ -187,6 +189,8 @@ describe("nitric-like up and down --provider aws", () => {
         "",
       ].join("\n"),
     );
+    // Issued, and its wildcard covers the name.
+    fake.certificates.set(cert("us-east-1"), { status: "ISSUED", names: ["example.com", "*.example.com"] });
     const up = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout.trim(), up.stderr).toBe("websocket socket wss://ws.example.com");
@@ -213,6 +217,71 @@ describe("nitric-like up and down --provider aws", () => {
     expect(fake.calls.slice(calls).filter((c) => /^S3 PUT|CreateChangeSet|CreateStack/.test(c))).toEqual([]);
     expect(fake.stacks.has("domains-eu")).toBe(false);
   }, 90000);
+
+  it("checks a custom domain's certificate and hosted zone with ACM and Route 53 before uploading anything, saying what to fix", async () => {
+    const dir = chat();
+    const arn = (id: string) => `arn:aws:acm:us-east-1:123456789012:certificate/${id}`;
+    const domain = (name: string, certificate: string, zone?: string) =>
+      writeFileSync(
+        join(dir, "nitric-like.yaml"),
+        `name: checked\nservices:\n  - match: services/*.ts\nwebsockets:\n  socket:\n    domain: { name: ${name}, certificate: "${certificate}"${zone ? `, hostedZone: ${zone}` : ""} }\n`,
+      );
+    fake.certificates.set(arn("pending"), { status: "PENDING_VALIDATION", names: ["ws.example.com"] });
+    fake.certificates.set(arn("other"), { status: "ISSUED", names: ["example.org", "*.example.org"] });
+    fake.certificates.set(arn("deep"), { status: "ISSUED", names: ["*.example.com"] });
+    fake.certificates.set(arn("good"), { status: "ISSUED", names: ["ws.example.com"] });
+    fake.zones.set("Z0ORG", "example.org.");
+    fake.zones.set("Z0COM", "example.com.");
+    const refused = async (why: string) => {
+      const calls = fake.calls.length;
+      const up = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
+      expect(up.code, up.stderr).toBe(1);
+      expect(up.stderr).toContain(why);
+      expect(fake.calls.slice(calls).filter((c) => /^S3 PUT|CreateChangeSet|CreateStack/.test(c))).toEqual([]);
+    };
+    domain("ws.example.com", arn("missing"));
+    await refused(
+      `the certificate of domain ws.example.com is not in this account and region (${arn("missing")}); request or import one (AWS Certificate Manager) and give its ARN as the socket's domain.certificate`,
+    );
+    domain("ws.example.com", arn("pending"));
+    await refused(
+      "the certificate of domain ws.example.com is PENDING_VALIDATION, not ISSUED: ACM issues it once the DNS record it asks for exists",
+    );
+    domain("ws.example.com", arn("other"));
+    await refused(
+      "the certificate of domain ws.example.com covers example.org, *.example.org, not ws.example.com: give the ARN of a certificate for ws.example.com (or for *.example.com)",
+    );
+    // A wildcard covers one label only.
+    domain("a.ws.example.com", arn("deep"));
+    await refused("covers *.example.com, not a.ws.example.com");
+    domain("ws.example.com", arn("good"), "Z0NONE");
+    await refused(
+      "hosted zone Z0NONE of domain ws.example.com is not in this account; give the id of the Route 53 zone that holds ws.example.com, or leave hostedZone out and make the DNS record yourself",
+    );
+    domain("ws.example.com", arn("good"), "Z0ORG");
+    await refused(
+      "hosted zone Z0ORG is example.org, which cannot hold ws.example.com; give the id of the zone of ws.example.com (or of a parent of it)",
+    );
+    expect(fake.stacks.has("checked")).toBe(false);
+    // All well: deployed, its record in the zone, so no CNAME to make.
+    domain("ws.example.com", arn("good"), "Z0COM");
+    const up = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stderr).toMatch(/SocketDomainRecord AWS::Route53::RecordSet CREATE_COMPLETE/);
+    expect(up.stderr).not.toContain("CNAME");
+    expect(up.stdout.trim()).toBe("websocket socket wss://ws.example.com");
+    // A user who may not read ACM: said, and the deploy goes on (CloudFormation has the last word).
+    fake.denyAcm = true;
+    try {
+      const denied = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
+      expect(denied.code, denied.stderr).toBe(0);
+      expect(denied.stderr).toContain(
+        "warning: could not check the certificate of domain ws.example.com (AccessDeniedException: not authorized to perform: acm:DescribeCertificate); deploying anyway",
+      );
+    } finally {
+      fake.denyAcm = false;
+    }
+  }, 120000);
 
   it("refuses a stack name CloudFormation refuses, with the name to use, before bundling", async () => {
     const { code, stderr } = await runCli(["up", project, "--stack", "3d_chat", "--plain"], { timeoutMs: 60000 });

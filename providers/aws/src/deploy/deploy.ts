@@ -26,8 +26,9 @@ import {
 } from "@aws-sdk/client-cloudformation";
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { certificateRegion, compareNames, type Logger } from "@nitric-like/spec";
+import { compareNames, type Logger } from "@nitric-like/spec";
 import { SECRET_TAG } from "../build/template.js";
+import { domainProblems, templateDomains } from "./domains.js";
 
 /** A deploy failure the user can act on; the message says what to do. */
 export class DeployError extends Error {
@@ -413,33 +414,6 @@ async function placeTemplate(
   return url;
 }
 
-/**
- * The template's custom domains whose certificate is of another region than the stack's: API
- * Gateway serves a WebSocket API's (regional) domain only with a certificate of its own region,
- * and would fail the stack half-way; one sentence each, with the fix.
- */
-export function domainRegionProblems(template: object, stack: string, region: string): string[] {
-  const problems: string[] = [];
-  const resources = ((template as { Resources?: unknown }).Resources ?? {}) as Record<
-    string,
-    { Type?: string; Properties?: Record<string, unknown> }
-  >;
-  for (const resource of Object.values(resources)) {
-    if (resource.Type !== "AWS::ApiGatewayV2::DomainName") continue;
-    const name = String(resource.Properties?.DomainName);
-    const configs = (resource.Properties?.DomainNameConfigurations ?? []) as { CertificateArn?: unknown }[];
-    for (const config of configs) {
-      const arn = typeof config.CertificateArn === "string" ? config.CertificateArn : "";
-      const theirs = certificateRegion(arn);
-      if (theirs === undefined || theirs === region) continue;
-      problems.push(
-        `the certificate of domain ${name} is in ${theirs}, but stack "${stack}" deploys to ${region}: API Gateway serves a WebSocket API's domain only with a certificate of the API's region; request or import one in ${region} (AWS Certificate Manager) and give its ARN as the socket's domain.certificate, or deploy to ${theirs} (--region ${theirs})`,
-      );
-    }
-  }
-  return problems;
-}
-
 /** Deploys a built app. */
 export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { stack, logger } = options;
@@ -454,8 +428,9 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       throw explain(error, "deploy");
     }
     // Before anything is uploaded: what CloudFormation would fail only once the stack is half made.
-    const domainProblems = domainRegionProblems(options.template, stack, region);
-    if (domainProblems.length > 0) throw new DeployError(domainProblems.join("\n"));
+    const domains = await domainProblems(templateDomains(options.template), stack, region);
+    for (const warning of domains.warnings) logger.warn(warning);
+    if (domains.problems.length > 0) throw new DeployError(domains.problems.join("\n"));
     try {
       const bucket = await artifactBucket(cfn, logger, pollMs);
       for (const a of options.artifacts) {
