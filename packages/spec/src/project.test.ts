@@ -225,6 +225,8 @@ describe("a strict project file", () => {
           "environments:",
           "  staging:",
           `    websockets: { chat: { domain: { name: ws-staging.example.com, certificate: "${staging}" } } }`,
+          "  dev:",
+          "    websockets: { chat: { domain: null } }",
           "",
         ].join("\n"),
       }),
@@ -237,6 +239,8 @@ describe("a strict project file", () => {
     expect(socketDomainOf(p, "chat", "prod")).toEqual(socketDomainOf(p, "chat"));
     expect(socketDomainOf(p, "chat", "staging")).toEqual({ name: "ws-staging.example.com", certificate: staging });
     expect(socketDomainOf(p, "other")).toBeUndefined();
+    // domain: null turns the socket's own off in that environment.
+    expect(socketDomainOf(p, "chat", "dev")).toBeUndefined();
     expect(socketDomainOf(p, "nowhere", "staging")).toBeUndefined();
   });
 

@@ -86,7 +86,8 @@ export type Compat = (typeof COMPAT_VALUES)[number];
 /** One `environments:` entry: limits over the project's, for every socket and per socket, and sockets' domains. */
 export interface EnvironmentConfig {
   limits?: Partial<AppLimits>;
-  websockets?: Record<string, { limits?: Partial<SocketLimits>; domain?: SocketDomain }>;
+  /** `domain: null`: none in this environment, whatever the socket's own says. */
+  websockets?: Record<string, { limits?: Partial<SocketLimits>; domain?: SocketDomain | null }>;
 }
 
 /** The environment `nitric-like run` uses when `--env` names none. */
@@ -113,12 +114,14 @@ export function socketLimitsOf(
 }
 
 /**
- * A socket's custom domain in one environment: the environment's for the socket, else the
- * socket's own (`websockets.<socket>.domain`), else none.
+ * A socket's custom domain in one environment: the environment's for the socket (none when it
+ * says `domain: null`), else the socket's own (`websockets.<socket>.domain`), else none.
  */
 export function socketDomainOf(project: Project, socket: string, environment?: string): SocketDomain | undefined {
   const env = environment === undefined ? undefined : project.environments?.[environment];
-  return env?.websockets?.[socket]?.domain ?? project.websockets[socket]?.domain;
+  const own = env?.websockets?.[socket]?.domain;
+  if (own === null) return undefined;
+  return own ?? project.websockets[socket]?.domain;
 }
 
 /** Throws ProjectError when `--env` names an environment the project file does not have. */
@@ -354,10 +357,13 @@ export function loadProject(dir: string): Project {
             unknownKeys(problem, socketValue ?? {}, ENVIRONMENT_SOCKET_KEYS, socketAt);
             const socketLimits = limitsAt(problem, socketValue?.limits, `${socketAt}.limits`, false);
             const domain = domainAt(problem, socketValue?.domain, `${socketAt}.domain`);
+            // `domain: null` (or `~`): this environment serves the socket on the API's own URL.
+            const noDomain =
+              isMapping(socketValue) && Object.hasOwn(socketValue, "domain") && socketValue.domain === null;
             entry.websockets ??= Object.create(null) as NonNullable<EnvironmentConfig["websockets"]>;
             entry.websockets[name] = {
               ...(Object.keys(socketLimits).length > 0 ? { limits: socketLimits } : {}),
-              ...(domain ? { domain } : {}),
+              ...(domain ? { domain } : noDomain ? { domain: null } : {}),
             };
           }
         }
@@ -511,9 +517,19 @@ function sharedDomains(
     const all = [...new Set([...names, ...Object.keys(config.websockets ?? {})])];
     check(
       `in environment ${env}, `,
-      all.map((s) => [s, config.websockets?.[s]?.domain ?? websockets[s]?.domain]),
+      all.map((s) => [s, socketDomainIn(config, websockets, s)]),
     );
   }
+}
+
+/** A socket's domain in an environment, as socketDomainOf reads it from a whole project. */
+function socketDomainIn(
+  config: EnvironmentConfig,
+  websockets: Record<string, WebsocketConfig>,
+  socket: string,
+): SocketDomain | undefined {
+  const own = config.websockets?.[socket]?.domain;
+  return own === null ? undefined : (own ?? websockets[socket]?.domain);
 }
 
 /** Reads a `limits:` mapping, reporting every unknown key and every invalid value. */
