@@ -717,6 +717,9 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
           `${control} at ${width} px: ${JSON.stringify(box)}`,
         ).toBe(true);
         const hit = await control.evaluate((node) => {
+          // Scrolled to and hit-tested in one task: the page may grow above it meanwhile (the kv
+          // browser lists a key a message stored), which would carry it out of the window.
+          node.scrollIntoView({ block: "center", inline: "nearest" });
           const r = node.getBoundingClientRect();
           const top = node.ownerDocument.elementFromPoint(r.left + r.width - 2, r.top + r.height / 2);
           return top === node || node.contains(top);
