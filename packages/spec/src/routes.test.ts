@@ -89,6 +89,20 @@ describe("routeBy", () => {
     expect(routeByOf(routeSelectionExpression(name))).toBe(name);
   });
 
+  it("reads no routeBy from an expression nitric-like does not write", () => {
+    for (const expression of [
+      "$request.body.a.b",
+      "$request.body.",
+      "$request.header.action",
+      " $request.body.action",
+      `$request.body.${"x".repeat(65)}`,
+      "$request.body.2x",
+      5,
+      undefined,
+    ])
+      expect(routeByOf(expression), String(expression)).toBeUndefined();
+  });
+
   it.each(["", "2x", "a-b", "a.b", "body.type", "$type", " type", "x".repeat(65), 5, undefined])(
     "refuses %j, saying the rule",
     (name) => {

@@ -10,8 +10,13 @@ import { topLevelString } from "./json-scan.js";
 /** The JSON property a message's route is read from, unless the socket names another (`routeBy`). */
 export const ROUTE_PROPERTY = "action";
 
+/** API Gateway's route selection expression for a socket's routeBy property (ROUTE_PROPERTY without one). */
+export function routeSelectionExpression(routeBy: string | undefined): string {
+  return `$request.body.${routeBy ?? ROUTE_PROPERTY}`;
+}
+
 /** API Gateway's route selection expression for ROUTE_PROPERTY. */
-export const ROUTE_SELECTION_EXPRESSION = `$request.body.${ROUTE_PROPERTY}`;
+export const ROUTE_SELECTION_EXPRESSION = routeSelectionExpression(undefined);
 
 /**
  * A `routeBy` property: a JavaScript-style identifier of at most 64 characters, a top-level
@@ -20,19 +25,15 @@ export const ROUTE_SELECTION_EXPRESSION = `$request.body.${ROUTE_PROPERTY}`;
  */
 export const ROUTE_BY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
-/** API Gateway's route selection expression for a socket's routeBy property. */
-export function routeSelectionExpression(routeBy: string | undefined): string {
-  return `$request.body.${routeBy ?? ROUTE_PROPERTY}`;
-}
-
 /**
  * The routeBy property an API Gateway route selection expression names, or undefined when it is
  * not one nitric-like writes (`$request.body.<name>`, the name as ROUTE_BY_PATTERN).
  */
 export function routeByOf(expression: unknown): string | undefined {
-  if (typeof expression !== "string") return undefined;
-  const match = /^\$request\.body\.([A-Za-z_][A-Za-z0-9_]{0,63})$/.exec(expression);
-  return match?.[1];
+  const prefix = routeSelectionExpression("");
+  if (typeof expression !== "string" || !expression.startsWith(prefix)) return undefined;
+  const name = expression.slice(prefix.length);
+  return ROUTE_BY_PATTERN.test(name) ? name : undefined;
 }
 
 /** Why a socket's routeBy is invalid, with the fix; undefined when it is valid. */

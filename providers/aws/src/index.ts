@@ -70,6 +70,7 @@ export const provider: Provider = {
       ...(options.region ? { region: options.region } : {}),
       template: built.template,
       artifacts: built.artifacts.map((a) => ({ key: a.key, file: a.file })),
+      domains: Object.values(built.domains),
       logger: options.logger,
     });
     return {

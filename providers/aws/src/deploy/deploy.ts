@@ -26,9 +26,9 @@ import {
 } from "@aws-sdk/client-cloudformation";
 import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { compareNames, type Logger } from "@nitric-like/spec";
+import { compareNames, type Logger, type SocketDomain } from "@nitric-like/spec";
 import { SECRET_TAG } from "../build/template.js";
-import { domainProblems, templateDomains } from "./domains.js";
+import { domainProblems } from "./domains.js";
 
 /** A deploy failure the user can act on; the message says what to do. */
 export class DeployError extends Error {
@@ -70,6 +70,8 @@ export interface DeployOptions {
   template: object;
   /** S3 keys (as in the template) and the local zips. */
   artifacts: { key: string; file: string }[];
+  /** The template's custom domains (checked with ACM and Route 53 before anything is uploaded). */
+  domains?: readonly SocketDomain[];
   logger: Logger;
   /** How often to poll CloudFormation. @default NITRIC_LIKE_AWS_POLL_MS or 2000 */
   pollMs?: number;
@@ -428,7 +430,7 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       throw explain(error, "deploy");
     }
     // Before anything is uploaded: what CloudFormation would fail only once the stack is half made.
-    const domains = await domainProblems(templateDomains(options.template), stack, region);
+    const domains = await domainProblems(options.domains ?? [], stack, region);
     for (const warning of domains.warnings) logger.warn(warning);
     if (domains.problems.length > 0) throw new DeployError(domains.problems.join("\n"));
     try {

@@ -7,37 +7,7 @@
  */
 import { ACMClient, type CertificateDetail, DescribeCertificateCommand } from "@aws-sdk/client-acm";
 import { GetHostedZoneCommand, Route53Client } from "@aws-sdk/client-route-53";
-import { certificateRegion } from "@nitric-like/spec";
-
-/** A custom domain as the template has it. */
-export interface TemplateDomain {
-  name: string;
-  certificate: string;
-  hostedZone?: string;
-}
-
-type Resources = Record<string, { Type?: string; Properties?: Record<string, unknown> }>;
-
-/** The custom domains of a template, with the hosted zone of each one's alias record, if any. */
-export function templateDomains(template: object): TemplateDomain[] {
-  const resources = ((template as { Resources?: unknown }).Resources ?? {}) as Resources;
-  const zones = new Map<string, string>();
-  for (const r of Object.values(resources)) {
-    if (r.Type !== "AWS::Route53::RecordSet") continue;
-    const { Name, HostedZoneId } = r.Properties ?? {};
-    if (typeof Name === "string" && typeof HostedZoneId === "string") zones.set(Name, HostedZoneId);
-  }
-  const out: TemplateDomain[] = [];
-  for (const r of Object.values(resources)) {
-    if (r.Type !== "AWS::ApiGatewayV2::DomainName") continue;
-    const name = String(r.Properties?.DomainName);
-    const configs = (r.Properties?.DomainNameConfigurations ?? []) as { CertificateArn?: unknown }[];
-    const certificate = typeof configs[0]?.CertificateArn === "string" ? configs[0].CertificateArn : "";
-    const hostedZone = zones.get(name);
-    out.push({ name, certificate, ...(hostedZone === undefined ? {} : { hostedZone }) });
-  }
-  return out;
-}
+import { certificateRegion, type SocketDomain } from "@nitric-like/spec";
 
 /** Whether a certificate name (`ws.example.com`, or a wildcard `*.example.com`) covers `name`. */
 export function certificateCovers(certName: string, name: string): boolean {
@@ -61,7 +31,7 @@ export function zoneHolds(zone: string, name: string): boolean {
  * warning, not a problem: the deploy goes on, and CloudFormation has the last word.
  */
 export async function domainProblems(
-  domains: readonly TemplateDomain[],
+  domains: readonly SocketDomain[],
   stack: string,
   region: string,
 ): Promise<{ problems: string[]; warnings: string[] }> {
@@ -97,7 +67,7 @@ export async function domainProblems(
 type Check = { problem?: string; warning?: string };
 
 /** ACM's word on a domain's certificate: there, issued, and covering the name. */
-async function checkCertificate(acm: ACMClient, domain: TemplateDomain): Promise<Check> {
+async function checkCertificate(acm: ACMClient, domain: SocketDomain): Promise<Check> {
   const arn = domain.certificate;
   let certificate: CertificateDetail | undefined;
   try {
@@ -133,7 +103,7 @@ async function checkCertificate(acm: ACMClient, domain: TemplateDomain): Promise
 }
 
 /** Route 53's word on the hosted zone of a domain's record: there, and holding the name. */
-async function checkZone(route53: Route53Client, domain: TemplateDomain, id: string): Promise<Check> {
+async function checkZone(route53: Route53Client, domain: SocketDomain, id: string): Promise<Check> {
   let zone: string | undefined;
   try {
     zone = (await route53.send(new GetHostedZoneCommand({ Id: id }))).HostedZone?.Name;
