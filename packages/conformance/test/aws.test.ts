@@ -1032,7 +1032,7 @@ describe("the emulator keeps API Gateway's rules", () => {
       );
       // The next event gets a new execution environment, which answers at once.
       expect((await c.call({ op: "whoami" })).id).toBe(id);
-      expect(lines.some((l) => l.includes("starting a new execution environment"))).toBe(true);
+      expect(small.functions.find((f) => f.service === "lab")?.instanceCount).toBe(1);
       c.close();
     } finally {
       await small.stop();
@@ -1048,6 +1048,63 @@ describe("the emulator keeps API Gateway's rules", () => {
       await sleep(300);
       expect((await c.call({ op: "whoami" })).id).toEqual(expect.any(String));
       c.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it("runs each invocation in an execution environment of its own, as Lambda does: a crash or a blocked handler fails only its own event", async () => {
+    const lines: string[] = [];
+    const small = await anotherEmulator(
+      { functionTimeoutMs: 1500, maxInstancesPerFunction: 3, instanceIdleMs: 400 },
+      lines,
+    );
+    try {
+      const fn = small.functions.find((f) => f.service === "lab");
+      const lab = small.sockets.find((s) => s.name === "lab")?.url as string;
+      const [a, b] = [await connect(lab), await connect(lab)];
+      const { id: idA } = await a.call({ op: "whoami" });
+      const { id: idB } = await b.call({ op: "whoami" });
+      // One event after another: the warm environment serves both.
+      const warm = (await a.call({ op: "where" })).pid;
+      expect((await b.call({ op: "where" })).pid).toBe(warm);
+      expect(fn?.instanceCount).toBe(1);
+      // While it sleeps through one event, another event starts a second environment.
+      a.ws.send(JSON.stringify({ op: "sleep", size: 500 }));
+      await sleep(50);
+      const other = (await b.call({ op: "where" })).pid;
+      expect(other).not.toBe(warm);
+      expect(await a.next()).toMatchObject({ text: JSON.stringify({ slept: 500 }) });
+      // A handler that blocks its environment past the function's timeout holds no other event.
+      a.ws.send(JSON.stringify({ op: "block", size: 10000 }));
+      await sleep(50);
+      const started = Date.now();
+      expect(await b.call({ op: "whoami" })).toEqual({ id: idB });
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(JSON.parse((await a.next()).text)).toEqual({ message: "Internal server error", connectionId: idA });
+      expect(lines).toContain("$default of LabApi: Task timed out after 1.50 seconds");
+      // A crash ends only its own environment: the event sleeping in another one is answered.
+      a.ws.send(JSON.stringify({ op: "sleep", size: 600 }));
+      await sleep(50);
+      expect(await b.call({ op: "crash" })).toEqual({ ok: true });
+      expect(JSON.parse((await a.next()).text)).toEqual({ slept: 600 });
+      expect(lines.filter((l) => l.includes("an execution environment exited"))).toEqual([
+        `function "${fn?.name}": an execution environment exited with code 3; the function's next events start a new one when none is free`,
+      ]);
+      // At most maxInstancesPerFunction at once: five sleeping events take two rounds of three.
+      const began = Date.now();
+      for (let i = 0; i < 5; i++) a.ws.send(JSON.stringify({ op: "sleep", size: 400 }));
+      await sleep(200);
+      expect(fn?.instanceCount).toBe(3);
+      const slept = await Promise.all(Array.from({ length: 5 }, () => a.next()));
+      expect(slept.map((f) => f.text)).toEqual(Array(5).fill(JSON.stringify({ slept: 400 })));
+      expect(Date.now() - began).toBeGreaterThanOrEqual(800);
+      // Idle environments end, all but the last.
+      for (let i = 0; i < 60 && fn?.instanceCount !== 1; i++) await sleep(50);
+      expect(fn?.instanceCount).toBe(1);
+      expect((await a.call({ op: "whoami" })).id).toBe(idA);
+      a.close();
+      b.close();
     } finally {
       await small.stop();
     }

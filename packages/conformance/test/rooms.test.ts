@@ -164,7 +164,7 @@ describe.each([
     else await sleep(500);
     expect(await a.call({ op: "state" })).toEqual({ state: { kept: true } });
     // On aws the emulator starts a new execution environment for the crashed function, as Lambda does.
-    if (provider === "aws") await app.waitFor(/exited; starting a new execution environment/);
+    if (provider === "aws") await app.waitFor(/an execution environment exited with code 3; /);
     expect(await a.call({ op: "members", room: "durable" })).toEqual({ ids: [ida, idb].sort() });
     expect(await b.call({ op: "room-broadcast", room: "durable", text: "still here" })).toEqual({ sent: 1 });
     expect((await a.next()).text).toBe("still here");

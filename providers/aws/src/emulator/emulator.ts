@@ -28,12 +28,16 @@
  * credentials (`credentials`, which the functions get as their role's; see auth.ts), refusing the
  * rest with 403 before their body is read.
  *
- * Differences from AWS, on purpose: each function is one warm instance that takes invocations
- * concurrently, up to the account's 1,000 concurrent executions across every function (more are
- * throttled: a message's is dropped, logged once per burst; Invoke answers 429; an asynchronous
- * Invoke waits for one, as Lambda queues it), and an invocation past the function's Timeout
- * replaces that one process, ending the others in flight with it; IAM policies are not enforced
- * (the runtime enforces the declared policies itself).
+ * Each function runs in execution environments (worker processes) that take one invocation at a
+ * time, as Lambda's do: a deploy leaves one warm, concurrent invocations start more (cold starts),
+ * and a crash or an invocation past the function's Timeout ends only its own. Up to the account's
+ * 1,000 concurrent executions across every function; more are throttled (a message's is dropped,
+ * logged once per burst; Invoke answers 429; an asynchronous Invoke waits for one, as Lambda queues
+ * it).
+ *
+ * Differences from AWS, on purpose: a function has at most 8 execution environments (more
+ * invocations at once wait for one, where Lambda would start more), and keeps its last one however
+ * long it idles; IAM policies are not enforced (the runtime enforces the declared policies itself).
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -170,6 +174,16 @@ export interface EmulatorOptions {
   /** Every function's timeout, instead of the template's `Timeout` (for tests). */
   functionTimeoutMs?: number;
   /**
+   * How many execution environments one function runs at most; more invocations at once wait for
+   * one (Lambda would start more). @default MAX_INSTANCES_PER_FUNCTION
+   */
+  maxInstancesPerFunction?: number;
+  /**
+   * How long an execution environment other than a function's last is kept without an invocation.
+   * @default INSTANCE_IDLE_MS
+   */
+  instanceIdleMs?: number;
+  /**
    * How long an API waits for a route's function to answer `$connect` or a message (API Gateway's
    * integration timeout); past it a connecting client gets 504, a message's client "Endpoint request
    * timed out", and the function's later answer is dropped. @default AWS_INTEGRATION_TIMEOUT_MS (29 s)
@@ -204,8 +218,8 @@ export class ThrottledError extends Error {
 }
 
 /**
- * The account's concurrent executions, shared by every function. Lambda runs each invocation in an
- * instance of its own; here each function is one process that takes them concurrently, so this is
+ * The account's concurrent executions, shared by every function: invocations running or waiting
+ * for an execution environment of their function (at most MAX_INSTANCES_PER_FUNCTION each), so this is
  * also what bounds what `run` holds for a client that floods messages (100,000 messages of 1 KB
  * at once took `run` to 1 GB and the function's process to 1.25 GB before it was there).
  */
@@ -279,15 +293,142 @@ type Template = {
 interface Invocation {
   resolve(result: unknown): void;
   reject(error: Error): void;
-  /** When it was sent to the worker (Date.now()). */
+  /** When it was sent to the instance (Date.now()). */
   at: number;
 }
 
-/** A function running in a worker process. */
-class EmulatedFunction {
-  readonly pending = new Map<number, Invocation>();
+/**
+ * One execution environment of a function: a worker process that loads the bundle, runs its init
+ * once, and then runs one invocation at a time, as a Lambda instance does.
+ */
+class Instance {
+  readonly child: ChildProcess;
+  readonly ready: Promise<void>;
+  /** Taken for an invocation (also while it waits for this instance's init). */
+  busy = false;
+  /** The invocation it runs. */
+  current: Invocation | undefined;
+  /** When its last invocation ended (Date.now()). */
+  idleSince = Date.now();
+  /** Set once the emulator ends it (a timeout, idle, a restart, a stop): its exit is no crash. */
+  ending = false;
   private next = 0;
-  child: ChildProcess | undefined;
+  private currentId = -1;
+
+  constructor(
+    fn: EmulatedFunction,
+    initTimeoutMs: number,
+    pipe: (child: ChildProcess) => void,
+    /** Called once when its process has exited, with how, and whether an invocation failed with it. */
+    onExit: (instance: Instance, how: string, failed: boolean) => void,
+  ) {
+    const child = fork(WORKER, [functionFileIn(fn.dir)], {
+      env: fn.env,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      serialization: "advanced",
+    });
+    this.child = child;
+    pipe(child);
+    this.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`function "${fn.name}" did not finish its init within ${initTimeoutMs / 1000} s`));
+        this.end();
+      }, initTimeoutMs);
+      child.on(
+        "message",
+        (message: { type: string; id?: number; result?: unknown; error?: string; message?: string }) => {
+          if (message.type === "ready") {
+            clearTimeout(timer);
+            resolve();
+          } else if (message.type === "init-error") {
+            clearTimeout(timer);
+            reject(new Error(`function "${fn.name}" failed its init: ${message.message}`));
+          } else if (message.type === "result" && message.id === this.currentId) {
+            const invocation = this.current;
+            this.current = undefined;
+            if (message.error !== undefined) invocation?.reject(new Error(message.error));
+            else invocation?.resolve(message.result);
+          }
+        },
+      );
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        reject(new Error(`function "${fn.name}" ${how} during its init`));
+        const failed = this.current !== undefined;
+        this.fail(new Error(`function "${fn.name}" ${how}`));
+        onExit(this, how, failed);
+      });
+    });
+    this.ready.catch(() => {}); // each caller that waits for it sees the failure on its own
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Runs `event` (the instance is taken for it and its init is done). */
+  run(event: unknown): Promise<unknown> {
+    if (!this.child.connected) return Promise.reject(new Error("its execution environment is not running"));
+    const id = this.next++;
+    this.currentId = id;
+    return new Promise((resolve, reject) => {
+      this.current = { resolve, reject, at: Date.now() };
+      this.child.send({ type: "invoke", id, event });
+    });
+  }
+
+  /** Fails the invocation it runs with `error`. */
+  fail(error: Error): void {
+    const invocation = this.current;
+    this.current = undefined;
+    invocation?.reject(error);
+  }
+
+  /** Ends it at once (a timeout). */
+  kill(): void {
+    this.ending = true;
+    this.child.kill("SIGKILL");
+  }
+
+  /** Ends it: closes its IPC channel (the worker exits), or kills it after 2 s. */
+  async end(): Promise<void> {
+    this.ending = true;
+    if (this.exited) return;
+    const exited = new Promise((r) => this.child.once("exit", r));
+    if (this.child.connected) this.child.disconnect();
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** Something waiting for an instance of a function. */
+interface Waiter {
+  resolve(instance: Instance): void;
+  reject(error: Error): void;
+}
+
+/**
+ * How many execution environments the emulator runs at most for one function: more invocations at
+ * once wait for one of them (Lambda would start more, up to the account's concurrent executions).
+ */
+export const MAX_INSTANCES_PER_FUNCTION = 8;
+
+/** How long an execution environment other than a function's first is kept without an invocation. */
+export const INSTANCE_IDLE_MS = 60_000;
+
+/**
+ * A function: its execution environments (Instance), each running one invocation at a time, as
+ * Lambda runs them. An invocation takes an idle one, or starts another (a cold start, as Lambda
+ * scales out) while the function has fewer than `maxInstances`, or waits for one. So an event never
+ * shares a process with another in flight: a crash, or a handler that blocks, fails only its own
+ * invocation, and state kept in a module's variables is not shared by concurrent invocations.
+ */
+class EmulatedFunction {
+  private instances: Instance[] = [];
+  private readonly waiting: Waiter[] = [];
+  /** Every call waits for it: the first instance's init, or a restart under way. */
   ready: Promise<void> = Promise.resolve();
   /** Why its last init failed, until one succeeds (the dashboard shows it). */
   initError: string | undefined;
@@ -295,11 +436,8 @@ class EmulatedFunction {
   onLine: ((service: string, stream: "stdout" | "stderr", line: string) => void) | undefined = undefined;
   private initTimeoutMs = 10_000;
   private stopped = false;
-  private restarting: Promise<void> | undefined;
-  /** Looks for an invocation past the function's timeout (see sweep). */
+  /** Looks for an invocation past the function's timeout, and for idle instances (see sweep). */
   private sweeper: NodeJS.Timeout | undefined;
-  /** The process sweep() ended for an invocation past the timeout, until it has exited. */
-  private timedOut: ChildProcess | undefined;
 
   constructor(
     readonly logicalId: string,
@@ -312,72 +450,76 @@ class EmulatedFunction {
     private readonly concurrency: Concurrency,
     /** The function's timeout (the template's Timeout). */
     readonly timeoutMs: number,
+    private readonly maxInstances = MAX_INSTANCES_PER_FUNCTION,
+    private readonly idleMs = INSTANCE_IDLE_MS,
   ) {}
 
+  /** How many execution environments it has now (started or starting). */
+  get instanceCount(): number {
+    return this.instances.length;
+  }
+
+  /** Starts its first execution environment, as a deploy leaves one warm; resolves once its init is done. */
   start(timeoutMs: number): Promise<void> {
     this.initTimeoutMs = timeoutMs;
-    // A restart (a code change) starts it again after stop(): a crash later must still get a new
-    // execution environment.
+    // A restart (a code change) starts it again after stop().
     this.stopped = false;
     this.sweeper ??= setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.timeoutMs / 4)));
     this.sweeper.unref();
-    // Looked for at every start: a code change can turn one into the other (a top-level await).
-    const child = fork(WORKER, [functionFileIn(this.dir)], {
-      env: this.env,
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-      serialization: "advanced",
-    });
-    this.child = child;
+    const instance = this.spawn();
+    this.ready = instance.ready;
+    return instance.ready;
+  }
+
+  /** A new execution environment in the pool; initError follows how its init ends. */
+  private spawn(): Instance {
     const prefix = `${this.service} | `;
-    const pipe = (stream: NodeJS.ReadableStream | null, log: (m: string) => void, name: "stdout" | "stderr") => {
-      if (stream === null) return;
-      forEachLine(stream, (line) => {
-        log(`${prefix}${line}`);
-        this.onLine?.(this.service, name, line);
-      });
+    const pipe = (child: ChildProcess) => {
+      for (const [stream, name] of [
+        [child.stdout, "stdout"],
+        [child.stderr, "stderr"],
+      ] as const) {
+        if (stream === null) continue;
+        forEachLine(stream, (line) => {
+          this.logger.info(`${prefix}${line}`);
+          this.onLine?.(this.service, name, line);
+        });
+      }
     };
-    pipe(child.stdout, (m) => this.logger.info(m), "stdout");
-    pipe(child.stderr, (m) => this.logger.info(m), "stderr");
-    this.ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`function "${this.name}" did not finish its init within ${timeoutMs / 1000} s`)),
-        timeoutMs,
-      );
-      child.on(
-        "message",
-        (message: { type: string; id?: number; result?: unknown; error?: string; message?: string }) => {
-          if (message.type === "ready") {
-            clearTimeout(timer);
-            resolve();
-          } else if (message.type === "init-error") {
-            clearTimeout(timer);
-            reject(new Error(`function "${this.name}" failed its init: ${message.message}`));
-          } else if (message.type === "result" && message.id !== undefined) {
-            const p = this.pending.get(message.id);
-            this.pending.delete(message.id);
-            if (message.error !== undefined) p?.reject(new Error(message.error));
-            else p?.resolve(message.result);
-          }
-        },
-      );
-      child.once("exit", (code, signal) => {
-        clearTimeout(timer);
-        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        reject(new Error(`function "${this.name}" ${how} during its init`));
-        for (const p of this.pending.values()) p.reject(new Error(`function "${this.name}" ${how}`));
-        this.pending.clear();
-      });
-    });
-    const ready = this.ready;
-    ready.then(
+    const instance = new Instance(this, this.initTimeoutMs, pipe, (gone, how, failed) =>
+      this.exited(gone, how, failed),
+    );
+    this.instances.push(instance);
+    instance.ready.then(
       () => {
-        if (this.ready === ready) this.initError = undefined;
+        this.initError = undefined;
       },
       (error: Error) => {
-        if (this.ready === ready) this.initError = error.message;
+        this.initError = error.message;
+        this.remove(instance);
+        // A module whose init rejected (a top-level promise) is still running: it is ended.
+        void instance.end();
       },
     );
-    return ready;
+    return instance;
+  }
+
+  private remove(instance: Instance): void {
+    const at = this.instances.indexOf(instance);
+    if (at >= 0) this.instances.splice(at, 1);
+  }
+
+  /**
+   * An instance's process exited: it leaves the pool, and what waits for one may start another. A
+   * crash is said (Lambda logs "Runtime exited with error"); what it printed is in the log above.
+   */
+  private exited(instance: Instance, how: string, failed: boolean): void {
+    this.remove(instance);
+    if (!instance.ending && !this.stopped)
+      this.logger.error(
+        `function "${this.name}": an execution environment ${how}${failed ? ", failing the event it ran" : ""}; the function's next events start a new one when none is free`,
+      );
+    this.pump();
   }
 
   /** Runs the function on `event`; a ThrottledError, at once, over the account's concurrent executions. */
@@ -405,56 +547,78 @@ class EmulatedFunction {
 
   private async run(event: unknown): Promise<unknown> {
     await this.ready;
-    // A function whose process exited (its code crashed) gets a fresh execution environment on
-    // its next invocation, as Lambda starts a new one after "Runtime exited".
-    // So does one whose process sweep() is ending, once it has ended (its exit fails what it held).
-    const old = this.child;
-    const exited = old && (old.exitCode !== null || old.signalCode !== null);
-    if ((exited || (old !== undefined && old === this.timedOut)) && !this.stopped) {
-      this.restarting ??= (async () => {
-        if (!exited) await new Promise((resolve) => old?.once("exit", resolve));
-        this.logger.info(`function "${this.name}" exited; starting a new execution environment`);
-        await this.start(this.initTimeoutMs);
-      })().finally(() => {
-        this.restarting = undefined;
-      });
-      await this.restarting;
+    if (this.stopped) throw new Error(`function "${this.name}" is not running`);
+    const instance = await this.acquire();
+    try {
+      return await instance.run(event);
+    } finally {
+      instance.busy = false;
+      instance.idleSince = Date.now();
+      this.pump();
     }
-    const child = this.child;
-    if (!child?.connected) throw new Error(`function "${this.name}" is not running`);
-    const id = this.next++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, at: Date.now() });
-      child.send({ type: "invoke", id, event });
-    });
+  }
+
+  /** An instance for one invocation: an idle one, a new one, or the first to come free. */
+  private async acquire(): Promise<Instance> {
+    const instance =
+      this.free() ??
+      (await new Promise<Instance>((resolve, reject) => {
+        this.waiting.push({ resolve, reject });
+        this.pump();
+      }));
+    // A new instance is taken at once; its init may still be running, and may fail (this
+    // invocation fails with it, as Lambda's fails with an init error).
+    await instance.ready;
+    return instance;
+  }
+
+  /** Takes an idle instance, or starts one while there are fewer than maxInstances. */
+  private free(): Instance | undefined {
+    let instance = this.instances.find((i) => !i.busy && !i.ending && !i.exited);
+    if (instance === undefined && this.instances.length < this.maxInstances && !this.stopped) instance = this.spawn();
+    if (instance !== undefined) instance.busy = true;
+    return instance;
+  }
+
+  /** Gives what waits an instance, oldest first, while one is free or can be started. */
+  private pump(): void {
+    while (this.waiting.length > 0 && !this.stopped) {
+      const instance = this.free();
+      if (instance === undefined) return;
+      this.waiting.shift()?.resolve(instance);
+    }
   }
 
   /**
    * An invocation past the function's timeout fails with Lambda's error, and its execution
-   * environment is replaced, as Lambda replaces the one that timed out. Here one process runs every
-   * invocation of the function, so the others in flight end with it; the runtime answers a
-   * handler that takes too long well before this (its handler timeout is shorter), so what gets
-   * here has blocked the process (a loop that never yields, a synchronous wait).
+   * environment is ended and replaced, as Lambda replaces the one that timed out; the runtime
+   * answers a handler that takes too long well before this (its handler timeout is shorter), so
+   * what gets here has blocked its process (a loop that never yields, a synchronous wait). Other
+   * invocations run in other instances and go on. An instance idle for `idleMs` is ended too,
+   * except the function's last one.
    */
   private sweep(): void {
-    if (this.child !== undefined && this.child === this.timedOut) return;
-    const oldest = this.pending.entries().next();
-    if (oldest.done) return;
-    const [id, invocation] = oldest.value;
-    if (Date.now() - invocation.at < this.timeoutMs) return;
-    this.pending.delete(id);
-    const seconds = (this.timeoutMs / 1000).toFixed(2);
-    invocation.reject(new Error(`Task timed out after ${seconds} seconds`));
-    const others = this.pending.size;
-    this.logger.error(
-      `function "${this.name}": an invocation ran past the function's timeout (${seconds} s; Lambda ends it: "Task timed out"), so its execution environment is replaced${others > 0 ? `, ending the ${others} other invocation${others === 1 ? "" : "s"} in flight` : ""}; a handler that never yields (a loop, a synchronous wait) blocks every event of the function`,
-    );
-    this.timedOut = this.child;
-    this.child?.kill("SIGKILL");
+    const now = Date.now();
+    for (const instance of [...this.instances]) {
+      const invocation = instance.current;
+      if (invocation !== undefined && now - invocation.at >= this.timeoutMs && !instance.ending) {
+        const seconds = (this.timeoutMs / 1000).toFixed(2);
+        instance.fail(new Error(`Task timed out after ${seconds} seconds`));
+        this.logger.error(
+          `function "${this.name}": an invocation ran past the function's timeout (${seconds} s; Lambda ends it: "Task timed out"), so its execution environment is replaced; a handler that never yields (a loop, a synchronous wait) blocks its instance until then`,
+        );
+        // It leaves the pool at once: the next invocation must not wait for it to exit.
+        this.remove(instance);
+        instance.kill();
+      } else if (!instance.busy && now - instance.idleSince >= this.idleMs && this.instances.length > 1) {
+        this.remove(instance);
+        void instance.end();
+      }
+    }
   }
 
   /**
-   * Replaces the worker with a fresh one that loads the bundle again (after a code change):
+   * Replaces its instances with a fresh one that loads the bundle again (after a code change):
    * invocations in flight finish first (up to `drainMs`), and new ones wait for the new init.
    */
   async restart(timeoutMs: number, drainMs = 2000): Promise<void> {
@@ -462,29 +626,33 @@ class EmulatedFunction {
     const restarted = new Promise<void>((resolve) => {
       started = resolve;
     });
-    // Calls from now on wait for the new worker (invoke awaits `ready`); they fail if it does.
+    // Calls from now on wait for the new instance (run awaits `ready`); they fail if its init does.
     const waiting = restarted.then(() => this.ready);
     waiting.catch(() => {}); // a failed start is reported by restart(); each call waiting here fails on its own
     this.ready = waiting;
     const deadline = Date.now() + drainMs;
-    while (this.pending.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    await this.stop();
+    while (this.instances.some((i) => i.busy) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await this.endAll();
     const ready = this.start(timeoutMs);
     started();
+    // What waited for an instance of the old code runs on the new.
+    this.pump();
     await ready;
   }
 
-  async stop(): Promise<void> {
+  /** Ends every instance; what waits for one keeps waiting (a restart gives it the new one). */
+  private async endAll(): Promise<void> {
     this.stopped = true;
     clearInterval(this.sweeper);
     this.sweeper = undefined;
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    if (child.connected) child.disconnect();
-    const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
-    await exited;
-    clearTimeout(timer);
+    const instances = this.instances;
+    this.instances = [];
+    await Promise.all(instances.map((i) => i.end()));
+  }
+
+  async stop(): Promise<void> {
+    await this.endAll();
+    for (const waiter of this.waiting.splice(0)) waiter.reject(new Error(`function "${this.name}" is not running`));
   }
 }
 
@@ -1715,6 +1883,8 @@ function createFunctions(
         options.logger,
         concurrency,
         options.functionTimeoutMs ?? (p.Timeout ?? LAMBDA_DEFAULT_TIMEOUT_SECONDS) * 1000,
+        options.maxInstancesPerFunction,
+        options.instanceIdleMs,
       ),
     );
   }
