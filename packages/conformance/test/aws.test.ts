@@ -392,7 +392,7 @@ describe("the Lambda runtime, fed API Gateway events", () => {
       isBase64Encoded: false,
     })) as { statusCode: number; body: string };
     expect(answer.statusCode).toBe(200);
-    expect(JSON.parse(answer.body)).toEqual({
+    expect(JSON.parse(answer.body)).toMatchObject({
       value: { query: { tag: ["x", "y z"], room: ["a b"] }, agent: ["doc-client/1.0"] },
     });
   });
@@ -1044,9 +1044,9 @@ describe("the emulator keeps API Gateway's rules", () => {
     try {
       await small.restartService("lab");
       const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
-      expect(await c.call({ op: "crash" })).toEqual({ ok: true });
-      await sleep(300);
-      expect((await c.call({ op: "whoami" })).id).toEqual(expect.any(String));
+      const { id } = await c.call({ op: "whoami" });
+      expect(await c.call({ op: "die" })).toEqual({ message: "Internal server error", connectionId: id });
+      expect((await c.call({ op: "whoami" })).id).toBe(id);
       c.close();
     } finally {
       await small.stop();
@@ -1086,10 +1086,10 @@ describe("the emulator keeps API Gateway's rules", () => {
       // A crash ends only its own environment: the event sleeping in another one is answered.
       a.ws.send(JSON.stringify({ op: "sleep", size: 600 }));
       await sleep(50);
-      expect(await b.call({ op: "crash" })).toEqual({ ok: true });
+      expect(await b.call({ op: "die" })).toEqual({ message: "Internal server error", connectionId: idB });
       expect(JSON.parse((await a.next()).text)).toEqual({ slept: 600 });
       expect(lines.filter((l) => l.includes("an execution environment exited"))).toEqual([
-        `function "${fn?.name}": an execution environment exited with code 3; the function's next events start a new one when none is free`,
+        `function "${fn?.name}": an execution environment exited with code 3, failing the event it ran; the function's next events start a new one when none is free`,
       ]);
       // At most maxInstancesPerFunction at once: five sleeping events take two rounds of three.
       const began = Date.now();
@@ -1105,6 +1105,73 @@ describe("the emulator keeps API Gateway's rules", () => {
       expect((await a.call({ op: "whoami" })).id).toBe(idA);
       a.close();
       b.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it("freezes an execution environment between invocations, as Lambda does: what a handler left running waits for its next event", async () => {
+    for (const freeze of [true, false]) {
+      const small = await anotherEmulator({ maxInstancesPerFunction: 1, freezeBetweenInvocations: freeze });
+      try {
+        const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
+        const { id } = await c.call({ op: "whoami" });
+        expect(await c.call({ op: "later", size: 100, text: "late" })).toEqual({ ok: true });
+        await sleep(700);
+        if (!freeze) {
+          expect(c.frames.map((f) => f.text)).toEqual(["late"]);
+          c.close();
+          continue;
+        }
+        // Frozen since it answered: the timer has not fired.
+        expect(c.frames).toEqual([]);
+        // The next event thaws it: the timer fires, late, beside that event's answer.
+        c.ws.send(JSON.stringify({ op: "whoami" }));
+        const texts = [(await c.next()).text, (await c.next()).text];
+        expect(texts.sort()).toEqual([JSON.stringify({ id }), "late"].sort());
+        c.close();
+      } finally {
+        await small.stop();
+      }
+    }
+  });
+
+  it("answers an event once the calls its handlers started have ended, so a send nothing awaited goes out before Lambda freezes the function", async () => {
+    const c = await connect(url);
+    // A kv get and then a send, chained by the handler and awaited by nothing: both end before
+    // the runtime answers, so the send arrives first.
+    c.ws.send(JSON.stringify({ op: "unawaited", text: "sent anyway" }));
+    expect([(await c.next()).text, (await c.next()).text]).toEqual(["sent anyway", JSON.stringify({ ok: true })]);
+    c.close();
+  });
+
+  it("says which calls a handler left running past the handler timeout, which then wait, frozen, for the function's next events", async () => {
+    const lines: string[] = [];
+    const small = await anotherEmulator(
+      { maxInstancesPerFunction: 1, env: { NITRIC_LIKE_HANDLER_TIMEOUT_MS: "200" } },
+      lines,
+    );
+    try {
+      const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
+      const id = (await c.call({ op: "whoami" })).id as string;
+      // 3,000 kv sets started at once and answered by a send once all are done; the handler returns at once.
+      c.ws.send(JSON.stringify({ op: "burst", size: 3000 }));
+      for (let i = 0; i < 100 && !lines.some((l) => l.includes("still running")); i++) await sleep(20);
+      const warning = lines.find((l) => l.includes("still running")) ?? "";
+      expect(warning.replace(/": \d+ calls/, '": N calls')).toBe(
+        `lab | nitric-like: warning: service "lab": N calls its handlers started (a send, a kv or secret call) were still running 0.2 s after the $default event of connection ${id} was handled; Lambda freezes the function once it answers, so they end at its next event, or never: await them in the handler`,
+      );
+      // Frozen: nothing more happens until another event thaws the function.
+      await sleep(500);
+      expect(c.frames).toEqual([]);
+      const texts: string[] = [];
+      for (let i = 0; i < 60 && !texts.some((t) => t.startsWith('{"ok":3000')); i++) {
+        c.ws.send(JSON.stringify({ op: "quiet" }));
+        await sleep(100);
+        texts.push(...c.frames.splice(0).map((f) => f.text));
+      }
+      expect(texts).toContain(JSON.stringify({ ok: 3000, last: { i: 2999 } }));
+      c.close();
     } finally {
       await small.stop();
     }

@@ -9,17 +9,33 @@ import type { Router } from "./router.js";
 import { Code } from "./status.js";
 import type { MethodKind, Transport, WireCall, WireEvents } from "./wire.js";
 
+/** The in-memory transport, which also tells when the unary calls it carries have ended. */
+export interface MemoryTransport extends Transport {
+  /**
+   * Resolves once no unary call is in flight (looked at after each turn of the event loop, so that a
+   * call that the end of another leads to counts), or once `timeoutMs` have passed: with the number
+   * still in flight. A Lambda function's runtime waits for this before it answers an event,
+   * since Lambda freezes the function once it has answered (handler streams are not unary calls).
+   */
+  settled(timeoutMs: number): Promise<number>;
+}
+
 /** A transport to `router` in this thread; a call opened while `maxCalls` are in flight ends with RESOURCE_EXHAUSTED. */
-export function createMemoryTransport(router: Router, peer = "in-memory", maxCalls = 2 ** 20): Transport {
+export function createMemoryTransport(router: Router, peer = "in-memory", maxCalls = 2 ** 20): MemoryTransport {
   // The calls close() abandons (a CallTable, not a Set of new keys: see call-table.ts).
   const live = new CallTable<() => void>(maxCalls);
+  let unary = 0;
+  /** What waits for the last unary call in flight to end (settled()). */
+  const waiting = new Set<() => void>();
   return {
-    open(path: string, _kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
+    open(path: string, kind: MethodKind, request: Uint8Array | undefined, events: WireEvents): WireCall {
       let over = false;
       let server: WireCall | undefined;
+      const counted = kind === "unary";
       const end = () => {
         over = true;
         if (id !== undefined) live.delete(id);
+        if (counted && id !== undefined && --unary === 0) for (const settle of [...waiting]) settle();
       };
       const abandon = () => {
         if (over) return;
@@ -28,6 +44,7 @@ export function createMemoryTransport(router: Router, peer = "in-memory", maxCal
         events.status(Code.CANCELLED, "Cancelled on client");
       };
       const id = live.add(abandon);
+      if (counted && id !== undefined) unary++;
       if (id === undefined) {
         over = true;
         queueMicrotask(() => events.status(Code.RESOURCE_EXHAUSTED, `more than ${live.capacity} calls in flight`));
@@ -66,6 +83,24 @@ export function createMemoryTransport(router: Router, peer = "in-memory", maxCal
     },
     close() {
       for (const [, abandon] of live.entries()) abandon();
+    },
+    async settled(timeoutMs: number): Promise<number> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        // After the turn: a call that another's end leads to (`await a(); await b()`) opens in it.
+        await new Promise((resolve) => setImmediate(resolve));
+        const left = deadline - Date.now();
+        if (unary === 0 || left <= 0) return unary;
+        await new Promise<void>((resolve) => {
+          const settle = () => {
+            clearTimeout(timer);
+            waiting.delete(settle);
+            resolve();
+          };
+          const timer = setTimeout(settle, left);
+          waiting.add(settle);
+        });
+      }
     },
   };
 }

@@ -30,7 +30,8 @@
  *
  * Each function runs in execution environments (worker processes) that take one invocation at a
  * time, as Lambda's do: a deploy leaves one warm, concurrent invocations start more (cold starts),
- * and a crash or an invocation past the function's Timeout ends only its own. Up to the account's
+ * and a crash or an invocation past the function's Timeout ends only its own; between its
+ * invocations an environment is frozen (its worker blocks), as Lambda freezes it. Up to the account's
  * 1,000 concurrent executions across every function; more are throttled (a message's is dropped,
  * logged once per burst; Invoke answers 429; an asynchronous Invoke waits for one, as Lambda queues
  * it).
@@ -184,6 +185,12 @@ export interface EmulatorOptions {
    */
   instanceIdleMs?: number;
   /**
+   * Freeze each execution environment between its invocations, as Lambda freezes one once its
+   * handler has answered: work a handler leaves running (a promise it did not await, a timer)
+   * waits for that environment's next invocation, as on AWS. @default true
+   */
+  freezeBetweenInvocations?: boolean;
+  /**
    * How long an API waits for a route's function to answer `$connect` or a message (API Gateway's
    * integration timeout); past it a connecting client gets 504, a message's client "Endpoint request
    * timed out", and the function's later answer is dropped. @default AWS_INTEGRATION_TIMEOUT_MS (29 s)
@@ -312,22 +319,36 @@ class Instance {
   idleSince = Date.now();
   /** Set once the emulator ends it (a timeout, idle, a restart, a stop): its exit is no crash. */
   ending = false;
+  /**
+   * Frozen: once it has answered an invocation (or finished its init) the worker blocks, its whole
+   * event loop with it, until a byte on its stdin thaws it; stdin closed (by end(), or by this
+   * process's exit, whatever ends it) makes it exit.
+   */
+  private frozen = false;
   private next = 0;
   private currentId = -1;
+
+  /** The function's timeout: an invocation's context counts down from it. */
+  private readonly timeoutMs: number;
 
   constructor(
     fn: EmulatedFunction,
     initTimeoutMs: number,
+    /** Whether the worker freezes between invocations, as Lambda freezes an environment. */
+    freezes: boolean,
     pipe: (child: ChildProcess) => void,
     /** Called once when its process has exited, with how, and whether an invocation failed with it. */
     onExit: (instance: Instance, how: string, failed: boolean) => void,
   ) {
-    const child = fork(WORKER, [functionFileIn(fn.dir)], {
+    this.timeoutMs = fn.timeoutMs;
+    const child = fork(WORKER, [functionFileIn(fn.dir), freezes ? "freeze" : "run"], {
       env: fn.env,
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      stdio: ["pipe", "pipe", "pipe", "ipc"],
       serialization: "advanced",
     });
     this.child = child;
+    // Written to only to thaw it; a write after it exited fails, which its exit already says.
+    child.stdin?.on("error", () => {});
     pipe(child);
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -339,11 +360,13 @@ class Instance {
         (message: { type: string; id?: number; result?: unknown; error?: string; message?: string }) => {
           if (message.type === "ready") {
             clearTimeout(timer);
+            this.frozen = freezes;
             resolve();
           } else if (message.type === "init-error") {
             clearTimeout(timer);
             reject(new Error(`function "${fn.name}" failed its init: ${message.message}`));
           } else if (message.type === "result" && message.id === this.currentId) {
+            this.frozen = freezes;
             const invocation = this.current;
             this.current = undefined;
             if (message.error !== undefined) invocation?.reject(new Error(message.error));
@@ -372,9 +395,10 @@ class Instance {
     if (!this.child.connected) return Promise.reject(new Error("its execution environment is not running"));
     const id = this.next++;
     this.currentId = id;
+    this.thaw();
     return new Promise((resolve, reject) => {
       this.current = { resolve, reject, at: Date.now() };
-      this.child.send({ type: "invoke", id, event });
+      this.child.send({ type: "invoke", id, event, deadline: Date.now() + this.timeoutMs });
     });
   }
 
@@ -383,6 +407,16 @@ class Instance {
     const invocation = this.current;
     this.current = undefined;
     invocation?.reject(error);
+  }
+
+  /**
+   * Lets it run again, before an invocation: what its handlers left running (a promise not
+   * awaited, a timer) goes on from here, as on Lambda.
+   */
+  private thaw(): void {
+    if (!this.frozen) return;
+    this.frozen = false;
+    this.child.stdin?.write(THAW);
   }
 
   /** Ends it at once (a timeout). */
@@ -396,12 +430,17 @@ class Instance {
     this.ending = true;
     if (this.exited) return;
     const exited = new Promise((r) => this.child.once("exit", r));
+    // A frozen worker exits when its stdin closes; a running one when its channel does.
+    this.child.stdin?.end();
     if (this.child.connected) this.child.disconnect();
     const timer = setTimeout(() => this.child.kill("SIGKILL"), 2000);
     await exited;
     clearTimeout(timer);
   }
 }
+
+/** The byte that thaws a frozen worker. */
+const THAW = Buffer.of(1);
 
 /** Something waiting for an instance of a function. */
 interface Waiter {
@@ -452,6 +491,8 @@ class EmulatedFunction {
     readonly timeoutMs: number,
     private readonly maxInstances = MAX_INSTANCES_PER_FUNCTION,
     private readonly idleMs = INSTANCE_IDLE_MS,
+    /** Freeze an instance between its invocations (see Instance's frozen). */
+    private readonly freezeIdle = true,
   ) {}
 
   /** How many execution environments it has now (started or starting). */
@@ -486,7 +527,7 @@ class EmulatedFunction {
         });
       }
     };
-    const instance = new Instance(this, this.initTimeoutMs, pipe, (gone, how, failed) =>
+    const instance = new Instance(this, this.initTimeoutMs, this.freezeIdle, pipe, (gone, how, failed) =>
       this.exited(gone, how, failed),
     );
     this.instances.push(instance);
@@ -1885,6 +1926,7 @@ function createFunctions(
         options.functionTimeoutMs ?? (p.Timeout ?? LAMBDA_DEFAULT_TIMEOUT_SECONDS) * 1000,
         options.maxInstancesPerFunction,
         options.instanceIdleMs,
+        options.freezeBetweenInvocations,
       ),
     );
   }

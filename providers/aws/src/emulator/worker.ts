@@ -1,25 +1,60 @@
 /**
- * One emulated Lambda function: a child process that loads a built `index.cjs` (or `index.mjs`,
- * an ES module, as Lambda loads either), runs its init at once (as a warm instance would be), and
- * answers invocations the emulator sends over IPC.
+ * One execution environment of an emulated Lambda function: a child process that loads a built
+ * `index.cjs` (or `index.mjs`, an ES module, as Lambda loads either), runs its init at once (as a
+ * warm instance would be), and answers the invocations the emulator sends over IPC, one at a time.
+ *
+ * Run with "freeze", it freezes once its init is done and once it has answered each invocation, as
+ * Lambda freezes an environment: it blocks on a read of its stdin, so no timer, promise or socket
+ * of its event loop runs until the emulator writes a byte there, just before the next invocation.
+ * Stdin at its end (the emulator ended it, or exited however it did) makes it exit.
  */
+import { readSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
-type Handler = ((event: unknown) => Promise<unknown>) & { ready?: Promise<unknown> };
+/** What Lambda's Node.js runtime passes a handler beside the event (the part the runtime reads). */
+interface Context {
+  getRemainingTimeInMillis(): number;
+}
+
+type Handler = ((event: unknown, context: Context) => Promise<unknown>) & { ready?: Promise<unknown> };
 
 interface Invoke {
   type: "invoke";
   id: number;
   event: unknown;
+  /** When the invocation times out (Date.now()'s clock). */
+  deadline: number;
 }
 
 const file = process.argv[2];
+const freezes = process.argv[3] === "freeze";
 if (!file || !process.send) {
   console.error("nitric-like emulator worker: run by the emulator with the bundle path and an IPC channel");
   process.exit(2);
 }
 const send = (message: object) => process.send?.(message);
+
+/** Blocks until the emulator thaws it (see above); exits when it never will. */
+function freeze(): void {
+  const byte = Buffer.alloc(1);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      if (readSync(0, byte, 0, 1, null) === 0) process.exit(0);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EOF") process.exit(0);
+      if (code !== "EAGAIN") throw error;
+      // A non-blocking stdin: wait a moment, still frozen.
+      Atomics.wait(pause, 0, 0, 2);
+    }
+  }
+}
+
+/** Sends `message`, then freezes once it is on its way (so the emulator gets it first). */
+const answer = (message: object) => (freezes ? process.send?.(message, () => freeze()) : send(message));
 
 let handler: Handler;
 try {
@@ -36,17 +71,18 @@ try {
 }
 
 Promise.resolve(handler.ready).then(
-  () => send({ type: "ready" }),
+  () => answer({ type: "ready" }),
   (error: unknown) => send({ type: "init-error", message: (error as Error).message ?? String(error) }),
 );
 
 process.on("message", (message: Invoke) => {
   if (message?.type !== "invoke") return;
-  handler(message.event).then(
-    (result) => send({ type: "result", id: message.id, result: result ?? null }),
-    (error: unknown) => send({ type: "result", id: message.id, error: (error as Error).message ?? String(error) }),
+  const deadline = message.deadline;
+  handler(message.event, { getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()) }).then(
+    (result) => answer({ type: "result", id: message.id, result: result ?? null }),
+    (error: unknown) => answer({ type: "result", id: message.id, error: (error as Error).message ?? String(error) }),
   );
 });
 
-// The emulator ends a worker by closing the IPC channel.
+// The emulator ends a worker by closing the IPC channel (and its stdin, for a frozen one).
 process.on("disconnect", () => process.exit(0));

@@ -25,7 +25,7 @@ import {
   serviceRouter,
   unansweredStatus,
 } from "@nitric-like/provider-kit";
-import { createMemoryTransport, type Transport } from "@nitric-like/rpc";
+import { createMemoryTransport, type MemoryTransport, type Transport } from "@nitric-like/rpc";
 import { type Logger, registrationKey } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
 import { type ManagementApi, ManagementApiClient } from "../aws/management.js";
@@ -137,6 +137,8 @@ export class Runtime {
   }
 
   private readonly stores: DynamoKvStores;
+  /** The SDKs' transport (start() makes it). */
+  private transport: MemoryTransport | undefined;
   private readonly secrets: SecretsManagerSecrets;
 
   /** Serves the contracts, gives the SDKs their transport, loads the service and waits for its handlers. */
@@ -178,7 +180,8 @@ export class Runtime {
       gateway: (socket) => this.gateways.get(socket),
     });
     this.env.NITRIC_ENVIRONMENT = "cloud";
-    give(createMemoryTransport(router));
+    this.transport = createMemoryTransport(router);
+    give(this.transport);
     await load();
     await this.handlersRegistered();
   }
@@ -226,8 +229,33 @@ export class Runtime {
     );
   }
 
-  /** Handles one Lambda event. */
+  /**
+   * Handles one Lambda event, and answers once the calls its handlers started have ended too: Lambda
+   * freezes the function once it has answered, so a send or kv call a handler did not await (a
+   * callback's, say) would otherwise wait for the function's next event, or never happen. It waits
+   * up to the handler timeout (less when the invocation has less time left), then says what it
+   * leaves behind.
+   */
   async handle(event: unknown, context?: LambdaContext): Promise<WebsocketApiResult | AuthorizerResult | undefined> {
+    const result = await this.handleEvent(event, context);
+    if (this.transport) {
+      const left = context?.getRemainingTimeInMillis?.();
+      const wait = Math.max(0, Math.min(this.bindings.handlerTimeoutMs, left === undefined ? Infinity : left - 1000));
+      const running = await this.transport.settled(wait);
+      if (running > 0) {
+        const rc = isWebsocketEvent(event) ? event.requestContext : undefined;
+        this.logger.warn(
+          `service "${this.bindings.service}": ${running} call${running === 1 ? "" : "s"} its handlers started (a send, a kv or secret call) ${running === 1 ? "was" : "were"} still running ${wait / 1000} s after ${rc ? `the ${rc.routeKey} event of connection ${rc.connectionId}` : "an event"} was handled; Lambda freezes the function once it answers, so ${running === 1 ? "it ends" : "they end"} at its next event, or never: await ${running === 1 ? "it" : "them"} in the handler`,
+        );
+      }
+    }
+    return result;
+  }
+
+  private async handleEvent(
+    event: unknown,
+    context?: LambdaContext,
+  ): Promise<WebsocketApiResult | AuthorizerResult | undefined> {
     // First: an authorizer's event has a requestContext with a connectionId too.
     if (isAuthorizerEvent(event)) return this.authorize(event);
     if (isBroadcastEvent(event)) {
