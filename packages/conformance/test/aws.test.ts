@@ -1112,23 +1112,31 @@ describe("the emulator keeps API Gateway's rules", () => {
 
   it("freezes an execution environment between invocations, as Lambda does: what a handler left running waits for its next event", async () => {
     for (const freeze of [true, false]) {
-      const small = await anotherEmulator({ maxInstancesPerFunction: 1, freezeBetweenInvocations: freeze });
+      const lines: string[] = [];
+      const small = await anotherEmulator({ maxInstancesPerFunction: 1, freezeBetweenInvocations: freeze }, lines);
       try {
         const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
         const { id } = await c.call({ op: "whoami" });
         expect(await c.call({ op: "later", size: 100, text: "late" })).toEqual({ ok: true });
         await sleep(700);
+        const told = lines.filter((l) => l.includes("still pending"));
         if (!freeze) {
+          expect(told).toEqual([]);
           expect(c.frames.map((f) => f.text)).toEqual(["late"]);
           c.close();
           continue;
         }
-        // Frozen since it answered: the timer has not fired.
+        // Frozen since it answered: the timer has not fired, and the log says why, once.
         expect(c.frames).toEqual([]);
+        expect(told).toEqual([
+          "lab | nitric-like: warning: a timer was still pending when this function answered an event; Lambda freezes a function once it answers, so it fires only at that execution environment's next event, or never, and the emulator does the same: await what must happen before the handler returns (said once an environment)",
+        ]);
         // The next event thaws it: the timer fires, late, beside that event's answer.
         c.ws.send(JSON.stringify({ op: "whoami" }));
         const texts = [(await c.next()).text, (await c.next()).text];
         expect(texts.sort()).toEqual([JSON.stringify({ id }), "late"].sort());
+        expect(await c.call({ op: "later", size: 100, text: "later" })).toEqual({ ok: true });
+        expect(lines.filter((l) => l.includes("still pending"))).toHaveLength(1);
         c.close();
       } finally {
         await small.stop();

@@ -35,8 +35,19 @@ if (!file || !process.send) {
 }
 const send = (message: object) => process.send?.(message);
 
+/** Whether it has said that a timer was pending as it froze (once an environment: an interval would say it each time). */
+let toldOfTimers = false;
+
 /** Blocks until the emulator thaws it (see above); exits when it never will. */
-function freeze(): void {
+function freeze(after: string): void {
+  // The runtime leaves no timer that keeps the loop alive once it has answered: one here is the app's.
+  const timers = toldOfTimers ? 0 : process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+  if (timers > 0) {
+    toldOfTimers = true;
+    console.error(
+      `nitric-like: warning: ${timers === 1 ? "a timer was" : `${timers} timers were`} still pending when this function ${after}; Lambda freezes a function once it answers, so ${timers === 1 ? "it fires" : "they fire"} only at that execution environment's next event, or never, and the emulator does the same: await what must happen before the handler returns (said once an environment)`,
+    );
+  }
   const byte = Buffer.alloc(1);
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
@@ -54,7 +65,8 @@ function freeze(): void {
 }
 
 /** Sends `message`, then freezes once it is on its way (so the emulator gets it first). */
-const answer = (message: object) => (freezes ? process.send?.(message, () => freeze()) : send(message));
+const answer = (message: object, after: string) =>
+  freezes ? process.send?.(message, () => freeze(after)) : send(message);
 
 let handler: Handler;
 try {
@@ -71,7 +83,7 @@ try {
 }
 
 Promise.resolve(handler.ready).then(
-  () => answer({ type: "ready" }),
+  () => answer({ type: "ready" }, "finished its init"),
   (error: unknown) => send({ type: "init-error", message: (error as Error).message ?? String(error) }),
 );
 
@@ -79,8 +91,9 @@ process.on("message", (message: Invoke) => {
   if (message?.type !== "invoke") return;
   const deadline = message.deadline;
   handler(message.event, { getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()) }).then(
-    (result) => answer({ type: "result", id: message.id, result: result ?? null }),
-    (error: unknown) => answer({ type: "result", id: message.id, error: (error as Error).message ?? String(error) }),
+    (result) => answer({ type: "result", id: message.id, result: result ?? null }, "answered an event"),
+    (error: unknown) =>
+      answer({ type: "result", id: message.id, error: (error as Error).message ?? String(error) }, "answered an event"),
   );
 });
 
