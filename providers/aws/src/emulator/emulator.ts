@@ -454,7 +454,7 @@ interface Waiter {
  */
 export const MAX_INSTANCES_PER_FUNCTION = 8;
 
-/** How long an execution environment other than a function's first is kept without an invocation. */
+/** How long an execution environment other than a function's last is kept without an invocation. */
 export const INSTANCE_IDLE_MS = 60_000;
 
 /**
