@@ -120,7 +120,13 @@ function renderState() {
         { "data-service": s.name, "data-state": s.state },
         el("td", {}, el("strong", {}, s.name)),
         el("td", {}, el("code", {}, s.file)),
-        el("td", {}, el("span", { class: kind }, text), s.reason ? el("div", { class: "reason" }, s.reason) : ""),
+        el(
+          "td",
+          {},
+          el("span", { class: kind }, text),
+          s.reason ? el("div", { class: "reason" }, s.reason) : "",
+          s.detail ? el("div", { class: "detail" }, s.detail) : "",
+        ),
       );
     }),
   );

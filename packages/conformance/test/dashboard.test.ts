@@ -828,6 +828,12 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
       const running = provider === "aws" ? "in its function" : "running";
       for (const name of ["first", "scores"])
         await page.locator(`#services tr[data-service="${name}"]`, { hasText: running }).waitFor();
+      if (provider === "aws") {
+        // How many copies of its function run, as Lambda runs one per event in flight.
+        const detail = page.locator('#services tr[data-service="scores"] .detail');
+        await detail.waitFor();
+        expect(await detail.textContent()).toMatch(/^[1-8] execution environments?, (idle|[1-8] running an event)$/);
+      }
       if (provider === "local") {
         // One that fails as it loads: waiting, with why; saved fixed, running.
         const broken = join(dir, "services/broken.ts");

@@ -163,6 +163,11 @@ export interface RunningProvider {
    * (the dashboard shows it); a service not listed is running.
    */
   failedServices?(): ReadonlyMap<string, string>;
+  /**
+   * For a provider that hosts the services: a line on each service's function as it runs now (the
+   * dashboard shows it under the service's state), such as how many copies of it run.
+   */
+  hostedServices?(): ReadonlyMap<string, string>;
   /** For a provider that hosts the services: hears each line a service prints (the dashboard shows them). */
   onServiceOutput?(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void;
   /** Closes client connections (1001, going away), ends handler streams, closes stores. */

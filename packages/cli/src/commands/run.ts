@@ -530,10 +530,12 @@ class Run {
   private serviceStatuses(): ServiceStatus[] {
     if (this.running.hostsServices) {
       const failed = this.running.failedServices?.() ?? new Map<string, string>();
+      const hosted = this.running.hostedServices?.() ?? new Map<string, string>();
       return this.prepared.services.map((s) => {
         const reason = failed.get(s.entry.name);
+        const detail = hosted.get(s.entry.name);
         return reason === undefined
-          ? { name: s.entry.name, file: s.entry.file, state: "hosted" }
+          ? { name: s.entry.name, file: s.entry.file, state: "hosted", ...(detail === undefined ? {} : { detail }) }
           : { name: s.entry.name, file: s.entry.file, state: "waiting", reason };
       });
     }

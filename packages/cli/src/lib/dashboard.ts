@@ -79,6 +79,8 @@ export interface ServiceStatus {
   state: "starting" | "started" | "waiting" | "hosted" | "unknown";
   /** Why it waits, in a line. */
   reason?: string;
+  /** How it runs, in a line, when the provider hosts it (its function's execution environments). */
+  detail?: string;
 }
 
 /** A running dashboard. */

@@ -500,6 +500,11 @@ class EmulatedFunction {
     return this.instances.length;
   }
 
+  /** How many of them are taken by an invocation. */
+  get busyCount(): number {
+    return this.instances.filter((i) => i.busy).length;
+  }
+
   /** Starts its first execution environment, as a deploy leaves one warm; resolves once its init is done. */
   start(timeoutMs: number): Promise<void> {
     this.initTimeoutMs = timeoutMs;

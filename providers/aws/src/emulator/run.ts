@@ -435,6 +435,17 @@ class EmulatedRun implements RunningProvider {
     }
     return failed;
   }
+  hostedServices(): ReadonlyMap<string, string> {
+    const lines = new Map<string, string>();
+    for (const fn of this.emulator.functions) {
+      const [n, busy] = [fn.instanceCount, fn.busyCount];
+      lines.set(
+        fn.service,
+        `${n} execution environment${n === 1 ? "" : "s"}, ${busy === 0 ? "idle" : `${busy} running an event`}`,
+      );
+    }
+    return lines;
+  }
   onServiceOutput(listener: (service: string, stream: "stdout" | "stderr", line: string) => void): void {
     this.outputListener = listener;
     this.emulator.onServiceOutput(listener);
