@@ -1185,6 +1185,31 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("ends an execution environment that uses more memory than the function's MemorySize, as Lambda does, failing the event it ran", async () => {
+    const lines: string[] = [];
+    const small = await anotherEmulator({ functionMemoryMb: 160 }, lines);
+    try {
+      const fn = small.functions.find((f) => f.service === "lab");
+      const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
+      const { id } = await c.call({ op: "whoami" });
+      // Within it: answered.
+      expect(await c.call({ op: "hog", size: 10 })).toEqual({ held: 1 });
+      expect(await c.call({ op: "hog", size: 200 })).toEqual({ message: "Internal server error", connectionId: id });
+      const ended = lines.filter((l) => l.includes("over the function's"));
+      expect(ended).toHaveLength(1);
+      expect(ended[0]).toMatch(
+        new RegExp(
+          `^function "${fn?.name}": an execution environment used \\d+ MB, over the function's 160 MB \\(its MemorySize\\), so it is ended as Lambda ends it \\("Runtime exited with error: signal: killed"\\), failing the event it ran; hold less in memory, or give the service more \\(memory: in its services: entry of the project file, up to 10240\\)$`,
+        ),
+      );
+      // The next event gets a new environment, which holds nothing yet.
+      expect(await c.call({ op: "hog", size: 1 })).toEqual({ held: 1 });
+      c.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("closes a client that pings faster than it takes its pongs with 1008 and the reason, and serves one that waits for each pong", async () => {
     const steady = await connect(url);
     for (let i = 0; i < 200; i++) {

@@ -65,6 +65,26 @@ describe("a template's logical ids and the self-invocation", () => {
   }, 60000);
 });
 
+describe("function memory", () => {
+  it("gives a service the memory of its services: entry, the others 512 MB, and passes the specification", async () => {
+    const project = copyProject(join(FIXTURES, "split"));
+    writeFileSync(
+      join(project, "nitric-like.yaml"),
+      "name: split\nservices:\n  - match: services/speaker.ts\n    memory: 2048\n  - match: services/doorman.ts\n",
+    );
+    const out = join(project, "out");
+    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    expect(code, stderr).toBe(0);
+    const t = JSON.parse(readFileSync(join(out, "template.json"), "utf8")) as Template;
+    const memory = Object.values(t.Resources)
+      .filter((r) => r.Type === "AWS::Lambda::Function")
+      .map((r) => [r.Properties.Environment, r.Properties.MemorySize] as const)
+      .map(([env, mb]) => [(env as { Variables: Record<string, string> }).Variables.NITRIC_LIKE_SERVICE, mb]);
+    expect(Object.fromEntries(memory)).toEqual({ doorman: 512, speaker: 2048 });
+    expect(await checkTemplate(t)).toEqual([]);
+  }, 60000);
+});
+
 describe("a template with secrets", () => {
   it("passes the specification: a service on @nitric/sdk declaring secrets gets them, unnamed, with their ARNs as outputs", async () => {
     // A second service on @nitric/sdk (its secret() as Nitric v1 has it) beside the lab's.

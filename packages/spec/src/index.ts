@@ -55,6 +55,7 @@ export {
   configuredSockets,
   DEFAULT_RUN_ENVIRONMENT,
   type EnvironmentConfig,
+  FUNCTION_MEMORY_MB,
   findServices,
   globToRegExp,
   loadProject,

@@ -106,6 +106,27 @@ describe("findServices", () => {
     ]);
   });
 
+  it("gives each service its entry's memory, and refuses memory Lambda would not take, with the fix", () => {
+    const dir = project({
+      "nitric-like.yaml":
+        "name: x\nservices:\n  - match: services/big/*.ts\n    memory: 2048\n  - match: services/*.ts\n",
+      "services/chat.ts": "",
+      "services/big/report.ts": "",
+    });
+    expect(findServices(loadProject(dir)).map((s) => [s.name, s.memory])).toEqual([
+      ["chat", undefined],
+      ["report", 2048],
+    ]);
+    for (const bad of ["100", "10241", "512.5", '"1GB"']) {
+      const wrong = project({
+        "nitric-like.yaml": `name: x\nservices:\n  - match: services/*.ts\n    memory: ${bad}\n`,
+      });
+      expect(() => loadProject(wrong)).toThrow(
+        `nitric-like.yaml: services[0].memory is ${JSON.stringify(bad.startsWith('"') ? "1GB" : Number(bad))}: give each of these services' function memory on AWS as a whole number of MB from 128 to 10240 (Lambda's MemorySize), such as "memory: 1024"`,
+      );
+    }
+  });
+
   it("refuses two services with the same name and a glob that matches nothing", () => {
     const clash = project({
       "nitric-like.yaml": "name: x\nservices:\n  - match: services/**/*.ts\n",

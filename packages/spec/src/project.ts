@@ -6,6 +6,7 @@
  * services:
  *   - match: services/*.ts        # which files are services
  *     start: node $SERVICE_PATH    # optional: how to start one (TypeScript runs without it)
+ *     memory: 1024                 # optional, AWS: each one's function memory in MB (512)
  * websockets:
  *   socket:
  *     port: 4000                   # optional: pin the local gateway's port
@@ -42,7 +43,12 @@ export interface ServiceMatch {
   match: string;
   /** A shell command that starts one service; `$SERVICE_PATH` is its file. @default built-in TypeScript runner */
   start?: string;
+  /** Each matched service's function memory on AWS, in MB (Lambda's MemorySize). @default 512 */
+  memory?: number;
 }
+
+/** Lambda's MemorySize bounds, in MB. */
+export const FUNCTION_MEMORY_MB = { min: 128, max: 10_240 } as const;
 
 /** Per-socket settings. */
 export interface WebsocketConfig {
@@ -144,6 +150,8 @@ export interface ServiceEntry {
   path: string;
   /** The start command, when the matching entry has one. */
   start?: string;
+  /** Its function's memory on AWS in MB, when the matching entry gives one. */
+  memory?: number;
 }
 
 /**
@@ -163,7 +171,7 @@ export class ProjectError extends Error {
 
 /** The keys of each level of the project file (limits: see LIMIT_KEYS). */
 const TOP_KEYS = ["name", "services", "websockets", "limits", "environments", "compat"] as const;
-const SERVICE_KEYS = ["match", "start"] as const;
+const SERVICE_KEYS = ["match", "start", "memory"] as const;
 const SOCKET_KEYS = ["port", "limits", "domain"] as const;
 const ENVIRONMENT_KEYS = ["limits", "websockets"] as const;
 const ENVIRONMENT_SOCKET_KEYS = ["limits", "domain"] as const;
@@ -280,12 +288,24 @@ export function loadProject(dir: string): Project {
         return;
       }
       unknownKeys(problem, s, SERVICE_KEYS, at);
-      const { match, start } = s;
+      const { match, start, memory } = s;
       if (start !== undefined && typeof start !== "string") {
         problem(`${at}.start must be a shell command, such as "node $SERVICE_PATH"`);
         return;
       }
-      services.push(start === undefined ? { match } : { match, start });
+      if (
+        memory !== undefined &&
+        (typeof memory !== "number" ||
+          !Number.isInteger(memory) ||
+          memory < FUNCTION_MEMORY_MB.min ||
+          memory > FUNCTION_MEMORY_MB.max)
+      ) {
+        problem(
+          `${at}.memory is ${JSON.stringify(memory)}: give each of these services' function memory on AWS as a whole number of MB from ${FUNCTION_MEMORY_MB.min} to ${FUNCTION_MEMORY_MB.max} (Lambda's MemorySize), such as "memory: 1024"`,
+        );
+        return;
+      }
+      services.push({ match, ...(start === undefined ? {} : { start }), ...(memory === undefined ? {} : { memory }) });
     });
   }
 
@@ -580,6 +600,7 @@ export function findServices(project: Project): ServiceEntry[] {
       }
       const entry: ServiceEntry = { name, file, path: join(project.dir, file) };
       if (s.start !== undefined) entry.start = s.start;
+      if (s.memory !== undefined) entry.memory = s.memory;
       byName.set(name, entry);
     }
   }

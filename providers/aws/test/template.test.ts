@@ -154,6 +154,21 @@ describe("logical ids", () => {
   });
 });
 
+describe("function memory", () => {
+  it("is each service's own memory, else 512 MB", () => {
+    const spec = app(["socket"], [], ["chat", "report"]);
+    const artifactKeys = { chat: "k/chat.zip", report: "k/report.zip" };
+    const t = buildTemplate({ spec, artifactKeys, serviceMemoryMb: { report: 2048 } }) as Template;
+    const memory = Object.fromEntries(
+      ofType(t, "AWS::Lambda::Function").map((id) => {
+        const p = t.Resources[id]?.Properties as { Description: string; MemorySize: number };
+        return [/service "([^"]+)"/.exec(p.Description)?.[1], p.MemorySize];
+      }),
+    );
+    expect(memory).toEqual({ chat: 512, report: 2048 });
+  });
+});
+
 describe("the Deployment", () => {
   const deploymentOf = (t: Template) => ofType(t, "AWS::ApiGatewayV2::Deployment");
   const split = (message: string) => app(["socket"], [], ["a", "b"], { connect: "a", disconnect: "a", message });

@@ -137,6 +137,8 @@ export interface TemplateInput {
   artifactKeys: Record<string, string>;
   /** Function memory in MB. @default 512 */
   memoryMb?: number;
+  /** A service's function memory in MB, over `memoryMb` (its `services:` entry's `memory`). */
+  serviceMemoryMb?: Readonly<Record<string, number>>;
   /** Function timeout in seconds. @default 30, and always 5 s above the handler timeout */
   timeoutSeconds?: number;
   /** How long a handler may take to answer an event (NITRIC_LIKE_HANDLER_TIMEOUT_MS). @default the runtime's 5000 */
@@ -623,7 +625,12 @@ class TemplateBuilder {
         Handler: "index.handler",
         Code: { S3Bucket: { Ref: "ArtifactBucket" }, S3Key: key },
         Role: { "Fn::GetAtt": [role, "Arn"] },
-        MemorySize: this.input.memoryMb ?? 512,
+        MemorySize:
+          (this.input.serviceMemoryMb && Object.hasOwn(this.input.serviceMemoryMb, service)
+            ? this.input.serviceMemoryMb[service]
+            : undefined) ??
+          this.input.memoryMb ??
+          512,
         Timeout: functionTimeoutSeconds(this.input.handlerTimeoutMs, this.input.timeoutSeconds),
         Environment: { Variables: this.environment(service, reachable) },
         LoggingConfig: { LogGroup: { Ref: logGroup } },

@@ -30,7 +30,8 @@
  *
  * Each function runs in execution environments (worker processes) that take one invocation at a
  * time, as Lambda's do: a deploy leaves one warm, concurrent invocations start more (cold starts),
- * and a crash or an invocation past the function's Timeout ends only its own; between its
+ * and a crash, an invocation past the function's Timeout or an environment over its MemorySize
+ * (resident memory, read at each sweep on Linux) ends only its own; between its
  * invocations an environment is frozen (its worker blocks), as Lambda freezes it. Up to the account's
  * 1,000 concurrent executions across every function; more are throttled (a message's is dropped,
  * logged once per burst; Invoke answers 429; an asynchronous Invoke waits for one, as Lambda queues
@@ -174,6 +175,8 @@ export interface EmulatorOptions {
   maxQueuedAsync?: number;
   /** Every function's timeout, instead of the template's `Timeout` (for tests). */
   functionTimeoutMs?: number;
+  /** Every function's memory in MB, instead of the template's `MemorySize` (for tests). */
+  functionMemoryMb?: number;
   /**
    * How many execution environments one function runs at most; more invocations at once wait for
    * one (Lambda would start more). @default MAX_INSTANCES_PER_FUNCTION
@@ -200,6 +203,20 @@ export interface EmulatorOptions {
 
 /** Lambda's timeout for a function whose template gives none. */
 const LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3;
+
+/** Lambda's memory for a function whose template gives none, in MB. */
+const LAMBDA_DEFAULT_MEMORY_MB = 128;
+
+/** A process's resident memory in MB, from /proc (Linux); undefined elsewhere or once it has gone. */
+function residentMb(pid: number | undefined): number | undefined {
+  if (pid === undefined || process.platform !== "linux") return undefined;
+  try {
+    const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
 
 /** API Gateway's account throttle, in requests per second (a bucket of 5,000 for bursts). */
 export const CALLBACKS_PER_SECOND = 10_000;
@@ -489,6 +506,8 @@ class EmulatedFunction {
     private readonly concurrency: Concurrency,
     /** The function's timeout (the template's Timeout). */
     readonly timeoutMs: number,
+    /** The function's memory in MB (the template's MemorySize): an environment using more is ended. */
+    readonly memoryMb: number,
     private readonly maxInstances = MAX_INSTANCES_PER_FUNCTION,
     private readonly idleMs = INSTANCE_IDLE_MS,
     /** Freeze an instance between its invocations (see Instance's frozen). */
@@ -647,7 +666,17 @@ class EmulatedFunction {
     const now = Date.now();
     for (const instance of [...this.instances]) {
       const invocation = instance.current;
-      if (invocation !== undefined && now - invocation.at >= this.timeoutMs && !instance.ending) {
+      const rss = instance.ending ? undefined : residentMb(instance.child.pid);
+      if (rss !== undefined && rss > this.memoryMb) {
+        // Lambda's limit is the environment's memory, which Lambda ends when it is over it.
+        const failed = invocation !== undefined;
+        instance.fail(new Error("Runtime exited with error: signal: killed"));
+        this.logger.error(
+          `function "${this.name}": an execution environment used ${Math.round(rss)} MB, over the function's ${this.memoryMb} MB (its MemorySize), so it is ended as Lambda ends it ("Runtime exited with error: signal: killed")${failed ? ", failing the event it ran" : ""}; hold less in memory, or give the service more (memory: in its services: entry of the project file, up to 10240)`,
+        );
+        this.remove(instance);
+        instance.kill();
+      } else if (invocation !== undefined && now - invocation.at >= this.timeoutMs && !instance.ending) {
         const seconds = (this.timeoutMs / 1000).toFixed(2);
         instance.fail(new Error(`Task timed out after ${seconds} seconds`));
         this.logger.error(
@@ -1916,7 +1945,11 @@ function createFunctions(
   );
   for (const [id, r] of Object.entries(resolved)) {
     if (r.Type !== "AWS::Lambda::Function") continue;
-    const p = r.Properties as { Environment?: { Variables?: Record<string, string> }; Timeout?: number };
+    const p = r.Properties as {
+      Environment?: { Variables?: Record<string, string> };
+      Timeout?: number;
+      MemorySize?: number;
+    };
     const service = p.Environment?.Variables?.NITRIC_LIKE_SERVICE ?? id;
     const name = physical.ref[id] as string;
     functions.push(
@@ -1929,6 +1962,7 @@ function createFunctions(
         options.logger,
         concurrency,
         options.functionTimeoutMs ?? (p.Timeout ?? LAMBDA_DEFAULT_TIMEOUT_SECONDS) * 1000,
+        options.functionMemoryMb ?? p.MemorySize ?? LAMBDA_DEFAULT_MEMORY_MB,
         options.maxInstancesPerFunction,
         options.instanceIdleMs,
         options.freezeBetweenInvocations,
