@@ -36,7 +36,7 @@ const BROKEN = [
 const PROBLEMS = [
   "error: nitric-like.yaml: websocket is not a setting; did you mean websockets?",
   'error: nitric-like.yaml: name "My App" cannot be a stack name: it must start with a letter and have only letters, digits and hyphens; use name: my-app',
-  "error: nitric-like.yaml: services[0].env is not a setting; services[0] takes match, start",
+  "error: nitric-like.yaml: services[0].env is not a setting; services[0] takes match, start, memory",
   "error: nitric-like.yaml: websockets.chat.prot is not a setting; did you mean websockets.chat.port?",
   "error: nitric-like.yaml: limits.idleTimeout is 10: use a duration from 1ms to 168h with its unit (ms, s, m, h), such as 10m",
   "error: the project file has 5 problems (listed above)",

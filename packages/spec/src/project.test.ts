@@ -174,7 +174,7 @@ describe("a strict project file", () => {
     expect(problems).toEqual([
       "websocket is not a setting; did you mean websockets?",
       "idleTimeout is a limit, not a setting here; put it under limits:",
-      "services[0].env is not a setting; services[0] takes match, start",
+      "services[0].env is not a setting; services[0] takes match, start, memory",
       "websockets.chat.prot is not a setting; did you mean websockets.chat.port?",
       `websockets.chat.limits.idleTimout is not a limit; did you mean idleTimeout? The limits are ${LIMIT_KEYS.join(", ")}`,
       "environments.prod.limit is not a setting; did you mean environments.prod.limits?",
