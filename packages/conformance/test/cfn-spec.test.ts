@@ -73,8 +73,11 @@ describe("function memory", () => {
       "name: split\nservices:\n  - match: services/speaker.ts\n    memory: 2048\n  - match: services/doorman.ts\n",
     );
     const out = join(project, "out");
-    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    const { code, stdout, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
     expect(code, stderr).toBe(0);
+    // The build says it, beside the bundle's size.
+    expect(stdout + stderr).toMatch(/^ {2}speaker: index\.cjs \d+ KB, zip \d+ KB, memory 2048 MB$/m);
+    expect(stdout + stderr).toMatch(/^ {2}doorman: index\.cjs \d+ KB, zip \d+ KB$/m);
     const t = JSON.parse(readFileSync(join(out, "template.json"), "utf8")) as Template;
     const memory = Object.values(t.Resources)
       .filter((r) => r.Type === "AWS::Lambda::Function")

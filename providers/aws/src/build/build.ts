@@ -73,7 +73,8 @@ export async function buildAws(
       zipBytes: archive.length,
     });
     const esm = name === FUNCTION_FILES.esm ? " (an ES module: the service awaits at its top level)" : "";
-    logger.info(`  ${service.name}: ${name} ${kb(code.length)}${esm}, zip ${kb(archive.length)}`);
+    const memory = service.memory === undefined ? "" : `, memory ${service.memory} MB`;
+    logger.info(`  ${service.name}: ${name} ${kb(code.length)}${esm}, zip ${kb(archive.length)}${memory}`);
   }
   rmSync(join(outDir, "entries"), { recursive: true, force: true });
   for (const note of awsLimitNotes(options.project)) logger.warn(note);
