@@ -1099,6 +1099,10 @@ describe("the emulator keeps API Gateway's rules", () => {
       const slept = await Promise.all(Array.from({ length: 5 }, () => a.next()));
       expect(slept.map((f) => f.text)).toEqual(Array(5).fill(JSON.stringify({ slept: 400 })));
       expect(Date.now() - began).toBeGreaterThanOrEqual(800);
+      // Said once for the burst: Lambda would have started more.
+      expect(lines.filter((l) => l.includes("events wait for one"))).toEqual([
+        `function "${fn?.name}": its 3 execution environments are all running an event, so events wait for one here; Lambda would start more, up to the account's concurrent executions (the emulator runs at most 3 a function)`,
+      ]);
       // Idle environments end, all but the last.
       for (let i = 0; i < 60 && fn?.instanceCount !== 1; i++) await sleep(50);
       expect(fn?.instanceCount).toBe(1);

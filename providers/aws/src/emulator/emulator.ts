@@ -494,6 +494,8 @@ class EmulatedFunction {
   private stopped = false;
   /** Looks for an invocation past the function's timeout, and for idle instances (see sweep). */
   private sweeper: NodeJS.Timeout | undefined;
+  /** Says, once a burst, that events wait for an environment (where Lambda would start more). */
+  private readonly waitLog: BurstLog;
 
   constructor(
     readonly logicalId: string,
@@ -512,7 +514,9 @@ class EmulatedFunction {
     private readonly idleMs = INSTANCE_IDLE_MS,
     /** Freeze an instance between its invocations (see Instance's frozen). */
     private readonly freezeIdle = true,
-  ) {}
+  ) {
+    this.waitLog = new BurstLog(logger, "warn", (n) => ` (${n} events waited since the last report)`);
+  }
 
   /** How many execution environments it has now (started or starting). */
   get instanceCount(): number {
@@ -625,12 +629,16 @@ class EmulatedFunction {
 
   /** An instance for one invocation: an idle one, a new one, or the first to come free. */
   private async acquire(): Promise<Instance> {
-    const instance =
-      this.free() ??
-      (await new Promise<Instance>((resolve, reject) => {
+    let instance = this.free();
+    if (instance === undefined) {
+      this.waitLog.note(
+        `function "${this.name}": its ${this.maxInstances} execution environments are all running an event, so events wait for one here; Lambda would start more, up to the account's concurrent executions (the emulator runs at most ${this.maxInstances} a function)`,
+      );
+      instance = await new Promise<Instance>((resolve, reject) => {
         this.waiting.push({ resolve, reject });
         this.pump();
-      }));
+      });
+    }
     // A new instance is taken at once; its init may still be running, and may fail (this
     // invocation fails with it, as Lambda's fails with an init error).
     await instance.ready;
