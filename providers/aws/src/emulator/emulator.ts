@@ -29,7 +29,8 @@
  * rest with 403 before their body is read.
  *
  * Each function runs in execution environments (worker processes) that take one invocation at a
- * time, as Lambda's do: a deploy leaves one warm, concurrent invocations start more (cold starts),
+ * time, as Lambda's do: one starts with the emulator (where Lambda would start it at the first
+ * event; so an init that fails says so at once), concurrent invocations start more (cold starts),
  * and a crash, an invocation past the function's Timeout or an environment over its MemorySize
  * (resident memory, read at each sweep on Linux) ends only its own; between its
  * invocations an environment is frozen (its worker blocks), as Lambda freezes it. Up to the account's
@@ -38,8 +39,8 @@
  * it).
  *
  * Differences from AWS, on purpose: a function has at most 8 execution environments (more
- * invocations at once wait for one, where Lambda would start more), and keeps its last one however
- * long it idles; IAM policies are not enforced (the runtime enforces the declared policies itself).
+ * invocations at once wait for one, where Lambda would start more), its first starts with the
+ * emulator, and it keeps its last one however long it idles; IAM policies are not enforced (the runtime enforces the declared policies itself).
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -528,7 +529,10 @@ class EmulatedFunction {
     return this.instances.filter((i) => i.busy).length;
   }
 
-  /** Starts its first execution environment, as a deploy leaves one warm; resolves once its init is done. */
+  /**
+   * Starts its first execution environment at once (Lambda starts one at the first event; here an
+   * init that fails says so as `run` starts); resolves once its init is done.
+   */
   start(timeoutMs: number): Promise<void> {
     this.initTimeoutMs = timeoutMs;
     // A restart (a code change) starts it again after stop().
