@@ -1904,6 +1904,33 @@ describe("run --provider aws, one at a time per project", () => {
   }, 90000);
 });
 
+describe("run --provider aws killed outright", () => {
+  it("leaves no function process behind, frozen or running", async () => {
+    const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", "aws"]);
+    const runPid = app.child.pid as number;
+    await chats(app.url("socket"), "before the kill");
+    // The functions' execution environments: run's child processes (frozen now, between events).
+    const workers = execFileSync("pgrep", ["-P", String(runPid)], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .map(Number)
+      .filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("emulator/worker"));
+    expect(workers.length).toBeGreaterThan(0);
+    process.kill(runPid, "SIGKILL");
+    // Gone, or a zombie its new parent has not reaped: no longer running either way.
+    const alive = (pid: number) => {
+      try {
+        return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 100 && workers.some(alive); i++) await sleep(50);
+    expect(workers.filter(alive)).toEqual([]);
+    await app.stop().catch(() => {});
+  }, 60000);
+});
+
 describe("a third-party provider", () => {
   /** The chat example with the echo provider installed beside our SDK, as a package manager would. */
   function projectWithEcho(): string {
