@@ -69,6 +69,21 @@ describe("the runtime's HTTP client", () => {
     expect(sockets.size).toBe(1);
   });
 
+  it("sends a request again on a new connection when the kept-alive one was closed by the far end, as after a freeze", async () => {
+    let served = 0;
+    const { url, sockets } = await serve((_req, body, res) => {
+      served++;
+      res.end(`got ${body}`);
+    });
+    expect((await httpRequest(url, "POST", {}, "one")).body).toBe("got one");
+    // The far end ends the idle connection, and this process sends before it has seen that (a
+    // frozen function sees nothing until it runs again).
+    for (const s of sockets) s.destroy();
+    const second = httpRequest(url, "POST", {}, "two");
+    expect((await second).body).toBe("got two");
+    expect(served).toBe(2);
+  });
+
   it("rejects an answer cut off before its end, rather than returning part of it", async () => {
     const { url } = await serve((_req, _body, res) => {
       res.writeHead(200, { "content-length": "100" });

@@ -21,10 +21,12 @@ interface Transport {
     options: RequestOptions,
     callback: (response: IncomingMessage) => void,
   ) => {
-    on(event: "error", listener: (error: Error) => void): unknown;
+    on(event: "error", listener: (error: NodeJS.ErrnoException) => void): unknown;
     on(event: "socket", listener: (socket: Socket) => void): unknown;
     end(body?: string | Uint8Array): void;
     destroy(error: Error): void;
+    /** Whether it went out on a kept-alive connection an earlier request had used. */
+    reusedSocket: boolean;
   };
   agent: Agent;
 }
@@ -57,7 +59,7 @@ function transport(protocol: string): Promise<Transport> {
     t = load(protocol === "https:" ? "node:https" : "node:http").then((m) => ({
       request: m.request as Transport["request"],
       // Connections stay open between invocations; one the far end closed while the function
-      // was frozen fails its next request, which is retried as a network error.
+      // was frozen fails its next request, which httpRequest sends again on a new connection.
       agent: new m.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS_PER_HOST }),
     }));
     transports.set(protocol, t);
@@ -100,7 +102,15 @@ export class TimeoutError extends Error {
   override readonly name = "TimeoutError";
 }
 
-/** Sends one request and reads the whole answer; a failure to connect, send or read rejects. */
+/** A kept-alive connection the far end had closed (while the function was frozen, say). */
+class StaleConnection extends Error {}
+
+/**
+ * Sends one request and reads the whole answer; a failure to connect, send or read rejects. A
+ * request that a kept-alive connection fails before any answer, because the far end had closed
+ * it, is sent once more on a new connection: the far end never read it (closing a connection
+ * between requests is how servers end idle ones), so even a call that is never retried goes once.
+ */
 export async function httpRequest(
   url: URL,
   method: string,
@@ -115,6 +125,35 @@ export async function httpRequest(
   const { request, agent } = await transport(url.protocol);
   const outgoing = { ...headers };
   if (body !== undefined) outgoing["content-length"] = String(Buffer.byteLength(body));
+  const send = { url, method, outgoing, body, timeouts, maxAnswerBytes, request };
+  try {
+    return await requestOnce(send, agent);
+  } catch (error) {
+    if (!(error instanceof StaleConnection)) throw error;
+    return requestOnce(send, false);
+  }
+}
+
+function requestOnce(
+  {
+    url,
+    method,
+    outgoing,
+    body,
+    timeouts,
+    maxAnswerBytes,
+    request,
+  }: {
+    url: URL;
+    method: string;
+    outgoing: Record<string, string>;
+    body: string | Uint8Array | undefined;
+    timeouts: Timeouts;
+    maxAnswerBytes: number;
+    request: Transport["request"];
+  },
+  agent: Transport["agent"] | false,
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let done = false;
@@ -126,7 +165,9 @@ export async function httpRequest(
         f(value);
       };
     const fail = settle(reject);
+    let answered = false;
     const req = request(url, { method, headers: outgoing, agent }, (response) => {
+      answered = true;
       const chunks: Buffer[] = [];
       let size = 0;
       response.on("data", (chunk: Buffer) => {
@@ -169,7 +210,11 @@ export async function httpRequest(
         socket.once("connect", answering);
       }
     });
-    req.on("error", fail);
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      const stale =
+        !answered && req.reusedSocket && agent !== false && (error.code === "ECONNRESET" || error.code === "EPIPE");
+      fail(stale ? new StaleConnection(error.message) : error);
+    });
     req.end(body);
   });
 }
