@@ -125,96 +125,76 @@ export async function httpRequest(
   const { request, agent } = await transport(url.protocol);
   const outgoing = { ...headers };
   if (body !== undefined) outgoing["content-length"] = String(Buffer.byteLength(body));
-  const send = { url, method, outgoing, body, timeouts, maxAnswerBytes, request };
   try {
-    return await requestOnce(send, agent);
+    return await requestOnce(agent);
   } catch (error) {
     if (!(error instanceof StaleConnection)) throw error;
-    return requestOnce(send, false);
+    return requestOnce(false);
   }
-}
 
-function requestOnce(
-  {
-    url,
-    method,
-    outgoing,
-    body,
-    timeouts,
-    maxAnswerBytes,
-    request,
-  }: {
-    url: URL;
-    method: string;
-    outgoing: Record<string, string>;
-    body: string | Uint8Array | undefined;
-    timeouts: Timeouts;
-    maxAnswerBytes: number;
-    request: Transport["request"];
-  },
-  agent: Transport["agent"] | false,
-): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
-    let done = false;
-    const settle =
-      <T>(f: (value: T) => void) =>
-      (value: T) => {
-        done = true;
+  function requestOnce(agent: Transport["agent"] | false): Promise<HttpAnswer> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let done = false;
+      const settle =
+        <T>(f: (value: T) => void) =>
+        (value: T) => {
+          done = true;
+          clearTimeout(timer);
+          f(value);
+        };
+      const fail = settle(reject);
+      let answered = false;
+      const req = request(url, { method, headers: outgoing, agent }, (response) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on("data", (chunk: Buffer) => {
+          size += chunk.length;
+          if (size <= maxAnswerBytes) chunks.push(chunk);
+          else if (!done) {
+            const error = new AnswerTooLargeError(
+              `${url.host}: the answer is over ${maxAnswerBytes} bytes; a page this large is not an AWS answer, check the endpoint`,
+            );
+            fail(error);
+            req.destroy(error);
+          }
+        });
+        response.on("error", fail);
+        response.on("close", () => {
+          if (!response.complete) fail(new Error("the connection closed before the whole answer arrived"));
+        });
+        response.on("end", () =>
+          settle(resolve)({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString("utf8"),
+          }),
+        );
+      });
+      const expire = (what: string, ms: number) => {
         clearTimeout(timer);
-        f(value);
-      };
-    const fail = settle(reject);
-    let answered = false;
-    const req = request(url, { method, headers: outgoing, agent }, (response) => {
-      answered = true;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      response.on("data", (chunk: Buffer) => {
-        size += chunk.length;
-        if (size <= maxAnswerBytes) chunks.push(chunk);
-        else if (!done) {
-          const error = new AnswerTooLargeError(
-            `${url.host}: the answer is over ${maxAnswerBytes} bytes; a page this large is not an AWS answer, check the endpoint`,
-          );
+        if (done) return;
+        timer = setTimeout(() => {
+          const error = new TimeoutError(`${url.host}: ${what} ${ms} ms`);
           fail(error);
           req.destroy(error);
+        }, ms);
+      };
+      const answering = () => expire("no whole answer within", timeouts.responseMs);
+      req.on("socket", (socket) => {
+        if (!socket.connecting) answering();
+        else {
+          expire("no connection within", timeouts.connectMs);
+          socket.once("connect", answering);
         }
       });
-      response.on("error", fail);
-      response.on("close", () => {
-        if (!response.complete) fail(new Error("the connection closed before the whole answer arrived"));
+      req.on("error", (error: NodeJS.ErrnoException) => {
+        const stale =
+          !answered && req.reusedSocket && agent !== false && (error.code === "ECONNRESET" || error.code === "EPIPE");
+        fail(stale ? new StaleConnection(error.message) : error);
       });
-      response.on("end", () =>
-        settle(resolve)({
-          status: response.statusCode ?? 0,
-          headers: response.headers,
-          body: Buffer.concat(chunks).toString("utf8"),
-        }),
-      );
+      req.end(body);
     });
-    const expire = (what: string, ms: number) => {
-      clearTimeout(timer);
-      if (done) return;
-      timer = setTimeout(() => {
-        const error = new TimeoutError(`${url.host}: ${what} ${ms} ms`);
-        fail(error);
-        req.destroy(error);
-      }, ms);
-    };
-    const answering = () => expire("no whole answer within", timeouts.responseMs);
-    req.on("socket", (socket) => {
-      if (!socket.connecting) answering();
-      else {
-        expire("no connection within", timeouts.connectMs);
-        socket.once("connect", answering);
-      }
-    });
-    req.on("error", (error: NodeJS.ErrnoException) => {
-      const stale =
-        !answered && req.reusedSocket && agent !== false && (error.code === "ECONNRESET" || error.code === "EPIPE");
-      fail(stale ? new StaleConnection(error.message) : error);
-    });
-    req.end(body);
-  });
+  }
 }
