@@ -87,11 +87,11 @@ export async function buildAws(
         : `its alias record in hosted zone ${domain.hostedZone}`;
     logger.info(`websocket ${socket}: wss://${domain.name} (${dns})`);
   }
-  const memory = options.services.filter((s) => s.memory !== undefined).map((s) => [s.name, s.memory as number]);
+  const memoryByService = options.services.flatMap((s) => (s.memory === undefined ? [] : [[s.name, s.memory]]));
   const template = buildTemplate({
     spec,
     artifactKeys: Object.fromEntries(artifacts.map((a) => [a.service, a.key])),
-    ...(memory.length > 0 ? { serviceMemoryMb: Object.fromEntries(memory) } : {}),
+    ...(memoryByService.length > 0 ? { serviceMemoryMb: Object.fromEntries(memoryByService) } : {}),
     ...(handlerTimeoutMs === undefined ? {} : { handlerTimeoutMs }),
     ...(options.variables === undefined ? {} : { variables: options.variables }),
     ...(Object.keys(socketDomains).length > 0 ? { domains: socketDomains } : {}),
