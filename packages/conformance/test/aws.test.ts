@@ -835,6 +835,21 @@ describe("the emulator keeps API Gateway's rules", () => {
     bystander.close();
   });
 
+  it("routes the messages a client sent ahead of its binary frame in the same chunk, and none after it", async () => {
+    const probe = await connect(url);
+    const key = `ahead-${randomBytes(4).toString("hex")}`;
+    const set = (n: number) =>
+      maskedFrame(0x1, Buffer.from(JSON.stringify({ op: "set", key: `${key}-${n}`, value: { n } })));
+    // One write, so one chunk: the binary frame's header is read before ws parses the two ahead of it.
+    const bytes = Buffer.concat([set(1), set(2), maskedFrame(0x2, Buffer.from([1])), set(3)]);
+    expect(await rawClose(url, bytes)).toEqual({ code: 1003, reason: BINARY });
+    const keys = async () => ((await probe.call({ op: "keys", prefix: key })).keys as string[]).sort();
+    await expect.poll(keys, { timeout: 5000 }).toEqual([`${key}-1`, `${key}-2`]);
+    await sleep(300);
+    expect(await keys()).toEqual([`${key}-1`, `${key}-2`]);
+    probe.close();
+  });
+
   it("takes a 32 KB frame and a 128 KB message in 32 KB fragments, and closes a frame over 32 KB with 1009", async () => {
     const c = await connect(url);
     const frame = "a".repeat(32 * KB);
@@ -1495,42 +1510,68 @@ function upgradeRequest(pathname: string, extra = "", host = "x", version = "13"
   return `GET ${pathname} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: ${version}\r\n${extra}\r\n`;
 }
 
-/** Upgrades a raw connection, writes `bytes` after the 101, and reads until the server ends it: the close frame's code and reason. */
+/**
+ * Upgrades a raw connection, writes `bytes` after the 101, and reads until the server's close frame
+ * comes (or it ends the connection): the close frame's code and reason.
+ */
 async function rawClose(url: string, bytes: Buffer): Promise<{ code: number; reason: string }> {
   const { hostname, port, pathname } = new URL(url);
   const socket = createConnection({ host: hostname, port: Number(port) });
   socket.write(upgradeRequest(pathname, "", hostname));
   let buffered = Buffer.alloc(0);
   let wrote = false;
-  const received = await new Promise<Buffer>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not closed within 5 s: ${buffered.toString("latin1")}`)), 5000);
-    socket.on("data", (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      const end = buffered.indexOf("\r\n\r\n");
-      if (!wrote && end >= 0) {
-        wrote = true;
-        socket.write(bytes);
-      }
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not closed within 5 s: ${buffered.toString("latin1")}`)), 5000);
+      const settle = (close: { code: number; reason: string } | undefined) => {
+        if (close === undefined) return;
+        clearTimeout(timer);
+        resolve(close);
+      };
+      socket.on("data", (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        const end = buffered.indexOf("\r\n\r\n");
+        if (!wrote && end >= 0) {
+          wrote = true;
+          socket.write(bytes);
+        }
+        if (end >= 0) settle(closeFrame(buffered.subarray(end + 4)));
+      });
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        clearTimeout(timer);
+        const received = buffered.subarray(buffered.indexOf("\r\n\r\n") + 4);
+        const close = closeFrame(received);
+        if (close === undefined) reject(new Error(`no close frame in ${received.toString("latin1")}`));
+        else resolve(close);
+      });
     });
-    socket.on("error", () => {});
-    socket.on("close", () => {
-      clearTimeout(timer);
-      resolve(buffered.subarray(buffered.indexOf("\r\n\r\n") + 4));
-    });
-  });
-  // Server frames are unmasked.
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** The code and reason of the close frame among a server's (unmasked) frames, once it is all there. */
+function closeFrame(received: Buffer): { code: number; reason: string } | undefined {
   for (let at = 0; at + 2 <= received.length; ) {
     const len7 = (received[at + 1] as number) & 0x7f;
     const start = at + (len7 === 126 ? 4 : len7 === 127 ? 10 : 2);
     const length =
       len7 === 126 ? received.readUInt16BE(at + 2) : len7 === 127 ? Number(received.readBigUInt64BE(at + 2)) : len7;
+    if (start + length > received.length) return undefined;
     if (((received[at] as number) & 0x0f) === 0x8) {
       const payload = received.subarray(start, start + length);
       return { code: payload.readUInt16BE(0), reason: payload.subarray(2).toString("utf8") };
     }
     at = start + length;
   }
-  throw new Error(`no close frame in ${received.toString("latin1")}`);
+  return undefined;
+}
+
+/** A client's masked frame (with a zero mask, which leaves the payload as it is). */
+function maskedFrame(opcode: number, payload: Buffer): Buffer {
+  if (payload.length > 125) throw new Error("maskedFrame: at most 125 bytes");
+  return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length, 0, 0, 0, 0]), payload]);
 }
 
 /** The frame headers a raw client reads after sending one masked text frame, until `count` data frames came. */

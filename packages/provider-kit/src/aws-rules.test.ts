@@ -20,18 +20,28 @@ function u64(n: number): Buffer {
   return b;
 }
 
+/** What a watcher reported: the rule, the chunk it came in (`from` to `at`) and the messages before. */
+interface Watched {
+  rule?: FrameRuleBreak;
+  at: number;
+  from: number;
+  before: number;
+}
+
 /** Feeds `bytes` to a watcher in chunks cut at `cuts`; returns what it reported and after how many bytes. */
-function watch(bytes: Buffer, cuts: number[]): { rule?: FrameRuleBreak; at: number } {
-  let got: { rule?: FrameRuleBreak; at: number } = { at: -1 };
+function watch(bytes: Buffer, cuts: number[]): Watched {
+  let got: Watched = { at: -1, from: -1, before: -1 };
   let fed = 0;
-  const watcher = awsFrameWatcher((rule) => {
-    got = { rule, at: fed };
+  let start = 0;
+  const watcher = awsFrameWatcher((rule, before) => {
+    got = { rule, at: fed, from: start, before };
   });
   const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
   let from = 0;
   for (const to of [...points, bytes.length]) {
     if (to <= from) continue;
     fed = to;
+    start = from;
     watcher(bytes.subarray(from, to));
     from = to;
   }
@@ -83,6 +93,42 @@ describe("awsFrameWatcher", () => {
       ),
       { numRuns: 200 },
     );
+  });
+
+  it("counts the messages that end in the breaking frame's chunk ahead of it, which ws delivers next", () => {
+    fc.assert(
+      fc.property(legal, fc.array(fc.nat(), { maxLength: 20 }), (before, cuts) => {
+        const frames = before.map((f) => frame(f.opcode, true, f.length));
+        const got = watch(Buffer.concat([...frames, frame(0x2, true, 3)]), cuts);
+        // Where each text or continuation frame (every one is FIN here) ends.
+        let end = 0;
+        let expected = 0;
+        for (const [i, f] of before.entries()) {
+          end += (frames[i] as Buffer).length;
+          if (f.opcode < 0x8 && end > got.from) expected++;
+        }
+        expect(got.before).toBe(expected);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("counts a fragmented message once, at its last fragment, and none that the breaking frame cuts", () => {
+    let before = -1;
+    const watcher = awsFrameWatcher((_, n) => {
+      before = n;
+    });
+    watcher(
+      Buffer.concat([
+        frame(0x1, false, 5),
+        frame(0x9, true, 2),
+        frame(0x0, true, 5), // the end of the first message
+        frame(0x1, true, 0), // a whole empty one
+        frame(0x1, false, 4), // the start of a third, which the binary frame cuts
+        frame(0x2, true, 3),
+      ]),
+    );
+    expect(before).toBe(2);
   });
 
   it("reports once, and reads nothing after", () => {

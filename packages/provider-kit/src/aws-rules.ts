@@ -53,23 +53,33 @@ export const LARGE_FRAME_CLOSE: Readonly<FrameRuleBreak> = Object.freeze({
  * frame, or a data frame over `maxFrameBytes`. Feed it every chunk before the ws library parses it
  * (`socket.prependListener("data", watcher)`), so the rule is kept before the frame is buffered.
  * After `broken` it reads nothing more.
+ *
+ * `before` is how many whole messages end in that chunk ahead of the breaking frame: the ws
+ * library, which parses the chunk next, delivers them after `broken` was called. They came before
+ * the frame that broke the rule, as API Gateway would have routed them, so they are the
+ * connection's still; only what follows the breaking frame is not.
  */
 export function awsFrameWatcher(
-  broken: (rule: FrameRuleBreak) => void,
+  broken: (rule: FrameRuleBreak, before: number) => void,
   maxFrameBytes = AWS_MAX_FRAME_BYTES,
 ): (chunk: Buffer) => void {
   // A header is 2 to 14 bytes: kept here while it arrives across chunks.
   const header = Buffer.alloc(14);
   let have = 0;
   let skip = 0;
+  // Whether the frame being skipped is the last of a text message (FIN set, text or continuation).
+  let last = false;
   let done = false;
   return (chunk: Buffer) => {
     let i = 0;
+    // Messages whose last byte is in this chunk: the ws library delivers them as it parses it.
+    let ended = 0;
     while (!done && i < chunk.length) {
       if (skip > 0) {
         const n = Math.min(skip, chunk.length - i);
         skip -= n;
         i += n;
+        if (skip === 0 && last) ended++;
         continue;
       }
       header[have++] = chunk[i++] as number;
@@ -88,10 +98,13 @@ export function awsFrameWatcher(
       skip = length;
       if (opcode === 0x2) {
         done = true;
-        broken(BINARY_FRAME_CLOSE);
+        broken(BINARY_FRAME_CLOSE, ended);
       } else if (opcode < 0x8 && length > maxFrameBytes) {
         done = true;
-        broken(LARGE_FRAME_CLOSE);
+        broken(LARGE_FRAME_CLOSE, ended);
+      } else {
+        last = opcode < 0x8 && ((header[0] as number) & 0x80) !== 0;
+        if (skip === 0 && last) ended++;
       }
     }
   };

@@ -12,7 +12,7 @@ import { loadProject } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import type WebSocket from "ws";
 import { cleanup, closed, nextMessage, open } from "./helpers.js";
-import { destroyRaw, type EchoWorld, echoWorld, stillUpAndOthersFine } from "./raw.js";
+import { destroyRaw, type EchoWorld, echoWorld, frame, rawWs, stillUpAndOthersFine } from "./raw.js";
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -67,6 +67,22 @@ describe("compat: aws keeps API Gateway's rules locally", () => {
     ).toBe(true);
     // Bytes as base64 text go through.
     expect((await echoes(world.bystander, "AP8B")).data.toString()).toBe("AP8B");
+    await stillUpAndOthersFine(world);
+  });
+
+  it("handles the messages a client sent ahead of its binary frame in the same chunk, and none after it", async () => {
+    const world = await awsWorld();
+    const raw = await rawWs(world.url);
+    const texts = () =>
+      world.messages.events.map((e) =>
+        e.websocketEvent.case === "message" ? Buffer.from(e.websocketEvent.value.body).toString() : "",
+      );
+    // One write, so one chunk: the binary frame's header is read before ws parses the text ahead of it.
+    raw.write(Buffer.concat([frame(1, "first"), frame(1, "second"), frame(2, Buffer.from([1])), frame(1, "after")]));
+    expect(await raw.closed).toEqual({ code: 1003, reason: BINARY });
+    await expect.poll(texts).toEqual(["first", "second"]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(texts()).toEqual(["first", "second"]);
     await stillUpAndOthersFine(world);
   });
 

@@ -272,6 +272,8 @@ export interface EchoWorld {
   /** A client connected before the bad input, which must be unaffected by it. */
   bystander: WebSocket;
   connects: { events: WebsocketEventRequest[] };
+  /** The message events the echo handler got. */
+  messages: { events: WebsocketEventRequest[] };
 }
 
 /** Starts an echo world. */
@@ -284,13 +286,13 @@ export async function echoWorld(
   await declareStore(client, "items", [Action.KeyValueStoreRead, Action.KeyValueStoreWrite]);
   const connects = await handle(client, "echo", "connect", accept);
   await handle(client, "echo", "disconnect", () => ({}));
-  await handle(client, "echo", "message", (r) => {
+  const messages = await handle(client, "echo", "message", (r) => {
     const m = r.websocketEvent.case === "message" ? r.websocketEvent.value : undefined;
     return { replies: m ? [{ data: m.body, binary: m.binary ?? false }] : [] };
   });
   const url = urlOf(provider, "echo");
   const bystander = await open(url);
-  return { provider, logs, client, url, bystander, connects };
+  return { provider, logs, client, url, bystander, connects, messages };
 }
 
 async function echoes(ws: WebSocket, text: string): Promise<void> {

@@ -756,6 +756,11 @@ interface Connection {
   userAgent: string;
   /** Set once the emulator closed it for breaking one of API Gateway's rules: later frames are dropped. */
   refused?: boolean;
+  /**
+   * Messages the client sent ahead of the frame that broke a rule, which ws delivers after that
+   * frame's header was read (they came in the same chunk): routed still, as API Gateway routes them.
+   */
+  owed?: number;
   /** What the client asked with (the dashboard lists it); records that inherit nothing (dict()). */
   query: Record<string, string[]>;
   headers: Record<string, string[]>;
@@ -1170,7 +1175,10 @@ class EmulatedApi {
       ws.on("message", (data: Buffer, binary: boolean) =>
         guard(
           () => {
-            if (connection.refused) return;
+            if (connection.refused) {
+              if (!connection.owed) return;
+              connection.owed--;
+            }
             connection.lastActiveAt = Date.now();
             return this.track(this.message(id, connection, data, binary));
           },
@@ -1204,15 +1212,16 @@ class EmulatedApi {
    * the age limit (1001).
    */
   private keepRules(id: string, c: Connection, socket: Duplex): void {
-    const refuse = (code: number, reason: string) => {
+    const refuse = (code: number, reason: string, owed = 0) => {
       if (c.refused) return;
       c.refused = true;
+      c.owed = owed;
       this.logger.info(`API ${this.logicalId}: closed connection ${id} (${code}): ${reason}`);
       if (c.ws.readyState === WebSocket.OPEN) c.ws.close(code, reason);
     };
     socket.prependListener(
       "data",
-      awsFrameWatcher((rule) => refuse(rule.code, rule.reason)),
+      awsFrameWatcher((rule, before) => refuse(rule.code, rule.reason, before)),
     );
     const { idleTimeoutMs, maxConnectionAgeMs } = this.limits;
     const idle = setTimeout(() => refuse(1001, "Going away"), idleTimeoutMs);

@@ -11,15 +11,16 @@ import type { WebSocket } from "ws";
 
 /**
  * Reads a connection's frames before the ws library does: `close` is called once, with 1003 for
- * a binary frame and 1009 for a frame over 32 KB, before that frame is buffered or delivered.
+ * a binary frame and 1009 for a frame over 32 KB, before that frame is buffered or delivered, and
+ * with how many messages ahead of it ws is still to deliver (awsFrameWatcher's `before`).
  */
-export function keepAwsFrameRules(ws: WebSocket, close: (code: number, reason: string) => void): void {
+export function keepAwsFrameRules(ws: WebSocket, close: (code: number, reason: string, before: number) => void): void {
   // The ws library keeps the upgraded TCP socket as `_socket` (ws 8); its own "data" listener is
   // attached already, so this one goes in front of it.
   const socket = (ws as unknown as { _socket?: Duplex })._socket;
   socket?.prependListener(
     "data",
-    awsFrameWatcher((rule) => close(rule.code, rule.reason)),
+    awsFrameWatcher((rule, before) => close(rule.code, rule.reason, before)),
   );
 }
 

@@ -109,6 +109,12 @@ class Connection implements FlowConnection {
   handled = 0;
   /** Set once a limit closed the connection: later frames are dropped and nothing is logged again. */
   limited = false;
+  /**
+   * Under compat: aws, messages the client sent ahead of a frame that broke API Gateway's rules,
+   * which ws delivers after that frame's header was read (they came in the same chunk): handled
+   * still, as API Gateway routes them.
+   */
+  owed = 0;
   /** Set once one of its listeners threw (see connectionFailed): logged once, closed with 1011. */
   failed = false;
   /** Messages given to the handler and not yet answered, and their bytes (inbound backpressure). */
@@ -1032,7 +1038,12 @@ export class Gateway implements SocketBackend, FlowGateway {
     this.adopt(socket as ArrivingSocket, connection);
     if (this.observer !== undefined)
       this.observer({ type: "open", socket: this.name, connectionId: id, at: Date.now() });
-    if (this.options.awsRules) keepAwsFrameRules(ws, (code, reason) => this.limitClose(connection, code, reason));
+    if (this.options.awsRules)
+      keepAwsFrameRules(ws, (code, reason, before) => {
+        if (connection.limited) return; // closed for another limit already: nothing more is owed
+        this.limitClose(connection, code, reason);
+        connection.owed = before;
+      });
     // The connect handler's replies are the connection's first frames (the contract's reply path),
     // then what it sent with SendMessage while it ran, before any frame a later event causes.
     if (response) for (const r of response.replies) this.reply(id, ws, r.data, r.binary);
@@ -1092,7 +1103,10 @@ export class Gateway implements SocketBackend, FlowGateway {
 
   /** A message from a client: the rate limit, then the message event. For GatewaySocket only. */
   message(c: Connection, data: Buffer, binary: boolean): void {
-    if (c.limited) return;
+    if (c.limited) {
+      if (c.owed === 0) return;
+      c.owed--;
+    }
     // A socket with routes reads a text message that may be a JSON object with the property (its
     // first byte "{" or JSON's white space, and the property's quoted name or an escape among its
     // bytes) for its route; other sockets, and other messages, pay a comparison or a byte search.
