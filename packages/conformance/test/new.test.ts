@@ -95,6 +95,18 @@ it("refuses a folder that is not empty, and an unknown template, naming the choi
   expect(none.stderr).toContain('new: which folder? such as "nitric-like new my-app"');
 });
 
+it("prints a cd that a shell runs as it is, for a folder with a quote or a leading dash in its name", async () => {
+  const dir = tempDir();
+  for (const name of ["-x", "it's mine"]) {
+    const made = await runCli(["new", "--", name], { cwd: dir });
+    expect(made.code, made.stderr).toBe(0);
+    const cd = made.stderr.split("\n").find((line) => line.trimStart().startsWith("cd "));
+    const shell = spawnSync("sh", ["-c", `${cd} && pwd`], { cwd: dir, encoding: "utf8" });
+    expect(shell.status, `${cd}: ${shell.stderr}`).toBe(0);
+    expect(shell.stdout.trim()).toBe(join(dir, name));
+  }
+});
+
 /** The paths in a tarball, and its package.json. */
 function tarball(file: string): { paths: string[]; manifest: Record<string, unknown> } {
   const list = spawnSync("tar", ["tzf", file], { encoding: "utf8" });

@@ -25,9 +25,10 @@ Options:
   -h, --help          Show this help.
 `;
 
-/** `dir` as a shell word: as it is when that is safe, else single-quoted. */
+/** `dir` as a shell word: as it is when that is safe, else single-quoted; never read as an option. */
 function shellWord(dir: string): string {
-  return /^[\w@%+=:,./-]+$/.test(dir) ? dir : `'${dir.replaceAll("'", "'\\''")}'`;
+  const path = dir.startsWith("-") ? `./${dir}` : dir;
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
 }
 
 /** Runs `new`. */
