@@ -84,6 +84,13 @@ describe("nitric-like connect", () => {
     expect(entered.code, entered.stderr).toBe(0);
     expect(entered.stderr).toContain("(subprotocol rooms)");
     expect(JSON.parse(entered.stdout.trim().split("\n")[0] as string)).toMatchObject({ type: "hello", user: "ann" });
+    // The token alone: the app lets it in but accepts none of its subprotocols, so the client must
+    // fail the connection; connect says so and what to offer, not only ws's words.
+    const tokenOnly = await runCli(["connect", "--url", app.url("rooms"), "--protocol", "token.t-ann"]);
+    expect(tokenOnly.code).toBe(1);
+    expect(tokenOnly.stderr).toContain(
+      `connect: cannot reach ${app.url("rooms")}/: the socket accepted the connection but none of the subprotocols offered ("token.t-ann"), so a client (a browser too) must fail it; offer one it accepts as well (--protocol <name>`,
+    );
   }, 60000);
 
   it("refuses what it cannot connect to, saying why", async () => {

@@ -140,6 +140,20 @@ export function visible(text: string): string {
   return text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
+/**
+ * What the ws library's refusal of a 101 over its subprotocol means, and what to do: a server that
+ * accepts none of the offered subprotocols fails the connection in every client that follows
+ * RFC 6455 (browsers too), though the server counts it as opened. Undefined for other errors.
+ */
+export function subprotocolProblem(message: string, offered: readonly string[]): string | undefined {
+  const list = offered.map((p) => JSON.stringify(p)).join(", ");
+  if (message === "Server sent no subprotocol")
+    return `the socket accepted the connection but none of the subprotocols offered (${list}), so a client (a browser too) must fail it; offer one it accepts as well (--protocol <name>, such as the app's own), or, in the app, have authorize return one of req.protocols as its protocol`;
+  if (message === "Server sent an invalid subprotocol")
+    return `the socket accepted a subprotocol that was not offered (${list}), so a client (a browser too) must fail it; its authorize must return one of req.protocols as its protocol`;
+  return undefined;
+}
+
 /** Runs connect; resolves with the exit code. */
 export async function connectCommand(options: ConnectOptions, output: Output): Promise<number> {
   const url = await target(options, output);
@@ -182,7 +196,12 @@ export async function connectCommand(options: ConnectOptions, output: Output): P
       res.once("end", done);
       res.once("error", done);
     });
-    ws.on("error", (error: Error) => settle(false, `connect: cannot reach ${url}: ${error.message}`));
+    ws.on("error", (error: Error) =>
+      settle(
+        false,
+        `connect: cannot reach ${url}: ${subprotocolProblem(error.message, options.protocols) ?? error.message}`,
+      ),
+    );
   });
   if (!opened) return 1;
   output.info(
