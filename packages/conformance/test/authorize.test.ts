@@ -159,6 +159,19 @@ describe.each([
     expect(JSON.parse(reply)).toMatchObject({ auth: { user: "carol" } });
     ws.close();
   });
+
+  it("says once, without the token, that it let in a client offering subprotocols but chose none, which the client fails", async () => {
+    for (const token of ["token.dave-7f3a", "token.erin-7f3a"]) {
+      const ws = new WebSocket(url, [token]);
+      const error = await new Promise<Error>((resolve) => ws.once("error", resolve));
+      expect(error.message).toBe("Server sent no subprotocol");
+    }
+    const line = "accepted a client that offered subprotocols without choosing one of them, so the client fails";
+    await expect.poll(() => app.stderr.includes(line), { timeout: 5000 }).toBe(true);
+    expect(app.stderr.split(line).length - 1).toBe(1);
+    expect(app.stderr).toContain("have authorize return one of req.protocols as protocol (said once)");
+    expect(app.stderr).not.toContain("7f3a");
+  });
 });
 
 describe("the template of an app with authorize", () => {

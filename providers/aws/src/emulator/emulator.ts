@@ -814,6 +814,7 @@ class EmulatedSocket extends WebSocket {
 class EmulatedApi {
   readonly connections = new Map<string, Connection>();
   private readonly inflight = new Set<Promise<void>>();
+  private warnedNoProtocol = false;
   private readonly throttleLog: BurstLog;
   private readonly offStageLog: BurstLog;
   private readonly lateLog: BurstLog;
@@ -1159,6 +1160,14 @@ class EmulatedApi {
       return;
     }
     (req as IncomingMessage & { [ECHOED_PROTOCOL]?: string })[ECHOED_PROTOCOL] = protocol ?? "";
+    if (!protocol && headers["sec-websocket-protocol"] !== undefined && !this.warnedNoProtocol) {
+      // The 101 names no subprotocol, so the client fails the connection (RFC 6455; browsers do)
+      // while the app sees it connect and drop. Said once, not naming them (one may be a token).
+      this.warnedNoProtocol = true;
+      this.logger.warn(
+        `API ${this.logicalId}: accepted a client that offered subprotocols without choosing one of them, so the client fails the connection (browsers do; API Gateway echoes only the one $connect's answer names); have authorize return one of req.protocols as protocol (said once)`,
+      );
+    }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const connection: Connection = { ws, ...meta, lastActiveAt: Date.now(), query, headers };
       this.connections.set(id, connection);

@@ -471,6 +471,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   /** The token bucket refills this many tokens per millisecond. */
   private readonly tokensPerMs: number;
   private warnedNoConnect = false;
+  private warnedNoProtocol = false;
   private readonly origins = new Set<string>();
   /** The socket's message routes, from the spec (socket.route(action, ...)); see message(). */
   private routes: ReadonlySet<string> = new Set();
@@ -566,6 +567,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       // none; without an authorizer, the client's first (the ws library's default).
       handleProtocols: (protocols: Set<string>, req: IncomingMessage) => {
         const accepted = (req as AuthorizedRequest)[ACCEPTED_PROTOCOL];
+        if (accepted === "") this.acceptedNoProtocol(protocols);
         if (accepted !== undefined) return accepted === "" ? false : accepted;
         const first = protocols.values().next();
         return first.done ? false : first.value;
@@ -900,6 +902,20 @@ export class Gateway implements SocketBackend, FlowGateway {
       intern(req.url ?? "/"),
       sharedHeaders(req.rawHeaders),
       remoteAddressOf(req.socket),
+    );
+  }
+
+  /**
+   * An authorizer let in a client that offered subprotocols and accepted none: the 101 names none,
+   * so the client fails the connection (RFC 6455 section 4.1; browsers and ws do) while the app
+   * sees it connect and drop. Said once per socket, with the fix; not naming them, as a
+   * subprotocol may carry a token.
+   */
+  private acceptedNoProtocol(offered: Set<string>): void {
+    if (offered.size === 0 || this.warnedNoProtocol) return;
+    this.warnedNoProtocol = true;
+    this.logger.warn(
+      `websocket "${this.name}": accepted a client that offered subprotocols without choosing one of them, so the client fails the connection (browsers do); have authorize return one of req.protocols as protocol (said once)`,
     );
   }
 
