@@ -114,6 +114,8 @@ describe("nitric-like --help and friends", () => {
     const { code, stderr } = await runCli(["spec", FIXTURES]);
     expect(code).toBe(1);
     expect(stderr).toContain("no project file found, create nitric-like.yaml");
+    // A newcomer in an empty folder learns of new too.
+    expect(stderr).toContain('or make a new project, with a service and its test, by "nitric-like new my-app"');
   });
 });
 

@@ -236,7 +236,7 @@ export function loadProject(dir: string): Project {
       );
     }
     throw new ProjectError(
-      `${dir}: no project file found, create nitric-like.yaml with\n  name: my-app\n  services:\n    - match: services/*.ts`,
+      `${dir}: no project file found, create nitric-like.yaml with\n  name: my-app\n  services:\n    - match: services/*.ts\nor make a new project, with a service and its test, by "nitric-like new my-app"`,
     );
   }
   const where = relative(process.cwd(), file) || file;
