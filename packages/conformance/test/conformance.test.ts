@@ -5,6 +5,7 @@
 // and connections in dynalite.
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import {
   type App,
   type Client,
@@ -113,6 +114,17 @@ describe.each([
     // API Gateway's ids are base64 with padding ("L0SM9cOFvHcCIhw="); ours are base64url.
     for (const id of ids) expect(id).toMatch(aws ? /^[A-Za-z0-9+/]{15}=$/ : /^[A-Za-z0-9_-]{8,}$/);
     for (const c of clients) c.close();
+  });
+
+  it("accepts the first subprotocol a client offers when the socket has no authorizer, as a ws server does", async () => {
+    // RFC 6455: a client that offered subprotocols fails a 101 naming none of them (browsers do).
+    const ws = new WebSocket(url, ["chat.v2", "chat"]);
+    const opened = await new Promise<string>((resolve, reject) => {
+      ws.once("open", () => resolve(ws.protocol));
+      ws.once("error", reject);
+    });
+    expect(opened).toBe("chat.v2");
+    ws.close();
   });
 
   it("echoes text through socket.send as a text frame", async () => {

@@ -71,13 +71,16 @@ export function authorizerResult(decision: AuthorizeDecision, event: AuthorizerE
   throw new Error(decision.reason);
 }
 
-/** The identity and accepted subprotocol of a later event, from `requestContext.authorizer`. */
-export function authorizedContext(requestContext: unknown): { identity: string; protocol: string } {
+/**
+ * The identity and accepted subprotocol of a later event, from `requestContext.authorizer`: the
+ * protocol is "" when the socket's authorizer accepted none, undefined when no authorizer ran.
+ */
+export function authorizedContext(requestContext: unknown): { identity: string; protocol: string | undefined } {
   const authorizer = (requestContext as { authorizer?: Record<string, unknown> } | undefined)?.authorizer;
   const identity = authorizer?.[IDENTITY_KEY];
   const protocol = authorizer?.[PROTOCOL_KEY];
   return {
     identity: typeof identity === "string" ? identity : "",
-    protocol: typeof protocol === "string" ? protocol : "",
+    protocol: typeof protocol === "string" ? protocol : undefined,
   };
 }

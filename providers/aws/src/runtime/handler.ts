@@ -331,9 +331,13 @@ export class Runtime {
       remoteAddress: rc.identity?.sourceIp ?? "",
       auth: authorized.identity,
     };
-    // Browsers need the accepted subprotocol echoed in the 101 (RFC 6455 section 4.1).
-    const accepted: WebsocketApiResult = authorized.protocol
-      ? { statusCode: 200, headers: { "Sec-WebSocket-Protocol": authorized.protocol } }
+    // Browsers need the accepted subprotocol echoed in the 101 (RFC 6455 section 4.1). The
+    // authorizer's choice, or with none on the socket the client's first, as the local gateway (a
+    // ws server) takes: API Gateway echoes only what this answer names, so a client offering
+    // subprotocols to a socket without an authorizer would otherwise connect locally and fail here.
+    const protocol = authorized.protocol ?? offeredProtocols(headers["sec-websocket-protocol"]?.value)[0];
+    const accepted: WebsocketApiResult = protocol
+      ? { statusCode: 200, headers: { "Sec-WebSocket-Protocol": protocol } }
       : { statusCode: 200 };
     const problem = originProblem(gateway.name, headers.origin?.value[0], new Set(this.origins.get(gateway.name)));
     if (problem) {
