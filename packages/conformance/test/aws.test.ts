@@ -1172,6 +1172,23 @@ describe("the emulator keeps API Gateway's rules", () => {
     c.close();
   });
 
+  it("answers a send to a gone connection once its record is pruned, leaving nothing running as the function freezes", async () => {
+    const lines: string[] = [];
+    const small = await anotherEmulator({ maxInstancesPerFunction: 1 }, lines);
+    try {
+      const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
+      // The 410 prunes the connection's record: a DeleteItem the answer waits for, so no request
+      // (nor its timer) of the runtime's own is left to freeze with the environment.
+      const { error } = (await c.call({ op: "send", to: "GoneConnId0000=", text: "x" })) as { error: { code: string } };
+      expect(error.code).toBe("not_found");
+      expect(await c.call({ op: "whoami" })).toEqual({ id: expect.any(String) });
+      expect(lines.filter((l) => l.includes("still pending") || l.includes("could not prune"))).toEqual([]);
+      c.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("says which calls a handler left running past the handler timeout, which then wait, frozen, for the function's next events", async () => {
     const lines: string[] = [];
     const small = await anotherEmulator(

@@ -499,6 +499,21 @@ describe.each([
       c.close();
     });
 
+    it("answers an id no connection can have (empty, a dot segment, over 1,024 bytes, a newline) as a connection that is not open", async () => {
+      // Ids a service takes from its clients may be anything; on AWS the first ones would reach another
+      // path of the Management API (".." resolves away) or be refused by DynamoDB as a key.
+      const c = await connect(url);
+      for (const to of ["", ".", "..", "x".repeat(1025), "line\nbreak"]) {
+        const what = JSON.stringify(to.slice(0, 8));
+        const sent = (await c.call({ op: "send", to, text: "x" })) as { error: { code: string } };
+        expect(sent.error.code, what).toBe("not_found");
+        const info = (await c.call({ op: "info", to })) as { error: { code: string } };
+        expect(info.error.code, what).toBe("not_found");
+        expect(await c.call({ op: "is-connected", to }), what).toEqual({ connected: false });
+      }
+      c.close();
+    });
+
     it("lists live connections kept by the provider, without the app storing them", async () => {
       const a = await connect(`${url}/?who=a`);
       const b = await connect(`${url}/?who=b`);

@@ -1768,7 +1768,8 @@ async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res
     return;
   }
   const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(path);
-  const m = invoke ? null : /^\/([^/]+)\/([^/]+)\/@connections\/(.+)$/.exec(path);
+  // An id is whatever follows @connections/, decoded: a newline in one (%0A) is still an id, which API Gateway answers 410.
+  const m = invoke ? null : /^\/([^/]+)\/([^/]+)\/@connections\/(.+)$/s.exec(path);
   const api = m ? ctx.apis.get(m[1] as string) : undefined;
   if (!invoke && !api) {
     req.resume();

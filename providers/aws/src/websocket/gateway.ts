@@ -70,6 +70,23 @@ export class Opening extends KitOpening {
   state: string | undefined = undefined;
 }
 
+/**
+ * Longest connection id that can name a connection, in UTF-8 bytes: the connections table's sort
+ * key limit (DynamoDB's 1,024 bytes). API Gateway's own ids are 16 characters.
+ */
+const MAX_ID_BYTES = 1024;
+
+/**
+ * Whether `id` could name a connection: an id a service took from a client (a chat's "to" field,
+ * say) may be anything, and one that is empty, a dot segment (`.`, `..`, which a URL resolves away,
+ * so the request would reach another path of the Management API) or longer than the table's key
+ * is refused by API Gateway or DynamoDB with an error of their own. Such an id is answered as a
+ * connection that is not open, as the local provider answers it, and never reaches AWS.
+ */
+function possibleId(id: string): boolean {
+  return id !== "" && id !== "." && id !== ".." && Buffer.byteLength(id, "utf8") <= MAX_ID_BYTES;
+}
+
 function isGone(error: unknown): boolean {
   const e = error as { name?: string; statusCode?: number };
   return e.name === "GoneException" || e.statusCode === 410;
@@ -137,14 +154,20 @@ export class ApiGateway implements SocketBackend {
     return this.binding.url;
   }
 
-  private prune(id: string): void {
-    this.table?.remove(this.name, id).catch((error: unknown) => {
+  /**
+   * Deletes a gone connection's record. Awaited by the call that met the 410, so the event's
+   * answer waits for it: Lambda freezes the function once it has answered, and a DeleteItem left
+   * in flight would wait, frozen, for the next event (or never happen).
+   */
+  private async prune(id: string): Promise<void> {
+    await this.table?.remove(this.name, id).catch((error: unknown) => {
       this.logger.warn(`websocket "${this.name}": could not prune gone connection ${id}: ${(error as Error).message}`);
     });
   }
 
   async has(id: string): Promise<boolean> {
     if (this.opening.has(id)) return true;
+    if (!possibleId(id)) return false;
     try {
       await this.management.getConnection(id);
       return true;
@@ -165,12 +188,13 @@ export class ApiGateway implements SocketBackend {
 
   /** PostToConnection; false (and the record pruned) when the connection is gone. */
   async post(id: string, data: Uint8Array): Promise<boolean> {
+    if (!possibleId(id)) return false;
     try {
       await this.management.postToConnection(id, data);
       return true;
     } catch (error) {
       if (isGone(error)) {
-        this.prune(id);
+        await this.prune(id);
         return false;
       }
       throw managementError(this.name, `send to connection ${id}`, error);
@@ -210,13 +234,14 @@ export class ApiGateway implements SocketBackend {
       opening.requestClose(code, reason);
       return true;
     }
+    if (!possibleId(id)) return false;
     try {
       // API Gateway closes with its own code and reason: DeleteConnection takes neither.
       await this.management.deleteConnection(id);
       return true;
     } catch (error) {
       if (isGone(error)) {
-        this.prune(id);
+        await this.prune(id);
         return false;
       }
       throw managementError(this.name, `close connection ${id}`, error);
@@ -226,6 +251,7 @@ export class ApiGateway implements SocketBackend {
   async info(id: string): Promise<ConnectionInfo | undefined> {
     const opening = this.opening.get(id);
     if (opening) return opening.info;
+    if (!possibleId(id)) return undefined;
     const recorded = await this.table?.get(this.name, id);
     try {
       const live = await this.management.getConnection(id);
@@ -240,7 +266,7 @@ export class ApiGateway implements SocketBackend {
       };
     } catch (error) {
       if (isGone(error)) {
-        if (recorded) this.prune(id);
+        if (recorded) await this.prune(id);
         return undefined;
       }
       throw managementError(this.name, `look up connection ${id}`, error);
@@ -288,13 +314,15 @@ export class ApiGateway implements SocketBackend {
       opening.rooms ??= new Set();
       return addRoom(opening.rooms, this.name, id, room);
     }
-    return this.requireTable("joining a room").join(this.name, id, room);
+    const table = this.requireTable("joining a room");
+    return possibleId(id) ? table.join(this.name, id, room) : undefined;
   }
 
   async leave(id: string, room: string): Promise<boolean> {
     const opening = this.opening.get(id);
     if (opening) return opening.rooms?.delete(room) ?? false;
-    return this.requireTable("leaving a room").leave(this.name, id, room);
+    const table = this.requireTable("leaving a room");
+    return possibleId(id) ? table.leave(this.name, id, room) : false;
   }
 
   async members(room: string): Promise<string[]> {
@@ -307,7 +335,8 @@ export class ApiGateway implements SocketBackend {
   async roomsOf(id: string): Promise<string[]> {
     const opening = this.opening.get(id);
     if (opening) return [...(opening.rooms ?? [])];
-    return this.requireTable("listing a connection's rooms").roomsOf(this.name, id);
+    const table = this.requireTable("listing a connection's rooms");
+    return possibleId(id) ? table.roomsOf(this.name, id) : [];
   }
 
   async setState(id: string, json: string): Promise<boolean> {
@@ -316,13 +345,15 @@ export class ApiGateway implements SocketBackend {
       opening.state = json;
       return true;
     }
-    return this.requireTable("a connection's state").setState(this.name, id, json);
+    const table = this.requireTable("a connection's state");
+    return possibleId(id) ? table.setState(this.name, id, json) : false;
   }
 
   async getState(id: string): Promise<string | undefined> {
     const opening = this.opening.get(id);
     if (opening) return opening.state ?? "";
-    return this.requireTable("a connection's state").getState(this.name, id);
+    const table = this.requireTable("a connection's state");
+    return possibleId(id) ? table.getState(this.name, id) : undefined;
   }
 
   /**
