@@ -505,8 +505,11 @@ describe.each([
       const c = await connect(url);
       for (const to of ["", ".", "..", "x".repeat(1025), "line\nbreak"]) {
         const what = JSON.stringify(to.slice(0, 8));
-        const sent = (await c.call({ op: "send", to, text: "x" })) as { error: { code: string } };
+        const sent = (await c.call({ op: "send", to, text: "x" })) as { error: { code: string; message: string } };
         expect(sent.error.code, what).toBe("not_found");
+        // The message shows a long id cut, with its length, not all of it.
+        if (to.length > 1000) expect(sent.error.message).toContain(`"${"x".repeat(64)}"... (1025 characters)`);
+        expect(sent.error.message.length, what).toBeLessThan(200);
         const info = (await c.call({ op: "info", to })) as { error: { code: string } };
         expect(info.error.code, what).toBe("not_found");
         expect(await c.call({ op: "is-connected", to }), what).toEqual({ connected: false });

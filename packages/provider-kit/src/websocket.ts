@@ -114,11 +114,24 @@ export function asGrpcError(error: unknown): Error {
   return new RpcError(Code.INTERNAL, error instanceof Error ? error.message : String(error));
 }
 
+/** Characters of a connection id an error message shows. */
+const SHOWN_ID_CHARS = 64;
+
+/**
+ * A connection id as an error message shows it: quoted, and cut after SHOWN_ID_CHARS characters
+ * with its length said. An id a service took from a client may be any length (up to a call's
+ * size), and the message goes back to the service and often on to its log or its client.
+ */
+export function shownId(id: string): string {
+  if (id.length <= SHOWN_ID_CHARS) return JSON.stringify(id);
+  return `${JSON.stringify(id.slice(0, SHOWN_ID_CHARS))}... (${id.length} characters)`;
+}
+
 /** NOT_FOUND for a connection that is not open. */
 export function notConnected(socket: string, id: string) {
   return new RpcError(
     Code.NOT_FOUND,
-    `websocket "${socket}": connection ${JSON.stringify(id)} is not connected (it closed, or never existed)`,
+    `websocket "${socket}": connection ${shownId(id)} is not connected (it closed, or never existed)`,
   );
 }
 
