@@ -657,6 +657,7 @@ export class Websocket {
    * of a text message, passed on as it came, as text), anything else as JSON text. A connection that is gone throws NitricLikeError `not_found` naming it.
    */
   async send(connectionId: string, data: Payload, options?: SendOptions): Promise<void> {
+    this.checkId("send", connectionId);
     const { data: bytes, binary } = encodePayload(data);
     // Every message a Nitric-style app answers comes here: no await (a microtask) once declared.
     if (!this.declared) await this.ready;
@@ -684,6 +685,8 @@ export class Websocket {
     const { data: bytes, binary } = encodePayload(data);
     const except =
       options.except === undefined ? [] : typeof options.except === "string" ? [options.except] : options.except;
+    if (!Array.isArray(except)) this.checkId("broadcast", except, "except: ");
+    for (const id of except) this.checkId("broadcast", id, "except: ");
     if (options.room !== undefined) {
       const room = this.checkRoom("broadcast", options.room);
       await this.ready;
@@ -706,6 +709,7 @@ export class Websocket {
 
   /** True when the connection is open. */
   async isConnected(connectionId: string): Promise<boolean> {
+    this.checkId("isConnected", connectionId);
     await this.ready;
     try {
       return (await rpc.unary(Connections.method.isConnected, { socketName: this.name, connectionId })).connected;
@@ -716,6 +720,7 @@ export class Websocket {
 
   /** An open connection with its metadata; a gone one throws `not_found`. */
   async connection(connectionId: string): Promise<ConnectionInfo> {
+    this.checkId("connection", connectionId);
     await this.ready;
     try {
       const { connection } = await rpc.unary(Connections.method.getConnection, {
@@ -748,6 +753,8 @@ export class Websocket {
    * `not_found`. Given several ids, closes those that are open and skips the others.
    */
   async close(connectionId: string | string[], options: CloseOptions = {}): Promise<void> {
+    for (const id of Array.isArray(connectionId) ? connectionId : [connectionId]) this.checkId("close", id);
+    this.checkCloseOptions(options);
     await this.ready;
     if (Array.isArray(connectionId)) {
       try {
@@ -774,6 +781,34 @@ export class Websocket {
     }
   }
 
+  /**
+   * An id that is not a string (JavaScript callers, ids read from a message) is refused here with
+   * the call's name, rather than by the encoder as an internal error of the RPC.
+   */
+  private checkId(method: string, connectionId: unknown, what = ""): void {
+    if (typeof connectionId === "string") return;
+    const got = connectionId === null ? "null" : Array.isArray(connectionId) ? "an array" : typeof connectionId;
+    throw new NitricLikeError(
+      "invalid_argument",
+      `websocket("${this.name}").${method}(): ${what}a connection id must be a string, got ${got}; use ctx.connectionId or an id from connections()`,
+      { details: { socket: this.name } },
+    );
+  }
+
+  private checkCloseOptions(options: CloseOptions): void {
+    const { code, reason } = options ?? {};
+    const problem =
+      code !== undefined && !Number.isInteger(code)
+        ? `a close code must be an integer (1000 or 3000-4999), got ${typeof code === "number" ? code : typeof code}`
+        : reason !== undefined && typeof reason !== "string"
+          ? `a close reason must be a string, got ${reason === null ? "null" : typeof reason}`
+          : undefined;
+    if (problem)
+      throw new NitricLikeError("invalid_argument", `websocket("${this.name}").close(): ${problem}`, {
+        details: { socket: this.name },
+      });
+  }
+
   private checkRoom(method: string, room: string): string {
     const problem = roomNameProblem(`websocket("${this.name}").${method}()`, room);
     if (problem) throw new NitricLikeError("invalid_argument", problem, { details: { socket: this.name } });
@@ -787,6 +822,7 @@ export class Websocket {
    * names are 1-128 characters of A-Z a-z 0-9 and `_ - . : @`.
    */
   async join(connectionId: string, room: string): Promise<boolean> {
+    this.checkId("join", connectionId);
     this.checkRoom("join", room);
     await this.ready;
     try {
@@ -798,6 +834,7 @@ export class Websocket {
 
   /** Removes a connection from a room; resolves true when it was in it (a gone one is in none). */
   async leave(connectionId: string, room: string): Promise<boolean> {
+    this.checkId("leave", connectionId);
     this.checkRoom("leave", room);
     await this.ready;
     try {
@@ -820,6 +857,7 @@ export class Websocket {
 
   /** The rooms a connection is in (none once it is gone). */
   async rooms(connectionId: string): Promise<string[]> {
+    this.checkId("rooms", connectionId);
     await this.ready;
     try {
       return (await rpc.unary(Rooms.method.listRooms, { socketName: this.name, connectionId })).rooms;
@@ -847,6 +885,7 @@ export class Websocket {
    * connection carries it as `ctx.connection.state`. A connection that is gone throws `not_found`.
    */
   async setState(connectionId: string, value: unknown): Promise<void> {
+    this.checkId("setState", connectionId);
     let json = "";
     if (value !== undefined) {
       try {
@@ -879,6 +918,7 @@ export class Websocket {
 
   /** A connection's state (undefined when none); a connection that is gone throws `not_found`. */
   async state(connectionId: string): Promise<unknown> {
+    this.checkId("state", connectionId);
     await this.ready;
     try {
       const { stateJson } = await rpc.unary(Rooms.method.getState, { socketName: this.name, connectionId });
