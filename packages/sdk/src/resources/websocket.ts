@@ -20,6 +20,7 @@ import {
   Websocket as WebsocketService,
 } from "@nitric-like/contracts/websockets";
 import {
+  allowedOriginsProblem,
   connectionStateProblem,
   roomNameProblem,
   routeByProblem,
@@ -571,6 +572,8 @@ export class Websocket {
   ) {
     const routeByRefused = options.routeBy === undefined ? undefined : routeByProblem(name, options.routeBy);
     if (routeByRefused) throw new NitricLikeError("invalid_argument", routeByRefused);
+    const originsRefused = allowedOriginsProblem(`websocket("${name}")`, options.allowedOrigins);
+    if (originsRefused) throw new NitricLikeError("invalid_argument", originsRefused);
     this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage], {
       allowedOrigins: options.allowedOrigins ?? [],
       routeBy: options.routeBy ?? "",
