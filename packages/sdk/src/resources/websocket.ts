@@ -390,6 +390,18 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     }
   }
   reject(reason = "", status = 403): void {
+    // From JavaScript anything can come here; what the answer's encoder would refuse later, on the
+    // service's stream, ended the whole service (every connection's events with it).
+    const problem =
+      typeof reason !== "string"
+        ? `the reason is ${reason === null ? "null" : typeof reason}; give a string, the body the client reads`
+        : typeof status !== "number" || !Number.isInteger(status) || status < 400 || status > 599
+          ? `the status is ${typeof status === "number" ? status : `${typeof status} ${JSON.stringify(status)}`}; give a number from 400 to 599, such as 401 or 403`
+          : undefined;
+    if (problem)
+      throw new NitricLikeError("invalid_argument", `websocket("${this.socket}") ctx.reject(): ${problem}`, {
+        details: { socket: this.socket, connectionId: this.connectionId },
+      });
     this.res.success = false;
     this.rejectReason = reason;
     this.rejectStatus = status;
