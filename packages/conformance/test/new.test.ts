@@ -95,6 +95,20 @@ it("refuses a folder that is not empty, and an unknown template, naming the choi
   expect(none.stderr).toContain('new: which folder? such as "nitric-like new my-app"');
 });
 
+it("prints a cd that a shell runs as it is, for a folder named with a quote or a leading dash", async () => {
+  const cwd = tempDir();
+  for (const [name, cd] of [
+    ["it's", "cd 'it'\\''s'"],
+    ["-dash", "cd ./-dash"],
+  ] as const) {
+    const made = await runCli(["new", "--", name], { cwd });
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stderr.split("\n").filter((line) => line.trim().startsWith("cd "))).toEqual([`  ${cd}`, `  ${cd}`]);
+    const shell = spawnSync("bash", ["-c", `${cd} && pwd`], { cwd, encoding: "utf8" });
+    expect(shell.stdout.trim(), shell.stderr).toBe(join(cwd, name));
+  }
+}, 60000);
+
 /** The paths in a tarball, and its package.json. */
 function tarball(file: string): { paths: string[]; manifest: Record<string, unknown> } {
   const list = spawnSync("tar", ["tzf", file], { encoding: "utf8" });

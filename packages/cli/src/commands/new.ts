@@ -46,7 +46,9 @@ export function newCommand(
   const where = folder === made.name ? "" : ` in ${JSON.stringify(folder)}`;
   output.info(`created ${output.paint("bold", made.name)}${where} from the ${options.template} template:`);
   for (const f of made.files) output.info(`  ${f}`);
-  const cd = `cd ${shellWord(relative(process.cwd(), made.dir) || ".")}`;
+  const path = relative(process.cwd(), made.dir) || ".";
+  // "cd -dash" would read the name as options: such a folder is written ./-dash.
+  const cd = `cd ${shellWord(path.startsWith("-") ? `./${path}` : path)}`;
   output.info(`\nnext, with npm:\n  ${cd}\n  npm install\n  npx nitric-like run`);
   output.info(`or with pnpm:\n  ${cd}\n  pnpm install\n  pnpm nitric-like run`);
   output.result(made.dir);
