@@ -82,7 +82,7 @@ export async function main(
     }
     if (command === "help") {
       const topic = rest[0];
-      const text = topic === undefined ? MAIN_HELP : HELP[topic];
+      const text = topic === undefined || topic === "-h" || topic === "--help" ? MAIN_HELP : HELP[topic];
       if (text === undefined)
         throw new UserError(`unknown command "${topic}"; commands: ${Object.keys(HELP).join(", ")}`);
       output.result(text.trimEnd());

@@ -20,7 +20,10 @@ describe("nitric-like build --out", () => {
     expect(code).toBe(1);
     expect(stderr).toContain(`build: --out ${JSON.stringify(project)} holds ${before.length} entries`);
     expect(stderr).toContain(`and no ${MARKER}, so no earlier build wrote it`);
-    expect(stderr).toContain("pass a new or empty folder");
+    // The folder it suggests is a new one, not .nitric-like/build, where run keeps its bundles.
+    expect(stderr).toContain(
+      `pass a new or empty folder (e.g. --out ${JSON.stringify(join(project, "nitric-like-out"))})`,
+    );
     expect(stderr).not.toContain("bundling");
     expect(readdirSync(project).sort()).toEqual(before);
     expect(existsSync(join(project, "services", "chat.ts"))).toBe(true);

@@ -80,13 +80,23 @@ describe("nitric-like --help and friends", () => {
       const { code, stdout } = await runCli([command, "--help"]);
       expect(code).toBe(0);
       expect(stdout).toContain(`Usage: nitric-like ${command}`);
+      expect((await runCli(["help", command])).stdout).toBe(stdout);
+    }
+    // help's own --help is the list of commands, as help alone is (it said: unknown command "--help").
+    for (const args of [["help", "--help"], ["help", "-h"], ["help"]]) {
+      const { code, stdout } = await runCli(args);
+      expect(code, args.join(" ")).toBe(0);
+      expect(stdout).toContain("Usage: nitric-like <command> [options]");
     }
   });
 
   it("fits every help text in 88 columns", async () => {
     for (const args of [
       ["--help"],
-      ...["new", "run", "spec", "build", "up", "down", "outputs", "logs", "secret"].map((c) => [c, "--help"]),
+      ...["new", "run", "spec", "build", "up", "down", "outputs", "logs", "secret", "connect"].map((c) => [
+        c,
+        "--help",
+      ]),
     ]) {
       const { code, stdout } = await runCli(args);
       expect(code).toBe(0);

@@ -101,6 +101,25 @@ describe("nitric-like connect", () => {
       [["--url", "ws://127.0.0.1:1", "--query", "novalue"], 'connect: --query "novalue" is not name=value'],
       [[dir, "extra"], "connect: expected one project folder, got 2"],
       [[dir], 'connect: no nitric-like run of "idle" is running'],
+      // What ws and Node refuse when the request is made, said before it is (these ended in
+      // "unexpected failure" with a stack, exit 70).
+      [
+        ["--url", "ws://127.0.0.1:1", "--protocol", "a b"],
+        `connect: --protocol "a b" is not a subprotocol name; use letters, digits and`,
+      ],
+      [
+        ["--url", "ws://127.0.0.1:1", "--protocol", "chat", "--protocol", "chat"],
+        'connect: --protocol "chat" is given twice; offer each subprotocol once',
+      ],
+      [
+        ["--url", "ws://127.0.0.1:1", "--header", "bad name:x"],
+        'connect: --header "bad name:x": "bad name" is not a header name; use letters, digits and',
+      ],
+      [
+        ["--url", "ws://127.0.0.1:1", "--header", "x-token:a\u0001b"],
+        "the value has a character a header cannot carry (a control character, or one above U+00FF); remove it",
+      ],
+      [["--url", "ws://127.0.0.1:1", "--header", "x-name:\u0100"], "the value has a character a header cannot"],
     ] as const) {
       const { code, stderr } = await runCli(["connect", ...args]);
       expect(code, stderr).toBe(1);

@@ -91,6 +91,50 @@ describe("a handler's error in the service log", () => {
   }, 40000);
 });
 
+describe("ctx.reject() given the wrong types from JavaScript", () => {
+  it("fails that connect handler, saying what to give, and the service keeps serving", async () => {
+    const app = await startApp(
+      writeProject({
+        "nitric-like.yaml": PROJECT,
+        "services/gate.ts": `import { websocket } from "@nitric-like/sdk";
+
+const socket = websocket("socket");
+socket.on("connect", (ctx) => {
+  const c = ctx as unknown as { reject(reason?: unknown, status?: unknown): void };
+  const how = ctx.query.how?.[0];
+  if (how === "status-string") c.reject("no", "401");
+  if (how === "reason-object") c.reject({ why: "no" }, 403);
+  if (how === "status-200") c.reject("no", 200);
+  if (how === "ok") c.reject("who are you", 401);
+});
+socket.on("disconnect", () => {});
+socket.on("message", () => "still here");
+`,
+      }),
+      ["--no-dashboard"],
+    );
+    const url = app.url("socket");
+    const open = await connect(url);
+    for (const [how, said] of [
+      ["status-string", 'ctx.reject(): the status is string "401"; give a number from 400 to 599, such as 401 or 403'],
+      ["reason-object", "ctx.reject(): the reason is object; give a string, the body the client reads"],
+      ["status-200", "ctx.reject(): the status is 200; give a number from 400 to 599"],
+    ] as const) {
+      await expect(connect(`${url}/?how=${how}`)).rejects.toMatchObject({
+        status: 500,
+        body: "connect handler failed",
+      });
+      await app.waitFor(new RegExp(said.replace(/[.*+?^$()|[\]\\{}]/g, "\\$&")));
+    }
+    await expect(connect(`${url}/?how=ok`)).rejects.toMatchObject({ status: 401, body: "who are you" });
+    // The service never died: the connection opened first is still served, and nothing restarted.
+    open.ws.send("x");
+    expect((await open.next()).text).toBe("still here");
+    expect(app.stderr).not.toMatch(/exited|restarting|CodecError/);
+    open.close();
+  }, 40000);
+});
+
 describe("an SDK error nobody catches", () => {
   const TOP_LEVEL = `import { kv, websocket } from "@nitric-like/sdk";
 

@@ -69,6 +69,10 @@ it("authorize: 401 and 403 with reasons, the identity on connect, message and co
   const url = app.url("chat");
   await expect(connect(url)).rejects.toMatchObject({ status: 401, body: "a token is required" });
   await expect(connect(`${url}/?token=nope`)).rejects.toMatchObject({ status: 403, body: "unknown token" });
+  // Names every object has are no tokens: a lookup in an object literal would let these in.
+  for (const token of ["constructor", "__proto__", "toString"]) {
+    await expect(connect(`${url}/?token=${token}`)).rejects.toMatchObject({ status: 403, body: "unknown token" });
+  }
   const ann = await connect(`${url}/?token=t-ann`);
   expect((await ann.next()).text).toBe("hello ann");
   expect(await ann.call({})).toEqual({ user: "ann", recorded: { user: "ann" } });

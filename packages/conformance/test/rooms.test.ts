@@ -112,6 +112,38 @@ describe.each([
     a.close();
   }, 60000);
 
+  it("refuses a connection id that is not a string, and a close code or reason of the wrong type, naming the call", async () => {
+    const a = await connect(url);
+    const id = await idOf(a);
+    const calls: [string, unknown[], string][] = [
+      ["send", [42, "x"], 'websocket("rooms").send(): a connection id must be a string, got number'],
+      ["close", [null], 'websocket("rooms").close(): a connection id must be a string, got null'],
+      ["close", [[id, 7]], 'websocket("rooms").close(): a connection id must be a string, got number'],
+      ["close", [id, { code: "4000" }], 'websocket("rooms").close(): a close code must be an integer'],
+      ["close", [id, { code: 4000.5 }], "a close code must be an integer (1000 or 3000-4999), got 4000.5"],
+      ["close", [id, { reason: 5 }], 'websocket("rooms").close(): a close reason must be a string, got number'],
+      ["isConnected", [{}], 'websocket("rooms").isConnected(): a connection id must be a string, got object'],
+      ["connection", [[id]], 'websocket("rooms").connection(): a connection id must be a string, got an array'],
+      ["join", [1, "lobby"], 'websocket("rooms").join(): a connection id must be a string, got number'],
+      ["leave", [1, "lobby"], 'websocket("rooms").leave(): a connection id must be a string'],
+      ["rooms", [1], 'websocket("rooms").rooms(): a connection id must be a string'],
+      ["setState", [1, {}], 'websocket("rooms").setState(): a connection id must be a string'],
+      ["state", [true], 'websocket("rooms").state(): a connection id must be a string, got boolean'],
+      ["broadcast", ["x", { except: 5 }], 'websocket("rooms").broadcast(): except: a connection id must be'],
+      ["broadcast", ["x", { room: "r", except: [id, 5] }], "except: a connection id must be a string, got number"],
+    ];
+    for (const [method, args, message] of calls) {
+      const answer = (await a.call({ op: "raw", method, args })) as { error?: { code: string; message: string } };
+      expect(answer.error?.code, `${method}(${JSON.stringify(args)})`).toBe("invalid_argument");
+      expect(answer.error?.message).toContain(message);
+      if (message.includes("connection id"))
+        expect(answer.error?.message).toContain("; use ctx.connectionId or an id from connections()");
+    }
+    // The connection is untouched: nothing reached the provider.
+    expect(await a.call({ op: "raw", method: "isConnected", args: [id] })).toEqual({ result: true });
+    a.close();
+  }, 60000);
+
   it("delivers a connection's state with every later event, and refuses a state over 16 KB", async () => {
     const a = await connect(url);
     const ida = await idOf(a);

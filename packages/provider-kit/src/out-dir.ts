@@ -70,7 +70,7 @@ export function outDirProblem(dir: string, where: string): string | undefined {
   const names = readdirSync(abs);
   if (names.length === 0 || readMarker(abs) !== undefined) return undefined;
   if (names.every((n) => LEGACY_LAYOUT.has(n))) return undefined;
-  return `${where}: --out ${JSON.stringify(abs)} holds ${names.length} entr${names.length === 1 ? "y" : "ies"} (such as ${JSON.stringify(names.sort()[0])}) and no ${OUT_DIR_MARKER}, so no earlier build wrote it, and building would overwrite them; pass a new or empty folder (e.g. --out ${JSON.stringify(join(abs, ".nitric-like", "build"))}), or leave --out out to build into .nitric-like/<provider>`;
+  return `${where}: --out ${JSON.stringify(abs)} holds ${names.length} entr${names.length === 1 ? "y" : "ies"} (such as ${JSON.stringify(names.sort()[0])}) and no ${OUT_DIR_MARKER}, so no earlier build wrote it, and building would overwrite them; pass a new or empty folder (e.g. --out ${JSON.stringify(join(abs, "nitric-like-out"))}), or leave --out out to build into .nitric-like/<provider>`;
 }
 
 /** A build's output folder made ready: what an earlier build wrote is removed, nothing else. */

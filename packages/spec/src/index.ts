@@ -47,6 +47,7 @@ export {
   resourceNameProblem,
   suggestName,
 } from "./names.js";
+export { allowedOriginsProblem } from "./origins.js";
 export { boundOutput } from "./output-bound.js";
 export {
   COMPAT_VALUES,

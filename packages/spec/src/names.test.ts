@@ -14,6 +14,13 @@ describe("resource names", () => {
     );
     expect(resourceNameProblem("websocket", "chatRoom")).toContain('such as "chat-room"');
     expect(resourceNameProblem("kv", "")).toContain("a resource name is required");
+    // From JavaScript: the wrong type is named (it said kv(""): a resource name is required).
+    expect(resourceNameProblem("websocket", 42 as never)).toBe(
+      'websocket(42): a resource name must be a string, got number; use lower-kebab-case such as "my-socket"',
+    );
+    expect(resourceNameProblem("kv", undefined as never)).toBe(
+      'kv(undefined): a resource name must be a string, got undefined; use lower-kebab-case such as "my-store"',
+    );
     expect(resourceNameProblem("kv", "x".repeat(65))).toContain(`at most ${MAX_RESOURCE_NAME_LENGTH}`);
   });
 

@@ -39,7 +39,14 @@ export function suggestName(name: string): string {
 export function resourceNameProblem(kind: string, name: string): string | undefined {
   // Every socket.send checks its socket's name here: nothing is built for a valid one.
   if (typeof name !== "string" || name.length === 0) {
-    return `${kind}(""): a resource name is required, use lower-kebab-case such as "my-${kind === "kv" ? "store" : kind === "secret" ? "secret" : "socket"}"`;
+    const example = `"my-${kind === "kv" ? "store" : kind === "secret" ? "secret" : "socket"}"`;
+    // A JavaScript caller's number or undefined is named as what it is, not shown as "".
+    if (typeof name !== "string") {
+      const got = name === null ? "null" : typeof name;
+      const shown = typeof name === "number" || typeof name === "boolean" ? String(name) : got;
+      return `${kind}(${shown}): a resource name must be a string, got ${got}; use lower-kebab-case such as ${example}`;
+    }
+    return `${kind}(""): a resource name is required, use lower-kebab-case such as ${example}`;
   }
   if (name.length > MAX_RESOURCE_NAME_LENGTH) {
     return `${kind}(${JSON.stringify(name)}): invalid resource name, it is ${name.length} characters long and at most ${MAX_RESOURCE_NAME_LENGTH} are allowed, use a shorter lower-kebab-case name such as ${JSON.stringify(suggestName(name))}`;

@@ -106,6 +106,22 @@ describe("buildSpec", () => {
     ]);
   });
 
+  it("refuses allowedOrigins entries no browser's Origin header can equal, with the origin to write", () => {
+    const ok = service("ok", {
+      declared: [
+        { kind: "websocket", name: "socket", allowedOrigins: ["https://app.example.com", "http://127.0.0.1:3000"] },
+      ],
+    });
+    expect(buildSpec("app", [ok]).errors.filter((e) => e.includes("allowedOrigins"))).toEqual([]);
+    // Declared over gRPC (another SDK, another language): the provider compares the header as text.
+    const slash = service("slash", {
+      declared: [{ kind: "websocket", name: "socket", allowedOrigins: ["https://app.example.com/"] }],
+    });
+    expect(buildSpec("app", [slash]).errors).toContain(
+      'service "slash": websocket("socket"): allowedOrigins entry "https://app.example.com/" is not an origin as browsers send it (scheme and host in lower case, a port if any, no path or trailing slash), so no browser would match it; write "https://app.example.com", or "*" for any',
+    );
+  });
+
   it("builds a complete spec without errors", () => {
     const { spec, errors } = buildSpec("app", [
       service("chat", {

@@ -3,6 +3,7 @@
  * NITRIC_ENVIRONMENT=build against a collector), and the checks every deploy and `spec` apply.
  */
 import { compareNames, type ResourceKind, resourceNameProblem } from "./names.js";
+import { allowedOriginsProblem } from "./origins.js";
 import { routeByProblem, routeNameProblem } from "./routes.js";
 import type { SecretPermission } from "./secrets.js";
 
@@ -211,7 +212,12 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
             ? entryOf(stores, "kv", d.name)
             : entryOf(secrets, "secret", d.name);
       if (!entry.declaredBy.includes(service.name)) entry.declaredBy.push(service.name);
-      if (entry.kind === "websocket" && d.allowedOrigins && d.allowedOrigins.length > 0) {
+      const originsRefused =
+        entry.kind === "websocket"
+          ? allowedOriginsProblem(`websocket(${JSON.stringify(d.name)})`, d.allowedOrigins)
+          : undefined;
+      if (originsRefused) errors.push(`service ${JSON.stringify(service.name)}: ${originsRefused}`);
+      else if (entry.kind === "websocket" && d.allowedOrigins && d.allowedOrigins.length > 0) {
         entry.allowedOrigins = [...new Set([...(entry.allowedOrigins ?? []), ...d.allowedOrigins])].sort();
       }
       if (entry.kind === "websocket" && d.routeBy !== undefined) {

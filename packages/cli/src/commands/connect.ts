@@ -121,14 +121,45 @@ async function target(options: ConnectOptions, output: Output): Promise<string> 
   return url.toString();
 }
 
+/** An HTTP token (RFC 9110): what a header name and a subprotocol are made of. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const TOKEN_RULE = "letters, digits and ! # $ % & ' * + - . ^ _ ` | ~ (no spaces, commas or quotes)";
+/** What Node refuses in a header value: control characters other than tab. */
+const BAD_VALUE = /[^\t\u0020-\u007e\u0080-\u00ff]/;
+
 function headersOf(pairs: string[]): Record<string, string> {
   const headers: Record<string, string> = Object.create(null);
   for (const pair of pairs) {
     const at = pair.indexOf(":");
     if (at <= 0) throw new UserError(`connect: --header ${JSON.stringify(pair)} is not name:value`);
-    headers[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+    const name = pair.slice(0, at).trim();
+    const value = pair.slice(at + 1).trim();
+    if (!TOKEN.test(name))
+      throw new UserError(
+        `connect: --header ${JSON.stringify(pair)}: ${JSON.stringify(name)} is not a header name; use ${TOKEN_RULE}`,
+      );
+    if (BAD_VALUE.test(value))
+      throw new UserError(
+        `connect: --header ${JSON.stringify(pair)}: the value has a character a header cannot carry (a control character, or one above U+00FF); remove it`,
+      );
+    headers[name] = value;
   }
   return headers;
+}
+
+function checkProtocols(protocols: string[]): void {
+  const seen = new Set<string>();
+  for (const protocol of protocols) {
+    if (!TOKEN.test(protocol))
+      throw new UserError(
+        `connect: --protocol ${JSON.stringify(protocol)} is not a subprotocol name; use ${TOKEN_RULE}`,
+      );
+    if (seen.has(protocol))
+      throw new UserError(
+        `connect: --protocol ${JSON.stringify(protocol)} is given twice; offer each subprotocol once`,
+      );
+    seen.add(protocol);
+  }
 }
 
 /** The characters visible() escapes: C0 but tab and line feed, DEL, C1. */
@@ -156,8 +187,9 @@ export function subprotocolProblem(message: string, offered: readonly string[]):
 
 /** Runs connect; resolves with the exit code. */
 export async function connectCommand(options: ConnectOptions, output: Output): Promise<number> {
-  const url = await target(options, output);
   const headers = headersOf(options.headers);
+  checkProtocols(options.protocols);
+  const url = await target(options, output);
   const ws = new WebSocket(url, options.protocols, { headers, perMessageDeflate: false });
   let lastMessage = 0;
   // A terminal shows what a server sends without obeying it: control characters (escape

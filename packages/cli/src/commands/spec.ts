@@ -31,6 +31,7 @@ after declaring its resources is stopped.
 Options:
   --json       The same JSON; when the spec has problems, {"error": {"message",
                "problems"}} on stdout instead (the problems are on stderr too).
+  --plain      No colours.
   -h, --help   Show this help.
 `;
 

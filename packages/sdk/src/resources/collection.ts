@@ -84,8 +84,13 @@ export class Query<T extends JsonObject> {
   private matches(content: T): boolean {
     return this.clauses.every(({ path, op, value }) => {
       let field: JsonValue | undefined = content;
+      // Own properties only: "constructor.name" or "toString" must not reach Object.prototype, which
+      // every document has (a where on them matched documents without such a field).
       for (const part of path)
-        field = field !== null && typeof field === "object" && !Array.isArray(field) ? field[part] : undefined;
+        field =
+          field !== null && typeof field === "object" && !Array.isArray(field) && Object.hasOwn(field, part)
+            ? field[part]
+            : undefined;
       if (op === "==") return JSON.stringify(field) === JSON.stringify(value);
       if (op === "!=") return JSON.stringify(field) !== JSON.stringify(value);
       if (op === "startsWith") return typeof field === "string" && typeof value === "string" && field.startsWith(value);

@@ -55,6 +55,16 @@ describe("websocket() declarations", () => {
     });
   });
 
+  it("throws at once on allowedOrigins no browser could match, naming the origin to write", () => {
+    // From JavaScript, a string was taken character by character: every browser got 403.
+    expect(() => websocket("origins-a", { allowedOrigins: "https://app.example.com" as never })).toThrow(
+      'websocket("origins-a"): allowedOrigins is a list of origins, got string; write allowedOrigins: ["https://app.example.com"]',
+    );
+    expect(() => websocket("origins-b", { allowedOrigins: ["https://app.example.com/"] })).toThrow(
+      /^websocket\("origins-b"\): allowedOrigins entry "https:\/\/app.example.com\/" is not an origin as browsers send it .*; write "https:\/\/app.example.com", or "\*" for any$/,
+    );
+  });
+
   it("declares the socket and a manage policy, then opens one stream per event after they are acknowledged", async () => {
     provider.declareDelayMs = 30;
     const socket = websocket("decl");

@@ -20,6 +20,7 @@ import {
   Websocket as WebsocketService,
 } from "@nitric-like/contracts/websockets";
 import {
+  allowedOriginsProblem,
   connectionStateProblem,
   roomNameProblem,
   routeByProblem,
@@ -389,6 +390,18 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     }
   }
   reject(reason = "", status = 403): void {
+    // From JavaScript anything can come here; what the answer's encoder would refuse later, on the
+    // service's stream, ended the whole service (every connection's events with it).
+    const problem =
+      typeof reason !== "string"
+        ? `the reason is ${reason === null ? "null" : typeof reason}; give a string, the body the client reads`
+        : typeof status !== "number" || !Number.isInteger(status) || status < 400 || status > 599
+          ? `the status is ${typeof status === "number" ? status : `${typeof status} ${JSON.stringify(status)}`}; give a number from 400 to 599, such as 401 or 403`
+          : undefined;
+    if (problem)
+      throw new NitricLikeError("invalid_argument", `websocket("${this.socket}") ctx.reject(): ${problem}`, {
+        details: { socket: this.socket, connectionId: this.connectionId },
+      });
     this.res.success = false;
     this.rejectReason = reason;
     this.rejectStatus = status;
@@ -571,6 +584,8 @@ export class Websocket {
   ) {
     const routeByRefused = options.routeBy === undefined ? undefined : routeByProblem(name, options.routeBy);
     if (routeByRefused) throw new NitricLikeError("invalid_argument", routeByRefused);
+    const originsRefused = allowedOriginsProblem(`websocket("${name}")`, options.allowedOrigins);
+    if (originsRefused) throw new NitricLikeError("invalid_argument", originsRefused);
     this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage], {
       allowedOrigins: options.allowedOrigins ?? [],
       routeBy: options.routeBy ?? "",
@@ -657,6 +672,7 @@ export class Websocket {
    * of a text message, passed on as it came, as text), anything else as JSON text. A connection that is gone throws NitricLikeError `not_found` naming it.
    */
   async send(connectionId: string, data: Payload, options?: SendOptions): Promise<void> {
+    this.checkId("send", connectionId);
     const { data: bytes, binary } = encodePayload(data);
     // Every message a Nitric-style app answers comes here: no await (a microtask) once declared.
     if (!this.declared) await this.ready;
@@ -684,6 +700,8 @@ export class Websocket {
     const { data: bytes, binary } = encodePayload(data);
     const except =
       options.except === undefined ? [] : typeof options.except === "string" ? [options.except] : options.except;
+    if (!Array.isArray(except)) this.checkId("broadcast", except, "except: ");
+    for (const id of except) this.checkId("broadcast", id, "except: ");
     if (options.room !== undefined) {
       const room = this.checkRoom("broadcast", options.room);
       await this.ready;
@@ -706,6 +724,7 @@ export class Websocket {
 
   /** True when the connection is open. */
   async isConnected(connectionId: string): Promise<boolean> {
+    this.checkId("isConnected", connectionId);
     await this.ready;
     try {
       return (await rpc.unary(Connections.method.isConnected, { socketName: this.name, connectionId })).connected;
@@ -716,6 +735,7 @@ export class Websocket {
 
   /** An open connection with its metadata; a gone one throws `not_found`. */
   async connection(connectionId: string): Promise<ConnectionInfo> {
+    this.checkId("connection", connectionId);
     await this.ready;
     try {
       const { connection } = await rpc.unary(Connections.method.getConnection, {
@@ -748,6 +768,8 @@ export class Websocket {
    * `not_found`. Given several ids, closes those that are open and skips the others.
    */
   async close(connectionId: string | string[], options: CloseOptions = {}): Promise<void> {
+    for (const id of Array.isArray(connectionId) ? connectionId : [connectionId]) this.checkId("close", id);
+    this.checkCloseOptions(options);
     await this.ready;
     if (Array.isArray(connectionId)) {
       try {
@@ -774,6 +796,34 @@ export class Websocket {
     }
   }
 
+  /**
+   * An id that is not a string (JavaScript callers, ids read from a message) is refused here with
+   * the call's name, rather than by the encoder as an internal error of the RPC.
+   */
+  private checkId(method: string, connectionId: unknown, what = ""): void {
+    if (typeof connectionId === "string") return;
+    const got = connectionId === null ? "null" : Array.isArray(connectionId) ? "an array" : typeof connectionId;
+    throw new NitricLikeError(
+      "invalid_argument",
+      `websocket("${this.name}").${method}(): ${what}a connection id must be a string, got ${got}; use ctx.connectionId or an id from connections()`,
+      { details: { socket: this.name } },
+    );
+  }
+
+  private checkCloseOptions(options: CloseOptions): void {
+    const { code, reason } = options ?? {};
+    const problem =
+      code !== undefined && !Number.isInteger(code)
+        ? `a close code must be an integer (1000 or 3000-4999), got ${typeof code === "number" ? code : typeof code}`
+        : reason !== undefined && typeof reason !== "string"
+          ? `a close reason must be a string, got ${reason === null ? "null" : typeof reason}`
+          : undefined;
+    if (problem)
+      throw new NitricLikeError("invalid_argument", `websocket("${this.name}").close(): ${problem}`, {
+        details: { socket: this.name },
+      });
+  }
+
   private checkRoom(method: string, room: string): string {
     const problem = roomNameProblem(`websocket("${this.name}").${method}()`, room);
     if (problem) throw new NitricLikeError("invalid_argument", problem, { details: { socket: this.name } });
@@ -787,6 +837,7 @@ export class Websocket {
    * names are 1-128 characters of A-Z a-z 0-9 and `_ - . : @`.
    */
   async join(connectionId: string, room: string): Promise<boolean> {
+    this.checkId("join", connectionId);
     this.checkRoom("join", room);
     await this.ready;
     try {
@@ -798,6 +849,7 @@ export class Websocket {
 
   /** Removes a connection from a room; resolves true when it was in it (a gone one is in none). */
   async leave(connectionId: string, room: string): Promise<boolean> {
+    this.checkId("leave", connectionId);
     this.checkRoom("leave", room);
     await this.ready;
     try {
@@ -820,6 +872,7 @@ export class Websocket {
 
   /** The rooms a connection is in (none once it is gone). */
   async rooms(connectionId: string): Promise<string[]> {
+    this.checkId("rooms", connectionId);
     await this.ready;
     try {
       return (await rpc.unary(Rooms.method.listRooms, { socketName: this.name, connectionId })).rooms;
@@ -847,6 +900,7 @@ export class Websocket {
    * connection carries it as `ctx.connection.state`. A connection that is gone throws `not_found`.
    */
   async setState(connectionId: string, value: unknown): Promise<void> {
+    this.checkId("setState", connectionId);
     let json = "";
     if (value !== undefined) {
       try {
@@ -879,6 +933,7 @@ export class Websocket {
 
   /** A connection's state (undefined when none); a connection that is gone throws `not_found`. */
   async state(connectionId: string): Promise<unknown> {
+    this.checkId("state", connectionId);
     await this.ready;
     try {
       const { stateJson } = await rpc.unary(Rooms.method.getState, { socketName: this.name, connectionId });
