@@ -90,6 +90,16 @@ it("authorize: 401 and 403 with reasons, the identity on connect, message and co
   const first = await greeting;
   expect(first).toBe("hello bo");
   ws.close();
+  // A client offering the token alone is let in with no subprotocol (the snippet accepts only one
+  // the client offered), so it fails the connection itself, as RFC 6455 says, and run says why.
+  const alone = new WebSocket(url, ["token.t-bo"]);
+  await expect(
+    new Promise((resolve, reject) => {
+      alone.once("open", resolve);
+      alone.once("error", reject);
+    }),
+  ).rejects.toThrow("Server sent no subprotocol");
+  await app.waitFor(/without choosing one of them/);
 }, 60000);
 
 it("every snippet type-checks under the repository's strict settings (noImplicitReturns aside)", () => {
