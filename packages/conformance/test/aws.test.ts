@@ -326,6 +326,9 @@ describe("nitric-like build --provider aws", () => {
     expect(code).toBe(1);
     expect(stderr).toContain('provider "nitric-like-provider-nowhere" is not installed');
     expect(stderr).toContain("providers found: local, aws");
+    // A third-party provider is named by its package; no install command guessed from the name.
+    expect(stderr).toContain("pass its package name (--provider <package>)");
+    expect(stderr).not.toContain("pnpm add");
   }, 30000);
 });
 

@@ -49,7 +49,7 @@ export async function loadProvider(name: string, projectDir = process.cwd()): Pr
     url = pathToFileURL(createRequire(anchor).resolve(name)).href;
   } catch {
     throw new UserError(
-      `provider "${name}" is not installed in ${projectDir}; providers found: ${known}. Install the provider package (pnpm add ${name}) or pick one of those`,
+      `provider "${name}" is not installed in ${projectDir}; providers found: ${known}. Pick one of those, or install a third-party provider's package and pass its package name (--provider <package>)`,
     );
   }
   let mod: { default?: unknown; provider?: unknown };
