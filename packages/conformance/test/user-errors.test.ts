@@ -2,7 +2,7 @@
 // missing file) end `nitric-like run` with exit 1 and one error line naming the port or path and
 // the fix: no stack trace, no "unexpected failure, please report it" (exit 70), which is for bugs.
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -112,6 +112,27 @@ describe("nitric-like run: user errors exit 1 with one line and the fix", () => 
         `^error: dashboard: port ${port} is already in use; pick another with --dashboard-port, or --no-dashboard$`,
       ),
     );
+  });
+
+  it.each(["local", "aws"])("names a missing --env-from file before bundling anything (%s)", async (provider) => {
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const missing = join(dir, "nope.env");
+    expectUserError(
+      await runCli([
+        "run",
+        dir,
+        "--random-ports",
+        "--no-dashboard",
+        "--provider",
+        provider,
+        "--env-from",
+        missing,
+        ...RUN,
+      ]),
+      new RegExp(`^error: run: --env-from ${missing}: no such file; give the path of a file of NAME=value lines$`),
+    );
+    // Nothing was bundled (run keeps its bundles under .nitric-like).
+    expect(existsSync(join(dir, ".nitric-like"))).toBe(false);
   });
 
   it("names a .nitric-like that is a file, not a folder", async () => {

@@ -31,7 +31,7 @@ import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-t
 import { bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashboard } from "../lib/dashboard.js";
-import { type DotEnv, envLine, functionVariables, loadDotEnv } from "../lib/dotenv.js";
+import { type DotEnv, envLine, functionVariables, loadDotEnv, loadEnvFiles } from "../lib/dotenv.js";
 import { formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
@@ -251,6 +251,8 @@ export async function runCommand(given: RunCommandOptions, output: Output): Prom
 async function runProject(options: RunCommandOptions, output: Output): Promise<number> {
   // Services get a copy of this process's environment, the collect pass included.
   if (options.verbose) process.env.NITRIC_LIKE_VERBOSE = "1";
+  // A missing or malformed --env-from file is said before anything is bundled (it is read again below).
+  if (options.envFiles !== undefined && options.envFiles.length > 0) loadEnvFiles(options.envFiles, "run");
   // Services that run as threads need only their thread bundles (BundleOptions.threadOnly).
   const prepared = await prepareProject(options.dir, output, {
     threadOnly: localThreadsAllowed(options, resolve(options.dir)),
