@@ -268,7 +268,9 @@ function jsonFailure(error: unknown, output: Output): void {
   const userFacing = ours || system !== undefined;
   const message = system ?? (error instanceof Error ? error.message : String(error));
   const problems = error instanceof UserError ? error.problems : [];
-  output.json({ error: { message, problems, ...(userFacing ? {} : { unexpected: true }) } });
+  // On stderr the problems come before the summary; in the document they are its "problems".
+  const shown = problems.length > 0 ? message.replace("(listed above)", "(listed in problems)") : message;
+  output.json({ error: { message: shown, problems, ...(userFacing ? {} : { unexpected: true }) } });
 }
 
 /** `{ [key]: value }` when value is set, else `{}` (exact optional properties). */

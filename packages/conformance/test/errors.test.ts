@@ -268,7 +268,7 @@ socket.on("message", () => {});
     expect(failed.code).toBe(1);
     expect(JSON.parse(failed.stdout)).toEqual({
       error: {
-        message: 'the spec of "errs" has 1 problem (listed above)',
+        message: 'the spec of "errs" has 1 problem (listed in problems)',
         problems: [
           'missing message handler for websocket socket: add websocket("socket").on("message", handler) to one service',
         ],
@@ -276,6 +276,18 @@ socket.on("message", () => {});
     });
     // People still read the problem on stderr.
     expect(failed.stderr).toContain("error: missing message handler for websocket socket");
+    expect(failed.stderr).toContain("has 1 problem (listed above)");
+
+    // The project file's problems are listed in the JSON too, not only on stderr.
+    const file = await runCli([
+      "spec",
+      writeProject({ "nitric-like.yaml": "name: Bad Name\nservices: 3\n", "services/chat.ts": GOOD }),
+      "--json",
+    ]);
+    expect(file.code).toBe(1);
+    const { error } = JSON.parse(file.stdout) as { error: { message: string; problems: string[] } };
+    expect(error.message).toBe("the project file has 2 problems (listed in problems)");
+    expect(error.problems).toHaveLength(2);
   }, 30000);
 
   it("build: the files written as JSON on stdout, nothing else there", async () => {

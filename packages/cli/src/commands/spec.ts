@@ -78,6 +78,8 @@ export async function collectSpec(
       const count = result.unsupported.length;
       throw new UserError(
         `"${result.spec.name}" uses ${count} resource${count === 1 ? "" : "s"} nitric-like does not serve (listed above); it serves ${SERVED_KINDS}`,
+        1,
+        result.errors,
       );
     }
     return {

@@ -23,7 +23,7 @@ function projectProblem(error: unknown, output: Output | undefined): unknown {
   if (error.problems.length === 1 || !output) return new UserError(error.message);
   // Every problem on a line of its own, then a summary: all are fixed in one go.
   for (const p of error.problems) output.error(p);
-  return new UserError(`the project file has ${error.problems.length} problems (listed above)`);
+  return new UserError(`the project file has ${error.problems.length} problems (listed above)`, 1, [...error.problems]);
 }
 
 /**
