@@ -39,7 +39,7 @@ export function suggestName(name: string): string {
 export function resourceNameProblem(kind: string, name: string): string | undefined {
   // Every socket.send checks its socket's name here: nothing is built for a valid one.
   if (typeof name !== "string" || name.length === 0) {
-    const example = `"my-${kind === "kv" ? "store" : kind === "secret" ? "secret" : "socket"}"`;
+    const example = `"my-${kind === "kv" ? "store" : kind === "websocket" ? "socket" : kind}"`;
     // A JavaScript caller's number or undefined is named as what it is, not shown as "".
     if (typeof name !== "string") {
       const got = name === null ? "null" : typeof name;

@@ -4,6 +4,7 @@
  * its value, and queries read the store in key order and filter in the service.
  */
 import { Readable } from "node:stream";
+import { resourceNameProblem } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../internal/data.js";
 import { kv } from "./kv.js";
@@ -182,7 +183,12 @@ export class Collection<T extends JsonObject = JsonObject> {
   }
 }
 
-/** Declares a collection of JSON documents, stored as the kv store of the same name. */
+/**
+ * Declares a collection of JSON documents, stored as the kv store of the same name. An invalid name
+ * throws at once with the fix, as kv() and websocket() do (the store is declared at .for()).
+ */
 export function collection<T extends JsonObject = JsonObject>(name: string): Collection<T> {
+  const problem = resourceNameProblem("collection", name);
+  if (problem) throw new NitricLikeError("invalid_argument", problem);
   return new Collection<T>(name);
 }

@@ -4,6 +4,7 @@ import { Code, RpcError } from "@nitric-like/rpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeProvider, startFakeProvider } from "../../test/fake-provider.js";
 import { isNitricLikeError } from "../errors.js";
+import { collection } from "./collection.js";
 import { kv } from "./kv.js";
 
 let provider: FakeProvider;
@@ -27,6 +28,20 @@ describe("kv() declarations", () => {
       }),
     );
     expect(kv("same")).toBe(kv("same"));
+  });
+
+  it("throws at once on a collection's invalid name, as kv() does, before .for()", () => {
+    expect(() => collection("Bad Name")).toThrow(
+      expect.objectContaining({
+        code: "invalid_argument",
+        message: expect.stringMatching(
+          /^collection\("Bad Name"\): invalid resource name "Bad Name", use lower-kebab-case/,
+        ),
+      }),
+    );
+    expect(() => collection(42 as unknown as string)).toThrow(
+      'collection(42): a resource name must be a string, got number; use lower-kebab-case such as "my-collection"',
+    );
   });
 
   it("declares the store, then one policy per allow() with its actions for the calling service", async () => {
