@@ -82,6 +82,10 @@ describe("kv values: one rule each, with the store, the key, the place and the f
       'kv("connections"): set("k") needs a JSON object, got a string; wrap it, such as { value: ... }',
     );
     expect(problem(null)).toContain("got null");
+    // Wrapping would not do for a BigInt, which no JSON holds.
+    expect(problem(1n)).toBe(
+      'kv("connections"): set("k") needs a JSON object, got a BigInt; store it as text in one, such as { value: n.toString() }',
+    );
   });
 
   it("accepts plain JSON, null-prototype objects and __proto__ as a property name", () => {
@@ -147,11 +151,11 @@ describe("kv keys", () => {
     expect(kvKeyProblem("s", "set", "a\ud800")).toBe(
       'kv("s").set("a\\ud800"): the key has a lone surrogate (U+D800 at index 1), which kv cannot store: UTF-8 has no encoding for it, so it would become another key; use well-formed text, such as key.toWellFormed()',
     );
-    expect(kvKeyProblem("s", "get", "")).toBe('kv("s"): the key is empty; use a non-empty string');
+    expect(kvKeyProblem("s", "get", "")).toBe('kv("s").get(""): the key is empty; use a non-empty string');
     expect(kvKeyProblem("s", "delete", 7)).toBe('kv("s").delete(): the key is a number; use a non-empty string');
     expect(kvKeyProblem("s", "set", "é".repeat(512))).toBeUndefined();
     expect(kvKeyProblem("s", "set", `${"é".repeat(512)}x`)).toBe(
-      'kv("s"): the key is 1025 bytes long and at most 1024 are allowed; use a shorter key',
+      'kv("s").set(): the key is 1025 bytes long and at most 1024 are allowed; use a shorter key',
     );
     expect(kvPrefixProblem("s", "\udfff")).toContain("lone surrogate");
     expect(kvValueProblem("s", "\ud800", {})).toContain("the key has a lone surrogate");

@@ -89,14 +89,14 @@ export function kvKeyProblem(store: string, operation: string, key: unknown, cal
   if (typeof key !== "string") {
     return `${call ?? `${where()}.${operation}()`}: the key is ${describe(key)}; use a non-empty string`;
   }
-  if (key.length === 0) return `${where()}: the key is empty; use a non-empty string`;
+  if (key.length === 0) return `${call ?? `${where()}.${operation}("")`}: the key is empty; use a non-empty string`;
   const lone = loneSurrogate(key);
   if (lone >= 0) {
     return `${call ?? kvCall(store, operation, key)}: the key has a lone surrogate (${hex(key, lone)}), which kv cannot store: UTF-8 has no encoding for it, so it would become another key; use well-formed text, such as key.toWellFormed()`;
   }
   const bytes = utf8Bytes(key);
   if (bytes > KV_MAX_KEY_BYTES) {
-    return `${where()}: the key is ${bytes} bytes long and at most ${KV_MAX_KEY_BYTES} are allowed; use a shorter key`;
+    return `${call ?? `${where()}.${operation}()`}: the key is ${bytes} bytes long and at most ${KV_MAX_KEY_BYTES} are allowed; use a shorter key`;
   }
   return undefined;
 }
@@ -373,7 +373,14 @@ export function checkKvValue(store: string, key: string, value: unknown, options
   try {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw new Refused(
-        `${options.where ?? `kv(${q(store)})`}: set(${q(key)}) needs a JSON object, got ${describe(value)}; wrap it, such as { value: ... }`,
+        `${options.where ?? `kv(${q(store)})`}: set(${q(key)}) needs a JSON object, got ${describe(value)}; ${
+          // Wrapping alone would not do for a value JSON cannot hold.
+          typeof value === "bigint"
+            ? "store it as text in one, such as { value: n.toString() }"
+            : typeof value === "function" || typeof value === "symbol" || value === undefined
+              ? "pass one"
+              : "wrap it, such as { value: ... }"
+        }`,
       );
     }
     visit(value, false);

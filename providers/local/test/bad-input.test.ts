@@ -356,11 +356,11 @@ describe("bad gRPC requests", () => {
     const world = await echoWorld();
     await expect(
       world.client.unary(KvStore.method.setValue, { ref: { store: "items", key: "" }, content: {} }),
-    ).rejects.toMatchObject({ details: 'kv("items"): the key is empty; use a non-empty string' });
+    ).rejects.toMatchObject({ details: 'kv("items").set(""): the key is empty; use a non-empty string' });
     await expect(
       world.client.unary(KvStore.method.setValue, { ref: { store: "items", key: "k".repeat(10_240) }, content: {} }),
     ).rejects.toMatchObject({
-      details: 'kv("items"): the key is 10240 bytes long and at most 1024 are allowed; use a shorter key',
+      details: 'kv("items").set(): the key is 10240 bytes long and at most 1024 are allowed; use a shorter key',
     });
     await stillUpAndOthersFine(world);
   });

@@ -62,11 +62,11 @@ describe.each(TRANSPORTS)("kv values over %s", (transport) => {
       client.unary(KvStore.method.getValue, { ref: { store: "items", key: `${longest}x` } }),
     ).rejects.toMatchObject({
       code: Code.INVALID_ARGUMENT,
-      details: 'kv("items"): the key is 1025 bytes long and at most 1024 are allowed; use a shorter key',
+      details: 'kv("items").get(): the key is 1025 bytes long and at most 1024 are allowed; use a shorter key',
     });
     await expect(client.unary(KvStore.method.deleteKey, { ref: { store: "items", key: "" } })).rejects.toMatchObject({
       code: Code.INVALID_ARGUMENT,
-      details: 'kv("items"): the key is empty; use a non-empty string',
+      details: 'kv("items").delete(""): the key is empty; use a non-empty string',
     });
   });
 

@@ -141,13 +141,13 @@ describe("kv", () => {
       writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "" }, content: {} }),
     ).rejects.toMatchObject({
       code: Code.INVALID_ARGUMENT,
-      details: 'kv("items"): the key is empty; use a non-empty string',
+      details: 'kv("items").set(""): the key is empty; use a non-empty string',
     });
     await expect(
       writer.unary(KvStore.method.setValue, { ref: { store: "items", key: "k".repeat(10_000) }, content: {} }),
     ).rejects.toMatchObject({
       code: Code.INVALID_ARGUMENT,
-      details: 'kv("items"): the key is 10000 bytes long and at most 1024 are allowed; use a shorter key',
+      details: 'kv("items").set(): the key is 10000 bytes long and at most 1024 are allowed; use a shorter key',
     });
     await expect(reader.unary(KvStore.method.getValue, { ref: { store: "other", key: "a" } })).rejects.toMatchObject({
       code: Code.NOT_FOUND,
