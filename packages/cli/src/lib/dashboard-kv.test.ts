@@ -1,6 +1,7 @@
 // The dashboard's kv editor against a real local provider: a value saved there follows the rules of
 // every kv set() (@nitric-like/spec), so it cannot put into a store what AWS would refuse or change.
 import { mkdtempSync, rmSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLocalProvider, type LocalProvider } from "@nitric-like/provider-local";
@@ -59,5 +60,27 @@ describe("the dashboard's kv editor", () => {
     const array = await put('{"store": "items", "key": "d", "value": [1]}');
     expect(array.status).toBe(400);
     expect(await provider.inspect.kvGet("items", "b")).toBeUndefined();
+  });
+
+  it("saves text whose characters a chunk of the request splits as they were sent", async () => {
+    const text = "é😀".repeat(1000);
+    const body = Buffer.from(JSON.stringify({ store: "items", key: "split", value: { text } }));
+    // Cut inside a character: the server gets its bytes in two reads, as a long body over TCP does.
+    const cut = body.indexOf(Buffer.from("😀")) + 2;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        `${dashboard.url}/api/kv/value`,
+        { method: "PUT", headers: { "content-type": "application/json", "content-length": body.byteLength } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on("error", reject);
+      req.write(body.subarray(0, cut));
+      setTimeout(() => req.end(body.subarray(cut)), 100);
+    });
+    expect(status).toBe(200);
+    expect(await provider.inspect.kvGet("items", "split")).toEqual({ text });
   });
 });

@@ -209,13 +209,17 @@ function listen(server: Server, port: number): Promise<void> {
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   if (!(req.headers["content-type"] ?? "").startsWith("application/json"))
     throw new HttpError(415, "send the request body as application/json");
-  let body = "";
-  for await (const chunk of req) {
-    body += chunk;
-    if (body.length > 1024 * 1024) throw new HttpError(413, "request body over 1 MiB");
+  // Bytes first, text once they are all here: a character whose bytes two chunks split would
+  // otherwise be decoded as two halves, each U+FFFD, and saved so.
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.byteLength;
+    if (size > 1024 * 1024) throw new HttpError(413, "request body over 1 MiB");
+    chunks.push(chunk);
   }
   try {
-    const parsed: unknown = JSON.parse(body);
+    const parsed: unknown = JSON.parse(Buffer.concat(chunks, size).toString("utf8"));
     if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed))
       return parsed as Record<string, unknown>;
   } catch {
