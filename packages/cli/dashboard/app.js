@@ -237,18 +237,43 @@ function fillSelect(select, values) {
 
 // ---- connections
 
+/**
+ * Lists the connections again. One listing is asked for at a time: a slow one (thousands of
+ * connections) that answered after a newer one would put back connections that have closed, and
+ * nothing would correct it until the next connect or disconnect. Asked while one is on its way,
+ * it asks once more when that one is in, so the last listing shown is never older than the ask.
+ */
 async function refreshConnections() {
   if (!state?.inspect) return;
-  const listed = await api("GET", "/api/connections");
-  // Unchanged (most refreshes after a message): the rows stay, with what the user opened or points at.
-  const text = JSON.stringify(listed);
-  if (text === listedText) return;
-  listedText = text;
-  connections = listed;
-  renderConnections();
+  if (listing) {
+    listAgain = true;
+    return listing;
+  }
+  listing = (async () => {
+    try {
+      do {
+        listAgain = false;
+        const listed = await api("GET", "/api/connections");
+        // The run stopped while this was on its way: the page shows no connections now.
+        if (!state?.inspect) return;
+        // Unchanged (most refreshes after a message): the rows stay, with what the user opened or points at.
+        const text = JSON.stringify(listed);
+        if (text === listedText) continue;
+        listedText = text;
+        connections = listed;
+        renderConnections();
+      } while (listAgain);
+    } finally {
+      listing = undefined;
+    }
+  })();
+  return listing;
 }
 /** The last listing as received, to tell whether a refresh changed anything. */
 let listedText = "";
+/** The listing on its way, if any, and whether it was asked for again meanwhile. */
+let listing;
+let listAgain = false;
 
 /** How much of an identity or a state a row shows before "more" (both can be kilobytes). */
 const PREVIEW_CHARS = 80;

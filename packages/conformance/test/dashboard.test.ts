@@ -112,6 +112,49 @@ describe("the dashboard", () => {
     await page.close();
   }, 40000);
 
+  it("never shows connections that have closed when an older listing arrives after a newer one", async () => {
+    const app = await startChatWeb();
+    const page = await openDashboard(app);
+    const rows = page.locator("#connection-table tbody tr");
+    const first = await connect(app.url("chat"));
+    await first.next(); // its history
+    await expect.poll(() => rows.count()).toBe(1);
+    // The next listing is slow on its way, as one of thousands of connections is: it is made at
+    // once (both connections open) and reaches the page 2 s later.
+    let made!: () => void;
+    let arrived!: () => void;
+    const slowMade = new Promise<void>((resolve) => {
+      made = resolve;
+    });
+    const slowArrived = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    let slowed = false;
+    await page.route("**/api/connections", async (route) => {
+      if (slowed) return route.continue();
+      slowed = true;
+      const response = await route.fetch();
+      made();
+      await sleep(2000);
+      await route.fulfill({ response });
+      arrived();
+    });
+    const second = await connect(app.url("chat"));
+    await second.next();
+    await slowMade;
+    // Both close while it is on its way: the listings asked for since answer with none.
+    first.close();
+    second.close();
+    await first.waitClosed();
+    await second.waitClosed();
+    await slowArrived;
+    await expect.poll(() => rows.count(), { timeout: 3000 }).toBe(0);
+    await sleep(1000);
+    expect(await rows.count()).toBe(0);
+    expect(await page.locator("#connection-count").textContent()).toBe("0");
+    await page.close();
+  });
+
   it("edits a kv value, and the app serves the edited value", async () => {
     const app = await startChatWeb();
     const client = await connect(app.url("chat"));
