@@ -24,14 +24,28 @@ function trimLog() {
   }
 }
 
-/** Makes an element: el("td", { class: "x" }, "text", otherElement). */
+/**
+ * The characters that reorder text around them (bidi controls and marks). In a client's message,
+ * query, close reason, a kv key or a line of output they would make it, and what follows it in its
+ * row, read otherwise than it is ("\u202Egnp.exe" shows as "exe.png"; a key "\u202Eevil" as
+ * "live"): the page shows them as their code point instead, such as [U+202E].
+ */
+const REORDERING = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+function visible(text) {
+  return String(text ?? "").replace(
+    REORDERING,
+    (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`,
+  );
+}
+
+/** Makes an element: el("td", { class: "x" }, "text", otherElement). Text shows as visible() makes it. */
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value);
+    else node.setAttribute(name, name === "title" ? visible(value) : value);
   }
-  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+  for (const child of children) node.append(child instanceof Node ? child : visible(child));
   return node;
 }
 
@@ -53,7 +67,7 @@ async function api(method, path, body) {
 
 function status(id, text, error = false) {
   const node = $(id);
-  node.textContent = text;
+  node.textContent = visible(text);
   node.classList.toggle("error", error);
 }
 
@@ -622,7 +636,9 @@ async function listKeys() {
     );
     const chosen = $("kv-key").value;
     $("kv-keys").replaceChildren(
-      ...keys.map((k) => el("li", { class: k === chosen ? "selected" : "", onclick: () => openKey(k) }, k)),
+      ...keys.map((k) =>
+        el("li", { class: k === chosen ? "selected" : "", "data-key": k, onclick: () => openKey(k) }, k),
+      ),
     );
     $("kv-more").textContent =
       keys.length === 0
@@ -645,7 +661,7 @@ async function openKey(key) {
     $("kv-key").value = key;
     $("kv-value").value = JSON.stringify(value, null, 2);
     status("kv-status", "");
-    for (const li of $("kv-keys").children) li.classList.toggle("selected", li.textContent === key);
+    for (const li of $("kv-keys").children) li.classList.toggle("selected", li.dataset.key === key);
   } catch (error) {
     status("kv-status", error.message, true);
   }

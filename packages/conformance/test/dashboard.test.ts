@@ -155,6 +155,45 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("shows characters that reorder text as their code, in queries, messages, close reasons and kv keys", async () => {
+    const app = await startChatWeb();
+    const page = await openDashboard(app);
+    const base = app.dashboard as string;
+    const rlo = "\u202e";
+    // "\u202Egnp.exe" reads "exe.png"; a key "\u202Eevil" reads "live".
+    const client = await connect(`${app.url("chat")}/?name=${encodeURIComponent(`${rlo}gnp.exe`)}`);
+    const { you } = JSON.parse((await client.next()).text) as { you: string };
+    const row = page.locator(`#connection-table tr[data-id="${you}"]`);
+    await expect.poll(() => row.textContent()).toContain("name=[U+202E]gnp.exe");
+    client.ws.send(JSON.stringify({ name: "x", text: `${rlo}txt.exe \u2066isolated\u2069 \u200fmark` }));
+    await client.next();
+    const inRow = page.locator(`#log-table tr[data-direction="in"][data-id="${you}"]`);
+    await expect.poll(() => inRow.textContent()).toContain("[U+202E]txt.exe [U+2066]isolated[U+2069] [U+200F]mark");
+    const saved = await fetch(`${base}/api/kv/value`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ store: "history", key: `${rlo}evil`, value: { n: 1 } }),
+    });
+    expect(saved.status).toBe(200);
+    const closed = await fetch(`${base}/api/close`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ socket: "chat", connectionId: you, code: 4000, reason: `${rlo}eyb` }),
+    });
+    expect(closed.status).toBe(200);
+    await page.locator(`#log-table tr[data-event="close"][data-id="${you}"]`, { hasText: "[U+202E]eyb" }).waitFor();
+    await page.locator("#kv-form").getByRole("button", { name: "List" }).click();
+    const key = page.locator("#kv-keys li", { hasText: "[U+202E]evil" });
+    await key.click();
+    // The key opened is the key itself, and it shows as chosen.
+    await expect.poll(() => page.locator("#kv-key").inputValue()).toBe(`${rlo}evil`);
+    await expect.poll(() => key.getAttribute("class")).toBe("selected");
+    expect(await page.locator("#kv-value").inputValue()).toContain('"n": 1');
+    // Nowhere on the page does one remain.
+    expect(await page.locator("main").innerText()).not.toMatch(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/);
+    await page.close();
+  });
+
   it("edits a kv value, and the app serves the edited value", async () => {
     const app = await startChatWeb();
     const client = await connect(app.url("chat"));
