@@ -109,6 +109,36 @@ it("keeps a connection listing's identities and states within its budget, cuttin
   expect(boundedListing(list.slice(0, 3))).toEqual(list.slice(0, 3));
 });
 
+it("keeps a connection listing's queries and headers within the same budget, cutting the rest to a preview", () => {
+  // As many connections as a socket takes by default, each with a 16 KB request (query and headers).
+  const pad = "q".repeat(7_900);
+  const list: InspectedConnection[] = Array.from({ length: 10_000 }, (_, i) => ({
+    socket: "chat",
+    id: `c${i}`,
+    connectedAt: 0,
+    query: Object.fromEntries([
+      ["__proto__", [pad]],
+      [`${pad}a`, ["1"]],
+      [`${pad}b`, ["2"]],
+    ]),
+    headers: { "user-agent": ["agent"], "x-pad": [pad] },
+    remoteAddress: "127.0.0.1",
+    auth: "",
+    rooms: [],
+    state: "",
+  }));
+  const shown = boundedListing(list);
+  const chars = JSON.stringify(shown).length;
+  expect(chars).toBeLessThanOrEqual(LISTING_EXTRAS_CHARS + 10_000 * 800);
+  expect(shown[0]).toEqual(list[0]);
+  const last = shown[9_999];
+  // Cut, names included; names that read alike once cut keep every value; __proto__ is a name like any.
+  expect(Object.getOwnPropertyDescriptor(last?.query ?? {}, "__proto__")?.value).toEqual([`${"q".repeat(80)}…`]);
+  expect(last?.query[`${"q".repeat(80)}…`]).toEqual(["1", "2"]);
+  expect(last?.headers["user-agent"]).toEqual(["agent"]);
+  expect(last?.headers["x-pad"]).toEqual([`${"q".repeat(80)}…`]);
+});
+
 it("lets the page open WebSockets to the sockets' hosts only, on any port (its CSP's connect-src)", () => {
   expect(
     socketSources([

@@ -612,24 +612,50 @@ export function socketSources(sockets: readonly { url: string }[]): string {
 }
 
 /**
- * Most characters of identities and states one connection listing carries. Each can be 8 KB and
- * 16 KB, on each of 10,000 connections (240 MB a listing, refreshed while traffic flows); past
- * this budget a value is cut to the page's preview length and marked with a trailing "…".
+ * Most characters of identities, states, queries and headers one connection listing carries. An
+ * identity and a state can be 8 KB and 16 KB, a connection request's query and headers 16 KB, on
+ * each of 10,000 connections (400 MB a listing, refreshed while traffic flows); past this budget
+ * each of them is cut to the page's preview length and marked with a trailing "…".
  */
 export const LISTING_EXTRAS_CHARS = 4_000_000;
 const CUT_CHARS = 80;
 
-/** The listing with identities and states within LISTING_EXTRAS_CHARS, in listing order. */
+/** Characters of a query's or headers' names and values. */
+function valuesChars(values: Record<string, string[]>): number {
+  let n = 0;
+  for (const [name, list] of Object.entries(values)) {
+    n += name.length;
+    for (const v of list) n += v.length;
+  }
+  return n;
+}
+
+/** The listing with identities, states, queries and headers within LISTING_EXTRAS_CHARS, in listing order. */
 export function boundedListing(list: InspectedConnection[]): InspectedConnection[] {
   let budget = LISTING_EXTRAS_CHARS;
   const cut = (value: string) => (value.length > CUT_CHARS ? `${value.slice(0, CUT_CHARS)}…` : value);
+  // Names cut alike keep every value, under one name. A Map first: names are the client's.
+  const cutValues = (values: Record<string, string[]>) => {
+    const cutNames = new Map<string, string[]>();
+    for (const [name, list] of Object.entries(values)) {
+      const short = cut(name);
+      cutNames.set(short, [...(cutNames.get(short) ?? []), ...list.map(cut)]);
+    }
+    return Object.fromEntries(cutNames);
+  };
   return list.map((c) => {
-    const size = c.auth.length + (c.state?.length ?? 0);
+    const size = c.auth.length + (c.state?.length ?? 0) + valuesChars(c.query) + valuesChars(c.headers);
     if (size <= budget) {
       budget -= size;
       return c;
     }
     budget = 0;
-    return { ...c, auth: cut(c.auth), ...(c.state === undefined ? {} : { state: cut(c.state) }) };
+    return {
+      ...c,
+      query: cutValues(c.query),
+      headers: cutValues(c.headers),
+      auth: cut(c.auth),
+      ...(c.state === undefined ? {} : { state: cut(c.state) }),
+    };
   });
 }
