@@ -65,6 +65,26 @@ it("answers a request that met a bug with 500 and one log line, and goes on serv
   expect(errors).toHaveLength(1);
 });
 
+it("refuses a close code that is not a whole number in the ranges a service may give, before closing anything", async () => {
+  dashboard = await startDashboard({
+    port: 0,
+    fallback: false,
+    provider: "broken",
+    spec,
+    running: brokenProvider(),
+    logger: { info: () => {}, warn: () => {}, error: () => {} },
+  });
+  for (const code of [3000.5, 999, 1001, 5000, -1]) {
+    const closed = await fetch(`${dashboard.url}/api/close`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ socket: "chat", connectionId: "c1", code }),
+    });
+    expect(closed.status).toBe(400);
+    expect(await closed.json()).toEqual({ error: "a close code is 1000 or between 3000 and 4999" });
+  }
+});
+
 it("says, for a provider that cannot show its kv stores, why: the kv API answers 501 with its sentence", async () => {
   const why = 'provider "remote" keeps its stores elsewhere; browse them there';
   const running = brokenProvider();

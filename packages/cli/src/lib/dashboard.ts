@@ -555,7 +555,8 @@ class DashboardServer {
     const socket = this.socketNamed(field(body, "socket"));
     const id = field(body, "connectionId");
     const code = typeof body.code === "number" ? body.code : 1000;
-    if (code !== 1000 && (code < 3000 || code > 4999))
+    // A fraction would be cut to a whole code on the wire, a code the request did not ask for.
+    if (!Number.isInteger(code) || (code !== 1000 && (code < 3000 || code > 4999)))
       throw new HttpError(400, "a close code is 1000 or between 3000 and 4999");
     const reason = typeof body.reason === "string" ? body.reason : "";
     if (Buffer.byteLength(reason) > 123) throw new HttpError(400, "a close reason is at most 123 bytes");
