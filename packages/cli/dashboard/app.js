@@ -54,10 +54,19 @@ function time(ms) {
   return `${d.toLocaleTimeString([], { hour12: false })}.${String(d.getMilliseconds()).padStart(3, "0")}`;
 }
 
+/**
+ * This run's key, from the address run printed (…/#key=<key>): every API request carries it, since
+ * every user of the machine can reach 127.0.0.1. A fragment, so the browser never sends it itself.
+ */
+const KEY = new URLSearchParams(location.hash.slice(1)).get("key") ?? "";
+// An address with another key pasted into this tab changes only the fragment: start over with it.
+window.addEventListener("hashchange", () => location.reload());
+
 async function api(method, path, body) {
   const response = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    headers:
+      body === undefined ? { "X-Dashboard-Key": KEY } : { "X-Dashboard-Key": KEY, "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const result = await response.json().catch(() => ({}));
@@ -802,7 +811,7 @@ $("client-send").addEventListener("submit", (event) => {
 // ---- live updates
 
 function connect() {
-  const source = new EventSource("/api/events");
+  const source = new EventSource(`/api/events?key=${encodeURIComponent(KEY)}`);
   source.addEventListener("open", () => {
     $("live").textContent = "live";
     $("live").className = "badge on";
@@ -813,6 +822,8 @@ function connect() {
   source.addEventListener("error", () => {
     // Lost without a word (run was killed): the browser retries; until then nothing is live.
     stopped("disconnected: is nitric-like run still running?");
+    // Refused (no key, or an earlier run's): the browser gives up; the API says why.
+    if (source.readyState === EventSource.CLOSED) api("GET", "/api/state").catch((error) => stopped(error.message));
   });
   source.addEventListener("state", (event) => {
     state = JSON.parse(event.data);

@@ -78,14 +78,26 @@ export function runCli(
   });
 }
 
+/** A request to the dashboard's API of `app` (its `path`, such as /api/state), with the run's key. */
+export function dashboardFetch(app: App, path: string, init: RequestInit = {}): Promise<Response> {
+  if (app.dashboard === undefined) throw new Error("this run printed no dashboard line");
+  const headers = new Headers(init.headers);
+  headers.set("X-Dashboard-Key", app.dashboardKey);
+  return fetch(`${app.dashboard}${path}`, { ...init, headers });
+}
+
 /** A project running under `nitric-like run`. */
 export class App {
   stdout = "";
   stderr = "";
   /** Socket URLs by name, from the `websocket <name> <url>` lines. */
   readonly urls: Record<string, string> = {};
-  /** The dashboard's URL, from the `dashboard <url>` line. */
+  /** Where the dashboard listens, from the `dashboard <url>/#key=<key>` line. */
   dashboard: string | undefined;
+  /** The dashboard's address as printed, with the run's key: the page to open. */
+  dashboardPage: string | undefined;
+  /** The run's dashboard key, which every API request carries (see dashboardFetch). */
+  dashboardKey = "";
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(
@@ -96,7 +108,12 @@ export class App {
       this.stdout += d;
       for (const m of this.stdout.matchAll(/^websocket (\S+) (ws:\/\/\S+)$/gm))
         this.urls[m[1] as string] = m[2] as string;
-      this.dashboard ??= /^dashboard (http:\/\/\S+)$/m.exec(this.stdout)?.[1];
+      const dashboard = /^dashboard ((http:\/\/\S+?)\/#key=(\S+))$/m.exec(this.stdout);
+      if (dashboard && this.dashboard === undefined) {
+        this.dashboardPage = dashboard[1];
+        this.dashboard = dashboard[2];
+        this.dashboardKey = dashboard[3] as string;
+      }
     });
     child.stderr?.on("data", (d) => {
       this.stderr += d;

@@ -37,6 +37,7 @@ import {
   cleanTemp,
   connect,
   copyProject,
+  dashboardFetch,
   EXAMPLES,
   FIXTURES,
   runCli,
@@ -1682,7 +1683,7 @@ describe("run --provider aws with a service that fails as it loads", () => {
       );
       // The dashboard shows the function waiting, with why.
       const services = async () =>
-        ((await (await fetch(`${app.dashboard}/api/state`)).json()) as { services: unknown[] }).services;
+        ((await (await dashboardFetch(app, `/api/state`)).json()) as { services: unknown[] }).services;
       expect(await services()).toEqual([
         {
           name: "chat",
@@ -1866,7 +1867,7 @@ describe("run --provider aws when a redeploy cannot start", () => {
       );
       expect(app.stderr).toContain(`websocket "extra": port ${taken} is already in use`);
       // The dashboard shows the app down, with why.
-      const state = (await (await fetch(`${app.dashboard}/api/state`)).json()) as {
+      const state = (await (await dashboardFetch(app, `/api/state`)).json()) as {
         services: { name: string; state: string; reason?: string }[];
       };
       expect(state.services.find((s) => s.name === "first")).toMatchObject({
@@ -1916,7 +1917,7 @@ describe("run --provider aws --env-from", () => {
         'warning: .env: provider "aws" starts the services itself, without these variables, as a deploy does; to give its functions a file\'s variables, as "up --env-from" deploys them, run with --env-from <file>',
       );
       // The dashboard names what the functions get, never a value.
-      const state = (await (await fetch(`${app.dashboard}/api/state`)).json()) as { env: unknown };
+      const state = (await (await dashboardFetch(app, `/api/state`)).json()) as { env: unknown };
       expect(state.env).toEqual({ files: [join(dir, "deploy.env")], names: ["GREETING"] });
       const client = await connect(app.url("vars"));
       client.ws.send("?");

@@ -13,6 +13,7 @@ import {
   cleanTemp,
   connect,
   copyProject,
+  dashboardFetch,
   EXAMPLES,
   runCli,
   sleep,
@@ -52,7 +53,7 @@ async function openDashboard(app: App): Promise<Page> {
   if (!app.dashboard) throw new Error(`no dashboard line in the output:\n${app.stdout}`);
   const page = await browser.newPage();
   page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
-  await page.goto(app.dashboard);
+  await page.goto(app.dashboardPage as string);
   await page.locator("#live", { hasText: "live" }).waitFor();
   return page;
 }
@@ -169,13 +170,13 @@ describe("the dashboard", () => {
     await client.next();
     const inRow = page.locator(`#log-table tr[data-direction="in"][data-id="${you}"]`);
     await expect.poll(() => inRow.textContent()).toContain("[U+202E]txt.exe [U+2066]isolated[U+2069] [U+200F]mark");
-    const saved = await fetch(`${base}/api/kv/value`, {
+    const saved = await dashboardFetch(app, `/api/kv/value`, {
       method: "PUT",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ store: "history", key: `${rlo}evil`, value: { n: 1 } }),
     });
     expect(saved.status).toBe(200);
-    const closed = await fetch(`${base}/api/close`, {
+    const closed = await dashboardFetch(app, `/api/close`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ socket: "chat", connectionId: you, code: 4000, reason: `${rlo}eyb` }),
@@ -233,10 +234,55 @@ describe("the dashboard", () => {
     await page.close();
   }, 40000);
 
+  it("serves its API only to who has the address run printed: no key or another run's is refused with 401, and the page says what to open", async () => {
+    const app = await startChatWeb();
+    const base = app.dashboard as string;
+    // Every user of the machine reaches 127.0.0.1; the run's key is in the address it printed only.
+    expect(app.stdout).toMatch(/^dashboard http:\/\/127\.0\.0\.1:\d+\/#key=[\w-]{24}$/m);
+    const none = await fetch(`${base}/api/state`);
+    expect(none.status).toBe(401);
+    expect(((await none.json()) as { error: string }).error).toBe(
+      "this request has no key: open the dashboard at the address run printed, which ends with #key=...",
+    );
+    const other = await fetch(`${base}/api/connections`, { headers: { "X-Dashboard-Key": "x".repeat(24) } });
+    expect(other.status).toBe(401);
+    expect(((await other.json()) as { error: string }).error).toContain("this key is not this run's");
+    const client = await connect(app.url("chat"));
+    await sleep(200);
+    const framesBefore = client.frames.length;
+    for (const [path, init] of [
+      [
+        "/api/send",
+        { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"socket":"chat","text":"x"}' },
+      ],
+      ["/api/kv/keys?store=messages", {}],
+      ["/api/events", {}],
+      [`/api/events?key=${"y".repeat(24)}`, {}],
+    ] as const) {
+      expect((await fetch(`${base}${path}`, init)).status, path).toBe(401);
+    }
+    // Its key in a header of another request than the event stream's does not count from the query.
+    expect((await fetch(`${base}/api/state?key=${app.dashboardKey}`)).status).toBe(401);
+    expect(
+      (await fetch(`${base}/api/events?key=${app.dashboardKey}`, { signal: AbortSignal.timeout(2000) })).status,
+    ).toBe(200);
+    expect((await dashboardFetch(app, "/api/state")).status).toBe(200);
+    // The refused send reached no client; the page's own files hold no data and need no key.
+    await sleep(200);
+    expect(client.frames.length).toBe(framesBefore);
+    client.close();
+    expect((await fetch(`${base}/`)).status).toBe(200);
+    const page = await browser.newPage();
+    page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
+    await page.goto(base);
+    await page.locator("#live", { hasText: "open the dashboard at the address run printed" }).waitFor();
+    await page.close();
+  }, 40000);
+
   it("answers only requests made to it: other hosts, non-JSON writes and other origins are refused", async () => {
     const app = await startChatWeb();
     const base = app.dashboard as string;
-    expect((await fetch(`${base}/api/state`)).status).toBe(200);
+    expect((await dashboardFetch(app, `/api/state`)).status).toBe(200);
     // fetch() will not set Host; a DNS-rebinding page's requests carry its own name there.
     const rebound = await new Promise<number>((resolve, reject) => {
       const req = request(`${base}/api/state`, { headers: { Host: "evil.example" } }, (res) => {
@@ -247,15 +293,15 @@ describe("the dashboard", () => {
       req.end();
     });
     expect(rebound).toBe(421);
-    const form = await fetch(`${base}/api/send`, { method: "POST", body: "socket=chat&text=x" });
+    const form = await dashboardFetch(app, `/api/send`, { method: "POST", body: "socket=chat&text=x" });
     expect(form.status).toBe(415);
-    const foreign = await fetch(`${base}/api/send`, {
+    const foreign = await dashboardFetch(app, `/api/send`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Origin: "https://evil.example" },
       body: JSON.stringify({ socket: "chat", text: "x" }),
     });
     expect(foreign.status).toBe(403);
-    const unknownStore = await fetch(`${base}/api/kv/keys?store=nope`);
+    const unknownStore = await dashboardFetch(app, `/api/kv/keys?store=nope`);
     expect(unknownStore.status).toBe(404);
     expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
   });
@@ -267,8 +313,8 @@ describe("the dashboard", () => {
     const names = Object.getOwnPropertyNames(Object.prototype);
     for (const name of names) {
       expect((await fetch(`${base}/${name}`)).status).toBe(404);
-      expect((await fetch(`${base}/api/kv/keys?store=${name}`)).status).toBe(404);
-      const send = await fetch(`${base}/api/send`, {
+      expect((await dashboardFetch(app, `/api/kv/keys?store=${name}`)).status).toBe(404);
+      const send = await dashboardFetch(app, `/api/send`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(
@@ -295,7 +341,7 @@ describe("the dashboard", () => {
     // A connection whose query and headers use those names is listed with them, as its own keys.
     const query = names.map((n, i) => `${n}=${i}`).join("&");
     const client = await connect(`${app.url("chat")}/?${query}`, Object.fromEntries(names.map((n) => [n, "h"])));
-    const listed = (await (await fetch(`${base}/api/connections`)).json()) as {
+    const listed = (await (await dashboardFetch(app, `/api/connections`)).json()) as {
       query: Record<string, string[]>;
       headers: Record<string, string[]>;
     }[];
@@ -307,7 +353,7 @@ describe("the dashboard", () => {
     expect(Object.hasOwn(mine?.headers ?? {}, "constructor") && mine?.headers.constructor).toEqual(["h"]);
     client.close();
     expect(app.stderr).not.toMatch(/internal error/);
-    expect((await fetch(`${base}/api/state`)).status).toBe(200);
+    expect((await dashboardFetch(app, `/api/state`)).status).toBe(200);
   });
 
   it("connects to a socket as a client of its own (Try a socket): messages both ways as text, seen by the app and other clients, closed with its code", async () => {
@@ -481,7 +527,7 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     const one = await connect(`${app.url("socket")}?name=one`);
     const two = await connect(app.url("socket"));
     await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(2);
-    const listed = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as {
+    const listed = (await (await dashboardFetch(app, `/api/connections`)).json()) as {
       id: string;
       socket: string;
       query: Record<string, string[]>;
@@ -546,7 +592,7 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     await expect.poll(() => page.locator("#kv-status").textContent()).toMatch(/^saved /);
     three.ws.send("to two again");
     expect((await two.next()).text).toBe("to two again");
-    const refused = await fetch(`${app.dashboard}/api/kv/value`, {
+    const refused = await dashboardFetch(app, `/api/kv/value`, {
       method: "PUT",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ store: "connections", key: twoId, value: { n: 1e126 } }),
@@ -649,7 +695,7 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     const app = await startApp(dir);
     const page = await openDashboard(app);
     const client = await connect(app.url("echo"));
-    const [listed] = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as { id: string }[];
+    const [listed] = (await (await dashboardFetch(app, `/api/connections`)).json()) as { id: string }[];
     const id = listed?.id as string;
 
     client.ws.send("hello");
@@ -761,7 +807,7 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     for (const width of [720, 390]) {
       const page = await browser.newPage({ viewport: { width, height: 800 } });
       page.on("pageerror", (e) => pageErrors.push(`dashboard at ${width} px: ${e.message}`));
-      await page.goto(app.dashboard as string);
+      await page.goto(app.dashboardPage as string);
       await page.locator("#live", { hasText: "live" }).waitFor();
       await page.locator("#connection-table tbody tr").first().waitFor();
       client.ws.send(JSON.stringify({ name: "ann", text: `at ${width} px ${"z".repeat(200)}` }));
@@ -843,7 +889,7 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     expect((await client.next()).text).toBe("v2 again");
     await page.locator("#log-table tr[data-log='echo']", { hasText: "v2 got again" }).waitFor();
     // A handler that throws inside its function: its report sits beside the message.
-    const [listed] = (await (await fetch(`${app.dashboard}/api/connections`)).json()) as { id: string }[];
+    const [listed] = (await (await dashboardFetch(app, `/api/connections`)).json()) as { id: string }[];
     client.ws.send("boom");
     const report = page.locator(`#log-table tr[data-log='echo'][data-id="${listed?.id}"]`, { hasText: "v2 broke" });
     await report.waitFor();
@@ -963,7 +1009,7 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
       // Stored by another process: the open page follows within a few seconds.
       await expect.poll(() => motd.textContent(), { timeout: 10000 }).toContain(version);
       expect(await page.content()).not.toContain("the-value-itself");
-      const state = await (await fetch(`${app.dashboard}/api/state`)).text();
+      const state = await (await dashboardFetch(app, `/api/state`)).text();
       expect(state).toContain(version);
       expect(state).not.toContain("the-value-itself");
       await page.close();

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { App, CLI, cleanTemp, connect, runCli, sleep, stopAll, writeProject } from "../src/harness.js";
+import { App, CLI, cleanTemp, connect, dashboardFetch, runCli, sleep, stopAll, writeProject } from "../src/harness.js";
 
 const started: App[] = [];
 afterEach(async () => {
@@ -200,10 +200,10 @@ describe("nitric-like run: a service that fails", () => {
     const app = runApp(dir, [], true);
     await app.waitFor(/service "other" \(services\/other\.ts:2\) failed/);
     await sleep(1000);
-    expect(app.stdout).toMatch(/^dashboard http:\/\/127\.0\.0\.1:\d+\n$/);
+    expect(app.stdout).toMatch(/^dashboard http:\/\/127\.0\.0\.1:\d+\/#key=[\w-]+\n$/);
     expect(app.stderr).not.toContain("ready");
     // The service that did not fail serves meanwhile (its URL, from the dashboard, as it is not printed yet).
-    const state = (await (await fetch(`${app.dashboard}/api/state`)).json()) as {
+    const state = (await (await dashboardFetch(app, `/api/state`)).json()) as {
       sockets: { name: string; url: string }[];
     };
     const url = state.sockets.find((s) => s.name === "chat")?.url as string;

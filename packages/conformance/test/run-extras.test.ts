@@ -9,6 +9,7 @@ import {
   type App,
   cleanTemp,
   connect,
+  dashboardFetch,
   linkNodeModules,
   runCli,
   sleep,
@@ -84,7 +85,7 @@ describe("run and .env files", () => {
       "env: .env, .env.local: 4 variables (FROM_DOTENV, FROM_SHELL, OVERRIDDEN, FROM_LOCAL)",
     );
     // The dashboard shows resources and services, never a variable's value.
-    const dashboard = JSON.stringify(await getJson(`${app.dashboard}/api/state`));
+    const dashboard = JSON.stringify(await (await dashboardFetch(app, "/api/state")).json());
     expect(dashboard).toContain('"envy"');
     expect(dashboard).toContain(
       '"env":{"files":[".env",".env.local"],"names":["FROM_DOTENV","FROM_SHELL","OVERRIDDEN","FROM_LOCAL"]}',
@@ -266,7 +267,7 @@ describe("run and a project file or service file changed while it runs", () => {
       const app = await startApp(dir, mode === "processes" ? ["--processes"] : []);
       const services = join(dir, "services");
       const state = async () => {
-        const st = (await getJson(`${app.dashboard}/api/state`)) as {
+        const st = (await (await dashboardFetch(app, "/api/state")).json()) as {
           spec: { resources: { kind: string; name: string }[] };
           registrations: { service: string; socket: string; event: string }[];
         };

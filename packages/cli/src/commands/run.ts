@@ -67,9 +67,10 @@ folder of this run: only your user can connect, and whoever connects acts as the
 service.
 
 At start it prints the local dashboard's address (resources, live connections and
-messages, sending, a kv browser), then, once every service has registered the handlers
+messages, sending, a kv browser; open it as printed: its key, new each run, keeps the
+machine's other users out), then, once every service has registered the handlers
 the spec expects of it, one line per socket on stdout, and "ready" on stderr:
-  dashboard http://127.0.0.1:<port>
+  dashboard http://127.0.0.1:<port>/#key=<key>
   websocket <name> ws://127.0.0.1:<port>
 
 Services restart when their files change (with --provider aws too), and with backoff
@@ -524,7 +525,7 @@ class Run {
       !dashboard.url.endsWith(`:${DEFAULT_DASHBOARD_PORT}`)
     )
       output.info(output.paint("dim", `dashboard: port ${DEFAULT_DASHBOARD_PORT} is taken, so it uses a free one`));
-    output.result(`dashboard ${dashboard.url}`);
+    output.result(`dashboard ${dashboard.pageUrl}`);
     running.onServiceOutput?.((service, stream, line) => dashboard.serviceLine(service, stream, line));
   }
 

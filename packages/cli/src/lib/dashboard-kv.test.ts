@@ -39,7 +39,7 @@ afterAll(async () => {
 const put = (body: string) =>
   fetch(`${dashboard.url}/api/kv/value`, {
     method: "PUT",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", "x-dashboard-key": dashboard.key },
     body,
   });
 
@@ -70,7 +70,14 @@ describe("the dashboard's kv editor", () => {
     const status = await new Promise<number>((resolve, reject) => {
       const req = request(
         `${dashboard.url}/api/kv/value`,
-        { method: "PUT", headers: { "content-type": "application/json", "content-length": body.byteLength } },
+        {
+          method: "PUT",
+          headers: {
+            "content-type": "application/json",
+            "content-length": body.byteLength,
+            "x-dashboard-key": dashboard.key,
+          },
+        },
         (res) => {
           res.resume();
           resolve(res.statusCode ?? 0);

@@ -25,8 +25,8 @@ const provider: RunningProvider = {
 };
 
 /** Opens the event stream; `events()` is every event read so far, by name. */
-async function listen(url: string) {
-  const response = await fetch(`${url}/api/events`);
+async function listen(dashboard: Dashboard) {
+  const response = await fetch(`${dashboard.url}/api/events?key=${dashboard.key}`);
   const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   const decoder = new TextDecoder();
   const seen: { event: string; data: unknown }[] = [];
@@ -65,7 +65,7 @@ async function until(check: () => boolean): Promise<void> {
 it("sends service output only while a page listens, a stream's consecutive lines as one entry, without colours", async () => {
   dashboard = await startDashboard({ port: 0, fallback: false, provider: "third", spec, running: provider });
   dashboard.serviceLine("a", "stdout", "printed with no page open");
-  const page = await listen(dashboard.url);
+  const page = await listen(dashboard);
   await until(() => page.events("state").length === 1);
   dashboard.serviceLine("a", "stderr", "Error: \u001b[31mred\u001b[39m");
   dashboard.serviceLine("a", "stderr", "    at f (a.ts:1:1)");
@@ -86,7 +86,7 @@ it("sends service output only while a page listens, a stream's consecutive lines
 
 it("counts the lines over the bound of one flush instead of sending them", async () => {
   dashboard = await startDashboard({ port: 0, fallback: false, provider: "third", spec, running: provider });
-  const page = await listen(dashboard.url);
+  const page = await listen(dashboard);
   await until(() => page.events("state").length === 1);
   for (let i = 0; i < 1000; i++) dashboard.serviceLine("a", "stdout", `line ${i}`);
   await until(() => page.events("log").length > 0);
@@ -97,7 +97,7 @@ it("counts the lines over the bound of one flush instead of sending them", async
 
 it("tells its pages the run stopped, with the last lines first, then ends their streams", async () => {
   dashboard = await startDashboard({ port: 0, fallback: false, provider: "third", spec, running: provider });
-  const page = await listen(dashboard.url);
+  const page = await listen(dashboard);
   await until(() => page.events("state").length === 1);
   dashboard.serviceLine("a", "stdout", "last words");
   await dashboard.close();

@@ -55,7 +55,7 @@ async function page(
   await new Promise((resolve) => socket.once("connect", resolve));
   let got = 0;
   const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-  socket.write(`GET /api/events HTTP/1.1\r\nHost: ${hostname}:${port}\r\n\r\n`);
+  socket.write(`GET /api/events?key=${dashboard.key} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n\r\n`);
   if (read)
     socket.on("data", (d: Buffer) => {
       got += d.length;

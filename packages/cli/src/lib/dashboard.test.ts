@@ -50,7 +50,7 @@ it("answers a request that met a bug with 500 and one log line, and goes on serv
     running: brokenProvider(),
     logger: { info: () => {}, warn: () => {}, error: (m) => errors.push(m) },
   });
-  const failed = await fetch(`${dashboard.url}/api/connections`);
+  const failed = await fetch(`${dashboard.url}/api/connections`, { headers: { "x-dashboard-key": dashboard.key } });
   expect(failed.status).toBe(500);
   expect(await failed.json()).toEqual({ error: expect.stringMatching(/^Cannot read properties of undefined/) });
   expect(errors).toEqual([
@@ -60,8 +60,13 @@ it("answers a request that met a bug with 500 and one log line, and goes on serv
   ]);
   // The client's own mistakes are answered with their status, and not logged as bugs.
   expect((await fetch(`${dashboard.url}/constructor`)).status).toBe(404);
-  expect((await fetch(`${dashboard.url}/api/kv/keys?store=__proto__`)).status).toBe(404);
-  expect((await fetch(`${dashboard.url}/api/state`)).status).toBe(200);
+  expect(
+    (await fetch(`${dashboard.url}/api/kv/keys?store=__proto__`, { headers: { "x-dashboard-key": dashboard.key } }))
+      .status,
+  ).toBe(404);
+  expect((await fetch(`${dashboard.url}/api/state`, { headers: { "x-dashboard-key": dashboard.key } })).status).toBe(
+    200,
+  );
   expect(errors).toHaveLength(1);
 });
 
@@ -77,7 +82,7 @@ it("refuses a close code that is not a whole number in the ranges a service may 
   for (const code of [3000.5, 999, 1001, 5000, -1]) {
     const closed = await fetch(`${dashboard.url}/api/close`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "x-dashboard-key": dashboard.key },
       body: JSON.stringify({ socket: "chat", connectionId: "c1", code }),
     });
     expect(closed.status).toBe(400);
@@ -97,9 +102,13 @@ it("says, for a provider that cannot show its kv stores, why: the kv API answers
     running,
     logger: { info: () => {}, warn: () => {}, error: () => {} },
   });
-  const state = (await (await fetch(`${dashboard.url}/api/state`)).json()) as { kvUnavailable?: string };
+  const state = (await (
+    await fetch(`${dashboard.url}/api/state`, { headers: { "x-dashboard-key": dashboard.key } })
+  ).json()) as { kvUnavailable?: string };
   expect(state.kvUnavailable).toBe(why);
-  const keys = await fetch(`${dashboard.url}/api/kv/keys?store=history`);
+  const keys = await fetch(`${dashboard.url}/api/kv/keys?store=history`, {
+    headers: { "x-dashboard-key": dashboard.key },
+  });
   expect(keys.status).toBe(501);
   expect(await keys.json()).toEqual({ error: why });
 });

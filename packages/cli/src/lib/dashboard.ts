@@ -4,11 +4,15 @@
  * gets live updates as server-sent events; traffic is observed only while at least one page is
  * listening, so an unwatched app pays nothing for it.
  *
- * Only this machine can reach it (127.0.0.1), and a web page from elsewhere cannot drive it: a
- * request must name the dashboard itself as Host (no DNS rebinding), changes need a JSON body
+ * Only this machine can reach it (127.0.0.1), and only who has the address run printed can use
+ * it: every API request carries the run's key, which that address holds after `#key=` (the page
+ * sends it as a header, and in the query of its event stream, which cannot have headers), since
+ * every user of the machine can reach 127.0.0.1. A web page from elsewhere cannot drive it either:
+ * a request must name the dashboard itself as Host (no DNS rebinding), changes need a JSON body
  * (which a cross-origin page cannot send without a CORS preflight, never answered) and a matching
  * Origin when one is given.
  */
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
@@ -25,6 +29,8 @@ import {
 import { UserError } from "./log.js";
 import { cliPackageDir } from "./package-dir.js";
 
+/** The header an API request carries the run's key in (DashboardServer.checkKey). */
+export const KEY_HEADER = "x-dashboard-key";
 /** The port the dashboard tries first. */
 export const DEFAULT_DASHBOARD_PORT = 4040;
 /** The longest text of a frame the page is sent; the rest is cut (the size is sent in full). */
@@ -85,7 +91,12 @@ export interface ServiceStatus {
 
 /** A running dashboard. */
 export interface Dashboard {
+  /** Where it listens, `http://127.0.0.1:<port>`. */
   readonly url: string;
+  /** The run's key, which every API request carries (the `X-Dashboard-Key` header). */
+  readonly key: string;
+  /** The address to open: `url` and, after `/#key=`, the key (a fragment: the browser never sends it). */
+  readonly pageUrl: string;
   /**
    * One line a service printed, shown in the message log (only while a page is open; bounded per
    * flush, cut to MAX_LOG_LINE_CHARS, so a chatty service costs a bounded amount).
@@ -240,6 +251,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   await dashboard.listen();
   return {
     url: dashboard.url,
+    key: dashboard.key,
+    pageUrl: dashboard.pageUrl,
     serviceLine: (service, stream, line) => dashboard.serviceLine(service, stream, line),
     setSpec: (spec) => dashboard.setSpec(spec),
     servicesChanged: () => dashboard.servicesChanged(),
@@ -274,6 +287,8 @@ class DashboardServer {
     (batch) => this.emit("log", batch),
   );
   private readonly server: Server;
+  /** This run's key (KEY_HEADER): 144 random bits, new each run. */
+  readonly key = randomBytes(18).toString("base64url");
 
   constructor(private readonly options: DashboardOptions) {
     const { running } = options;
@@ -311,6 +326,29 @@ class DashboardServer {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  get pageUrl(): string {
+    return `${this.url}/#key=${this.key}`;
+  }
+
+  /**
+   * Refuses an API request without this run's key: from the header, or for the event stream (an
+   * EventSource sends no headers) from the query. The page's files hold no data and need none.
+   */
+  private checkKey(req: IncomingMessage, url: URL): void {
+    const header = req.headers[KEY_HEADER];
+    const given =
+      typeof header === "string" ? header : url.pathname === "/api/events" ? (url.searchParams.get("key") ?? "") : "";
+    const a = Buffer.from(given);
+    const b = Buffer.from(this.key);
+    if (a.length === b.length && timingSafeEqual(a, b)) return;
+    throw new HttpError(
+      401,
+      given === ""
+        ? "this request has no key: open the dashboard at the address run printed, which ends with #key=..."
+        : "this key is not this run's (a run makes a new one each time it starts): open the dashboard at the address this run printed",
+    );
   }
 
   /** Listens on the port asked for; on a free one instead when it is taken and `fallback` allows it. */
@@ -467,6 +505,7 @@ class DashboardServer {
       const origin = req.headers.origin;
       if (origin !== undefined && origin !== `http://${host}`) throw new HttpError(403, "cross-origin request");
     }
+    if (url.pathname.startsWith("/api/")) this.checkKey(req, url);
     if (url.pathname === "/api/events" && req.method === "GET") return this.events(req, res);
     if (url.pathname.startsWith("/api/")) {
       const result = await this.api(req, url);
