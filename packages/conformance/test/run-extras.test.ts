@@ -1,12 +1,14 @@
 // `run`'s extras, through the real CLI: .env files (loaded, precedence, never printed, reloaded on
 // change), --inspect (a real inspector per service on 127.0.0.1), a service edited to declare what
 // nobody serves (refused once, the running version stays), and what `run --help` promises.
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
   type App,
+  CLI,
   cleanTemp,
   connect,
   dashboardFetch,
@@ -64,6 +66,63 @@ function getJson(url: string): Promise<unknown> {
       .end();
   });
 }
+
+describe("run on a terminal", () => {
+  const noScript = spawnSync("script", ["--version"], { encoding: "utf8" }).error ? "no `script` command" : undefined;
+
+  it.skipIf(noScript !== undefined)(
+    "shows what a service prints of a client's message without the terminal obeying it: control sequences as escapes, colours kept",
+    async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: echoes\nservices:\n  - match: services/*.ts\n",
+        "services/app.ts": `import { websocket } from "@nitric-like/sdk";
+const socket = websocket("socket");
+socket.on("connect", () => {});
+socket.on("disconnect", () => {});
+socket.on("message", (ctx) => {
+  console.log("got " + ctx.text());
+  console.error("err " + ctx.text());
+  return "ok";
+});
+`,
+      });
+      const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+      const command = [process.execPath, CLI, "run", dir, "--random-ports", "--no-dashboard", "--no-watch"]
+        .map(quote)
+        .join(" ");
+      // util-linux script runs it on a pseudo-terminal, as a user's shell would.
+      const child = spawn("script", ["-qec", command, "/dev/null"], { detached: true });
+      let shown = "";
+      child.stdout.on("data", (d: Buffer) => {
+        shown += d.toString();
+      });
+      const ended = new Promise((resolve) => child.once("exit", resolve));
+      try {
+        await expect.poll(() => /websocket socket (ws:\/\/\S+)/.exec(shown)?.[1], { timeout: 30000 }).toBeTruthy();
+        const url = /websocket socket (ws:\/\/\S+)/.exec(shown)?.[1] as string;
+        const client = await connect(url);
+        // A title, a screen clear and a clipboard write (OSC 52), then a colour.
+        client.ws.send("\u001b]0;pwned\u0007|\u001b[2J|\u001b]52;c;cHduZWQ=\u0007|\u001b[32mgreen\u001b[0m");
+        expect((await client.next()).text).toBe("ok");
+        await expect.poll(() => shown, { timeout: 10000 }).toContain("err ");
+        const escaped = "\\u001b]0;pwned\\u0007|\\u001b[2J|\\u001b]52;c;cHduZWQ=\\u0007|\u001b[32mgreen\u001b[0m";
+        expect(shown).toContain(`got ${escaped}`);
+        expect(shown).toContain(`err ${escaped}`);
+        expect(shown).not.toContain("\u001b]0;pwned");
+        expect(shown).not.toContain("\u001b[2J");
+        client.close();
+        // Ctrl-C, as typed at the terminal.
+        child.stdin.write("\u0003");
+        await Promise.race([ended, sleep(15000)]);
+      } finally {
+        try {
+          process.kill(-(child.pid as number), "SIGKILL");
+        } catch {}
+      }
+    },
+    60000,
+  );
+});
 
 describe("run and .env files", () => {
   it("loads .env and .env.<env> into services (shell over .env.<env> over .env), printing names but never values", async () => {

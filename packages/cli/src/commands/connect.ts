@@ -162,15 +162,6 @@ function checkProtocols(protocols: string[]): void {
   }
 }
 
-/** The characters visible() escapes: C0 but tab and line feed, DEL, C1. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it escapes
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
-
-/** Text with its control characters written as \u escapes. */
-export function visible(text: string): string {
-  return text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-
 /**
  * What the ws library's refusal of a 101 over its subprotocol means, and what to do: a server that
  * accepts none of the offered subprotocols fails the connection in every client that follows
@@ -192,14 +183,12 @@ export async function connectCommand(options: ConnectOptions, output: Output): P
   const url = await target(options, output);
   const ws = new WebSocket(url, options.protocols, { headers, perMessageDeflate: false });
   let lastMessage = 0;
-  // A terminal shows what a server sends without obeying it: control characters (escape
-  // sequences could retitle or rewrite the terminal) are written as \u escapes, but for tabs and
-  // line breaks. A pipe gets the text as it came.
-  const shown = process.stdout.isTTY ? visible : (text: string) => text;
   ws.on("message", (data: Buffer, binary: boolean) => {
     lastMessage = Date.now();
     output.result(
-      binary ? `[binary ${data.byteLength} bytes] ${data.toString("base64")}` : shown(data.toString("utf8")),
+      // A terminal shows what a server sends without obeying it (Output.shown, terminalSafe); a pipe
+      // gets the text as it came.
+      binary ? `[binary ${data.byteLength} bytes] ${data.toString("base64")}` : data.toString("utf8"),
     );
   });
   // Until it opens: refused (its status and the body that says why), or not reachable.

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { Output, type Sink } from "./log.js";
+import { Output, type Sink, terminalSafe } from "./log.js";
 
 /** A sink that keeps what is written; `isTTY` says whether it plays a terminal. */
 function sink(isTTY: boolean): Sink & { text: string } {
@@ -54,5 +54,28 @@ describe("Output", () => {
       step.done("collected 2 resources");
       expect(err.text).toBe("collecting resources from 1 service...\nerror: boom\n");
     }
+  });
+});
+
+describe("terminalSafe", () => {
+  it("writes control characters as \\u escapes, but tabs, line feeds and colours, and leaves the rest", () => {
+    expect(terminalSafe("\u001b]0;pwned\u0007\u001b[2Jclear")).toBe("\\u001b]0;pwned\\u0007\\u001b[2Jclear");
+    expect(terminalSafe("a\tb\nc\rd\u007f\u0085\u009b")).toBe("a\tb\nc\\u000dd\\u007f\\u0085\\u009b");
+    expect(terminalSafe('{"text":"héllo 👋"}')).toBe('{"text":"héllo 👋"}');
+    expect(terminalSafe("\u0000")).toBe("\\u0000");
+    // A colour passes (a service's coloured log); a sequence that only looks like one does not.
+    expect(terminalSafe("\u001b[1;31mred\u001b[0m")).toBe("\u001b[1;31mred\u001b[0m");
+    expect(terminalSafe("\u001b[31;1H")).toBe("\\u001b[31;1H");
+  });
+
+  it("is what Output writes to a terminal, and not to a pipe", () => {
+    const tty: string[] = [];
+    const pipe: string[] = [];
+    const onTerminal = new Output({ write: (t: string) => tty.push(t), isTTY: true }, { write: () => {}, isTTY: true });
+    const onPipe = new Output({ write: (t: string) => pipe.push(t) }, { write: () => {} });
+    onTerminal.result("x\u001b]52;c;cHduZWQ=\u0007");
+    onPipe.result("x\u001b]52;c;cHduZWQ=\u0007");
+    expect(tty).toEqual(["x\\u001b]52;c;cHduZWQ=\\u0007\n"]);
+    expect(pipe).toEqual(["x\u001b]52;c;cHduZWQ=\u0007\n"]);
   });
 });

@@ -19,6 +19,24 @@ export function useColour(sink: Sink, plain = false): boolean {
   return !plain && sink.isTTY === true && !("NO_COLOR" in process.env) && process.env.TERM !== "dumb";
 }
 
+/**
+ * A colour or style (SGR, `ESC [ ... m`), which a terminal shows and nothing more; any other
+ * control sequence, and every control character but tab and line feed (C0, DEL, C1), as it is
+ * matched by terminalSafe().
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it escapes
+const UNSAFE = /\u001b\[[0-9;:]*m|[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/**
+ * Text a terminal shows without obeying it: control characters are written as \u escapes, but
+ * for tab, line feed and colours. What a service prints often carries what a client sent (a
+ * logged message), and an escape sequence there could retitle the terminal, clear or rewrite what
+ * it shows, or, in some terminals, set the clipboard.
+ */
+export function terminalSafe(text: string): string {
+  return text.replace(UNSAFE, (c) => (c.length > 1 ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
+}
+
 /** A step of long work under way; see Output.progress(). */
 export interface Progress {
   /** Ends the step: `line` replaces the spinner on a terminal (with the time taken), and is printed nowhere else. */
@@ -98,8 +116,13 @@ export class Output implements Logger {
   /** Writes a line to a sink, keeping a running spinner below it. */
   private line(sink: Sink, text: string): void {
     if (this.spinner) this.err.write("\r\u001b[K");
-    sink.write(`${text}\n`);
+    sink.write(`${this.shown(sink, text)}\n`);
     this.drawSpinner();
+  }
+
+  /** Text as `sink` is to get it: terminalSafe() on a terminal, as it is on a pipe or a file. */
+  shown(sink: Sink, text: string): string {
+    return sink.isTTY === true ? terminalSafe(text) : text;
   }
 
   /**

@@ -194,7 +194,7 @@ export class ServiceSupervisor {
     clearTimeout(this.holdTimer);
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
     for (const line of this.held) {
-      this.output.err.write(`${label} ${line}\n`);
+      this.output.err.write(`${label} ${this.output.shown(this.output.err, line)}\n`);
       this.onLine?.(this.name, "stderr", line);
     }
     this.held = [];
@@ -289,7 +289,7 @@ export class ServiceSupervisor {
     const onLine = this.onLine;
     if (child.stdout)
       forEachLine(child.stdout, (line) => {
-        this.output.out.write(`${label} ${line}\n`);
+        this.output.out.write(`${label} ${this.output.shown(this.output.out, line)}\n`);
         onLine?.(this.name, "stdout", line);
       });
     // Until it has started, its stderr is held back (a failure prints its cause instead).
@@ -319,7 +319,7 @@ export class ServiceSupervisor {
         recent.push(line);
         if (recent.length > HELD_LINES) recent.shift();
         if (this.everStarted || this.held !== held) {
-          this.output.err.write(`${label} ${line}\n`);
+          this.output.err.write(`${label} ${this.output.shown(this.output.err, line)}\n`);
           onLine?.(this.name, "stderr", line);
           return;
         }
