@@ -1471,6 +1471,29 @@ describe("the emulator keeps API Gateway's rules", () => {
     c.close();
   });
 
+  it("refuses a send over 128 KB during connect as it does after, and delivers the rest of what connect sent", async () => {
+    const tooLarge = {
+      error: {
+        code: "invalid_argument",
+        message: 'websocket "lab": the message is too large for API Gateway (at most 128 KB); send less',
+      },
+    };
+    // The connect handler's replies come first, then its sends: an oversize reply, which nothing
+    // could refuse as it was made, is dropped with a log line, and the frames after it still go.
+    const c = await connect(`${url}?early=${128 * KB + 1}`);
+    expect((await c.next()).text).toBe(`early send: ${JSON.stringify(tooLarge)}`);
+    expect((await c.next()).text).toBe("after early");
+    const { id } = await c.call({ op: "whoami" });
+    expect(logs.some((l) => l.includes(`a message of ${128 * KB + 1} bytes sent during connect to ${id}`))).toBe(true);
+    c.close();
+    const fits = await connect(`${url}?early=${128 * KB}`);
+    expect((await fits.next()).text).toBe("r".repeat(128 * KB));
+    expect((await fits.next()).text).toBe("early send: sent");
+    expect((await fits.next()).text).toBe("s".repeat(128 * KB));
+    expect((await fits.next()).text).toBe("after early");
+    fits.close();
+  });
+
   it("posts a message over 32 KB to its client in frames of at most 32 KB, as API Gateway does", async () => {
     const frames = await rawFrames(url, JSON.stringify({ op: "send-size", size: 100 * KB }), 5);
     const data = frames.filter((f) => f.opcode !== 0x8);

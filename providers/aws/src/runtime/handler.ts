@@ -12,6 +12,7 @@
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   AuthorizerRegistry,
+  AWS_MAX_MESSAGE_BYTES,
   type CloseRequest,
   type ConnectionInfo,
   type ConnectRefusal,
@@ -421,9 +422,18 @@ export class Runtime {
     // answer) is never posted again, and the invocation never fails (nothing for Lambda to retry).
     const client = this.pageClients.get(event.socket);
     for (const frame of event.frames) {
+      const data = Buffer.from(frame.data, "base64");
+      if (data.byteLength > AWS_MAX_MESSAGE_BYTES) {
+        // A connect handler's reply (a send that size was refused when made): API Gateway would
+        // refuse it (413), so it is left out, and the frames after it still go.
+        this.logger.error(
+          `websocket "${event.socket}": a message of ${data.byteLength} bytes sent during connect to ${event.connectionId} is over API Gateway's limit (128 KB) and was not delivered; send less`,
+        );
+        continue;
+      }
       let ok: boolean;
       try {
-        ok = await gateway.postWhenOpen(event.connectionId, Buffer.from(frame.data, "base64"), deadline, client);
+        ok = await gateway.postWhenOpen(event.connectionId, data, deadline, client);
       } catch (error) {
         this.logger.error(
           `websocket "${event.socket}": messages sent during connect to ${event.connectionId} were not all delivered: ${(error as Error).message}`,

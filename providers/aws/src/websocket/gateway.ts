@@ -5,7 +5,14 @@
  * where Nitric reports INTERNAL) and the record is pruned.
  */
 import { randomUUID } from "node:crypto";
-import { addRoom, type ConnectionInfo, Opening as KitOpening, type SocketBackend } from "@nitric-like/provider-kit";
+import {
+  AWS_MAX_MESSAGE_BYTES,
+  addRoom,
+  awsPayloadTooLarge,
+  type ConnectionInfo,
+  Opening as KitOpening,
+  type SocketBackend,
+} from "@nitric-like/provider-kit";
 import { Code, RpcError } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
 import type { Item } from "../aws/dynamodb.js";
@@ -180,6 +187,9 @@ export class ApiGateway implements SocketBackend {
   async send(id: string, data: Uint8Array, binary: boolean): Promise<boolean> {
     const opening = this.opening.get(id);
     if (opening) {
+      // PostToConnection will refuse it once the connection is open, when nobody can be told:
+      // refused now, as a send after connect is (and as the local gateway under compat: aws).
+      if (data.byteLength > AWS_MAX_MESSAGE_BYTES) throw awsPayloadTooLarge(this.name);
       opening.keep(data, binary);
       return true;
     }
