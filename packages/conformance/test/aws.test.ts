@@ -1958,6 +1958,37 @@ describe("run --provider aws --env-from", () => {
   }, 60000);
 });
 
+describe("run --provider aws prints what a service prints where run prints it", () => {
+  it("puts a function's stdout on run's stdout and its stderr on run's stderr, as the local provider does", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: prints\nservices:\n  - match: services/*.ts\n",
+      "services/prints.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("prints");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => { console.log(`out ${ctx.text()}`); console.error(`err ${ctx.text()}`); return "ok"; });',
+      ].join("\n"),
+    });
+    for (const args of [[], ["--provider", "aws"]]) {
+      const app = await startApp(dir, args);
+      try {
+        const client = await connect(app.url("prints"));
+        client.ws.send("hello");
+        expect((await client.next()).text).toBe("ok");
+        client.close();
+        await app.waitFor(/err hello[\s\S]*out hello|out hello[\s\S]*err hello/);
+        expect(app.stdout, args.join(" ")).toMatch(/^prints +\| out hello$/m);
+        expect(app.stdout, args.join(" ")).not.toContain("err hello");
+        expect(app.stderr, args.join(" ")).toMatch(/^prints +\| err hello$/m);
+        expect(app.stderr, args.join(" ")).not.toContain("out hello");
+      } finally {
+        expect((await app.stop()).code).toBe(0);
+      }
+    }
+  }, 60000);
+});
+
 describe("run --provider aws, one at a time per project", () => {
   it("refuses a second run of the same project, naming the first, and takes over from one that was killed", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));

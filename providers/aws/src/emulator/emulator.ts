@@ -554,7 +554,9 @@ class EmulatedFunction {
       ] as const) {
         if (stream === null) continue;
         forEachLine(stream, (line) => {
-          this.logger.info(`${prefix}${line}`);
+          // Each stream where `run` puts a local service's: stdout on stdout, stderr on stderr.
+          if (name === "stdout" && this.logger.result) this.logger.result(`${prefix}${line}`);
+          else this.logger.info(`${prefix}${line}`);
           this.onLine?.(this.service, name, line);
         });
       }
