@@ -1494,6 +1494,41 @@ describe("the emulator keeps API Gateway's rules", () => {
     fits.close();
   });
 
+  it("refuses during connect a send its delivery's asynchronous invocation could not carry (Lambda's 1 MB event), and delivers those before it", async () => {
+    const c = await connect(`${url}?burst=12`);
+    const { sent, refused } = JSON.parse((await c.next()).text) as { sent: number; refused: unknown };
+    expect(sent).toBe(7);
+    expect(refused).toEqual({
+      error: {
+        code: "resource_exhausted",
+        message: expect.stringContaining(
+          "during connect is delivered in one asynchronous Lambda invocation, whose event is at most 1 MB",
+        ),
+      },
+    });
+    for (let i = 0; i < sent; i++) expect((await c.next()).text).toBe(String(i).repeat(100 * KB));
+    c.close();
+    // Lambda's own limit, kept by the emulator's Invoke API: nothing over 1 MB is queued.
+    const fn = emulator.functions[0] as { name: string; env: Record<string, string> };
+    const invoke = `${fn.env.AWS_ENDPOINT_URL_LAMBDA}/2015-03-31/functions/${fn.name}/invocations`;
+    const body = JSON.stringify({ pad: "p".repeat(1024 * KB) });
+    const headers = signRequest({
+      method: "POST",
+      url: new URL(invoke),
+      body,
+      headers: { "x-amz-invocation-type": "Event" },
+      service: "lambda",
+      region: "us-east-1",
+      ...emulator.credentials,
+    });
+    const tooLarge = await fetch(invoke, { method: "POST", headers, body });
+    expect(tooLarge.status).toBe(413);
+    expect(tooLarge.headers.get("x-amzn-errortype")).toBe("RequestEntityTooLargeException");
+    expect(await tooLarge.json()).toMatchObject({
+      message: `${body.length} byte payload is too large for the Event invocation type (limit ${1024 * KB} bytes)`,
+    });
+  });
+
   it("posts a message over 32 KB to its client in frames of at most 32 KB, as API Gateway does", async () => {
     const frames = await rawFrames(url, JSON.stringify({ op: "send-size", size: 100 * KB }), 5);
     const data = frames.filter((f) => f.opcode !== 0x8);

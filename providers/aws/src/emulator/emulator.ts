@@ -97,6 +97,7 @@ import { functionFileIn } from "../build/function-file.js";
 import { SECRET_TAG } from "../build/template.js";
 import { EMULATED_VAR } from "../runtime/bindings.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
+import { MAX_ASYNC_PAYLOAD_BYTES } from "../runtime/invoke.js";
 import { readSignedBody } from "./auth.js";
 import { answerFailure, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, requestTimeouts } from "./http.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
@@ -281,7 +282,7 @@ class Concurrency {
 
 /**
  * How many asynchronous invocations may wait for a slot (Lambda keeps its queue for hours; here
- * it is memory in `run`, each up to 256 KB); more are answered 429.
+ * it is memory in `run`, each up to 1 MB); more are answered 429.
  */
 export const MAX_QUEUED_ASYNC = 1000;
 
@@ -1860,6 +1861,17 @@ async function serveInvoke(
     return;
   }
   if (req.headers["x-amz-invocation-type"] === "Event") {
+    if (body.length > MAX_ASYNC_PAYLOAD_BYTES) {
+      res
+        .writeHead(413, { "content-type": "application/json", "x-amzn-errortype": "RequestEntityTooLargeException" })
+        .end(
+          JSON.stringify({
+            Type: "User",
+            message: `${body.length} byte payload is too large for the Event invocation type (limit ${MAX_ASYNC_PAYLOAD_BYTES} bytes)`,
+          }),
+        );
+      return;
+    }
     const queued = fn.invokeAsync(event);
     if (queued === undefined) {
       res
