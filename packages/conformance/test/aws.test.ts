@@ -2024,6 +2024,55 @@ describe("run --provider aws prints what a service prints where run prints it", 
   }, 60000);
 });
 
+describe("sends during connect under compat: aws and under run --provider aws", () => {
+  it("refuses the same sends, delivers the same frames, and logs the same oversize reply", async () => {
+    const KB = 1024;
+    const project = copyProject(join(FIXTURES, "lab-ours"));
+    appendFileSync(join(project, "nitric-like.yaml"), "compat: aws\n");
+    const seen: Record<string, unknown[]> = {};
+    for (const args of [[], ["--provider", "aws"]]) {
+      const app = await startApp(project, args);
+      const frames: unknown[] = [];
+      try {
+        // A reply and a send over 128 KB: the send refused as it is made, the reply left out and logged.
+        const early = await connect(`${app.url("lab")}?early=${128 * KB + 1}`);
+        frames.push((await early.next()).text, (await early.next()).text);
+        early.close();
+        await app.waitFor(
+          /a message of 131073 bytes sent during connect to \S+ is over API Gateway's limit \(128 KB\)/,
+        );
+        // 100 KB sends until what the delivery invocation's 1 MB event carries is full.
+        const burst = await connect(`${app.url("lab")}?burst=12`);
+        const summary = JSON.parse(
+          (await burst.next()).text.replace(/connection \S+ during connect/, "connection <id> during connect"),
+        ) as { sent: number };
+        frames.push(summary);
+        for (let i = 0; i < summary.sent; i++) frames.push((await burst.next()).text.length);
+        burst.close();
+      } finally {
+        expect((await app.stop()).code).toBe(0);
+      }
+      seen[args.join(" ") || "local"] = frames;
+    }
+    expect(seen.local).toEqual([
+      `early send: ${JSON.stringify({ error: { code: "invalid_argument", message: 'websocket "lab": the message is too large for API Gateway (at most 128 KB); send less' } })}`,
+      "after early",
+      {
+        sent: 7,
+        refused: {
+          error: {
+            code: "resource_exhausted",
+            message:
+              'websocket "lab": what is sent to connection <id> during connect is delivered in one asynchronous Lambda invocation, whose event is at most 1 MB (about 750 KB of messages), and this send would not fit; send the rest once the connection is open',
+          },
+        },
+      },
+      ...Array(7).fill(100 * KB),
+    ]);
+    expect(seen["--provider aws"]).toEqual(seen.local);
+  }, 90000);
+});
+
 describe("run --provider aws, one at a time per project", () => {
   it("refuses a second run of the same project, naming the first, and takes over from one that was killed", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));

@@ -59,6 +59,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import {
   AWS_INTEGRATION_TIMEOUT_MS,
+  AWS_MAX_ASYNC_PAYLOAD_BYTES,
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_MESSAGE_BYTES,
   awsFrameWatcher,
@@ -97,7 +98,6 @@ import { functionFileIn } from "../build/function-file.js";
 import { SECRET_TAG } from "../build/template.js";
 import { EMULATED_VAR } from "../runtime/bindings.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
-import { MAX_ASYNC_PAYLOAD_BYTES } from "../runtime/invoke.js";
 import { readSignedBody } from "./auth.js";
 import { answerFailure, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, requestTimeouts } from "./http.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
@@ -1861,13 +1861,13 @@ async function serveInvoke(
     return;
   }
   if (req.headers["x-amz-invocation-type"] === "Event") {
-    if (body.length > MAX_ASYNC_PAYLOAD_BYTES) {
+    if (body.length > AWS_MAX_ASYNC_PAYLOAD_BYTES) {
       res
         .writeHead(413, { "content-type": "application/json", "x-amzn-errortype": "RequestEntityTooLargeException" })
         .end(
           JSON.stringify({
             Type: "User",
-            message: `${body.length} byte payload is too large for the Event invocation type (limit ${MAX_ASYNC_PAYLOAD_BYTES} bytes)`,
+            message: `${body.length} byte payload is too large for the Event invocation type (limit ${AWS_MAX_ASYNC_PAYLOAD_BYTES} bytes)`,
           }),
         );
       return;

@@ -13,6 +13,7 @@ import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   AuthorizerRegistry,
   AWS_MAX_MESSAGE_BYTES,
+  awsConnectReplyTooLarge,
   type CloseRequest,
   type ConnectionInfo,
   type ConnectRefusal,
@@ -426,9 +427,7 @@ export class Runtime {
       if (data.byteLength > AWS_MAX_MESSAGE_BYTES) {
         // A connect handler's reply (a send that size was refused when made): API Gateway would
         // refuse it (413), so it is left out, and the frames after it still go.
-        this.logger.error(
-          `websocket "${event.socket}": a message of ${data.byteLength} bytes sent during connect to ${event.connectionId} is over API Gateway's limit (128 KB) and was not delivered; send less`,
-        );
+        this.logger.error(awsConnectReplyTooLarge(event.socket, event.connectionId, data.byteLength));
         continue;
       }
       let ok: boolean;

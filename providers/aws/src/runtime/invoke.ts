@@ -6,12 +6,6 @@
 import { AwsError, endpointOf, type RetryPolicy, STANDARD_RETRY, sendSigned } from "../aws/request.js";
 
 /**
- * Lambda's largest payload for an asynchronous invocation (InvocationType Event), 1 MB: a larger
- * one is refused with 413 RequestEntityTooLargeException and nothing is queued.
- */
-export const MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024;
-
-/**
  * Invokes a function asynchronously (InvocationType Event); resolves once Lambda queued it. A
  * failure Lambda answered is an AwsError with its status (a 4xx: nothing was queued).
  */

@@ -6,9 +6,8 @@
  */
 import { randomUUID } from "node:crypto";
 import {
-  AWS_MAX_MESSAGE_BYTES,
   addRoom,
-  awsPayloadTooLarge,
+  awsOpeningSendProblem,
   type ConnectionInfo,
   Opening as KitOpening,
   type SocketBackend,
@@ -17,7 +16,6 @@ import { Code, RpcError } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
 import type { Item } from "../aws/dynamodb.js";
 import type { ManagementApi } from "../aws/management.js";
-import { MAX_ASYNC_PAYLOAD_BYTES } from "../runtime/invoke.js";
 import { ConnectionsTable } from "./connections-table.js";
 import { type BroadcastEvent, INLINE_MAX, PAGE_SIZE, type PageOutcome, postPage } from "./fanout.js";
 
@@ -67,15 +65,6 @@ export interface SocketBinding {
 }
 
 /**
- * What the delivery event of frames sent during connect holds besides them (its type, the socket,
- * the connection id, a close), with room to spare; and what one frame adds: its bytes in base64
- * and its JSON (`{"data":"","binary":false},`). The event is an asynchronous invocation's, at most
- * MAX_ASYNC_PAYLOAD_BYTES.
- */
-const DELIVERY_ENVELOPE_BYTES = 2048;
-const deliveryCost = (bytes: number) => 4 * Math.ceil(bytes / 3) + 32;
-
-/**
  * A connection whose connect handler is running in this invocation: what it is sent waits here,
  * as much as the delivery invocation's one event carries (a send past it is refused; the connect
  * handler's replies, added last, can still take the event over, which is then not handed over,
@@ -86,8 +75,6 @@ const deliveryCost = (bytes: number) => 4 * Math.ceil(bytes / 3) + 32;
 export class Opening extends KitOpening {
   rooms: Set<string> | undefined = undefined;
   state: string | undefined = undefined;
-  /** The JSON bytes of the event that will deliver the frames kept so far (deliveryCost). */
-  deliveryBytes = DELIVERY_ENVELOPE_BYTES;
 }
 
 /**
@@ -200,19 +187,11 @@ export class ApiGateway implements SocketBackend {
   async send(id: string, data: Uint8Array, binary: boolean): Promise<boolean> {
     const opening = this.opening.get(id);
     if (opening) {
-      // PostToConnection will refuse it once the connection is open, when nobody can be told:
-      // refused now, as a send after connect is (and as the local gateway under compat: aws).
-      if (data.byteLength > AWS_MAX_MESSAGE_BYTES) throw awsPayloadTooLarge(this.name);
-      // They are delivered by one asynchronous invocation, whose event Lambda takes up to 1 MB:
-      // one that would not fit is refused now, while the app can still be told.
-      const cost = deliveryCost(data.byteLength);
-      if (opening.deliveryBytes + cost > MAX_ASYNC_PAYLOAD_BYTES) {
-        throw new RpcError(
-          Code.RESOURCE_EXHAUSTED,
-          `websocket "${this.name}": what is sent to connection ${id} during connect is delivered in one asynchronous Lambda invocation, whose event is at most 1 MB (about 750 KB of messages), and this send would not fit; send the rest once the connection is open`,
-        );
-      }
-      opening.deliveryBytes += cost;
+      // PostToConnection would refuse a frame over 128 KB once the connection is open, and Lambda
+      // an event over 1 MB for the invocation that delivers them: refused now, while the app can
+      // still be told (as a send after connect is, and as the local gateway under compat: aws).
+      const problem = awsOpeningSendProblem(this.name, id, opening.deliveryBytes, data);
+      if (problem) throw problem;
       opening.keep(data, binary);
       return true;
     }
