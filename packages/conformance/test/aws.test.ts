@@ -2025,7 +2025,7 @@ describe("run --provider aws prints what a service prints where run prints it", 
 });
 
 describe("sends during connect under compat: aws and under run --provider aws", () => {
-  it("refuses the same sends, delivers the same frames, and logs the same oversize reply", async () => {
+  it("refuses the same sends, delivers the same frames, and logs the same oversize replies", async () => {
     const KB = 1024;
     const project = copyProject(join(FIXTURES, "lab-ours"));
     appendFileSync(join(project, "nitric-like.yaml"), "compat: aws\n");
@@ -2048,6 +2048,11 @@ describe("sends during connect under compat: aws and under run --provider aws", 
         ) as { sent: number };
         frames.push(summary);
         for (let i = 0; i < summary.sent; i++) frames.push((await burst.next()).text.length);
+        // A message handler's reply over 128 KB is not sent, and is logged; its other reply is.
+        frames.push(await burst.call({ op: "reply-size", size: 128 * KB + 1 }));
+        await app.waitFor(/a reply of 131073 bytes to connection \S+ is over API Gateway's limit \(128 KB\)/);
+        burst.ws.send(JSON.stringify({ op: "reply-size", size: 128 * KB }));
+        frames.push((await burst.next()).text.length, JSON.parse((await burst.next()).text));
         burst.close();
       } finally {
         expect((await app.stop()).code).toBe(0);
@@ -2068,6 +2073,9 @@ describe("sends during connect under compat: aws and under run --provider aws", 
         },
       },
       ...Array(7).fill(100 * KB),
+      { ok: true },
+      128 * KB,
+      { ok: true },
     ]);
     expect(seen["--provider aws"]).toEqual(seen.local);
   }, 90000);

@@ -163,3 +163,11 @@ export function awsOpeningSendProblem(
 export function awsConnectReplyTooLarge(socket: string, connectionId: string, bytes: number): string {
   return `websocket "${socket}": a message of ${bytes} bytes sent during connect to ${connectionId} is over API Gateway's limit (128 KB) and was not delivered; send less`;
 }
+
+/**
+ * The log line of a message handler's reply over 128 KB (API Gateway's message limit), which the
+ * AWS runtime does not send (a handler's reply cannot throw); its other replies still go.
+ */
+export function awsReplyTooLarge(socket: string, connectionId: string, bytes: number): string {
+  return `websocket "${socket}": a reply of ${bytes} bytes to connection ${connectionId} is over API Gateway's limit (128 KB) and was not sent; send less`;
+}

@@ -28,6 +28,7 @@ export {
   awsFrameWatcher,
   awsOpeningSendProblem,
   awsPayloadTooLarge,
+  awsReplyTooLarge,
   BINARY_FRAME_CLOSE,
   type FrameRuleBreak,
   LARGE_FRAME_CLOSE,

@@ -14,6 +14,7 @@ import {
   AuthorizerRegistry,
   AWS_MAX_MESSAGE_BYTES,
   awsConnectReplyTooLarge,
+  awsReplyTooLarge,
   type CloseRequest,
   type ConnectionInfo,
   type ConnectRefusal,
@@ -540,7 +541,13 @@ export class Runtime {
       const { status } = this.failure(error);
       return { statusCode: status };
     }
-    const replies = response.replies;
+    // A reply over API Gateway's 128 KB would be refused (PostToConnection's 413, which would fail
+    // the event and lose the others): left out with a log line, as under compat: aws.
+    const replies = response.replies.filter((r) => {
+      if (r.data.byteLength <= AWS_MAX_MESSAGE_BYTES) return true;
+      this.logger.error(awsReplyTooLarge(gateway.name, id, r.data.byteLength));
+      return false;
+    });
     // One text reply rides back on the route response: no Management API call at all.
     const only = replies.length === 1 ? replies[0] : undefined;
     if (only && !only.binary) return { statusCode: 200, body: Buffer.from(only.data).toString("utf8") };

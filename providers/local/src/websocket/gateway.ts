@@ -15,6 +15,7 @@ import {
   addRoom,
   awsConnectReplyTooLarge,
   awsOpeningSendProblem,
+  awsReplyTooLarge,
   BurstLog,
   boundaryMessage,
   type ConnectionInfo,
@@ -1278,7 +1279,14 @@ export class Gateway implements SocketBackend, FlowGateway {
     answered: (f, response) => {
       const { c } = f;
       const { ws } = c;
-      for (const r of response.replies) this.reply(c.info.connectionId, ws, r.data, r.binary);
+      for (const r of response.replies) {
+        // On AWS a reply over API Gateway's 128 KB is not sent (the runtime logs it), so here too.
+        if (this.options.awsRules && r.data.byteLength > AWS_MAX_MESSAGE_BYTES) {
+          this.logger.error(awsReplyTooLarge(this.name, c.info.connectionId, r.data.byteLength));
+          continue;
+        }
+        this.reply(c.info.connectionId, ws, r.data, r.binary);
+      }
       // A handler that threw answers "rejected" (its SDK printed why on the service's stderr).
       if (
         this.observer !== undefined &&
