@@ -23,6 +23,8 @@ const guarded = websocket("guarded", {
     if (token === "banned") return { status: 403, reason: "banned: " + token };
     if (token === "huge") return { identity: { pad: "x".repeat(9000) } };
     if (token === "throws") throw new Error("secret detail");
+    // Past the project's handler timeout (2 s).
+    if (token === "slow") await new Promise((resolve) => setTimeout(resolve, 2600));
     // A token offered as a subprotocol is never echoed: the protocol beside it is.
     const protocol = offered ? req.protocols.find((p) => !p.startsWith("token.")) : undefined;
     return protocol === undefined ? { identity: { user: token } } : { identity: { user: token }, protocol };
@@ -79,12 +81,15 @@ const LOCAL = {
   banned: { status: 403, body: "banned: banned" },
   huge: /identity is \d+ bytes of JSON, over 8192/,
   throws: { status: 500, body: "authorizer failed" },
+  slow: { status: 504, body: 'websocket "guarded": the authorizer did not answer within 2 s' },
 };
 const AWS = {
   missing: { status: 401, body: '{"message":"Unauthorized"}' },
   banned: { status: 403, body: '{"message":"Forbidden"}' },
   huge: /^\{"message":"Internal server error"\}$/,
   throws: { status: 500, body: '{"message":"Internal server error"}' },
+  // API Gateway answers every authorizer failure so.
+  slow: { status: 500, body: '{"message":"Internal server error"}' },
 };
 
 describe.each([
@@ -96,7 +101,7 @@ describe.each([
   let url: string;
   beforeAll(async () => {
     const dir = writeProject({
-      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 2s\n",
       "services/guarded.ts": SERVICE,
     });
     app = await startApp(dir, ["--provider", provider, ...args]);
@@ -123,6 +128,10 @@ describe.each([
 
   it("refuses with 500 when the authorizer throws, without showing its error", async () => {
     expect(await refusal(`${url}?token=throws`)).toEqual(expected.throws);
+  });
+
+  it("refuses an authorizer that has not answered within the handler timeout: 504 locally, 500 on AWS", async () => {
+    expect(await refusal(`${url}?token=slow`)).toEqual(expected.slow);
   });
 
   it("gives the identity to connect and message events, connection(id) and connections()", async () => {
@@ -177,7 +186,7 @@ describe.each([
 describe("the template of an app with authorize", () => {
   it("has a REQUEST authorizer on $connect, invocable only as that authorizer, and passes the CloudFormation specification", async () => {
     const dir = writeProject({
-      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 2s\n",
       "services/gate.ts": `import { websocket } from "@nitric-like/sdk";
 websocket("guarded", { authorize: (req) => (req.query.token ? { identity: { user: req.query.token[0] } } : { status: 401, reason: "no token" }) });
 `,
@@ -236,7 +245,7 @@ websocket("guarded").on("connect", () => {}).on("disconnect", () => {}).on("mess
 websocket("guarded", { authorize: () => ({ identity: 1 }) }).on("connect", () => {}).on("disconnect", () => {}).on("message", () => {});
 `;
     const dir = writeProject({
-      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\n",
+      "nitric-like.yaml": "name: authz\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 2s\n",
       "services/one.ts": service,
       "services/two.ts": service.replace(/\.on\(.*$/m, ";"),
     });

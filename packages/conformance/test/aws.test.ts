@@ -1472,6 +1472,64 @@ describe("the emulator keeps API Gateway's rules", () => {
     c.close();
   });
 
+  it("refuses a send over 128 KB during connect as it does after, and delivers the rest of what connect sent", async () => {
+    const tooLarge = {
+      error: {
+        code: "invalid_argument",
+        message: 'websocket "lab": the message is too large for API Gateway (at most 128 KB); send less',
+      },
+    };
+    // The connect handler's replies come first, then its sends: an oversize reply, which nothing
+    // could refuse as it was made, is dropped with a log line, and the frames after it still go.
+    const c = await connect(`${url}?early=${128 * KB + 1}`);
+    expect((await c.next()).text).toBe(`early send: ${JSON.stringify(tooLarge)}`);
+    expect((await c.next()).text).toBe("after early");
+    const { id } = await c.call({ op: "whoami" });
+    expect(logs.some((l) => l.includes(`a message of ${128 * KB + 1} bytes sent during connect to ${id}`))).toBe(true);
+    c.close();
+    const fits = await connect(`${url}?early=${128 * KB}`);
+    expect((await fits.next()).text).toBe("r".repeat(128 * KB));
+    expect((await fits.next()).text).toBe("early send: sent");
+    expect((await fits.next()).text).toBe("s".repeat(128 * KB));
+    expect((await fits.next()).text).toBe("after early");
+    fits.close();
+  });
+
+  it("refuses during connect a send its delivery's asynchronous invocation could not carry (Lambda's 1 MB event), and delivers those before it", async () => {
+    const c = await connect(`${url}?burst=12`);
+    const { sent, refused } = JSON.parse((await c.next()).text) as { sent: number; refused: unknown };
+    expect(sent).toBe(7);
+    expect(refused).toEqual({
+      error: {
+        code: "resource_exhausted",
+        message: expect.stringContaining(
+          "during connect is delivered in one asynchronous Lambda invocation, whose event is at most 1 MB",
+        ),
+      },
+    });
+    for (let i = 0; i < sent; i++) expect((await c.next()).text).toBe(String(i).repeat(100 * KB));
+    c.close();
+    // Lambda's own limit, kept by the emulator's Invoke API: nothing over 1 MB is queued.
+    const fn = emulator.functions[0] as { name: string; env: Record<string, string> };
+    const invoke = `${fn.env.AWS_ENDPOINT_URL_LAMBDA}/2015-03-31/functions/${fn.name}/invocations`;
+    const body = JSON.stringify({ pad: "p".repeat(1024 * KB) });
+    const headers = signRequest({
+      method: "POST",
+      url: new URL(invoke),
+      body,
+      headers: { "x-amz-invocation-type": "Event" },
+      service: "lambda",
+      region: "us-east-1",
+      ...emulator.credentials,
+    });
+    const tooLarge = await fetch(invoke, { method: "POST", headers, body });
+    expect(tooLarge.status).toBe(413);
+    expect(tooLarge.headers.get("x-amzn-errortype")).toBe("RequestEntityTooLargeException");
+    expect(await tooLarge.json()).toMatchObject({
+      message: `${body.length} byte payload is too large for the Event invocation type (limit ${1024 * KB} bytes)`,
+    });
+  });
+
   it("posts a message over 32 KB to its client in frames of at most 32 KB, as API Gateway does", async () => {
     const frames = await rawFrames(url, JSON.stringify({ op: "send-size", size: 100 * KB }), 5);
     const data = frames.filter((f) => f.opcode !== 0x8);
@@ -1934,6 +1992,94 @@ describe("run --provider aws --env-from", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 60000);
+});
+
+describe("run --provider aws prints what a service prints where run prints it", () => {
+  it("puts a function's stdout on run's stdout and its stderr on run's stderr, as the local provider does", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: prints\nservices:\n  - match: services/*.ts\n",
+      "services/prints.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("prints");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => { console.log(`out ${ctx.text()}`); console.error(`err ${ctx.text()}`); return "ok"; });',
+      ].join("\n"),
+    });
+    for (const args of [[], ["--provider", "aws"]]) {
+      const app = await startApp(dir, args);
+      try {
+        const client = await connect(app.url("prints"));
+        client.ws.send("hello");
+        expect((await client.next()).text).toBe("ok");
+        client.close();
+        await app.waitFor(/err hello[\s\S]*out hello|out hello[\s\S]*err hello/);
+        expect(app.stdout, args.join(" ")).toMatch(/^prints +\| out hello$/m);
+        expect(app.stdout, args.join(" ")).not.toContain("err hello");
+        expect(app.stderr, args.join(" ")).toMatch(/^prints +\| err hello$/m);
+        expect(app.stderr, args.join(" ")).not.toContain("out hello");
+      } finally {
+        expect((await app.stop()).code).toBe(0);
+      }
+    }
+  }, 60000);
+});
+
+describe("sends during connect under compat: aws and under run --provider aws", () => {
+  it("refuses the same sends, delivers the same frames, and logs the same oversize replies", async () => {
+    const KB = 1024;
+    const project = copyProject(join(FIXTURES, "lab-ours"));
+    appendFileSync(join(project, "nitric-like.yaml"), "compat: aws\n");
+    const seen: Record<string, unknown[]> = {};
+    for (const args of [[], ["--provider", "aws"]]) {
+      const app = await startApp(project, args);
+      const frames: unknown[] = [];
+      try {
+        // A reply and a send over 128 KB: the send refused as it is made, the reply left out and logged.
+        const early = await connect(`${app.url("lab")}?early=${128 * KB + 1}`);
+        frames.push((await early.next()).text, (await early.next()).text);
+        early.close();
+        await app.waitFor(
+          /a message of 131073 bytes sent during connect to \S+ is over API Gateway's limit \(128 KB\)/,
+        );
+        // 100 KB sends until what the delivery invocation's 1 MB event carries is full.
+        const burst = await connect(`${app.url("lab")}?burst=12`);
+        const summary = JSON.parse(
+          (await burst.next()).text.replace(/connection \S+ during connect/, "connection <id> during connect"),
+        ) as { sent: number };
+        frames.push(summary);
+        for (let i = 0; i < summary.sent; i++) frames.push((await burst.next()).text.length);
+        // A message handler's reply over 128 KB is not sent, and is logged; its other reply is.
+        frames.push(await burst.call({ op: "reply-size", size: 128 * KB + 1 }));
+        await app.waitFor(/a reply of 131073 bytes to connection \S+ is over API Gateway's limit \(128 KB\)/);
+        burst.ws.send(JSON.stringify({ op: "reply-size", size: 128 * KB }));
+        frames.push((await burst.next()).text.length, JSON.parse((await burst.next()).text));
+        burst.close();
+      } finally {
+        expect((await app.stop()).code).toBe(0);
+      }
+      seen[args.join(" ") || "local"] = frames;
+    }
+    expect(seen.local).toEqual([
+      `early send: ${JSON.stringify({ error: { code: "invalid_argument", message: 'websocket "lab": the message is too large for API Gateway (at most 128 KB); send less' } })}`,
+      "after early",
+      {
+        sent: 7,
+        refused: {
+          error: {
+            code: "resource_exhausted",
+            message:
+              'websocket "lab": what is sent to connection <id> during connect is delivered in one asynchronous Lambda invocation, whose event is at most 1 MB (about 750 KB of messages), and this send would not fit; send the rest once the connection is open',
+          },
+        },
+      },
+      ...Array(7).fill(100 * KB),
+      { ok: true },
+      128 * KB,
+      { ok: true },
+    ]);
+    expect(seen["--provider aws"]).toEqual(seen.local);
+  }, 90000);
 });
 
 describe("run --provider aws, one at a time per project", () => {

@@ -426,7 +426,7 @@ describe("nitric-like up and down --provider aws", () => {
     const refused = await runCli(["down", dir, "--stack", "data-chat", "--plain"], { timeoutMs: 60000 });
     expect(refused.code, refused.stderr).toBe(1);
     expect(refused.stderr).toContain(
-      'down: deleting stack "data-chat" would delete data for good: kv "connections" (table connectionskvtable-fake) hold items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables',
+      'down: deleting stack "data-chat" would delete data for good: kv "connections" (table connectionskvtable-fake) holds items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables',
     );
     expect(fake.calls).toContain("DynamoDB Scan");
     expect(fake.calls).not.toContain("DeleteStack");
@@ -450,7 +450,7 @@ describe("nitric-like up and down --provider aws", () => {
       fake.tables.set("connectionskvtable-fake", 1);
       const no = await runCliOnTerminal(["down", dir, "--stack", "asked-chat", "--plain"], "n");
       expect(no.output).toContain(
-        'down: kv "connections" (table connectionskvtable-fake) hold items, deleted for good with stack "asked-chat". Delete them? (y/N)',
+        'down: kv "connections" (table connectionskvtable-fake) holds items, deleted for good with stack "asked-chat". Delete them? (y/N)',
       );
       expect(no.output).toContain("down: nothing was deleted");
       expect(no.code).toBe(1);
@@ -810,7 +810,7 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
 
     const refused = await runCli(["down", dir, "--stack", "kept", "--plain"], { timeoutMs: 60000 });
     expect(refused.code, refused.stderr).toBe(1);
-    expect(refused.stderr).toContain(`kv "connections" (table ${table}) hold items; pass --yes`);
+    expect(refused.stderr).toContain(`kv "connections" (table ${table}) holds items; pass --yes`);
     expect(await stackStatus("kept")).toBe("CREATE_COMPLETE");
 
     const kept = await runCli(["down", dir, "--stack", "kept", "--keep-data", "--plain"], { timeoutMs: 60000 });

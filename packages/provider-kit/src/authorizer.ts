@@ -219,7 +219,7 @@ export class AuthorizerRegistry {
         resolve({
           allow: false,
           status: 504,
-          reason: `websocket "${socket}": the authorizer did not answer within ${this.timeoutMs} ms`,
+          reason: `websocket "${socket}": the authorizer did not answer within ${this.timeoutMs / 1000} s`,
         });
       }, this.timeoutMs);
       live.pending.set(id, { resolve, request, timer });

@@ -117,3 +117,57 @@ export function awsPayloadTooLarge(socket: string) {
     `websocket "${socket}": the message is too large for API Gateway (at most 128 KB); send less`,
   );
 }
+
+/**
+ * Lambda's largest payload for an asynchronous invocation (InvocationType Event), 1 MB: a larger
+ * one is refused with 413 RequestEntityTooLargeException and nothing is queued.
+ */
+export const AWS_MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024;
+
+/**
+ * On AWS what is sent to a connection while its connect handler runs is delivered, once it is
+ * open, by one asynchronous invocation of the function, the frames in its event. This is what the
+ * event holds besides them (its type, the socket, the connection id, a close), with room to spare;
+ * `awsDeliveryCost` is what one frame adds: its bytes in base64 and its JSON.
+ */
+export const AWS_DELIVERY_ENVELOPE_BYTES = 2048;
+
+/** What a frame of `bytes` adds to the AWS runtime's delivery event (base64, `{"data":"","binary":false},`). */
+export function awsDeliveryCost(bytes: number): number {
+  return 4 * Math.ceil(bytes / 3) + 32;
+}
+
+/**
+ * Why a frame cannot be sent to an opening connection on AWS, or undefined: over 128 KB
+ * (INVALID_ARGUMENT, as PostToConnection's 413 after connect), or past what the delivery event
+ * carries after the `deliveryBytes` already kept (RESOURCE_EXHAUSTED).
+ */
+export function awsOpeningSendProblem(
+  socket: string,
+  connectionId: string,
+  deliveryBytes: number,
+  data: Uint8Array,
+): RpcError | undefined {
+  if (data.byteLength > AWS_MAX_MESSAGE_BYTES) return awsPayloadTooLarge(socket);
+  if (deliveryBytes + awsDeliveryCost(data.byteLength) <= AWS_MAX_ASYNC_PAYLOAD_BYTES) return undefined;
+  return new RpcError(
+    Code.RESOURCE_EXHAUSTED,
+    `websocket "${socket}": what is sent to connection ${connectionId} during connect is delivered in one asynchronous Lambda invocation, whose event is at most 1 MB (about 750 KB of messages), and this send would not fit; send the rest once the connection is open`,
+  );
+}
+
+/**
+ * The log line of a connect handler's reply over 128 KB, which the AWS runtime leaves out of the
+ * delivery (PostToConnection would refuse it) while the frames after it still go.
+ */
+export function awsConnectReplyTooLarge(socket: string, connectionId: string, bytes: number): string {
+  return `websocket "${socket}": a message of ${bytes} bytes sent during connect to ${connectionId} is over API Gateway's limit (128 KB) and was not delivered; send less`;
+}
+
+/**
+ * The log line of a message handler's reply over 128 KB (API Gateway's message limit), which the
+ * AWS runtime does not send (a handler's reply cannot throw); its other replies still go.
+ */
+export function awsReplyTooLarge(socket: string, connectionId: string, bytes: number): string {
+  return `websocket "${socket}": a reply of ${bytes} bytes to connection ${connectionId} is over API Gateway's limit (128 KB) and was not sent; send less`;
+}

@@ -17,12 +17,18 @@ export {
   offeredProtocols,
 } from "./authorizer.js";
 export {
+  AWS_DELIVERY_ENVELOPE_BYTES,
   AWS_INTEGRATION_TIMEOUT_MS,
+  AWS_MAX_ASYNC_PAYLOAD_BYTES,
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_HANDLER_TIMEOUT_MS,
   AWS_MAX_MESSAGE_BYTES,
+  awsConnectReplyTooLarge,
+  awsDeliveryCost,
   awsFrameWatcher,
+  awsOpeningSendProblem,
   awsPayloadTooLarge,
+  awsReplyTooLarge,
   BINARY_FRAME_CLOSE,
   type FrameRuleBreak,
   LARGE_FRAME_CLOSE,

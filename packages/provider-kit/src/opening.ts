@@ -10,6 +10,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WebsocketEventRequestSchema, WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import { Code, RpcError } from "@nitric-like/rpc";
 import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
+import { AWS_DELIVERY_ENVELOPE_BYTES, awsDeliveryCost } from "./aws-rules.js";
 import type { ConnectionInfo } from "./backends.js";
 import { HandlerError } from "./handlers.js";
 
@@ -45,6 +46,8 @@ export class Opening {
   bytes = 0;
   /** The close to make once open: the app's (a later one replaces it), or 1008 past `maxBytes`. */
   close: CloseRequest | undefined = undefined;
+  /** The size of the event that delivers the frames kept on AWS (aws-rules' awsOpeningSendProblem). */
+  deliveryBytes = AWS_DELIVERY_ENVELOPE_BYTES;
 
   constructor(
     readonly info: ConnectionInfo,
@@ -66,6 +69,7 @@ export class Opening {
       return "overflowed";
     }
     this.frames.push({ data, binary });
+    this.deliveryBytes += awsDeliveryCost(data.byteLength);
     return "kept";
   }
 

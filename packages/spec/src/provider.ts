@@ -17,6 +17,11 @@ export interface Logger {
   info(message: string): void;
   warn(message: string): void;
   error(message: string): void;
+  /**
+   * A line for standard output: what a service printed on its own stdout under `run`, which the
+   * CLI prints on its stdout as it does a local service's. A logger without it takes it as info.
+   */
+  result?(line: string): void;
 }
 
 /** What the CLI gives a provider to run an app. */

@@ -182,16 +182,16 @@ export async function downCommand(options: DeployCommandOptions, output: Output)
  */
 async function confirmDataLoss(stores: StoredData[], stack: string, yes: boolean): Promise<boolean> {
   if (yes) return true;
-  const list = stores.map((s) => `kv "${s.store}" (table ${s.name})`).join(", ");
+  const list = `${stores.map((s) => `kv "${s.store}" (table ${s.name})`).join(", ")} ${stores.length === 1 ? "holds" : "hold"}`;
   if (process.stdin.isTTY !== true || process.stderr.isTTY !== true) {
     throw new UserError(
-      `down: deleting stack "${stack}" would delete data for good: ${list} hold items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables`,
+      `down: deleting stack "${stack}" would delete data for good: ${list} items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables`,
     );
   }
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = await prompt.question(
-      `down: ${list} hold items, deleted for good with stack "${stack}". Delete them? (y/N) `,
+      `down: ${list} items, deleted for good with stack "${stack}". Delete them? (y/N) `,
     );
     if (/^y(es)?$/i.test(answer.trim())) return true;
     throw new UserError(

@@ -4,7 +4,6 @@
  * store when told "close", which ends the thread.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import type { Logger } from "@nitric-like/spec";
 import { type DynaliteThreadData, type DynaliteThreadMessage, startDynalite } from "./dynalite.js";
 
 const port = parentPort;
@@ -12,7 +11,7 @@ if (!port) throw new Error("dynalite-thread.js runs as a worker thread, started 
 const { path, options } = workerData as DynaliteThreadData;
 const post = (message: DynaliteThreadMessage) => port.postMessage(message);
 const line =
-  (level: keyof Logger) =>
+  (level: "info" | "warn" | "error") =>
   (text: string): void =>
     post({ type: "log", level, text });
 const db = await startDynalite(path, {

@@ -151,7 +151,7 @@ export interface DynaliteThreadData {
 /** What dynalite's thread posts to the thread that started it. */
 export type DynaliteThreadMessage =
   | { type: "listening"; endpoint: string }
-  | { type: "log"; level: keyof Logger; text: string };
+  | { type: "log"; level: "info" | "warn" | "error"; text: string };
 
 /** dynalite on a thread of its own. */
 export interface RunningDynaliteThread extends RunningDynalite {

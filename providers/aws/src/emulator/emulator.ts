@@ -59,6 +59,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import {
   AWS_INTEGRATION_TIMEOUT_MS,
+  AWS_MAX_ASYNC_PAYLOAD_BYTES,
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_MESSAGE_BYTES,
   awsFrameWatcher,
@@ -281,7 +282,7 @@ class Concurrency {
 
 /**
  * How many asynchronous invocations may wait for a slot (Lambda keeps its queue for hours; here
- * it is memory in `run`, each up to 256 KB); more are answered 429.
+ * it is memory in `run`, each up to 1 MB); more are answered 429.
  */
 export const MAX_QUEUED_ASYNC = 1000;
 
@@ -554,7 +555,9 @@ class EmulatedFunction {
       ] as const) {
         if (stream === null) continue;
         forEachLine(stream, (line) => {
-          this.logger.info(`${prefix}${line}`);
+          // Each stream where `run` puts a local service's: stdout on stdout, stderr on stderr.
+          if (name === "stdout" && this.logger.result) this.logger.result(`${prefix}${line}`);
+          else this.logger.info(`${prefix}${line}`);
           this.onLine?.(this.service, name, line);
         });
       }
@@ -1858,6 +1861,17 @@ async function serveInvoke(
     return;
   }
   if (req.headers["x-amz-invocation-type"] === "Event") {
+    if (body.length > AWS_MAX_ASYNC_PAYLOAD_BYTES) {
+      res
+        .writeHead(413, { "content-type": "application/json", "x-amzn-errortype": "RequestEntityTooLargeException" })
+        .end(
+          JSON.stringify({
+            Type: "User",
+            message: `${body.length} byte payload is too large for the Event invocation type (limit ${AWS_MAX_ASYNC_PAYLOAD_BYTES} bytes)`,
+          }),
+        );
+      return;
+    }
     const queued = fn.invokeAsync(event);
     if (queued === undefined) {
       res

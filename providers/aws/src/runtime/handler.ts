@@ -12,6 +12,9 @@
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   AuthorizerRegistry,
+  AWS_MAX_MESSAGE_BYTES,
+  awsConnectReplyTooLarge,
+  awsReplyTooLarge,
   type CloseRequest,
   type ConnectionInfo,
   type ConnectRefusal,
@@ -421,9 +424,16 @@ export class Runtime {
     // answer) is never posted again, and the invocation never fails (nothing for Lambda to retry).
     const client = this.pageClients.get(event.socket);
     for (const frame of event.frames) {
+      const data = Buffer.from(frame.data, "base64");
+      if (data.byteLength > AWS_MAX_MESSAGE_BYTES) {
+        // A connect handler's reply (a send that size was refused when made): API Gateway would
+        // refuse it (413), so it is left out, and the frames after it still go.
+        this.logger.error(awsConnectReplyTooLarge(event.socket, event.connectionId, data.byteLength));
+        continue;
+      }
       let ok: boolean;
       try {
-        ok = await gateway.postWhenOpen(event.connectionId, Buffer.from(frame.data, "base64"), deadline, client);
+        ok = await gateway.postWhenOpen(event.connectionId, data, deadline, client);
       } catch (error) {
         this.logger.error(
           `websocket "${event.socket}": messages sent during connect to ${event.connectionId} were not all delivered: ${(error as Error).message}`,
@@ -531,7 +541,13 @@ export class Runtime {
       const { status } = this.failure(error);
       return { statusCode: status };
     }
-    const replies = response.replies;
+    // A reply over API Gateway's 128 KB would be refused (PostToConnection's 413, which would fail
+    // the event and lose the others): left out with a log line, as under compat: aws.
+    const replies = response.replies.filter((r) => {
+      if (r.data.byteLength <= AWS_MAX_MESSAGE_BYTES) return true;
+      this.logger.error(awsReplyTooLarge(gateway.name, id, r.data.byteLength));
+      return false;
+    });
     // One text reply rides back on the route response: no Management API call at all.
     const only = replies.length === 1 ? replies[0] : undefined;
     if (only && !only.binary) return { statusCode: 200, body: Buffer.from(only.data).toString("utf8") };

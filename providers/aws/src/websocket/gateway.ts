@@ -5,7 +5,13 @@
  * where Nitric reports INTERNAL) and the record is pruned.
  */
 import { randomUUID } from "node:crypto";
-import { addRoom, type ConnectionInfo, Opening as KitOpening, type SocketBackend } from "@nitric-like/provider-kit";
+import {
+  addRoom,
+  awsOpeningSendProblem,
+  type ConnectionInfo,
+  Opening as KitOpening,
+  type SocketBackend,
+} from "@nitric-like/provider-kit";
 import { Code, RpcError } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
 import type { Item } from "../aws/dynamodb.js";
@@ -60,8 +66,9 @@ export interface SocketBinding {
 
 /**
  * A connection whose connect handler is running in this invocation: what it is sent waits here,
- * with no bound of its own (it all goes to the delivery invocation in one event; an event over
- * Lambda's size limit is not handed over, and that is logged). There is no record of the
+ * as much as the delivery invocation's one event carries (a send past it is refused; the connect
+ * handler's replies, added last, can still take the event over, which is then not handed over,
+ * and that is logged). There is no record of the
  * connection yet, so the rooms it joins and the state it is given wait here too, and are recorded
  * with it once it is accepted.
  */
@@ -180,6 +187,11 @@ export class ApiGateway implements SocketBackend {
   async send(id: string, data: Uint8Array, binary: boolean): Promise<boolean> {
     const opening = this.opening.get(id);
     if (opening) {
+      // PostToConnection would refuse a frame over 128 KB once the connection is open, and Lambda
+      // an event over 1 MB for the invocation that delivers them: refused now, while the app can
+      // still be told (as a send after connect is, and as the local gateway under compat: aws).
+      const problem = awsOpeningSendProblem(this.name, id, opening.deliveryBytes, data);
+      if (problem) throw problem;
       opening.keep(data, binary);
       return true;
     }

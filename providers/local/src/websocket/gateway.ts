@@ -11,7 +11,11 @@ import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
   type AuthorizerRegistry,
+  AWS_MAX_MESSAGE_BYTES,
   addRoom,
+  awsConnectReplyTooLarge,
+  awsOpeningSendProblem,
+  awsReplyTooLarge,
   BurstLog,
   boundaryMessage,
   type ConnectionInfo,
@@ -1062,7 +1066,15 @@ export class Gateway implements SocketBackend, FlowGateway {
       });
     // The connect handler's replies are the connection's first frames (the contract's reply path),
     // then what it sent with SendMessage while it ran, before any frame a later event causes.
-    if (response) for (const r of response.replies) this.reply(id, ws, r.data, r.binary);
+    if (response)
+      for (const r of response.replies) {
+        // On AWS a connect reply goes out through PostToConnection, which refuses one over 128 KB.
+        if (this.options.awsRules && r.data.byteLength > AWS_MAX_MESSAGE_BYTES) {
+          this.logger.error(awsConnectReplyTooLarge(this.name, id, r.data.byteLength));
+          continue;
+        }
+        this.reply(id, ws, r.data, r.binary);
+      }
     if (opening) {
       for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
       if (opening.close) ws.close(opening.close.code, opening.close.reason);
@@ -1267,7 +1279,14 @@ export class Gateway implements SocketBackend, FlowGateway {
     answered: (f, response) => {
       const { c } = f;
       const { ws } = c;
-      for (const r of response.replies) this.reply(c.info.connectionId, ws, r.data, r.binary);
+      for (const r of response.replies) {
+        // On AWS a reply over API Gateway's 128 KB is not sent (the runtime logs it), so here too.
+        if (this.options.awsRules && r.data.byteLength > AWS_MAX_MESSAGE_BYTES) {
+          this.logger.error(awsReplyTooLarge(this.name, c.info.connectionId, r.data.byteLength));
+          continue;
+        }
+        this.reply(c.info.connectionId, ws, r.data, r.binary);
+      }
       // A handler that threw answers "rejected" (its SDK printed why on the service's stderr).
       if (
         this.observer !== undefined &&
@@ -1339,6 +1358,11 @@ export class Gateway implements SocketBackend, FlowGateway {
     if (this.options.awsRules) checkAwsSend(this.name, data);
     const opening = this.opening.get(id);
     if (opening) {
+      // On AWS what an opening connection is sent travels in one asynchronous invocation's event.
+      if (this.options.awsRules) {
+        const problem = awsOpeningSendProblem(this.name, id, opening.deliveryBytes, data);
+        if (problem) throw problem;
+      }
       this.keep(opening, data, binary);
       return true;
     }
