@@ -40,17 +40,30 @@ function brokenProvider(): RunningProvider {
   };
 }
 
-it("answers a request that met a bug with 500 and one log line, and goes on serving", async () => {
-  const errors: string[] = [];
+/** Starts the dashboard over `running` (a broken provider by default), logging errors to `errors`. */
+async function start(running = brokenProvider(), provider = "broken", errors: string[] = []): Promise<Dashboard> {
   dashboard = await startDashboard({
     port: 0,
     fallback: false,
-    provider: "broken",
+    provider,
     spec,
-    running: brokenProvider(),
+    running,
     logger: { info: () => {}, warn: () => {}, error: (m) => errors.push(m) },
   });
-  const failed = await fetch(`${dashboard.url}/api/connections`, { headers: { "x-dashboard-key": dashboard.key } });
+  return dashboard;
+}
+
+/** A request to the API of `d` at `path`, with the run's key, as the page makes it. */
+function api(d: Dashboard, path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set("x-dashboard-key", d.key);
+  return fetch(`${d.url}${path}`, { ...init, headers });
+}
+
+it("answers a request that met a bug with 500 and one log line, and goes on serving", async () => {
+  const errors: string[] = [];
+  const d = await start(brokenProvider(), "broken", errors);
+  const failed = await api(d, "/api/connections");
   expect(failed.status).toBe(500);
   expect(await failed.json()).toEqual({ error: expect.stringMatching(/^Cannot read properties of undefined/) });
   expect(errors).toEqual([
@@ -59,30 +72,18 @@ it("answers a request that met a bug with 500 and one log line, and goes on serv
     ),
   ]);
   // The client's own mistakes are answered with their status, and not logged as bugs.
-  expect((await fetch(`${dashboard.url}/constructor`)).status).toBe(404);
-  expect(
-    (await fetch(`${dashboard.url}/api/kv/keys?store=__proto__`, { headers: { "x-dashboard-key": dashboard.key } }))
-      .status,
-  ).toBe(404);
-  expect((await fetch(`${dashboard.url}/api/state`, { headers: { "x-dashboard-key": dashboard.key } })).status).toBe(
-    200,
-  );
+  expect((await fetch(`${d.url}/constructor`)).status).toBe(404);
+  expect((await api(d, "/api/kv/keys?store=__proto__")).status).toBe(404);
+  expect((await api(d, "/api/state")).status).toBe(200);
   expect(errors).toHaveLength(1);
 });
 
 it("refuses a close code that is not a whole number in the ranges a service may give, before closing anything", async () => {
-  dashboard = await startDashboard({
-    port: 0,
-    fallback: false,
-    provider: "broken",
-    spec,
-    running: brokenProvider(),
-    logger: { info: () => {}, warn: () => {}, error: () => {} },
-  });
+  const d = await start();
   for (const code of [3000.5, 999, 1001, 5000, -1]) {
-    const closed = await fetch(`${dashboard.url}/api/close`, {
+    const closed = await api(d, "/api/close", {
       method: "POST",
-      headers: { "Content-Type": "application/json", "x-dashboard-key": dashboard.key },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ socket: "chat", connectionId: "c1", code }),
     });
     expect(closed.status).toBe(400);
@@ -94,21 +95,10 @@ it("says, for a provider that cannot show its kv stores, why: the kv API answers
   const why = 'provider "remote" keeps its stores elsewhere; browse them there';
   const running = brokenProvider();
   Object.assign(running.inspect as object, { kvUnavailable: why });
-  dashboard = await startDashboard({
-    port: 0,
-    fallback: false,
-    provider: "remote",
-    spec,
-    running,
-    logger: { info: () => {}, warn: () => {}, error: () => {} },
-  });
-  const state = (await (
-    await fetch(`${dashboard.url}/api/state`, { headers: { "x-dashboard-key": dashboard.key } })
-  ).json()) as { kvUnavailable?: string };
+  const d = await start(running, "remote");
+  const state = (await (await api(d, "/api/state")).json()) as { kvUnavailable?: string };
   expect(state.kvUnavailable).toBe(why);
-  const keys = await fetch(`${dashboard.url}/api/kv/keys?store=history`, {
-    headers: { "x-dashboard-key": dashboard.key },
-  });
+  const keys = await api(d, "/api/kv/keys?store=history");
   expect(keys.status).toBe(501);
   expect(await keys.json()).toEqual({ error: why });
 });
