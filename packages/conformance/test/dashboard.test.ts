@@ -571,6 +571,17 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     // The chat keeps its connections in the kv store "connections", a table of sharded items:
     // the browser lists the open one's id (the closed one's was deleted by its disconnect).
     const twoId = (listed.find((c) => c.id !== id) as { id: string }).id;
+    // The closed ones' $disconnect functions run after the connections are gone from the list (a
+    // busy machine may start an execution environment for them): their deletes first.
+    await expect
+      .poll(
+        async () =>
+          ((await (await dashboardFetch(app, "/api/kv/keys?store=connections")).json()) as { keys: string[] }).keys,
+        {
+          timeout: 15000,
+        },
+      )
+      .toEqual([twoId]);
     await page.locator("#kv-store").selectOption("connections");
     await page.getByRole("button", { name: "List" }).click();
     const key = page.locator("#kv-keys li", { hasText: twoId });
