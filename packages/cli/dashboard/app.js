@@ -385,6 +385,20 @@ function refreshConnectionsSoon() {
   }, 500);
 }
 
+/**
+ * Most rows the connection table draws (the newest of those the filter matches): a load test may
+ * hold thousands of connections open, and drawing every one on each listing stalls the page.
+ */
+const MAX_CONNECTION_ROWS = 200;
+
+/** The text a connection is filtered by, lower case. */
+function connectionText(c) {
+  const query = Object.entries(c.query)
+    .map(([k, v]) => `${k}=${v.join(",")}`)
+    .join(" ");
+  return `${c.socket} ${c.id} ${c.remoteAddress} ${query} ${(c.headers["user-agent"] ?? [""])[0]}`.toLowerCase();
+}
+
 function renderConnections() {
   // A value the user opened stays open when the list is drawn again.
   openExtras = new Set(
@@ -395,8 +409,17 @@ function renderConnections() {
   $("connection-count").textContent = connections.length;
   $("no-connections").hidden = connections.length > 0;
   const chosen = $("send-to").value;
+  const filter = $("connection-filter").value.trim().toLowerCase();
+  const matching = filter === "" ? connections : connections.filter((c) => connectionText(c).includes(filter));
+  const shown = matching.slice(-MAX_CONNECTION_ROWS);
+  const more = $("connections-more");
+  more.hidden = shown.length === connections.length;
+  more.textContent =
+    matching.length > shown.length
+      ? `showing the newest ${shown.length} of ${matching.length}${filter === "" ? "" : " matching"}: filter to find the others`
+      : `${matching.length} of ${connections.length} match the filter`;
   $("connection-table").tBodies[0].replaceChildren(
-    ...connections.map((c) => {
+    ...shown.map((c) => {
       const query = Object.entries(c.query)
         .map(([k, v]) => `${k}=${v.join(",")}`)
         .join(" ");
@@ -422,7 +445,11 @@ function renderConnections() {
   const to = $("send-to");
   to.replaceChildren(
     el("option", { value: "" }, "everyone (broadcast)"),
-    ...connections.filter((c) => c.socket === $("send-socket").value).map((c) => el("option", { value: c.id }, c.id)),
+    // The rows drawn, and the connection chosen even when the filter hides it: a choice that
+    // vanished from the list would turn the next send into a broadcast.
+    ...connections
+      .filter((c) => c.socket === $("send-socket").value && (shown.includes(c) || c.id === chosen))
+      .map((c) => el("option", { value: c.id }, c.id)),
   );
   if ([...to.options].some((o) => o.value === chosen)) to.value = chosen;
   for (const row of $("sockets").tBodies[0].rows) {
@@ -454,6 +481,7 @@ async function closeConnection(c) {
 // ---- send
 
 $("send-socket").addEventListener("change", renderConnections);
+$("connection-filter").addEventListener("input", renderConnections);
 $("send-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const to = $("send-to").value;

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser } from "../src/browser.js";
 import {
   type App,
+  type Client,
   cleanTemp,
   connect,
   copyProject,
@@ -233,6 +234,45 @@ describe("the dashboard", () => {
     expect(JSON.parse((await last.next()).text).lines).toEqual([]);
     await page.close();
   }, 40000);
+
+  it("draws at most the newest 200 connections, finds the others by a filter, and keeps a chosen one to send to", async () => {
+    const app = await startChatWeb();
+    const url = app.url("chat");
+    const clients: Client[] = [];
+    for (let i = 0; i < 230; i += 10) {
+      clients.push(...(await Promise.all(Array.from({ length: 10 }, (_, j) => connect(`${url}?n=${i + j}`)))));
+    }
+    const page = await openDashboard(app);
+    await expect.poll(() => page.locator("#connection-count").textContent(), { timeout: 15000 }).toBe("230");
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(200);
+    expect(await page.locator("#connections-more").textContent()).toBe(
+      "showing the newest 200 of 230: filter to find the others",
+    );
+    // The oldest is not drawn; its query finds it.
+    const listed = (await (await dashboardFetch(app, "/api/connections")).json()) as {
+      id: string;
+      query: Record<string, string[]>;
+    }[];
+    const oldest = listed.find((c) => c.query.n?.[0] === "0") as { id: string };
+    expect(await page.locator(`#connection-table tr[data-id="${oldest.id}"]`).count()).toBe(0);
+    await page.fill("#connection-filter", oldest.id);
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(1);
+    expect(await page.locator("#connections-more").textContent()).toBe("1 of 230 match the filter");
+    const row = page.locator(`#connection-table tr[data-id="${oldest.id}"]`);
+    await row.getByRole("button", { name: "message" }).click();
+    // Chosen, then hidden by clearing the filter: it stays the one a send goes to.
+    await page.fill("#connection-filter", "");
+    await expect.poll(() => page.locator("#connection-table tbody tr").count()).toBe(200);
+    expect(await page.locator("#send-to").inputValue()).toBe(oldest.id);
+    await page.locator("#send-text").fill("only to the oldest");
+    await page.locator("#send-form").getByRole("button", { name: "Send" }).click();
+    const first = clients[0] as Client;
+    await expect.poll(() => first.frames.some((f) => f.text === "only to the oldest")).toBe(true);
+    await sleep(300);
+    expect(clients.slice(1).some((c) => c.frames.some((f) => f.text === "only to the oldest"))).toBe(false);
+    for (const c of clients) c.close();
+    await page.close();
+  }, 60000);
 
   it("serves its API only to who has the address run printed: no key or another run's is refused with 401, and the page says what to open", async () => {
     const app = await startChatWeb();
