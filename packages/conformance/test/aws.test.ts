@@ -1513,6 +1513,17 @@ describe("the emulator keeps API Gateway's rules", () => {
     });
     for (let i = 0; i < sent; i++) expect((await c.next()).text).toBe(String(i).repeat(100 * KB));
     c.close();
+    // Replies come only as the handler answers, after its sends were accepted: those with no room
+    // left are dropped, said in the log, and the sends and the reply that fits still arrive.
+    const full = await connect(`${url}?burst=7&replies=2`);
+    expect(JSON.parse((await full.next()).text)).toEqual({ sent: 7, refused: null });
+    for (let i = 0; i < 7; i++) expect((await full.next()).text).toBe(String(i).repeat(100 * KB));
+    full.close();
+    await expect
+      .poll(
+        () => logs.filter((l) => l.includes("bytes from the connect handler of") && l.includes("did not fit")).length,
+      )
+      .toBe(2);
     // Lambda's own limit, kept by the emulator's Invoke API: nothing over 1 MB is queued.
     const fn = emulator.functions[0] as { name: string; env: Record<string, string> };
     const invoke = `${fn.env.AWS_ENDPOINT_URL_LAMBDA}/2015-03-31/functions/${fn.name}/invocations`;
@@ -2053,6 +2064,12 @@ describe("sends during connect under compat: aws and under run --provider aws", 
         ) as { sent: number };
         frames.push(summary);
         for (let i = 0; i < summary.sent; i++) frames.push((await burst.next()).text.length);
+        // Replies past what that event still has room for are left out (logged); the sends go.
+        const full = await connect(`${app.url("lab")}?burst=7&replies=2`);
+        frames.push(JSON.parse((await full.next()).text));
+        for (let i = 0; i < 7; i++) frames.push((await full.next()).text.length);
+        full.close();
+        await app.waitFor(/a reply of 102400 bytes from the connect handler of \S+ did not fit/);
         // A message handler's reply over 128 KB is not sent, and is logged; its other reply is.
         frames.push(await burst.call({ op: "reply-size", size: 128 * KB + 1 }));
         await app.waitFor(/a reply of 131073 bytes to connection \S+ is over API Gateway's limit \(128 KB\)/);
@@ -2077,6 +2094,8 @@ describe("sends during connect under compat: aws and under run --provider aws", 
           },
         },
       },
+      ...Array(7).fill(100 * KB),
+      { sent: 7, refused: null },
       ...Array(7).fill(100 * KB),
       { ok: true },
       128 * KB,

@@ -1,7 +1,16 @@
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { AWS_MAX_FRAME_BYTES, awsFrameWatcher, type FrameRuleBreak } from "./aws-rules.js";
+import {
+  AWS_DELIVERY_ENVELOPE_BYTES,
+  AWS_MAX_ASYNC_PAYLOAD_BYTES,
+  AWS_MAX_FRAME_BYTES,
+  awsConnectReplies,
+  awsConnectReplyTooLarge,
+  awsDeliveryCost,
+  awsFrameWatcher,
+  type FrameRuleBreak,
+} from "./aws-rules.js";
 
 /** One client frame as RFC 6455 section 5.2 lays it out (masked), with the 7, 16 or 64-bit length. */
 function frame(opcode: number, fin: boolean, length: number): Buffer {
@@ -138,5 +147,27 @@ describe("awsFrameWatcher", () => {
     });
     watcher(Buffer.concat([frame(0x2, true, 3), frame(0x2, true, 3), frame(0x1, true, 40_000)]));
     expect(reports).toBe(1);
+  });
+});
+
+describe("awsConnectReplies", () => {
+  const reply = (bytes: number) => ({ data: new Uint8Array(bytes), binary: false });
+  it("keeps the replies the delivery event has room for, in order, and says why each other was left out", () => {
+    const kept = awsConnectReplies("s", "c", AWS_DELIVERY_ENVELOPE_BYTES, [
+      reply(10),
+      reply(128 * 1024 + 1),
+      reply(20),
+    ]);
+    expect(kept.kept.map((r) => r.data.byteLength)).toEqual([10, 20]);
+    expect(kept.dropped).toEqual([awsConnectReplyTooLarge("s", "c", 128 * 1024 + 1)]);
+    // 7 sends of 100 KB kept: a 100 KB reply no longer fits, a small one still does.
+    const taken = AWS_DELIVERY_ENVELOPE_BYTES + 7 * awsDeliveryCost(100 * 1024);
+    const full = awsConnectReplies("s", "c", taken, [reply(100 * 1024), reply(100)]);
+    expect(full.kept.map((r) => r.data.byteLength)).toEqual([100]);
+    expect(full.dropped).toEqual([
+      expect.stringMatching(/^websocket "s": a reply of 102400 bytes from the connect handler of c did not fit/),
+    ]);
+    // What it keeps fits in Lambda's 1 MB with the sends, by the same cost it charges them.
+    expect(taken + awsDeliveryCost(100)).toBeLessThanOrEqual(AWS_MAX_ASYNC_PAYLOAD_BYTES);
   });
 });

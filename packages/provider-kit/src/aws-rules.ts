@@ -165,6 +165,40 @@ export function awsConnectReplyTooLarge(socket: string, connectionId: string, by
 }
 
 /**
+ * The connect handler's replies that go, on AWS, into the one event delivering what was sent
+ * during connect (`deliveryBytes` of it taken by the sends it kept), in order; and the log line of
+ * each left out: one over 128 KB (PostToConnection would refuse it), or one past the event's 1 MB.
+ * Replies are added only as the handler answers, after its sends were accepted; an event over
+ * 1 MB would be refused whole (Lambda's 413), losing those sends too, so such a reply is dropped.
+ */
+export function awsConnectReplies<T extends { data: Uint8Array }>(
+  socket: string,
+  connectionId: string,
+  deliveryBytes: number,
+  replies: readonly T[],
+): { kept: T[]; dropped: string[] } {
+  const kept: T[] = [];
+  const dropped: string[] = [];
+  let bytes = deliveryBytes;
+  for (const r of replies) {
+    const size = r.data.byteLength;
+    if (size > AWS_MAX_MESSAGE_BYTES) {
+      dropped.push(awsConnectReplyTooLarge(socket, connectionId, size));
+      continue;
+    }
+    if (bytes + awsDeliveryCost(size) > AWS_MAX_ASYNC_PAYLOAD_BYTES) {
+      dropped.push(
+        `websocket "${socket}": a reply of ${size} bytes from the connect handler of ${connectionId} did not fit in the one asynchronous Lambda invocation (its event at most 1 MB) that delivers what is sent during connect, after the messages sent then, and was not delivered; send less during connect, or the rest once the connection is open`,
+      );
+      continue;
+    }
+    bytes += awsDeliveryCost(size);
+    kept.push(r);
+  }
+  return { kept, dropped };
+}
+
+/**
  * The log line of a message handler's reply over 128 KB (API Gateway's message limit), which the
  * AWS runtime does not send (a handler's reply cannot throw); its other replies still go.
  */

@@ -23,6 +23,7 @@ export {
   AWS_MAX_FRAME_BYTES,
   AWS_MAX_HANDLER_TIMEOUT_MS,
   AWS_MAX_MESSAGE_BYTES,
+  awsConnectReplies,
   awsConnectReplyTooLarge,
   awsDeliveryCost,
   awsFrameWatcher,

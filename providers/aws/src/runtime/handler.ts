@@ -12,8 +12,9 @@
 import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   AuthorizerRegistry,
+  AWS_DELIVERY_ENVELOPE_BYTES,
   AWS_MAX_MESSAGE_BYTES,
-  awsConnectReplyTooLarge,
+  awsConnectReplies,
   awsReplyTooLarge,
   type CloseRequest,
   type ConnectionInfo,
@@ -367,7 +368,14 @@ export class Runtime {
     await this.record(gateway, info, opening);
     // The connection opens only once this answer reaches API Gateway, so what the connect handler
     // sent (its replies first, then its sends) is delivered by a second invocation of this function.
-    const frames = [...response.replies.map((r) => ({ data: r.data, binary: r.binary })), ...(opening?.frames ?? [])];
+    const replies = awsConnectReplies(
+      gateway.name,
+      id,
+      opening?.deliveryBytes ?? AWS_DELIVERY_ENVELOPE_BYTES,
+      response.replies,
+    );
+    for (const line of replies.dropped) this.logger.error(line);
+    const frames = [...replies.kept.map((r) => ({ data: r.data, binary: r.binary })), ...(opening?.frames ?? [])];
     if (frames.length > 0 || opening?.close) await this.deferDelivery(gateway.name, id, frames, opening?.close);
     return accepted;
   }
@@ -424,13 +432,8 @@ export class Runtime {
     // answer) is never posted again, and the invocation never fails (nothing for Lambda to retry).
     const client = this.pageClients.get(event.socket);
     for (const frame of event.frames) {
+      // None is over 128 KB: a send that size was refused when made, a reply left out (connect()).
       const data = Buffer.from(frame.data, "base64");
-      if (data.byteLength > AWS_MAX_MESSAGE_BYTES) {
-        // A connect handler's reply (a send that size was refused when made): API Gateway would
-        // refuse it (413), so it is left out, and the frames after it still go.
-        this.logger.error(awsConnectReplyTooLarge(event.socket, event.connectionId, data.byteLength));
-        continue;
-      }
       let ok: boolean;
       try {
         ok = await gateway.postWhenOpen(event.connectionId, data, deadline, client);

@@ -11,9 +11,10 @@ import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   type AnswerSink,
   type AuthorizerRegistry,
+  AWS_DELIVERY_ENVELOPE_BYTES,
   AWS_MAX_MESSAGE_BYTES,
   addRoom,
-  awsConnectReplyTooLarge,
+  awsConnectReplies,
   awsOpeningSendProblem,
   awsReplyTooLarge,
   BurstLog,
@@ -1066,15 +1067,15 @@ export class Gateway implements SocketBackend, FlowGateway {
       });
     // The connect handler's replies are the connection's first frames (the contract's reply path),
     // then what it sent with SendMessage while it ran, before any frame a later event causes.
-    if (response)
-      for (const r of response.replies) {
-        // On AWS a connect reply goes out through PostToConnection, which refuses one over 128 KB.
-        if (this.options.awsRules && r.data.byteLength > AWS_MAX_MESSAGE_BYTES) {
-          this.logger.error(awsConnectReplyTooLarge(this.name, id, r.data.byteLength));
-          continue;
-        }
-        this.reply(id, ws, r.data, r.binary);
-      }
+    if (response) {
+      // On AWS a connect reply goes out through PostToConnection, which refuses one over 128 KB,
+      // in the one event that delivers what was sent during connect, which holds at most 1 MB.
+      const replies = this.options.awsRules
+        ? awsConnectReplies(this.name, id, opening?.deliveryBytes ?? AWS_DELIVERY_ENVELOPE_BYTES, response.replies)
+        : { kept: response.replies, dropped: [] };
+      for (const line of replies.dropped) this.logger.error(line);
+      for (const r of replies.kept) this.reply(id, ws, r.data, r.binary);
+    }
     if (opening) {
       for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
       if (opening.close) ws.close(opening.close.code, opening.close.reason);
