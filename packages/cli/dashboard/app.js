@@ -65,8 +65,7 @@ window.addEventListener("hashchange", () => location.reload());
 async function api(method, path, body) {
   const response = await fetch(path, {
     method,
-    headers:
-      body === undefined ? { "X-Dashboard-Key": KEY } : { "X-Dashboard-Key": KEY, "Content-Type": "application/json" },
+    headers: { "X-Dashboard-Key": KEY, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const result = await response.json().catch(() => ({}));

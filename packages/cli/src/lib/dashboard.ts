@@ -30,7 +30,7 @@ import { UserError } from "./log.js";
 import { cliPackageDir } from "./package-dir.js";
 
 /** The header an API request carries the run's key in (DashboardServer.checkKey). */
-export const KEY_HEADER = "x-dashboard-key";
+const KEY_HEADER = "x-dashboard-key";
 /** The port the dashboard tries first. */
 export const DEFAULT_DASHBOARD_PORT = 4040;
 /** The longest text of a frame the page is sent; the rest is cut (the size is sent in full). */
