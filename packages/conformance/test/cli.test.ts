@@ -329,6 +329,42 @@ describe("nitric-like run", () => {
     expect(stderr).not.toContain("unexpected failure");
   }, 30000);
 
+  it("names the .env line whose NODE_OPTIONS Node refuses, before any service starts, and a flag only a thread refuses", async () => {
+    const project = (dotenv: string) =>
+      writeProject({
+        "nitric-like.yaml": "name: options\nservices:\n  - match: services/*.ts\n",
+        "services/one.ts": 'import { websocket } from "@nitric-like/sdk";\nwebsocket("one").on("message", () => {});\n',
+        ".env.local": dotenv,
+      });
+    // Not a Node flag: Node itself refuses it in any service, thread or process.
+    for (const extra of [[], ["--processes"]]) {
+      const { code, stderr } = await runCli([
+        "run",
+        project("NODE_OPTIONS=--bogus-flag\n"),
+        "--no-watch",
+        "--random-ports",
+        ...extra,
+      ]);
+      expect(code).toBe(1);
+      expect(stderr).toContain(
+        "error: run: Node refuses the NODE_OPTIONS that .env.local sets (--bogus-flag is not allowed in NODE_OPTIONS); fix or remove that line",
+      );
+      expect(stderr).not.toContain("collecting resources");
+    }
+    // A flag of a whole process: a service process takes it, a thread does not.
+    const { code, stderr } = await runCli([
+      "run",
+      project("NODE_OPTIONS=--title=svc\n"),
+      "--no-watch",
+      "--random-ports",
+    ]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      "error: Node does not take --title in a service thread (a flag of a whole process), and the NODE_OPTIONS your .env files set holds it; remove it there, or run with --processes",
+    );
+    expect(stderr).not.toContain("NITRIC_LIKE_SERVICE_NODE_ARGS");
+  }, 60000);
+
   it("refuses an --env the project file does not have, naming the ones it has", async () => {
     const dir = writeProject({
       "nitric-like.yaml": "name: envs\nservices:\n  - match: services/*.ts\nenvironments:\n  prod: {}\n",

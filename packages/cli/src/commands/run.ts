@@ -31,7 +31,7 @@ import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-t
 import { bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashboard } from "../lib/dashboard.js";
-import { type DotEnv, envLine, functionVariables, loadDotEnv, loadEnvFiles } from "../lib/dotenv.js";
+import { checkNodeOptions, type DotEnv, envLine, functionVariables, loadDotEnv, loadEnvFiles } from "../lib/dotenv.js";
 import { formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
 import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
@@ -272,6 +272,7 @@ async function runProject(options: RunCommandOptions, output: Output): Promise<n
   const onLocal = options.provider === "local";
   const dotenv = loadDotEnv(project.dir, environment, onLocal ? envFiles : []);
   describeDotEnv(dotenv, output);
+  if (onLocal) checkNodeOptions(dotenv, "run");
   const variables = onLocal ? undefined : functionVariables(envFiles, "run", output);
   // Services on either SDK are collected as worker threads when they will run as threads on the
   // local provider: a thread shares this process's working directory, the project's folder then.
@@ -979,7 +980,9 @@ class Run {
   private reloadDotEnv(): void {
     const { output } = this;
     try {
-      this.dotenv = loadDotEnv(this.project.dir, this.environment, this.options.envFiles ?? []);
+      const dotenv = loadDotEnv(this.project.dir, this.environment, this.options.envFiles ?? []);
+      if (this.providerName === "local") checkNodeOptions(dotenv, "run");
+      this.dotenv = dotenv;
     } catch (error) {
       output.error((error as Error).message);
       return;

@@ -66,6 +66,22 @@ export function startWorker(file: string | URL, options: WorkerOptions): Worker 
     return new Worker(file, options);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ERR_WORKER_INVALID_EXEC_ARGV") throw error;
+    // Node's own words for a NODE_OPTIONS flag a thread does not take ("--title= is not allowed
+    // in NODE_OPTIONS") say the opposite of the truth for a process, which takes it.
+    const option = /NODE_OPTIONS env variable: (\S+?)=? is not allowed/.exec((error as Error).message)?.[1];
+    if (option !== undefined) {
+      const where =
+        process.env.NODE_OPTIONS === undefined
+          ? "the NODE_OPTIONS your .env files set"
+          : "the NODE_OPTIONS run started with";
+      throw Object.assign(
+        new Error(
+          `Node does not take ${option} in a service thread (a flag of a whole process), and ${where} holds it; remove it there, or run with --processes to give it to each service process`,
+          { cause: error },
+        ),
+        { userFacing: true },
+      );
+    }
     const flags = /flags: (.*)$/.exec((error as Error).message)?.[1] ?? "";
     throw Object.assign(
       new Error(

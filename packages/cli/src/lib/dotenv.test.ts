@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { loadDotEnv, withDotEnv } from "./dotenv.js";
+import { checkNodeOptions, loadDotEnv, withDotEnv } from "./dotenv.js";
 
 const root = mkdtempSync(join(tmpdir(), "nl-dotenv-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -72,4 +72,29 @@ it("refuses a file that sets __proto__, which Node's parser would drop without a
     PROTO: "__proto__=x",
     hasOwnProperty: "h",
   });
+});
+
+it("says which file gave a NODE_OPTIONS Node refuses, and takes one it accepts, loading none of its modules", () => {
+  const saved = process.env.NODE_OPTIONS;
+  delete process.env.NODE_OPTIONS;
+  try {
+    const dir = folder({ ".env": "NODE_OPTIONS=--no-warnings\n", ".env.local": "NODE_OPTIONS=--not-a-flag\n" });
+    const loaded = loadDotEnv(dir, "local");
+    expect(loaded.from.get("NODE_OPTIONS")).toBe(".env.local");
+    expect(() => checkNodeOptions(loaded, "run")).toThrow(
+      "run: Node refuses the NODE_OPTIONS that .env.local sets (--not-a-flag is not allowed in NODE_OPTIONS)",
+    );
+    // A module it requires would print: checking it must not run it.
+    writeFileSync(join(dir, "loud.cjs"), "process.exitCode = 3; console.error('loaded');\n");
+    const accepted = folder({
+      ".env": `NODE_OPTIONS=--no-warnings --require ${JSON.stringify(join(dir, "loud.cjs"))}\n`,
+    });
+    expect(() => checkNodeOptions(loadDotEnv(accepted, "local"), "run")).not.toThrow();
+    // The environment run started in wins over .env, so its NODE_OPTIONS is the one services get.
+    process.env.NODE_OPTIONS = "";
+    expect(() => checkNodeOptions(loaded, "run")).not.toThrow();
+  } finally {
+    if (saved === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = saved;
+  }
 });

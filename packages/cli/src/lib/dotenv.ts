@@ -7,6 +7,7 @@
  * `#` comments, quoted values, `export` prefixes not accepted). Nothing prints a value: the CLI
  * and the dashboard show names only.
  */
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import * as util from "node:util";
@@ -18,6 +19,8 @@ export interface DotEnv {
   values: Map<string, string>;
   /** The files read, relative to the project folder, in the order applied (`.env` first). */
   files: string[];
+  /** Name → the file whose value it has (as `files` shows it). */
+  from: Map<string, string>;
   /** The absolute paths looked at (whether they exist or not), to watch. */
   paths: string[];
 }
@@ -34,15 +37,16 @@ export function loadDotEnv(dir: string, environment: string, envFiles: readonly 
   const names = [".env"];
   if (ENVIRONMENT_FILE_NAME.test(environment)) names.push(`.env.${environment}`);
   const values = new Map<string, string>();
+  const from = new Map<string, string>();
   const files: string[] = [];
   for (const name of names) {
-    if (readEnvFile(join(dir, name), name, "run", values, false)) files.push(name);
+    if (readEnvFile(join(dir, name), name, "run", values, false, from)) files.push(name);
   }
-  const given = loadEnvFiles(envFiles, "run");
-  for (const [key, value] of given.values) values.set(key, value);
+  for (const file of envFiles) readEnvFile(resolve(file), `--env-from ${file}`, "run", values, true, from);
   return {
     values,
-    files: [...files, ...given.files],
+    files: [...files, ...envFiles],
+    from,
     paths: [...names.map((n) => join(dir, n)), ...envFiles.map((f) => resolve(f))],
   };
 }
@@ -64,6 +68,7 @@ function readEnvFile(
   command: string,
   values: Map<string, string>,
   needed: boolean,
+  from?: Map<string, string>,
 ): boolean {
   let text: string;
   try {
@@ -91,8 +96,36 @@ function readEnvFile(
       `${command}: ${shown} sets a variable named __proto__, which Node's .env parser cannot keep (it drops it); rename the variable`,
     );
   }
-  for (const [key, value] of Object.entries(parsed)) if (value !== undefined) values.set(key, value);
+  for (const [key, value] of Object.entries(parsed)) {
+    if (value === undefined) continue;
+    values.set(key, value);
+    from?.set(key, shown.replace(/^--env-from /, ""));
+  }
   return true;
+}
+
+/**
+ * A NODE_OPTIONS that the `.env` files give the services (the environment `run` started in sets
+ * none, or it would win) is checked with Node itself before any service starts: Node refuses a
+ * flag it does not take there by exiting (code 9), which would otherwise read as the service's
+ * own failure. `node --version` reads NODE_OPTIONS and loads none of its --require modules.
+ */
+export function checkNodeOptions(dotenv: DotEnv, command: string): void {
+  const value = dotenv.values.get("NODE_OPTIONS");
+  if (value === undefined || process.env.NODE_OPTIONS !== undefined) return;
+  const node = spawnSync(process.execPath, ["--version"], {
+    env: { ...process.env, NODE_OPTIONS: value },
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+  if (node.status === 0) return;
+  const said = node.stderr
+    ?.split("\n")
+    .find((line) => line.trim() !== "")
+    ?.replace(/^.*?node: /, "");
+  throw new UserError(
+    `${command}: Node refuses the NODE_OPTIONS that ${dotenv.from.get("NODE_OPTIONS") ?? ".env"} sets (${said || `node exited with ${node.status ?? node.signal}`}); fix or remove that line, since every service starts with it`,
+  );
 }
 
 /** A line of an env file that sets `__proto__` (as util.parseEnv reads names: spaces around it, `export` not taken). */
