@@ -38,6 +38,35 @@ it("connects with query, headers and protocols, and reads text, bytes and JSON i
   await app.stop();
 });
 
+/** Messages typed as an app types them: interfaces, which have no index signature. */
+interface Join {
+  action: "join";
+  room: string;
+}
+interface JsonReply {
+  kind: string;
+  n?: number | undefined;
+}
+
+it("takes the app's own message interfaces in send() and expectMessage(), and refuses a pattern holding undefined", async () => {
+  const app = await startApp(fixture("recorder"));
+  const client = await app.connect(open);
+  await client.next();
+  const join: Join = { action: "join", room: "lobby" };
+  client.send(join);
+  await client.expectMessage('echo {"action":"join","room":"lobby"}');
+  client.send("json");
+  const reply: JsonReply = { kind: "json", n: 1 };
+  await client.expectMessage(reply);
+  // An optional key set to undefined matches no JSON message: said at once, not after the wait.
+  const loose: JsonReply = { kind: "json", n: undefined };
+  client.send("json");
+  await expect(client.expectMessage(loose, { timeoutMs: 60000 })).rejects.toThrow(
+    /expectMessage\(JSON \{"kind":"json"\}\): pattern\.n is undefined, which no JSON message has; leave it out of the pattern/,
+  );
+  await expect(client.expectMessage([{ a: [1, undefined] }])).rejects.toThrow(/pattern\[0\]\.a\[1\] is undefined/);
+});
+
 it("fails expectMessage with what arrived instead, and next() when nothing arrives in time", async () => {
   const app = await startApp(fixture("recorder"));
   const client = await app.connect(open);
