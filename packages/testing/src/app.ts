@@ -163,6 +163,7 @@ export class App {
   /** Opens a client to a socket; rejects with ConnectRefusedError (status, body) when refused. */
   async connect(options: ConnectOptions = {}): Promise<Client> {
     const { socket, ...rest } = options;
+    this.live("app.connect()");
     const name = socket ?? this.onlySocket();
     const client = await connectClient(this.url(name), rest, `client of websocket "${name}"`);
     this.clients.add(client);
@@ -178,6 +179,7 @@ export class App {
    * clients stay connected to the API, and the next event cold-starts the new copy.
    */
   async restart(service?: string): Promise<void> {
+    this.live(`app.restart(${service === undefined ? "" : JSON.stringify(service)})`);
     const names = this.services.map((s) => s.name);
     const name = service ?? (names.length === 1 ? names[0] : undefined);
     const target = this.services.find((s) => s.name === name);
@@ -194,6 +196,7 @@ export class App {
    */
   kv<T extends Record<string, unknown> = Record<string, unknown>>(store: string): AppKv<T> {
     const inspector = (): ProviderInspector => {
+      this.live(`app.kv(${JSON.stringify(store)})`);
       if (!this.stores.includes(store))
         throw undeclared(
           `app.kv(${JSON.stringify(store)})`,
@@ -241,6 +244,7 @@ export class App {
   secret(name: string): { put(value: string | Uint8Array): Promise<string> } {
     return {
       put: async (value) => {
+        this.live(`app.secret(${JSON.stringify(name)}).put`);
         this.declaredSecret(`app.secret(${JSON.stringify(name)})`, name);
         return await putSecretValue(this.dir, `app.secret(${JSON.stringify(name)}).put`, name, value);
       },
@@ -254,6 +258,7 @@ export class App {
 
   /** The open connections (of one socket, or of all), with their rooms, state and identity. */
   async connections(socket?: string): Promise<AppConnection[]> {
+    this.live(`app.connections(${socket === undefined ? "" : JSON.stringify(socket)})`);
     if (socket !== undefined && !this.urls.has(socket))
       throw new Error(
         `app.connections(${JSON.stringify(socket)}): no such socket; the project has ${this.describeSockets()}`,
@@ -356,6 +361,12 @@ export class App {
     this.inspector = inspector;
     this.stores = spec.resources.filter((r) => r.kind === "kv").map((r) => r.name);
     this.secrets = spec.resources.filter((r) => r.kind === "secret").map((r) => r.name);
+  }
+
+  /** Throws, naming the call, once stop() has begun: what the app had (its folder, its ports, its stores) is going or gone. */
+  private live(at: string): void {
+    if (this.stopped)
+      throw new Error(`${at}: the app is stopped (app.stop() or stopAll() ran); start another with startApp()`);
   }
 
   private onlySocket(): string {
