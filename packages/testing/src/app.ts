@@ -4,12 +4,13 @@
  * AWS emulator running the built functions), on free ports of 127.0.0.1, with no dashboard and
  * no file watching.
  */
-import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import {
   type InspectedConnection,
+  loadProject,
   Output,
   type ProviderInspector,
   putRunSecret,
@@ -105,6 +106,15 @@ export interface ConnectOptions extends ConnectClientOptions {
 }
 
 const running = new Set<App>();
+/**
+ * The temp copies not removed yet. A test file that never stops its apps (no `afterEach(stopAll)`,
+ * or a runner that ends the process first) would leave them in the temp folder: they go when the
+ * process exits.
+ */
+const copies = new Set<string>();
+process.on("exit", () => {
+  for (const copy of copies) rmSync(copy, { recursive: true, force: true });
+});
 /**
  * The working folder before the first running app: a run with worker threads moves this process
  * to its project's folder (threads share it), so later relative paths resolve against this one,
@@ -390,23 +400,42 @@ export class App {
 export async function startApp(dir: string, options: StartAppOptions = {}): Promise<App> {
   if (running.size === 0) home = process.cwd();
   const source = resolve(home ?? process.cwd(), dir);
-  if (!existsSync(source)) throw new Error(`startApp(${JSON.stringify(dir)}): no such folder; give a project's folder`);
+  const at = `startApp(${JSON.stringify(dir)})`;
+  if (!existsSync(source)) throw new Error(`${at}: no such folder; give a project's folder`);
+  if (!statSync(source).isDirectory())
+    throw new Error(`${at}: ${source} is a file; give the project's folder (the one with nitric-like.yaml)`);
+  // The project file is read here, where the project is, so that what is wrong with it (or its
+  // absence) is said with the project's own path, not the temp copy's.
+  try {
+    loadProject(source);
+  } catch (error) {
+    throw new Error(`${at}: ${(error as Error).message}`);
+  }
   let runDir = source;
   let cleanup = () => {};
   if (options.copy !== false) {
     runDir = mkdtempSync(join(tmpdir(), `nitric-like-${basename(source)}-`));
     const copy = runDir;
-    cleanup = () => rmSync(copy, { recursive: true, force: true });
-    cpSync(source, runDir, {
-      recursive: true,
-      filter: (path) => {
-        const top = relative(source, path).split(sep)[0];
-        return top !== "node_modules" && top !== ".nitric-like" && top !== ".git";
-      },
-    });
-    // Bare imports resolve from the copy as from the project: through the nearest node_modules.
-    const modules = nearestNodeModules(source);
-    if (modules !== undefined) symlinkSync(modules, join(runDir, "node_modules"), "dir");
+    cleanup = () => {
+      copies.delete(copy);
+      rmSync(copy, { recursive: true, force: true });
+    };
+    copies.add(copy);
+    try {
+      cpSync(source, runDir, {
+        recursive: true,
+        filter: (path) => {
+          const top = relative(source, path).split(sep)[0];
+          return top !== "node_modules" && top !== ".nitric-like" && top !== ".git";
+        },
+      });
+      // Bare imports resolve from the copy as from the project: through the nearest node_modules.
+      const modules = nearestNodeModules(source);
+      if (modules !== undefined) symlinkSync(modules, join(runDir, "node_modules"), "dir");
+    } catch (error) {
+      cleanup();
+      throw new Error(`${at}: could not copy the project to ${runDir}: ${(error as Error).message}`);
+    }
   }
   const provider = options.provider ?? "local";
   const app = new App(runDir, provider, () => {

@@ -278,12 +278,66 @@ it("runs two apps at once (the second with service processes), resolving relativ
   expect(process.cwd()).toBe(start);
 });
 
+it("rejects a file, a folder with no project file and one inside a project, naming the folder given (not a temp copy), and leaves no copy", async () => {
+  const { mkdtempSync, mkdirSync, readdirSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const copies = () => readdirSync(tmpdir()).filter((f) => /^nitric-like-(empty|services|nitric-like\.yaml)-/.test(f));
+  const before = copies();
+  const empty = mkdtempSync(join(tmpdir(), "empty-"));
+  try {
+    await expect(startApp(empty)).rejects.toThrow(
+      `startApp(${JSON.stringify(empty)}): ${empty}: no project file found, create nitric-like.yaml`,
+    );
+    const file = join(fixture("recorder"), "nitric-like.yaml");
+    await expect(startApp(file)).rejects.toThrow(
+      `startApp(${JSON.stringify(file)}): ${file} is a file; give the project's folder (the one with nitric-like.yaml)`,
+    );
+    // The test's own folder given for the project's (new URL(".", import.meta.url) for "..").
+    const services = join(fixture("recorder"), "services");
+    await expect(startApp(services)).rejects.toThrow(/services: no project file here; it is inside the project in /);
+    // A project the copy fails on (a named pipe in it): said, and the half-made copy removed.
+    const piped = mkdtempSync(join(tmpdir(), "services-"));
+    const { cpSync } = await import("node:fs");
+    cpSync(fixture("recorder"), piped, { recursive: true });
+    mkdirSync(join(piped, "tmp"));
+    const { execFileSync } = await import("node:child_process");
+    execFileSync("mkfifo", [join(piped, "tmp", "pipe")]);
+    await expect(startApp(piped)).rejects.toThrow(/could not copy the project to \S+: .*FIFO/);
+    rmSync(piped, { recursive: true, force: true });
+  } finally {
+    rmSync(empty, { recursive: true, force: true });
+  }
+  expect(copies()).toEqual(before);
+});
+
 it("rejects with the run's own words when the project cannot start, and for a folder that is not there", async () => {
+  await expect(startApp(fixture("failing"))).rejects.toThrow(
+    /the run stopped \(exit 1\) before it was ready;[\s\S]*failed while its resources were being collected[\s\S]*the database URL is not set/,
+  );
+  // What is wrong with the project file is said before anything starts, with its own path.
   await expect(startApp(fixture("broken"))).rejects.toThrow(
-    /the run stopped \(exit 1\) before it was ready;[\s\S]*colour/,
+    /^startApp\("\S+broken"\): \S*broken\/nitric-like\.yaml: websockets\.socket\.colour is not a setting/,
   );
   await expect(startApp(fixture("nowhere"))).rejects.toThrow(/no such folder; give a project's folder/);
   expect(process.cwd()).toBe(fileURLToPath(new URL("../../..", import.meta.url)).replace(/\/$/, ""));
+});
+
+it("removes the temp copy of an app never stopped when the test's process exits (a file with no afterEach(stopAll))", async () => {
+  const { execFile } = await import("node:child_process");
+  const kit = new URL("../dist/index.js", import.meta.url).href;
+  const script = `import(${JSON.stringify(kit)}).then(async ({ startApp }) => {
+    const app = await startApp(${JSON.stringify(fixture("recorder"))}, { processes: true });
+    console.log(app.dir);
+    process.exit(0);
+  });`;
+  const dir = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, ["--input-type=module", "-e", script], { timeout: 30000 }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout.trim()),
+    ),
+  );
+  expect(dir).toMatch(/nitric-like-recorder-/);
+  expect(existsSync(dir)).toBe(false);
 });
 
 function probe(ws: import("ws").WebSocket): Promise<"open" | "refused"> {
