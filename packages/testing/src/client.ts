@@ -263,14 +263,27 @@ export interface ConnectClientOptions {
  * ConnectRefusedError that carries the status and the reason the server sent.
  */
 export function connectClient(url: string, options: ConnectClientOptions = {}, label = "client"): Promise<Client> {
-  const target = new URL(url);
-  for (const [name, value] of Object.entries(options.query ?? {}))
-    for (const v of typeof value === "string" ? [value] : value) target.searchParams.append(name, v);
-  const raw = new WebSocket(target, [...(options.protocols ?? [])], {
-    headers: { ...options.headers },
-    autoPong: false,
-    handshakeTimeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-  });
+  let raw: WebSocket;
+  try {
+    const target = new URL(url);
+    for (const [name, value] of Object.entries(options.query ?? {}))
+      for (const v of typeof value === "string" ? [value] : value) target.searchParams.append(name, v);
+    raw = new WebSocket(target, [...(options.protocols ?? [])], {
+      headers: { ...options.headers },
+      autoPong: false,
+      handshakeTimeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    });
+  } catch (error) {
+    // What no server could be asked: a header value with a line break, a subprotocol with a space
+    // or given twice, a URL that is not one.
+    const what = (error as Error).message;
+    const fix = /subprotocol/.test(what)
+      ? "; a subprotocol is a token (no spaces or separators such as , / ;), each offered once"
+      : /header/.test(what)
+        ? "; a header's name is a token and its value one line (no line breaks)"
+        : "";
+    return Promise.reject(new Error(`${label}: cannot make this request: ${what}${fix}`));
+  }
   const client = new Client(raw, label);
   return new Promise((resolve, reject) => {
     raw.once("open", () => {

@@ -78,6 +78,20 @@ it("fails expectMessage with what arrived instead, and next() when nothing arriv
   await expect(client.expectMessage({ kind: "xml" })).rejects.toThrow(/got "\{.*json/);
 });
 
+it("rejects a connect whose header or subprotocol no request can carry, naming the client and the option", async () => {
+  const app = await startApp(fixture("recorder"));
+  await expect(app.connect({ ...open, headers: { "x-name": "ann\nbo" } })).rejects.toThrow(
+    /^client of websocket "socket": cannot make this request: .*"x-name".*; a header's name is a token and its value one line/,
+  );
+  await expect(app.connect({ ...open, protocols: ["chat v1"] })).rejects.toThrow(
+    /^client of websocket "socket": cannot make this request: .*subprotocol.*; a subprotocol is a token/,
+  );
+  await expect(app.connect({ ...open, protocols: ["a", "a"] })).rejects.toThrow(/each offered once/);
+  // The app serves on: nothing was sent.
+  const client = await app.connect(open);
+  await client.expectMessage("hello anonymous");
+});
+
 it("rejects a refused connect with the status and the reason the service gave", async () => {
   const app = await startApp(fixture("recorder"));
   const refused = await app.connect().catch((e: unknown) => e);
