@@ -4,7 +4,7 @@
  * provider's inspector gives (connections, kv stores), and the store of secret values it serves.
  */
 
-export type { InspectedConnection, ProviderInspector } from "@nitric-like/spec";
+export { type InspectedConnection, loadProject, type ProviderInspector } from "@nitric-like/spec";
 export { type RunCommandOptions, type RunControl, type RunService, runCommand } from "./commands/run.js";
 export { putRunSecret } from "./commands/secret.js";
 export { Output, type Sink } from "./lib/log.js";

@@ -81,6 +81,41 @@ it("creates a rooms project from --template rooms whose own tests pass, and whos
   expect(tests.stdout).toMatch(/Tests\s+4 passed \(4\)/);
 }, 150000);
 
+it("makes a project whose test runner lets the test kit's waits end first: a message that never comes fails with the kit's words, not vitest's timeout", async () => {
+  const dir = join(tempDir(), "waits");
+  const made = await runCli(["new", dir]);
+  expect(made.code, made.stderr).toBe(0);
+  const root = join(EXAMPLES, "..");
+  mkdirSync(join(dir, "node_modules", "@nitric-like"), { recursive: true });
+  for (const pkg of ["cli", "sdk", "testing"])
+    symlinkSync(join(root, "packages", pkg), join(dir, "node_modules", "@nitric-like", pkg), "dir");
+  symlinkSync(join(root, "node_modules", "vitest"), join(dir, "node_modules", "vitest"), "dir");
+  // A test as a user writes it: the chat never sends a message back to its sender.
+  writeFileSync(
+    join(dir, "test", "waits.test.ts"),
+    `import { startApp, stopAll } from "@nitric-like/testing";
+import { afterEach, it } from "vitest";
+afterEach(stopAll);
+it("gets its own message back", async () => {
+  const app = await startApp(".");
+  const ann = await app.connect({ query: { name: "ann" } });
+  await ann.expectMessage("welcome, ann");
+  ann.send("hi");
+  await ann.expectMessage("ann: hi");
+});
+`,
+  );
+  const tests = spawnSync(
+    process.execPath,
+    [join(dir, "node_modules", "vitest", "vitest.mjs"), "run", "test/waits.test.ts"],
+    { cwd: dir, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", CI: "true" }, timeout: 60000 },
+  );
+  const output = `${tests.stdout}\n${tests.stderr}`;
+  expect(tests.status, output).toBe(1);
+  expect(output).toContain('client of websocket "socket": no message arrived within 5000 ms');
+  expect(output).not.toContain("Test timed out");
+}, 90000);
+
 it("refuses a folder that is not empty, and an unknown template, naming the choices", async () => {
   const dir = tempDir();
   writeFileSync(join(dir, "notes.txt"), "mine");

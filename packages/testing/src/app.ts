@@ -4,12 +4,13 @@
  * AWS emulator running the built functions), on free ports of 127.0.0.1, with no dashboard and
  * no file watching.
  */
-import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import {
   type InspectedConnection,
+  loadProject,
   Output,
   type ProviderInspector,
   putRunSecret,
@@ -106,6 +107,15 @@ export interface ConnectOptions extends ConnectClientOptions {
 
 const running = new Set<App>();
 /**
+ * The temp copies not removed yet. A test file that never stops its apps (no `afterEach(stopAll)`,
+ * or a runner that ends the process first) would leave them in the temp folder: they go when the
+ * process exits.
+ */
+const copies = new Set<string>();
+process.on("exit", () => {
+  for (const copy of copies) rmSync(copy, { recursive: true, force: true });
+});
+/**
  * The working folder before the first running app: a run with worker threads moves this process
  * to its project's folder (threads share it), so later relative paths resolve against this one,
  * and the last app to stop moves back here.
@@ -163,6 +173,7 @@ export class App {
   /** Opens a client to a socket; rejects with ConnectRefusedError (status, body) when refused. */
   async connect(options: ConnectOptions = {}): Promise<Client> {
     const { socket, ...rest } = options;
+    this.live("app.connect()");
     const name = socket ?? this.onlySocket();
     const client = await connectClient(this.url(name), rest, `client of websocket "${name}"`);
     this.clients.add(client);
@@ -178,6 +189,7 @@ export class App {
    * clients stay connected to the API, and the next event cold-starts the new copy.
    */
   async restart(service?: string): Promise<void> {
+    this.live(`app.restart(${service === undefined ? "" : JSON.stringify(service)})`);
     const names = this.services.map((s) => s.name);
     const name = service ?? (names.length === 1 ? names[0] : undefined);
     const target = this.services.find((s) => s.name === name);
@@ -194,6 +206,7 @@ export class App {
    */
   kv<T extends Record<string, unknown> = Record<string, unknown>>(store: string): AppKv<T> {
     const inspector = (): ProviderInspector => {
+      this.live(`app.kv(${JSON.stringify(store)})`);
       if (!this.stores.includes(store))
         throw undeclared(
           `app.kv(${JSON.stringify(store)})`,
@@ -241,6 +254,7 @@ export class App {
   secret(name: string): { put(value: string | Uint8Array): Promise<string> } {
     return {
       put: async (value) => {
+        this.live(`app.secret(${JSON.stringify(name)}).put`);
         this.declaredSecret(`app.secret(${JSON.stringify(name)})`, name);
         return await putSecretValue(this.dir, `app.secret(${JSON.stringify(name)}).put`, name, value);
       },
@@ -254,6 +268,7 @@ export class App {
 
   /** The open connections (of one socket, or of all), with their rooms, state and identity. */
   async connections(socket?: string): Promise<AppConnection[]> {
+    this.live(`app.connections(${socket === undefined ? "" : JSON.stringify(socket)})`);
     if (socket !== undefined && !this.urls.has(socket))
       throw new Error(
         `app.connections(${JSON.stringify(socket)}): no such socket; the project has ${this.describeSockets()}`,
@@ -358,6 +373,12 @@ export class App {
     this.secrets = spec.resources.filter((r) => r.kind === "secret").map((r) => r.name);
   }
 
+  /** Throws, naming the call, once stop() has begun: what the app had (its folder, its ports, its stores) is going or gone. */
+  private live(at: string): void {
+    if (this.stopped)
+      throw new Error(`${at}: the app is stopped (app.stop() or stopAll() ran); start another with startApp()`);
+  }
+
   private onlySocket(): string {
     const names = this.sockets;
     if (names.length === 1) return names[0] as string;
@@ -379,23 +400,42 @@ export class App {
 export async function startApp(dir: string, options: StartAppOptions = {}): Promise<App> {
   if (running.size === 0) home = process.cwd();
   const source = resolve(home ?? process.cwd(), dir);
-  if (!existsSync(source)) throw new Error(`startApp(${JSON.stringify(dir)}): no such folder; give a project's folder`);
+  const at = `startApp(${JSON.stringify(dir)})`;
+  if (!existsSync(source)) throw new Error(`${at}: no such folder; give a project's folder`);
+  if (!statSync(source).isDirectory())
+    throw new Error(`${at}: ${source} is a file; give the project's folder (the one with nitric-like.yaml)`);
+  // The project file is read here, where the project is, so that what is wrong with it (or its
+  // absence) is said with the project's own path, not the temp copy's.
+  try {
+    loadProject(source);
+  } catch (error) {
+    throw new Error(`${at}: ${(error as Error).message}`);
+  }
   let runDir = source;
   let cleanup = () => {};
   if (options.copy !== false) {
     runDir = mkdtempSync(join(tmpdir(), `nitric-like-${basename(source)}-`));
     const copy = runDir;
-    cleanup = () => rmSync(copy, { recursive: true, force: true });
-    cpSync(source, runDir, {
-      recursive: true,
-      filter: (path) => {
-        const top = relative(source, path).split(sep)[0];
-        return top !== "node_modules" && top !== ".nitric-like" && top !== ".git";
-      },
-    });
-    // Bare imports resolve from the copy as from the project: through the nearest node_modules.
-    const modules = nearestNodeModules(source);
-    if (modules !== undefined) symlinkSync(modules, join(runDir, "node_modules"), "dir");
+    cleanup = () => {
+      copies.delete(copy);
+      rmSync(copy, { recursive: true, force: true });
+    };
+    copies.add(copy);
+    try {
+      cpSync(source, runDir, {
+        recursive: true,
+        filter: (path) => {
+          const top = relative(source, path).split(sep)[0];
+          return top !== "node_modules" && top !== ".nitric-like" && top !== ".git";
+        },
+      });
+      // Bare imports resolve from the copy as from the project: through the nearest node_modules.
+      const modules = nearestNodeModules(source);
+      if (modules !== undefined) symlinkSync(modules, join(runDir, "node_modules"), "dir");
+    } catch (error) {
+      cleanup();
+      throw new Error(`${at}: could not copy the project to ${runDir}: ${(error as Error).message}`);
+    }
   }
   const provider = options.provider ?? "local";
   const app = new App(runDir, provider, () => {

@@ -28,9 +28,10 @@ export interface CloseInfo {
  * What `expectMessage` accepts: a string (the exact text), a RegExp (tested on the text), bytes
  * (the exact payload), a function (true for a match), or any other value, matched against the
  * message parsed as JSON: objects by the keys they list (others may be there too), arrays and
- * plain values exactly.
+ * plain values exactly. An object may be of the app's own message types (an interface too); a
+ * key whose value is undefined matches no JSON message, so it is refused: leave the key out.
  */
-export type MessageMatcher = string | RegExp | Uint8Array | ((frame: Frame) => boolean) | JsonPattern;
+export type MessageMatcher = string | RegExp | Uint8Array | ((frame: Frame) => boolean) | JsonPattern | object;
 
 /** A JSON value to match a message against (objects match by the keys listed; a string at the top is the text itself). */
 export type JsonPattern =
@@ -41,7 +42,10 @@ export type JsonPattern =
   | readonly JsonPattern[]
   | { readonly [key: string]: JsonPattern };
 
-/** A value `send()` sends as JSON text (a string at the top is sent as it is). */
+/**
+ * A value `send()` sends as JSON text (a string at the top is sent as it is); any other object
+ * (an interface-typed message of the app's) goes through JSON.stringify, as the SDK's send() sends it.
+ */
 export type Json = string | number | boolean | null | readonly Json[] | { readonly [key: string]: Json | undefined };
 
 /** How long to wait. */
@@ -130,7 +134,7 @@ export class Client {
    * SDK's send() does: `send({ action: "join", room: "lobby" })` is the text
    * `{"action":"join","room":"lobby"}`, the message a route takes.
    */
-  send(data: string | Uint8Array | ArrayBuffer | Json): void {
+  send(data: string | Uint8Array | ArrayBuffer | Json | object): void {
     if (!this.isOpen)
       throw new Error(
         `${this.label}: cannot send, the connection is ${this.closeInfo ? `closed (${this.closeInfo.code})` : "not open"}; connect again`,
@@ -167,6 +171,11 @@ export class Client {
    * when nothing arrives in time.
    */
   async expectMessage(matcher: MessageMatcher, options: WaitOptions = {}): Promise<Frame> {
+    const unmatchable = undefinedIn(matcher);
+    if (unmatchable !== undefined)
+      throw new Error(
+        `${this.label}: expectMessage(${describe(matcher)}): ${unmatchable} is undefined, which no JSON message has; leave it out of the pattern`,
+      );
     const got = await this.next(options);
     if (!matches(got, matcher))
       throw new Error(`${this.label}: expected a message matching ${describe(matcher)}, got ${show(got)}`);
@@ -254,14 +263,27 @@ export interface ConnectClientOptions {
  * ConnectRefusedError that carries the status and the reason the server sent.
  */
 export function connectClient(url: string, options: ConnectClientOptions = {}, label = "client"): Promise<Client> {
-  const target = new URL(url);
-  for (const [name, value] of Object.entries(options.query ?? {}))
-    for (const v of typeof value === "string" ? [value] : value) target.searchParams.append(name, v);
-  const raw = new WebSocket(target, [...(options.protocols ?? [])], {
-    headers: { ...options.headers },
-    autoPong: false,
-    handshakeTimeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-  });
+  let raw: WebSocket;
+  try {
+    const target = new URL(url);
+    for (const [name, value] of Object.entries(options.query ?? {}))
+      for (const v of typeof value === "string" ? [value] : value) target.searchParams.append(name, v);
+    raw = new WebSocket(target, [...(options.protocols ?? [])], {
+      headers: { ...options.headers },
+      autoPong: false,
+      handshakeTimeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    });
+  } catch (error) {
+    // What no server could be asked: a header value with a line break, a subprotocol with a space
+    // or given twice, a URL that is not one.
+    const what = (error as Error).message;
+    const fix = /subprotocol/.test(what)
+      ? "; a subprotocol is a token (no spaces or separators such as , / ;), each offered once"
+      : /header/.test(what)
+        ? "; a header's name is a token and its value one line (no line breaks)"
+        : "";
+    return Promise.reject(new Error(`${label}: cannot make this request: ${what}${fix}`));
+  }
   const client = new Client(raw, label);
   return new Promise((resolve, reject) => {
     raw.once("open", () => {
@@ -311,7 +333,7 @@ function matches(got: Frame, matcher: MessageMatcher): boolean {
   } catch {
     return false;
   }
-  return subset(parsed, matcher);
+  return subset(parsed, matcher as JsonPattern);
 }
 
 /** Whether `actual` has what `pattern` lists: objects by their keys, the rest exactly. */
@@ -325,6 +347,24 @@ function subset(actual: unknown, pattern: JsonPattern): boolean {
     );
   }
   return Object.is(actual, pattern);
+}
+
+/** Where a JSON pattern holds undefined (`the key "name"`, `item 2 of "rooms"`), if anywhere. */
+function undefinedIn(matcher: MessageMatcher, path = ""): string | undefined {
+  if (typeof matcher !== "object" || matcher === null || matcher instanceof RegExp || matcher instanceof Uint8Array)
+    return undefined;
+  const entries: [string, unknown][] = Array.isArray(matcher)
+    ? matcher.map((v, i) => [`${path}[${i}]`, v])
+    : Object.entries(matcher).map(([k, v]) => [
+        /^[A-Za-z_$][\w$]*$/.test(k) ? `${path}.${k}` : `${path}[${JSON.stringify(k)}]`,
+        v,
+      ]);
+  for (const [at, value] of entries) {
+    if (value === undefined) return `pattern${at}`;
+    const inner = undefinedIn(value as MessageMatcher, at);
+    if (inner !== undefined) return inner;
+  }
+  return undefined;
 }
 
 function describe(matcher: MessageMatcher): string {

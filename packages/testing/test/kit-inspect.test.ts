@@ -1,6 +1,7 @@
 // app.kv() and app.connections(): what the app keeps, read and written where it keeps it, on the
 // local provider (lmdb, the gateway's rooms and state) and on aws (DynamoDB in dynalite, the
 // emulated connections table), so a test can seed data and check what a handler stored.
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_KV_KEYS, startApp, stopAll } from "../src/index.js";
@@ -55,6 +56,34 @@ describe.each(["local", "aws"])("on %s", (provider) => {
     await expect(app.connections("nope")).rejects.toThrow(
       /^app\.connections\("nope"\): no such socket; the project has sockets "socket"$/,
     );
+  });
+
+  it("after stop(), each call on the app says it is stopped (no hang, no empty list, no file put back in its copy)", async () => {
+    const app = await startApp(fixture, { provider });
+    const ann = await app.connect({ query: { user: "ann" } });
+    ann.send("note hello");
+    await ann.expectMessage("noted");
+    await app.stop();
+    const stopped = (call: string) =>
+      `${call}: the app is stopped (app.stop() or stopAll() ran); start another with startApp()`;
+    const notes = app.kv<{ text: string; by: string }>("notes");
+    // Each within a second: before, set() and delete() on the local provider's closed lmdb never settled.
+    const calls: [Promise<unknown>, string][] = [
+      [notes.get("note:ann"), 'app.kv("notes")'],
+      [notes.set("note:bo", { text: "x", by: "bo" }), 'app.kv("notes")'],
+      [notes.delete("note:ann"), 'app.kv("notes")'],
+      [notes.keys(), 'app.kv("notes")'],
+      [app.connections(), "app.connections()"],
+      [app.restart(), "app.restart()"],
+      [app.connect(), "app.connect()"],
+    ];
+    for (const [call, at] of calls)
+      await expect(Promise.race([call, new Promise((r) => setTimeout(r, 1000, "still pending"))])).rejects.toThrow(
+        stopped(at),
+      );
+    // A restart of the aws function used to build it again into the removed copy.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(existsSync(app.dir)).toBe(false);
   });
 });
 

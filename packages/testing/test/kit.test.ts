@@ -38,6 +38,35 @@ it("connects with query, headers and protocols, and reads text, bytes and JSON i
   await app.stop();
 });
 
+/** Messages typed as an app types them: interfaces, which have no index signature. */
+interface Join {
+  action: "join";
+  room: string;
+}
+interface JsonReply {
+  kind: string;
+  n?: number | undefined;
+}
+
+it("takes the app's own message interfaces in send() and expectMessage(), and refuses a pattern holding undefined", async () => {
+  const app = await startApp(fixture("recorder"));
+  const client = await app.connect(open);
+  await client.next();
+  const join: Join = { action: "join", room: "lobby" };
+  client.send(join);
+  await client.expectMessage('echo {"action":"join","room":"lobby"}');
+  client.send("json");
+  const reply: JsonReply = { kind: "json", n: 1 };
+  await client.expectMessage(reply);
+  // An optional key set to undefined matches no JSON message: said at once, not after the wait.
+  const loose: JsonReply = { kind: "json", n: undefined };
+  client.send("json");
+  await expect(client.expectMessage(loose, { timeoutMs: 60000 })).rejects.toThrow(
+    /expectMessage\(JSON \{"kind":"json"\}\): pattern\.n is undefined, which no JSON message has; leave it out of the pattern/,
+  );
+  await expect(client.expectMessage([{ a: [1, undefined] }])).rejects.toThrow(/pattern\[0\]\.a\[1\] is undefined/);
+});
+
 it("fails expectMessage with what arrived instead, and next() when nothing arrives in time", async () => {
   const app = await startApp(fixture("recorder"));
   const client = await app.connect(open);
@@ -47,6 +76,20 @@ it("fails expectMessage with what arrived instead, and next() when nothing arriv
   await expect(client.next({ timeoutMs: 100 })).rejects.toThrow(/no message arrived within 100 ms/);
   client.send("json");
   await expect(client.expectMessage({ kind: "xml" })).rejects.toThrow(/got "\{.*json/);
+});
+
+it("rejects a connect whose header or subprotocol no request can carry, naming the client and the option", async () => {
+  const app = await startApp(fixture("recorder"));
+  await expect(app.connect({ ...open, headers: { "x-name": "ann\nbo" } })).rejects.toThrow(
+    /^client of websocket "socket": cannot make this request: .*"x-name".*; a header's name is a token and its value one line/,
+  );
+  await expect(app.connect({ ...open, protocols: ["chat v1"] })).rejects.toThrow(
+    /^client of websocket "socket": cannot make this request: .*subprotocol.*; a subprotocol is a token/,
+  );
+  await expect(app.connect({ ...open, protocols: ["a", "a"] })).rejects.toThrow(/each offered once/);
+  // The app serves on: nothing was sent.
+  const client = await app.connect(open);
+  await client.expectMessage("hello anonymous");
 });
 
 it("rejects a refused connect with the status and the reason the service gave", async () => {
@@ -249,12 +292,66 @@ it("runs two apps at once (the second with service processes), resolving relativ
   expect(process.cwd()).toBe(start);
 });
 
+it("rejects a file, a folder with no project file and one inside a project, naming the folder given (not a temp copy), and leaves no copy", async () => {
+  const { mkdtempSync, mkdirSync, readdirSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const copies = () => readdirSync(tmpdir()).filter((f) => /^nitric-like-(empty|services|nitric-like\.yaml)-/.test(f));
+  const before = copies();
+  const empty = mkdtempSync(join(tmpdir(), "empty-"));
+  try {
+    await expect(startApp(empty)).rejects.toThrow(
+      `startApp(${JSON.stringify(empty)}): ${empty}: no project file found, create nitric-like.yaml`,
+    );
+    const file = join(fixture("recorder"), "nitric-like.yaml");
+    await expect(startApp(file)).rejects.toThrow(
+      `startApp(${JSON.stringify(file)}): ${file} is a file; give the project's folder (the one with nitric-like.yaml)`,
+    );
+    // The test's own folder given for the project's (new URL(".", import.meta.url) for "..").
+    const services = join(fixture("recorder"), "services");
+    await expect(startApp(services)).rejects.toThrow(/services: no project file here; it is inside the project in /);
+    // A project the copy fails on (a named pipe in it): said, and the half-made copy removed.
+    const piped = mkdtempSync(join(tmpdir(), "services-"));
+    const { cpSync } = await import("node:fs");
+    cpSync(fixture("recorder"), piped, { recursive: true });
+    mkdirSync(join(piped, "tmp"));
+    const { execFileSync } = await import("node:child_process");
+    execFileSync("mkfifo", [join(piped, "tmp", "pipe")]);
+    await expect(startApp(piped)).rejects.toThrow(/could not copy the project to \S+: .*FIFO/);
+    rmSync(piped, { recursive: true, force: true });
+  } finally {
+    rmSync(empty, { recursive: true, force: true });
+  }
+  expect(copies()).toEqual(before);
+});
+
 it("rejects with the run's own words when the project cannot start, and for a folder that is not there", async () => {
+  await expect(startApp(fixture("failing"))).rejects.toThrow(
+    /the run stopped \(exit 1\) before it was ready;[\s\S]*failed while its resources were being collected[\s\S]*the database URL is not set/,
+  );
+  // What is wrong with the project file is said before anything starts, with its own path.
   await expect(startApp(fixture("broken"))).rejects.toThrow(
-    /the run stopped \(exit 1\) before it was ready;[\s\S]*colour/,
+    /^startApp\("\S+broken"\): \S*broken\/nitric-like\.yaml: websockets\.socket\.colour is not a setting/,
   );
   await expect(startApp(fixture("nowhere"))).rejects.toThrow(/no such folder; give a project's folder/);
   expect(process.cwd()).toBe(fileURLToPath(new URL("../../..", import.meta.url)).replace(/\/$/, ""));
+});
+
+it("removes the temp copy of an app never stopped when the test's process exits (a file with no afterEach(stopAll))", async () => {
+  const { execFile } = await import("node:child_process");
+  const kit = new URL("../dist/index.js", import.meta.url).href;
+  const script = `import(${JSON.stringify(kit)}).then(async ({ startApp }) => {
+    const app = await startApp(${JSON.stringify(fixture("recorder"))}, { processes: true });
+    console.log(app.dir);
+    process.exit(0);
+  });`;
+  const dir = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, ["--input-type=module", "-e", script], { timeout: 30000 }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout.trim()),
+    ),
+  );
+  expect(dir).toMatch(/nitric-like-recorder-/);
+  expect(existsSync(dir)).toBe(false);
 });
 
 function probe(ws: import("ws").WebSocket): Promise<"open" | "refused"> {

@@ -8,10 +8,10 @@ export const NEW_HELP = `Usage: nitric-like new <dir> [options]
 
 Creates a project in dir (a new or empty folder) from a template, named after the
 folder: nitric-like.yaml, a service under services/, its test under test/,
-package.json, tsconfig.json, pnpm-workspace.yaml, .gitignore and a README. The
-@nitric-like packages this CLI runs with (and the test kit, @nitric-like/testing) are
-packed into dir/vendor/ and the project depends on them there, so it installs where
-they are not published. Then, with npm or pnpm:
+package.json, tsconfig.json, vitest.config.ts, pnpm-workspace.yaml, .gitignore and a
+README. The @nitric-like packages this CLI runs with (and the test kit,
+@nitric-like/testing) are packed into dir/vendor/ and the project depends on them
+there, so it installs where they are not published. Then, with npm or pnpm:
   cd <dir> && npm install && npx nitric-like run
   cd <dir> && pnpm install && pnpm nitric-like run
 "npm run check" (or "pnpm check") type-checks the services and the test; "npm test"

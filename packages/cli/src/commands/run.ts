@@ -433,9 +433,11 @@ class Run {
         failure.file,
         failure,
         inputs,
-        this.running.redeploy
-          ? "fix it and save: run then deploys the emulated app again with what it declares"
-          : `fix it, then stop run (Ctrl-C) and run again: with --provider ${this.providerName} the deployment is made from what the services declare as run starts`,
+        !this.options.watch
+          ? "fix it, then start run again (--no-watch: it does not watch files)"
+          : this.running.redeploy
+            ? "fix it and save: run then deploys the emulated app again with what it declares"
+            : `fix it, then stop run (Ctrl-C) and run again: with --provider ${this.providerName} the deployment is made from what the services declare as run starts`,
       );
     }
   }
@@ -470,8 +472,19 @@ class Run {
     const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
     if (running.hostsServices) {
       if (options.watch && running.restartService) this.watchHosted();
-      await waitForHandlers(running, specRegistrations(this.spec), readyTimeoutMs, output);
-      this.printReady();
+      // As under the local provider: with nothing watching, no service starts again, so a run in
+      // which every service failed has nothing to run (the test kit's start rejects with this).
+      const failed = new Set(failures.map((f) => f.service));
+      const services = this.prepared.services;
+      if (!options.watch && services.length > 0 && services.every((s) => failed.has(s.entry.name))) {
+        output.error(
+          "no service is running, and with --no-watch none starts again: fix the problems above and start run again",
+        );
+        await this.stop(1);
+      } else {
+        await waitForHandlers(running, specRegistrations(this.spec), readyTimeoutMs, output);
+        this.printReady();
+      }
     } else {
       await this.startServices(readyTimeoutMs);
     }
