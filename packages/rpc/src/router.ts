@@ -286,6 +286,22 @@ export class Router {
     return this;
   }
 
+  /**
+   * Answers every call of a method we do not implement with `code` and `message` (a contract's
+   * method served only to say what it is and what to do instead of a bare UNIMPLEMENTED). The
+   * method is listed by methods() with its kind, so a gRPC server registers it like any other.
+   */
+  refuse(path: string, kind: MethodKind, code: Code, message: string): this {
+    this.routes.set(path, {
+      kind,
+      open: (_request, events) => {
+        events.status(code, message);
+        return ENDED;
+      },
+    });
+    return this;
+  }
+
   private add(
     path: string,
     kind: MethodKind,
