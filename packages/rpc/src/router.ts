@@ -117,9 +117,12 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
     try {
       return this.decode(bytes);
     } catch (error) {
+      // A codec's error may say what the sender can change (fastcodec's CodecError.fix); else the
+      // bytes are no such message, and the encoding is what to fix.
+      const fix = (error as { fix?: unknown }).fix;
       this.finish(
         Code.INVALID_ARGUMENT,
-        `${this.path}: the request is not a valid ${this.inputType} message (${(error as Error).message}); encode it with the contract in proto/`,
+        `${this.path}: the request is not a valid ${this.inputType} message (${(error as Error).message}); ${typeof fix === "string" ? fix : "encode it with the contract in proto/"}`,
       );
       return undefined;
     }
