@@ -6,9 +6,12 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanTemp, runCli, tempDir, writeProject } from "../src/harness.js";
+import { cleanTemp, connect, runCli, startApp, stopAll, tempDir, writeProject } from "../src/harness.js";
 
-afterAll(cleanTemp);
+afterAll(async () => {
+  expect(await stopAll()).toEqual([]);
+  cleanTemp();
+});
 
 const APP = [
   'import { api, bucket, http, kv, queue, schedule, secret, sql, topic, websocket } from "@nitric/sdk";',
@@ -92,4 +95,62 @@ describe("unsupported Nitric resources", () => {
     expectRefused(result);
     expect(existsSync(out)).toBe(false);
   }, 40000);
+});
+
+// @nitric/sdk's topics(), queues() and storage() clients declare nothing, so no collect pass can
+// refuse them: a call is answered UNIMPLEMENTED with what it used and what is served, as
+// UnimplementedError, and the service goes on.
+const CLIENTS = [
+  'import { kv, queues, storage, topics, websocket } from "@nitric/sdk";',
+  'const socket = websocket("socket");',
+  'const store = kv("store").allow("get", "set");',
+  'socket.on("connect", async (ctx) => ctx);',
+  'socket.on("disconnect", async (ctx) => ctx);',
+  'socket.on("message", async (ctx) => {',
+  "  const calls = {",
+  '    topic: () => topics().topic("updates").publish({ a: 1 }),',
+  '    queue: () => queues().queue("jobs").enqueue({ a: 1 }),',
+  '    bucket: () => storage().bucket("files").file("f").read(),',
+  '    kv: () => store.set("k", { a: 1 }),',
+  "  };",
+  "  try {",
+  "    await calls[ctx.req.text()]();",
+  '    await socket.send(ctx.req.connectionId, "ok");',
+  "  } catch (e) {",
+  '    await socket.send(ctx.req.connectionId, `${e.constructor.name}: ${e.message.split("\\n")[0]}`);',
+  "  }",
+  "  return ctx;",
+  "});",
+].join("\n");
+
+describe.each([
+  ["in a thread", []],
+  ["in a process", ["--processes"]],
+])("a @nitric/sdk service that calls a client of what nitric-like does not serve, %s", (_, args) => {
+  it("is told which kind of resource it used and what is served, and keeps serving", async () => {
+    const dir = writeProject({
+      "nitric.yaml": "name: clients\nservices:\n  - match: services/*.js\n",
+      "services/app.js": CLIENTS,
+    });
+    const app = await startApp(dir, ["--no-dashboard", ...args]);
+    const client = await connect(app.url("socket"));
+    const ask = async (what: string) => {
+      client.ws.send(what);
+      return (await client.next(10000)).text;
+    };
+    const served = "nitric-like serves websockets, kv stores and secrets only";
+    for (const [what, path, kind] of [
+      ["topic", "/nitric.proto.topics.v1.Topics/Publish", "a topic"],
+      ["queue", "/nitric.proto.queues.v1.Queues/Enqueue", "a queue"],
+      ["bucket", "/nitric.proto.storage.v1.Storage/Read", "a bucket"],
+    ]) {
+      const answer = await ask(what as string);
+      expect(answer).toContain(
+        `UnimplementedError: 12 UNIMPLEMENTED: ${path}: service "app" uses ${kind}, a kind of resource nitric-like does not serve; remove it from the service (${served}`,
+      );
+    }
+    expect(await ask("kv")).toBe("ok");
+    client.close();
+    await app.stop();
+  }, 60000);
 });

@@ -3,7 +3,8 @@
  * transport: a Router with each contract service's implementation. The endpoint a call arrives
  * on (a router per service) is how a provider knows which service makes it, and so which grants
  * apply: the SDKs send no identity. The local provider serves it over gRPC and MessagePorts, the
- * AWS runtime in memory, in the function's own thread.
+ * AWS runtime in memory, in the function's own thread. Nitric's methods for what nitric-like does
+ * not serve answer UNIMPLEMENTED with what was used and what is served (unserved.ts).
  */
 import { Authorizer } from "@nitric-like/contracts/authorize";
 import { Connections } from "@nitric-like/contracts/connections";
@@ -13,7 +14,7 @@ import { Resources } from "@nitric-like/contracts/resources";
 import { Rooms } from "@nitric-like/contracts/rooms";
 import { SecretManager } from "@nitric-like/contracts/secrets";
 import { Websocket, WebsocketHandler } from "@nitric-like/contracts/websockets";
-import { Router } from "@nitric-like/rpc";
+import { Code, Router } from "@nitric-like/rpc";
 import { authorizerService } from "./authorizer.js";
 import { connectionsService } from "./connections.js";
 import { healthService } from "./health.js";
@@ -21,6 +22,7 @@ import { type KvContext, kvService } from "./kv.js";
 import { type ResourcesContext, resourcesService } from "./resources.js";
 import { roomsService } from "./rooms.js";
 import { type SecretsContext, secretsService } from "./secrets.js";
+import { unservedMethods } from "./unserved.js";
 import { type WebsocketContext, websocketHandlerService, websocketService } from "./websocket.js";
 
 /** What a service's router needs from its provider. */
@@ -37,5 +39,6 @@ export function serviceRouter(service: string, ctx: EndpointContext): Router {
     .service(Connections, connectionsService(ctx, service))
     .service(Authorizer, authorizerService(ctx, service))
     .service(Rooms, roomsService(ctx, service));
+  for (const m of unservedMethods(service)) router.refuse(m.path, m.kind, Code.UNIMPLEMENTED, m.message);
   return router.service(Health, healthService(new Set(router.serviceNames())));
 }

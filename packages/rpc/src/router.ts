@@ -117,9 +117,12 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
     try {
       return this.decode(bytes);
     } catch (error) {
+      // A codec's error may say what the sender can change (fastcodec's CodecError.fix); else the
+      // bytes are no such message, and the encoding is what to fix.
+      const fix = (error as { fix?: unknown }).fix;
       this.finish(
         Code.INVALID_ARGUMENT,
-        `${this.path}: the request is not a valid ${this.inputType} message (${(error as Error).message}); encode it with the contract in proto/`,
+        `${this.path}: the request is not a valid ${this.inputType} message (${(error as Error).message}); ${typeof fix === "string" ? fix : "encode it with the contract in proto/"}`,
       );
       return undefined;
     }
@@ -283,6 +286,22 @@ export class Router {
   raw(path: string, handler: (call: BidiCall<Uint8Array, Uint8Array>) => void): this {
     const same = { encode: (b: Uint8Array) => b, decode: (b: Uint8Array) => b };
     this.add(path, "bidi_streaming", "bytes", same, same, handler as (call: unknown) => void);
+    return this;
+  }
+
+  /**
+   * Answers every call of a method we do not implement with `code` and `message` (a contract's
+   * method served only to say what it is and what to do instead of a bare UNIMPLEMENTED). The
+   * method is listed by methods() with its kind, so a gRPC server registers it like any other.
+   */
+  refuse(path: string, kind: MethodKind, code: Code, message: string): this {
+    this.routes.set(path, {
+      kind,
+      open: (_request, events) => {
+        events.status(code, message);
+        return ENDED;
+      },
+    });
     return this;
   }
 

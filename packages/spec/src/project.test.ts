@@ -65,6 +65,62 @@ describe("loadProject", () => {
     expect(b).toMatchObject({ name: "b", services: [{ match: "services/*.ts", start: "node $SERVICE_PATH" }] });
   });
 
+  it("reads a nitric.yaml as Nitric's CLI writes it, with its runtimes, preview and empty batch-services and websites", () => {
+    const nitric = [
+      "name: my-websocket-app",
+      "services:",
+      '  - basedir: ""',
+      "    match: services/*.ts",
+      "    runtime: node",
+      "    type: ''",
+      "    start: npm run dev:services $SERVICE_PATH",
+      "batch-services: []",
+      "websites: []",
+      "runtimes:",
+      "  node:",
+      "    dockerfile: ./node.dockerfile",
+      '    context: ""',
+      "    args: {}",
+      "preview:",
+      "  - websockets",
+      "",
+    ].join("\n");
+    const loaded = loadProject(project({ "nitric.yaml": nitric, "services/chat.ts": "" }));
+    expect(loaded).toMatchObject({
+      name: "my-websocket-app",
+      services: [{ match: "services/*.ts", start: "npm run dev:services $SERVICE_PATH" }],
+    });
+    expect(findServices(loaded).map((s) => s.file)).toEqual(["services/chat.ts"]);
+  });
+
+  it("refuses Nitric batch services, websites and a service basedir, each with the fix", () => {
+    const dir = project({
+      "nitric.yaml": [
+        "name: app",
+        "services:",
+        "  - basedir: ./backend",
+        "    match: ./services/*.ts",
+        "batch-services:",
+        "  - match: batches/*.ts",
+        "websites:",
+        "  - basedir: ./web",
+        "",
+      ].join("\n"),
+    });
+    let problems: readonly string[] = [];
+    try {
+      loadProject(dir);
+    } catch (error) {
+      if (!(error instanceof ProjectError)) throw error;
+      problems = error.problems.map((p) => p.replace(/^.*nitric\.yaml: /, ""));
+    }
+    expect(problems).toEqual([
+      "batch-services lists Nitric batch services (jobs), which nitric-like does not run; remove them and their job() declarations, or leave batch-services: []",
+      "websites lists Nitric websites, which nitric-like does not serve; serve the site elsewhere and remove it, or leave websites: []",
+      "services[0].basedir \"./backend\": nitric-like matches services from the project's folder; put the folder in match instead (match: backend/services/*.ts) and remove basedir (a start command runs in the project's folder too)",
+    ]);
+  });
+
   it("says what to write when the file is missing or wrong", () => {
     expect(() => loadProject(project({}))).toThrow(/no project file found, create nitric-like.yaml/);
     // From inside a project's folder: the project, not a second project file.

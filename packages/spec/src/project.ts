@@ -1,5 +1,6 @@
 /**
- * The project file: `nitric-like.yaml`, or `nitric.yaml` for a Nitric project (same keys).
+ * The project file: `nitric-like.yaml`, or `nitric.yaml` for a Nitric project (same keys, and
+ * Nitric's own: NITRIC_TOP_KEYS, NITRIC_SERVICE_KEYS).
  *
  * ```yaml
  * name: chat
@@ -23,7 +24,7 @@
  * compat: aws                      # optional: the local gateway keeps API Gateway's rules too
  * ```
  *
- * It is strict: any other key, at any level, is an error saying which key was meant, and every
+ * It is strict: any other key (but Nitric's), at any level, is an error saying which key was meant, and every
  * problem is reported at once (ProjectError.problems).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -172,6 +173,16 @@ export class ProjectError extends Error {
 /** The keys of each level of the project file (limits: see LIMIT_KEYS). */
 const TOP_KEYS = ["name", "services", "websockets", "limits", "environments", "compat"] as const;
 const SERVICE_KEYS = ["match", "start", "memory"] as const;
+/**
+ * The keys of Nitric's own nitric.yaml (nitrictech/cli, pkg/project/config.go) that nitric-like has
+ * no use for, taken so that a Nitric project's file loads as Nitric wrote it: `runtimes` and each
+ * service's `runtime` and `type` configure Nitric's Docker builds and stack types (nitric-like
+ * bundles each service itself), `preview` turns on Nitric's preview features. Nitric's CLI also
+ * writes `batch-services: []`, `websites: []` and `basedir: ""` when it saves the file; those are
+ * taken empty, and refused with the fix when they hold something (nitricKeys).
+ */
+const NITRIC_TOP_KEYS = ["runtimes", "preview", "batch-services", "websites"] as const;
+const NITRIC_SERVICE_KEYS = ["runtime", "type", "basedir"] as const;
 const SOCKET_KEYS = ["port", "limits", "domain"] as const;
 const ENVIRONMENT_KEYS = ["limits", "websockets"] as const;
 const ENVIRONMENT_SOCKET_KEYS = ["limits", "domain"] as const;
@@ -261,7 +272,8 @@ export function loadProject(dir: string): Project {
   const problems: string[] = [];
   const problem = (text: string) => problems.push(`${where}: ${text}`);
   const doc = raw;
-  unknownKeys(problem, doc, TOP_KEYS, "");
+  unknownKeys(problem, doc, TOP_KEYS, "", NITRIC_TOP_KEYS);
+  nitricTopKeys(problem, doc);
 
   if (doc.name === undefined || doc.name === null || doc.name === "") {
     problem(`"name" is required, such as\n  name: my-app`);
@@ -284,10 +296,11 @@ export function loadProject(dir: string): Project {
       const at = `services[${i}]`;
       if (!isMapping(s) || typeof s.match !== "string") {
         problem(`${at} needs a "match" glob, such as\n    - match: services/*.ts`);
-        if (isMapping(s)) unknownKeys(problem, s, SERVICE_KEYS, at);
+        if (isMapping(s)) unknownKeys(problem, s, SERVICE_KEYS, at, NITRIC_SERVICE_KEYS);
         return;
       }
-      unknownKeys(problem, s, SERVICE_KEYS, at);
+      unknownKeys(problem, s, SERVICE_KEYS, at, NITRIC_SERVICE_KEYS);
+      if (!nitricServiceKeys(problem, s, at)) return;
       const { match, start, memory } = s;
       if (start !== undefined && typeof start !== "string") {
         problem(`${at}.start must be a shell command, such as "node $SERVICE_PATH"`);
@@ -448,15 +461,19 @@ function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** Reports each key of `value` not in `known`, with the nearest known key or where it belongs. */
+/**
+ * Reports each key of `value` not in `known` (nor in `nitric`, Nitric's keys, checked apart), with
+ * the nearest known key or where it belongs.
+ */
 function unknownKeys(
   problem: (text: string) => void,
   value: Record<string, unknown>,
   known: readonly string[],
   at: string,
+  nitric: readonly string[] = [],
 ): void {
   for (const key of Object.keys(value)) {
-    if (known.includes(key)) continue;
+    if (known.includes(key) || nitric.includes(key)) continue;
     const path = at === "" ? key : `${at}.${key}`;
     const near = didYouMean(key, known);
     if (near) {
@@ -467,6 +484,43 @@ function unknownKeys(
       problem(`${path} is not a setting; ${at === "" ? "the file" : at} takes ${known.join(", ")}`);
     }
   }
+}
+
+/** Whether a Nitric list setting (`batch-services`, `websites`) is absent or empty, as Nitric's CLI writes it. */
+function emptyList(value: unknown): boolean {
+  return value === undefined || value === null || (Array.isArray(value) && value.length === 0);
+}
+
+/** Reports the top-level Nitric keys (NITRIC_TOP_KEYS) that ask for what nitric-like does not serve. */
+function nitricTopKeys(problem: (text: string) => void, doc: Record<string, unknown>): void {
+  if (!emptyList(doc["batch-services"])) {
+    problem(
+      "batch-services lists Nitric batch services (jobs), which nitric-like does not run; remove them and their job() declarations, or leave batch-services: []",
+    );
+  }
+  if (!emptyList(doc.websites)) {
+    problem(
+      "websites lists Nitric websites, which nitric-like does not serve; serve the site elsewhere and remove it, or leave websites: []",
+    );
+  }
+}
+
+/**
+ * Reports a service's Nitric `basedir` (NITRIC_SERVICE_KEYS) other than the project's folder, and
+ * answers whether the entry is usable: nitric-like matches services from the project's folder.
+ */
+function nitricServiceKeys(problem: (text: string) => void, s: Record<string, unknown>, at: string): boolean {
+  const { basedir, match } = s;
+  if (basedir === undefined || basedir === null || basedir === "" || basedir === "." || basedir === "./") return true;
+  const base = typeof basedir === "string" ? basedir.replace(/^\.\//, "").replace(/\/+$/, "") : undefined;
+  const fix =
+    base !== undefined && typeof match === "string"
+      ? `put the folder in match instead (match: ${base}/${match.replace(/^\.\//, "")}) and remove basedir`
+      : "put the folder in match instead and remove basedir";
+  problem(
+    `${at}.basedir ${JSON.stringify(basedir)}: nitric-like matches services from the project's folder; ${fix} (a start command runs in the project's folder too)`,
+  );
+  return false;
 }
 
 function socketName(problem: (text: string) => void, name: string, at: string): void {

@@ -174,6 +174,21 @@ describe("buildSpec", () => {
     ]);
   });
 
+  it("does not call a socket's handlers missing when the service that declared it failed before reaching them", () => {
+    const { errors } = buildSpec("app", [
+      service("a", {
+        declared: [{ kind: "websocket", name: "socket" }],
+        failure: { message: "exited with code 1", output: "Error: unknown key/value store permission undefined" },
+      }),
+      service("b", { declared: [{ kind: "websocket", name: "other" }], handlers: handlers("other", "connect") }),
+    ]);
+    expect(errors).toEqual([
+      'service "a" (services/a.ts): exited with code 1\n    Error: unknown key/value store permission undefined',
+      'missing disconnect handler for websocket other: add websocket("other").on("disconnect", handler) to one service',
+      'missing message handler for websocket other: add websocket("other").on("message", handler) to one service',
+    ]);
+  });
+
   it("lists the handler conflicts and the failed services apart, for run to refuse and report", () => {
     const { conflicts, failures, errors } = buildSpec("app", [
       service("a", { handlers: handlers("room", "connect", "disconnect", "message") }),

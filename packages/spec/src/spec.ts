@@ -318,7 +318,12 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
       .sort((a, b) => compareNames(a.action, b.action));
   }
   const amptStyle = new Set(services.flatMap((s) => s.amptSockets ?? []));
+  const failed = new Set(failures.map((f) => f.service));
   for (const s of sockets.values()) {
+    // A service that failed during collection may have declared the socket and stopped before
+    // its handlers (whether it got as far as declaring is a race): its failure is reported, and
+    // handlers it never reached are not missing from the code.
+    if (s.declaredBy.some((name) => failed.has(name))) continue;
     for (const event of WEBSOCKET_EVENTS) {
       if (s.handlers[event] !== undefined) continue;
       if (amptStyle.has(s.name)) {

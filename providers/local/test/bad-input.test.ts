@@ -272,6 +272,21 @@ describe("bad gRPC requests", () => {
     await stillUpAndOthersFine(world);
   });
 
+  it("answers a key that is not UTF-8 (a lone surrogate as @nitric/sdk encodes it) saying to send well-formed text", async () => {
+    const world = await echoWorld();
+    const address = await world.provider.endpoint("svc");
+    // KvStoreGetValueRequest { ref = 1 { store = 1 "items", key = 2 ED A0 80 } }: google-protobuf's
+    // bytes for the key "\ud800", which UTF-8 has no encoding for.
+    const ref = Buffer.from([0x0a, 5, ...Buffer.from("items"), 0x12, 3, 0xed, 0xa0, 0x80]);
+    const request = Buffer.from([0x0a, ref.length, ...ref]);
+    const status = await rawCall(address, "/nitric.proto.kvstore.v1.KvStore/GetValue", request);
+    expect(status.code).toBe(Code.INVALID_ARGUMENT);
+    expect(status.details).toContain("a string field holds bytes that are not UTF-8, as a text with a lone surrogate");
+    expect(status.details).toMatch(/; send well-formed text, such as text\.toWellFormed\(\)$/);
+    expect(status.details).not.toContain("encode it with the contract");
+    await stillUpAndOthersFine(world);
+  });
+
   it("ends a handler stream that sends garbage bytes with INVALID_ARGUMENT, keeping the other streams", async () => {
     const world = await echoWorld();
     const address = await world.provider.endpoint("svc");

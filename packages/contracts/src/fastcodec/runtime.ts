@@ -21,10 +21,19 @@ import { isUtf8 } from "node:buffer";
 /** Bytes that are no message of the type, or a value that cannot be encoded as its field. */
 export class CodecError extends Error {
   override readonly name = "CodecError";
+  /**
+   * What the sender can do, when the fault is in the values sent rather than in how they were
+   * encoded (a string that is not UTF-8); undefined otherwise.
+   */
+  readonly fix: string | undefined;
+  constructor(message: string, fix?: string) {
+    super(message);
+    this.fix = fix;
+  }
 }
 
-const fail = (reason: string): never => {
-  throw new CodecError(reason);
+const fail = (reason: string, fix?: string): never => {
+  throw new CodecError(reason, fix);
 };
 
 /** How deep messages may nest in what is decoded, as protobuf-es's default recursion limit. */
@@ -36,7 +45,7 @@ export function encodeError(typeName: string, error: unknown): unknown {
 }
 /** The error of a failed decode: says which message; other errors pass unchanged. */
 export function decodeError(typeName: string, error: unknown): unknown {
-  return error instanceof CodecError ? new CodecError(`cannot decode ${typeName}: ${error.message}`) : error;
+  return error instanceof CodecError ? new CodecError(`cannot decode ${typeName}: ${error.message}`, error.fix) : error;
 }
 
 /** An unknown field as protobuf-es keeps it: the bytes after the tag. */
@@ -325,8 +334,14 @@ export class Reader {
         return buf.toString("latin1", pos, end);
       }
     }
-    // A proto3 string must be valid UTF-8: protobuf-es refuses it too.
-    if (!isUtf8(buf.subarray(pos, end))) fail("a string field holds invalid UTF-8");
+    // A proto3 string must be valid UTF-8: protobuf-es refuses it too. A JS string with a lone
+    // surrogate has no UTF-8; google-protobuf (@nitric/sdk's encoder) writes some as ED A0 80..ED
+    // BF BF, which is not UTF-8, so the sender is told about its text, not about its encoder.
+    if (!isUtf8(buf.subarray(pos, end)))
+      fail(
+        'a string field holds bytes that are not UTF-8, as a text with a lone surrogate (such as "\\ud800") becomes in some encoders, @nitric/sdk\'s among them',
+        "send well-formed text, such as text.toWellFormed()",
+      );
     this.pos = end;
     return buf.toString("utf8", pos, end);
   }
