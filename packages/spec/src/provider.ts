@@ -52,6 +52,12 @@ export interface RunOptions {
    * into every function's environment (`--env-from`), as BuildOptions.variables.
    */
   variables?: Readonly<Record<string, string>>;
+  /**
+   * Whether `run` starts a service again when its files change. With false (`--no-watch`) a
+   * provider that hosts the services says to fix a failure and start `run` again, not to save.
+   * @default true
+   */
+  watch?: boolean;
 }
 
 /** One live handler registration. */

@@ -102,6 +102,12 @@ it("runs apps on both providers at once, and a service on the published @nitric/
   await n.expectMessage("nitric echo y");
 });
 
+it("on aws: a service whose function fails its init (after loading for the collect pass) stops the start, not a ready app whose events fail", async () => {
+  await expect(startApp(fixture("failing-init"), { provider: "aws" })).rejects.toThrow(
+    /the run stopped \(exit 1\) before it was ready;[\s\S]*failed its init: the function's role cannot read its config; its events fail, as Lambda's would, until run starts again \(--no-watch: it does not watch files\)[\s\S]*no service is running, and with --no-watch none starts again/,
+  );
+});
+
 it("on aws: a service that fails as it loads stops the start with the run's words (as on local), not a ready app with no sockets", async () => {
   await expect(startApp(fixture("failing"), { provider: "aws" })).rejects.toThrow(
     /the run stopped \(exit 1\) before it was ready;[\s\S]*failed while its resources were being collected \(exited with code 1\): the database URL is not set\n {2}fix it, then start run again \(--no-watch: it does not watch files\)[\s\S]*no service is running, and with --no-watch none starts again/,

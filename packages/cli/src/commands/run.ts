@@ -321,6 +321,7 @@ async function runProject(options: RunCommandOptions, output: Output): Promise<n
       spec: collected.spec,
       logger: output,
       randomPorts: options.randomPorts,
+      ...(options.watch ? {} : { watch: false }),
       ...(options.tcp === true ? { tcp: true } : {}),
       ...(options.host === undefined ? {} : { host: options.host }),
       ...(options.environment === undefined ? {} : { environment: options.environment }),
@@ -473,8 +474,9 @@ class Run {
     if (running.hostsServices) {
       if (options.watch && running.restartService) this.watchHosted();
       // As under the local provider: with nothing watching, no service starts again, so a run in
-      // which every service failed has nothing to run (the test kit's start rejects with this).
-      const failed = new Set(failures.map((f) => f.service));
+      // which every service failed (in the collect pass, or its function's init) has nothing to
+      // run (the test kit's start rejects with this).
+      const failed = new Set([...failures.map((f) => f.service), ...(running.failedServices?.().keys() ?? [])]);
       const services = this.prepared.services;
       if (!options.watch && services.length > 0 && services.every((s) => failed.has(s.entry.name))) {
         output.error(

@@ -196,6 +196,12 @@ export interface EmulatorOptions {
    */
   freezeBetweenInvocations?: boolean;
   /**
+   * Whether a change saved to a service's files starts its function again (`run` watches them); a
+   * function whose init failed is then said to wait for that, else for `run` to start again.
+   * @default true
+   */
+  restartsOnChange?: boolean;
+  /**
    * How long an API waits for a route's function to answer `$connect` or a message (API Gateway's
    * integration timeout); past it a connecting client gets 504, a message's client "Endpoint request
    * timed out", and the function's later answer is dropped. @default AWS_INTEGRATION_TIMEOUT_MS (29 s)
@@ -1590,7 +1596,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       fn.ready.catch(() => {});
       const why = started.reason instanceof Error ? started.reason.message : String(started.reason);
       options.logger.error(
-        `service "${fn.service}": ${why}; its events fail, as Lambda's would, until a change saved to its files starts it again`,
+        `service "${fn.service}": ${why}; its events fail, as Lambda's would, ${options.restartsOnChange === false ? "until run starts again (--no-watch: it does not watch files)" : "until a change saved to its files starts it again"}`,
       );
     });
   } catch (error) {

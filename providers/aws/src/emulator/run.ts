@@ -554,6 +554,7 @@ async function startEmulated(
         port: (socket) => (options.randomPorts ? undefined : project.websockets[socket]?.port),
         formerPort: (socket) => ports?.get(socket),
         logger,
+        ...(options.watch === false ? { restartsOnChange: false } : {}),
         // The project file's idle timeout and age limit (API Gateway's unless it shortens them), and
         // its upgrade timeout.
         limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
