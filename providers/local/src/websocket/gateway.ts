@@ -460,6 +460,8 @@ export class Gateway implements SocketBackend, FlowGateway {
    * waits for an open connection (MAX_BUFFERED_BYTES).
    */
   private readonly opening = new Map<string, Opening>();
+  /** Connections whose authorizer is running: not connected yet (see authorize()), their ids taken. */
+  private readonly authorizing = new Set<string>();
   private heartbeat: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
@@ -900,7 +902,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   private newRecord(req: IncomingMessage): ConnectionRecord {
     let id = connectionId();
     // 72 random bits make a clash unheard of, but an id must never name two live connections.
-    while (this.has(id)) id = connectionId();
+    while (this.has(id) || this.authorizing.has(id)) id = connectionId();
     return new ConnectionRecord(
       id,
       Date.now(),
@@ -934,9 +936,11 @@ export class Gateway implements SocketBackend, FlowGateway {
   ): Promise<void> {
     const id = info.connectionId;
     const protocols = offeredProtocols(req.headers["sec-websocket-protocol"]);
-    // Opening from now on, as while a connect handler runs: what is sent to it (the authorizer
-    // knows its id) waits and goes out once it is open, or is dropped if it is refused.
-    this.opening.set(id, new Opening(info, MAX_BUFFERED_BYTES));
+    // Not connected until its authorizer lets it in: on AWS API Gateway has no connection before
+    // $connect, so a send, join or setState naming the id the authorizer was given is not_found
+    // there, and is here (nothing of it is kept, so nothing outlives a refusal). Its id stays
+    // taken meanwhile (newRecord).
+    this.authorizing.add(id);
     return authorizers
       .authorize({
         socketName: this.name,
@@ -947,8 +951,8 @@ export class Gateway implements SocketBackend, FlowGateway {
         remoteAddress: info.remoteAddress,
       })
       .then((decision) => {
+        this.authorizing.delete(id);
         if (!decision.allow) {
-          this.opening.delete(id);
           if (decision.status >= 500) this.logger.error(decision.reason);
           this.refuse(socket, decision.status, decision.reason);
           return;
@@ -967,17 +971,15 @@ export class Gateway implements SocketBackend, FlowGateway {
     info: ConnectionRecord,
   ): Promise<void> | undefined {
     const id = info.connectionId;
-    // An authorized connection has been opening since its authorizer was asked.
-    const opening = this.opening.get(id) ?? new Opening(info, MAX_BUFFERED_BYTES);
     if (!this.handlers.isExpected(this.name, "connect")) {
       if (!this.warnedNoConnect) {
         this.warnedNoConnect = true;
         this.logger.warn(`websocket "${this.name}": no service handles connect events; accepting every connection`);
       }
-      this.opening.delete(id);
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, socket, undefined, opening));
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, socket, undefined));
       return;
     }
+    const opening = new Opening(info, MAX_BUFFERED_BYTES);
     let gone = false;
     const onGone = () => {
       gone = true;
