@@ -78,7 +78,7 @@ it("creates a rooms project from --template rooms whose own tests pass, and whos
     timeout: 120000,
   });
   expect(tests.status, `${tests.stdout}\n${tests.stderr}`).toBe(0);
-  expect(tests.stdout).toMatch(/Tests\s+4 passed \(4\)/);
+  expect(tests.stdout).toMatch(/Tests\s+5 passed \(5\)/);
 }, 150000);
 
 it("refuses a folder that is not empty, and an unknown template, naming the choices", async () => {
