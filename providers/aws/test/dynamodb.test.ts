@@ -3,6 +3,7 @@
 // connections table over it, with their errors mapped to gRPC statuses.
 import { PutItemCommand } from "@aws-sdk/client-dynamodb";
 import { status } from "@grpc/grpc-js";
+import { dict } from "@nitric-like/provider-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ConnectionsDynamoDb, DynamoDbClient, type Item } from "../src/aws/dynamodb.js";
 import { AwsError } from "../src/aws/request.js";
@@ -194,7 +195,18 @@ describe("the connections table over DynamoDbClient, against dynalite", () => {
     expect(await table.get("chat", info.connectionId)).toBeUndefined();
   });
 
-  it("stores no cookie, authorization or other header outside KEPT_HEADERS, and keeps the query whole", async () => {
+  it("keeps a connection's first 100 query values, by name in order of first appearance", async () => {
+    const table = new ConnectionsTable(client, "connections");
+    const query = dict<{ value: string[] }>();
+    for (let i = 0; i < 300; i++) query[`k${i}`] = { value: i === 1 ? ["a", "b", "c"] : [""] };
+    await table.add("chat", { connectionId: "many", connectedAt: Date.now(), query, headers: {}, remoteAddress: "" });
+    const kept = (await table.get("chat", "many"))?.query ?? {};
+    expect(Object.keys(kept)).toEqual(Array.from({ length: 98 }, (_, i) => `k${i}`));
+    expect(kept.k1?.value).toEqual(["a", "b", "c"]);
+    await table.remove("chat", "many");
+  });
+
+  it("stores no cookie, authorization or other header outside KEPT_HEADERS, and keeps a short query whole", async () => {
     const table = new ConnectionsTable(client, "connections");
     const headers = {
       cookie: { value: ["session=s3cret"] },

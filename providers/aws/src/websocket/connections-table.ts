@@ -24,7 +24,7 @@
  * item when the room is no longer there. The item then ends as the set says, however they landed.
  */
 
-import type { ConnectionInfo } from "@nitric-like/provider-kit";
+import { type ConnectionInfo, keptQuery } from "@nitric-like/provider-kit";
 import { Code, RpcError } from "@nitric-like/rpc";
 import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
 import type { ConnectionsDynamoDb, Item, QueryOutput } from "../aws/dynamodb.js";
@@ -71,9 +71,9 @@ export class ConnectionsTable {
   }
 
   /**
-   * Records an accepted connection: its query whole (the app reads it back through
-   * `connection(id).query` and `connections()`), only the KEPT_HEADERS of its headers, and the
-   * state its connect handler set.
+   * Records an accepted connection: its query's first MAX_KEPT_QUERY_VALUES values (the app reads
+   * it back through `connection(id).query` and `connections()`), only the KEPT_HEADERS of its
+   * headers, and the state its connect handler set.
    */
   async add(socket: string, info: ConnectionInfo, state = ""): Promise<void> {
     await this.client.putItem({
@@ -82,7 +82,7 @@ export class ConnectionsTable {
         socket: { S: socket },
         id: { S: info.connectionId },
         connectedAt: { N: String(info.connectedAt) },
-        query: { S: JSON.stringify(info.query) },
+        query: { S: JSON.stringify(keptQuery(info.query)) },
         headers: { S: JSON.stringify(keptHeaders(info.headers)) },
         remoteAddress: { S: info.remoteAddress },
         // The authorizer's identity, for connection(id) and listings (at most 8 KB: API Gateway's limit).

@@ -26,7 +26,9 @@ import {
   dict,
   guard,
   type HandlerRegistry,
+  keptQuery,
   MAX_BUFFERED_BYTES,
+  MAX_KEPT_QUERY_VALUES,
   MAX_PENDING_PONGS,
   notReadingReason,
   Opening,
@@ -347,6 +349,28 @@ export function headerValues(rawHeaders: readonly string[]): Record<string, { va
   return out;
 }
 
+/**
+ * The URL a connection's record keeps: the request's, or, when its query has more than
+ * MAX_KEPT_QUERY_VALUES values, one with the values keptQuery() keeps (the connect handler and
+ * the authorizer get them all, from the request). Names are encoded again; values stay as sent.
+ */
+function keptUrl(url: string): string {
+  const at = url.indexOf("?");
+  if (at < 0) return url;
+  let parts = 1;
+  for (let i = url.indexOf("&", at); i >= 0 && parts <= MAX_KEPT_QUERY_VALUES; i = url.indexOf("&", i + 1)) parts++;
+  if (parts <= MAX_KEPT_QUERY_VALUES) return url;
+  const kept = keptQuery(rawQuery(url));
+  const pairs: string[] = [];
+  for (const name of Object.keys(kept)) {
+    for (const value of kept[name]?.value ?? []) pairs.push(`${encodeURIComponent(name)}=${value}`);
+  }
+  return `/?${pairs.join("&")}`;
+}
+
+/** The most header lines a connection's record keeps (the connect handler and the authorizer get every one). */
+export const MAX_KEPT_HEADER_LINES = 100;
+
 /** Where a gateway's socket keeps its connection, for the listeners below. */
 const CONNECTION = Symbol("connection");
 type Tagged = WebSocket & { [CONNECTION]: Connection };
@@ -381,10 +405,11 @@ function intern(value: string): string {
   return value;
 }
 
-/** A request's flat header list with its repeated strings shared. */
+/** A request's flat header list, its first MAX_KEPT_HEADER_LINES lines, with their repeated strings shared. */
 function sharedHeaders(rawHeaders: readonly string[]): string[] {
-  const out = new Array<string>(rawHeaders.length);
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+  const length = Math.min(rawHeaders.length - (rawHeaders.length % 2), 2 * MAX_KEPT_HEADER_LINES);
+  const out = new Array<string>(length);
+  for (let i = 0; i + 1 < length; i += 2) {
     const name = rawHeaders[i] as string;
     const value = rawHeaders[i + 1] as string;
     out[i] = intern(name);
@@ -906,7 +931,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     return new ConnectionRecord(
       id,
       Date.now(),
-      intern(req.url ?? "/"),
+      intern(keptUrl(req.url ?? "/")),
       sharedHeaders(req.rawHeaders),
       remoteAddressOf(req.socket),
     );
@@ -946,7 +971,7 @@ export class Gateway implements SocketBackend, FlowGateway {
         socketName: this.name,
         connectionId: id,
         queryParams: rawQuery(req.url ?? "/"),
-        headers: info.headers,
+        headers: headerValues(req.rawHeaders),
         protocols,
         remoteAddress: info.remoteAddress,
       })
@@ -991,7 +1016,9 @@ export class Gateway implements SocketBackend, FlowGateway {
     socket.once("close", onGone);
     socket.resume();
     this.opening.set(id, opening);
-    return this.handlers.dispatch(this.name, "connect", connectEvent(this.name, info, rawQuery(req.url ?? "/"))).then(
+    // Every header for the connect handler: the connection's record keeps fewer (MAX_KEPT_HEADER_LINES).
+    const event = connectEvent(this.name, info, rawQuery(req.url ?? "/"), headerValues(req.rawHeaders));
+    return this.handlers.dispatch(this.name, "connect", event).then(
       (response) => {
         socket.off("end", onGone);
         socket.off("close", onGone);
