@@ -82,19 +82,20 @@ socket.route("join", async (ctx) => {
   const { room } = ctx.json<{ room?: unknown }>();
   if (typeof room !== "string")
     return { type: "error", message: 'rooms: join needs a room, {"action":"join","room":"..."}' };
-  if (room === state.room) return { type: "joined", room };
   try {
-    await ctx.connection.join(room); // an invalid name throws invalid_argument, saying the rules
+    await ctx.connection.join(room); // false (no change) when it is in it already
   } catch (error) {
-    if (isNitricLikeError(error) && error.code === "invalid_argument") return { type: "error", message: error.message };
+    // An invalid name (invalid_argument) or a 101st room (resource_exhausted): the message says which.
+    if (isNitricLikeError(error) && (error.code === "invalid_argument" || error.code === "resource_exhausted"))
+      return { type: "error", message: error.message };
     throw error;
   }
-  const old = state.room;
+  // A client's messages are handled as they arrive, not one after another, so this event's state
+  // may not name every room an earlier join left it in: it leaves each room listed but this one.
+  const left: string[] = [];
+  for (const old of await ctx.connection.rooms()) if (old !== room && (await ctx.connection.leave(old))) left.push(old);
   await ctx.connection.setState({ ...state, room });
-  if (old !== undefined) {
-    await ctx.connection.leave(old);
-    await announceMembers(old);
-  }
+  for (const old of left) await announceMembers(old);
   await ctx.connection.send({ type: "joined", room }); // before the member list, not on the answer
   await announceMembers(room);
   return undefined;

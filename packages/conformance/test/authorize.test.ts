@@ -12,14 +12,40 @@ import { type App, cleanTemp, connect, runCli, sleep, startApp, writeProject } f
 afterAll(cleanTemp);
 
 const SERVICE = `
-import { kv, websocket } from "@nitric-like/sdk";
+import { isNitricLikeError, kv, websocket } from "@nitric-like/sdk";
 
 const seen = kv("seen").allow("get", "set");
+
+/** What each call naming the id the authorizer was given does: "ok", or the error's code. */
+async function tryEarly(id: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const calls: [string, () => Promise<unknown>][] = [
+    ["send", () => guarded.send(id, "sent while authorizing")],
+    ["join", () => guarded.join(id, "early")],
+    ["setState", () => guarded.setState(id, { early: true })],
+    ["connection", () => guarded.connection(id)],
+  ];
+  for (const [name, call] of calls) {
+    try {
+      await call();
+      out[name] = "ok";
+    } catch (error) {
+      out[name] = isNitricLikeError(error) ? error.code : String(error);
+    }
+  }
+  out.isConnected = await guarded.isConnected(id);
+  return out;
+}
+
 const guarded = websocket("guarded", {
   authorize: async (req) => {
     const offered = req.protocols.find((p) => p.startsWith("token."));
     const token = req.query.token?.[0] ?? offered?.slice("token.".length);
     if (!token) return { status: 401, reason: "missing token" };
+    if (token === "early" || token === "early-banned") {
+      await seen.set(token + ":" + req.connectionId, await tryEarly(req.connectionId));
+      if (token === "early-banned") return { status: 403, reason: "banned: " + token };
+    }
     if (token === "banned") return { status: 403, reason: "banned: " + token };
     if (token === "huge") return { identity: { pad: "x".repeat(9000) } };
     if (token === "throws") throw new Error("secret detail");
@@ -45,6 +71,10 @@ guarded.on("message", async (ctx) => {
     for await (const c of guarded.connections()) if (c.id === ctx.connectionId) listed.push(c.auth);
     const atConnect = await seen.get("connect:" + ctx.connectionId);
     return { id: ctx.connectionId, auth: ctx.auth, info: info.auth, listed, atConnect: atConnect.auth };
+  }
+  if (command.op === "early") {
+    const early = await seen.get("early:" + ctx.connectionId);
+    return { early, members: await guarded.members("early"), state: ctx.connection.state ?? null };
   }
   if (command.op === "gone") {
     try {
@@ -154,6 +184,21 @@ describe.each([
     }
     expect(gone).toEqual({ auth: { user: "alice" } });
     probe.close();
+  });
+
+  it("does not count a connection as connected while its authorizer runs, so a refused one leaves nothing behind", async () => {
+    // API Gateway has no connection before $connect: on both providers a call naming the id the
+    // authorizer was given is not_found, and nothing it could have kept outlives a refusal.
+    expect((await refusal(`${url}?token=early-banned`)).status).toBe(403);
+    const c = await connect(`${url}?token=early`);
+    const notYet = { send: "not_found", join: "not_found", setState: "not_found", connection: "not_found" };
+    expect(await c.call({ op: "early" })).toEqual({
+      early: { ...notYet, isConnected: false },
+      members: [],
+      state: null,
+    });
+    expect(c.frames).toEqual([]);
+    c.close();
   });
 
   it("takes a token offered as a subprotocol and echoes the protocol the authorizer accepted", async () => {

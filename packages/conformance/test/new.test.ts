@@ -78,7 +78,7 @@ it("creates a rooms project from --template rooms whose own tests pass, and whos
     timeout: 120000,
   });
   expect(tests.status, `${tests.stdout}\n${tests.stderr}`).toBe(0);
-  expect(tests.stdout).toMatch(/Tests\s+4 passed \(4\)/);
+  expect(tests.stdout).toMatch(/Tests\s+5 passed \(5\)/);
 }, 150000);
 
 it("makes a project whose test runner lets the test kit's waits end first: a message that never comes fails with the kit's words, not vitest's timeout", async () => {

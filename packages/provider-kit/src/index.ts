@@ -58,6 +58,7 @@ export {
   MAX_WAITING_EVENTS,
   poisonCloseReason,
 } from "./handlers.js";
+export { keptQuery, MAX_KEPT_QUERY_VALUES } from "./kept.js";
 export { forEachLine, MAX_LINE_CHARS } from "./lines.js";
 export { openFilesLimit, openFilesProblem } from "./open-files.js";
 export {

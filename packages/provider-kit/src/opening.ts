@@ -94,12 +94,14 @@ export function addRoom(rooms: Set<string>, socket: string, connectionId: string
 
 /**
  * The connect event of a connection. `queryParams` are the query as the provider hands it to
- * handlers (locally percent-encoded, as Nitric's SDK decodes them; on AWS as API Gateway gives it).
+ * handlers (locally percent-encoded, as Nitric's SDK decodes them; on AWS as API Gateway gives it);
+ * `headers` every request header, where the connection's record keeps fewer (the local gateway's).
  */
 export function connectEvent(
   socket: string,
   info: ConnectionInfo,
   queryParams: Record<string, { value: string[] }>,
+  headers: Record<string, { value: string[] }> = info.headers,
 ): MessageInitShape<typeof WebsocketEventRequestSchema> {
   return {
     socketName: socket,
@@ -107,7 +109,7 @@ export function connectEvent(
     auth: info.auth ?? "",
     websocketEvent: {
       case: "connection",
-      value: { queryParams, headers: info.headers, remoteAddress: info.remoteAddress, connectedAt: info.connectedAt },
+      value: { queryParams, headers, remoteAddress: info.remoteAddress, connectedAt: info.connectedAt },
     },
   };
 }

@@ -52,6 +52,29 @@ export function clientErrorRefusal(where: string, error: NodeJS.ErrnoException):
 /** A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 section 4.1). */
 const KEY = /^[+/0-9A-Za-z]{22}==$/;
 
+/** An HTTP token (RFC 9110 section 5.6.2), what each subprotocol of Sec-WebSocket-Protocol is. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Why a Sec-WebSocket-Protocol header (its lines joined with ", ", as Node joins them) is not a
+ * list of distinct subprotocols (RFC 6455 section 4.1: tokens, separated by commas), which the ws
+ * library refuses; undefined when it is one.
+ */
+function protocolsProblem(header: string): string | undefined {
+  const seen = new Set<string>();
+  for (const part of header.split(",")) {
+    const protocol = part.replace(/^[ \t]+|[ \t]+$/g, "");
+    if (!TOKEN.test(protocol)) {
+      return protocol === ""
+        ? "an empty subprotocol (two commas, or one at an end)"
+        : `subprotocol ${JSON.stringify(protocol.slice(0, 40))}, which is not a token (letters, digits and !#$%&'*+-.^_\`|~)`;
+    }
+    if (seen.has(protocol)) return `subprotocol ${JSON.stringify(protocol.slice(0, 40))} twice`;
+    seen.add(protocol);
+  }
+  return undefined;
+}
+
 /**
  * Checks an upgrade request as the ws library would (RFC 6455 section 4.2.1), but before any
  * authorizer or connect handler runs, and with a reason that says what to fix: a malformed
@@ -85,6 +108,14 @@ export function upgradeProblem(
       status: 400,
       reason: `${where}: Sec-WebSocket-Version ${JSON.stringify(version ?? "")} is not supported; use 13`,
       headers: { "Sec-WebSocket-Version": "13" },
+    };
+  }
+  const protocols = req.headers["sec-websocket-protocol"];
+  const problem = protocols === undefined ? undefined : protocolsProblem(protocols);
+  if (problem) {
+    return {
+      status: 400,
+      reason: `${where}: Sec-WebSocket-Protocol has ${problem}; offer distinct subprotocols separated by commas, such as "chat, token.abc"`,
     };
   }
   return undefined;

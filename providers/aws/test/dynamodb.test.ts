@@ -3,8 +3,9 @@
 // connections table over it, with their errors mapped to gRPC statuses.
 import { PutItemCommand } from "@aws-sdk/client-dynamodb";
 import { status } from "@grpc/grpc-js";
+import { dict } from "@nitric-like/provider-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DynamoDbClient } from "../src/aws/dynamodb.js";
+import { type ConnectionsDynamoDb, DynamoDbClient, type Item } from "../src/aws/dynamodb.js";
 import { AwsError } from "../src/aws/request.js";
 import { DynamoKvStores } from "../src/kv/store.js";
 import { ConnectionsTable, KEPT_HEADERS } from "../src/websocket/connections-table.js";
@@ -194,7 +195,18 @@ describe("the connections table over DynamoDbClient, against dynalite", () => {
     expect(await table.get("chat", info.connectionId)).toBeUndefined();
   });
 
-  it("stores no cookie, authorization or other header outside KEPT_HEADERS, and keeps the query whole", async () => {
+  it("keeps a connection's first 100 query values, by name in order of first appearance", async () => {
+    const table = new ConnectionsTable(client, "connections");
+    const query = dict<{ value: string[] }>();
+    for (let i = 0; i < 300; i++) query[`k${i}`] = { value: i === 1 ? ["a", "b", "c"] : [""] };
+    await table.add("chat", { connectionId: "many", connectedAt: Date.now(), query, headers: {}, remoteAddress: "" });
+    const kept = (await table.get("chat", "many"))?.query ?? {};
+    expect(Object.keys(kept)).toEqual(Array.from({ length: 98 }, (_, i) => `k${i}`));
+    expect(kept.k1?.value).toEqual(["a", "b", "c"]);
+    await table.remove("chat", "many");
+  });
+
+  it("stores no cookie, authorization or other header outside KEPT_HEADERS, and keeps a short query whole", async () => {
     const table = new ConnectionsTable(client, "connections");
     const headers = {
       cookie: { value: ["session=s3cret"] },
@@ -233,6 +245,97 @@ describe("the connections table over DynamoDbClient, against dynalite", () => {
     });
     expect(KEPT_HEADERS).toEqual(["origin", "sec-websocket-protocol", "user-agent"]);
     await table.remove("chat", "privacy-1");
+  });
+});
+
+/**
+ * The client with a gate in front of the writes to a room's membership items: `hold()` makes the
+ * next such write wait until the returned function is called, so a test lands one invocation's
+ * write after another's, as side-by-side Lambda invocations can.
+ */
+function gated(inner: DynamoDbClient) {
+  let held: Promise<void> | undefined;
+  const membership = (key: Item) => key.socket?.S?.includes("#") === true;
+  const gate = async () => {
+    const wait = held;
+    held = undefined;
+    await wait;
+  };
+  const db: ConnectionsDynamoDb = {
+    getItem: (input) => inner.getItem(input),
+    query: (input) => inner.query(input),
+    updateItem: (input) => inner.updateItem(input),
+    putItem: async (input) => {
+      if (membership(input.Item)) await gate();
+      return inner.putItem(input);
+    },
+    deleteItem: async (input) => {
+      if (membership(input.Key)) await gate();
+      return inner.deleteItem(input);
+    },
+  };
+  const hold = () => {
+    let release = () => {};
+    held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    return release;
+  };
+  return { db, hold };
+}
+
+describe("rooms in the connections table, their writes landing out of order, against dynalite", () => {
+  const info = (connectionId: string) => ({
+    connectionId,
+    connectedAt: Date.now(),
+    query: {},
+    headers: {},
+    remoteAddress: "192.0.2.1",
+  });
+
+  it("leaves a connection out of a room when its join's membership lands after a later leave", async () => {
+    const { db, hold } = gated(client);
+    const table = new ConnectionsTable(db, "connections");
+    await table.add("chat", info("late-join"));
+    const release = hold();
+    const joining = table.join("chat", "late-join", "blue"); // its membership write waits
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await table.leave("chat", "late-join", "blue")).toBe(true);
+    release();
+    expect(await joining).toBe(true);
+    expect(await table.roomsOf("chat", "late-join")).toEqual([]);
+    expect(await table.members("chat", "blue")).toEqual([]);
+    await table.remove("chat", "late-join");
+  });
+
+  it("keeps a connection in a room when a leave's delete lands after a later join", async () => {
+    const { db, hold } = gated(client);
+    const table = new ConnectionsTable(db, "connections");
+    await table.add("chat", info("late-leave"));
+    await table.join("chat", "late-leave", "green");
+    const release = hold();
+    const leaving = table.leave("chat", "late-leave", "green"); // its membership delete waits
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await table.join("chat", "late-leave", "green")).toBe(true);
+    release();
+    expect(await leaving).toBe(true);
+    expect(await table.roomsOf("chat", "late-leave")).toEqual(["green"]);
+    expect(await table.members("chat", "green")).toEqual(["late-leave"]);
+    await table.remove("chat", "late-leave");
+    expect(await table.members("chat", "green")).toEqual([]);
+  });
+
+  it("leaves no membership behind a join whose write lands after its connection's disconnect", async () => {
+    const { db, hold } = gated(client);
+    const table = new ConnectionsTable(db, "connections");
+    await table.add("chat", info("late-gone"));
+    const release = hold();
+    const joining = table.join("chat", "late-gone", "red");
+    await new Promise((r) => setTimeout(r, 50));
+    await table.remove("chat", "late-gone");
+    release();
+    await joining;
+    expect(await table.members("chat", "red")).toEqual([]);
   });
 });
 

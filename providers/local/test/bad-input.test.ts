@@ -178,6 +178,26 @@ describe("bad upgrade requests", () => {
       400,
       /Sec-WebSocket-Version "12" is not supported; use 13/,
     ],
+    // The ws library refuses these after the connect handler ran: the app would keep what it stored
+    // for the connection (its rooms, its state), and hear of no disconnect.
+    [
+      "offering a subprotocol twice",
+      () => upgradeRequest({ headers: { "Sec-WebSocket-Protocol": "chat, token.a, chat" } }),
+      400,
+      /^websocket "echo": Sec-WebSocket-Protocol has subprotocol "chat" twice; offer distinct subprotocols separated by commas/,
+    ],
+    [
+      "offering a subprotocol that is not a token",
+      () => upgradeRequest({ headers: { "Sec-WebSocket-Protocol": "chat, to ken" } }),
+      400,
+      /Sec-WebSocket-Protocol has subprotocol "to ken", which is not a token/,
+    ],
+    [
+      "offering an empty subprotocol",
+      () => upgradeRequest({ headers: { "Sec-WebSocket-Protocol": "chat,,token.a" } }),
+      400,
+      /Sec-WebSocket-Protocol has an empty subprotocol/,
+    ],
     ["with POST", () => upgradeRequest({ method: "POST" }), 405, /a WebSocket upgrade must be a GET request, got POST/],
     [
       "for another protocol",

@@ -1,6 +1,7 @@
 // The ws gateway end to end: real ws clients on one side, real handler streams over gRPC on the
 // other, playing the service.
 import type { IncomingMessage } from "node:http";
+import { Connections } from "@nitric-like/contracts/connections";
 import { Websocket, type WebsocketEventRequest } from "@nitric-like/contracts/websockets";
 import { Code } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
@@ -80,6 +81,37 @@ describe("connect", () => {
     expect(c.remoteAddress).toMatch(/127\.0\.0\.1/);
     expect(c.connectedAt).toBeGreaterThanOrEqual(before);
     expect(c.connectedAt).toBeLessThanOrEqual(Date.now());
+  });
+
+  it("keeps a connection's first 100 query values and 100 header lines for connection(id) and listings, and gives the connect handler every one", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "chat");
+    const connects = await handle(client, "chat", "connect", accept);
+    // Short names make some 16 KB of request thousands of entries; a listing of many such
+    // connections would build them all again for each call.
+    const names = Array.from({ length: 300 }, (_, i) => `k${i}`);
+    const query = `${names.slice(0, 150).join("&")}&k0=again&${names.slice(150).join("&")}&sp%20ace=a+b`;
+    const headers = Object.fromEntries(names.map((n) => [`x-${n}`, "v"]));
+    const ws = new WebSocket(`${urlOf(provider, "chat")}/?${query}`, { headers });
+    await new Promise((resolve) => ws.once("open", resolve));
+    const event = connects.events[0];
+    if (event?.websocketEvent.case !== "connection") throw new Error("expected a connection event");
+    const connected = event.websocketEvent.value;
+    expect(Object.keys(connected.queryParams)).toHaveLength(301);
+    expect(connected.queryParams.k0?.value).toEqual(["", "again"]);
+    expect(Object.keys(connected.headers).filter((h) => h.startsWith("x-k"))).toHaveLength(300);
+
+    const kept = (
+      await client.unary(Connections.method.getConnection, { socketName: "chat", connectionId: event.connectionId })
+    ).connection;
+    // The first 100 values, by name in order of first appearance: k0's two, then k1 to k98.
+    expect(Object.keys(kept?.query ?? {})).toEqual(names.slice(0, 99));
+    expect(kept?.query.k0?.value).toEqual(["", "again"]);
+    expect(Object.keys(kept?.headers ?? {})).toHaveLength(100);
+    for await (const { connection } of client.serverStream(Connections.method.listConnections, { socketName: "chat" }))
+      expect(connection?.query).toEqual(kept?.query);
+    ws.terminate();
   });
 
   it("gives every connection its own id, past the 256 ids one draw of random bytes makes", async () => {

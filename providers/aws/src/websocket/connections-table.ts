@@ -12,11 +12,19 @@
  * key the connection id: a room's members are one Query, paged as a socket's ids are, which is
  * what lets a room broadcast reuse the socket broadcast's fan-out. A membership item carries its
  * connection's `expiresAt`, so what a lost disconnect leaves expires with the record, and a room
- * broadcast that meets a 410 deletes that membership too (a join racing its connection's
- * disconnect can leave one after the record went; until then the room lists it).
+ * broadcast that meets a 410 deletes that membership too.
+ *
+ * The record's set and the membership item are two writes, and a connection's joins and leaves
+ * run side by side (each message is an invocation of its own), so their writes can land out of
+ * order: a join's membership after a later leave's delete, or a leave's delete after a later
+ * join's write. Each join and leave therefore takes a number from the record (`roomSeq`, raised
+ * by the same conditional UpdateItem that changes the set), a membership item carries its join's,
+ * and a write to it is conditional on that number being older; a join whose item may have landed
+ * after a later leave (or its connection's disconnect) reads the record again and takes back its
+ * item when the room is no longer there. The item then ends as the set says, however they landed.
  */
 
-import type { ConnectionInfo } from "@nitric-like/provider-kit";
+import { type ConnectionInfo, keptQuery } from "@nitric-like/provider-kit";
 import { Code, RpcError } from "@nitric-like/rpc";
 import { MAX_ROOMS_PER_CONNECTION, tooManyRoomsProblem } from "@nitric-like/spec";
 import type { ConnectionsDynamoDb, Item, QueryOutput } from "../aws/dynamodb.js";
@@ -63,9 +71,9 @@ export class ConnectionsTable {
   }
 
   /**
-   * Records an accepted connection: its query whole (the app reads it back through
-   * `connection(id).query` and `connections()`), only the KEPT_HEADERS of its headers, and the
-   * state its connect handler set.
+   * Records an accepted connection: its query's first MAX_KEPT_QUERY_VALUES values (the app reads
+   * it back through `connection(id).query` and `connections()`), only the KEPT_HEADERS of its
+   * headers, and the state its connect handler set.
    */
   async add(socket: string, info: ConnectionInfo, state = ""): Promise<void> {
     await this.client.putItem({
@@ -74,7 +82,7 @@ export class ConnectionsTable {
         socket: { S: socket },
         id: { S: info.connectionId },
         connectedAt: { N: String(info.connectedAt) },
-        query: { S: JSON.stringify(info.query) },
+        query: { S: JSON.stringify(keptQuery(info.query)) },
         headers: { S: JSON.stringify(keptHeaders(info.headers)) },
         remoteAddress: { S: info.remoteAddress },
         // The authorizer's identity, for connection(id) and listings (at most 8 KB: API Gateway's limit).
@@ -102,19 +110,63 @@ export class ConnectionsTable {
 
   /**
    * Deletes one membership item: a 410 during a room broadcast prunes it even when the record is
-   * gone already (a join that raced its connection's disconnect can leave one behind).
+   * gone already (a join whose invocation ended between its write and its check can leave one).
    */
   async deleteMembership(socket: string, room: string, id: string): Promise<void> {
     await this.client.deleteItem({
       TableName: this.table,
-      Key: { socket: { S: ConnectionsTable.roomPartition(socket, room) }, id: { S: id } },
+      Key: this.membershipKey(socket, room, id),
     });
+  }
+
+  /** The key of a room's membership item for a connection. */
+  private membershipKey(socket: string, room: string, id: string): Item {
+    return { socket: { S: ConnectionsTable.roomPartition(socket, room) }, id: { S: id } };
+  }
+
+  /**
+   * Writes (or deletes) a membership item unless a later join or leave (a higher `roomSeq`)
+   * wrote it already; true when it did.
+   */
+  private async writeMembership(
+    socket: string,
+    room: string,
+    id: string,
+    seq: number,
+    expiresAt: string | undefined,
+  ): Promise<boolean> {
+    const condition = "attribute_not_exists(#q) OR #q < :q";
+    try {
+      if (expiresAt === undefined) {
+        await this.client.deleteItem({
+          TableName: this.table,
+          Key: this.membershipKey(socket, room, id),
+          ConditionExpression: condition,
+          ExpressionAttributeNames: { "#q": "roomSeq" },
+          ExpressionAttributeValues: { ":q": { N: String(seq) } },
+        });
+      } else {
+        await this.client.putItem({
+          TableName: this.table,
+          Item: { ...this.membershipKey(socket, room, id), expiresAt: { N: expiresAt }, roomSeq: { N: String(seq) } },
+          ConditionExpression: condition,
+          ExpressionAttributeNames: { "#q": "roomSeq" },
+          ExpressionAttributeValues: { ":q": { N: String(seq) } },
+        });
+      }
+      return true;
+    } catch (error) {
+      if ((error as { name?: string }).name === "ConditionalCheckFailedException") return false;
+      throw error;
+    }
   }
 
   /**
    * Adds a recorded connection to a room: true when it was not in it, false when it was,
    * undefined when there is no record (not connected). One conditional UpdateItem keeps the
-   * record's set of rooms (and its bound), then the membership item is written.
+   * record's set of rooms (and its bound) and takes the join's number, then the membership item
+   * is written; if a later join or leave, or the disconnect, changed the record meanwhile, it is
+   * read again, and the item taken back when the room is no longer in the set.
    */
   async join(socket: string, id: string, room: string): Promise<boolean | undefined> {
     let old: Item | undefined;
@@ -123,14 +175,15 @@ export class ConnectionsTable {
         await this.client.updateItem({
           TableName: this.table,
           Key: { socket: { S: socket }, id: { S: id } },
-          UpdateExpression: "ADD #r :set",
+          UpdateExpression: "ADD #r :set, #q :one",
           ConditionExpression:
             "attribute_exists(id) AND (attribute_not_exists(#r) OR size(#r) < :max OR contains(#r, :room))",
-          ExpressionAttributeNames: { "#r": "rooms" },
+          ExpressionAttributeNames: { "#r": "rooms", "#q": "roomSeq" },
           ExpressionAttributeValues: {
             ":set": { SS: [room] },
             ":room": { S: room },
             ":max": { N: String(MAX_ROOMS_PER_CONNECTION) },
+            ":one": { N: "1" },
           },
           ReturnValues: "ALL_OLD",
         })
@@ -146,37 +199,63 @@ export class ConnectionsTable {
       if (!record.Item) return undefined;
       throw new RpcError(Code.RESOURCE_EXHAUSTED, tooManyRoomsProblem(`websocket "${socket}"`, id));
     }
+    const seq = Number(old?.roomSeq?.N ?? 0) + 1;
     const expiresAt = old?.expiresAt?.N ?? String(Math.floor(Date.now() / 1000) + RECORD_TTL_SECONDS);
-    await this.client.putItem({
-      TableName: this.table,
-      Item: {
-        socket: { S: ConnectionsTable.roomPartition(socket, room) },
-        id: { S: id },
-        expiresAt: { N: expiresAt },
-      },
-    });
+    if (await this.writeMembership(socket, room, id, seq, expiresAt)) {
+      // Written: a leave (or the disconnect) that came after this join may have run before the write.
+      const now = await this.client.getItem({
+        TableName: this.table,
+        Key: { socket: { S: socket }, id: { S: id } },
+        ConsistentRead: true,
+        ProjectionExpression: "#r, #q",
+        ExpressionAttributeNames: { "#r": "rooms", "#q": "roomSeq" },
+      });
+      const changed = Number(now.Item?.roomSeq?.N ?? Number.POSITIVE_INFINITY) !== seq;
+      if (changed && !(now.Item?.rooms?.SS ?? []).includes(room)) await this.takeBack(socket, room, id, seq);
+    }
     return !(old?.rooms?.SS ?? []).includes(room);
   }
 
-  /** Removes a connection from a room; true when it was in it. */
-  async leave(socket: string, id: string, room: string): Promise<boolean> {
-    let left = false;
+  /** Deletes the membership item a join wrote, unless a later join wrote it since. */
+  private async takeBack(socket: string, room: string, id: string, seq: number): Promise<void> {
     try {
-      const old = await this.client.updateItem({
+      await this.client.deleteItem({
         TableName: this.table,
-        Key: { socket: { S: socket }, id: { S: id } },
-        UpdateExpression: "DELETE #r :set",
-        ConditionExpression: "attribute_exists(id)",
-        ExpressionAttributeNames: { "#r": "rooms" },
-        ExpressionAttributeValues: { ":set": { SS: [room] } },
-        ReturnValues: "ALL_OLD",
+        Key: this.membershipKey(socket, room, id),
+        ConditionExpression: "#q = :q",
+        ExpressionAttributeNames: { "#q": "roomSeq" },
+        ExpressionAttributeValues: { ":q": { N: String(seq) } },
       });
-      left = (old.Attributes?.rooms?.SS ?? []).includes(room);
     } catch (error) {
       if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
     }
-    await this.deleteMembership(socket, room, id);
-    return left;
+  }
+
+  /**
+   * Removes a connection from a room; true when it was in it. The membership item goes unless a
+   * later join wrote it; without a record (the connection is gone) it goes anyway.
+   */
+  async leave(socket: string, id: string, room: string): Promise<boolean> {
+    let old: Item | undefined;
+    try {
+      old = (
+        await this.client.updateItem({
+          TableName: this.table,
+          Key: { socket: { S: socket }, id: { S: id } },
+          UpdateExpression: "ADD #q :one DELETE #r :set",
+          ConditionExpression: "attribute_exists(id)",
+          ExpressionAttributeNames: { "#r": "rooms", "#q": "roomSeq" },
+          ExpressionAttributeValues: { ":set": { SS: [room] }, ":one": { N: "1" } },
+          ReturnValues: "ALL_OLD",
+        })
+      ).Attributes;
+    } catch (error) {
+      if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
+      await this.deleteMembership(socket, room, id);
+      return false;
+    }
+    await this.writeMembership(socket, room, id, Number(old?.roomSeq?.N ?? 0) + 1, undefined);
+    return (old?.rooms?.SS ?? []).includes(room);
   }
 
   /** The rooms of a recorded connection. */

@@ -26,7 +26,9 @@ import {
   dict,
   guard,
   type HandlerRegistry,
+  keptQuery,
   MAX_BUFFERED_BYTES,
+  MAX_KEPT_QUERY_VALUES,
   MAX_PENDING_PONGS,
   notReadingReason,
   Opening,
@@ -347,6 +349,28 @@ export function headerValues(rawHeaders: readonly string[]): Record<string, { va
   return out;
 }
 
+/**
+ * The URL a connection's record keeps: the request's, or, when its query has more than
+ * MAX_KEPT_QUERY_VALUES values, one with the values keptQuery() keeps (the connect handler and
+ * the authorizer get them all, from the request). Names are encoded again; values stay as sent.
+ */
+function keptUrl(url: string): string {
+  const at = url.indexOf("?");
+  if (at < 0) return url;
+  let parts = 1;
+  for (let i = url.indexOf("&", at); i >= 0 && parts <= MAX_KEPT_QUERY_VALUES; i = url.indexOf("&", i + 1)) parts++;
+  if (parts <= MAX_KEPT_QUERY_VALUES) return url;
+  const kept = keptQuery(rawQuery(url));
+  const pairs: string[] = [];
+  for (const name of Object.keys(kept)) {
+    for (const value of kept[name]?.value ?? []) pairs.push(`${encodeURIComponent(name)}=${value}`);
+  }
+  return `/?${pairs.join("&")}`;
+}
+
+/** The most header lines a connection's record keeps (the connect handler and the authorizer get every one). */
+export const MAX_KEPT_HEADER_LINES = 100;
+
 /** Where a gateway's socket keeps its connection, for the listeners below. */
 const CONNECTION = Symbol("connection");
 type Tagged = WebSocket & { [CONNECTION]: Connection };
@@ -381,10 +405,11 @@ function intern(value: string): string {
   return value;
 }
 
-/** A request's flat header list with its repeated strings shared. */
+/** A request's flat header list, its first MAX_KEPT_HEADER_LINES lines, with their repeated strings shared. */
 function sharedHeaders(rawHeaders: readonly string[]): string[] {
-  const out = new Array<string>(rawHeaders.length);
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+  const length = Math.min(rawHeaders.length - (rawHeaders.length % 2), 2 * MAX_KEPT_HEADER_LINES);
+  const out = new Array<string>(length);
+  for (let i = 0; i + 1 < length; i += 2) {
     const name = rawHeaders[i] as string;
     const value = rawHeaders[i + 1] as string;
     out[i] = intern(name);
@@ -460,6 +485,8 @@ export class Gateway implements SocketBackend, FlowGateway {
    * waits for an open connection (MAX_BUFFERED_BYTES).
    */
   private readonly opening = new Map<string, Opening>();
+  /** Connections whose authorizer is running: not connected yet (see authorize()), their ids taken. */
+  private readonly authorizing = new Set<string>();
   private heartbeat: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
@@ -900,11 +927,11 @@ export class Gateway implements SocketBackend, FlowGateway {
   private newRecord(req: IncomingMessage): ConnectionRecord {
     let id = connectionId();
     // 72 random bits make a clash unheard of, but an id must never name two live connections.
-    while (this.has(id)) id = connectionId();
+    while (this.has(id) || this.authorizing.has(id)) id = connectionId();
     return new ConnectionRecord(
       id,
       Date.now(),
-      intern(req.url ?? "/"),
+      intern(keptUrl(req.url ?? "/")),
       sharedHeaders(req.rawHeaders),
       remoteAddressOf(req.socket),
     );
@@ -934,21 +961,23 @@ export class Gateway implements SocketBackend, FlowGateway {
   ): Promise<void> {
     const id = info.connectionId;
     const protocols = offeredProtocols(req.headers["sec-websocket-protocol"]);
-    // Opening from now on, as while a connect handler runs: what is sent to it (the authorizer
-    // knows its id) waits and goes out once it is open, or is dropped if it is refused.
-    this.opening.set(id, new Opening(info, MAX_BUFFERED_BYTES));
+    // Not connected until its authorizer lets it in: on AWS API Gateway has no connection before
+    // $connect, so a send, join or setState naming the id the authorizer was given is not_found
+    // there, and is here (nothing of it is kept, so nothing outlives a refusal). Its id stays
+    // taken meanwhile (newRecord).
+    this.authorizing.add(id);
     return authorizers
       .authorize({
         socketName: this.name,
         connectionId: id,
         queryParams: rawQuery(req.url ?? "/"),
-        headers: info.headers,
+        headers: headerValues(req.rawHeaders),
         protocols,
         remoteAddress: info.remoteAddress,
       })
       .then((decision) => {
+        this.authorizing.delete(id);
         if (!decision.allow) {
-          this.opening.delete(id);
           if (decision.status >= 500) this.logger.error(decision.reason);
           this.refuse(socket, decision.status, decision.reason);
           return;
@@ -967,17 +996,15 @@ export class Gateway implements SocketBackend, FlowGateway {
     info: ConnectionRecord,
   ): Promise<void> | undefined {
     const id = info.connectionId;
-    // An authorized connection has been opening since its authorizer was asked.
-    const opening = this.opening.get(id) ?? new Opening(info, MAX_BUFFERED_BYTES);
     if (!this.handlers.isExpected(this.name, "connect")) {
       if (!this.warnedNoConnect) {
         this.warnedNoConnect = true;
         this.logger.warn(`websocket "${this.name}": no service handles connect events; accepting every connection`);
       }
-      this.opening.delete(id);
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, socket, undefined, opening));
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, socket, undefined));
       return;
     }
+    const opening = new Opening(info, MAX_BUFFERED_BYTES);
     let gone = false;
     const onGone = () => {
       gone = true;
@@ -989,7 +1016,9 @@ export class Gateway implements SocketBackend, FlowGateway {
     socket.once("close", onGone);
     socket.resume();
     this.opening.set(id, opening);
-    return this.handlers.dispatch(this.name, "connect", connectEvent(this.name, info, rawQuery(req.url ?? "/"))).then(
+    // Every header for the connect handler: the connection's record keeps fewer (MAX_KEPT_HEADER_LINES).
+    const event = connectEvent(this.name, info, rawQuery(req.url ?? "/"), headerValues(req.rawHeaders));
+    return this.handlers.dispatch(this.name, "connect", event).then(
       (response) => {
         socket.off("end", onGone);
         socket.off("close", onGone);

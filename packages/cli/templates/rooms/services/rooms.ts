@@ -19,23 +19,27 @@ socket.on("connect", async (ctx) => {
 });
 
 socket.route("join", async (ctx) => {
-  const state = ctx.connection.state as State;
+  const { name } = ctx.connection.state as State;
   const { room } = ctx.json<{ room?: unknown }>();
   if (typeof room !== "string")
     return { type: "error", message: 'join needs a room: {"action":"join","room":"lobby"}' };
-  if (room === state.room) return { type: "joined", room, members: (await socket.members(room)).length };
+  let joined: boolean;
   try {
-    await ctx.connection.join(room); // a room name out of the rules throws invalid_argument, saying them
+    joined = await ctx.connection.join(room); // false when it was in it already
   } catch (error) {
-    if (isNitricLikeError(error) && error.code === "invalid_argument") return { type: "error", message: error.message };
+    // A room name out of the rules (invalid_argument) or a 101st room (resource_exhausted): the message says which.
+    if (isNitricLikeError(error) && (error.code === "invalid_argument" || error.code === "resource_exhausted"))
+      return { type: "error", message: error.message };
     throw error;
   }
-  if (state.room !== undefined) {
-    await ctx.connection.leave(state.room);
-    await socket.broadcast({ type: "left", room: state.room, name: state.name }, { room: state.room });
+  // A client's messages are handled as they arrive, not one after another, so this event's state may
+  // not name every room an earlier join left it in: it leaves each room the provider lists but this one.
+  for (const old of await ctx.connection.rooms()) {
+    if (old !== room && (await ctx.connection.leave(old)))
+      await socket.broadcast({ type: "left", room: old, name }, { room: old });
   }
-  await ctx.connection.setState({ ...state, room } satisfies State);
-  await socket.broadcast({ type: "joined", room, name: state.name }, { room, except: ctx.connectionId });
+  await ctx.connection.setState({ name, room } satisfies State);
+  if (joined) await socket.broadcast({ type: "joined", room, name }, { room, except: ctx.connectionId });
   return { type: "joined", room, members: (await socket.members(room)).length };
 });
 

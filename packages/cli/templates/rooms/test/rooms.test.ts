@@ -70,3 +70,21 @@ it("answers what no route takes, and a command it cannot do, with what to send",
   ann.send({ action: "join", room: "no spaces" });
   await ann.expectMessage(({ text }) => text.includes('"type":"error"') && text.includes("room"));
 });
+
+it("keeps a client that sends its joins without waiting for the answers in one room", async () => {
+  const app = await startApp(project);
+  const ann = await app.connect({ query: { name: "ann" } });
+  const bo = await app.connect({ query: { name: "bo" } });
+  await ann.expectMessage({ type: "welcome" });
+  await bo.expectMessage({ type: "welcome" });
+  // Handled side by side, as they arrive: each is answered, joined or, past 100 rooms at once, why not.
+  for (let i = 0; i < 120; i++) ann.send({ action: "join", room: `r${i}` });
+  for (let i = 0; i < 120; i++)
+    await ann.expectMessage(({ text }) => text.includes('"type":"joined"') || text.includes("100 rooms, the most"));
+  ann.send({ action: "join", room: "blue" });
+  await ann.expectMessage({ type: "joined", room: "blue", members: 1 });
+  for (const room of ["r0", "r60", "r119"]) {
+    bo.send({ action: "join", room });
+    await bo.expectMessage({ type: "joined", room, members: 1 });
+  }
+});
