@@ -239,4 +239,24 @@ describe("buildSpec", () => {
     ]);
     expect(spec.resources.map((r) => r.name)).toEqual(["room"]);
   });
+
+  it("lists a service's refused resources in one order whatever order they were declared in", () => {
+    const declared = [
+      { kind: "topic", name: "updates" },
+      { kind: "api", name: "main" },
+      { kind: "bucket", name: "files" },
+      { kind: "api", name: "admin" },
+    ];
+    const listed = (order: typeof declared) =>
+      buildSpec("app", [
+        service("a", { declared: order, handlers: handlers("room", "connect", "disconnect", "message") }),
+      ]).unsupported;
+    expect(listed(declared).map((line) => /declares (\S+ "\w+")/.exec(line)?.[1])).toEqual([
+      'api "admin"',
+      'api "main"',
+      'bucket "files"',
+      'topic "updates"',
+    ]);
+    expect(listed([...declared].reverse())).toEqual(listed(declared));
+  });
 });

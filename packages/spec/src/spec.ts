@@ -189,13 +189,16 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
       );
     }
     const refused = new Set<string>();
+    // Said in order of kind and name, not of arrival: @nitric/sdk declares as its promises settle,
+    // so the order differs between a thread, a process and another run.
+    const unserved: string[] = [];
     for (const d of service.declared) {
       if (d.kind !== "websocket" && d.kind !== "kv" && d.kind !== "secret") {
         const what = call(d.kind, d.name);
         if (refused.has(what)) continue;
         refused.add(what);
         const declares = d.name === "" ? `${d.kind}()` : `${d.kind} ${JSON.stringify(d.name)}`;
-        unsupported.push(
+        unserved.push(
           `service ${JSON.stringify(service.name)} (${service.file}): declares ${declares}, a kind of resource nitric-like does not serve; remove ${what}`,
         );
         continue;
@@ -231,6 +234,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
         }
       }
     }
+    unsupported.push(...unserved.sort(compareNames));
     for (const g of service.grants) {
       if (resourceNameProblem(g.resource.kind, g.resource.name)) continue;
       const key = `${service.name}\u0000${g.resource.kind}\u0000${g.resource.name}`;
