@@ -292,7 +292,10 @@ export interface BuildOptions {
    * the names and sizes its platform takes before anything is bundled or deployed.
    */
   variables?: Readonly<Record<string, string>>;
-  /** Which `environments.<name>` of the project file applies (`--env`): its sockets' domains. @default none */
+  /**
+   * Which `environments.<name>` of the project file applies (`--env`): its sockets' domains and its
+   * handler timeout. @default none
+   */
   environment?: string;
 }
 

@@ -38,7 +38,8 @@ Options:
   --region <region>   AWS region (default: from the AWS configuration).
   --out <dir>         Where to build (default: <dir>/.nitric-like/<provider>).
   --env <name>        Which environments.<name> of the project file applies, as
-                      "build --env" does: its sockets' domains.
+                      "build --env" does: its sockets' domains and handler
+                      timeout.
   --env-from <path>   Put the variables of this file into every function's
                       environment, as "build --env-from" does (see its help): a later
                       up without it removes them.
