@@ -244,7 +244,9 @@ export async function main(
     // A provider's error meant for users (see Provider in @nitric-like/spec): its message only.
     if (error instanceof Error && (error as { userFacing?: unknown }).userFacing === true) {
       output.error(error.message);
-      return 1;
+      // Its own exit code when it gives one (130: Ctrl-C stopped it), else 1.
+      const code = (error as { exitCode?: unknown }).exitCode;
+      return typeof code === "number" && Number.isInteger(code) && code > 0 && code < 256 ? code : 1;
     }
     // The machine's, not ours: a port in use, a folder that cannot be written, a missing file.
     const system = systemErrorMessage(error);

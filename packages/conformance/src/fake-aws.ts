@@ -51,6 +51,13 @@ export class FakeAws {
   readonly zones = new Map<string, string>();
   /** ACM refuses DescribeCertificate (AccessDeniedException), as to a user without acm:DescribeCertificate. */
   denyAcm = false;
+  /**
+   * Stacks whose work waits (as a long deploy does on AWS): their creates, updates and deletes
+   * stay IN_PROGRESS until taken out.
+   */
+  readonly held = new Set<string>();
+  /** Stacks whose change sets stay CREATE_IN_PROGRESS until taken out. */
+  readonly heldChangeSets = new Set<string>();
   private counter = 0;
   private server: Server | undefined;
   url = "";
@@ -170,8 +177,8 @@ export class FakeAws {
     switch (action) {
       case "DescribeStacks": {
         if (!stack) return missing();
-        const step = stack.next;
-        stack.next = undefined;
+        const step = this.held.has(name) ? undefined : stack.next;
+        if (step) stack.next = undefined;
         step?.();
         if (!this.stacks.has(name)) return missing();
         const outputs = stack.outputs
@@ -233,8 +240,9 @@ export class FakeAws {
               `<member><Type>Resource</Type><ResourceChange>${tag("Action", "Add")}${tag("LogicalResourceId", id)}${tag("ResourceType", type)}</ResourceChange></member>`,
           )
           .join("");
+        const held = this.heldChangeSets.has(name);
         return ok(
-          `${tag("Status", cs.status)}${tag("StatusReason", cs.reason)}${tag("ExecutionStatus", "AVAILABLE")}<Changes>${changes}</Changes>`,
+          `${tag("Status", held ? "CREATE_IN_PROGRESS" : cs.status)}${tag("StatusReason", held ? undefined : cs.reason)}${tag("ExecutionStatus", held ? "UNAVAILABLE" : "AVAILABLE")}<Changes>${changes}</Changes>`,
         );
       }
       case "ExecuteChangeSet": {

@@ -176,6 +176,143 @@ describe("nitric-like up and down --provider aws", () => {
     expect(down.code, down.stderr).toBe(0);
   }, 60000);
 
+  /**
+   * The CLI in a process group of its own, as a terminal runs it: `interrupt()` is Ctrl-C there
+   * (SIGINT to the group), once stderr shows `after` (or `fake.calls` holds it).
+   */
+  function startCli(args: string[]) {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, NO_COLOR: "1" },
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    return {
+      get stderr() {
+        return stderr;
+      },
+      exited,
+      /** Waits until stderr shows `after.stderr`, or `fake.calls` holds `after.call`. */
+      async until(after: { stderr?: string; call?: string }): Promise<void> {
+        const end = Date.now() + 40000;
+        const seen = () =>
+          (after.stderr !== undefined && stderr.includes(after.stderr)) ||
+          (after.call !== undefined && fake.calls.includes(after.call));
+        while (!seen() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+        if (!seen()) child.kill("SIGKILL");
+        expect(seen(), stderr).toBe(true);
+      },
+      async interrupt(after: { stderr?: string; call?: string }): Promise<number | null> {
+        await this.until(after);
+        process.kill(-(child.pid as number), "SIGINT");
+        return exited;
+      },
+    };
+  }
+
+  it("stops following a deploy on Ctrl-C (exit 130), saying that CloudFormation goes on and what to do; a second up waits for it", async () => {
+    const dir = chat();
+    fake.held.add("held");
+    try {
+      const up = startCli(["up", dir, "--stack", "held", "--plain"]);
+      expect(await up.interrupt({ stderr: "held AWS::CloudFormation::Stack CREATE_IN_PROGRESS" }), up.stderr).toBe(130);
+      expect(up.stderr).toContain(
+        'error: up: stopped following stack "held" (Ctrl-C) while it is CREATE_IN_PROGRESS; CloudFormation goes on with the deploy without this command: "nitric-like outputs" shows its status, and its URLs once it is done; to undo it, run "nitric-like down" once it has finished',
+      );
+      expect(fake.stacks.get("held")?.status).toBe("CREATE_IN_PROGRESS");
+      const again = await runCli(["up", dir, "--stack", "held", "--plain"], { timeoutMs: 60000 });
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain(
+        'stack "held" is CREATE_IN_PROGRESS: another deploy or delete is under way; wait for it to finish',
+      );
+    } finally {
+      fake.held.delete("held");
+    }
+    const done = await runCli(["up", dir, "--stack", "held", "--plain"], { timeoutMs: 60000 });
+    expect(done.code, done.stderr).toBe(0);
+    expect(fake.stacks.get("held")?.status).toBe("CREATE_COMPLETE");
+
+    // An update: the way to stop it is CloudFormation's cancel.
+    const file = join(dir, "services", "chat.ts");
+    writeFileSync(file, `${readFileSync(file, "utf8")}\nconsole.log("v2");\n`);
+    fake.held.add("held");
+    try {
+      const update = startCli(["up", dir, "--stack", "held", "--plain"]);
+      expect(await update.interrupt({ stderr: "held AWS::CloudFormation::Stack UPDATE_IN_PROGRESS" })).toBe(130);
+      expect(update.stderr).toContain(
+        'to stop it, "aws cloudformation cancel-update-stack --stack-name held" rolls it back to the stack as it was',
+      );
+    } finally {
+      fake.held.delete("held");
+    }
+    expect((await runCli(["down", dir, "--stack", "held", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 120000);
+
+  it("on Ctrl-C before the change set runs, deletes it (and the empty stack a first deploy made) and says nothing was deployed", async () => {
+    const dir = chat();
+    fake.heldChangeSets.add("early");
+    fake.held.add("early");
+    fake.calls.length = 0;
+    try {
+      const up = startCli(["up", dir, "--stack", "early", "--plain"]);
+      expect(await up.interrupt({ call: "DescribeChangeSet" }), up.stderr).toBe(130);
+      expect(up.stderr).toContain('error: up: stopped (Ctrl-C) before stack "early" was changed: nothing was deployed');
+      expect(fake.calls).toEqual(expect.arrayContaining(["DeleteChangeSet", "DeleteStack"]));
+      expect(fake.calls).not.toContain("ExecuteChangeSet");
+    } finally {
+      fake.heldChangeSets.delete("early");
+      fake.held.delete("early");
+    }
+    await runCli(["outputs", dir, "--stack", "early", "--plain"]);
+    expect(fake.stacks.has("early")).toBe(false);
+  }, 60000);
+
+  it("stops following a delete on Ctrl-C (exit 130), saying that CloudFormation goes on deleting", async () => {
+    const dir = chat();
+    expect((await runCli(["up", dir, "--stack", "leaving", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    fake.held.add("leaving");
+    try {
+      const down = startCli(["down", dir, "--stack", "leaving", "--plain"]);
+      expect(await down.interrupt({ stderr: "leaving AWS::CloudFormation::Stack DELETE_IN_PROGRESS" })).toBe(130);
+      expect(down.stderr).toContain(
+        'error: down: stopped following stack "leaving" (Ctrl-C) while it is DELETE_IN_PROGRESS; CloudFormation goes on deleting it without this command',
+      );
+    } finally {
+      fake.held.delete("leaving");
+    }
+    await runCli(["outputs", dir, "--stack", "leaving", "--plain"]);
+    expect(fake.stacks.has("leaving")).toBe(false);
+  }, 60000);
+
+  it("waits for the artifact bucket's stack when another up is making it, rather than calling it broken", async () => {
+    const bootstrap = fake.stacks.get("nitric-like-bootstrap");
+    if (!bootstrap) throw new Error("the first test made no bootstrap stack");
+    const outputs = bootstrap.outputs;
+    bootstrap.status = "CREATE_IN_PROGRESS";
+    bootstrap.outputs = [];
+    bootstrap.next = () => {
+      bootstrap.status = "CREATE_COMPLETE";
+      bootstrap.outputs = outputs;
+    };
+    fake.held.add("nitric-like-bootstrap");
+    try {
+      const up = startCli(["up", chat(), "--stack", "second", "--plain"]);
+      await up.until({
+        stderr: "waiting for stack nitric-like-bootstrap (the artifact bucket): it is CREATE_IN_PROGRESS",
+      });
+      fake.held.delete("nitric-like-bootstrap");
+      expect(await up.exited, up.stderr).toBe(0);
+      expect(up.stderr).toContain('stack "second" is deployed');
+    } finally {
+      fake.held.delete("nitric-like-bootstrap");
+    }
+    expect((await runCli(["down", chat(), "--stack", "second", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 60000);
+
   it("serves a socket at its custom domain (--env picks the environment's), and refuses a certificate of another region before uploading anything", async () => {
     const dir = chat();
     const cert = (region: string) => `arn:aws:acm:${region}:123456789012:certificate/0a1b2c3d`;

@@ -5,8 +5,8 @@
  * (local development), `build` (write deployable artifacts), `up` and `down` (deploy and remove).
  * The CLI runs the collect pass and the spec checks first, so a provider only ever gets an app
  * that passed them. An error a provider throws with `userFacing: true` is shown to the user as
- * its message alone (say what went wrong and how to fix it); any other error is a bug, shown with
- * its stack.
+ * its message alone (say what went wrong and how to fix it), and the CLI exits with its `exitCode`
+ * (1 when it has none); any other error is a bug, shown with its stack.
  */
 import type { AppLimits } from "./limits.js";
 import type { Project, ServiceEntry } from "./project.js";

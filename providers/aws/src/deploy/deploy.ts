@@ -35,6 +35,55 @@ export class DeployError extends Error {
   override readonly name = "DeployError";
   /** The CLI prints only the message. */
   readonly userFacing = true;
+  /** The exit code the CLI ends with: 1, or 130 when Ctrl-C stopped the command. */
+  readonly exitCode: number;
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+/**
+ * Ctrl-C (SIGINT) once CloudFormation has been asked to change a stack. Node's default ends the
+ * process at once, saying nothing, while CloudFormation goes on with the change (or keeps the
+ * change set made for it). Between start() and stop() the first Ctrl-C is noted instead: the
+ * command stops at its next step and says where the stack is and what to do; a second ends the
+ * process at once, with 130 as a shell gives.
+ */
+class Interrupt {
+  /** Whether Ctrl-C was pressed. */
+  signalled = false;
+  private wake: (() => void) | undefined;
+  private readonly onSignal = () => {
+    if (this.signalled) process.exit(130);
+    this.signalled = true;
+    this.wake?.();
+  };
+
+  start(): this {
+    process.on("SIGINT", this.onSignal);
+    return this;
+  }
+
+  stop(): void {
+    process.off("SIGINT", this.onSignal);
+  }
+
+  /** Waits `ms`, or less when Ctrl-C is pressed meanwhile. */
+  sleep(ms: number): Promise<void> {
+    if (this.signalled) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
 }
 
 /** The stack that owns the artifact bucket of an account and region. */
@@ -313,7 +362,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const done = (status: string) => !status.endsWith("_IN_PROGRESS");
 const failed = (status: string) => status.endsWith("_FAILED") || status.includes("ROLLBACK");
 
-/** Polls a stack until it settles, logging each new event; throws a DeployError listing what failed. */
+/** What stops follow() when Ctrl-C is pressed: the Interrupt, and the error to throw for the stack's status. */
+interface Stoppable {
+  interrupt: Interrupt;
+  stopped: (status: string) => DeployError;
+}
+
+/**
+ * Polls a stack until it settles, logging each new event; throws a DeployError listing what failed
+ * (or, on Ctrl-C, `stop`'s, once the events so far are shown).
+ */
 async function follow(
   cfn: CloudFormationClient,
   stack: string,
@@ -321,6 +379,7 @@ async function follow(
   pollMs: number,
   since: Date,
   gone = false,
+  stop?: Stoppable,
 ): Promise<Stack | undefined> {
   const seen = new Set<string>();
   const failures: string[] = [];
@@ -356,7 +415,8 @@ async function follow(
       }
       return current;
     }
-    await sleep(pollMs);
+    if (stop?.interrupt.signalled) throw stop.stopped(status);
+    await (stop ? stop.interrupt.sleep(pollMs) : sleep(pollMs));
   }
 }
 
@@ -374,11 +434,15 @@ async function artifactBucket(cfn: CloudFormationClient, logger: Logger, pollMs:
       new CreateStackCommand({ StackName: BOOTSTRAP_STACK, TemplateBody: JSON.stringify(BOOTSTRAP_TEMPLATE) }),
     );
     stack = await follow(cfn, BOOTSTRAP_STACK, logger, pollMs, since);
+  } else if (stack.StackStatus?.endsWith("_IN_PROGRESS") && stack.StackStatus !== "REVIEW_IN_PROGRESS") {
+    // Another up making it now, or one stopped (Ctrl-C) while it made it: CloudFormation goes on.
+    logger.info(`waiting for stack ${BOOTSTRAP_STACK} (the artifact bucket): it is ${stack.StackStatus}`);
+    stack = await follow(cfn, BOOTSTRAP_STACK, logger, pollMs, new Date());
   }
   const bucket = stack ? outputsOf(stack).BucketName : undefined;
   if (!bucket) {
     throw new DeployError(
-      `stack ${BOOTSTRAP_STACK} has no BucketName output; delete it (aws cloudformation delete-stack --stack-name ${BOOTSTRAP_STACK}) and deploy again`,
+      `stack ${BOOTSTRAP_STACK}${stack?.StackStatus ? ` is ${stack.StackStatus} and` : ""} has no BucketName output; delete it (aws cloudformation delete-stack --stack-name ${BOOTSTRAP_STACK}) and deploy again`,
     );
   }
   return bucket;
@@ -421,6 +485,7 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { stack, logger } = options;
   const pollMs = options.pollMs ?? defaultPollMs();
   const { cfn, s3 } = clients(options.region);
+  const interrupt = new Interrupt();
   try {
     let step = "finding the artifact bucket";
     let region: string;
@@ -471,6 +536,21 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
         const current = (await describeStack(cfn, stack)) as Stack;
         return { stack, outputs: outputsOf(current), sockets: socketsOf(current), changed: false };
       };
+      // From here CloudFormation holds what this deploy made: Ctrl-C stops it at the next step
+      // and says what is left (see Interrupt).
+      interrupt.start();
+      // Before the change set is executed, the stack is as it was: the change set is deleted, and
+      // so is the empty stack (REVIEW_IN_PROGRESS) a first deploy's change set made.
+      const stopBeforeExecuting = async () => {
+        await cfn
+          .send(new DeleteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }))
+          .catch(() => undefined);
+        if (!existing) await cfn.send(new DeleteStackCommand({ StackName: stack })).catch(() => undefined);
+        return new DeployError(
+          `up: stopped (Ctrl-C) before stack "${stack}" was changed: nothing was deployed${existing ? "; it is as it was" : ""}`,
+          130,
+        );
+      };
       try {
         await cfn.send(
           new CreateChangeSetCommand({
@@ -497,8 +577,10 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
           if (noChanges(cs.StatusReason)) return await unchanged();
           throw new DeployError(`the change set for stack "${stack}" failed: ${cs.StatusReason ?? "no reason given"}`);
         }
-        await sleep(pollMs);
+        if (interrupt.signalled) throw await stopBeforeExecuting();
+        await interrupt.sleep(pollMs);
       }
+      if (interrupt.signalled) throw await stopBeforeExecuting();
       step = `deploying stack "${stack}"`;
       const since = new Date(Date.now() - 1000);
       try {
@@ -508,12 +590,22 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
         if (noChanges((error as Error).message)) return await unchanged();
         throw error;
       }
-      const result = (await follow(cfn, stack, logger, pollMs, since)) as Stack;
+      const stopped = (status: string) =>
+        new DeployError(
+          `up: stopped following stack "${stack}" (Ctrl-C) while it is ${status}; CloudFormation goes on with the deploy without this command: "nitric-like outputs" shows its status, and its URLs once it is done; ${
+            type === "CREATE"
+              ? `to undo it, run "nitric-like down" once it has finished`
+              : `to stop it, "aws cloudformation cancel-update-stack --stack-name ${stack}" rolls it back to the stack as it was`
+          }`,
+          130,
+        );
+      const result = (await follow(cfn, stack, logger, pollMs, since, false, { interrupt, stopped })) as Stack;
       return { stack, outputs: outputsOf(result), sockets: socketsOf(result), changed: true };
     } catch (error) {
       throw explain(error, step);
     }
   } finally {
+    interrupt.stop();
     cfn.destroy();
     s3.destroy();
   }
@@ -724,6 +816,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
   const ddb = new DynamoDBClient(options.region ? { region: options.region } : {});
   const doing = `deleting stack "${options.stack}"`;
   const pollMs = options.pollMs ?? defaultPollMs();
+  const interrupt = new Interrupt();
   try {
     try {
       await cfn.config.region();
@@ -743,7 +836,14 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
         // The one state in which DeleteStack itself may leave resources behind.
         retain = kept;
       } else {
-        await retainTables(cfn, s3, stack, template, kept, options.logger, pollMs);
+        interrupt.start();
+        await retainTables(cfn, s3, stack, template, kept, options.logger, pollMs, interrupt);
+        if (interrupt.signalled) {
+          throw new DeployError(
+            `down: stopped (Ctrl-C) once stack "${options.stack}" was updated to keep its kv tables and secrets; it is not deleted: run "nitric-like down --keep-data" again to delete it`,
+            130,
+          );
+        }
       }
     } else if (!options.keepData && tables.length > 0 && options.confirm) {
       const held: KvTable[] = [];
@@ -765,10 +865,16 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
       );
     }
     const since = new Date(Date.now() - 1000);
+    interrupt.start();
     await cfn.send(
       new DeleteStackCommand({ StackName: options.stack, ...(retain ? { RetainResources: retain } : {}) }),
     );
-    await follow(cfn, options.stack, options.logger, pollMs, since, true);
+    const stopped = (now: string) =>
+      new DeployError(
+        `down: stopped following stack "${options.stack}" (Ctrl-C) while it is ${now}; CloudFormation goes on deleting it without this command: "nitric-like outputs" says whether it is still there`,
+        130,
+      );
+    await follow(cfn, options.stack, options.logger, pollMs, since, true, { interrupt, stopped });
     if (options.keepData) {
       for (const s of secrets) options.logger.info(`kept secret "${s.secret}": ${s.arn}`);
     }
@@ -776,6 +882,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
   } catch (error) {
     throw explain(error, doing);
   } finally {
+    interrupt.stop();
     cfn.destroy();
     s3.destroy();
     ddb.destroy();
@@ -796,6 +903,7 @@ async function retainTables(
   logicalIds: string[],
   logger: Logger,
   pollMs: number,
+  interrupt: Interrupt,
 ): Promise<void> {
   const name = stack.StackName ?? "";
   for (const logicalId of logicalIds) {
@@ -826,5 +934,10 @@ async function retainTables(
     if (noChanges((error as Error).message)) return;
     throw error;
   }
-  await follow(cfn, name, logger, pollMs, since);
+  const stopped = (status: string) =>
+    new DeployError(
+      `down: stopped following stack "${name}" (Ctrl-C) while it is ${status}, updated to keep its kv tables and secrets; CloudFormation goes on with that update, and the stack is not deleted: run "nitric-like down --keep-data" again once it has finished`,
+      130,
+    );
+  await follow(cfn, name, logger, pollMs, since, false, { interrupt, stopped });
 }
