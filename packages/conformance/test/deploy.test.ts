@@ -515,6 +515,37 @@ describe("nitric-like up and down --provider aws", () => {
     }
   }, 60000);
 
+  it("says the endpoint is not AWS when AWS_ENDPOINT_URL points at a web server, never that the stack is not there", async () => {
+    // A web page parses as an empty AWS answer: taken for "no such stack" before.
+    const web = createServer((_req, res) =>
+      res.writeHead(200, { "content-type": "text/html" }).end("<html><head><title>my app</title></head></html>"),
+    );
+    await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
+    const env = { AWS_ENDPOINT_URL_CLOUDFORMATION: url, AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: url };
+    const said = (variable: string) =>
+      `the endpoint "${url}" (${variable}) answered with something that is not an AWS answer`;
+    try {
+      for (const [command, doing] of [
+        ["up", 'up: checking stack "chat"'],
+        ["down", 'down: checking stack "chat"'],
+        ["outputs", 'describing stack "chat"'],
+        ["logs", 'reading the logs of stack "chat"'],
+      ] as const) {
+        const { code, stderr } = await runCli([command, project, "--plain"], { timeoutMs: 60000, env });
+        expect(code, stderr).toBe(1);
+        expect(stderr).toContain(`error: ${doing}: `);
+        expect(stderr).toContain(
+          command === "logs" ? said("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS") : said("AWS_ENDPOINT_URL_CLOUDFORMATION"),
+        );
+        expect(stderr).toContain("check that it is LocalStack or moto and working, or unset it to use AWS");
+        expect(stderr).not.toMatch(/no such stack|disappeared|Deserialization|unexpected failure/);
+      }
+    } finally {
+      await new Promise((r) => web.close(r));
+    }
+  }, 60000);
+
   it("says to set a region when none is configured", async () => {
     delete process.env.AWS_REGION;
     try {

@@ -140,8 +140,12 @@ export interface DeployOutcome {
   changed: boolean;
 }
 
-/** Turns an AWS SDK failure into what the user should do about it. */
-export function explain(error: unknown, doing: string): Error {
+/**
+ * Turns an AWS SDK failure into what the user should do about it. `service` is the client's, as
+ * its endpoint variable names it (`CLOUDWATCH_LOGS` for AWS_ENDPOINT_URL_CLOUDWATCH_LOGS), when
+ * the caller knows it.
+ */
+export function explain(error: unknown, doing: string, service?: string): Error {
   if (error instanceof DeployError) return error;
   const e = error as { name?: string; message?: string; Code?: string };
   const name = e.name ?? "";
@@ -153,6 +157,13 @@ export function explain(error: unknown, doing: string): Error {
   }
   const unreachable = unreachableEndpoint(error);
   if (unreachable) return new DeployError(`${doing}: ${unreachable}`);
+  if (error instanceof NotAnAwsAnswer) return notAnAwsAnswer(doing, "", error.service);
+  // The SDK could not parse the answer: a web page, or whatever else the endpoint is.
+  if (/Deserialization error|XML parse error|is not valid JSON/i.test(message)) {
+    const meta = error as { $metadata?: { httpStatusCode?: number }; $response?: { statusCode?: number } };
+    const status = meta.$response?.statusCode ?? meta.$metadata?.httpStatusCode;
+    return notAnAwsAnswer(doing, status === undefined ? "" : ` (HTTP ${status})`, service);
+  }
   if (/Region is missing/i.test(message)) {
     return new DeployError(`${doing}: no AWS region; set AWS_REGION or pass --region`);
   }
@@ -165,6 +176,47 @@ export function explain(error: unknown, doing: string): Error {
     return new DeployError(`${doing}: AWS denied it: ${message}; the credentials need that permission`);
   }
   return new DeployError(`${doing}: ${name ? `${name}: ` : ""}${message}`);
+}
+
+/**
+ * Where a client's calls went instead of AWS, as `"<url>" (<variable>)`: `service`'s own endpoint
+ * variable, else AWS_ENDPOINT_URL; for a service not known, every endpoint variable set, by URL.
+ * Undefined when the calls went to AWS.
+ */
+function customEndpoints(service: string | undefined): string | undefined {
+  const set = (
+    service === undefined
+      ? Object.keys(process.env)
+          .filter((k) => /^AWS_ENDPOINT_URL(_[A-Z0-9_]+)?$/.test(k))
+          .sort()
+      : [[`AWS_ENDPOINT_URL_${service}`, "AWS_ENDPOINT_URL"].find((k) => process.env[k])]
+  ).filter((k): k is string => k !== undefined && Boolean(process.env[k]));
+  if (set.length === 0) return undefined;
+  const byUrl = new Map<string, string[]>();
+  for (const k of set) byUrl.set(process.env[k] as string, [...(byUrl.get(process.env[k] as string) ?? []), k]);
+  return [...byUrl].map(([url, names]) => `${JSON.stringify(url)} (${names.join(", ")})`).join(", ");
+}
+
+/** An answer that parsed, but as nothing AWS sends (describeStack); explain() says what it means. */
+class NotAnAwsAnswer extends Error {
+  override readonly name = "NotAnAwsAnswer";
+  constructor(readonly service: string) {
+    super("not an AWS answer");
+  }
+}
+
+/**
+ * An answer the SDK read as nothing AWS sends (a web page, an empty document): most often an
+ * AWS_ENDPOINT_URL pointing at something that is not LocalStack or moto. Said so, rather than
+ * taken for a stack that is not there.
+ */
+export function notAnAwsAnswer(doing: string, detail = "", service?: string): DeployError {
+  const endpoints = customEndpoints(service);
+  return new DeployError(
+    endpoints
+      ? `${doing}: the endpoint ${endpoints} answered with something that is not an AWS answer${detail}; check that it is LocalStack or moto and working, or unset it to use AWS`
+      : `${doing}: AWS's answer could not be read${detail}; check for a proxy between this machine and AWS (HTTPS_PROXY), then try again`,
+  );
 }
 
 /** AWS's region names: `us-east-1`, `ap-southeast-4`, `us-gov-west-1`, `cn-north-1`. */
@@ -350,12 +402,17 @@ function clients(region: string | undefined) {
 
 /** A stack as DescribeStacks has it; undefined when there is no such stack. */
 async function describeStack(cfn: CloudFormationClient, stack: string): Promise<Stack | undefined> {
+  let found: Stack | undefined;
   try {
-    return (await cfn.send(new DescribeStacksCommand({ StackName: stack }))).Stacks?.[0];
+    found = (await cfn.send(new DescribeStacksCommand({ StackName: stack }))).Stacks?.[0];
   } catch (error) {
     if (/does not exist/.test((error as Error).message ?? "")) return undefined;
     throw error;
   }
+  // CloudFormation answers a stack that is not there with an error, never with no stack: this
+  // answer came from something else (an HTML page parses as an empty one).
+  if (found?.StackName === undefined) throw new NotAnAwsAnswer("CLOUDFORMATION");
+  return found;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

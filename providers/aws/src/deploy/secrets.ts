@@ -64,7 +64,7 @@ export async function putSecret(options: PutSecretRequest): Promise<{ version: s
         `${doing}: Secrets Manager refused ${arn} (${name}: ${(error as Error).message}); if the secret was deleted outside the stack, restore it (aws secretsmanager restore-secret --secret-id ${arn}) or deploy the app again`,
       );
     }
-    throw explain(error, doing);
+    throw explain(error, doing, "SECRETS_MANAGER");
   } finally {
     client.destroy();
   }
