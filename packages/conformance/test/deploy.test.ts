@@ -28,21 +28,33 @@ const fake = new FakeAws();
 const noTerminal = spawnSync("script", ["--version"], { encoding: "utf8" }).error ? "no `script` command" : undefined;
 
 /**
- * Runs the CLI on a pseudo-terminal (`script`), answers `answer` once it asks "(y/N)", and gives
- * what the terminal showed.
+ * Runs the CLI on a pseudo-terminal (`script`), answers `answer` once it asks "(y/N)" (after
+ * `waitMs`), and gives what the terminal showed, and what it showed from the question until the
+ * answer. With `colour`, as a terminal that takes colours runs it (spinners drawn).
  */
-function runCliOnTerminal(args: string[], answer: string): Promise<{ code: number | null; output: string }> {
+function runCliOnTerminal(
+  args: string[],
+  answer: string,
+  options: { colour?: boolean; waitMs?: number } = {},
+): Promise<{ code: number | null; output: string; whileAsking: string }> {
   const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
   const command = [process.execPath, CLI, ...args].map(quote).join(" ");
+  const env: Record<string, string | undefined> = options.colour
+    ? { ...process.env, NO_COLOR: undefined, TERM: "xterm" }
+    : { ...process.env, NO_COLOR: "1" };
   return new Promise((resolve, reject) => {
-    const child = spawn("script", ["-qec", command, "/dev/null"], { env: { ...process.env, NO_COLOR: "1" } });
+    const child = spawn("script", ["-qec", command, "/dev/null"], { env });
     let output = "";
-    let answered = false;
+    let whileAsking = "";
+    let asked = false;
     const read = (d: Buffer) => {
       output += d.toString();
-      if (!answered && output.includes("(y/N)")) {
-        answered = true;
-        child.stdin.write(`${answer}\n`);
+      if (!asked && output.includes("(y/N)")) {
+        asked = true;
+        setTimeout(() => {
+          whileAsking = output.slice(output.indexOf("(y/N)"));
+          child.stdin.write(answer === "\u0003" ? answer : `${answer}\n`);
+        }, options.waitMs ?? 0);
       }
     };
     child.stdout.on("data", read);
@@ -53,7 +65,7 @@ function runCliOnTerminal(args: string[], answer: string): Promise<{ code: numbe
     }, 60000);
     child.on("exit", (code) => {
       clearTimeout(timer);
-      resolve({ code, output });
+      resolve({ code, output, whileAsking });
     });
   });
 }
@@ -624,6 +636,19 @@ describe("nitric-like up and down --provider aws", () => {
       expect(no.code).toBe(1);
       expect(fake.stacks.get("asked-chat")?.status).toBe("CREATE_COMPLETE");
       expect(fake.tables.get("connectionskvtable-fake")).toBe(1);
+      // In colour the spinner stops while the question waits (drawn on its line, it hid it), and
+      // Ctrl-C there is a no (exit 130), the question left on screen.
+      const stopped = await runCliOnTerminal(["down", dir, "--stack", "asked-chat"], "\u0003", {
+        colour: true,
+        waitMs: 600,
+      });
+      expect(stopped.whileAsking).not.toContain("deleting stack");
+      expect(stopped.whileAsking).not.toContain("\r");
+      expect(stopped.output).toMatch(
+        /Delete them\? \(y\/N\) \S*\r?\n\S*error:\S* down: nothing was deleted \(Ctrl-C\)/,
+      );
+      expect(stopped.code).toBe(130);
+      expect(fake.stacks.get("asked-chat")?.status).toBe("CREATE_COMPLETE");
       const yes = await runCliOnTerminal(["down", dir, "--stack", "asked-chat", "--plain"], "y");
       expect(yes.code, yes.output).toBe(0);
       expect(yes.output).toContain('stack "asked-chat" is deleted');

@@ -172,7 +172,7 @@ export async function downCommand(options: DeployCommandOptions, output: Output)
       logger: output,
       ...(options.region ? { region: options.region } : {}),
       ...(options.keepData ? { keepData: true } : {}),
-      confirmDataLoss: (stores) => confirmDataLoss(stores, stack, options.yes === true),
+      confirmDataLoss: (stores) => confirmDataLoss(stores, stack, options.yes === true, output),
     })
     .finally(() => progress.done());
   const kept = result?.kept ?? [];
@@ -186,7 +186,7 @@ export async function downCommand(options: DeployCommandOptions, output: Output)
  * Whether `down` may delete stores that hold data: yes with --yes; on a terminal, the user's
  * answer (no unless "y"); off a terminal (CI), a refusal naming --yes and --keep-data.
  */
-async function confirmDataLoss(stores: StoredData[], stack: string, yes: boolean): Promise<boolean> {
+async function confirmDataLoss(stores: StoredData[], stack: string, yes: boolean, output: Output): Promise<boolean> {
   if (yes) return true;
   const list = `${stores.map((s) => `kv "${s.store}" (table ${s.name})`).join(", ")} ${stores.length === 1 ? "holds" : "hold"}`;
   if (process.stdin.isTTY !== true || process.stderr.isTTY !== true) {
@@ -196,9 +196,17 @@ async function confirmDataLoss(stores: StoredData[], stack: string, yes: boolean
   }
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    const answer = await prompt.question(
-      `down: ${list} items, deleted for good with stack "${stack}". Delete them? (y/N) `,
-    );
+    // The spinner stops meanwhile: redrawn on the question's line, it would hide the question.
+    const answer = await output
+      .aside(() => prompt.question(`down: ${list} items, deleted for good with stack "${stack}". Delete them? (y/N) `))
+      .catch((error: Error) => {
+        // Ctrl-C at the question (readline's AbortError): a no.
+        if (error.name === "AbortError") {
+          output.err.write("\n"); // the question's line stays as answered
+          throw new UserError("down: nothing was deleted (Ctrl-C)", 130);
+        }
+        throw error;
+      });
     if (/^y(es)?$/i.test(answer.trim())) return true;
     throw new UserError(
       `down: nothing was deleted; run "nitric-like down --keep-data" to delete the stack and keep the tables`,

@@ -910,8 +910,9 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
         try {
           go = await options.confirm(held);
         } catch (error) {
-          // The caller's refusal, said as it said it.
-          throw new DeployError((error as Error).message);
+          // The caller's refusal, said as it said it, with its exit code (130 for Ctrl-C).
+          const code = (error as { exitCode?: unknown }).exitCode;
+          throw new DeployError((error as Error).message, typeof code === "number" ? code : 1);
         }
         if (!go) throw new DeployError("down: nothing was deleted");
       }
