@@ -693,6 +693,13 @@ export async function deployedStack(
   doing: string,
   missing: string,
 ): Promise<Stack> {
+  // A name no stack can have (from --stack): said so, not that the stack is missing. A stack's id
+  // (its ARN) names it too.
+  if (!options.stack.startsWith("arn:") && stackNameProblem(options.stack) !== undefined) {
+    throw new DeployError(
+      `${doing}: no stack can be named ${JSON.stringify(options.stack)}: a CloudFormation stack name starts with a letter and holds only letters, digits and hyphens, at most 128; check --stack`,
+    );
+  }
   const { cfn, s3 } = clients(options.region);
   s3.destroy();
   try {
