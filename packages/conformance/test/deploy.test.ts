@@ -325,6 +325,35 @@ describe("nitric-like up and down --provider aws", () => {
     expect((await runCli(["down", chat(), "--stack", "second", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
   }, 60000);
 
+  it("secret put --provider aws on a terminal says the stack lacks the secret before the value is typed", async () => {
+    const lab = copyProject(join(FIXTURES, "lab-ours"));
+    const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+    const command = [process.execPath, CLI, "secret", "put", "vault", lab, "--provider", "aws", "--stack", "held"]
+      .map(quote)
+      .join(" ");
+    // Deployed without the secret (the chat app), and a stack that is not there.
+    expect((await runCli(["up", chat(), "--stack", "held", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    for (const [stack, said] of [
+      ["held", 'secret put vault: stack "held" has no secret "vault" (it has none)'],
+      ["nowhere", 'secret put vault: there is no stack "nowhere" in this account and region'],
+    ]) {
+      const child = spawn("script", ["-qec", command.replace("'held'", `'${stack}'`), "/dev/null"], {
+        env: { ...process.env, NO_COLOR: "1" },
+      });
+      let seen = "";
+      child.stdout.on("data", (d) => {
+        seen += d;
+        // Asked anyway: typed, to end it.
+        if (seen.includes("not shown")) child.stdin.write("typed for nothing\r");
+      });
+      const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+      expect(code, seen).toBe(1);
+      expect(seen).toContain(said);
+      expect(seen).not.toContain("value of secret");
+    }
+    expect((await runCli(["down", chat(), "--stack", "held", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 90000);
+
   it("serves a socket at its custom domain (--env picks the environment's), and refuses a certificate of another region before uploading anything", async () => {
     const dir = chat();
     const cert = (region: string) => `arn:aws:acm:${region}:123456789012:certificate/0a1b2c3d`;

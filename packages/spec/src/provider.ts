@@ -441,6 +441,12 @@ export interface Provider {
    * with `userFacing` when the secret or the deployment is not there.
    */
   putSecret?(options: SecretPutOptions): Promise<{ version: string; where?: string }>;
+  /**
+   * Checks, before `secret put` asks for the value at the terminal, that putSecret could store it
+   * (for aws: the stack is deployed with that secret, and the credentials and region work), so a
+   * value is not typed for nothing. Throws an Error with `userFacing` saying what to do.
+   */
+  checkSecret?(options: Omit<SecretPutOptions, "value">): Promise<void>;
 }
 
 /** What the CLI gives a provider to store a secret's value (`nitric-like secret put`). */

@@ -8,7 +8,7 @@ import type { Provider, SocketDomain } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
 import { logicalName } from "./build/template.js";
 import { deploy, describeDeployment, destroy, nodeVersionNotice, preflight } from "./deploy/deploy.js";
-import { putSecret } from "./deploy/secrets.js";
+import { deployedSecretArn, putSecret } from "./deploy/secrets.js";
 import { runEmulated } from "./emulator/run.js";
 
 export { type AwsBuild, artifactHash, buildAws } from "./build/build.js";
@@ -114,6 +114,14 @@ export const provider: Provider = {
       secret: options.secret,
       value: options.value,
       logger: options.logger,
+    });
+  },
+  checkSecret: async (options) => {
+    nodeVersionNotice(options.logger);
+    await deployedSecretArn({
+      stack: options.stack,
+      ...(options.region ? { region: options.region } : {}),
+      secret: options.secret,
     });
   },
   async *logs(options) {
