@@ -213,7 +213,23 @@ describe("nitric-like build --provider aws", () => {
     const own = await build(project);
     expect(timeoutOf(own.template)).toEqual([30, expect.stringContaining('"NITRIC_LIKE_HANDLER_TIMEOUT_MS":"20000"')]);
     expect(own.stderr).not.toContain("environments.");
-  }, 40000);
+
+    // run --provider aws takes its --env's (local by default), as run does.
+    appendFileSync(join(project, "nitric-like.yaml"), "  local:\n    limits: { handlerTimeout: 7s }\n");
+    const emulated = () =>
+      JSON.parse(readFileSync(join(project, ".nitric-like", "aws-run", "template.json"), "utf8")) as Template;
+    for (const [args, ms] of [
+      [[], "7000"],
+      [["--env", "prod"], "12000"],
+    ] as const) {
+      const app = await startApp(project, ["--provider", "aws", ...args]);
+      try {
+        expect(timeoutOf(emulated())[1]).toContain(`"NITRIC_LIKE_HANDLER_TIMEOUT_MS":"${ms}"`);
+      } finally {
+        await app.stop();
+      }
+    }
+  }, 90000);
 
   it("puts the variables of --env-from into every function's environment, names only said, and refuses what Lambda would", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));
