@@ -1,6 +1,7 @@
 /** The `nitric-like` command: parses arguments, runs one command, turns errors into exit codes. */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { didYouMean } from "@nitric-like/spec";
 import { BUILD_HELP, buildCommand } from "./commands/build.js";
 import { CONNECT_HELP, connectCommand } from "./commands/connect.js";
 import { LOGS_HELP, logsCommand } from "./commands/logs.js";
@@ -364,18 +365,32 @@ function parse(command: string, args: string[]) {
       plain: { type: "boolean" },
     },
   } as const;
+  const accepted = { ...(options[command as keyof typeof options] ?? {}), plain: { type: "boolean" } } as const;
   try {
-    const parsed = parseArgs({
-      args,
-      options: { ...(options[command as keyof typeof options] ?? {}), plain: { type: "boolean" } },
-      allowPositionals: true,
-      strict: true,
-    });
+    const parsed = parseArgs({ args, options: accepted, allowPositionals: true, strict: true });
     return {
       positionals: parsed.positionals,
       values: parsed.values as Record<string, string | string[] | boolean | undefined>,
     };
   } catch (error) {
-    throw new UserError(`${command}: ${(error as Error).message}; run "nitric-like ${command} --help" for its options`);
+    const help = `run "nitric-like ${command} --help" for its options`;
+    if ((error as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      // Node's own words ("To specify a positional argument starting with a '-' ...") fit a
+      // mistyped option badly: the option as given, the one most likely meant.
+      const given = /'([^']+)'/.exec((error as Error).message)?.[1] ?? "";
+      throw new UserError(`${command}: unknown option ${given}${unknownOptionHint(given, accepted)}; ${help}`);
+    }
+    throw new UserError(`${command}: ${(error as Error).message}; ${help}`);
   }
+}
+
+/** What an unknown option was most likely meant as: one the command takes, or AWS's own setting. */
+function unknownOptionHint(given: string, accepted: Record<string, unknown>): string {
+  const name = given.replace(/^-+/, "").replace(/=.*$/, "");
+  // The AWS CLI's --profile and --endpoint-url are environment variables here, as for the SDK.
+  if (name === "profile" && "region" in accepted) return ": the AWS profile is chosen with AWS_PROFILE=<name>";
+  if (name === "endpoint-url" && "region" in accepted) return ": the endpoint is chosen with AWS_ENDPOINT_URL=<url>";
+  const known = [...Object.keys(accepted), "help"];
+  const near = didYouMean(name, known);
+  return near === undefined ? "" : ` (did you mean --${near}?)`;
 }
