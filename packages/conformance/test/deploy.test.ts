@@ -617,7 +617,13 @@ describe("nitric-like up and down --provider aws", () => {
 
     const down = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
     expect(down.code, down.stderr).toBe(0);
-    expect(JSON.parse(down.stdout)).toEqual({ stack: "json-chat", provider: "aws", deleted: true, kept: [] });
+    expect(JSON.parse(down.stdout)).toEqual({
+      stack: "json-chat",
+      provider: "aws",
+      deleted: true,
+      kept: [],
+      keptSecrets: [],
+    });
     const again = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
     expect(again.code).toBe(1);
     expect(JSON.parse(again.stdout).error.message).toContain("there is no such stack in this account and region");
@@ -1184,10 +1190,17 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
 
     it("down --keep-data retains the secret through a stack update and names it; a plain down says it deletes it", async () => {
       const before = fake.calls.length;
-      await aws.down?.({ project: app("unused").project, stack: "vault", logger, keepData: true });
+      const down = await runCli(["down", project, "--stack", "vault", "--keep-data", "--json"], { timeoutMs: 60000 });
+      expect(down.code, down.stderr).toBe(0);
       const calls = fake.calls.slice(before).join(" ");
       expect(calls).toMatch(/UpdateStack.*DeleteStack/);
-      expect(lines.join("\n")).toContain(`kept secret "api-key": ${SECRET_ID}`);
+      expect(down.stderr).toContain(`kept secret "api-key": ${SECRET_ID}`);
+      // --json names what was kept, the secret too (a script has its ARN).
+      expect(JSON.parse(down.stdout)).toMatchObject({
+        stack: "vault",
+        deleted: true,
+        keptSecrets: [{ secret: "api-key", name: SECRET_ID }],
+      });
       expect(fake.stacks.has("vault")).toBe(false);
 
       await aws.up?.(app("gone"));

@@ -366,6 +366,8 @@ export interface StoredData {
 export interface DestroyResult {
   /** The stores whose data was kept (`keepData`), and where. */
   kept?: StoredData[];
+  /** The secrets kept (`keepData`), and where (for aws: the secret's ARN). */
+  keptSecrets?: { secret: string; name: string }[];
 }
 
 /** What the CLI gives a provider to check a deploy can start, before anything is bundled. */

@@ -101,7 +101,10 @@ export const provider: Provider = {
               Promise.resolve(true),
           }
         : {}),
-    }).then((outcome) => ({ kept: outcome.kept.map((t) => ({ store: t.store, name: t.table })) })),
+    }).then((outcome) => ({
+      kept: outcome.kept.map((t) => ({ store: t.store, name: t.table })),
+      keptSecrets: outcome.keptSecrets.map((s) => ({ secret: s.secret, name: s.arn })),
+    })),
   outputs: (options) => {
     nodeVersionNotice(options.logger);
     return describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) });

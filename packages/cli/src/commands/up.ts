@@ -75,8 +75,8 @@ Options:
                       nitric-like:kept-from-stack=<stack>), then deleted; the kept
                       tables' names are printed.
   --json              Print {"stack", "provider", "deleted": true, "kept": [{"store",
-                      "name"}]} on stdout when done; a failure is {"error": {"message",
-                      "problems"}} on stdout.
+                      "name"}], "keptSecrets": [{"secret", "name"}]} on stdout when
+                      done; a failure is {"error": {"message", "problems"}} on stdout.
   --plain             No colours.
   -h, --help          Show this help.
 `;
@@ -176,9 +176,10 @@ export async function downCommand(options: DeployCommandOptions, output: Output)
     })
     .finally(() => progress.done());
   const kept = result?.kept ?? [];
+  const keptSecrets = result?.keptSecrets ?? [];
   output.info(`stack "${stack}" is deleted`);
   for (const k of kept) output.info(`kept kv "${k.store}": table ${k.name}`);
-  output.json({ stack, provider: provider.name, deleted: true, kept });
+  output.json({ stack, provider: provider.name, deleted: true, kept, keptSecrets });
   return 0;
 }
 
