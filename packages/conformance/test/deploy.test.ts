@@ -164,6 +164,12 @@ describe("nitric-like up and down --provider aws", () => {
       'stack "broken" is ROLLBACK_COMPLETE: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack broken", then "nitric-like up" again',
     );
     expect(stderr).not.toContain("bundling");
+    // outputs too says what the status means and the way out, not just the status.
+    const outputs = await runCli(["outputs", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(outputs.code).toBe(0);
+    expect(outputs.stderr).toContain(
+      'warning: stack "broken" is ROLLBACK_COMPLETE: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack broken", then "nitric-like up" again',
+    );
   }, 60000);
 
   it("names the way out of UPDATE_ROLLBACK_FAILED and DELETE_FAILED", async () => {

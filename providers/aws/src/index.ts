@@ -7,7 +7,14 @@
 import type { Provider, SocketDomain } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
 import { logicalName } from "./build/template.js";
-import { deploy, describeDeployment, destroy, nodeVersionNotice, preflight } from "./deploy/deploy.js";
+import {
+  deploy,
+  describeDeployment,
+  destroy,
+  nodeVersionNotice,
+  preflight,
+  stuckStackProblem,
+} from "./deploy/deploy.js";
 import { deployedSecretArn, putSecret } from "./deploy/secrets.js";
 import { runEmulated } from "./emulator/run.js";
 
@@ -105,9 +112,16 @@ export const provider: Provider = {
       kept: outcome.kept.map((t) => ({ store: t.store, name: t.table })),
       keptSecrets: outcome.keptSecrets.map((s) => ({ secret: s.secret, name: s.arn })),
     })),
-  outputs: (options) => {
+  outputs: async (options) => {
     nodeVersionNotice(options.logger);
-    return describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) });
+    const found = await describeDeployment({
+      stack: options.stack,
+      ...(options.region ? { region: options.region } : {}),
+    });
+    // A stack a deploy left stuck, or one still changing: what its status means, and the way on.
+    const stuck = stuckStackProblem({ StackName: options.stack, StackStatus: found.status }, "up");
+    if (stuck) options.logger.warn(stuck);
+    return found;
   },
   putSecret: (options) => {
     nodeVersionNotice(options.logger);

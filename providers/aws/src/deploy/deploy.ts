@@ -287,7 +287,10 @@ export function stackNameProblem(name: string, where = "up"): string | undefined
  * When a stack is in a state no update can leave, what it is and the command that gets out of it;
  * undefined when `up` (or `down`) can go on.
  */
-export function stuckStackProblem(stack: Stack, action: "up" | "down"): string | undefined {
+export function stuckStackProblem(
+  stack: Pick<Stack, "StackName" | "StackStatusReason"> & { StackStatus?: string | undefined },
+  action: "up" | "down",
+): string | undefined {
   const name = stack.StackName ?? "";
   const status = stack.StackStatus ?? "";
   const reason = stack.StackStatusReason ? ` (${stack.StackStatusReason})` : "";
