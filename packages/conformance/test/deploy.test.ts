@@ -498,6 +498,12 @@ describe("nitric-like up and down --provider aws", () => {
       expect(stderr).toContain(
         "no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
       );
+      // A profile that is not there (a typo) is named, not answered with "set AWS_PROFILE".
+      const typo = await runCli(["outputs", project, "--plain"], { timeoutMs: 60000, env: { AWS_PROFILE: "prdo" } });
+      expect(typo.code).toBe(1);
+      expect(typo.stderr).toContain(
+        'error: describing stack "chat": AWS_PROFILE is "prdo", but no credentials were found for that profile; check the name ("aws configure list-profiles" lists them), sign in again if it uses SSO ("aws sso login --profile prdo")',
+      );
     } finally {
       process.env.AWS_ACCESS_KEY_ID = "fake";
       process.env.AWS_SECRET_ACCESS_KEY = "fake";

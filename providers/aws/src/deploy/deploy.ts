@@ -151,6 +151,15 @@ export function explain(error: unknown, doing: string, service?: string): Error 
   const name = e.name ?? "";
   const message = e.message ?? String(error);
   if (name === "CredentialsProviderError" || /Could not load credentials/i.test(message)) {
+    // Set, but to a profile that is not there (a typo), or whose sign-in has lapsed: "set
+    // AWS_PROFILE" would send the user round in a circle.
+    const profile = process.env.AWS_PROFILE;
+    if (profile) {
+      const why = /Could not load credentials from any providers/i.test(message) ? "" : ` (${message})`;
+      return new DeployError(
+        `${doing}: AWS_PROFILE is ${JSON.stringify(profile)}, but no credentials were found for that profile${why}; check the name ("aws configure list-profiles" lists them), sign in again if it uses SSO ("aws sso login --profile ${profile}"), or unset AWS_PROFILE and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
+      );
+    }
     return new DeployError(
       `${doing}: no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run "aws configure")`,
     );
