@@ -289,7 +289,7 @@ describe("nitric-like up and down --provider aws", () => {
     expect(fake.stacks.has("early")).toBe(false);
   }, 60000);
 
-  it("stops following a delete on Ctrl-C (exit 130), saying that CloudFormation goes on deleting", async () => {
+  it("stops following a delete on Ctrl-C (exit 130), saying that CloudFormation goes on deleting, or with the update --keep-data makes", async () => {
     const dir = chat();
     expect((await runCli(["up", dir, "--stack", "leaving", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
     fake.held.add("leaving");
@@ -304,7 +304,24 @@ describe("nitric-like up and down --provider aws", () => {
     }
     await runCli(["outputs", dir, "--stack", "leaving", "--plain"]);
     expect(fake.stacks.has("leaving")).toBe(false);
-  }, 60000);
+
+    // --keep-data first updates the stack to keep its tables: stopped then, it is not deleted.
+    expect((await runCli(["up", dir, "--stack", "keeping", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    fake.held.add("keeping");
+    try {
+      const down = startCli(["down", dir, "--stack", "keeping", "--keep-data", "--plain"]);
+      expect(await down.interrupt({ stderr: "keeping AWS::CloudFormation::Stack UPDATE_IN_PROGRESS" })).toBe(130);
+      expect(down.stderr).toContain(
+        'error: down: stopped following stack "keeping" (Ctrl-C) while it is UPDATE_IN_PROGRESS, updated to keep its kv tables and secrets; CloudFormation goes on with that update, and the stack is not deleted: run "nitric-like down --keep-data" again once it has finished',
+      );
+      expect(fake.stacks.get("keeping")?.status).toBe("UPDATE_IN_PROGRESS");
+    } finally {
+      fake.held.delete("keeping");
+    }
+    const again = await runCli(["down", dir, "--stack", "keeping", "--keep-data", "--plain"], { timeoutMs: 60000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('kept kv "connections"');
+  }, 90000);
 
   it("waits for the artifact bucket's stack when another up is making it, rather than calling it broken", async () => {
     const bootstrap = fake.stacks.get("nitric-like-bootstrap");
