@@ -354,11 +354,19 @@ describe("nitric-like up and down --provider aws", () => {
     const command = [process.execPath, CLI, "secret", "put", "vault", lab, "--provider", "aws", "--stack", "held"]
       .map(quote)
       .join(" ");
-    // Deployed without the secret (the chat app), and a stack that is not there.
+    // Deployed without the secret (the chat app), a stack that is not there, and one whose first
+    // deploy failed (named with the way out of it, not "deploy it").
     expect((await runCli(["up", chat(), "--stack", "held", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    fake.failing = { logicalId: "SocketApi", reason: "Rate exceeded" };
+    expect((await runCli(["up", chat(), "--stack", "failed", "--plain"], { timeoutMs: 60000 })).code).toBe(1);
+    fake.failing = undefined;
     for (const [stack, said] of [
       ["held", 'secret put vault: stack "held" has no secret "vault" (it has none)'],
       ["nowhere", 'secret put vault: there is no stack "nowhere" in this account and region'],
+      [
+        "failed",
+        'secret put vault: stack "failed" is ROLLBACK_COMPLETE: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack failed"',
+      ],
     ]) {
       const child = spawn("script", ["-qec", command.replace("'held'", `'${stack}'`), "/dev/null"], {
         env: { ...process.env, NO_COLOR: "1" },
@@ -375,7 +383,8 @@ describe("nitric-like up and down --provider aws", () => {
       expect(seen).not.toContain("value of secret");
     }
     expect((await runCli(["down", chat(), "--stack", "held", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
-  }, 90000);
+    expect((await runCli(["down", chat(), "--stack", "failed", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 120000);
 
   it("serves a socket at its custom domain (--env picks the environment's), and refuses a certificate of another region before uploading anything", async () => {
     const dir = chat();
