@@ -754,6 +754,7 @@ describe("nitric-like up and down --provider aws", () => {
       provider: "aws",
       deleted: true,
       kept: [{ store: "connections", name: "connectionskvtable-fake" }],
+      keptSecrets: [],
     });
     expect(down.stderr).toContain('kept kv "connections": table connectionskvtable-fake');
     // CloudFormation reads DeletionPolicy from the deployed template: an update first, then the delete.
