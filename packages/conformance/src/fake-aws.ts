@@ -15,7 +15,16 @@ interface FakeStack {
   id: string;
   status: string;
   reason?: string;
-  template?: { Resources: Resources; Outputs?: Record<string, { Description?: string; Value: unknown }> } | undefined;
+  template?:
+    | {
+        Description?: string;
+        Parameters?: Record<string, unknown>;
+        Resources: Resources;
+        Outputs?: Record<string, { Description?: string; Value: unknown }>;
+      }
+    | undefined;
+  /** The description and parameter keys of the template last run (applied, or rolled back). */
+  described?: { description?: string | undefined; parameters: string[] };
   next?: (() => void) | undefined;
   outputs: { key: string; value: string; description?: string }[];
   events: { id: string; logical: string; type: string; status: string; reason?: string; time: Date }[];
@@ -188,7 +197,7 @@ export class FakeAws {
           )
           .join("");
         return ok(
-          `<Stacks><member>${tag("StackName", stack.name)}${tag("StackId", stack.id)}${tag("StackStatus", stack.status)}${tag("StackStatusReason", stack.reason)}<CreationTime>2026-11-22T10:00:00.000Z</CreationTime><Outputs>${outputs}</Outputs></member></Stacks>`,
+          `<Stacks><member>${tag("StackName", stack.name)}${tag("StackId", stack.id)}${tag("Description", stack.described?.description)}<Parameters>${(stack.described?.parameters ?? []).map((k) => `<member>${tag("ParameterKey", k)}${tag("ParameterValue", `${k}-value`)}</member>`).join("")}</Parameters>${tag("StackStatus", stack.status)}${tag("StackStatusReason", stack.reason)}<CreationTime>2026-11-22T10:00:00.000Z</CreationTime><Outputs>${outputs}</Outputs></member></Stacks>`,
         );
       }
       case "DescribeStackEvents": {
@@ -365,6 +374,7 @@ export class FakeAws {
   private run(stack: FakeStack, template: FakeStack["template"], type: string): void {
     const verb = type === "CREATE" ? "CREATE" : "UPDATE";
     stack.status = `${verb}_IN_PROGRESS`;
+    stack.described = { description: template?.Description, parameters: Object.keys(template?.Parameters ?? {}) };
     this.event(stack, stack.name, "AWS::CloudFormation::Stack", stack.status);
     const resources = template?.Resources ?? {};
     for (const [id, r] of Object.entries(resources)) this.event(stack, id, r.Type, `${verb}_IN_PROGRESS`);

@@ -502,6 +502,48 @@ describe("nitric-like up and down --provider aws", () => {
     expect(stderr).not.toContain("bundling");
   }, 60000);
 
+  it("never deploys over, nor deletes, a stack nitric-like did not make (another tool's, or the artifact bucket's)", async () => {
+    // Another tool's stack, with the name this app's stack would have.
+    const body = new URLSearchParams({
+      Action: "CreateStack",
+      StackName: "company-db",
+      TemplateBody: JSON.stringify({
+        Description: "the company database",
+        Resources: { Orders: { Type: "AWS::DynamoDB::Table" } },
+      }),
+    });
+    await fetch(fake.url, { method: "POST", body, headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const named = writeProject({
+      "nitric-like.yaml": "name: company-db\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": readFileSync(join(EXAMPLES, "chat", "services", "chat.ts"), "utf8"),
+    });
+    fake.calls.length = 0;
+    const up = await runCli(["up", named, "--plain"], { timeoutMs: 60000 });
+    expect(up.code).toBe(1);
+    expect(up.stderr).toContain(
+      'error: up: stack "company-db" ("the company database") was not deployed by nitric-like, and "nitric-like up" would replace its resources with this app\'s; nothing was changed. Give this app a stack of its own with --stack <name> (or name: in the project file)',
+    );
+    expect(up.stderr).not.toContain("bundling");
+    const down = await runCli(["down", project, "--stack", "company-db", "--plain"], { timeoutMs: 60000 });
+    expect(down.code).toBe(1);
+    expect(down.stderr).toContain(
+      'error: down: stack "company-db" ("the company database") was not deployed by nitric-like, and "nitric-like down" would delete its resources; nothing was changed.',
+    );
+    expect(down.stderr).toContain(
+      'or delete that stack with "aws cloudformation delete-stack --stack-name company-db"',
+    );
+    expect(fake.calls).not.toContain("CreateChangeSet");
+    expect(fake.calls).not.toContain("DeleteStack");
+    expect(fake.stacks.get("company-db")?.status).toBe("CREATE_COMPLETE");
+    // The artifact bucket's stack is not an app's either.
+    const bootstrap = await runCli(["down", project, "--stack", "nitric-like-bootstrap", "--plain"], {
+      timeoutMs: 60000,
+    });
+    expect(bootstrap.code).toBe(1);
+    expect(bootstrap.stderr).toContain('stack "nitric-like-bootstrap" ("nitric-like: the bucket');
+    expect(fake.stacks.has("nitric-like-bootstrap")).toBe(true);
+  }, 60000);
+
   it("deletes the stack and waits until it is gone, whatever state the code is in, and says so when there is none", async () => {
     // Nothing is built: a service that no longer compiles does not stand in the way.
     writeFileSync(join(project, "services", "chat.ts"), "this is not TypeScript {\n");

@@ -28,9 +28,10 @@ Credentials and region come from the standard AWS chain (AWS_PROFILE,
 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_REGION); AWS_ENDPOINT_URL points it at
 LocalStack.
 
-Before bundling it checks the stack name, region and credentials, and says how to get
-a stack out of ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED or DELETE_FAILED. Nothing to
-change: "already up to date". Templates over 51,200 bytes go through the bucket.
+Before bundling it checks the stack name, region and credentials, refuses a stack of
+that name nitric-like did not make (it would replace its resources), and says how to
+get a stack out of ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED or DELETE_FAILED. Nothing
+to change: "already up to date". Templates over 51,200 bytes go through the bucket.
 
 Ctrl-C before the change set runs deletes it: nothing is deployed. Once it runs,
 Ctrl-C stops following the stack (exit 130) and says how to see, undo or stop what
@@ -63,7 +64,8 @@ until it is gone, its functions' log groups with it. kv tables are deleted with 
 too; when one holds items, down first asks (y/N) on a terminal, and off a terminal
 (CI) stops with exit 1 unless --yes or --keep-data is given. Nothing is built: only
 the project file is read, so a deployment can be deleted whatever state the code is in.
-Ctrl-C stops following the delete (exit 130); CloudFormation goes on with it.
+A stack nitric-like did not make is never deleted. Ctrl-C stops following the delete
+(exit 130); CloudFormation goes on with it.
 
 Options:
   --provider <name>   Provider of the deployment (default: aws).

@@ -318,6 +318,26 @@ export function stuckStackProblem(
   return undefined;
 }
 
+/**
+ * When `stack` was not made by nitric-like (another tool's, or the artifact bucket's own), why
+ * `up` (which would replace its resources with the app's) or `down` (which would delete them)
+ * must not touch it; undefined for one of ours. Ours: the template's description `nitric-like
+ * project "<name>"`, or its ArtifactBucket parameter; a stack a change set has made but not run
+ * (REVIEW_IN_PROGRESS) holds nothing yet.
+ */
+export function foreignStackProblem(
+  stack: Pick<Stack, "StackName" | "Description" | "Parameters"> & { StackStatus?: string | undefined },
+  action: "up" | "down",
+): string | undefined {
+  if (stack.StackStatus === "REVIEW_IN_PROGRESS") return undefined;
+  if (stack.Description?.startsWith("nitric-like project ")) return undefined;
+  if ((stack.Parameters ?? []).some((p) => p.ParameterKey === "ArtifactBucket")) return undefined;
+  const name = stack.StackName ?? "";
+  const what = stack.Description ? ` (${JSON.stringify(stack.Description)})` : "";
+  const would = action === "up" ? "replace its resources with this app's" : "delete its resources";
+  return `stack "${name}"${what} was not deployed by nitric-like, and "nitric-like ${action}" would ${would}; nothing was changed. Give this app a stack of its own with --stack <name> (or name: in the project file)${action === "down" ? `, or delete that stack with "aws cloudformation delete-stack --stack-name ${name}" if it is meant to go` : ""}`;
+}
+
 /** What to do after a deploy or delete ended in `status`. */
 function wayOut(stack: string, status: string, gone: boolean): string {
   if (status === "ROLLBACK_COMPLETE" || status === "ROLLBACK_FAILED") {
@@ -394,6 +414,8 @@ export async function preflight(options: { stack: string; region?: string; actio
       );
     }
     const existing = await describeStack(cfn, options.stack);
+    const foreign = existing ? foreignStackProblem(existing, options.action) : undefined;
+    if (foreign) throw new DeployError(`${options.action}: ${foreign}`);
     const stuck = existing ? stuckStackProblem(existing, options.action) : undefined;
     if (stuck) throw new DeployError(`${options.action}: ${stuck}`);
   } catch (error) {
@@ -585,6 +607,8 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       }
       step = `creating a change set for stack "${stack}"`;
       const existing = await describeStack(cfn, stack);
+      const foreign = existing ? foreignStackProblem(existing, "up") : undefined;
+      if (foreign) throw new DeployError(`up: ${foreign}`);
       const stuck = existing ? stuckStackProblem(existing, "up") : undefined;
       if (stuck) throw new DeployError(stuck);
       const type = existing && existing.StackStatus !== "REVIEW_IN_PROGRESS" ? "UPDATE" : "CREATE";
@@ -901,6 +925,8 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
     }
     const stack = await describeStack(cfn, options.stack);
     if (!stack) throw new DeployError(`${doing}: there is no such stack in this account and region; nothing to delete`);
+    const foreign = foreignStackProblem(stack, "down");
+    if (foreign) throw new DeployError(`down: ${foreign}`);
     const status = stack.StackStatus ?? "";
     // A first deploy rolled back has deleted its tables and secrets already.
     const { template, tables, secrets } =
