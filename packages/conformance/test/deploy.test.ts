@@ -245,7 +245,7 @@ describe("nitric-like up and down --provider aws", () => {
       const again = await runCli(["up", dir, "--stack", "held", "--plain"], { timeoutMs: 60000 });
       expect(again.code).toBe(1);
       expect(again.stderr).toContain(
-        'stack "held" is CREATE_IN_PROGRESS: another deploy or delete is under way; wait for it to finish',
+        'stack "held" is CREATE_IN_PROGRESS: another deploy or delete is under way; wait for it to finish ("aws cloudformation wait stack-create-complete --stack-name held", or watch the console), then run "nitric-like up" again',
       );
     } finally {
       fake.held.delete("held");
@@ -298,6 +298,12 @@ describe("nitric-like up and down --provider aws", () => {
       expect(await down.interrupt({ stderr: "leaving AWS::CloudFormation::Stack DELETE_IN_PROGRESS" })).toBe(130);
       expect(down.stderr).toContain(
         'error: down: stopped following stack "leaving" (Ctrl-C) while it is DELETE_IN_PROGRESS; CloudFormation goes on deleting it without this command',
+      );
+      // An up meanwhile is told to wait, with the AWS CLI's waiter for a delete.
+      const up = await runCli(["up", dir, "--stack", "leaving", "--plain"], { timeoutMs: 60000 });
+      expect(up.code).toBe(1);
+      expect(up.stderr).toContain(
+        'wait for it to finish ("aws cloudformation wait stack-delete-complete --stack-name leaving"',
       );
     } finally {
       fake.held.delete("leaving");

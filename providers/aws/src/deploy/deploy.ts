@@ -313,7 +313,18 @@ export function stuckStackProblem(
     return `stack "${name}" is DELETE_FAILED${reason}: an earlier delete stopped half way; run "nitric-like down --stack ${name}" to finish it (if it fails again, "aws cloudformation delete-stack --stack-name ${name} --retain-resources <the ids it names>"), then "nitric-like up"`;
   }
   if (status.endsWith("_IN_PROGRESS") && status !== "REVIEW_IN_PROGRESS") {
-    return `stack "${name}" is ${status}: another deploy or delete is under way; wait for it to finish ("aws cloudformation wait stack-update-complete --stack-name ${name}" or watch the console), then run "nitric-like ${action}" again`;
+    // The AWS CLI's waiter for what is under way; each fails, or waits an hour, on the others' states.
+    const waiter = status.startsWith("CREATE_")
+      ? "stack-create-complete"
+      : status.startsWith("DELETE_")
+        ? "stack-delete-complete"
+        : status.startsWith("UPDATE_") && !status.startsWith("UPDATE_ROLLBACK")
+          ? "stack-update-complete"
+          : undefined;
+    const watch = waiter
+      ? `"aws cloudformation wait ${waiter} --stack-name ${name}"`
+      : `"nitric-like outputs --stack ${name}" shows its status`;
+    return `stack "${name}" is ${status}: another deploy or delete is under way; wait for it to finish (${watch}, or watch the console), then run "nitric-like ${action}" again`;
   }
   return undefined;
 }
