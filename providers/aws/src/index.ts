@@ -118,8 +118,11 @@ export const provider: Provider = {
       stack: options.stack,
       ...(options.region ? { region: options.region } : {}),
     });
-    // A stack a deploy left stuck, or one still changing: what its status means, and the way on.
-    const stuck = stuckStackProblem({ StackName: options.stack, StackStatus: found.status }, "up");
+    // A stack a deploy left stuck: what its status means, and the way out (one still changing
+    // is said by its status, which outputs prints).
+    const stuck = found.status.endsWith("_IN_PROGRESS")
+      ? undefined
+      : stuckStackProblem({ StackName: options.stack, StackStatus: found.status }, "up");
     if (stuck) options.logger.warn(stuck);
     return found;
   },
