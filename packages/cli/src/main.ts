@@ -302,6 +302,7 @@ function parse(command: string, args: string[]) {
     },
     up: {
       provider: { type: "string" },
+      yes: { type: "boolean" },
       env: { type: "string" },
       "env-from": { type: "string", multiple: true },
       stack: { type: "string" },

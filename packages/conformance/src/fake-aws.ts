@@ -30,7 +30,14 @@ interface FakeStack {
   events: { id: string; logical: string; type: string; status: string; reason?: string; time: Date }[];
   changeSets: Map<
     string,
-    { status: string; reason?: string; type: string; changes: [string, string][]; template: FakeStack["template"] }
+    {
+      status: string;
+      reason?: string;
+      type: string;
+      /** Logical id, type, and CloudFormation's action: Add, Modify or Remove. */
+      changes: [string, string, string][];
+      template: FakeStack["template"];
+    }
   >;
 }
 
@@ -222,9 +229,14 @@ export class FakeAws {
         const target = stack ?? this.newStack(name, "REVIEW_IN_PROGRESS");
         const before = target.template?.Resources ?? {};
         const after = template?.Resources ?? {};
-        const changes: [string, string][] = Object.keys(after)
-          .filter((id) => JSON.stringify(before[id]) !== JSON.stringify(after[id]))
-          .map((id) => [id, after[id]?.Type ?? ""]);
+        const changes: [string, string, string][] = [
+          ...Object.keys(after)
+            .filter((id) => JSON.stringify(before[id]) !== JSON.stringify(after[id]))
+            .map((id): [string, string, string] => [id, after[id]?.Type ?? "", id in before ? "Modify" : "Add"]),
+          ...Object.keys(before)
+            .filter((id) => !(id in after))
+            .map((id): [string, string, string] => [id, before[id]?.Type ?? "", "Remove"]),
+        ];
         const same = JSON.stringify(target.template) === JSON.stringify(template);
         target.changeSets.set(form.get("ChangeSetName") ?? "", {
           status: same ? "FAILED" : "CREATE_COMPLETE",
@@ -245,8 +257,8 @@ export class FakeAws {
         if (!cs) return missing();
         const changes = cs.changes
           .map(
-            ([id, type]) =>
-              `<member><Type>Resource</Type><ResourceChange>${tag("Action", "Add")}${tag("LogicalResourceId", id)}${tag("ResourceType", type)}</ResourceChange></member>`,
+            ([id, type, action]) =>
+              `<member><Type>Resource</Type><ResourceChange>${tag("Action", action)}${tag("LogicalResourceId", id)}${tag("ResourceType", type)}</ResourceChange></member>`,
           )
           .join("");
         const held = this.heldChangeSets.has(name);
@@ -387,6 +399,13 @@ export class FakeAws {
           return;
         }
         this.event(stack, id, r.Type, `${verb}_COMPLETE`);
+      }
+      // A table the new template drops goes, with its items.
+      for (const [id, r] of Object.entries(stack.template?.Resources ?? {})) {
+        if (r.Type === "AWS::DynamoDB::Table" && !(id in resources) && r.DeletionPolicy !== "Retain") {
+          this.tables.delete(physicalId(id));
+          this.event(stack, id, r.Type, "DELETE_COMPLETE");
+        }
       }
       stack.template = template;
       stack.status = `${verb}_COMPLETE`;

@@ -789,6 +789,37 @@ describe("nitric-like up and down --provider aws", () => {
     expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
   }, 60000);
 
+  it("refuses off a terminal to deploy an update that deletes a kv table holding items (a store no longer declared), and deploys it with --yes", async () => {
+    const service = (stores: string) =>
+      `import { kv, websocket } from "@nitric-like/sdk";\n${stores}const socket = websocket("socket");\nsocket.on("connect", () => {});\nsocket.on("disconnect", () => {});\nsocket.on("message", () => {});\n`;
+    const dir = writeProject({
+      "nitric-like.yaml": "name: notes\nservices:\n  - match: services/*.ts\n",
+      "services/notes.ts": service('kv("notes").allow("get", "set");\nkv("drafts").allow("get");\n'),
+    });
+    expect((await runCli(["up", dir, "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    fake.tables.set("noteskvtable-fake", 3);
+    // A refactor that no longer declares either store: their tables would go with the next up.
+    writeFileSync(join(dir, "services", "notes.ts"), service(""));
+    fake.calls.length = 0;
+    const refused = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      'error: up: deploying stack "notes" would delete data for good: kv "notes" (table noteskvtable-fake) holds items, and the deploy deletes its table (no service declares that store any more, or its table is replaced); declare it again to keep the data, or pass --yes to deploy and delete it',
+    );
+    expect(fake.calls).toContain("DeleteChangeSet");
+    expect(fake.calls).not.toContain("ExecuteChangeSet");
+    expect(fake.tables.get("noteskvtable-fake")).toBe(3);
+    // The same with --json: the refusal is the document.
+    const json = await runCli(["up", dir, "--json"], { timeoutMs: 60000 });
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout).error.message).toContain('would delete data for good: kv "notes"');
+
+    const yes = await runCli(["up", dir, "--yes", "--plain"], { timeoutMs: 60000 });
+    expect(yes.code, yes.stderr).toBe(0);
+    expect(fake.tables.has("noteskvtable-fake")).toBe(false);
+    expect((await runCli(["down", dir, "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 90000);
+
   it("keeps the kv tables with --keep-data: retained by a stack update, then the stack deleted, the tables named", async () => {
     const dir = chat();
     const up = await runCli(["up", dir, "--stack", "kept-chat", "--plain"], { timeoutMs: 60000 });

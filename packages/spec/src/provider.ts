@@ -311,6 +311,12 @@ export interface DeployOptions extends BuildOptions {
   stack: string;
   /** The region, when given on the command line. */
   region?: string;
+  /**
+   * Asked before the deploy deletes stores that hold data (a store no service declares any more,
+   * or one whose storage it replaces), with those stores; false stops the deploy with nothing
+   * changed. Without it the data is deleted.
+   */
+  confirmDataLoss?: (stores: StoredData[]) => Promise<boolean>;
 }
 
 /** A finished deployment. */

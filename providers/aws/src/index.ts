@@ -79,6 +79,13 @@ export const provider: Provider = {
       artifacts: built.artifacts.map((a) => ({ key: a.key, file: a.file })),
       domains: Object.values(built.domains),
       logger: options.logger,
+      ...(options.confirmDataLoss
+        ? {
+            confirm: (tables) =>
+              options.confirmDataLoss?.(tables.map((t) => ({ store: t.store, name: t.table }))) ??
+              Promise.resolve(true),
+          }
+        : {}),
     });
     return {
       sockets: result.sockets,

@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import {
+  type Change,
   CloudFormationClient,
   CreateChangeSetCommand,
   CreateStackCommand,
@@ -124,6 +125,12 @@ export interface DeployOptions {
   logger: Logger;
   /** How often to poll CloudFormation. @default NITRIC_LIKE_AWS_POLL_MS or 2000 */
   pollMs?: number;
+  /**
+   * Asked before an update deletes (or replaces) kv tables that hold items, as when a store is no
+   * longer declared, with those tables; false stops the deploy with nothing changed. Without it the
+   * tables go.
+   */
+  confirm?: (tables: KvTable[]) => Promise<boolean>;
 }
 
 /** How often to poll CloudFormation: NITRIC_LIKE_AWS_POLL_MS, else 2 s. */
@@ -587,6 +594,7 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { stack, logger } = options;
   const pollMs = options.pollMs ?? defaultPollMs();
   const { cfn, s3 } = clients(options.region);
+  const ddb = new DynamoDBClient(options.region ? { region: options.region } : {});
   const interrupt = new Interrupt();
   try {
     let step = "finding the artifact bucket";
@@ -671,10 +679,12 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
         if (noChanges((error as Error).message)) return await unchanged();
         throw error;
       }
+      let changes: Change[] = [];
       for (;;) {
         const cs = await cfn.send(new DescribeChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }));
         if (cs.Status === "CREATE_COMPLETE") {
-          logger.info(`change set: ${cs.Changes?.length ?? 0} change(s) (${type.toLowerCase()})`);
+          changes = [...(cs.Changes ?? []), ...(await moreChanges(cfn, stack, changeSetName, cs.NextToken))];
+          logger.info(`change set: ${changes.length} change(s) (${type.toLowerCase()})`);
           break;
         }
         if (cs.Status === "FAILED") {
@@ -683,6 +693,28 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
         }
         if (interrupt.signalled) throw await stopBeforeExecuting();
         await interrupt.sleep(pollMs);
+      }
+      if (interrupt.signalled) throw await stopBeforeExecuting();
+      // A kv table the update deletes (its store no longer declared) or replaces loses its items
+      // for good: asked first, as down asks.
+      const lost = type === "UPDATE" && options.confirm ? await tablesLost(cfn, ddb, stack, changes) : [];
+      if (lost.length > 0 && options.confirm) {
+        let go: boolean;
+        try {
+          go = await options.confirm(lost);
+        } catch (error) {
+          await cfn
+            .send(new DeleteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }))
+            .catch(() => undefined);
+          const code = (error as { exitCode?: unknown }).exitCode;
+          throw new DeployError((error as Error).message, typeof code === "number" ? code : 1);
+        }
+        if (!go) {
+          await cfn
+            .send(new DeleteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }))
+            .catch(() => undefined);
+          throw new DeployError("up: nothing was deployed");
+        }
       }
       if (interrupt.signalled) throw await stopBeforeExecuting();
       step = `deploying stack "${stack}"`;
@@ -712,7 +744,50 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
     interrupt.stop();
     cfn.destroy();
     s3.destroy();
+    ddb.destroy();
   }
+}
+
+/** The changes of a change set past its first page. */
+async function moreChanges(
+  cfn: CloudFormationClient,
+  stack: string,
+  changeSetName: string,
+  next: string | undefined,
+): Promise<Change[]> {
+  const out: Change[] = [];
+  while (next) {
+    const page = await cfn.send(
+      new DescribeChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName, NextToken: next }),
+    );
+    out.push(...(page.Changes ?? []));
+    next = page.NextToken;
+  }
+  return out;
+}
+
+/** The stack's kv tables that `changes` delete or replace and that hold items. */
+async function tablesLost(
+  cfn: CloudFormationClient,
+  ddb: DynamoDBClient,
+  stack: string,
+  changes: Change[],
+): Promise<KvTable[]> {
+  const gone = new Set(
+    changes
+      .map((c) => c.ResourceChange)
+      .filter(
+        (r) =>
+          r?.ResourceType === "AWS::DynamoDB::Table" &&
+          (r.Action === "Remove" || (r.Action === "Modify" && r.Replacement === "True")),
+      )
+      .map((r) => r?.LogicalResourceId ?? ""),
+  );
+  if (gone.size === 0) return [];
+  const { tables } = await kvTablesOf(cfn, stack);
+  const lost: KvTable[] = [];
+  for (const t of tables) if (gone.has(t.logicalId) && (await holdsItems(ddb, t.table))) lost.push(t);
+  return lost;
 }
 
 /** Each socket's URL, from the outputs the template writes (`Websocket<Name>`, "websocket <name>"). */
