@@ -1,6 +1,7 @@
 /** The `nitric-like` command: parses arguments, runs one command, turns errors into exit codes. */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { didYouMean } from "@nitric-like/spec";
 import { BUILD_HELP, buildCommand } from "./commands/build.js";
 import { CONNECT_HELP, connectCommand } from "./commands/connect.js";
 import { LOGS_HELP, logsCommand } from "./commands/logs.js";
@@ -244,7 +245,9 @@ export async function main(
     // A provider's error meant for users (see Provider in @nitric-like/spec): its message only.
     if (error instanceof Error && (error as { userFacing?: unknown }).userFacing === true) {
       output.error(error.message);
-      return 1;
+      // Its own exit code when it gives one (130: Ctrl-C stopped it), else 1.
+      const code = (error as { exitCode?: unknown }).exitCode;
+      return typeof code === "number" && Number.isInteger(code) && code > 0 && code < 256 ? code : 1;
     }
     // The machine's, not ours: a port in use, a folder that cannot be written, a missing file.
     const system = systemErrorMessage(error);
@@ -299,6 +302,7 @@ function parse(command: string, args: string[]) {
     },
     up: {
       provider: { type: "string" },
+      yes: { type: "boolean" },
       env: { type: "string" },
       "env-from": { type: "string", multiple: true },
       stack: { type: "string" },
@@ -362,18 +366,32 @@ function parse(command: string, args: string[]) {
       plain: { type: "boolean" },
     },
   } as const;
+  const accepted = { ...(options[command as keyof typeof options] ?? {}), plain: { type: "boolean" } } as const;
   try {
-    const parsed = parseArgs({
-      args,
-      options: { ...(options[command as keyof typeof options] ?? {}), plain: { type: "boolean" } },
-      allowPositionals: true,
-      strict: true,
-    });
+    const parsed = parseArgs({ args, options: accepted, allowPositionals: true, strict: true });
     return {
       positionals: parsed.positionals,
       values: parsed.values as Record<string, string | string[] | boolean | undefined>,
     };
   } catch (error) {
-    throw new UserError(`${command}: ${(error as Error).message}; run "nitric-like ${command} --help" for its options`);
+    const help = `run "nitric-like ${command} --help" for its options`;
+    if ((error as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      // Node's own words ("To specify a positional argument starting with a '-' ...") fit a
+      // mistyped option badly: the option as given, the one most likely meant.
+      const given = /'([^']+)'/.exec((error as Error).message)?.[1] ?? "";
+      throw new UserError(`${command}: unknown option ${given}${unknownOptionHint(given, accepted)}; ${help}`);
+    }
+    throw new UserError(`${command}: ${(error as Error).message}; ${help}`);
   }
+}
+
+/** What an unknown option was most likely meant as: one the command takes, or AWS's own setting. */
+function unknownOptionHint(given: string, accepted: Record<string, unknown>): string {
+  const name = given.replace(/^-+/, "").replace(/=.*$/, "");
+  // The AWS CLI's --profile and --endpoint-url are environment variables here, as for the SDK.
+  if (name === "profile" && "region" in accepted) return ": the AWS profile is chosen with AWS_PROFILE=<name>";
+  if (name === "endpoint-url" && "region" in accepted) return ": the endpoint is chosen with AWS_ENDPOINT_URL=<url>";
+  const known = [...Object.keys(accepted), "help"];
+  const near = didYouMean(name, known);
+  return near === undefined ? "" : ` (did you mean --${near}?)`;
 }

@@ -15,13 +15,29 @@ interface FakeStack {
   id: string;
   status: string;
   reason?: string;
-  template?: { Resources: Resources; Outputs?: Record<string, { Description?: string; Value: unknown }> } | undefined;
+  template?:
+    | {
+        Description?: string;
+        Parameters?: Record<string, unknown>;
+        Resources: Resources;
+        Outputs?: Record<string, { Description?: string; Value: unknown }>;
+      }
+    | undefined;
+  /** The description and parameter keys of the template last run (applied, or rolled back). */
+  described?: { description?: string | undefined; parameters: string[] };
   next?: (() => void) | undefined;
   outputs: { key: string; value: string; description?: string }[];
   events: { id: string; logical: string; type: string; status: string; reason?: string; time: Date }[];
   changeSets: Map<
     string,
-    { status: string; reason?: string; type: string; changes: [string, string][]; template: FakeStack["template"] }
+    {
+      status: string;
+      reason?: string;
+      type: string;
+      /** Logical id, type, and CloudFormation's action: Add, Modify or Remove. */
+      changes: [string, string, string][];
+      template: FakeStack["template"];
+    }
   >;
 }
 
@@ -51,6 +67,13 @@ export class FakeAws {
   readonly zones = new Map<string, string>();
   /** ACM refuses DescribeCertificate (AccessDeniedException), as to a user without acm:DescribeCertificate. */
   denyAcm = false;
+  /**
+   * Stacks whose work waits (as a long deploy does on AWS): their creates, updates and deletes
+   * stay IN_PROGRESS until taken out.
+   */
+  readonly held = new Set<string>();
+  /** Stacks whose change sets stay CREATE_IN_PROGRESS until taken out. */
+  readonly heldChangeSets = new Set<string>();
   private counter = 0;
   private server: Server | undefined;
   url = "";
@@ -170,8 +193,8 @@ export class FakeAws {
     switch (action) {
       case "DescribeStacks": {
         if (!stack) return missing();
-        const step = stack.next;
-        stack.next = undefined;
+        const step = this.held.has(name) ? undefined : stack.next;
+        if (step) stack.next = undefined;
         step?.();
         if (!this.stacks.has(name)) return missing();
         const outputs = stack.outputs
@@ -181,7 +204,7 @@ export class FakeAws {
           )
           .join("");
         return ok(
-          `<Stacks><member>${tag("StackName", stack.name)}${tag("StackId", stack.id)}${tag("StackStatus", stack.status)}${tag("StackStatusReason", stack.reason)}<CreationTime>2026-11-22T10:00:00.000Z</CreationTime><Outputs>${outputs}</Outputs></member></Stacks>`,
+          `<Stacks><member>${tag("StackName", stack.name)}${tag("StackId", stack.id)}${tag("Description", stack.described?.description)}<Parameters>${(stack.described?.parameters ?? []).map((k) => `<member>${tag("ParameterKey", k)}${tag("ParameterValue", `${k}-value`)}</member>`).join("")}</Parameters>${tag("StackStatus", stack.status)}${tag("StackStatusReason", stack.reason)}<CreationTime>2026-11-22T10:00:00.000Z</CreationTime><Outputs>${outputs}</Outputs></member></Stacks>`,
         );
       }
       case "DescribeStackEvents": {
@@ -206,9 +229,14 @@ export class FakeAws {
         const target = stack ?? this.newStack(name, "REVIEW_IN_PROGRESS");
         const before = target.template?.Resources ?? {};
         const after = template?.Resources ?? {};
-        const changes: [string, string][] = Object.keys(after)
-          .filter((id) => JSON.stringify(before[id]) !== JSON.stringify(after[id]))
-          .map((id) => [id, after[id]?.Type ?? ""]);
+        const changes: [string, string, string][] = [
+          ...Object.keys(after)
+            .filter((id) => JSON.stringify(before[id]) !== JSON.stringify(after[id]))
+            .map((id): [string, string, string] => [id, after[id]?.Type ?? "", id in before ? "Modify" : "Add"]),
+          ...Object.keys(before)
+            .filter((id) => !(id in after))
+            .map((id): [string, string, string] => [id, before[id]?.Type ?? "", "Remove"]),
+        ];
         const same = JSON.stringify(target.template) === JSON.stringify(template);
         target.changeSets.set(form.get("ChangeSetName") ?? "", {
           status: same ? "FAILED" : "CREATE_COMPLETE",
@@ -229,12 +257,13 @@ export class FakeAws {
         if (!cs) return missing();
         const changes = cs.changes
           .map(
-            ([id, type]) =>
-              `<member><Type>Resource</Type><ResourceChange>${tag("Action", "Add")}${tag("LogicalResourceId", id)}${tag("ResourceType", type)}</ResourceChange></member>`,
+            ([id, type, action]) =>
+              `<member><Type>Resource</Type><ResourceChange>${tag("Action", action)}${tag("LogicalResourceId", id)}${tag("ResourceType", type)}</ResourceChange></member>`,
           )
           .join("");
+        const held = this.heldChangeSets.has(name);
         return ok(
-          `${tag("Status", cs.status)}${tag("StatusReason", cs.reason)}${tag("ExecutionStatus", "AVAILABLE")}<Changes>${changes}</Changes>`,
+          `${tag("Status", held ? "CREATE_IN_PROGRESS" : cs.status)}${tag("StatusReason", held ? undefined : cs.reason)}${tag("ExecutionStatus", held ? "UNAVAILABLE" : "AVAILABLE")}<Changes>${changes}</Changes>`,
         );
       }
       case "ExecuteChangeSet": {
@@ -357,6 +386,7 @@ export class FakeAws {
   private run(stack: FakeStack, template: FakeStack["template"], type: string): void {
     const verb = type === "CREATE" ? "CREATE" : "UPDATE";
     stack.status = `${verb}_IN_PROGRESS`;
+    stack.described = { description: template?.Description, parameters: Object.keys(template?.Parameters ?? {}) };
     this.event(stack, stack.name, "AWS::CloudFormation::Stack", stack.status);
     const resources = template?.Resources ?? {};
     for (const [id, r] of Object.entries(resources)) this.event(stack, id, r.Type, `${verb}_IN_PROGRESS`);
@@ -369,6 +399,13 @@ export class FakeAws {
           return;
         }
         this.event(stack, id, r.Type, `${verb}_COMPLETE`);
+      }
+      // A table the new template drops goes, with its items.
+      for (const [id, r] of Object.entries(stack.template?.Resources ?? {})) {
+        if (r.Type === "AWS::DynamoDB::Table" && !(id in resources) && r.DeletionPolicy !== "Retain") {
+          this.tables.delete(physicalId(id));
+          this.event(stack, id, r.Type, "DELETE_COMPLETE");
+        }
       }
       stack.template = template;
       stack.status = `${verb}_COMPLETE`;

@@ -180,6 +180,57 @@ describe("nitric-like build --provider aws", () => {
     expect(plain.stderr).not.toContain("API Gateway");
   }, 40000);
 
+  it("takes the handler timeout of the environment built with --env over the file's, and says which of its limits AWS applies its own way", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    appendFileSync(
+      join(project, "nitric-like.yaml"),
+      [
+        "limits:\n  handlerTimeout: 20s",
+        "environments:",
+        "  prod:\n    limits: { handlerTimeout: 12s, idleTimeout: 1m }",
+        "    websockets: { socket: { limits: { maxConnections: 10 } } }",
+        "  slow:\n    limits: { handlerTimeout: 45s }\n",
+      ].join("\n"),
+    );
+    const timeoutOf = (template: Template) => {
+      const [[, fn]] = ofType(template, "AWS::Lambda::Function") as [[string, Resource]];
+      return [fn.Properties.Timeout, JSON.stringify(fn.Properties.Environment)];
+    };
+    const prod = await build(project, ["--env", "prod"]);
+    expect(timeoutOf(prod.template)).toEqual([30, expect.stringContaining('"NITRIC_LIKE_HANDLER_TIMEOUT_MS":"12000"')]);
+    expect(prod.stderr).toContain(
+      "environments.prod.limits.idleTimeout is 1 min, but API Gateway fixes it at 10 min: on AWS that applies",
+    );
+    expect(prod.stderr).toContain(
+      "environments.prod.websockets.socket.limits.maxConnections is enforced by the local provider only",
+    );
+    const slow = await build(project, ["--env", "slow"]);
+    expect(timeoutOf(slow.template)).toEqual([33, expect.stringContaining('"NITRIC_LIKE_HANDLER_TIMEOUT_MS":"28000"')]);
+    expect(slow.stderr).toContain(
+      "environments.slow.limits.handlerTimeout is 45 s, but API Gateway waits at most 29 s for a function's answer",
+    );
+    // Without --env: the file's own.
+    const own = await build(project);
+    expect(timeoutOf(own.template)).toEqual([30, expect.stringContaining('"NITRIC_LIKE_HANDLER_TIMEOUT_MS":"20000"')]);
+    expect(own.stderr).not.toContain("environments.");
+
+    // run --provider aws takes its --env's (local by default), as run does.
+    appendFileSync(join(project, "nitric-like.yaml"), "  local:\n    limits: { handlerTimeout: 7s }\n");
+    const emulated = () =>
+      JSON.parse(readFileSync(join(project, ".nitric-like", "aws-run", "template.json"), "utf8")) as Template;
+    for (const [args, ms] of [
+      [[], "7000"],
+      [["--env", "prod"], "12000"],
+    ] as const) {
+      const app = await startApp(project, ["--provider", "aws", ...args]);
+      try {
+        expect(timeoutOf(emulated())[1]).toContain(`"NITRIC_LIKE_HANDLER_TIMEOUT_MS":"${ms}"`);
+      } finally {
+        await app.stop();
+      }
+    }
+  }, 90000);
+
   it("puts the variables of --env-from into every function's environment, names only said, and refuses what Lambda would", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));
     const file = (name: string, text: string) => {

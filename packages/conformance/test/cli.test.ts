@@ -117,7 +117,23 @@ describe("nitric-like --help and friends", () => {
     expect(unknown.stderr).toContain('unknown command "deploy-it"; run "nitric-like --help"');
     const option = await runCli(["spec", "--frobnicate"]);
     expect(option.code).toBe(1);
-    expect(option.stderr).toContain('run "nitric-like spec --help"');
+    expect(option.stderr).toContain('error: spec: unknown option --frobnicate; run "nitric-like spec --help"');
+    // A typo names the option meant; the AWS CLI's --profile and --endpoint-url name their variables.
+    const typo = await runCli(["down", "--keepdata"]);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toContain(
+      'error: down: unknown option --keepdata (did you mean --keep-data?); run "nitric-like down --help" for its options',
+    );
+    const profile = await runCli(["up", "--profile", "prod"]);
+    expect(profile.stderr).toContain(
+      "error: up: unknown option --profile: the AWS profile is chosen with AWS_PROFILE=<name>",
+    );
+    const endpoint = await runCli(["outputs", "--endpoint-url=http://127.0.0.1:4566"]);
+    expect(endpoint.stderr).toContain(
+      "error: outputs: unknown option --endpoint-url: the endpoint is chosen with AWS_ENDPOINT_URL=<url>",
+    );
+    // Not Node's advice about positional arguments, which fits a mistyped option badly.
+    expect(option.stderr + typo.stderr + profile.stderr).not.toContain("positional");
   });
 
   it("says how to create a project file when there is none", async () => {

@@ -28,21 +28,33 @@ const fake = new FakeAws();
 const noTerminal = spawnSync("script", ["--version"], { encoding: "utf8" }).error ? "no `script` command" : undefined;
 
 /**
- * Runs the CLI on a pseudo-terminal (`script`), answers `answer` once it asks "(y/N)", and gives
- * what the terminal showed.
+ * Runs the CLI on a pseudo-terminal (`script`), answers `answer` once it asks "(y/N)" (after
+ * `waitMs`), and gives what the terminal showed, and what it showed from the question until the
+ * answer. With `colour`, as a terminal that takes colours runs it (spinners drawn).
  */
-function runCliOnTerminal(args: string[], answer: string): Promise<{ code: number | null; output: string }> {
+function runCliOnTerminal(
+  args: string[],
+  answer: string,
+  options: { colour?: boolean; waitMs?: number } = {},
+): Promise<{ code: number | null; output: string; whileAsking: string }> {
   const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
   const command = [process.execPath, CLI, ...args].map(quote).join(" ");
+  const env: Record<string, string | undefined> = options.colour
+    ? { ...process.env, NO_COLOR: undefined, TERM: "xterm" }
+    : { ...process.env, NO_COLOR: "1" };
   return new Promise((resolve, reject) => {
-    const child = spawn("script", ["-qec", command, "/dev/null"], { env: { ...process.env, NO_COLOR: "1" } });
+    const child = spawn("script", ["-qec", command, "/dev/null"], { env });
     let output = "";
-    let answered = false;
+    let whileAsking = "";
+    let asked = false;
     const read = (d: Buffer) => {
       output += d.toString();
-      if (!answered && output.includes("(y/N)")) {
-        answered = true;
-        child.stdin.write(`${answer}\n`);
+      if (!asked && output.includes("(y/N)")) {
+        asked = true;
+        setTimeout(() => {
+          whileAsking = output.slice(output.indexOf("(y/N)"));
+          child.stdin.write(answer === "\u0003" ? answer : `${answer}\n`);
+        }, options.waitMs ?? 0);
       }
     };
     child.stdout.on("data", read);
@@ -53,7 +65,7 @@ function runCliOnTerminal(args: string[], answer: string): Promise<{ code: numbe
     }, 60000);
     child.on("exit", (code) => {
       clearTimeout(timer);
-      resolve({ code, output });
+      resolve({ code, output, whileAsking });
     });
   });
 }
@@ -152,6 +164,12 @@ describe("nitric-like up and down --provider aws", () => {
       'stack "broken" is ROLLBACK_COMPLETE: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack broken", then "nitric-like up" again',
     );
     expect(stderr).not.toContain("bundling");
+    // outputs too says what the status means and the way out, not just the status.
+    const outputs = await runCli(["outputs", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
+    expect(outputs.code).toBe(0);
+    expect(outputs.stderr).toContain(
+      'warning: stack "broken" is ROLLBACK_COMPLETE: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack broken", then "nitric-like up" again',
+    );
   }, 60000);
 
   it("names the way out of UPDATE_ROLLBACK_FAILED and DELETE_FAILED", async () => {
@@ -175,6 +193,204 @@ describe("nitric-like up and down --provider aws", () => {
     const down = await runCli(["down", split, "--stack", "broken", "--plain"], { timeoutMs: 60000 });
     expect(down.code, down.stderr).toBe(0);
   }, 60000);
+
+  /**
+   * The CLI in a process group of its own, as a terminal runs it: `interrupt()` is Ctrl-C there
+   * (SIGINT to the group), once stderr shows `after` (or `fake.calls` holds it).
+   */
+  function startCli(args: string[]) {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, NO_COLOR: "1" },
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    return {
+      get stderr() {
+        return stderr;
+      },
+      exited,
+      /** Waits until stderr shows `after.stderr`, or `fake.calls` holds `after.call`. */
+      async until(after: { stderr?: string; call?: string }): Promise<void> {
+        const end = Date.now() + 40000;
+        const seen = () =>
+          (after.stderr !== undefined && stderr.includes(after.stderr)) ||
+          (after.call !== undefined && fake.calls.includes(after.call));
+        while (!seen() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+        if (!seen()) child.kill("SIGKILL");
+        expect(seen(), stderr).toBe(true);
+      },
+      async interrupt(after: { stderr?: string; call?: string }): Promise<number | null> {
+        await this.until(after);
+        process.kill(-(child.pid as number), "SIGINT");
+        return exited;
+      },
+    };
+  }
+
+  it("stops following a deploy on Ctrl-C (exit 130), saying that CloudFormation goes on and what to do; a second up waits for it", async () => {
+    const dir = chat();
+    fake.held.add("held");
+    try {
+      const up = startCli(["up", dir, "--stack", "held", "--plain"]);
+      expect(await up.interrupt({ stderr: "held AWS::CloudFormation::Stack CREATE_IN_PROGRESS" }), up.stderr).toBe(130);
+      expect(up.stderr).toContain(
+        'error: up: stopped following stack "held" (Ctrl-C) while it is CREATE_IN_PROGRESS; CloudFormation goes on with the deploy without this command: "nitric-like outputs" shows its status, and its URLs once it is done; to undo it, run "nitric-like down" once it has finished',
+      );
+      expect(fake.stacks.get("held")?.status).toBe("CREATE_IN_PROGRESS");
+      const again = await runCli(["up", dir, "--stack", "held", "--plain"], { timeoutMs: 60000 });
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain(
+        'stack "held" is CREATE_IN_PROGRESS: another deploy or delete is under way; wait for it to finish ("aws cloudformation wait stack-create-complete --stack-name held", or watch the console), then run "nitric-like up" again',
+      );
+    } finally {
+      fake.held.delete("held");
+    }
+    const done = await runCli(["up", dir, "--stack", "held", "--plain"], { timeoutMs: 60000 });
+    expect(done.code, done.stderr).toBe(0);
+    expect(fake.stacks.get("held")?.status).toBe("CREATE_COMPLETE");
+
+    // An update: the way to stop it is CloudFormation's cancel.
+    const file = join(dir, "services", "chat.ts");
+    writeFileSync(file, `${readFileSync(file, "utf8")}\nconsole.log("v2");\n`);
+    fake.held.add("held");
+    try {
+      const update = startCli(["up", dir, "--stack", "held", "--plain"]);
+      expect(await update.interrupt({ stderr: "held AWS::CloudFormation::Stack UPDATE_IN_PROGRESS" })).toBe(130);
+      expect(update.stderr).toContain(
+        'to stop it, "aws cloudformation cancel-update-stack --stack-name held" rolls it back to the stack as it was',
+      );
+    } finally {
+      fake.held.delete("held");
+    }
+    expect((await runCli(["down", dir, "--stack", "held", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 120000);
+
+  it("on Ctrl-C before the change set runs, deletes it (and the empty stack a first deploy made) and says nothing was deployed", async () => {
+    const dir = chat();
+    fake.heldChangeSets.add("early");
+    fake.held.add("early");
+    fake.calls.length = 0;
+    try {
+      const up = startCli(["up", dir, "--stack", "early", "--plain"]);
+      expect(await up.interrupt({ call: "DescribeChangeSet" }), up.stderr).toBe(130);
+      expect(up.stderr).toContain('error: up: stopped (Ctrl-C) before stack "early" was changed: nothing was deployed');
+      expect(fake.calls).toEqual(expect.arrayContaining(["DeleteChangeSet", "DeleteStack"]));
+      expect(fake.calls).not.toContain("ExecuteChangeSet");
+    } finally {
+      fake.heldChangeSets.delete("early");
+      fake.held.delete("early");
+    }
+    await runCli(["outputs", dir, "--stack", "early", "--plain"]);
+    expect(fake.stacks.has("early")).toBe(false);
+  }, 60000);
+
+  it("stops following a delete on Ctrl-C (exit 130), saying that CloudFormation goes on deleting, or with the update --keep-data makes", async () => {
+    const dir = chat();
+    expect((await runCli(["up", dir, "--stack", "leaving", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    fake.held.add("leaving");
+    try {
+      const down = startCli(["down", dir, "--stack", "leaving", "--plain"]);
+      expect(await down.interrupt({ stderr: "leaving AWS::CloudFormation::Stack DELETE_IN_PROGRESS" })).toBe(130);
+      expect(down.stderr).toContain(
+        'error: down: stopped following stack "leaving" (Ctrl-C) while it is DELETE_IN_PROGRESS; CloudFormation goes on deleting it without this command',
+      );
+      // An up meanwhile is told to wait, with the AWS CLI's waiter for a delete.
+      const up = await runCli(["up", dir, "--stack", "leaving", "--plain"], { timeoutMs: 60000 });
+      expect(up.code).toBe(1);
+      expect(up.stderr).toContain(
+        'wait for it to finish ("aws cloudformation wait stack-delete-complete --stack-name leaving"',
+      );
+    } finally {
+      fake.held.delete("leaving");
+    }
+    await runCli(["outputs", dir, "--stack", "leaving", "--plain"]);
+    expect(fake.stacks.has("leaving")).toBe(false);
+
+    // --keep-data first updates the stack to keep its tables: stopped then, it is not deleted.
+    expect((await runCli(["up", dir, "--stack", "keeping", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    fake.held.add("keeping");
+    try {
+      const down = startCli(["down", dir, "--stack", "keeping", "--keep-data", "--plain"]);
+      expect(await down.interrupt({ stderr: "keeping AWS::CloudFormation::Stack UPDATE_IN_PROGRESS" })).toBe(130);
+      expect(down.stderr).toContain(
+        'error: down: stopped following stack "keeping" (Ctrl-C) while it is UPDATE_IN_PROGRESS, updated to keep its kv tables and secrets; CloudFormation goes on with that update, and the stack is not deleted: run "nitric-like down --keep-data" again once it has finished',
+      );
+      expect(fake.stacks.get("keeping")?.status).toBe("UPDATE_IN_PROGRESS");
+    } finally {
+      fake.held.delete("keeping");
+    }
+    const again = await runCli(["down", dir, "--stack", "keeping", "--keep-data", "--plain"], { timeoutMs: 60000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('kept kv "connections"');
+  }, 90000);
+
+  it("waits for the artifact bucket's stack when another up is making it, rather than calling it broken", async () => {
+    const bootstrap = fake.stacks.get("nitric-like-bootstrap");
+    if (!bootstrap) throw new Error("the first test made no bootstrap stack");
+    const outputs = bootstrap.outputs;
+    bootstrap.status = "CREATE_IN_PROGRESS";
+    bootstrap.outputs = [];
+    bootstrap.next = () => {
+      bootstrap.status = "CREATE_COMPLETE";
+      bootstrap.outputs = outputs;
+    };
+    fake.held.add("nitric-like-bootstrap");
+    try {
+      const up = startCli(["up", chat(), "--stack", "second", "--plain"]);
+      await up.until({
+        stderr: "waiting for stack nitric-like-bootstrap (the artifact bucket): it is CREATE_IN_PROGRESS",
+      });
+      fake.held.delete("nitric-like-bootstrap");
+      expect(await up.exited, up.stderr).toBe(0);
+      expect(up.stderr).toContain('stack "second" is deployed');
+    } finally {
+      fake.held.delete("nitric-like-bootstrap");
+    }
+    expect((await runCli(["down", chat(), "--stack", "second", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 60000);
+
+  it("secret put --provider aws on a terminal says the stack lacks the secret before the value is typed", async () => {
+    const lab = copyProject(join(FIXTURES, "lab-ours"));
+    const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+    const command = [process.execPath, CLI, "secret", "put", "vault", lab, "--provider", "aws", "--stack", "held"]
+      .map(quote)
+      .join(" ");
+    // Deployed without the secret (the chat app), a stack that is not there, and one whose first
+    // deploy failed (named with the way out of it, not "deploy it").
+    expect((await runCli(["up", chat(), "--stack", "held", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    fake.failing = { logicalId: "SocketApi", reason: "Rate exceeded" };
+    expect((await runCli(["up", chat(), "--stack", "failed", "--plain"], { timeoutMs: 60000 })).code).toBe(1);
+    fake.failing = undefined;
+    for (const [stack, said] of [
+      ["held", 'secret put vault: stack "held" has no secret "vault" (it has none)'],
+      ["nowhere", 'secret put vault: there is no stack "nowhere" in this account and region'],
+      [
+        "failed",
+        'secret put vault: stack "failed" is ROLLBACK_COMPLETE: its first deploy failed and CloudFormation can only delete it; run "nitric-like down --stack failed"',
+      ],
+    ]) {
+      const child = spawn("script", ["-qec", command.replace("'held'", `'${stack}'`), "/dev/null"], {
+        env: { ...process.env, NO_COLOR: "1" },
+      });
+      let seen = "";
+      child.stdout.on("data", (d) => {
+        seen += d;
+        // Asked anyway: typed, to end it.
+        if (seen.includes("not shown")) child.stdin.write("typed for nothing\r");
+      });
+      const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+      expect(code, seen).toBe(1);
+      expect(seen).toContain(said);
+      expect(seen).not.toContain("value of secret");
+    }
+    expect((await runCli(["down", chat(), "--stack", "held", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    expect((await runCli(["down", chat(), "--stack", "failed", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 120000);
 
   it("serves a socket at its custom domain (--env picks the environment's), and refuses a certificate of another region before uploading anything", async () => {
     const dir = chat();
@@ -292,6 +508,48 @@ describe("nitric-like up and down --provider aws", () => {
     expect(stderr).not.toContain("bundling");
   }, 60000);
 
+  it("never deploys over, nor deletes, a stack nitric-like did not make (another tool's, or the artifact bucket's)", async () => {
+    // Another tool's stack, with the name this app's stack would have.
+    const body = new URLSearchParams({
+      Action: "CreateStack",
+      StackName: "company-db",
+      TemplateBody: JSON.stringify({
+        Description: "the company database",
+        Resources: { Orders: { Type: "AWS::DynamoDB::Table" } },
+      }),
+    });
+    await fetch(fake.url, { method: "POST", body, headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const named = writeProject({
+      "nitric-like.yaml": "name: company-db\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": readFileSync(join(EXAMPLES, "chat", "services", "chat.ts"), "utf8"),
+    });
+    fake.calls.length = 0;
+    const up = await runCli(["up", named, "--plain"], { timeoutMs: 60000 });
+    expect(up.code).toBe(1);
+    expect(up.stderr).toContain(
+      'error: up: stack "company-db" ("the company database") was not deployed by nitric-like, and "nitric-like up" would replace its resources with this app\'s; nothing was changed. Give this app a stack of its own with --stack <name> (or name: in the project file)',
+    );
+    expect(up.stderr).not.toContain("bundling");
+    const down = await runCli(["down", project, "--stack", "company-db", "--plain"], { timeoutMs: 60000 });
+    expect(down.code).toBe(1);
+    expect(down.stderr).toContain(
+      'error: down: stack "company-db" ("the company database") was not deployed by nitric-like, and "nitric-like down" would delete its resources; nothing was changed.',
+    );
+    expect(down.stderr).toContain(
+      'or delete that stack with "aws cloudformation delete-stack --stack-name company-db"',
+    );
+    expect(fake.calls).not.toContain("CreateChangeSet");
+    expect(fake.calls).not.toContain("DeleteStack");
+    expect(fake.stacks.get("company-db")?.status).toBe("CREATE_COMPLETE");
+    // The artifact bucket's stack is not an app's either.
+    const bootstrap = await runCli(["down", project, "--stack", "nitric-like-bootstrap", "--plain"], {
+      timeoutMs: 60000,
+    });
+    expect(bootstrap.code).toBe(1);
+    expect(bootstrap.stderr).toContain('stack "nitric-like-bootstrap" ("nitric-like: the bucket');
+    expect(fake.stacks.has("nitric-like-bootstrap")).toBe(true);
+  }, 60000);
+
   it("deletes the stack and waits until it is gone, whatever state the code is in, and says so when there is none", async () => {
     // Nothing is built: a service that no longer compiles does not stand in the way.
     writeFileSync(join(project, "services", "chat.ts"), "this is not TypeScript {\n");
@@ -313,6 +571,12 @@ describe("nitric-like up and down --provider aws", () => {
       expect(code).toBe(1);
       expect(stderr).toContain(
         "no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+      );
+      // A profile that is not there (a typo) is named, not answered with "set AWS_PROFILE".
+      const typo = await runCli(["outputs", project, "--plain"], { timeoutMs: 60000, env: { AWS_PROFILE: "prdo" } });
+      expect(typo.code).toBe(1);
+      expect(typo.stderr).toContain(
+        'error: describing stack "chat": AWS_PROFILE is "prdo", but no credentials were found for that profile; check the name ("aws configure list-profiles" lists them), sign in again if it uses SSO ("aws sso login --profile prdo")',
       );
     } finally {
       process.env.AWS_ACCESS_KEY_ID = "fake";
@@ -378,6 +642,37 @@ describe("nitric-like up and down --provider aws", () => {
     }
   }, 60000);
 
+  it("says the endpoint is not AWS when AWS_ENDPOINT_URL points at a web server, never that the stack is not there", async () => {
+    // A web page parses as an empty AWS answer: taken for "no such stack" before.
+    const web = createServer((_req, res) =>
+      res.writeHead(200, { "content-type": "text/html" }).end("<html><head><title>my app</title></head></html>"),
+    );
+    await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
+    const env = { AWS_ENDPOINT_URL_CLOUDFORMATION: url, AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: url };
+    const said = (variable: string) =>
+      `the endpoint "${url}" (${variable}) answered with something that is not an AWS answer`;
+    try {
+      for (const [command, doing] of [
+        ["up", 'up: checking stack "chat"'],
+        ["down", 'down: checking stack "chat"'],
+        ["outputs", 'describing stack "chat"'],
+        ["logs", 'reading the logs of stack "chat"'],
+      ] as const) {
+        const { code, stderr } = await runCli([command, project, "--plain"], { timeoutMs: 60000, env });
+        expect(code, stderr).toBe(1);
+        expect(stderr).toContain(`error: ${doing}: `);
+        expect(stderr).toContain(
+          command === "logs" ? said("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS") : said("AWS_ENDPOINT_URL_CLOUDFORMATION"),
+        );
+        expect(stderr).toContain("check that it is LocalStack or moto and working, or unset it to use AWS");
+        expect(stderr).not.toMatch(/no such stack|disappeared|Deserialization|unexpected failure/);
+      }
+    } finally {
+      await new Promise((r) => web.close(r));
+    }
+  }, 60000);
+
   it("says to set a region when none is configured", async () => {
     delete process.env.AWS_REGION;
     try {
@@ -408,7 +703,13 @@ describe("nitric-like up and down --provider aws", () => {
 
     const down = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
     expect(down.code, down.stderr).toBe(0);
-    expect(JSON.parse(down.stdout)).toEqual({ stack: "json-chat", provider: "aws", deleted: true, kept: [] });
+    expect(JSON.parse(down.stdout)).toEqual({
+      stack: "json-chat",
+      provider: "aws",
+      deleted: true,
+      kept: [],
+      keptSecrets: [],
+    });
     const again = await runCli(["down", dir, "--stack", "json-chat", "--json"], { timeoutMs: 60000 });
     expect(again.code).toBe(1);
     expect(JSON.parse(again.stdout).error.message).toContain("there is no such stack in this account and region");
@@ -456,6 +757,19 @@ describe("nitric-like up and down --provider aws", () => {
       expect(no.code).toBe(1);
       expect(fake.stacks.get("asked-chat")?.status).toBe("CREATE_COMPLETE");
       expect(fake.tables.get("connectionskvtable-fake")).toBe(1);
+      // In colour the spinner stops while the question waits (drawn on its line, it hid it), and
+      // Ctrl-C there is a no (exit 130), the question left on screen.
+      const stopped = await runCliOnTerminal(["down", dir, "--stack", "asked-chat"], "\u0003", {
+        colour: true,
+        waitMs: 600,
+      });
+      expect(stopped.whileAsking).not.toContain("deleting stack");
+      expect(stopped.whileAsking).not.toContain("\r");
+      expect(stopped.output).toMatch(
+        /Delete them\? \(y\/N\) \S*\r?\n\S*error:\S* down: nothing was deleted \(Ctrl-C\)/,
+      );
+      expect(stopped.code).toBe(130);
+      expect(fake.stacks.get("asked-chat")?.status).toBe("CREATE_COMPLETE");
       const yes = await runCliOnTerminal(["down", dir, "--stack", "asked-chat", "--plain"], "y");
       expect(yes.code, yes.output).toBe(0);
       expect(yes.output).toContain('stack "asked-chat" is deleted');
@@ -475,6 +789,37 @@ describe("nitric-like up and down --provider aws", () => {
     expect(fake.tables.has("connectionskvtable-fake")).toBe(false);
   }, 60000);
 
+  it("refuses off a terminal to deploy an update that deletes a kv table holding items (a store no longer declared), and deploys it with --yes", async () => {
+    const service = (stores: string) =>
+      `import { kv, websocket } from "@nitric-like/sdk";\n${stores}const socket = websocket("socket");\nsocket.on("connect", () => {});\nsocket.on("disconnect", () => {});\nsocket.on("message", () => {});\n`;
+    const dir = writeProject({
+      "nitric-like.yaml": "name: notes\nservices:\n  - match: services/*.ts\n",
+      "services/notes.ts": service('kv("notes").allow("get", "set");\nkv("drafts").allow("get");\n'),
+    });
+    expect((await runCli(["up", dir, "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    fake.tables.set("noteskvtable-fake", 3);
+    // A refactor that no longer declares either store: their tables would go with the next up.
+    writeFileSync(join(dir, "services", "notes.ts"), service(""));
+    fake.calls.length = 0;
+    const refused = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      'error: up: deploying stack "notes" would delete data for good: kv "notes" (table noteskvtable-fake) holds items, and the deploy deletes its table (no service declares that store any more, or its table is replaced); declare it again to keep the data, or pass --yes to deploy and delete it',
+    );
+    expect(fake.calls).toContain("DeleteChangeSet");
+    expect(fake.calls).not.toContain("ExecuteChangeSet");
+    expect(fake.tables.get("noteskvtable-fake")).toBe(3);
+    // The same with --json: the refusal is the document.
+    const json = await runCli(["up", dir, "--json"], { timeoutMs: 60000 });
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout).error.message).toContain('would delete data for good: kv "notes"');
+
+    const yes = await runCli(["up", dir, "--yes", "--plain"], { timeoutMs: 60000 });
+    expect(yes.code, yes.stderr).toBe(0);
+    expect(fake.tables.has("noteskvtable-fake")).toBe(false);
+    expect((await runCli(["down", dir, "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 90000);
+
   it("keeps the kv tables with --keep-data: retained by a stack update, then the stack deleted, the tables named", async () => {
     const dir = chat();
     const up = await runCli(["up", dir, "--stack", "kept-chat", "--plain"], { timeoutMs: 60000 });
@@ -488,6 +833,7 @@ describe("nitric-like up and down --provider aws", () => {
       provider: "aws",
       deleted: true,
       kept: [{ store: "connections", name: "connectionskvtable-fake" }],
+      keptSecrets: [],
     });
     expect(down.stderr).toContain('kept kv "connections": table connectionskvtable-fake');
     // CloudFormation reads DeletionPolicy from the deployed template: an update first, then the delete.
@@ -962,10 +1308,17 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
 
     it("down --keep-data retains the secret through a stack update and names it; a plain down says it deletes it", async () => {
       const before = fake.calls.length;
-      await aws.down?.({ project: app("unused").project, stack: "vault", logger, keepData: true });
+      const down = await runCli(["down", project, "--stack", "vault", "--keep-data", "--json"], { timeoutMs: 60000 });
+      expect(down.code, down.stderr).toBe(0);
       const calls = fake.calls.slice(before).join(" ");
       expect(calls).toMatch(/UpdateStack.*DeleteStack/);
-      expect(lines.join("\n")).toContain(`kept secret "api-key": ${SECRET_ID}`);
+      expect(down.stderr).toContain(`kept secret "api-key": ${SECRET_ID}`);
+      // --json names what was kept, the secret too (a script has its ARN).
+      expect(JSON.parse(down.stdout)).toMatchObject({
+        stack: "vault",
+        deleted: true,
+        keptSecrets: [{ secret: "api-key", name: SECRET_ID }],
+      });
       expect(fake.stacks.has("vault")).toBe(false);
 
       await aws.up?.(app("gone"));

@@ -140,6 +140,22 @@ describe("nitric-like outputs --provider aws", () => {
     expect(error.unexpected).toBeUndefined();
   }, 30000);
 
+  it("says a --stack no stack can be named is not a stack name, rather than that the stack is missing", async () => {
+    const dir = project();
+    const { code, stderr } = await runCli(["outputs", dir, "--stack", "deployed chat", "--plain"], {
+      timeoutMs: 30000,
+    });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'error: describing stack "deployed chat": no stack can be named "deployed chat": a CloudFormation stack name starts with a letter and holds only letters, digits and hyphens, at most 128; check --stack',
+    );
+    // A stack's id names it as well as its name does.
+    const id = /<StackId>([^<]+)/.exec(await cloudFormation("DescribeStacks", { StackName: "deployed-chat" }))?.[1];
+    const byId = await runCli(["outputs", dir, "--stack", id ?? "", "--plain"], { timeoutMs: 30000 });
+    expect(byId.code, byId.stderr).toBe(0);
+    expect(byId.stdout).toContain(`websocket socket ${URL_SOCKET}`);
+  }, 30000);
+
   it("lets nitric-like connect --provider aws find a socket of the deployed stack by name, and talk to it", async () => {
     // A stack whose socket output points at an echo server here (moto keeps no API Gateway).
     const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });

@@ -5,8 +5,8 @@
  * (local development), `build` (write deployable artifacts), `up` and `down` (deploy and remove).
  * The CLI runs the collect pass and the spec checks first, so a provider only ever gets an app
  * that passed them. An error a provider throws with `userFacing: true` is shown to the user as
- * its message alone (say what went wrong and how to fix it); any other error is a bug, shown with
- * its stack.
+ * its message alone (say what went wrong and how to fix it), and the CLI exits with its `exitCode`
+ * (1 when it has none); any other error is a bug, shown with its stack.
  */
 import type { AppLimits } from "./limits.js";
 import type { Project, ServiceEntry } from "./project.js";
@@ -298,7 +298,10 @@ export interface BuildOptions {
    * the names and sizes its platform takes before anything is bundled or deployed.
    */
   variables?: Readonly<Record<string, string>>;
-  /** Which `environments.<name>` of the project file applies (`--env`): its sockets' domains. @default none */
+  /**
+   * Which `environments.<name>` of the project file applies (`--env`): its sockets' domains and its
+   * handler timeout. @default none
+   */
   environment?: string;
 }
 
@@ -314,6 +317,12 @@ export interface DeployOptions extends BuildOptions {
   stack: string;
   /** The region, when given on the command line. */
   region?: string;
+  /**
+   * Asked before the deploy deletes stores that hold data (a store no service declares any more,
+   * or one whose storage it replaces), with those stores; false stops the deploy with nothing
+   * changed. Without it the data is deleted.
+   */
+  confirmDataLoss?: (stores: StoredData[]) => Promise<boolean>;
 }
 
 /** A finished deployment. */
@@ -369,6 +378,8 @@ export interface StoredData {
 export interface DestroyResult {
   /** The stores whose data was kept (`keepData`), and where. */
   kept?: StoredData[];
+  /** The secrets kept (`keepData`), and where (for aws: the secret's ARN). */
+  keptSecrets?: { secret: string; name: string }[];
 }
 
 /** What the CLI gives a provider to check a deploy can start, before anything is bundled. */
@@ -444,6 +455,12 @@ export interface Provider {
    * with `userFacing` when the secret or the deployment is not there.
    */
   putSecret?(options: SecretPutOptions): Promise<{ version: string; where?: string }>;
+  /**
+   * Checks, before `secret put` asks for the value at the terminal, that putSecret could store it
+   * (for aws: the stack is deployed with that secret, and the credentials and region work), so a
+   * value is not typed for nothing. Throws an Error with `userFacing` saying what to do.
+   */
+  checkSecret?(options: Omit<SecretPutOptions, "value">): Promise<void>;
 }
 
 /** What the CLI gives a provider to store a secret's value (`nitric-like secret put`). */

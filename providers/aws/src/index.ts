@@ -7,8 +7,15 @@
 import type { Provider, SocketDomain } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
 import { logicalName } from "./build/template.js";
-import { deploy, describeDeployment, destroy, nodeVersionNotice, preflight } from "./deploy/deploy.js";
-import { putSecret } from "./deploy/secrets.js";
+import {
+  deploy,
+  describeDeployment,
+  destroy,
+  nodeVersionNotice,
+  preflight,
+  stuckStackProblem,
+} from "./deploy/deploy.js";
+import { deployedSecretArn, putSecret } from "./deploy/secrets.js";
 import { runEmulated } from "./emulator/run.js";
 
 export { type AwsBuild, artifactHash, buildAws } from "./build/build.js";
@@ -72,6 +79,13 @@ export const provider: Provider = {
       artifacts: built.artifacts.map((a) => ({ key: a.key, file: a.file })),
       domains: Object.values(built.domains),
       logger: options.logger,
+      ...(options.confirmDataLoss
+        ? {
+            confirm: (tables) =>
+              options.confirmDataLoss?.(tables.map((t) => ({ store: t.store, name: t.table }))) ??
+              Promise.resolve(true),
+          }
+        : {}),
     });
     return {
       sockets: result.sockets,
@@ -101,10 +115,23 @@ export const provider: Provider = {
               Promise.resolve(true),
           }
         : {}),
-    }).then((outcome) => ({ kept: outcome.kept.map((t) => ({ store: t.store, name: t.table })) })),
-  outputs: (options) => {
+    }).then((outcome) => ({
+      kept: outcome.kept.map((t) => ({ store: t.store, name: t.table })),
+      keptSecrets: outcome.keptSecrets.map((s) => ({ secret: s.secret, name: s.arn })),
+    })),
+  outputs: async (options) => {
     nodeVersionNotice(options.logger);
-    return describeDeployment({ stack: options.stack, ...(options.region ? { region: options.region } : {}) });
+    const found = await describeDeployment({
+      stack: options.stack,
+      ...(options.region ? { region: options.region } : {}),
+    });
+    // A stack a deploy left stuck: what its status means, and the way out (one still changing
+    // is said by its status, which outputs prints).
+    const stuck = found.status.endsWith("_IN_PROGRESS")
+      ? undefined
+      : stuckStackProblem({ StackName: options.stack, StackStatus: found.status }, "up");
+    if (stuck) options.logger.warn(stuck);
+    return found;
   },
   putSecret: (options) => {
     nodeVersionNotice(options.logger);
@@ -114,6 +141,14 @@ export const provider: Provider = {
       secret: options.secret,
       value: options.value,
       logger: options.logger,
+    });
+  },
+  checkSecret: async (options) => {
+    nodeVersionNotice(options.logger);
+    await deployedSecretArn({
+      stack: options.stack,
+      ...(options.region ? { region: options.region } : {}),
+      secret: options.secret,
     });
   },
   async *logs(options) {

@@ -30,7 +30,8 @@ Options:
   --out <dir>         Where to write (default: <dir>/.nitric-like/<provider>).
   --env <name>        Which environments.<name> of the project file applies: its
                       sockets' domains (websockets.<socket>.domain, a custom domain
-                      on AWS) over the file's own. Default: the file's own.
+                      on AWS) and its limits.handlerTimeout over the file's own.
+                      Default: the file's own.
   --env-from <path>   Put the variables of this file of NAME=value lines into every
                       function's environment (repeat it for more, each over the one
                       before). For aws, Lambda's rules are checked first: names of

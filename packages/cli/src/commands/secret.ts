@@ -189,19 +189,23 @@ export async function secretCommand(options: SecretCommandOptions, output: Outpu
     );
   }
 
-  value ??= await readHidden(`value of secret "${name}" (not shown; Enter to end):`, output);
-  const tooBig = secretValueProblem(name, value);
-  if (tooBig) throw new UserError(`secret put: ${tooBig}; nothing was stored`);
-
   const stack = options.stack ?? spec.name;
-  const { version, where } = await provider.putSecret({
+  const target = {
     project: prepared.project,
     stack,
     secret: name,
-    value,
     logger: output,
     ...(options.region !== undefined ? { region: options.region } : {}),
-  });
+  };
+  if (value === undefined) {
+    // Before the value is typed: a deployment without the secret is said now, not after.
+    await provider.checkSecret?.(target);
+    value = await readHidden(`value of secret "${name}" (not shown; Enter to end):`, output);
+  }
+  const tooBig = secretValueProblem(name, value);
+  if (tooBig) throw new UserError(`secret put: ${tooBig}; nothing was stored`);
+
+  const { version, where } = await provider.putSecret({ ...target, value });
   output.info(
     options.provider === "local"
       ? `stored secret "${name}" for run (${value.length} byte${value.length === 1 ? "" : "s"})`

@@ -28,9 +28,14 @@ Credentials and region come from the standard AWS chain (AWS_PROFILE,
 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_REGION); AWS_ENDPOINT_URL points it at
 LocalStack.
 
-Before bundling it checks the stack name, region and credentials, and says how to get
-a stack out of ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED or DELETE_FAILED. Nothing to
-change: "already up to date". Templates over 51,200 bytes go through the bucket.
+Before bundling it checks the stack name, region and credentials, refuses a stack of
+that name nitric-like did not make (it would replace its resources), and says how to
+get a stack out of ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED or DELETE_FAILED. Nothing
+to change: "already up to date". Templates over 51,200 bytes go through the bucket.
+
+Ctrl-C before the change set runs deletes it: nothing is deployed. Once it runs,
+Ctrl-C stops following the stack (exit 130) and says how to see, undo or stop what
+CloudFormation goes on with; a second Ctrl-C exits at once.
 
 Options:
   --provider <name>   Provider to deploy with (default: aws).
@@ -38,10 +43,14 @@ Options:
   --region <region>   AWS region (default: from the AWS configuration).
   --out <dir>         Where to build (default: <dir>/.nitric-like/<provider>).
   --env <name>        Which environments.<name> of the project file applies, as
-                      "build --env" does: its sockets' domains.
+                      "build --env" does: its sockets' domains and handler
+                      timeout.
   --env-from <path>   Put the variables of this file into every function's
                       environment, as "build --env-from" does (see its help): a later
                       up without it removes them.
+  --yes               Deploy even when it deletes kv tables that hold items (a store
+                      no service declares any more); without it up asks (y/N) on a
+                      terminal, and off a terminal stops with exit 1 naming them.
   --json              Print the result as JSON on stdout: {"stack", "provider",
                       "changed", "sockets": [{"name", "url"}], "outputs", "notes"};
                       progress and the socket lines go to stderr. A failure is {"error":
@@ -58,6 +67,8 @@ until it is gone, its functions' log groups with it. kv tables are deleted with 
 too; when one holds items, down first asks (y/N) on a terminal, and off a terminal
 (CI) stops with exit 1 unless --yes or --keep-data is given. Nothing is built: only
 the project file is read, so a deployment can be deleted whatever state the code is in.
+A stack nitric-like did not make is never deleted. Ctrl-C stops following the delete
+(exit 130); CloudFormation goes on with it.
 
 Options:
   --provider <name>   Provider of the deployment (default: aws).
@@ -69,8 +80,8 @@ Options:
                       nitric-like:kept-from-stack=<stack>), then deleted; the kept
                       tables' names are printed.
   --json              Print {"stack", "provider", "deleted": true, "kept": [{"store",
-                      "name"}]} on stdout when done; a failure is {"error": {"message",
-                      "problems"}} on stdout.
+                      "name"}], "keptSecrets": [{"secret", "name"}]} on stdout when
+                      done; a failure is {"error": {"message", "problems"}} on stdout.
   --plain             No colours.
   -h, --help          Show this help.
 `;
@@ -134,6 +145,7 @@ export async function upCommand(options: DeployCommandOptions, output: Output): 
       ...(options.region ? { region: options.region } : {}),
       ...(variables === undefined ? {} : { variables }),
       ...(options.environment === undefined ? {} : { environment: options.environment }),
+      confirmDataLoss: (stores) => confirmDataLoss("up", stores, stack, options.yes === true, output),
     })
     .finally(() => progress.done());
   output.info(result.changed ? `stack "${stack}" is deployed` : `stack "${stack}" was already up to date`);
@@ -166,37 +178,73 @@ export async function downCommand(options: DeployCommandOptions, output: Output)
       logger: output,
       ...(options.region ? { region: options.region } : {}),
       ...(options.keepData ? { keepData: true } : {}),
-      confirmDataLoss: (stores) => confirmDataLoss(stores, stack, options.yes === true),
+      confirmDataLoss: (stores) => confirmDataLoss("down", stores, stack, options.yes === true, output),
     })
     .finally(() => progress.done());
   const kept = result?.kept ?? [];
+  const keptSecrets = result?.keptSecrets ?? [];
   output.info(`stack "${stack}" is deleted`);
   for (const k of kept) output.info(`kept kv "${k.store}": table ${k.name}`);
-  output.json({ stack, provider: provider.name, deleted: true, kept });
+  output.json({ stack, provider: provider.name, deleted: true, kept, keptSecrets });
   return 0;
 }
 
 /**
- * Whether `down` may delete stores that hold data: yes with --yes; on a terminal, the user's
- * answer (no unless "y"); off a terminal (CI), a refusal naming --yes and --keep-data.
+ * How `up` and `down` ask before deleting stores that hold data, and say no: `list` names the
+ * stores and their tables, `one` whether it is one store.
  */
-async function confirmDataLoss(stores: StoredData[], stack: string, yes: boolean): Promise<boolean> {
+const DATA_LOSS = {
+  down: {
+    refused: (stack: string, list: string, one: boolean) =>
+      `down: deleting stack "${stack}" would delete data for good: ${list} ${one ? "holds" : "hold"} items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables`,
+    question: (stack: string, list: string, one: boolean) =>
+      `down: ${list} ${one ? "holds" : "hold"} items, deleted for good with stack "${stack}". Delete them? (y/N) `,
+    no: `down: nothing was deleted; run "nitric-like down --keep-data" to delete the stack and keep the tables`,
+    stopped: "down: nothing was deleted (Ctrl-C)",
+  },
+  up: {
+    refused: (stack: string, list: string, one: boolean) =>
+      `up: deploying stack "${stack}" would delete data for good: ${list} ${one ? "holds" : "hold"} items, and the deploy deletes ${one ? "its table" : "their tables"} (no service declares ${one ? "that store" : "those stores"} any more, or ${one ? "its table is" : "their tables are"} replaced); declare ${one ? "it" : "them"} again to keep the data, or pass --yes to deploy and delete ${one ? "it" : "them"}`,
+    question: (stack: string, list: string, one: boolean) =>
+      `up: ${list} ${one ? "holds" : "hold"} items, and deploying stack "${stack}" deletes ${one ? "its table" : "their tables"} for good (no service declares ${one ? "that store" : "those stores"} any more, or ${one ? "its table is" : "their tables are"} replaced). Deploy anyway? (y/N) `,
+    no: "up: nothing was deployed; declare the store again to keep its data",
+    stopped: "up: nothing was deployed (Ctrl-C)",
+  },
+};
+
+/**
+ * Whether `up` or `down` may delete stores that hold data: yes with --yes; on a terminal, the
+ * user's answer (no unless "y"); off a terminal (CI), a refusal naming --yes.
+ */
+async function confirmDataLoss(
+  action: "up" | "down",
+  stores: StoredData[],
+  stack: string,
+  yes: boolean,
+  output: Output,
+): Promise<boolean> {
   if (yes) return true;
-  const list = `${stores.map((s) => `kv "${s.store}" (table ${s.name})`).join(", ")} ${stores.length === 1 ? "holds" : "hold"}`;
+  const words = DATA_LOSS[action];
+  const list = stores.map((s) => `kv "${s.store}" (table ${s.name})`).join(", ");
+  const one = stores.length === 1;
   if (process.stdin.isTTY !== true || process.stderr.isTTY !== true) {
-    throw new UserError(
-      `down: deleting stack "${stack}" would delete data for good: ${list} items; pass --yes to delete them, or --keep-data to delete the stack and keep the tables`,
-    );
+    throw new UserError(words.refused(stack, list, one));
   }
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    const answer = await prompt.question(
-      `down: ${list} items, deleted for good with stack "${stack}". Delete them? (y/N) `,
-    );
+    // The spinner stops meanwhile: redrawn on the question's line, it would hide the question.
+    const answer = await output
+      .aside(() => prompt.question(words.question(stack, list, one)))
+      .catch((error: Error) => {
+        // Ctrl-C at the question (readline's AbortError): a no.
+        if (error.name === "AbortError") {
+          output.err.write("\n"); // the question's line stays as answered
+          throw new UserError(words.stopped, 130);
+        }
+        throw error;
+      });
     if (/^y(es)?$/i.test(answer.trim())) return true;
-    throw new UserError(
-      `down: nothing was deleted; run "nitric-like down --keep-data" to delete the stack and keep the tables`,
-    );
+    throw new UserError(words.no);
   } finally {
     prompt.close();
   }

@@ -48,7 +48,7 @@ const SPINNER = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", 
 /** The CLI's output. */
 export class Output implements Logger {
   private readonly colour: boolean;
-  private spinner: { label: string; frame: number; started: number; timer: NodeJS.Timeout } | undefined;
+  private spinner: { label: string; frame: number; started: number; timer?: NodeJS.Timeout } | undefined;
 
   constructor(
     readonly out: Sink = process.stdout,
@@ -74,18 +74,8 @@ export class Output implements Logger {
       return { done: () => {} };
     }
     this.stopSpinner();
-    const spinner = {
-      label,
-      frame: 0,
-      started: Date.now(),
-      timer: setInterval(() => {
-        spinner.frame++;
-        this.drawSpinner();
-      }, 80),
-    };
-    spinner.timer.unref();
-    this.spinner = spinner;
-    this.drawSpinner();
+    const spinner: NonNullable<Output["spinner"]> = { label, frame: 0, started: Date.now() };
+    this.spin(spinner);
     return {
       done: (line) => {
         if (this.spinner !== spinner) return;
@@ -94,6 +84,31 @@ export class Output implements Logger {
         if (line) this.err.write(`${this.paint("green", "✓")} ${line} ${this.paint("dim", `(${seconds} s)`)}\n`);
       },
     };
+  }
+
+  /** Makes `spinner` the one shown, and turns it every 80 ms. */
+  private spin(spinner: NonNullable<Output["spinner"]>): void {
+    spinner.timer = setInterval(() => {
+      spinner.frame++;
+      this.drawSpinner();
+    }, 80);
+    spinner.timer.unref();
+    this.spinner = spinner;
+    this.drawSpinner();
+  }
+
+  /**
+   * Runs `ask`, a question on the terminal, with the spinner stopped and cleared: drawn on the
+   * question's line, it would hide the question. The spinner comes back once it is answered (not
+   * when `ask` fails, which leaves its line to the error).
+   */
+  async aside<T>(ask: () => Promise<T>): Promise<T> {
+    const paused = this.spinner;
+    if (paused === undefined) return ask();
+    this.stopSpinner();
+    const answer = await ask();
+    if (this.spinner === undefined) this.spin(paused);
+    return answer;
   }
 
   private drawSpinner(): void {

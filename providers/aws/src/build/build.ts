@@ -77,8 +77,8 @@ export async function buildAws(
     logger.info(`  ${service.name}: ${name} ${kb(code.length)}${esm}, zip ${kb(archive.length)}${memory}`);
   }
   rmSync(join(outDir, "entries"), { recursive: true, force: true });
-  for (const note of awsLimitNotes(options.project)) logger.warn(note);
-  const handlerTimeoutMs = awsHandlerTimeoutMs(options.project);
+  for (const note of awsLimitNotes(options.project, options.environment)) logger.warn(note);
+  const handlerTimeoutMs = awsHandlerTimeoutMs(options.project, options.environment);
   const socketDomains = domains ? domainsOf(options) : {};
   for (const [socket, domain] of Object.entries(socketDomains)) {
     const dns =

@@ -27,26 +27,49 @@ const LOCAL_ONLY: [keyof AppLimits, string, string][] = [
   ["maxQueuedBytesTotal", "maxQueuedBytesTotal", "bound on bytes waiting for clients"],
 ];
 
-/** Where each limit is set: the top-level `limits:` and each socket's. */
-function layers(project: Project): [string, Partial<AppLimits>][] {
+/**
+ * Where each limit is set: the top-level `limits:` and each socket's, then those of the
+ * environment built (`--env`), which apply over them.
+ */
+function layers(project: Project, environment: string | undefined): [string, Partial<AppLimits>][] {
   const out: [string, Partial<AppLimits>][] = [];
   if (project.limits) out.push(["limits", project.limits]);
   for (const [name, socket] of Object.entries(project.websockets)) {
     if (socket.limits) out.push([`websockets.${name}.limits`, socket.limits]);
   }
+  const env = environment === undefined ? undefined : project.environments?.[environment];
+  if (env?.limits) out.push([`environments.${environment}.limits`, env.limits]);
+  for (const [name, socket] of Object.entries(env?.websockets ?? {})) {
+    if (socket.limits) out.push([`environments.${environment}.websockets.${name}.limits`, socket.limits]);
+  }
   return out;
 }
 
-/** What the build tells the user about limits AWS applies differently, one line each. */
-export function awsLimitNotes(project: Project): string[] {
+/**
+ * The handler timeout the project sets for `environment` (its `limits:`, over the top-level one),
+ * with where it is set; undefined when neither sets one.
+ */
+function handlerTimeoutOf(project: Project, environment: string | undefined): [string, number] | undefined {
+  const env = environment === undefined ? undefined : project.environments?.[environment];
+  const own = env?.limits?.handlerTimeoutMs;
+  if (own !== undefined) return [`environments.${environment}.limits`, own];
+  const top = project.limits?.handlerTimeoutMs;
+  return top === undefined ? undefined : ["limits", top];
+}
+
+/**
+ * What the build tells the user about limits AWS applies differently, one line each, for the
+ * environment built (`--env`; the file's own limits when undefined).
+ */
+export function awsLimitNotes(project: Project, environment?: string): string[] {
   const notes: string[] = [];
-  const handlerTimeoutMs = project.limits?.handlerTimeoutMs;
+  const [at, handlerTimeoutMs] = handlerTimeoutOf(project, environment) ?? ["limits", undefined];
   if (handlerTimeoutMs !== undefined && handlerTimeoutMs > AWS_MAX_HANDLER_TIMEOUT_MS) {
     notes.push(
-      `limits.handlerTimeout is ${formatDuration(handlerTimeoutMs)}, but API Gateway waits at most ${formatDuration(AWS_INTEGRATION_TIMEOUT_MS)} for a function's answer: on AWS handlers time out at ${formatDuration(AWS_MAX_HANDLER_TIMEOUT_MS)}; set it to ${AWS_MAX_HANDLER_TIMEOUT_MS / 1000}s or less to run locally as on AWS`,
+      `${at}.handlerTimeout is ${formatDuration(handlerTimeoutMs)}, but API Gateway waits at most ${formatDuration(AWS_INTEGRATION_TIMEOUT_MS)} for a function's answer: on AWS handlers time out at ${formatDuration(AWS_MAX_HANDLER_TIMEOUT_MS)}; set it to ${AWS_MAX_HANDLER_TIMEOUT_MS / 1000}s or less to run locally as on AWS`,
     );
   }
-  for (const [at, limits] of layers(project)) {
+  for (const [at, limits] of layers(project, environment)) {
     for (const [field, key, show] of FIXED_BY_API_GATEWAY) {
       const value = limits[field];
       if (value === undefined || value === DEFAULT_LIMITS[field]) continue;
@@ -65,10 +88,10 @@ export function awsLimitNotes(project: Project): string[] {
 }
 
 /**
- * The handler timeout the functions get: the project's `limits.handlerTimeout`, when it sets one,
- * at most AWS_MAX_HANDLER_TIMEOUT_MS.
+ * The handler timeout the functions get: the environment's `limits.handlerTimeout` (`--env`), else
+ * the project's, when one is set, at most AWS_MAX_HANDLER_TIMEOUT_MS.
  */
-export function awsHandlerTimeoutMs(project: Project): number | undefined {
-  const set = project.limits?.handlerTimeoutMs;
+export function awsHandlerTimeoutMs(project: Project, environment?: string): number | undefined {
+  const set = handlerTimeoutOf(project, environment)?.[1];
   return set === undefined ? undefined : Math.min(set, AWS_MAX_HANDLER_TIMEOUT_MS);
 }

@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import {
+  type Change,
   CloudFormationClient,
   CreateChangeSetCommand,
   CreateStackCommand,
@@ -35,6 +36,55 @@ export class DeployError extends Error {
   override readonly name = "DeployError";
   /** The CLI prints only the message. */
   readonly userFacing = true;
+  /** The exit code the CLI ends with: 1, or 130 when Ctrl-C stopped the command. */
+  readonly exitCode: number;
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+/**
+ * Ctrl-C (SIGINT) once CloudFormation has been asked to change a stack. Node's default ends the
+ * process at once, saying nothing, while CloudFormation goes on with the change (or keeps the
+ * change set made for it). Between start() and stop() the first Ctrl-C is noted instead: the
+ * command stops at its next step and says where the stack is and what to do; a second ends the
+ * process at once, with 130 as a shell gives.
+ */
+class Interrupt {
+  /** Whether Ctrl-C was pressed. */
+  signalled = false;
+  private wake: (() => void) | undefined;
+  private readonly onSignal = () => {
+    if (this.signalled) process.exit(130);
+    this.signalled = true;
+    this.wake?.();
+  };
+
+  start(): this {
+    process.on("SIGINT", this.onSignal);
+    return this;
+  }
+
+  stop(): void {
+    process.off("SIGINT", this.onSignal);
+  }
+
+  /** Waits `ms`, or less when Ctrl-C is pressed meanwhile. */
+  sleep(ms: number): Promise<void> {
+    if (this.signalled) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
 }
 
 /** The stack that owns the artifact bucket of an account and region. */
@@ -75,6 +125,12 @@ export interface DeployOptions {
   logger: Logger;
   /** How often to poll CloudFormation. @default NITRIC_LIKE_AWS_POLL_MS or 2000 */
   pollMs?: number;
+  /**
+   * Asked before an update deletes (or replaces) kv tables that hold items, as when a store is no
+   * longer declared, with those tables; false stops the deploy with nothing changed. Without it the
+   * tables go.
+   */
+  confirm?: (tables: KvTable[]) => Promise<boolean>;
 }
 
 /** How often to poll CloudFormation: NITRIC_LIKE_AWS_POLL_MS, else 2 s. */
@@ -91,19 +147,39 @@ export interface DeployOutcome {
   changed: boolean;
 }
 
-/** Turns an AWS SDK failure into what the user should do about it. */
-export function explain(error: unknown, doing: string): Error {
+/**
+ * Turns an AWS SDK failure into what the user should do about it. `service` is the client's, as
+ * its endpoint variable names it (`CLOUDWATCH_LOGS` for AWS_ENDPOINT_URL_CLOUDWATCH_LOGS), when
+ * the caller knows it.
+ */
+export function explain(error: unknown, doing: string, service?: string): Error {
   if (error instanceof DeployError) return error;
   const e = error as { name?: string; message?: string; Code?: string };
   const name = e.name ?? "";
   const message = e.message ?? String(error);
   if (name === "CredentialsProviderError" || /Could not load credentials/i.test(message)) {
+    // Set, but to a profile that is not there (a typo), or whose sign-in has lapsed: "set
+    // AWS_PROFILE" would send the user round in a circle.
+    const profile = process.env.AWS_PROFILE;
+    if (profile) {
+      const why = /Could not load credentials from any providers/i.test(message) ? "" : ` (${message})`;
+      return new DeployError(
+        `${doing}: AWS_PROFILE is ${JSON.stringify(profile)}, but no credentials were found for that profile${why}; check the name ("aws configure list-profiles" lists them), sign in again if it uses SSO ("aws sso login --profile ${profile}"), or unset AWS_PROFILE and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
+      );
+    }
     return new DeployError(
       `${doing}: no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run "aws configure")`,
     );
   }
   const unreachable = unreachableEndpoint(error);
   if (unreachable) return new DeployError(`${doing}: ${unreachable}`);
+  if (error instanceof NotAnAwsAnswer) return notAnAwsAnswer(doing, "", error.service);
+  // The SDK could not parse the answer: a web page, or whatever else the endpoint is.
+  if (/Deserialization error|XML parse error|is not valid JSON/i.test(message)) {
+    const meta = error as { $metadata?: { httpStatusCode?: number }; $response?: { statusCode?: number } };
+    const status = meta.$response?.statusCode ?? meta.$metadata?.httpStatusCode;
+    return notAnAwsAnswer(doing, status === undefined ? "" : ` (HTTP ${status})`, service);
+  }
   if (/Region is missing/i.test(message)) {
     return new DeployError(`${doing}: no AWS region; set AWS_REGION or pass --region`);
   }
@@ -116,6 +192,47 @@ export function explain(error: unknown, doing: string): Error {
     return new DeployError(`${doing}: AWS denied it: ${message}; the credentials need that permission`);
   }
   return new DeployError(`${doing}: ${name ? `${name}: ` : ""}${message}`);
+}
+
+/**
+ * Where a client's calls went instead of AWS, as `"<url>" (<variable>)`: `service`'s own endpoint
+ * variable, else AWS_ENDPOINT_URL; for a service not known, every endpoint variable set, by URL.
+ * Undefined when the calls went to AWS.
+ */
+function customEndpoints(service: string | undefined): string | undefined {
+  const set = (
+    service === undefined
+      ? Object.keys(process.env)
+          .filter((k) => /^AWS_ENDPOINT_URL(_[A-Z0-9_]+)?$/.test(k))
+          .sort()
+      : [[`AWS_ENDPOINT_URL_${service}`, "AWS_ENDPOINT_URL"].find((k) => process.env[k])]
+  ).filter((k): k is string => k !== undefined && Boolean(process.env[k]));
+  if (set.length === 0) return undefined;
+  const byUrl = new Map<string, string[]>();
+  for (const k of set) byUrl.set(process.env[k] as string, [...(byUrl.get(process.env[k] as string) ?? []), k]);
+  return [...byUrl].map(([url, names]) => `${JSON.stringify(url)} (${names.join(", ")})`).join(", ");
+}
+
+/** An answer that parsed, but as nothing AWS sends (describeStack); explain() says what it means. */
+class NotAnAwsAnswer extends Error {
+  override readonly name = "NotAnAwsAnswer";
+  constructor(readonly service: string) {
+    super("not an AWS answer");
+  }
+}
+
+/**
+ * An answer the SDK read as nothing AWS sends (a web page, an empty document): most often an
+ * AWS_ENDPOINT_URL pointing at something that is not LocalStack or moto. Said so, rather than
+ * taken for a stack that is not there.
+ */
+export function notAnAwsAnswer(doing: string, detail = "", service?: string): DeployError {
+  const endpoints = customEndpoints(service);
+  return new DeployError(
+    endpoints
+      ? `${doing}: the endpoint ${endpoints} answered with something that is not an AWS answer${detail}; check that it is LocalStack or moto and working, or unset it to use AWS`
+      : `${doing}: AWS's answer could not be read${detail}; check for a proxy between this machine and AWS (HTTPS_PROXY), then try again`,
+  );
 }
 
 /** AWS's region names: `us-east-1`, `ap-southeast-4`, `us-gov-west-1`, `cn-north-1`. */
@@ -186,7 +303,10 @@ export function stackNameProblem(name: string, where = "up"): string | undefined
  * When a stack is in a state no update can leave, what it is and the command that gets out of it;
  * undefined when `up` (or `down`) can go on.
  */
-export function stuckStackProblem(stack: Stack, action: "up" | "down"): string | undefined {
+export function stuckStackProblem(
+  stack: Pick<Stack, "StackName" | "StackStatusReason"> & { StackStatus?: string | undefined },
+  action: "up" | "down",
+): string | undefined {
   const name = stack.StackName ?? "";
   const status = stack.StackStatus ?? "";
   const reason = stack.StackStatusReason ? ` (${stack.StackStatusReason})` : "";
@@ -200,9 +320,40 @@ export function stuckStackProblem(stack: Stack, action: "up" | "down"): string |
     return `stack "${name}" is DELETE_FAILED${reason}: an earlier delete stopped half way; run "nitric-like down --stack ${name}" to finish it (if it fails again, "aws cloudformation delete-stack --stack-name ${name} --retain-resources <the ids it names>"), then "nitric-like up"`;
   }
   if (status.endsWith("_IN_PROGRESS") && status !== "REVIEW_IN_PROGRESS") {
-    return `stack "${name}" is ${status}: another deploy or delete is under way; wait for it to finish ("aws cloudformation wait stack-update-complete --stack-name ${name}" or watch the console), then run "nitric-like ${action}" again`;
+    // The AWS CLI's waiter for what is under way; each fails, or waits an hour, on the others' states.
+    const waiter = status.startsWith("CREATE_")
+      ? "stack-create-complete"
+      : status.startsWith("DELETE_")
+        ? "stack-delete-complete"
+        : status.startsWith("UPDATE_") && !status.startsWith("UPDATE_ROLLBACK")
+          ? "stack-update-complete"
+          : undefined;
+    const watch = waiter
+      ? `"aws cloudformation wait ${waiter} --stack-name ${name}"`
+      : `"nitric-like outputs --stack ${name}" shows its status`;
+    return `stack "${name}" is ${status}: another deploy or delete is under way; wait for it to finish (${watch}, or watch the console), then run "nitric-like ${action}" again`;
   }
   return undefined;
+}
+
+/**
+ * When `stack` was not made by nitric-like (another tool's, or the artifact bucket's own), why
+ * `up` (which would replace its resources with the app's) or `down` (which would delete them)
+ * must not touch it; undefined for one of ours. Ours: the template's description `nitric-like
+ * project "<name>"`, or its ArtifactBucket parameter; a stack a change set has made but not run
+ * (REVIEW_IN_PROGRESS) holds nothing yet.
+ */
+export function foreignStackProblem(
+  stack: Pick<Stack, "StackName" | "Description" | "Parameters"> & { StackStatus?: string | undefined },
+  action: "up" | "down",
+): string | undefined {
+  if (stack.StackStatus === "REVIEW_IN_PROGRESS") return undefined;
+  if (stack.Description?.startsWith("nitric-like project ")) return undefined;
+  if ((stack.Parameters ?? []).some((p) => p.ParameterKey === "ArtifactBucket")) return undefined;
+  const name = stack.StackName ?? "";
+  const what = stack.Description ? ` (${JSON.stringify(stack.Description)})` : "";
+  const would = action === "up" ? "replace its resources with this app's" : "delete its resources";
+  return `stack "${name}"${what} was not deployed by nitric-like, and "nitric-like ${action}" would ${would}; nothing was changed. Give this app a stack of its own with --stack <name> (or name: in the project file)${action === "down" ? `, or delete that stack with "aws cloudformation delete-stack --stack-name ${name}" if it is meant to go` : ""}`;
 }
 
 /** What to do after a deploy or delete ended in `status`. */
@@ -281,6 +432,8 @@ export async function preflight(options: { stack: string; region?: string; actio
       );
     }
     const existing = await describeStack(cfn, options.stack);
+    const foreign = existing ? foreignStackProblem(existing, options.action) : undefined;
+    if (foreign) throw new DeployError(`${options.action}: ${foreign}`);
     const stuck = existing ? stuckStackProblem(existing, options.action) : undefined;
     if (stuck) throw new DeployError(`${options.action}: ${stuck}`);
   } catch (error) {
@@ -301,19 +454,33 @@ function clients(region: string | undefined) {
 
 /** A stack as DescribeStacks has it; undefined when there is no such stack. */
 async function describeStack(cfn: CloudFormationClient, stack: string): Promise<Stack | undefined> {
+  let found: Stack | undefined;
   try {
-    return (await cfn.send(new DescribeStacksCommand({ StackName: stack }))).Stacks?.[0];
+    found = (await cfn.send(new DescribeStacksCommand({ StackName: stack }))).Stacks?.[0];
   } catch (error) {
     if (/does not exist/.test((error as Error).message ?? "")) return undefined;
     throw error;
   }
+  // CloudFormation answers a stack that is not there with an error, never with no stack: this
+  // answer came from something else (an HTML page parses as an empty one).
+  if (found?.StackName === undefined) throw new NotAnAwsAnswer("CLOUDFORMATION");
+  return found;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const done = (status: string) => !status.endsWith("_IN_PROGRESS");
 const failed = (status: string) => status.endsWith("_FAILED") || status.includes("ROLLBACK");
 
-/** Polls a stack until it settles, logging each new event; throws a DeployError listing what failed. */
+/** What stops follow() when Ctrl-C is pressed: the Interrupt, and the error to throw for the stack's status. */
+interface Stoppable {
+  interrupt: Interrupt;
+  stopped: (status: string) => DeployError;
+}
+
+/**
+ * Polls a stack until it settles, logging each new event; throws a DeployError listing what failed
+ * (or, on Ctrl-C, `stop`'s, once the events so far are shown).
+ */
 async function follow(
   cfn: CloudFormationClient,
   stack: string,
@@ -321,6 +488,7 @@ async function follow(
   pollMs: number,
   since: Date,
   gone = false,
+  stop?: Stoppable,
 ): Promise<Stack | undefined> {
   const seen = new Set<string>();
   const failures: string[] = [];
@@ -356,7 +524,8 @@ async function follow(
       }
       return current;
     }
-    await sleep(pollMs);
+    if (stop?.interrupt.signalled) throw stop.stopped(status);
+    await (stop ? stop.interrupt.sleep(pollMs) : sleep(pollMs));
   }
 }
 
@@ -374,11 +543,15 @@ async function artifactBucket(cfn: CloudFormationClient, logger: Logger, pollMs:
       new CreateStackCommand({ StackName: BOOTSTRAP_STACK, TemplateBody: JSON.stringify(BOOTSTRAP_TEMPLATE) }),
     );
     stack = await follow(cfn, BOOTSTRAP_STACK, logger, pollMs, since);
+  } else if (stack.StackStatus?.endsWith("_IN_PROGRESS") && stack.StackStatus !== "REVIEW_IN_PROGRESS") {
+    // Another up making it now, or one stopped (Ctrl-C) while it made it: CloudFormation goes on.
+    logger.info(`waiting for stack ${BOOTSTRAP_STACK} (the artifact bucket): it is ${stack.StackStatus}`);
+    stack = await follow(cfn, BOOTSTRAP_STACK, logger, pollMs, new Date());
   }
   const bucket = stack ? outputsOf(stack).BucketName : undefined;
   if (!bucket) {
     throw new DeployError(
-      `stack ${BOOTSTRAP_STACK} has no BucketName output; delete it (aws cloudformation delete-stack --stack-name ${BOOTSTRAP_STACK}) and deploy again`,
+      `stack ${BOOTSTRAP_STACK}${stack?.StackStatus ? ` is ${stack.StackStatus} and` : ""} has no BucketName output; delete it (aws cloudformation delete-stack --stack-name ${BOOTSTRAP_STACK}) and deploy again`,
     );
   }
   return bucket;
@@ -421,6 +594,8 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { stack, logger } = options;
   const pollMs = options.pollMs ?? defaultPollMs();
   const { cfn, s3 } = clients(options.region);
+  const ddb = new DynamoDBClient(options.region ? { region: options.region } : {});
+  const interrupt = new Interrupt();
   try {
     let step = "finding the artifact bucket";
     let region: string;
@@ -451,6 +626,8 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       }
       step = `creating a change set for stack "${stack}"`;
       const existing = await describeStack(cfn, stack);
+      const foreign = existing ? foreignStackProblem(existing, "up") : undefined;
+      if (foreign) throw new DeployError(`up: ${foreign}`);
       const stuck = existing ? stuckStackProblem(existing, "up") : undefined;
       if (stuck) throw new DeployError(stuck);
       const type = existing && existing.StackStatus !== "REVIEW_IN_PROGRESS" ? "UPDATE" : "CREATE";
@@ -471,6 +648,21 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
         const current = (await describeStack(cfn, stack)) as Stack;
         return { stack, outputs: outputsOf(current), sockets: socketsOf(current), changed: false };
       };
+      // From here CloudFormation holds what this deploy made: Ctrl-C stops it at the next step
+      // and says what is left (see Interrupt).
+      interrupt.start();
+      // Before the change set is executed, the stack is as it was: the change set is deleted, and
+      // so is the empty stack (REVIEW_IN_PROGRESS) a first deploy's change set made.
+      const stopBeforeExecuting = async () => {
+        await cfn
+          .send(new DeleteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }))
+          .catch(() => undefined);
+        if (!existing) await cfn.send(new DeleteStackCommand({ StackName: stack })).catch(() => undefined);
+        return new DeployError(
+          `up: stopped (Ctrl-C) before stack "${stack}" was changed: nothing was deployed${existing ? "; it is as it was" : ""}`,
+          130,
+        );
+      };
       try {
         await cfn.send(
           new CreateChangeSetCommand({
@@ -487,18 +679,44 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
         if (noChanges((error as Error).message)) return await unchanged();
         throw error;
       }
+      let changes: Change[] = [];
       for (;;) {
         const cs = await cfn.send(new DescribeChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }));
         if (cs.Status === "CREATE_COMPLETE") {
-          logger.info(`change set: ${cs.Changes?.length ?? 0} change(s) (${type.toLowerCase()})`);
+          changes = [...(cs.Changes ?? []), ...(await moreChanges(cfn, stack, changeSetName, cs.NextToken))];
+          logger.info(`change set: ${changes.length} change(s) (${type.toLowerCase()})`);
           break;
         }
         if (cs.Status === "FAILED") {
           if (noChanges(cs.StatusReason)) return await unchanged();
           throw new DeployError(`the change set for stack "${stack}" failed: ${cs.StatusReason ?? "no reason given"}`);
         }
-        await sleep(pollMs);
+        if (interrupt.signalled) throw await stopBeforeExecuting();
+        await interrupt.sleep(pollMs);
       }
+      if (interrupt.signalled) throw await stopBeforeExecuting();
+      // A kv table the update deletes (its store no longer declared) or replaces loses its items
+      // for good: asked first, as down asks.
+      const lost = type === "UPDATE" && options.confirm ? await tablesLost(cfn, ddb, stack, changes) : [];
+      if (lost.length > 0 && options.confirm) {
+        let go: boolean;
+        try {
+          go = await options.confirm(lost);
+        } catch (error) {
+          await cfn
+            .send(new DeleteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }))
+            .catch(() => undefined);
+          const code = (error as { exitCode?: unknown }).exitCode;
+          throw new DeployError((error as Error).message, typeof code === "number" ? code : 1);
+        }
+        if (!go) {
+          await cfn
+            .send(new DeleteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }))
+            .catch(() => undefined);
+          throw new DeployError("up: nothing was deployed");
+        }
+      }
+      if (interrupt.signalled) throw await stopBeforeExecuting();
       step = `deploying stack "${stack}"`;
       const since = new Date(Date.now() - 1000);
       try {
@@ -508,15 +726,68 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
         if (noChanges((error as Error).message)) return await unchanged();
         throw error;
       }
-      const result = (await follow(cfn, stack, logger, pollMs, since)) as Stack;
+      const stopped = (status: string) =>
+        new DeployError(
+          `up: stopped following stack "${stack}" (Ctrl-C) while it is ${status}; CloudFormation goes on with the deploy without this command: "nitric-like outputs" shows its status, and its URLs once it is done; ${
+            type === "CREATE"
+              ? `to undo it, run "nitric-like down" once it has finished`
+              : `to stop it, "aws cloudformation cancel-update-stack --stack-name ${stack}" rolls it back to the stack as it was`
+          }`,
+          130,
+        );
+      const result = (await follow(cfn, stack, logger, pollMs, since, false, { interrupt, stopped })) as Stack;
       return { stack, outputs: outputsOf(result), sockets: socketsOf(result), changed: true };
     } catch (error) {
       throw explain(error, step);
     }
   } finally {
+    interrupt.stop();
     cfn.destroy();
     s3.destroy();
+    ddb.destroy();
   }
+}
+
+/** The changes of a change set past its first page. */
+async function moreChanges(
+  cfn: CloudFormationClient,
+  stack: string,
+  changeSetName: string,
+  next: string | undefined,
+): Promise<Change[]> {
+  const out: Change[] = [];
+  while (next) {
+    const page = await cfn.send(
+      new DescribeChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName, NextToken: next }),
+    );
+    out.push(...(page.Changes ?? []));
+    next = page.NextToken;
+  }
+  return out;
+}
+
+/** The stack's kv tables that `changes` delete or replace and that hold items. */
+async function tablesLost(
+  cfn: CloudFormationClient,
+  ddb: DynamoDBClient,
+  stack: string,
+  changes: Change[],
+): Promise<KvTable[]> {
+  const gone = new Set(
+    changes
+      .map((c) => c.ResourceChange)
+      .filter(
+        (r) =>
+          r?.ResourceType === "AWS::DynamoDB::Table" &&
+          (r.Action === "Remove" || (r.Action === "Modify" && r.Replacement === "True")),
+      )
+      .map((r) => r?.LogicalResourceId ?? ""),
+  );
+  if (gone.size === 0) return [];
+  const { tables } = await kvTablesOf(cfn, stack);
+  const lost: KvTable[] = [];
+  for (const t of tables) if (gone.has(t.logicalId) && (await holdsItems(ddb, t.table))) lost.push(t);
+  return lost;
 }
 
 /** Each socket's URL, from the outputs the template writes (`Websocket<Name>`, "websocket <name>"). */
@@ -544,6 +815,13 @@ export async function deployedStack(
   doing: string,
   missing: string,
 ): Promise<Stack> {
+  // A name no stack can have (from --stack): said so, not that the stack is missing. A stack's id
+  // (its ARN) names it too.
+  if (!options.stack.startsWith("arn:") && stackNameProblem(options.stack) !== undefined) {
+    throw new DeployError(
+      `${doing}: no stack can be named ${JSON.stringify(options.stack)}: a CloudFormation stack name starts with a letter and holds only letters, digits and hyphens, at most 128; check --stack`,
+    );
+  }
   const { cfn, s3 } = clients(options.region);
   s3.destroy();
   try {
@@ -724,6 +1002,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
   const ddb = new DynamoDBClient(options.region ? { region: options.region } : {});
   const doing = `deleting stack "${options.stack}"`;
   const pollMs = options.pollMs ?? defaultPollMs();
+  const interrupt = new Interrupt();
   try {
     try {
       await cfn.config.region();
@@ -732,6 +1011,8 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
     }
     const stack = await describeStack(cfn, options.stack);
     if (!stack) throw new DeployError(`${doing}: there is no such stack in this account and region; nothing to delete`);
+    const foreign = foreignStackProblem(stack, "down");
+    if (foreign) throw new DeployError(`down: ${foreign}`);
     const status = stack.StackStatus ?? "";
     // A first deploy rolled back has deleted its tables and secrets already.
     const { template, tables, secrets } =
@@ -743,7 +1024,14 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
         // The one state in which DeleteStack itself may leave resources behind.
         retain = kept;
       } else {
-        await retainTables(cfn, s3, stack, template, kept, options.logger, pollMs);
+        interrupt.start();
+        await retainTables(cfn, s3, stack, template, kept, options.logger, pollMs, interrupt);
+        if (interrupt.signalled) {
+          throw new DeployError(
+            `down: stopped (Ctrl-C) once stack "${options.stack}" was updated to keep its kv tables and secrets; it is not deleted: run "nitric-like down --keep-data" again to delete it`,
+            130,
+          );
+        }
       }
     } else if (!options.keepData && tables.length > 0 && options.confirm) {
       const held: KvTable[] = [];
@@ -753,8 +1041,9 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
         try {
           go = await options.confirm(held);
         } catch (error) {
-          // The caller's refusal, said as it said it.
-          throw new DeployError((error as Error).message);
+          // The caller's refusal, said as it said it, with its exit code (130 for Ctrl-C).
+          const code = (error as { exitCode?: unknown }).exitCode;
+          throw new DeployError((error as Error).message, typeof code === "number" ? code : 1);
         }
         if (!go) throw new DeployError("down: nothing was deleted");
       }
@@ -765,10 +1054,16 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
       );
     }
     const since = new Date(Date.now() - 1000);
+    interrupt.start();
     await cfn.send(
       new DeleteStackCommand({ StackName: options.stack, ...(retain ? { RetainResources: retain } : {}) }),
     );
-    await follow(cfn, options.stack, options.logger, pollMs, since, true);
+    const stopped = (now: string) =>
+      new DeployError(
+        `down: stopped following stack "${options.stack}" (Ctrl-C) while it is ${now}; CloudFormation goes on deleting it without this command: "nitric-like outputs" says whether it is still there`,
+        130,
+      );
+    await follow(cfn, options.stack, options.logger, pollMs, since, true, { interrupt, stopped });
     if (options.keepData) {
       for (const s of secrets) options.logger.info(`kept secret "${s.secret}": ${s.arn}`);
     }
@@ -776,6 +1071,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
   } catch (error) {
     throw explain(error, doing);
   } finally {
+    interrupt.stop();
     cfn.destroy();
     s3.destroy();
     ddb.destroy();
@@ -796,6 +1092,7 @@ async function retainTables(
   logicalIds: string[],
   logger: Logger,
   pollMs: number,
+  interrupt: Interrupt,
 ): Promise<void> {
   const name = stack.StackName ?? "";
   for (const logicalId of logicalIds) {
@@ -826,5 +1123,10 @@ async function retainTables(
     if (noChanges((error as Error).message)) return;
     throw error;
   }
-  await follow(cfn, name, logger, pollMs, since);
+  const stopped = (status: string) =>
+    new DeployError(
+      `down: stopped following stack "${name}" (Ctrl-C) while it is ${status}, updated to keep its kv tables and secrets; CloudFormation goes on with that update, and the stack is not deleted: run "nitric-like down --keep-data" again once it has finished`,
+      130,
+    );
+  await follow(cfn, name, logger, pollMs, since, false, { interrupt, stopped });
 }

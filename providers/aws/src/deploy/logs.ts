@@ -89,7 +89,7 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
     try {
       groups = await logGroups(client, stack);
     } catch (error) {
-      throw explain(error, doing);
+      throw explain(error, doing, "CLOUDWATCH_LOGS");
     }
     if (groups.size === 0) {
       throw new DeployError(
@@ -124,7 +124,7 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
           }
         }
       } catch (error) {
-        throw explain(error, doing);
+        throw explain(error, doing, "CLOUDWATCH_LOGS");
       }
       lines.sort((a, b) => a.time - b.time || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       for (const { service: name, time, message } of lines) {

@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { type Logger, secretValueProblem } from "@nitric-like/spec";
 import { secretOutputKey } from "../build/template.js";
-import { DeployError, deployedStack, explain } from "./deploy.js";
+import { DeployError, deployedStack, explain, stuckStackProblem } from "./deploy.js";
 
 /** What putSecret needs. */
 export interface PutSecretRequest {
@@ -32,6 +32,9 @@ export async function deployedSecretArn(options: { stack: string; region?: strin
   const key = secretOutputKey(options.secret);
   const output = (stack.Outputs ?? []).find((o) => o.OutputKey === key && o.Description === `secret ${options.secret}`);
   if (!output?.OutputValue) {
+    // A first deploy that failed, or one under way: the way on is that, not to deploy again.
+    const stuck = stuckStackProblem(stack, "up");
+    if (stuck) throw new DeployError(`${doing}: ${stuck}`);
     const deployed = (stack.Outputs ?? [])
       .filter((o) => o.OutputKey?.startsWith("Secret") && o.Description?.startsWith("secret "))
       .map((o) => JSON.stringify((o.Description ?? "").slice("secret ".length)));
@@ -64,7 +67,7 @@ export async function putSecret(options: PutSecretRequest): Promise<{ version: s
         `${doing}: Secrets Manager refused ${arn} (${name}: ${(error as Error).message}); if the secret was deleted outside the stack, restore it (aws secretsmanager restore-secret --secret-id ${arn}) or deploy the app again`,
       );
     }
-    throw explain(error, doing);
+    throw explain(error, doing, "SECRETS_MANAGER");
   } finally {
     client.destroy();
   }

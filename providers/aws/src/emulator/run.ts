@@ -521,6 +521,8 @@ async function startEmulated(
       services: findServices(project),
       outDir: dirs.build,
       logger,
+      // Its handler timeout, as the local provider takes it: the environment's over the file's.
+      environment: options.environment ?? DEFAULT_RUN_ENVIRONMENT,
       ...(variables === undefined ? {} : { variables }),
     });
   // dynalite's thread (some 120 ms to start) starts while the functions are built.
