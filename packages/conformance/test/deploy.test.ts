@@ -499,6 +499,36 @@ describe("nitric-like up and down --provider aws", () => {
     }
   }, 120000);
 
+  it("stops before bundling when a Nitric stack file names another region than the AWS configuration's, and goes on with --region", async () => {
+    const nitric = chat();
+    writeFileSync(join(nitric, "nitric.dev.yaml"), "provider: nitric/aws@1.1.0\nregion: ap-southeast-2\n");
+    for (const action of ["up", "down"]) {
+      const { code, stderr } = await runCli([action, nitric, "--stack", "stackfile", "--plain"], { timeoutMs: 60000 });
+      expect(code, stderr).toBe(1);
+      expect(stderr).toContain(
+        `${action}: nitric.dev.yaml, a Nitric stack file, names region ap-southeast-2, and this ${action} would go to us-east-1 (the AWS configuration's region); nitric-like does not read stack files: give --region ap-southeast-2 to ${action === "up" ? "deploy" : "delete"} there, or --region us-east-1`,
+      );
+      expect(stderr).not.toContain("bundling");
+    }
+    expect(fake.stacks.has("stackfile")).toBe(false);
+    // Two files, two regions: --region decides.
+    writeFileSync(join(nitric, "nitric.prod.yaml"), "provider: nitric/aws@1.1.0\nregion: eu-west-1\n");
+    const two = await runCli(["up", nitric, "--stack", "stackfile", "--plain"], { timeoutMs: 60000 });
+    expect(two.stderr).toContain(
+      "up: the Nitric stack files nitric.dev.yaml (ap-southeast-2), nitric.prod.yaml (eu-west-1) name regions of their own, and this up would go to us-east-1",
+    );
+    // A stack file that names this region, or an explicit --region, lets it go on.
+    writeFileSync(join(nitric, "nitric.dev.yaml"), "provider: nitric/aws@1.1.0\nregion: us-east-1\n");
+    writeFileSync(join(nitric, "nitric.prod.yaml"), "provider: nitric/aws@1.1.0\n");
+    const same = await runCli(["up", nitric, "--stack", "stackfile", "--plain"], { timeoutMs: 60000 });
+    expect(same.code, same.stderr).toBe(0);
+    writeFileSync(join(nitric, "nitric.prod.yaml"), "provider: nitric/aws@1.1.0\nregion: eu-west-1\n");
+    const given = await runCli(["down", nitric, "--stack", "stackfile", "--region", "us-east-1", "--plain"], {
+      timeoutMs: 60000,
+    });
+    expect(given.code, given.stderr).toBe(0);
+  }, 180000);
+
   it("refuses a stack name CloudFormation refuses, with the name to use, before bundling", async () => {
     const { code, stderr } = await runCli(["up", project, "--stack", "3d_chat", "--plain"], { timeoutMs: 60000 });
     expect(code).toBe(1);

@@ -61,6 +61,7 @@ export {
   globToRegExp,
   loadProject,
   MAX_STACK_NAME_LENGTH,
+  nitricStackRegions,
   PROJECT_FILES,
   type Project,
   ProjectError,

@@ -227,6 +227,33 @@ function enclosingProjectFile(dir: string): string | undefined {
   }
 }
 
+/**
+ * The regions a Nitric project's stack files name (`nitric.<stack>.yaml`, each with `region:`),
+ * in `dir`. nitric-like deploys with `--region` or the AWS configuration's region and does not read
+ * these files; `up` and `down` compare them with the region they would use, so that a Nitric
+ * project is not deployed to another region than its stack file says without a word. A file that
+ * does not parse or names no region is left out.
+ */
+export function nitricStackRegions(dir: string): { file: string; region: string }[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const found: { file: string; region: string }[] = [];
+  for (const file of names.filter((n) => /^nitric\.[^.]+\.ya?ml$/.test(n)).sort(compareNames)) {
+    try {
+      const doc = parse(readFileSync(join(dir, file), "utf8")) as unknown;
+      const region = typeof doc === "object" && doc !== null ? (doc as { region?: unknown }).region : undefined;
+      if (typeof region === "string" && region !== "") found.push({ file, region });
+    } catch {
+      // Not ours to judge: Nitric's CLI reads it.
+    }
+  }
+  return found;
+}
+
 /** Finds and reads the project file in `dir`. Throws ProjectError listing every problem, each with its fix. */
 export function loadProject(dir: string): Project {
   const file = PROJECT_FILES.map((f) => join(dir, f)).find((f) => existsSync(f));

@@ -437,9 +437,10 @@ export interface Provider {
   /**
    * Checks, before `up` bundles anything (and before `down`), that the deploy can start: the stack
    * name, region and credentials, and a stack stuck in a state only the user can clear. Throws an
-   * Error with `userFacing` saying what to do.
+   * Error with `userFacing` saying what to do. Resolves with the region it would use, when it has
+   * regions.
    */
-  preflight?(options: PreflightOptions): Promise<void>;
+  preflight?(options: PreflightOptions): Promise<{ region?: string } | undefined>;
   /** Describes a deployment for `nitric-like outputs`: its socket URLs and outputs again. */
   outputs?(options: DestroyOptions): Promise<DeployedOutputs>;
   /**

@@ -6,6 +6,7 @@ import {
   compareNames,
   type DeployedOutputs,
   loadProject,
+  nitricStackRegions,
   type Project,
   ProjectError,
   type StoredData,
@@ -119,12 +120,34 @@ async function preflightDeploy(options: DeployCommandOptions, action: "up" | "do
     throw error;
   }
   const provider = await providerFor(options.provider, action, project.dir);
-  await provider.preflight?.({
+  const checked = await provider.preflight?.({
     stack: options.stack ?? project.name,
     action,
     logger: output,
     ...(options.region ? { region: options.region } : {}),
   });
+  if (options.region === undefined && checked?.region !== undefined)
+    refuseStackFileRegions(project.dir, checked.region, action);
+}
+
+/**
+ * A Nitric project's stack files (`nitric.<stack>.yaml`) name the region Nitric deploys to; nitric-like
+ * does not read them. Where one names another region than the one the AWS configuration gives, `up`
+ * (or `down`) stops before anything happens and asks for --region, which then decides.
+ */
+function refuseStackFileRegions(dir: string, region: string, action: "up" | "down"): void {
+  const named = nitricStackRegions(dir);
+  if (!named.some((s) => s.region !== region)) return;
+  const verb = action === "up" ? "deploy" : "delete";
+  const [only] = named;
+  if (named.length === 1 && only !== undefined)
+    throw new UserError(
+      `${action}: ${only.file}, a Nitric stack file, names region ${only.region}, and this ${action} would go to ${region} (the AWS configuration's region); nitric-like does not read stack files: give --region ${only.region} to ${verb} there, or --region ${region} to ${verb} here`,
+    );
+  const files = named.map((s) => `${s.file} (${s.region})`).join(", ");
+  throw new UserError(
+    `${action}: the Nitric stack files ${files} name regions of their own, and this ${action} would go to ${region} (the AWS configuration's region); nitric-like does not read stack files: give --region with the one to ${verb} in`,
+  );
 }
 
 /** Runs `up`. */

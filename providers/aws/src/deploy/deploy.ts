@@ -412,7 +412,11 @@ export function nodeVersionNotice(logger: Logger, version = process.version): vo
  * What `up` and `down` check before bundling: the stack name, a region AWS has, credentials AWS
  * accepts (one DescribeStacks call), and a stack stuck in a state only the user can clear.
  */
-export async function preflight(options: { stack: string; region?: string; action: "up" | "down" }): Promise<void> {
+export async function preflight(options: {
+  stack: string;
+  region?: string;
+  action: "up" | "down";
+}): Promise<{ region: string }> {
   const problem = stackNameProblem(options.stack, options.action);
   if (problem) throw new DeployError(problem);
   const { cfn, s3 } = clients(options.region);
@@ -436,6 +440,7 @@ export async function preflight(options: { stack: string; region?: string; actio
     if (foreign) throw new DeployError(`${options.action}: ${foreign}`);
     const stuck = existing ? stuckStackProblem(existing, options.action) : undefined;
     if (stuck) throw new DeployError(`${options.action}: ${stuck}`);
+    return { region };
   } catch (error) {
     throw explain(error, doing);
   } finally {
