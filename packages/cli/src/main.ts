@@ -368,7 +368,21 @@ function parse(command: string, args: string[]) {
   } as const;
   const accepted = { ...(options[command as keyof typeof options] ?? {}), plain: { type: "boolean" } } as const;
   try {
-    const parsed = parseArgs({ args, options: accepted, allowPositionals: true, strict: true });
+    const parsed = parseArgs({ args, options: accepted, allowPositionals: true, strict: true, tokens: true });
+    // parseArgs keeps the last of an option given twice: `--stack a --stack b` would act on b
+    // without a word. An option that takes one value, given two, is refused.
+    const seen = new Map<string, string>();
+    for (const token of parsed.tokens as { kind: string; name?: string; value?: string }[]) {
+      if (token.kind !== "option" || token.name === undefined || token.value === undefined) continue;
+      const spec = (accepted as Record<string, { multiple?: boolean }>)[token.name];
+      if (spec?.multiple === true) continue;
+      const before = seen.get(token.name);
+      if (before !== undefined && before !== token.value)
+        throw new UserError(
+          `${command}: --${token.name} given twice (${JSON.stringify(before)} and ${JSON.stringify(token.value)}); give it once`,
+        );
+      seen.set(token.name, token.value);
+    }
     return {
       positionals: parsed.positionals,
       values: parsed.values as Record<string, string | string[] | boolean | undefined>,
@@ -381,6 +395,7 @@ function parse(command: string, args: string[]) {
       const given = /'([^']+)'/.exec((error as Error).message)?.[1] ?? "";
       throw new UserError(`${command}: unknown option ${given}${unknownOptionHint(given, accepted)}; ${help}`);
     }
+    if (error instanceof UserError) throw error;
     throw new UserError(`${command}: ${(error as Error).message}; ${help}`);
   }
 }

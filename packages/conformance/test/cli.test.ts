@@ -136,6 +136,19 @@ describe("nitric-like --help and friends", () => {
     expect(option.stderr + typo.stderr + profile.stderr).not.toContain("positional");
   });
 
+  it("refuses an option that takes one value given twice with two, where the last would win unsaid", async () => {
+    const twice = await runCli(["down", "--stack", "staging", "--stack=prod"]);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain('error: down: --stack given twice ("staging" and "prod"); give it once');
+    // Repeatable options repeat, and one given twice alike says the same once.
+    const header = await runCli(["connect", "ws://127.0.0.1:1/", "--header", "a: 1", "--header", "a: 2"]);
+    expect(header.stderr).not.toContain("given twice");
+    const same = await runCli(["spec", FIXTURES, "--json", "--json", "--plain"]);
+    expect(same.stderr).not.toContain("given twice");
+    const alike = await runCli(["down", "--stack", "staging", "--stack", "staging"]);
+    expect(alike.stderr).not.toContain("given twice");
+  });
+
   it("says how to create a project file when there is none", async () => {
     const { code, stderr } = await runCli(["spec", FIXTURES]);
     expect(code).toBe(1);
