@@ -850,6 +850,24 @@ describe("nitric-like up and down --provider aws", () => {
     expect((await runCli(["down", dir, "--plain"], { timeoutMs: 60000 })).code).toBe(0);
   }, 90000);
 
+  it("says which secrets an update deletes (no longer declared), with how to restore one, and deploys", async () => {
+    const service = (secrets: string) =>
+      `import { secret, websocket } from "@nitric-like/sdk";\n${secrets}const socket = websocket("socket");\nsocket.on("connect", () => {});\nsocket.on("disconnect", () => {});\nsocket.on("message", () => {});\n`;
+    const dir = writeProject({
+      "nitric-like.yaml": "name: keys\nservices:\n  - match: services/*.ts\n",
+      "services/keys.ts": service('secret("api-key").allow("access");\nsecret("webhook").allow("access");\n'),
+    });
+    expect((await runCli(["up", dir, "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+    writeFileSync(join(dir, "services", "keys.ts"), service('secret("webhook").allow("access");\n'));
+    const update = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
+    expect(update.code, update.stderr).toBe(0);
+    expect(update.stderr).toMatch(
+      /warning: this deploy deletes secret "api-key" \(\S+\), which no service declares any more: Secrets Manager keeps a deleted secret restorable for its recovery window \(aws secretsmanager restore-secret --secret-id <arn>\); declare it again to keep it/,
+    );
+    expect(update.stderr).not.toContain('"webhook" (');
+    expect((await runCli(["down", dir, "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 90000);
+
   it("keeps the kv tables with --keep-data: retained by a stack update, then the stack deleted, the tables named", async () => {
     const dir = chat();
     const up = await runCli(["up", dir, "--stack", "kept-chat", "--plain"], { timeoutMs: 60000 });

@@ -721,6 +721,14 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
           throw new DeployError("up: nothing was deployed");
         }
       }
+      // A secret the update deletes is scheduled for deletion, restorable for a while: said, not asked.
+      const secretsGone = type === "UPDATE" ? await secretsLost(cfn, stack, changes) : [];
+      if (secretsGone.length > 0) {
+        const plural = secretsGone.length === 1 ? "" : "s";
+        logger.warn(
+          `this deploy deletes secret${plural} ${secretsGone.map((s) => `"${s.secret}" (${s.arn})`).join(", ")}, which no service declares any more: Secrets Manager keeps a deleted secret restorable for its recovery window (aws secretsmanager restore-secret --secret-id <arn>); declare it again to keep it`,
+        );
+      }
       if (interrupt.signalled) throw await stopBeforeExecuting();
       step = `deploying stack "${stack}"`;
       const since = new Date(Date.now() - 1000);
@@ -793,6 +801,23 @@ async function tablesLost(
   const lost: KvTable[] = [];
   for (const t of tables) if (gone.has(t.logicalId) && (await holdsItems(ddb, t.table))) lost.push(t);
   return lost;
+}
+
+/** The stack's secrets that `changes` delete or replace. */
+async function secretsLost(cfn: CloudFormationClient, stack: string, changes: Change[]): Promise<DeployedSecret[]> {
+  const gone = new Set(
+    changes
+      .map((c) => c.ResourceChange)
+      .filter(
+        (r) =>
+          r?.ResourceType === "AWS::SecretsManager::Secret" &&
+          (r.Action === "Remove" || (r.Action === "Modify" && r.Replacement === "True")),
+      )
+      .map((r) => r?.LogicalResourceId ?? ""),
+  );
+  if (gone.size === 0) return [];
+  const { secrets } = await kvTablesOf(cfn, stack);
+  return secrets.filter((s) => gone.has(s.logicalId));
 }
 
 /** Each socket's URL, from the outputs the template writes (`Websocket<Name>`, "websocket <name>"). */
