@@ -1,13 +1,16 @@
 // The test kit, through real projects on the local provider: each fault it injects is observed by
 // the running service itself (its disconnect handler's log line, its answers).
-import { existsSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import inspector from "node:inspector";
-import { relative } from "node:path";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Output, runCommand } from "@nitric-like/cli/run";
 import { afterEach, expect, it } from "vitest";
 import { type App, ConnectRefusedError, startApp, stopAll } from "../src/index.js";
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const nearestModules = () => fileURLToPath(new URL("../node_modules", import.meta.url));
 const open = { query: { token: "letmein" } };
 
 afterEach(stopAll);
@@ -363,3 +366,31 @@ function probe(ws: import("ws").WebSocket): Promise<"open" | "refused"> {
     ws.on("error", () => resolve("refused"));
   });
 }
+
+it("a start given up on while the run still starts (a timeout shorter than its start) leaves no run behind", async () => {
+  // The kit stops the run it gave up on; a run told to stop before it serves stops once it serves.
+  const copy = mkdtempSync(join(tmpdir(), "kit-abort-"));
+  cpSync(fixture("recorder"), copy, { recursive: true });
+  symlinkSync(nearestModules(), join(copy, "node_modules"), "dir");
+  const output: string[] = [];
+  const sink = { write: (text: string) => void output.push(text) };
+  const home = process.cwd();
+  try {
+    const exit = runCommand(
+      { dir: copy, provider: "local", randomPorts: true, watch: false, dashboard: false, signal: AbortSignal.abort() },
+      new Output(sink, sink, true),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([
+      exit,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the run did not stop:\n${output.join("")}`)), 20000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    expect(code).toBe(0);
+    expect(output.join("")).toContain("stopping");
+  } finally {
+    process.chdir(home);
+    rmSync(copy, { recursive: true, force: true });
+  }
+}, 30000);

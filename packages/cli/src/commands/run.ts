@@ -651,7 +651,11 @@ class Run {
     process.on("SIGTERM", this.onSignal);
     // Services have process groups of their own, so a closed terminal's SIGHUP reaches only us: stop them.
     process.on("SIGHUP", this.onSignal);
-    this.options.signal?.addEventListener("abort", () => void this.stop(), { once: true });
+    // A signal that fired while the run was still starting (bundling, collecting, the provider
+    // starting) fires no event now: that run stops as soon as it gets here.
+    const { signal } = this.options;
+    if (signal?.aborted) void this.stop();
+    else signal?.addEventListener("abort", () => void this.stop(), { once: true });
   }
 
   private readonly onSignal = (): void => {
