@@ -786,16 +786,7 @@ async function tablesLost(
   stack: string,
   changes: Change[],
 ): Promise<KvTable[]> {
-  const gone = new Set(
-    changes
-      .map((c) => c.ResourceChange)
-      .filter(
-        (r) =>
-          r?.ResourceType === "AWS::DynamoDB::Table" &&
-          (r.Action === "Remove" || (r.Action === "Modify" && r.Replacement === "True")),
-      )
-      .map((r) => r?.LogicalResourceId ?? ""),
-  );
+  const gone = deletedBy(changes, "AWS::DynamoDB::Table");
   if (gone.size === 0) return [];
   const { tables } = await kvTablesOf(cfn, stack);
   const lost: KvTable[] = [];
@@ -805,19 +796,20 @@ async function tablesLost(
 
 /** The stack's secrets that `changes` delete or replace. */
 async function secretsLost(cfn: CloudFormationClient, stack: string, changes: Change[]): Promise<DeployedSecret[]> {
-  const gone = new Set(
-    changes
-      .map((c) => c.ResourceChange)
-      .filter(
-        (r) =>
-          r?.ResourceType === "AWS::SecretsManager::Secret" &&
-          (r.Action === "Remove" || (r.Action === "Modify" && r.Replacement === "True")),
-      )
-      .map((r) => r?.LogicalResourceId ?? ""),
-  );
+  const gone = deletedBy(changes, "AWS::SecretsManager::Secret");
   if (gone.size === 0) return [];
   const { secrets } = await kvTablesOf(cfn, stack);
   return secrets.filter((s) => gone.has(s.logicalId));
+}
+
+/** The logical ids of the resources of `type` that `changes` delete: removed, or replaced by new ones. */
+function deletedBy(changes: Change[], type: string): Set<string> {
+  const ids = new Set<string>();
+  for (const { ResourceChange: r } of changes) {
+    if (r?.ResourceType !== type || r.LogicalResourceId === undefined) continue;
+    if (r.Action === "Remove" || (r.Action === "Modify" && r.Replacement === "True")) ids.add(r.LogicalResourceId);
+  }
+  return ids;
 }
 
 /** Each socket's URL, from the outputs the template writes (`Websocket<Name>`, "websocket <name>"). */
