@@ -1,6 +1,7 @@
 // Every SDK snippet in the README (a ```ts block under a `<!-- snippet: NAME -->` line) is a whole
-// service; each is run here with `nitric-like run` on the local provider and driven by a client,
-// so the README cannot show code that does not run or does not do what it says.
+// service; each is run here with `nitric-like run` on the local provider (and those whose state
+// the provider keeps, connections, rooms, routes and stores, on the AWS emulator too) and driven by
+// a client, so the README cannot show code that does not run or does not do what it says.
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -28,15 +29,22 @@ afterEach(async () => {
 });
 afterAll(cleanTemp);
 
-async function runSnippet(name: string): Promise<App> {
+/**
+ * Runs a snippet's service under `nitric-like run` on `provider` (the AWS emulator for aws, where
+ * connection state and rooms live in DynamoDB and each event is a function's invocation).
+ */
+async function runSnippet(name: string, provider: "local" | "aws" = "local"): Promise<App> {
   const code = snippets.get(name);
   if (!code) throw new Error(`README.md has no snippet "${name}"`);
   const dir = writeProject({
     "nitric-like.yaml": `name: readme-${name}\nservices:\n  - match: services/*.ts\n`,
     [`services/${name}.ts`]: code,
   });
-  return startApp(dir);
+  return startApp(dir, provider === "aws" ? ["--provider", "aws"] : []);
 }
+
+/** The snippets whose state lives in the provider (connections, rooms, stores) run on both. */
+const PROVIDERS = ["local", "aws"] as const;
 
 it("the README has exactly the snippets this file runs", () => {
   expect([...snippets.keys()].sort()).toEqual([
@@ -153,116 +161,137 @@ it("websocket: origin check, reject, welcome, reply and returned value, the thre
   await app.waitFor(/closed 4000 bye/);
 }, 30000);
 
-it("connections: hello on connect, who, broadcast except the sender, poke (not_found), kick by id, leave", async () => {
-  const app = await runSnippet("connections");
-  const url = app.url("room");
-  const ann = await connect(`${url}/?name=ann`);
-  const bo = await connect(`${url}/?name=bo`);
-  expect((await ann.next()).text).toBe("hello");
-  expect((await bo.next()).text).toBe("hello");
-  const who = async (client: Client) => {
-    client.ws.send("who");
-    const people = JSON.parse((await client.next()).text) as { id: string; name: string }[];
-    return people.sort((a, b) => a.name.localeCompare(b.name));
-  };
-  const people = await who(ann);
-  expect(people.map((p) => p.name)).toEqual(["ann", "bo"]);
+it.each(PROVIDERS)(
+  "connections: hello on connect, who, broadcast except the sender, poke (not_found), kick by id, leave (%s)",
+  async (provider) => {
+    const app = await runSnippet("connections", provider);
+    const url = app.url("room");
+    const ann = await connect(`${url}?name=ann`);
+    const bo = await connect(`${url}?name=bo`);
+    expect((await ann.next()).text).toBe("hello");
+    expect((await bo.next()).text).toBe("hello");
+    const who = async (client: Client) => {
+      client.ws.send("who");
+      const people = JSON.parse((await client.next()).text) as { id: string; name: string }[];
+      return people.sort((a, b) => a.name.localeCompare(b.name));
+    };
+    const people = await who(ann);
+    expect(people.map((p) => p.name)).toEqual(["ann", "bo"]);
 
-  ann.ws.send("hi all"); // broadcast to everyone but ann; ann gets "sent"
-  expect((await bo.next()).text).toBe("hi all");
-  expect((await ann.next()).text).toBe("sent");
+    ann.ws.send("hi all"); // broadcast to everyone but ann; ann gets "sent"
+    expect((await bo.next()).text).toBe("hi all");
+    expect((await ann.next()).text).toBe("sent");
 
-  ann.ws.send(`poke ${people[1]?.id}`);
-  expect((await bo.next()).text).toBe("poke");
-  expect((await ann.next()).text).toBe("poked");
-  ann.ws.send("poke nobody");
-  expect((await ann.next()).text).toBe(
-    'websocket "room": connection "nobody" is not connected (it closed, or never existed)',
-  );
-  ann.ws.send("kick nobody");
-  expect((await ann.next()).text).toBe("nobody is not connected");
-  ann.ws.send(`kick ${people[1]?.id}`);
-  expect((await bo.next()).text).toBe("bye bo");
-  expect((await bo.waitClosed()).code).toBe(1000);
-  expect((await ann.next()).text).toBe("kicked");
-  expect((await who(ann)).map((p) => p.name)).toEqual(["ann"]);
+    ann.ws.send(`poke ${people[1]?.id}`);
+    expect((await bo.next()).text).toBe("poke");
+    expect((await ann.next()).text).toBe("poked");
+    ann.ws.send("poke nobody");
+    expect((await ann.next()).text).toBe(
+      'websocket "room": connection "nobody" is not connected (it closed, or never existed)',
+    );
+    ann.ws.send("kick nobody");
+    expect((await ann.next()).text).toBe("nobody is not connected");
+    ann.ws.send(`kick ${people[1]?.id}`);
+    expect((await bo.next()).text).toBe("bye bo");
+    expect((await bo.waitClosed()).code).toBe(1000);
+    expect((await ann.next()).text).toBe("kicked");
+    expect((await who(ann)).map((p) => p.name)).toEqual(["ann"]);
 
-  const cy = await connect(`${url}/?name=cy`);
-  expect((await cy.next()).text).toBe("hello");
-  cy.ws.send("leave"); // broadcast to ann, "sent" to cy, then cy is closed with a reason
-  expect((await ann.next()).text).toBe("leave");
-  expect((await cy.next()).text).toBe("sent");
-  expect(await cy.waitClosed()).toEqual({ code: 1000, reason: "see you" });
-}, 30000);
+    const cy = await connect(`${url}?name=cy`);
+    expect((await cy.next()).text).toBe("hello");
+    cy.ws.send("leave"); // broadcast to ann, "sent" to cy, then cy is closed with a reason
+    expect((await ann.next()).text).toBe("leave");
+    expect((await cy.next()).text).toBe("sent");
+    // API Gateway's DeleteConnection takes no code or reason: the client gets 1000 and none (README).
+    expect(await cy.waitClosed()).toEqual({ code: 1000, reason: provider === "aws" ? "" : "see you" });
+  },
+  30000,
+);
 
-it("rooms: state from connect on every message, join, leave, list, broadcast to a room but the sender", async () => {
-  const app = await runSnippet("rooms");
-  const url = app.url("chat");
-  const ann = await connect(`${url}/?name=ann`);
-  const bo = await connect(`${url}/?name=bo`);
-  ann.ws.send("hi");
-  expect((await bo.next()).text).toBe("ann: hi");
-  ann.ws.send("/join blue");
-  expect((await ann.next()).text).toBe("joined: true");
-  ann.ws.send("/rooms");
-  expect(JSON.parse((await ann.next()).text)).toEqual(["blue", "lobby"]);
-  bo.ws.send("/who blue");
-  expect((await bo.next()).text).toBe("1");
-  bo.ws.send("/join blue");
-  expect((await bo.next()).text).toBe("joined: true");
-  ann.ws.send("/leave lobby");
-  expect((await ann.next()).text).toBe("left: true");
-  bo.ws.send("hey"); // to lobby (ann left it) and blue: ann gets it once
-  expect((await ann.next()).text).toBe("bo: hey");
-  await sleep(200);
-  expect(ann.frames).toEqual([]);
-  ann.close();
-  await app.waitFor(/ann left/);
-}, 30000);
+it.each(PROVIDERS)(
+  "rooms: state from connect on every message, join, leave, list, broadcast to a room but the sender (%s)",
+  async (provider) => {
+    const app = await runSnippet("rooms", provider);
+    const url = app.url("chat");
+    const ann = await connect(`${url}?name=ann`);
+    const bo = await connect(`${url}?name=bo`);
+    ann.ws.send("hi");
+    expect((await bo.next()).text).toBe("ann: hi");
+    ann.ws.send("/join blue");
+    expect((await ann.next()).text).toBe("joined: true");
+    ann.ws.send("/rooms");
+    expect(JSON.parse((await ann.next()).text)).toEqual(["blue", "lobby"]);
+    bo.ws.send("/who blue");
+    expect((await bo.next()).text).toBe("1");
+    bo.ws.send("/join blue");
+    expect((await bo.next()).text).toBe("joined: true");
+    ann.ws.send("/leave lobby");
+    expect((await ann.next()).text).toBe("left: true");
+    bo.ws.send("hey"); // to lobby (ann left it) and blue: ann gets it once
+    expect((await ann.next()).text).toBe("bo: hey");
+    await sleep(200);
+    expect(ann.frames).toEqual([]);
+    ann.close();
+    await app.waitFor(/ann left/);
+  },
+  30000,
+);
 
-it("routes: an action goes to its route's handler, and anything else to the message handler", async () => {
-  const app = await runSnippet("routes");
-  const url = app.url("game");
-  const ann = await connect(url);
-  const bo = await connect(url);
-  expect(await ann.call({ action: "move", x: 1, y: 2 })).toEqual({ moved: [1, 2] });
-  ann.ws.send(JSON.stringify({ action: "chat.say", text: "gg" }));
-  expect(JSON.parse((await bo.next()).text)).toEqual({ said: "gg" });
-  for (const other of ["move", '{"action":"jump"}', '{"action":["move"]}', "[1]"]) {
-    ann.ws.send(other);
-    expect(JSON.parse((await ann.next()).text)).toEqual({
-      error: `unknown command: ${other}`,
-      try: ["move", "chat.say"],
-    });
-  }
-  await sleep(100);
-  expect(ann.frames).toEqual([]);
-}, 30000);
+it.each(PROVIDERS)(
+  "routes: an action goes to its route's handler, and anything else to the message handler (%s)",
+  async (provider) => {
+    const app = await runSnippet("routes", provider);
+    const url = app.url("game");
+    const ann = await connect(url);
+    const bo = await connect(url);
+    expect(await ann.call({ action: "move", x: 1, y: 2 })).toEqual({ moved: [1, 2] });
+    ann.ws.send(JSON.stringify({ action: "chat.say", text: "gg" }));
+    expect(JSON.parse((await bo.next()).text)).toEqual({ said: "gg" });
+    for (const other of ["move", '{"action":"jump"}', '{"action":["move"]}', "[1]"]) {
+      ann.ws.send(other);
+      expect(JSON.parse((await ann.next()).text)).toEqual({
+        error: `unknown command: ${other}`,
+        try: ["move", "chat.say"],
+      });
+    }
+    await sleep(100);
+    expect(ann.frames).toEqual([]);
+  },
+  30000,
+);
 
-it("ampt: welcome on connect, JSON parsed, the data store counts who is online, records removed", async () => {
-  const app = await runSnippet("ampt");
-  const url = app.url("ws");
-  const ann = await connect(`${url}/?name=ann`);
-  expect((await ann.next()).text).toBe("Welcome!");
-  expect(await ann.call({ lat: 1 })).toEqual({ got: { lat: 1 }, online: 1, bytes: 9 });
-  const bo = await connect(`${url}/?name=bo`);
-  expect((await bo.next()).text).toBe("Welcome!");
-  bo.ws.send("plain text");
-  expect(JSON.parse((await bo.next()).text)).toEqual({ got: "plain text", online: 2, bytes: 10 });
-  bo.close();
-  await bo.waitClosed();
-  for (let i = 0; i < 50 && (await ann.call({})).online !== 1; i++) await new Promise((r) => setTimeout(r, 50));
-  expect(await ann.call({})).toEqual({ got: {}, online: 1, bytes: 2 });
-}, 30000);
+it.each(PROVIDERS)(
+  "ampt: welcome on connect, JSON parsed, the data store counts who is online, records removed (%s)",
+  async (provider) => {
+    const app = await runSnippet("ampt", provider);
+    const url = app.url("ws");
+    const ann = await connect(`${url}?name=ann`);
+    expect((await ann.next()).text).toBe("Welcome!");
+    expect(await ann.call({ lat: 1 })).toEqual({ got: { lat: 1 }, online: 1, bytes: 9 });
+    const bo = await connect(`${url}?name=bo`);
+    expect((await bo.next()).text).toBe("Welcome!");
+    bo.ws.send("plain text");
+    expect(JSON.parse((await bo.next()).text)).toEqual({ got: "plain text", online: 2, bytes: 10 });
+    bo.close();
+    await bo.waitClosed();
+    for (let i = 0; i < 50 && (await ann.call({})).online !== 1; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await ann.call({})).toEqual({ got: {}, online: 1, bytes: 2 });
+  },
+  30000,
+);
 
-it("kv: set, get through a read-only reference, keys by prefix, delete", async () => {
-  const app = await runSnippet("kv");
-  const client = await connect(app.url("profiles"));
-  client.ws.send("Ann");
-  expect(JSON.parse((await client.next()).text)).toEqual({ user: { name: "Ann" }, keys: ["user:1"] });
-  client.ws.send("Bo");
-  expect(JSON.parse((await client.next()).text)).toEqual({ user: { name: "Bo" }, keys: ["user:1"] });
-}, 30000);
+it.each(PROVIDERS)(
+  "kv: set, get through a read-only reference, keys by prefix, delete (%s)",
+  async (provider) => {
+    const app = await runSnippet("kv", provider);
+    const client = await connect(app.url("profiles"));
+    client.ws.send("Ann");
+    expect(JSON.parse((await client.next()).text)).toEqual({ user: { name: "Ann" }, keys: ["user:1"] });
+    client.ws.send("Bo");
+    expect(JSON.parse((await client.next()).text)).toEqual({ user: { name: "Bo" }, keys: ["user:1"] });
+  },
+  30000,
+);
 
 it("secret: rotate stores a new version whose id the next read names, and its value is a UUID's 36 characters", async () => {
   const app = await runSnippet("secret");
