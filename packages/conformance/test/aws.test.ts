@@ -511,8 +511,10 @@ describe("the Lambda runtime, fed API Gateway events", () => {
   });
 
   it("prunes a connection API Gateway says is gone (410) from the connections it lists", async () => {
+    // Connected a minute ago: one that connected within OPENING_GRACE_MS may be opening still, and
+    // is kept (providers/aws/test/broadcast.test.ts).
     const connectEvent = {
-      requestContext: context("$connect", "Doc6ConnIdAAAA="),
+      requestContext: { ...context("$connect", "Doc6ConnIdAAAA="), connectedAt: Date.now() - 60_000 },
       headers: {},
       multiValueHeaders: {},
       isBase64Encoded: false,

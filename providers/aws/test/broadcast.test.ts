@@ -37,14 +37,24 @@ const NO_RETRY = { attempts: 1, baseDelayMs: 0, throttlingBaseDelayMs: 0 };
 const idsOf = (n: number, prefix: string) =>
   Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(10, "0")}=`);
 
-/** A socket "room" with `ids` recorded, its Management API a double and Lambda answering `lambda`. */
-async function socket(ids: string[], lambda: (r: Received) => Answer, pageSize = 100) {
+/**
+ * A socket "room" with `ids` recorded (connected a minute ago; `opening` ones just now), its
+ * Management API a double (410 for `gone`) and Lambda answering `lambda`.
+ */
+async function socket(
+  ids: string[],
+  lambda: (r: Received) => Answer,
+  pageSize = 100,
+  options: { gone?: string[]; opening?: string[] } = {},
+) {
   const table = `connections-${++tables}`;
   const sdk = sdkDynamo(endpoint);
   await createTable(sdk, table, "socket", "id");
   sdk.destroy();
-  await seedConnections({ endpoint, credentials: CREDENTIALS, region: ENV.AWS_REGION }, table, "room", ids);
-  const double = await startManagementDouble({ latencyMs: 1, perSecond: 100_000 });
+  const dynamodb = { endpoint, credentials: CREDENTIALS, region: ENV.AWS_REGION };
+  await seedConnections(dynamodb, table, "room", ids);
+  if (options.opening) await seedConnections(dynamodb, table, "room", options.opening, Date.now());
+  const double = await startManagementDouble({ latencyMs: 1, perSecond: 100_000, gone: options.gone ?? [] });
   const invoke = await loopback(lambda);
   const env = { ...ENV, AWS_ENDPOINT_URL_DYNAMODB: endpoint, AWS_ENDPOINT_URL_LAMBDA: invoke.url };
   const connections = new ConnectionsTable(new DynamoDbClient(env), table);
@@ -170,5 +180,18 @@ describe("a broadcast's hand-over", () => {
     const left = (await s.gateway.list()).map((c) => c.connectionId);
     expect(left).toHaveLength(39);
     expect(left).not.toContain(ids[0]);
+  });
+
+  it("prunes a gone connection but not one that connected just now, which may be opening (its $connect recorded it)", async () => {
+    const ids = idsOf(10, "Old");
+    const opening = ["JustConnected="];
+    const s = await socket(ids, () => queued, 100, { gone: [ids[0] as string, ...opening], opening });
+    // Posted by the caller (under inlineMax): 9 get it, the two 410s are told apart by age.
+    expect(await s.gateway.broadcast(Buffer.from("hi"), false, new Set())).toBe(9);
+    const left = (await s.gateway.list()).map((c) => c.connectionId);
+    expect(left).toContain("JustConnected=");
+    expect(left).not.toContain(ids[0]);
+    expect(left).toHaveLength(10);
+    await s.double.close();
   });
 });

@@ -195,6 +195,28 @@ describe("the connections table over DynamoDbClient, against dynalite", () => {
     expect(await table.get("chat", info.connectionId)).toBeUndefined();
   });
 
+  it("forgets a gone connection with its rooms, but keeps one that connected after the cutoff (it may be opening)", async () => {
+    const table = new ConnectionsTable(client, "connections");
+    const now = Date.now();
+    const info = (connectionId: string, connectedAt: number) => ({
+      connectionId,
+      connectedAt,
+      query: {},
+      headers: {},
+      remoteAddress: "192.0.2.1",
+    });
+    await table.add("gone", info("Opening=", now));
+    await table.add("gone", info("Left=", now - 60_000));
+    expect(await table.join("gone", "Opening=", "lobby")).toBe(true);
+    expect(await table.join("gone", "Left=", "lobby")).toBe(true);
+    const cutoff = now - 35_000;
+    expect(await table.forgetGone("gone", "Opening=", cutoff)).toBe(false);
+    expect(await table.forgetGone("gone", "Left=", cutoff)).toBe(true);
+    expect(await table.forgetGone("gone", "Never=", cutoff)).toBe(true);
+    expect((await table.list("gone")).map((c) => c.connectionId)).toEqual(["Opening="]);
+    expect(await table.members("gone", "lobby")).toEqual(["Opening="]);
+  });
+
   it("keeps a connection's first 100 query values, by name in order of first appearance", async () => {
     const table = new ConnectionsTable(client, "connections");
     const query = dict<{ value: string[] }>();

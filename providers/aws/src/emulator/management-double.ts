@@ -130,12 +130,17 @@ export async function startManagementDouble(options: ManagementDoubleOptions = {
   };
 }
 
-/** Writes connection records (as the runtime's `$connect` does, without headers) straight into a connections table. */
+/**
+ * Writes connection records (as the runtime's `$connect` does, without headers) straight into a
+ * connections table, connected a minute before now unless `connectedAt` says when (a record younger
+ * than OPENING_GRACE_MS is not pruned on a 410: it may be opening).
+ */
 export async function seedConnections(
   dynamodb: { endpoint: string; credentials: Credentials; region?: string },
   table: string,
   socket: string,
   ids: readonly string[],
+  connectedAt = Date.now() - 60_000,
 ): Promise<void> {
   const client = new DynamoDBClient({ region: "us-east-1", ...dynamodb });
   const now = Date.now();
@@ -150,7 +155,7 @@ export async function seedConnections(
           Item: {
             socket: { S: socket },
             id: { S: id },
-            connectedAt: { N: String(now) },
+            connectedAt: { N: String(connectedAt) },
             query: { S: "{}" },
             headers: { S: "{}" },
             remoteAddress: { S: "192.0.2.1" },

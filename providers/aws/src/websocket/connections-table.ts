@@ -109,6 +109,32 @@ export class ConnectionsTable {
   }
 
   /**
+   * Forgets a connection a post found gone (410), unless it connected at or after `connectedBefore`
+   * (Date.now()): a connection whose $connect has recorded it is gone to the Management API until
+   * API Gateway has opened it, and a broadcast then must not take its record, state and rooms
+   * away for good. One that never opens gets its $disconnect, which removes it. True when
+   * forgotten (or not recorded), false when kept as possibly opening.
+   */
+  async forgetGone(socket: string, id: string, connectedBefore: number): Promise<boolean> {
+    let out: { Attributes?: Item };
+    try {
+      out = await this.client.deleteItem({
+        TableName: this.table,
+        Key: { socket: { S: socket }, id: { S: id } },
+        ConditionExpression: "attribute_not_exists(id) OR connectedAt < :before",
+        ExpressionAttributeValues: { ":before": { N: String(connectedBefore) } },
+        ReturnValues: "ALL_OLD",
+      });
+    } catch (error) {
+      if ((error as { name?: string }).name === "ConditionalCheckFailedException") return false;
+      throw error;
+    }
+    const rooms = out.Attributes?.rooms?.SS ?? [];
+    await Promise.all(rooms.map((room) => this.deleteMembership(socket, room, id)));
+    return true;
+  }
+
+  /**
    * Deletes one membership item: a 410 during a room broadcast prunes it even when the record is
    * gone already (a join whose invocation ended between its write and its check can leave one).
    */

@@ -2,7 +2,8 @@
  * A websocket on AWS: API Gateway holds the connections; this backend reaches them through the
  * Management API (`POST`/`GET`/`DELETE /@connections/{id}`) and keeps the managed connections table.
  * A 410 Gone means the connection has closed: it becomes "not connected" (NOT_FOUND naming the id,
- * where Nitric reports INTERNAL) and the record is pruned.
+ * where Nitric reports INTERNAL) and the record is pruned, unless it connected within
+ * OPENING_GRACE_MS (it may be opening still).
  */
 import { randomUUID } from "node:crypto";
 import {
@@ -19,6 +20,13 @@ import type { ManagementApi } from "../aws/management.js";
 import { ConnectionsTable } from "./connections-table.js";
 import { type BroadcastEvent, INLINE_MAX, PAGE_SIZE, type PageOutcome, postPage } from "./fanout.js";
 
+/**
+ * How long after it connected a connection found gone (410) is kept rather than pruned: its
+ * $connect records it before answering, and it is gone to the Management API until API Gateway
+ * has opened it, which may take up to $connect's 29 s integration timeout. One that never opens
+ * gets its $disconnect, which forgets it.
+ */
+export const OPENING_GRACE_MS = 35_000;
 /** How many PostToConnection calls a broadcast posted by the calling function keeps in flight. */
 export const BROADCAST_CONCURRENCY = 32;
 /** How many pages of a broadcast are being handed over (Lambda Invoke calls) at once. */
@@ -166,9 +174,11 @@ export class ApiGateway implements SocketBackend {
    * answer waits for it: Lambda freezes the function once it has answered, and a DeleteItem left
    * in flight would wait, frozen, for the next event (or never happen).
    */
-  private async prune(id: string): Promise<void> {
-    await this.table?.remove(this.name, id).catch((error: unknown) => {
+  private async prune(id: string): Promise<boolean> {
+    if (!this.table) return true;
+    return await this.table.forgetGone(this.name, id, Date.now() - OPENING_GRACE_MS).catch((error: unknown) => {
       this.logger.warn(`websocket "${this.name}": could not prune gone connection ${id}: ${(error as Error).message}`);
+      return false;
     });
   }
 
@@ -200,15 +210,17 @@ export class ApiGateway implements SocketBackend {
 
   /** PostToConnection; false (and the record pruned) when the connection is gone. */
   async post(id: string, data: Uint8Array): Promise<boolean> {
-    if (!possibleId(id)) return false;
+    return (await this.deliver(id, data)) === "sent";
+  }
+
+  /** PostToConnection: sent, or gone and its record forgotten, or gone and kept as maybe opening (prune). */
+  private async deliver(id: string, data: Uint8Array): Promise<"sent" | "forgotten" | "kept"> {
+    if (!possibleId(id)) return "forgotten";
     try {
       await this.management.postToConnection(id, data);
-      return true;
+      return "sent";
     } catch (error) {
-      if (isGone(error)) {
-        await this.prune(id);
-        return false;
-      }
+      if (isGone(error)) return (await this.prune(id)) ? "forgotten" : "kept";
       throw managementError(this.name, `send to connection ${id}`, error);
     }
   }
@@ -573,8 +585,9 @@ export class ApiGateway implements SocketBackend {
     const worker = async () => {
       while (next < targets.length) {
         const id = targets[next++] as string;
-        if (await this.post(id, data)) sent++;
-        else if (room !== undefined) await this.pruneMembership(room, id);
+        const outcome = await this.deliver(id, data);
+        if (outcome === "sent") sent++;
+        else if (outcome === "forgotten" && room !== undefined) await this.pruneMembership(room, id);
       }
     };
     await Promise.all(Array.from({ length: Math.min(BROADCAST_CONCURRENCY, targets.length) }, worker));
@@ -588,12 +601,7 @@ export class ApiGateway implements SocketBackend {
       management,
       deadline,
       prune: async (id) => {
-        await this.table?.remove(this.name, id).catch((error: unknown) => {
-          this.logger.warn(
-            `websocket "${this.name}": could not prune gone connection ${id}: ${(error as Error).message}`,
-          );
-        });
-        if (event.room !== undefined) await this.pruneMembership(event.room, id);
+        if ((await this.prune(id)) && event.room !== undefined) await this.pruneMembership(event.room, id);
       },
     });
     const line = `websocket "${this.name}": broadcast ${event.broadcast} page ${event.page}: delivered ${outcome.delivered} of ${event.ids.length} frame(s), ${outcome.gone} gone (pruned), ${outcome.failed} failed, ${outcome.throttled} throttled answer(s) retried, in ${Date.now() - started} ms`;
