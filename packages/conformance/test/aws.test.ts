@@ -1618,6 +1618,18 @@ describe("the emulator keeps API Gateway's rules", () => {
     c.close();
   });
 
+  it("delivers what the connect handler sent before the answer to a message the client sent as soon as it opened, as locally", async () => {
+    // The connect handler's reply goes out through a second invocation of the function, which races
+    // the message's own: the message waits until the record says that delivery is done.
+    for (let i = 0; i < 12; i++) {
+      const c = await connect(`${url}?greet=first${i}`);
+      c.ws.send(JSON.stringify({ op: "whoami" }));
+      expect((await c.next()).text).toBe(`welcome first${i}`);
+      expect(JSON.parse((await c.next()).text)).toHaveProperty("id");
+      c.close();
+    }
+  });
+
   it("closes a connection idle for the idle timeout, and one at the age limit however busy, with 1001", {
     timeout: 15000,
   }, async () => {

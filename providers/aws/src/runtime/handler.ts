@@ -61,6 +61,14 @@ import { invokeAsync } from "./invoke.js";
 const REGISTRATION_WAIT_MS = 10_000;
 /** How long a delivery of frames sent during connect waits for the connection to open. */
 const DELIVERY_WAIT_MS = 5_000;
+/**
+ * How long a message event of a connection waits for the delivery of what its connect handler
+ * sent, so that those frames reach the client before any answer to its messages (as locally):
+ * at most the delivery's own wait for the connection to open.
+ */
+const MESSAGE_WAITS_FOR_DELIVERY_MS = DELIVERY_WAIT_MS;
+/** How often a waiting message event reads the connection's record again. */
+const DELIVERY_POLL_MS = 20;
 
 /** What a page of a broadcast leaves of the invocation's time, for pruning and the log line. */
 const PAGE_MARGIN_MS = 3_000;
@@ -365,9 +373,9 @@ export class Runtime {
     gateway.opening.delete(id);
     const refusal = connectRefusal(gateway.name, response);
     if (refusal) return { statusCode: refusal.status, body: refusal.reason };
-    await this.record(gateway, info, opening);
     // The connection opens only once this answer reaches API Gateway, so what the connect handler
     // sent (its replies first, then its sends) is delivered by a second invocation of this function.
+    // Until it has been, the record says so, and the connection's messages wait for it (message()).
     const replies = awsConnectReplies(
       gateway.name,
       id,
@@ -376,14 +384,22 @@ export class Runtime {
     );
     for (const line of replies.dropped) this.logger.error(line);
     const frames = [...replies.kept.map((r) => ({ data: r.data, binary: r.binary })), ...(opening?.frames ?? [])];
-    if (frames.length > 0 || opening?.close) await this.deferDelivery(gateway.name, id, frames, opening?.close);
+    const delivering = frames.length > 0 || opening?.close !== undefined;
+    await this.record(gateway, info, opening, delivering);
+    if (delivering && !(await this.deferDelivery(gateway.name, id, frames, opening?.close)))
+      await this.delivered(gateway.name, id);
     return accepted;
   }
 
-  private async record(gateway: ApiGateway, info: ConnectionInfo, opening?: Opening): Promise<void> {
+  private async record(
+    gateway: ApiGateway,
+    info: ConnectionInfo,
+    opening?: Opening,
+    delivering = false,
+  ): Promise<void> {
     if (!this.table) return;
     try {
-      await this.table.add(gateway.name, info, opening?.state ?? "");
+      await this.table.add(gateway.name, info, opening?.state ?? "", delivering);
       // Rooms joined during connect, now that there is a record to keep them.
       const table = this.table;
       await Promise.all([...(opening?.rooms ?? [])].map((room) => table.join(gateway.name, info.connectionId, room)));
@@ -394,18 +410,19 @@ export class Runtime {
     }
   }
 
+  /** Hands what a connect handler sent to a delivery invocation; false when it could not. */
   private async deferDelivery(
     socket: string,
     connectionId: string,
     frames: Frame[],
     close: CloseRequest | undefined,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const functionName = this.env.AWS_LAMBDA_FUNCTION_NAME;
     if (!functionName) {
       this.logger.error(
         `websocket "${socket}": ${frames.length} message(s) sent during connect to ${connectionId} were dropped: AWS_LAMBDA_FUNCTION_NAME is not set, so this function cannot invoke itself to deliver them`,
       );
-      return;
+      return false;
     }
     const payload: DeliverEvent = {
       nitricLike: "deliver",
@@ -416,15 +433,50 @@ export class Runtime {
     };
     try {
       await invokeAsync(functionName, payload, this.env);
+      return true;
     } catch (error) {
       this.logger.error(
         `websocket "${socket}": could not hand ${frames.length} message(s) sent during connect to ${connectionId} over for delivery: ${(error as Error).message}`,
       );
+      return false;
     }
+  }
+
+  /** Marks a connection's connect-time delivery done in its record, so its messages go on. */
+  private async delivered(socket: string, connectionId: string): Promise<void> {
+    await this.table?.delivered(socket, connectionId).catch((error: unknown) => {
+      this.logger.error(
+        `websocket "${socket}": could not mark the delivery to ${connectionId} done in ${this.table?.table}: ${(error as Error).message}; its messages wait up to ${MESSAGE_WAITS_FOR_DELIVERY_MS / 1000} s`,
+      );
+    });
+  }
+
+  /**
+   * The state a message event carries, once the delivery of what the connection's connect
+   * handler sent is done (or MESSAGE_WAITS_FOR_DELIVERY_MS have passed): a client that sends as
+   * soon as it opens gets those frames before any answer to its message, as locally.
+   */
+  private async messageState(socket: string, id: string): Promise<string> {
+    if (!this.table) return "";
+    const deadline = Date.now() + MESSAGE_WAITS_FOR_DELIVERY_MS;
+    let context = await this.table.messageContext(socket, id);
+    while (context?.delivering && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, DELIVERY_POLL_MS));
+      context = await this.table.messageContext(socket, id);
+    }
+    return context?.state ?? "";
   }
 
   /** Delivers frames sent during connect, in order, retrying while the connection is not open yet. */
   private async deliver(event: DeliverEvent): Promise<void> {
+    try {
+      await this.deliverFrames(event);
+    } finally {
+      await this.delivered(event.socket, event.connectionId);
+    }
+  }
+
+  private async deliverFrames(event: DeliverEvent): Promise<void> {
     const gateway = this.gateways.get(event.socket);
     if (!gateway) throw new Error(`nitric-like runtime: delivery for unknown websocket "${event.socket}"`);
     const deadline = Date.now() + DELIVERY_WAIT_MS;
@@ -521,8 +573,9 @@ export class Runtime {
     const body = event.body ?? "";
     let response: WebsocketEventResponse;
     try {
-      // The state rides on the event: one consistent GetItem here, so handlers need no kv read.
-      const stateJson = this.table ? ((await this.table.getState(gateway.name, id)) ?? "") : "";
+      // The state rides on the event: one consistent GetItem here (more only while what the
+      // connect handler sent is being delivered), so handlers need no kv read.
+      const stateJson = await this.messageState(gateway.name, id);
       // A route nobody here registered or is expected to fails as an unhandled message does,
       // naming the route (HandlerRegistry: `no service handles route "join"; add socket.route(...)`).
       response = await this.registry.dispatch(

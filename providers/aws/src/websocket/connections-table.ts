@@ -75,7 +75,7 @@ export class ConnectionsTable {
    * it back through `connection(id).query` and `connections()`), only the KEPT_HEADERS of its
    * headers, and the state its connect handler set.
    */
-  async add(socket: string, info: ConnectionInfo, state = ""): Promise<void> {
+  async add(socket: string, info: ConnectionInfo, state = "", delivering = false): Promise<void> {
     await this.client.putItem({
       TableName: this.table,
       Item: {
@@ -89,8 +89,24 @@ export class ConnectionsTable {
         ...(info.auth ? { auth: { S: info.auth } } : {}),
         expiresAt: { N: String(Math.floor(info.connectedAt / 1000) + RECORD_TTL_SECONDS) },
         ...(state === "" ? {} : { state: { S: state } }),
+        // What its connect handler sent waits for a delivery invocation (see messageContext).
+        ...(delivering ? { delivering: { BOOL: true } } : {}),
       },
     });
+  }
+
+  /** Marks the delivery of what a connection's connect handler sent as done (or given up). */
+  async delivered(socket: string, id: string): Promise<void> {
+    try {
+      await this.client.updateItem({
+        TableName: this.table,
+        Key: { socket: { S: socket }, id: { S: id } },
+        UpdateExpression: "REMOVE delivering",
+        ConditionExpression: "attribute_exists(id)",
+      });
+    } catch (error) {
+      if ((error as { name?: string }).name !== "ConditionalCheckFailedException") throw error;
+    }
   }
 
   /**
@@ -327,6 +343,23 @@ export class ConnectionsTable {
   }
 
   /** A recorded connection's state ("" when none); undefined when there is no record. */
+  /**
+   * What a message event of a recorded connection carries: its state, and whether what its connect
+   * handler sent is still waiting for its delivery invocation. One consistent GetItem; undefined
+   * when there is no record.
+   */
+  async messageContext(socket: string, id: string): Promise<{ state: string; delivering: boolean } | undefined> {
+    const out = await this.client.getItem({
+      TableName: this.table,
+      Key: { socket: { S: socket }, id: { S: id } },
+      ConsistentRead: true,
+      ProjectionExpression: "id, #st, delivering",
+      ExpressionAttributeNames: { "#st": "state" },
+    });
+    if (!out.Item) return undefined;
+    return { state: out.Item.state?.S ?? "", delivering: out.Item.delivering?.BOOL === true };
+  }
+
   async getState(socket: string, id: string): Promise<string | undefined> {
     const out = await this.client.getItem({
       TableName: this.table,
