@@ -36,6 +36,18 @@ describe.each([
 
   const idOf = async (c: Client) => (await c.call({ op: "whoami" })).id as string;
 
+  it("lists a connection that joined during connect among a room's members once it is open, not while its connect handler runs", async () => {
+    const asker = await connect(url);
+    const opening = connect(`${url}?room=hall&hold=1500`);
+    await sleep(600);
+    expect((await asker.call({ op: "members", room: "hall" })).ids).toEqual([]);
+    const joined = await opening;
+    const id = await idOf(joined);
+    expect((await asker.call({ op: "members", room: "hall" })).ids).toEqual([id]);
+    joined.close();
+    asker.close();
+  });
+
   it("joins and leaves rooms, lists members and a connection's rooms, and broadcasts to a room but the excepted", async () => {
     const [a, b, c, outsider] = (await Promise.all([connect(url), connect(url), connect(url), connect(url)])) as [
       Client,

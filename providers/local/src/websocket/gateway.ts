@@ -1523,9 +1523,15 @@ export class Gateway implements SocketBackend, FlowGateway {
     return true;
   }
 
-  /** The connections in a room. */
+  /**
+   * The open connections in a room. One whose connect handler joined it and still runs is left
+   * out until it opens, as a room broadcast leaves it out, and as on AWS, where its membership is
+   * written once the handler has answered.
+   */
   members(room: string): string[] {
-    return [...(this.rooms.get(room) ?? [])];
+    const out: string[] = [];
+    for (const id of this.rooms.get(room) ?? []) if (this.connections.has(id)) out.push(id);
+    return out;
   }
 
   /** A connection's rooms. */
