@@ -63,10 +63,12 @@ const REGISTRATION_WAIT_MS = 10_000;
 const DELIVERY_WAIT_MS = 5_000;
 /**
  * How long a message event of a connection waits for the delivery of what its connect handler
- * sent, so that those frames reach the client before any answer to its messages (as locally):
- * at most the delivery's own wait for the connection to open.
+ * sent, so that those frames reach the client before any answer to its messages (as locally).
+ * Short: a waiting event holds an execution environment, and when every one a function may run is
+ * held so (a burst of new clients that each send at once, past its concurrency), the delivery
+ * invocations wait for one; past this the messages go on, and those frames may come after.
  */
-const MESSAGE_WAITS_FOR_DELIVERY_MS = DELIVERY_WAIT_MS;
+const MESSAGE_WAITS_FOR_DELIVERY_MS = 1_000;
 /** How often a waiting message event reads the connection's record again. */
 const DELIVERY_POLL_MS = 20;
 
