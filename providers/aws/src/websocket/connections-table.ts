@@ -114,14 +114,27 @@ export class ConnectionsTable {
    * had ("" when none), for its disconnect event.
    */
   async remove(socket: string, id: string): Promise<string> {
+    return (await this.deleteRecord(socket, id))?.state?.S ?? "";
+  }
+
+  /**
+   * Deletes a connection's record (when `condition` holds, with its values) and then its
+   * memberships; resolves with what the record held.
+   */
+  private async deleteRecord(
+    socket: string,
+    id: string,
+    condition?: { expression: string; values: Item },
+  ): Promise<Item | undefined> {
     const out = await this.client.deleteItem({
       TableName: this.table,
       Key: { socket: { S: socket }, id: { S: id } },
+      ...(condition ? { ConditionExpression: condition.expression, ExpressionAttributeValues: condition.values } : {}),
       ReturnValues: "ALL_OLD",
     });
     const rooms = out.Attributes?.rooms?.SS ?? [];
     await Promise.all(rooms.map((room) => this.deleteMembership(socket, room, id)));
-    return out.Attributes?.state?.S ?? "";
+    return out.Attributes;
   }
 
   /**
@@ -132,22 +145,16 @@ export class ConnectionsTable {
    * forgotten (or not recorded), false when kept as possibly opening.
    */
   async forgetGone(socket: string, id: string, connectedBefore: number): Promise<boolean> {
-    let out: { Attributes?: Item };
     try {
-      out = await this.client.deleteItem({
-        TableName: this.table,
-        Key: { socket: { S: socket }, id: { S: id } },
-        ConditionExpression: "attribute_not_exists(id) OR connectedAt < :before",
-        ExpressionAttributeValues: { ":before": { N: String(connectedBefore) } },
-        ReturnValues: "ALL_OLD",
+      await this.deleteRecord(socket, id, {
+        expression: "attribute_not_exists(id) OR connectedAt < :before",
+        values: { ":before": { N: String(connectedBefore) } },
       });
+      return true;
     } catch (error) {
       if ((error as { name?: string }).name === "ConditionalCheckFailedException") return false;
       throw error;
     }
-    const rooms = out.Attributes?.rooms?.SS ?? [];
-    await Promise.all(rooms.map((room) => this.deleteMembership(socket, room, id)));
-    return true;
   }
 
   /**
@@ -360,15 +367,9 @@ export class ConnectionsTable {
     return { state: out.Item.state?.S ?? "", delivering: out.Item.delivering?.BOOL === true };
   }
 
+  /** A recorded connection's state ("" when none); undefined when there is no record. */
   async getState(socket: string, id: string): Promise<string | undefined> {
-    const out = await this.client.getItem({
-      TableName: this.table,
-      Key: { socket: { S: socket }, id: { S: id } },
-      ConsistentRead: true,
-      ProjectionExpression: "id, #st",
-      ExpressionAttributeNames: { "#st": "state" },
-    });
-    return out.Item ? (out.Item.state?.S ?? "") : undefined;
+    return (await this.messageContext(socket, id))?.state;
   }
 
   /** A recorded connection; undefined when there is none. */
