@@ -58,6 +58,12 @@ export interface RunOptions {
    * @default true
    */
   watch?: boolean;
+  /**
+   * Stops the start: a provider that is still starting (an emulated function's init) gives up at
+   * once and rejects, having stopped what it started. `run` passes the signal that stops it (the
+   * test kit's `app.stop()`).
+   */
+  signal?: AbortSignal;
 }
 
 /** One live handler registration. */

@@ -108,6 +108,20 @@ it("on aws: a service whose function fails its init (after loading for the colle
   );
 });
 
+it("on aws: a start that times out while a function's init hangs stops at once, the function's process ended, not after the emulator's 20 s init timeout", async () => {
+  const before = children();
+  const started = Date.now();
+  const error = await startApp(fixture("hanging-init"), { provider: "aws", timeoutMs: 3000 }).catch((e: Error) => e);
+  const took = Date.now() - started;
+  expect(error).toBeInstanceOf(Error);
+  expect((error as Error).message).toMatch(/^startApp\(.*\): not ready within 3000 ms; the output:/);
+  // The stop reached the emulator while it waited for the init: nothing is left running, and the
+  // start did not wait out the init timeout (20 s from the emulator's start).
+  expect(children()).toEqual(before);
+  expect((error as Error).message).not.toMatch(/did not finish its init|the run did not stop/);
+  expect(took).toBeLessThan(15000);
+});
+
 it("on aws: a service that fails as it loads stops the start with the run's words (as on local), not a ready app with no sockets", async () => {
   await expect(startApp(fixture("failing"), { provider: "aws" })).rejects.toThrow(
     /the run stopped \(exit 1\) before it was ready;[\s\S]*failed while its resources were being collected \(exited with code 1\): the database URL is not set\n {2}fix it, then start run again \(--no-watch: it does not watch files\)[\s\S]*no service is running, and with --no-watch none starts again/,

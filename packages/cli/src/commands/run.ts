@@ -316,17 +316,25 @@ async function runProject(options: RunCommandOptions, output: Output): Promise<n
       );
       return 1;
     }
-    const running = await provider.run({
-      project,
-      spec: collected.spec,
-      logger: output,
-      randomPorts: options.randomPorts,
-      ...(options.watch ? {} : { watch: false }),
-      ...(options.tcp === true ? { tcp: true } : {}),
-      ...(options.host === undefined ? {} : { host: options.host }),
-      ...(options.environment === undefined ? {} : { environment: options.environment }),
-      ...(variables === undefined ? {} : { variables }),
-    });
+    let running: RunningProvider;
+    try {
+      running = await provider.run({
+        project,
+        spec: collected.spec,
+        logger: output,
+        randomPorts: options.randomPorts,
+        ...(options.watch ? {} : { watch: false }),
+        ...(options.tcp === true ? { tcp: true } : {}),
+        ...(options.host === undefined ? {} : { host: options.host }),
+        ...(options.environment === undefined ? {} : { environment: options.environment }),
+        ...(variables === undefined ? {} : { variables }),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } catch (error) {
+      // Stopped while the provider was starting: it stopped what it had started, as asked.
+      if (options.signal?.aborted) return 0;
+      throw error;
+    }
     const run = new Run(
       options,
       output,

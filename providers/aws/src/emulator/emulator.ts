@@ -144,6 +144,8 @@ export interface EmulatorOptions {
   env?: Record<string, string>;
   /** How long a function may take to start. @default 20000 */
   initTimeoutMs?: number;
+  /** Gives up the start (RunOptions.signal): the functions still in their init are ended, and startEmulator rejects. */
+  signal?: AbortSignal;
   /**
    * A socket's idle timeout and connection age limit, by socket name (the project file's, so tests
    * can shorten them); API Gateway's 10 min and 2 h are the longest either can be. Also how long a
@@ -1589,7 +1591,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     // A function whose init fails (its code throws, or a top-level await rejects, as it loads)
     // does not stop the others: as on Lambda, its events fail until its code changes, when
     // restartService starts it again. What failed is said once, with the fix.
-    const starts = await Promise.allSettled(functions.map((f) => f.start(options.initTimeoutMs ?? 20000)));
+    const starts = await untilAborted(
+      Promise.allSettled(functions.map((f) => f.start(options.initTimeoutMs ?? 20000))),
+      options.signal,
+    );
     starts.forEach((started, i) => {
       const fn = functions[i];
       if (started.status === "fulfilled" || fn === undefined) return;
@@ -1607,6 +1612,18 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   for (const api of apis.values()) sockets.push({ name: api.socketName, url: api.url });
   sockets.sort((a, b) => compareNames(a.name, b.name));
   return emulator;
+}
+
+/** `work`, unless `signal` fires first: then a rejection (the caller stops what it started). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  const stopped = () => new Error("run stopped while the functions were starting");
+  if (signal.aborted) return Promise.reject(stopped());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(stopped());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** Physical ids and attributes for the template's resources, as CloudFormation would make them. */

@@ -557,6 +557,7 @@ async function startEmulated(
         formerPort: (socket) => ports?.get(socket),
         logger,
         ...(options.watch === false ? { restartsOnChange: false } : {}),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
         // The project file's idle timeout and age limit (API Gateway's unless it shortens them), and
         // its upgrade timeout.
         limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
