@@ -186,6 +186,12 @@ describe.each([
     probe.close();
   });
 
+  it("gives the authorizer each query value decoded once, as API Gateway does (%2541 is %41, never A)", async () => {
+    const c = await connect(`${url}?token=%2541+b`);
+    expect(await c.call({ op: "whoami" })).toMatchObject({ auth: { user: "%41 b" } });
+    c.close();
+  });
+
   it("does not count a connection as connected while its authorizer runs, so a refused one leaves nothing behind", async () => {
     // API Gateway has no connection before $connect: on both providers a call naming the id the
     // authorizer was given is not_found, and nothing it could have kept outlives a refusal.

@@ -224,6 +224,29 @@ describe("nitric-like spec", () => {
     expect(stderr).toContain("has 3 problems");
   });
 
+  it("refuses names AWS would refuse at deploy: an API name over 128 characters, a service its log group cannot be named after", async () => {
+    const name = `p${"x".repeat(99)}`;
+    const dir = writeProject({
+      "nitric-like.yaml": `name: ${name}\nservices:\n  - match: services/*.ts\n`,
+      "services/my chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket-with-a-name-of-forty-characters1");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", () => {});',
+      ].join("\n"),
+    });
+    const { code, stderr } = await runCli(["spec", dir, "--plain"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      `websocket socket-with-a-name-of-forty-characters1: on AWS its API is named "${name}-socket-with-a-name-of-forty-characters1", 140 characters, and API Gateway allows 128; give the socket a name of at most 27 characters, or use a shorter project name (name: in the project file)`,
+    );
+    expect(stderr).toContain(
+      `service "my chat": on AWS its log group is named "/aws/lambda/${name}/my chat", and CloudWatch Logs takes only letters, digits and . - _ # / in one; rename services/my chat.ts to services/my-chat.ts`,
+    );
+    expect(stderr).toContain("has 2 problems");
+  });
+
   it("reports a service that crashes with its output", async () => {
     const { code, stderr } = await runCli(["spec", copyProject(join(FIXTURES, "crash"))]);
     expect(code).toBe(1);

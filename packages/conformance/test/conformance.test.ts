@@ -159,6 +159,27 @@ describe.each([
     c.close();
   });
 
+  it("decodes each query value once, as API Gateway does: an escaped % or + stays one, a malformed escape stays as sent", async () => {
+    // API Gateway hands its function decoded values ("+" a space); the handler must see those,
+    // not a second decoding of them ("%2541" is "%41", never "A"), and a "%" no escape follows
+    // (as "%zz", or a value that was "100%25") must not fail the handler. Bytes that are not
+    // UTF-8 read as U+FFFD, as the URL standard's query parsing reads them.
+    const c = await connect(`${url}/?pct=100%25&lit=%2541&plus=%2B1&sp=a+b&bad=%zz&half=%E0%A4&ok=%C3%A9`);
+    const { id } = await c.call({ op: "whoami" });
+    const { value } = await c.call({ op: "get", key: `conn:${id}` });
+    const query = (value as { query: Record<string, string[]> }).query;
+    expect(query).toEqual({
+      pct: ["100%"],
+      lit: ["%41"],
+      plus: ["+1"],
+      sp: ["a b"],
+      bad: ["%zz"],
+      half: ["\uFFFD"],
+      ok: ["é"],
+    });
+    c.close();
+  });
+
   it("takes every name of Object.prototype as a query key, a header name, a JSON key and a kv key, and serves everyone else", async () => {
     const names = Object.getOwnPropertyNames(Object.prototype);
     const bystander = await connect(url);

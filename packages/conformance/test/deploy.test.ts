@@ -538,6 +538,18 @@ describe("nitric-like up and down --provider aws", () => {
     expect(stderr).not.toContain("bundling");
   }, 60000);
 
+  it("refuses before deploying a --stack that makes an API name over API Gateway's 128 characters, naming the socket, the limit and the fix", async () => {
+    const long = `c${"h".repeat(122)}`;
+    const before = fake.calls.length;
+    const { code, stderr } = await runCli(["up", chat(), "--stack", long, "--plain"], { timeoutMs: 60000 });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      `websocket socket: on AWS its API is named "${long}-socket", 130 characters, and API Gateway allows 128; give the socket a name of at most 4 characters, or use a shorter --stack`,
+    );
+    expect(fake.calls.slice(before).filter((c) => c !== "DescribeStacks")).toEqual([]);
+    expect(fake.stacks.has(long)).toBe(false);
+  }, 60000);
+
   it("never deploys over, nor deletes, a stack nitric-like did not make (another tool's, or the artifact bucket's)", async () => {
     // Another tool's stack, with the name this app's stack would have.
     const body = new URLSearchParams({

@@ -77,6 +77,7 @@ export { originProblem } from "./origins.js";
 export { OUT_DIR_MARKER, type OutDir, outDirProblem, prepareOutDir } from "./out-dir.js";
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
+export { parseQuery, wireQuery, wireValue } from "./query.js";
 export { clientErrorRefusal, REFUSED_GRACE_MS, refuseRequest, upgradeProblem } from "./refusals.js";
 export { permissionsOf, resourceKindOf } from "./resources.js";
 export { type EndpointContext, serviceRouter } from "./router.js";

@@ -93,8 +93,8 @@ export function addRoom(rooms: Set<string>, socket: string, connectionId: string
 }
 
 /**
- * The connect event of a connection. `queryParams` are the query as the provider hands it to
- * handlers (locally percent-encoded, as Nitric's SDK decodes them; on AWS as API Gateway gives it);
+ * The connect event of a connection. `queryParams` are the query as the contract carries it:
+ * decoded once and encoded again (wireQuery), as Nitric's SDKs decode them;
  * `headers` every request header, where the connection's record keeps fewer (the local gateway's).
  */
 export function connectEvent(

@@ -1,5 +1,12 @@
 export { answerAliveChecks } from "./alive.js";
 export {
+  AWS_MAX_API_NAME_LENGTH,
+  AWS_MAX_SERVICE_NAME_LENGTH,
+  awsApiName,
+  awsLogGroupName,
+  awsNameProblems,
+} from "./aws-names.js";
+export {
   certificateProblem,
   certificateRegion,
   DOMAIN_KEYS,

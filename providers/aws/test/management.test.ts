@@ -170,11 +170,26 @@ describe("a socket over the Management API (ApiGateway)", () => {
   });
 
   it("turns 413 into INVALID_ARGUMENT naming API Gateway's limit", async () => {
-    const { gateway } = await managementApi([ID]);
-    await expect(gateway.send(ID, new Uint8Array(128 * 1024 + 1), true)).rejects.toMatchObject({
+    const { gateway } = await managementApi([], {
+      [ID]: () => error(413, "PayloadTooLargeException", "Request entity too large"),
+    });
+    await expect(gateway.send(ID, new Uint8Array(1), true)).rejects.toMatchObject({
       code: status.INVALID_ARGUMENT,
       message: 'websocket "chat": the message is too large for API Gateway (at most 128 KB); send less',
     });
+  });
+
+  it("refuses a send and a broadcast over 128 KB before any request, naming API Gateway's limit, and posts 128 KB", async () => {
+    const { gateway, server } = await managementApi([ID]);
+    const tooLarge = {
+      code: status.INVALID_ARGUMENT,
+      message: 'websocket "chat": the message is too large for API Gateway (at most 128 KB); send less',
+    };
+    await expect(gateway.send(ID, new Uint8Array(128 * 1024 + 1), true)).rejects.toMatchObject(tooLarge);
+    await expect(gateway.broadcast(new Uint8Array(128 * 1024 + 1), true, new Set())).rejects.toMatchObject(tooLarge);
+    expect(server.requests).toHaveLength(0);
+    expect(await gateway.send(ID, new Uint8Array(128 * 1024), true)).toBe(true);
+    expect(server.requests).toHaveLength(1);
   });
 
   it("retries 429 three times in all, then says RESOURCE_EXHAUSTED", async () => {

@@ -60,7 +60,7 @@ export interface BuildCommandOptions {
 
 /** Loads the provider, collects and checks: what `build` and `up` do before the provider acts. */
 export async function checkedBuild(
-  options: BuildCommandOptions,
+  options: BuildCommandOptions & { stack?: string },
   output: Output,
   what: "build" | "up" = "build",
   prepared?: PreparedProject,
@@ -73,7 +73,8 @@ export async function checkedBuild(
   if (options.environment !== undefined) refuseUnknownEnvironment(options.dir, options.environment);
   const ready = prepared ?? (await prepareProject(options.dir, output));
   const provider = await providerFor(options.provider, what, ready.project.dir);
-  const { spec, errors } = await collectSpec(ready, output);
+  // up's --stack names what AWS makes; without it (and for build) the stack is the project's name.
+  const { spec, errors } = await collectSpec(ready, output, {}, options.stack);
   if (errors.length > 0) {
     for (const e of errors) output.error(e);
     throw new UserError(

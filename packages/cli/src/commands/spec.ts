@@ -2,6 +2,7 @@
 import { basename, dirname } from "node:path";
 import { packageOwner } from "@nitric-like/provider-kit";
 import {
+  awsNameProblems,
   buildSpec,
   type CollectedService,
   SERVED_KINDS,
@@ -35,11 +36,15 @@ Options:
   -h, --help   Show this help.
 `;
 
-/** Collects and validates; returns the spec and the problems found. */
+/**
+ * Collects and validates; returns the spec and the problems found, with those of the names a
+ * deploy to AWS would make as stack `stack` (`up --stack`; else the project's name).
+ */
 export async function collectSpec(
   prepared: PreparedProject,
   output: Output,
   options: CollectOptions = {},
+  stack?: string,
 ): Promise<{
   spec: Spec;
   errors: string[];
@@ -63,6 +68,7 @@ export async function collectSpec(
     );
     const declared = collected.map((c) => withApi(c, prepared));
     const result = buildSpec(prepared.project.name, declared);
+    result.errors.push(...awsNameProblems(result.spec, stack ?? prepared.project.name, stack !== undefined));
     const found = result.spec.resources.length;
     const unchanged = reused === 0 ? "" : ` (${reused} unchanged since the last run)`;
     progress.done(

@@ -73,6 +73,7 @@ import {
   MAX_PENDING_PONGS,
   notReadingReason,
   openFilesProblem,
+  parseQuery,
   pingFloodReason,
   protocolCloseReason,
   refuseRequest,
@@ -1057,14 +1058,11 @@ class EmulatedApi {
       return;
     }
     const id = connectionId();
-    const search = req.url?.includes("?") ? req.url.slice(req.url.indexOf("?")) : "";
     // Query keys and header names are the client's ("?__proto__=1"): records that inherit nothing (dict()).
+    // Values decoded as API Gateway decodes them, and as the local gateway reads them (parseQuery).
     const query = dict<string[]>();
-    for (const [k, v] of new URLSearchParams(search)) {
-      const values = query[k];
-      if (values) values.push(v);
-      else query[k] = [v];
-    }
+    const parsed = parseQuery(req.url ?? "/");
+    for (const k of Object.keys(parsed)) query[k] = parsed[k]?.value ?? [];
     // From the raw list: Node's parsed headers leave out a header named "__proto__", API Gateway does not.
     const headers = dict<string[]>();
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {

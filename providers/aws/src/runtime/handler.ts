@@ -28,6 +28,7 @@ import {
   Permissions,
   serviceRouter,
   unansweredStatus,
+  wireQuery,
 } from "@nitric-like/provider-kit";
 import { createMemoryTransport, type MemoryTransport, type Transport } from "@nitric-like/rpc";
 import { type Logger, registrationKey } from "@nitric-like/spec";
@@ -315,7 +316,8 @@ export class Runtime {
     const decision = await this.authorizers.authorize({
       socketName: gateway.name,
       connectionId: rc.connectionId,
-      queryParams: query,
+      // Encoded again, as the connect event's (the SDKs decode what API Gateway decoded once).
+      queryParams: wireQuery(query),
       headers,
       protocols: offeredProtocols(headers["sec-websocket-protocol"]?.value),
       remoteAddress: rc.identity?.sourceIp ?? "",
@@ -365,7 +367,12 @@ export class Runtime {
     gateway.opening.set(id, new Opening(info));
     let response: WebsocketEventResponse;
     try {
-      response = await this.registry.dispatch(gateway.name, "connect", connectEvent(gateway.name, info, query));
+      // API Gateway decoded the values; the contract carries them encoded, as the SDKs decode them.
+      response = await this.registry.dispatch(
+        gateway.name,
+        "connect",
+        connectEvent(gateway.name, info, wireQuery(query)),
+      );
     } catch (error) {
       gateway.opening.delete(id);
       const { status, reason } = this.failure(error);

@@ -7,8 +7,10 @@
  */
 import { randomUUID } from "node:crypto";
 import {
+  AWS_MAX_MESSAGE_BYTES,
   addRoom,
   awsOpeningSendProblem,
+  awsPayloadTooLarge,
   type ConnectionInfo,
   Opening as KitOpening,
   type SocketBackend,
@@ -127,6 +129,15 @@ async function handOverPage(fanout: (event: BroadcastEvent) => Promise<void>, ev
   }
 }
 
+/**
+ * Refuses a message PostToConnection would refuse (413 PayloadTooLargeException over API Gateway's
+ * 128 KB), before the request: the same error the 413 gives, without a round trip (a broadcast
+ * would make one per connection).
+ */
+function refuseOversized(socket: string, data: Uint8Array): void {
+  if (data.byteLength > AWS_MAX_MESSAGE_BYTES) throw awsPayloadTooLarge(socket);
+}
+
 /** Turns a Management API failure other than 410 into a gRPC status that says what to fix. */
 export function managementError(socket: string, what: string, error: unknown): Error {
   const e = error as { name?: string; message?: string; statusCode?: number };
@@ -139,12 +150,7 @@ export function managementError(socket: string, what: string, error: unknown): E
       `${where}: AWS refused to ${what} (${detail}); declare websocket(${JSON.stringify(socket)}) in this service so its role may manage connections, and deploy again`,
     );
   }
-  if (e.name === "PayloadTooLargeException" || status === 413) {
-    return new RpcError(
-      Code.INVALID_ARGUMENT,
-      `${where}: the message is too large for API Gateway (at most 128 KB); send less`,
-    );
-  }
+  if (e.name === "PayloadTooLargeException" || status === 413) return awsPayloadTooLarge(socket);
   if (e.name === "LimitExceededException" || status === 429) {
     return new RpcError(Code.RESOURCE_EXHAUSTED, `${where}: API Gateway throttled ${what}; retry later (${detail})`);
   }
@@ -205,6 +211,7 @@ export class ApiGateway implements SocketBackend {
       opening.keep(data, binary);
       return true;
     }
+    refuseOversized(this.name, data);
     return this.post(id, data);
   }
 
@@ -396,6 +403,8 @@ export class ApiGateway implements SocketBackend {
     binary: boolean,
     except: ReadonlySet<string>,
   ): Promise<number> {
+    // Said once, before any connection is read or posted to: every PostToConnection would get 413.
+    refuseOversized(this.name, data);
     if (!this.table) await this.list();
     const reader = this.reader(except, undefined, room);
     const inlineMax = this.fanoutOptions.inlineMax;

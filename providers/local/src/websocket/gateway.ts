@@ -35,6 +35,7 @@ import {
   offeredProtocols,
   openFilesProblem,
   originProblem,
+  parseQuery,
   pingFloodReason,
   poisonCloseReason,
   protocolCloseReason,
@@ -42,6 +43,7 @@ import {
   type SocketBackend,
   unansweredStatus,
   WS_PIECE_BOUNDS,
+  wireQuery,
 } from "@nitric-like/provider-kit";
 import {
   DEFAULT_LIMITS,
@@ -191,23 +193,6 @@ function clip(reason: string): string {
         .replace(/\uFFFD$/, "");
 }
 
-function decodedQuery(raw: Record<string, { value: string[] }>): Record<string, { value: string[] }> {
-  // Query keys are the client's: a record that inherits nothing keeps "__proto__" an ordinary key.
-  const out = dict<{ value: string[] }>();
-  for (const key of Object.keys(raw)) {
-    out[key] = {
-      value: (raw[key] as { value: string[] }).value.map((v) => {
-        try {
-          return decodeURIComponent(v);
-        } catch {
-          return v;
-        }
-      }),
-    };
-  }
-  return out;
-}
-
 /** Wraps protobuf bytes as a Buffer without copying, so ws sends them as they are. */
 function view(data: Uint8Array): Buffer {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -311,29 +296,13 @@ function connectionId(): string {
   return id;
 }
 
-/** Query parameters with every value of each, values kept percent-encoded (Nitric's SDK decodes them). */
+/**
+ * Query parameters with every value of each, as the contract carries them: decoded once, as API
+ * Gateway decodes them (parseQuery: `+` a space, a malformed escape kept as sent), then
+ * percent-encoded again (wireQuery), so an SDK's decoding gives exactly that value and never fails.
+ */
 export function rawQuery(url: string): Record<string, { value: string[] }> {
-  // The keys are the client's ("?__proto__=1", "?constructor"): a record that inherits nothing (dict()).
-  const out = dict<{ value: string[] }>();
-  const at = url.indexOf("?");
-  if (at < 0) return out;
-  for (const part of url.slice(at + 1).split("&")) {
-    if (part.length === 0) continue;
-    const eq = part.indexOf("=");
-    const rawKey = eq < 0 ? part : part.slice(0, eq);
-    // In a query string "+" is a space; "%20" survives decodeURIComponent() where "+" would not.
-    const value = (eq < 0 ? "" : part.slice(eq + 1)).replace(/\+/g, "%20");
-    let key: string;
-    try {
-      key = decodeURIComponent(rawKey.replace(/\+/g, " "));
-    } catch {
-      key = rawKey;
-    }
-    const entry = out[key] ?? { value: [] };
-    entry.value.push(value);
-    out[key] = entry;
-  }
-  return out;
+  return wireQuery(parseQuery(url));
 }
 
 /** Request headers from Node's flat [name, value, ...] list: names lower-cased, every value kept in order. */
@@ -352,7 +321,7 @@ export function headerValues(rawHeaders: readonly string[]): Record<string, { va
 /**
  * The URL a connection's record keeps: the request's, or, when its query has more than
  * MAX_KEPT_QUERY_VALUES values, one with the values keptQuery() keeps (the connect handler and
- * the authorizer get them all, from the request). Names are encoded again; values stay as sent.
+ * the authorizer get them all, from the request). Names and values are encoded again (values as the contract carries them).
  */
 function keptUrl(url: string): string {
   const at = url.indexOf("?");
@@ -434,7 +403,7 @@ class ConnectionRecord implements ConnectionInfo {
   /** The identity the socket's authorizer gave it, JSON-encoded; empty when none. */
   auth = "";
   get query(): Record<string, { value: string[] }> {
-    return decodedQuery(rawQuery(this.url));
+    return parseQuery(this.url);
   }
   get headers(): Record<string, { value: string[] }> {
     return headerValues(this.rawHeaders);
