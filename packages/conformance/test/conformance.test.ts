@@ -168,7 +168,7 @@ describe.each([
     const { id } = await c.call({ op: "whoami" });
     const { value } = await c.call({ op: "get", key: `conn:${id}` });
     const query = (value as { query: Record<string, string[]> }).query;
-    expect(query).toEqual({
+    const decoded = {
       pct: ["100%"],
       lit: ["%41"],
       plus: ["+1"],
@@ -176,7 +176,10 @@ describe.each([
       bad: ["%zz"],
       half: ["\uFFFD"],
       ok: ["é"],
-    });
+    };
+    expect(query).toEqual(decoded);
+    // The connection's record, read later from another event, keeps the same values.
+    if (ours) expect(((await c.call({ op: "info" })) as { query: unknown }).query).toEqual(decoded);
     c.close();
   });
 
