@@ -1,12 +1,14 @@
 // The gRPC transport where the suite over every transport (transports.test.ts) cannot look: the
 // addresses it is given.
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
 import { WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
-import { createGrpcTransport, GrpcServer, MAX_CONCURRENT_STREAMS } from "./grpc.js";
+import { canCheckTcpPeers, createGrpcTransport, GrpcServer, MAX_CONCURRENT_STREAMS } from "./grpc.js";
 import { methodPath, Router } from "./router.js";
 import { Code } from "./status.js";
 import { MAX_UNARY_IN_FLIGHT } from "./waiting.js";
@@ -145,4 +147,67 @@ describe("createGrpcTransport", () => {
     raw.close();
     server.forceStop();
   });
+});
+
+/** The uid and gid of "nobody", from /etc/passwd. */
+function nobody(): { uid: number; gid: number } {
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("nobody:"));
+  const [, , u, g] = (line ?? "nobody:x:65534:65534").split(":");
+  return { uid: Number(u), gid: Number(g) };
+}
+
+/**
+ * Opens an HTTP/2 connection to 127.0.0.1:`port` from a new process running as `user` and says
+ * whether the server answered ("served": its SETTINGS came back) or cut it ("cut").
+ */
+function http2From(port: number, user: { uid: number; gid: number }): Promise<string> {
+  const script = `
+    const s = require("node:net").connect({ host: "127.0.0.1", port: ${port} });
+    // The client preface and an empty SETTINGS frame.
+    s.on("connect", () => s.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])));
+    s.on("data", () => { process.stdout.write("served"); s.destroy(); });
+    s.on("close", () => process.stdout.write("|closed"));
+    s.on("error", (e) => process.stdout.write(e.code || e.message));`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["-e", script], { cwd: "/", ...user });
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.once("error", reject);
+    child.once("exit", () => resolve(out.startsWith("served") ? "served" : "cut"));
+  });
+}
+
+describe("GrpcServer.bindLoopback", () => {
+  const isRoot = process.getuid?.() === 0;
+  it.skipIf(!isRoot || !canCheckTcpPeers())(
+    "serves this user's processes on 127.0.0.1 and cuts another user's before any call, saying whose it was",
+    async () => {
+      const server = new GrpcServer(
+        new Router().service(Health, {
+          check: (_call, respond) => respond(null, { status: HealthCheckResponse_ServingStatus.SERVING }),
+        }),
+      );
+      const refused: (number | undefined)[] = [];
+      const { port, sameUserOnly } = await server.bindLoopback(0, (uid) => refused.push(uid));
+      expect(sameUserOnly).toBe(true);
+      // This user's process (this one) is served, call after call.
+      const client = new Client(createGrpcTransport(`127.0.0.1:${port}`));
+      for (let i = 0; i < 3; i++) {
+        expect(await client.unary(Health.method.check, { service: "" })).toMatchObject({
+          status: HealthCheckResponse_ServingStatus.SERVING,
+        });
+      }
+      client.close();
+      // Another user's is cut before HTTP/2 begins: the server never answers its preface.
+      expect(await http2From(port, nobody())).toBe("cut");
+      expect(refused).toEqual([nobody().uid]);
+      // As a control: the same raw client as this user is served.
+      expect(await http2From(port, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 })).toBe("served");
+      await server.stop(100);
+    },
+  );
 });
