@@ -34,6 +34,9 @@ class Call implements ServerStream<ServerMessageInit> {
     if (this.ended) queueMicrotask(listener);
     else this.closeListeners.push(listener);
   }
+  flushed(): Promise<void> {
+    return Promise.resolve();
+  }
   private close(): void {
     if (this.ended) return;
     this.ended = true;

@@ -2,9 +2,10 @@
 // addresses it is given.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
+import { KvStore } from "@nitric-like/contracts/kvstore";
 import { WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
@@ -210,4 +211,109 @@ describe("GrpcServer.bindLoopback", () => {
       await server.stop(100);
     },
   );
+});
+
+/** An HTTP/2 frame: 9 bytes of header (length, type, flags, stream) and the payload. */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** An HPACK string literal, not Huffman-coded (7-bit length prefix; these are all short). */
+const literal = (text: string) => Buffer.concat([Buffer.from([text.length]), Buffer.from(text)]);
+
+/**
+ * Opens a gRPC call to `path` on 127.0.0.1:`port` over a bare socket, with an empty request,
+ * and then never sends WINDOW_UPDATE: the server may send the stream 64 KB and no more.
+ */
+async function stalledCall(port: number, path: string): Promise<Socket> {
+  const socket = connect({ host: "127.0.0.1", port });
+  await new Promise((resolve) => socket.once("connect", resolve));
+  const headers = Buffer.concat([
+    Buffer.from([0x83, 0x86]), // :method POST, :scheme http (static table)
+    Buffer.from([0x04]), // :path, a literal value
+    literal(path),
+    Buffer.from([0x01]), // :authority
+    literal("localhost"),
+    Buffer.from([0x0f, 0x10]), // content-type (static index 31)
+    literal("application/grpc"),
+    Buffer.from([0x00]), // te, a literal name
+    literal("te"),
+    literal("trailers"),
+  ]);
+  let acked = false;
+  socket.on("data", () => {
+    // Acknowledge the server's SETTINGS once; read (and drop) the rest, so TCP does not stall.
+    if (!acked) socket.write(frame(4, 1, 0, Buffer.alloc(0)));
+    acked = true;
+  });
+  socket.on("error", () => {});
+  socket.write(
+    Buffer.concat([
+      Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+      frame(4, 0, 0, Buffer.alloc(0)), // SETTINGS: the defaults (a 64 KB window per stream)
+      frame(1, 4, 1, headers), // HEADERS, END_HEADERS, stream 1
+      frame(0, 1, 1, Buffer.alloc(5)), // DATA, END_STREAM: an empty message
+    ]),
+  );
+  return socket;
+}
+
+describe("GrpcServer flow control", () => {
+  it("holds back a server stream's writer while its client grants no flow-control credit: flushed() waits", async () => {
+    const n = 40_000;
+    const key = "k".repeat(1024);
+    let written = 0;
+    let finished = false;
+    const unused = (_call: unknown, respond: (error: unknown) => void) => respond(new Error("unused"));
+    const server = new GrpcServer(
+      new Router().service(KvStore, {
+        getValue: unused,
+        setValue: unused,
+        deleteKey: unused,
+        scanKeys: async (call) => {
+          while (written < n && !call.ended) {
+            call.write({ key });
+            if (++written % 16 === 0) await call.flushed();
+          }
+          finished = true;
+          call.end();
+        },
+      }),
+    );
+    const port = await server.bind("127.0.0.1:0");
+    // A client that never grants HTTP/2 flow-control credit past the first 64 KB of its stream
+    // (the window every stream starts with), as one that stops reading does.
+    const socket = await stalledCall(port, methodPath(KvStore.method.scanKeys));
+    await new Promise((r) => setTimeout(r, 500));
+    // The writer waits on flushed(): it has written the window's worth and a batch, not the 40 MB.
+    expect(written).toBeLessThan(1000);
+    expect(finished).toBe(false);
+    // A client that reads gets every message.
+    const reader = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    written = 0;
+    finished = false;
+    let received = 0;
+    await new Promise<void>((resolve) => {
+      const stream = reader.makeServerStreamRequest(
+        methodPath(KvStore.method.scanKeys),
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+      );
+      stream.on("data", () => {
+        received++;
+      });
+      stream.on("status", () => resolve());
+    });
+    expect(received).toBe(n);
+    expect(finished).toBe(true);
+    socket.destroy();
+    reader.close();
+    server.forceStop();
+  });
 });

@@ -26,8 +26,17 @@ function serviceError(code: number, details: string): Partial<grpc.ServiceError>
 
 /** The events that carry a router's answers back onto a grpc-js server call. */
 function streamEvents(call: grpc.ServerWritableStream<Buffer, Buffer>): WireEvents {
+  // grpc-js buffers what HTTP/2 cannot send yet; write() says false once that is over its mark.
+  let full = false;
+  call.on("drain", () => {
+    full = false;
+  });
   return {
-    message: (bytes) => void call.write(asBuffer(bytes)),
+    message: (bytes) => {
+      if (!call.write(asBuffer(bytes))) full = true;
+    },
+    writable: () => !full,
+    onDrain: (listener) => void call.once("drain", listener),
     status: (code, details) => {
       // grpc-js sends an "error" event's status to the client; end() sends OK.
       if (code === Code.OK) call.end();
