@@ -500,6 +500,22 @@ describe("bad handlers", () => {
     await stillUpAndOthersFine(world);
   });
 
+  it("ends a handler stream that registers a second time, saying to open a stream per socket event", async () => {
+    const world = await echoWorld();
+    const stream = await handle(world.client, "other", "message", () => undefined);
+    const status = new Promise<{ code: number; details: string }>((r) => stream.call.on("status", r));
+    stream.call.write({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: "other", eventType: WebsocketEventType.Connect } },
+    });
+    expect(await status).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      details:
+        'websocket handler: this stream already handles message events of websocket "other", and a stream registers once; open another HandleEvents stream for connect events of websocket "other"',
+    });
+    await stillUpAndOthersFine(world);
+  });
+
   it("ignores answers for events that do not exist", async () => {
     const world = await echoWorld();
     const stream = await handle(world.client, "other", "message", () => undefined);
