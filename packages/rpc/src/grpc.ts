@@ -162,12 +162,14 @@ export class GrpcServer {
       tcpPeerUid(socket).then(
         (peer) => {
           if (socket.destroyed) return;
-          if (peer !== undefined && peer === uid) {
-            injector.injectConnection(socket);
+          if (peer === undefined || peer !== uid) {
+            socket.destroy();
+            refused(peer);
             return;
           }
-          socket.destroy();
-          refused(peer);
+          // One whose check ended after stop() would open a session on the stopped server.
+          if (this.listeners.includes(listener)) injector.injectConnection(socket);
+          else socket.destroy();
         },
         () => socket.destroy(),
       );
