@@ -16,6 +16,7 @@ class Call implements ServerStream<ServerMessageInit> {
   readonly peer = "test";
   cancelled = false;
   ended = false;
+  writable = true;
   readonly written: ServerMessageInit[] = [];
   private readonly closeListeners: (() => void)[] = [];
 

@@ -24,19 +24,50 @@ function serviceError(code: number, details: string): Partial<grpc.ServiceError>
   return { code, details, metadata: new grpc.Metadata() };
 }
 
+/**
+ * Most bytes a server stream may have waiting to be sent to its client: HTTP/2 flow control holds
+ * them in this process while the client does not read (a service whose SDK stopped reading its
+ * handler stream, a scan nobody reads). Past it the call says it is not writable (WireEvents), so
+ * a kv scan waits and a handler stream's new events fail instead of piling up, as a ws client
+ * that stops reading is closed past the gateway's MAX_BUFFERED_BYTES.
+ */
+export const MAX_UNSENT_STREAM_BYTES = 8 * 1024 * 1024;
+
 /** The events that carry a router's answers back onto a grpc-js server call. */
 function streamEvents(call: grpc.ServerWritableStream<Buffer, Buffer>): WireEvents {
-  // grpc-js buffers what HTTP/2 cannot send yet; write() says false once that is over its mark.
-  let full = false;
-  call.on("drain", () => {
-    full = false;
-  });
+  // grpc-js calls back each write once HTTP/2 has sent it, in order: the sizes of the writes not
+  // yet sent, oldest first from `head` (a queue without shift(), which copies a long array), and
+  // their total.
+  let sizes: number[] = [];
+  let head = 0;
+  let unsent = 0;
+  let drained: (() => void)[] | undefined;
+  const sent = () => {
+    unsent -= sizes[head++] ?? 0;
+    if (head === sizes.length) {
+      sizes = [];
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= sizes.length) {
+      sizes = sizes.slice(head);
+      head = 0;
+    }
+    if (drained !== undefined && unsent < MAX_UNSENT_STREAM_BYTES) {
+      const listeners = drained;
+      drained = undefined;
+      for (const listener of listeners) listener();
+    }
+  };
   return {
     message: (bytes) => {
-      if (!call.write(asBuffer(bytes))) full = true;
+      sizes.push(bytes.length);
+      unsent += bytes.length;
+      call.write(asBuffer(bytes), sent);
     },
-    writable: () => !full,
-    onDrain: (listener) => void call.once("drain", listener),
+    writable: () => unsent < MAX_UNSENT_STREAM_BYTES,
+    onDrain: (listener) => {
+      if (drained) drained.push(listener);
+      else drained = [listener];
+    },
     status: (code, details) => {
       // grpc-js sends an "error" event's status to the client; end() sends OK.
       if (code === Code.OK) call.end();

@@ -62,6 +62,11 @@ export interface ServerStream<O> extends CallInfo {
   /** Calls back once when the call ends, any way: ended, failed, cancelled or lost. */
   onClose(listener: () => void): void;
   /**
+   * False while more of this call's messages wait to be sent than its transport will hold (over
+   * gRPC, a client that does not read); a handler stops writing then, or awaits flushed().
+   */
+  readonly writable: boolean;
+  /**
    * Resolves once the client can take more messages: when the transport has flow control and
    * what was written waits for a slow client, once that has been sent; otherwise a turn of the
    * event loop later (so a handler that writes many messages lets other calls and I/O run between
@@ -172,6 +177,10 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
     const bytes = this.encoded((response ?? {}) as O);
     if (bytes !== undefined) this.finish(Code.OK, "", bytes);
   };
+
+  get writable(): boolean {
+    return this.events.writable?.() !== false;
+  }
 
   flushed(): Promise<void> {
     if (this.ended) return Promise.resolve();
