@@ -1,8 +1,10 @@
 // What a service process gets to reach its endpoint under `nitric-like run`: a Unix socket in a
 // private folder of the run (SERVICE_ADDRESS), TCP only with --tcp (NITRIC_SERVICE_HOST/PORT),
 // and a run killed with SIGKILL leaves a folder the next run removes.
-import { existsSync, lstatSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { basename, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { type App, cleanTemp, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
 
@@ -32,7 +34,7 @@ async function probed(app: App, pattern: RegExp): Promise<RegExpExecArray> {
 }
 
 describe("a service's endpoint under nitric-like run", () => {
-  it("is a Unix socket in a private folder of the run, with no TCP address, and --tcp adds one with a warning", async () => {
+  it("is a Unix socket in a private folder of the run, with no TCP address, and --tcp adds one, saying who is served there", async () => {
     const app = await startApp(probeProject());
     const [, , path] = await probed(app, /probe pid=(\d+) address=unix:(\S+) host=- port=-/);
     const dir = dirname(path ?? "");
@@ -50,9 +52,17 @@ describe("a service's endpoint under nitric-like run", () => {
 
     const tcp = await startApp(probeProject(), ["--tcp"]);
     await probed(tcp, /probe pid=\d+ address=unix:\S+ host=127\.0\.0\.1 port=\d+/);
-    expect(tcp.stderr).toContain(
-      "warning: --tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT) with no credential, so any user of this machine can act as a service there",
-    );
+    // Where the kernel says whose each connection is (Linux), only this user's are served; elsewhere a warning.
+    if (existsSync("/proc/net/tcp")) {
+      expect(tcp.stdout + tcp.stderr).toContain(
+        `--tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT), where only processes of your user (uid ${process.getuid?.()}) are served: the kernel's table of connections says whose each one is, and another user's is cut`,
+      );
+      expect(tcp.stderr).not.toContain("warning: --tcp");
+    } else {
+      expect(tcp.stderr).toContain(
+        "warning: --tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT) with no credential, so any user of this machine can act as a service there",
+      );
+    }
   });
 
   it("removes the socket folder of a run killed with SIGKILL when the next run starts", async () => {
@@ -89,4 +99,45 @@ describe("a service's endpoint under nitric-like run", () => {
     expect(stderr).toMatch(new RegExp(`address=unix:\\S+${folder} host=-`));
     expect(stderr).toMatch(new RegExp(`address=unix:\\S+${folder} host=127\\.0\\.0\\.1`));
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "serves the collect pass's 127.0.0.1 to this user's processes only: another user's Declare is cut, and said",
+    async () => {
+      // The start-command service starts a process as "nobody" (another user of the machine)
+      // that tries to declare a store in its name on the collector's TCP port, prints how that
+      // ended, and fails so that `spec` shows its output.
+      const line = readFileSync("/etc/passwd", "utf8")
+        .split("\n")
+        .find((l) => l.startsWith("nobody:"));
+      const [, , uid = "65534", gid = "65534"] = (line ?? "").split(":");
+      const grpcJs = createRequire(fileURLToPath(new URL("../../rpc/package.json", import.meta.url))).resolve(
+        "@grpc/grpc-js",
+      );
+      // ResourceDeclareRequest { id: { type: KeyValueStore (6), name: "stolen" }, key_value_store: {} }
+      const declare = "0a0a0806120673746f6c656e6a00";
+      const attack = [
+        `const grpc = require(${JSON.stringify(grpcJs)});`,
+        'const c = new grpc.Client("127.0.0.1:" + process.env.PORT, grpc.credentials.createInsecure());',
+        `c.makeUnaryRequest("/nitric.proto.resources.v1.Resources/Declare", (b) => b, (b) => b, Buffer.from("${declare}", "hex"), new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e) => { console.log(e ? "code=" + e.code : "OK"); process.exit(0); });`,
+      ].join("\n");
+      const probe = [
+        'const { spawnSync } = require("node:child_process");',
+        `const r = spawnSync(process.execPath, ["-e", ${JSON.stringify(attack)}], { uid: ${uid}, gid: ${gid}, cwd: "/", encoding: "utf8", env: { PORT: process.env.NITRIC_SERVICE_PORT } });`,
+        'console.log("attacker: " + (r.stdout || "").trim() + " " + (r.stderr || "").trim().slice(0, 300));',
+        "process.exit(3);",
+        "",
+      ].join("\n");
+      const dir = writeProject({
+        "nitric-like.yaml": 'name: probe\nservices:\n  - match: started/*.cjs\n    start: node "$SERVICE_PATH"\n',
+        "started/started.cjs": probe,
+      });
+      const { code, stderr } = await runCli(["spec", dir]);
+      expect(code).toBe(1);
+      // grpc-js's UNAVAILABLE (14): the connection was cut before any call was read.
+      expect(stderr).toMatch(/attacker: code=14\b/);
+      expect(stderr).toContain(
+        `warning: service "started": cut a connection to its collect pass on 127.0.0.1 from another user (uid ${uid}); only processes of your user (uid 0) may declare your services' resources`,
+      );
+    },
+  );
 });

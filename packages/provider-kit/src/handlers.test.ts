@@ -16,6 +16,7 @@ class Call implements ServerStream<ServerMessageInit> {
   readonly peer = "test";
   cancelled = false;
   ended = false;
+  writable = true;
   readonly written: ServerMessageInit[] = [];
   private readonly closeListeners: (() => void)[] = [];
 
@@ -33,6 +34,9 @@ class Call implements ServerStream<ServerMessageInit> {
   onClose(listener: () => void): void {
     if (this.ended) queueMicrotask(listener);
     else this.closeListeners.push(listener);
+  }
+  flushed(): Promise<void> {
+    return Promise.resolve();
   }
   private close(): void {
     if (this.ended) return;

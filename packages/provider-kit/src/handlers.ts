@@ -176,10 +176,31 @@ export class HandlerStream {
     this.post({ request, sink, context, deadline: 0, deaths: 0 });
   }
 
-  /** Sends an event now, or holds it while a suspect is tried alone. */
+  /**
+   * Sends an event now, or holds it while a suspect is tried alone; fails it when the stream's
+   * transport holds all it will of events its service has not read (see notReading).
+   */
   post(p: Pending): void {
-    if (this.held === undefined && p.deaths === 0) this.transmit(p);
+    if (!this.call.writable) this.notReading(p);
+    else if (this.held === undefined && p.deaths === 0) this.transmit(p);
     else this.hold(p);
+  }
+
+  /**
+   * Fails an event because the service does not read its stream: over gRPC, more of the events
+   * already sent wait in this process than the transport holds for a client that does not read
+   * (an SDK whose receive loop a handler blocks). Queueing more would grow the provider's memory
+   * for as long as the service stays stuck.
+   */
+  private notReading(p: Pending): void {
+    failLater(
+      p.sink as AnswerSink,
+      p.context,
+      new HandlerError(
+        "unavailable",
+        `websocket "${this.socket}": service "${this.service}" is not reading the events of ${handlerName(this.event, this.route)}: the provider holds all it will of events sent to it and not yet taken; does a handler block the loop of its SDK that receives them?`,
+      ),
+    );
   }
 
   private transmit(p: Pending): string {

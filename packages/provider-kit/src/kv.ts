@@ -53,6 +53,9 @@ function acknowledge(
   );
 }
 
+/** Keys a scan sends before it waits for the client to take them (ServerStream.flushed). */
+export const KEYS_PER_TURN = 256;
+
 function fail(callback: (e: unknown) => void, error: unknown): void {
   callback(error);
 }
@@ -116,18 +119,16 @@ export function kvService(ctx: KvContext, service: string): ServiceImpl<typeof K
         const store = call.request.store?.name ?? "";
         checkStore(ctx, service, store, "get");
         const keys = ctx.stores.keys(store, call.request.prefix);
-        if (Symbol.iterator in keys) {
-          for (const key of keys) {
-            if (call.cancelled) return;
-            call.write({ key });
-          }
-          call.end();
-          return;
-        }
+        // A store may hold millions of keys: they go KEYS_PER_TURN at a time, each batch once the
+        // client has taken the last (flushed), so a scan neither stalls the provider's other
+        // calls and clients nor piles the store up for a client that reads slowly or not at all,
+        // and one the client leaves early stops there (leaving the loop closes the iterator).
         (async () => {
+          let n = 0;
           for await (const key of keys) {
-            if (call.cancelled) return;
+            if (call.ended) return;
             call.write({ key });
+            if (++n % KEYS_PER_TURN === 0) await call.flushed();
           }
           call.end();
         })().catch((error: unknown) => call.fail(asGrpcError(error)));

@@ -209,6 +209,19 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
       let stream: HandlerStream | undefined;
       call.onMessage((message: ClientMessage) => {
         if (stream) {
+          if (message.content.case === "registrationRequest") {
+            // Left unanswered, a client waiting for its registration_response would wait forever.
+            const again = message.content.value;
+            const what = (route: string, event: string | undefined, type: number) =>
+              route === "" ? `${event ?? `event type ${type}`} events` : `route ${JSON.stringify(route)}`;
+            call.fail(
+              new RpcError(
+                Code.INVALID_ARGUMENT,
+                `websocket handler: this stream already handles ${what(stream.route, stream.event, 0)} of websocket ${JSON.stringify(stream.socket)}, and a stream registers once; open another HandleEvents stream for ${what(again.route, EVENT_NAMES[again.eventType], again.eventType)} of websocket ${JSON.stringify(again.socketName)}`,
+              ),
+            );
+            return;
+          }
           stream.answer(message);
           return;
         }

@@ -1,12 +1,21 @@
 // The gRPC transport where the suite over every transport (transports.test.ts) cannot look: the
 // addresses it is given.
-import { createServer } from "node:net";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
+import { KvStore } from "@nitric-like/contracts/kvstore";
 import { WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
-import { createGrpcTransport, GrpcServer, MAX_CONCURRENT_STREAMS } from "./grpc.js";
+import {
+  canCheckTcpPeers,
+  createGrpcTransport,
+  GrpcServer,
+  MAX_CONCURRENT_STREAMS,
+  MAX_UNSENT_STREAM_BYTES,
+} from "./grpc.js";
 import { methodPath, Router } from "./router.js";
 import { Code } from "./status.js";
 import { MAX_UNARY_IN_FLIGHT } from "./waiting.js";
@@ -143,6 +152,175 @@ describe("createGrpcTransport", () => {
     await all;
     expect(seen).toBe(n);
     raw.close();
+    server.forceStop();
+  });
+});
+
+/** The uid and gid of "nobody", from /etc/passwd. */
+function nobody(): { uid: number; gid: number } {
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("nobody:"));
+  const [, , u, g] = (line ?? "nobody:x:65534:65534").split(":");
+  return { uid: Number(u), gid: Number(g) };
+}
+
+/**
+ * Opens an HTTP/2 connection to 127.0.0.1:`port` from a new process running as `user` and says
+ * whether the server answered ("served": its SETTINGS came back) or cut it ("cut").
+ */
+function http2From(port: number, user: { uid: number; gid: number }): Promise<string> {
+  const script = `
+    const s = require("node:net").connect({ host: "127.0.0.1", port: ${port} });
+    // The client preface and an empty SETTINGS frame.
+    s.on("connect", () => s.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])));
+    s.on("data", () => { process.stdout.write("served"); s.destroy(); });
+    s.on("close", () => process.stdout.write("|closed"));
+    s.on("error", (e) => process.stdout.write(e.code || e.message));`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["-e", script], { cwd: "/", ...user });
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.once("error", reject);
+    child.once("exit", () => resolve(out.startsWith("served") ? "served" : "cut"));
+  });
+}
+
+describe("GrpcServer.bindLoopback", () => {
+  const isRoot = process.getuid?.() === 0;
+  it.skipIf(!isRoot || !canCheckTcpPeers())(
+    "serves this user's processes on 127.0.0.1 and cuts another user's before any call, saying whose it was",
+    async () => {
+      const server = new GrpcServer(
+        new Router().service(Health, {
+          check: (_call, respond) => respond(null, { status: HealthCheckResponse_ServingStatus.SERVING }),
+        }),
+      );
+      const refused: (number | undefined)[] = [];
+      const { port, sameUserOnly } = await server.bindLoopback(0, (uid) => refused.push(uid));
+      expect(sameUserOnly).toBe(true);
+      // This user's process (this one) is served, call after call.
+      const client = new Client(createGrpcTransport(`127.0.0.1:${port}`));
+      for (let i = 0; i < 3; i++) {
+        expect(await client.unary(Health.method.check, { service: "" })).toMatchObject({
+          status: HealthCheckResponse_ServingStatus.SERVING,
+        });
+      }
+      client.close();
+      // Another user's is cut before HTTP/2 begins: the server never answers its preface.
+      expect(await http2From(port, nobody())).toBe("cut");
+      expect(refused).toEqual([nobody().uid]);
+      // As a control: the same raw client as this user is served.
+      expect(await http2From(port, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 })).toBe("served");
+      await server.stop(100);
+    },
+  );
+});
+
+/** An HTTP/2 frame: 9 bytes of header (length, type, flags, stream) and the payload. */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** An HPACK string literal, not Huffman-coded (7-bit length prefix; these are all short). */
+const literal = (text: string) => Buffer.concat([Buffer.from([text.length]), Buffer.from(text)]);
+
+/**
+ * Opens a gRPC call to `path` on 127.0.0.1:`port` over a bare socket, with an empty request,
+ * and then never sends WINDOW_UPDATE: the server may send the stream 64 KB and no more.
+ */
+async function stalledCall(port: number, path: string): Promise<Socket> {
+  const socket = connect({ host: "127.0.0.1", port });
+  await new Promise((resolve) => socket.once("connect", resolve));
+  const headers = Buffer.concat([
+    Buffer.from([0x83, 0x86]), // :method POST, :scheme http (static table)
+    Buffer.from([0x04]), // :path, a literal value
+    literal(path),
+    Buffer.from([0x01]), // :authority
+    literal("localhost"),
+    Buffer.from([0x0f, 0x10]), // content-type (static index 31)
+    literal("application/grpc"),
+    Buffer.from([0x00]), // te, a literal name
+    literal("te"),
+    literal("trailers"),
+  ]);
+  let acked = false;
+  socket.on("data", () => {
+    // Acknowledge the server's SETTINGS once; read (and drop) the rest, so TCP does not stall.
+    if (!acked) socket.write(frame(4, 1, 0, Buffer.alloc(0)));
+    acked = true;
+  });
+  socket.on("error", () => {});
+  socket.write(
+    Buffer.concat([
+      Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+      frame(4, 0, 0, Buffer.alloc(0)), // SETTINGS: the defaults (a 64 KB window per stream)
+      frame(1, 4, 1, headers), // HEADERS, END_HEADERS, stream 1
+      frame(0, 1, 1, Buffer.alloc(5)), // DATA, END_STREAM: an empty message
+    ]),
+  );
+  return socket;
+}
+
+describe("GrpcServer flow control", () => {
+  it("holds back a server stream's writer while its client grants no flow-control credit: flushed() waits", async () => {
+    const n = 40_000;
+    const key = "k".repeat(1024);
+    let written = 0;
+    let finished = false;
+    const unused = (_call: unknown, respond: (error: unknown) => void) => respond(new Error("unused"));
+    const server = new GrpcServer(
+      new Router().service(KvStore, {
+        getValue: unused,
+        setValue: unused,
+        deleteKey: unused,
+        scanKeys: async (call) => {
+          while (written < n && !call.ended) {
+            call.write({ key });
+            if (++written % 16 === 0) await call.flushed();
+          }
+          finished = true;
+          call.end();
+        },
+      }),
+    );
+    const port = await server.bind("127.0.0.1:0");
+    // A client that never grants HTTP/2 flow-control credit past the first 64 KB of its stream
+    // (the window every stream starts with), as one that stops reading does.
+    const socket = await stalledCall(port, methodPath(KvStore.method.scanKeys));
+    await new Promise((r) => setTimeout(r, 500));
+    // The writer waits on flushed(): it has written what the server holds for a client that does
+    // not read (MAX_UNSENT_STREAM_BYTES), the window's worth and a batch, not the 40 MB.
+    expect(written).toBeLessThan(MAX_UNSENT_STREAM_BYTES / 1024 + 100);
+    expect(finished).toBe(false);
+    // A client that reads gets every message.
+    const reader = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    written = 0;
+    finished = false;
+    let received = 0;
+    await new Promise<void>((resolve) => {
+      const stream = reader.makeServerStreamRequest(
+        methodPath(KvStore.method.scanKeys),
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+      );
+      stream.on("data", () => {
+        received++;
+      });
+      stream.on("status", () => resolve());
+    });
+    expect(received).toBe(n);
+    expect(finished).toBe(true);
+    socket.destroy();
+    reader.close();
     server.forceStop();
   });
 });

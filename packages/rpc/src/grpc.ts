@@ -4,7 +4,9 @@
  * processes and other languages; createGrpcTransport calls one. grpc-js moves the bytes only:
  * messages are encoded and decoded by the router and the client, as on every transport.
  */
+import { createServer, type Server as NetServer } from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { canCheckTcpPeers, tcpPeerUid } from "./peer-user.js";
 import type { Router } from "./router.js";
 import { Code } from "./status.js";
 import { MAX_UNARY_IN_FLIGHT, WaitingCalls } from "./waiting.js";
@@ -22,10 +24,50 @@ function serviceError(code: number, details: string): Partial<grpc.ServiceError>
   return { code, details, metadata: new grpc.Metadata() };
 }
 
+/**
+ * Most bytes a server stream may have waiting to be sent to its client: HTTP/2 flow control holds
+ * them in this process while the client does not read (a service whose SDK stopped reading its
+ * handler stream, a scan nobody reads). Past it the call says it is not writable (WireEvents), so
+ * a kv scan waits and a handler stream's new events fail instead of piling up, as a ws client
+ * that stops reading is closed past the gateway's MAX_BUFFERED_BYTES.
+ */
+export const MAX_UNSENT_STREAM_BYTES = 8 * 1024 * 1024;
+
 /** The events that carry a router's answers back onto a grpc-js server call. */
 function streamEvents(call: grpc.ServerWritableStream<Buffer, Buffer>): WireEvents {
+  // grpc-js calls back each write once HTTP/2 has sent it, in order: the sizes of the writes not
+  // yet sent, oldest first from `head` (a queue without shift(), which copies a long array), and
+  // their total.
+  let sizes: number[] = [];
+  let head = 0;
+  let unsent = 0;
+  let drained: (() => void)[] | undefined;
+  const sent = () => {
+    unsent -= sizes[head++] ?? 0;
+    if (head === sizes.length) {
+      sizes = [];
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= sizes.length) {
+      sizes = sizes.slice(head);
+      head = 0;
+    }
+    if (drained !== undefined && unsent < MAX_UNSENT_STREAM_BYTES) {
+      const listeners = drained;
+      drained = undefined;
+      for (const listener of listeners) listener();
+    }
+  };
   return {
-    message: (bytes) => void call.write(asBuffer(bytes)),
+    message: (bytes) => {
+      sizes.push(bytes.length);
+      unsent += bytes.length;
+      call.write(asBuffer(bytes), sent);
+    },
+    writable: () => unsent < MAX_UNSENT_STREAM_BYTES,
+    onDrain: (listener) => {
+      if (drained) drained.push(listener);
+      else drained = [listener];
+    },
     status: (code, details) => {
       // grpc-js sends an "error" event's status to the client; end() sends OK.
       if (code === Code.OK) call.end();
@@ -99,6 +141,9 @@ export class GrpcServer {
     "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
   });
 
+  /** The TCP listeners of bindLoopback(), which hand this user's connections to the server. */
+  private readonly listeners: NetServer[] = [];
+
   constructor(router: Router) {
     for (const { path, kind } of router.methods()) {
       const name = path.slice(path.lastIndexOf("/") + 1);
@@ -126,8 +171,58 @@ export class GrpcServer {
     );
   }
 
+  /**
+   * Listens on `127.0.0.1:<port>` (0: any free port) and serves only connections whose client
+   * process is of this user, where the kernel says whose a connection is (Linux); elsewhere every
+   * connection. Nitric's SDKs send no credential, so this is what keeps another user of the machine
+   * from acting as a service. Each refused connection is cut (its calls fail with UNAVAILABLE) and
+   * `refused` hears the uid it came from (undefined: not found in the kernel's tables). Resolves
+   * with the port, and whether the check is made.
+   */
+  async bindLoopback(
+    port = 0,
+    refused: (uid: number | undefined) => void = () => {},
+  ): Promise<{ port: number; sameUserOnly: boolean }> {
+    const sameUserOnly = canCheckTcpPeers();
+    const uid = process.getuid?.();
+    if (!sameUserOnly) return { port: await this.bind(`127.0.0.1:${port}`), sameUserOnly };
+    const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    // What the client sends before the check ends waits in the socket, and HTTP/2 reads it from there.
+    const listener = createServer({ noDelay: true }, (socket) => {
+      socket.on("error", () => {});
+      tcpPeerUid(socket).then(
+        (peer) => {
+          if (socket.destroyed) return;
+          if (peer === undefined || peer !== uid) {
+            socket.destroy();
+            refused(peer);
+            return;
+          }
+          // One whose check ended after stop() would open a session on the stopped server.
+          if (this.listeners.includes(listener)) injector.injectConnection(socket);
+          else socket.destroy();
+        },
+        () => socket.destroy(),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      listener.once("error", reject);
+      listener.listen(port, "127.0.0.1", () => {
+        listener.off("error", reject);
+        resolve();
+      });
+    });
+    this.listeners.push(listener);
+    return { port: (listener.address() as { port: number }).port, sameUserOnly };
+  }
+
+  private closeListeners(): void {
+    for (const listener of this.listeners.splice(0)) listener.close();
+  }
+
   /** Lets calls finish for up to `graceMs`, then cuts them. */
   stop(graceMs = 1000): Promise<void> {
+    this.closeListeners();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
@@ -142,6 +237,7 @@ export class GrpcServer {
 
   /** Cuts every call and stops listening at once. */
   forceStop(): void {
+    this.closeListeners();
     this.server.forceShutdown();
   }
 }
@@ -277,3 +373,5 @@ export function createGrpcTransport(address: string): Transport {
     },
   };
 }
+
+export { canCheckTcpPeers } from "./peer-user.js";

@@ -7,6 +7,7 @@
 export { type CallOptions, Client, type DuplexCall } from "./client.js";
 export { createLazyTransport } from "./lazy.js";
 export { createMemoryTransport, type MemoryTransport } from "./memory.js";
+export { canCheckTcpPeers } from "./peer-user.js";
 export { createPortTransport, LocalPort, type PortLike, PortServer, type PortTransport } from "./port.js";
 export {
   type BidiCall,

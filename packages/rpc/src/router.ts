@@ -61,6 +61,19 @@ export interface ServerStream<O> extends CallInfo {
   fail(error: unknown): void;
   /** Calls back once when the call ends, any way: ended, failed, cancelled or lost. */
   onClose(listener: () => void): void;
+  /**
+   * False while more of this call's messages wait to be sent than its transport will hold (over
+   * gRPC, a client that does not read); a handler stops writing then, or awaits flushed().
+   */
+  readonly writable: boolean;
+  /**
+   * Resolves once the client can take more messages: when the transport has flow control and
+   * what was written waits for a slow client, once that has been sent; otherwise a turn of the
+   * event loop later (so a handler that writes many messages lets other calls and I/O run between
+   * batches). Resolves at once when the call has ended. A handler that writes without bound
+   * awaits this every so many messages.
+   */
+  flushed(): Promise<void>;
 }
 
 /** A server-streaming call. */
@@ -100,6 +113,8 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
   cancelled = false;
   ended = false;
   private messageListener: ((message: I) => void) | undefined;
+  /** What flushed() waits to resolve: once the transport drains, or the call ends. */
+  private flushWaiters: (() => void)[] | undefined;
   private endListener: (() => void) | undefined;
   private closeListeners: (() => void)[] | undefined;
 
@@ -163,6 +178,33 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
     if (bytes !== undefined) this.finish(Code.OK, "", bytes);
   };
 
+  get writable(): boolean {
+    return this.events.writable?.() !== false;
+  }
+
+  flushed(): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      const events = this.events;
+      if (events.writable?.() !== false || events.onDrain === undefined) {
+        setImmediate(resolve);
+        return;
+      }
+      if (this.flushWaiters) {
+        this.flushWaiters.push(resolve);
+        return;
+      }
+      this.flushWaiters = [resolve];
+      events.onDrain(() => this.releaseFlushWaiters());
+    });
+  }
+
+  private releaseFlushWaiters(): void {
+    const waiters = this.flushWaiters;
+    this.flushWaiters = undefined;
+    if (waiters) for (const resolve of waiters) resolve();
+  }
+
   onMessage(listener: (message: I) => void): void {
     this.messageListener = listener;
   }
@@ -185,6 +227,7 @@ class ServerCall<I, O> implements UnaryCall<I>, ServerStreamingCall<I, O>, BidiC
   }
 
   private closed(): void {
+    this.releaseFlushWaiters();
     const listeners = this.closeListeners;
     this.closeListeners = undefined;
     if (listeners) for (const listener of listeners) this.closeListener(listener);

@@ -14,6 +14,14 @@ export interface WireEvents {
   message(bytes: Uint8Array): void;
   /** The call's end, once. `response` is a unary call's answer, with OK. */
   status(code: number, details: string, response?: Uint8Array): void;
+  /**
+   * A transport with flow control (gRPC's HTTP/2) gives these to the server side of a call:
+   * `writable` is false once more of its messages wait to be sent than the transport will hold
+   * (the client reads slowly, or not at all), and `onDrain` calls back once, when enough of them
+   * have gone. Without them every message is taken at once.
+   */
+  writable?(): boolean;
+  onDrain?(listener: () => void): void;
 }
 
 /** A call in flight, as its opener drives it. */

@@ -5,8 +5,9 @@
  * all threads listens on nothing a local user could act as a service through, even with --tcp,
  * and never loads grpc-js (about 2 MB less resident memory for `run` with no connection here).
  * Whoever can reach an endpoint acts as its service, so where it listens decides who that can be:
- * a Unix socket in a private folder (this user only), and TCP on 127.0.0.1 (every user of this
- * machine) only when asked.
+ * a Unix socket in a private folder (this user only), and TCP on 127.0.0.1 only when asked, where
+ * the kernel's table of connections says whose process each client is (Linux) and only this
+ * user's are served; elsewhere every user of the machine can connect there.
  */
 import { chmodSync, rmSync } from "node:fs";
 import { type EndpointContext, serviceRouter } from "@nitric-like/provider-kit";
@@ -37,9 +38,10 @@ export interface GrpcEndpoint {
 /** Options of an endpoint's gRPC server. */
 export interface GrpcOptions {
   /**
-   * Serve gRPC on TCP, 127.0.0.1, for SDKs that cannot dial a Unix socket. Any user of this machine
-   * can connect there and act as the service: the gRPC protocol of Nitric's SDKs carries no
-   * credential. @default true when there is no socketPath, else false
+   * Serve gRPC on TCP, 127.0.0.1, for SDKs that cannot dial a Unix socket. The gRPC protocol of
+   * Nitric's SDKs carries no credential: where the kernel says whose each connection is (Linux),
+   * only this user's processes are served (GrpcServer.bindLoopback); elsewhere any user of this
+   * machine can connect there and act as the service. @default true when there is no socketPath, else false
    */
   tcp?: boolean;
   /**
@@ -70,7 +72,18 @@ async function listen(endpoint: Endpoint, logger: Logger, options: GrpcOptions):
   const { socketPath } = options;
   const tcp = options.tcp ?? socketPath === undefined;
   try {
-    if (tcp) grpc.address = `127.0.0.1:${await server.bind("127.0.0.1:0")}`;
+    if (tcp) {
+      let said = false;
+      const { port } = await server.bindLoopback(0, (uid) => {
+        // Once per endpoint: another user's connections must not flood run's output.
+        if (said) return;
+        said = true;
+        logger.warn(
+          `service "${endpoint.service}": cut a connection to its endpoint on 127.0.0.1:${port} from ${uid === undefined ? "a process whose user the kernel did not show" : `another user (uid ${uid})`}; only processes of your user (uid ${process.getuid?.()}) may act as your services (later ones are cut without a word)`,
+        );
+      });
+      grpc.address = `127.0.0.1:${port}`;
+    }
   } catch (error) {
     server.forceStop();
     throw error;

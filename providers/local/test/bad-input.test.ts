@@ -6,11 +6,11 @@ import { Connections } from "@nitric-like/contracts/connections";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
-import { Code } from "@nitric-like/rpc";
+import { Code, methodPath } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { Gateway } from "../src/websocket/gateway.js";
-import { closed, declareSocket, handle, open, sleep, until, urlOf } from "./helpers.js";
+import { accept, closed, declareSocket, handle, open, sleep, until, urlOf } from "./helpers.js";
 import {
   cleanupRaw,
   closePayload,
@@ -23,6 +23,7 @@ import {
   rawCall,
   rawWs,
   sendOrClosed,
+  stalledGrpcCall,
   stillUpAndOthersFine,
   upgradeRequest,
 } from "./raw.js";
@@ -497,6 +498,54 @@ describe("bad handlers", () => {
       code: Code.INVALID_ARGUMENT,
       details: 'websocket "echo": a route is registered for message events, not connect events',
     });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("ends a handler stream that registers a second time, saying to open a stream per socket event", async () => {
+    const world = await echoWorld();
+    const stream = await handle(world.client, "other", "message", () => undefined);
+    const status = new Promise<{ code: number; details: string }>((r) => stream.call.on("status", r));
+    stream.call.write({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: "other", eventType: WebsocketEventType.Connect } },
+    });
+    expect(await status).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      details:
+        'websocket handler: this stream already handles message events of websocket "other", and a stream registers once; open another HandleEvents stream for connect events of websocket "other"',
+    });
+    await stillUpAndOthersFine(world);
+  });
+
+  it("fails a message once 8 MB of events wait for a service that does not read its handler stream: 1013, and why", async () => {
+    const world = await echoWorld();
+    await declareSocket(world.client, "stall");
+    await handle(world.client, "stall", "connect", accept);
+    await handle(world.client, "stall", "disconnect", () => ({}));
+    // The message handler: a stream that registers and then reads nothing more.
+    const register = WebsocketHandler.method.handleEvents.input.encode({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: "stall", eventType: WebsocketEventType.Message } },
+    });
+    await stalledGrpcCall(
+      portOf(await world.provider.endpoint("svc")),
+      methodPath(WebsocketHandler.method.handleEvents),
+      register,
+    );
+    await until(
+      () => world.provider.registrations().some((r) => r.socket === "stall" && r.event === "message"),
+      "the stalled stream's registration",
+    );
+    // 100 KB messages from ten clients: past 8 MB (and HTTP/2's window) the provider stops taking them.
+    const clients = await Promise.all(Array.from({ length: 10 }, () => open(urlOf(world.provider, "stall"))));
+    const first = Promise.race(clients.map((ws) => closed(ws)));
+    const body = Buffer.alloc(100 * 1024, 1);
+    for (let i = 0; i < 12; i++) for (const ws of clients) ws.send(body);
+    expect(await first).toEqual({ code: 1013, reason: "message handler unavailable, try again later" });
+    await until(() => world.logs.error.length > 0, "the error line");
+    expect(world.logs.error[0]).toMatch(
+      /^websocket "stall": service "svc" is not reading the events of the message handler: the provider holds all it will of events sent to it and not yet taken; does a handler block the loop of its SDK that receives them\?; closed connection \S+$/,
+    );
     await stillUpAndOthersFine(world);
   });
 

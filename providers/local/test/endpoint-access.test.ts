@@ -66,6 +66,28 @@ function connectFrom(target: { path: string } | { port: number }, user?: { uid: 
   });
 }
 
+/**
+ * Opens an HTTP/2 connection to 127.0.0.1:`port` from a new process, as `user` (or as this user),
+ * and says whether the server answered its preface ("served") or cut it ("cut").
+ */
+function http2From(port: number, user?: { uid: number; gid: number }): Promise<string> {
+  const script = `
+    const s = require("node:net").connect({ host: "127.0.0.1", port: ${port} });
+    // The client preface and an empty SETTINGS frame.
+    s.on("connect", () => s.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])));
+    s.on("data", () => { process.stdout.write("served"); s.destroy(); });
+    s.on("error", () => {});`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["-e", script], { cwd: "/", ...(user ?? {}) });
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.once("error", reject);
+    child.once("exit", () => resolve(out === "served" ? "served" : "cut"));
+  });
+}
+
 /** The TCP ports this process listens on, from its own file descriptors and the kernel's tables. */
 function ownTcpListeners(): Set<number> {
   const inodes = new Set<string>();
@@ -124,16 +146,33 @@ describe("who can reach a service's endpoint", () => {
     expect([...ownTcpListeners()].filter((p) => !before.has(p))).toEqual([gatewayPort]);
   });
 
-  it.skipIf(!isRoot)("serves TCP only when asked, where every local user can connect", async () => {
-    const { provider } = await startProvider({ tcp: true });
-    const address = await provider.endpoint("svc");
-    expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
-    // The documented cost of --tcp: TCP has no owner, so another user connects.
-    expect(await connectFrom({ port: Number(address.split(":")[1]) }, nobody())).toBe("connected");
-    // The Unix socket stays this user's only.
-    const path = ((await provider.localAddress("svc")) ?? "").slice("unix:".length);
-    expect(await connectFrom({ path }, nobody())).toBe("EACCES");
-  });
+  it.skipIf(!isRoot)(
+    "serves TCP only when asked, and there only this user's processes: another user's is cut, and said once",
+    async () => {
+      const { provider, logs } = await startProvider({ tcp: true });
+      const address = await provider.endpoint("svc");
+      expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
+      const port = Number(address.split(":")[1]);
+      // TCP has no owner, so another user's process connects; the kernel's table says whose it is,
+      // and the endpoint cuts it before reading a call.
+      expect(await connectFrom({ port }, nobody())).toBe("connected");
+      expect(await http2From(port, nobody())).toBe("cut");
+      expect(await http2From(port, nobody())).toBe("cut");
+      expect(await http2From(port)).toBe("served");
+      const svc = new Client(createGrpcTransport(address));
+      try {
+        await declareStore(svc, "secrets", [Action.KeyValueStoreRead]);
+      } finally {
+        svc.close();
+      }
+      expect(logs.warn).toEqual([
+        `service "svc": cut a connection to its endpoint on ${address} from another user (uid ${nobody().uid}); only processes of your user (uid ${uid}) may act as your services (later ones are cut without a word)`,
+      ]);
+      // The Unix socket stays this user's only.
+      const path = ((await provider.localAddress("svc")) ?? "").slice("unix:".length);
+      expect(await connectFrom({ path }, nobody())).toBe("EACCES");
+    },
+  );
 
   it("keeps the sockets in a private folder of this run (0700, this user's, a fresh random name), removed on stop", async () => {
     const one = await startProvider({ tcp: false });

@@ -4,7 +4,7 @@ import { KvStore } from "@nitric-like/contracts/kvstore";
 import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type Client, Code } from "@nitric-like/rpc";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { cleanup, declareStore, serviceClient, startProvider, TRANSPORTS, useTransport } from "./helpers.js";
+import { cleanup, declareStore, serviceClient, sleep, startProvider, TRANSPORTS, useTransport } from "./helpers.js";
 
 afterEach(cleanup);
 
@@ -172,6 +172,47 @@ describe.each(TRANSPORTS)("kv scans over %s", (transport) => {
     await client.unary(KvStore.method.deleteKey, { ref: { store: "items", key: "room:2" } });
     expect(await keys(client, "items", "room:")).toEqual(["room:1", "room:3"]);
   });
+
+  it("scans a big store a batch at a time: the provider's other work runs between batches, and a scan left early stops", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareStore(client, "big", ALL);
+    const n = 100_000;
+    const pad = "k".repeat(100);
+    for (let i = 0; i < n; i += 10_000) {
+      await Promise.all(Array.from({ length: 10_000 }, (_, j) => provider.inspect.kvSet("big", `${pad}${i + j}`, {})));
+    }
+    // The longest the event loop goes without a turn (the provider, and here the client too,
+    // live in this process): a scan that walked the store in one go stalled every other call
+    // and client of the provider for all of it, even one its client left after the first key.
+    let longest = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+    }, 1);
+    try {
+      // What the seeding left to do (its garbage, lmdb's flushes) is done before the scan.
+      await sleep(1000);
+      longest = 0;
+      for await (const k of client.serverStream(KvStore.method.scanKeys, { store: { name: "big" }, prefix: "" })) {
+        expect(k.key).toBe(`${pad}0`);
+        break;
+      }
+      await sleep(500);
+      expect(longest).toBeLessThan(150);
+      longest = 0;
+      last = performance.now();
+      // A whole scan: every key, in order, with the same turns between batches.
+      const all = await keys(client, "big", "");
+      expect(all).toHaveLength(n);
+      expect(all[1]).toBe(`${pad}1`);
+      expect(longest).toBeLessThan(150);
+    } finally {
+      clearInterval(ticker);
+    }
+  }, 60_000);
 });
 
 describe.each(TRANSPORTS)("kv durability over %s", (transport) => {

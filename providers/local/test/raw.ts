@@ -314,3 +314,56 @@ export async function stillUpAndOthersFine(world: EchoWorld): Promise<void> {
   const details = await world.client.unary(Websocket.method.socketDetails, { socketName: "echo" });
   expect(details.url).toBe(world.url);
 }
+
+/** An HTTP/2 frame: 9 bytes of header (length, type, flags, stream) and the payload. */
+function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** An HPACK string literal, not Huffman-coded (7-bit length prefix: these are all short). */
+const hpackLiteral = (text: string) => Buffer.concat([Buffer.from([text.length]), Buffer.from(text)]);
+
+/**
+ * A gRPC call to `path` on 127.0.0.1:`port` over a bare socket that sends `message` (encoded) and
+ * then grants no HTTP/2 flow-control credit: the server may send the stream its first 64 KB and no
+ * more, as to a client that has stopped reading. What the server sends is read and dropped (so TCP
+ * itself never stalls); the call stays open until the socket is destroyed.
+ */
+export async function stalledGrpcCall(port: number, path: string, message: Uint8Array): Promise<Socket> {
+  const socket = await tcp(port);
+  socket.on("error", () => {});
+  const headers = Buffer.concat([
+    Buffer.from([0x83, 0x86]), // :method POST, :scheme http (static table)
+    Buffer.from([0x04]), // :path, a literal value
+    hpackLiteral(path),
+    Buffer.from([0x01]), // :authority
+    hpackLiteral("localhost"),
+    Buffer.from([0x0f, 0x10]), // content-type (static index 31)
+    hpackLiteral("application/grpc"),
+    Buffer.from([0x00]), // te, a literal name
+    hpackLiteral("te"),
+    hpackLiteral("trailers"),
+  ]);
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  let acked = false;
+  socket.on("data", () => {
+    // Acknowledge the server's SETTINGS, once.
+    if (!acked) socket.write(h2Frame(4, 1, 0, Buffer.alloc(0)));
+    acked = true;
+  });
+  socket.write(
+    Buffer.concat([
+      Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+      h2Frame(4, 0, 0, Buffer.alloc(0)), // SETTINGS: the defaults (64 KB per stream)
+      h2Frame(1, 4, 1, headers), // HEADERS, END_HEADERS, stream 1
+      h2Frame(0, 0, 1, Buffer.concat([prefix, Buffer.from(message)])), // DATA: the message
+    ]),
+  );
+  return socket;
+}

@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { isMainThread } from "node:worker_threads";
+import { canCheckTcpPeers } from "@nitric-like/rpc";
 import {
   buildSpec,
   type CollectedService,
@@ -580,6 +581,10 @@ class Run {
     if (options.tcp === true && !running.hostsServices && this.supervisors.every((s) => s.runsAsThread)) {
       output.info(
         `--tcp: every service runs ${options.singleThread === true ? "on run's own thread and reaches it over a port within that thread" : "as a thread of run and reaches it over a MessagePort"}, so no endpoint listens on 127.0.0.1; --tcp is for service processes (--processes, a start command)`,
+      );
+    } else if (options.tcp === true && !running.hostsServices && canCheckTcpPeers()) {
+      output.info(
+        `--tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT), where only processes of your user (uid ${process.getuid?.()}) are served: the kernel's table of connections says whose each one is, and another user's is cut`,
       );
     } else if (options.tcp === true && !running.hostsServices) {
       output.warn(

@@ -436,11 +436,22 @@ function collectLaunch(
   };
 }
 
+/** Says, on stderr, that another user's process tried the collector of `service` (once per pass). */
+function refusedCollectCall(service: string, uid: number | undefined, cut: { said: boolean }): void {
+  if (cut.said) return;
+  cut.said = true;
+  const who = uid === undefined ? "a process whose user the kernel did not show" : `another user (uid ${uid})`;
+  process.stderr.write(
+    `warning: service "${service}": cut a connection to its collect pass on 127.0.0.1 from ${who}; only processes of your user (uid ${process.getuid?.()}) may declare your services' resources\n`,
+  );
+}
+
 /**
  * Binds the collector and says how the service reaches it. Whoever reaches the collector can add
  * to the spec (and so to what `up` grants), so it is an owner-only Unix socket, as the endpoints
  * under `run` are. A service with a start command may use an SDK that reads only
- * NITRIC_SERVICE_HOST/PORT: it gets 127.0.0.1 too, for these seconds.
+ * NITRIC_SERVICE_HOST/PORT: it gets 127.0.0.1 too, for these seconds, serving this user's
+ * processes only where the kernel says whose a connection is (Linux).
  */
 async function serveCollector(
   server: GrpcServer,
@@ -456,7 +467,13 @@ async function serveCollector(
       await bind(`unix:${local}`);
       chmodSync(local, 0o600);
     }
-    const tcp = entry.start !== undefined || !local ? `127.0.0.1:${await bind("127.0.0.1:0")}` : undefined;
+    const cut = { said: false };
+    // Only this user's processes are served there where the kernel says whose a connection is
+    // (GrpcServer.bindLoopback): another user's could add to the spec in these seconds.
+    const tcp =
+      entry.start !== undefined || !local
+        ? `127.0.0.1:${(await server.bindLoopback(0, (uid) => refusedCollectCall(entry.name, uid, cut))).port}`
+        : undefined;
     const launch: ServiceLaunch = {
       ...collectLaunch(project, entry, options),
       endpoint: tcp ?? `unix:${local}`,

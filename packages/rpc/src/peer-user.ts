@@ -1,0 +1,73 @@
+/**
+ * Whose process is at the other end of a TCP connection on this machine. Nitric's SDKs send no
+ * credential, so a gRPC endpoint on 127.0.0.1 cannot ask its caller who it is; the kernel knows,
+ * though: Linux lists every TCP socket in /proc/net/tcp (and tcp6) with the uid of the user that
+ * made it. A connection from 127.0.0.1:X to our 127.0.0.1:P is the row whose local address is
+ * 127.0.0.1:X and whose remote address is 127.0.0.1:P, and that row's uid is the caller's.
+ */
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { endianness } from "node:os";
+
+const TABLES = ["/proc/net/tcp", "/proc/net/tcp6"];
+
+/** True where the kernel says whose each TCP connection is (Linux, with /proc) and there are users. */
+export function canCheckTcpPeers(): boolean {
+  return process.getuid !== undefined && existsSync(TABLES[0] as string);
+}
+
+/** An IPv4 address as /proc/net/tcp writes it: 8 hex digits, one 32-bit word in host byte order. */
+function ipv4(word: string): string {
+  const n = Number.parseInt(word, 16);
+  const bytes = [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
+  return (endianness() === "LE" ? bytes.reverse() : bytes).join(".");
+}
+
+/** "0100007F:1F90" (or an IPv6 row's, of which only IPv4-mapped ones are read) as "127.0.0.1:8080". */
+function endpoint(field: string): string | undefined {
+  const [address = "", port = ""] = field.split(":");
+  let v4: string | undefined;
+  if (address.length === 8) v4 = ipv4(address);
+  else if (address.length === 32) {
+    // ::ffff:a.b.c.d, as four host-order words: 0, 0, 0x0000ffff, the IPv4 word.
+    const mapped = endianness() === "LE" ? "0000000000000000FFFF0000" : "00000000000000000000FFFF";
+    if (address.slice(0, 24).toUpperCase() === mapped) v4 = ipv4(address.slice(24));
+  }
+  return v4 === undefined ? undefined : `${v4}:${Number.parseInt(port, 16)}`;
+}
+
+/** "::ffff:127.0.0.1" as "127.0.0.1"; other addresses as they are. */
+const plain = (address: string | undefined) => (address ?? "").replace(/^::ffff:/i, "");
+
+/**
+ * The uid of the process that made the client end of `socket` (a connection accepted on this
+ * machine over IPv4), or undefined when the kernel's tables do not show it (no /proc, the client
+ * already gone, a connection from another machine).
+ */
+export async function tcpPeerUid(socket: {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+  localAddress?: string | undefined;
+  localPort?: number | undefined;
+}): Promise<number | undefined> {
+  const client = `${plain(socket.remoteAddress)}:${socket.remotePort}`;
+  const server = `${plain(socket.localAddress)}:${socket.localPort}`;
+  for (const table of TABLES) {
+    let text: string;
+    try {
+      text = await readFile(table, "latin1");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      // sl local rem st tx:rx tr:when retrnsmt uid ...
+      const f = line.trim().split(/\s+/);
+      const local = f[1];
+      const remote = f[2];
+      const uid = f[7];
+      if (local === undefined || remote === undefined || uid === undefined) continue;
+      if (endpoint(local) === client && endpoint(remote) === server) return Number(uid);
+    }
+  }
+  return undefined;
+}
