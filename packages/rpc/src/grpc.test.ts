@@ -16,6 +16,7 @@ import {
   MAX_CONCURRENT_STREAMS,
   MAX_UNSENT_STREAM_BYTES,
 } from "./grpc.js";
+import { listsListener } from "./peer-user.js";
 import { methodPath, Router } from "./router.js";
 import { Code } from "./status.js";
 import { MAX_UNARY_IN_FLIGHT } from "./waiting.js";
@@ -215,6 +216,20 @@ describe("GrpcServer.bindLoopback", () => {
       // As a control: the same raw client as this user is served.
       expect(await http2From(port, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 })).toBe("served");
       await server.stop(100);
+    },
+  );
+});
+
+describe("listsListener", () => {
+  it.skipIf(!canCheckTcpPeers())(
+    "finds a socket listening on 127.0.0.1 in the kernel's tables, and no listener on a port closed again",
+    async () => {
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const { port } = server.address() as { port: number };
+      expect(await listsListener(port)).toBe(true);
+      await new Promise((resolve) => server.close(resolve));
+      expect(await listsListener(port)).toBe(false);
     },
   );
 });

@@ -4,9 +4,9 @@
  * processes and other languages; createGrpcTransport calls one. grpc-js moves the bytes only:
  * messages are encoded and decoded by the router and the client, as on every transport.
  */
-import { createServer, type Server as NetServer } from "node:net";
+import { createServer, type Server as NetServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { canCheckTcpPeers, tcpPeerUid } from "./peer-user.js";
+import { canCheckTcpPeers, listsListener, tcpPeerUid } from "./peer-user.js";
 import type { Router } from "./router.js";
 import { Code } from "./status.js";
 import { MAX_UNARY_IN_FLIGHT, WaitingCalls } from "./waiting.js";
@@ -183,27 +183,38 @@ export class GrpcServer {
     port = 0,
     refused: (uid: number | undefined) => void = () => {},
   ): Promise<{ port: number; sameUserOnly: boolean }> {
-    const sameUserOnly = canCheckTcpPeers();
     const uid = process.getuid?.();
-    if (!sameUserOnly) return { port: await this.bind(`127.0.0.1:${port}`), sameUserOnly };
+    if (!canCheckTcpPeers()) return { port: await this.bind(`127.0.0.1:${port}`), sameUserOnly: false };
+    // Whether the kernel's tables list this listener (listsListener): a /proc that does not show
+    // this process's own socket (a sandbox's) cannot show whose a connection is either, and then
+    // every connection is served, as where there is no /proc. A connection that comes before that
+    // is known waits for it.
+    let knowIfChecked: (checked: boolean) => void = () => {};
+    const checked = new Promise<boolean>((resolve) => {
+      knowIfChecked = resolve;
+    });
     const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    // One whose check ended after stop() would open a session on the stopped server.
+    const serve = (socket: Socket) => {
+      if (this.listeners.includes(listener)) injector.injectConnection(socket);
+      else socket.destroy();
+    };
     // What the client sends before the check ends waits in the socket, and HTTP/2 reads it from there.
     const listener = createServer({ noDelay: true }, (socket) => {
       socket.on("error", () => {});
-      tcpPeerUid(socket).then(
-        (peer) => {
+      checked
+        .then(async (check) => {
+          if (!check) return serve(socket);
+          const peer = await tcpPeerUid(socket);
           if (socket.destroyed) return;
           if (peer === undefined || peer !== uid) {
             socket.destroy();
             refused(peer);
             return;
           }
-          // One whose check ended after stop() would open a session on the stopped server.
-          if (this.listeners.includes(listener)) injector.injectConnection(socket);
-          else socket.destroy();
-        },
-        () => socket.destroy(),
-      );
+          serve(socket);
+        })
+        .catch(() => socket.destroy());
     });
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
@@ -213,7 +224,10 @@ export class GrpcServer {
       });
     });
     this.listeners.push(listener);
-    return { port: (listener.address() as { port: number }).port, sameUserOnly };
+    const bound = (listener.address() as { port: number }).port;
+    const sameUserOnly = await listsListener(bound).catch(() => false);
+    knowIfChecked(sameUserOnly);
+    return { port: bound, sameUserOnly };
   }
 
   private closeListeners(): void {

@@ -40,6 +40,29 @@ function endpoint(field: string): string | undefined {
 const plain = (address: string | undefined) => (address ?? "").replace(/^::ffff:/i, "");
 
 /**
+ * Whether the kernel's tables list the TCP socket listening on 127.0.0.1:`port` (the caller's own):
+ * where /proc exists but does not show this process's sockets (a sandbox's partial /proc), no
+ * connection could be told apart, and the caller does not check them.
+ */
+export async function listsListener(port: number): Promise<boolean> {
+  const wanted = `127.0.0.1:${port}`;
+  for (const table of TABLES) {
+    let text: string;
+    try {
+      text = await readFile(table, "latin1");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      const f = line.trim().split(/\s+/);
+      // State 0A is LISTEN.
+      if (f[1] !== undefined && f[3] === "0A" && endpoint(f[1]) === wanted) return true;
+    }
+  }
+  return false;
+}
+
+/**
  * The uid of the process that made the client end of `socket` (a connection accepted on this
  * machine over IPv4), or undefined when the kernel's tables do not show it (no /proc, the client
  * already gone, a connection from another machine).
