@@ -161,6 +161,8 @@ export function processHandle(child: ChildProcess, startCommand = false): Servic
   // The pipe our bundles and our SDK answer liveness pings on (spawnService), when there is one.
   const alivePipe = child.stdio[3] as Duplex | null | undefined;
   alivePipe?.on("error", () => {});
+  // Watched once: from its start, and asked again once it has started.
+  let watched = false;
   return {
     stdout: child.stdout,
     stderr: child.stderr,
@@ -172,7 +174,8 @@ export function processHandle(child: ChildProcess, startCommand = false): Servic
     ...(alivePipe
       ? {
           watchAlive: (blockedAfterMs: number, onBlocked: (silentMs: number) => void) => {
-            if (child.exitCode !== null || child.signalCode !== null) return;
+            if (watched || child.exitCode !== null || child.signalCode !== null) return;
+            watched = true;
             const alive = aliveWatch(
               blockedAfterMs,
               () => alivePipe.write("?"),
