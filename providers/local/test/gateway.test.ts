@@ -341,6 +341,27 @@ describe("messages", () => {
     expect(logs.error[0]).toMatch(/websocket "late": the message handler did not register within 0\.1 s/);
   });
 
+  it("logs a client closed because its message handler never registered once, however many of its messages waited", async () => {
+    const spec = {
+      name: "t",
+      services: [],
+      resources: [{ kind: "websocket" as const, name: "late", declaredBy: ["svc"], handlers: { message: "svc" } }],
+      policies: [],
+    };
+    const { provider, logs } = await startProvider({ spec, handlerWaitMs: 100 });
+    const ws = await open(urlOf(provider, "late"));
+    const done = closed(ws);
+    for (const n of [1, 2, 3]) {
+      ws.send(`anyone? ${n}`);
+      await sleep(20);
+    }
+    expect((await done).code).toBe(1013);
+    // The later messages' waits run out after the close: they add nothing to say.
+    await sleep(300);
+    expect(logs.error).toHaveLength(1);
+    expect(logs.error[0]).toMatch(/the message handler did not register within 0\.1 s .*; closed connection/);
+  });
+
   it("keeps a client connected while the message handler's service restarts, and hands its message to the new process", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");
