@@ -588,7 +588,9 @@ export class HandlerRegistry {
       removed !== undefined
         ? `its service "${service}" ${removed}, and no other service has registered it; declare the handler in a service`
         : how === undefined
-          ? "is its service crashing?"
+          ? service === undefined
+            ? "is its service crashing?"
+            : `its service "${service}" is running and has not registered it since it started; is it still loading, or does it no longer declare it?`
           : `its service "${service}" ${how} and has not registered it again; fix the service and it restarts`;
     return new HandlerError(
       "unavailable",
