@@ -1012,7 +1012,8 @@ class Run {
       if (this.providerName === "local") checkNodeOptions(dotenv, "run");
       this.dotenv = dotenv;
     } catch (error) {
-      output.error((error as Error).message);
+      // Nothing is restarted: a service would lose the values it runs with.
+      output.error(`${(error as Error).message}; the services keep the values they have until the file is fixed`);
       return;
     }
     describeDotEnv(this.dotenv, output);
