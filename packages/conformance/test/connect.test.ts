@@ -1,6 +1,6 @@
 // `nitric-like connect`: a client in the terminal for a socket of the project's running run (found
 // by name in .nitric-like/sockets.json) or any URL; lines in, messages out, on real run processes.
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
@@ -40,6 +40,24 @@ describe("nitric-like connect", () => {
     expect(after.stderr).toContain('connect: no nitric-like run of "routes-lab" is running');
     expect(after.stderr).toContain("start one with nitric-like run");
   }, 60000);
+
+  it("warns a second run of the same project that another runs it, and connect keeps reaching the first", async () => {
+    const first = await startApp(copyProject(join(FIXTURES, "routes")));
+    const sockets = join(first.dir, ".nitric-like", "sockets.json");
+    const before = readFileSync(sockets, "utf8");
+    const second = await startApp(first.dir);
+    expect(second.stderr).toContain(
+      `warning: another nitric-like run (process ${first.child.pid}) is running this project: both rebuild its bundles in .nitric-like and restart its services on every save, they share its kv store, and "nitric-like connect" keeps reaching that one's sockets; stop one of them (Ctrl-C in its terminal) unless you mean to run both`,
+    );
+    // The first run's file is left as it was: connect still reaches the first run.
+    expect(readFileSync(sockets, "utf8")).toBe(before);
+    const { code, stderr } = await runCli(["connect", first.dir, "--socket", "game"], { input: "" });
+    expect(code, stderr).toBe(0);
+    expect(stderr).toContain(`connected to ${first.url("game")}`);
+    expect((await second.stop()).code).toBe(0);
+    expect(readFileSync(sockets, "utf8")).toBe(before);
+    expect(first.stderr).not.toContain("another nitric-like run");
+  });
 
   it("asks which socket when the run has several, and names them for a wrong one", async () => {
     const app = await startApp(copyProject(join(FIXTURES, "routes")));

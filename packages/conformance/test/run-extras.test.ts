@@ -167,6 +167,15 @@ describe("run and .env files", () => {
       FROM_SHELL: "shell-value-2b6d",
     });
     expect(app.stdout + app.stderr).not.toMatch(/dotenv-value|local value|local-value/);
+
+    // A saved .env it cannot read is said, and the services keep the values they have.
+    writeFileSync(join(dir, ".env"), "FROM_DOTENV=dotenv-value-third\nREGION\nB=2\n");
+    await app.waitFor(/line 2 \("REGION"\) is not a NAME=value line/);
+    expect(app.stderr).toContain(
+      "make it NAME=value, or a # comment; the services keep the values they have until the file is fixed",
+    );
+    await sleep(300);
+    expect((await ask(app)).FROM_DOTENV).toBe("dotenv-value-second");
   }, 60000);
 });
 

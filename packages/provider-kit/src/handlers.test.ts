@@ -146,6 +146,16 @@ describe("HandlerRegistry.deliver", () => {
     expect((failure as HandlerError).failure).toBe("unavailable");
     expect((failure as HandlerError).message).toMatch(/did not register within 0.05 s \(connection c1\)/);
   });
+
+  it("says a service that is running (started again, not exited) has not registered the handler, rather than guess at a crash", async () => {
+    const registry = new HandlerRegistry(logger(), 30_000, 50);
+    registry.expect("chat", "message", "svc");
+    registry.serviceStarting("svc");
+    const failure = await registry.dispatch("chat", "message", event("c1")).catch((e: HandlerError) => e);
+    expect((failure as HandlerError).message).toBe(
+      'websocket "chat": the message handler did not register within 0.05 s (connection c1); its service "svc" is running and has not registered it since it started; is it still loading, or does it no longer declare it?',
+    );
+  });
 });
 
 describe("HandlerRegistry message routes", () => {

@@ -330,6 +330,8 @@ export class HandlerRegistry {
   private readonly down = new Map<string, string>();
   /** Services run removed (their file is gone), with why: their handlers wait only for another service. */
   private readonly removed = new Map<string, string>();
+  /** Handlers (by key) whose service no longer declares them (expectOnly): the service it was. */
+  private readonly undeclared = new Map<string, string>();
   private readonly waiters = new Map<string, Waiter[]>();
   /**
    * Events whose stream ended before its service said whether it died (a gRPC stream or a port
@@ -389,7 +391,25 @@ export class HandlerRegistry {
 
   /** Marks a handler as promised (by the spec): events wait for it instead of failing. */
   expect(socket: string, event: WebsocketEvent, service?: string, route = ""): void {
-    this.expected.set(HandlerRegistry.key(socket, event, route), service);
+    const key = HandlerRegistry.key(socket, event, route);
+    this.expected.set(key, service);
+    this.undeclared.delete(key);
+  }
+
+  /**
+   * What `service` now declares (its latest collect pass, after a save): a handler it was expected
+   * to register and no longer declares (the save renamed its socket, or removed an on() or a
+   * route()) is no longer waited for. Events waiting for it fail at once, saying so, and later
+   * ones as events nobody handles; a stream its running copy still has serves until it ends.
+   */
+  expectOnly(service: string, handlers: readonly { socket: string; event: WebsocketEvent; route?: string }[]): void {
+    const keep = new Set(handlers.map((h) => HandlerRegistry.key(h.socket, h.event, h.route ?? "")));
+    for (const [key, expectedOf] of [...this.expected]) {
+      if (expectedOf !== service || keep.has(key)) continue;
+      this.expected.delete(key);
+      this.undeclared.set(key, service);
+      if (!this.streams.has(key)) this.wake(key);
+    }
   }
 
   /** True when a handler for the event (or message route) is live or promised. */
@@ -415,6 +435,7 @@ export class HandlerRegistry {
     const stream = new HandlerStream(service, socket, event, call, this, batch, route);
     this.streams.set(key, stream);
     this.expected.set(key, service);
+    this.undeclared.delete(key);
     // A registration proves the process is up, even if the CLI never said it was starting.
     this.down.delete(service);
     if (old) {
@@ -575,6 +596,12 @@ export class HandlerRegistry {
 
   /** Why a waited-for handler did not come back, naming its service and how it ended if it exited. */
   private absent(socket: string, event: WebsocketEvent, route: string, key: string, connection: string): HandlerError {
+    const undeclaredBy = this.undeclared.get(key);
+    if (undeclaredBy !== undefined && !this.expected.has(key))
+      return new HandlerError(
+        "none",
+        `websocket "${socket}": service "${undeclaredBy}" no longer declares ${handlerName(event, route)} (since its last save), and no other service does (connection ${connection}); ${route === "" ? `add socket.on("${event}", ...)` : `add socket.route(${JSON.stringify(route)}, ...)`} to a service, or reconnect to the socket it declares now`,
+      );
     const service = this.expected.get(key);
     const removed = service === undefined ? undefined : this.removed.get(service);
     const how = service === undefined ? undefined : this.down.get(service);
@@ -582,7 +609,9 @@ export class HandlerRegistry {
       removed !== undefined
         ? `its service "${service}" ${removed}, and no other service has registered it; declare the handler in a service`
         : how === undefined
-          ? "is its service crashing?"
+          ? service === undefined
+            ? "is its service crashing?"
+            : `its service "${service}" is running and has not registered it since it started; is it still loading, or does it no longer declare it?`
           : `its service "${service}" ${how} and has not registered it again; fix the service and it restarts`;
     return new HandlerError(
       "unavailable",
@@ -646,13 +675,16 @@ export class HandlerRegistry {
       return undefined;
     }
     if (!this.expected.has(key)) {
+      const connection = p.request.connectionId ?? "";
       fail(
-        new HandlerError(
-          "none",
-          route === ""
-            ? `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`
-            : `websocket "${socket}": no service handles route ${JSON.stringify(route)}; add socket.route(${JSON.stringify(route)}, ...)`,
-        ),
+        this.undeclared.has(key)
+          ? this.absent(socket, event, route, key, connection)
+          : new HandlerError(
+              "none",
+              route === ""
+                ? `websocket "${socket}": no service handles ${event} events; add socket.on("${event}", ...)`
+                : `websocket "${socket}": no service handles route ${JSON.stringify(route)}; add socket.route(${JSON.stringify(route)}, ...)`,
+            ),
       );
       return undefined;
     }

@@ -152,7 +152,8 @@ export interface RunningProvider {
   serviceRemoved?(service: string, why: string): void;
   /**
    * Tells the provider the spec changed while it runs (a service was collected again after a
-   * save): a provider that selects message routes itself follows the new routes.
+   * save): a provider that selects message routes itself follows the new routes, and stops
+   * waiting for handlers a service of the spec no longer declares.
    */
   routesChanged?(spec: Spec): void;
   /** The handler registrations live now. */

@@ -1,9 +1,9 @@
 // The test kit, through real projects on the local provider: each fault it injects is observed by
 // the running service itself (its disconnect handler's log line, its answers).
-import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import inspector from "node:inspector";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Output, runCommand } from "@nitric-like/cli/run";
 import { afterEach, expect, it } from "vitest";
@@ -193,6 +193,40 @@ it.each([
     }
     expect(after).toMatch(/^copy-/);
     expect(after).not.toBe(before);
+  },
+);
+
+it.each([
+  { what: "thread", processes: false },
+  { what: "process", processes: true },
+])(
+  "fails a service $what whose new copy never lets its event loop turn as it starts, saying why once, instead of hanging",
+  async ({ processes }) => {
+    const marker = join(mkdtempSync(join(tmpdir(), "kit-block-")), "block");
+    process.env.RECORDER_BLOCK_AT_START = marker;
+    try {
+      const app = await startApp(fixture("recorder"), { blockedAfterMs: 1000, processes });
+      const ann = await app.connect(open);
+      await ann.next();
+      writeFileSync(marker, "");
+      await app.restart();
+      await app.waitForLog(/failed to start/, { timeoutMs: 10000 });
+      // Said once, as a failure at import is, and not restarted in a loop: the copy would block again.
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(app.logs).toContain(
+        'service "recorder" (services/recorder.ts) failed to start: its event loop did not turn for 1.',
+      );
+      expect(app.logs).toMatch(
+        /s while it started \(a loop at its top level that never yields, or a synchronous wait\), so it never registered its handlers\n {2}fix it, then start run again/,
+      );
+      expect(app.logs.match(/failed to start/g)).toHaveLength(1);
+      expect(app.logs).not.toMatch(/restarting in|has not let its event loop turn/);
+      // The kit does not watch files: with no service left, the run ends as `run --no-watch` does.
+      await expect(app.stop()).rejects.toThrow(/exited with code 1[\s\S]*no service is running, and with --no-watch/);
+    } finally {
+      delete process.env.RECORDER_BLOCK_AT_START;
+      rmSync(dirname(marker), { recursive: true, force: true });
+    }
   },
 );
 

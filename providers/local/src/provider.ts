@@ -181,15 +181,25 @@ export class LocalProvider implements RunningProvider {
   /**
    * Each socket's message routes, from the spec: its gateway selects them, and the handlers of
    * routes are expected (a message for one waits while its service starts or restarts). A socket
-   * not started yet gets its routes when it starts (gateway()).
+   * not started yet gets its routes when it starts (gateway()). A handler a service of the spec no
+   * longer declares is no longer waited for.
    */
   routesChanged(spec: Spec): void {
     this.routes.clear();
     for (const r of spec.resources)
       if (r.kind === "websocket" && r.routes !== undefined)
         this.routes.set(r.name, { actions: r.routes.map((route) => route.action), routeBy: r.routeBy });
-    for (const r of specRegistrations(spec))
+    const registrations = specRegistrations(spec);
+    for (const r of registrations)
       if (r.route !== undefined) this.handlers.expect(r.socket, r.event, r.service, r.route);
+    // A saved service that no longer declares a handler (a renamed socket): its events stop
+    // waiting for it. A service gone from the spec (its file removed) keeps its handlers expected,
+    // so a renamed file's service can take them over.
+    for (const { name } of spec.services)
+      this.handlers.expectOnly(
+        name,
+        registrations.filter((r) => r.service === name),
+      );
     for (const [name, gateway] of this.gateways) this.giveRoutes(name, gateway);
   }
 

@@ -341,6 +341,66 @@ describe("messages", () => {
     expect(logs.error[0]).toMatch(/websocket "late": the message handler did not register within 0\.1 s/);
   });
 
+  it("logs a client closed because its message handler never registered once, however many of its messages waited", async () => {
+    const spec = {
+      name: "t",
+      services: [],
+      resources: [{ kind: "websocket" as const, name: "late", declaredBy: ["svc"], handlers: { message: "svc" } }],
+      policies: [],
+    };
+    const { provider, logs } = await startProvider({ spec, handlerWaitMs: 100 });
+    const ws = await open(urlOf(provider, "late"));
+    const done = closed(ws);
+    for (const n of [1, 2, 3]) {
+      ws.send(`anyone? ${n}`);
+      await sleep(20);
+    }
+    expect((await done).code).toBe(1013);
+    // The later messages' waits run out after the close: they add nothing to say.
+    await sleep(300);
+    expect(logs.error).toHaveLength(1);
+    expect(logs.error[0]).toMatch(/the message handler did not register within 0\.1 s .*; closed connection/);
+  });
+
+  it("stops waiting for a message handler its saved service no longer declares (a renamed socket): 1011 at once, and why", async () => {
+    const specOf = (socket: string) => ({
+      name: "t",
+      services: [{ name: "svc", file: "services/svc.ts" }],
+      resources: [{ kind: "websocket" as const, name: socket, declaredBy: ["svc"], handlers: { message: "svc" } }],
+      policies: [],
+    });
+    const { provider, logs } = await startProvider({ spec: specOf("socket"), handlerWaitMs: 5000 });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "socket");
+    const messages = await handle(client, "socket", "message", () => undefined);
+    const ws = await open(urlOf(provider, "socket"));
+    // The save restarts the service: its old copy is stopped, and the message waits for the new one.
+    provider.serviceStarting("svc");
+    provider.serviceExited("svc", null, "SIGTERM", false);
+    messages.call.end();
+    const done = closed(ws);
+    ws.send("anyone?");
+    await sleep(100);
+    const started = Date.now();
+    // Its collect pass: it now declares "chat-socket" instead.
+    provider.routesChanged(specOf("chat-socket"));
+    const { code, reason } = await done;
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(code).toBe(1011);
+    expect(reason).toBe('no message handler for websocket "socket"');
+    expect(logs.error).toHaveLength(1);
+    expect(logs.error[0]).toMatch(
+      /^websocket "socket": service "svc" no longer declares the message handler \(since its last save\), and no other service does \(connection \S+\); add socket\.on\("message", \.\.\.\) to a service, or reconnect to the socket it declares now; closed connection \S+$/,
+    );
+    // A client that connects now is closed at once too, told the same.
+    const late = await open(urlOf(provider, "socket"));
+    const lateDone = closed(late);
+    late.send("still?");
+    expect((await lateDone).code).toBe(1011);
+    expect(logs.error).toHaveLength(2);
+    expect(logs.error[1]).toMatch(/^websocket "socket": service "svc" no longer declares the message handler/);
+  });
+
   it("keeps a client connected while the message handler's service restarts, and hands its message to the new process", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");

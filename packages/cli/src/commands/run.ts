@@ -50,7 +50,7 @@ import {
   warnedErrors,
   whenAllStarted,
 } from "../lib/readiness.js";
-import { removeRunSockets, runSocketsFile, writeRunSockets } from "../lib/run-sockets.js";
+import { readRunSockets, removeRunSockets, runSocketsFile, writeRunSockets } from "../lib/run-sockets.js";
 import { type EarlyThread, endEarlyThread, serviceEnv, startEarlyThread } from "../lib/service-process.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
@@ -255,6 +255,13 @@ async function runProject(options: RunCommandOptions, output: Output): Promise<n
   if (options.verbose) process.env.NITRIC_LIKE_VERBOSE = "1";
   // A missing or malformed --env-from file is said before anything is bundled (it is read again below).
   if (options.envFiles !== undefined && options.envFiles.length > 0) loadEnvFiles(options.envFiles, "run");
+  // Another run of this project (a terminal forgotten in the background, say): both would rebuild
+  // the same bundles and restart their services on every save. Said before anything is bundled.
+  const other = readRunSockets(resolve(options.dir))?.pid;
+  if (other !== undefined && other !== process.pid)
+    output.warn(
+      `another nitric-like run (process ${other}) is running this project: both rebuild its bundles in .nitric-like and restart its services on every save, they share its kv store, and "nitric-like connect" keeps reaching that one's sockets; stop one of them (Ctrl-C in its terminal) unless you mean to run both`,
+    );
   // Services that run as threads need only their thread bundles (BundleOptions.threadOnly).
   const prepared = await prepareProject(options.dir, output, {
     threadOnly: localThreadsAllowed(options, resolve(options.dir)),
@@ -712,8 +719,10 @@ class Run {
         changed = true;
         output.result(`websocket ${s.name} ${s.url}`);
       }
-      // For `nitric-like connect`, which finds a socket of this run by its name.
-      if (changed && !this.stopping) {
+      // For `nitric-like connect`, which finds a socket of this run by its name; not over the file
+      // of another run of the project that still runs (said at start): connect keeps finding that one.
+      const owner = readRunSockets(this.project.dir)?.pid;
+      if (changed && !this.stopping && (owner === undefined || owner === process.pid)) {
         try {
           writeRunSockets(
             this.project.dir,
@@ -1016,7 +1025,8 @@ class Run {
       if (this.providerName === "local") checkNodeOptions(dotenv, "run");
       this.dotenv = dotenv;
     } catch (error) {
-      output.error((error as Error).message);
+      // Nothing is restarted: a service would lose the values it runs with.
+      output.error(`${(error as Error).message}; the services keep the values they have until the file is fixed`);
       return;
     }
     describeDotEnv(this.dotenv, output);

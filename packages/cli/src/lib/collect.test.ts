@@ -139,6 +139,38 @@ setInterval(() => {}, 1000);
   expect(thread.failure?.message).toBe(child.failure?.message);
 });
 
+it("reports a service whose top level never lets its event loop turn as blocked, not as one with no handlers", async () => {
+  const [thread, child] = await both(
+    `import { websocket } from "@nitric-like/sdk";
+const socket = websocket("socket");
+socket.on("message", () => {});
+while (true);
+`,
+    { startTimeoutMs: 2000, quietMs: 300 },
+  );
+  for (const r of [thread, child]) {
+    expect(r.failure?.message).toMatch(
+      /^its event loop was not turning \d+\.\d s after it started \(a loop at its top level that never yields, or a synchronous wait\), so its handlers could not be collected$/,
+    );
+  }
+});
+
+it("waits for a top level that keeps its event loop busy for a while, and collects what it registers after", async () => {
+  const [thread, child] = await both(
+    `import { websocket } from "@nitric-like/sdk";
+const socket = websocket("socket");
+const until = Date.now() + 800;
+while (Date.now() < until);
+socket.on("message", () => {});
+`,
+    { quietMs: 300 },
+  );
+  for (const r of [thread, child]) {
+    expect(r.failure).toBeUndefined();
+    expect(r.handlers).toHaveLength(1);
+  }
+});
+
 it("collects a thread-only bundle's service as a process, bundling it whole, when a native addon cannot load in its thread", async () => {
   // What Node throws when a native addon that is not context-aware loads in a worker thread.
   const { dir, entry, project } = projectOf(`import { isMainThread } from "node:worker_threads";

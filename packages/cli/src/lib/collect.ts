@@ -46,7 +46,7 @@ import {
 
 /** Limits of the collect pass. */
 export interface CollectOptions {
-  /** How long a service may take to make its first declaration. @default 15000 */
+  /** How long a service may take to make its first declaration, and to let its event loop turn once it has gone quiet. @default 15000 */
   startTimeoutMs?: number;
   /** How long a service may stay quiet after its last declaration before it is stopped. @default 1500 */
   quietMs?: number;
@@ -285,9 +285,10 @@ async function collectOne(
   const streams = [child.stdout, child.stderr].filter((s) => s !== null).map((s) => ended(s));
   if (child.stdout) forEachLine(child.stdout, keep);
   if (child.stderr) forEachLine(child.stderr, keep);
-  const dog = watchdog(child, result, options.quietMs ?? 1500);
+  const startTimeoutMs = options.startTimeoutMs ?? 15000;
+  const dog = watchdog(child, result, options.quietMs ?? 1500, startTimeoutMs);
   touch = dog.heard;
-  dog.arm(options.startTimeoutMs ?? 15000);
+  dog.arm(startTimeoutMs);
   const exit = await new Promise<ServiceExit>((resolve) => {
     child.onError((error) => resolve({ code: null, signal: null, error }));
     child.onExit((code, signal) => resolve({ code, signal }));
@@ -487,27 +488,48 @@ async function serveCollector(
   }
 }
 
+/** How long the collect pass waits for a service's event loop to answer a check before it calls it busy. */
+const BUSY_PROBE_MS = 250;
+
 /**
  * Stops a service that does not finish: one that declares nothing within the first `arm`, or goes
  * quiet for `quietMs` after its last sign of life (`heard`) without exiting. One stopped before it
- * declared anything gets a failure saying so.
+ * declared anything gets a failure saying so. A service whose event loop does not answer a check
+ * when it has gone quiet is still running its top level (its handlers register once it yields):
+ * it is waited for up to `limitMs` from its start, then stopped with a failure saying it blocks,
+ * rather than taken for one that declared everything (its handlers would be reported missing).
  */
-function watchdog(child: ServiceHandle, result: CollectedService, quietMs: number) {
+function watchdog(child: ServiceHandle, result: CollectedService, quietMs: number, limitMs: number) {
+  const startedAt = Date.now();
   let stoppedByUs = false;
   let timer: NodeJS.Timeout | undefined;
   let heardFrom = false;
+  // Which arm() is current: a check that ends after a later arm() or clear() decides nothing.
+  let armed = 0;
+  const stop = (failure?: string) => {
+    stoppedByUs = true;
+    if (failure !== undefined) result.failure = { message: failure, output: "" };
+    void child.stop(1000);
+  };
+  const expire = async (which: number, ms: number) => {
+    const busy = child.turns !== undefined && !(await child.turns(BUSY_PROBE_MS));
+    if (which !== armed) return;
+    const elapsed = Date.now() - startedAt;
+    if (busy && elapsed < limitMs) return arm(Math.min(BUSY_PROBE_MS, limitMs - elapsed));
+    if (busy)
+      stop(
+        `its event loop was not turning ${(elapsed / 1000).toFixed(1)} s after it started (a loop at its top level that never yields, or a synchronous wait), so its handlers could not be collected`,
+      );
+    else if (!heardFrom)
+      stop(
+        `declared nothing within ${ms / 1000} s and did not exit; a service must declare its resources when it starts`,
+      );
+    else stop();
+  };
   const arm = (ms: number) => {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      stoppedByUs = true;
-      if (!heardFrom) {
-        result.failure = {
-          message: `declared nothing within ${ms / 1000} s and did not exit; a service must declare its resources when it starts`,
-          output: "",
-        };
-      }
-      void child.stop(1000);
-    }, ms);
+    const which = ++armed;
+    timer = setTimeout(() => void expire(which, ms), ms);
   };
   return {
     arm,
@@ -515,7 +537,10 @@ function watchdog(child: ServiceHandle, result: CollectedService, quietMs: numbe
       heardFrom = true;
       arm(quietMs);
     },
-    clear: () => clearTimeout(timer),
+    clear: () => {
+      armed++;
+      clearTimeout(timer);
+    },
     stoppedByUs: () => stoppedByUs,
   };
 }

@@ -74,6 +74,16 @@ it("refuses a file that sets __proto__, which Node's parser would drop without a
   });
 });
 
+it("refuses lines that are not NAME=value, which Node's parser would join to the next variable's name, naming each", () => {
+  const dir = folder({ ".env": "A=1\nthis is not valid\nB=2\n# fine\nexport C=3\nREGION\nD=4\n" });
+  expect(() => loadDotEnv(dir, "local")).toThrow(
+    'run: .env: line 2 ("this is not valid") and line 6 ("REGION") are not NAME=value lines, and Node\'s parser would take each as the start of the next line\'s name (so B, D would be lost); make each NAME=value, or a # comment',
+  );
+  // A quoted value over several lines is one variable, not a bad line.
+  const quoted = folder({ ".env": 'KEY="line one\nline two"\nB=2\n' });
+  expect(Object.fromEntries(loadDotEnv(quoted, "local").values)).toEqual({ KEY: "line one\nline two", B: "2" });
+});
+
 it("says which file gave a NODE_OPTIONS Node refuses, and takes one it accepts, loading none of its modules", () => {
   const saved = process.env.NODE_OPTIONS;
   delete process.env.NODE_OPTIONS;

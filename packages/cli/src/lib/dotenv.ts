@@ -96,6 +96,24 @@ function readEnvFile(
       `${command}: ${shown} sets a variable named __proto__, which Node's .env parser cannot keep (it drops it); rename the variable`,
     );
   }
+  // Node's parser takes a line with no `=` as the start of the next line's name ("REGION" then
+  // "B=2" sets a variable named "REGION\nB"), so the variable that line meant is lost without a
+  // word, and the name printed breaks the line: refused, naming each such line.
+  const joined = Object.keys(parsed).filter((key) => /[\r\n]/.test(key));
+  if (joined.length > 0) {
+    const lines = text.split(/\r?\n/).map((l) => l.trim());
+    const bad = joined.map((key) => {
+      const parts = key.split(/\r?\n/).map((p) => p.trim());
+      const first = parts[0] ?? "";
+      return { line: lines.indexOf(first) + 1, first, meant: parts[parts.length - 1] ?? "" };
+    });
+    bad.sort((a, b) => a.line - b.line);
+    const said = bad.map((b) => `line ${b.line} (${JSON.stringify(b.first)})`);
+    const list = said.length === 1 ? said[0] : `${said.slice(0, -1).join(", ")} and ${said[said.length - 1]}`;
+    throw new UserError(
+      `${command}: ${shown}: ${list} ${bad.length === 1 ? "is not a NAME=value line" : "are not NAME=value lines"}, and Node's parser would take ${bad.length === 1 ? "it" : "each"} as the start of the next line's name (so ${bad.map((b) => b.meant).join(", ")} would be lost); make ${bad.length === 1 ? "it" : "each"} NAME=value, or a # comment`,
+    );
+  }
   for (const [key, value] of Object.entries(parsed)) {
     if (value === undefined) continue;
     values.set(key, value);

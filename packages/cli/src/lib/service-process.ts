@@ -136,6 +136,31 @@ export interface ServiceHandle {
    * `onBlocked` first with how long.
    */
   watchAlive?(blockedAfterMs: number, onBlocked: (silentMs: number) => void): void;
+  /**
+   * A thread, or a process of run's bundle: resolves true when its event loop answers a check
+   * within `withinMs`, false when it does not (its code runs without yielding) or it has ended.
+   */
+  turns?(withinMs: number): Promise<boolean>;
+}
+
+/** Resolves true once `answered` is called back (see `listen`), false after `withinMs`. */
+function answerWithin(
+  withinMs: number,
+  ask: () => void,
+  listen: (answered: () => void) => () => void,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const stop = listen(() => {
+      clearTimeout(timer);
+      stop();
+      resolve(true);
+    });
+    const timer = setTimeout(() => {
+      stop();
+      resolve(false);
+    }, withinMs);
+    ask();
+  });
 }
 
 /**
@@ -161,6 +186,14 @@ export function processHandle(child: ChildProcess, startCommand = false): Servic
   // The pipe our bundles and our SDK answer liveness pings on (spawnService), when there is one.
   const alivePipe = child.stdio[3] as Duplex | null | undefined;
   alivePipe?.on("error", () => {});
+  // Watched once: from its start, and asked again once it has started.
+  let watched = false;
+  // Who waits for its next answer (turns). Read from the start, so the answer it gives as it
+  // loads is not taken later for an answer to a check.
+  const answers = new Set<() => void>();
+  alivePipe?.on("data", (data: Buffer) => {
+    if (data.includes(0x21)) for (const answered of [...answers]) answered();
+  });
   return {
     stdout: child.stdout,
     stderr: child.stderr,
@@ -172,7 +205,8 @@ export function processHandle(child: ChildProcess, startCommand = false): Servic
     ...(alivePipe
       ? {
           watchAlive: (blockedAfterMs: number, onBlocked: (silentMs: number) => void) => {
-            if (child.exitCode !== null || child.signalCode !== null) return;
+            if (watched || child.exitCode !== null || child.signalCode !== null) return;
+            watched = true;
             const alive = aliveWatch(
               blockedAfterMs,
               () => alivePipe.write("?"),
@@ -188,6 +222,21 @@ export function processHandle(child: ChildProcess, startCommand = false): Servic
             });
             child.once("exit", () => clearInterval(alive.timer));
           },
+          ...(startCommand
+            ? {}
+            : {
+                turns: (withinMs: number) =>
+                  child.exitCode !== null || child.signalCode !== null
+                    ? Promise.resolve(false)
+                    : answerWithin(
+                        withinMs,
+                        () => alivePipe.write("?"),
+                        (answered) => {
+                          answers.add(answered);
+                          return () => answers.delete(answered);
+                        },
+                      ),
+              }),
         }
       : {}),
   };
@@ -269,6 +318,20 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
         if (message === ALIVE_PONG) alive.answered();
       });
     },
+    turns: (withinMs) =>
+      ended
+        ? Promise.resolve(false)
+        : answerWithin(
+            withinMs,
+            () => worker.postMessage(ALIVE_PING),
+            (answered) => {
+              const onMessage = (message: unknown) => {
+                if (message === ALIVE_PONG) answered();
+              };
+              worker.on("message", onMessage);
+              return () => worker.off("message", onMessage);
+            },
+          ),
   };
 }
 

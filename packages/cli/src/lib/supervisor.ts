@@ -75,6 +75,8 @@ export class ServiceSupervisor {
    * after which Lambda ends it too.
    */
   blockedAfterMs: number;
+  /** Set when the current child was ended while starting because its event loop did not turn: its failure's cause. */
+  private blockedStarting: string | undefined;
   private state_: ServiceState = "starting";
   /** True once this version of the service has started (registered what the spec expects). */
   private everStarted = false;
@@ -167,22 +169,28 @@ export class ServiceSupervisor {
     clearTimeout(this.startedTimer);
     this.flushHeld();
     this.setState("started");
-    if (this.child) this.watchAlive(this.child);
   }
 
   /**
-   * Ends a started service (a thread, a process of our bundle, or a process of its own start
+   * Ends a service (a thread, a process of our bundle, or a process of its own start
    * command whose program answers the check, as our SDK does) that leaves its event loop
    * without a turn for blockedAfterMs (a loop that never yields, a synchronous wait), as Lambda
    * ends a function at its timeout: every event of the service waits behind it, and nothing else
    * would end it. Its exit is a death like any other: the events it held fail or are retried, and
-   * it restarts.
+   * it restarts; one that had not started yet (its top level blocks) fails instead, saying so,
+   * and waits for a file change.
    */
   private watchAlive(child: ServiceHandle): void {
     // A debugger attached to run (`node --inspect`) may hold a thread at a breakpoint for as long as it likes.
     if (inspector.url() !== undefined) return;
     child.watchAlive?.(this.blockedAfterMs, (silentMs) => {
       if (this.child !== child || this.stopping) return;
+      if (!this.everStarted) {
+        // Still loading (a save that made its top level loop, say): a restart would block again,
+        // so its failure says why, once, and it waits for a file change (exited()).
+        this.blockedStarting = `its event loop did not turn for ${(silentMs / 1000).toFixed(1)} s while it started (a loop at its top level that never yields, or a synchronous wait), so it never registered its handlers`;
+        return;
+      }
       this.output.error(
         `service "${this.name}" has not let its event loop turn for ${(silentMs / 1000).toFixed(1)} s (a loop that never yields, or a synchronous wait), so none of its events can run; ending its ${child.kind === "process" ? "process" : "thread"} to restart it. Yield in long work (await between steps) or move it to a worker`,
       );
@@ -333,8 +341,10 @@ export class ServiceSupervisor {
       }, NO_HANDLERS_STARTED_MS);
     }
     this.checkStarted();
-    // A restart of a service that started before: watched from the start.
-    if (this.everStarted) this.watchAlive(child);
+    // Watched from the start: a top level that never lets its event loop turn would otherwise
+    // hold its events, and "ready", with nothing said.
+    this.blockedStarting = undefined;
+    this.watchAlive(child);
     child.onError((error) => this.output.error(`service "${this.name}" could not start: ${error.message}`));
     child.onExit((code, signal) => this.exited(child, code, signal));
   }
@@ -364,6 +374,14 @@ export class ServiceSupervisor {
           this.fail("to stay up", {
             message: `it ended by itself (exit code 0) ${this.expected.length === 0 ? "and registers no handler" : "before registering its handlers"}`,
             fix: `a service runs until stopped, serving its handlers; if ${this.service.entry.file} is not a service (a helper module, say), keep it out of the services' match in the project file`,
+          });
+          return;
+        }
+        const blocked = this.blockedStarting;
+        if (blocked !== undefined) {
+          this.fail("to start", {
+            message: blocked,
+            fix: "fix it and save: run starts it again when one of its files changes",
           });
           return;
         }

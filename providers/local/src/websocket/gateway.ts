@@ -1302,7 +1302,10 @@ export class Gateway implements SocketBackend, FlowGateway {
       const { failure, message } = error;
       c.unanswered++;
       this.observeError(id, "message", message);
-      if (failure === "none") {
+      if ((failure === "none" || failure === "unavailable") && c.ws.readyState !== WebSocket.OPEN) {
+        // Its first such failure closed it (below), said once: the messages that waited with it
+        // fail for the same reason and would only repeat the line, one per message.
+      } else if (failure === "none") {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
       } else if (failure === "unavailable") {
