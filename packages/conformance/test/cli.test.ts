@@ -1,8 +1,10 @@
 // The CLI end to end: real processes, real sockets, real lmdb files.
+import { spawn } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
+  CLI,
   cleanTemp,
   connect,
   copyProject,
@@ -325,6 +327,70 @@ describe("nitric-like run", () => {
     },
     30000,
   );
+
+  it("on Ctrl-C during the collect pass ends the service processes it started (their own process groups) and exits 130, saying so", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: early\nservices:\n  - match: services/*.ts\n",
+      // A top level that takes its time before it declares anything, as a service that connects to
+      // a database as it loads would.
+      "services/early.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        "await new Promise((r) => setTimeout(r, 8000));",
+        'websocket("early").on("message", (ctx) => ctx.text());',
+      ].join("\n"),
+    });
+    const child = spawn(process.execPath, [CLI, "run", "--processes", "--random-ports", "--no-dashboard"], {
+      cwd: dir,
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.stderr.on("data", (d) => {
+      out += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    // The collect pass's process: a child of the CLI running the service's bundle.
+    const collecting = (): number[] => {
+      let children: string[] = [];
+      try {
+        children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(/\s+/);
+      } catch {
+        return [];
+      }
+      return children
+        .filter(Boolean)
+        .map(Number)
+        .filter((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(join(dir, ".nitric-like"));
+          } catch {
+            return false;
+          }
+        });
+    };
+    let services: number[] = [];
+    for (let i = 0; i < 200 && services.length === 0; i++) {
+      await sleep(50);
+      services = collecting();
+    }
+    expect(services.length, out).toBeGreaterThan(0);
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(out).toContain("stopped while starting (SIGINT): ending what had started");
+    // The service process is gone too (it would otherwise run on, its parent gone).
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return !/^\S+ \(\S+\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 40 && services.some(alive); i++) await sleep(50);
+    expect(services.filter(alive)).toEqual([]);
+  }, 30000);
 
   // Whoever reaches a service's gRPC endpoint acts as that service; a service thread talks over a
   // MessagePort, so a run of threads listens on nothing but its gateways.

@@ -51,7 +51,13 @@ import {
   whenAllStarted,
 } from "../lib/readiness.js";
 import { readRunSockets, removeRunSockets, runSocketsFile, writeRunSockets } from "../lib/run-sockets.js";
-import { type EarlyThread, endEarlyThread, serviceEnv, startEarlyThread } from "../lib/service-process.js";
+import {
+  type EarlyThread,
+  endEarlyThread,
+  endServiceGroups,
+  serviceEnv,
+  startEarlyThread,
+} from "../lib/service-process.js";
 import { ServiceSupervisor } from "../lib/supervisor.js";
 import { type Watcher, watchFiles } from "../lib/watch.js";
 import { collectSpec } from "./spec.js";
@@ -250,7 +256,47 @@ export async function runCommand(given: RunCommandOptions, output: Output): Prom
   }
 }
 
+/** The signals that stop a run (and, before its stop is set up, stop its start). */
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+let startingOutput: Output | undefined;
+
+/**
+ * A signal before the run's own stop is set up (bundling, the collect pass, the provider
+ * starting): Node's default would end this process and leave the collect pass's service
+ * processes running, in process groups of their own that a terminal's Ctrl-C does not reach. So
+ * they are ended with it, said in one line, with the signal's usual exit code.
+ */
+function stopWhileStarting(signal: NodeJS.Signals): void {
+  startingOutput?.info(`stopped while starting (${signal}): ending what had started`);
+  endServiceGroups();
+  endingItself = true;
+  process.exit(signal === "SIGINT" ? 130 : signal === "SIGTERM" ? 143 : 129);
+}
+
+function watchStartingSignals(output: Output): void {
+  startingOutput = output;
+  for (const s of STOP_SIGNALS) process.on(s, stopWhileStarting);
+}
+
+/** The run's own stop takes over (Run.listenForStop), or the run ends before it did. */
+function unwatchStartingSignals(): void {
+  for (const s of STOP_SIGNALS) process.off(s, stopWhileStarting);
+}
+
 async function runProject(options: RunCommandOptions, output: Output): Promise<number> {
+  // A caller that stops the run with its own signal (the test kit, in its own process) keeps its
+  // process's signals to itself.
+  if (options.signal !== undefined) return await startAndServe(options, output);
+  watchStartingSignals(output);
+  try {
+    return await startAndServe(options, output);
+  } finally {
+    unwatchStartingSignals();
+  }
+}
+
+async function startAndServe(options: RunCommandOptions, output: Output): Promise<number> {
   // Services get a copy of this process's environment, the collect pass included.
   if (options.verbose) process.env.NITRIC_LIKE_VERBOSE = "1";
   // A missing or malformed --env-from file is said before anything is bundled (it is read again below).
@@ -667,6 +713,7 @@ class Run {
 
   /** Ctrl-C, SIGTERM, SIGHUP and the caller's signal stop the run. */
   private listenForStop(): void {
+    unwatchStartingSignals();
     process.on("SIGINT", this.onSignal);
     process.on("SIGTERM", this.onSignal);
     // Services have process groups of their own, so a closed terminal's SIGHUP reaches only us: stop them.

@@ -59,8 +59,36 @@ export function serviceEnv(launch: ServiceLaunch): NodeJS.ProcessEnv {
   };
 }
 
+/**
+ * The process groups of the service processes this process has started and that have not exited.
+ * Each has a group of its own, which a terminal's Ctrl-C does not reach: a run stopped before its
+ * own stop is set up (during the collect pass) ends them with endServiceGroups().
+ */
+const liveGroups = new Set<number>();
+
+/** Sends SIGTERM to every live service process group (and their children): a run that ends while starting. */
+export function endServiceGroups(): void {
+  for (const pid of liveGroups) {
+    try {
+      process.kill(-pid, "SIGTERM");
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
 /** Spawns the service with piped output. */
 export function spawnService(launch: ServiceLaunch): ChildProcess {
+  const child = spawnGroup(launch);
+  const pid = child.pid;
+  if (pid !== undefined) {
+    liveGroups.add(pid);
+    child.once("exit", () => liveGroups.delete(pid));
+  }
+  return child;
+}
+
+function spawnGroup(launch: ServiceLaunch): ChildProcess {
   const env = serviceEnv(launch);
   const options = { cwd: launch.project.dir, env, stdio: ["ignore", "pipe", "pipe"] as ["ignore", "pipe", "pipe"] };
   // Our bundle answers run's liveness check on a pipe at fd 3 (bundle.ts, ALIVE_FD_VAR), and so
