@@ -11,7 +11,7 @@
  */
 import { chmodSync, rmSync } from "node:fs";
 import { type EndpointContext, serviceRouter } from "@nitric-like/provider-kit";
-import { PortServer, type Router } from "@nitric-like/rpc";
+import { canCheckTcpPeers, PortServer, type Router } from "@nitric-like/rpc";
 import type { GrpcServer } from "@nitric-like/rpc/grpc";
 import type { Logger } from "@nitric-like/spec";
 
@@ -74,7 +74,7 @@ async function listen(endpoint: Endpoint, logger: Logger, options: GrpcOptions):
   try {
     if (tcp) {
       let said = false;
-      const { port } = await server.bindLoopback(0, (uid) => {
+      const { port, sameUserOnly } = await server.bindLoopback(0, (uid) => {
         // Once per endpoint: another user's connections must not flood run's output.
         if (said) return;
         said = true;
@@ -83,6 +83,13 @@ async function listen(endpoint: Endpoint, logger: Logger, options: GrpcOptions):
         );
       });
       grpc.address = `127.0.0.1:${port}`;
+      // A /proc that does not list this run's own listener (a sandbox's): whose a connection is
+      // cannot be told there, so any user of the machine can act as the service (`run` said
+      // otherwise, from the table being there).
+      if (!sameUserOnly && canCheckTcpPeers())
+        logger.warn(
+          `service "${endpoint.service}": its endpoint on 127.0.0.1:${port} serves every connection: this machine's /proc/net/tcp does not list run's own sockets, so it cannot tell whose a connection is, and any user of this machine can act as the service there; use --tcp only on a machine you do not share`,
+        );
     }
   } catch (error) {
     server.forceStop();

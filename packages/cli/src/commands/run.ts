@@ -97,7 +97,8 @@ seconds, when longer), as a Lambda function times out, is ended and restarted, s
 why (not while a debugger may hold it, nor one run by its own start command whose
 program does not answer run's check; our SDK answers it). Two services handling the
 same socket event: exits 1, as "nitric-like spec" does. Ctrl-C lets running handlers
-answer, closes client connections (1001, going away) and exits.
+answer, closes client connections (1001, going away) and exits; while run is still
+starting, it ends what has started and exits 130.
 
 It stops with exit 1 before starting anything when the project file has a problem
 (every one is listed, unknown keys too) or when a service declares a resource
@@ -158,8 +159,10 @@ Options:
                       share this process's inspector.
   --tcp               Also serve each service process's endpoint on 127.0.0.1 and set
                       NITRIC_SERVICE_HOST/PORT, for SDKs that cannot dial a Unix socket
-                      (Nitric's Go and JVM SDKs). Any user of this machine can then act
-                      as your services: use it only on a machine you do not share.
+                      (Nitric's Go and JVM SDKs). On Linux only your user's processes
+                      are served there (the kernel says whose each connection is);
+                      elsewhere any user of this machine could act as your services,
+                      and run warns.
   --verbose           Print services' errors with every stack frame. By default an
                       SDK error a handler throws or nobody catches prints as its
                       message and the line of your code it came from, and other
