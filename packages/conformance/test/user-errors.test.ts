@@ -231,6 +231,20 @@ describe("nitric-like run: user errors exit 1 with one line and the fix", () => 
     expectUserError(await run(), new RegExp(damaged));
   }, 60000);
 
+  it("names run --provider aws's DynamoDB folder when LevelDB cannot open it, and how to start afresh", async () => {
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const tables = join(dir, ".nitric-like", "aws-dynamodb");
+    mkdirSync(tables, { recursive: true });
+    // A CURRENT file that names no manifest, as one overwritten or cut short does.
+    writeFileSync(join(tables, "CURRENT"), "MANIFEST-999999\n");
+    expectUserError(
+      await runCli(["run", dir, "--random-ports", "--no-dashboard", "--provider", "aws", ...RUN]),
+      new RegExp(
+        `^error: dynalite: its tables in "${tables}" cannot be opened \\(.+\\); move the folder away to start with empty tables \\(mv "${tables}" "${tables}\\.damaged"\\)$`,
+      ),
+    );
+  }, 60000);
+
   it("names a project folder that does not exist", async () => {
     const dir = join(copyProject(join(EXAMPLES, "chat")), "nope");
     expectUserError(
