@@ -276,6 +276,22 @@ describe.each([
     c.close();
   });
 
+  it("refuses each kv operation the service did not allow (a read, a listing or a delete of a store it may only write), naming store and the .allow() to add", async () => {
+    const c = await connect(url);
+    expect(await c.call({ op: "inbox-set" })).toEqual({ ok: true });
+    const refused = async (op: string, permission: string) => {
+      const { error } = (await c.call({ op })) as { error: { code: string; message: string } };
+      const store = op.startsWith("inbox") ? "inbox" : "readonly";
+      const message = `kv("${store}"): service "lab" may not ${permission} keys; add .allow("${permission}") to kv("${store}") in that service`;
+      if (ours) expect(error).toEqual({ code: "permission_denied", message });
+      else expect(error.message).toContain(message);
+    };
+    await refused("inbox-get", "get");
+    await refused("inbox-keys", "get");
+    await refused("readonly-delete", "delete");
+    c.close();
+  });
+
   it("stores a secret's versions, and reads the latest and each one by the id put gave", async () => {
     const c = await connect(url);
     const first = (await c.call({ op: "secret-put", text: "open sesame" })) as { version: string };
