@@ -234,6 +234,34 @@ describe.each([
     c.close();
   });
 
+  it("lists keys by prefix in UTF-8 byte order alike: control characters, NUL, accents, U+FFFF and astral text", async () => {
+    const c = await connect(url);
+    const keys = [
+      "o/\u{1F600}",
+      "o/\uffff",
+      "o/\u00e9",
+      "o/ab",
+      "o/a\u0000",
+      "o/a",
+      "o/A",
+      "o/\u001b",
+      "o/\u0001",
+      "o/\u0000",
+    ];
+    for (const key of keys) expect(await c.call({ op: "set", key, value: { key } })).toEqual({ ok: true });
+    const bytes = (k: string) => Buffer.from(k, "utf8");
+    const sorted = [...keys].sort((a, b) => Buffer.compare(bytes(a), bytes(b)));
+    // JS's own order differs: it puts the astral key before U+FFFF.
+    expect(sorted).not.toEqual([...keys].sort());
+    expect(await c.call({ op: "keys", prefix: "o/" })).toEqual({ keys: sorted });
+    expect(await c.call({ op: "keys", prefix: "o/a" })).toEqual({ keys: ["o/a", "o/a\u0000", "o/ab"] });
+    expect(await c.call({ op: "keys", prefix: "o/\u0000" })).toEqual({ keys: ["o/\u0000"] });
+    expect(await c.call({ op: "get", key: "o/a\u0000" })).toEqual({ value: { key: "o/a\u0000" } });
+    for (const key of keys) expect(await c.call({ op: "delete", key })).toEqual({ ok: true });
+    expect(await c.call({ op: "keys", prefix: "o/" })).toEqual({ keys: [] });
+    c.close();
+  });
+
   it("keeps __proto__ and every Object.prototype name as kv keys and property names, and refuses a number DynamoDB cannot store", async () => {
     const c = await connect(url);
     const value = JSON.parse('{"__proto__": {"x": 1}, "constructor": [1], "toString": {"__proto__": null}}');
