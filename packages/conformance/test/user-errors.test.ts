@@ -6,7 +6,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSyn
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { CLI, cleanTemp, copyProject, EXAMPLES, runCli, writeProject } from "../src/harness.js";
+import { CLI, cleanTemp, copyProject, EXAMPLES, FIXTURES, runCli, writeProject } from "../src/harness.js";
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -189,6 +189,74 @@ describe("nitric-like run: user errors exit 1 with one line and the fix", () => 
       ),
     );
   });
+
+  it("names a kv folder that is a file, not a folder", async () => {
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const state = join(dir, ".nitric-like");
+    mkdirSync(state);
+    writeFileSync(join(state, "kv"), "");
+    expectUserError(
+      await runCli(["run", dir, "--random-ports", "--no-dashboard", ...RUN]),
+      new RegExp(
+        `^error: "${state}/kv" is a file, not a folder; nitric-like keeps its build and kv data in "${state}": move that file away and run again$`,
+      ),
+    );
+  });
+
+  // lmdb trusts its file: one cut short (a full disk, an interrupted copy) or not lmdb's at all
+  // ended run and secret put with SIGBUS or SIGSEGV and not a word.
+  it("names a kv or secrets file that is cut short or not lmdb's, and how to start afresh, instead of crashing", async () => {
+    const dir = copyProject(join(FIXTURES, "lab-ours"));
+    const state = join(dir, ".nitric-like");
+    // A real lmdb file: the secrets' one, made by a first put.
+    const put = await runCli(["secret", "put", "vault", dir], { input: "open sesame" });
+    expect(put.code, put.stderr).toBe(0);
+    const secretsFile = join(state, "secrets", "data.mdb");
+    const whole = readFileSync(secretsFile);
+    expect(whole.length).toBeGreaterThan(8192);
+    const afresh = (folder: string) =>
+      `move the folder away to start afresh \\(mv "${folder}" "${folder}\\.damaged"\\), or put back a copy from a backup$`;
+    const run = () => runCli(["run", dir, "--random-ports", "--no-dashboard", ...RUN]);
+
+    // The kv stores' file, cut short: the first two pages of a real one.
+    mkdirSync(join(state, "kv"));
+    writeFileSync(join(state, "kv", "data.mdb"), whole.subarray(0, 8192));
+    expectUserError(
+      await run(),
+      new RegExp(
+        `^error: kv: the stores' file "${state}/kv/data\\.mdb" is damaged: it is cut short: it is 8192 bytes, and its data goes on to page \\d+ \\(at least \\d+ bytes\\); ${afresh(`${state}/kv`)}`,
+      ),
+    );
+    // Not an lmdb file at all.
+    writeFileSync(join(state, "kv", "data.mdb"), "hello world\n");
+    expectUserError(
+      await run(),
+      new RegExp(
+        `^error: kv: the stores' file "${state}/kv/data\\.mdb" is damaged: it is not an lmdb data file \\(12 bytes, without lmdb's header\\); ${afresh(`${state}/kv`)}`,
+      ),
+    );
+
+    // The secrets' file cut short: secret put says so too.
+    writeFileSync(join(state, "kv", "data.mdb"), "");
+    writeFileSync(secretsFile, whole.subarray(0, 8192));
+    const damaged = `^error: secrets: the secrets' file "${state}/secrets/data\\.mdb" is damaged: it is cut short: it is 8192 bytes, and its data goes on to page \\d+ \\(at least \\d+ bytes\\); ${afresh(`${state}/secrets`)}`;
+    expectUserError(await runCli(["secret", "put", "vault", dir], { input: "x" }), new RegExp(damaged));
+    expectUserError(await run(), new RegExp(damaged));
+  }, 60000);
+
+  it("names run --provider aws's DynamoDB folder when LevelDB cannot open it, and how to start afresh", async () => {
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const tables = join(dir, ".nitric-like", "aws-dynamodb");
+    mkdirSync(tables, { recursive: true });
+    // A CURRENT file that names no manifest, as one overwritten or cut short does.
+    writeFileSync(join(tables, "CURRENT"), "MANIFEST-999999\n");
+    expectUserError(
+      await runCli(["run", dir, "--random-ports", "--no-dashboard", "--provider", "aws", ...RUN]),
+      new RegExp(
+        `^error: dynalite: its tables in "${tables}" cannot be opened \\(.+\\); move the folder away to start with empty tables \\(mv "${tables}" "${tables}\\.damaged"\\)$`,
+      ),
+    );
+  }, 60000);
 
   it("names a project folder that does not exist", async () => {
     const dir = join(copyProject(join(EXAMPLES, "chat")), "nope");

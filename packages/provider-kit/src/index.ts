@@ -60,6 +60,7 @@ export {
 } from "./handlers.js";
 export { keptQuery, MAX_KEPT_QUERY_VALUES } from "./kept.js";
 export { forEachLine, MAX_LINE_CHARS } from "./lines.js";
+export { checkLmdbFile, lmdbFileProblem } from "./lmdb-file.js";
 export { openFilesLimit, openFilesProblem } from "./open-files.js";
 export {
   addRoom,

@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { LATEST_VERSION } from "@nitric-like/spec";
 import { type Database, open, type RootDatabase } from "lmdb";
 import type { SecretsBackend, SecretVersionValue } from "./backends.js";
+import { checkLmdbFile } from "./lmdb-file.js";
 
 /** A stored version, with what the emulated Secrets Manager answers about it. */
 export interface StoredSecretVersion extends SecretVersionValue {
@@ -56,6 +57,8 @@ export class SecretStore implements SecretsBackend {
     mkdirSync(path, { recursive: true, mode: 0o700 });
     // A folder made before (or by another umask) is narrowed too: the values are in plain bytes.
     chmodSync(path, 0o700);
+    // A damaged file would crash the process inside lmdb, with no word of why.
+    checkLmdbFile(path, "secrets: the secrets");
     this.root = open({ path, maxDbs: 8, noSync: false, separateFlushed: false });
     this.values = this.root.openDB<Buffer, string>({ name: "values", encoding: "binary" });
     this.latest = this.root.openDB<string, string>({ name: "latest", encoding: "string" });

@@ -52,7 +52,7 @@ function missingVersion(name: string, version: string, putOptions?: string): str
   const command = `nitric-like secret put ${name}${putOptions ? ` ${putOptions}` : ""}`;
   return version === LATEST_VERSION
     ? `secret(${JSON.stringify(name)}) has no value yet; put one with secret(${JSON.stringify(name)}).put(value) in a service that has .allow("put"), or with \`${command}\``
-    : `secret(${JSON.stringify(name)}) has no version ${JSON.stringify(version)}; use "latest", or an id put() returned for this secret`;
+    : `secret(${JSON.stringify(name)}) has no version ${JSON.stringify(version)}; use "latest", or an id put() returned for this secret among its last 100 puts (older versions are dropped, as Secrets Manager drops them)`;
 }
 
 /** Builds the SecretManager implementation for the service `service`. */

@@ -1,6 +1,6 @@
 // dynalite on a thread of its own, as `run --provider aws` serves it (startDynaliteThread): the
 // built module (dist/), since the thread loads dynalite-thread.js beside it.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -118,4 +118,39 @@ it("says so when a thread that ended cannot start again (its port taken meanwhil
   } finally {
     await new Promise((r) => squatter.close(r));
   }
+});
+
+// dynalite listened on a store LevelDB could not open and failed every request with "Database is
+// closed", ending its thread again and again: run --provider aws then died as a bug (exit 70).
+it("refuses to start on a store LevelDB cannot open, naming the folder and the way out, or who holds it", async () => {
+  dir = mkdtempSync(join(tmpdir(), "nitric-like-dynalite-thread-"));
+  const store = join(dir, "aws-dynamodb");
+  const options = { credentials: CREDENTIALS, region: ENV.AWS_REGION, hint: HINT, logger };
+  // A store that another process holds: a second thread on the same folder cannot take its lock.
+  db = await startDynaliteThread(store, options);
+  const held = await startDynaliteThread(store, options).then(
+    () => undefined,
+    (error: Error & { userFacing?: boolean }) => error,
+  );
+  expect(held?.userFacing).toBe(true);
+  expect(held?.message).toMatch(
+    new RegExp(
+      `^dynalite: its tables in "${store}" are held by another process \\(.*LOCK.*\\); stop it and run again$`,
+    ),
+  );
+  await db.close();
+  db = undefined;
+  // A store whose CURRENT file names no manifest (overwritten, or cut short).
+  writeFileSync(join(store, "CURRENT"), "MANIFEST-999999\n");
+  const damaged = await startDynaliteThread(store, options).then(
+    () => undefined,
+    (error: Error & { userFacing?: boolean }) => error,
+  );
+  expect(damaged?.userFacing).toBe(true);
+  expect(damaged?.message).toMatch(
+    new RegExp(
+      `^dynalite: its tables in "${store}" cannot be opened \\(.*MANIFEST-999999.*\\); move the folder away to start with empty tables \\(mv "${store}" "${store}\\.damaged"\\)$`,
+    ),
+  );
+  expect(lines).toEqual([]);
 });

@@ -206,6 +206,32 @@ describe("sharded kv stores against dynalite", () => {
     expect(calls).toMatchObject({ get: 2, put: 1, delete: 1, query: 1 });
   });
 
+  // A delete awaited the (cached) legacy check before its DeleteItem, so a delete and a set of one
+  // key started together went out set first: the key was gone on AWS and kept locally.
+  it("sends a delete and a set of one key started together in the order they were made, as locally", async () => {
+    const table = await newTable();
+    const order: string[] = [];
+    const ordered: DynamoDb = {
+      getItem: (input) => client.getItem(input),
+      query: (input) => client.query(input),
+      putItem(input) {
+        order.push("put");
+        return client.putItem(input);
+      },
+      deleteItem(input) {
+        order.push("delete");
+        return client.deleteItem(input);
+      },
+    };
+    const stores = new DynamoKvStores(ordered, { s: table });
+    await stores.set("s", "k", { v: 1 });
+    await stores.delete("s", "k"); // the legacy partition is seen empty
+    order.length = 0;
+    await Promise.all([stores.delete("s", "k"), stores.set("s", "k", { v: 2 })]);
+    expect(order).toEqual(["delete", "put"]);
+    expect(await stores.get("s", "k")).toEqual({ v: 2 });
+  });
+
   it("re-checks a legacy partition that held items after a minute, and stops reading it once empty", async () => {
     const table = await newTable();
     await sdk.send(new PutItemCommand({ TableName: table, Item: { _p: { S: "k" }, _k: { S: "x" }, _v: { M: {} } } }));

@@ -103,8 +103,8 @@ export class LocalProvider implements RunningProvider {
       this.stores = new KvStores(dataDir);
     } catch (error) {
       // lmdb says "Permission denied: Attempting to setup locks" and nothing of where.
-      const e = error as NodeJS.ErrnoException;
-      if (e.code !== undefined && e.path !== undefined) throw error;
+      const e = error as NodeJS.ErrnoException & { userFacing?: boolean };
+      if ((e.code !== undefined && e.path !== undefined) || e.userFacing === true) throw error;
       throw Object.assign(
         new Error(
           `kv: cannot open the stores in ${JSON.stringify(dataDir)} (${e.message}); make that folder writable by this user, or remove it if its data can go`,
@@ -338,6 +338,7 @@ export class LocalProvider implements RunningProvider {
       try {
         this.secretStore = new SecretStore(dir);
       } catch (error) {
+        if ((error as { userFacing?: unknown }).userFacing === true) throw error;
         throw Object.assign(
           new Error(
             `secrets: cannot open ${JSON.stringify(dir)} (${(error as Error).message}); make that folder this user's and writable, or remove it if its secrets can go`,

@@ -51,6 +51,18 @@ describe("systemErrorMessage", () => {
     );
   });
 
+  it("names a file that stands where a folder inside .nitric-like should be (mkdir's EEXIST)", () => {
+    const state = join(temp(), ".nitric-like");
+    mkdirSync(state);
+    writeFileSync(join(state, "kv"), "");
+    const error = thrown(() => mkdirSync(join(state, "kv"), { recursive: true }));
+    expect(systemErrorMessage(error)).toBe(
+      `${JSON.stringify(join(state, "kv"))} is a file, not a folder; nitric-like keeps its build and kv data in ${JSON.stringify(state)}: move that file away and run again`,
+    );
+    // A folder that is there already is no error of the user's (mkdir without recursive): a bug.
+    expect(systemErrorMessage(thrown(() => mkdirSync(state)))).toBeUndefined();
+  });
+
   it("names a missing file, also as the cause of another error", () => {
     const missing = join(temp(), "services", "gone.ts");
     const error = thrown(() => readFileSync(missing));

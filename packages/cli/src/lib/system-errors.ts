@@ -64,6 +64,11 @@ function forPath(code: string, syscall: string, path: string): string | undefine
         ? `${JSON.stringify(file)} is a file, not a folder${file === state ? `; ${kept}` : ""}: move that file away and run again`
         : `${where}: part of this path is a file, not a folder; move that file away and run again`;
     }
+    case "EEXIST": {
+      // mkdir (recursive) says EEXIST only when what is there is not a folder.
+      if (syscall !== "mkdir" || fileInTheWay(path) !== path) return undefined;
+      return `${where} is a file, not a folder${kept ? `; ${kept}` : ""}: move that file away and run again`;
+    }
     case "EISDIR":
       return `${where}: is a folder, a file was expected; move it away and run again`;
     case "ENOSPC":

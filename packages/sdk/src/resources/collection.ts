@@ -5,7 +5,7 @@
  */
 import { Readable } from "node:stream";
 import { resourceNameProblem } from "@nitric-like/spec";
-import { NitricLikeError } from "../errors.js";
+import { isNitricLikeError, NitricLikeError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../internal/data.js";
 import { kv } from "./kv.js";
 
@@ -17,6 +17,56 @@ export type WhereOperator = "==" | "!=" | "<" | "<=" | ">" | ">=" | "startsWith"
 
 const OPERATORS: readonly WhereOperator[] = ["==", "!=", "<", "<=", ">", ">=", "startsWith"];
 const PERMISSIONS = { reading: "get", writing: "set", deleting: "delete" } as const;
+/** The `.for()` that grants each kv permission. */
+const FOR: Readonly<Record<string, CollectionPermission>> = { get: "reading", set: "writing", delete: "deleting" };
+
+/** A JSON string literal, as the kv messages quote names and keys. */
+const QUOTED = String.raw`"(?:[^"\\]|\\.)*"`;
+
+/**
+ * A kv error as the collection's user wrote it: the store's calls and errors speak of
+ * `kv("c").allow("get")` and keys, which this service never wrote; it wrote `collection("c")`,
+ * `.for("reading")` and `doc(id)`. The code, details and cause are kept.
+ */
+function asCollectionError(name: string, error: unknown): unknown {
+  if (!isNitricLikeError(error)) return error;
+  const store = `kv(${JSON.stringify(name)})`;
+  const where = `collection(${JSON.stringify(name)})`;
+  const message = error.message
+    .replace(new RegExp(`${literal(store)}\\.(get|set|delete)\\((${QUOTED})?\\)`, "g"), (_, op: string, id?: string) =>
+      id === undefined ? `${where}.doc().${op}()` : `${where}.doc(${id}).${op}()`,
+    )
+    .replaceAll(store, where)
+    .replace(/\.allow\("(get|set|delete)"\)/g, (_, p: string) => `.for(${JSON.stringify(FOR[p])})`)
+    .replace(new RegExp(`: key (${QUOTED}) not found$`), ": document $1 not found")
+    .replace(/ may not (get|set|delete) keys;/, (_, p: string) => ` may not ${p === "get" ? "read" : p} documents;`);
+  if (message === error.message) return error;
+  return new NitricLikeError(error.code, message, { details: error.details, cause: error });
+}
+
+/** `text` as a regular expression that matches it literally. */
+function literal(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** The store's calls, their errors said as the collection's. */
+function collectionStore<T extends JsonObject>(name: string, store: Store<T>): Store<T> {
+  const said = (error: unknown) => {
+    throw asCollectionError(name, error);
+  };
+  return {
+    get: (key) => store.get(key).catch(said),
+    set: (key, value) => store.set(key, value).catch(said),
+    delete: (key) => store.delete(key).catch(said),
+    async *keys(prefix) {
+      try {
+        yield* store.keys(prefix);
+      } catch (error) {
+        said(error);
+      }
+    },
+  };
+}
 
 /** A document: its id and content. */
 export interface Document<T extends JsonObject> {
@@ -169,7 +219,8 @@ export class Collection<T extends JsonObject = JsonObject> {
   /** Grants this service "reading", "writing" and/or "deleting" (kv get, set, delete). */
   for(...permissions: CollectionPermission[]): CollectionRef<T> {
     const allowed = permissions.map((p) => {
-      const kvPermission = PERMISSIONS[p];
+      // Own keys only: "toString" or "constructor" must not find what every object inherits.
+      const kvPermission = Object.hasOwn(PERMISSIONS, p) ? PERMISSIONS[p] : undefined;
       if (!kvPermission) {
         throw new NitricLikeError(
           "invalid_argument",
@@ -179,7 +230,7 @@ export class Collection<T extends JsonObject = JsonObject> {
       return kvPermission;
     });
     const store = kv<T>(this.name).allow(...allowed) as unknown as Store<T>;
-    return new CollectionRef(this.name, store);
+    return new CollectionRef(this.name, collectionStore(this.name, store));
   }
 }
 

@@ -14,10 +14,19 @@ const line =
   (level: "info" | "warn" | "error") =>
   (text: string): void =>
     post({ type: "log", level, text });
-const db = await startDynalite(path, {
-  ...options,
-  logger: { info: line("info"), warn: line("warn"), error: line("error") },
-});
+let db: Awaited<ReturnType<typeof startDynalite>>;
+try {
+  db = await startDynalite(path, {
+    ...options,
+    logger: { info: line("info"), warn: line("warn"), error: line("error") },
+  });
+} catch (error) {
+  // A reason the user fixes (a damaged store) goes across as its words: a thread's error event
+  // would lose that it is one.
+  if ((error as { userFacing?: unknown }).userFacing !== true) throw error;
+  post({ type: "refused", text: (error as Error).message });
+  process.exit(1);
+}
 post({ type: "listening", endpoint: db.endpoint });
 port.on("message", (message: unknown) => {
   if (message === "close") void db.close().then(() => port.close());

@@ -101,6 +101,7 @@ export async function startDynalite(path?: string, options: DynaliteOptions = {}
   closeDynaliteIterators();
   // Loaded here, not with this module: `run --provider aws` loads this module on its own thread
   // to start dynalite's, where alone dynalite runs.
+  if (path) await checkStore(path);
   const { default: dynalite } = await import("dynalite");
   const server = dynalite({ ...(path ? { path } : {}), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   // dynalite makes its server without options: the same limits on a request's arrival as the
@@ -132,6 +133,36 @@ export async function startDynalite(path?: string, options: DynaliteOptions = {}
   };
 }
 
+/**
+ * Opens dynalite's LevelDB store at `path` and closes it again, so that a store that cannot be
+ * opened (damaged: a CURRENT or MANIFEST file cut short or overwritten; or held by another
+ * program) is a user-facing error naming the folder and the way out. dynalite itself would listen
+ * anyway and fail every request with "Database is closed", ending its thread.
+ */
+async function checkStore(path: string): Promise<void> {
+  const dynaliteRequire = createRequire(createRequire(import.meta.url).resolve("dynalite"));
+  const { Level } = dynaliteRequire("level") as {
+    Level: new (path: string) => { open(): Promise<void>; close(): Promise<void> };
+  };
+  const db = new Level(path);
+  try {
+    await db.open();
+  } catch (error) {
+    const e = error as Error & { cause?: Error & { code?: string } };
+    const why = e.cause?.message ?? e.message;
+    const locked = e.cause?.code === "LEVEL_LOCKED";
+    throw Object.assign(
+      new Error(
+        locked
+          ? `dynalite: its tables in ${JSON.stringify(path)} are held by another process (${why}); stop it and run again`
+          : `dynalite: its tables in ${JSON.stringify(path)} cannot be opened (${why}); move the folder away to start with empty tables (mv ${JSON.stringify(path)} ${JSON.stringify(`${path}.damaged`)})`,
+      ),
+      { userFacing: true },
+    );
+  }
+  await db.close();
+}
+
 /** A request whose body was read, for a handler that reads it again: the same head, the body replayed. */
 function replayed(req: IncomingMessage, body: Buffer): IncomingMessage {
   const copy = Readable.from(body.length > 0 ? [body] : []);
@@ -151,6 +182,8 @@ export interface DynaliteThreadData {
 /** What dynalite's thread posts to the thread that started it. */
 export type DynaliteThreadMessage =
   | { type: "listening"; endpoint: string }
+  /** It could not start, for a reason the user fixes (a damaged store): said as it is. */
+  | { type: "refused"; text: string }
   | { type: "log"; level: "info" | "warn" | "error"; text: string };
 
 /** dynalite on a thread of its own. */
@@ -186,6 +219,7 @@ export async function startDynaliteThread(
       worker = thread;
       thread.on("message", (message: DynaliteThreadMessage) => {
         if (message.type === "log") logger[message.level](message.text);
+        else if (message.type === "refused") failure = Object.assign(new Error(message.text), { userFacing: true });
         else {
           listening = true;
           resolve(message.endpoint);

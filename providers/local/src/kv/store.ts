@@ -16,7 +16,7 @@
  */
 import { mkdirSync } from "node:fs";
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { KvBackend } from "@nitric-like/provider-kit";
+import { checkLmdbFile, type KvBackend } from "@nitric-like/provider-kit";
 import { type Database, open, type RootDatabase } from "lmdb";
 
 /** The first byte of a value stored as JSON text (never the first byte of a msgpack value). */
@@ -40,6 +40,8 @@ export class KvStores implements KvBackend {
 
   constructor(readonly path: string) {
     mkdirSync(path, { recursive: true });
+    // A damaged file would crash the process inside lmdb, with no word of why.
+    checkLmdbFile(path, "kv: the stores");
     this.root = open({ path, maxDbs: 1000, noSync: false, separateFlushed: false });
   }
 
