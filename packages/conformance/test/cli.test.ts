@@ -1,6 +1,6 @@
 // The CLI end to end: real processes, real sockets, real lmdb files.
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
@@ -420,6 +420,12 @@ describe("nitric-like run", () => {
     if (endpoints === 0)
       expect(app.stderr).toContain(
         "--tcp: every service runs as a thread of run and reaches it over a MessagePort, so no endpoint listens on 127.0.0.1",
+      );
+    // Where the kernel says whose a connection is (Linux), only this user's are served, and run
+    // says so; elsewhere it warns that any user can act as the service there.
+    else if (process.getuid !== undefined && existsSync("/proc/net/tcp"))
+      expect(app.stderr).toContain(
+        `--tcp: every service's endpoint also listens on 127.0.0.1 (NITRIC_SERVICE_HOST/PORT), where only processes of your user (uid ${process.getuid?.()}) are served`,
       );
     else expect(app.stderr).toContain("warning: --tcp: every service's endpoint also listens on 127.0.0.1");
   }

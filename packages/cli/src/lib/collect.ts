@@ -511,11 +511,22 @@ function watchdog(child: ServiceHandle, result: CollectedService, quietMs: numbe
     if (failure !== undefined) result.failure = { message: failure, output: "" };
     void child.stop(1000);
   };
+  // Whether a check found its event loop busy since the last sign of life.
+  let wasBusy = false;
   const expire = async (which: number, ms: number) => {
     const busy = child.turns !== undefined && !(await child.turns(BUSY_PROBE_MS));
     if (which !== armed) return;
     const elapsed = Date.now() - startedAt;
-    if (busy && elapsed < limitMs) return arm(Math.min(BUSY_PROBE_MS, limitMs - elapsed));
+    if (busy && elapsed < limitMs) {
+      wasBusy = true;
+      return arm(Math.min(BUSY_PROBE_MS, limitMs - elapsed), ms);
+    }
+    // Its loop has just turned again: what it declared as it ended the busy stretch may still be
+    // on its way (the check's answer takes another channel), so it gets a quiet spell of its own.
+    if (!busy && wasBusy) {
+      wasBusy = false;
+      return arm(quietMs, ms);
+    }
     if (busy)
       stop(
         `its event loop was not turning ${(elapsed / 1000).toFixed(1)} s after it started (a loop at its top level that never yields, or a synchronous wait), so its handlers could not be collected`,
@@ -526,15 +537,17 @@ function watchdog(child: ServiceHandle, result: CollectedService, quietMs: numbe
       );
     else stop();
   };
-  const arm = (ms: number) => {
+  // `said`: the limit a failure names (the first arm's, through the checks that follow it).
+  const arm = (ms: number, said = ms) => {
     clearTimeout(timer);
     const which = ++armed;
-    timer = setTimeout(() => void expire(which, ms), ms);
+    timer = setTimeout(() => void expire(which, said), ms);
   };
   return {
     arm,
     heard: () => {
       heardFrom = true;
+      wasBusy = false;
       arm(quietMs);
     },
     clear: () => {
