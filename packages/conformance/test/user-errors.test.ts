@@ -203,6 +203,20 @@ describe("nitric-like run: user errors exit 1 with one line and the fix", () => 
     );
   });
 
+  it("names a secrets folder that is a file, not a folder, as run starts, as secret put does", async () => {
+    // lab-ours declares a secret, so run opens the secrets as it starts.
+    const dir = copyProject(join(FIXTURES, "lab-ours"));
+    const state = join(dir, ".nitric-like");
+    mkdirSync(state);
+    writeFileSync(join(state, "secrets"), "");
+    expectUserError(
+      await runCli(["run", dir, "--random-ports", "--no-dashboard", ...RUN]),
+      new RegExp(
+        `^error: "${state}/secrets" is a file, not a folder; nitric-like keeps its build and kv data in "${state}": move that file away and run again$`,
+      ),
+    );
+  });
+
   // lmdb trusts its file: one cut short (a full disk, an interrupted copy) or not lmdb's at all
   // ended run and secret put with SIGBUS or SIGSEGV and not a word.
   it("names a kv or secrets file that is cut short or not lmdb's, and how to start afresh, instead of crashing", async () => {

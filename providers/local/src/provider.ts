@@ -156,7 +156,7 @@ export class LocalProvider implements RunningProvider {
         this.stores.store(r.name);
         this.declaredStores.add(r.name);
       }
-      if (r.kind === "secret") this.declareSecret(r.name);
+      if (r.kind === "secret") this.openSecretsAtStart(r.name);
     }
     for (const r of this.options.spec.resources) {
       if (r.kind === "secret" && (await this.secrets().access(r.name, LATEST_VERSION)) === undefined) {
@@ -323,6 +323,21 @@ export class LocalProvider implements RunningProvider {
       this.endpoints.set(service, endpoint);
     }
     return endpoint;
+  }
+
+  /**
+   * declareSecret as the provider starts: a system error under the secrets' folder (a file where
+   * the folder goes, a folder not this user's) is thrown as it is, for the CLI to explain with the
+   * path and the fix, as the kv stores' are; while running, a declaration gets the wrapped error.
+   */
+  private openSecretsAtStart(name: string): void {
+    try {
+      this.declareSecret(name);
+    } catch (error) {
+      const cause = (error as { cause?: NodeJS.ErrnoException }).cause;
+      if (cause?.code !== undefined && cause.path !== undefined) throw cause;
+      throw error;
+    }
   }
 
   /** Records a declared secret, opening the project's secrets with the first. */
