@@ -190,29 +190,17 @@ describe("nitric-like run: user errors exit 1 with one line and the fix", () => 
     );
   });
 
-  it("names a kv folder that is a file, not a folder", async () => {
-    const dir = copyProject(join(EXAMPLES, "chat"));
-    const state = join(dir, ".nitric-like");
-    mkdirSync(state);
-    writeFileSync(join(state, "kv"), "");
-    expectUserError(
-      await runCli(["run", dir, "--random-ports", "--no-dashboard", ...RUN]),
-      new RegExp(
-        `^error: "${state}/kv" is a file, not a folder; nitric-like keeps its build and kv data in "${state}": move that file away and run again$`,
-      ),
-    );
-  });
-
-  it("names a secrets folder that is a file, not a folder, as run starts, as secret put does", async () => {
-    // lab-ours declares a secret, so run opens the secrets as it starts.
+  // lab-ours declares kv stores and secrets, so run opens both folders as it starts (secret put
+  // said this of the secrets folder already).
+  it.each(["kv", "secrets"])("names a %s folder that is a file, not a folder, as run starts", async (folder) => {
     const dir = copyProject(join(FIXTURES, "lab-ours"));
     const state = join(dir, ".nitric-like");
     mkdirSync(state);
-    writeFileSync(join(state, "secrets"), "");
+    writeFileSync(join(state, folder), "");
     expectUserError(
       await runCli(["run", dir, "--random-ports", "--no-dashboard", ...RUN]),
       new RegExp(
-        `^error: "${state}/secrets" is a file, not a folder; nitric-like keeps its build and kv data in "${state}": move that file away and run again$`,
+        `^error: "${state}/${folder}" is a file, not a folder; nitric-like keeps its build and kv data in "${state}": move that file away and run again$`,
       ),
     );
   });

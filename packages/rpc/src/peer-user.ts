@@ -39,13 +39,17 @@ function endpoint(field: string): string | undefined {
 /** "::ffff:127.0.0.1" as "127.0.0.1"; other addresses as they are. */
 const plain = (address: string | undefined) => (address ?? "").replace(/^::ffff:/i, "");
 
-/**
- * Whether the kernel's tables list the TCP socket listening on 127.0.0.1:`port` (the caller's own):
- * where /proc exists but does not show this process's sockets (a sandbox's partial /proc), no
- * connection could be told apart, and the caller does not check them.
- */
-export async function listsListener(port: number): Promise<boolean> {
-  const wanted = `127.0.0.1:${port}`;
+/** A row of the kernel's TCP tables: its local and remote endpoints (as endpoint() reads them), state and uid. */
+interface Row {
+  local: string | undefined;
+  remote: string | undefined;
+  /** "0A" is LISTEN. */
+  state: string | undefined;
+  uid: string | undefined;
+}
+
+/** The first row of /proc/net/tcp, then tcp6, that `wanted` takes, or undefined. */
+async function findRow(wanted: (row: Row) => boolean): Promise<Row | undefined> {
   for (const table of TABLES) {
     let text: string;
     try {
@@ -54,12 +58,24 @@ export async function listsListener(port: number): Promise<boolean> {
       continue;
     }
     for (const line of text.split("\n")) {
+      // sl local rem st tx:rx tr:when retrnsmt uid ...
       const f = line.trim().split(/\s+/);
-      // State 0A is LISTEN.
-      if (f[1] !== undefined && f[3] === "0A" && endpoint(f[1]) === wanted) return true;
+      if (f[1] === undefined || f[2] === undefined) continue;
+      const row = { local: endpoint(f[1]), remote: endpoint(f[2]), state: f[3], uid: f[7] };
+      if (wanted(row)) return row;
     }
   }
-  return false;
+  return undefined;
+}
+
+/**
+ * Whether the kernel's tables list the TCP socket listening on 127.0.0.1:`port` (the caller's own):
+ * where /proc exists but does not show this process's sockets (a sandbox's partial /proc), no
+ * connection could be told apart, and the caller does not check them.
+ */
+export async function listsListener(port: number): Promise<boolean> {
+  const wanted = `127.0.0.1:${port}`;
+  return (await findRow((row) => row.state === "0A" && row.local === wanted)) !== undefined;
 }
 
 /**
@@ -75,22 +91,6 @@ export async function tcpPeerUid(socket: {
 }): Promise<number | undefined> {
   const client = `${plain(socket.remoteAddress)}:${socket.remotePort}`;
   const server = `${plain(socket.localAddress)}:${socket.localPort}`;
-  for (const table of TABLES) {
-    let text: string;
-    try {
-      text = await readFile(table, "latin1");
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n")) {
-      // sl local rem st tx:rx tr:when retrnsmt uid ...
-      const f = line.trim().split(/\s+/);
-      const local = f[1];
-      const remote = f[2];
-      const uid = f[7];
-      if (local === undefined || remote === undefined || uid === undefined) continue;
-      if (endpoint(local) === client && endpoint(remote) === server) return Number(uid);
-    }
-  }
-  return undefined;
+  const row = await findRow((r) => r.uid !== undefined && r.local === client && r.remote === server);
+  return row === undefined ? undefined : Number(row.uid);
 }
