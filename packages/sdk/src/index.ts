@@ -18,9 +18,18 @@ export {
   type QueryResult,
   type WhereOperator,
 } from "./resources/collection.js";
-export { type KvDeleter, type KvReader, type KvRef, KvStore, type KvWriter, kv } from "./resources/kv.js";
+export {
+  type KvDeleter,
+  type KvPermission,
+  type KvReader,
+  type KvRef,
+  KvStore,
+  type KvWriter,
+  kv,
+} from "./resources/kv.js";
 export {
   Secret,
+  type SecretPermission,
   type SecretReader,
   type SecretRef,
   SecretValue,
@@ -43,6 +52,7 @@ export {
   Websocket,
   type WebsocketContext,
   type WebsocketContextBase,
+  type WebsocketEvent,
   type WebsocketHandlerFn,
   type WebsocketOptions,
   type WebsocketRequest,

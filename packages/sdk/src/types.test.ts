@@ -3,10 +3,15 @@
 import { describe, expect, expectTypeOf, it } from "vitest";
 import {
   type ConnectContext,
+  type KvPermission,
   type KvRef,
   kv,
   type MessageContext,
   type RouteContext,
+  type SecretPermission,
+  type SecretRef,
+  type WebsocketContext,
+  type WebsocketEvent,
   type WebsocketHandlerFn,
   websocket,
 } from "./index.js";
@@ -90,5 +95,24 @@ describe("socket.route() types", () => {
       socket.route("x", (ctx: ConnectContext) => ctx.reject());
     };
     expect(typeof uses).toBe("function");
+  });
+});
+
+describe("public type names", () => {
+  it("names what the public types are generic over, so a helper can be typed from the SDK alone", () => {
+    // Before, KvRef, SecretRef and WebsocketHandlerFn took types only @nitric-like/spec exported, a
+    // package a project does not depend on (pnpm cannot import it): no helper could be generic.
+    const names = <P extends KvPermission>(ref: KvRef<{ name: string }, P>) => ref.name;
+    const secretName = <P extends SecretPermission>(ref: SecretRef<P>) => ref.name;
+    const logged = <E extends WebsocketEvent>(event: E, fn: WebsocketHandlerFn<E>): WebsocketHandlerFn<E> => {
+      return (ctx: WebsocketContext<E>) => {
+        console.log(event, ctx.connectionId);
+        return fn(ctx);
+      };
+    };
+    expectTypeOf<KvPermission>().toEqualTypeOf<"get" | "set" | "delete">();
+    expectTypeOf<SecretPermission>().toEqualTypeOf<"access" | "put">();
+    expectTypeOf<WebsocketEvent>().toEqualTypeOf<"connect" | "disconnect" | "message">();
+    expect([typeof names, typeof secretName, typeof logged]).toEqual(["function", "function", "function"]);
   });
 });

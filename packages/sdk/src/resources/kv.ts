@@ -21,6 +21,9 @@ import type { JsonObject } from "../internal/data.js";
 import { rpc } from "../internal/runtime.js";
 import { declare, declaredOnce, declarePolicy } from "./declare.js";
 
+/** A permission `.allow()` takes: "get" (get, keys), "set" or "delete". */
+export type { KvPermission };
+
 /** Reading: `.allow("get")`. */
 export interface KvReader<T extends JsonObject> {
   /** The value at `key`. A missing key throws NitricLikeError `not_found` naming key and store. */

@@ -33,6 +33,9 @@ import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "..
 import { type AuthorizeFn, AuthorizerStream, parseIdentity } from "./authorize.js";
 import { declare, declaredOnce } from "./declare.js";
 
+/** An event `on()` takes: "connect", "message" or "disconnect". */
+export type { WebsocketEvent };
+
 const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 
