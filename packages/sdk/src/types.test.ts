@@ -2,7 +2,11 @@
 // the permission narrowing fails the build; vitest runs it too.
 import { describe, expect, expectTypeOf, it } from "vitest";
 import {
+  type CollectionRef,
   type ConnectContext,
+  collection,
+  type DocumentRef,
+  type JsonObject,
   type KvPermission,
   type KvRef,
   kv,
@@ -114,5 +118,33 @@ describe("public type names", () => {
     expectTypeOf<SecretPermission>().toEqualTypeOf<"access" | "put">();
     expectTypeOf<WebsocketEvent>().toEqualTypeOf<"connect" | "disconnect" | "message">();
     expect([typeof names, typeof secretName, typeof logged]).toEqual(["function", "function", "function"]);
+  });
+});
+
+describe("collection().for() types", () => {
+  it("narrows a document to what .for() granted, as kv's .allow() does", () => {
+    // Never called (it would declare against a provider): tsc checks the lines, vitest the shape.
+    const uses = async () => {
+      const readOnly = collection<{ name: string }>("typed-docs").for("reading");
+      expectTypeOf(readOnly.doc("a").get).returns.toEqualTypeOf<Promise<{ name: string }>>();
+      // @ts-expect-error "reading" does not grant set
+      await readOnly.doc("a").set({ name: "ann" });
+      // @ts-expect-error "reading" does not grant delete
+      await readOnly.doc("a").delete();
+      const writer = collection<{ name: string }>("typed-docs").for("writing", "deleting");
+      await writer.doc("a").set({ name: "ann" });
+      await writer.doc("a").delete();
+      // @ts-expect-error "writing" does not grant get
+      await writer.doc("a").get();
+      // @ts-expect-error the content must be the collection's type
+      await writer.doc("a").set({ name: 1 });
+      const all = collection("typed-docs").for("reading", "writing", "deleting");
+      const full: CollectionRef<JsonObject> = all;
+      const doc: DocumentRef<JsonObject> = full.doc("a");
+      await doc.set(await doc.get());
+      // @ts-expect-error unknown permission
+      collection("typed-docs").for("read");
+    };
+    expect(typeof uses).toBe("function");
   });
 });

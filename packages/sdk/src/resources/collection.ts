@@ -79,16 +79,36 @@ export interface QueryResult<T extends JsonObject> {
   documents: Document<T>[];
 }
 
-/** One document of a collection. */
-export interface DocumentRef<T extends JsonObject> {
-  readonly id: string;
+/** Reading a document: `.for("reading")`. */
+export interface DocumentReader<T extends JsonObject> {
   /** Its content; a missing document throws `not_found`. */
   get(): Promise<T>;
+}
+
+/** Writing a document: `.for("writing")`. */
+export interface DocumentWriter<T extends JsonObject> {
   /** Writes its content. */
   set(content: T): Promise<void>;
+}
+
+/** Deleting a document: `.for("deleting")`. */
+export interface DocumentDeleter {
   /** Deletes it; deleting a missing document succeeds. */
   delete(): Promise<void>;
 }
+
+// biome-ignore lint/complexity/noBannedTypes: an empty capability when a permission is absent
+type Nothing = {};
+
+/**
+ * One document of a collection, whose type has exactly the methods the collection's `.for()`
+ * granted (as kv's `.allow()` does): `.for("reading")` gives get() but no set().
+ */
+export type DocumentRef<T extends JsonObject, P extends CollectionPermission = CollectionPermission> = {
+  readonly id: string;
+} & ("reading" extends P ? DocumentReader<T> : Nothing) &
+  ("writing" extends P ? DocumentWriter<T> : Nothing) &
+  ("deleting" extends P ? DocumentDeleter : Nothing);
 
 interface Store<T extends JsonObject> {
   get(key: string): Promise<T>;
@@ -186,8 +206,11 @@ export class Query<T extends JsonObject> {
   }
 }
 
-/** A collection this service may use as its `.for()` allowed. */
-export class CollectionRef<T extends JsonObject> {
+/**
+ * A collection this service may use as its `.for()` allowed: `doc(id)`'s type has the methods of
+ * the permissions `P` (a query needs "reading", refused by the provider otherwise).
+ */
+export class CollectionRef<T extends JsonObject, P extends CollectionPermission = CollectionPermission> {
   /** @internal use collection(name).for(...). */
   constructor(
     readonly name: string,
@@ -195,14 +218,15 @@ export class CollectionRef<T extends JsonObject> {
   ) {}
 
   /** One document by id. */
-  doc(id: string): DocumentRef<T> {
+  doc(id: string): DocumentRef<T, P> {
     const { store } = this;
-    return {
+    const ref: DocumentRef<T> = {
       id,
       get: () => store.get(id),
       set: (content: T) => store.set(id, content),
       delete: () => store.delete(id),
     };
+    return ref as DocumentRef<T, P>;
   }
 
   /** A query over the whole collection. */
@@ -216,8 +240,11 @@ export class Collection<T extends JsonObject = JsonObject> {
   /** @internal use collection(name). */
   constructor(readonly name: string) {}
 
-  /** Grants this service "reading", "writing" and/or "deleting" (kv get, set, delete). */
-  for(...permissions: CollectionPermission[]): CollectionRef<T> {
+  /**
+   * Grants this service "reading", "writing" and/or "deleting" (kv get, set, delete) and returns
+   * a reference whose documents' type has only the granted methods.
+   */
+  for<P extends CollectionPermission[]>(...permissions: P): CollectionRef<T, P[number]> {
     const allowed = permissions.map((p) => {
       // Own keys only: "toString" or "constructor" must not find what every object inherits.
       const kvPermission = Object.hasOwn(PERMISSIONS, p) ? PERMISSIONS[p] : undefined;
