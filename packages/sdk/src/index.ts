@@ -1,5 +1,5 @@
 export { ERROR_CODES, type ErrorCode, type ErrorDetails, isNitricLikeError, NitricLikeError } from "./errors.js";
-export type { JsonObject, JsonValue, Payload } from "./internal/data.js";
+export type { JsonObject, JsonObjectOf, JsonValue, JsonValueOf, Payload } from "./internal/data.js";
 export type {
   AuthorizeAllow,
   AuthorizeDeny,

@@ -148,3 +148,44 @@ describe("collection().for() types", () => {
     expect(typeof uses).toBe("function");
   });
 });
+
+describe("kv() and collection() value types", () => {
+  it("take a value type written as an interface, and refuse one JSON cannot hold", () => {
+    // An interface has no index signature: kv<Profile> failed with "Index signature for type
+    // 'string' is missing in type 'Profile'", so users had to rewrite their types as aliases.
+    interface Address {
+      city: string;
+      lines: string[];
+    }
+    interface Profile {
+      name: string;
+      nick?: string;
+      age: number | null;
+      addresses: Address[];
+      tags: readonly string[];
+    }
+    // Never called (it would declare against a provider): tsc checks the lines, vitest the shape.
+    const uses = async () => {
+      const profiles = kv<Profile>("typed-profiles").allow("get", "set");
+      expectTypeOf(profiles.get).returns.toEqualTypeOf<Promise<Profile>>();
+      await profiles.set("ann", { name: "ann", age: null, addresses: [{ city: "Oslo", lines: [] }], tags: [] });
+      // @ts-expect-error a property of the wrong type is still refused
+      await profiles.set("ann", { name: 1, age: null, addresses: [], tags: [] });
+      const docs = collection<Profile>("typed-profiles").for("reading");
+      expectTypeOf(docs.doc("ann").get).returns.toEqualTypeOf<Promise<Profile>>();
+      kv<JsonObject>("typed-any").allow("get");
+      kv("typed-default").allow("get");
+      // @ts-expect-error a Date is not JSON: kv refuses it
+      kv<{ at: Date }>("typed-bad");
+      // @ts-expect-error a Map is not JSON
+      kv<{ seen: Map<string, number> }>("typed-bad");
+      // @ts-expect-error a bigint is not JSON
+      kv<{ n: bigint }>("typed-bad");
+      // @ts-expect-error a function is not JSON
+      collection<{ f: () => void }>("typed-bad");
+      // @ts-expect-error nor is a Date inside an interface's array
+      kv<{ list: { at: Date }[] }>("typed-bad");
+    };
+    expect(typeof uses).toBe("function");
+  });
+});

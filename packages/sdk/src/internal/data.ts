@@ -4,6 +4,35 @@ export type JsonValue = number | string | boolean | null | JsonObject | JsonValu
 /** A JSON object: the value type of kv stores. */
 export type JsonObject = { [key: string]: JsonValue };
 
+/**
+ * The check kv() and collection() put on their value type `T`: an object whose properties are JSON
+ * values, nested objects and arrays included. An interface passes as a type alias does (neither
+ * has to be a JsonObject: an interface has no index signature, so `kv<Profile>` failed with
+ * "Index signature for type 'string' is missing"); a Date, a Map, a Set, a function or a bigint
+ * does not, and the type error names it with the fix ("a Date is not JSON: store
+ * date.toISOString() or date.getTime()"). An optional property may be undefined: kv leaves such a
+ * property out. Class instances pass as interfaces do (types cannot tell them apart); `set()`
+ * refuses them at run time.
+ */
+export type JsonObjectOf<T> = { [K in keyof T]: JsonValueOf<T[K]> };
+/** A property type JsonObjectOf accepts, as it would be checked. */
+export type JsonValueOf<V> = V extends JsonValue | undefined
+  ? V
+  : V extends readonly unknown[]
+    ? { [I in keyof V]: JsonValueOf<V[I]> }
+    : // What JSON cannot hold is checked against a sentence, which the type error then shows.
+      V extends Date
+      ? "a Date is not JSON: store date.toISOString() or date.getTime()"
+      : V extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown>
+        ? "a Map or a Set is not JSON: store a plain object or an array"
+        : V extends bigint
+          ? "a bigint is not JSON: store a string or a number"
+          : V extends (...args: never[]) => unknown
+            ? "a function is not JSON"
+            : V extends object
+              ? JsonObjectOf<V>
+              : "not JSON: use a string, number, boolean, null, array or plain object";
+
 /** Anything the SDK can send: text, bytes, or a value sent as JSON text. */
 export type Payload = string | Uint8Array | ArrayBuffer | JsonValue | object;
 
