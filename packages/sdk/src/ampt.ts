@@ -5,6 +5,7 @@
  * importing it declares that socket, so a service that only sends or closes through `ws` (no
  * handlers) is granted the socket too, on every provider.
  */
+import { NitricLikeError } from "./errors.js";
 import type { JsonValue, Payload } from "./internal/data.js";
 import { type SendOptions, type Websocket, websocket } from "./resources/websocket.js";
 
@@ -85,6 +86,19 @@ const socket: Websocket = websocket(AMPT_SOCKET_NAME);
 const get = () => socket;
 
 function on(event: "connected" | "disconnected" | "message", handler: (...args: never[]) => unknown): void {
+  // From JavaScript anything can come here: say so at the call, not as a TypeError at the first event.
+  if (event !== "connected" && event !== "disconnected" && event !== "message") {
+    throw new NitricLikeError(
+      "invalid_argument",
+      `ws.on(${JSON.stringify(event)}): unknown event; use "connected", "disconnected" or "message"`,
+    );
+  }
+  if (typeof handler !== "function") {
+    throw new NitricLikeError(
+      "invalid_argument",
+      `ws.on("${event}"): a handler must be a function, got ${handler === null ? "null" : typeof handler}`,
+    );
+  }
   const s = get();
   const call = handler as (...args: unknown[]) => unknown;
   // Handlers' results are awaited but never replied: Ampt handlers return nothing meaningful.
@@ -102,7 +116,7 @@ function on(event: "connected" | "disconnected" | "message", handler: (...args: 
     s.on("disconnect", async (ctx) => {
       await call(connection(s, ctx.connectionId, {}), ctx.reason || undefined);
     });
-  } else if (event === "message") {
+  } else {
     s.on("message", async (ctx) => {
       let data: unknown;
       if (ctx.binary) data = ctx.data;
@@ -117,8 +131,6 @@ function on(event: "connected" | "disconnected" | "message", handler: (...args: 
       const raw: RawMessage = { bytes: ctx.data, binary: ctx.binary, text: () => ctx.text() };
       await call(connection(s, ctx.connectionId, {}), data, raw);
     });
-  } else {
-    throw new TypeError(`ws.on(${JSON.stringify(event)}): unknown event; use "connected", "disconnected" or "message"`);
   }
 }
 

@@ -1,5 +1,5 @@
 export { ERROR_CODES, type ErrorCode, type ErrorDetails, isNitricLikeError, NitricLikeError } from "./errors.js";
-export type { JsonObject, JsonValue, Payload } from "./internal/data.js";
+export type { JsonObject, JsonObjectOf, JsonValue, JsonValueOf, Payload } from "./internal/data.js";
 export type {
   AuthorizeAllow,
   AuthorizeDeny,
@@ -13,14 +13,26 @@ export {
   CollectionRef,
   collection,
   type Document,
+  type DocumentDeleter,
+  type DocumentReader,
   type DocumentRef,
+  type DocumentWriter,
   Query,
   type QueryResult,
   type WhereOperator,
 } from "./resources/collection.js";
-export { type KvDeleter, type KvReader, type KvRef, KvStore, type KvWriter, kv } from "./resources/kv.js";
+export {
+  type KvDeleter,
+  type KvPermission,
+  type KvReader,
+  type KvRef,
+  KvStore,
+  type KvWriter,
+  kv,
+} from "./resources/kv.js";
 export {
   Secret,
+  type SecretPermission,
   type SecretReader,
   type SecretRef,
   SecretValue,
@@ -43,6 +55,7 @@ export {
   Websocket,
   type WebsocketContext,
   type WebsocketContextBase,
+  type WebsocketEvent,
   type WebsocketHandlerFn,
   type WebsocketOptions,
   type WebsocketRequest,

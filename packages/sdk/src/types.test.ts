@@ -2,11 +2,20 @@
 // the permission narrowing fails the build; vitest runs it too.
 import { describe, expect, expectTypeOf, it } from "vitest";
 import {
+  type CollectionRef,
   type ConnectContext,
+  collection,
+  type DocumentRef,
+  type JsonObject,
+  type KvPermission,
   type KvRef,
   kv,
   type MessageContext,
   type RouteContext,
+  type SecretPermission,
+  type SecretRef,
+  type WebsocketContext,
+  type WebsocketEvent,
   type WebsocketHandlerFn,
   websocket,
 } from "./index.js";
@@ -88,6 +97,94 @@ describe("socket.route() types", () => {
       socket.on("message", (ctx) => expectTypeOf(ctx.route).toEqualTypeOf<string | undefined>());
       // @ts-expect-error a route's handler gets a route context, not a connect context
       socket.route("x", (ctx: ConnectContext) => ctx.reject());
+    };
+    expect(typeof uses).toBe("function");
+  });
+});
+
+describe("public type names", () => {
+  it("names what the public types are generic over, so a helper can be typed from the SDK alone", () => {
+    // Before, KvRef, SecretRef and WebsocketHandlerFn took types only @nitric-like/spec exported, a
+    // package a project does not depend on (pnpm cannot import it): no helper could be generic.
+    const names = <P extends KvPermission>(ref: KvRef<{ name: string }, P>) => ref.name;
+    const secretName = <P extends SecretPermission>(ref: SecretRef<P>) => ref.name;
+    const logged = <E extends WebsocketEvent>(event: E, fn: WebsocketHandlerFn<E>): WebsocketHandlerFn<E> => {
+      return (ctx: WebsocketContext<E>) => {
+        console.log(event, ctx.connectionId);
+        return fn(ctx);
+      };
+    };
+    expectTypeOf<KvPermission>().toEqualTypeOf<"get" | "set" | "delete">();
+    expectTypeOf<SecretPermission>().toEqualTypeOf<"access" | "put">();
+    expectTypeOf<WebsocketEvent>().toEqualTypeOf<"connect" | "disconnect" | "message">();
+    expect([typeof names, typeof secretName, typeof logged]).toEqual(["function", "function", "function"]);
+  });
+});
+
+describe("collection().for() types", () => {
+  it("narrows a document to what .for() granted, as kv's .allow() does", () => {
+    // Never called (it would declare against a provider): tsc checks the lines, vitest the shape.
+    const uses = async () => {
+      const readOnly = collection<{ name: string }>("typed-docs").for("reading");
+      expectTypeOf(readOnly.doc("a").get).returns.toEqualTypeOf<Promise<{ name: string }>>();
+      // @ts-expect-error "reading" does not grant set
+      await readOnly.doc("a").set({ name: "ann" });
+      // @ts-expect-error "reading" does not grant delete
+      await readOnly.doc("a").delete();
+      const writer = collection<{ name: string }>("typed-docs").for("writing", "deleting");
+      await writer.doc("a").set({ name: "ann" });
+      await writer.doc("a").delete();
+      // @ts-expect-error "writing" does not grant get
+      await writer.doc("a").get();
+      // @ts-expect-error the content must be the collection's type
+      await writer.doc("a").set({ name: 1 });
+      const all = collection("typed-docs").for("reading", "writing", "deleting");
+      const full: CollectionRef<JsonObject> = all;
+      const doc: DocumentRef<JsonObject> = full.doc("a");
+      await doc.set(await doc.get());
+      // @ts-expect-error unknown permission
+      collection("typed-docs").for("read");
+    };
+    expect(typeof uses).toBe("function");
+  });
+});
+
+describe("kv() and collection() value types", () => {
+  it("take a value type written as an interface, and refuse one JSON cannot hold", () => {
+    // An interface has no index signature: kv<Profile> failed with "Index signature for type
+    // 'string' is missing in type 'Profile'", so users had to rewrite their types as aliases.
+    interface Address {
+      city: string;
+      lines: string[];
+    }
+    interface Profile {
+      name: string;
+      nick?: string;
+      age: number | null;
+      addresses: Address[];
+      tags: readonly string[];
+    }
+    // Never called (it would declare against a provider): tsc checks the lines, vitest the shape.
+    const uses = async () => {
+      const profiles = kv<Profile>("typed-profiles").allow("get", "set");
+      expectTypeOf(profiles.get).returns.toEqualTypeOf<Promise<Profile>>();
+      await profiles.set("ann", { name: "ann", age: null, addresses: [{ city: "Oslo", lines: [] }], tags: [] });
+      // @ts-expect-error a property of the wrong type is still refused
+      await profiles.set("ann", { name: 1, age: null, addresses: [], tags: [] });
+      const docs = collection<Profile>("typed-profiles").for("reading");
+      expectTypeOf(docs.doc("ann").get).returns.toEqualTypeOf<Promise<Profile>>();
+      kv<JsonObject>("typed-any").allow("get");
+      kv("typed-default").allow("get");
+      // @ts-expect-error a Date is not JSON: kv refuses it
+      kv<{ at: Date }>("typed-bad");
+      // @ts-expect-error a Map is not JSON
+      kv<{ seen: Map<string, number> }>("typed-bad");
+      // @ts-expect-error a bigint is not JSON
+      kv<{ n: bigint }>("typed-bad");
+      // @ts-expect-error a function is not JSON
+      collection<{ f: () => void }>("typed-bad");
+      // @ts-expect-error nor is a Date inside an interface's array
+      kv<{ list: { at: Date }[] }>("typed-bad");
     };
     expect(typeof uses).toBe("function");
   });

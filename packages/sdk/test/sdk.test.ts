@@ -178,6 +178,56 @@ describe("websocket handlers", () => {
     c.ws.close();
   });
 
+  it("refuses a Set, a Promise or a BigInt it was asked to send, naming the call and the fix, rather than sending {} to the client", async () => {
+    const s = websocket("payloads");
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+      if (String(chunk).includes('websocket("payloads")')) lines.push(String(chunk));
+      else write(chunk, ...rest);
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      s.on("message", async (ctx) => {
+        const what = ctx.text();
+        if (what === "return") return { online: new Set([ctx.connectionId]) }; // the handler fails, logged
+        try {
+          if (what === "send") await s.send(ctx.connectionId, { user: Promise.resolve("ann") });
+          else if (what === "broadcast") await s.broadcast({ count: 1n });
+          else if (what === "reply") ctx.reply([new Map([["a", 1]])]);
+        } catch (error) {
+          return isNitricLikeError(error) ? `${error.code}: ${error.message}` : `other: ${error}`;
+        }
+        return { empty: {}, at: new Date(0) }; // what JSON writes as it means to, sent as always
+      });
+      await registered("payloads", 1);
+      const c = client(urlOf("payloads"));
+      await c.opened;
+      c.ws.send("send");
+      expect((await c.next()).data.toString()).toBe(
+        'invalid_argument: websocket("payloads").send(): data.user is a Promise, which JSON would send as {}: await it first',
+      );
+      c.ws.send("broadcast");
+      expect((await c.next()).data.toString()).toBe(
+        'invalid_argument: websocket("payloads").broadcast(): data.count is a BigInt, which JSON has no form for: send it as a string or a number',
+      );
+      c.ws.send("reply");
+      expect((await c.next()).data.toString()).toBe(
+        'invalid_argument: websocket("payloads") ctx.reply(): data[0] is a Map, which JSON would send as {}: send Object.fromEntries(map) or [...map] instead',
+      );
+      c.ws.send("return");
+      c.ws.send("fine");
+      // The refused return value sent nothing: the next frame is the next message's answer.
+      expect((await c.next()).data.toString()).toBe('{"empty":{},"at":"1970-01-01T00:00:00.000Z"}');
+      expect(lines.join("")).toContain(
+        `websocket("payloads") message handler's return value (replied to the sender): data.online is a Set, which JSON would send as {}: send [...set] instead`,
+      );
+      c.ws.close();
+    } finally {
+      process.stderr.write = write as typeof process.stderr.write;
+    }
+  });
+
   it("reports a message that is not JSON as invalid_argument naming socket and connection", async () => {
     const s = websocket("parse");
     const errors: unknown[] = [];

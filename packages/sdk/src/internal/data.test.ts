@@ -21,10 +21,45 @@ describe("encodePayload", () => {
       expect(() => encodePayload(value as never)).toThrow(
         expect.objectContaining({
           code: "invalid_argument",
-          message: expect.stringMatching(/^cannot send \w+: pass a string, bytes, or a JSON value$/),
+          message: expect.stringMatching(/^send: cannot send \w+: pass a string, bytes, or a JSON value$/),
         }),
       );
     }
+  });
+
+  it("refuses, naming the call, the place and the fix, what JSON would drop or fail on, instead of sending {} or a bare TypeError", () => {
+    const refused = (data: unknown, call: string) => {
+      try {
+        encodePayload(data as never, "chat", call);
+      } catch (error) {
+        expect(error).toMatchObject({ code: "invalid_argument" });
+        return (error as Error).message;
+      }
+      return "sent";
+    };
+    const cycle: { self?: unknown } = {};
+    cycle.self = cycle;
+    expect(refused({ users: new Set(["ann"]) }, ".send()")).toBe(
+      'websocket("chat").send(): data.users is a Set, which JSON would send as {}: send [...set] instead',
+    );
+    expect(refused(new Map([["a", 1]]), ".broadcast()")).toBe(
+      'websocket("chat").broadcast(): data is a Map, which JSON would send as {}: send Object.fromEntries(map) or [...map] instead',
+    );
+    expect(refused({ user: Promise.resolve({ name: "ann" }) }, " ctx.reply()")).toBe(
+      'websocket("chat") ctx.reply(): data.user is a Promise, which JSON would send as {}: await it first',
+    );
+    expect(refused([{ "a b": new Error("boom") }], ".send()")).toBe(
+      'websocket("chat").send(): data[0]["a b"] is an Error, which JSON would send as {}: send error.message instead',
+    );
+    expect(refused({ n: [1, 2n] }, ".send()")).toBe(
+      'websocket("chat").send(): data.n[1] is a BigInt, which JSON has no form for: send it as a string or a number',
+    );
+    expect(refused(cycle, ".send()")).toBe(
+      'websocket("chat").send(): data refers to itself (a cycle), which JSON cannot write: send a copy without the cycle',
+    );
+    // What JSON writes as {} on purpose, or in a form of its own, is sent as it always was.
+    expect(refused({ empty: {}, none: Object.create(null), at: new Date(0), list: [] }, ".send()")).toBe("sent");
+    expect(new TextDecoder().decode(encodePayload({ e: {}, m: { toJSON: () => ({}) } }).data)).toBe('{"e":{},"m":{}}');
   });
 });
 

@@ -6,7 +6,7 @@
 import { Readable } from "node:stream";
 import { resourceNameProblem } from "@nitric-like/spec";
 import { isNitricLikeError, NitricLikeError } from "../errors.js";
-import type { JsonObject, JsonValue } from "../internal/data.js";
+import type { JsonObject, JsonObjectOf, JsonValue } from "../internal/data.js";
 import { kv } from "./kv.js";
 
 /** What `.for()` takes: reading (get, query), writing (set), deleting (delete). */
@@ -50,7 +50,7 @@ function literal(text: string): string {
 }
 
 /** The store's calls, their errors said as the collection's. */
-function collectionStore<T extends JsonObject>(name: string, store: Store<T>): Store<T> {
+function collectionStore<T extends object>(name: string, store: Store<T>): Store<T> {
   const said = (error: unknown) => {
     throw asCollectionError(name, error);
   };
@@ -69,28 +69,48 @@ function collectionStore<T extends JsonObject>(name: string, store: Store<T>): S
 }
 
 /** A document: its id and content. */
-export interface Document<T extends JsonObject> {
+export interface Document<T extends object> {
   readonly id: string;
   readonly content: T;
 }
 
 /** What `fetch()` resolves with. */
-export interface QueryResult<T extends JsonObject> {
+export interface QueryResult<T extends object> {
   documents: Document<T>[];
 }
 
-/** One document of a collection. */
-export interface DocumentRef<T extends JsonObject> {
-  readonly id: string;
+/** Reading a document: `.for("reading")`. */
+export interface DocumentReader<T extends object> {
   /** Its content; a missing document throws `not_found`. */
   get(): Promise<T>;
+}
+
+/** Writing a document: `.for("writing")`. */
+export interface DocumentWriter<T extends object> {
   /** Writes its content. */
   set(content: T): Promise<void>;
+}
+
+/** Deleting a document: `.for("deleting")`. */
+export interface DocumentDeleter {
   /** Deletes it; deleting a missing document succeeds. */
   delete(): Promise<void>;
 }
 
-interface Store<T extends JsonObject> {
+// biome-ignore lint/complexity/noBannedTypes: an empty capability when a permission is absent
+type Nothing = {};
+
+/**
+ * One document of a collection, whose type has exactly the methods the collection's `.for()`
+ * granted (as kv's `.allow()` does): `.for("reading")` gives get() but no set().
+ */
+export type DocumentRef<T extends object, P extends CollectionPermission = CollectionPermission> = {
+  readonly id: string;
+} & ("reading" extends P ? DocumentReader<T> : Nothing) &
+  ("writing" extends P ? DocumentWriter<T> : Nothing) &
+  ("deleting" extends P ? DocumentDeleter : Nothing);
+
+interface Store<T extends object> {
   get(key: string): Promise<T>;
   set(key: string, value: T): Promise<void>;
   delete(key: string): Promise<void>;
@@ -98,7 +118,7 @@ interface Store<T extends JsonObject> {
 }
 
 /** A query: every document, narrowed by `where()` clauses, at most `limit()` of them, in id order. */
-export class Query<T extends JsonObject> {
+export class Query<T extends object> {
   private readonly clauses: { path: string[]; op: WhereOperator; value: JsonValue }[] = [];
   private max = Number.POSITIVE_INFINITY;
 
@@ -134,7 +154,8 @@ export class Query<T extends JsonObject> {
 
   private matches(content: T): boolean {
     return this.clauses.every(({ path, op, value }) => {
-      let field: JsonValue | undefined = content;
+      // T passed collection()'s JsonObjectOf check (an interface has no index signature to say so).
+      let field: JsonValue | undefined = content as JsonObject;
       // Own properties only: "constructor.name" or "toString" must not reach Object.prototype, which
       // every document has (a where on them matched documents without such a field).
       for (const part of path)
@@ -186,8 +207,11 @@ export class Query<T extends JsonObject> {
   }
 }
 
-/** A collection this service may use as its `.for()` allowed. */
-export class CollectionRef<T extends JsonObject> {
+/**
+ * A collection this service may use as its `.for()` allowed: `doc(id)`'s type has the methods of
+ * the permissions `P` (a query needs "reading", refused by the provider otherwise).
+ */
+export class CollectionRef<T extends object, P extends CollectionPermission = CollectionPermission> {
   /** @internal use collection(name).for(...). */
   constructor(
     readonly name: string,
@@ -195,14 +219,15 @@ export class CollectionRef<T extends JsonObject> {
   ) {}
 
   /** One document by id. */
-  doc(id: string): DocumentRef<T> {
+  doc(id: string): DocumentRef<T, P> {
     const { store } = this;
-    return {
+    const ref: DocumentRef<T> = {
       id,
       get: () => store.get(id),
       set: (content: T) => store.set(id, content),
       delete: () => store.delete(id),
     };
+    return ref as DocumentRef<T, P>;
   }
 
   /** A query over the whole collection. */
@@ -212,12 +237,15 @@ export class CollectionRef<T extends JsonObject> {
 }
 
 /** A declared collection; `.for()` says what this service may do with it. */
-export class Collection<T extends JsonObject = JsonObject> {
+export class Collection<T extends object = JsonObject> {
   /** @internal use collection(name). */
   constructor(readonly name: string) {}
 
-  /** Grants this service "reading", "writing" and/or "deleting" (kv get, set, delete). */
-  for(...permissions: CollectionPermission[]): CollectionRef<T> {
+  /**
+   * Grants this service "reading", "writing" and/or "deleting" (kv get, set, delete) and returns
+   * a reference whose documents' type has only the granted methods.
+   */
+  for<P extends CollectionPermission[]>(...permissions: P): CollectionRef<T, P[number]> {
     const allowed = permissions.map((p) => {
       // Own keys only: "toString" or "constructor" must not find what every object inherits.
       const kvPermission = Object.hasOwn(PERMISSIONS, p) ? PERMISSIONS[p] : undefined;
@@ -229,7 +257,7 @@ export class Collection<T extends JsonObject = JsonObject> {
       }
       return kvPermission;
     });
-    const store = kv<T>(this.name).allow(...allowed) as unknown as Store<T>;
+    const store = kv(this.name).allow(...allowed) as unknown as Store<T>;
     return new CollectionRef(this.name, collectionStore(this.name, store));
   }
 }
@@ -238,7 +266,7 @@ export class Collection<T extends JsonObject = JsonObject> {
  * Declares a collection of JSON documents, stored as the kv store of the same name. An invalid name
  * throws at once with the fix, as kv() and websocket() do (the store is declared at .for()).
  */
-export function collection<T extends JsonObject = JsonObject>(name: string): Collection<T> {
+export function collection<T extends JsonObjectOf<T> = JsonObject>(name: string): Collection<T> {
   const problem = resourceNameProblem("collection", name);
   if (problem) throw new NitricLikeError("invalid_argument", problem);
   return new Collection<T>(name);

@@ -17,12 +17,15 @@ import {
   withoutUndefined,
 } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
-import type { JsonObject } from "../internal/data.js";
+import type { JsonObject, JsonObjectOf } from "../internal/data.js";
 import { rpc } from "../internal/runtime.js";
 import { declare, declaredOnce, declarePolicy } from "./declare.js";
 
+/** A permission `.allow()` takes: "get" (get, keys), "set" or "delete". */
+export type { KvPermission };
+
 /** Reading: `.allow("get")`. */
-export interface KvReader<T extends JsonObject> {
+export interface KvReader<T extends object> {
   /** The value at `key`. A missing key throws NitricLikeError `not_found` naming key and store. */
   get(key: string): Promise<T>;
   /** The keys starting with `prefix` (all keys when omitted), in byte order. */
@@ -30,7 +33,7 @@ export interface KvReader<T extends JsonObject> {
 }
 
 /** Writing: `.allow("set")`. */
-export interface KvWriter<T extends JsonObject> {
+export interface KvWriter<T extends object> {
   /**
    * Stores `value` (a JSON object) at `key`, replacing what was there. Resolves once durable. A
    * value is kept exactly or refused here, before any network, with `invalid_argument` naming the
@@ -53,7 +56,7 @@ export interface KvDeleter {
 type Nothing = {};
 
 /** A store reference whose type has exactly the methods its permissions allow. */
-export type KvRef<T extends JsonObject, P extends KvPermission> = { readonly name: string } & ("get" extends P
+export type KvRef<T extends object, P extends KvPermission> = { readonly name: string } & ("get" extends P
   ? KvReader<T>
   : Nothing) &
   ("set" extends P ? KvWriter<T> : Nothing) &
@@ -65,7 +68,7 @@ const ACTIONS: Record<KvPermission, Action> = {
   delete: Action.KeyValueStoreDelete,
 };
 
-class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDeleter {
+class KvRefImpl<T extends object> implements KvReader<T>, KvWriter<T>, KvDeleter {
   constructor(
     readonly name: string,
     private readonly ready: Promise<unknown>,
@@ -114,7 +117,8 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
       throw new NitricLikeError("invalid_argument", check.problem, { details: { store: this.name, key } });
     }
     // The contract's Struct has no undefined: leave such properties out rather than send null.
-    const content = check.hasUndefined ? withoutUndefined(value) : value;
+    // T passed kv()'s JsonObjectOf check (an interface has no index signature to say so here).
+    const content = (check.hasUndefined ? withoutUndefined(value) : value) as JsonObject;
     await this.ready;
     try {
       await rpc.unary(KvStoreService.method.setValue, { ref: { store: this.name, key }, content });
@@ -152,7 +156,7 @@ class KvRefImpl<T extends JsonObject> implements KvReader<T>, KvWriter<T>, KvDel
 }
 
 /** A declared kv store; `.allow()` says what this service may do with it. */
-export class KvStore<T extends JsonObject = JsonObject> {
+export class KvStore<T extends object = JsonObject> {
   private ready: Promise<unknown>;
 
   /** @internal use kv(name). */
@@ -192,6 +196,6 @@ const stores = new Map<string, KvStore<JsonObject>>();
  * Declares a key-value store of JSON objects. Declaring the same name again returns the same
  * store. An invalid name throws at once with the fix.
  */
-export function kv<T extends JsonObject = JsonObject>(name: string): KvStore<T> {
+export function kv<T extends JsonObjectOf<T> = JsonObject>(name: string): KvStore<T> {
   return declaredOnce("kv", name, stores, () => new KvStore(name)) as unknown as KvStore<T>;
 }

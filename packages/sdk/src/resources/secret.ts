@@ -22,6 +22,9 @@ import { NitricLikeError } from "../errors.js";
 import { rpc } from "../internal/runtime.js";
 import { declare, declaredOnce, declarePolicy } from "./declare.js";
 
+/** A permission `.allow()` takes: "access" (latest(), version()) or "put". */
+export type { SecretPermission };
+
 const ENCODER = new TextEncoder();
 const DECODER = new TextDecoder("utf-8", { fatal: true });
 

@@ -33,6 +33,9 @@ import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "..
 import { type AuthorizeFn, AuthorizerStream, parseIdentity } from "./authorize.js";
 import { declare, declaredOnce } from "./declare.js";
 
+/** An event `on()` takes: "connect", "message" or "disconnect". */
+export type { WebsocketEvent };
+
 const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 
@@ -406,12 +409,13 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     this.rejectReason = reason;
     this.rejectStatus = status;
   }
-  reply(data: Payload): void {
+  reply(data: Payload, call = " ctx.reply()"): void {
+    const encoded = encodePayload(data, this.owner.name, call);
     if (!this.replies) this.replies = [];
-    this.replies.push(encodePayload(data));
+    this.replies.push(encoded);
   }
   send(data: Payload): void {
-    this.reply(data);
+    this.reply(data, " ctx.send()");
   }
 }
 
@@ -563,7 +567,7 @@ class HandlerStream {
   // their last call did (Set.add, a kv write), which must not become the client's first frame.
   private replyWith(ctx: EventContext, value: unknown): void {
     if (value === undefined || value === ctx || this.event !== "message") return;
-    ctx.reply(value as Payload);
+    ctx.reply(value as Payload, " message handler's return value (replied to the sender)");
   }
 }
 
@@ -673,7 +677,7 @@ export class Websocket {
    */
   async send(connectionId: string, data: Payload, options?: SendOptions): Promise<void> {
     this.checkId("send", connectionId);
-    const { data: bytes, binary } = encodePayload(data);
+    const { data: bytes, binary } = encodePayload(data, this.name, ".send()");
     // Every message a Nitric-style app answers comes here: no await (a microtask) once declared.
     if (!this.declared) await this.ready;
     try {
@@ -697,7 +701,7 @@ export class Websocket {
    * providers/aws/README.md).
    */
   async broadcast(data: Payload, options: BroadcastOptions = {}): Promise<number> {
-    const { data: bytes, binary } = encodePayload(data);
+    const { data: bytes, binary } = encodePayload(data, this.name, ".broadcast()");
     const except =
       options.except === undefined ? [] : typeof options.except === "string" ? [options.except] : options.except;
     if (!Array.isArray(except)) this.checkId("broadcast", except, "except: ");
