@@ -1975,6 +1975,36 @@ describe("run --provider aws while services come, go and declare more", () => {
   }, 120000);
 });
 
+describe("run --provider aws runs a function where Lambda does", () => {
+  it("in its own folder (LAMBDA_TASK_ROOT), so a path relative to the working directory fails as on AWS, not found in the project", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: where\nservices:\n  - match: services/*.ts\n",
+      "data/words.txt": "alpha\n",
+      "services/where.ts": [
+        'import { existsSync } from "node:fs";',
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        "socket.on('message', (ctx) => JSON.stringify({",
+        "  root: process.env.LAMBDA_TASK_ROOT === process.cwd(),",
+        '  bundle: existsSync("index.cjs"),',
+        '  project: existsSync("data/words.txt") || existsSync("nitric-like.yaml"),',
+        "}));",
+      ].join("\n"),
+    });
+    const app = await startApp(project, ["--provider", "aws", "--no-dashboard"]);
+    try {
+      const client = await connect(app.url("socket"));
+      client.ws.send("where");
+      expect(JSON.parse((await client.next()).text)).toEqual({ root: true, bundle: true, project: false });
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
+});
+
 describe("run --provider aws when a redeploy cannot start", () => {
   it("says so and why, and the next saved change deploys the app again", async () => {
     const squatter = createServer();
