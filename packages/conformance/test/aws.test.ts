@@ -2030,6 +2030,46 @@ describe("run --provider aws runs a function where Lambda does", () => {
   }, 60000);
 });
 
+describe("a function bundled as CommonJS", () => {
+  it("gives its ES modules import.meta as Node would, the bundle's own, so createRequire(import.meta.url) at a module's top level does not fail its init", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: meta\nservices:\n  - match: services/*.ts\n",
+      "services/meta.ts": [
+        'import { createRequire } from "node:module";',
+        'import { basename } from "node:path";',
+        'import { fileURLToPath } from "node:url";',
+        'import { websocket } from "@nitric-like/sdk";',
+        "// As lmdb, msgpackr and many ES module packages do as they load.",
+        "const require = createRequire(import.meta.url);",
+        "const here = fileURLToPath(import.meta.url);",
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        "socket.on('message', () => JSON.stringify({",
+        "  file: basename(here),",
+        "  filename: import.meta.filename === here,",
+        '  dirname: import.meta.dirname + "/" + basename(here) === here,',
+        '  require: typeof require("node:path").join,',
+        "}));",
+      ].join("\n"),
+    });
+    const app = await startApp(project, ["--provider", "aws", "--no-dashboard"]);
+    try {
+      const client = await connect(app.url("socket"));
+      client.ws.send("where");
+      expect(JSON.parse((await client.next()).text)).toEqual({
+        file: "index.cjs",
+        filename: true,
+        dirname: true,
+        require: "function",
+      });
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
+});
+
 describe("run --provider aws when a redeploy cannot start", () => {
   it("says so and why, and the next saved change deploys the app again", async () => {
     const squatter = createServer();

@@ -242,6 +242,26 @@ export function functionSourceMap(text: string, mapDir: string, projectDir: stri
   return JSON.stringify(map);
 }
 
+/**
+ * Gives the ES modules a CommonJS bundle holds the `import.meta` Node gives them, the bundle's
+ * own: esbuild leaves it empty there, so the many packages (and services) that call
+ * `createRequire(import.meta.url)` or `fileURLToPath(import.meta.url)` as they load failed the
+ * function's init with `Invalid URL` or `The "path" argument must be of type string`. Injected
+ * (not a banner, which would come before the bundle's "use strict" and undo it).
+ */
+const IMPORT_META = runtimeModule("import-meta");
+const cjsImportMeta = () =>
+  IMPORT_META === undefined
+    ? {}
+    : {
+        inject: [IMPORT_META],
+        define: {
+          "import.meta.url": "__nlImportMetaUrl",
+          "import.meta.filename": "__filename",
+          "import.meta.dirname": "__dirname",
+        },
+      };
+
 function bundleAs(format: "cjs" | "esm", projectDir: string, entry: string, outfile: string) {
   return build({
     entryPoints: [entry],
@@ -269,6 +289,6 @@ function bundleAs(format: "cjs" | "esm", projectDir: string, entry: string, outf
     // grpc-js (a service's own) loads it only to serve channelz and ORCA: 130 KB saved.
     external: ["@grpc/proto-loader"],
     plugins: [leanDependencies],
-    ...(format === "esm" ? { banner: { js: ESM_BANNER } } : {}),
+    ...(format === "esm" ? { banner: { js: ESM_BANNER } } : cjsImportMeta()),
   });
 }
