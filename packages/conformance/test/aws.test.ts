@@ -114,8 +114,16 @@ describe("nitric-like build --provider aws", () => {
     expect(stderr).toMatch(/bundling service "chat" \(1\/1\)/);
     const bundle = readFileSync(join(out, "functions", "chat", "index.cjs"));
     const files = unzip(readFileSync(join(out, "functions", "chat.zip")));
-    expect([...files.keys()]).toEqual(["index.cjs"]);
+    expect([...files.keys()]).toEqual(["index.cjs", "index.cjs.map"]);
     expect(files.get("index.cjs")?.equals(bundle)).toBe(true);
+    // The source map names the project's files as in the project, without their text.
+    const map = JSON.parse(files.get("index.cjs.map")?.toString("utf8") ?? "{}") as {
+      sources: string[];
+      sourcesContent?: unknown;
+    };
+    expect(map.sources).toContain("services/chat.ts");
+    expect(map.sourcesContent).toBeUndefined();
+    expect(bundle.toString("utf8").trimEnd().endsWith("//# sourceMappingURL=index.cjs.map")).toBe(true);
 
     const [[apiId, api]] = ofType(template, "AWS::ApiGatewayV2::Api") as [[string, Resource]];
     expect(api.Properties.ProtocolType).toBe("WEBSOCKET");
@@ -338,7 +346,7 @@ describe("nitric-like build --provider aws", () => {
     const bundle = readFileSync(join(out, "functions", "chat", "index.mjs"));
     expect(existsSync(join(out, "functions", "chat", "index.cjs"))).toBe(false);
     const files = unzip(readFileSync(join(out, "functions", "chat.zip")));
-    expect([...files.keys()]).toEqual(["index.mjs"]);
+    expect([...files.keys()]).toEqual(["index.mjs", "index.mjs.map"]);
     expect(files.get("index.mjs")?.equals(bundle)).toBe(true);
 
     const app = await startApp(project, ["--provider", "aws"]);
@@ -361,6 +369,23 @@ describe("nitric-like build --provider aws", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 90000);
+
+  it("gives a function a new key when only its source's lines move (its source map changes), and the same one for the same sources", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    const keyOf = (template: Template) => {
+      const [[, fn]] = ofType(template, "AWS::Lambda::Function") as [[string, Resource]];
+      return (fn.Properties.Code as { S3Key: string }).S3Key;
+    };
+    const first = keyOf((await build(project)).template);
+    expect(keyOf((await build(project)).template)).toBe(first);
+    const service = join(project, "services", "chat.ts");
+    const before = readFileSync(join(project, "out", "functions", "chat", "index.cjs"));
+    // A comment line: the same minified code, every line below it one further down.
+    writeFileSync(service, `// moved down a line\n${readFileSync(service, "utf8")}`);
+    const { out, template } = await build(project);
+    expect(readFileSync(join(out, "functions", "chat", "index.cjs")).equals(before)).toBe(true);
+    expect(keyOf(template)).not.toBe(first);
+  }, 60000);
 
   it("refuses an app with a missing handler and writes nothing", async () => {
     const project = copyProject(join(FIXTURES, "bad-spec"));
@@ -1973,6 +1998,76 @@ describe("run --provider aws while services come, go and declare more", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 120000);
+});
+
+describe("run --provider aws runs a function where Lambda does", () => {
+  it("in its own folder (LAMBDA_TASK_ROOT), so a path relative to the working directory fails as on AWS, not found in the project", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: where\nservices:\n  - match: services/*.ts\n",
+      "data/words.txt": "alpha\n",
+      "services/where.ts": [
+        'import { existsSync } from "node:fs";',
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        "socket.on('message', (ctx) => JSON.stringify({",
+        "  root: process.env.LAMBDA_TASK_ROOT === process.cwd(),",
+        '  bundle: existsSync("index.cjs"),',
+        '  project: existsSync("data/words.txt") || existsSync("nitric-like.yaml"),',
+        "}));",
+      ].join("\n"),
+    });
+    const app = await startApp(project, ["--provider", "aws", "--no-dashboard"]);
+    try {
+      const client = await connect(app.url("socket"));
+      client.ws.send("where");
+      expect(JSON.parse((await client.next()).text)).toEqual({ root: true, bundle: true, project: false });
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
+});
+
+describe("a function bundled as CommonJS", () => {
+  it("gives its ES modules import.meta as Node would, the bundle's own, so createRequire(import.meta.url) at a module's top level does not fail its init", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: meta\nservices:\n  - match: services/*.ts\n",
+      "services/meta.ts": [
+        'import { createRequire } from "node:module";',
+        'import { basename } from "node:path";',
+        'import { fileURLToPath } from "node:url";',
+        'import { websocket } from "@nitric-like/sdk";',
+        "// As lmdb, msgpackr and many ES module packages do as they load.",
+        "const require = createRequire(import.meta.url);",
+        "const here = fileURLToPath(import.meta.url);",
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        "socket.on('message', () => JSON.stringify({",
+        "  file: basename(here),",
+        "  filename: import.meta.filename === here,",
+        '  dirname: import.meta.dirname + "/" + basename(here) === here,',
+        '  require: typeof require("node:path").join,',
+        "}));",
+      ].join("\n"),
+    });
+    const app = await startApp(project, ["--provider", "aws", "--no-dashboard"]);
+    try {
+      const client = await connect(app.url("socket"));
+      client.ws.send("where");
+      expect(JSON.parse((await client.next()).text)).toEqual({
+        file: "index.cjs",
+        filename: true,
+        dirname: true,
+        require: "function",
+      });
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
 });
 
 describe("run --provider aws when a redeploy cannot start", () => {

@@ -91,6 +91,31 @@ describe("a handler's error in the service log", () => {
   }, 40000);
 });
 
+describe("a handler's error in an AWS function's log", () => {
+  it("names the TypeScript file and line, through the source map in the function's zip, under run --provider aws as on Lambda", async () => {
+    const app = await startApp(writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": APP }), [
+      "--no-dashboard",
+      "--provider",
+      "aws",
+    ]);
+    const client = await connect(app.url("socket"));
+    client.ws.send("shadow");
+    await app.waitFor(/message handler failed for connection \S+: TypeError/);
+    client.ws.send("missing");
+    await app.waitFor(/message handler failed for connection \S+: NitricLikeError/);
+
+    // The bundle is minified: the message names the minifier's identifier, the frame the source.
+    const shadow = block(app.stderr, /TypeError/);
+    expect(shadow[0]).toMatch(/TypeError: .+\.get is not a function$/);
+    expect(shadow.slice(1)).toEqual([expect.stringMatching(/^app \|\s+at .*services\/app\.ts:12:\d+\)?$/)]);
+    const missing = block(app.stderr, /NitricLikeError/);
+    expect(missing[0]).toMatch(/NitricLikeError: kv\("store"\): key "no-such-key" not found$/);
+    expect(missing.slice(1)).toEqual([expect.stringMatching(/^app \|\s+at .*services\/app\.ts:15:\d+\)?$/)]);
+    expect(app.stderr).not.toMatch(/index\.c?js:\d+:\d+/);
+    client.ws.close();
+  }, 60000);
+});
+
 describe("ctx.reject() given the wrong types from JavaScript", () => {
   it("fails that connect handler, saying what to give, and the service keeps serving", async () => {
     const app = await startApp(

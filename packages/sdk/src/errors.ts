@@ -137,14 +137,18 @@ function locationOf(frame: string): { file: string; line: number; column: number
 
 /**
  * True for a frame in the service's own code: a file in the project's folder (the service's
- * working directory), not in node_modules or nitric-like's build folder, not Node's own.
+ * working directory), not in node_modules or nitric-like's build folder, not Node's own. In an
+ * AWS function the working directory is the function's folder (/var/task, or its folder under
+ * `.nitric-like/aws-run` in the emulator) and its source map names the project's files under it.
  */
 function isUserFrame(frame: string, root = process.cwd()): boolean {
   const at = locationOf(frame);
   if (!at || at.file.startsWith("node:")) return false;
   const file = at.file.replaceAll("\\", "/");
   const base = root.replaceAll("\\", "/").replace(/\/$/, "");
-  return file.startsWith(`${base}/`) && !file.includes("/node_modules/") && !file.includes("/.nitric-like/");
+  if (!file.startsWith(`${base}/`)) return false;
+  const inside = file.slice(base.length);
+  return !inside.includes("/node_modules/") && !inside.startsWith("/.nitric-like/");
 }
 
 /**

@@ -18,7 +18,8 @@ export const BUILD_HELP = `Usage: nitric-like build [dir] [options]
 Collects and checks the project in dir (default: the current folder) as "spec" does,
 then writes what the provider deploys. For aws: one bundle and zip per service
 (functions/<service>/index.cjs, or index.mjs for a service that awaits at its top
-level; functions/<service>.zip) and template.json, a CloudFormation template.
+level, with its source map; functions/<service>.zip) and template.json, a
+CloudFormation template.
 Nothing is written when a check fails.
 
 It never deletes a file it did not write: it leaves .nitric-like-build.json listing

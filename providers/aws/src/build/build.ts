@@ -20,8 +20,16 @@ import { zip } from "./zip.js";
 export interface AwsBuild extends BuildResult {
   template: Record<string, unknown>;
   templateFile: string;
-  /** `file`: the zip; `bundle`: the file it holds. */
-  artifacts: { service: string; key: string; file: string; bundle: string; bytes: number; zipBytes: number }[];
+  /** `file`: the zip; `bundle` and `map`: the files it holds, the bundle and its source map. */
+  artifacts: {
+    service: string;
+    key: string;
+    file: string;
+    bundle: string;
+    map: string;
+    bytes: number;
+    zipBytes: number;
+  }[];
   /** The custom domain of each socket that has one in this build. */
   domains: Record<string, SocketDomain>;
 }
@@ -59,8 +67,11 @@ export async function buildAws(
     const bundle = await bundleFunction(options.project.dir, service, outDir);
     const code = readFileSync(bundle.file);
     const name = basename(bundle.file);
-    const archive = zip([{ name, data: code }]);
-    const hash = artifactHash(code);
+    const archive = zip([
+      { name, data: code },
+      { name: basename(bundle.map), data: readFileSync(bundle.map) },
+    ]);
+    const hash = artifactHash(code, bundle.sourcesDigest);
     const file = join(outDir, "functions", `${service.name}.zip`);
     writeFileSync(file, archive);
     const key = `nitric-like/${spec.name}/${service.name}-${hash}.zip`;
@@ -69,6 +80,7 @@ export async function buildAws(
       key,
       file,
       bundle: bundle.file,
+      map: bundle.map,
       bytes: code.length,
       zipBytes: archive.length,
     });
@@ -109,7 +121,7 @@ export async function buildAws(
   out.finish();
   logger.info(`wrote ${templateFile} (${Object.keys(template.Resources as object).length} resources)`);
   return {
-    files: [templateFile, ...artifacts.flatMap((a) => [a.file, a.bundle])],
+    files: [templateFile, ...artifacts.flatMap((a) => [a.file, a.bundle, a.map])],
     template,
     templateFile,
     artifacts,
@@ -134,7 +146,7 @@ function domainsOf(options: BuildOptions): Record<string, SocketDomain> {
  * wrapper from one build of the same inputs to the next (esbuild#3284; 1 build in 6 of
  * examples/chat here), and an unchanged function must not be uploaded and updated again for it.
  */
-export function artifactHash(code: Buffer | string): string {
+export function artifactHash(code: Buffer | string, inputs = ""): string {
   const text = typeof code === "string" ? code : code.toString("utf8");
-  return createHash("sha256").update(text.replaceAll('"use strict";', "")).digest("hex").slice(0, 16);
+  return createHash("sha256").update(text.replaceAll('"use strict";', "")).update(inputs).digest("hex").slice(0, 16);
 }

@@ -370,7 +370,10 @@ class Instance {
   ) {
     this.timeoutMs = fn.timeoutMs;
     const child = fork(WORKER, [functionFileIn(fn.dir), freezes ? "freeze" : "run"], {
-      env: fn.env,
+      // Lambda runs a function in the folder its zip unpacks to (/var/task, LAMBDA_TASK_ROOT): a
+      // relative path a service reads is looked up there, not in the project, so here it is too.
+      cwd: fn.dir,
+      env: { ...fn.env, LAMBDA_TASK_ROOT: fn.dir },
       stdio: ["pipe", "pipe", "pipe", "ipc"],
       serialization: "advanced",
     });
