@@ -222,8 +222,8 @@ function sourcesDigest(projectDir: string, inputs: string[]): string {
 /**
  * A function's source map with its sources named as in the project (`services/chat.ts`; a
  * package's file from `node_modules/` on), not relative to the build folder: Lambda unpacks the
- * zip into /var/task, and Node (NODE_OPTIONS=--enable-source-maps, which the template sets)
- * resolves each source against the map's own place, so a stack there reads
+ * zip into /var/task, and the function's stack formatter (runtime/stacks.ts) resolves each
+ * source against the map's own place, as Node would, so a stack there reads
  * `/var/task/services/chat.ts:12:5`, and the emulator's the same under the function's folder.
  * The same project gives the same map wherever it is checked out.
  */
@@ -279,8 +279,8 @@ function bundleAs(format: "cjs" | "esm", projectDir: string, entry: string, outf
     // identifiers in any case.
     metafile: true,
     // A map beside the bundle, in the zip: a stack on AWS names the TypeScript file and line
-    // (the template sets NODE_OPTIONS=--enable-source-maps). Without the sources' text, which
-    // Node does not need to map a frame; Node reads it only when a stack is first formatted.
+    // (runtime/stacks.ts reads the map when a stack is first formatted, not at every cold start
+    // as --enable-source-maps would). Without the sources' text, which mapping a frame does not need.
     sourcemap: "linked",
     sourcesContent: false,
     logLevel: "silent",
