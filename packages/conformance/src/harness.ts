@@ -6,7 +6,7 @@
  * that did not exit cleanly (code 0), so a leaked server or an unclean shutdown fails the test.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -288,7 +288,11 @@ export function connect(url: string, headers: Record<string, string> = {}): Prom
   });
 }
 
-/** Writes a project (file path → content) to a fresh temp folder sharing this package's node_modules. */
+/**
+ * Writes a project (file path → content) to a fresh temp folder sharing this package's
+ * node_modules. Files under `node_modules/` are packages of the project's own, beside links to
+ * the shared ones.
+ */
 export function writeProject(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), "nitric-like-test-"));
   tempDirs.push(dir);
@@ -296,8 +300,19 @@ export function writeProject(files: Record<string, string>): string {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), content);
   }
-  symlinkSync(NODE_MODULES, join(dir, "node_modules"), "dir");
+  const own = join(dir, "node_modules");
+  if (!existsSync(own)) symlinkSync(NODE_MODULES, own, "dir");
+  else linkEntries(NODE_MODULES, own);
   return dir;
+}
+
+/** Links each entry of `from` into `to` that `to` lacks; a scope folder both have, entry by entry. */
+function linkEntries(from: string, to: string): void {
+  for (const name of readdirSync(from)) {
+    const target = join(to, name);
+    if (!existsSync(target)) symlinkSync(join(from, name), target);
+    else if (name.startsWith("@")) linkEntries(join(from, name), target);
+  }
 }
 
 /**

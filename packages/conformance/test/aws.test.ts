@@ -397,6 +397,39 @@ describe("nitric-like build --provider aws", () => {
     expect(existsSync(out)).toBe(false);
   }, 30000);
 
+  it("warns of a bundled package that loads native code, naming it and what imports it, and not of one that does not", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: addon\nservices:\n  - match: services/*.ts\n",
+      "services/addon.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'import { hash } from "fast-hash";',
+        'import { pad } from "plain-pad";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => pad(hash(ctx.text())));',
+      ].join("\n"),
+      // As bcrypt or lmdb: an addon built by node-gyp, found by its loader beside the package.
+      "node_modules/fast-hash/package.json": JSON.stringify({
+        name: "fast-hash",
+        main: "index.js",
+        gypfile: true,
+        dependencies: { "node-gyp-build": "^4" },
+      }),
+      "node_modules/fast-hash/binding.gyp": "{}",
+      "node_modules/fast-hash/index.js": "exports.hash = (s) => String(s.length);",
+      "node_modules/plain-pad/package.json": JSON.stringify({ name: "plain-pad", main: "index.js" }),
+      "node_modules/plain-pad/index.js": "exports.pad = (s) => s.padStart(4);",
+    });
+    const out = join(project, "out");
+    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    expect(code, stderr).toBe(0);
+    expect(stderr).toContain(
+      'warning: service "addon": its function bundles "fast-hash" (imported by services/addon.ts), a package that loads native code (a .node addon), which a function\'s bundle cannot carry: on AWS it fails as it loads, unless the package falls back to JavaScript',
+    );
+    expect(stderr).not.toContain('"plain-pad"');
+  }, 30000);
+
   it("names the providers it knows when asked for one that is not installed", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));
     const { code, stderr } = await runCli(["build", project, "--provider", "nitric-like-provider-nowhere", "--plain"]);

@@ -12,6 +12,7 @@ import { type BuildOptions, type BuildResult, type SocketDomain, socketDomainOf 
 import { bundleFunction } from "./bundle.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
+import { nativePackageWarning } from "./native.js";
 import { buildTemplate } from "./template.js";
 import { variableNameProblems } from "./variables.js";
 import { zip } from "./zip.js";
@@ -87,6 +88,7 @@ export async function buildAws(
     const esm = name === FUNCTION_FILES.esm ? " (an ES module: the service awaits at its top level)" : "";
     const memory = service.memory === undefined ? "" : `, memory ${service.memory} MB`;
     logger.info(`  ${service.name}: ${name} ${kb(code.length)}${esm}, zip ${kb(archive.length)}${memory}`);
+    for (const pkg of bundle.native) logger.warn(nativePackageWarning(service.name, pkg));
   }
   rmSync(join(outDir, "entries"), { recursive: true, force: true });
   for (const note of awsLimitNotes(options.project, options.environment)) logger.warn(note);

@@ -16,6 +16,7 @@ import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
 import { build, type Plugin, stop } from "esbuild";
 import { FUNCTION_FILES } from "./function-file.js";
+import { nativePackages } from "./native.js";
 
 /** A bundled service. */
 export interface ServiceBundle {
@@ -30,6 +31,8 @@ export interface ServiceBundle {
   map: string;
   /** A digest of its source files' contents (sourcesDigest). */
   sourcesDigest: string;
+  /** The packages it bundles that load native code (nativePackages), for build to warn of. */
+  native: { name: string; importedBy: string | undefined }[];
 }
 
 /** A service that does not compile; the message lists esbuild's errors with file:line:column. */
@@ -175,7 +178,15 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
     const bytes = result.metafile.outputs[relative(projectDir, file)]?.bytes ?? 0;
     const inputs = Object.keys(result.metafile.inputs);
     const sources = inputs.filter((input) => resolve(projectDir, input) !== entry);
-    return { service: service.name, file, bytes, inputs, map, sourcesDigest: sourcesDigest(projectDir, sources) };
+    return {
+      service: service.name,
+      file,
+      bytes,
+      inputs,
+      map,
+      sourcesDigest: sourcesDigest(projectDir, sources),
+      native: nativePackages(projectDir, result.metafile.inputs),
+    };
   } catch (error) {
     const message = compileErrorMessage(error, projectDir, service);
     if (!message) throw error;
