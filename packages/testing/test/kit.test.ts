@@ -184,7 +184,7 @@ it.each([
       talker.send("copy");
       for (const name of ["authorize", "connect", "message"]) writeFileSync(file(name), "");
       await restarting;
-      await talker.expectMessage("answered");
+      await talker.expectMessage("answered message");
       const after = (await talker.next()).text;
       expect(after).toMatch(/^copy /);
       expect(after).not.toBe(before);
@@ -193,8 +193,43 @@ it.each([
       expect(await counts()).toEqual([1, 1, 1]);
       // The new copy serves what comes next.
       talker.send(file("message"));
-      await talker.expectMessage("answered");
+      await talker.expectMessage("answered message");
       expect(await counts()).toEqual([1, 1, 2]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+it.each([
+  { what: "thread", processes: false },
+  { what: "process", processes: true },
+])(
+  "starts a connection's messages in the order sent, and one that awaits does not hold the next back ($what)",
+  async ({ processes }) => {
+    const dir = mkdtempSync(join(tmpdir(), "kit-order-"));
+    try {
+      const app = await startApp(fixture("held"), { processes });
+      const client = await app.connect();
+      const names = Array.from({ length: 20 }, (_, i) => `m${i}`);
+      // The handler holds each message until its file exists: the odd ones' exist already.
+      for (const [i, name] of names.entries()) if (i % 2 === 1) writeFileSync(join(dir, name), "");
+      for (const name of names) client.send(join(dir, name));
+      const replies = async (n: number) => {
+        const got: string[] = [];
+        for (let i = 0; i < n; i++) got.push((await client.next()).text);
+        return got.sort();
+      };
+      const answered = (parity: number) =>
+        names
+          .filter((_, i) => i % 2 === parity)
+          .map((name) => `answered ${name}`)
+          .sort();
+      expect(await replies(10)).toEqual(answered(1));
+      for (const [i, name] of names.entries()) if (i % 2 === 0) writeFileSync(join(dir, name), "");
+      expect(await replies(10)).toEqual(answered(0));
+      client.send("started");
+      expect((await client.next()).json()).toEqual(names);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
