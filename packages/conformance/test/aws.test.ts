@@ -889,6 +889,26 @@ describe("the emulator keeps API Gateway's rules", () => {
     probe.close();
   });
 
+  it("ends a deleted connection whose client does not answer the close within a second, and runs its $disconnect", async () => {
+    const probe = await connect(url);
+    const silent = await connect(url);
+    const id = (await silent.call({ op: "whoami" })).id as string;
+    // It stops reading, so it never answers the close frame; its request still goes out.
+    (silent.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    silent.ws.send(JSON.stringify({ op: "close-me" }));
+    // The lab's $disconnect stores the code it was given (until then, the get answers an error).
+    let stored: unknown;
+    // (Within 2.5 s: this emulator's lab ends connections at 4 s of age.)
+    for (let i = 0; i < 25 && stored === undefined; i++) {
+      await sleep(100);
+      stored = (await probe.call({ op: "get", key: `gone:${id}` })).value;
+    }
+    expect(stored).toEqual({ code: 1006 });
+    expect((await probe.call({ op: "is-connected", to: id })).connected).toBe(false);
+    silent.ws.terminate();
+    probe.close();
+  });
+
   it("refuses headers over 16 KB with 431 and its reason, and lets go of a refused client that never closes its side", async () => {
     const small = await anotherEmulator({ newConnectionsPerSecond: 1 });
     const { port, pathname } = new URL(small.sockets.find((s) => s.name === "lab")?.url as string);

@@ -159,6 +159,25 @@ export class AuthorizerRegistry {
     return stream;
   }
 
+  /**
+   * A service is about to be stopped on purpose (see HandlerRegistry.drainService): its streams
+   * take no new request (those wait for its next copy to register), and the requests they were
+   * sent may still be answered. Resolves once none is left unanswered, or after `graceMs`; a save
+   * would otherwise refuse the clients being authorized at that moment with 503.
+   */
+  async drainService(service: string, graceMs: number): Promise<void> {
+    const streams: AuthorizerStream[] = [];
+    for (const [socket, stream] of this.streams) {
+      if (stream.service !== service) continue;
+      this.streams.delete(socket);
+      // Its sockets' connections keep waiting for an authorizer, never go in without one.
+      this.expected.set(socket, service);
+      streams.push(stream);
+    }
+    const deadline = Date.now() + graceMs;
+    while (streams.some((s) => s.pending.size > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  }
+
   /** A stream ended: its unanswered requests are refused with 503. */
   unregister(stream: AuthorizerStream): void {
     if (this.streams.get(stream.socket) === stream) this.streams.delete(stream.socket);

@@ -204,3 +204,68 @@ describe("HandlerRegistry message routes", () => {
     );
   });
 });
+
+describe("HandlerRegistry.drainService", () => {
+  it("lets a service stopped on purpose answer what it was sent, sends it nothing new, and resolves once it has answered", async () => {
+    const registry = new HandlerRegistry(logger(), 30_000, 5_000);
+    registry.expect("chat", "message", "svc");
+    const heard: string[] = [];
+    const sink: AnswerSink<string> = {
+      answered: (context) => void heard.push(context),
+      failed: (context, error) => void heard.push(`${context} failed: ${error.failure}`),
+    };
+    const oldCall = new Call();
+    const old = registry.register("svc", "chat", "message", oldCall);
+    registry.deliver("chat", "message", event("c1"), sink, "first");
+    let drained = false;
+    const draining = registry.drainService("svc", 5_000).then(() => {
+      drained = true;
+    });
+    // Sent meanwhile: it waits for the next copy instead of going to the one being stopped.
+    registry.deliver("chat", "message", event("c1"), sink, "second");
+    await new Promise((r) => setTimeout(r, 30));
+    expect(oldCall.written.map((m) => m.id)).toHaveLength(1);
+    expect(drained).toBe(false);
+    expect(registry.pendingCount()).toBe(1);
+    old.answer(answer(oldCall.written[0]?.id ?? "", 1) as never);
+    await draining;
+    expect(heard).toEqual(["first"]);
+    // The old copy ends (its stream closes) and the next copy registers: the waiting event goes to it.
+    registry.unregister(old);
+    registry.serviceExited("svc", "was stopped", false);
+    registry.serviceStarting("svc");
+    const newCall = new Call();
+    const next = registry.register("svc", "chat", "message", newCall);
+    await Promise.resolve();
+    const sent = newCall.written.filter((m) => m.content?.case === "websocketEventRequest");
+    expect(sent).toHaveLength(1);
+    next.answer(answer(sent[0]?.id ?? "", 2) as never);
+    expect(heard).toEqual(["first", "second"]);
+  });
+
+  it("gives what the stopped copy did not answer within the grace to the next copy, counting no death against it", async () => {
+    const registry = new HandlerRegistry(logger(), 30_000, 5_000);
+    registry.expect("chat", "message", "svc");
+    const heard: string[] = [];
+    const sink: AnswerSink<string> = {
+      answered: (context) => void heard.push(context),
+      failed: (context, error) => void heard.push(`${context} failed: ${error.failure}`),
+    };
+    const oldCall = new Call();
+    registry.register("svc", "chat", "message", oldCall);
+    registry.deliver("chat", "message", event("c1"), sink, "slow");
+    await registry.drainService("svc", 20);
+    expect(heard).toEqual([]);
+    // run then stops the copy: its exit is reported (on purpose), and its stream closes.
+    registry.serviceExited("svc", "was stopped", false);
+    registry.serviceStarting("svc");
+    const newCall = new Call();
+    const next = registry.register("svc", "chat", "message", newCall);
+    await Promise.resolve();
+    const sent = newCall.written.filter((m) => m.content?.case === "websocketEventRequest");
+    expect(sent).toHaveLength(1);
+    next.answer(answer(sent[0]?.id ?? "", 1) as never);
+    expect(heard).toEqual(["slow"]);
+    expect(oldCall.ended).toBe(true);
+  });
+});

@@ -340,6 +340,11 @@ export class HandlerRegistry {
    */
   private readonly orphans = new Map<string, Set<Waiter>>();
   private readonly listeners: (() => void)[] = [];
+  /**
+   * Streams of a service being stopped on purpose (drainService): they take no new event, and
+   * answer the ones they were sent until their service's copy ends.
+   */
+  private readonly draining = new Set<HandlerStream>();
   private counter = 0;
   private stopping = false;
 
@@ -360,6 +365,10 @@ export class HandlerRegistry {
       const now = Date.now();
       let left = 0;
       for (const s of this.streams.values()) {
+        s.expire(now);
+        left += s.pending.size;
+      }
+      for (const s of this.draining) {
         s.expire(now);
         left += s.pending.size;
       }
@@ -459,6 +468,7 @@ export class HandlerRegistry {
    * handler that died mid-event may see it again.
    */
   unregister(stream: HandlerStream): void {
+    this.draining.delete(stream);
     const key = HandlerRegistry.key(stream.socket, stream.event, stream.route);
     if (this.streams.get(key) === stream) {
       this.streams.delete(key);
@@ -543,6 +553,13 @@ export class HandlerRegistry {
       inFlight += stream.pending.size;
       this.retire(stream, died);
     }
+    // Streams of its copy that was draining (drainService) end with it.
+    for (const stream of [...this.draining]) {
+      if (stream.service !== service) continue;
+      this.draining.delete(stream);
+      inFlight += stream.pending.size;
+      this.retire(stream, died);
+    }
     if (changed) this.changed();
     return inFlight;
   }
@@ -557,6 +574,29 @@ export class HandlerRegistry {
     // Whatever its previous process left behind goes to this one; a death of this one is not theirs.
     this.orphans.delete(service);
     this.dropService(service, false);
+  }
+
+  /**
+   * A service is about to be stopped on purpose (a code change restarts it, or its file is gone):
+   * its streams take no new event (new ones wait for its next copy, as while it restarts), and
+   * the events they were sent may still be answered. Resolves once none is left unanswered, or
+   * after `graceMs`. A save would otherwise end a handler halfway and run it again in the new
+   * copy: a connect handler that had stored its connection, a message that had been broadcast.
+   * What is still unanswered when the copy ends is delivered again (unregister, serviceStarting).
+   */
+  async drainService(service: string, graceMs: number): Promise<void> {
+    const streams: HandlerStream[] = [];
+    for (const [key, stream] of this.streams) {
+      if (stream.service !== service) continue;
+      this.streams.delete(key);
+      this.draining.add(stream);
+      streams.push(stream);
+    }
+    if (streams.length === 0) return;
+    this.changed();
+    const deadline = Date.now() + graceMs;
+    const busy = () => streams.some((s) => this.draining.has(s) && s.pending.size + s.heldCount() > 0);
+    while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   }
 
   /**
@@ -750,6 +790,7 @@ export class HandlerRegistry {
   pendingCount(): number {
     let n = 0;
     for (const s of this.streams.values()) n += s.pending.size + s.heldCount();
+    for (const s of this.draining) n += s.pending.size + s.heldCount();
     return n;
   }
 
@@ -765,8 +806,9 @@ export class HandlerRegistry {
   /** Ends every stream with OK; events still unanswered fail as the provider is stopping. */
   endAll(): void {
     this.stopping = true;
-    const streams = [...this.streams.values()];
+    const streams = [...this.streams.values(), ...this.draining];
     this.streams.clear();
+    this.draining.clear();
     for (const s of streams) this.retire(s, false);
     for (const key of [...this.waiters.keys()]) this.wake(key);
   }

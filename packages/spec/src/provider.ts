@@ -136,6 +136,13 @@ export interface RunningProvider {
   /** Tells the provider a service's process is (re)starting: its old handler streams are gone. */
   serviceStarting(service: string): void;
   /**
+   * Tells the provider the CLI is about to stop a service on purpose (a code change restarts it,
+   * or its file is gone): it sends the service no new event (they wait for its next copy), and
+   * resolves once the events it was sent are answered, or after `graceMs`, so that no handler is
+   * ended halfway and run again.
+   */
+  serviceStopping?(service: string, graceMs: number): Promise<void>;
+  /**
    * Tells the provider a service's process has exited: `died` (default true) when on its own (a
    * crash, process.exit), false when the CLI stopped it (a code change, Ctrl-C). Events the
    * service had not answered are redelivered when it is back; a delivery that ended with the

@@ -181,10 +181,11 @@ export class App {
   }
 
   /**
-   * Fault: restarts a service through its supervisor, as a code change does: the running copy is
-   * stopped (a worker thread at once, a process after up to 2 s) and a new one starts. Clients
-   * stay connected; their events wait for the new copy, and events the old copy had not answered
-   * go to the new one again (at least once: a handler that sent before it returned may send twice).
+   * Fault: restarts a service through its supervisor, as a code change does: the running copy
+   * answers the events it was sent (up to 2 s; new events wait for the new copy), is stopped, and
+   * a new one starts. Clients stay connected; events the old copy had not answered within those
+   * 2 s go to the new one again (at least once: a handler that sent before it returned may send
+   * twice).
    * On aws the service's function is built and started again, as a deploy of new code does: the
    * clients stay connected to the API, and the next event cold-starts the new copy.
    */

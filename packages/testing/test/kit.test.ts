@@ -155,6 +155,88 @@ it("restart(): a new copy of the service answers, and the clients stay connected
 });
 
 it.each([
+  { what: "thread", processes: false },
+  { what: "process", processes: true },
+])(
+  "restart() lets the old copy ($what) answer the events it was sent, so no handler runs twice; new events wait for the new copy",
+  async ({ processes }) => {
+    const dir = mkdtempSync(join(tmpdir(), "kit-held-"));
+    const file = (name: string) => join(dir, name);
+    try {
+      const app = await startApp(fixture("held"), { processes });
+      const runs = app.kv<{ n: number }>("runs");
+      const talker = await app.connect();
+      talker.send("copy");
+      const before = (await talker.next()).text;
+      talker.send(file("message"));
+      const joining = app.connect({ query: { connect: file("connect") } });
+      const authorizing = app.connect({ query: { authorize: file("authorize") } });
+      // Awaited below; a refusal must fail there, not as an unhandled rejection.
+      for (const opening of [joining, authorizing]) opening.catch(() => {});
+      const counts = async () =>
+        Promise.all(["authorize", "connect", "message"].map(async (k) => (await runs.get(k))?.n ?? 0));
+      for (let i = 0; i < 500 && (await counts()).some((n) => n === 0); i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(await counts()).toEqual([1, 1, 1]);
+      // Each handler holds until its file exists: made once the restart has begun.
+      const restarting = app.restart();
+      await new Promise((r) => setTimeout(r, 300));
+      talker.send("copy");
+      for (const name of ["authorize", "connect", "message"]) writeFileSync(file(name), "");
+      await restarting;
+      await talker.expectMessage("answered message");
+      const after = (await talker.next()).text;
+      expect(after).toMatch(/^copy /);
+      expect(after).not.toBe(before);
+      const [joined, authorized] = await Promise.all([joining, authorizing]);
+      expect([talker.isOpen, joined.isOpen, authorized.isOpen]).toEqual([true, true, true]);
+      expect(await counts()).toEqual([1, 1, 1]);
+      // The new copy serves what comes next.
+      talker.send(file("message"));
+      await talker.expectMessage("answered message");
+      expect(await counts()).toEqual([1, 1, 2]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+it.each([
+  { what: "thread", processes: false },
+  { what: "process", processes: true },
+])(
+  "starts a connection's messages in the order sent, and one that awaits does not hold the next back ($what)",
+  async ({ processes }) => {
+    const dir = mkdtempSync(join(tmpdir(), "kit-order-"));
+    try {
+      const app = await startApp(fixture("held"), { processes });
+      const client = await app.connect();
+      const names = Array.from({ length: 20 }, (_, i) => `m${i}`);
+      // The handler holds each message until its file exists: the odd ones' exist already.
+      for (const [i, name] of names.entries()) if (i % 2 === 1) writeFileSync(join(dir, name), "");
+      for (const name of names) client.send(join(dir, name));
+      const replies = async (n: number) => {
+        const got: string[] = [];
+        for (let i = 0; i < n; i++) got.push((await client.next()).text);
+        return got.sort();
+      };
+      const answered = (parity: number) =>
+        names
+          .filter((_, i) => i % 2 === parity)
+          .map((name) => `answered ${name}`)
+          .sort();
+      expect(await replies(10)).toEqual(answered(1));
+      for (const [i, name] of names.entries()) if (i % 2 === 0) writeFileSync(join(dir, name), "");
+      expect(await replies(10)).toEqual(answered(0));
+      client.send("started");
+      expect((await client.next()).json()).toEqual(names);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+it.each([
   { what: "thread", kind: "thread", project: "recorder", processes: false, exit: "exited with code 1" },
   { what: "process", kind: "process", project: "recorder", processes: true, exit: "was killed by SIGKILL" },
   // Its own start command runs it; our SDK answers the checks there.

@@ -383,6 +383,14 @@ export class LocalProvider implements RunningProvider {
   }
 
   /**
+   * Sends the service no new event or authorization (they wait for its next copy) and resolves
+   * once what it was sent is answered, or after `graceMs` (see HandlerRegistry.drainService).
+   */
+  async serviceStopping(service: string, graceMs: number): Promise<void> {
+    await Promise.all([this.handlers.drainService(service, graceMs), this.authorizers.drainService(service, graceMs)]);
+  }
+
+  /**
    * Ends the service's handler streams and remembers how it ended, for the errors of events that
    * wait for it in vain; when it died on its own, counts a fatal delivery against each event it had
    * not answered (see HandlerRegistry.serviceExited). Returns how many it had in flight.

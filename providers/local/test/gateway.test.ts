@@ -2,10 +2,12 @@
 // other, playing the service.
 import type { IncomingMessage } from "node:http";
 import { Connections } from "@nitric-like/contracts/connections";
+import { Rooms } from "@nitric-like/contracts/rooms";
 import { Websocket, type WebsocketEventRequest } from "@nitric-like/contracts/websockets";
 import { Code } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { CLOSE_ANSWER_MS } from "../src/websocket/gateway.js";
 import {
   accept,
   cleanup,
@@ -518,6 +520,34 @@ describe("disconnect", () => {
     await expect(
       client.unary(Websocket.method.sendMessage, { socketName: "s", connectionId: id, data: text("late") }),
     ).rejects.toMatchObject({ code: Code.NOT_FOUND });
+  });
+
+  it("treats a connection whose close has begun as gone, and cuts off a client that does not answer the close, whose disconnect follows", async () => {
+    const { client, disconnects, ws, id } = await setup();
+    const s = { socketName: "s", connectionId: id };
+    expect(await client.unary(Rooms.method.join, { ...s, room: "hall" })).toMatchObject({ joined: true });
+    // The client stops reading, so it never answers the close frame.
+    (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    await client.unary(Websocket.method.closeConnection, { ...s, code: 4002 });
+    expect((await client.unary(Connections.method.isConnected, s)).connected).toBe(false);
+    await expect(client.unary(Connections.method.getConnection, s)).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    const listed: string[] = [];
+    for await (const r of client.serverStream(Connections.method.listConnections, { socketName: "s" }))
+      listed.push(r.connection?.connectionId ?? "");
+    expect(listed).not.toContain(id);
+    expect((await client.unary(Rooms.method.listMembers, { socketName: "s", room: "hall" })).connectionIds).toEqual([]);
+    for (const call of [
+      client.unary(Websocket.method.sendMessage, { ...s, data: text("late") }),
+      client.unary(Rooms.method.join, { ...s, room: "lobby" }),
+      client.unary(Rooms.method.setState, { ...s, stateJson: "{}" }),
+    ])
+      await expect(call).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    // A second close is the close under way, not an error.
+    await client.unary(Websocket.method.closeConnection, s);
+    expect(disconnects.events).toHaveLength(0);
+    // Not ws's 30 s: cut off once CLOSE_ANSWER_MS has passed without its answer.
+    await until(() => disconnects.events.length === 1, "the disconnect event", CLOSE_ANSWER_MS + 2000);
+    expect(disconnection(disconnects.events[0])).toMatchObject({ id, code: 1006 });
   });
 
   it("reports a dropped TCP connection with 1006", async () => {

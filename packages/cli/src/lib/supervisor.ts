@@ -52,6 +52,11 @@ const NO_HANDLERS_STARTED_MS = 1000;
 /** Output lines held back while a service starts (the last ones are kept), and kept for its cause. */
 const HELD_LINES = 200;
 /**
+ * How long a copy stopped on purpose (a code change, its file gone) has to answer the events it
+ * was sent before it is ended; what it has not answered by then goes to the next copy.
+ */
+const STOP_GRACE_MS = 2000;
+/**
  * Held-back output is printed after this long even if the service has not started (a slow start,
  * or a changed service that no longer registers a handler the spec expects): never swallowed.
  */
@@ -435,7 +440,7 @@ export class ServiceSupervisor {
     clearTimeout(this.startedTimer);
     const old = this.child;
     this.child = undefined;
-    if (old) await old.stop(2000);
+    if (old) await this.retireCopy(old);
     this.backoffMs = FIRST_BACKOFF_MS;
     this.everStarted = false;
     this.idle = false;
@@ -460,7 +465,17 @@ export class ServiceSupervisor {
    */
   async end(): Promise<void> {
     const child = await this.halt();
-    if (child) await child.stop(2000);
+    if (child) await this.retireCopy(child);
+  }
+
+  /**
+   * Stops a copy of the service on purpose: its handlers first answer the events they were sent
+   * (up to STOP_GRACE_MS; new events wait for the next copy), so a save does not end a handler
+   * halfway and run it again in the new copy.
+   */
+  private async retireCopy(child: ServiceHandle): Promise<void> {
+    if (!child.exited()) await this.provider.serviceStopping?.(this.name, STOP_GRACE_MS);
+    await child.stop(STOP_GRACE_MS);
   }
 
   /** Stops restarting and starting; the process or thread, if it still runs. */

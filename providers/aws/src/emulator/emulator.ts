@@ -1238,7 +1238,11 @@ class EmulatedApi {
       c.refused = true;
       c.owed = owed;
       this.logger.info(`API ${this.logicalId}: closed connection ${id} (${code}): ${reason}`);
-      if (c.ws.readyState === WebSocket.OPEN) c.ws.close(code, reason);
+      if (c.ws.readyState === WebSocket.OPEN) {
+        c.ws.close(code, reason);
+        // Its client has a second to answer the close (see manage()'s DELETE).
+        setTimeout(() => c.ws.terminate(), 1000).unref();
+      }
     };
     socket.prependListener(
       "data",
@@ -1358,7 +1362,10 @@ class EmulatedApi {
         }),
       );
     } else if (method === "DELETE") {
+      // API Gateway ends a deleted connection at once, whether or not its client answers the
+      // close: one that does not is cut off after a second, not ws's 30 s, so $disconnect follows.
       c.ws.close(1000, "");
+      setTimeout(() => c.ws.terminate(), 1000).unref();
       res.writeHead(204).end();
     } else {
       res.writeHead(405).end();

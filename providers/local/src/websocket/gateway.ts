@@ -71,6 +71,13 @@ import {
 const HEARTBEAT_MS = 30_000;
 /** How long stop() waits for clients to answer the 1001 close before cutting them off. */
 const CLOSE_GRACE_MS = 500;
+/**
+ * How long a client has to answer a close the gateway sends (the app's close(), a limit's) before
+ * it is cut off, instead of ws's 30 s: meanwhile it is gone to the app (see open()), its disconnect
+ * event waits and it holds its place under maxConnections. API Gateway ends a connection at once
+ * when it is deleted.
+ */
+export const CLOSE_ANSWER_MS = 1000;
 
 /** A JSON escape's start (`\u`): a key written with escapes may still name a route's property. */
 const ESCAPE = Buffer.from("\\u");
@@ -191,6 +198,15 @@ function clip(reason: string): string {
         .subarray(0, 123)
         .toString("utf8")
         .replace(/\uFFFD$/, "");
+}
+
+/**
+ * Sends a client a close frame and cuts it off if it has not answered within CLOSE_ANSWER_MS
+ * (terminate() does nothing to a connection that closed meanwhile).
+ */
+function closeClient(ws: WebSocket, code: number, reason: string): void {
+  ws.close(code, reason);
+  setTimeout(() => ws.terminate(), CLOSE_ANSWER_MS).unref();
 }
 
 /** Wraps protobuf bytes as a Buffer without copying, so ws sends them as they are. */
@@ -813,7 +829,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   private limitClose(c: Connection, code: number, reason: string): void {
     c.limited = true;
     this.logger.warn(`websocket "${this.name}": closed connection ${c.info.connectionId} (${code}): ${reason}`);
-    c.ws.close(code, clip(reason));
+    closeClient(c.ws, code, clip(reason));
   }
 
   /** Refuses new connections with 503 from now on (stop() drains in-flight handlers meanwhile). */
@@ -896,7 +912,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   private newRecord(req: IncomingMessage): ConnectionRecord {
     let id = connectionId();
     // 72 random bits make a clash unheard of, but an id must never name two live connections.
-    while (this.has(id) || this.authorizing.has(id)) id = connectionId();
+    while (this.connections.has(id) || this.opening.has(id) || this.authorizing.has(id)) id = connectionId();
     return new ConnectionRecord(
       id,
       Date.now(),
@@ -1076,7 +1092,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     }
     if (opening) {
       for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
-      if (opening.close) ws.close(opening.close.code, opening.close.reason);
+      if (opening.close) closeClient(ws, opening.close.code, opening.close.reason);
     }
     this.sent(connection);
   }
@@ -1350,9 +1366,21 @@ export class Gateway implements SocketBackend, FlowGateway {
       );
   }
 
+  /**
+   * An open connection: one whose close has begun (the client's, the app's or a limit's) is gone
+   * to the app from then on, as send() already found it, though its disconnect event waits for
+   * the close to finish. Otherwise a lookup, a listing, a room's members, join and setState would
+   * go on finding a connection that send() calls not_found (for up to CLOSE_ANSWER_MS when its
+   * client does not answer the close).
+   */
+  private open(id: string): Connection | undefined {
+    const c = this.connections.get(id);
+    return c !== undefined && c.ws.readyState === WebSocket.OPEN ? c : undefined;
+  }
+
   /** True when the connection is open, or opening (its connect handler is running). */
   has(id: string): boolean {
-    return this.connections.has(id) || this.opening.has(id);
+    return this.open(id) !== undefined || this.opening.has(id);
   }
 
   /** Sends one frame; returns false when the connection is neither open nor opening. */
@@ -1405,7 +1433,10 @@ export class Gateway implements SocketBackend, FlowGateway {
     else setTimeout(() => c.ws.terminate(), graceMs).unref();
   }
 
-  /** Closes one connection; returns false when it is neither open nor opening. */
+  /**
+   * Closes one connection; returns false when it is neither open nor opening, nor closing already
+   * (a close of a closing connection is the close under way).
+   */
   close(id: string, code: number, reason: string): boolean {
     const opening = this.opening.get(id);
     if (opening) {
@@ -1414,18 +1445,20 @@ export class Gateway implements SocketBackend, FlowGateway {
     }
     const c = this.connections.get(id);
     if (!c) return false;
-    c.ws.close(code, reason);
+    closeClient(c.ws, code, reason);
     return true;
   }
 
   /** What is known about an open connection. */
   info(id: string): ConnectionInfo | undefined {
-    return this.connections.get(id)?.info ?? this.opening.get(id)?.info;
+    return this.open(id)?.info ?? this.opening.get(id)?.info;
   }
 
   /** Every open connection. */
   list(): ConnectionInfo[] {
-    return [...this.connections.values()].map((c) => c.info);
+    const out: ConnectionInfo[] = [];
+    for (const c of this.connections.values()) if (c.ws.readyState === WebSocket.OPEN) out.push(c.info);
+    return out;
   }
 
   /** Sends one frame to every open connection but the excepted ones; returns how many got it. */
@@ -1502,12 +1535,13 @@ export class Gateway implements SocketBackend, FlowGateway {
    */
   members(room: string): string[] {
     const out: string[] = [];
-    for (const id of this.rooms.get(room) ?? []) if (this.connections.has(id)) out.push(id);
+    for (const id of this.rooms.get(room) ?? []) if (this.open(id) !== undefined) out.push(id);
     return out;
   }
 
-  /** A connection's rooms. */
+  /** A connection's rooms (none once it is neither open nor opening). */
   roomsOf(id: string): string[] {
+    if (!this.has(id)) return [];
     return [...(this.extras.get(id)?.rooms ?? [])];
   }
 
