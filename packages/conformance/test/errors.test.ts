@@ -59,6 +59,8 @@ describe("a handler's error in the service log", () => {
     await app.waitFor(/message handler failed for connection \S+: TypeError/);
     client.ws.send("missing");
     await app.waitFor(/message handler failed for connection \S+: NitricLikeError/);
+    // A failure's frame lines may arrive in a later chunk of the service's output than its first line.
+    await app.waitFor(/services\/app\.ts:15/);
 
     const shadow = block(app.stderr, /TypeError/);
     expect(shadow[0]).toMatch(/TypeError: data\.get is not a function$/);
@@ -103,6 +105,8 @@ describe("a handler's error in an AWS function's log", () => {
     await app.waitFor(/message handler failed for connection \S+: TypeError/);
     client.ws.send("missing");
     await app.waitFor(/message handler failed for connection \S+: NitricLikeError/);
+    // A failure's frame lines may arrive in a later chunk of the service's output than its first line.
+    await app.waitFor(/services\/app\.ts:15/);
 
     // The bundle is minified: the message names the minifier's identifier, the frame the source.
     const shadow = block(app.stderr, /TypeError/);
