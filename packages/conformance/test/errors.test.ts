@@ -49,18 +49,27 @@ function block(stderr: string, pattern: RegExp): string[] {
   return out;
 }
 
+/**
+ * Makes APP's message handler fail twice (a TypeError at line 12, a NitricLikeError at line 15),
+ * and waits for the second failure's frame line: a failure's frame lines may arrive in a later
+ * chunk of the service's output than its first line.
+ */
+async function failTwice(app: Awaited<ReturnType<typeof startApp>>) {
+  const client = await connect(app.url("socket"));
+  client.ws.send("shadow");
+  await app.waitFor(/message handler failed for connection \S+: TypeError/);
+  client.ws.send("missing");
+  await app.waitFor(/message handler failed for connection \S+: NitricLikeError/);
+  await app.waitFor(/services\/app\.ts:15/);
+  return client;
+}
+
 describe("a handler's error in the service log", () => {
   it("is one line with the source's identifier and the user's file and line, no internals", async () => {
     const app = await startApp(writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": APP }), [
       "--no-dashboard",
     ]);
-    const client = await connect(app.url("socket"));
-    client.ws.send("shadow");
-    await app.waitFor(/message handler failed for connection \S+: TypeError/);
-    client.ws.send("missing");
-    await app.waitFor(/message handler failed for connection \S+: NitricLikeError/);
-    // A failure's frame lines may arrive in a later chunk of the service's output than its first line.
-    await app.waitFor(/services\/app\.ts:15/);
+    const client = await failTwice(app);
 
     const shadow = block(app.stderr, /TypeError/);
     expect(shadow[0]).toMatch(/TypeError: data\.get is not a function$/);
@@ -100,13 +109,7 @@ describe("a handler's error in an AWS function's log", () => {
       "--provider",
       "aws",
     ]);
-    const client = await connect(app.url("socket"));
-    client.ws.send("shadow");
-    await app.waitFor(/message handler failed for connection \S+: TypeError/);
-    client.ws.send("missing");
-    await app.waitFor(/message handler failed for connection \S+: NitricLikeError/);
-    // A failure's frame lines may arrive in a later chunk of the service's output than its first line.
-    await app.waitFor(/services\/app\.ts:15/);
+    const client = await failTwice(app);
 
     // The bundle is minified: the message names the minifier's identifier, the frame the source.
     const shadow = block(app.stderr, /TypeError/);
