@@ -17,11 +17,18 @@ export interface KvContext {
   permissions: Permissions;
   /** True when some service declared the store. */
   declared(store: string): boolean;
+  /** The refusal a service was given for declaring this resource late (late-declarations.ts), if any. */
+  refusal?(service: string, kind: "kv" | "secret", name: string): string | undefined;
 }
 
 function checkStore(ctx: KvContext, service: string, store: string, permission: "get" | "set" | "delete"): void {
   const problem = resourceNameProblem("kv", store);
   if (problem) throw new RpcError(Code.INVALID_ARGUMENT, problem);
+  if (!ctx.declared(store) || !ctx.permissions.has(service, "kv", store, permission)) {
+    // Declared, but only in a handler: say so, not that the declaration is missing.
+    const refused = ctx.refusal?.(service, "kv", store);
+    if (refused !== undefined) throw new RpcError(Code.FAILED_PRECONDITION, refused);
+  }
   if (!ctx.declared(store)) {
     throw new RpcError(
       Code.NOT_FOUND,

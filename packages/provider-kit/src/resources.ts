@@ -9,6 +9,8 @@ import {
   resourceNameProblem,
   routeByProblem,
 } from "@nitric-like/spec";
+import type { MaybePromise } from "./backends.js";
+import type { Declaration } from "./late-declarations.js";
 import type { Permissions } from "./permissions.js";
 
 const PERMISSIONS: Partial<Record<Action, Permission>> = {
@@ -69,82 +71,142 @@ export interface ResourcesContext {
   declareSecret(name: string): void;
   /** Resources of kinds not served, already warned about. */
   unserved: Set<string>;
+  /**
+   * The refusal of a declaration the deployment would not include (late-declarations.ts), or
+   * undefined to accept it; a refused one is answered OK and not applied (the provider says why,
+   * and the resource's calls fail with it). Absent: every declaration is accepted.
+   */
+  checkDeclaration?(service: string, declaration: Declaration): MaybePromise<string | undefined>;
+}
+
+/** The first refusal among `declarations` (checked in turn), or undefined. */
+async function firstRefusal(
+  ctx: ResourcesContext,
+  declarations: { service: string; declaration: Declaration }[],
+): Promise<string | undefined> {
+  for (const { service, declaration } of declarations) {
+    const refused = await ctx.checkDeclaration?.(service, declaration);
+    if (refused !== undefined) return refused;
+  }
+  return undefined;
 }
 
 /** Builds the Resources implementation for the service `service`. */
 export function resourcesService(ctx: ResourcesContext, service: string): ServiceImpl<typeof Resources> {
+  const impl = declareImpl(ctx, service);
+  if (ctx.checkDeclaration === undefined) return { declare: impl };
   return {
     declare(call, callback) {
       const { id, config } = call.request;
-      if (!id) {
-        callback(new RpcError(Code.INVALID_ARGUMENT, "declare: the request has no resource id"));
-        return;
-      }
-      if (id.type === ResourceType.Policy) {
-        if (config.case !== "policy") {
-          callback(new RpcError(Code.INVALID_ARGUMENT, "declare: a policy declaration needs its policy"));
-          return;
-        }
+      const kind = id ? kindOf(id.type) : undefined;
+      const checks: { service: string; declaration: Declaration }[] = [];
+      if (id?.type === ResourceType.Policy && config.case === "policy") {
         const permissions = permissionsOf(config.value.actions);
-        // A Service principal with a blank name is the caller; named principals are other services.
-        const principals = config.value.principals.map((p) => (p.name === "" ? service : p.name));
         for (const r of config.value.resources) {
-          const kind = kindOf(r.type);
-          if (!kind || resourceNameProblem(kind, r.name)) continue;
-          for (const principal of principals) ctx.permissions.grant(principal, kind, r.name, permissions);
+          const k = kindOf(r.type);
+          if (!k || resourceNameProblem(k, r.name)) continue;
+          for (const p of config.value.principals)
+            checks.push({
+              service: p.name === "" ? service : p.name,
+              declaration: { kind: k, name: r.name, permissions },
+            });
         }
-        callback(null, {});
+      } else if (id && kind && !resourceNameProblem(kind, id.name)) {
+        checks.push({ service, declaration: { kind, name: id.name } });
+      }
+      if (checks.length === 0) {
+        impl(call, callback);
         return;
       }
-      const kind = kindOf(id.type);
-      if (kind) {
-        const problem = resourceNameProblem(kind, id.name);
-        if (problem) {
-          callback(new RpcError(Code.INVALID_ARGUMENT, problem));
-          return;
-        }
-      }
-      if (kind === "websocket") {
-        const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
-        // The routes themselves come from the spec; a routeBy no provider could select by is refused here too.
-        const routeBy = config.case === "websocket" ? config.value.routeBy : "";
-        const refused = routeBy === "" ? undefined : routeByProblem(id.name, routeBy);
-        if (refused) {
-          callback(new RpcError(Code.INVALID_ARGUMENT, refused));
-          return;
-        }
-        ctx.declareSocket(id.name, origins).then(
-          () => callback(null, {}),
-          (error: Error) => callback(new RpcError(Code.UNAVAILABLE, error.message)),
-        );
+      firstRefusal(ctx, checks).then(
+        (refused) => {
+          if (refused === undefined) {
+            impl(call, callback);
+            return;
+          }
+          // Answered OK but not applied: both SDKs end the process on a refused declaration
+          // (@nitric/sdk through an unhandled rejection), which from a handler would end every
+          // other connection's events too. The resource's calls fail with the refusal instead.
+          callback(null, {});
+        },
+        (error: Error) => callback(new RpcError(Code.INTERNAL, `declare: ${error.message}`)),
+      );
+    },
+  };
+}
+
+/** The Resources service's declare, as it is once a declaration is accepted. */
+function declareImpl(ctx: ResourcesContext, service: string): ServiceImpl<typeof Resources>["declare"] {
+  return (call, callback) => {
+    const { id, config } = call.request;
+    if (!id) {
+      callback(new RpcError(Code.INVALID_ARGUMENT, "declare: the request has no resource id"));
+      return;
+    }
+    if (id.type === ResourceType.Policy) {
+      if (config.case !== "policy") {
+        callback(new RpcError(Code.INVALID_ARGUMENT, "declare: a policy declaration needs its policy"));
         return;
       }
-      if (kind === "kv") {
-        ctx.declareStore(id.name);
-        callback(null, {});
-        return;
-      }
-      if (kind === "secret") {
-        try {
-          ctx.declareSecret(id.name);
-        } catch (error) {
-          callback(new RpcError(Code.UNAVAILABLE, (error as Error).message));
-          return;
-        }
-        callback(null, {});
-        return;
-      }
-      // Recorded and answered OK, never an error: @nitric/sdk treats a failed declaration as fatal,
-      // and the collect pass has already refused these before anything runs.
-      const declared = `${resourceKindOf(id.type)} ${JSON.stringify(id.name)}`;
-      const label = `${service}\u0000${declared}`;
-      if (!ctx.unserved.has(label)) {
-        ctx.unserved.add(label);
-        ctx.logger.warn(
-          `service "${service}" declares ${declared}, a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret()`,
-        );
+      const permissions = permissionsOf(config.value.actions);
+      // A Service principal with a blank name is the caller; named principals are other services.
+      const principals = config.value.principals.map((p) => (p.name === "" ? service : p.name));
+      for (const r of config.value.resources) {
+        const kind = kindOf(r.type);
+        if (!kind || resourceNameProblem(kind, r.name)) continue;
+        for (const principal of principals) ctx.permissions.grant(principal, kind, r.name, permissions);
       }
       callback(null, {});
-    },
+      return;
+    }
+    const kind = kindOf(id.type);
+    if (kind) {
+      const problem = resourceNameProblem(kind, id.name);
+      if (problem) {
+        callback(new RpcError(Code.INVALID_ARGUMENT, problem));
+        return;
+      }
+    }
+    if (kind === "websocket") {
+      const origins = config.case === "websocket" ? config.value.allowedOrigins : [];
+      // The routes themselves come from the spec; a routeBy no provider could select by is refused here too.
+      const routeBy = config.case === "websocket" ? config.value.routeBy : "";
+      const refused = routeBy === "" ? undefined : routeByProblem(id.name, routeBy);
+      if (refused) {
+        callback(new RpcError(Code.INVALID_ARGUMENT, refused));
+        return;
+      }
+      ctx.declareSocket(id.name, origins).then(
+        () => callback(null, {}),
+        (error: Error) => callback(new RpcError(Code.UNAVAILABLE, error.message)),
+      );
+      return;
+    }
+    if (kind === "kv") {
+      ctx.declareStore(id.name);
+      callback(null, {});
+      return;
+    }
+    if (kind === "secret") {
+      try {
+        ctx.declareSecret(id.name);
+      } catch (error) {
+        callback(new RpcError(Code.UNAVAILABLE, (error as Error).message));
+        return;
+      }
+      callback(null, {});
+      return;
+    }
+    // Recorded and answered OK, never an error: @nitric/sdk treats a failed declaration as fatal,
+    // and the collect pass has already refused these before anything runs.
+    const declared = `${resourceKindOf(id.type)} ${JSON.stringify(id.name)}`;
+    const label = `${service}\u0000${declared}`;
+    if (!ctx.unserved.has(label)) {
+      ctx.unserved.add(label);
+      ctx.logger.warn(
+        `service "${service}" declares ${declared}, a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret()`,
+      );
+    }
+    callback(null, {});
   };
 }

@@ -17,6 +17,8 @@ export interface SecretsContext {
   permissions: Permissions;
   /** True when some service declared the secret. */
   secretDeclared(name: string): boolean;
+  /** The refusal a service was given for declaring this resource late (late-declarations.ts), if any. */
+  refusal?(service: string, kind: "kv" | "secret", name: string): string | undefined;
   /**
    * The options `nitric-like secret put <name>` needs to reach where this provider keeps values
    * (a deployed function's: `--provider aws`), named when a secret has none yet. @default none: run's store
@@ -27,6 +29,11 @@ export interface SecretsContext {
 function checkSecret(ctx: SecretsContext, service: string, name: string, permission: "access" | "put"): void {
   const problem = resourceNameProblem("secret", name);
   if (problem) throw new RpcError(Code.INVALID_ARGUMENT, problem);
+  if (!ctx.secretDeclared(name) || !ctx.permissions.has(service, "secret", name, permission)) {
+    // Declared, but only in a handler: say so, not that the declaration is missing.
+    const refused = ctx.refusal?.(service, "secret", name);
+    if (refused !== undefined) throw new RpcError(Code.FAILED_PRECONDITION, refused);
+  }
   if (!ctx.secretDeclared(name)) {
     throw new RpcError(
       Code.NOT_FOUND,

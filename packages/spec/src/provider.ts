@@ -163,6 +163,13 @@ export interface RunningProvider {
    * waiting for handlers a service of the spec no longer declares.
    */
   routesChanged?(spec: Spec): void;
+  /**
+   * Tells the provider a service is being collected again (a save): until `done` settles, what it
+   * declares is not yet in the spec, so a provider that refuses declarations the spec lacks
+   * (declarations made after a service started, which a deployment would not include) waits for
+   * the spec that `done` brings before it answers them.
+   */
+  collecting?(service: string, done: Promise<unknown>): void;
   /** The handler registrations live now. */
   registrations(): HandlerRegistration[];
   /** Calls back whenever registrations change. */

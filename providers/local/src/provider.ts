@@ -12,6 +12,7 @@ import {
   AuthorizerRegistry,
   AWS_MAX_HANDLER_TIMEOUT_MS,
   AWS_MAX_MESSAGE_BYTES,
+  CollectedDeclarations,
   createRunDir,
   currentUid,
   HandlerRegistry,
@@ -81,6 +82,8 @@ export class LocalProvider implements RunningProvider {
   /** The project's secrets, opened with the first secret declared. */
   private secretStore: SecretStore | undefined;
   private readonly unserved = new Set<string>();
+  /** What the collect pass found, which declarations made after a service started are checked against. */
+  private readonly collected: CollectedDeclarations;
   /** Each socket's message routes and the property that selects them, from the spec (routesChanged). */
   private readonly routes = new Map<string, { actions: string[]; routeBy: string | undefined }>();
   private stopped: Promise<void> | undefined;
@@ -98,6 +101,7 @@ export class LocalProvider implements RunningProvider {
 
   constructor(private readonly options: LocalProviderOptions) {
     this.logger = options.logger;
+    this.collected = new CollectedDeclarations(options.spec, options.logger);
     const dataDir = options.dataDir ?? join(options.project.dir, ".nitric-like", "kv");
     try {
       this.stores = new KvStores(dataDir);
@@ -185,6 +189,7 @@ export class LocalProvider implements RunningProvider {
    * longer declares is no longer waited for.
    */
   routesChanged(spec: Spec): void {
+    this.collected.setSpec(spec);
     this.routes.clear();
     for (const r of spec.resources)
       if (r.kind === "websocket" && r.routes !== undefined)
@@ -201,6 +206,10 @@ export class LocalProvider implements RunningProvider {
         registrations.filter((r) => r.service === name),
       );
     for (const [name, gateway] of this.gateways) this.giveRoutes(name, gateway);
+  }
+
+  collecting(service: string, done: Promise<unknown>): void {
+    this.collected.collecting(service, done);
   }
 
   private giveRoutes(name: string, gateway: Gateway): void {
@@ -304,6 +313,8 @@ export class LocalProvider implements RunningProvider {
         authorizers: this.authorizers,
         logger: this.logger,
         unserved: this.unserved,
+        checkDeclaration: (caller, declaration) => this.collected.check(caller, declaration),
+        refusal: (caller, kind, name) => this.collected.refusal(caller, kind, name),
         declared: (store) => this.declaredStores.has(store),
         secretDeclared: (name) => this.declaredSecrets.has(name),
         declareSecret: (name) => this.declareSecret(name),

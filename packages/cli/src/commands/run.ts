@@ -808,6 +808,7 @@ class Run {
         onNew: (entry) => this.addService(entry),
         onGone: (supervisor) => this.removeService(supervisor),
         onCollected: (collected) => this.declare(collected),
+        collecting: (service, done) => this.running.collecting?.(service, done),
       });
     // Ready (the socket lines, then "ready") only once every service has started; a service
     // that failed waits for a file change and so holds "ready" back until it is fixed.
@@ -1274,6 +1275,8 @@ interface ServiceWatch {
   onGone: (supervisor: ServiceSupervisor) => void;
   /** What a service declares now (collected after a change): the spec follows. */
   onCollected: (collected: CollectedService) => void;
+  /** A service is being collected again until `done` settles (RunningProvider.collecting). */
+  collecting: (service: string, done: Promise<void>) => void;
 }
 
 /**
@@ -1308,6 +1311,15 @@ function watchServices(
       if (!retry && ![...changed].some((p) => inputs.has(p))) continue;
       const change = (changes.get(supervisor) ?? 0) + 1;
       changes.set(supervisor, change);
+      // Until this change is collected (after the restart, for a service on our SDK alone), what
+      // the new copy declares is not in the spec: the provider waits for it before refusing any.
+      let collected!: () => void;
+      env.collecting(
+        supervisor.name,
+        new Promise<void>((resolve) => {
+          collected = resolve;
+        }),
+      );
       void (async () => {
         const entry = supervisor.service.entry;
         // Its file renamed or deleted: nothing to build, which is no compile error of the user's.
@@ -1364,7 +1376,7 @@ function watchServices(
           // A change that does not compile keeps the running version; the next save retries.
           output.error((error as Error).message);
         }
-      })();
+      })().finally(collected);
     }
     // After the gone files above: a renamed service's old name is removed before its new one is added.
     notices(changed);

@@ -1,0 +1,141 @@
+/**
+ * Declarations the collect pass never saw. `spec`, `build` and `up` deploy what each service
+ * declares as its module loads (with NITRIC_ENVIRONMENT=build); a `kv("x")`, `websocket("y")`,
+ * `secret(...)` or a wider `.allow(...)` made later (in a handler, or in code the build never runs)
+ * reaches the provider only at run time. Granting it there would make the app work under `run`
+ * and fail once deployed (no table, no IAM permission), so a provider that knows the collected
+ * spec refuses it: it says so with the fix, naming the resource and the service's file, and the
+ * resource's calls fail with the same words. A declaration that the
+ * collect pass did see (a helper that declares again on every event what the top level declares)
+ * is accepted as before.
+ */
+import type { Logger, Permission, ResourceKind, Spec } from "@nitric-like/spec";
+import type { MaybePromise } from "./backends.js";
+
+/** One declaration as the provider receives it: a resource, or a grant (`permissions`) on one. */
+export interface Declaration {
+  kind: ResourceKind;
+  name: string;
+  /** The permissions asked for; absent for the resource's own declaration. */
+  permissions?: readonly Permission[];
+}
+
+/** How a declaration is written in the SDK, for messages: `kv("x")`, `kv("x").allow("set")`. */
+function written(d: Declaration, permissions?: readonly Permission[]): string {
+  const call = `${d.kind}(${JSON.stringify(d.name)})`;
+  const asked = permissions ?? d.permissions;
+  if (asked === undefined || asked.length === 0 || d.kind === "websocket") return call;
+  return `${call}.allow(${asked.map((p) => JSON.stringify(p)).join(", ")})`;
+}
+
+/**
+ * The refusal of a declaration the deployment would not include: what was declared, by which
+ * service, why it fails once deployed, and the fix (the top level of `file`). `granted` is what
+ * the collected declarations give the service on that resource, when they give anything.
+ */
+export function lateDeclarationMessage(
+  service: string,
+  file: string | undefined,
+  d: Declaration,
+  granted: readonly Permission[] = [],
+  missing: readonly Permission[] = d.permissions ?? [],
+): string {
+  const where = file === undefined ? `the service's entry file` : file;
+  const deployed =
+    d.kind === "kv"
+      ? "on AWS its table or its IAM permission would not exist"
+      : d.kind === "secret"
+        ? "on AWS its secret or its IAM permission would not exist"
+        : "on AWS its API would not exist";
+  const what =
+    granted.length > 0
+      ? `${written(d, missing)}: service "${service}" asked for ${missing.map((p) => JSON.stringify(p)).join(", ")} after it started, beyond the ${granted.map((p) => JSON.stringify(p)).join(", ")} its top level grants`
+      : `${written(d)}: service "${service}" declared it after it started`;
+  return `${what} (in a handler, or in code that does not run when nitric-like collects what the service declares), so spec, build and up never see it and ${deployed}; declare it at the top level of ${where}, as ${written(d, [...new Set([...granted, ...(d.permissions ?? [])])])}, and use that handle in the handler`;
+}
+
+/** The collected spec as the local provider checks declarations against it. */
+export class CollectedDeclarations {
+  private spec: Spec;
+  /** By service: a collect pass under way (a saved service restarted before it is collected again). */
+  private readonly pending = new Map<string, Promise<unknown>>();
+  /** By service, then `<kind>\0<name>`: the refusals given, for that resource's later calls. */
+  private readonly refused = new Map<string, Map<string, string>>();
+
+  constructor(
+    spec: Spec,
+    private readonly logger: Logger,
+  ) {
+    this.spec = spec;
+  }
+
+  /** The spec after a service was collected again (or removed). */
+  setSpec(spec: Spec): void {
+    this.spec = spec;
+    // The services collected again were restarted: what was refused to the old copies is past.
+    this.refused.clear();
+  }
+
+  /**
+   * A collect pass of `service` under way: its declarations meanwhile are checked once it settles
+   * (against the spec of then), so a saved service that declares something new at its top level,
+   * restarted before its collect pass ends, is not refused it.
+   */
+  collecting(service: string, done: Promise<unknown>): void {
+    const settled = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.set(service, settled);
+    void settled.then(() => {
+      if (this.pending.get(service) === settled) this.pending.delete(service);
+    });
+  }
+
+  /** The refusal of `d` by `service` (and records it), or undefined when the spec includes it. */
+  check(service: string, d: Declaration): MaybePromise<string | undefined> {
+    const pending = this.pending.get(service);
+    if (pending === undefined) return this.checkNow(service, d);
+    // What the spec already includes needs no wait: a restart that declares what it did is not slowed.
+    if (this.missing(service, d) === undefined) return undefined;
+    return pending.then(() => this.check(service, d));
+  }
+
+  /** What the spec lacks of `d` for `service` (with its grants on the resource), or undefined when it includes it. */
+  private missing(service: string, d: Declaration): { granted: Permission[]; missing: Permission[] } | undefined {
+    if (d.permissions === undefined)
+      return this.spec.resources.some((r) => r.kind === d.kind && r.name === d.name)
+        ? undefined
+        : { granted: [], missing: [] };
+    const granted =
+      this.spec.policies.find((p) => p.service === service && p.resource.kind === d.kind && p.resource.name === d.name)
+        ?.permissions ?? [];
+    const missing = d.permissions.filter((p) => !granted.includes(p));
+    return missing.length > 0 ? { granted, missing } : undefined;
+  }
+
+  private checkNow(service: string, d: Declaration): string | undefined {
+    const entry = this.spec.services.find((s) => s.name === service);
+    // A service the spec does not list (a provider started without a collect pass, a new file
+    // not collected yet) has nothing to be checked against.
+    if (entry === undefined) return undefined;
+    const lacks = this.missing(service, d);
+    if (lacks === undefined) return undefined;
+    const message = lateDeclarationMessage(service, entry.file, d, lacks.granted, lacks.missing);
+    let byResource = this.refused.get(service);
+    if (byResource === undefined) {
+      byResource = new Map();
+      this.refused.set(service, byResource);
+    }
+    const key = `${d.kind}\u0000${d.name}`;
+    // Said once per service and resource: a handler that declares on every event would repeat it.
+    if (!byResource.has(key)) this.logger.warn(message);
+    byResource.set(key, message);
+    return message;
+  }
+
+  /** The refusal `service` was given for a declaration of this resource, if any. */
+  refusal(service: string, kind: ResourceKind, name: string): string | undefined {
+    return this.refused.get(service)?.get(`${kind}\u0000${name}`);
+  }
+}
