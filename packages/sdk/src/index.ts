@@ -1,5 +1,13 @@
 export { ERROR_CODES, type ErrorCode, type ErrorDetails, isNitricLikeError, NitricLikeError } from "./errors.js";
-export type { JsonObject, JsonObjectOf, JsonValue, JsonValueOf, Payload } from "./internal/data.js";
+export type {
+  IdentityOf,
+  JsonObject,
+  JsonObjectOf,
+  JsonValue,
+  JsonValueOf,
+  Payload,
+  StateOf,
+} from "./internal/data.js";
 export type {
   AuthorizeAllow,
   AuthorizeDeny,

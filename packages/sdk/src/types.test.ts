@@ -14,6 +14,7 @@ import {
   type RouteContext,
   type SecretPermission,
   type SecretRef,
+  type Websocket,
   type WebsocketContext,
   type WebsocketEvent,
   type WebsocketHandlerFn,
@@ -185,6 +186,122 @@ describe("kv() and collection() value types", () => {
       collection<{ f: () => void }>("typed-bad");
       // @ts-expect-error nor is a Date inside an interface's array
       kv<{ list: { at: Date }[] }>("typed-bad");
+    };
+    expect(typeof uses).toBe("function");
+  });
+});
+
+describe("websocket() identity types", () => {
+  it("types ctx.auth on every event, connection(id) and connections() as what authorize returns", () => {
+    // Before, ctx.auth was unknown whatever the authorizer returned: `ctx.auth.userId` did not
+    // compile, and every handler cast it (`ctx.auth as { userId: string }`).
+    // Never called (it would declare against a provider): tsc checks the lines, vitest the shape.
+    const uses = async () => {
+      const socket = websocket("typed-auth", {
+        authorize: async (req) => {
+          if (!req.query.token) return { status: 401, reason: "a token is required" };
+          return { identity: { userId: "42", roles: ["admin"] } };
+        },
+      });
+      type Identity = { userId: string; roles: string[] };
+      socket.on("connect", (ctx) => expectTypeOf(ctx.auth).toEqualTypeOf<Identity>());
+      socket.on("message", (ctx) => ctx.auth.userId);
+      socket.on("message", (ctx) => expectTypeOf(ctx.auth).toEqualTypeOf<Identity>());
+      socket.on("disconnect", (ctx) => expectTypeOf(ctx.auth.roles).toEqualTypeOf<string[]>());
+      socket.route("join", (ctx) => expectTypeOf(ctx.auth).toEqualTypeOf<Identity>());
+      expectTypeOf((await socket.connection("c")).auth).toEqualTypeOf<Identity>();
+      for await (const c of socket.connections()) expectTypeOf(c.auth).toEqualTypeOf<Identity>();
+      // @ts-expect-error the identity has no such property
+      socket.on("message", (ctx) => ctx.auth.name);
+      // A synchronous authorizer whose identity is a plain string.
+      const plain = websocket("typed-auth-plain", { authorize: () => ({ identity: "ann", protocol: "chat" }) });
+      plain.on("message", (ctx) => expectTypeOf(ctx.auth).toEqualTypeOf<string>());
+    };
+    expect(typeof uses).toBe("function");
+  });
+
+  it("leaves ctx.auth unknown without an authorizer, and takes a declared identity in a service without it", () => {
+    const uses = () => {
+      // Another service may authorize the socket: without an authorizer here the identity is
+      // unknown (undefined at run time when no service gives one), never silently `any`.
+      const open = websocket("typed-open");
+      open.on("message", (ctx) => expectTypeOf(ctx.auth).toEqualTypeOf<unknown>());
+      // @ts-expect-error unknown: check it or declare the identity
+      open.on("message", (ctx) => ctx.auth.userId);
+      const declared = websocket<{ userId: string }>("typed-auth");
+      declared.on("message", (ctx) => expectTypeOf(ctx.auth.userId).toEqualTypeOf<string>());
+      // Declared where the authorizer is given, the authorizer's answer is checked against it.
+      websocket<{ userId: string }>("typed-auth-checked", {
+        // @ts-expect-error the identity must be the declared one
+        authorize: () => ({ identity: { userId: 42 } }),
+      });
+    };
+    expect(typeof uses).toBe("function");
+  });
+
+  it("refuses an identity JSON cannot carry, with a type error that names it", () => {
+    const uses = () => {
+      // @ts-expect-error a Date is not JSON: the identity crosses the wire as JSON
+      websocket<{ at: Date }>("typed-bad-auth");
+      // @ts-expect-error a Map is not JSON
+      websocket<{ seen: Map<string, number> }>("typed-bad-auth");
+      websocket("typed-bad-auth", {
+        // @ts-expect-error a Date inferred from the authorizer is refused too
+        authorize: (req) => (req.query.t ? { status: 403 } : { identity: { at: new Date() } }),
+      });
+      // An identity is never undefined on an event (the authorizer that gives one refuses the
+      // client), so a Map.get() identity reads as its value type.
+      const users = new Map([["t-ann", "ann"]]);
+      const byToken = websocket("typed-auth-map", { authorize: () => ({ identity: users.get("t-ann") }) });
+      byToken.on("message", (ctx) => expectTypeOf(ctx.auth).toEqualTypeOf<string>());
+    };
+    expect(typeof uses).toBe("function");
+  });
+});
+
+describe("websocket() state types", () => {
+  it("types a connection's state as declared: ctx.connection.state, setState() and state(id)", () => {
+    // Before, the state was unknown everywhere and setState() took anything: each handler cast
+    // `ctx.connection.state as State`, and a setState() of the wrong shape compiled.
+    type State = { name: string; room?: string };
+    const uses = async () => {
+      const socket = websocket<{ user: string }, State>("typed-state", {
+        authorize: () => ({ identity: { user: "ann" } }),
+      });
+      socket.on("connect", async (ctx) => {
+        await ctx.connection.setState({ name: ctx.auth.user });
+        // @ts-expect-error the state must be the declared one
+        await ctx.connection.setState({ nick: "ann" });
+      });
+      // Undefined until a handler sets it.
+      socket.on("message", (ctx) => expectTypeOf(ctx.connection.state).toEqualTypeOf<State | undefined>());
+      socket.route("join", (ctx) => ctx.connection.state?.room);
+      expectTypeOf(await socket.state("c")).toEqualTypeOf<State | undefined>();
+      await socket.setState("c", { name: "bo", room: "lobby" });
+      await socket.setState("c", undefined);
+      // @ts-expect-error the state must be the declared one
+      await socket.setState("c", { name: 1 });
+      // Without a declared state it stays unknown, as before.
+      const open = websocket("typed-open");
+      open.on("message", (ctx) => expectTypeOf(ctx.connection.state).toEqualTypeOf<unknown>());
+      expectTypeOf(await open.state("c")).toEqualTypeOf<unknown>();
+      // @ts-expect-error a Date is not JSON: the state is kept as JSON
+      websocket<unknown, { since: Date }>("typed-bad-state");
+    };
+    expect(typeof uses).toBe("function");
+  });
+
+  it("keeps a typed socket usable where a plain Websocket and plain handlers are expected", () => {
+    const uses = () => {
+      const socket = websocket("typed-auth", { authorize: () => ({ identity: { userId: "42" } }) });
+      const plain: Websocket = socket;
+      const handler: WebsocketHandlerFn<"message"> = (ctx) => ctx.connectionId;
+      socket.on("message", handler);
+      const typed: WebsocketHandlerFn<"message", { userId: string }> = (ctx) => ctx.auth.userId;
+      socket.on("message", typed);
+      // @ts-expect-error a handler that needs an identity cannot go on a socket without one
+      websocket("typed-open").on("message", typed);
+      return plain;
     };
     expect(typeof uses).toBe("function");
   });

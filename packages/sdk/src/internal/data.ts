@@ -33,6 +33,21 @@ export type JsonValueOf<V> = V extends JsonValue | undefined
               ? JsonObjectOf<V>
               : "not JSON: use a string, number, boolean, null, array or plain object";
 
+/**
+ * The check websocket() puts on a connection's identity type (`ctx.auth`): what the authorizer
+ * returns crosses the wire as JSON (at most 8 KB), so it must be a JSON value, checked as
+ * JsonValueOf checks a property (a Date or a Map is a type error naming the fix). `unknown`
+ * (nothing declared, nothing inferred) passes. (`[T] extends [infer U]` keeps the check from
+ * being a circular constraint of the type parameter it checks.)
+ */
+export type IdentityOf<T> = [T] extends [infer U] ? (unknown extends U ? U : JsonValueOf<U>) : never;
+
+/**
+ * The check websocket() puts on a connection's state type (`ctx.connection.state`): a JSON value,
+ * as JsonValueOf checks a property. `unknown` (nothing declared) passes.
+ */
+export type StateOf<T> = [T] extends [infer U] ? (unknown extends U ? U : JsonValueOf<U>) : never;
+
 /** Anything the SDK can send: text, bytes, or a value sent as JSON text. */
 export type Payload = string | Uint8Array | ArrayBuffer | JsonValue | object;
 

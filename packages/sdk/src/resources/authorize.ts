@@ -38,10 +38,13 @@ export interface AuthorizeRequest {
   readonly remoteAddress: string;
 }
 
-/** Lets a client connect: `identity` becomes `ctx.auth` on every later event of the connection. */
-export interface AuthorizeAllow {
+/**
+ * Lets a client connect: `identity` becomes `ctx.auth` on every later event of the connection.
+ * `Identity` is its type, which websocket() infers from the authorizer (or takes as declared).
+ */
+export interface AuthorizeAllow<Identity = unknown> {
   /** Any JSON value, at most 8 KB encoded (API Gateway's authorizer context limit). */
-  identity: unknown;
+  identity: Identity;
   /**
    * The subprotocol to accept, one of `request.protocols`: the 101 echoes it in
    * `Sec-WebSocket-Protocol`, as browsers require when they offered any. @default none
@@ -57,14 +60,17 @@ export interface AuthorizeDeny {
   reason?: string;
 }
 
-/** What an authorizer returns. */
-export type AuthorizeResult = AuthorizeAllow | AuthorizeDeny;
+/** What an authorizer returns: an identity of type `Identity`, or a refusal. */
+export type AuthorizeResult<Identity = unknown> = AuthorizeAllow<Identity> | AuthorizeDeny;
 
 /**
  * Decides who may connect. May be async. Throwing refuses the client with 500 (the error is
- * logged here, not shown to the client).
+ * logged here, not shown to the client). `Identity` is the type of the identity it gives, which
+ * every handler of the socket then reads as `ctx.auth`.
  */
-export type AuthorizeFn = (request: AuthorizeRequest) => AuthorizeResult | Promise<AuthorizeResult>;
+export type AuthorizeFn<Identity = unknown> = (
+  request: AuthorizeRequest,
+) => AuthorizeResult<Identity> | Promise<AuthorizeResult<Identity>>;
 
 type Answer = MessageInitShape<typeof HandleAuthorizationsRequestSchema>;
 type AnswerContent = NonNullable<Answer["content"]>;

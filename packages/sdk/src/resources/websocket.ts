@@ -28,7 +28,14 @@ import {
   type WebsocketEvent,
 } from "@nitric-like/spec";
 import { describeError, NitricLikeError } from "../errors.js";
-import { decodeSafely, encodePayload, markText, type Payload } from "../internal/data.js";
+import {
+  decodeSafely,
+  encodePayload,
+  type IdentityOf,
+  markText,
+  type Payload,
+  type StateOf,
+} from "../internal/data.js";
 import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
 import { type AuthorizeFn, AuthorizerStream, parseIdentity } from "./authorize.js";
 import { declare, declaredOnce } from "./declare.js";
@@ -52,8 +59,11 @@ export interface WebsocketRequest {
   json<T = unknown>(): T;
 }
 
-/** An open connection and what was known when it connected. */
-export interface ConnectionInfo {
+/**
+ * An open connection and what was known when it connected. `Identity` is the type of `auth`, the
+ * socket's (see websocket()).
+ */
+export interface ConnectionInfo<Identity = unknown> {
   /** The connection's id. */
   readonly id: string;
   /** When the gateway accepted it. */
@@ -67,11 +77,14 @@ export interface ConnectionInfo {
   /** Its User-Agent header, if it sent one. */
   readonly userAgent: string | undefined;
   /** The identity the socket's authorizer gave it; undefined when the socket has none. */
-  readonly auth: unknown;
+  readonly auth: Identity;
 }
 
-/** A connection to act on from a handler: `ctx.connection`. */
-export interface ConnectionHandle {
+/**
+ * A connection to act on from a handler: `ctx.connection`. `State` is the type of its state, the
+ * socket's (see websocket()).
+ */
+export interface ConnectionHandle<State = unknown> {
   /** The connection's id. */
   readonly id: string;
   /** Sends to this connection, as socket.send() does. */
@@ -82,9 +95,9 @@ export interface ConnectionHandle {
    * The connection's state (any JSON value; undefined when none) as it was when this event was
    * sent, or as this handler last set it: it arrives with every event, no kv read needed.
    */
-  readonly state: unknown;
+  readonly state: State | undefined;
   /** Replaces the connection's state, as socket.setState() does; later events carry it. */
-  setState(value: unknown): Promise<void>;
+  setState(value: State | undefined): Promise<void>;
   /** Adds this connection to a room, as socket.join() does. */
   join(room: string): Promise<boolean>;
   /** Removes this connection from a room, as socket.leave() does. */
@@ -93,8 +106,11 @@ export interface ConnectionHandle {
   rooms(): Promise<string[]>;
 }
 
-/** What every handler context has. */
-export interface WebsocketContextBase {
+/**
+ * What every handler context has. `Identity` is the type of `ctx.auth` and `State` that of
+ * `ctx.connection.state`, the socket's (see websocket()).
+ */
+export interface WebsocketContextBase<Identity = unknown, State = unknown> {
   /** The socket's name. */
   readonly socket: string;
   /** The connection the event is about. */
@@ -104,16 +120,17 @@ export interface WebsocketContextBase {
   /** Nitric-style response: `res.success = false` rejects a connect. */
   readonly res: { success: boolean };
   /** The connection the event is about, to send to or close. */
-  readonly connection: ConnectionHandle;
+  readonly connection: ConnectionHandle<State>;
   /**
    * The identity the socket's authorizer gave this connection (`websocket(name, { authorize })`),
-   * on every event of it; undefined when the socket has none.
+   * on every event of it, typed as the authorizer returns it; undefined when the socket has none
+   * (typed `unknown` unless declared: `websocket<Identity>(name)`).
    */
-  readonly auth: unknown;
+  readonly auth: Identity;
 }
 
 /** The context of a connect event. */
-export interface ConnectContext extends WebsocketContextBase {
+export interface ConnectContext<Identity = unknown, State = unknown> extends WebsocketContextBase<Identity, State> {
   /** Every value of each query parameter, decoded. */
   readonly query: Record<string, string[]>;
   /** Every value of each request header; names are lower case. */
@@ -131,7 +148,7 @@ export interface ConnectContext extends WebsocketContextBase {
 }
 
 /** The context of a message event. */
-export interface MessageContext extends WebsocketContextBase {
+export interface MessageContext<Identity = unknown, State = unknown> extends WebsocketContextBase<Identity, State> {
   /**
    * The payload, unchanged. The bytes of a text message remember it: passed as they are to
    * send(), reply() or broadcast() they go out as text (a copy or a slice goes out as binary).
@@ -157,38 +174,43 @@ export interface MessageContext extends WebsocketContextBase {
  * `T` (`socket.route<{ room: string }>("join", (ctx) => ctx.json().room)`; the type is what the
  * handler expects, not a check), and `route` its action.
  */
-export interface RouteContext<T = unknown> extends Omit<MessageContext, "json" | "route"> {
+export interface RouteContext<T = unknown, Identity = unknown, State = unknown>
+  extends Omit<MessageContext<Identity, State>, "json" | "route"> {
   json<U = T>(): U;
   readonly route: string;
 }
 
 /** A route's handler: may be async; what it returns (or resolves to) is the reply, as for a message handler. */
-export type RouteHandlerFn<T = unknown> = (ctx: RouteContext<T>) => unknown;
+export type RouteHandlerFn<T = unknown, Identity = unknown, State = unknown> = (
+  ctx: RouteContext<T, Identity, State>,
+) => unknown;
 
 /** The context of a disconnect event. */
-export interface DisconnectContext extends WebsocketContextBase {
+export interface DisconnectContext<Identity = unknown, State = unknown> extends WebsocketContextBase<Identity, State> {
   /** The close code (1006 when the connection dropped). */
   readonly code: number;
   /** The close reason, if any. */
   readonly reason: string;
 }
 
-/** The context type of each event. */
-export type WebsocketContext<E extends WebsocketEvent> = E extends "connect"
-  ? ConnectContext
+/** The context type of each event, on a socket whose identity and state are `Identity` and `State`. */
+export type WebsocketContext<E extends WebsocketEvent, Identity = unknown, State = unknown> = E extends "connect"
+  ? ConnectContext<Identity, State>
   : E extends "message"
-    ? MessageContext
-    : DisconnectContext;
+    ? MessageContext<Identity, State>
+    : DisconnectContext<Identity, State>;
 
 /**
  * A handler: may be async. What a message handler returns (or resolves to), other than
  * `undefined` or the context itself, is replied to the sender as reply() would; connect and
  * disconnect handlers' return values are ignored.
  */
-export type WebsocketHandlerFn<E extends WebsocketEvent> = (ctx: WebsocketContext<E>) => unknown;
+export type WebsocketHandlerFn<E extends WebsocketEvent, Identity = unknown, State = unknown> = (
+  ctx: WebsocketContext<E, Identity, State>,
+) => unknown;
 
-/** Options of websocket(). */
-export interface WebsocketOptions {
+/** Options of websocket(); `Identity` is the type of the identity `authorize` gives. */
+export interface WebsocketOptions<Identity = unknown> {
   /**
    * Browser origins allowed to connect, such as `["https://app.example.com"]`; `"*"` allows any.
    * A connection request from any other origin is refused with 403 before a handler runs. Requests
@@ -201,9 +223,10 @@ export interface WebsocketOptions {
    * (the identity becomes `ctx.auth` on every later event, at most 8 KB of JSON) or
    * `{ status: 401 | 403, reason }`, which the client gets as its upgrade's answer. One service
    * per socket gives it. Locally the gateway asks it; on AWS it is a Lambda REQUEST authorizer on
-   * `$connect`. @default everyone may connect
+   * `$connect`. The identity's type becomes `ctx.auth`'s on every handler of the socket.
+   * @default everyone may connect
    */
-  authorize?: AuthorizeFn;
+  authorize?: AuthorizeFn<Identity>;
   /**
    * The top-level JSON property whose string value selects a text message's route
    * (`socket.route(name, ...)`), such as `"type"` for `{"type":"join"}`: API Gateway's route
@@ -571,8 +594,12 @@ class HandlerStream {
   }
 }
 
-/** A declared websocket. */
-export class Websocket {
+/**
+ * A declared websocket. `Identity` is the type of its connections' identity (`ctx.auth`, `auth` in
+ * connection(id) and connections()) and `State` that of their state (`ctx.connection.state`,
+ * state(id)); both are `unknown` unless websocket() inferred or was told them.
+ */
+export class Websocket<Identity = unknown, State = unknown> {
   private readonly ready: Promise<void>;
   /** Set once `ready` has resolved: send() then calls at once, without awaiting it. */
   private declared = false;
@@ -613,7 +640,7 @@ export class Websocket {
    * Handles an event. Handlers run in order for each event; more `on()` calls for one event add to
    * its chain. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
    */
-  on<E extends WebsocketEvent>(event: E, ...handlers: WebsocketHandlerFn<E>[]): this {
+  on<E extends WebsocketEvent>(event: E, ...handlers: WebsocketHandlerFn<E, Identity, State>[]): this {
     if (!Object.hasOwn(EVENT_TYPES, event)) {
       throw new NitricLikeError(
         "invalid_argument",
@@ -650,7 +677,7 @@ export class Websocket {
    * service can handle a socket's routes and another its other messages. More `route()` calls for
    * one action add to its chain; one action is handled by one service.
    */
-  route<T = unknown>(action: string, ...handlers: RouteHandlerFn<T>[]): this {
+  route<T = unknown>(action: string, ...handlers: RouteHandlerFn<T, Identity, State>[]): this {
     const problem = routeNameProblem(this.name, action, this.options.routeBy);
     if (problem) throw new NitricLikeError("invalid_argument", problem);
     for (const h of handlers) {
@@ -738,7 +765,7 @@ export class Websocket {
   }
 
   /** An open connection with its metadata; a gone one throws `not_found`. */
-  async connection(connectionId: string): Promise<ConnectionInfo> {
+  async connection(connectionId: string): Promise<ConnectionInfo<Identity>> {
     this.checkId("connection", connectionId);
     await this.ready;
     try {
@@ -746,7 +773,7 @@ export class Websocket {
         socketName: this.name,
         connectionId,
       });
-      return connectionInfo(connection);
+      return connectionInfo(connection) as ConnectionInfo<Identity>;
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name, connectionId });
     }
@@ -756,11 +783,11 @@ export class Websocket {
    * Every open connection of this socket with its metadata, kept by the provider: the app stores
    * nothing and never sees a stale id.
    */
-  async *connections(): AsyncGenerator<ConnectionInfo> {
+  async *connections(): AsyncGenerator<ConnectionInfo<Identity>> {
     await this.ready;
     try {
       for await (const item of rpc.serverStream(Connections.method.listConnections, { socketName: this.name })) {
-        yield connectionInfo(item.connection);
+        yield connectionInfo(item.connection) as ConnectionInfo<Identity>;
       }
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name });
@@ -903,7 +930,7 @@ export class Websocket {
    * throws `invalid_argument` naming the limit); undefined clears it. Every later event of the
    * connection carries it as `ctx.connection.state`. A connection that is gone throws `not_found`.
    */
-  async setState(connectionId: string, value: unknown): Promise<void> {
+  async setState(connectionId: string, value: State | undefined): Promise<void> {
     this.checkId("setState", connectionId);
     let json = "";
     if (value !== undefined) {
@@ -936,12 +963,12 @@ export class Websocket {
   }
 
   /** A connection's state (undefined when none); a connection that is gone throws `not_found`. */
-  async state(connectionId: string): Promise<unknown> {
+  async state(connectionId: string): Promise<State | undefined> {
     this.checkId("state", connectionId);
     await this.ready;
     try {
       const { stateJson } = await rpc.unary(Rooms.method.getState, { socketName: this.name, connectionId });
-      return stateJson ? JSON.parse(stateJson) : undefined;
+      return stateJson ? (JSON.parse(stateJson) as State) : undefined;
     } catch (error) {
       throw NitricLikeError.from(error, { socket: this.name, connectionId });
     }
@@ -981,9 +1008,27 @@ const sockets = new Map<string, Websocket>();
 /**
  * Declares a websocket. Declaring the same name again returns the same socket; an invalid name
  * throws at once with the fix.
+ *
+ * Types: `ctx.auth` is typed as what `authorize` returns as its identity, on every handler and in
+ * connection(id) and connections(). In a service that handles the socket but does not authorize
+ * it, or to check the authorizer against a type, declare it: `websocket<Identity>(name)`; with
+ * neither, it is `unknown` (another service may authorize the socket; undefined when none does).
+ * `State` types the connection state (`ctx.connection.state`, setState(), state(id)):
+ * `websocket<Identity, State>(name, options)`, with `unknown` as the Identity of a socket nobody
+ * authorizes. Both must be JSON: a Date or a Map in them is a type error naming the fix. An
+ * identity is never undefined (an authorizer that gives undefined refuses the client with 500), so
+ * `ctx.auth` leaves undefined out of the identity's type.
  */
-export function websocket(name: string, options: WebsocketOptions = {}): Websocket {
-  const socket = declaredOnce("websocket", name, sockets, () => new Websocket(name, options));
+export function websocket<Identity extends IdentityOf<Identity> = unknown, State extends StateOf<State> = unknown>(
+  name: string,
+  options: WebsocketOptions<Identity> = {},
+): Websocket<Exclude<Identity, undefined>, State> {
+  const socket = declaredOnce(
+    "websocket",
+    name,
+    sockets,
+    () => new Websocket(name, options as WebsocketOptions),
+  ) as Websocket<Exclude<Identity, undefined>, State>;
   const same = JSON.stringify(socket.options.allowedOrigins ?? []) === JSON.stringify(options.allowedOrigins ?? []);
   if (options.authorize !== undefined && socket.options.authorize !== options.authorize) {
     throw new NitricLikeError(
