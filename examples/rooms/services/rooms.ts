@@ -26,21 +26,22 @@ const USERS = new Map([
   ["t-cy", "cy"],
 ]);
 
-/** What authorize gives a connection. */
+/** What authorize gives a connection: `ctx.auth` on every event. */
 type Identity = { user: string };
-/** What the connection carries on every event. */
+/** What the connection carries on every event: `ctx.connection.state`. */
 type State = { name: string; room?: string };
 
-const socket = websocket("rooms", {
+// Declared with both types: the authorizer's answer is checked against Identity, and every
+// handler reads ctx.auth and ctx.connection.state typed, with no cast.
+const socket = websocket<Identity, State>("rooms", {
   authorize: (req) => {
     const offered = req.protocols.find((p) => p.startsWith("token."));
     const token = offered?.slice("token.".length) ?? req.query.token?.[0];
     if (!token) return { status: 401, reason: "a token is required (try t-ann, t-bo or t-cy)" };
     const user = USERS.get(token);
     if (!user) return { status: 403, reason: `unknown token "${token.slice(0, 40)}"` };
-    const identity: Identity = { user };
     // Echo a protocol the page offered, never the token itself.
-    return req.protocols.includes("rooms") ? { identity, protocol: "rooms" } : { identity };
+    return req.protocols.includes("rooms") ? { identity: { user }, protocol: "rooms" } : { identity: { user } };
   },
 });
 
@@ -58,7 +59,7 @@ async function announceMembers(room: string, leaving?: string): Promise<void> {
   const members: { id: string; name: string }[] = [];
   for (const id of ids) {
     try {
-      members.push({ id, name: ((await socket.state(id)) as State | undefined)?.name ?? "?" });
+      members.push({ id, name: (await socket.state(id))?.name ?? "?" });
     } catch (error) {
       if (!(isNitricLikeError(error) && error.code === "not_found")) throw error; // closed meanwhile
     }
@@ -68,7 +69,7 @@ async function announceMembers(room: string, leaving?: string): Promise<void> {
 }
 
 socket.on("connect", async (ctx) => {
-  const { user } = ctx.auth as Identity;
+  const { user } = ctx.auth;
   const state: State = { name: cleanName(ctx.query.name?.[0]) || user };
   await ctx.connection.setState(state);
   ctx.send({ type: "hello", you: ctx.connectionId, user, name: state.name });
@@ -78,7 +79,8 @@ socket.on("connect", async (ctx) => {
 // each action has a handler of its own (on AWS, a route of the API), and whatever selects no route
 // (not JSON, another action) reaches on("message"), which says what the socket takes.
 socket.route("join", async (ctx) => {
-  const state = ctx.connection.state as State;
+  // Set by the connect handler before the connection opened; undefined only had that failed.
+  const state = ctx.connection.state ?? { name: ctx.auth.user };
   const { room } = ctx.json<{ room?: unknown }>();
   if (typeof room !== "string")
     return { type: "error", message: 'rooms: join needs a room, {"action":"join","room":"..."}' };
@@ -102,7 +104,7 @@ socket.route("join", async (ctx) => {
 });
 
 socket.route("say", async (ctx) => {
-  const state = ctx.connection.state as State;
+  const state = ctx.connection.state ?? { name: ctx.auth.user };
   const { text } = ctx.json<{ text?: unknown }>();
   if (typeof text !== "string")
     return { type: "error", message: 'rooms: say needs a text, {"action":"say","text":"..."}' };
@@ -121,7 +123,7 @@ socket.on("message", () => ({
 
 socket.on("disconnect", async (ctx) => {
   // The connection has left its rooms already; its state still says which one to tell.
-  const { room } = ctx.connection.state as State;
+  const room = ctx.connection.state?.room;
   if (room !== undefined) await announceMembers(room, ctx.connectionId);
 });
 

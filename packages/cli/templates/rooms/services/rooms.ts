@@ -7,19 +7,21 @@
 // with every event of the connection, its disconnect included.
 import { isNitricLikeError, websocket } from "@nitric-like/sdk";
 
-/** What each connection carries. */
+/** What each connection carries: `ctx.connection.state`, typed on every handler. */
 type State = { name: string; room?: string };
 
-const socket = websocket("rooms");
+// The types are the identity's (unknown: no authorizer here) and the state's.
+const socket = websocket<unknown, State>("rooms");
 
 socket.on("connect", async (ctx) => {
   const name = (ctx.query.name?.[0] ?? "").replace(/\p{Cc}/gu, "").slice(0, 40) || "anonymous";
-  await ctx.connection.setState({ name } satisfies State);
+  await ctx.connection.setState({ name });
   ctx.send({ type: "welcome", name, try: { action: "join", room: "lobby" } });
 });
 
 socket.route("join", async (ctx) => {
-  const { name } = ctx.connection.state as State;
+  // Set by the connect handler before the connection opened; undefined only had that failed.
+  const { name } = ctx.connection.state ?? { name: "anonymous" };
   const { room } = ctx.json<{ room?: unknown }>();
   if (typeof room !== "string")
     return { type: "error", message: 'join needs a room: {"action":"join","room":"lobby"}' };
@@ -38,13 +40,13 @@ socket.route("join", async (ctx) => {
     if (old !== room && (await ctx.connection.leave(old)))
       await socket.broadcast({ type: "left", room: old, name }, { room: old });
   }
-  await ctx.connection.setState({ name, room } satisfies State);
+  await ctx.connection.setState({ name, room });
   if (joined) await socket.broadcast({ type: "joined", room, name }, { room, except: ctx.connectionId });
   return { type: "joined", room, members: (await socket.members(room)).length };
 });
 
 socket.route("say", async (ctx) => {
-  const { name, room } = ctx.connection.state as State;
+  const { name, room } = ctx.connection.state ?? { name: "anonymous" };
   const { text } = ctx.json<{ text?: unknown }>();
   if (room === undefined) return { type: "error", message: 'join a room first: {"action":"join","room":"lobby"}' };
   if (typeof text !== "string" || text.trim() === "")
@@ -60,6 +62,6 @@ socket.on("message", () => ({
 
 socket.on("disconnect", async (ctx) => {
   // The connection has left its rooms already; its state still says which one to tell.
-  const { name, room } = ctx.connection.state as State;
+  const { name, room } = ctx.connection.state ?? { name: "anonymous" };
   if (room !== undefined) await socket.broadcast({ type: "left", room, name }, { room });
 });
