@@ -51,10 +51,12 @@ export interface AmptWs {
   on(event: "connected", handler: (connection: SocketConnection) => unknown): void;
   on(event: "disconnected", handler: (connection: SocketConnection, reason?: string) => unknown): void;
   /**
-   * JSON messages arrive parsed; other text as a string; binary frames as bytes. The third
-   * argument (ours, not Ampt's) is the message as it arrived, for the text before parsing.
+   * JSON messages arrive parsed; other text as a string; binary frames as bytes (so `data` is
+   * `JsonValue | Uint8Array` unless typed: `ws.on<LatLong>("message", ...)`, a type the handler
+   * expects, not a check). The third argument (ours, not Ampt's) is the message as it arrived, for
+   * the text before parsing.
    */
-  on<T = JsonValue>(
+  on<T = JsonValue | Uint8Array>(
     event: "message",
     handler: (connection: SocketConnection, data: T, raw: RawMessage) => unknown,
   ): void;

@@ -1,12 +1,15 @@
 // Type-level tests: tsc checks this file (pnpm test type-checks the tests), so a regression in
 // the permission narrowing fails the build; vitest runs it too.
 import { describe, expect, expectTypeOf, it } from "vitest";
+// Types only: importing the module itself would declare websocket("ws").
+import type { AmptWs } from "./ampt.js";
 import {
   type CollectionRef,
   type ConnectContext,
   collection,
   type DocumentRef,
   type JsonObject,
+  type JsonValue,
   type KvPermission,
   type KvRef,
   kv,
@@ -302,6 +305,17 @@ describe("websocket() state types", () => {
       // @ts-expect-error a handler that needs an identity cannot go on a socket without one
       websocket("typed-open").on("message", typed);
       return plain;
+    };
+    expect(typeof uses).toBe("function");
+  });
+});
+
+describe("the Ampt-style ws types", () => {
+  it("types a message's data as what it can be: parsed JSON, text, or the bytes of a binary frame", () => {
+    // Before, the default was JsonValue, though a binary frame arrives as a Uint8Array.
+    const uses = (ws: AmptWs) => {
+      ws.on("message", (_connection, data) => expectTypeOf(data).toEqualTypeOf<JsonValue | Uint8Array>());
+      ws.on<{ lat: number }>("message", (_connection, data) => expectTypeOf(data.lat).toEqualTypeOf<number>());
     };
     expect(typeof uses).toBe("function");
   });
