@@ -25,6 +25,7 @@ export {
   type DocumentReader,
   type DocumentRef,
   type DocumentWriter,
+  type FieldPath,
   Query,
   type QueryResult,
   type WhereOperator,

@@ -320,3 +320,32 @@ describe("the Ampt-style ws types", () => {
     expect(typeof uses).toBe("function");
   });
 });
+
+describe("collection().query().where() types", () => {
+  it("takes the fields of the collection's type, dotted paths into objects included, and refuses a typo", () => {
+    // Before, where() took any string: where("nmae", ...) compiled and matched no document.
+    interface Profile {
+      name: string;
+      nick?: string;
+      address: { city: string; geo: { lat: number } } | null;
+      tags: string[];
+    }
+    const uses = async () => {
+      const profiles = collection<Profile>("typed-where").for("reading");
+      profiles.query().where("name", "==", "ann").where("nick", "startsWith", "a").where("tags", "!=", []);
+      profiles.query().where("address.city", "==", "Oslo").where("address.geo.lat", ">", 59);
+      // @ts-expect-error no such field: a typo matched nothing
+      profiles.query().where("nmae", "==", "ann");
+      // @ts-expect-error no such field inside address
+      profiles.query().where("address.town", "==", "Oslo");
+      // An untyped collection (and one whose type recurses) takes any path.
+      collection("typed-where-any").for("reading").query().where("any.path", "==", 1);
+      interface Tree {
+        label: string;
+        child?: Tree;
+      }
+      collection<Tree>("typed-where-tree").for("reading").query().where("child.child.label", "==", "x");
+    };
+    expect(typeof uses).toBe("function");
+  });
+});

@@ -117,6 +117,28 @@ interface Store<T extends object> {
   keys(prefix?: string): AsyncGenerator<string>;
 }
 
+/**
+ * The fields `where()` takes for documents of type `T`: each property name, and a dotted path into
+ * a property that is an object ("user.name"; arrays are compared whole, not entered). Any string
+ * for a type with an index signature (`JsonObject`, the default), and past 8 levels of nesting
+ * (a type that refers to itself goes on that deep).
+ */
+export type FieldPath<T, Depth extends unknown[] = []> = Depth["length"] extends 8
+  ? string
+  : T extends readonly unknown[]
+    ? never
+    : T extends object
+      ? {
+          [K in keyof T & string]:
+            | K
+            | (NonNullable<T[K]> extends readonly unknown[]
+                ? never
+                : NonNullable<T[K]> extends object
+                  ? `${K}.${FieldPath<NonNullable<T[K]>, [...Depth, unknown]>}`
+                  : never);
+        }[keyof T & string]
+      : never;
+
 /** A query: every document, narrowed by `where()` clauses, at most `limit()` of them, in id order. */
 export class Query<T extends object> {
   private readonly clauses: { path: string[]; op: WhereOperator; value: JsonValue }[] = [];
@@ -128,8 +150,12 @@ export class Query<T extends object> {
     private readonly store: Store<T>,
   ) {}
 
-  /** Keeps the documents whose `field` (dots reach into objects: "user.name") compares true. */
-  where(field: string, op: WhereOperator, value: JsonValue): this {
+  /**
+   * Keeps the documents whose `field` (dots reach into objects: "user.name") compares true. The
+   * field is one of the collection type's (see FieldPath): a misspelt one is a type error, where
+   * it would match no document.
+   */
+  where(field: FieldPath<T>, op: WhereOperator, value: JsonValue): this {
     if (!OPERATORS.includes(op)) {
       throw new NitricLikeError(
         "invalid_argument",
