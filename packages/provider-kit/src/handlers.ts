@@ -43,7 +43,8 @@ export class HandlerError extends Error {
  * How many deliveries of one event may end with its service dying (its process or thread exiting
  * on its own while the event was unanswered) before the event is dropped as a poison event and
  * fails with "poison". The first such delivery may have been shared with other events; every
- * later one is alone (see HandlerStream), so the last death is the event's own doing.
+ * later one is alone, on every stream of its service (see Quarantine), so the last death is the
+ * event's own doing.
  */
 export const MAX_FATAL_DELIVERIES = 2;
 
@@ -139,16 +140,12 @@ function times(n: number): string {
  * the leading edge: alone, an event goes out at once; events that follow one another within a
  * turn of the event loop go as one EventBatch message.
  *
- * An event whose earlier delivery ended with its service dying (a suspect) is sent alone: only
- * once nothing else is pending, and events that come meanwhile are held until it is answered. If
- * the service dies again, the event was the cause, and nothing else was in flight to die with it.
+ * An event whose earlier delivery ended with its service dying (a suspect) is sent alone, over
+ * every stream of its service (see Quarantine): if the service dies again, the event was the
+ * cause, and nothing else was in flight to die with it.
  */
 export class HandlerStream {
   readonly pending = new Map<string, Pending>();
-  /** Events held back behind a suspect; undefined (the hot path's only check) when there are none. */
-  private held: Pending[] | undefined;
-  /** The id of the suspect in flight alone, if any. */
-  private probe: string | undefined;
   /** Our SDK's streams get their events in batches (see LeadingEdgeBatcher). */
   private readonly batcher = new LeadingEdgeBatcher<ServerMessageInit>(
     (message) => this.call.write(message),
@@ -182,8 +179,8 @@ export class HandlerStream {
    */
   post(p: Pending): void {
     if (!this.call.writable) this.notReading(p);
-    else if (this.held === undefined && p.deaths === 0) this.transmit(p);
-    else this.hold(p);
+    else if (p.deaths === 0 && this.registry.quarantines.size === 0) this.transmit(p);
+    else this.registry.isolate(this, p);
   }
 
   /**
@@ -203,7 +200,8 @@ export class HandlerStream {
     );
   }
 
-  private transmit(p: Pending): string {
+  /** Sends an event now; returns its id. */
+  transmit(p: Pending): string {
     const id = this.registry.nextId();
     // No timer per event (this is the hot path): the registry sweeps expired events.
     p.deadline = Date.now() + this.registry.timeoutMs;
@@ -213,50 +211,9 @@ export class HandlerStream {
     return id;
   }
 
-  private hold(p: Pending): void {
-    this.held ??= [];
-    // Bounded like the events that wait for a handler to register.
-    if (this.held.length >= MAX_WAITING_EVENTS) {
-      failLater(
-        p.sink as AnswerSink,
-        p.context,
-        new HandlerError(
-          "unavailable",
-          `websocket "${this.socket}": ${MAX_WAITING_EVENTS} events already wait for ${handlerName(this.event, this.route)} of service "${this.service}" to handle an event that its service died on`,
-        ),
-      );
-      return;
-    }
-    this.held.push(p);
-    this.pump();
-  }
-
-  /** Sends what is held: a suspect once nothing else is pending, other events while no suspect is in flight. */
-  private pump(): void {
-    const held = this.held;
-    if (held === undefined) return;
-    while (this.probe === undefined) {
-      const next = held[0];
-      if (next === undefined) {
-        this.held = undefined;
-        return;
-      }
-      if (next.deaths > 0 && this.pending.size > 0) return;
-      held.shift();
-      const id = this.transmit(next);
-      if (next.deaths > 0) this.probe = id;
-    }
-  }
-
-  /** How many events are held back behind a suspect. */
+  /** How many events are held back behind a suspect of its service. */
   heldCount(): number {
-    return this.held?.length ?? 0;
-  }
-
-  /** An event left the stream (answered or expired): the next held one may go. */
-  private settled(id: string): void {
-    if (id === this.probe) this.probe = undefined;
-    if (this.held !== undefined) this.pump();
+    return this.registry.heldFor(this);
   }
 
   /**
@@ -268,7 +225,6 @@ export class HandlerStream {
     for (const [id, p] of this.pending) {
       if (p.deadline > now) break;
       this.pending.delete(id);
-      if (id === this.probe) this.probe = undefined;
       expired = true;
       (p.sink as AnswerSink).failed(
         p.context,
@@ -278,7 +234,7 @@ export class HandlerStream {
         ),
       );
     }
-    if (expired && this.held !== undefined) this.pump();
+    if (expired && this.registry.quarantines.size !== 0) this.registry.settled(this);
   }
 
   /** Routes an answer (or a batch of them) to its pending event. */
@@ -291,7 +247,7 @@ export class HandlerStream {
     const pending = this.pending.get(message.id);
     if (!pending) return;
     this.pending.delete(message.id);
-    if (this.held !== undefined) this.settled(message.id);
+    if (this.registry.quarantines.size !== 0) this.registry.settled(this);
     try {
       (pending.sink as AnswerSink).answered(pending.context, message.content.value);
     } catch (error) {
@@ -307,12 +263,37 @@ export class HandlerStream {
   takeAll(): { unanswered: Pending[]; held: Pending[] } {
     this.batcher.clear();
     const unanswered = [...this.pending.values()];
-    const held = this.held ?? [];
     this.pending.clear();
-    this.held = undefined;
-    this.probe = undefined;
-    return { unanswered, held };
+    return { unanswered, held: this.registry.withdraw(this) };
   }
+}
+
+/** An event held back by a Quarantine, with the stream it is for. */
+interface Entry {
+  stream: HandlerStream;
+  p: Pending;
+}
+
+/**
+ * The suspects of one service (events whose delivery ended with it dying) and the events held
+ * back while one of them is tried. A suspect is sent alone: once nothing else of its service is
+ * in flight on any of its streams (its connect stream beside its message stream, another
+ * socket's), and events that come meanwhile are held until it is answered. A suspect tried beside
+ * an event of another stream could die of that event's doing and be dropped as a poison event.
+ * Suspects and the other events take turns: once a suspect is answered, the events held meanwhile
+ * go out together before the next suspect waits for quiet, so an event that had no part in the
+ * crash waits for one retry at most, not for every one.
+ */
+class Quarantine {
+  suspects: Entry[] = [];
+  held: Entry[] = [];
+  /** The suspect in flight alone: its id, on `probeStream`. */
+  probe: string | undefined;
+  probeStream: HandlerStream | undefined;
+  /** A suspect was just answered: the events held meanwhile go before the next suspect. */
+  heldTurn = false;
+  /** A pump is due in a microtask (see HandlerRegistry.withdraw). */
+  pumpDue = false;
 }
 
 /** Most events that may wait for one (socket, event) handler to come back; more fail at once. */
@@ -347,6 +328,8 @@ export class HandlerRegistry {
   private readonly draining = new Set<HandlerStream>();
   private counter = 0;
   private stopping = false;
+  /** Services with suspects to try alone, or events held behind one (see Quarantine). */
+  readonly quarantines = new Map<string, Quarantine>();
 
   constructor(
     private readonly logger: Logger,
@@ -378,6 +361,118 @@ export class HandlerRegistry {
       }
     }, every);
     this.sweeper.unref();
+  }
+
+  /**
+   * Sends an event of a service with suspects (see Quarantine), or holds it; a suspect starts its
+   * service's quarantine.
+   */
+  isolate(stream: HandlerStream, p: Pending): void {
+    let q = this.quarantines.get(stream.service);
+    if (q === undefined) {
+      if (p.deaths === 0) {
+        stream.transmit(p);
+        return;
+      }
+      q = new Quarantine();
+      this.quarantines.set(stream.service, q);
+    }
+    // Bounded like the events that wait for a handler to register.
+    if (q.suspects.length + q.held.length >= MAX_WAITING_EVENTS) {
+      failLater(
+        p.sink as AnswerSink,
+        p.context,
+        new HandlerError(
+          "unavailable",
+          `websocket "${stream.socket}": ${MAX_WAITING_EVENTS} events already wait for service "${stream.service}" to handle, one at a time, the events it died on; this one, for ${handlerName(stream.event, stream.route)}, is not sent`,
+        ),
+      );
+      return;
+    }
+    (p.deaths > 0 ? q.suspects : q.held).push({ stream, p });
+    this.pump(stream.service, q);
+  }
+
+  /** Sends what a quarantine holds: the events held while no suspect is in flight or due, a suspect once nothing is in flight. */
+  private pump(service: string, q: Quarantine): void {
+    while (q.probe === undefined) {
+      if (q.held.length > 0 && (q.heldTurn || q.suspects.length === 0)) {
+        const held = q.held;
+        q.held = [];
+        q.heldTurn = false;
+        for (const e of held) e.stream.transmit(e.p);
+        continue;
+      }
+      const next = q.suspects[0];
+      if (next === undefined) {
+        this.quarantines.delete(service);
+        return;
+      }
+      if (this.busy(service)) return;
+      q.suspects.shift();
+      q.probe = next.stream.transmit(next.p);
+      q.probeStream = next.stream;
+      q.heldTurn = true;
+    }
+  }
+
+  /** True while an event of `service` is in flight on any of its streams. */
+  private busy(service: string): boolean {
+    for (const s of this.streams.values()) if (s.service === service && s.pending.size > 0) return true;
+    for (const s of this.draining) if (s.service === service && s.pending.size > 0) return true;
+    return false;
+  }
+
+  /** An event of `stream` left it (answered or expired): the suspect it was may be done, the next may go. */
+  settled(stream: HandlerStream): void {
+    const q = this.quarantines.get(stream.service);
+    if (q === undefined) return;
+    if (q.probe !== undefined && q.probeStream?.pending.has(q.probe) !== true) {
+      q.probe = undefined;
+      q.probeStream = undefined;
+    }
+    this.pump(stream.service, q);
+  }
+
+  /** How many events of `stream` a quarantine holds. */
+  heldFor(stream: HandlerStream): number {
+    const q = this.quarantines.get(stream.service);
+    if (q === undefined) return 0;
+    let n = 0;
+    for (const e of q.suspects) if (e.stream === stream) n++;
+    for (const e of q.held) if (e.stream === stream) n++;
+    return n;
+  }
+
+  /**
+   * A stream is gone: takes its events out of its service's quarantine (never sent, so nothing
+   * counts against them). What is left is pumped a microtask later, once the caller has retired
+   * the service's other streams too: a suspect sent now to a stream of a dying service would be
+   * counted as dying with it.
+   */
+  withdraw(stream: HandlerStream): Pending[] {
+    const q = this.quarantines.get(stream.service);
+    if (q === undefined) return [];
+    const taken: Pending[] = [];
+    const keep = (e: Entry) => {
+      if (e.stream !== stream) return true;
+      taken.push(e.p);
+      return false;
+    };
+    q.suspects = q.suspects.filter(keep);
+    q.held = q.held.filter(keep);
+    if (q.probeStream === stream) {
+      q.probe = undefined;
+      q.probeStream = undefined;
+    }
+    if (!q.pumpDue) {
+      q.pumpDue = true;
+      queueMicrotask(() => {
+        q.pumpDue = false;
+        if (this.quarantines.get(stream.service) === q) this.pump(stream.service, q);
+      });
+    }
+    return taken;
   }
 
   /** An answer's sink threw: logged, and the stream goes on. */

@@ -140,6 +140,8 @@ describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
     const first = await serviceProcess(provider, () => undefined);
     const poisoner = await open(urlOf(provider, "chat"));
     const innocent = await open(urlOf(provider, "chat"));
+    // Connected before: while a suspect is tried, its service's connect events wait too.
+    const bystander = await open(urlOf(provider, "chat"));
     const gone = closed(poisoner);
     poisoner.send("poison");
     innocent.send("innocent");
@@ -148,7 +150,6 @@ describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
     // Both are suspects now: the first goes alone; the other waits until it is answered.
     const second = await serviceProcess(provider, () => undefined);
     await until(() => second.events.length === 1, "the poison message alone");
-    const bystander = await open(urlOf(provider, "chat"));
     bystander.send("fresh");
     await sleep(100);
     expect(second.events.map(text)).toEqual(["poison"]);
@@ -166,6 +167,8 @@ describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
     const { provider } = await startProvider({ spec });
     const first = await serviceProcess(provider, () => undefined);
     const a = await open(urlOf(provider, "chat"));
+    // Connected before: while a suspect is tried, its service's connect events wait too.
+    const b = await open(urlOf(provider, "chat"));
     a.send("slow but fine");
     await until(() => first.events.length === 1, "the first delivery");
     provider.serviceExited("svc", 1, null);
@@ -188,7 +191,6 @@ describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
       content: { case: "registrationRequest", value: { socketName: "chat", eventType: WebsocketEventType.Message } },
     });
     await until(() => seen.length === 1, "the suspect");
-    const b = await open(urlOf(provider, "chat"));
     const gotB = nextMessage(b);
     b.send("after");
     await sleep(100);
@@ -284,6 +286,58 @@ describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
       /^websocket "chat": service "svc" exited twice while handling a disconnect event of connection \S+, so that event is dropped$/,
     );
   });
+
+  it("tries a connect that was in flight when a message killed its service alone, apart from that message: the client is let in", async () => {
+    const { provider, logs } = await startProvider({ spec });
+    const first = await playedProcess(provider);
+    const poisonerOpen = open(`${urlOf(provider, "chat")}?n=poisoner`);
+    await until(() => first.seen.length === 1, "the poisoner's connect");
+    first.seen[0]?.answer();
+    const poisoner = await poisonerOpen;
+    const gone = closed(poisoner);
+    // A slow connect handler is running when a message kills the service.
+    const late = open(`${urlOf(provider, "chat")}?n=late`);
+    await until(() => first.seen.length === 2, "the late client's connect");
+    poisoner.send("poison");
+    await until(() => first.seen.length === 3, "the poison message");
+    expect(provider.serviceExited("svc", 1, null)).toBe(2);
+    // The next process dies on the poison message as soon as it gets it; it answers a connect in 100 ms.
+    const second = await playedProcess(provider, (e) => {
+      if (e.event === "message") provider.serviceExited("svc", 1, null);
+      else setTimeout(e.answer, 100);
+    });
+    expect((await late).readyState).toBe(WebSocket.OPEN);
+    expect(await gone).toEqual({
+      code: 1011,
+      reason: `message handler's service "svc" exited twice while handling this message`,
+    });
+    expect(second.seen.map((e) => e.name)).toEqual(["late", "poison"]);
+    expect(logs.error).toEqual([expect.stringMatching(/exited twice while handling a 6-byte message/)]);
+  });
+
+  it("sends an event that came after a crash once the first suspect is answered, not after every suspect", async () => {
+    const { provider } = await startProvider({ spec });
+    const first = await playedProcess(provider);
+    const suspects = ["c1", "c2", "c3"].map((n) => open(`${urlOf(provider, "chat")}?n=${n}`));
+    await until(() => first.seen.length === 3, "three connects in flight");
+    expect(provider.serviceExited("svc", 1, null)).toBe(3);
+    const second = await playedProcess(provider);
+    await until(() => second.seen.length === 1, "the first suspect, alone");
+    const fresh = open(`${urlOf(provider, "chat")}?n=fresh`);
+    await sleep(100);
+    // Held while a suspect is tried: it could be what kills the service.
+    expect(second.seen.map((e) => e.name)).toEqual(["c1"]);
+    second.seen[0]?.answer();
+    await until(() => second.seen.length === 2, "the next event");
+    expect(second.seen.map((e) => e.name)).toEqual(["c1", "fresh"]);
+    second.seen[1]?.answer();
+    expect((await fresh).readyState).toBe(WebSocket.OPEN);
+    // The other suspects go alone after it, one after another.
+    second.onEvent = (e) => e.answer();
+    for (const e of second.seen.slice(2)) e.answer();
+    for (const ws of await Promise.all(suspects)) expect(ws.readyState).toBe(WebSocket.OPEN);
+    expect(second.seen.map((e) => e.name)).toEqual(["c1", "fresh", "c2", "c3"]);
+  });
 });
 
 /** The HTTP status and body of a refused upgrade. */
@@ -300,4 +354,54 @@ function refusal(url: string): Promise<{ status: number; body: string }> {
       res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
     });
   });
+}
+
+/** An event a played service got: its client's name (`?n=`) or its text, and how to answer it. */
+interface PlayedEvent {
+  event: "connect" | "message";
+  name: string;
+  answer(): void;
+}
+
+/**
+ * A process of service "svc" played by the test: it records its connect and message events in
+ * order, and answers each when the test says (`answer`), or as `onEvent` does once it is set.
+ */
+async function playedProcess(provider: LocalProvider, onEvent?: (e: PlayedEvent) => void) {
+  provider.serviceStarting("svc");
+  const client: Client = await serviceClient(provider, "svc");
+  await declareSocket(client, "chat");
+  const played = { seen: [] as PlayedEvent[], onEvent };
+  for (const event of ["connect", "message"] as const) {
+    const call = client.bidi(WebsocketHandler.method.handleEvents);
+    call.on("error", () => {});
+    await new Promise<void>((registered) => {
+      call.on("data", (m: ServerMessage) => {
+        if (m.content.case === "registrationResponse") registered();
+        if (m.content.case !== "websocketEventRequest") return;
+        const request = m.content.value;
+        const name =
+          request.websocketEvent.case === "connection"
+            ? (request.websocketEvent.value.queryParams.n?.value[0] ?? "")
+            : text(request);
+        const e: PlayedEvent = {
+          event,
+          name,
+          answer: () => {
+            const value = (event === "connect" ? accept() : echo(request)) ?? {};
+            try {
+              call.write({ id: m.id, content: { case: "websocketEventResponse", value } });
+            } catch {
+              // Its process is gone.
+            }
+          },
+        };
+        played.seen.push(e);
+        played.onEvent?.(e);
+      });
+      const eventType = event === "connect" ? WebsocketEventType.Connect : WebsocketEventType.Message;
+      call.write({ id: "", content: { case: "registrationRequest", value: { socketName: "chat", eventType } } });
+    });
+  }
+  return played;
 }
