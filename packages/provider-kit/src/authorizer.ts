@@ -3,7 +3,8 @@
  * the service that declared `websocket(name, { authorize })`) and the registry a gateway asks
  * before it runs the connect handler. A socket the spec says is authorized never connects without
  * an answer from its authorizer: with no stream (its service is starting or gone) the request waits
- * for one, then is refused with 503.
+ * for one, then is refused with 503. What a flood of handshakes can make it hold is bounded (see
+ * MAX_PENDING_AUTHORIZATIONS, and the 8 MB a gRPC stream holds for a service that does not read).
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type {
@@ -24,10 +25,23 @@ export type AuthorizationInput = MessageInitShape<typeof AuthorizationRequestSch
   protocols: string[];
 };
 
-/** What the authorizer decided, checked: an identity of at most 8 KB and an offered subprotocol, or a refusal. */
+/**
+ * What the authorizer decided, checked: an identity of at most 8 KB and an offered subprotocol, or
+ * a refusal. `busy` marks a refusal for a bound (see MAX_PENDING_AUTHORIZATIONS): the client may
+ * connect again in a moment (Retry-After), and a flood of them is logged once a burst.
+ */
 export type AuthorizeDecision =
   | { allow: true; identityJson: string; protocol: string }
-  | { allow: false; status: number; reason: string };
+  | { allow: false; status: number; reason: string; busy?: true };
+
+/**
+ * Most connection requests that may wait for one socket's authorizer: sent to it and not yet
+ * answered, or waiting for its stream while its service starts. Each holds a client's socket
+ * and its request, and a client that hangs up does not take its request back, so a flood of
+ * handshakes to a socket whose authorizer is slow (or not running) would otherwise pile them up
+ * for as long as the authorizer takes. More are refused at once with 503 and Retry-After.
+ */
+export const MAX_PENDING_AUTHORIZATIONS = 1000;
 
 /**
  * The subprotocols a client offered, in its order: `Sec-WebSocket-Protocol` is a comma-separated
@@ -112,7 +126,8 @@ export function checkDecision(
 export class AuthorizerRegistry {
   private readonly streams = new Map<string, AuthorizerStream>();
   private readonly expected = new Map<string, string>();
-  private readonly waiters = new Map<string, (() => void)[]>();
+  /** Requests waiting for a socket's stream (its service is starting), by socket: each wakes its own. */
+  private readonly waiters = new Map<string, Set<() => void>>();
   private counter = 0;
 
   constructor(
@@ -153,9 +168,9 @@ export class AuthorizerRegistry {
     const stream = new AuthorizerStream(service, socket, call);
     this.streams.set(socket, stream);
     this.removed.delete(service);
-    const waiting = this.waiters.get(socket) ?? [];
+    const waiting = this.waiters.get(socket);
     this.waiters.delete(socket);
-    for (const wake of waiting) wake();
+    for (const wake of waiting ?? []) wake();
     return stream;
   }
 
@@ -206,15 +221,24 @@ export class AuthorizerRegistry {
     const socket = request.socketName;
     let stream = this.streams.get(socket);
     if (!stream) {
+      const waiting = this.waiters.get(socket) ?? new Set<() => void>();
+      if (waiting.size >= MAX_PENDING_AUTHORIZATIONS) {
+        const service = this.expected.get(socket);
+        return busy(
+          `websocket "${socket}": ${MAX_PENDING_AUTHORIZATIONS} connection requests already wait for its authorizer${service ? ` (service "${service}")` : ""} to start; connect again in a moment`,
+        );
+      }
+      this.waiters.set(socket, waiting);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, this.waitMs);
-        function done() {
+        const done = () => {
           clearTimeout(timer);
+          // Out of the list when its wait runs out too: a socket whose authorizer never comes would keep every one.
+          waiting.delete(done);
+          if (waiting.size === 0 && this.waiters.get(socket) === waiting) this.waiters.delete(socket);
           resolve();
-        }
-        const list = this.waiters.get(socket) ?? [];
-        list.push(done);
-        this.waiters.set(socket, list);
+        };
+        const timer = setTimeout(done, this.waitMs);
+        waiting.add(done);
       });
       stream = this.streams.get(socket);
       if (!stream) {
@@ -231,6 +255,16 @@ export class AuthorizerRegistry {
       }
     }
     const live = stream;
+    if (live.pending.size >= MAX_PENDING_AUTHORIZATIONS) {
+      return busy(
+        `websocket "${socket}": ${MAX_PENDING_AUTHORIZATIONS} connection requests already wait for its authorizer (service "${live.service}") to answer; connect again in a moment, and if this goes on, make the authorizer answer sooner`,
+      );
+    }
+    if (!live.call.writable) {
+      return busy(
+        `websocket "${socket}": its authorizer's service "${live.service}" is not reading the connection requests sent to it (the provider holds all it will of them); connect again in a moment, and if this goes on, does a handler block the service's event loop?`,
+      );
+    }
     const id = String(++this.counter);
     return new Promise<AuthorizeDecision>((resolve) => {
       const timer = setTimeout(() => {
@@ -259,6 +293,11 @@ export class AuthorizerRegistry {
       stream.call.end();
     }
   }
+}
+
+/** A refusal for a bound: 503, and the client may connect again in a moment. */
+function busy(reason: string): AuthorizeDecision {
+  return { allow: false, status: 503, reason, busy: true };
 }
 
 /** Builds the Authorizer implementation for the service `service`. */

@@ -14,6 +14,7 @@ export {
   AuthorizerStream,
   authorizerService,
   checkDecision,
+  MAX_PENDING_AUTHORIZATIONS,
   offeredProtocols,
 } from "./authorizer.js";
 export {

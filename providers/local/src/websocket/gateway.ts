@@ -485,6 +485,8 @@ export class Gateway implements SocketBackend, FlowGateway {
   private readonly tooManyLog: BurstLog;
   private readonly lateLog: BurstLog;
   private readonly timeoutLog: BurstLog;
+  /** Connections refused because too many wait for the socket's authorizer. */
+  private readonly busyLog: BurstLog;
   /** The token bucket refills this many tokens per millisecond. */
   private readonly tokensPerMs: number;
   private warnedNoConnect = false;
@@ -516,6 +518,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     this.tooManyLog = new BurstLog(logger, "warn", since);
     this.lateLog = new BurstLog(logger, "warn", since);
     this.timeoutLog = new BurstLog(logger, "error", (n) => ` (${n} timed out since the last report)`);
+    this.busyLog = new BurstLog(logger, "error", since);
     // The ws library closes a connection whose frames it refuses (too big, bad UTF-8, broken
     // framing) without a reason: its sockets here give a close the reason its code stands for.
     class GatewaySocket extends WebSocket {
@@ -963,6 +966,12 @@ export class Gateway implements SocketBackend, FlowGateway {
       .then((decision) => {
         this.authorizing.delete(id);
         if (!decision.allow) {
+          if (decision.busy) {
+            // A flood's refusals: one line a burst, and the client may try again in a moment.
+            this.busyLog.note(`${decision.reason}: refused a connection with 503`);
+            this.refuse(socket, decision.status, decision.reason, { "Retry-After": "1" });
+            return;
+          }
           if (decision.status >= 500) this.logger.error(decision.reason);
           this.refuse(socket, decision.status, decision.reason);
           return;
