@@ -702,3 +702,16 @@ describe("a socket's custom domain", () => {
     }
   });
 });
+
+describe("a function's environment", () => {
+  it("is held to Lambda's 4 KB whatever fills it: a service allowed many stores is refused at build, with the fix", () => {
+    // No --env-from: the runtime's own bindings alone (a table's name per store) go over.
+    const stores = Array.from({ length: 40 }, (_, i) => `store-${String(i).padStart(2, "0")}`);
+    const build = () => template(app(["socket"], stores, ["svc"]));
+    expect(build).toThrow(
+      /^the function of service "svc" would have about \d+ bytes of environment variables \(nitric-like's own: NITRIC_LIKE_KV_TABLES \d+, [^)]*\), over Lambda's 4096 for a function, which it would refuse mid-deploy; split the service/,
+    );
+    // Under the limit, the same app builds.
+    expect(() => template(app(["socket"], stores.slice(0, 10), ["svc"]))).not.toThrow();
+  });
+});

@@ -759,11 +759,24 @@ class TemplateBuilder {
     if (this.input.handlerTimeoutMs !== undefined)
       variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(this.input.handlerTimeoutMs);
     const bytes = variablesBytes(variables);
-    if (this.input.variables && bytes > MAX_FUNCTION_VARIABLES_BYTES) {
-      const theirs = variablesBytes({ ...this.input.variables });
+    if (bytes > MAX_FUNCTION_VARIABLES_BYTES) {
+      // Whatever fills it: --env-from, or the runtime's own bindings (a service that handles many
+      // sockets and routes, or is allowed many stores and secrets), which Lambda counts alike.
+      const theirs = this.input.variables ? variablesBytes({ ...this.input.variables }) : 0;
+      const ours = Object.entries(variables)
+        .filter(([name]) => !this.input.variables || !Object.hasOwn(this.input.variables, name))
+        .map(([name, value]) => [name, variablesBytes({ [name]: value })] as const)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 3)
+        .map(([name, n]) => `${name} ${n}`)
+        .join(", ");
+      const fix =
+        theirs > 0
+          ? "keep large values elsewhere (a kv store, a secret store) and give the functions their names"
+          : "split the service: move some of its sockets' handlers, or the code that uses some of its stores and secrets, into another service";
       throw Object.assign(
         new Error(
-          `--env-from: the function of service "${service}" would have about ${bytes} bytes of environment variables (${theirs} of them from --env-from), over Lambda's ${MAX_FUNCTION_VARIABLES_BYTES} for a function; keep large values elsewhere (a kv store, a secret store) and give the functions their names`,
+          `${theirs > 0 ? "--env-from: " : ""}the function of service "${service}" would have about ${bytes} bytes of environment variables (${theirs > 0 ? `${theirs} of them from --env-from; ` : ""}nitric-like's own: ${ours}), over Lambda's ${MAX_FUNCTION_VARIABLES_BYTES} for a function, which it would refuse mid-deploy; ${fix}`,
         ),
         { userFacing: true },
       );
