@@ -758,14 +758,15 @@ class TemplateBuilder {
     if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
     if (this.input.handlerTimeoutMs !== undefined)
       variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(this.input.handlerTimeoutMs);
-    const bytes = variablesBytes(variables);
+    const bytes = variablesBytes(variables, (ref) => this.referenceBytes(ref));
     if (bytes > MAX_FUNCTION_VARIABLES_BYTES) {
       // Whatever fills it: --env-from, or the runtime's own bindings (a service that handles many
       // sockets and routes, or is allowed many stores and secrets), which Lambda counts alike.
       const theirs = this.input.variables ? variablesBytes({ ...this.input.variables }) : 0;
+      const size = (name: string, value: Json) => variablesBytes({ [name]: value }, (ref) => this.referenceBytes(ref));
       const ours = Object.entries(variables)
         .filter(([name]) => !this.input.variables || !Object.hasOwn(this.input.variables, name))
-        .map(([name, value]) => [name, variablesBytes({ [name]: value })] as const)
+        .map(([name, value]) => [name, size(name, value)] as const)
         .sort((a, b) => b[1] - a[1])
         .slice(0, 3)
         .map(([name, n]) => `${name} ${n}`)
@@ -782,6 +783,25 @@ class TemplateBuilder {
       );
     }
     return variables;
+  }
+
+  /**
+   * The most bytes what a reference in a function's environment names takes once CloudFormation
+   * fills it in: pseudo parameters, an API's id (10 characters), a table's generated name
+   * (`<stack>-<logical id>-<12 characters>`), a secret's ARN (its generated name is
+   * `<logical id>-<12 characters>`, and Secrets Manager adds `-<6 characters>`); 96 for anything else.
+   */
+  private referenceBytes(ref: string): number {
+    if (ref === "AWS::Region") return 16; // the longest region names have 14 characters
+    if (ref === "AWS::URLSuffix") return 16; // amazonaws.com.cn
+    if (ref === "AWS::Partition") return 10; // aws-us-gov
+    if (ref === "AWS::AccountId") return 12;
+    const type = Object.hasOwn(this.resources, ref) ? (this.resources[ref] as { Type?: unknown }).Type : undefined;
+    if (type === "AWS::ApiGatewayV2::Api") return 10;
+    if (type === "AWS::DynamoDB::Table") return Math.min(255, this.spec.name.length + ref.length + 14);
+    if (type === "AWS::SecretsManager::Secret")
+      return "arn::secretsmanager:::secret:".length + 10 + 16 + 12 + ref.length + 13 + 7;
+    return 96;
   }
 
   /**

@@ -57,9 +57,12 @@ export function variableNameProblems(variables: Readonly<Record<string, string>>
 /**
  * The bytes a function's variables take as Lambda counts them (UTF-8, keys and values). A value
  * that CloudFormation fills in at deploy time (`Fn::Sub`, `Ref`) counts each reference as
- * `resolvedBytes`, the most an id or ARN it names takes here.
+ * `referenceBytes(name)` bytes, the most what it names can take (by default 96, for any id or ARN).
  */
-export function variablesBytes(variables: Record<string, unknown>, resolvedBytes = 96): number {
+export function variablesBytes(
+  variables: Record<string, unknown>,
+  referenceBytes: (name: string) => number = () => 96,
+): number {
   let bytes = 0;
   for (const [key, value] of Object.entries(variables)) {
     bytes += Buffer.byteLength(key);
@@ -67,8 +70,11 @@ export function variablesBytes(variables: Record<string, unknown>, resolvedBytes
     else if (value && typeof value === "object" && "Fn::Sub" in value) {
       const text = String((value as { "Fn::Sub": unknown })["Fn::Sub"]);
       const references = text.match(/\$\{[^}]*\}/g) ?? [];
-      bytes += Buffer.byteLength(text.replace(/\$\{[^}]*\}/g, "")) + references.length * resolvedBytes;
-    } else bytes += resolvedBytes;
+      bytes += Buffer.byteLength(text.replace(/\$\{[^}]*\}/g, ""));
+      for (const reference of references) bytes += referenceBytes(reference.slice(2, -1));
+    } else if (value && typeof value === "object" && "Ref" in value) {
+      bytes += referenceBytes(String((value as { Ref: unknown }).Ref));
+    } else bytes += referenceBytes("");
   }
   return bytes;
 }
