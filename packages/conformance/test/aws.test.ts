@@ -14,6 +14,7 @@ import {
   renameSync,
   rmSync,
   symlinkSync,
+  truncateSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -96,6 +97,12 @@ function unzip(archive: Buffer): Map<string, Buffer> {
 
 function ofType(t: Template, type: string): [string, Resource][] {
   return Object.entries(t.Resources).filter(([, r]) => r.Type === type);
+}
+
+/** Creates an empty file at `path`, and gives the path. */
+function writeAndReturn(path: string): string {
+  writeFileSync(path, "");
+  return path;
 }
 
 async function build(
@@ -428,6 +435,128 @@ describe("nitric-like build --provider aws", () => {
       'warning: service "addon": its function bundles "fast-hash" (imported by services/addon.ts), a package that loads native code (a .node addon), which a function\'s bundle cannot carry: on AWS it fails as it loads, unless the package falls back to JavaScript',
     );
     expect(stderr).not.toContain('"plain-pad"');
+  }, 30000);
+
+  it("copies the files bundled packages read from beside themselves into the function and its zip, and they run", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: beside\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'import { greet } from "greetings";',
+        'import { farewell } from "esm-greet";',
+        'import { shared } from "far-reader";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.reply(ctx.text() === "far" ? shared() : `${greet(ctx.text())} / ${farewell()}`));',
+      ].join("\n"),
+      // CommonJS, as most packages that ship data: read as it loads, and as it runs.
+      "node_modules/greetings/package.json": JSON.stringify({ name: "greetings", main: "lib/index.js" }),
+      "node_modules/greetings/lib/index.js": [
+        'const fs = require("fs");',
+        'const path = require("path");',
+        'const data = JSON.parse(fs.readFileSync(path.join(__dirname, "data.json"), "utf8"));',
+        'exports.greet = (name) => `${data.hello}, ${name}${fs.readFileSync(`${__dirname}/words/end.txt`, "utf8")}`;',
+      ].join("\n"),
+      "node_modules/greetings/lib/data.json": '{"hello":"bonjour"}',
+      "node_modules/greetings/lib/words/end.txt": "!",
+      // An ES module reading relative to import.meta.url.
+      "node_modules/esm-greet/package.json": JSON.stringify({ name: "esm-greet", type: "module", main: "index.js" }),
+      "node_modules/esm-greet/index.js": [
+        'import { readFileSync } from "node:fs";',
+        'export const farewell = () => readFileSync(new URL("./farewell.txt", import.meta.url), "utf8").trim();',
+      ].join("\n"),
+      "node_modules/esm-greet/farewell.txt": "au revoir\n",
+      // A read outside its own folder: once bundled it would leave the function's folder.
+      "node_modules/far-reader/package.json": JSON.stringify({ name: "far-reader", main: "lib/index.js" }),
+      "node_modules/far-reader/lib/index.js": [
+        'const fs = require("fs");',
+        'const path = require("path");',
+        'exports.shared = () => fs.readFileSync(path.join(__dirname, "../shared.json"), "utf8");',
+      ].join("\n"),
+      "node_modules/far-reader/shared.json": "{}",
+    });
+    const { out, stderr } = await build(project);
+    expect(stderr).toContain(
+      '  chat: data.json 19 bytes copied into the function: package "greetings" reads it from beside itself',
+    );
+    expect(stderr).toContain('  chat: words/end.txt 1 bytes copied into the function: package "greetings"');
+    expect(stderr).toContain('  chat: farewell.txt 10 bytes copied into the function: package "esm-greet"');
+    expect(stderr).toContain(
+      'warning: service "chat": package "far-reader" (node_modules/far-reader/lib/index.js) reads node_modules/far-reader/shared.json from beside itself ("../shared.json"), a path that leaves the function\'s folder once bundled: on AWS it fails with ENOENT',
+    );
+    const files = unzip(readFileSync(join(out, "functions", "chat.zip")));
+    expect([...files.keys()].sort()).toEqual([
+      "data.json",
+      "farewell.txt",
+      "index.cjs",
+      "index.cjs.map",
+      "words/end.txt",
+    ]);
+    expect(files.get("data.json")?.toString()).toBe('{"hello":"bonjour"}');
+    expect(readFileSync(join(out, "functions", "chat", "words", "end.txt"), "utf8")).toBe("!");
+
+    // In the emulator, the function runs from its folder as Lambda runs from /var/task.
+    const app = await startApp(project, ["--provider", "aws"]);
+    try {
+      const client = await connect(app.url("socket"));
+      client.ws.send("ann");
+      expect((await client.next()).text).toBe("bonjour, ann! / au revoir");
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 90000);
+
+  it("refuses at build a function over Lambda's 250 MB unzipped, naming its size, what made it big and the fix", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: huge\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'import { lookup } from "geo-data";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.reply(lookup(ctx.text())));',
+      ].join("\n"),
+      "node_modules/geo-data/package.json": JSON.stringify({ name: "geo-data", main: "index.js" }),
+      "node_modules/geo-data/index.js": [
+        'const fs = require("fs");',
+        'const path = require("path");',
+        'exports.lookup = (ip) => String(fs.statSync(path.join(__dirname, "cities.mmdb")).size + ip.length);',
+      ].join("\n"),
+    });
+    // A real file of 251 MB (sparse: written in no time).
+    truncateSync(writeAndReturn(join(project, "node_modules", "geo-data", "cities.mmdb")), 251 * 1024 * 1024);
+    const out = join(project, "out");
+    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      /error: service "chat": its function would be 251\.\d MB unzipped \(index\.cjs \d+ KB, index\.cjs\.map \d+ KB, cities\.mmdb 251\.0 MB\), over Lambda's 250\.0 MB for a function's code, which it would refuse mid-deploy; the largest parts: cities\.mmdb \(copied: package "geo-data" reads it from beside itself\) 251\.0 MB, @nitric-like\/[a-z-]+ \(bundled\) \d+ KB, /,
+    );
+    expect(stderr).toContain(
+      "drop or replace the largest packages, keep large data out of the function (a kv store, or fetched at run time), or split the service so each function carries less; nothing was deployed",
+    );
+    expect(existsSync(join(out, "functions", "chat.zip"))).toBe(false);
+    expect(existsSync(join(out, "functions", "chat", "cities.mmdb"))).toBe(false);
+  }, 60000);
+
+  it("says esbuild's warnings at build, naming the service, file and line", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: warned\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        "const settings = { greeting: 'hi', greeting: 'hello' };",
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.reply(settings.greeting));',
+      ].join("\n"),
+    });
+    const { stderr } = await build(project);
+    expect(stderr).toContain(
+      'warning: service "chat": esbuild: services/chat.ts:3:36: Duplicate key "greeting" in object literal',
+    );
   }, 30000);
 
   it("names the providers it knows when asked for one that is not installed", async () => {

@@ -5,10 +5,11 @@
  */
 
 import { createHash } from "node:crypto";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { prepareOutDir } from "@nitric-like/provider-kit";
 import { type BuildOptions, type BuildResult, type SocketDomain, socketDomainOf } from "@nitric-like/spec";
+import type { BesideFile } from "./beside.js";
 import { bundleFunction } from "./bundle.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
@@ -28,6 +29,8 @@ export interface AwsBuild extends BuildResult {
     file: string;
     bundle: string;
     map: string;
+    /** The files copied beside the bundle (its code reads them from beside itself; beside.ts). */
+    beside: string[];
     bytes: number;
     zipBytes: number;
   }[];
@@ -37,6 +40,54 @@ export interface AwsBuild extends BuildResult {
 
 function kb(bytes: number): string {
   return `${(bytes / 1024).toFixed(0)} KB`;
+}
+
+function mb(bytes: number): string {
+  if (bytes < 1024 * 1024) return kb(bytes);
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/**
+ * What Lambda takes of a function's code unzipped: 250 MB ("Lambda quotas"), 262,144,000 bytes.
+ * The zip goes to Lambda through S3 (the artifact bucket), so the 50 MB of a direct upload does
+ * not apply.
+ */
+export const MAX_FUNCTION_UNZIPPED_BYTES = 250 * 1024 * 1024;
+
+/**
+ * Refuses a function whose files unzipped take more than Lambda takes, before anything is
+ * zipped or deployed (Lambda would refuse it mid-deploy, and CloudFormation roll the stack back):
+ * naming what it holds, what its bundle is made of, largest first, and the fixes.
+ */
+function refuseOversizeFunction(
+  service: string,
+  files: { name: string; bytes: number }[],
+  parts: { name: string; bytes: number }[],
+  beside: BesideFile[],
+): void {
+  const total = files.reduce((n, f) => n + f.bytes, 0);
+  if (total <= MAX_FUNCTION_UNZIPPED_BYTES) return;
+  const largest = [
+    ...parts.map((p) => ({ what: `${p.name} (bundled)`, bytes: p.bytes })),
+    ...beside.map((f) => ({
+      what: `${f.name} (copied: ${f.pkg === undefined ? f.readBy : `package "${f.pkg}"`} reads it from beside itself)`,
+      bytes: f.bytes,
+    })),
+  ]
+    .sort((a, b) => b.bytes - a.bytes)
+    .slice(0, 5)
+    .map((p) => `${p.what} ${mb(p.bytes)}`);
+  throw Object.assign(
+    new Error(
+      `service "${service}": its function would be ${mb(total)} unzipped (${files
+        .slice(0, 3)
+        .map((f) => `${f.name} ${mb(f.bytes)}`)
+        .join(
+          ", ",
+        )}${files.length > 3 ? ", ..." : ""}), over Lambda's ${mb(MAX_FUNCTION_UNZIPPED_BYTES)} for a function's code, which it would refuse mid-deploy; the largest parts: ${largest.join(", ")}; drop or replace the largest packages, keep large data out of the function (a kv store, or fetched at run time), or split the service so each function carries less; nothing was deployed`,
+    ),
+    { userFacing: true },
+  );
 }
 
 /**
@@ -66,13 +117,37 @@ export async function buildAws(
     n++;
     logger.info(`bundling service "${service.name}" (${n}/${options.services.length})`);
     const bundle = await bundleFunction(options.project.dir, service, outDir);
+    for (const warning of bundle.warnings) logger.warn(`service "${service.name}": esbuild: ${warning}`);
+    for (const problem of bundle.beside.problems) logger.warn(`service "${service.name}": ${problem}`);
     const code = readFileSync(bundle.file);
+    const mapData = readFileSync(bundle.map);
     const name = basename(bundle.file);
+    const beside = bundle.beside.copy;
+    refuseOversizeFunction(
+      service.name,
+      [
+        { name, bytes: code.length },
+        { name: basename(bundle.map), bytes: mapData.length },
+        ...beside.map((f) => ({ name: f.name, bytes: f.bytes })),
+      ],
+      bundle.parts,
+      beside,
+    );
+    const dir = dirname(bundle.file);
+    for (const f of beside) {
+      const to = join(dir, ...f.name.split("/"));
+      mkdirSync(dirname(to), { recursive: true });
+      copyFileSync(f.from, to);
+      logger.info(
+        `  ${service.name}: ${f.name} ${f.bytes < 1024 ? `${f.bytes} bytes` : kb(f.bytes)} copied into the function: ${f.pkg === undefined ? f.readBy : `package "${f.pkg}"`} reads it from beside itself`,
+      );
+    }
     const archive = zip([
       { name, data: code },
-      { name: basename(bundle.map), data: readFileSync(bundle.map) },
+      { name: basename(bundle.map), data: mapData },
+      ...beside.map((f) => ({ name: f.name, data: readFileSync(f.from) })),
     ]);
-    const hash = artifactHash(code, bundle.sourcesDigest);
+    const hash = artifactHash(code, bundle.sourcesDigest + beside.map((f) => `${f.name}\0${f.digest}\0`).join(""));
     const file = join(outDir, "functions", `${service.name}.zip`);
     writeFileSync(file, archive);
     const key = `nitric-like/${spec.name}/${service.name}-${hash}.zip`;
@@ -82,6 +157,7 @@ export async function buildAws(
       file,
       bundle: bundle.file,
       map: bundle.map,
+      beside: beside.map((f) => join(dir, ...f.name.split("/"))),
       bytes: code.length,
       zipBytes: archive.length,
     });
@@ -123,7 +199,7 @@ export async function buildAws(
   out.finish();
   logger.info(`wrote ${templateFile} (${Object.keys(template.Resources as object).length} resources)`);
   return {
-    files: [templateFile, ...artifacts.flatMap((a) => [a.file, a.bundle, a.map])],
+    files: [templateFile, ...artifacts.flatMap((a) => [a.file, a.bundle, a.map, ...a.beside])],
     template,
     templateFile,
     artifacts,

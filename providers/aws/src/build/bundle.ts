@@ -15,6 +15,7 @@ import { building, compileErrorMessage, packageOwner } from "@nitric-like/provid
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
 import { build, type Plugin, stop } from "esbuild";
+import { type BesideFiles, filesReadBeside } from "./beside.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { nativePackages } from "./native.js";
 
@@ -33,6 +34,12 @@ export interface ServiceBundle {
   sourcesDigest: string;
   /** The packages it bundles that load native code (nativePackages), for build to warn of. */
   native: { name: string; importedBy: string | undefined }[];
+  /** What its bytes come from: each package (by name) or file of the project, largest first. */
+  parts: { name: string; bytes: number }[];
+  /** The files its code reads from beside itself, to copy into the function (beside.ts). */
+  beside: BesideFiles;
+  /** esbuild's warnings, one line each (file:line:column: text). */
+  warnings: string[];
 }
 
 /** A service that does not compile; the message lists esbuild's errors with file:line:column. */
@@ -175,9 +182,15 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
     rmSync(`${other}.map`, { force: true });
     const map = `${file}.map`;
     writeFileSync(map, functionSourceMap(readFileSync(map, "utf8"), dir, projectDir));
-    const bytes = result.metafile.outputs[relative(projectDir, file)]?.bytes ?? 0;
+    const output = result.metafile.outputs[relative(projectDir, file)];
+    const bytes = output?.bytes ?? 0;
     const inputs = Object.keys(result.metafile.inputs);
     const sources = inputs.filter((input) => resolve(projectDir, input) !== entry);
+    const parts = new Map<string, number>();
+    for (const [input, { bytesInOutput }] of Object.entries(output?.inputs ?? {})) {
+      const name = partOf(projectDir, input);
+      parts.set(name, (parts.get(name) ?? 0) + bytesInOutput);
+    }
     return {
       service: service.name,
       file,
@@ -186,12 +199,27 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
       map,
       sourcesDigest: sourcesDigest(projectDir, sources),
       native: nativePackages(projectDir, result.metafile.inputs),
+      parts: [...parts].map(([name, n]) => ({ name, bytes: n })).sort((a, b) => b.bytes - a.bytes),
+      beside: filesReadBeside(projectDir, sources),
+      warnings: result.warnings.map((w) => {
+        const at = w.location ? `${w.location.file}:${w.location.line}:${w.location.column + 1}: ` : "";
+        return `${at}${w.text}`;
+      }),
     };
   } catch (error) {
     const message = compileErrorMessage(error, projectDir, service);
     if (!message) throw error;
     throw new BundleError(message);
   }
+}
+
+/**
+ * A bundle input as what it is part of: its package's name (a file under node_modules, or outside
+ * the project: a workspace's package), or its path in the project.
+ */
+function partOf(projectDir: string, input: string): string {
+  if (!input.includes("node_modules/") && !input.startsWith("../")) return input;
+  return packageOwner(dirname(resolve(projectDir, input))) ?? input;
 }
 
 /**

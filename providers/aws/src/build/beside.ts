@@ -1,0 +1,158 @@
+/**
+ * Files a function's code reads from beside itself. A package (or a service) that reads
+ * `path.join(__dirname, "data.json")` or `new URL("./data.json", import.meta.url)` as it runs
+ * finds its own folder in node_modules under `run`; in a function, bundled into one file, its
+ * `__dirname` and `import.meta.url` are the bundle's, the function's folder (/var/task on AWS),
+ * where no such file is, and it fails there only, with ENOENT. esbuild cannot see these reads (they
+ * are ordinary calls with a computed path) and says nothing of them.
+ *
+ * What is found, and how reliably: in each bundled file that names `__dirname`, `__filename` or
+ * `import.meta`, each string literal that names an existing data file (or a folder of them)
+ * relative to that file's folder is taken as read from beside it. That relative path is where
+ * the bundled code looks, relative to the function's folder, so the build copies the file there
+ * (the function's folder and its zip). A literal is not a read, so a file can be copied that
+ * is never read (it costs its bytes, which the build prints); a read whose path is computed
+ * from variables is not found. A path that leaves the file's folder (`../data.json`) would leave
+ * the function's folder, and two files that want the same place cannot both have it: those are
+ * not copied but named in a warning, with the package and the file.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, posix, relative, resolve, sep } from "node:path";
+import { packageOwner } from "@nitric-like/provider-kit";
+
+/** A file to copy into a function's folder. */
+export interface BesideFile {
+  /** Its path on this machine. */
+  from: string;
+  /** Its path in the function's folder (forward slashes). */
+  name: string;
+  bytes: number;
+  /** The bundled file that names it, relative to the project. */
+  readBy: string;
+  /** The package of that file; undefined for the project's own. */
+  pkg: string | undefined;
+  /** Its content's SHA-256, for the artifact's key. */
+  digest: string;
+}
+
+/** What `filesReadBeside` found. */
+export interface BesideFiles {
+  copy: BesideFile[];
+  /** Reads that cannot be served from the function's folder, one sentence each (without the service). */
+  problems: string[];
+}
+
+/** Names that mark a file as reading relative to its own place. */
+const OWN_PLACE = /\b__dirname\b|\b__filename\b|\bimport\.meta\b/;
+/** String literals: quoted, or a template without substitutions; and a template's tail after `${__dirname}`. */
+const LITERAL =
+  /"((?:[^"\\\n]|\\.){1,200})"|'((?:[^'\\\n]|\\.){1,200})'|`([^`\\$\n]{1,200})`|\$\{\s*__dirname\s*\}([^`$\n]{1,200})`/g;
+/** Code (esbuild bundles it, or it is not data), addons (native.ts), types and maps. */
+const NOT_DATA = /\.(?:[cm]?[jt]sx?|node)$|\.d\.[cm]?ts$|\.map$/;
+/** The files a function's folder holds already. */
+const TAKEN = new Set(["index.cjs", "index.mjs", "index.cjs.map", "index.mjs.map"]);
+
+/** A literal as a path relative to the file's folder, or undefined when it cannot be one. */
+function relativePathOf(literal: string): string | undefined {
+  if (literal.includes("://") || literal.startsWith("node:") || /[*?<>|\0\s]/.test(literal)) return undefined;
+  const trimmed = literal.replace(/^\.?\/+/, "").replaceAll("\\", "/");
+  if (trimmed === "" || trimmed === "." || trimmed === "..") return undefined;
+  const normal = posix.normalize(trimmed);
+  return normal.startsWith("node_modules/") || normal === "node_modules" ? undefined : normal;
+}
+
+/** The data files under `dir` (relative, forward slashes), or undefined when it holds code. */
+function dataFolder(dir: string, inputs: ReadonlySet<string>): string[] | undefined {
+  const out: string[] = [];
+  const walk = (at: string, prefix: string): boolean => {
+    for (const entry of readdirSync(at, { withFileTypes: true })) {
+      const path = join(at, entry.name);
+      if (entry.isDirectory()) {
+        if (entry.name === "node_modules" || !walk(path, `${prefix}${entry.name}/`)) return false;
+      } else if (entry.isFile()) {
+        if (NOT_DATA.test(entry.name) || inputs.has(path)) return false;
+        out.push(`${prefix}${entry.name}`);
+      }
+    }
+    return true;
+  };
+  return walk(dir, "") ? out : undefined;
+}
+
+/** A file's content digest, to tell the same file from another at the same place. */
+const digest = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+
+/**
+ * The files the bundle's `inputs` (esbuild's metafile inputs, relative to `projectDir`) read
+ * from beside themselves, to copy into the function's folder, and the reads that cannot be.
+ */
+export function filesReadBeside(projectDir: string, inputs: readonly string[]): BesideFiles {
+  const absolute = new Set(inputs.map((input) => resolve(projectDir, input)));
+  const byName = new Map<string, BesideFile>();
+  const problems: string[] = [];
+  const said = new Set<string>();
+  const say = (problem: string) => {
+    if (said.has(problem)) return;
+    said.add(problem);
+    problems.push(problem);
+  };
+  for (const input of inputs) {
+    const file = resolve(projectDir, input);
+    if (!NOT_DATA.test(file) || !existsSync(file)) continue;
+    let source: string;
+    try {
+      source = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    if (!OWN_PLACE.test(source)) continue;
+    const dir = dirname(file);
+    const pkg = input.includes("node_modules/") ? packageOwner(dir) : undefined;
+    const who = pkg === undefined ? input : `package "${pkg}" (${input})`;
+    for (const match of source.matchAll(LITERAL)) {
+      const literal = match[1] ?? match[2] ?? match[3] ?? match[4] ?? "";
+      const name = relativePathOf(literal);
+      if (name === undefined) continue;
+      const from = resolve(dir, name);
+      if (absolute.has(from) || !existsSync(from)) continue;
+      const stat = statSync(from);
+      let files: [string, string][];
+      if (stat.isFile()) {
+        if (NOT_DATA.test(from)) continue;
+        files = [[from, name]];
+      } else if (stat.isDirectory()) {
+        const inside = dataFolder(from, absolute);
+        if (inside === undefined || inside.length === 0) continue;
+        files = inside.map((f) => [join(from, f), `${name}/${f}`]);
+      } else continue;
+      const shown = relative(projectDir, from).split(sep).join("/");
+      if (name.startsWith("../")) {
+        say(
+          `${who} reads ${shown} from beside itself (${JSON.stringify(literal)}), a path that leaves the function's folder once bundled: on AWS it fails with ENOENT; use a package that does not read files as it runs, or read the file in your own code (import it, or declare it as data)`,
+        );
+        continue;
+      }
+      for (const [path, at] of files) {
+        if (TAKEN.has(at)) {
+          say(
+            `${who} reads ${shown} from beside itself, where the function's own ${at} is: on AWS it reads that instead`,
+          );
+          continue;
+        }
+        const content = digest(path);
+        const held = byName.get(at);
+        if (held !== undefined) {
+          if (held.digest !== content)
+            say(
+              `${who} reads ${at} from beside itself, as ${held.pkg === undefined ? held.readBy : `package "${held.pkg}"`} does, a different file: the function's folder holds only ${held.pkg === undefined ? "its" : `"${held.pkg}"'s`} (${relative(projectDir, held.from).split(sep).join("/")}), so on AWS ${pkg === undefined ? input : `"${pkg}"`} reads the wrong one`,
+            );
+          continue;
+        }
+        byName.set(at, { from: path, name: at, bytes: statSync(path).size, readBy: input, pkg, digest: content });
+      }
+    }
+  }
+  const copy = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { copy, problems };
+}
