@@ -473,8 +473,11 @@ describe("nitric-like build --provider aws", () => {
         'const fs = require("fs");',
         'const path = require("path");',
         'exports.shared = () => fs.readFileSync(path.join(__dirname, "../shared.json"), "utf8");',
+        'exports.config = () => fs.readFileSync(path.join(__dirname, ".env"), "utf8");',
       ].join("\n"),
       "node_modules/far-reader/shared.json": "{}",
+      // Never copied: its values would go to S3 in the zip.
+      "node_modules/far-reader/lib/.env": "TOKEN=abc",
     });
     const { out, stderr } = await build(project);
     expect(stderr).toContain(
@@ -484,6 +487,9 @@ describe("nitric-like build --provider aws", () => {
     expect(stderr).toContain('  chat: farewell.txt 10 bytes copied into the function: package "esm-greet"');
     expect(stderr).toContain(
       'warning: service "chat": package "far-reader" (node_modules/far-reader/lib/index.js) reads node_modules/far-reader/shared.json from beside itself ("../shared.json"), a path that leaves the function\'s folder once bundled: on AWS it fails with ENOENT',
+    );
+    expect(stderr).toContain(
+      'warning: service "chat": package "far-reader" (node_modules/far-reader/lib/index.js) reads node_modules/far-reader/lib/.env from beside itself: it is not copied into the function',
     );
     const files = unzip(readFileSync(join(out, "functions", "chat.zip")));
     expect([...files.keys()].sort()).toEqual([

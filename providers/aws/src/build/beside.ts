@@ -17,7 +17,7 @@
  * not copied but named in a warning, with the package and the file.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, relative, resolve, sep } from "node:path";
 import { packageOwner } from "@nitric-like/provider-kit";
 
@@ -117,6 +117,15 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
       const from = resolve(dir, name);
       if (absolute.has(from) || !existsSync(from)) continue;
       const stat = statSync(from);
+      // A link to a folder elsewhere (the machine's root, say) is not the package's data.
+      if (stat.isDirectory() && lstatSync(from).isSymbolicLink()) continue;
+      const shown = relative(projectDir, from).split(sep).join("/");
+      if (/^\.env(\.|$)/.test(posix.basename(name))) {
+        say(
+          `${who} reads ${shown} from beside itself: it is not copied into the function, whose zip would carry its values to S3 in plaintext; give the functions variables with --env-from and secrets with secret()`,
+        );
+        continue;
+      }
       let files: [string, string][];
       if (stat.isFile()) {
         if (NOT_DATA.test(from)) continue;
@@ -126,7 +135,6 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
         if (inside === undefined || inside.length === 0) continue;
         files = inside.map((f) => [join(from, f), `${name}/${f}`]);
       } else continue;
-      const shown = relative(projectDir, from).split(sep).join("/");
       if (name.startsWith("../")) {
         say(
           `${who} reads ${shown} from beside itself (${JSON.stringify(literal)}), a path that leaves the function's folder once bundled: on AWS it fails with ENOENT; use a package that does not read files as it runs, or read the file in your own code (import it, or declare it as data)`,
