@@ -19,7 +19,9 @@ Collects and checks the project in dir (default: the current folder) as "spec" d
 then writes what the provider deploys. For aws: one bundle and zip per service
 (functions/<service>/index.cjs, or index.mjs for a service that awaits at its top
 level, with its source map; functions/<service>.zip) and template.json, a
-CloudFormation template.
+CloudFormation template. Files a bundled package reads from beside itself
+(path.join(__dirname, "data.json")) are copied into its function, and said; a
+function over Lambda's 250 MB unzipped, or 4 KB of variables, is refused.
 Nothing is written when a check fails.
 
 It never deletes a file it did not write: it leaves .nitric-like-build.json listing
