@@ -541,10 +541,9 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     });
     client.close();
     // A routeBy saved in: the routes are listed by that property.
-    writeFileSync(
-      file,
-      readFileSync(file, "utf8").replace('websocket("rooms", {', 'websocket("rooms", { routeBy: "type",'),
-    );
+    const routed = readFileSync(file, "utf8").replace(/websocket(<[^>]*>)?\("rooms", \{/, '$& routeBy: "type",');
+    expect(routed).toContain('routeBy: "type"');
+    writeFileSync(file, routed);
     await expect
       .poll(() => routes.allTextContents(), { timeout: 20000 })
       .toEqual(["● type: join rooms", "● type: speak rooms"]);
