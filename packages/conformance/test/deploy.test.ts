@@ -3,7 +3,7 @@
 // src/fake-aws.ts; it can put a stack in any state), then against moto's server, a real
 // CloudFormation implementation (skipped, saying why, where moto is not installed).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -1165,16 +1165,21 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
   it("passes a template over 51,200 bytes through the artifact bucket (TemplateURL)", async () => {
     const big = copyProject(join(EXAMPLES, "chat"));
     mkdirSync(join(big, "services"), { recursive: true });
-    const sockets = Array.from({ length: 24 }, (_, i) => `room-${i}`);
-    writeFileSync(
-      join(big, "services", "chat.ts"),
-      `import { websocket } from "@nitric-like/sdk";\n${sockets
-        .map(
-          (s) =>
-            `websocket(${JSON.stringify(s)}).on("connect", async () => {}).on("disconnect", async () => {}).on("message", async () => {});`,
-        )
-        .join("\n")}\n`,
-    );
+    // 24 sockets in 4 services: one function holding all 24 would pass Lambda's 4 KB of
+    // environment variables (each socket's API id and URLs), which build refuses.
+    rmSync(join(big, "services", "chat.ts"));
+    for (let service = 0; service < 4; service++) {
+      const sockets = Array.from({ length: 6 }, (_, i) => `room-${service * 6 + i}`);
+      writeFileSync(
+        join(big, "services", `rooms-${service}.ts`),
+        `import { websocket } from "@nitric-like/sdk";\n${sockets
+          .map(
+            (s) =>
+              `websocket(${JSON.stringify(s)}).on("connect", async () => {}).on("disconnect", async () => {}).on("message", async () => {});`,
+          )
+          .join("\n")}\n`,
+      );
+    }
     writeFileSync(join(big, "nitric-like.yaml"), "name: big\nservices:\n  - match: services/*.ts\n");
     const { code, stderr } = await runCli(["up", big, "--plain"], { timeoutMs: 60000 });
     expect(code, stderr).toBe(0);
