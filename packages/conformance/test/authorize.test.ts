@@ -46,6 +46,12 @@ const guarded = websocket("guarded", {
       await seen.set(token + ":" + req.connectionId, await tryEarly(req.connectionId));
       if (token === "early-banned") return { status: 403, reason: "banned: " + token };
     }
+    if (token.startsWith("leave-")) {
+      // A client that hangs up while this runs (leave-auth-*) or while its connect handler runs.
+      await seen.set("leaving:" + token, { id: req.connectionId });
+      if (token.startsWith("leave-auth-")) await new Promise((resolve) => setTimeout(resolve, 1200));
+      await seen.set("authorized:" + token, { at: Date.now() });
+    }
     if (token === "banned") return { status: 403, reason: "banned: " + token };
     if (token === "huge") return { identity: { pad: "x".repeat(9000) } };
     if (token === "throws") throw new Error("secret detail");
@@ -59,12 +65,13 @@ const guarded = websocket("guarded", {
 
 guarded.on("connect", async (ctx) => {
   await seen.set("connect:" + ctx.connectionId, { auth: ctx.auth ?? null });
+  if (JSON.stringify(ctx.auth ?? null).includes("leave-connect-")) await new Promise((resolve) => setTimeout(resolve, 1200));
 });
 guarded.on("disconnect", async (ctx) => {
   await seen.set("disconnect:" + ctx.connectionId, { auth: ctx.auth ?? null });
 });
 guarded.on("message", async (ctx) => {
-  const command = ctx.json<{ op: string; id?: string }>();
+  const command = ctx.json<{ op: string; id?: string; token?: string }>();
   if (command.op === "whoami") {
     const info = await guarded.connection(ctx.connectionId);
     const listed = [];
@@ -75,6 +82,24 @@ guarded.on("message", async (ctx) => {
   if (command.op === "early") {
     const early = await seen.get("early:" + ctx.connectionId);
     return { early, members: await guarded.members("early"), state: ctx.connection.state ?? null };
+  }
+  if (command.op === "left") {
+    // What ran for the client that hung up with this token: its authorizer, connect and disconnect.
+    const found = async (key: string) => {
+      try {
+        return (await seen.get(key)) as Record<string, unknown>;
+      } catch {
+        return null;
+      }
+    };
+    const leaving = await found("leaving:" + command.token);
+    const id = leaving ? String(leaving.id) : "";
+    return {
+      authorizing: leaving !== null,
+      authorized: (await found("authorized:" + command.token)) !== null,
+      connect: id ? await found("connect:" + id) : null,
+      disconnect: id ? await found("disconnect:" + id) : null,
+    };
   }
   if (command.op === "gone") {
     try {
@@ -205,6 +230,34 @@ describe.each([
     });
     expect(c.frames).toEqual([]);
     c.close();
+  });
+
+  it("skips the connect handler of a client that hung up before its authorizer answered, and runs the disconnect of one that hung up during connect", async () => {
+    // API Gateway documents only that a connection exists once $connect succeeds. Nothing of a
+    // client that left before its authorizer answered was stored, so its connect handler does not
+    // run (nor its disconnect); one whose connect handler ran and accepted gets its disconnect
+    // (1006), so what the handler stored can be forgotten.
+    const probe = await connect(`${url}?token=probe`);
+    const left = (token: string) => probe.call({ op: "left", token });
+    const hangUp = async (token: string, stage: (r: Record<string, unknown>) => boolean) => {
+      const ws = new WebSocket(`${url}?token=${token}`);
+      ws.on("error", () => {});
+      await expect.poll(async () => stage(await left(token)), { timeout: 10_000, interval: 50 }).toBe(true);
+      ws.terminate();
+    };
+    const nonce = Date.now().toString(36);
+    const duringAuth = `leave-auth-${nonce}`;
+    const duringConnect = `leave-connect-${nonce}`;
+    await hangUp(duringAuth, (r) => r.authorizing === true);
+    await hangUp(duringConnect, (r) => r.connect !== null);
+    await expect
+      .poll(async () => (await left(duringConnect)).disconnect, { timeout: 10_000, interval: 50 })
+      .toEqual({ auth: { user: duringConnect } });
+    await expect.poll(async () => (await left(duringAuth)).authorized, { timeout: 10_000, interval: 50 }).toBe(true);
+    // Time for a connect handler the answer would have started to store its record.
+    await sleep(1500);
+    expect(await left(duringAuth)).toEqual({ authorizing: true, authorized: true, connect: null, disconnect: null });
+    probe.close();
   });
 
   it("takes a token offered as a subprotocol and echoes the protocol the authorizer accepted", async () => {

@@ -28,11 +28,13 @@ export type AuthorizationInput = MessageInitShape<typeof AuthorizationRequestSch
 /**
  * What the authorizer decided, checked: an identity of at most 8 KB and an offered subprotocol, or
  * a refusal. `busy` marks a refusal for a bound (see MAX_PENDING_AUTHORIZATIONS): the client may
- * connect again in a moment (Retry-After), and a flood of them is logged once a burst.
+ * connect again in a moment (Retry-After), and a flood of them is logged once a burst. `left`
+ * marks a request given up because its client hung up (see authorize's `left`): nobody is there to
+ * answer, and nothing of the connection ran.
  */
 export type AuthorizeDecision =
   | { allow: true; identityJson: string; protocol: string }
-  | { allow: false; status: number; reason: string; busy?: true };
+  | { allow: false; status: number; reason: string; busy?: true; left?: true };
 
 /**
  * Most connection requests that may wait for one socket's authorizer: sent to it and not yet
@@ -61,8 +63,14 @@ const MAX_REASON_CHARS = 1024;
 
 interface Pending {
   resolve(decision: AuthorizeDecision): void;
-  request: AuthorizationInput;
+  /** What checkDecision needs of the request (the rest is not kept). */
+  request: { protocols: readonly string[] };
   timer: NodeJS.Timeout;
+}
+
+/** A request whose client hung up: the gateway stops waiting for its answer. */
+function leftDecision(socket: string): AuthorizeDecision {
+  return { allow: false, status: 499, reason: `websocket "${socket}": the client left`, left: true };
 }
 
 /** One service's authorizer stream for one socket. */
@@ -216,9 +224,17 @@ export class AuthorizerRegistry {
     p.resolve(checkDecision(stream.socket, p.request, message));
   }
 
-  /** Asks the socket's authorizer about a connection request. Never rejects. */
-  async authorize(request: AuthorizationInput): Promise<AuthorizeDecision> {
+  /**
+   * Asks the socket's authorizer about a connection request. Never rejects. `left` aborts when
+   * the client hangs up: a request still waiting for its authorizer's stream leaves the waiting
+   * list and is never sent, and one already sent is answered `left` at once (the gateway lets go
+   * of its socket) while it keeps its place under MAX_PENDING_AUTHORIZATIONS until the authorizer
+   * answers or times out, as the authorizer's service is still working on it: a flood of
+   * handshakes that hang up must not pile up work at a slow authorizer past that bound either.
+   */
+  async authorize(request: AuthorizationInput, left?: AbortSignal): Promise<AuthorizeDecision> {
     const socket = request.socketName;
+    if (left?.aborted) return leftDecision(socket);
     let stream = this.streams.get(socket);
     if (!stream) {
       const waiting = this.waiters.get(socket) ?? new Set<() => void>();
@@ -239,7 +255,10 @@ export class AuthorizerRegistry {
         };
         const timer = setTimeout(done, this.waitMs);
         waiting.add(done);
+        left?.addEventListener("abort", done, { once: true });
       });
+      // Its client hung up while it waited: it is never sent.
+      if (left?.aborted) return leftDecision(socket);
       stream = this.streams.get(socket);
       if (!stream) {
         const service = this.expected.get(socket);
@@ -275,14 +294,23 @@ export class AuthorizerRegistry {
           reason: `websocket "${socket}": the authorizer did not answer within ${this.timeoutMs / 1000} s`,
         });
       }, this.timeoutMs);
-      live.pending.set(id, { resolve, request, timer });
+      const pending: Pending = { resolve, request: { protocols: request.protocols }, timer };
+      live.pending.set(id, pending);
       try {
         live.call.write({ id, content: { case: "request", value: request } });
       } catch (error) {
         clearTimeout(timer);
         live.pending.delete(id);
         resolve({ allow: false, status: 503, reason: `websocket "${socket}": ${(error as Error).message}` });
+        return;
       }
+      if (!left) return;
+      const gone = () => {
+        resolve(leftDecision(socket));
+        // Its answer, when it comes, frees its place and goes nowhere (a promise settles once).
+        pending.resolve = ignore;
+      };
+      left.addEventListener("abort", gone, { once: true });
     });
   }
 
@@ -294,6 +322,9 @@ export class AuthorizerRegistry {
     }
   }
 }
+
+/** Where the answer to a request whose client left goes. */
+function ignore(): void {}
 
 /** A refusal for a bound: 503, and the client may connect again in a moment. */
 function busy(reason: string): AuthorizeDecision {

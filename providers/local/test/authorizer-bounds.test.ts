@@ -11,10 +11,23 @@ import type { Spec } from "@nitric-like/spec";
 import { afterEach, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { LocalProvider } from "../src/index.js";
-import { cleanup, declareSocket, serviceClient, sleep, startProvider, until, urlOf } from "./helpers.js";
-import { portOf, stalledGrpcCall } from "./raw.js";
+import {
+  accept,
+  cleanup,
+  declareSocket,
+  handle,
+  serviceClient,
+  sleep,
+  startProvider,
+  until,
+  urlOf,
+} from "./helpers.js";
+import { destroyRaw, portOf, stalledGrpcCall, tcp, upgradeRequest } from "./raw.js";
 
-afterEach(cleanup);
+afterEach(async () => {
+  destroyRaw();
+  await cleanup();
+});
 
 /** Socket "chat", authorized by service "svc"; no connect handler, so an allowed client opens at once. */
 const spec: Spec = {
@@ -184,3 +197,74 @@ it("refuses a handshake with 503 once 1000 wait for an authorizer whose service 
   authorizer.allow(authorizer.requests[0] as string);
   expect((await next.done).status).toBe(101);
 }, 60_000);
+
+/** Raw clients that send a handshake to "chat" each, to hang up when the test says. */
+async function handshakes(provider: LocalProvider, n: number) {
+  const port = Number(new URL(urlOf(provider, "chat")).port);
+  const sockets = await Promise.all(Array.from({ length: n }, () => tcp(port)));
+  for (const s of sockets) {
+    s.on("error", () => {});
+    s.write(upgradeRequest());
+  }
+  return {
+    hangUp: () => {
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+it("runs no connect handler for a flood of handshakes that hang up while a slow authorizer decides, whose requests keep their places until it answers", async () => {
+  const withHandlers: Spec = {
+    ...spec,
+    resources: [
+      {
+        kind: "websocket",
+        name: "chat",
+        declaredBy: ["svc"],
+        handlers: { connect: "svc", disconnect: "svc" },
+        authorizer: "svc",
+      },
+    ],
+  };
+  const { provider } = await startProvider({ spec: withHandlers });
+  const authorizer = await playedAuthorizer(provider);
+  const service = await serviceClient(provider, "svc");
+  const connects = await handle(service, "chat", "connect", accept);
+  const disconnects = await handle(service, "chat", "disconnect", () => ({}));
+  const flooding = await handshakes(provider, MAX_PENDING_AUTHORIZATIONS);
+  await until(
+    () => authorizer.requests.length === MAX_PENDING_AUTHORIZATIONS,
+    "every request at the authorizer",
+    20_000,
+  );
+  flooding.hangUp();
+  await sleep(200);
+  // The authorizer's service still works on what it was sent: those places stay taken until it
+  // answers, so hang-ups cannot pile up more work at a slow authorizer than clients that stay.
+  const [late] = flood(provider, 1) as [Outcome];
+  expect((await within(late.done, 5000, "answer to the client over the bound")).status).toBe(503);
+  for (const id of authorizer.requests) authorizer.allow(id);
+  await sleep(500);
+  // Nobody was there to let in: no connect handler ran, so there is no disconnect to run either.
+  expect(connects.events.length).toBe(0);
+  expect(disconnects.events.length).toBe(0);
+  const next = client(urlOf(provider, "chat"));
+  opened.push(next);
+  await until(() => authorizer.requests.length > MAX_PENDING_AUTHORIZATIONS, "the next request");
+  authorizer.allow(authorizer.requests.at(-1) as string);
+  expect((await next.done).status).toBe(101);
+  expect(connects.events.length).toBe(1);
+}, 60_000);
+
+it("does not send the authorizer the request of a client that hung up while the authorizer's service was starting", async () => {
+  const { provider } = await startProvider({ spec, handlerWaitMs: 4000 });
+  const gone = await handshakes(provider, 3);
+  await sleep(200);
+  gone.hangUp();
+  await sleep(100);
+  const authorizer = await playedAuthorizer(provider, true);
+  const next = client(urlOf(provider, "chat"));
+  opened.push(next);
+  expect((await next.done).status).toBe(101);
+  expect(authorizer.requests.length).toBe(1);
+}, 30_000);

@@ -1083,6 +1083,17 @@ class EmulatedApi {
     let status = 200;
     let body = "";
     let protocol: string | undefined;
+    // A client sends nothing before the 101 (RFC 6455 section 4.1), so reading now loses nothing
+    // and is the only way to notice that it hangs up while the authorizer or $connect runs: the
+    // upgrade left the socket paused, and HTTP servers are half-open.
+    let left = false;
+    const onGone = () => {
+      left = true;
+    };
+    socket.once("end", onGone);
+    socket.once("close", onGone);
+    socket.resume();
+    const gone = () => left || socket.destroyed || !socket.readable || !socket.writable;
     if (route?.authorizer) {
       // API Gateway runs the REQUEST authorizer before $connect: an error "Unauthorized" is 401, a
       // policy that does not allow execute-api:Invoke on the method is 403, any other error 500;
@@ -1116,6 +1127,14 @@ class EmulatedApi {
       }
       if (refusal) {
         this.refuse(socket, refusal.status, refusal.message, `the authorizer: ${refusal.message}`);
+        return;
+      }
+      if (gone()) {
+        // The client hung up before its authorizer answered: $connect does not run (nothing it
+        // would store is left to forget, and nobody is there to let in), as the local gateway
+        // does; a Lambda invocation, like API Gateway's, cannot be called back, so the
+        // authorizer itself ran to its end.
+        socket.destroy();
         return;
       }
     }
@@ -1164,7 +1183,9 @@ class EmulatedApi {
       refuseRequest(socket, status, text, "text/plain");
       return;
     }
-    if (socket.destroyed || !socket.readable || !socket.writable) {
+    socket.off("end", onGone);
+    socket.off("close", onGone);
+    if (gone()) {
       // The client left while $connect ran: $disconnect tells the app, which may have stored the
       // connection (as the local gateway tells it), with 1006 as for any connection that drops.
       socket.destroy();

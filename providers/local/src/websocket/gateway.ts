@@ -954,17 +954,37 @@ export class Gateway implements SocketBackend, FlowGateway {
     // there, and is here (nothing of it is kept, so nothing outlives a refusal). Its id stays
     // taken meanwhile (newRecord).
     this.authorizing.add(id);
+    // A client that hangs up meanwhile is noticed at once (see connect() on reading before the
+    // 101): its request is not sent if it still waits for the authorizer's service, and its
+    // connect handler does not run whatever the authorizer answers, as nothing of it was stored
+    // and nobody is there to let in. API Gateway documents no more than that a connection exists
+    // once $connect succeeds; running the handler would only have the app store an id and then
+    // delete it at the disconnect, twice the work a flood of hang-ups makes it do.
+    const left = new AbortController();
+    const onGone = () => left.abort();
+    socket.once("end", onGone);
+    socket.once("close", onGone);
+    socket.resume();
     return authorizers
-      .authorize({
-        socketName: this.name,
-        connectionId: id,
-        queryParams: rawQuery(req.url ?? "/"),
-        headers: headerValues(req.rawHeaders),
-        protocols,
-        remoteAddress: info.remoteAddress,
-      })
+      .authorize(
+        {
+          socketName: this.name,
+          connectionId: id,
+          queryParams: rawQuery(req.url ?? "/"),
+          headers: headerValues(req.rawHeaders),
+          protocols,
+          remoteAddress: info.remoteAddress,
+        },
+        left.signal,
+      )
       .then((decision) => {
         this.authorizing.delete(id);
+        socket.off("end", onGone);
+        socket.off("close", onGone);
+        if (left.signal.aborted || socket.destroyed || !socket.readable) {
+          socket.destroy();
+          return;
+        }
         if (!decision.allow) {
           if (decision.busy) {
             // A flood's refusals: one line a burst, and the client may try again in a moment.
