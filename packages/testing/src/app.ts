@@ -85,18 +85,22 @@ export interface AppKv<T extends Record<string, unknown> = Record<string, unknow
 /** Most keys `AppKv.keys()` lists. */
 export const MAX_KV_KEYS = 10000;
 
-/** An open connection as the provider sees it, for a test's assertions. */
-export interface AppConnection {
+/**
+ * An open connection as the provider sees it, for a test's assertions. `Identity` and `State` are
+ * the socket's, as declared with `websocket<Identity, State>(name)` (or inferred from its
+ * authorizer), given to `app.connections<Identity, State>()`; `unknown` when not given.
+ */
+export interface AppConnection<Identity = unknown, State = unknown> {
   socket: string;
   id: string;
   /** Every value of each query parameter, decoded. */
   query: Record<string, string[]>;
   /** The identity its socket's `authorize` gave it; undefined when none. */
-  auth: unknown;
+  auth: Identity;
   /** Its rooms, sorted. */
   rooms: string[];
   /** Its state; undefined when none. */
-  state: unknown;
+  state: State | undefined;
 }
 
 /** What `App.connect` takes: the socket (when the project has several) and the request. */
@@ -267,8 +271,12 @@ export class App {
     if (!this.secrets.includes(name)) throw undeclared(at, `secret(${JSON.stringify(name)})`, "secrets", this.secrets);
   }
 
-  /** The open connections (of one socket, or of all), with their rooms, state and identity. */
-  async connections(socket?: string): Promise<AppConnection[]> {
+  /**
+   * The open connections (of one socket, or of all), with their rooms, state and identity; typed
+   * as the socket's with `app.connections<Identity, State>("chat")` (the types are not checked
+   * against what the app holds, as with `app.kv<T>()`).
+   */
+  async connections<Identity = unknown, State = unknown>(socket?: string): Promise<AppConnection<Identity, State>[]> {
     this.live(`app.connections(${socket === undefined ? "" : JSON.stringify(socket)})`);
     if (socket !== undefined && !this.urls.has(socket))
       throw new Error(
@@ -286,9 +294,9 @@ export class App {
         socket: c.socket,
         id: c.id,
         query: c.query,
-        auth: c.auth === "" ? undefined : JSON.parse(c.auth),
+        auth: (c.auth === "" ? undefined : JSON.parse(c.auth)) as Identity,
         rooms: [...c.rooms].sort(),
-        state: c.state === "" ? undefined : JSON.parse(c.state),
+        state: (c.state === "" ? undefined : JSON.parse(c.state)) as State | undefined,
       };
     });
   }

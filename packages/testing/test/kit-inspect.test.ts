@@ -5,6 +5,8 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_KV_KEYS, startApp, stopAll } from "../src/index.js";
+// Types only: importing the service would declare its resources in the test.
+import type { Identity, State } from "./fixtures/stateful/services/stateful.js";
 
 const fixture = fileURLToPath(new URL("./fixtures/stateful", import.meta.url));
 
@@ -41,9 +43,9 @@ describe.each(["local", "aws"])("on %s", (provider) => {
     const bo = await app.connect({ query: { user: "bo" } });
     ann.send("join blue");
     await ann.expectMessage("joined true");
-    const listed = await app.connections("socket");
+    const listed = await app.connections<Identity, State>("socket");
     expect(listed).toHaveLength(2);
-    const byUser = new Map(listed.map((c) => [(c.auth as { user: string }).user, c]));
+    const byUser = new Map(listed.map((c) => [c.auth.user, c]));
     expect(byUser.get("ann")).toMatchObject({
       socket: "socket",
       query: { user: ["ann"] },
