@@ -139,6 +139,7 @@ export {
   buildSpec,
   type CollectedService,
   handlerConflict,
+  importedServiceConflict,
   KV_PERMISSIONS,
   type KvPermission,
   type KvSpec,

@@ -204,6 +204,41 @@ describe("buildSpec", () => {
     for (const c of conflicts) expect(errors).toContain(c);
   });
 
+  it("says a service that imports another's entry file registers its handlers too, once per pair, with both files and the fix", () => {
+    const chat = service("chat", {
+      handlers: [
+        ...handlers("socket", "connect", "disconnect", "message"),
+        { socket: "socket", event: "message", route: "say" },
+      ],
+      authorizes: ["socket"],
+    });
+    // other imports chat's entry: every registration of chat is its too, besides its own.
+    const other = service("other", {
+      handlers: [...chat.handlers, ...handlers("other", "connect", "disconnect", "message")],
+      authorizes: ["socket"],
+      imports: [{ service: "chat", file: "services/chat.ts" }],
+    });
+    const { errors, conflicts } = buildSpec("app", [chat, other]);
+    const said =
+      'service "other" (services/other.ts) imports services/chat.ts, the entry file of service "chat" (directly or through another module), which runs that file\'s top level in "other" too: websocket("socket").on("connect"), websocket("socket").on("disconnect"), websocket("socket").on("message"), websocket("socket").route("say") and websocket("socket", { authorize }) are each registered by both services; move what services/other.ts takes from services/chat.ts (a constant, a helper) into a module that is not a service entry, such as lib/chat.ts, and import it from both files';
+    expect(errors).toEqual([said]);
+    expect(conflicts).toEqual([said]);
+  });
+
+  it("says each of two services that import each other's entry, and a third service's own conflict as before", () => {
+    const both = handlers("room", "connect", "disconnect", "message");
+    const { errors } = buildSpec("app", [
+      service("a", { handlers: both, imports: [{ service: "b", file: "services/b.ts" }] }),
+      service("b", { handlers: both, imports: [{ service: "a", file: "services/a.ts" }] }),
+      service("c", { handlers: handlers("room", "message") }),
+    ]);
+    expect(errors.map((e) => (e.includes(" (directly") ? e.slice(0, e.indexOf(" (directly")) : e))).toEqual([
+      'service "a" (services/a.ts) imports services/b.ts, the entry file of service "b"',
+      'service "b" (services/b.ts) imports services/a.ts, the entry file of service "a"',
+      'websocket room: the message event is handled by "b" and "c"; a socket event has exactly one handler, so keep socket.on("message", ...) in one service',
+    ]);
+  });
+
   it("merges the allowed origins every service gives a socket", () => {
     const { spec } = buildSpec("app", [
       service("a", { declared: [{ kind: "websocket", name: "s", allowedOrigins: ["https://b.example"] }] }),

@@ -49,6 +49,12 @@ export interface CollectedService {
    * with them are worded in the API the code uses. The CLI sets it from the service's imports.
    */
   amptSockets?: string[];
+  /**
+   * Other services whose entry file this service imports (directly or through another module):
+   * loading it runs that file's top level, so this service registers that one's handlers too. The
+   * CLI sets it from the service's bundle; absent when it imports none (or was not bundled).
+   */
+  imports?: { service: string; file: string }[];
   /** Set when the service failed during collection (crashed, or never declared anything). */
   failure?: { message: string; output: string };
 }
@@ -152,6 +158,35 @@ export function handlerConflict(socket: string, event: WebsocketEvent, services:
 export function routeConflict(socket: string, action: string, services: readonly string[]): string {
   const list = services.map((n) => JSON.stringify(n)).join(" and ");
   return `websocket ${socket}: the route ${JSON.stringify(action)} is handled by ${list}; a route has exactly one handler, so keep socket.route(${JSON.stringify(action)}, ...) in one service`;
+}
+
+/** One registration as a message names it: `websocket("chat").on("message")`. */
+function registrationText(r: Registration): string {
+  const ws = `websocket(${JSON.stringify(r.socket)}`;
+  if (r.authorize) return `${ws}, { authorize })`;
+  return r.route === undefined ? `${ws}).on(${JSON.stringify(r.event)})` : `${ws}).route(${JSON.stringify(r.route)})`;
+}
+
+/**
+ * What is said when a service imports another service's entry file and so registers that one's
+ * handlers too: both files, the registrations both then make, and the fix.
+ */
+export function importedServiceConflict(
+  importer: { name: string; file: string },
+  imported: { name: string; file: string },
+  registrations: readonly Registration[],
+): string {
+  // In one order whatever order they were registered in (@nitric/sdk's promises settle in any).
+  const rank = (r: Registration) =>
+    r.authorize ? 4 : r.route !== undefined ? 3 : WEBSOCKET_EVENTS.indexOf(r.event as WebsocketEvent);
+  const sorted = [...registrations].sort(
+    (a, b) => compareNames(a.socket, b.socket) || rank(a) - rank(b) || compareNames(a.route ?? "", b.route ?? ""),
+  );
+  const texts = sorted.map(registrationText);
+  const list = texts.length === 1 ? texts[0] : `${texts.slice(0, -1).join(", ")} and ${texts[texts.length - 1]}`;
+  const each = texts.length === 1 ? "is" : "are each";
+  const lib = `lib/${imported.file.slice(imported.file.lastIndexOf("/") + 1)}`;
+  return `service ${JSON.stringify(importer.name)} (${importer.file}) imports ${imported.file}, the entry file of service ${JSON.stringify(imported.name)} (directly or through another module), which runs that file's top level in ${JSON.stringify(importer.name)} too: ${list} ${each} registered by both services; move what ${importer.file} takes from ${imported.file} (a constant, a helper) into a module that is not a service entry, such as ${lib}, and import it from both files`;
 }
 
 export function buildSpec(projectName: string, services: CollectedService[]): SpecResult {
@@ -288,21 +323,42 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
       }
     }
   }
-  for (const [socketName, names] of duplicateAuthorizers) {
-    const list = [...names].map((n) => JSON.stringify(n)).join(" and ");
+  // A service that imports another's entry file registers that one's handlers too: said once per
+  // pair of files, with the fix, instead of as each event handled by two services.
+  const importers = importConflicts(services, conflicts, errors);
+  /**
+   * The services of a duplicate less those that registered it by importing the entry file of
+   * another one of them (said above); of two that import each other, the second stays.
+   */
+  const own = (key: string, names: Set<string>) => {
+    const removed = new Set<string>();
+    for (const n of names) {
+      const from = importers.get(key)?.get(n) ?? [];
+      if ([...from].some((m) => names.has(m) && !removed.has(m))) removed.add(n);
+    }
+    return [...names].filter((n) => !removed.has(n));
+  };
+  for (const [socketName, all] of duplicateAuthorizers) {
+    const names = own(`authorize\u0000${socketName}`, all);
+    if (names.length < 2) continue;
+    const list = names.map((n) => JSON.stringify(n)).join(" and ");
     errors.push(
       `websocket ${socketName}: authorized by ${list}; a socket has exactly one authorizer, so give websocket("${socketName}", { authorize }) in one service only`,
     );
   }
-  for (const [key, names] of duplicateHandlers) {
+  for (const [key, all] of duplicateHandlers) {
+    const names = own(`on\u0000${key}`, all);
+    if (names.length < 2) continue;
     const [socketName, event] = key.split("\u0000") as [string, WebsocketEvent];
-    const conflict = handlerConflict(socketName, event, [...names]);
+    const conflict = handlerConflict(socketName, event, names);
     conflicts.push(conflict);
     errors.push(conflict);
   }
-  for (const [key, names] of duplicateRoutes) {
+  for (const [key, all] of duplicateRoutes) {
+    const names = own(`route\u0000${key}`, all);
+    if (names.length < 2) continue;
     const [socketName, action] = key.split("\u0000") as [string, string];
-    const conflict = routeConflict(socketName, action, [...names]);
+    const conflict = routeConflict(socketName, action, names);
     conflicts.push(conflict);
     errors.push(conflict);
   }
@@ -366,6 +422,58 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
     ),
   };
   return { spec, errors: [...unsupported, ...errors], unsupported, conflicts, failures };
+}
+
+/** A registration of a service: a handler of a socket event, a message route, or a socket's authorizer. */
+type Registration = { socket: string; event?: WebsocketEvent; route?: string; authorize?: true };
+
+function registrationsOf(service: CollectedService): { key: string; registration: Registration }[] {
+  const all: { key: string; registration: Registration }[] = service.handlers.map((h) =>
+    h.route === undefined
+      ? { key: `on\u0000${h.socket}\u0000${h.event}`, registration: { socket: h.socket, event: h.event } }
+      : { key: `route\u0000${h.socket}\u0000${h.route}`, registration: { socket: h.socket, route: h.route } },
+  );
+  for (const socket of service.authorizes ?? [])
+    all.push({ key: `authorize\u0000${socket}`, registration: { socket, authorize: true } });
+  return all;
+}
+
+/**
+ * Says (in `conflicts` and `errors`) each service that imports another's entry file where both
+ * then register the same handlers; returns, by registration key, who imported whom.
+ */
+function importConflicts(
+  services: CollectedService[],
+  conflicts: string[],
+  errors: string[],
+): Map<string, Map<string, Set<string>>> {
+  /** By registration key, then importing service: the services whose entry it imports that register it too. */
+  const importers = new Map<string, Map<string, Set<string>>>();
+  const named = new Map(services.map((s) => [s.name, s]));
+  for (const importer of services) {
+    if (importer.failure) continue;
+    const mine = new Set(registrationsOf(importer).map((r) => r.key));
+    for (const { service } of importer.imports ?? []) {
+      const imported = named.get(service);
+      if (imported === undefined || imported === importer || imported.failure) continue;
+      const shared = new Map<string, Registration>();
+      for (const { key, registration } of registrationsOf(imported)) {
+        if (mine.has(key) && !shared.has(key)) shared.set(key, registration);
+      }
+      if (shared.size === 0) continue;
+      for (const key of shared.keys()) {
+        const byImporter = importers.get(key) ?? new Map<string, Set<string>>();
+        importers.set(key, byImporter);
+        const from = byImporter.get(importer.name) ?? new Set<string>();
+        from.add(imported.name);
+        byImporter.set(importer.name, from);
+      }
+      const conflict = importedServiceConflict(importer, imported, [...shared.values()]);
+      conflicts.push(conflict);
+      errors.push(conflict);
+    }
+  }
+  return importers;
 }
 
 /** Each websocket event as Ampt's `ws.on()` names it. */

@@ -35,7 +35,7 @@ import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashbo
 import { checkNodeOptions, type DotEnv, envLine, functionVariables, loadDotEnv, loadEnvFiles } from "../lib/dotenv.js";
 import { formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
-import { type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
+import { importedServices, type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
 import { projectChangeNotices } from "../lib/project-change.js";
 import { loadProvider } from "../lib/providers.js";
 import {
@@ -995,8 +995,10 @@ class Run {
     this.watcher?.add(bundle.inputs);
     const service: PreparedService = { entry, bundle };
     if (how === "new") prepared.services.push(service);
-    const [collected] = await collect(prepared.project, [service], {});
-    if (!collected) return;
+    const [found] = await collect(prepared.project, [service], {});
+    if (!found) return;
+    const imports = importedServices(prepared.services, service);
+    const collected: CollectedService = imports.length > 0 ? { ...found, imports } : found;
     if (collected.failure) {
       const then = how === "new" ? "it is deployed" : "its running version stays";
       this.sayHostedFailure(

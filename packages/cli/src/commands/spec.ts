@@ -12,7 +12,7 @@ import {
 } from "@nitric-like/spec";
 import { type CollectOptions, collect } from "../lib/collect.js";
 import { type Output, UserError } from "../lib/log.js";
-import { type PreparedProject, prepareProject } from "../lib/prepare.js";
+import { importedServices, type PreparedProject, prepareProject } from "../lib/prepare.js";
 
 /** Help for `spec`. */
 export const SPEC_HELP = `Usage: nitric-like spec [dir]
@@ -105,16 +105,23 @@ const AMPT_SOCKET = "ws";
 
 /**
  * Marks the Ampt-style socket of a service whose bundle includes @nitric-like/sdk/ampt, so that
- * problems with it name `ws.on("disconnected", ...)`, the API its code uses. (The collect pass
- * sees only the contract's calls, which are the same for both interfaces.)
+ * problems with it name `ws.on("disconnected", ...)`, the API its code uses (the collect pass
+ * sees only the contract's calls, which are the same for both interfaces), and the other services
+ * whose entry file it imports, so that their handlers registered twice are said as that.
  */
 function withApi(collected: CollectedService, prepared: PreparedProject): CollectedService {
-  const bundle = prepared.services.find((s) => s.entry.name === collected.name)?.bundle;
-  if (!bundle) return collected;
+  const service = prepared.services.find((s) => s.entry.name === collected.name);
+  const bundle = service?.bundle;
+  if (!service || !bundle) return collected;
   const usesAmpt = [...bundle.inputs].some(
     (path) => /^ampt\.(js|ts|mjs)$/.test(basename(path)) && packageOwner(dirname(path)) === "@nitric-like/sdk",
   );
-  return usesAmpt ? { ...collected, amptSockets: [AMPT_SOCKET] } : collected;
+  const imports = importedServices(prepared.services, service);
+  return {
+    ...collected,
+    ...(usesAmpt ? { amptSockets: [AMPT_SOCKET] } : {}),
+    ...(imports.length > 0 ? { imports } : {}),
+  };
 }
 
 /** Runs `spec`. */

@@ -1,4 +1,5 @@
 /** The steps `run`, `spec` and later `build` share: load the project, find and bundle its services. */
+import { realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { findServices, loadProject, type Project, ProjectError, type ServiceEntry } from "@nitric-like/spec";
 import { type Bundle, type BundleOptions, bundleService } from "./bundle.js";
@@ -69,4 +70,29 @@ export async function prepareProject(
   } finally {
     progress?.done();
   }
+}
+
+/** `path` with its links resolved (as it is when it no longer exists). */
+function real(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * The other services whose entry file `service`'s bundle includes: it imports them (directly or
+ * through another module), so loading it runs their top level and registers their handlers too.
+ */
+export function importedServices(
+  services: readonly PreparedService[],
+  service: PreparedService,
+): { service: string; file: string }[] {
+  const inputs = service.bundle?.inputs;
+  if (inputs === undefined || inputs.size === 0) return [];
+  const included = new Set([...inputs].map(real));
+  return services
+    .filter((s) => s.entry.name !== service.entry.name && included.has(real(s.entry.path)))
+    .map((s) => ({ service: s.entry.name, file: s.entry.file }));
 }

@@ -8,6 +8,7 @@ import {
   buildSpec,
   type CollectedService,
   handlerConflict,
+  importedServiceConflict,
   routeConflict,
   SERVED_KINDS,
   type Spec,
@@ -18,7 +19,7 @@ import {
 import { collect } from "./collect.js";
 import { type FailureCause, failureCause } from "./failure.js";
 import { type Output, UserError } from "./log.js";
-import type { PreparedProject, PreparedService } from "./prepare.js";
+import { importedServices, type PreparedProject, type PreparedService } from "./prepare.js";
 import type { ServiceSupervisor } from "./supervisor.js";
 
 /** Refuses handler conflicts as `spec` does: each on a line of its own, then exit 1. */
@@ -96,14 +97,30 @@ export function declarationRefusals(
   owner: HandlerOwner,
 ): { unsupported: string[]; conflicts: string[] } {
   const conflicts: string[] = [];
+  // Handlers another service registers because this one imports its entry file: said as that.
+  const imported = new Map((collected.imports ?? []).map((i) => [i.service, i]));
+  const viaImport = new Map<
+    string,
+    ({ socket: string; event: WebsocketEvent } | { socket: string; route: string })[]
+  >();
   for (const h of collected.handlers) {
     const by = owner(h.socket, h.event, collected.name, h.route);
     if (by === undefined) continue;
+    if (imported.has(by)) {
+      const list = viaImport.get(by) ?? [];
+      list.push(h.route === undefined ? { socket: h.socket, event: h.event } : { socket: h.socket, route: h.route });
+      viaImport.set(by, list);
+      continue;
+    }
     conflicts.push(
       h.route === undefined
         ? handlerConflict(h.socket, h.event, [by, collected.name])
         : routeConflict(h.socket, h.route, [by, collected.name]),
     );
+  }
+  for (const [by, registrations] of viaImport) {
+    const file = imported.get(by)?.file ?? by;
+    conflicts.unshift(importedServiceConflict(collected, { name: by, file }, registrations));
   }
   return { unsupported: buildSpec(projectName, [collected]).unsupported, conflicts };
 }
@@ -124,8 +141,10 @@ export async function recollectAndStart(
   dotenv?: ReadonlyMap<string, string>,
 ): Promise<CollectedService | undefined> {
   supervisor.service = service;
-  const [collected] = await collect(prepared.project, [service], dotenv ? { dotenv } : {});
-  if (!collected) return undefined;
+  const [found] = await collect(prepared.project, [service], dotenv ? { dotenv } : {});
+  if (!found) return undefined;
+  const imports = importedServices(prepared.services, service);
+  const collected: CollectedService = imports.length > 0 ? { ...found, imports } : found;
   if (collected.failure) {
     failCollected(supervisor, collected.failure, prepared.project.dir);
     return undefined;
