@@ -55,6 +55,36 @@ describe("readBindings", () => {
     expect(() => read({ routes: "join" })).toThrow(/routes is not valid \(not an array of route names\)/);
   });
 
+  it("reads NITRIC_LIKE_DECLARED as the service's file and its resources with their permissions, names kept as data; absent, nothing is checked", () => {
+    const read = (declared: string) => readBindings({ NITRIC_LIKE_SERVICE: "chat", NITRIC_LIKE_DECLARED: declared });
+    expect(
+      read(
+        '{"file":"services/chat.ts","resources":[["websocket","socket",["manage"]],["kv","__proto__",["get","set"]],["secret","constructor",[]]]}',
+      ).declared,
+    ).toEqual({
+      file: "services/chat.ts",
+      resources: [
+        { kind: "websocket", name: "socket", permissions: ["manage"] },
+        { kind: "kv", name: "__proto__", permissions: ["get", "set"] },
+        { kind: "secret", name: "constructor", permissions: [] },
+      ],
+    });
+    expect(readBindings({ NITRIC_LIKE_SERVICE: "chat" }).declared).toBeUndefined();
+    for (const [bad, why] of [
+      ['{"resources":[]}', "no file"],
+      ['{"file":"services/chat.ts"}', "no resources array"],
+      ['{"file":"f","resources":[["kv","x"]]}', "is not \\[kind, name, permissions\\]"],
+      ['{"file":"f","resources":[["toString","x",[]]]}', "names no websocket, kv store or secret"],
+      ['{"file":"f","resources":[["kv","x",["access"]]]}', "has permissions kv does not take"],
+    ] as const) {
+      expect(() => read(bad)).toThrow(
+        new RegExp(
+          `NITRIC_LIKE_DECLARED is not valid \\(.*${why}\\); it is set by the template, so build and deploy again`,
+        ),
+      );
+    }
+  });
+
   it("names NITRIC_LIKE_SECRETS and the fix when it is not a map of ARNs", () => {
     expect(() => readBindings({ NITRIC_LIKE_SERVICE: "chat", NITRIC_LIKE_SECRETS: "[1]" })).toThrow(
       /NITRIC_LIKE_SECRETS is not valid .*build and deploy again/,

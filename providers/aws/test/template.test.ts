@@ -403,6 +403,30 @@ describe("secrets", () => {
     expect(variables("IdleFunction").NITRIC_LIKE_SECRETS).toBeUndefined();
   });
 
+  it("give each function what the collect pass saw its service declare in NITRIC_LIKE_DECLARED, which its runtime reads back", () => {
+    const t = template(spec());
+    const variables = (fn: string) =>
+      (t.Resources[fn]?.Properties.Environment as { Variables: Record<string, string> } | undefined)?.Variables ?? {};
+    const declared = (service: string) =>
+      readBindings({
+        NITRIC_LIKE_SERVICE: service,
+        NITRIC_LIKE_DECLARED: variables(`${logicalName(service)}Function`).NITRIC_LIKE_DECLARED,
+      }).declared;
+    expect(declared("reader")).toEqual({
+      file: "services/reader.ts",
+      resources: [
+        { kind: "secret", name: "api-key", permissions: ["access"] },
+        { kind: "secret", name: "db-1", permissions: ["access", "put"] },
+      ],
+    });
+    expect(declared("writer")).toEqual({
+      file: "services/writer.ts",
+      resources: [{ kind: "secret", name: "api-key", permissions: ["put"] }],
+    });
+    // Nothing declared: every declaration it makes once started is a late one.
+    expect(declared("idle")).toEqual({ file: "services/idle.ts", resources: [] });
+  });
+
   it("keep their logical ids apart from a kv store and a socket of the same name", () => {
     const base = app(["key"], ["key"], ["svc"]);
     const t = template({

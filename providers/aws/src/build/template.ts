@@ -755,6 +755,9 @@ class TemplateBuilder {
       NITRIC_LIKE_KV_TABLES: { "Fn::Sub": JSON.stringify(kvTables) },
     };
     if (Object.keys(secrets).length > 0) variables.NITRIC_LIKE_SECRETS = { "Fn::Sub": JSON.stringify(secrets) };
+    // What the collect pass saw the service declare: the runtime refuses, with the fix, what it
+    // declares beyond this once started (in a handler), which no deployment would include.
+    variables.NITRIC_LIKE_DECLARED = JSON.stringify(declaredBy(this.spec, service));
     if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
     if (this.input.handlerTimeoutMs !== undefined)
       variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(this.input.handlerTimeoutMs);
@@ -832,4 +835,21 @@ function routesServedBy(socket: WebsocketSpec, service: string): { routes?: stri
 /** A socket's endpoint (`wss://` for clients, `https://` for the Management API), as an Fn::Sub string. */
 function endpointOf(api: string, scheme: string): string {
   return `${scheme}://\${${api}}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/${STAGE}`;
+}
+
+/**
+ * NITRIC_LIKE_DECLARED (runtime/bindings.ts): the service's entry file, and each resource it
+ * declared or was granted, as `[kind, name, permissions]`, in the spec's order.
+ */
+export function declaredBy(spec: Spec, service: string): { file: string; resources: [string, string, string[]][] } {
+  const resources = new Map<string, [string, string, string[]]>();
+  for (const r of spec.resources)
+    if (r.declaredBy.includes(service)) resources.set(`${r.kind}\u0000${r.name}`, [r.kind, r.name, []]);
+  for (const p of spec.policies) {
+    if (p.service !== service) continue;
+    const key = `${p.resource.kind}\u0000${p.resource.name}`;
+    resources.set(key, [p.resource.kind, p.resource.name, [...p.permissions]]);
+  }
+  const file = spec.services.find((s) => s.name === service)?.file ?? "";
+  return { file, resources: [...resources.values()] };
 }

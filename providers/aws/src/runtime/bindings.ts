@@ -3,8 +3,14 @@
  * (documented in providers/aws/README.md). With them the runtime runs under any API Gateway
  * emulator, too.
  */
-import { AWS_MAX_HANDLER_TIMEOUT_MS } from "@nitric-like/provider-kit";
-import { routeNameProblem, type WebsocketEvent } from "@nitric-like/spec";
+import { AWS_MAX_HANDLER_TIMEOUT_MS, type Declaration } from "@nitric-like/provider-kit";
+import {
+  KV_PERMISSIONS,
+  type Permission,
+  routeNameProblem,
+  SECRET_PERMISSIONS,
+  type WebsocketEvent,
+} from "@nitric-like/spec";
 import { INLINE_MAX, PAGE_SIZE } from "../websocket/fanout.js";
 import type { SocketBinding } from "../websocket/gateway.js";
 
@@ -36,6 +42,13 @@ export interface Bindings {
    * service may access or put. A Map: secret names are data.
    */
   secrets: Map<string, string>;
+  /**
+   * NITRIC_LIKE_DECLARED: `{ "file": "<entry file>", "resources": [["kv", "<store>", ["get", ...]], ...] }`,
+   * what the collect pass saw the service declare (each resource, with the permissions granted on
+   * it). A declaration beyond it, made once started, is refused (late-declarations.ts). Absent from
+   * a template made before it: then none is.
+   */
+  declared: { file: string; resources: Required<Declaration>[] } | undefined;
   /** NITRIC_LIKE_CONNECTIONS_TABLE: the managed connections table, when there is one. */
   connectionsTable: string | undefined;
   /**
@@ -101,6 +114,35 @@ function routesOf(socket: string, routes: unknown): string[] {
   return [...(routes as string[])];
 }
 
+const PERMISSIONS: Record<string, readonly Permission[]> = {
+  websocket: ["manage"],
+  kv: KV_PERMISSIONS,
+  secret: SECRET_PERMISSIONS,
+};
+
+/** NITRIC_LIKE_DECLARED, checked (absent: undefined). */
+function declaredOf(env: NodeJS.ProcessEnv): Bindings["declared"] {
+  if (env.NITRIC_LIKE_DECLARED === undefined || env.NITRIC_LIKE_DECLARED === "") return undefined;
+  const raw = json<{ file?: unknown; resources?: unknown }>(env, "NITRIC_LIKE_DECLARED", {});
+  const invalid = (what: string) =>
+    new BindingError(
+      `nitric-like runtime: NITRIC_LIKE_DECLARED is not valid (${what}); it is set by the template, so build and deploy again`,
+    );
+  if (typeof raw.file !== "string") throw invalid("no file");
+  if (!Array.isArray(raw.resources)) throw invalid("no resources array");
+  const resources = raw.resources.map((r: unknown): Required<Declaration> => {
+    if (!Array.isArray(r) || r.length !== 3) throw invalid(`${JSON.stringify(r)} is not [kind, name, permissions]`);
+    const [kind, name, permissions] = r as unknown[];
+    const allowed = typeof kind === "string" && Object.hasOwn(PERMISSIONS, kind) ? PERMISSIONS[kind] : undefined;
+    if (allowed === undefined || typeof name !== "string")
+      throw invalid(`${JSON.stringify(r)} names no websocket, kv store or secret`);
+    if (!Array.isArray(permissions) || !permissions.every((p) => allowed.includes(p as Permission)))
+      throw invalid(`${JSON.stringify(r)} has permissions ${kind} does not take`);
+    return { kind: kind as Declaration["kind"], name, permissions: permissions as Permission[] };
+  });
+  return { file: raw.file, resources };
+}
+
 /** Reads and checks the bindings. */
 export function readBindings(env: NodeJS.ProcessEnv): Bindings {
   const service = env.NITRIC_LIKE_SERVICE;
@@ -145,6 +187,7 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
     websockets: sockets,
     kvTables: json<Record<string, string>>(env, "NITRIC_LIKE_KV_TABLES", {}),
     secrets: secretArns(env),
+    declared: declaredOf(env),
     connectionsTable: env.NITRIC_LIKE_CONNECTIONS_TABLE || undefined,
     handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, AWS_MAX_HANDLER_TIMEOUT_MS) : 5000,
     broadcastInlineMax: inlineMax,

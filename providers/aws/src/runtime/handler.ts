@@ -17,6 +17,7 @@ import {
   awsConnectReplies,
   awsReplyTooLarge,
   type CloseRequest,
+  CollectedDeclarations,
   type ConnectionInfo,
   type ConnectRefusal,
   connectEvent,
@@ -31,7 +32,7 @@ import {
   wireQuery,
 } from "@nitric-like/provider-kit";
 import { createMemoryTransport, type MemoryTransport, type Transport } from "@nitric-like/rpc";
-import { type Logger, registrationKey } from "@nitric-like/spec";
+import { type Logger, registrationKey, type Spec } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
 import { type ManagementApi, ManagementApiClient } from "../aws/management.js";
 import { SecretsManagerClient } from "../aws/secretsmanager.js";
@@ -99,6 +100,27 @@ export interface RuntimeOptions {
   logger?: Logger;
 }
 
+/**
+ * The function's service as a spec of its own, from NITRIC_LIKE_DECLARED: the resources it declared
+ * and its grants on them, which CollectedDeclarations checks its declarations against.
+ */
+function declaredSpec(bindings: Bindings): Spec {
+  const service = bindings.service;
+  const resources = bindings.declared?.resources ?? [];
+  return {
+    name: "",
+    services: [{ name: service, file: bindings.declared?.file ?? "" }],
+    resources: resources.map((r) =>
+      r.kind === "websocket"
+        ? { kind: "websocket", name: r.name, declaredBy: [service], handlers: {} }
+        : { kind: r.kind as "kv" | "secret", name: r.name, declaredBy: [service] },
+    ),
+    policies: resources
+      .filter((r) => r.permissions.length > 0)
+      .map((r) => ({ service, resource: { kind: r.kind, name: r.name }, permissions: [...r.permissions] })),
+  };
+}
+
 const consoleLogger: Logger = {
   info: (m) => console.log(`nitric-like: ${m}`),
   warn: (m) => console.warn(`nitric-like: warning: ${m}`),
@@ -118,6 +140,11 @@ export class Runtime {
   private readonly declaredStores = new Set<string>();
   private readonly declaredSecrets = new Set<string>();
   private readonly table: ConnectionsTable | undefined;
+  /**
+   * What the collect pass saw the service declare (NITRIC_LIKE_DECLARED): a declaration beyond it,
+   * made once started, is refused with the fix, as `run` refuses it on the local provider.
+   */
+  private readonly collected: CollectedDeclarations | undefined;
 
   constructor(
     readonly bindings: Bindings,
@@ -149,6 +176,7 @@ export class Runtime {
     }
     this.stores = new DynamoKvStores(dynamo, bindings.kvTables);
     this.secrets = new SecretsManagerSecrets(new SecretsManagerClient(env), bindings.secrets);
+    this.collected = bindings.declared ? new CollectedDeclarations(declaredSpec(bindings), logger) : undefined;
   }
 
   private readonly stores: DynamoKvStores;
@@ -167,6 +195,12 @@ export class Runtime {
       authorizers: this.authorizers,
       logger: this.logger,
       unserved: new Set(),
+      ...(this.collected
+        ? {
+            checkDeclaration: (caller, declaration) => this.collected?.check(caller, declaration),
+            refusal: (caller, kind, name) => this.collected?.refusal(caller, kind, name),
+          }
+        : {}),
       declared: (store) => this.declaredStores.has(store),
       declareStore: (store) => {
         this.declaredStores.add(store);
