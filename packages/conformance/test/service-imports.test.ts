@@ -123,4 +123,31 @@ describe("a service that imports another service's entry file", () => {
     expect((await c.next()).text).toBe("chat hi");
     c.close();
   }, 60000);
+
+  it("is refused while run runs: a saved service that starts importing one is not restarted, its running version stays", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": CHAT,
+      "services/other.ts": other("./chat.js").replace(
+        'import { GREETING } from "./chat.js";',
+        'const GREETING = "hi";',
+      ),
+    });
+    const app = await startApp(dir, ["--no-dashboard"]);
+    writeFileSync(join(dir, "services", "other.ts"), other("./chat.js"));
+    await app.waitFor(/service "other" is not restarted \(its running version stays\) until you save a fix/, 30000);
+    expect(app.stderr).toContain(IMPORTS);
+    // Neither service took the other's events over, nor was restarted.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(app.stderr).not.toMatch(/now handles|exited|restarting service/);
+    const c = await connect(app.url("socket"));
+    expect((await c.next()).text).toBe("welcome");
+    c.ws.send("hi");
+    expect((await c.next()).text).toBe("chat hi");
+    c.close();
+    const o = await connect(app.url("other"));
+    o.ws.send("x");
+    expect((await o.next()).text).toBe("hi");
+    o.close();
+  }, 60000);
 });

@@ -17,6 +17,7 @@ import {
   checkEnvironment,
   DEFAULT_RUN_ENVIRONMENT,
   type HandlerRegistration,
+  importedServiceConflict,
   ProjectError,
   type Provider,
   type ProviderInspector,
@@ -1340,6 +1341,19 @@ function watchServices(
           const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
           // A later save is already on its way (its check may finish first): it decides.
           if (changes.get(supervisor) !== change) return;
+          // Importing another service's entry file registers that service's handlers here too:
+          // refused before a restart, as at start, and its running version stays.
+          const imported = importedServices(prepared.services, service).flatMap((i) => {
+            const registrations = supervisors.find((s) => s.name === i.service)?.expected ?? [];
+            return registrations.length > 0
+              ? [importedServiceConflict(entry, { name: i.service, file: i.file }, registrations)]
+              : [];
+          });
+          if (imported.length > 0) {
+            for (const line of imported) output.error(line);
+            output.info(`  service "${entry.name}" is not restarted (its running version stays) until you save a fix`);
+            return;
+          }
           if (failedCollect.has(entry.name)) {
             output.info(output.paint("dim", `${what} changed: collecting service "${entry.name}" again`));
             const collected = await recollectAndStart(prepared, env.owner, supervisor, service, output, env.dotenv());
