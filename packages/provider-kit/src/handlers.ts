@@ -82,6 +82,41 @@ class PromiseSink implements AnswerSink<undefined> {
 }
 
 /**
+ * Who hears the answer of an event that was failed as timed out (see dispatch's `late`): its
+ * handler is still running, and what it does (a connect handler storing its connection) outlives
+ * the timeout. `answered` gets the answer once it comes; `abandoned` says it never will: the
+ * registry stopped waiting (the provider is stopping, or MAX_LATE_EVENTS wait for a stream
+ * already). Exactly one of them is called, once.
+ */
+export interface LateAnswer {
+  answered(response: WebsocketEventResponse): void;
+  abandoned(error: HandlerError): void;
+}
+
+/** Most timed-out events (see LateAnswer) one stream waits for; past it the oldest is abandoned. */
+export const MAX_LATE_EVENTS = 1000;
+
+/**
+ * The sink of an event once it has timed out: its answer, or the end of the wait, goes to its
+ * LateAnswer. A redelivery (its stream ended) keeps it, so the handler's copy in the next stream
+ * (the restarted service) answers for it.
+ */
+class LateSink implements AnswerSink<undefined> {
+  private done = false;
+  constructor(private readonly late: LateAnswer) {}
+  answered(_context: undefined, response: WebsocketEventResponse): void {
+    if (this.done) return;
+    this.done = true;
+    this.late.answered(response);
+  }
+  failed(_context: undefined, error: HandlerError): void {
+    if (this.done) return;
+    this.done = true;
+    this.late.abandoned(error);
+  }
+}
+
+/**
  * The close reason for a client whose message was dropped as a poison event (at most 123 bytes, as
  * RFC 6455 section 5.5 allows): whose handler it was for (the message handler's or a route's) and
  * the service that died with it.
@@ -102,6 +137,10 @@ interface Pending {
   deadline: number;
   /** How many of its deliveries ended with the service dying (see MAX_FATAL_DELIVERIES). */
   deaths: number;
+  /** Who hears its answer should it come after its timeout (dispatch's `late`). */
+  late?: LateAnswer;
+  /** Set once it timed out and its sink became a LateSink: it times out once. */
+  expired?: boolean;
 }
 
 /** An event waiting for its handler to register (again). */
@@ -146,6 +185,15 @@ function times(n: number): string {
  */
 export class HandlerStream {
   readonly pending = new Map<string, Pending>();
+  /**
+   * Events that timed out and whose late answer someone waits for (Pending.late), by id, oldest
+   * first: their handlers are still running.
+   */
+  readonly late = new Map<string, Pending>();
+  /** Events held back behind a suspect; undefined (the hot path's only check) when there are none. */
+  private held: Pending[] | undefined;
+  /** The id of the suspect in flight alone, if any. */
+  private probe: string | undefined;
   /** Our SDK's streams get their events in batches (see LeadingEdgeBatcher). */
   private readonly batcher = new LeadingEdgeBatcher<ServerMessageInit>(
     (message) => this.call.write(message),
@@ -226,15 +274,45 @@ export class HandlerStream {
       if (p.deadline > now) break;
       this.pending.delete(id);
       expired = true;
-      (p.sink as AnswerSink).failed(
-        p.context,
-        new HandlerError(
-          "timeout",
-          `websocket "${this.socket}": ${handlerName(this.event, this.route)} of service "${this.service}" did not answer within ${this.registry.timeoutMs / 1000} s (connection ${p.request.connectionId})`,
-        ),
+      if (p.late !== undefined) {
+        this.keepLate(id, p);
+        // A redelivered late event timed out before: its caller has been told.
+        if (p.expired) continue;
+      }
+      const error = new HandlerError(
+        "timeout",
+        `websocket "${this.socket}": ${handlerName(this.event, this.route)} of service "${this.service}" did not answer within ${this.registry.timeoutMs / 1000} s (connection ${p.request.connectionId})`,
       );
+      const { sink, context } = p;
+      if (p.late !== undefined) {
+        p.expired = true;
+        p.sink = new LateSink(p.late);
+        p.context = undefined;
+      }
+      (sink as AnswerSink).failed(context, error);
     }
     if (expired && this.registry.quarantines.size !== 0) this.registry.settled(this);
+  }
+
+  /**
+   * Waits for the answer of a timed-out event (MAX_LATE_EVENTS at most: a handler that never
+   * answers must not grow the provider's memory with every client it times out).
+   */
+  private keepLate(id: string, p: Pending): void {
+    this.late.set(id, p);
+    if (this.late.size <= MAX_LATE_EVENTS) return;
+    const [oldestId, oldest] = this.late.entries().next().value as [string, Pending];
+    this.late.delete(oldestId);
+    failLater(
+      oldest.sink as AnswerSink,
+      oldest.context,
+      new HandlerError(
+        "unavailable",
+        `websocket "${this.socket}": ${MAX_LATE_EVENTS} events of ${handlerName(this.event, this.route)} of service "${this.service}" are past the handler timeout and unanswered; stopped waiting for the oldest (connection ${oldest.request.connectionId})`,
+        this.service,
+        this.route,
+      ),
+    );
   }
 
   /** Routes an answer (or a batch of them) to its pending event. */
@@ -245,7 +323,10 @@ export class HandlerStream {
     }
     if (message.content.case !== "websocketEventResponse") return;
     const pending = this.pending.get(message.id);
-    if (!pending) return;
+    if (!pending) {
+      this.lateAnswer(message.id, message.content.value);
+      return;
+    }
     this.pending.delete(message.id);
     if (this.registry.quarantines.size !== 0) this.registry.settled(this);
     try {
@@ -256,13 +337,27 @@ export class HandlerStream {
     }
   }
 
+  /** The answer of an event that had timed out, for whoever waits for it (else it is dropped). */
+  private lateAnswer(id: string, response: WebsocketEventResponse): void {
+    const p = this.late.get(id);
+    if (p === undefined) return;
+    this.late.delete(id);
+    try {
+      (p.sink as AnswerSink).answered(p.context, response);
+    } catch (error) {
+      this.registry.reportSinkError(this, error);
+    }
+  }
+
   /**
    * The stream is gone: takes the events it had sent and not had answered (in the order they were
-   * sent), and those it held back, leaving it empty.
+   * sent, those past their timeout whose answer is awaited first), and those it held back,
+   * leaving it empty.
    */
   takeAll(): { unanswered: Pending[]; held: Pending[] } {
     this.batcher.clear();
-    const unanswered = [...this.pending.values()];
+    const unanswered = [...this.late.values(), ...this.pending.values()];
+    this.late.clear();
     this.pending.clear();
     return { unanswered, held: this.registry.withdraw(this) };
   }
@@ -690,7 +785,7 @@ export class HandlerRegistry {
     if (streams.length === 0) return;
     this.changed();
     const deadline = Date.now() + graceMs;
-    const busy = () => streams.some((s) => this.draining.has(s) && s.pending.size + s.heldCount() > 0);
+    const busy = () => streams.some((s) => this.draining.has(s) && s.pending.size + s.heldCount() + s.late.size > 0);
     while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   }
 
@@ -757,18 +852,25 @@ export class HandlerRegistry {
   /**
    * Sends an event to its handler and resolves with the answer. A promised handler that is not
    * live (its service is starting or restarting) is waited for, up to the wait limit; an event
-   * nobody handles fails at once.
+   * nobody handles fails at once. With `late`, an event that times out (the promise rejects with
+   * "timeout") is still waited for: `late` hears its answer when its handler finishes, or that it
+   * never will (LateAnswer); its stream ending meanwhile sends it to the handler's next stream,
+   * as any unanswered event (at least once).
    */
-  dispatch(socket: string, event: WebsocketEvent, request: EventRequest, route = ""): Promise<WebsocketEventResponse> {
+  dispatch(
+    socket: string,
+    event: WebsocketEvent,
+    request: EventRequest,
+    route = "",
+    late?: LateAnswer,
+  ): Promise<WebsocketEventResponse> {
     return new Promise((resolve, reject) => {
-      this.deliver(
-        socket,
-        event,
-        request,
-        new PromiseSink((_, response) => resolve(response), reject),
-        undefined,
-        route,
-      );
+      const sink = new PromiseSink((_, response) => resolve(response), reject);
+      if (late === undefined) {
+        this.deliver(socket, event, request, sink, undefined, route);
+        return;
+      }
+      this.route(socket, event, { request, sink, context: undefined, deadline: 0, deaths: 0, late }, route);
     });
   }
 
@@ -881,11 +983,14 @@ export class HandlerRegistry {
     );
   }
 
-  /** Events in flight, over all streams (those held behind a suspect included). */
+  /**
+   * Events in flight, over all streams (those held behind a suspect, and those past their timeout
+   * whose late answer is awaited, included).
+   */
   pendingCount(): number {
     let n = 0;
-    for (const s of this.streams.values()) n += s.pending.size + s.heldCount();
-    for (const s of this.draining) n += s.pending.size + s.heldCount();
+    for (const s of this.streams.values()) n += s.pending.size + s.heldCount() + s.late.size;
+    for (const s of this.draining) n += s.pending.size + s.heldCount() + s.late.size;
     return n;
   }
 

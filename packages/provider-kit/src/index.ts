@@ -55,7 +55,9 @@ export {
   type HandlerFailure,
   HandlerRegistry,
   HandlerStream,
+  type LateAnswer,
   MAX_FATAL_DELIVERIES,
+  MAX_LATE_EVENTS,
   MAX_WAITING_EVENTS,
   poisonCloseReason,
 } from "./handlers.js";
@@ -72,6 +74,7 @@ export {
   connectRefusal,
   type Frame,
   type KeepOutcome,
+  lateConnectReason,
   Opening,
   openingOverflowReason,
   unansweredStatus,

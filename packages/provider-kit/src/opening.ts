@@ -136,6 +136,15 @@ export function connectRefusal(socket: string, response: WebsocketEventResponse)
 }
 
 /**
+ * The close reason of the disconnect event of a connection whose connect handler answered after
+ * the handler timeout (`timeoutMs`), accepting it: its client had been refused with 504 (on AWS,
+ * by the runtime), so it never opened, but the handler may have stored it.
+ */
+export function lateConnectReason(timeoutMs: number): string {
+  return `connect handler answered after the handler timeout (${timeoutMs / 1000} s); its client was refused with 504`;
+}
+
+/**
  * The HTTP status for an event no handler answered, and why: 504 when its handler timed out, 503
  * when none was there to take it, 500 for anything else (its service went away, no handler).
  */

@@ -5,6 +5,7 @@ import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ServerMessage, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { Code } from "@nitric-like/rpc";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import {
   accept,
   cleanup,
@@ -113,6 +114,38 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
     ]);
     // A slow handler does not cost the client its connection.
     expect(ws.readyState).toBe(ws.OPEN);
+  });
+
+  it("sends a connect event that timed out to the handler's next stream when its stream ends, and runs the disconnect once that one accepts", async () => {
+    const { provider } = await startProvider({ handlerTimeoutMs: 150 });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "slow");
+    const disconnects = await handle(client, "slow", "disconnect", () => ({}));
+    const stuck = await handle(client, "slow", "connect", () => undefined);
+    const status = await new Promise<number | undefined>((resolve) => {
+      const ws = new WebSocket(urlOf(provider, "slow"));
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode));
+      ws.on("error", () => resolve(undefined));
+    });
+    expect(status).toBe(504);
+    const id = stuck.events[0]?.connectionId;
+    // Its handler may have stored the connection before its stream ended (a save, a crash): the
+    // event goes to the next copy's handler, as any unanswered event, and its answer counts.
+    stuck.call.end();
+    const next = await handle(client, "slow", "connect", accept);
+    for (let i = 0; i < 200 && disconnects.events.length === 0; i++) await sleep(10);
+    expect(next.events.map((e) => e.connectionId)).toEqual([id]);
+    expect(disconnects.events).toHaveLength(1);
+    expect(disconnects.events[0]).toMatchObject({
+      connectionId: id,
+      websocketEvent: {
+        case: "disconnection",
+        value: {
+          code: 1006,
+          reason: "connect handler answered after the handler timeout (0.15 s); its client was refused with 504",
+        },
+      },
+    });
   });
 });
 

@@ -23,7 +23,10 @@ import {
   connectEvent,
   connectRefusal,
   type Frame,
+  HandlerError,
   HandlerRegistry,
+  type LateAnswer,
+  lateConnectReason,
   offeredProtocols,
   originProblem,
   Permissions,
@@ -145,6 +148,12 @@ export class Runtime {
    * made once started, is refused with the fix, as `run` refuses it on the local provider.
    */
   private readonly collected: CollectedDeclarations | undefined;
+  /**
+   * The disconnect events running for connections whose connect handler answered after the
+   * handler timeout (lateConnect): the invocation in progress answers only once they have ended,
+   * since Lambda freezes the function once it answers.
+   */
+  private readonly lateDisconnects = new Set<Promise<void>>();
 
   constructor(
     readonly bindings: Bindings,
@@ -290,7 +299,12 @@ export class Runtime {
     if (this.transport) {
       const left = context?.getRemainingTimeInMillis?.();
       const wait = Math.max(0, Math.min(this.bindings.handlerTimeoutMs, left === undefined ? Infinity : left - 1000));
-      const running = await this.transport.settled(wait);
+      let running = await this.transport.settled(wait);
+      // A connect handler of an earlier event, past its timeout, that ended meanwhile: its disconnect too.
+      if (this.lateDisconnects.size > 0) {
+        await within(Promise.allSettled([...this.lateDisconnects]), wait);
+        running = await this.transport.settled(wait);
+      }
       if (running > 0) {
         const rc = isWebsocketEvent(event) ? event.requestContext : undefined;
         this.logger.warn(
@@ -323,7 +337,7 @@ export class Runtime {
     const gateway = this.gatewayOf(event);
     switch (event.requestContext.routeKey) {
       case "$connect":
-        return this.connect(gateway, event);
+        return this.connect(gateway, event, context);
       case "$disconnect":
         return this.disconnect(gateway, event);
       case "$default":
@@ -367,7 +381,11 @@ export class Runtime {
     return authorizerResult(decision, event);
   }
 
-  private async connect(gateway: ApiGateway, event: WebsocketApiEvent): Promise<WebsocketApiResult> {
+  private async connect(
+    gateway: ApiGateway,
+    event: WebsocketApiEvent,
+    context?: LambdaContext,
+  ): Promise<WebsocketApiResult> {
     const rc = event.requestContext;
     const authorized = authorizedContext(rc);
     const id = rc.connectionId;
@@ -400,16 +418,25 @@ export class Runtime {
     }
     gateway.opening.set(id, new Opening(info));
     let response: WebsocketEventResponse;
+    const late = this.lateConnect(gateway, id, authorized.identity);
     try {
       // API Gateway decoded the values; the contract carries them encoded, as the SDKs decode them.
       response = await this.registry.dispatch(
         gateway.name,
         "connect",
         connectEvent(gateway.name, info, wireQuery(query)),
+        "",
+        late.hook,
       );
     } catch (error) {
-      gateway.opening.delete(id);
       const { status, reason } = this.failure(error);
+      if (error instanceof HandlerError && error.failure === "timeout") {
+        // Its handler still runs, and Lambda would freeze it with this answer: wait for it while
+        // the invocation leaves time for its disconnect (lateConnect), then refuse the client.
+        const left = context?.getRemainingTimeInMillis?.() ?? this.bindings.handlerTimeoutMs + 5_000;
+        const ended = await within(late.ended, left - this.bindings.handlerTimeoutMs - 1_000);
+        if (ended) await late.cleaned;
+      } else gateway.opening.delete(id);
       return { statusCode: status, body: reason };
     }
     const opening = gateway.opening.get(id);
@@ -432,6 +459,58 @@ export class Runtime {
     if (delivering && !(await this.deferDelivery(gateway.name, id, frames, opening?.close)))
       await this.delivered(gateway.name, id);
     return accepted;
+  }
+
+  /**
+   * What becomes of a connect handler that answers after the handler timeout, whose client the
+   * runtime refuses with 504 (API Gateway opens no connection, and sends no $disconnect): `hook`
+   * hears its answer; accepting, it may have stored the connection, so the disconnect handler runs
+   * for it (1006), as for a client that left while its connect handler ran; refusing or failing,
+   * nothing runs. `ended` resolves once it has ended (true) or is given up (false), `cleaned`
+   * once its disconnect (if any) has too. Answered in a later invocation (this one had no time
+   * left), that invocation waits for the disconnect before it answers (lateDisconnects).
+   */
+  private lateConnect(
+    gateway: ApiGateway,
+    id: string,
+    auth: string,
+  ): { hook: LateAnswer; ended: Promise<true>; cleaned: Promise<void> } {
+    let end: (response: WebsocketEventResponse | undefined) => void = () => {};
+    const answer = new Promise<WebsocketEventResponse | undefined>((resolve) => {
+      end = resolve;
+    });
+    const hook: LateAnswer = {
+      answered: (response) => end(response),
+      abandoned: (error) => {
+        this.logger.warn(error.message);
+        end(undefined);
+      },
+    };
+    const cleaned = answer.then((response) => {
+      const opening = gateway.opening.get(id);
+      gateway.opening.delete(id);
+      if (response === undefined || connectRefusal(gateway.name, response)) return;
+      const running = this.registry
+        .dispatch(gateway.name, "disconnect", {
+          socketName: gateway.name,
+          connectionId: id,
+          auth,
+          websocketEvent: {
+            case: "disconnection",
+            value: { code: 1006, reason: lateConnectReason(this.bindings.handlerTimeoutMs) },
+          },
+          ...(opening?.state ? { extras: { stateJson: opening.state } } : {}),
+        })
+        .then(
+          () => {},
+          (error: unknown) => {
+            this.failure(error);
+          },
+        );
+      this.lateDisconnects.add(running);
+      return running.finally(() => this.lateDisconnects.delete(running));
+    });
+    return { hook, ended: answer.then(() => true as const), cleaned };
   }
 
   private async record(
@@ -652,6 +731,20 @@ export class Runtime {
     if (only && !only.binary) return { statusCode: 200, body: Buffer.from(only.data).toString("utf8") };
     for (const r of replies) await gateway.post(id, r.data);
     return { statusCode: 200 };
+  }
+}
+
+/** Resolves with `promise`'s value, or with undefined once `ms` have passed (at once for 0 or less). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  if (ms <= 0) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -25,8 +25,10 @@ import {
   connectRefusal,
   dict,
   guard,
+  HandlerError,
   type HandlerRegistry,
   keptQuery,
+  lateConnectReason,
   MAX_BUFFERED_BYTES,
   MAX_KEPT_QUERY_VALUES,
   MAX_PENDING_PONGS,
@@ -1032,7 +1034,16 @@ export class Gateway implements SocketBackend, FlowGateway {
     this.opening.set(id, opening);
     // Every header for the connect handler: the connection's record keeps fewer (MAX_KEPT_HEADER_LINES).
     const event = connectEvent(this.name, info, rawQuery(req.url ?? "/"), headerValues(req.rawHeaders));
-    return this.handlers.dispatch(this.name, "connect", event).then(
+    // A handler past the handler timeout still runs, and may store the connection as it ends:
+    // its client is refused with 504 at once, as one that left while it ran (below).
+    const late = {
+      answered: (response: WebsocketEventResponse) => this.connectEnded(id, info, response),
+      abandoned: (error: HandlerError) => {
+        this.logger.warn(error.message);
+        this.connectEnded(id, info, undefined);
+      },
+    };
+    return this.handlers.dispatch(this.name, "connect", event, "", late).then(
       (response) => {
         socket.off("end", onGone);
         socket.off("close", onGone);
@@ -1054,14 +1065,33 @@ export class Gateway implements SocketBackend, FlowGateway {
       (error: unknown) => {
         socket.off("end", onGone);
         socket.off("close", onGone);
-        this.opening.delete(id);
-        this.forget(id);
+        const timedOut = error instanceof HandlerError && error.failure === "timeout";
+        // Timed out, the connection stays opening to the app until its handler ends (connectEnded).
+        if (!timedOut) {
+          this.opening.delete(id);
+          this.forget(id);
+        }
         const { status, reason } = unansweredStatus(error);
         this.logger.error(reason);
         this.observeError(id, "connect", reason);
         this.refuse(socket, status, `${reason}\n`);
       },
     );
+  }
+
+  /**
+   * The connect handler of a connection refused for its timeout (504) has ended: it answered late
+   * (`response`), or the wait for it was abandoned. Accepting, it may have stored the connection,
+   * so the disconnect handler runs for it (1006), as for a client that left while its connect
+   * handler ran; refusing or failing, nothing runs, as for a refusal in time.
+   */
+  private connectEnded(id: string, info: ConnectionInfo, response: WebsocketEventResponse | undefined): void {
+    this.opening.delete(id);
+    if (response === undefined || connectRefusal(this.name, response)) {
+      this.forget(id);
+      return;
+    }
+    this.disconnected(id, 1006, lateConnectReason(this.handlers.timeoutMs), info.auth ?? "");
   }
 
   /** The 101 is sent: the connection opens. A failure from here on closes it with 1011. */

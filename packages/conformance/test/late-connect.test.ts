@@ -1,0 +1,123 @@
+// A connect handler that outlives the handler timeout: its client is refused with 504, but the
+// handler goes on and, as most apps do, stores its connection as it ends. No connection opened, so
+// no close will ever come; the provider runs the disconnect handler for it once the connect
+// handler has ended (accepting), so what it stored is cleaned up. Real ws clients against
+// `nitric-like run` on each provider (on aws the runtime in the emulator's functions, which
+// Lambda would freeze once they answer).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type App, cleanTemp, connect, sleep, startApp, writeProject } from "../src/harness.js";
+
+afterAll(cleanTemp);
+
+const SERVICE = `
+import { isNitricLikeError, kv, websocket } from "@nitric-like/sdk";
+
+const store = kv("conns").allow("get", "set", "delete");
+const late = websocket("late");
+
+late.on("connect", async (ctx) => {
+  const tag = ctx.query.tag?.[0];
+  if (!tag) return;
+  // Past the project's handler timeout (1 s).
+  await new Promise((resolve) => setTimeout(resolve, Number(ctx.query.hold?.[0] ?? 0)));
+  await store.set("conn:" + tag, { id: ctx.connectionId });
+  // Still connected to the app: sends, state and rooms are kept, then dropped with the connection.
+  const calls = {};
+  for (const [name, call] of [
+    ["send", () => late.send(ctx.connectionId, "welcome")],
+    ["setState", () => late.setState(ctx.connectionId, { tag })],
+    ["join", () => late.join(ctx.connectionId, "lobby")],
+  ]) {
+    try {
+      await call();
+      calls[name] = "ok";
+    } catch (error) {
+      calls[name] = isNitricLikeError(error) ? error.code : String(error);
+    }
+  }
+  await store.set("done:" + tag, calls);
+  if (ctx.query.refuse) return ctx.reject("refused late", 403);
+  if (ctx.query.throw) throw new Error("failed late");
+});
+
+late.on("disconnect", async (ctx) => {
+  const tag = ctx.connection.state?.tag ?? "untagged";
+  // Ordering: connect's store is there to delete, since its handler has ended.
+  let stored = null;
+  try {
+    stored = (await store.get("conn:" + tag)).id;
+  } catch {}
+  await store.set("gone:" + tag, { id: ctx.connectionId, code: ctx.code, reason: ctx.reason, stored });
+  await store.delete("conn:" + tag);
+});
+
+late.on("message", async (ctx) => {
+  const { key } = ctx.json();
+  try {
+    return { value: await store.get(key) };
+  } catch (error) {
+    if (isNitricLikeError(error) && error.code === "not_found") return { value: null };
+    throw error;
+  }
+});
+`;
+
+describe.each([
+  { provider: "local", args: [] as string[] },
+  { provider: "local", args: ["--processes"] },
+  { provider: "aws", args: [] as string[] },
+])("a connect handler past the handler timeout on the $provider provider $args", ({ provider, args }) => {
+  let app: App;
+  let url: string;
+  beforeAll(async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: lateconn\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 1s\n",
+      "services/late.ts": SERVICE,
+    });
+    app = await startApp(dir, ["--provider", provider, ...args]);
+    url = app.url("late");
+  }, 60000);
+  afterAll(async () => {
+    const { code } = await app.stop();
+    expect(code).toBe(0);
+  });
+
+  /** A key's value in the store, once it is not null (or null after `timeoutMs`). */
+  async function stored(key: string, timeoutMs = 0): Promise<unknown> {
+    const probe = await connect(url);
+    try {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const { value } = await probe.call({ key });
+        if (value !== null || Date.now() >= deadline) return value;
+        await sleep(100);
+      }
+    } finally {
+      probe.close();
+    }
+  }
+
+  it("refuses its client with 504, and once it has ended, runs the disconnect handler for it if it accepted (so what it stored is cleaned up), and none if it refused or threw", async () => {
+    await expect(connect(`${url}?tag=a&hold=1600`)).rejects.toMatchObject({ status: 504 });
+    await expect(connect(`${url}?tag=r&hold=1600&refuse=1`)).rejects.toMatchObject({ status: 504 });
+    await expect(connect(`${url}?tag=t&hold=1600&throw=1`)).rejects.toMatchObject({ status: 504 });
+    const gone = (await stored("gone:a", 8000)) as Record<string, unknown>;
+    expect(gone).toMatchObject({
+      code: 1006,
+      reason: "connect handler answered after the handler timeout (1 s); its client was refused with 504",
+    });
+    // It ran after the connect handler had stored the connection, and cleaned it up.
+    expect(gone.stored).toBe(gone.id);
+    expect(await stored("conn:a")).toBeNull();
+    // Until it ended, the connection was connected to the app, as one whose connect handler runs.
+    expect(await stored("done:a")).toEqual({ send: "ok", setState: "ok", join: "ok" });
+
+    // Refusing or throwing, as for a refusal in time: no disconnect, and what it stored stays.
+    expect(await stored("done:r", 8000)).not.toBeNull();
+    expect(await stored("done:t", 8000)).not.toBeNull();
+    await sleep(1500); // time for a disconnect that should not come
+    expect(await stored("gone:r")).toBeNull();
+    expect(await stored("gone:t")).toBeNull();
+    expect(await stored("conn:r")).not.toBeNull();
+  }, 40000);
+});
