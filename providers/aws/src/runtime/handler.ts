@@ -13,6 +13,7 @@ import type { WebsocketEventResponse } from "@nitric-like/contracts/websockets";
 import {
   AuthorizerRegistry,
   AWS_DELIVERY_ENVELOPE_BYTES,
+  AWS_INTEGRATION_TIMEOUT_MS,
   AWS_MAX_MESSAGE_BYTES,
   awsConnectReplies,
   awsReplyTooLarge,
@@ -64,6 +65,13 @@ import { invokeAsync } from "./invoke.js";
 
 /** How long the first event waits for the service to register a handler it is expected to have. */
 const REGISTRATION_WAIT_MS = 10_000;
+/**
+ * How long before API Gateway's integration timeout (AWS_INTEGRATION_TIMEOUT_MS from the request's
+ * requestTimeEpoch) a connect handler's answer must come, for the runtime to record the connection
+ * and its answer to reach API Gateway: past it the client is refused (504) whatever the handler
+ * says, since API Gateway opens no connection on a late answer (and sends no $disconnect).
+ */
+const CONNECT_ANSWER_MARGIN_MS = 1_000;
 /** How long a delivery of frames sent during connect waits for the connection to open. */
 const DELIVERY_WAIT_MS = 5_000;
 /**
@@ -419,15 +427,41 @@ export class Runtime {
     gateway.opening.set(id, new Opening(info));
     let response: WebsocketEventResponse;
     const late = this.lateConnect(gateway, id, authorized.identity);
+    // API Gateway's 29 s run from the request, not from this invocation: a cold start, or an
+    // invocation that waited for an execution environment, leaves the handler less than its timeout.
+    const lag = rc.requestTimeEpoch === undefined ? 0 : Date.now() - rc.requestTimeEpoch;
+    const apiLeft =
+      rc.requestTimeEpoch === undefined
+        ? Number.POSITIVE_INFINITY
+        : AWS_INTEGRATION_TIMEOUT_MS - CONNECT_ANSWER_MARGIN_MS - lag;
     try {
       // API Gateway decoded the values; the contract carries them encoded, as the SDKs decode them.
-      response = await this.registry.dispatch(
+      const dispatched = this.registry.dispatch(
         gateway.name,
         "connect",
         connectEvent(gateway.name, info, wireQuery(query)),
         "",
         late.hook,
       );
+      const answer = apiLeft < this.bindings.handlerTimeoutMs ? await within(dispatched, apiLeft) : await dispatched;
+      if (answer === undefined) {
+        // Too late for API Gateway: the handler's answer, when it comes, is a late one. (Past the
+        // handler timeout the registry gives it to late.hook itself.)
+        late.reason =
+          "connect handler answered after API Gateway's integration timeout; its client was refused with 504";
+        dispatched.then(
+          (response) => late.hook.answered(response),
+          (error: unknown) => {
+            if (!(error instanceof HandlerError && error.failure === "timeout"))
+              late.hook.abandoned(error as HandlerError);
+          },
+        );
+        throw new HandlerError(
+          "timeout",
+          `websocket "${gateway.name}": the connect handler of service "${this.bindings.service}" did not answer before API Gateway's integration timeout (${AWS_INTEGRATION_TIMEOUT_MS / 1000} s from the request, which reached the function ${(lag / 1000).toFixed(1)} s after it was made) (connection ${id})`,
+        );
+      }
+      response = answer;
     } catch (error) {
       const { status, reason } = this.failure(error);
       if (error instanceof HandlerError && error.failure === "timeout") {
@@ -474,7 +508,7 @@ export class Runtime {
     gateway: ApiGateway,
     id: string,
     auth: string,
-  ): { hook: LateAnswer; ended: Promise<true>; cleaned: Promise<void> } {
+  ): { hook: LateAnswer; ended: Promise<true>; cleaned: Promise<void>; reason: string } {
     let end: (response: WebsocketEventResponse | undefined) => void = () => {};
     const answer = new Promise<WebsocketEventResponse | undefined>((resolve) => {
       end = resolve;
@@ -497,7 +531,7 @@ export class Runtime {
           auth,
           websocketEvent: {
             case: "disconnection",
-            value: { code: 1006, reason: lateConnectReason(this.bindings.handlerTimeoutMs) },
+            value: { code: 1006, reason: late.reason },
           },
           ...(opening?.state ? { extras: { stateJson: opening.state } } : {}),
         })
@@ -510,7 +544,14 @@ export class Runtime {
       this.lateDisconnects.add(running);
       return running.finally(() => this.lateDisconnects.delete(running));
     });
-    return { hook, ended: answer.then(() => true as const), cleaned };
+    const late: { hook: LateAnswer; ended: Promise<true>; cleaned: Promise<void>; reason: string } = {
+      hook,
+      ended: answer.then(() => true as const),
+      cleaned,
+      /** The disconnect event's close reason. */
+      reason: lateConnectReason(this.bindings.handlerTimeoutMs),
+    };
+    return late;
   }
 
   private async record(

@@ -1,0 +1,108 @@
+// A $connect that reaches its function late (a cold start, an invocation that waited for an
+// execution environment): API Gateway's 29 s integration timeout runs from the request, so a
+// connect handler answering within its own timeout can still answer after API Gateway has refused
+// the client (504) and opened no connection, with no $disconnect to follow. The runtime refuses it
+// itself once API Gateway's time is up, and runs the disconnect handler for it once it has ended
+// accepting, so what it stored is cleaned up. A service on our SDK, bundled as a build bundles it
+// and loaded as Lambda loads it, given API Gateway events.
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { bundleFunction } from "../src/build/bundle.js";
+import type { WebsocketApiEvent } from "../src/runtime/events.js";
+import type { LambdaHandler } from "../src/runtime/handler.js";
+import { ENV } from "./helpers.js";
+
+const out = mkdtempSync(join(tmpdir(), "nitric-like-aws-late-connect-"));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+/** The service: a connect handler that takes `hold` ms then "stores" its connection, and a disconnect handler. */
+const SERVICE = `import { websocket } from "@nitric-like/sdk";
+const chat = websocket("chat");
+chat.on("connect", async (ctx) => {
+  await new Promise((resolve) => setTimeout(resolve, Number(ctx.query.hold?.[0] ?? 0)));
+  console.log("stored " + ctx.connectionId);
+});
+chat.on("disconnect", (ctx) => {
+  console.log("disconnect " + ctx.connectionId + " " + ctx.code + " " + ctx.reason);
+});
+chat.on("message", () => "ok");
+`;
+
+const API_ID = "api1";
+
+function connectEvent(connectionId: string, hold: number, requestTimeEpoch: number): WebsocketApiEvent {
+  return {
+    requestContext: {
+      routeKey: "$connect",
+      eventType: "CONNECT",
+      connectionId,
+      apiId: API_ID,
+      stage: "live",
+      requestTimeEpoch,
+    },
+    queryStringParameters: { hold: String(hold) },
+    multiValueQueryStringParameters: { hold: [String(hold)] },
+    isBase64Encoded: false,
+  };
+}
+
+describe("a function whose $connect arrives late", () => {
+  let handler: LambdaHandler;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    const project = join(out, "project");
+    mkdirSync(join(project, "services"), { recursive: true });
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "late", private: true }));
+    writeFileSync(join(project, "services", "app.ts"), SERVICE);
+    // Our SDK, as an example project has it installed.
+    const modules = fileURLToPath(new URL("../../../examples/chat/node_modules", import.meta.url));
+    symlinkSync(modules, join(project, "node_modules"), "dir");
+    const bundle = await bundleFunction(
+      project,
+      { name: "app", file: "services/app.ts", path: join(project, "services", "app.ts") },
+      out,
+    );
+    Object.assign(process.env, ENV, {
+      NITRIC_LIKE_SERVICE: "app",
+      NITRIC_LIKE_HANDLER_TIMEOUT_MS: "5000",
+      NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
+        chat: {
+          apiId: API_ID,
+          url: `wss://${API_ID}.execute-api.eu-west-1.amazonaws.com/live`,
+          endpoint: `https://${API_ID}.execute-api.eu-west-1.amazonaws.com/live`,
+          events: ["connect", "disconnect", "message"],
+          routes: [],
+        },
+      }),
+      NITRIC_LIKE_KV_TABLES: "{}",
+    });
+    for (const stream of ["log", "warn", "error"] as const)
+      vi.spyOn(console, stream).mockImplementation((line: unknown) => {
+        lines.push(String(line));
+      });
+    handler = (createRequire(import.meta.url)(bundle.file) as { handler: LambdaHandler }).handler;
+    await handler.ready;
+  }, 60000);
+
+  it("refuses a connect whose handler answers after API Gateway's integration timeout, however long its own, and runs the disconnect handler for it once it has ended", async () => {
+    // API Gateway has waited 27.5 s already: 0.5 s is left for the answer, under the 1 s margin.
+    const answer = await handler(connectEvent("LateConn1aaaa=", 1500, Date.now() - 27_500));
+    expect(answer).toMatchObject({ statusCode: 504 });
+    expect((answer as { body: string }).body).toContain(
+      `the connect handler of service "app" did not answer before API Gateway's integration timeout (29 s from the request`,
+    );
+    const mine = lines.filter((l) => l.includes("LateConn1aaaa="));
+    expect(mine.filter((l) => !l.startsWith("nitric-like:"))).toEqual([
+      "stored LateConn1aaaa=",
+      "disconnect LateConn1aaaa= 1006 connect handler answered after API Gateway's integration timeout; its client was refused with 504",
+    ]);
+    // One that reaches the function in time connects, as ever.
+    expect(await handler(connectEvent("InTime1aaaaaa=", 100, Date.now()))).toEqual({ statusCode: 200 });
+    expect(lines.filter((l) => l.includes("InTime1aaaaaa="))).toEqual(["stored InTime1aaaaaa="]);
+  }, 30000);
+});
