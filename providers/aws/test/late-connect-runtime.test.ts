@@ -19,17 +19,24 @@ import { ENV } from "./helpers.js";
 const out = mkdtempSync(join(tmpdir(), "nitric-like-aws-late-connect-"));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-/** The service: a connect handler that takes `hold` ms then "stores" its connection, and a disconnect handler. */
+/**
+ * The service: a connect handler that takes `hold` ms then "stores" its connection, a disconnect
+ * handler that takes 800 ms, and a message handler that takes as many ms as the message says.
+ */
 const SERVICE = `import { websocket } from "@nitric-like/sdk";
 const chat = websocket("chat");
 chat.on("connect", async (ctx) => {
   await new Promise((resolve) => setTimeout(resolve, Number(ctx.query.hold?.[0] ?? 0)));
   console.log("stored " + ctx.connectionId);
 });
-chat.on("disconnect", (ctx) => {
+chat.on("disconnect", async (ctx) => {
+  await new Promise((resolve) => setTimeout(resolve, 800));
   console.log("disconnect " + ctx.connectionId + " " + ctx.code + " " + ctx.reason);
 });
-chat.on("message", () => "ok");
+chat.on("message", async (ctx) => {
+  await new Promise((resolve) => setTimeout(resolve, Number(ctx.text())));
+  return "ok";
+});
 `;
 
 const API_ID = "api1";
@@ -104,5 +111,34 @@ describe("a function whose $connect arrives late", () => {
     // One that reaches the function in time connects, as ever.
     expect(await handler(connectEvent("InTime1aaaaaa=", 100, Date.now()))).toEqual({ statusCode: 200 });
     expect(lines.filter((l) => l.includes("InTime1aaaaaa="))).toEqual(["stored InTime1aaaaaa="]);
+  }, 30000);
+
+  it("answers a connect past its timeout at once when the invocation has no time left to wait, and the event during which that handler ends answers only once its disconnect has run", async () => {
+    // 6 s left: the handler timeout (5 s) and the second a disconnect needs leave nothing to wait.
+    const started = Date.now();
+    const refused = await handler(connectEvent("Frozen1aaaaaa=", 6000, Date.now()), {
+      getRemainingTimeInMillis: () => 6000 - (Date.now() - started),
+    });
+    expect(refused).toMatchObject({ statusCode: 504 });
+    expect(lines.filter((l) => l.includes("Frozen1aaaaaa=") && !l.startsWith("nitric-like:"))).toEqual([]);
+    // Lambda would freeze the handler here; the next event thaws it, and it ends (at 6 s) during
+    // this message (1.5 s from about 5 s): the message's answer waits for its disconnect (800 ms).
+    const message: WebsocketApiEvent = {
+      requestContext: {
+        routeKey: "$default",
+        eventType: "MESSAGE",
+        connectionId: "Other1aaaaaaa=",
+        apiId: API_ID,
+        stage: "live",
+        requestTimeEpoch: Date.now(),
+      },
+      body: "1500",
+      isBase64Encoded: false,
+    };
+    expect(await handler(message)).toEqual({ statusCode: 200, body: "ok" });
+    expect(lines.filter((l) => l.includes("Frozen1aaaaaa=") && !l.startsWith("nitric-like:"))).toEqual([
+      "stored Frozen1aaaaaa=",
+      "disconnect Frozen1aaaaaa= 1006 connect handler answered after the handler timeout (5 s); its client was refused with 504",
+    ]);
   }, 30000);
 });
