@@ -3,7 +3,7 @@ import type { ServerMessageSchema } from "@nitric-like/contracts/websockets";
 import type { ServerStream } from "@nitric-like/rpc";
 import type { Logger } from "@nitric-like/spec";
 import { describe, expect, it } from "vitest";
-import { type AnswerSink, type HandlerError, HandlerRegistry } from "./handlers.js";
+import { type AnswerSink, type HandlerError, HandlerRegistry, MAX_LATE_EVENTS } from "./handlers.js";
 
 type ServerMessageInit = MessageInitShape<typeof ServerMessageSchema>;
 
@@ -155,6 +155,40 @@ describe("HandlerRegistry.deliver", () => {
     expect((failure as HandlerError).message).toBe(
       'websocket "chat": the message handler did not register within 0.05 s (connection c1); its service "svc" is running and has not registered it since it started; is it still loading, or does it no longer declare it?',
     );
+  });
+});
+
+describe("HandlerRegistry late answers", () => {
+  it("gives a timed-out event's late answer to its LateAnswer once, waiting for at most MAX_LATE_EVENTS a stream (the oldest past it abandoned)", async () => {
+    const registry = new HandlerRegistry(logger(), 20, 1_000);
+    const call = new Call();
+    const stream = registry.register("svc", "chat", "connect", call);
+    const heard: string[] = [];
+    const failures = await Promise.all(
+      Array.from({ length: MAX_LATE_EVENTS + 1 }, (_, i) =>
+        registry
+          .dispatch("chat", "connect", event(`c${i}`), "", {
+            answered: (response) => heard.push(`c${i} answered ${response.replies[0]?.data[0]}`),
+            abandoned: (error) => heard.push(`c${i} abandoned: ${error.message}`),
+          })
+          .then(
+            () => "answered in time",
+            (error: HandlerError) => error.failure,
+          ),
+      ),
+    );
+    expect(new Set(failures)).toEqual(new Set(["timeout"]));
+    await Promise.resolve();
+    expect(heard).toEqual([
+      `c0 abandoned: websocket "chat": ${MAX_LATE_EVENTS} events of the connect handler of service "svc" are past the handler timeout and unanswered; stopped waiting for the oldest (connection c0)`,
+    ]);
+    expect(registry.pendingCount()).toBe(MAX_LATE_EVENTS);
+    const idOf = (n: number) => call.written[n]?.id ?? "";
+    stream.answer(answer(idOf(1), 7) as never);
+    stream.answer(answer(idOf(1), 8) as never);
+    stream.answer(answer(idOf(0), 9) as never);
+    expect(heard.slice(1)).toEqual(["c1 answered 7"]);
+    expect(registry.pendingCount()).toBe(MAX_LATE_EVENTS - 1);
   });
 });
 
