@@ -88,6 +88,18 @@ describe("Opening", () => {
   });
 });
 
+describe("Opening.refused", () => {
+  it("drops what was kept and everything sent after, while the app still sees it sent", () => {
+    const opening = new Opening(info, 1024);
+    expect(opening.keep(new Uint8Array(10), false)).toBe("kept");
+    opening.requestClose(4000, "bye");
+    opening.refused();
+    expect(opening.keep(new Uint8Array(2048), true)).toBe("dropped");
+    expect(opening.frames).toEqual([]);
+    expect(opening.close).toBeUndefined();
+  });
+});
+
 describe("connectRefusal", () => {
   it("accepts an answer that does not reject, and an answer with no connection response", () => {
     expect(connectRefusal("chat", answer({ reject: false, status: 401, reason: "ignored" }))).toBeUndefined();

@@ -48,6 +48,8 @@ export class Opening {
   close: CloseRequest | undefined = undefined;
   /** The size of the event that delivers the frames kept on AWS (aws-rules' awsOpeningSendProblem). */
   deliveryBytes = AWS_DELIVERY_ENVELOPE_BYTES;
+  /** Set once its client was refused while its connect handler runs on (see refused()). */
+  private clientRefused = false;
 
   constructor(
     readonly info: ConnectionInfo,
@@ -61,7 +63,7 @@ export class Opening {
    * openingOverflowReason (the caller logs it, once); "dropped" for every frame after that.
    */
   keep(data: Uint8Array, binary: boolean): KeepOutcome {
-    if (this.bytes > this.maxBytes) return "dropped";
+    if (this.clientRefused || this.bytes > this.maxBytes) return "dropped";
     this.bytes += data.byteLength;
     if (this.bytes > this.maxBytes) {
       this.frames = [];
@@ -71,6 +73,17 @@ export class Opening {
     this.frames.push({ data, binary });
     this.deliveryBytes += awsDeliveryCost(data.byteLength);
     return "kept";
+  }
+
+  /**
+   * Its client was refused (504: its connect handler passed the handler timeout) while the handler
+   * runs on, for as long as it takes: it will never open, so what was kept and what it is sent
+   * from now on is dropped at once rather than held (up to `maxBytes` for every such connection).
+   */
+  refused(): void {
+    this.clientRefused = true;
+    this.frames = [];
+    this.close = undefined;
   }
 
   /** The app closed it: it is closed as soon as it opens, after the frames it was sent. */

@@ -465,6 +465,8 @@ export class Runtime {
     } catch (error) {
       const { status, reason } = this.failure(error);
       if (error instanceof HandlerError && error.failure === "timeout") {
+        // It never opens: what it is sent meanwhile is dropped.
+        gateway.opening.get(id)?.refused();
         // Its handler still runs, and Lambda would freeze it with this answer: wait for it while
         // the invocation leaves time for its disconnect (lateConnect), then refuse the client.
         const left = context?.getRemainingTimeInMillis?.() ?? this.bindings.handlerTimeoutMs + 5_000;

@@ -1066,8 +1066,10 @@ export class Gateway implements SocketBackend, FlowGateway {
         socket.off("end", onGone);
         socket.off("close", onGone);
         const timedOut = error instanceof HandlerError && error.failure === "timeout";
-        // Timed out, the connection stays opening to the app until its handler ends (connectEnded).
-        if (!timedOut) {
+        // Timed out, the connection stays opening to the app until its handler ends (connectEnded),
+        // and what it is sent meanwhile is dropped: it will never open.
+        if (timedOut) opening.refused();
+        else {
           this.opening.delete(id);
           this.forget(id);
         }
