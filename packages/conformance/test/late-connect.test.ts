@@ -109,6 +109,10 @@ describe.each([
     // It ran after the connect handler had stored the connection, and cleaned it up.
     expect(gone.stored).toBe(gone.id);
     expect(await stored("conn:a")).toBeNull();
+    // The log says what follows the timeout, and where to clean up.
+    await app.waitFor(
+      /did not answer within 1 s \(connection \S+\); its client is refused with 504, and the handler runs on: if it ends accepting, the disconnect handler runs for the connection, so clean up there what connect stored/,
+    );
     // Until it ended, the connection was connected to the app, as one whose connect handler runs.
     expect(await stored("done:a")).toEqual({ send: "ok", setState: "ok", join: "ok" });
 

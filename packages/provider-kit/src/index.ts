@@ -74,6 +74,7 @@ export {
   connectRefusal,
   type Frame,
   type KeepOutcome,
+  LATE_CONNECT_NOTE,
   lateConnectReason,
   Opening,
   openingOverflowReason,

@@ -158,6 +158,12 @@ export function lateConnectReason(timeoutMs: number): string {
 }
 
 /**
+ * What the log adds to a connect handler's timeout: the handler runs on, and what follows it.
+ */
+export const LATE_CONNECT_NOTE =
+  "; its client is refused with 504, and the handler runs on: if it ends accepting, the disconnect handler runs for the connection, so clean up there what connect stored";
+
+/**
  * The HTTP status for an event no handler answered, and why: 504 when its handler timed out, 503
  * when none was there to take it, 500 for anything else (its service went away, no handler).
  */

@@ -26,6 +26,7 @@ import {
   type Frame,
   HandlerError,
   HandlerRegistry,
+  LATE_CONNECT_NOTE,
   type LateAnswer,
   lateConnectReason,
   offeredProtocols,
@@ -463,8 +464,10 @@ export class Runtime {
       }
       response = answer;
     } catch (error) {
-      const { status, reason } = this.failure(error);
-      if (error instanceof HandlerError && error.failure === "timeout") {
+      const timedOut = error instanceof HandlerError && error.failure === "timeout";
+      const { status, reason } = unansweredStatus(error);
+      this.logger.error(timedOut ? `${reason}${LATE_CONNECT_NOTE}` : reason);
+      if (timedOut) {
         // It never opens: what it is sent meanwhile is dropped.
         gateway.opening.get(id)?.refused();
         // Its handler still runs, and Lambda would freeze it with this answer: wait for it while

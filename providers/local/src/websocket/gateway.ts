@@ -28,6 +28,7 @@ import {
   HandlerError,
   type HandlerRegistry,
   keptQuery,
+  LATE_CONNECT_NOTE,
   lateConnectReason,
   MAX_BUFFERED_BYTES,
   MAX_KEPT_QUERY_VALUES,
@@ -1074,7 +1075,7 @@ export class Gateway implements SocketBackend, FlowGateway {
           this.forget(id);
         }
         const { status, reason } = unansweredStatus(error);
-        this.logger.error(reason);
+        this.logger.error(timedOut ? `${reason}${LATE_CONNECT_NOTE}` : reason);
         this.observeError(id, "connect", reason);
         this.refuse(socket, status, `${reason}\n`);
       },
