@@ -142,3 +142,63 @@ describe("a function whose $connect arrives late", () => {
     ]);
   }, 30000);
 });
+
+/** A service that handles connect but not disconnect: another service's function does. */
+const CONNECT_ONLY = `import { websocket } from "@nitric-like/sdk";
+const chat = websocket("chat");
+chat.on("connect", async (ctx) => {
+  await new Promise((resolve) => setTimeout(resolve, Number(ctx.query.hold?.[0] ?? 0)));
+  console.log("stored " + ctx.connectionId);
+});
+`;
+
+describe("a function whose late connect handler's disconnect handler is another service's", () => {
+  let handler: LambdaHandler;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    const project = join(out, "split");
+    mkdirSync(join(project, "services"), { recursive: true });
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "split", private: true }));
+    writeFileSync(join(project, "services", "gate.ts"), CONNECT_ONLY);
+    const modules = fileURLToPath(new URL("../../../examples/chat/node_modules", import.meta.url));
+    symlinkSync(modules, join(project, "node_modules"), "dir");
+    const bundle = await bundleFunction(
+      project,
+      { name: "gate", file: "services/gate.ts", path: join(project, "services", "gate.ts") },
+      join(out, "split-out"),
+    );
+    // The bindings of a function serving only the socket's connect event.
+    Object.assign(process.env, ENV, {
+      NITRIC_LIKE_SERVICE: "gate",
+      NITRIC_LIKE_HANDLER_TIMEOUT_MS: "5000",
+      NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
+        chat: {
+          apiId: API_ID,
+          url: `wss://${API_ID}.execute-api.eu-west-1.amazonaws.com/live`,
+          endpoint: `https://${API_ID}.execute-api.eu-west-1.amazonaws.com/live`,
+          events: ["connect"],
+          routes: [],
+        },
+      }),
+      NITRIC_LIKE_KV_TABLES: "{}",
+    });
+    for (const stream of ["log", "warn", "error"] as const)
+      vi.spyOn(console, stream).mockImplementation((line: unknown) => {
+        lines.push(String(line));
+      });
+    handler = (createRequire(import.meta.url)(bundle.file) as { handler: LambdaHandler }).handler;
+    await handler.ready;
+  }, 60000);
+
+  it("refuses it and warns that the disconnect handler cannot run for it, naming the fix, instead of failing", async () => {
+    const answer = await handler(connectEvent("Split1aaaaaaa=", 1500, Date.now() - 27_500));
+    expect(answer).toMatchObject({ statusCode: 504 });
+    const mine = lines.filter((l) => l.includes("Split1aaaaaaa="));
+    expect(mine[0]).toContain("did not answer before API Gateway's integration timeout");
+    expect(mine.slice(1)).toEqual([
+      "stored Split1aaaaaaa=",
+      'nitric-like: warning: websocket "chat": the connect handler of service "gate" accepted connection Split1aaaaaaa= after its client had been refused with 504, but the disconnect handler is another service\'s, whose function this one cannot invoke, so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up',
+    ]);
+  }, 30000);
+});

@@ -529,6 +529,13 @@ export class Runtime {
       const opening = gateway.opening.get(id);
       gateway.opening.delete(id);
       if (response === undefined || connectRefusal(gateway.name, response)) return;
+      if (!this.registry.isExpected(gateway.name, "disconnect")) {
+        // Locally every service's handlers are one registry away; here only this function's are.
+        this.logger.warn(
+          `websocket "${gateway.name}": the connect handler of service "${this.bindings.service}" accepted connection ${id} after its client had been refused with 504, but the disconnect handler is another service's, whose function this one cannot invoke, so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up`,
+        );
+        return;
+      }
       const running = this.registry
         .dispatch(gateway.name, "disconnect", {
           socketName: gateway.name,
