@@ -75,6 +75,7 @@ export {
   type Frame,
   type KeepOutcome,
   LATE_CONNECT_NOTE,
+  lateConnectAbandoned,
   lateConnectReason,
   Opening,
   openingOverflowReason,

@@ -158,6 +158,14 @@ export function lateConnectReason(timeoutMs: number): string {
 }
 
 /**
+ * The warning for a connect handler past its timeout that is no longer waited for (the provider
+ * stops, or too many wait): `why` is the registry's reason.
+ */
+export function lateConnectAbandoned(why: string, connectionId: string): string {
+  return `${why}; no disconnect runs for connection ${connectionId}, whose connect handler passed the handler timeout and had not ended`;
+}
+
+/**
  * What the log adds to a connect handler's timeout: the handler runs on, and what follows it.
  */
 export const LATE_CONNECT_NOTE =

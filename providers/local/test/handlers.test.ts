@@ -151,6 +151,24 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
 
 describe.each(TRANSPORTS)("stop over %s", (transport) => {
   beforeEach(() => useTransport(transport));
+  it("waits for a connect handler past its timeout as it stops, then says no disconnect runs for its connection", async () => {
+    const { provider, logs } = await startProvider({ handlerTimeoutMs: 100 });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "slow");
+    await handle(client, "slow", "disconnect", () => ({}));
+    const stuck = await handle(client, "slow", "connect", () => undefined);
+    const status = await new Promise<number | undefined>((resolve) => {
+      const ws = new WebSocket(urlOf(provider, "slow"));
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode));
+      ws.on("error", () => resolve(undefined));
+    });
+    expect(status).toBe(504);
+    await provider.stop();
+    expect(logs.warn).toContain(
+      `websocket "slow": the provider is stopping; no disconnect runs for connection ${stuck.events[0]?.connectionId}, whose connect handler passed the handler timeout and had not ended`,
+    );
+  });
+
   it("delivers the disconnect of every client before ending the handler streams, and can be called twice", async () => {
     const { provider } = await startProvider();
     const client = await serviceClient(provider, "svc");

@@ -28,6 +28,7 @@ import {
   HandlerRegistry,
   LATE_CONNECT_NOTE,
   type LateAnswer,
+  lateConnectAbandoned,
   lateConnectReason,
   offeredProtocols,
   originProblem,
@@ -521,7 +522,7 @@ export class Runtime {
     const hook: LateAnswer = {
       answered: (response) => end(response),
       abandoned: (error) => {
-        this.logger.warn(error.message);
+        this.logger.warn(lateConnectAbandoned(error.message, id));
         end(undefined);
       },
     };

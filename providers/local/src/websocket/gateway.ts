@@ -29,6 +29,7 @@ import {
   type HandlerRegistry,
   keptQuery,
   LATE_CONNECT_NOTE,
+  lateConnectAbandoned,
   lateConnectReason,
   MAX_BUFFERED_BYTES,
   MAX_KEPT_QUERY_VALUES,
@@ -1040,7 +1041,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     const late = {
       answered: (response: WebsocketEventResponse) => this.connectEnded(id, info, response),
       abandoned: (error: HandlerError) => {
-        this.logger.warn(error.message);
+        this.logger.warn(lateConnectAbandoned(error.message, id));
         this.connectEnded(id, info, undefined);
       },
     };
