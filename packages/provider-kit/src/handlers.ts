@@ -190,10 +190,6 @@ export class HandlerStream {
    * first: their handlers are still running.
    */
   readonly late = new Map<string, Pending>();
-  /** Events held back behind a suspect; undefined (the hot path's only check) when there are none. */
-  private held: Pending[] | undefined;
-  /** The id of the suspect in flight alone, if any. */
-  private probe: string | undefined;
   /** Our SDK's streams get their events in batches (see LeadingEdgeBatcher). */
   private readonly batcher = new LeadingEdgeBatcher<ServerMessageInit>(
     (message) => this.call.write(message),
