@@ -9,7 +9,15 @@
  * collect pass did see (a helper that declares again on every event what the top level declares)
  * is accepted as before.
  */
-import type { Logger, Permission, ResourceKind, Spec } from "@nitric-like/spec";
+import {
+  type Logger,
+  type Permission,
+  type ResourceKind,
+  registrationKey,
+  type Spec,
+  specRegistrations,
+  type WebsocketEvent,
+} from "@nitric-like/spec";
 import type { MaybePromise } from "./backends.js";
 
 /** One declaration as the provider receives it: a resource, or a grant (`permissions`) on one. */
@@ -54,6 +62,54 @@ export function lateDeclarationMessage(
   return `${what} (in a handler, or in code that does not run when nitric-like collects what the service declares), so spec, build and up never see it and ${deployed}; declare it at the top level of ${where}, as ${written(d, [...new Set([...granted, ...(d.permissions ?? [])])])}, and use that handle in the handler`;
 }
 
+/** One handler registration as the provider receives it: a socket's event, or one of its message routes. */
+export interface LateRegistration {
+  socket: string;
+  event: WebsocketEvent;
+  /** A message route's action; "" or absent for the socket's event itself. */
+  route?: string;
+}
+
+/** How a registration is written in the SDK, for messages: `websocket("chat").route("join")`. */
+function registered(r: LateRegistration): string {
+  const ws = `websocket(${JSON.stringify(r.socket)})`;
+  return r.route === undefined || r.route === ""
+    ? `${ws}.on(${JSON.stringify(r.event)})`
+    : `${ws}.route(${JSON.stringify(r.route)})`;
+}
+
+/**
+ * The refusal of a handler registration the deployment would not route to the service: which
+ * handler, by which service, what happens to its events once deployed, and the fix (the top
+ * level of `file`). `owner` is the service the collect pass saw register it, when another one: a
+ * service that imports that one's entry file after it started (`await import(...)` in a handler)
+ * registers its handlers as its own.
+ */
+export function lateRegistrationMessage(
+  service: string,
+  file: string | undefined,
+  r: LateRegistration,
+  owner?: { name: string; file: string | undefined },
+): string {
+  const where = file === undefined || file === "" ? "the service's entry file" : file;
+  const route = r.route !== undefined && r.route !== "";
+  const deployed =
+    owner !== undefined
+      ? `its ${route || r.event === "message" ? "messages" : `${r.event} events`} would go to the function of service ${JSON.stringify(owner.name)}`
+      : route
+        ? "API Gateway would have no route for it, and its messages would go to the message handler"
+        : `API Gateway would never send this service its ${r.event === "message" ? "messages" : `${r.event} events`}`;
+  const head = `${registered(r)}: service ${JSON.stringify(service)} registered it after it started (in a handler, or in code that does not run when nitric-like collects what the service registers), so spec, build and up never see it and on AWS ${deployed}; the provider ignores it, as a deployment would`;
+  if (owner !== undefined) {
+    const theirs = owner.file === undefined || owner.file === "" ? "its entry file" : owner.file;
+    return `${head}. The collect pass saw service ${JSON.stringify(owner.name)} (${theirs}) register it: a service that imports another service's entry file (an await import(...) in a handler too) registers that one's handlers as its own; import what both need from a module that is not a service entry, or register it at the top level of ${where} and not in ${theirs}`;
+  }
+  return `${head}; register it at the top level of ${where}`;
+}
+
+/** Most refused handler registrations said once each; past it they are said again (names can come from clients). */
+const MAX_SAID_REGISTRATIONS = 1000;
+
 /** The collected spec as the local provider checks declarations against it. */
 export class CollectedDeclarations {
   private spec: Spec;
@@ -61,6 +117,8 @@ export class CollectedDeclarations {
   private readonly pending = new Map<string, Promise<unknown>>();
   /** By service, then `<kind>\0<name>`: the refusals given, for that resource's later calls. */
   private readonly refused = new Map<string, Map<string, string>>();
+  /** `<service>\0<registration key>` of the handler registrations refused (each is said once). */
+  private readonly refusedHandlers = new Set<string>();
 
   constructor(
     spec: Spec,
@@ -74,6 +132,7 @@ export class CollectedDeclarations {
     this.spec = spec;
     // The services collected again were restarted: what was refused to the old copies is past.
     this.refused.clear();
+    this.refusedHandlers.clear();
   }
 
   /**
@@ -132,6 +191,44 @@ export class CollectedDeclarations {
     if (!byResource.has(key)) this.logger.warn(message);
     byResource.set(key, message);
     return message;
+  }
+
+  /**
+   * The refusal of handler registration `r` by `service` (said once per service and handler), or
+   * undefined when the collect pass saw `service` register it. Waits, as check() does, while a
+   * collect pass of the service is under way: a saved service that registers a new handler at its
+   * top level restarts before its collect pass ends.
+   */
+  checkRegistration(service: string, r: LateRegistration): MaybePromise<string | undefined> {
+    if (this.registers(service, r)) return undefined;
+    const pending = this.pending.get(service);
+    if (pending !== undefined) return pending.then(() => this.checkRegistration(service, r));
+    const entry = this.spec.services.find((s) => s.name === service);
+    // A service the spec does not list has nothing to be checked against (see checkNow).
+    if (entry === undefined) return undefined;
+    const key = registrationKey({ socket: r.socket, event: r.event, route: r.route || undefined });
+    const owner = specRegistrations(this.spec).find((o) => registrationKey(o) === key && o.service !== service);
+    const message = lateRegistrationMessage(
+      service,
+      entry.file,
+      r,
+      owner === undefined
+        ? undefined
+        : { name: owner.service, file: this.spec.services.find((s) => s.name === owner.service)?.file },
+    );
+    const said = `${service}\u0000${key}`;
+    if (!this.refusedHandlers.has(said)) {
+      if (this.refusedHandlers.size >= MAX_SAID_REGISTRATIONS) this.refusedHandlers.clear();
+      this.refusedHandlers.add(said);
+      this.logger.warn(message);
+    }
+    return message;
+  }
+
+  /** True when the spec has `service` register `r`. */
+  private registers(service: string, r: LateRegistration): boolean {
+    const key = registrationKey({ socket: r.socket, event: r.event, route: r.route || undefined });
+    return specRegistrations(this.spec).some((o) => o.service === service && registrationKey(o) === key);
   }
 
   /** The refusal `service` was given for a declaration of this resource, if any. */

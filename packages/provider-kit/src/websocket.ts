@@ -6,6 +6,7 @@ import { resourceNameProblem, routeNameProblem } from "@nitric-like/spec";
 import type { AuthorizerRegistry } from "./authorizer.js";
 import type { MaybePromise, SocketBackend } from "./backends.js";
 import { EVENT_NAMES, type HandlerRegistry, type HandlerStream } from "./handlers.js";
+import type { LateRegistration } from "./late-declarations.js";
 import type { Permissions } from "./permissions.js";
 
 /**
@@ -75,6 +76,12 @@ export interface WebsocketContext {
   authorizers?: AuthorizerRegistry;
   permissions: Permissions;
   gateway(name: string): SocketBackend | undefined;
+  /**
+   * The refusal of a handler registration the deployment would not route to the service (one the
+   * collect pass never saw: late-declarations.ts), or undefined to register it. A provider
+   * without it registers every one.
+   */
+  checkRegistration?(service: string, registration: LateRegistration): MaybePromise<string | undefined>;
 }
 
 /** The gateway of a socket the calling service may manage; otherwise the status that says why not. */
@@ -207,7 +214,23 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
   return {
     handleEvents(call) {
       let stream: HandlerStream | undefined;
+      /** Set while its registration waits for checkRegistration; set once the call is closed. */
+      let checking = false;
+      let closed = false;
+      /** Set once its registration was refused and the call ended: what follows is not read. */
+      let refused = false;
       call.onMessage((message: ClientMessage) => {
+        if (refused) return;
+        if (checking) {
+          // Nothing but its registration is due before it is answered.
+          call.fail(
+            new RpcError(
+              Code.INVALID_ARGUMENT,
+              "websocket handler: a message came before the stream's registration was answered; wait for its registration_response",
+            ),
+          );
+          return;
+        }
         if (stream) {
           if (message.content.case === "registrationRequest") {
             // Left unanswered, a client waiting for its registration_response would wait forever.
@@ -248,12 +271,37 @@ export function websocketHandlerService(ctx: WebsocketContext, service: string):
           call.fail(new RpcError(Code.INVALID_ARGUMENT, problem ?? "unreachable"));
           return;
         }
-        stream = ctx.handlers.register(service, socketName, event, call, batch, route);
-        call.write({ id: "", content: { case: "registrationResponse", value: { batch } } });
+        const register = (refusal: string | undefined) => {
+          checking = false;
+          if (closed) return;
+          if (refusal !== undefined) {
+            refused = true;
+            // Answered, so neither SDK waits for it, then ended with OK (an error status would end
+            // the service's process): its events go where a deployment sends them. The provider
+            // has said why, with the fix (checkRegistration).
+            call.write({ id: "", content: { case: "registrationResponse", value: { batch: false } } });
+            call.end();
+            return;
+          }
+          stream = ctx.handlers.register(service, socketName, event, call, batch, route);
+          call.write({ id: "", content: { case: "registrationResponse", value: { batch } } });
+        };
+        const refusal = ctx.checkRegistration?.(service, { socket: socketName, event, route });
+        if (!(refusal instanceof Promise)) {
+          register(refusal);
+          return;
+        }
+        // A collect pass of the service is under way (a saved service restarted before it ends).
+        checking = true;
+        refusal.then(register, (error: unknown) => {
+          checking = false;
+          if (!closed) call.fail(asGrpcError(error));
+        });
       });
       // The service half-closed: its handler is gone; the call ends with OK.
       call.onEnd(() => call.end());
       call.onClose(() => {
+        closed = true;
         if (stream) ctx.handlers.unregister(stream);
       });
     },

@@ -314,6 +314,7 @@ export class LocalProvider implements RunningProvider {
         logger: this.logger,
         unserved: this.unserved,
         checkDeclaration: (caller, declaration) => this.collected.check(caller, declaration),
+        checkRegistration: (caller, registration) => this.collected.checkRegistration(caller, registration),
         refusal: (caller, kind, name) => this.collected.refusal(caller, kind, name),
         declared: (store) => this.declaredStores.has(store),
         secretDeclared: (name) => this.declaredSecrets.has(name),

@@ -120,7 +120,7 @@ export interface RuntimeOptions {
 function declaredSpec(bindings: Bindings): Spec {
   const service = bindings.service;
   const resources = bindings.declared?.resources ?? [];
-  return {
+  const spec: Spec = {
     name: "",
     services: [{ name: service, file: bindings.declared?.file ?? "" }],
     resources: resources.map((r) =>
@@ -132,6 +132,19 @@ function declaredSpec(bindings: Bindings): Spec {
       .filter((r) => r.permissions.length > 0)
       .map((r) => ({ service, resource: { kind: r.kind, name: r.name }, permissions: [...r.permissions] })),
   };
+  // The handlers the deployment routes to this function (NITRIC_LIKE_WEBSOCKETS), which are those
+  // the collect pass saw the service register: a registration beyond them is refused.
+  for (const [name, socket] of Object.entries(bindings.websockets)) {
+    let r = spec.resources.find((x) => x.kind === "websocket" && x.name === name);
+    if (r === undefined) {
+      r = { kind: "websocket", name, declaredBy: [service], handlers: {} };
+      spec.resources.push(r);
+    }
+    if (r.kind !== "websocket") continue;
+    for (const event of socket.events) r.handlers[event] = service;
+    if (socket.routes.length > 0) r.routes = socket.routes.map((action) => ({ action, service }));
+  }
+  return spec;
 }
 
 const consoleLogger: Logger = {
@@ -158,6 +171,11 @@ export class Runtime {
    * made once started, is refused with the fix, as `run` refuses it on the local provider.
    */
   private readonly collected: CollectedDeclarations | undefined;
+  /**
+   * The handlers the collect pass saw the service register (those the deployment routes to this
+   * function): one registered beyond them (in a handler) is refused with the fix, as under `run`.
+   */
+  private readonly registrations: CollectedDeclarations;
   /**
    * The disconnect events running for connections whose connect handler answered after the
    * handler timeout (lateConnect): the invocation in progress answers only once they have ended,
@@ -195,7 +213,10 @@ export class Runtime {
     }
     this.stores = new DynamoKvStores(dynamo, bindings.kvTables);
     this.secrets = new SecretsManagerSecrets(new SecretsManagerClient(env), bindings.secrets);
-    this.collected = bindings.declared ? new CollectedDeclarations(declaredSpec(bindings), logger) : undefined;
+    const spec = declaredSpec(bindings);
+    this.collected = bindings.declared ? new CollectedDeclarations(spec, logger) : undefined;
+    // Handlers are checked with or without NITRIC_LIKE_DECLARED: NITRIC_LIKE_WEBSOCKETS says them.
+    this.registrations = this.collected ?? new CollectedDeclarations(spec, logger);
   }
 
   private readonly stores: DynamoKvStores;
@@ -220,6 +241,7 @@ export class Runtime {
             refusal: (caller, kind, name) => this.collected?.refusal(caller, kind, name),
           }
         : {}),
+      checkRegistration: (caller, registration) => this.registrations.checkRegistration(caller, registration),
       declared: (store) => this.declaredStores.has(store),
       declareStore: (store) => {
         this.declaredStores.add(store);

@@ -1,0 +1,178 @@
+// Handlers registered after a service started (socket.on() or socket.route() in a handler): the
+// collect pass, which spec, build and up deploy from, never sees them, so a deployment would not
+// route to them. run refuses them as it refuses late declarations: it says which handler, the
+// service's file and the fix, and ignores the registration, so its events go where they would go
+// once deployed; a deployed function (and run --provider aws) does the same from its bindings.
+// Through the real CLI and real ws clients, on both SDKs and both providers.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { cleanTemp, connect, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
+
+afterEach(async () => {
+  expect(await stopAll()).toEqual([]);
+});
+afterAll(cleanTemp);
+
+const PROJECT = "name: lateregs\nservices:\n  - match: services/*.ts\n";
+
+/** Our SDK: chat handles "socket"; a message "register" registers a route and another socket's connect handler. */
+const CHAT = [
+  'import { websocket } from "@nitric-like/sdk";',
+  'const socket = websocket("socket");',
+  'const lobby = websocket("lobby");',
+  "socket.on('connect', () => {});",
+  "socket.on('disconnect', () => {});",
+  "socket.on('message', (ctx) => {",
+  "  if (ctx.text() !== 'register') return 'message ' + ctx.text();",
+  "  socket.route('late', () => 'late route');",
+  "  lobby.on('connect', (c) => { c.send('late connect'); });",
+  "  return 'registered';",
+  "});",
+].join("\n");
+
+/** The service that handles "lobby" at its top level. */
+const LOBBY = [
+  'import { websocket } from "@nitric-like/sdk";',
+  'const lobby = websocket("lobby");',
+  "lobby.on('connect', (c) => { c.send('lobby connect'); });",
+  "lobby.on('disconnect', () => {});",
+  "lobby.on('message', () => 'lobby message');",
+].join("\n");
+
+/** @nitric/sdk: chat's late connect handler of "lobby", as its users write it. */
+const THEIR_CHAT = [
+  'import { websocket } from "@nitric/sdk";',
+  'const socket = websocket("socket");',
+  'const lobby = websocket("lobby");',
+  "socket.on('connect', async (ctx) => ctx);",
+  "socket.on('disconnect', async (ctx) => ctx);",
+  "socket.on('message', async (ctx) => {",
+  "  lobby.on('connect', async (c) => { await lobby.send(c.req.connectionId, 'late connect'); return c; });",
+  "  await socket.send(ctx.req.connectionId, 'registered');",
+  "  return ctx;",
+  "});",
+].join("\n");
+
+/** The message that registers late, then the first frame of a new "lobby" connection. */
+async function registerLate(app: { url(name: string): string }): Promise<{ route: string; lobby: string }> {
+  const client = await connect(app.url("socket"));
+  client.ws.send("register");
+  expect((await client.next(10000)).text).toBe("registered");
+  // The registration streams open after the handler answered: give them a moment.
+  await sleep(500);
+  client.ws.send(JSON.stringify({ action: "late" }));
+  const route = (await client.next(10000)).text;
+  client.close();
+  const lobby = await connect(app.url("lobby"));
+  const first = (await lobby.next(10000)).text;
+  lobby.close();
+  return { route, lobby: first };
+}
+
+describe.each(["local", "aws"])("handlers registered after a service started, under run --provider %s", (provider) => {
+  it("are refused with the handler, the service's file and the fix; their events go where a deployment sends them", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": CHAT, "services/lobby.ts": LOBBY });
+    const app = await startApp(dir, ["--no-dashboard", "--no-watch", "--provider", provider]);
+    const out = await registerLate(app);
+    expect(out).toEqual({ route: 'message {"action":"late"}', lobby: "lobby connect" });
+    // Once per handler however often the handler registers it, and the service kept running.
+    expect((await registerLate(app)).lobby).toBe("lobby connect");
+    const said = app.stdout + app.stderr;
+    const route = said.match(
+      /warning: websocket\("socket"\)\.route\("late"\): service "chat" registered it after it started [^\n]*/g,
+    );
+    expect(route?.length).toBe(1);
+    expect(route?.[0]).toContain(
+      "on AWS API Gateway would have no route for it, and its messages would go to the message handler",
+    );
+    expect(route?.[0]).toContain("register it at the top level of services/chat.ts");
+    const connectWarning = said.match(
+      /warning: websocket\("lobby"\)\.on\("connect"\): service "chat" registered it after it started [^\n]*/g,
+    );
+    expect(connectWarning?.length).toBe(1);
+    if (provider === "local")
+      expect(connectWarning?.[0]).toContain('The collect pass saw service "lobby" (services/lobby.ts) register it');
+    expect(said).not.toMatch(/now handles connect events instead of/);
+    expect(app.stderr).not.toMatch(/exited|crashed/);
+  }, 60000);
+
+  it("are refused to a @nitric/sdk service as well: the provider checks what the collect pass found", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": THEIR_CHAT,
+      "services/lobby.ts": LOBBY,
+    });
+    const app = await startApp(dir, ["--no-dashboard", "--no-watch", "--provider", provider]);
+    const client = await connect(app.url("socket"));
+    client.ws.send("register");
+    expect((await client.next(10000)).text).toBe("registered");
+    await sleep(500);
+    client.close();
+    const lobby = await connect(app.url("lobby"));
+    expect((await lobby.next(10000)).text).toBe("lobby connect");
+    lobby.close();
+    await app.waitFor(/warning: websocket\("lobby"\)\.on\("connect"\): service "chat" registered it after it started/);
+    expect(app.stderr).not.toMatch(/exited|crashed/);
+  }, 60000);
+
+  it("are not refused to a saved service that registers a new route at its top level, restarted before it is collected again", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": CHAT, "services/lobby.ts": LOBBY });
+    const app = await startApp(dir, ["--no-dashboard", "--provider", provider]);
+    writeFileSync(
+      join(dir, "services/chat.ts"),
+      CHAT.replace(
+        "socket.on('connect', () => {});",
+        "socket.on('connect', () => {});\nsocket.route('late', () => 'top route');",
+      ),
+    );
+    if (provider === "aws") await app.waitFor(/deployed again/, 30000);
+    else await app.waitFor(/changed: restarting service "chat"/);
+    const before = app.stderr.length;
+    let got = "";
+    for (const deadline = Date.now() + 20000; Date.now() < deadline && got !== "top route"; ) {
+      try {
+        const client = await connect(app.url("socket"));
+        client.ws.send(JSON.stringify({ action: "late" }));
+        got = (await client.next(2000)).text;
+        client.close();
+      } catch {
+        // restarting: the next try
+      }
+      if (got !== "top route") await sleep(100);
+    }
+    expect(got).toBe("top route");
+    expect(app.stderr.slice(before)).not.toContain("after it started");
+  }, 60000);
+
+  it("are said as another service's, with the fix, when a handler imports that service's entry file", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        "socket.on('connect', () => {});",
+        "socket.on('disconnect', () => {});",
+        "socket.on('message', async () => {",
+        "  const { NAME } = await import('./lobby.ts');",
+        "  return 'imported ' + NAME;",
+        "});",
+      ].join("\n"),
+      "services/lobby.ts": `${LOBBY}\nexport const NAME = "lobby";`,
+    });
+    const app = await startApp(dir, ["--no-dashboard", "--no-watch", "--provider", provider]);
+    const client = await connect(app.url("socket"));
+    client.ws.send("hi");
+    expect((await client.next(10000)).text).toBe("imported lobby");
+    client.close();
+    await sleep(500);
+    // The lobby's handlers stay its own.
+    const lobby = await connect(app.url("lobby"));
+    expect((await lobby.next(10000)).text).toBe("lobby connect");
+    lobby.ws.send("x");
+    expect((await lobby.next(10000)).text).toBe("lobby message");
+    lobby.close();
+    await app.waitFor(/warning: websocket\("lobby"\)\.on\("message"\): service "chat" registered it after it started/);
+    expect(app.stdout + app.stderr).not.toMatch(/now handles \w+ events instead of/);
+  }, 60000);
+});
