@@ -176,3 +176,44 @@ describe.each(["local", "aws"])("handlers registered after a service started, un
     expect(app.stdout + app.stderr).not.toMatch(/now handles \w+ events instead of/);
   }, 60000);
 });
+
+describe("a handler moved from one service to another across two saves, under run", () => {
+  it("is not refused to the service that registers it at its top level while the other still does", async () => {
+    const a = LOBBY;
+    const b = [
+      'import { websocket } from "@nitric-like/sdk";',
+      'const lobby = websocket("lobby");',
+      "void lobby;",
+      'const socket = websocket("socket");',
+      "socket.on('connect', () => {});",
+      "socket.on('disconnect', () => {});",
+      "socket.on('message', () => 'b');",
+    ].join("\n");
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/a.ts": a, "services/b.ts": b });
+    const app = await startApp(dir, ["--no-dashboard"]);
+    // First b takes the connect handler (a still has it: the spec has both, an error it keeps a's)...
+    writeFileSync(
+      join(dir, "services/b.ts"),
+      b.replace("void lobby;", "lobby.on('connect', (c) => { c.send('b connect'); });"),
+    );
+    await app.waitFor(/now handles connect events instead of service "a"/);
+    // ...then a lets it go.
+    writeFileSync(
+      join(dir, "services/a.ts"),
+      a.replace("lobby.on('connect', (c) => { c.send('lobby connect'); });", ""),
+    );
+    await app.waitFor(/changed: restarting service "a"/);
+    let got = "";
+    for (const deadline = Date.now() + 20000; Date.now() < deadline && got !== "b connect"; ) {
+      try {
+        const lobby = await connect(app.url("lobby"));
+        got = (await lobby.next(2000)).text;
+        lobby.close();
+      } catch {
+        await sleep(100);
+      }
+    }
+    expect(got).toBe("b connect");
+    expect(app.stderr).not.toContain("after it started");
+  }, 60000);
+});

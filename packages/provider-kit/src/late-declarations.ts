@@ -10,6 +10,7 @@
  * is accepted as before.
  */
 import {
+  type HandlerRegistration,
   type Logger,
   type Permission,
   type ResourceKind,
@@ -117,6 +118,8 @@ export class CollectedDeclarations {
   private readonly pending = new Map<string, Promise<unknown>>();
   /** By service, then `<kind>\0<name>`: the refusals given, for that resource's later calls. */
   private readonly refused = new Map<string, Map<string, string>>();
+  /** `<service>\0<registration key>` of the handlers the collect passes saw, beyond the spec's (setSpec). */
+  private registered = new Set<string>();
   /** `<service>\0<registration key>` of the handler registrations refused (each is said once). */
   private readonly refusedHandlers = new Set<string>();
 
@@ -127,9 +130,13 @@ export class CollectedDeclarations {
     this.spec = spec;
   }
 
-  /** The spec after a service was collected again (or removed). */
-  setSpec(spec: Spec): void {
+  /**
+   * The spec after a service was collected again (or removed), with every handler the collect
+   * passes saw each service register (`registered`), which a spec with errors may leave out.
+   */
+  setSpec(spec: Spec, registered: readonly HandlerRegistration[] = []): void {
     this.spec = spec;
+    this.registered = new Set(registered.map((r) => `${r.service}\u0000${registrationKey(r)}`));
     // The services collected again were restarted: what was refused to the old copies is past.
     this.refused.clear();
     this.refusedHandlers.clear();
@@ -228,6 +235,7 @@ export class CollectedDeclarations {
   /** True when the spec has `service` register `r`. */
   private registers(service: string, r: LateRegistration): boolean {
     const key = registrationKey({ socket: r.socket, event: r.event, route: r.route || undefined });
+    if (this.registered.has(`${service}\u0000${key}`)) return true;
     return specRegistrations(this.spec).some((o) => o.service === service && registrationKey(o) === key);
   }
 

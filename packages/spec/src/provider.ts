@@ -160,9 +160,12 @@ export interface RunningProvider {
   /**
    * Tells the provider the spec changed while it runs (a service was collected again after a
    * save): a provider that selects message routes itself follows the new routes, and stops
-   * waiting for handlers a service of the spec no longer declares.
+   * waiting for handlers a service of the spec no longer declares. `registered`: every handler
+   * the services' latest collect passes saw each register, those a spec with errors leaves out
+   * (two services that handle one event, midway through moving a handler) included: a provider
+   * that refuses handlers registered after a service started does not refuse those.
    */
-  routesChanged?(spec: Spec): void;
+  routesChanged?(spec: Spec, registered?: readonly HandlerRegistration[]): void;
   /**
    * Tells the provider a service is being collected again (a save): until `done` settles, what it
    * declares is not yet in the spec, so a provider that refuses declarations the spec lacks

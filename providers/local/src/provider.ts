@@ -188,8 +188,8 @@ export class LocalProvider implements RunningProvider {
    * not started yet gets its routes when it starts (gateway()). A handler a service of the spec no
    * longer declares is no longer waited for.
    */
-  routesChanged(spec: Spec): void {
-    this.collected.setSpec(spec);
+  routesChanged(spec: Spec, registered?: readonly HandlerRegistration[]): void {
+    this.collected.setSpec(spec, registered);
     this.routes.clear();
     for (const r of spec.resources)
       if (r.kind === "websocket" && r.routes !== undefined)

@@ -844,7 +844,10 @@ class Run {
     if (collected) this.declared.set(collected.name, collected);
     if (removed !== undefined) this.declared.delete(removed);
     this.spec = buildSpec(this.project.name, [...this.declared.values()]).spec;
-    this.running.routesChanged?.(this.spec);
+    this.running.routesChanged?.(
+      this.spec,
+      [...this.declared.values()].flatMap((c) => c.handlers.map((h) => ({ ...h, service: c.name }))),
+    );
     this.dashboard?.setSpec(this.spec);
   }
 
