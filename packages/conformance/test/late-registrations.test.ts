@@ -175,6 +175,35 @@ describe.each(["local", "aws"])("handlers registered after a service started, un
     await app.waitFor(/warning: websocket\("lobby"\)\.on\("message"\): service "chat" registered it after it started/);
     expect(app.stdout + app.stderr).not.toMatch(/now handles \w+ events instead of/);
   }, 60000);
+
+  it("an authorizer given after the service started is refused too: its connections are not authorized, as once deployed", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/lobby.ts": LOBBY,
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        "socket.on('connect', () => {});",
+        "socket.on('disconnect', () => {});",
+        "socket.on('message', () => {",
+        "  websocket('lobby', { authorize: () => ({ status: 401, reason: 'late authorizer' }) });",
+        "  return 'authorizing';",
+        "});",
+      ].join("\n"),
+    });
+    const app = await startApp(dir, ["--no-dashboard", "--no-watch", "--provider", provider]);
+    const client = await connect(app.url("socket"));
+    client.ws.send("hi");
+    expect((await client.next(10000)).text).toBe("authorizing");
+    client.close();
+    await app.waitFor(/warning: websocket\("lobby", \{ authorize \}\): service "chat" gave it after it started/);
+    expect(app.stdout + app.stderr).toContain('declares websocket("lobby")');
+    // Not run: the next client connects, as it would once deployed.
+    const lobby = await connect(app.url("lobby"));
+    expect((await lobby.next(10000)).text).toBe("lobby connect");
+    lobby.close();
+    expect(app.stderr).not.toMatch(/exited|crashed/);
+  }, 60000);
 });
 
 describe("a handler moved from one service to another across two saves, under run", () => {

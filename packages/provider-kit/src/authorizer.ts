@@ -15,6 +15,7 @@ import type {
 } from "@nitric-like/contracts/authorize";
 import { Code, RpcError, type ServerStream, type ServiceImpl } from "@nitric-like/rpc";
 import { MAX_IDENTITY_BYTES, resourceNameProblem } from "@nitric-like/spec";
+import type { MaybePromise } from "./backends.js";
 
 /** The provider's side of an authorizer stream. */
 type Call = ServerStream<MessageInitShape<typeof HandleAuthorizationsResponseSchema>>;
@@ -333,7 +334,14 @@ function busy(reason: string): AuthorizeDecision {
 
 /** Builds the Authorizer implementation for the service `service`. */
 export function authorizerService(
-  ctx: { authorizers?: AuthorizerRegistry | undefined },
+  ctx: {
+    authorizers?: AuthorizerRegistry | undefined;
+    /**
+     * The refusal of an authorizer the deployment would not run (given after the service started:
+     * late-declarations.ts), or undefined to register it. A provider without it registers every one.
+     */
+    checkAuthorizer?(service: string, socket: string): MaybePromise<string | undefined>;
+  },
   service: string,
 ): ServiceImpl<typeof Authorizer> {
   return {
@@ -341,7 +349,21 @@ export function authorizerService(
       let stream: AuthorizerStream | undefined;
       // A refused call has ended: the router drops whatever the service sends after.
       const refuse = (error: Error) => call.fail(error);
+      /** Set while its registration waits for checkAuthorizer; once the call closed; once it was ignored. */
+      let checking = false;
+      let closed = false;
+      let ignored = false;
       call.onMessage((message: HandleAuthorizationsRequest) => {
+        if (ignored) return;
+        if (checking) {
+          refuse(
+            new RpcError(
+              Code.INVALID_ARGUMENT,
+              "websocket authorizer: a message came before the stream's registration was answered; wait for it",
+            ),
+          );
+          return;
+        }
         if (stream) {
           ctx.authorizers?.answer(stream, message);
           return;
@@ -367,17 +389,42 @@ export function authorizerService(
           );
           return;
         }
-        try {
-          stream = ctx.authorizers.register(service, socketName, call);
-        } catch (error) {
-          refuse(error as Error);
+        const authorizers = ctx.authorizers;
+        const register = (refusal: string | undefined) => {
+          checking = false;
+          if (closed) return;
+          if (refusal !== undefined) {
+            // Answered and ended with OK (an error status would end the service's process); the
+            // provider has said why, with the fix (checkAuthorizer).
+            ignored = true;
+            call.write({ id: "", content: { case: "registration", value: { socketName } } });
+            call.end();
+            return;
+          }
+          try {
+            stream = authorizers.register(service, socketName, call);
+          } catch (error) {
+            refuse(error as Error);
+            return;
+          }
+          call.write({ id: "", content: { case: "registration", value: { socketName } } });
+        };
+        const refusal = ctx.checkAuthorizer?.(service, socketName);
+        if (!(refusal instanceof Promise)) {
+          register(refusal);
           return;
         }
-        call.write({ id: "", content: { case: "registration", value: { socketName } } });
+        // A collect pass of the service is under way (a saved service restarted before it ends).
+        checking = true;
+        refusal.then(register, (error: unknown) => {
+          checking = false;
+          if (!closed) refuse(error instanceof Error ? error : new Error(String(error)));
+        });
       });
       // The service half-closed: its authorizer is gone; the call ends with OK.
       call.onEnd(() => call.end());
       call.onClose(() => {
+        closed = true;
         if (stream) ctx.authorizers?.unregister(stream);
       });
     },

@@ -108,6 +108,31 @@ export function lateRegistrationMessage(
   return `${head}; register it at the top level of ${where}`;
 }
 
+/**
+ * The refusal of an authorizer (`websocket(socket, { authorize })`) the deployment would not run:
+ * given after the service started, so API Gateway would not call it and connections would not be
+ * authorized once deployed. `owner`: the service the collect pass saw authorize the socket.
+ */
+export function lateAuthorizerMessage(
+  service: string,
+  file: string | undefined,
+  socket: string,
+  owner?: { name: string; file: string | undefined },
+): string {
+  const where = file === undefined || file === "" ? "the service's entry file" : file;
+  const ws = `websocket(${JSON.stringify(socket)}, { authorize })`;
+  const deployed =
+    owner === undefined
+      ? "API Gateway would not call it, and its connections would not be authorized"
+      : `the authorize of service ${JSON.stringify(owner.name)} would run instead`;
+  const head = `${ws}: service ${JSON.stringify(service)} gave it after it started (in a handler, or in code that does not run when nitric-like collects what the service declares), so spec, build and up never see it and on AWS ${deployed}; the provider ignores it, as a deployment would`;
+  if (owner !== undefined) {
+    const theirs = owner.file === undefined || owner.file === "" ? "its entry file" : owner.file;
+    return `${head}. The collect pass saw service ${JSON.stringify(owner.name)} (${theirs}) give it: a service that imports another service's entry file (an await import(...) in a handler too) gives that one's authorize as its own; import what both need from a module that is not a service entry`;
+  }
+  return `${head}; give authorize where the top level of ${where} declares websocket(${JSON.stringify(socket)})`;
+}
+
 /** Most refused handler registrations said once each; past it they are said again (names can come from clients). */
 const MAX_SAID_REGISTRATIONS = 1000;
 
@@ -134,9 +159,14 @@ export class CollectedDeclarations {
    * The spec after a service was collected again (or removed), with every handler the collect
    * passes saw each service register (`registered`), which a spec with errors may leave out.
    */
-  setSpec(spec: Spec, registered: readonly HandlerRegistration[] = []): void {
+  setSpec(
+    spec: Spec,
+    registered: readonly HandlerRegistration[] = [],
+    authorizing: readonly { service: string; socket: string }[] = [],
+  ): void {
     this.spec = spec;
     this.registered = new Set(registered.map((r) => `${r.service}\u0000${registrationKey(r)}`));
+    for (const a of authorizing) this.registered.add(`${a.service}\u0000authorize\u0000${a.socket}`);
     // The services collected again were restarted: what was refused to the old copies is past.
     this.refused.clear();
     this.refusedHandlers.clear();
@@ -224,6 +254,37 @@ export class CollectedDeclarations {
         : { name: owner.service, file: this.spec.services.find((s) => s.name === owner.service)?.file },
     );
     const said = `${service}\u0000${key}`;
+    if (!this.refusedHandlers.has(said)) {
+      if (this.refusedHandlers.size >= MAX_SAID_REGISTRATIONS) this.refusedHandlers.clear();
+      this.refusedHandlers.add(said);
+      this.logger.warn(message);
+    }
+    return message;
+  }
+
+  /**
+   * The refusal of `service`'s authorizer of `socket` (said once per service and socket), or
+   * undefined when the collect pass saw it give it; waits as checkRegistration does.
+   */
+  checkAuthorizer(service: string, socket: string): MaybePromise<string | undefined> {
+    const ownerOf = () =>
+      this.spec.resources.find((x) => x.kind === "websocket" && x.name === socket) as
+        | { authorizer?: string }
+        | undefined;
+    if (ownerOf()?.authorizer === service || this.registered.has(`${service}\u0000authorize\u0000${socket}`))
+      return undefined;
+    const pending = this.pending.get(service);
+    if (pending !== undefined) return pending.then(() => this.checkAuthorizer(service, socket));
+    const entry = this.spec.services.find((s) => s.name === service);
+    if (entry === undefined) return undefined;
+    const owner = ownerOf()?.authorizer;
+    const message = lateAuthorizerMessage(
+      service,
+      entry.file,
+      socket,
+      owner === undefined ? undefined : { name: owner, file: this.spec.services.find((s) => s.name === owner)?.file },
+    );
+    const said = `${service}\u0000authorize\u0000${socket}`;
     if (!this.refusedHandlers.has(said)) {
       if (this.refusedHandlers.size >= MAX_SAID_REGISTRATIONS) this.refusedHandlers.clear();
       this.refusedHandlers.add(said);

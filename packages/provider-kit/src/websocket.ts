@@ -82,6 +82,8 @@ export interface WebsocketContext {
    * without it registers every one.
    */
   checkRegistration?(service: string, registration: LateRegistration): MaybePromise<string | undefined>;
+  /** As checkRegistration, for an authorizer (`websocket(socket, { authorize })`). */
+  checkAuthorizer?(service: string, socket: string): MaybePromise<string | undefined>;
 }
 
 /** The gateway of a socket the calling service may manage; otherwise the status that says why not. */

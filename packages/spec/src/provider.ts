@@ -164,8 +164,13 @@ export interface RunningProvider {
    * the services' latest collect passes saw each register, those a spec with errors leaves out
    * (two services that handle one event, midway through moving a handler) included: a provider
    * that refuses handlers registered after a service started does not refuse those.
+   * `authorizing`: the same for authorizers (`websocket(name, { authorize })`).
    */
-  routesChanged?(spec: Spec, registered?: readonly HandlerRegistration[]): void;
+  routesChanged?(
+    spec: Spec,
+    registered?: readonly HandlerRegistration[],
+    authorizing?: readonly { service: string; socket: string }[],
+  ): void;
   /**
    * Tells the provider a service is being collected again (a save): until `done` settles, what it
    * declares is not yet in the spec, so a provider that refuses declarations the spec lacks

@@ -188,8 +188,12 @@ export class LocalProvider implements RunningProvider {
    * not started yet gets its routes when it starts (gateway()). A handler a service of the spec no
    * longer declares is no longer waited for.
    */
-  routesChanged(spec: Spec, registered?: readonly HandlerRegistration[]): void {
-    this.collected.setSpec(spec, registered);
+  routesChanged(
+    spec: Spec,
+    registered?: readonly HandlerRegistration[],
+    authorizing?: readonly { service: string; socket: string }[],
+  ): void {
+    this.collected.setSpec(spec, registered, authorizing);
     this.routes.clear();
     for (const r of spec.resources)
       if (r.kind === "websocket" && r.routes !== undefined)
@@ -315,6 +319,7 @@ export class LocalProvider implements RunningProvider {
         unserved: this.unserved,
         checkDeclaration: (caller, declaration) => this.collected.check(caller, declaration),
         checkRegistration: (caller, registration) => this.collected.checkRegistration(caller, registration),
+        checkAuthorizer: (caller, socket) => this.collected.checkAuthorizer(caller, socket),
         refusal: (caller, kind, name) => this.collected.refusal(caller, kind, name),
         declared: (store) => this.declaredStores.has(store),
         secretDeclared: (name) => this.declaredSecrets.has(name),

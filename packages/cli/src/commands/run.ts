@@ -847,6 +847,7 @@ class Run {
     this.running.routesChanged?.(
       this.spec,
       [...this.declared.values()].flatMap((c) => c.handlers.map((h) => ({ ...h, service: c.name }))),
+      [...this.declared.values()].flatMap((c) => (c.authorizes ?? []).map((socket) => ({ service: c.name, socket }))),
     );
     this.dashboard?.setSpec(this.spec);
   }

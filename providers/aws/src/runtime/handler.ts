@@ -143,6 +143,7 @@ function declaredSpec(bindings: Bindings): Spec {
     if (r.kind !== "websocket") continue;
     for (const event of socket.events) r.handlers[event] = service;
     if (socket.routes.length > 0) r.routes = socket.routes.map((action) => ({ action, service }));
+    if (socket.authorize === true) r.authorizer = service;
   }
   return spec;
 }
@@ -242,6 +243,7 @@ export class Runtime {
           }
         : {}),
       checkRegistration: (caller, registration) => this.registrations.checkRegistration(caller, registration),
+      checkAuthorizer: (caller, socket) => this.registrations.checkAuthorizer(caller, socket),
       declared: (store) => this.declaredStores.has(store),
       declareStore: (store) => {
         this.declaredStores.add(store);
