@@ -70,6 +70,31 @@ function template(spec: Spec, keys?: Record<string, string>): Template {
   return buildTemplate({ spec, artifactKeys }) as Template;
 }
 
+/**
+ * A function's environment as CloudFormation would fill it in: each API's id is its logical id in
+ * lower case, padded to 10 characters; the stack is in cn-north-1 (URL suffix amazonaws.com.cn).
+ */
+function deployedEnvironment(t: Template, fn: string): Record<string, string> {
+  const fill = (text: string) =>
+    text.replace(/\$\{([^}]*)\}/g, (_, ref: string) => {
+      if (ref === "AWS::Region") return "cn-north-1";
+      if (ref === "AWS::URLSuffix") return "amazonaws.com.cn";
+      return ref.toLowerCase().padEnd(10, "0").slice(0, 10);
+    });
+  const properties = t.Resources[fn]?.Properties as { Environment?: { Variables?: Record<string, unknown> } };
+  const variables = properties?.Environment?.Variables ?? {};
+  return Object.fromEntries(
+    Object.entries(variables).map(([name, value]) => [
+      name,
+      typeof value === "string"
+        ? value
+        : typeof value === "object" && value !== null && "Fn::Sub" in value
+          ? fill(String(value["Fn::Sub"]))
+          : fill(`\${${String((value as { Ref?: unknown }).Ref)}}`),
+    ]),
+  );
+}
+
 const ofType = (t: Template, type: string) => Object.keys(t.Resources).filter((id) => t.Resources[id]?.Type === type);
 
 describe("logical ids", () => {
@@ -690,12 +715,11 @@ describe("a socket's custom domain", () => {
     });
     expect(ofType(t, "AWS::ApiGatewayV2::DomainName")).toEqual(["ChatDomain"]);
     // The function's bindings: url() answers the domain; the Management API stays the API's own.
-    const fn = t.Resources.SvcFunction?.Properties as { Environment: { Variables: Record<string, unknown> } };
-    const sub = fn.Environment.Variables.NITRIC_LIKE_WEBSOCKETS as { "Fn::Sub": string };
-    const bindings = JSON.parse(sub["Fn::Sub"]) as Record<string, { url: string; endpoint: string }>;
-    expect(bindings.chat?.url).toBe("wss://ws.example.com");
-    expect(bindings.chat?.endpoint).toBe("https://${ChatApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live");
-    expect(bindings.admin?.url).toBe("wss://${AdminApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live");
+    const { websockets } = readBindings(deployedEnvironment(t, "SvcFunction"));
+    expect(websockets.chat?.url).toBe("wss://ws.example.com");
+    expect(websockets.chat?.endpoint).toBe("https://chatapi000.execute-api.cn-north-1.amazonaws.com.cn/live");
+    expect(websockets.admin?.url).toBe("wss://adminapi00.execute-api.cn-north-1.amazonaws.com.cn/live");
+    expect(websockets.admin?.endpoint).toBe("https://adminapi00.execute-api.cn-north-1.amazonaws.com.cn/live");
   });
 
   it("adds the name's alias record to the hosted zone when one is given", () => {
@@ -740,5 +764,38 @@ describe("a function's environment", () => {
     // A reference counts what it can resolve to, not a flat 96 bytes: a service handling five
     // sockets (three references in each one's URLs) is far under the limit, and builds.
     expect(() => template(app(["a", "b", "c", "d", "e"], [], ["svc"]))).not.toThrow();
+  });
+
+  it("carries each socket's API id, not its URLs, so one function handles 25 sockets, and the runtime makes the URLs", () => {
+    // Each socket's wss:// URL and https:// endpoint took some 160 bytes of the 4 KB: 14 sockets of
+    // 6-character names fitted, 13 of 21. Made from its API id and one NITRIC_LIKE_WEBSOCKET_ENDPOINT,
+    // 37 and 29 do.
+    const sockets = Array.from({ length: 25 }, (_, i) => `notifications-room-${String(i).padStart(2, "0")}`);
+    const t = template(app(sockets, [], ["svc"]));
+    const env = deployedEnvironment(t, "SvcFunction");
+    const entry = JSON.parse(env.NITRIC_LIKE_WEBSOCKETS ?? "{}")["notifications-room-07"];
+    expect(entry).toEqual({ apiId: expect.any(String), events: ["connect", "disconnect", "message"] });
+    const { websockets } = readBindings(env);
+    expect(Object.keys(websockets)).toHaveLength(25);
+    const { apiId, url, endpoint } = websockets["notifications-room-07"] ?? {};
+    expect(endpoint).toBe(`https://${apiId}.execute-api.cn-north-1.amazonaws.com.cn/live`);
+    expect(url).toBe(`wss://${apiId}.execute-api.cn-north-1.amazonaws.com.cn/live`);
+    // A template made before (each entry's own url and endpoint, no NITRIC_LIKE_WEBSOCKET_ENDPOINT) reads as it did.
+    const old = readBindings({
+      NITRIC_LIKE_SERVICE: "svc",
+      NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
+        chat: { apiId: "a1", url: "wss://w.example.com", endpoint: "https://a1.example.com/live", events: [] },
+      }),
+    });
+    expect(old.websockets.chat).toMatchObject({ url: "wss://w.example.com", endpoint: "https://a1.example.com/live" });
+    // An entry with no endpoint and nothing to make one from is said, with the fix.
+    expect(() =>
+      readBindings({
+        NITRIC_LIKE_SERVICE: "svc",
+        NITRIC_LIKE_WEBSOCKETS: JSON.stringify({ chat: { apiId: "a1", events: [] } }),
+      }),
+    ).toThrow(
+      /NITRIC_LIKE_WEBSOCKETS\["chat"\] has no endpoint, .*; it is set by the template, so build and deploy again/,
+    );
   });
 });

@@ -45,7 +45,7 @@ export class ManagementApiClient implements ManagementApi {
   private readonly base: string;
 
   constructor(
-    /** The stage's endpoint (`https://…/live`), as NITRIC_LIKE_WEBSOCKETS gives it. */
+    /** The stage's endpoint (`https://…/live`), as the function's bindings give it (runtime/bindings.ts). */
     endpoint: string,
     private readonly env: NodeJS.ProcessEnv = process.env,
     private readonly retry: RetryPolicy = STANDARD_RETRY,

@@ -724,10 +724,11 @@ class TemplateBuilder {
       reachable.map((s) => [
         s.name,
         {
+          // The runtime derives the socket's URLs from its API id and NITRIC_LIKE_WEBSOCKET_ENDPOINT
+          // (written once, not per socket: Lambda's 4 KB of variables hold 3 times the sockets).
           apiId: `\${${this.apiId(s.name)}}`,
-          // What socket.url() answers: the custom domain's URL when the socket has one.
-          url: this.domainOf(s.name) ? `wss://${this.domainOf(s.name)?.name}` : endpointOf(this.apiId(s.name), "wss"),
-          endpoint: endpointOf(this.apiId(s.name), "https"),
+          // socket.url() answers the custom domain's URL when the socket has one.
+          ...(this.domainOf(s.name) ? { domain: this.domainOf(s.name)?.name } : {}),
           events: (Object.entries(s.handlers) as [WebsocketEvent, string | undefined][])
             .filter(([, svc]) => svc === service)
             .map(([event]) => event),
@@ -758,7 +759,10 @@ class TemplateBuilder {
     // What the collect pass saw the service declare: the runtime refuses, with the fix, what it
     // declares beyond this once started (in a handler), which no deployment would include.
     variables.NITRIC_LIKE_DECLARED = JSON.stringify(declaredBy(this.spec, service));
-    if (reachable.length > 0) variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
+    if (reachable.length > 0) {
+      variables.NITRIC_LIKE_WEBSOCKET_ENDPOINT = { "Fn::Sub": endpointOf(API_ID_PLACEHOLDER, "https") };
+      variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
+    }
     if (this.input.handlerTimeoutMs !== undefined)
       variables.NITRIC_LIKE_HANDLER_TIMEOUT_MS = String(this.input.handlerTimeoutMs);
     const bytes = variablesBytes(variables, (ref) => this.referenceBytes(ref));
@@ -832,9 +836,16 @@ function routesServedBy(socket: WebsocketSpec, service: string): { routes?: stri
   return routes.length > 0 ? { routes } : {};
 }
 
-/** A socket's endpoint (`wss://` for clients, `https://` for the Management API), as an Fn::Sub string. */
+/** What stands for a socket's API id in NITRIC_LIKE_WEBSOCKET_ENDPOINT (runtime/bindings.ts). */
+export const API_ID_PLACEHOLDER = "{apiId}";
+
+/**
+ * A socket's endpoint (`wss://` for clients, `https://` for the Management API), as an Fn::Sub
+ * string; `api` is its API's logical id, or API_ID_PLACEHOLDER, which is left as it is.
+ */
 function endpointOf(api: string, scheme: string): string {
-  return `${scheme}://\${${api}}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/${STAGE}`;
+  const id = api === API_ID_PLACEHOLDER ? api : `\${${api}}`;
+  return `${scheme}://${id}.execute-api.\${AWS::Region}.\${AWS::URLSuffix}/${STAGE}`;
 }
 
 /**

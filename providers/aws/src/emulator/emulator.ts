@@ -2155,14 +2155,19 @@ function functionEnvironment(
   if (variables.NITRIC_LIKE_WEBSOCKETS) {
     const sockets = JSON.parse(variables.NITRIC_LIKE_WEBSOCKETS) as Record<
       string,
-      { apiId: string; url: string; endpoint: string }
+      { apiId: string; url?: string; endpoint?: string }
     >;
+    // Each socket's Management API is the double's, made by the runtime from the API id as on AWS
+    // (runtime/bindings.ts), at the API's stage; the URL clients connect to is the API's own port.
+    const stage = [...apis.values()][0]?.stage ?? "";
+    variables.NITRIC_LIKE_WEBSOCKET_ENDPOINT = `${managementUrl}/{apiId}/${stage}`;
     for (const s of Object.values(sockets)) {
       const api = apis.get(s.apiId);
       if (!api)
         throw new Error(`template: NITRIC_LIKE_WEBSOCKETS of ${fn.logicalId} names API ${s.apiId}, which it lacks`);
       s.url = api.url;
-      s.endpoint = `${managementUrl}/${api.apiId}/${api.stage}`;
+      if (api.stage === stage) delete s.endpoint;
+      else s.endpoint = `${managementUrl}/${api.apiId}/${api.stage}`;
     }
     variables.NITRIC_LIKE_WEBSOCKETS = JSON.stringify(sockets);
   }

@@ -33,7 +33,11 @@ export const EMULATED_VAR = "NITRIC_LIKE_EMULATED";
 export interface Bindings {
   /** NITRIC_LIKE_SERVICE: the service this function runs. */
   service: string;
-  /** NITRIC_LIKE_WEBSOCKETS: `{ "<socket>": { apiId, url, endpoint, events, routes? } }`. */
+  /**
+   * NITRIC_LIKE_WEBSOCKETS: `{ "<socket>": { apiId, domain?, events, routes?, authorize? } }`, each
+   * socket's URLs made from its API id and NITRIC_LIKE_WEBSOCKET_ENDPOINT (socketUrls); an entry's
+   * own `url` and `endpoint` win (the emulator's, and a template made before they were derived).
+   */
   websockets: Record<string, FunctionSocket>;
   /** NITRIC_LIKE_KV_TABLES: `{ "<store>": "<table name>" }`. */
   kvTables: Record<string, string>;
@@ -85,6 +89,42 @@ function json<T>(env: NodeJS.ProcessEnv, name: string, fallback: T): T {
 }
 
 const EVENTS: readonly WebsocketEvent[] = ["connect", "disconnect", "message"];
+
+/** What stands for a socket's API id in NITRIC_LIKE_WEBSOCKET_ENDPOINT (build/template.ts). */
+const API_ID_PLACEHOLDER = "{apiId}";
+
+/**
+ * A socket's URLs: its entry's own `url` and `endpoint` when it has them; else the Management API
+ * endpoint is NITRIC_LIKE_WEBSOCKET_ENDPOINT with the API id in it
+ * (`https://{apiId}.execute-api.<region>.<URL suffix>/<stage>`), and the URL clients connect to
+ * is `wss://<domain>` for a socket with a custom domain, else the endpoint as `wss://`.
+ */
+function socketUrls(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  s: { apiId: string; url?: unknown; endpoint?: unknown; domain?: unknown },
+): { url: string; endpoint: string } {
+  const invalid = (what: string) =>
+    new BindingError(
+      `nitric-like runtime: NITRIC_LIKE_WEBSOCKETS[${JSON.stringify(name)}] ${what}; it is set by the template, so build and deploy again`,
+    );
+  let endpoint = s.endpoint;
+  if (endpoint === undefined) {
+    const pattern = env.NITRIC_LIKE_WEBSOCKET_ENDPOINT;
+    if (!pattern?.includes(API_ID_PLACEHOLDER))
+      throw invalid(
+        `has no endpoint, and NITRIC_LIKE_WEBSOCKET_ENDPOINT (${JSON.stringify(pattern ?? null)}) has no ${API_ID_PLACEHOLDER} to make one`,
+      );
+    endpoint = pattern.replaceAll(API_ID_PLACEHOLDER, s.apiId);
+  }
+  if (typeof endpoint !== "string" || !/^https?:\/\//.test(endpoint))
+    throw invalid("has an endpoint that is not an http(s) URL");
+  if (s.domain !== undefined && (typeof s.domain !== "string" || s.domain === ""))
+    throw invalid("has a domain that is not a host name");
+  const url = s.url ?? (s.domain === undefined ? endpoint.replace(/^http/, "ws") : `wss://${s.domain}`);
+  if (typeof url !== "string") throw invalid("has a url that is not a string");
+  return { url, endpoint };
+}
 
 /** NITRIC_LIKE_SECRETS, checked: each secret's ARN, a string. */
 function secretArns(env: NodeJS.ProcessEnv): Map<string, string> {
@@ -151,19 +191,22 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
       "nitric-like runtime: NITRIC_LIKE_SERVICE is not set; it names the service this function runs and is set by the template",
     );
   }
-  const websockets = json<Record<string, Partial<FunctionSocket>>>(env, "NITRIC_LIKE_WEBSOCKETS", {});
+  const websockets = json<Record<string, Partial<FunctionSocket> & { domain?: unknown }>>(
+    env,
+    "NITRIC_LIKE_WEBSOCKETS",
+    {},
+  );
   const sockets: Record<string, FunctionSocket> = {};
   for (const [name, s] of Object.entries(websockets)) {
-    if (typeof s.apiId !== "string" || typeof s.url !== "string" || typeof s.endpoint !== "string") {
+    if (typeof s.apiId !== "string" || s.apiId === "") {
       throw new BindingError(
-        `nitric-like runtime: NITRIC_LIKE_WEBSOCKETS["${name}"] needs apiId, url and endpoint strings; build and deploy again`,
+        `nitric-like runtime: NITRIC_LIKE_WEBSOCKETS[${JSON.stringify(name)}] needs an apiId string; it is set by the template, so build and deploy again`,
       );
     }
     const events = (s.events ?? []).filter((e): e is WebsocketEvent => EVENTS.includes(e as WebsocketEvent));
     sockets[name] = {
       apiId: s.apiId,
-      url: s.url,
-      endpoint: s.endpoint,
+      ...socketUrls(env, name, { ...s, apiId: s.apiId }),
       events,
       routes: routesOf(name, s.routes),
       ...(s.authorize === true ? { authorize: true } : {}),
