@@ -437,6 +437,61 @@ describe("nitric-like build --provider aws", () => {
     expect(stderr).not.toContain('"plain-pad"');
   }, 30000);
 
+  it("names a package outside the project (a pnpm store's, a linked workspace's) by the package and its file, never by a path leaving the project", async () => {
+    // pnpm's store elsewhere on the machine: level and the addon package it depends on, side by side.
+    const store = writeProject({
+      "node_modules/.pnpm/level@8.0.1/node_modules/level/package.json": JSON.stringify({
+        name: "level",
+        main: "lib/index.js",
+      }),
+      "node_modules/.pnpm/level@8.0.1/node_modules/level/lib/index.js": [
+        'const fs = require("fs");',
+        'const path = require("path");',
+        'const { open } = require("classic-level");',
+        'exports.open = () => open() + fs.readFileSync(path.join(__dirname, "../defaults.json"), "utf8");',
+      ].join("\n"),
+      "node_modules/.pnpm/level@8.0.1/node_modules/level/defaults.json": "{}",
+      "node_modules/.pnpm/level@8.0.1/node_modules/classic-level/package.json": JSON.stringify({
+        name: "classic-level",
+        main: "index.js",
+        dependencies: { "node-gyp-build": "^4" },
+      }),
+      "node_modules/.pnpm/level@8.0.1/node_modules/classic-level/binding.gyp": "{}",
+      "node_modules/.pnpm/level@8.0.1/node_modules/classic-level/index.js": "exports.open = () => 'db';",
+      // A workspace's package, linked: esbuild warns of its code as of the project's.
+      "libs/util/package.json": JSON.stringify({ name: "@acme/util", main: "src/index.js" }),
+      "libs/util/src/index.js": "exports.settings = { mode: 'a', mode: 'b' };",
+    });
+    const project = writeProject({
+      "nitric-like.yaml": "name: linked\nservices:\n  - match: services/*.ts\n",
+      "services/db.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'import { open } from "level";',
+        'import { settings } from "@acme/util";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.reply(open() + settings.mode));',
+      ].join("\n"),
+      "node_modules/@acme/.keep": "",
+    });
+    symlinkSync(join(store, "node_modules/.pnpm/level@8.0.1/node_modules/level"), join(project, "node_modules/level"));
+    symlinkSync(join(store, "libs/util"), join(project, "node_modules/@acme/util"));
+    const out = join(project, "out");
+    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    expect(code, stderr).toBe(0);
+    expect(stderr).toContain('its function bundles "classic-level" (imported by level/lib/index.js), a package');
+    expect(stderr).toContain(
+      'warning: service "db": package "level" (level/lib/index.js) reads level/defaults.json from beside itself ("../defaults.json")',
+    );
+    expect(stderr).toContain(
+      'warning: service "db": esbuild: @acme/util/src/index.js:1:33: Duplicate key "mode" in object literal',
+    );
+    const said = stderr.split("\n").filter((line) => line.includes('service "db"'));
+    expect(said.length).toBeGreaterThan(1);
+    for (const line of said) expect(line).not.toMatch(/\.\.\/\.\.|\.pnpm|nitric-like-test-/);
+  }, 30000);
+
   it("copies the files bundled packages read from beside themselves into the function and its zip, and they run", async () => {
     const project = writeProject({
       "nitric-like.yaml": "name: beside\nservices:\n  - match: services/*.ts\n",

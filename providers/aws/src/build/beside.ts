@@ -18,8 +18,9 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, posix, relative, resolve, sep } from "node:path";
+import { dirname, join, posix, resolve } from "node:path";
 import { packageOwner } from "@nitric-like/provider-kit";
+import { isPackageFile, shownPath } from "./shown-path.js";
 
 /** A file to copy into a function's folder. */
 export interface BesideFile {
@@ -28,7 +29,7 @@ export interface BesideFile {
   /** Its path in the function's folder (forward slashes). */
   name: string;
   bytes: number;
-  /** The bundled file that names it, relative to the project. */
+  /** The bundled file that names it, as shownPath names it (never a path leaving the project). */
   readBy: string;
   /** The package of that file; undefined for the project's own. */
   pkg: string | undefined;
@@ -108,8 +109,9 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
     }
     if (!OWN_PLACE.test(source)) continue;
     const dir = dirname(file);
-    const pkg = input.includes("node_modules/") ? packageOwner(dir) : undefined;
-    const who = pkg === undefined ? input : `package "${pkg}" (${input})`;
+    const pkg = isPackageFile(input) ? packageOwner(dir) : undefined;
+    const readBy = shownPath(projectDir, input);
+    const who = pkg === undefined ? readBy : `package "${pkg}" (${readBy})`;
     for (const match of source.matchAll(LITERAL)) {
       const literal = match[1] ?? match[2] ?? match[3] ?? match[4] ?? "";
       const name = relativePathOf(literal);
@@ -119,7 +121,7 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
       const stat = statSync(from);
       // A link to a folder elsewhere (the machine's root, say) is not the package's data.
       if (stat.isDirectory() && lstatSync(from).isSymbolicLink()) continue;
-      const shown = relative(projectDir, from).split(sep).join("/");
+      const shown = shownPath(projectDir, from);
       if (/^\.env(\.|$)/.test(posix.basename(name))) {
         say(
           `${who} reads ${shown} from beside itself: it is not copied into the function, whose zip would carry its values to S3 in plaintext; give the functions variables with --env-from and secrets with secret()`,
@@ -153,11 +155,11 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
         if (held !== undefined) {
           if (held.digest !== content)
             say(
-              `${who} reads ${at} from beside itself, as ${held.pkg === undefined ? held.readBy : `package "${held.pkg}"`} does, a different file: the function's folder holds only ${held.pkg === undefined ? "its" : `"${held.pkg}"'s`} (${relative(projectDir, held.from).split(sep).join("/")}), so on AWS ${pkg === undefined ? input : `"${pkg}"`} reads the wrong one`,
+              `${who} reads ${at} from beside itself, as ${held.pkg === undefined ? held.readBy : `package "${held.pkg}"`} does, a different file: the function's folder holds only ${held.pkg === undefined ? "its" : `"${held.pkg}"'s`} (${shownPath(projectDir, held.from)}), so on AWS ${pkg === undefined ? readBy : `"${pkg}"`} reads the wrong one`,
             );
           continue;
         }
-        byName.set(at, { from: path, name: at, bytes: statSync(path).size, readBy: input, pkg, digest: content });
+        byName.set(at, { from: path, name: at, bytes: statSync(path).size, readBy, pkg, digest: content });
       }
     }
   }

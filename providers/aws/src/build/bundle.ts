@@ -18,6 +18,7 @@ import { build, type Plugin, stop } from "esbuild";
 import { type BesideFiles, filesReadBeside } from "./beside.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { nativePackages } from "./native.js";
+import { shownPath } from "./shown-path.js";
 
 /** A bundled service. */
 export interface ServiceBundle {
@@ -202,7 +203,9 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
       parts: [...parts].map(([name, n]) => ({ name, bytes: n })).sort((a, b) => b.bytes - a.bytes),
       beside: filesReadBeside(projectDir, sources),
       warnings: result.warnings.map((w) => {
-        const at = w.location ? `${w.location.file}:${w.location.line}:${w.location.column + 1}: ` : "";
+        const at = w.location
+          ? `${shownPath(projectDir, w.location.file)}:${w.location.line}:${w.location.column + 1}: `
+          : "";
         return `${at}${w.text}`;
       }),
     };

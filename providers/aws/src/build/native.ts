@@ -8,6 +8,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { shownPath } from "./shown-path.js";
 
 /** The loaders addon packages depend on, by name. */
 const ADDON_LOADERS = ["node-gyp-build", "bindings", "prebuild-install", "node-pre-gyp", "@mapbox/node-pre-gyp"];
@@ -38,7 +39,8 @@ function loadsNativeCode(dir: string): boolean {
 
 /**
  * The packages among a bundle's `inputs` (esbuild's metafile inputs, relative to `projectDir`)
- * that load native code, each with the first input outside it that imports it, sorted by name.
+ * that load native code, each with the first input outside it that imports it (as shownPath
+ * names it: a package's file by the package, never a path leaving the project), sorted by name.
  */
 export function nativePackages(
   projectDir: string,
@@ -49,11 +51,14 @@ export function nativePackages(
     const pkg = packageRoot(input);
     if (pkg === undefined || found.has(pkg.root)) continue;
     if (!input.endsWith(".node") && !loadsNativeCode(join(projectDir, pkg.root))) continue;
-    const importedBy = Object.entries(inputs).find(
+    const importer = Object.entries(inputs).find(
       ([from, { imports }]) =>
         !from.startsWith(`${pkg.root}/`) && imports.some((i) => i.path.startsWith(`${pkg.root}/`)),
     )?.[0];
-    found.set(pkg.root, { name: pkg.name, importedBy });
+    found.set(pkg.root, {
+      name: pkg.name,
+      importedBy: importer === undefined ? undefined : shownPath(projectDir, importer),
+    });
   }
   return [...found.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
