@@ -9,6 +9,7 @@ import {
   appendFileSync,
   existsSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   realpathSync,
   renameSync,
@@ -601,6 +602,89 @@ describe("nitric-like build --provider aws", () => {
     expect(existsSync(join(out, "functions", "chat.zip"))).toBe(false);
     expect(existsSync(join(out, "functions", "chat", "cities.mmdb"))).toBe(false);
   }, 60000);
+
+  it("leaves the out folder as the last build left it when it refuses a function midway (over 250 MB, over 4 KB of variables)", async () => {
+    // Two services: "alpha" is bundled (and was written) before "beta" is refused.
+    const socketOf = (name: string, reply: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        reply.includes("lookup") ? 'import { lookup } from "geo-data";' : "",
+        `const socket = websocket("${name}");`,
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        `socket.on("message", (ctx) => ctx.reply(${reply}));`,
+      ].join("\n");
+    const project = writeProject({
+      "nitric-like.yaml": "name: halfway\nservices:\n  - match: services/*.ts\n",
+      "services/alpha.ts": socketOf("first", "ctx.text()"),
+      "services/beta.ts": socketOf("second", "lookup(ctx.text())"),
+      "node_modules/geo-data/package.json": JSON.stringify({ name: "geo-data", main: "index.js" }),
+      "node_modules/geo-data/index.js": [
+        'const fs = require("fs");',
+        'const path = require("path");',
+        'exports.lookup = (ip) => String(fs.statSync(path.join(__dirname, "cities.mmdb")).size + ip.length);',
+      ].join("\n"),
+      "node_modules/geo-data/cities.mmdb": "small",
+    });
+    const out = join(project, "out");
+    const snapshot = () => {
+      const files = new Map<string, string>();
+      const walk = (dir: string, prefix: string) => {
+        for (const entry of readdirSync(dir, { withFileTypes: true })) {
+          if (entry.isDirectory()) walk(join(dir, entry.name), `${prefix}${entry.name}/`);
+          else files.set(`${prefix}${entry.name}`, readFileSync(join(dir, entry.name)).toString("base64"));
+        }
+      };
+      walk(out, "");
+      return files;
+    };
+    await build(project);
+    const before = snapshot();
+    expect([...before.keys()]).toContain("functions/beta/cities.mmdb");
+    // The code changes, then beta's function is refused: alpha's new bundle must not be left.
+    writeFileSync(join(project, "services", "alpha.ts"), socketOf("first", '"changed: " + ctx.text()'));
+    truncateSync(join(project, "node_modules", "geo-data", "cities.mmdb"), 251 * 1024 * 1024);
+    const huge = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    expect(huge.code).toBe(1);
+    expect(huge.stderr).toMatch(/service "beta": its function would be 251\.\d MB unzipped/);
+    expect(snapshot()).toEqual(before);
+    // Refused after every function is bundled and zipped: its environment.
+    writeFileSync(join(project, "node_modules", "geo-data", "cities.mmdb"), "small");
+    writeFileSync(join(project, "big.env"), `BIG=${"x".repeat(5000)}\n`);
+    const big = await runCli([
+      "build",
+      project,
+      "--provider",
+      "aws",
+      "--out",
+      out,
+      "--plain",
+      "--env-from",
+      join(project, "big.env"),
+    ]);
+    expect(big.code).toBe(1);
+    expect(big.stderr).toMatch(/over Lambda's 4096 for a function/);
+    expect(snapshot()).toEqual(before);
+    // A first build refused leaves no folder at all.
+    const fresh = join(project, "fresh");
+    const first = await runCli([
+      "build",
+      project,
+      "--provider",
+      "aws",
+      "--out",
+      fresh,
+      "--plain",
+      "--env-from",
+      join(project, "big.env"),
+    ]);
+    expect(first.code).toBe(1);
+    expect(existsSync(fresh)).toBe(false);
+    // The next build that succeeds writes the new code.
+    await build(project);
+    expect(readFileSync(join(out, "functions", "alpha", "index.cjs"), "utf8")).toContain("changed: ");
+    expect(existsSync(join(out, ".nitric-like-staging"))).toBe(false);
+  }, 90000);
 
   it("says esbuild's warnings at build, naming the service, file and line", async () => {
     const project = writeProject({

@@ -82,7 +82,15 @@ export {
   unansweredStatus,
 } from "./opening.js";
 export { originProblem } from "./origins.js";
-export { OUT_DIR_MARKER, type OutDir, outDirProblem, prepareOutDir } from "./out-dir.js";
+export {
+  OUT_DIR_MARKER,
+  OUT_DIR_STAGING,
+  type OutDir,
+  outDirProblem,
+  prepareOutDir,
+  type StagedOutDir,
+  stageOutDir,
+} from "./out-dir.js";
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { parseQuery, wireQuery, wireValue } from "./query.js";

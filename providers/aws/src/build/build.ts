@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { prepareOutDir } from "@nitric-like/provider-kit";
+import { type StagedOutDir, stageOutDir } from "@nitric-like/provider-kit";
 import { type BuildOptions, type BuildResult, type SocketDomain, socketDomainOf } from "@nitric-like/spec";
 import type { BesideFile } from "./beside.js";
 import { bundleFunction } from "./bundle.js";
@@ -31,6 +31,8 @@ export interface AwsBuild extends BuildResult {
     map: string;
     /** The files copied beside the bundle (its code reads them from beside itself; beside.ts). */
     beside: string[];
+    /** Where each of `beside` was copied from (the project's or a package's file). */
+    sources: string[];
     bytes: number;
     zipBytes: number;
   }[];
@@ -92,7 +94,9 @@ function refuseOversizeFunction(
 
 /**
  * Builds the app into `options.outDir`, replacing what an earlier build wrote there (and only
- * that: a folder holding anything else and no build marker is refused, see prepareOutDir).
+ * that: a folder holding anything else and no build marker is refused, see stageOutDir). A build
+ * refused midway (a function over 250 MB, one that does not bundle, an environment over 4 KB)
+ * leaves the folder as the earlier build left it: everything is written in a staging folder first.
  * `domains`: give the sockets their custom domains (a build to deploy; the emulator serves each
  * socket on a port of this machine instead).
  */
@@ -100,7 +104,6 @@ export async function buildAws(
   options: BuildOptions,
   { domains = false }: { domains?: boolean } = {},
 ): Promise<AwsBuild> {
-  const { outDir, logger, spec } = options;
   // Lambda refuses these only at deploy time: before anything is bundled, every problem at once.
   const problems = variableNameProblems(options.variables ?? {});
   if (problems.length > 0)
@@ -110,7 +113,25 @@ export async function buildAws(
       ),
       { userFacing: true },
     );
-  const out = prepareOutDir(outDir, "aws");
+  const out = stageOutDir(options.outDir, "aws");
+  let built: AwsBuild;
+  try {
+    built = await buildInto(out, options, domains);
+  } catch (error) {
+    out.abandon();
+    throw error;
+  }
+  out.commit();
+  options.logger.info(
+    `wrote ${built.templateFile} (${Object.keys(built.template.Resources as object).length} resources)`,
+  );
+  return built;
+}
+
+/** Writes the build into `out`'s staging folder; what it returns names the files where `commit` puts them. */
+async function buildInto(out: StagedOutDir, options: BuildOptions, domains: boolean): Promise<AwsBuild> {
+  const { logger, spec } = options;
+  const outDir = out.staging;
   const artifacts: AwsBuild["artifacts"] = [];
   let n = 0;
   for (const service of options.services) {
@@ -154,10 +175,11 @@ export async function buildAws(
     artifacts.push({
       service: service.name,
       key,
-      file,
-      bundle: bundle.file,
-      map: bundle.map,
-      beside: beside.map((f) => join(dir, ...f.name.split("/"))),
+      file: out.final(file),
+      bundle: out.final(bundle.file),
+      map: out.final(bundle.map),
+      beside: beside.map((f) => out.final(join(dir, ...f.name.split("/")))),
+      sources: beside.map((f) => f.from),
       bytes: code.length,
       zipBytes: archive.length,
     });
@@ -196,12 +218,10 @@ export async function buildAws(
       2,
     )}\n`,
   );
-  out.finish();
-  logger.info(`wrote ${templateFile} (${Object.keys(template.Resources as object).length} resources)`);
   return {
-    files: [templateFile, ...artifacts.flatMap((a) => [a.file, a.bundle, a.map, ...a.beside])],
+    files: [out.final(templateFile), ...artifacts.flatMap((a) => [a.file, a.bundle, a.map, ...a.beside])],
     template,
-    templateFile,
+    templateFile: out.final(templateFile),
     artifacts,
     domains: socketDomains,
   };
