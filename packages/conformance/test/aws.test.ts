@@ -570,6 +570,38 @@ describe("nitric-like build --provider aws", () => {
     }
   }, 90000);
 
+  it("deploys a service again under run --provider aws when a data file the build copied into its function changes, as when its code does", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: data\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { readFileSync } from "node:fs";',
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'const greeting = () => readFileSync(new URL("./greeting.txt", import.meta.url), "utf8").trim();',
+        'socket.on("message", (ctx) => ctx.reply(`${greeting()}, ${ctx.text()}`));',
+      ].join("\n"),
+      "services/greeting.txt": "hello\n",
+    });
+    const app = await startApp(project, ["--provider", "aws"]);
+    try {
+      const client = await connect(app.url("socket"));
+      client.ws.send("ann");
+      expect((await client.next()).text).toBe("hello, ann");
+      client.close();
+      writeFileSync(join(project, "services", "greeting.txt"), "bonjour\n");
+      await app.waitFor(/services\/greeting\.txt changed: restarting service "chat"/, 30000);
+      await app.waitFor(/service "chat" restarted/, 30000);
+      const again = await connect(app.url("socket"));
+      again.ws.send("ann");
+      expect((await again.next()).text).toBe("bonjour, ann");
+      again.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 90000);
+
   it("refuses at build a function over Lambda's 250 MB unzipped, naming its size, what made it big and the fix", async () => {
     const project = writeProject({
       "nitric-like.yaml": "name: huge\nservices:\n  - match: services/*.ts\n",

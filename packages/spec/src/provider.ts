@@ -199,6 +199,13 @@ export interface RunningProvider {
    */
   redeploy?(spec: Spec, variables?: Readonly<Record<string, string>>): Promise<void>;
   /**
+   * For a provider that hosts the services: the files the build copied into each service's
+   * function besides its code (data its code reads from beside itself), by service, absolute.
+   * `run` watches them as it watches the services' code: a change to one restarts the service
+   * (restartService), which copies it again.
+   */
+  dataFiles?(): ReadonlyMap<string, readonly string[]>;
+  /**
    * For a provider that hosts the services: each service's function whose init failed, with why
    * (the dashboard shows it); a service not listed is running.
    */

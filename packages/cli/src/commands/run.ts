@@ -8,7 +8,7 @@
 
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { join, relative, resolve, sep } from "node:path";
 import { isMainThread } from "node:worker_threads";
 import { canCheckTcpPeers } from "@nitric-like/rpc";
 import {
@@ -949,7 +949,16 @@ class Run {
     );
     // An --env-from file saved: every function gets its variables anew, as an up with it would.
     const envFiles = (this.options.envFiles ?? []).map((f) => resolve(f));
-    const watched = [...[...inputs.values()].flatMap((i) => [...i]), prepared.project.file, ...envFiles];
+    // The data the build copied into each function (read from beside its code): the function
+    // holds a copy, so a change deploys the service again, as a change to its code does.
+    const data = () => running.dataFiles?.() ?? new Map<string, readonly string[]>();
+    const dataOf = (service: string) => data().get(service) ?? [];
+    const watched = [
+      ...[...inputs.values()].flatMap((i) => [...i]),
+      ...[...data().values()].flat(),
+      prepared.project.file,
+      ...envFiles,
+    ];
     const watcher = watchFiles(watched, (changed) => {
       if (redeploys && envFiles.some((f) => changed.has(f))) {
         this.hosted("--env-from", async () => {
@@ -960,10 +969,16 @@ class Run {
         });
       }
       for (const { entry } of [...prepared.services]) {
-        if (![...changed].some((p) => inputs.get(entry.name)?.has(p))) continue;
-        this.hosted(entry.path, () =>
-          existsSync(entry.path) ? this.hostedChange(entry, inputs, "changed") : this.hostedGone(entry, inputs),
-        );
+        const code = [...changed].some((p) => inputs.get(entry.name)?.has(p));
+        const copied = code ? undefined : dataOf(entry.name).find((p) => changed.has(p));
+        if (!code && copied === undefined) continue;
+        const what = copied === undefined ? entry.file : relative(prepared.project.dir, copied).split(sep).join("/");
+        this.hosted(entry.path, async () => {
+          if (!existsSync(entry.path)) return await this.hostedGone(entry, inputs);
+          await this.hostedChange(entry, inputs, "changed", what);
+          // What the new build copied into the functions: watched from now on.
+          this.watcher?.add([...data().values()].flat());
+        });
       }
       notices(changed);
     });
@@ -984,6 +999,8 @@ class Run {
     entry: ServiceEntry,
     inputs: Map<string, Set<string>>,
     how: "new" | "changed",
+    /** What changed, as said: the service's file, or a data file copied into its function. */
+    what = entry.file,
   ): Promise<void> {
     const { output, running, prepared } = this;
     if (!existsSync(entry.path)) return;
@@ -1033,7 +1050,7 @@ class Run {
     }
     const before = this.declared.get(entry.name);
     if (how === "changed" && before && !before.failure && sameDeclarations(before, collected)) {
-      output.info(output.paint("dim", `${entry.file} changed: restarting service "${entry.name}"`));
+      output.info(output.paint("dim", `${what} changed: restarting service "${entry.name}"`));
       try {
         await running.restartService?.(entry);
       } finally {
@@ -1046,7 +1063,7 @@ class Run {
     output.info(
       how === "new"
         ? `${entry.file} is a new service ("${entry.name}"): deploying the emulated app again (its clients reconnect)`
-        : `${entry.file} changed what it declares: deploying the emulated app again (its clients reconnect)`,
+        : `${what === entry.file ? `${entry.file} changed what it declares` : `${what} changed what ${entry.file} declares`}: deploying the emulated app again (its clients reconnect)`,
     );
     this.declare(collected);
     await this.hostedRedeploy();
@@ -1071,6 +1088,8 @@ class Run {
     } finally {
       // Deployed, or not running: the dashboard shows which.
       this.dashboard?.servicesChanged();
+      // The data the new build copied into the functions: watched from now on.
+      this.watcher?.add([...(this.running.dataFiles?.().values() ?? [])].flat());
     }
     this.output.info(this.output.paint("dim", `deployed again in ${((Date.now() - started) / 1000).toFixed(1)} s`));
   }

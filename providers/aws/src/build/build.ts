@@ -10,7 +10,7 @@ import { basename, dirname, join } from "node:path";
 import { type StagedOutDir, stageOutDir } from "@nitric-like/provider-kit";
 import { type BuildOptions, type BuildResult, type SocketDomain, socketDomainOf } from "@nitric-like/spec";
 import type { BesideFile } from "./beside.js";
-import { bundleFunction } from "./bundle.js";
+import { bundleFunction, type ServiceBundle } from "./bundle.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
 import { nativePackageWarning } from "./native.js";
@@ -155,10 +155,7 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
       beside,
     );
     const dir = dirname(bundle.file);
-    for (const f of beside) {
-      const to = join(dir, ...f.name.split("/"));
-      mkdirSync(dirname(to), { recursive: true });
-      copyFileSync(f.from, to);
+    for (const f of copyBeside(bundle)) {
       logger.info(
         `  ${service.name}: ${f.name} ${f.bytes < 1024 ? `${f.bytes} bytes` : kb(f.bytes)} copied into the function: ${f.pkg === undefined ? f.readBy : `package "${f.pkg}"`} reads it from beside itself`,
       );
@@ -225,6 +222,17 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
     artifacts,
     domains: socketDomains,
   };
+}
+
+/** Copies the files `bundle`'s code reads from beside itself into its function's folder; returns them. */
+export function copyBeside(bundle: ServiceBundle): BesideFile[] {
+  const dir = dirname(bundle.file);
+  for (const f of bundle.beside.copy) {
+    const to = join(dir, ...f.name.split("/"));
+    mkdirSync(dirname(to), { recursive: true });
+    copyFileSync(f.from, to);
+  }
+  return bundle.beside.copy;
 }
 
 /** The custom domain of each declared socket that has one, for the environment built. */

@@ -29,7 +29,7 @@ import {
   specRegistrations,
 } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
-import { buildAws } from "../build/build.js";
+import { type AwsBuild, buildAws, copyBeside } from "../build/build.js";
 import { bundleFunction } from "../build/bundle.js";
 import { DynamoKvStores } from "../kv/store.js";
 import { IDENTITY_KEY } from "../runtime/authorizer.js";
@@ -307,7 +307,7 @@ class EmulatorInspector implements ProviderInspector {
 /** How an emulated run builds its app and starts an emulator on the build (startEmulated). */
 interface Deployer {
   /** Builds the app from `spec` into the build folder, as for a deploy. */
-  build(spec: Spec, variables: Readonly<Record<string, string>> | undefined): Promise<unknown>;
+  build(spec: Spec, variables: Readonly<Record<string, string>> | undefined): Promise<AwsBuild>;
   /** Starts an emulator on the build; a socket not pinned in the project file listens on `ports`' port for it. */
   start(ports?: ReadonlyMap<string, number>): Promise<Emulator>;
   /** Writes the credentials file for `emulator` (its endpoints). */
@@ -329,6 +329,8 @@ class EmulatedRun implements RunningProvider {
   private spec: Spec;
   /** Why no emulator runs, while none does: a redeploy built the app but could not start it. */
   private down: string | undefined;
+  /** The files each service's function was given a copy of (its data read from beside its code). */
+  private readonly data = new Map<string, readonly string[]>();
 
   constructor(
     private emulator: Emulator,
@@ -347,7 +349,9 @@ class EmulatedRun implements RunningProvider {
     private readonly closeSecrets: () => Promise<void>,
     /** run's secret store, once a deployment had a secret. */
     secrets: () => SecretStore | undefined,
+    built: AwsBuild,
   ) {
+    this.built(built);
     this.expected = specRegistrations(spec);
     this.spec = spec;
     this.variables = variables;
@@ -362,11 +366,26 @@ class EmulatedRun implements RunningProvider {
     // No emulator since a redeploy failed to start one: the change deploys the app again instead.
     if (this.down !== undefined) return await this.redeploy(this.spec);
     try {
-      await bundleFunction(this.projectDir, service, this.buildDir);
+      const bundle = await bundleFunction(this.projectDir, service, this.buildDir);
+      // As the build copies them: the data its code reads from beside itself, maybe changed.
+      this.data.set(
+        service.name,
+        copyBeside(bundle).map((f) => f.from),
+      );
     } finally {
       rmSync(join(this.buildDir, "entries"), { recursive: true, force: true });
     }
     await this.emulator.restartService(service.name);
+  }
+
+  dataFiles(): ReadonlyMap<string, readonly string[]> {
+    return this.data;
+  }
+
+  /** Takes what `build` copied into each function, for dataFiles. */
+  private built(build: AwsBuild): void {
+    this.data.clear();
+    for (const a of build.artifacts) this.data.set(a.service, a.sources);
   }
 
   /**
@@ -379,7 +398,7 @@ class EmulatedRun implements RunningProvider {
   async redeploy(spec: Spec, variables?: Readonly<Record<string, string>>): Promise<void> {
     if (variables !== undefined) this.variables = variables;
     this.spec = spec;
-    await this.deployer.build(spec, this.variables);
+    this.built(await this.deployer.build(spec, this.variables));
     // Every socket this run has served, so a socket gone and back (a renamed service's) keeps its URL too.
     if (this.down === undefined) {
       for (const socket of this.emulator.sockets) this.ports.set(socket.name, Number(new URL(socket.url).port));
@@ -589,6 +608,7 @@ async function startEmulated(
       options.variables,
       async () => secretStore?.close(),
       () => secretStore,
+      built.value,
     );
   } catch (error) {
     await emulator?.stop();
