@@ -122,6 +122,17 @@ export async function buildAws(
     throw error;
   }
   out.commit();
+  // A function's bundle in the other format (index.mjs for index.cjs, or the reverse), which a
+  // restart under run --provider aws may have written since the last build (bundleFunction, into
+  // the build folder itself): the emulator, as Lambda, would load index.mjs first.
+  for (const a of built.artifacts) {
+    const other = join(
+      dirname(a.bundle),
+      basename(a.bundle) === FUNCTION_FILES.cjs ? FUNCTION_FILES.esm : FUNCTION_FILES.cjs,
+    );
+    rmSync(other, { force: true });
+    rmSync(`${other}.map`, { force: true });
+  }
   options.logger.info(
     `wrote ${built.templateFile} (${Object.keys(built.template.Resources as object).length} resources)`,
   );
