@@ -22,7 +22,8 @@ level, with its source map; functions/<service>.zip) and template.json, a
 CloudFormation template. Files a bundled package reads from beside itself
 (path.join(__dirname, "data.json")) are copied into its function, and said; a
 function over Lambda's 250 MB unzipped, or 4 KB of variables, is refused.
-Nothing is written when a check fails.
+A build that fails or is refused at any point leaves the --out folder as the last
+build left it.
 
 It never deletes a file it did not write: it leaves .nitric-like-build.json listing
 what it wrote, a rebuild removes exactly those, and a non-empty --out folder without
