@@ -133,6 +133,9 @@ export function lateAuthorizerMessage(
   return `${head}; give authorize where the top level of ${where} declares websocket(${JSON.stringify(socket)})`;
 }
 
+/** How long a late resource's warning waits for the grant that usually follows its declaration. */
+const GRANT_WAIT_MS = 1000;
+
 /** Most refused handler registrations said once each; past it they are said again (names can come from clients). */
 const MAX_SAID_REGISTRATIONS = 1000;
 
@@ -170,6 +173,9 @@ export class CollectedDeclarations {
     // The services collected again were restarted: what was refused to the old copies is past.
     this.refused.clear();
     this.refusedHandlers.clear();
+    for (const timer of this.saying.values()) clearTimeout(timer);
+    this.saying.clear();
+    this.said.clear();
   }
 
   /**
@@ -224,10 +230,42 @@ export class CollectedDeclarations {
       this.refused.set(service, byResource);
     }
     const key = `${d.kind}\u0000${d.name}`;
-    // Said once per service and resource: a handler that declares on every event would repeat it.
-    if (!byResource.has(key)) this.logger.warn(message);
+    const first = !byResource.has(key);
     byResource.set(key, message);
+    // Said once per service and resource: a handler that declares on every event would repeat it.
+    // A resource's own declaration is said once its grant has come too (kv("x").allow("set")
+    // declares the store, then asks for "set"), so the one warning gives the whole fix.
+    if (d.permissions !== undefined || d.kind === "websocket") this.say(service, key);
+    else if (first) this.sayLater(service, key);
     return message;
+  }
+
+  /** `<service>\0<kind>\0<name>` of the late declarations said; the timers of those waiting for their grant. */
+  private readonly said = new Set<string>();
+  private readonly saying = new Map<string, ReturnType<typeof setTimeout>>();
+
+  /** Warns of `service`'s refusal of resource `key` (the last one given), once. */
+  private say(service: string, key: string): void {
+    const id = `${service}\u0000${key}`;
+    const timer = this.saying.get(id);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this.saying.delete(id);
+    }
+    const message = this.refused.get(service)?.get(key);
+    if (message === undefined || this.said.has(id)) return;
+    if (this.said.size >= MAX_SAID_REGISTRATIONS) this.said.clear();
+    this.said.add(id);
+    this.logger.warn(message);
+  }
+
+  /** Says `key`'s refusal once a grant on it or a call to it comes, or after GRANT_WAIT_MS without either. */
+  private sayLater(service: string, key: string): void {
+    const id = `${service}\u0000${key}`;
+    if (this.said.has(id) || this.saying.has(id)) return;
+    const timer = setTimeout(() => this.say(service, key), GRANT_WAIT_MS);
+    timer.unref?.();
+    this.saying.set(id, timer);
   }
 
   /**
@@ -302,6 +340,10 @@ export class CollectedDeclarations {
 
   /** The refusal `service` was given for a declaration of this resource, if any. */
   refusal(service: string, kind: ResourceKind, name: string): string | undefined {
-    return this.refused.get(service)?.get(`${kind}\u0000${name}`);
+    const key = `${kind}\u0000${name}`;
+    const message = this.refused.get(service)?.get(key);
+    // A call comes once the declarations before it were answered: no grant is still to come.
+    if (message !== undefined) this.say(service, key);
+    return message;
   }
 }
