@@ -16,7 +16,11 @@ afterAll(cleanTemp);
 
 const PROJECT = "name: lateregs\nservices:\n  - match: services/*.ts\n";
 
-/** Our SDK: chat handles "socket"; a message "register" registers a route and another socket's connect handler. */
+/**
+ * Our SDK: chat handles "socket"; a message "register" registers a route and another socket's
+ * connect handler once the handler has answered (our SDK refuses them in a handler itself, see
+ * the last describe), so they reach the provider as a timer's late registrations do.
+ */
 const CHAT = [
   'import { websocket } from "@nitric-like/sdk";',
   'const socket = websocket("socket");',
@@ -25,8 +29,10 @@ const CHAT = [
   "socket.on('disconnect', () => {});",
   "socket.on('message', (ctx) => {",
   "  if (ctx.text() !== 'register') return 'message ' + ctx.text();",
-  "  socket.route('late', () => 'late route');",
-  "  lobby.on('connect', (c) => { c.send('late connect'); });",
+  "  setTimeout(() => {",
+  "    socket.route('late', () => 'late route');",
+  "    lobby.on('connect', (c) => { c.send('late connect'); });",
+  "  }, 0);",
   "  return 'registered';",
   "});",
 ].join("\n");
@@ -153,15 +159,19 @@ describe.each(["local", "aws"])("handlers registered after a service started, un
         'const socket = websocket("socket");',
         "socket.on('connect', () => {});",
         "socket.on('disconnect', () => {});",
-        "socket.on('message', async () => {",
-        "  const { NAME } = await import('./lobby.ts');",
-        "  return 'imported ' + NAME;",
+        "let imported = '';",
+        "socket.on('message', () => {",
+        "  if (imported === '') setTimeout(() => { import('./lobby.ts').then((m) => { imported = m.NAME; }); }, 0);",
+        "  return 'imported ' + imported;",
         "});",
       ].join("\n"),
       "services/lobby.ts": `${LOBBY}\nexport const NAME = "lobby";`,
     });
     const app = await startApp(dir, ["--no-dashboard", "--no-watch", "--provider", provider]);
     const client = await connect(app.url("socket"));
+    client.ws.send("hi");
+    expect((await client.next(10000)).text).toBe("imported ");
+    await sleep(500);
     client.ws.send("hi");
     expect((await client.next(10000)).text).toBe("imported lobby");
     client.close();
@@ -186,7 +196,7 @@ describe.each(["local", "aws"])("handlers registered after a service started, un
         "socket.on('connect', () => {});",
         "socket.on('disconnect', () => {});",
         "socket.on('message', () => {",
-        "  websocket('lobby', { authorize: () => ({ status: 401, reason: 'late authorizer' }) });",
+        "  setTimeout(() => websocket('lobby', { authorize: () => ({ status: 401, reason: 'late authorizer' }) }), 0);",
         "  return 'authorizing';",
         "});",
       ].join("\n"),
@@ -244,5 +254,59 @@ describe("a handler moved from one service to another across two saves, under ru
     }
     expect(got).toBe("b connect");
     expect(app.stderr).not.toContain("after it started");
+  }, 60000);
+});
+
+describe("our SDK, under run", () => {
+  it("refuses a registration made in a handler at the call, with the socket, the handler and the fix, and never grows the chain", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        "socket.on('connect', () => {});",
+        "socket.on('disconnect', () => {});",
+        "const refused = (f) => { try { f(); return 'registered'; } catch (e) { return e.code + ': ' + e.message; } };",
+        "socket.on('message', async (ctx) => {",
+        "  await new Promise((r) => setTimeout(r, 1));",
+        "  if (ctx.text() === 'again') ctx.send(refused(() => socket.on('message', (c) => { c.send('extra'); })));",
+        "  if (ctx.text() === 'route') ctx.send(refused(() => socket.route('late', () => 'late route')));",
+        "  if (ctx.text() === 'auth') ctx.send(refused(() => websocket('other', { authorize: () => ({ identity: {} }) })));",
+        "  return 'handled ' + ctx.text();",
+        "});",
+      ].join("\n"),
+    });
+    const app = await startApp(dir, ["--no-dashboard", "--no-watch"]);
+    const client = await connect(app.url("socket"));
+    const frames = async (n: number) => {
+      const got: string[] = [];
+      for (let i = 0; i < n; i++) got.push((await client.next(10000)).text);
+      return got;
+    };
+    client.ws.send("again");
+    const [again] = await frames(2);
+    expect(again).toMatch(
+      /^failed_precondition: websocket\("socket"\)\.on\("message"\): service "chat" registered it again after it started \(in a handler/,
+    );
+    expect(again).toContain("register each handler once, at the top level of the service's entry file");
+    client.ws.send("route");
+    const [route] = await frames(2);
+    expect(route).toMatch(
+      /^failed_precondition: websocket\("socket"\)\.route\("late"\): service "chat" registered it after/,
+    );
+    expect(route).toContain("register it at the top level of the service's entry file");
+    client.ws.send("auth");
+    const [auth] = await frames(2);
+    expect(auth).toMatch(/^failed_precondition: websocket\("other", \{ authorize \}\): service "chat" gave it after/);
+    // The chain is as the top level left it: one handler, one reply; no route.
+    client.ws.send("x");
+    expect(await frames(1)).toEqual(["handled x"]);
+    client.ws.send(JSON.stringify({ action: "late" }));
+    expect(await frames(1)).toEqual(['handled {"action":"late"}']);
+    await sleep(300);
+    client.ws.send("y");
+    expect(await frames(1)).toEqual(["handled y"]);
+    client.close();
+    expect(app.stderr).not.toMatch(/exited|crashed/);
   }, 60000);
 });

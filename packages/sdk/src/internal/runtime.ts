@@ -114,6 +114,38 @@ export function streamClosed(): void {
   closeIfIdle();
 }
 
+/** Events (and authorizations) this process's handlers are running: from their delivery to their answer. */
+let handling = 0;
+
+/** Counts an event a handler (or an authorizer) starts on; eventHandled() when it is answered. */
+export function eventStarted(): void {
+  handling++;
+}
+
+/** Counts an event answered. */
+export function eventHandled(): void {
+  handling--;
+}
+
+/**
+ * The refusal of a handler registration (`on()`, `route()`, an authorizer) made while a handler
+ * runs, or undefined. spec, build and up collect what a service registers as its module loads, so
+ * a deployment never routes to a registration made in a handler; and one for an event the service
+ * already handles would only add to this process's chain, once more on every event. `what` is the
+ * call as written, such as `websocket("chat").on("message")`; `adds`: the event is already handled.
+ */
+export function lateRegistration(what: string, adds = false, authorizer = false): string | undefined {
+  if (handling === 0) return undefined;
+  const service = process.env.NITRIC_LIKE_SERVICE;
+  const who = service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
+  const when = "after it started (in a handler, or in a module a handler imports)";
+  if (authorizer)
+    return `${what}: ${who} gave it ${when}, so spec, build and up never see it and on AWS API Gateway would not call it; give authorize where the top level of the service's entry file declares the socket`;
+  if (adds)
+    return `${what}: ${who} registered it again ${when}: it would add one more handler to the chain on every call, each running on every event, and spec, build and up never see it; register each handler once, at the top level of the service's entry file`;
+  return `${what}: ${who} registered it ${when}, so spec, build and up never see it and a deployment would not send it events; register it at the top level of the service's entry file`;
+}
+
 /** A declaration the provider refused, or a lost provider: the service cannot work, so it stops. */
 export function fatal(message: string): never {
   process.stderr.write(`nitric-like: ${message}\n`);

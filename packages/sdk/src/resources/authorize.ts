@@ -17,7 +17,15 @@ import {
 import { MAX_IDENTITY_BYTES } from "@nitric-like/spec";
 import { describeError, NitricLikeError } from "../errors.js";
 import { decodeSafely } from "../internal/data.js";
-import { environment, fatal, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
+import {
+  environment,
+  eventHandled,
+  eventStarted,
+  fatal,
+  runtime,
+  streamClosed,
+  streamOpened,
+} from "../internal/runtime.js";
 
 /** A connection request, as the authorizer sees it. */
 export interface AuthorizeRequest {
@@ -186,7 +194,9 @@ export class AuthorizerStream {
       protocols: [...request.protocols],
       remoteAddress: request.remoteAddress,
     };
+    eventStarted();
     const fail = (error: unknown) => {
+      eventHandled();
       process.stderr.write(
         `websocket("${this.socket}") authorize failed for connection ${request.connectionId}: ${describeError(error)}\n`,
       );
@@ -215,6 +225,7 @@ export class AuthorizerStream {
           fail(error);
           return;
         }
+        eventHandled();
         this.call.write({ id, content });
       },
       (error: unknown) => fail(error ?? new Error("authorize rejected")),

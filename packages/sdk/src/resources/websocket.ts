@@ -36,7 +36,17 @@ import {
   type Payload,
   type StateOf,
 } from "../internal/data.js";
-import { environment, fatal, rpc, runtime, streamClosed, streamOpened } from "../internal/runtime.js";
+import {
+  environment,
+  eventHandled,
+  eventStarted,
+  fatal,
+  lateRegistration,
+  rpc,
+  runtime,
+  streamClosed,
+  streamOpened,
+} from "../internal/runtime.js";
 import { type AuthorizeFn, AuthorizerStream, parseIdentity } from "./authorize.js";
 import { declare, declaredOnce } from "./declare.js";
 
@@ -515,6 +525,7 @@ class HandlerStream {
   // function names (esbuild's keepNames), which costs a call of its __name helper for each named
   // closure made.
   private handle(id: string, request: WebsocketEventRequest): void {
+    eventStarted();
     this.step(id, new EventContext(this.owner, request, this.route === "" ? undefined : this.route), 0);
   }
 
@@ -557,6 +568,7 @@ class HandlerStream {
 
   /** Answers the event `id`: its replies, or the handler's failure. */
   private finish(id: string, ctx: EventContext, error?: unknown): void {
+    eventHandled();
     if (error !== undefined) {
       process.stderr.write(
         `websocket("${this.socket}") ${this.route === "" ? this.event : `route ${JSON.stringify(this.route)}`} handler failed for connection ${ctx.connectionId}: ${describeError(error)}\n`,
@@ -617,6 +629,11 @@ export class Websocket<Identity = unknown, State = unknown> {
     if (routeByRefused) throw new NitricLikeError("invalid_argument", routeByRefused);
     const originsRefused = allowedOriginsProblem(`websocket("${name}")`, options.allowedOrigins);
     if (originsRefused) throw new NitricLikeError("invalid_argument", originsRefused);
+    const lateAuthorizer =
+      options.authorize === undefined
+        ? undefined
+        : lateRegistration(`websocket(${JSON.stringify(name)}, { authorize })`, false, true);
+    if (lateAuthorizer !== undefined) throw new NitricLikeError("failed_precondition", lateAuthorizer);
     this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage], {
       allowedOrigins: options.allowedOrigins ?? [],
       routeBy: options.routeBy ?? "",
@@ -638,7 +655,7 @@ export class Websocket<Identity = unknown, State = unknown> {
 
   /**
    * Handles an event. Handlers run in order for each event; more `on()` calls for one event add to
-   * its chain. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
+   * its chain. Register at the top level: in a handler `on()` and `route()` throw `failed_precondition`. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
    */
   on<E extends WebsocketEvent>(event: E, ...handlers: WebsocketHandlerFn<E, Identity, State>[]): this {
     if (!Object.hasOwn(EVENT_TYPES, event)) {
@@ -655,6 +672,11 @@ export class Websocket<Identity = unknown, State = unknown> {
         );
     }
     let chain = this.chains.get(event);
+    const late = lateRegistration(
+      `websocket(${JSON.stringify(this.name)}).on(${JSON.stringify(event)})`,
+      chain !== undefined,
+    );
+    if (late !== undefined) throw new NitricLikeError("failed_precondition", late);
     if (chain) {
       chain.push(...(handlers as WebsocketHandlerFn<WebsocketEvent>[]));
       return this;
@@ -688,6 +710,11 @@ export class Websocket<Identity = unknown, State = unknown> {
         );
     }
     const chain = this.routeChains.get(action);
+    const late = lateRegistration(
+      `websocket(${JSON.stringify(this.name)}).route(${JSON.stringify(action)})`,
+      chain !== undefined,
+    );
+    if (late !== undefined) throw new NitricLikeError("failed_precondition", late);
     if (chain) {
       chain.push(...(handlers as WebsocketHandlerFn<WebsocketEvent>[]));
       return this;
