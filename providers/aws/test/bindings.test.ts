@@ -72,15 +72,54 @@ describe("readBindings", () => {
     expect(readBindings({ NITRIC_LIKE_SERVICE: "chat" }).declared).toBeUndefined();
     for (const [bad, why] of [
       ['{"resources":[]}', "no file"],
-      ['{"file":"services/chat.ts"}', "no resources array"],
+      ['{"file":"services/chat.ts","resources":{}}', "resources is not an array"],
       ['{"file":"f","resources":[["kv","x"]]}', "is not \\[kind, name, permissions\\]"],
       ['{"file":"f","resources":[["toString","x",[]]]}', "names no websocket, kv store or secret"],
       ['{"file":"f","resources":[["kv","x",["access"]]]}', "has permissions kv does not take"],
+      ['{"file":"f","grants":[]}', "grants is not an object"],
     ] as const) {
       expect(() => read(bad)).toThrow(
         new RegExp(
           `NITRIC_LIKE_DECLARED is not valid \\(.*${why}\\); it is set by the template, so build and deploy again`,
         ),
+      );
+    }
+  });
+
+  it("reads the grants of NITRIC_LIKE_DECLARED as a digit for each store, secret and socket the other variables name, in their order", () => {
+    const env = {
+      NITRIC_LIKE_SERVICE: "chat",
+      NITRIC_LIKE_KV_TABLES: JSON.stringify({ names: "t1", __proto__x: "t2", "7": "t3" }),
+      NITRIC_LIKE_SECRETS: JSON.stringify({ constructor: "arn:aws:secretsmanager:::secret:c" }),
+      NITRIC_LIKE_WEBSOCKETS: JSON.stringify({ a: { apiId: "a1", events: [] }, b: { apiId: "b1", events: [] } }),
+      NITRIC_LIKE_WEBSOCKET_ENDPOINT: "https://{apiId}.example.com/live",
+    };
+    // "7" is an array index: JSON.parse puts it first, as Object.keys does where the build wrote it.
+    const declared = (value: object) => readBindings({ ...env, NITRIC_LIKE_DECLARED: JSON.stringify(value) }).declared;
+    expect(
+      declared({ file: "f", grants: { kv: "735", secret: "3", websocket: "01" }, resources: [["kv", "late", []]] }),
+    ).toEqual({
+      file: "f",
+      resources: [
+        { kind: "kv", name: "7", permissions: ["delete", "get", "set"] },
+        { kind: "kv", name: "names", permissions: ["get", "set"] },
+        { kind: "kv", name: "__proto__x", permissions: ["delete", "get"] },
+        { kind: "secret", name: "constructor", permissions: ["access", "put"] },
+        { kind: "websocket", name: "a", permissions: [] },
+        { kind: "websocket", name: "b", permissions: ["manage"] },
+        { kind: "kv", name: "late", permissions: [] },
+      ],
+    });
+    // A kind left out of grants: none granted on what its variable names.
+    expect(declared({ file: "f" })?.resources.map((r) => r.permissions)).toEqual([[], [], [], [], [], []]);
+    for (const [grants, why] of [
+      [{ kv: "73" }, "grants.kv is not a digit for each of the 3 kv its variables name"],
+      [{ secret: "4" }, 'grants.secret has "4", not secret grants'],
+      [{ websocket: "1x" }, 'grants.websocket has "1x", not websocket grants'],
+      [{ kv: 7 }, "grants.kv is not a digit"],
+    ] as const) {
+      expect(() => declared({ file: "f", grants })).toThrow(
+        new RegExp(`NITRIC_LIKE_DECLARED is not valid \\(${why}.*\\); it is set by the template`),
       );
     }
   });

@@ -433,10 +433,7 @@ describe("secrets", () => {
     const variables = (fn: string) =>
       (t.Resources[fn]?.Properties.Environment as { Variables: Record<string, string> } | undefined)?.Variables ?? {};
     const declared = (service: string) =>
-      readBindings({
-        NITRIC_LIKE_SERVICE: service,
-        NITRIC_LIKE_DECLARED: variables(`${logicalName(service)}Function`).NITRIC_LIKE_DECLARED,
-      }).declared;
+      readBindings(deployedEnvironment(t, `${logicalName(service)}Function`)).declared;
     expect(declared("reader")).toEqual({
       file: "services/reader.ts",
       resources: [
@@ -450,6 +447,11 @@ describe("secrets", () => {
     });
     // Nothing declared: every declaration it makes once started is a late one.
     expect(declared("idle")).toEqual({ file: "services/idle.ts", resources: [] });
+    // The secrets NITRIC_LIKE_SECRETS names are not named again: a digit each says the grant.
+    expect(JSON.parse(variables("ReaderFunction").NITRIC_LIKE_DECLARED ?? "")).toEqual({
+      file: "services/reader.ts",
+      grants: { secret: "13" },
+    });
   });
 
   it("keep their logical ids apart from a kv store and a socket of the same name", () => {
@@ -764,6 +766,41 @@ describe("a function's environment", () => {
     // A reference counts what it can resolve to, not a flat 96 bytes: a service handling five
     // sockets (three references in each one's URLs) is far under the limit, and builds.
     expect(() => template(app(["a", "b", "c", "d", "e"], [], ["svc"]))).not.toThrow();
+  });
+
+  it("says what the service declared without naming again what the other variables name, so one function manages and handles 30 sockets", () => {
+    // NITRIC_LIKE_DECLARED named each socket, store and secret again with its kind and permissions
+    // (["websocket","<name>",["manage"]]): 22 sockets of 34-character names fitted, 31 stores of 21.
+    const sockets = Array.from(
+      { length: 30 },
+      (_, i) => `notifications-for-customer-room-${String(i).padStart(2, "0")}`,
+    );
+    const stores = Array.from({ length: 45 }, (_, i) => `orders-by-customer-${String(i).padStart(2, "0")}`);
+    const managed = (spec: Spec): Spec => ({
+      ...spec,
+      policies: [
+        ...spec.policies,
+        ...sockets.map((name) => ({
+          service: "svc",
+          resource: { kind: "websocket" as const, name },
+          permissions: ["manage" as const],
+        })),
+      ],
+    });
+    for (const spec of [managed(app(sockets, [], ["svc"])), app(["socket"], stores, ["svc"])]) {
+      const env = deployedEnvironment(template(spec), "SvcFunction");
+      const ours = spec.resources.filter((r) => r.declaredBy.includes("svc"));
+      for (const r of ours) expect(env.NITRIC_LIKE_DECLARED).not.toContain(JSON.stringify(r.name));
+      // The runtime reads back every resource with its grant.
+      const declared = readBindings(env).declared?.resources ?? [];
+      expect(declared).toHaveLength(ours.length);
+      for (const r of ours) {
+        const policy = spec.policies.find((p) => p.resource.kind === r.kind && p.resource.name === r.name);
+        // Sorted, as the spec sorts a policy's permissions (app() leaves them unsorted).
+        const permissions = [...(policy?.permissions ?? [])].sort();
+        expect(declared).toContainEqual({ kind: r.kind, name: r.name, permissions });
+      }
+    }
   });
 
   it("carries each socket's API id, not its URLs, so one function handles 25 sockets, and the runtime makes the URLs", () => {

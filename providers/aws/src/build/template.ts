@@ -12,12 +12,14 @@
 import { createHash } from "node:crypto";
 import {
   functionTimeoutSeconds,
+  type Permission,
   routeSelectionExpression,
   type SocketDomain,
   type Spec,
   type WebsocketEvent,
   type WebsocketSpec,
 } from "@nitric-like/spec";
+import { type GrantableKind, grantDigit } from "../runtime/grants.js";
 import { MAX_FUNCTION_VARIABLES_BYTES, variablesBytes } from "./variables.js";
 
 /** The stage every socket's API is deployed to: URLs end in `/live`. */
@@ -758,7 +760,13 @@ class TemplateBuilder {
     if (Object.keys(secrets).length > 0) variables.NITRIC_LIKE_SECRETS = { "Fn::Sub": JSON.stringify(secrets) };
     // What the collect pass saw the service declare: the runtime refuses, with the fix, what it
     // declares beyond this once started (in a handler), which no deployment would include.
-    variables.NITRIC_LIKE_DECLARED = JSON.stringify(declaredBy(this.spec, service));
+    variables.NITRIC_LIKE_DECLARED = JSON.stringify(
+      declaredBy(this.spec, service, {
+        kv: Object.keys(kvTables),
+        secret: Object.keys(secrets),
+        websocket: Object.keys(websockets),
+      }),
+    );
     if (reachable.length > 0) {
       variables.NITRIC_LIKE_WEBSOCKET_ENDPOINT = { "Fn::Sub": endpointOf(API_ID_PLACEHOLDER, "https") };
       variables.NITRIC_LIKE_CONNECTIONS_TABLE = { Ref: "ConnectionsTable" };
@@ -850,9 +858,18 @@ function endpointOf(api: string, scheme: string): string {
 
 /**
  * NITRIC_LIKE_DECLARED (runtime/bindings.ts): the service's entry file, and each resource it
- * declared or was granted, as `[kind, name, permissions]`, in the spec's order.
+ * declared or was granted. The stores, secrets and sockets its function's NITRIC_LIKE_KV_TABLES,
+ * NITRIC_LIKE_SECRETS and NITRIC_LIKE_WEBSOCKETS name (`named`, in those variables' order) are
+ * not named again: `grants` has a digit for each, its permissions (runtime/grants.ts), in that
+ * order, left out for a kind whose digits are all 0. The others, `[kind, name, permissions]` in
+ * `resources`, in the spec's order. Lambda's 4 KB of variables a function would otherwise spend
+ * on each resource's name twice.
  */
-export function declaredBy(spec: Spec, service: string): { file: string; resources: [string, string, string[]][] } {
+export function declaredBy(
+  spec: Spec,
+  service: string,
+  named: Record<GrantableKind, string[]>,
+): { file: string; grants?: Partial<Record<GrantableKind, string>>; resources?: [string, string, string[]][] } {
   const resources = new Map<string, [string, string, string[]]>();
   for (const r of spec.resources)
     if (r.declaredBy.includes(service)) resources.set(`${r.kind}\u0000${r.name}`, [r.kind, r.name, []]);
@@ -861,6 +878,22 @@ export function declaredBy(spec: Spec, service: string): { file: string; resourc
     const key = `${p.resource.kind}\u0000${p.resource.name}`;
     resources.set(key, [p.resource.kind, p.resource.name, [...p.permissions]]);
   }
+  const grants: Partial<Record<GrantableKind, string>> = {};
+  for (const kind of Object.keys(named) as GrantableKind[]) {
+    const digits = named[kind]
+      .map((name) => {
+        const key = `${kind}\u0000${name}`;
+        const permissions = resources.get(key)?.[2] ?? [];
+        resources.delete(key);
+        return grantDigit(kind, permissions as Permission[]);
+      })
+      .join("");
+    if (/[^0]/.test(digits)) grants[kind] = digits;
+  }
   const file = spec.services.find((s) => s.name === service)?.file ?? "";
-  return { file, resources: [...resources.values()] };
+  return {
+    file,
+    ...(Object.keys(grants).length > 0 ? { grants } : {}),
+    ...(resources.size > 0 ? { resources: [...resources.values()] } : {}),
+  };
 }

@@ -4,15 +4,10 @@
  * emulator, too.
  */
 import { AWS_MAX_HANDLER_TIMEOUT_MS, type Declaration } from "@nitric-like/provider-kit";
-import {
-  KV_PERMISSIONS,
-  type Permission,
-  routeNameProblem,
-  SECRET_PERMISSIONS,
-  type WebsocketEvent,
-} from "@nitric-like/spec";
+import { type Permission, routeNameProblem, type WebsocketEvent } from "@nitric-like/spec";
 import { INLINE_MAX, PAGE_SIZE } from "../websocket/fanout.js";
 import type { SocketBinding } from "../websocket/gateway.js";
+import { GRANTABLE, type GrantableKind, grantOfDigit } from "./grants.js";
 
 /**
  * A socket as this function sees it: where it is, which of its events this function handles, and
@@ -47,10 +42,13 @@ export interface Bindings {
    */
   secrets: Map<string, string>;
   /**
-   * NITRIC_LIKE_DECLARED: `{ "file": "<entry file>", "resources": [["kv", "<store>", ["get", ...]], ...] }`,
-   * what the collect pass saw the service declare (each resource, with the permissions granted on
-   * it). A declaration beyond it, made once started, is refused (late-declarations.ts). Absent from
-   * a template made before it: then none is.
+   * NITRIC_LIKE_DECLARED: `{ "file": "<entry file>", "grants": { "kv": "7", "secret": "1", "websocket": "10" },
+   * "resources": [["kv", "<store>", []], ...] }`, what the collect pass saw the service declare,
+   * each resource with the permissions granted on it: those NITRIC_LIKE_KV_TABLES,
+   * NITRIC_LIKE_SECRETS and NITRIC_LIKE_WEBSOCKETS name as a digit each in `grants` (runtime/grants.ts,
+   * in those variables' order; a kind left out: all 0), the others in `resources`. A declaration
+   * beyond it, made once started, is refused (late-declarations.ts). Absent from a template made
+   * before it: then none is.
    */
   declared: { file: string; resources: Required<Declaration>[] } | undefined;
   /** NITRIC_LIKE_CONNECTIONS_TABLE: the managed connections table, when there is one. */
@@ -154,32 +152,46 @@ function routesOf(socket: string, routes: unknown): string[] {
   return [...(routes as string[])];
 }
 
-const PERMISSIONS: Record<string, readonly Permission[]> = {
-  websocket: ["manage"],
-  kv: KV_PERMISSIONS,
-  secret: SECRET_PERMISSIONS,
-};
-
-/** NITRIC_LIKE_DECLARED, checked (absent: undefined). */
-function declaredOf(env: NodeJS.ProcessEnv): Bindings["declared"] {
+/**
+ * NITRIC_LIKE_DECLARED, checked (absent: undefined): the resources of `grants` (a digit for each
+ * store, secret and socket its function's variables name, in their order: `named`), then those of
+ * `resources`.
+ */
+function declaredOf(env: NodeJS.ProcessEnv, named: Record<GrantableKind, string[]>): Bindings["declared"] {
   if (env.NITRIC_LIKE_DECLARED === undefined || env.NITRIC_LIKE_DECLARED === "") return undefined;
-  const raw = json<{ file?: unknown; resources?: unknown }>(env, "NITRIC_LIKE_DECLARED", {});
+  const raw = json<{ file?: unknown; grants?: unknown; resources?: unknown }>(env, "NITRIC_LIKE_DECLARED", {});
   const invalid = (what: string) =>
     new BindingError(
       `nitric-like runtime: NITRIC_LIKE_DECLARED is not valid (${what}); it is set by the template, so build and deploy again`,
     );
   if (typeof raw.file !== "string") throw invalid("no file");
-  if (!Array.isArray(raw.resources)) throw invalid("no resources array");
-  const resources = raw.resources.map((r: unknown): Required<Declaration> => {
+  const grants = raw.grants ?? {};
+  if (grants === null || typeof grants !== "object" || Array.isArray(grants)) throw invalid("grants is not an object");
+  const resources: Required<Declaration>[] = [];
+  for (const kind of Object.keys(GRANTABLE) as GrantableKind[]) {
+    const digits = Object.hasOwn(grants, kind) ? (grants as Record<string, unknown>)[kind] : undefined;
+    const names = named[kind];
+    if (digits !== undefined && (typeof digits !== "string" || digits.length !== names.length))
+      throw invalid(`grants.${kind} is not a digit for each of the ${names.length} ${kind} its variables name`);
+    names.forEach((name, i) => {
+      const permissions = grantOfDigit(kind, digits === undefined ? "0" : ((digits as string)[i] ?? ""));
+      if (permissions === undefined) throw invalid(`grants.${kind} has ${JSON.stringify(digits)}, not ${kind} grants`);
+      resources.push({ kind, name, permissions });
+    });
+  }
+  const more = raw.resources ?? [];
+  if (!Array.isArray(more)) throw invalid("resources is not an array");
+  for (const r of more as unknown[]) {
     if (!Array.isArray(r) || r.length !== 3) throw invalid(`${JSON.stringify(r)} is not [kind, name, permissions]`);
     const [kind, name, permissions] = r as unknown[];
-    const allowed = typeof kind === "string" && Object.hasOwn(PERMISSIONS, kind) ? PERMISSIONS[kind] : undefined;
+    const allowed =
+      typeof kind === "string" && Object.hasOwn(GRANTABLE, kind) ? GRANTABLE[kind as GrantableKind] : undefined;
     if (allowed === undefined || typeof name !== "string")
       throw invalid(`${JSON.stringify(r)} names no websocket, kv store or secret`);
     if (!Array.isArray(permissions) || !permissions.every((p) => allowed.includes(p as Permission)))
       throw invalid(`${JSON.stringify(r)} has permissions ${kind} does not take`);
-    return { kind: kind as Declaration["kind"], name, permissions: permissions as Permission[] };
-  });
+    resources.push({ kind: kind as Declaration["kind"], name, permissions: permissions as Permission[] });
+  }
   return { file: raw.file, resources };
 }
 
@@ -225,12 +237,18 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
       `nitric-like runtime: NITRIC_LIKE_BROADCAST_INLINE_MAX is ${JSON.stringify(env.NITRIC_LIKE_BROADCAST_INLINE_MAX)}; give a number of connections (0 or more, Infinity to never fan out), or leave it unset for ${INLINE_MAX}`,
     );
   }
+  const kvTables = json<Record<string, string>>(env, "NITRIC_LIKE_KV_TABLES", {});
+  const secrets = secretArns(env);
   return {
     service,
     websockets: sockets,
-    kvTables: json<Record<string, string>>(env, "NITRIC_LIKE_KV_TABLES", {}),
-    secrets: secretArns(env),
-    declared: declaredOf(env),
+    kvTables,
+    secrets,
+    declared: declaredOf(env, {
+      kv: Object.keys(kvTables),
+      secret: [...secrets.keys()],
+      websocket: Object.keys(sockets),
+    }),
     connectionsTable: env.NITRIC_LIKE_CONNECTIONS_TABLE || undefined,
     handlerTimeoutMs: Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout, AWS_MAX_HANDLER_TIMEOUT_MS) : 5000,
     broadcastInlineMax: inlineMax,
