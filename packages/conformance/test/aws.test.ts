@@ -602,6 +602,49 @@ describe("nitric-like build --provider aws", () => {
     }
   }, 90000);
 
+  it("takes a copied data file deleted out of the function under run --provider aws, and copies a file added to a data folder it copies whole", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: data\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { existsSync, readdirSync, readFileSync } from "node:fs";',
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'const greeting = new URL("./greeting.txt", import.meta.url);',
+        'const names = new URL("./names", import.meta.url);',
+        'socket.on("message", (ctx) => ctx.reply(`${existsSync(greeting) ? readFileSync(greeting, "utf8").trim() : "none"}: ${readdirSync(names).sort().join(",")}`));',
+      ].join("\n"),
+      "services/greeting.txt": "hello\n",
+      "services/names/ann.txt": "ann\n",
+    });
+    const app = await startApp(project, ["--provider", "aws"]);
+    const reply = async () => {
+      const client = await connect(app.url("socket"));
+      try {
+        client.ws.send("hi");
+        return (await client.next()).text;
+      } finally {
+        client.close();
+      }
+    };
+    try {
+      expect(await reply()).toBe("hello: ann.txt");
+      // A file added to the folder: the function's copy of the folder gets it.
+      writeFileSync(join(project, "services", "names", "bob.txt"), "bob\n");
+      await app.waitFor(/services\/names\/bob\.txt is new: restarting service "chat"/, 30000);
+      await app.waitFor(/service "chat" restarted/, 30000);
+      expect(await reply()).toBe("hello: ann.txt,bob.txt");
+      // The file deleted: the function no longer holds the copy it was given.
+      rmSync(join(project, "services", "greeting.txt"));
+      await app.waitFor(/services\/greeting\.txt is gone: restarting service "chat"/, 30000);
+      await app.waitFor(/service "chat" restarted[\s\S]*service "chat" restarted/, 30000);
+      expect(await reply()).toBe("none: ann.txt,bob.txt");
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 90000);
+
   it("refuses at build a function over Lambda's 250 MB unzipped, naming its size, what made it big and the fix", async () => {
     const project = writeProject({
       "nitric-like.yaml": "name: huge\nservices:\n  - match: services/*.ts\n",

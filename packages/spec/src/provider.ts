@@ -206,6 +206,12 @@ export interface RunningProvider {
    */
   dataFiles?(): ReadonlyMap<string, readonly string[]>;
   /**
+   * For a provider that hosts the services: the folders whose every data file the build copied
+   * into each service's function (a read named the folder), by service, absolute. `run` watches
+   * them and their subfolders: a file added, changed or deleted in one restarts the service.
+   */
+  dataFolders?(): ReadonlyMap<string, readonly string[]>;
+  /**
    * For a provider that hosts the services: each service's function whose init failed, with why
    * (the dashboard shows it); a service not listed is running.
    */

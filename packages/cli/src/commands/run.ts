@@ -6,7 +6,7 @@
  * closes client connections with 1001 and exits 0.
  */
 
-import { existsSync } from "node:fs";
+import { type Dirent, existsSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, relative, resolve, sep } from "node:path";
 import { isMainThread } from "node:worker_threads";
@@ -953,6 +953,11 @@ class Run {
     // holds a copy, so a change deploys the service again, as a change to its code does.
     const data = () => running.dataFiles?.() ?? new Map<string, readonly string[]>();
     const dataOf = (service: string) => data().get(service) ?? [];
+    // The folders the build copied whole: a file added to one (or deleted) is a change too.
+    const folders = () => running.dataFolders?.() ?? new Map<string, readonly string[]>();
+    const inFolderOf = (service: string, path: string) =>
+      (folders().get(service) ?? []).some((dir) => path === dir || path.startsWith(dir + sep));
+    const watchFolders = () => this.watcher?.addFolders([...folders().values()].flat().flatMap(foldersUnder));
     const watched = [
       ...[...inputs.values()].flatMap((i) => [...i]),
       ...[...data().values()].flat(),
@@ -970,19 +975,33 @@ class Run {
       }
       for (const { entry } of [...prepared.services]) {
         const code = [...changed].some((p) => inputs.get(entry.name)?.has(p));
-        const copied = code ? undefined : dataOf(entry.name).find((p) => changed.has(p));
+        const copied = code
+          ? undefined
+          : (dataOf(entry.name).find((p) => changed.has(p)) ??
+            [...changed].find((p) => inFolderOf(entry.name, p) && !inputs.get(entry.name)?.has(p)));
         if (!code && copied === undefined) continue;
         const what = copied === undefined ? entry.file : relative(prepared.project.dir, copied).split(sep).join("/");
+        // A copied file deleted, or one added to a folder copied whole: the restart's copy follows.
+        const happened =
+          copied === undefined
+            ? "changed"
+            : !existsSync(copied)
+              ? "is gone"
+              : dataOf(entry.name).includes(copied)
+                ? "changed"
+                : "is new";
         this.hosted(entry.path, async () => {
           if (!existsSync(entry.path)) return await this.hostedGone(entry, inputs);
-          await this.hostedChange(entry, inputs, "changed", what);
+          await this.hostedChange(entry, inputs, "changed", what, happened);
           // What the new build copied into the functions: watched from now on.
           this.watcher?.add([...data().values()].flat());
+          watchFolders();
         });
       }
       notices(changed);
     });
     this.watcher = watcher;
+    watchFolders();
   }
 
   /** Runs one hosted change after those before it; what it throws is said, and the run goes on. */
@@ -1001,6 +1020,8 @@ class Run {
     how: "new" | "changed",
     /** What changed, as said: the service's file, or a data file copied into its function. */
     what = entry.file,
+    /** How, as said: a data file copied into its function can also be gone, or new in a folder copied whole. */
+    happened: "changed" | "is gone" | "is new" = "changed",
   ): Promise<void> {
     const { output, running, prepared } = this;
     if (!existsSync(entry.path)) return;
@@ -1050,7 +1071,7 @@ class Run {
     }
     const before = this.declared.get(entry.name);
     if (how === "changed" && before && !before.failure && sameDeclarations(before, collected)) {
-      output.info(output.paint("dim", `${what} changed: restarting service "${entry.name}"`));
+      output.info(output.paint("dim", `${what} ${happened}: restarting service "${entry.name}"`));
       try {
         await running.restartService?.(entry);
       } finally {
@@ -1090,6 +1111,7 @@ class Run {
       this.dashboard?.servicesChanged();
       // The data the new build copied into the functions: watched from now on.
       this.watcher?.add([...(this.running.dataFiles?.().values() ?? [])].flat());
+      this.watcher?.addFolders([...(this.running.dataFolders?.().values() ?? [])].flat().flatMap(foldersUnder));
     }
     this.output.info(this.output.paint("dim", `deployed again in ${((Date.now() - started) / 1000).toFixed(1)} s`));
   }
@@ -1433,4 +1455,15 @@ function sameDeclarations(a: CollectedService, b: CollectedService): boolean {
       [...(c.authorizes ?? [])].sort(),
     ]);
   return shape(a) === shape(b);
+}
+
+/** `dir` and every folder under it (none when it is gone), for a watcher that watches one folder at a time. */
+function foldersUnder(dir: string): string[] {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return [dir, ...entries.filter((e) => e.isDirectory()).flatMap((e) => foldersUnder(join(dir, e.name)))];
 }

@@ -35,6 +35,11 @@ export interface BesideFile {
   pkg: string | undefined;
   /** Its content's SHA-256, for the artifact's key. */
   digest: string;
+  /**
+   * The folder the read named, when the file is copied as one of that folder's (its every data
+   * file is): a file added to it later is copied too, by the next build.
+   */
+  folder?: string;
 }
 
 /** What `filesReadBeside` found. */
@@ -129,6 +134,7 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
         continue;
       }
       let files: [string, string][];
+      let folder: string | undefined;
       if (stat.isFile()) {
         if (NOT_DATA.test(from)) continue;
         files = [[from, name]];
@@ -136,6 +142,7 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
         const inside = dataFolder(from, absolute);
         if (inside === undefined || inside.length === 0) continue;
         files = inside.map((f) => [join(from, f), `${name}/${f}`]);
+        folder = from;
       } else continue;
       if (name.startsWith("../")) {
         say(
@@ -159,7 +166,15 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
             );
           continue;
         }
-        byName.set(at, { from: path, name: at, bytes: statSync(path).size, readBy, pkg, digest: content });
+        byName.set(at, {
+          from: path,
+          name: at,
+          bytes: statSync(path).size,
+          readBy,
+          pkg,
+          digest: content,
+          ...(folder === undefined ? {} : { folder }),
+        });
       }
     }
   }

@@ -33,6 +33,8 @@ export interface AwsBuild extends BuildResult {
     beside: string[];
     /** Where each of `beside` was copied from (the project's or a package's file). */
     sources: string[];
+    /** The folders `beside` holds every data file of (a read named the folder): a file added there is copied by the next build. */
+    sourceFolders: string[];
     bytes: number;
     zipBytes: number;
   }[];
@@ -188,6 +190,7 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
       map: out.final(bundle.map),
       beside: beside.map((f) => out.final(join(dir, ...f.name.split("/")))),
       sources: beside.map((f) => f.from),
+      sourceFolders: besideFolders(beside),
       bytes: code.length,
       zipBytes: archive.length,
     });
@@ -244,6 +247,11 @@ export function copyBeside(bundle: ServiceBundle): BesideFile[] {
     copyFileSync(f.from, to);
   }
   return bundle.beside.copy;
+}
+
+/** The folders `beside` copies whole (BesideFile.folder), each once. */
+export function besideFolders(beside: readonly BesideFile[]): string[] {
+  return [...new Set(beside.flatMap((f) => (f.folder === undefined ? [] : [f.folder])))];
 }
 
 /** The custom domain of each declared socket that has one, for the environment built. */

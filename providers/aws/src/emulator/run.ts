@@ -4,8 +4,18 @@
  * each service in its own function process with the Lambda runtime, the sockets behind emulated
  * API Gateway WebSocket APIs, the tables in dynalite (kept under `.nitric-like/aws-dynamodb`).
  */
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { join, relative } from "node:path";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { dirname, join, relative, sep } from "node:path";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { dict, noValueYet } from "@nitric-like/provider-kit";
@@ -29,7 +39,7 @@ import {
   specRegistrations,
 } from "@nitric-like/spec";
 import { DynamoDbClient } from "../aws/dynamodb.js";
-import { type AwsBuild, buildAws, copyBeside } from "../build/build.js";
+import { type AwsBuild, besideFolders, buildAws, copyBeside } from "../build/build.js";
 import { bundleFunction } from "../build/bundle.js";
 import { DynamoKvStores } from "../kv/store.js";
 import { IDENTITY_KEY } from "../runtime/authorizer.js";
@@ -331,6 +341,10 @@ class EmulatedRun implements RunningProvider {
   private down: string | undefined;
   /** The files each service's function was given a copy of (its data read from beside its code). */
   private readonly data = new Map<string, readonly string[]>();
+  /** The folders each service's function was given every data file of (dataFolders). */
+  private readonly folders = new Map<string, readonly string[]>();
+  /** Where those copies are, in each service's function folder: a restart removes those it no longer copies. */
+  private readonly copies = new Map<string, readonly string[]>();
 
   constructor(
     private emulator: Emulator,
@@ -368,10 +382,19 @@ class EmulatedRun implements RunningProvider {
     try {
       const bundle = await bundleFunction(this.projectDir, service, this.buildDir);
       // As the build copies them: the data its code reads from beside itself, maybe changed.
+      const copied = copyBeside(bundle);
+      const dir = dirname(bundle.file);
+      const now = copied.map((f) => join(dir, ...f.name.split("/")));
+      // A data file deleted (or no longer read) leaves the function, as it is not in a new build's:
+      // the function would otherwise read the copy it was given before.
+      for (const stale of (this.copies.get(service.name) ?? []).filter((path) => !now.includes(path)))
+        removeCopy(stale, dir);
       this.data.set(
         service.name,
-        copyBeside(bundle).map((f) => f.from),
+        copied.map((f) => f.from),
       );
+      this.folders.set(service.name, besideFolders(copied));
+      this.copies.set(service.name, now);
     } finally {
       rmSync(join(this.buildDir, "entries"), { recursive: true, force: true });
     }
@@ -382,10 +405,20 @@ class EmulatedRun implements RunningProvider {
     return this.data;
   }
 
-  /** Takes what `build` copied into each function, for dataFiles. */
+  dataFolders(): ReadonlyMap<string, readonly string[]> {
+    return this.folders;
+  }
+
+  /** Takes what `build` copied into each function, for dataFiles and dataFolders. */
   private built(build: AwsBuild): void {
     this.data.clear();
-    for (const a of build.artifacts) this.data.set(a.service, a.sources);
+    this.folders.clear();
+    this.copies.clear();
+    for (const a of build.artifacts) {
+      this.data.set(a.service, a.sources);
+      this.folders.set(a.service, a.sourceFolders);
+      this.copies.set(a.service, a.beside);
+    }
   }
 
   /**
@@ -615,5 +648,18 @@ async function startEmulated(
     await db.close();
     await secretStore?.close();
     throw error;
+  }
+}
+
+/** Removes a copied data file from function folder `dir`, and the folders it leaves empty there. */
+function removeCopy(path: string, dir: string): void {
+  rmSync(path, { force: true });
+  for (let at = dirname(path); at.startsWith(dir + sep); at = dirname(at)) {
+    try {
+      if (readdirSync(at).length > 0) return;
+      rmdirSync(at);
+    } catch {
+      return;
+    }
   }
 }
