@@ -271,7 +271,7 @@ describe("the emulator's Secrets Manager", () => {
 
   it("warns of a secret the service declares and the deployment lacks, and its calls say the collect pass did not see it", async () => {
     expect(lines.join("\n")).toMatch(
-      /warning: secret\("ghost"\): service "vault" declared it after it started \(in a handler, or in code that does not run when nitric-like collects what the service declares\)/,
+      /warning: secret\("ghost"\)\.allow\("access"\): service "vault" declared it after it started \(in a handler, or in code that does not run when nitric-like collects what the service declares\)/,
     );
     const c = await client();
     try {
