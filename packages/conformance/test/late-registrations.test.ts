@@ -309,4 +309,28 @@ describe("our SDK, under run", () => {
     client.close();
     expect(app.stderr).not.toMatch(/exited|crashed/);
   }, 60000);
+
+  it("refuses ws.on() made in an Ampt-style handler, said as ws.on() as the user wrote it", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/tracker.ts": [
+        'import { ws } from "@nitric-like/sdk/ampt";',
+        "ws.on('connected', () => {});",
+        "ws.on('disconnected', () => {});",
+        "ws.on('message', async (connection, data) => {",
+        "  let said = 'registered';",
+        "  try { ws.on('message', () => {}); } catch (e) { said = e.code + ': ' + e.message; }",
+        "  await connection.send({ said, data });",
+        "});",
+      ].join("\n"),
+    });
+    const app = await startApp(dir, ["--no-dashboard", "--no-watch"]);
+    const client = await connect(app.url("ws"));
+    client.ws.send("again");
+    const { said } = JSON.parse((await client.next(10000)).text);
+    expect(said).toMatch(
+      /^failed_precondition: ws\.on\("message"\): service "tracker" registered it again after it started \(in a handler/,
+    );
+    client.close();
+  }, 60000);
 });

@@ -101,8 +101,24 @@ function on(event: "connected" | "disconnected" | "message", handler: (...args: 
       `ws.on("${event}"): a handler must be a function, got ${handler === null ? "null" : typeof handler}`,
     );
   }
-  const s = get();
-  const call = handler as (...args: unknown[]) => unknown;
+  try {
+    register(get(), event, handler as (...args: unknown[]) => unknown);
+  } catch (error) {
+    // Made in a handler: said as the user wrote it, ws.on("message"), not as the socket under it.
+    if (error instanceof NitricLikeError && error.code === "failed_precondition") {
+      const why = error.message.slice(error.message.indexOf(":"));
+      throw new NitricLikeError("failed_precondition", `ws.on(${JSON.stringify(event)})${why}`);
+    }
+    throw error;
+  }
+}
+
+/** Registers an Ampt-style handler on the socket under `ws`. */
+function register(
+  s: Websocket,
+  event: "connected" | "disconnected" | "message",
+  call: (...args: unknown[]) => unknown,
+): void {
   // Handlers' results are awaited but never replied: Ampt handlers return nothing meaningful.
   if (event === "connected") {
     s.on("connect", async (ctx) => {
