@@ -128,22 +128,18 @@ export function eventHandled(): void {
 }
 
 /**
- * The refusal of a handler registration (`on()`, `route()`, an authorizer) made while a handler
- * runs, or undefined. spec, build and up collect what a service registers as its module loads, so
- * a deployment never routes to a registration made in a handler; and one for an event the service
- * already handles would only add to this process's chain, once more on every event. `what` is the
- * call as written, such as `websocket("chat").on("message")`; `adds`: the event is already handled.
+ * The refusal of a second handler for an event or route the service already handles, made while
+ * a handler runs, or undefined. It would only add to this process's chain, once more on every
+ * event, where no provider sees it. A first registration made in a handler goes to the provider,
+ * which checks it against what the collect pass saw (a registration after a top-level `await`
+ * is one it saw, even if an event is being handled meanwhile). `what` is the call as written, such
+ * as `websocket("chat").on("message")`.
  */
-export function lateRegistration(what: string, adds = false, authorizer = false): string | undefined {
+export function lateRegistration(what: string): string | undefined {
   if (handling === 0) return undefined;
   const service = process.env.NITRIC_LIKE_SERVICE;
   const who = service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
-  const when = "after it started (in a handler, or in a module a handler imports)";
-  if (authorizer)
-    return `${what}: ${who} gave it ${when}, so spec, build and up never see it and on AWS API Gateway would not call it; give authorize where the top level of the service's entry file declares the socket`;
-  if (adds)
-    return `${what}: ${who} registered it again ${when}: it would add one more handler to the chain on every call, each running on every event, and spec, build and up never see it; register each handler once, at the top level of the service's entry file`;
-  return `${what}: ${who} registered it ${when}, so spec, build and up never see it and a deployment would not send it events; register it at the top level of the service's entry file`;
+  return `${what}: ${who} registered it again after it started (in a handler, or in a module a handler imports): it would add one more handler to the chain on every call, each running on every event, and spec, build and up never see it; register each handler once, at the top level of the service's entry file`;
 }
 
 /** A declaration the provider refused, or a lost provider: the service cannot work, so it stops. */

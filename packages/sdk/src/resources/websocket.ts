@@ -629,11 +629,6 @@ export class Websocket<Identity = unknown, State = unknown> {
     if (routeByRefused) throw new NitricLikeError("invalid_argument", routeByRefused);
     const originsRefused = allowedOriginsProblem(`websocket("${name}")`, options.allowedOrigins);
     if (originsRefused) throw new NitricLikeError("invalid_argument", originsRefused);
-    const lateAuthorizer =
-      options.authorize === undefined
-        ? undefined
-        : lateRegistration(`websocket(${JSON.stringify(name)}, { authorize })`, false, true);
-    if (lateAuthorizer !== undefined) throw new NitricLikeError("failed_precondition", lateAuthorizer);
     this.ready = declare(ResourceType.Websocket, name, [Action.WebsocketManage], {
       allowedOrigins: options.allowedOrigins ?? [],
       routeBy: options.routeBy ?? "",
@@ -655,7 +650,7 @@ export class Websocket<Identity = unknown, State = unknown> {
 
   /**
    * Handles an event. Handlers run in order for each event; more `on()` calls for one event add to
-   * its chain. Register at the top level: in a handler `on()` and `route()` throw `failed_precondition`. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
+   * its chain. Register at the top level: in a handler, a second `on()` or `route()` for what the service already handles throws `failed_precondition`. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
    */
   on<E extends WebsocketEvent>(event: E, ...handlers: WebsocketHandlerFn<E, Identity, State>[]): this {
     if (!Object.hasOwn(EVENT_TYPES, event)) {
@@ -672,10 +667,10 @@ export class Websocket<Identity = unknown, State = unknown> {
         );
     }
     let chain = this.chains.get(event);
-    const late = lateRegistration(
-      `websocket(${JSON.stringify(this.name)}).on(${JSON.stringify(event)})`,
-      chain !== undefined,
-    );
+    const late =
+      chain === undefined
+        ? undefined
+        : lateRegistration(`websocket(${JSON.stringify(this.name)}).on(${JSON.stringify(event)})`);
     if (late !== undefined) throw new NitricLikeError("failed_precondition", late);
     if (chain) {
       chain.push(...(handlers as WebsocketHandlerFn<WebsocketEvent>[]));
@@ -710,10 +705,10 @@ export class Websocket<Identity = unknown, State = unknown> {
         );
     }
     const chain = this.routeChains.get(action);
-    const late = lateRegistration(
-      `websocket(${JSON.stringify(this.name)}).route(${JSON.stringify(action)})`,
-      chain !== undefined,
-    );
+    const late =
+      chain === undefined
+        ? undefined
+        : lateRegistration(`websocket(${JSON.stringify(this.name)}).route(${JSON.stringify(action)})`);
     if (late !== undefined) throw new NitricLikeError("failed_precondition", late);
     if (chain) {
       chain.push(...(handlers as WebsocketHandlerFn<WebsocketEvent>[]));
