@@ -29,13 +29,12 @@ export type AuthorizationInput = MessageInitShape<typeof AuthorizationRequestSch
 /**
  * What the authorizer decided, checked: an identity of at most 8 KB and an offered subprotocol, or
  * a refusal. `busy` marks a refusal for a bound (see MAX_PENDING_AUTHORIZATIONS): the client may
- * connect again in a moment (Retry-After), and a flood of them is logged once a burst. `left`
- * marks a request given up because its client hung up (see authorize's `left`): nobody is there to
- * answer, and nothing of the connection ran.
+ * connect again in a moment (Retry-After), and a flood of them is logged once a burst. A request
+ * whose client hung up is answered with a refusal the gateway never sends (see authorize's `left`).
  */
 export type AuthorizeDecision =
   | { allow: true; identityJson: string; protocol: string }
-  | { allow: false; status: number; reason: string; busy?: true; left?: true };
+  | { allow: false; status: number; reason: string; busy?: true };
 
 /**
  * Most connection requests that may wait for one socket's authorizer: sent to it and not yet
@@ -71,7 +70,7 @@ interface Pending {
 
 /** A request whose client hung up: the gateway stops waiting for its answer. */
 function leftDecision(socket: string): AuthorizeDecision {
-  return { allow: false, status: 499, reason: `websocket "${socket}": the client left`, left: true };
+  return { allow: false, status: 499, reason: `websocket "${socket}": the client left` };
 }
 
 /** One service's authorizer stream for one socket. */
@@ -306,12 +305,8 @@ export class AuthorizerRegistry {
         return;
       }
       if (!left) return;
-      const gone = () => {
-        resolve(leftDecision(socket));
-        // Its answer, when it comes, frees its place and goes nowhere (a promise settles once).
-        pending.resolve = ignore;
-      };
-      left.addEventListener("abort", gone, { once: true });
+      // Its answer, when it comes, frees its place and goes nowhere (a promise settles once).
+      left.addEventListener("abort", () => resolve(leftDecision(socket)), { once: true });
     });
   }
 
@@ -323,9 +318,6 @@ export class AuthorizerRegistry {
     }
   }
 }
-
-/** Where the answer to a request whose client left goes. */
-function ignore(): void {}
 
 /** A refusal for a bound: 503, and the client may connect again in a moment. */
 function busy(reason: string): AuthorizeDecision {

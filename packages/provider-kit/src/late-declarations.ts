@@ -231,6 +231,9 @@ export class CollectedDeclarations {
     }
     const key = `${d.kind}\u0000${d.name}`;
     const first = !byResource.has(key);
+    // Bounded: names may come from clients (kv(nameFromAMessage)). A refusal forgotten leaves its
+    // calls refused still, as undeclared, only in other words.
+    if (first && byResource.size >= MAX_SAID_REGISTRATIONS) byResource.clear();
     byResource.set(key, message);
     // Said once per service and resource: a handler that declares on every event would repeat it.
     // A resource's own declaration is said once its grant has come too (kv("x").allow("set")
