@@ -137,10 +137,8 @@ interface Pending {
   deadline: number;
   /** How many of its deliveries ended with the service dying (see MAX_FATAL_DELIVERIES). */
   deaths: number;
-  /** Who hears its answer should it come after its timeout (dispatch's `late`). */
+  /** Who hears its answer should it come after its timeout (dispatch's `late`); once it has timed out, its sink is a LateSink. */
   late?: LateAnswer;
-  /** Set once it timed out and its sink became a LateSink: it times out once. */
-  expired?: boolean;
 }
 
 /** An event waiting for its handler to register (again). */
@@ -273,7 +271,7 @@ export class HandlerStream {
       if (p.late !== undefined) {
         this.keepLate(id, p);
         // A redelivered late event timed out before: its caller has been told.
-        if (p.expired) continue;
+        if (p.sink instanceof LateSink) continue;
       }
       const error = new HandlerError(
         "timeout",
@@ -281,7 +279,6 @@ export class HandlerStream {
       );
       const { sink, context } = p;
       if (p.late !== undefined) {
-        p.expired = true;
         p.sink = new LateSink(p.late);
         p.context = undefined;
       }
