@@ -530,8 +530,8 @@ export class Runtime {
    * runtime refuses with 504 (API Gateway opens no connection, and sends no $disconnect): `hook`
    * hears its answer; accepting, it may have stored the connection, so the disconnect handler runs
    * for it (1006), as for a client that left while its connect handler ran; refusing or failing,
-   * nothing runs. `ended` resolves once it has ended (true) or is given up (false), `cleaned`
-   * once its disconnect (if any) has too. Answered in a later invocation (this one had no time
+   * nothing runs. `ended` resolves once it has ended or has been given up, `cleaned` once its
+   * disconnect (if any) has run too. Answered in a later invocation (this one had no time
    * left), that invocation waits for the disconnect before it answers (lateDisconnects).
    */
   private lateConnect(
