@@ -62,7 +62,7 @@ export {
   poisonCloseReason,
 } from "./handlers.js";
 export { keptQuery, MAX_KEPT_QUERY_VALUES } from "./kept.js";
-export { CollectedDeclarations, type Declaration, lateDeclarationMessage } from "./late-declarations.js";
+export { CollectedDeclarations, type Declaration } from "./late-declarations.js";
 export { forEachLine, MAX_LINE_CHARS } from "./lines.js";
 export { checkLmdbFile, lmdbFileProblem } from "./lmdb-file.js";
 export { openFilesLimit, openFilesProblem } from "./open-files.js";

@@ -42,7 +42,7 @@ function written(d: Declaration, permissions?: readonly Permission[]): string {
  * service, why it fails once deployed, and the fix (the top level of `file`). `granted` is what
  * the collected declarations give the service on that resource, when they give anything.
  */
-export function lateDeclarationMessage(
+function lateDeclarationMessage(
   service: string,
   file: string | undefined,
   d: Declaration,
@@ -86,7 +86,7 @@ function registered(r: LateRegistration): string {
  * service that imports that one's entry file after it started (`await import(...)` in a handler)
  * registers its handlers as its own.
  */
-export function lateRegistrationMessage(
+function lateRegistrationMessage(
   service: string,
   file: string | undefined,
   r: LateRegistration,
@@ -113,7 +113,7 @@ export function lateRegistrationMessage(
  * given after the service started, so API Gateway would not call it and connections would not be
  * authorized once deployed. `owner`: the service the collect pass saw authorize the socket.
  */
-export function lateAuthorizerMessage(
+function lateAuthorizerMessage(
   service: string,
   file: string | undefined,
   socket: string,
