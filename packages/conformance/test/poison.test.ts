@@ -118,3 +118,45 @@ describe("poison messages in a row", () => {
     expect(innocent.closed).toBeUndefined();
   }, 60000);
 });
+
+/**
+ * A service whose connect handler, for `?n=late`, runs past the handler timeout (2 s) and then
+ * exits the process; its message handler answers "slow" after 1.5 s (within the timeout).
+ */
+function lateCrashProject(): string {
+  return writeProject({
+    "nitric-like.yaml": "name: late-crash\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 2s\n",
+    "services/chat.ts": [
+      'import { websocket } from "@nitric-like/sdk";',
+      'const socket = websocket("chat");',
+      'socket.on("connect", async (ctx) => {',
+      '  if (ctx.query.n?.[0] === "late") {',
+      "    await new Promise((r) => setTimeout(r, 3000));",
+      "    process.exit(1);",
+      "  }",
+      "});",
+      'socket.on("disconnect", () => {});',
+      'socket.on("message", async (ctx) => {',
+      "  await new Promise((r) => setTimeout(r, 1500));",
+      '  return "echo " + ctx.text();',
+      "});",
+    ].join("\n"),
+  });
+}
+
+describe("a handler past its timeout that kills its service", () => {
+  it("is not blamed on a message tried beside it: the message's client is answered, and the late connect is dropped", async () => {
+    const app = await startApp(lateCrashProject());
+    const innocent = await connect(app.url("chat"));
+    // Refused with 504 at the timeout; its handler runs on, and kills the service a second later.
+    await expect(connect(`${app.url("chat")}?n=late`)).rejects.toMatchObject({ status: 504 });
+    // In flight when the late handler kills the service: a suspect, as the late connect is.
+    innocent.ws.send("slow");
+    expect((await innocent.next(30000)).text).toBe("echo slow");
+    expect(innocent.closed).toBeUndefined();
+    const dropped = app.stderr.split("\n").filter((l) => l.includes("exited twice while handling"));
+    expect(dropped).toEqual([expect.stringMatching(/exited twice while handling a connect event of connection/)]);
+    expect(app.stderr).not.toMatch(/exited twice while handling a \d+-byte message/);
+    expect([...app.stderr.matchAll(/service "chat" exited with code 1; restarting/g)]).toHaveLength(2);
+  }, 60000);
+});

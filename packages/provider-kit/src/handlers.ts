@@ -44,7 +44,9 @@ export class HandlerError extends Error {
  * on its own while the event was unanswered) before the event is dropped as a poison event and
  * fails with "poison". The first such delivery may have been shared with other events; every
  * later one is alone, on every stream of its service (see Quarantine), so the last death is the
- * event's own doing.
+ * event's own doing. A later one that had to go beside a handler still running past twice its
+ * timeout does not count as the last (once per event; see Quarantine), so such an event gets one
+ * delivery more at most.
  */
 export const MAX_FATAL_DELIVERIES = 2;
 
@@ -139,6 +141,13 @@ interface Pending {
   deaths: number;
   /** Who hears its answer should it come after its timeout (dispatch's `late`); once it has timed out, its sink is a LateSink. */
   late?: LateAnswer;
+  /**
+   * Its latest delivery, as a suspect, went while handlers of its service past their timeout still
+   * ran (see Quarantine): it was not alone, so a death then is not held against it as its last.
+   */
+  shared?: boolean;
+  /** A death was not held against it once already (see `shared`): the next one counts, whatever ran beside it. */
+  excused?: boolean;
 }
 
 /** An event waiting for its handler to register (again). */
@@ -188,6 +197,13 @@ export class HandlerStream {
    * first: their handlers are still running.
    */
   readonly late = new Map<string, Pending>();
+  /**
+   * Events that timed out with nobody waiting for their answer (a message's), by id, oldest first,
+   * with the time (Date.now() milliseconds) a suspect stops waiting for them: their handlers may
+   * still run, and could kill the service beside a suspect (see Quarantine). Until their answer
+   * comes or the stream ends; MAX_LATE_EVENTS at most.
+   */
+  readonly overdue = new Map<string, number>();
   /** Our SDK's streams get their events in batches (see LeadingEdgeBatcher). */
   private readonly batcher = new LeadingEdgeBatcher<ServerMessageInit>(
     (message) => this.call.write(message),
@@ -272,7 +288,7 @@ export class HandlerStream {
         this.keepLate(id, p);
         // A redelivered late event timed out before: its caller has been told.
         if (p.sink instanceof LateSink) continue;
-      }
+      } else this.keepOverdue(id, p.deadline + this.registry.timeoutMs);
       const error = new HandlerError(
         "timeout",
         `websocket "${this.socket}": ${handlerName(this.event, this.route)} of service "${this.service}" did not answer within ${this.registry.timeoutMs / 1000} s (connection ${p.request.connectionId})`,
@@ -308,6 +324,26 @@ export class HandlerStream {
     );
   }
 
+  /** Remembers that the handler of a timed-out event nobody waits for may still run (see `overdue`). */
+  private keepOverdue(id: string, until: number): void {
+    this.overdue.set(id, until);
+    // Forgetting the oldest only lets a suspect go sooner beside it, as past its wait anyway.
+    if (this.overdue.size > MAX_LATE_EVENTS) this.overdue.delete(this.overdue.keys().next().value as string);
+  }
+
+  /**
+   * The time (Date.now() milliseconds) until which a suspect of this stream's service waits for
+   * the handlers of this stream still running past their timeout: the handler timeout once more
+   * after theirs ran out (the latest of them); `now` or earlier when none is left to wait for.
+   * `beside` is set when any of them still runs, waited for or not.
+   */
+  runningLate(now: number): { until: number; beside: boolean } {
+    let until = now;
+    for (const p of this.late.values()) until = Math.max(until, p.deadline + this.registry.timeoutMs);
+    for (const t of this.overdue.values()) until = Math.max(until, t);
+    return { until, beside: this.late.size + this.overdue.size > 0 };
+  }
+
   /** Routes an answer (or a batch of them) to its pending event. */
   answer(message: ClientMessage): void {
     if (message.content.case === "answerBatch") {
@@ -333,8 +369,13 @@ export class HandlerStream {
   /** The answer of an event that had timed out, for whoever waits for it (else it is dropped). */
   private lateAnswer(id: string, response: WebsocketEventResponse): void {
     const p = this.late.get(id);
-    if (p === undefined) return;
+    if (p === undefined) {
+      // A timed-out event's handler has ended: a suspect may no longer have to wait for it.
+      if (this.overdue.delete(id) && this.registry.quarantines.size !== 0) this.registry.settled(this);
+      return;
+    }
     this.late.delete(id);
+    if (this.registry.quarantines.size !== 0) this.registry.settled(this);
     try {
       (p.sink as AnswerSink).answered(p.context, response);
     } catch (error) {
@@ -351,6 +392,7 @@ export class HandlerStream {
     this.batcher.clear();
     const unanswered = [...this.late.values(), ...this.pending.values()];
     this.late.clear();
+    this.overdue.clear();
     this.pending.clear();
     return { unanswered, held: this.registry.withdraw(this) };
   }
@@ -371,6 +413,13 @@ interface Entry {
  * Suspects and the other events take turns: once a suspect is answered, the events held meanwhile
  * go out together before the next suspect waits for quiet, so an event that had no part in the
  * crash waits for one retry at most, not for every one.
+ *
+ * Quiet includes handlers that timed out and still run (HandlerStream.late and .overdue): one can
+ * kill the service as surely as an event in flight. A suspect waits for each of them for the
+ * handler timeout once more (twice the timeout since it was sent), then goes anyway, so a handler
+ * that never ends cannot stop the quarantine; a suspect that went while one still ran is `shared`,
+ * and a death on that delivery is not its last (once: the next one counts, so a poison event is
+ * still dropped, after one more delivery at most).
  */
 class Quarantine {
   suspects: Entry[] = [];
@@ -382,6 +431,8 @@ class Quarantine {
   heldTurn = false;
   /** A pump is due in a microtask (see HandlerRegistry.withdraw). */
   pumpDue = false;
+  /** Pumps once the handlers past their timeout that the next suspect waits for are no longer waited for. */
+  wake: NodeJS.Timeout | undefined;
 }
 
 /** Most events that may wait for one (socket, event) handler to come back; more fail at once. */
@@ -493,22 +544,46 @@ export class HandlerRegistry {
       }
       const next = q.suspects[0];
       if (next === undefined) {
+        clearTimeout(q.wake);
         this.quarantines.delete(service);
         return;
       }
-      if (this.busy(service)) return;
+      const beside = this.busy(service, q);
+      if (beside === undefined) return;
       q.suspects.shift();
+      next.p.shared = beside;
       q.probe = next.stream.transmit(next.p);
       q.probeStream = next.stream;
       q.heldTurn = true;
     }
   }
 
-  /** True while an event of `service` is in flight on any of its streams. */
-  private busy(service: string): boolean {
-    for (const s of this.streams.values()) if (s.service === service && s.pending.size > 0) return true;
-    for (const s of this.draining) if (s.service === service && s.pending.size > 0) return true;
-    return false;
+  /**
+   * Whether a suspect of `service` may go: undefined while an event of it is in flight on any of
+   * its streams, or a handler past its timeout still runs and is still waited for (see Quarantine;
+   * `q` is then pumped again when that wait ends); else whether such a handler still runs beside.
+   * Runs only for a service with suspects, once per suspect and per event of it that ends.
+   */
+  private busy(service: string, q: Quarantine): boolean | undefined {
+    const now = Date.now();
+    let until = now;
+    let beside = false;
+    for (const streams of [this.streams.values(), this.draining.values()])
+      for (const s of streams) {
+        if (s.service !== service) continue;
+        if (s.pending.size > 0) return undefined;
+        const late = s.runningLate(now);
+        until = Math.max(until, late.until);
+        beside ||= late.beside;
+      }
+    if (until <= now) return beside;
+    clearTimeout(q.wake);
+    q.wake = setTimeout(() => {
+      q.wake = undefined;
+      if (this.quarantines.get(service) === q) this.pump(service, q);
+    }, until - now);
+    q.wake.unref();
+    return undefined;
   }
 
   /** An event of `stream` left it (answered or expired): the suspect it was may be done, the next may go. */
@@ -696,6 +771,12 @@ export class HandlerRegistry {
    * one, and it has been failed as a poison event.
    */
   private fatal(service: string, socket: string, event: WebsocketEvent, route: string, p: Pending): boolean {
+    if (p.shared === true && p.excused !== true && p.deaths + 1 >= MAX_FATAL_DELIVERIES) {
+      // Tried beside a handler past its timeout, which may have been the killer: not alone, not last.
+      p.shared = false;
+      p.excused = true;
+      return false;
+    }
     p.deaths++;
     if (p.deaths < MAX_FATAL_DELIVERIES) return false;
     failLater(

@@ -338,6 +338,64 @@ describe.each(TRANSPORTS)("poison messages over %s", (transport) => {
     for (const ws of await Promise.all(suspects)) expect(ws.readyState).toBe(WebSocket.OPEN);
     expect(second.seen.map((e) => e.name)).toEqual(["c1", "fresh", "c2", "c3"]);
   });
+
+  it("waits for a handler past its timeout before it tries a suspect, up to the timeout once more, and a death beside it is not the suspect's last", async () => {
+    const { provider, logs } = await startProvider({ spec, handlerTimeoutMs: 300 });
+    const first = await playedProcess(provider);
+    const innocentOpen = open(`${urlOf(provider, "chat")}?n=innocent`);
+    await until(() => first.seen.length === 1, "the innocent client's connect");
+    first.seen[0]?.answer();
+    const innocent = await innocentOpen;
+    // A connect handler runs past its timeout (its client refused with 504), and then kills the service.
+    const refused = refusal(`${urlOf(provider, "chat")}?n=late`);
+    expect((await refused).status).toBe(504);
+    innocent.send("innocent");
+    await until(() => first.seen.length === 3, "the innocent message");
+    provider.serviceExited("svc", 1, null);
+    // Both are suspects: the late connect goes alone and times out again; the message waits for it.
+    const second = await playedProcess(provider);
+    await until(() => second.seen.length === 1, "the late connect, alone");
+    const sent = Date.now();
+    await until(() => second.seen.length === 2, "the message, once the late handler is no longer waited for");
+    expect(second.seen.map((e) => e.name)).toEqual(["late", "innocent"]);
+    expect(Date.now() - sent).toBeGreaterThanOrEqual(550);
+    // The late handler kills the service with the message beside it: not the message's last delivery.
+    provider.serviceExited("svc", 1, null);
+    const answered = nextMessage(innocent);
+    const third = await playedProcess(provider, (e) => e.answer());
+    expect((await answered).data.toString()).toBe("innocent");
+    expect(third.seen.map((e) => e.name)).toEqual(["innocent"]);
+    expect(innocent.readyState).toBe(WebSocket.OPEN);
+    expect(logs.error.filter((l) => l.includes("exited twice"))).toEqual([]);
+    expect(logs.warn.filter((l) => l.includes("exited twice"))).toEqual([
+      expect.stringMatching(/exited twice while handling a connect event of connection/),
+    ]);
+  });
+
+  it("sends a suspect as soon as the message handler past its timeout that it waits for answers", async () => {
+    const { provider } = await startProvider({ spec, handlerTimeoutMs: 300 });
+    const first = await playedProcess(provider, (e) => {
+      if (e.event === "connect") e.answer();
+    });
+    const slow = await open(`${urlOf(provider, "chat")}?n=slow`);
+    const other = await open(`${urlOf(provider, "chat")}?n=other`);
+    slow.send("slow");
+    other.send("other");
+    await until(() => first.seen.length === 4, "both messages");
+    provider.serviceExited("svc", 1, null);
+    const second = await playedProcess(provider, (e) => {
+      if (e.event === "connect") e.answer();
+    });
+    await until(() => second.seen.length === 1, "the first suspect, alone");
+    const answered = nextMessage(other);
+    // It times out (its handler still runs): the next suspect waits for it.
+    await sleep(450);
+    expect(second.seen.map((e) => e.name)).toEqual(["slow"]);
+    second.seen[0]?.answer();
+    await until(() => second.seen.length === 2, "the next suspect, at once");
+    second.seen[1]?.answer();
+    expect((await answered).data.toString()).toBe("other");
+  });
 });
 
 /** The HTTP status and body of a refused upgrade. */
