@@ -258,6 +258,150 @@ describe("the self-invocation (messages sent during connect, broadcast pages)", 
   });
 });
 
+/** The resources each resource refers to (Ref, Fn::GetAtt, Fn::Sub, DependsOn): CloudFormation's order. */
+function references(t: Template): Map<string, Set<string>> {
+  const ids = new Set(Object.keys(t.Resources));
+  const found = (value: unknown, into: Set<string>): void => {
+    if (Array.isArray(value)) for (const v of value) found(v, into);
+    else if (value !== null && typeof value === "object") {
+      for (const [key, v] of Object.entries(value)) {
+        if (key === "Ref" && ids.has(String(v))) into.add(String(v));
+        else if (key === "Fn::GetAtt" && Array.isArray(v) && ids.has(String(v[0]))) into.add(String(v[0]));
+        else if (key === "Fn::Sub")
+          for (const [, name] of String(v).matchAll(/\$\{([^}.]+)[^}]*\}/g))
+            if (ids.has(name as string)) into.add(name as string);
+        found(v, into);
+      }
+    }
+  };
+  return new Map(
+    Object.entries(t.Resources).map(([id, r]) => {
+      const into = new Set<string>(r.DependsOn ?? []);
+      found(r.Properties, into);
+      return [id, into];
+    }),
+  );
+}
+
+/** A cycle among the template's resources (CloudFormation refuses such a template), or undefined. */
+function cycleOf(t: Template): string[] | undefined {
+  const graph = references(t);
+  const state = new Map<string, "open" | "done">();
+  const path: string[] = [];
+  const visit = (id: string): string[] | undefined => {
+    if (state.get(id) === "done") return undefined;
+    if (state.get(id) === "open") return [...path.slice(path.indexOf(id)), id];
+    state.set(id, "open");
+    path.push(id);
+    for (const next of graph.get(id) ?? []) {
+      const cycle = visit(next);
+      if (cycle) return cycle;
+    }
+    path.pop();
+    state.set(id, "done");
+    return undefined;
+  };
+  for (const id of graph.keys()) {
+    const cycle = visit(id);
+    if (cycle) return cycle;
+  }
+  return undefined;
+}
+
+describe("the late disconnect (a connect handler's that answered after its client was refused)", () => {
+  it("names the disconnect handler's function to the connect handler's, when another service's, and lets it invoke exactly that function", () => {
+    const t = template(
+      app(["split", "whole"], [], ["gate", "keeper"], (socket) =>
+        socket === "split"
+          ? { connect: "gate", disconnect: "keeper", message: "keeper" }
+          : { connect: "keeper", disconnect: "keeper", message: "keeper" },
+      ),
+    );
+    const gate = readBindings(deployedEnvironment(t, "GateFunction"));
+    expect(gate.websockets.split?.disconnectFunction).toBe("keeperfunc");
+    expect(JSON.stringify(t.Resources.GateFunction?.Properties)).toContain('\\"disconnect\\":\\"${KeeperFunction}\\"');
+    // The function that handles both of a socket's events runs the disconnect itself.
+    const keeper = readBindings(deployedEnvironment(t, "KeeperFunction"));
+    expect(keeper.websockets.whole?.disconnectFunction).toBeUndefined();
+    expect(keeper.websockets.split?.disconnectFunction).toBeUndefined();
+    expect(t.Resources.GateLateDisconnectPolicy).toEqual({
+      Type: "AWS::IAM::Policy",
+      Properties: {
+        PolicyName: "nitric-like-late-disconnect",
+        Roles: [{ Ref: "GateRole" }],
+        PolicyDocument: {
+          Version: "2012-10-17",
+          Statement: [
+            {
+              Effect: "Allow",
+              Action: "lambda:InvokeFunction",
+              Resource: [{ "Fn::GetAtt": ["KeeperFunction", "Arn"] }],
+            },
+          ],
+        },
+      },
+    });
+    expect(ofType(t, "AWS::IAM::Policy").filter((id) => id.includes("LateDisconnect"))).toEqual([
+      "GateLateDisconnectPolicy",
+    ]);
+    expect(cycleOf(t)).toBeUndefined();
+  });
+
+  it("leaves out the pair that would make two functions need each other's name, so CloudFormation can create the stack", () => {
+    // a handles x's connect and y's disconnect, b the other way round: each function's name in
+    // the other's environment would be a cycle. x's pair (first) is kept, y's left out.
+    const t = template(
+      app(["x", "y"], [], ["a", "b"], (socket) =>
+        socket === "x"
+          ? { connect: "a", disconnect: "b", message: "a" }
+          : { connect: "b", disconnect: "a", message: "b" },
+      ),
+    );
+    expect(cycleOf(t)).toBeUndefined();
+    expect(readBindings(deployedEnvironment(t, "AFunction")).websockets.x?.disconnectFunction).toBe("bfunction0");
+    expect(readBindings(deployedEnvironment(t, "BFunction")).websockets.y?.disconnectFunction).toBeUndefined();
+    expect(ofType(t, "AWS::IAM::Policy").filter((id) => id.includes("LateDisconnect"))).toEqual([
+      "ALateDisconnectPolicy",
+    ]);
+  });
+
+  it("never makes a template whose resources refer to each other in a cycle, however the events are spread over services (property)", () => {
+    const services = ["a", "b", "c"];
+    const handlerOf = fc.constantFrom(...services);
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ connect: handlerOf, disconnect: handlerOf, message: handlerOf }), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        (handlers) => {
+          const sockets = handlers.map((_, i) => `s${i}`);
+          const t = template(
+            app(sockets, [], services, (socket) => handlers[Number(socket.slice(1))] as Record<string, string>),
+          );
+          expect(cycleOf(t)).toBeUndefined();
+          // Every pair kept is named and granted; every cross pair is kept unless it closes a cycle.
+          for (const [i, h] of handlers.entries()) {
+            const fn = `${h.connect.toUpperCase()}Function`;
+            const named = readBindings(deployedEnvironment(t, fn)).websockets[`s${i}`]?.disconnectFunction;
+            if (h.connect === h.disconnect) expect(named).toBeUndefined();
+            else if (named !== undefined) {
+              expect(named).toBe(`${h.disconnect}function`.padEnd(10, "0").slice(0, 10));
+              const policy = t.Resources[`${h.connect.toUpperCase()}LateDisconnectPolicy`]?.Properties as {
+                PolicyDocument: { Statement: { Resource: unknown[] }[] };
+              };
+              expect(policy.PolicyDocument.Statement[0]?.Resource).toContainEqual({
+                "Fn::GetAtt": [`${h.disconnect.toUpperCase()}Function`, "Arn"],
+              });
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe("rooms and connection state", () => {
   it("live in the one connections table, granted (with UpdateItem) only to functions that reach a socket, on that table only", () => {
     const t = template(app(["socket"], ["store"], ["a", "b", "c"], { connect: "a", message: "b" }));

@@ -225,17 +225,27 @@ class TemplateBuilder {
   private readonly resources: Resources = {};
   private readonly outputs: Record<string, Json> = {};
   private readonly sockets: WebsocketSpec[];
+  /** The logical ids of the functions (referenceBytes: a function's Ref is its name). */
+  private readonly functionIds = new Set<string>();
+  /**
+   * Per service, the sockets whose connect handler it runs and whose disconnect handler another
+   * service's function runs, with that service: lateDisconnectTargets.
+   */
+  private readonly lateDisconnects: Map<string, Map<string, string>>;
 
   constructor(private readonly input: TemplateInput) {
     this.spec = input.spec;
     this.sockets = this.spec.resources.filter((r): r is WebsocketSpec => r.kind === "websocket");
+    this.lateDisconnects = lateDisconnectTargets(this.sockets);
   }
 
   private apiId(socket: string): string {
     return this.ids.id("websocket", socket, "Api");
   }
   private functionId(service: string): string {
-    return this.ids.id("service", service, "Function");
+    const id = this.ids.id("service", service, "Function");
+    this.functionIds.add(id);
+    return id;
   }
   private roleId(service: string): string {
     return this.ids.id("service", service, "Role");
@@ -616,6 +626,7 @@ class TemplateBuilder {
       },
     };
     if (reachable.length > 0) this.addSelfInvokePolicy(service, role, fn);
+    this.addLateDisconnectPolicy(service, role);
     const key = this.input.artifactKeys[service];
     if (key === undefined) throw new Error(`template: no artifact for service "${service}"`);
     this.resources[fn] = {
@@ -720,6 +731,35 @@ class TemplateBuilder {
     };
   }
 
+  /**
+   * A function that runs a socket's connect handler, whose disconnect handler another service's
+   * function runs, may invoke that function (only it): when a connect handler answers after its
+   * client was refused (504), the runtime hands the disconnect for that connection to it. A
+   * separate policy, as the self-invocation's: the role and the other function never wait on each
+   * other.
+   */
+  private addLateDisconnectPolicy(service: string, role: string): void {
+    const targets = [...new Set(this.lateDisconnects.get(service)?.values() ?? [])].sort();
+    if (targets.length === 0) return;
+    this.resources[this.ids.id("service", service, "LateDisconnectPolicy")] = {
+      Type: "AWS::IAM::Policy",
+      Properties: {
+        PolicyName: "nitric-like-late-disconnect",
+        Roles: [{ Ref: role }],
+        PolicyDocument: {
+          Version: "2012-10-17",
+          Statement: [
+            {
+              Effect: "Allow",
+              Action: "lambda:InvokeFunction",
+              Resource: targets.map((target) => ({ "Fn::GetAtt": [this.functionId(target), "Arn"] })),
+            },
+          ],
+        },
+      },
+    };
+  }
+
   /** A function's environment: the runtime's bindings (runtime/bindings.ts). */
   private environment(service: string, reachable: WebsocketSpec[]): Record<string, Json> {
     const websockets = Object.fromEntries(
@@ -737,6 +777,11 @@ class TemplateBuilder {
           // The message routes this function serves (runtime/bindings.ts); absent when none.
           ...routesServedBy(s, service),
           ...(s.authorizer === service ? { authorize: true } : {}),
+          // The function that runs the socket's disconnect handler, when another service's: its
+          // name (a function's Ref), for the disconnect of a connect handler that answered late.
+          ...(this.lateDisconnects.get(service)?.has(s.name)
+            ? { disconnect: `\${${this.functionId(this.lateDisconnects.get(service)?.get(s.name) as string)}}` }
+            : {}),
         },
       ]),
     );
@@ -813,6 +858,8 @@ class TemplateBuilder {
     if (ref === "AWS::AccountId") return 12;
     const type = Object.hasOwn(this.resources, ref) ? (this.resources[ref] as { Type?: unknown }).Type : undefined;
     if (type === "AWS::ApiGatewayV2::Api") return 10;
+    // A function's generated name: at most 64 characters (Lambda's limit).
+    if (this.functionIds.has(ref)) return 64;
     if (type === "AWS::DynamoDB::Table") return Math.min(255, this.spec.name.length + ref.length + 14);
     if (type === "AWS::SecretsManager::Secret")
       return "arn::secretsmanager:::secret:".length + 10 + 16 + 12 + ref.length + 13 + 7;
@@ -836,6 +883,44 @@ class TemplateBuilder {
       },
     };
   }
+}
+
+/**
+ * Per service, the sockets whose connect handler it runs while another service runs their
+ * disconnect handler, each with that service: the connect function is given the other function's
+ * name (a Ref in its environment), so the other function must be created first. Where two such
+ * services would each need the other's name (or a longer cycle closes), CloudFormation could
+ * create neither: the pair that would close it is left out (sockets in the spec's order), and for
+ * its socket the runtime warns that the disconnect does not run (runtime/handler.ts lateConnect).
+ */
+export function lateDisconnectTargets(sockets: readonly WebsocketSpec[]): Map<string, Map<string, string>> {
+  const out = new Map<string, Map<string, string>>();
+  /** Whether `to` can be reached from `from` along the pairs kept so far. */
+  const reaches = (from: string, to: string): boolean => {
+    const seen = new Set<string>();
+    const stack = [from];
+    while (stack.length > 0) {
+      const at = stack.pop() as string;
+      if (at === to) return true;
+      if (seen.has(at)) continue;
+      seen.add(at);
+      for (const next of out.get(at)?.values() ?? []) stack.push(next);
+    }
+    return false;
+  };
+  for (const socket of sockets) {
+    const connect = socket.handlers.connect;
+    const disconnect = socket.handlers.disconnect;
+    if (connect === undefined || disconnect === undefined || connect === disconnect) continue;
+    if (reaches(disconnect, connect)) continue;
+    let targets = out.get(connect);
+    if (targets === undefined) {
+      targets = new Map();
+      out.set(connect, targets);
+    }
+    targets.set(socket.name, disconnect);
+  }
+  return out;
 }
 
 /** `{ routes: [action, ...] }`, the socket's message routes `service` handles, sorted; `{}` for none. */

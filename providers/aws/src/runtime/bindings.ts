@@ -19,6 +19,12 @@ export interface FunctionSocket extends SocketBinding {
   routes: string[];
   /** True when this function is the socket's authorizer (a Lambda REQUEST authorizer on $connect). */
   authorize?: boolean;
+  /**
+   * The function that runs the socket's disconnect handler, when this one runs its connect handler
+   * and another service the disconnect: a connect handler that answers after its client was
+   * refused (504) has its disconnect run there (an asynchronous Invoke, runtime/late-disconnect.ts).
+   */
+  disconnectFunction?: string;
 }
 
 /** Set by `run --provider aws`'s emulator in each function's environment. */
@@ -29,7 +35,8 @@ export interface Bindings {
   /** NITRIC_LIKE_SERVICE: the service this function runs. */
   service: string;
   /**
-   * NITRIC_LIKE_WEBSOCKETS: `{ "<socket>": { apiId, domain?, events, routes?, authorize? } }`, each
+   * NITRIC_LIKE_WEBSOCKETS: `{ "<socket>": { apiId, domain?, events, routes?, authorize?, disconnect? } }`
+   * (`disconnect`: FunctionSocket.disconnectFunction), each
    * socket's URLs made from its API id and NITRIC_LIKE_WEBSOCKET_ENDPOINT (socketUrls); an entry's
    * own `url` and `endpoint` win (the emulator's, and a template made before they were derived).
    */
@@ -87,6 +94,9 @@ function json<T>(env: NodeJS.ProcessEnv, name: string, fallback: T): T {
 }
 
 const EVENTS: readonly WebsocketEvent[] = ["connect", "disconnect", "message"];
+
+/** A Lambda function's name (Lambda's are at most 64 characters; the emulator's may be longer), or its ARN. */
+const FUNCTION_NAME = /^(arn:[a-z-]+:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,256}$/;
 
 /** What stands for a socket's API id in NITRIC_LIKE_WEBSOCKET_ENDPOINT (build/template.ts). */
 const API_ID_PLACEHOLDER = "{apiId}";
@@ -216,12 +226,19 @@ export function readBindings(env: NodeJS.ProcessEnv): Bindings {
       );
     }
     const events = (s.events ?? []).filter((e): e is WebsocketEvent => EVENTS.includes(e as WebsocketEvent));
+    const disconnect = (s as { disconnect?: unknown }).disconnect;
+    if (disconnect !== undefined && !(typeof disconnect === "string" && FUNCTION_NAME.test(disconnect))) {
+      throw new BindingError(
+        `nitric-like runtime: NITRIC_LIKE_WEBSOCKETS[${JSON.stringify(name)}].disconnect is ${JSON.stringify(disconnect)}, not a Lambda function's name; it is set by the template, so build and deploy again`,
+      );
+    }
     sockets[name] = {
       apiId: s.apiId,
       ...socketUrls(env, name, { ...s, apiId: s.apiId }),
       events,
       routes: routesOf(name, s.routes),
       ...(s.authorize === true ? { authorize: true } : {}),
+      ...(typeof disconnect === "string" ? { disconnectFunction: disconnect } : {}),
     };
   }
   const timeout = Number(env.NITRIC_LIKE_HANDLER_TIMEOUT_MS ?? 5000);
