@@ -125,3 +125,102 @@ describe.each([
     expect(await stored("conn:r")).not.toBeNull();
   }, 40000);
 });
+
+/** A service that handles the socket's connect only: another one handles its disconnect. */
+const GATE = `
+import { kv, websocket } from "@nitric-like/sdk";
+
+const store = kv("conns").allow("set");
+const split = websocket("split");
+
+split.on("connect", async (ctx) => {
+  const tag = ctx.query.tag?.[0];
+  if (!tag) return;
+  await new Promise((resolve) => setTimeout(resolve, Number(ctx.query.hold?.[0] ?? 0)));
+  await store.set("conn:" + tag, { id: ctx.connectionId });
+  await split.setState(ctx.connectionId, { tag });
+  if (ctx.query.refuse) return ctx.reject("refused late", 403);
+});
+`;
+
+/** The service that handles the socket's disconnect and messages. */
+const KEEPER = `
+import { isNitricLikeError, kv, websocket } from "@nitric-like/sdk";
+
+const store = kv("conns").allow("get", "set", "delete");
+const split = websocket("split");
+
+split.on("disconnect", async (ctx) => {
+  const tag = ctx.connection.state?.tag ?? "untagged";
+  let stored = null;
+  try {
+    stored = (await store.get("conn:" + tag)).id;
+  } catch {}
+  await store.set("gone:" + tag, { id: ctx.connectionId, code: ctx.code, reason: ctx.reason, stored });
+  await store.delete("conn:" + tag);
+});
+
+split.on("message", async (ctx) => {
+  const { key } = ctx.json();
+  try {
+    return { value: await store.get(key) };
+  } catch (error) {
+    if (isNitricLikeError(error) && error.code === "not_found") return { value: null };
+    throw error;
+  }
+});
+`;
+
+describe.each([
+  { provider: "local", args: [] as string[] },
+  { provider: "aws", args: [] as string[] },
+])(
+  "a connect handler past the handler timeout whose disconnect handler is another service's, on the $provider provider",
+  ({ provider, args }) => {
+    let app: App;
+    let url: string;
+    beforeAll(async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: latesplit\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 1s\n",
+        "services/gate.ts": GATE,
+        "services/keeper.ts": KEEPER,
+      });
+      app = await startApp(dir, ["--provider", provider, ...args]);
+      url = app.url("split");
+    }, 60000);
+    afterAll(async () => {
+      const { code } = await app.stop();
+      expect(code).toBe(0);
+    });
+
+    async function stored(key: string, timeoutMs = 0): Promise<unknown> {
+      const probe = await connect(url);
+      try {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const { value } = await probe.call({ key });
+          if (value !== null || Date.now() >= deadline) return value;
+          await sleep(100);
+        }
+      } finally {
+        probe.close();
+      }
+    }
+
+    it("runs the other service's disconnect handler for it once it has ended accepting, with the state it set, and none when it refused", async () => {
+      await expect(connect(`${url}?tag=a&hold=1600`)).rejects.toMatchObject({ status: 504 });
+      await expect(connect(`${url}?tag=r&hold=1600&refuse=1`)).rejects.toMatchObject({ status: 504 });
+      const gone = (await stored("gone:a", 8000)) as Record<string, unknown>;
+      expect(gone).toMatchObject({
+        code: 1006,
+        reason: "connect handler answered after the handler timeout (1 s); its client was refused with 504",
+      });
+      // After the connect handler had stored the connection, with the state it set: cleaned up.
+      expect(gone.stored).toBe(gone.id);
+      expect(await stored("conn:a")).toBeNull();
+      expect(await stored("conn:r", 8000)).not.toBeNull();
+      await sleep(1500); // time for a disconnect that should not come
+      expect(await stored("gone:r")).toBeNull();
+    }, 40000);
+  },
+);

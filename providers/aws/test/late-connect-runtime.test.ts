@@ -141,6 +141,45 @@ describe("a function whose $connect arrives late", () => {
       "disconnect Frozen1aaaaaa= 1006 connect handler answered after the handler timeout (5 s); its client was refused with 504",
     ]);
   }, 30000);
+
+  it("runs the disconnect handler for a late disconnect another function hands it, and refuses one that is not exactly that, as hostile input", async () => {
+    const reason = "connect handler answered after the handler timeout (5 s); its client was refused with 504";
+    const good = { nitricLike: "late-disconnect", socket: "chat", connectionId: "Handed1aaaaaa=", reason };
+    expect(await handler({ ...good, state: '{"tag":"a"}' })).toBeUndefined();
+    expect(lines.filter((l) => l.includes("Handed1aaaaaa="))).toEqual([`disconnect Handed1aaaaaa= 1006 ${reason}`]);
+    const forged: [unknown, string][] = [
+      // Made into a connect (or a message), it would run another handler: it is a late disconnect or nothing.
+      [
+        {
+          ...good,
+          connectionId: "Forged1aaaaaa=",
+          requestContext: { routeKey: "$connect", connectionId: "Forged1aaaaaa=" },
+        },
+        'it has "requestContext", which it may not',
+      ],
+      [
+        { ...good, connectionId: "Forged2aaaaaa=", socket: "other" },
+        'it names socket "other", whose disconnect this function does not handle',
+      ],
+      [
+        { ...good, connectionId: "Forged3aaaaaa=", reason: "anything at all" },
+        "its reason is not one the runtime gives a late connect's disconnect",
+      ],
+      [{ ...good, connectionId: "Forged4aaaaaa=", state: "{not json" }, "its state: a connection's state must be JSON"],
+      [{ ...good, connectionId: "Forged5aaaaaa=", state: JSON.stringify("x".repeat(17_000)) }, "at most 16384 bytes"],
+      [{ ...good, connectionId: "Forged6aaaaaa=", auth: 42 }, "its auth is not an identity (JSON text)"],
+      [{ ...good, connectionId: "" }, "its connectionId is not a connection id"],
+      [{ ...good, connectionId: "Forged7aaaaaa=", code: 1000 }, 'it has "code", which it may not'],
+    ];
+    for (const [event, why] of forged) {
+      const before = lines.length;
+      expect(await handler(event)).toBeUndefined();
+      const said = lines.slice(before);
+      expect(said.filter((l) => !l.startsWith("nitric-like:"))).toEqual([]);
+      expect(said).toEqual([expect.stringContaining(why)]);
+      expect(said[0]).toMatch(/^nitric-like: error: service "app": refused a late disconnect event/);
+    }
+  }, 30000);
 });
 
 /** A service that handles connect but not disconnect: another service's function does. */
@@ -191,14 +230,14 @@ describe("a function whose late connect handler's disconnect handler is another 
     await handler.ready;
   }, 60000);
 
-  it("refuses it and warns that the disconnect handler cannot run for it, naming the fix, instead of failing", async () => {
+  it("refuses it and, given no function to hand its disconnect to, warns that the disconnect handler cannot run for it, naming the fix, instead of failing", async () => {
     const answer = await handler(connectEvent("Split1aaaaaaa=", 1500, Date.now() - 27_500));
     expect(answer).toMatchObject({ statusCode: 504 });
     const mine = lines.filter((l) => l.includes("Split1aaaaaaa="));
     expect(mine[0]).toContain("did not answer before API Gateway's integration timeout");
     expect(mine.slice(1)).toEqual([
       "stored Split1aaaaaaa=",
-      'nitric-like: warning: websocket "chat": the connect handler of service "gate" accepted connection Split1aaaaaaa= after its client had been refused with 504, but the disconnect handler is another service\'s, whose function this one cannot invoke, so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up',
+      'nitric-like: warning: websocket "chat": the connect handler of service "gate" accepted connection Split1aaaaaaa= after its client had been refused with 504, but the disconnect handler is another service\'s, whose function this deployment does not let this one invoke (two services that each handle the connect of a socket whose disconnect the other handles, or a template built before it did), so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up',
     ]);
   }, 30000);
 });

@@ -64,6 +64,12 @@ import {
   type WebsocketApiResult,
 } from "./events.js";
 import { invokeAsync } from "./invoke.js";
+import {
+  isLateDisconnectEvent,
+  LATE_DISCONNECT,
+  type LateDisconnectEvent,
+  lateDisconnectProblem,
+} from "./late-disconnect.js";
 
 /** How long the first event waits for the service to register a handler it is expected to have. */
 const REGISTRATION_WAIT_MS = 10_000;
@@ -353,7 +359,12 @@ export class Runtime {
     event: unknown,
     context?: LambdaContext,
   ): Promise<WebsocketApiResult | AuthorizerResult | undefined> {
-    // First: an authorizer's event has a requestContext with a connectionId too.
+    // First: whatever else it holds, an event that says it is a late disconnect is one or nothing.
+    if (isLateDisconnectEvent(event)) {
+      await this.lateDisconnect(event);
+      return undefined;
+    }
+    // Then: an authorizer's event has a requestContext with a connectionId too.
     if (isAuthorizerEvent(event)) return this.authorize(event);
     if (isBroadcastEvent(event)) {
       await this.broadcastPage(event, context);
@@ -555,11 +566,34 @@ export class Runtime {
       gateway.opening.delete(id);
       if (response === undefined || connectRefusal(gateway.name, response)) return;
       if (!this.registry.isExpected(gateway.name, "disconnect")) {
-        // Locally every service's handlers are one registry away; here only this function's are.
-        this.logger.warn(
-          `websocket "${gateway.name}": the connect handler of service "${this.bindings.service}" accepted connection ${id} after its client had been refused with 504, but the disconnect handler is another service's, whose function this one cannot invoke, so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up`,
+        // Locally every service's handlers are one registry away; here only this function's are:
+        // the disconnect handler's function runs it (late-disconnect.ts), when the template says which.
+        const target = this.bindings.websockets[gateway.name]?.disconnectFunction;
+        if (target === undefined) {
+          this.logger.warn(
+            `websocket "${gateway.name}": the connect handler of service "${this.bindings.service}" accepted connection ${id} after its client had been refused with 504, but the disconnect handler is another service's, whose function this deployment does not let this one invoke (two services that each handle the connect of a socket whose disconnect the other handles, or a template built before it did), so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up`,
+          );
+          return;
+        }
+        const event: LateDisconnectEvent = {
+          nitricLike: LATE_DISCONNECT,
+          socket: gateway.name,
+          connectionId: id,
+          reason: late.reason,
+          ...(auth ? { auth } : {}),
+          ...(opening?.state ? { state: opening.state } : {}),
+        };
+        // Queued once: a retried Invoke that Lambda had queued would run the disconnect twice.
+        const handing = invokeAsync(target, event, this.env, HAND_OVER_RETRY).then(
+          () => {},
+          (error: unknown) => {
+            this.logger.error(
+              `websocket "${gateway.name}": could not hand the disconnect of connection ${id} (whose connect handler accepted it after its client had been refused with 504) to function ${target}, which runs the socket's disconnect handler: ${(error as Error).message}; what connect stored for it is not cleaned up`,
+            );
+          },
         );
-        return;
+        this.lateDisconnects.add(handing);
+        return handing.finally(() => this.lateDisconnects.delete(handing));
       }
       const running = this.registry
         .dispatch(gateway.name, "disconnect", {
@@ -732,6 +766,45 @@ export class Runtime {
       this.logger.error(
         `websocket "${event.socket}": broadcast ${event.broadcast} page ${event.page} failed: ${(error as Error).message}`,
       );
+    }
+  }
+
+  /**
+   * The disconnect of a connection whose connect handler (another service's function) accepted it
+   * after its client had been refused (late-disconnect.ts): checked as hostile input, then given
+   * to the disconnect handler as that function would have (1006). Never fails the invocation.
+   */
+  private async lateDisconnect(event: unknown): Promise<void> {
+    const handled = new Set(
+      Object.entries(this.bindings.websockets)
+        .filter(([, s]) => s.events.includes("disconnect"))
+        .map(([name]) => name),
+    );
+    const refuse = (why: string) =>
+      this.logger.error(
+        `service "${this.bindings.service}": refused a late disconnect event (the disconnect of a connection whose connect handler, another service's function, answered after its client had been refused): ${why}; it is made by nitric-like's runtime, so build and deploy again, and check who else may invoke this function`,
+      );
+    const problem = lateDisconnectProblem(event, handled);
+    if (problem !== undefined) {
+      refuse(problem);
+      return;
+    }
+    const e = event as LateDisconnectEvent;
+    // A connection that opened has a record: its disconnect comes from API Gateway, never from here.
+    if (this.table && (await this.table.messageContext(e.socket, e.connectionId).catch(() => undefined))) {
+      refuse(`connection ${e.connectionId} of websocket "${e.socket}" is open, and a late connect's never opened`);
+      return;
+    }
+    try {
+      await this.registry.dispatch(e.socket, "disconnect", {
+        socketName: e.socket,
+        connectionId: e.connectionId,
+        auth: e.auth ?? "",
+        websocketEvent: { case: "disconnection", value: { code: 1006, reason: e.reason } },
+        ...(e.state ? { extras: { stateJson: e.state } } : {}),
+      });
+    } catch (error) {
+      this.failure(error);
     }
   }
 
