@@ -14,10 +14,13 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { bundleFunction } from "../src/build/bundle.js";
 import type { WebsocketApiEvent } from "../src/runtime/events.js";
 import type { LambdaHandler } from "../src/runtime/handler.js";
-import { ENV } from "./helpers.js";
+import { cleanup, createTable, ENV, sdkDynamo, startDynalite } from "./helpers.js";
 
 const out = mkdtempSync(join(tmpdir(), "nitric-like-aws-late-connect-"));
-afterAll(() => rmSync(out, { recursive: true, force: true }));
+afterAll(async () => {
+  rmSync(out, { recursive: true, force: true });
+  await cleanup();
+});
 
 /**
  * The service: a connect handler that takes `hold` ms then "stores" its connection, a disconnect
@@ -74,7 +77,12 @@ describe("a function whose $connect arrives late", () => {
       { name: "app", file: "services/app.ts", path: join(project, "services", "app.ts") },
       out,
     );
+    // The connections table, on dynalite: a connection that opened has its record there.
+    const dynamodb = await startDynalite();
+    await createTable(sdkDynamo(dynamodb), "connections", "socket", "id");
     Object.assign(process.env, ENV, {
+      AWS_ENDPOINT_URL_DYNAMODB: dynamodb,
+      NITRIC_LIKE_CONNECTIONS_TABLE: "connections",
       NITRIC_LIKE_SERVICE: "app",
       NITRIC_LIKE_HANDLER_TIMEOUT_MS: "5000",
       NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
@@ -171,6 +179,10 @@ describe("a function whose $connect arrives late", () => {
       [{ ...good, connectionId: "" }, "its connectionId is not a connection id"],
       [{ ...good, connectionId: "Forged7aaaaaa=", code: 1000 }, 'it has "code", which it may not'],
     ];
+    // A connection that opened (its record is in the connections table) gets its disconnect from
+    // API Gateway: one handed over for it is forged, and would clean up a live connection.
+    expect(await handler(connectEvent("Opened1aaaaaa=", 0, Date.now()))).toEqual({ statusCode: 200 });
+    forged.push([{ ...good, connectionId: "Opened1aaaaaa=" }, 'connection Opened1aaaaaa= of websocket "chat" is open']);
     for (const [event, why] of forged) {
       const before = lines.length;
       expect(await handler(event)).toBeUndefined();
