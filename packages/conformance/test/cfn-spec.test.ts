@@ -33,6 +33,7 @@ describe("templates from nitric-like build --provider aws", () => {
     ["the @nitric/sdk lab", join(FIXTURES, "lab-nitric")],
     ["the rooms and state fixture", join(FIXTURES, "rooms")],
     ["the message routes fixture (routes in two services)", join(FIXTURES, "routes")],
+    ["the handover fixture (connect and disconnect in two services)", join(FIXTURES, "handover")],
   ])(
     "pass the CloudFormation resource specification: %s",
     async (_name, source) => {

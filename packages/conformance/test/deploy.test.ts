@@ -1057,6 +1057,32 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     expect(after).not.toHaveProperty("API_URL");
   }, 90000);
 
+  it("deploys a socket whose connect and disconnect are two services': the connect function gets the other's name", async () => {
+    const handover = copyProject(join(FIXTURES, "handover"));
+    const { code, stderr } = await runCli(["up", handover, "--stack", "handover", "--plain"], { timeoutMs: 60000 });
+    expect(code, stderr).toBe(0);
+    expect(await stackStatus("handover")).toBe("CREATE_COMPLETE");
+    expect(await resourceTypes("handover")).toEqual(expect.arrayContaining(["AWS::IAM::Policy"]));
+    const response = await fetch(`${url}/2015-03-31/functions/`, {
+      headers: {
+        authorization:
+          "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0",
+      },
+    });
+    const { Functions } = (await response.json()) as {
+      Functions: { FunctionName: string; Environment?: { Variables?: Record<string, string> } }[];
+    };
+    const ours = Functions.filter((f) => f.FunctionName.startsWith("handover-"));
+    const service = (name: string) => ours.find((f) => f.Environment?.Variables?.NITRIC_LIKE_SERVICE === name);
+    const sockets = JSON.parse(service("gate")?.Environment?.Variables?.NITRIC_LIKE_WEBSOCKETS ?? "{}");
+    expect(sockets.hall.disconnect).toBe(service("keeper")?.FunctionName);
+    expect(
+      JSON.parse(service("keeper")?.Environment?.Variables?.NITRIC_LIKE_WEBSOCKETS ?? "{}").hall,
+    ).not.toHaveProperty("disconnect");
+    const down = await runCli(["down", handover, "--stack", "handover", "--plain", "--yes"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+  }, 120000);
+
   it("prints what the deployed functions logged, from their stack's log groups, and follows new lines", async () => {
     const logs = async (operation: string, body: object) => {
       const response = await fetch(url, {
