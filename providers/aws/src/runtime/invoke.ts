@@ -1,7 +1,8 @@
 /**
  * Lambda's Invoke API (`POST /2015-03-31/functions/{name}/invocations`, InvocationType Event), one
- * signed request (../aws/request.ts). Only the runtime's delivery of messages sent during connect
- * needs it, and a full Lambda client would add 112 KB to every bundle and 25 ms to every cold start.
+ * signed request (../aws/request.ts). The runtime's deliveries of messages sent during connect, its
+ * broadcast pages and a late connect's disconnect handed to another service's function need it,
+ * and a full Lambda client would add 112 KB to every bundle and 25 ms to every cold start.
  */
 import { AwsError, endpointOf, type RetryPolicy, STANDARD_RETRY, sendSigned } from "../aws/request.js";
 
