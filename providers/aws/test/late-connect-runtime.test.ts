@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { bundleFunction } from "../src/build/bundle.js";
 import type { WebsocketApiEvent } from "../src/runtime/events.js";
 import type { LambdaHandler } from "../src/runtime/handler.js";
-import { cleanup, createTable, ENV, sdkDynamo, startDynalite } from "./helpers.js";
+import { cleanup, createTable, ENV, expectSigned, loopback, sdkDynamo, startDynalite } from "./helpers.js";
 
 const out = mkdtempSync(join(tmpdir(), "nitric-like-aws-late-connect-"));
 afterAll(async () => {
@@ -251,5 +251,95 @@ describe("a function whose late connect handler's disconnect handler is another 
       "stored Split1aaaaaaa=",
       'nitric-like: warning: websocket "chat": the connect handler of service "gate" accepted connection Split1aaaaaaa= after its client had been refused with 504, but the disconnect handler is another service\'s, whose function this deployment does not let this one invoke (two services that each handle the connect of a socket whose disconnect the other handles, or a template built before it did), so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up',
     ]);
+  }, 30000);
+});
+
+describe("a function whose late connect handler's disconnect handler is another service's function, named to it", () => {
+  let handler: LambdaHandler;
+  const lines: string[] = [];
+  /** Lambda's Invoke API: 429 (throttled, nothing queued) for the first of each connection, then 202; 500 for "Broken". */
+  let lambda: Awaited<ReturnType<typeof loopback>>;
+
+  beforeAll(async () => {
+    const seen = new Set<string>();
+    lambda = await loopback((request) => {
+      const id = String((JSON.parse(request.body.toString("utf8")) as { connectionId?: unknown }).connectionId);
+      if (id.startsWith("Broken")) return { status: 500, body: JSON.stringify({ message: "internal" }) };
+      if (!seen.has(id)) {
+        seen.add(id);
+        return {
+          status: 429,
+          headers: { "x-amzn-errortype": "TooManyRequestsException" },
+          body: JSON.stringify({ message: "Rate Exceeded." }),
+        };
+      }
+      return { status: 202 };
+    });
+    const project = join(out, "handover");
+    mkdirSync(join(project, "services"), { recursive: true });
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "handover", private: true }));
+    writeFileSync(
+      join(project, "services", "gate.ts"),
+      CONNECT_ONLY.replace(
+        'console.log("stored " + ctx.connectionId);',
+        'console.log("stored " + ctx.connectionId);\n  await chat.setState(ctx.connectionId, { tag: "t" });',
+      ),
+    );
+    const modules = fileURLToPath(new URL("../../../examples/chat/node_modules", import.meta.url));
+    symlinkSync(modules, join(project, "node_modules"), "dir");
+    const bundle = await bundleFunction(
+      project,
+      { name: "gate", file: "services/gate.ts", path: join(project, "services", "gate.ts") },
+      join(out, "handover-out"),
+    );
+    Object.assign(process.env, ENV, {
+      AWS_ENDPOINT_URL_LAMBDA: lambda.url,
+      NITRIC_LIKE_SERVICE: "gate",
+      NITRIC_LIKE_HANDLER_TIMEOUT_MS: "5000",
+      NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
+        chat: {
+          apiId: API_ID,
+          url: `wss://${API_ID}.execute-api.eu-west-1.amazonaws.com/live`,
+          endpoint: `https://${API_ID}.execute-api.eu-west-1.amazonaws.com/live`,
+          events: ["connect"],
+          routes: [],
+          disconnect: "handover-KeeperFunction-AbC123",
+        },
+      }),
+      NITRIC_LIKE_KV_TABLES: "{}",
+    });
+    for (const stream of ["log", "warn", "error"] as const)
+      vi.spyOn(console, stream).mockImplementation((line: unknown) => {
+        lines.push(String(line));
+      });
+    handler = (createRequire(import.meta.url)(bundle.file) as { handler: LambdaHandler }).handler;
+    await handler.ready;
+  }, 60000);
+
+  it("hands the disconnect to that function asynchronously before it answers, trying again only while Lambda throttles", async () => {
+    const answer = await handler(connectEvent("Handover1aaaa=", 1500, Date.now() - 27_500));
+    expect(answer).toMatchObject({ statusCode: 504 });
+    const invokes = lambda.requests.filter((r) => r.body.toString("utf8").includes("Handover1aaaa="));
+    expect(invokes).toHaveLength(2);
+    for (const r of invokes) {
+      expect(r.method).toBe("POST");
+      expect(r.path).toBe("/2015-03-31/functions/handover-KeeperFunction-AbC123/invocations");
+      expect(r.headers["x-amz-invocation-type"]).toBe("Event");
+      expectSigned(r, "lambda");
+      expect(JSON.parse(r.body.toString("utf8"))).toEqual({
+        nitricLike: "late-disconnect",
+        socket: "chat",
+        connectionId: "Handover1aaaa=",
+        reason: "connect handler answered after API Gateway's integration timeout; its client was refused with 504",
+        state: '{"tag":"t"}',
+      });
+    }
+    expect(lines.filter((l) => l.includes("Handover1aaaa=") && l.includes("warning: websocket"))).toEqual([]);
+    // An Invoke that may have been queued (500) is not sent again: the disconnect must not run twice.
+    await handler(connectEvent("Broken1aaaaaa=", 1500, Date.now() - 27_500));
+    expect(lambda.requests.filter((r) => r.body.toString("utf8").includes("Broken1aaaaaa="))).toHaveLength(1);
+    expect(lines.filter((l) => l.includes("Broken1aaaaaa=")).at(-1)).toMatch(
+      /^nitric-like: error: websocket "chat": could not hand the disconnect of connection Broken1aaaaaa= .* to function handover-KeeperFunction-AbC123, which runs the socket's disconnect handler: .*500.*; what connect stored for it is not cleaned up$/,
+    );
   }, 30000);
 });

@@ -583,8 +583,9 @@ export class Runtime {
           ...(auth ? { auth } : {}),
           ...(opening?.state ? { state: opening.state } : {}),
         };
-        // Queued once: a retried Invoke that Lambda had queued would run the disconnect twice.
-        const handing = invokeAsync(target, event, this.env, HAND_OVER_RETRY).then(
+        // Queued once: a retried Invoke that Lambda may have queued (5xx, no answer) would run the
+        // disconnect twice; a throttled one (429) was not queued, and is tried again.
+        const handing = handOverThrottled(() => invokeAsync(target, event, this.env, HAND_OVER_RETRY)).then(
           () => {},
           (error: unknown) => {
             this.logger.error(
@@ -882,6 +883,19 @@ export class Runtime {
     if (only && !only.binary) return { statusCode: 200, body: Buffer.from(only.data).toString("utf8") };
     for (const r of replies) await gateway.post(id, r.data);
     return { statusCode: 200 };
+  }
+}
+
+/** Tries `invoke` again while Lambda answers 429 (nothing queued), at most 5 times in all. */
+async function handOverThrottled(invoke: () => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await invoke();
+      return;
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 429 || attempt >= 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt * (0.5 + Math.random() / 2)));
+    }
   }
 }
 
