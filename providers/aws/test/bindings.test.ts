@@ -55,6 +55,25 @@ describe("readBindings", () => {
     expect(() => read({ routes: "join" })).toThrow(/routes is not valid \(not an array of route names\)/);
   });
 
+  it("reads the function that runs a socket's disconnect from NITRIC_LIKE_WEBSOCKETS (none when absent), and refuses what names no function", () => {
+    const read = (extra: object) =>
+      readBindings({
+        NITRIC_LIKE_SERVICE: "gate",
+        NITRIC_LIKE_WEBSOCKETS: JSON.stringify({
+          chat: { apiId: "a", url: "wss://a/live", endpoint: "https://a/live", events: ["connect"], ...extra },
+        }),
+      });
+    expect(read({}).websockets.chat?.disconnectFunction).toBeUndefined();
+    expect(read({ disconnect: "app-KeeperFunction-Ab12" }).websockets.chat?.disconnectFunction).toBe(
+      "app-KeeperFunction-Ab12",
+    );
+    for (const bad of ["", "../other", "a b", 7, ["x"]]) {
+      expect(() => read({ disconnect: bad })).toThrow(
+        /^nitric-like runtime: NITRIC_LIKE_WEBSOCKETS\["chat"\]\.disconnect is .*, not a Lambda function's name; it is set by the template, so build and deploy again$/,
+      );
+    }
+  });
+
   it("reads NITRIC_LIKE_DECLARED as the service's file and its resources with their permissions, names kept as data; absent, nothing is checked", () => {
     const read = (declared: string) => readBindings({ NITRIC_LIKE_SERVICE: "chat", NITRIC_LIKE_DECLARED: declared });
     expect(
