@@ -115,11 +115,14 @@ export {
   tooManyRoomsProblem,
 } from "./rooms.js";
 export {
+  MAX_ROUTE_BY_DEPTH,
+  MAX_ROUTE_BY_LENGTH,
   MAX_ROUTE_NAME_LENGTH,
   ROUTE_BY_PATTERN,
   ROUTE_NAME_PATTERN,
   ROUTE_PROPERTY,
   ROUTE_SELECTION_EXPRESSION,
+  routeByKey,
   routeByOf,
   routeByProblem,
   routeNameProblem,

@@ -1,16 +1,21 @@
 /**
- * topLevelString(text, name): what `JSON.parse(text)[name]` is when `text` is a JSON object and
- * that property a string, without building the object. Route selection (routes.ts) runs it on the
- * gateway's thread for text messages of a socket with routes, and a client chooses what it sends:
- * `JSON.parse` allocates every array, object and number of a message, so 128 KB of nested arrays
- * cost it 2.9 ms, where this scanner, which allocates only the strings it returns, takes 0.66 ms,
- * and about 0.7 ms for the costliest shapes measured (numbers 0.59 against 0.83 ms, small objects
- * 0.68 against 0.96; one long string 0.08 against 0.04 ms; a short command 0.22 against 0.23 µs;
- * `node bench/route-select.mjs`, BENCHMARKS.md). That keeps a hostile message's cost within a few
- * times what the gateway spends on its frame anyway (unmasking 128 KB: about 0.13 ms).
+ * stringAt(text, path): what `JSON.parse(text)` holds at `path` (own properties, one per name:
+ * `["meta", "type"]` reads `.meta.type`) when `text` is a JSON object, each property on the way an
+ * object and the last a string, without building the object. Route selection (routes.ts) runs it
+ * on the gateway's thread for text messages of a socket with routes, and a client chooses what it
+ * sends: `JSON.parse` allocates every array, object and number of a message, so 128 KB of nested
+ * arrays cost it 2.9 ms, where this scanner, which allocates only the strings it compares and
+ * returns, takes 0.66 ms, and about 0.7 ms for the costliest shapes measured (numbers 0.59
+ * against 0.83 ms, small objects 0.68 against 0.96; one long string 0.08 against 0.04 ms; a short
+ * command 0.22 against 0.23 µs; `node bench/route-select.mjs`, BENCHMARKS.md). That keeps a
+ * hostile message's cost within a few times what the gateway spends on its frame anyway
+ * (unmasking 128 KB: about 0.13 ms).
  * Its answers are `JSON.parse`'s on every input (json-scan.test.ts holds it to that, JSON.parse
- * as the oracle): undefined for text that is not JSON, not an object, or has no such property or
- * a non-string one (the last of duplicate keys counts, as for JSON.parse).
+ * as the oracle): undefined for text that is not JSON, not an object, or with no such property, a
+ * non-string one, or a property on the way that is not an object (an array, a string). The last
+ * of duplicate keys counts, as for JSON.parse, at every level: `{"meta":{"type":"a"},"meta":{}}`
+ * has no `.meta.type`. Names are compared as text, never looked up on an object, so `__proto__`
+ * or `constructor` name own properties only, as JSON.parse makes them.
  */
 
 /** The kinds of open container, on the scanner's stack. */
@@ -88,17 +93,26 @@ function stringValue(text: string, start: number, end: number): string {
   return inner.includes("\\") ? (JSON.parse(text.slice(start, end)) as string) : inner;
 }
 
-/** See the file's comment. */
-export function topLevelString(text: string, name: string): string | undefined {
+/** See the file's comment. `path` has at least one name. */
+export function stringAt(text: string, path: readonly string[]): string | undefined {
   const n = text.length;
+  const last = path.length;
   let i = 0;
   while (isSpace(text.charCodeAt(i))) i++;
   if (text.charCodeAt(i) !== 123) return undefined;
   let depth = 0;
+  /**
+   * How many of the open containers, from the outermost, are the objects `path` runs through:
+   * the top-level object, then the value of path[0] in it, and so on. A key is compared with
+   * path[depth - 1] only while every container around it is on the path (onPath === depth).
+   */
+  let onPath = 0;
   /** Inside an object, before a key. */
   let key = false;
-  /** The value about to be read is the top-level property `name`. */
+  /** The value about to be read is the property at the end of `path`. */
   let wanted = false;
+  /** The value about to be read is a property on the way: an object there is on the path. */
+  let through = false;
   let found: string | undefined;
   for (;;) {
     // A value, or an object's key.
@@ -108,7 +122,13 @@ export function topLevelString(text: string, name: string): string | undefined {
       if (c !== 34) return undefined;
       const end = endOfString(text, i);
       if (end < 0) return undefined;
-      if (depth === 1) wanted = stringValue(text, i, end) === name;
+      if (onPath === depth && stringValue(text, i, end) === path[depth - 1]) {
+        // This key sets the property again (the last of duplicates counts): whatever an
+        // earlier one held, or held below it, is gone.
+        found = undefined;
+        wanted = depth === last;
+        through = !wanted;
+      }
       i = end;
       while (isSpace(text.charCodeAt(i))) i++;
       if (text.charCodeAt(i) !== 58) return undefined;
@@ -117,14 +137,15 @@ export function topLevelString(text: string, name: string): string | undefined {
       continue;
     }
     if (c === 123 || c === 91) {
-      if (wanted) found = undefined;
-      wanted = false;
       if (depth === open.length) {
         const grown = new Uint8Array(open.length * 2);
         grown.set(open);
         open = grown;
       }
       const kind = c === 123 ? OBJECT : ARRAY;
+      if (kind === OBJECT && (depth === 0 || through)) onPath = depth + 1;
+      wanted = false;
+      through = false;
       open[depth++] = kind;
       i++;
       while (isSpace(text.charCodeAt(i))) i++;
@@ -133,6 +154,7 @@ export function topLevelString(text: string, name: string): string | undefined {
         key = kind === OBJECT;
         continue;
       }
+      if (onPath === depth) onPath--;
       depth--; // empty
       i++;
     } else if (c === 34) {
@@ -140,12 +162,13 @@ export function topLevelString(text: string, name: string): string | undefined {
       if (end < 0) return undefined;
       if (wanted) found = stringValue(text, i, end);
       wanted = false;
+      through = false;
       i = end;
     } else {
       const end = endOfScalar(text, i);
       if (end < 0) return undefined;
-      if (wanted) found = undefined;
       wanted = false;
+      through = false;
       i = end;
     }
     // After a value: a comma, or the end of its containers, or of the text.
@@ -160,6 +183,7 @@ export function topLevelString(text: string, name: string): string | undefined {
         break;
       }
       if (!((next === 125 && kind === OBJECT) || (next === 93 && kind === ARRAY))) return undefined;
+      if (onPath === depth) onPath--;
       depth--;
       i++;
     }

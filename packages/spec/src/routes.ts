@@ -1,16 +1,17 @@
 /**
  * Message routes (`socket.route(action, handler)`): a text message that is a JSON object whose
- * `action` property is a route's name goes to that route's handler; every other message goes to
- * the socket's message handler. This is API Gateway's route selection with the expression
- * `$request.body.action`, the one Architect, SST and the Serverless Framework use, and the local
- * provider selects the same way (selectRoute), so a client sees one behaviour everywhere.
+ * `action` property (or the socket's `routeBy` path, such as `meta.type`) is a route's name goes
+ * to that route's handler; every other message goes to the socket's message handler. This is API
+ * Gateway's route selection with the expression `$request.body.action` (`$request.body.meta.type`),
+ * the one Architect, SST and the Serverless Framework use, and the local provider selects the
+ * same way (selectRoute), so a client sees one behaviour everywhere.
  */
-import { topLevelString } from "./json-scan.js";
+import { stringAt } from "./json-scan.js";
 
-/** The JSON property a message's route is read from, unless the socket names another (`routeBy`). */
+/** The JSON property a message's route is read from, unless the socket names another path (`routeBy`). */
 export const ROUTE_PROPERTY = "action";
 
-/** API Gateway's route selection expression for a socket's routeBy property (ROUTE_PROPERTY without one). */
+/** API Gateway's route selection expression for a socket's routeBy path (ROUTE_PROPERTY without one). */
 export function routeSelectionExpression(routeBy: string | undefined): string {
   return `$request.body.${routeBy ?? ROUTE_PROPERTY}`;
 }
@@ -18,16 +19,27 @@ export function routeSelectionExpression(routeBy: string | undefined): string {
 /** API Gateway's route selection expression for ROUTE_PROPERTY. */
 export const ROUTE_SELECTION_EXPRESSION = routeSelectionExpression(undefined);
 
-/**
- * A `routeBy` property: a JavaScript-style identifier of at most 64 characters, a top-level
- * property of the message (API Gateway's `$request.body.<name>` takes a JSON path; nitric-like
- * takes one plain name, which both providers select alike).
- */
-export const ROUTE_BY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** Most names in a routeBy path (`a.b.c.d` has four). */
+export const MAX_ROUTE_BY_DEPTH = 4;
+
+/** Longest routeBy path, dots included. */
+export const MAX_ROUTE_BY_LENGTH = 64;
 
 /**
- * The routeBy property an API Gateway route selection expression names, or undefined when it is
- * not one nitric-like writes (`$request.body.<name>`, the name as ROUTE_BY_PATTERN).
+ * A `routeBy` path: 1 to MAX_ROUTE_BY_DEPTH names joined by ".", each a JavaScript-style
+ * identifier (a letter or `_`, then letters, digits or `_`), at most MAX_ROUTE_BY_LENGTH
+ * characters in all: `type`, `meta.type`. The first name is a property of the message, each next
+ * one a property of the object before it. API Gateway's `$request.body.<path>` takes a JSON path;
+ * nitric-like takes this plain dotted form (no brackets, quotes or wildcards), which both
+ * providers select alike.
+ */
+export const ROUTE_BY_PATTERN = new RegExp(
+  `^(?=.{1,${MAX_ROUTE_BY_LENGTH}}$)[A-Za-z_][A-Za-z0-9_]*(?:\\.[A-Za-z_][A-Za-z0-9_]*){0,${MAX_ROUTE_BY_DEPTH - 1}}$`,
+);
+
+/**
+ * The routeBy path an API Gateway route selection expression names, or undefined when it is not
+ * one nitric-like writes (`$request.body.<path>`, the path as ROUTE_BY_PATTERN).
  */
 export function routeByOf(expression: unknown): string | undefined {
   const prefix = routeSelectionExpression("");
@@ -40,7 +52,7 @@ export function routeByOf(expression: unknown): string | undefined {
 export function routeByProblem(socket: string, routeBy: unknown): string | undefined {
   if (typeof routeBy === "string" && ROUTE_BY_PATTERN.test(routeBy)) return undefined;
   const shown = typeof routeBy === "string" ? JSON.stringify(routeBy.slice(0, 80)) : String(routeBy);
-  return `websocket("${socket}", { routeBy: ${shown} }): routeBy names the top-level JSON property that selects a message's route, a letter or "_" then letters, digits or "_", at most 64, such as "type" (default "action")`;
+  return `websocket("${socket}", { routeBy: ${shown} }): routeBy names the JSON property that selects a message's route, "type" for {"type":"join"} or a path such as "meta.type" for {"meta":{"type":"join"}} (default "action"): 1 to ${MAX_ROUTE_BY_DEPTH} names joined by ".", each a letter or "_" then letters, digits or "_", at most ${MAX_ROUTE_BY_LENGTH} characters in all`;
 }
 
 /**
@@ -79,17 +91,42 @@ export function routeNameProblem(socket: string, action: unknown, routeBy = ROUT
 }
 
 /**
+ * The last name of a routeBy path, the key a message must hold to select a route (`type` for
+ * `meta.type`): a message without it (and without escapes) is not read.
+ */
+export function routeByKey(routeBy: string): string {
+  return routeBy.slice(routeBy.lastIndexOf(".") + 1);
+}
+
+/** Each routeBy's names, split once: selectRoute runs on every message. */
+const paths = new Map<string, readonly string[]>();
+
+function pathOf(routeBy: string): readonly string[] {
+  let path = paths.get(routeBy);
+  if (path === undefined) {
+    // A program has a few sockets; the bound only keeps a caller that passes many from growing it.
+    if (paths.size >= 64) paths.clear();
+    path = routeBy.split(".");
+    paths.set(routeBy, path);
+  }
+  return path;
+}
+
+/**
  * The route a text message selects among `routes`, or undefined for the message handler: the
- * message read as JSON, its top-level `routeBy` property (`action` by default), when a string
- * that names a route. Anything else (not JSON, not an object, no such property, another type, an
- * unknown name) selects none.
+ * message read as JSON, the property at its `routeBy` path (`action` by default; `meta.type`
+ * reads `.meta.type`), when a string that names a route. Anything else (not JSON, not an object,
+ * no such property, another type, a property on the way that is not an object, an unknown name)
+ * selects none.
  */
 export function selectRoute(text: string, routes: ReadonlySet<string>, routeBy = ROUTE_PROPERTY): string | undefined {
   if (routes.size === 0) return undefined;
+  const path = pathOf(routeBy);
   // No scan for a message that cannot have the property (a key written with escapes, such as
   // "\u0061ction", still names it).
-  if (!text.includes(`"${routeBy}"`) && !text.includes("\\u")) return undefined;
-  // As JSON.parse(text)[routeBy] would read it, without building the message (json-scan.ts).
-  const action = topLevelString(text, routeBy);
+  if (!text.includes(`"${path[path.length - 1]}"`) && !text.includes("\\u")) return undefined;
+  // As JSON.parse(text).meta.type would read it (own properties only), without building the
+  // message (json-scan.ts).
+  const action = stringAt(text, path);
   return action !== undefined && routes.has(action) ? action : undefined;
 }

@@ -100,9 +100,9 @@ describe("buildSpec", () => {
     expect(buildSpec("app", [typed, other, sender]).errors).toEqual([
       'websocket socket: its routes are selected by "type" ("typed") and "kind" ("other"); a socket selects by one property, so give websocket("socket", { routeBy }) the same value in every service that gives it',
     ]);
-    const bad = service("bad", { declared: [{ kind: "websocket", name: "socket", routeBy: "a.b" }] });
+    const bad = service("bad", { declared: [{ kind: "websocket", name: "socket", routeBy: "a..b" }] });
     expect(buildSpec("app", [typed, bad]).errors).toEqual([
-      expect.stringMatching(/^service "bad": websocket\("socket", \{ routeBy: "a.b" \}\): routeBy names/),
+      expect.stringMatching(/^service "bad": websocket\("socket", \{ routeBy: "a\.\.b" \}\): routeBy names/),
     ]);
   });
 

@@ -72,7 +72,7 @@ export interface WebsocketSpec {
    * handles it; absent when the socket has none. Messages that select none go to `handlers.message`.
    */
   routes?: { action: string; service: string }[];
-  /** The JSON property that selects a message's route (`websocket(name, { routeBy })`); absent: "action". */
+  /** The JSON property or dotted path that selects a message's route (`websocket(name, { routeBy })`); absent: "action". */
   routeBy?: string;
   /** The service whose `authorize` runs before connect; absent when the socket has none. */
   authorizer?: string;

@@ -375,15 +375,15 @@ describe("bad gRPC requests", () => {
       code: Code.INVALID_ARGUMENT,
       details: "declare: the request has no resource id",
     });
-    // A routeBy no provider could select by (a path, a name that is not one property).
+    // A routeBy no provider could select by (a bracketed path, not names joined by ".").
     await expect(
       world.client.unary(Resources.method.declare, {
         id: { type: ResourceType.Websocket, name: "echo" },
-        config: { case: "websocket", value: { allowedOrigins: [], routeBy: "body.__proto__" } },
+        config: { case: "websocket", value: { allowedOrigins: [], routeBy: "body[__proto__]" } },
       }),
     ).rejects.toMatchObject({
       code: Code.INVALID_ARGUMENT,
-      details: expect.stringMatching(/^websocket\("echo", \{ routeBy: "body.__proto__" \}\): routeBy names/),
+      details: expect.stringMatching(/^websocket\("echo", \{ routeBy: "body\[__proto__\]" \}\): routeBy names/),
     });
     await stillUpAndOthersFine(world);
   });

@@ -157,11 +157,15 @@ describe("message routes", () => {
   });
 
   it("declares a socket's routeBy with it, refuses an invalid one or another on a second declaration, and names it in a route's refusal", async () => {
-    expect(() => websocket("typed-bad", { routeBy: "body.type" })).toThrow(
+    expect(() => websocket("typed-bad", { routeBy: "body[type]" })).toThrow(
       expect.objectContaining({
         code: "invalid_argument",
-        message: expect.stringMatching(/^websocket\("typed-bad", \{ routeBy: "body.type" \}\): routeBy names/),
+        message: expect.stringMatching(/^websocket\("typed-bad", \{ routeBy: "body\[type\]" \}\): routeBy names/),
       }),
+    );
+    // A dotted path is a routeBy too, and a route's refusal names it.
+    expect(() => websocket("nested", { routeBy: "meta.type" }).route("", () => {})).toThrow(
+      'a route needs a name, the "meta.type" its messages carry',
     );
     const typed = websocket("typed", { routeBy: "type" });
     expect(websocket("typed")).toBe(typed); // a declaration without it agrees

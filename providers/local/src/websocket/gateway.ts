@@ -53,6 +53,7 @@ import {
   DEFAULT_LIMITS,
   type Logger,
   ROUTE_PROPERTY,
+  routeByKey,
   type SocketLimits,
   selectRoute,
   type TrafficEvent,
@@ -498,9 +499,12 @@ export class Gateway implements SocketBackend, FlowGateway {
   private readonly origins = new Set<string>();
   /** The socket's message routes, from the spec (socket.route(action, ...)); see message(). */
   private routes: ReadonlySet<string> = new Set();
-  /** The JSON property that selects a message's route (the socket's routeBy). */
+  /** The JSON property (or dotted path of them) that selects a message's route (the socket's routeBy). */
   private routeBy = ROUTE_PROPERTY;
-  /** `"<routeBy>"` as bytes: a message without them (or an escape) selects no route, unread. */
+  /**
+   * `"<key>"` as bytes, the last name of routeBy (`"type"` for `meta.type`): a message without
+   * them (or an escape) selects no route, unread.
+   */
   private routeKey = Buffer.from(`"${ROUTE_PROPERTY}"`);
   private port = 0;
   /**
@@ -868,7 +872,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   setRoutes(routes: Iterable<string>, routeBy = ROUTE_PROPERTY): void {
     this.routes = new Set(routes);
     this.routeBy = routeBy;
-    this.routeKey = Buffer.from(`"${routeBy}"`);
+    this.routeKey = Buffer.from(`"${routeByKey(routeBy)}"`);
   }
 
   /** Adds browser origins allowed to connect ("*" for any); with none, any origin may. */
