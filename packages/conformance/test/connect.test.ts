@@ -69,12 +69,12 @@ describe("nitric-like connect", () => {
     const none = await runCli(["connect"], { cwd: app.dir });
     expect(none.code).toBe(1);
     expect(none.stderr).toContain(
-      'connect: which socket? the running "routes-lab" has game, mixed, typed: give --socket <name>',
+      'connect: which socket? the running "routes-lab" has game, mixed, nested, typed: give --socket <name>',
     );
     const wrong = await runCli(["connect", "--socket", "gane"], { cwd: app.dir });
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain(
-      'connect: no socket "gane" in the running "routes-lab"; did you mean "game"? (its sockets: game, mixed, typed)',
+      'connect: no socket "gane" in the running "routes-lab"; did you mean "game"? (its sockets: game, mixed, nested, typed)',
     );
   }, 60000);
 

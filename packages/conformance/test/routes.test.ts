@@ -154,6 +154,43 @@ describe.each([
     c.close();
   });
 
+  it("selects a socket's routes by its routeBy path, meta.type, as API Gateway's $request.body.meta.type", async () => {
+    const c = await connect(app.url("nested"));
+    expect(await ask(c, '{"meta":{"type":"join"},"room":"r2"}')).toEqual({
+      handler: "join",
+      socket: "nested",
+      route: "join",
+      room: "r2",
+    });
+    // White space, keys written with escapes, and other properties beside it still select it.
+    expect(await ask(c, ' { "meta" : { "id" : 7, "\\u0074ype" : "join" } , "room" : "r3" }')).toMatchObject({
+      handler: "join",
+      room: "r3",
+    });
+    // The last of a duplicate key counts, as JSON.parse reads it.
+    expect(await ask(c, '{"meta":{"type":"nope"},"meta":{"type":"join"}}')).toMatchObject({ handler: "join" });
+    c.close();
+  });
+
+  it.each([
+    ["the top-level property the path ends in", '{"type":"join"}'],
+    ["the default action", '{"action":"join"}'],
+    ["a path value that is not a string", '{"meta":{"type":true}}'],
+    ["a path value that is an object", '{"meta":{"type":{"name":"join"}}}'],
+    ["an array on the path", '{"meta":[{"type":"join"}]}'],
+    ["a string on the path", '{"meta":"join"}'],
+    ["a later duplicate that drops the path", '{"meta":{"type":"join"},"meta":{}}'],
+    ["a dotted key, which is not a path", '{"meta.type":"join"}'],
+    ["API Gateway's $connect route key", '{"meta":{"type":"$connect"}}'],
+    ["API Gateway's $default route key", '{"meta":{"type":"$default"}}'],
+    ["JSON that does not parse", '{"meta":{"type":"join"}'],
+    ["a JSON array", '[{"meta":{"type":"join"}}]'],
+  ])("gives a nested-routeBy socket %s as a message", async (_what, text) => {
+    const c = await connect(app.url("nested"));
+    expect(await ask(c, text)).toEqual({ handler: "message", socket: "nested", text });
+    c.close();
+  });
+
   // Last: on aws a service that declares another route deploys the emulated app again, which
   // closes every connection.
   it("follows a route a service adds while it runs", async () => {

@@ -773,7 +773,7 @@ describe("message routes (socket.route)", () => {
     expect(deploymentOf(template(spec([["join", "a"]]), { a: "k/a-2.zip", b: "k/b-2.zip" }))).toEqual(base);
   });
 
-  it("are selected by $request.body.<routeBy> for a socket that gives routeBy, whose change makes a new Deployment", () => {
+  it("are selected by $request.body.<routeBy> for a socket that gives routeBy, a path too, whose change makes a new Deployment", () => {
     const deploymentOf = (t: Template) => ofType(t, "AWS::ApiGatewayV2::Deployment");
     const base = withRoutes(app(["chat"], [], ["a"]), "chat", [["join", "a"]]);
     const typed = (routeBy: string | undefined): Spec => ({
@@ -784,8 +784,12 @@ describe("message routes (socket.route)", () => {
     expect(template(typed(undefined)).Resources.ChatApi?.Properties.RouteSelectionExpression).toBe(
       "$request.body.action",
     );
-    const ids = [undefined, "type", "kind"].map((by) => deploymentOf(template(typed(by)))[0]);
-    expect(new Set(ids).size).toBe(3);
+    // A path into the message is API Gateway's JSON path, written as given.
+    expect(template(typed("meta.type")).Resources.ChatApi?.Properties.RouteSelectionExpression).toBe(
+      "$request.body.meta.type",
+    );
+    const ids = [undefined, "type", "kind", "meta.type"].map((by) => deploymentOf(template(typed(by)))[0]);
+    expect(new Set(ids).size).toBe(4);
   });
 
   it("tell each function which routes it serves, in NITRIC_LIKE_WEBSOCKETS, and grant a route's service the socket", () => {
