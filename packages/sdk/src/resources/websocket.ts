@@ -238,11 +238,15 @@ export interface WebsocketOptions<Identity = unknown> {
    */
   authorize?: AuthorizeFn<Identity>;
   /**
-   * The top-level JSON property whose string value selects a text message's route
-   * (`socket.route(name, ...)`), such as `"type"` for `{"type":"join"}`: API Gateway's route
-   * selection expression `$request.body.<routeBy>` on AWS. Services that declare the socket
-   * without it agree with the one that gives it; two services giving different ones is an error
-   * of `spec`. @default "action"
+   * The JSON property whose string value selects a text message's route
+   * (`socket.route(name, ...)`): a top-level one, such as `"type"` for `{"type":"join"}`, or a
+   * dotted path into the message, such as `"meta.type"` for `{"meta":{"type":"join"}}` (as the
+   * Serverless Framework and SST write it). 1 to 4 names joined by `.`, each a letter or `_` then
+   * letters, digits or `_`, at most 64 characters in all; each name is an own property of the
+   * object before it (an array, a string or any other value on the way selects no route). API
+   * Gateway's route selection expression `$request.body.<routeBy>` on AWS; the local provider
+   * selects alike. Services that declare the socket without it agree with the one that gives it;
+   * two services giving different ones is an error of `spec`. @default "action"
    */
   routeBy?: string;
 }
@@ -685,7 +689,8 @@ export class Websocket<Identity = unknown, State = unknown> {
 
   /**
    * Handles the messages of one route: text messages that are JSON objects whose `action` property
-   * (or the socket's `routeBy`) is `action` (`{"action": "join", "room": "lobby"}`), as API
+   * (or the socket's `routeBy` property or path, such as `meta.type`) is `action`
+   * (`{"action": "join", "room": "lobby"}`), as API
    * Gateway's route selection `$request.body.action` picks them on AWS. Every other message (not
    * JSON, no `action`, an action no route has, binary) goes to `on("message", ...)`, which a
    * socket still needs. A route's

@@ -336,8 +336,9 @@ export type WebsocketResource = Message<"nitric.proto.resources.v1.WebsocketReso
   allowedOrigins: string[];
 
   /**
-   * The top-level JSON property whose value selects a text message's route (socket.route()):
-   * API Gateway's route selection expression $request.body.<route_by>. Empty: "action".
+   * The JSON property whose string value selects a text message's route (socket.route()), a
+   * top-level one ("type") or a dotted path into the message ("meta.type"): API Gateway's route
+   * selection expression $request.body.<route_by>. Empty: "action".
    *
    * @generated from field: string route_by = 2;
    */
