@@ -248,7 +248,7 @@ describe("nitric-like spec and routes", () => {
     expect(code, stdout).toBe(1);
     expect(stderr.match(/^error: /gm), stderr).toHaveLength(2); // the problem, then the summary
     expect(stderr).toContain(
-      'websocket game: its routes are selected by "type" ("alpha") and "kind" ("beta"); a socket selects by one property, so give websocket("game", { routeBy }) the same value in every service that gives it',
+      'websocket game: its routes are selected by "type" ("alpha") and "kind" ("beta"); a socket selects by one property or path, so give websocket("game", { routeBy }) the same value in every service that gives it',
     );
   }, 60000);
 });

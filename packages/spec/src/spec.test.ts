@@ -98,7 +98,7 @@ describe("buildSpec", () => {
     expect(one.spec.resources[0]).toMatchObject({ name: "socket", routeBy: "type" });
     const other = service("other", { declared: [{ kind: "websocket", name: "socket", routeBy: "kind" }] });
     expect(buildSpec("app", [typed, other, sender]).errors).toEqual([
-      'websocket socket: its routes are selected by "type" ("typed") and "kind" ("other"); a socket selects by one property, so give websocket("socket", { routeBy }) the same value in every service that gives it',
+      'websocket socket: its routes are selected by "type" ("typed") and "kind" ("other"); a socket selects by one property or path, so give websocket("socket", { routeBy }) the same value in every service that gives it',
     ]);
     const bad = service("bad", { declared: [{ kind: "websocket", name: "socket", routeBy: "a..b" }] });
     expect(buildSpec("app", [typed, bad]).errors).toEqual([

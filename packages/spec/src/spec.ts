@@ -368,7 +368,7 @@ export function buildSpec(projectName: string, services: CollectedService[]): Sp
       ([property, names]) => `${JSON.stringify(property)} (${names.map((n) => JSON.stringify(n)).join(", ")})`,
     );
     errors.push(
-      `websocket ${socketName}: its routes are selected by ${list.join(" and ")}; a socket selects by one property, so give websocket("${socketName}", { routeBy }) the same value in every service that gives it`,
+      `websocket ${socketName}: its routes are selected by ${list.join(" and ")}; a socket selects by one property or path, so give websocket("${socketName}", { routeBy }) the same value in every service that gives it`,
     );
   }
   for (const [socketName, byAction] of routes) {
