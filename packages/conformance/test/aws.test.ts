@@ -2733,6 +2733,75 @@ describe("run --provider aws killed outright", () => {
   }, 60000);
 });
 
+describe("run --provider aws stopped while a function's init hangs", () => {
+  const echo = [
+    'import { websocket } from "@nitric-like/sdk";',
+    'const socket = websocket("socket");',
+    'socket.on("connect", () => {});',
+    'socket.on("disconnect", () => {});',
+    'socket.on("message", (ctx) => ctx.text());',
+  ].join("\n");
+  // On Lambda only (not in the collect pass): the function's init never finishes.
+  const hang =
+    "if (process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined) await new Promise(() => setInterval(() => {}, 1000));";
+  /** The emulator's function processes of `project` still running (not zombies). */
+  const workersOf = (project: string) =>
+    readdirSync("/proc")
+      .filter((pid) => /^\d+$/.test(pid))
+      .filter((pid) => {
+        try {
+          const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+          return (
+            cmdline.includes("emulator/worker") &&
+            cmdline.includes(project) &&
+            !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"))
+          );
+        } catch {
+          return false;
+        }
+      });
+
+  it.each([
+    {
+      change: "a restart",
+      more: "",
+      began: /services\/echo\.ts changed: restarting service "echo"/,
+      said: /^service "echo": its restart was given up, as the run stopped [\d.]+ s into it, before its function finished starting$/m,
+    },
+    {
+      change: "a redeploy",
+      more: 'websocket("other").on("message", (ctx) => ctx.text());',
+      began:
+        /services\/echo\.ts changed what it declares: deploying the emulated app again[\s\S]*wrote .*template\.json/,
+      said: /^deploying the emulated app again was given up: run stopped while the functions were starting; service "echo": its function's init had not finished after [\d.]+ s, and is ended$/m,
+    },
+  ])(
+    "gives up $change at once on Ctrl-C, says whose init it waited for, and leaves nothing running",
+    async ({ more, began, said }) => {
+      const project = writeProject({
+        "nitric-like.yaml": "name: hangs\nservices:\n  - match: services/*.ts\n",
+        "services/echo.ts": echo,
+      });
+      const app = await startApp(project, ["--provider", "aws"]);
+      writeFileSync(join(project, "services", "echo.ts"), [echo, more, hang].join("\n"));
+      await app.waitFor(began, 30000);
+      // Its new function is starting (and will not finish): Ctrl-C.
+      await sleep(1500);
+      const stopped = Date.now();
+      const { code } = await app.stop();
+      // Not the emulator's 20 s init timeout, nor the stop's 5 s wait for a change under way.
+      expect(Date.now() - stopped).toBeLessThan(4500);
+      expect(code).toBe(0);
+      expect(app.stderr).toMatch(said);
+      expect(app.stderr).not.toMatch(/^error:/m);
+      // Nothing came up after the stop: no socket of the new deployment, no function left.
+      expect(app.stdout).not.toContain("websocket other");
+      expect(workersOf(project)).toEqual([]);
+    },
+    90000,
+  );
+});
+
 describe("a third-party provider", () => {
   /** The chat example with the echo provider installed beside our SDK, as a package manager would. */
   function projectWithEcho(): string {

@@ -59,9 +59,10 @@ export interface RunOptions {
    */
   watch?: boolean;
   /**
-   * Stops the start: a provider that is still starting (an emulated function's init) gives up at
-   * once and rejects, having stopped what it started. `run` passes the signal that stops it (the
-   * test kit's `app.stop()`).
+   * Fires when the run stops (Ctrl-C, the test kit's `app.stop()`): a provider that is still
+   * starting (an emulated function's init) gives up at once and rejects, having stopped what it
+   * started and saying what it gave up; so do a restartService or redeploy under way, so the stop
+   * waits for no init that hangs (stop() then ends what they started).
    */
   signal?: AbortSignal;
 }

@@ -366,6 +366,11 @@ async function startAndServe(options: RunCommandOptions, output: Output): Promis
     for (const e of early.values()) void endEarlyThread(e);
     early.clear();
   };
+  // Fires when the run stops (Ctrl-C, or the caller's signal): the provider gives up what it is
+  // starting then (an emulated function's init, a redeploy), not waiting for an init that hangs.
+  const ending = new AbortController();
+  if (options.signal?.aborted) ending.abort();
+  else options.signal?.addEventListener("abort", () => ending.abort(), { once: true });
   try {
     const provider = await (local ?? loadProvider(options.provider, project.dir));
     if (!provider.run) {
@@ -386,11 +391,15 @@ async function startAndServe(options: RunCommandOptions, output: Output): Promis
         ...(options.host === undefined ? {} : { host: options.host }),
         ...(options.environment === undefined ? {} : { environment: options.environment }),
         ...(variables === undefined ? {} : { variables }),
-        ...(options.signal === undefined ? {} : { signal: options.signal }),
+        signal: ending.signal,
       });
     } catch (error) {
-      // Stopped while the provider was starting: it stopped what it had started, as asked.
-      if (options.signal?.aborted) return 0;
+      // Stopped while the provider was starting: it stopped what it had started, as asked, and
+      // says what it gave up (a function whose init had not finished).
+      if (ending.signal.aborted) {
+        output.info((error as Error).message);
+        return 0;
+      }
       throw error;
     }
     const run = new Run(
@@ -402,6 +411,7 @@ async function startAndServe(options: RunCommandOptions, output: Output): Promis
       provider.name,
       running,
       early,
+      ending,
     );
     return await run.serve();
   } finally {
@@ -477,6 +487,8 @@ class Run {
     private readonly running: RunningProvider,
     /** Threads started before the provider, by service (startEarlyThreads): each supervisor takes its own. */
     private readonly early: Map<string, EarlyThread> = new Map(),
+    /** Aborted as the run stops: what the provider is starting meanwhile is given up (RunOptions.signal). */
+    private readonly ending = new AbortController(),
   ) {
     this.project = prepared.project;
     this.spec = collected.spec;
@@ -743,6 +755,8 @@ class Run {
     if (this.stopping) return;
     this.stopping = true;
     this.output.info(this.output.paint("dim", "stopping: closing connections and services..."));
+    // A restart or redeploy under way gives up at once (an init that hangs is not waited for).
+    this.ending.abort();
     this.watcher?.close();
     await this.dashboard?.close();
     // A service being added or removed, or a redeploy, finishes first (the chain skips what is
@@ -1009,7 +1023,10 @@ class Run {
     this.adding.add(path);
     this.topology = this.topology
       .then(() => (this.stopping ? undefined : change()))
-      .catch((error: unknown) => this.output.error((error as Error).message))
+      // Given up because the run stops: said, as what the stop did, not as a failure.
+      .catch((error: unknown) =>
+        this.stopping ? this.output.info((error as Error).message) : this.output.error((error as Error).message),
+      )
       .finally(() => this.adding.delete(path));
   }
 

@@ -353,6 +353,8 @@ class Instance {
    * process's exit, whatever ends it) makes it exit.
    */
   private frozen = false;
+  /** Its init finished (it said "ready"): until then an end kills it at once, as nothing it does is owed. */
+  private initialized = false;
   private next = 0;
   private currentId = -1;
 
@@ -391,6 +393,7 @@ class Instance {
         (message: { type: string; id?: number; result?: unknown; error?: string; message?: string }) => {
           if (message.type === "ready") {
             clearTimeout(timer);
+            this.initialized = true;
             this.frozen = freezes;
             resolve();
           } else if (message.type === "init-error") {
@@ -461,6 +464,12 @@ class Instance {
     this.ending = true;
     if (this.exited) return;
     const exited = new Promise((r) => this.child.once("exit", r));
+    // An init that has not finished (one that hangs, when the run stops) is not waited for.
+    if (!this.initialized) {
+      this.child.kill("SIGKILL");
+      await exited;
+      return;
+    }
     // A frozen worker exits when its stdin closes; a running one when its channel does.
     this.child.stdin?.end();
     if (this.child.connected) this.child.disconnect();
@@ -506,6 +515,8 @@ class EmulatedFunction {
   onLine: ((service: string, stream: "stdout" | "stderr", line: string) => void) | undefined = undefined;
   private initTimeoutMs = 10_000;
   private stopped = false;
+  /** Set by stop(), for good: a restart under way then starts no new instance. */
+  private halted = false;
   /** Looks for an invocation past the function's timeout, and for idle instances (see sweep). */
   private sweeper: NodeJS.Timeout | undefined;
   /** Says, once a burst, that events wait for an environment (where Lambda would start more). */
@@ -735,6 +746,11 @@ class EmulatedFunction {
     const deadline = Date.now() + drainMs;
     while (this.instances.some((i) => i.busy) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     await this.endAll();
+    // Stopped meanwhile (the run stops during the restart): no new instance outlives the stop.
+    if (this.halted) {
+      started();
+      throw new Error(`function "${this.name}" is not running`);
+    }
     const ready = this.start(timeoutMs);
     started();
     // What waited for an instance of the old code runs on the new.
@@ -753,6 +769,7 @@ class EmulatedFunction {
   }
 
   async stop(): Promise<void> {
+    this.halted = true;
     await this.endAll();
     for (const waiter of this.waiting.splice(0)) waiter.reject(new Error(`function "${this.name}" is not running`));
   }
@@ -1510,8 +1527,18 @@ export class Emulator {
   }
 
   /** Restarts the functions of a service with their bundles as they are now (after a rebuild). */
-  async restartService(service: string, timeoutMs = 20000): Promise<void> {
-    await Promise.all(this.functions.filter((f) => f.service === service).map((f) => f.restart(timeoutMs)));
+  async restartService(service: string, timeoutMs = 20000, signal?: AbortSignal): Promise<void> {
+    const restarts = this.functions.filter((f) => f.service === service).map((f) => f.restart(timeoutMs));
+    // A stop does not wait for an init that hangs: the restart is given up, and stop() ends its process.
+    const began = Date.now();
+    await untilAborted(
+      Promise.all(restarts),
+      signal,
+      () =>
+        new Error(
+          `service "${service}": its restart was given up, as the run stopped ${secondsSince(began)} s into it, before its function finished starting`,
+        ),
+    );
   }
 
   /** Closes every connection with 1001 (their $disconnect events run), then stops functions and servers. */
@@ -1619,10 +1646,17 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, credentials, options));
     // A function whose init fails (its code throws, or a top-level await rejects, as it loads)
     // does not stop the others: as on Lambda, its events fail until its code changes, when
-    // restartService starts it again. What failed is said once, with the fix.
+    // restartService starts it again. What failed is said once, with the fix. A stop while they
+    // start does not wait for an init that hangs: it names the functions whose init had not
+    // finished (and ends them, below).
+    const began = Date.now();
+    const starting = new Set(functions);
     const starts = await untilAborted(
-      Promise.allSettled(functions.map((f) => f.start(options.initTimeoutMs ?? 20000))),
+      Promise.allSettled(
+        functions.map((f) => f.start(options.initTimeoutMs ?? 20000).finally(() => starting.delete(f))),
+      ),
       options.signal,
+      () => new Error(`run stopped while the functions were starting${unfinishedInits([...starting], began)}`),
     );
     starts.forEach((started, i) => {
       const fn = functions[i];
@@ -1643,16 +1677,33 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   return emulator;
 }
 
-/** `work`, unless `signal` fires first: then a rejection (the caller stops what it started). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+/** `work`, unless `signal` fires first: then `stopped()`'s rejection (the caller stops what it started). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, stopped: () => Error): Promise<T> {
   if (signal === undefined) return work;
-  const stopped = () => new Error("run stopped while the functions were starting");
+  // What the work says once it was given up is not waited for, and not an unhandled rejection.
+  work.catch(() => {});
   if (signal.aborted) return Promise.reject(stopped());
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(stopped());
     signal.addEventListener("abort", onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
+}
+
+/** Seconds since `since` (Date.now()), to a tenth. */
+function secondsSince(since: number): string {
+  return ((Date.now() - since) / 1000).toFixed(1);
+}
+
+/** `; service "x": its function's init had not finished after N s, ...` for functions still starting; "" for none. */
+function unfinishedInits(functions: readonly EmulatedFunction[], since: number): string {
+  const services = [...new Set(functions.map((f) => f.service))].map((s) => JSON.stringify(s));
+  if (services.length === 0) return "";
+  const whose =
+    services.length === 1
+      ? `service ${services[0]}: its function's`
+      : `services ${services.join(", ")}: their functions'`;
+  return `; ${whose} init had not finished after ${secondsSince(since)} s, and is ended`;
 }
 
 /** Physical ids and attributes for the template's resources, as CloudFormation would make them. */

@@ -322,6 +322,8 @@ interface Deployer {
   start(ports?: ReadonlyMap<string, number>): Promise<Emulator>;
   /** Writes the credentials file for `emulator` (its endpoints). */
   describe(emulator: Emulator): void;
+  /** Fires when the run stops (RunOptions.signal): a start or restart under way is given up. */
+  signal: AbortSignal | undefined;
 }
 
 /** The emulated app, as the CLI sees a running provider. */
@@ -398,7 +400,7 @@ class EmulatedRun implements RunningProvider {
     } finally {
       rmSync(join(this.buildDir, "entries"), { recursive: true, force: true });
     }
-    await this.emulator.restartService(service.name);
+    await this.emulator.restartService(service.name, undefined, this.deployer.signal);
   }
 
   dataFiles(): ReadonlyMap<string, readonly string[]> {
@@ -442,6 +444,11 @@ class EmulatedRun implements RunningProvider {
     } catch (error) {
       // The old one is stopped: until a change deploys again (restartService, redeploy), none runs.
       this.down = `the emulated app is not running: ${(error as Error).message}`;
+      // The run stops: the deploy is given up, and said so (which function's init it waited for).
+      if (this.deployer.signal?.aborted)
+        throw Object.assign(new Error(`deploying the emulated app again was given up: ${(error as Error).message}`), {
+          userFacing: true,
+        });
       throw Object.assign(
         new Error(
           `${(error as Error).message}\nthe emulated app is not running: fix that and save a service's file to deploy it again`,
@@ -615,6 +622,7 @@ async function startEmulated(
         limits: (socket) => socketLimitsOf(project, socket, options.environment ?? DEFAULT_RUN_ENVIRONMENT),
       }),
     describe: (emulator) => writeCredentials(file, emulator, db.endpoint),
+    signal: options.signal,
   };
   let emulator: Emulator | undefined;
   try {
