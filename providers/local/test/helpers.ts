@@ -129,13 +129,13 @@ type Answer = MessageInitShape<typeof WebsocketEventResponseSchema> | undefined;
 
 /**
  * A handler stream (of a message route when `route` is given): registers, then answers each event
- * with `answer` (undefined: never answers).
+ * with `answer` (undefined: no answer now; a later one goes on `call` with the event's `id`).
  */
 export async function handle(
   client: Client,
   socket: string,
   event: "connect" | "disconnect" | "message",
-  answer: (request: WebsocketEventRequest) => Answer,
+  answer: (request: WebsocketEventRequest, id: string) => Answer,
   route = "",
 ): Promise<{
   events: WebsocketEventRequest[];
@@ -151,7 +151,7 @@ export async function handle(
       if (message.content.case === "registrationResponse") resolve();
       if (message.content.case !== "websocketEventRequest") return;
       events.push(message.content.value);
-      const value = answer(message.content.value);
+      const value = answer(message.content.value, message.id);
       if (value) call.write({ id: message.id, content: { case: "websocketEventResponse", value } });
     });
   });
