@@ -160,3 +160,55 @@ describe("a handler past its timeout that kills its service", () => {
     expect([...app.stderr.matchAll(/service "chat" exited with code 1; restarting/g)]).toHaveLength(2);
   }, 60000);
 });
+
+/**
+ * A service whose connect handler, for `?n=hang`, runs on long past the handler timeout (1 s), and
+ * whose message handler exits the process on "die" and echoes anything else.
+ */
+function hangingConnectProject(): string {
+  return writeProject({
+    "nitric-like.yaml": "name: hang-beside\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 1s\n",
+    "services/chat.ts": [
+      'import { websocket } from "@nitric-like/sdk";',
+      'const socket = websocket("chat");',
+      'socket.on("connect", async (ctx) => {',
+      '  if (ctx.query.n?.[0] === "hang") await new Promise((r) => setTimeout(r, 60000));',
+      "});",
+      'socket.on("disconnect", () => {});',
+      'socket.on("message", (ctx) => {',
+      '  if (ctx.text() === "die") process.exit(1);',
+      '  return "echo " + ctx.text();',
+      "});",
+    ].join("\n"),
+  });
+}
+
+describe("a poison message tried beside a handler past its timeout", () => {
+  it("gets a third delivery, alone, and run says why in one line naming the late handler", async () => {
+    const app = await startApp(hangingConnectProject());
+    const other = await connect(app.url("chat"));
+    const poisoner = await connect(app.url("chat"));
+    // Refused with 504 at the timeout; its handler runs on.
+    await expect(connect(`${app.url("chat")}?n=hang`)).rejects.toMatchObject({ status: 504 });
+    // Kills the service with the late connect beside it: both are tried again, the connect first;
+    // the message waits for it twice the timeout, then goes beside it and kills the service again.
+    poisoner.ws.send("die");
+    const closed = await poisoner.waitClosed(30000);
+    expect(closed).toEqual({
+      code: 1011,
+      reason: `message handler's service "chat" exited twice while handling this message`,
+    });
+    const lines = app.stderr.split("\n");
+    const excused = lines.filter((l) => l.includes("handlers past the handler timeout still ran beside it"));
+    expect(excused).toEqual([
+      expect.stringMatching(
+        /websocket "chat": service "chat" exited again with a 3-byte message of connection \S+ in flight, but handlers past the handler timeout still ran beside it and may have caused that \(the connect handler of connection \S+\); so that event is tried once more, alone, and dropped if the service dies again$/,
+      ),
+    ]);
+    expect(lines.filter((l) => /exited twice while handling a 3-byte message/.test(l))).toHaveLength(1);
+    // Three deaths: the first, the one beside the late connect, and the third delivery's, alone.
+    expect([...app.stderr.matchAll(/service "chat" exited with code 1; restarting/g)]).toHaveLength(3);
+    other.ws.send("still here");
+    expect((await other.next(10000)).text).toBe("echo still here");
+  }, 60000);
+});

@@ -143,9 +143,10 @@ interface Pending {
   late?: LateAnswer;
   /**
    * Its latest delivery, as a suspect, went while handlers of its service past their timeout still
-   * ran (see Quarantine): it was not alone, so a death then is not held against it as its last.
+   * ran (see Quarantine): which ones, as "the connect handler of connection …" ("" or unset: none).
+   * It was not alone, so a death then is not held against it as its last.
    */
-  shared?: boolean;
+  shared?: string;
   /** A death was not held against it once already (see `shared`): the next one counts, whatever ran beside it. */
   excused?: boolean;
 }
@@ -176,6 +177,11 @@ function describeEvent(event: WebsocketEvent, request: EventRequest): string {
   return event === "message" ? `a ${body?.length ?? 0}-byte message` : `a ${event} event`;
 }
 
+/** "a", "a and b", "a, b and c". */
+function listed(names: readonly string[]): string {
+  return names.length < 2 ? (names[0] ?? "") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+}
+
 /** "twice", "3 times". */
 function times(n: number): string {
   return n === 1 ? "once" : n === 2 ? "twice" : `${n} times`;
@@ -199,11 +205,11 @@ export class HandlerStream {
   readonly late = new Map<string, Pending>();
   /**
    * Events that timed out with nobody waiting for their answer (a message's), by id, oldest first,
-   * with the time (Date.now() milliseconds) a suspect stops waiting for them: their handlers may
-   * still run, and could kill the service beside a suspect (see Quarantine). Until their answer
-   * comes or the stream ends; MAX_LATE_EVENTS at most.
+   * with the time (Date.now() milliseconds) a suspect stops waiting for them and their connection:
+   * their handlers may still run, and could kill the service beside a suspect (see Quarantine).
+   * Until their answer comes or the stream ends; MAX_LATE_EVENTS at most.
    */
-  readonly overdue = new Map<string, number>();
+  readonly overdue = new Map<string, { until: number; connection: string }>();
   /** Our SDK's streams get their events in batches (see LeadingEdgeBatcher). */
   private readonly batcher = new LeadingEdgeBatcher<ServerMessageInit>(
     (message) => this.call.write(message),
@@ -288,7 +294,7 @@ export class HandlerStream {
         this.keepLate(id, p);
         // A redelivered late event timed out before: its caller has been told.
         if (p.sink instanceof LateSink) continue;
-      } else this.keepOverdue(id, p.deadline + this.registry.timeoutMs);
+      } else this.keepOverdue(id, p.deadline + this.registry.timeoutMs, p.request.connectionId ?? "");
       const error = new HandlerError(
         "timeout",
         `websocket "${this.socket}": ${handlerName(this.event, this.route)} of service "${this.service}" did not answer within ${this.registry.timeoutMs / 1000} s (connection ${p.request.connectionId})`,
@@ -325,8 +331,8 @@ export class HandlerStream {
   }
 
   /** Remembers that the handler of a timed-out event nobody waits for may still run (see `overdue`). */
-  private keepOverdue(id: string, until: number): void {
-    this.overdue.set(id, until);
+  private keepOverdue(id: string, until: number, connection: string): void {
+    this.overdue.set(id, { until, connection });
     // Forgetting the oldest only lets a suspect go sooner beside it, as past its wait anyway.
     if (this.overdue.size > MAX_LATE_EVENTS) this.overdue.delete(this.overdue.keys().next().value as string);
   }
@@ -335,13 +341,24 @@ export class HandlerStream {
    * The time (Date.now() milliseconds) until which a suspect of this stream's service waits for
    * the handlers of this stream still running past their timeout: the handler timeout once more
    * after theirs ran out (the latest of them); `now` or earlier when none is left to wait for.
-   * `beside` is set when any of them still runs, waited for or not.
+   * Each of them, waited for or not, is counted in `beside`, and named there while it names fewer
+   * than BESIDE_NAMED.
    */
-  runningLate(now: number): { until: number; beside: boolean } {
+  runningLate(now: number, beside: { names: string[]; count: number }): number {
     let until = now;
-    for (const p of this.late.values()) until = Math.max(until, p.deadline + this.registry.timeoutMs);
-    for (const t of this.overdue.values()) until = Math.max(until, t);
-    return { until, beside: this.late.size + this.overdue.size > 0 };
+    const name = (connection: string) => {
+      if (beside.count++ < BESIDE_NAMED)
+        beside.names.push(`${handlerName(this.event, this.route)} of connection ${connection}`);
+    };
+    for (const p of this.late.values()) {
+      until = Math.max(until, p.deadline + this.registry.timeoutMs);
+      name(p.request.connectionId ?? "");
+    }
+    for (const o of this.overdue.values()) {
+      until = Math.max(until, o.until);
+      name(o.connection);
+    }
+    return until;
   }
 
   /** Routes an answer (or a batch of them) to its pending event. */
@@ -434,6 +451,9 @@ class Quarantine {
   /** Pumps once the handlers past their timeout that the next suspect waits for are no longer waited for. */
   wake: NodeJS.Timeout | undefined;
 }
+
+/** How many of the handlers past their timeout that ran beside a suspect its warning names (see HandlerRegistry.fatal). */
+const BESIDE_NAMED = 3;
 
 /** Most events that may wait for one (socket, event) handler to come back; more fail at once. */
 export const MAX_WAITING_EVENTS = 1000;
@@ -561,22 +581,24 @@ export class HandlerRegistry {
   /**
    * Whether a suspect of `service` may go: undefined while an event of it is in flight on any of
    * its streams, or a handler past its timeout still runs and is still waited for (see Quarantine;
-   * `q` is then pumped again when that wait ends); else whether such a handler still runs beside.
+   * `q` is then pumped again when that wait ends); else the handlers past their timeout that still
+   * run beside ("the connect handler of connection …, …", "" for none).
    * Runs only for a service with suspects, once per suspect and per event of it that ends.
    */
-  private busy(service: string, q: Quarantine): boolean | undefined {
+  private busy(service: string, q: Quarantine): string | undefined {
     const now = Date.now();
     let until = now;
-    let beside = false;
+    const beside = { names: [] as string[], count: 0 };
     for (const streams of [this.streams.values(), this.draining.values()])
       for (const s of streams) {
         if (s.service !== service) continue;
         if (s.pending.size > 0) return undefined;
-        const late = s.runningLate(now);
-        until = Math.max(until, late.until);
-        beside ||= late.beside;
+        until = Math.max(until, s.runningLate(now, beside));
       }
-    if (until <= now) return beside;
+    if (until <= now) {
+      const more = beside.count - beside.names.length;
+      return more > 0 ? `${beside.names.join(", ")} and ${more} more` : listed(beside.names);
+    }
     clearTimeout(q.wake);
     q.wake = setTimeout(() => {
       q.wake = undefined;
@@ -771,9 +793,12 @@ export class HandlerRegistry {
    * one, and it has been failed as a poison event.
    */
   private fatal(service: string, socket: string, event: WebsocketEvent, route: string, p: Pending): boolean {
-    if (p.shared === true && p.excused !== true && p.deaths + 1 >= MAX_FATAL_DELIVERIES) {
+    if (p.shared && p.excused !== true && p.deaths + 1 >= MAX_FATAL_DELIVERIES) {
       // Tried beside a handler past its timeout, which may have been the killer: not alone, not last.
-      p.shared = false;
+      this.logger.warn(
+        `websocket "${socket}": service "${service}" exited again with ${describeEvent(event, p.request)}${route === "" ? "" : ` for route ${JSON.stringify(route)}`} of connection ${p.request.connectionId ?? ""} in flight, but handlers past the handler timeout still ran beside it and may have caused that (${p.shared}); so that event is tried once more, alone, and dropped if the service dies again`,
+      );
+      p.shared = "";
       p.excused = true;
       return false;
     }
