@@ -530,11 +530,40 @@ async function putSecretValue(dir: string, at: string, name: string, value: stri
   }
 }
 
-/** Stops every app this process started and still runs (for `afterEach`); throws the first problem. */
-export async function stopAll(): Promise<void> {
+/**
+ * Stops every app this process started and still runs (for `afterEach`); throws the first problem.
+ *
+ * As vitest's `afterEach` hook it is given the test's context: while another test of the same file
+ * still runs (`it.concurrent`, `describe.concurrent`), it stops nothing, since the apps it would
+ * stop may be that test's, and the last test of the file to finish stops them all. Any other
+ * caller (no context, another runner) stops every app at once.
+ */
+export async function stopAll(...hook: unknown[]): Promise<void> {
+  // A rest parameter keeps the function's length 0: a runner that passes a `done` callback to a
+  // hook taking one (jest, mocha) must not wait for a callback this function never calls.
+  if (othersRunning(hook[0])) return;
   const results = await Promise.allSettled([...running].map((app) => app.stop()));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
+}
+
+/** The part of a vitest task `stopAll` reads: the test, its file, and each test's state. */
+interface HookTask {
+  file?: HookTask;
+  tasks?: readonly HookTask[];
+  result?: { state?: string };
+}
+
+/**
+ * Whether `context` (what vitest gives an `afterEach` hook) is a test's whose file has another
+ * test still running: a concurrent test that has not finished, whose apps are still in use.
+ */
+function othersRunning(context: unknown): boolean {
+  const task = (context as { task?: HookTask } | null | undefined)?.task;
+  if (typeof task !== "object" || task === null || typeof task.file !== "object" || task.file === null) return false;
+  const busy = (t: HookTask): boolean =>
+    t !== task && (Array.isArray(t.tasks) ? t.tasks.some(busy) : t.result?.state === "run");
+  return busy(task.file);
 }
 
 /** The node_modules folder Node would look in first for the project's bare imports, if any. */
