@@ -72,7 +72,7 @@ export interface StartAppOptions {
  * provider, its DynamoDB table on aws): a test's setup and its assertions on what a handler stored.
  */
 export interface AppKv<T extends Record<string, unknown> = Record<string, unknown>> {
-  /** The value; undefined when the key is missing (where the SDK's get() throws not_found). */
+  /** The value; undefined when the key is missing (where the SDK's get() throws not_found). A key kv get() refuses (empty, too long) is refused with its words. */
   get(key: string): Promise<T | undefined>;
   /** Writes a value, held to the rules of every kv set() (a JSON object, its size, the key's). */
   set(key: string, value: T): Promise<void>;

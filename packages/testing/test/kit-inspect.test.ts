@@ -32,6 +32,14 @@ describe.each(["local", "aws"])("on %s", (provider) => {
     await ann.expectMessage("none");
     // Held to every kv set()'s rules, with its words.
     await expect(notes.set("note:x", [] as never)).rejects.toThrow(/^app\.kv\("notes"\)\.set: .*JSON object/);
+    // A key no kv get() takes is refused with get()'s words; before, lmdb's ("String does not fit
+    // in target buffer") or DynamoDB's came through, or an empty key read as missing.
+    const long = "k".repeat(5000);
+    const tooLong = "the key is 5000 bytes long and at most 1024 are allowed; use a shorter key";
+    await expect(notes.get(long)).rejects.toThrow(`app.kv("notes"): kv("notes").get(): ${tooLong}`);
+    await expect(notes.delete(long)).rejects.toThrow(`app.kv("notes"): kv("notes").delete(): ${tooLong}`);
+    await expect(notes.get("")).rejects.toThrow('kv("notes").get(""): the key is empty; use a non-empty string');
+    await expect(notes.keys("\ud800")).rejects.toThrow(/the prefix has a lone surrogate/);
     await expect(app.kv("nope").get("k")).rejects.toThrow(
       'app.kv("nope"): no service declares kv store "nope"; the project\'s stores are "notes"',
     );

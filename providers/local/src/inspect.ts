@@ -9,6 +9,8 @@ import type { SecretStore } from "@nitric-like/provider-kit/secret-store";
 import {
   type AppLimits,
   type InspectedConnection,
+  kvKeyProblem,
+  kvPrefixProblem,
   kvValueProblem,
   type ProviderInspector,
   type TrafficEvent,
@@ -98,6 +100,7 @@ export class LocalInspector implements ProviderInspector {
   }
 
   async kvKeys(store: string, prefix: string, limit: number): Promise<string[]> {
+    refuse(kvPrefixProblem(store, prefix));
     const keys: string[] = [];
     for (const key of this.stores.keys(store, prefix)) {
       if (keys.length >= limit) break;
@@ -107,6 +110,8 @@ export class LocalInspector implements ProviderInspector {
   }
 
   async kvGet(store: string, key: string): Promise<Record<string, unknown> | undefined> {
+    // A key no kv get() takes (too long for lmdb, say) is refused with the words get() has.
+    refuse(kvKeyProblem(store, "get", key));
     return this.stores.get(store, key);
   }
 
@@ -118,6 +123,7 @@ export class LocalInspector implements ProviderInspector {
   }
 
   async kvDelete(store: string, key: string): Promise<void> {
+    refuse(kvKeyProblem(store, "delete", key));
     await this.stores.delete(store, key);
   }
 
@@ -129,4 +135,9 @@ export class LocalInspector implements ProviderInspector {
       for (const g of this.gateways.values()) this.attach(g);
     };
   }
+}
+
+/** Throws a kv rule's refusal (@nitric-like/spec), if there is one. */
+function refuse(problem: string | undefined): void {
+  if (problem !== undefined) throw new Error(problem);
 }

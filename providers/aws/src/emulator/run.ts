@@ -33,6 +33,8 @@ import type {
 import {
   DEFAULT_RUN_ENVIRONMENT,
   findServices,
+  kvKeyProblem,
+  kvPrefixProblem,
   kvValueProblem,
   LATEST_VERSION,
   socketLimitsOf,
@@ -273,6 +275,7 @@ class EmulatorInspector implements ProviderInspector {
     return true;
   }
   async kvKeys(store: string, prefix: string, limit: number): Promise<string[]> {
+    refuse(kvPrefixProblem(store, prefix));
     const keys: string[] = [];
     if (limit <= 0) return keys;
     // Stopping the listing early stops asking DynamoDB for pages.
@@ -282,7 +285,9 @@ class EmulatorInspector implements ProviderInspector {
     }
     return keys;
   }
-  kvGet(store: string, key: string): Promise<Record<string, unknown> | undefined> {
+  async kvGet(store: string, key: string): Promise<Record<string, unknown> | undefined> {
+    // A key no kv get() takes (over DynamoDB's key size, say) is refused with the words get() has.
+    refuse(kvKeyProblem(store, "get", key));
     return this.stores.get(store, key);
   }
   async kvSet(store: string, key: string, value: Record<string, unknown>): Promise<void> {
@@ -291,7 +296,8 @@ class EmulatorInspector implements ProviderInspector {
     if (problem !== undefined) throw new Error(problem);
     await this.stores.set(store, key, value as JsonObject);
   }
-  kvDelete(store: string, key: string): Promise<void> {
+  async kvDelete(store: string, key: string): Promise<void> {
+    refuse(kvKeyProblem(store, "delete", key));
     return this.stores.delete(store, key);
   }
   private readonly fanOut = (event: TrafficEvent): void => {
@@ -670,4 +676,9 @@ function removeCopy(path: string, dir: string): void {
       return;
     }
   }
+}
+
+/** Throws a kv rule's refusal (@nitric-like/spec), if there is one. */
+function refuse(problem: string | undefined): void {
+  if (problem !== undefined) throw new Error(problem);
 }
