@@ -100,6 +100,8 @@ export { type EndpointContext, serviceRouter } from "./router.js";
 export {
   createRunDir,
   currentUid,
+  ownerAlive,
+  processMark,
   RUN_DIR_PREFIX,
   type RunDir,
   removeStaleRunDirs,

@@ -53,8 +53,17 @@ function startTimeOf(pid: number): string | undefined {
   }
 }
 
-/** Whether the process that wrote `owner` still runs. */
-function ownerAlive(owner: string): boolean {
+/**
+ * What names this process among every process the machine runs, now and later: `<pid> <start
+ * time>` (a reused pid has another start time). Written in a folder it owns, so that a later
+ * process can tell (ownerAlive) whether the folder's owner died without removing it.
+ */
+export function processMark(): string {
+  return `${process.pid} ${startTimeOf(process.pid) ?? ""}`.trim();
+}
+
+/** Whether the process that wrote `owner` (a processMark()) still runs. */
+export function ownerAlive(owner: string): boolean {
   const [pidText, start] = owner.trim().split(" ");
   const pid = Number(pidText);
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
@@ -148,7 +157,7 @@ export function createRunDir(parent = runDirParent()): RunDir {
       `local provider: the run folder ${JSON.stringify(path)} is not a private folder of this user (mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid}); check the temp folder (TMPDIR) is a normal local folder`,
     );
   }
-  writeFileSync(join(path, OWNER_FILE), `${process.pid} ${startTimeOf(process.pid) ?? ""}`.trim(), {
+  writeFileSync(join(path, OWNER_FILE), processMark(), {
     flag: "wx",
     mode: 0o600,
   });

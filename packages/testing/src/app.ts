@@ -4,15 +4,31 @@
  * AWS emulator running the built functions), on free ports of 127.0.0.1, with no dashboard and
  * no file watching.
  */
-import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, statSync, symlinkSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import {
+  currentUid,
   type InspectedConnection,
   loadProject,
   Output,
+  ownerAlive,
   type ProviderInspector,
+  processMark,
   putRunSecret,
   type RunControl,
   type RunService,
@@ -113,12 +129,19 @@ const running = new Set<App>();
 /**
  * The temp copies not removed yet. A test file that never stops its apps (no `afterEach(stopAll)`,
  * or a runner that ends the process first) would leave them in the temp folder: they go when the
- * process exits.
+ * process exits. A process killed by a signal, or a worker thread ended by its runner (vitest's
+ * threads pool, a watch-mode rerun), removes nothing: each copy names its process in COPY_OWNER,
+ * and the first start of a later process removes the copies whose process is gone.
  */
 const copies = new Set<string>();
 process.on("exit", () => {
   for (const copy of copies) rmSync(copy, { recursive: true, force: true });
 });
+/** Temp copies are named `<COPY_PREFIX><project folder's name>-<random>`. */
+const COPY_PREFIX = "nitric-like-";
+/** The file in a copy that names the process it belongs to (a processMark()). */
+const COPY_OWNER = join(".nitric-like", "test-kit-copy");
+let staleCopiesRemoved = false;
 /**
  * The working folder before the first running app: a run with worker threads moves this process
  * to its project's folder (threads share it), so later relative paths resolve against this one,
@@ -423,7 +446,11 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
   let runDir = source;
   let cleanup = () => {};
   if (options.copy !== false) {
-    runDir = mkdtempSync(join(tmpdir(), `nitric-like-${basename(source)}-`));
+    if (!staleCopiesRemoved) {
+      staleCopiesRemoved = true;
+      removeStaleCopies();
+    }
+    runDir = mkdtempSync(join(tmpdir(), `${COPY_PREFIX}${basename(source)}-`));
     const copy = runDir;
     cleanup = () => {
       copies.delete(copy);
@@ -431,6 +458,9 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
     };
     copies.add(copy);
     try {
+      // First, so that a process killed from here on leaves a copy the next one can tell is stale.
+      mkdirSync(join(copy, ".nitric-like"));
+      writeFileSync(join(copy, COPY_OWNER), processMark(), { flag: "wx", mode: 0o600 });
       cpSync(source, runDir, {
         recursive: true,
         filter: (path) => {
@@ -564,6 +594,32 @@ function othersRunning(context: unknown): boolean {
   const busy = (t: HookTask): boolean =>
     t !== task && (Array.isArray(t.tasks) ? t.tasks.some(busy) : t.result?.state === "run");
   return busy(task.file);
+}
+
+/**
+ * Removes the temp copies of apps whose process is gone without removing them (killed by a
+ * signal; or the copies of a runner's worker thread, once the runner's process has ended). Only
+ * folders of this user holding the kit's owner file are touched, never one whose process runs.
+ */
+function removeStaleCopies(parent = tmpdir()): void {
+  const uid = currentUid();
+  let entries: string[];
+  try {
+    entries = readdirSync(parent).filter((e) => e.startsWith(COPY_PREFIX));
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const dir = join(parent, entry);
+    try {
+      const owner = join(dir, COPY_OWNER);
+      const st = lstatSync(owner);
+      if (!st.isFile() || (uid !== undefined && st.uid !== uid) || !lstatSync(dir).isDirectory()) continue;
+      if (!ownerAlive(readFileSync(owner, "utf8"))) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Not a copy of the kit's, gone meanwhile, or not ours to read: leave it.
+    }
+  }
 }
 
 /** The node_modules folder Node would look in first for the project's bare imports, if any. */

@@ -473,6 +473,52 @@ it("removes the temp copy of an app never stopped when the test's process exits 
   expect(existsSync(dir)).toBe(false);
 });
 
+it("removes, at the next process's start, the copy of an app whose worker thread was ended (vitest's threads pool) or whose process was killed", async () => {
+  const { execFile } = await import("node:child_process");
+  const kit = new URL("../dist/index.js", import.meta.url).href;
+  const project = JSON.stringify(fixture("recorder"));
+  // What the script printed; it must end with exit 0 or, when `killed`, SIGKILL.
+  const node = (script: string, killed = false) =>
+    new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ["--input-type=module", "-e", script], { timeout: 30000 }, (error, stdout, stderr) =>
+        (killed ? error?.signal === "SIGKILL" : !error)
+          ? resolve(stdout.trim())
+          : reject(new Error(`${error?.message ?? "exit 0"}\n${stderr}`)),
+      ),
+    );
+  // A worker thread starts an app and is terminated, as vitest ends a test file's thread: no
+  // "exit" event runs in it. Then a process starts one and is killed with SIGKILL.
+  const inThread = await node(`import { Worker } from "node:worker_threads";
+    const worker = new Worker(${JSON.stringify(`import(${JSON.stringify(kit)}).then(async ({ startApp }) => {
+      const app = await startApp(${project}, { processes: true });
+      (await import("node:worker_threads")).parentPort.postMessage(app.dir);
+    });`)}, { eval: true });
+    worker.once("message", async (dir) => { console.log(dir); await worker.terminate(); process.exit(0); });`);
+  expect(inThread).toMatch(/nitric-like-recorder-/);
+  expect(existsSync(inThread)).toBe(true);
+  // The next process's first start removes it.
+  const killed = await node(
+    `import(${JSON.stringify(kit)}).then(async ({ startApp }) => {
+    const app = await startApp(${project}, { processes: true });
+    const { writeSync } = await import("node:fs");
+    writeSync(1, app.dir + "\\n");
+    process.kill(process.pid, "SIGKILL");
+  });`,
+    true,
+  );
+  expect(existsSync(inThread)).toBe(false);
+  expect(killed).toMatch(/nitric-like-recorder-/);
+  expect(existsSync(killed)).toBe(true);
+  // And the next one's removes this one, leaving alone the copy of an app still running.
+  const app = await startApp(fixture("recorder"));
+  await node(`import(${JSON.stringify(kit)}).then(async ({ startApp }) => {
+    const app = await startApp(${project}, { processes: true });
+    await app.stop();
+  });`);
+  expect(existsSync(killed)).toBe(false);
+  expect(existsSync(app.dir)).toBe(true);
+}, 60000);
+
 function probe(ws: import("ws").WebSocket): Promise<"open" | "refused"> {
   return new Promise((resolve) => {
     ws.on("open", () => {
