@@ -264,6 +264,7 @@ export interface ConnectClientOptions {
  */
 export function connectClient(url: string, options: ConnectClientOptions = {}, label = "client"): Promise<Client> {
   let raw: WebSocket;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   try {
     const target = new URL(url);
     for (const [name, value] of Object.entries(options.query ?? {}))
@@ -271,7 +272,7 @@ export function connectClient(url: string, options: ConnectClientOptions = {}, l
     raw = new WebSocket(target, [...(options.protocols ?? [])], {
       headers: { ...options.headers },
       autoPong: false,
-      handshakeTimeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      handshakeTimeout: timeoutMs,
     });
   } catch (error) {
     // What no server could be asked: a header value with a line break, a subprotocol with a space
@@ -302,7 +303,16 @@ export function connectClient(url: string, options: ConnectClientOptions = {}, l
         reject(new ConnectRefusedError(`${label}: the upgrade was refused: ${status} ${body}`.trim(), status, body));
       });
     });
-    raw.once("error", (error) => reject(new Error(`${label}: could not connect to ${url}: ${error.message}`)));
+    raw.once("error", (error) => {
+      // ws's words for its handshakeTimeout say nothing of why or what to do.
+      if (/handshake has timed out/.test(error.message))
+        reject(
+          new Error(
+            `${label}: ${url} did not answer the upgrade within ${timeoutMs} ms: its authorize or connect handler has not returned; raise timeoutMs if it is slow`,
+          ),
+        );
+      else reject(new Error(`${label}: could not connect to ${url}: ${error.message}`));
+    });
   });
 }
 

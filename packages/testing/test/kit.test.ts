@@ -95,6 +95,16 @@ it("rejects a connect whose header or subprotocol no request can carry, naming t
   await client.expectMessage("hello anonymous");
 });
 
+it("rejects a connect whose handler does not return within timeoutMs, saying so and what to do", async () => {
+  // Before, ws's own words came through: "could not connect to ws://...: Opening handshake has timed out".
+  const app = await startApp(fixture("held"));
+  const never = join(app.dir, "never");
+  await expect(app.connect({ query: { connect: never }, timeoutMs: 300 })).rejects.toThrow(
+    `client of websocket "socket": ${app.url()} did not answer the upgrade within 300 ms: its authorize or connect handler has not returned; raise timeoutMs if it is slow`,
+  );
+  writeFileSync(never, "");
+});
+
 it("rejects a refused connect with the status and the reason the service gave", async () => {
   const app = await startApp(fixture("recorder"));
   const refused = await app.connect().catch((e: unknown) => e);
