@@ -154,6 +154,8 @@ const MAX_LOG_CHARS = 4 * 1024 * 1024;
 /** A project started by `startApp`. */
 export class App {
   private output = "";
+  /** How many characters the run has printed in all (output keeps the latest of them). */
+  private printed = 0;
   private readonly urls = new Map<string, string>();
   private services: readonly RunService[] = [];
   private inspector: ProviderInspector | undefined;
@@ -203,6 +205,7 @@ export class App {
     this.live("app.connect()");
     const name = socket ?? this.onlySocket();
     const client = await connectClient(this.url(name), rest, `client of websocket "${name}"`);
+    client.watchOutput({ mark: () => this.printed, since: (mark) => this.outputSince(mark) });
     this.clients.add(client);
     return client;
   }
@@ -389,9 +392,15 @@ export class App {
       throw new Error(`app.stop: left open or unclean: ${problems.join("; ")}; the output:\n${this.output}`);
   }
 
+  /** What the run printed after `mark` (a value of `printed`), as much of it as `output` still holds. */
+  private outputSince(mark: number): string {
+    return this.output.slice(Math.max(0, this.output.length - (this.printed - mark)));
+  }
+
   /** @internal */
   write(text: string): void {
     this.output += text;
+    this.printed += text.length;
     if (this.output.length > MAX_LOG_CHARS) this.output = this.output.slice(-MAX_LOG_CHARS / 2);
     for (const m of text.matchAll(/^websocket (\S+) (ws:\/\/\S+)$/gm)) this.urls.set(m[1] as string, m[2] as string);
     for (const w of this.logWaiters.splice(0)) w();

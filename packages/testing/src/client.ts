@@ -54,6 +54,9 @@ export interface WaitOptions {
   timeoutMs?: number;
 }
 
+/** The most lines of the app's output a client's error quotes. */
+const MAX_QUOTED_LINES = 20;
+
 /** The default wait of `next()`, `expectMessage()` and `close()`. */
 export const DEFAULT_TIMEOUT_MS = 5000;
 
@@ -82,6 +85,8 @@ export class Client {
   private waiters: (() => void)[] = [];
   private silent = false;
   private pinger: NodeJS.Timeout | undefined;
+  /** The app's output: a mark of where it is now, and what it printed since a mark. */
+  private output: { mark(): number; since(mark: number): string } | undefined;
 
   /** @internal */
   constructor(
@@ -148,22 +153,45 @@ export class Client {
     }
   }
 
-  /** The next message, waiting for it; throws when none arrives in time or the connection closes first. */
+  /**
+   * The next message, waiting for it; throws when none arrives in time or the connection closes
+   * first, with what the app printed meanwhile (a handler's error, a reply it refused to send).
+   */
   async next(options: WaitOptions = {}): Promise<Frame> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
+    const mark = this.output?.mark();
     for (;;) {
       const first = this.frames.shift();
       if (first) return first;
       if (this.closeInfo)
         throw new Error(
-          `${this.label}: the connection closed (${this.closeInfo.code}${this.closeInfo.reason ? ` ${JSON.stringify(this.closeInfo.reason)}` : ""}) before a message arrived`,
+          `${this.label}: the connection closed (${this.closeInfo.code}${this.closeInfo.reason ? ` ${JSON.stringify(this.closeInfo.reason)}` : ""}) before a message arrived${this.printedSince(mark)}`,
         );
       const left = deadline - Date.now();
       if (left <= 0)
-        throw new Error(`${this.label}: no message arrived within ${timeoutMs} ms; raise timeoutMs if it is slow`);
+        throw new Error(
+          `${this.label}: no message arrived within ${timeoutMs} ms; raise timeoutMs if it is slow${this.printedSince(mark)}`,
+        );
       await this.wait(left);
     }
+  }
+
+  /** @internal Lets the client's errors quote the app's output (App.connect). */
+  watchOutput(output: { mark(): number; since(mark: number): string }): void {
+    this.output = output;
+  }
+
+  /** What the app printed since `mark`, to end an error with: its last lines, or "" for none. */
+  private printedSince(mark: number | undefined): string {
+    if (mark === undefined || this.output === undefined) return "";
+    const lines = this.output
+      .since(mark)
+      .split("\n")
+      .filter((line) => line.trim() !== "");
+    if (lines.length === 0) return "";
+    const shown = lines.slice(-MAX_QUOTED_LINES).map((line) => (line.length > 500 ? `${line.slice(0, 500)}...` : line));
+    return `; meanwhile the app printed${lines.length > shown.length ? ` (the last ${shown.length} lines)` : ""}:\n${shown.join("\n")}`;
   }
 
   /**

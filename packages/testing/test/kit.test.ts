@@ -81,6 +81,20 @@ it("fails expectMessage with what arrived instead, and next() when nothing arriv
   await expect(client.expectMessage({ kind: "xml" })).rejects.toThrow(/got "\{.*json/);
 });
 
+it("ends a wait that got no message with what the app printed meanwhile: a handler's error, not the timeout alone", async () => {
+  // Before, a test whose handler threw (or whose reply the provider refused to send) read only
+  // "no message arrived within 1000 ms; raise timeoutMs if it is slow", the reason in app.logs.
+  const app = await startApp(fixture("recorder"));
+  const client = await app.connect(open);
+  await client.expectMessage("hello anonymous");
+  client.send("throw");
+  await expect(client.next({ timeoutMs: 1000 })).rejects.toThrow(
+    /no message arrived within 1000 ms; raise timeoutMs if it is slow; meanwhile the app printed:\n(.*\n)*recorder \| .*message handler failed .*the handler threw/,
+  );
+  // Only what it printed during the wait: nothing here.
+  await expect(client.expectMessage("x", { timeoutMs: 100 })).rejects.toThrow(/slow$/);
+});
+
 it("rejects a connect whose header or subprotocol no request can carry, naming the client and the option", async () => {
   const app = await startApp(fixture("recorder"));
   await expect(app.connect({ ...open, headers: { "x-name": "ann\nbo" } })).rejects.toThrow(
