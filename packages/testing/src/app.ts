@@ -35,7 +35,7 @@ import {
   runCommand,
   type Sink,
 } from "@nitric-like/cli/run";
-import { type Client, type CloseInfo, type ConnectClientOptions, connectClient, within } from "./client.js";
+import { type Client, type CloseInfo, type ConnectClientOptions, connectClient, waitMs, within } from "./client.js";
 
 /** How `startApp` runs the project. */
 export interface StartAppOptions {
@@ -336,7 +336,7 @@ export class App {
 
   /** Waits until the run's output matches `pattern` (a service's console.log, a warning). */
   async waitForLog(pattern: RegExp, options: { timeoutMs?: number } = {}): Promise<void> {
-    const timeoutMs = options.timeoutMs ?? 5000;
+    const timeoutMs = waitMs(`app.waitForLog(${pattern})`, "timeoutMs", options.timeoutMs, 5000);
     const deadline = Date.now() + timeoutMs;
     while (!pattern.test(this.output)) {
       if (this.stopped) throw new Error(`app: stopped before anything matched ${pattern}; the output:\n${this.output}`);
@@ -442,6 +442,10 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
   if (running.size === 0) home = process.cwd();
   const source = resolve(home ?? process.cwd(), dir);
   const at = `startApp(${JSON.stringify(dir)})`;
+  // Checked before anything starts: NaN or a negative one gave a start that never timed out or
+  // failed at once, a blockedAfterMs of 0 a service ended as blocked over and over.
+  const timeoutMs = waitMs(at, "timeoutMs", options.timeoutMs, 30000);
+  waitMs(at, "blockedAfterMs", options.blockedAfterMs, 0);
   if (!existsSync(source)) throw new Error(`${at}: no such folder; give a project's folder`);
   if (!statSync(source).isDirectory())
     throw new Error(`${at}: ${source} is a file; give the project's folder (the one with nitric-like.yaml)`);
@@ -523,7 +527,6 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
     app.write(`${(error as Error).message}\n`);
     return 1;
   });
-  const timeoutMs = options.timeoutMs ?? 30000;
   const notReady = (why: string) => new Error(`startApp(${JSON.stringify(dir)}): ${why}; the output:\n${app.logs}`);
   try {
     const readyLine = app.waitForLog(/^ready: /m, { timeoutMs }).then(() => {

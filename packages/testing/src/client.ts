@@ -57,6 +57,26 @@ export interface WaitOptions {
 /** The most lines of the app's output a client's error quotes. */
 const MAX_QUOTED_LINES = 20;
 
+/** The longest wait a timer takes (Node's setTimeout fires at once past it, with only a warning). */
+const MAX_WAIT_MS = 2 ** 31 - 1;
+
+/**
+ * A wait given as an option: `fallback` when undefined, else a number of milliseconds from 1 (0
+ * too when `zero`) to MAX_WAIT_MS. Anything else is refused, naming the call and the option: NaN
+ * or a negative one made a wait spin or end at once, a keep-alive of 0 a ping flood.
+ * @internal
+ */
+export function waitMs(at: string, option: string, value: unknown, fallback: number, zero = false): number {
+  if (value === undefined) return fallback;
+  if (typeof value === "number" && Number.isFinite(value) && value >= (zero ? 0 : 1) && value <= MAX_WAIT_MS)
+    return value;
+  const shown =
+    typeof value === "number" ? String(value) : typeof value === "string" ? JSON.stringify(value) : typeof value;
+  throw new Error(
+    `${at}: ${option} is ${shown}; give a number of milliseconds from ${zero ? 0 : 1} to ${MAX_WAIT_MS}${value === Number.POSITIVE_INFINITY ? " (no wait is endless; the runner's own timeout ends a test)" : ""}`,
+  );
+}
+
 /** The default wait of `next()`, `expectMessage()` and `close()`. */
 export const DEFAULT_TIMEOUT_MS = 5000;
 
@@ -158,7 +178,7 @@ export class Client {
    * first, with what the app printed meanwhile (a handler's error, a reply it refused to send).
    */
   async next(options: WaitOptions = {}): Promise<Frame> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timeoutMs = waitMs(`${this.label}: next()`, "timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
     const deadline = Date.now() + timeoutMs;
     const mark = this.output?.mark();
     for (;;) {
@@ -212,7 +232,7 @@ export class Client {
 
   /** Waits `forMs` and throws when a message arrives meanwhile (or was unread already). */
   async expectNoMessage(options: { forMs?: number } = {}): Promise<void> {
-    const forMs = options.forMs ?? 200;
+    const forMs = waitMs(`${this.label}: expectNoMessage()`, "forMs", options.forMs, 200, true);
     const deadline = Date.now() + forMs;
     for (let left = forMs; left > 0 && this.frames.length === 0; left = deadline - Date.now()) await this.wait(left);
     const first = this.frames[0];
@@ -221,9 +241,10 @@ export class Client {
 
   /** Closes the connection with a close frame and waits for the close to finish. */
   async close(code = 1000, reason = "", options: WaitOptions = {}): Promise<CloseInfo> {
+    const timeoutMs = waitMs(`${this.label}: close()`, "timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
     if (this.raw.readyState === WebSocket.CONNECTING || this.raw.readyState === WebSocket.OPEN)
       this.raw.close(code, reason);
-    return within(this.closed, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, `${this.label}: the close did not finish`);
+    return within(this.closed, timeoutMs, `${this.label}: the close did not finish`);
   }
 
   /**
@@ -292,7 +313,13 @@ export interface ConnectClientOptions {
  */
 export function connectClient(url: string, options: ConnectClientOptions = {}, label = "client"): Promise<Client> {
   let raw: WebSocket;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  let timeoutMs: number;
+  try {
+    timeoutMs = waitMs(`${label}: connect`, "timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
+    waitMs(`${label}: connect`, "keepAliveMs", options.keepAliveMs, 0);
+  } catch (error) {
+    return Promise.reject(error);
+  }
   try {
     const target = new URL(url);
     for (const [name, value] of Object.entries(options.query ?? {}))

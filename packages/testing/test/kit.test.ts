@@ -95,6 +95,36 @@ it("ends a wait that got no message with what the app printed meanwhile: a handl
   await expect(client.expectMessage("x", { timeoutMs: 100 })).rejects.toThrow(/slow$/);
 });
 
+it("refuses a wait that is no number of milliseconds (NaN, negative, endless), naming the call and the option", async () => {
+  // Before, NaN made next() spin until a message came and a start never time out, a negative or
+  // endless wait ended at once, forMs: NaN passed expectNoMessage() unchecked, keepAliveMs: 0 sent
+  // pings in a loop and blockedAfterMs: 0 ended the services as blocked over and over.
+  const range = "give a number of milliseconds from 1 to 2147483647";
+  await expect(startApp(fixture("recorder"), { timeoutMs: Number.NaN })).rejects.toThrow(
+    `startApp(${JSON.stringify(fixture("recorder"))}): timeoutMs is NaN; ${range}`,
+  );
+  await expect(startApp(fixture("recorder"), { blockedAfterMs: 0 })).rejects.toThrow(`blockedAfterMs is 0; ${range}`);
+  const app = await startApp(fixture("recorder"));
+  await expect(app.connect({ ...open, keepAliveMs: 0 })).rejects.toThrow(
+    `client of websocket "socket": connect: keepAliveMs is 0; ${range}`,
+  );
+  await expect(app.connect({ ...open, timeoutMs: -1 })).rejects.toThrow(`connect: timeoutMs is -1; ${range}`);
+  const client = await app.connect(open);
+  await expect(client.next({ timeoutMs: Number.POSITIVE_INFINITY })).rejects.toThrow(
+    `client of websocket "socket": next(): timeoutMs is Infinity; ${range} (no wait is endless; the runner's own timeout ends a test)`,
+  );
+  await expect(client.expectMessage("hello anonymous", { timeoutMs: -5 })).rejects.toThrow(`next(): timeoutMs is -5`);
+  await expect(client.expectNoMessage({ forMs: Number.NaN })).rejects.toThrow(
+    "expectNoMessage(): forMs is NaN; give a number of milliseconds from 0 to 2147483647",
+  );
+  await expect(app.waitForLog(/ready/, { timeoutMs: "5s" as never })).rejects.toThrow(
+    `app.waitForLog(/ready/): timeoutMs is "5s"; ${range}`,
+  );
+  await expect(client.close(1000, "", { timeoutMs: 0 })).rejects.toThrow(`close(): timeoutMs is 0; ${range}`);
+  await client.expectMessage("hello anonymous");
+  await client.expectNoMessage({ forMs: 0 });
+});
+
 it("rejects a connect whose header or subprotocol no request can carry, naming the client and the option", async () => {
   const app = await startApp(fixture("recorder"));
   await expect(app.connect({ ...open, headers: { "x-name": "ann\nbo" } })).rejects.toThrow(
