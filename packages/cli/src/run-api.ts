@@ -10,3 +10,4 @@ export { type InspectedConnection, loadProject, type ProviderInspector } from "@
 export { type RunCommandOptions, type RunControl, type RunService, runCommand } from "./commands/run.js";
 export { putRunSecret } from "./commands/secret.js";
 export { Output, type Sink } from "./lib/log.js";
+export { loadProvider } from "./lib/providers.js";

@@ -25,6 +25,7 @@ import {
   currentUid,
   type InspectedConnection,
   loadProject,
+  loadProvider,
   Output,
   ownerAlive,
   type ProviderInspector,
@@ -456,6 +457,17 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
   } catch (error) {
     throw new Error(`${at}: ${(error as Error).message}`);
   }
+  const provider = options.provider ?? "local";
+  // A provider of the project's own is found from the project, so that a name not installed
+  // (a typo, "AWS") is said with the project's folder and the option, not the temp copy's and a
+  // command-line flag.
+  if (provider !== "local" && provider !== "aws") {
+    try {
+      await loadProvider(provider, source, '{ provider: "<package>" }');
+    } catch (error) {
+      throw new Error(`${at}: ${(error as Error).message}`);
+    }
+  }
   let runDir = source;
   let cleanup = () => {};
   if (options.copy !== false) {
@@ -489,7 +501,6 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
       throw new Error(`${at}: could not copy the project to ${runDir}: ${(error as Error).message}`);
     }
   }
-  const provider = options.provider ?? "local";
   const app = new App(runDir, provider, () => {
     // Back home when the last app stops, or when this one's folder (about to go) is where we are.
     if (home !== undefined && process.cwd() !== home && (running.size === 0 || process.cwd() === runDir))

@@ -510,6 +510,17 @@ it("rejects with the run's own words when the project cannot start, and for a fo
   expect(process.cwd()).toBe(fileURLToPath(new URL("../../..", import.meta.url)).replace(/\/$/, ""));
 });
 
+it("rejects a provider not installed with the project's folder and the option, before copying it", async () => {
+  // Before, the run's words came through: the temp copy's folder, and "--provider <package>".
+  const project = fixture("recorder");
+  await expect(startApp(project, { provider: "AWS" })).rejects.toThrow(
+    `startApp(${JSON.stringify(project)}): provider "AWS" is not installed in ${project}; providers found: local, aws`,
+  );
+  await expect(startApp(project, { provider: "AWS" })).rejects.toThrow(
+    /pass its package name \(\{ provider: "<package>" \}\)$/,
+  );
+});
+
 it("removes the temp copy of an app never stopped when the test's process exits (a file with no afterEach(stopAll))", async () => {
   const { execFile } = await import("node:child_process");
   const kit = new URL("../dist/index.js", import.meta.url).href;

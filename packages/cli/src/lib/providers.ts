@@ -36,8 +36,15 @@ function isProvider(value: unknown): value is Provider {
   return typeof value === "object" && value !== null && typeof (value as Provider).name === "string";
 }
 
-/** Loads a provider by name, resolving packages from the project in `projectDir`. */
-export async function loadProvider(name: string, projectDir = process.cwd()): Promise<Provider> {
+/**
+ * Loads a provider by name, resolving packages from the project in `projectDir`. `passAs` is how
+ * the caller is given a provider's name, for the advice when none is installed by that name.
+ */
+export async function loadProvider(
+  name: string,
+  projectDir = process.cwd(),
+  passAs = "--provider <package>",
+): Promise<Provider> {
   if (name === "local") return (await import("@nitric-like/provider-local")).provider;
   if (name === "aws") return (await import("@nitric-like/provider-aws")).provider;
   const known = [...BUILT_IN_PROVIDERS, ...installedProviders(projectDir)].join(", ");
@@ -49,7 +56,7 @@ export async function loadProvider(name: string, projectDir = process.cwd()): Pr
     url = pathToFileURL(createRequire(anchor).resolve(name)).href;
   } catch {
     throw new UserError(
-      `provider "${name}" is not installed in ${projectDir}; providers found: ${known}. Pick one of those, or install a third-party provider's package and pass its package name (--provider <package>)`,
+      `provider "${name}" is not installed in ${projectDir}; providers found: ${known}. Pick one of those, or install a third-party provider's package and pass its package name (${passAs})`,
     );
   }
   let mod: { default?: unknown; provider?: unknown };
