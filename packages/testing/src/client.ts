@@ -241,6 +241,26 @@ export class Client {
 
   /** Closes the connection with a close frame and waits for the close to finish. */
   async close(code = 1000, reason = "", options: WaitOptions = {}): Promise<CloseInfo> {
+    // What a close frame cannot carry, said before ws throws its own words ("First argument must
+    // be a valid error code number") or cuts a fraction off the code.
+    const shownReason =
+      typeof reason !== "string"
+        ? `, ${typeof reason}`
+        : reason === ""
+          ? ""
+          : `, ${JSON.stringify(reason.length > 40 ? `${reason.slice(0, 40)}...` : reason)}`;
+    const at = `${this.label}: close(${typeof code === "number" ? code : JSON.stringify(code)}${shownReason})`;
+    if (
+      !Number.isInteger(code) ||
+      !((code >= 1000 && code <= 1014 && ![1004, 1005, 1006].includes(code)) || (code >= 3000 && code <= 4999))
+    )
+      throw new Error(
+        `${at}: a close code is a whole number from 1000 to 1014 (1004 to 1006 are never sent) or from 3000 to 4999; use 1000 for a normal close`,
+      );
+    if (typeof reason !== "string" || Buffer.byteLength(reason) > 123)
+      throw new Error(
+        `${at}: ${typeof reason === "string" ? `the reason is ${Buffer.byteLength(reason)} bytes and` : "the reason must be text;"} a close frame holds at most 123 bytes of it; shorten it`,
+      );
     const timeoutMs = waitMs(`${this.label}: close()`, "timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
     if (this.raw.readyState === WebSocket.CONNECTING || this.raw.readyState === WebSocket.OPEN)
       this.raw.close(code, reason);

@@ -125,6 +125,21 @@ it("refuses a wait that is no number of milliseconds (NaN, negative, endless), n
   await client.expectNoMessage({ forMs: 0 });
 });
 
+it("refuses a close() a close frame cannot carry, naming the client and what a code or reason may be", async () => {
+  // Before, ws's words came through ("First argument must be a valid error code number", "The
+  // message must not be greater than 123 bytes"), and 3000.5 was sent as 3000.
+  const app = await startApp(fixture("recorder"));
+  const client = await app.connect(open);
+  const codes = "a close code is a whole number from 1000 to 1014 (1004 to 1006 are never sent) or from 3000 to 4999";
+  for (const code of [999, 1005, 1006, 1015, 5000, 3000.5])
+    await expect(client.close(code)).rejects.toThrow(`client of websocket "socket": close(${code}): ${codes}`);
+  await expect(client.close(4000, "x".repeat(124))).rejects.toThrow(
+    `close(4000, "${"x".repeat(40)}..."): the reason is 124 bytes and a close frame holds at most 123 bytes of it; shorten it`,
+  );
+  expect(client.isOpen).toBe(true);
+  expect(await client.close(4000, "x".repeat(123))).toEqual({ code: 4000, reason: "x".repeat(123) });
+});
+
 it("rejects a connect whose header or subprotocol no request can carry, naming the client and the option", async () => {
   const app = await startApp(fixture("recorder"));
   await expect(app.connect({ ...open, headers: { "x-name": "ann\nbo" } })).rejects.toThrow(
