@@ -389,6 +389,10 @@ function parse(command: string, args: string[]) {
     };
   } catch (error) {
     const help = `run "nitric-like ${command} --help" for its options`;
+    // Node's own words ("Option '--stack <value>' argument missing", three lines about an
+    // ambiguous argument) name neither the command nor the fix: the option and what it takes.
+    const value = optionValueProblem(args, accepted);
+    if (value !== undefined) throw new UserError(`${command}: ${value}; ${help}`);
     if ((error as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
       // Node's own words ("To specify a positional argument starting with a '-' ...") fit a
       // mistyped option badly: the option as given, the one most likely meant.
@@ -398,6 +402,40 @@ function parse(command: string, args: string[]) {
     if (error instanceof UserError) throw error;
     throw new UserError(`${command}: ${(error as Error).message}; ${help}`);
   }
+}
+
+/**
+ * The first option given without the value it takes, or with a value it does not take, said with
+ * the fix; undefined when every option's value is right. Read from a lenient parse of `args`,
+ * which keeps what the strict one refused.
+ */
+function optionValueProblem(
+  args: string[],
+  accepted: Record<string, { type: string; short?: string }>,
+): string | undefined {
+  const shorts = new Map(
+    Object.entries(accepted).flatMap(([name, spec]) => (spec.short === undefined ? [] : [[spec.short, name]])),
+  );
+  for (const [index, arg] of args.entries()) {
+    if (arg === "--") return undefined;
+    // `-f=2`: Node reads a group of short options (-f, -=, -2) and names "-=".
+    const short = /^-([^-=])=(.*)$/s.exec(arg);
+    const long = shorts.get(short?.[1] ?? "");
+    if (short !== null && long !== undefined && accepted[long]?.type === "boolean")
+      return `-${short[1]} (--${long}) takes no value, got ${JSON.stringify(short[2])}; give -${short[1]} alone`;
+    const match = /^--([^=]+)(=(.*))?$/s.exec(arg);
+    const name = match?.[1];
+    const spec = name === undefined || !Object.hasOwn(accepted, name) ? undefined : accepted[name];
+    if (match === null || spec === undefined) continue;
+    if (spec.type === "boolean" && match[2] !== undefined)
+      return `--${name} takes no value, got ${JSON.stringify(match[3])}; give --${name} alone`;
+    if (spec.type !== "string" || match[2] !== undefined) continue;
+    const next = args[index + 1];
+    if (next === undefined) return `--${name} needs a value: --${name} <value>`;
+    if (next.startsWith("-"))
+      return `--${name} needs a value, but ${next} follows it: give --${name} <value> (a value that starts with "-" as --${name}=<value>)`;
+  }
+  return undefined;
 }
 
 /** What an unknown option was most likely meant as: one the command takes, or AWS's own setting. */

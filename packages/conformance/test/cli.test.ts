@@ -151,6 +151,25 @@ describe("nitric-like --help and friends", () => {
     expect(alike.stderr).not.toContain("given twice");
   });
 
+  it("names an option given without its value, or with one it does not take, and the fix", async () => {
+    const cases: [string[], string][] = [
+      [["up", "--stack"], 'error: up: --stack needs a value: --stack <value>; run "nitric-like up --help"'],
+      [
+        ["build", "--out", "--json"],
+        'error: build: --out needs a value, but --json follows it: give --out <value> (a value that starts with "-" as --out=<value>)',
+      ],
+      [["down", "--yes=1"], 'error: down: --yes takes no value, got "1"; give --yes alone'],
+      [["logs", "-f=2"], 'error: logs: -f (--follow) takes no value, got "2"; give -f alone'],
+    ];
+    for (const [args, said] of cases) {
+      const { code, stderr } = await runCli(args);
+      expect(code, args.join(" ")).toBe(1);
+      expect(stderr, args.join(" ")).toContain(said);
+      // Not Node's words, which name neither the command nor the fix.
+      expect(stderr, args.join(" ")).not.toMatch(/argument missing|ambiguous|does not take an argument|option -=/);
+    }
+  });
+
   it("says how to create a project file when there is none", async () => {
     const { code, stderr } = await runCli(["spec", FIXTURES]);
     expect(code).toBe(1);
