@@ -76,10 +76,11 @@ Options:
   --stack <name>      Stack name (default: the project's name).
   --region <region>   AWS region (default: from the AWS configuration).
   --yes               Delete kv tables that hold items without asking.
-  --keep-data         Keep every kv table: for aws the stack is first updated so that
-                      its tables are kept (DeletionPolicy Retain, tagged
+  --keep-data         Keep every kv table and secret: for aws the stack is first
+                      updated so that they are kept (DeletionPolicy Retain, tagged
                       nitric-like:kept-from-stack=<stack>), then deleted; the kept
-                      tables' names are printed.
+                      tables' and secrets' names are printed. Without it, secrets are
+                      deleted with a warning saying how to restore them.
   --json              Print {"stack", "provider", "deleted": true, "kept": [{"store",
                       "name"}], "keptSecrets": [{"secret", "name"}]} on stdout when
                       done; a failure is {"error": {"message", "problems"}} on stdout.
