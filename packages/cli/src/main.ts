@@ -444,6 +444,9 @@ function unknownOptionHint(given: string, accepted: Record<string, unknown>): st
   // The AWS CLI's --profile and --endpoint-url are environment variables here, as for the SDK.
   if (name === "profile" && "region" in accepted) return ": the AWS profile is chosen with AWS_PROFILE=<name>";
   if (name === "endpoint-url" && "region" in accepted) return ": the endpoint is chosen with AWS_ENDPOINT_URL=<url>";
+  // A secret's value on the command line would stay in shell history: where it comes from instead.
+  if (name === "value" && "from-file" in accepted)
+    return ": the value is never taken from the command line (shell history keeps it): pipe it, give --from-file <path>, or type it at the prompt";
   const known = [...Object.keys(accepted), "help"];
   const near = didYouMean(name, known);
   return near === undefined ? "" : ` (did you mean --${near}?)`;

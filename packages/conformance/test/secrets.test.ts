@@ -143,3 +143,23 @@ describe.each(["local", "aws"])("nitric-like secret put, for run --provider %s",
     expect(await greeting(app)).toEqual({ text: "s3cret-typed", bytes: 12, version });
   }, 30000);
 });
+
+describe("nitric-like secret put, given its value on the command line", () => {
+  it("says the value never goes there, and how to give it, without taking it for a folder to create", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/door.ts": SERVICE });
+    // The value where the project's folder goes: not "no such folder ... nitric-like new hunter2".
+    const positional = await runCli(["secret", "put", "motd", "hunter2"], { input: "" });
+    expect(positional.code).toBe(1);
+    expect(positional.stderr).toContain(
+      "secret put: the word after the secret's name names the project's folder, and no folder has that name; the value is never taken from the command line",
+    );
+    expect(positional.stderr).toContain("give --from-file <path>, or type it at the prompt; nothing was stored");
+    expect(positional.stderr).not.toMatch(/hunter2|nitric-like new|bundling/);
+    // An option for it, as other tools have, says the same.
+    const option = await runCli(["secret", "put", "motd", dir, "--value", "hunter2"]);
+    expect(option.code).toBe(1);
+    expect(option.stderr).toContain(
+      "error: secret: unknown option --value: the value is never taken from the command line (shell history keeps it): pipe it, give --from-file <path>",
+    );
+  });
+});

@@ -5,7 +5,7 @@
  * `--from-file`, from stdin when it is piped, or is typed at a prompt that does not echo it: never
  * from the command line, where the shell's history and `ps` would keep it.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { didYouMean, loadProject, resourceNameProblem, secretValueProblem } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
@@ -169,6 +169,13 @@ export async function secretCommand(options: SecretCommandOptions, output: Outpu
   if (name === undefined) throw new UserError(`secret put: name the secret: nitric-like secret put <name> [dir]`);
   const problem = resourceNameProblem("secret", name);
   if (problem) throw new UserError(`secret put: ${problem}`);
+  // `secret put motd "hello"` gives the value where the project's folder goes: said as the value
+  // it most likely is (without repeating it), not as a folder to create with "nitric-like new".
+  if (options.dir !== "." && statSync(options.dir, { throwIfNoEntry: false })?.isDirectory() !== true) {
+    throw new UserError(
+      `secret put: the word after the secret's name names the project's folder, and no folder has that name; the value is never taken from the command line, where shell history keeps it: pipe it (printf %s "$VALUE" | nitric-like secret put ${name}), give --from-file <path>, or type it at the prompt; nothing was stored`,
+    );
+  }
 
   // A file or a pipe is read first, so that a wrong path fails before anything is bundled.
   let value: Uint8Array | undefined;
