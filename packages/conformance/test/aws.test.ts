@@ -2540,6 +2540,36 @@ describe("run --provider aws when a redeploy cannot start", () => {
   }, 90000);
 });
 
+describe("run --provider aws with options for run's own service processes", () => {
+  it("says that --tcp and --processes change nothing when the emulator starts the functions itself", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: flags\nservices:\n  - match: services/*.ts\n",
+      "services/echo.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("echo");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.text());',
+      ].join("\n"),
+    });
+    const app = await startApp(dir, ["--provider", "aws", "--tcp", "--processes"]);
+    try {
+      expect(app.stderr).toContain(
+        'warning: --tcp: provider "aws" starts the services itself, so no endpoint of run\'s listens for them on 127.0.0.1 and they get no NITRIC_SERVICE_HOST/PORT; drop --tcp, or use --provider local',
+      );
+      expect(app.stderr).toContain(
+        'warning: --processes: provider "aws" starts the services itself (as it would in the cloud), so --processes changes nothing; drop it',
+      );
+      const client = await connect(app.url("echo"));
+      client.ws.send("hi");
+      expect((await client.next()).text).toBe("hi");
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
+});
+
 describe("run --provider aws --env-from", () => {
   it("gives every function the file's variables, as up would, and not the .env files, and deploys again when the file changes", async () => {
     const dir = writeProject({

@@ -681,6 +681,15 @@ class Run {
     const inspect = options.inspect === true && !running.hostsServices;
     if (options.inspect === true && running.hostsServices)
       output.warn(`--inspect: provider "${this.providerName}" starts the services itself, so they get no inspector`);
+    // Both shape how run starts its own service processes, which such a provider has none of.
+    if (options.tcp === true && running.hostsServices)
+      output.warn(
+        `--tcp: provider "${this.providerName}" starts the services itself, so no endpoint of run's listens for them on 127.0.0.1 and they get no NITRIC_SERVICE_HOST/PORT; drop --tcp, or use --provider local`,
+      );
+    if (options.processes === true && options.inspect !== true && running.hostsServices)
+      output.warn(
+        `--processes: provider "${this.providerName}" starts the services itself (as it would in the cloud), so --processes changes nothing; drop it`,
+      );
     if (this.dotenv.files.length > 0 && running.hostsServices)
       output.warn(
         `${this.dotenv.files.join(", ")}: provider "${this.providerName}" starts the services itself, without these variables, as a deploy does; to give its functions a file's variables, as "up --env-from" deploys them, run with --env-from <file>`,
