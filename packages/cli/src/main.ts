@@ -209,6 +209,10 @@ export async function main(
       );
     }
     const singleThread = args.values["single-thread"] === true;
+    if (args.values["no-dashboard"] === true && text("dashboard-port") !== undefined)
+      throw new UserError(
+        "run: --dashboard-port and --no-dashboard both say where the dashboard is (on that port, or nowhere); choose one",
+      );
     const code = await runCommand(
       {
         dir,

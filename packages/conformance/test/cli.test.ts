@@ -151,7 +151,7 @@ describe("nitric-like --help and friends", () => {
     expect(alike.stderr).not.toContain("given twice");
   });
 
-  it("names an option given without its value, or with one it does not take, and the fix", async () => {
+  it("names an option given without its value, or with one it does not take, or against another, and the fix", async () => {
     const cases: [string[], string][] = [
       [["up", "--stack"], 'error: up: --stack needs a value: --stack <value>; run "nitric-like up --help"'],
       [
@@ -160,6 +160,11 @@ describe("nitric-like --help and friends", () => {
       ],
       [["down", "--yes=1"], 'error: down: --yes takes no value, got "1"; give --yes alone'],
       [["logs", "-f=2"], 'error: logs: -f (--follow) takes no value, got "2"; give -f alone'],
+      // Two options that contradict each other: neither is dropped unsaid.
+      [
+        ["run", "--no-dashboard", "--dashboard-port", "5000"],
+        "error: run: --dashboard-port and --no-dashboard both say where the dashboard is (on that port, or nowhere); choose one",
+      ],
     ];
     for (const [args, said] of cases) {
       const { code, stderr } = await runCli(args);
