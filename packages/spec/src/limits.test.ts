@@ -145,7 +145,7 @@ describe("limits in the project file", () => {
     expect(socketLimitsOf(p, "other", "prod")).toMatchObject({ maxConnections: 10_000, idleTimeoutMs: 60_000 });
     expect(() => checkEnvironment(p, "prod")).not.toThrow();
     expect(() => checkEnvironment(p, "staging")).toThrow(
-      'nitric-like.yaml: no environment "staging"; use one of local, prod, or add it under environments:',
+      'nitric-like.yaml: no environment "staging"; use one of local, prod, or add it under environments: (an empty one, "staging: {}", changes no setting)',
     );
     expect(() => load("environments:\n  prod:\n    limit: {}\n")).toThrow(
       "nitric-like.yaml: environments.prod.limit is not a setting; did you mean environments.prod.limits?",

@@ -137,7 +137,7 @@ export function checkEnvironment(project: Project, environment: string | undefin
   if (project.environments?.[environment]) return;
   const known = Object.keys(project.environments ?? {});
   throw new ProjectError(
-    `${basename(project.file)}: no environment ${JSON.stringify(environment)}; ${known.length > 0 ? `use one of ${known.join(", ")}, or ` : ""}add it under environments:`,
+    `${basename(project.file)}: no environment ${JSON.stringify(environment)}; ${known.length > 0 ? `use one of ${known.join(", ")}, or ` : ""}add it under environments: (an empty one, "${environment}: {}", changes no setting)`,
   );
 }
 
