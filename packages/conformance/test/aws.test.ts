@@ -2819,7 +2819,7 @@ describe("run --provider aws stopped while a function's init hangs", () => {
       await sleep(1500);
       const stopped = Date.now();
       const { code } = await app.stop();
-      // Not the emulator's 20 s init timeout, nor the stop's 5 s wait for a change under way.
+      // Not the emulator's 10 s init limit (Lambda's), nor the stop's 5 s wait for a change under way.
       expect(Date.now() - stopped).toBeLessThan(4500);
       expect(code).toBe(0);
       expect(app.stderr).toMatch(said);

@@ -108,7 +108,7 @@ it("on aws: a service whose function fails its init (after loading for the colle
   );
 });
 
-it("on aws: a start that times out while a function's init hangs stops at once, the function's process ended, not after the emulator's 20 s init timeout", async () => {
+it("on aws: a start that times out while a function's init hangs stops at once, the function's process ended, not after the emulator's 10 s init limit (Lambda's)", async () => {
   const before = children();
   const started = Date.now();
   const error = await startApp(fixture("hanging-init"), { provider: "aws", timeoutMs: 3000 }).catch((e: Error) => e);
@@ -116,7 +116,7 @@ it("on aws: a start that times out while a function's init hangs stops at once, 
   expect(error).toBeInstanceOf(Error);
   expect((error as Error).message).toMatch(/^startApp\(.*\): not ready within 3000 ms; the output:/);
   // The stop reached the emulator while it waited for the init: nothing is left running, and the
-  // start did not wait out the init timeout (20 s from the emulator's start).
+  // start did not wait out the init limit (10 s from the emulator's start, Lambda's).
   expect(children()).toEqual(before);
   expect((error as Error).message).not.toMatch(/did not finish its init|the run did not stop/);
   // The output says what the stop gave up: the function whose init had not finished.

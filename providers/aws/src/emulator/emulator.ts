@@ -31,6 +31,10 @@
  * Each function runs in execution environments (worker processes) that take one invocation at a
  * time, as Lambda's do: one starts with the emulator (where Lambda would start it at the first
  * event; so an init that fails says so at once), concurrent invocations start more (cold starts),
+ * each environment's init (its process's start and its module's top level) held to Lambda's 10 s
+ * (LAMBDA_INIT_LIMIT_MS; the run's output says once, 3 s in, that an init is slow): past it the init
+ * is ended and the next event retries it under the function's timeout, which its handler shares,
+ * failing with Lambda's "Task timed out after N seconds" when it does not finish then,
  * and a crash, an invocation past the function's Timeout or an environment over its MemorySize
  * (resident memory, read at each sweep on Linux) ends only its own; between its
  * invocations an environment is frozen (its worker blocks), as Lambda freezes it. Up to the account's
@@ -41,6 +45,10 @@
  * Differences from AWS, on purpose: a function has at most 8 execution environments (more
  * invocations at once wait for one, where Lambda would start more), its first starts with the
  * emulator, and it keeps its last one however long it idles; IAM policies are not enforced (the runtime enforces the declared policies itself).
+ * An init that fails (throws, or a top-level await rejects) is not retried with each event, as
+ * Lambda retries it: its events fail until a change saved to its files starts it again (the same
+ * code would fail the same way). There is no INIT_REPORT log line, and the init limit counts from
+ * the worker process's start, where Lambda's counts from the environment's.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -143,7 +151,11 @@ export interface EmulatorOptions {
   stackName?: string;
   /** Extra environment for every function. */
   env?: Record<string, string>;
-  /** How long a function may take to start. @default 20000 */
+  /**
+   * How long an execution environment's init (its module's top level) may take before it is given
+   * up, as Lambda gives it up; the next event retries it under the function's timeout (see
+   * LAMBDA_INIT_LIMIT_MS). Shorter only for tests. @default LAMBDA_INIT_LIMIT_MS (10 s, Lambda's)
+   */
   initTimeoutMs?: number;
   /** Gives up the start (RunOptions.signal): the functions still in their init are ended, and startEmulator rejects. */
   signal?: AbortSignal;
@@ -210,6 +222,38 @@ export interface EmulatorOptions {
    * timed out", and the function's later answer is dropped. @default AWS_INTEGRATION_TIMEOUT_MS (29 s)
    */
   integrationTimeoutMs?: number;
+}
+
+/**
+ * Lambda's limit for the init of an on-demand function's execution environment (extensions,
+ * runtime and the function's static code: its module's top level, a top-level await included).
+ * Past it Lambda ends that init, and retries it as part of the function's next invocation, that
+ * one under the function's own timeout (init and handler together): an init that does not finish
+ * then fails the invocation ("Task timed out after N seconds"), and the next invocation tries again.
+ * The emulator does the same, for every environment it starts (with the emulator, after a change
+ * saved, a deploy again, or for a concurrent event).
+ */
+export const LAMBDA_INIT_LIMIT_MS = 10_000;
+
+/** How long an init runs before the run's output says it is slow (once an init), at most. */
+export const INIT_PROGRESS_MS = 3000;
+
+/**
+ * An init given up at the init limit (LAMBDA_INIT_LIMIT_MS, or the function's timeout for one
+ * retried with an event), as opposed to one that failed (threw, or its process exited).
+ */
+class InitTimeoutError extends Error {}
+
+/** `ms` in seconds, to a tenth at most: "10", "0.8". */
+function secondsOf(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
+}
+
+/** "10 s, Lambda's limit for an init", or a shorter limit (tests') with Lambda's beside it. */
+function initLimitSaid(limitMs: number): string {
+  return limitMs === LAMBDA_INIT_LIMIT_MS
+    ? `${secondsOf(limitMs)} s, Lambda's limit for an init`
+    : `${secondsOf(limitMs)} s, the emulator's limit for an init here (Lambda's is ${secondsOf(LAMBDA_INIT_LIMIT_MS)} s)`;
 }
 
 /** Lambda's timeout for a function whose template gives none. */
@@ -355,22 +399,35 @@ class Instance {
   private frozen = false;
   /** Its init finished (it said "ready"): until then an end kills it at once, as nothing it does is owed. */
   private initialized = false;
+  /** Its init is the retry of one past the init limit, made with an event under the function's timeout. */
+  readonly retried: boolean;
   private next = 0;
   private currentId = -1;
 
   /** The function's timeout: an invocation's context counts down from it. */
   private readonly timeoutMs: number;
+  /** When its init began (Date.now()): a retried init's event counts its timeout from here. */
+  private readonly initStartedAt = Date.now();
 
   constructor(
     fn: EmulatedFunction,
-    initTimeoutMs: number,
+    /**
+     * How long its init may take (see LAMBDA_INIT_LIMIT_MS), and whether this is an init retried
+     * with an event (the retry Lambda makes of an init past its limit): then the limit is the
+     * function's timeout, which its first event's handler shares, and past it the event fails
+     * with Lambda's "Task timed out".
+     */
+    init: { limitMs: number; retried: boolean },
     /** Whether the worker freezes between invocations, as Lambda freezes an environment. */
     freezes: boolean,
     pipe: (child: ChildProcess) => void,
     /** Called once when its process has exited, with how, and whether an invocation failed with it. */
     onExit: (instance: Instance, how: string, failed: boolean) => void,
+    /** Called once if its init is still running after `afterMs` (INIT_PROGRESS_MS, or less for a shorter limit). */
+    onSlowInit: (afterMs: number) => void,
   ) {
     this.timeoutMs = fn.timeoutMs;
+    this.retried = init.retried;
     const child = fork(WORKER, [functionFileIn(fn.dir), freezes ? "freeze" : "run"], {
       // Lambda runs a function in the folder its zip unpacks to (/var/task, LAMBDA_TASK_ROOT): a
       // relative path a service reads is looked up there, not in the project, so here it is too.
@@ -383,21 +440,34 @@ class Instance {
     // Written to only to thaw it; a write after it exited fails, which its exit already says.
     child.stdin?.on("error", () => {});
     pipe(child);
+    const progressMs = Math.min(INIT_PROGRESS_MS, init.limitMs / 2);
+    const progress = setTimeout(() => onSlowInit(progressMs), progressMs);
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new Error(`function "${fn.name}" did not finish its init within ${initTimeoutMs / 1000} s`));
+        clearTimeout(progress);
+        reject(
+          new InitTimeoutError(
+            init.retried
+              ? `Task timed out after ${(this.timeoutMs / 1000).toFixed(2)} seconds`
+              : `function "${fn.name}" did not finish its init within ${initLimitSaid(init.limitMs)}`,
+          ),
+        );
         this.end();
-      }, initTimeoutMs);
+      }, init.limitMs);
+      const settled = () => {
+        clearTimeout(timer);
+        clearTimeout(progress);
+      };
       child.on(
         "message",
         (message: { type: string; id?: number; result?: unknown; error?: string; message?: string }) => {
           if (message.type === "ready") {
-            clearTimeout(timer);
+            settled();
             this.initialized = true;
             this.frozen = freezes;
             resolve();
           } else if (message.type === "init-error") {
-            clearTimeout(timer);
+            settled();
             reject(new Error(`function "${fn.name}" failed its init: ${message.message}`));
           } else if (message.type === "result" && message.id === this.currentId) {
             this.frozen = freezes;
@@ -409,7 +479,7 @@ class Instance {
         },
       );
       child.once("exit", (code, signal) => {
-        clearTimeout(timer);
+        settled();
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
         reject(new Error(`function "${fn.name}" ${how} during its init`));
         const failed = this.current !== undefined;
@@ -430,9 +500,11 @@ class Instance {
     const id = this.next++;
     this.currentId = id;
     this.thaw();
+    // The event an init was retried with shares the function's timeout with that init, as on Lambda.
+    const at = this.retried && id === 0 ? this.initStartedAt : Date.now();
     return new Promise((resolve, reject) => {
-      this.current = { resolve, reject, at: Date.now() };
-      this.child.send({ type: "invoke", id, event, deadline: Date.now() + this.timeoutMs });
+      this.current = { resolve, reject, at };
+      this.child.send({ type: "invoke", id, event, deadline: at + this.timeoutMs });
     });
   }
 
@@ -513,7 +585,12 @@ class EmulatedFunction {
   initError: string | undefined;
   /** Also hears each line the function prints (the dashboard's log). */
   onLine: ((service: string, stream: "stdout" | "stderr", line: string) => void) | undefined = undefined;
-  private initTimeoutMs = 10_000;
+  /**
+   * Set when an environment's init passed its limit (one started with the emulator, a restart or a
+   * deploy again; or a retry that timed out): the next environment started for an event retries
+   * that init under the function's timeout, as Lambda retries it with the next invocation.
+   */
+  private retryInitWithEvent = false;
   private stopped = false;
   /** Set by stop(), for good: a restart under way then starts no new instance. */
   private halted = false;
@@ -539,6 +616,8 @@ class EmulatedFunction {
     private readonly idleMs = INSTANCE_IDLE_MS,
     /** Freeze an instance between its invocations (see Instance's frozen). */
     private readonly freezeIdle = true,
+    /** How long an environment's init may take (LAMBDA_INIT_LIMIT_MS unless a test shortens it). */
+    private readonly initLimitMs = LAMBDA_INIT_LIMIT_MS,
   ) {
     this.waitLog = new BurstLog(logger, "warn", (n) => ` (${n} events waited since the last report)`);
   }
@@ -555,21 +634,29 @@ class EmulatedFunction {
 
   /**
    * Starts its first execution environment at once (Lambda starts one at the first event; here an
-   * init that fails says so as `run` starts); resolves once its init is done.
+   * init that fails says so as `run` starts); resolves once its init is done, and rejects when it
+   * fails or passes the init limit. Events wait for that init; after one past the limit they go
+   * on, the first retrying the init under the function's timeout, as on Lambda.
    */
-  start(timeoutMs: number): Promise<void> {
-    this.initTimeoutMs = timeoutMs;
+  start(): Promise<void> {
     // A restart (a code change) starts it again after stop().
     this.stopped = false;
+    this.retryInitWithEvent = false;
     this.sweeper ??= setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.timeoutMs / 4)));
     this.sweeper.unref();
-    const instance = this.spawn();
-    this.ready = instance.ready;
+    const instance = this.spawn(false);
+    this.ready = instance.ready.catch((error: Error) => {
+      if (!(error instanceof InitTimeoutError)) throw error;
+    });
+    this.ready.catch(() => {}); // each call waiting for it fails on its own
     return instance.ready;
   }
 
-  /** A new execution environment in the pool; initError follows how its init ends. */
-  private spawn(): Instance {
+  /**
+   * A new execution environment in the pool; initError follows how its init ends. `retried`: its
+   * init is the retry of one past the init limit, made with an event under the function's timeout.
+   */
+  private spawn(retried: boolean): Instance {
     const prefix = `${this.service} | `;
     const pipe = (child: ChildProcess) => {
       for (const [stream, name] of [
@@ -585,8 +672,16 @@ class EmulatedFunction {
         });
       }
     };
-    const instance = new Instance(this, this.initTimeoutMs, this.freezeIdle, pipe, (gone, how, failed) =>
-      this.exited(gone, how, failed),
+    const limitMs = retried ? this.timeoutMs : this.initLimitMs;
+    const instance = new Instance(
+      this,
+      { limitMs, retried },
+      this.freezeIdle,
+      pipe,
+      (gone, how, failed) => this.exited(gone, how, failed),
+      (afterMs) => {
+        if (!instance.ending) this.logger.warn(this.slowInitSaid(afterMs, limitMs, retried));
+      },
     );
     this.instances.push(instance);
     instance.ready.then(
@@ -594,13 +689,34 @@ class EmulatedFunction {
         this.initError = undefined;
       },
       (error: Error) => {
-        this.initError = error.message;
         this.remove(instance);
+        if (error instanceof InitTimeoutError && retried) {
+          this.initError = `function "${this.name}" did not finish its init, retried with an event, within the function's timeout (${secondsOf(this.timeoutMs)} s): ${error.message}`;
+          this.logger.error(
+            `function "${this.name}": its init, retried with an event as Lambda retries one past its ${secondsOf(this.initLimitMs)} s limit, had not finished at the function's timeout (${secondsOf(this.timeoutMs)} s), so the event fails ("${error.message}") and the next event retries it; its module's top level (a top-level await that does not settle?) must finish sooner`,
+          );
+        } else {
+          this.initError = error.message;
+        }
+        // Lambda retries an init past its limit with the next event, and again after a retry that timed out.
+        if (error instanceof InitTimeoutError) this.retryInitWithEvent = true;
         // A module whose init rejected (a top-level promise) is still running: it is ended.
         void instance.end();
       },
     );
     return instance;
+  }
+
+  /** The line that says, once an init, that it is slow, and when it is given up. */
+  private slowInitSaid(afterMs: number, limitMs: number, retried: boolean): string {
+    const whose = `service "${this.service}": its function's init${retried ? ", retried with an event," : ""}`;
+    const where = "(its module's top level: a top-level await that does not settle?)";
+    const when = retried
+      ? `it is given up at the function's timeout, ${secondsOf(limitMs)} s, failing the event`
+      : limitMs === LAMBDA_INIT_LIMIT_MS
+        ? `Lambda gives up at ${secondsOf(limitMs)} s`
+        : `the emulator gives up at ${secondsOf(limitMs)} s here (Lambda at ${secondsOf(LAMBDA_INIT_LIMIT_MS)} s)`;
+    return `${whose} has taken ${secondsOf(afterMs)} s so far ${where}; ${when}`;
   }
 
   private remove(instance: Instance): void {
@@ -671,14 +787,31 @@ class EmulatedFunction {
     }
     // A new instance is taken at once; its init may still be running, and may fail (this
     // invocation fails with it, as Lambda's fails with an init error).
-    await instance.ready;
+    try {
+      await instance.ready;
+    } catch (error) {
+      // An init past the limit (a cold start for this event) is retried as part of the event,
+      // under the function's timeout, as Lambda retries it.
+      if (!(error instanceof InitTimeoutError) || instance.retried || this.stopped) throw error;
+      this.logger.warn(
+        `service "${this.service}": ${error.message}, starting an execution environment for an event; as on Lambda, the event retries the init, under the function's timeout (${secondsOf(this.timeoutMs)} s)`,
+      );
+      this.retryInitWithEvent = false;
+      instance = this.spawn(true);
+      instance.busy = true;
+      await instance.ready;
+    }
     return instance;
   }
 
   /** Takes an idle instance, or starts one while there are fewer than maxInstances. */
   private free(): Instance | undefined {
     let instance = this.instances.find((i) => !i.busy && !i.ending && !i.exited);
-    if (instance === undefined && this.instances.length < this.maxInstances && !this.stopped) instance = this.spawn();
+    if (instance === undefined && this.instances.length < this.maxInstances && !this.stopped) {
+      // The first environment after an init past the limit retries it with this event (see start).
+      instance = this.spawn(this.retryInitWithEvent);
+      this.retryInitWithEvent = false;
+    }
     if (instance !== undefined) instance.busy = true;
     return instance;
   }
@@ -734,7 +867,7 @@ class EmulatedFunction {
    * Replaces its instances with a fresh one that loads the bundle again (after a code change):
    * invocations in flight finish first (up to `drainMs`), and new ones wait for the new init.
    */
-  async restart(timeoutMs: number, drainMs = 2000): Promise<void> {
+  async restart(drainMs = 2000): Promise<void> {
     let started: () => void = () => {};
     const restarted = new Promise<void>((resolve) => {
       started = resolve;
@@ -751,7 +884,7 @@ class EmulatedFunction {
       started();
       throw new Error(`function "${this.name}" is not running`);
     }
-    const ready = this.start(timeoutMs);
+    const ready = this.start();
     started();
     // What waited for an instance of the old code runs on the new.
     this.pump();
@@ -1527,8 +1660,16 @@ export class Emulator {
   }
 
   /** Restarts the functions of a service with their bundles as they are now (after a rebuild). */
-  async restartService(service: string, timeoutMs = 20000, signal?: AbortSignal): Promise<void> {
-    const restarts = this.functions.filter((f) => f.service === service).map((f) => f.restart(timeoutMs));
+  async restartService(service: string, signal?: AbortSignal): Promise<void> {
+    // An init past the limit says what follows (the next event retries it, as on Lambda).
+    const restarts = this.functions
+      .filter((f) => f.service === service)
+      .map((f) =>
+        f.restart().catch((error: Error) => {
+          if (!(error instanceof InitTimeoutError)) throw error;
+          throw new Error(`service "${service}": ${error.message}; ${initRetrySaid(f)}`);
+        }),
+      );
     // A stop does not wait for an init that hangs: the restart is given up, and stop() ends its process.
     const began = Date.now();
     await untilAborted(
@@ -1652,9 +1793,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     const began = Date.now();
     const starting = new Set(functions);
     const starts = await untilAborted(
-      Promise.allSettled(
-        functions.map((f) => f.start(options.initTimeoutMs ?? 20000).finally(() => starting.delete(f))),
-      ),
+      Promise.allSettled(functions.map((f) => f.start().finally(() => starting.delete(f)))),
       options.signal,
       () => new Error(`run stopped while the functions were starting${unfinishedInits([...starting], began)}`),
     );
@@ -1663,6 +1802,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       if (started.status === "fulfilled" || fn === undefined) return;
       fn.ready.catch(() => {});
       const why = started.reason instanceof Error ? started.reason.message : String(started.reason);
+      if (started.reason instanceof InitTimeoutError) {
+        options.logger.error(`service "${fn.service}": ${why}; ${initRetrySaid(fn)}`);
+        return;
+      }
       options.logger.error(
         `service "${fn.service}": ${why}; its events fail, as Lambda's would, ${options.restartsOnChange === false ? "until run starts again (--no-watch: it does not watch files)" : "until a change saved to its files starts it again"}`,
       );
@@ -1675,6 +1818,11 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   for (const api of apis.values()) sockets.push({ name: api.socketName, url: api.url });
   sockets.sort((a, b) => compareNames(a.name, b.name));
   return emulator;
+}
+
+/** What follows an init past the limit: the next event retries it, as on Lambda, and the fix. */
+function initRetrySaid(fn: EmulatedFunction): string {
+  return `as on Lambda, its next event retries the init, under the function's timeout (${secondsOf(fn.timeoutMs)} s); make its module's top level (a top-level await that does not settle?) finish sooner`;
 }
 
 /** `work`, unless `signal` fires first: then `stopped()`'s rejection (the caller stops what it started). */
@@ -2114,6 +2262,7 @@ function createFunctions(
         options.maxInstancesPerFunction,
         options.instanceIdleMs,
         options.freezeBetweenInvocations,
+        options.initTimeoutMs,
       ),
     );
   }

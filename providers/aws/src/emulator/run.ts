@@ -406,7 +406,7 @@ class EmulatedRun implements RunningProvider {
     } finally {
       rmSync(join(this.buildDir, "entries"), { recursive: true, force: true });
     }
-    await this.emulator.restartService(service.name, undefined, this.deployer.signal);
+    await this.emulator.restartService(service.name, this.deployer.signal);
   }
 
   dataFiles(): ReadonlyMap<string, readonly string[]> {

@@ -1,0 +1,195 @@
+// The AWS emulator's function init, as Lambda runs it: one limit for every execution environment's
+// init (with the emulator, a restart, a concurrent event's cold start), an init past it retried
+// with the next event under the function's timeout, and one line in the run's output while an
+// init is slow. A real service whose top-level await takes as long as a file beside the test says
+// ("hang": forever), in the emulator over dynalite, and one `run --provider aws`.
+
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  type Emulator,
+  type EmulatorOptions,
+  type RunningDynalite,
+  startDynalite,
+  startEmulator,
+} from "@nitric-like/provider-aws/emulator";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { App, CLI, cleanTemp, connect, runCli, sleep, writeProject } from "../src/harness.js";
+
+afterAll(cleanTemp);
+
+/** A service whose init (on Lambda only, not in the collect pass) waits as long as INIT_PLAN's file says. */
+const SLOW = [
+  'import { readFileSync } from "node:fs";',
+  'import { websocket } from "@nitric-like/sdk";',
+  'const socket = websocket("socket");',
+  'socket.on("connect", () => {});',
+  'socket.on("disconnect", () => {});',
+  'socket.on("message", async (ctx) => {',
+  "  const ms = Number(ctx.text());",
+  "  if (ms > 0) await new Promise((r) => setTimeout(r, ms));",
+  "  return `answered ${ctx.text()}`;",
+  "});",
+  "const plan = process.env.INIT_PLAN;",
+  "if (process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined && plan !== undefined) {",
+  '  const what = readFileSync(plan, "utf8").trim();',
+  '  if (what === "hang") await new Promise(() => setInterval(() => {}, 1000));',
+  "  else await new Promise((r) => setTimeout(r, Number(what)));",
+  "}",
+].join("\n");
+
+const SLOW_PROJECT = {
+  "nitric-like.yaml": "name: slow\nservices:\n  - match: services/*.ts\n",
+  "services/slow.ts": SLOW,
+};
+
+/** The progress line, as the emulator says it for an init limit shortened to `limit` s, `after` s in. */
+const slowLine = (after: string, limit: string) =>
+  `service "slow": its function's init has taken ${after} s so far (its module's top level: a top-level await that does not settle?); the emulator gives up at ${limit} s here (Lambda at 10 s)`;
+
+describe("the AWS emulator's function init", () => {
+  let db: RunningDynalite;
+  let out = "";
+  let plan = "";
+
+  beforeAll(async () => {
+    const project = writeProject(SLOW_PROJECT);
+    out = join(project, "out");
+    plan = join(project, "init-plan");
+    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    expect(code, stderr).toBe(0);
+    db = await startDynalite();
+  }, 60000);
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  /** An emulator of the slow service whose init takes `init` ("hang", or ms), its log lines in `lines`. */
+  async function emulate(init: string, options: Partial<EmulatorOptions>, lines: string[]): Promise<Emulator> {
+    writeFileSync(plan, init);
+    return await startEmulator({
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
+      env: { INIT_PLAN: plan },
+      logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) },
+      ...options,
+    });
+  }
+
+  it("gives up an init past the limit, says once while it is slow, and retries it with the next event under the function's timeout, as Lambda does", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("1500", { initTimeoutMs: 800, functionTimeoutMs: 4000 }, lines);
+    try {
+      const fn = emulator.functions[0];
+      expect(lines).toContain(
+        `service "slow": function "${fn?.name}" did not finish its init within 0.8 s, the emulator's limit for an init here (Lambda's is 10 s); as on Lambda, its next event retries the init, under the function's timeout (4 s); make its module's top level (a top-level await that does not settle?) finish sooner`,
+      );
+      // Said once, halfway to the (shortened) limit.
+      expect(lines.filter((l) => l.includes("so far"))).toEqual([slowLine("0.4", "0.8")]);
+      // The retry has the function's 4 s, so the event is answered once the 1.5 s init is done.
+      const client = await connect(emulator.sockets[0]?.url as string);
+      client.ws.send("0");
+      expect((await client.next()).text).toBe("answered 0");
+      expect(fn?.initError).toBeUndefined();
+      client.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("fails the event whose retried init does not finish within the function's timeout with Lambda's Task timed out, and the next event retries it again", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("hang", { initTimeoutMs: 600, functionTimeoutMs: 1000 }, lines);
+    try {
+      const fn = emulator.functions[0];
+      if (fn === undefined) throw new Error("no function");
+      for (let i = 0; i < 2; i++) {
+        const started = Date.now();
+        await expect(fn.invoke({})).rejects.toThrow(/^Task timed out after 1\.00 seconds$/);
+        // The retry, at once (not the 0.6 s limit first), under the function's 1 s timeout.
+        expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+        expect(Date.now() - started).toBeLessThan(1500);
+      }
+      const retried = lines.filter((l) => l.includes("retried with an event as Lambda retries"));
+      expect(retried).toHaveLength(2);
+      expect(retried[0]).toBe(
+        `function "${fn.name}": its init, retried with an event as Lambda retries one past its 0.6 s limit, had not finished at the function's timeout (1 s), so the event fails ("Task timed out after 1.00 seconds") and the next event retries it; its module's top level (a top-level await that does not settle?) must finish sooner`,
+      );
+      // One progress line an init: the start's, and each retry's.
+      expect(lines.filter((l) => l.includes("so far"))).toEqual([
+        slowLine("0.3", "0.6"),
+        `service "slow": its function's init, retried with an event, has taken 0.5 s so far (its module's top level: a top-level await that does not settle?); it is given up at the function's timeout, 1 s, failing the event`,
+        `service "slow": its function's init, retried with an event, has taken 0.5 s so far (its module's top level: a top-level await that does not settle?); it is given up at the function's timeout, 1 s, failing the event`,
+      ]);
+      expect(fn.initError).toMatch(/did not finish its init, retried with an event, within the function's timeout/);
+      expect(fn.instanceCount).toBe(0);
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("holds a concurrent event's cold start to the same limit, and retries it with that event", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("0", { initTimeoutMs: 800, functionTimeoutMs: 4000 }, lines);
+    try {
+      const fn = emulator.functions[0];
+      const [a, b] = [
+        await connect(emulator.sockets[0]?.url as string),
+        await connect(emulator.sockets[0]?.url as string),
+      ];
+      // From now on a new environment's init takes 1.5 s: past the limit, within the timeout.
+      writeFileSync(plan, "1500");
+      a.ws.send("1000");
+      await sleep(50);
+      const started = Date.now();
+      b.ws.send("0");
+      expect((await b.next()).text).toBe("answered 0");
+      // The cold start's 0.8 s, then the retry's 1.5 s.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2200);
+      expect((await a.next()).text).toBe("answered 1000");
+      expect(lines.filter((l) => l.includes("did not finish its init"))).toEqual([
+        `service "slow": function "${fn?.name}" did not finish its init within 0.8 s, the emulator's limit for an init here (Lambda's is 10 s), starting an execution environment for an event; as on Lambda, the event retries the init, under the function's timeout (4 s)`,
+      ]);
+      expect(lines.filter((l) => l.includes("so far"))).toEqual([slowLine("0.4", "0.8")]);
+      expect(fn?.initError).toBeUndefined();
+      a.close();
+      b.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+});
+
+describe("run --provider aws while a function's init is slow", () => {
+  it("says so once through the run's output, 3 s in, naming the service and Lambda's 10 s limit", async () => {
+    const project = writeProject({
+      ...SLOW_PROJECT,
+      "services/slow.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.text());',
+        "if (process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined) await new Promise(() => setInterval(() => {}, 1000));",
+      ].join("\n"),
+    });
+    const child = spawn(process.execPath, [CLI, "run", project, "--random-ports", "--plain", "--provider", "aws"], {
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    const app = new App(project, child);
+    try {
+      const line =
+        /^warning: service "slow": its function's init has taken 3 s so far \(its module's top level: a top-level await that does not settle\?\); Lambda gives up at 10 s$/m;
+      await app.waitFor(line, 60000);
+      await sleep(1000);
+      expect(app.stderr.match(new RegExp(line.source, "gm"))).toHaveLength(1);
+      expect(app.stdout).not.toMatch(/^ready/m);
+    } finally {
+      // Stopped while still starting (its function's init had not finished): 130, as the README says.
+      const { code } = await app.stop();
+      expect(code).toBe(130);
+    }
+  }, 90000);
+});
