@@ -10,7 +10,18 @@ import { Code, methodPath } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { Gateway } from "../src/websocket/gateway.js";
-import { accept, closed, declareSocket, handle, open, sleep, until, urlOf } from "./helpers.js";
+import {
+  accept,
+  closed,
+  declareSocket,
+  handle,
+  open,
+  serviceClient,
+  sleep,
+  startProvider,
+  until,
+  urlOf,
+} from "./helpers.js";
 import {
   cleanupRaw,
   closePayload,
@@ -691,6 +702,66 @@ describe("floods", () => {
       await new Promise((r) => setTimeout(r, 10));
     expect(world.provider.connectionCount("echo")).toBe(1);
     await stillUpAndOthersFine(world);
+  });
+
+  it("sends a reading client a reply, send or broadcast of 8 MB, and refuses a larger one with the limit, never closing it", async () => {
+    const MB8 = 8 * 1024 * 1024;
+    const { provider, logs } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "echo");
+    const sizeOf = (text: string) => (text === "over" ? MB8 + 1 : text === "max" ? MB8 : 0);
+    const connects = await handle(client, "echo", "connect", (r) => {
+      const q = r.websocketEvent.case === "connection" ? r.websocketEvent.value.queryParams : {};
+      const size = sizeOf(q.reply?.value[0] ?? "");
+      return {
+        websocketResponse: { case: "connectionResponse", value: { reject: false } },
+        replies: size > 0 ? [{ data: new Uint8Array(size), binary: true }] : [],
+      };
+    });
+    await handle(client, "echo", "disconnect", () => ({}));
+    await handle(client, "echo", "message", (r) => {
+      const text = r.websocketEvent.case === "message" ? Buffer.from(r.websocketEvent.value.body).toString() : "";
+      const size = sizeOf(text);
+      return { replies: [{ data: size > 0 ? new Uint8Array(size) : Buffer.from(text), binary: size > 0 }] };
+    });
+    const url = urlOf(provider, "echo");
+    // A connect reply over 8 MB is left out and logged; the connection opens and gets what follows.
+    const ws = await open(`${url}?reply=over`);
+    const got: number[] = [];
+    ws.on("message", (d: Buffer) => got.push(d.length));
+    const id = connects.events[0]?.connectionId ?? "";
+    expect(logs.error.join("\n")).toContain(
+      `websocket "echo": a reply of ${MB8 + 1} bytes to connection ${id} was not sent: it is over the 8 MB the local gateway holds for one client (${MB8} bytes); send it in parts of at most 8 MB`,
+    );
+    // A reply: 8 MB goes out whole, one byte more is left out and logged, and what follows goes out.
+    ws.send("max");
+    ws.send("over");
+    ws.send("after");
+    await until(() => got.length >= 2, "the replies", 10_000, 10);
+    expect(got).toEqual([MB8, 5]);
+    expect(logs.error.join("\n")).toContain(`a reply of ${MB8 + 1} bytes to connection ${id} was not sent`);
+    // A send and a broadcast: 8 MB goes out, one byte more is refused to the caller with the limit and the fix.
+    await client.unary(Websocket.method.sendMessage, {
+      socketName: "echo",
+      connectionId: id,
+      data: new Uint8Array(MB8),
+    });
+    const over = new Uint8Array(MB8 + 1);
+    await expect(
+      client.unary(Websocket.method.sendMessage, { socketName: "echo", connectionId: id, data: over }),
+    ).rejects.toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      message: expect.stringContaining(
+        `websocket "echo": a message of ${MB8 + 1} bytes is over the 8 MB the local gateway holds for one client (${MB8} bytes); send it in parts of at most 8 MB`,
+      ),
+    });
+    await expect(
+      client.unary(Connections.method.broadcast, { socketName: "echo", data: over, binary: true, except: [] }),
+    ).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, message: expect.stringContaining("over the 8 MB") });
+    await until(() => got.length >= 3, "the send", 10_000, 10);
+    expect(got).toEqual([MB8, 5, MB8]);
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    expect(logs.warn.join("\n")).not.toMatch(/not reading/);
   });
 });
 

@@ -64,13 +64,18 @@ import { checkAwsSend, keepAwsFrameRules } from "./aws-rules.js";
 import { FlowBudget, type FlowConnection, type FlowGateway } from "./flow.js";
 import {
   ageReason,
+  checkSendSize,
   handshakeProblem,
   idleReason,
   rateReason,
+  replyTooLarge,
   tooManyReason,
   totalQueuedReason,
   upgradeTimeoutReason,
 } from "./limits.js";
+
+/** The longest header of a frame the gateway sends (unmasked, with a 64-bit length: RFC 6455 5.2). */
+const MAX_FRAME_HEADER_BYTES = 10;
 
 /** Pings every connection this often and drops the ones that did not answer the last ping. */
 const HEARTBEAT_MS = 30_000;
@@ -1148,6 +1153,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       });
     // The connect handler's replies are the connection's first frames (the contract's reply path),
     // then what it sent with SendMessage while it ran, before any frame a later event causes.
+    let last = 0;
     if (response) {
       // On AWS a connect reply goes out through PostToConnection, which refuses one over 128 KB,
       // in the one event that delivers what was sent during connect, which holds at most 1 MB.
@@ -1155,13 +1161,23 @@ export class Gateway implements SocketBackend, FlowGateway {
         ? awsConnectReplies(this.name, id, opening?.deliveryBytes ?? AWS_DELIVERY_ENVELOPE_BYTES, response.replies)
         : { kept: response.replies, dropped: [] };
       for (const line of replies.dropped) this.logger.error(line);
-      for (const r of replies.kept) this.reply(id, ws, r.data, r.binary);
+      for (const r of replies.kept) {
+        const tooLarge = replyTooLarge(this.name, id, r.data.byteLength);
+        if (tooLarge) this.logger.error(tooLarge);
+        else {
+          this.reply(id, ws, r.data, r.binary);
+          last = r.data.byteLength;
+        }
+      }
     }
     if (opening) {
-      for (const f of opening.frames) ws.send(view(f.data), { binary: f.binary });
+      for (const f of opening.frames) {
+        ws.send(view(f.data), { binary: f.binary });
+        last = f.data.byteLength;
+      }
       if (opening.close) closeClient(ws, opening.close.code, opening.close.reason);
     }
-    this.sent(connection);
+    this.sent(connection, last);
   }
 
   private reply(id: string, ws: WebSocket, data: Uint8Array, binary: boolean): void {
@@ -1171,12 +1187,14 @@ export class Gateway implements SocketBackend, FlowGateway {
   }
 
   /**
-   * Something was sent to a connection: what waits for it counts toward its own bound (8 MB) and
-   * the provider's total; over either, the client is closed as not reading.
+   * Something was sent to a connection, `last` bytes of payload the last of it: what waits for it
+   * counts toward its own bound (8 MB) and the provider's total; over either, the client is closed
+   * as not reading. A message alone (nothing else waits, none is over 8 MB: checkSendSize) never
+   * trips its bound, however little of it the kernel took: its client has not yet had a chance to read it.
    */
-  private sent(c: Connection): void {
+  private sent(c: Connection, last = 0): void {
     const queued = c.ws.bufferedAmount;
-    if (queued > MAX_BUFFERED_BYTES) this.notReading(c);
+    if (queued > MAX_BUFFERED_BYTES && queued > last + MAX_FRAME_HEADER_BYTES) this.notReading(c);
     this.flow.track(c, queued);
   }
 
@@ -1361,13 +1379,21 @@ export class Gateway implements SocketBackend, FlowGateway {
     answered: (f, response) => {
       const { c } = f;
       const { ws } = c;
+      let last = 0;
       for (const r of response.replies) {
         // On AWS a reply over API Gateway's 128 KB is not sent (the runtime logs it), so here too.
         if (this.options.awsRules && r.data.byteLength > AWS_MAX_MESSAGE_BYTES) {
           this.logger.error(awsReplyTooLarge(this.name, c.info.connectionId, r.data.byteLength));
           continue;
         }
+        // One that could not wait for its client within its bound is not sent either, and logged.
+        const tooLarge = replyTooLarge(this.name, c.info.connectionId, r.data.byteLength);
+        if (tooLarge) {
+          this.logger.error(tooLarge);
+          continue;
+        }
         this.reply(c.info.connectionId, ws, r.data, r.binary);
+        last = r.data.byteLength;
       }
       // A handler that threw answers "rejected" (its SDK printed why on the service's stderr).
       if (
@@ -1376,7 +1402,7 @@ export class Gateway implements SocketBackend, FlowGateway {
         response.websocketResponse.value.reject
       )
         this.observeError(c.info.connectionId, "message", `the message handler of websocket "${this.name}" failed`);
-      if (response.replies.length > 0) this.sent(c);
+      if (response.replies.length > 0) this.sent(c, last);
       this.settled(f);
     },
     failed: (f, error) => {
@@ -1453,6 +1479,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   /** Sends one frame; returns false when the connection is neither open nor opening. */
   send(id: string, data: Uint8Array, binary: boolean): boolean {
     if (this.options.awsRules) checkAwsSend(this.name, data);
+    checkSendSize(this.name, data);
     const opening = this.opening.get(id);
     if (opening) {
       // On AWS what an opening connection is sent travels in one asynchronous invocation's event.
@@ -1467,7 +1494,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     if (!c || c.ws.readyState !== WebSocket.OPEN) return false;
     sendOne(c.ws, data, binary);
     if (this.observer !== undefined) this.observe("out", id, data, binary);
-    this.sent(c);
+    this.sent(c, data.byteLength);
     return true;
   }
 
@@ -1531,6 +1558,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   /** Sends one frame to every open connection but the excepted ones; returns how many got it. */
   broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): number {
     if (this.options.awsRules) checkAwsSend(this.name, data);
+    checkSendSize(this.name, data);
     let sent = 0;
     // The frame is built once; each client costs one write of the same Buffer (see sendFrame).
     const frame = frameOf(data, binary);
@@ -1542,7 +1570,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       if (excepting && except.has(id)) continue;
       sendFrame(ws, frame, data, binary);
       if (this.observer !== undefined) this.observe("out", id, data, binary);
-      this.sent(c);
+      this.sent(c, data.byteLength);
       sent++;
     }
     return sent;
@@ -1615,6 +1643,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   /** Sends one frame to every open connection in a room but the excepted ones; how many got it. */
   broadcastToRoom(room: string, data: Uint8Array, binary: boolean, except: ReadonlySet<string>): number {
     if (this.options.awsRules) checkAwsSend(this.name, data);
+    checkSendSize(this.name, data);
     const members = this.rooms.get(room);
     if (!members) return 0;
     let sent = 0;
@@ -1625,7 +1654,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       if (!c || c.ws.readyState !== WebSocket.OPEN) continue;
       sendFrame(c.ws, frame, data, binary);
       if (this.observer !== undefined) this.observe("out", id, data, binary);
-      this.sent(c);
+      this.sent(c, data.byteLength);
       sent++;
     }
     return sent;

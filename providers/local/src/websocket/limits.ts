@@ -5,7 +5,8 @@
  * reads as the connection's life and these as the rules.
  */
 import type { IncomingMessage } from "node:http";
-import { upgradeProblem } from "@nitric-like/provider-kit";
+import { MAX_BUFFERED_BYTES, upgradeProblem } from "@nitric-like/provider-kit";
+import { Code, RpcError } from "@nitric-like/rpc";
 import { formatDuration, type SocketLimits } from "@nitric-like/spec";
 
 /** Why an upgrade request is refused before its connect handler runs. */
@@ -74,6 +75,32 @@ export function upgradeTimeoutReason(name: string, limits: SocketLimits): string
 export function totalQueuedReason(queued: number, totalBound: number): string {
   const mb = (n: number) => `${Math.round((n / 1024 / 1024) * 10) / 10} MB`;
   return `client not reading: ${mb(queued)} waiting, the most of any client, with over ${mb(totalBound)} waiting for all; read what you are sent`;
+}
+
+/**
+ * Why a message over MAX_BUFFERED_BYTES is not sent: the gateway holds at most that much for one
+ * client, so such a message could only go out by closing a client that reads as not reading.
+ */
+function oversizeProblem(what: string): string {
+  const mb = MAX_BUFFERED_BYTES / 1024 / 1024;
+  return `${what} is over the ${mb} MB the local gateway holds for one client (${MAX_BUFFERED_BYTES} bytes); send it in parts of at most ${mb} MB (API Gateway takes 128 KB a message: compat: aws keeps that limit)`;
+}
+
+/** Refuses a send or broadcast too large to wait for a client (see oversizeProblem): INVALID_ARGUMENT. */
+export function checkSendSize(name: string, data: Uint8Array): void {
+  if (data.byteLength > MAX_BUFFERED_BYTES)
+    throw new RpcError(
+      Code.INVALID_ARGUMENT,
+      oversizeProblem(`websocket "${name}": a message of ${data.byteLength} bytes`),
+    );
+}
+
+/** The log line for a handler's reply too large to wait for its client: not sent (see oversizeProblem). */
+export function replyTooLarge(name: string, connectionId: string, bytes: number): string | undefined {
+  if (bytes <= MAX_BUFFERED_BYTES) return undefined;
+  return oversizeProblem(
+    `websocket "${name}": a reply of ${bytes} bytes to connection ${connectionId} was not sent: it`,
+  );
 }
 
 /** The 429 body when a socket has as many connections as it may. */
