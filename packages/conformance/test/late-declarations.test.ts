@@ -29,7 +29,7 @@ const OURS = [
   "  await step('late', () => kv<{ v: string }>('late').allow('get', 'set').set('k', { v: 'x' }));",
   "  await step('wider', () => kv<{ v: string }>('names').allow('set').set('k', { v: 'x' }));",
   "  await step('again', () => kv<{ v: string }>('names').allow('get').keys().next());",
-  "  ctx.send(JSON.stringify(out));",
+  "  ctx.reply(JSON.stringify(out));",
   "});",
 ].join("\n");
 

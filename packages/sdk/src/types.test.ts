@@ -7,6 +7,7 @@ import {
   type CollectionRef,
   type ConnectContext,
   collection,
+  type DisconnectContext,
   type DocumentRef,
   type JsonObject,
   type JsonValue,
@@ -77,6 +78,13 @@ describe("declaration checks", () => {
   it("types handler contexts per event", () => {
     expectTypeOf<Parameters<WebsocketHandlerFn<"message">>[0]>().toEqualTypeOf<MessageContext>();
     expectTypeOf<Parameters<WebsocketHandlerFn<"connect">>[0]>().toEqualTypeOf<ConnectContext>();
+    // send() is a connect context's (README: "sending during connect"); a message handler replies
+    // with reply() or sends with connection.send(), and at run time its ctx.send() is refused.
+    expectTypeOf<ConnectContext>().toHaveProperty("send");
+    expectTypeOf<MessageContext>().not.toHaveProperty("send");
+    expectTypeOf<RouteContext>().not.toHaveProperty("send");
+    expectTypeOf<DisconnectContext>().not.toHaveProperty("send");
+    expectTypeOf<MessageContext["connection"]>().toHaveProperty("send");
     const onConnect: WebsocketHandlerFn<"connect"> = (ctx) => {
       // @ts-expect-error a connect context has no message data
       void ctx.binary;

@@ -178,6 +178,27 @@ describe("websocket handlers", () => {
     c.ws.close();
   });
 
+  it("refuses ctx.send() in a message handler, which only a connect context has, naming what to use instead", async () => {
+    const s = websocket("no-ctx-send");
+    s.on("message", (ctx) => {
+      try {
+        // Untyped, as a JavaScript handler may write it: MessageContext has no send().
+        (ctx as unknown as { send(data: string): void }).send("sent");
+        return "sent as a reply";
+      } catch (error) {
+        return isNitricLikeError(error) ? `${error.code}: ${error.message}` : `other: ${error}`;
+      }
+    });
+    await registered("no-ctx-send", 1);
+    const c = client(urlOf("no-ctx-send"));
+    await c.opened;
+    c.ws.send("hi");
+    expect((await c.next()).data.toString()).toBe(
+      "invalid_argument: websocket(\"no-ctx-send\") ctx.send(): a message handler's context has no send(), only a connect handler's; reply to the sender with ctx.reply() or by returning the reply, or send with ctx.connection.send()",
+    );
+    c.ws.close();
+  });
+
   it("refuses a Set, a Promise or a BigInt it was asked to send, naming the call and the fix, rather than sending {} to the client", async () => {
     const s = websocket("payloads");
     const lines: string[] = [];

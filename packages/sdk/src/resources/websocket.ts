@@ -451,7 +451,24 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     if (!this.replies) this.replies = [];
     this.replies.push(encoded);
   }
+  /**
+   * A connect context's only (ConnectContext.send). This one class serves every event, so a message
+   * or disconnect handler's untyped call lands here too: refused with what to use instead, rather
+   * than taken as a reply the README never promised (and a disconnect's could not deliver).
+   */
   send(data: Payload): void {
+    const event = this.event.websocketEvent.case;
+    if (event !== "connection") {
+      const instead =
+        event === "message"
+          ? "reply to the sender with ctx.reply() or by returning the reply, or send with ctx.connection.send()"
+          : "the connection is closed, so nothing can be sent to it";
+      throw new NitricLikeError(
+        "invalid_argument",
+        `websocket("${this.socket}") ctx.send(): a ${event === "message" ? "message" : "disconnect"} handler's context has no send(), only a connect handler's; ${instead}`,
+        { details: { socket: this.socket, connectionId: this.connectionId } },
+      );
+    }
     this.reply(data, " ctx.send()");
   }
 }
