@@ -12,13 +12,18 @@ import { type Dashboard, startDashboard } from "./dashboard.js";
 let provider: LocalProvider;
 let dashboard: Dashboard;
 let dir: string;
+/** What the dashboard logged as its own failures (answered 500). */
+const errors: string[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "nitric-like-dashboard-kv-"));
   const spec: Spec = {
     name: "d",
     services: [],
-    resources: [{ kind: "kv", name: "items", declaredBy: [] }],
+    resources: [
+      { kind: "kv", name: "items", declaredBy: [] },
+      { kind: "websocket", name: "chat", declaredBy: [], handlers: {} },
+    ],
     policies: [],
   };
   provider = await createLocalProvider({
@@ -27,7 +32,14 @@ beforeAll(async () => {
     logger: { info() {}, warn() {}, error() {} },
     randomPorts: true,
   });
-  dashboard = await startDashboard({ port: 0, fallback: false, provider: "local", spec, running: provider });
+  dashboard = await startDashboard({
+    port: 0,
+    fallback: false,
+    provider: "local",
+    spec,
+    running: provider,
+    logger: { info() {}, warn() {}, error: (m) => errors.push(m) },
+  });
 });
 
 afterAll(async () => {
@@ -42,6 +54,53 @@ const put = (body: string) =>
     headers: { "content-type": "application/json", "x-dashboard-key": dashboard.key },
     body,
   });
+
+/** A request to the dashboard's API with the run's key; a body is sent as JSON. */
+const call = (method: string, path: string, body?: unknown) =>
+  fetch(`${dashboard.url}${path}`, {
+    method,
+    headers: { "content-type": "application/json", "x-dashboard-key": dashboard.key },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+
+describe("the dashboard's answers to a request's mistakes", () => {
+  it("answers a kv key kv would refuse with 400 and kv's words, not 500, and logs nothing as a bug", async () => {
+    const long = "k".repeat(1025);
+    const cases: [string, string, string][] = [
+      ["GET", "", 'kv("items").get(""): the key is empty; use a non-empty string'],
+      ["GET", long, 'kv("items").get(): the key is 1025 bytes long and at most 1024 are allowed; use a shorter key'],
+      ["DELETE", "", 'kv("items").delete(""): the key is empty; use a non-empty string'],
+      [
+        "DELETE",
+        long,
+        'kv("items").delete(): the key is 1025 bytes long and at most 1024 are allowed; use a shorter key',
+      ],
+    ];
+    for (const [method, key, error] of cases) {
+      const r = await call(method, `/api/kv/value?store=items&key=${key}`);
+      expect([method, key.length, r.status, await r.json()]).toEqual([method, key.length, 400, { error }]);
+    }
+    expect(errors).toEqual([]);
+  });
+
+  it("refuses a send or close whose fields have the wrong type with 400, never taking such a connectionId as a broadcast", async () => {
+    const cases: [string, Record<string, unknown>, string][] = [
+      ["/api/send", { socket: "chat", connectionId: 5, text: "x" }, '"connectionId" must be a string, or left out'],
+      ["/api/send", { socket: "chat", connectionId: null, text: "x" }, '"connectionId" must be a string, or left out'],
+      ["/api/send", { socket: "chat", text: 5 }, '"text" must be a string, or left out'],
+      ["/api/send", { socket: "chat", text: "x", binary: "yes" }, '"binary" must be a boolean, or left out'],
+      ["/api/close", { socket: "chat", connectionId: "a", code: "4000" }, '"code" must be a number, or left out'],
+      ["/api/close", { socket: "chat", connectionId: "a", reason: 5 }, '"reason" must be a string, or left out'],
+    ];
+    for (const [path, body, error] of cases) {
+      const r = await call("POST", path, body);
+      expect([body, r.status, await r.json()]).toEqual([body, 400, { error }]);
+    }
+    // Left out, the connectionId means every connection (the page's broadcast).
+    expect(await (await call("POST", "/api/send", { socket: "chat", text: "x" })).json()).toEqual({ sent: 0 });
+    expect(errors).toEqual([]);
+  });
+});
 
 describe("the dashboard's kv editor", () => {
   it("saves a value kv keeps, __proto__ included, and refuses one it cannot with the rule's message", async () => {

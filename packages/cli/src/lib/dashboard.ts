@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { boundaryMessage, guard } from "@nitric-like/provider-kit";
 import {
   type InspectedConnection,
+  kvKeyProblem,
   kvValueProblem,
   type Logger,
   type ProviderInspector,
@@ -243,6 +244,23 @@ function field(body: Record<string, unknown>, name: string): string {
   const value = body[name];
   if (typeof value !== "string" || value.length === 0) throw new HttpError(400, `"${name}" must be a non-empty string`);
   return value;
+}
+
+/** An optional field of a request body: undefined when absent, else it must be of `type`. */
+function optional<T extends "string" | "number" | "boolean">(
+  body: Record<string, unknown>,
+  name: string,
+  type: T,
+): (T extends "string" ? string : T extends "number" ? number : boolean) | undefined {
+  const value = body[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== type) throw new HttpError(400, `"${name}" must be a ${type}, or left out`);
+  return value as never;
+}
+
+/** A kv rule's refusal of what a request gave (@nitric-like/spec): the client's mistake, 400 with kv's words. */
+function refuseKv(problem: string | undefined): void {
+  if (problem !== undefined) throw new HttpError(400, problem);
 }
 
 /** Starts the dashboard. A port the user asked for that is taken is a UserError. */
@@ -561,16 +579,24 @@ class DashboardServer {
       case "GET /api/kv/keys":
         return { keys: await this.needKv().kvKeys(this.store(q("store")), q("prefix"), MAX_KEYS), limit: MAX_KEYS };
       case "GET /api/kv/value": {
+        // A key kv would refuse is the request's mistake (400), checked here with kv's rules before
+        // the provider, whose own refusal is a plain error (500, "a bug"). A prefix from a query
+        // string is always one kv takes (decoding it cannot give a lone surrogate).
+        const store = this.store(q("store"));
         const key = q("key");
-        const value = await this.needKv().kvGet(this.store(q("store")), key);
+        refuseKv(kvKeyProblem(store, "get", key));
+        const value = await this.needKv().kvGet(store, key);
         if (value === undefined) throw new HttpError(404, `key "${key}" not found`);
         return { value };
       }
       case "PUT /api/kv/value":
         return this.saveValue(await readJson(req));
-      case "DELETE /api/kv/value":
-        await this.needKv().kvDelete(this.store(q("store")), q("key"));
+      case "DELETE /api/kv/value": {
+        const store = this.store(q("store"));
+        refuseKv(kvKeyProblem(store, "delete", q("key")));
+        await this.needKv().kvDelete(store, q("key"));
         return { deleted: true };
+      }
       default:
         throw new HttpError(404, `no such API: ${route}`);
     }
@@ -579,11 +605,13 @@ class DashboardServer {
   /** Sends a frame to one connection, or to every connection of the socket. */
   private async send(body: Record<string, unknown>): Promise<{ sent: number }> {
     const socket = this.socketNamed(field(body, "socket"));
-    const data = Buffer.from(typeof body.text === "string" ? body.text : "", "utf8");
-    const binary = body.binary === true;
-    if (typeof body.connectionId === "string" && body.connectionId !== "") {
-      const sent = await this.needInspect().send(socket, body.connectionId, data, binary);
-      if (!sent) throw new HttpError(404, `connection ${body.connectionId} of websocket "${socket}" is not open`);
+    // Checked, not coerced: a connectionId of another type taken as none would broadcast to all.
+    const connectionId = optional(body, "connectionId", "string") ?? "";
+    const data = Buffer.from(optional(body, "text", "string") ?? "", "utf8");
+    const binary = optional(body, "binary", "boolean") ?? false;
+    if (connectionId !== "") {
+      const sent = await this.needInspect().send(socket, connectionId, data, binary);
+      if (!sent) throw new HttpError(404, `connection ${connectionId} of websocket "${socket}" is not open`);
       return { sent: 1 };
     }
     return { sent: await this.needInspect().broadcast(socket, data, binary) };
@@ -593,11 +621,11 @@ class DashboardServer {
   private async closeConnection(body: Record<string, unknown>): Promise<{ closed: true }> {
     const socket = this.socketNamed(field(body, "socket"));
     const id = field(body, "connectionId");
-    const code = typeof body.code === "number" ? body.code : 1000;
+    const code = optional(body, "code", "number") ?? 1000;
     // A fraction would be cut to a whole code on the wire, a code the request did not ask for.
     if (!Number.isInteger(code) || (code !== 1000 && (code < 3000 || code > 4999)))
       throw new HttpError(400, "a close code is 1000 or between 3000 and 4999");
-    const reason = typeof body.reason === "string" ? body.reason : "";
+    const reason = optional(body, "reason", "string") ?? "";
     if (Buffer.byteLength(reason) > 123) throw new HttpError(400, "a close reason is at most 123 bytes");
     if (!(await this.needInspect().close(socket, id, code, reason)))
       throw new HttpError(404, `connection ${id} of websocket "${socket}" is not open`);
