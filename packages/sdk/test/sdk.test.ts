@@ -199,6 +199,33 @@ describe("websocket handlers", () => {
     c.ws.close();
   });
 
+  it("refuses ctx.send() and ctx.reply() in a disconnect handler, whose connection is closed, rather than dropping them silently", async () => {
+    const s = websocket("no-ctx-reply");
+    const refused: string[] = [];
+    s.on("disconnect", (ctx) => {
+      // Untyped, as a JavaScript handler may write them: DisconnectContext has neither.
+      const untyped = ctx as unknown as { send(data: string): void; reply(data: string): void };
+      for (const call of [() => untyped.send("bye"), () => untyped.reply("bye")]) {
+        try {
+          call();
+          refused.push("queued");
+        } catch (error) {
+          refused.push(isNitricLikeError(error) ? `${error.code}: ${error.message}` : `other: ${error}`);
+        }
+      }
+    });
+    await registered("no-ctx-reply", 1);
+    const c = client(urlOf("no-ctx-reply"));
+    await c.opened;
+    c.ws.close();
+    for (let i = 0; i < 200 && refused.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    const closed = "the connection is closed, so nothing can be sent to it";
+    expect(refused).toEqual([
+      `invalid_argument: websocket("no-ctx-reply") ctx.send(): a disconnect handler's context has no send(), only a connect handler's; ${closed}`,
+      `invalid_argument: websocket("no-ctx-reply") ctx.reply(): a disconnect handler's context has no reply(), only a connect or message handler's; ${closed}`,
+    ]);
+  });
+
   it("refuses a Set, a Promise or a BigInt it was asked to send, naming the call and the fix, rather than sending {} to the client", async () => {
     const s = websocket("payloads");
     const lines: string[] = [];

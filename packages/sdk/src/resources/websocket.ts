@@ -447,6 +447,9 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
     this.rejectStatus = status;
   }
   reply(data: Payload, call = " ctx.reply()"): void {
+    // A disconnect context has no reply() (DisconnectContext): its connection is closed, and what
+    // an untyped call queued would go nowhere, silently.
+    if (this.event.websocketEvent.case === "disconnection") throw this.noSend(call.trim());
     const encoded = encodePayload(data, this.owner.name, call);
     if (!this.replies) this.replies = [];
     this.replies.push(encoded);
@@ -457,19 +460,21 @@ class EventContext implements ConnectContext, MessageContext, DisconnectContext 
    * than taken as a reply the README never promised (and a disconnect's could not deliver).
    */
   send(data: Payload): void {
-    const event = this.event.websocketEvent.case;
-    if (event !== "connection") {
-      const instead =
-        event === "message"
-          ? "reply to the sender with ctx.reply() or by returning the reply, or send with ctx.connection.send()"
-          : "the connection is closed, so nothing can be sent to it";
-      throw new NitricLikeError(
-        "invalid_argument",
-        `websocket("${this.socket}") ctx.send(): a ${event === "message" ? "message" : "disconnect"} handler's context has no send(), only a connect handler's; ${instead}`,
-        { details: { socket: this.socket, connectionId: this.connectionId } },
-      );
-    }
+    if (this.event.websocketEvent.case !== "connection") throw this.noSend("ctx.send()");
     this.reply(data, " ctx.send()");
+  }
+
+  /** The refusal of `call` (ctx.send(), ctx.reply()) in a context that has no such method. */
+  private noSend(call: string): NitricLikeError {
+    const message = this.event.websocketEvent.case === "message";
+    const instead = message
+      ? "reply to the sender with ctx.reply() or by returning the reply, or send with ctx.connection.send()"
+      : "the connection is closed, so nothing can be sent to it";
+    return new NitricLikeError(
+      "invalid_argument",
+      `websocket("${this.socket}") ${call}: a ${message ? "message" : "disconnect"} handler's context has no ${call.slice(4)}, only a ${call === "ctx.send()" ? "connect" : "connect or message"} handler's; ${instead}`,
+      { details: { socket: this.socket, connectionId: this.connectionId } },
+    );
   }
 }
 
