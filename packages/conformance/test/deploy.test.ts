@@ -538,6 +538,31 @@ describe("nitric-like up and down --provider aws", () => {
     expect(stderr).not.toContain("bundling");
   }, 60000);
 
+  it("refuses that stack name as up does in every command that takes --stack, before bundling or any AWS call", async () => {
+    const app = chat();
+    const before = fake.calls.length;
+    for (const [command, ...args] of [
+      ["down"],
+      ["outputs"],
+      ["logs"],
+      ["connect", "--provider", "aws"],
+      ["secret put", "--provider", "aws"],
+    ] as const) {
+      const words = command === "secret put" ? ["secret", "put", "motd", app] : [command, app];
+      const { code, stderr } = await runCli([...words, ...args, "--stack", "3d_chat", "--plain"], {
+        timeoutMs: 60000,
+        input: "a value",
+        // Any AWS call would reach the fake, and be counted.
+        env: { AWS_ENDPOINT_URL: fake.url },
+      });
+      expect(code, stderr).toBe(1);
+      expect(stderr).toBe(
+        `error: ${command}: stack name "3d_chat" is not a CloudFormation stack name: it must start with a letter and hold only letters, digits and hyphens; pass --stack app-3d-chat\n`,
+      );
+    }
+    expect(fake.calls.slice(before)).toEqual([]);
+  }, 120000);
+
   it("refuses before deploying a --stack that makes an API name over API Gateway's 128 characters, naming the socket, the limit and the fix", async () => {
     const long = `c${"h".repeat(122)}`;
     const before = fake.calls.length;

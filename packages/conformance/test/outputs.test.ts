@@ -147,7 +147,7 @@ describe("nitric-like outputs --provider aws", () => {
     });
     expect(code).toBe(1);
     expect(stderr).toContain(
-      'error: describing stack "deployed chat": no stack can be named "deployed chat": a CloudFormation stack name starts with a letter and holds only letters, digits and hyphens, at most 128; check --stack',
+      'error: outputs: stack name "deployed chat" is not a CloudFormation stack name: it must start with a letter and hold only letters, digits and hyphens; pass --stack deployed-chat',
     );
     // A stack's id names it as well as its name does.
     const id = /<StackId>([^<]+)/.exec(await cloudFormation("DescribeStacks", { StackName: "deployed-chat" }))?.[1];

@@ -484,6 +484,12 @@ export interface Provider {
    * regions.
    */
   preflight?(options: PreflightOptions): Promise<{ region?: string } | undefined>;
+  /**
+   * Why `stack` cannot name a deployment of this provider, as `<command>: ...` ending with the
+   * fix; undefined when it can. The CLI asks it first, before anything is bundled or any cloud
+   * is called, in every command that takes `--stack` (up, down, outputs, logs, connect, secret put).
+   */
+  stackNameProblem?(stack: string, command: string): string | undefined;
   /** Describes a deployment for `nitric-like outputs`: its socket URLs and outputs again. */
   outputs?(options: DestroyOptions): Promise<DeployedOutputs>;
   /**

@@ -13,6 +13,7 @@ import {
   destroy,
   nodeVersionNotice,
   preflight,
+  stackNameProblem,
   stuckStackProblem,
 } from "./deploy/deploy.js";
 import { deployedSecretArn, putSecret } from "./deploy/secrets.js";
@@ -94,6 +95,11 @@ export const provider: Provider = {
       notes: domainNotes(built.domains, result.outputs),
     };
   },
+  // `outputs` and `connect` read a stack with DescribeStacks, which takes its id (ARN) as well.
+  stackNameProblem: (stack, command) =>
+    (command === "outputs" || command === "connect") && stack.startsWith("arn:")
+      ? undefined
+      : stackNameProblem(stack, command),
   preflight: (options) => {
     nodeVersionNotice(options.logger);
     return preflight({

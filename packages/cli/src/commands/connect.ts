@@ -71,6 +71,7 @@ async function target(options: ConnectOptions, output: Output): Promise<string> 
       const { stack, found } = await deployedOutputs(
         { dir: options.dir, provider: options.provider, stack: options.stack, region: options.region },
         output,
+        "connect",
       );
       sockets = found.sockets;
       where = `the deployed stack "${stack}"`;

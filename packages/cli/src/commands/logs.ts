@@ -2,7 +2,7 @@
 import { parseDuration } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { loadProjectFile } from "../lib/prepare.js";
-import { providerFor } from "../lib/providers.js";
+import { providerFor, refuseStackName } from "../lib/providers.js";
 
 /** Help for `logs`. */
 export const LOGS_HELP = `Usage: nitric-like logs [dir] [options]
@@ -51,6 +51,7 @@ export async function logsCommand(options: LogsCommandOptions, output: Output): 
   const project = loadProjectFile(options.dir, output);
   const provider = await providerFor(options.provider, "logs", project.dir);
   const stack = options.stack ?? project.name;
+  refuseStackName(provider, stack, "logs");
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   if (options.follow) process.once("SIGINT", onSignal);

@@ -9,7 +9,7 @@ import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { didYouMean, loadProject, resourceNameProblem, secretValueProblem } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { prepareProject } from "../lib/prepare.js";
-import { providerFor } from "../lib/providers.js";
+import { providerFor, refuseStackName } from "../lib/providers.js";
 import { collectSpec } from "./spec.js";
 
 /** Help for `secret`. */
@@ -183,6 +183,8 @@ export async function secretCommand(options: SecretCommandOptions, output: Outpu
   else if (!process.stdin.isTTY) value = await readPiped();
 
   const provider = await providerFor(options.provider, "putSecret", options.dir);
+  // Before anything is bundled: a --stack no deployment can have is said as up says it.
+  if (options.stack !== undefined) refuseStackName(provider, options.stack, "secret put");
   // The secret must be one the services declare: a typo would otherwise store a value nobody reads.
   const prepared = await prepareProject(options.dir, output);
   const { spec } = await collectSpec(prepared, output);

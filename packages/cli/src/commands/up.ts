@@ -13,7 +13,7 @@ import {
 } from "@nitric-like/spec";
 import { type Output, UserError } from "../lib/log.js";
 import { loadProjectFile } from "../lib/prepare.js";
-import { providerFor } from "../lib/providers.js";
+import { providerFor, refuseStackName } from "../lib/providers.js";
 import { checkedBuild, refuseForeignOutDir } from "./build.js";
 
 /** Help for `up`. */
@@ -121,6 +121,7 @@ async function preflightDeploy(options: DeployCommandOptions, action: "up" | "do
     throw error;
   }
   const provider = await providerFor(options.provider, action, project.dir);
+  refuseStackName(provider, options.stack ?? project.name, action);
   const checked = await provider.preflight?.({
     stack: options.stack ?? project.name,
     action,
@@ -302,10 +303,12 @@ Options:
 export async function deployedOutputs(
   options: { dir: string; provider: string; stack?: string | undefined; region?: string | undefined },
   output: Output,
+  command: "outputs" | "connect" = "outputs",
 ): Promise<{ stack: string; provider: string; found: DeployedOutputs }> {
   const project = loadProjectFile(options.dir, output);
   const provider = await providerFor(options.provider, "outputs", project.dir);
   const stack = options.stack ?? project.name;
+  refuseStackName(provider, stack, command);
   const found = await provider.outputs({
     project,
     stack,

@@ -109,3 +109,14 @@ export async function providerFor(
   }
   return provider as Provider & Required<Pick<Provider, typeof what>>;
 }
+
+/**
+ * Refuses a stack name the provider cannot deploy as (for aws: not a CloudFormation stack name),
+ * with the rule and the fix, before anything is bundled or any cloud is called: the one check of
+ * every command that takes --stack (up, down, outputs, logs, connect, secret put), so each says
+ * what up says rather than that no such stack exists.
+ */
+export function refuseStackName(provider: Provider, stack: string, command: string): void {
+  const problem = provider.stackNameProblem?.(stack, command);
+  if (problem) throw new UserError(problem);
+}
