@@ -29,6 +29,21 @@ describe("nitric-like build --out", () => {
     expect(existsSync(join(project, "services", "chat.ts"))).toBe(true);
   }, 60000);
 
+  it("refuses a provider that cannot build, or none of that name, before bundling and writing anything", async () => {
+    for (const [provider, said] of [
+      ["local", 'error: provider "local" cannot build; pass --provider aws'],
+      ["gcp", 'error: provider "gcp" is not installed in'],
+    ] as const) {
+      const project = copyProject(join(EXAMPLES, "chat"));
+      const before = readdirSync(project).sort();
+      const { code, stderr } = await runCli(["build", project, "--provider", provider, "--plain"]);
+      expect(code).toBe(1);
+      expect(stderr.startsWith(said), stderr).toBe(true);
+      expect(stderr).not.toContain("bundling");
+      expect(readdirSync(project).sort()).toEqual(before);
+    }
+  }, 60000);
+
   it("refuses the same for up", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));
     const out = join(project, "mine");

@@ -8,7 +8,7 @@ import { checkEnvironment, loadProject, type Project, ProjectError } from "@nitr
 import { functionVariables } from "../lib/dotenv.js";
 import type { Output } from "../lib/log.js";
 import { UserError } from "../lib/log.js";
-import { type PreparedProject, prepareProject } from "../lib/prepare.js";
+import { loadProjectFile, type PreparedProject, prepareProject } from "../lib/prepare.js";
 import { providerFor } from "../lib/providers.js";
 import { collectSpec } from "./spec.js";
 
@@ -75,8 +75,11 @@ export async function checkedBuild(
   // An --env the file does not have is said before anything is bundled (a file that does not
   // load is left to prepareProject, which lists every problem in it).
   if (options.environment !== undefined) refuseUnknownEnvironment(options.dir, options.environment);
+  // A provider that cannot build (local), or none of that name (gcp), is refused before anything
+  // is bundled: only the project file is read first (its folder is where providers resolve from).
+  const project = prepared?.project ?? loadProjectFile(options.dir, output);
+  const provider = await providerFor(options.provider, what, project.dir);
   const ready = prepared ?? (await prepareProject(options.dir, output));
-  const provider = await providerFor(options.provider, what, ready.project.dir);
   // up's --stack names what AWS makes; without it (and for build) the stack is the project's name.
   const { spec, errors } = await collectSpec(ready, output, {}, options.stack);
   if (errors.length > 0) {
