@@ -130,6 +130,26 @@ it("refuses a folder that is not empty, and an unknown template, naming the choi
   expect(none.stderr).toContain('new: which folder? such as "nitric-like new my-app"');
 });
 
+it("says a file is a file, and a link to nothing a link, rather than a folder that is not empty", async () => {
+  const dir = tempDir();
+  const file = join(dir, "notes.txt");
+  writeFileSync(file, "mine");
+  const onFile = await runCli(["new", file]);
+  expect(onFile.code).toBe(1);
+  expect(onFile.stderr).toBe(
+    `error: new: ${file} is a file, not a folder; give a new folder's path (such as "nitric-like new my-app"), or move the file away\n`,
+  );
+  expect(readFileSync(file, "utf8")).toBe("mine");
+  const link = join(dir, "app");
+  symlinkSync(join(dir, "gone"), link);
+  const onLink = await runCli(["new", link]);
+  expect(onLink.code).toBe(1);
+  expect(onLink.stderr).toBe(
+    `error: new: ${link} is a symbolic link to ${JSON.stringify(join(dir, "gone"))}, which does not exist; remove the link, or give a new folder's path\n`,
+  );
+  expect(existsSync(join(dir, "gone"))).toBe(false);
+});
+
 it("prints a cd that a shell runs as it is, for a folder with a quote or a leading dash in its name", async () => {
   const dir = tempDir();
   for (const name of ["-x", "it's mine"]) {

@@ -12,7 +12,16 @@
  * it installs where the packages are not published, with the versions this CLI runs. With
  * `fromRegistry`, it depends on `^<version>` from the registry instead.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, join, relative, resolve, sep } from "node:path";
 import { suggestProjectName } from "@nitric-like/spec";
 import { UserError } from "./log.js";
@@ -88,6 +97,25 @@ function walk(dir: string): string[] {
   );
 }
 
+/** Refuses a `target` that is not a new or empty folder, saying what it is and what to do. */
+function refuseTarget(target: string, dir: string): void {
+  const link = lstatSync(dir, { throwIfNoEntry: false });
+  if (link === undefined) return;
+  const found = statSync(dir, { throwIfNoEntry: false });
+  if (found === undefined) {
+    throw new UserError(
+      `new: ${target} is a symbolic link to ${JSON.stringify(readlinkSync(dir))}, which does not exist; remove the link, or give a new folder's path`,
+    );
+  }
+  if (!found.isDirectory()) {
+    throw new UserError(
+      `new: ${target} is a file, not a folder; give a new folder's path (such as "nitric-like new my-app"), or move the file away`,
+    );
+  }
+  if (readdirSync(dir).length > 0)
+    throw new UserError(`new: ${target} already exists and is not empty; choose a new folder`);
+}
+
 /**
  * Creates a project in `target` (which must not exist or be empty) from `template`, its
  * @nitric-like packages from `source`.
@@ -97,8 +125,7 @@ export function scaffold(target: string, template: string, source: Source): Scaf
   if (!templates().includes(template))
     throw new UserError(`new: no template "${template}"; templates: ${templates().join(", ")}`);
   const dir = resolve(target);
-  if (existsSync(dir) && (!statSync(dir).isDirectory() || readdirSync(dir).length > 0))
-    throw new UserError(`new: ${target} already exists and is not empty; choose a new folder`);
+  refuseTarget(target, dir);
   // The project file takes only stack names (`new 2048` makes app-2048); package.json takes them too.
   const name = suggestProjectName(basename(dir));
   const vendor = source.fromRegistry ? undefined : packInstallation(cliPackageDir());
