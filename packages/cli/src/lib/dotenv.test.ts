@@ -60,7 +60,7 @@ it("refuses a .env that is a folder, saying what it should hold", () => {
 });
 
 it("refuses a file that sets __proto__, which Node's parser would drop without a word, and reads every other name", () => {
-  for (const line of ["__proto__=x", "  __proto__ = x", "__proto__=", "\t__proto__=a=b"]) {
+  for (const line of ["__proto__=x", "  __proto__ = x", "__proto__=", "\t__proto__=a=b", "export __proto__=x"]) {
     const dir = folder({ ".env": `A=1\n${line}\nB=2\n` });
     expect(() => loadDotEnv(dir, "local"), line).toThrow(
       "run: .env sets a variable named __proto__, which Node's .env parser cannot keep (it drops it); rename the variable",
@@ -82,6 +82,42 @@ it("refuses lines that are not NAME=value, which Node's parser would join to the
   // A quoted value over several lines is one variable, not a bad line.
   const quoted = folder({ ".env": 'KEY="line one\nline two"\nB=2\n' });
   expect(Object.fromEntries(loadDotEnv(quoted, "local").values)).toEqual({ KEY: "line one\nline two", B: "2" });
+});
+
+it("refuses what Node's parser would drop without a word: a last line with no =, a line with no name", () => {
+  const last = folder({ ".env": "A=1\nREGION=eu\nDEBUG\n\n# the end\n  verbose  \n" });
+  expect(() => loadDotEnv(last, "local")).toThrow(
+    'run: .env: line 3 ("DEBUG"), line 6 ("verbose") are not NAME=value lines, and Node\'s parser would drop them without a word; make each NAME=value, or a # comment',
+  );
+  const one = folder({ ".env": "A=1\r\nDEBUG" });
+  expect(() => loadDotEnv(one, "local")).toThrow(
+    'run: .env: line 2 ("DEBUG") is not a NAME=value line, and Node\'s parser would drop it without a word',
+  );
+  for (const text of ["=v\nA=1\n", "A=1\n  =v\nB=2\n", "A=1\nexport =v\nB=2\n"]) {
+    const unnamed = folder({ ".env": text });
+    expect(() => loadDotEnv(unnamed, "local"), text).toThrow(
+      /^run: \.env: line \d \("(export )?=v"\) has no name before the =, and Node's parser would drop it and the variable after; write NAME=value, or make it a # comment$/,
+    );
+  }
+  // The last lines of a quoted value over several lines are the value, whatever they hold.
+  const quoted = folder({ ".env": 'KEY="one\n=two\nthree"\n# done\n' });
+  expect(Object.fromEntries(loadDotEnv(quoted, "local").values)).toEqual({ KEY: "one\n=two\nthree" });
+});
+
+it("reads a file that starts with a byte order mark by the names it shows, CRLF lines, export and quotes", () => {
+  const dir = folder({
+    ".env": "\uFEFFAPI_KEY=k\r\nexport REGION=eu\r\nQUOTED=\"a # b\"\r\nSINGLE=' x '\r\nPLAIN=v # note\r\nPLAIN=w\r\n",
+  });
+  expect(Object.fromEntries(loadDotEnv(dir, "local").values)).toEqual({
+    API_KEY: "k",
+    REGION: "eu",
+    QUOTED: "a # b",
+    SINGLE: " x ",
+    PLAIN: "w",
+  });
+  // A first line that is a comment stays a comment.
+  const commented = folder({ ".env": "\uFEFF# settings\nA=1\n" });
+  expect(Object.fromEntries(loadDotEnv(commented, "local").values)).toEqual({ A: "1" });
 });
 
 it("says which file gave a NODE_OPTIONS Node refuses, and takes one it accepts, loading none of its modules", () => {

@@ -4,7 +4,7 @@
  * a variable set in the environment `run` starts in wins over them all. For `build`, `up` and
  * `run --provider aws`: the `--env-from` files alone, which go into every function's environment.
  * All are parsed with Node's own `util.parseEnv` (the format of `node --env-file`: `NAME=value`,
- * `#` comments, quoted values, `export` prefixes not accepted). Nothing prints a value: the CLI
+ * `#` comments, quoted values, an `export` prefix; a byte order mark is dropped first). Nothing prints a value: the CLI
  * and the dashboard show names only.
  */
 import { spawnSync } from "node:child_process";
@@ -88,7 +88,20 @@ function readEnvFile(
     throw new UserError(
       `${command}: reading ${shown} needs Node 20.12 or later (this is ${process.version}); upgrade Node`,
     );
+  // A byte order mark (which some Windows editors write) would become part of the first name:
+  // "\uFEFFAPI_KEY", a variable no service finds by its name.
+  if (text.startsWith("\uFEFF")) text = text.slice(1);
   const parsed = parseEnv(text);
+  const lines = text.split(/\r?\n/).map((l, i) => ({ line: i + 1, text: l.trim() }));
+  const continued = continuedLines(parsed);
+  // A line with no name before its `=` is dropped by Node's parser, with the next variable too.
+  const unnamed = lines.filter((l) => /^(?:export[ \t]+)?=/.test(l.text) && !continues(l.text, continued));
+  if (unnamed.length > 0) {
+    const said = unnamed.map((l) => `line ${l.line} (${JSON.stringify(l.text)})`).join(", ");
+    throw new UserError(
+      `${command}: ${shown}: ${said} ${unnamed.length === 1 ? "has" : "have"} no name before the =, and Node's parser would drop ${unnamed.length === 1 ? "it" : "each"} and the variable after; write NAME=value, or make ${unnamed.length === 1 ? "it" : "each"} a # comment`,
+    );
+  }
   // Node's parser fills a plain object, so a `__proto__` line sets its prototype and is lost:
   // refused here rather than dropped without a word.
   if (!Object.hasOwn(parsed, "__proto__") && PROTO_LINE.test(text)) {
@@ -101,17 +114,27 @@ function readEnvFile(
   // word, and the name printed breaks the line: refused, naming each such line.
   const joined = Object.keys(parsed).filter((key) => /[\r\n]/.test(key));
   if (joined.length > 0) {
-    const lines = text.split(/\r?\n/).map((l) => l.trim());
     const bad = joined.map((key) => {
       const parts = key.split(/\r?\n/).map((p) => p.trim());
       const first = parts[0] ?? "";
-      return { line: lines.indexOf(first) + 1, first, meant: parts[parts.length - 1] ?? "" };
+      return { line: lines.findIndex((l) => l.text === first) + 1, first, meant: parts[parts.length - 1] ?? "" };
     });
     bad.sort((a, b) => a.line - b.line);
     const said = bad.map((b) => `line ${b.line} (${JSON.stringify(b.first)})`);
     const list = said.length === 1 ? said[0] : `${said.slice(0, -1).join(", ")} and ${said[said.length - 1]}`;
     throw new UserError(
       `${command}: ${shown}: ${list} ${bad.length === 1 ? "is not a NAME=value line" : "are not NAME=value lines"}, and Node's parser would take ${bad.length === 1 ? "it" : "each"} as the start of the next line's name (so ${bad.map((b) => b.meant).join(", ")} would be lost); make ${bad.length === 1 ? "it" : "each"} NAME=value, or a # comment`,
+    );
+  }
+  // A line with no `=` after the last variable has no next name to join: Node's parser drops it.
+  const last = lines.findLastIndex((l) => l.text.includes("="));
+  const dropped = lines
+    .slice(last + 1)
+    .filter((l) => l.text !== "" && !l.text.startsWith("#") && !continues(l.text, continued));
+  if (dropped.length > 0) {
+    const said = dropped.map((l) => `line ${l.line} (${JSON.stringify(l.text)})`).join(", ");
+    throw new UserError(
+      `${command}: ${shown}: ${said} ${dropped.length === 1 ? "is not a NAME=value line" : "are not NAME=value lines"}, and Node's parser would drop ${dropped.length === 1 ? "it" : "them"} without a word; make ${dropped.length === 1 ? "it" : "each"} NAME=value, or a # comment`,
     );
   }
   for (const [key, value] of Object.entries(parsed)) {
@@ -146,8 +169,22 @@ export function checkNodeOptions(dotenv: DotEnv, command: string): void {
   );
 }
 
-/** A line of an env file that sets `__proto__` (as util.parseEnv reads names: spaces around it, `export` not taken). */
-const PROTO_LINE = /^[ \t]*__proto__[ \t]*=/m;
+/** A line of an env file that sets `__proto__` (as util.parseEnv reads names: spaces around it, `export` before it). */
+const PROTO_LINE = /^[ \t]*(?:export[ \t]+)?__proto__[ \t]*=/m;
+
+/** The lines (trimmed) of quoted values over several lines after their first: values, not lines lost. */
+function continuedLines(parsed: NodeJS.Dict<string>): string[] {
+  return Object.values(parsed)
+    .filter((v): v is string => v?.includes("\n") === true)
+    .flatMap((v) => v.split(/\r?\n/).slice(1))
+    .map((l) => l.trim())
+    .filter(Boolean);
+}
+
+/** Whether a line of the file (trimmed) is one of `continued`, its closing quote and comment aside. */
+function continues(line: string, continued: readonly string[]): boolean {
+  return continued.some((c) => line.startsWith(c));
+}
 
 /**
  * What a service's environment starts from: the `.env` values, then the environment `run` started
