@@ -1,16 +1,19 @@
 // The AWS emulator's function init, as Lambda runs it: one limit for every execution environment's
 // init (with the emulator, a restart, a concurrent event's cold start), an init past it retried
 // with the next event under the function's timeout, and one line in the run's output while an
-// init is slow. A real service whose top-level await takes as long as a file beside the test says
-// ("hang": forever), in the emulator over dynalite, and one `run --provider aws`.
+// init is slow; an init that throws retried by the next event in a new environment, one retry at a
+// time. A real service whose top-level await takes as long as a file beside the test says ("hang":
+// forever; "throw": it throws, "exit": its process exits), in the emulator over dynalite, and one
+// `run --provider aws`.
 
 import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type Emulator,
   type EmulatorOptions,
   type RunningDynalite,
+  signRequest,
   startDynalite,
   startEmulator,
 } from "@nitric-like/provider-aws/emulator";
@@ -21,7 +24,7 @@ afterAll(cleanTemp);
 
 /** A service whose init (on Lambda only, not in the collect pass) waits as long as INIT_PLAN's file says. */
 const SLOW = [
-  'import { readFileSync } from "node:fs";',
+  'import { appendFileSync, readFileSync } from "node:fs";',
   'import { websocket } from "@nitric-like/sdk";',
   'const socket = websocket("socket");',
   'socket.on("connect", () => {});',
@@ -34,7 +37,10 @@ const SLOW = [
   "const plan = process.env.INIT_PLAN;",
   "if (process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined && plan !== undefined) {",
   '  const what = readFileSync(plan, "utf8").trim();',
+  '  appendFileSync(`${plan}.inits`, "init\\n");',
   '  if (what === "hang") await new Promise(() => setInterval(() => {}, 1000));',
+  '  else if (what === "throw") throw new Error("config service unreachable");',
+  '  else if (what === "exit") process.exit(3);',
   "  else await new Promise((r) => setTimeout(r, Number(what)));",
   "}",
 ].join("\n");
@@ -68,6 +74,7 @@ describe("the AWS emulator's function init", () => {
   /** An emulator of the slow service whose init takes `init` ("hang", or ms), its log lines in `lines`. */
   async function emulate(init: string, options: Partial<EmulatorOptions>, lines: string[]): Promise<Emulator> {
     writeFileSync(plan, init);
+    writeFileSync(`${plan}.inits`, "");
     return await startEmulator({
       buildDir: out,
       dynamodbEndpoint: db.endpoint,
@@ -156,6 +163,84 @@ describe("the AWS emulator's function init", () => {
       expect(fn?.initError).toBeUndefined();
       a.close();
       b.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  /** How many inits the service has begun (each execution environment's, each retry's). */
+  const inits = () => readFileSync(`${plan}.inits`, "utf8").split("\n").filter(Boolean).length;
+
+  it("retries an init that threw with the next event in a new execution environment, as Lambda does: the event fails with the thrown error, and once the init succeeds the events are served", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("throw", {}, lines);
+    try {
+      const fn = emulator.functions[0];
+      if (fn === undefined) throw new Error("no function");
+      expect(lines).toContain(
+        `service "slow": function "${fn.name}" failed its init: config service unreachable; as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; fix its module's top level and save`,
+      );
+      expect(inits()).toBe(1);
+      // Lambda's answer to the invocation whose init threw: the error, named as the runtime names it.
+      const api = `${fn.env.AWS_ENDPOINT_URL_LAMBDA}/2015-03-31/functions/${fn.name}/invocations`;
+      const body = "{}";
+      const headers = signRequest({
+        method: "POST",
+        url: new URL(api),
+        body,
+        headers: {},
+        service: "lambda",
+        region: "us-east-1",
+        ...emulator.credentials,
+      });
+      const failed = await fetch(api, { method: "POST", headers, body });
+      expect(failed.status).toBe(200);
+      expect(failed.headers.get("x-amz-function-error")).toBe("Unhandled");
+      expect(await failed.json()).toEqual({ errorType: "Error", errorMessage: "config service unreachable" });
+      expect(inits()).toBe(2);
+      expect(fn.instanceCount).toBe(0);
+      expect(lines.filter((l) => l.includes("failing the event that started it"))).toEqual([
+        `service "slow": function "${fn.name}" failed its init: config service unreachable, failing the event that started it (and those that waited for it); as on Lambda, the next event retries the init in a new execution environment (one at a time, at most once a second here)`,
+      ]);
+      // What made it fail has passed (a config service back up): the next event's init succeeds.
+      writeFileSync(plan, "0");
+      const client = await connect(emulator.sockets[0]?.url as string);
+      client.ws.send("0");
+      expect((await client.next()).text).toBe("answered 0");
+      expect(fn.initError).toBeUndefined();
+      expect(inits()).toBe(3);
+      client.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("retries an init that always fails one at a time and at most once a second, however many events come, saying so once a burst", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("exit", {}, lines);
+    try {
+      const fn = emulator.functions[0];
+      if (fn === undefined) throw new Error("no function");
+      expect(lines).toContain(
+        `service "slow": function "${fn.name}" exited with code 3 during its init; as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; fix its module's top level and save`,
+      );
+      const started = Date.now();
+      // 40 events at once share one retry (one process), a second after the failure before it.
+      const first = await Promise.allSettled(Array.from({ length: 40 }, () => fn.invoke({})));
+      expect(
+        first.every((r) => r.status === "rejected" && /exited with code 3 during its init/.test(String(r.reason))),
+      ).toBe(true);
+      expect(inits()).toBe(2);
+      // And the next 40: one more retry, a second after that one failed.
+      const second = await Promise.allSettled(Array.from({ length: 40 }, () => fn.invoke({})));
+      expect(second.every((r) => r.status === "rejected")).toBe(true);
+      expect(inits()).toBe(3);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+      // One line for the burst (the first retry's; the second's is counted into the next line).
+      expect(lines.filter((l) => l.includes("failing the event that started it"))).toHaveLength(1);
+      // No line for each process that exited, nor for each event.
+      expect(lines.filter((l) => l.includes("an execution environment exited"))).toEqual([]);
+      expect(fn.instanceCount).toBe(0);
     } finally {
       await emulator.stop();
     }

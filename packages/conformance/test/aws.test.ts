@@ -2253,7 +2253,7 @@ describe("run --provider aws with a service that fails as it loads", () => {
       );
       expect(app.stderr).toContain("fix it and save: run then deploys the emulated app again with what it declares");
       expect(app.stderr).toMatch(
-        /error: service "chat": function "\S+" failed its init: config service unreachable; its events fail, as Lambda's would, until a change saved to its files starts it again/,
+        /error: service "chat": function "\S+" failed its init: config service unreachable; as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; fix its module's top level and save/,
       );
       // The dashboard shows the function waiting, with why.
       const services = async () =>

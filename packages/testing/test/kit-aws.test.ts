@@ -104,7 +104,7 @@ it("runs apps on both providers at once, and a service on the published @nitric/
 
 it("on aws: a service whose function fails its init (after loading for the collect pass) stops the start, not a ready app whose events fail", async () => {
   await expect(startApp(fixture("failing-init"), { provider: "aws" })).rejects.toThrow(
-    /the run stopped \(exit 1\) before it was ready;[\s\S]*failed its init: the function's role cannot read its config; its events fail, as Lambda's would, until run starts again \(--no-watch: it does not watch files\)[\s\S]*no service is running, and with --no-watch none starts again/,
+    /the run stopped \(exit 1\) before it was ready;[\s\S]*failed its init: the function's role cannot read its config; as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; fix its module's top level and start run again \(--no-watch: it does not watch files\)[\s\S]*no service is running, and with --no-watch none starts again/,
   );
 });
 

@@ -34,9 +34,12 @@
  * each environment's init (its process's start and its module's top level) held to Lambda's 10 s
  * (LAMBDA_INIT_LIMIT_MS; the run's output says once, 3 s in, that an init is slow): past it the init
  * is ended and the next event retries it under the function's timeout, which its handler shares,
- * failing with Lambda's "Task timed out after N seconds" when it does not finish then,
- * and a crash, an invocation past the function's Timeout or an environment over its MemorySize
- * (resident memory, read at each sweep on Linux) ends only its own; between its
+ * failing with Lambda's "Task timed out after N seconds" when it does not finish then;
+ * an init that fails (throws, a top-level await rejects, its process exits) fails the event it
+ * ran for with Lambda's answer (the thrown error's type and message, or Runtime.ExitError) and
+ * the next event retries it in a new environment, as Lambda resets the environment; and a crash,
+ * an invocation past the function's Timeout or an environment over its MemorySize (resident
+ * memory, read at each sweep on Linux) ends only its own; between its
  * invocations an environment is frozen (its worker blocks), as Lambda freezes it. Up to the account's
  * 1,000 concurrent executions across every function; more are throttled (a message's is dropped,
  * logged once per burst; Invoke answers 429; an asynchronous Invoke waits for one, as Lambda queues
@@ -45,9 +48,10 @@
  * Differences from AWS, on purpose: a function has at most 8 execution environments (more
  * invocations at once wait for one, where Lambda would start more), its first starts with the
  * emulator, and it keeps its last one however long it idles; IAM policies are not enforced (the runtime enforces the declared policies itself).
- * An init that fails (throws, or a top-level await rejects) is not retried with each event, as
- * Lambda retries it: its events fail until a change saved to its files starts it again (the same
- * code would fail the same way). There is no INIT_REPORT log line, and the init limit counts from
+ * After an init that failed, its retries run one at a time and at least INIT_RETRY_SPACING_MS (1 s)
+ * apart: events that come meanwhile wait for the next retry and fail with it when it fails, where
+ * Lambda would start an environment for each (so an init that always fails does not spin a core
+ * under a flood of events). There is no INIT_REPORT log line, and the init limit counts from
  * the worker process's start, where Lambda's counts from the environment's.
  */
 import { type ChildProcess, fork } from "node:child_process";
@@ -211,8 +215,8 @@ export interface EmulatorOptions {
    */
   freezeBetweenInvocations?: boolean;
   /**
-   * Whether a change saved to a service's files starts its function again (`run` watches them); a
-   * function whose init failed is then said to wait for that, else for `run` to start again.
+   * Whether a change saved to a service's files starts its function again (`run` watches them); the
+   * fix said for a function whose init failed is then to save, else to start `run` again.
    * @default true
    */
   restartsOnChange?: boolean;
@@ -243,6 +247,30 @@ export const INIT_PROGRESS_MS = 3000;
  * retried with an event), as opposed to one that failed (threw, or its process exited).
  */
 class InitTimeoutError extends Error {}
+
+/**
+ * An init that failed: its module threw (or a top-level await rejected), or its process exited
+ * during it. The message names the function; `errorType` and `errorMessage` are what Lambda
+ * answers the event with (FunctionError "Unhandled"): the thrown error's type and message, or
+ * Runtime.ExitError for a process that exited.
+ */
+export class InitError extends Error {
+  constructor(
+    message: string,
+    readonly errorType: string,
+    readonly errorMessage: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * After an init that failed, the next event retries it in a new execution environment, as Lambda
+ * does; events that come while that retry runs wait for it and share how it ends, and a retry
+ * starts at least this long after the failure before it, so an init that always fails costs one
+ * process start a second at most, however many events come (Lambda would start one per event).
+ */
+export const INIT_RETRY_SPACING_MS = 1000;
 
 /** `ms` in seconds, to a tenth at most: "10", "0.8". */
 function secondsOf(ms: number): string {
@@ -460,7 +488,14 @@ class Instance {
       };
       child.on(
         "message",
-        (message: { type: string; id?: number; result?: unknown; error?: string; message?: string }) => {
+        (message: {
+          type: string;
+          id?: number;
+          result?: unknown;
+          error?: string;
+          message?: string;
+          errorType?: string;
+        }) => {
           if (message.type === "ready") {
             settled();
             this.initialized = true;
@@ -468,7 +503,10 @@ class Instance {
             resolve();
           } else if (message.type === "init-error") {
             settled();
-            reject(new Error(`function "${fn.name}" failed its init: ${message.message}`));
+            const thrown = String(message.message);
+            reject(
+              new InitError(`function "${fn.name}" failed its init: ${thrown}`, message.errorType ?? "Error", thrown),
+            );
           } else if (message.type === "result" && message.id === this.currentId) {
             this.frozen = freezes;
             const invocation = this.current;
@@ -481,7 +519,15 @@ class Instance {
       child.once("exit", (code, signal) => {
         settled();
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        reject(new Error(`function "${fn.name}" ${how} during its init`));
+        // Lambda's words for a runtime that exited: "Runtime exited with error: exit status 1".
+        const status = signal ? `signal: ${signal === "SIGKILL" ? "killed" : signal}` : `exit status ${code}`;
+        reject(
+          new InitError(
+            `function "${fn.name}" ${how} during its init`,
+            "Runtime.ExitError",
+            `Runtime exited with error: ${status}`,
+          ),
+        );
         const failed = this.current !== undefined;
         this.fail(new Error(`function "${fn.name}" ${how}`));
         onExit(this, how, failed);
@@ -492,6 +538,11 @@ class Instance {
 
   get exited(): boolean {
     return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Its init finished: an exit before that is its init's failure (an InitError), said as one. */
+  get started(): boolean {
+    return this.initialized;
   }
 
   /** Runs `event` (the instance is taken for it and its init is done). */
@@ -591,6 +642,12 @@ class EmulatedFunction {
    * that init under the function's timeout, as Lambda retries it with the next invocation.
    */
   private retryInitWithEvent = false;
+  /** When its last init failed (threw, or its process exited), until one succeeds: events retry it (retryFailedInit). */
+  private initFailedAt: number | undefined;
+  /** The retry of an init that failed, under way: the events that come meanwhile wait for it. */
+  private initRetry: Promise<void> | undefined;
+  /** Says, once a burst, that an init retried with an event failed again. */
+  private readonly initFailLog: BurstLog;
   private stopped = false;
   /** Set by stop(), for good: a restart under way then starts no new instance. */
   private halted = false;
@@ -620,6 +677,7 @@ class EmulatedFunction {
     private readonly initLimitMs = LAMBDA_INIT_LIMIT_MS,
   ) {
     this.waitLog = new BurstLog(logger, "warn", (n) => ` (${n} events waited since the last report)`);
+    this.initFailLog = new BurstLog(logger, "error", (n) => ` (${n} inits failed since the last report)`);
   }
 
   /** How many execution environments it has now (started or starting). */
@@ -635,28 +693,58 @@ class EmulatedFunction {
   /**
    * Starts its first execution environment at once (Lambda starts one at the first event; here an
    * init that fails says so as `run` starts); resolves once its init is done, and rejects when it
-   * fails or passes the init limit. Events wait for that init; after one past the limit they go
-   * on, the first retrying the init under the function's timeout, as on Lambda.
+   * fails or passes the init limit. Events wait for that init, then go on as on Lambda: after one
+   * that failed the next event retries it in a new environment (retryFailedInit), after one past
+   * the limit the first retries it under the function's timeout.
    */
   start(): Promise<void> {
     // A restart (a code change) starts it again after stop().
     this.stopped = false;
     this.retryInitWithEvent = false;
+    this.initFailedAt = undefined;
+    this.initRetry = undefined;
     this.sweeper ??= setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.timeoutMs / 4)));
     this.sweeper.unref();
-    const instance = this.spawn(false);
-    this.ready = instance.ready.catch((error: Error) => {
-      if (!(error instanceof InitTimeoutError)) throw error;
-    });
-    this.ready.catch(() => {}); // each call waiting for it fails on its own
+    const instance = this.spawn(false, false);
+    // How the init ends is said by whoever started it (startEmulator, restartService).
+    this.ready = instance.ready.catch(() => {});
     return instance.ready;
+  }
+
+  /**
+   * After an init that failed, the retry the next event makes of it, as Lambda resets the execution
+   * environment and runs the init again with the next invocation: one at a time (the events that
+   * come while it runs wait for it, and fail with it when it fails again), and not sooner than
+   * INIT_RETRY_SPACING_MS after the failure before it, so an init that always fails does not spin.
+   * Resolves at once when the last init did not fail; once the retry's init is done, its
+   * environment is idle in the pool for the events to take.
+   */
+  private retryFailedInit(): Promise<void> {
+    const failedAt = this.initFailedAt;
+    if (failedAt === undefined) return Promise.resolve();
+    this.initRetry ??= (async () => {
+      try {
+        const wait = failedAt + INIT_RETRY_SPACING_MS - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (this.stopped) throw new Error(`function "${this.name}" is not running`);
+        await this.spawn(false, true).ready.catch((error: Error) => {
+          // One past the limit is retried with the next event under the function's timeout (acquire).
+          if (!(error instanceof InitTimeoutError)) throw error;
+        });
+      } finally {
+        this.initRetry = undefined;
+      }
+    })();
+    return this.initRetry;
   }
 
   /**
    * A new execution environment in the pool; initError follows how its init ends. `retried`: its
    * init is the retry of one past the init limit, made with an event under the function's timeout.
+   * `forEvent`: started for an event (not with the emulator or a restart, whose caller says how its
+   * init ends), so an init that fails is said here, once a burst.
    */
-  private spawn(retried: boolean): Instance {
+  private spawn(retried: boolean, forEvent: boolean): Instance {
     const prefix = `${this.service} | `;
     const pipe = (child: ChildProcess) => {
       for (const [stream, name] of [
@@ -687,9 +775,17 @@ class EmulatedFunction {
     instance.ready.then(
       () => {
         this.initError = undefined;
+        this.initFailedAt = undefined;
       },
       (error: Error) => {
         this.remove(instance);
+        if (error instanceof InitError) {
+          this.initFailedAt = Date.now();
+          if (forEvent && !this.stopped && !instance.ending)
+            this.initFailLog.note(
+              `service "${this.service}": ${error.message}, failing the event that started it (and those that waited for it); as on Lambda, the next event retries the init in a new execution environment (one at a time, at most once a second here)`,
+            );
+        }
         if (error instanceof InitTimeoutError && retried) {
           this.initError = `function "${this.name}" did not finish its init, retried with an event, within the function's timeout (${secondsOf(this.timeoutMs)} s): ${error.message}`;
           this.logger.error(
@@ -730,7 +826,8 @@ class EmulatedFunction {
    */
   private exited(instance: Instance, how: string, failed: boolean): void {
     this.remove(instance);
-    if (!instance.ending && !this.stopped)
+    // An exit during its init fails that init, which is said as one (spawn, start).
+    if (!instance.ending && !this.stopped && instance.started)
       this.logger.error(
         `function "${this.name}": an execution environment ${how}${failed ? ", failing the event it ran" : ""}; the function's next events start a new one when none is free`,
       );
@@ -763,6 +860,8 @@ class EmulatedFunction {
   private async run(event: unknown): Promise<unknown> {
     await this.ready;
     if (this.stopped) throw new Error(`function "${this.name}" is not running`);
+    // After an init that failed, this event retries it (or waits for the retry under way).
+    await this.retryFailedInit();
     const instance = await this.acquire();
     try {
       return await instance.run(event);
@@ -797,7 +896,7 @@ class EmulatedFunction {
         `service "${this.service}": ${error.message}, starting an execution environment for an event; as on Lambda, the event retries the init, under the function's timeout (${secondsOf(this.timeoutMs)} s)`,
       );
       this.retryInitWithEvent = false;
-      instance = this.spawn(true);
+      instance = this.spawn(true, true);
       instance.busy = true;
       await instance.ready;
     }
@@ -809,7 +908,7 @@ class EmulatedFunction {
     let instance = this.instances.find((i) => !i.busy && !i.ending && !i.exited);
     if (instance === undefined && this.instances.length < this.maxInstances && !this.stopped) {
       // The first environment after an init past the limit retries it with this event (see start).
-      instance = this.spawn(this.retryInitWithEvent);
+      instance = this.spawn(this.retryInitWithEvent, true);
       this.retryInitWithEvent = false;
     }
     if (instance !== undefined) instance.busy = true;
@@ -1063,9 +1162,11 @@ class EmulatedApi {
 
   /**
    * Logs an integration that failed for connection `id`: a throttle once per burst (a client that
-   * floods messages must not flood the log too), anything else each time.
+   * floods messages must not flood the log too), a failed init not here (its function says it, once
+   * a burst), anything else each time.
    */
   private integrationFailed(integration: string, id: string, error: unknown): void {
+    if (error instanceof InitError) return;
     if (error instanceof ThrottledError) {
       this.throttleLog.note(`${integration} of ${this.logicalId} (connection ${id}) throttled: ${error.message}`);
     } else {
@@ -1661,13 +1762,16 @@ export class Emulator {
 
   /** Restarts the functions of a service with their bundles as they are now (after a rebuild). */
   async restartService(service: string, signal?: AbortSignal): Promise<void> {
-    // An init past the limit says what follows (the next event retries it, as on Lambda).
+    // An init that failed or passed the limit says what follows (the next event retries it, as on Lambda).
     const restarts = this.functions
       .filter((f) => f.service === service)
       .map((f) =>
         f.restart().catch((error: Error) => {
-          if (!(error instanceof InitTimeoutError)) throw error;
-          throw new Error(`service "${service}": ${error.message}; ${initRetrySaid(f)}`);
+          if (error instanceof InitTimeoutError)
+            throw new Error(`service "${service}": ${error.message}; ${initRetrySaid(f)}`);
+          if (error instanceof InitError)
+            throw new Error(`service "${service}": ${error.message}; ${failedInitRetrySaid(true)}`);
+          throw error;
         }),
       );
     // A stop does not wait for an init that hangs: the restart is given up, and stop() ends its process.
@@ -1786,8 +1890,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     for (const fn of functions)
       Object.assign(fn.env, functionEnvironment(fn, resolved, apis, managementUrl, region, credentials, options));
     // A function whose init fails (its code throws, or a top-level await rejects, as it loads)
-    // does not stop the others: as on Lambda, its events fail until its code changes, when
-    // restartService starts it again. What failed is said once, with the fix. A stop while they
+    // does not stop the others: as on Lambda, its next event retries the init in a new execution
+    // environment. What failed is said once, with the fix. A stop while they
     // start does not wait for an init that hangs: it names the functions whose init had not
     // finished (and ends them, below).
     const began = Date.now();
@@ -1807,7 +1911,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
         return;
       }
       options.logger.error(
-        `service "${fn.service}": ${why}; its events fail, as Lambda's would, ${options.restartsOnChange === false ? "until run starts again (--no-watch: it does not watch files)" : "until a change saved to its files starts it again"}`,
+        `service "${fn.service}": ${why}; ${failedInitRetrySaid(options.restartsOnChange !== false)}`,
       );
     });
   } catch (error) {
@@ -1818,6 +1922,14 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   for (const api of apis.values()) sockets.push({ name: api.socketName, url: api.url });
   sockets.sort((a, b) => compareNames(a.name, b.name));
   return emulator;
+}
+
+/**
+ * What follows an init that failed: as on Lambda, the next event retries it (in a new execution
+ * environment), failing again while its code does; and the fix.
+ */
+function failedInitRetrySaid(watching: boolean): string {
+  return `as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; ${watching ? "fix its module's top level and save" : "fix its module's top level and start run again (--no-watch: it does not watch files)"}`;
 }
 
 /** What follows an init past the limit: the next event retries it, as on Lambda, and the fix. */
@@ -2130,7 +2242,10 @@ async function serveInvoke(
         .end(JSON.stringify({ Type: "User", message: "Rate Exceeded.", Reason: "AsyncQueueFull" }));
       return;
     }
-    queued.catch((error: Error) => ctx.logger.error(`async invoke of ${fn.name}: ${error.message}`));
+    // A failed init is said by its function, once a burst.
+    queued.catch((error: Error) => {
+      if (!(error instanceof InitError)) ctx.logger.error(`async invoke of ${fn.name}: ${error.message}`);
+    });
     res.writeHead(202).end();
     return;
   }
@@ -2146,9 +2261,14 @@ async function serveInvoke(
         .end(JSON.stringify({ Reason: "ConcurrentInvocationLimitExceeded", Type: "User", message: "Rate Exceeded." }));
       return;
     }
+    // Lambda's answer to an event whose init failed: the error the init threw (or Runtime.ExitError).
+    const answer =
+      error instanceof InitError
+        ? { errorType: error.errorType, errorMessage: error.errorMessage }
+        : { errorMessage: (error as Error).message };
     res
       .writeHead(200, { "content-type": "application/json", "x-amz-function-error": "Unhandled" })
-      .end(JSON.stringify({ errorMessage: (error as Error).message }));
+      .end(JSON.stringify(answer));
   }
 }
 

@@ -78,14 +78,24 @@ try {
   handler = mod.handler;
 } catch (error) {
   // The message alone: the bundle is minified, so its stack would name nothing of the source.
-  send({ type: "init-error", message: error instanceof Error ? error.message : String(error) });
+  send(initError(error));
   process.exit(1);
 }
 
 Promise.resolve(handler.ready).then(
   () => answer({ type: "ready" }, "finished its init"),
-  (error: unknown) => send({ type: "init-error", message: (error as Error).message ?? String(error) }),
+  (error: unknown) => send(initError(error)),
 );
+
+/** What an init that failed says: the thrown error's message and its type (its name, as Lambda's Node.js runtime reports it). */
+function initError(error: unknown): { type: "init-error"; message: string; errorType: string } {
+  const named = error instanceof Error && typeof error.name === "string" && error.name !== "";
+  return {
+    type: "init-error",
+    message: error instanceof Error ? error.message : String(error),
+    errorType: named ? error.name : "Error",
+  };
+}
 
 process.on("message", (message: Invoke) => {
   if (message?.type !== "invoke") return;
