@@ -7,7 +7,7 @@
 // `run --provider aws`.
 
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type Emulator,
@@ -18,7 +18,7 @@ import {
   startEmulator,
 } from "@nitric-like/provider-aws/emulator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { App, CLI, cleanTemp, connect, runCli, sleep, writeProject } from "../src/harness.js";
+import { App, CLI, cleanTemp, connect, runCli, sleep, startApp, tempDir, writeProject } from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -277,4 +277,44 @@ describe("run --provider aws while a function's init is slow", () => {
       expect(code).toBe(130);
     }
   }, 90000);
+});
+
+describe("run --provider aws with a function whose init fails at start", () => {
+  it("warns before ready which service's function failed its init and why, says so in the ready line, and serves it once the next event's retry succeeds", async () => {
+    // The function fails its init while this file exists (its path in the service: a function gets
+    // only the template's environment).
+    const fails = join(tempDir(), "init-fails");
+    writeFileSync(fails, "");
+    const project = writeProject({
+      ...SLOW_PROJECT,
+      "services/slow.ts": [
+        'import { existsSync } from "node:fs";',
+        `const fails = ${JSON.stringify(fails)};`,
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => `answered ${ctx.text()}`);',
+        "if (process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined && existsSync(fails))",
+        '  throw new Error("config service unreachable");',
+      ].join("\n"),
+    });
+    const app = await startApp(project, ["--provider", "aws", "--no-dashboard"]);
+    try {
+      // The warning, then the ready line that points at it: nobody reads "ready" unwarned.
+      expect(app.stderr).toMatch(
+        /^warning: service "slow" is not serving yet: function "\S+" failed its init: config service unreachable; each event retries its init \(as Lambda does\) and fails while it fails\nready: slow, 1 service, but the function of "slow" failed its init \(above\)\. Ctrl-C to stop\.$/m,
+      );
+      expect(app.stderr).not.toMatch(/^ready: slow, 1 service\. Ctrl-C to stop\.$/m);
+      // What failed it has passed: the next event retries the init, which succeeds, and is served.
+      rmSync(fails);
+      await sleep(1000);
+      const client = await connect(app.url("socket"));
+      client.ws.send("hi");
+      expect((await client.next()).text).toBe("answered hi");
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
 });

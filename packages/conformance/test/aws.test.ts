@@ -2252,6 +2252,8 @@ describe("run --provider aws with a service that fails as it loads", () => {
         'error: service "chat" (services/chat.ts:7) failed while its resources were being collected (exited with code 1): config service unreachable',
       );
       expect(app.stderr).toContain("fix it and save: run then deploys the emulated app again with what it declares");
+      // Ready, as the app is deployed, but saying which function failed its init.
+      expect(app.stderr).toMatch(/^ready: chat, 1 service, but the function of "chat" failed its init \(above\)/m);
       expect(app.stderr).toMatch(
         /error: service "chat": function "\S+" failed its init: config service unreachable; as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; fix its module's top level and save/,
       );

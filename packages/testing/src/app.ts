@@ -160,6 +160,8 @@ export class App {
   private readonly urls = new Map<string, string>();
   private services: readonly RunService[] = [];
   private inspector: ProviderInspector | undefined;
+  /** @internal The services whose function's init has failed (on aws), with why (RunControl.failedInits). */
+  failedInits: () => ReadonlyMap<string, string> = () => new Map();
   /** The kv stores the project's services declare. */
   private stores: string[] = [];
   /** The secrets the project's services declare. */
@@ -408,8 +410,9 @@ export class App {
   }
 
   /** @internal */
-  control({ services, inspector, spec }: RunControl): void {
+  control({ services, inspector, spec, failedInits }: RunControl): void {
     this.services = services;
+    this.failedInits = failedInits;
     this.inspector = inspector;
     this.stores = spec.resources.filter((r) => r.kind === "kv").map((r) => r.name);
     this.secrets = spec.resources.filter((r) => r.kind === "secret").map((r) => r.name);
@@ -554,6 +557,16 @@ export async function startApp(dir: string, options: StartAppOptions = {}): Prom
   } catch (error) {
     await app.stop().catch(() => {});
     throw /nothing matched/.test((error as Error).message) ? notReady(`not ready within ${timeoutMs} ms`) : error;
+  }
+  // A function whose init failed at start (on aws): `run` serves on, as AWS would, its next event
+  // retrying the init; a test gets the cause now, as a service that fails on local stops the start,
+  // not an app whose events fail.
+  const failed = [...app.failedInits().keys()].map((s) => JSON.stringify(s));
+  if (failed.length > 0) {
+    await app.stop().catch(() => {});
+    throw notReady(
+      `the function of ${failed.length === 1 ? "service" : "services"} ${failed.join(", ")} failed ${failed.length === 1 ? "its" : "their"} init as the app started (its events would retry it, as on AWS)`,
+    );
   }
   // A value for a secret no service declares would be read by nobody: most often a typo.
   try {

@@ -108,6 +108,21 @@ it("on aws: a service whose function fails its init (after loading for the colle
   );
 });
 
+it("on aws: a start in which one service's function fails its init and another's does not rejects with the cause, not an app half of whose events fail", async () => {
+  const before = children();
+  const error = await startApp(fixture("half-failing-init"), { provider: "aws" }).catch((e: Error) => e);
+  expect(error).toBeInstanceOf(Error);
+  expect((error as Error).message).toMatch(
+    /^startApp\(.*\): the function of service "config" failed its init as the app started \(its events would retry it, as on AWS\); the output:/,
+  );
+  // The run's words: the cause, before a ready line that says so.
+  expect((error as Error).message).toMatch(
+    /warning: service "config" is not serving yet: function "\S+" failed its init: the function's role cannot read its config; each event retries its init \(as Lambda does\) and fails while it fails\nready: half-failing-init, 2 services, but the function of "config" failed its init \(above\)\. Ctrl-C to stop\./,
+  );
+  // Stopped: nothing of it left running.
+  expect(children()).toEqual(before);
+});
+
 it("on aws: a start that times out while a function's init hangs stops at once, the function's process ended, not after the emulator's 10 s init limit (Lambda's)", async () => {
   const before = children();
   const started = Date.now();

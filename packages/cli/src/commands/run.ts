@@ -219,6 +219,11 @@ export interface RunControl {
   readonly inspector: ProviderInspector | undefined;
   /** What the services declared. */
   readonly spec: Spec;
+  /**
+   * The services whose function's init has failed, with why, until one succeeds (a provider that
+   * hosts them, the AWS emulator; none elsewhere, where a service that fails holds back `ready`).
+   */
+  failedInits(): ReadonlyMap<string, string>;
 }
 
 /** A service of a run, as `RunCommandOptions.control` receives it. */
@@ -546,7 +551,12 @@ class Run {
     if (options.dashboard !== false) await this.startDashboard();
     await this.createSupervisors();
     this.noteEndpointAccess();
-    options.control?.({ services: this.restartable(), inspector: running.inspect, spec: this.spec });
+    options.control?.({
+      services: this.restartable(),
+      inspector: running.inspect,
+      spec: this.spec,
+      failedInits: () => (running.hostsServices ? (running.failedServices?.() ?? new Map()) : new Map()),
+    });
     this.listenForStop();
     const readyTimeoutMs = options.readyTimeoutMs ?? 15000;
     if (running.hostsServices) {
@@ -811,8 +821,24 @@ class Run {
     // A socket declared later (after a code change) gets its line when its handlers register.
     running.onRegistrationsChanged(printSockets);
     const n = this.prepared.services.length;
+    const services = `${this.project.name}, ${n} service${n === 1 ? "" : "s"}`;
+    // A hosted service whose function failed its init is deployed and serving, as on AWS, and its
+    // next event retries the init; but a user reading "ready" must not connect into it unwarned.
+    const failed = running.hostsServices ? [...(running.failedServices?.() ?? new Map<string, string>())] : [];
+    if (failed.length === 0) {
+      output.info(output.paint("green", `ready: ${services}. Ctrl-C to stop.`));
+      return;
+    }
+    for (const [service, why] of failed)
+      output.warn(
+        `service "${service}" is not serving yet: ${why}; each event retries its init (as Lambda does) and fails while it fails`,
+      );
+    const names = failed.map(([service]) => JSON.stringify(service)).join(", ");
     output.info(
-      output.paint("green", `ready: ${this.project.name}, ${n} service${n === 1 ? "" : "s"}. Ctrl-C to stop.`),
+      output.paint(
+        "yellow",
+        `ready: ${services}, but ${failed.length === 1 ? "the function of" : "the functions of"} ${names} failed ${failed.length === 1 ? "its" : "their"} init (above). Ctrl-C to stop.`,
+      ),
     );
   }
 
