@@ -91,15 +91,16 @@ again (its clients reconnect; sockets keep their URLs). A service that fails bef
 has started (collecting its resources, or at start) is not restarted: its cause is
 printed once (file:line, message, the fix; for a missing package, the install command)
 and it waits for a change to its files, package.json or a lockfile; the other services
-keep running. A service that started, then crashed 5 times in 30 s with no event in
-flight waits for a file change too. A started service whose event
-loop has not turned for 30 s (a loop that never yields; or the handler timeout and 5
-seconds, when longer), as a Lambda function times out, is ended and restarted, saying
-why (not while a debugger may hold it, nor one run by its own start command whose
-program does not answer run's check; our SDK answers it). Two services handling the
-same socket event: exits 1, as "nitric-like spec" does. Ctrl-C lets running handlers
-answer, closes client connections (1001, going away) and exits; while run is still
-starting, it ends what has started and exits 130.
+keep running. With --provider aws, a function whose init fails is named in a warning
+before "ready", and, as on Lambda, its next event retries the init. A service that
+started, then crashed 5 times in 30 s with no event in flight waits for a file change
+too. A started service whose event loop has not turned for 30 s (a loop that never
+yields; or the handler timeout and 5 seconds, when longer), as a Lambda function times
+out, is ended and restarted, saying why (not while a debugger may hold it, nor one run
+by its own start command whose program does not answer run's check; our SDK answers
+it). Two services handling the same socket event: exits 1, as "nitric-like spec" does.
+Ctrl-C lets running handlers answer, closes client connections (1001, going away) and
+exits; while run is still starting, it ends what has started and exits 130.
 
 It stops with exit 1 before starting anything when the project file has a problem
 (every one is listed, unknown keys too) or when a service declares a resource
