@@ -1213,6 +1213,149 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     );
   }, 90000);
 
+  /**
+   * A loopback proxy in front of moto's CloudWatch Logs that a test can make fail (`mode`), noting
+   * each FilterLogEvents' startTime; and a log group "/aws/lambda/<stack>/chat" with one line.
+   */
+  const logsProxy = async (stack: string) => {
+    const state = { mode: "pass" as "pass" | "reset" | "throttle" | "unavailable" | "denied", starts: [] as number[] };
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", async () => {
+        const body = Buffer.concat(chunks);
+        if (String(req.headers["x-amz-target"]).endsWith("FilterLogEvents")) {
+          state.starts.push((JSON.parse(body.toString()) as { startTime: number }).startTime);
+        }
+        const error = (status: number, type: string, message: string) =>
+          res
+            .writeHead(status, { "content-type": "application/x-amz-json-1.1", "x-amzn-errortype": type })
+            .end(JSON.stringify({ __type: type, message }));
+        if (state.mode === "reset") req.socket.destroy();
+        else if (state.mode === "throttle") error(400, "ThrottlingException", "Rate exceeded");
+        else if (state.mode === "unavailable") error(503, "ServiceUnavailableException", "try later");
+        else if (state.mode === "denied") {
+          error(400, "AccessDeniedException", "User is not authorized to perform: logs:FilterLogEvents");
+        }
+        if (state.mode !== "pass") return;
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string" && k !== "host") headers[k] = v;
+        const answer = await fetch(`${url}${req.url}`, { method: req.method ?? "POST", headers, body });
+        res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "" });
+        res.end(Buffer.from(await answer.arrayBuffer()));
+      });
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const logs = async (operation: string, body: object) => {
+      const response = await fetch(url, {
+        method: "POST",
+        headers: {
+          authorization:
+            "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/logs/aws4_request, SignedHeaders=host, Signature=0",
+          "content-type": "application/x-amz-json-1.1",
+          "x-amz-target": `Logs_20140328.${operation}`,
+        },
+        body: JSON.stringify(body),
+      });
+      expect(response.status, await response.text()).toBe(200);
+    };
+    const group = `/aws/lambda/${stack}/chat`;
+    await logs("CreateLogGroup", { logGroupName: group });
+    await logs("CreateLogStream", { logGroupName: group, logStreamName: "s" });
+    const put = (message: string) =>
+      logs("PutLogEvents", {
+        logGroupName: group,
+        logStreamName: "s",
+        logEvents: [{ timestamp: Date.now(), message }],
+      });
+    await put("before the gap");
+    return {
+      state,
+      put,
+      url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      close: () => new Promise((r) => proxy.close(r)),
+    };
+  };
+
+  it("logs --follow rides out a lost connection, throttling and 5xx, saying so once, each line once; a denied read ends it", async () => {
+    const { state, put, url: proxyUrl, close } = await logsProxy("rider");
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const env = { ...process.env, AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: proxyUrl };
+    const child = spawn(process.execPath, [CLI, "logs", dir, "--stack", "rider", "--follow", "--plain"], { env });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const until = async (what: () => string, text: string) => {
+      const end = Date.now() + 30000;
+      while (!what().includes(text) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(what(), err).toContain(text);
+    };
+    const polls = async (n: number) => {
+      const seen = state.starts.length;
+      const end = Date.now() + 30000;
+      while (state.starts.length < seen + n && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    };
+    try {
+      await until(() => out, "chat | before the gap");
+      // The connection lost, then throttled, then AWS unavailable: lines logged meanwhile wait.
+      state.mode = "reset";
+      await put("during the gap");
+      await until(() => err, "lost contact with CloudWatch Logs");
+      state.mode = "throttle";
+      await polls(2);
+      state.mode = "unavailable";
+      await polls(2);
+      await put("late in the gap");
+      expect(child.exitCode).toBe(null);
+      state.mode = "pass";
+      await until(() => err, "CloudWatch Logs answers again after");
+      await until(() => out, "chat | late in the gap");
+      await put("after the gap");
+      await until(() => out, "chat | after the gap");
+      await polls(2);
+      expect(out.replace(/^\S+ /gm, "")).toBe(
+        "chat | before the gap\nchat | during the gap\nchat | late in the gap\nchat | after the gap\n",
+      );
+      expect(err.match(/lost contact/g)).toHaveLength(1);
+      expect(err.match(/answers again/g)).toHaveLength(1);
+      expect(err).toContain(
+        'warning: reading the logs of stack "rider": lost contact with CloudWatch Logs (ECONNRESET); trying again until it answers, Ctrl-C stops',
+      );
+      // A failure that asking again does not mend ends the follow, saying what to do.
+      state.mode = "denied";
+      expect(await exited).toBe(1);
+      expect(err).toContain(
+        'error: reading the logs of stack "rider": AWS denied it: User is not authorized to perform: logs:FilterLogEvents; the credentials need that permission',
+      );
+    } finally {
+      child.kill("SIGKILL");
+      await close();
+    }
+  }, 120000);
+
+  it("logs --since further back than 1970 reads from 1970: CloudWatch Logs refuses a negative start time", async () => {
+    const { state, url: proxyUrl, close } = await logsProxy("ancient");
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    try {
+      state.starts.length = 0;
+      const far = await runCli(["logs", dir, "--stack", "ancient", "--since", "999999999h", "--plain"], {
+        timeoutMs: 30000,
+        env: { AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: proxyUrl },
+      });
+      expect(far.code, far.stderr).toBe(0);
+      expect(state.starts).toEqual([0]);
+      expect(far.stdout).toContain("chat | before the gap");
+    } finally {
+      await close();
+    }
+  }, 60000);
+
   it("passes a template over 51,200 bytes through the artifact bucket (TemplateURL)", async () => {
     const big = copyProject(join(EXAMPLES, "chat"));
     mkdirSync(join(big, "services"), { recursive: true });

@@ -17,6 +17,7 @@ file is read. Under "nitric-like run" every line is printed as it is logged inst
 Options:
   --since <duration>  How far back to start (default: 10m), such as 30s, 10m, 2h.
   --follow, -f        Keep printing new lines (every 2 s) until Ctrl-C.
+                      A lost connection or throttling is waited out, said once.
   --service <name>    Only this service's lines.
   --provider <name>   Provider of the deployment (default: aws).
   --stack <name>      Stack name (default: the project's name).
@@ -60,7 +61,8 @@ export async function logsCommand(options: LogsCommandOptions, output: Output): 
     for await (const line of provider.logs({
       stack,
       logger: output,
-      since: Date.now() - back,
+      // A span reaching past 1970 reads from the start: CloudWatch Logs refuses a time before it.
+      since: Math.max(0, Date.now() - back),
       follow: options.follow === true,
       signal: stop.signal,
       ...(options.region ? { region: options.region } : {}),

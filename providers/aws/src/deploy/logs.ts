@@ -79,9 +79,68 @@ const sleep = (ms: number, signal: AbortSignal | undefined) =>
     signal?.addEventListener("abort", done, { once: true });
   });
 
-/** The stack's log lines, oldest first; with `follow`, new ones every FOLLOW_POLL_MS until aborted. */
+/** The longest wait between two tries of a follow that lost contact with CloudWatch Logs. */
+const MAX_BACKOFF_MS = 30_000;
+
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EHOSTUNREACH",
+]);
+const PASSING_ERRORS = new Set([
+  "ThrottlingException",
+  "Throttling",
+  "TooManyRequestsException",
+  "RequestLimitExceeded",
+  "LimitExceededException",
+  "ServiceUnavailable",
+  "ServiceUnavailableException",
+  "InternalFailure",
+  "InternalServerError",
+  "RequestTimeout",
+  "RequestTimeoutException",
+  "TimeoutError",
+]);
+
+/**
+ * Why a request failed, in a few words, when asking again later may succeed: the network (the
+ * connection refused, reset or timed out, the name not resolved), throttling, or a fault on AWS's
+ * side (5xx). Undefined for a failure that lasts: credentials refused, access denied, a log group
+ * that is gone, an endpoint that is not AWS.
+ */
+export function passingFailure(error: unknown): string | undefined {
+  const e = error as {
+    name?: string;
+    code?: string;
+    message?: string;
+    cause?: { code?: string };
+    $metadata?: { httpStatusCode?: number };
+  };
+  const code = e.code ?? e.cause?.code ?? /\b(E[A-Z]{4,})\b/.exec(e.message ?? "")?.[1];
+  if (code && NETWORK_CODES.has(code)) return code;
+  if (/socket hang up/i.test(e.message ?? "")) return "the connection closed";
+  if (e.name && PASSING_ERRORS.has(e.name)) return e.name;
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined && (status >= 500 || status === 429)) return `HTTP ${status}`;
+  return undefined;
+}
+
+/**
+ * The stack's log lines, oldest first; with `follow`, new ones every `pollMs` until aborted. Once
+ * a follow has read the stack, a failure that passes (passingFailure) is said once and ridden
+ * out, asking again with a growing wait; the read that then succeeds starts where the last one
+ * that succeeded did, so no line is skipped or given twice across the gap. Any other failure ends
+ * it, saying what to do.
+ */
 export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): AsyncGenerator<LogLine> {
-  const { stack, service, signal } = options;
+  const { stack, service, signal, logger } = options;
   const doing = `reading the logs of stack "${stack}"`;
   const client = new CloudWatchLogsClient(options.region ? { region: options.region } : {});
   try {
@@ -111,21 +170,48 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
       if (wait > 0) await sleep(wait, undefined);
       lastRequest = Date.now();
     };
+    /** When contact was lost (Date.now()), while a follow rides out a failure. */
+    let lostAt: number | undefined;
+    let backoff = pollMs;
     for (;;) {
       const from = Math.max(options.since, newest - LATE_MS);
       const lines: (LogLine & { id: string })[] = [];
+      // What this read found; known as given only once every group has been read, so a read that
+      // fails halfway gives nothing and the next one finds the same lines again.
+      const found = new Map<string, number>();
+      let group = "";
       try {
-        for (const [name, group] of reading) {
-          for (const event of await eventsOf(client, group, from, pace)) {
+        for (const [name, logGroup] of reading) {
+          group = logGroup;
+          for (const event of await eventsOf(client, logGroup, from, pace)) {
             const id = event.eventId ?? `${event.logStreamName}/${event.timestamp}/${event.message}`;
-            if (given.has(id)) continue;
-            given.set(id, event.timestamp ?? 0);
+            if (given.has(id) || found.has(id)) continue;
+            found.set(id, event.timestamp ?? 0);
             lines.push({ id, service: name, time: event.timestamp ?? 0, message: event.message ?? "" });
           }
         }
       } catch (error) {
-        throw explain(error, doing, "CLOUDWATCH_LOGS");
+        const passing = options.follow ? passingFailure(error) : undefined;
+        if (passing === undefined) throw lasting(error, doing, group);
+        if (lostAt === undefined) {
+          lostAt = Date.now();
+          logger.warn(
+            `${doing}: lost contact with CloudWatch Logs (${passing}); trying again until it answers, Ctrl-C stops`,
+          );
+        }
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        if (signal?.aborted) return;
+        continue;
       }
+      if (lostAt !== undefined) {
+        logger.info(
+          `${doing}: CloudWatch Logs answers again after ${Math.round((Date.now() - lostAt) / 1000)} s; the lines logged meanwhile follow`,
+        );
+        lostAt = undefined;
+        backoff = pollMs;
+      }
+      for (const [id, time] of found) given.set(id, time);
       lines.sort((a, b) => a.time - b.time || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       for (const { service: name, time, message } of lines) {
         newest = Math.max(newest, time);
@@ -140,4 +226,14 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
   } finally {
     client.destroy();
   }
+}
+
+/** A failure reading `group` that asking again will not mend, said with what to do. */
+function lasting(error: unknown, doing: string, group: string): Error {
+  if ((error as { name?: string }).name === "ResourceNotFoundException") {
+    return new DeployError(
+      `${doing}: its log group ${JSON.stringify(group)} is not there any more (was the stack deleted, with "nitric-like down"?); deploy it again with "nitric-like up", or give another stack with --stack`,
+    );
+  }
+  return explain(error, doing, "CLOUDWATCH_LOGS");
 }
