@@ -232,6 +232,34 @@ describe("run --env-from", () => {
   }, 60000);
 });
 
+describe("run with a bad .env or --env", () => {
+  it("refuses a .env line Node would drop, a bad NODE_OPTIONS and an unknown --env before bundling anything", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: envy\nservices:\n  - match: services/*.ts\n",
+      "services/app.ts": ENV_SERVICE,
+      ".env": "FROM_DOTENV=1\nDEBUG\n",
+    });
+    const built = () => spawnSync("find", [join(dir, ".nitric-like")], { encoding: "utf8" }).stdout;
+    const line = await runCli(["run", dir, "--random-ports", "--plain"]);
+    expect(line.code).toBe(1);
+    expect(line.stderr).toContain('error: run: .env: line 2 ("DEBUG") is not a NAME=value line');
+    expect(line.stderr).not.toContain("bundling");
+    expect(built()).toBe("");
+    writeFileSync(join(dir, ".env"), "NODE_OPTIONS=--no-such-flag\n");
+    const options = await runCli(["run", dir, "--random-ports", "--plain"]);
+    expect(options.code).toBe(1);
+    expect(options.stderr).toContain("error: run: Node refuses the NODE_OPTIONS that .env sets");
+    expect(options.stderr).not.toContain("bundling");
+    expect(built()).toBe("");
+    unlinkSync(join(dir, ".env"));
+    const environment = await runCli(["run", dir, "--random-ports", "--plain", "--env", "prod"]);
+    expect(environment.code).toBe(1);
+    expect(environment.stderr).toContain('no environment "prod"');
+    expect(environment.stderr).not.toContain("bundling");
+    expect(built()).toBe("");
+  }, 60000);
+});
+
 describe("run and a service changed to declare what nobody serves", () => {
   it("refuses the change once, naming the resource and its file, keeps the running version, and restarts on the fix", async () => {
     const dir = writeProject({

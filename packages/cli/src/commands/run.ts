@@ -36,7 +36,13 @@ import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashbo
 import { checkNodeOptions, type DotEnv, envLine, functionVariables, loadDotEnv, loadEnvFiles } from "../lib/dotenv.js";
 import { formatFailure } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
-import { importedServices, type PreparedProject, type PreparedService, prepareProject } from "../lib/prepare.js";
+import {
+  importedServices,
+  loadProjectFile,
+  type PreparedProject,
+  type PreparedService,
+  prepareProject,
+} from "../lib/prepare.js";
 import { projectChangeNotices } from "../lib/project-change.js";
 import { loadProvider } from "../lib/providers.js";
 import {
@@ -318,13 +324,11 @@ async function startAndServe(options: RunCommandOptions, output: Output): Promis
     output.warn(
       `another nitric-like run (process ${other}) is running this project: both rebuild its bundles in .nitric-like and restart its services on every save, they share its kv store, and "nitric-like connect" keeps reaching that one's sockets; stop one of them (Ctrl-C in its terminal) unless you mean to run both`,
     );
-  // Services that run as threads need only their thread bundles (BundleOptions.threadOnly).
-  const prepared = await prepareProject(options.dir, output, {
-    threadOnly: localThreadsAllowed(options, resolve(options.dir)),
-  });
-  const { project } = prepared;
+  // The environment and the .env files are checked before anything is bundled: a mistake in
+  // either (a misspelt --env, a .env line Node's parser would drop) costs no bundle.
+  const projectFile = loadProjectFile(options.dir, output);
   try {
-    checkEnvironment(project, options.environment);
+    checkEnvironment(projectFile, options.environment);
   } catch (error) {
     if (error instanceof ProjectError) throw new UserError(error.message);
     throw error;
@@ -334,9 +338,14 @@ async function startAndServe(options: RunCommandOptions, output: Output): Promis
   // provider that hosts them, as a deploy puts them there (the .env files stay local).
   const envFiles = options.envFiles ?? [];
   const onLocal = options.provider === "local";
-  const dotenv = loadDotEnv(project.dir, environment, onLocal ? envFiles : []);
-  describeDotEnv(dotenv, output);
+  const dotenv = loadDotEnv(projectFile.dir, environment, onLocal ? envFiles : []);
   if (onLocal) checkNodeOptions(dotenv, "run");
+  // Services that run as threads need only their thread bundles (BundleOptions.threadOnly).
+  const prepared = await prepareProject(options.dir, output, {
+    threadOnly: localThreadsAllowed(options, resolve(options.dir)),
+  });
+  const { project } = prepared;
+  describeDotEnv(dotenv, output);
   const variables = onLocal ? undefined : functionVariables(envFiles, "run", output);
   // Services on either SDK are collected as worker threads when they will run as threads on the
   // local provider: a thread shares this process's working directory, the project's folder then.
