@@ -659,6 +659,68 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     await page.close();
   }, 60000);
 
+  it("under --provider aws sends and broadcasts as API Gateway posts: over 128 KB refused with 400 and a service's words, in frames of at most 32 KB", async () => {
+    const app = await startApp(copyProject(join(EXAMPLES, "chat")), ["--provider", "aws"]);
+    const client = await connect(app.url("socket"));
+    // The frames as they come off the wire (a server's are not masked), before ws joins them.
+    const frames: [opcode: number, fin: boolean, length: number][] = [];
+    let buffered = Buffer.alloc(0);
+    (client.ws as unknown as { _socket: NodeJS.EventEmitter })._socket.prependListener("data", (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      for (;;) {
+        if (buffered.length < 2) return;
+        const len7 = (buffered[1] as number) & 0x7f;
+        const at = len7 === 126 ? 4 : len7 === 127 ? 10 : 2;
+        if (buffered.length < at) return;
+        const length =
+          len7 === 126 ? buffered.readUInt16BE(2) : len7 === 127 ? Number(buffered.readBigUInt64BE(2)) : len7;
+        if (buffered.length < at + length) return;
+        frames.push([(buffered[0] as number) & 0x0f, ((buffered[0] as number) & 0x80) !== 0, length]);
+        buffered = buffered.subarray(at + length);
+      }
+    });
+    await expect
+      .poll(async () => ((await (await dashboardFetch(app, "/api/connections")).json()) as unknown[]).length)
+      .toBe(1);
+    const [{ id }] = (await (await dashboardFetch(app, "/api/connections")).json()) as [{ id: string }];
+    const send = (body: object) =>
+      dashboardFetch(app, "/api/send", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const KB = 1024;
+    for (const body of [
+      { socket: "socket", text: "x".repeat(128 * KB + 1) },
+      { socket: "socket", connectionId: id, text: "x".repeat(128 * KB + 1) },
+    ]) {
+      const refused = await send(body);
+      expect(refused.status).toBe(400);
+      expect(await refused.json()).toEqual({
+        error: 'websocket "socket": the message is too large for API Gateway (at most 128 KB); send less',
+      });
+    }
+    const one = await send({ socket: "socket", connectionId: id, text: "y".repeat(100 * KB) });
+    expect(one.status).toBe(200);
+    expect((await client.next()).text).toBe("y".repeat(100 * KB));
+    const all = await send({ socket: "socket", text: "z".repeat(128 * KB), binary: true });
+    expect(await all.json()).toEqual({ sent: 1 });
+    // UTF-8 data posted through API Gateway reaches its client as text, whatever the sender asked.
+    const got = await client.next();
+    expect(got.text).toBe("z".repeat(128 * KB));
+    expect(frames).toEqual([
+      [0x1, false, 32 * KB],
+      [0x0, false, 32 * KB],
+      [0x0, false, 32 * KB],
+      [0x0, true, 4 * KB],
+      [0x1, false, 32 * KB],
+      [0x0, false, 32 * KB],
+      [0x0, false, 32 * KB],
+      [0x0, true, 32 * KB],
+    ]);
+    client.close();
+  }, 60000);
+
   for (const provider of ["local", "aws"] as const) {
     it(`shows each connection's identity, rooms and state as text, a long state cut short until opened (${provider})`, async () => {
       const dir = writeProject({

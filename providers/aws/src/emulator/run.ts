@@ -18,7 +18,7 @@ import {
 import { dirname, join, relative, sep } from "node:path";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { dict, noValueYet } from "@nitric-like/provider-kit";
+import { AWS_MAX_MESSAGE_BYTES, awsPayloadTooLarge, dict, noValueYet } from "@nitric-like/provider-kit";
 import { SecretStore, secretsDirOf } from "@nitric-like/provider-kit/secret-store";
 import type {
   HandlerRegistration,
@@ -255,15 +255,22 @@ class EmulatorInspector implements ProviderInspector {
   async limits(): Promise<Record<string, never>> {
     return {};
   }
-  async send(socket: string, connectionId: string, data: Uint8Array, binary: boolean): Promise<boolean> {
+  /**
+   * Posts as the Management API does for a function's send: over 128 KB refused with the words a
+   * service's send gets (INVALID_ARGUMENT, the dashboard's 400), in frames of at most 32 KB, text
+   * when the data is UTF-8 (API Gateway chooses the kind by the data, so `binary` cannot change
+   * it), a client that does not read closed. False when the connection is not open.
+   */
+  async send(socket: string, connectionId: string, data: Uint8Array, _binary: boolean): Promise<boolean> {
+    if (data.byteLength > AWS_MAX_MESSAGE_BYTES) throw awsPayloadTooLarge(socket);
+    const api = this.api(socket);
     const c = this.open(socket, connectionId);
-    if (!c) return false;
-    const frame = Buffer.from(data);
-    c.ws.send(frame, { binary });
-    this.api(socket)?.observe("out", connectionId, frame, binary);
-    return true;
+    if (!api || !c) return false;
+    return api.post(connectionId, c, Buffer.from(data));
   }
   async broadcast(socket: string, data: Uint8Array, binary: boolean): Promise<number> {
+    // Refused before any connection is sent it.
+    if (data.byteLength > AWS_MAX_MESSAGE_BYTES) throw awsPayloadTooLarge(socket);
     let sent = 0;
     for (const id of this.api(socket)?.connections.keys() ?? []) if (await this.send(socket, id, data, binary)) sent++;
     return sent;
