@@ -1,6 +1,8 @@
 // The dashboard and the browser chat, in a real headless Chromium against the real
 // `nitric-like run` of examples/chat-web: what the page shows, what it sends, what it edits, and
 // two tabs chatting. The test's own ws clients and the app itself check the other side.
+
+import { spawn } from "node:child_process";
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
@@ -9,7 +11,8 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser } from "../src/browser.js";
 import {
-  type App,
+  App,
+  CLI,
   type Client,
   cleanTemp,
   connect,
@@ -345,6 +348,65 @@ describe("the dashboard", () => {
     expect(unknownStore.status).toBe(404);
     expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
   });
+
+  it("answers a send to a socket whose gateway failed to start with 503 and the reason, never a 500", async () => {
+    // A port the test holds: the gateway of a socket pinned to it cannot start.
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, "127.0.0.1", r));
+    const taken = (holder.address() as { port: number }).port;
+    const dir = writeProject({
+      "nitric-like.yaml": `name: pinned\nservices:\n  - match: services/*.ts\nwebsockets:\n  extra:\n    port: ${taken}\n`,
+      "services/app.ts":
+        'import { websocket } from "@nitric-like/sdk";\nwebsocket("socket").on("message", async () => {});\n',
+    });
+    // Not --random-ports, which would not pin the port; the dashboard on a free one.
+    const child = spawn(process.execPath, [CLI, "run", dir, "--plain", "--dashboard-port", "0"], {
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    const app = new App(dir, child);
+    try {
+      await app.waitFor(/^ready: /m);
+      // A save declares "extra": run goes on, its gateway does not start.
+      writeFileSync(
+        join(dir, "services", "app.ts"),
+        'import { websocket } from "@nitric-like/sdk";\nwebsocket("socket").on("message", async () => {});\nwebsocket("extra").on("message", async () => {});\n',
+      );
+      await app.waitFor(new RegExp(`port ${taken} is already in use`));
+      const reason = `websocket "extra" is not running: its gateway failed to start: port ${taken} is already in use; pick another under websockets.extra.port in the project file, or run with --random-ports`;
+      await expect
+        .poll(async () => {
+          const state = (await (await dashboardFetch(app, "/api/state")).json()) as {
+            spec?: { resources?: { name: string }[] };
+          };
+          return JSON.stringify(state.spec?.resources ?? []);
+        })
+        .toContain('"extra"');
+      for (const body of [
+        { socket: "extra", text: "x" },
+        { socket: "extra", connectionId: "abc", text: "x" },
+      ]) {
+        const send = await dashboardFetch(app, "/api/send", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        expect(send.status).toBe(503);
+        expect(await send.json()).toEqual({ error: reason });
+      }
+      const close = await dashboardFetch(app, "/api/close", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ socket: "extra", connectionId: "abc" }),
+      });
+      expect(close.status).toBe(503);
+      expect(await close.json()).toEqual({ error: reason });
+      // No bug logged: a 503 is the dashboard's answer, not its failure.
+      expect(app.stderr).not.toContain("answered it with 500");
+    } finally {
+      await app.stop();
+      await new Promise((r) => holder.close(r));
+    }
+  }, 60000);
 
   it("takes names like Object.prototype's as data: unknown paths, sockets and stores are 404, a malformed path 400, never a 500", async () => {
     const app = await startChatWeb();

@@ -6,6 +6,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { dict } from "@nitric-like/provider-kit";
 import type { SecretStore } from "@nitric-like/provider-kit/secret-store";
+import { Code, RpcError } from "@nitric-like/rpc";
 import {
   type AppLimits,
   type InspectedConnection,
@@ -44,6 +45,8 @@ export class LocalInspector implements ProviderInspector {
     private readonly handlerTimeoutMs: number,
     /** run's secret store, once a service declared a secret. */
     private readonly secrets: () => SecretStore | undefined,
+    /** Why a socket has no running gateway (starting, failed to start, not declared yet). */
+    private readonly whyNotRunning: (socket: string) => string = () => "its gateway has not started",
   ) {}
 
   async secretVersions(): Promise<{ name: string; version: string }[]> {
@@ -66,7 +69,9 @@ export class LocalInspector implements ProviderInspector {
 
   private gateway(socket: string): Gateway {
     const gateway = this.gateways.get(socket);
-    if (!gateway) throw new Error(`websocket "${socket}" is not running`);
+    // UNAVAILABLE: the dashboard answers 503 with the reason, not a 500 (a bug).
+    if (!gateway)
+      throw new RpcError(Code.UNAVAILABLE, `websocket "${socket}" is not running: ${this.whyNotRunning(socket)}`);
     return gateway;
   }
 

@@ -93,6 +93,8 @@ export class LocalProvider implements RunningProvider {
   private readonly tcp: boolean;
   /** The private folder of the endpoints' Unix sockets, made with the first endpoint. */
   private runDir: RunDir | undefined;
+  /** Why a socket's gateway failed to start, by socket, until one starts. */
+  private readonly gatewayFailures = new Map<string, string>();
   private socketCount = 0;
   /** Bytes waiting for handlers and for slow clients, over every gateway. */
   private readonly flow: FlowBudget;
@@ -125,7 +127,13 @@ export class LocalProvider implements RunningProvider {
     // compat: aws keeps API Gateway's rules, what it waits for a function among them.
     const handlerTimeoutMs = options.project.compat === "aws" ? Math.min(asked, AWS_MAX_HANDLER_TIMEOUT_MS) : asked;
     this.handlerTimeoutMs = handlerTimeoutMs;
-    this.inspect = new LocalInspector(this.gateways, this.stores, handlerTimeoutMs, () => this.secretStore);
+    this.inspect = new LocalInspector(
+      this.gateways,
+      this.stores,
+      handlerTimeoutMs,
+      () => this.secretStore,
+      (name) => this.whyNotRunning(name),
+    );
     // The totals are top-level limits: the project's, its environment's, then the options'.
     const env = options.project.environments?.[options.environment ?? DEFAULT_RUN_ENVIRONMENT];
     const totals = resolveLimits(options.project.limits, env?.limits, options.limits);
@@ -221,6 +229,16 @@ export class LocalProvider implements RunningProvider {
     gateway.setRoutes(routes?.actions ?? [], routes?.routeBy);
   }
 
+  /** Why socket `name` has no running gateway, with what to do: for the dashboard's 503. */
+  private whyNotRunning(name: string): string {
+    if (this.stopped) return "the local provider is stopping";
+    const failure = this.gatewayFailures.get(name);
+    // The failure names the socket already ('websocket "x": port 8080 is already in use; ...').
+    if (failure !== undefined) return `its gateway failed to start: ${failure.replace(/^websocket "[^"]*": /, "")}`;
+    if (this.starting.has(name)) return "its gateway is starting; try again in a moment";
+    return "no running service has declared it yet (its gateway starts when one does); try again once its service has started";
+  }
+
   private gateway(name: string): Promise<Gateway> {
     let pending = this.starting.get(name);
     if (!pending && this.stopped) {
@@ -257,10 +275,14 @@ export class LocalProvider implements RunningProvider {
       pending = gateway.start().then(() => {
         this.giveRoutes(name, gateway);
         this.gateways.set(name, gateway);
+        this.gatewayFailures.delete(name);
         this.inspect.attach(gateway);
         return gateway;
       });
-      pending.catch(() => this.starting.delete(name));
+      pending.catch((error: unknown) => {
+        this.starting.delete(name);
+        this.gatewayFailures.set(name, error instanceof Error ? error.message : String(error));
+      });
       this.starting.set(name, pending);
     }
     return pending;
