@@ -1291,8 +1291,9 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
       err += d.toString();
     });
     const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    // The wait between tries doubles while the failures last (2, 4, 8 s...): up to a minute.
     const until = async (what: () => string, text: string) => {
-      const end = Date.now() + 30000;
+      const end = Date.now() + 60000;
       while (!what().includes(text) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
       expect(what(), err).toContain(text);
     };
