@@ -65,15 +65,34 @@ const ours = (name: string | undefined) => name !== undefined && BUNDLED_PACKAGE
 const isNitricPackage = (name: string | undefined) => name?.startsWith("@nitric/") === true;
 
 /**
+ * Other platforms' SDKs whose part nitric-like plays with a module of its own, and what to import
+ * instead. Their own code runs only on their platform: not installed, it would fail as a package to
+ * install (which would not help), and installed, its handlers would never be called.
+ */
+const PLAYED_BY_OUR_SDK: ReadonlyMap<string, string> = new Map([
+  [
+    "@ampt/sdk",
+    "nitric-like does not run @ampt/sdk, Ampt's own SDK (it needs Ampt's runtime), but has its ws interface: import { ws } from \"@nitric-like/sdk/ampt\" (README: Code written for Ampt)",
+  ],
+  [
+    "@ampt/data",
+    "nitric-like does not run @ampt/data, Ampt's own data store, but has the part of it Ampt's WebSocket page uses (get, set, remove): import { data } from \"@nitric-like/sdk/ampt/data\" (README: Code written for Ampt)",
+  ],
+]);
+
+/**
  * A bare import from the project's code stays external unless `bundled` names its package; what
  * bundled packages import (grpc-js, protobuf-es, ...) is bundled with them. esbuild never reads an
- * external package, so an importer inside node_modules is always a bundled one.
+ * external package, so an importer inside node_modules is always a bundled one. An import of a
+ * package PLAYED_BY_OUR_SDK fails the build at the import, saying what to import instead.
  */
 function keepProjectPackagesExternal(build: PluginBuild, bundled: (name: string | undefined) => boolean): void {
   build.onResolve({ filter: /^[^./]/ }, (args) => {
     if (args.kind === "entry-point" || bundled(packageName(args.path))) return undefined;
     const fromBundled = args.importer.includes("/node_modules/") || bundled(packageOwner(dirname(args.importer)));
-    return fromBundled ? undefined : { path: args.path, external: true };
+    if (fromBundled) return undefined;
+    const instead = PLAYED_BY_OUR_SDK.get(packageName(args.path));
+    return instead === undefined ? { path: args.path, external: true } : { errors: [{ text: instead }] };
   });
 }
 

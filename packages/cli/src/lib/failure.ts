@@ -4,6 +4,7 @@
  * fix (for a package that is not installed, the install command of the project's package manager).
  */
 import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, isAbsolute, join, relative } from "node:path";
 
 /** A failure, ready to print. */
@@ -117,6 +118,8 @@ export function failureCause(output: string, projectDir: string, files: Iterable
       fix: 'remove the service\'s "start" from the project file (nitric-like bundles TypeScript itself), or start it with a TypeScript runner, such as "start: npx tsx $SERVICE_PATH"',
     };
   }
+  const gone = message === undefined ? undefined : goneExport(message, projectDir, files);
+  if (gone !== undefined) return gone;
   let location: string | undefined;
   for (const line of lines.slice(Math.max(errorAt, 0))) {
     const m = FRAME.exec(line);
@@ -134,6 +137,79 @@ export function failureCause(output: string, projectDir: string, files: Iterable
     message: message ?? last[last.length - 1] ?? "it printed nothing",
     fix: "fix it and save: run starts it again when one of its files changes",
   };
+}
+
+/**
+ * Functions a package's users import from its earlier versions that its installed one no longer
+ * exports, and where nitric-like has them: by package, then by name. Such an import resolves to
+ * undefined (the bundler cannot check what a CommonJS package exports), and its first call fails
+ * with esbuild's `(0 , import_sdk.collection) is not a function`.
+ */
+const GONE_EXPORTS: ReadonlyMap<string, ReadonlyMap<string, string>> = new Map([
+  [
+    "@nitric/sdk",
+    new Map([
+      [
+        "collection",
+        'nitric-like keeps Nitric\'s earlier document API in its own SDK: import { collection } from "@nitric-like/sdk" (README: collection(name).for(...))',
+      ],
+    ]),
+  ],
+]);
+
+/** A bundled call of a named import that is not a function: esbuild's `(0 , import_x.name)`. */
+const CALL_OF_IMPORT = /\(0 , import_[\w$]+\.([\w$]+)\) is not a function/;
+
+/**
+ * The cause when `message` is a call of a function GONE_EXPORTS lists, which a project file imports
+ * by name from its package: said as that import, at its line, with where nitric-like has it.
+ */
+function goneExport(message: string, projectDir: string, files: Iterable<string>): FailureCause | undefined {
+  const name = CALL_OF_IMPORT.exec(message)?.[1];
+  if (name === undefined) return undefined;
+  for (const [pkg, names] of GONE_EXPORTS) {
+    const fix = names.get(name);
+    if (fix === undefined) continue;
+    const imported = new RegExp(
+      `import\\s*(?:type\\s+)?\\{[^}]*\\b${escapeRegExp(name)}\\b[^}]*\\}\\s*from\\s*["']${escapeRegExp(pkg)}["']`,
+    );
+    const location = matchLocation(imported, projectDir, files);
+    if (location === undefined) continue;
+    const version = installedVersion(projectDir, pkg);
+    return {
+      location,
+      message: `${pkg}${version === undefined ? "" : ` ${version}`} has no ${name}(), which the service imports from it`,
+      fix,
+    };
+  }
+  return undefined;
+}
+
+/** The version of `pkg` installed in the project, if it can be read. */
+function installedVersion(projectDir: string, pkg: string): string | undefined {
+  try {
+    const path = createRequire(join(projectDir, "package.json")).resolve(`${pkg}/package.json`);
+    const manifest = JSON.parse(readFileSync(path, "utf8")) as { version?: unknown };
+    return typeof manifest.version === "string" ? manifest.version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the project's own code first matches `pattern` (`file:line`), reading each file whole. */
+function matchLocation(pattern: RegExp, projectDir: string, files: Iterable<string>): string | undefined {
+  for (const file of files) {
+    if (file.includes("/node_modules/")) continue;
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    const found = pattern.exec(text);
+    if (found) return `${relative(projectDir, file)}:${text.slice(0, found.index).split("\n").length}`;
+  }
+  return undefined;
 }
 
 /** Where the project's own code imports `pkg` (`file:line`), if it does so literally. */
