@@ -212,8 +212,10 @@ export type WebsocketContext<E extends WebsocketEvent, Identity = unknown, State
 
 /**
  * A handler: may be async. What a message handler returns (or resolves to), other than
- * `undefined` or the context itself, is replied to the sender as reply() would; connect and
- * disconnect handlers' return values are ignored.
+ * `undefined` or the context itself, is replied to the sender as reply() would; disconnect
+ * handlers' return values are ignored, and so are connect handlers' but API Gateway's
+ * `{ statusCode }` answer: 400-599 refuses the client as ctx.reject() would (a string `body` the
+ * reason), so code written for Lambda refuses whom it refused there.
  */
 export type WebsocketHandlerFn<E extends WebsocketEvent, Identity = unknown, State = unknown> = (
   ctx: WebsocketContext<E, Identity, State>,
@@ -627,9 +629,33 @@ class HandlerStream {
   // Only message handlers reply with what they return: connect handlers often return whatever
   // their last call did (Set.add, a kv write), which must not become the client's first frame.
   private replyWith(ctx: EventContext, value: unknown): void {
-    if (value === undefined || value === ctx || this.event !== "message") return;
+    if (value === undefined || value === ctx) return;
+    if (this.event === "connect") refuseOnStatus(this.socket, ctx, value);
+    if (this.event !== "message") return;
     ctx.reply(value as Payload, " message handler's return value (replied to the sender)");
   }
+}
+
+/**
+ * A connect handler's answer in API Gateway's Lambda form, `{ statusCode, body? }`, as Architect's,
+ * SST's and the Serverless Framework's $connect handlers return it: there a status other than 2xx
+ * refuses the client, so code ported from them that refuses a client by returning one (an Origin
+ * check, say) must refuse it here too, not let it in. A status of 400-599 refuses as ctx.reject()
+ * does, with a string `body` as the reason; a 2xx accepts; any other status throws (the handler
+ * fails and its client is refused with 500), naming the statuses to use. Other values are ignored.
+ */
+function refuseOnStatus(socket: string, ctx: EventContext, value: unknown): void {
+  if (typeof value !== "object" || value === null || !Object.hasOwn(value, "statusCode")) return;
+  const { statusCode, body } = value as { statusCode: unknown; body?: unknown };
+  if (typeof statusCode === "number" && Number.isInteger(statusCode) && statusCode >= 200 && statusCode <= 299) return;
+  if (typeof statusCode !== "number" || !Number.isInteger(statusCode) || statusCode < 400 || statusCode > 599) {
+    throw new NitricLikeError(
+      "invalid_argument",
+      `websocket("${socket}") connect handler returned { statusCode: ${JSON.stringify(statusCode) ?? String(statusCode)} }, which neither accepts nor refuses the client; return { statusCode: 200 } (or nothing) to accept, { statusCode: 403 } (400 to 599) or ctx.reject(reason, 403) to refuse`,
+      { details: { socket, connectionId: ctx.connectionId } },
+    );
+  }
+  ctx.reject(typeof body === "string" ? body : "", statusCode);
 }
 
 /**
