@@ -4,7 +4,7 @@
 // event.header.Origin", and there a $connect handler refuses a client by returning a status other
 // than 2xx: ported as written, it must keep refusing, on both providers, not let everyone in.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type App, cleanTemp, connect, startApp, writeProject } from "../src/harness.js";
+import { type App, cleanTemp, connect, runCli, startApp, writeProject } from "../src/harness.js";
 
 afterAll(cleanTemp);
 
@@ -79,4 +79,31 @@ describe.each([
     });
     await app.waitFor(/connect handler returned \{ statusCode: 302 \}, which neither accepts nor refuses the client/);
   });
+});
+
+describe("Architect's functions copied as they are written, as Lambda handlers", () => {
+  it("are told that nothing calls an exported handler(event), and what to register instead", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: arc\nservices:\n  - match: src/ws/*.ts\n  - match: src/ws/*.js\n",
+      // The page's own default function, in TypeScript and in CommonJS.
+      "src/ws/ws-default.ts": `export const handler = async function ws(event: { body: string }) {
+  // event.requestContext.connectionId
+  // event.requestContext.apiId
+  // event.body
+  return {statusCode: 200}
+}
+`,
+      "src/ws/ws-connect.js": "exports.handler = async function ws(event) {\n  return {statusCode: 200}\n}\n",
+    });
+    const { code, stderr } = await runCli(["run", dir, "--random-ports", "--no-dashboard", "--no-watch"], {
+      timeoutMs: 60000,
+    });
+    expect(code, stderr).toBe(1);
+    for (const file of ["src/ws/ws-default.ts", "src/ws/ws-connect.js"]) {
+      expect(stderr).toContain(
+        `  ${file} exports handler(event), a Lambda function's entry, which nitric-like does not call: register handlers on a socket instead, such as websocket("ws").on("message", (ctx) => ...) with event.body as ctx.text() and event.requestContext.connectionId as ctx.connectionId (README: Code written for Architect)`,
+      );
+    }
+    expect(stderr).not.toContain("is not a service (a helper module, say)");
+  }, 90000);
 });

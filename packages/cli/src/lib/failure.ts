@@ -212,6 +212,26 @@ function matchLocation(pattern: RegExp, projectDir: string, files: Iterable<stri
   return undefined;
 }
 
+/** An export of a function named `handler`, Lambda's entry point: ESM or CommonJS. */
+const LAMBDA_HANDLER =
+  /(?:^|\n)\s*export\s+(?:const|let|var|(?:async\s+)?function\*?)\s+handler\b|\bexports\.handler\s*=|\bexport\s*\{[^}]*\bhandler\b[^}]*\}/;
+
+/**
+ * What to do about a service that ended by itself registering no handler when its entry file
+ * exports `handler`: it is written as a Lambda function (as Architect's @ws functions are), which
+ * nothing here calls. Undefined when the file does not read so.
+ */
+export function lambdaHandlerFix(path: string, file: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+  if (!LAMBDA_HANDLER.test(text)) return undefined;
+  return `${file} exports handler(event), a Lambda function's entry, which nitric-like does not call: register handlers on a socket instead, such as websocket("ws").on("message", (ctx) => ...) with event.body as ctx.text() and event.requestContext.connectionId as ctx.connectionId (README: Code written for Architect)`;
+}
+
 /** Where the project's own code imports `pkg` (`file:line`), if it does so literally. */
 function importLocation(pkg: string, projectDir: string, files: Iterable<string>): string | undefined {
   const quoted = new RegExp(

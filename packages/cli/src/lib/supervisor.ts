@@ -21,7 +21,7 @@ import {
   type RunningProvider,
   registrationKey,
 } from "@nitric-like/spec";
-import { type FailureCause, failureCause, formatFailure } from "./failure.js";
+import { type FailureCause, failureCause, formatFailure, lambdaHandlerFix } from "./failure.js";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import {
@@ -376,9 +376,12 @@ export class ServiceSupervisor {
           // match takes for a service, say). Nothing the spec expects of it is missing when it
           // expects nothing, so it does not hold "ready" back.
           this.idle = this.expected.length === 0;
+          const lambda = this.idle ? lambdaHandlerFix(this.service.entry.path, this.service.entry.file) : undefined;
           this.fail("to stay up", {
             message: `it ended by itself (exit code 0) ${this.expected.length === 0 ? "and registers no handler" : "before registering its handlers"}`,
-            fix: `a service runs until stopped, serving its handlers; if ${this.service.entry.file} is not a service (a helper module, say), keep it out of the services' match in the project file`,
+            fix:
+              lambda ??
+              `a service runs until stopped, serving its handlers; if ${this.service.entry.file} is not a service (a helper module, say), keep it out of the services' match in the project file`,
           });
           return;
         }
