@@ -1,0 +1,69 @@
+// Ampt's WebSocket page (seeds 000/001) keeps its connections in @ampt/data, saying that
+// "eventually, Ampt will optionally manage your active connections". Here the provider keeps them:
+// code on the Ampt-style `ws` lists and broadcasts to them through websocket("ws"), with no store,
+// on both providers.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type App, cleanTemp, connect, startApp, writeProject } from "../src/harness.js";
+
+afterAll(cleanTemp);
+
+const SERVICE = `import { websocket } from "@nitric-like/sdk";
+import { ws } from "@nitric-like/sdk/ampt";
+
+ws.on("connected", async (connection) => {
+  await connection.send("welcome " + connection.meta.queryStringParams?.name);
+});
+ws.on("disconnected", () => {});
+ws.on("message", async (connection, data) => {
+  if (data === "who") {
+    const names = [];
+    for await (const c of websocket("ws").connections()) names.push(c.query.name?.[0]);
+    await connection.send({ online: names.sort() });
+    return;
+  }
+  await websocket("ws").broadcast({ said: data }, { except: connection.connectionId });
+});
+`;
+
+describe.each([
+  { provider: "local", args: [] as string[] },
+  { provider: "aws", args: ["--provider", "aws"] },
+])("Ampt-style code on the $provider provider", ({ args }) => {
+  let app: App;
+  beforeAll(async () => {
+    app = await startApp(
+      writeProject({
+        "nitric-like.yaml": "name: ampt\nservices:\n  - match: services/*.ts\n",
+        "services/app.ts": SERVICE,
+      }),
+      args,
+    );
+  }, 90000);
+  afterAll(async () => {
+    expect((await app.stop()).code).toBe(0);
+  });
+
+  it('lists and broadcasts to the connections the provider keeps, through websocket("ws"), with no store', async () => {
+    const ann = await connect(`${app.url("ws")}?name=ann`);
+    const bo = await connect(`${app.url("ws")}?name=bo`);
+    expect((await ann.next()).text).toBe("welcome ann");
+    expect((await bo.next()).text).toBe("welcome bo");
+    ann.ws.send("who");
+    expect(JSON.parse((await ann.next()).text)).toEqual({ online: ["ann", "bo"] });
+    ann.ws.send(JSON.stringify({ lat: 1, long: 2 }));
+    expect(JSON.parse((await bo.next()).text)).toEqual({ said: { lat: 1, long: 2 } });
+    bo.ws.close();
+    await new Promise((r) => bo.ws.once("close", r));
+    // Gone from the list once closed; nothing of it was stored to clean up.
+    for (let i = 0; ; i++) {
+      ann.ws.send("who");
+      const { online } = JSON.parse((await ann.next()).text) as { online: string[] };
+      if (online.length === 1 || i === 20) {
+        expect(online).toEqual(["ann"]);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    ann.ws.close();
+  });
+});
