@@ -18,6 +18,8 @@ const ws = websocket("ws");
 ws.on("connect", (ctx) => {
   const origin = ctx.headers.origin?.[0];
   if (ctx.query.status) return { statusCode: Number(ctx.query.status[0]) };
+  // An object that merely has the property (a response not received yet) answers nothing.
+  if (ctx.query.unset) return { statusCode: null };
   if (origin !== ${JSON.stringify(ORIGIN)}) return { statusCode: 403, body: "origin not allowed" };
   return { statusCode: 200 };
 });
@@ -70,6 +72,7 @@ describe.each([
     c.ws.send(JSON.stringify({ text: "hi" }));
     expect((await c.next()).text).toBe('{"text":"echo: hi"}');
     c.ws.close();
+    (await connect(`${app.url("ws")}?unset=1`, { Origin: ORIGIN })).ws.close();
   });
 
   it("refuses with 500 a status that neither accepts nor refuses, and logs what to return", async () => {

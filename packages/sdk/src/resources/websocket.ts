@@ -642,11 +642,14 @@ class HandlerStream {
  * refuses the client, so code ported from them that refuses a client by returning one (an Origin
  * check, say) must refuse it here too, not let it in. A status of 400-599 refuses as ctx.reject()
  * does, with a string `body` as the reason; a 2xx accepts; any other status throws (the handler
- * fails and its client is refused with 500), naming the statuses to use. Other values are ignored.
+ * fails and its client is refused with 500), naming the statuses to use. Other values, and a
+ * statusCode that is null or undefined, are ignored.
  */
 function refuseOnStatus(socket: string, ctx: EventContext, value: unknown): void {
   if (typeof value !== "object" || value === null || !Object.hasOwn(value, "statusCode")) return;
   const { statusCode, body } = value as { statusCode: unknown; body?: unknown };
+  // Not an answer (an object that merely has the property, such as a response not yet received).
+  if (statusCode === undefined || statusCode === null) return;
   if (typeof statusCode === "number" && Number.isInteger(statusCode) && statusCode >= 200 && statusCode <= 299) return;
   if (typeof statusCode !== "number" || !Number.isInteger(statusCode) || statusCode < 400 || statusCode > 599) {
     throw new NitricLikeError(
