@@ -9,15 +9,25 @@ afterAll(cleanTemp);
 
 const SERVICE = `import { websocket } from "@nitric-like/sdk";
 import { ws } from "@nitric-like/sdk/ampt";
+import { data as store } from "@nitric-like/sdk/ampt/data";
 
 ws.on("connected", async (connection) => {
   await connection.send("welcome " + connection.meta.queryStringParams?.name);
 });
 ws.on("disconnected", () => {});
 ws.on("message", async (connection, data) => {
+  if (data === "bad keys") {
+    const errors = [];
+    for (const call of [() => store.remove(""), () => store.remove(5 as never), () => store.get("k".repeat(2000))]) {
+      await call().then(() => errors.push("no error"), (e) => errors.push(e.code + ": " + e.message));
+    }
+    await connection.send({ errors });
+    return;
+  }
   if (data === "who") {
     const names = [];
-    for await (const c of websocket("ws").connections()) names.push(c.query.name?.[0]);
+    // Only this test's clients (ann, bo): another test's may not have left yet.
+    for await (const c of websocket("ws").connections()) if (c.query.test?.[0] === "who") names.push(c.query.name?.[0]);
     await connection.send({ online: names.sort() });
     return;
   }
@@ -43,9 +53,24 @@ describe.each([
     expect((await app.stop()).code).toBe(0);
   });
 
+  it("names data.remove() and data.get() in the errors of a key kv cannot hold, not the kv store under them", async () => {
+    const c = await connect(`${app.url("ws")}?name=cy`);
+    await c.next();
+    c.ws.send("bad keys");
+    expect(JSON.parse((await c.next()).text)).toEqual({
+      errors: [
+        'invalid_argument: data.remove(""): the key is empty; use a non-empty string',
+        "invalid_argument: data.remove(): the key is a number; use a non-empty string",
+        "invalid_argument: data.get(): the key is 2000 bytes long and at most 1024 are allowed; use a shorter key",
+      ],
+    });
+    c.ws.close();
+    await new Promise((r) => c.ws.once("close", r));
+  });
+
   it('lists and broadcasts to the connections the provider keeps, through websocket("ws"), with no store', async () => {
-    const ann = await connect(`${app.url("ws")}?name=ann`);
-    const bo = await connect(`${app.url("ws")}?name=bo`);
+    const ann = await connect(`${app.url("ws")}?test=who&name=ann`);
+    const bo = await connect(`${app.url("ws")}?test=who&name=bo`);
     expect((await ann.next()).text).toBe("welcome ann");
     expect((await bo.next()).text).toBe("welcome bo");
     ann.ws.send("who");

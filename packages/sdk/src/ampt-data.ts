@@ -95,6 +95,19 @@ async function getMany(prefix: string, options: GetOptions): Promise<DataItems> 
   return result;
 }
 
+/**
+ * Refuses a key kv cannot hold, in the words the code used (`data.remove("")`), not those of the
+ * kv store under it, which the code never names.
+ */
+function checkKey(operation: "get" | "remove", key: unknown): void {
+  const where =
+    typeof key === "string" && key.length <= 64 ? `data.${operation}(${JSON.stringify(key)})` : `data.${operation}()`;
+  const problem = kvKeyProblem(AMPT_DATA_STORE, operation, key, where);
+  if (problem === undefined) return;
+  const details = typeof key === "string" ? { store: AMPT_DATA_STORE, key } : { store: AMPT_DATA_STORE };
+  throw new NitricLikeError("invalid_argument", problem, { details });
+}
+
 /** The app's Ampt-style data store. */
 export const data: AmptData = {
   get: ((key: string, options: GetOptions = {}) => {
@@ -103,7 +116,13 @@ export const data: AmptData = {
         new NitricLikeError("invalid_argument", "data.get(key): the key must be a non-empty string"),
       );
     }
-    return key.endsWith("*") ? getMany(key.slice(0, -1), options) : getOne(key);
+    if (key.endsWith("*")) return getMany(key.slice(0, -1), options);
+    try {
+      checkKey("get", key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return getOne(key);
   }) as AmptData["get"],
   async set(key, value) {
     const where = `data.set(${JSON.stringify(key)})`;
@@ -125,6 +144,7 @@ export const data: AmptData = {
     return value;
   },
   async remove(key) {
+    checkKey("remove", key);
     await store.delete(key);
     return true;
   },
