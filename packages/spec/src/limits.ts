@@ -59,7 +59,9 @@ export interface AppLimits extends SocketLimits {
   maxPendingBytesTotal: number;
   /**
    * Bytes waiting to be sent to clients, all of them together; past it the client with the most
-   * waiting is closed as not reading (each client also has its own 8 MiB). @default 67108864 (64 MiB)
+   * waiting is closed as not reading (each client also has its own 8 MiB). Under 8 MiB it is also
+   * the largest message the local gateway sends (a larger send is refused), so that one message
+   * cannot close a client that reads. @default 67108864 (64 MiB)
    */
   maxQueuedBytesTotal: number;
 }

@@ -763,6 +763,55 @@ describe("floods", () => {
     expect(ws.readyState).toBe(WebSocket.OPEN);
     expect(logs.warn.join("\n")).not.toMatch(/not reading/);
   });
+
+  it("takes a maxQueuedBytesTotal under 8 MB as the largest message, refusing a larger one with that limit, never closing a reader", async () => {
+    const MB = 1024 * 1024;
+    const { provider, logs } = await startProvider({ limits: { maxQueuedBytesTotal: MB } });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "echo");
+    const sizes: Record<string, number> = { max: MB, over: MB + 1, far: 6 * MB };
+    const connects = await handle(client, "echo", "connect", accept);
+    await handle(client, "echo", "disconnect", () => ({}));
+    await handle(client, "echo", "message", (r) => {
+      const text = r.websocketEvent.case === "message" ? Buffer.from(r.websocketEvent.value.body).toString() : "";
+      const size = Object.hasOwn(sizes, text) ? (sizes[text] as number) : 0;
+      return { replies: [{ data: size > 0 ? new Uint8Array(size) : Buffer.from(text), binary: size > 0 }] };
+    });
+    const ws = await open(urlOf(provider, "echo"));
+    const got: number[] = [];
+    ws.on("message", (d: Buffer) => got.push(d.length));
+    const id = connects.events[0]?.connectionId ?? "";
+    // A reply: as large as the total goes out whole; larger ones are left out and logged, the client kept.
+    for (const text of ["max", "over", "far", "after"]) ws.send(text);
+    await until(() => got.length >= 2, "the replies", 10_000, 10);
+    const why = `is over the 1 MB limits.maxQueuedBytesTotal lets wait for all clients together (${MB} bytes, set in the project file); send it in parts of at most that, or raise limits.maxQueuedBytesTotal (a message may be up to 8 MB)`;
+    expect(logs.error.join("\n")).toContain(
+      `websocket "echo": a reply of ${MB + 1} bytes to connection ${id} was not sent: it ${why}`,
+    );
+    expect(logs.error.join("\n")).toContain(`a reply of ${6 * MB} bytes to connection ${id} was not sent`);
+    // A send and a broadcast: refused to the caller with the limit, which setting sets it, and the fix.
+    for (const data of [new Uint8Array(MB + 1), new Uint8Array(6 * MB)]) {
+      await expect(
+        client.unary(Websocket.method.sendMessage, { socketName: "echo", connectionId: id, data }),
+      ).rejects.toMatchObject({
+        code: Code.INVALID_ARGUMENT,
+        message: expect.stringContaining(`websocket "echo": a message of ${data.byteLength} bytes ${why}`),
+      });
+      await expect(
+        client.unary(Connections.method.broadcast, { socketName: "echo", data, binary: true, except: [] }),
+      ).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, message: expect.stringContaining(why) });
+    }
+    await client.unary(Websocket.method.sendMessage, {
+      socketName: "echo",
+      connectionId: id,
+      data: new Uint8Array(MB),
+    });
+    await until(() => got.length >= 3, "the send", 10_000, 10);
+    await sleep(100);
+    expect(got).toEqual([MB, 5, MB]);
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    expect(logs.warn.join("\n")).not.toMatch(/not reading/);
+  });
 });
 
 /** Every name Object.prototype has: as keys of a plain object each one meant something else. */

@@ -1162,7 +1162,7 @@ export class Gateway implements SocketBackend, FlowGateway {
         : { kept: response.replies, dropped: [] };
       for (const line of replies.dropped) this.logger.error(line);
       for (const r of replies.kept) {
-        const tooLarge = replyTooLarge(this.name, id, r.data.byteLength);
+        const tooLarge = replyTooLarge(this.name, id, r.data.byteLength, this.flow.maxQueuedBytesTotal);
         if (tooLarge) this.logger.error(tooLarge);
         else {
           this.reply(id, ws, r.data, r.binary);
@@ -1189,8 +1189,9 @@ export class Gateway implements SocketBackend, FlowGateway {
   /**
    * Something was sent to a connection, `last` bytes of payload the last of it: what waits for it
    * counts toward its own bound (8 MB) and the provider's total; over either, the client is closed
-   * as not reading. A message alone (nothing else waits, none is over 8 MB: checkSendSize) never
-   * trips its bound, however little of it the kernel took: its client has not yet had a chance to read it.
+   * as not reading. A message alone (nothing else waits, none is over 8 MB or the total:
+   * largestMessage) never trips either, however little of it the kernel took: its client has not
+   * yet had a chance to read it.
    */
   private sent(c: Connection, last = 0): void {
     const queued = c.ws.bufferedAmount;
@@ -1387,7 +1388,12 @@ export class Gateway implements SocketBackend, FlowGateway {
           continue;
         }
         // One that could not wait for its client within its bound is not sent either, and logged.
-        const tooLarge = replyTooLarge(this.name, c.info.connectionId, r.data.byteLength);
+        const tooLarge = replyTooLarge(
+          this.name,
+          c.info.connectionId,
+          r.data.byteLength,
+          this.flow.maxQueuedBytesTotal,
+        );
         if (tooLarge) {
           this.logger.error(tooLarge);
           continue;
@@ -1479,7 +1485,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   /** Sends one frame; returns false when the connection is neither open nor opening. */
   send(id: string, data: Uint8Array, binary: boolean): boolean {
     if (this.options.awsRules) checkAwsSend(this.name, data);
-    checkSendSize(this.name, data);
+    checkSendSize(this.name, data, this.flow.maxQueuedBytesTotal);
     const opening = this.opening.get(id);
     if (opening) {
       // On AWS what an opening connection is sent travels in one asynchronous invocation's event.
@@ -1558,7 +1564,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   /** Sends one frame to every open connection but the excepted ones; returns how many got it. */
   broadcast(data: Uint8Array, binary: boolean, except: ReadonlySet<string>): number {
     if (this.options.awsRules) checkAwsSend(this.name, data);
-    checkSendSize(this.name, data);
+    checkSendSize(this.name, data, this.flow.maxQueuedBytesTotal);
     let sent = 0;
     // The frame is built once; each client costs one write of the same Buffer (see sendFrame).
     const frame = frameOf(data, binary);
@@ -1643,7 +1649,7 @@ export class Gateway implements SocketBackend, FlowGateway {
   /** Sends one frame to every open connection in a room but the excepted ones; how many got it. */
   broadcastToRoom(room: string, data: Uint8Array, binary: boolean, except: ReadonlySet<string>): number {
     if (this.options.awsRules) checkAwsSend(this.name, data);
-    checkSendSize(this.name, data);
+    checkSendSize(this.name, data, this.flow.maxQueuedBytesTotal);
     const members = this.rooms.get(room);
     if (!members) return 0;
     let sent = 0;

@@ -78,28 +78,63 @@ export function totalQueuedReason(queued: number, totalBound: number): string {
 }
 
 /**
- * Why a message over MAX_BUFFERED_BYTES is not sent: the gateway holds at most that much for one
- * client, so such a message could only go out by closing a client that reads as not reading.
+ * The largest message the gateway sends to a client: the MAX_BUFFERED_BYTES it holds for one
+ * client, or the project's limits.maxQueuedBytesTotal (all clients together) when that is lower.
+ * A message larger than the total could close its client as not reading through the total alone,
+ * though it reads: the kernel seldom takes a large message at once. A low total is taken as set
+ * (refusing it in the project file would break projects that load today, and a small machine may
+ * want one) and bounds each message instead, so such a message is refused, never sent to close a
+ * reader.
  */
-function oversizeProblem(what: string): string {
-  const mb = MAX_BUFFERED_BYTES / 1024 / 1024;
-  return `${what} is over the ${mb} MB the local gateway holds for one client (${MAX_BUFFERED_BYTES} bytes); send it in parts of at most ${mb} MB (API Gateway takes 128 KB a message: compat: aws keeps that limit)`;
+export function largestMessage(totalBound: number): number {
+  return Math.min(MAX_BUFFERED_BYTES, totalBound);
 }
 
-/** Refuses a send or broadcast too large to wait for a client (see oversizeProblem): INVALID_ARGUMENT. */
-export function checkSendSize(name: string, data: Uint8Array): void {
-  if (data.byteLength > MAX_BUFFERED_BYTES)
+/** A size in bytes as "8 MB", "512 KB" or "10 bytes", to one decimal. */
+function size(bytes: number): string {
+  const round = (n: number) => Math.round(n * 10) / 10;
+  if (bytes >= 1024 * 1024) return `${round(bytes / 1024 / 1024)} MB`;
+  if (bytes >= 1024) return `${round(bytes / 1024)} KB`;
+  return `${bytes} byte${bytes === 1 ? "" : "s"}`;
+}
+
+/**
+ * Why a message over largestMessage is not sent: the gateway holds at most that much for one
+ * client (or for all of them), so such a message could only go out by closing a client that reads
+ * as not reading. Names the setting when the project's total is the bound.
+ */
+function oversizeProblem(what: string, totalBound: number): string {
+  const aws = "(API Gateway takes 128 KB a message: compat: aws keeps that limit)";
+  if (totalBound < MAX_BUFFERED_BYTES) {
+    return `${what} is over the ${size(totalBound)} limits.maxQueuedBytesTotal lets wait for all clients together (${totalBound} bytes, set in the project file); send it in parts of at most that, or raise limits.maxQueuedBytesTotal (a message may be up to ${size(MAX_BUFFERED_BYTES)}) ${aws}`;
+  }
+  const mb = size(MAX_BUFFERED_BYTES);
+  return `${what} is over the ${mb} the local gateway holds for one client (${MAX_BUFFERED_BYTES} bytes); send it in parts of at most ${mb} ${aws}`;
+}
+
+/**
+ * Refuses a send or broadcast too large to wait for a client (see largestMessage):
+ * INVALID_ARGUMENT. `totalBound`: the provider's limits.maxQueuedBytesTotal.
+ */
+export function checkSendSize(name: string, data: Uint8Array, totalBound: number): void {
+  if (data.byteLength > largestMessage(totalBound))
     throw new RpcError(
       Code.INVALID_ARGUMENT,
-      oversizeProblem(`websocket "${name}": a message of ${data.byteLength} bytes`),
+      oversizeProblem(`websocket "${name}": a message of ${data.byteLength} bytes`, totalBound),
     );
 }
 
-/** The log line for a handler's reply too large to wait for its client: not sent (see oversizeProblem). */
-export function replyTooLarge(name: string, connectionId: string, bytes: number): string | undefined {
-  if (bytes <= MAX_BUFFERED_BYTES) return undefined;
+/** The log line for a handler's reply too large to wait for its client: not sent (see largestMessage). */
+export function replyTooLarge(
+  name: string,
+  connectionId: string,
+  bytes: number,
+  totalBound: number,
+): string | undefined {
+  if (bytes <= largestMessage(totalBound)) return undefined;
   return oversizeProblem(
     `websocket "${name}": a reply of ${bytes} bytes to connection ${connectionId} was not sent: it`,
+    totalBound,
   );
 }
 
