@@ -1,6 +1,7 @@
 // The dashboard's boundary, against a provider whose inspector has a bug (a third-party provider
 // implements RunningProvider too): the request that met the bug gets a 500 and one log line; the
 // dashboard, and every other request, carry on.
+import { connect } from "node:net";
 import type { InspectedConnection, ProviderInspector, RunningProvider, Spec } from "@nitric-like/spec";
 import { afterEach, expect, it } from "vitest";
 import { boundedListing, type Dashboard, LISTING_EXTRAS_CHARS, socketSources, startDashboard } from "./dashboard.js";
@@ -169,4 +170,118 @@ it("lets the page open WebSockets to the sockets' hosts only, on any port (its C
     ]),
   ).toBe("ws://127.0.0.1:* wss://[::1]:*");
   expect(socketSources([])).toBe("ws://127.0.0.1:*");
+});
+
+/** The data of a chunked HTTP body. */
+function dechunked(raw: string): string {
+  let out = "";
+  for (let at = 0; at < raw.length; ) {
+    const end = raw.indexOf("\r\n", at);
+    const size = Number.parseInt(raw.slice(at, end), 16);
+    if (!(size > 0)) break;
+    out += raw.slice(end + 2, end + 2 + size);
+    at = end + 2 + size + 2;
+  }
+  return out;
+}
+
+/**
+ * Sends `total` bytes of JSON body to `path` of `d` on a raw socket, in `pieces` writes (each once
+ * the last drained), and resolves, once the connection closes, with the answer's status line and
+ * body and how much of the body went out. `readAfter`: read nothing until the whole body is
+ * written, as a browser that uploads first does; otherwise read as it comes.
+ */
+function rawPost(
+  d: Dashboard,
+  method: string,
+  path: string,
+  total: number,
+  pieces: number,
+  readAfter: boolean,
+  chunked = false,
+): Promise<{ status: string; body: string; written: number; error?: string }> {
+  const { hostname, port } = new URL(d.url);
+  const chunk = Buffer.alloc(Math.ceil(total / pieces), 32);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    let got = "";
+    let written = 0;
+    let error: string | undefined;
+    socket.setEncoding("latin1");
+    socket.on("data", (t: string) => {
+      got += t;
+    });
+    socket.on("error", (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message;
+    });
+    socket.on("close", () => {
+      const at = got.indexOf("\r\n\r\n");
+      const status = got.slice(0, got.indexOf("\r\n"));
+      let body = at < 0 ? "" : got.slice(at + 4);
+      if (/\r\ntransfer-encoding: chunked\r\n/i.test(got.slice(0, at + 2))) body = dechunked(body);
+      resolve({ status, body, written, ...(error ? { error } : {}) });
+    });
+    if (readAfter) socket.pause();
+    socket.write(
+      `${method} ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/json\r\nx-dashboard-key: ${d.key}\r\n${chunked ? "Transfer-Encoding: chunked" : `Content-Length: ${total}`}\r\n\r\n`,
+    );
+    void (async () => {
+      while (written < total && !socket.destroyed) {
+        const piece = chunk.subarray(0, Math.min(chunk.length, total - written));
+        written += piece.length;
+        if (chunked) socket.write(`${piece.length.toString(16)}\r\n`);
+        if (!socket.write(piece)) await new Promise((r) => socket.once("drain", r));
+        if (chunked) socket.write("\r\n");
+      }
+      if (chunked) socket.write("0\r\n\r\n");
+      socket.resume();
+      socket.end();
+    })();
+  });
+}
+
+it("answers a request body over 1 MiB with 413 and why, which the client reads however it sends the body", async () => {
+  const d = await start();
+  const refused = {
+    status: "HTTP/1.1 413 Payload Too Large",
+    body: JSON.stringify({ error: "request body over 1 MiB (1048576 bytes); send a smaller value or message" }),
+  };
+  const MB9 = 9 * 1024 * 1024;
+  for (let round = 0; round < 3; round++) {
+    // In one write and in many (with its length, or chunked: no length to refuse it by), read as
+    // the answer comes or only once the whole body is out (a browser's order): the answer is sent
+    // before the body ends, and must not be lost to a reset.
+    for (const readAfter of [false, true]) {
+      for (const [method, path] of [
+        ["POST", "/api/send"],
+        ["PUT", "/api/kv/value"],
+      ] as const) {
+        for (const [pieces, chunked] of [
+          [1, false],
+          [144, false],
+          [144, true],
+        ] as const) {
+          const got = await rawPost(d, method, path, MB9, pieces, readAfter, chunked);
+          const how = `${method} ${path} in ${pieces} ${chunked ? "chunks" : "writes"}${readAfter ? ", read after" : ""}`;
+          expect(got, how).toMatchObject({ ...refused, written: MB9 });
+        }
+      }
+    }
+    // As the page sends it: fetch.
+    const fetched = await api(d, "/api/send", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: Buffer.alloc(MB9, 32),
+    }).then(
+      async (r) => ({ status: r.status, body: await r.text() }),
+      (e: Error) => ({ error: String(e.cause ?? e) }),
+    );
+    expect(fetched).toEqual({ status: 413, body: refused.body });
+  }
+  // A body far over the bound is not read to its end: the connection is cut once 16 MiB of it
+  // were dropped, after the client that reads as it goes has its answer.
+  const endless = await rawPost(d, "POST", "/api/send", 256 * 1024 * 1024, 1024, false);
+  expect(endless).toMatchObject(refused);
+  expect(endless.written).toBeLessThan(256 * 1024 * 1024);
+  expect((await api(d, "/api/state")).status).toBe(200);
 });

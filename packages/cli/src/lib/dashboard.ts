@@ -219,20 +219,56 @@ function listen(server: Server, port: number): Promise<void> {
   });
 }
 
+/** The largest request body the API takes (a kv value or a message, as JSON). */
+const MAX_BODY_BYTES = 1024 * 1024;
+/**
+ * The most of a body over MAX_BODY_BYTES read and dropped after its 413 is sent; past it the
+ * connection is cut. A connection closed while its client still sends is reset (RFC 9112 section
+ * 9.6), and a reset can reach the client before it reads the answer: a browser, which uploads the
+ * whole body before it reads, shows "Failed to fetch" instead of the reason. So the rest is read
+ * (and the connection kept for the next request) up to this, for a body of any plausible size.
+ */
+const MAX_DROPPED_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A request's body of at most MAX_BODY_BYTES. Over it, throws 413 at once (the caller answers)
+ * and reads on, dropping what comes, until the body ends or MAX_DROPPED_BYTES went by.
+ */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  const socket = req.socket;
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const refuse = () => {
+      req.off("data", keep);
+      chunks.length = 0;
+      req.on("data", (chunk: Buffer) => {
+        size += chunk.byteLength;
+        if (size > MAX_DROPPED_BYTES) socket.destroy();
+      });
+      reject(new HttpError(413, `request body over 1 MiB (${MAX_BODY_BYTES} bytes); send a smaller value or message`));
+    };
+    const keep = (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > MAX_BODY_BYTES) refuse();
+      else chunks.push(chunk);
+    };
+    req.on("error", reject);
+    req.on("end", () => resolve(Buffer.concat(chunks, size)));
+    // A body that says it is too large is refused before any of it is read.
+    if (Number(req.headers["content-length"]) > MAX_BODY_BYTES) refuse();
+    else req.on("data", keep);
+  });
+}
+
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   if (!(req.headers["content-type"] ?? "").startsWith("application/json"))
     throw new HttpError(415, "send the request body as application/json");
   // Bytes first, text once they are all here: a character whose bytes two chunks split would
   // otherwise be decoded as two halves, each U+FFFD, and saved so.
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.byteLength;
-    if (size > 1024 * 1024) throw new HttpError(413, "request body over 1 MiB");
-    chunks.push(chunk);
-  }
+  const body = await readBody(req);
   try {
-    const parsed: unknown = JSON.parse(Buffer.concat(chunks, size).toString("utf8"));
+    const parsed: unknown = JSON.parse(body.toString("utf8"));
     if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed))
       return parsed as Record<string, unknown>;
   } catch {
