@@ -26,9 +26,13 @@ ws.on("connect", (ctx) => {
 `,
   "src/ws/ws-default.ts": `import { websocket } from "@nitric-like/sdk";
 const ws = websocket("ws");
-// Architect's ws-default: the page sends {"text":...} and reads {"text":...}.
+// Architect's ws-default: the page sends {"text":...} and reads {"text":...}, and the function
+// answers as a Lambda does; with a body, API Gateway sends the client the body alone.
 ws.on("message", async (ctx) => {
-  await ws.send(ctx.connectionId, { text: "echo: " + ctx.json().text });
+  const { text, answer } = ctx.json();
+  if (answer === "body") return { statusCode: 200, body: JSON.stringify({ text: "answered: " + text }) };
+  await ws.send(ctx.connectionId, { text: "echo: " + text });
+  return { statusCode: 200 };
 });
 `,
   "src/ws/ws-disconnect.ts": `import { websocket } from "@nitric-like/sdk";
@@ -73,6 +77,16 @@ describe.each([
     expect((await c.next()).text).toBe('{"text":"echo: hi"}');
     c.ws.close();
     (await connect(`${app.url("ws")}?unset=1`, { Origin: ORIGIN })).ws.close();
+  });
+
+  it("sends the client a returned { statusCode, body }'s body alone, and nothing for { statusCode: 200 }", async () => {
+    const c = await connect(app.url("ws"), { Origin: ORIGIN });
+    c.ws.send(JSON.stringify({ text: "one" }));
+    c.ws.send(JSON.stringify({ text: "two", answer: "body" }));
+    const got = [(await c.next()).text, (await c.next()).text];
+    expect(got.sort()).toEqual(['{"text":"answered: two"}', '{"text":"echo: one"}']);
+    await expect(c.next(1000)).rejects.toThrow("no frame arrived in time");
+    c.ws.close();
   });
 
   it("refuses with 500 a status that neither accepts nor refuses, and logs what to return", async () => {

@@ -297,6 +297,43 @@ describe("message events", () => {
     ]);
   });
 
+  it("replies only the body of a returned Lambda proxy answer, as API Gateway does on a route with a route response", async () => {
+    const writes: string[] = [];
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+      writes.push(String(chunk));
+      return true;
+    });
+    websocket("proxy").on("message", (ctx) => {
+      const answers: Record<string, unknown> = {
+        body: { statusCode: 200, body: "hi" },
+        headers: { statusCode: 500, headers: { a: "b" }, body: '{"n":1}', isBase64Encoded: false },
+        none: { statusCode: 200 },
+        // Not proxy answers: sent whole, as JSON.
+        extra: { statusCode: 200, body: "hi", user: "ann" },
+        object: { statusCode: 200, body: { n: 1 } },
+        status: { statusCode: "200", body: "hi" },
+        base64: { statusCode: 200, body: "aGk=", isBase64Encoded: true },
+      };
+      return answers[ctx.text()];
+    });
+    const stream = await provider.stream("proxy", WebsocketEventType.Message);
+    const replies = async (which: string) => {
+      const answer = await stream.request(messageEvent("proxy", "m1", text(which)));
+      return answer.response.replies.map((r) => decode(r.data));
+    };
+    expect(await replies("body")).toEqual(["hi"]);
+    expect(await replies("headers")).toEqual(['{"n":1}']);
+    expect(await replies("none")).toEqual([]);
+    expect(await replies("extra")).toEqual(['{"statusCode":200,"body":"hi","user":"ann"}']);
+    expect(await replies("object")).toEqual(['{"statusCode":200,"body":{"n":1}}']);
+    expect(await replies("status")).toEqual(['{"statusCode":"200","body":"hi"}']);
+    const answer = await stream.request(messageEvent("proxy", "m1", text("base64")));
+    expect(answer.response.replies).toEqual([]);
+    expect(writes.join("")).toContain(
+      'websocket("proxy") message handler returned { statusCode, body, isBase64Encoded: true }; return the bytes instead',
+    );
+  });
+
   it("sends a text message's data on as text, a binary message's as binary, and a copy or slice as binary", async () => {
     const socket = websocket("forward");
     socket.on("message", async (ctx) => {

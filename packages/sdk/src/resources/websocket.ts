@@ -212,7 +212,8 @@ export type WebsocketContext<E extends WebsocketEvent, Identity = unknown, State
 
 /**
  * A handler: may be async. What a message handler returns (or resolves to), other than
- * `undefined` or the context itself, is replied to the sender as reply() would; disconnect
+ * `undefined` or the context itself, is replied to the sender as reply() would (a Lambda proxy
+ * answer `{ statusCode, body? }` its body alone, as API Gateway sends it); disconnect
  * handlers' return values are ignored, and so are connect handlers' but API Gateway's
  * `{ statusCode }` answer: 400-599 refuses the client as ctx.reject() would (a string `body` the
  * reason), so code written for Lambda refuses whom it refused there.
@@ -632,8 +633,46 @@ class HandlerStream {
     if (value === undefined || value === ctx) return;
     if (this.event === "connect") refuseOnStatus(this.socket, ctx, value);
     if (this.event !== "message") return;
-    ctx.reply(value as Payload, " message handler's return value (replied to the sender)");
+    const proxy = proxyAnswer(this.socket, ctx, value);
+    if (proxy === undefined) ctx.reply(value as Payload, " message handler's return value (replied to the sender)");
+    else if (proxy.body !== undefined)
+      ctx.reply(proxy.body, " message handler's return value's body (replied to the sender)");
   }
+}
+
+/** The properties of a Lambda proxy integration's answer (API Gateway's "Lambda proxy" format). */
+const PROXY_ANSWER_KEYS = new Set(["statusCode", "body", "headers", "multiValueHeaders", "isBase64Encoded", "cookies"]);
+
+/**
+ * A message handler's answer in API Gateway's Lambda proxy form, `{ statusCode, body? }`, as
+ * Architect's ws-default and a raw Lambda function return it. On a route with a route response
+ * (which nitric-like makes for every message route) API Gateway sends the client the `body` alone,
+ * and nothing when there is none; so here too, rather than the whole object as JSON. Only a plain
+ * object holding nothing but a proxy answer's properties, an integer statusCode and a string body
+ * (if any) is taken for one; any other value is replied as it is. A base64 body is refused,
+ * naming the fix, since nitric-like would have to guess what API Gateway makes of it.
+ */
+function proxyAnswer(socket: string, ctx: EventContext, value: unknown): { body?: string } | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  const keys = Object.keys(value);
+  if (!keys.includes("statusCode") || keys.some((k) => !PROXY_ANSWER_KEYS.has(k))) return undefined;
+  const { statusCode, body, isBase64Encoded } = value as {
+    statusCode: unknown;
+    body?: unknown;
+    isBase64Encoded?: unknown;
+  };
+  if (typeof statusCode !== "number" || !Number.isInteger(statusCode)) return undefined;
+  if (body !== undefined && typeof body !== "string") return undefined;
+  if (isBase64Encoded === true) {
+    throw new NitricLikeError(
+      "invalid_argument",
+      `websocket("${socket}") message handler returned { statusCode, body, isBase64Encoded: true }; return the bytes instead (return Buffer.from(body, "base64")), which are sent as a binary message`,
+      { details: { socket, connectionId: ctx.connectionId } },
+    );
+  }
+  return body === undefined ? {} : { body };
 }
 
 /**
