@@ -3,7 +3,8 @@
 // whose 1.x versions have none. nitric-like has each of them in a module of its own, so what the
 // user sees says to import that one, at the import's line: not "install @ampt/sdk" (Ampt's own
 // SDK, which would never call a handler here) nor esbuild's `import_sdk.collection is not a
-// function`. Through the real CLI.
+// function`. Architect's functions send with @architect/functions' arc.ws.send, which a socket's
+// send() replaces. Through the real CLI.
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanTemp, runCli, writeProject } from "../src/harness.js";
 
@@ -82,6 +83,60 @@ describe("Ampt's page with its own imports", () => {
     expect(stderr).toContain(AMPT_SDK);
     expect(stderr).toContain(AMPT_DATA);
   }, 60000);
+});
+
+/** Architect's ws-default sending with @architect/functions, as ESM and as CommonJS. */
+const ARC_ESM = `import arc from "@architect/functions";
+import { websocket } from "@nitric-like/sdk";
+
+websocket("ws").on("message", async (ctx) => {
+  await arc.ws.send({ id: ctx.connectionId, payload: { text: ctx.text() } });
+});
+`;
+const ARC_CJS = `const arc = require("@architect/functions");
+
+exports.handler = async function ws(event) {
+  await arc.ws.send({ id: event.requestContext.connectionId, payload: { text: event.body } });
+  return { statusCode: 200 };
+};
+`;
+
+const ARC_INSTEAD =
+  'nitric-like does not run @architect/functions, Architect\'s helpers for its Lambda functions (they call the API Gateway Architect deployed); use a socket instead: import { websocket } from "@nitric-like/sdk", and arc.ws.send({ id, payload }) is websocket("ws").send(id, payload), arc.ws.close({ id }) is websocket("ws").close(id) (README: Code written for Architect)';
+
+describe("Architect's functions with @architect/functions", () => {
+  it("are refused at the import by spec, run and build, naming the socket calls to use instead", async () => {
+    for (const [file, source, at] of [
+      ["services/ws-default.ts", ARC_ESM, "1:17"],
+      ["services/ws-default.js", ARC_CJS, "1:21"],
+    ] as const) {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: arc\nservices:\n  - match: services/*.*s\n",
+        [file]: source,
+      });
+      for (const args of [
+        ["spec", dir],
+        ["run", dir, "--random-ports", "--no-dashboard", "--no-watch"],
+        ["build", dir, "--provider", "aws"],
+      ]) {
+        const { code, stderr } = await runCli(args, { timeoutMs: 60000 });
+        expect(code, `${args[0]}: ${stderr}`).toBe(1);
+        expect(stderr, args[0]).toContain(`${file}:${at}: ${ARC_INSTEAD}`);
+        expect(stderr, args[0]).not.toMatch(/install it|Cannot find (package|module)/);
+      }
+    }
+    // Installed, its helpers would call an API Gateway that is not there: refused the same.
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/ws-default.ts": ARC_ESM,
+      "node_modules/@architect/functions/package.json":
+        '{ "name": "@architect/functions", "version": "8.0.0", "main": "index.js" }\n',
+      "node_modules/@architect/functions/index.js": "exports.ws = { send() {} };\n",
+    });
+    const { code, stderr } = await runCli(["spec", dir]);
+    expect(code, stderr).toBe(1);
+    expect(stderr).toContain(`services/ws-default.ts:1:17: ${ARC_INSTEAD}`);
+  }, 240000);
 });
 
 describe("seed 002's collection() imported from @nitric/sdk", () => {

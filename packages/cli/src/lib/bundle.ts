@@ -65,8 +65,8 @@ const ours = (name: string | undefined) => name !== undefined && BUNDLED_PACKAGE
 const isNitricPackage = (name: string | undefined) => name?.startsWith("@nitric/") === true;
 
 /**
- * Other platforms' SDKs whose part nitric-like plays with a module of its own, and what to import
- * instead. Their own code runs only on their platform: not installed, it would fail as a package to
+ * Other platforms' SDKs whose part nitric-like plays with a module of its own (or, for
+ * Architect's, with websocket()), and what to import instead. Their own code runs only on their platform: not installed, it would fail as a package to
  * install (which would not help), and installed, its handlers would never be called.
  */
 const PLAYED_BY_OUR_SDK: ReadonlyMap<string, string> = new Map([
@@ -77,6 +77,10 @@ const PLAYED_BY_OUR_SDK: ReadonlyMap<string, string> = new Map([
   [
     "@ampt/data",
     "nitric-like does not run @ampt/data, Ampt's own data store, but has the part of it Ampt's WebSocket page uses (get, set, remove): import { data } from \"@nitric-like/sdk/ampt/data\" (README: Code written for Ampt)",
+  ],
+  [
+    "@architect/functions",
+    'nitric-like does not run @architect/functions, Architect\'s helpers for its Lambda functions (they call the API Gateway Architect deployed); use a socket instead: import { websocket } from "@nitric-like/sdk", and arc.ws.send({ id, payload }) is websocket("ws").send(id, payload), arc.ws.close({ id }) is websocket("ws").close(id) (README: Code written for Architect)',
   ],
 ]);
 
@@ -275,7 +279,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 17`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 18`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
