@@ -18,7 +18,12 @@ ws.on("disconnected", () => {});
 ws.on("message", async (connection, data) => {
   if (data === "bad keys") {
     const errors = [];
-    for (const call of [() => store.remove(""), () => store.remove(5 as never), () => store.get("k".repeat(2000))]) {
+    for (const call of [
+      () => store.remove(""),
+      () => store.remove(5 as never),
+      () => store.get("k".repeat(2000)),
+      () => store.get("x\\ud800*"),
+    ]) {
       await call().then(() => errors.push("no error"), (e) => errors.push(e.code + ": " + e.message));
     }
     await connection.send({ errors });
@@ -62,6 +67,7 @@ describe.each([
         'invalid_argument: data.remove(""): the key is empty; use a non-empty string',
         "invalid_argument: data.remove(): the key is a number; use a non-empty string",
         "invalid_argument: data.get(): the key is 2000 bytes long and at most 1024 are allowed; use a shorter key",
+        'invalid_argument: data.get("x\\ud800*"): the prefix has a lone surrogate (U+D800 at index 1), which no key has: use well-formed text, such as prefix.toWellFormed()',
       ],
     });
     c.ws.close();

@@ -7,7 +7,7 @@
  * the importing service. Values may be any JSON value (the kv contract stores objects, so other
  * values are kept wrapped and unwrapped on the way out), kept exactly or refused by kv's rules.
  */
-import { checkKvValue, kvKeyProblem, withoutUndefined } from "@nitric-like/spec";
+import { checkKvValue, kvKeyProblem, kvPrefixProblem, withoutUndefined } from "@nitric-like/spec";
 import { NitricLikeError } from "./errors.js";
 import type { JsonObject, JsonValue } from "./internal/data.js";
 import { kv } from "./resources/kv.js";
@@ -74,9 +74,16 @@ async function getOne(key: string): Promise<JsonValue | undefined> {
 }
 
 async function getMany(prefix: string, options: GetOptions): Promise<DataItems> {
+  const pattern = `${prefix}*`;
+  const call = pattern.length <= 64 ? `data.get(${JSON.stringify(pattern)})` : "data.get()";
+  // Refused in the words the code used, not those of the kv store's keys() under it.
+  const problem = kvPrefixProblem(AMPT_DATA_STORE, prefix, call);
+  if (problem !== undefined) {
+    throw new NitricLikeError("invalid_argument", problem, { details: { store: AMPT_DATA_STORE, key: pattern } });
+  }
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
   if (!(limit > 0)) {
-    throw new NitricLikeError("invalid_argument", `data.get("${prefix}*"): limit must be a positive number`);
+    throw new NitricLikeError("invalid_argument", `${call}: limit must be a positive number`);
   }
   const items: DataItem[] = [];
   let lastKey: string | undefined;

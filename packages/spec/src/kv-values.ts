@@ -101,14 +101,17 @@ export function kvKeyProblem(store: string, operation: string, key: unknown, cal
   return undefined;
 }
 
-/** Why `prefix` cannot select keys, or undefined when it can. */
-export function kvPrefixProblem(store: string, prefix: unknown): string | undefined {
+/**
+ * Why `prefix` cannot select keys, or undefined when it can. `call`, when given, names the call in
+ * the message instead of `kv(store).keys(prefix)` (`data.get("user:*")`).
+ */
+export function kvPrefixProblem(store: string, prefix: unknown, call?: string): string | undefined {
   if (typeof prefix !== "string") {
-    return `kv(${q(store)}).keys(): the prefix is ${describe(prefix)}; use a string`;
+    return `${call ?? `kv(${q(store)}).keys()`}: the prefix is ${describe(prefix)}; use a string`;
   }
   const lone = loneSurrogate(prefix);
   if (lone < 0) return undefined;
-  return `kv(${q(store)}).keys(${q(prefix)}): the prefix has a lone surrogate (${hex(prefix, lone)}), which no key has: use well-formed text, such as prefix.toWellFormed()`;
+  return `${call ?? `kv(${q(store)}).keys(${q(prefix)})`}: the prefix has a lone surrogate (${hex(prefix, lone)}), which no key has: use well-formed text, such as prefix.toWellFormed()`;
 }
 
 /** What a checked value needs before it is sent. */
