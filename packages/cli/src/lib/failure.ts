@@ -237,19 +237,7 @@ function importLocation(pkg: string, projectDir: string, files: Iterable<string>
   const quoted = new RegExp(
     `(?:from\\s*|import\\s*\\(?\\s*|require\\s*\\(\\s*)["']${escapeRegExp(pkg)}(?:/[^"']*)?["']`,
   );
-  for (const file of files) {
-    if (file.includes("/node_modules/")) continue;
-    let text: string;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch {
-      continue;
-    }
-    const lines = text.split("\n");
-    const at = lines.findIndex((l) => quoted.test(l));
-    if (at >= 0) return `${relative(projectDir, file)}:${at + 1}`;
-  }
-  return undefined;
+  return matchLocation(quoted, projectDir, files);
 }
 
 function escapeRegExp(text: string): string {
