@@ -2295,6 +2295,37 @@ describe("run --provider aws with a service that fails as it loads", () => {
   }, 60000);
 });
 
+describe("run --provider aws with a function whose init throws an error of several lines", () => {
+  it("says each of the emulator's entries naming the error in one line, its line breaks written as \\n", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    const service = join(project, "services", "chat.ts");
+    // Only in the function (the collect pass runs without Lambda's variables), so spec passes.
+    writeFileSync(
+      service,
+      `${readFileSync(service, "utf8")}\nif (process.env.AWS_LAMBDA_FUNCTION_NAME) throw new Error("bad config:\\n  PORT is missing\\n  HOST is missing");\n`,
+    );
+    const app = await startApp(project, ["--provider", "aws"]);
+    try {
+      const said = String.raw`bad config:\n  PORT is missing\n  HOST is missing;`;
+      expect(app.stderr).toMatch(/^error: service "chat": function "\S+" failed its init: (.*)$/m);
+      expect(/^error: service "chat": function "\S+" failed its init: (.*)$/m.exec(app.stderr)?.[1]).toContain(said);
+      expect(/^warning: service "chat" is not serving yet: (.*)$/m.exec(app.stderr)?.[1]).toContain(said);
+      // An event retries the init, which fails again: said once, in one line too.
+      const client = new WebSocket(`${app.url("socket")}?name=ann`);
+      client.on("error", () => {});
+      await app.waitFor(/failing the event that started it/, 30000);
+      expect(
+        /^error: service "chat": function "\S+" failed its init: (.*)failing the event/m.exec(app.stderr)?.[1],
+      ).toBe(String.raw`bad config:\n  PORT is missing\n  HOST is missing, `);
+      client.terminate();
+      // No line of the error stands on its own.
+      expect(app.stderr).not.toMatch(/^\s*(PORT|HOST) is missing/m);
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
+});
+
 describe("run --provider aws while services come, go and declare more", () => {
   it("restarts a function alone when a saved service declares the same, and deploys the emulated app again, each socket on its port, when a service is added, declares more, is gone, or is renamed", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));

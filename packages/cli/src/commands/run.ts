@@ -841,7 +841,8 @@ class Run {
     }
     for (const [service, why] of failed)
       output.warn(
-        `service "${service}" is not serving yet: ${why}; each event retries its init (as Lambda does) and fails while it fails`,
+        // One line, as the emulator says it: a thrown message's line breaks written as \n.
+        `service "${service}" is not serving yet: ${why.replace(/\r?\n/g, "\\n")}; each event retries its init (as Lambda does) and fails while it fails`,
       );
     const names = failed.map(([service]) => JSON.stringify(service)).join(", ");
     output.info(

@@ -23,6 +23,7 @@ import { SecretStore, secretsDirOf } from "@nitric-like/provider-kit/secret-stor
 import type {
   HandlerRegistration,
   InspectedConnection,
+  Logger,
   ProviderInspector,
   RunningProvider,
   RunOptions,
@@ -573,12 +574,28 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
   }
 }
 
+/**
+ * `logger`, each entry kept on one line, as `run` prints every line of a service's output as a
+ * line of its own: a line break in a message (an init's or a handler's error, thrown with
+ * several lines) is written as `\n`, so the rest of the entry is not taken for a line of its own.
+ */
+function oneLineLogger(logger: Logger): Logger {
+  const flat = (message: string) => message.replace(/\r?\n/g, "\\n");
+  return {
+    info: (message) => logger.info(flat(message)),
+    warn: (message) => logger.warn(flat(message)),
+    error: (message) => logger.error(flat(message)),
+    ...(logger.result === undefined ? {} : { result: (line: string) => logger.result?.(flat(line)) }),
+  };
+}
+
 async function startEmulated(
   options: RunOptions,
   dirs: { build: string; data: string },
   release: () => void,
 ): Promise<RunningProvider> {
-  const { project, spec, logger } = options;
+  const { project, spec } = options;
+  const logger = oneLineLogger(options.logger);
   // One set of credentials for the run: the functions sign with them, the endpoints take no other.
   const credentials = runCredentials();
   const file = join(dirs.build, CREDENTIALS_FILE);
