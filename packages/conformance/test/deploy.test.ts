@@ -691,6 +691,7 @@ describe("nitric-like up and down --provider aws", () => {
   }, 60000);
 
   it("says which endpoint does not answer when AWS_ENDPOINT_URL points at nothing", async () => {
+    const dir = chat();
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
     const port = (closed.address() as AddressInfo).port;
@@ -698,15 +699,25 @@ describe("nitric-like up and down --provider aws", () => {
     const saved = process.env.AWS_ENDPOINT_URL_CLOUDFORMATION;
     process.env.AWS_ENDPOINT_URL_CLOUDFORMATION = `http://127.0.0.1:${port}`;
     try {
-      const { code, stderr } = await runCli(["up", project, "--plain"], { timeoutMs: 60000 });
+      const { code, stderr } = await runCli(["up", dir, "--plain"], { timeoutMs: 60000 });
       expect(code).toBe(1);
       expect(stderr).toContain(
-        `the endpoint "http://127.0.0.1:${port}" (AWS_ENDPOINT_URL_CLOUDFORMATION) does not answer (ECONNREFUSED); start it, or unset AWS_ENDPOINT_URL_CLOUDFORMATION to deploy to AWS`,
+        `the CloudFormation endpoint "http://127.0.0.1:${port}" (AWS_ENDPOINT_URL_CLOUDFORMATION) does not answer (ECONNREFUSED); start it, or unset AWS_ENDPOINT_URL_CLOUDFORMATION to run "nitric-like up" against AWS`,
       );
       expect(stderr).not.toContain("bundling");
     } finally {
       process.env.AWS_ENDPOINT_URL_CLOUDFORMATION = saved;
     }
+    // logs reads CloudWatch Logs: its variable and command are named, not CloudFormation's and up's.
+    const logs = await runCli(["logs", dir, "--plain"], {
+      timeoutMs: 60000,
+      env: { AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: `http://127.0.0.1:${port}` },
+    });
+    expect(logs.code).toBe(1);
+    expect(logs.stderr).toContain(
+      `error: reading the logs of stack "chat": the CloudWatch Logs endpoint "http://127.0.0.1:${port}" (AWS_ENDPOINT_URL_CLOUDWATCH_LOGS) does not answer (ECONNREFUSED); start it, or unset AWS_ENDPOINT_URL_CLOUDWATCH_LOGS to run "nitric-like logs" against AWS`,
+    );
+    expect(logs.stderr).not.toContain("CLOUDFORMATION");
   }, 60000);
 
   it("says the endpoint is not AWS when AWS_ENDPOINT_URL points at a web server, never that the stack is not there", async () => {

@@ -150,9 +150,9 @@ export interface DeployOutcome {
 /**
  * Turns an AWS SDK failure into what the user should do about it. `service` is the client's, as
  * its endpoint variable names it (`CLOUDWATCH_LOGS` for AWS_ENDPOINT_URL_CLOUDWATCH_LOGS), when
- * the caller knows it.
+ * the caller knows it; `command` the one the user ran (`logs`, `secret put`), when it knows it.
  */
-export function explain(error: unknown, doing: string, service?: string): Error {
+export function explain(error: unknown, doing: string, service?: string, command?: string): Error {
   if (error instanceof DeployError) return error;
   const e = error as { name?: string; message?: string; Code?: string };
   const name = e.name ?? "";
@@ -171,7 +171,7 @@ export function explain(error: unknown, doing: string, service?: string): Error 
       `${doing}: no AWS credentials found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run "aws configure")`,
     );
   }
-  const unreachable = unreachableEndpoint(error);
+  const unreachable = unreachableEndpoint(error, service, command);
   if (unreachable) return new DeployError(`${doing}: ${unreachable}`);
   if (error instanceof NotAnAwsAnswer) return notAnAwsAnswer(doing, "", error.service);
   // The SDK could not parse the answer: a web page, or whatever else the endpoint is.
@@ -257,22 +257,69 @@ const KNOWN_REGIONS = new Set([
   ...["ap-southeast-5", "ap-southeast-6", "ap-southeast-7"],
 ]);
 
-/** When `error` is a host that does not resolve or answer: which region or endpoint, and the fix. */
-function unreachableEndpoint(error: unknown): string | undefined {
+/** The AWS services whose calls the commands make, by the suffix of their endpoint variable. */
+const SERVICE_NAMES = new Map([
+  ["CLOUDFORMATION", "CloudFormation"],
+  ["S3", "S3"],
+  ["DYNAMODB", "DynamoDB"],
+  ["CLOUDWATCH_LOGS", "CloudWatch Logs"],
+  ["SECRETS_MANAGER", "Secrets Manager"],
+  ["ACM", "ACM"],
+  ["ROUTE_53", "Route 53"],
+]);
+
+/**
+ * The endpoint variable the failed call went to: `service`'s own, else AWS_ENDPOINT_URL; for a
+ * service not known, the variable whose URL has the port the connection was refused on, else the
+ * first set of CloudFormation's, S3's and AWS_ENDPOINT_URL.
+ */
+function endpointVariable(service: string | undefined, port: number | undefined): string | undefined {
+  const set = (v: string) => Boolean(process.env[v]);
+  if (service !== undefined) return [`AWS_ENDPOINT_URL_${service}`, "AWS_ENDPOINT_URL"].find(set);
+  const portOf = (url: string) => {
+    try {
+      const u = new URL(url);
+      return Number(u.port || (u.protocol === "https:" ? 443 : 80));
+    } catch {
+      return undefined;
+    }
+  };
+  const byPort =
+    port === undefined
+      ? undefined
+      : Object.keys(process.env)
+          .filter((v) => /^AWS_ENDPOINT_URL(_[A-Z0-9_]+)?$/.test(v) && set(v))
+          .sort()
+          .find((v) => portOf(process.env[v] as string) === port);
+  return byPort ?? ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].find(set);
+}
+
+/**
+ * When `error` is a host that does not resolve or answer: which region or endpoint, and the fix.
+ * `service` is the failed call's (as explain() takes it), `command` the one the user ran.
+ */
+function unreachableEndpoint(
+  error: unknown,
+  service: string | undefined,
+  command: string | undefined,
+): string | undefined {
   const e = error as {
     code?: string;
     hostname?: string;
+    port?: number;
     message?: string;
-    cause?: { code?: string; hostname?: string };
+    cause?: { code?: string; hostname?: string; port?: number };
   };
   const code = e.code ?? e.cause?.code ?? /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED)\b/.exec(e.message ?? "")?.[1];
   if (!code || !["ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED"].includes(code)) return undefined;
   const host = e.hostname ?? e.cause?.hostname ?? /(?:ENOTFOUND|EAI_AGAIN) (\S+)/.exec(e.message ?? "")?.[1];
-  const variable = ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].find(
-    (v) => process.env[v],
-  );
+  const port = e.port ?? e.cause?.port ?? Number(/ECONNREFUSED \S+:(\d+)/.exec(e.message ?? "")?.[1] ?? Number.NaN);
+  const variable = endpointVariable(service, Number.isInteger(port) ? port : undefined);
   if (variable) {
-    return `the endpoint ${JSON.stringify(process.env[variable])} (${variable}) does not answer (${code}); start it, or unset ${variable} to deploy to AWS`;
+    const name = SERVICE_NAMES.get(service ?? variable.slice("AWS_ENDPOINT_URL_".length));
+    const what = name ? `the ${name} endpoint` : "the endpoint";
+    const use = command ? `to run "nitric-like ${command}" against AWS` : "to use AWS";
+    return `${what} ${JSON.stringify(process.env[variable])} (${variable}) does not answer (${code}); start it, or unset ${variable} ${use}`;
   }
   const region = host ? /^[a-z0-9-]+\.([a-z0-9-]+)\.amazonaws\.com/.exec(host)?.[1] : undefined;
   if (code === "ENOTFOUND" && region && !KNOWN_REGIONS.has(region)) {
@@ -428,7 +475,7 @@ export async function preflight(options: {
       region = await cfn.config.region();
       await cfn.config.credentials();
     } catch (error) {
-      throw explain(error, options.action);
+      throw explain(error, options.action, undefined, options.action);
     }
     if (!REGION_PATTERN.test(region)) {
       throw new DeployError(
@@ -442,7 +489,7 @@ export async function preflight(options: {
     if (stuck) throw new DeployError(`${options.action}: ${stuck}`);
     return { region };
   } catch (error) {
-    throw explain(error, doing);
+    throw explain(error, doing, undefined, options.action);
   } finally {
     cfn.destroy();
   }
@@ -607,7 +654,7 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
     try {
       region = await cfn.config.region();
     } catch (error) {
-      throw explain(error, "deploy");
+      throw explain(error, "deploy", undefined, "up");
     }
     // Before anything is uploaded: what CloudFormation would fail only once the stack is half made.
     const domains = await domainProblems(options.domains ?? [], stack, region);
@@ -751,7 +798,7 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       const result = (await follow(cfn, stack, logger, pollMs, since, false, { interrupt, stopped })) as Stack;
       return { stack, outputs: outputsOf(result), sockets: socketsOf(result), changed: true };
     } catch (error) {
-      throw explain(error, step);
+      throw explain(error, step, undefined, "up");
     }
   } finally {
     interrupt.stop();
@@ -833,7 +880,7 @@ export interface StackDescription {
  * ending with `missing` (what to do) when there is no such stack.
  */
 export async function deployedStack(
-  options: { stack: string; region?: string },
+  options: { stack: string; region?: string; command?: string },
   doing: string,
   missing: string,
 ): Promise<Stack> {
@@ -850,13 +897,13 @@ export async function deployedStack(
     try {
       await cfn.config.region();
     } catch (error) {
-      throw explain(error, doing);
+      throw explain(error, doing, undefined, options.command);
     }
     const stack = await describeStack(cfn, options.stack);
     if (!stack || stack.StackStatus === "DELETE_COMPLETE") throw new DeployError(`${doing}: ${missing}`);
     return stack;
   } catch (error) {
-    throw explain(error, doing);
+    throw explain(error, doing, undefined, options.command);
   } finally {
     cfn.destroy();
   }
@@ -1029,7 +1076,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
     try {
       await cfn.config.region();
     } catch (error) {
-      throw explain(error, doing);
+      throw explain(error, doing, undefined, "down");
     }
     const stack = await describeStack(cfn, options.stack);
     if (!stack) throw new DeployError(`${doing}: there is no such stack in this account and region; nothing to delete`);
@@ -1091,7 +1138,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
     }
     return { kept: options.keepData ? tables : [], keptSecrets: options.keepData ? secrets : [] };
   } catch (error) {
-    throw explain(error, doing);
+    throw explain(error, doing, undefined, "down");
   } finally {
     interrupt.stop();
     cfn.destroy();

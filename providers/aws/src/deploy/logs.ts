@@ -148,7 +148,7 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
     try {
       groups = await logGroups(client, stack);
     } catch (error) {
-      throw explain(error, doing, "CLOUDWATCH_LOGS");
+      throw explain(error, doing, "CLOUDWATCH_LOGS", "logs");
     }
     if (groups.size === 0) {
       throw new DeployError(
@@ -235,5 +235,5 @@ function lasting(error: unknown, doing: string, group: string): Error {
       `${doing}: its log group ${JSON.stringify(group)} is not there any more (was the stack deleted, with "nitric-like down"?); deploy it again with "nitric-like up", or give another stack with --stack`,
     );
   }
-  return explain(error, doing, "CLOUDWATCH_LOGS");
+  return explain(error, doing, "CLOUDWATCH_LOGS", "logs");
 }

@@ -25,7 +25,7 @@ export interface PutSecretRequest {
 export async function deployedSecretArn(options: { stack: string; region?: string; secret: string }): Promise<string> {
   const doing = `secret put ${options.secret}`;
   const stack = await deployedStack(
-    options,
+    { ...options, command: "secret put" },
     doing,
     `there is no stack "${options.stack}" in this account and region; deploy the app first with "nitric-like up --provider aws", or give the stack's name with --stack and its region with --region`,
   );
@@ -67,7 +67,7 @@ export async function putSecret(options: PutSecretRequest): Promise<{ version: s
         `${doing}: Secrets Manager refused ${arn} (${name}: ${(error as Error).message}); if the secret was deleted outside the stack, restore it (aws secretsmanager restore-secret --secret-id ${arn}) or deploy the app again`,
       );
     }
-    throw explain(error, doing, "SECRETS_MANAGER");
+    throw explain(error, doing, "SECRETS_MANAGER", "secret put");
   } finally {
     client.destroy();
   }
