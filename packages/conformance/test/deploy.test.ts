@@ -1229,7 +1229,12 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
    * each FilterLogEvents' startTime; and a log group "/aws/lambda/<stack>/chat" with one line.
    */
   const logsProxy = async (stack: string) => {
-    const state = { mode: "pass" as "pass" | "reset" | "throttle" | "unavailable" | "denied", starts: [] as number[] };
+    const state = {
+      mode: "pass" as "pass" | "reset" | "throttle" | "unavailable" | "denied" | "stall",
+      starts: [] as number[],
+      /** Requests taken and never answered ("stall"). */
+      stalled: 0,
+    };
     const proxy = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
@@ -1242,7 +1247,8 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
           res
             .writeHead(status, { "content-type": "application/x-amz-json-1.1", "x-amzn-errortype": type })
             .end(JSON.stringify({ __type: type, message }));
-        if (state.mode === "reset") req.socket.destroy();
+        if (state.mode === "stall") state.stalled++;
+        else if (state.mode === "reset") req.socket.destroy();
         else if (state.mode === "throttle") error(400, "ThrottlingException", "Rate exceeded");
         else if (state.mode === "unavailable") error(503, "ServiceUnavailableException", "try later");
         else if (state.mode === "denied") {
@@ -1283,8 +1289,12 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     return {
       state,
       put,
+      logs,
       url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-      close: () => new Promise((r) => proxy.close(r)),
+      close: () => {
+        proxy.closeAllConnections();
+        return new Promise((r) => proxy.close(r));
+      },
     };
   };
 
@@ -1350,6 +1360,114 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
       await close();
     }
   }, 120000);
+
+  /** `nitric-like logs --follow` under `env`, with what it has printed so far and its exit. */
+  const follow = (args: string[], env: NodeJS.ProcessEnv) => {
+    const child = spawn(process.execPath, [CLI, "logs", ...args, "--follow", "--plain"], { env });
+    const seen = { out: "", err: "" };
+    child.stdout.on("data", (d: Buffer) => {
+      seen.out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      seen.err += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const until = async (what: () => string, text: string, ms = 30000) => {
+      const end = Date.now() + ms;
+      while (!what().includes(text) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(what(), seen.err).toContain(text);
+    };
+    return { child, seen, exited, until };
+  };
+
+  it("logs --follow counts a request that gets no answer as lost contact, and Ctrl-C ends a follow whose request hangs", async () => {
+    const { state, put, url: proxyUrl, close } = await logsProxy("stalled");
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const env = {
+      ...process.env,
+      AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: proxyUrl,
+      NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS: "500",
+    };
+    const f = follow([dir, "--stack", "stalled"], env);
+    // Without a timeout, none: a request the network drops hangs, and Ctrl-C with it.
+    const { NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS: _, ...untimed } = env;
+    let g: ReturnType<typeof follow> | undefined;
+    try {
+      await f.until(() => f.seen.out, "chat | before the gap");
+      // Packets dropped: the connection is taken, and nothing comes back.
+      state.mode = "stall";
+      await put("during the silence");
+      await f.until(
+        () => f.seen.err,
+        'warning: reading the logs of stack "stalled": lost contact with CloudWatch Logs (TimeoutError); trying again until it answers, Ctrl-C stops',
+      );
+      state.mode = "pass";
+      await f.until(() => f.seen.err, "CloudWatch Logs answers again after");
+      await f.until(() => f.seen.out, "chat | during the silence");
+      f.child.kill("SIGINT");
+      expect(await f.exited).toBe(0);
+
+      // A request that hangs (the default timeout is far off): Ctrl-C ends the follow at once.
+      g = follow([dir, "--stack", "stalled"], untimed);
+      await g.until(() => g?.seen.out ?? "", "chat | during the silence");
+      state.mode = "stall";
+      const stalled = state.stalled;
+      const end = Date.now() + 10000;
+      while (state.stalled === stalled && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(state.stalled).toBeGreaterThan(stalled);
+      const stopped = Date.now();
+      g.child.kill("SIGINT");
+      expect(await g.exited).toBe(0);
+      expect(Date.now() - stopped).toBeLessThan(3000);
+      expect(g.seen.err).not.toContain("error:");
+    } finally {
+      f.child.kill("SIGKILL");
+      g?.child.kill("SIGKILL");
+      await close();
+    }
+  }, 90000);
+
+  it("logs --follow follows a service an up adds to the stack while it runs, from its first line, and lets go of one it removes", async () => {
+    const { put, logs, url: proxyUrl, close } = await logsProxy("grower");
+    const dir = copyProject(join(EXAMPLES, "chat"));
+    const f = follow([dir, "--stack", "grower"], { ...process.env, AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: proxyUrl });
+    try {
+      await f.until(() => f.seen.out, "chat | before the gap");
+      // What an up that adds service "added" makes: its log group, into which its function logs.
+      const group = "/aws/lambda/grower/added";
+      await logs("CreateLogGroup", { logGroupName: group });
+      await logs("CreateLogStream", { logGroupName: group, logStreamName: "s" });
+      await logs("PutLogEvents", {
+        logGroupName: group,
+        logStreamName: "s",
+        logEvents: [{ timestamp: Date.now(), message: "its first line" }],
+      });
+      await f.until(() => f.seen.out, "added | its first line");
+      expect(f.seen.err).toContain(
+        'reading the logs of stack "grower": service "added" is new in the stack; following it too',
+      );
+      await put("chat goes on");
+      await f.until(() => f.seen.out, "chat | chat goes on");
+      // An up that removes service "chat" deletes its log group: the follow goes on with the others.
+      await logs("DeleteLogGroup", { logGroupName: "/aws/lambda/grower/chat" });
+      await logs("PutLogEvents", {
+        logGroupName: group,
+        logStreamName: "s",
+        logEvents: [{ timestamp: Date.now(), message: "still here" }],
+      });
+      await f.until(() => f.seen.out, "added | still here");
+      await f.until(() => f.seen.err, 'service "chat" is gone from the stack');
+      expect(f.child.exitCode).toBe(null);
+      f.child.kill("SIGINT");
+      expect(await f.exited).toBe(0);
+      expect(f.seen.out.replace(/^\S+ /gm, "")).toBe(
+        "chat | before the gap\nadded | its first line\nchat | chat goes on\nadded | still here\n",
+      );
+    } finally {
+      f.child.kill("SIGKILL");
+      await close();
+    }
+  }, 90000);
 
   it("logs --since further back than 1970 reads from 1970: CloudWatch Logs refuses a negative start time", async () => {
     const { state, url: proxyUrl, close } = await logsProxy("ancient");

@@ -17,7 +17,8 @@ file is read. Under "nitric-like run" every line is printed as it is logged inst
 Options:
   --since <duration>  How far back to start (default: 10m), such as 30s, 10m, 2h.
   --follow, -f        Keep printing new lines (every 2 s) until Ctrl-C.
-                      A lost connection or throttling is waited out, said once.
+                      A lost connection or throttling is waited out, said once;
+                      services an "up" adds meanwhile are followed too.
   --service <name>    Only this service's lines.
   --provider <name>   Provider of the deployment (default: aws).
   --stack <name>      Stack name (default: the project's name).

@@ -22,14 +22,29 @@ export const FOLLOW_POLL_MS = 2000;
  */
 const LATE_MS = 15_000;
 
+/**
+ * How long a request to CloudWatch Logs may wait, for its connection and then between any two
+ * bytes of its answer, before it counts as failed (and is tried again): a network that silently
+ * drops packets would otherwise hold a follow forever. NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS, else 15 s.
+ */
+function requestTimeoutMs(): number {
+  const ms = Number(process.env.NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS);
+  return Number.isFinite(ms) && ms > 0 ? ms : 15_000;
+}
+
 /** The log group of each of the stack's services, by service. */
-async function logGroups(client: CloudWatchLogsClient, stack: string): Promise<Map<string, string>> {
+async function logGroups(
+  client: CloudWatchLogsClient,
+  stack: string,
+  signal: AbortSignal | undefined,
+): Promise<Map<string, string>> {
   const prefix = `/aws/lambda/${stack}/`;
   const groups = new Map<string, string>();
   let nextToken: string | undefined;
   do {
     const page = await client.send(
       new DescribeLogGroupsCommand({ logGroupNamePrefix: prefix, ...(nextToken ? { nextToken } : {}) }),
+      signal ? { abortSignal: signal } : {},
     );
     for (const group of page.logGroups ?? []) {
       const name = group.logGroupName;
@@ -53,6 +68,7 @@ async function eventsOf(
   group: string,
   startTime: number,
   pace: () => Promise<void>,
+  signal: AbortSignal | undefined,
 ): Promise<FilteredLogEvent[]> {
   const events: FilteredLogEvent[] = [];
   let nextToken: string | undefined;
@@ -60,6 +76,7 @@ async function eventsOf(
     await pace();
     const page = await client.send(
       new FilterLogEventsCommand({ logGroupName: group, startTime, ...(nextToken ? { nextToken } : {}) }),
+      signal ? { abortSignal: signal } : {},
     );
     events.push(...(page.events ?? []));
     nextToken = page.nextToken;
@@ -132,22 +149,39 @@ export function passingFailure(error: unknown): string | undefined {
   return undefined;
 }
 
+/** How often a follow looks for services added to (or removed from) the stack by an `up`. */
+const GROUPS_REFRESH_MS = 30_000;
+/** The same, once a read found nothing new: a quiet stack is looked at sooner, cheaply. */
+const QUIET_GROUPS_REFRESH_MS = 5_000;
+
 /**
  * The stack's log lines, oldest first; with `follow`, new ones every `pollMs` until aborted. Once
- * a follow has read the stack, a failure that passes (passingFailure) is said once and ridden
- * out, asking again with a growing wait; the read that then succeeds starts where the last one
- * that succeeded did, so no line is skipped or given twice across the gap. Any other failure ends
- * it, saying what to do.
+ * a follow has read the stack, a failure that passes (passingFailure; a request that gets no
+ * answer for NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS is one) is said once and ridden out, asking again
+ * with a growing wait; the read that then succeeds starts where the last one that succeeded did,
+ * so no line is skipped or given twice across the gap. Any other failure ends it, saying what to
+ * do. A follow of every service looks for the stack's log groups again now and then (every
+ * `refreshMs`, sooner when quiet), so a service an `up` adds meanwhile is followed too, from its
+ * first line, and one it removes is let go.
  */
-export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): AsyncGenerator<LogLine> {
+export async function* readLogs(
+  options: LogsOptions,
+  pollMs = FOLLOW_POLL_MS,
+  refreshMs = { busy: GROUPS_REFRESH_MS, quiet: QUIET_GROUPS_REFRESH_MS },
+): AsyncGenerator<LogLine> {
   const { stack, service, signal, logger } = options;
   const doing = `reading the logs of stack "${stack}"`;
-  const client = new CloudWatchLogsClient(options.region ? { region: options.region } : {});
+  const timeout = requestTimeoutMs();
+  const client = new CloudWatchLogsClient({
+    ...(options.region ? { region: options.region } : {}),
+    requestHandler: { connectionTimeout: timeout, socketTimeout: timeout },
+  });
   try {
     let groups: Map<string, string>;
     try {
-      groups = await logGroups(client, stack);
+      groups = await logGroups(client, stack, signal);
     } catch (error) {
+      if (signal?.aborted) return;
       throw explain(error, doing, "CLOUDWATCH_LOGS", "logs");
     }
     if (groups.size === 0) {
@@ -160,10 +194,17 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
         `${doing}: no service "${service}" logs there; its services: ${[...groups.keys()].sort().join(", ")}`,
       );
     }
-    const reading = service === undefined ? [...groups] : [[service, groups.get(service) as string] as const];
+    /** The groups read, by service. */
+    const reading = new Map(service === undefined ? groups : [[service, groups.get(service) as string]]);
+    /** Services found after the follow began, read from `since` at their first read. */
+    const added = new Set<string>();
+    let listedAt = Date.now();
+    /** The group a read found gone, looked for again before the follow gives up on it. */
+    let vanished: string | undefined;
     /** Event ids already given, with their times (a follow's polls overlap by LATE_MS). */
     const given = new Map<string, number>();
     let newest = options.since;
+    let quiet = false;
     let lastRequest = 0;
     const pace = async () => {
       const wait = lastRequest + REQUEST_GAP_MS - Date.now();
@@ -181,9 +222,32 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
       const found = new Map<string, number>();
       let group = "";
       try {
+        if (
+          options.follow &&
+          service === undefined &&
+          (vanished !== undefined || Date.now() - listedAt >= (quiet ? refreshMs.quiet : refreshMs.busy))
+        ) {
+          group = "";
+          const now = await logGroups(client, stack, signal);
+          listedAt = Date.now();
+          for (const [name, logGroup] of now) {
+            if (reading.has(name)) continue;
+            reading.set(name, logGroup);
+            added.add(name);
+            logger.info(`${doing}: service "${name}" is new in the stack; following it too`);
+          }
+          for (const [name, logGroup] of reading) {
+            if (now.has(name) || reading.size === 1) continue;
+            reading.delete(name);
+            added.delete(name);
+            logger.info(
+              `${doing}: service "${name}" is gone from the stack (its log group ${JSON.stringify(logGroup)} was deleted); following the others`,
+            );
+          }
+        }
         for (const [name, logGroup] of reading) {
           group = logGroup;
-          for (const event of await eventsOf(client, logGroup, from, pace)) {
+          for (const event of await eventsOf(client, logGroup, added.has(name) ? options.since : from, pace, signal)) {
             const id = event.eventId ?? `${event.logStreamName}/${event.timestamp}/${event.message}`;
             if (given.has(id) || found.has(id)) continue;
             found.set(id, event.timestamp ?? 0);
@@ -191,6 +255,21 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
           }
         }
       } catch (error) {
+        if (signal?.aborted) return;
+        // A group deleted under a follow of every service (an `up` removed its service): the
+        // stack's groups are listed again at once, and the follow goes on without it. One still
+        // listed, or the last one, ends it.
+        if (
+          options.follow &&
+          service === undefined &&
+          (error as { name?: string }).name === "ResourceNotFoundException" &&
+          group !== "" &&
+          vanished !== group &&
+          reading.size > 1
+        ) {
+          vanished = group;
+          continue;
+        }
         const passing = options.follow ? passingFailure(error) : undefined;
         if (passing === undefined) throw lasting(error, doing, group);
         if (lostAt === undefined) {
@@ -204,6 +283,8 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
         if (signal?.aborted) return;
         continue;
       }
+      vanished = undefined;
+      added.clear();
       if (lostAt !== undefined) {
         logger.info(
           `${doing}: CloudWatch Logs answers again after ${Math.round((Date.now() - lostAt) / 1000)} s; the lines logged meanwhile follow`,
@@ -212,6 +293,7 @@ export async function* readLogs(options: LogsOptions, pollMs = FOLLOW_POLL_MS): 
         backoff = pollMs;
       }
       for (const [id, time] of found) given.set(id, time);
+      quiet = lines.length === 0;
       lines.sort((a, b) => a.time - b.time || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       for (const { service: name, time, message } of lines) {
         newest = Math.max(newest, time);
