@@ -284,14 +284,20 @@ function endpointVariable(service: string | undefined, port: number | undefined)
       return undefined;
     }
   };
+  // CloudFormation's and S3's first, as most calls are theirs: several variables often hold one URL.
+  const first = ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"];
   const byPort =
     port === undefined
       ? undefined
-      : Object.keys(process.env)
-          .filter((v) => /^AWS_ENDPOINT_URL(_[A-Z0-9_]+)?$/.test(v) && set(v))
-          .sort()
+      : [
+          ...first,
+          ...Object.keys(process.env)
+            .filter((v) => /^AWS_ENDPOINT_URL_[A-Z0-9_]+$/.test(v) && !first.includes(v))
+            .sort(),
+        ]
+          .filter(set)
           .find((v) => portOf(process.env[v] as string) === port);
-  return byPort ?? ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].find(set);
+  return byPort ?? first.find(set);
 }
 
 /**
