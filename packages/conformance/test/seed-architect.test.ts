@@ -20,6 +20,9 @@ ws.on("connect", (ctx) => {
   if (ctx.query.status) return { statusCode: Number(ctx.query.status[0]) };
   // An object that merely has the property (a response not received yet) answers nothing.
   if (ctx.query.unset) return { statusCode: null };
+  // Not a Lambda answer: an HTTP response the handler happened to return, or an object with more.
+  if (ctx.query.response) return new (class Response { statusCode = 404; })();
+  if (ctx.query.more) return { statusCode: 404, user: "ann" };
   if (origin !== ${JSON.stringify(ORIGIN)}) return { statusCode: 403, body: "origin not allowed" };
   return { statusCode: 200 };
 });
@@ -71,12 +74,14 @@ describe.each([
     expect(await refusal(`${url}?status=401`, { Origin: ORIGIN })).toMatchObject({ status: 401 });
   });
 
-  it("lets in a client its { statusCode: 200 } accepts, and ws-default answers it", async () => {
+  it("lets in a client its { statusCode: 200 } accepts, and one it returns no Lambda answer for, and ws-default answers it", async () => {
     const c = await connect(app.url("ws"), { Origin: ORIGIN });
     c.ws.send(JSON.stringify({ text: "hi" }));
     expect((await c.next()).text).toBe('{"text":"echo: hi"}');
     c.ws.close();
     (await connect(`${app.url("ws")}?unset=1`, { Origin: ORIGIN })).ws.close();
+    (await connect(`${app.url("ws")}?response=1`, { Origin: ORIGIN })).ws.close();
+    (await connect(`${app.url("ws")}?more=1`, { Origin: ORIGIN })).ws.close();
   });
 
   it("sends the client a returned { statusCode, body }'s body alone, and nothing for { statusCode: 200 }", async () => {

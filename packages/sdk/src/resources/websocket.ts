@@ -643,6 +643,27 @@ class HandlerStream {
 /** The properties of a Lambda proxy integration's answer (API Gateway's "Lambda proxy" format). */
 const PROXY_ANSWER_KEYS = new Set(["statusCode", "body", "headers", "multiValueHeaders", "isBase64Encoded", "cookies"]);
 
+/** A Lambda answer's fields, as a handler may return them (lambdaAnswer). */
+interface LambdaAnswer {
+  statusCode: unknown;
+  body?: unknown;
+  isBase64Encoded?: unknown;
+}
+
+/**
+ * `value` when it has the shape of a Lambda proxy integration's answer: a plain object (not an
+ * instance of a class, such as an HTTP response that also has a statusCode) holding a statusCode
+ * and nothing but a proxy answer's properties; else undefined.
+ */
+function lambdaAnswer(value: unknown): LambdaAnswer | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  const keys = Object.keys(value);
+  if (!keys.includes("statusCode") || keys.some((k) => !PROXY_ANSWER_KEYS.has(k))) return undefined;
+  return value as LambdaAnswer;
+}
+
 /**
  * A message handler's answer in API Gateway's Lambda proxy form, `{ statusCode, body? }`, as
  * Architect's ws-default and a raw Lambda function return it. On a route with a route response
@@ -653,16 +674,9 @@ const PROXY_ANSWER_KEYS = new Set(["statusCode", "body", "headers", "multiValueH
  * naming the fix, since nitric-like would have to guess what API Gateway makes of it.
  */
 function proxyAnswer(socket: string, ctx: EventContext, value: unknown): { body?: string } | undefined {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) return undefined;
-  const keys = Object.keys(value);
-  if (!keys.includes("statusCode") || keys.some((k) => !PROXY_ANSWER_KEYS.has(k))) return undefined;
-  const { statusCode, body, isBase64Encoded } = value as {
-    statusCode: unknown;
-    body?: unknown;
-    isBase64Encoded?: unknown;
-  };
+  const answer = lambdaAnswer(value);
+  if (answer === undefined) return undefined;
+  const { statusCode, body, isBase64Encoded } = answer;
   if (typeof statusCode !== "number" || !Number.isInteger(statusCode)) return undefined;
   if (body !== undefined && typeof body !== "string") return undefined;
   if (isBase64Encoded === true) {
@@ -681,12 +695,14 @@ function proxyAnswer(socket: string, ctx: EventContext, value: unknown): { body?
  * refuses the client, so code ported from them that refuses a client by returning one (an Origin
  * check, say) must refuse it here too, not let it in. A status of 400-599 refuses as ctx.reject()
  * does, with a string `body` as the reason; a 2xx accepts; any other status throws (the handler
- * fails and its client is refused with 500), naming the statuses to use. Other values, and a
- * statusCode that is null or undefined, are ignored.
+ * fails and its client is refused with 500), naming the statuses to use. Other values (an
+ * instance of a class, an object with other properties: see lambdaAnswer), and a statusCode that
+ * is null or undefined, are ignored.
  */
 function refuseOnStatus(socket: string, ctx: EventContext, value: unknown): void {
-  if (typeof value !== "object" || value === null || !Object.hasOwn(value, "statusCode")) return;
-  const { statusCode, body } = value as { statusCode: unknown; body?: unknown };
+  const answer = lambdaAnswer(value);
+  if (answer === undefined) return;
+  const { statusCode, body } = answer;
   // Not an answer (an object that merely has the property, such as a response not yet received).
   if (statusCode === undefined || statusCode === null) return;
   if (typeof statusCode === "number" && Number.isInteger(statusCode) && statusCode >= 200 && statusCode <= 299) return;
