@@ -105,6 +105,8 @@ export function removeStaleRunDirs(parent = runDirParent()): string[] {
         const ost = lstatSync(ownerPath);
         if (ost.isFile() && ost.uid === uid) owner = readFileSync(ownerPath, "utf8");
         else continue;
+        // Empty: its run has made the file and not yet written it ("wx"); judged as one with none.
+        if (owner.trim() === "") owner = undefined;
       } catch {
         owner = undefined;
       }

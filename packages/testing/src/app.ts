@@ -142,6 +142,9 @@ process.on("exit", () => {
 const COPY_PREFIX = "nitric-like-";
 /** The file in a copy that names the process it belongs to (a processMark()). */
 const COPY_OWNER = join(".nitric-like", "test-kit-copy");
+
+/** How long a copy whose owner file is still empty is taken to be another process's, being made. */
+const EMPTY_MARK_GRACE_MS = 60_000;
 let staleCopiesRemoved = false;
 /**
  * The working folder before the first running app: a run with worker threads moves this process
@@ -651,7 +654,11 @@ function removeStaleCopies(parent = tmpdir()): void {
       const owner = join(dir, COPY_OWNER);
       const st = lstatSync(owner);
       if (!st.isFile() || (uid !== undefined && st.uid !== uid) || !lstatSync(dir).isDirectory()) continue;
-      if (!ownerAlive(readFileSync(owner, "utf8"))) rmSync(dir, { recursive: true, force: true });
+      const mark = readFileSync(owner, "utf8");
+      // An empty mark is another process's copy between creating its owner file and writing it
+      // (writeFileSync's "wx"): kept, unless it has stayed empty for a minute (killed right then).
+      if (mark.trim() === "" ? Date.now() - st.mtimeMs < EMPTY_MARK_GRACE_MS : ownerAlive(mark)) continue;
+      rmSync(dir, { recursive: true, force: true });
     } catch {
       // Not a copy of the kit's, gone meanwhile, or not ours to read: leave it.
     }

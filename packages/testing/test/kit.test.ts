@@ -1,6 +1,6 @@
 // The test kit, through real projects on the local provider: each fault it injects is observed by
 // the running service itself (its disconnect handler's log line, its answers).
-import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import inspector from "node:inspector";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -589,14 +589,20 @@ it("removes, at the next process's start, the copy of an app whose worker thread
   expect(existsSync(inThread)).toBe(false);
   expect(killed).toMatch(/nitric-like-recorder-/);
   expect(existsSync(killed)).toBe(true);
-  // And the next one's removes this one, leaving alone the copy of an app still running.
+  // And the next one's removes this one, leaving alone the copy of an app still running and one
+  // another process is making (its owner file made, its mark not yet written).
   const app = await startApp(fixture("recorder"));
+  const making = mkdtempSync(join(tmpdir(), "nitric-like-making-"));
+  mkdirSync(join(making, ".nitric-like"));
+  writeFileSync(join(making, ".nitric-like", "test-kit-copy"), "");
   await node(`import(${JSON.stringify(kit)}).then(async ({ startApp }) => {
     const app = await startApp(${project}, { processes: true });
     await app.stop();
   });`);
   expect(existsSync(killed)).toBe(false);
   expect(existsSync(app.dir)).toBe(true);
+  expect(existsSync(making)).toBe(true);
+  rmSync(making, { recursive: true, force: true });
 }, 60000);
 
 function probe(ws: import("ws").WebSocket): Promise<"open" | "refused"> {
