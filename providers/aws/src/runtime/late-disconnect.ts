@@ -58,10 +58,13 @@ export function lateDisconnectProblem(event: unknown, sockets: ReadonlySet<strin
   if (typeof event !== "object" || event === null || Array.isArray(event)) return "it is not an object";
   const e = event as Record<string, unknown>;
   const extra = Object.keys(e).filter((k) => !KEYS.has(k));
-  if (extra.length > 0) return `it has ${extra.map((k) => JSON.stringify(k)).join(", ")}, which it may not`;
+  if (extra.length > 0) {
+    const more = extra.length > 3 ? ` and ${extra.length - 3} more` : "";
+    return `it has ${extra.slice(0, 3).map(shown).join(", ")}${more}, which it may not`;
+  }
   if (e.nitricLike !== LATE_DISCONNECT) return "it is not a late disconnect";
   if (typeof e.socket !== "string" || !sockets.has(e.socket))
-    return `it names socket ${JSON.stringify(e.socket)}, whose disconnect this function does not handle`;
+    return `it names socket ${typeof e.socket === "string" ? shown(e.socket) : typeof e.socket}, whose disconnect this function does not handle`;
   const id = e.connectionId;
   if (typeof id !== "string" || id === "" || id === "." || id === ".." || Buffer.byteLength(id) > MAX_ID_BYTES)
     return "its connectionId is not a connection id";
@@ -78,6 +81,11 @@ export function lateDisconnectProblem(event: unknown, sockets: ReadonlySet<strin
     if (problem !== undefined) return `its ${problem}`;
   }
   return undefined;
+}
+
+/** A name from the event as a log line shows it: quoted, its first 80 characters at most. */
+function shown(name: string): string {
+  return name.length > 80 ? `${JSON.stringify(name.slice(0, 80))}...` : JSON.stringify(name);
 }
 
 function isJson(text: string): boolean {
