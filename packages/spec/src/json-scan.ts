@@ -4,12 +4,11 @@
  * object and the last a string, without building the object. Route selection (routes.ts) runs it
  * on the gateway's thread for text messages of a socket with routes, and a client chooses what it
  * sends: `JSON.parse` allocates every array, object and number of a message, so 128 KB of nested
- * arrays cost it 2.9 ms, where this scanner, which allocates only the strings it compares and
- * returns, takes 0.66 ms, and about 0.7 ms for the costliest shapes measured (numbers 0.59
- * against 0.83 ms, small objects 0.68 against 0.96; one long string 0.08 against 0.04 ms; a short
- * command 0.22 against 0.23 µs; `node bench/route-select.mjs`, BENCHMARKS.md). That keeps a
- * hostile message's cost within a few times what the gateway spends on its frame anyway
- * (unmasking 128 KB: about 0.13 ms).
+ * arrays cost it about 4× what this scanner takes, which allocates only the strings it compares
+ * and returns; on the other shapes measured the scanner takes 0.7–0.95× `JSON.parse`'s time (one
+ * long string, which `JSON.parse` copies quickly, 2–3×; a short command the same, by a property or
+ * a path: `node bench/route-select.mjs`, whose figures are in BENCHMARKS.md). That keeps a hostile
+ * message's cost within a few times what the gateway spends unmasking its frame anyway.
  * Its answers are `JSON.parse`'s on every input (json-scan.test.ts holds it to that, JSON.parse
  * as the oracle): undefined for text that is not JSON, not an object, or with no such property, a
  * non-string one, or a property on the way that is not an object (an array, a string). The last
