@@ -120,5 +120,6 @@ export {
   pingFloodReason,
   protocolCloseReason,
   settle,
+  shownId,
   WS_PIECE_BOUNDS,
 } from "./websocket.js";

@@ -123,13 +123,14 @@ export function asGrpcError(error: unknown): Error {
   return new RpcError(Code.INTERNAL, error instanceof Error ? error.message : String(error));
 }
 
-/** Characters of a connection id an error message shows. */
+/** Characters of a connection id (or other name from outside) an error message shows. */
 const SHOWN_ID_CHARS = 64;
 
 /**
- * A connection id as an error message shows it: quoted, and cut after SHOWN_ID_CHARS characters
- * with its length said. An id a service took from a client may be any length (up to a call's
- * size), and the message goes back to the service and often on to its log or its client.
+ * A connection id, or any other name from outside (a key or socket name in an event), as an error
+ * message or log line shows it: quoted, and cut after SHOWN_ID_CHARS characters with its length
+ * said. An id a service took from a client may be any length (up to a call's size), and the
+ * message goes back to the service and often on to its log or its client.
  */
 export function shownId(id: string): string {
   if (id.length <= SHOWN_ID_CHARS) return JSON.stringify(id);

@@ -178,12 +178,13 @@ describe("a function whose $connect arrives late", () => {
       [{ ...good, connectionId: "Forged6aaaaaa=", auth: 42 }, "its auth is not an identity (JSON text)"],
       [{ ...good, connectionId: "" }, "its connectionId is not a connection id"],
       [{ ...good, connectionId: "Forged7aaaaaa=", code: 1000 }, 'it has "code", which it may not'],
-      // A log line shows at most 3 of the names a forged event brings, each cut to 80 characters.
+      // A log line shows at most 3 of the names a forged event brings, each cut to 64 characters
+      // with its length said (as provider-kit's shownId shows a connection id).
       [
         { ...good, connectionId: "Forged8aaaaaa=", ["k".repeat(5000)]: 1, a: 1, b: 1, c: 1, d: 1 },
-        `it has "${"k".repeat(80)}"..., "a", "b" and 2 more, which it may not`,
+        `it has "${"k".repeat(64)}"... (5000 characters), "a", "b" and 2 more, which it may not`,
       ],
-      [{ ...good, socket: "s".repeat(5000) }, `it names socket "${"s".repeat(80)}"..., whose`],
+      [{ ...good, socket: "s".repeat(5000) }, `it names socket "${"s".repeat(64)}"... (5000 characters), whose`],
     ];
     // A connection that opened (its record is in the connections table) gets its disconnect from
     // API Gateway: one handed over for it is forged, and would clean up a live connection.

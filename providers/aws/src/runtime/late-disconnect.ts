@@ -9,6 +9,7 @@
  * possible connection id, a close reason of the two the runtime writes, an identity and a state
  * that are JSON. It can only ever become a disconnect event (code 1006), never anything else.
  */
+import { shownId } from "@nitric-like/provider-kit";
 import { connectionStateProblem } from "@nitric-like/spec";
 
 /** The event's marker. */
@@ -60,11 +61,11 @@ export function lateDisconnectProblem(event: unknown, sockets: ReadonlySet<strin
   const extra = Object.keys(e).filter((k) => !KEYS.has(k));
   if (extra.length > 0) {
     const more = extra.length > 3 ? ` and ${extra.length - 3} more` : "";
-    return `it has ${extra.slice(0, 3).map(shown).join(", ")}${more}, which it may not`;
+    return `it has ${extra.slice(0, 3).map(shownId).join(", ")}${more}, which it may not`;
   }
   if (e.nitricLike !== LATE_DISCONNECT) return "it is not a late disconnect";
   if (typeof e.socket !== "string" || !sockets.has(e.socket))
-    return `it names socket ${typeof e.socket === "string" ? shown(e.socket) : typeof e.socket}, whose disconnect this function does not handle`;
+    return `it names socket ${typeof e.socket === "string" ? shownId(e.socket) : typeof e.socket}, whose disconnect this function does not handle`;
   const id = e.connectionId;
   if (typeof id !== "string" || id === "" || id === "." || id === ".." || Buffer.byteLength(id) > MAX_ID_BYTES)
     return "its connectionId is not a connection id";
@@ -81,11 +82,6 @@ export function lateDisconnectProblem(event: unknown, sockets: ReadonlySet<strin
     if (problem !== undefined) return `its ${problem}`;
   }
   return undefined;
-}
-
-/** A name from the event as a log line shows it: quoted, its first 80 characters at most. */
-function shown(name: string): string {
-  return name.length > 80 ? `${JSON.stringify(name.slice(0, 80))}...` : JSON.stringify(name);
 }
 
 function isJson(text: string): boolean {
