@@ -191,6 +191,35 @@ describe("nitric-like run: a service that fails", () => {
     expect(stderr).not.toContain("ready");
   }, 30000);
 
+  it("shows an error's whole multi-line message, not its first line nor the service's own log, and cuts a huge one with a note", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/config.ts": chat(
+        'console.log("db: connected");\nconsole.error("cache: warm");\nthrow new Error("bad config:\\n  PORT must be a number\\n  HOST is missing");',
+        "config",
+      ),
+      // More lines than run keeps of a service's output, and one line far longer than a screen.
+      "services/lines.ts": chat(
+        'throw new Error("many lines:\\n" + Array.from({ length: 5000 }, (_, i) => "  line " + i).join("\\n"));',
+        "lines",
+      ),
+      "services/wide.ts": chat('throw new Error("wide: " + "w".repeat(200_000));', "wide"),
+    });
+    const { code, stderr } = await runCli(["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch"]);
+    expect(code).toBe(1);
+    const fix = "  fix it, then start run again (--no-watch: it does not watch files)\n";
+    const failed = (service: string, line = 2) =>
+      `error: service "${service}" (services/${service}.ts:${line}) failed while its resources were being collected (exited with code 1): `;
+    expect(stderr).toContain(
+      `${failed("config", 4)}bad config:\n    PORT must be a number\n    HOST is missing\n${fix}`,
+    );
+    const cut = "... (the message is cut here: a failure shows at most 20 lines, 2000 characters of it)";
+    const lines = Array.from({ length: 19 }, (_, i) => `    line ${i}\n`).join("");
+    expect(stderr).toContain(`${failed("lines")}many lines:\n${lines}    ${cut}\n${fix}`);
+    expect(stderr).toContain(`${failed("wide")}wide: ${"w".repeat(1994)}\n    ${cut}\n${fix}`);
+    expect(stderr.length).toBeLessThan(10_000);
+  }, 30000);
+
   it("holds ready back while one service of two has failed, the other serving meanwhile, and prints it once the failed one is fixed", async () => {
     const dir = writeProject({
       "nitric-like.yaml": PROJECT,

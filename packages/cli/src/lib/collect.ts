@@ -36,6 +36,7 @@ import type { GrpcServer } from "@nitric-like/rpc/grpc";
 import type { CollectedService, Project, ResourceRef, ServiceEntry } from "@nitric-like/spec";
 import { type Bundle, bundleService } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
+import { RecentOutput } from "./failure.js";
 import {
   processHandle,
   type ServiceHandle,
@@ -277,11 +278,8 @@ async function collectOne(
     );
   }
   options.onLaunched?.();
-  const output: string[] = [];
-  const keep = (line: string) => {
-    output.push(line);
-    if (output.length > 200) output.shift();
-  };
+  const output = new RecentOutput(200);
+  const keep = (line: string) => output.push(line);
   const streams = [child.stdout, child.stderr].filter((s) => s !== null).map((s) => ended(s));
   if (child.stdout) forEachLine(child.stdout, keep);
   if (child.stderr) forEachLine(child.stderr, keep);
@@ -304,7 +302,7 @@ async function collectOne(
     const whole = existsSync(bundle.outfile) ? bundle : await bundleService(project.dir, entry);
     return collectOne(project, entry, whole, { ...options, threads: false });
   }
-  recordExit(result, exit, dog.stoppedByUs(), output.join("\n"));
+  recordExit(result, exit, dog.stoppedByUs(), output.text());
   return result;
 }
 

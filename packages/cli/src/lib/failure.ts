@@ -1,7 +1,8 @@
 /**
- * Why a service failed, in the two lines `run` prints instead of its whole output: where (the
- * first stack frame in the project's own files, as file:line), what (the error's message), and the
- * fix (for a package that is not installed, the install command of the project's package manager).
+ * Why a service failed, in the two lines `run` prints instead of its whole output (more when the
+ * error's message has several): where (the first stack frame in the project's own files, as
+ * file:line), what (the error's message, bounded), and the fix (for a package that is not
+ * installed, the install command of the project's package manager).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -81,6 +82,86 @@ const MISSING_PACKAGE = [
 const ERROR_LINE = /^(?:Uncaught )?([A-Za-z_$][\w$]*)(?: \[[A-Z0-9_]+\])?: (.+)$/;
 /** A stack frame's file, line and column. */
 const FRAME = /^\s+at (?:.*? \()?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?$/;
+/**
+ * A line that starts Node's print of an uncaught error: a thread's `Uncaught X: ...`, or a
+ * process's `TypeError: ...` (a name ending in Error or Exception), at the start of the line. Other
+ * lines that read as `word: text` may be the service's own log.
+ */
+function isPrintedError(line: string): boolean {
+  const m = ERROR_LINE.exec(line);
+  return m !== null && (line.startsWith("Uncaught ") || /(Error|Exception)$/.test(m[1] as string));
+}
+
+/**
+ * A service's last `max` lines of output, kept to read its failure from (failureCause), and the
+ * head of the last error Node printed in it (its first line and the message lines after it) when
+ * that has scrolled out: an error whose message is longer than `max` lines is still named.
+ */
+export class RecentOutput {
+  private lines: string[] = [];
+  private pushed = 0;
+  /** The last printed error's first lines, and the index (of all lines pushed) of its first. */
+  private head: { at: number; lines: string[] } | undefined;
+
+  constructor(private readonly max: number) {}
+
+  push(line: string): void {
+    if (isPrintedError(line)) this.head = { at: this.pushed, lines: [line] };
+    else if (this.head && this.head.lines.length <= MAX_MESSAGE_LINES) this.head.lines.push(line);
+    this.lines.push(line);
+    this.pushed++;
+    if (this.lines.length > this.max) this.lines.shift();
+  }
+
+  /** The lines kept, one text: the error's head first when it has scrolled out. */
+  text(): string {
+    const start = this.pushed - this.lines.length;
+    if (this.head === undefined || this.head.at >= start) return this.lines.join("\n");
+    const after = Math.max(0, this.head.at + this.head.lines.length - start);
+    return [...this.head.lines, ...this.lines.slice(after)].join("\n");
+  }
+}
+
+/** Any stack frame: where a multi-line message ends in Node's print of an error. */
+const ANY_FRAME = /^\s+at \S/;
+
+/** Most lines of an error's message a failure shows: a service's error may be any size. */
+export const MAX_MESSAGE_LINES = 20;
+/** Most characters of an error's message a failure shows. */
+export const MAX_MESSAGE_CHARS = 2000;
+
+/**
+ * The message of the error Node printed at `lines[at]` (`first`: its first line, as read): with
+ * the lines that follow it up to the stack's first frame (or Node's version line, when the error
+ * has no frames), their common indentation taken off, the trailing blank ones dropped.
+ */
+function wholeMessage(first: string, lines: string[], at: number): string {
+  const rest: string[] = [];
+  for (let i = at + 1; i < lines.length; i++) {
+    const line = (lines[i] ?? "").trimEnd();
+    if (ANY_FRAME.test(line) || line.startsWith("Node.js v")) break;
+    rest.push(line);
+  }
+  while (rest.length > 0 && rest[rest.length - 1] === "") rest.pop();
+  const indent = Math.min(...rest.filter((l) => l !== "").map((l) => /^\s*/.exec(l)?.[0].length ?? 0));
+  return [first, ...rest.map((l) => l.slice(Number.isFinite(indent) ? indent : 0))].join("\n");
+}
+
+/**
+ * A message cut to MAX_MESSAGE_LINES lines and MAX_MESSAGE_CHARS characters, with a last line
+ * saying it was cut and where: a service's error message is its own, and may be huge.
+ */
+export function boundedMessage(message: string): string {
+  const lines = message.split("\n");
+  let shown = lines.slice(0, MAX_MESSAGE_LINES).join("\n");
+  let cut = lines.length > MAX_MESSAGE_LINES;
+  if (shown.length > MAX_MESSAGE_CHARS) {
+    shown = shown.slice(0, MAX_MESSAGE_CHARS);
+    cut = true;
+  }
+  if (!cut) return message;
+  return `${shown}\n... (the message is cut here: a failure shows at most ${MAX_MESSAGE_LINES} lines, ${MAX_MESSAGE_CHARS} characters of it)`;
+}
 
 /**
  * Reads a failed service's output (stderr as Node prints an uncaught error) and says why it failed.
@@ -91,11 +172,15 @@ export function failureCause(output: string, projectDir: string, files: Iterable
   const lines = output.split("\n");
   let message: string | undefined;
   let errorAt = -1;
-  for (let i = 0; i < lines.length; i++) {
+  // The error Node printed as it ended the service (the last, after what the service logged),
+  // else the first line that reads as one.
+  const printed = lines.findLastIndex(isPrintedError);
+  for (let i = Math.max(printed, 0); i < lines.length; i++) {
     const m = ERROR_LINE.exec(lines[i]?.trim() ?? "");
     if (!m || m[1] === "Node.js") continue;
     const kind = (m[1] as string).replace(/^_+/, "");
-    message = kind === "Error" || kind === "NitricLikeError" ? (m[2] as string) : `${kind}: ${m[2]}`;
+    const first = kind === "Error" || kind === "NitricLikeError" ? (m[2] as string) : `${kind}: ${m[2]}`;
+    message = boundedMessage(wholeMessage(first, lines, i));
     errorAt = i;
     break;
   }
@@ -134,7 +219,7 @@ export function failureCause(output: string, projectDir: string, files: Iterable
   const last = lines.map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("Node.js v"));
   return {
     ...(location === undefined ? {} : { location }),
-    message: message ?? last[last.length - 1] ?? "it printed nothing",
+    message: message ?? boundedMessage(last[last.length - 1] ?? "it printed nothing"),
     fix: "fix it and save: run starts it again when one of its files changes",
   };
 }
@@ -244,7 +329,11 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** The cause as `run` prints it: `service "x" (file:line): message` and the fix on a second line. */
+/**
+ * The cause as `run` prints it: `service "x" (file:line): message` (a message's further lines
+ * below it, indented by 4) and the fix to print on a line of its own after.
+ */
 export function formatFailure(service: string, file: string, when: string, cause: FailureCause): [string, string] {
-  return [`service ${JSON.stringify(service)} (${cause.location ?? file}) failed ${when}: ${cause.message}`, cause.fix];
+  const message = cause.message.replace(/\n(?=.)/g, "\n    ");
+  return [`service ${JSON.stringify(service)} (${cause.location ?? file}) failed ${when}: ${message}`, cause.fix];
 }

@@ -21,7 +21,7 @@ import {
   type RunningProvider,
   registrationKey,
 } from "@nitric-like/spec";
-import { type FailureCause, failureCause, formatFailure, lambdaHandlerFix } from "./failure.js";
+import { type FailureCause, failureCause, formatFailure, lambdaHandlerFix, RecentOutput } from "./failure.js";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import {
@@ -89,7 +89,7 @@ export class ServiceSupervisor {
   /** The stderr lines of the current process held back while it starts; flushed once it has started. */
   private held: string[] = [];
   /** The last stderr lines of the current process, for the cause of a failure. */
-  private recent: string[] = [];
+  private recent = new RecentOutput(HELD_LINES);
   private holdTimer: NodeJS.Timeout | undefined;
   private stderrEnded: Promise<void> = Promise.resolve();
   private startedTimer: NodeJS.Timeout | undefined;
@@ -307,7 +307,7 @@ export class ServiceSupervisor {
       });
     // Until it has started, its stderr is held back (a failure prints its cause instead).
     const held: string[] = [];
-    const recent: string[] = [];
+    const recent = new RecentOutput(HELD_LINES);
     this.held = held;
     this.recent = recent;
     clearTimeout(this.holdTimer);
@@ -330,7 +330,6 @@ export class ServiceSupervisor {
           /^Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)$/.exec(line)?.[1];
         if (inspector) this.output.result(`service ${this.name} inspector ${inspector}`);
         recent.push(line);
-        if (recent.length > HELD_LINES) recent.shift();
         if (this.everStarted || this.held !== held) {
           this.output.err.write(`${label} ${this.output.shown(this.output.err, line)}\n`);
           onLine?.(this.name, "stderr", line);
@@ -367,10 +366,10 @@ export class ServiceSupervisor {
       const recent = this.recent;
       void Promise.race([this.stderrEnded, new Promise((r) => setTimeout(r, 1000))]).then(() => {
         if (this.child !== undefined || this.stopping || this.recent !== recent) return;
-        const output = recent.join("\n");
+        const output = recent.text();
         clearTimeout(this.holdTimer);
         this.held = [];
-        this.recent = [];
+        this.recent = new RecentOutput(HELD_LINES);
         if (code === 0 && output.trim() === "") {
           // Ended by itself with nothing to say: nothing keeps it up (a helper module the services'
           // match takes for a service, say). Nothing the spec expects of it is missing when it
@@ -449,7 +448,7 @@ export class ServiceSupervisor {
     this.idle = false;
     clearTimeout(this.holdTimer);
     this.held = [];
-    this.recent = [];
+    this.recent = new RecentOutput(HELD_LINES);
     this.crashes.length = 0;
     this.setState("starting");
     await this.start();
