@@ -784,6 +784,42 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
   }, 60000);
 
   for (const provider of ["local", "aws"] as const) {
+    it(`answers a send that closes a client that does not read with 503 naming the 1008 close, not 404 (${provider})`, async () => {
+      const app = await startApp(copyProject(join(EXAMPLES, "chat")), provider === "aws" ? ["--provider", "aws"] : []);
+      const lazy = await connect(app.url("socket"));
+      // Its socket paused: the client reads nothing, so what is sent to it waits in the gateway.
+      (lazy.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+      await expect
+        .poll(async () => ((await (await dashboardFetch(app, "/api/connections")).json()) as unknown[]).length)
+        .toBe(1);
+      const [{ id }] = (await (await dashboardFetch(app, "/api/connections")).json()) as [{ id: string }];
+      const send = () =>
+        dashboardFetch(app, "/api/send", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ socket: "socket", connectionId: id, text: "z".repeat(128 * 1024) }),
+        });
+      let answer = await send();
+      let sent = 0;
+      while (answer.status === 200 && sent < 1000) {
+        sent++;
+        answer = await send();
+      }
+      // 8 MB waited for it (and what the kernel's buffers took) before the send that closed it.
+      expect(sent).toBeGreaterThan(60);
+      expect(answer.status).toBe(503);
+      expect(await answer.json()).toEqual({
+        error: `websocket "socket": connection ${JSON.stringify(id)} was closed with 1008 because it was not reading (too much waited to be sent to it), so this message may not reach it; its client must read what it is sent, then connect again`,
+      });
+      // Once closed it is not open, as for any closed connection.
+      const after = await send();
+      expect(after.status).toBe(404);
+      (lazy.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+      expect([1008, 1006]).toContain((await lazy.waitClosed()).code);
+    }, 60000);
+  }
+
+  for (const provider of ["local", "aws"] as const) {
     it(`shows each connection's identity, rooms and state as text, a long state cut short until opened (${provider})`, async () => {
       const dir = writeProject({
         "nitric-like.yaml": "name: who\nservices:\n  - match: services/*.ts\n",

@@ -112,6 +112,7 @@ export { addValues, dict } from "./untrusted.js";
 export {
   asGrpcError,
   checkClose,
+  closedNotReading,
   MAX_BUFFERED_BYTES,
   MAX_MESSAGE_PIECES,
   MAX_PENDING_PONGS,

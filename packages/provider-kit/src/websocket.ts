@@ -137,6 +137,18 @@ export function shownId(id: string): string {
   return `${JSON.stringify(id.slice(0, SHOWN_ID_CHARS))}... (${id.length} characters)`;
 }
 
+/**
+ * UNAVAILABLE for a send that closed its connection with 1008 because its client was not reading
+ * (too much waited to be sent to it): a dashboard's send says so (503), on every provider alike,
+ * rather than that the connection is not open.
+ */
+export function closedNotReading(socket: string, id: string) {
+  return new RpcError(
+    Code.UNAVAILABLE,
+    `websocket "${socket}": connection ${shownId(id)} was closed with 1008 because it was not reading (too much waited to be sent to it), so this message may not reach it; its client must read what it is sent, then connect again`,
+  );
+}
+
 /** NOT_FOUND for a connection that is not open. */
 export function notConnected(socket: string, id: string) {
   return new RpcError(

@@ -301,7 +301,10 @@ export interface ProviderInspector {
   connections(socket?: string): Promise<InspectedConnection[]>;
   /** The limits each running socket applies, by socket name. */
   limits(): Promise<Record<string, AppLimits>>;
-  /** Sends one frame to a connection; false when it is not connected. */
+  /**
+   * Sends one frame to a connection; false when it is not connected. Throws UNAVAILABLE
+   * (provider-kit's closedNotReading) when this send closed it with 1008, its client not reading.
+   */
   send(socket: string, connectionId: string, data: Uint8Array, binary: boolean): Promise<boolean>;
   /** Sends one frame to every connection of a socket; resolves with how many got it. */
   broadcast(socket: string, data: Uint8Array, binary: boolean): Promise<number>;

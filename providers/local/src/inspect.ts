@@ -4,7 +4,7 @@
  * gateway has an observer, so the message path does nothing extra.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
-import { dict } from "@nitric-like/provider-kit";
+import { closedNotReading, dict } from "@nitric-like/provider-kit";
 import type { SecretStore } from "@nitric-like/provider-kit/secret-store";
 import { Code, RpcError } from "@nitric-like/rpc";
 import {
@@ -93,7 +93,11 @@ export class LocalInspector implements ProviderInspector {
   }
 
   async send(socket: string, connectionId: string, data: Uint8Array, binary: boolean): Promise<boolean> {
-    return this.gateway(socket).send(connectionId, data, binary);
+    const gateway = this.gateway(socket);
+    if (!gateway.send(connectionId, data, binary)) return false;
+    // Open (or opening) before the send, so closed by it: its client did not read (1008).
+    if (!gateway.has(connectionId)) throw closedNotReading(socket, connectionId);
+    return true;
   }
 
   async broadcast(socket: string, data: Uint8Array, binary: boolean): Promise<number> {

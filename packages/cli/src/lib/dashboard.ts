@@ -204,7 +204,8 @@ class HttpError extends Error {
 function refusalStatus(error: unknown): number {
   const code = (error as { code?: unknown } | null)?.code;
   // gRPC's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, FAILED_PRECONDITION,
-  // OUT_OF_RANGE, and UNAVAILABLE (a socket whose gateway is starting or failed to start).
+  // OUT_OF_RANGE, and UNAVAILABLE (a socket whose gateway is starting or failed to start, a send
+  // that closed its client as not reading).
   const statuses: Partial<Record<number, number>> = { 3: 400, 5: 404, 6: 409, 7: 403, 9: 412, 11: 400, 14: 503 };
   return (typeof code === "number" ? statuses[code] : undefined) ?? 500;
 }

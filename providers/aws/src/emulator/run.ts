@@ -18,7 +18,13 @@ import {
 import { dirname, join, relative, sep } from "node:path";
 import { BatchGetItemCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { AWS_MAX_MESSAGE_BYTES, awsPayloadTooLarge, dict, noValueYet } from "@nitric-like/provider-kit";
+import {
+  AWS_MAX_MESSAGE_BYTES,
+  awsPayloadTooLarge,
+  closedNotReading,
+  dict,
+  noValueYet,
+} from "@nitric-like/provider-kit";
 import { SecretStore, secretsDirOf } from "@nitric-like/provider-kit/secret-store";
 import type {
   HandlerRegistration,
@@ -260,21 +266,28 @@ class EmulatorInspector implements ProviderInspector {
    * Posts as the Management API does for a function's send: over 128 KB refused with the words a
    * service's send gets (INVALID_ARGUMENT, the dashboard's 400), in frames of at most 32 KB, text
    * when the data is UTF-8 (API Gateway chooses the kind by the data, so `binary` cannot change
-   * it), a client that does not read closed. False when the connection is not open.
+   * it), a client that does not read closed (closedNotReading, as the local provider says it).
+   * False when the connection is not open.
    */
   async send(socket: string, connectionId: string, data: Uint8Array, _binary: boolean): Promise<boolean> {
     if (data.byteLength > AWS_MAX_MESSAGE_BYTES) throw awsPayloadTooLarge(socket);
-    const api = this.api(socket);
-    const c = this.open(socket, connectionId);
-    if (!api || !c) return false;
-    return api.post(connectionId, c, Buffer.from(data));
+    const sent = this.post(socket, connectionId, data);
+    if (sent === "closed") throw closedNotReading(socket, connectionId);
+    return sent;
   }
-  async broadcast(socket: string, data: Uint8Array, binary: boolean): Promise<number> {
+  async broadcast(socket: string, data: Uint8Array, _binary: boolean): Promise<number> {
     // Refused before any connection is sent it.
     if (data.byteLength > AWS_MAX_MESSAGE_BYTES) throw awsPayloadTooLarge(socket);
     let sent = 0;
-    for (const id of this.api(socket)?.connections.keys() ?? []) if (await this.send(socket, id, data, binary)) sent++;
+    for (const id of this.api(socket)?.connections.keys() ?? []) if (this.post(socket, id, data) === true) sent++;
     return sent;
+  }
+  /** Posts to one connection: false when it is not open, "closed" when the post closed it (not reading). */
+  private post(socket: string, connectionId: string, data: Uint8Array): boolean | "closed" {
+    const api = this.api(socket);
+    const c = this.open(socket, connectionId);
+    if (!api || !c) return false;
+    return api.post(connectionId, c, Buffer.from(data)) || "closed";
   }
   async close(socket: string, connectionId: string, code: number, reason: string): Promise<boolean> {
     const c = this.open(socket, connectionId);
