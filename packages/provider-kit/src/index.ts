@@ -68,6 +68,7 @@ export { checkLmdbFile, lmdbFileProblem } from "./lmdb-file.js";
 export { openFilesLimit, openFilesProblem } from "./open-files.js";
 export {
   addRoom,
+  byteSize,
   type CloseRequest,
   type ConnectRefusal,
   connectEvent,

@@ -63,6 +63,16 @@ describe("Opening", () => {
     expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(123);
   });
 
+  it("says a bound that is not a whole number of MB to one decimal, in KB under 1 MB, and still fits a close frame", () => {
+    expect(openingOverflowReason(1.5 * 1024 * 1024)).toBe(
+      "over 1.5 MB sent to it before it opened; send less while the connect handler runs",
+    );
+    expect(openingOverflowReason(100_000)).toBe(
+      "over 97.7 KB sent to it before it opened; send less while the connect handler runs",
+    );
+    expect(Buffer.byteLength(openingOverflowReason(1000))).toBeLessThanOrEqual(123);
+  });
+
   it("has no bound unless given one", () => {
     const opening = new Opening(info);
     const big = new Uint8Array(16 * 1024 * 1024);

@@ -29,9 +29,20 @@ export interface CloseRequest {
 /** What became of a frame sent to an opening connection (see Opening.keep). */
 export type KeepOutcome = "kept" | "overflowed" | "dropped";
 
-/** The close reason of an opening connection sent more than `maxBytes` (local: 8 MB) before it opened. */
+/** A size in bytes as "8 MB", "512 KB" or "10 bytes", to one decimal. */
+export function byteSize(bytes: number): string {
+  const round = (n: number) => Math.round(n * 10) / 10;
+  if (bytes >= 1024 * 1024) return `${round(bytes / 1024 / 1024)} MB`;
+  if (bytes >= 1024) return `${round(bytes / 1024)} KB`;
+  return `${bytes} byte${bytes === 1 ? "" : "s"}`;
+}
+
+/**
+ * The close reason of an opening connection sent more than `maxBytes` before it opened (local:
+ * the lower of 8 MB and limits.maxQueuedBytesTotal). Short enough for a close frame's 123 bytes.
+ */
 export function openingOverflowReason(maxBytes: number): string {
-  return `over ${maxBytes / 1024 / 1024} MB sent to it before it opened; send less while the connect handler runs`;
+  return `over ${byteSize(maxBytes)} sent to it before it opened; send less while the connect handler runs`;
 }
 
 /**

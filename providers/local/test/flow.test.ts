@@ -432,57 +432,100 @@ describe("the rate limit on a socket with routes", () => {
   });
 });
 
+/**
+ * A socket "s" whose connect handler answers only once the app has sent `sends` messages of
+ * `chunkBytes` to the opening connection: how its real ws client was closed (by itself once it got
+ * `sends` messages), how many messages it got, and the provider's warnings.
+ */
+async function sentDuringConnect(limits: Partial<AppLimits>, sends: number, chunkBytes: number) {
+  const { provider, logs } = await startProvider({ limits });
+  const client = await serviceClient(provider, "svc");
+  await declareSocket(client, "s");
+  // A connect handler that answers only when told.
+  const call = client.bidi(WebsocketHandler.method.handleEvents);
+  call.on("error", () => {});
+  const connects: { id: string; connectionId: string }[] = [];
+  await new Promise<void>((resolve) => {
+    call.on("data", (message: ServerMessage) => {
+      if (message.content.case === "registrationResponse") resolve();
+      if (message.content.case === "websocketEventRequest")
+        connects.push({ id: message.id, connectionId: message.content.value.connectionId });
+    });
+    call.write({
+      id: "",
+      content: { case: "registrationRequest", value: { socketName: "s", eventType: WebsocketEventType.Connect } },
+    });
+  });
+  const ws = new WebSocket(urlOf(provider, "s"));
+  ws.on("error", () => {});
+  let got = 0;
+  ws.on("message", () => {
+    if (++got === sends) ws.close(1000);
+  });
+  const done = closed(ws);
+  for (let i = 0; i < 200 && connects.length === 0; i++) await sleep(10);
+  const first = connects[0];
+  if (!first) throw new Error("no connect event");
+  const chunk = new Uint8Array(chunkBytes);
+  // Each send is taken while the connect handler runs (the connection exists).
+  for (let i = 0; i < sends; i++)
+    await client.unary(Websocket.method.sendMessage, {
+      socketName: "s",
+      connectionId: first.connectionId,
+      data: chunk,
+      binary: true,
+    });
+  call.write({
+    id: first.id,
+    content: {
+      case: "websocketEventResponse",
+      value: { websocketResponse: { case: "connectionResponse", value: {} } },
+    },
+  });
+  const close = await done;
+  call.end();
+  return { close, got, warns: logs.warn, connectionId: first.connectionId };
+}
+
 describe("sends to a connection whose connect handler is still running", () => {
   it("are bounded like an open connection's: past 8 MB the connection is closed with 1008 as it opens, logged once", async () => {
-    const { provider, logs } = await startProvider();
-    const client = await serviceClient(provider, "svc");
-    await declareSocket(client, "s");
-    // A connect handler that answers only when told.
-    const call = client.bidi(WebsocketHandler.method.handleEvents);
-    call.on("error", () => {});
-    const connects: { id: string; connectionId: string }[] = [];
-    await new Promise<void>((resolve) => {
-      call.on("data", (message: ServerMessage) => {
-        if (message.content.case === "registrationResponse") resolve();
-        if (message.content.case === "websocketEventRequest")
-          connects.push({ id: message.id, connectionId: message.content.value.connectionId });
-      });
-      call.write({
-        id: "",
-        content: { case: "registrationRequest", value: { socketName: "s", eventType: WebsocketEventType.Connect } },
-      });
-    });
-    const ws = new WebSocket(urlOf(provider, "s"));
-    ws.on("error", () => {});
-    let got = 0;
-    ws.on("message", () => got++);
-    const done = closed(ws);
-    for (let i = 0; i < 200 && connects.length === 0; i++) await sleep(10);
-    const first = connects[0];
-    if (!first) throw new Error("no connect event");
-    const chunk = new Uint8Array(256 * 1024);
-    // 40 x 256 KB = 10 MB while the connect handler runs: each send is taken (the connection exists).
-    for (let i = 0; i < 40; i++)
-      await client.unary(Websocket.method.sendMessage, {
-        socketName: "s",
-        connectionId: first.connectionId,
-        data: chunk,
-        binary: true,
-      });
-    call.write({
-      id: first.id,
-      content: {
-        case: "websocketEventResponse",
-        value: { websocketResponse: { case: "connectionResponse", value: {} } },
-      },
-    });
-    const close = await done;
+    // 40 x 256 KB = 10 MB while the connect handler runs.
+    const { close, got, warns, connectionId } = await sentDuringConnect({}, 40, 256 * 1024);
     expect(close).toEqual({
       code: 1008,
       reason: "over 8 MB sent to it before it opened; send less while the connect handler runs",
     });
     expect(got).toBe(0);
-    expect(logs.warn.filter((l) => l.includes("before it opened"))).toHaveLength(1);
-    call.end();
+    expect(warns).toEqual([
+      `websocket "s": connection ${connectionId} was sent over 8 MB while its connect handler ran, more than is held for a client before it opens (the 8 MB the local gateway holds for one client): what it was sent is dropped and it is closed with 1008 as it opens; send less during connect, or send the rest once connected`,
+    ]);
+  });
+
+  it("are bounded by a maxQueuedBytesTotal under 8 MB, which all of it would wait in once it opens: 1008 naming it, one log line", async () => {
+    // 28 x 256 KB = 7 MB while the connect handler runs, under the 8 MB of one client but against
+    // a total of 1 MB: all of it would go out at once as the connection opens, and the total would
+    // cut off its client as not reading though it reads.
+    const { close, got, warns, connectionId } = await sentDuringConnect(
+      { maxQueuedBytesTotal: 1024 * 1024 },
+      28,
+      256 * 1024,
+    );
+    expect(close).toEqual({
+      code: 1008,
+      reason: "over 1 MB sent to it before it opened; send less while the connect handler runs",
+    });
+    expect(got).toBe(0);
+    const lines = warns.filter((l) => l.includes(connectionId));
+    expect(lines).toEqual([
+      `websocket "s": connection ${connectionId} was sent over 1 MB while its connect handler ran, more than is held for a client before it opens (limits.maxQueuedBytesTotal, as it is under 8 MB): what it was sent is dropped and it is closed with 1008 as it opens; send less during connect, or send the rest once connected`,
+    ]);
+  });
+
+  it("keep what a maxQueuedBytesTotal under 8 MB lets wait, and send it all as the connection opens", async () => {
+    // 3 x 256 KB = 768 KB, under a total of 1 MB.
+    const { close, got, warns } = await sentDuringConnect({ maxQueuedBytesTotal: 1024 * 1024 }, 3, 256 * 1024);
+    expect(got).toBe(3);
+    expect(close.code).toBe(1000);
+    expect(warns).toEqual([]);
   });
 });

@@ -67,6 +67,8 @@ import {
   checkSendSize,
   handshakeProblem,
   idleReason,
+  largestOpeningHold,
+  openingOverflowLine,
   rateReason,
   replyTooLarge,
   tooManyReason,
@@ -476,8 +478,8 @@ export class Gateway implements SocketBackend, FlowGateway {
   private readonly extras = new Map<string, Extras>();
   /**
    * Connections whose authorizer or connect handler is still running. To the app they are already
-   * connected (they can be sent to, looked up, closed); what they are sent waits, bounded like what
-   * waits for an open connection (MAX_BUFFERED_BYTES).
+   * connected (they can be sent to, looked up, closed); what they are sent waits, bounded by what
+   * may wait for a client at once (largestOpeningHold: all of it is sent as the connection opens).
    */
   private readonly opening = new Map<string, Opening>();
   /** Connections whose authorizer is running: not connected yet (see authorize()), their ids taken. */
@@ -1031,7 +1033,7 @@ export class Gateway implements SocketBackend, FlowGateway {
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(info, ws, socket, undefined));
       return;
     }
-    const opening = new Opening(info, MAX_BUFFERED_BYTES);
+    const opening = new Opening(info, largestOpeningHold(this.flow.maxQueuedBytesTotal));
     let gone = false;
     const onGone = () => {
       gone = true;
@@ -1505,8 +1507,8 @@ export class Gateway implements SocketBackend, FlowGateway {
   }
 
   /**
-   * Keeps a frame for a connection whose connect handler is still running: past the bound of an
-   * open connection, what was kept is dropped and the connection is closed with 1008 as soon as it
+   * Keeps a frame for a connection whose connect handler is still running: past largestOpeningHold,
+   * what was kept is dropped and the connection is closed with 1008 as soon as it
    * opens, logged once.
    */
   private keep(opening: Opening, data: Uint8Array, binary: boolean): void {
@@ -1515,7 +1517,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     if (outcome === "kept") {
       if (this.observer !== undefined) this.observe("out", id, data, binary);
     } else if (outcome === "overflowed") {
-      this.logger.warn(`websocket "${this.name}": closed connection ${id} (1008): ${opening.close?.reason}`);
+      this.logger.warn(openingOverflowLine(this.name, id, this.flow.maxQueuedBytesTotal));
     }
   }
 

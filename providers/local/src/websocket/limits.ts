@@ -5,7 +5,7 @@
  * reads as the connection's life and these as the rules.
  */
 import type { IncomingMessage } from "node:http";
-import { MAX_BUFFERED_BYTES, upgradeProblem } from "@nitric-like/provider-kit";
+import { MAX_BUFFERED_BYTES, byteSize as size, upgradeProblem } from "@nitric-like/provider-kit";
 import { Code, RpcError } from "@nitric-like/rpc";
 import { formatDuration, type SocketLimits } from "@nitric-like/spec";
 
@@ -90,12 +90,26 @@ export function largestMessage(totalBound: number): number {
   return Math.min(MAX_BUFFERED_BYTES, totalBound);
 }
 
-/** A size in bytes as "8 MB", "512 KB" or "10 bytes", to one decimal. */
-function size(bytes: number): string {
-  const round = (n: number) => Math.round(n * 10) / 10;
-  if (bytes >= 1024 * 1024) return `${round(bytes / 1024 / 1024)} MB`;
-  if (bytes >= 1024) return `${round(bytes / 1024)} KB`;
-  return `${bytes} byte${bytes === 1 ? "" : "s"}`;
+/**
+ * The most the gateway holds for a connection whose connect handler runs: largestMessage, since
+ * all of it is sent at once as the connection opens and would wait there together (a total under
+ * 8 MB would otherwise close a client that reads as not reading, as soon as it opened).
+ */
+export function largestOpeningHold(totalBound: number): number {
+  return largestMessage(totalBound);
+}
+
+/**
+ * The log line for a connection sent more than largestOpeningHold while its connect handler runs:
+ * what was sent is dropped and it is closed with 1008 (openingOverflowReason) once it opens.
+ */
+export function openingOverflowLine(name: string, connectionId: string, totalBound: number): string {
+  const bound = largestOpeningHold(totalBound);
+  const which =
+    bound < MAX_BUFFERED_BYTES
+      ? `limits.maxQueuedBytesTotal, as it is under ${size(MAX_BUFFERED_BYTES)}`
+      : `the ${size(MAX_BUFFERED_BYTES)} the local gateway holds for one client`;
+  return `websocket "${name}": connection ${connectionId} was sent over ${size(bound)} while its connect handler ran, more than is held for a client before it opens (${which}): what it was sent is dropped and it is closed with 1008 as it opens; send less during connect, or send the rest once connected`;
 }
 
 /**
