@@ -194,6 +194,42 @@ const nitricService = (extra: string) =>
     extra,
   ].join("\n");
 
+describe("run stopping a @nitric/sdk service", () => {
+  // @nitric/sdk prints this on stdout as each handler stream ends, which is how run stops it.
+  const ENDED = "Membrane has terminated the trigger stream";
+
+  it.each([
+    ["a thread", []],
+    ["a process", ["--processes"]],
+  ])(
+    "says nothing of the handler streams it ends at Ctrl-C or on a save (%s), but shows the line when the service prints it as it runs",
+    async (_how, args) => {
+      const dir = writeProject({
+        "nitric.yaml": "name: quiet\nservices:\n  - match: services/*.ts\n",
+        // The same words printed by the service as it starts: not run stopping it, so shown.
+        "services/app.ts": nitricService(`const VERSION = 1;\nconsole.log(${JSON.stringify(ENDED)});`),
+      });
+      const app = await startApp(dir, args);
+      expect(await ask(app)).toEqual({ version: 1 });
+      await app.waitFor(new RegExp(`^app \\| ${ENDED}$`, "m"));
+      writeFileSync(join(dir, "services", "app.ts"), nitricService("const VERSION = 2;"));
+      await app.waitFor(/services\/app\.ts changed: restarting service "app"/);
+      let answer: Record<string, unknown> = {};
+      for (let i = 0; i < 100 && answer.version !== 2; i++) {
+        answer = await ask(app).catch(() => ({}));
+        if (answer.version !== 2) await sleep(50);
+      }
+      expect(answer).toEqual({ version: 2 });
+      const { code } = await app.stop();
+      expect(code).toBe(0);
+      // run ends its three handler streams at the save and again at Ctrl-C: only the line it printed itself.
+      const lines = (app.stdout + app.stderr).split("\n").filter((l) => l.includes(ENDED));
+      expect(lines).toEqual([`app | ${ENDED}`]);
+    },
+    60000,
+  );
+});
+
 describe("new in a folder whose name is no stack name", () => {
   it("writes a project name the project file accepts, which spec then reads", async () => {
     const dir = join(tempDir(), "2048");

@@ -792,6 +792,7 @@ class Run {
     // queued behind it), so nothing starts after the provider stopped; a stuck one is not waited for.
     await Promise.race([this.topology, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     removeRunSockets(this.project.dir);
+    for (const s of this.supervisors) s.stopComes();
     await this.running.stop();
     await Promise.all(this.supervisors.map((s) => s.stop(2000)));
     this.resolveStopped(code);

@@ -61,6 +61,12 @@ const STOP_GRACE_MS = 2000;
  * or a changed service that no longer registers a handler the spec expects): never swallowed.
  */
 const HOLD_MAX_MS = 3000;
+/**
+ * What @nitric/sdk prints on stdout as each of its handler streams ends (its startStreamHandler),
+ * which is how `run` stops a copy of it (Ctrl-C, a save): not shown for a copy stopped on purpose,
+ * shown as any other line at any other time (the provider ending its streams unasked is news).
+ */
+const NITRIC_STREAM_ENDED = "Membrane has terminated the trigger stream";
 
 /** Where a supervised service is: starting, started (serving), or waiting for a file change. */
 export type ServiceState = "starting" | "started" | "waiting";
@@ -71,6 +77,8 @@ export class ServiceSupervisor {
   private backoffMs = FIRST_BACKOFF_MS;
   private restartTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  /** Set once `run` is stopping, before the provider ends this service's streams (see stopComes). */
+  private stopComing = false;
   private startedAt = 0;
   /** What every start adds to the launch: the `.env` values (replaced when they change), the inspector's port. */
   launchExtras: Pick<ServiceLaunch, "dotenv" | "inspectPort"> = {};
@@ -302,6 +310,7 @@ export class ServiceSupervisor {
     const onLine = this.onLine;
     if (child.stdout)
       forEachLine(child.stdout, (line) => {
+        if (line === NITRIC_STREAM_ENDED && (this.stopping || this.stopComing || this.child !== child)) return;
         this.output.out.write(`${label} ${this.output.shown(this.output.out, line)}\n`);
         onLine?.(this.name, "stdout", line);
       });
@@ -489,6 +498,14 @@ export class ServiceSupervisor {
     this.flushHeld();
     const child = this.child;
     return child && !child.exited() ? child : undefined;
+  }
+
+  /**
+   * `run` is stopping: the provider is about to end this service's streams, ahead of stop(). What
+   * the service says of that (NITRIC_STREAM_ENDED) is the stop, not news.
+   */
+  stopComes(): void {
+    this.stopComing = true;
   }
 
   /** Waits up to `graceMs` for the process to exit by itself, then stops it. */
