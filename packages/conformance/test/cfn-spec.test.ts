@@ -34,6 +34,7 @@ describe("templates from nitric-like build --provider aws", () => {
     ["the rooms and state fixture", join(FIXTURES, "rooms")],
     ["the message routes fixture (routes in two services)", join(FIXTURES, "routes")],
     ["the handover fixture (connect and disconnect in two services)", join(FIXTURES, "handover")],
+    ["the crossed fixture (two services, each the disconnect of the other's socket)", join(FIXTURES, "crossed")],
   ])(
     "pass the CloudFormation resource specification: %s",
     async (_name, source) => {

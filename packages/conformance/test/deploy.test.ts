@@ -1119,6 +1119,35 @@ describe.skipIf(motoMissing !== undefined)("nitric-like up and down --provider a
     expect(down.code, down.stderr).toBe(0);
   }, 120000);
 
+  it("deploys two services that each handle the disconnect of the other's socket: each function gets the other's name, which the template gives it", async () => {
+    const crossed = copyProject(join(FIXTURES, "crossed"));
+    const { code, stderr } = await runCli(["up", crossed, "--stack", "crossed", "--plain"], { timeoutMs: 60000 });
+    expect(code, stderr).toBe(0);
+    expect(await stackStatus("crossed")).toBe("CREATE_COMPLETE");
+    const stackId = /<StackId>([^<]+)/.exec(
+      await motoQuery(url, "cloudformation", { Action: "DescribeStacks", StackName: "crossed", Version: "2010-05-15" }),
+    )?.[1];
+    const uuid = stackId?.split("/")[2];
+    expect(uuid).toBeTruthy();
+    const response = await fetch(`${url}/2015-03-31/functions/`, {
+      headers: {
+        authorization:
+          "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0",
+      },
+    });
+    const { Functions } = (await response.json()) as {
+      Functions: { FunctionName: string; Environment?: { Variables?: Record<string, string> } }[];
+    };
+    const service = (name: string) => Functions.find((f) => f.Environment?.Variables?.NITRIC_LIKE_SERVICE === name);
+    expect(service("east")?.FunctionName).toBe(`east-${uuid}`);
+    expect(service("west")?.FunctionName).toBe(`west-${uuid}`);
+    const sockets = (name: string) => JSON.parse(service(name)?.Environment?.Variables?.NITRIC_LIKE_WEBSOCKETS ?? "{}");
+    expect(sockets("east")["east-door"].disconnect).toBe(`west-${uuid}`);
+    expect(sockets("west")["west-door"].disconnect).toBe(`east-${uuid}`);
+    const down = await runCli(["down", crossed, "--stack", "crossed", "--plain", "--yes"], { timeoutMs: 60000 });
+    expect(down.code, down.stderr).toBe(0);
+  }, 120000);
+
   it("prints what the deployed functions logged, from their stack's log groups, and follows new lines", async () => {
     const logs = async (operation: string, body: object) => {
       const response = await fetch(url, {

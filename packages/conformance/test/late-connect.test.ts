@@ -224,3 +224,101 @@ describe.each([
     }, 40000);
   },
 );
+
+/**
+ * A service that handles the connect of socket `connect` and the disconnect and messages of socket
+ * `disconnect`: two of them, each the other way round, make a pair of functions that each hand a
+ * late connect's disconnect to the other.
+ */
+function crossed(connect: string, disconnect: string): string {
+  return `
+import { isNitricLikeError, kv, websocket } from "@nitric-like/sdk";
+
+const store = kv("conns").allow("get", "set", "delete");
+const entry = websocket(${JSON.stringify(connect)});
+const exit = websocket(${JSON.stringify(disconnect)});
+
+entry.on("connect", async (ctx) => {
+  const tag = ctx.query.tag?.[0];
+  if (!tag) return;
+  await new Promise((resolve) => setTimeout(resolve, Number(ctx.query.hold?.[0] ?? 0)));
+  await store.set("conn:" + tag, { id: ctx.connectionId });
+  await entry.setState(ctx.connectionId, { tag });
+});
+
+exit.on("disconnect", async (ctx) => {
+  const tag = ctx.connection.state?.tag ?? "untagged";
+  let stored = null;
+  try {
+    stored = (await store.get("conn:" + tag)).id;
+  } catch {}
+  await store.set("gone:" + tag, { id: ctx.connectionId, code: ctx.code, reason: ctx.reason, stored });
+  await store.delete("conn:" + tag);
+});
+
+exit.on("message", async (ctx) => {
+  const { key } = ctx.json();
+  try {
+    return { value: await store.get(key) };
+  } catch (error) {
+    if (isNitricLikeError(error) && error.code === "not_found") return { value: null };
+    throw error;
+  }
+});
+`;
+}
+
+describe.each([
+  { provider: "local", args: [] as string[] },
+  { provider: "aws", args: [] as string[] },
+])(
+  "late connect handlers of two services that each handle the disconnect of the other's socket, on the $provider provider",
+  ({ provider, args }) => {
+    let app: App;
+    beforeAll(async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: latecross\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 1s\n",
+        "services/east.ts": crossed("east-door", "west-door"),
+        "services/west.ts": crossed("west-door", "east-door"),
+      });
+      app = await startApp(dir, ["--provider", provider, ...args]);
+    }, 60000);
+    afterAll(async () => {
+      const { code } = await app.stop();
+      expect(code).toBe(0);
+    });
+
+    /** A key's value, read through `socket`'s message handler, once it is not null (or null after `timeoutMs`). */
+    async function stored(socket: string, key: string, timeoutMs = 0): Promise<unknown> {
+      const probe = await connect(app.url(socket));
+      try {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const { value } = await probe.call({ key });
+          if (value !== null || Date.now() >= deadline) return value;
+          await sleep(100);
+        }
+      } finally {
+        probe.close();
+      }
+    }
+
+    it("runs each socket's disconnect handler, in the other service, for a connect that answered late", async () => {
+      await expect(connect(`${app.url("east-door")}?tag=e&hold=1600`)).rejects.toMatchObject({ status: 504 });
+      await expect(connect(`${app.url("west-door")}?tag=w&hold=1600`)).rejects.toMatchObject({ status: 504 });
+      // Both services share the store, so either socket's message handler reads what the other wrote.
+      for (const [socket, tag] of [
+        ["east-door", "e"],
+        ["west-door", "w"],
+      ] as const) {
+        const gone = (await stored(socket, `gone:${tag}`, 8000)) as Record<string, unknown> | null;
+        expect(gone, `${socket}'s disconnect`).toMatchObject({
+          code: 1006,
+          reason: "connect handler answered after the handler timeout (1 s); its client was refused with 504",
+        });
+        expect(gone?.stored).toBe(gone?.id);
+        expect(await stored(socket, `conn:${tag}`)).toBeNull();
+      }
+    }, 40000);
+  },
+);

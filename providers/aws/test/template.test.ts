@@ -13,6 +13,7 @@ import {
   SELF_INVOKE_MAX_AGE_SECONDS,
   secretOutputKey,
 } from "../src/build/template.js";
+import { type Physical, resolveIntrinsics } from "../src/emulator/intrinsics.js";
 import { readBindings } from "../src/runtime/bindings.js";
 
 type Template = {
@@ -70,29 +71,53 @@ function template(spec: Spec, keys?: Record<string, string>): Template {
   return buildTemplate({ spec, artifactKeys }) as Template;
 }
 
+/** The stack's unique id, as the last part of its ARN, in deployed(). */
+const STACK_UUID = "6d3f1a20-9c4b-11f0-8e2a-0a1b2c3d4e5f";
+
 /**
- * A function's environment as CloudFormation would fill it in: each API's id is its logical id in
- * lower case, padded to 10 characters; the stack is in cn-north-1 (URL suffix amazonaws.com.cn).
+ * The physical ids CloudFormation would give the template's resources, for the emulator's
+ * resolver: each resource's Ref is its logical id in lower case, padded to 10 characters, but the
+ * Ref of a function that the template names is that name; a function's Arn ends in its name; the
+ * stack is in cn-north-1 (partition aws-cn, URL suffix amazonaws.com.cn).
  */
-function deployedEnvironment(t: Template, fn: string): Record<string, string> {
-  const fill = (text: string) =>
-    text.replace(/\$\{([^}]*)\}/g, (_, ref: string) => {
-      if (ref === "AWS::Region") return "cn-north-1";
-      if (ref === "AWS::URLSuffix") return "amazonaws.com.cn";
-      return ref.toLowerCase().padEnd(10, "0").slice(0, 10);
+function physicalOf(t: Template): Physical {
+  const physical: Physical = {
+    ref: {
+      "AWS::Region": "cn-north-1",
+      "AWS::URLSuffix": "amazonaws.com.cn",
+      "AWS::Partition": "aws-cn",
+      "AWS::AccountId": "123456789012",
+      "AWS::StackName": "app",
+      "AWS::StackId": `arn:aws-cn:cloudformation:cn-north-1:123456789012:stack/app/${STACK_UUID}`,
+      ArtifactBucket: "bucket",
+    },
+    attributes: {},
+  };
+  for (const [id, r] of Object.entries(t.Resources)) {
+    const isFunction = r.Type === "AWS::Lambda::Function";
+    const given = isFunction ? r.Properties.FunctionName : undefined;
+    const name =
+      given === undefined ? id.toLowerCase().padEnd(10, "0").slice(0, 10) : String(resolveIntrinsics(given, physical));
+    physical.ref[id] = name;
+    const known: Record<string, string> = isFunction
+      ? { Arn: `arn:aws-cn:lambda:cn-north-1:123456789012:function:${name}` }
+      : {};
+    physical.attributes[id] = new Proxy(known, {
+      get: (target, attribute) => target[String(attribute)] ?? `${id}.${String(attribute)}`,
     });
-  const properties = t.Resources[fn]?.Properties as { Environment?: { Variables?: Record<string, unknown> } };
-  const variables = properties?.Environment?.Variables ?? {};
-  return Object.fromEntries(
-    Object.entries(variables).map(([name, value]) => [
-      name,
-      typeof value === "string"
-        ? value
-        : typeof value === "object" && value !== null && "Fn::Sub" in value
-          ? fill(String(value["Fn::Sub"]))
-          : fill(`\${${String((value as { Ref?: unknown }).Ref)}}`),
-    ]),
-  );
+  }
+  return physical;
+}
+
+/** The template's resources as CloudFormation would fill them in (physicalOf). */
+function deployed(t: Template): Template["Resources"] {
+  return resolveIntrinsics(t.Resources, physicalOf(t)) as Template["Resources"];
+}
+
+/** A function's environment as CloudFormation would fill it in. */
+function deployedEnvironment(t: Template, fn: string): Record<string, string> {
+  const properties = deployed(t)[fn]?.Properties as { Environment?: { Variables?: Record<string, string> } };
+  return properties?.Environment?.Variables ?? {};
 }
 
 const ofType = (t: Template, type: string) => Object.keys(t.Resources).filter((id) => t.Resources[id]?.Type === type);
@@ -347,22 +372,100 @@ describe("the late disconnect (a connect handler's that answered after its clien
     expect(cycleOf(t)).toBeUndefined();
   });
 
-  it("leaves out the pair that would make two functions need each other's name, so CloudFormation can create the stack", () => {
-    // a handles x's connect and y's disconnect, b the other way round: each function's name in
-    // the other's environment would be a cycle. x's pair (first) is kept, y's left out.
-    const t = template(
+  it("names the functions of two services that each handle the disconnect of the other's socket, so each gets the other's name and may invoke it, with no cycle for CloudFormation", () => {
+    // a handles x's connect and y's disconnect, b the other way round: were each function's name
+    // in the other's environment a Ref, each would have to be created first.
+    const cross = (order: string[]) =>
+      template(
+        app(order, [], ["a", "b", "c"], (socket) =>
+          socket === "x"
+            ? { connect: "a", disconnect: "b", message: "a" }
+            : socket === "y"
+              ? { connect: "b", disconnect: "a", message: "b" }
+              : { connect: "c", disconnect: "a", message: "c" },
+        ),
+      );
+    const t = cross(["x", "y", "z"]);
+    expect(cycleOf(t)).toBeUndefined();
+    const physical = physicalOf(t);
+    // Named from the stack's unique id, in Lambda's charset and 64 characters.
+    expect(physical.ref.AFunction).toBe(`a-${STACK_UUID}`);
+    expect(physical.ref.BFunction).toBe(`b-${STACK_UUID}`);
+    expect(t.Resources.AFunction?.Properties.FunctionName).toEqual({
+      "Fn::Sub": [
+        "a-${StackUuid}",
+        { StackUuid: { "Fn::Select": ["2", { "Fn::Split": ["/", { Ref: "AWS::StackId" }] }] } },
+      ],
+    });
+    // c is on no cycle: CloudFormation names its function, as it always did (no replacement).
+    expect(t.Resources.CFunction?.Properties).not.toHaveProperty("FunctionName");
+    expect(readBindings(deployedEnvironment(t, "AFunction")).websockets.x?.disconnectFunction).toBe(
+      physical.ref.BFunction,
+    );
+    expect(readBindings(deployedEnvironment(t, "BFunction")).websockets.y?.disconnectFunction).toBe(
+      physical.ref.AFunction,
+    );
+    expect(readBindings(deployedEnvironment(t, "CFunction")).websockets.z?.disconnectFunction).toBe(
+      physical.ref.AFunction,
+    );
+    // Each may invoke exactly the other's function.
+    const granted = (policy: string) =>
+      (
+        deployed(t)[policy]?.Properties as
+          | { PolicyDocument: { Statement: { Action: unknown; Resource: unknown }[] } }
+          | undefined
+      )?.PolicyDocument.Statement;
+    const arn = (fn: string) => physical.attributes[fn]?.Arn;
+    expect(granted("ALateDisconnectPolicy")).toEqual([
+      { Effect: "Allow", Action: "lambda:InvokeFunction", Resource: [arn("BFunction")] },
+    ]);
+    expect(granted("BLateDisconnectPolicy")).toEqual([
+      { Effect: "Allow", Action: "lambda:InvokeFunction", Resource: [arn("AFunction")] },
+    ]);
+    expect(granted("CLateDisconnectPolicy")).toEqual([
+      { Effect: "Allow", Action: "lambda:InvokeFunction", Resource: [arn("AFunction")] },
+    ]);
+    // The order the sockets are declared in names no other function.
+    const reordered = cross(["z", "y", "x"]);
+    for (const fn of ["AFunction", "BFunction", "CFunction"])
+      expect(reordered.Resources[fn]?.Properties.FunctionName).toEqual(t.Resources[fn]?.Properties.FunctionName);
+  });
+
+  it("moves the stage of a socket whose function comes to be named to a new deployment, which calls the new function", () => {
+    // b's function is named once a second socket closes the cycle: CloudFormation replaces it,
+    // and the "a" socket's integrations, still `${BFunction.Arn}` in the template, call the new one
+    // only once deployed again.
+    const before = template(app(["x"], [], ["a", "b"], { connect: "a", disconnect: "b", message: "b" }));
+    const after = template(
       app(["x", "y"], [], ["a", "b"], (socket) =>
-        socket === "x"
-          ? { connect: "a", disconnect: "b", message: "a" }
-          : { connect: "b", disconnect: "a", message: "b" },
+        socket === "x" ? { connect: "a", disconnect: "b", message: "b" } : { connect: "b", disconnect: "a" },
+      ),
+    );
+    const deploymentOf = (t: Template) => ofType(t, "AWS::ApiGatewayV2::Deployment").filter((id) => id.startsWith("X"));
+    expect(after.Resources.BFunction?.Properties).toHaveProperty("FunctionName");
+    expect(before.Resources.BFunction?.Properties).not.toHaveProperty("FunctionName");
+    expect(deploymentOf(after)).toHaveLength(1);
+    expect(deploymentOf(after)).not.toEqual(deploymentOf(before));
+  });
+
+  it("gives a service whose name Lambda would not take, or is too long beside the stack's id, a function name it takes, one per service", () => {
+    const long = "a-service-with-a-rather-long-name";
+    const t = template(
+      app(["x", "y"], [], [long, "b.c"], (socket) =>
+        socket === "x" ? { connect: long, disconnect: "b.c" } : { connect: "b.c", disconnect: long },
       ),
     );
     expect(cycleOf(t)).toBeUndefined();
-    expect(readBindings(deployedEnvironment(t, "AFunction")).websockets.x?.disconnectFunction).toBe("bfunction0");
-    expect(readBindings(deployedEnvironment(t, "BFunction")).websockets.y?.disconnectFunction).toBeUndefined();
-    expect(ofType(t, "AWS::IAM::Policy").filter((id) => id.includes("LateDisconnect"))).toEqual([
-      "ALateDisconnectPolicy",
-    ]);
+    const names = Object.entries(physicalOf(t).ref)
+      .filter(([id]) => t.Resources[id]?.Type === "AWS::Lambda::Function")
+      .map(([, name]) => name);
+    expect(names).toHaveLength(2);
+    for (const name of names) {
+      expect(name).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+      expect(name.endsWith(`-${STACK_UUID}`)).toBe(true);
+    }
+    expect(names.some((n) => n.startsWith("a-service-with-a-r"))).toBe(true);
+    expect(names.some((n) => n.startsWith("b_c_"))).toBe(true);
   });
 
   it("never makes a template whose resources refer to each other in a cycle, however the events are spread over services (property)", () => {
@@ -380,19 +483,20 @@ describe("the late disconnect (a connect handler's that answered after its clien
             app(sockets, [], services, (socket) => handlers[Number(socket.slice(1))] as Record<string, string>),
           );
           expect(cycleOf(t)).toBeUndefined();
-          // Every pair kept is named and granted; every cross pair is kept unless it closes a cycle.
+          // Every cross pair is kept: the connect function gets the other's name and may invoke it.
+          const physical = physicalOf(t);
+          const resolved = deployed(t);
           for (const [i, h] of handlers.entries()) {
             const fn = `${h.connect.toUpperCase()}Function`;
             const named = readBindings(deployedEnvironment(t, fn)).websockets[`s${i}`]?.disconnectFunction;
             if (h.connect === h.disconnect) expect(named).toBeUndefined();
-            else if (named !== undefined) {
-              expect(named).toBe(`${h.disconnect}function`.padEnd(10, "0").slice(0, 10));
-              const policy = t.Resources[`${h.connect.toUpperCase()}LateDisconnectPolicy`]?.Properties as {
+            else {
+              const target = `${h.disconnect.toUpperCase()}Function`;
+              expect(named).toBe(physical.ref[target]);
+              const policy = resolved[`${h.connect.toUpperCase()}LateDisconnectPolicy`]?.Properties as {
                 PolicyDocument: { Statement: { Resource: unknown[] }[] };
               };
-              expect(policy.PolicyDocument.Statement[0]?.Resource).toContainEqual({
-                "Fn::GetAtt": [`${h.disconnect.toUpperCase()}Function`, "Arn"],
-              });
+              expect(policy.PolicyDocument.Statement[0]?.Resource).toContainEqual(physical.attributes[target]?.Arn);
             }
           }
         },

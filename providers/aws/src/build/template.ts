@@ -201,11 +201,13 @@ class Ids {
  * it, so any change API Gateway needs redeployed makes a new Deployment, and the stage moves to
  * it; a change elsewhere (a function's code, a table) keeps the id and redeploys nothing.
  */
-export function deploymentHash(resources: Resources, ids: string[], routeBy?: string): string {
+export function deploymentHash(resources: Resources, ids: string[], routeBy?: string, named: unknown[] = []): string {
   const served: unknown[] = [...ids].sort().map((id) => [id, resources[id]?.Type, resources[id]?.Properties]);
   // The API's route selection expression, when not the default: a change to it redeploys too
   // (the default adds nothing, so the ids of sockets without routeBy are what they always were).
   if (routeBy !== undefined) served.push(["RouteSelectionExpression", routeSelectionExpression(routeBy)]);
+  // The names the template gives the functions it calls (addDeployment), likewise only when any.
+  if (named.length > 0) served.push(["FunctionNames", named]);
   return createHash("sha256").update(JSON.stringify(served)).digest("hex").slice(0, 8);
 }
 
@@ -232,11 +234,27 @@ class TemplateBuilder {
    * service's function runs, with that service: lateDisconnectTargets.
    */
   private readonly lateDisconnects: Map<string, Map<string, string>>;
+  /**
+   * The services whose functions the template names (lateDisconnectNamed), each with what comes
+   * before the stack's id in the name (namedFunctionPart).
+   */
+  private readonly named = new Map<string, string>();
 
   constructor(private readonly input: TemplateInput) {
     this.spec = input.spec;
     this.sockets = this.spec.resources.filter((r): r is WebsocketSpec => r.kind === "websocket");
     this.lateDisconnects = lateDisconnectTargets(this.sockets);
+    const owners = new Map<string, string>();
+    for (const service of [...lateDisconnectNamed(this.lateDisconnects)].sort()) {
+      const part = namedFunctionPart(service);
+      const owner = owners.get(part);
+      if (owner !== undefined)
+        throw new Error(
+          `template: services "${owner}" and "${service}" would both name their functions "${part}-<stack id>"; rename one of them`,
+        );
+      owners.set(part, service);
+      this.named.set(service, part);
+    }
   }
 
   private apiId(socket: string): string {
@@ -332,7 +350,14 @@ class TemplateBuilder {
     const authorizer = this.addAuthorizer(socket, api);
     const { routes, deployed, targets } = this.addRoutes(socket, api, authorizer);
     for (const service of [...targets].sort()) this.addInvokePermission(socket, api, service);
-    this.addDeployment(socket, api, routes, deployed);
+    // The functions the API calls that the template names: see addDeployment.
+    const called = new Set(targets);
+    if (socket.authorizer) called.add(socket.authorizer);
+    const named = [...called]
+      .filter((service) => this.named.has(service))
+      .sort()
+      .map((service) => [service, this.named.get(service)]);
+    this.addDeployment(socket, api, routes, deployed, named);
     const domain = this.domainOf(socket.name);
     this.outputs[`Websocket${logicalName(socket.name)}`] = {
       Description: `websocket ${socket.name}`,
@@ -552,8 +577,22 @@ class TemplateBuilder {
     };
   }
 
-  /** The deployment (its id carries a hash of what it serves, see deploymentHash) and the stage. */
-  private addDeployment(socket: WebsocketSpec, api: string, routes: string[], deployed: string[]): void {
+  /**
+   * The deployment (its id carries a hash of what it serves, see deploymentHash) and the stage.
+   * `named`: the functions the API calls that the template names. An integration refers to its
+   * function as `${<Function>.Arn}`, whatever its name, so a function that comes to be named (it
+   * joins a cycle of late disconnects) and is replaced changes the integration's URI but not its
+   * properties in the template: the name goes into the hash, so the stage moves to a deployment
+   * that calls the new function, not the deleted one (API Gateway serves a stage's deployment as
+   * it was made). Nothing is added for an API that calls none, so its id stays what it was.
+   */
+  private addDeployment(
+    socket: WebsocketSpec,
+    api: string,
+    routes: string[],
+    deployed: string[],
+    named: unknown[] = [],
+  ): void {
     // Whatever else hangs off the API (an authorizer, say) counts too.
     for (const [id, resource] of Object.entries(this.resources)) {
       const ref = (resource.Properties.ApiId as { Ref?: string } | undefined)?.Ref;
@@ -563,7 +602,7 @@ class TemplateBuilder {
     const deployment = this.ids.id(
       "websocket",
       socket.name,
-      `Deployment${deploymentHash(this.resources, deployed, socket.routeBy)}`,
+      `Deployment${deploymentHash(this.resources, deployed, socket.routeBy, named)}`,
     );
     this.resources[deployment] = {
       Type: "AWS::ApiGatewayV2::Deployment",
@@ -629,9 +668,14 @@ class TemplateBuilder {
     this.addLateDisconnectPolicy(service, role);
     const key = this.input.artifactKeys[service];
     if (key === undefined) throw new Error(`template: no artifact for service "${service}"`);
+    const part = this.named.get(service);
     this.resources[fn] = {
       Type: "AWS::Lambda::Function",
       Properties: {
+        // Only a function on a cycle of late disconnects (lateDisconnectNamed) is named here.
+        ...(part !== undefined
+          ? { FunctionName: { "Fn::Sub": [functionNameSub(part), { [STACK_UUID]: STACK_UUID_VALUE }] } }
+          : {}),
         Description: `nitric-like service "${service}" of project "${this.spec.name}"`,
         Runtime: "nodejs22.x",
         Architectures: ["arm64"],
@@ -752,7 +796,19 @@ class TemplateBuilder {
             {
               Effect: "Allow",
               Action: "lambda:InvokeFunction",
-              Resource: targets.map((target) => ({ "Fn::GetAtt": [this.functionId(target), "Arn"] })),
+              // A function the template names by its name, written out: a GetAtt would make this
+              // policy wait for it, and it for this policy's role's function (lateDisconnectNamed).
+              Resource: targets.map((target) => {
+                const part = this.named.get(target);
+                return part === undefined
+                  ? { "Fn::GetAtt": [this.functionId(target), "Arn"] }
+                  : {
+                      "Fn::Sub": [
+                        `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:${functionNameSub(part)}`,
+                        { [STACK_UUID]: STACK_UUID_VALUE },
+                      ],
+                    };
+              }),
             },
           ],
         },
@@ -778,9 +834,10 @@ class TemplateBuilder {
           ...routesServedBy(s, service),
           ...(s.authorizer === service ? { authorize: true } : {}),
           // The function that runs the socket's disconnect handler, when another service's: its
-          // name (a function's Ref), for the disconnect of a connect handler that answered late.
+          // name, for the disconnect of a connect handler that answered late. A function's Ref,
+          // or, for one the template names, that name written out (lateDisconnectNamed).
           ...(this.lateDisconnects.get(service)?.has(s.name)
-            ? { disconnect: `\${${this.functionId(this.lateDisconnects.get(service)?.get(s.name) as string)}}` }
+            ? { disconnect: this.functionNameIn(this.lateDisconnects.get(service)?.get(s.name) as string) }
             : {}),
         },
       ]),
@@ -799,7 +856,7 @@ class TemplateBuilder {
     const variables: Record<string, Json> = {
       ...this.input.variables,
       NITRIC_LIKE_SERVICE: service,
-      NITRIC_LIKE_WEBSOCKETS: { "Fn::Sub": JSON.stringify(websockets) },
+      NITRIC_LIKE_WEBSOCKETS: withStackUuid(JSON.stringify(websockets)),
       NITRIC_LIKE_KV_TABLES: { "Fn::Sub": JSON.stringify(kvTables) },
     };
     if (Object.keys(secrets).length > 0) variables.NITRIC_LIKE_SECRETS = { "Fn::Sub": JSON.stringify(secrets) };
@@ -845,6 +902,12 @@ class TemplateBuilder {
     return variables;
   }
 
+  /** A service's function's name in an Fn::Sub text: its Ref, or the name the template gives it. */
+  private functionNameIn(service: string): string {
+    const part = this.named.get(service);
+    return part === undefined ? `\${${this.functionId(service)}}` : functionNameSub(part);
+  }
+
   /**
    * The most bytes what a reference in a function's environment names takes once CloudFormation
    * fills it in: pseudo parameters, an API's id (10 characters), a table's generated name
@@ -856,6 +919,7 @@ class TemplateBuilder {
     if (ref === "AWS::URLSuffix") return 16; // amazonaws.com.cn
     if (ref === "AWS::Partition") return 10; // aws-us-gov
     if (ref === "AWS::AccountId") return 12;
+    if (ref === STACK_UUID) return 36;
     const type = Object.hasOwn(this.resources, ref) ? (this.resources[ref] as { Type?: unknown }).Type : undefined;
     if (type === "AWS::ApiGatewayV2::Api") return 10;
     // A function's generated name: at most 64 characters (Lambda's limit).
@@ -888,31 +952,16 @@ class TemplateBuilder {
 /**
  * Per service, the sockets whose connect handler it runs while another service runs their
  * disconnect handler, each with that service: the connect function is given the other function's
- * name (a Ref in its environment), so the other function must be created first. Where two such
- * services would each need the other's name (or a longer cycle closes), CloudFormation could
- * create neither: the pair that would close it is left out (sockets in the spec's order), and for
- * its socket the runtime warns that the disconnect does not run (runtime/handler.ts lateConnect).
+ * name, and may invoke it. Every such pair is kept; where they close a cycle (two services that
+ * each handle the connect of a socket whose disconnect the other handles, or a longer ring), the
+ * functions in it are named by the template (lateDisconnectNamed) rather than referred to.
  */
 export function lateDisconnectTargets(sockets: readonly WebsocketSpec[]): Map<string, Map<string, string>> {
   const out = new Map<string, Map<string, string>>();
-  /** Whether `to` can be reached from `from` along the pairs kept so far. */
-  const reaches = (from: string, to: string): boolean => {
-    const seen = new Set<string>();
-    const stack = [from];
-    while (stack.length > 0) {
-      const at = stack.pop() as string;
-      if (at === to) return true;
-      if (seen.has(at)) continue;
-      seen.add(at);
-      for (const next of out.get(at)?.values() ?? []) stack.push(next);
-    }
-    return false;
-  };
   for (const socket of sockets) {
     const connect = socket.handlers.connect;
     const disconnect = socket.handlers.disconnect;
     if (connect === undefined || disconnect === undefined || connect === disconnect) continue;
-    if (reaches(disconnect, connect)) continue;
     let targets = out.get(connect);
     if (targets === undefined) {
       targets = new Map();
@@ -921,6 +970,77 @@ export function lateDisconnectTargets(sockets: readonly WebsocketSpec[]): Map<st
     targets.set(socket.name, disconnect);
   }
   return out;
+}
+
+/**
+ * The services whose functions the template names itself (FunctionName), because they lie on a
+ * cycle of late-disconnect targets (lateDisconnectTargets): were each function of such a cycle
+ * given the next one's name by a Ref, and allowed to invoke it by a GetAtt, each would have to be
+ * created before the other, which CloudFormation refuses ("Circular dependency"). A function the
+ * template names can be referred to by that name, written out (functionNameSub), which waits on
+ * nothing. Only the functions of a cycle: naming a function deployed without a name makes
+ * CloudFormation replace it (a new function, then the old one deleted), so every other keeps the
+ * name CloudFormation generated. It depends only on which services handle which events, not on the
+ * order of the sockets, so reordering declarations never renames a function. (Rather than a name
+ * the runtime would look up, in an SSM parameter or with CloudFormation's DescribeStackResource:
+ * that is one more service, grant and call, made in what is left of a late connect's invocation,
+ * and one more thing the emulator would have to play.)
+ */
+export function lateDisconnectNamed(targets: ReadonlyMap<string, ReadonlyMap<string, string>>): Set<string> {
+  const next = (service: string) => new Set(targets.get(service)?.values() ?? []);
+  /** Whether `to` can be reached from `from` in one step or more. */
+  const reaches = (from: string, to: string): boolean => {
+    const seen = new Set<string>();
+    const stack = [...next(from)];
+    while (stack.length > 0) {
+      const at = stack.pop() as string;
+      if (at === to) return true;
+      if (seen.has(at)) continue;
+      seen.add(at);
+      stack.push(...next(at));
+    }
+    return false;
+  };
+  return new Set([...targets.keys()].filter((service) => reaches(service, service)));
+}
+
+/**
+ * The variable that stands for the stack's unique id in a named function's name: the last part of
+ * the stack's ARN (`arn:...:stack/<name>/<uuid>`), 36 characters, different for every stack ever
+ * made, in every account and region, and the same for a stack's whole life. Not the stack's name:
+ * it may have 128 characters, which no intrinsic function can shorten to Lambda's 64, and the
+ * template is built before `up` is told which stack it goes to.
+ */
+const STACK_UUID = "StackUuid";
+const STACK_UUID_VALUE = { "Fn::Select": ["2", { "Fn::Split": ["/", { Ref: "AWS::StackId" }] }] };
+
+/** Lambda's longest function name (the name alone; CreateFunction's FunctionName). */
+const MAX_FUNCTION_NAME = 64;
+
+/**
+ * What comes before the stack's id in the name of a function the template names: the service's
+ * name when Lambda takes it (letters, digits, `-` and `_`) and it leaves room for the id (64 - 37
+ * = 27 characters); else its first characters Lambda takes and a hash of the whole name. So
+ * `<service>-<stack uuid>`, unique in the account and region (the stack's id is) and in the stack
+ * (services' names are: namedFunctionParts checks what the hash shortens).
+ */
+export function namedFunctionPart(service: string): string {
+  const room = MAX_FUNCTION_NAME - 37;
+  if (/^[A-Za-z0-9_-]+$/.test(service) && service.length <= room) return service;
+  const hash = createHash("sha256").update(service).digest("hex").slice(0, 8);
+  return `${service.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, room - 9)}_${hash}`;
+}
+
+/** An Fn::Sub of `text`, given the stack's id as a variable when the text names a function by it. */
+function withStackUuid(text: string): Json {
+  return text.includes(`\${${STACK_UUID}}`)
+    ? { "Fn::Sub": [text, { [STACK_UUID]: STACK_UUID_VALUE }] }
+    : { "Fn::Sub": text };
+}
+
+/** The Fn::Sub text of a named function's name (`${StackUuid}` filled by the Sub's variables). */
+function functionNameSub(part: string): string {
+  return `${part}-\${${STACK_UUID}}`;
 }
 
 /** `{ routes: [action, ...] }`, the socket's message routes `service` handles, sorted; `{}` for none. */

@@ -68,7 +68,9 @@ export function variablesBytes(
     bytes += Buffer.byteLength(key);
     if (typeof value === "string") bytes += Buffer.byteLength(value);
     else if (value && typeof value === "object" && "Fn::Sub" in value) {
-      const text = String((value as { "Fn::Sub": unknown })["Fn::Sub"]);
+      // Either form: a text, or a text and its variables (whose names count as references).
+      const sub = (value as { "Fn::Sub": unknown })["Fn::Sub"];
+      const text = String(Array.isArray(sub) ? sub[0] : sub);
       const references = text.match(/\$\{[^}]*\}/g) ?? [];
       bytes += Buffer.byteLength(text.replace(/\$\{[^}]*\}/g, ""));
       for (const reference of references) bytes += referenceBytes(reference.slice(2, -1));

@@ -1973,6 +1973,8 @@ function physicalIds(resources: Template["Resources"], region: string, stack: st
       "AWS::Region": region,
       "AWS::AccountId": ACCOUNT,
       "AWS::StackName": stack,
+      // A stack's ARN ends in its unique id, which the template takes to name functions.
+      "AWS::StackId": `arn:aws:cloudformation:${region}:${ACCOUNT}:stack/${stack}/${stackUuid(stack)}`,
       "AWS::Partition": "aws",
       "AWS::URLSuffix": "amazonaws.com",
       ArtifactBucket: "emulated-artifacts",
@@ -1989,8 +1991,12 @@ function physicalIds(resources: Template["Resources"], region: string, stack: st
       physical.ref[id] = name;
       physical.attributes[id] = { Arn: `arn:aws:dynamodb:${region}:${ACCOUNT}:table/${name}` };
     } else if (r.Type === "AWS::Lambda::Function") {
-      physical.ref[id] = name;
-      physical.attributes[id] = { Arn: `arn:aws:lambda:${region}:${ACCOUNT}:function:${name}` };
+      // The template names a function only from the stack's pseudo parameters (a late disconnect's
+      // cycle, build/template.ts), so its name resolves before any resource has an id.
+      const given = (r.Properties as { FunctionName?: unknown } | undefined)?.FunctionName;
+      const fnName = given === undefined ? name : String(resolveIntrinsics(given, physical));
+      physical.ref[id] = fnName;
+      physical.attributes[id] = { Arn: `arn:aws:lambda:${region}:${ACCOUNT}:function:${fnName}` };
     } else if (r.Type === "AWS::IAM::Role") {
       physical.ref[id] = name;
       physical.attributes[id] = { Arn: `arn:aws:iam::${ACCOUNT}:role/${name}`, RoleId: shortId(name) };
@@ -2013,6 +2019,12 @@ function physicalIds(resources: Template["Resources"], region: string, stack: st
     }
   }
   return physical;
+}
+
+/** A stack's made-up unique id, in the form of CloudFormation's (a UUID), the same for a stack name. */
+function stackUuid(stack: string): string {
+  const hex = createHash("sha256").update(`stack/${stack}`).digest("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
 /**

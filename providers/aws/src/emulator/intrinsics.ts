@@ -1,6 +1,6 @@
 /**
  * Resolves the CloudFormation intrinsic functions our templates use (Ref, Fn::GetAtt, Fn::Sub,
- * Fn::Join) against made-up physical ids, the way CloudFormation would after creating the stack.
+ * Fn::Join, Fn::Split, Fn::Select) against made-up physical ids, the way CloudFormation would after creating the stack.
  * The emulator runs the template itself, so a wrong reference in it fails here as it would on AWS.
  */
 
@@ -33,6 +33,17 @@ export function resolveIntrinsics(value: unknown, physical: Physical): unknown {
         const dot = name.indexOf(".");
         return dot < 0 ? ref(name, physical) : getAtt(name.slice(0, dot), name.slice(dot + 1), physical);
       });
+    }
+    if (fn === "Fn::Split") {
+      const [separator, text] = arg as [string, unknown];
+      return String(resolveIntrinsics(text, physical)).split(separator);
+    }
+    if (fn === "Fn::Select") {
+      const [index, list] = arg as [string | number, unknown];
+      const items = resolveIntrinsics(list, physical);
+      const item = Array.isArray(items) ? items[Number(index)] : undefined;
+      if (item === undefined) throw new Error(`template: Fn::Select ${String(index)} of a list without it`);
+      return item;
     }
     if (fn === "Fn::Join") {
       const [separator, parts] = arg as [string, unknown[]];
