@@ -249,14 +249,14 @@ describe("a function whose late connect handler's disconnect handler is another 
     await handler.ready;
   }, 60000);
 
-  it("refuses it and, given no function to hand its disconnect to, warns that the disconnect handler cannot run for it, naming the fix, instead of failing", async () => {
+  it("refuses it and, given no function to hand its disconnect to (a template of an older version), warns that the disconnect handler cannot run for it, naming the fix, instead of failing", async () => {
     const answer = await handler(connectEvent("Split1aaaaaaa=", 1500, Date.now() - 27_500));
     expect(answer).toMatchObject({ statusCode: 504 });
     const mine = lines.filter((l) => l.includes("Split1aaaaaaa="));
     expect(mine[0]).toContain("did not answer before API Gateway's integration timeout");
     expect(mine.slice(1)).toEqual([
       "stored Split1aaaaaaa=",
-      'nitric-like: warning: websocket "chat": the connect handler of service "gate" accepted connection Split1aaaaaaa= after its client had been refused with 504, but the disconnect handler is another service\'s, whose function this deployment does not let this one invoke (two services that each handle the connect of a socket whose disconnect the other handles, or a template built before it did), so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up',
+      `nitric-like: warning: websocket "chat": the connect handler of service "gate" accepted connection Split1aaaaaaa= after its client had been refused with 504, but the disconnect handler is another service's, and this function's environment does not name that service's function (a template made by an older nitric-like, which left out two services that each handle the connect of a socket whose disconnect the other handles), so it does not run for it; build and deploy again, or handle connect and disconnect in one service, so that what connect stored is cleaned up`,
     ]);
   }, 30000);
 });

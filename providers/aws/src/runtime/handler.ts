@@ -571,7 +571,7 @@ export class Runtime {
         const target = this.bindings.websockets[gateway.name]?.disconnectFunction;
         if (target === undefined) {
           this.logger.warn(
-            `websocket "${gateway.name}": the connect handler of service "${this.bindings.service}" accepted connection ${id} after its client had been refused with 504, but the disconnect handler is another service's, whose function this deployment does not let this one invoke (two services that each handle the connect of a socket whose disconnect the other handles, or a template built before it did), so it does not run for it; handle connect and disconnect in one service so that what connect stored is cleaned up`,
+            `websocket "${gateway.name}": the connect handler of service "${this.bindings.service}" accepted connection ${id} after its client had been refused with 504, but the disconnect handler is another service's, and this function's environment does not name that service's function (a template made by an older nitric-like, which left out two services that each handle the connect of a socket whose disconnect the other handles), so it does not run for it; build and deploy again, or handle connect and disconnect in one service, so that what connect stored is cleaned up`,
           );
           return;
         }
