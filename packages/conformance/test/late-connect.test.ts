@@ -322,3 +322,40 @@ describe.each([
     }, 40000);
   },
 );
+
+describe.each([
+  { provider: "local", args: [] as string[] },
+  { provider: "aws", args: [] as string[] },
+])(
+  "a connect handler past the handler timeout of a socket with no disconnect handler, on the $provider provider",
+  ({ provider, args }) => {
+    let app: App;
+    beforeAll(async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: latebare\nservices:\n  - match: services/*.ts\nlimits:\n  handlerTimeout: 1s\n",
+        "services/solo.ts": `
+import { websocket } from "@nitric-like/sdk";
+
+const bare = websocket("bare");
+bare.on("connect", async (ctx) => {
+  await new Promise((resolve) => setTimeout(resolve, Number(ctx.query.hold?.[0] ?? 0)));
+  console.log("accepted late " + ctx.query.tag?.[0]);
+});
+bare.on("message", async (ctx) => ctx.text());
+`,
+      });
+      app = await startApp(dir, ["--provider", provider, ...args]);
+    }, 60000);
+    afterAll(async () => {
+      const { code } = await app.stop();
+      expect(code).toBe(0);
+    });
+
+    it("runs nothing for it once it has ended accepting, and warns of no disconnect handler that does not run", async () => {
+      await expect(connect(`${app.url("bare")}?tag=b1&hold=1600`)).rejects.toMatchObject({ status: 504 });
+      await app.waitFor(/accepted late b1/);
+      await sleep(1000); // time for a warning that should not come
+      expect(app.stdout + app.stderr).not.toMatch(/warning: websocket "bare"/);
+    }, 40000);
+  },
+);

@@ -569,10 +569,11 @@ export class Runtime {
         // Locally every service's handlers are one registry away; here only this function's are:
         // the disconnect handler's function runs it (late-disconnect.ts), when the template says which.
         const target = this.bindings.websockets[gateway.name]?.disconnectFunction;
+        // The template names to this function the function of any other service that handles the
+        // socket's disconnect (build/template.ts lateDisconnectTargets, every pair, rings
+        // included), and the two are built and deployed together: none named, the socket has no
+        // disconnect handler, so nothing runs, as locally.
         if (target === undefined) {
-          this.logger.warn(
-            `websocket "${gateway.name}": the connect handler of service "${this.bindings.service}" accepted connection ${id} after its client had been refused with 504, but the disconnect handler is another service's, and this function's environment does not name that service's function (a template made by an older nitric-like, which left out two services that each handle the connect of a socket whose disconnect the other handles), so it does not run for it; build and deploy again, or handle connect and disconnect in one service, so that what connect stored is cleaned up`,
-          );
           return;
         }
         const event: LateDisconnectEvent = {
