@@ -8,7 +8,7 @@ import { createLocalProvider, type LocalProvider } from "@nitric-like/provider-l
 import type { Spec } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { type Dashboard, startDashboard } from "./dashboard.js";
+import { type Dashboard, MAX_DASHBOARD_CONNECTIONS, startDashboard } from "./dashboard.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -98,5 +98,49 @@ describe("the dashboard's event stream", () => {
     for (let i = 0; i < 100 && reader.got() === before; i++) await sleep(10);
     expect(reader.got()).toBeGreaterThan(before);
     expect(reader.socket.destroyed).toBe(false);
+  });
+});
+
+describe("the dashboard's connections", () => {
+  it("holds at most its bound of connections: idle ones without the key make room, oldest first, for a page that has it", async () => {
+    const { provider, dashboard, url } = await world();
+    const reader = await page(dashboard, true);
+    const { hostname, port } = new URL(dashboard.url);
+    // Connections that send nothing, as any user of the machine can open: Node keeps such a one
+    // open for ever, and enough of them would take every file descriptor run may open.
+    const extra = 100;
+    const idle: { socket: Socket; closed: boolean }[] = [];
+    for (let i = 0; i < MAX_DASHBOARD_CONNECTIONS + extra; i++) {
+      const socket = connect(Number(port), hostname);
+      const held = { socket, closed: false };
+      socket.on("error", () => {});
+      socket.once("close", () => {
+        held.closed = true;
+      });
+      cleanups.push(() => {
+        socket.destroy();
+      });
+      idle.push(held);
+      await new Promise((resolve) => socket.once("connect", resolve));
+    }
+    const open = () => idle.filter((h) => !h.closed).length;
+    for (let i = 0; i < 200 && open() > MAX_DASHBOARD_CONNECTIONS - 1; i++) await sleep(10);
+    // The page's stream kept its place; the oldest idle ones gave theirs.
+    expect(open()).toBe(MAX_DASHBOARD_CONNECTIONS - 1);
+    expect(idle.slice(0, extra + 1).every((h) => h.closed)).toBe(true);
+    expect(reader.socket.destroyed).toBe(false);
+    // A request with the key is answered while they are held, and the page still gets events.
+    const state = await fetch(`${dashboard.url}/api/state`, { headers: { "x-dashboard-key": dashboard.key } });
+    expect(state.status).toBe(200);
+    const ws = new WebSocket(url);
+    cleanups.push(() => ws.terminate());
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    const before = reader.got();
+    await provider.inspect.broadcast("s", Buffer.from("x"), false);
+    for (let i = 0; i < 100 && reader.got() === before; i++) await sleep(10);
+    expect(reader.got()).toBeGreaterThan(before);
   });
 });

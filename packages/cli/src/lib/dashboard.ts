@@ -15,6 +15,7 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { boundaryMessage, guard } from "@nitric-like/provider-kit";
 import {
@@ -45,6 +46,15 @@ const FLUSH_MS = 50;
  * event for it; past this its stream is ended, and the page's EventSource reconnects once it runs.
  */
 export const MAX_PAGE_BACKLOG_BYTES = 1024 * 1024;
+/**
+ * Most connections the dashboard holds at once. Every user of the machine can open connections to
+ * it and send nothing on them, which Node keeps open for ever (its header timeout starts with a
+ * request's first byte): unbounded, they would take every file descriptor `run` may open, and the
+ * gateways, kv and services with them. Past this, the oldest connection that never carried the
+ * run's key and is not being answered is closed to make room, so one without the key cannot keep
+ * out a page that has it. A page uses a handful.
+ */
+export const MAX_DASHBOARD_CONNECTIONS = 256;
 /** Most keys one kv listing returns. */
 const MAX_KEYS = 500;
 /** Most service output lines sent to a page per flush (every FLUSH_MS); more are counted as dropped. */
@@ -343,6 +353,12 @@ class DashboardServer {
     (batch) => this.emit("log", batch),
   );
   private readonly server: Server;
+  /** Every open connection, oldest first (MAX_DASHBOARD_CONNECTIONS). */
+  private readonly connections = new Set<Socket>();
+  /** The connections that carried this run's key: never closed to make room. */
+  private readonly keyed = new WeakSet<Socket>();
+  /** How many requests each connection has being answered now: not closed to make room meanwhile. */
+  private readonly answering = new WeakMap<Socket, number>();
   /** This run's key (KEY_HEADER): 144 random bits, new each run. */
   readonly key = randomBytes(18).toString("base64url");
 
@@ -372,12 +388,33 @@ class DashboardServer {
     // code the provider's refusal (a kv key or value it does not take), each answered with its
     // status; anything else is a bug, answered with 500 and logged in one line, and the dashboard
     // carries on.
-    this.server = createServer((req, res) =>
+    this.server = createServer((req, res) => {
+      const socket = req.socket;
+      this.answering.set(socket, (this.answering.get(socket) ?? 0) + 1);
+      res.once("close", () => this.answering.set(socket, (this.answering.get(socket) ?? 1) - 1));
       guard(
         () => this.handle(req, res),
         (error: unknown) => this.failed(req, res, error),
-      ),
-    );
+      );
+    });
+    this.server.on("connection", (socket: Socket) => this.admit(socket));
+  }
+
+  /** Holds a new connection, closing the oldest idle one without the key when there are too many. */
+  private admit(socket: Socket): void {
+    this.connections.add(socket);
+    socket.once("close", () => this.connections.delete(socket));
+    if (this.connections.size <= MAX_DASHBOARD_CONNECTIONS) return;
+    for (const old of this.connections) {
+      if (old === socket) break;
+      if (this.keyed.has(old) || (this.answering.get(old) ?? 0) > 0) continue;
+      this.connections.delete(old);
+      old.destroy();
+      return;
+    }
+    // Every older one is a page's or being answered: the new one waits for none.
+    this.connections.delete(socket);
+    socket.destroy();
   }
 
   get url(): string {
@@ -398,7 +435,10 @@ class DashboardServer {
       typeof header === "string" ? header : url.pathname === "/api/events" ? (url.searchParams.get("key") ?? "") : "";
     const a = Buffer.from(given);
     const b = Buffer.from(this.key);
-    if (a.length === b.length && timingSafeEqual(a, b)) return;
+    if (a.length === b.length && timingSafeEqual(a, b)) {
+      this.keyed.add(req.socket);
+      return;
+    }
     throw new HttpError(
       401,
       given === ""
