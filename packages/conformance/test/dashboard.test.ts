@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { createServer } from "node:net";
+import { createServer, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -327,15 +327,26 @@ describe("the dashboard", () => {
     const base = app.dashboard as string;
     expect((await dashboardFetch(app, `/api/state`)).status).toBe(200);
     // fetch() will not set Host; a DNS-rebinding page's requests carry its own name there.
-    const rebound = await new Promise<number>((resolve, reject) => {
-      const req = request(`${base}/api/state`, { headers: { Host: "evil.example" } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
+    const port = new URL(base).port;
+    for (const host of ["evil.example", `evil.example:${port}`, `127.0.0.1.nip.io:${port}`]) {
+      const rebound = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${base}/api/state`, { headers: { Host: host } }, (res) => {
+          let body = "";
+          res.on("data", (d) => {
+            body += d;
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on("error", reject);
+        req.end();
       });
-      req.on("error", reject);
-      req.end();
-    });
-    expect(rebound).toBe(421);
+      expect(rebound).toEqual({
+        status: 421,
+        body: JSON.stringify({
+          error: `this request is addressed to "${host}", not to 127.0.0.1 or localhost: open the dashboard at the address run printed (it answers no other name, which a web page could point at this machine)`,
+        }),
+      });
+    }
     const form = await dashboardFetch(app, `/api/send`, { method: "POST", body: "socket=chat&text=x" });
     expect(form.status).toBe(415);
     const foreign = await dashboardFetch(app, `/api/send`, {
@@ -344,9 +355,47 @@ describe("the dashboard", () => {
       body: JSON.stringify({ socket: "chat", text: "x" }),
     });
     expect(foreign.status).toBe(403);
+    expect(await foreign.json()).toEqual({
+      error:
+        'a page of another origin ("https://evil.example") may not change anything here: use the dashboard\'s own page, at the address run printed',
+    });
     const unknownStore = await dashboardFetch(app, `/api/kv/keys?store=nope`);
     expect(unknownStore.status).toBe(404);
     expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
+  });
+
+  it("works through a port forward, which names localhost on a port of its own, as ssh -L does", async () => {
+    const app = await startChatWeb();
+    const port = Number(new URL(app.dashboard as string).port);
+    // What `ssh -L <port>:127.0.0.1:<dashboard port>` is on this side: bytes passed both ways.
+    const piped = new Set<{ destroy(): void }>();
+    const forward = createServer((from) => {
+      const to = tcpConnect(port, "127.0.0.1");
+      piped.add(from).add(to);
+      from.pipe(to).pipe(from);
+      from.on("error", () => to.destroy());
+      to.on("error", () => from.destroy());
+    });
+    await new Promise<void>((r) => forward.listen(0, "127.0.0.1", r));
+    try {
+      const forwarded = (forward.address() as { port: number }).port;
+      const page = await browser.newPage();
+      page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
+      await page.goto(`http://localhost:${forwarded}/#key=${app.dashboardKey}`);
+      await page.locator("#live", { hasText: "live" }).waitFor();
+      const client = await connect(`${app.url("chat")}/?name=tester`);
+      const { you } = JSON.parse((await client.next()).text) as { you: string };
+      const row = page.locator(`#connection-table tr[data-id="${you}"]`);
+      await row.getByRole("button", { name: "message" }).click();
+      await page.locator("#send-text").fill("through the forward");
+      await page.locator("#send-form").getByRole("button", { name: "Send" }).click();
+      expect((await client.next()).text).toBe("through the forward");
+      client.close();
+      await page.close();
+    } finally {
+      for (const s of piped) s.destroy();
+      await new Promise((r) => forward.close(r));
+    }
   });
 
   it("answers a send to a socket whose gateway failed to start with 503 and the reason, never a 500", async () => {

@@ -230,6 +230,13 @@ function listen(server: Server, port: number): Promise<void> {
   });
 }
 
+/**
+ * The names a request may address the dashboard by: this machine's loopback, on any port (a port
+ * forward such as `ssh -L 8080:127.0.0.1:4040` keeps the name and changes the port). A web page
+ * that rebinds its own name to 127.0.0.1 (DNS rebinding) sends that name, on the dashboard's port.
+ */
+const LOOPBACK_HOST = /^(?:127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?$/i;
+
 /** The largest request body the API takes (a kv value or a message, as JSON). */
 const MAX_BODY_BYTES = 1024 * 1024;
 /**
@@ -589,8 +596,11 @@ class DashboardServer {
   /** Serves one request (the boundary in the constructor answers what it throws). */
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const host = req.headers.host ?? "";
-    const port = this.port;
-    if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) throw new HttpError(421, "unexpected Host");
+    if (!LOOPBACK_HOST.test(host))
+      throw new HttpError(
+        421,
+        `${host === "" ? "this request names no host" : `this request is addressed to ${JSON.stringify(host.slice(0, 200))}`}, not to 127.0.0.1 or localhost: open the dashboard at the address run printed (it answers no other name, which a web page could point at this machine)`,
+      );
     let url: URL;
     try {
       url = new URL(req.url ?? "/", `http://${host}`);
@@ -599,7 +609,11 @@ class DashboardServer {
     }
     if (req.method !== "GET" && req.method !== "HEAD") {
       const origin = req.headers.origin;
-      if (origin !== undefined && origin !== `http://${host}`) throw new HttpError(403, "cross-origin request");
+      if (origin !== undefined && origin !== `http://${host}`)
+        throw new HttpError(
+          403,
+          `a page of another origin (${JSON.stringify(origin.slice(0, 200))}) may not change anything here: use the dashboard's own page, at the address run printed`,
+        );
     }
     if (url.pathname.startsWith("/api/")) this.checkKey(req, url);
     if (url.pathname === "/api/events" && req.method === "GET") return this.events(req, res);
