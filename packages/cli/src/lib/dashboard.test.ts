@@ -79,6 +79,19 @@ it("answers a request that met a bug with 500 and one log line, and goes on serv
   expect(errors).toHaveLength(1);
 });
 
+it("answers HEAD for the page's files as GET does, without the body", async () => {
+  const d = await start();
+  for (const path of ["/", "/app.js", "/style.css"]) {
+    const got = await fetch(`${d.url}${path}`);
+    const head = await fetch(`${d.url}${path}`, { method: "HEAD" });
+    expect(head.status, path).toBe(200);
+    expect(head.headers.get("content-type")).toBe(got.headers.get("content-type"));
+    expect(head.headers.get("content-security-policy")).toBe(got.headers.get("content-security-policy"));
+    expect(await head.text()).toBe("");
+  }
+  expect((await fetch(`${d.url}/nope`, { method: "HEAD" })).status).toBe(404);
+});
+
 it("refuses a close code that is not a whole number in the ranges a service may give, before closing anything", async () => {
   const d = await start();
   for (const code of [3000.5, 999, 1001, 5000, -1]) {

@@ -739,7 +739,8 @@ class DashboardServer {
   /** One of the page's files. */
   private async asset(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const asset = ASSETS.get(url.pathname);
-    if (!asset || req.method !== "GET") throw new HttpError(404, "not found");
+    // HEAD as GET without the body (RFC 9110 section 9.3.2): a page that is here is not a 404.
+    if (!asset || (req.method !== "GET" && req.method !== "HEAD")) throw new HttpError(404, "not found");
     const body = await readFile(join(cliPackageDir(), "dashboard", asset.file));
     res.writeHead(200, {
       "Content-Type": asset.type,
