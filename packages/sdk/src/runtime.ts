@@ -4,4 +4,4 @@
  */
 
 export { createPortTransport, type Transport } from "@nitric-like/rpc";
-export { useTransport } from "./internal/runtime.js";
+export { serviceLoaded, useTransport } from "./internal/runtime.js";

@@ -52,7 +52,7 @@ describe("a function's bundle", () => {
     expect(hasGrpcTransport(bundle.inputs)).toBe(false);
     expect(externalImports(bundle.file)).toEqual(['import("@nitric-like/rpc/grpc")']);
     const entry = readFileSync(join(out, "entries", "chat.mjs"), "utf8");
-    expect(entry).toMatch(/import \{ useTransport as ours \} from ".*sdk[\\/]dist[\\/]runtime\.js";/);
+    expect(entry).toMatch(/import \{ serviceLoaded, useTransport as ours \} from ".*sdk[\\/]dist[\\/]runtime\.js";/);
     expect(entry).not.toContain("grpc-js");
     expect(entry).toContain("transport: (transport) => { ours(transport); },");
   });
@@ -101,11 +101,12 @@ describe("a function's bundle", () => {
       true,
     );
     expect(entry).toContain(
-      'import { useTransport as ours } from "/app/node_modules/@nitric-like/sdk/dist/runtime.js";',
+      'import { serviceLoaded, useTransport as ours } from "/app/node_modules/@nitric-like/sdk/dist/runtime.js";',
     );
     expect(entry).toMatch(/import \{ useTransport as nitric \} from ".*compat[\\/]grpc-js\.js";/);
     expect(entry).toContain("transport: (transport) => { ours(transport); nitric(transport); },");
-    expect(entry).toContain('load: () => import("/app/services/both.ts"),');
+    // Our SDK is told once the import has resolved: it refuses handlers registered later.
+    expect(entry).toContain('load: () => import("/app/services/both.ts").then((m) => { serviceLoaded(); return m; }),');
     // Neither SDK: nothing to give.
     expect(functionEntry({ name: "none", file: "s.ts", path: "/app/s.ts" }, undefined, false)).toContain(
       "transport: (transport) => {},",

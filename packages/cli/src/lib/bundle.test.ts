@@ -153,7 +153,9 @@ websocket("socket").on("message", (ctx) => replies.hello + ctx.text());
 
 it("generates a thread entry whose start(port) gives each SDK the service uses the port before the service loads, called by itself in a worker", () => {
   const both = threadEntry("/p/services/api.ts", "/p/node_modules/@nitric-like/sdk/dist/runtime.js", true);
-  expect(both).toContain('import { useTransport as ours } from "/p/node_modules/@nitric-like/sdk/dist/runtime.js";');
+  expect(both).toContain(
+    'import { serviceLoaded, useTransport as ours } from "/p/node_modules/@nitric-like/sdk/dist/runtime.js";',
+  );
   expect(both).toMatch(/import \{ useTransport as nitric \} from ".*grpc-js\.js";/);
   const lines = both.split("\n");
   const given = lines.indexOf("  const transport = createPortTransport(port);");
@@ -161,7 +163,8 @@ it("generates a thread entry whose start(port) gives each SDK the service uses t
   expect(lines.slice(given + 1, given + 5)).toEqual([
     "  ours(transport);",
     "  nitric(transport);",
-    '  return { transport, loaded: import("/p/services/api.ts") };',
+    // Our SDK is told once the import has resolved: it refuses handlers registered later.
+    '  return { transport, loaded: import("/p/services/api.ts").then((m) => { serviceLoaded(); return m; }) };',
     "}",
   ]);
   // Before the service loads (its import is in start()): its output bounded, the liveness check answered.

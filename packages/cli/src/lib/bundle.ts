@@ -200,6 +200,9 @@ export const ALIVE_PONG = "nitric-like:alive";
  */
 const ALIVE_ANSWER = `(${String(answerAliveChecks)})(process.env, ${JSON.stringify(ALIVE_FD_VAR)}, require("node:net").Socket);`;
 
+/** Tells every copy of our SDK in a service process that the service's module has loaded (see its serviceLoaded). */
+const LOADED_FOOTER = `for (const loaded of globalThis[Symbol.for("nitric-like.service-loaded")] ?? []) loaded();`;
+
 /** How much of a service thread's output may wait for run's thread to print it (boundOutput). */
 export const MAX_HELD_OUTPUT_BYTES = 8 * 1024 * 1024;
 
@@ -220,7 +223,7 @@ export function threadEntry(servicePath: string, sdkRuntime: string | undefined,
   ];
   const give: string[] = [];
   if (sdkRuntime !== undefined) {
-    lines.push(`import { useTransport as ours } from ${JSON.stringify(sdkRuntime)};`);
+    lines.push(`import { serviceLoaded, useTransport as ours } from ${JSON.stringify(sdkRuntime)};`);
     give.push("  ours(transport);");
   }
   if (nitricSdk) {
@@ -231,7 +234,11 @@ export function threadEntry(servicePath: string, sdkRuntime: string | undefined,
     "export function start(port) {",
     "  const transport = createPortTransport(port);",
     ...give,
-    `  return { transport, loaded: import(${JSON.stringify(servicePath)}) };`,
+    // Once the import has resolved (top-level awaits included) the service has loaded: our SDK
+    // refuses handlers registered later (see its serviceLoaded).
+    sdkRuntime === undefined
+      ? `  return { transport, loaded: import(${JSON.stringify(servicePath)}) };`
+      : `  return { transport, loaded: import(${JSON.stringify(servicePath)}).then((m) => { serviceLoaded(); return m; }) };`,
     "}",
     "// In a worker: output held back for run's thread is bounded (see @nitric-like/spec's output-bound.ts).",
     `if (!isMainThread) for (const stream of [process.stdout, process.stderr]) (${String(boundOutput)})(stream, ${MAX_HELD_OUTPUT_BYTES});`,
@@ -279,7 +286,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 18`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 19`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -531,7 +538,10 @@ async function bundleWith(
   recordFile: string,
 ): Promise<Bundle> {
   try {
-    const options = bundleOptions(projectDir, service, outfile);
+    // The process bundle's last line says the service's module has loaded (its top-level awaits
+    // included): our SDK then refuses handlers registered later (a timer's), which the collect
+    // pass may not see. The thread bundle says it from its entry's start() instead.
+    const options = { ...bundleOptions(projectDir, service, outfile), footer: { js: LOADED_FOOTER } };
     const result = await buildAscii(build, options);
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
     const importsNitricSdk = Object.values(result.metafile.inputs).some((input) =>

@@ -91,6 +91,26 @@ describe("service process lifetime", () => {
     expect(provider.log).toContain("declare KeyValueStore collect-store");
   });
 
+  it("refuses a handler registered in a timer once the runner said the module loaded, naming the socket, the route and the fix", async () => {
+    const runtimeEntry = JSON.stringify(fileURLToPath(new URL("../../dist/runtime.js", import.meta.url)));
+    const { exited } = service(
+      `import { websocket } from ${sdk}; import { serviceLoaded } from ${runtimeEntry};
+       const socket = websocket("loaded").on("message", () => {});
+       socket.route("top", () => "top");
+       serviceLoaded();
+       setTimeout(() => socket.route("join", () => "joined"), 50);`,
+      "run",
+    );
+    const result = await exited;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      'websocket("loaded").route("join"): the service registered it after its module finished loading (in a timer, a callback or a handler)',
+    );
+    expect(result.stderr).toContain(
+      "register handlers at module load: at top level or during import, not in a timer/callback",
+    );
+  });
+
   it("exits 1 saying the connection was lost when a handler stream fails in run", async () => {
     const { exited } = service(
       `import { websocket } from ${sdk}; websocket("lost").on("message", () => {}); setInterval(() => {}, 1000);`,

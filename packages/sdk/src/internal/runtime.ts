@@ -10,8 +10,10 @@
  * convention for a service process, loaded on first use.
  */
 import { Socket } from "node:net";
+import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Client, createLazyTransport, type Transport } from "@nitric-like/rpc";
 import { ALIVE_FD_VAR, answerAliveChecks } from "@nitric-like/spec";
+import { watchLoadTimers } from "./load-timers.js";
 
 let transport: Transport | undefined;
 let client: Client | undefined;
@@ -140,6 +142,61 @@ export function lateRegistration(what: string): string | undefined {
   const service = process.env.NITRIC_LIKE_SERVICE;
   const who = service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
   return `${what}: ${who} registered it again after it started (in a handler, or in a module a handler imports): it would add one more handler to the chain on every call, each running on every event, and spec, build and up never see it; register each handler once, at the top level of the service's entry file`;
+}
+
+/** Set once the runner has seen the service's module finish loading (serviceLoaded). */
+let loaded = false;
+
+/**
+ * Called by the runner once the service's entry has finished loading: once `await import(entry)`
+ * has resolved (a top-level `await` included), or at the end of a process bundle. A handler
+ * registered after it (in a timer, a callback, a handler) is refused: the collect pass, which
+ * spec, build and up deploy from, may have ended before it was made.
+ */
+export function serviceLoaded(): void {
+  if (loaded) return;
+  loaded = true;
+  loadTimersDone?.();
+}
+
+// In the collect pass, the timers started during load are waited for (see load-timers.ts). The
+// sign of life is a grant of nothing, which the collector records as nothing.
+const loadTimersDone =
+  environment() === "build"
+    ? watchLoadTimers(
+        () => loaded,
+        () =>
+          rpc.unary(Resources.method.declare, {
+            id: { type: ResourceType.Policy, name: "" },
+            config: { case: "policy", value: { principals: [], actions: [], resources: [] } },
+          }),
+      )
+    : undefined;
+
+// A process bundle marks the end of its load from its last line (the CLI's bundle footer), where
+// nothing of ours can be imported: every copy of the SDK in the process is told through this list.
+const LOADED_HOOKS = Symbol.for("nitric-like.service-loaded");
+{
+  const hooks = globalThis as unknown as Record<symbol, (() => void)[] | undefined>;
+  const list = hooks[LOADED_HOOKS] ?? [];
+  hooks[LOADED_HOOKS] = list;
+  list.push(serviceLoaded);
+}
+
+/** True once the runner said the service's module has finished loading. */
+export function hasLoaded(): boolean {
+  return loaded;
+}
+
+/**
+ * The refusal of a handler registration made after the service's module finished loading, or
+ * undefined before then. `what` is the call as written, such as `websocket("chat").route("join")`.
+ */
+export function registeredAfterLoad(what: string): string | undefined {
+  if (!loaded) return undefined;
+  const service = process.env.NITRIC_LIKE_SERVICE;
+  const who = service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
+  return `${what}: ${who} registered it after its module finished loading (in a timer, a callback or a handler), so spec, build and up may never see it and a deployment would not route to it; register handlers at module load: at top level or during import, not in a timer/callback`;
 }
 
 /** A declaration the provider refused, or a lost provider: the service cannot work, so it stops. */

@@ -42,6 +42,7 @@ import {
   eventStarted,
   fatal,
   lateRegistration,
+  registeredAfterLoad,
   rpc,
   runtime,
   streamClosed,
@@ -760,7 +761,8 @@ export class Websocket<Identity = unknown, State = unknown> {
 
   /**
    * Handles an event. Handlers run in order for each event; more `on()` calls for one event add to
-   * its chain. Register at the top level: in a handler, a second `on()` or `route()` for what the service already handles throws `failed_precondition`. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
+   * its chain. Register at module load (the top level, or during import): once the service's module has
+   * finished loading, `on()` and `route()` throw `failed_precondition` (in a timer, a callback or a handler), as the collect pass that spec, build and up deploy from may not see them. A connect handler can refuse the connection with `ctx.reject(reason, status)`.
    */
   on<E extends WebsocketEvent>(event: E, ...handlers: WebsocketHandlerFn<E, Identity, State>[]): this {
     if (!Object.hasOwn(EVENT_TYPES, event)) {
@@ -777,10 +779,8 @@ export class Websocket<Identity = unknown, State = unknown> {
         );
     }
     let chain = this.chains.get(event);
-    const late =
-      chain === undefined
-        ? undefined
-        : lateRegistration(`websocket(${JSON.stringify(this.name)}).on(${JSON.stringify(event)})`);
+    const call = `websocket(${JSON.stringify(this.name)}).on(${JSON.stringify(event)})`;
+    const late = (chain === undefined ? undefined : lateRegistration(call)) ?? registeredAfterLoad(call);
     if (late !== undefined) throw new NitricLikeError("failed_precondition", late);
     if (chain) {
       chain.push(...(handlers as WebsocketHandlerFn<WebsocketEvent>[]));
@@ -816,10 +816,8 @@ export class Websocket<Identity = unknown, State = unknown> {
         );
     }
     const chain = this.routeChains.get(action);
-    const late =
-      chain === undefined
-        ? undefined
-        : lateRegistration(`websocket(${JSON.stringify(this.name)}).route(${JSON.stringify(action)})`);
+    const call = `websocket(${JSON.stringify(this.name)}).route(${JSON.stringify(action)})`;
+    const late = (chain === undefined ? undefined : lateRegistration(call)) ?? registeredAfterLoad(call);
     if (late !== undefined) throw new NitricLikeError("failed_precondition", late);
     if (chain) {
       chain.push(...(handlers as WebsocketHandlerFn<WebsocketEvent>[]));

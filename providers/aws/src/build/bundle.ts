@@ -125,7 +125,7 @@ export function functionEntry(service: ServiceEntry, sdkRuntime: string | undefi
   lines.push(`import { createHandler } from ${JSON.stringify(RUNTIME)};`);
   const give: string[] = [];
   if (sdkRuntime !== undefined) {
-    lines.push(`import { useTransport as ours } from ${JSON.stringify(sdkRuntime)};`);
+    lines.push(`import { serviceLoaded, useTransport as ours } from ${JSON.stringify(sdkRuntime)};`);
     give.push("ours(transport);");
   }
   if (nitric) {
@@ -134,7 +134,11 @@ export function functionEntry(service: ServiceEntry, sdkRuntime: string | undefi
   }
   lines.push(
     "export const handler = createHandler({",
-    `  load: () => import(${JSON.stringify(service.path)}),`,
+    // Once the import has resolved (top-level awaits included), our SDK refuses handlers
+    // registered later (a timer's), which the build did not see (see its serviceLoaded).
+    sdkRuntime === undefined
+      ? `  load: () => import(${JSON.stringify(service.path)}),`
+      : `  load: () => import(${JSON.stringify(service.path)}).then((m) => { serviceLoaded(); return m; }),`,
     `  transport: (transport) => {${give.length > 0 ? ` ${give.join(" ")} ` : ""}},`,
     "});",
     "",
