@@ -49,6 +49,14 @@ export { BurstLog } from "./burst-log.js";
 export { type CompileMessage, compileErrorMessage } from "./compile-errors.js";
 export { building } from "./esbuild-service.js";
 export {
+  boundedMessage,
+  followedBy,
+  indentedMessage,
+  MAX_MESSAGE_CHARS,
+  MAX_MESSAGE_LINES,
+  unindentedMessage,
+} from "./failure-message.js";
+export {
   type AnswerSink,
   EVENT_NAMES,
   HandlerError,

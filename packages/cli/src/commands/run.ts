@@ -10,6 +10,7 @@ import { type Dirent, existsSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, relative, resolve, sep } from "node:path";
 import { isMainThread } from "node:worker_threads";
+import { followedBy } from "@nitric-like/provider-kit";
 import { canCheckTcpPeers } from "@nitric-like/rpc";
 import {
   buildSpec,
@@ -842,8 +843,11 @@ class Run {
     }
     for (const [service, why] of failed)
       output.warn(
-        // One line, as the emulator says it: a thrown message's line breaks written as \n.
-        `service "${service}" is not serving yet: ${why.replace(/\r?\n/g, "\\n")}; each event retries its init (as Lambda does) and fails while it fails`,
+        // A thrown message of several lines as the emulator says it: bounded, indented below.
+        followedBy(
+          `service "${service}" is not serving yet: ${why}`,
+          "each event retries its init (as Lambda does) and fails while it fails",
+        ),
       );
     const names = failed.map(([service]) => JSON.stringify(service)).join(", ");
     output.info(

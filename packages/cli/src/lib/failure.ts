@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, isAbsolute, join, relative } from "node:path";
+import { boundedMessage, MAX_MESSAGE_LINES, unindentedMessage } from "@nitric-like/provider-kit";
 
 /** A failure, ready to print. */
 export interface FailureCause {
@@ -125,42 +126,19 @@ export class RecentOutput {
 /** Any stack frame: where a multi-line message ends in Node's print of an error. */
 const ANY_FRAME = /^\s+at \S/;
 
-/** Most lines of an error's message a failure shows: a service's error may be any size. */
-export const MAX_MESSAGE_LINES = 20;
-/** Most characters of an error's message a failure shows. */
-export const MAX_MESSAGE_CHARS = 2000;
-
 /**
  * The message of the error Node printed at `lines[at]` (`first`: its first line, as read): with
  * the lines that follow it up to the stack's first frame (or Node's version line, when the error
- * has no frames), their common indentation taken off, the trailing blank ones dropped.
+ * has no frames), as unindentedMessage shows them.
  */
 function wholeMessage(first: string, lines: string[], at: number): string {
   const rest: string[] = [];
   for (let i = at + 1; i < lines.length; i++) {
-    const line = (lines[i] ?? "").trimEnd();
+    const line = lines[i] ?? "";
     if (ANY_FRAME.test(line) || line.startsWith("Node.js v")) break;
     rest.push(line);
   }
-  while (rest.length > 0 && rest[rest.length - 1] === "") rest.pop();
-  const indent = Math.min(...rest.filter((l) => l !== "").map((l) => /^\s*/.exec(l)?.[0].length ?? 0));
-  return [first, ...rest.map((l) => l.slice(Number.isFinite(indent) ? indent : 0))].join("\n");
-}
-
-/**
- * A message cut to MAX_MESSAGE_LINES lines and MAX_MESSAGE_CHARS characters, with a last line
- * saying it was cut and where: a service's error message is its own, and may be huge.
- */
-export function boundedMessage(message: string): string {
-  const lines = message.split("\n");
-  let shown = lines.slice(0, MAX_MESSAGE_LINES).join("\n");
-  let cut = lines.length > MAX_MESSAGE_LINES;
-  if (shown.length > MAX_MESSAGE_CHARS) {
-    shown = shown.slice(0, MAX_MESSAGE_CHARS);
-    cut = true;
-  }
-  if (!cut) return message;
-  return `${shown}\n... (the message is cut here: a failure shows at most ${MAX_MESSAGE_LINES} lines, ${MAX_MESSAGE_CHARS} characters of it)`;
+  return unindentedMessage([first, ...rest]);
 }
 
 /**

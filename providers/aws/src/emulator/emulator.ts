@@ -79,8 +79,10 @@ import {
   boundaryMessage,
   clientErrorRefusal,
   dict,
+  followedBy,
   forEachLine,
   guard,
+  indentedMessage,
   MAX_BUFFERED_BYTES,
   MAX_PENDING_PONGS,
   notReadingReason,
@@ -505,7 +507,12 @@ class Instance {
             settled();
             const thrown = String(message.message);
             reject(
-              new InitError(`function "${fn.name}" failed its init: ${thrown}`, message.errorType ?? "Error", thrown),
+              // Its message as run shows a local service's: bounded, its further lines indented.
+              new InitError(
+                `function "${fn.name}" failed its init: ${indentedMessage(thrown)}`,
+                message.errorType ?? "Error",
+                thrown,
+              ),
             );
           } else if (message.type === "result" && message.id === this.currentId) {
             this.frozen = freezes;
@@ -783,7 +790,11 @@ class EmulatedFunction {
           this.initFailedAt = Date.now();
           if (forEvent && !this.stopped && !instance.ending)
             this.initFailLog.note(
-              `service "${this.service}": ${error.message}, failing the event that started it (and those that waited for it); as on Lambda, the next event retries the init in a new execution environment (one at a time, at most once a second here)`,
+              followedBy(
+                `service "${this.service}": ${error.message}`,
+                "failing the event that started it (and those that waited for it); as on Lambda, the next event retries the init in a new execution environment (one at a time, at most once a second here)",
+                ", ",
+              ),
             );
         }
         if (error instanceof InitTimeoutError && retried) {
@@ -1770,7 +1781,7 @@ export class Emulator {
           if (error instanceof InitTimeoutError)
             throw new Error(`service "${service}": ${error.message}; ${initRetrySaid(f)}`);
           if (error instanceof InitError)
-            throw new Error(`service "${service}": ${error.message}; ${failedInitRetrySaid(true)}`);
+            throw new Error(followedBy(`service "${service}": ${error.message}`, failedInitRetrySaid(true)));
           throw error;
         }),
       );
@@ -1911,7 +1922,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
         return;
       }
       options.logger.error(
-        `service "${fn.service}": ${why}; ${failedInitRetrySaid(options.restartsOnChange !== false)}`,
+        followedBy(`service "${fn.service}": ${why}`, failedInitRetrySaid(options.restartsOnChange !== false)),
       );
     });
   } catch (error) {

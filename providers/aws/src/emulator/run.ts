@@ -588,12 +588,14 @@ export async function runEmulated(options: RunOptions): Promise<RunningProvider>
 }
 
 /**
- * `logger`, each entry kept on one line, as `run` prints every line of a service's output as a
- * line of its own: a line break in a message (an init's or a handler's error, thrown with
- * several lines) is written as `\n`, so the rest of the entry is not taken for a line of its own.
+ * `logger`, no entry breaking into lines that read as entries of their own, as `run` prints every
+ * line of a service's output as a line of its own: a line break in a message (a handler's error,
+ * thrown with several lines) is written as `\n`, unless the line after it is indented, as the
+ * emulator shows a failed init's message of several lines (indentedMessage, as `run` shows a local
+ * service's), which no line at the start of a line of output can be taken for.
  */
 function oneLineLogger(logger: Logger): Logger {
-  const flat = (message: string) => message.replace(/\r?\n/g, "\\n");
+  const flat = (message: string) => message.replace(/\r?\n(?![ \t])/g, "\\n");
   return {
     info: (message) => logger.info(flat(message)),
     warn: (message) => logger.warn(flat(message)),
