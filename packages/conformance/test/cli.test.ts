@@ -280,6 +280,35 @@ describe("nitric-like spec", () => {
     expect(stderr).toContain("boom while starting");
   });
 
+  it("says a failed service's cause as run does, bounded, however much it printed, in spec and in build", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: loud\nservices:\n  - match: services/*.ts\n",
+      // More lines than a failed service's output keeps (200), long ones, then an error of several lines.
+      "services/chatty.ts": [
+        'for (let i = 0; i < 250; i++) console.error(`${i} ${"x".repeat(20_000)}`);',
+        'throw new Error("bad config:\\n  PORT must be a number");',
+      ].join("\n"),
+      // Its problem logged over many long lines, then an exit: no error says why.
+      "services/logger.ts": [
+        'for (let i = 0; i < 30; i++) console.error(`check ${i}: ${"y".repeat(300)}`);',
+        'console.error("DATABASE_URL is not set");',
+        "process.exit(2);",
+      ].join("\n"),
+    });
+    for (const command of ["spec", "build"]) {
+      const { code, stderr } = await runCli([command, dir, "--plain"]);
+      expect(code).toBe(1);
+      expect(stderr).toContain(
+        `error: service "chatty" (services/chatty.ts): exited with code 1 while its resources were being collected, at services/chatty.ts:2: bad config:\n    PORT must be a number\n  fix it, then run nitric-like ${command} again\nerror: service "logger"`,
+      );
+      const tail = Array.from({ length: 9 }, (_, i) => `    check ${21 + i}: ${"y".repeat(190)}... (cut)\n`).join("");
+      expect(stderr).toContain(
+        `error: service "logger" (services/logger.ts): exited with code 2 while its resources were being collected: DATABASE_URL is not set\n  fix it, then run nitric-like ${command} again\n  its output ended with:\n    ... (21 lines before)\n${tail}    DATABASE_URL is not set\n`,
+      );
+      expect(stderr.length).toBeLessThan(6000);
+    }
+  }, 60000);
+
   it("stops a service that never exits instead of hanging", async () => {
     const started = Date.now();
     const { code, stdout } = await runCli(["spec", copyProject(join(FIXTURES, "hang"))], { timeoutMs: 20000 });

@@ -81,7 +81,7 @@ export async function checkedBuild(
   const provider = await providerFor(options.provider, what, project.dir);
   const ready = prepared ?? (await prepareProject(options.dir, output));
   // up's --stack names what AWS makes; without it (and for build) the stack is the project's name.
-  const { spec, errors } = await collectSpec(ready, output, {}, options.stack);
+  const { spec, errors } = await collectSpec(ready, output, {}, options.stack, what);
   if (errors.length > 0) {
     for (const e of errors) output.error(e);
     throw new UserError(

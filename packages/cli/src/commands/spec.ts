@@ -11,6 +11,7 @@ import {
   unusedSocketWarnings,
 } from "@nitric-like/spec";
 import { type CollectOptions, collect } from "../lib/collect.js";
+import { failureCause, outputTail } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
 import { importedServices, type PreparedProject, prepareProject } from "../lib/prepare.js";
 
@@ -38,13 +39,15 @@ Options:
 
 /**
  * Collects and validates; returns the spec and the problems found, with those of the names a
- * deploy to AWS would make as stack `stack` (`up --stack`; else the project's name).
+ * deploy to AWS would make as stack `stack` (`up --stack`; else the project's name). `command`,
+ * the one that collects (spec, build, up), is named in the fix of a service that failed.
  */
 export async function collectSpec(
   prepared: PreparedProject,
   output: Output,
   options: CollectOptions = {},
   stack?: string,
+  command = "spec",
 ): Promise<{
   spec: Spec;
   errors: string[];
@@ -68,6 +71,7 @@ export async function collectSpec(
     );
     const declared = collected.map((c) => withApi(c, prepared));
     const result = buildSpec(prepared.project.name, declared);
+    result.errors = result.errors.map((e) => failureSaid(e, result.failures, prepared, command));
     result.errors.push(...awsNameProblems(result.spec, stack ?? prepared.project.name, stack !== undefined));
     const found = result.spec.resources.length;
     const unchanged = reused === 0 ? "" : ` (${reused} unchanged since the last run)`;
@@ -98,6 +102,41 @@ export async function collectSpec(
   } finally {
     progress.done();
   }
+}
+
+/**
+ * A problem as spec, build and up list it: buildSpec's for a service that failed in the collect
+ * pass (its message, then all the output it left, which a chatty or hostile service makes huge)
+ * said with the cause `run` reads from that output instead: where, the error's message (bounded
+ * as run bounds it) and the fix, then, when no error Node printed says why (a service that logged
+ * its problem and exited), the last lines of its output, bounded. Any other problem as it is.
+ */
+function failureSaid(
+  problem: string,
+  failures: SpecResult["failures"],
+  prepared: PreparedProject,
+  command: string,
+): string {
+  for (const f of failures) {
+    const said = `service ${JSON.stringify(f.service)} (${f.file}): ${f.message}`;
+    if (problem !== said && !problem.startsWith(`${said}\n`)) continue;
+    if (f.output.trim() === "") return said;
+    const service = prepared.services.find((s) => s.entry.name === f.service);
+    const cause = failureCause(
+      f.output,
+      prepared.project.dir,
+      service?.bundle?.inputs ?? (service ? [service.entry.path] : []),
+      `fix it, then run nitric-like ${command} again`,
+    );
+    const where = cause.location === undefined ? "" : `, at ${cause.location}`;
+    const tail = outputTail(f.output);
+    return [
+      `${said}${where}: ${cause.message.replace(/\n(?=.)/g, "\n    ")}`,
+      `  ${cause.fix}`,
+      ...(tail === undefined ? [] : ["  its output ended with:", tail.replace(/^/gm, "    ")]),
+    ].join("\n");
+  }
+  return problem;
 }
 
 /** The socket @nitric-like/sdk/ampt declares (AMPT_SOCKET_NAME there). */

@@ -141,12 +141,21 @@ function wholeMessage(first: string, lines: string[], at: number): string {
   return unindentedMessage([first, ...rest]);
 }
 
+/** What to do about a failure of no kind failureCause knows, under `run`. */
+const RUN_FIX = "fix it and save: run starts it again when one of its files changes";
+
 /**
  * Reads a failed service's output (stderr as Node prints an uncaught error) and says why it failed.
  * `projectDir` makes locations relative; `files` are the project files the service is built from,
- * searched for the import of a missing package.
+ * searched for the import of a missing package; `fix`: what to do about a failure of no kind it
+ * knows (`run`'s, by default).
  */
-export function failureCause(output: string, projectDir: string, files: Iterable<string> = []): FailureCause {
+export function failureCause(
+  output: string,
+  projectDir: string,
+  files: Iterable<string> = [],
+  fix = RUN_FIX,
+): FailureCause {
   const lines = output.split("\n");
   let message: string | undefined;
   let errorAt = -1;
@@ -198,7 +207,7 @@ export function failureCause(output: string, projectDir: string, files: Iterable
   return {
     ...(location === undefined ? {} : { location }),
     message: message ?? boundedMessage(last[last.length - 1] ?? "it printed nothing"),
-    fix: "fix it and save: run starts it again when one of its files changes",
+    fix,
   };
 }
 
@@ -305,6 +314,30 @@ function importLocation(pkg: string, projectDir: string, files: Iterable<string>
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Most lines of a failed service's output outputTail shows. */
+export const TAIL_LINES = 10;
+/** Most characters of each of them. */
+export const TAIL_LINE_CHARS = 200;
+
+/**
+ * The last lines of a failed service's output (TAIL_LINES at most, each cut to TAIL_LINE_CHARS),
+ * for a failure no error Node printed explains: a service that logged its problem over several
+ * lines and exited. Undefined when Node printed one (its message and location say why: the
+ * rest is its stack) or when the output has no more than the one line the cause shows.
+ */
+export function outputTail(output: string): string | undefined {
+  const lines = output.split("\n").map((l) => l.trimEnd());
+  if (lines.some(isPrintedError)) return undefined;
+  const shown = lines.filter((l) => l.trim() !== "" && !l.startsWith("Node.js v"));
+  if (shown.length <= 1) return undefined;
+  const tail = shown
+    .slice(-TAIL_LINES)
+    .map((l) => (l.length > TAIL_LINE_CHARS ? `${l.slice(0, TAIL_LINE_CHARS)}... (cut)` : l));
+  return shown.length > TAIL_LINES
+    ? [`... (${shown.length - TAIL_LINES} lines before)`, ...tail].join("\n")
+    : tail.join("\n");
 }
 
 /**
