@@ -418,6 +418,31 @@ describe.each([
     c.close();
   });
 
+  it("answers a send that closes a client that does not read (1008) as not connected, as the next send is", async () => {
+    const a = await connect(url);
+    const b = await connect(url);
+    const { id } = await b.call({ op: "whoami" });
+    // b stops reading: what it is sent waits, until a send finds 8 MB waiting and closes it.
+    b.ws.pause();
+    a.ws.send(JSON.stringify({ op: "flood", to: id, size: 100 * 1024 }));
+    const answer = JSON.parse((await a.next(60000)).text) as {
+      sent: number;
+      closedByOk?: boolean;
+      error?: { code: string; message: string };
+      after?: { error: { code: string; message: string } };
+    };
+    // Not an OK for a message that was not delivered, nor another error than the one that follows.
+    expect(answer).not.toHaveProperty("closedByOk");
+    expect(answer.sent).toBeLessThan(400);
+    const notConnected = `websocket "lab": connection "${id}" is not connected`;
+    expect(answer.error?.message).toContain(notConnected);
+    expect(answer.after?.error.message).toContain(notConnected);
+    if (ours) expect([answer.error?.code, answer.after?.error.code]).toEqual(["not_found", "not_found"]);
+    else expect(answer.error?.code).toBe(answer.after?.error.code);
+    b.ws.terminate();
+    a.close();
+  }, 90000);
+
   it("sends between connections", async () => {
     const a = await connect(url);
     const b = await connect(url);

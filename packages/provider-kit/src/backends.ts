@@ -29,7 +29,10 @@ export interface SocketBackend {
   readonly url: string;
   /** True when the connection is open (or opening: its connect handler is running). */
   has(id: string): MaybePromise<boolean>;
-  /** Sends one frame; false when the connection is not open. */
+  /**
+   * Sends one frame; false when the connection is not open, and when this send closed it (1008,
+   * its client not reading): the service is told not connected, as on AWS (PostToConnection's 410).
+   */
   send(id: string, data: Uint8Array, binary: boolean): MaybePromise<boolean>;
   /** Closes one connection; false when it is not open. */
   close(id: string, code: number, reason: string): MaybePromise<boolean>;

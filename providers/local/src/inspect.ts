@@ -94,10 +94,11 @@ export class LocalInspector implements ProviderInspector {
 
   async send(socket: string, connectionId: string, data: Uint8Array, binary: boolean): Promise<boolean> {
     const gateway = this.gateway(socket);
-    if (!gateway.send(connectionId, data, binary)) return false;
+    const open = gateway.has(connectionId);
+    if (gateway.send(connectionId, data, binary)) return true;
     // Open (or opening) before the send, so closed by it: its client did not read (1008).
-    if (!gateway.has(connectionId)) throw closedNotReading(socket, connectionId);
-    return true;
+    if (open) throw closedNotReading(socket, connectionId);
+    return false;
   }
 
   async broadcast(socket: string, data: Uint8Array, binary: boolean): Promise<number> {

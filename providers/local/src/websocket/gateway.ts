@@ -1484,7 +1484,12 @@ export class Gateway implements SocketBackend, FlowGateway {
     return this.open(id) !== undefined || this.opening.has(id);
   }
 
-  /** Sends one frame; returns false when the connection is neither open nor opening. */
+  /**
+   * Sends one frame; returns false when the connection is neither open nor opening, and when this
+   * send closed it with 1008, its client not reading (too much waited to be sent to it): the frame
+   * may never reach it and the connection is gone, which a service's send is told as the next
+   * send would be (not connected), as API Gateway answers 410 to a post to a closing connection.
+   */
   send(id: string, data: Uint8Array, binary: boolean): boolean {
     if (this.options.awsRules) checkAwsSend(this.name, data);
     checkSendSize(this.name, data, this.flow.maxQueuedBytesTotal);
@@ -1503,7 +1508,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     sendOne(c.ws, data, binary);
     if (this.observer !== undefined) this.observe("out", id, data, binary);
     this.sent(c, data.byteLength);
-    return true;
+    return c.ws.readyState === WebSocket.OPEN;
   }
 
   /**
