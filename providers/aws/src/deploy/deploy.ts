@@ -30,6 +30,7 @@ import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s
 import { compareNames, type Logger, type SocketDomain } from "@nitric-like/spec";
 import { SECRET_TAG } from "../build/template.js";
 import { domainProblems } from "./domains.js";
+import { replacementNotes } from "./replacements.js";
 
 /** A deploy failure the user can act on; the message says what to do. */
 export class DeployError extends Error {
@@ -782,6 +783,9 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
           `this deploy deletes secret${plural} ${secretsGone.map((s) => `"${s.secret}" (${s.arn})`).join(", ")}, which no service declares any more: Secrets Manager keeps a deleted secret restorable for its recovery window (aws secretsmanager restore-secret --secret-id <arn>); declare it again to keep it`,
         );
       }
+      // A function, API or custom domain the update replaces: said before it is, with what it
+      // means for clients (an API's URL changes).
+      if (type === "UPDATE") for (const line of replacementNotes(changes, options.template)) logger.warn(line);
       if (interrupt.signalled) throw await stopBeforeExecuting();
       step = `deploying stack "${stack}"`;
       const since = new Date(Date.now() - 1000);
