@@ -645,6 +645,57 @@ describe("nitric-like build --provider aws", () => {
     }
   }, 90000);
 
+  it("copies a data file the service's code names once it is made under run --provider aws, and again when it is edited or made anew", async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: data\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { existsSync, readFileSync } from "node:fs";',
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("socket");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'const file = new URL("./greeting.txt", import.meta.url);',
+        'const greeting = () => (existsSync(file) ? readFileSync(file, "utf8").trim() : "none");',
+        'socket.on("message", (ctx) => ctx.reply(`${greeting()}, ${ctx.text()}`));',
+      ].join("\n"),
+    });
+    const app = await startApp(project, ["--provider", "aws"]);
+    const reply = async () => {
+      const client = await connect(app.url("socket"));
+      try {
+        client.ws.send("ann");
+        return (await client.next()).text;
+      } finally {
+        client.close();
+      }
+    };
+    const greeting = join(project, "services", "greeting.txt");
+    const restarts = (n: number) => new RegExp(`(?:service "chat" restarted[\\s\\S]*){${n}}`);
+    try {
+      expect(await reply()).toBe("none, ann");
+      // Not there when run started: made now, the restart's build copies it.
+      writeFileSync(greeting, "hello\n");
+      await app.waitFor(/services\/greeting\.txt is new: restarting service "chat"/, 30000);
+      await app.waitFor(restarts(1), 30000);
+      expect(await reply()).toBe("hello, ann");
+      writeFileSync(greeting, "bonjour\n");
+      await app.waitFor(/services\/greeting\.txt changed: restarting service "chat"/, 30000);
+      await app.waitFor(restarts(2), 30000);
+      expect(await reply()).toBe("bonjour, ann");
+      // Deleted, then made again: waited for again.
+      rmSync(greeting);
+      await app.waitFor(/services\/greeting\.txt is gone: restarting service "chat"/, 30000);
+      await app.waitFor(restarts(3), 30000);
+      expect(await reply()).toBe("none, ann");
+      writeFileSync(greeting, "hola\n");
+      await app.waitFor(/services\/greeting\.txt is new[\s\S]*services\/greeting\.txt is new/, 30000);
+      await app.waitFor(restarts(4), 30000);
+      expect(await reply()).toBe("hola, ann");
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 120000);
+
   it("refuses at build a function over Lambda's 250 MB unzipped, naming its size, what made it big and the fix", async () => {
     const project = writeProject({
       "nitric-like.yaml": "name: huge\nservices:\n  - match: services/*.ts\n",

@@ -213,6 +213,13 @@ export interface RunningProvider {
    */
   dataFolders?(): ReadonlyMap<string, readonly string[]>;
   /**
+   * For a provider that hosts the services: the files each service's own code names as data
+   * beside it (a string literal such as `"./greeting.txt"`) that do not exist yet, by service,
+   * absolute. `run` watches for exactly these names: one made restarts the service, whose new
+   * build copies it.
+   */
+  awaitedFiles?(): ReadonlyMap<string, readonly string[]>;
+  /**
    * For a provider that hosts the services: each service's function whose init failed, with why
    * (the dashboard shows it); a service not listed is running.
    */

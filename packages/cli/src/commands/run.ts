@@ -1023,9 +1023,14 @@ class Run {
     const inFolderOf = (service: string, path: string) =>
       (folders().get(service) ?? []).some((dir) => path === dir || path.startsWith(dir + sep));
     const watchFolders = () => this.watcher?.addFolders([...folders().values()].flat().flatMap(foldersUnder));
+    // The data files a service's code names that are not there yet: one made is copied into its
+    // function by the restart it causes (their folders are watched, for exactly these names).
+    const awaited = () => running.awaitedFiles?.() ?? new Map<string, readonly string[]>();
+    const awaitedBy = (service: string) => awaited().get(service) ?? [];
     const watched = [
       ...[...inputs.values()].flatMap((i) => [...i]),
       ...[...data().values()].flat(),
+      ...[...awaited().values()].flat(),
       prepared.project.file,
       ...envFiles,
     ];
@@ -1043,7 +1048,8 @@ class Run {
         const copied = code
           ? undefined
           : (dataOf(entry.name).find((p) => changed.has(p)) ??
-            [...changed].find((p) => inFolderOf(entry.name, p) && !inputs.get(entry.name)?.has(p)));
+            [...changed].find((p) => inFolderOf(entry.name, p) && !inputs.get(entry.name)?.has(p)) ??
+            awaitedBy(entry.name).find((p) => changed.has(p) && existsSync(p)));
         if (!code && copied === undefined) continue;
         const what = copied === undefined ? entry.file : relative(prepared.project.dir, copied).split(sep).join("/");
         // A copied file deleted, or one added to a folder copied whole: the restart's copy follows.
@@ -1058,8 +1064,8 @@ class Run {
         this.hosted(entry.path, async () => {
           if (!existsSync(entry.path)) return await this.hostedGone(entry, inputs);
           await this.hostedChange(entry, inputs, "changed", what, happened);
-          // What the new build copied into the functions: watched from now on.
-          this.watcher?.add([...data().values()].flat());
+          // What the new build copied into the functions (and waits for): watched from now on.
+          this.watcher?.add([...data().values(), ...awaited().values()].flat());
           watchFolders();
         });
       }
@@ -1177,8 +1183,9 @@ class Run {
     } finally {
       // Deployed, or not running: the dashboard shows which.
       this.dashboard?.servicesChanged();
-      // The data the new build copied into the functions: watched from now on.
+      // The data the new build copied into the functions (and waits for): watched from now on.
       this.watcher?.add([...(this.running.dataFiles?.().values() ?? [])].flat());
+      this.watcher?.add([...(this.running.awaitedFiles?.().values() ?? [])].flat());
       this.watcher?.addFolders([...(this.running.dataFolders?.().values() ?? [])].flat().flatMap(foldersUnder));
     }
     this.output.info(this.output.paint("dim", `deployed again in ${((Date.now() - started) / 1000).toFixed(1)} s`));

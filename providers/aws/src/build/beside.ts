@@ -14,7 +14,9 @@
  * is never read (it costs its bytes, which the build prints); a read whose path is computed
  * from variables is not found. A path that leaves the file's folder (`../data.json`) would leave
  * the function's folder, and two files that want the same place cannot both have it: those are
- * not copied but named in a warning, with the package and the file.
+ * not copied but named in a warning, with the package and the file. A literal in the project's
+ * own code that looks like such a file's path but names nothing yet is kept (`awaited`), so `run`
+ * can watch for the file and copy it once it is made.
  */
 import { createHash } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -47,7 +49,21 @@ export interface BesideFiles {
   copy: BesideFile[];
   /** Reads that cannot be served from the function's folder, one sentence each (without the service). */
   problems: string[];
+  /**
+   * The files the project's own code names as it would name a data file beside it, that do not
+   * exist yet (absolute paths; at most MAX_AWAITED): once one is made, the next build copies it,
+   * so `run` watches for them.
+   */
+  awaited: string[];
 }
+
+/**
+ * How many missing files one bundle's literals may have `run` wait for: a literal is not a read,
+ * so the bound keeps a file full of path-like strings from watching a folder for each.
+ */
+export const MAX_AWAITED = 32;
+/** A literal that names a data file: a relative path of plain segments, its last with an extension. */
+const FILE_LIKE = /^(?:[\w@+-][\w@+.-]*\/)*[\w@+-][\w@+.-]*\.[A-Za-z0-9]{1,10}$/;
 
 /** Names that mark a file as reading relative to its own place. */
 const OWN_PLACE = /\b__dirname\b|\b__filename\b|\bimport\.meta\b/;
@@ -96,6 +112,7 @@ const digest = (path: string) => createHash("sha256").update(readFileSync(path))
 export function filesReadBeside(projectDir: string, inputs: readonly string[]): BesideFiles {
   const absolute = new Set(inputs.map((input) => resolve(projectDir, input)));
   const byName = new Map<string, BesideFile>();
+  const awaited = new Set<string>();
   const problems: string[] = [];
   const said = new Set<string>();
   const say = (problem: string) => {
@@ -122,7 +139,13 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
       const name = relativePathOf(literal);
       if (name === undefined) continue;
       const from = resolve(dir, name);
-      if (absolute.has(from) || !existsSync(from)) continue;
+      if (absolute.has(from)) continue;
+      if (!existsSync(from)) {
+        // The project's own data file, not made yet (packages ship theirs): the build copies it
+        // once it is there, so run waits for it.
+        if (!isPackageFile(input) && awaited.size < MAX_AWAITED && awaitable(name)) awaited.add(from);
+        continue;
+      }
       const stat = statSync(from);
       // A link to a folder elsewhere (the machine's root, say) is not the package's data.
       if (stat.isDirectory() && lstatSync(from).isSymbolicLink()) continue;
@@ -179,5 +202,16 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
     }
   }
   const copy = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { copy, problems };
+  return { copy, problems, awaited: [...awaited].sort() };
+}
+
+/** Whether a literal's relative path (relativePathOf) is one a data file of the project could have, beside the code. */
+function awaitable(name: string): boolean {
+  return (
+    FILE_LIKE.test(name) &&
+    !name.startsWith("../") &&
+    !NOT_DATA.test(name) &&
+    !/^\.env(\.|$)/.test(posix.basename(name)) &&
+    !TAKEN.has(name)
+  );
 }

@@ -35,6 +35,8 @@ export interface AwsBuild extends BuildResult {
     sources: string[];
     /** The folders `beside` holds every data file of (a read named the folder): a file added there is copied by the next build. */
     sourceFolders: string[];
+    /** The project's data files its code names that do not exist yet: one made is copied by the next build (BesideFiles.awaited). */
+    awaited: string[];
     bytes: number;
     zipBytes: number;
   }[];
@@ -191,6 +193,7 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
       beside: beside.map((f) => out.final(join(dir, ...f.name.split("/")))),
       sources: beside.map((f) => f.from),
       sourceFolders: besideFolders(beside),
+      awaited: bundle.beside.awaited,
       bytes: code.length,
       zipBytes: archive.length,
     });

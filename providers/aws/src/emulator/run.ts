@@ -372,6 +372,8 @@ class EmulatedRun implements RunningProvider {
   private readonly data = new Map<string, readonly string[]>();
   /** The folders each service's function was given every data file of (dataFolders). */
   private readonly folders = new Map<string, readonly string[]>();
+  /** The data files each service's code names that do not exist yet (awaitedFiles). */
+  private readonly awaited = new Map<string, readonly string[]>();
   /** Where those copies are, in each service's function folder: a restart removes those it no longer copies. */
   private readonly copies = new Map<string, readonly string[]>();
 
@@ -423,6 +425,7 @@ class EmulatedRun implements RunningProvider {
         copied.map((f) => f.from),
       );
       this.folders.set(service.name, besideFolders(copied));
+      this.awaited.set(service.name, bundle.beside.awaited);
       this.copies.set(service.name, now);
     } finally {
       rmSync(join(this.buildDir, "entries"), { recursive: true, force: true });
@@ -438,14 +441,20 @@ class EmulatedRun implements RunningProvider {
     return this.folders;
   }
 
-  /** Takes what `build` copied into each function, for dataFiles and dataFolders. */
+  awaitedFiles(): ReadonlyMap<string, readonly string[]> {
+    return this.awaited;
+  }
+
+  /** Takes what `build` copied into each function, for dataFiles and dataFolders, and what it waits for (awaitedFiles). */
   private built(build: AwsBuild): void {
     this.data.clear();
     this.folders.clear();
+    this.awaited.clear();
     this.copies.clear();
     for (const a of build.artifacts) {
       this.data.set(a.service, a.sources);
       this.folders.set(a.service, a.sourceFolders);
+      this.awaited.set(a.service, a.awaited);
       this.copies.set(a.service, a.beside);
     }
   }
