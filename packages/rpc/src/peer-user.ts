@@ -78,19 +78,60 @@ export async function listsListener(port: number): Promise<boolean> {
   return (await findRow((row) => row.state === "0A" && row.local === wanted)) !== undefined;
 }
 
+/** A connection whose client's uid is wanted: `<client> <server>`, as endpoint() writes each. */
+interface Lookup {
+  readonly key: string;
+  readonly resolve: (uid: number | undefined) => void;
+}
+
+/** Lookups that wait for the next read of the tables. */
+let waiting: Lookup[] = [];
+/** Whether the tables are being read for lookups (one read at a time, for every lookup waiting). */
+let reading = false;
+
 /**
  * The uid of the process that made the client end of `socket` (a connection accepted on this
  * machine over IPv4), or undefined when the kernel's tables do not show it (no /proc, the client
- * already gone, a connection from another machine).
+ * already gone, a connection from another machine). Every connection accepted while the tables
+ * are read waits for the next read, which answers all of them: a client (any user's) that opens
+ * thousands of connections at once costs one read of the tables at a time, not one each (each a
+ * copy of a table that those very connections make longer: gigabytes of memory and minutes of CPU).
  */
-export async function tcpPeerUid(socket: {
+export function tcpPeerUid(socket: {
   remoteAddress?: string | undefined;
   remotePort?: number | undefined;
   localAddress?: string | undefined;
   localPort?: number | undefined;
 }): Promise<number | undefined> {
-  const client = `${plain(socket.remoteAddress)}:${socket.remotePort}`;
-  const server = `${plain(socket.localAddress)}:${socket.localPort}`;
-  const row = await findRow((r) => r.uid !== undefined && r.local === client && r.remote === server);
-  return row === undefined ? undefined : Number(row.uid);
+  const key = `${plain(socket.remoteAddress)}:${socket.remotePort} ${plain(socket.localAddress)}:${socket.localPort}`;
+  return new Promise((resolve) => {
+    waiting.push({ key, resolve });
+    if (!reading) void answerWaiting();
+  });
+}
+
+/** Reads the tables for the lookups waiting, again while more came during a read, then stops. */
+async function answerWaiting(): Promise<void> {
+  reading = true;
+  try {
+    while (waiting.length > 0) {
+      const batch = waiting;
+      waiting = [];
+      const found = new Map<string, number>();
+      try {
+        const wanted = new Set(batch.map((lookup) => lookup.key));
+        await findRow((row) => {
+          if (row.uid === undefined) return false;
+          const key = `${row.local} ${row.remote}`;
+          if (wanted.delete(key)) found.set(key, Number(row.uid));
+          return wanted.size === 0;
+        });
+      } catch {
+        // A table that cannot be parsed shows no one: the lookups not found are answered undefined.
+      }
+      for (const lookup of batch) lookup.resolve(found.get(lookup.key));
+    }
+  } finally {
+    reading = false;
+  }
 }
