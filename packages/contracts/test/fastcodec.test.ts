@@ -448,6 +448,24 @@ describe("the runtime's limits and refusals", () => {
     );
   });
 
+  it("refuses a length prefix of 2^31 or more, whose low 32 bits protobuf-es would read as a small length", () => {
+    // ref (field 1) with a length of 2^40 (low 32 bits: 0), then what protobuf-es reads as another ref: { store: "a" }.
+    const wraps = Uint8Array.of(0x0a, ...varint(2 ** 40), 0x0a, 0x03, 0x0a, 0x01, 0x61);
+    expect(pbDecode(desc, wraps)).not.toBe("throws");
+    expect(() => decodeKvStoreSetValueRequest(wraps)).toThrow(
+      "cannot decode nitric.proto.kvstore.v1.KvStoreSetValueRequest: a length prefix of 2^31 bytes or more, longer than any field can be",
+    );
+    for (const n of [2 ** 31, 2 ** 32 + 3, 2 ** 53])
+      expect(() => decodeKvStoreSetValueRequest(Uint8Array.of(0x0a, ...varint(n)))).toThrow("a length prefix of 2^31");
+    // A length under 2^31 that is not there is the input ending, as before; a small length padded
+    // to ten bytes (a valid encoding) is read.
+    expect(() => decodeKvStoreSetValueRequest(Uint8Array.of(0x0a, ...varint(2 ** 31 - 1)))).toThrow(
+      "the input ends inside a field",
+    );
+    const padded = Uint8Array.of(0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00);
+    expect(fastDecode(decodeKvStoreSetValueRequest, padded)).toEqual(pbDecode(desc, padded));
+  });
+
   it("refuses a field that runs past the end of the message holding it", () => {
     // ref = { store (1): "ab" } whose length says 2 but whose store field says 3.
     const bytes = Uint8Array.of(0x0a, 0x04, 0x0a, 0x03, 0x61, 0x62, 0x63);

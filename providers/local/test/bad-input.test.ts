@@ -304,6 +304,32 @@ describe("bad gRPC requests", () => {
     await stillUpAndOthersFine(world);
   });
 
+  it("answers a length prefix of 2^40 with INVALID_ARGUMENT saying so, instead of reading its low 32 bits (0) and the rest as fields", async () => {
+    const world = await echoWorld();
+    const address = await world.provider.endpoint("svc");
+    // GetValue { ref (1): a length of 2^40, then bytes that a length of 0 leaves to be read as another ref { store: "items" } }.
+    const wraps = Buffer.from([
+      0x0a,
+      0x80,
+      0x80,
+      0x80,
+      0x80,
+      0x80,
+      0x20,
+      0x0a,
+      0x07,
+      0x0a,
+      0x05,
+      ...Buffer.from("items"),
+    ]);
+    expect(await rawCall(address, "/nitric.proto.kvstore.v1.KvStore/GetValue", wraps)).toEqual({
+      code: Code.INVALID_ARGUMENT,
+      details:
+        "/nitric.proto.kvstore.v1.KvStore/GetValue: the request is not a valid nitric.proto.kvstore.v1.KvStoreGetValueRequest message (cannot decode nitric.proto.kvstore.v1.KvStoreGetValueRequest: a length prefix of 2^31 bytes or more, longer than any field can be); encode it with the contract in proto/",
+    });
+    await stillUpAndOthersFine(world);
+  });
+
   it("answers a key that is not UTF-8 (a lone surrogate as @nitric/sdk encodes it) saying to send well-formed text", async () => {
     const world = await echoWorld();
     const address = await world.provider.endpoint("svc");

@@ -220,6 +220,7 @@ const SHORT_READ = 8;
 
 const TRUNCATED = "the input ends inside a field";
 const OVERRUN = "a field runs past the end of the message that holds it";
+const LONG = "a length prefix of 2^31 bytes or more, longer than any field can be";
 
 /** Sets `key` as an own property, "__proto__" included (an assignment would set the prototype). */
 export function setOwn(record: Record<string, unknown>, key: string, value: unknown): void {
@@ -294,12 +295,26 @@ export class Reader {
     }
     return fail("a varint longer than ten bytes");
   }
-  /** The end of a length-delimited field starting at pos. */
+  /**
+   * The end of a length-delimited field starting at pos. protobuf-es reads a length's low 32 bits
+   * only, so a length of 2^32 or more (a hostile or broken sender's) would wrap to a small one and
+   * the bytes after it be read as fields; no field is 2 GiB or longer, so such a length is refused.
+   */
   len(): number {
+    const start = this.pos;
     const n = this.varint();
+    if (this.pos - start >= 5 && this.tooLong(start)) fail(LONG);
     const end = this.pos + n;
     if (end > this.end) fail(TRUNCATED);
     return end;
+  }
+  /** Whether the varint from `start` to pos says 2^31 or more (its low 32 bits are all varint() keeps). */
+  private tooLong(start: number): boolean {
+    const { buf } = this;
+    // The fifth byte carries bits 28 to 34, of which 31 and up must be zero; later bytes all of theirs.
+    if (((buf[start + 4] as number) & 0x78) !== 0) return true;
+    for (let i = start + 5; i < this.pos; i++) if (((buf[i] as number) & 0x7f) !== 0) return true;
+    return false;
   }
   string(): string {
     const end = this.len();
