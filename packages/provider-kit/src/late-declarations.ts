@@ -139,6 +139,14 @@ const GRANT_WAIT_MS = 1000;
 /** Most refused handler registrations said once each; past it they are said again (names can come from clients). */
 const MAX_SAID_REGISTRATIONS = 1000;
 
+/**
+ * Most refusals one service has said in full per burst of LATE_BURST_MS: past them (a loop that
+ * declares or registers a name from each client or message) the rest are counted, and said in one
+ * line as the burst ends, so such a loop cannot flood the log a line per name.
+ */
+const MAX_SAID_PER_BURST = 5;
+const LATE_BURST_MS = 5000;
+
 /** The collected spec as the local provider checks declarations against it. */
 export class CollectedDeclarations {
   private spec: Spec;
@@ -150,6 +158,9 @@ export class CollectedDeclarations {
   private registered = new Set<string>();
   /** `<service>\0<registration key>` of the handler registrations refused (each is said once). */
   private readonly refusedHandlers = new Set<string>();
+
+  /** By service: the refusals said and held back in its burst under way (warn). */
+  private readonly bursts = new Map<string, { said: number; held: Set<string>; heldPast: number }>();
 
   constructor(
     spec: Spec,
@@ -257,9 +268,43 @@ export class CollectedDeclarations {
     }
     const message = this.refused.get(service)?.get(key);
     if (message === undefined || this.said.has(id)) return;
+    if (!this.warn(service, id, message)) return;
     if (this.said.size >= MAX_SAID_REGISTRATIONS) this.said.clear();
     this.said.add(id);
+  }
+
+  /**
+   * Says refusal `id` of `service` (true), unless it has said MAX_SAID_PER_BURST of them in its
+   * burst under way: then counts it, once however often it comes (false, so it is said in full if
+   * it comes again in a later burst), and the count is said in one line as the burst ends.
+   */
+  private warn(service: string, id: string, message: string): boolean {
+    let burst = this.bursts.get(service);
+    if (burst === undefined) {
+      burst = { said: 0, held: new Set(), heldPast: 0 };
+      this.bursts.set(service, burst);
+      const timer = setTimeout(() => this.endBurst(service), LATE_BURST_MS);
+      timer.unref?.();
+    }
+    if (burst.said >= MAX_SAID_PER_BURST) {
+      // Bounded: past MAX_SAID_REGISTRATIONS names they are counted without being told apart.
+      if (burst.held.size < MAX_SAID_REGISTRATIONS) burst.held.add(id);
+      else if (!burst.held.has(id)) burst.heldPast++;
+      return false;
+    }
+    burst.said++;
     this.logger.warn(message);
+    return true;
+  }
+
+  private endBurst(service: string): void {
+    const burst = this.bursts.get(service);
+    this.bursts.delete(service);
+    const held = (burst?.held.size ?? 0) + (burst?.heldPast ?? 0);
+    if (held === 0) return;
+    this.logger.warn(
+      `service ${JSON.stringify(service)}: ${held} more declarations or handler registrations made after it started were refused within ${LATE_BURST_MS / 1000} s, not said one by one (a loop that declares or registers a name from each client or message?); each is refused as the ${MAX_SAID_PER_BURST} above are, and its calls fail with the reason; declare and register at the top level of the service's entry file`,
+    );
   }
 
   /** Says `key`'s refusal once a grant on it or a call to it comes, or after GRANT_WAIT_MS without either. */
@@ -294,12 +339,7 @@ export class CollectedDeclarations {
         ? undefined
         : { name: owner.service, file: this.spec.services.find((s) => s.name === owner.service)?.file },
     );
-    const said = `${service}\u0000${key}`;
-    if (!this.refusedHandlers.has(said)) {
-      if (this.refusedHandlers.size >= MAX_SAID_REGISTRATIONS) this.refusedHandlers.clear();
-      this.refusedHandlers.add(said);
-      this.logger.warn(message);
-    }
+    this.sayOnce(service, `${service}\u0000${key}`, message);
     return message;
   }
 
@@ -325,13 +365,15 @@ export class CollectedDeclarations {
       socket,
       owner === undefined ? undefined : { name: owner, file: this.spec.services.find((s) => s.name === owner)?.file },
     );
-    const said = `${service}\u0000authorize\u0000${socket}`;
-    if (!this.refusedHandlers.has(said)) {
-      if (this.refusedHandlers.size >= MAX_SAID_REGISTRATIONS) this.refusedHandlers.clear();
-      this.refusedHandlers.add(said);
-      this.logger.warn(message);
-    }
+    this.sayOnce(service, `${service}\u0000authorize\u0000${socket}`, message);
     return message;
+  }
+
+  /** Says a refused handler registration or authorizer (`said`: its key) once per service and handler. */
+  private sayOnce(service: string, said: string, message: string): void {
+    if (this.refusedHandlers.has(said) || !this.warn(service, said, message)) return;
+    if (this.refusedHandlers.size >= MAX_SAID_REGISTRATIONS) this.refusedHandlers.clear();
+    this.refusedHandlers.add(said);
   }
 
   /** True when the spec has `service` register `r`. */

@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { Connections } from "@nitric-like/contracts/connections";
 import { KvStore } from "@nitric-like/contracts/kvstore";
-import { Resources, ResourceType } from "@nitric-like/contracts/resources";
+import { Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Websocket, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { Code, methodPath } from "@nitric-like/rpc";
 import { afterEach, describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import {
   accept,
   closed,
   declareSocket,
+  declareStore,
   handle,
   open,
   serviceClient,
@@ -553,6 +554,56 @@ describe("bad handlers", () => {
     });
     await stillUpAndOthersFine(world);
   });
+
+  it("says a flood of late registrations and declarations of names a client chose in 5 lines and one count, not a line each", async () => {
+    const world = await echoWorld({
+      spec: {
+        name: "test",
+        services: [{ name: "svc", file: "services/svc.ts" }],
+        resources: [
+          {
+            kind: "websocket",
+            name: "echo",
+            declaredBy: ["svc"],
+            handlers: { connect: "svc", disconnect: "svc", message: "svc" },
+          },
+          { kind: "kv", name: "items", declaredBy: ["svc"] },
+        ],
+        policies: [
+          { service: "svc", resource: { kind: "websocket", name: "echo" }, permissions: ["manage"] },
+          { service: "svc", resource: { kind: "kv", name: "items" }, permissions: ["get", "set"] },
+        ],
+      },
+    });
+    expect(world.logs.warn).toEqual([]);
+    // A service that registers and declares a name from each client, after it started: each is
+    // refused as one is (the stream answered and ended with OK, the store's calls refused).
+    const statuses = await Promise.all(
+      Array.from(
+        { length: 300 },
+        async (_, i) => (await handle(world.client, `room-${i}`, "message", () => undefined)).status,
+      ),
+    );
+    expect(new Set(statuses)).toEqual(new Set([Code.OK]));
+    for (let i = 0; i < 100; i++) await declareStore(world.client, `store-${i}`, [Action.KeyValueStoreRead]);
+    await expect(
+      world.client.unary(KvStore.method.getValue, { ref: { store: "store-7", key: "k" } }),
+    ).rejects.toMatchObject({ code: Code.FAILED_PRECONDITION });
+    // Five said in full, then one line with the count once the burst is over.
+    expect(world.logs.warn).toHaveLength(5);
+    for (const line of world.logs.warn)
+      expect(line).toMatch(/^websocket\("room-\d+"\)\.on\("message"\): service "svc" registered it after it started/);
+    await until(() => world.logs.warn.length > 5, "the count of the refusals not said", 7000, 50);
+    expect(world.logs.warn.slice(5)).toEqual([
+      'service "svc": 395 more declarations or handler registrations made after it started were refused within 5 s, not said one by one (a loop that declares or registers a name from each client or message?); each is refused as the 5 above are, and its calls fail with the reason; declare and register at the top level of the service\'s entry file',
+    ]);
+    // A later one, in a new burst, is said in full again.
+    await declareStore(world.client, "late-store", [Action.KeyValueStoreRead]);
+    expect(world.logs.warn.at(-1)).toMatch(
+      /^kv\("late-store"\)\.allow\("get"\): service "svc" declared it after it started/,
+    );
+    await stillUpAndOthersFine(world);
+  }, 20_000);
 
   it("fails a message once 8 MB of events wait for a service that does not read its handler stream: 1013, and why", async () => {
     const world = await echoWorld();
