@@ -19,9 +19,21 @@ const asBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 const same = (bytes: Buffer) => bytes;
 
+/**
+ * Most characters of a status's details sent over gRPC. They travel in an HTTP/2 trailer, and a
+ * client refuses trailers over its metadata limit (grpc-java's default is 8 KiB; grpc-js's own
+ * fails the call and leaves the connection stalled for every later call): a message that quotes
+ * what a client sent (a 100 KB name) would not reach it. Longer details are cut, saying so.
+ */
+export const MAX_STATUS_DETAILS = 2048;
+
 /** grpc-js's error for a status a router ended a call with. */
 function serviceError(code: number, details: string): Partial<grpc.ServiceError> {
-  return { code, details, metadata: new grpc.Metadata() };
+  const shown =
+    details.length <= MAX_STATUS_DETAILS
+      ? details
+      : `${details.slice(0, MAX_STATUS_DETAILS)}... (cut: the message has ${details.length} characters)`;
+  return { code, details: shown, metadata: new grpc.Metadata() };
 }
 
 /**

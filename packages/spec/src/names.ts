@@ -49,7 +49,9 @@ export function resourceNameProblem(kind: string, name: string): string | undefi
     return `${kind}(""): a resource name is required, use lower-kebab-case such as ${example}`;
   }
   if (name.length > MAX_RESOURCE_NAME_LENGTH) {
-    return `${kind}(${JSON.stringify(name)}): invalid resource name, it is ${name.length} characters long and at most ${MAX_RESOURCE_NAME_LENGTH} are allowed, use a shorter lower-kebab-case name such as ${JSON.stringify(suggestName(name))}`;
+    // Its start only: a name can be any length (a client's), and the message goes into logs and gRPC trailers.
+    const shown = `${JSON.stringify(name.slice(0, MAX_RESOURCE_NAME_LENGTH))}...`;
+    return `${kind}(${shown}): invalid resource name, it is ${name.length} characters long and at most ${MAX_RESOURCE_NAME_LENGTH} are allowed, use a shorter lower-kebab-case name such as ${JSON.stringify(suggestName(name))}`;
   }
   if (!RESOURCE_NAME_PATTERN.test(name)) {
     return `${kind}(${JSON.stringify(name)}): invalid resource name ${JSON.stringify(name)}, use lower-kebab-case such as ${JSON.stringify(suggestName(name))}`;

@@ -426,6 +426,54 @@ describe("bad gRPC requests", () => {
     await stillUpAndOthersFine(world);
   });
 
+  it("answers a 100 KB name with a status any gRPC client can read, and the connection serves the next call", async () => {
+    const world = await echoWorld();
+    const address = await world.provider.endpoint("svc");
+    const { Client, credentials, Metadata } = await import("@grpc/grpc-js");
+    // One client: one HTTP/2 connection for every call, as a service's SDK has.
+    const client = new Client(address, credentials.createInsecure());
+    const call = (path: string, bytes: Buffer) =>
+      new Promise<{ code: number; details: string }>((resolve) =>
+        client.makeUnaryRequest(
+          path,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          bytes,
+          new Metadata(),
+          { deadline: Date.now() + 5000 },
+          (error) => resolve(error ? { code: error.code, details: error.details } : { code: 0, details: "" }),
+        ),
+      );
+    const text = (field: number, value: string | Buffer) => {
+      const bytes = Buffer.from(value);
+      const length: number[] = [];
+      for (let n = bytes.length; ; n >>>= 7) {
+        if (n < 0x80) {
+          length.push(n);
+          break;
+        }
+        length.push((n & 0x7f) | 0x80);
+      }
+      return Buffer.concat([Buffer.from([(field << 3) | 2, ...length]), bytes]);
+    };
+    const long = "a".repeat(100_000);
+    // GetValue { ref: { store, key } }: the name's own message shows its start and its length.
+    const ref = Buffer.concat([text(1, long), text(2, "k")]);
+    expect(await call("/nitric.proto.kvstore.v1.KvStore/GetValue", text(1, ref))).toEqual({
+      code: Code.INVALID_ARGUMENT,
+      details: `kv("${"a".repeat(64)}"...): invalid resource name, it is 100000 characters long and at most 64 are allowed, use a shorter lower-kebab-case name such as "${"a".repeat(64)}"`,
+    });
+    // A message that quotes the name whole is cut to 2,048 characters, saying so.
+    const health = await call("/grpc.health.v1.Health/Check", text(1, long));
+    expect(health.code).toBe(Code.NOT_FOUND);
+    expect(health.details).toMatch(/^health: service "a{2030,}\.\.\. \(cut: the message has 100\d+ characters\)$/);
+    expect(health.details.length).toBeLessThan(2200);
+    // The same connection still serves.
+    expect(await call("/grpc.health.v1.Health/Check", Buffer.alloc(0))).toEqual({ code: Code.OK, details: "" });
+    client.close();
+    await stillUpAndOthersFine(world);
+  });
+
   it("refuses an empty key and a 10 KB key, saying the limit", async () => {
     const world = await echoWorld();
     await expect(
