@@ -199,12 +199,17 @@ function declareImpl(ctx: ResourcesContext, service: string): ServiceImpl<typeof
     }
     // Recorded and answered OK, never an error: @nitric/sdk treats a failed declaration as fatal,
     // and the collect pass has already refused these before anything runs.
-    const declared = `${resourceKindOf(id.type)} ${JSON.stringify(id.name)}`;
-    const label = `${service}\u0000${declared}`;
+    // Said once per service and kind, the first name shown (its start when long): a service, or
+    // anyone at its endpoint, declaring a bucket per client would otherwise write a line per name
+    // and grow this set without bound.
+    const unservedKind = resourceKindOf(id.type);
+    const shown = id.name.length > 64 ? `${JSON.stringify(id.name.slice(0, 64))}...` : JSON.stringify(id.name);
+    const declared = `${unservedKind} ${shown}`;
+    const label = `${service}\u0000${unservedKind}`;
     if (!ctx.unserved.has(label)) {
       ctx.unserved.add(label);
       ctx.logger.warn(
-        `service "${service}" declares ${declared}, a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret()`,
+        `service "${service}" declares ${declared}, a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret() (said once per service and kind)`,
       );
     }
     callback(null, {});

@@ -59,7 +59,27 @@ describe("declarations", () => {
     await client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
     await client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
     expect(logs.warn).toEqual([
-      'service "svc" declares bucket "files", a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret()',
+      'service "svc" declares bucket "files", a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret() (said once per service and kind)',
+    ]);
+  });
+
+  it("says unserved declarations once per service and kind, however many names come, showing a long name's start", async () => {
+    const { provider, logs } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    const other = await serviceClient(provider, "other");
+    // A flood of made-up names, each long, over gRPC: one line for the kind, not one per name.
+    const long = "b".repeat(100_000);
+    await Promise.all(
+      Array.from({ length: 500 }, (_, i) =>
+        client.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: `${long}-${i}` } }),
+      ),
+    );
+    await client.unary(Resources.method.declare, { id: { type: ResourceType.Topic, name: "news" } });
+    await other.unary(Resources.method.declare, { id: { type: ResourceType.Bucket, name: "files" } });
+    expect(logs.warn).toEqual([
+      `service "svc" declares bucket "${"b".repeat(64)}"..., a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret() (said once per service and kind)`,
+      'service "svc" declares topic "news", a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret() (said once per service and kind)',
+      'service "other" declares bucket "files", a kind of resource nitric-like does not serve: it is recorded but not served; nitric-like serves websocket(), kv() and secret() (said once per service and kind)',
     ]);
   });
 });
