@@ -74,6 +74,12 @@ export class FakeAws {
   readonly held = new Set<string>();
   /** Stacks whose change sets stay CREATE_IN_PROGRESS until taken out. */
   readonly heldChangeSets = new Set<string>();
+  /**
+   * Calls taken and never answered, as by a network that drops packets or a proxy that hangs:
+   * CloudFormation actions (`ExecuteChangeSet`) and S3's `S3 PUT` or `S3 HEAD`. The call is
+   * recorded in `calls` all the same.
+   */
+  readonly stalled = new Set<string>();
   private counter = 0;
   private server: Server | undefined;
   url = "";
@@ -91,6 +97,8 @@ export class FakeAws {
   }
 
   stop(): Promise<void> {
+    // Stalled calls hold their connections open: closed here, or close() would wait for them.
+    this.server?.closeAllConnections();
     return new Promise((r) => this.server?.close(() => r()));
   }
 
@@ -171,6 +179,7 @@ export class FakeAws {
       return this.getHostedZone(decodeURIComponent(path.slice("/2013-04-01/hostedzone/".length)));
     if (req.method === "PUT" || req.method === "HEAD") {
       this.calls.push(`S3 ${req.method} ${path}`);
+      if (this.stalled.has(`S3 ${req.method}`)) return new Promise(() => {});
       if (req.method === "PUT") {
         this.objects.set(path, body.length);
         return { status: 200, body: "", headers: { etag: '"fake"' } };
@@ -180,6 +189,7 @@ export class FakeAws {
     const form = new URLSearchParams(body.toString("utf8"));
     const action = form.get("Action") ?? "";
     this.calls.push(action);
+    if (this.stalled.has(action)) return new Promise(() => {});
     const name = form.get("StackName") ?? "";
     const ok = (inner: string) => ({
       status: 200,

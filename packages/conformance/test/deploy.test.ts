@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { provider as aws } from "@nitric-like/provider-aws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -719,6 +719,135 @@ describe("nitric-like up and down --provider aws", () => {
     );
     expect(logs.stderr).not.toContain("CLOUDFORMATION");
   }, 60000);
+
+  it("stops a command whose AWS call gets no answer, naming the call, the endpoint, the time, what was done and what to run", async () => {
+    // A server that takes connections and never answers, as a hung proxy or a captive portal does.
+    const held: Socket[] = [];
+    const hole = createNetServer((socket) => {
+      held.push(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((r) => hole.listen(0, "127.0.0.1", r));
+    const holeUrl = `http://127.0.0.1:${(hole.address() as AddressInfo).port}`;
+    const env = { NITRIC_LIKE_AWS_TIMEOUT_MS: "300" };
+    const dir = chat();
+    try {
+      for (const command of ["up", "down", "outputs"]) {
+        const started = Date.now();
+        const r = await runCli([command, dir, "--plain"], {
+          timeoutMs: 30000,
+          env: { ...env, AWS_ENDPOINT_URL_CLOUDFORMATION: holeUrl },
+        });
+        expect(r.code, r.stderr).toBe(1);
+        expect(Date.now() - started).toBeLessThan(15000);
+        expect(r.stderr).toContain(
+          `warning: CloudFormation DescribeStacks at ${holeUrl}: no answer for 300 ms; trying again (try 2 of 3)`,
+        );
+        expect(r.stderr).toMatch(
+          new RegExp(
+            `error: .*CloudFormation DescribeStacks at ${holeUrl} \\(AWS_ENDPOINT_URL_CLOUDFORMATION\\): no answer for 300 ms \\(3 tries, \\d+ m?s in all\\); check that the endpoint is running and answers \\(LocalStack, moto\\), or unset AWS_ENDPOINT_URL_CLOUDFORMATION to use AWS; on a slow link, NITRIC_LIKE_AWS_TIMEOUT_MS gives each try longer \\(in ms; now 300\\)`,
+          ),
+        );
+        if (command !== "outputs")
+          expect(r.stderr).toContain(`nothing was changed; run "nitric-like ${command}" again`);
+        expect(r.stderr).not.toContain("bundling");
+      }
+
+      // Half way through up: what it had done, and what to run. Code of its own, so its zip is
+      // not there already (uploaded by another test).
+      const file = join(dir, "services", "chat.ts");
+      writeFileSync(file, `${readFileSync(file, "utf8")}\nconsole.log("half ${Date.now()}");\n`);
+      const steps: [string, string, string][] = [
+        [
+          "S3 PUT",
+          "S3 PutObject",
+          'stack "half" was not changed (the function zips uploaded so far stay in the artifact bucket, and are not uploaded again); run "nitric-like up" again',
+        ],
+        [
+          "CreateChangeSet",
+          "CloudFormation CreateChangeSet",
+          '(with the empty stack, REVIEW_IN_PROGRESS, that a first deploy\'s change set makes); run "nitric-like up" again, which deploys over it, or "nitric-like down --stack half" to remove it',
+        ],
+        [
+          "ExecuteChangeSet",
+          "CloudFormation ExecuteChangeSet",
+          'stack "half" may be changing: CloudFormation goes on with the deploy without this command; "nitric-like outputs --stack half" shows its status, and once it is no longer *_IN_PROGRESS, run "nitric-like up" again to see it through (or "nitric-like down --stack half" to undo it)',
+        ],
+      ];
+      for (const [call, named, state] of steps) {
+        fake.stalled.add(call);
+        try {
+          const r = await runCli(["up", dir, "--stack", "half", "--plain"], { timeoutMs: 60000, env });
+          expect(r.code, r.stderr).toBe(1);
+          expect(r.stderr).toContain(`${named} at ${fake.url} (AWS_ENDPOINT_URL_`);
+          expect(r.stderr).toContain(state);
+        } finally {
+          fake.stalled.delete(call);
+        }
+      }
+      const up = await runCli(["up", dir, "--stack", "half", "--plain"], { timeoutMs: 60000 });
+      expect(up.code, up.stderr).toBe(0);
+
+      fake.stalled.add("DeleteStack");
+      try {
+        const r = await runCli(["down", dir, "--stack", "half", "--plain"], { timeoutMs: 60000, env });
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stderr).toContain(
+          'the delete of stack "half" may be under way: CloudFormation goes on with it without this command; "nitric-like outputs --stack half" says whether the stack is still there, and if it is, once it is no longer DELETE_IN_PROGRESS, run "nitric-like down" again',
+        );
+      } finally {
+        fake.stalled.delete("DeleteStack");
+      }
+      expect((await runCli(["down", dir, "--stack", "half", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+
+      const bad = await runCli(["outputs", dir, "--plain"], { env: { NITRIC_LIKE_AWS_TIMEOUT_MS: "30s" } });
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain(
+        'error: NITRIC_LIKE_AWS_TIMEOUT_MS is "30s": give how long an AWS request may wait for an answer, in milliseconds, a whole number above 0 such as 60000, or unset it',
+      );
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((r) => hole.close(r));
+    }
+  }, 180000);
+
+  it("ends at once on Ctrl-C while an AWS call gets no answer (exit 130), naming the call and what was done", async () => {
+    const dir = chat();
+    // Before anything is changed: the preflight's DescribeStacks.
+    fake.stalled.add("DescribeStacks");
+    fake.calls.length = 0;
+    try {
+      const up = startCli(["up", dir, "--stack", "hung", "--plain"]);
+      await up.until({ call: "DescribeStacks" });
+      const pressed = Date.now();
+      expect(await up.interrupt({ call: "DescribeStacks" }), up.stderr).toBe(130);
+      expect(Date.now() - pressed).toBeLessThan(5000);
+      expect(up.stderr).toMatch(
+        new RegExp(
+          `error: up: checking stack "hung": stopped \\(Ctrl-C\\) while CloudFormation DescribeStacks at ${fake.url} \\(AWS_ENDPOINT_URL_CLOUDFORMATION\\) had not answered for \\d+ (ms|s); nothing was changed; run "nitric-like up" again`,
+        ),
+      );
+    } finally {
+      fake.stalled.delete("DescribeStacks");
+    }
+    // Once the stack is being changed: the call is given a moment to answer, then given up.
+    fake.stalled.add("ExecuteChangeSet");
+    fake.calls.length = 0;
+    try {
+      const up = startCli(["up", dir, "--stack", "hung", "--plain"]);
+      await up.until({ call: "ExecuteChangeSet" });
+      const pressed = Date.now();
+      expect(await up.interrupt({ call: "ExecuteChangeSet" }), up.stderr).toBe(130);
+      expect(Date.now() - pressed).toBeLessThan(8000);
+      expect(up.stderr).toContain(
+        `error: deploying stack "hung": stopped (Ctrl-C) while CloudFormation ExecuteChangeSet at ${fake.url} (AWS_ENDPOINT_URL_CLOUDFORMATION) had not answered for`,
+      );
+      expect(up.stderr).toContain('stack "hung" may be changing: CloudFormation goes on with the deploy');
+    } finally {
+      fake.stalled.delete("ExecuteChangeSet");
+    }
+    expect((await runCli(["down", dir, "--stack", "hung", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+  }, 120000);
 
   it("says the endpoint is not AWS when AWS_ENDPOINT_URL points at a web server, never that the stack is not there", async () => {
     // A web page parses as an empty AWS answer: taken for "no such stack" before.

@@ -105,6 +105,7 @@ export const provider: Provider = {
     return preflight({
       stack: options.stack,
       action: options.action,
+      logger: options.logger,
       ...(options.region ? { region: options.region } : {}),
     });
   },
@@ -129,6 +130,7 @@ export const provider: Provider = {
     nodeVersionNotice(options.logger);
     const found = await describeDeployment({
       stack: options.stack,
+      logger: options.logger,
       ...(options.region ? { region: options.region } : {}),
     });
     // A stack a deploy left stuck: what its status means, and the way out (one still changing
@@ -155,6 +157,7 @@ export const provider: Provider = {
       stack: options.stack,
       ...(options.region ? { region: options.region } : {}),
       secret: options.secret,
+      logger: options.logger,
     });
   },
   async *logs(options) {

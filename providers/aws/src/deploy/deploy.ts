@@ -29,6 +29,15 @@ import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { compareNames, type Logger, type SocketDomain } from "@nitric-like/spec";
 import { SECRET_TAG } from "../build/template.js";
+import {
+  clientConfig,
+  deployTimeouts,
+  failedCall,
+  failedCallWords,
+  SERVICE_LABELS,
+  setChanging,
+  watched,
+} from "./calls.js";
 import { domainProblems } from "./domains.js";
 import { replacementNotes } from "./replacements.js";
 
@@ -64,11 +73,14 @@ class Interrupt {
 
   start(): this {
     process.on("SIGINT", this.onSignal);
+    // A call that hangs meanwhile is given up soon after Ctrl-C (calls.ts), not waited for.
+    setChanging(true);
     return this;
   }
 
   stop(): void {
     process.off("SIGINT", this.onSignal);
+    setChanging(false);
   }
 
   /** Waits `ms`, or less when Ctrl-C is pressed meanwhile. */
@@ -152,9 +164,16 @@ export interface DeployOutcome {
  * Turns an AWS SDK failure into what the user should do about it. `service` is the client's, as
  * its endpoint variable names it (`CLOUDWATCH_LOGS` for AWS_ENDPOINT_URL_CLOUDWATCH_LOGS), when
  * the caller knows it; `command` the one the user ran (`logs`, `secret put`), when it knows it.
+ * `state` says what the command had done when a call got no answer (or Ctrl-C stopped it while
+ * it waited), and what to run: the stack may be half way.
  */
-export function explain(error: unknown, doing: string, service?: string, command?: string): Error {
+export function explain(error: unknown, doing: string, service?: string, command?: string, state?: string): Error {
   if (error instanceof DeployError) return error;
+  const call = failedCall(error);
+  if (call) {
+    const words = failedCallWords(error, call, endpointVariable(call.service, undefined));
+    return new DeployError(`${doing}: ${words}${state ? `; ${state}` : ""}`, call.interrupted ? 130 : 1);
+  }
   const e = error as { name?: string; message?: string; Code?: string };
   const name = e.name ?? "";
   const message = e.message ?? String(error);
@@ -258,17 +277,6 @@ const KNOWN_REGIONS = new Set([
   ...["ap-southeast-5", "ap-southeast-6", "ap-southeast-7"],
 ]);
 
-/** The AWS services whose calls the commands make, by the suffix of their endpoint variable. */
-const SERVICE_NAMES = new Map([
-  ["CLOUDFORMATION", "CloudFormation"],
-  ["S3", "S3"],
-  ["DYNAMODB", "DynamoDB"],
-  ["CLOUDWATCH_LOGS", "CloudWatch Logs"],
-  ["SECRETS_MANAGER", "Secrets Manager"],
-  ["ACM", "ACM"],
-  ["ROUTE_53", "Route 53"],
-]);
-
 /**
  * The endpoint variable the failed call went to: `service`'s own, else AWS_ENDPOINT_URL; for a
  * service not known, the variable whose URL has the port the connection was refused on, else the
@@ -323,7 +331,7 @@ function unreachableEndpoint(
   const port = e.port ?? e.cause?.port ?? Number(/ECONNREFUSED \S+:(\d+)/.exec(e.message ?? "")?.[1] ?? Number.NaN);
   const variable = endpointVariable(service, Number.isInteger(port) ? port : undefined);
   if (variable) {
-    const name = SERVICE_NAMES.get(service ?? variable.slice("AWS_ENDPOINT_URL_".length));
+    const name = SERVICE_LABELS.get(service ?? variable.slice("AWS_ENDPOINT_URL_".length));
     const what = name ? `the ${name} endpoint` : "the endpoint";
     const use = command ? `to run "nitric-like ${command}" against AWS` : "to use AWS";
     return `${what} ${JSON.stringify(process.env[variable])} (${variable}) does not answer (${code}); start it, or unset ${variable} ${use}`;
@@ -470,12 +478,14 @@ export async function preflight(options: {
   stack: string;
   region?: string;
   action: "up" | "down";
+  logger?: Logger;
 }): Promise<{ region: string }> {
   const problem = stackNameProblem(options.stack, options.action);
   if (problem) throw new DeployError(problem);
-  const { cfn, s3 } = clients(options.region);
+  const { cfn, s3 } = clients(options.region, options.logger);
   s3.destroy();
   const doing = `${options.action}: checking stack "${options.stack}"`;
+  const state = `nothing was changed; run "nitric-like ${options.action}" again`;
   try {
     let region: string;
     try {
@@ -496,18 +506,22 @@ export async function preflight(options: {
     if (stuck) throw new DeployError(`${options.action}: ${stuck}`);
     return { region };
   } catch (error) {
-    throw explain(error, doing, undefined, options.action);
+    throw explain(error, doing, undefined, options.action, state);
   } finally {
     cfn.destroy();
   }
 }
 
-/** The CloudFormation and S3 clients of a region (the SDK's own configuration when undefined). */
-function clients(region: string | undefined) {
+/** The CloudFormation, S3 and DynamoDB clients of a region (the SDK's own configuration when undefined). */
+function clients(region: string | undefined, logger?: Logger) {
+  const timeouts = deployTimeouts();
+  const config = clientConfig(region, timeouts);
   const custom = Boolean(process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL);
   return {
-    cfn: new CloudFormationClient(region ? { region } : {}),
-    s3: new S3Client({ ...(region ? { region } : {}), ...(custom ? { forcePathStyle: true } : {}) }),
+    cfn: watched(new CloudFormationClient(config), "CLOUDFORMATION", timeouts, logger),
+    s3: watched(new S3Client({ ...config, ...(custom ? { forcePathStyle: true } : {}) }), "S3", timeouts, logger),
+    /** DynamoDB's, made when asked for. */
+    ddb: () => watched(new DynamoDBClient(config), "DYNAMODB", timeouts, logger),
   };
 }
 
@@ -652,9 +666,14 @@ async function placeTemplate(
 export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { stack, logger } = options;
   const pollMs = options.pollMs ?? defaultPollMs();
-  const { cfn, s3 } = clients(options.region);
-  const ddb = new DynamoDBClient(options.region ? { region: options.region } : {});
+  const { cfn, s3, ddb: makeDdb } = clients(options.region, logger);
+  const ddb = makeDdb();
   const interrupt = new Interrupt();
+  /**
+   * What this deploy has done so far, and what to run, for a call that gets no answer (or that
+   * Ctrl-C stops while it waits): said with the failure, as the stack may be half way.
+   */
+  let state = `nothing was changed; run "nitric-like up" again`;
   try {
     let step = "finding the artifact bucket";
     let region: string;
@@ -664,13 +683,20 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       throw explain(error, "deploy", undefined, "up");
     }
     // Before anything is uploaded: what CloudFormation would fail only once the stack is half made.
-    const domains = await domainProblems(options.domains ?? [], stack, region);
+    let domains: Awaited<ReturnType<typeof domainProblems>>;
+    try {
+      domains = await domainProblems(options.domains ?? [], stack, region, logger);
+    } catch (error) {
+      throw explain(error, "checking the custom domains", undefined, "up", state);
+    }
     for (const warning of domains.warnings) logger.warn(warning);
     if (domains.problems.length > 0) throw new DeployError(domains.problems.join("\n"));
     try {
+      state = `stack "${stack}" was not changed (the artifact bucket's stack, ${BOOTSTRAP_STACK}, may be under way, and CloudFormation finishes it without this command); run "nitric-like up" again: it waits for that stack`;
       const bucket = await artifactBucket(cfn, logger, pollMs);
       for (const a of options.artifacts) {
         step = `uploading ${a.key}`;
+        state = `stack "${stack}" was not changed (the function zips uploaded so far stay in the artifact bucket, and are not uploaded again); run "nitric-like up" again`;
         try {
           await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: a.key }));
           logger.info(`${a.key}: already uploaded`);
@@ -722,6 +748,7 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
           130,
         );
       };
+      state = `stack "${stack}" was not changed, but change set ${changeSetName} may be left on it${existing ? "" : " (with the empty stack, REVIEW_IN_PROGRESS, that a first deploy's change set makes)"}; run "nitric-like up" again, which deploys over it${existing ? "" : `, or "nitric-like down --stack ${stack}" to remove it`}`;
       try {
         await cfn.send(
           new CreateChangeSetCommand({
@@ -788,6 +815,11 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       if (type === "UPDATE") for (const line of replacementNotes(changes, options.template)) logger.warn(line);
       if (interrupt.signalled) throw await stopBeforeExecuting();
       step = `deploying stack "${stack}"`;
+      state = `stack "${stack}" may be changing: CloudFormation goes on with the deploy without this command; "nitric-like outputs --stack ${stack}" shows its status, and once it is no longer *_IN_PROGRESS, run "nitric-like up" again to see it through${
+        type === "CREATE"
+          ? ` (or "nitric-like down --stack ${stack}" to undo it)`
+          : ` (to stop it meanwhile, "aws cloudformation cancel-update-stack --stack-name ${stack}" rolls it back)`
+      }`;
       const since = new Date(Date.now() - 1000);
       try {
         await cfn.send(new ExecuteChangeSetCommand({ StackName: stack, ChangeSetName: changeSetName }));
@@ -808,7 +840,7 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
       const result = (await follow(cfn, stack, logger, pollMs, since, false, { interrupt, stopped })) as Stack;
       return { stack, outputs: outputsOf(result), sockets: socketsOf(result), changed: true };
     } catch (error) {
-      throw explain(error, step, undefined, "up");
+      throw explain(error, step, undefined, "up", state);
     }
   } finally {
     interrupt.stop();
@@ -890,7 +922,7 @@ export interface StackDescription {
  * ending with `missing` (what to do) when there is no such stack.
  */
 export async function deployedStack(
-  options: { stack: string; region?: string; command?: string },
+  options: { stack: string; region?: string; command?: string; logger?: Logger },
   doing: string,
   missing: string,
 ): Promise<Stack> {
@@ -901,7 +933,7 @@ export async function deployedStack(
       `${doing}: no stack can be named ${JSON.stringify(options.stack)}: a CloudFormation stack name starts with a letter and holds only letters, digits and hyphens, at most 128; check --stack`,
     );
   }
-  const { cfn, s3 } = clients(options.region);
+  const { cfn, s3 } = clients(options.region, options.logger);
   s3.destroy();
   try {
     try {
@@ -920,7 +952,11 @@ export async function deployedStack(
 }
 
 /** Describes a deployed stack (DescribeStacks): what `up` printed, again. */
-export async function describeDeployment(options: { stack: string; region?: string }): Promise<StackDescription> {
+export async function describeDeployment(options: {
+  stack: string;
+  region?: string;
+  logger?: Logger;
+}): Promise<StackDescription> {
   const stack = await deployedStack(
     options,
     `describing stack "${options.stack}"`,
@@ -1077,9 +1113,11 @@ async function holdsItems(ddb: DynamoDBClient, table: string): Promise<boolean> 
  * the way to keep it.
  */
 export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> {
-  const { cfn, s3 } = clients(options.region);
-  const ddb = new DynamoDBClient(options.region ? { region: options.region } : {});
+  const { cfn, s3, ddb: makeDdb } = clients(options.region, options.logger);
+  const ddb = makeDdb();
   const doing = `deleting stack "${options.stack}"`;
+  /** What this delete has done so far, and what to run (as deploy's). */
+  let state = `nothing was deleted; run "nitric-like down" again`;
   const pollMs = options.pollMs ?? defaultPollMs();
   const interrupt = new Interrupt();
   try {
@@ -1104,6 +1142,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
         retain = kept;
       } else {
         interrupt.start();
+        state = `stack "${options.stack}" may be being updated to keep its kv tables and secrets, and is not deleted; once it is no longer UPDATE_IN_PROGRESS ("nitric-like outputs --stack ${options.stack}" shows its status), run "nitric-like down --keep-data" again`;
         await retainTables(cfn, s3, stack, template, kept, options.logger, pollMs, interrupt);
         if (interrupt.signalled) {
           throw new DeployError(
@@ -1134,6 +1173,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
     }
     const since = new Date(Date.now() - 1000);
     interrupt.start();
+    state = `the delete of stack "${options.stack}" may be under way: CloudFormation goes on with it without this command; "nitric-like outputs --stack ${options.stack}" says whether the stack is still there, and if it is, once it is no longer DELETE_IN_PROGRESS, run "nitric-like down" again`;
     await cfn.send(
       new DeleteStackCommand({ StackName: options.stack, ...(retain ? { RetainResources: retain } : {}) }),
     );
@@ -1148,7 +1188,7 @@ export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> 
     }
     return { kept: options.keepData ? tables : [], keptSecrets: options.keepData ? secrets : [] };
   } catch (error) {
-    throw explain(error, doing, undefined, "down");
+    throw explain(error, doing, undefined, "down", state);
   } finally {
     interrupt.stop();
     cfn.destroy();

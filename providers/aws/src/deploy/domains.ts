@@ -7,7 +7,8 @@
  */
 import { ACMClient, type CertificateDetail, DescribeCertificateCommand } from "@aws-sdk/client-acm";
 import { GetHostedZoneCommand, Route53Client } from "@aws-sdk/client-route-53";
-import { certificateRegion, type SocketDomain } from "@nitric-like/spec";
+import { certificateRegion, type Logger, type SocketDomain } from "@nitric-like/spec";
+import { clientConfig, deployTimeouts, failedCall, watched } from "./calls.js";
 
 /** Whether a certificate name (`ws.example.com`, or a wildcard `*.example.com`) covers `name`. */
 export function certificateCovers(certName: string, name: string): boolean {
@@ -34,12 +35,14 @@ export async function domainProblems(
   domains: readonly SocketDomain[],
   stack: string,
   region: string,
+  logger?: Logger,
 ): Promise<{ problems: string[]; warnings: string[] }> {
   const problems: string[] = [];
   const warnings: string[] = [];
   if (domains.length === 0) return { problems, warnings };
-  const acm = new ACMClient({ region });
-  const route53 = new Route53Client({ region });
+  const timeouts = deployTimeouts();
+  const acm = watched(new ACMClient(clientConfig(region, timeouts)), "ACM", timeouts, logger);
+  const route53 = watched(new Route53Client(clientConfig(region, timeouts)), "ROUTE_53", timeouts, logger);
   try {
     for (const domain of domains) {
       const theirs = certificateRegion(domain.certificate);
@@ -73,6 +76,8 @@ async function checkCertificate(acm: ACMClient, domain: SocketDomain): Promise<C
   try {
     certificate = (await acm.send(new DescribeCertificateCommand({ CertificateArn: arn }))).Certificate;
   } catch (error) {
+    // No answer (or Ctrl-C while waiting for one): the network, not the certificate; the deploy stops.
+    if (failedCall(error)) throw error;
     const name = (error as Error).name;
     if (name === "ResourceNotFoundException")
       return {
@@ -108,6 +113,7 @@ async function checkZone(route53: Route53Client, domain: SocketDomain, id: strin
   try {
     zone = (await route53.send(new GetHostedZoneCommand({ Id: id }))).HostedZone?.Name;
   } catch (error) {
+    if (failedCall(error)) throw error;
     const name = (error as Error).name;
     if (name === "NoSuchHostedZone")
       return {

@@ -11,6 +11,7 @@ import {
   FilterLogEventsCommand,
 } from "@aws-sdk/client-cloudwatch-logs";
 import type { LogLine, LogsOptions } from "@nitric-like/spec";
+import { callTimeouts, requestHandlerOptions, watchCalls } from "./calls.js";
 import { DeployError, explain } from "./deploy.js";
 
 /** How often a follow asks for new lines. */
@@ -25,11 +26,11 @@ const LATE_MS = 15_000;
 /**
  * How long a request to CloudWatch Logs may wait, for its connection and then between any two
  * bytes of its answer, before it counts as failed (and is tried again): a network that silently
- * drops packets would otherwise hold a follow forever. NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS, else 15 s.
+ * drops packets would otherwise hold a follow forever. NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS, else 15 s:
+ * a read's answers are small, and a follow says it lost contact once that long has passed.
  */
-function requestTimeoutMs(): number {
-  const ms = Number(process.env.NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS);
-  return Number.isFinite(ms) && ms > 0 ? ms : 15_000;
+function logsTimeouts() {
+  return callTimeouts("NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS", { connectMs: 15_000, idleMs: 15_000 });
 }
 
 /** The log group of each of the stack's services, by service. */
@@ -171,11 +172,15 @@ export async function* readLogs(
 ): AsyncGenerator<LogLine> {
   const { stack, service, signal, logger } = options;
   const doing = `reading the logs of stack "${stack}"`;
-  const timeout = requestTimeoutMs();
-  const client = new CloudWatchLogsClient({
-    ...(options.region ? { region: options.region } : {}),
-    requestHandler: { connectionTimeout: timeout, socketTimeout: timeout },
-  });
+  const timeouts = logsTimeouts();
+  // Not interruptible here: a follow's Ctrl-C aborts its requests through `signal`.
+  const client = watchCalls(
+    new CloudWatchLogsClient({
+      ...(options.region ? { region: options.region } : {}),
+      requestHandler: requestHandlerOptions(timeouts),
+    }),
+    { service: "CLOUDWATCH_LOGS", timeouts },
+  );
   try {
     let groups: Map<string, string>;
     try {

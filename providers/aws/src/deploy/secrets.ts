@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { type Logger, secretValueProblem } from "@nitric-like/spec";
 import { secretOutputKey } from "../build/template.js";
+import { clientConfig, deployTimeouts, watched } from "./calls.js";
 import { DeployError, deployedStack, explain, stuckStackProblem } from "./deploy.js";
 
 /** What putSecret needs. */
@@ -22,7 +23,12 @@ export interface PutSecretRequest {
 }
 
 /** The ARN of a deployed secret, from the stack's outputs; a DeployError saying what to do when missing. */
-export async function deployedSecretArn(options: { stack: string; region?: string; secret: string }): Promise<string> {
+export async function deployedSecretArn(options: {
+  stack: string;
+  region?: string;
+  secret: string;
+  logger?: Logger;
+}): Promise<string> {
   const doing = `secret put ${options.secret}`;
   const stack = await deployedStack(
     { ...options, command: "secret put" },
@@ -51,7 +57,13 @@ export async function putSecret(options: PutSecretRequest): Promise<{ version: s
   if (problem !== undefined) throw new DeployError(problem);
   const arn = await deployedSecretArn(options);
   const doing = `secret put ${options.secret}`;
-  const client = new SecretsManagerClient(options.region ? { region: options.region } : {});
+  const timeouts = deployTimeouts();
+  const client = watched(
+    new SecretsManagerClient(clientConfig(options.region, timeouts)),
+    "SECRETS_MANAGER",
+    timeouts,
+    options.logger,
+  );
   try {
     const token = randomUUID();
     const out = await client.send(
@@ -67,7 +79,13 @@ export async function putSecret(options: PutSecretRequest): Promise<{ version: s
         `${doing}: Secrets Manager refused ${arn} (${name}: ${(error as Error).message}); if the secret was deleted outside the stack, restore it (aws secretsmanager restore-secret --secret-id ${arn}) or deploy the app again`,
       );
     }
-    throw explain(error, doing, "SECRETS_MANAGER", "secret put");
+    throw explain(
+      error,
+      doing,
+      "SECRETS_MANAGER",
+      "secret put",
+      `the value may or may not be stored; run "nitric-like secret put" again: a second put makes it the newest version either way`,
+    );
   } finally {
     client.destroy();
   }
