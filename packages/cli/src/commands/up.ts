@@ -38,6 +38,10 @@ Ctrl-C before the change set runs deletes it: nothing is deployed. Once it runs,
 Ctrl-C stops following the stack (exit 130) and says how to see, undo or stop what
 CloudFormation goes on with; a second Ctrl-C exits at once.
 
+An AWS request that gets no answer (NITRIC_LIKE_AWS_TIMEOUT_MS, default 60000 ms of
+silence) is tried again, 3 tries in all; then up stops naming the call, what it had
+done and what to run. Ctrl-C while a request waits ends up at once, saying the same.
+
 Options:
   --provider <name>   Provider to deploy with (default: aws).
   --stack <name>      Stack name (default: the project's name).
