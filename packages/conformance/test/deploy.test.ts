@@ -753,6 +753,17 @@ describe("nitric-like up and down --provider aws", () => {
         expect(r.stderr).not.toContain("bundling");
       }
 
+      // logs, with its own variable.
+      const logs = await runCli(["logs", dir, "--plain"], {
+        timeoutMs: 30000,
+        env: { NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS: "300", AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: holeUrl },
+      });
+      expect(logs.code, logs.stderr).toBe(1);
+      expect(logs.stderr).toContain(
+        `error: reading the logs of stack "chat": CloudWatch Logs DescribeLogGroups at ${holeUrl} (AWS_ENDPOINT_URL_CLOUDWATCH_LOGS): no answer for 300 ms (3 tries,`,
+      );
+      expect(logs.stderr).toContain("NITRIC_LIKE_AWS_LOGS_TIMEOUT_MS gives each try longer (in ms; now 300)");
+
       // Half way through up: what it had done, and what to run. Code of its own, so its zip is
       // not there already (uploaded by another test).
       const file = join(dir, "services", "chat.ts");
@@ -800,11 +811,14 @@ describe("nitric-like up and down --provider aws", () => {
       }
       expect((await runCli(["down", dir, "--stack", "half", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
 
-      const bad = await runCli(["outputs", dir, "--plain"], { env: { NITRIC_LIKE_AWS_TIMEOUT_MS: "30s" } });
-      expect(bad.code).toBe(1);
-      expect(bad.stderr).toContain(
-        'error: NITRIC_LIKE_AWS_TIMEOUT_MS is "30s": give how long an AWS request may wait for an answer, in milliseconds, a whole number above 0 such as 60000, or unset it',
-      );
+      // Not milliseconds, or past what Node's timers hold (such a timer fires at once).
+      for (const value of ["30s", "0", "99999999999"]) {
+        const bad = await runCli(["outputs", dir, "--plain"], { env: { NITRIC_LIKE_AWS_TIMEOUT_MS: value } });
+        expect(bad.code).toBe(1);
+        expect(bad.stderr).toContain(
+          `error: NITRIC_LIKE_AWS_TIMEOUT_MS is "${value}": give how long an AWS request may wait for an answer, in milliseconds, a whole number from 1 to 2147483647 such as 60000, or unset it`,
+        );
+      }
     } finally {
       for (const socket of held) socket.destroy();
       await new Promise((r) => hole.close(r));
@@ -847,6 +861,34 @@ describe("nitric-like up and down --provider aws", () => {
       fake.stalled.delete("ExecuteChangeSet");
     }
     expect((await runCli(["down", dir, "--stack", "hung", "--plain"], { timeoutMs: 60000 })).code).toBe(0);
+
+    // A read (logs) from a server that takes the connection and never answers.
+    const held: Socket[] = [];
+    const hole = createNetServer((socket) => {
+      held.push(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((r) => hole.listen(0, "127.0.0.1", r));
+    const holeUrl = `http://127.0.0.1:${(hole.address() as AddressInfo).port}`;
+    const saved = process.env.AWS_ENDPOINT_URL_CLOUDWATCH_LOGS;
+    process.env.AWS_ENDPOINT_URL_CLOUDWATCH_LOGS = holeUrl;
+    try {
+      const logs = startCli(["logs", dir, "--plain"]);
+      const end = Date.now() + 20000;
+      while (held.length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      expect(held.length).toBeGreaterThan(0);
+      const pressed = Date.now();
+      expect(await logs.interrupt({ stderr: "" }), logs.stderr).toBe(130);
+      expect(Date.now() - pressed).toBeLessThan(5000);
+      expect(logs.stderr).toContain(
+        `error: reading the logs of stack "chat": stopped (Ctrl-C) while CloudWatch Logs DescribeLogGroups at ${holeUrl} (AWS_ENDPOINT_URL_CLOUDWATCH_LOGS) had not answered for`,
+      );
+    } finally {
+      if (saved === undefined) delete process.env.AWS_ENDPOINT_URL_CLOUDWATCH_LOGS;
+      else process.env.AWS_ENDPOINT_URL_CLOUDWATCH_LOGS = saved;
+      for (const socket of held) socket.destroy();
+      await new Promise((r) => hole.close(r));
+    }
   }, 120000);
 
   it("says the endpoint is not AWS when AWS_ENDPOINT_URL points at a web server, never that the stack is not there", async () => {

@@ -25,13 +25,17 @@ export function callTimeouts(variable: string, fallback: { connectMs: number; id
   const text = process.env[variable];
   if (text === undefined || text.trim() === "") return { ...fallback, variable };
   const ms = Number(text);
-  if (!Number.isSafeInteger(ms) || ms <= 0) {
+  // Node's timers hold at most MAX_TIMER_MS: a longer one fires at once.
+  if (!Number.isSafeInteger(ms) || ms <= 0 || ms > MAX_TIMER_MS) {
     throw new CallSetupError(
-      `${variable} is ${JSON.stringify(text)}: give how long an AWS request may wait for an answer, in milliseconds, a whole number above 0 such as ${fallback.idleMs}, or unset it`,
+      `${variable} is ${JSON.stringify(text)}: give how long an AWS request may wait for an answer, in milliseconds, a whole number from 1 to ${MAX_TIMER_MS} such as ${fallback.idleMs}, or unset it`,
     );
   }
   return { connectMs: ms, idleMs: ms, variable };
 }
+
+/** The longest delay Node's timers take (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A bad timeout variable; the CLI prints its message. */
 export class CallSetupError extends Error {

@@ -173,13 +173,13 @@ export async function* readLogs(
   const { stack, service, signal, logger } = options;
   const doing = `reading the logs of stack "${stack}"`;
   const timeouts = logsTimeouts();
-  // Not interruptible here: a follow's Ctrl-C aborts its requests through `signal`.
+  // A follow's Ctrl-C aborts its requests through `signal`; a single read's ends one that waits.
   const client = watchCalls(
     new CloudWatchLogsClient({
       ...(options.region ? { region: options.region } : {}),
       requestHandler: requestHandlerOptions(timeouts),
     }),
-    { service: "CLOUDWATCH_LOGS", timeouts },
+    { service: "CLOUDWATCH_LOGS", timeouts, interruptible: !options.follow },
   );
   try {
     let groups: Map<string, string>;
