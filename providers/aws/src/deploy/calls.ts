@@ -49,9 +49,10 @@ export class CallSetupError extends Error {
  * A TCP connection to AWS takes well under a second on any working link; 10 s allows the lost
  * SYNs a bad link retries (at 1 s and 3 s). The 60 s is the AWS CLI's own read timeout, and it is
  * a limit on silence, not on the request's length: an upload of a function's zip (1 MB and more)
- * on a slow link keeps bytes going and is never cut, however long it takes, and the wait after
- * its last byte (the link draining what the machine has buffered, then S3's answer) is far
- * shorter. A request that hangs is tried again by the SDK (3 tries in all), each try said.
+ * on a slow link keeps handing bytes to the connection as the link sends them, so it is never
+ * cut, however long it takes; the silence left is the link sending what the machine's send buffer
+ * holds (sized to the link: seconds) and S3's answer. A request that hangs is tried again by the
+ * SDK (3 tries in all), each try said.
  */
 export function deployTimeouts(): CallTimeouts {
   return callTimeouts("NITRIC_LIKE_AWS_TIMEOUT_MS", { connectMs: 10_000, idleMs: 60_000 });
