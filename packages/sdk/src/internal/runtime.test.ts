@@ -111,6 +111,71 @@ describe("service process lifetime", () => {
     );
   });
 
+  it("refuses a resource or a wider grant declared in a timer once the module loaded, naming it and the fix; a handle declared at load keeps working", async () => {
+    const runtimeEntry = JSON.stringify(fileURLToPath(new URL("../../dist/runtime.js", import.meta.url)));
+    const { exited } = service(
+      `import { collection, kv, secret, websocket } from ${sdk}; import { serviceLoaded } from ${runtimeEntry};
+       const names = kv("names").allow("get");
+       collection("docs").for("reading");
+       secret("token").allow("access");
+       websocket("top");
+       serviceLoaded();
+       const tries = [
+         ["new kv", () => kv("late")],
+         ["wider kv", () => kv("names").allow("get", "set")],
+         ["same kv", () => kv("names").allow("get")],
+         ["new secret", () => secret("late")],
+         ["wider secret", () => secret("token").allow("put")],
+         ["new socket", () => websocket("late", {})],
+         ["same socket", () => websocket("top")],
+         ["new collection", () => collection("late").for("writing")],
+         ["wider collection", () => collection("docs").for("reading", "writing")],
+         ["same collection", () => collection("docs").for("reading")],
+       ];
+       setTimeout(async () => {
+         for (const [what, f] of tries) {
+           try { f(); console.error(what + ": ok"); } catch (e) { console.error(what + ": " + e.code + ": " + e.message); }
+         }
+         await names.get("k").then(() => console.error("get: ok"), (e) => console.error("get: " + e.code));
+       }, 20);`,
+      "run",
+    );
+    const result = await exited;
+    expect(result.code).toBe(0);
+    const said = new Map(
+      result.stderr
+        .trim()
+        .split("\n")
+        .map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 2)] as const),
+    );
+    const when =
+      "after its module finished loading (in a timer, a callback or a handler), so spec, build and up may never see it and a deployment would not include it; declare resources at module load: at top level or during import, not in a timer/callback";
+    expect(said.get("new kv")).toBe(
+      `failed_precondition: kv("late"): the service declared it ${when}, as kv("late"), and use that handle later`,
+    );
+    expect(said.get("wider kv")).toBe(
+      `failed_precondition: kv("names").allow("set"): the service asked for "set" after its module finished loading, beyond the "get" it granted as it loaded (in a timer, a callback or a handler), so spec, build and up may never see it and a deployment would not include it; declare resources at module load: at top level or during import, not in a timer/callback, as kv("names").allow("get", "set"), and use that handle later`,
+    );
+    expect(said.get("new secret")).toContain(`failed_precondition: secret("late"): the service declared it ${when}`);
+    expect(said.get("wider secret")).toContain(
+      'failed_precondition: secret("token").allow("put"): the service asked for "put" after its module finished loading, beyond the "access" it granted as it loaded',
+    );
+    expect(said.get("wider secret")).toContain('as secret("token").allow("access", "put")');
+    expect(said.get("new socket")).toContain(`failed_precondition: websocket("late"): the service declared it ${when}`);
+    expect(said.get("new collection")).toBe(
+      `failed_precondition: collection("late").for("writing"): the service declared it ${when}, as collection("late").for("writing"), and use that handle later`,
+    );
+    expect(said.get("wider collection")).toContain(
+      'failed_precondition: collection("docs").for("writing"): the service asked for "writing" after its module finished loading, beyond the "reading" it granted as it loaded',
+    );
+    expect(said.get("wider collection")).toContain('as collection("docs").for("reading", "writing")');
+    for (const same of ["same kv", "same socket", "same collection"]) expect(said.get(same)).toBe("ok");
+    // The handle declared at load is used in the timer as before (the fake provider has no "k").
+    expect(said.get("get")).toBe("not_found");
+    // Nothing refused reached the provider.
+    expect(provider.log.filter((l) => /declare \w+ late$/.test(l))).toEqual([]);
+  });
+
   it("exits 1 saying the connection was lost when a handler stream fails in run", async () => {
     const { exited } = service(
       `import { websocket } from ${sdk}; websocket("lost").on("message", () => {}); setInterval(() => {}, 1000);`,

@@ -199,6 +199,30 @@ export function registeredAfterLoad(what: string): string | undefined {
   return `${what}: ${who} registered it after its module finished loading (in a timer, a callback or a handler), so spec, build and up may never see it and a deployment would not route to it; register handlers at module load: at top level or during import, not in a timer/callback`;
 }
 
+/**
+ * The refusal of a resource declaration (`kv("x")`, `secret("x")`, `websocket("x")`) or of a
+ * grant beyond what the module granted as it loaded (`kv("x").allow("set")`), made after the
+ * service's module finished loading, or undefined before then: the collect pass that spec, build
+ * and up deploy from may have ended before it, so a deployment would lack the resource or its
+ * permission. `what` is the call as written; `asked` says a grant's permissions, `granted` those
+ * the module's load gave on the resource; `fix` is the declaration to make at load instead.
+ */
+export function declaredAfterLoad(
+  what: string,
+  fix: string,
+  grant?: { asked: readonly string[]; granted: readonly string[] },
+): string | undefined {
+  if (!loaded) return undefined;
+  const service = process.env.NITRIC_LIKE_SERVICE;
+  const who = service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
+  const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
+  const did =
+    grant === undefined
+      ? "declared it after its module finished loading"
+      : `asked for ${quoted(grant.asked)} after its module finished loading${grant.granted.length > 0 ? `, beyond the ${quoted(grant.granted)} it granted as it loaded` : ""}`;
+  return `${what}: ${who} ${did} (in a timer, a callback or a handler), so spec, build and up may never see it and a deployment would not include it; declare resources at module load: at top level or during import, not in a timer/callback, as ${fix}, and use that handle later`;
+}
+
 /** A declaration the provider refused, or a lost provider: the service cannot work, so it stops. */
 export function fatal(message: string): never {
   process.stderr.write(`nitric-like: ${message}\n`);

@@ -7,6 +7,7 @@ import { Readable } from "node:stream";
 import { resourceNameProblem } from "@nitric-like/spec";
 import { isNitricLikeError, NitricLikeError } from "../errors.js";
 import type { JsonObject, JsonObjectOf, JsonValue } from "../internal/data.js";
+import { declaredAfterLoad } from "../internal/runtime.js";
 import { kv } from "./kv.js";
 
 /** What `.for()` takes: reading (get, query), writing (set), deleting (delete). */
@@ -269,7 +270,9 @@ export class Collection<T extends object = JsonObject> {
 
   /**
    * Grants this service "reading", "writing" and/or "deleting" (kv get, set, delete) and returns
-   * a reference whose documents' type has only the granted methods.
+   * a reference whose documents' type has only the granted methods. Once the service's module has
+   * loaded (in a timer, a callback or a handler), a collection or permission it did not declare as
+   * it loaded throws `failed_precondition`, as kv() and allow() do.
    */
   for<P extends CollectionPermission[]>(...permissions: P): CollectionRef<T, P[number]> {
     const allowed = permissions.map((p) => {
@@ -283,7 +286,28 @@ export class Collection<T extends object = JsonObject> {
       }
       return kvPermission;
     });
-    const store = kv(this.name).allow(...allowed) as unknown as Store<T>;
+    // Refused once the module has loaded as kv() and allow() would refuse it, in this call's words.
+    const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
+    const written = (list: readonly string[]) => `collection(${JSON.stringify(this.name)}).for(${quoted(list)})`;
+    let declared: ReturnType<typeof kv>;
+    try {
+      declared = kv(this.name);
+    } catch (error) {
+      const late = isNitricLikeError(error) && error.code === "failed_precondition";
+      const refused = late ? declaredAfterLoad(written(permissions), written(permissions)) : undefined;
+      if (refused !== undefined) throw new NitricLikeError("failed_precondition", refused, { cause: error });
+      throw error;
+    }
+    const grant = declared.lateGrant(allowed);
+    if (grant !== undefined) {
+      const said = (list: readonly string[]) => list.map((p) => FOR[p] ?? p);
+      const refused = declaredAfterLoad(written(said(grant.asked)), written(said(grant.all)), {
+        asked: said(grant.asked),
+        granted: said(grant.granted),
+      });
+      if (refused !== undefined) throw new NitricLikeError("failed_precondition", refused);
+    }
+    const store = declared.allow(...allowed) as unknown as Store<T>;
     return new CollectionRef(this.name, collectionStore(this.name, store));
   }
 }

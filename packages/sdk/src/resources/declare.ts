@@ -2,7 +2,7 @@
 import { type Action, Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { type ResourceKind, resourceNameProblem } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
-import { fatal, rpc } from "../internal/runtime.js";
+import { declaredAfterLoad, fatal, rpc } from "../internal/runtime.js";
 
 type DeclaredType = ResourceType.Websocket | ResourceType.KeyValueStore | ResourceType.Secret;
 
@@ -55,13 +55,24 @@ export async function declarePolicy(type: DeclaredType, name: string, actions: A
 
 /**
  * The handle of a declared resource: an invalid name throws at once with the fix, and declaring
- * the same name again returns the same handle (so a resource is declared once per process).
+ * the same name again returns the same handle (so a resource is declared once per process). A new
+ * name once the service's module has loaded throws `failed_precondition` (see declaredAfterLoad);
+ * one declared as it loaded is returned as before, wherever it is declared again. `call` is the
+ * declaration as written, for that message.
  */
-export function declaredOnce<T>(kind: ResourceKind, name: string, handles: Map<string, T>, make: () => T): T {
+export function declaredOnce<T>(
+  kind: ResourceKind,
+  name: string,
+  handles: Map<string, T>,
+  make: () => T,
+  call = `${kind}(${JSON.stringify(name)})`,
+): T {
   const problem = resourceNameProblem(kind, name);
   if (problem) throw new NitricLikeError("invalid_argument", problem);
   let handle = handles.get(name);
   if (!handle) {
+    const late = declaredAfterLoad(call, call);
+    if (late !== undefined) throw new NitricLikeError("failed_precondition", late);
     handle = make();
     handles.set(name, handle);
   }

@@ -18,7 +18,7 @@ import {
 } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import type { JsonObject, JsonObjectOf } from "../internal/data.js";
-import { rpc } from "../internal/runtime.js";
+import { declaredAfterLoad, hasLoaded, rpc } from "../internal/runtime.js";
 import { declare, declaredOnce, declarePolicy } from "./declare.js";
 
 /** A permission `.allow()` takes: "get" (get, keys), "set" or "delete". */
@@ -158,6 +158,8 @@ class KvRefImpl<T extends object> implements KvReader<T>, KvWriter<T>, KvDeleter
 /** A declared kv store; `.allow()` says what this service may do with it. */
 export class KvStore<T extends object = JsonObject> {
   private ready: Promise<unknown>;
+  /** What `.allow()` granted before the service's module finished loading: all a later one may ask for. */
+  private readonly grantedAtLoad = new Set<KvPermission>();
 
   /** @internal use kv(name). */
   constructor(readonly name: string) {
@@ -167,7 +169,9 @@ export class KvStore<T extends object = JsonObject> {
   /**
    * Grants this service permissions on the store and returns a reference whose type has only the
    * allowed methods: "get" (get, keys), "set" (set), "delete" (delete). Locally they are enforced
-   * by the provider; on AWS they become the service's IAM policy.
+   * by the provider; on AWS they become the service's IAM policy. Once the service's module has
+   * loaded (in a timer, a callback or a handler), a permission it did not grant as it loaded throws
+   * `failed_precondition`: a deployment would not have it. One it granted is granted again as before.
    */
   allow<P extends KvPermission[]>(...permissions: P): KvRef<T, P[number]> {
     for (const p of permissions) {
@@ -178,6 +182,18 @@ export class KvStore<T extends object = JsonObject> {
         );
       }
     }
+    const late = this.lateGrant(permissions);
+    if (late !== undefined) {
+      const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
+      const store = `kv(${JSON.stringify(this.name)})`;
+      const refused = declaredAfterLoad(
+        `${store}.allow(${quoted(late.asked)})`,
+        `${store}.allow(${quoted(late.all)})`,
+        late,
+      );
+      if (refused !== undefined) throw new NitricLikeError("failed_precondition", refused);
+    }
+    for (const p of permissions) this.grantedAtLoad.add(p);
     const previous = this.ready;
     this.ready = previous.then(() =>
       declarePolicy(
@@ -188,13 +204,28 @@ export class KvStore<T extends object = JsonObject> {
     );
     return new KvRefImpl<T>(this.name, this.ready) as unknown as KvRef<T, P[number]>;
   }
+
+  /**
+   * @internal Once the service's module has loaded: the permissions of `permissions` it did not
+   * grant as it loaded (`asked`), those it did (`granted`) and both (`all`); undefined when none is new.
+   */
+  lateGrant(
+    permissions: readonly KvPermission[],
+  ): { asked: KvPermission[]; granted: KvPermission[]; all: KvPermission[] } | undefined {
+    if (!hasLoaded()) return undefined;
+    const asked = [...new Set(permissions.filter((p) => !this.grantedAtLoad.has(p)))];
+    if (asked.length === 0) return undefined;
+    const granted = KV_PERMISSIONS.filter((p) => this.grantedAtLoad.has(p));
+    return { asked, granted, all: KV_PERMISSIONS.filter((p) => this.grantedAtLoad.has(p) || asked.includes(p)) };
+  }
 }
 
 const stores = new Map<string, KvStore<JsonObject>>();
 
 /**
  * Declares a key-value store of JSON objects. Declaring the same name again returns the same
- * store. An invalid name throws at once with the fix.
+ * store. An invalid name throws at once with the fix. Declare it at module load: a new name once
+ * the service's module has loaded (in a timer, a callback or a handler) throws `failed_precondition`.
  */
 export function kv<T extends JsonObjectOf<T> = JsonObject>(name: string): KvStore<T> {
   return declaredOnce("kv", name, stores, () => new KvStore(name)) as unknown as KvStore<T>;

@@ -19,7 +19,7 @@ import {
   secretVersionProblem,
 } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
-import { rpc } from "../internal/runtime.js";
+import { declaredAfterLoad, hasLoaded, rpc } from "../internal/runtime.js";
 import { declare, declaredOnce, declarePolicy } from "./declare.js";
 
 /** A permission `.allow()` takes: "access" (latest(), version()) or "put". */
@@ -166,6 +166,8 @@ class SecretRefImpl implements SecretReader, SecretWriter {
 /** A declared secret; `.allow()` says what this service may do with it. */
 export class Secret {
   private ready: Promise<unknown>;
+  /** What `.allow()` granted before the service's module finished loading: all a later one may ask for. */
+  private readonly grantedAtLoad = new Set<SecretPermission>();
 
   /** @internal use secret(name). */
   constructor(readonly name: string) {
@@ -175,7 +177,9 @@ export class Secret {
   /**
    * Grants this service permissions on the secret and returns a reference whose type has only the
    * allowed methods: "access" (latest, version), "put" (put). Locally they are enforced by the
-   * provider; on AWS they become the service's IAM policy.
+   * provider; on AWS they become the service's IAM policy. Once the service's module has loaded
+   * (in a timer, a callback or a handler), a permission it did not grant as it loaded throws
+   * `failed_precondition`: a deployment would not have it. One it granted is granted again as before.
    */
   allow<P extends SecretPermission[]>(...permissions: P): SecretRef<P[number]> {
     for (const p of permissions) {
@@ -186,6 +190,19 @@ export class Secret {
         );
       }
     }
+    const asked = hasLoaded() ? [...new Set(permissions.filter((p) => !this.grantedAtLoad.has(p)))] : [];
+    if (asked.length > 0) {
+      const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
+      const granted = SECRET_PERMISSIONS.filter((p) => this.grantedAtLoad.has(p));
+      const all = SECRET_PERMISSIONS.filter((p) => this.grantedAtLoad.has(p) || asked.includes(p));
+      const name = `secret(${JSON.stringify(this.name)})`;
+      const refused = declaredAfterLoad(`${name}.allow(${quoted(asked)})`, `${name}.allow(${quoted(all)})`, {
+        asked,
+        granted,
+      });
+      if (refused !== undefined) throw new NitricLikeError("failed_precondition", refused);
+    }
+    for (const p of permissions) this.grantedAtLoad.add(p);
     const previous = this.ready;
     this.ready = previous.then(() =>
       declarePolicy(
@@ -200,7 +217,11 @@ export class Secret {
 
 const secrets = new Map<string, Secret>();
 
-/** Declares a secret. Declaring the same name again returns the same secret. An invalid name throws at once with the fix. */
+/**
+ * Declares a secret. Declaring the same name again returns the same secret. An invalid name throws
+ * at once with the fix. Declare it at module load: a new name once the service's module has loaded
+ * (in a timer, a callback or a handler) throws `failed_precondition`.
+ */
 export function secret(name: string): Secret {
   return declaredOnce("secret", name, secrets, () => new Secret(name));
 }

@@ -1138,7 +1138,8 @@ const sockets = new Map<string, Websocket>();
 
 /**
  * Declares a websocket. Declaring the same name again returns the same socket; an invalid name
- * throws at once with the fix.
+ * throws at once with the fix. Declare it at module load: a new name once the service's module has
+ * loaded (in a timer, a callback or a handler) throws `failed_precondition`.
  *
  * Types: `ctx.auth` is typed as what `authorize` returns as its identity, on every handler and in
  * connection(id) and connections(). In a service that handles the socket but does not authorize
@@ -1159,6 +1160,7 @@ export function websocket<Identity extends IdentityOf<Identity> = unknown, State
     name,
     sockets,
     () => new Websocket(name, options as WebsocketOptions),
+    `websocket(${JSON.stringify(name)}${options.authorize === undefined ? "" : ", { authorize }"})`,
   ) as Websocket<Exclude<Identity, undefined>, State>;
   const same = JSON.stringify(socket.options.allowedOrigins ?? []) === JSON.stringify(options.allowedOrigins ?? []);
   if (options.authorize !== undefined && socket.options.authorize !== options.authorize) {
