@@ -321,6 +321,35 @@ describe("our SDK, under run", () => {
     expect(app.stderr).not.toMatch(/exited|crashed/);
   }, 60000);
 
+  it("names the service that registered it under --single-thread, where services share one environment", async () => {
+    const service = (name: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        `const socket = websocket(${JSON.stringify(name)});`,
+        "socket.on('connect', () => {});",
+        "socket.on('disconnect', () => {});",
+        "socket.on('message', () => {",
+        "  try { socket.route('late', () => 'late'); return 'registered'; } catch (e) { return e.message; }",
+        "});",
+      ].join("\n");
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/alpha.ts": service("alpha"),
+      "services/beta.ts": service("beta"),
+    });
+    const app = await startApp(dir, ["--no-dashboard", "--single-thread"]);
+    for (const name of ["alpha", "beta"]) {
+      const client = await connect(app.url(name));
+      client.ws.send("register");
+      expect((await client.next(10000)).text).toMatch(
+        new RegExp(
+          `^websocket\\("${name}"\\)\\.route\\("late"\\): service "${name}" registered it after its module finished loading`,
+        ),
+      );
+      client.close();
+    }
+  }, 60000);
+
   it("accepts a route registered after a top-level await while an event of the service is being handled", async () => {
     const file = (delay: number) =>
       [
@@ -396,7 +425,7 @@ describe("a route registered from a timer the service's top level started", () =
     60000,
   );
 
-  it.each([[[]], [["--processes"]]])(
+  it.each([[[]], [["--processes"]], [["--single-thread"]]])(
     "fails run %j in the same words before ready, instead of deploying the app without it",
     async (extra) => {
       const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": TIMER_ROUTE(3000) });

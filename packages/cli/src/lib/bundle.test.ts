@@ -159,12 +159,13 @@ it("generates a thread entry whose start(port) gives each SDK the service uses t
   expect(both).toMatch(/import \{ useTransport as nitric \} from ".*grpc-js\.js";/);
   const lines = both.split("\n");
   const given = lines.indexOf("  const transport = createPortTransport(port);");
-  expect(lines[given - 1]).toBe("export function start(port) {");
+  expect(lines[given - 1]).toBe("export function start(port, service) {");
   expect(lines.slice(given + 1, given + 5)).toEqual([
     "  ours(transport);",
     "  nitric(transport);",
     // Our SDK is told once the import has resolved: it refuses handlers registered later.
-    '  return { transport, loaded: import("/p/services/api.ts").then((m) => { serviceLoaded(); return m; }) };',
+    // Named by run --single-thread, where services share process.env (undefined in a worker).
+    '  return { transport, loaded: import("/p/services/api.ts").then((m) => { serviceLoaded(service); return m; }) };',
     "}",
   ]);
   // Before the service loads (its import is in start()): its output bounded, the liveness check answered.

@@ -208,10 +208,11 @@ export const MAX_HELD_OUTPUT_BYTES = 8 * 1024 * 1024;
 
 /**
  * The generated entry of a thread bundle: the runner's choice of transport, made explicit. Its
- * `start(port)` gives each SDK the service uses a transport over that MessagePort, then loads the
- * service. In a worker thread it starts itself on the port it finds in workerData; on `run`'s own
- * thread (`run --single-thread`) the runner imports it, calls `start` with its port, and stops the
- * service by waiting for the transport's calls to end and closing it.
+ * `start(port, service)` gives each SDK the service uses a transport over that MessagePort, then
+ * loads the service and tells our SDK it has loaded. In a worker thread it starts itself on the
+ * port it finds in workerData; on `run`'s own thread (`run --single-thread`) the runner imports it,
+ * calls `start` with its port and the service's name (services share process.env there), and
+ * stops the service by waiting for the transport's calls to end and closing it.
  * `sdkRuntime`: our SDK's `@nitric-like/sdk/runtime` as the service resolves it (so the bundle
  * holds one copy of the SDK), when the service uses our SDK.
  */
@@ -231,14 +232,15 @@ export function threadEntry(servicePath: string, sdkRuntime: string | undefined,
     give.push("  nitric(transport);");
   }
   lines.push(
-    "export function start(port) {",
+    // `service`: its name, where services share one process.env (see startServiceHere).
+    "export function start(port, service) {",
     "  const transport = createPortTransport(port);",
     ...give,
     // Once the import has resolved (top-level awaits included) the service has loaded: our SDK
     // refuses handlers registered later (see its serviceLoaded).
     sdkRuntime === undefined
       ? `  return { transport, loaded: import(${JSON.stringify(servicePath)}) };`
-      : `  return { transport, loaded: import(${JSON.stringify(servicePath)}).then((m) => { serviceLoaded(); return m; }) };`,
+      : `  return { transport, loaded: import(${JSON.stringify(servicePath)}).then((m) => { serviceLoaded(service); return m; }) };`,
     "}",
     "// In a worker: output held back for run's thread is bounded (see @nitric-like/spec's output-bound.ts).",
     `if (!isMainThread) for (const stream of [process.stdout, process.stderr]) (${String(boundOutput)})(stream, ${MAX_HELD_OUTPUT_BYTES});`,
@@ -286,7 +288,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 19`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 20`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {

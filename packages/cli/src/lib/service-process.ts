@@ -453,10 +453,13 @@ export function startServiceHere(launch: ServiceLaunch & { bundle: Bundle }, por
     while (transport && transport.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     if (!transport || transport.inFlight === 0) port.close();
   };
-  type Entry = { start(port: unknown): { transport: NonNullable<typeof transport>; loaded: Promise<unknown> } };
+  type Entry = {
+    start(port: unknown, service: string): { transport: NonNullable<typeof transport>; loaded: Promise<unknown> };
+  };
   import(pathToFileURL(file).href)
     .then((entry: Entry) => {
-      const started = entry.start(port);
+      // Named: process.env's NITRIC_LIKE_SERVICE is the last service started here by the time it loads.
+      const started = entry.start(port, launch.service.name);
       transport = started.transport;
       return started.loaded;
     })

@@ -139,24 +139,34 @@ export function eventHandled(): void {
  */
 export function lateRegistration(what: string): string | undefined {
   if (handling === 0) return undefined;
-  const service = process.env.NITRIC_LIKE_SERVICE;
-  const who = service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
+  const who = serviceSaid();
   return `${what}: ${who} registered it again after it started (in a handler, or in a module a handler imports): it would add one more handler to the chain on every call, each running on every event, and spec, build and up never see it; register each handler once, at the top level of the service's entry file`;
 }
 
 /** Set once the runner has seen the service's module finish loading (serviceLoaded). */
 let loaded = false;
+/** The service the runner said had loaded, when it said which. */
+let loadedService: string | undefined;
 
 /**
  * Called by the runner once the service's entry has finished loading: once `await import(entry)`
  * has resolved (a top-level `await` included), or at the end of a process bundle. A handler
  * registered after it (in a timer, a callback, a handler) is refused: the collect pass, which
- * spec, build and up deploy from, may have ended before it was made.
+ * spec, build and up deploy from, may have ended before it was made. `service` names it where
+ * services share one process.env (`run --single-thread`: NITRIC_LIKE_SERVICE is the last one
+ * started's); elsewhere NITRIC_LIKE_SERVICE does.
  */
-export function serviceLoaded(): void {
+export function serviceLoaded(service?: string): void {
   if (loaded) return;
   loaded = true;
+  if (typeof service === "string" && service !== "") loadedService = service;
   loadTimersDone?.();
+}
+
+/** The service as the SDK's refusals name it: `service "chat"`, or "the service" when unknown. */
+function serviceSaid(): string {
+  const service = loadedService ?? process.env.NITRIC_LIKE_SERVICE;
+  return service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
 }
 
 // In the collect pass, the timers started during load are waited for (see load-timers.ts). The
@@ -194,8 +204,7 @@ export function hasLoaded(): boolean {
  */
 export function registeredAfterLoad(what: string): string | undefined {
   if (!loaded) return undefined;
-  const service = process.env.NITRIC_LIKE_SERVICE;
-  const who = service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
+  const who = serviceSaid();
   return `${what}: ${who} registered it after its module finished loading (in a timer, a callback or a handler), so spec, build and up may never see it and a deployment would not route to it; register handlers at module load: at top level or during import, not in a timer/callback`;
 }
 
@@ -213,8 +222,7 @@ export function declaredAfterLoad(
   grant?: { asked: readonly string[]; granted: readonly string[] },
 ): string | undefined {
   if (!loaded) return undefined;
-  const service = process.env.NITRIC_LIKE_SERVICE;
-  const who = service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
+  const who = serviceSaid();
   const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
   const did =
     grant === undefined
