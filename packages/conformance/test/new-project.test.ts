@@ -203,6 +203,13 @@ const names = kv<{ name: string }>("names").allow("set");
 export const read = () => names.get("ann");
 `;
 
+/** What the template's chat gets to register a route from a timer its top level starts, 3 s in. */
+const LATE_ROUTE = `
+setTimeout(() => {
+  socket.route("join", () => "joined");
+}, 3000);
+`;
+
 it("runs the README's new-project script with npm outside the repository: installs from vendor/, chats, type-checks", async () => {
   const timings: Record<string, number> = {};
   const { project, env } = await runReadmeScript(npmScript, "next, with npm:", NPX_STOPPED, timings);
@@ -255,6 +262,17 @@ it("runs the README's new-project script with pnpm outside the repository: insta
   const bad = await sh("pnpm check", project, env, 60000);
   expect(bad.code).not.toBe(0);
   expect(bad.out).toContain("error TS2339: Property 'get' does not exist");
+  rmSync(join(project, "services", "bad.ts"));
+  // From the project's own tarballs too, a route a timer registers once the module has loaded
+  // stops run before ready with the fix, rather than a deployment lacking it.
+  const chat = join(project, "services", "chat.ts");
+  writeFileSync(chat, readFileSync(chat, "utf8") + LATE_ROUTE);
+  const late = await sh("pnpm nitric-like run --random-ports --plain --no-dashboard --no-watch", project, env, 60000);
+  expect(late.code, late.out).toBe(1);
+  expect(late.out).not.toMatch(/^ready/m);
+  expect(late.out).toMatch(
+    /websocket\("socket"\)\.route\("join"\): service "chat" registered it after its module finished loading [^\n]*register handlers at module load: at top level or during import, not in a timer\/callback/,
+  );
   console.log(`new project with pnpm on Node ${process.version}, ms: ${JSON.stringify(timings)}`);
 }, 300000);
 
