@@ -220,6 +220,30 @@ describe("nitric-like run: a service that fails", () => {
     expect(stderr.length).toBeLessThan(10_000);
   }, 30000);
 
+  it("shows the error that ends a thread after over 8 MB of output, which the thread's output bound drops, at load and at start", async () => {
+    // Written in one synchronous loop: 12 MB, past the 8 MB a thread holds back, so what follows
+    // (our SDK's print of the uncaught error) is dropped whatever the machine's speed.
+    const flood = 'const line = "x".repeat(200);\nfor (let i = 0; i < 60000; i++) console.error(i, line);';
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/loading.ts": chat(`${flood}\nwebsocket("Bad Load");`, "loading"),
+      "services/starting.ts": chat(
+        `if (process.env.NITRIC_ENVIRONMENT === "run") {\n${flood}\nwebsocket("Bad Start");\n}`,
+        "starting",
+      ),
+    });
+    const { code, stderr } = await runCli(["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch"], {
+      timeoutMs: 60000,
+    });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'error: service "loading" (services/loading.ts:4) failed while its resources were being collected (exited with code 1): websocket("Bad Load"): invalid resource name "Bad Load", use lower-kebab-case such as "bad-load"\n',
+    );
+    expect(stderr).toContain(
+      'error: service "starting" (services/starting.ts:5) failed to start (exited with code 1): websocket("Bad Start"): invalid resource name "Bad Start", use lower-kebab-case such as "bad-start"\n',
+    );
+  }, 90000);
+
   it("holds ready back while one service of two has failed, the other serving meanwhile, and prints it once the failed one is fixed", async () => {
     const dir = writeProject({
       "nitric-like.yaml": PROJECT,

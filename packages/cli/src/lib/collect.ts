@@ -295,8 +295,14 @@ async function collectOne(
   server?.forceStop();
   ports?.stop();
   runDir?.remove();
-  // A thread's last lines may still be on their way to this thread.
-  if (threaded) await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, 100))]);
+  // A thread's last lines may still be on their way to this thread: its streams end with it,
+  // after all it wrote (its last words after 8 MB of output included, see boundOutput), so they
+  // are waited for (up to 30 s, which only a bug would reach).
+  if (threaded) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(streams), new Promise((r) => (timer = setTimeout(r, 30_000)))]);
+    clearTimeout(timer);
+  }
   if (threaded && bundle && child.threadUnsupported?.()) {
     // A thread-only build (run's, BundleOptions.threadOnly) left no bundle for a process: made now.
     const whole = existsSync(bundle.outfile) ? bundle : await bundleService(project.dir, entry);

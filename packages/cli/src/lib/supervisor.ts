@@ -51,6 +51,8 @@ export const CRASH_LOOP_WINDOW_MS = 30_000;
 const NO_HANDLERS_STARTED_MS = 1000;
 /** Output lines held back while a service starts (the last ones are kept), and kept for its cause. */
 const HELD_LINES = 200;
+/** Most a failed thread's stderr is waited for (it ends with the thread: this only guards against a bug). */
+const THREAD_DRAIN_MS = 30_000;
 /**
  * How long a copy stopped on purpose (a code change, its file gone) has to answer the events it
  * was sent before it is ended; what it has not answered by then goes to the next copy.
@@ -371,9 +373,16 @@ export class ServiceSupervisor {
     clearTimeout(this.startedTimer);
     const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
     if (!this.everStarted && inFlight === 0) {
-      // Its stderr was held back (for 3 s at most): the cause is in it. Read it once the stream has drained.
+      // Its stderr was held back (for 3 s at most): the cause is in it. Read it once the stream has
+      // drained. A thread's ends with it, its last words after 8 MB of output included (boundOutput
+      // writes them as it exits): waited for, however long it takes to read them all; a process's
+      // pipe may be held open by a process it started, so that is waited for up to 1 s.
       const recent = this.recent;
-      void Promise.race([this.stderrEnded, new Promise((r) => setTimeout(r, 1000))]).then(() => {
+      const drainMs = child.kind === "thread" ? THREAD_DRAIN_MS : 1000;
+      let drainTimer: NodeJS.Timeout | undefined;
+      const drained = new Promise((r) => (drainTimer = setTimeout(r, drainMs)));
+      void Promise.race([this.stderrEnded, drained]).then(() => {
+        clearTimeout(drainTimer);
         if (this.child !== undefined || this.stopping || this.recent !== recent) return;
         const output = recent.text();
         clearTimeout(this.holdTimer);
