@@ -303,7 +303,7 @@ describe("nitric-like spec", () => {
       );
       const tail = Array.from({ length: 9 }, (_, i) => `    check ${21 + i}: ${"y".repeat(190)}... (cut)\n`).join("");
       expect(stderr).toContain(
-        `error: service "logger" (services/logger.ts): exited with code 2 while its resources were being collected: DATABASE_URL is not set\n  fix it, then run nitric-like ${command} again\n  its output ended with:\n    ... (21 lines before)\n${tail}    DATABASE_URL is not set\n`,
+        `error: service "logger" (services/logger.ts): exited with code 2 while its resources were being collected: it printed no error; its last output:\n    ... (21 lines before)\n${tail}    DATABASE_URL is not set\n  fix it, then run nitric-like ${command} again\n`,
       );
       expect(stderr.length).toBeLessThan(6000);
     }

@@ -220,6 +220,39 @@ describe("nitric-like run: a service that fails", () => {
     expect(stderr.length).toBeLessThan(10_000);
   }, 30000);
 
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "that logs its problem and exits, printing no error, is said by how it ended and its last output, no log line taken for the error (service in $how)",
+    async ({ args }) => {
+      // A log line shaped like an error's first line (`word: text`), then the problem, then exit.
+      const logged = [
+        'console.error("config: loading");',
+        'console.error("could not reach the database at localhost:5432; is it running?");',
+        "process.exit(3);",
+      ].join("\n");
+      const dir = writeProject({
+        "nitric-like.yaml": PROJECT,
+        "services/loading.ts": chat(logged, "loading"),
+        "services/starting.ts": chat(`if (process.env.NITRIC_ENVIRONMENT === "run") {\n${logged}\n}`, "starting"),
+      });
+      const { code, stderr } = await runCli(
+        ["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch", ...args],
+        { timeoutMs: 60000 },
+      );
+      expect(code).toBe(1);
+      const said =
+        "it exited with code 3; its last output:\n    config: loading\n    could not reach the database at localhost:5432; is it running?\n  fix it, then start run again (--no-watch: it does not watch files)\n";
+      expect(stderr).toContain(
+        `error: service "loading" (services/loading.ts) failed while its resources were being collected: ${said}`,
+      );
+      expect(stderr).toContain(`error: service "starting" (services/starting.ts) failed to start: ${said}`);
+      expect(stderr).not.toMatch(/failed[^\n]*: loading/);
+    },
+    60000,
+  );
+
   it("shows the error that ends a thread after over 8 MB of output, which the thread's output bound drops, at load and at start", async () => {
     // Written in one synchronous loop: 12 MB, past the 8 MB a thread holds back, so what follows
     // (our SDK's print of the uncaught error) is dropped whatever the machine's speed.

@@ -11,7 +11,7 @@ import {
   unusedSocketWarnings,
 } from "@nitric-like/spec";
 import { type CollectOptions, collect } from "../lib/collect.js";
-import { failureCause, outputTail } from "../lib/failure.js";
+import { failureCause } from "../lib/failure.js";
 import { type Output, UserError } from "../lib/log.js";
 import { importedServices, type PreparedProject, prepareProject } from "../lib/prepare.js";
 
@@ -108,8 +108,9 @@ export async function collectSpec(
  * A problem as spec, build and up list it: buildSpec's for a service that failed in the collect
  * pass (its message, then all the output it left, which a chatty or hostile service makes huge)
  * said with the cause `run` reads from that output instead: where, the error's message (bounded
- * as run bounds it) and the fix, then, when no error Node printed says why (a service that logged
- * its problem and exited), the last lines of its output, bounded. Any other problem as it is.
+ * as run bounds it) and the fix; when no error Node printed says why (a service that logged its
+ * problem and exited), the cause is that, with the last lines of its output, bounded. Any other
+ * problem as it is.
  */
 function failureSaid(
   problem: string,
@@ -129,12 +130,7 @@ function failureSaid(
       `fix it, then run nitric-like ${command} again`,
     );
     const where = cause.location === undefined ? "" : `, at ${cause.location}`;
-    const tail = outputTail(f.output);
-    return [
-      `${said}${where}: ${cause.message.replace(/\n(?=.)/g, "\n    ")}`,
-      `  ${cause.fix}`,
-      ...(tail === undefined ? [] : ["  its output ended with:", tail.replace(/^/gm, "    ")]),
-    ].join("\n");
+    return [`${said}${where}: ${cause.message.replace(/\n(?=.)/g, "\n    ")}`, `  ${cause.fix}`].join("\n");
   }
   return problem;
 }

@@ -83,7 +83,7 @@ describe("failureCause", () => {
     });
   });
 
-  it("skips frames outside the project and in node_modules, and keeps a last line when there is no error line", () => {
+  it("skips frames outside the project and in node_modules, and says the last output when there is no error line", () => {
     const dir = temp();
     const output = [
       "Error: nope",
@@ -92,7 +92,34 @@ describe("failureCause", () => {
       `    at z (file://${dir}/services/b.ts:7:9)`,
     ].join("\n");
     expect(failureCause(output, dir)).toMatchObject({ location: "services/b.ts:7", message: "nope" });
-    expect(failureCause("segfault, or so\n", dir)).toMatchObject({ message: "segfault, or so" });
-    expect(failureCause("", dir).location).toBeUndefined();
+    expect(failureCause("segfault, or so\n", dir)).toMatchObject({
+      message: "it printed no error; its last output: segfault, or so",
+      lastOutput: true,
+    });
+    expect(failureCause("", dir, [], undefined, "was killed by SIGKILL")).toEqual({
+      message: "it was killed by SIGKILL, printing nothing",
+      fix: "fix it and save: run starts it again when one of its files changes",
+      lastOutput: true,
+    });
+  });
+
+  it("takes no line of a service's own log for the error when Node printed none: how it ended and its last lines, bounded", () => {
+    const dir = temp();
+    const output = ["config: loading", "Retry: in 1 s", ...Array.from({ length: 12 }, (_, i) => `tick ${i}`)];
+    output.push(`bye ${"z".repeat(300)}`, "Node.js v20.0.0");
+    expect(failureCause(output.join("\n"), dir, [], undefined, "exited with code 1")).toEqual({
+      message: [
+        "it exited with code 1; its last output:",
+        "... (5 lines before)",
+        ...Array.from({ length: 9 }, (_, i) => `tick ${i + 3}`),
+        `bye ${"z".repeat(196)}... (cut)`,
+      ].join("\n"),
+      fix: "fix it and save: run starts it again when one of its files changes",
+      lastOutput: true,
+    });
+    // An error Node printed after the log is still the cause.
+    expect(failureCause("config: loading\nTypeError: x is not a function\n", dir)).toMatchObject({
+      message: "TypeError: x is not a function",
+    });
   });
 });

@@ -17,6 +17,11 @@ export interface FailureCause {
   message: string;
   /** What to do, a sentence. */
   fix: string;
+  /**
+   * True when Node printed no error: the message is how the service ended (failureCause's
+   * `ended`) and its last lines of output, so a caller need not say how it ended again.
+   */
+  lastOutput?: true;
 }
 
 /** Lockfiles and the command each package manager installs a package with, first match wins. */
@@ -148,28 +153,26 @@ const RUN_FIX = "fix it and save: run starts it again when one of its files chan
  * Reads a failed service's output (stderr as Node prints an uncaught error) and says why it failed.
  * `projectDir` makes locations relative; `files` are the project files the service is built from,
  * searched for the import of a missing package; `fix`: what to do about a failure of no kind it
- * knows (`run`'s, by default).
+ * knows (`run`'s, by default); `ended`: how it ended, such as "exited with code 1". When Node
+ * printed no error (a service that logged its problem and exited), no line of its own log is
+ * taken for one: the cause is how it ended and its last lines of output (lastOutputOf).
  */
 export function failureCause(
   output: string,
   projectDir: string,
   files: Iterable<string> = [],
   fix = RUN_FIX,
+  ended?: string,
 ): FailureCause {
   const lines = output.split("\n");
   let message: string | undefined;
-  let errorAt = -1;
-  // The error Node printed as it ended the service (the last, after what the service logged),
-  // else the first line that reads as one.
-  const printed = lines.findLastIndex(isPrintedError);
-  for (let i = Math.max(printed, 0); i < lines.length; i++) {
-    const m = ERROR_LINE.exec(lines[i]?.trim() ?? "");
-    if (!m || m[1] === "Node.js") continue;
+  // The error Node printed as it ended the service: the last, after what the service logged.
+  const errorAt = lines.findLastIndex(isPrintedError);
+  const m = ERROR_LINE.exec(lines[errorAt]?.trim() ?? "");
+  if (m) {
     const kind = (m[1] as string).replace(/^_+/, "");
     const first = kind === "Error" || kind === "NitricLikeError" ? (m[2] as string) : `${kind}: ${m[2]}`;
-    message = boundedMessage(wholeMessage(first, lines, i));
-    errorAt = i;
-    break;
+    message = boundedMessage(wholeMessage(first, lines, errorAt));
   }
   const missing = MISSING_PACKAGE.map((r) => r.exec(output)?.[1]).find((p) => p !== undefined);
   if (missing !== undefined) {
@@ -190,25 +193,32 @@ export function failureCause(
       fix: 'remove the service\'s "start" from the project file (nitric-like bundles TypeScript itself), or start it with a TypeScript runner, such as "start: npx tsx $SERVICE_PATH"',
     };
   }
-  const gone = message === undefined ? undefined : goneExport(message, projectDir, files);
+  if (message === undefined) {
+    const how = ended === undefined ? "it printed no error" : `it ${ended}`;
+    const last = lastOutputOf(lines);
+    return {
+      message:
+        last === undefined
+          ? `${how}${ended === undefined ? " nor anything else" : ", printing nothing"}`
+          : `${how}; its last output:${last.includes("\n") ? "\n" : " "}${last}`,
+      fix,
+      lastOutput: true,
+    };
+  }
+  const gone = goneExport(message, projectDir, files);
   if (gone !== undefined) return gone;
   let location: string | undefined;
-  for (const line of lines.slice(Math.max(errorAt, 0))) {
-    const m = FRAME.exec(line);
-    if (!m) continue;
-    const file = (m[1] as string).replace(/^file:\/\//, "");
+  for (const line of lines.slice(errorAt)) {
+    const frame = FRAME.exec(line);
+    if (!frame) continue;
+    const file = (frame[1] as string).replace(/^file:\/\//, "");
     if (file.includes("/node_modules/") || file.includes("/.nitric-like/")) continue;
     const rel = relative(projectDir, file);
     if (rel.startsWith("..") || isAbsolute(rel)) continue;
-    location = `${rel}:${m[2]}`;
+    location = `${rel}:${frame[2]}`;
     break;
   }
-  const last = lines.map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("Node.js v"));
-  return {
-    ...(location === undefined ? {} : { location }),
-    message: message ?? boundedMessage(last[last.length - 1] ?? "it printed nothing"),
-    fix,
-  };
+  return { ...(location === undefined ? {} : { location }), message, fix };
 }
 
 /**
@@ -316,22 +326,19 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** Most lines of a failed service's output outputTail shows. */
+/** Most lines of a failed service's output lastOutputOf shows. */
 export const TAIL_LINES = 10;
 /** Most characters of each of them. */
 export const TAIL_LINE_CHARS = 200;
 
 /**
- * The last lines of a failed service's output (TAIL_LINES at most, each cut to TAIL_LINE_CHARS),
- * for a failure no error Node printed explains: a service that logged its problem over several
- * lines and exited. Undefined when Node printed one (its message and location say why: the
- * rest is its stack) or when the output has no more than the one line the cause shows.
+ * The last lines of a failed service's output (TAIL_LINES at most, each cut to TAIL_LINE_CHARS,
+ * after a line counting those before), for a failure no error Node printed explains: a service
+ * that logged its problem and exited. Undefined when it printed nothing.
  */
-export function outputTail(output: string): string | undefined {
-  const lines = output.split("\n").map((l) => l.trimEnd());
-  if (lines.some(isPrintedError)) return undefined;
-  const shown = lines.filter((l) => l.trim() !== "" && !l.startsWith("Node.js v"));
-  if (shown.length <= 1) return undefined;
+function lastOutputOf(lines: readonly string[]): string | undefined {
+  const shown = lines.map((l) => l.trimEnd()).filter((l) => l.trim() !== "" && !l.startsWith("Node.js v"));
+  if (shown.length === 0) return undefined;
   const tail = shown
     .slice(-TAIL_LINES)
     .map((l) => (l.length > TAIL_LINE_CHARS ? `${l.slice(0, TAIL_LINE_CHARS)}... (cut)` : l));

@@ -55,11 +55,12 @@ export function collectFailure(
   projectDir: string,
   inputs: Iterable<string>,
 ): { when: string; cause: FailureCause } {
-  const cause = failure.output.trim()
-    ? failureCause(failure.output, projectDir, inputs)
-    : { message: failure.message, fix: "fix it and save: run collects it again when one of its files changes" };
   const how = /^(exited with code \d+|was killed by \w+)/.exec(failure.message)?.[1];
-  return { when: how ? `${COLLECT_FAILED} (${how})` : COLLECT_FAILED, cause };
+  const cause = failure.output.trim()
+    ? failureCause(failure.output, projectDir, inputs, undefined, how)
+    : { message: failure.message, fix: "fix it and save: run collects it again when one of its files changes" };
+  // With no error printed, the cause says how it ended itself.
+  return { when: how && !("lastOutput" in cause) ? `${COLLECT_FAILED} (${how})` : COLLECT_FAILED, cause };
 }
 
 /** Reports a service's collect-pass failure once and leaves it waiting for a file change. */

@@ -98,7 +98,7 @@ export class ServiceSupervisor {
   private readonly crashes: number[] = [];
   /** The stderr lines of the current process held back while it starts; flushed once it has started. */
   private held: string[] = [];
-  /** The last stderr lines of the current process, for the cause of a failure. */
+  /** The last lines of output of the current process, for the cause of a failure. */
   private recent = new RecentOutput(HELD_LINES);
   private holdTimer: NodeJS.Timeout | undefined;
   private stderrEnded: Promise<void> = Promise.resolve();
@@ -310,15 +310,17 @@ export class ServiceSupervisor {
     this.startedAt = Date.now();
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
     const onLine = this.onLine;
+    // Its last lines of output, on either stream, for the cause of a failure.
+    const recent = new RecentOutput(HELD_LINES);
     if (child.stdout)
       forEachLine(child.stdout, (line) => {
         if (line === NITRIC_STREAM_ENDED && (this.stopping || this.stopComing || this.child !== child)) return;
+        recent.push(line);
         this.output.out.write(`${label} ${this.output.shown(this.output.out, line)}\n`);
         onLine?.(this.name, "stdout", line);
       });
     // Until it has started, its stderr is held back (a failure prints its cause instead).
     const held: string[] = [];
-    const recent = new RecentOutput(HELD_LINES);
     this.held = held;
     this.recent = recent;
     clearTimeout(this.holdTimer);
@@ -410,9 +412,16 @@ export class ServiceSupervisor {
           });
           return;
         }
-        const cause = failureCause(output, this.project.dir, this.service.bundle?.inputs ?? [this.service.entry.path]);
+        const cause = failureCause(
+          output,
+          this.project.dir,
+          this.service.bundle?.inputs ?? [this.service.entry.path],
+          undefined,
+          how,
+        );
         const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
-        this.fail(`to start (${how})`, hint ? { ...cause, fix: hint } : cause);
+        // With no error printed, the cause says how it ended itself.
+        this.fail(cause.lastOutput ? "to start" : `to start (${how})`, hint ? { ...cause, fix: hint } : cause);
       });
       return;
     }
