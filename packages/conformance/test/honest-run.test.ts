@@ -253,6 +253,51 @@ describe("nitric-like run: a service that fails", () => {
     60000,
   );
 
+  it("stopped by the collect pass (a blocked top level, nothing declared in time) is said by the pass's message, not by a line it logged, in run and spec", async () => {
+    // Lines the cause was once read from: one shaped as an error, one as a log's `word: text`.
+    const logged = 'console.error("config: loading");\nconsole.error("Error: retrying the cache in a second");';
+    const files = {
+      "nitric-like.yaml": PROJECT,
+      "services/blocked.ts": chat(`${logged}\nwhile (Date.now() > 0);`, "blocked"),
+      "services/silent.ts": [
+        'import { kv } from "@nitric-like/sdk";',
+        logged,
+        'if (process.env.NEVER_SET_HERE) kv("store");',
+        "setInterval(() => {}, 1000);",
+      ].join("\n"),
+    };
+    // Each waits out the collect pass's 15 s: run and spec side by side, on copies of the project.
+    const [run, spec] = await Promise.all([
+      runCli(["run", writeProject(files), "--random-ports", "--plain", "--no-dashboard", "--no-watch"], {
+        timeoutMs: 60000,
+      }),
+      runCli(["spec", writeProject(files), "--plain"], { timeoutMs: 60000 }),
+    ]);
+    const blocked =
+      /its event loop was not turning \d+\.\d s after it started \(a loop at its top level that never yields, or a synchronous wait\), so its handlers could not be collected\n/;
+    const silent =
+      "declared nothing within 15 s and did not exit; a service must declare its resources when it starts\n";
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `error: service "blocked" \\(services/blocked\\.ts\\) failed while its resources were being collected: ${blocked.source}  fix it, then start run again`,
+      ),
+    );
+    expect(run.stderr).toContain(
+      `error: service "silent" (services/silent.ts) failed while its resources were being collected: ${silent}  fix it, then start run again`,
+    );
+    expect(spec.code).toBe(1);
+    expect(spec.stderr).toMatch(
+      new RegExp(
+        `error: service "blocked" \\(services/blocked\\.ts\\): ${blocked.source}  fix it, then run nitric-like spec again\n`,
+      ),
+    );
+    expect(spec.stderr).toContain(
+      `error: service "silent" (services/silent.ts): ${silent}  fix it, then run nitric-like spec again\n`,
+    );
+    for (const { stderr } of [run, spec]) expect(stderr).not.toMatch(/retrying the cache|: loading/);
+  }, 90000);
+
   it("shows the error that ends a thread after over 8 MB of output, which the thread's output bound drops, at load and at start", async () => {
     // Written in one synchronous loop: 12 MB, past the 8 MB a thread holds back, so what follows
     // (our SDK's print of the uncaught error) is dropped whatever the machine's speed.

@@ -55,8 +55,12 @@ export interface CollectedService {
    * CLI sets it from the service's bundle; absent when it imports none (or was not bundled).
    */
   imports?: { service: string; file: string }[];
-  /** Set when the service failed during collection (crashed, or never declared anything). */
-  failure?: { message: string; output: string };
+  /**
+   * Set when the service failed during collection (crashed, or never declared anything), with
+   * its last output. `stopped`: the collect pass ended it (it blocked its event loop, or declared
+   * nothing in time), so `message`, which says so, is the cause, not anything in its output.
+   */
+  failure?: { message: string; output: string; stopped?: boolean };
 }
 
 /** A websocket in the spec, with the service that handles each event. */
@@ -131,7 +135,7 @@ export interface SpecResult {
    */
   conflicts: string[];
   /** The services that failed during collection (also in `errors`), with what they printed. */
-  failures: { service: string; file: string; message: string; output: string }[];
+  failures: { service: string; file: string; message: string; output: string; stopped?: boolean }[];
 }
 
 /** The resource kinds nitric-like serves, as the calls that declare them. */

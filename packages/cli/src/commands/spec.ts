@@ -109,8 +109,8 @@ export async function collectSpec(
  * pass (its message, then all the output it left, which a chatty or hostile service makes huge)
  * said with the cause `run` reads from that output instead: where, the error's message (bounded
  * as run bounds it) and the fix; when no error Node printed says why (a service that logged its
- * problem and exited), the cause is that, with the last lines of its output, bounded. Any other
- * problem as it is.
+ * problem and exited), the cause is that, with the last lines of its output, bounded; for a
+ * service the collect pass stopped, its message and the fix. Any other problem as it is.
  */
 function failureSaid(
   problem: string,
@@ -122,6 +122,8 @@ function failureSaid(
     const said = `service ${JSON.stringify(f.service)} (${f.file}): ${f.message}`;
     if (problem !== said && !problem.startsWith(`${said}\n`)) continue;
     if (f.output.trim() === "") return said;
+    // Stopped by the collect pass (blocked, or declaring nothing in time): its message says why.
+    if (f.stopped === true) return `${said}\n  fix it, then run nitric-like ${command} again`;
     const service = prepared.services.find((s) => s.entry.name === f.service);
     const cause = failureCause(
       f.output,

@@ -512,7 +512,7 @@ function watchdog(child: ServiceHandle, result: CollectedService, quietMs: numbe
   let armed = 0;
   const stop = (failure?: string) => {
     stoppedByUs = true;
-    if (failure !== undefined) result.failure = { message: failure, output: "" };
+    if (failure !== undefined) result.failure = { message: failure, output: "", stopped: true };
     void child.stop(1000);
   };
   // Whether a check found its event loop busy since the last sign of life.

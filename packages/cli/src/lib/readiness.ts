@@ -48,17 +48,20 @@ const COLLECT_FAILED = "while its resources were being collected";
 
 /**
  * How a collect-pass failure is said: when it happened (with the exit code or signal) and its
- * cause, read from the output the service left (`inputs`: its files, to name the line).
+ * cause, read from the output the service left (`inputs`: its files, to name the line); for a
+ * service the collect pass stopped (it blocked, or declared nothing in time), the pass's own
+ * message, which says what happened, whatever the service logged meanwhile.
  */
 export function collectFailure(
-  failure: { message: string; output: string },
+  failure: { message: string; output: string; stopped?: boolean },
   projectDir: string,
   inputs: Iterable<string>,
 ): { when: string; cause: FailureCause } {
   const how = /^(exited with code \d+|was killed by \w+)/.exec(failure.message)?.[1];
-  const cause = failure.output.trim()
-    ? failureCause(failure.output, projectDir, inputs, undefined, how)
-    : { message: failure.message, fix: "fix it and save: run collects it again when one of its files changes" };
+  const cause =
+    failure.output.trim() && failure.stopped !== true
+      ? failureCause(failure.output, projectDir, inputs, undefined, how)
+      : { message: failure.message, fix: "fix it and save: run collects it again when one of its files changes" };
   // With no error printed, the cause says how it ended itself.
   return { when: how && !("lastOutput" in cause) ? `${COLLECT_FAILED} (${how})` : COLLECT_FAILED, cause };
 }
@@ -66,7 +69,7 @@ export function collectFailure(
 /** Reports a service's collect-pass failure once and leaves it waiting for a file change. */
 export function failCollected(
   supervisor: ServiceSupervisor,
-  failure: { message: string; output: string },
+  failure: { message: string; output: string; stopped?: boolean },
   projectDir: string,
 ): void {
   const { when, cause } = collectFailure(
