@@ -157,7 +157,8 @@ describe("nitric-like run: a service that fails", () => {
     const dir = writeProject({
       "nitric-like.yaml": PROJECT,
       "services/chat.ts": chat(),
-      "services/util.ts": "export const greeting = (name: string) => `hello ${name}`;\n",
+      // What it logs on stdout is no failure: it still just ended.
+      "services/util.ts": 'console.log("util: loaded");\nexport const greeting = (name: string) => `hello ${name}`;\n',
     });
     const app = runApp(dir);
     await app.waitFor(/^ready: honest, 2 services/m);

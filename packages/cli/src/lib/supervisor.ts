@@ -100,6 +100,8 @@ export class ServiceSupervisor {
   private held: string[] = [];
   /** The last lines of output of the current process, for the cause of a failure. */
   private recent = new RecentOutput(HELD_LINES);
+  /** Whether the current process has printed anything but blank lines on stderr. */
+  private stderrPrinted = false;
   private holdTimer: NodeJS.Timeout | undefined;
   private stderrEnded: Promise<void> = Promise.resolve();
   private startedTimer: NodeJS.Timeout | undefined;
@@ -323,6 +325,7 @@ export class ServiceSupervisor {
     const held: string[] = [];
     this.held = held;
     this.recent = recent;
+    this.stderrPrinted = false;
     clearTimeout(this.holdTimer);
     if (!this.everStarted) {
       this.holdTimer = setTimeout(() => {
@@ -343,6 +346,7 @@ export class ServiceSupervisor {
           /^Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)$/.exec(line)?.[1];
         if (inspector) this.output.result(`service ${this.name} inspector ${inspector}`);
         recent.push(line);
+        if (line.trim() !== "" && this.recent === recent) this.stderrPrinted = true;
         if (this.everStarted || this.held !== held) {
           this.output.err.write(`${label} ${this.output.shown(this.output.err, line)}\n`);
           onLine?.(this.name, "stderr", line);
@@ -390,9 +394,11 @@ export class ServiceSupervisor {
         clearTimeout(this.holdTimer);
         this.held = [];
         this.recent = new RecentOutput(HELD_LINES);
-        if (code === 0 && output.trim() === "") {
-          // Ended by itself with nothing to say: nothing keeps it up (a helper module the services'
-          // match takes for a service, say). Nothing the spec expects of it is missing when it
+        const said = this.stderrPrinted;
+        this.stderrPrinted = false;
+        if (code === 0 && !said) {
+          // Ended by itself with nothing to say (on stderr: what it logs on stdout is no failure's
+          // cause): nothing keeps it up (a helper module the services' match takes for a service, say). Nothing the spec expects of it is missing when it
           // expects nothing, so it does not hold "ready" back.
           this.idle = this.expected.length === 0;
           const lambda = this.idle ? lambdaHandlerFix(this.service.entry.path, this.service.entry.file) : undefined;
