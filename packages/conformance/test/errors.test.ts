@@ -184,9 +184,11 @@ await data.get("boot");
     expect(code).toBe(1);
     expect(stdout).toBe("");
     const lines = stderr.split("\n");
-    const at = lines.findIndex((l) => l.includes("Uncaught NitricLikeError: kv get is not available"));
+    // The error's one line names the user's line (file:line) and the SDK's message, then the fix.
+    const at = lines.findIndex((l) => l.includes("at services/app.ts:8: kv get is not available while nitric-like"));
     expect(at, stderr).toBeGreaterThan(-1);
-    expect(lines[at + 1]).toMatch(/^\s+at .*services\/app\.ts:8:\d+\)?$/);
+    expect(lines[at]).toMatch(/^error: service "app" \(services\/app\.ts\): exited with code 1 while its resources/);
+    expect(lines[at + 1]).toBe("  fix it, then run nitric-like spec again");
     expect(lines[at + 2]).toMatch(/^error: the spec of "errs" has 1 problem/);
     expect(stderr).not.toMatch(/\[cause\]|grpc|node:internal|triggerUncaughtException|code: 14/);
   }, 30000);

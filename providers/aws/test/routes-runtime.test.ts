@@ -4,10 +4,9 @@
 // init waits for the route handlers the bindings name; a route it has no handler for fails as an
 // unhandled message does, naming the route.
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { bundleFunction } from "../src/build/bundle.js";
 import type { WebsocketApiEvent } from "../src/runtime/events.js";
@@ -17,7 +16,10 @@ import { ENV } from "./helpers.js";
 const out = mkdtempSync(join(tmpdir(), "nitric-like-aws-routes-"));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-/** The service: a message handler, routes join and fail, and route late, registered 300 ms after its module loads. */
+/**
+ * The service: a message handler, routes join and fail, and route late, registered after a
+ * top-level await of 300 ms (still during load: a timer's registration, after load, is refused).
+ */
 const SERVICE = `import { websocket } from "@nitric-like/sdk";
 const chat = websocket("chat");
 chat.on("message", (ctx) => {
@@ -28,7 +30,8 @@ chat.route("join", (ctx) => ({ joined: ctx.json().room, connection: ctx.connecti
 chat.route("fail", () => {
   throw new Error("the join handler failed on purpose");
 });
-setTimeout(() => chat.route("late", () => "late"), 300);
+await new Promise((resolve) => setTimeout(resolve, 300));
+chat.route("late", () => "late");
 `;
 
 const API_ID = "api1";
@@ -85,8 +88,10 @@ describe("a function serving message routes", () => {
     });
     vi.spyOn(process.stderr, "write").mockImplementation(() => true);
     const started = Date.now();
-    // Loaded as Lambda loads it: Node's require of the bundle, its own SDK and runtime inside.
-    handler = (createRequire(import.meta.url)(bundle.file) as { handler: LambdaHandler }).handler;
+    // Loaded as Lambda loads it: an import of the bundle (ES module, for its top-level await), its
+    // own SDK and runtime inside.
+    expect(bundle.file.endsWith(".mjs")).toBe(true);
+    handler = ((await import(pathToFileURL(bundle.file).href)) as { handler: LambdaHandler }).handler;
     await handler.ready;
     readyAfterMs = Date.now() - started;
   }, 60000);
