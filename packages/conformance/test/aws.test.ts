@@ -1267,6 +1267,42 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("drops a $connect still waiting for an execution environment at the integration timeout, unrun", async () => {
+    const lines: string[] = [];
+    // One environment a function: a second $connect waits for the first's.
+    const hasty = await anotherEmulator({ integrationTimeoutMs: 800, maxInstancesPerFunction: 1 }, lines);
+    try {
+      const at = hasty.sockets.find((s) => s.name === "lab")?.url as string;
+      const probe = await connect(at);
+      const conns = async () => ((await probe.call({ op: "keys", prefix: "conn:" })).keys as string[]).length;
+      const before = await conns();
+      // The first holds the environment past the timeout; the second never gets it in time.
+      const slow = connect(`${at}?sleep=2000`);
+      await sleep(100);
+      const queued = connect(`${at}?queued=1`);
+      for (const refused of [slow, queued])
+        await expect(refused).rejects.toMatchObject({
+          status: 504,
+          body: JSON.stringify({ message: "Endpoint request timed out" }),
+        });
+      // The slow one runs on and stores its connection; the queued one never runs, so stores nothing
+      // (run late, it once served a client refused long before, and a flood kept `run` busy for minutes).
+      await sleep(2500);
+      expect(await conns()).toBe(before + 1);
+      const dropped = lines.filter((l) => l.includes("dropped unrun"));
+      expect(dropped).toHaveLength(1);
+      expect(dropped[0]).toContain("waited 800 ms, API Gateway's integration timeout, for an execution environment");
+      expect(dropped[0]).toContain("at most 1 environments a function");
+      // The environment serves the next client as before.
+      const next = await connect(at);
+      expect(await conns()).toBe(before + 2);
+      next.close();
+      probe.close();
+    } finally {
+      await hasty.stop();
+    }
+  });
+
   it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {
     const { port, pathname } = new URL(url);
     const probe = await connect(url);

@@ -18,7 +18,8 @@
  * Over 10,000 Management API requests a second (bursts of 5,000), the account's throttle answers 429.
  * An upgrade off the API's stage (`/live`) gets 403 `Forbidden`, as API Gateway serves only its stages.
  * A `$connect` or message whose function has not answered within 29 s (API Gateway's integration
- * timeout) gets 504 or "Endpoint request timed out", the function running on.
+ * timeout) gets 504 or "Endpoint request timed out", the function running on (a `$connect` still
+ * waiting for an execution environment then is dropped unrun: see answerWithin).
  * An upgrade request not whole within the upgrade timeout gets 408, as under the local provider.
  *
  * The same server serves Secrets Manager's GetSecretValue and PutSecretValue (`POST /` with
@@ -612,6 +613,29 @@ class Instance {
 /** The byte that thaws a frozen worker. */
 const THAW = Buffer.of(1);
 
+/**
+ * An invocation its caller may withdraw while it has not started: while it waits for an execution
+ * environment (the emulator runs at most MAX_INSTANCES_PER_FUNCTION a function, where Lambda would
+ * start more), or for an init. A withdrawn one never runs; its invoke() rejects with WithdrawnError.
+ */
+export class Ticket {
+  started = false;
+  withdrawn = false;
+  /** Takes it out of the function's queue (set while it waits there). */
+  dequeue: (() => void) | undefined = undefined;
+
+  /** Withdraws it unless it has started; true when it will never run. */
+  withdraw(): boolean {
+    if (this.started) return false;
+    this.withdrawn = true;
+    this.dequeue?.();
+    return true;
+  }
+}
+
+/** What invoke() rejects with for an invocation withdrawn before it started (Ticket). */
+export class WithdrawnError extends Error {}
+
 /** Something waiting for an instance of a function. */
 interface Waiter {
   resolve(instance: Instance): void;
@@ -676,7 +700,7 @@ class EmulatedFunction {
     readonly timeoutMs: number,
     /** The function's memory in MB (the template's MemorySize): an environment using more is ended. */
     readonly memoryMb: number,
-    private readonly maxInstances = MAX_INSTANCES_PER_FUNCTION,
+    readonly maxInstances = MAX_INSTANCES_PER_FUNCTION,
     private readonly idleMs = INSTANCE_IDLE_MS,
     /** Freeze an instance between its invocations (see Instance's frozen). */
     private readonly freezeIdle = true,
@@ -846,9 +870,9 @@ class EmulatedFunction {
   }
 
   /** Runs the function on `event`; a ThrottledError, at once, over the account's concurrent executions. */
-  async invoke(event: unknown): Promise<unknown> {
+  async invoke(event: unknown, ticket?: Ticket): Promise<unknown> {
     if (!this.concurrency.take()) throw new ThrottledError(this.concurrency.limit);
-    return this.holding(event);
+    return this.holding(event, ticket);
   }
 
   /**
@@ -860,20 +884,28 @@ class EmulatedFunction {
   }
 
   /** Runs `event` on the slot taken for it, and gives the slot back. */
-  private async holding(event: unknown): Promise<unknown> {
+  private async holding(event: unknown, ticket?: Ticket): Promise<unknown> {
     try {
-      return await this.run(event);
+      return await this.run(event, ticket);
     } finally {
       this.concurrency.release();
     }
   }
 
-  private async run(event: unknown): Promise<unknown> {
+  private async run(event: unknown, ticket?: Ticket): Promise<unknown> {
     await this.ready;
     if (this.stopped) throw new Error(`function "${this.name}" is not running`);
     // After an init that failed, this event retries it (or waits for the retry under way).
     await this.retryFailedInit();
-    const instance = await this.acquire();
+    if (ticket?.withdrawn) throw new WithdrawnError(`withdrawn before it ran`);
+    const instance = await this.acquire(ticket);
+    if (ticket?.withdrawn) {
+      // Withdrawn as the environment came free: it goes to the next event.
+      instance.busy = false;
+      this.pump();
+      throw new WithdrawnError(`withdrawn before it ran`);
+    }
+    if (ticket) ticket.started = true;
     try {
       return await instance.run(event);
     } finally {
@@ -884,16 +916,25 @@ class EmulatedFunction {
   }
 
   /** An instance for one invocation: an idle one, a new one, or the first to come free. */
-  private async acquire(): Promise<Instance> {
+  private async acquire(ticket?: Ticket): Promise<Instance> {
     let instance = this.free();
     if (instance === undefined) {
       this.waitLog.note(
         `function "${this.name}": its ${this.maxInstances} execution environments are all running an event, so events wait for one here; Lambda would start more, up to the account's concurrent executions (the emulator runs at most ${this.maxInstances} a function)`,
       );
       instance = await new Promise<Instance>((resolve, reject) => {
-        this.waiting.push({ resolve, reject });
+        const waiter: Waiter = { resolve, reject };
+        this.waiting.push(waiter);
+        if (ticket)
+          ticket.dequeue = () => {
+            const at = this.waiting.indexOf(waiter);
+            if (at === -1) return;
+            this.waiting.splice(at, 1);
+            reject(new WithdrawnError(`withdrawn before it ran`));
+          };
         this.pump();
       });
+      if (ticket) ticket.dequeue = undefined;
     }
     // A new instance is taken at once; its init may still be running, and may fail (this
     // invocation fails with it, as Lambda's fails with an init error).
@@ -1093,6 +1134,7 @@ class EmulatedApi {
   private readonly throttleLog: BurstLog;
   private readonly offStageLog: BurstLog;
   private readonly lateLog: BurstLog;
+  private readonly withdrawnLog: BurstLog;
   readonly server: Server;
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -1136,6 +1178,7 @@ class EmulatedApi {
     this.throttleLog = new BurstLog(logger, "warn", (n) => ` (${n} throttled since the last report)`);
     this.offStageLog = new BurstLog(logger, "warn", (n) => ` (${n} refused so since the last report)`);
     this.lateLog = new BurstLog(logger, "warn", (n) => ` (${n} timed out since the last report)`);
+    this.withdrawnLog = new BurstLog(logger, "warn", (n) => ` (${n} dropped so since the last report)`);
     // A client that sends its upgrade request a byte at a time: 408 after the upgrade timeout.
     const timeouts = requestTimeouts(limits.upgradeTimeoutMs, limits.upgradeTimeoutMs);
     this.server = createServer(timeouts, (_req, res) =>
@@ -1201,17 +1244,31 @@ class EmulatedApi {
 
   /**
    * The function's answer to `integration`, or TIMED_OUT once API Gateway would have stopped
-   * waiting for it (logged once a burst). The invocation runs on; a later failure of it is handled
-   * here, as API Gateway drops what a function answers late.
+   * waiting for it (logged once a burst). An invocation that has started runs on; a later failure
+   * of it is handled here, as API Gateway drops what a function answers late. One given a `ticket`
+   * that is still waiting for an execution environment then is withdrawn and never runs: Lambda
+   * would have run it at once, and run late it would serve a client long refused (a flood of
+   * connections once kept `run` busy for minutes with $connect events whose clients had gone).
    */
-  private answerWithin<T>(integration: string, id: string, invocation: Promise<T>): Promise<T | typeof TIMED_OUT> {
+  private answerWithin<T>(
+    integration: string,
+    id: string,
+    invocation: Promise<T>,
+    withdrawable?: { ticket: Ticket; environments: number },
+  ): Promise<T | typeof TIMED_OUT> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<typeof TIMED_OUT>((resolve) => {
       timer = setTimeout(() => {
+        resolve(TIMED_OUT);
+        if (withdrawable?.ticket.withdraw()) {
+          this.withdrawnLog.note(
+            `API ${this.logicalId}: the ${integration} event of connection ${id} waited ${formatDuration(this.integrationTimeoutMs)}, API Gateway's integration timeout, for an execution environment, so its client is told "Endpoint request timed out" and the event is dropped unrun (the emulator runs at most ${withdrawable.environments} environments a function, where Lambda would start more; this many connections at once are more than it serves)`,
+          );
+          return;
+        }
         this.lateLog.note(
           `API ${this.logicalId}: the ${integration} function has not answered for connection ${id} within ${formatDuration(this.integrationTimeoutMs)}, API Gateway's integration timeout, so its client is told "Endpoint request timed out"; the function runs on and its answer is dropped (limits.handlerTimeout is kept under it on AWS)`,
         );
-        resolve(TIMED_OUT);
       }, this.integrationTimeoutMs);
     });
     return Promise.race([invocation, late]).finally(() => clearTimeout(timer));
@@ -1414,7 +1471,11 @@ class EmulatedApi {
         isBase64Encoded: false,
       };
       try {
-        const answer = await this.answerWithin("$connect", id, route.fn.invoke(event));
+        const ticket = new Ticket();
+        const answer = await this.answerWithin("$connect", id, route.fn.invoke(event, ticket), {
+          ticket,
+          environments: route.fn.maxInstances,
+        });
         if (answer === TIMED_OUT) {
           this.refuse(
             socket,
