@@ -1303,6 +1303,40 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("drops unrun the $connect of a client that left while it waited for an execution environment", async () => {
+    const lines: string[] = [];
+    const small = await anotherEmulator({ maxInstancesPerFunction: 1 }, lines);
+    try {
+      const at = small.sockets.find((s) => s.name === "lab")?.url as string;
+      const { port, pathname } = new URL(at);
+      const probe = await connect(at);
+      const count = async (prefix: string) => ((await probe.call({ op: "keys", prefix })).keys as string[]).length;
+      const before = { conn: await count("conn:"), gone: await count("gone:") };
+      // The only environment is taken for a second and a half...
+      const slow = connect(`${at}?sleep=1500`);
+      await sleep(100);
+      // ...while five clients send their upgrade and hang up (a flood of half-open handshakes).
+      for (let i = 0; i < 5; i++) {
+        const socket = createConnection({ host: "127.0.0.1", port: Number(port) });
+        socket.on("error", () => {});
+        socket.write(upgradeRequest(`${pathname}?left=${i}`), () => setTimeout(() => socket.destroy(), 50));
+      }
+      const client = await slow;
+      // Their events would have run after it, each storing a connection and its $disconnect (and,
+      // in a flood, kept the environments busy for minutes with clients long gone).
+      await sleep(1000);
+      expect(await count("conn:")).toBe(before.conn + 1);
+      expect(await count("gone:")).toBe(before.gone);
+      const left = lines.filter((l) => l.includes("left while its $connect waited"));
+      expect(left).toHaveLength(1);
+      expect(left[0]).toContain("dropped unrun and no $disconnect follows");
+      client.close();
+      probe.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {
     const { port, pathname } = new URL(url);
     const probe = await connect(url);

@@ -614,9 +614,9 @@ class Instance {
 const THAW = Buffer.of(1);
 
 /**
- * An invocation its caller may withdraw while it has not started: while it waits for an execution
- * environment (the emulator runs at most MAX_INSTANCES_PER_FUNCTION a function, where Lambda would
- * start more), or for an init. A withdrawn one never runs; its invoke() rejects with WithdrawnError.
+ * An invocation its caller may withdraw until it has an execution environment: while it waits for
+ * one (the emulator runs at most MAX_INSTANCES_PER_FUNCTION a function, where Lambda would start
+ * more). A withdrawn one never runs; its invoke() rejects with WithdrawnError.
  */
 export class Ticket {
   started = false;
@@ -629,6 +629,7 @@ export class Ticket {
     if (this.started) return false;
     this.withdrawn = true;
     this.dequeue?.();
+    this.dequeue = undefined;
     return true;
   }
 }
@@ -905,7 +906,6 @@ class EmulatedFunction {
       this.pump();
       throw new WithdrawnError(`withdrawn before it ran`);
     }
-    if (ticket) ticket.started = true;
     try {
       return await instance.run(event);
     } finally {
@@ -918,6 +918,7 @@ class EmulatedFunction {
   /** An instance for one invocation: an idle one, a new one, or the first to come free. */
   private async acquire(ticket?: Ticket): Promise<Instance> {
     let instance = this.free();
+    if (instance === undefined && ticket?.withdrawn) throw new WithdrawnError(`withdrawn before it ran`);
     if (instance === undefined) {
       this.waitLog.note(
         `function "${this.name}": its ${this.maxInstances} execution environments are all running an event, so events wait for one here; Lambda would start more, up to the account's concurrent executions (the emulator runs at most ${this.maxInstances} a function)`,
@@ -936,6 +937,7 @@ class EmulatedFunction {
       });
       if (ticket) ticket.dequeue = undefined;
     }
+    if (ticket) ticket.started = true;
     // A new instance is taken at once; its init may still be running, and may fail (this
     // invocation fails with it, as Lambda's fails with an init error).
     try {
@@ -1135,6 +1137,7 @@ class EmulatedApi {
   private readonly offStageLog: BurstLog;
   private readonly lateLog: BurstLog;
   private readonly withdrawnLog: BurstLog;
+  private readonly leftLog: BurstLog;
   readonly server: Server;
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -1179,6 +1182,7 @@ class EmulatedApi {
     this.offStageLog = new BurstLog(logger, "warn", (n) => ` (${n} refused so since the last report)`);
     this.lateLog = new BurstLog(logger, "warn", (n) => ` (${n} timed out since the last report)`);
     this.withdrawnLog = new BurstLog(logger, "warn", (n) => ` (${n} dropped so since the last report)`);
+    this.leftLog = new BurstLog(logger, "warn", (n) => ` (${n} dropped so since the last report)`);
     // A client that sends its upgrade request a byte at a time: 408 after the upgrade timeout.
     const timeouts = requestTimeouts(limits.upgradeTimeoutMs, limits.upgradeTimeoutMs);
     this.server = createServer(timeouts, (_req, res) =>
@@ -1406,8 +1410,16 @@ class EmulatedApi {
     // and is the only way to notice that it hangs up while the authorizer or $connect runs: the
     // upgrade left the socket paused, and HTTP servers are half-open.
     let left = false;
+    // Its $connect, which a client that leaves while it still waits for an execution environment
+    // withdraws (see Ticket).
+    const ticket = new Ticket();
     const onGone = () => {
       left = true;
+      const queued = ticket.dequeue !== undefined;
+      if (ticket.withdraw() && queued)
+        this.leftLog.note(
+          `API ${this.logicalId}: the client of connection ${id} left while its $connect waited for an execution environment, so the event is dropped unrun and no $disconnect follows (the emulator runs at most ${route?.fn.maxInstances} environments a function, where Lambda would start more)`,
+        );
     };
     socket.once("end", onGone);
     socket.once("close", onGone);
@@ -1471,7 +1483,6 @@ class EmulatedApi {
         isBase64Encoded: false,
       };
       try {
-        const ticket = new Ticket();
         const answer = await this.answerWithin("$connect", id, route.fn.invoke(event, ticket), {
           ticket,
           environments: route.fn.maxInstances,
@@ -1494,6 +1505,11 @@ class EmulatedApi {
         );
         protocol = header?.[1];
       } catch (error) {
+        if (error instanceof WithdrawnError) {
+          // Its client left while it waited (onGone): nobody to answer, nothing stored to forget.
+          socket.destroy();
+          return;
+        }
         this.integrationFailed("$connect", id, error);
         this.observeError(id, "connect", error);
         status = 500;
