@@ -1337,6 +1337,32 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("gives up at once on the delivery of what $connect sent when it starts too late, its client long gone", async () => {
+    const lines: string[] = [];
+    const small = await anotherEmulator({ maxInstancesPerFunction: 1 }, lines);
+    try {
+      const at = small.sockets.find((s) => s.name === "lab")?.url as string;
+      const probe = await connect(at);
+      // A client whose $connect (300 ms) replies, so its function hands a delivery over...
+      const greeted = connect(`${at}?sleep=300&greet=hi`);
+      await sleep(100);
+      // ...queued behind a message that takes the only environment for 4.5 s.
+      probe.ws.send(JSON.stringify({ op: "sleep", size: 4500 }));
+      const slow = probe.next(10000);
+      const client = await greeted;
+      // The client leaves at once: the delivery, starting 4.5 s later, finds it gone.
+      client.ws.terminate();
+      await slow;
+      const started = Date.now();
+      // The next event runs within the 5 s from the hand-over, not after the delivery polled 5 s more.
+      expect(await probe.call({ op: "sleep", size: 0 })).toEqual({ slept: 0 });
+      expect(Date.now() - started).toBeLessThan(2500);
+      probe.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {
     const { port, pathname } = new URL(url);
     const probe = await connect(url);

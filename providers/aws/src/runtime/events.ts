@@ -42,6 +42,12 @@ export interface DeliverEvent {
   connectionId: string;
   frames: { data: string; binary: boolean }[];
   close?: { code: number; reason: string };
+  /**
+   * When the connect handler handed the frames over (epoch ms): the delivery waits for the
+   * connection to open until DELIVERY_WAIT_MS after it, not after the delivery starts, so one that
+   * waited for an execution environment does not poll on for a client long gone.
+   */
+  at?: number;
 }
 
 /** True when the event is a runtime's request to itself. */

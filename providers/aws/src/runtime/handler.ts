@@ -80,7 +80,7 @@ const REGISTRATION_WAIT_MS = 10_000;
  * says, since API Gateway opens no connection on a late answer (and sends no $disconnect).
  */
 const CONNECT_ANSWER_MARGIN_MS = 1_000;
-/** How long a delivery of frames sent during connect waits for the connection to open. */
+/** How long a delivery of frames sent during connect waits for the connection to open, from when they were handed over. */
 const DELIVERY_WAIT_MS = 5_000;
 /**
  * How long a message event of a connection waits for the delivery of what its connect handler
@@ -666,6 +666,7 @@ export class Runtime {
       connectionId,
       frames: frames.map((f) => ({ data: Buffer.from(f.data).toString("base64"), binary: f.binary })),
       ...(close ? { close } : {}),
+      at: Date.now(),
     };
     try {
       await invokeAsync(functionName, payload, this.env);
@@ -715,7 +716,12 @@ export class Runtime {
   private async deliverFrames(event: DeliverEvent): Promise<void> {
     const gateway = this.gateways.get(event.socket);
     if (!gateway) throw new Error(`nitric-like runtime: delivery for unknown websocket "${event.socket}"`);
-    const deadline = Date.now() + DELIVERY_WAIT_MS;
+    // From when the connect handler handed the frames over: a delivery that reaches the function
+    // late (it waited for an execution environment, as under a flood of connections) tries once
+    // and stops, instead of holding an environment 5 s for each client that has gone meanwhile.
+    const now = Date.now();
+    const handedAt = typeof event.at === "number" && Number.isFinite(event.at) ? Math.min(event.at, now) : now;
+    const deadline = handedAt + DELIVERY_WAIT_MS;
     // A client that does not retry by itself: a frame that may have been delivered (5xx, no
     // answer) is never posted again, and the invocation never fails (nothing for Lambda to retry).
     const client = this.pageClients.get(event.socket);
