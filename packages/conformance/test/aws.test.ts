@@ -1363,6 +1363,35 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("says once a burst, not once a client, that what $connect sent was dropped for clients that left", async () => {
+    const lines: string[] = [];
+    const small = await anotherEmulator({ maxInstancesPerFunction: 1 }, lines);
+    try {
+      const at = small.sockets.find((s) => s.name === "lab")?.url as string;
+      const probe = await connect(at);
+      // Three clients whose $connect replies, one after another in the only environment...
+      const greeted = [0, 1, 2].map((i) => connect(`${at}?sleep=300&greet=${i}`));
+      await sleep(100);
+      // ...their deliveries queued behind a message that takes it for 2 s; each client leaves at once.
+      probe.ws.send(JSON.stringify({ op: "sleep", size: 2000 }));
+      for (const client of await Promise.all(greeted)) client.ws.terminate();
+      await probe.next(10000);
+      // The three deliveries find their clients gone: one line says so, not three.
+      let dropped: string[] = [];
+      for (let i = 0; i < 80 && dropped.length === 0; i++) {
+        await sleep(100);
+        dropped = lines.filter((l) => l.includes("did not open within"));
+      }
+      await sleep(3000);
+      dropped = lines.filter((l) => l.includes("did not open within"));
+      expect(dropped).toHaveLength(1);
+      expect(dropped[0]).toContain("messages sent during its connect were dropped");
+      probe.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {
     const { port, pathname } = new URL(url);
     const probe = await connect(url);

@@ -17,6 +17,7 @@ import {
   AWS_MAX_MESSAGE_BYTES,
   awsConnectReplies,
   awsReplyTooLarge,
+  BurstLog,
   type CloseRequest,
   CollectedDeclarations,
   type ConnectionInfo,
@@ -189,6 +190,11 @@ export class Runtime {
    * since Lambda freezes the function once it answers.
    */
   private readonly lateDisconnects = new Set<Promise<void>>();
+  /**
+   * Says, once a burst, that what a connect handler sent was dropped because its connection did not
+   * open (or left): a flood of clients that leave as they connect would otherwise print a line each.
+   */
+  private readonly undeliveredLog: BurstLog;
 
   constructor(
     readonly bindings: Bindings,
@@ -196,6 +202,7 @@ export class Runtime {
     private readonly env: NodeJS.ProcessEnv,
   ) {
     this.registry = new HandlerRegistry(logger, bindings.handlerTimeoutMs, REGISTRATION_WAIT_MS);
+    this.undeliveredLog = new BurstLog(logger, "warn", (n) => ` (${n} connections so since the last report)`);
     this.authorizers = new AuthorizerRegistry(bindings.handlerTimeoutMs, REGISTRATION_WAIT_MS);
     const dynamo = new DynamoDbClient(env);
     this.table = bindings.connectionsTable ? new ConnectionsTable(dynamo, bindings.connectionsTable) : undefined;
@@ -738,7 +745,7 @@ export class Runtime {
         return;
       }
       if (!ok) {
-        this.logger.warn(
+        this.undeliveredLog.note(
           `websocket "${event.socket}": connection ${event.connectionId} did not open within ${DELIVERY_WAIT_MS / 1000} s (or left); messages sent during its connect were dropped`,
         );
         return;
