@@ -1392,6 +1392,21 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("says once, as it stops, how many events waiting for an execution environment were dropped", async () => {
+    const lines: string[] = [];
+    const small = await anotherEmulator({ maxInstancesPerFunction: 1 }, lines);
+    const at = small.sockets.find((s) => s.name === "lab")?.url as string;
+    const clients = await Promise.all([0, 1, 2, 3, 4].map(() => connect(at)));
+    // One message takes the only environment; the others wait for it.
+    for (const client of clients) client.ws.send(JSON.stringify({ op: "sleep", size: 3000 }));
+    await sleep(500);
+    await small.stop();
+    expect(lines.filter((l) => l.includes("is not running") || l.includes("exited with code"))).toEqual([]);
+    const dropped = lines.filter((l) => l.includes("dropped as the emulator stopped"));
+    expect(dropped).toHaveLength(1);
+    expect(dropped[0]).toMatch(/: \d+ event\(s\) waiting for an execution environment were dropped/);
+  });
+
   it("runs $disconnect (1006) for a client that left while $connect ran, so the app can forget what it stored", async () => {
     const { port, pathname } = new URL(url);
     const probe = await connect(url);

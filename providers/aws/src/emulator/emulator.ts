@@ -537,7 +537,9 @@ class Instance {
           ),
         );
         const failed = this.current !== undefined;
-        this.fail(new Error(`function "${fn.name}" ${how}`));
+        this.fail(
+          this.ending ? new StoppedError(`function "${fn.name}" ${how}`) : new Error(`function "${fn.name}" ${how}`),
+        );
         onExit(this, how, failed);
       });
     });
@@ -633,6 +635,9 @@ export class Ticket {
     return true;
   }
 }
+
+/** What an invocation fails with when the emulator stops before it ran or while it ran: not logged one by one. */
+export class StoppedError extends Error {}
 
 /** What invoke() rejects with for an invocation withdrawn before it started (Ticket). */
 export class WithdrawnError extends Error {}
@@ -758,7 +763,7 @@ class EmulatedFunction {
       try {
         const wait = failedAt + INIT_RETRY_SPACING_MS - Date.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-        if (this.stopped) throw new Error(`function "${this.name}" is not running`);
+        if (this.stopped) throw new StoppedError(`function "${this.name}" is not running`);
         await this.spawn(false, true).ready.catch((error: Error) => {
           // One past the limit is retried with the next event under the function's timeout (acquire).
           if (!(error instanceof InitTimeoutError)) throw error;
@@ -895,7 +900,7 @@ class EmulatedFunction {
 
   private async run(event: unknown, ticket?: Ticket): Promise<unknown> {
     await this.ready;
-    if (this.stopped) throw new Error(`function "${this.name}" is not running`);
+    if (this.stopped) throw new StoppedError(`function "${this.name}" is not running`);
     // After an init that failed, this event retries it (or waits for the retry under way).
     await this.retryFailedInit();
     if (ticket?.withdrawn) throw new WithdrawnError(`withdrawn before it ran`);
@@ -1057,7 +1062,13 @@ class EmulatedFunction {
   async stop(): Promise<void> {
     this.halted = true;
     await this.endAll();
-    for (const waiter of this.waiting.splice(0)) waiter.reject(new Error(`function "${this.name}" is not running`));
+    // Events still waiting for an environment fail unrun, said once, not once each.
+    const waiting = this.waiting.splice(0);
+    for (const waiter of waiting) waiter.reject(new StoppedError(`function "${this.name}" is not running`));
+    if (waiting.length > 0)
+      this.logger.warn(
+        `function "${this.name}": ${waiting.length} event(s) waiting for an execution environment were dropped as the emulator stopped`,
+      );
   }
 }
 
@@ -1224,7 +1235,7 @@ class EmulatedApi {
    * a burst), anything else each time.
    */
   private integrationFailed(integration: string, id: string, error: unknown): void {
-    if (error instanceof InitError) return;
+    if (error instanceof InitError || error instanceof StoppedError) return;
     if (error instanceof ThrottledError) {
       this.throttleLog.note(`${integration} of ${this.logicalId} (connection ${id}) throttled: ${error.message}`);
     } else {
@@ -2344,7 +2355,8 @@ async function serveInvoke(
     }
     // A failed init is said by its function, once a burst.
     queued.catch((error: Error) => {
-      if (!(error instanceof InitError)) ctx.logger.error(`async invoke of ${fn.name}: ${error.message}`);
+      if (!(error instanceof InitError) && !(error instanceof StoppedError))
+        ctx.logger.error(`async invoke of ${fn.name}: ${error.message}`);
     });
     res.writeHead(202).end();
     return;
