@@ -1,6 +1,7 @@
 /**
  * Handler streams: each (socket, event) has at most one live HandleEvents stream, opened by the
- * service that handles it. Events go down the stream tagged with an id and the answers come back
+ * service that handles it (earlier streams a newer registration displaced stand by: see
+ * HandlerRegistry.register). Events go down the stream tagged with an id and the answers come back
  * in any order; this is the hot path, so it keeps one Map of pending events per stream and does
  * no per-event logging.
  */
@@ -455,12 +456,35 @@ class Quarantine {
 /** How many of the handlers past their timeout that ran beside a suspect its warning names (see HandlerRegistry.fatal). */
 const BESIDE_NAMED = 3;
 
+/**
+ * Most streams that may stand by for one (socket, event) handler or route (see
+ * HandlerRegistry.register); past it the oldest is ended with OK, as every displaced stream once was.
+ */
+export const MAX_STANDBY = 8;
+
+/** "message events", "route \"join\"": what a handler stream handles, in messages. */
+function handled(event: WebsocketEvent, route: string): string {
+  return route === "" ? `${event} events` : `route ${JSON.stringify(route)}`;
+}
+
 /** Most events that may wait for one (socket, event) handler to come back; more fail at once. */
 export const MAX_WAITING_EVENTS = 1000;
 
 /** The live handler streams of a provider. */
 export class HandlerRegistry {
   private readonly streams = new Map<string, HandlerStream>();
+  /**
+   * Streams a newer registration of the same handler displaced while they were still open, by
+   * key, oldest first: the newest of them takes the handler's events again when the live stream
+   * goes (see register). They take no new event meanwhile, and answer those they were sent.
+   */
+  private readonly standby = new Map<string, HandlerStream[]>();
+  /**
+   * Handlers (by key) whose live stream was ended by its client while its service ran, with no
+   * stream standing by to take over, and the service it was: for absent()'s message. Cleared when
+   * the handler registers again, or its service starts again.
+   */
+  private readonly endedBy = new Map<string, string>();
   /**
    * Handlers that have existed or that the spec promises, with the service that handles each
    * (undefined when unknown): while that service is not down, their absence is temporary.
@@ -514,6 +538,11 @@ export class HandlerRegistry {
         s.expire(now);
         left += s.pending.size;
       }
+      for (const list of this.standby.values())
+        for (const s of list) {
+          s.expire(now);
+          left += s.pending.size;
+        }
       if (left === 0) {
         clearInterval(this.sweeper);
         this.sweeper = undefined;
@@ -589,7 +618,7 @@ export class HandlerRegistry {
     const now = Date.now();
     let until = now;
     const beside = { names: [] as string[], count: 0 };
-    for (const streams of [this.streams.values(), this.draining.values()])
+    for (const streams of [this.streams.values(), this.draining.values(), this.standbyStreams()])
       for (const s of streams) {
         if (s.service !== service) continue;
         if (s.pending.size > 0) return undefined;
@@ -708,8 +737,19 @@ export class HandlerRegistry {
   }
 
   /**
-   * Adds a stream (for a message route when `route` is set); a stream already registered for the
-   * same event or route is ended with OK.
+   * Adds a stream (for a message route when `route` is set). A stream already registered for the
+   * same event or route stands by (see `standby`): it is not ended, and takes the events again
+   * when the new one goes.
+   *
+   * Why not end it, or refuse the newcomer: the provider cannot tell a hand-started second copy of
+   * a service from the service itself (both reach the service's endpoint; the SDKs send no
+   * identity), and our SDK and @nitric/sdk both take an OK end as "stop", never registering again.
+   * Ending the old stream left the running service without its handler for good once the second
+   * copy stopped: every later event waited and failed. Refusing the newcomer would refuse a
+   * handler moved from one service to another (see the warning). The newest registration is what
+   * the user started last, so it gets the events. A supervised restart is unaffected: the old
+   * copy's streams are drained and ended with its process (drainService, serviceExited) before
+   * the new copy starts.
    */
   register(
     service: string,
@@ -727,6 +767,7 @@ export class HandlerRegistry {
     this.undeclared.delete(key);
     // A registration proves the process is up, even if the CLI never said it was starting.
     this.down.delete(service);
+    this.endedBy.delete(key);
     if (old) {
       if (old.service !== service) {
         this.logger.warn(
@@ -734,8 +775,12 @@ export class HandlerRegistry {
             ? `websocket "${socket}": service "${service}" now handles ${event} events instead of service "${old.service}"; a socket event has one handler, so keep socket.on("${event}", ...) in one service`
             : `websocket "${socket}": service "${service}" now handles route ${JSON.stringify(route)} instead of service "${old.service}"; a route has one handler, so keep socket.route(${JSON.stringify(route)}, ...) in one service`,
         );
+      } else {
+        this.logger.info(
+          `websocket "${socket}": another stream of service "${service}" registered ${handled(event, route)} (a second copy of the service on its endpoint?); it gets them from now on, and the earlier stream takes them again when it ends`,
+        );
       }
-      this.retire(old, undefined);
+      this.standBy(key, old);
     }
     this.wake(key);
     this.changed();
@@ -750,11 +795,66 @@ export class HandlerRegistry {
   unregister(stream: HandlerStream): void {
     this.draining.delete(stream);
     const key = HandlerRegistry.key(stream.socket, stream.event, stream.route);
-    if (this.streams.get(key) === stream) {
+    const list = this.standby.get(key);
+    const at = list?.indexOf(stream) ?? -1;
+    if (list !== undefined && at >= 0) {
+      list.splice(at, 1);
+      if (list.length === 0) this.standby.delete(key);
+    } else if (this.streams.get(key) === stream) {
       this.streams.delete(key);
+      // Its client ended it (the provider's own ends take it out first): unless a stream standing
+      // by takes over, a running service's handler is gone until it registers again; absent() says so.
+      if (!this.promote(key, stream) && !this.down.has(stream.service)) this.endedBy.set(key, stream.service);
       this.changed();
     }
     this.requeue(stream, undefined);
+  }
+
+  /**
+   * Keeps a stream a newer registration displaced (see register), its events held behind a
+   * suspect going to the new one. Past MAX_STANDBY the oldest standing by is ended with OK.
+   */
+  private standBy(key: string, stream: HandlerStream): void {
+    const list = this.standby.get(key) ?? [];
+    this.standby.set(key, list);
+    list.push(stream);
+    for (const p of this.withdraw(stream)) this.route(stream.socket, stream.event, p, stream.route);
+    if (list.length > MAX_STANDBY) this.retire(list.shift() as HandlerStream, undefined);
+  }
+
+  /**
+   * The live stream of `key` (`gone`) went: the newest stream standing by, if any, becomes live,
+   * saying so, and the events waiting for the handler go to it. True when one did.
+   */
+  private promote(key: string, gone: HandlerStream): boolean {
+    const list = this.standby.get(key);
+    const next = list?.pop();
+    if (list !== undefined && list.length === 0) this.standby.delete(key);
+    if (next === undefined || this.stopping) return false;
+    this.streams.set(key, next);
+    this.logger.info(
+      `websocket "${gone.socket}": the stream of service "${gone.service}" that handled ${handled(gone.event, gone.route)} went; the earlier stream of service "${next.service}", which registered them before it, handles them again`,
+    );
+    this.wake(key);
+    return true;
+  }
+
+  /** Takes `service`'s streams standing by out of the standby lists. */
+  private takeStandby(service: string): HandlerStream[] {
+    const taken: HandlerStream[] = [];
+    for (const [key, list] of [...this.standby]) {
+      const keep = list.filter((s) => s.service !== service);
+      if (keep.length === list.length) continue;
+      for (const s of list) if (s.service === service) taken.push(s);
+      if (keep.length === 0) this.standby.delete(key);
+      else this.standby.set(key, keep);
+    }
+    return taken;
+  }
+
+  /** Every stream standing by. */
+  private *standbyStreams(): Iterable<HandlerStream> {
+    for (const list of this.standby.values()) yield* list;
   }
 
   /**
@@ -835,10 +935,17 @@ export class HandlerRegistry {
   private dropService(service: string, died: boolean): number {
     let changed = false;
     let inFlight = 0;
+    // Its streams standing by go first, so none of them takes over from its live ones below.
+    const standing = this.takeStandby(service);
     for (const [key, stream] of this.streams) {
       if (stream.service !== service) continue;
       this.streams.delete(key);
       changed = true;
+      inFlight += stream.pending.size;
+      this.promote(key, stream);
+      this.retire(stream, died);
+    }
+    for (const stream of standing) {
       inFlight += stream.pending.size;
       this.retire(stream, died);
     }
@@ -862,24 +969,29 @@ export class HandlerRegistry {
     this.removed.delete(service);
     // Whatever its previous process left behind goes to this one; a death of this one is not theirs.
     this.orphans.delete(service);
+    for (const [key, of] of [...this.endedBy]) if (of === service) this.endedBy.delete(key);
     this.dropService(service, false);
   }
 
   /**
    * A service is about to be stopped on purpose (a code change restarts it, or its file is gone):
-   * its streams take no new event (new ones wait for its next copy, as while it restarts), and
+   * its streams, those standing by too, take no new event (new ones wait for its next copy, as
+   * while it restarts, or go to another service's stream standing by for the handler), and
    * the events they were sent may still be answered. Resolves once none is left unanswered, or
    * after `graceMs`. A save would otherwise end a handler halfway and run it again in the new
    * copy: a connect handler that had stored its connection, a message that had been broadcast.
    * What is still unanswered when the copy ends is delivered again (unregister, serviceStarting).
    */
   async drainService(service: string, graceMs: number): Promise<void> {
-    const streams: HandlerStream[] = [];
+    const streams: HandlerStream[] = this.takeStandby(service);
+    for (const stream of streams) this.draining.add(stream);
     for (const [key, stream] of this.streams) {
       if (stream.service !== service) continue;
       this.streams.delete(key);
       this.draining.add(stream);
       streams.push(stream);
+      // Another service's stream standing by serves meanwhile (its next copy displaces it again).
+      this.promote(key, stream);
     }
     if (streams.length === 0) return;
     this.changed();
@@ -934,14 +1046,17 @@ export class HandlerRegistry {
     const service = this.expected.get(key);
     const removed = service === undefined ? undefined : this.removed.get(service);
     const how = service === undefined ? undefined : this.down.get(service);
+    const endedBy = this.endedBy.get(key);
     const why =
       removed !== undefined
         ? `its service "${service}" ${removed}, and no other service has registered it; declare the handler in a service`
-        : how === undefined
-          ? service === undefined
-            ? "is its service crashing?"
-            : `its service "${service}" is running and has not registered it since it started; is it still loading, or does it no longer declare it?`
-          : `its service "${service}" ${how} and has not registered it again; fix the service and it restarts`;
+        : how !== undefined
+          ? `its service "${service}" ${how} and has not registered it again; fix the service and it restarts`
+          : endedBy !== undefined
+            ? `the stream of service "${endedBy}" that registered it was ended by its client while the service ran (a copy of the service started by hand on its endpoint that stopped, or an SDK that ended its handler), and nothing has registered it since; restart the service (save one of its files) to register it again`
+            : service === undefined
+              ? "is its service crashing?"
+              : `its service "${service}" is running and has not registered it since it started; is it still loading, or does it no longer declare it?`;
     return new HandlerError(
       "unavailable",
       `websocket "${socket}": ${handlerName(event, route)} did not register within ${this.waitMs / 1000} s (connection ${connection}); ${why}`,
@@ -1090,6 +1205,7 @@ export class HandlerRegistry {
     let n = 0;
     for (const s of this.streams.values()) n += s.pending.size + s.heldCount() + s.late.size;
     for (const s of this.draining) n += s.pending.size + s.heldCount() + s.late.size;
+    for (const s of this.standbyStreams()) n += s.pending.size + s.heldCount() + s.late.size;
     return n;
   }
 
@@ -1105,9 +1221,10 @@ export class HandlerRegistry {
   /** Ends every stream with OK; events still unanswered fail as the provider is stopping. */
   endAll(): void {
     this.stopping = true;
-    const streams = [...this.streams.values(), ...this.draining];
+    const streams = [...this.streams.values(), ...this.draining, ...this.standbyStreams()];
     this.streams.clear();
     this.draining.clear();
+    this.standby.clear();
     for (const s of streams) this.retire(s, false);
     for (const key of [...this.waiters.keys()]) this.wake(key);
   }

@@ -66,6 +66,7 @@ export {
   type LateAnswer,
   MAX_FATAL_DELIVERIES,
   MAX_LATE_EVENTS,
+  MAX_STANDBY,
   MAX_WAITING_EVENTS,
   poisonCloseReason,
 } from "./handlers.js";

@@ -1,8 +1,16 @@
 // Handler streams (HandleEvents) and the provider's lifecycle: registration, replacement, service
 // restarts, timeouts and stop, over real gRPC.
 import { createServer } from "node:net";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
-import { type ServerMessage, WebsocketEventType, WebsocketHandler } from "@nitric-like/contracts/websockets";
+import {
+  ClientMessageSchema,
+  type ServerMessage,
+  ServerMessageSchema,
+  WebsocketEventType,
+  WebsocketHandler,
+} from "@nitric-like/contracts/websockets";
+import { MAX_STANDBY } from "@nitric-like/provider-kit";
 import { Code } from "@nitric-like/rpc";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
@@ -17,6 +25,7 @@ import {
   sleep,
   startProvider,
   TRANSPORTS,
+  until,
   urlOf,
   useTransport,
 } from "./helpers.js";
@@ -90,14 +99,75 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
     expect(changes).toBe(3);
   });
 
-  it("keeps one stream per socket event: re-registering from the same service replaces it quietly", async () => {
+  it("keeps the stream a second registration of the same handler displaced standing by: events go to the newest, then to the first again once the newest ends, saying so", async () => {
     const { provider, logs } = await startProvider();
     const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    await handle(client, "s", "connect", accept);
     const first = await handle(client, "s", "message", () => ({}));
-    await handle(client, "s", "message", () => ({}));
-    expect(await first.status).toBe(Code.OK);
-    expect(provider.registrations()).toEqual([{ service: "svc", socket: "s", event: "message" }]);
+    let firstEnded = false;
+    void first.status.then(() => {
+      firstEnded = true;
+    });
+    // A second copy of the service on its endpoint, say one started by hand.
+    const second = await handle(client, "s", "message", () => ({}));
+    expect(provider.registrations()).toContainEqual({ service: "svc", socket: "s", event: "message" });
+    expect(provider.registrations()).toHaveLength(2);
+    const ws = await open(urlOf(provider, "s"));
+    ws.send("to the newest");
+    await until(() => second.events.length === 1, "the second stream gets the message");
+    expect(first.events).toEqual([]);
+    second.call.end();
+    await second.status;
+    ws.send("to the first again");
+    await until(() => first.events.length === 1, "the first stream gets the message again", 5000);
+    expect(second.events).toHaveLength(1);
+    // Both SDKs take an OK end as "stop": the first stream must not have been ended.
+    expect(firstEnded).toBe(false);
+    expect(provider.registrations()).toHaveLength(2);
+    expect(logs.info).toContain(
+      'websocket "s": another stream of service "svc" registered message events (a second copy of the service on its endpoint?); it gets them from now on, and the earlier stream takes them again when it ends',
+    );
+    expect(logs.info).toContain(
+      'websocket "s": the stream of service "svc" that handled message events went; the earlier stream of service "svc", which registered them before it, handles them again',
+    );
     expect(logs.warn).toEqual([]);
+    expect(logs.error).toEqual([]);
+  });
+
+  it("lets the first stream answer the events it was sent after a second registration displaced it", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    await handle(client, "s", "message", () => ({}));
+    const answers: (() => void)[] = [];
+    const first = await handle(client, "s", "connect", (_request, id) => {
+      const value = { websocketResponse: { case: "connectionResponse" as const, value: { reject: false } } };
+      answers.push(() => first.call.write({ id, content: { case: "websocketEventResponse", value } }));
+      return undefined;
+    });
+    const opening = open(urlOf(provider, "s"));
+    await until(() => answers.length === 1, "the first stream gets the connect");
+    const second = await handle(client, "s", "connect", accept);
+    // Answered by the stream it was sent to, not run again by the second.
+    answers[0]?.();
+    const ws = await opening;
+    expect(ws.readyState).toBe(ws.OPEN);
+    expect(second.events).toEqual([]);
+  });
+
+  it("ends the oldest stream standing by with OK once more than MAX_STANDBY stand by", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    const streams = [];
+    for (let i = 0; i < MAX_STANDBY + 2; i++) streams.push(await handle(client, "s", "message", () => ({})));
+    expect(await streams[0]?.status).toBe(Code.OK);
+    let secondEnded = false;
+    void streams[1]?.status.then(() => {
+      secondEnded = true;
+    });
+    await sleep(50);
+    expect(secondEnded).toBe(false);
   });
 
   it("logs an error naming socket, event, connection and timeout when a message handler does not answer", async () => {
@@ -146,6 +216,83 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
         },
       },
     });
+  });
+});
+
+describe("a second client on a service's gRPC endpoint", () => {
+  /** A HandleEvents stream of @grpc/grpc-js (a client of another make), answering every event. */
+  async function rawHandler(address: string, socket: string, eventType: WebsocketEventType) {
+    const { Client: GrpcClient, credentials } = await import("@grpc/grpc-js");
+    const raw = new GrpcClient(address, credentials.createInsecure());
+    const call = raw.makeBidiStreamRequest(
+      "/nitric.proto.websockets.v1.WebsocketHandler/HandleEvents",
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+    );
+    call.on("error", () => {});
+    const events: string[] = [];
+    const status = new Promise<number>((resolve) => call.on("status", (s: { code: number }) => resolve(s.code)));
+    const send = (message: MessageInitShape<typeof ClientMessageSchema>) =>
+      call.write(Buffer.from(toBinary(ClientMessageSchema, create(ClientMessageSchema, message))));
+    let registered = false;
+    call.on("data", (bytes: Buffer) => {
+      const message = fromBinary(ServerMessageSchema, bytes);
+      if (message.content.case === "registrationResponse") registered = true;
+      if (message.content.case !== "websocketEventRequest") return;
+      events.push(message.content.value.connectionId);
+      send({ id: message.id, content: { case: "websocketEventResponse", value: {} } });
+    });
+    send({ id: "", content: { case: "registrationRequest", value: { socketName: socket, eventType } } });
+    await until(() => registered, "the raw registration is answered");
+    return {
+      events,
+      status,
+      leave: () => {
+        call.end();
+        return status.finally(() => raw.close());
+      },
+    };
+  }
+
+  it("gives a socket event back to the service once a raw @grpc/grpc-js client that took it leaves", async () => {
+    const { provider, logs } = await startProvider();
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    const service = await handle(client, "s", "message", () => ({}));
+    let serviceEnded = false;
+    void service.status.then(() => {
+      serviceEnded = true;
+    });
+    const intruder = await rawHandler(await provider.endpoint("svc"), "s", WebsocketEventType.Message);
+    const ws = await open(urlOf(provider, "s"));
+    ws.send("one");
+    await until(() => intruder.events.length === 1, "the raw client gets the message");
+    expect(await intruder.leave()).toBe(Code.OK);
+    ws.send("two");
+    await until(() => service.events.length === 1, "the service gets the message again", 5000);
+    expect(serviceEnded).toBe(false);
+    expect(logs.info).toContain(
+      'websocket "s": the stream of service "svc" that handled message events went; the earlier stream of service "svc", which registered them before it, handles them again',
+    );
+    expect(logs.error).toEqual([]);
+  });
+
+  it("says a handler whose stream its client ended while the service ran was ended so, not that it never registered", async () => {
+    const { provider, logs } = await startProvider({ handlerWaitMs: 100 });
+    const client = await serviceClient(provider, "svc");
+    await declareSocket(client, "s");
+    const service = await handle(client, "s", "message", () => ({}));
+    service.call.end();
+    await service.status;
+    await until(() => provider.registrations().length === 0, "the stream is gone");
+    const ws = await open(urlOf(provider, "s"));
+    ws.send("anyone?");
+    await until(() => logs.error.some((l) => l.includes("did not register within")), "the event fails");
+    const line = logs.error.find((l) => l.includes("did not register within"));
+    expect(line).toContain(
+      'the stream of service "svc" that registered it was ended by its client while the service ran (a copy of the service started by hand on its endpoint that stopped, or an SDK that ended its handler), and nothing has registered it since; restart the service (save one of its files) to register it again',
+    );
+    expect(line).not.toContain("since it started");
   });
 });
 
