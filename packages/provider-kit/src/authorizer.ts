@@ -16,6 +16,7 @@ import type {
 import { Code, RpcError, type ServerStream, type ServiceImpl } from "@nitric-like/rpc";
 import { MAX_IDENTITY_BYTES, resourceNameProblem } from "@nitric-like/spec";
 import type { MaybePromise } from "./backends.js";
+import { MAX_STANDBY } from "./handlers.js";
 
 /** The provider's side of an authorizer stream. */
 type Call = ServerStream<MessageInitShape<typeof HandleAuthorizationsResponseSchema>>;
@@ -133,6 +134,12 @@ export function checkDecision(
 /** The authorizer streams of a provider, by socket. */
 export class AuthorizerRegistry {
   private readonly streams = new Map<string, AuthorizerStream>();
+  /**
+   * Streams of the same service a newer registration displaced while still open, by socket,
+   * oldest first (see register): the newest takes the socket's requests again when the live one
+   * goes. They take no new request meanwhile, and answer those they were sent.
+   */
+  private readonly standby = new Map<string, AuthorizerStream[]>();
   private readonly expected = new Map<string, string>();
   /** Requests waiting for a socket's stream (its service is starting), by socket: each wakes its own. */
   private readonly waiters = new Map<string, Set<() => void>>();
@@ -163,7 +170,13 @@ export class AuthorizerRegistry {
     return this.expected.has(socket) || this.streams.has(socket);
   }
 
-  /** A service opened an authorizer stream; another service's live one for the socket is an error. */
+  /**
+   * A service opened an authorizer stream; another service's live one for the socket is an error.
+   * Its own live one stands by (see `standby`), not dropped: as for handler streams
+   * (HandlerRegistry.register), a second copy of the service on its endpoint, started by hand,
+   * cannot be told from the service, and dropping the service's stream left the socket with no
+   * authorizer once that copy stopped, every connection waiting and refused with 503.
+   */
   register(service: string, socket: string, call: Call): AuthorizerStream {
     const current = this.streams.get(socket);
     if (current && current.service !== service) {
@@ -172,14 +185,46 @@ export class AuthorizerRegistry {
         `websocket("${socket}"): already authorized by service "${current.service}"; give authorize in one service only`,
       );
     }
-    if (current) this.unregister(current);
+    if (current) {
+      const list = this.standby.get(socket) ?? [];
+      this.standby.set(socket, list);
+      list.push(current);
+      // Bounded as handler streams are: past it the oldest is dropped and ended with OK.
+      if (list.length > MAX_STANDBY) {
+        const oldest = list.shift() as AuthorizerStream;
+        this.unregister(oldest);
+        try {
+          oldest.call.end();
+        } catch {
+          // Already closed.
+        }
+      }
+    }
     const stream = new AuthorizerStream(service, socket, call);
     this.streams.set(socket, stream);
     this.removed.delete(service);
+    this.wake(socket);
+    return stream;
+  }
+
+  /** Lets the requests waiting for the socket's stream go to it. */
+  private wake(socket: string): void {
     const waiting = this.waiters.get(socket);
     this.waiters.delete(socket);
     for (const wake of waiting ?? []) wake();
-    return stream;
+  }
+
+  /** Takes `service`'s streams standing by out of the standby lists. */
+  private takeStandby(service: string): AuthorizerStream[] {
+    const taken: AuthorizerStream[] = [];
+    for (const [socket, list] of [...this.standby]) {
+      const keep = list.filter((s) => s.service !== service);
+      if (keep.length === list.length) continue;
+      for (const s of list) if (s.service === service) taken.push(s);
+      if (keep.length === 0) this.standby.delete(socket);
+      else this.standby.set(socket, keep);
+    }
+    return taken;
   }
 
   /**
@@ -189,7 +234,7 @@ export class AuthorizerRegistry {
    * would otherwise refuse the clients being authorized at that moment with 503.
    */
   async drainService(service: string, graceMs: number): Promise<void> {
-    const streams: AuthorizerStream[] = [];
+    const streams: AuthorizerStream[] = this.takeStandby(service);
     for (const [socket, stream] of this.streams) {
       if (stream.service !== service) continue;
       this.streams.delete(socket);
@@ -201,9 +246,25 @@ export class AuthorizerRegistry {
     while (streams.some((s) => s.pending.size > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   }
 
-  /** A stream ended: its unanswered requests are refused with 503. */
+  /**
+   * A stream ended: its unanswered requests are refused with 503. When it was the live one, the
+   * newest stream standing by for its socket, if any, takes the socket's requests again.
+   */
   unregister(stream: AuthorizerStream): void {
-    if (this.streams.get(stream.socket) === stream) this.streams.delete(stream.socket);
+    const list = this.standby.get(stream.socket);
+    const at = list?.indexOf(stream) ?? -1;
+    if (list !== undefined && at >= 0) {
+      list.splice(at, 1);
+      if (list.length === 0) this.standby.delete(stream.socket);
+    } else if (this.streams.get(stream.socket) === stream) {
+      this.streams.delete(stream.socket);
+      const next = list?.pop();
+      if (list !== undefined && list.length === 0) this.standby.delete(stream.socket);
+      if (next !== undefined) {
+        this.streams.set(stream.socket, next);
+        this.wake(stream.socket);
+      }
+    }
     for (const [id, p] of stream.pending) {
       clearTimeout(p.timer);
       stream.pending.delete(id);
@@ -312,7 +373,9 @@ export class AuthorizerRegistry {
 
   /** Ends every stream with OK (the provider stops). */
   endAll(): void {
-    for (const stream of [...this.streams.values()]) {
+    const standing = [...this.standby.values()].flat();
+    this.standby.clear();
+    for (const stream of [...this.streams.values(), ...standing]) {
       this.unregister(stream);
       stream.call.end();
     }

@@ -1,7 +1,8 @@
 // What a socket's authorizer can make the provider hold is bounded: a flood of handshakes to a
 // socket whose authorizer is slow, does not read its stream or is not running is refused with 503,
 // Retry-After and a reason, logged once a burst, and nothing else is lost. Real ws clients; the
-// authorizer is played by the test over real gRPC (or a raw HTTP/2 call that stops reading).
+// authorizer is played by the test over real gRPC (or a raw HTTP/2 call that stops reading). And a
+// second copy of the authorizer's service on its endpoint does not take the socket from it for good.
 import type { IncomingMessage } from "node:http";
 import { Authorizer, type HandleAuthorizationsResponse } from "@nitric-like/contracts/authorize";
 import { MAX_PENDING_AUTHORIZATIONS } from "@nitric-like/provider-kit";
@@ -268,3 +269,25 @@ it("does not send the authorizer the request of a client that hung up while the 
   expect((await next.done).status).toBe(101);
   expect(authorizer.requests.length).toBe(1);
 }, 30_000);
+
+it("gives a socket's connections back to its service's authorizer once a second copy's authorizer that took them leaves", async () => {
+  const { provider } = await startProvider({ spec, handlerWaitMs: 3000 });
+  const first = await playedAuthorizer(provider, true);
+  let firstEnded = false;
+  first.call.on("status", () => {
+    firstEnded = true;
+  });
+  // A second copy of the service on its endpoint (say one started by hand) registers it too.
+  const second = await playedAuthorizer(provider, true);
+  const [one] = flood(provider, 1);
+  expect((await within(one?.done ?? Promise.reject(), 2000, "answer")).status).toBe(101);
+  expect(second.requests).toHaveLength(1);
+  expect(first.requests).toEqual([]);
+  second.call.end();
+  await sleep(50);
+  // Straight back to the service's own stream, which was never ended.
+  const [two] = flood(provider, 1);
+  expect((await within(two?.done ?? Promise.reject(), 2000, "answer")).status).toBe(101);
+  expect(first.requests).toHaveLength(1);
+  expect(firstEnded).toBe(false);
+});
