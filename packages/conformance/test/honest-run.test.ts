@@ -192,6 +192,36 @@ describe("nitric-like run: a service that fails", () => {
     expect(stderr).not.toContain("ready");
   }, 30000);
 
+  it("with --no-watch, where ready can never come: exits 1 once the others have started, with every failed service's cause, instead of hanging", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat(),
+      "services/loading.ts": chat('throw new Error("bad config:\\n  DB_URL is missing");', "loading"),
+      "services/starting.ts": chat(
+        'if (process.env.NITRIC_ENVIRONMENT === "run") throw new Error("no database at start");',
+        "starting",
+      ),
+    });
+    const { code, stdout, stderr } = await runCli(
+      ["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch"],
+      { timeoutMs: 30000 },
+    );
+    expect(code, stderr).toBe(1);
+    const fix = "  fix it, then start run again (--no-watch: it does not watch files)\n";
+    expect(stderr).toContain(
+      `error: service "loading" (services/loading.ts:2) failed while its resources were being collected (exited with code 1): bad config:\n    DB_URL is missing\n${fix}`,
+    );
+    expect(stderr).toContain(
+      `error: service "starting" (services/starting.ts:2) failed to start (exited with code 1): no database at start\n${fix}`,
+    );
+    expect(stderr).toContain(
+      'error: services "loading", "starting" did not start, and with --no-watch they do not start again, so run cannot be ready: fix the problems above and start run again (without --no-watch, run serves the other services while you fix them)\n',
+    );
+    expect(stdout).toBe("");
+    expect(stderr).not.toMatch(/^ready/m);
+    expect(stderr).not.toContain("no service is running");
+  }, 40000);
+
   it("shows an error's whole multi-line message, not its first line nor the service's own log, and cuts a huge one with a note", async () => {
     const dir = writeProject({
       "nitric-like.yaml": PROJECT,

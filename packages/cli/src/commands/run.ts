@@ -178,6 +178,7 @@ Options:
                       errors a handler throws keep only the frames in your files.
                       (NITRIC_LIKE_VERBOSE=1 in the environment does the same.)
   --no-watch          Do not restart services when their files change.
+                      A service that fails to start then ends run (exit 1).
   --plain             No colours (also when NO_COLOR is set or output is not a
                       terminal).
   -h, --help          Show this help.

@@ -214,17 +214,38 @@ export function whenAllStarted(
 }
 
 /**
- * Under `run --no-watch` nothing restarts a service that waits: once every service waits, `run`
- * has nothing left to run, so it says so and calls `stop` (exit 1).
+ * Under `run --no-watch` nothing starts a service that waits again, so `run` says so and calls
+ * `stop` (exit 1) once it has nothing left to wait for:
+ * - before `ready`, once every service has either started or failed and one of them failed:
+ *   `ready` promises that every service started (a script, CI or the test kit waits for it), and
+ *   the failed one never will. With watching, the others serve while a save fixes it; without,
+ *   nothing will, so serving the rest with no `ready` would leave whoever waits for it hanging, and
+ *   a `ready` for part of the app would break its promise. Every service settles first, so each
+ *   failure's cause is printed, not only the first one's;
+ * - after `ready` (a service that crashed in a loop since), once every service waits: the others
+ *   keep serving their clients meanwhile, as with watching.
  */
 export function stopWhenAllWait(supervisors: ServiceSupervisor[], output: Output, stop: () => void): void {
   let stopped = false;
+  let wasReady = false;
+  const failed = (s: ServiceSupervisor) => s.state === "waiting" && !s.idle;
   const check = () => {
-    if (stopped || supervisors.length === 0 || !supervisors.every((s) => s.state === "waiting")) return;
+    if (stopped || supervisors.length === 0) return;
+    if (supervisors.every((s) => s.state === "started" || (s.state === "waiting" && s.idle))) wasReady = true;
+    const settled = supervisors.every((s) => s.state !== "starting");
+    const notStarted = supervisors.filter(failed);
+    if (supervisors.every((s) => s.state === "waiting")) {
+      output.error(
+        "no service is running, and with --no-watch none starts again: fix the problems above and start run again",
+      );
+    } else if (!wasReady && settled && notStarted.length > 0) {
+      const names = notStarted.map((s) => JSON.stringify(s.name)).join(", ");
+      const one = notStarted.length === 1;
+      output.error(
+        `service${one ? "" : "s"} ${names} did not start, and with --no-watch ${one ? "it does" : "they do"} not start again, so run cannot be ready: fix the problems above and start run again (without --no-watch, run serves the other services while you fix ${one ? "it" : "them"})`,
+      );
+    } else return;
     stopped = true;
-    output.error(
-      "no service is running, and with --no-watch none starts again: fix the problems above and start run again",
-    );
     stop();
   };
   for (const s of supervisors) s.onStateChange(check);
