@@ -1247,6 +1247,60 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     }, 90000);
   }
 
+  it("shows a failed service's reason of many lines as lines, as text, wrapped at the window's width (390 px)", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: reasons\nservices:\n  - match: services/*.ts\n",
+      "services/first.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("first");',
+        'socket.on("message", (ctx) => "first " + ctx.text());',
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    const page = await browser.newPage({ viewport: { width: 390, height: 800 } });
+    page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
+    await page.goto(app.dashboardPage as string);
+    await page.locator("#live", { hasText: "live" }).waitFor();
+    // A thrown message of several lines, one of them markup and one far wider than the window;
+    // and a service that logs its problem and exits, said by its last lines of output.
+    writeFileSync(
+      join(dir, "services/multi.ts"),
+      `throw new Error("bad config:\\n  <b>PORT</b> must be a number\\n  HOST ${"h".repeat(400)}\\n  last");\n`,
+    );
+    writeFileSync(
+      join(dir, "services/quiet.ts"),
+      'for (let i = 0; i < 12; i++) console.error("quiet line " + i + " <i>x</i>");\nprocess.exit(3);\n',
+    );
+    const reason = (name: string) => page.locator(`#services tr[data-service="${name}"][data-state="waiting"] .reason`);
+    await reason("multi").waitFor({ timeout: 30000 });
+    await reason("quiet").waitFor({ timeout: 30000 });
+    // As run printed it: its lines stay lines, as text (no element made of the markup).
+    const multi = (await reason("multi").innerText()).split("\n");
+    expect(multi[0]).toMatch(/^service "multi" \(services\/multi\.ts:1\) failed .*: bad config:$/);
+    expect(multi.slice(1).map((l) => l.trim())).toEqual([
+      "<b>PORT</b> must be a number",
+      `HOST ${"h".repeat(400)}`,
+      "last",
+    ]);
+    const quiet = (await reason("quiet").innerText()).split("\n");
+    expect(quiet[0]).toMatch(
+      /^service "quiet" \(services\/quiet\.ts\) failed .*: it exited with code 3; its last output:$/,
+    );
+    expect(quiet.slice(1).map((l) => l.trim())).toEqual([
+      "... (2 lines before)",
+      ...Array.from({ length: 10 }, (_, i) => `quiet line ${i + 2} <i>x</i>`),
+    ]);
+    expect(await page.locator("#services b, #services i").count()).toBe(0);
+    // The wide line wraps inside the window: the page does not scroll sideways.
+    const box = await reason("multi").boundingBox();
+    expect(box && box.x + box.width <= 390, JSON.stringify(box)).toBe(true);
+    const { scrollWidth, innerWidth } = (await page.evaluate(
+      "({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth })",
+    )) as { scrollWidth: number; innerWidth: number };
+    expect(scrollWidth).toBeLessThanOrEqual(innerWidth);
+    await page.close();
+  }, 90000);
+
   for (const provider of ["local", "aws"]) {
     it(`lists each secret with its newest version or how to give it one, follows a secret put, and never shows a value (${provider})`, async () => {
       const dir = writeProject({
