@@ -1173,6 +1173,8 @@ describe("the emulator keeps API Gateway's rules", () => {
       `GET ${pathname}?from=no-key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n`,
       `GET ${pathname}?from=bad-key HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n`,
       upgradeRequest(`${pathname}?from=old-version`, "", "x", "7"),
+      // A draft before RFC 6455, which the ws library still takes; RFC 6455 asks for 13.
+      upgradeRequest(`${pathname}?from=draft-version`, "", "x", "8"),
     ];
     for (const request of malformed) {
       const socket = createConnection({ host: "127.0.0.1", port: Number(port) });
@@ -1189,6 +1191,9 @@ describe("the emulator keeps API Gateway's rules", () => {
     expect(answers[1]).toMatch(/^HTTP\/1\.1 400 [\s\S]*Sec-WebSocket-Key must be 16 bytes in base64/);
     // In a JSON body, as API Gateway words its refusals.
     expect(answers[2]).toMatch(/^HTTP\/1\.1 400 [\s\S]*Sec-WebSocket-Version \\"7\\" is not supported; use 13/);
+    expect(answers[3]).toMatch(/^HTTP\/1\.1 400 [\s\S]*Sec-WebSocket-Version \\"8\\" is not supported; use 13/);
+    // With the version it speaks, as RFC 6455 section 4.2.2 asks.
+    for (const answer of answers.slice(2)) expect(answer).toMatch(/\r\nSec-WebSocket-Version: 13\r\n/i);
     await sleep(300);
     expect(await conns()).toBe(before);
     // A well-formed one is counted: the count would have seen the others.

@@ -102,8 +102,10 @@ export function upgradeProblem(
       reason: `${where}: Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 section 4.1); connect with a WebSocket client`,
     };
   }
+  // RFC 6455 section 4.1: the version MUST be 13. The ws library also takes 8 (hybi-08, a draft
+  // before the RFC), which both gateways refuse as any other version, with the one they speak.
   const version = req.headers["sec-websocket-version"];
-  if (version !== "13" && version !== "8") {
+  if (version !== "13") {
     return {
       status: 400,
       reason: `${where}: Sec-WebSocket-Version ${JSON.stringify(version ?? "")} is not supported; use 13`,

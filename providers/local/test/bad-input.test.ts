@@ -191,6 +191,13 @@ describe("bad upgrade requests", () => {
       400,
       /Sec-WebSocket-Version "12" is not supported; use 13/,
     ],
+    // Version 8 is a draft before RFC 6455, which the ws library still takes: RFC 6455 asks for 13.
+    [
+      "with version 8, a draft before RFC 6455",
+      () => upgradeRequest({ headers: { "Sec-WebSocket-Version": "8" } }),
+      400,
+      /Sec-WebSocket-Version "8" is not supported; use 13/,
+    ],
     // The ws library refuses these after the connect handler ran: the app would keep what it stored
     // for the connection (its rooms, its state), and hear of no disconnect.
     [
@@ -254,6 +261,8 @@ describe("bad upgrade requests", () => {
       const response = httpResponse(await exchange(portOf(world.url), request()));
       expect(response.status).toBe(status);
       expect(response.body).toMatch(reason);
+      // RFC 6455 section 4.2.2: a refused version is answered with the one the server speaks.
+      if (/version/.test(what)) expect(response.headers).toMatch(/\r\nSec-WebSocket-Version: 13(\r\n|$)/i);
       expect(world.connects.events.length).toBe(before);
       await stillUpAndOthersFine(world);
     });
