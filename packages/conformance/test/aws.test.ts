@@ -2072,6 +2072,40 @@ describe("the emulator keeps API Gateway's rules", () => {
     c.close();
   });
 
+  it("refuses a Management API request to a stage the API does not have with 403 Forbidden, and logs the endpoint to use", async () => {
+    const c = await connect(url);
+    const { id } = await c.call({ op: "whoami" });
+    const [apiId, api] = [...emulator.apis.entries()][0] as [string, { stage: string }];
+    expect(api.stage).toBe("live");
+    const at = (stage: string) =>
+      `${emulator.managementUrl}/${apiId}/${stage}/@connections/${encodeURIComponent(id as string)}`;
+    const logged = logs.length;
+    for (const stage of ["prod", "Live", "__proto__"]) {
+      for (const method of ["POST", "GET", "DELETE"]) {
+        const answer = await signedFetch(emulator, at(stage), "execute-api", { method, body: `to ${stage}` });
+        expect([stage, method, answer.status, answer.headers.get("x-amzn-errortype")]).toEqual([
+          stage,
+          method,
+          403,
+          "ForbiddenException",
+        ]);
+        expect(await answer.json()).toEqual({ message: "Forbidden" });
+      }
+    }
+    // Unsigned too: no stage of that name has anything to authenticate.
+    expect((await fetch(at("prod"), { method: "POST", body: "unsigned" })).status).toBe(403);
+    // One line for the burst, naming the endpoint to use.
+    const lines = logs.slice(logged).filter((l) => l.includes("with 403 Forbidden, as API Gateway does"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`has no stage "prod"; its connections are at /${apiId}/live/@connections/{id}`);
+    // Nothing reached the client, and the DELETEs did not close it; its own stage serves it.
+    await sleep(200);
+    expect(c.frames).toEqual([]);
+    expect((await signedFetch(emulator, at("live"), "execute-api", { body: "at live" })).status).toBe(200);
+    expect((await c.next()).text).toBe("at live");
+    c.close();
+  });
+
   it("throttles Management API requests over the account's rate with 429 LimitExceededException, logging once a burst", async () => {
     const lines: string[] = [];
     // 10 a second, a bucket of 5.

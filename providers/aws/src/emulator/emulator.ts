@@ -16,7 +16,8 @@
  * message or ping from its client, and after 2 h however busy (both shorter when `limits` says so);
  * over 500 new connections a second across every API, upgrades get 429 before `$connect` runs.
  * Over 10,000 Management API requests a second (bursts of 5,000), the account's throttle answers 429.
- * An upgrade off the API's stage (`/live`) gets 403 `Forbidden`, as API Gateway serves only its stages.
+ * An upgrade off the API's stage (`/live`) gets 403 `Forbidden`, as API Gateway serves only its stages,
+ * and so does a Management API request to another stage (`/{api}/prod/@connections/{id}`).
  * A `$connect` or message whose function has not answered within 29 s (API Gateway's integration
  * timeout) gets 504 or "Endpoint request timed out", the function running on (a `$connect` still
  * waiting for an execution environment then is dropped unrun: see answerWithin).
@@ -1944,6 +1945,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
         (options.callbacksPerSecond ?? CALLBACKS_PER_SECOND) / 2,
       ),
       throttled: new BurstLog(options.logger, "warn", (n) => ` (${n} throttled since the last report)`),
+      offStage: new BurstLog(options.logger, "warn", (n) => ` (${n} refused so since the last report)`),
     },
     options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
   );
@@ -2211,6 +2213,8 @@ interface ManagementContext {
   callbacks: TokenBucket;
   /** Logs the throttled ones, once a burst. */
   throttled: BurstLog;
+  /** Logs the `@connections` requests to a stage the API does not have, once a burst. */
+  offStage: BurstLog;
 }
 
 /**
@@ -2251,6 +2255,19 @@ async function serveManagement(ctx: ManagementContext, req: IncomingMessage, res
   if (!invoke && !api) {
     req.resume();
     res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ message: `no route for ${path}` }));
+    return;
+  }
+  if (api && m && m[2] !== api.stage) {
+    // API Gateway serves an API's connections at its stages only: another stage ("/prod/") gets
+    // 403 Forbidden, as an upgrade off the stage does, before the signature and the throttle. The
+    // caller sees API Gateway's body; `run`'s log names the endpoint to use.
+    req.resume();
+    ctx.offStage.note(
+      `management API: refused a ${clip(req.method ?? "")} on ${JSON.stringify(clip(path))} with 403 Forbidden, as API Gateway does: API ${api.logicalId} has no stage ${JSON.stringify(clip(m[2] as string))}; its connections are at /${api.apiId}/${api.stage}/@connections/{id}`,
+    );
+    res
+      .writeHead(403, { "content-type": "application/json", "x-amzn-errortype": "ForbiddenException" })
+      .end(JSON.stringify({ message: "Forbidden" }));
     return;
   }
   const scope = {
