@@ -343,7 +343,7 @@ describe("the dashboard", () => {
       expect(rebound).toEqual({
         status: 421,
         body: JSON.stringify({
-          error: `this request is addressed to "${host}", not to 127.0.0.1 or localhost: open the dashboard at the address run printed (it answers no other name, which a web page could point at this machine)`,
+          error: `this request is addressed to "${host}", not to 127.0.0.1, localhost or [::1]: open the dashboard at the address run printed (it answers no other name, which a web page could point at this machine)`,
         }),
       });
     }

@@ -599,7 +599,7 @@ class DashboardServer {
     if (!LOOPBACK_HOST.test(host))
       throw new HttpError(
         421,
-        `${host === "" ? "this request names no host" : `this request is addressed to ${JSON.stringify(host.slice(0, 200))}`}, not to 127.0.0.1 or localhost: open the dashboard at the address run printed (it answers no other name, which a web page could point at this machine)`,
+        `${host === "" ? "this request names no host" : `this request is addressed to ${JSON.stringify(host.slice(0, 200))}`}, not to 127.0.0.1, localhost or [::1]: open the dashboard at the address run printed (it answers no other name, which a web page could point at this machine)`,
       );
     let url: URL;
     try {
