@@ -351,19 +351,30 @@ describe("gateway", () => {
     });
   });
 
-  it("hands events to the newest registration and ends the replaced stream with OK", async () => {
+  it("hands events to the newest registration, and the replaced stream, standing by, takes them again once it ends", async () => {
     const { provider, logs } = await startProvider();
     const a = await serviceClient(provider, "a");
     const b = await serviceClient(provider, "b");
     await declareSocket(a, "s");
     const first = await handle(a, "s", "message", () => ({ replies: [{ data: new TextEncoder().encode("first") }] }));
-    await handle(b, "s", "message", () => ({ replies: [{ data: new TextEncoder().encode("second") }] }));
-    expect(await first.status).toBe(Code.OK);
+    const second = await handle(b, "s", "message", () => ({ replies: [{ data: new TextEncoder().encode("second") }] }));
     expect(logs.warn[0]).toContain('service "b" now handles message events instead of service "a"');
     const ws = await open(urlOf(provider, "s"));
     const got = nextMessage(ws);
     ws.send("hi");
     expect((await got).data.toString()).toBe("second");
+    expect(first.events).toHaveLength(0);
+    // The newer stream ends: the one it displaced, still open, handles the socket's messages again.
+    second.call.end();
+    await second.status;
+    let answer = "";
+    for (let i = 0; i < 100 && answer !== "first"; i++) {
+      const again = nextMessage(ws);
+      ws.send("again");
+      answer = (await again).data.toString();
+      if (answer !== "first") await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(answer).toBe("first");
   });
 
   it("on stop closes clients with 1001 and ends handler streams with OK", async () => {
