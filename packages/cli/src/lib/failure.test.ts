@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { failureCause, formatFailure, installCommand } from "./failure.js";
+import { failureCause, formatFailure, installCommand, RecentOutput } from "./failure.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -121,5 +121,70 @@ describe("failureCause", () => {
     expect(failureCause("config: loading\nTypeError: x is not a function\n", dir)).toMatchObject({
       message: "TypeError: x is not a function",
     });
+  });
+
+  it("takes an error the service printed and went on from for no cause: what ended it is said", () => {
+    const dir = temp();
+    const recent = new RecentOutput(200);
+    // console.error(err) of a handled error prints it as Node prints an uncaught one.
+    recent.push("TypeError: Cannot read properties of undefined (reading 'url')");
+    recent.push(`    at connect (${dir}/services/a.js:3:9)`);
+    for (let i = 1; i <= 300; i++) recent.push(`connecting, attempt ${i}`);
+    recent.push("fatal: database unreachable, giving up");
+    const cause = failureCause(recent.text(), dir, [], undefined, "exited with code 1");
+    expect(cause).toEqual({
+      message: [
+        "it exited with code 1; its last output:",
+        "... (190 lines before)",
+        ...Array.from({ length: 9 }, (_, i) => `connecting, attempt ${292 + i}`),
+        "fatal: database unreachable, giving up",
+      ].join("\n"),
+      fix: "fix it and save: run starts it again when one of its files changes",
+      lastOutput: true,
+    });
+    // Short of the lines kept too: the log after the error's frames says it went on.
+    const short = ["Error: first try failed", `    at a (${dir}/services/a.js:3:9)`, "retrying", "gave up"];
+    expect(failureCause(short.join("\n"), dir, [], undefined, "exited with code 1")).toMatchObject({
+      lastOutput: true,
+    });
+  });
+
+  it("takes the error that ended the output for the cause, with its properties, cause and Node's version line after it", () => {
+    const dir = temp({
+      "services/a.mjs": 'console.error("starting");\nthrow new Error("x", { cause: new Error("y") });\n',
+    });
+    const real = crash(dir, "services/a.mjs");
+    expect(failureCause(`${real}late stdout line\n`, dir)).toMatchObject({
+      location: "services/a.mjs:2",
+      message: "x",
+    });
+    const withCode = [
+      "Error: boom",
+      `    at f (${dir}/services/a.js:2:1) {`,
+      "  code: 'E_BOOM'",
+      "}",
+      "",
+      "Node.js v22.0.0",
+    ];
+    expect(failureCause(withCode.join("\n"), dir)).toMatchObject({ location: "services/a.js:2", message: "boom" });
+    // A thread's error and nitric-like's note on it.
+    const thread = [
+      "Uncaught Error: no addon",
+      `    at f (${dir}/services/a.js:2:1)`,
+      "nitric-like: start it with --processes",
+    ];
+    expect(failureCause(thread.join("\n"), dir)).toMatchObject({ message: "no addon" });
+  });
+
+  it("keeps the head of an ending error whose message is longer than the lines kept", () => {
+    const dir = temp();
+    const recent = new RecentOutput(50);
+    recent.push("log before");
+    recent.push("Error: bad config:");
+    for (let i = 0; i < 80; i++) recent.push(`  line ${i}`);
+    recent.push(`    at load (${dir}/services/a.js:9:1)`);
+    const cause = failureCause(recent.text(), dir);
+    expect(cause.location).toBe("services/a.js:9");
+    expect(cause.message.split("\n").slice(0, 2)).toEqual(["bad config:", "line 0"]);
   });
 });

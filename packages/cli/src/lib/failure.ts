@@ -86,8 +86,8 @@ const MISSING_PACKAGE = [
 
 /** A line such as `Error: boom`, `TypeError [ERR_X]: boom`, `Uncaught _NitricLikeError: boom`. */
 const ERROR_LINE = /^(?:Uncaught )?([A-Za-z_$][\w$]*)(?: \[[A-Z0-9_]+\])?: (.+)$/;
-/** A stack frame's file, line and column. */
-const FRAME = /^\s+at (?:.*? \()?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?$/;
+/** A stack frame's file, line and column (the last frame ends in ` {` when Node shows the error's properties after it). */
+const FRAME = /^\s+at (?:.*? \()?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?(?: \{)?$/;
 /**
  * A line that starts Node's print of an uncaught error: a thread's `Uncaught X: ...`, or a
  * process's `TypeError: ...` (a name ending in Error or Exception), at the start of the line. Other
@@ -98,38 +98,109 @@ function isPrintedError(line: string): boolean {
   return m !== null && (line.startsWith("Uncaught ") || /(Error|Exception)$/.test(m[1] as string));
 }
 
+/** Any stack frame: where a multi-line message ends in Node's print of an error. */
+const ANY_FRAME = /^\s+at \S/;
+/** A line of the frames Node prints: a frame, or its note of frames left out (`... 4 lines matching cause stack trace ...`). */
+const STACK_LINE = /^\s+(?:at \S|\.\.\. \d)/;
+
 /**
- * A service's last `max` lines of output, kept to read its failure from (failureCause), and the
- * head of the last error Node printed in it (its first line and the message lines after it) when
- * that has scrolled out: an error whose message is longer than `max` lines is still named.
+ * Reads output line by line and says where the error that ended it starts: the last error Node
+ * printed (isPrintedError), when nothing follows it but its own print (its message, its frames,
+ * the properties Node shows after them up to the closing `}`, such as its code and [cause]), blank
+ * lines, Node's version line, and nitric-like's own notes on the failure (`nitric-like: ...`).
+ * An error the service printed and handled (console.error(err) prints it as Node prints an
+ * uncaught one) and then went on is not what ended it. After Node's version line (printed as it
+ * ends the process for an uncaught error) nothing undoes it: a line read later was written before.
+ * An error with no frames counts only with a message of at most MAX_MESSAGE_LINES lines after it,
+ * or Node's version line: else it may be a line of the service's own log.
+ */
+class EndingError {
+  /** The index of the last error's first line, or -1 once something else followed it. */
+  private at = -1;
+  private count = 0;
+  private phase: "message" | "frames" | "properties" | "after" | "ended" = "message";
+  private messageLines = 0;
+
+  /** Reads the next line; true when it starts an error (it is the ending one until more comes). */
+  push(line: string): boolean {
+    const i = this.count++;
+    if (this.phase === "ended") return false;
+    if (this.phase !== "properties" && isPrintedError(line)) {
+      this.at = i;
+      this.phase = "message";
+      this.messageLines = 0;
+      return true;
+    }
+    if (this.at < 0) return false;
+    if (this.phase === "properties") {
+      if (line === "}") this.phase = "after";
+    } else if (this.phase === "message" && !STACK_LINE.test(line) && !line.startsWith("Node.js v")) {
+      this.messageLines++;
+    } else if (this.phase !== "after" && STACK_LINE.test(line)) {
+      // Node shows an error's own properties after its last frame, between `{` and `}`.
+      this.phase = line.endsWith(" {") ? "properties" : "frames";
+    } else if (line.startsWith("Node.js v")) {
+      this.phase = "ended";
+    } else if (line.trim() === "" || line.startsWith("nitric-like: ")) {
+      this.phase = "after";
+    } else {
+      this.at = -1;
+    }
+    return false;
+  }
+
+  /**
+   * The index of the last error's first line while nothing but its print followed it, or -1 (its
+   * message may still be going on: see start).
+   */
+  get last(): number {
+    return this.at;
+  }
+
+  /** The index (of the lines read) of the first line of the error that ended the output, or -1. */
+  get start(): number {
+    if (this.at >= 0 && this.phase === "message" && this.messageLines > MAX_MESSAGE_LINES) return -1;
+    return this.at;
+  }
+}
+
+/**
+ * A service's last `max` lines of output (in a ring: pushing a line costs no copy), kept to read
+ * its failure from (failureCause), and the head of the error that ended the output (EndingError:
+ * its first line and the message lines after it) when that has scrolled out: an error whose
+ * message is longer than `max` lines is still named. An error followed by other output is
+ * forgotten: the service handled it and went on.
  */
 export class RecentOutput {
-  private lines: string[] = [];
+  private readonly ring: string[] = [];
   private pushed = 0;
-  /** The last printed error's first lines, and the index (of all lines pushed) of its first. */
+  private readonly ending = new EndingError();
+  /** The ending error's first lines, and the index (of all lines pushed) of its first. */
   private head: { at: number; lines: string[] } | undefined;
 
   constructor(private readonly max: number) {}
 
   push(line: string): void {
-    if (isPrintedError(line)) this.head = { at: this.pushed, lines: [line] };
-    else if (this.head && this.head.lines.length <= MAX_MESSAGE_LINES) this.head.lines.push(line);
-    this.lines.push(line);
+    if (this.ending.push(line)) this.head = { at: this.pushed, lines: [line] };
+    else if (this.head) {
+      if (this.ending.last !== this.head.at) this.head = undefined;
+      else if (this.head.lines.length <= MAX_MESSAGE_LINES) this.head.lines.push(line);
+    }
+    this.ring[this.pushed % this.max] = line;
     this.pushed++;
-    if (this.lines.length > this.max) this.lines.shift();
   }
 
-  /** The lines kept, one text: the error's head first when it has scrolled out. */
+  /** The lines kept, one text: the ending error's head first when it has scrolled out. */
   text(): string {
-    const start = this.pushed - this.lines.length;
-    if (this.head === undefined || this.head.at >= start) return this.lines.join("\n");
-    const after = Math.max(0, this.head.at + this.head.lines.length - start);
-    return [...this.head.lines, ...this.lines.slice(after)].join("\n");
+    const start = Math.max(0, this.pushed - this.max);
+    const lines: string[] = [];
+    for (let i = start; i < this.pushed; i++) lines.push(this.ring[i % this.max] as string);
+    const head = this.head;
+    if (head === undefined || head.at >= start || this.ending.start !== head.at) return lines.join("\n");
+    const after = Math.max(0, head.at + head.lines.length - start);
+    return [...head.lines, ...lines.slice(after)].join("\n");
   }
 }
-
-/** Any stack frame: where a multi-line message ends in Node's print of an error. */
-const ANY_FRAME = /^\s+at \S/;
 
 /**
  * The message of the error Node printed at `lines[at]` (`first`: its first line, as read): with
@@ -166,8 +237,11 @@ export function failureCause(
 ): FailureCause {
   const lines = output.split("\n");
   let message: string | undefined;
-  // The error Node printed as it ended the service: the last, after what the service logged.
-  const errorAt = lines.findLastIndex(isPrintedError);
+  // The error Node printed as it ended the service: the last, with nothing but its own print after
+  // it (an error the service printed and went on from is not the cause).
+  const ending = new EndingError();
+  for (const line of lines) ending.push(line);
+  const errorAt = ending.start;
   const m = ERROR_LINE.exec(lines[errorAt]?.trim() ?? "");
   if (m) {
     const kind = (m[1] as string).replace(/^_+/, "");
