@@ -60,9 +60,12 @@ export function boundOutput(
       return false;
     }
     report();
-    lastWords = [];
-    kept = 0;
-    droppedSince = 0;
+    // Most writes follow a write that went through: nothing to forget, and nothing allocated.
+    if (droppedSince !== 0) {
+      lastWords = [];
+      kept = 0;
+      droppedSince = 0;
+    }
     return write(chunk, encoding, callback);
   };
   // Written whatever is held back: the thread is ending, so nothing more piles up behind it.

@@ -312,12 +312,13 @@ export class ServiceSupervisor {
     this.startedAt = Date.now();
     const label = this.output.paint("cyan", `${this.name.padEnd(this.prefixWidth)} |`);
     const onLine = this.onLine;
-    // Its last lines of output, on either stream, for the cause of a failure.
+    // Its last lines of output, on either stream, for the cause of a failure to start: kept until
+    // it has started (exited() reads them only then; a crash after it is said as a restart).
     const recent = new RecentOutput(HELD_LINES);
     if (child.stdout)
       forEachLine(child.stdout, (line) => {
         if (line === NITRIC_STREAM_ENDED && (this.stopping || this.stopComing || this.child !== child)) return;
-        recent.push(line);
+        if (!this.everStarted) recent.push(line);
         this.output.out.write(`${label} ${this.output.shown(this.output.out, line)}\n`);
         onLine?.(this.name, "stdout", line);
       });
@@ -345,8 +346,10 @@ export class ServiceSupervisor {
           this.launchExtras.inspectPort !== undefined &&
           /^Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/\S+)$/.exec(line)?.[1];
         if (inspector) this.output.result(`service ${this.name} inspector ${inspector}`);
-        recent.push(line);
-        if (line.trim() !== "" && this.recent === recent) this.stderrPrinted = true;
+        if (!this.everStarted) {
+          recent.push(line);
+          if (line.trim() !== "" && this.recent === recent) this.stderrPrinted = true;
+        }
         if (this.everStarted || this.held !== held) {
           this.output.err.write(`${label} ${this.output.shown(this.output.err, line)}\n`);
           onLine?.(this.name, "stderr", line);
