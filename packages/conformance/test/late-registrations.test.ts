@@ -426,6 +426,18 @@ describe("a route registered from a timer the service's top level started", () =
     60000,
   );
 
+  it("fails spec for a route registered from a timer started in a load timer's callback, a few timers deep", async () => {
+    const nested = TIMER_ROUTE(3000).replace(
+      /setTimeout\(\(\) => \{ (socket\.route\([^;]*;) \}, 3000\);/,
+      "setTimeout(() => setTimeout(() => setTimeout(() => { $1 }, 3000), 100), 100);",
+    );
+    expect(nested).toContain("setTimeout(() => setTimeout(() => setTimeout(");
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": nested });
+    const result = await runCli(["spec", dir], { timeoutMs: 60000 });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(REFUSED);
+  }, 60000);
+
   it.each([[[]], [["--processes"]], [["--single-thread"]]])(
     "fails run %j in the same words before ready, instead of deploying the app without it",
     async (extra) => {

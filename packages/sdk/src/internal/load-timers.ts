@@ -6,12 +6,21 @@
  * (Node's async hooks: a Timeout whose `_repeat` is null), and while one of them, due within
  * LOAD_TIMER_LIMIT_MS, has not fired or been cleared, it shows the collector signs of life, so the
  * pass sees what the timer does: a registration there is refused (registeredAfterLoad) and the
- * pass fails with its message. Intervals and timers due later are not waited for.
+ * pass fails with its message. A one-shot timer started in the callback of a timer waited for
+ * (`setTimeout(() => setTimeout(register, 3000), 100)`) is waited for too, as long as it is due
+ * within LOAD_TIMER_LIMIT_MS, no more than LOAD_TIMER_NESTING timers deep, and before
+ * LOAD_TIMERS_TOTAL_MS after load. Intervals and timers due later are not waited for.
  */
 import { createHook } from "node:async_hooks";
 
 /** The longest a timer started during load may take to fire and still be waited for. */
 export const LOAD_TIMER_LIMIT_MS = 10_000;
+
+/** How many timers deep, each started in the callback of the one before, a timer is still waited for. */
+export const LOAD_TIMER_NESTING = 3;
+
+/** The latest after load a timer started in a waited-for timer's callback may be due and still be waited for. */
+export const LOAD_TIMERS_TOTAL_MS = 30_000;
 
 /** How often the collector is shown a sign of life while such a timer is pending (its quiet spell is 1.5 s). */
 const SIGN_OF_LIFE_MS = 500;
@@ -26,14 +35,28 @@ interface TimeoutResource {
  * `signOfLife` makes a call the collector counts as one. Returns what to call once it has loaded.
  */
 export function watchLoadTimers(loaded: () => boolean, signOfLife: () => Promise<unknown>): () => void {
-  const pending = new Set<number>();
+  // The timers waited for, and how deep each is: 0 for one started during load, 1 for one started
+  // in such a timer's callback (its trigger), and so on.
+  const pending = new Map<number, number>();
+  let loadedAt: number | undefined;
   const hook = createHook({
-    init(id, type, _trigger, resource) {
-      if (type !== "Timeout" || loaded()) return;
+    init(id, type, trigger, resource) {
+      if (type !== "Timeout") return;
+      let depth = 0;
+      if (loaded()) {
+        // After load, only a timer started in the callback of one waited for (still pending while it runs).
+        const parent = pending.get(trigger);
+        if (parent === undefined || parent >= LOAD_TIMER_NESTING) return;
+        depth = parent + 1;
+      }
       const timer = resource as TimeoutResource;
       const due = timer._idleTimeout;
       if (timer._repeat != null || typeof due !== "number" || due > LOAD_TIMER_LIMIT_MS) return;
-      pending.add(id);
+      if (depth > 0) {
+        loadedAt ??= Date.now();
+        if (Date.now() + due > loadedAt + LOAD_TIMERS_TOTAL_MS) return;
+      }
+      pending.set(id, depth);
     },
     after(id) {
       pending.delete(id);
@@ -44,6 +67,7 @@ export function watchLoadTimers(loaded: () => boolean, signOfLife: () => Promise
   });
   hook.enable();
   return () => {
+    loadedAt ??= Date.now();
     if (pending.size === 0) {
       hook.disable();
       return;
