@@ -12,6 +12,7 @@ import {
 import type { MaybePromise } from "./backends.js";
 import type { Declaration } from "./late-declarations.js";
 import type { Permissions } from "./permissions.js";
+import { shownId } from "./websocket.js";
 
 const PERMISSIONS: Partial<Record<Action, Permission>> = {
   [Action.KeyValueStoreRead]: "get",
@@ -203,8 +204,7 @@ function declareImpl(ctx: ResourcesContext, service: string): ServiceImpl<typeof
     // anyone at its endpoint, declaring a bucket per client would otherwise write a line per name
     // and grow this set without bound.
     const unservedKind = resourceKindOf(id.type);
-    const shown = id.name.length > 64 ? `${JSON.stringify(id.name.slice(0, 64))}...` : JSON.stringify(id.name);
-    const declared = `${unservedKind} ${shown}`;
+    const declared = `${unservedKind} ${shownId(id.name)}`;
     const label = `${service}\u0000${unservedKind}`;
     if (!ctx.unserved.has(label)) {
       ctx.unserved.add(label);

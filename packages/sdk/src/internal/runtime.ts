@@ -223,12 +223,33 @@ export function declaredAfterLoad(
 ): string | undefined {
   if (!loaded) return undefined;
   const who = serviceSaid();
-  const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
   const did =
     grant === undefined
       ? "declared it after its module finished loading"
-      : `asked for ${quoted(grant.asked)} after its module finished loading${grant.granted.length > 0 ? `, beyond the ${quoted(grant.granted)} it granted as it loaded` : ""}`;
+      : `asked for ${quotedList(grant.asked)} after its module finished loading${grant.granted.length > 0 ? `, beyond the ${quotedList(grant.granted)} it granted as it loaded` : ""}`;
   return `${what}: ${who} ${did} (in a timer, a callback or a handler), so spec, build and up may never see it and a deployment would not include it; declare resources at module load: at top level or during import, not in a timer/callback, as ${fix}, and use that handle later`;
+}
+
+/** Permissions (or any names) as a call writes its arguments: `"get", "set"`. */
+export function quotedList(list: readonly string[]): string {
+  return list.map((p) => JSON.stringify(p)).join(", ");
+}
+
+/**
+ * Once the service's module has loaded: the permissions of `permissions` it did not grant as it
+ * loaded (`asked`, in the order asked), those it did (`granted`) and both (`all`), in the order of
+ * `known`, every permission of the resource; undefined before then or when none is new.
+ */
+export function lateGrant<P extends string>(
+  known: readonly P[],
+  grantedAtLoad: ReadonlySet<P>,
+  permissions: readonly P[],
+): { asked: P[]; granted: P[]; all: P[] } | undefined {
+  if (!loaded) return undefined;
+  const asked = [...new Set(permissions.filter((p) => !grantedAtLoad.has(p)))];
+  if (asked.length === 0) return undefined;
+  const granted = known.filter((p) => grantedAtLoad.has(p));
+  return { asked, granted, all: known.filter((p) => grantedAtLoad.has(p) || asked.includes(p)) };
 }
 
 /** A declaration the provider refused, or a lost provider: the service cannot work, so it stops. */

@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import { resourceNameProblem } from "@nitric-like/spec";
 import { isNitricLikeError, NitricLikeError } from "../errors.js";
 import type { JsonObject, JsonObjectOf, JsonValue } from "../internal/data.js";
-import { declaredAfterLoad } from "../internal/runtime.js";
+import { declaredAfterLoad, quotedList } from "../internal/runtime.js";
 import { kv } from "./kv.js";
 
 /** What `.for()` takes: reading (get, query), writing (set), deleting (delete). */
@@ -287,8 +287,7 @@ export class Collection<T extends object = JsonObject> {
       return kvPermission;
     });
     // Refused once the module has loaded as kv() and allow() would refuse it, in this call's words.
-    const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
-    const written = (list: readonly string[]) => `collection(${JSON.stringify(this.name)}).for(${quoted(list)})`;
+    const written = (list: readonly string[]) => `collection(${JSON.stringify(this.name)}).for(${quotedList(list)})`;
     let declared: ReturnType<typeof kv>;
     try {
       declared = kv(this.name);

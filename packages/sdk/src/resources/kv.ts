@@ -18,7 +18,7 @@ import {
 } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
 import type { JsonObject, JsonObjectOf } from "../internal/data.js";
-import { declaredAfterLoad, hasLoaded, rpc } from "../internal/runtime.js";
+import { declaredAfterLoad, lateGrant, quotedList, rpc } from "../internal/runtime.js";
 import { declare, declaredOnce, declarePolicy } from "./declare.js";
 
 /** A permission `.allow()` takes: "get" (get, keys), "set" or "delete". */
@@ -184,11 +184,10 @@ export class KvStore<T extends object = JsonObject> {
     }
     const late = this.lateGrant(permissions);
     if (late !== undefined) {
-      const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
       const store = `kv(${JSON.stringify(this.name)})`;
       const refused = declaredAfterLoad(
-        `${store}.allow(${quoted(late.asked)})`,
-        `${store}.allow(${quoted(late.all)})`,
+        `${store}.allow(${quotedList(late.asked)})`,
+        `${store}.allow(${quotedList(late.all)})`,
         late,
       );
       if (refused !== undefined) throw new NitricLikeError("failed_precondition", refused);
@@ -212,11 +211,7 @@ export class KvStore<T extends object = JsonObject> {
   lateGrant(
     permissions: readonly KvPermission[],
   ): { asked: KvPermission[]; granted: KvPermission[]; all: KvPermission[] } | undefined {
-    if (!hasLoaded()) return undefined;
-    const asked = [...new Set(permissions.filter((p) => !this.grantedAtLoad.has(p)))];
-    if (asked.length === 0) return undefined;
-    const granted = KV_PERMISSIONS.filter((p) => this.grantedAtLoad.has(p));
-    return { asked, granted, all: KV_PERMISSIONS.filter((p) => this.grantedAtLoad.has(p) || asked.includes(p)) };
+    return lateGrant(KV_PERMISSIONS, this.grantedAtLoad, permissions);
   }
 }
 

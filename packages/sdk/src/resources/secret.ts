@@ -19,7 +19,7 @@ import {
   secretVersionProblem,
 } from "@nitric-like/spec";
 import { NitricLikeError } from "../errors.js";
-import { declaredAfterLoad, hasLoaded, rpc } from "../internal/runtime.js";
+import { declaredAfterLoad, lateGrant, quotedList, rpc } from "../internal/runtime.js";
 import { declare, declaredOnce, declarePolicy } from "./declare.js";
 
 /** A permission `.allow()` takes: "access" (latest(), version()) or "put". */
@@ -190,16 +190,14 @@ export class Secret {
         );
       }
     }
-    const asked = hasLoaded() ? [...new Set(permissions.filter((p) => !this.grantedAtLoad.has(p)))] : [];
-    if (asked.length > 0) {
-      const quoted = (list: readonly string[]) => list.map((p) => JSON.stringify(p)).join(", ");
-      const granted = SECRET_PERMISSIONS.filter((p) => this.grantedAtLoad.has(p));
-      const all = SECRET_PERMISSIONS.filter((p) => this.grantedAtLoad.has(p) || asked.includes(p));
+    const late = lateGrant(SECRET_PERMISSIONS, this.grantedAtLoad, permissions);
+    if (late !== undefined) {
       const name = `secret(${JSON.stringify(this.name)})`;
-      const refused = declaredAfterLoad(`${name}.allow(${quoted(asked)})`, `${name}.allow(${quoted(all)})`, {
-        asked,
-        granted,
-      });
+      const refused = declaredAfterLoad(
+        `${name}.allow(${quotedList(late.asked)})`,
+        `${name}.allow(${quotedList(late.all)})`,
+        late,
+      );
       if (refused !== undefined) throw new NitricLikeError("failed_precondition", refused);
     }
     for (const p of permissions) this.grantedAtLoad.add(p);
