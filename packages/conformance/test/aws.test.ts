@@ -2685,6 +2685,46 @@ describe("run --provider aws while services come, go and declare more", () => {
   }, 120000);
 });
 
+describe("run --provider aws restarting a function while an event runs", () => {
+  it("says which function a save restarted while an event ran past the 2 s drain, and that the event was cut", async () => {
+    const service = [
+      'import { websocket } from "@nitric-like/sdk";',
+      'const socket = websocket("socket");',
+      'socket.on("connect", () => {});',
+      'socket.on("disconnect", () => {});',
+      "socket.on('message', async (ctx) => {",
+      "  if (ctx.text() === 'slow') await new Promise((resolve) => setTimeout(resolve, 4000));",
+      "  return ctx.text();",
+      "});",
+    ].join("\n");
+    const project = writeProject({
+      "nitric-like.yaml": "name: cut\nservices:\n  - match: services/*.ts\n",
+      "services/slow.ts": service,
+    });
+    const app = await startApp(project, ["--provider", "aws", "--no-dashboard"]);
+    try {
+      const client = await connect(app.url("socket"));
+      client.ws.send("slow");
+      await sleep(500);
+      // The same declarations: the function alone restarts, waiting 2 s for the slow event first.
+      writeFileSync(join(project, "services/slow.ts"), `${service}\n// saved\n`);
+      await app.waitFor(/service "slow" restarted/, 30000);
+      const said = (app.stdout + app.stderr).split("\n").filter((l) => l.includes("restarted it while"));
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatch(
+        /service "slow" \(function "[^"]*Slow[^"]*"\): a saved change restarted it while an event still ran past the 2 s it waits for events in flight, so that event was cut short/,
+      );
+      // Its client is told, as API Gateway tells one whose function failed; the new code serves the next.
+      expect(JSON.parse((await client.next()).text).message).toBe("Internal server error");
+      client.ws.send("fast");
+      expect((await client.next()).text).toBe("fast");
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
+});
+
 describe("run --provider aws runs a function where Lambda does", () => {
   it("in its own folder (LAMBDA_TASK_ROOT), so a path relative to the working directory fails as on AWS, not found in the project", async () => {
     const project = writeProject({

@@ -424,6 +424,11 @@ class Instance {
   /** Set once the emulator ends it (a timeout, idle, a restart, a stop): its exit is no crash. */
   ending = false;
   /**
+   * Why end() ended it, when a restart or the emulator's stop did: an invocation still running
+   * then fails with a RestartedError or a StoppedError, which its function or the stop says.
+   */
+  private endedFor: "restart" | "stop" | undefined;
+  /**
    * Frozen: once it has answered an invocation (or finished its init) the worker blocks, its whole
    * event loop with it, until a byte on its stdin thaws it; stdin closed (by end(), or by this
    * process's exit, whatever ends it) makes it exit.
@@ -539,7 +544,11 @@ class Instance {
         );
         const failed = this.current !== undefined;
         this.fail(
-          this.ending ? new StoppedError(`function "${fn.name}" ${how}`) : new Error(`function "${fn.name}" ${how}`),
+          this.endedFor === "stop"
+            ? new StoppedError(`function "${fn.name}" ${how}`)
+            : this.endedFor === "restart"
+              ? new RestartedError(`function "${fn.name}" was restarted by a saved change while it ran this event`)
+              : new Error(`function "${fn.name}" ${how}`),
         );
         onExit(this, how, failed);
       });
@@ -593,9 +602,13 @@ class Instance {
     this.child.kill("SIGKILL");
   }
 
-  /** Ends it: closes its IPC channel (the worker exits), or kills it after 2 s. */
-  async end(): Promise<void> {
+  /**
+   * Ends it: closes its IPC channel (the worker exits), or kills it after 2 s. `why`: a restart
+   * (a code change) or the emulator's stop, said to an invocation it cuts short.
+   */
+  async end(why?: "restart" | "stop"): Promise<void> {
     this.ending = true;
+    this.endedFor ??= why;
     if (this.exited) return;
     const exited = new Promise((r) => this.child.once("exit", r));
     // An init that has not finished (one that hangs, when the run stops) is not waited for.
@@ -639,6 +652,12 @@ export class Ticket {
 
 /** What an invocation fails with when the emulator stops before it ran or while it ran: not logged one by one. */
 export class StoppedError extends Error {}
+
+/**
+ * What an invocation fails with when a restart (a code change) ends its execution environment
+ * while it runs, past the drain: its function says so once a restart, so callers do not log it.
+ */
+export class RestartedError extends Error {}
 
 /** What invoke() rejects with for an invocation withdrawn before it started (Ticket). */
 export class WithdrawnError extends Error {}
@@ -689,6 +708,10 @@ class EmulatedFunction {
   private stopped = false;
   /** Set by stop(), for good: a restart under way then starts no new instance. */
   private halted = false;
+  /** A restart is ending its instances: an invocation cut then is counted in cutByRestart. */
+  private restarting = false;
+  /** The invocations the restart under way cut, still running past its drain. */
+  private cutByRestart = 0;
   /** Looks for an invocation past the function's timeout, and for idle instances (see sweep). */
   private sweeper: NodeJS.Timeout | undefined;
   /** Says, once a burst, that events wait for an environment (where Lambda would start more). */
@@ -764,7 +787,7 @@ class EmulatedFunction {
       try {
         const wait = failedAt + INIT_RETRY_SPACING_MS - Date.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-        if (this.stopped) throw new StoppedError(`function "${this.name}" is not running`);
+        if (this.stopped) throw this.notRunning();
         await this.spawn(false, true).ready.catch((error: Error) => {
           // One past the limit is retried with the next event under the function's timeout (acquire).
           if (!(error instanceof InitTimeoutError)) throw error;
@@ -868,6 +891,7 @@ class EmulatedFunction {
    */
   private exited(instance: Instance, how: string, failed: boolean): void {
     this.remove(instance);
+    if (failed && instance.ending && this.restarting) this.cutByRestart++;
     // An exit during its init fails that init, which is said as one (spawn, start).
     if (!instance.ending && !this.stopped && instance.started)
       this.logger.error(
@@ -901,7 +925,7 @@ class EmulatedFunction {
 
   private async run(event: unknown, ticket?: Ticket): Promise<unknown> {
     await this.ready;
-    if (this.stopped) throw new StoppedError(`function "${this.name}" is not running`);
+    if (this.stopped) throw this.notRunning();
     // After an init that failed, this event retries it (or waits for the retry under way).
     await this.retryFailedInit();
     if (ticket?.withdrawn) throw new WithdrawnError(`withdrawn before it ran`);
@@ -1037,7 +1061,18 @@ class EmulatedFunction {
     this.ready = waiting;
     const deadline = Date.now() + drainMs;
     while (this.instances.some((i) => i.busy) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    await this.endAll();
+    this.restarting = true;
+    this.cutByRestart = 0;
+    try {
+      await this.endAll(this.halted ? "stop" : "restart");
+    } finally {
+      this.restarting = false;
+    }
+    // Said once a restart, here: each cut event fails with a RestartedError, which callers do not log.
+    if (this.cutByRestart > 0)
+      this.logger.warn(
+        `service "${this.service}" (function "${this.name}"): a saved change restarted it while ${this.cutByRestart === 1 ? "an event" : `${this.cutByRestart} events`} still ran past the ${secondsOf(drainMs)} s it waits for events in flight, so ${this.cutByRestart === 1 ? "that event was" : "they were"} cut short (failed); the next events run on the new code`,
+      );
     // Stopped meanwhile (the run stops during the restart): no new instance outlives the stop.
     if (this.halted) {
       started();
@@ -1050,22 +1085,28 @@ class EmulatedFunction {
     await ready;
   }
 
+  /** What an event fails with that finds the function ended: a StoppedError only once the emulator stops. */
+  private notRunning(): Error {
+    const message = `function "${this.name}" is not running`;
+    return this.halted ? new StoppedError(message) : new Error(message);
+  }
+
   /** Ends every instance; what waits for one keeps waiting (a restart gives it the new one). */
-  private async endAll(): Promise<void> {
+  private async endAll(why: "restart" | "stop"): Promise<void> {
     this.stopped = true;
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     const instances = this.instances;
     this.instances = [];
-    await Promise.all(instances.map((i) => i.end()));
+    await Promise.all(instances.map((i) => i.end(why)));
   }
 
   async stop(): Promise<void> {
     this.halted = true;
-    await this.endAll();
+    await this.endAll("stop");
     // Events still waiting for an environment fail unrun, said once, not once each.
     const waiting = this.waiting.splice(0);
-    for (const waiter of waiting) waiter.reject(new StoppedError(`function "${this.name}" is not running`));
+    for (const waiter of waiting) waiter.reject(this.notRunning());
     if (waiting.length > 0)
       this.logger.warn(
         `function "${this.name}": ${waiting.length} event(s) waiting for an execution environment were dropped as the emulator stopped`,
@@ -1236,7 +1277,7 @@ class EmulatedApi {
    * a burst), anything else each time.
    */
   private integrationFailed(integration: string, id: string, error: unknown): void {
-    if (error instanceof InitError || error instanceof StoppedError) return;
+    if (error instanceof InitError || error instanceof StoppedError || error instanceof RestartedError) return;
     if (error instanceof ThrottledError) {
       this.throttleLog.note(`${integration} of ${this.logicalId} (connection ${id}) throttled: ${error.message}`);
     } else {
@@ -2372,7 +2413,7 @@ async function serveInvoke(
     }
     // A failed init is said by its function, once a burst.
     queued.catch((error: Error) => {
-      if (!(error instanceof InitError) && !(error instanceof StoppedError))
+      if (!(error instanceof InitError) && !(error instanceof StoppedError) && !(error instanceof RestartedError))
         ctx.logger.error(`async invoke of ${fn.name}: ${error.message}`);
     });
     res.writeHead(202).end();
