@@ -15,11 +15,12 @@ import {
   createGrpcTransport,
   GrpcServer,
   MAX_CONCURRENT_STREAMS,
+  MAX_STATUS_DETAILS_BYTES,
   MAX_UNSENT_STREAM_BYTES,
 } from "./grpc.js";
 import { listsListener } from "./peer-user.js";
 import { methodPath, Router } from "./router.js";
-import { Code } from "./status.js";
+import { Code, RpcError } from "./status.js";
 import { MAX_UNARY_IN_FLIGHT } from "./waiting.js";
 
 /** A port on 127.0.0.1 that was free a moment ago and that nobody listens on now. */
@@ -189,6 +190,52 @@ function http2From(port: number, user: { uid: number; gid: number }): Promise<st
     child.once("exit", () => resolve(out.startsWith("served") ? "served" : "cut"));
   });
 }
+
+describe("GrpcServer status details", () => {
+  it("cuts details by the bytes grpc-js sends (a CJK or emoji message), never splitting a character, so the client reads the status and the connection serves the next call", async () => {
+    // The check fails with the service name the client asked for as its details, whole.
+    const server = new GrpcServer(
+      new Router().service(Health, {
+        check(call, respond) {
+          if (call.request.service === "") respond(null, { status: HealthCheckResponse_ServingStatus.SERVING });
+          else respond(new RpcError(Code.NOT_FOUND, call.request.service));
+        },
+      }),
+    );
+    const address = `127.0.0.1:${await server.bind("127.0.0.1:0")}`;
+    // One client: one HTTP/2 connection for every call, as a service's SDK has.
+    const client = new Client(createGrpcTransport(address));
+    const check = (service: string) =>
+      client.unary(Health.method.check, { service }, { timeoutMs: 5000 }).then(
+        () => ({ code: Code.OK, details: "" }),
+        (error: RpcError) => ({ code: error.code, details: error.details }),
+      );
+    const messages = [
+      "漢字".repeat(1500), // 3,000 characters, 27,000 bytes once percent-encoded
+      `a${"😀".repeat(1500)}`, // a pair would be split at 2,048 code units
+      "a b ".repeat(2000), // a space is sent as %20
+      "ok",
+    ];
+    for (const message of messages) {
+      const { code, details } = await check(message);
+      expect(code, `${message.slice(0, 10)}...`).toBe(Code.NOT_FOUND);
+      // Whole characters only (encodeURI refuses a lone surrogate), within the bound as sent.
+      expect(details).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/);
+      expect(encodeURI(details).length).toBeLessThanOrEqual(MAX_STATUS_DETAILS_BYTES);
+      if (message === "ok") expect(details).toBe("ok");
+      else {
+        const [shown, said] = details.split("... (cut: ");
+        expect(message.startsWith(shown ?? "")).toBe(true);
+        expect(encodeURI(shown ?? "").length).toBeGreaterThan(MAX_STATUS_DETAILS_BYTES - 100);
+        expect(said).toBe(`the message has ${message.length} characters)`);
+      }
+      // The same connection still serves.
+      expect(await check("")).toEqual({ code: Code.OK, details: "" });
+    }
+    client.close();
+    await server.stop(100);
+  });
+});
 
 describe("GrpcServer.bindLoopback", () => {
   const isRoot = process.getuid?.() === 0;

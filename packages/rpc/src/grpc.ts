@@ -20,20 +20,50 @@ const asBuffer = (bytes: Uint8Array): Buffer =>
 const same = (bytes: Buffer) => bytes;
 
 /**
- * Most characters of a status's details sent over gRPC. They travel in an HTTP/2 trailer, and a
- * client refuses trailers over its metadata limit (grpc-java's default is 8 KiB; grpc-js's own
- * fails the call and leaves the connection stalled for every later call): a message that quotes
- * what a client sent (a 100 KB name) would not reach it. Longer details are cut, saying so.
+ * Most bytes of a status's details as sent over gRPC. They travel in an HTTP/2 trailer,
+ * percent-encoded by grpc-js (encodeURI: a space takes 3 bytes, a CJK character 9, an emoji 12),
+ * and a client refuses trailers over its metadata limit (grpc-java's default is 8 KiB; grpc-js's
+ * own fails the call and leaves the connection stalled for every later call): a message that
+ * quotes what a client sent (a 100 KB name) would not reach it. Longer details are cut at a
+ * character's end, saying so.
  */
-export const MAX_STATUS_DETAILS = 2048;
+export const MAX_STATUS_DETAILS_BYTES = 4096;
+
+/** The ASCII characters encodeURI leaves as they are: each takes 1 byte; any other, 3 a UTF-8 byte. */
+const URI_AS_IS = /^[A-Za-z0-9;,/?:@&=+$\-_.!~*'()#]$/;
+
+/** How many bytes code point `c` takes once grpc-js has percent-encoded it (encodeURI). */
+function encodedBytes(c: number): number {
+  if (c < 0x80) return URI_AS_IS.test(String.fromCharCode(c)) ? 1 : 3;
+  return 3 * (c < 0x800 ? 2 : c < 0x10000 ? 3 : 4);
+}
+
+/**
+ * `details` as the gRPC transport sends them: a lone surrogate (which encodeURI refuses, failing
+ * the status) becomes U+FFFD, and past MAX_STATUS_DETAILS_BYTES encoded they are cut, never inside
+ * a character, with a note of how long the message was.
+ */
+function statusDetails(details: string): string {
+  let whole = "";
+  let bytes = 0;
+  // Where the cut falls: the note must fit after it.
+  let cutAt = -1;
+  const note = `... (cut: the message has ${details.length} characters)`;
+  const room = MAX_STATUS_DETAILS_BYTES - encodeURI(note).length;
+  for (const char of details) {
+    const c = char.codePointAt(0) ?? 0;
+    const wellFormed = c >= 0xd800 && c <= 0xdfff ? "\ufffd" : char;
+    bytes += encodedBytes(wellFormed.codePointAt(0) ?? 0);
+    if (cutAt === -1 && bytes > room) cutAt = whole.length;
+    if (bytes > MAX_STATUS_DETAILS_BYTES) return `${whole.slice(0, cutAt)}${note}`;
+    whole += wellFormed;
+  }
+  return whole;
+}
 
 /** grpc-js's error for a status a router ended a call with. */
 function serviceError(code: number, details: string): Partial<grpc.ServiceError> {
-  const shown =
-    details.length <= MAX_STATUS_DETAILS
-      ? details
-      : `${details.slice(0, MAX_STATUS_DETAILS)}... (cut: the message has ${details.length} characters)`;
-  return { code, details: shown, metadata: new grpc.Metadata() };
+  return { code, details: statusDetails(details), metadata: new grpc.Metadata() };
 }
 
 /**
