@@ -92,7 +92,7 @@ describe.each(["ours", "nitric"] as const)(
       const started = Date.now();
       expect(await answerOf(app.url("socket"), "three")).toBe("service three");
       expect(Date.now() - started).toBeLessThan(5000);
-      await app.waitFor(/the earlier stream of service "chat", which registered them before it, handles them again/);
+      await app.waitFor(/the earlier stream of service "chat", which registered it before, handles its events again/);
       expect(app.stdout + app.stderr).not.toMatch(/did not register within|has not registered it since it started/);
     }, 90000);
   },

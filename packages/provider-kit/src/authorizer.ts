@@ -16,7 +16,7 @@ import type {
 import { Code, RpcError, type ServerStream, type ServiceImpl } from "@nitric-like/rpc";
 import { MAX_IDENTITY_BYTES, resourceNameProblem } from "@nitric-like/spec";
 import type { MaybePromise } from "./backends.js";
-import { MAX_STANDBY } from "./handlers.js";
+import { MAX_STANDBY, takeStandby } from "./standby.js";
 
 /** The provider's side of an authorizer stream. */
 type Call = ServerStream<MessageInitShape<typeof HandleAuthorizationsResponseSchema>>;
@@ -214,19 +214,6 @@ export class AuthorizerRegistry {
     for (const wake of waiting ?? []) wake();
   }
 
-  /** Takes `service`'s streams standing by out of the standby lists. */
-  private takeStandby(service: string): AuthorizerStream[] {
-    const taken: AuthorizerStream[] = [];
-    for (const [socket, list] of [...this.standby]) {
-      const keep = list.filter((s) => s.service !== service);
-      if (keep.length === list.length) continue;
-      for (const s of list) if (s.service === service) taken.push(s);
-      if (keep.length === 0) this.standby.delete(socket);
-      else this.standby.set(socket, keep);
-    }
-    return taken;
-  }
-
   /**
    * A service is about to be stopped on purpose (see HandlerRegistry.drainService): its streams
    * take no new request (those wait for its next copy to register), and the requests they were
@@ -234,7 +221,7 @@ export class AuthorizerRegistry {
    * would otherwise refuse the clients being authorized at that moment with 503.
    */
   async drainService(service: string, graceMs: number): Promise<void> {
-    const streams: AuthorizerStream[] = this.takeStandby(service);
+    const streams: AuthorizerStream[] = takeStandby(this.standby, service);
     for (const [socket, stream] of this.streams) {
       if (stream.service !== service) continue;
       this.streams.delete(socket);

@@ -16,6 +16,7 @@ import {
 } from "@nitric-like/contracts/websockets";
 import type { ServerStream } from "@nitric-like/rpc";
 import type { HandlerRegistration, Logger, WebsocketEvent } from "@nitric-like/spec";
+import { MAX_STANDBY, takeStandby } from "./standby.js";
 
 type EventRequest = MessageInitShape<typeof WebsocketEventRequestSchema>;
 type ServerMessageInit = MessageInitShape<typeof ServerMessageSchema>;
@@ -456,17 +457,6 @@ class Quarantine {
 /** How many of the handlers past their timeout that ran beside a suspect its warning names (see HandlerRegistry.fatal). */
 const BESIDE_NAMED = 3;
 
-/**
- * Most streams that may stand by for one (socket, event) handler or route (see
- * HandlerRegistry.register); past it the oldest is ended with OK, as every displaced stream once was.
- */
-export const MAX_STANDBY = 8;
-
-/** "message events", "route \"join\"": what a handler stream handles, in messages. */
-function handled(event: WebsocketEvent, route: string): string {
-  return route === "" ? `${event} events` : `route ${JSON.stringify(route)}`;
-}
-
 /** Most events that may wait for one (socket, event) handler to come back; more fail at once. */
 export const MAX_WAITING_EVENTS = 1000;
 
@@ -777,7 +767,7 @@ export class HandlerRegistry {
         );
       } else {
         this.logger.info(
-          `websocket "${socket}": another stream of service "${service}" registered ${handled(event, route)} (a second copy of the service on its endpoint?); it gets them from now on, and the earlier stream takes them again when it ends`,
+          `websocket "${socket}": another stream of service "${service}" registered ${handlerName(event, route)} (a second copy of the service on its endpoint?); it gets its events from now on, and the earlier stream takes them again when it ends`,
         );
       }
       this.standBy(key, old);
@@ -827,29 +817,18 @@ export class HandlerRegistry {
    * saying so, and the events waiting for the handler go to it. True when one did.
    */
   private promote(key: string, gone: HandlerStream): boolean {
+    // A stopping provider promotes none: each stream standing by is left where stop() retires it.
+    if (this.stopping) return false;
     const list = this.standby.get(key);
     const next = list?.pop();
     if (list !== undefined && list.length === 0) this.standby.delete(key);
-    if (next === undefined || this.stopping) return false;
+    if (next === undefined) return false;
     this.streams.set(key, next);
     this.logger.info(
-      `websocket "${gone.socket}": the stream of service "${gone.service}" that handled ${handled(gone.event, gone.route)} went; the earlier stream of service "${next.service}", which registered them before it, handles them again`,
+      `websocket "${gone.socket}": the stream of service "${gone.service}" with ${handlerName(gone.event, gone.route)} went; the earlier stream of service "${next.service}", which registered it before, handles its events again`,
     );
     this.wake(key);
     return true;
-  }
-
-  /** Takes `service`'s streams standing by out of the standby lists. */
-  private takeStandby(service: string): HandlerStream[] {
-    const taken: HandlerStream[] = [];
-    for (const [key, list] of [...this.standby]) {
-      const keep = list.filter((s) => s.service !== service);
-      if (keep.length === list.length) continue;
-      for (const s of list) if (s.service === service) taken.push(s);
-      if (keep.length === 0) this.standby.delete(key);
-      else this.standby.set(key, keep);
-    }
-    return taken;
   }
 
   /** Every stream standing by. */
@@ -936,7 +915,7 @@ export class HandlerRegistry {
     let changed = false;
     let inFlight = 0;
     // Its streams standing by go first, so none of them takes over from its live ones below.
-    const standing = this.takeStandby(service);
+    const standing = takeStandby(this.standby, service);
     for (const [key, stream] of this.streams) {
       if (stream.service !== service) continue;
       this.streams.delete(key);
@@ -983,7 +962,7 @@ export class HandlerRegistry {
    * What is still unanswered when the copy ends is delivered again (unregister, serviceStarting).
    */
   async drainService(service: string, graceMs: number): Promise<void> {
-    const streams: HandlerStream[] = this.takeStandby(service);
+    const streams: HandlerStream[] = takeStandby(this.standby, service);
     for (const stream of streams) this.draining.add(stream);
     for (const [key, stream] of this.streams) {
       if (stream.service !== service) continue;

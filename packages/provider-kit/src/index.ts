@@ -66,7 +66,6 @@ export {
   type LateAnswer,
   MAX_FATAL_DELIVERIES,
   MAX_LATE_EVENTS,
-  MAX_STANDBY,
   MAX_WAITING_EVENTS,
   poisonCloseReason,
 } from "./handlers.js";
@@ -118,6 +117,7 @@ export {
   runDirParent,
 } from "./run-dir.js";
 export { noValueYet } from "./secrets.js";
+export { MAX_STANDBY } from "./standby.js";
 export { addValues, dict } from "./untrusted.js";
 export {
   asGrpcError,

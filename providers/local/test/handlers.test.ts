@@ -126,10 +126,10 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
     expect(firstEnded).toBe(false);
     expect(provider.registrations()).toHaveLength(2);
     expect(logs.info).toContain(
-      'websocket "s": another stream of service "svc" registered message events (a second copy of the service on its endpoint?); it gets them from now on, and the earlier stream takes them again when it ends',
+      'websocket "s": another stream of service "svc" registered the message handler (a second copy of the service on its endpoint?); it gets its events from now on, and the earlier stream takes them again when it ends',
     );
     expect(logs.info).toContain(
-      'websocket "s": the stream of service "svc" that handled message events went; the earlier stream of service "svc", which registered them before it, handles them again',
+      'websocket "s": the stream of service "svc" with the message handler went; the earlier stream of service "svc", which registered it before, handles its events again',
     );
     expect(logs.warn).toEqual([]);
     expect(logs.error).toEqual([]);
@@ -272,7 +272,7 @@ describe("a second client on a service's gRPC endpoint", () => {
     await until(() => service.events.length === 1, "the service gets the message again", 5000);
     expect(serviceEnded).toBe(false);
     expect(logs.info).toContain(
-      'websocket "s": the stream of service "svc" that handled message events went; the earlier stream of service "svc", which registered them before it, handles them again',
+      'websocket "s": the stream of service "svc" with the message handler went; the earlier stream of service "svc", which registered it before, handles its events again',
     );
     expect(logs.error).toEqual([]);
   });
