@@ -1291,7 +1291,7 @@ describe("the emulator keeps API Gateway's rules", () => {
           body: JSON.stringify({ message: "Endpoint request timed out" }),
         });
       // The slow one runs on and stores its connection; the queued one never runs, so stores nothing
-      // (run late, it once served a client refused long before, and a flood kept `run` busy for minutes).
+      // (run late, it would serve a client refused long before, and a flood would keep `run` busy for minutes).
       await sleep(2500);
       expect(await conns()).toBe(before + 1);
       const dropped = lines.filter((l) => l.includes("dropped unrun"));

@@ -285,7 +285,7 @@ describe("nitric-like run: a service that fails", () => {
   );
 
   it("stopped by the collect pass (a blocked top level, nothing declared in time) is said by the pass's message, not by a line it logged, in run and spec", async () => {
-    // Lines the cause was once read from: one shaped as an error, one as a log's `word: text`.
+    // Lines that look like a cause but are not it: one shaped as an error, one as a log's `word: text`.
     const logged = 'console.error("config: loading");\nconsole.error("Error: retrying the cache in a second");';
     const files = {
       "nitric-like.yaml": PROJECT,

@@ -1,7 +1,7 @@
 // A second copy of a service on its endpoint (started by hand with the service's SERVICE_ADDRESS,
 // under run --processes) registers the service's handlers again: it gets their events while it
-// runs, and once it stops the running service handles them again, instead of the service having
-// lost them for good (its stream ended with OK, which the SDKs take as "stop"). Through the real
+// runs, and once it stops the running service handles them again: it does not lose them for good,
+// as it would if its stream were ended with OK, which the SDKs take as "stop". Through the real
 // CLI, a real ws client and two copies of a service of our SDK; and of @nitric/sdk.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";

@@ -174,8 +174,8 @@ export class AuthorizerRegistry {
    * A service opened an authorizer stream; another service's live one for the socket is an error.
    * Its own live one stands by (see `standby`), not dropped: as for handler streams
    * (HandlerRegistry.register), a second copy of the service on its endpoint, started by hand,
-   * cannot be told from the service, and dropping the service's stream left the socket with no
-   * authorizer once that copy stopped, every connection waiting and refused with 503.
+   * cannot be told from the service, and dropping the service's stream would leave the socket with
+   * no authorizer once that copy stopped, every connection waiting and refused with 503.
    */
   register(service: string, socket: string, call: Call): AuthorizerStream {
     const current = this.streams.get(socket);

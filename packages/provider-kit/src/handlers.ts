@@ -734,8 +734,8 @@ export class HandlerRegistry {
    * Why not end it, or refuse the newcomer: the provider cannot tell a hand-started second copy of
    * a service from the service itself (both reach the service's endpoint; the SDKs send no
    * identity), and our SDK and @nitric/sdk both take an OK end as "stop", never registering again.
-   * Ending the old stream left the running service without its handler for good once the second
-   * copy stopped: every later event waited and failed. Refusing the newcomer would refuse a
+   * Ending the old stream would leave the running service without its handler for good once the
+   * second copy stopped: every later event would wait and fail. Refusing the newcomer would refuse a
    * handler moved from one service to another (see the warning). The newest registration is what
    * the user started last, so it gets the events. A supervised restart is unaffected: the old
    * copy's streams are drained and ended with its process (drainService, serviceExited) before

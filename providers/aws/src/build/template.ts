@@ -1022,7 +1022,7 @@ const MAX_FUNCTION_NAME = 64;
  * name when Lambda takes it (letters, digits, `-` and `_`) and it leaves room for the id (64 - 37
  * = 27 characters); else its first characters Lambda takes and a hash of the whole name. So
  * `<service>-<stack uuid>`, unique in the account and region (the stack's id is) and in the stack
- * (services' names are: namedFunctionParts checks what the hash shortens).
+ * (services' names are, and the TemplateBuilder constructor refuses two whose parts come out the same).
  */
 export function namedFunctionPart(service: string): string {
   const room = MAX_FUNCTION_NAME - 37;

@@ -1304,8 +1304,8 @@ class EmulatedApi {
    * waiting for it (logged once a burst). An invocation that has started runs on; a later failure
    * of it is handled here, as API Gateway drops what a function answers late. One given a `ticket`
    * that is still waiting for an execution environment then is withdrawn and never runs: Lambda
-   * would have run it at once, and run late it would serve a client long refused (a flood of
-   * connections once kept `run` busy for minutes with $connect events whose clients had gone).
+   * would have run it at once, and run late it would serve a client long refused (after a flood
+   * of connections, `run` would be kept busy for minutes with $connect events whose clients had gone).
    */
   private answerWithin<T>(
     integration: string,
