@@ -77,6 +77,11 @@ interface Proc {
   running: Set<string>;
   /** The kind of the message that killed it. */
   killer?: Kind;
+  /**
+   * Late handlers that ended (answered), each with `DyingService.received` when it did: one that
+   * answered after the latest message this process received may not have been heard of yet.
+   */
+  endedLate: Map<string, number>;
 }
 
 /**
@@ -89,8 +94,13 @@ class DyingService {
   readonly deliveries = new Map<string, number>();
   /** Per message, the kind of the message that killed each process it was in flight in. */
   readonly deathsBy = new Map<string, Kind[]>();
-  /** Per message, per delivery: did a late handler (another message) run in that process then. */
+  /**
+   * Per message, per delivery: did a late handler (another message) run in that process then, as
+   * the provider may have seen it when it sent the message (see start).
+   */
   readonly lateBeside = new Map<string, boolean[]>();
+  /** Messages received, over all processes. */
+  received = 0;
   plans: DeathPlan[] = [{ streamFirst: false, restartMs: 0 }];
   deaths = 0;
   /** Resolves when no process is dying or starting. */
@@ -105,7 +115,7 @@ class DyingService {
     provider.serviceStarting("svc");
     const client: Client = await serviceClient(provider, "svc");
     await declareSocket(client, "echo");
-    const proc: Proc = { dead: false, calls: [], running: new Set() };
+    const proc: Proc = { dead: false, calls: [], running: new Set(), endedLate: new Map() };
     const die = (killer: string) => {
       proc.dead = true;
       proc.killer = kindOf(killer);
@@ -143,7 +153,17 @@ class DyingService {
       const n = (this.deliveries.get(t) ?? 0) + 1;
       this.deliveries.set(t, n);
       if (!this.deathsBy.has(t)) this.deathsBy.set(t, []);
-      const beside = [...proc.running].some((o) => o !== t && LATE_KINDS.has(kindOf(o)));
+      // A late handler ran beside it if it still runs, or if it answered after the last message
+      // this process received before this one. The provider judges when it sends a suspect, and
+      // such an answer may have crossed the suspect on the wire: a late handler answering at
+      // twice the timeout, just as the suspect's wait for it ran out (this oracle once looked at
+      // the running handlers only, and failed such a case, FUZZ_POISON_SEED=886015810). An answer
+      // before the last message received was read before a suspect went: that message was
+      // answered after it on the same stream, and a suspect goes once those before it are answered.
+      const beside =
+        [...proc.running].some((o) => o !== t && LATE_KINDS.has(kindOf(o))) ||
+        [...proc.endedLate].some(([o, at]) => o !== t && at === this.received);
+      this.received++;
       this.lateBeside.set(t, [...(this.lateBeside.get(t) ?? []), beside]);
       if (proc.dead) {
         // Sent to a process that has died and whose death is not reported yet: it dies with it.
@@ -159,6 +179,7 @@ class DyingService {
         later(lateMsOf(t), () => {
           if (proc.dead) return;
           proc.running.delete(t);
+          proc.endedLate.set(t, this.received);
           messages.call.write({ id, content: { case: "websocketEventResponse", value: echo(e) } });
         });
       if (kind === "lateDie")
