@@ -14,7 +14,7 @@ import type { WebsocketEventRequest } from "@nitric-like/contracts/websockets";
 import { MAX_FATAL_DELIVERIES } from "@nitric-like/provider-kit";
 import type { Client } from "@nitric-like/rpc";
 import fc from "fast-check";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import type WebSocket from "ws";
 import {
   accept,
@@ -244,6 +244,26 @@ describe.each(TRANSPORTS)("fuzz: messages to a service that exits, over %s", (tr
     let poisoned = 0;
     let excused = 0;
     let lateKilled = 0;
+    // The longest stall of the event loop (ms) in the current case: the provider and the service
+    // share this process, and a stall near the handler timeout times out a handler that is fine.
+    let stall = 0;
+    let tick = Date.now();
+    const watch = setInterval(() => {
+      const now = Date.now();
+      stall = Math.max(stall, now - tick - 5);
+      tick = now;
+    }, 5);
+    onTestFinished(() => clearInterval(watch));
+    /** A step outside the checks (a client opening, the checks after the case): says which case, and what the provider logged, should it fail. */
+    const step = async <T>(what: string, promise: Promise<T>): Promise<T> => {
+      try {
+        return await promise;
+      } catch (error) {
+        throw new Error(
+          `case ${run}: ${what}: ${error instanceof Error ? error.message : String(error)}; the provider's errors: ${JSON.stringify(logs.error)}; longest event-loop stall ${stall} ms (handler timeout ${TIMEOUT_MS} ms)`,
+        );
+      }
+    };
     await fc.assert(
       fc.asyncProperty(aCase, async ({ clients, plans }) => {
         run++;
@@ -251,7 +271,9 @@ describe.each(TRANSPORTS)("fuzz: messages to a service that exits, over %s", (tr
         service.plans = plans;
         logs.error.length = 0;
         logs.warn.length = 0;
-        const sockets = await Promise.all(clients.map(() => open(world.url)));
+        stall = 0;
+        tick = Date.now();
+        const sockets = await step("opening its clients", Promise.all(clients.map(() => open(world.url))));
         const got = sockets.map(() => [] as string[]);
         const ends = sockets.map((ws, i) => {
           ws.on("message", (data: Buffer) => got[i]?.push(data.toString()));
@@ -293,7 +315,7 @@ describe.each(TRANSPORTS)("fuzz: messages to a service that exits, over %s", (tr
           if (done) break;
           if (Date.now() - started > boundMs)
             throw new Error(
-              `case ${run} did not settle within ${boundMs} ms: sent ${JSON.stringify(sent)}, got ${JSON.stringify(got)}, closed ${JSON.stringify(ended)}`,
+              `case ${run} did not settle within ${boundMs} ms: sent ${JSON.stringify(sent)}, got ${JSON.stringify(got)}, closed ${JSON.stringify(ended)}, longest event-loop stall ${stall} ms`,
             );
           await sleep(10);
         }
@@ -329,6 +351,7 @@ describe.each(TRANSPORTS)("fuzz: messages to a service that exits, over %s", (tr
             ended,
             errors: logs.error,
             warnings: logs.warn,
+            stall,
           });
         try {
           for (const [i] of clients.entries()) {
@@ -386,7 +409,7 @@ describe.each(TRANSPORTS)("fuzz: messages to a service that exits, over %s", (tr
         poisoned += dieMessages.length;
         lateKilled += all.filter((t) => kindOf(t) === "lateDie" && delivered(t) > 0).length;
         for (const ws of sockets) ws.terminate();
-        await stillUpAndOthersFine(world);
+        await step("after it", stillUpAndOthersFine(world));
       }),
       // No shrinking: each replay restarts services for real, and the counterexample reads well as
       // it is. A failure prints its seed: FUZZ_POISON_SEED=<seed> replays it.
