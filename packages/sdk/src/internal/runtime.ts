@@ -193,11 +193,6 @@ const LOADED_HOOKS = Symbol.for("nitric-like.service-loaded");
   list.push(serviceLoaded);
 }
 
-/** True once the runner said the service's module has finished loading. */
-export function hasLoaded(): boolean {
-  return loaded;
-}
-
 /**
  * The refusal of a handler registration made after the service's module finished loading, or
  * undefined before then. `what` is the call as written, such as `websocket("chat").route("join")`.
