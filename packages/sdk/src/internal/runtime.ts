@@ -13,7 +13,7 @@ import { Socket } from "node:net";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Client, createLazyTransport, type Transport } from "@nitric-like/rpc";
 import { ALIVE_FD_VAR, answerAliveChecks } from "@nitric-like/spec";
-import { watchLoadTimers } from "./load-timers.js";
+import { watchLoadWork } from "./load-work.js";
 
 let transport: Transport | undefined;
 let client: Client | undefined;
@@ -160,7 +160,7 @@ export function serviceLoaded(service?: string): void {
   if (loaded) return;
   loaded = true;
   if (typeof service === "string" && service !== "") loadedService = service;
-  loadTimersDone?.();
+  loadWorkDone?.();
 }
 
 /** The service as the SDK's refusals name it: `service "chat"`, or "the service" when unknown. */
@@ -169,11 +169,11 @@ function serviceSaid(): string {
   return service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
 }
 
-// In the collect pass, the timers started during load are waited for (see load-timers.ts). The
-// sign of life is a grant of nothing, which the collector records as nothing.
-const loadTimersDone =
+// In the collect pass, the work started during load (timers, I/O) is waited for (see load-work.ts).
+// The sign of life is a grant of nothing, which the collector records as nothing.
+const loadWorkDone =
   environment() === "build"
-    ? watchLoadTimers(
+    ? watchLoadWork(
         () => loaded,
         () =>
           rpc.unary(Resources.method.declare, {
