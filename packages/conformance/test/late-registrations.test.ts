@@ -5,6 +5,8 @@
 // once deployed; a deployed function (and run --provider aws) does the same from its bindings.
 // Through the real CLI and real ws clients, on both SDKs and both providers.
 import { writeFileSync } from "node:fs";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createTcpServer, type Server as TcpServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
@@ -452,4 +454,91 @@ describe("a route registered from a timer the service's top level started", () =
     },
     60000,
   );
+});
+
+/** A real HTTP server on 127.0.0.1 that answers each request after `ms`: a slow config service. */
+async function slowServer(ms: number): Promise<{ url: string; server: Server }> {
+  const server = createHttpServer((_req, res) => {
+    setTimeout(() => res.end("{}"), ms);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return { url: `http://127.0.0.1:${address.port}/config`, server };
+}
+
+/** A service that handles "late" at load, then registers "join" once `work` (its top level's) has got an answer. */
+const IO_ROUTE = (work: string) =>
+  [
+    'import { websocket } from "@nitric-like/sdk";',
+    'import { get } from "node:http";',
+    'const socket = websocket("late");',
+    "socket.on('message', () => 'message');",
+    "const register = () => { socket.route('join', () => 'joined'); };",
+    work,
+  ].join("\n");
+
+describe("a route registered once I/O the service's top level started has answered", () => {
+  // Longer than the collect pass's quiet spell (1.5 s): a pass that does not wait has ended by then.
+  const SLOW_MS = 2500;
+  let slow: { url: string; server: Server } | undefined;
+  afterEach(async () => {
+    slow?.server.closeAllConnections();
+    await new Promise((resolve) => slow?.server.close(resolve) ?? resolve(undefined));
+    slow = undefined;
+  });
+
+  it.each([
+    ["fetch(url).then()", (url: string) => `fetch(${JSON.stringify(url)}).then((r) => r.text()).then(register);`],
+    [
+      "http.get()'s callback",
+      (url: string) => `get(${JSON.stringify(url)}, (res) => { res.resume(); res.on('end', register); });`,
+    ],
+    [
+      "an await in a load timer's callback",
+      (url: string) => `setTimeout(async () => { await fetch(${JSON.stringify(url)}); register(); }, 10);`,
+    ],
+  ])(
+    "fails spec (%s), naming the socket, the route and the fix, rather than leaving the route out of the spec",
+    async (_shape, work) => {
+      slow = await slowServer(SLOW_MS);
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": IO_ROUTE(work(slow.url)) });
+      const result = await runCli(["spec", dir], { timeoutMs: 60000 });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(REFUSED);
+      expect(result.stderr).toContain("at services/chat.ts:5:");
+    },
+    60000,
+  );
+
+  it("does not hold spec for a connection the top level keeps open, nor for a promise only a signal settles", async () => {
+    // A server that takes the connection and never says a word: a keep-alive connection.
+    const quiet: TcpServer = createTcpServer(() => {});
+    await new Promise<void>((resolve) => quiet.listen(0, "127.0.0.1", resolve));
+    const address = quiet.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    const service = [
+      'import { websocket } from "@nitric-like/sdk";',
+      'import { connect } from "node:net";',
+      'import { once } from "node:events";',
+      'const socket = websocket("kept");',
+      "socket.on('connect', () => {});",
+      "socket.on('disconnect', () => {});",
+      "socket.on('message', () => 'message');",
+      `const conn = connect(${address.port}, "127.0.0.1");`,
+      "conn.on('data', () => {});",
+      "once(process, 'SIGTERM').then(() => conn.end());",
+    ].join("\n");
+    try {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": service });
+      const started = Date.now();
+      const result = await runCli(["spec", dir], { timeoutMs: 60000 });
+      expect(result.stderr).toBe("bundling 1 service...\ncollecting resources from 1 service...\n");
+      expect(result.code).toBe(0);
+      // The quiet spell and a beat, well short of the 10 s an open-ended wait may take.
+      expect(Date.now() - started).toBeLessThan(8000);
+    } finally {
+      await new Promise((resolve) => quiet.close(resolve));
+    }
+  }, 60000);
 });

@@ -11,12 +11,11 @@
  * - a one-shot timer (a Timeout whose `_repeat` is null) due within LOAD_TIMER_LIMIT_MS, no more
  *   than LOAD_TIMER_NESTING timers deep (each started in the callback of the one before);
  * - a request that ends by itself: a file system call, a DNS lookup, a connect, a crypto job;
- * - for up to LOAD_TIMER_LIMIT_MS at a stretch, an HTTP request (node:http) waiting for its
- *   answer, and a promise someone waits on (a `.then()` or an `await`) while a connection or a
- *   child process the work started is open: `fetch(url)` waiting for its answer is a socket read,
- *   as an idle keep-alive connection is, and only the promise tells them apart; one that never
- *   settles (`for await` over a subscription) is waited for that long, no more.
- * Servers, intervals, timers due later and connections nothing waits on are not waited for.
+ * - for up to LOAD_TIMER_LIMIT_MS at a stretch, a connection (or a child process's pipe) the
+ *   work opened that has sent something and not been answered since: `fetch(url)` waiting for
+ *   its answer. An idle keep-alive connection has nothing unanswered, so it is not waited for.
+ * Servers, intervals, timers due later and promises nothing but a signal settles are not waited
+ * for; they keep nothing from ending.
  */
 import { createHook } from "node:async_hooks";
 
@@ -60,24 +59,36 @@ const REQUESTS = new Set([
 ]);
 
 /**
- * Async resources that may stay open for good (a keep-alive connection, a child process that
- * serves): waited for only while a promise the work started is pending and waited on.
+ * Async resources that may stay open for good (a keep-alive connection, a child process's pipe):
+ * waited for only while they have sent more than has been answered.
  */
-const CONNECTIONS = new Set(["TCPWRAP", "TLSWRAP", "PIPEWRAP", "PROCESSWRAP"]);
+const CONNECTIONS = new Set(["TCPWRAP", "TLSWRAP", "PIPEWRAP"]);
 
-/** A node:http request: open until its answer has been read, which may be never (a stream of events). */
-const HTTP_REQUEST = "HTTPCLIENTREQUEST";
+/** What a stream handle counts (Node's StreamBase). */
+interface StreamHandle {
+  bytesRead?: unknown;
+  bytesWritten?: unknown;
+  fd?: unknown;
+}
+
+/** A connection the work opened: its handle, and what it had sent when it last heard back. */
+interface Connection {
+  handle: StreamHandle;
+  readAt: number;
+  writtenAtRead: number;
+}
 
 interface TimeoutResource {
   _repeat?: unknown;
   _idleTimeout?: unknown;
 }
 
-/** A resource the module's work started: how many timers deep it is, and for a promise, its state. */
+/** A resource the module's work started: how many timers deep it is. */
 interface Work {
   depth: number;
-  promise?: { settled: boolean; awaited: boolean };
 }
+
+const count = (value: unknown) => (typeof value === "number" ? value : 0);
 
 /**
  * Starts watching the work the module starts as it loads. `loaded` says whether it has finished;
@@ -87,36 +98,27 @@ export function watchLoadWork(loaded: () => boolean, signOfLife: () => Promise<u
   // Every resource of the module's work still alive, by id: 0 timers deep for one started during
   // load, or as deep as the one whose callback started it (its trigger), one more for a timer.
   const work = new Map<number, Work>();
-  // What is waited for: pending timers and requests, open connections, waited-on promises.
+  // What is waited for: pending timers and requests, connections with something unanswered.
   const timers = new Set<number>();
   const requests = new Set<number>();
-  const connections = new Set<number>();
-  const httpRequests = new Set<number>();
-  const awaited = new Set<number>();
-  // Since when open-ended work (an HTTP request, a promise waited on over a connection) alone has
-  // been under way.
-  let openEndedSince: number | undefined;
+  const connections = new Map<number, Connection>();
+  // Since when a connection alone has been waited for.
+  let connectionsSince: number | undefined;
   let loadedAt: number | undefined;
+  // Heard back: what it had sent by then has been answered.
+  const heard = (connection: Connection) => {
+    connection.readAt = count(connection.handle.bytesRead);
+    connection.writtenAtRead = count(connection.handle.bytesWritten);
+  };
   const hook = createHook({
     init(id, type, trigger, resource) {
       let depth = 0;
       if (loaded()) {
-        // After load, only what the callback of the module's work starts, or what a socket that
-        // work opens does (undici's start with no trigger).
+        // After load, only what the callbacks of the module's work start, and connections opened
+        // where Node gives no trigger (fetch's are).
         const parent = work.get(trigger);
-        if (parent === undefined) {
-          if (trigger !== 0 || !CONNECTIONS.has(type) || awaited.size === 0) return;
-        } else depth = parent.depth;
-      }
-      if (type === "PROMISE") {
-        const parent = work.get(trigger)?.promise;
-        // A promise made by `.then()` or `await` on one: that one is waited on.
-        if (parent && !parent.settled && !parent.awaited) {
-          parent.awaited = true;
-          awaited.add(trigger);
-        }
-        work.set(id, { depth, promise: { settled: false, awaited: false } });
-        return;
+        if (parent !== undefined) depth = parent.depth;
+        else if (trigger !== 0 || !CONNECTIONS.has(type)) return;
       }
       if (type === "Timeout") {
         const timer = resource as TimeoutResource;
@@ -130,53 +132,66 @@ export function watchLoadWork(loaded: () => boolean, signOfLife: () => Promise<u
         }
         timers.add(id);
       } else if (REQUESTS.has(type)) requests.add(id);
-      else if (CONNECTIONS.has(type)) connections.add(id);
-      else if (type === HTTP_REQUEST) httpRequests.add(id);
+      else if (CONNECTIONS.has(type))
+        connections.set(id, { handle: resource as StreamHandle, readAt: 0, writtenAtRead: 0 });
       work.set(id, { depth });
+    },
+    before(id) {
+      // A connection's callback runs when it has read something.
+      const connection = connections.get(id);
+      if (connection) heard(connection);
     },
     after(id) {
       // A timer has fired (its callback may start more, counted before this).
       timers.delete(id);
-    },
-    promiseResolve(id) {
-      const promise = work.get(id)?.promise;
-      if (promise === undefined) return;
-      promise.settled = true;
-      awaited.delete(id);
     },
     destroy(id) {
       work.delete(id);
       timers.delete(id);
       requests.delete(id);
       connections.delete(id);
-      httpRequests.delete(id);
-      awaited.delete(id);
     },
   });
   hook.enable();
+  // Whether a connection has sent more than has been answered (a read C++ takes, as TLS's socket
+  // beneath, is seen from its count).
+  const unanswered = () => {
+    let waiting = false;
+    for (const connection of connections.values()) {
+      // The service's own output, when it is a pipe, is written and never answered.
+      const fd = connection.handle.fd;
+      if (fd === 0 || fd === 1 || fd === 2) continue;
+      if (count(connection.handle.bytesRead) !== connection.readAt) heard(connection);
+      if (count(connection.handle.bytesWritten) > connection.writtenAtRead) waiting = true;
+    }
+    return waiting;
+  };
   const underWay = () => {
     const now = Date.now();
     if (now >= (loadedAt ?? now) + LOAD_WORK_TOTAL_MS) return false;
     if (timers.size > 0 || requests.size > 0) {
-      openEndedSince = undefined;
+      connectionsSince = undefined;
       return true;
     }
-    if (httpRequests.size === 0 && (awaited.size === 0 || connections.size === 0)) {
-      openEndedSince = undefined;
+    if (!unanswered()) {
+      connectionsSince = undefined;
       return false;
     }
-    openEndedSince ??= now;
-    return now < openEndedSince + LOAD_TIMER_LIMIT_MS;
+    connectionsSince ??= now;
+    return now < connectionsSince + LOAD_TIMER_LIMIT_MS;
   };
   const done = () => {
     hook.disable();
-    for (const set of [work, timers, requests, connections, httpRequests, awaited]) set.clear();
+    work.clear();
+    timers.clear();
+    requests.clear();
+    connections.clear();
   };
   return () => {
     loadedAt ??= Date.now();
-    // A promise waited on may be waiting for a connection not yet open (fetch opens its socket a
-    // moment later): the first check is after a beat.
-    if (!underWay() && awaited.size === 0) return done();
+    // The work may open a connection a moment later (fetch does): unless it started nothing at
+    // all, the first check is after a beat.
+    if (work.size === 0) return done();
     const beat = setInterval(() => {
       if (!underWay()) {
         clearInterval(beat);
