@@ -68,6 +68,52 @@ describe("failureCause", () => {
     ]);
   });
 
+  it("takes a missing package the service logged and went on from for no cause: the error that ended it is", () => {
+    const dir = temp({
+      "pnpm-lock.yaml": "",
+      "services/a.mjs": [
+        "try {",
+        '  await import("optional-x");',
+        "} catch (e) {",
+        "  console.error(e.message);",
+        "}",
+        'throw new TypeError("data.get is not a function");',
+        "",
+      ].join("\n"),
+    });
+    const output = crash(dir, "services/a.mjs");
+    // The handled failure is in the output, as the service logged it.
+    expect(output).toMatch(/Cannot find package 'optional-x'/);
+    expect(failureCause(output, dir, [join(dir, "services/a.mjs")])).toEqual({
+      location: "services/a.mjs:6",
+      message: "TypeError: data.get is not a function",
+      fix: "fix it and save: run starts it again when one of its files changes",
+    });
+    // A service that logged it and exited printing no error: its last output, no install command.
+    const logged = "Cannot find module 'optional-x'\nfatal: database unreachable\n";
+    expect(failureCause(logged, dir, [], undefined, "exited with code 1")).toMatchObject({ lastOutput: true });
+  });
+
+  it("names the package the ending error cannot find, not one the service logged before", () => {
+    const dir = temp({
+      "pnpm-lock.yaml": "",
+      "services/a.mjs": [
+        "try {",
+        '  await import("optional-x");',
+        "} catch (e) {",
+        "  console.error(e.message);",
+        "}",
+        'await import("needed-y");',
+        "",
+      ].join("\n"),
+    });
+    expect(failureCause(crash(dir, "services/a.mjs"), dir, [join(dir, "services/a.mjs")])).toEqual({
+      location: "services/a.mjs:6",
+      message: 'cannot find package "needed-y"',
+      fix: "install it: pnpm add needed-y",
+    });
+  });
+
   it("says that node cannot run a TypeScript file by itself, and what to start it with", () => {
     // A project of ES modules, as `new` makes: Node refuses the file's extension.
     const dir = temp({

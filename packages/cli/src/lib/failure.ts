@@ -248,7 +248,10 @@ export function failureCause(
     const first = kind === "Error" || kind === "NitricLikeError" ? (m[2] as string) : `${kind}: ${m[2]}`;
     message = boundedMessage(wholeMessage(first, lines, errorAt));
   }
-  const missing = MISSING_PACKAGE.map((r) => r.exec(output)?.[1]).find((p) => p !== undefined);
+  // Only in the error that ended the service: a line the service logged before (a handled import
+  // of an optional package) says nothing about why it ended.
+  const endingText = errorAt < 0 ? "" : lines.slice(errorAt).join("\n");
+  const missing = MISSING_PACKAGE.map((r) => r.exec(endingText)?.[1]).find((p) => p !== undefined);
   if (missing !== undefined) {
     const pkg = packageOf(missing);
     const location = importLocation(pkg, projectDir, files);
