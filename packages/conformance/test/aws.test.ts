@@ -2525,6 +2525,35 @@ describe("run --provider aws with a service that fails as it loads", () => {
   }, 60000);
 });
 
+describe("run --provider aws --no-watch with a service that fails as it loads", () => {
+  it("exits 1 once the others are deployed, with the failed service's cause and that --no-watch cannot wait for a fix, as the local provider does, instead of a ready it cannot keep", async () => {
+    const project = copyProject(join(EXAMPLES, "chat"));
+    writeFileSync(
+      join(project, "services", "loading.ts"),
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        'throw new Error("bad config:\\n  DB_URL is missing");',
+        'websocket("loading").on("message", () => {});',
+      ].join("\n"),
+    );
+    const { code, stdout, stderr } = await runCli(
+      ["run", project, "--provider", "aws", "--random-ports", "--plain", "--no-dashboard", "--no-watch"],
+      { timeoutMs: 40000 },
+    );
+    expect(code, stderr).toBe(1);
+    expect(stderr).toContain(
+      'error: service "loading" (services/loading.ts:2) failed while its resources were being collected (exited with code 1): bad config:\n    DB_URL is missing\n  fix it, then start run again (--no-watch: it does not watch files)\n',
+    );
+    expect(stderr).toContain(
+      'error: service "loading" did not start, and with --no-watch it does not start again, so run cannot be ready: fix the problems above and start run again (without --no-watch, run serves the other services while you fix it)\n',
+    );
+    expect(stdout).toBe("");
+    expect(stderr).not.toMatch(/^ready/m);
+    expect(stderr).not.toContain("no service is running");
+    expect(stderr).not.toContain("unexpected failure");
+  }, 60000);
+});
+
 describe("run --provider aws with a function whose init throws an error of several lines", () => {
   it("says the error as run says a local service's: its further lines indented below, a huge one cut with a note, none standing on its own", async () => {
     const project = copyProject(join(EXAMPLES, "chat"));

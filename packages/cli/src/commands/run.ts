@@ -47,6 +47,7 @@ import {
 import { projectChangeNotices } from "../lib/project-change.js";
 import { loadProvider } from "../lib/providers.js";
 import {
+  cannotBeReady,
   collectFailure,
   declarationRefusals,
   expectedOf,
@@ -575,13 +576,20 @@ class Run {
       if (options.watch && running.restartService) this.watchHosted();
       // As under the local provider: with nothing watching, no service starts again, so a run in
       // which every service failed (in the collect pass, or its function's init) has nothing to
-      // run (the test kit's start rejects with this).
+      // run (the test kit's start rejects with this), and one in which a service failed its
+      // collect pass can never be ready: what it declares is deployed only by the redeploy a
+      // saved fix brings. (A function whose init failed after its service loaded for the collect
+      // pass is deployed: its next event retries the init, as on Lambda, so ready says so instead.)
       const failed = new Set([...failures.map((f) => f.service), ...(running.failedServices?.().keys() ?? [])]);
       const services = this.prepared.services;
+      const notCollected = services.map((s) => s.entry.name).filter((n) => failures.some((f) => f.service === n));
       if (!options.watch && services.length > 0 && services.every((s) => failed.has(s.entry.name))) {
         output.error(
           "no service is running, and with --no-watch none starts again: fix the problems above and start run again",
         );
+        await this.stop(1);
+      } else if (!options.watch && notCollected.length > 0) {
+        output.error(cannotBeReady(notCollected));
         await this.stop(1);
       } else {
         await waitForHandlers(running, specRegistrations(this.spec), readyTimeoutMs, output);

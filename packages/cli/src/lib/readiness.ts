@@ -214,6 +214,16 @@ export function whenAllStarted(
 }
 
 /**
+ * What `run --no-watch` says as it exits 1 because the services `names` did not start and nothing
+ * will start them again, so `ready` can never come (stopWhenAllWait; under a provider that hosts
+ * the services, those that failed their collect pass).
+ */
+export function cannotBeReady(names: readonly string[]): string {
+  const one = names.length === 1;
+  return `service${one ? "" : "s"} ${names.map((n) => JSON.stringify(n)).join(", ")} did not start, and with --no-watch ${one ? "it does" : "they do"} not start again, so run cannot be ready: fix the problems above and start run again (without --no-watch, run serves the other services while you fix ${one ? "it" : "them"})`;
+}
+
+/**
  * Under `run --no-watch` nothing starts a service that waits again, so `run` says so and calls
  * `stop` (exit 1) once it has nothing left to wait for:
  * - before `ready`, once every service has either started or failed and one of them failed:
@@ -239,11 +249,7 @@ export function stopWhenAllWait(supervisors: ServiceSupervisor[], output: Output
         "no service is running, and with --no-watch none starts again: fix the problems above and start run again",
       );
     } else if (!wasReady && settled && notStarted.length > 0) {
-      const names = notStarted.map((s) => JSON.stringify(s.name)).join(", ");
-      const one = notStarted.length === 1;
-      output.error(
-        `service${one ? "" : "s"} ${names} did not start, and with --no-watch ${one ? "it does" : "they do"} not start again, so run cannot be ready: fix the problems above and start run again (without --no-watch, run serves the other services while you fix ${one ? "it" : "them"})`,
-      );
+      output.error(cannotBeReady(notStarted.map((s) => s.name)));
     } else return;
     stopped = true;
     stop();
