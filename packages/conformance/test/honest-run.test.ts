@@ -305,9 +305,9 @@ describe("nitric-like run: a service that fails", () => {
       runCli(["spec", writeProject(files), "--plain"], { timeoutMs: 60000 }),
     ]);
     const blocked =
-      /its event loop was not turning \d+\.\d s after it started \(a loop at its top level that never yields, or a synchronous wait\), so its handlers could not be collected\n/;
+      /its event loop was not turning \d+\.\d s after it started \(a loop at its top level that never yields, or a synchronous wait\), so its handlers could not be collected; look in services\/blocked\.ts, and what it imports, for a loop with no await in it or a synchronous wait \(Atomics\.wait, execSync\) that runs as it loads\n/;
     const silent =
-      "declared nothing within 15 s and did not exit; a service must declare its resources when it starts\n";
+      "declared nothing within 15 s and did not exit; a service must declare its resources when it starts: look in services/silent.ts for a top-level await that never settles before its first declaration (a connection that never opens, a promise nothing resolves), or a declaration its code skips (one under a condition)\n";
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(
       new RegExp(

@@ -38,6 +38,7 @@ export {
   functionTimeoutSeconds,
   LIMIT_KEYS,
   LimitError,
+  LOAD_TIMERS_SIGN,
   MAX_HANDLER_TIMEOUT_MS,
   MAX_IDENTITY_BYTES,
   parseDuration,

@@ -106,6 +106,13 @@ export function functionTimeoutSeconds(
 export const ALIVE_FD_VAR = "NITRIC_LIKE_ALIVE_FD";
 
 /**
+ * How the name of the collect pass's sign of life starts (a grant of nothing our SDK sends while a
+ * timer its service started as it loaded is waited for, see the SDK's load-timers.ts): JSON after
+ * it, one list a pending timer, of the stack frames of the code that started it, the nearest first.
+ */
+export const LOAD_TIMERS_SIGN = "nitric-like:load-timers:";
+
+/**
  * The largest identity an authorizer may give a connection, JSON-encoded: API Gateway's limit on a
  * Lambda authorizer's context (8 KB), kept on every provider so an app that runs locally deploys.
  */

@@ -134,7 +134,7 @@ setInterval(() => {}, 1000);
 `;
   const [thread, child] = await both(source, { startTimeoutMs: 500 });
   expect(thread.failure?.message).toBe(
-    "declared nothing within 0.5 s and did not exit; a service must declare its resources when it starts",
+    "declared nothing within 0.5 s and did not exit; a service must declare its resources when it starts: look in services/api.ts for a top-level await that never settles before its first declaration (a connection that never opens, a promise nothing resolves), or a declaration its code skips (one under a condition)",
   );
   expect(thread.failure?.message).toBe(child.failure?.message);
 });
@@ -150,7 +150,29 @@ while (true);
   );
   for (const r of [thread, child]) {
     expect(r.failure?.message).toMatch(
-      /^its event loop was not turning \d+\.\d s after it started \(a loop at its top level that never yields, or a synchronous wait\), so its handlers could not be collected$/,
+      /^its event loop was not turning \d+\.\d s after it started \(a loop at its top level that never yields, or a synchronous wait\), so its handlers could not be collected; look in services\/api\.ts, and what it imports, for a loop with no await in it or a synchronous wait \(Atomics\.wait, execSync\) that runs as it loads$/,
+    );
+  }
+});
+
+it("names where a timer of the service's load was set when its callback blocks the event loop, not its top level", async () => {
+  const [thread, child] = await both(
+    `import { websocket } from "@nitric-like/sdk";
+const socket = websocket("socket");
+socket.on("message", () => {});
+function warmCache() {
+  setTimeout(() => {
+    while (true);
+  }, 1000);
+}
+warmCache();
+`,
+    // A quiet spell longer than the SDK's 500 ms between signs of life, as the default 1.5 s is.
+    { startTimeoutMs: 3000, quietMs: 1000 },
+  );
+  for (const r of [thread, child]) {
+    expect(r.failure?.message).toMatch(
+      /^its event loop was not turning \d+\.\d s after it started, while the timer it set as it loaded at services\/api\.ts:5 was pending: its callback \(or what it calls\) most likely loops without yielding or waits synchronously, so its handlers could not be collected$/,
     );
   }
 });

@@ -33,10 +33,16 @@ import {
 } from "@nitric-like/provider-kit";
 import { Code, PortServer, Router, RpcError } from "@nitric-like/rpc";
 import type { GrpcServer } from "@nitric-like/rpc/grpc";
-import type { CollectedService, Project, ResourceRef, ServiceEntry } from "@nitric-like/spec";
+import {
+  type CollectedService,
+  LOAD_TIMERS_SIGN,
+  type Project,
+  type ResourceRef,
+  type ServiceEntry,
+} from "@nitric-like/spec";
 import { type Bundle, bundleService } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
-import { RecentOutput } from "./failure.js";
+import { projectLocation, RecentOutput } from "./failure.js";
 import {
   processHandle,
   type ServiceHandle,
@@ -254,8 +260,8 @@ async function collectOne(
 ): Promise<CollectedService> {
   const result: CollectedService = { name: entry.name, file: entry.file, declared: [], grants: [], handlers: [] };
   // Each call the service makes re-arms its quiet timer, from the moment it runs (see watchdog).
-  let touch = () => {};
-  const router = collectorRouter(result, () => touch());
+  let touch: (timers?: string[][]) => void = () => {};
+  const router = collectorRouter(result, (timers) => touch(timers));
   const threaded = options.threads === true && entry.start === undefined && !!bundle?.threadOutfile;
   let ports: PortServer | undefined;
   let server: GrpcServer | undefined;
@@ -284,7 +290,7 @@ async function collectOne(
   if (child.stdout) forEachLine(child.stdout, keep);
   if (child.stderr) forEachLine(child.stderr, keep);
   const startTimeoutMs = options.startTimeoutMs ?? 15000;
-  const dog = watchdog(child, result, options.quietMs ?? 1500, startTimeoutMs);
+  const dog = watchdog(child, result, options.quietMs ?? 1500, startTimeoutMs, { dir: project.dir, file: entry.file });
   touch = dog.heard;
   dog.arm(startTimeoutMs);
   const exit = await new Promise<ServiceExit>((resolve) => {
@@ -324,14 +330,15 @@ function ended(stream: NodeJS.ReadableStream): Promise<void> {
  * The collector's services: Resources and the handler and authorizer streams record into `result`
  * and acknowledge; the streams of kinds nobody serves record their resource; every call that
  * would need a running provider fails with UNAVAILABLE, saying to make it from a handler.
- * `touch` is called on each sign of life.
+ * `touch` is called on each sign of life, with where the timers the service waits for were
+ * started when our SDK's sign of life says so (LOAD_TIMERS_SIGN).
  */
-function collectorRouter(result: CollectedService, touch: () => void): Router {
+function collectorRouter(result: CollectedService, touch: (timers?: string[][]) => void): Router {
   const router = new Router();
   router.service(Resources, {
     declare(call, callback) {
-      touch();
       const { id, config } = call.request;
+      touch(id?.type === ResourceType.Policy ? loadTimerCallers(id.name) : undefined);
       if (id?.type === ResourceType.Policy && config.case === "policy") {
         const permissions = permissionsOf(config.value.actions);
         for (const r of config.value.resources) {
@@ -492,6 +499,55 @@ async function serveCollector(
   }
 }
 
+/**
+ * The stack frames of the code that started each timer a sign of life of our SDK says it waits
+ * for (LOAD_TIMERS_SIGN), or undefined for any other policy's name (a grant, or an older SDK's
+ * sign of life).
+ */
+function loadTimerCallers(name: string): string[][] | undefined {
+  if (!name.startsWith(LOAD_TIMERS_SIGN)) return undefined;
+  try {
+    const callers: unknown = JSON.parse(name.slice(LOAD_TIMERS_SIGN.length));
+    if (!Array.isArray(callers)) return undefined;
+    return callers.filter(
+      (frames): frames is string[] => Array.isArray(frames) && frames.every((f) => typeof f === "string"),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What the collect pass says of a service whose event loop stopped turning: where it was
+ * started, when a sign of life said a timer of its load was pending (`timers`, callers' frames):
+ * the blocking loop is most likely that timer's callback; else what to look for in its file.
+ */
+export function blockedMessage(seconds: number, service: { dir: string; file: string }, timers: string[][]): string {
+  const at = [
+    ...new Set(
+      timers
+        .map((frames) =>
+          projectLocation(
+            frames.map((f) => `    ${f}`),
+            service.dir,
+          ),
+        )
+        .filter((l): l is string => l !== undefined),
+    ),
+  ];
+  const after = `its event loop was not turning ${seconds.toFixed(1)} s after it started`;
+  if (at.length > 0) {
+    const one = at.length === 1;
+    return `${after}, while ${one ? "the timer" : "the timers"} it set as it loaded at ${at.join(", ")} ${one ? "was" : "were"} pending: ${one ? "its callback" : "their callbacks"} (or what ${one ? "it calls" : "they call"}) most likely ${one ? "loops" : "loop"} without yielding or ${one ? "waits" : "wait"} synchronously, so its handlers could not be collected`;
+  }
+  return `${after} (a loop at its top level that never yields, or a synchronous wait), so its handlers could not be collected; look in ${service.file}, and what it imports, for a loop with no await in it or a synchronous wait (Atomics.wait, execSync) that runs as it loads`;
+}
+
+/** What the collect pass says of a service that declared nothing within `ms` and did not exit. */
+export function silentMessage(ms: number, file: string): string {
+  return `declared nothing within ${ms / 1000} s and did not exit; a service must declare its resources when it starts: look in ${file} for a top-level await that never settles before its first declaration (a connection that never opens, a promise nothing resolves), or a declaration its code skips (one under a condition)`;
+}
+
 /** How long the collect pass waits for a service's event loop to answer a check before it calls it busy. */
 const BUSY_PROBE_MS = 250;
 
@@ -502,9 +558,18 @@ const BUSY_PROBE_MS = 250;
  * when it has gone quiet is still running its top level (its handlers register once it yields):
  * it is waited for up to `limitMs` from its start, then stopped with a failure saying it blocks,
  * rather than taken for one that declared everything (its handlers would be reported missing).
+ * `service`: the project's folder and the service's file, which its failures name.
  */
-function watchdog(child: ServiceHandle, result: CollectedService, quietMs: number, limitMs: number) {
+function watchdog(
+  child: ServiceHandle,
+  result: CollectedService,
+  quietMs: number,
+  limitMs: number,
+  service: { dir: string; file: string },
+) {
   const startedAt = Date.now();
+  // Where the timers of its load it waits for were started, as the last sign of life said.
+  let timers: string[][] = [];
   let stoppedByUs = false;
   let timer: NodeJS.Timeout | undefined;
   let heardFrom = false;
@@ -531,14 +596,8 @@ function watchdog(child: ServiceHandle, result: CollectedService, quietMs: numbe
       wasBusy = false;
       return arm(quietMs, ms);
     }
-    if (busy)
-      stop(
-        `its event loop was not turning ${(elapsed / 1000).toFixed(1)} s after it started (a loop at its top level that never yields, or a synchronous wait), so its handlers could not be collected`,
-      );
-    else if (!heardFrom)
-      stop(
-        `declared nothing within ${ms / 1000} s and did not exit; a service must declare its resources when it starts`,
-      );
+    if (busy) stop(blockedMessage(elapsed / 1000, service, timers));
+    else if (!heardFrom) stop(silentMessage(ms, service.file));
     else stop();
   };
   // `said`: the limit a failure names (the first arm's, through the checks that follow it).
@@ -549,7 +608,8 @@ function watchdog(child: ServiceHandle, result: CollectedService, quietMs: numbe
   };
   return {
     arm,
-    heard: () => {
+    heard: (pending?: string[][]) => {
+      if (pending !== undefined) timers = pending;
       heardFrom = true;
       wasBusy = false;
       arm(quietMs);

@@ -284,18 +284,26 @@ export function failureCause(
   }
   const gone = goneExport(message, projectDir, files);
   if (gone !== undefined) return gone;
-  let location: string | undefined;
-  for (const line of lines.slice(errorAt)) {
+  const location = projectLocation(lines.slice(errorAt), projectDir);
+  return { ...(location === undefined ? {} : { location }), message, fix };
+}
+
+/**
+ * The first of stack frames `frames` (lines as Node prints them: `    at f (/p/a.ts:3:9)`, other
+ * lines skipped) in the project's own files, as `services/a.ts:3`: not in node_modules, nor in
+ * nitric-like's build folder, nor outside `projectDir`.
+ */
+export function projectLocation(frames: Iterable<string>, projectDir: string): string | undefined {
+  for (const line of frames) {
     const frame = FRAME.exec(line);
     if (!frame) continue;
     const file = (frame[1] as string).replace(/^file:\/\//, "");
     if (file.includes("/node_modules/") || file.includes("/.nitric-like/")) continue;
     const rel = relative(projectDir, file);
     if (rel.startsWith("..") || isAbsolute(rel)) continue;
-    location = `${rel}:${frame[2]}`;
-    break;
+    return `${rel}:${frame[2]}`;
   }
-  return { ...(location === undefined ? {} : { location }), message, fix };
+  return undefined;
 }
 
 /**

@@ -15,7 +15,9 @@
  *   work opened that has sent something and not been answered since: `fetch(url)` waiting for
  *   its answer. An idle keep-alive connection has nothing unanswered, so it is not waited for.
  * Servers, intervals, timers due later and promises nothing but a signal settles are not waited
- * for; they keep nothing from ending.
+ * for; they keep nothing from ending. Each sign of life carries where the timers still waited for
+ * were started (their callers' stack frames), so a pass that stops the service because a timer's
+ * callback blocks its event loop can say where to look.
  */
 import { createHook } from "node:async_hooks";
 
@@ -90,16 +92,39 @@ interface Work {
 
 const count = (value: unknown) => (typeof value === "number" ? value : 0);
 
+/** How many frames of the code that started a timer a sign of life says (the nearest first). */
+const CALLER_FRAMES = 5;
+
+/**
+ * The frames of the code that started a timer, from a stack captured as it was made: those after
+ * this hook's and Node's own that lead to it (`setTimeout` in node:timers), at most CALLER_FRAMES.
+ */
+function callerFrames(trace: { stack?: string }): string[] {
+  const frames = (trace.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l));
+  const isNode = (frame: string) => /\(node:|^\s+at node:/.test(frame);
+  // This hook's frame, then Node's (emitInit..., new Timeout, setTimeout), then the caller's.
+  let at = frames.findIndex(isNode);
+  if (at < 0) return [];
+  while (at < frames.length && isNode(frames[at] as string)) at++;
+  return frames.slice(at, at + CALLER_FRAMES).map((f) => f.trim());
+}
+
 /**
  * Starts watching the work the module starts as it loads. `loaded` says whether it has finished;
- * `signOfLife` makes a call the collector counts as one. Returns what to call once it has loaded.
+ * `signOfLife` makes a call the collector counts as one, given where each timer still waited for
+ * was started (callerFrames). Returns what to call once it has loaded.
  */
-export function watchLoadWork(loaded: () => boolean, signOfLife: () => Promise<unknown>): () => void {
+export function watchLoadWork(
+  loaded: () => boolean,
+  signOfLife: (callers: string[][]) => Promise<unknown>,
+): () => void {
   // Every resource of the module's work still alive, by id: 0 timers deep for one started during
   // load, or as deep as the one whose callback started it (its trigger), one more for a timer.
   const work = new Map<number, Work>();
   // What is waited for: pending timers and requests, connections with something unanswered.
-  const timers = new Set<number>();
+  // A pending timer's stack where it was started (V8 makes the text only when it is read: only a
+  // sign of life reads it).
+  const timers = new Map<number, { stack?: string }>();
   const requests = new Set<number>();
   const connections = new Map<number, Connection>();
   // Since when a connection alone has been waited for.
@@ -130,7 +155,13 @@ export function watchLoadWork(loaded: () => boolean, signOfLife: () => Promise<u
           loadedAt ??= Date.now();
           if (Date.now() + due > loadedAt + LOAD_WORK_TOTAL_MS) return;
         }
-        timers.add(id);
+        const trace: { stack?: string } = {};
+        const limit = Error.stackTraceLimit;
+        // Node's frames of setTimeout come first (about 6): room for the caller's after them.
+        Error.stackTraceLimit = 6 + CALLER_FRAMES;
+        Error.captureStackTrace(trace);
+        Error.stackTraceLimit = limit;
+        timers.set(id, trace);
       } else if (REQUESTS.has(type)) requests.add(id);
       else if (CONNECTIONS.has(type))
         connections.set(id, { handle: resource as StreamHandle, readAt: 0, writtenAtRead: 0 });
@@ -198,7 +229,7 @@ export function watchLoadWork(loaded: () => boolean, signOfLife: () => Promise<u
         return done();
       }
       // Only a sign of life: what it is answered does not matter.
-      signOfLife().catch(() => {});
+      signOfLife([...timers.values()].map(callerFrames)).catch(() => {});
     }, SIGN_OF_LIFE_MS);
     // It never keeps the service alive itself: the work it waits for does.
     beat.unref();

@@ -12,7 +12,7 @@
 import { Socket } from "node:net";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Client, createLazyTransport, type Transport } from "@nitric-like/rpc";
-import { ALIVE_FD_VAR, answerAliveChecks } from "@nitric-like/spec";
+import { ALIVE_FD_VAR, answerAliveChecks, LOAD_TIMERS_SIGN } from "@nitric-like/spec";
 import { watchLoadWork } from "./load-work.js";
 
 let transport: Transport | undefined;
@@ -170,14 +170,16 @@ function serviceSaid(): string {
 }
 
 // In the collect pass, the work started during load (timers, I/O) is waited for (see load-work.ts).
-// The sign of life is a grant of nothing, which the collector records as nothing.
+// The sign of life is a grant of nothing, which the collector records as nothing; its name is where
+// the timers still waited for were started (LOAD_TIMERS_SIGN), which the collector names when a
+// timer's callback blocks the service's event loop.
 const loadWorkDone =
   environment() === "build"
     ? watchLoadWork(
         () => loaded,
-        () =>
+        (callers) =>
           rpc.unary(Resources.method.declare, {
-            id: { type: ResourceType.Policy, name: "" },
+            id: { type: ResourceType.Policy, name: `${LOAD_TIMERS_SIGN}${JSON.stringify(callers)}` },
             config: { case: "policy", value: { principals: [], actions: [], resources: [] } },
           }),
       )
