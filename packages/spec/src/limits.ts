@@ -107,7 +107,7 @@ export const ALIVE_FD_VAR = "NITRIC_LIKE_ALIVE_FD";
 
 /**
  * How the name of the collect pass's sign of life starts (a grant of nothing our SDK sends while a
- * timer its service started as it loaded is waited for, see the SDK's load-timers.ts): JSON after
+ * timer its service started as it loaded is waited for, see the SDK's load-work.ts): JSON after
  * it, one list a pending timer, of the stack frames of the code that started it, the nearest first.
  */
 export const LOAD_TIMERS_SIGN = "nitric-like:load-timers:";
