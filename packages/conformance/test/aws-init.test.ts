@@ -215,6 +215,77 @@ describe("the AWS emulator's function init", () => {
     }
   });
 
+  it("runs on the new code the events a saved change cut out of their cold start: a message, a $connect (its client let in) and a $disconnect", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("0", { functionTimeoutMs: 20000 }, lines);
+    try {
+      const fn = emulator.functions[0];
+      if (fn === undefined) throw new Error("no function");
+      const url = emulator.sockets[0]?.url as string;
+      const [a, b, d] = [await connect(url), await connect(url), await connect(url)];
+      // From now on a new environment's init takes 5 s: the restart's drain (2 s) gives up on it.
+      writeFileSync(plan, "5000");
+      a.ws.send("1500");
+      await sleep(50);
+      // A message and a $connect, each waiting for a cold start's init.
+      b.ws.send("0");
+      const c = connect(url);
+      c.catch(() => {});
+      // And a $disconnect.
+      d.close();
+      await sleep(300);
+      expect(fn.instanceCount).toBe(4);
+      // The user saves: the new code's init is quick.
+      writeFileSync(plan, "0");
+      const restarted = Date.now();
+      await emulator.restartService("slow");
+      expect((await a.next()).text).toBe("answered 1500");
+      expect((await b.next()).text).toBe("answered 0");
+      const late = await c;
+      late.ws.send("0");
+      expect((await late.next()).text).toBe("answered 0");
+      // Not the 5 s inits the restart cut: the new code's.
+      expect(Date.now() - restarted).toBeLessThan(4000);
+      expect(lines.filter((l) => l.includes("cut short"))).toEqual([]);
+      expect(lines.filter((l) => l.includes("run on the new code"))).toEqual([
+        `service "slow" (function "${fn.name}"): a saved change restarted it while 3 events waited for an execution environment's init, which it cut, so they run on the new code`,
+      ]);
+      expect(lines.filter((l) => /not running|failed|exited|killed/.test(l))).toEqual([]);
+      b.close();
+      late.close();
+      a.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("runs an event that waited for a restart's init on the code of the save that cut that init (saves in a row)", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("0", { functionTimeoutMs: 20000 }, lines);
+    try {
+      const url = emulator.sockets[0]?.url as string;
+      const client = await connect(url);
+      // The first save's init takes 5 s; a message waits for it.
+      writeFileSync(plan, "5000");
+      const first = emulator.restartService("slow");
+      await sleep(300);
+      client.ws.send("0");
+      await sleep(300);
+      // The second save's init is quick, and ends the first's.
+      writeFileSync(plan, "0");
+      const started = Date.now();
+      await emulator.restartService("slow");
+      // The first restart was superseded, not failed: the second says how the init ends.
+      await expect(first).resolves.toBeUndefined();
+      expect((await client.next()).text).toBe("answered 0");
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect(lines.filter((l) => /not running|failed|exited|killed/.test(l))).toEqual([]);
+      client.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
   it("retries an init that always fails one at a time and at most once a second, however many events come, saying so once a burst", async () => {
     const lines: string[] = [];
     const emulator = await emulate("exit", {}, lines);

@@ -39,7 +39,8 @@
  * failing with Lambda's "Task timed out after N seconds" when it does not finish then;
  * an init that fails (throws, a top-level await rejects, its process exits) fails the event it
  * ran for with Lambda's answer (the thrown error's type and message, or Runtime.ExitError) and
- * the next event retries it in a new environment, as Lambda resets the environment; and a crash,
+ * the next event retries it in a new environment, as Lambda resets the environment; an event waiting
+ * for an init that a restart (a saved change) ends has not run, so it runs on the new code; and a crash,
  * an invocation past the function's Timeout or an environment over its MemorySize (resident
  * memory, read at each sweep on Linux) ends only its own; between its
  * invocations an environment is frozen (its worker blocks), as Lambda freezes it. Up to the account's
@@ -267,6 +268,12 @@ export class InitError extends Error {
     super(message);
   }
 }
+
+/**
+ * An init a restart (a saved change) ended before it finished: the events that waited for it never
+ * ran, so they go to the new code's execution environments instead (EmulatedFunction.run).
+ */
+class InitCutError extends Error {}
 
 /**
  * After an init that failed, the next event retries it in a new execution environment, as Lambda
@@ -536,11 +543,13 @@ class Instance {
         // Lambda's words for a runtime that exited: "Runtime exited with error: exit status 1".
         const status = signal ? `signal: ${signal === "SIGKILL" ? "killed" : signal}` : `exit status ${code}`;
         reject(
-          new InitError(
-            `function "${fn.name}" ${how} during its init`,
-            "Runtime.ExitError",
-            `Runtime exited with error: ${status}`,
-          ),
+          this.endedFor === "restart"
+            ? new InitCutError(`function "${fn.name}": a saved change restarted it during this init`)
+            : new InitError(
+                `function "${fn.name}" ${how} during its init`,
+                "Runtime.ExitError",
+                `Runtime exited with error: ${status}`,
+              ),
         );
         const failed = this.current !== undefined;
         this.fail(
@@ -712,6 +721,8 @@ class EmulatedFunction {
   private restarting = false;
   /** The invocations the restart under way cut, still running past its drain. */
   private cutByRestart = 0;
+  /** The events whose environment's init the restart under way cut: they go to the new code (run). */
+  private carriedByRestart = 0;
   /** Looks for an invocation past the function's timeout, and for idle instances (see sweep). */
   private sweeper: NodeJS.Timeout | undefined;
   /** Says, once a burst, that events wait for an environment (where Lambda would start more). */
@@ -840,6 +851,8 @@ class EmulatedFunction {
       },
       (error: Error) => {
         this.remove(instance);
+        // Cut by a restart, which says how the new code's init ends.
+        if (error instanceof InitCutError) return;
         if (error instanceof InitError) {
           this.initFailedAt = Date.now();
           if (forEvent && !this.stopped && !instance.ending)
@@ -924,12 +937,24 @@ class EmulatedFunction {
   }
 
   private async run(event: unknown, ticket?: Ticket): Promise<unknown> {
-    await this.ready;
-    if (this.stopped) throw this.notRunning();
-    // After an init that failed, this event retries it (or waits for the retry under way).
-    await this.retryFailedInit();
-    if (ticket?.withdrawn) throw new WithdrawnError(`withdrawn before it ran`);
-    const instance = await this.acquire(ticket);
+    let instance: Instance;
+    for (;;) {
+      await this.untilRunning();
+      try {
+        // After an init that failed, this event retries it (or waits for the retry under way).
+        await this.retryFailedInit();
+        if (ticket?.withdrawn) throw new WithdrawnError(`withdrawn before it ran`);
+        instance = await this.acquire(ticket);
+        break;
+      } catch (error) {
+        if (!(error instanceof InitCutError) || this.halted) throw error;
+        // A saved change restarted the function during the init this event waited for: the event
+        // has not run, so it runs on the new code (its client, still there, is served by what it
+        // just saved), and may be withdrawn again while it waits.
+        this.carriedByRestart++;
+        if (ticket) ticket.started = false;
+      }
+    }
     if (ticket?.withdrawn) {
       // Withdrawn as the environment came free: it goes to the next event.
       instance.busy = false;
@@ -943,6 +968,20 @@ class EmulatedFunction {
       instance.idleSince = Date.now();
       this.pump();
     }
+  }
+
+  /**
+   * Waits for the function's init, and for each restart that began meanwhile (saves in a row: the
+   * init the event waited for may be ended by the next restart, whose new init it then waits for).
+   */
+  private async untilRunning(): Promise<void> {
+    let ready = this.ready;
+    await ready;
+    while (this.stopped && !this.halted && this.ready !== ready) {
+      ready = this.ready;
+      await ready;
+    }
+    if (this.stopped) throw this.notRunning();
   }
 
   /** An instance for one invocation: an idle one, a new one, or the first to come free. */
@@ -1063,6 +1102,7 @@ class EmulatedFunction {
     while (this.instances.some((i) => i.busy) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     this.restarting = true;
     this.cutByRestart = 0;
+    this.carriedByRestart = 0;
     try {
       await this.endAll(this.halted ? "stop" : "restart");
     } finally {
@@ -1082,7 +1122,18 @@ class EmulatedFunction {
     started();
     // What waited for an instance of the old code runs on the new.
     this.pump();
-    await ready;
+    try {
+      await ready;
+    } catch (error) {
+      // Ended by a later restart (saves in a row): that one says how its init ends.
+      if (error instanceof InitCutError) return;
+      throw error;
+    }
+    const carried = this.carriedByRestart;
+    if (carried > 0)
+      this.logger.info(
+        `service "${this.service}" (function "${this.name}"): a saved change restarted it while ${carried === 1 ? "an event" : `${carried} events`} waited for an execution environment's init, which it cut, so ${carried === 1 ? "it runs" : "they run"} on the new code`,
+      );
   }
 
   /** What an event fails with that finds the function ended: a StoppedError only once the emulator stops. */
