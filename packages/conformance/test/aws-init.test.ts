@@ -389,3 +389,95 @@ describe("run --provider aws with a function whose init fails at start", () => {
     }
   }, 60000);
 });
+
+/**
+ * A service that prints a burst of 3,000 lines of 1 KB on stderr, then throws: in its init (as LOUD
+ * says: "init") or in its message handler.
+ */
+const LOUD = [
+  'import { websocket } from "@nitric-like/sdk";',
+  'const socket = websocket("socket");',
+  'socket.on("connect", () => {});',
+  'socket.on("disconnect", () => {});',
+  'const burst = (tag) => { for (let i = 0; i < 3000; i++) console.error(`${tag} ${i} ${"x".repeat(1000)}`); };',
+  "socket.on('message', async () => {",
+  '  burst("handler");',
+  '  throw new Error("boom in the handler");',
+  "});",
+  'if (process.env.AWS_LAMBDA_FUNCTION_NAME !== undefined && process.env.LOUD === "init") {',
+  '  burst("init");',
+  '  throw new Error("boom at init");',
+  "}",
+].join("\n");
+
+describe("the AWS emulator's function output", () => {
+  let db: RunningDynalite;
+  let out = "";
+
+  beforeAll(async () => {
+    const project = writeProject({
+      "nitric-like.yaml": "name: loud\nservices:\n  - match: services/*.ts\n",
+      "services/loud.ts": LOUD,
+    });
+    out = join(project, "out");
+    const { code, stderr } = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    expect(code, stderr).toBe(0);
+    db = await startDynalite();
+  }, 60000);
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  const emulate = (loud: string, lines: string[]) =>
+    startEmulator({
+      buildDir: out,
+      dynamodbEndpoint: db.endpoint,
+      credentials: db.credentials,
+      env: { LOUD: loud },
+      logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) },
+    });
+
+  /** The lines of the burst tagged `tag` that reached the log. */
+  const burstLines = (lines: string[], tag: string) => lines.filter((l) => l.startsWith(`loud | ${tag} `)).length;
+
+  it("shows every line a function printed before its init threw, and the thrown error as the init's failure", async () => {
+    for (let round = 0; round < 3; round++) {
+      const lines: string[] = [];
+      const emulator = await emulate("init", lines);
+      try {
+        const fn = emulator.functions[0];
+        // Its output and its failure come by different pipes: the last lines may follow the failure by a moment.
+        const deadline = Date.now() + 5000;
+        while (burstLines(lines, "init") < 3000 && Date.now() < deadline) await sleep(20);
+        expect(burstLines(lines, "init")).toBe(3000);
+        expect(lines.filter((l) => l.includes("failed its init"))).toEqual([
+          `service "loud": function "${fn?.name}" failed its init: boom at init; as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; fix its module's top level and save`,
+        ]);
+        expect(fn?.initError).toBe(`function "${fn?.name}" failed its init: boom at init`);
+      } finally {
+        await emulator.stop();
+      }
+    }
+  });
+
+  it("shows every line a handler printed and the error it threw once it has answered, while its environment is frozen", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("", lines);
+    try {
+      const client = await connect(emulator.sockets[0]?.url as string);
+      for (let round = 1; round <= 3; round++) {
+        client.ws.send("hello");
+        // No further event thaws the environment: what it printed must reach the log meanwhile.
+        const deadline = Date.now() + 5000;
+        const failed = () => lines.filter((l) => l.includes("boom in the handler")).length;
+        while ((failed() < round || burstLines(lines, "handler") < 3000 * round) && Date.now() < deadline)
+          await sleep(50);
+        expect(burstLines(lines, "handler")).toBe(3000 * round);
+        expect(failed()).toBe(round);
+      }
+      client.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+});

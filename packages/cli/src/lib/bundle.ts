@@ -16,6 +16,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
+import { makeStdioBlocking } from "@nitric-like/provider-kit/blocking-stdio";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import { ALIVE_FD_VAR, answerAliveChecks, boundOutput, type ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
@@ -201,15 +202,11 @@ export const ALIVE_PONG = "nitric-like:alive";
 const ALIVE_ANSWER = `(${String(answerAliveChecks)})(process.env, ${JSON.stringify(ALIVE_FD_VAR)}, require("node:net").Socket);`;
 
 /**
- * A service process's stdout and stderr, pipes to run, made blocking: Node leaves them
- * non-blocking, so a service that prints a burst and then throws can end while its output still
- * waits in Node's queue, and Node's print of the uncaught error, written straight to the full pipe,
- * is lost with it (measured: 250 lines of 1 KB then a throw lost the error in 5 of 20 runs of a
- * bare Node 20; with this, in none of 30). Blocking, a burst waits for run to read it instead, as a
- * terminal's output does. In the process bundle only: --single-thread imports bundles into run's own
- * process, whose streams are not the service's to change.
+ * A service process's stdout and stderr, pipes to run, made blocking (makeStdioBlocking says why),
+ * as the bundle's first lines. In the process bundle only: --single-thread imports bundles into
+ * run's own process, whose streams are not the service's to change.
  */
-const BLOCKING_STDIO = "for (const s of [process.stdout, process.stderr]) s?._handle?.setBlocking?.(true);";
+const BLOCKING_STDIO = `(${String(makeStdioBlocking)})(process);`;
 
 /** Tells every copy of our SDK in a service process that the service's module has loaded (see its serviceLoaded). */
 const LOADED_FOOTER = `for (const loaded of globalThis[Symbol.for("nitric-like.service-loaded")] ?? []) loaded();`;

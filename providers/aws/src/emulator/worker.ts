@@ -11,6 +11,7 @@
 import { readSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
+import { makeStdioBlocking } from "@nitric-like/provider-kit/blocking-stdio";
 
 /** What Lambda's Node.js runtime passes a handler beside the event (the part the runtime reads). */
 interface Context {
@@ -34,6 +35,9 @@ if (!file || !process.send) {
   process.exit(2);
 }
 const send = (message: object) => process.send?.(message);
+// Its output is pipes the emulator reads: blocking, a burst printed before an init throws, or
+// before a handler answers and the environment freezes, reaches the run's output whole and at once.
+makeStdioBlocking(process);
 
 /** Whether it has said that a timer was pending as it froze (once an environment: an interval would say it each time). */
 let toldOfTimers = false;
