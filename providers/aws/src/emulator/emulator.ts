@@ -20,7 +20,9 @@
  * and so does a Management API request to another stage (`/{api}/prod/@connections/{id}`).
  * A `$connect` or message whose function has not answered within 29 s (API Gateway's integration
  * timeout) gets 504 or "Endpoint request timed out", the function running on (a `$connect` still
- * waiting for an execution environment then is dropped unrun: see answerWithin).
+ * waiting for an execution environment then is dropped unrun: see answerWithin). The messages a
+ * client sent before it closed run still, those waiting for an execution environment then too, as
+ * API Gateway invokes a route's function as each message arrives; their replies are dropped.
  * An upgrade request not whole within the upgrade timeout gets 408, as under the local provider.
  *
  * The same server serves Secrets Manager's GetSecretValue and PutSecretValue (`POST /` with
