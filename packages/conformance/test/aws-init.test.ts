@@ -85,6 +85,9 @@ describe("the AWS emulator's function init", () => {
     });
   }
 
+  /** How many inits the service has begun (each execution environment's, each retry's). */
+  const inits = () => readFileSync(`${plan}.inits`, "utf8").split("\n").filter(Boolean).length;
+
   it("gives up an init past the limit, says once while it is slow, and retries it with the next event under the function's timeout, as Lambda does", async () => {
     const lines: string[] = [];
     const emulator = await emulate("1500", { initTimeoutMs: 800, functionTimeoutMs: 4000 }, lines);
@@ -168,9 +171,6 @@ describe("the AWS emulator's function init", () => {
     }
   });
 
-  /** How many inits the service has begun (each execution environment's, each retry's). */
-  const inits = () => readFileSync(`${plan}.inits`, "utf8").split("\n").filter(Boolean).length;
-
   it("retries an init that threw with the next event in a new execution environment, as Lambda does: the event fails with the thrown error, and once the init succeeds the events are served", async () => {
     const lines: string[] = [];
     const emulator = await emulate("throw", {}, lines);
@@ -233,7 +233,10 @@ describe("the AWS emulator's function init", () => {
       c.catch(() => {});
       // And a $disconnect.
       d.close();
-      await sleep(300);
+      // Each cold start's init has read its plan (5 s), however long its process took to start.
+      const deadline = Date.now() + 5000;
+      while (inits() < 4 && Date.now() < deadline) await sleep(20);
+      expect(inits()).toBe(4);
       expect(fn.instanceCount).toBe(4);
       // The user saves: the new code's init is quick.
       writeFileSync(plan, "0");
@@ -268,7 +271,10 @@ describe("the AWS emulator's function init", () => {
       // The first save's init takes 5 s; a message waits for it.
       writeFileSync(plan, "5000");
       const first = emulator.restartService("slow");
-      await sleep(300);
+      // Its init has read its plan (5 s), however long its process took to start.
+      const deadline = Date.now() + 5000;
+      while (inits() < 2 && Date.now() < deadline) await sleep(20);
+      expect(inits()).toBe(2);
       client.ws.send("0");
       await sleep(300);
       // The second save's init is quick, and ends the first's.
