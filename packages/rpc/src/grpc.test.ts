@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { type ClientHttp2Stream, connect as connectHttp2 } from "node:http2";
 import { connect, createServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
@@ -14,6 +15,7 @@ import {
   canCheckTcpPeers,
   createGrpcTransport,
   GrpcServer,
+  MAX_ARRIVING_BYTES,
   MAX_CONCURRENT_STREAMS,
   MAX_STATUS_DETAILS_BYTES,
   MAX_UNSENT_STREAM_BYTES,
@@ -428,6 +430,142 @@ describe("GrpcServer flow control", () => {
     expect(finished).toBe(true);
     socket.destroy();
     reader.close();
+    server.forceStop();
+  });
+});
+
+/** A raw HTTP/2 gRPC call to `path`: the request sent as the test writes it, and what came back. */
+function rawCall(port: number, path: string) {
+  const session = connectHttp2(`http://127.0.0.1:${port}`);
+  session.on("error", () => {});
+  const stream: ClientHttp2Stream = session.request({
+    ":method": "POST",
+    ":path": path,
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("error", () => {});
+  stream.resume();
+  const status = new Promise<{ code: number; details: string }>((resolve) => {
+    const read = (headers: Record<string, unknown>) => {
+      const code = headers["grpc-status"];
+      if (code !== undefined)
+        resolve({ code: Number(code), details: decodeURIComponent(String(headers["grpc-message"] ?? "")) });
+    };
+    stream.on("response", read);
+    stream.on("trailers", read);
+  });
+  const closed = new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
+  return { stream, status, closed, close: () => session.destroy() };
+}
+
+/** A gRPC message's 5-byte prefix: not compressed, `length` bytes long. */
+function prefix(length: number): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(length, 1);
+  return head;
+}
+
+describe("GrpcServer requests still arriving", () => {
+  it("holds at most its budget of requests still arriving, across connections: past it the call holding the most ends with RESOURCE_EXHAUSTED, saying the bound and the fix, and lets its bytes go while other calls go on", async () => {
+    // The process's budget is 4 of the largest messages (arriving.ts); this server gets 1 MB of its own.
+    expect(MAX_ARRIVING_BYTES).toBe(256 * 1024 * 1024);
+    const budget = 1024 * 1024;
+    const stored: number[] = [];
+    const unused = (_call: unknown, respond: (error: unknown) => void) => respond(new Error("unused"));
+    const server = new GrpcServer(
+      new Router().service(KvStore, {
+        getValue: unused,
+        deleteKey: unused,
+        scanKeys: (call) => call.end(),
+        setValue(call, respond) {
+          stored.push(call.request.ref?.key.length ?? 0);
+          respond(null, {});
+        },
+      }),
+      { maxArrivingBytes: budget },
+    );
+    const port = await server.bind("127.0.0.1:0");
+    const setValue = methodPath(KvStore.method.setValue);
+    const request = (keyBytes: number) =>
+      Buffer.from(
+        KvStore.method.setValue.input.encode({ ref: { store: "s", key: "k".repeat(keyBytes) }, content: {} }),
+      );
+    const until = async (done: () => boolean) => {
+      const end = Date.now() + 10_000;
+      while (!done() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    };
+    // Two connections of a service that sends two large kv sets slowly, each on its own.
+    const bigger = request(800_000);
+    const smaller = request(700_000);
+    const a = rawCall(port, setValue);
+    const b = rawCall(port, setValue);
+    a.stream.write(Buffer.concat([prefix(bigger.length), bigger.subarray(0, 600_000)]));
+    b.stream.write(Buffer.concat([prefix(smaller.length), smaller.subarray(0, 300_000)]));
+    await until(() => server.arriving.held === 900_010);
+    expect(server.arriving.held).toBe(900_010);
+    // A whole call beside them is not held back.
+    const client = new Client(createGrpcTransport(`127.0.0.1:${port}`));
+    await client.unary(KvStore.method.setValue, { ref: { store: "s", key: "small" }, content: {} });
+    expect(stored).toEqual([5]);
+    // b's next bytes take the total over the budget: a, which holds the most, is cut, and told why.
+    b.stream.write(smaller.subarray(300_000, 500_000));
+    const cut = await a.status;
+    expect(cut.code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect(cut.details).toBe(
+      `grpc: cut this call at 600005 bytes of a ${bigger.length}-byte message: requests still arriving at the provider's gRPC endpoints held over 1 MB together, the most it holds at once, and this call held the most; send large messages (kv values) one after another rather than many at once, or make them smaller`,
+    );
+    // a's bytes are let go, and a is told to stop sending (RST_STREAM, NO_ERROR); b's keep coming.
+    expect(await a.closed).toBe(0);
+    await until(() => server.arriving.held === 500_005);
+    expect(server.arriving.held).toBe(500_005);
+    // b completes, and so does a large set that fits beside it.
+    b.stream.end(smaller.subarray(500_000));
+    expect((await b.status).code).toBe(Code.OK);
+    await client.unary(KvStore.method.setValue, { ref: { store: "s", key: "k".repeat(900_000) }, content: {} });
+    expect(stored).toEqual([5, 700_000, 900_000]);
+    expect(server.arriving.held).toBe(0);
+    a.close();
+    b.close();
+    client.close();
+    server.forceStop();
+  });
+
+  it("counts a stream's messages by their gRPC framing however they are cut: a whole one holds nothing, a part holds its bytes, a cancelled call none", async () => {
+    const ids: string[] = [];
+    const server = new GrpcServer(
+      new Router().service(WebsocketHandler, {
+        handleEvents(call) {
+          call.onMessage((message) => ids.push(message.id));
+        },
+      }),
+      { maxArrivingBytes: 1024 * 1024 },
+    );
+    const port = await server.bind("127.0.0.1:0");
+    const framed = (id: string) => {
+      const bytes = Buffer.from(WebsocketHandler.method.handleEvents.input.encode({ id }));
+      return Buffer.concat([prefix(bytes.length), bytes]);
+    };
+    const until = async (done: () => boolean) => {
+      const end = Date.now() + 10_000;
+      while (!done() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    };
+    const call = rawCall(port, methodPath(WebsocketHandler.method.handleEvents));
+    // Three whole messages and the first 1,000 bytes of a fourth, cut inside prefixes and bodies.
+    const whole = Buffer.concat([framed(""), framed("a"), framed("b".repeat(70_000))]);
+    const bytes = Buffer.concat([whole, framed("c".repeat(5000)).subarray(0, 1000)]);
+    const cuts = [0, 2, 3, 6, 9, 40_000, 70_010, whole.length + 3, bytes.length];
+    for (let i = 1; i < cuts.length; i++) {
+      call.stream.write(bytes.subarray(cuts[i - 1], cuts[i]));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await until(() => ids.length === 3 && server.arriving.held === 1000);
+    expect(ids).toEqual(["", "a", "b".repeat(70_000)]);
+    expect(server.arriving.held).toBe(1000);
+    // The client goes away mid-message: its bytes are let go.
+    call.close();
+    await until(() => server.arriving.held === 0);
+    expect(server.arriving.held).toBe(0);
     server.forceStop();
   });
 });

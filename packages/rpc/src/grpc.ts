@@ -6,6 +6,7 @@
  */
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { ArrivingBudget, processArriving } from "./arriving.js";
 import { canCheckTcpPeers, listsListener, tcpPeerUid } from "./peer-user.js";
 import type { Router } from "./router.js";
 import { Code } from "./status.js";
@@ -175,18 +176,35 @@ function handlerFor(router: Router, path: string, kind: MethodKind): grpc.Untype
  */
 export const MAX_CONCURRENT_STREAMS = 1024;
 
+/** Options of a GrpcServer. */
+export interface GrpcServerOptions {
+  /**
+   * Internal, for tests: the most bytes of requests still arriving this server holds at once, in
+   * a budget of its own. @default MAX_ARRIVING_BYTES, shared by every GrpcServer of the process
+   */
+  maxArrivingBytes?: number;
+}
+
 /** A grpc-js server serving one router on any number of addresses. */
 export class GrpcServer {
-  private readonly server = new grpc.Server({
-    "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
-    "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
-  });
+  private readonly server: grpc.Server;
+
+  /** The bytes of requests still arriving that this server's calls hold, with its budget. */
+  readonly arriving: ArrivingBudget;
 
   /** The TCP listeners of bindLoopback(), which hand this user's connections to the server. */
   private readonly listeners: NetServer[] = [];
 
-  constructor(router: Router) {
+  constructor(router: Router, options: GrpcServerOptions = {}) {
+    this.arriving =
+      options.maxArrivingBytes === undefined ? processArriving : new ArrivingBudget(options.maxArrivingBytes);
+    this.server = new grpc.Server({
+      "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+      "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+      "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
+      // First, so that it sees the call grpc-js made (arriving.ts).
+      interceptors: [this.arriving.interceptor()],
+    });
     for (const { path, kind } of router.methods()) {
       const name = path.slice(path.lastIndexOf("/") + 1);
       const definition: grpc.MethodDefinition<Buffer, Buffer> = {
@@ -430,4 +448,5 @@ export function createGrpcTransport(address: string): Transport {
   };
 }
 
+export { ArrivingBudget, MAX_ARRIVING_BYTES } from "./arriving.js";
 export { canCheckTcpPeers } from "./peer-user.js";

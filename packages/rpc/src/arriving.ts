@@ -1,0 +1,143 @@
+/**
+ * The bytes a GrpcServer holds for requests still arriving, across all its connections (and, by
+ * default, all GrpcServers of this process: `run` has one per service). grpc-js keeps each
+ * message's bytes until the last one has come, and HTTP/2 flow control does not hold a client
+ * back while it does: each call may announce a message of up to MAX_GRPC_MESSAGE_BYTES and send
+ * all of it but its last byte, and each connection may have 1,024 calls open. 20 connections
+ * of a buggy service that sent 60 MB requests slowly held 1.2 GB in `run`. Past the budget, the
+ * call holding the most is ended with RESOURCE_EXHAUSTED and its bytes let go, so small calls
+ * (a kv get, a handler stream's answers) keep working beside whatever fills it.
+ */
+import type { ServerHttp2Stream } from "node:http2";
+import { constants } from "node:http2";
+import type * as grpc from "@grpc/grpc-js";
+import { Code } from "./status.js";
+
+/**
+ * Most bytes of requests still arriving a process's gRPC endpoints hold at once: 4 times the
+ * largest message (MAX_GRPC_MESSAGE_BYTES, 64 MB), so four kv sets of the largest values may
+ * arrive at once, and a service never meets it unless it sends many large messages at once
+ * (a Promise.all of hundreds of MB of kv values) or never finishes them.
+ */
+export const MAX_ARRIVING_BYTES = 256 * 1024 * 1024;
+
+/** One call's message in the making: where its bytes are in gRPC's framing, and how many it holds. */
+interface Arrival {
+  /** Bytes of the current (incomplete) message received so far, its 5-byte prefix included. */
+  held: number;
+  /** Bytes of the prefix read (0-4; 5 completes it). */
+  prefix: number;
+  /** The message's length, as far as the prefix has given it. */
+  length: number;
+  /** Bytes of the message's body still to come. */
+  body: number;
+  /** Ends the call with this status's details. */
+  cut: (details: string) => void;
+}
+
+const mb = (bytes: number) => `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
+
+/** A budget of bytes of requests still arriving, shared by the calls of the servers that use it. */
+export class ArrivingBudget {
+  /** Bytes held now, for messages not yet whole. */
+  held = 0;
+  private readonly arrivals = new Set<Arrival>();
+
+  constructor(readonly limit: number) {}
+
+  /**
+   * A grpc-js server interceptor that counts the bytes of each call's messages as they arrive
+   * and lets them go as each message is whole (grpc-js hands it on) or the call ends. It must be
+   * the server's first: it reads the HTTP/2 stream of the call grpc-js made, whose data grpc-js
+   * reads too (grpc-js 1.14's BaseServerInterceptingCall keeps it as `stream`; grpc.test.ts
+   * fails if that changes). Where it finds none, calls go uncounted.
+   */
+  interceptor(): grpc.ServerInterceptor {
+    // grpc-js's type asks for a ServerInterceptingCall, a wrapper that would cost every call an
+    // object; the call as it was given is all grpc-js uses (its interface).
+    return ((_method: grpc.ServerMethodDefinition<unknown, unknown>, call: grpc.ServerInterceptingCallInterface) => {
+      const stream = (call as unknown as { stream?: ServerHttp2Stream }).stream;
+      if (stream === undefined || typeof stream.on !== "function") return call;
+      const arrival: Arrival = {
+        held: 0,
+        prefix: 0,
+        length: 0,
+        body: 0,
+        cut: (details) => {
+          call.sendStatus({ code: Code.RESOURCE_EXHAUSTED as number, details });
+          // The status is on its way: a client still sending is told to stop (RST_STREAM with
+          // NO_ERROR, sent once the status has gone, as HTTP/2 lets a server that answered before
+          // the request ended), rather than sending the rest for nothing.
+          if (!stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+        },
+      };
+      this.arrivals.add(arrival);
+      // grpc-js paused the stream and reads it as its handler asks: this listener sees each chunk
+      // as grpc-js's own does, and adds none of its own reading.
+      stream.on("data", (chunk: Buffer) => this.take(arrival, chunk));
+      stream.once("close", () => this.release(arrival));
+      return call;
+    }) as unknown as grpc.ServerInterceptor;
+  }
+
+  /** Counts a chunk of a call's request stream: its messages' bytes, less those now whole. */
+  private take(arrival: Arrival, chunk: Buffer): void {
+    if (!this.arrivals.has(arrival)) return;
+    const n = chunk.length;
+    // Bytes of the message the chunk ends in: those from before it, unless a message ends in it.
+    let before = arrival.held;
+    let start = 0;
+    let i = 0;
+    while (i < n) {
+      if (arrival.body > 0) {
+        const take = Math.min(arrival.body, n - i);
+        arrival.body -= take;
+        i += take;
+      } else {
+        // The prefix: a flag byte, then the length in 4 bytes, big-endian.
+        if (arrival.prefix > 0) arrival.length = arrival.length * 256 + (chunk[i] as number);
+        i++;
+        if (++arrival.prefix < 5) continue;
+        arrival.body = arrival.length;
+        arrival.prefix = 0;
+        arrival.length = 0;
+      }
+      if (arrival.body === 0) {
+        // A message is whole at i: grpc-js hands it on, and holds only what follows.
+        before = 0;
+        start = i;
+      }
+    }
+    const held = before + (n - start);
+    this.held += held - arrival.held;
+    arrival.held = held;
+    if (this.held > this.limit) this.overflow();
+  }
+
+  /** Ends calls, the one holding the most first, until what is held fits the budget again. */
+  private overflow(): void {
+    while (this.held > this.limit) {
+      let most: Arrival | undefined;
+      for (const arrival of this.arrivals) if (most === undefined || arrival.held > most.held) most = arrival;
+      if (most === undefined || most.held === 0) return;
+      const held = most.held;
+      const whole = most.body > 0 ? ` of a ${held + most.body - 5}-byte message` : "";
+      this.release(most);
+      most.cut(
+        `grpc: cut this call at ${held} bytes${whole}: requests still arriving at the provider's gRPC ` +
+          `endpoints held over ${mb(this.limit)} together, the most it holds at once, and this call held the most; ` +
+          "send large messages (kv values) one after another rather than many at once, or make them smaller",
+      );
+    }
+  }
+
+  /** Lets go of a call's bytes: it ended, or was cut. */
+  private release(arrival: Arrival): void {
+    if (!this.arrivals.delete(arrival)) return;
+    this.held -= arrival.held;
+    arrival.held = 0;
+  }
+}
+
+/** The budget every GrpcServer of this process shares unless given its own. */
+export const processArriving = new ArrivingBudget(MAX_ARRIVING_BYTES);
