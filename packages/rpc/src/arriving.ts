@@ -31,8 +31,8 @@ interface Arrival {
   length: number;
   /** Bytes of the message's body still to come. */
   body: number;
-  /** Ends the call with this status's details. */
-  cut: (details: string) => void;
+  /** Ends the call with this status. */
+  cut: (code: Code, details: string) => void;
 }
 
 const mb = (bytes: number) => `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
@@ -63,8 +63,8 @@ export class ArrivingBudget {
         prefix: 0,
         length: 0,
         body: 0,
-        cut: (details) => {
-          call.sendStatus({ code: Code.RESOURCE_EXHAUSTED as number, details });
+        cut: (code, details) => {
+          call.sendStatus({ code: code as number, details });
           // The status is on its way: a client still sending is told to stop (RST_STREAM with
           // NO_ERROR, sent once the status has gone, as HTTP/2 lets a server that answered before
           // the request ended), rather than sending the rest for nothing.
@@ -73,8 +73,9 @@ export class ArrivingBudget {
       };
       this.arrivals.add(arrival);
       // grpc-js paused the stream and reads it as its handler asks: this listener sees each chunk
-      // as grpc-js's own does, and adds none of its own reading.
-      stream.on("data", (chunk: Buffer) => this.take(arrival, chunk));
+      // as grpc-js's own does, and adds none of its own reading. It hears each chunk first, so a
+      // call it cuts is over before grpc-js's decoder takes the chunk (and starts inflating it).
+      stream.prependListener("data", (chunk: Buffer) => this.take(arrival, chunk));
       stream.once("close", () => this.release(arrival));
       return call;
     }) as unknown as grpc.ServerInterceptor;
@@ -96,6 +97,10 @@ export class ArrivingBudget {
       } else {
         // The prefix: a flag byte, then the length in 4 bytes, big-endian.
         if (arrival.prefix > 0) arrival.length = arrival.length * 256 + (chunk[i] as number);
+        else if (chunk[i] !== 0) {
+          this.refuseCompressed(arrival);
+          return;
+        }
         i++;
         if (++arrival.prefix < 5) continue;
         arrival.body = arrival.length;
@@ -124,11 +129,28 @@ export class ArrivingBudget {
       const whole = most.body > 0 ? ` of a ${held + most.body - 5}-byte message` : "";
       this.release(most);
       most.cut(
+        Code.RESOURCE_EXHAUSTED,
         `grpc: cut this call at ${held} bytes${whole}: requests still arriving at the provider's gRPC ` +
           `endpoints held over ${mb(this.limit)} together, the most it holds at once, and this call held the most; ` +
           "send large messages (kv values) one after another rather than many at once, or make them smaller",
       );
     }
+  }
+
+  /**
+   * Ends a call whose message is compressed: grpc-js would inflate it once whole, outside any
+   * budget, up to MAX_GRPC_MESSAGE_BYTES from a few kilobytes (64 MB of zeros take 61 KB in
+   * gzip: 20 such calls took `run` past 1.5 GB), and then hold the result. Neither our SDK nor
+   * @nitric/sdk compresses what it sends, nor do gRPC libraries (grpc-js, grpc-go, grpc-java)
+   * unless told to.
+   */
+  private refuseCompressed(arrival: Arrival): void {
+    this.release(arrival);
+    arrival.cut(
+      Code.UNIMPLEMENTED,
+      "grpc: this endpoint takes uncompressed messages only (a compressed one could inflate to far more " +
+        "than it sent); turn compression off in the client (no default compression algorithm, grpc-encoding identity)",
+    );
   }
 
   /** Lets go of a call's bytes: it ended, or was cut. */

@@ -5,6 +5,7 @@ import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { type ClientHttp2Stream, connect as connectHttp2 } from "node:http2";
 import { connect, createServer, type Socket } from "node:net";
+import { gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
 import { KvStore } from "@nitric-like/contracts/kvstore";
@@ -435,7 +436,7 @@ describe("GrpcServer flow control", () => {
 });
 
 /** A raw HTTP/2 gRPC call to `path`: the request sent as the test writes it, and what came back. */
-function rawCall(port: number, path: string) {
+function rawCall(port: number, path: string, headers: Record<string, string> = {}) {
   const session = connectHttp2(`http://127.0.0.1:${port}`);
   session.on("error", () => {});
   const stream: ClientHttp2Stream = session.request({
@@ -443,6 +444,7 @@ function rawCall(port: number, path: string) {
     ":path": path,
     "content-type": "application/grpc",
     te: "trailers",
+    ...headers,
   });
   stream.on("error", () => {});
   stream.resume();
@@ -566,6 +568,45 @@ describe("GrpcServer requests still arriving", () => {
     call.close();
     await until(() => server.arriving.held === 0);
     expect(server.arriving.held).toBe(0);
+    server.forceStop();
+  });
+
+  it("refuses a compressed message before inflating it, with UNIMPLEMENTED and the fix: a few KB of gzip could take 64 MB", async () => {
+    const stored: string[] = [];
+    const unused = (_call: unknown, respond: (error: unknown) => void) => respond(new Error("unused"));
+    const server = new GrpcServer(
+      new Router().service(KvStore, {
+        getValue: unused,
+        deleteKey: unused,
+        scanKeys: (call) => call.end(),
+        setValue(call, respond) {
+          stored.push(call.request.ref?.key ?? "");
+          respond(null, {});
+        },
+      }),
+    );
+    const port = await server.bind("127.0.0.1:0");
+    const setValue = methodPath(KvStore.method.setValue);
+    const packed = gzipSync(KvStore.method.setValue.input.encode({ ref: { store: "s", key: "k" }, content: {} }));
+    const head = prefix(packed.length);
+    head[0] = 1;
+    const call = rawCall(port, setValue, { "grpc-encoding": "gzip" });
+    call.stream.end(Buffer.concat([head, packed]));
+    expect(await call.status).toEqual({
+      code: Code.UNIMPLEMENTED,
+      details:
+        "grpc: this endpoint takes uncompressed messages only (a compressed one could inflate to far more than it sent); turn compression off in the client (no default compression algorithm, grpc-encoding identity)",
+    });
+    expect(stored).toEqual([]);
+    expect(server.arriving.held).toBe(0);
+    // The same request uncompressed is served.
+    const plain = Buffer.from(KvStore.method.setValue.input.encode({ ref: { store: "s", key: "k" }, content: {} }));
+    const again = rawCall(port, setValue);
+    again.stream.end(Buffer.concat([prefix(plain.length), plain]));
+    expect((await again.status).code).toBe(Code.OK);
+    expect(stored).toEqual(["k"]);
+    call.close();
+    again.close();
     server.forceStop();
   });
 });
