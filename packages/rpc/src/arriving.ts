@@ -31,11 +31,31 @@ interface Arrival {
   length: number;
   /** Bytes of the message's body still to come. */
   body: number;
-  /** Ends the call with this status. */
-  cut: (code: Code, details: string) => void;
+  /** Most bytes a message of this call may take (its server's MAX_GRPC_MESSAGE_BYTES). */
+  max: number;
+  /** Ends the call with this status, and tells the call's server why. */
+  cut: (refusal: CallRefusal) => void;
 }
 
-const mb = (bytes: number) => `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
+/** Why a call was ended before its request had arrived, with the status its client was sent. */
+export interface CallRefusal {
+  /**
+   * "arriving": the budget was full and the call held the most; "too-large": its message
+   * announced more than the server takes; "compressed": its message was compressed.
+   */
+  kind: "arriving" | "too-large" | "compressed";
+  code: Code;
+  details: string;
+}
+
+/** How a server's calls are counted: the largest message it takes, and who hears each refusal. */
+export interface ArrivingOptions {
+  maxMessageBytes: number;
+  refused?: (refusal: CallRefusal) => void;
+}
+
+const mb = (bytes: number) =>
+  bytes < 1024 * 1024 ? `${bytes} bytes` : `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
 
 /** A budget of bytes of requests still arriving, shared by the calls of the servers that use it. */
 export class ArrivingBudget {
@@ -52,7 +72,8 @@ export class ArrivingBudget {
    * reads too (grpc-js 1.14's BaseServerInterceptingCall keeps it as `stream`; grpc.test.ts
    * fails if that changes). Where it finds none, calls go uncounted.
    */
-  interceptor(): grpc.ServerInterceptor {
+  interceptor(options: ArrivingOptions): grpc.ServerInterceptor {
+    const { maxMessageBytes, refused } = options;
     // grpc-js's type asks for a ServerInterceptingCall, a wrapper that would cost every call an
     // object; the call as it was given is all grpc-js uses (its interface).
     return ((_method: grpc.ServerMethodDefinition<unknown, unknown>, call: grpc.ServerInterceptingCallInterface) => {
@@ -63,12 +84,14 @@ export class ArrivingBudget {
         prefix: 0,
         length: 0,
         body: 0,
-        cut: (code, details) => {
-          call.sendStatus({ code: code as number, details });
+        max: maxMessageBytes,
+        cut: (refusal) => {
+          call.sendStatus({ code: refusal.code as number, details: refusal.details });
           // The status is on its way: a client still sending is told to stop (RST_STREAM with
           // NO_ERROR, sent once the status has gone, as HTTP/2 lets a server that answered before
           // the request ended), rather than sending the rest for nothing.
           if (!stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+          refused?.(refusal);
         },
       };
       this.arrivals.add(arrival);
@@ -103,6 +126,10 @@ export class ArrivingBudget {
         }
         i++;
         if (++arrival.prefix < 5) continue;
+        if (arrival.length > arrival.max) {
+          this.refuseTooLarge(arrival);
+          return;
+        }
         arrival.body = arrival.length;
         arrival.prefix = 0;
         arrival.length = 0;
@@ -128,12 +155,14 @@ export class ArrivingBudget {
       const held = most.held;
       const whole = most.body > 0 ? ` of a ${held + most.body - 5}-byte message` : "";
       this.release(most);
-      most.cut(
-        Code.RESOURCE_EXHAUSTED,
-        `grpc: cut this call at ${held} bytes${whole}: requests still arriving at the provider's gRPC ` +
+      most.cut({
+        kind: "arriving",
+        code: Code.RESOURCE_EXHAUSTED,
+        details:
+          `grpc: cut this call at ${held} bytes${whole}: requests still arriving at the provider's gRPC ` +
           `endpoints held over ${mb(this.limit)} together, the most it holds at once, and this call held the most; ` +
           "send large messages (kv values) one after another rather than many at once, or make them smaller",
-      );
+      });
     }
   }
 
@@ -146,11 +175,31 @@ export class ArrivingBudget {
    */
   private refuseCompressed(arrival: Arrival): void {
     this.release(arrival);
-    arrival.cut(
-      Code.UNIMPLEMENTED,
-      "grpc: this endpoint takes uncompressed messages only (a compressed one could inflate to far more " +
+    arrival.cut({
+      kind: "compressed",
+      code: Code.UNIMPLEMENTED,
+      details:
+        "grpc: this endpoint takes uncompressed messages only (a compressed one could inflate to far more " +
         "than it sent); turn compression off in the client (no default compression algorithm, grpc-encoding identity)",
-    );
+    });
+  }
+
+  /**
+   * Ends a call as soon as its message's prefix announces more than its server takes. grpc-js
+   * refuses such a message then too, but leaves the client sending the rest (it read and dropped
+   * over 1 GB in 8 s of one such call), and this budget would count those bytes as held until the
+   * announced length had come.
+   */
+  private refuseTooLarge(arrival: Arrival): void {
+    const length = arrival.length;
+    this.release(arrival);
+    arrival.cut({
+      kind: "too-large",
+      code: Code.RESOURCE_EXHAUSTED,
+      details:
+        `grpc: this call's message is ${length} bytes, over the ${arrival.max} (${mb(arrival.max)}) a message ` +
+        "to the provider's gRPC endpoint may take; send smaller messages (split a large kv value over several keys)",
+    });
   }
 
   /** Lets go of a call's bytes: it ended, or was cut. */

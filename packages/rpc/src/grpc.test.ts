@@ -2,9 +2,11 @@
 // addresses it is given.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { type ClientHttp2Stream, connect as connectHttp2 } from "node:http2";
 import { connect, createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckResponse_ServingStatus } from "@nitric-like/contracts/health";
@@ -15,9 +17,12 @@ import { Client } from "./client.js";
 import {
   canCheckTcpPeers,
   createGrpcTransport,
+  type GrpcRefusal,
   GrpcServer,
   MAX_ARRIVING_BYTES,
   MAX_CONCURRENT_STREAMS,
+  MAX_GRPC_CONNECTIONS,
+  MAX_GRPC_MESSAGE_BYTES,
   MAX_STATUS_DETAILS_BYTES,
   MAX_UNSENT_STREAM_BYTES,
 } from "./grpc.js";
@@ -240,6 +245,79 @@ describe("GrpcServer status details", () => {
   });
 });
 
+/**
+ * Opens a connection (`{port}` on 127.0.0.1, or a Unix socket's `{path}`) and sends HTTP/2's
+ * client preface: "served" once the server's SETTINGS come, "cut" if it closes first.
+ */
+function http2Connect(target: { port: number } | { path: string }): { result: Promise<string>; socket: Socket } {
+  const socket = connect("path" in target ? target : { host: "127.0.0.1", port: target.port });
+  socket.on("connect", () =>
+    socket.write(
+      Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]),
+    ),
+  );
+  const result = new Promise<string>((resolve) => {
+    socket.once("data", () => resolve("served"));
+    socket.once("error", () => resolve("cut"));
+    socket.once("close", () => resolve("cut"));
+  });
+  return { result, socket };
+}
+
+describe("GrpcServer connections", () => {
+  it("serves at most MAX_GRPC_CONNECTIONS connections at once across its addresses: past it a new one is cut as it comes, and said", async () => {
+    expect(MAX_GRPC_CONNECTIONS).toBe(1000);
+    const refused: GrpcRefusal[] = [];
+    const server = new GrpcServer(new Router(), { maxConnections: 2, refused: (refusal) => refused.push(refusal) });
+    const dir = mkdtempSync(join(tmpdir(), "grpc-connections-"));
+    const path = join(dir, "s.sock");
+    try {
+      expect(await server.bind(`unix:${path}`)).toBe(0);
+      const { port } = await server.bindLoopback(0);
+      const one = http2Connect({ path });
+      expect(await one.result).toBe("served");
+      const two = http2Connect({ port });
+      expect(await two.result).toBe("served");
+      // A third, on either address, is cut before HTTP/2 answers it.
+      const three = http2Connect({ port });
+      const four = http2Connect({ path });
+      expect([await three.result, await four.result]).toEqual(["cut", "cut"]);
+      expect(refused).toEqual([
+        { kind: "connections", limit: 2 },
+        { kind: "connections", limit: 2 },
+      ]);
+      // One goes: there is room for one more, and calls over it work.
+      one.socket.destroy();
+      const until = Date.now() + 5000;
+      let again = http2Connect({ path });
+      while ((await again.result) === "cut" && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 10));
+        again = http2Connect({ path });
+      }
+      expect(await again.result).toBe("served");
+      again.socket.destroy();
+      const client = new Client(createGrpcTransport(`unix:${path}`));
+      await new Promise((r) => setTimeout(r, 50));
+      await expect(client.unary(Health.method.check, { service: "" })).rejects.toMatchObject({
+        code: Code.UNIMPLEMENTED,
+      });
+      client.close();
+      two.socket.destroy();
+    } finally {
+      server.forceStop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses an address it cannot listen on with the forms it takes", async () => {
+    const server = new GrpcServer(new Router());
+    await expect(server.bind("nowhere")).rejects.toThrow(
+      'grpc: cannot listen on "nowhere"; give the address as <host>:<port> or unix:<path>',
+    );
+    server.forceStop();
+  });
+});
+
 describe("GrpcServer.bindLoopback", () => {
   const isRoot = process.getuid?.() === 0;
   it.skipIf(!isRoot || !canCheckTcpPeers())(
@@ -272,10 +350,11 @@ describe("GrpcServer.bindLoopback", () => {
   it.skipIf(!canCheckTcpPeers())(
     "checks a burst of 2,000 connections at once with one read of the kernel's tables at a time, serving each without gigabytes of memory",
     async () => {
-      const server = new GrpcServer(new Router());
+      const n = 2000;
+      // More than MAX_GRPC_CONNECTIONS: the checks are what is measured here.
+      const server = new GrpcServer(new Router(), { maxConnections: n });
       const { port, sameUserOnly } = await server.bindLoopback(0);
       expect(sameUserOnly).toBe(true);
-      const n = 2000;
       const peakBefore = process.resourceUsage().maxRSS;
       const started = Date.now();
       const sockets: Socket[] = [];
@@ -474,6 +553,8 @@ describe("GrpcServer requests still arriving", () => {
     expect(MAX_ARRIVING_BYTES).toBe(256 * 1024 * 1024);
     const budget = 1024 * 1024;
     const stored: number[] = [];
+    // What the server says it refused, for `run`'s log.
+    const refused: GrpcRefusal[] = [];
     const unused = (_call: unknown, respond: (error: unknown) => void) => respond(new Error("unused"));
     const server = new GrpcServer(
       new Router().service(KvStore, {
@@ -485,7 +566,7 @@ describe("GrpcServer requests still arriving", () => {
           respond(null, {});
         },
       }),
-      { maxArrivingBytes: budget },
+      { maxArrivingBytes: budget, refused: (refusal) => refused.push(refusal) },
     );
     const port = await server.bind("127.0.0.1:0");
     const setValue = methodPath(KvStore.method.setValue);
@@ -517,6 +598,7 @@ describe("GrpcServer requests still arriving", () => {
     expect(cut.details).toBe(
       `grpc: cut this call at 600005 bytes of a ${bigger.length}-byte message: requests still arriving at the provider's gRPC endpoints held over 1 MB together, the most it holds at once, and this call held the most; send large messages (kv values) one after another rather than many at once, or make them smaller`,
     );
+    expect(refused).toEqual([{ kind: "arriving", code: Code.RESOURCE_EXHAUSTED, details: cut.details }]);
     // a's bytes are let go, and a is told to stop sending (RST_STREAM, NO_ERROR); b's keep coming.
     expect(await a.closed).toBe(0);
     await until(() => server.arriving.held === 500_005);
@@ -607,6 +689,45 @@ describe("GrpcServer requests still arriving", () => {
     expect(stored).toEqual(["k"]);
     call.close();
     again.close();
+    server.forceStop();
+  });
+
+  it("ends a call whose message announces more than MAX_GRPC_MESSAGE_BYTES as soon as its prefix is read, with RESOURCE_EXHAUSTED, the limit and the fix, and tells the client to stop sending", async () => {
+    const refused: GrpcRefusal[] = [];
+    const unused = (_call: unknown, respond: (error: unknown) => void) => respond(new Error("unused"));
+    const server = new GrpcServer(
+      new Router().service(KvStore, {
+        getValue: unused,
+        deleteKey: unused,
+        scanKeys: (call) => call.end(),
+        setValue: unused,
+      }),
+      { refused: (refusal) => refused.push(refusal) },
+    );
+    const port = await server.bind("127.0.0.1:0");
+    const call = rawCall(port, methodPath(KvStore.method.setValue));
+    call.stream.write(Buffer.concat([prefix(MAX_GRPC_MESSAGE_BYTES + 1), Buffer.alloc(1000)]));
+    const status = await call.status;
+    expect(status).toEqual({
+      code: Code.RESOURCE_EXHAUSTED,
+      details: `grpc: this call's message is ${MAX_GRPC_MESSAGE_BYTES + 1} bytes, over the ${MAX_GRPC_MESSAGE_BYTES} (64 MB) a message to the provider's gRPC endpoint may take; send smaller messages (split a large kv value over several keys)`,
+    });
+    expect(refused).toEqual([{ kind: "too-large", code: Code.RESOURCE_EXHAUSTED, details: status.details }]);
+    // Told to stop (RST_STREAM, NO_ERROR) rather than left to send 64 MB more for nothing, which
+    // the budget would count as held meanwhile.
+    const sending = setInterval(() => call.stream.write(Buffer.alloc(64 * 1024)), 1);
+    const closed = await Promise.race([call.closed, new Promise((r) => setTimeout(() => r("still open"), 3000))]);
+    clearInterval(sending);
+    expect(closed).toBe(0);
+    expect(server.arriving.held).toBe(0);
+    // A message of exactly the limit's size is let in as far as the prefix.
+    const fits = rawCall(port, methodPath(KvStore.method.setValue));
+    fits.stream.write(Buffer.concat([prefix(MAX_GRPC_MESSAGE_BYTES), Buffer.alloc(1000)]));
+    const until = Date.now() + 5000;
+    while (server.arriving.held !== 1005 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    expect(server.arriving.held).toBe(1005);
+    call.close();
+    fits.close();
     server.forceStop();
   });
 });

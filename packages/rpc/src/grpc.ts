@@ -6,7 +6,7 @@
  */
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { ArrivingBudget, processArriving } from "./arriving.js";
+import { ArrivingBudget, type CallRefusal, processArriving } from "./arriving.js";
 import { canCheckTcpPeers, listsListener, tcpPeerUid } from "./peer-user.js";
 import type { Router } from "./router.js";
 import { Code } from "./status.js";
@@ -176,6 +176,18 @@ function handlerFor(router: Router, path: string, kind: MethodKind): grpc.Untype
  */
 export const MAX_CONCURRENT_STREAMS = 1024;
 
+/**
+ * Connections a GrpcServer serves at once, across its addresses: past it a new connection is cut
+ * as it comes. A service's SDK opens one (grpc-js shares one connection among its clients of an
+ * address) or a few (an SDK of another language may open one per client), so a service never
+ * meets it unless it opens connections in a loop and keeps them. Each idle HTTP/2 connection
+ * costs `run` about 22 KB (5,000 took it from 57 MB to 161 MB), and one file descriptor.
+ */
+export const MAX_GRPC_CONNECTIONS = 1000;
+
+/** Why a GrpcServer ended a call before its request had come, or cut a connection as it came. */
+export type GrpcRefusal = CallRefusal | { kind: "connections"; limit: number };
+
 /** Options of a GrpcServer. */
 export interface GrpcServerOptions {
   /**
@@ -183,6 +195,13 @@ export interface GrpcServerOptions {
    * a budget of its own. @default MAX_ARRIVING_BYTES, shared by every GrpcServer of the process
    */
   maxArrivingBytes?: number;
+  /** Internal, for tests: the most connections this server serves at once. @default MAX_GRPC_CONNECTIONS */
+  maxConnections?: number;
+  /**
+   * Hears each call this server ends before its request has come (the client was sent why) and
+   * each connection it cuts as it comes, for a log: many may come at once.
+   */
+  refused?: (refusal: GrpcRefusal) => void;
 }
 
 /** A grpc-js server serving one router on any number of addresses. */
@@ -192,18 +211,30 @@ export class GrpcServer {
   /** The bytes of requests still arriving that this server's calls hold, with its budget. */
   readonly arriving: ArrivingBudget;
 
-  /** The TCP listeners of bindLoopback(), which hand this user's connections to the server. */
+  /** The listeners of bind() and bindLoopback(), which hand connections to the server. */
   private readonly listeners: NetServer[] = [];
+
+  /** Hands a connection to grpc-js; made on the first. */
+  private injector: grpc.ConnectionInjector | undefined;
+
+  /** Connections served now. */
+  private connections = 0;
+
+  private readonly maxConnections: number;
+
+  private readonly refused: (refusal: GrpcRefusal) => void;
 
   constructor(router: Router, options: GrpcServerOptions = {}) {
     this.arriving =
       options.maxArrivingBytes === undefined ? processArriving : new ArrivingBudget(options.maxArrivingBytes);
+    this.maxConnections = options.maxConnections ?? MAX_GRPC_CONNECTIONS;
+    this.refused = options.refused ?? (() => {});
     this.server = new grpc.Server({
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
       // First, so that it sees the call grpc-js made (arriving.ts).
-      interceptors: [this.arriving.interceptor()],
+      interceptors: [this.arriving.interceptor({ maxMessageBytes: MAX_GRPC_MESSAGE_BYTES, refused: this.refused })],
     });
     for (const { path, kind } of router.methods()) {
       const name = path.slice(path.lastIndexOf("/") + 1);
@@ -222,13 +253,61 @@ export class GrpcServer {
     }
   }
 
-  /** Listens on `127.0.0.1:<port>` (0: any free port) or `unix:<path>`; resolves with the port. */
-  bind(address: string): Promise<number> {
-    return new Promise((resolve, reject) =>
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) =>
-        error ? reject(error) : resolve(port),
-      ),
-    );
+  /**
+   * Listens on `<host>:<port>` (port 0: any free port) or `unix:<path>`; resolves with the port
+   * (0 for a Unix socket). The listener is ours, not grpc-js's, so that it counts connections.
+   */
+  async bind(address: string): Promise<number> {
+    const listener = createServer({ noDelay: true }, (socket) => {
+      socket.on("error", () => {});
+      this.serve(listener, socket);
+    });
+    if (address.startsWith("unix:")) {
+      await this.listen(listener, { path: address.slice("unix:".length) });
+      return 0;
+    }
+    const colon = address.lastIndexOf(":");
+    const port = Number(address.slice(colon + 1));
+    if (colon <= 0 || !/^\d+$/.test(address.slice(colon + 1)) || port > 65535)
+      throw new Error(
+        `grpc: cannot listen on ${JSON.stringify(address)}; give the address as <host>:<port> or unix:<path>`,
+      );
+    const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+    await this.listen(listener, { port, host });
+    return (listener.address() as { port: number }).port;
+  }
+
+  /** Starts `listener` listening, as one of this server's. */
+  private async listen(listener: NetServer, where: { path: string } | { port: number; host: string }): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      listener.once("error", reject);
+      listener.listen(where, () => {
+        listener.off("error", reject);
+        resolve();
+      });
+    });
+    this.listeners.push(listener);
+  }
+
+  /**
+   * Hands a connection that came to `listener` to grpc-js, unless the listener has stopped (a
+   * session on a stopped server would stay open) or the server serves its most connections
+   * already (MAX_GRPC_CONNECTIONS): then it is cut.
+   */
+  private serve(listener: NetServer, socket: Socket): void {
+    if (!this.listeners.includes(listener)) {
+      socket.destroy();
+      return;
+    }
+    if (this.connections >= this.maxConnections) {
+      socket.destroy();
+      this.refused({ kind: "connections", limit: this.maxConnections });
+      return;
+    }
+    this.connections++;
+    socket.once("close", () => this.connections--);
+    this.injector ??= this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.injector.injectConnection(socket);
   }
 
   /**
@@ -253,18 +332,12 @@ export class GrpcServer {
     const checked = new Promise<boolean>((resolve) => {
       knowIfChecked = resolve;
     });
-    const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-    // One whose check ended after stop() would open a session on the stopped server.
-    const serve = (socket: Socket) => {
-      if (this.listeners.includes(listener)) injector.injectConnection(socket);
-      else socket.destroy();
-    };
     // What the client sends before the check ends waits in the socket, and HTTP/2 reads it from there.
     const listener = createServer({ noDelay: true }, (socket) => {
       socket.on("error", () => {});
       checked
         .then(async (check) => {
-          if (!check) return serve(socket);
+          if (!check) return this.serve(listener, socket);
           const peer = await tcpPeerUid(socket);
           if (socket.destroyed) return;
           if (peer === undefined || peer !== uid) {
@@ -272,18 +345,11 @@ export class GrpcServer {
             refused(peer);
             return;
           }
-          serve(socket);
+          this.serve(listener, socket);
         })
         .catch(() => socket.destroy());
     });
-    await new Promise<void>((resolve, reject) => {
-      listener.once("error", reject);
-      listener.listen(port, "127.0.0.1", () => {
-        listener.off("error", reject);
-        resolve();
-      });
-    });
-    this.listeners.push(listener);
+    await this.listen(listener, { port, host: "127.0.0.1" });
     const bound = (listener.address() as { port: number }).port;
     const sameUserOnly = await listsListener(bound).catch(() => false);
     knowIfChecked(sameUserOnly);
@@ -448,5 +514,5 @@ export function createGrpcTransport(address: string): Transport {
   };
 }
 
-export { ArrivingBudget, MAX_ARRIVING_BYTES } from "./arriving.js";
+export { ArrivingBudget, type CallRefusal, MAX_ARRIVING_BYTES } from "./arriving.js";
 export { canCheckTcpPeers } from "./peer-user.js";
