@@ -10,9 +10,9 @@
  * user's are served; elsewhere every user of the machine can connect there.
  */
 import { chmodSync, rmSync } from "node:fs";
-import { type EndpointContext, serviceRouter } from "@nitric-like/provider-kit";
-import { canCheckTcpPeers, PortServer, type Router } from "@nitric-like/rpc";
-import type { GrpcServer } from "@nitric-like/rpc/grpc";
+import { BurstLog, type EndpointContext, serviceRouter } from "@nitric-like/provider-kit";
+import { Code, canCheckTcpPeers, PortServer, type Router } from "@nitric-like/rpc";
+import type { GrpcRefusal, GrpcServer, GrpcServerOptions } from "@nitric-like/rpc/grpc";
 import type { Logger } from "@nitric-like/spec";
 
 /** A service's endpoint. */
@@ -51,6 +51,38 @@ export interface GrpcOptions {
    * only, and removed when the endpoint stops.
    */
   socketPath?: string;
+  /** Internal, for tests: the gRPC server's bounds (GrpcServerOptions). */
+  limits?: Pick<GrpcServerOptions, "maxArrivingBytes" | "maxConnections"> | undefined;
+}
+
+/** How often at most a kind of refusal by an endpoint is logged: a flood must not flood the log. */
+const REFUSAL_LOG_MS = 1000;
+
+/**
+ * Logs what a service's gRPC endpoint refuses (a call it ended before its request had come, a
+ * connection it cut), one line per kind a second at most, with a count of those since the last.
+ */
+function refusalLog(service: string, logger: Logger): (refusal: GrpcRefusal) => void {
+  const calls = new Map<GrpcRefusal["kind"], BurstLog>();
+  const log = (kind: GrpcRefusal["kind"], what: string) => {
+    let burst = calls.get(kind);
+    if (burst === undefined) {
+      burst = new BurstLog(logger, "warn", (n) => ` (${n} ${what} since the last report)`, REFUSAL_LOG_MS);
+      calls.set(kind, burst);
+    }
+    return burst;
+  };
+  return (refusal) => {
+    if (refusal.kind === "connections") {
+      log(refusal.kind, "connections cut").note(
+        `service "${service}": cut a new connection to its gRPC endpoint: it serves at most ${refusal.limit} connections at once, and a service needs one or a few; make the service reuse its gRPC clients (one per address) rather than open a connection for each call, and close those it no longer uses`,
+      );
+      return;
+    }
+    log(refusal.kind, "calls ended so").note(
+      `service "${service}": ended one of its gRPC calls with ${Code[refusal.code]} before its request had come, telling it: ${refusal.details}`,
+    );
+  };
 }
 
 /** Makes the endpoint of one service; it serves ports at once, gRPC once serveGrpc is called. */
@@ -67,7 +99,10 @@ export function serveGrpc(endpoint: Endpoint, logger: Logger, options: () => Grp
 
 async function listen(endpoint: Endpoint, logger: Logger, options: GrpcOptions): Promise<GrpcEndpoint> {
   const { GrpcServer } = await import("@nitric-like/rpc/grpc");
-  const server = new GrpcServer(endpoint.router);
+  const server = new GrpcServer(endpoint.router, {
+    ...options.limits,
+    refused: refusalLog(endpoint.service, logger),
+  });
   const grpc: GrpcEndpoint = { server, address: "" };
   const { socketPath } = options;
   const tcp = options.tcp ?? socketPath === undefined;

@@ -41,7 +41,14 @@ import {
   socketLimitsOf,
   specRegistrations,
 } from "@nitric-like/spec";
-import { createEndpoint, type Endpoint, type GrpcEndpoint, serveGrpc, stopEndpoint } from "./endpoint.js";
+import {
+  createEndpoint,
+  type Endpoint,
+  type GrpcEndpoint,
+  type GrpcOptions,
+  serveGrpc,
+  stopEndpoint,
+} from "./endpoint.js";
 import { LocalInspector } from "./inspect.js";
 import { KvStores } from "./kv/store.js";
 import { FlowBudget } from "./websocket/flow.js";
@@ -61,6 +68,8 @@ export interface LocalProviderOptions extends RunOptions {
   maxMessageBytes?: number;
   /** Limits over the project file's, for every socket (tests). */
   limits?: Partial<AppLimits>;
+  /** Internal, for tests: bounds of every service's gRPC endpoint below their defaults. */
+  grpcLimits?: GrpcOptions["limits"];
 }
 
 /** True for addresses only this machine can reach. */
@@ -91,6 +100,7 @@ export class LocalProvider implements RunningProvider {
   readonly handlerTimeoutMs: number;
   /** Serve the endpoints on 127.0.0.1 too (always where there are no Unix users). */
   private readonly tcp: boolean;
+  private readonly grpcLimits: GrpcOptions["limits"];
   /** The private folder of the endpoints' Unix sockets, made with the first endpoint. */
   private runDir: RunDir | undefined;
   /** Why a socket's gateway failed to start, by socket, until one starts. */
@@ -151,6 +161,7 @@ export class LocalProvider implements RunningProvider {
     this.handlers = new HandlerRegistry(options.logger, handlerTimeoutMs, options.handlerWaitMs ?? 10000);
     this.authorizers = new AuthorizerRegistry(handlerTimeoutMs, options.handlerWaitMs ?? 10000);
     this.tcp = options.tcp === true || currentUid() === undefined;
+    this.grpcLimits = options.grpcLimits;
   }
 
   /**
@@ -410,9 +421,10 @@ export class LocalProvider implements RunningProvider {
     const endpoint = this.serviceEndpoint(service);
     return serveGrpc(endpoint, this.logger, () => {
       // Each gRPC endpoint's Unix socket is in this run's private folder, made with the first one.
-      if (currentUid() === undefined) return { tcp: this.tcp };
+      const limits = this.grpcLimits;
+      if (currentUid() === undefined) return { tcp: this.tcp, limits };
       this.runDir ??= createRunDir();
-      return { tcp: this.tcp, socketPath: join(this.runDir.path, `${++this.socketCount}.sock`) };
+      return { tcp: this.tcp, socketPath: join(this.runDir.path, `${++this.socketCount}.sock`), limits };
     });
   }
 
