@@ -6,6 +6,7 @@
  * takes the connection and never answers held `up` with nothing said.
  */
 import type { Logger } from "@nitric-like/spec";
+import { credentialProvider } from "./credentials.js";
 
 /** How long a request may wait, and the variable that set it. */
 export interface CallTimeouts {
@@ -70,13 +71,23 @@ export function requestHandlerOptions(timeouts: CallTimeouts): { connectionTimeo
 /**
  * An AWS SDK client's configuration for a region (the SDK's own when undefined), with the
  * deploy commands' timeouts (calls.ts: a request the network leaves unanswered fails, rather than
- * holding the command for ever).
+ * holding the command for ever), for its own calls and for the credential lookup before them
+ * (credentials.ts); a credential call that gets no answer is said on `logger`.
  */
 export function clientConfig(
   region: string | undefined,
   timeouts: CallTimeouts = deployTimeouts(),
-): { region?: string; requestHandler: { connectionTimeout: number; socketTimeout: number } } {
-  return { ...(region ? { region } : {}), requestHandler: requestHandlerOptions(timeouts) };
+  logger?: Logger,
+): {
+  region?: string;
+  requestHandler: { connectionTimeout: number; socketTimeout: number };
+  credentials: ReturnType<typeof credentialProvider>;
+} {
+  return {
+    ...(region ? { region } : {}),
+    requestHandler: requestHandlerOptions(timeouts),
+    credentials: credentialProvider(timeouts, { region, logger }),
+  };
 }
 
 /**
@@ -151,6 +162,11 @@ const onSignal = () => {
   if (changing) setTimeout(stop, CHANGING_GRACE_MS).unref();
   else stop();
 };
+
+/** `call`, which Ctrl-C stops (rejecting with CallInterrupted) while it waits. */
+export function interruptible<T>(call: Promise<T>): Promise<T> {
+  return waitFor(call);
+}
 
 function waitFor<T>(call: Promise<T>): Promise<T> {
   let reject: (error: Error) => void = () => {};

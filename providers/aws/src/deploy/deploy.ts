@@ -38,6 +38,7 @@ import {
   setChanging,
   watched,
 } from "./calls.js";
+import { CredentialLookupError, credentialSource } from "./credentials.js";
 import { domainProblems } from "./domains.js";
 import { replacementNotes } from "./replacements.js";
 
@@ -169,6 +170,7 @@ export interface DeployOutcome {
  */
 export function explain(error: unknown, doing: string, service?: string, command?: string, state?: string): Error {
   if (error instanceof DeployError) return error;
+  if (error instanceof CredentialLookupError) return new DeployError(`${doing}: ${error.message}`, error.exitCode);
   const call = failedCall(error);
   if (call) {
     const words = failedCallWords(error, call, endpointVariable(call.service, undefined));
@@ -490,6 +492,11 @@ export async function preflight(options: {
     let region: string;
     try {
       region = await cfn.config.region();
+      // Said before a lookup that goes over the network (SSO, STS, a credential process, instance
+      // metadata), which can take seconds, or fail after the timeouts; not for keys at hand.
+      const source = await credentialSource();
+      if (source.kind !== "environment" && source.kind !== "keys")
+        options.logger?.info(`resolving AWS credentials: ${source.words}`);
       await cfn.config.credentials();
     } catch (error) {
       throw explain(error, options.action, undefined, options.action);
@@ -515,7 +522,7 @@ export async function preflight(options: {
 /** The CloudFormation, S3 and DynamoDB clients of a region (the SDK's own configuration when undefined). */
 function clients(region: string | undefined, logger?: Logger) {
   const timeouts = deployTimeouts();
-  const config = clientConfig(region, timeouts);
+  const config = clientConfig(region, timeouts, logger);
   const custom = Boolean(process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL);
   return {
     cfn: watched(new CloudFormationClient(config), "CLOUDFORMATION", timeouts, logger),

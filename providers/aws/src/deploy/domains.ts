@@ -41,8 +41,8 @@ export async function domainProblems(
   const warnings: string[] = [];
   if (domains.length === 0) return { problems, warnings };
   const timeouts = deployTimeouts();
-  const acm = watched(new ACMClient(clientConfig(region, timeouts)), "ACM", timeouts, logger);
-  const route53 = watched(new Route53Client(clientConfig(region, timeouts)), "ROUTE_53", timeouts, logger);
+  const acm = watched(new ACMClient(clientConfig(region, timeouts, logger)), "ACM", timeouts, logger);
+  const route53 = watched(new Route53Client(clientConfig(region, timeouts, logger)), "ROUTE_53", timeouts, logger);
   try {
     for (const domain of domains) {
       const theirs = certificateRegion(domain.certificate);

@@ -12,6 +12,7 @@ import {
 } from "@aws-sdk/client-cloudwatch-logs";
 import type { LogLine, LogsOptions } from "@nitric-like/spec";
 import { callTimeouts, requestHandlerOptions, watchCalls } from "./calls.js";
+import { credentialProvider } from "./credentials.js";
 import { DeployError, explain } from "./deploy.js";
 
 /** How often a follow asks for new lines. */
@@ -178,6 +179,8 @@ export async function* readLogs(
     new CloudWatchLogsClient({
       ...(options.region ? { region: options.region } : {}),
       requestHandler: requestHandlerOptions(timeouts),
+      // A follow's Ctrl-C is its own (through `signal`), never a failed lookup.
+      credentials: credentialProvider(timeouts, { region: options.region, logger, interruptible: !options.follow }),
     }),
     { service: "CLOUDWATCH_LOGS", timeouts, interruptible: !options.follow },
   );

@@ -59,7 +59,7 @@ export async function putSecret(options: PutSecretRequest): Promise<{ version: s
   const doing = `secret put ${options.secret}`;
   const timeouts = deployTimeouts();
   const client = watched(
-    new SecretsManagerClient(clientConfig(options.region, timeouts)),
+    new SecretsManagerClient(clientConfig(options.region, timeouts, options.logger)),
     "SECRETS_MANAGER",
     timeouts,
     options.logger,

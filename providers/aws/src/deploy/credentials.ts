@@ -1,0 +1,287 @@
+/**
+ * The credentials of the commands that reach AWS, looked up under their timeouts (calls.ts). The
+ * AWS SDK's own chain does the looking up (environment, config and credentials files, SSO,
+ * assume-role, web identity, process, container and instance metadata); what is added here is
+ * what it leaves out: its SSO and SSO OIDC clients wait for ever (they take nothing of the
+ * calling client's request handler), so a profile whose SSO portal a VPN or proxy swallows held
+ * `up` with nothing said; its STS client took the 60 s of silence three times over, also with
+ * nothing said; and a failure named neither the profile nor where it had gone.
+ */
+import { defaultProvider } from "@aws-sdk/credential-provider-node";
+import type { Logger } from "@nitric-like/spec";
+import { loadSharedConfigFiles, loadSsoSessionData } from "@smithy/core/config";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+import { type CallTimeouts, duration, interruptible, isTimeout, requestHandlerOptions } from "./calls.js";
+
+/** Where a profile's credentials come from, as the user should hear it. */
+export interface CredentialSource {
+  /** The profile (AWS_PROFILE, else "default"); undefined for the environment's keys. */
+  profile: string | undefined;
+  /** The kind of source, for the progress line and the fix. */
+  kind: "environment" | "keys" | "sso" | "assume-role" | "web-identity" | "process" | "metadata";
+  /** What it is, in words: `profile "dev" signs in through SSO (start URL https://...)`. */
+  words: string;
+}
+
+/** A value of a profile or sso-session section, read as data (a name is never an object key of ours). */
+function entry(
+  sections: Record<string, Record<string, string | undefined>>,
+  name: string,
+): Record<string, string | undefined> | undefined {
+  return Object.hasOwn(sections, name) ? sections[name] : undefined;
+}
+
+/**
+ * Where the SDK's chain will take credentials from, read from the environment and the AWS config
+ * and credentials files as the SDK reads them (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE).
+ */
+export async function credentialSource(): Promise<CredentialSource> {
+  const named = process.env.AWS_PROFILE;
+  if (!named && process.env.AWS_ACCESS_KEY_ID && process.env.AWS_SECRET_ACCESS_KEY)
+    return { profile: undefined, kind: "environment", words: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" };
+  const profile = named || "default";
+  const quoted = JSON.stringify(profile);
+  let files: Awaited<ReturnType<typeof loadSharedConfigFiles>> = { configFile: {}, credentialsFile: {} };
+  let sessions: Awaited<ReturnType<typeof loadSsoSessionData>> = {};
+  try {
+    files = await loadSharedConfigFiles();
+    sessions = await loadSsoSessionData();
+  } catch {
+    // Files the SDK cannot read: its chain says so when it looks.
+  }
+  const section = {
+    ...(entry(files.configFile, profile) ?? {}),
+    ...(entry(files.credentialsFile, profile) ?? {}),
+  };
+  if (section.aws_access_key_id) return { profile, kind: "keys", words: `profile ${quoted} (its keys)` };
+  const session = section.sso_session ? entry(sessions, section.sso_session) : undefined;
+  const startUrl = session?.sso_start_url ?? section.sso_start_url;
+  if (section.sso_session || startUrl)
+    return {
+      profile,
+      kind: "sso",
+      words: `profile ${quoted} signs in through SSO${startUrl ? ` (start URL ${startUrl})` : ""}`,
+    };
+  if (section.role_arn && section.web_identity_token_file)
+    return {
+      profile,
+      kind: "web-identity",
+      words: `profile ${quoted} assumes role ${section.role_arn} with a web identity token through STS`,
+    };
+  if (section.role_arn) {
+    const from = section.source_profile
+      ? `, from profile ${JSON.stringify(section.source_profile)}`
+      : section.credential_source
+        ? `, from ${section.credential_source}`
+        : "";
+    return {
+      profile,
+      kind: "assume-role",
+      words: `profile ${quoted} assumes role ${section.role_arn} through STS${from}`,
+    };
+  }
+  if (section.credential_process)
+    return { profile, kind: "process", words: `profile ${quoted} runs its credential_process` };
+  if (!named && process.env.AWS_WEB_IDENTITY_TOKEN_FILE && process.env.AWS_ROLE_ARN)
+    return {
+      profile: undefined,
+      kind: "web-identity",
+      words: `AWS_ROLE_ARN ${process.env.AWS_ROLE_ARN} with the web identity token of AWS_WEB_IDENTITY_TOKEN_FILE, through STS`,
+    };
+  const container =
+    process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI || process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;
+  return {
+    profile: named ? profile : undefined,
+    kind: "metadata",
+    words: `${named ? `profile ${quoted} holds no credentials; ` : ""}asking the ${container ? "container's credentials endpoint" : "EC2 instance metadata service (IMDS)"}`,
+  };
+}
+
+/** A try of the credential lookup's own AWS calls (SSO, SSO OIDC, STS) that got no answer or no connection. */
+interface FailedTry {
+  call: string;
+  endpoint: string;
+  /** Why: a timeout in words, or the connection's error code. */
+  why: string;
+  timedOut: boolean;
+  attempt: number;
+}
+
+/** A request as the SDK's clients hand it to their request handler. */
+type HttpRequest = Parameters<NodeHttpHandler["handle"]>[0];
+
+/** The call a request of the SDK's credential clients is: by its path (SSO, SSO OIDC) or its Action (STS). */
+function callOf(request: HttpRequest): string {
+  if (request.path?.startsWith("/federation/credentials")) return "SSO GetRoleCredentials";
+  if (request.path === "/token") return "SSO OIDC CreateToken";
+  const action = typeof request.body === "string" ? /(?:^|&)Action=([A-Za-z]+)/.exec(request.body)?.[1] : undefined;
+  return action ? `STS ${action}` : `a call to ${request.hostname}`;
+}
+
+/** `<call> at <endpoint>`, with the endpoint variable that sent it away from AWS when one did. */
+function withVariable(callAt: string): string {
+  const variable = endpointVariable(callAt);
+  return variable ? `${callAt} (${variable})` : callAt;
+}
+
+/** The endpoint variable that sent a call away from AWS, when one did. */
+function endpointVariable(call: string): string | undefined {
+  const own = call.startsWith("SSO OIDC")
+    ? "AWS_ENDPOINT_URL_SSO_OIDC"
+    : call.startsWith("SSO")
+      ? "AWS_ENDPOINT_URL_SSO"
+      : call.startsWith("STS")
+        ? "AWS_ENDPOINT_URL_STS"
+        : undefined;
+  return [own, "AWS_ENDPOINT_URL"].find((k): k is string => k !== undefined && Boolean(process.env[k]));
+}
+
+/**
+ * The request handler of the SDK's credential clients: the deploy commands' timeouts, and each
+ * try that failed noted (and said, when the SDK tries again), so a lookup that fails can say
+ * where it went.
+ */
+class CredentialRequests extends NodeHttpHandler {
+  /** The last try that failed, since the lookup began. */
+  failed: FailedTry | undefined;
+  /** The call a try is waiting on now. */
+  waiting: string | undefined;
+  /**
+   * Set once Ctrl-C stopped the lookup: the try it ended fails and no more are made (the SDK
+   * would take the ended connection for a lost one and try again, keeping the process alive).
+   */
+  stopped = false;
+  constructor(
+    private readonly timeouts: CallTimeouts,
+    private readonly said: (line: string) => void,
+  ) {
+    super(requestHandlerOptions(timeouts));
+  }
+
+  override async handle(
+    request: HttpRequest,
+    options?: Parameters<NodeHttpHandler["handle"]>[1],
+  ): ReturnType<NodeHttpHandler["handle"]> {
+    const endpoint = `${request.protocol}//${request.hostname.includes(":") ? `[${request.hostname}]` : request.hostname}${request.port ? `:${request.port}` : ""}`;
+    if (this.stopped) throw new Error("stopped (Ctrl-C)");
+    const call = callOf(request);
+    this.waiting = `${call} at ${endpoint}`;
+    try {
+      const answered = await super.handle(request, options);
+      this.failed = undefined;
+      return answered;
+    } catch (error) {
+      if (this.stopped) throw error;
+      const code = (error as { code?: string }).code;
+      const timedOut = isTimeout(error);
+      if (timedOut || code) {
+        const connecting = /did not establish a connection/i.test((error as Error).message ?? "");
+        const why = timedOut
+          ? connecting
+            ? `no connection within ${duration(this.timeouts.connectMs)}`
+            : `no answer for ${duration(this.timeouts.idleMs)}`
+          : `unreachable (${code})`;
+        const tries = /attempt=(\d+); max=(\d+)/.exec(request.headers["amz-sdk-request"] ?? "");
+        const attempt = tries ? Number(tries[1]) : 1;
+        this.failed = { call, endpoint, why, timedOut, attempt };
+        if (tries && attempt < Number(tries[2]))
+          this.said(`${call} at ${endpoint}: ${why}; trying again (try ${attempt + 1} of ${tries[2]})`);
+      }
+      throw error;
+    } finally {
+      this.waiting = undefined;
+    }
+  }
+
+  /** Ends the try under way, and refuses any more. */
+  stop(): void {
+    this.stopped = true;
+    this.destroy();
+  }
+}
+
+/** A credential lookup that failed on the network, or that Ctrl-C stopped; its message says what to do. */
+export class CredentialLookupError extends Error {
+  override readonly name = "CredentialLookupError";
+  readonly userFacing = true;
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+/** What to do about a source that could not be reached. */
+function fix(source: CredentialSource): string {
+  const keys = "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unsetting AWS_PROFILE) to use keys instead";
+  const profile = source.profile ?? "default";
+  switch (source.kind) {
+    case "sso":
+      return `check the network connection to AWS (VPN, proxy, firewall), sign in again ("aws sso login --profile ${profile}"), ${keys}`;
+    case "assume-role":
+    case "web-identity":
+      return `check the network connection to AWS (VPN, proxy, firewall, HTTPS_PROXY), ${keys}`;
+    default:
+      return `check the network connection to AWS (VPN, proxy, firewall), ${keys}`;
+  }
+}
+
+/**
+ * The SDK's default credential chain with the deploy commands' timeouts: its SSO, SSO OIDC and
+ * STS clients use them (a try that gets no answer is said on `logger`, and the SDK tries again,
+ * 3 tries in all), and the instance metadata service gets as long as the SDK gives it (1 s) or
+ * the timeout when shorter. A lookup that then fails on the network throws a
+ * CredentialLookupError naming the profile, the call, its endpoint and the fix; Ctrl-C while it
+ * waits ends it (exit 130), unless `interruptible` is false. Other failures (no credentials anywhere) are the SDK's, as before.
+ */
+export function credentialProvider(
+  timeouts: CallTimeouts,
+  options: { region?: string | undefined; logger?: Logger | undefined; interruptible?: boolean } = {},
+): (properties?: Record<string, unknown>) => Promise<Awaited<ReturnType<ReturnType<typeof defaultProvider>>>> {
+  let source: CredentialSource | undefined;
+  const requests = new CredentialRequests(timeouts, (line) =>
+    options.logger?.warn(
+      `resolving AWS credentials${source?.profile ? ` (profile ${JSON.stringify(source.profile)})` : ""}: ${line}`,
+    ),
+  );
+  const chain = defaultProvider({
+    clientConfig: {
+      requestHandler: requests,
+      ...(options.region ? { region: options.region } : {}),
+    },
+    // IMDS and the container endpoint: the SDK's own 1 s and no retries, shorter when the timeout is.
+    timeout: Math.min(1000, timeouts.connectMs),
+    maxRetries: 0,
+  });
+  return async (properties) => {
+    source ??= await credentialSource();
+    requests.failed = undefined;
+    const started = Date.now();
+    try {
+      const lookup = chain(properties as never);
+      return await (options.interruptible === false ? lookup : interruptible(lookup));
+    } catch (error) {
+      const failed = requests.failed as FailedTry | undefined;
+      const interrupted = (error as Error)?.name === "CallInterrupted";
+      if (!failed && !interrupted) throw error;
+      const waitingOn = requests.waiting;
+      // What the lookup left waiting (a try still open when Ctrl-C came) is ended with it.
+      if (interrupted) requests.stop();
+      const lead = `resolving AWS credentials: ${source.words}`;
+      if (interrupted)
+        throw new CredentialLookupError(
+          `${lead}; stopped (Ctrl-C) after ${duration(Date.now() - started)} with no credentials${waitingOn ? `, waiting on ${withVariable(waitingOn)}` : ""}`,
+          130,
+        );
+      const f = failed as FailedTry;
+      const tries = f.attempt > 1 ? ` (${f.attempt} tries, ${duration(Date.now() - started)} in all)` : "";
+      const slow = f.timedOut
+        ? `; on a slow link, ${timeouts.variable} gives each try longer (in ms; now ${timeouts.idleMs})`
+        : "";
+      throw new CredentialLookupError(
+        `${lead}; ${withVariable(`${f.call} at ${f.endpoint}`)}: ${f.why}${tries}; ${fix(source)}${slow}`,
+      );
+    }
+  };
+}

@@ -1,0 +1,214 @@
+// The credential lookup of the commands that reach AWS (src/deploy/credentials.ts) under their
+// timeouts, with the AWS SDK's own chain reading real config files (in a temp HOME, never the
+// user's ~/.aws) and real servers on 127.0.0.1: one that takes connections and never answers (a
+// VPN or proxy that swallows the SSO portal, STS or the instance metadata service), and an SSO
+// portal stand-in that answers.
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Logger } from "@nitric-like/spec";
+import { afterEach, describe, expect, it } from "vitest";
+import { deployTimeouts } from "../src/deploy/calls.js";
+import { credentialProvider } from "../src/deploy/credentials.js";
+import { preflight } from "../src/deploy/deploy.js";
+
+const saved = { ...process.env };
+const servers: Server[] = [];
+const dirs: string[] = [];
+const held: Socket[] = [];
+afterEach(async () => {
+  process.env = { ...saved };
+  for (const c of held.splice(0)) c.destroy();
+  for (const s of servers.splice(0)) {
+    (s as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+    await new Promise((r) => s.close(r));
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A server that takes connections and never answers; `count` says how many it took. */
+async function hole(): Promise<{ url: string; count: () => number }> {
+  let count = 0;
+  const server = createServer((socket) => {
+    count += 1;
+    held.push(socket);
+    socket.on("error", () => {});
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, count: () => count };
+}
+
+const START_URL = "https://example.awsapps.com/start";
+
+/**
+ * A temp HOME with an AWS config file of `config`, an empty credentials file, and a cached SSO
+ * token for START_URL (as `aws sso login` leaves it), all the SDK reads; the environment points
+ * at them and holds no other credentials.
+ */
+function awsHome(config: string): void {
+  const home = mkdtempSync(join(tmpdir(), "nitric-like-credentials-"));
+  dirs.push(home);
+  const cache = join(home, ".aws", "sso", "cache");
+  mkdirSync(cache, { recursive: true });
+  const expiresAt = new Date(Date.now() + 3_600_000).toISOString().replace(/\.\d+Z$/, "Z");
+  const token = JSON.stringify({ startUrl: START_URL, region: "us-east-1", accessToken: "token", expiresAt });
+  for (const key of [START_URL, "corp"])
+    writeFileSync(join(cache, `${createHash("sha1").update(key).digest("hex")}.json`), token);
+  writeFileSync(join(home, "config"), config);
+  writeFileSync(join(home, "credentials"), "");
+  for (const k of Object.keys(process.env)) if (/^AWS_/.test(k)) delete process.env[k];
+  Object.assign(process.env, {
+    HOME: home,
+    AWS_CONFIG_FILE: join(home, "config"),
+    AWS_SHARED_CREDENTIALS_FILE: join(home, "credentials"),
+    AWS_REGION: "us-east-1",
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    NITRIC_LIKE_AWS_TIMEOUT_MS: "300",
+  });
+}
+
+const SSO_PROFILE = `[profile dev]
+sso_session = corp
+sso_account_id = 123456789012
+sso_role_name = Admin
+region = us-east-1
+
+[sso-session corp]
+sso_start_url = ${START_URL}
+sso_region = us-east-1
+`;
+
+function lines(): { logger: Logger; said: string[] } {
+  const said: string[] = [];
+  return {
+    said,
+    logger: {
+      info: (m) => said.push(m),
+      warn: (m) => said.push(`warning: ${m}`),
+      error: (m) => said.push(`error: ${m}`),
+    },
+  };
+}
+
+/** preflight's failure, and how long it took. */
+async function failing(logger: Logger): Promise<{ error: Error & { exitCode?: number }; ms: number }> {
+  const started = Date.now();
+  const error = await preflight({ stack: "chat", action: "up", logger }).then(
+    () => {
+      throw new Error("preflight passed");
+    },
+    (e: Error) => e,
+  );
+  return { error, ms: Date.now() - started };
+}
+
+describe("resolving AWS credentials under the deploy commands' timeouts", () => {
+  it("says it is signing in through SSO, and stops naming the profile, the SSO call and the fix when the portal never answers", async () => {
+    const portal = await hole();
+    awsHome(SSO_PROFILE);
+    process.env.AWS_PROFILE = "dev";
+    process.env.AWS_ENDPOINT_URL_SSO = portal.url;
+    const { logger, said } = lines();
+    const { error, ms } = await failing(logger);
+    expect(ms).toBeLessThan(10_000);
+    expect(said[0]).toBe(`resolving AWS credentials: profile "dev" signs in through SSO (start URL ${START_URL})`);
+    expect(said).toContain(
+      `warning: resolving AWS credentials (profile "dev"): SSO GetRoleCredentials at ${portal.url}: no answer for 300 ms; trying again (try 2 of 3)`,
+    );
+    expect(error.message).toMatch(
+      new RegExp(
+        `^up: resolving AWS credentials: profile "dev" signs in through SSO \\(start URL ${START_URL}\\); SSO GetRoleCredentials at ${portal.url} \\(AWS_ENDPOINT_URL_SSO\\): no answer for 300 ms \\(3 tries, \\d+ m?s in all\\); check the network connection to AWS \\(VPN, proxy, firewall\\), sign in again \\("aws sso login --profile dev"\\), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \\(unsetting AWS_PROFILE\\) to use keys instead; on a slow link, NITRIC_LIKE_AWS_TIMEOUT_MS gives each try longer \\(in ms; now 300\\)$`,
+      ),
+    );
+    expect(error.exitCode).toBe(1);
+  }, 20_000);
+
+  it("stops naming the role and the STS call when the STS endpoint of an assumed role never answers", async () => {
+    const sts = await hole();
+    awsHome(`[profile base]
+aws_access_key_id = AKIAEXAMPLE
+aws_secret_access_key = secret
+
+[profile deployer]
+role_arn = arn:aws:iam::123456789012:role/deployer
+source_profile = base
+region = us-east-1
+`);
+    process.env.AWS_PROFILE = "deployer";
+    process.env.AWS_ENDPOINT_URL_STS = sts.url;
+    const { logger, said } = lines();
+    const { error, ms } = await failing(logger);
+    expect(ms).toBeLessThan(10_000);
+    expect(said[0]).toBe(
+      'resolving AWS credentials: profile "deployer" assumes role arn:aws:iam::123456789012:role/deployer through STS, from profile "base"',
+    );
+    expect(error.message).toContain(
+      `; STS AssumeRole at ${sts.url} (AWS_ENDPOINT_URL_STS): no answer for 300 ms (3 tries, `,
+    );
+    expect(error.message).toContain("or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unsetting AWS_PROFILE)");
+  }, 20_000);
+
+  it("says no credentials were found within seconds when only the instance metadata service is left and it never answers", async () => {
+    const imds = await hole();
+    awsHome("[profile empty]\nregion = us-east-1\n");
+    process.env.AWS_PROFILE = "empty";
+    process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT = imds.url;
+    const { logger, said } = lines();
+    const { error, ms } = await failing(logger);
+    expect(imds.count()).toBeGreaterThan(0);
+    expect(ms).toBeLessThan(5_000);
+    expect(said[0]).toBe(
+      'resolving AWS credentials: profile "empty" holds no credentials; asking the EC2 instance metadata service (IMDS)',
+    );
+    expect(error.message).toContain('up: AWS_PROFILE is "empty", but no credentials were found for that profile');
+  }, 20_000);
+
+  it("ends at Ctrl-C while the SSO portal is silent, with exit code 130, naming what it waited on, and tries no more", async () => {
+    const portal = await hole();
+    awsHome(SSO_PROFILE);
+    process.env.AWS_PROFILE = "dev";
+    process.env.AWS_ENDPOINT_URL_SSO = portal.url;
+    delete process.env.NITRIC_LIKE_AWS_TIMEOUT_MS; // 60 s of silence: only Ctrl-C ends it soon
+    const { logger } = lines();
+    const waiting = failing(logger);
+    while (portal.count() === 0) await new Promise((r) => setTimeout(r, 20));
+    process.emit("SIGINT");
+    const { error, ms } = await waiting;
+    expect(ms).toBeLessThan(5_000);
+    expect(error.exitCode).toBe(130);
+    expect(error.message).toBe(
+      `up: resolving AWS credentials: profile "dev" signs in through SSO (start URL ${START_URL}); stopped (Ctrl-C) after ${error.message.match(/after (\d+ m?s)/)?.[1]} with no credentials, waiting on SSO GetRoleCredentials at ${portal.url} (AWS_ENDPOINT_URL_SSO)`,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    expect(portal.count()).toBe(1);
+  }, 20_000);
+
+  it("still signs in through an SSO portal that answers", async () => {
+    const asked: string[] = [];
+    const portal = createHttpServer((req, res) => {
+      asked.push(`${req.method} ${req.url} ${req.headers["x-amz-sso_bearer_token"]}`);
+      res.writeHead(200, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          roleCredentials: {
+            accessKeyId: "ASIAFROMSSO",
+            secretAccessKey: "secret",
+            sessionToken: "session",
+            expiration: Date.now() + 3_600_000,
+          },
+        }),
+      );
+    });
+    servers.push(portal);
+    await new Promise<void>((r) => portal.listen(0, "127.0.0.1", r));
+    awsHome(SSO_PROFILE);
+    process.env.AWS_PROFILE = "dev";
+    process.env.AWS_ENDPOINT_URL_SSO = `http://127.0.0.1:${(portal.address() as AddressInfo).port}`;
+    const credentials = await credentialProvider(deployTimeouts())();
+    expect(credentials).toMatchObject({ accessKeyId: "ASIAFROMSSO", sessionToken: "session" });
+    expect(asked).toEqual(["GET /federation/credentials?account_id=123456789012&role_name=Admin token"]);
+  });
+});
