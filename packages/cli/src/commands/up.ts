@@ -41,6 +41,7 @@ CloudFormation goes on with; a second Ctrl-C exits at once.
 An AWS request that gets no answer (NITRIC_LIKE_AWS_TIMEOUT_MS, default 60000 ms of
 silence) is tried again, 3 tries in all; then up stops naming the call, what it had
 done and what to run. Ctrl-C while a request waits ends up at once, saying the same.
+The credential lookup (SSO, STS for an assumed role) runs under the same timeouts.
 
 Options:
   --provider <name>   Provider to deploy with (default: aws).
