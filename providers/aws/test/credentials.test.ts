@@ -46,15 +46,15 @@ const START_URL = "https://example.awsapps.com/start";
 
 /**
  * A temp HOME with an AWS config file of `config`, an empty credentials file, and a cached SSO
- * token for START_URL (as `aws sso login` leaves it), all the SDK reads; the environment points
+ * token for START_URL (as `aws sso login` leaves it, expiring at `tokenExpires`), all the SDK reads; the environment points
  * at them and holds no other credentials.
  */
-function awsHome(config: string): void {
+function awsHome(config: string, tokenExpires = new Date(Date.now() + 3_600_000)): void {
   const home = mkdtempSync(join(tmpdir(), "nitric-like-credentials-"));
   dirs.push(home);
   const cache = join(home, ".aws", "sso", "cache");
   mkdirSync(cache, { recursive: true });
-  const expiresAt = new Date(Date.now() + 3_600_000).toISOString().replace(/\.\d+Z$/, "Z");
+  const expiresAt = tokenExpires.toISOString().replace(/\.\d+Z$/, "Z");
   const token = JSON.stringify({ startUrl: START_URL, region: "us-east-1", accessToken: "token", expiresAt });
   for (const key of [START_URL, "corp"])
     writeFileSync(join(cache, `${createHash("sha1").update(key).digest("hex")}.json`), token);
@@ -186,6 +186,20 @@ region = us-east-1
     await new Promise((r) => setTimeout(r, 500));
     expect(portal.count()).toBe(1);
   }, 20_000);
+
+  it("says the default profile's SSO sign-in has expired and how to sign in again, not to set AWS_PROFILE", async () => {
+    awsHome(
+      `[default]\nsso_start_url = ${START_URL}\nsso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = Admin\n`,
+      new Date(Date.now() - 3_600_000),
+    );
+    process.env.AWS_EC2_METADATA_DISABLED = "true";
+    const { logger, said } = lines();
+    const { error } = await failing(logger);
+    expect(said[0]).toBe(`resolving AWS credentials: profile "default" signs in through SSO (start URL ${START_URL})`);
+    expect(error.message).toBe(
+      `up: resolving AWS credentials: profile "default" signs in through SSO (start URL ${START_URL}), and SSO gave none: The SSO session associated with this profile has expired. To refresh this SSO session run aws sso login with the corresponding profile; sign in again ("aws sso login --profile default"), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use keys instead`,
+    );
+  });
 
   it("still signs in through an SSO portal that answers", async () => {
     const asked: string[] = [];

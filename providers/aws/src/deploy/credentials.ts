@@ -264,7 +264,19 @@ export function credentialProvider(
     } catch (error) {
       const failed = requests.failed as FailedTry | undefined;
       const interrupted = (error as Error)?.name === "CallInterrupted";
-      if (!failed && !interrupted) throw error;
+      if (!failed && !interrupted) {
+        // A profile that signs in through SSO, whose sign-in has lapsed (or was never made), or
+        // whose role SSO refuses: the SDK's reason, the profile, and how to sign in again. Said
+        // so whether AWS_PROFILE names the profile or it is the default one.
+        const message = (error as Error)?.message ?? String(error);
+        if (source.kind === "sso" && !/Could not load credentials from any providers/i.test(message)) {
+          const profile = source.profile ?? "default";
+          throw new CredentialLookupError(
+            `resolving AWS credentials: ${source.words}, and SSO gave none: ${message.trim().replace(/\.$/, "")}; sign in again ("aws sso login --profile ${profile}"), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${process.env.AWS_PROFILE ? " (unsetting AWS_PROFILE)" : ""} to use keys instead`,
+          );
+        }
+        throw error;
+      }
       const waitingOn = requests.waiting;
       // What the lookup left waiting (a try still open when Ctrl-C came) is ended with it.
       if (interrupted) requests.stop();
