@@ -152,6 +152,27 @@ region = us-east-1
     expect(error.message).toContain("or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unsetting AWS_PROFILE)");
   }, 20_000);
 
+  it("names the web identity role and STS when AWS_ROLE_ARN's STS never answers, and does not say to unset an AWS_PROFILE not set", async () => {
+    const sts = await hole();
+    awsHome("");
+    const token = join(process.env.HOME as string, "web-identity-token");
+    writeFileSync(token, "token");
+    Object.assign(process.env, {
+      AWS_ROLE_ARN: "arn:aws:iam::123456789012:role/ci",
+      AWS_WEB_IDENTITY_TOKEN_FILE: token,
+      AWS_ENDPOINT_URL_STS: sts.url,
+    });
+    const { logger, said } = lines();
+    const { error } = await failing(logger);
+    expect(said[0]).toBe(
+      "resolving AWS credentials: AWS_ROLE_ARN arn:aws:iam::123456789012:role/ci with the web identity token of AWS_WEB_IDENTITY_TOKEN_FILE, through STS",
+    );
+    expect(error.message).toContain(
+      `; STS AssumeRoleWithWebIdentity at ${sts.url} (AWS_ENDPOINT_URL_STS): no answer for 300 ms (3 tries, `,
+    );
+    expect(error.message).toContain("or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use keys instead;");
+  }, 20_000);
+
   it("says no credentials were found within seconds when only the instance metadata service is left and it never answers", async () => {
     const imds = await hole();
     awsHome("[profile empty]\nregion = us-east-1\n");

@@ -90,10 +90,16 @@ export async function credentialSource(): Promise<CredentialSource> {
     };
   const container =
     process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI || process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;
+  const imdsOff = ![undefined, "", "false"].includes(process.env.AWS_EC2_METADATA_DISABLED);
+  const asking = container
+    ? "asking the container's credentials endpoint"
+    : imdsOff
+      ? "the EC2 instance metadata service is off (AWS_EC2_METADATA_DISABLED)"
+      : "asking the EC2 instance metadata service (IMDS)";
   return {
     profile: named ? profile : undefined,
     kind: "metadata",
-    words: `${named ? `profile ${quoted} holds no credentials; ` : ""}asking the ${container ? "container's credentials endpoint" : "EC2 instance metadata service (IMDS)"}`,
+    words: `${named ? `profile ${quoted} ${Object.keys(section).length === 0 ? "is not in the AWS config or credentials file" : "holds no credentials"}; ` : ""}${asking}`,
   };
 }
 
@@ -214,7 +220,7 @@ export class CredentialLookupError extends Error {
 
 /** What to do about a source that could not be reached. */
 function fix(source: CredentialSource): string {
-  const keys = "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unsetting AWS_PROFILE) to use keys instead";
+  const keys = `or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${process.env.AWS_PROFILE ? " (unsetting AWS_PROFILE)" : ""} to use keys instead`;
   const profile = source.profile ?? "default";
   switch (source.kind) {
     case "sso":
