@@ -2722,7 +2722,11 @@ describe("run --provider aws restarting a function while an event runs", () => {
       'socket.on("connect", () => {});',
       'socket.on("disconnect", () => {});',
       "socket.on('message', async (ctx) => {",
-      "  if (ctx.text() === 'slow') await new Promise((resolve) => setTimeout(resolve, 4000));",
+      "  if (ctx.text() === 'slow') {",
+      "    console.log('slow event started');",
+      // Long enough to outlast the save's bundling (slow on a loaded machine) and the 2 s drain.
+      "    await new Promise((resolve) => setTimeout(resolve, 15000));",
+      "  }",
       "  return ctx.text();",
       "});",
     ].join("\n");
@@ -2734,7 +2738,8 @@ describe("run --provider aws restarting a function while an event runs", () => {
     try {
       const client = await connect(app.url("socket"));
       client.ws.send("slow");
-      await sleep(500);
+      // Running, not waiting for its environment's init: a save during an init carries the event over instead.
+      await app.waitFor(/slow event started/, 20000);
       // The same declarations: the function alone restarts, waiting 2 s for the slow event first.
       writeFileSync(join(project, "services/slow.ts"), `${service}\n// saved\n`);
       await app.waitFor(/service "slow" restarted/, 30000);
