@@ -3,8 +3,8 @@
 // with the next event under the function's timeout, and one line in the run's output while an
 // init is slow; an init that throws retried by the next event in a new environment, one retry at a
 // time. A real service whose top-level await takes as long as a file beside the test says ("hang":
-// forever; "throw": it throws, "exit": its process exits), in the emulator over dynalite, and one
-// `run --provider aws`.
+// forever; "throw": it throws, "exit": its process exits, "timer": a timer of it throws, "reject": a
+// promise it does not await rejects), in the emulator over dynalite, and one `run --provider aws`.
 
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -30,6 +30,9 @@ const SLOW = [
   'socket.on("connect", () => {});',
   'socket.on("disconnect", () => {});',
   'socket.on("message", async (ctx) => {',
+  // Errors nothing catches: a timer that throws once the handler has answered, a promise not awaited.
+  '  if (ctx.text() === "timer") setTimeout(() => { throw new Error("cache refresh failed"); }, 10);',
+  '  if (ctx.text() === "reject") Promise.reject(new Error("audit write failed"));',
   "  const ms = Number(ctx.text());",
   "  if (ms > 0) await new Promise((r) => setTimeout(r, ms));",
   "  return `answered ${ctx.text()}`;",
@@ -41,6 +44,10 @@ const SLOW = [
   '  if (what === "hang") await new Promise(() => setInterval(() => {}, 1000));',
   '  else if (what === "throw") throw new Error("config service unreachable");',
   '  else if (what === "exit") process.exit(3);',
+  '  else if (what === "timer") {',
+  '    setTimeout(() => { throw new Error("config timer failed"); }, 10);',
+  "    await new Promise((r) => setTimeout(r, 300));",
+  '  } else if (what === "reject") Promise.reject(new Error("config promise failed"));',
   "  else await new Promise((r) => setTimeout(r, Number(what)));",
   "}",
 ].join("\n");
@@ -49,6 +56,28 @@ const SLOW_PROJECT = {
   "nitric-like.yaml": "name: slow\nservices:\n  - match: services/*.ts\n",
   "services/slow.ts": SLOW,
 };
+
+/** Invokes function `name` through the emulator's Lambda Invoke API with `{}`, signed. */
+function invokeApi(emulator: Emulator, endpoint: string, name: string): Promise<Response> {
+  const api = `${endpoint}/2015-03-31/functions/${name}/invocations`;
+  const body = "{}";
+  const headers = signRequest({
+    method: "POST",
+    url: new URL(api),
+    body,
+    headers: {},
+    service: "lambda",
+    region: "us-east-1",
+    ...emulator.credentials,
+  });
+  return fetch(api, { method: "POST", headers, body });
+}
+
+/** Waits until `done`, for 5 s at most. */
+async function until(done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!done() && Date.now() < deadline) await sleep(20);
+}
 
 /** The progress line, as the emulator says it for an init limit shortened to `limit` s, `after` s in. */
 const slowLine = (after: string, limit: string) =>
@@ -209,6 +238,68 @@ describe("the AWS emulator's function init", () => {
       expect((await client.next()).text).toBe("answered 0");
       expect(fn.initError).toBeUndefined();
       expect(inits()).toBe(3);
+      client.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("fails an init whose timer throws, or whose promise nobody awaits rejects, with that error, as Lambda's runtime does (not only its exit)", async () => {
+    for (const [plan, errorType, errorMessage, how] of [
+      ["timer", "Error", "config timer failed", "an uncaught exception"],
+      ["reject", "Runtime.UnhandledPromiseRejection", "Error: config promise failed", "an unhandled rejection"],
+    ] as const) {
+      const lines: string[] = [];
+      const emulator = await emulate(plan, {}, lines);
+      try {
+        const fn = emulator.functions[0];
+        if (fn === undefined) throw new Error("no function");
+        const said = `function "${fn.name}" failed its init with ${how}: ${errorMessage}`;
+        expect(lines).toContain(
+          `service "slow": ${said}; as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; fix its module's top level and save`,
+        );
+        // The reason run and the dashboard show.
+        expect(fn.initError).toBe(said);
+        // What it printed, labelled as Lambda's runtime labels it, with the error's stack.
+        expect(lines).toContain(
+          `slow | ${plan === "timer" ? "Uncaught Exception" : "Unhandled Promise Rejection"} Error: ${plan === "timer" ? "config timer failed" : "config promise failed"}`,
+        );
+        // Lambda's answer to an event whose init failed so: the error, not Runtime.ExitError.
+        const failed = await invokeApi(emulator, fn.env.AWS_ENDPOINT_URL_LAMBDA as string, fn.name);
+        expect(failed.headers.get("x-amz-function-error")).toBe("Unhandled");
+        expect(await failed.json()).toEqual({ errorType, errorMessage });
+      } finally {
+        await emulator.stop();
+      }
+    }
+  });
+
+  it("fails the event under way with an error a handler left uncaught (a promise not awaited; a timer, at the next event, which thaws it), says so, and replaces the execution environment", async () => {
+    const lines: string[] = [];
+    const emulator = await emulate("0", {}, lines);
+    try {
+      const fn = emulator.functions[0];
+      if (fn === undefined) throw new Error("no function");
+      const client = await connect(emulator.sockets[0]?.url as string);
+      const ended = (how: string, message: string) =>
+        `function "${fn.name}": an execution environment exited with code ${how === "an uncaught exception" ? 129 : 128} after ${how}: ${message}, failing the event it ran; the function's next events start a new one when none is free`;
+      // The rejection fails its own event: the client gets API Gateway's answer to a failed integration.
+      client.ws.send("reject");
+      expect(JSON.parse((await client.next()).text).message).toBe("Internal server error");
+      await until(() => lines.includes(ended("an unhandled rejection", "Error: audit write failed")));
+      client.ws.send("0");
+      expect((await client.next()).text).toBe("answered 0");
+      // The timer is still pending when the handler answers: it fires as the next event thaws the environment.
+      client.ws.send("timer");
+      expect((await client.next()).text).toBe("answered timer");
+      client.ws.send("1");
+      expect(JSON.parse((await client.next()).text).message).toBe("Internal server error");
+      await until(() => lines.includes(ended("an uncaught exception", "cache refresh failed")));
+      expect(lines).toContain("slow | Uncaught Exception Error: cache refresh failed");
+      client.ws.send("2");
+      expect((await client.next()).text).toBe("answered 2");
+      // Each said once, by its function (not again as a failed integration).
+      expect(lines.filter((l) => l.includes("cache refresh failed") && !l.startsWith("slow | "))).toHaveLength(1);
       client.close();
     } finally {
       await emulator.stop();

@@ -272,6 +272,23 @@ export class InitError extends Error {
 }
 
 /**
+ * An error nothing in a function caught once its init was done (thrown in a timer or a callback, or
+ * a promise rejected that nobody awaited): as Lambda's Node.js runtime does, it fails the
+ * invocation under way with `errorType` and `errorMessage` (the error's type and message, or
+ * Runtime.UnhandledPromiseRejection and the reason) and its execution environment exits. A handler
+ * that left such a timer or promise pending fails the next event of its environment, which thaws it.
+ */
+export class UncaughtError extends Error {
+  constructor(
+    message: string,
+    readonly errorType: string,
+    readonly errorMessage: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * An init a restart (a saved change) ended before it finished: the events that waited for it never
  * ran, so they go to the new code's execution environments instead (EmulatedFunction.run).
  */
@@ -449,6 +466,8 @@ class Instance {
   readonly retried: boolean;
   private next = 0;
   private currentId = -1;
+  /** What its worker said ended it after its init: an uncaught exception or an unhandled rejection. */
+  private uncaught: { said: string; failedEvent: boolean } | undefined;
 
   /** The function's timeout: an invocation's context counts down from it. */
   private readonly timeoutMs: number;
@@ -513,6 +532,8 @@ class Instance {
           error?: string;
           message?: string;
           errorType?: string;
+          /** "uncaught exception" or "unhandled rejection": an error nothing caught (the worker's uncaught). */
+          uncaught?: string;
         }) => {
           if (message.type === "ready") {
             settled();
@@ -522,10 +543,24 @@ class Instance {
           } else if (message.type === "init-error") {
             settled();
             const thrown = String(message.message);
+            // An error thrown outside the init's own flow (a timer, a rejected promise) says so.
+            const how = message.uncaught === undefined ? "" : ` with an ${message.uncaught}`;
             reject(
               // Its message as run shows a local service's: bounded, its further lines indented.
               new InitError(
-                `function "${fn.name}" failed its init: ${indentedMessage(thrown)}`,
+                `function "${fn.name}" failed its init${how}: ${indentedMessage(thrown)}`,
+                message.errorType ?? "Error",
+                thrown,
+              ),
+            );
+          } else if (message.type === "uncaught") {
+            const thrown = String(message.message);
+            const failedEvent = this.current !== undefined;
+            this.uncaught = { said: `an ${message.uncaught}: ${indentedMessage(thrown)}`, failedEvent };
+            // Sent after the invocation's event (a frozen worker thaws for it): the error is its.
+            this.fail(
+              new UncaughtError(
+                `function "${fn.name}": an ${message.uncaught} ended its execution environment during this event: ${indentedMessage(thrown)}`,
                 message.errorType ?? "Error",
                 thrown,
               ),
@@ -541,7 +576,9 @@ class Instance {
       );
       child.once("exit", (code, signal) => {
         settled();
-        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        const how =
+          (signal ? `was killed by ${signal}` : `exited with code ${code}`) +
+          (this.uncaught ? ` after ${this.uncaught.said}` : "");
         // Lambda's words for a runtime that exited: "Runtime exited with error: exit status 1".
         const status = signal ? `signal: ${signal === "SIGKILL" ? "killed" : signal}` : `exit status ${code}`;
         reject(
@@ -553,7 +590,7 @@ class Instance {
                 `Runtime exited with error: ${status}`,
               ),
         );
-        const failed = this.current !== undefined;
+        const failed = this.current !== undefined || this.uncaught?.failedEvent === true;
         this.fail(
           this.endedFor === "stop"
             ? new StoppedError(`function "${fn.name}" ${how}`)
@@ -910,7 +947,11 @@ class EmulatedFunction {
     // An exit during its init fails that init, which is said as one (spawn, start).
     if (!instance.ending && !this.stopped && instance.started)
       this.logger.error(
-        `function "${this.name}": an execution environment ${how}${failed ? ", failing the event it ran" : ""}; the function's next events start a new one when none is free`,
+        followedBy(
+          `function "${this.name}": an execution environment ${how}`,
+          `${failed ? "failing the event it ran; " : ""}the function's next events start a new one when none is free`,
+          failed ? ", " : "; ",
+        ),
       );
     this.pump();
   }
@@ -1330,7 +1371,14 @@ class EmulatedApi {
    * a burst), anything else each time.
    */
   private integrationFailed(integration: string, id: string, error: unknown): void {
-    if (error instanceof InitError || error instanceof StoppedError || error instanceof RestartedError) return;
+    if (
+      error instanceof InitError ||
+      // Its function says it, with the environment it ended.
+      error instanceof UncaughtError ||
+      error instanceof StoppedError ||
+      error instanceof RestartedError
+    )
+      return;
     if (error instanceof ThrottledError) {
       this.throttleLog.note(`${integration} of ${this.logicalId} (connection ${id}) throttled: ${error.message}`);
     } else {
@@ -2484,9 +2532,10 @@ async function serveInvoke(
         .end(JSON.stringify({ Reason: "ConcurrentInvocationLimitExceeded", Type: "User", message: "Rate Exceeded." }));
       return;
     }
-    // Lambda's answer to an event whose init failed: the error the init threw (or Runtime.ExitError).
+    // Lambda's answer to an event whose init failed: the error the init threw (or Runtime.ExitError);
+    // to one an uncaught error ended, that error.
     const answer =
-      error instanceof InitError
+      error instanceof InitError || error instanceof UncaughtError
         ? { errorType: error.errorType, errorMessage: error.errorMessage }
         : { errorMessage: (error as Error).message };
     res

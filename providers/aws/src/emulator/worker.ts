@@ -72,6 +72,35 @@ function freeze(after: string): void {
 const answer = (message: object, after: string) =>
   freezes ? process.send?.(message, () => freeze(after)) : send(message);
 
+/** Its init has finished and said so ("ready"). */
+let initialized = false;
+/** An uncaught error is ending it: nothing more is answered. */
+let ending = false;
+
+/**
+ * An error nothing caught (thrown in a timer or callback, or a promise rejected that nobody
+ * awaited), as Lambda's Node.js runtime takes it: printed with its label, posted as the init's
+ * error during the init, else as the error of the invocation under way (the emulator fails the one
+ * it sent), and then the runtime exits (129 after an uncaught exception, 128 after an unhandled
+ * rejection). Between invocations the environment is frozen, so what a handler left pending fails
+ * at the next event, once thawed for it, as on Lambda.
+ */
+function uncaught(error: unknown, rejection: boolean): void {
+  if (ending) return;
+  ending = true;
+  console.error(rejection ? "Unhandled Promise Rejection" : "Uncaught Exception", error);
+  // The runtime's names: the error's own type, or one for a rejection with the reason as its message.
+  const failure = rejection
+    ? { errorType: "Runtime.UnhandledPromiseRejection", message: String(error), uncaught: "unhandled rejection" }
+    : { ...errorOf(error), uncaught: "uncaught exception" };
+  const exit = () => process.exit(rejection ? 128 : 129);
+  // Exits once the emulator has it (or the channel is gone: the callback gets that error).
+  if (process.send) process.send({ type: initialized ? "uncaught" : "init-error", ...failure }, exit);
+  else exit();
+}
+process.on("uncaughtException", (error) => uncaught(error, false));
+process.on("unhandledRejection", (reason) => uncaught(reason, true));
+
 let handler: Handler;
 try {
   // An ES module's top-level awaits are part of its init, as on Lambda.
@@ -86,28 +115,49 @@ try {
   process.exit(1);
 }
 
-Promise.resolve(handler.ready).then(
-  () => answer({ type: "ready" }, "finished its init"),
-  (error: unknown) => send(initError(error)),
-);
+Promise.resolve(handler.ready)
+  // A turn of the event loop first: a promise its init rejected and nobody awaited is seen as
+  // unhandled once the microtasks have run, and fails the init, as Lambda's runtime (which asks
+  // for the first event over HTTP) sees it before any event runs.
+  .then(() => new Promise((resolve) => setImmediate(resolve)))
+  .then(
+    () => {
+      if (ending) return;
+      initialized = true;
+      answer({ type: "ready" }, "finished its init");
+    },
+    (error: unknown) => {
+      if (!ending) send(initError(error));
+    },
+  );
 
-/** What an init that failed says: the thrown error's message and its type (its name, as Lambda's Node.js runtime reports it). */
+/** What an init that failed says: the thrown error's message and its type. */
 function initError(error: unknown): { type: "init-error"; message: string; errorType: string } {
+  return { type: "init-error", ...errorOf(error) };
+}
+
+/** An error's message and its type (its name, as Lambda's Node.js runtime reports it). */
+function errorOf(error: unknown): { message: string; errorType: string } {
   const named = error instanceof Error && typeof error.name === "string" && error.name !== "";
   return {
-    type: "init-error",
     message: error instanceof Error ? error.message : String(error),
     errorType: named ? error.name : "Error",
   };
 }
 
 process.on("message", (message: Invoke) => {
-  if (message?.type !== "invoke") return;
+  if (message?.type !== "invoke" || ending) return;
   const deadline = message.deadline;
   handler(message.event, { getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()) }).then(
-    (result) => answer({ type: "result", id: message.id, result: result ?? null }, "answered an event"),
-    (error: unknown) =>
-      answer({ type: "result", id: message.id, error: (error as Error).message ?? String(error) }, "answered an event"),
+    (result) => {
+      // An uncaught error already failed this invocation.
+      if (ending) return;
+      answer({ type: "result", id: message.id, result: result ?? null }, "answered an event");
+    },
+    (error: unknown) => {
+      if (ending) return;
+      answer({ type: "result", id: message.id, error: (error as Error).message ?? String(error) }, "answered an event");
+    },
   );
 });
 
