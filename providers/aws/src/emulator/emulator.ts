@@ -1284,7 +1284,6 @@ class EmulatedApi {
   private readonly offStageLog: BurstLog;
   private readonly lateLog: BurstLog;
   private readonly withdrawnLog: BurstLog;
-  private readonly leftLog: BurstLog;
   readonly server: Server;
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -1329,7 +1328,6 @@ class EmulatedApi {
     this.offStageLog = new BurstLog(logger, "warn", (n) => ` (${n} refused so since the last report)`);
     this.lateLog = new BurstLog(logger, "warn", (n) => ` (${n} timed out since the last report)`);
     this.withdrawnLog = new BurstLog(logger, "warn", (n) => ` (${n} dropped so since the last report)`);
-    this.leftLog = new BurstLog(logger, "warn", (n) => ` (${n} dropped so since the last report)`);
     // A client that sends its upgrade request a byte at a time: 408 after the upgrade timeout.
     const timeouts = requestTimeouts(limits.upgradeTimeoutMs, limits.upgradeTimeoutMs);
     this.server = createServer(timeouts, (_req, res) =>
@@ -1564,16 +1562,14 @@ class EmulatedApi {
     // and is the only way to notice that it hangs up while the authorizer or $connect runs: the
     // upgrade left the socket paused, and HTTP servers are half-open.
     let left = false;
-    // Its $connect, which a client that leaves while it still waits for an execution environment
-    // withdraws (see Ticket).
+    // Its $connect, withdrawn if it still waits for an execution environment at the integration
+    // timeout (see Ticket). A client that leaves does not withdraw it: API Gateway invoked it as the
+    // handshake came, and Lambda, which starts environments as needed, runs it, so a record its
+    // handler stores is there all the same (then told by $disconnect, as for one that left while
+    // $connect ran).
     const ticket = new Ticket();
     const onGone = () => {
       left = true;
-      const queued = ticket.dequeue !== undefined;
-      if (ticket.withdraw() && queued)
-        this.leftLog.note(
-          `API ${this.logicalId}: the client of connection ${id} left while its $connect waited for an execution environment, so the event is dropped unrun and no $disconnect follows (the emulator runs at most ${route?.fn.maxInstances} environments a function, where Lambda would start more)`,
-        );
     };
     socket.once("end", onGone);
     socket.once("close", onGone);
@@ -1659,11 +1655,6 @@ class EmulatedApi {
         );
         protocol = header?.[1];
       } catch (error) {
-        if (error instanceof WithdrawnError) {
-          // Its client left while it waited (onGone): nobody to answer, nothing stored to forget.
-          socket.destroy();
-          return;
-        }
         this.integrationFailed("$connect", id, error);
         this.observeError(id, "connect", error);
         status = 500;
