@@ -129,6 +129,34 @@ describe("failureCause", () => {
     });
   });
 
+  it("takes a TypeScript file the service logged it could not import and went on from for no cause: the error that ended it is", () => {
+    const dir = temp({
+      "package.json": '{ "type": "module" }\n',
+      "plugins/extra.ts": "export const x: number = 1;\n",
+      "services/a.mjs": [
+        "try {",
+        '  await import("../plugins/extra.ts");',
+        "} catch (e) {",
+        "  console.error(e);",
+        "}",
+        'throw new TypeError("data.get is not a function");',
+        "",
+      ].join("\n"),
+    });
+    const run = spawnSync(process.execPath, [join(dir, "services/a.mjs")], { cwd: dir, encoding: "utf8" });
+    expect(run.status).toBe(1);
+    // Node versions that strip types import it: nothing was logged to mislead the check.
+    if (!run.stderr.includes("ERR_UNKNOWN_FILE_EXTENSION")) return;
+    expect(failureCause(run.stderr, dir, [join(dir, "services/a.mjs")])).toEqual({
+      location: "services/a.mjs:6",
+      message: "TypeError: data.get is not a function",
+      fix: "fix it and save: run starts it again when one of its files changes",
+    });
+    // A service that logged it and exited printing no error: its last output, not a TypeScript fix.
+    const logged = `${run.stderr.split("TypeError: data.get")[0]}fatal: database unreachable\n`;
+    expect(failureCause(logged, dir, [], undefined, "exited with code 1")).toMatchObject({ lastOutput: true });
+  });
+
   it("skips frames outside the project and in node_modules, and says the last output when there is no error line", () => {
     const dir = temp();
     const output = [

@@ -261,8 +261,12 @@ export function failureCause(
       fix: missingPackageFix(projectDir, pkg),
     };
   }
-  // Node (before it strips types) meeting a TypeScript file: a `start` command's `node x.ts`.
-  const typescript = /ERR_UNKNOWN_FILE_EXTENSION[\s\S]*?Unknown file extension "(\.[mc]?tsx?)" for (\S+)/.exec(output);
+  // Node (before it strips types) meeting a TypeScript file: a `start` command's `node x.ts`. Only
+  // in the error that ended the service, as for a missing package: a service that logged such an
+  // error (an optional .ts plugin it could not import) and went on ended for another reason.
+  const typescript = /ERR_UNKNOWN_FILE_EXTENSION[\s\S]*?Unknown file extension "(\.[mc]?tsx?)" for (\S+)/.exec(
+    endingText,
+  );
   if (typescript) {
     const rel = relative(projectDir, typescript[2] as string);
     return {
