@@ -6,10 +6,12 @@
 // Through the real CLI and real ws clients, on both SDKs and both providers.
 import { writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { createServer as createTcpServer, type Server as TcpServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
+import { selfSignedCertificate } from "../src/tls.js";
 
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
@@ -507,6 +509,52 @@ describe("a route registered once I/O the service's top level started has answer
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(REFUSED);
       expect(result.stderr).toContain("at services/chat.ts:5:");
+    },
+    60000,
+  );
+
+  it.each([
+    ["fetch(url).then()", (url: string) => `fetch(${JSON.stringify(url)}).then((r) => r.text()).then(register);`],
+    [
+      "https.get()'s callback",
+      (url: string, ca: string) =>
+        `https.get(${JSON.stringify(url)}, { ca: ${JSON.stringify(ca)} }, (res) => { res.resume(); res.on('end', register); });`,
+    ],
+    [
+      "an await in a load timer's callback",
+      (url: string) => `setTimeout(async () => { await fetch(${JSON.stringify(url)}); register(); }, 10);`,
+    ],
+  ])(
+    "fails spec over TLS too (%s): a TLS 1.3 server's session tickets, read after the request went out, are no answer",
+    async (_shape, work) => {
+      const { cert, key } = selfSignedCertificate();
+      // A self-signed HTTPS server on 127.0.0.1, slow to answer as slowServer.
+      const server = createHttpsServer({ cert, key }, (_req, res) => {
+        setTimeout(() => res.end("{}"), SLOW_MS);
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const address = server.address();
+      if (address === null || typeof address === "string") throw new Error("no port");
+      try {
+        const url = `https://127.0.0.1:${address.port}/config`;
+        const service = IO_ROUTE(work(url, cert)).replace(
+          'import { get } from "node:http";',
+          'import https from "node:https";',
+        );
+        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": service, "ca.pem": cert });
+        // fetch trusts the server's certificate from NODE_EXTRA_CA_CERTS, which the service inherits.
+        const result = await runCli(["spec", dir], {
+          timeoutMs: 60000,
+          env: { NODE_EXTRA_CA_CERTS: join(dir, "ca.pem") },
+        });
+        expect(result.stderr).not.toMatch(/fetch failed|self.signed/i);
+        expect(result.code).toBe(1);
+        expect(result.stderr).toMatch(REFUSED);
+        expect(result.stderr).toContain("at services/chat.ts:5:");
+      } finally {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
     },
     60000,
   );

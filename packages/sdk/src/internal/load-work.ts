@@ -73,11 +73,17 @@ interface StreamHandle {
   fd?: unknown;
 }
 
-/** A connection the work opened: its handle, and what it had sent when it last heard back. */
+/**
+ * A connection the work opened: its handle, what it had sent when it last heard back, and whether
+ * it is TLS's: its callbacks run for the handshake's messages too (the session tickets a TLS 1.3
+ * server sends once the client has written its request), so only what it has read (the clear
+ * text of the answer, which its count says) is hearing back.
+ */
 interface Connection {
   handle: StreamHandle;
   readAt: number;
   writtenAtRead: number;
+  tls: boolean;
 }
 
 interface TimeoutResource {
@@ -164,13 +170,13 @@ export function watchLoadWork(
         timers.set(id, trace);
       } else if (REQUESTS.has(type)) requests.add(id);
       else if (CONNECTIONS.has(type))
-        connections.set(id, { handle: resource as StreamHandle, readAt: 0, writtenAtRead: 0 });
+        connections.set(id, { handle: resource as StreamHandle, readAt: 0, writtenAtRead: 0, tls: type === "TLSWRAP" });
       work.set(id, { depth });
     },
     before(id) {
-      // A connection's callback runs when it has read something.
+      // A connection's callback runs when it has read something (a TLS one's, for its handshake too).
       const connection = connections.get(id);
-      if (connection) heard(connection);
+      if (connection && !connection.tls) heard(connection);
     },
     after(id) {
       // A timer has fired (its callback may start more, counted before this).
