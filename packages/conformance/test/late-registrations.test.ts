@@ -559,6 +559,20 @@ describe("a route registered once I/O the service's top level started has answer
     60000,
   );
 
+  it("says, once, what a pass that has waited a while waits for: the connection, and that handlers register at load", async () => {
+    slow = await slowServer(3500);
+    const port = new URL(slow.url).port;
+    const work = `fetch(${JSON.stringify(slow.url)}).then((r) => r.text()).then(register);`;
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": IO_ROUTE(work) });
+    const result = await runCli(["spec", dir], { timeoutMs: 60000 });
+    expect(result.code).toBe(1);
+    const notes = result.stderr.split("\n").filter((l) => l.includes("its collect pass is waiting"));
+    expect(notes).toEqual([
+      `service "chat" (services/chat.ts): its collect pass is waiting for work it started as it loaded (up to 10 s for each, 30 s in all): a connection to 127.0.0.1:${port} with an unanswered request; handlers must be registered at module load, so one registered when that work ends is refused`,
+    ]);
+    expect(result.stderr).toMatch(REFUSED);
+  }, 60000);
+
   it("does not hold spec for a connection the top level keeps open, nor for a promise only a signal settles", async () => {
     // A server that takes the connection and never says a word: a keep-alive connection.
     const quiet: TcpServer = createTcpServer(() => {});
@@ -588,5 +602,26 @@ describe("a route registered once I/O the service's top level started has answer
     } finally {
       await new Promise((resolve) => quiet.close(resolve));
     }
+  }, 60000);
+});
+
+describe("a service whose module never finishes loading", () => {
+  it("fails spec saying so, and after which line, rather than that the handlers after its top-level await are missing", async () => {
+    const service = [
+      'import { websocket } from "@nitric-like/sdk";',
+      'const socket = websocket("late");',
+      "await new Promise(() => {}); // a connection that never opens",
+      "socket.on('connect', () => {});",
+      "socket.on('disconnect', () => {});",
+      "socket.on('message', () => 'message');",
+    ].join("\n");
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": service });
+    const result = await runCli(["spec", dir], { timeoutMs: 60000 });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      'error: service "chat" (services/chat.ts): its module never finished loading: a top-level await after services/chat.ts:2 had not settled 1.5 s after it',
+    );
+    expect(result.stderr).toContain("register handlers at module load, before any await that may not settle");
+    expect(result.stderr).not.toMatch(/missing \w+ handler/);
   }, 60000);
 });

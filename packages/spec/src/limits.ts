@@ -106,11 +106,36 @@ export function functionTimeoutSeconds(
 export const ALIVE_FD_VAR = "NITRIC_LIKE_ALIVE_FD";
 
 /**
- * How the name of the collect pass's sign of life starts (a grant of nothing our SDK sends while a
- * timer its service started as it loaded is waited for, see the SDK's load-work.ts): JSON after
- * it, one list a pending timer, of the stack frames of the code that started it, the nearest first.
+ * How the name of the collect pass's sign of life starts (a grant of nothing our SDK sends while
+ * work its service started as it loaded is waited for, see the SDK's load-work.ts): a LoadWaiting
+ * as JSON after it (an older SDK's: a list of `timers` alone).
  */
 export const LOAD_TIMERS_SIGN = "nitric-like:load-timers:";
+
+/** What the collect pass's sign of life says is waited for (LOAD_TIMERS_SIGN). */
+export interface LoadWaiting {
+  /** Each pending timer: the stack frames of the code that started it, the nearest first. */
+  timers: string[][];
+  /** Each kind of pending request, as said: "a file system call", "a DNS lookup"... */
+  requests: string[];
+  /** Each connection with a request not answered yet: where it was opened (frames) and to whom. */
+  connections: { frames: string[]; peer?: string }[];
+}
+
+/**
+ * How the name of the collect pass's note of an unfinished load starts (a grant of nothing our SDK
+ * sends in the collect pass while the service's module has not finished loading some time after
+ * its last declaration or registration, such as at a top-level await): JSON after it, the stack
+ * frames of that last call, the nearest first; `null` once the module has finished loading.
+ */
+export const LOAD_PENDING_SIGN = "nitric-like:load-pending:";
+
+/**
+ * The global symbol (Symbol.for) the first line of run's bundles sets: the runner will tell our
+ * SDK when the service's module has finished loading (the bundle's last line, or its thread's
+ * start()). Without it (a `start` command) the SDK cannot know, so it sends no LOAD_PENDING_SIGN.
+ */
+export const LOAD_SAID_SYMBOL = "nitric-like.load-said";
 
 /**
  * The largest identity an authorizer may give a connection, JSON-encoded: API Gateway's limit on a

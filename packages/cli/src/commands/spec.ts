@@ -67,7 +67,8 @@ export async function collectSpec(
     const collected = await collect(
       prepared.project,
       prepared.services.map((s) => (s.bundle ? { entry: s.entry, bundle: s.bundle } : { entry: s.entry })),
-      options,
+      // A note (what a slow service's pass waits for) above the spinner, which goes on below it.
+      { onNote: (line) => output.info(line), ...options },
     );
     const declared = collected.map((c) => withApi(c, prepared));
     const result = buildSpec(prepared.project.name, declared);

@@ -18,7 +18,7 @@ import { building, compileErrorMessage, packageOwner } from "@nitric-like/provid
 import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { makeStdioBlocking } from "@nitric-like/provider-kit/blocking-stdio";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
-import { ALIVE_FD_VAR, answerAliveChecks, boundOutput, type ServiceEntry } from "@nitric-like/spec";
+import { ALIVE_FD_VAR, answerAliveChecks, boundOutput, LOAD_SAID_SYMBOL, type ServiceEntry } from "@nitric-like/spec";
 import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { missingPackageFix } from "./failure.js";
 import { cheaperKeepNames } from "./keep-names.js";
@@ -207,6 +207,13 @@ const ALIVE_ANSWER = `(${String(answerAliveChecks)})(process.env, ${JSON.stringi
  * run's own process, whose streams are not the service's to change.
  */
 const BLOCKING_STDIO = `(${String(makeStdioBlocking)})(process);`;
+
+/**
+ * Tells our SDK, before the service's code runs, that the bundle will say when its module has
+ * loaded (LOADED_FOOTER, or its thread's start()): in the collect pass it then tells the collector
+ * of a load that has not finished (see its noteLoadCall).
+ */
+const LOAD_SAID = `globalThis[Symbol.for(${JSON.stringify(LOAD_SAID_SYMBOL)})] = true;`;
 
 /** Tells every copy of our SDK in a service process that the service's module has loaded (see its serviceLoaded). */
 const LOADED_FOOTER = `for (const loaded of globalThis[Symbol.for("nitric-like.service-loaded")] ?? []) loaded();`;
@@ -449,7 +456,7 @@ function bundleOptions(projectDir: string, service: ServiceEntry, outfile: strin
     absWorkingDir: projectDir,
     // ESM has no require(); bundled CommonJS helpers and user code may still call it.
     banner: {
-      js: `import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url); ${ALIVE_ANSWER}`,
+      js: `import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url); ${ALIVE_ANSWER} ${LOAD_SAID}`,
     },
   } satisfies BuildOptions;
 }

@@ -4,6 +4,8 @@
 // declares nothing.
 // With `reuse` (as `run` collects), an unchanged service's last collection is given again.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -191,6 +193,105 @@ socket.on("message", () => {});
     expect(r.failure).toBeUndefined();
     expect(r.handlers).toHaveLength(1);
   }
+});
+
+it.each([
+  ["a promise nothing settles", "await new Promise(() => {});"],
+  [
+    "a promise nothing settles while a timer keeps the loop alive",
+    "await new Promise(() => { setInterval(() => {}, 1000); });",
+  ],
+])(
+  "reports a service stuck at a top-level await (%s) as one whose module never finished loading, not as one missing its handlers",
+  async (_shape, wait) => {
+    const [thread, child] = await both(
+      `import { websocket } from "@nitric-like/sdk";
+const socket = websocket("socket");
+${wait}
+socket.on("message", () => {});
+`,
+    );
+    for (const r of [thread, child]) {
+      expect(r.handlers).toEqual([]);
+      expect(r.failure).toMatchObject({ stopped: true });
+      expect(r.failure?.message).toBe(
+        "its module never finished loading: a top-level await after services/api.ts:2 had not settled 1.5 s after it (a connection that never opens, a promise nothing resolves), so the handlers it registers after that await were never collected; register handlers at module load, before any await that may not settle, or make sure it settles",
+      );
+    }
+  },
+  20000,
+);
+
+it("collects what a service registers after a top-level await that settles a moment later", async () => {
+  const [thread, child] = await both(`import { websocket } from "@nitric-like/sdk";
+const socket = websocket("socket");
+await new Promise((resolve) => setTimeout(resolve, 700));
+socket.on("message", () => {});
+`);
+  for (const r of [thread, child]) {
+    expect(r.failure).toBeUndefined();
+    expect(r.handlers).toEqual([{ socket: "socket", event: "message" }]);
+  }
+});
+
+describe("what a service's pass waits for, said once it has waited a while", () => {
+  let server: Server | undefined;
+  afterEach(async () => {
+    server?.closeAllConnections();
+    await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+    server = undefined;
+  });
+
+  it("names the timer its module set as it loaded, once, with the service and that handlers register at load", async () => {
+    const notes: string[] = [];
+    const [thread, child] = await both(
+      `import { websocket } from "@nitric-like/sdk";
+websocket("socket").on("message", () => {});
+function warmCache() {
+  setTimeout(() => {}, 3500);
+}
+warmCache();
+`,
+      { onNote: (line) => notes.push(line) },
+    );
+    for (const r of [thread, child]) expect(r.failure).toBeUndefined();
+    const said =
+      'service "api" (services/api.ts): its collect pass is waiting for work it started as it loaded (up to 10 s for each, 30 s in all): a timer set at services/api.ts:4; handlers must be registered at module load, so one registered when that work ends is refused';
+    expect(notes).toEqual([said, said]);
+  }, 30000);
+
+  it("names a connection with an unanswered request, and says nothing of work that ends at once", async () => {
+    // A real HTTP server on 127.0.0.1 that answers after 3.5 s.
+    server = createServer((_req, res) => {
+      setTimeout(() => res.end("{}"), 3500);
+    });
+    await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    const notes: string[] = [];
+    const [thread, child] = await both(
+      `import { websocket } from "@nitric-like/sdk";
+websocket("socket").on("message", () => {});
+fetch("http://127.0.0.1:${port}/config").then((r) => r.text());
+`,
+      { onNote: (line) => notes.push(line) },
+    );
+    for (const r of [thread, child]) expect(r.failure).toBeUndefined();
+    expect(notes).toHaveLength(2);
+    for (const note of notes) {
+      expect(note).toContain(
+        `: a connection to 127.0.0.1:${port} with an unanswered request; handlers must be registered`,
+      );
+    }
+    const quick: string[] = [];
+    await both(
+      `import { websocket } from "@nitric-like/sdk";
+websocket("socket").on("message", () => {});
+setTimeout(() => {}, 300);
+`,
+      { onNote: (line) => quick.push(line) },
+    );
+    expect(quick).toEqual([]);
+  }, 30000);
 });
 
 it("collects a thread-only bundle's service as a process, bundling it whole, when a native addon cannot load in its thread", async () => {

@@ -35,7 +35,9 @@ import { Code, PortServer, Router, RpcError } from "@nitric-like/rpc";
 import type { GrpcServer } from "@nitric-like/rpc/grpc";
 import {
   type CollectedService,
+  LOAD_PENDING_SIGN,
   LOAD_TIMERS_SIGN,
+  type LoadWaiting,
   type Project,
   type ResourceRef,
   type ServiceEntry,
@@ -72,6 +74,11 @@ export interface CollectOptions {
    * for next time. `run` gives it; `spec`, `build` and `up` always collect anew.
    */
   reuse?: ReadonlyMap<string, CollectedService>;
+  /**
+   * Says a line of progress, such as what a service's pass has waited for a while (once per
+   * service). @default a line on stderr
+   */
+  onNote?: (line: string) => void;
 }
 
 /**
@@ -260,8 +267,13 @@ async function collectOne(
 ): Promise<CollectedService> {
   const result: CollectedService = { name: entry.name, file: entry.file, declared: [], grants: [], handlers: [] };
   // Each call the service makes re-arms its quiet timer, from the moment it runs (see watchdog).
-  let touch: (timers?: string[][]) => void = () => {};
-  const router = collectorRouter(result, (timers) => touch(timers));
+  let touch: (waiting?: LoadWaiting) => void = () => {};
+  let loading: (frames: string[] | null) => void = () => {};
+  const router = collectorRouter(
+    result,
+    (waiting) => touch(waiting),
+    (frames) => loading(frames),
+  );
   const threaded = options.threads === true && entry.start === undefined && !!bundle?.threadOutfile;
   let ports: PortServer | undefined;
   let server: GrpcServer | undefined;
@@ -290,8 +302,15 @@ async function collectOne(
   if (child.stdout) forEachLine(child.stdout, keep);
   if (child.stderr) forEachLine(child.stderr, keep);
   const startTimeoutMs = options.startTimeoutMs ?? 15000;
-  const dog = watchdog(child, result, options.quietMs ?? 1500, startTimeoutMs, { dir: project.dir, file: entry.file });
+  const note = options.onNote ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const dog = watchdog(child, result, options.quietMs ?? 1500, startTimeoutMs, {
+    dir: project.dir,
+    file: entry.file,
+    name: entry.name,
+    note,
+  });
   touch = dog.heard;
+  loading = dog.loading;
   dog.arm(startTimeoutMs);
   const exit = await new Promise<ServiceExit>((resolve) => {
     child.onError((error) => resolve({ code: null, signal: null, error }));
@@ -330,15 +349,27 @@ function ended(stream: NodeJS.ReadableStream): Promise<void> {
  * The collector's services: Resources and the handler and authorizer streams record into `result`
  * and acknowledge; the streams of kinds nobody serves record their resource; every call that
  * would need a running provider fails with UNAVAILABLE, saying to make it from a handler.
- * `touch` is called on each sign of life, with where the timers the service waits for were
- * started when our SDK's sign of life says so (LOAD_TIMERS_SIGN).
+ * `touch` is called on each sign of life, with what the service waits for when our SDK's sign of
+ * life says so (LOAD_TIMERS_SIGN); `loading` with where our SDK's last call was made as the
+ * service's module loaded while it has not finished loading, null once it has (LOAD_PENDING_SIGN).
  */
-function collectorRouter(result: CollectedService, touch: (timers?: string[][]) => void): Router {
+function collectorRouter(
+  result: CollectedService,
+  touch: (waiting?: LoadWaiting) => void,
+  loading: (frames: string[] | null) => void,
+): Router {
   const router = new Router();
   router.service(Resources, {
     declare(call, callback) {
       const { id, config } = call.request;
-      touch(id?.type === ResourceType.Policy ? loadTimerCallers(id.name) : undefined);
+      const pending = id?.type === ResourceType.Policy ? loadPending(id.name) : undefined;
+      if (pending !== undefined) {
+        // A note of the SDK's, no sign of life: a module stuck at a top-level await sends one.
+        loading(pending);
+        callback(null, {});
+        return;
+      }
+      touch(id?.type === ResourceType.Policy ? loadWaiting(id.name) : undefined);
       if (id?.type === ResourceType.Policy && config.case === "policy") {
         const permissions = permissionsOf(config.value.actions);
         for (const r of config.value.resources) {
@@ -499,22 +530,96 @@ async function serveCollector(
   }
 }
 
+const isFrames = (frames: unknown): frames is string[] =>
+  Array.isArray(frames) && frames.every((f) => typeof f === "string");
+
 /**
- * The stack frames of the code that started each timer a sign of life of our SDK says it waits
- * for (LOAD_TIMERS_SIGN), or undefined for any other policy's name (a grant, or an older SDK's
- * sign of life).
+ * What a sign of life of our SDK says the service waits for (LOAD_TIMERS_SIGN), or undefined for
+ * any other policy's name (a grant). An older SDK's sign says its timers alone.
  */
-function loadTimerCallers(name: string): string[][] | undefined {
+function loadWaiting(name: string): LoadWaiting | undefined {
   if (!name.startsWith(LOAD_TIMERS_SIGN)) return undefined;
   try {
-    const callers: unknown = JSON.parse(name.slice(LOAD_TIMERS_SIGN.length));
-    if (!Array.isArray(callers)) return undefined;
-    return callers.filter(
-      (frames): frames is string[] => Array.isArray(frames) && frames.every((f) => typeof f === "string"),
-    );
+    const said: unknown = JSON.parse(name.slice(LOAD_TIMERS_SIGN.length));
+    if (Array.isArray(said)) return { timers: said.filter(isFrames), requests: [], connections: [] };
+    if (typeof said !== "object" || said === null) return undefined;
+    const { timers, requests, connections } = said as Record<string, unknown>;
+    return {
+      timers: Array.isArray(timers) ? timers.filter(isFrames) : [],
+      requests: Array.isArray(requests) ? requests.filter((r): r is string => typeof r === "string") : [],
+      connections: (Array.isArray(connections) ? connections : []).flatMap((c: unknown) => {
+        if (typeof c !== "object" || c === null) return [];
+        const { frames, peer } = c as Record<string, unknown>;
+        return [{ frames: isFrames(frames) ? frames : [], ...(typeof peer === "string" ? { peer } : {}) }];
+      }),
+    };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Where our SDK says the service's module made its last call as it loaded, while it has not
+ * finished loading (LOAD_PENDING_SIGN): the stack frames, or null once it has; undefined for any
+ * other policy's name.
+ */
+function loadPending(name: string): string[] | null | undefined {
+  if (!name.startsWith(LOAD_PENDING_SIGN)) return undefined;
+  try {
+    const said: unknown = JSON.parse(name.slice(LOAD_PENDING_SIGN.length));
+    return said === null ? null : isFrames(said) ? said : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first frame of `frames` (as the SDK sends them, trimmed) in the project's own files. */
+function locationOf(frames: string[], dir: string): string | undefined {
+  return projectLocation(
+    frames.map((f) => `    ${f}`),
+    dir,
+  );
+}
+
+/**
+ * What a service's collect pass waits for, as a sign of life said it (`waiting`), in words: each
+ * timer with where it was set, each connection with an unanswered request, each kind of request.
+ */
+export function waitingSaid(waiting: LoadWaiting, dir: string): string {
+  const said = new Set<string>();
+  for (const frames of waiting.timers) {
+    const at = locationOf(frames, dir);
+    said.add(at === undefined ? "a timer" : `a timer set at ${at}`);
+  }
+  for (const c of waiting.connections) {
+    const at = locationOf(c.frames, dir);
+    said.add(
+      `a connection${c.peer === undefined ? "" : ` to ${c.peer}`} with an unanswered request${at === undefined ? "" : ` (opened at ${at})`}`,
+    );
+  }
+  for (const r of waiting.requests) said.add(r);
+  return said.size === 0 ? "work it started" : [...said].join(", ");
+}
+
+/** How long the collect pass waits on a service's load work before it says what for (once). */
+export const WAITING_NOTE_MS = 2000;
+
+/**
+ * What the collect pass says, once, of a service whose load work it has waited on for a while:
+ * what for, and that registrations must happen at module load.
+ */
+export function waitingMessage(service: string, file: string, waiting: LoadWaiting, dir: string): string {
+  return `service ${JSON.stringify(service)} (${file}): its collect pass is waiting for work it started as it loaded (up to 10 s for each, 30 s in all): ${waitingSaid(waiting, dir)}; handlers must be registered at module load, so one registered when that work ends is refused`;
+}
+
+/**
+ * What the collect pass says of a service that went quiet while its module had not finished
+ * loading (our SDK said so): it is stuck at a top-level await after its last call at load (`at`,
+ * when a frame of it is in the project's files), so the handlers after that await never came.
+ */
+export function unfinishedLoadMessage(quietMs: number, file: string, at: string | undefined): string {
+  const where = at === undefined ? `in ${file}, after its last declaration or registration` : `after ${at}`;
+  return `its module never finished loading: a top-level await ${where} had not settled ${quietMs / 1000} s after it (a connection that never opens, a promise nothing resolves), so the handlers it registers after that await were never collected; register handlers at module load, before any await that may not settle, or make sure it settles`;
 }
 
 /**
@@ -558,18 +663,27 @@ const BUSY_PROBE_MS = 250;
  * when it has gone quiet is still running its top level (its handlers register once it yields):
  * it is waited for up to `limitMs` from its start, then stopped with a failure saying it blocks,
  * rather than taken for one that declared everything (its handlers would be reported missing).
- * `service`: the project's folder and the service's file, which its failures name.
+ * A service our SDK says has not finished loading when it has gone quiet is stuck at a top-level
+ * await: it is stopped with a failure saying so, not taken for one whose handlers are missing.
+ * `service`: the project's folder and the service's file, which its failures name, its name, and
+ * where to say what its load work has been waited on for (once, after WAITING_NOTE_MS).
  */
 function watchdog(
   child: ServiceHandle,
   result: CollectedService,
   quietMs: number,
   limitMs: number,
-  service: { dir: string; file: string },
+  service: { dir: string; file: string; name: string; note: (line: string) => void },
 ) {
   const startedAt = Date.now();
   // Where the timers of its load it waits for were started, as the last sign of life said.
   let timers: string[][] = [];
+  // Since when its load work has been waited on (its first sign of life saying what), and whether
+  // that has been said.
+  let waitingSince: number | undefined;
+  let saidWaiting = false;
+  // Where its module made its last call as it loaded, while our SDK says it has not finished.
+  let loadingAfter: string[] | undefined;
   let stoppedByUs = false;
   let timer: NodeJS.Timeout | undefined;
   let heardFrom = false;
@@ -598,6 +712,8 @@ function watchdog(
     }
     if (busy) stop(blockedMessage(elapsed / 1000, service, timers));
     else if (!heardFrom) stop(silentMessage(ms, service.file));
+    else if (loadingAfter !== undefined)
+      stop(unfinishedLoadMessage(quietMs, service.file, locationOf(loadingAfter, service.dir)));
     else stop();
   };
   // `said`: the limit a failure names (the first arm's, through the checks that follow it).
@@ -608,11 +724,22 @@ function watchdog(
   };
   return {
     arm,
-    heard: (pending?: string[][]) => {
-      if (pending !== undefined) timers = pending;
+    heard: (waiting?: LoadWaiting) => {
+      if (waiting !== undefined) {
+        timers = waiting.timers;
+        const now = Date.now();
+        waitingSince ??= now;
+        if (!saidWaiting && now - waitingSince >= WAITING_NOTE_MS) {
+          saidWaiting = true;
+          service.note(waitingMessage(service.name, service.file, waiting, service.dir));
+        }
+      }
       heardFrom = true;
       wasBusy = false;
       arm(quietMs);
+    },
+    loading: (frames: string[] | null) => {
+      loadingAfter = frames ?? undefined;
     },
     clear: () => {
       armed++;

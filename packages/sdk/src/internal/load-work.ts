@@ -15,11 +15,14 @@
  *   work opened that has sent something and not been answered since: `fetch(url)` waiting for
  *   its answer. An idle keep-alive connection has nothing unanswered, so it is not waited for.
  * Servers, intervals, timers due later and promises nothing but a signal settles are not waited
- * for; they keep nothing from ending. Each sign of life carries where the timers still waited for
- * were started (their callers' stack frames), so a pass that stops the service because a timer's
- * callback blocks its event loop can say where to look.
+ * for; they keep nothing from ending. Each sign of life says what is waited for (LoadWaiting): where
+ * the timers were started (their callers' stack frames), so a pass that stops the service because a
+ * timer's callback blocks its event loop can say where to look, the kinds of pending requests, and
+ * the connections with a request unanswered (where opened, to whom), so a pass that waits long can
+ * say what for.
  */
 import { createHook } from "node:async_hooks";
+import type { LoadWaiting } from "@nitric-like/spec";
 
 /** The longest a timer started during load may take to fire and still be waited for. */
 export const LOAD_TIMER_LIMIT_MS = 10_000;
@@ -33,31 +36,40 @@ export const LOAD_WORK_TOTAL_MS = 30_000;
 /** How often the collector is shown a sign of life while such work is under way (its quiet spell is 1.5 s). */
 const SIGN_OF_LIFE_MS = 500;
 
-/** Async resources that end by themselves: while one started by the module's work is pending, it is waited for. */
-const REQUESTS = new Set([
-  "FSREQCALLBACK",
-  "FSREQPROMISE",
-  "FILEHANDLECLOSEREQ",
-  "GETADDRINFOREQWRAP",
-  "GETNAMEINFOREQWRAP",
-  "QUERYWRAP",
-  "TCPCONNECTWRAP",
-  "PIPECONNECTWRAP",
-  "SHUTDOWNWRAP",
-  "UDPSENDWRAP",
-  "CHECKPRIMEREQUEST",
-  "PBKDF2REQUEST",
-  "KEYPAIRGENREQUEST",
-  "KEYGENREQUEST",
-  "KEYEXPORTREQUEST",
-  "CIPHERREQUEST",
-  "DERIVEBITSREQUEST",
-  "HASHREQUEST",
-  "RANDOMBYTESREQUEST",
-  "RANDOMPRIMEREQUEST",
-  "SCRYPTREQUEST",
-  "SIGNREQUEST",
-  "VERIFYREQUEST",
+const FILE = "a file system call";
+const DNS = "a DNS lookup";
+const CRYPTO = "a crypto job";
+
+/**
+ * Async resources that end by themselves: while one started by the module's work is pending, it is
+ * waited for. Each with how a sign of life says it.
+ */
+const REQUESTS = new Map([
+  ["FSREQCALLBACK", FILE],
+  ["FSREQPROMISE", FILE],
+  ["FILEHANDLECLOSEREQ", FILE],
+  ["GETADDRINFOREQWRAP", DNS],
+  ["GETNAMEINFOREQWRAP", DNS],
+  ["QUERYWRAP", DNS],
+  ["TCPCONNECTWRAP", "a connection being opened"],
+  ["PIPECONNECTWRAP", "a connection being opened"],
+  ["SHUTDOWNWRAP", "a connection being closed"],
+  ["UDPSENDWRAP", "a UDP send"],
+  ...[
+    "CHECKPRIMEREQUEST",
+    "PBKDF2REQUEST",
+    "KEYPAIRGENREQUEST",
+    "KEYGENREQUEST",
+    "KEYEXPORTREQUEST",
+    "CIPHERREQUEST",
+    "DERIVEBITSREQUEST",
+    "HASHREQUEST",
+    "RANDOMBYTESREQUEST",
+    "RANDOMPRIMEREQUEST",
+    "SCRYPTREQUEST",
+    "SIGNREQUEST",
+    "VERIFYREQUEST",
+  ].map((type): [string, string] => [type, CRYPTO]),
 ]);
 
 /**
@@ -66,11 +78,29 @@ const REQUESTS = new Set([
  */
 const CONNECTIONS = new Set(["TCPWRAP", "TLSWRAP", "PIPEWRAP"]);
 
-/** What a stream handle counts (Node's StreamBase). */
+/** What a stream handle counts (Node's StreamBase), and whom a TCP one is connected to (a TLS one's beneath it). */
 interface StreamHandle {
   bytesRead?: unknown;
   bytesWritten?: unknown;
   fd?: unknown;
+  getpeername?: unknown;
+  _parent?: unknown;
+}
+
+/** The address a connection's handle is connected to (`127.0.0.1:443`, `[::1]:443`), if it says. */
+function peerOf(handle: StreamHandle): string | undefined {
+  for (const h of [handle, handle._parent as StreamHandle | undefined]) {
+    if (typeof h?.getpeername !== "function") continue;
+    const out: { address?: unknown; port?: unknown } = {};
+    try {
+      if ((h.getpeername as (o: object) => number).call(h, out) !== 0) continue;
+    } catch {
+      continue;
+    }
+    if (typeof out.address !== "string" || typeof out.port !== "number") continue;
+    return out.address.includes(":") ? `[${out.address}]:${out.port}` : `${out.address}:${out.port}`;
+  }
+  return undefined;
 }
 
 /**
@@ -84,6 +114,8 @@ interface Connection {
   readAt: number;
   writtenAtRead: number;
   tls: boolean;
+  /** Its stack where it was opened, read only by a sign of life (as a timer's). */
+  trace: { stack?: string };
 }
 
 interface TimeoutResource {
@@ -115,14 +147,27 @@ function callerFrames(trace: { stack?: string }): string[] {
   return frames.slice(at, at + CALLER_FRAMES).map((f) => f.trim());
 }
 
+/** A stack, with room for the frames of the code that made the resource after Node's own (about 6). */
+function traceHere(): { stack?: string } {
+  const trace: { stack?: string } = {};
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 6 + CALLER_FRAMES;
+  Error.captureStackTrace(trace);
+  Error.stackTraceLimit = limit;
+  return trace;
+}
+
+/** How many connections a sign of life names, at most. */
+const CONNECTIONS_SAID = 3;
+
 /**
  * Starts watching the work the module starts as it loads. `loaded` says whether it has finished;
- * `signOfLife` makes a call the collector counts as one, given where each timer still waited for
- * was started (callerFrames). Returns what to call once it has loaded.
+ * `signOfLife` makes a call the collector counts as one, given what is still waited for. Returns
+ * what to call once it has loaded.
  */
 export function watchLoadWork(
   loaded: () => boolean,
-  signOfLife: (callers: string[][]) => Promise<unknown>,
+  signOfLife: (waiting: LoadWaiting) => Promise<unknown>,
 ): () => void {
   // Every resource of the module's work still alive, by id: 0 timers deep for one started during
   // load, or as deep as the one whose callback started it (its trigger), one more for a timer.
@@ -131,7 +176,7 @@ export function watchLoadWork(
   // A pending timer's stack where it was started (V8 makes the text only when it is read: only a
   // sign of life reads it).
   const timers = new Map<number, { stack?: string }>();
-  const requests = new Set<number>();
+  const requests = new Map<number, string>();
   const connections = new Map<number, Connection>();
   // Since when a connection alone has been waited for.
   let connectionsSince: number | undefined;
@@ -161,16 +206,16 @@ export function watchLoadWork(
           loadedAt ??= Date.now();
           if (Date.now() + due > loadedAt + LOAD_WORK_TOTAL_MS) return;
         }
-        const trace: { stack?: string } = {};
-        const limit = Error.stackTraceLimit;
-        // Node's frames of setTimeout come first (about 6): room for the caller's after them.
-        Error.stackTraceLimit = 6 + CALLER_FRAMES;
-        Error.captureStackTrace(trace);
-        Error.stackTraceLimit = limit;
-        timers.set(id, trace);
-      } else if (REQUESTS.has(type)) requests.add(id);
+        timers.set(id, traceHere());
+      } else if (REQUESTS.has(type)) requests.set(id, REQUESTS.get(type) as string);
       else if (CONNECTIONS.has(type))
-        connections.set(id, { handle: resource as StreamHandle, readAt: 0, writtenAtRead: 0, tls: type === "TLSWRAP" });
+        connections.set(id, {
+          handle: resource as StreamHandle,
+          readAt: 0,
+          writtenAtRead: 0,
+          tls: type === "TLSWRAP",
+          trace: traceHere(),
+        });
       work.set(id, { depth });
     },
     before(id) {
@@ -190,27 +235,30 @@ export function watchLoadWork(
     },
   });
   hook.enable();
-  // Whether a connection has sent more than has been answered (a read C++ takes, as TLS's socket
+  // The connections that have sent more than has been answered (a read C++ takes, as TLS's socket
   // beneath, is seen from its count).
   const unanswered = () => {
-    let waiting = false;
+    const waiting: Connection[] = [];
     for (const connection of connections.values()) {
       // The service's own output, when it is a pipe, is written and never answered.
       const fd = connection.handle.fd;
       if (fd === 0 || fd === 1 || fd === 2) continue;
       if (count(connection.handle.bytesRead) !== connection.readAt) heard(connection);
-      if (count(connection.handle.bytesWritten) > connection.writtenAtRead) waiting = true;
+      if (count(connection.handle.bytesWritten) > connection.writtenAtRead) waiting.push(connection);
     }
     return waiting;
   };
+  // The connections waited for at the last check.
+  let waitingOn: Connection[] = [];
   const underWay = () => {
     const now = Date.now();
     if (now >= (loadedAt ?? now) + LOAD_WORK_TOTAL_MS) return false;
+    waitingOn = unanswered();
     if (timers.size > 0 || requests.size > 0) {
       connectionsSince = undefined;
       return true;
     }
-    if (!unanswered()) {
+    if (waitingOn.length === 0) {
       connectionsSince = undefined;
       return false;
     }
@@ -235,7 +283,14 @@ export function watchLoadWork(
         return done();
       }
       // Only a sign of life: what it is answered does not matter.
-      signOfLife([...timers.values()].map(callerFrames)).catch(() => {});
+      signOfLife({
+        timers: [...timers.values()].map(callerFrames),
+        requests: [...new Set(requests.values())],
+        connections: waitingOn.slice(0, CONNECTIONS_SAID).map((c) => {
+          const peer = peerOf(c.handle);
+          return { frames: callerFrames(c.trace), ...(peer === undefined ? {} : { peer }) };
+        }),
+      }).catch(() => {});
     }, SIGN_OF_LIFE_MS);
     // It never keeps the service alive itself: the work it waits for does.
     beat.unref();

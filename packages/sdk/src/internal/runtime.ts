@@ -12,7 +12,13 @@
 import { Socket } from "node:net";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
 import { Client, createLazyTransport, type Transport } from "@nitric-like/rpc";
-import { ALIVE_FD_VAR, answerAliveChecks, LOAD_TIMERS_SIGN } from "@nitric-like/spec";
+import {
+  ALIVE_FD_VAR,
+  answerAliveChecks,
+  LOAD_PENDING_SIGN,
+  LOAD_SAID_SYMBOL,
+  LOAD_TIMERS_SIGN,
+} from "@nitric-like/spec";
 import { watchLoadWork } from "./load-work.js";
 
 let transport: Transport | undefined;
@@ -161,6 +167,7 @@ export function serviceLoaded(service?: string): void {
   loaded = true;
   if (typeof service === "string" && service !== "") loadedService = service;
   loadWorkDone?.();
+  loadPendingDone();
 }
 
 /** The service as the SDK's refusals name it: `service "chat"`, or "the service" when unknown. */
@@ -169,21 +176,71 @@ function serviceSaid(): string {
   return service === undefined || service === "" ? "the service" : `service ${JSON.stringify(service)}`;
 }
 
+/** A note to the collect pass: a grant of nothing, which the collector records as nothing, named `name`. */
+function noteToCollector(name: string): Promise<unknown> {
+  return rpc.unary(Resources.method.declare, {
+    id: { type: ResourceType.Policy, name },
+    config: { case: "policy", value: { principals: [], actions: [], resources: [] } },
+  });
+}
+
 // In the collect pass, the work started during load (timers, I/O) is waited for (see load-work.ts).
-// The sign of life is a grant of nothing, which the collector records as nothing; its name is where
-// the timers still waited for were started (LOAD_TIMERS_SIGN), which the collector names when a
-// timer's callback blocks the service's event loop.
+// The sign of life's name says what is waited for (LOAD_TIMERS_SIGN): the collector names where a
+// timer was set when its callback blocks the service's event loop, and what it waits for when it
+// waits long.
 const loadWorkDone =
   environment() === "build"
     ? watchLoadWork(
         () => loaded,
-        (callers) =>
-          rpc.unary(Resources.method.declare, {
-            id: { type: ResourceType.Policy, name: `${LOAD_TIMERS_SIGN}${JSON.stringify(callers)}` },
-            config: { case: "policy", value: { principals: [], actions: [], resources: [] } },
-          }),
+        (waiting) => noteToCollector(`${LOAD_TIMERS_SIGN}${JSON.stringify(waiting)}`),
       )
     : undefined;
+
+/** How often, in the collect pass, the SDK looks whether the module is still loading since its last call. */
+const LOAD_PENDING_CHECK_MS = 250;
+// In the collect pass, the stack of the module's last declaration or registration as it loaded (a
+// service that awaits at its top level, one that never settles, stops after it), and whether the
+// collector has been told of it.
+let lastLoadCall: { stack?: string } | undefined;
+let lastLoadCallTold = true;
+let toldLoadPending = false;
+let loadPendingCheck: NodeJS.Timeout | undefined;
+
+/**
+ * Notes a declaration or registration the module makes as it loads, in the collect pass. While the
+ * module has not finished loading, the collector is told where its last call was (LOAD_PENDING_SIGN),
+ * so a pass that stops a service at a top-level await that never settles says that, and where to
+ * look, rather than that the handlers it would have registered after it are missing. The check keeps
+ * a process whose top-level await nothing can settle alive (Node would end it, code 13), and a
+ * thread too, so both are told the same.
+ */
+function noteLoadCall(): void {
+  if (loaded || environment() !== "build") return;
+  // Only where a runner will say the module has loaded (run's bundles): else it never would.
+  if ((globalThis as unknown as Record<symbol, unknown>)[Symbol.for(LOAD_SAID_SYMBOL)] !== true) return;
+  const trace: { stack?: string } = {};
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 12;
+  Error.captureStackTrace(trace, noteLoadCall);
+  Error.stackTraceLimit = limit;
+  lastLoadCall = trace;
+  lastLoadCallTold = false;
+  loadPendingCheck ??= setInterval(() => {
+    if (loaded || lastLoadCallTold || lastLoadCall === undefined) return;
+    lastLoadCallTold = true;
+    toldLoadPending = true;
+    // Every frame: the collector names the first in the project's own files (the SDK's are not).
+    const frames = (lastLoadCall.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l));
+    noteToCollector(`${LOAD_PENDING_SIGN}${JSON.stringify(frames.map((f) => f.trim()))}`).catch(() => {});
+  }, LOAD_PENDING_CHECK_MS);
+}
+
+/** Once the module has loaded: the check stops, and a collector told it was loading is told it has. */
+function loadPendingDone(): void {
+  clearInterval(loadPendingCheck);
+  lastLoadCall = undefined;
+  if (toldLoadPending) noteToCollector(`${LOAD_PENDING_SIGN}null`).catch(() => {});
+}
 
 // A process bundle marks the end of its load from its last line (the CLI's bundle footer), where
 // nothing of ours can be imported: every copy of the SDK in the process is told through this list.
@@ -200,7 +257,10 @@ const LOADED_HOOKS = Symbol.for("nitric-like.service-loaded");
  * undefined before then. `what` is the call as written, such as `websocket("chat").route("join")`.
  */
 export function registeredAfterLoad(what: string): string | undefined {
-  if (!loaded) return undefined;
+  if (!loaded) {
+    noteLoadCall();
+    return undefined;
+  }
   const who = serviceSaid();
   return `${what}: ${who} registered it after its module finished loading (in a timer, a callback or a handler), so spec, build and up may never see it and a deployment would not route to it; register handlers at module load: at top level or during import, not in a timer/callback`;
 }
@@ -218,7 +278,10 @@ export function declaredAfterLoad(
   fix: string,
   grant?: { asked: readonly string[]; granted: readonly string[] },
 ): string | undefined {
-  if (!loaded) return undefined;
+  if (!loaded) {
+    noteLoadCall();
+    return undefined;
+  }
   const who = serviceSaid();
   const did =
     grant === undefined
