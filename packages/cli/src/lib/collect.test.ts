@@ -222,6 +222,21 @@ socket.on("message", () => {});
   20000,
 );
 
+it("explains Node's exit code 13, a top-level await nothing was left to settle, from a thread as from a process", async () => {
+  const [thread, child] = await both(`import { websocket } from "@nitric-like/sdk";
+if (process.env.NEVER_SET_HERE) websocket("socket");
+await new Promise(() => {});
+websocket("socket").on("message", () => {});
+`);
+  for (const r of [thread, child]) {
+    expect(r.failure).toEqual({
+      message:
+        "exited with code 13 while its resources were being collected: Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/api.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle",
+      output: "",
+    });
+  }
+});
+
 it("collects what a service registers after a top-level await that settles a moment later", async () => {
   const [thread, child] = await both(`import { websocket } from "@nitric-like/sdk";
 const socket = websocket("socket");

@@ -333,7 +333,7 @@ async function collectOne(
     const whole = existsSync(bundle.outfile) ? bundle : await bundleService(project.dir, entry);
     return collectOne(project, entry, whole, { ...options, threads: false });
   }
-  recordExit(result, exit, dog.stoppedByUs(), output.text());
+  recordExit(result, exit, dog.stoppedByUs(), output.text(), entry.file);
   return result;
 }
 
@@ -756,13 +756,32 @@ interface ServiceExit {
   error?: Error;
 }
 
-/** Records a service that could not start or failed on its own, with its last lines of output. */
-function recordExit(result: CollectedService, exit: ServiceExit, stoppedByUs: boolean, output: string): void {
+/**
+ * Node's exit code for a module whose top-level await never settled, nothing being left that could
+ * settle it: Node 20 says nothing more, so the pass says what it means.
+ */
+const UNSETTLED_AWAIT_CODE = 13;
+
+/**
+ * Records a service that could not start or failed on its own, with its last lines of output.
+ * `file`: the service's, which the meaning of an exit code names.
+ */
+function recordExit(
+  result: CollectedService,
+  exit: ServiceExit,
+  stoppedByUs: boolean,
+  output: string,
+  file: string,
+): void {
   if (exit.error) {
     result.failure = { message: `could not start: ${exit.error.message}`, output };
   } else if (!stoppedByUs && exit.code !== 0) {
     const how = exit.code === null ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    result.failure = { message: `${how} while its resources were being collected`, output };
+    const meaning =
+      exit.code === UNSETTLED_AWAIT_CODE
+        ? `: Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in ${file}, and what it imports, for that await, and register handlers at module load, before any await that may not settle`
+        : "";
+    result.failure = { message: `${how} while its resources were being collected${meaning}`, output };
   } else if (result.failure && result.failure.output === "") {
     result.failure.output = output;
   }
