@@ -618,10 +618,36 @@ describe("a service whose module never finishes loading", () => {
     const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": service });
     const result = await runCli(["spec", dir], { timeoutMs: 60000 });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(
-      'error: service "chat" (services/chat.ts): its module never finished loading: a top-level await after services/chat.ts:2 had not settled 1.5 s after it',
+    expect(result.stderr).toMatch(
+      /error: service "chat" \(services\/chat\.ts\): (exited with code 13 while its resources were being collected: )?its module never finished loading: a top-level await after services\/chat\.ts:2 (had not settled|never settled)/,
     );
     expect(result.stderr).toContain("register handlers at module load, before any await that may not settle");
     expect(result.stderr).not.toMatch(/missing \w+ handler/);
+  }, 60000);
+
+  it("waits for a top-level await of a slow answer, saying what for, and collects the handlers registered after it", async () => {
+    const slow = await slowServer(2500);
+    try {
+      const service = [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("late");',
+        `const config = await fetch(${JSON.stringify(slow.url)}).then((r) => r.json());`,
+        "socket.on('connect', () => {});",
+        "socket.on('disconnect', () => {});",
+        "socket.on('message', () => JSON.stringify(config));",
+      ].join("\n");
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": service });
+      const result = await runCli(["spec", dir], { timeoutMs: 60000 });
+      expect(result.stderr).toContain(
+        'service "chat" (services/chat.ts): its collect pass is waiting (up to 10 s) for its module to finish loading: a top-level await after services/chat.ts:2 has not settled; handlers must be registered at module load, and those after that await are collected once it settles',
+      );
+      expect(result.code).toBe(0);
+      expect(JSON.parse(result.stdout).resources).toEqual([
+        expect.objectContaining({ kind: "websocket", name: "late" }),
+      ]);
+    } finally {
+      slow.server.closeAllConnections();
+      await new Promise((resolve) => slow.server.close(resolve));
+    }
   }, 60000);
 });

@@ -124,9 +124,10 @@ export interface LoadWaiting {
 
 /**
  * How the name of the collect pass's note of an unfinished load starts (a grant of nothing our SDK
- * sends in the collect pass while the service's module has not finished loading some time after
- * its last declaration or registration, such as at a top-level await): JSON after it, the stack
- * frames of that last call, the nearest first; `null` once the module has finished loading.
+ * sends in the collect pass when the service's module has not finished loading a moment after its
+ * last declaration or registration: it is at a top-level await): JSON after it, the stack frames
+ * of that last call, the nearest first; `null` once the module has finished loading. The
+ * collector waits for such a module (up to CollectOptions.loadingMs), and says so.
  */
 export const LOAD_PENDING_SIGN = "nitric-like:load-pending:";
 

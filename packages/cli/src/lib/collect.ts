@@ -59,6 +59,11 @@ export interface CollectOptions {
   startTimeoutMs?: number;
   /** How long a service may stay quiet after its last declaration before it is stopped. @default 1500 */
   quietMs?: number;
+  /**
+   * How long a service whose module our SDK says has not finished loading (at a top-level await)
+   * is waited for once it has gone quiet, from when the SDK said so. @default 10000
+   */
+  loadingMs?: number;
   /** Variables from the project's `.env` files, as the service gets them under `run`. */
   dotenv?: ReadonlyMap<string, string>;
   /**
@@ -303,7 +308,7 @@ async function collectOne(
   if (child.stderr) forEachLine(child.stderr, keep);
   const startTimeoutMs = options.startTimeoutMs ?? 15000;
   const note = options.onNote ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const dog = watchdog(child, result, options.quietMs ?? 1500, startTimeoutMs, {
+  const dog = watchdog(child, result, options.quietMs ?? 1500, startTimeoutMs, options.loadingMs ?? 10_000, {
     dir: project.dir,
     file: entry.file,
     name: entry.name,
@@ -333,7 +338,11 @@ async function collectOne(
     const whole = existsSync(bundle.outfile) ? bundle : await bundleService(project.dir, entry);
     return collectOne(project, entry, whole, { ...options, threads: false });
   }
-  recordExit(result, exit, dog.stoppedByUs(), output.text(), entry.file);
+  recordExit(result, exit, dog.stoppedByUs(), output.text(), {
+    file: entry.file,
+    loading: dog.isLoading(),
+    at: dog.loadingAt(),
+  });
   return result;
 }
 
@@ -612,14 +621,27 @@ export function waitingMessage(service: string, file: string, waiting: LoadWaiti
   return `service ${JSON.stringify(service)} (${file}): its collect pass is waiting for work it started as it loaded (up to 10 s for each, 30 s in all): ${waitingSaid(waiting, dir)}; handlers must be registered at module load, so one registered when that work ends is refused`;
 }
 
+/** Where a service's module stopped as it loaded, as our SDK said (LOAD_PENDING_SIGN): after which line. */
+function awaitWhere(file: string, at: string | undefined): string {
+  return at === undefined ? `in ${file}, after its last declaration or registration` : `after ${at}`;
+}
+
 /**
- * What the collect pass says of a service that went quiet while its module had not finished
- * loading (our SDK said so): it is stuck at a top-level await after its last call at load (`at`,
- * when a frame of it is in the project's files), so the handlers after that await never came.
+ * What the collect pass says, once, of a service whose module it has waited on for a while to
+ * finish loading (our SDK said it had not, at a top-level await after `at`).
  */
-export function unfinishedLoadMessage(quietMs: number, file: string, at: string | undefined): string {
-  const where = at === undefined ? `in ${file}, after its last declaration or registration` : `after ${at}`;
-  return `its module never finished loading: a top-level await ${where} had not settled ${quietMs / 1000} s after it (a connection that never opens, a promise nothing resolves), so the handlers it registers after that await were never collected; register handlers at module load, before any await that may not settle, or make sure it settles`;
+export function loadingMessage(service: string, file: string, at: string | undefined, limitMs: number): string {
+  return `service ${JSON.stringify(service)} (${file}): its collect pass is waiting (up to ${limitMs / 1000} s) for its module to finish loading: a top-level await ${awaitWhere(file, at)} has not settled; handlers must be registered at module load, and those after that await are collected once it settles`;
+}
+
+/**
+ * What the collect pass says of a service whose module had not finished loading (our SDK said so)
+ * when the pass ended: it is stuck at a top-level await after its last call at load (`at`, when a
+ * frame of it is in the project's files), so the handlers after that await never came. `how`:
+ * how long the await was waited for, or how it ended.
+ */
+export function unfinishedLoadMessage(file: string, at: string | undefined, how: string): string {
+  return `its module never finished loading: a top-level await ${awaitWhere(file, at)} ${how} (a connection that never opens, a promise nothing resolves), so the handlers it registers after that await were never collected; register handlers at module load, before any await that may not settle, or make sure it settles`;
 }
 
 /**
@@ -653,6 +675,9 @@ export function silentMessage(ms: number, file: string): string {
   return `declared nothing within ${ms / 1000} s and did not exit; a service must declare its resources when it starts: look in ${file} for a top-level await that never settles before its first declaration (a connection that never opens, a promise nothing resolves), or a declaration its code skips (one under a condition)`;
 }
 
+/** How often the collect pass looks again at a service waited for at a top-level await. */
+const LOADING_STEP_MS = 500;
+
 /** How long the collect pass waits for a service's event loop to answer a check before it calls it busy. */
 const BUSY_PROBE_MS = 250;
 
@@ -663,16 +688,18 @@ const BUSY_PROBE_MS = 250;
  * when it has gone quiet is still running its top level (its handlers register once it yields):
  * it is waited for up to `limitMs` from its start, then stopped with a failure saying it blocks,
  * rather than taken for one that declared everything (its handlers would be reported missing).
- * A service our SDK says has not finished loading when it has gone quiet is stuck at a top-level
- * await: it is stopped with a failure saying so, not taken for one whose handlers are missing.
+ * A service our SDK says has not finished loading when it has gone quiet is at a top-level await:
+ * it is waited for up to `loadingMs` from when the SDK said so, then stopped with a failure saying
+ * that its module never finished loading, not taken for one whose handlers are missing.
  * `service`: the project's folder and the service's file, which its failures name, its name, and
- * where to say what its load work has been waited on for (once, after WAITING_NOTE_MS).
+ * where to say what it has been waited on for (once, after WAITING_NOTE_MS).
  */
 function watchdog(
   child: ServiceHandle,
   result: CollectedService,
   quietMs: number,
   limitMs: number,
+  loadingMs: number,
   service: { dir: string; file: string; name: string; note: (line: string) => void },
 ) {
   const startedAt = Date.now();
@@ -682,8 +709,11 @@ function watchdog(
   // that has been said.
   let waitingSince: number | undefined;
   let saidWaiting = false;
-  // Where its module made its last call as it loaded, while our SDK says it has not finished.
+  // Where its module made its last call as it loaded, while our SDK says it has not finished, and
+  // since when it has said so.
   let loadingAfter: string[] | undefined;
+  let loadingSince = 0;
+  const loadingAt = () => (loadingAfter === undefined ? undefined : locationOf(loadingAfter, service.dir));
   let stoppedByUs = false;
   let timer: NodeJS.Timeout | undefined;
   let heardFrom = false;
@@ -710,11 +740,19 @@ function watchdog(
       wasBusy = false;
       return arm(quietMs, ms);
     }
-    if (busy) stop(blockedMessage(elapsed / 1000, service, timers));
-    else if (!heardFrom) stop(silentMessage(ms, service.file));
-    else if (loadingAfter !== undefined)
-      stop(unfinishedLoadMessage(quietMs, service.file, locationOf(loadingAfter, service.dir)));
-    else stop();
+    if (busy) return stop(blockedMessage(elapsed / 1000, service, timers));
+    if (!heardFrom) return stop(silentMessage(ms, service.file));
+    if (loadingAfter === undefined) return stop();
+    // At a top-level await: waited for, in short steps, up to loadingMs since the SDK said so.
+    const waited = Date.now() - loadingSince;
+    if (waited < loadingMs) {
+      if (!saidWaiting && waited >= WAITING_NOTE_MS) {
+        saidWaiting = true;
+        service.note(loadingMessage(service.name, service.file, loadingAt(), loadingMs));
+      }
+      return arm(Math.min(LOADING_STEP_MS, loadingMs - waited), ms);
+    }
+    stop(unfinishedLoadMessage(service.file, loadingAt(), `had not settled ${(waited / 1000).toFixed(1)} s later`));
   };
   // `said`: the limit a failure names (the first arm's, through the checks that follow it).
   const arm = (ms: number, said = ms) => {
@@ -739,8 +777,13 @@ function watchdog(
       arm(quietMs);
     },
     loading: (frames: string[] | null) => {
+      if (frames !== null && loadingAfter === undefined) loadingSince = Date.now();
       loadingAfter = frames ?? undefined;
+      // Loaded: what it does next (registrations, its load work's signs of life) gets a quiet spell.
+      if (frames === null) arm(quietMs);
     },
+    loadingAt,
+    isLoading: () => loadingAfter !== undefined,
     clear: () => {
       armed++;
       clearTimeout(timer);
@@ -764,23 +807,26 @@ const UNSETTLED_AWAIT_CODE = 13;
 
 /**
  * Records a service that could not start or failed on its own, with its last lines of output.
- * `file`: the service's, which the meaning of an exit code names.
+ * `service`: its file, which the meaning of an exit code names, and where its module stopped
+ * loading when our SDK said it had not finished (a top-level await after that line).
  */
 function recordExit(
   result: CollectedService,
   exit: ServiceExit,
   stoppedByUs: boolean,
   output: string,
-  file: string,
+  service: { file: string; loading: boolean; at: string | undefined },
 ): void {
   if (exit.error) {
     result.failure = { message: `could not start: ${exit.error.message}`, output };
   } else if (!stoppedByUs && exit.code !== 0) {
     const how = exit.code === null ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
     const meaning =
-      exit.code === UNSETTLED_AWAIT_CODE
-        ? `: Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in ${file}, and what it imports, for that await, and register handlers at module load, before any await that may not settle`
-        : "";
+      exit.code !== UNSETTLED_AWAIT_CODE
+        ? ""
+        : service.loading
+          ? `: ${unfinishedLoadMessage(service.file, service.at, "never settled, nothing being left that could settle it")}`
+          : `: Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in ${service.file}, and what it imports, for that await, and register handlers at module load, before any await that may not settle`;
     result.failure = { message: `${how} while its resources were being collected${meaning}`, output };
   } else if (result.failure && result.failure.output === "") {
     result.failure.output = output;

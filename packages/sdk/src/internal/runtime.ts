@@ -196,23 +196,25 @@ const loadWorkDone =
       )
     : undefined;
 
-/** How often, in the collect pass, the SDK looks whether the module is still loading since its last call. */
-const LOAD_PENDING_CHECK_MS = 250;
+/**
+ * How long after a declaration or registration at load, in the collect pass, the SDK looks whether
+ * the module is still loading (it has stopped at a top-level await): a moment, so that a process
+ * whose await nothing can settle (Node ends it, code 13) still tells the collector first.
+ */
+const LOAD_PENDING_CHECK_MS = 20;
 // In the collect pass, the stack of the module's last declaration or registration as it loaded (a
-// service that awaits at its top level, one that never settles, stops after it), and whether the
-// collector has been told of it.
+// service that awaits at its top level stops after it), whether the collector has been told of
+// it, and whether it has been told of any.
 let lastLoadCall: { stack?: string } | undefined;
 let lastLoadCallTold = true;
 let toldLoadPending = false;
 let loadPendingCheck: NodeJS.Timeout | undefined;
 
 /**
- * Notes a declaration or registration the module makes as it loads, in the collect pass. While the
- * module has not finished loading, the collector is told where its last call was (LOAD_PENDING_SIGN),
- * so a pass that stops a service at a top-level await that never settles says that, and where to
- * look, rather than that the handlers it would have registered after it are missing. The check keeps
- * a process whose top-level await nothing can settle alive (Node would end it, code 13), and a
- * thread too, so both are told the same.
+ * Notes a declaration or registration the module makes as it loads, in the collect pass. When the
+ * module is still loading a moment later (at a top-level await), the collector is told where its
+ * last call was (LOAD_PENDING_SIGN): it waits for the await, and a pass that ends while it has not
+ * settled says so, and where to look, rather than that the handlers after it are missing.
  */
 function noteLoadCall(): void {
   if (loaded || environment() !== "build") return;
@@ -225,19 +227,23 @@ function noteLoadCall(): void {
   Error.stackTraceLimit = limit;
   lastLoadCall = trace;
   lastLoadCallTold = false;
-  loadPendingCheck ??= setInterval(() => {
-    if (loaded || lastLoadCallTold || lastLoadCall === undefined) return;
-    lastLoadCallTold = true;
-    toldLoadPending = true;
-    // Every frame: the collector names the first in the project's own files (the SDK's are not).
-    const frames = (lastLoadCall.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l));
-    noteToCollector(`${LOAD_PENDING_SIGN}${JSON.stringify(frames.map((f) => f.trim()))}`).catch(() => {});
-  }, LOAD_PENDING_CHECK_MS);
+  loadPendingCheck ??= setTimeout(tellLoadPending, LOAD_PENDING_CHECK_MS);
 }
 
-/** Once the module has loaded: the check stops, and a collector told it was loading is told it has. */
+function tellLoadPending(): void {
+  loadPendingCheck = undefined;
+  if (loaded || lastLoadCallTold || lastLoadCall === undefined) return;
+  lastLoadCallTold = true;
+  toldLoadPending = true;
+  // Every frame: the collector names the first in the project's own files (the SDK's are not).
+  const frames = (lastLoadCall.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l));
+  noteToCollector(`${LOAD_PENDING_SIGN}${JSON.stringify(frames.map((f) => f.trim()))}`).catch(() => {});
+}
+
+/** Once the module has loaded: a collector told it was loading is told it has. */
 function loadPendingDone(): void {
-  clearInterval(loadPendingCheck);
+  clearTimeout(loadPendingCheck);
+  loadPendingCheck = undefined;
   lastLoadCall = undefined;
   if (toldLoadPending) noteToCollector(`${LOAD_PENDING_SIGN}null`).catch(() => {});
 }
