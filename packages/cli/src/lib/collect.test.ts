@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { CollectedService, Project } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import { bundleService } from "./bundle.js";
-import { type CollectOptions, collect, keptCollections } from "./collect.js";
+import { type CollectOptions, collect, keptCollections, waitingSaid } from "./collect.js";
 
 const SDK = fileURLToPath(new URL("../../../sdk", import.meta.url));
 /** The published @nitric/sdk, as the conformance tests install it. */
@@ -258,6 +258,27 @@ websocket("socket").on("message", () => {});
       output: "",
     });
   }
+});
+
+it("says what a pass waits for in one bounded line: each timer's line once, connections with their peer, request kinds", () => {
+  const dir = "/p";
+  const frame = (line: number) => [`at warm (${dir}/services/api.ts:${line}:3)`];
+  expect(
+    waitingSaid(
+      {
+        timers: [frame(4), frame(4), ["at listOnTimeout (node:internal/timers:573:17)"]],
+        requests: ["a DNS lookup"],
+        connections: [{ frames: [], peer: "127.0.0.1:8443" }],
+      },
+      dir,
+    ),
+  ).toBe(
+    "a timer set at services/api.ts:4, a timer, a connection to 127.0.0.1:8443 with an unanswered request, a DNS lookup",
+  );
+  const many = Array.from({ length: 50 }, (_, i) => frame(i + 1));
+  expect(waitingSaid({ timers: many, requests: [], connections: [] }, dir)).toBe(
+    "a timer set at services/api.ts:1, a timer set at services/api.ts:2, a timer set at services/api.ts:3, a timer set at services/api.ts:4 and 46 more",
+  );
 });
 
 describe("what a service's pass waits for, said once it has waited a while", () => {

@@ -607,8 +607,15 @@ export function waitingSaid(waiting: LoadWaiting, dir: string): string {
     );
   }
   for (const r of waiting.requests) said.add(r);
-  return said.size === 0 ? "work it started" : [...said].join(", ");
+  if (said.size === 0) return "work it started";
+  // One line: a service with many timers pending is said by its first few.
+  const all = [...said];
+  const shown = all.slice(0, WAITING_SAID);
+  return `${shown.join(", ")}${all.length > shown.length ? ` and ${all.length - shown.length} more` : ""}`;
 }
+
+/** How many things a service's pass waits for its note names, at most. */
+const WAITING_SAID = 4;
 
 /** How long the collect pass waits on a service's load work before it says what for (once). */
 export const WAITING_NOTE_MS = 2000;
