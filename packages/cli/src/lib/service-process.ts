@@ -6,6 +6,7 @@ import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process"
 import { type Duplex, PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
+import { endWithThisProcess, startReaper } from "@nitric-like/provider-kit";
 import { ALIVE_FD_VAR, type Project, type ServiceEntry } from "@nitric-like/spec";
 import { serviceNodeOptions, startWorker, takeBooted, threadOptions } from "./boot-thread.js";
 import { ALIVE_PING, ALIVE_PONG, type Bundle } from "./bundle.js";
@@ -77,10 +78,16 @@ export function endServiceGroups(): void {
   }
 }
 
-/** Spawns the service with piped output. */
+/**
+ * Spawns the service with piped output. Its process group ends with this process however this
+ * process ends (endWithThisProcess): a group of its own gets no terminal signal, and a service
+ * busy in a loop could not notice that its parent is gone.
+ */
 export function spawnService(launch: ServiceLaunch): ChildProcess {
+  startReaper();
   const child = spawnGroup(launch);
   const pid = child.pid;
+  endWithThisProcess(child, true);
   if (pid !== undefined) {
     liveGroups.add(pid);
     child.once("exit", () => liveGroups.delete(pid));

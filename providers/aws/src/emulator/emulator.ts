@@ -84,6 +84,7 @@ import {
   boundaryMessage,
   clientErrorRefusal,
   dict,
+  endWithThisProcess,
   followedBy,
   forEachLine,
   guard,
@@ -96,6 +97,7 @@ import {
   pingFloodReason,
   protocolCloseReason,
   refuseRequest,
+  startReaper,
   upgradeProblem,
   WS_PIECE_BOUNDS,
 } from "@nitric-like/provider-kit";
@@ -493,6 +495,7 @@ class Instance {
   ) {
     this.timeoutMs = fn.timeoutMs;
     this.retried = init.retried;
+    startReaper();
     const child = fork(WORKER, [functionFileIn(fn.dir), freezes ? "freeze" : "run"], {
       // Lambda runs a function in the folder its zip unpacks to (/var/task, LAMBDA_TASK_ROOT): a
       // relative path a service reads is looked up there, not in the project, so here it is too.
@@ -502,6 +505,9 @@ class Instance {
       serialization: "advanced",
     });
     this.child = child;
+    // Ended with this process, however it ends: one busy in its init or a handler cannot notice
+    // that its IPC channel closed.
+    endWithThisProcess(child, false);
     // Written to only to thaw it; a write after it exited fails, which its exit already says.
     child.stdin?.on("error", () => {});
     pipe(child);

@@ -1,0 +1,164 @@
+// The child processes the CLI starts end when it ends, however it ends: SIGKILL included, which
+// runs none of its code, and a child busy in a loop, which runs none of its own.
+import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { CLI, cleanTemp, sleep, writeProject } from "../src/harness.js";
+
+/** A process's parent and process group, or undefined once it is gone or a zombie (PID 1 may be slow to reap one). */
+function stat(pid: number): { ppid: number; pgid: number } | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    if (fields[0] === "Z") return undefined;
+    return { ppid: Number(fields[1]), pgid: Number(fields[2]) };
+  } catch {
+    return undefined;
+  }
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return "";
+  }
+}
+
+/** Every live descendant of `root`, read from /proc. */
+function descendants(root: number): number[] {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const s = stat(Number(entry));
+    if (s) parents.set(Number(entry), s.ppid);
+  }
+  const found = new Set<number>([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!found.has(pid) && found.has(ppid)) {
+        found.add(pid);
+        grew = true;
+      }
+    }
+  }
+  found.delete(root);
+  return [...found];
+}
+
+/** The CLIs these tests started and every descendant they saw, ended after each test even when it failed. */
+const started: ChildProcess[] = [];
+const seen = new Set<number>();
+
+afterEach(() => {
+  const own = stat(process.pid)?.pgid;
+  for (const child of started.splice(0)) child.kill("SIGKILL");
+  for (const pid of seen) {
+    const s = stat(pid);
+    if (!s) continue;
+    try {
+      if (s.pgid !== own && s.pgid === pid) process.kill(-pid, "SIGKILL");
+      else process.kill(pid, "SIGKILL");
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  seen.clear();
+});
+afterAll(cleanTemp);
+
+/**
+ * Starts the CLI with `args` in `dir`, waits until one of its descendants' command lines contains
+ * `marker` (and `settleMs` more, at least long enough for the CLI's spawn() to have returned),
+ * ends the CLI with `signal`, and resolves with the descendants it had that are still alive a few
+ * seconds later.
+ */
+async function survivors(dir: string, args: string[], marker: string, signal: NodeJS.Signals, settleMs = 200) {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: dir,
+    env: { ...process.env, NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  started.push(child);
+  let out = "";
+  child.stdout.on("data", (d) => {
+    out += d;
+  });
+  child.stderr.on("data", (d) => {
+    out += d;
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const look = () => {
+    for (const pid of descendants(child.pid ?? -1)) seen.add(pid);
+    return [...seen].some((pid) => cmdline(pid).includes(marker));
+  };
+  for (let i = 0; i < 400 && !look(); i++) await sleep(50);
+  expect(
+    [...seen].some((pid) => cmdline(pid).includes(marker)),
+    out,
+  ).toBe(true);
+  for (const until = Date.now() + settleMs; Date.now() < until; ) {
+    look();
+    await sleep(50);
+  }
+  look();
+  child.kill(signal);
+  await exited;
+  const alive = () => [...seen].filter((pid) => stat(pid) !== undefined);
+  for (let i = 0; i < 100 && alive().length > 0; i++) await sleep(50);
+  return alive().map((pid) => `${pid} ${cmdline(pid)}`);
+}
+
+/** A service whose top level never yields. */
+const BUSY_AT_LOAD = [
+  'import { websocket } from "@nitric-like/sdk";',
+  'websocket("busy").on("message", (ctx) => ctx.text());',
+  "for (;;) {}",
+].join("\n");
+
+describe("the CLI's child processes end with it", () => {
+  for (const signal of ["SIGKILL", "SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    it(`spec: a service busy in a loop in its collect pass ends when the CLI ends on ${signal}`, async () => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: busy\nservices:\n  - match: services/*.ts\n",
+        "services/busy.ts": BUSY_AT_LOAD,
+      });
+      expect(await survivors(dir, ["spec"], join(dir, ".nitric-like"), signal)).toEqual([]);
+    }, 30000);
+  }
+
+  it("run --processes: a service busy in a loop after it started ends when run is killed with SIGKILL", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: late\nservices:\n  - match: services/*.ts\n",
+      "services/late.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("late");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.text());',
+        'if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(() => { for (;;) {} }, 500);',
+      ].join("\n"),
+    });
+    const args = ["run", "--processes", "--random-ports", "--no-dashboard", "--no-watch"];
+    // The collect pass's process ends by itself; the one run starts is busy 0.5 s after it loads.
+    expect(await survivors(dir, args, join(dir, ".nitric-like"), "SIGKILL", 4000)).toEqual([]);
+  }, 30000);
+
+  it("run --provider aws: a function busy in its init ends when run is killed with SIGKILL", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: slow-init\nservices:\n  - match: services/*.ts\n",
+      "services/slow.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("slow");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.text());',
+        "if (process.env.LAMBDA_TASK_ROOT) for (;;) {}",
+      ].join("\n"),
+    });
+    const args = ["run", "--provider", "aws", "--random-ports", "--no-dashboard", "--no-watch"];
+    // The emulator's worker process for the function, busy in its init.
+    expect(await survivors(dir, args, "emulator/worker.js", "SIGKILL", 500)).toEqual([]);
+  }, 40000);
+});
