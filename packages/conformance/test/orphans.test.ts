@@ -162,3 +162,51 @@ describe("the CLI's child processes end with it", () => {
     expect(await survivors(dir, args, "emulator/worker.js", "SIGKILL", 500)).toEqual([]);
   }, 40000);
 });
+
+describe("a CLI whose stdout's reader has gone (nitric-like run | head -1)", () => {
+  it("run --processes: stops as on Ctrl-C once its stdout is closed, saying why, with no error printed and no service left", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: piped\nservices:\n  - match: services/*.ts\n",
+      "services/piped.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("piped");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.text());',
+        // What it prints reaches run's stdout after the reader has gone.
+        'if (process.env.NITRIC_ENVIRONMENT === "run") setInterval(() => console.log("tick"), 200);',
+      ].join("\n"),
+    });
+    const child = spawn(
+      process.execPath,
+      [CLI, "run", "--processes", "--random-ports", "--no-dashboard", "--no-watch"],
+      {
+        cwd: dir,
+        env: { ...process.env, NO_COLOR: "1" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    started.push(child);
+    let err = "";
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    // What `| head -1` does: read the first line, then leave.
+    const first = await new Promise<string>((resolve) => {
+      let out = "";
+      child.stdout.on("data", (d) => {
+        out += d;
+        if (out.includes("\n")) resolve(out.slice(0, out.indexOf("\n")));
+      });
+    });
+    for (const pid of descendants(child.pid ?? -1)) seen.add(pid);
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+    expect(first).toContain("piped");
+    expect(err).not.toContain("EPIPE");
+    expect(err).toContain("its stdout was closed");
+    expect(code, err).toBe(0);
+    for (let i = 0; i < 60 && [...seen].some((pid) => stat(pid) !== undefined); i++) await sleep(50);
+    expect([...seen].filter((pid) => stat(pid) !== undefined)).toEqual([]);
+  }, 30000);
+});

@@ -190,3 +190,32 @@ export class UserError extends Error {
     super(message);
   }
 }
+
+/** Who stops when stdout's reader has gone (see watchStdoutClosed): `run`, while it runs. */
+const stdoutClosedListeners = new Set<() => void>();
+
+/** Calls `listener` once stdout's reader has gone; returns what stops the listening. */
+export function onStdoutClosed(listener: () => void): () => void {
+  stdoutClosedListeners.add(listener);
+  return () => stdoutClosedListeners.delete(listener);
+}
+
+/**
+ * Stdout's reader going away (`nitric-like run | head -1`, a `grep -m1` that found its line) is
+ * an EPIPE on the next write, which Node otherwise throws as an uncaught error, with a stack
+ * trace, ending the CLI before it stops what it started. Here it is what SIGPIPE is to a Unix
+ * tool, said on stderr: a command that listens (run) stops as on Ctrl-C; any other ends at once
+ * with 141 (128 + SIGPIPE), which is what a shell reports for a writer its pipe ended. What is
+ * written to stdout after that is dropped.
+ */
+export function watchStdoutClosed(stdout: NodeJS.WriteStream, stderr: Sink): void {
+  let closed = false;
+  stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (closed) return;
+    if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
+    closed = true;
+    if (stdoutClosedListeners.size === 0) process.exit(141);
+    stderr.write("nitric-like: its stdout was closed (the program reading it has exited): stopping\n");
+    for (const listener of [...stdoutClosedListeners]) listener();
+  });
+}
