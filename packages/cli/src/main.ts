@@ -10,7 +10,7 @@ import { RUN_HELP, runCommand } from "./commands/run.js";
 import { SECRET_HELP, secretCommand } from "./commands/secret.js";
 import { SPEC_HELP, specCommand } from "./commands/spec.js";
 import { DOWN_HELP, downCommand, OUTPUTS_HELP, outputsCommand, UP_HELP, upCommand } from "./commands/up.js";
-import { Output, UserError, watchStdoutClosed } from "./lib/log.js";
+import { Output, UserError, watchOutputClosed } from "./lib/log.js";
 import { systemErrorMessage } from "./lib/system-errors.js";
 
 /** Help for the whole CLI. */
@@ -63,8 +63,8 @@ function version(): string {
   return pkg.version;
 }
 
-/** Whether main() has set up what a closed stdout does (watchStdoutClosed), once a process. */
-let stdoutWatched = false;
+/** Whether main() has set up what a closed stdout or stderr does (watchOutputClosed), once a process. */
+let outputWatched = false;
 
 /** Runs the CLI with `argv` (without node and the script) and resolves with the exit code. */
 export async function main(
@@ -72,9 +72,9 @@ export async function main(
   output = new Output(process.stdout, process.stderr, argv.includes("--plain")),
 ): Promise<number> {
   const [command, ...rest] = argv;
-  if (output.out === process.stdout && !stdoutWatched) {
-    stdoutWatched = true;
-    watchStdoutClosed(process.stdout, process.stderr);
+  if (output.out === process.stdout && !outputWatched) {
+    outputWatched = true;
+    watchOutputClosed(process.stdout, process.stderr);
   }
   output.jsonMode = command !== undefined && JSON_COMMANDS.has(command) && rest.includes("--json");
   // logs prints a line as it reads it: JSON Lines, its failure one line too.

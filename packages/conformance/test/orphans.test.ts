@@ -209,4 +209,47 @@ describe("a CLI whose stdout's reader has gone (nitric-like run | head -1)", () 
     for (let i = 0; i < 60 && [...seen].some((pid) => stat(pid) !== undefined); i++) await sleep(50);
     expect([...seen].filter((pid) => stat(pid) !== undefined)).toEqual([]);
   }, 30000);
+
+  it("run --processes: stops as on Ctrl-C once its stderr is closed (run 2>&1 piped into head -1), leaving no service", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: piped\nservices:\n  - match: services/*.ts\n",
+      "services/piped.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("piped");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.text());',
+        // What it prints reaches run's stderr after the reader has gone.
+        'if (process.env.NITRIC_ENVIRONMENT === "run") setInterval(() => console.error("tick"), 200);',
+      ].join("\n"),
+    });
+    const child = spawn(
+      process.execPath,
+      [CLI, "run", "--processes", "--random-ports", "--no-dashboard", "--no-watch"],
+      {
+        cwd: dir,
+        env: { ...process.env, NO_COLOR: "1" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    started.push(child);
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    // Its stderr read until run is ready, then left.
+    await new Promise<void>((resolve) => {
+      let err = "";
+      child.stderr.on("data", (d) => {
+        err += d;
+        if (err.includes("ready")) resolve();
+      });
+    });
+    for (const pid of descendants(child.pid ?? -1)) seen.add(pid);
+    child.stderr.destroy();
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+    expect(code, out).toBe(0);
+    for (let i = 0; i < 60 && [...seen].some((pid) => stat(pid) !== undefined); i++) await sleep(50);
+    expect([...seen].filter((pid) => stat(pid) !== undefined)).toEqual([]);
+  }, 30000);
 });

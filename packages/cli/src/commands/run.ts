@@ -36,7 +36,7 @@ import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashboard } from "../lib/dashboard.js";
 import { checkNodeOptions, type DotEnv, envLine, functionVariables, loadDotEnv, loadEnvFiles } from "../lib/dotenv.js";
 import { formatFailure } from "../lib/failure.js";
-import { type Output, onStdoutClosed, UserError } from "../lib/log.js";
+import { type Output, onOutputClosed, UserError } from "../lib/log.js";
 import {
   importedServices,
   loadProjectFile,
@@ -599,7 +599,7 @@ class Run {
       await this.startServices(readyTimeoutMs);
     }
     const code = await this.stopped;
-    this.unwatchStdout?.();
+    this.unwatchOutput?.();
     process.removeListener("SIGINT", this.onSignal);
     process.removeListener("SIGTERM", this.onSignal);
     process.removeListener("SIGHUP", this.onSignal);
@@ -774,8 +774,8 @@ class Run {
     process.on("SIGTERM", this.onSignal);
     // Services have process groups of their own, so a closed terminal's SIGHUP reaches only us: stop them.
     process.on("SIGHUP", this.onSignal);
-    // So does a closed stdout (run | head -1), once something is written to it.
-    this.unwatchStdout = onStdoutClosed(() => void this.stop());
+    // So does a closed stdout or stderr (run | head -1), once something is written there.
+    this.unwatchOutput = onOutputClosed(() => void this.stop());
     // A signal that fired while the run was still starting (bundling, collecting, the provider
     // starting) fires no event now: that run stops as soon as it gets here.
     const { signal } = this.options;
@@ -783,8 +783,8 @@ class Run {
     else signal?.addEventListener("abort", () => void this.stop(), { once: true });
   }
 
-  /** Stops listening for a closed stdout (listenForStop). */
-  private unwatchStdout: (() => void) | undefined;
+  /** Stops listening for a closed stdout or stderr (listenForStop). */
+  private unwatchOutput: (() => void) | undefined;
 
   private readonly onSignal = (): void => {
     // A second Ctrl-C while stopping gives up on a clean stop.

@@ -191,31 +191,35 @@ export class UserError extends Error {
   }
 }
 
-/** Who stops when stdout's reader has gone (see watchStdoutClosed): `run`, while it runs. */
-const stdoutClosedListeners = new Set<() => void>();
+/** Who stops when the reader of stdout or stderr has gone (see watchOutputClosed): `run`, while it runs. */
+const outputClosedListeners = new Set<() => void>();
 
-/** Calls `listener` once stdout's reader has gone; returns what stops the listening. */
-export function onStdoutClosed(listener: () => void): () => void {
-  stdoutClosedListeners.add(listener);
-  return () => stdoutClosedListeners.delete(listener);
+/** Calls `listener` once the reader of stdout or stderr has gone; returns what stops the listening. */
+export function onOutputClosed(listener: () => void): () => void {
+  outputClosedListeners.add(listener);
+  return () => outputClosedListeners.delete(listener);
 }
 
 /**
- * Stdout's reader going away (`nitric-like run | head -1`, a `grep -m1` that found its line) is
- * an EPIPE on the next write, which Node otherwise throws as an uncaught error, with a stack
- * trace, ending the CLI before it stops what it started. Here it is what SIGPIPE is to a Unix
- * tool, said on stderr: a command that listens (run) stops as on Ctrl-C; any other ends at once
- * with 141 (128 + SIGPIPE), which is what a shell reports for a writer its pipe ended. What is
- * written to stdout after that is dropped.
+ * The reader of stdout or stderr going away (`nitric-like run | head -1`, a `grep -m1` that found
+ * its line, `2>&1 | head -1`) is an EPIPE on the next write there, which Node otherwise throws as
+ * an uncaught error, with a stack trace, ending the CLI before it stops what it started. Here it
+ * is what SIGPIPE is to a Unix tool, said on stderr while that is open: a command that listens
+ * (run) stops as on Ctrl-C; any other ends at once with 141 (128 + SIGPIPE), which is what a
+ * shell reports for a writer its pipe ended. What is written there after that is dropped.
  */
-export function watchStdoutClosed(stdout: NodeJS.WriteStream, stderr: Sink): void {
+export function watchOutputClosed(stdout: NodeJS.WriteStream, stderr: NodeJS.WriteStream): void {
   let closed = false;
-  stdout.on("error", (error: NodeJS.ErrnoException) => {
-    if (closed) return;
-    if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
-    closed = true;
-    if (stdoutClosedListeners.size === 0) process.exit(141);
-    stderr.write("nitric-like: its stdout was closed (the program reading it has exited): stopping\n");
-    for (const listener of [...stdoutClosedListeners]) listener();
-  });
+  for (const stream of [stdout, stderr]) {
+    stream.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
+      if (closed) return;
+      closed = true;
+      if (outputClosedListeners.size === 0) process.exit(141);
+      // Said on stderr, unless that is what was closed.
+      if (stream === stdout)
+        stderr.write("nitric-like: its stdout was closed (the program reading it has exited): stopping\n");
+      for (const listener of [...outputClosedListeners]) listener();
+    });
+  }
 }
