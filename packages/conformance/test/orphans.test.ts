@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { CLI, cleanTemp, sleep, writeProject } from "../src/harness.js";
+import { CLI, cleanTemp, connect, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
 
 /** A process's parent and process group, or undefined once it is gone or a zombie (PID 1 may be slow to reap one). */
 function stat(pid: number): { ppid: number; pgid: number } | undefined {
@@ -51,7 +51,8 @@ function descendants(root: number): number[] {
 const started: ChildProcess[] = [];
 const seen = new Set<number>();
 
-afterEach(() => {
+afterEach(async () => {
+  await stopAll();
   const own = stat(process.pid)?.pgid;
   for (const child of started.splice(0)) child.kill("SIGKILL");
   for (const pid of seen) {
@@ -252,4 +253,29 @@ describe("a CLI whose stdout's reader has gone (nitric-like run | head -1)", () 
     for (let i = 0; i < 60 && [...seen].some((pid) => stat(pid) !== undefined); i++) await sleep(50);
     expect([...seen].filter((pid) => stat(pid) !== undefined)).toEqual([]);
   }, 30000);
+});
+
+describe("a terminal's Ctrl-C (SIGINT to run's whole process group) reaches only run", () => {
+  it("run --provider aws: the emulator's execution environments outlive the keystroke, so the $disconnect of a client run closes still runs", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: drain\nservices:\n  - match: services/*.ts\n",
+      "services/drain.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("drain");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => { console.log("disconnect handled"); });',
+        'socket.on("message", (ctx) => "echo " + ctx.text());',
+      ].join("\n"),
+    });
+    const app = await startApp(dir, ["--provider", "aws", "--no-dashboard", "--no-watch"], {}, { group: true });
+    const client = await connect(app.url("drain"));
+    client.ws.send("hi");
+    expect((await client.next(10000)).text).toBe("echo hi");
+    app.interrupt();
+    expect(await client.waitClosed()).toMatchObject({ code: 1001 });
+    const { code } = await app.exited;
+    expect(app.stderr).not.toContain("EPIPE");
+    expect(code, app.stderr).toBe(0);
+    expect(app.stdout + app.stderr).toContain("disconnect handled");
+  }, 60000);
 });

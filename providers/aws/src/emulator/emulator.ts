@@ -503,11 +503,15 @@ class Instance {
       env: { ...fn.env, LAMBDA_TASK_ROOT: fn.dir },
       stdio: ["pipe", "pipe", "pipe", "ipc"],
       serialization: "advanced",
+      // A process group of its own, as run's service processes have: a terminal's Ctrl-C then
+      // reaches only run, which lets the $disconnect events of the clients it closes run here
+      // before it ends the environments, instead of the environments dying with the keystroke.
+      detached: true,
     });
     this.child = child;
-    // Ended with this process, however it ends: one busy in its init or a handler cannot notice
-    // that its IPC channel closed.
-    endWithThisProcess(child, false);
+    // Ended with this process, however it ends (its group: what the function started too): one
+    // busy in its init or a handler cannot notice that its IPC channel closed.
+    endWithThisProcess(child, true);
     // Written to only to thaw it; a write after it exited fails, which its exit already says.
     child.stdin?.on("error", () => {});
     pipe(child);
@@ -629,6 +633,8 @@ class Instance {
     const at = this.retried && id === 0 ? this.initStartedAt : Date.now();
     return new Promise((resolve, reject) => {
       this.current = { resolve, reject, at };
+      // A worker that has just died (its exit not yet seen here) fails the invocation, as one
+      // whose channel had closed does, instead of an uncaught EPIPE ending run.
       this.child.send({ type: "invoke", id, event, deadline: at + this.timeoutMs });
     });
   }
