@@ -339,6 +339,32 @@ setTimeout(() => {}, 300);
     );
     expect(quick).toEqual([]);
   }, 30000);
+
+  it("does not wait for the keep-alive timer fetch leaves once its answer has come (Node's and undici's timers are not the service's)", async () => {
+    // A real HTTP server on 127.0.0.1 that answers at once and keeps the connection alive (Node's
+    // default): fetch then sets a keep-alive timer of a few seconds.
+    server = createServer((_req, res) => res.end('{"room":"lobby"}'));
+    await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    const notes: string[] = [];
+    // Its config fetched at load, awaited and not; an interval (a pool's) keeps it running, so
+    // the pass ends when it has gone quiet, not when it exits.
+    const [thread, child] = await both(
+      `import { websocket } from "@nitric-like/sdk";
+const config = await (await fetch("http://127.0.0.1:${port}/config")).json();
+fetch("http://127.0.0.1:${port}/flags").then((r) => r.text());
+setInterval(() => {}, 1000);
+websocket(config.room).on("message", () => {});
+`,
+      { onNote: (line) => notes.push(line) },
+    );
+    for (const r of [thread, child]) {
+      expect(r.failure).toBeUndefined();
+      expect(r.handlers).toEqual([{ socket: "lobby", event: "message" }]);
+    }
+    // Waited for, each pass would say so after 2 s ("a timer", with no line of the service's).
+    expect(notes).toEqual([]);
+  }, 30000);
 });
 
 it("collects a thread-only bundle's service as a process, bundling it whole, when a native addon cannot load in its thread", async () => {

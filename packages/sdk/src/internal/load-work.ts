@@ -15,7 +15,8 @@
  *   work opened that has sent something and not been answered since: `fetch(url)` waiting for
  *   its answer. An idle keep-alive connection has nothing unanswered, so it is not waited for.
  * Servers, intervals, timers due later and promises nothing but a signal settles are not waited
- * for; they keep nothing from ending. Each sign of life says what is waited for (LoadWaiting): where
+ * for; they keep nothing from ending. Nor is a timer Node itself or undici started (startedByCode):
+ * fetch's keep-alive timer, set once its answer has come, would hold the pass for seconds. Each sign of life says what is waited for (LoadWaiting): where
  * the timers were started (their callers' stack frames), so a pass that stops the service because a
  * timer's callback blocks its event loop can say where to look, the kinds of pending requests, and
  * the connections with a request unanswered (where opened, to whom), so a pass that waits long can
@@ -118,6 +119,12 @@ interface Connection {
   trace: { stack?: string };
 }
 
+/** A timer the work started, pending: its stack where it was started, and whether the service's code started it (startedByCode, once asked). */
+interface PendingTimer {
+  trace: { stack?: string };
+  byCode?: boolean;
+}
+
 interface TimeoutResource {
   _repeat?: unknown;
   _idleTimeout?: unknown;
@@ -133,18 +140,42 @@ const count = (value: unknown) => (typeof value === "number" ? value : 0);
 /** How many frames of the code that started a timer a sign of life says (the nearest first). */
 const CALLER_FRAMES = 5;
 
+/** A frame in Node's own code (`node:net`, `node:internal/deps/undici/undici`...). */
+const NODE_FRAME = /\(node:|^\s*at node:/;
+
+/** A frame in Node's code that makes a timer and tells this hook of it (setTimeout, new Timeout, emitInit...). */
+const TIMER_MAKING_FRAME = /(?:\(|^\s*at )node:(?:internal\/async_hooks|internal\/timers|timers)[:/]/;
+
+/** A frame in undici, the package (Node's own fetch is undici too, in NODE_FRAME). */
+const UNDICI_FRAME = /[\\/]node_modules[\\/]undici[\\/]/;
+
 /**
- * The frames of the code that started a timer, from a stack captured as it was made: those after
- * this hook's and Node's own that lead to it (`setTimeout` in node:timers), at most CALLER_FRAMES.
+ * The frames of a stack captured as a resource was made (traceHere) that follow this hook's and,
+ * after them, the run of frames `skipped` matches (Node's that led to the hook), trimmed.
  */
-function callerFrames(trace: { stack?: string }): string[] {
+function framesAfter(trace: { stack?: string }, skipped: RegExp): string[] {
   const frames = (trace.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l));
-  const isNode = (frame: string) => /\(node:|^\s+at node:/.test(frame);
-  // This hook's frame, then Node's (emitInit..., new Timeout, setTimeout), then the caller's.
-  let at = frames.findIndex(isNode);
+  // This hook's frames come first, then Node's (emitInit..., new Timeout, setTimeout), then the caller's.
+  let at = frames.findIndex((f) => skipped.test(f));
   if (at < 0) return [];
-  while (at < frames.length && isNode(frames[at] as string)) at++;
-  return frames.slice(at, at + CALLER_FRAMES).map((f) => f.trim());
+  while (at < frames.length && skipped.test(frames[at] as string)) at++;
+  return frames.slice(at).map((f) => f.trim());
+}
+
+/** The frames of the code that started a resource, past all of Node's, at most CALLER_FRAMES (for signs of life). */
+function callerFrames(trace: { stack?: string }): string[] {
+  return framesAfter(trace, NODE_FRAME).slice(0, CALLER_FRAMES);
+}
+
+/**
+ * Whether a timer was started by the service's code (its own, or a package's it uses), and so is
+ * waited for: the frame that called setTimeout is neither Node's own (an http agent's, a socket's)
+ * nor undici's (fetch's keep-alive timer, set once an answer has come, and its 0.5 s tick). Those
+ * only close connections or time out what is waited for already; they register nothing.
+ */
+function startedByCode(trace: { stack?: string }): boolean {
+  const caller = framesAfter(trace, TIMER_MAKING_FRAME)[0];
+  return caller !== undefined && !NODE_FRAME.test(caller) && !UNDICI_FRAME.test(caller);
 }
 
 /** A stack, with room for the frames of the code that made the resource after Node's own (about 6). */
@@ -173,9 +204,10 @@ export function watchLoadWork(
   // load, or as deep as the one whose callback started it (its trigger), one more for a timer.
   const work = new Map<number, Work>();
   // What is waited for: pending timers and requests, connections with something unanswered.
-  // A pending timer's stack where it was started (V8 makes the text only when it is read: only a
-  // sign of life reads it).
-  const timers = new Map<number, { stack?: string }>();
+  // A pending timer's stack where it was started, and whether the service's code started it (V8
+  // makes the stack's text only when it is read: the first check that finds the timer pending
+  // reads it, to say that, and a sign of life reads it).
+  const timers = new Map<number, PendingTimer>();
   const requests = new Map<number, string>();
   const connections = new Map<number, Connection>();
   // Since when a connection alone has been waited for.
@@ -206,7 +238,7 @@ export function watchLoadWork(
           loadedAt ??= Date.now();
           if (Date.now() + due > loadedAt + LOAD_WORK_TOTAL_MS) return;
         }
-        timers.set(id, traceHere());
+        timers.set(id, { trace: traceHere() });
       } else if (REQUESTS.has(type)) requests.set(id, REQUESTS.get(type) as string);
       else if (CONNECTIONS.has(type))
         connections.set(id, {
@@ -248,13 +280,24 @@ export function watchLoadWork(
     }
     return waiting;
   };
-  // The connections waited for at the last check.
+  // The pending timers the service's code started.
+  const codeTimers = () => {
+    const waiting: { stack?: string }[] = [];
+    for (const timer of timers.values()) {
+      timer.byCode ??= startedByCode(timer.trace);
+      if (timer.byCode) waiting.push(timer.trace);
+    }
+    return waiting;
+  };
+  // The timers and connections waited for at the last check.
+  let timersOn: { stack?: string }[] = [];
   let waitingOn: Connection[] = [];
   const underWay = () => {
     const now = Date.now();
     if (now >= (loadedAt ?? now) + LOAD_WORK_TOTAL_MS) return false;
+    timersOn = codeTimers();
     waitingOn = unanswered();
-    if (timers.size > 0 || requests.size > 0) {
+    if (timersOn.length > 0 || requests.size > 0) {
       connectionsSince = undefined;
       return true;
     }
@@ -284,7 +327,7 @@ export function watchLoadWork(
       }
       // Only a sign of life: what it is answered does not matter.
       signOfLife({
-        timers: [...timers.values()].map(callerFrames),
+        timers: timersOn.map(callerFrames),
         requests: [...new Set(requests.values())],
         connections: waitingOn.slice(0, CONNECTIONS_SAID).map((c) => {
           const peer = peerOf(c.handle);
