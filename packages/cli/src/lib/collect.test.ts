@@ -13,6 +13,7 @@ import type { CollectedService, Project } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import { bundleService } from "./bundle.js";
 import { type CollectOptions, collect, keptCollections, waitingSaid } from "./collect.js";
+import { collectFailure } from "./readiness.js";
 
 const SDK = fileURLToPath(new URL("../../../sdk", import.meta.url));
 /** The published @nitric/sdk, as the conformance tests install it. */
@@ -257,6 +258,31 @@ websocket("socket").on("message", () => {});
         "exited with code 13 while its resources were being collected: Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/api.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle",
       output: "",
     });
+  }
+});
+
+it("says under run what exit code 13 means, then the last output of a service that logged before it, from a thread as from a process", async () => {
+  const [thread, child] = await both(`import { websocket } from "@nitric-like/sdk";
+if (process.env.NEVER_SET_HERE) websocket("socket");
+console.log("connecting to the config service");
+await new Promise(() => {});
+websocket("socket").on("message", () => {});
+`);
+  const meaning =
+    "Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/api.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle";
+  for (const r of [thread, child]) {
+    expect(r.failure).toEqual({
+      message: `exited with code 13 while its resources were being collected: ${meaning}`,
+      output: "connecting to the config service",
+    });
+    // As run says it (its supervisor's line): the explanation, then the last output.
+    const { when, cause } = collectFailure(r.failure as { message: string; output: string }, "/p", []);
+    expect(when).toBe("while its resources were being collected");
+    expect(cause.message).toBe(`it exited with code 13: ${meaning}; its last output: connecting to the config service`);
+    // With nothing logged: said once, not as "(exited with code 13): exited with code 13 while...".
+    const silent = collectFailure({ ...(r.failure as { message: string }), output: "" }, "/p", []);
+    expect(silent.when).toBe("while its resources were being collected");
+    expect(silent.cause.message).toBe(`it exited with code 13, printing nothing: ${meaning}`);
   }
 });
 

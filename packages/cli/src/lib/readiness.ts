@@ -48,9 +48,11 @@ const COLLECT_FAILED = "while its resources were being collected";
 
 /**
  * How a collect-pass failure is said: when it happened (with the exit code or signal) and its
- * cause, read from the output the service left (`inputs`: its files, to name the line); for a
- * service the collect pass stopped (it blocked, or declared nothing in time), the pass's own
- * message, which says what happened, whatever the service logged meanwhile.
+ * cause, read from the output the service left (`inputs`: its files, to name the line); when
+ * Node printed no error there, how it ended, with what the pass said that means (exit code 13),
+ * then its last output; for a service the collect pass stopped (it blocked, or declared nothing
+ * in time), the pass's own message, which says what happened, whatever the service logged
+ * meanwhile.
  */
 export function collectFailure(
   failure: { message: string; output: string; stopped?: boolean },
@@ -58,10 +60,19 @@ export function collectFailure(
   inputs: Iterable<string>,
 ): { when: string; cause: FailureCause } {
   const how = /^(exited with code \d+|was killed by \w+)/.exec(failure.message)?.[1];
-  const cause =
-    failure.output.trim() && failure.stopped !== true
-      ? failureCause(failure.output, projectDir, inputs, undefined, how)
-      : { message: failure.message, fix: "fix it and save: run collects it again when one of its files changes" };
+  // What the pass said that exit means, after its words of when it happened (": Node's code...").
+  const said = how === undefined ? undefined : `${how} ${COLLECT_FAILED}`;
+  const meaning =
+    said !== undefined && failure.message.startsWith(said) ? failure.message.slice(said.length) : undefined;
+  const fix = "fix it and save: run collects it again when one of its files changes";
+  const cause: FailureCause =
+    failure.stopped === true
+      ? { message: failure.message, fix }
+      : failure.output.trim()
+        ? failureCause(failure.output, projectDir, inputs, undefined, how && `${how}${meaning ?? ""}`)
+        : meaning !== undefined
+          ? { message: `it ${how}, printing nothing${meaning}`, fix, lastOutput: true }
+          : { message: failure.message, fix };
   // With no error printed, the cause says how it ended itself.
   return { when: how && !("lastOutput" in cause) ? `${COLLECT_FAILED} (${how})` : COLLECT_FAILED, cause };
 }
