@@ -96,8 +96,8 @@ export function startWorker(file: string | URL, options: WorkerOptions): Worker 
 /**
  * The first module of a booted thread: it waits for its service, then makes the thread what
  * `new Worker(file)` would have made it (environment, argv[1], workerData.port) before it loads
- * the service's thread bundle. A bundle that fails to load is an uncaught error, as for a Worker
- * started on it.
+ * the service's thread bundle. A bundle that fails to load is an uncaught error, and one stuck at a
+ * top-level await nothing is left to settle ends with code 13, as for a Worker started on it.
  */
 const BOOT = `import { parentPort, workerData } from "node:worker_threads";
 import { pathToFileURL } from "node:url";
@@ -106,7 +106,14 @@ parentPort.once("message", ({ file, env, port }) => {
   Object.assign(process.env, env);
   process.argv[1] = file;
   workerData.port = port;
-  import(pathToFileURL(file).href);
+  // Node ends a thread whose entry is stuck at a top-level await nothing is left to settle with
+  // code 13; the service's bundle is imported here, not the entry, so it would end with 0, as a
+  // service that ran and ended: while the import is pending, the thread's end is Node's code 13.
+  const unsettled = () => {
+    process.exitCode ??= 13;
+  };
+  process.on("exit", unsettled);
+  import(pathToFileURL(file).href).finally(() => process.off("exit", unsettled));
 });
 `;
 

@@ -101,6 +101,24 @@ it("ends a booted thread whose service throws at load with 1, the error printed"
   expect(fresh.err).toContain("Uncaught Error: boom at load");
 });
 
+it("ends a booted thread whose service is stuck at a top-level await nothing is left to settle with 13, as a thread started on it", async () => {
+  const stuck = launchOf('console.log("connecting");\nawait new Promise(() => {});\n', "127.0.0.1:1");
+  // One that loads and ends, and one that exits as it loads, end as they say.
+  const ends = launchOf("await new Promise((resolve) => setTimeout(resolve, 10));\n", "127.0.0.1:1");
+  const exits = launchOf("process.exit(0);\nawait new Promise(() => {});\n", "127.0.0.1:1");
+  for (const [launch, code] of [
+    [stuck, 13],
+    [ends, 0],
+    [exits, 0],
+  ] as const) {
+    const fresh = await runThread(launch);
+    bootThread(serviceEnv({ ...launch, endpoint: "" }));
+    const booted = await runThread(launch);
+    expect(fresh.code).toBe(code);
+    expect(booted.code, launch.bundle.outfile).toBe(code);
+  }
+});
+
 it("runs a service in the thread bin/nitric-like.js boots for run, when its environment matches", async () => {
   // No .env values: the environment the bin can know before the CLI loads.
   const launch = { ...launchOf(REPORTER, "127.0.0.1:4567"), dotenv: new Map<string, string>() };
