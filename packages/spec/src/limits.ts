@@ -112,6 +112,16 @@ export const ALIVE_FD_VAR = "NITRIC_LIKE_ALIVE_FD";
  */
 export const LOAD_TIMERS_SIGN = "nitric-like:load-timers:";
 
+/**
+ * The longest one piece of the work a service started as it loaded is waited for by its collect
+ * pass: a timer is waited for only when it is due within this, a connection's unanswered request
+ * for this at a stretch (our SDK's load-work.ts waits; the collector's note says these bounds).
+ */
+export const LOAD_WORK_EACH_MS = 10_000;
+
+/** The longest all the work a service started as it loaded is waited for, from when it loaded (as LOAD_WORK_EACH_MS). */
+export const LOAD_WORK_TOTAL_MS = 30_000;
+
 /** What the collect pass's sign of life says is waited for (LOAD_TIMERS_SIGN). */
 export interface LoadWaiting {
   /** Each pending timer: the stack frames of the code that started it, the nearest first. */

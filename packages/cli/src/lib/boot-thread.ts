@@ -13,6 +13,13 @@
 import { createRequire } from "node:module";
 import { type MessagePort, Worker, type WorkerOptions } from "node:worker_threads";
 
+/**
+ * Node's exit code for a module whose top-level await never settled, nothing being left that could
+ * settle it: Node 20 says nothing more, so the collect pass says what it means, and a booted
+ * thread ends with it as Node would (BOOT).
+ */
+export const UNSETTLED_AWAIT_EXIT_CODE = 13;
+
 /** Preloaded into every Node service: see provider-kit's preload/grpc-reset.cjs (a fix for @nitric/sdk's grpc-js). */
 export const GRPC_RESET_PRELOAD = createRequire(import.meta.url).resolve(
   "@nitric-like/provider-kit/preload/grpc-reset.cjs",
@@ -110,7 +117,7 @@ parentPort.once("message", ({ file, env, port }) => {
   // code 13; the service's bundle is imported here, not the entry, so it would end with 0, as a
   // service that ran and ended: while the import is pending, the thread's end is Node's code 13.
   const unsettled = () => {
-    process.exitCode ??= 13;
+    process.exitCode ??= ${UNSETTLED_AWAIT_EXIT_CODE};
   };
   process.on("exit", unsettled);
   import(pathToFileURL(file).href).finally(() => process.off("exit", unsettled));

@@ -37,11 +37,14 @@ import {
   type CollectedService,
   LOAD_PENDING_SIGN,
   LOAD_TIMERS_SIGN,
+  LOAD_WORK_EACH_MS,
+  LOAD_WORK_TOTAL_MS,
   type LoadWaiting,
   type Project,
   type ResourceRef,
   type ServiceEntry,
 } from "@nitric-like/spec";
+import { UNSETTLED_AWAIT_EXIT_CODE } from "./boot-thread.js";
 import { type Bundle, bundleService } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
 import { projectLocation, RecentOutput } from "./failure.js";
@@ -625,7 +628,7 @@ export const WAITING_NOTE_MS = 2000;
  * what for, and that registrations must happen at module load.
  */
 export function waitingMessage(service: string, file: string, waiting: LoadWaiting, dir: string): string {
-  return `service ${JSON.stringify(service)} (${file}): its collect pass is waiting for work it started as it loaded (up to 10 s for each, 30 s in all): ${waitingSaid(waiting, dir)}; handlers must be registered at module load, so one registered when that work ends is refused`;
+  return `service ${JSON.stringify(service)} (${file}): its collect pass is waiting for work it started as it loaded (up to ${LOAD_WORK_EACH_MS / 1000} s for each, ${LOAD_WORK_TOTAL_MS / 1000} s in all): ${waitingSaid(waiting, dir)}; handlers must be registered at module load, so one registered when that work ends is refused`;
 }
 
 /** Where a service's module stopped as it loaded, as our SDK said (LOAD_PENDING_SIGN): after which line. */
@@ -658,16 +661,7 @@ export function unfinishedLoadMessage(file: string, at: string | undefined, how:
  */
 export function blockedMessage(seconds: number, service: { dir: string; file: string }, timers: string[][]): string {
   const at = [
-    ...new Set(
-      timers
-        .map((frames) =>
-          projectLocation(
-            frames.map((f) => `    ${f}`),
-            service.dir,
-          ),
-        )
-        .filter((l): l is string => l !== undefined),
-    ),
+    ...new Set(timers.map((frames) => locationOf(frames, service.dir)).filter((l): l is string => l !== undefined)),
   ];
   const after = `its event loop was not turning ${seconds.toFixed(1)} s after it started`;
   if (at.length > 0) {
@@ -807,12 +801,6 @@ interface ServiceExit {
 }
 
 /**
- * Node's exit code for a module whose top-level await never settled, nothing being left that could
- * settle it: Node 20 says nothing more, so the pass says what it means.
- */
-const UNSETTLED_AWAIT_CODE = 13;
-
-/**
  * Records a service that could not start or failed on its own, with its last lines of output.
  * `service`: its file, which the meaning of an exit code names, and where its module stopped
  * loading when our SDK said it had not finished (a top-level await after that line).
@@ -829,7 +817,7 @@ function recordExit(
   } else if (!stoppedByUs && exit.code !== 0) {
     const how = exit.code === null ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
     const meaning =
-      exit.code !== UNSETTLED_AWAIT_CODE
+      exit.code !== UNSETTLED_AWAIT_EXIT_CODE
         ? ""
         : service.loading
           ? `: ${unfinishedLoadMessage(service.file, service.at, "never settled, nothing being left that could settle it")}`

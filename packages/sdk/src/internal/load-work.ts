@@ -7,32 +7,27 @@
  * is under way it shows the collector signs of life, so the pass sees what it does: a
  * registration there is refused (registeredAfterLoad) and the pass fails with its message.
  *
- * What is waited for, once the module has loaded, up to LOAD_WORK_TOTAL_MS after load:
- * - a one-shot timer (a Timeout whose `_repeat` is null) due within LOAD_TIMER_LIMIT_MS, no more
- *   than LOAD_TIMER_NESTING timers deep (each started in the callback of the one before);
+ * What is waited for, once the module has loaded, up to LOAD_WORK_TOTAL_MS after load (both
+ * bounds are @nitric-like/spec's, which the collector's note says):
+ * - a one-shot timer (a Timeout whose `_repeat` is null) the service's code started (not Node's
+ *   own nor undici's: startedByCode), due within LOAD_WORK_EACH_MS, no more than
+ *   LOAD_TIMER_NESTING timers deep (each started in the callback of the one before);
  * - a request that ends by itself: a file system call, a DNS lookup, a connect, a crypto job;
- * - for up to LOAD_TIMER_LIMIT_MS at a stretch, a connection (or a child process's pipe) the
+ * - for up to LOAD_WORK_EACH_MS at a stretch, a connection (or a child process's pipe) the
  *   work opened that has sent something and not been answered since: `fetch(url)` waiting for
  *   its answer. An idle keep-alive connection has nothing unanswered, so it is not waited for.
- * Servers, intervals, timers due later and promises nothing but a signal settles are not waited
- * for; they keep nothing from ending. Nor is a timer Node itself or undici started (startedByCode):
- * fetch's keep-alive timer, set once its answer has come, would hold the pass for seconds. Each sign of life says what is waited for (LoadWaiting): where
- * the timers were started (their callers' stack frames), so a pass that stops the service because a
- * timer's callback blocks its event loop can say where to look, the kinds of pending requests, and
- * the connections with a request unanswered (where opened, to whom), so a pass that waits long can
- * say what for.
+ * Servers, intervals, timers due later, the keep-alive timer fetch sets once its answer has come
+ * and promises nothing but a signal settles are not waited for; they keep nothing from ending.
+ * Each sign of life says what is waited for (LoadWaiting): where the timers were started (their
+ * callers' stack frames), so a pass that stops the service because a timer's callback blocks its
+ * event loop can say where to look, the kinds of pending requests, and the connections with a
+ * request unanswered (where opened, to whom), so a pass that waits long can say what for.
  */
 import { createHook } from "node:async_hooks";
-import type { LoadWaiting } from "@nitric-like/spec";
-
-/** The longest a timer started during load may take to fire and still be waited for. */
-export const LOAD_TIMER_LIMIT_MS = 10_000;
+import { LOAD_WORK_EACH_MS, LOAD_WORK_TOTAL_MS, type LoadWaiting } from "@nitric-like/spec";
 
 /** How many timers deep, each started in the callback of the one before, a timer is still waited for. */
 export const LOAD_TIMER_NESTING = 3;
-
-/** How long after load work the module started is waited for, at most. */
-export const LOAD_WORK_TOTAL_MS = 30_000;
 
 /** How often the collector is shown a sign of life while such work is under way (its quiet spell is 1.5 s). */
 const SIGN_OF_LIFE_MS = 500;
@@ -231,7 +226,7 @@ export function watchLoadWork(
       if (type === "Timeout") {
         const timer = resource as TimeoutResource;
         const due = timer._idleTimeout;
-        if (timer._repeat != null || typeof due !== "number" || due > LOAD_TIMER_LIMIT_MS) return;
+        if (timer._repeat != null || typeof due !== "number" || due > LOAD_WORK_EACH_MS) return;
         if (loaded()) {
           if (depth >= LOAD_TIMER_NESTING) return;
           depth++;
@@ -306,7 +301,7 @@ export function watchLoadWork(
       return false;
     }
     connectionsSince ??= now;
-    return now < connectionsSince + LOAD_TIMER_LIMIT_MS;
+    return now < connectionsSince + LOAD_WORK_EACH_MS;
   };
   const done = () => {
     hook.disable();
