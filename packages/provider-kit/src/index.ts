@@ -103,7 +103,7 @@ export {
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { parseQuery, wireQuery, wireValue } from "./query.js";
-export { endWithThisProcess, startReaper } from "./reaper.js";
+export { endWithThisProcess, REAPER_NAME, startReaper } from "./reaper.js";
 export { clientErrorRefusal, REFUSED_GRACE_MS, refuseRequest, upgradeProblem } from "./refusals.js";
 export { permissionsOf, resourceKindOf } from "./resources.js";
 export { type EndpointContext, serviceRouter } from "./router.js";

@@ -45,6 +45,12 @@ done
 for p in $live; do kill -s KILL -- "$p" 2>/dev/null; done
 `;
 
+/**
+ * The reaper's name in a process list. It lives as long as the process that started it (a test
+ * process using @nitric-like/testing too): a test that counts its children leaves it out by this.
+ */
+export const REAPER_NAME = "nitric-like-reaper";
+
 let input: Writable | undefined;
 let unavailable = false;
 
@@ -56,7 +62,11 @@ function reaperInput(): Writable | undefined {
     return undefined;
   }
   try {
-    const reaper = spawn("/bin/sh", ["-c", REAPER], { stdio: ["pipe", "ignore", "ignore"], detached: true });
+    // REAPER_NAME is the shell's $0: what `ps` shows it as, beside the script.
+    const reaper = spawn("/bin/sh", ["-c", REAPER, REAPER_NAME], {
+      stdio: ["pipe", "ignore", "ignore"],
+      detached: true,
+    });
     // Started, it must not keep this process alive: it ends when this process does.
     reaper.unref();
     reaper.on("error", () => {
