@@ -1760,6 +1760,39 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it.skipIf(process.platform !== "linux")(
+    "fails an event sent to an execution environment that died while idle as a crash fails it, and serves the next in a new one",
+    async () => {
+      const lines: string[] = [];
+      const small = await anotherEmulator({ maxInstancesPerFunction: 1 }, lines);
+      try {
+        const fn = small.functions.find((f) => f.service === "lab");
+        const c = await connect(small.sockets.find((s) => s.name === "lab")?.url as string);
+        const { id } = await c.call({ op: "whoami" });
+        const { pid } = (await c.call({ op: "where" })) as { pid: number };
+        // Killed while idle (frozen), and dead (a zombie, its end of the channel closed once its
+        // last thread has gone) before this process's event loop turns to see its exit: the event
+        // goes to a closed channel.
+        process.kill(pid, "SIGKILL");
+        const dead = () =>
+          readdirSync(`/proc/${pid}/task`).length === 1 &&
+          /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+        while (!dead()) {}
+        const said = `function "${fn?.name}" was killed by SIGKILL (its channel to the emulator had closed, EPIPE, as an event was sent to it)`;
+        await expect(fn?.invoke({})).rejects.toThrow(said);
+        expect(lines).toContain(
+          `function "${fn?.name}": an execution environment ${said.slice(said.indexOf(" was ") + 1)}, failing the event it ran; the function's next events start a new one when none is free`,
+        );
+        // The next event gets a new execution environment.
+        expect((await c.call({ op: "whoami" })).id).toBe(id);
+        expect((await c.call({ op: "where" })).pid).not.toBe(pid);
+        c.close();
+      } finally {
+        await small.stop();
+      }
+    },
+  );
+
   it("runs each invocation in an execution environment of its own, as Lambda does: a crash or a blocked handler fails only its own event", async () => {
     const lines: string[] = [];
     const small = await anotherEmulator(

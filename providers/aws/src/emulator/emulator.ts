@@ -470,6 +470,10 @@ class Instance {
   private currentId = -1;
   /** What its worker said ended it after its init: an uncaught exception or an unhandled rejection. */
   private uncaught: { said: string; failedEvent: boolean } | undefined;
+  /** Why an event could not be sent to it (EPIPE, ERR_IPC_CHANNEL_CLOSED): it was ended for it. */
+  private lost: string | undefined;
+  /** Its function's name, for what it says. */
+  private readonly name: string;
 
   /** The function's timeout: an invocation's context counts down from it. */
   private readonly timeoutMs: number;
@@ -494,6 +498,7 @@ class Instance {
     onSlowInit: (afterMs: number) => void,
   ) {
     this.timeoutMs = fn.timeoutMs;
+    this.name = fn.name;
     this.retried = init.retried;
     startReaper();
     const child = fork(WORKER, [functionFileIn(fn.dir), freezes ? "freeze" : "run"], {
@@ -588,7 +593,8 @@ class Instance {
         settled();
         const how =
           (signal ? `was killed by ${signal}` : `exited with code ${code}`) +
-          (this.uncaught ? ` after ${this.uncaught.said}` : "");
+          (this.uncaught ? ` after ${this.uncaught.said}` : "") +
+          (this.lost ? ` (its channel to the emulator had closed, ${this.lost}, as an event was sent to it)` : "");
         // Lambda's words for a runtime that exited: "Runtime exited with error: exit status 1".
         const status = signal ? `signal: ${signal === "SIGKILL" ? "killed" : signal}` : `exit status ${code}`;
         reject(
@@ -625,7 +631,6 @@ class Instance {
 
   /** Runs `event` (the instance is taken for it and its init is done). */
   run(event: unknown): Promise<unknown> {
-    if (!this.child.connected) return Promise.reject(new Error("its execution environment is not running"));
     const id = this.next++;
     this.currentId = id;
     this.thaw();
@@ -633,10 +638,26 @@ class Instance {
     const at = this.retried && id === 0 ? this.initStartedAt : Date.now();
     return new Promise((resolve, reject) => {
       this.current = { resolve, reject, at };
-      // A worker that has just died (its exit not yet seen here) fails the invocation, as one
-      // whose channel had closed does, instead of an uncaught EPIPE ending run.
-      this.child.send({ type: "invoke", id, event, deadline: at + this.timeoutMs });
+      // A worker that died while idle (killed, out of memory), its exit not seen here yet, or one
+      // that closed its channel: the event fails as one a crash ends, once its exit is seen (an
+      // uncaught EPIPE or ERR_IPC_CHANNEL_CLOSED would end run).
+      if (!this.child.connected) this.channelLost("ERR_IPC_CHANNEL_CLOSED");
+      else
+        this.child.send({ type: "invoke", id, event, deadline: at + this.timeoutMs }, (error) => {
+          if (error) this.channelLost((error as NodeJS.ErrnoException).code ?? error.message);
+        });
     });
+  }
+
+  /**
+   * The event could not be sent to it (`code`): it has died, or closed its channel and runs on.
+   * It is ended (a no-op for one that has gone), and its exit fails the event and is said as a
+   * crash, as for any environment that exits during an event.
+   */
+  private channelLost(code: string): void {
+    this.lost ??= code;
+    if (this.exited) this.fail(new Error(`function "${this.name}": its execution environment had exited`));
+    else this.child.kill("SIGKILL");
   }
 
   /** Fails the invocation it runs with `error`. */
