@@ -3,7 +3,9 @@
 // identifiers the source uses even where the bundler renamed them; problems with Ampt-style code
 // are worded in Ampt's API; `--json` gives results and failures as JSON on stdout.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, relative } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { CLI, cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
 
@@ -121,6 +123,54 @@ describe("a handler's error in an AWS function's log", () => {
     expect(app.stderr).not.toMatch(/index\.c?js:\d+:\d+/);
     client.ws.close();
   }, 60000);
+});
+
+describe("an AWS function's frames", () => {
+  it("name the project's files under run --provider aws as the local provider's do, the runtime's by package, and its build no path of the machine", async () => {
+    const project = writeProject({ "nitric-like.yaml": PROJECT, "services/app.ts": APP });
+    const app = await startApp(project, ["--no-dashboard", "--provider", "aws", "--verbose"]);
+    const client = await failTwice(app);
+    // The file the user edits, not the copy of the function run built (.nitric-like/aws-run/...).
+    expect(block(app.stderr, /TypeError/)[1]).toMatch(
+      new RegExp(`^app \\|\\s+at .*\\(${project}/services/app\\.ts:12:\\d+\\)$`),
+    );
+    const missing = block(app.stderr, /NitricLikeError/);
+    expect(missing).toContainEqual(expect.stringMatching(new RegExp(`\\(${project}/services/app\\.ts:15:\\d+\\)$`)));
+    // The SDK's frames by its package, as under the project's node_modules (it is linked there
+    // from a folder outside the project): no path climbing out of the project.
+    expect(missing).toContainEqual(
+      expect.stringMatching(
+        new RegExp(`\\(${project}/node_modules/@nitric-like/sdk/src/resources/kv\\.ts:\\d+:\\d+\\)$`),
+      ),
+    );
+    const frames = app.stderr.split("\n").filter((line) => /^app \|\s+at /.test(line));
+    expect(frames.filter((line) => /aws-run|\.\.\//.test(line))).toEqual([]);
+    client.ws.close();
+
+    // What build writes (the zip holds the same files as the function's folder) names no path of
+    // the machine: not the project's, the home folder's, nor where the packages it bundles are.
+    const out = join(project, "out");
+    const built = await runCli(["build", project, "--provider", "aws", "--out", out, "--plain"]);
+    expect(built.code, built.stderr).toBe(0);
+    const map = JSON.parse(readFileSync(join(out, "functions", "app", "index.cjs.map"), "utf8")) as {
+      sources: string[];
+    };
+    expect(map.sources).toContain("services/app.ts");
+    expect(map.sources).toContain("node_modules/@nitric-like/provider-aws/src/runtime/handler.ts");
+    expect(map.sources.filter((s) => s.startsWith("../") || s.startsWith("/"))).toEqual([]);
+    // The clone the packages are linked from, without its leading slash (as a "../../" source held it).
+    const packages = relative(
+      "/",
+      dirname(dirname(realpathSync(join(project, "node_modules", "@nitric-like", "sdk")))),
+    );
+    for (const file of readdirSync(join(out, "functions"), { recursive: true, encoding: "utf8" })) {
+      const path = join(out, "functions", file);
+      if (!statSync(path).isFile() || file.endsWith(".zip")) continue;
+      const text = readFileSync(path, "utf8");
+      for (const machine of [project, homedir(), packages])
+        expect(text.includes(machine), `${file}: ${machine}`).toBe(false);
+    }
+  }, 90000);
 });
 
 describe("ctx.reject() given the wrong types from JavaScript", () => {

@@ -138,10 +138,12 @@ function locationOf(frame: string): { file: string; line: number; column: number
 /**
  * True for a frame in the service's own code: a file in the project's folder (the service's
  * working directory), not in node_modules or nitric-like's build folder, not Node's own. In an
- * AWS function the working directory is the function's folder (/var/task, or its folder under
- * `.nitric-like/aws-run` in the emulator) and its source map names the project's files under it.
+ * AWS function the working directory is the function's folder (/var/task) and its source map
+ * names the project's files under it; under `run --provider aws` the function's frames name the
+ * project's files where they are, which the emulator gives in NITRIC_LIKE_SOURCE_DIR (its working
+ * directory is the function's folder under `.nitric-like/aws-run`, as Lambda's is /var/task).
  */
-function isUserFrame(frame: string, root = process.cwd()): boolean {
+function isUserFrame(frame: string, root = process.env.NITRIC_LIKE_SOURCE_DIR || process.cwd()): boolean {
   const at = locationOf(frame);
   if (!at || at.file.startsWith("node:")) return false;
   const file = at.file.replaceAll("\\", "/");

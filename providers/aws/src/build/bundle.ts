@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
@@ -18,7 +18,7 @@ import { build, type Plugin, stop } from "esbuild";
 import { type BesideFiles, filesReadBeside } from "./beside.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { nativePackages } from "./native.js";
-import { shownPath } from "./shown-path.js";
+import { packageAt, shownPath } from "./shown-path.js";
 
 /** A bundled service. */
 export interface ServiceBundle {
@@ -267,22 +267,29 @@ function sourcesDigest(projectDir: string, inputs: string[]): string {
 
 /**
  * A function's source map with its sources named as in the project (`services/chat.ts`; a
- * package's file from `node_modules/` on), not relative to the build folder: Lambda unpacks the
- * zip into /var/task, and the function's stack formatter (runtime/stacks.ts) resolves each
- * source against the map's own place, as Node would, so a stack there reads
- * `/var/task/services/chat.ts:12:5`, and the emulator's the same under the function's folder.
- * The same project gives the same map wherever it is checked out.
+ * package's file as under the project's node_modules, `node_modules/ws/lib/websocket.js`), not
+ * relative to the build folder: Lambda unpacks the zip into /var/task, and the function's stack
+ * formatter (runtime/stacks.ts) resolves each source against the map's own place, as Node would,
+ * so a stack there reads `/var/task/services/chat.ts:12:5` (under `run --provider aws`, against
+ * the project: `<project>/services/chat.ts:12:5`, as the local provider's stacks read). No source
+ * climbs out of the project (`../../home/me/...`), which would name the machine that built it and
+ * make an odd path of a frame: the same project gives the same map wherever it is checked out.
  */
 export function functionSourceMap(text: string, mapDir: string, projectDir: string): string {
   const map = JSON.parse(text) as { sources?: string[]; sourceRoot?: string };
   map.sources = (map.sources ?? []).map((source) => {
-    const path = relative(projectDir, resolve(mapDir, source)).replaceAll("\\", "/");
+    const absolute = resolve(mapDir, source);
+    const path = relative(projectDir, absolute).replaceAll("\\", "/");
     if (!path.startsWith("../")) return path;
     // A package's file (pnpm's store, a hoisted node_modules above the project) from its
-    // node_modules on; any other file outside the project stays outside the function's folder, as
-    // it is outside the project (a workspace's package): not the service's own code.
+    // node_modules on.
     const at = path.lastIndexOf("node_modules/");
-    return at >= 0 ? path.slice(at) : path;
+    if (at >= 0) return path.slice(at);
+    // A workspace's package linked into node_modules (the SDK and this runtime, in a clone of
+    // nitric-like): where node_modules would hold it installed, by its package's name.
+    const pkg = packageAt(dirname(absolute));
+    if (pkg !== undefined) return `node_modules/${pkg.name}/${relative(pkg.root, absolute).replaceAll("\\", "/")}`;
+    return basename(absolute);
   });
   delete map.sourceRoot;
   return JSON.stringify(map);

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 
 /** The package that holds `dir`: the nearest folder up with a package.json that has a name. */
-function packageAt(dir: string): { name: string; root: string } | undefined {
+export function packageAt(dir: string): { name: string; root: string } | undefined {
   for (let at = dir; ; ) {
     const manifest = join(at, "package.json");
     if (existsSync(manifest)) {

@@ -120,6 +120,7 @@ import { functionFileIn } from "../build/function-file.js";
 import { SECRET_TAG } from "../build/template.js";
 import { EMULATED_VAR } from "../runtime/bindings.js";
 import type { WebsocketApiEvent, WebsocketApiResult } from "../runtime/events.js";
+import { SOURCE_DIR_VAR } from "../runtime/stacks.js";
 import { readSignedBody } from "./auth.js";
 import { answerFailure, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, requestTimeouts } from "./http.js";
 import { type Physical, resolveIntrinsics } from "./intrinsics.js";
@@ -164,6 +165,12 @@ export interface EmulatorOptions {
   stackName?: string;
   /** Extra environment for every function. */
   env?: Record<string, string>;
+  /**
+   * The project's folder (`run`'s): a function's stack frames name its sources there
+   * (`<project>/services/chat.ts:12:5`, as the local provider's do) rather than in the copy of
+   * the function under `buildDir`. Without it, in the function's folder, as on Lambda.
+   */
+  sourceDir?: string;
   /**
    * How long an execution environment's init (its module's top level) may take before it is given
    * up, as Lambda gives it up; the next event retries it under the function's timeout (see
@@ -2802,6 +2809,7 @@ function functionEnvironment(
     AWS_ENDPOINT_URL_DYNAMODB: options.dynamodbEndpoint,
     AWS_ENDPOINT_URL_LAMBDA: managementUrl,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: managementUrl,
+    ...(options.sourceDir === undefined ? {} : { [SOURCE_DIR_VAR]: options.sourceDir }),
     ...(options.env ?? {}),
   };
 }

@@ -584,6 +584,9 @@ function writeCredentials(file: string, emulator: Emulator, dynamodbEndpoint: st
 }
 
 /** Builds the project and runs it in the emulator. */
+/** What asks for errors with every stack frame (`run --verbose` sets it; the SDK's VERBOSE_ENV). */
+const VERBOSE_VAR = "NITRIC_LIKE_VERBOSE";
+
 export async function runEmulated(options: RunOptions): Promise<RunningProvider> {
   const { project } = options;
   const dirs = emulatedDirs(project.dir);
@@ -655,6 +658,11 @@ async function startEmulated(
     start: (ports) =>
       startEmulator({
         buildDir: dirs.build,
+        // A function's stack frames name the project's files, as the local provider's do.
+        sourceDir: project.dir,
+        // `run --verbose` (or NITRIC_LIKE_VERBOSE=1 given to run): errors with every frame, as a
+        // local service, which inherits run's environment, prints them; a function gets only its own.
+        ...(process.env[VERBOSE_VAR] ? { env: { [VERBOSE_VAR]: process.env[VERBOSE_VAR] } } : {}),
         dynamodbEndpoint: db.endpoint,
         // run's own secrets, as the local provider serves them: opened with the first template
         // that has a secret, kept across redeploys, closed at stop.

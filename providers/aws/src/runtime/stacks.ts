@@ -7,14 +7,22 @@
  * (about 10 ms and 7 MB for a 340 KB bundle here).
  *
  * A frame in the bundle becomes the frame of its source, resolved against the bundle's folder, as
- * Node resolves one: on Lambda `/var/task/services/chat.ts:12:5`, in the emulator the same under
- * the function's folder. Other frames, and every stack when the map cannot be read, stay as V8
- * writes them.
+ * Node resolves one: on Lambda `/var/task/services/chat.ts:12:5`; under `run --provider aws`,
+ * whose emulator names the project in SOURCE_DIR_VAR, against the project, as the local
+ * provider's stacks read: `<project>/services/chat.ts:12:5`. Other frames, and every stack when
+ * the map cannot be read, stay as V8 writes them.
  */
 import { readFileSync } from "node:fs";
 import { SourceMap } from "node:module";
 import { dirname, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+
+/**
+ * Set by `run --provider aws`'s emulator in each function's environment: the project's folder,
+ * which a frame's source (`services/chat.ts`, `node_modules/...`) is resolved against instead of
+ * the copy of the function `run` built, so a frame names the file the user edits.
+ */
+export const SOURCE_DIR_VAR = "NITRIC_LIKE_SOURCE_DIR";
 
 /** What V8 writes for an error without a stack formatter: its `toString()` and a line per frame. */
 function header(error: unknown): string {
@@ -31,7 +39,7 @@ function header(error: unknown): string {
  * `Error.prepareStackTrace` later replaces this, as it would replace Node's.
  */
 export function mapStacks(bundle: string): void {
-  const dir = dirname(bundle);
+  const dir = process.env[SOURCE_DIR_VAR] || dirname(bundle);
   const url = pathToFileURL(bundle).href;
   /** undefined: not read yet; null: none to read. */
   let map: SourceMap | null | undefined;
