@@ -1760,6 +1760,21 @@ describe("the emulator keeps API Gateway's rules", () => {
     }
   });
 
+  it("on stop refuses new clients with 503 and lets an event in flight answer before closing its client with 1001, as run's local provider stops", async () => {
+    const small = await anotherEmulator({});
+    const lab = small.sockets.find((s) => s.name === "lab")?.url as string;
+    const c = await connect(lab);
+    c.ws.send(JSON.stringify({ op: "sleep", size: 1000 }));
+    await sleep(100);
+    const stopped = small.stop();
+    await sleep(50);
+    await expect(connect(lab)).rejects.toMatchObject({ status: 503 });
+    // The reply arrives, then the close, then the stop ends: the $disconnect ran with the client's close.
+    expect(JSON.parse((await c.next(3000)).text)).toEqual({ slept: 1000 });
+    expect(await c.waitClosed()).toEqual({ code: 1001, reason: "Going away" });
+    await stopped;
+  });
+
   it.skipIf(process.platform !== "linux")(
     "fails an event sent to an execution environment that died while idle as a crash fails it, and serves the next in a new one",
     async () => {

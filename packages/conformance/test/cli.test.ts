@@ -339,11 +339,13 @@ describe("nitric-like run", () => {
   // it is a process, leading a process group of its own, so a terminal's Ctrl-C (SIGINT to the
   // CLI's group) does not kill it mid-event. Either way the CLI drains first, then stops it.
   it.each([
-    { how: "a worker thread", args: [] as string[] },
-    { how: "a process", args: ["--processes"] },
+    { how: "a worker thread", args: [] as string[], reason: "server shutting down" },
+    { how: "a process", args: ["--processes"], reason: "server shutting down" },
+    // The emulator closes as API Gateway closes a connection it ends: 1001 "Going away".
+    { how: "an AWS function (run --provider aws)", args: ["--provider", "aws"], reason: "Going away" },
   ])(
     "on Ctrl-C lets an in-flight handler finish and its reply arrive before closing clients with 1001 (service in $how)",
-    async ({ args }) => {
+    async ({ args, reason }) => {
       const dir = writeProject({
         "nitric-like.yaml": "name: drain\nservices:\n  - match: services/*.ts\n",
         "services/slow.ts": [
@@ -376,7 +378,7 @@ describe("nitric-like run", () => {
       // A real Ctrl-C: SIGINT to the CLI and, were they in its group, its services.
       app.interrupt();
       expect((await c.next(5000)).text).toBe("done job");
-      expect(await c.waitClosed()).toEqual({ code: 1001, reason: "server shutting down" });
+      expect(await c.waitClosed()).toEqual({ code: 1001, reason });
       expect((await app.exited).code).toBe(0);
     },
     30000,

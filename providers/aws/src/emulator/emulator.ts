@@ -127,6 +127,8 @@ import { type Physical, resolveIntrinsics } from "./intrinsics.js";
 import { type EmulatedSecret, EmulatedSecrets, MAX_SECRETS_REQUEST_BYTES, type SecretsAnswer } from "./secrets.js";
 
 const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
+/** A function's handler timeout, in its environment (the template's; the runtime's default without). */
+const HANDLER_TIMEOUT_VAR = "NITRIC_LIKE_HANDLER_TIMEOUT_MS";
 /** API Gateway's message limit: 128 KB (a frame's is 32 KB, AWS_MAX_FRAME_BYTES). */
 export const MAX_MESSAGE_BYTES = AWS_MAX_MESSAGE_BYTES;
 const ACCOUNT = "000000000000";
@@ -1319,6 +1321,8 @@ class EmulatedSocket extends WebSocket {
 class EmulatedApi {
   readonly connections = new Map<string, Connection>();
   private readonly inflight = new Set<Promise<void>>();
+  /** The emulator is stopping: new clients are refused with 503 while the events in flight finish. */
+  private draining = false;
   private warnedNoProtocol = false;
   private readonly throttleLog: BurstLog;
   private readonly offStageLog: BurstLog;
@@ -1392,7 +1396,8 @@ class EmulatedApi {
     this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on("error", () => {});
       guard(
-        () => this.upgrade(req, socket, head),
+        // Tracked: a $connect in flight is waited for as a message is, as the emulator stops.
+        () => this.track(this.upgrade(req, socket, head)),
         (error) => {
           this.logger.error(
             boundaryMessage(`API ${this.logicalId}`, "handling an upgrade request", error, "refused it with 500"),
@@ -1568,6 +1573,10 @@ class EmulatedApi {
         `API ${this.logicalId}: refused an upgrade on ${JSON.stringify(clip(req.url ?? "/"))} with 403, as API Gateway does: this API is served at its stage, ${this.url}`,
       );
       this.refuse(socket, 403, "Forbidden", `not this API's stage: connect to ${this.url}`);
+      return;
+    }
+    if (this.draining) {
+      this.refuse(socket, 503, "Service Unavailable", "run is stopping: connect again once it is back");
       return;
     }
     if (!this.rate.take()) {
@@ -1950,8 +1959,22 @@ class EmulatedApi {
     return invocation.finally(() => this.inflight.delete(invocation));
   }
 
+  /**
+   * Refuses new clients with 503 from now on, as the local gateway does as `run` stops: the
+   * emulator's stop() lets the events in flight answer (inFlight) before it closes the clients.
+   */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** How many of its clients' events (a $connect, a message, a $disconnect) are in flight. */
+  get inFlight(): number {
+    return this.inflight.size;
+  }
+
   /** Closes every connection with 1001 and waits (bounded) for the invocations that caused. */
   async stop(): Promise<void> {
+    this.draining = true;
     for (const c of this.connections.values()) c.ws.close(1001, "Going away");
     const deadline = Date.now() + 1000;
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
@@ -2021,6 +2044,14 @@ export class Emulator {
     private readonly cleanup?: () => Promise<void>,
   ) {}
 
+  /** The longest handler timeout of its functions (the runtime's, 5 s, unless the project file says). */
+  private handlerTimeoutMs(): number {
+    return Math.max(
+      0,
+      ...this.functions.map((f) => Number(f.env[HANDLER_TIMEOUT_VAR] ?? Number.NaN) || DEFAULT_LIMITS.handlerTimeoutMs),
+    );
+  }
+
   /** The API of a socket. */
   connectionCount(): number {
     let n = 0;
@@ -2059,9 +2090,20 @@ export class Emulator {
     );
   }
 
-  /** Closes every connection with 1001 (their $disconnect events run), then stops functions and servers. */
-  async stop(): Promise<void> {
-    await Promise.all([...this.apis.values()].map((a) => a.stop()));
+  /**
+   * Stops as the local provider stops: refuses new clients (503), lets the events in flight answer
+   * for up to `drainMs` so their replies reach their clients, closes every connection with 1001
+   * (their $disconnect events run), then stops functions and servers.
+   * @param drainMs how long events in flight may take; by default the functions' longest handler
+   * timeout (NITRIC_LIKE_HANDLER_TIMEOUT_MS), by which the runtime has answered each event, as
+   * the local provider waits up to the handler timeout
+   */
+  async stop(drainMs = this.handlerTimeoutMs()): Promise<void> {
+    const apis = [...this.apis.values()];
+    for (const api of apis) api.drain();
+    const until = Date.now() + drainMs;
+    while (apis.some((api) => api.inFlight > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    await Promise.all(apis.map((a) => a.stop()));
     await Promise.all(this.functions.map((f) => f.stop()));
     await new Promise<void>((resolve) => this.management.close(() => resolve()));
     await this.cleanup?.();

@@ -461,8 +461,9 @@ class EmulatedRun implements RunningProvider {
 
   /**
    * Builds the app from `spec` and puts a new emulated deployment in place of the running one, as
-   * `up` updates the stack when what the services declare changed: the running one's connections
-   * close (1001, going away; their $disconnect events run), every socket this run served keeps its
+   * `up` updates the stack when what the services declare changed: the running one's events in
+   * flight get up to 2 s to answer, then its connections close (1001, going away; their
+   * $disconnect events run), every socket this run served keeps its
    * port (when the port is taken meanwhile, a free one), the tables and their items stay, and so do the
    * credentials. A build that fails leaves the running deployment as it is.
    */
@@ -473,7 +474,8 @@ class EmulatedRun implements RunningProvider {
     // Every socket this run has served, so a socket gone and back (a renamed service's) keeps its URL too.
     if (this.down === undefined) {
       for (const socket of this.emulator.sockets) this.ports.set(socket.name, Number(new URL(socket.url).port));
-      await this.emulator.stop();
+      // The events in flight get up to 2 s, as a function's restart on a save gives them.
+      await this.emulator.stop(2000);
     }
     try {
       this.emulator = await this.deployer.start(this.ports);
