@@ -167,7 +167,8 @@ export async function startApp(
   dir: string,
   extraArgs: string[] = [],
   env: NodeJS.ProcessEnv = {},
-  options: { group?: boolean } = {},
+  /** `readyTimeoutMs`: how long to wait for `ready` (20 s), longer for a test run on a loaded machine. */
+  options: { group?: boolean; readyTimeoutMs?: number } = {},
 ): Promise<App> {
   const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", ...extraArgs], {
     env: { ...process.env, NO_COLOR: "1", ...env },
@@ -175,7 +176,7 @@ export async function startApp(
   });
   const app = new App(dir, child);
   running.add(app);
-  await app.waitFor(/^ready: /m);
+  await app.waitFor(/^ready: /m, options.readyTimeoutMs);
   return app;
 }
 

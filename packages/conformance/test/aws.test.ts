@@ -2771,17 +2771,22 @@ describe("run --provider aws restarting a function while an event runs", () => {
       "socket.on('message', async (ctx) => {",
       "  if (ctx.text() === 'slow') {",
       "    console.log('slow event started');",
-      // Long enough to outlast the save's bundling (slow on a loaded machine) and the 2 s drain.
-      "    await new Promise((resolve) => setTimeout(resolve, 15000));",
+      // Long enough to outlast the save's bundling and collect pass (seconds on a loaded machine)
+      // and the 2 s drain: only the restart ends it.
+      "    await new Promise((resolve) => setTimeout(resolve, 25000));",
       "  }",
       "  return ctx.text();",
       "});",
     ].join("\n");
     const project = writeProject({
-      "nitric-like.yaml": "name: cut\nservices:\n  - match: services/*.ts\n",
+      // The handler timeout (5 s by default) would otherwise end the slow event itself, before
+      // the drain ends, when the save takes over 3 s (two bundles and a collect pass, on a loaded
+      // machine) to reach the restart: then the restart cuts nothing.
+      "nitric-like.yaml": "name: cut\nlimits:\n  handlerTimeout: 28s\nservices:\n  - match: services/*.ts\n",
       "services/slow.ts": service,
     });
-    const app = await startApp(project, ["--provider", "aws", "--no-dashboard"]);
+    // Started on a loaded machine too (the test is about timing): the start may take longer than 20 s.
+    const app = await startApp(project, ["--provider", "aws", "--no-dashboard"], {}, { readyTimeoutMs: 60000 });
     try {
       const client = await connect(app.url("socket"));
       client.ws.send("slow");
@@ -2803,7 +2808,7 @@ describe("run --provider aws restarting a function while an event runs", () => {
     } finally {
       expect((await app.stop()).code).toBe(0);
     }
-  }, 60000);
+  }, 120000);
 });
 
 describe("run --provider aws runs a function where Lambda does", () => {
