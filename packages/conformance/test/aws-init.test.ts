@@ -33,6 +33,11 @@ const SLOW = [
   // Errors nothing catches: a timer that throws once the handler has answered, a promise not awaited.
   '  if (ctx.text() === "timer") setTimeout(() => { throw new Error("cache refresh failed"); }, 10);',
   '  if (ctx.text() === "reject") Promise.reject(new Error("audit write failed"));',
+  // A handler busy in a loop that does not yield (its event loop never sees its channel close).
+  '  if (ctx.text() === "spin") {',
+  '    appendFileSync(`${process.env.INIT_PLAN}.spins`, "spin\\n");',
+  "    for (const end = Date.now() + 15000; Date.now() < end; );",
+  "  }",
   "  const ms = Number(ctx.text());",
   "  if (ms > 0) await new Promise((r) => setTimeout(r, ms));",
   "  return `answered ${ctx.text()}`;",
@@ -100,16 +105,28 @@ describe("the AWS emulator's function init", () => {
     await db?.close();
   });
 
-  /** An emulator of the slow service whose init takes `init` ("hang", or ms), its log lines in `lines`. */
-  async function emulate(init: string, options: Partial<EmulatorOptions>, lines: string[]): Promise<Emulator> {
+  /**
+   * An emulator of the slow service whose init takes `init` ("hang", or ms), its log lines in
+   * `lines`, and when each was said (Date.now()) in `times`.
+   */
+  async function emulate(
+    init: string,
+    options: Partial<EmulatorOptions>,
+    lines: string[],
+    times: number[] = [],
+  ): Promise<Emulator> {
     writeFileSync(plan, init);
     writeFileSync(`${plan}.inits`, "");
+    const log = (m: string) => {
+      lines.push(m);
+      times.push(Date.now());
+    };
     return await startEmulator({
       buildDir: out,
       dynamodbEndpoint: db.endpoint,
       credentials: db.credentials,
       env: { INIT_PLAN: plan },
-      logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) },
+      logger: { info: log, warn: log, error: log },
       ...options,
     });
   }
@@ -348,6 +365,38 @@ describe("the AWS emulator's function init", () => {
       b.close();
       late.close();
       a.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("cuts an event busy in a loop that does not yield once a restart's 2 s drain is over, not 2 s later", async () => {
+    const lines: string[] = [];
+    const times: number[] = [];
+    const emulator = await emulate("0", { functionTimeoutMs: 20000 }, lines, times);
+    try {
+      const fn = emulator.functions[0] as Emulator["functions"][number];
+      const url = emulator.sockets[0]?.url as string;
+      const client = await connect(url);
+      writeFileSync(`${plan}.spins`, "");
+      client.ws.send("spin");
+      // The handler is in its loop, however long its worker took to get the event.
+      const deadline = Date.now() + 5000;
+      while (!readFileSync(`${plan}.spins`, "utf8").includes("spin") && Date.now() < deadline) await sleep(20);
+      expect(readFileSync(`${plan}.spins`, "utf8")).toBe("spin\n");
+      const restarted = Date.now();
+      await emulator.restartService("slow");
+      // Cut once the drain is over (2 s), not once a kill 2 s after its channel closed.
+      const cut = lines.findIndex((l) => l.includes("cut short"));
+      expect((times[cut] as number) - restarted).toBeLessThan(3000);
+      expect(lines.filter((l) => l.includes("cut short"))).toEqual([
+        `service "slow" (function "${fn.name}"): a saved change restarted it while an event still ran past the 2 s it waits for events in flight, so that event was cut short (failed); the next events run on the new code`,
+      ]);
+      // Its client is told; the new code answers the next event.
+      expect(JSON.parse((await client.next()).text).message).toBe("Internal server error");
+      client.ws.send("0");
+      expect((await client.next()).text).toBe("answered 0");
+      client.close();
     } finally {
       await emulator.stop();
     }

@@ -694,7 +694,10 @@ class Instance {
 
   /**
    * Ends it: closes its IPC channel (the worker exits), or kills it after 2 s. `why`: a restart
-   * (a code change) or the emulator's stop, said to an invocation it cuts short.
+   * (a code change) or the emulator's stop, said to an invocation it cuts short. A restart ends
+   * one still running an invocation at once: its drain has waited for it already, and a worker
+   * busy in a loop that does not yield would not see its channel close, so the new code would
+   * wait 2 s more for its kill.
    */
   async end(why?: "restart" | "stop"): Promise<void> {
     this.ending = true;
@@ -702,7 +705,7 @@ class Instance {
     if (this.exited) return;
     const exited = new Promise((r) => this.child.once("exit", r));
     // An init that has not finished (one that hangs, when the run stops) is not waited for.
-    if (!this.initialized) {
+    if (!this.initialized || (this.endedFor === "restart" && this.current !== undefined)) {
       this.child.kill("SIGKILL");
       await exited;
       return;
