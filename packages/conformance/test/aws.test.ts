@@ -1692,6 +1692,7 @@ describe("the emulator keeps API Gateway's rules", () => {
       const frame = Buffer.concat([Buffer.from([0x81, 0x80 | quiet.length, 0, 0, 0, 0]), Buffer.from(quiet)]);
       const batch = Buffer.concat(Array.from({ length: 1000 }, () => frame));
       const notReading = () => lines.some((l) => /closed connection \S+ \(1008\): client not reading/.test(l));
+      const floodStarted = Date.now();
       for (let i = 0; i < 400 && !notReading() && !flooder.destroyed; i++) {
         if (flooder.write(batch)) continue;
         // The drain or 50 ms, whichever comes first; the listener goes with it (one left behind
@@ -1709,10 +1710,10 @@ describe("the emulator keeps API Gateway's rules", () => {
       expect((await holder.next()).text).toBe(JSON.stringify({ slept: 2000 }));
       holder.close();
       // Some 200,000 throttled in a few seconds (the kernel's buffers fill before the 8 MB do): a
-      // line every 5 s, with the count.
+      // line every 5 s, with the count (a loaded machine makes the flood last longer).
       const throttled = lines.filter((l) => l.includes("throttled"));
       expect(throttled.length).toBeGreaterThanOrEqual(1);
-      expect(throttled.length).toBeLessThanOrEqual(3);
+      expect(throttled.length).toBeLessThanOrEqual(Math.ceil((Date.now() - floodStarted) / 5000) + 1);
     } finally {
       flooder.destroy();
       await small.stop();

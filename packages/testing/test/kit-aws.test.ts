@@ -13,15 +13,21 @@ const open = { query: { token: "letmein" } };
 afterEach(stopAll);
 
 /**
- * The processes this test process has started that are still there (pid and command line), less
- * the reaper (named REAPER_NAME in provider-kit's reaper.ts), which ends the others if this process
- * dies, and lives as long as it does.
+ * The processes this test process has started that are still running (pid and command line; an
+ * exited one not yet reaped, <defunct>, is gone), less the reaper (REAPER_NAME in provider-kit's
+ * reaper.ts), which ends the others if this process dies, and lives as long as it does.
  */
 function children(): string[] {
   const out = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" });
   return out
     .split("\n")
-    .filter((line) => line.trim() !== "" && !/\bps -o pid=,args=/.test(line) && !line.includes("nitric-like-reaper"));
+    .filter(
+      (line) =>
+        line.trim() !== "" &&
+        !/\bps -o pid=,args=/.test(line) &&
+        !line.includes("nitric-like-reaper") &&
+        !line.includes("<defunct>"),
+    );
 }
 
 it("runs the project as functions in the AWS emulator: the stage in its URL, API Gateway's connection ids and rules, answers", async () => {
