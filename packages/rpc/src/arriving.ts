@@ -3,10 +3,13 @@
  * default, all GrpcServers of this process: `run` has one per service). grpc-js keeps each
  * message's bytes until the last one has come, and HTTP/2 flow control does not hold a client
  * back while it does: each call may announce a message of up to MAX_GRPC_MESSAGE_BYTES and send
- * all of it but its last byte, and each connection may have 1,024 calls open. 20 connections
- * of a buggy service that sent 60 MB requests slowly held 1.2 GB in `run`. Past the budget, the
- * call holding the most is ended with RESOURCE_EXHAUSTED and its bytes let go, so small calls
- * (a kv get, a handler stream's answers) keep working beside whatever fills it.
+ * all of it but its last byte, and each connection may have 1,024 calls open, so one service's
+ * slow large requests could hold gigabytes in `run`. Past the budget, the server (the service)
+ * holding the most is the one that pays: its call holding the most is ended with
+ * RESOURCE_EXHAUSTED and its bytes let go. A service that keeps hundreds of calls open just
+ * under 1 MB each thus loses its own calls, one by one, while another service's 60 MB kv set
+ * goes through, and small calls (a kv get, a handler stream's answers) keep working beside
+ * whatever fills it.
  */
 import type { ServerHttp2Stream } from "node:http2";
 import { constants } from "node:http2";
@@ -35,6 +38,14 @@ interface Arrival {
   max: number;
   /** Ends the call with this status, and tells the call's server why. */
   cut: (refusal: CallRefusal) => void;
+  /** The calls of the server this call came to, counted together. */
+  server: ServerArrivals;
+}
+
+/** The calls of one server (one interceptor) still arriving, and the bytes they hold together. */
+interface ServerArrivals {
+  held: number;
+  arrivals: Set<Arrival>;
 }
 
 /** Why a call was ended before its request had arrived, with the status its client was sent. */
@@ -61,7 +72,8 @@ const mb = (bytes: number) =>
 export class ArrivingBudget {
   /** Bytes held now, for messages not yet whole. */
   held = 0;
-  private readonly arrivals = new Set<Arrival>();
+  /** Each server's calls still arriving; a server is here while it has any. */
+  private readonly servers = new Set<ServerArrivals>();
 
   constructor(readonly limit: number) {}
 
@@ -74,6 +86,7 @@ export class ArrivingBudget {
    */
   interceptor(options: ArrivingOptions): grpc.ServerInterceptor {
     const { maxMessageBytes, refused } = options;
+    const server: ServerArrivals = { held: 0, arrivals: new Set() };
     // grpc-js's type asks for a ServerInterceptingCall, a wrapper that would cost every call an
     // object; the call as it was given is all grpc-js uses (its interface).
     return ((_method: grpc.ServerMethodDefinition<unknown, unknown>, call: grpc.ServerInterceptingCallInterface) => {
@@ -93,8 +106,10 @@ export class ArrivingBudget {
           if (!stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
           refused?.(refusal);
         },
+        server,
       };
-      this.arrivals.add(arrival);
+      server.arrivals.add(arrival);
+      this.servers.add(server);
       // grpc-js paused the stream and reads it as its handler asks: this listener sees each chunk
       // as grpc-js's own does, and adds none of its own reading. It hears each chunk first, so a
       // call it cuts is over before grpc-js's decoder takes the chunk (and starts inflating it).
@@ -106,7 +121,7 @@ export class ArrivingBudget {
 
   /** Counts a chunk of a call's request stream: its messages' bytes, less those now whole. */
   private take(arrival: Arrival, chunk: Buffer): void {
-    if (!this.arrivals.has(arrival)) return;
+    if (!arrival.server.arrivals.has(arrival)) return;
     const n = chunk.length;
     // Bytes of the message the chunk ends in: those from before it, unless a message ends in it.
     let before = arrival.held;
@@ -142,15 +157,23 @@ export class ArrivingBudget {
     }
     const held = before + (n - start);
     this.held += held - arrival.held;
+    arrival.server.held += held - arrival.held;
     arrival.held = held;
     if (this.held > this.limit) this.overflow();
   }
 
-  /** Ends calls, the one holding the most first, until what is held fits the budget again. */
+  /**
+   * Ends calls until what is held fits the budget again: each time, the call holding the most of
+   * the server whose calls hold the most together. A server's many calls of a few bytes short of
+   * a message count as much as one large call, so the service filling the budget pays for it
+   * rather than whichever other service sends the next large message.
+   */
   private overflow(): void {
     while (this.held > this.limit) {
+      let fullest: ServerArrivals | undefined;
+      for (const server of this.servers) if (fullest === undefined || server.held > fullest.held) fullest = server;
       let most: Arrival | undefined;
-      for (const arrival of this.arrivals) if (most === undefined || arrival.held > most.held) most = arrival;
+      for (const arrival of fullest?.arrivals ?? []) if (most === undefined || arrival.held > most.held) most = arrival;
       if (most === undefined || most.held === 0) return;
       const held = most.held;
       const whole = most.body > 0 ? ` of a ${held + most.body - 5}-byte message` : "";
@@ -160,8 +183,9 @@ export class ArrivingBudget {
         code: Code.RESOURCE_EXHAUSTED,
         details:
           `grpc: cut this call at ${held} bytes${whole}: requests still arriving at the provider's gRPC ` +
-          `endpoints held over ${mb(this.limit)} together, the most it holds at once, and this call held the most; ` +
-          "send large messages (kv values) one after another rather than many at once, or make them smaller",
+          `endpoints held over ${mb(this.limit)} together, the most it holds at once, and the calls to this ` +
+          "endpoint held the most of them, this call the most of those; send large messages (kv values) one " +
+          "after another rather than many at once, make them smaller, and finish or cancel the calls you start",
       });
     }
   }
@@ -204,9 +228,12 @@ export class ArrivingBudget {
 
   /** Lets go of a call's bytes: it ended, or was cut. */
   private release(arrival: Arrival): void {
-    if (!this.arrivals.delete(arrival)) return;
+    const { server } = arrival;
+    if (!server.arrivals.delete(arrival)) return;
     this.held -= arrival.held;
+    server.held -= arrival.held;
     arrival.held = 0;
+    if (server.arrivals.size === 0) this.servers.delete(server);
   }
 }
 

@@ -15,6 +15,7 @@ import { WebsocketHandler } from "@nitric-like/contracts/websockets";
 import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
 import {
+  ArrivingBudget,
   canCheckTcpPeers,
   createGrpcTransport,
   type GrpcRefusal,
@@ -596,7 +597,7 @@ describe("GrpcServer requests still arriving", () => {
     const cut = await a.status;
     expect(cut.code).toBe(Code.RESOURCE_EXHAUSTED);
     expect(cut.details).toBe(
-      `grpc: cut this call at 600005 bytes of a ${bigger.length}-byte message: requests still arriving at the provider's gRPC endpoints held over 1 MB together, the most it holds at once, and this call held the most; send large messages (kv values) one after another rather than many at once, or make them smaller`,
+      `grpc: cut this call at 600005 bytes of a ${bigger.length}-byte message: requests still arriving at the provider's gRPC endpoints held over 1 MB together, the most it holds at once, and the calls to this endpoint held the most of them, this call the most of those; send large messages (kv values) one after another rather than many at once, make them smaller, and finish or cancel the calls you start`,
     );
     expect(refused).toEqual([{ kind: "arriving", code: Code.RESOURCE_EXHAUSTED, details: cut.details }]);
     // a's bytes are let go, and a is told to stop sending (RST_STREAM, NO_ERROR); b's keep coming.
@@ -613,6 +614,61 @@ describe("GrpcServer requests still arriving", () => {
     b.close();
     client.close();
     server.forceStop();
+  });
+
+  it("makes the server whose calls hold the most together pay when the shared budget is full: another server's larger call goes through while the calls of one that keeps many open are cut", async () => {
+    const budget = new ArrivingBudget(1024 * 1024);
+    const stored: number[] = [];
+    const refused = { buggy: [] as GrpcRefusal[], good: [] as GrpcRefusal[] };
+    const unused = (_call: unknown, respond: (error: unknown) => void) => respond(new Error("unused"));
+    const serve = (name: keyof typeof refused) =>
+      new GrpcServer(
+        new Router().service(KvStore, {
+          getValue: unused,
+          deleteKey: unused,
+          scanKeys: (call) => call.end(),
+          setValue(call, respond) {
+            stored.push(call.request.ref?.key.length ?? 0);
+            respond(null, {});
+          },
+        }),
+        { arrivingBudget: budget, refused: (refusal) => refused[name].push(refusal) },
+      );
+    const buggy = serve("buggy");
+    const good = serve("good");
+    const buggyPort = await buggy.bind("127.0.0.1:0");
+    const goodPort = await good.bind("127.0.0.1:0");
+    const setValue = methodPath(KvStore.method.setValue);
+    const until = async (done: () => boolean) => {
+      const end = Date.now() + 10_000;
+      while (!done() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    };
+    // The buggy service keeps 10 calls open, each 90,000 bytes into a 100,000-byte message.
+    const calls = Array.from({ length: 10 }, () => rawCall(buggyPort, setValue));
+    for (const call of calls) call.stream.write(Buffer.concat([prefix(100_000), Buffer.alloc(90_000)]));
+    await until(() => budget.held === 900_050);
+    expect(budget.held).toBe(900_050);
+    // The other service's 400 KB set is larger than any of those calls, yet goes through.
+    const client = new Client(createGrpcTransport(`127.0.0.1:${goodPort}`));
+    await client.unary(KvStore.method.setValue, { ref: { store: "s", key: "k".repeat(400_000) }, content: {} });
+    expect(stored).toEqual([400_000]);
+    expect(refused.good).toEqual([]);
+    // The buggy service's calls paid, each told why.
+    const ended = refused.buggy.length;
+    expect(ended).toBeGreaterThanOrEqual(3);
+    for (const refusal of refused.buggy)
+      expect(refusal).toMatchObject({
+        kind: "arriving",
+        details: expect.stringContaining("the calls to this endpoint held the most of them"),
+      });
+    await until(() => budget.held === (10 - ended) * 90_005);
+    expect(budget.held).toBe((10 - ended) * 90_005);
+    for (const call of calls) call.close();
+    await until(() => budget.held === 0);
+    expect(budget.held).toBe(0);
+    client.close();
+    buggy.forceStop();
+    good.forceStop();
   });
 
   it("counts a stream's messages by their gRPC framing however they are cut: a whole one holds nothing, a part holds its bytes, a cancelled call none", async () => {

@@ -196,6 +196,11 @@ export interface GrpcServerOptions {
    * a budget of its own. @default MAX_ARRIVING_BYTES, shared by every GrpcServer of the process
    */
   maxArrivingBytes?: number;
+  /**
+   * Internal, for tests: a budget of requests still arriving this server shares with the others
+   * given it, in place of the process's. Wins over maxArrivingBytes.
+   */
+  arrivingBudget?: ArrivingBudget;
   /** Internal, for tests: the most connections this server serves at once. @default MAX_GRPC_CONNECTIONS */
   maxConnections?: number;
   /**
@@ -227,7 +232,8 @@ export class GrpcServer {
 
   constructor(router: Router, options: GrpcServerOptions = {}) {
     this.arriving =
-      options.maxArrivingBytes === undefined ? processArriving : new ArrivingBudget(options.maxArrivingBytes);
+      options.arrivingBudget ??
+      (options.maxArrivingBytes === undefined ? processArriving : new ArrivingBudget(options.maxArrivingBytes));
     this.maxConnections = options.maxConnections ?? MAX_GRPC_CONNECTIONS;
     this.refused = options.refused ?? (() => {});
     this.server = new grpc.Server({

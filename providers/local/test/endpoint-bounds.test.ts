@@ -79,7 +79,7 @@ describe("the gRPC endpoint's refusals in run's log", () => {
     const second = partialSet(port, 5000, 3000);
     expect(await second.status).toBe(8);
     const says = (held: number) =>
-      `service "svc": ended one of its gRPC calls with RESOURCE_EXHAUSTED before its request had come, telling it: grpc: cut this call at ${held} bytes of a 5000-byte message: requests still arriving at the provider's gRPC endpoints held over 1000 bytes together, the most it holds at once, and this call held the most; send large messages (kv values) one after another rather than many at once, or make them smaller`;
+      `service "svc": ended one of its gRPC calls with RESOURCE_EXHAUSTED before its request had come, telling it: grpc: cut this call at ${held} bytes of a 5000-byte message: requests still arriving at the provider's gRPC endpoints held over 1000 bytes together, the most it holds at once, and the calls to this endpoint held the most of them, this call the most of those; send large messages (kv values) one after another rather than many at once, make them smaller, and finish or cancel the calls you start`;
     expect(logs.warn).toEqual([says(2005)]);
     first.close();
     second.close();
