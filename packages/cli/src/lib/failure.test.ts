@@ -1,7 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { failureCause, formatFailure, installCommand, RecentOutput } from "./failure.js";
 
@@ -92,6 +93,33 @@ describe("failureCause", () => {
     // A service that logged it and exited printing no error: its last output, no install command.
     const logged = "Cannot find module 'optional-x'\nfatal: database unreachable\n";
     expect(failureCause(logged, dir, [], undefined, "exited with code 1")).toMatchObject({ lastOutput: true });
+  });
+
+  it("names the package esbuild's CLI cannot resolve in a start command's build step, which no Node error ends, while a Node error that ended the service still wins", () => {
+    const dir = temp({
+      "pnpm-lock.yaml": "",
+      "services/a.ts": 'import leftPad from "left-pad";\nconsole.log(leftPad("a", 3));\n',
+    });
+    // esbuild's CLI itself, as a start command such as "esbuild $SERVICE_PATH --bundle ... && node out.js" runs it.
+    const esbuild = join(dirname(fileURLToPath(import.meta.url)), "../../node_modules/.bin/esbuild");
+    const build = spawnSync(esbuild, ["services/a.ts", "--bundle", "--platform=node", "--outfile=out.js"], {
+      cwd: dir,
+      encoding: "utf8",
+    });
+    expect(build.status).toBe(1);
+    expect(build.stderr).toMatch(/\[ERROR\] Could not resolve "left-pad"/);
+    expect(failureCause(build.stderr, dir, [join(dir, "services/a.ts")], undefined, "exited with code 1")).toEqual({
+      location: "services/a.ts:1",
+      message: 'cannot find package "left-pad"',
+      fix: "install it: pnpm add left-pad",
+    });
+    // A service whose build step warned of it and that then crashed on its own error is told that error.
+    const crashed = `${build.stderr}TypeError: data.get is not a function\n    at main (${join(dir, "services/a.ts")}:2:3)\n\nNode.js v20.0.0\n`;
+    expect(failureCause(crashed, dir, [join(dir, "services/a.ts")])).toEqual({
+      location: "services/a.ts:2",
+      message: "TypeError: data.get is not a function",
+      fix: "fix it and save: run starts it again when one of its files changes",
+    });
   });
 
   it("names the package the ending error cannot find, not one the service logged before", () => {

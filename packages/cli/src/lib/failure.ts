@@ -84,6 +84,13 @@ const MISSING_PACKAGE = [
   /Could not resolve "([^"./][^"]*)"/,
 ];
 
+/**
+ * esbuild's CLI (a `start` command's build step) failing on an import it cannot resolve: it prints
+ * `✘ [ERROR] Could not resolve "x"` (`X [ERROR]` where the terminal lacks ✘) and exits, so no
+ * error of Node's ends that output.
+ */
+const BUILD_UNRESOLVED = /^\S* ?\[ERROR\] Could not resolve "([^"./][^"]*)"/m;
+
 /** A line such as `Error: boom`, `TypeError [ERR_X]: boom`, `Uncaught _NitricLikeError: boom`. */
 const ERROR_LINE = /^(?:Uncaught )?([A-Za-z_$][\w$]*)(?: \[[A-Z0-9_]+\])?: (.+)$/;
 /** A stack frame's file, line and column (the last frame ends in ` {` when Node shows the error's properties after it). */
@@ -249,9 +256,13 @@ export function failureCause(
     message = boundedMessage(wholeMessage(first, lines, errorAt));
   }
   // Only in the error that ended the service: a line the service logged before (a handled import
-  // of an optional package) says nothing about why it ended.
+  // of an optional package) says nothing about why it ended. Where Node printed none, esbuild's
+  // CLI may have ended it, printing what it could not resolve as its own errors.
   const endingText = errorAt < 0 ? "" : lines.slice(errorAt).join("\n");
-  const missing = MISSING_PACKAGE.map((r) => r.exec(endingText)?.[1]).find((p) => p !== undefined);
+  const missing =
+    errorAt < 0
+      ? BUILD_UNRESOLVED.exec(output)?.[1]
+      : MISSING_PACKAGE.map((r) => r.exec(endingText)?.[1]).find((p) => p !== undefined);
   if (missing !== undefined) {
     const pkg = packageOf(missing);
     const location = importLocation(pkg, projectDir, files);
