@@ -115,12 +115,26 @@ parentPort.once("message", ({ file, env, port }) => {
   workerData.port = port;
   // Node ends a thread whose entry is stuck at a top-level await nothing is left to settle with
   // code 13; the service's bundle is imported here, not the entry, so it would end with 0, as a
-  // service that ran and ended: while the import is pending, the thread's end is Node's code 13.
+  // service that ran and ended: while the import is pending, the thread's end is Node's code 13,
+  // unless the service called process.exit (with no code, it ends with 0, as a thread started
+  // on it does). The call is seen through a proxy of process.exit, let go once the import settles.
+  const exit = process.exit;
+  let exitCalled = false;
+  const seen = new Proxy(exit, {
+    apply(target, self, args) {
+      exitCalled = true;
+      return Reflect.apply(target, self, args);
+    },
+  });
+  process.exit = seen;
   const unsettled = () => {
-    process.exitCode ??= ${UNSETTLED_AWAIT_EXIT_CODE};
+    if (!exitCalled) process.exitCode ??= ${UNSETTLED_AWAIT_EXIT_CODE};
   };
   process.on("exit", unsettled);
-  import(pathToFileURL(file).href).finally(() => process.off("exit", unsettled));
+  import(pathToFileURL(file).href).finally(() => {
+    process.off("exit", unsettled);
+    if (process.exit === seen) process.exit = exit;
+  });
 });
 `;
 

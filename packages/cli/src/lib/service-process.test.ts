@@ -106,10 +106,15 @@ it("ends a booted thread whose service is stuck at a top-level await nothing is 
   // One that loads and ends, and one that exits as it loads, end as they say.
   const ends = launchOf("await new Promise((resolve) => setTimeout(resolve, 10));\n", "127.0.0.1:1");
   const exits = launchOf("process.exit(0);\nawait new Promise(() => {});\n", "127.0.0.1:1");
+  // process.exit() with no code during load is an exit call, not an await left unsettled.
+  const exitsBare = launchOf("process.exit();\nawait new Promise(() => {});\n", "127.0.0.1:1");
+  const exitsLater = launchOf("setTimeout(() => process.exit(), 10);\nawait new Promise(() => {});\n", "127.0.0.1:1");
   for (const [launch, code] of [
     [stuck, 13],
     [ends, 0],
     [exits, 0],
+    [exitsBare, 0],
+    [exitsLater, 0],
   ] as const) {
     const fresh = await runThread(launch);
     bootThread(serviceEnv({ ...launch, endpoint: "" }));
