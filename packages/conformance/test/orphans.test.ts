@@ -253,6 +253,56 @@ describe("a CLI whose stdout's reader has gone (nitric-like run | head -1)", () 
     for (let i = 0; i < 60 && [...seen].some((pid) => stat(pid) !== undefined); i++) await sleep(50);
     expect([...seen].filter((pid) => stat(pid) !== undefined)).toEqual([]);
   }, 30000);
+
+  it("run --processes: stops as on Ctrl-C when its stderr is closed while it starts (in its collect pass), ending the pass's service, exit 0", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: piped\nservices:\n  - match: services/*.ts\n",
+      "services/piped.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'websocket("piped").on("message", (ctx) => ctx.text());',
+        // The collect pass waits for it, and says so on run's stderr after 2 s.
+        "await new Promise((resolve) => setTimeout(resolve, 8000));",
+      ].join("\n"),
+    });
+    const child = spawn(
+      process.execPath,
+      [CLI, "run", "--processes", "--random-ports", "--no-dashboard", "--no-watch"],
+      {
+        cwd: dir,
+        env: { ...process.env, NO_COLOR: "1" },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    started.push(child);
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+    // Its stderr read until the collect pass has begun, then left.
+    await new Promise<void>((resolve) => {
+      let err = "";
+      child.stderr.on("data", (d) => {
+        err += d;
+        if (err.includes("collecting resources")) resolve();
+      });
+    });
+    const look = () => {
+      for (const pid of descendants(child.pid ?? -1)) seen.add(pid);
+      return [...seen].some((pid) => cmdline(pid).includes("piped"));
+    };
+    for (let i = 0; i < 100 && !look(); i++) await sleep(50);
+    expect(look()).toBe(true);
+    child.stderr.destroy();
+    const startedAt = Date.now();
+    const code = await exited;
+    expect(code, out).toBe(0);
+    // It stopped at the pass's next line on stderr, not once the service's 8 s await was over.
+    expect(Date.now() - startedAt).toBeLessThan(5000);
+    expect(out).not.toContain("ready");
+    for (let i = 0; i < 60 && [...seen].some((pid) => stat(pid) !== undefined); i++) await sleep(50);
+    expect([...seen].filter((pid) => stat(pid) !== undefined)).toEqual([]);
+  }, 30000);
 });
 
 describe("a terminal's Ctrl-C (SIGINT to run's whole process group) reaches only run", () => {

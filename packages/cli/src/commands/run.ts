@@ -287,20 +287,33 @@ let startingOutput: Output | undefined;
  * they are ended with it, said in one line, with the signal's usual exit code.
  */
 function stopWhileStarting(signal: NodeJS.Signals): void {
-  startingOutput?.info(`stopped while starting (${signal}): ending what had started`);
+  endWhileStarting(signal, signal === "SIGINT" ? 130 : signal === "SIGTERM" ? 143 : 129);
+}
+
+/** Ends what had started (the collect pass's service processes) and this process, with `code`. */
+function endWhileStarting(why: string, code: number): void {
+  startingOutput?.info(`stopped while starting (${why}): ending what had started`);
   endServiceGroups();
   endingItself = true;
-  process.exit(signal === "SIGINT" ? 130 : signal === "SIGTERM" ? 143 : 129);
+  process.exit(code);
 }
+
+/** Stops listening for a closed stdout or stderr while starting. */
+let unwatchStartingOutput: (() => void) | undefined;
 
 function watchStartingSignals(output: Output): void {
   startingOutput = output;
   for (const s of STOP_SIGNALS) process.on(s, stopWhileStarting);
+  // A closed stdout or stderr (run 2>&1 | head -1, whose first line is a start-up line) stops a
+  // run that is starting as it stops one that runs: what had started ends, exit 0.
+  unwatchStartingOutput = onOutputClosed(() => endWhileStarting("its output was closed", 0));
 }
 
 /** The run's own stop takes over (Run.listenForStop), or the run ends before it did. */
 function unwatchStartingSignals(): void {
   for (const s of STOP_SIGNALS) process.off(s, stopWhileStarting);
+  unwatchStartingOutput?.();
+  unwatchStartingOutput = undefined;
 }
 
 async function runProject(options: RunCommandOptions, output: Output): Promise<number> {
