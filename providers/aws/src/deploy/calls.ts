@@ -165,10 +165,6 @@ const onSignal = () => {
 
 /** `call`, which Ctrl-C stops (rejecting with CallInterrupted) while it waits. */
 export function interruptible<T>(call: Promise<T>): Promise<T> {
-  return waitFor(call);
-}
-
-function waitFor<T>(call: Promise<T>): Promise<T> {
   let reject: (error: Error) => void = () => {};
   const stopped = new Promise<never>((_, r) => {
     reject = r;
@@ -181,8 +177,10 @@ function waitFor<T>(call: Promise<T>): Promise<T> {
   });
 }
 
-/** The origin a request went to. */
-function origin(request: { protocol?: string; hostname?: string; port?: number } | undefined): string | undefined {
+/** The origin a request went to: `<protocol>//<host>[:<port>]`, an IPv6 host in brackets. */
+export function origin(
+  request: { protocol?: string; hostname?: string; port?: number } | undefined,
+): string | undefined {
   if (!request?.hostname) return undefined;
   const host = request.hostname.includes(":") ? `[${request.hostname}]` : request.hostname;
   return `${request.protocol ?? "https:"}//${host}${request.port ? `:${request.port}` : ""}`;
@@ -249,7 +247,7 @@ export function watchCalls<C>(
       const started = Date.now();
       try {
         const call = next(args);
-        return await (options.interruptible ? waitFor(call) : call);
+        return await (options.interruptible ? interruptible(call) : call);
       } catch (error) {
         const interrupted = error instanceof CallInterrupted;
         if (interrupted) stopped.add(context);
@@ -318,4 +316,37 @@ export function failedCallWords(error: unknown, call: FailedCall, variable: stri
     ? `check that the endpoint is running and answers (LocalStack, moto), or unset ${variable} to use AWS`
     : "check the network connection, and any proxy, VPN, firewall or captive portal (a hotel or café sign-in page) between this machine and AWS";
   return `${what}: ${timeoutWords(error, call.timeouts)}${tries}; ${check}; on a slow link, ${call.timeouts.variable} gives each try longer (in ms; now ${call.timeouts.idleMs})`;
+}
+
+/**
+ * The endpoint variable that sent a call of `service` (the SDK's name, as in
+ * AWS_ENDPOINT_URL_<service>: STS, SSO_OIDC, CLOUDFORMATION) away from AWS: `service`'s own, else
+ * AWS_ENDPOINT_URL; for a service not known, the variable whose URL has the port the connection
+ * was refused on, else the first set of CloudFormation's, S3's and AWS_ENDPOINT_URL.
+ */
+export function endpointVariable(service: string | undefined, port: number | undefined): string | undefined {
+  const set = (v: string) => Boolean(process.env[v]);
+  if (service !== undefined) return [`AWS_ENDPOINT_URL_${service}`, "AWS_ENDPOINT_URL"].find(set);
+  const portOf = (url: string) => {
+    try {
+      const u = new URL(url);
+      return Number(u.port || (u.protocol === "https:" ? 443 : 80));
+    } catch {
+      return undefined;
+    }
+  };
+  // CloudFormation's and S3's first, as most calls are theirs: several variables often hold one URL.
+  const first = ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"];
+  const byPort =
+    port === undefined
+      ? undefined
+      : [
+          ...first,
+          ...Object.keys(process.env)
+            .filter((v) => /^AWS_ENDPOINT_URL_[A-Z0-9_]+$/.test(v) && !first.includes(v))
+            .sort(),
+        ]
+          .filter(set)
+          .find((v) => portOf(process.env[v] as string) === port);
+  return byPort ?? first.find(set);
 }

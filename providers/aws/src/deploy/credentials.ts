@@ -2,16 +2,24 @@
  * The credentials of the commands that reach AWS, looked up under their timeouts (calls.ts). The
  * AWS SDK's own chain does the looking up (environment, config and credentials files, SSO,
  * assume-role, web identity, process, container and instance metadata); what is added here is
- * what it leaves out: its SSO and SSO OIDC clients wait for ever (they take nothing of the
- * calling client's request handler), so a profile whose SSO portal a VPN or proxy swallows held
- * `up` with nothing said; its STS client took the 60 s of silence three times over, also with
- * nothing said; and a failure named neither the profile nor where it had gone.
+ * what it leaves out: its SSO and SSO OIDC clients take nothing of the calling client's request
+ * handler and would wait for ever on a portal a VPN or proxy swallows, saying nothing; its STS
+ * client would take 60 s of silence on each of its 3 tries, saying nothing either; and its
+ * failures name neither the profile nor where the lookup had gone.
  */
 import { defaultProvider } from "@aws-sdk/credential-provider-node";
 import type { Logger } from "@nitric-like/spec";
 import { loadSharedConfigFiles, loadSsoSessionData } from "@smithy/core/config";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
-import { type CallTimeouts, duration, interruptible, isTimeout, requestHandlerOptions } from "./calls.js";
+import {
+  type CallTimeouts,
+  duration,
+  endpointVariable,
+  interruptible,
+  isTimeout,
+  origin,
+  requestHandlerOptions,
+} from "./calls.js";
 
 /** Where a profile's credentials come from, as the user should hear it. */
 export interface CredentialSource {
@@ -126,20 +134,15 @@ function callOf(request: HttpRequest): string {
 
 /** `<call> at <endpoint>`, with the endpoint variable that sent it away from AWS when one did. */
 function withVariable(callAt: string): string {
-  const variable = endpointVariable(callAt);
-  return variable ? `${callAt} (${variable})` : callAt;
-}
-
-/** The endpoint variable that sent a call away from AWS, when one did. */
-function endpointVariable(call: string): string | undefined {
-  const own = call.startsWith("SSO OIDC")
-    ? "AWS_ENDPOINT_URL_SSO_OIDC"
-    : call.startsWith("SSO")
-      ? "AWS_ENDPOINT_URL_SSO"
-      : call.startsWith("STS")
-        ? "AWS_ENDPOINT_URL_STS"
+  const service = callAt.startsWith("SSO OIDC")
+    ? "SSO_OIDC"
+    : callAt.startsWith("SSO")
+      ? "SSO"
+      : callAt.startsWith("STS")
+        ? "STS"
         : undefined;
-  return [own, "AWS_ENDPOINT_URL"].find((k): k is string => k !== undefined && Boolean(process.env[k]));
+  const variable = service === undefined ? undefined : endpointVariable(service, undefined);
+  return variable ? `${callAt} (${variable})` : callAt;
 }
 
 /**
@@ -168,7 +171,7 @@ class CredentialRequests extends NodeHttpHandler {
     request: HttpRequest,
     options?: Parameters<NodeHttpHandler["handle"]>[1],
   ): ReturnType<NodeHttpHandler["handle"]> {
-    const endpoint = `${request.protocol}//${request.hostname.includes(":") ? `[${request.hostname}]` : request.hostname}${request.port ? `:${request.port}` : ""}`;
+    const endpoint = origin(request) ?? request.hostname;
     if (this.stopped) throw new Error("stopped (Ctrl-C)");
     const call = callOf(request);
     this.waiting = `${call} at ${endpoint}`;
@@ -239,7 +242,8 @@ function fix(source: CredentialSource): string {
  * 3 tries in all), and the instance metadata service gets as long as the SDK gives it (1 s) or
  * the timeout when shorter. A lookup that then fails on the network throws a
  * CredentialLookupError naming the profile, the call, its endpoint and the fix; Ctrl-C while it
- * waits ends it (exit 130), unless `interruptible` is false. Other failures (no credentials anywhere) are the SDK's, as before.
+ * waits ends it (exit 130), unless `interruptible` is false. Other failures (no credentials
+ * anywhere) are the SDK's own errors, which the deploy commands explain (deploy.ts).
  */
 export function credentialProvider(
   timeouts: CallTimeouts,

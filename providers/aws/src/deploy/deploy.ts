@@ -32,6 +32,7 @@ import { SECRET_TAG } from "../build/template.js";
 import {
   clientConfig,
   deployTimeouts,
+  endpointVariable,
   failedCall,
   failedCallWords,
   SERVICE_LABELS,
@@ -278,38 +279,6 @@ const KNOWN_REGIONS = new Set([
   ...["ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4"],
   ...["ap-southeast-5", "ap-southeast-6", "ap-southeast-7"],
 ]);
-
-/**
- * The endpoint variable the failed call went to: `service`'s own, else AWS_ENDPOINT_URL; for a
- * service not known, the variable whose URL has the port the connection was refused on, else the
- * first set of CloudFormation's, S3's and AWS_ENDPOINT_URL.
- */
-function endpointVariable(service: string | undefined, port: number | undefined): string | undefined {
-  const set = (v: string) => Boolean(process.env[v]);
-  if (service !== undefined) return [`AWS_ENDPOINT_URL_${service}`, "AWS_ENDPOINT_URL"].find(set);
-  const portOf = (url: string) => {
-    try {
-      const u = new URL(url);
-      return Number(u.port || (u.protocol === "https:" ? 443 : 80));
-    } catch {
-      return undefined;
-    }
-  };
-  // CloudFormation's and S3's first, as most calls are theirs: several variables often hold one URL.
-  const first = ["AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"];
-  const byPort =
-    port === undefined
-      ? undefined
-      : [
-          ...first,
-          ...Object.keys(process.env)
-            .filter((v) => /^AWS_ENDPOINT_URL_[A-Z0-9_]+$/.test(v) && !first.includes(v))
-            .sort(),
-        ]
-          .filter(set)
-          .find((v) => portOf(process.env[v] as string) === port);
-  return byPort ?? first.find(set);
-}
 
 /**
  * When `error` is a host that does not resolve or answer: which region or endpoint, and the fix.
