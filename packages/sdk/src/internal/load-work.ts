@@ -173,15 +173,22 @@ function startedByCode(trace: { stack?: string }): boolean {
   return caller !== undefined && !NODE_FRAME.test(caller) && !UNDICI_FRAME.test(caller);
 }
 
-/** A stack, with room for the frames of the code that made the resource after Node's own (about 6). */
-function traceHere(): { stack?: string } {
+/**
+ * The stack here, of at most `frames` frames from the caller of `below` (traceHere's own caller
+ * when left out): Error.stackTraceLimit, which the service may have lowered (or Node's 10 may cut
+ * short), is set for this capture alone.
+ */
+export function traceHere(frames: number, below: (...args: never[]) => unknown = traceHere): { stack?: string } {
   const trace: { stack?: string } = {};
   const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 6 + CALLER_FRAMES;
-  Error.captureStackTrace(trace);
+  Error.stackTraceLimit = frames;
+  Error.captureStackTrace(trace, below);
   Error.stackTraceLimit = limit;
   return trace;
 }
+
+/** Frames of a resource's stack: Node's own that made it (about 6), then the code's that did. */
+const RESOURCE_FRAMES = 6 + CALLER_FRAMES;
 
 /** How many connections a sign of life names, at most. */
 const CONNECTIONS_SAID = 3;
@@ -233,7 +240,7 @@ export function watchLoadWork(
           loadedAt ??= Date.now();
           if (Date.now() + due > loadedAt + LOAD_WORK_TOTAL_MS) return;
         }
-        timers.set(id, { trace: traceHere() });
+        timers.set(id, { trace: traceHere(RESOURCE_FRAMES) });
       } else if (REQUESTS.has(type)) requests.set(id, REQUESTS.get(type) as string);
       else if (CONNECTIONS.has(type))
         connections.set(id, {
@@ -241,7 +248,7 @@ export function watchLoadWork(
           readAt: 0,
           writtenAtRead: 0,
           tls: type === "TLSWRAP",
-          trace: traceHere(),
+          trace: traceHere(RESOURCE_FRAMES),
         });
       work.set(id, { depth });
     },

@@ -19,7 +19,7 @@ import {
   LOAD_SAID_SYMBOL,
   LOAD_TIMERS_SIGN,
 } from "@nitric-like/spec";
-import { watchLoadWork } from "./load-work.js";
+import { traceHere, watchLoadWork } from "./load-work.js";
 
 let transport: Transport | undefined;
 let client: Client | undefined;
@@ -220,12 +220,7 @@ function noteLoadCall(): void {
   if (loaded || environment() !== "build") return;
   // Only where a runner will say the module has loaded (run's bundles): else it never would.
   if ((globalThis as unknown as Record<symbol, unknown>)[Symbol.for(LOAD_SAID_SYMBOL)] !== true) return;
-  const trace: { stack?: string } = {};
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 12;
-  Error.captureStackTrace(trace, noteLoadCall);
-  Error.stackTraceLimit = limit;
-  lastLoadCall = trace;
+  lastLoadCall = traceHere(12, noteLoadCall);
   lastLoadCallTold = false;
   loadPendingCheck ??= setTimeout(tellLoadPending, LOAD_PENDING_CHECK_MS);
 }
