@@ -51,8 +51,9 @@ interface ServerArrivals {
 /** Why a call was ended before its request had arrived, with the status its client was sent. */
 export interface CallRefusal {
   /**
-   * "arriving": the budget was full and the call held the most; "too-large": its message
-   * announced more than the server takes; "compressed": its message was compressed.
+   * "arriving": the budget was full, and the call held the most of the server whose calls held
+   * the most; "too-large": its message announced more than the server takes; "compressed": its
+   * message was compressed.
    */
   kind: "arriving" | "too-large" | "compressed";
   code: Code;
@@ -193,7 +194,7 @@ export class ArrivingBudget {
   /**
    * Ends a call whose message is compressed: grpc-js would inflate it once whole, outside any
    * budget, up to MAX_GRPC_MESSAGE_BYTES from a few kilobytes (64 MB of zeros take 61 KB in
-   * gzip: 20 such calls took `run` past 1.5 GB), and then hold the result. Neither our SDK nor
+   * gzip, so 20 such calls would take `run` past 1.5 GB), and then hold the result. Neither our SDK nor
    * @nitric/sdk compresses what it sends, nor do gRPC libraries (grpc-js, grpc-go, grpc-java)
    * unless told to.
    */
@@ -210,8 +211,8 @@ export class ArrivingBudget {
 
   /**
    * Ends a call as soon as its message's prefix announces more than its server takes. grpc-js
-   * refuses such a message then too, but leaves the client sending the rest (it read and dropped
-   * over 1 GB in 8 s of one such call), and this budget would count those bytes as held until the
+   * refuses such a message then too, but leaves the client sending the rest (reading and dropping
+   * what may be gigabytes, as fast as loopback carries them), and this budget would count those bytes as held until the
    * announced length had come.
    */
   private refuseTooLarge(arrival: Arrival): void {

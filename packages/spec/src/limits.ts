@@ -108,7 +108,9 @@ export const ALIVE_FD_VAR = "NITRIC_LIKE_ALIVE_FD";
 /**
  * How the name of the collect pass's sign of life starts (a grant of nothing our SDK sends while
  * work its service started as it loaded is waited for, see the SDK's load-work.ts): a LoadWaiting
- * as JSON after it (an older SDK's: a list of `timers` alone).
+ * as JSON after it, which names pending requests and connections as well as timers (an older
+ * SDK's: a list of `timers` alone). The name says timers alone and is kept so: SDKs already
+ * built send it.
  */
 export const LOAD_TIMERS_SIGN = "nitric-like:load-timers:";
 
