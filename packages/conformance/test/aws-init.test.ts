@@ -33,6 +33,10 @@ const SLOW = [
   // Errors nothing catches: a timer that throws once the handler has answered, a promise not awaited.
   '  if (ctx.text() === "timer") setTimeout(() => { throw new Error("cache refresh failed"); }, 10);',
   '  if (ctx.text() === "reject") Promise.reject(new Error("audit write failed"));',
+  '  if (ctx.text() === "late reject") {',
+  "    await new Promise((r) => setTimeout(r, 300));",
+  '    Promise.reject(new Error("audit write failed"));',
+  "  }",
   // A handler busy in a loop that does not yield (its event loop never sees its channel close).
   '  if (ctx.text() === "spin") {',
   '    appendFileSync(`${process.env.INIT_PLAN}.spins`, "spin\\n");',
@@ -318,6 +322,35 @@ describe("the AWS emulator's function init", () => {
       // Each said once, by its function (not again as a failed integration).
       expect(lines.filter((l) => l.includes("cache refresh failed") && !l.startsWith("slow | "))).toHaveLength(1);
       client.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("runs an event that waited for the environment an uncaught error ended in a new one, not in the one that is exiting", async () => {
+    const lines: string[] = [];
+    // One environment: the second event waits for it while the first runs.
+    const emulator = await emulate("0", { maxInstancesPerFunction: 1 }, lines);
+    try {
+      const fn = emulator.functions[0];
+      if (fn === undefined) throw new Error("no function");
+      const url = emulator.sockets[0]?.url as string;
+      const [a, b] = [await connect(url), await connect(url)];
+      expect(inits()).toBe(1);
+      // The first event's handler leaves a promise to reject 300 ms in; the second waits meanwhile.
+      a.ws.send("late reject");
+      await sleep(50);
+      b.ws.send("0");
+      expect(JSON.parse((await a.next()).text).message).toBe("Internal server error");
+      expect((await b.next()).text).toBe("answered 0");
+      // It ran in a new execution environment, the failed one's exit said once, as its own.
+      expect(inits()).toBe(2);
+      await until(() => lines.some((l) => l.includes("exited with code 128")));
+      expect(lines.filter((l) => l.includes("exited with code 128"))).toEqual([
+        `function "${fn.name}": an execution environment exited with code 128 after an unhandled rejection: Error: audit write failed, failing the event it ran; the function's next events start a new one when none is free`,
+      ]);
+      a.close();
+      b.close();
     } finally {
       await emulator.stop();
     }

@@ -633,6 +633,15 @@ class Instance {
     return this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
+  /**
+   * Its worker said an uncaught error ended it: it exits once it has said so and takes no event
+   * meanwhile, so it is given none (one given to it would fail with that error, never run). Its
+   * exit is still said as the crash it is, unlike one the emulator ends (`ending`).
+   */
+  get leaving(): boolean {
+    return this.uncaught !== undefined;
+  }
+
   /** Its init finished: an exit before that is its init's failure (an InitError), said as one. */
   get started(): boolean {
     return this.initialized;
@@ -1116,7 +1125,7 @@ class EmulatedFunction {
 
   /** Takes an idle instance, or starts one while there are fewer than maxInstances. */
   private free(): Instance | undefined {
-    let instance = this.instances.find((i) => !i.busy && !i.ending && !i.exited);
+    let instance = this.instances.find((i) => !i.busy && !i.ending && !i.leaving && !i.exited);
     if (instance === undefined && this.instances.length < this.maxInstances && !this.stopped) {
       // The first environment after an init past the limit retries it with this event (see start).
       instance = this.spawn(this.retryInitWithEvent, true);
