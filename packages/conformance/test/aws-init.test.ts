@@ -24,14 +24,21 @@ afterAll(cleanTemp);
 
 /** A service whose init (on Lambda only, not in the collect pass) waits as long as INIT_PLAN's file says. */
 const SLOW = [
-  'import { appendFileSync, readFileSync } from "node:fs";',
+  'import { appendFileSync, existsSync, readFileSync } from "node:fs";',
   'import { websocket } from "@nitric-like/sdk";',
   'const socket = websocket("socket");',
   'socket.on("connect", () => {});',
   'socket.on("disconnect", () => {});',
   'socket.on("message", async (ctx) => {',
-  // Errors nothing catches: a timer that throws once the handler has answered, a promise not awaited.
-  '  if (ctx.text() === "timer") setTimeout(() => { throw new Error("cache refresh failed"); }, 10);',
+  // Errors nothing catches: a timer that throws once the handler has answered (once a file beside
+  // the plan says the test has its answer, so not before the environment has frozen), a promise not awaited.
+  '  if (ctx.text() === "timer") {',
+  "    const timer = setInterval(() => {",
+  "      if (!existsSync(`${process.env.INIT_PLAN}.fire`)) return;",
+  "      clearInterval(timer);",
+  '      throw new Error("cache refresh failed");',
+  "    }, 20);",
+  "  }",
   '  if (ctx.text() === "reject") Promise.reject(new Error("audit write failed"));',
   '  if (ctx.text() === "late reject") {',
   "    await new Promise((r) => setTimeout(r, 300));",
@@ -121,6 +128,7 @@ describe("the AWS emulator's function init", () => {
   ): Promise<Emulator> {
     writeFileSync(plan, init);
     writeFileSync(`${plan}.inits`, "");
+    rmSync(`${plan}.fire`, { force: true });
     const log = (m: string) => {
       lines.push(m);
       times.push(Date.now());
@@ -310,10 +318,12 @@ describe("the AWS emulator's function init", () => {
       await until(() => lines.includes(ended("an unhandled rejection", "Error: audit write failed")));
       client.ws.send("0");
       expect((await client.next()).text).toBe("answered 0");
-      // The timer is still pending when the handler answers: it fires as the next event thaws the environment.
+      // The timer is still pending when the handler answers, and the environment freezes; told to
+      // fire only now, it does so as the next event thaws the environment, while its handler waits.
       client.ws.send("timer");
       expect((await client.next()).text).toBe("answered timer");
-      client.ws.send("1");
+      writeFileSync(`${plan}.fire`, "");
+      client.ws.send("50");
       expect(JSON.parse((await client.next()).text).message).toBe("Internal server error");
       await until(() => lines.includes(ended("an uncaught exception", "cache refresh failed")));
       expect(lines).toContain("slow | Uncaught Exception Error: cache refresh failed");
