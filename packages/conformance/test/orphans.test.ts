@@ -1,7 +1,7 @@
 // The child processes the CLI starts end when it ends, however it ends: SIGKILL included, which
 // runs none of its code, and a child busy in a loop, which runs none of its own.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { CLI, cleanTemp, connect, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
@@ -328,4 +328,115 @@ describe("a terminal's Ctrl-C (SIGINT to run's whole process group) reaches only
     expect(code, app.stderr).toBe(0);
     expect(app.stdout + app.stderr).toContain("disconnect handled");
   }, 60000);
+});
+
+/** The pids a service wrote to `file`, one a line, as it started them (ended after the test if they are left). */
+function pidsIn(file: string): number[] {
+  let pids: number[] = [];
+  try {
+    pids = readFileSync(file, "utf8").split("\n").filter(Boolean).map(Number);
+  } catch {
+    // None yet.
+  }
+  for (const pid of pids) sleeps.add(pid);
+  return pids;
+}
+
+/** SIGKILL to `pid`, unless it has gone. */
+function kill(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // Gone meanwhile.
+  }
+}
+
+/** The `sleep 1000` processes the services started, ended after each test (those still sleeping). */
+const sleeps = new Set<number>();
+afterEach(() => {
+  for (const pid of sleeps) if (cmdline(pid) === "sleep 1000 ") kill(pid);
+  sleeps.clear();
+});
+
+/** Waits until `done`, for 10 s at most, and says whether it is. */
+async function eventually(done: () => boolean): Promise<boolean> {
+  for (const until = Date.now() + 10000; !done() && Date.now() < until; ) await sleep(50);
+  return done();
+}
+
+/**
+ * A service whose process (`when` its environment variable says it runs where `run` starts it)
+ * starts a `sleep 1000` at load, and one for each message "spawn", writing each one's pid to
+ * `file`; the message "exit" makes the process exit.
+ */
+function spawner(socket: string, file: string, when: string): string {
+  return [
+    'import { spawn } from "node:child_process";',
+    'import { appendFileSync } from "node:fs";',
+    'import { websocket } from "@nitric-like/sdk";',
+    `const file = ${JSON.stringify(file)};`,
+    'const start = () => appendFileSync(file, `${spawn("sleep", ["1000"], { stdio: "ignore" }).pid}\\n`);',
+    `const socket = websocket(${JSON.stringify(socket)});`,
+    'socket.on("connect", () => {});',
+    'socket.on("disconnect", () => {});',
+    'socket.on("message", (ctx) => {',
+    '  if (ctx.text() === "spawn") start();',
+    '  if (ctx.text() === "exit") setTimeout(() => process.exit(1), 50);',
+    "  return ctx.text();",
+    "});",
+    `if (${when}) start();`,
+  ].join("\n");
+}
+
+describe("what a service or a function started ends with it", () => {
+  it("run --provider aws: a process a function's init or handler started ends with its execution environment, on a save and on Ctrl-C", async () => {
+    const dir = writeProject({ "nitric-like.yaml": "name: spawner\nservices:\n  - match: services/*.ts\n" });
+    const file = join(dir, "pids");
+    mkdirSync(join(dir, "services"));
+    const source = spawner("spawner", file, "process.env.LAMBDA_TASK_ROOT !== undefined");
+    writeFileSync(join(dir, "services/spawner.ts"), source);
+    const app = await startApp(dir, ["--provider", "aws", "--no-dashboard"], {}, { group: true });
+    expect(await eventually(() => pidsIn(file).length === 1)).toBe(true);
+    const [first] = pidsIn(file) as [number];
+    expect(cmdline(first)).toBe("sleep 1000 ");
+    // The user saves: the environment the restart ends takes its sleep with it.
+    writeFileSync(join(dir, "services/spawner.ts"), `${source}\n// saved\n`);
+    expect(await eventually(() => pidsIn(file).length === 2), app.stdout + app.stderr).toBe(true);
+    expect(await eventually(() => stat(first) === undefined)).toBe(true);
+    // One a handler starts, in the new environment.
+    const client = await connect(app.url("spawner"));
+    client.ws.send("spawn");
+    expect((await client.next(10000)).text).toBe("spawn");
+    expect(pidsIn(file)).toHaveLength(3);
+    app.interrupt();
+    expect((await app.exited).code, app.stderr).toBe(0);
+    const left = () => pidsIn(file).filter((pid) => stat(pid) !== undefined);
+    expect(await eventually(() => left().length === 0)).toBe(true);
+  }, 90000);
+
+  it("run --processes: a process a service started ends with the service, when it exits by itself, on a save and on Ctrl-C", async () => {
+    const dir = writeProject({ "nitric-like.yaml": "name: spawner\nservices:\n  - match: services/*.ts\n" });
+    const file = join(dir, "pids");
+    mkdirSync(join(dir, "services"));
+    const source = spawner("spawner", file, 'process.env.NITRIC_ENVIRONMENT === "run"');
+    writeFileSync(join(dir, "services/spawner.ts"), source);
+    const app = await startApp(dir, ["--processes", "--no-dashboard"], {}, { group: true });
+    expect(await eventually(() => pidsIn(file).length === 1)).toBe(true);
+    const [first] = pidsIn(file) as [number];
+    expect(cmdline(first)).toBe("sleep 1000 ");
+    // The service exits by itself (a crash): run restarts it, and its sleep is gone.
+    const client = await connect(app.url("spawner"));
+    client.ws.send("exit");
+    expect(await eventually(() => pidsIn(file).length === 2), app.stdout + app.stderr).toBe(true);
+    expect(await eventually(() => stat(first) === undefined)).toBe(true);
+    const second = pidsIn(file)[1] as number;
+    // The user saves.
+    writeFileSync(join(dir, "services/spawner.ts"), `${source}\n// saved\n`);
+    expect(await eventually(() => pidsIn(file).length === 3), app.stdout + app.stderr).toBe(true);
+    expect(await eventually(() => stat(second) === undefined)).toBe(true);
+    app.interrupt();
+    expect((await app.exited).code, app.stderr).toBe(0);
+    const left = () => pidsIn(file).filter((pid) => stat(pid) !== undefined);
+    expect(await eventually(() => left().length === 0)).toBe(true);
+  }, 90000);
 });

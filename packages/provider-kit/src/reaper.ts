@@ -11,7 +11,8 @@
  * its stdin, a pipe whose only writer is this process. When this process ends, however it ends,
  * the kernel closes that pipe, the reaper reads its end, sends SIGTERM to every child still
  * listed (a whole process group for a service), and SIGKILL to those still there 2 s later. A
- * child that exits is taken off the list first, so a normal stop leaves it nothing to do.
+ * child that exits is taken off the list first (a group once nothing is left in it: what its
+ * leader started is ended with it), so a normal stop leaves it nothing to do.
  *
  * Not on Windows (no process groups, no /bin/sh); there the children's own watches remain.
  */
@@ -93,18 +94,54 @@ export function startReaper(): void {
   reaperInput();
 }
 
+/** How long what is left of a process group once its leader has exited has after SIGTERM, before SIGKILL. */
+const GROUP_GRACE_MS = 2000;
+
 /**
  * Ends `child` (its whole process group with `group`, for a child spawned `detached`) when this
- * process ends, if it has not exited by then (see above).
+ * process ends, if it has not exited by then (see above). With `group`, what is left of the group
+ * once `child`, its leader, has exited (processes it started: a `sleep` a service spawned, a
+ * server of its own) is ended too, however the leader ended: a stop, a restart, a crash. They get
+ * SIGTERM, and SIGKILL GROUP_GRACE_MS later; the group stays listed here until it is gone.
  */
 export function endWithThisProcess(child: ChildProcess, group: boolean): void {
   const pid = child.pid;
   if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const to = reaperInput();
-  if (to === undefined) return;
   const id = group ? `-${pid}` : `${pid}`;
-  to.write(`+${id}\n`);
+  if (to !== undefined) to.write(`+${id}\n`);
+  const unlist = () => {
+    if (to !== undefined && !to.destroyed) to.write(`-${id}\n`);
+  };
   child.once("exit", () => {
-    if (!to.destroyed) to.write(`-${id}\n`);
+    if (group && process.platform !== "win32") endLeftGroup(pid, unlist);
+    else unlist();
   });
+}
+
+/** Sends `signal` to process group `pgid`; false when no process is left in it. */
+function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Ends what is left of group `pgid`, whose leader has exited, then calls `gone`. */
+function endLeftGroup(pgid: number, gone: () => void): void {
+  if (!signalGroup(pgid, "SIGTERM")) {
+    gone();
+    return;
+  }
+  const until = Date.now() + GROUP_GRACE_MS;
+  const check = setInterval(() => {
+    if (signalGroup(pgid, 0) && Date.now() < until) return;
+    clearInterval(check);
+    signalGroup(pgid, "SIGKILL");
+    gone();
+  }, 50);
+  // Nothing here keeps this process alive: the reaper ends the group if this process ends first.
+  check.unref();
 }

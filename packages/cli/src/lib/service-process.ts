@@ -81,7 +81,8 @@ export function endServiceGroups(): void {
 /**
  * Spawns the service with piped output. Its process group ends with this process however this
  * process ends (endWithThisProcess): a group of its own gets no terminal signal, and a service
- * busy in a loop could not notice that its parent is gone.
+ * busy in a loop could not notice that its parent is gone. What is left of the group once the
+ * service has exited (a process it started), however it exited, is ended too.
  */
 export function spawnService(launch: ServiceLaunch): ChildProcess {
   startReaper();

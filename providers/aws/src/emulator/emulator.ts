@@ -519,12 +519,14 @@ class Instance {
       serialization: "advanced",
       // A process group of its own, as run's service processes have: a terminal's Ctrl-C then
       // reaches only run, which lets the $disconnect events of the clients it closes run here
-      // before it ends the environments, instead of the environments dying with the keystroke.
+      // before it ends the environments. The group is the environment: what the function starts
+      // (a process it spawns) is in it, and ends with it, as everything in a Lambda environment does.
       detached: true,
     });
     this.child = child;
-    // Ended with this process, however it ends (its group: what the function started too): one
-    // busy in its init or a handler cannot notice that its IPC channel closed.
+    // Ended with this process, however it ends, its group with it: one busy in its init or a
+    // handler cannot notice that its IPC channel closed. And once it has exited (ended here, or
+    // a crash), what is left of its group is ended too.
     endWithThisProcess(child, true);
     // Written to only to thaw it; a write after it exited fails, which its exit already says.
     child.stdin?.on("error", () => {});
@@ -675,7 +677,19 @@ class Instance {
   private channelLost(code: string): void {
     this.lost ??= code;
     if (this.exited) this.fail(new Error(`function "${this.name}": its execution environment had exited`));
-    else this.child.kill("SIGKILL");
+    else this.killGroup();
+  }
+
+  /** Kills its worker and every process in its group (what the function started) at once. */
+  private killGroup(): void {
+    const pid = this.child.pid;
+    try {
+      if (pid === undefined) throw new Error("no pid");
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // No group (it has gone, or never started): its worker alone, if it is there.
+      this.child.kill("SIGKILL");
+    }
   }
 
   /** Fails the invocation it runs with `error`. */
@@ -698,7 +712,7 @@ class Instance {
   /** Ends it at once (a timeout). */
   kill(): void {
     this.ending = true;
-    this.child.kill("SIGKILL");
+    this.killGroup();
   }
 
   /**
@@ -715,14 +729,14 @@ class Instance {
     const exited = new Promise((r) => this.child.once("exit", r));
     // An init that has not finished (one that hangs, when the run stops) is not waited for.
     if (!this.initialized || (this.endedFor === "restart" && this.current !== undefined)) {
-      this.child.kill("SIGKILL");
+      this.killGroup();
       await exited;
       return;
     }
     // A frozen worker exits when its stdin closes; a running one when its channel does.
     this.child.stdin?.end();
     if (this.child.connected) this.child.disconnect();
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 2000);
+    const timer = setTimeout(() => this.killGroup(), 2000);
     await exited;
     clearTimeout(timer);
   }
