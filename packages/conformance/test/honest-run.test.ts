@@ -284,6 +284,38 @@ describe("nitric-like run: a service that fails", () => {
     60000,
   );
 
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "whose top-level await nothing is left to settle only once it runs (Node's exit code 13) is told what code 13 means, as the collect pass tells it, then its last output (service in $how)",
+    async ({ args }) => {
+      // Past the collect pass (it declares there), stuck under run at an await nothing settles.
+      const stuck = (log: string) =>
+        `if (process.env.NITRIC_ENVIRONMENT === "run") {\n${log}await new Promise(() => {});\n}`;
+      const dir = writeProject({
+        "nitric-like.yaml": PROJECT,
+        "services/config.ts": chat(stuck('console.log("waiting for the config service");\n'), "config"),
+        "services/quiet.ts": chat(stuck(""), "quiet"),
+      });
+      const { code, stderr } = await runCli(
+        ["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch", ...args],
+        { timeoutMs: 60000 },
+      );
+      expect(code).toBe(1);
+      const meaning = (file: string) =>
+        `Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/${file}, and what it imports, for that await, and register handlers at module load, before any await that may not settle`;
+      const fix = "\n  fix it, then start run again (--no-watch: it does not watch files)\n";
+      expect(stderr).toContain(
+        `error: service "config" (services/config.ts) failed to start: it exited with code 13: ${meaning("config.ts")}; its last output: waiting for the config service${fix}`,
+      );
+      expect(stderr).toContain(
+        `error: service "quiet" (services/quiet.ts) failed to start: it exited with code 13, printing nothing: ${meaning("quiet.ts")}${fix}`,
+      );
+    },
+    60000,
+  );
+
   it("stopped by the collect pass (a blocked top level, nothing declared in time) is said by the pass's message, not by a line it logged, in run and spec", async () => {
     // Lines that look like a cause but are not it: one shaped as an error, one as a log's `word: text`.
     const logged = 'console.error("config: loading");\nconsole.error("Error: retrying the cache in a second");';

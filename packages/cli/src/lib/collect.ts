@@ -47,7 +47,7 @@ import {
 import { UNSETTLED_AWAIT_EXIT_CODE } from "./boot-thread.js";
 import { type Bundle, bundleService } from "./bundle.js";
 import { withDotEnv } from "./dotenv.js";
-import { projectLocation, RecentOutput } from "./failure.js";
+import { exitCodeMeaning, projectLocation, RecentOutput } from "./failure.js";
 import {
   processHandle,
   type ServiceHandle,
@@ -821,7 +821,7 @@ function recordExit(
         ? ""
         : service.loading
           ? `: ${unfinishedLoadMessage(service.file, service.at, "never settled, nothing being left that could settle it")}`
-          : `: Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in ${service.file}, and what it imports, for that await, and register handlers at module load, before any await that may not settle`;
+          : `: ${exitCodeMeaning(exit.code, service.file)}`;
     result.failure = { message: `${how} while its resources were being collected${meaning}`, output };
   } else if (result.failure && result.failure.output === "") {
     result.failure.output = output;

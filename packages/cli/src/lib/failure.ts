@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, isAbsolute, join, relative } from "node:path";
 import { boundedMessage, MAX_MESSAGE_LINES, unindentedMessage } from "@nitric-like/provider-kit";
+import { UNSETTLED_AWAIT_EXIT_CODE } from "./boot-thread.js";
 
 /** A failure, ready to print. */
 export interface FailureCause {
@@ -224,6 +225,16 @@ function wholeMessage(first: string, lines: string[], at: number): string {
   return unindentedMessage([first, ...rest]);
 }
 
+/**
+ * What a service's exit code means where Node says nothing of it (`file`: its entry, as the project
+ * names it), for the collect pass and `run`'s supervisor alike: for Node's code 13, a top-level
+ * await nothing was left to settle, and where to look; undefined for any other code.
+ */
+export function exitCodeMeaning(code: number | null, file: string): string | undefined {
+  if (code !== UNSETTLED_AWAIT_EXIT_CODE) return undefined;
+  return `Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in ${file}, and what it imports, for that await, and register handlers at module load, before any await that may not settle`;
+}
+
 /** What to do about a failure of no kind failureCause knows, under `run`. */
 const RUN_FIX = "fix it and save: run starts it again when one of its files changes";
 
@@ -231,9 +242,10 @@ const RUN_FIX = "fix it and save: run starts it again when one of its files chan
  * Reads a failed service's output (stderr as Node prints an uncaught error) and says why it failed.
  * `projectDir` makes locations relative; `files` are the project files the service is built from,
  * searched for the import of a missing package; `fix`: what to do about a failure of no kind it
- * knows (`run`'s, by default); `ended`: how it ended, such as "exited with code 1". When Node
- * printed no error (a service that logged its problem and exited), no line of its own log is
- * taken for one: the cause is how it ended and its last lines of output (lastOutputOf).
+ * knows (`run`'s, by default); `ended`: how it ended, such as "exited with code 1", and
+ * `meaning`: what that means (exitCodeMeaning). When Node printed no error (a service that logged
+ * its problem and exited), no line of its own log is taken for one: the cause is how it ended,
+ * what that means, and its last lines of output (lastOutputOf).
  */
 export function failureCause(
   output: string,
@@ -241,6 +253,7 @@ export function failureCause(
   files: Iterable<string> = [],
   fix = RUN_FIX,
   ended?: string,
+  meaning?: string,
 ): FailureCause {
   const lines = output.split("\n");
   let message: string | undefined;
@@ -287,12 +300,13 @@ export function failureCause(
   }
   if (message === undefined) {
     const how = ended === undefined ? "it printed no error" : `it ${ended}`;
+    const means = meaning === undefined ? "" : `: ${meaning}`;
     const last = lastOutputOf(lines);
     return {
       message:
         last === undefined
-          ? `${how}${ended === undefined ? " nor anything else" : ", printing nothing"}`
-          : `${how}; its last output:${last.includes("\n") ? "\n" : " "}${last}`,
+          ? `${how}${ended === undefined ? " nor anything else" : ", printing nothing"}${means}`
+          : `${how}${means}; its last output:${last.includes("\n") ? "\n" : " "}${last}`,
       fix,
       lastOutput: true,
     };

@@ -21,7 +21,14 @@ import {
   type RunningProvider,
   registrationKey,
 } from "@nitric-like/spec";
-import { type FailureCause, failureCause, formatFailure, lambdaHandlerFix, RecentOutput } from "./failure.js";
+import {
+  exitCodeMeaning,
+  type FailureCause,
+  failureCause,
+  formatFailure,
+  lambdaHandlerFix,
+  RecentOutput,
+} from "./failure.js";
 import type { Output } from "./log.js";
 import type { PreparedService } from "./prepare.js";
 import {
@@ -427,6 +434,9 @@ export class ServiceSupervisor {
           this.service.bundle?.inputs ?? [this.service.entry.path],
           undefined,
           how,
+          // Node says nothing of its code 13 (a top-level await left unsettled): said here, as the
+          // collect pass says it of one that ends so while collected.
+          exitCodeMeaning(code, this.service.entry.file),
         );
         const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
         // With no error printed, the cause says how it ended itself.
