@@ -7,7 +7,7 @@
 // promise it does not await rejects), in the emulator over dynalite, and one `run --provider aws`.
 
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type Emulator,
@@ -332,6 +332,43 @@ describe("the AWS emulator's function init", () => {
       // Each said once, by its function (not again as a failed integration).
       expect(lines.filter((l) => l.includes("cache refresh failed") && !l.startsWith("slow | "))).toHaveLength(1);
       client.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("fails the next event with the error of a timer a handler left pending, even when its handler answers without yielding", async () => {
+    // A Lambda handler of its own in the build (our runtime always yields before it answers): the
+    // first event answers from a timer's callback, leaving a timer that throws 50 ms later; the
+    // environment freezes there, with the event loop's clock behind. The next event's handler
+    // answers at once, but the timer is overdue by then and must run first, as on Lambda.
+    const build = join(tempDir(), "out");
+    cpSync(out, build, { recursive: true });
+    // The service awaits at its top level, so its bundle is an ES module.
+    writeFileSync(
+      join(build, "functions", "slow", "index.mjs"),
+      [
+        "export const handler = async (event) => {",
+        '  if (event.leave !== "timer") return "answered at once";',
+        "  await new Promise((r) => setTimeout(r, 10));",
+        '  setTimeout(() => { throw new Error("cache refresh failed"); }, 50);',
+        '  return "left a timer";',
+        "};",
+      ].join("\n"),
+    );
+    const lines: string[] = [];
+    const emulator = await emulate("0", { buildDir: build }, lines);
+    try {
+      const fn = emulator.functions[0];
+      if (fn === undefined) throw new Error("no function");
+      expect(await fn.invoke({ leave: "timer" })).toBe("left a timer");
+      await sleep(200);
+      await expect(fn.invoke({})).rejects.toThrow(
+        `function "${fn.name}": an uncaught exception ended its execution environment during this event: cache refresh failed`,
+      );
+      expect(lines).toContain("slow | Uncaught Exception Error: cache refresh failed");
+      // The next event runs in a new execution environment.
+      expect(await fn.invoke({})).toBe("answered at once");
     } finally {
       await emulator.stop();
     }

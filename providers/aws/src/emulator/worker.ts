@@ -147,6 +147,19 @@ function errorOf(error: unknown): { message: string; errorType: string } {
 
 process.on("message", (message: Invoke) => {
   if (message?.type !== "invoke" || ending) return;
+  // Thawed for it: the timers that fell due while it was frozen run first, as they do on Lambda,
+  // so one that throws fails this event even when its handler answers without yielding. It is
+  // read in the loop's poll phase, which can come before its timers phase once thawed (frozen in
+  // a timer's callback, the loop's clock is behind); a timer set now, on the current clock, fires
+  // after every timer already due (an immediate would run before them).
+  if (freezes) setTimeout(() => invoke(message), 0);
+  else invoke(message);
+});
+
+/** Runs the handler on `message`'s event and answers with its result or error. */
+function invoke(message: Invoke): void {
+  // A timer that fell due while it was frozen threw: that failed this invocation.
+  if (ending) return;
   const deadline = message.deadline;
   handler(message.event, { getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()) }).then(
     (result) => {
@@ -159,7 +172,7 @@ process.on("message", (message: Invoke) => {
       answer({ type: "result", id: message.id, error: (error as Error).message ?? String(error) }, "answered an event");
     },
   );
-});
+}
 
 // The emulator ends a worker by closing the IPC channel (and its stdin, for a frozen one).
 process.on("disconnect", () => process.exit(0));
