@@ -1,8 +1,9 @@
 // The gRPC transport where the suite over every transport (transports.test.ts) cannot look: the
 // addresses it is given.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { type ClientHttp2Stream, connect as connectHttp2 } from "node:http2";
 import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -16,6 +17,7 @@ import { describe, expect, it } from "vitest";
 import { Client } from "./client.js";
 import {
   ArrivingBudget,
+  ConnectionBudget,
   canCheckTcpPeers,
   createGrpcTransport,
   type GrpcRefusal,
@@ -24,8 +26,11 @@ import {
   MAX_CONCURRENT_STREAMS,
   MAX_GRPC_CONNECTIONS,
   MAX_GRPC_MESSAGE_BYTES,
+  MAX_PEER_CHECKS,
+  MAX_PROCESS_GRPC_CONNECTIONS,
   MAX_STATUS_DETAILS_BYTES,
   MAX_UNSENT_STREAM_BYTES,
+  processConnections,
 } from "./grpc.js";
 import { listsListener } from "./peer-user.js";
 import { methodPath, Router } from "./router.js";
@@ -265,6 +270,39 @@ function http2Connect(target: { port: number } | { path: string }): { result: Pr
   return { result, socket };
 }
 
+/**
+ * Occupies every thread of libuv's pool (opening FIFOs nobody writes to) so that no file read of
+ * this process finishes, the kernel's tables of connections among them; resolves once they are
+ * busy, with what frees them (again a no-op).
+ */
+async function blockThreadPool(): Promise<() => void> {
+  const dir = mkdtempSync(join(tmpdir(), "grpc-block-"));
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  const fifos = Array.from({ length: threads }, (_, i) => join(dir, `f${i}`));
+  for (const fifo of fifos) execFileSync("mkfifo", [fifo]);
+  const opening = fifos.map((fifo) => open(fifo, "r"));
+  // Long enough for every thread to have taken its open.
+  await new Promise((r) => setTimeout(r, 50));
+  let freed = false;
+  return () => {
+    if (freed) return;
+    freed = true;
+    for (const fifo of fifos) closeSync(openSync(fifo, "w"));
+    void Promise.all(opening).then(async (handles) => {
+      for (const handle of handles) await handle.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+  };
+}
+
+/** What each promise settled with within `ms`, undefined for those still waiting. */
+async function settledWithin<T>(promises: Promise<T>[], ms: number): Promise<(T | undefined)[]> {
+  const results: (T | undefined)[] = promises.map(() => undefined);
+  promises.forEach((p, i) => void p.then((r) => (results[i] = r)));
+  await new Promise((r) => setTimeout(r, ms));
+  return results;
+}
+
 describe("GrpcServer connections", () => {
   it("serves at most MAX_GRPC_CONNECTIONS connections at once across its addresses: past it a new one is cut as it comes, and said", async () => {
     expect(MAX_GRPC_CONNECTIONS).toBe(1000);
@@ -284,8 +322,8 @@ describe("GrpcServer connections", () => {
       const four = http2Connect({ path });
       expect([await three.result, await four.result]).toEqual(["cut", "cut"]);
       expect(refused).toEqual([
-        { kind: "connections", limit: 2 },
-        { kind: "connections", limit: 2 },
+        { kind: "connections", scope: "endpoint", limit: 2 },
+        { kind: "connections", scope: "endpoint", limit: 2 },
       ]);
       // One goes: there is room for one more, and calls over it work.
       one.socket.destroy();
@@ -306,6 +344,49 @@ describe("GrpcServer connections", () => {
       two.socket.destroy();
     } finally {
       server.forceStop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("shares one bound of connections among the process's servers: past it a new one to any of them is cut as it comes, naming the server holding the most", async () => {
+    expect(MAX_PROCESS_GRPC_CONNECTIONS).toBe(2000);
+    expect(processConnections.limit).toBe(MAX_PROCESS_GRPC_CONNECTIONS);
+    // Every server shares the process's budget unless given its own.
+    expect(new GrpcServer(new Router()).connectionBudget).toBe(processConnections);
+    const budget = new ConnectionBudget(3);
+    const refused: GrpcRefusal[] = [];
+    const leaky = new GrpcServer(new Router(), { connectionBudget: budget, name: "leaky" });
+    const quiet = new GrpcServer(new Router(), {
+      connectionBudget: budget,
+      name: "quiet",
+      refused: (refusal) => refused.push(refusal),
+    });
+    const dir = mkdtempSync(join(tmpdir(), "grpc-process-connections-"));
+    const paths = { leaky: join(dir, "leaky.sock"), quiet: join(dir, "quiet.sock") };
+    try {
+      await leaky.bind(`unix:${paths.leaky}`);
+      await quiet.bind(`unix:${paths.quiet}`);
+      const kept = [http2Connect({ path: paths.leaky }), http2Connect({ path: paths.leaky })];
+      const first = http2Connect({ path: paths.quiet });
+      expect(await Promise.all([...kept, first].map((c) => c.result))).toEqual(["served", "served", "served"]);
+      // The budget is full: the other server cuts a new one, though it holds only one of its own.
+      expect(await http2Connect({ path: paths.quiet }).result).toBe("cut");
+      expect(refused).toEqual([
+        { kind: "connections", scope: "process", limit: 3, busiest: { name: "leaky", connections: 2 } },
+      ]);
+      // One of the other server's goes: there is room again.
+      kept[0]?.socket.destroy();
+      const until = Date.now() + 5000;
+      let again = http2Connect({ path: paths.quiet });
+      while ((await again.result) === "cut" && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 10));
+        again = http2Connect({ path: paths.quiet });
+      }
+      expect(await again.result).toBe("served");
+      for (const c of [again, first, ...kept]) c.socket.destroy();
+    } finally {
+      leaky.forceStop();
+      quiet.forceStop();
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -349,11 +430,89 @@ describe("GrpcServer.bindLoopback", () => {
     },
   );
   it.skipIf(!canCheckTcpPeers())(
+    "counts connections still waiting for their check against its bound: past it a new one is cut at once, before any check answers",
+    async () => {
+      const refused: GrpcRefusal[] = [];
+      const server = new GrpcServer(new Router(), {
+        maxConnections: 3,
+        connectionBudget: new ConnectionBudget(100),
+        refused: (refusal) => refused.push(refusal),
+      });
+      const { port, sameUserOnly } = await server.bindLoopback(0);
+      expect(sameUserOnly).toBe(true);
+      const unblock = await blockThreadPool();
+      try {
+        // No check answers while the thread pool is busy: every connection waits for one.
+        const opened = Array.from({ length: 20 }, () => http2Connect({ port }));
+        const settled = await settledWithin(
+          opened.map((c) => c.result),
+          500,
+        );
+        expect(settled.filter((r) => r === "cut").length).toBe(17);
+        expect(settled.filter((r) => r === undefined).length).toBe(3);
+        expect(refused).toEqual(Array(17).fill({ kind: "connections", scope: "endpoint", limit: 3 }));
+        unblock();
+        // Their checks answer: the three are served.
+        const results = await Promise.all(opened.map((c) => c.result));
+        expect(results.filter((r) => r === "served").length).toBe(3);
+        for (const c of opened) c.socket.destroy();
+      } finally {
+        unblock();
+        server.forceStop();
+      }
+    },
+  );
+
+  it.skipIf(!canCheckTcpPeers())(
+    "asks the kernel about at most MAX_PEER_CHECKS connections at once: past it a new one is cut at once and said, while its Unix socket still serves",
+    async () => {
+      expect(MAX_PEER_CHECKS).toBe(500);
+      const refused: GrpcRefusal[] = [];
+      const server = new GrpcServer(new Router(), {
+        connectionBudget: new ConnectionBudget(100, 3),
+        refused: (refusal) => refused.push(refusal),
+      });
+      const dir = mkdtempSync(join(tmpdir(), "grpc-peer-checks-"));
+      const path = join(dir, "s.sock");
+      await server.bind(`unix:${path}`);
+      const { port } = await server.bindLoopback(0);
+      const unblock = await blockThreadPool();
+      try {
+        const opened = Array.from({ length: 10 }, () => http2Connect({ port }));
+        const settled = await settledWithin(
+          opened.map((c) => c.result),
+          500,
+        );
+        expect(settled.filter((r) => r === "cut").length).toBe(7);
+        expect(refused).toEqual(Array(7).fill({ kind: "connections", scope: "checks", limit: 3, port }));
+        // The owner-only Unix socket needs no check: this user's services still connect there.
+        const local = http2Connect({ path });
+        expect(await local.result).toBe("served");
+        unblock();
+        const results = await Promise.all(opened.map((c) => c.result));
+        expect(results.filter((r) => r === "served").length).toBe(3);
+        for (const c of [local, ...opened]) c.socket.destroy();
+        // Every check answered: a new connection is checked again, and served.
+        const later = http2Connect({ port });
+        expect(await later.result).toBe("served");
+        later.socket.destroy();
+      } finally {
+        unblock();
+        server.forceStop();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it.skipIf(!canCheckTcpPeers())(
     "checks a burst of 2,000 connections at once with one read of the kernel's tables at a time, serving each without gigabytes of memory",
     async () => {
       const n = 2000;
       // More than MAX_GRPC_CONNECTIONS: the checks are what is measured here.
-      const server = new GrpcServer(new Router(), { maxConnections: n });
+      const server = new GrpcServer(new Router(), {
+        maxConnections: n,
+        connectionBudget: new ConnectionBudget(n, n),
+      });
       const { port, sameUserOnly } = await server.bindLoopback(0);
       expect(sameUserOnly).toBe(true);
       const peakBefore = process.resourceUsage().maxRSS;

@@ -7,6 +7,7 @@
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { ArrivingBudget, type CallRefusal, processArriving } from "./arriving.js";
+import { type ConnectionBudget, type ConnectionHolder, processConnections } from "./connections.js";
 import { canCheckTcpPeers, listsListener, tcpPeerUid } from "./peer-user.js";
 import type { Router } from "./router.js";
 import { Code } from "./status.js";
@@ -177,8 +178,9 @@ function handlerFor(router: Router, path: string, kind: MethodKind): grpc.Untype
 export const MAX_CONCURRENT_STREAMS = 1024;
 
 /**
- * Connections a GrpcServer serves at once, across its addresses: past it a new connection is cut
- * as it comes. A service's SDK opens one (grpc-js shares one connection among its clients of an
+ * Connections a GrpcServer serves at once, across its addresses, those whose check still waits
+ * (bindLoopback) included: past it a new connection is cut as it comes. All of a process's
+ * servers together serve at most MAX_PROCESS_GRPC_CONNECTIONS (connections.ts). A service's SDK opens one (grpc-js shares one connection among its clients of an
  * address) or a few (an SDK of another language may open one per client), so a service never
  * meets it unless it opens connections in a loop and keeps them. Each idle HTTP/2 connection
  * costs `run` about 27 KB and a file descriptor (5,000 took `run --processes --tcp` from 66 MB
@@ -186,8 +188,22 @@ export const MAX_CONCURRENT_STREAMS = 1024;
  */
 export const MAX_GRPC_CONNECTIONS = 1000;
 
-/** Why a GrpcServer ended a call before its request had come, or cut a connection as it came. */
-export type GrpcRefusal = CallRefusal | { kind: "connections"; limit: number };
+/**
+ * Why a GrpcServer ended a call before its request had come, or cut a connection as it came:
+ * the server served its most connections ("endpoint"), the process's servers together theirs
+ * ("process", with the server holding the most), or the process asked the kernel whose
+ * MAX_PEER_CHECKS connections were already ("checks", with the TCP port the connection came to).
+ */
+export type GrpcRefusal =
+  | CallRefusal
+  | { kind: "connections"; scope: "endpoint"; limit: number }
+  | {
+      kind: "connections";
+      scope: "process";
+      limit: number;
+      busiest: { name: string | undefined; connections: number } | undefined;
+    }
+  | { kind: "connections"; scope: "checks"; limit: number; port: number };
 
 /** Options of a GrpcServer. */
 export interface GrpcServerOptions {
@@ -203,6 +219,13 @@ export interface GrpcServerOptions {
   arrivingBudget?: ArrivingBudget;
   /** Internal, for tests: the most connections this server serves at once. @default MAX_GRPC_CONNECTIONS */
   maxConnections?: number;
+  /**
+   * Internal, for tests: a bound on connections this server shares with the others given it, in
+   * place of the process's. @default processConnections (MAX_PROCESS_GRPC_CONNECTIONS)
+   */
+  connectionBudget?: ConnectionBudget;
+  /** How a refusal of another server sharing its connection budget names this one (a service's name). */
+  name?: string;
   /**
    * Hears each call this server ends before its request has come (the client was sent why) and
    * each connection it cuts as it comes, for a log: many may come at once.
@@ -223,8 +246,11 @@ export class GrpcServer {
   /** Hands a connection to grpc-js; made on the first. */
   private injector: grpc.ConnectionInjector | undefined;
 
-  /** Connections served now. */
-  private connections = 0;
+  /** The connections this server holds (served, or waiting for their check), with its name. */
+  private readonly holder: ConnectionHolder;
+
+  /** The bound on connections this server shares with the process's others. */
+  readonly connectionBudget: ConnectionBudget;
 
   private readonly maxConnections: number;
 
@@ -235,6 +261,8 @@ export class GrpcServer {
       options.arrivingBudget ??
       (options.maxArrivingBytes === undefined ? processArriving : new ArrivingBudget(options.maxArrivingBytes));
     this.maxConnections = options.maxConnections ?? MAX_GRPC_CONNECTIONS;
+    this.connectionBudget = options.connectionBudget ?? processConnections;
+    this.holder = { name: options.name, connections: 0 };
     this.refused = options.refused ?? (() => {});
     this.server = new grpc.Server({
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
@@ -267,6 +295,9 @@ export class GrpcServer {
   async bind(address: string): Promise<number> {
     const listener = createServer({ noDelay: true }, (socket) => {
       socket.on("error", () => {});
+      const release = this.admit(socket);
+      if (release === undefined) return;
+      socket.once("close", release);
       this.serve(listener, socket);
     });
     if (address.startsWith("unix:")) {
@@ -297,22 +328,39 @@ export class GrpcServer {
   }
 
   /**
-   * Hands a connection that came to `listener` to grpc-js, unless the listener has stopped (a
-   * session on a stopped server would stay open) or the server serves its most connections
-   * already (MAX_GRPC_CONNECTIONS): then it is cut.
+   * Counts a connection as it comes, against this server's bound (MAX_GRPC_CONNECTIONS) and the
+   * process's (MAX_PROCESS_GRPC_CONNECTIONS), and gives what lets go of it (once, whenever
+   * called again); past either bound it is cut at once, and said.
+   */
+  private admit(socket: Socket): (() => void) | undefined {
+    if (this.holder.connections >= this.maxConnections) {
+      socket.destroy();
+      this.refused({ kind: "connections", scope: "endpoint", limit: this.maxConnections });
+      return undefined;
+    }
+    const budget = this.connectionBudget;
+    if (!budget.take(this.holder)) {
+      socket.destroy();
+      this.refused({ kind: "connections", scope: "process", limit: budget.limit, busiest: budget.busiest() });
+      return undefined;
+    }
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      budget.give(this.holder);
+    };
+  }
+
+  /**
+   * Hands a connection that came to `listener`, counted already (admit), to grpc-js, unless the
+   * listener has stopped (a session on a stopped server would stay open): then it is cut.
    */
   private serve(listener: NetServer, socket: Socket): void {
     if (!this.listeners.includes(listener)) {
       socket.destroy();
       return;
     }
-    if (this.connections >= this.maxConnections) {
-      socket.destroy();
-      this.refused({ kind: "connections", limit: this.maxConnections });
-      return;
-    }
-    this.connections++;
-    socket.once("close", () => this.connections--);
     this.injector ??= this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     this.injector.injectConnection(socket);
   }
@@ -330,6 +378,7 @@ export class GrpcServer {
     refused: (uid: number | undefined) => void = () => {},
   ): Promise<{ port: number; sameUserOnly: boolean }> {
     const uid = process.getuid?.();
+    let bound = port;
     if (!canCheckTcpPeers()) return { port: await this.bind(`127.0.0.1:${port}`), sameUserOnly: false };
     // Whether the kernel's tables list this listener (listsListener): a /proc that does not show
     // this process's own socket (a sandbox's) cannot show whose a connection is either, and then
@@ -339,25 +388,55 @@ export class GrpcServer {
     const checked = new Promise<boolean>((resolve) => {
       knowIfChecked = resolve;
     });
-    // What the client sends before the check ends waits in the socket, and HTTP/2 reads it from there.
+    // What the client sends before the check ends waits in the socket, and HTTP/2 reads it from
+    // there. A connection counts against the bounds from the moment it comes (admit): one waiting
+    // for its check holds a socket as a served one does, and any user can open them faster than
+    // the kernel's tables are read. Its check counts too (MAX_PEER_CHECKS), until answered: a
+    // client that closes a connection it opened does not take its lookup back.
+    const budget = this.connectionBudget;
     const listener = createServer({ noDelay: true }, (socket) => {
       socket.on("error", () => {});
+      if (!budget.startCheck()) {
+        socket.destroy();
+        this.refused({ kind: "connections", scope: "checks", limit: budget.maxChecking, port: bound });
+        return;
+      }
+      const release = this.admit(socket);
+      if (release === undefined) {
+        budget.endCheck();
+        return;
+      }
+      // Let go once the check has answered and the socket has closed, whichever comes last.
+      let checking = true;
+      let closed = false;
+      socket.once("close", () => {
+        closed = true;
+        if (!checking) release();
+      });
+      const answered = () => {
+        checking = false;
+        budget.endCheck();
+        if (closed) release();
+      };
       checked
         .then(async (check) => {
-          if (!check) return this.serve(listener, socket);
-          const peer = await tcpPeerUid(socket);
+          const peer = check ? await tcpPeerUid(socket) : uid;
+          answered();
           if (socket.destroyed) return;
-          if (peer === undefined || peer !== uid) {
+          if (check && (peer === undefined || peer !== uid)) {
             socket.destroy();
             refused(peer);
             return;
           }
           this.serve(listener, socket);
         })
-        .catch(() => socket.destroy());
+        .catch(() => {
+          if (checking) answered();
+          socket.destroy();
+        });
     });
     await this.listen(listener, { port, host: "127.0.0.1" });
-    const bound = (listener.address() as { port: number }).port;
+    bound = (listener.address() as { port: number }).port;
     const sameUserOnly = await listsListener(bound).catch(() => false);
     knowIfChecked(sameUserOnly);
     return { port: bound, sameUserOnly };
@@ -522,4 +601,10 @@ export function createGrpcTransport(address: string): Transport {
 }
 
 export { ArrivingBudget, type CallRefusal, MAX_ARRIVING_BYTES } from "./arriving.js";
+export {
+  ConnectionBudget,
+  MAX_PEER_CHECKS,
+  MAX_PROCESS_GRPC_CONNECTIONS,
+  processConnections,
+} from "./connections.js";
 export { canCheckTcpPeers } from "./peer-user.js";

@@ -52,19 +52,38 @@ export interface GrpcOptions {
    */
   socketPath?: string;
   /** Internal, for tests: the gRPC server's bounds (GrpcServerOptions). */
-  limits?: Pick<GrpcServerOptions, "maxArrivingBytes" | "maxConnections"> | undefined;
+  limits?: Pick<GrpcServerOptions, "maxArrivingBytes" | "maxConnections" | "connectionBudget"> | undefined;
 }
 
 /** How often at most a kind of refusal by an endpoint is logged: a flood must not flood the log. */
 const REFUSAL_LOG_MS = 1000;
 
+/** What a connection cut past one of the gRPC endpoints' bounds is said as in `run`'s log. */
+function connectionCut(service: string, refusal: Extract<GrpcRefusal, { kind: "connections" }>): string {
+  const reuse =
+    "make the service reuse its gRPC clients (one per address) rather than open a connection for each call, and close those it no longer uses";
+  const cut = `service "${service}": cut a new connection to its gRPC endpoint`;
+  if (refusal.scope === "endpoint")
+    return `${cut}: it serves at most ${refusal.limit} connections at once, and a service needs one or a few; ${reuse}`;
+  if (refusal.scope === "process") {
+    const { busiest } = refusal;
+    const most =
+      busiest === undefined
+        ? ""
+        : `, ${busiest.name === undefined ? "one endpoint" : `service "${busiest.name}"`} holding ${busiest.connections} of them`;
+    return `${cut}: run's gRPC endpoints serve at most ${refusal.limit} connections at once together (each takes one of run's open files)${most}, and a service needs one or a few; ${reuse.replace("the service", "each service")}`;
+  }
+  return `${cut} on 127.0.0.1:${refusal.port}: run is asking the kernel whose ${refusal.limit} connections are already, the most it asks about at once, and a service opens one or a few; a process (another user's, or one of yours) is opening connections in a loop: find it with ss -tnpe 'dport = :${refusal.port}'`;
+}
+
 /**
  * Logs what a service's gRPC endpoint refuses (a call it ended before its request had come, a
- * connection it cut), one line per kind a second at most, with a count of those since the last.
+ * connection it cut), one line per kind (and bound) a second at most, with a count of those since
+ * the last.
  */
 function refusalLog(service: string, logger: Logger): (refusal: GrpcRefusal) => void {
-  const calls = new Map<GrpcRefusal["kind"], BurstLog>();
-  const log = (kind: GrpcRefusal["kind"], what: string) => {
+  const calls = new Map<string, BurstLog>();
+  const log = (kind: string, what: string) => {
     let burst = calls.get(kind);
     if (burst === undefined) {
       burst = new BurstLog(logger, "warn", (n) => ` (${n} ${what} since the last report)`, REFUSAL_LOG_MS);
@@ -74,9 +93,7 @@ function refusalLog(service: string, logger: Logger): (refusal: GrpcRefusal) => 
   };
   return (refusal) => {
     if (refusal.kind === "connections") {
-      log(refusal.kind, "connections cut").note(
-        `service "${service}": cut a new connection to its gRPC endpoint: it serves at most ${refusal.limit} connections at once, and a service needs one or a few; make the service reuse its gRPC clients (one per address) rather than open a connection for each call, and close those it no longer uses`,
-      );
+      log(`connections ${refusal.scope}`, "connections cut").note(connectionCut(service, refusal));
       return;
     }
     log(refusal.kind, "calls ended so").note(
@@ -101,6 +118,7 @@ async function listen(endpoint: Endpoint, logger: Logger, options: GrpcOptions):
   const { GrpcServer } = await import("@nitric-like/rpc/grpc");
   const server = new GrpcServer(endpoint.router, {
     ...options.limits,
+    name: endpoint.service,
     refused: refusalLog(endpoint.service, logger),
   });
   const grpc: GrpcEndpoint = { server, address: "" };

@@ -1,10 +1,16 @@
 // What a service's gRPC endpoint refuses to hold for it (connections past its most, calls past the
 // budget of requests still arriving) is said in `run`'s log as well as to the service: a user who
 // reads only `run`'s output must learn of it, and a flood must not flood that output.
+import { execFileSync } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { connect as connectHttp2 } from "node:http2";
 import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { KvStore } from "@nitric-like/contracts/kvstore";
-import { methodPath } from "@nitric-like/rpc";
+import { canCheckTcpPeers, methodPath } from "@nitric-like/rpc";
+import { ConnectionBudget } from "@nitric-like/rpc/grpc";
 import { afterEach, describe, expect, it } from "vitest";
 import { cleanup, startProvider } from "./helpers.js";
 
@@ -26,6 +32,29 @@ function http2Connect(port: number): { result: Promise<string>; socket: Socket }
     socket.once("close", () => resolve("cut"));
   });
   return { result, socket };
+}
+
+/**
+ * Occupies every thread of libuv's pool (opening FIFOs nobody writes to), so that no read of the
+ * kernel's tables of connections finishes meanwhile; gives what frees them.
+ */
+async function blockThreadPool(): Promise<() => void> {
+  const dir = mkdtempSync(join(tmpdir(), "endpoint-block-"));
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  const fifos = Array.from({ length: threads }, (_, i) => join(dir, `f${i}`));
+  for (const fifo of fifos) execFileSync("mkfifo", [fifo]);
+  const opening = fifos.map((fifo) => open(fifo, "r"));
+  await sleep(50);
+  let freed = false;
+  return () => {
+    if (freed) return;
+    freed = true;
+    for (const fifo of fifos) closeSync(openSync(fifo, "w"));
+    void Promise.all(opening).then(async (handles) => {
+      for (const handle of handles) await handle.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+  };
 }
 
 /** A kv set to 127.0.0.1:`port` whose message announces `length` bytes and sends `sent` of them; resolves with its status code. */
@@ -70,6 +99,49 @@ describe("the gRPC endpoint's refusals in run's log", () => {
     expect(logs.warn).toEqual([line, `${line} (50 connections cut since the last report)`]);
     for (const c of kept) c.socket.destroy();
   });
+
+  it("logs connections cut past the most all of run's endpoints serve together, naming the service holding the most, the bound and the fix", async () => {
+    const { provider, logs } = await startProvider({
+      tcp: true,
+      grpcLimits: { connectionBudget: new ConnectionBudget(3) },
+    });
+    const leaky = Number((await provider.endpoint("leaky")).split(":")[1]);
+    const svc = Number((await provider.endpoint("svc")).split(":")[1]);
+    const kept = [http2Connect(leaky), http2Connect(leaky), http2Connect(leaky)];
+    expect(await Promise.all(kept.map((c) => c.result))).toEqual(["served", "served", "served"]);
+    // A service that holds none is cut too: run's endpoints hold their most together.
+    const flood = Array.from({ length: 20 }, () => http2Connect(svc));
+    expect(new Set(await Promise.all(flood.map((c) => c.result)))).toEqual(new Set(["cut"]));
+    expect(logs.warn).toEqual([
+      `service "svc": cut a new connection to its gRPC endpoint: run's gRPC endpoints serve at most 3 connections at once together (each takes one of run's open files), service "leaky" holding 3 of them, and a service needs one or a few; make each service reuse its gRPC clients (one per address) rather than open a connection for each call, and close those it no longer uses`,
+    ]);
+    for (const c of kept) c.socket.destroy();
+  });
+
+  it.skipIf(!canCheckTcpPeers())(
+    "logs connections cut past the most checks of whose they are at once, naming the port and how to find who opens them",
+    async () => {
+      const { provider, logs } = await startProvider({
+        tcp: true,
+        grpcLimits: { connectionBudget: new ConnectionBudget(100, 2) },
+      });
+      const port = Number((await provider.endpoint("svc")).split(":")[1]);
+      const unblock = await blockThreadPool();
+      try {
+        const opened = Array.from({ length: 10 }, () => http2Connect(port));
+        await sleep(500);
+        expect(logs.warn).toEqual([
+          `service "svc": cut a new connection to its gRPC endpoint on 127.0.0.1:${port}: run is asking the kernel whose 2 connections are already, the most it asks about at once, and a service opens one or a few; a process (another user's, or one of yours) is opening connections in a loop: find it with ss -tnpe 'dport = :${port}'`,
+        ]);
+        unblock();
+        const results = await Promise.all(opened.map((c) => c.result));
+        expect(results.filter((r) => r === "served").length).toBe(2);
+        for (const c of opened) c.socket.destroy();
+      } finally {
+        unblock();
+      }
+    },
+  );
 
   it("logs calls cut by the budget of requests still arriving, naming the service, the bound and the fix, once a second at most", async () => {
     const { provider, logs } = await startProvider({ tcp: true, grpcLimits: { maxArrivingBytes: 1000 } });
