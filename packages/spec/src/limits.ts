@@ -132,6 +132,12 @@ export interface LoadWaiting {
   requests: string[];
   /** Each connection with a request not answered yet: where it was opened (frames) and to whom. */
   connections: { frames: string[]; peer?: string }[];
+  /**
+   * Each child process not ended yet: where it was started (frames), its command as written (a
+   * shell's command line, or the program and its arguments; cut short) and its pid. Absent from
+   * an older SDK's sign.
+   */
+  processes?: { frames: string[]; command?: string; pid?: number }[];
 }
 
 /**

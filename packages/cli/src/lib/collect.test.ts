@@ -366,6 +366,66 @@ setTimeout(() => {}, 300);
     expect(quick).toEqual([]);
   }, 30000);
 
+  it.each([
+    ["exec()'s callback", `exec("sleep 3.5; echo join", (_error, out) => socket.route(out.trim(), () => {}));`],
+    [
+      "spawn()'s 'exit' listener",
+      `spawn("sleep", ["3.5"], { stdio: "ignore" }).on("exit", () => socket.route("join", () => {}));`,
+    ],
+  ])(
+    "waits for a child process its module started as it loaded (%s), names it with its command and pid, and refuses what it registers",
+    async (_shape, work) => {
+      const notes: string[] = [];
+      const [thread, child] = await both(
+        `import { websocket } from "@nitric-like/sdk";
+import { exec, spawn } from "node:child_process";
+const socket = websocket("socket");
+socket.on("message", () => {});
+${work}
+`,
+        { onNote: (line) => notes.push(line) },
+      );
+      for (const r of [thread, child]) {
+        expect(r.failure?.output).toMatch(
+          /websocket\("socket"\)\.route\("join"\): service "api" registered it after its module finished loading/,
+        );
+      }
+      const command = work.startsWith("exec") ? "sleep 3.5; echo join" : "sleep 3.5";
+      expect(notes).toHaveLength(2);
+      for (const note of notes) {
+        expect(note).toMatch(
+          new RegExp(
+            `: a child process \`${command.replace(".", "\\.")}\` \\(pid \\d+, started at services/api\\.ts:5\\); handlers must be registered`,
+          ),
+        );
+      }
+    },
+    30000,
+  );
+
+  it("does not wait for a child process left alone (a sidecar) or unref()'d (a daemon)", async () => {
+    const notes: string[] = [];
+    const [thread, child] = await both(
+      `import { websocket } from "@nitric-like/sdk";
+import { spawn } from "node:child_process";
+websocket("socket").on("message", () => {});
+const sidecar = spawn("sleep", ["4"], { stdio: "ignore" });
+const daemon = spawn("sleep", ["4"], { stdio: "ignore", detached: true });
+daemon.on("exit", () => {});
+daemon.unref();
+process.once("SIGTERM", () => {
+  sidecar.kill();
+  daemon.kill();
+  process.exit(0);
+});
+`,
+      { onNote: (line) => notes.push(line) },
+    );
+    for (const r of [thread, child]) expect(r.failure).toBeUndefined();
+    // Waited for, each pass would say so after 2 s.
+    expect(notes).toEqual([]);
+  }, 30000);
+
   it("does not wait for the keep-alive timer fetch leaves once its answer has come (Node's and undici's timers are not the service's)", async () => {
     // A real HTTP server on 127.0.0.1 that answers at once and keeps the connection alive (Node's
     // default): fetch then sets a keep-alive timer of a few seconds.

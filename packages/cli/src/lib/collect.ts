@@ -555,7 +555,7 @@ function loadWaiting(name: string): LoadWaiting | undefined {
     const said: unknown = JSON.parse(name.slice(LOAD_TIMERS_SIGN.length));
     if (Array.isArray(said)) return { timers: said.filter(isFrames), requests: [], connections: [] };
     if (typeof said !== "object" || said === null) return undefined;
-    const { timers, requests, connections } = said as Record<string, unknown>;
+    const { timers, requests, connections, processes } = said as Record<string, unknown>;
     return {
       timers: Array.isArray(timers) ? timers.filter(isFrames) : [],
       requests: Array.isArray(requests) ? requests.filter((r): r is string => typeof r === "string") : [],
@@ -563,6 +563,17 @@ function loadWaiting(name: string): LoadWaiting | undefined {
         if (typeof c !== "object" || c === null) return [];
         const { frames, peer } = c as Record<string, unknown>;
         return [{ frames: isFrames(frames) ? frames : [], ...(typeof peer === "string" ? { peer } : {}) }];
+      }),
+      processes: (Array.isArray(processes) ? processes : []).flatMap((p: unknown) => {
+        if (typeof p !== "object" || p === null) return [];
+        const { frames, command, pid } = p as Record<string, unknown>;
+        return [
+          {
+            frames: isFrames(frames) ? frames : [],
+            ...(typeof command === "string" ? { command } : {}),
+            ...(Number.isSafeInteger(pid) ? { pid: pid as number } : {}),
+          },
+        ];
       }),
     };
   } catch {
@@ -595,7 +606,8 @@ function locationOf(frames: string[], dir: string): string | undefined {
 
 /**
  * What a service's collect pass waits for, as a sign of life said it (`waiting`), in words: each
- * timer with where it was set, each connection with an unanswered request, each kind of request.
+ * timer with where it was set, each connection with an unanswered request, each child process
+ * with its command and pid, each kind of request.
  */
 export function waitingSaid(waiting: LoadWaiting, dir: string): string {
   const said = new Set<string>();
@@ -607,6 +619,14 @@ export function waitingSaid(waiting: LoadWaiting, dir: string): string {
     const at = locationOf(c.frames, dir);
     said.add(
       `a connection${c.peer === undefined ? "" : ` to ${c.peer}`} with an unanswered request${at === undefined ? "" : ` (opened at ${at})`}`,
+    );
+  }
+  for (const p of waiting.processes ?? []) {
+    const at = locationOf(p.frames, dir);
+    const about = [p.pid === undefined ? undefined : `pid ${p.pid}`, at === undefined ? undefined : `started at ${at}`];
+    const paren = about.filter((a) => a !== undefined).join(", ");
+    said.add(
+      `a child process${p.command === undefined ? "" : ` \`${p.command}\``}${paren === "" ? "" : ` (${paren})`}`,
     );
   }
   for (const r of waiting.requests) said.add(r);

@@ -16,12 +16,17 @@
  * - for up to LOAD_WORK_EACH_MS at a stretch, a connection (or a child process's pipe) the
  *   work opened that has sent something and not been answered since: `fetch(url)` waiting for
  *   its answer. An idle keep-alive connection has nothing unanswered, so it is not waited for.
+ * - for up to LOAD_WORK_EACH_MS from its start, a child process the work started and listens
+ *   to (`exec("git rev-parse HEAD", callback)`, `spawn(...)` with an 'exit' or 'close' listener,
+ *   or one on what it prints) until it has exited and its pipes have closed (when its 'close'
+ *   comes). One left alone (a sidecar) or unref()'d (a daemon) is not waited for.
  * Servers, intervals, timers due later, the keep-alive timer fetch sets once its answer has come
  * and promises nothing but a signal settles are not waited for; they keep nothing from ending.
  * Each sign of life says what is waited for (LoadWaiting): where the timers were started (their
  * callers' stack frames), so a pass that stops the service because a timer's callback blocks its
- * event loop can say where to look, the kinds of pending requests, and the connections with a
- * request unanswered (where opened, to whom), so a pass that waits long can say what for.
+ * event loop can say where to look, the kinds of pending requests, the connections with a
+ * request unanswered (where opened, to whom) and the child processes (their command, pid and
+ * where started), so a pass that waits long can say what for.
  */
 import { createHook } from "node:async_hooks";
 import { LOAD_WORK_EACH_MS, LOAD_WORK_TOTAL_MS, type LoadWaiting } from "@nitric-like/spec";
@@ -73,6 +78,85 @@ const REQUESTS = new Map([
  * waited for only while they have sent more than has been answered.
  */
 const CONNECTIONS = new Set(["TCPWRAP", "TLSWRAP", "PIPEWRAP"]);
+
+/** The async resource of a child process (child_process's spawn, exec, execFile, fork). */
+const PROCESS = "PROCESSWRAP";
+
+/** What of a ChildProcess is read here (public fields of Node's). */
+interface ChildLike {
+  pid?: unknown;
+  exitCode?: unknown;
+  signalCode?: unknown;
+  spawnargs?: unknown;
+  stdio?: unknown;
+}
+
+/** A child process's handle (Node's Process): its pid, whether it keeps the loop alive, and its ChildProcess (under Node's owner symbol). */
+interface ProcessHandle {
+  pid?: unknown;
+  hasRef?: unknown;
+}
+
+/** A child process the work started: its handle, when, where (as a timer's trace) and its ChildProcess once found. */
+interface ChildRecord {
+  handle: ProcessHandle;
+  since: number;
+  trace: { stack?: string };
+  child?: ChildLike | undefined;
+}
+
+/** The ChildProcess a Process handle belongs to (Node keeps it under a symbol of its own, set once the handle is made). */
+function ownerOf(handle: ProcessHandle): ChildLike | undefined {
+  for (const symbol of Object.getOwnPropertySymbols(handle)) {
+    if (symbol.description !== "owner_symbol") continue;
+    const owner = (handle as Record<symbol, unknown>)[symbol];
+    if (typeof owner === "object" && owner !== null) return owner as ChildLike;
+  }
+  return undefined;
+}
+
+/** Whether a child process has ended as its 'close' event says: exited, and each of its pipes closed. */
+function childEnded(child: ChildLike): boolean {
+  if (child.exitCode == null && child.signalCode == null) return false;
+  const stdio = Array.isArray(child.stdio) ? child.stdio : [];
+  return stdio.every(
+    (s: unknown) => typeof s !== "object" || s === null || (s as { closed?: unknown }).closed !== false,
+  );
+}
+
+/** What an EventEmitter says of its listeners. */
+interface Emitter {
+  listenerCount?: unknown;
+}
+
+const listens = (emitter: unknown, events: string[]) => {
+  const count = (emitter as Emitter | null | undefined)?.listenerCount;
+  return typeof count === "function" && events.some((e) => count.call(emitter, e) > 0);
+};
+
+/**
+ * Whether the service's code waits for a child process: it listens for its end ('exit', 'close':
+ * exec's and execFile's callbacks do) or for what it prints. One started and left alone (a
+ * sidecar) is not waited for. (Node itself listens for 'close' on each of its pipes.)
+ */
+function awaited(child: ChildLike): boolean {
+  if (listens(child, ["exit", "close"])) return true;
+  const { stdout, stderr } = child as { stdout?: unknown; stderr?: unknown };
+  return [stdout, stderr].some((s) => listens(s, ["data", "readable", "end"]));
+}
+
+/** The longest command a sign of life says of a child process, in characters. */
+const COMMAND_CHARS = 60;
+
+/** A child process's command as its code wrote it: a shell's command line (exec's) as given, else the program and its arguments. */
+function commandOf(child: ChildLike | undefined): string | undefined {
+  const args = Array.isArray(child?.spawnargs) ? child.spawnargs.map(String) : [];
+  if (args.length === 0) return undefined;
+  // exec() and { shell: true } run `/bin/sh -c <command>` (cmd.exe `/d /s /c "<command>"` on Windows).
+  const flag = args.findIndex((a, i) => i > 0 && (a === "-c" || a.toLowerCase() === "/c"));
+  const said = (flag > 0 && flag < args.length - 1 ? args.slice(flag + 1) : args).join(" ").replace(/\s+/g, " ").trim();
+  return said.length > COMMAND_CHARS ? `${said.slice(0, COMMAND_CHARS - 3)}...` : said;
+}
 
 /** What a stream handle counts (Node's StreamBase), and whom a TCP one is connected to (a TLS one's beneath it). */
 interface StreamHandle {
@@ -212,6 +296,9 @@ export function watchLoadWork(
   const timers = new Map<number, PendingTimer>();
   const requests = new Map<number, string>();
   const connections = new Map<number, Connection>();
+  // Child processes, by their handle's id: kept past the handle's end (its exit) until their
+  // pipes have closed too.
+  const processes = new Map<number, ChildRecord>();
   // Since when a connection alone has been waited for.
   let connectionsSince: number | undefined;
   let loadedAt: number | undefined;
@@ -242,6 +329,8 @@ export function watchLoadWork(
         }
         timers.set(id, { trace: traceHere(RESOURCE_FRAMES) });
       } else if (REQUESTS.has(type)) requests.set(id, REQUESTS.get(type) as string);
+      else if (type === PROCESS)
+        processes.set(id, { handle: resource as ProcessHandle, since: Date.now(), trace: traceHere(RESOURCE_FRAMES) });
       else if (CONNECTIONS.has(type))
         connections.set(id, {
           handle: resource as StreamHandle,
@@ -262,6 +351,9 @@ export function watchLoadWork(
       timers.delete(id);
     },
     destroy(id) {
+      // A child process's handle ends at its exit: its pipes may still be open (running() says).
+      const record = processes.get(id);
+      if (record !== undefined) record.child ??= ownerOf(record.handle);
       work.delete(id);
       timers.delete(id);
       requests.delete(id);
@@ -282,6 +374,22 @@ export function watchLoadWork(
     }
     return waiting;
   };
+  // The child processes that have not ended (nor been waited for LOAD_WORK_EACH_MS); the others
+  // are forgotten.
+  const running = (now: number) => {
+    const waiting: ChildRecord[] = [];
+    for (const [id, record] of processes) {
+      record.child ??= ownerOf(record.handle);
+      const { child } = record;
+      const exited = child === undefined || child.exitCode != null || child.signalCode != null;
+      // A child unref()'d while it runs is one the service does not wait for: a daemon.
+      const unrefd = !exited && typeof record.handle.hasRef === "function" && record.handle.hasRef() === false;
+      if (child === undefined || childEnded(child) || unrefd || now >= record.since + LOAD_WORK_EACH_MS)
+        processes.delete(id);
+      else if (awaited(child)) waiting.push(record);
+    }
+    return waiting;
+  };
   // The pending timers the service's code started.
   const codeTimers = () => {
     const waiting: { stack?: string }[] = [];
@@ -294,12 +402,14 @@ export function watchLoadWork(
   // The timers and connections waited for at the last check.
   let timersOn: { stack?: string }[] = [];
   let waitingOn: Connection[] = [];
+  let childrenOn: ChildRecord[] = [];
   const underWay = () => {
     const now = Date.now();
     if (now >= (loadedAt ?? now) + LOAD_WORK_TOTAL_MS) return false;
     timersOn = codeTimers();
     waitingOn = unanswered();
-    if (timersOn.length > 0 || requests.size > 0) {
+    childrenOn = running(now);
+    if (timersOn.length > 0 || requests.size > 0 || childrenOn.length > 0) {
       connectionsSince = undefined;
       return true;
     }
@@ -316,6 +426,7 @@ export function watchLoadWork(
     timers.clear();
     requests.clear();
     connections.clear();
+    processes.clear();
   };
   return () => {
     loadedAt ??= Date.now();
@@ -334,6 +445,15 @@ export function watchLoadWork(
         connections: waitingOn.slice(0, CONNECTIONS_SAID).map((c) => {
           const peer = peerOf(c.handle);
           return { frames: callerFrames(c.trace), ...(peer === undefined ? {} : { peer }) };
+        }),
+        processes: childrenOn.slice(0, CONNECTIONS_SAID).map((p) => {
+          const command = commandOf(p.child);
+          const pid = p.child?.pid ?? p.handle.pid;
+          return {
+            frames: callerFrames(p.trace),
+            ...(command === undefined ? {} : { command }),
+            ...(typeof pid === "number" ? { pid } : {}),
+          };
         }),
       }).catch(() => {});
     }, SIGN_OF_LIFE_MS);
