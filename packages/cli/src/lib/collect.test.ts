@@ -403,6 +403,45 @@ ${work}
     30000,
   );
 
+  it.each([
+    ["fetch(url).then((r) => r.json())", (url: string) => `fetch("${url}").then((r) => r.json()).then(register);`],
+    [
+      "http.get()'s response 'end'",
+      (url: string) => `get("${url}", (res) => { res.resume(); res.on("end", register); });`,
+    ],
+  ])(
+    "waits for an HTTP answer whose body arrives slowly after its first bytes (%s), and refuses what it registers",
+    async (_shape, work) => {
+      // A real HTTP server on 127.0.0.1 that sends its headers and a first byte at once, the rest 3.5 s later.
+      server = createServer((_req, res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write("{");
+        setTimeout(() => res.end('"room":"join"}'), 3500);
+      });
+      await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+      const port = (server.address() as AddressInfo).port;
+      const notes: string[] = [];
+      const [thread, child] = await both(
+        `import { websocket } from "@nitric-like/sdk";
+import { get } from "node:http";
+const socket = websocket("socket");
+socket.on("message", () => {});
+const register = () => socket.route("join", () => {});
+${work(`http://127.0.0.1:${port}/config`)}
+`,
+        { onNote: (line) => notes.push(line) },
+      );
+      for (const r of [thread, child]) {
+        expect(r.failure?.output).toMatch(
+          /websocket\("socket"\)\.route\("join"\): service "api" registered it after its module finished loading/,
+        );
+      }
+      expect(notes).toHaveLength(2);
+      for (const note of notes) expect(note).toContain(": an HTTP answer still arriving; handlers must be registered");
+    },
+    30000,
+  );
+
   it("does not wait for a child process left alone (a sidecar) or unref()'d (a daemon)", async () => {
     const notes: string[] = [];
     const [thread, child] = await both(

@@ -16,6 +16,10 @@
  * - for up to LOAD_WORK_EACH_MS at a stretch, a connection (or a child process's pipe) the
  *   work opened that has sent something and not been answered since: `fetch(url)` waiting for
  *   its answer. An idle keep-alive connection has nothing unanswered, so it is not waited for.
+ *   And an HTTP answer whose body is still arriving, on the same clock: fetch's (undici's
+ *   diagnostics channels say when its last byte came) and node:http's (its response's
+ *   `complete`), so `fetch(url).then((r) => r.json()).then(register)` is waited for when the
+ *   body comes slowly after the first bytes.
  * - for up to LOAD_WORK_EACH_MS from its start, a child process the work started and listens
  *   to (`exec("git rev-parse HEAD", callback)`, `spawn(...)` with an 'exit' or 'close' listener,
  *   or one on what it prints) until it has exited and its pipes have closed (when its 'close'
@@ -28,7 +32,8 @@
  * request unanswered (where opened, to whom) and the child processes (their command, pid and
  * where started), so a pass that waits long can say what for.
  */
-import { createHook } from "node:async_hooks";
+import { createHook, executionAsyncId, triggerAsyncId } from "node:async_hooks";
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { LOAD_WORK_EACH_MS, LOAD_WORK_TOTAL_MS, type LoadWaiting } from "@nitric-like/spec";
 
 /** How many timers deep, each started in the callback of the one before, a timer is still waited for. */
@@ -78,6 +83,26 @@ const REQUESTS = new Map([
  * waited for only while they have sent more than has been answered.
  */
 const CONNECTIONS = new Set(["TCPWRAP", "TLSWRAP", "PIPEWRAP"]);
+
+/** How a sign of life says an HTTP answer whose body is still arriving. */
+const ANSWER = "an HTTP answer still arriving";
+
+/**
+ * The diagnostics channels that say when an HTTP request starts and ends: undici's (fetch's, and
+ * the npm package's) from its creation (whose work it is) and its answer's headers (before them,
+ * its connection is waited for as unanswered) to its last byte (trailers) or its error;
+ * node:http's client from its response's headers (its end is the response's `complete`).
+ */
+const UNDICI_CREATE = "undici:request:create";
+const UNDICI_HEADERS = "undici:request:headers";
+const UNDICI_ENDS = ["undici:request:trailers", "undici:request:error"];
+const HTTP_RESPONSE = "http.client.response.finish";
+
+/** What of an IncomingMessage is read here: whether it has all come, or has been destroyed. */
+interface ResponseLike {
+  complete?: unknown;
+  destroyed?: unknown;
+}
 
 /** The async resource of a child process (child_process's spawn, exec, execFile, fork). */
 const PROCESS = "PROCESSWRAP";
@@ -299,7 +324,10 @@ export function watchLoadWork(
   // Child processes, by their handle's id: kept past the handle's end (its exit) until their
   // pipes have closed too.
   const processes = new Map<number, ChildRecord>();
-  // Since when a connection alone has been waited for.
+  // HTTP answers under way, started by the work: undici's requests (until its channels say they
+  // ended) and node:http's responses (until `complete`).
+  const answers = new Map<object, { response?: ResponseLike; arriving: boolean }>();
+  // Since when connections and answers alone have been waited for.
   let connectionsSince: number | undefined;
   let loadedAt: number | undefined;
   // Heard back: what it had sent by then has been answered.
@@ -361,6 +389,39 @@ export function watchLoadWork(
     },
   });
   hook.enable();
+  // Whether what runs now is the module's work: its load, or a callback of what it started.
+  const ours = () => !loaded() || work.has(executionAsyncId()) || work.has(triggerAsyncId());
+  const onCreate = (message: unknown) => {
+    const request = (message as { request?: unknown } | null)?.request;
+    if (typeof request === "object" && request !== null && ours()) answers.set(request, { arriving: false });
+  };
+  const onHeaders = (message: unknown) => {
+    const request = (message as { request?: unknown } | null)?.request;
+    const answer = typeof request === "object" && request !== null ? answers.get(request) : undefined;
+    if (answer !== undefined) answer.arriving = true;
+  };
+  const onEnd = (message: unknown) => {
+    const request = (message as { request?: unknown } | null)?.request;
+    if (typeof request === "object" && request !== null) answers.delete(request);
+  };
+  const onResponse = (message: unknown) => {
+    const response = (message as { response?: unknown } | null)?.response;
+    if (typeof response === "object" && response !== null && ours())
+      answers.set(response, { response: response as ResponseLike, arriving: true });
+  };
+  subscribe(UNDICI_CREATE, onCreate);
+  subscribe(UNDICI_HEADERS, onHeaders);
+  for (const name of UNDICI_ENDS) subscribe(name, onEnd);
+  subscribe(HTTP_RESPONSE, onResponse);
+  // The answers still arriving; those that have all come are forgotten.
+  const arriving = () => {
+    let said = 0;
+    for (const [key, { response, arriving }] of answers) {
+      if (response !== undefined && (response.complete === true || response.destroyed === true)) answers.delete(key);
+      else if (arriving) said++;
+    }
+    return said;
+  };
   // The connections that have sent more than has been answered (a read C++ takes, as TLS's socket
   // beneath, is seen from its count).
   const unanswered = () => {
@@ -403,17 +464,19 @@ export function watchLoadWork(
   let timersOn: { stack?: string }[] = [];
   let waitingOn: Connection[] = [];
   let childrenOn: ChildRecord[] = [];
+  let answersOn = 0;
   const underWay = () => {
     const now = Date.now();
     if (now >= (loadedAt ?? now) + LOAD_WORK_TOTAL_MS) return false;
     timersOn = codeTimers();
     waitingOn = unanswered();
     childrenOn = running(now);
+    answersOn = arriving();
     if (timersOn.length > 0 || requests.size > 0 || childrenOn.length > 0) {
       connectionsSince = undefined;
       return true;
     }
-    if (waitingOn.length === 0) {
+    if (waitingOn.length === 0 && answersOn === 0) {
       connectionsSince = undefined;
       return false;
     }
@@ -422,6 +485,11 @@ export function watchLoadWork(
   };
   const done = () => {
     hook.disable();
+    unsubscribe(UNDICI_CREATE, onCreate);
+    unsubscribe(UNDICI_HEADERS, onHeaders);
+    for (const name of UNDICI_ENDS) unsubscribe(name, onEnd);
+    unsubscribe(HTTP_RESPONSE, onResponse);
+    answers.clear();
     work.clear();
     timers.clear();
     requests.clear();
@@ -441,7 +509,7 @@ export function watchLoadWork(
       // Only a sign of life: what it is answered does not matter.
       signOfLife({
         timers: timersOn.map(callerFrames),
-        requests: [...new Set(requests.values())],
+        requests: [...new Set(requests.values()), ...(answersOn > 0 ? [ANSWER] : [])],
         connections: waitingOn.slice(0, CONNECTIONS_SAID).map((c) => {
           const peer = peerOf(c.handle);
           return { frames: callerFrames(c.trace), ...(peer === undefined ? {} : { peer }) };
