@@ -373,7 +373,7 @@ setTimeout(() => {}, 300);
       `spawn("sleep", ["3.5"], { stdio: "ignore" }).on("exit", () => socket.route("join", () => {}));`,
     ],
   ])(
-    "waits for a child process its module started as it loaded (%s), names it with its command and pid, and refuses what it registers",
+    "waits for a child process its module started as it loaded (%s), names its program (never its arguments) and pid, and refuses what it registers",
     async (_shape, work) => {
       const notes: string[] = [];
       const [thread, child] = await both(
@@ -390,13 +390,10 @@ ${work}
           /websocket\("socket"\)\.route\("join"\): service "api" registered it after its module finished loading/,
         );
       }
-      const command = work.startsWith("exec") ? "sleep 3.5; echo join" : "sleep 3.5";
       expect(notes).toHaveLength(2);
       for (const note of notes) {
         expect(note).toMatch(
-          new RegExp(
-            `: a child process \`${command.replace(".", "\\.")}\` \\(pid \\d+, started at services/api\\.ts:5\\); handlers must be registered`,
-          ),
+          /: a child process `sleep` \(pid \d+, started at services\/api\.ts:5\); handlers must be registered/,
         );
       }
     },

@@ -607,7 +607,7 @@ function locationOf(frames: string[], dir: string): string | undefined {
 /**
  * What a service's collect pass waits for, as a sign of life said it (`waiting`), in words: each
  * timer with where it was set, each connection with an unanswered request, each child process
- * with its command and pid, each kind of request.
+ * with its program and pid, each kind of request.
  */
 export function waitingSaid(waiting: LoadWaiting, dir: string): string {
   const said = new Set<string>();

@@ -29,7 +29,7 @@
  * Each sign of life says what is waited for (LoadWaiting): where the timers were started (their
  * callers' stack frames), so a pass that stops the service because a timer's callback blocks its
  * event loop can say where to look, the kinds of pending requests, the connections with a
- * request unanswered (where opened, to whom) and the child processes (their command, pid and
+ * request unanswered (where opened, to whom) and the child processes (their program, pid and
  * where started), so a pass that waits long can say what for.
  */
 import { createHook, executionAsyncId, triggerAsyncId } from "node:async_hooks";
@@ -170,17 +170,25 @@ function awaited(child: ChildLike): boolean {
   return [stdout, stderr].some((s) => listens(s, ["data", "readable", "end"]));
 }
 
-/** The longest command a sign of life says of a child process, in characters. */
-const COMMAND_CHARS = 60;
-
-/** A child process's command as its code wrote it: a shell's command line (exec's) as given, else the program and its arguments. */
-function commandOf(child: ChildLike | undefined): string | undefined {
+/**
+ * The program a child process runs, as a sign of life names it: for a shell's command line
+ * (exec()'s, `{ shell: true }`) its first word, else the program's file name. Never its
+ * arguments: they may hold a token or a password (`curl -H "Authorization: ..."`), and the
+ * note goes to a terminal or a CI log; the pid and the file:line that started it tell which.
+ */
+function programOf(child: ChildLike | undefined): string | undefined {
   const args = Array.isArray(child?.spawnargs) ? child.spawnargs.map(String) : [];
   if (args.length === 0) return undefined;
   // exec() and { shell: true } run `/bin/sh -c <command>` (cmd.exe `/d /s /c "<command>"` on Windows).
   const flag = args.findIndex((a, i) => i > 0 && (a === "-c" || a.toLowerCase() === "/c"));
-  const said = (flag > 0 && flag < args.length - 1 ? args.slice(flag + 1) : args).join(" ").replace(/\s+/g, " ").trim();
-  return said.length > COMMAND_CHARS ? `${said.slice(0, COMMAND_CHARS - 3)}...` : said;
+  const line = flag > 0 && flag < args.length - 1 ? args.slice(flag + 1).join(" ") : (args[0] ?? "");
+  const first =
+    line
+      .trim()
+      .replace(/^["']/, "")
+      .split(/[\s;&|<>()"']/)[0] ?? "";
+  const name = first.split(/[\\/]/).pop() ?? "";
+  return name === "" ? undefined : name.slice(0, 60);
 }
 
 /** What a stream handle counts (Node's StreamBase), and whom a TCP one is connected to (a TLS one's beneath it). */
@@ -515,7 +523,7 @@ export function watchLoadWork(
           return { frames: callerFrames(c.trace), ...(peer === undefined ? {} : { peer }) };
         }),
         processes: childrenOn.slice(0, CONNECTIONS_SAID).map((p) => {
-          const command = commandOf(p.child);
+          const command = programOf(p.child);
           const pid = p.child?.pid ?? p.handle.pid;
           return {
             frames: callerFrames(p.trace),
