@@ -483,6 +483,40 @@ describe("nitric-like run: a crash loop", () => {
   }, 40000);
 });
 
+describe("nitric-like run: a started service restarted after a crash", () => {
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) is told what code 13 means at each restart and with the crash loop (service in $how)",
+    async ({ args }) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+      // Starts, crashes once (leaving a mark), then every copy after waits at an await nothing settles.
+      const marker = JSON.stringify(join(dir, "crashed-once"));
+      const top = [
+        'import { existsSync, writeFileSync } from "node:fs";',
+        'if (process.env.NITRIC_ENVIRONMENT === "run") {',
+        `  if (existsSync(${marker})) await new Promise(() => {});`,
+        `  else setTimeout(() => { writeFileSync(${marker}, ""); process.exit(3); }, 300);`,
+        "}",
+      ].join("\n");
+      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+      const app = runApp(dir, args);
+      await app.waitFor(/^ready: /m);
+      await app.waitFor(/crashed 5 times/, 30000);
+      const meaning =
+        "Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/chat.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle";
+      expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
+      expect(count(app.stderr, /exited with code 13/)).toBe(4);
+      expect(app.stderr).toContain(`warning: service "chat" exited with code 13: ${meaning}; restarting in 0.50 s\n`);
+      expect(app.stderr).toContain(
+        `error: service "chat" crashed 5 times in 30 s (the last exited with code 13: ${meaning}); waiting for a file change\n`,
+      );
+    },
+    60000,
+  );
+});
+
 describe("nitric-like run: poison messages and the crash loop", () => {
   it("deaths with a message in flight do not count: 3 poison messages (6 deaths) keep the service restarted and answering", async () => {
     const dir = writeProject({

@@ -444,7 +444,11 @@ export class ServiceSupervisor {
       });
       return;
     }
-    if (inFlight === 0 && this.crashLoop()) return;
+    // Node says nothing of its code 13: a copy restarted after a crash (a started service) whose top
+    // level now waits on what never settles is told what that means, as a first start is.
+    const meaning = exitCodeMeaning(code, this.service.entry.file);
+    const said = meaning === undefined ? how : `${how}: ${meaning}`;
+    if (inFlight === 0 && this.crashLoop(how, meaning)) return;
     if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
     // A service that died while handling events is restarted after the first delay and the delay
     // does not grow: events that kill it are dropped after a few tries (the provider's poison
@@ -452,7 +456,7 @@ export class ServiceSupervisor {
     // backoff is for a service that dies with nothing in flight (at startup, say).
     const delay = inFlight > 0 ? FIRST_BACKOFF_MS : this.backoffMs;
     if (inFlight === 0) this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
-    this.output.warn(`service "${this.name}" ${how}; restarting in ${(delay / 1000).toFixed(2)} s`);
+    this.output.warn(`service "${this.name}" ${said}; restarting in ${(delay / 1000).toFixed(2)} s`);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       void this.start();
@@ -461,16 +465,18 @@ export class ServiceSupervisor {
 
   /**
    * Counts a crash of a started service with nothing in flight; true (and said once) when it makes
-   * a crash loop: the service then waits for a file change.
+   * a crash loop: the service then waits for a file change. `how` this crash ended, and its
+   * `meaning` (exitCodeMeaning) when it has one, are said with the loop, as no restart line says them.
    */
-  private crashLoop(): boolean {
+  private crashLoop(how: string, meaning: string | undefined): boolean {
     const now = Date.now();
     this.crashes.push(now);
     while (this.crashes.length > 0 && now - (this.crashes[0] as number) > CRASH_LOOP_WINDOW_MS) this.crashes.shift();
     if (this.crashes.length < CRASH_LOOP_COUNT) return false;
     this.crashes.length = 0;
+    const last = meaning === undefined ? "" : ` (the last ${how}: ${meaning})`;
     this.output.error(
-      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
+      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s${last}; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
     );
     this.setState(
       "waiting",
