@@ -3,7 +3,7 @@
 // with the next event under the function's timeout, and one line in the run's output while an
 // init is slow; an init that throws retried by the next event in a new environment, one retry at a
 // time. A real service whose top-level await takes as long as a file beside the test says ("hang":
-// forever; "throw": it throws, "exit": its process exits, "timer": a timer of it throws, "reject": a
+// forever; "unsettled": forever, nothing left that could settle it; "throw": it throws, "exit": its process exits, "timer": a timer of it throws, "reject": a
 // promise it does not await rejects), in the emulator over dynalite, and one `run --provider aws`.
 
 import { spawn } from "node:child_process";
@@ -58,6 +58,7 @@ const SLOW = [
   '  const what = readFileSync(plan, "utf8").trim();',
   '  appendFileSync(`${plan}.inits`, "init\\n");',
   '  if (what === "hang") await new Promise(() => setInterval(() => {}, 1000));',
+  '  else if (what === "unsettled") await new Promise(() => {});',
   '  else if (what === "throw") throw new Error("config service unreachable");',
   '  else if (what === "exit") process.exit(3);',
   '  else if (what === "timer") {',
@@ -268,6 +269,34 @@ describe("the AWS emulator's function init", () => {
       expect(fn.initError).toBeUndefined();
       expect(inits()).toBe(3);
       client.close();
+    } finally {
+      await emulator.stop();
+    }
+  });
+
+  it("fails at once an init stopped at a top-level await nothing is left to settle, saying its module never finished loading, after which line, and how to fix it, and answers its event as Lambda answers an exit with code 13", async () => {
+    const lines: string[] = [];
+    const began = Date.now();
+    // The init limit stays Lambda's 10 s: the failure comes as soon as nothing is left, not at the limit.
+    const emulator = await emulate("unsettled", {}, lines);
+    try {
+      const fn = emulator.functions[0];
+      if (fn === undefined) throw new Error("no function");
+      expect(Date.now() - began).toBeLessThan(8000);
+      const said = `function "${fn.name}" failed its init: its module never finished loading: a top-level await after services/slow.ts:3 never settled, nothing being left that could settle it (a promise nothing resolves), so Node ended it with exit code 13 (Lambda's Runtime.ExitError) and the handlers it registers after that await were never registered; register handlers at module load, before any await that may not settle, or make sure it settles`;
+      expect(lines).toContain(
+        `service "slow": ${said}; as on Lambda, its next event retries the init in a new execution environment, and fails with it while it fails; fix its module's top level and save`,
+      );
+      expect(fn.initError).toBe(said);
+      expect(lines.filter((l) => l.includes("did not finish its init") || l.includes("so far"))).toEqual([]);
+      // Lambda's answer to an event whose init's runtime exited: Runtime.ExitError with its status.
+      const failed = await invokeApi(emulator, fn.env.AWS_ENDPOINT_URL_LAMBDA as string, fn.name);
+      expect(failed.headers.get("x-amz-function-error")).toBe("Unhandled");
+      expect(await failed.json()).toEqual({
+        errorType: "Runtime.ExitError",
+        errorMessage: "Runtime exited with error: exit status 13",
+      });
+      expect(inits()).toBe(2);
     } finally {
       await emulator.stop();
     }

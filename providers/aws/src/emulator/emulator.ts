@@ -318,6 +318,20 @@ function secondsOf(ms: number): string {
   return String(Math.round(ms / 100) / 10);
 }
 
+/** Node's exit code for a main module whose top-level await nothing was left to settle. */
+const UNSETTLED_AWAIT_STATUS = 13;
+
+/**
+ * What an init says whose module stopped at a top-level await nothing was left to settle (its
+ * event loop had nothing left, and Node, as Lambda's runtime, ends it with exit code 13): that the
+ * module never finished loading, after the line of its last call as it loaded (`at`, when one of
+ * the service's own files made it), and how to fix it, as the collect pass says it of a service.
+ */
+export function unsettledLoadMessage(at: string | undefined): string {
+  const where = at === undefined ? "after its last declaration or registration" : `after ${at}`;
+  return `its module never finished loading: a top-level await ${where} never settled, nothing being left that could settle it (a promise nothing resolves), so Node ended it with exit code ${UNSETTLED_AWAIT_STATUS} (Lambda's Runtime.ExitError) and the handlers it registers after that await were never registered; register handlers at module load, before any await that may not settle, or make sure it settles`;
+}
+
 /** "10 s, Lambda's limit for an init", or a shorter limit (tests') with Lambda's beside it. */
 function initLimitSaid(limitMs: number): string {
   return limitMs === LAMBDA_INIT_LIMIT_MS
@@ -560,6 +574,8 @@ class Instance {
           errorType?: string;
           /** "uncaught exception" or "unhandled rejection": an error nothing caught (the worker's uncaught). */
           uncaught?: string;
+          /** Of an init-unsettled: the line of the module's last call as it loaded (`services/chat.ts:12`). */
+          at?: string;
         }) => {
           if (message.type === "ready") {
             settled();
@@ -577,6 +593,17 @@ class Instance {
                 `function "${fn.name}" failed its init${how}: ${indentedMessage(thrown)}`,
                 message.errorType ?? "Error",
                 thrown,
+              ),
+            );
+          } else if (message.type === "init-unsettled") {
+            // Its module stopped at a top-level await nothing was left to settle: the worker exits
+            // with Node's code 13 next, as Lambda's runtime would (Runtime.ExitError).
+            settled();
+            reject(
+              new InitError(
+                `function "${fn.name}" failed its init: ${unsettledLoadMessage(message.at)}`,
+                "Runtime.ExitError",
+                `Runtime exited with error: exit status ${UNSETTLED_AWAIT_STATUS}`,
               ),
             );
           } else if (message.type === "uncaught") {

@@ -10,15 +10,21 @@
  */
 import { readSync } from "node:fs";
 import { createRequire } from "node:module";
+import { isAbsolute, relative, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { makeStdioBlocking } from "@nitric-like/provider-kit/blocking-stdio";
+import { SOURCE_DIR_VAR } from "../runtime/stacks.js";
 
 /** What Lambda's Node.js runtime passes a handler beside the event (the part the runtime reads). */
 interface Context {
   getRemainingTimeInMillis(): number;
 }
 
-type Handler = ((event: unknown, context: Context) => Promise<unknown>) & { ready?: Promise<unknown> };
+type Handler = ((event: unknown, context: Context) => Promise<unknown>) & {
+  ready?: Promise<unknown>;
+  /** Our runtime's (createHandler): the stacks of the module's last calls, newest first, while it has not finished loading. */
+  loadStoppedAfter?: () => string[];
+};
 
 interface Invoke {
   type: "invoke";
@@ -101,7 +107,45 @@ function uncaught(error: unknown, rejection: boolean): void {
 process.on("uncaughtException", (error) => uncaught(error, false));
 process.on("unhandledRejection", (reason) => uncaught(reason, true));
 
+/**
+ * Its event loop has nothing left while its init has not finished: the module is stopped at a
+ * top-level await nothing is left to settle (the IPC channel is left out of that count during the
+ * init, below). Node ends a main module so with exit code 13; Lambda's runtime, which awaits the
+ * import of the function's module, ends so too (Runtime.ExitError, "exit status 13"). Said to the
+ * emulator with the line the module's last call was made from, then it exits with 13.
+ */
+let unsettled = false;
+process.on("beforeExit", () => {
+  if (initialized || ending || unsettled) return;
+  unsettled = true;
+  const at = (handlerOf()?.loadStoppedAfter?.() ?? []).map(loadLocation).find((l) => l !== undefined);
+  const message = { type: "init-unsettled", ...(at === undefined ? {} : { at }) };
+  if (process.send) process.send(message, () => process.exit(13));
+  else process.exit(13);
+});
+
+/**
+ * The first frame of `stack` in the function's own source files (not a package's, not the
+ * bundle's): `services/chat.ts:12`, relative to the project under `run` (SOURCE_DIR_VAR) or to the
+ * function's folder; undefined when none is.
+ */
+function loadLocation(stack: string): string | undefined {
+  const base = process.env[SOURCE_DIR_VAR] || process.env.LAMBDA_TASK_ROOT || process.cwd();
+  for (const line of stack.split("\n")) {
+    const m = /^\s+at (?:.*\(|async )?(?:file:\/\/)?(\/[^():]+):(\d+):\d+\)?$/.exec(line);
+    if (!m) continue;
+    const path = m[1] as string;
+    const rel = relative(base, path);
+    if (path === file || rel.startsWith("..") || isAbsolute(rel) || rel.split(sep).includes("node_modules")) continue;
+    return `${rel}:${m[2]}`;
+  }
+  return undefined;
+}
+
 let handler: Handler;
+/** The handler once its module has been imported, for the beforeExit listener above (which may run before). */
+let imported: Handler | undefined;
+const handlerOf = (): Handler | undefined => imported;
 try {
   // An ES module's top-level awaits are part of its init, as on Lambda.
   const mod = (
@@ -109,12 +153,17 @@ try {
   ) as { handler?: Handler };
   if (typeof mod.handler !== "function") throw new Error(`${file} exports no handler function`);
   handler = mod.handler;
+  imported = handler;
 } catch (error) {
   // The message alone: the bundle is minified, so its stack would name nothing of the source.
   send(initError(error));
   process.exit(1);
 }
 
+// During the init, the IPC channel does not keep the event loop alive (its message listeners
+// would): a module stopped at a top-level await nothing is left to settle then empties it (see
+// beforeExit above), as Node's loop would empty with no channel. Kept alive again once it is ready.
+process.channel?.unref();
 Promise.resolve(handler.ready)
   // A turn of the event loop first: a promise its init rejected and nobody awaited is seen as
   // unhandled once the microtasks have run, and fails the init, as Lambda's runtime (which asks
@@ -124,6 +173,7 @@ Promise.resolve(handler.ready)
     () => {
       if (ending) return;
       initialized = true;
+      process.channel?.ref();
       answer({ type: "ready" }, "finished its init");
     },
     (error: unknown) => {

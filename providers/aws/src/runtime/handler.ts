@@ -236,6 +236,14 @@ export class Runtime {
   private readonly stores: DynamoKvStores;
   /** The SDKs' transport (start() makes it). */
   private transport: MemoryTransport | undefined;
+  /**
+   * While the service's module loads: where its last calls to the contracts were made (a call
+   * opened or a request written on one: a declaration, a handler's registration), newest last,
+   * their stacks captured and not yet formatted, so a load that never finishes can say after
+   * which line of the service it stopped (loadStoppedAfter).
+   */
+  private loadCalls: { stack?: string }[] = [];
+  private loading = false;
   private readonly secrets: SecretsManagerSecrets;
 
   /** Serves the contracts, gives the SDKs their transport, loads the service and waits for its handlers. */
@@ -285,10 +293,46 @@ export class Runtime {
       gateway: (socket) => this.gateways.get(socket),
     });
     this.env.NITRIC_ENVIRONMENT = "cloud";
-    this.transport = createMemoryTransport(router);
-    give(this.transport);
-    await load();
+    const transport = createMemoryTransport(router);
+    this.transport = transport;
+    // The SDKs' calls, each noted while the module loads (a stack is only formatted if asked for).
+    const noted = () => {
+      if (!this.loading) return;
+      this.loadCalls.push(callStack());
+      if (this.loadCalls.length > LOAD_CALLS_KEPT) this.loadCalls.shift();
+    };
+    give({
+      open: (path, kind, request, events) => {
+        noted();
+        const call = transport.open(path, kind, request, events);
+        return {
+          write: (bytes) => {
+            noted();
+            call.write(bytes);
+          },
+          halfClose: () => call.halfClose(),
+          cancel: () => call.cancel(),
+        };
+      },
+      close: () => transport.close(),
+    });
+    this.loading = true;
+    try {
+      await load();
+    } finally {
+      this.loading = false;
+      this.loadCalls = [];
+    }
     await this.handlersRegistered();
+  }
+
+  /**
+   * While the service's module has not finished loading: the stacks of its last calls to the
+   * contracts as it loaded, newest first (frames mapped to its sources, see stacks.ts), the line
+   * it stopped after in the first that names one of its files; empty once it has loaded.
+   */
+  loadStoppedAfter(): string[] {
+    return this.loading ? this.loadCalls.map((c) => c.stack ?? "").reverse() : [];
   }
 
   /** Resolves once every handler the deployment routes here is registered, or after the wait. */
@@ -934,8 +978,10 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined
 export function createHandler(options: RuntimeOptions): LambdaHandler {
   const env = options.env ?? process.env;
   const logger = options.logger ?? consoleLogger;
+  let started: Runtime | undefined;
   const ready = (async () => {
     const runtime = new Runtime(readBindings(env), logger, env);
+    started = runtime;
     await runtime.start(options.load, options.transport);
     return runtime;
   })();
@@ -944,13 +990,34 @@ export function createHandler(options: RuntimeOptions): LambdaHandler {
   const handler = async (event: unknown, context?: LambdaContext) => (await ready).handle(event, context);
   const initialised = ready.then(() => undefined);
   initialised.catch(() => {});
-  return Object.assign(handler, { ready: initialised });
+  return Object.assign(handler, { ready: initialised, loadStoppedAfter: () => started?.loadStoppedAfter() ?? [] });
 }
 
-/** A function's handler; `ready` settles when its init (endpoint, service code, handlers) is done. */
+/**
+ * A function's handler; `ready` settles when its init (endpoint, service code, handlers) is done.
+ * `loadStoppedAfter`: while the service's module has not finished loading, the stacks of its last
+ * calls as it loaded (Runtime.loadStoppedAfter), whose line the emulator names when that load never can.
+ */
 export type LambdaHandler = ((
   event: unknown,
   context?: LambdaContext,
 ) => Promise<WebsocketApiResult | AuthorizerResult | undefined>) & {
   ready: Promise<void>;
+  loadStoppedAfter(): string[];
 };
+
+/** How many of a loading module's last calls loadStoppedAfter keeps (a call made in a microtask names no line of the service). */
+const LOAD_CALLS_KEPT = 16;
+
+/**
+ * The stack here, unformatted until read: deep enough to reach the service's own line below an
+ * SDK's declaration (a dozen frames of the SDK and the RPC client come first).
+ */
+function callStack(): { stack?: string } {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 40;
+  const trace: { stack?: string } = {};
+  Error.captureStackTrace(trace, callStack);
+  Error.stackTraceLimit = limit;
+  return trace;
+}
