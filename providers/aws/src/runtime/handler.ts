@@ -303,6 +303,8 @@ export class Runtime {
     };
     give({
       open: (path, kind, request, events) => {
+        // Once loaded, the calls go straight through: events' calls pay no wrapper.
+        if (!this.loading) return transport.open(path, kind, request, events);
         noted();
         const call = transport.open(path, kind, request, events);
         return {
