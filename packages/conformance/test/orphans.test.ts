@@ -440,3 +440,96 @@ describe("what a service or a function started ends with it", () => {
     expect(await eventually(() => left().length === 0)).toBe(true);
   }, 90000);
 });
+
+/**
+ * A service that starts three `sleep 1000`s, at load (`when` its environment variable says it runs
+ * where `run` starts it) and for each message "spawn", writing their pids to `file`: one spawned
+ * as a child (a thread's is a child of run's process), one spawned `detached` (a session of its
+ * own, its parent the service) and one a daemon would start (`setsid ... &` under a shell that
+ * exits at once: a session of its own, and a parent that has gone, so no parent chain leads from
+ * the service to it).
+ */
+function escaper(socket: string, file: string, when: string): string {
+  return [
+    'import { execSync, spawn } from "node:child_process";',
+    'import { appendFileSync } from "node:fs";',
+    'import { websocket } from "@nitric-like/sdk";',
+    `const file = ${JSON.stringify(file)};`,
+    "const start = () => {",
+    '  const detached = spawn("sleep", ["1000"], { detached: true, stdio: "ignore" });',
+    "  detached.unref();",
+    '  const daemon = execSync("setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!", { encoding: "utf8" }).trim();',
+    '  const child = spawn("sleep", ["1000"], { stdio: "ignore" });',
+    "  appendFileSync(file, `${detached.pid}\\n${daemon}\\n${child.pid}\\n`);",
+    "};",
+    `const socket = websocket(${JSON.stringify(socket)});`,
+    'socket.on("connect", () => {});',
+    'socket.on("disconnect", () => {});',
+    'socket.on("message", (ctx) => {',
+    '  if (ctx.text() === "spawn") start();',
+    "  return ctx.text();",
+    "});",
+    `if (${when}) start();`,
+  ].join("\n");
+}
+
+/** The session a process leads or belongs to (field 6 of /proc/<pid>/stat). */
+function session(pid: number): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[3]);
+  } catch {
+    return undefined;
+  }
+}
+
+describe("what a service or a function started in a session of its own ends with it too", () => {
+  const ways = [
+    { what: "run (a worker thread)", args: [] as string[], when: 'process.env.NITRIC_ENVIRONMENT === "run"' },
+    { what: "run --processes", args: ["--processes"], when: 'process.env.NITRIC_ENVIRONMENT === "run"' },
+    { what: "run --provider aws", args: ["--provider", "aws"], when: "process.env.LAMBDA_TASK_ROOT !== undefined" },
+  ];
+  for (const way of ways) {
+    it(`${way.what}: a child, a detached process and a daemon (setsid, its parent gone) a service started end on a save and on Ctrl-C`, async () => {
+      const dir = writeProject({ "nitric-like.yaml": "name: escaper\nservices:\n  - match: services/*.ts\n" });
+      const file = join(dir, "pids");
+      mkdirSync(join(dir, "services"));
+      const source = escaper("escaper", file, way.when);
+      writeFileSync(join(dir, "services/escaper.ts"), source);
+      const app = await startApp(dir, [...way.args, "--no-dashboard"], {}, { group: true });
+      expect(await eventually(() => pidsIn(file).length === 3), app.stdout + app.stderr).toBe(true);
+      const first = pidsIn(file);
+      for (const pid of first) expect(cmdline(pid)).toBe("sleep 1000 ");
+      // The first two left the service's group and session: a group kill does not reach them.
+      for (const pid of first.slice(0, 2)) expect(session(pid)).toBe(pid);
+      // The user saves: the restart ends what the old service started.
+      writeFileSync(join(dir, "services/escaper.ts"), `${source}\n// saved\n`);
+      expect(await eventually(() => pidsIn(file).length === 6), app.stdout + app.stderr).toBe(true);
+      const still = () => first.filter((pid) => stat(pid) !== undefined).map((pid) => `${pid} ${cmdline(pid)}`);
+      expect(await eventually(() => still().length === 0), still().join("\n")).toBe(true);
+      // Three more that a handler starts in the new one.
+      const client = await connect(app.url("escaper"));
+      client.ws.send("spawn");
+      expect((await client.next(10000)).text).toBe("spawn");
+      expect(pidsIn(file)).toHaveLength(9);
+      app.interrupt();
+      expect((await app.exited).code, app.stderr).toBe(0);
+      const left = () => pidsIn(file).filter((pid) => stat(pid) !== undefined);
+      expect(await eventually(() => left().length === 0)).toBe(true);
+    }, 90000);
+  }
+
+  for (const way of ways) {
+    it(`${way.what}: a child, a detached process and a daemon a service started end when run is killed with SIGKILL`, async () => {
+      const dir = writeProject({ "nitric-like.yaml": "name: escaper\nservices:\n  - match: services/*.ts\n" });
+      const file = join(dir, "pids");
+      mkdirSync(join(dir, "services"));
+      writeFileSync(join(dir, "services/escaper.ts"), escaper("escaper", file, way.when));
+      const app = await startApp(dir, [...way.args, "--no-dashboard", "--no-watch"], {}, { group: true });
+      expect(await eventually(() => pidsIn(file).length === 3), app.stdout + app.stderr).toBe(true);
+      app.child.kill("SIGKILL");
+      await app.exited;
+      const left = () => pidsIn(file).filter((pid) => stat(pid) !== undefined);
+      expect(await eventually(() => left().length === 0)).toBe(true);
+    }, 60000);
+  }
+});

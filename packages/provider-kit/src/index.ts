@@ -103,7 +103,16 @@ export {
 export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { parseQuery, wireQuery, wireValue } from "./query.js";
-export { endWithThisProcess, REAPER_NAME, startReaper } from "./reaper.js";
+export {
+  endLineageWithThisProcess,
+  endWithThisProcess,
+  LINEAGE_VAR,
+  lineageCarriers,
+  newLineage,
+  REAPER_NAME,
+  startReaper,
+  withLineage,
+} from "./reaper.js";
 export { clientErrorRefusal, REFUSED_GRACE_MS, refuseRequest, upgradeProblem } from "./refusals.js";
 export { permissionsOf, resourceKindOf } from "./resources.js";
 export { type EndpointContext, serviceRouter } from "./router.js";

@@ -14,15 +14,78 @@
  * child that exits is taken off the list first (a group once nothing is left in it: what its
  * leader started is ended with it), so a normal stop leaves it nothing to do.
  *
+ * A process group does not hold everything a child starts: a process spawned `detached` or run
+ * under `setsid` leads a session of its own, and a daemon's parent exits at once (it is then the
+ * child of PID 1, so no parent chain leads to it either). What every such process keeps is the
+ * environment it inherited: each child gets a lineage, a random mark in its environment
+ * (LINEAGE_VAR), and whatever process on this machine carries it (read from /proc/<pid>/environ,
+ * the environment a process was started with) is ended with the child, here and by the reaper.
+ * Its limits: a process started with an environment of its own that lacks the mark (`env -i`, a
+ * spawn given an `env` not built on process.env), or run as another user, is not found; where
+ * there is no /proc (macOS) nothing is found, and the group alone is ended.
+ *
  * Not on Windows (no process groups, no /bin/sh); there the children's own watches remain.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import type { Writable } from "node:stream";
 
 /**
- * The reaper: `+<id>` lists an id, `-<id>` takes it off; an id is a pid, or `-<pgid>` for a
- * process group. At the end of its input, what is listed is ended. Signals are ignored: only the
- * end of its input ends it.
+ * The variable that carries a child's lineage into its environment, and from there into the
+ * environment of every process it starts (see above).
+ */
+export const LINEAGE_VAR = "NITRIC_LIKE_LINEAGE";
+
+/** A new lineage: a mark for one child (a service process or thread, an execution environment). */
+export function newLineage(): string {
+  return randomBytes(16).toString("hex");
+}
+
+/**
+ * `env` with `lineage` added to LINEAGE_VAR, after the lineages it has: a `run` that a service of
+ * another `run` started keeps that one's too, so what it starts ends with either.
+ */
+export function withLineage(env: NodeJS.ProcessEnv, lineage: string): NodeJS.ProcessEnv {
+  const before = env[LINEAGE_VAR];
+  return { ...env, [LINEAGE_VAR]: before ? `${before},${lineage}` : lineage };
+}
+
+/**
+ * The pids of the live processes whose environment carries one of `lineages`, this process left
+ * out; none where there is no /proc. A zombie's environment reads empty, so it is not one.
+ */
+export function lineageCarriers(lineages: readonly string[]): number[] {
+  if (lineages.length === 0 || process.platform !== "linux") return [];
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  // A lineage is 32 random hex digits: found anywhere in an environment, it is LINEAGE_VAR's.
+  const marks = lineages.map((lineage) => Buffer.from(lineage));
+  const found: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let environ: Buffer;
+    try {
+      environ = readFileSync(`/proc/${entry}/environ`);
+    } catch {
+      // Gone, or another user's.
+      continue;
+    }
+    if (marks.some((mark) => environ.includes(mark))) found.push(Number(entry));
+  }
+  return found;
+}
+
+/**
+ * The reaper: `+<id>` lists an id, `-<id>` takes it off; an id is a pid, `-<pgid>` for a
+ * process group, or `~<lineage>` for every process whose environment carries that lineage. At the
+ * end of its input, what is listed is ended: a lineage's processes are looked up in /proc once
+ * before SIGTERM (none where there is no /proc) and again before SIGKILL. Signals are ignored:
+ * only the end of its input ends it.
  */
 const REAPER = `trap '' INT TERM HUP PIPE
 live=' '
@@ -33,17 +96,25 @@ while IFS= read -r line; do
   esac
 done
 [ "$live" = ' ' ] && exit 0
-for p in $live; do kill -s TERM -- "$p" 2>/dev/null; done
+carriers() {
+  set --
+  for p in $live; do case $p in "~"*) set -- "$@" -e "\${p#"~"}" ;; esac; done
+  [ $# -eq 0 ] && return
+  for f in $(grep -lsaF "$@" /proc/[0-9]*/environ); do
+    f=\${f#/proc/}; echo "\${f%/environ}"
+  done
+}
+ids() { for p in $live; do case $p in "~"*) ;; *) echo "$p" ;; esac; done; carriers; }
+for p in $(ids); do kill -s TERM -- "$p" 2>/dev/null; done
 i=0
 while [ $i -lt 20 ]; do
   left=''
-  for p in $live; do kill -s 0 -- "$p" 2>/dev/null && left="$left $p"; done
+  for p in $(ids); do kill -s 0 -- "$p" 2>/dev/null && left="$left $p"; done
   [ -z "$left" ] && exit 0
-  live=$left
   sleep 0.1
   i=$((i + 1))
 done
-for p in $live; do kill -s KILL -- "$p" 2>/dev/null; done
+for p in $(ids); do kill -s KILL -- "$p" 2>/dev/null; done
 `;
 
 /**
@@ -102,21 +173,44 @@ const GROUP_GRACE_MS = 2000;
  * process ends, if it has not exited by then (see above). With `group`, what is left of the group
  * once `child`, its leader, has exited (processes it started: a `sleep` a service spawned, a
  * server of its own) is ended too, however the leader ended: a stop, a restart, a crash. They get
- * SIGTERM, and SIGKILL GROUP_GRACE_MS later; the group stays listed here until it is gone.
+ * SIGTERM, and SIGKILL GROUP_GRACE_MS later; the group stays listed here until it is gone. With
+ * `lineage` (added to the child's environment with withLineage), every process that carries it
+ * is ended with the group, those that left it (a session of their own, a daemon) too.
  */
-export function endWithThisProcess(child: ChildProcess, group: boolean): void {
+export function endWithThisProcess(child: ChildProcess, group: boolean, lineage?: string): void {
   const pid = child.pid;
   if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const to = reaperInput();
-  const id = group ? `-${pid}` : `${pid}`;
-  if (to !== undefined) to.write(`+${id}\n`);
+  const ids = [group ? `-${pid}` : `${pid}`, ...(lineage !== undefined ? [`~${lineage}`] : [])];
+  if (to !== undefined) for (const id of ids) to.write(`+${id}\n`);
   const unlist = () => {
-    if (to !== undefined && !to.destroyed) to.write(`-${id}\n`);
+    if (to !== undefined && !to.destroyed) for (const id of ids) to.write(`-${id}\n`);
   };
   child.once("exit", () => {
-    if (group && process.platform !== "win32") endLeftGroup(pid, unlist);
-    else unlist();
+    if (process.platform === "win32") unlist();
+    else endLeft(group ? pid : undefined, lineage, unlist);
   });
+}
+
+/**
+ * Ends, when this process ends (the reaper), every process that carries `lineage`: what a worker
+ * thread of this process started (its environment is the thread's). Returns what ends them now
+ * (SIGTERM, SIGKILL GROUP_GRACE_MS later) and takes them off the reaper's list once they are gone:
+ * for when the thread has ended. It resolves once they are gone.
+ */
+export function endLineageWithThisProcess(lineage: string): () => Promise<void> {
+  const to = process.platform === "win32" ? undefined : reaperInput();
+  if (to !== undefined) to.write(`+~${lineage}\n`);
+  let ended: Promise<void> | undefined;
+  return () => {
+    ended ??= new Promise<void>((resolve) => {
+      endLeft(undefined, lineage, () => {
+        if (to !== undefined && !to.destroyed) to.write(`-~${lineage}\n`);
+        resolve();
+      });
+    });
+    return ended;
+  };
 }
 
 /** Sends `signal` to process group `pgid`; false when no process is left in it. */
@@ -129,19 +223,42 @@ function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
-/** Ends what is left of group `pgid`, whose leader has exited, then calls `gone`. */
-function endLeftGroup(pgid: number, gone: () => void): void {
-  if (!signalGroup(pgid, "SIGTERM")) {
+/** Sends `signal` to each of `pids` that is still there. */
+function signalEach(pids: readonly number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+/**
+ * Ends what is left of group `pgid`, whose leader has exited, and every process that carries
+ * `lineage`, then calls `gone`: SIGTERM, then SIGKILL to those still there GROUP_GRACE_MS later.
+ */
+function endLeft(pgid: number | undefined, lineage: string | undefined, gone: () => void): void {
+  const lineages = lineage !== undefined ? [lineage] : [];
+  const groupLeft = (signal: NodeJS.Signals | 0) => pgid !== undefined && signalGroup(pgid, signal);
+  const carriers = () => lineageCarriers(lineages);
+  let left = carriers();
+  signalEach(left, "SIGTERM");
+  if (!groupLeft("SIGTERM") && left.length === 0) {
     gone();
     return;
   }
   const until = Date.now() + GROUP_GRACE_MS;
+  let ticks = 0;
   const check = setInterval(() => {
-    if (signalGroup(pgid, 0) && Date.now() < until) return;
+    // The group each tick; /proc, a read of every process's environment, every 250 ms.
+    if (++ticks % 5 === 0 || Date.now() >= until) left = carriers();
+    if ((groupLeft(0) || left.length > 0) && Date.now() < until) return;
     clearInterval(check);
-    signalGroup(pgid, "SIGKILL");
+    groupLeft("SIGKILL");
+    signalEach(left, "SIGKILL");
     gone();
   }, 50);
-  // Nothing here keeps this process alive: the reaper ends the group if this process ends first.
+  // Nothing here keeps this process alive: the reaper ends them if this process ends first.
   check.unref();
 }

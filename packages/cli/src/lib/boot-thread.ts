@@ -147,6 +147,8 @@ const SERVICE_VARIABLES = [
   "NITRIC_LIKE_SERVICE",
   "NITRIC_LIKE_PROJECT",
   "SERVICE_PATH",
+  // provider-kit's LINEAGE_VAR (this module imports nothing of ours): a mark of each thread's own.
+  "NITRIC_LIKE_LINEAGE",
 ];
 
 /** A booted thread's environment for a service's: the service's, less SERVICE_VARIABLES, as a key. */

@@ -6,7 +6,13 @@ import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process"
 import { type Duplex, PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { endWithThisProcess, startReaper } from "@nitric-like/provider-kit";
+import {
+  endLineageWithThisProcess,
+  endWithThisProcess,
+  newLineage,
+  startReaper,
+  withLineage,
+} from "@nitric-like/provider-kit";
 import { ALIVE_FD_VAR, type Project, type ServiceEntry } from "@nitric-like/spec";
 import { serviceNodeOptions, startWorker, takeBooted, threadOptions } from "./boot-thread.js";
 import { ALIVE_PING, ALIVE_PONG, type Bundle } from "./bundle.js";
@@ -86,9 +92,11 @@ export function endServiceGroups(): void {
  */
 export function spawnService(launch: ServiceLaunch): ChildProcess {
   startReaper();
-  const child = spawnGroup(launch);
+  // What it starts in a session of its own (detached, setsid, a daemon) carries this lineage.
+  const lineage = newLineage();
+  const child = spawnGroup(launch, lineage);
   const pid = child.pid;
-  endWithThisProcess(child, true);
+  endWithThisProcess(child, true, lineage);
   if (pid !== undefined) {
     liveGroups.add(pid);
     child.once("exit", () => liveGroups.delete(pid));
@@ -96,8 +104,8 @@ export function spawnService(launch: ServiceLaunch): ChildProcess {
   return child;
 }
 
-function spawnGroup(launch: ServiceLaunch): ChildProcess {
-  const env = serviceEnv(launch);
+function spawnGroup(launch: ServiceLaunch, lineage: string): ChildProcess {
+  const env = withLineage(serviceEnv(launch), lineage);
   const options = { cwd: launch.project.dir, env, stdio: ["ignore", "pipe", "pipe"] as ["ignore", "pipe", "pipe"] };
   // Our bundle answers run's liveness check on a pipe at fd 3 (bundle.ts, ALIVE_FD_VAR), and so
   // does our SDK in a process a `start` command runs (watched once it has answered); not under
@@ -297,7 +305,11 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
   const file = launch.bundle.threadOutfile;
   if (file === undefined) throw new Error(`service "${launch.service.name}" has no thread bundle`);
   const { address: _address, ...rest } = launch;
-  const env = serviceEnv({ ...rest, endpoint: "" });
+  // The processes it starts are children of this process, in its group or in sessions of their
+  // own: they carry the thread's lineage, and end once the thread has ended, or with this process.
+  const lineage = newLineage();
+  const env = withLineage(serviceEnv({ ...rest, endpoint: "" }), lineage);
+  const endStarted = endLineageWithThisProcess(lineage);
   // The thread bundle's generated entry (bundle.ts, threadEntry) gives the SDKs this port.
   const worker =
     takeBooted(env, file, port) ??
@@ -322,6 +334,7 @@ export function startServiceThread(launch: ServiceLaunch & { bundle: Bundle }, p
     worker.once("exit", (code) => {
       ended = true;
       clearInterval(watch);
+      void endStarted();
       resolve(code);
     });
   });

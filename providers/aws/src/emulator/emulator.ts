@@ -91,6 +91,7 @@ import {
   indentedMessage,
   MAX_BUFFERED_BYTES,
   MAX_PENDING_PONGS,
+  newLineage,
   notReadingReason,
   openFilesProblem,
   parseQuery,
@@ -100,6 +101,7 @@ import {
   startReaper,
   upgradeProblem,
   WS_PIECE_BOUNDS,
+  withLineage,
 } from "@nitric-like/provider-kit";
 import { SecretStore } from "@nitric-like/provider-kit/secret-store";
 import {
@@ -524,11 +526,14 @@ class Instance {
     this.name = fn.name;
     this.retried = init.retried;
     startReaper();
+    // What the function starts in a session of its own (detached, setsid, a daemon) is not in the
+    // group: it carries this lineage instead, and ends with the environment too.
+    const lineage = newLineage();
     const child = fork(WORKER, [functionFileIn(fn.dir), freezes ? "freeze" : "run"], {
       // Lambda runs a function in the folder its zip unpacks to (/var/task, LAMBDA_TASK_ROOT): a
       // relative path a service reads is looked up there, not in the project, so here it is too.
       cwd: fn.dir,
-      env: { ...fn.env, LAMBDA_TASK_ROOT: fn.dir },
+      env: withLineage({ ...fn.env, LAMBDA_TASK_ROOT: fn.dir }, lineage),
       stdio: ["pipe", "pipe", "pipe", "ipc"],
       serialization: "advanced",
       // A process group of its own, as run's service processes have: a terminal's Ctrl-C then
@@ -541,7 +546,7 @@ class Instance {
     // Ended with this process, however it ends, its group with it: one busy in its init or a
     // handler cannot notice that its IPC channel closed. And once it has exited (ended here, or
     // a crash), what is left of its group is ended too.
-    endWithThisProcess(child, true);
+    endWithThisProcess(child, true, lineage);
     // Written to only to thaw it; a write after it exited fails, which its exit already says.
     child.stdin?.on("error", () => {});
     pipe(child);
