@@ -18,10 +18,15 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** What a thread reports of itself over its port, then prints and exits with. */
+/**
+ * What a thread reports of itself over its port, then prints and exits with. Its lineage (what the
+ * processes it starts carry, so that they end with it) is its own, a new one for each thread:
+ * reported as whether it has one.
+ */
 const REPORTER = `import { workerData } from "node:worker_threads";
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(SERVICE_|NITRIC_|BOOT_)/.test(k)));
-workerData.port.postMessage({ env, argv: process.argv.slice(1), port: typeof workerData.port.postMessage });
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(SERVICE_|NITRIC_|BOOT_)/.test(k) && k !== "NITRIC_LIKE_LINEAGE"));
+const lineage = /^[0-9a-f]{32}$/.test(process.env.NITRIC_LIKE_LINEAGE ?? "");
+workerData.port.postMessage({ env, lineage, argv: process.argv.slice(1), port: typeof workerData.port.postMessage });
 console.log("out line");
 process.exitCode = 7;
 `;
@@ -81,6 +86,7 @@ it("runs a service in a booted thread as in a thread started on it", async () =>
   expect(booted.reported).toEqual(unmatched.reported);
   const env = (booted.reported as { env: Record<string, string> }).env;
   expect(env).toMatchObject({ NITRIC_ENVIRONMENT: "run", BOOT_FROM_DOTENV: "yes" });
+  expect(booted.reported).toMatchObject({ lineage: true });
   // A thread reaches its provider over its port alone: no gRPC address, not even an inherited one.
   expect(env.SERVICE_ADDRESS).toBeUndefined();
   expect(env.NITRIC_SERVICE_PORT).toBeUndefined();
