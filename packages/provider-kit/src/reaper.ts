@@ -28,7 +28,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
 
 /**
@@ -53,29 +53,35 @@ export function withLineage(env: NodeJS.ProcessEnv, lineage: string): NodeJS.Pro
 
 /**
  * The pids of the live processes whose environment carries one of `lineages`, this process left
- * out; none where there is no /proc. A zombie's environment reads empty, so it is not one.
+ * out; none where there is no /proc. A zombie's environment reads empty, so it is not one. Read
+ * without blocking this process's thread (the gateways run on it), a few files at a time.
  */
-export function lineageCarriers(lineages: readonly string[]): number[] {
+export async function lineageCarriers(lineages: readonly string[]): Promise<number[]> {
   if (lineages.length === 0 || process.platform !== "linux") return [];
   let entries: string[];
   try {
-    entries = readdirSync("/proc");
+    entries = (await readdir("/proc")).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid);
   } catch {
     return [];
   }
   // A lineage is 32 random hex digits: found anywhere in an environment, it is LINEAGE_VAR's.
   const marks = lineages.map((lineage) => Buffer.from(lineage));
-  const found: number[] = [];
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    let environ: Buffer;
+  const carries = async (entry: string) => {
     try {
-      environ = readFileSync(`/proc/${entry}/environ`);
+      const environ = await readFile(`/proc/${entry}/environ`);
+      return marks.some((mark) => environ.includes(mark));
     } catch {
       // Gone, or another user's.
-      continue;
+      return false;
     }
-    if (marks.some((mark) => environ.includes(mark))) found.push(Number(entry));
+  };
+  const found: number[] = [];
+  for (let at = 0; at < entries.length; at += 16) {
+    const batch = entries.slice(at, at + 16);
+    const hits = await Promise.all(batch.map(carries));
+    batch.forEach((entry, i) => {
+      if (hits[i]) found.push(Number(entry));
+    });
   }
   return found;
 }
@@ -234,31 +240,33 @@ function signalEach(pids: readonly number[], signal: NodeJS.Signals): void {
   }
 }
 
+/** Resolves after `ms`; the timer keeps nothing alive. */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
 /**
  * Ends what is left of group `pgid`, whose leader has exited, and every process that carries
  * `lineage`, then calls `gone`: SIGTERM, then SIGKILL to those still there GROUP_GRACE_MS later.
+ * Nothing here keeps this process alive: the reaper ends them if this process ends first.
  */
 function endLeft(pgid: number | undefined, lineage: string | undefined, gone: () => void): void {
   const lineages = lineage !== undefined ? [lineage] : [];
   const groupLeft = (signal: NodeJS.Signals | 0) => pgid !== undefined && signalGroup(pgid, signal);
-  const carriers = () => lineageCarriers(lineages);
-  let left = carriers();
-  signalEach(left, "SIGTERM");
-  if (!groupLeft("SIGTERM") && left.length === 0) {
-    gone();
-    return;
-  }
   const until = Date.now() + GROUP_GRACE_MS;
-  let ticks = 0;
-  const check = setInterval(() => {
-    // The group each tick; /proc, a read of every process's environment, every 250 ms.
-    if (++ticks % 5 === 0 || Date.now() >= until) left = carriers();
-    if ((groupLeft(0) || left.length > 0) && Date.now() < until) return;
-    clearInterval(check);
+  const end = async () => {
+    const group = groupLeft("SIGTERM");
+    let left = await lineageCarriers(lineages);
+    signalEach(left, "SIGTERM");
+    if (!group && left.length === 0) return;
+    // The group every 50 ms; /proc, a read of every process's environment, every 250 ms.
+    for (let tick = 1; Date.now() < until; tick++) {
+      await pause(50);
+      if (tick % 5 === 0) left = await lineageCarriers(lineages);
+      if (!groupLeft(0) && left.length === 0) return;
+    }
     groupLeft("SIGKILL");
-    signalEach(left, "SIGKILL");
-    gone();
-  }, 50);
-  // Nothing here keeps this process alive: the reaper ends them if this process ends first.
-  check.unref();
+    signalEach(await lineageCarriers(lineages), "SIGKILL");
+  };
+  void end().then(gone, gone);
 }
