@@ -4,14 +4,14 @@
 // VPN or proxy that swallows the SSO portal, STS or the instance metadata service), and an SSO
 // portal stand-in that answers.
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
-import { deployTimeouts } from "../src/deploy/calls.js";
+import { clientConfig, deployTimeouts } from "../src/deploy/calls.js";
 import { credentialProvider } from "../src/deploy/credentials.js";
 import { preflight } from "../src/deploy/deploy.js";
 
@@ -43,6 +43,24 @@ async function hole(): Promise<{ url: string; count: () => number }> {
 }
 
 const START_URL = "https://example.awsapps.com/start";
+
+/** Whether process `pid` runs (a zombie no parent has reaped yet counts as ended). */
+function running(pid: number): boolean {
+  const stat = `/proc/${pid}/stat`;
+  if (existsSync("/proc/self/stat")) {
+    try {
+      return readFileSync(stat, "utf8").split(") ")[1]?.[0] !== "Z";
+    } catch {
+      return false;
+    }
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * A temp HOME with an AWS config file of `config`, an empty credentials file, and a cached SSO
@@ -222,7 +240,7 @@ region = us-east-1
     );
   });
 
-  it("still signs in through an SSO portal that answers", async () => {
+  it("still signs in through an SSO portal that answers, once for all the clients of a command", async () => {
     const asked: string[] = [];
     const portal = createHttpServer((req, res) => {
       asked.push(`${req.method} ${req.url} ${req.headers["x-amz-sso_bearer_token"]}`);
@@ -244,6 +262,145 @@ region = us-east-1
     process.env.AWS_ENDPOINT_URL_SSO = `http://127.0.0.1:${(portal.address() as AddressInfo).port}`;
     const credentials = await credentialProvider(deployTimeouts())();
     expect(credentials).toMatchObject({ accessKeyId: "ASIAFROMSSO", sessionToken: "session" });
+    // Another client of the command (each makes its provider) takes the same sign-in.
+    await clientConfig(undefined).credentials();
     expect(asked).toEqual(["GET /federation/credentials?account_id=123456789012&role_name=Admin token"]);
   });
+  it("says which container endpoint never answered, naming its variable, its URL and the fix, rather than waiting for ever", async () => {
+    const agent = await hole();
+    awsHome("");
+    process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI = `${agent.url}/v2/credentials`;
+    const { logger, said } = lines();
+    const { error, ms } = await failing(logger);
+    expect(agent.count()).toBe(1);
+    expect(ms).toBeLessThan(5_000);
+    expect(said[0]).toBe("resolving AWS credentials: asking the container's credentials endpoint");
+    expect(error.message).toBe(
+      `up: resolving AWS credentials: the container's credentials endpoint, AWS_CONTAINER_CREDENTIALS_FULL_URI (${agent.url}/v2/credentials): no answer for 300 ms; check that the container's credentials agent runs and answers at that URL, or unset AWS_CONTAINER_CREDENTIALS_FULL_URI and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use keys instead; if the agent is slow to answer, NITRIC_LIKE_AWS_TIMEOUT_MS gives it longer (in ms; now 300)`,
+    );
+  }, 20_000);
+
+  it("takes a container endpoint's credentials, sending its authorization token, and asks it once for every client", async () => {
+    const asked: string[] = [];
+    const agent = createHttpServer((req, res) => {
+      asked.push(`${req.method} ${req.url} ${req.headers.authorization}`);
+      res.writeHead(200, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          AccessKeyId: "ASIAFROMCONTAINER",
+          SecretAccessKey: "secret",
+          Token: "session",
+          Expiration: new Date(Date.now() + 3_600_000).toISOString(),
+        }),
+      );
+    });
+    servers.push(agent);
+    await new Promise<void>((r) => agent.listen(0, "127.0.0.1", r));
+    awsHome("");
+    const tokenFile = join(process.env.HOME as string, "token");
+    writeFileSync(tokenFile, "pod-token");
+    Object.assign(process.env, {
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: `http://127.0.0.1:${(agent.address() as AddressInfo).port}/v1/credentials`,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile,
+    });
+    const first = await clientConfig("us-east-1").credentials();
+    const second = await clientConfig("us-east-1").credentials();
+    expect(asked).toEqual(["GET /v1/credentials pod-token"]);
+    expect(first).toMatchObject({ accessKeyId: "ASIAFROMCONTAINER", sessionToken: "session" });
+    expect(second).toEqual(first);
+  });
+
+  it("kills a credential_process that never finishes, with what it started, naming the profile, the command and the fix", async () => {
+    awsHome("");
+    const home = process.env.HOME as string;
+    const pidFile = join(home, "pid");
+    const script = join(home, "hang.cjs");
+    writeFileSync(
+      script,
+      `require("node:fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000);`,
+    );
+    const command = `"${process.execPath}" "${script}"`;
+    writeFileSync(process.env.AWS_CONFIG_FILE as string, `[profile tool]\ncredential_process = ${command}\n`);
+    process.env.AWS_PROFILE = "tool";
+    const { logger, said } = lines();
+    const { error, ms } = await failing(logger);
+    expect(ms).toBeLessThan(5_000);
+    expect(said[0]).toBe('resolving AWS credentials: profile "tool" runs its credential_process');
+    expect(error.message).toBe(
+      `up: resolving AWS credentials: the credential_process of profile "tool" (${JSON.stringify(command)}) did not finish within 300 ms and was killed; check that ${JSON.stringify(command)} prints its credentials and exits when run in a shell, sign in again to the tool it runs if it needs that, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unsetting AWS_PROFILE) to use keys instead; if it needs longer (a prompt to answer), NITRIC_LIKE_AWS_TIMEOUT_MS gives it longer (in ms; now 300)`,
+    );
+    // The shell ran the command as a child of its own; that is killed too.
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(running(pid)).toBe(false);
+  }, 20_000);
+
+  it("says what a credential_process that fails printed, naming the profile, and runs it once", async () => {
+    awsHome("");
+    const home = process.env.HOME as string;
+    const runs = join(home, "runs");
+    const script = join(home, "fail.cjs");
+    writeFileSync(
+      script,
+      `require("node:fs").appendFileSync(${JSON.stringify(runs)}, "x"); console.error("token expired: run tool login"); process.exit(3);`,
+    );
+    const command = `"${process.execPath}" "${script}"`;
+    writeFileSync(process.env.AWS_CONFIG_FILE as string, `[default]\ncredential_process = ${command}\n`);
+    const { logger } = lines();
+    const { error } = await failing(logger);
+    expect(error.message).toContain(
+      `up: resolving AWS credentials: the credential_process of profile "default" (${JSON.stringify(command)}) exited with code 3: token expired: run tool login; check that`,
+    );
+    expect(error.message).toContain("or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use keys instead");
+    expect(readFileSync(runs, "utf8")).toBe("x");
+  }, 20_000);
+
+  it("runs a credential_process once for all the clients of a command", async () => {
+    awsHome("");
+    const home = process.env.HOME as string;
+    const runs = join(home, "runs");
+    const script = join(home, "ok.cjs");
+    writeFileSync(
+      script,
+      `require("node:fs").appendFileSync(${JSON.stringify(runs)}, "x"); console.log(JSON.stringify({ Version: 1, AccessKeyId: "AKIAFROMPROCESS", SecretAccessKey: "secret" }));`,
+    );
+    writeFileSync(
+      process.env.AWS_CONFIG_FILE as string,
+      `[profile tool]\ncredential_process = "${process.execPath}" "${script}"\naws_account_id = 123456789012\n`,
+    );
+    process.env.AWS_PROFILE = "tool";
+    const made = [clientConfig("us-east-1"), clientConfig("us-east-1"), clientConfig("us-east-1")];
+    const found = await Promise.all(made.map((c) => c.credentials()));
+    await made[1]?.credentials();
+    expect(readFileSync(runs, "utf8")).toBe("x");
+    expect(found[0]).toEqual({ accessKeyId: "AKIAFROMPROCESS", secretAccessKey: "secret", accountId: "123456789012" });
+    expect(found[2]).toEqual(found[0]);
+  });
+  it("ends at Ctrl-C while a credential_process runs, killing it, with exit code 130", async () => {
+    awsHome("");
+    delete process.env.NITRIC_LIKE_AWS_TIMEOUT_MS; // 60 s: only Ctrl-C ends it soon
+    const home = process.env.HOME as string;
+    const pidFile = join(home, "pid");
+    const script = join(home, "hang.cjs");
+    writeFileSync(
+      script,
+      `require("node:fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000);`,
+    );
+    writeFileSync(
+      process.env.AWS_CONFIG_FILE as string,
+      `[profile tool]\ncredential_process = "${process.execPath}" "${script}"\n`,
+    );
+    process.env.AWS_PROFILE = "tool";
+    const { logger } = lines();
+    const waiting = failing(logger);
+    while (!existsSync(pidFile) || readFileSync(pidFile, "utf8") === "") await new Promise((r) => setTimeout(r, 20));
+    process.emit("SIGINT");
+    const { error, ms } = await waiting;
+    expect(ms).toBeLessThan(5_000);
+    expect(error.exitCode).toBe(130);
+    expect(error.message).toMatch(
+      /^up: resolving AWS credentials: profile "tool" runs its credential_process; stopped \(Ctrl-C\) after \d+ m?s with no credentials, waiting on the credential_process of profile "tool"$/,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    expect(running(Number(readFileSync(pidFile, "utf8")))).toBe(false);
+  }, 20_000);
 });

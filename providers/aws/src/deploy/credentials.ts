@@ -20,6 +20,7 @@ import {
   origin,
   requestHandlerOptions,
 } from "./calls.js";
+import { containerCredentials, containerVariable, processCredentials, SourceFailure } from "./credential-sources.js";
 
 /** Where a profile's credentials come from, as the user should hear it. */
 export interface CredentialSource {
@@ -29,6 +30,8 @@ export interface CredentialSource {
   kind: "environment" | "keys" | "sso" | "assume-role" | "web-identity" | "process" | "metadata";
   /** What it is, in words: `profile "dev" signs in through SSO (start URL https://...)`. */
   words: string;
+  /** For a profile whose credentials come from its credential_process: the command, and its aws_account_id. */
+  process?: { command: string; accountId?: string | undefined };
 }
 
 /** A value of a profile or sso-session section, read as data (a name is never an object key of ours). */
@@ -89,7 +92,12 @@ export async function credentialSource(): Promise<CredentialSource> {
     };
   }
   if (section.credential_process)
-    return { profile, kind: "process", words: `profile ${quoted} runs its credential_process` };
+    return {
+      profile,
+      kind: "process",
+      words: `profile ${quoted} runs its credential_process`,
+      process: { command: section.credential_process, accountId: section.aws_account_id },
+    };
   if (!named && process.env.AWS_WEB_IDENTITY_TOKEN_FILE && process.env.AWS_ROLE_ARN)
     return {
       profile: undefined,
@@ -160,10 +168,9 @@ class CredentialRequests extends NodeHttpHandler {
    * would take the ended connection for a lost one and try again, keeping the process alive).
    */
   stopped = false;
-  constructor(
-    private readonly timeouts: CallTimeouts,
-    private readonly said: (line: string) => void,
-  ) {
+  /** Where a try that failed and is made again is said: the logger of the provider that looks up now. */
+  said: (line: string) => void = () => {};
+  constructor(private readonly timeouts: CallTimeouts) {
     super(requestHandlerOptions(timeouts));
   }
 
@@ -236,44 +243,150 @@ function fix(source: CredentialSource): string {
   }
 }
 
+/** Credentials as the SDK's clients take them. */
+type Credentials = Awaited<ReturnType<ReturnType<typeof defaultProvider>>>;
+
+/**
+ * One credential lookup, shared by every provider credentialProvider makes under the same
+ * environment and timeouts: each AWS SDK client asks its own provider, and the SDK's chain keeps
+ * what it found only within one chain, so with a provider each, `up`'s clients (its preflight's,
+ * its deploy's, ACM's and Route 53's) each signed in through SSO, or ran the credential_process,
+ * again.
+ */
+interface SharedLookup {
+  /** The SDK's chain, with its own memory of what it found (until 5 minutes before they expire). */
+  chain: ReturnType<typeof defaultProvider>;
+  requests: CredentialRequests;
+  /** Aborted by Ctrl-C: ends a credential_process still running, a container request still open. */
+  stop: AbortController;
+  /** What a source looked up here (credential-sources.ts) gave, and the lookup of it under way. */
+  found?: Credentials;
+  finding?: Promise<Credentials> | undefined;
+  /** What that lookup waits on, for Ctrl-C's message. */
+  waiting?: string | undefined;
+}
+
+const lookups = new Map<string, SharedLookup>();
+
+/** What a lookup depends on: the timeouts, the region, and the environment the SDK reads (AWS_*, the home folder). */
+function lookupKey(timeouts: CallTimeouts, region: string | undefined): string {
+  const env = Object.keys(process.env)
+    .filter((k) => k.startsWith("AWS_") || ["HOME", "USERPROFILE", "HOMEDRIVE", "HOMEPATH"].includes(k))
+    .sort()
+    .map((k) => [k, process.env[k]]);
+  return JSON.stringify([timeouts, region ?? null, env]);
+}
+
+/** Whether credentials are missing, or due to be fetched again (within 5 minutes of expiring, as the SDK has it). */
+function stale(credentials: Credentials | undefined): boolean {
+  return (
+    !credentials || (credentials.expiration !== undefined && credentials.expiration.getTime() - Date.now() < 300_000)
+  );
+}
+
+/**
+ * The source `source` is when it is one credential-sources.ts looks up rather than the SDK's
+ * chain: a profile's credential_process, or (when nothing before it in the chain has
+ * credentials) a container's credentials endpoint.
+ */
+function ownSource(source: CredentialSource): "process" | "container" | undefined {
+  if (source.kind === "process" && source.process) return "process";
+  // The SDK's web identity link (AWS_WEB_IDENTITY_TOKEN_FILE) comes before the container's.
+  const webIdentity = Boolean(process.env.AWS_WEB_IDENTITY_TOKEN_FILE && process.env.AWS_ROLE_ARN);
+  if (source.kind === "metadata" && containerVariable() && !webIdentity) return "container";
+  return undefined;
+}
+
+/** `source`'s credentials through credential-sources.ts, kept in `shared` until they are stale. */
+function ownLookup(
+  shared: SharedLookup,
+  kind: "process" | "container",
+  source: CredentialSource,
+  timeouts: CallTimeouts,
+): Promise<Credentials> {
+  if (!stale(shared.found)) return Promise.resolve(shared.found as Credentials);
+  if (!shared.finding) {
+    const profile = source.profile ?? "default";
+    shared.waiting =
+      kind === "process"
+        ? `the credential_process of profile ${JSON.stringify(profile)}`
+        : `the container's credentials endpoint, ${containerVariable()}`;
+    const finding =
+      kind === "process"
+        ? processCredentials(
+            profile,
+            source.process?.command as string,
+            timeouts,
+            shared.stop.signal,
+            source.process?.accountId,
+          )
+        : containerCredentials(timeouts, shared.stop.signal);
+    shared.finding = finding
+      .then((credentials) => {
+        shared.found = credentials as Credentials;
+        return shared.found;
+      })
+      .finally(() => {
+        shared.finding = undefined;
+        shared.waiting = undefined;
+      });
+  }
+  return shared.finding;
+}
+
 /**
  * The SDK's default credential chain with the deploy commands' timeouts: its SSO, SSO OIDC and
  * STS clients use them (a try that gets no answer is said on `logger`, and the SDK tries again,
  * 3 tries in all), and the instance metadata service gets as long as the SDK gives it (1 s) or
- * the timeout when shorter. A lookup that then fails on the network throws a
- * CredentialLookupError naming the profile, the call, its endpoint and the fix; Ctrl-C while it
- * waits ends it (exit 130), unless `interruptible` is false. Other failures (no credentials
- * anywhere) are the SDK's own errors, which the deploy commands explain (deploy.ts).
+ * the timeout when shorter. A profile's credential_process and a container's credentials endpoint
+ * are looked up by credential-sources.ts instead, within the timeouts (the SDK's lookups of them
+ * can wait for ever). Every provider made under the same environment, timeouts and region shares
+ * one lookup, so a command signs in, or runs a credential_process, once, however many clients it
+ * makes. A lookup that fails on the network or times out throws a CredentialLookupError naming
+ * the profile, the call or process, where it went and the fix; Ctrl-C while it waits ends it
+ * (exit 130), unless `interruptible` is false. Other failures (no credentials anywhere) are the
+ * SDK's own errors, which the deploy commands explain (deploy.ts).
  */
 export function credentialProvider(
   timeouts: CallTimeouts,
   options: { region?: string | undefined; logger?: Logger | undefined; interruptible?: boolean } = {},
-): (properties?: Record<string, unknown>) => Promise<Awaited<ReturnType<ReturnType<typeof defaultProvider>>>> {
+): (properties?: Record<string, unknown>) => Promise<Credentials> {
   let source: CredentialSource | undefined;
-  const requests = new CredentialRequests(timeouts, (line) =>
+  const said = (line: string) =>
     options.logger?.warn(
       `resolving AWS credentials${source?.profile ? ` (profile ${JSON.stringify(source.profile)})` : ""}: ${line}`,
-    ),
-  );
-  const chain = defaultProvider({
-    clientConfig: {
-      requestHandler: requests,
-      ...(options.region ? { region: options.region } : {}),
-    },
-    // IMDS and the container endpoint: the SDK's own 1 s and no retries, shorter when the timeout is.
-    timeout: Math.min(1000, timeouts.connectMs),
-    maxRetries: 0,
-  });
+    );
   return async (properties) => {
     source ??= await credentialSource();
+    const key = lookupKey(timeouts, options.region);
+    let shared = lookups.get(key);
+    if (!shared) {
+      const requests = new CredentialRequests(timeouts);
+      const chain = defaultProvider({
+        clientConfig: {
+          requestHandler: requests,
+          ...(options.region ? { region: options.region } : {}),
+        },
+        // IMDS: the SDK's own 1 s and no retries, shorter when the timeout is.
+        timeout: Math.min(1000, timeouts.connectMs),
+        maxRetries: 0,
+      });
+      shared = { chain, requests, stop: new AbortController() };
+      lookups.set(key, shared);
+    }
+    const { requests } = shared;
+    requests.said = said;
     requests.failed = undefined;
+    const own = ownSource(source);
     const started = Date.now();
     try {
-      const lookup = chain(properties as never);
+      const lookup = own ? ownLookup(shared, own, source, timeouts) : shared.chain(properties as never);
       return await (options.interruptible === false ? lookup : interruptible(lookup));
     } catch (error) {
       const failed = requests.failed as FailedTry | undefined;
       const interrupted = (error as Error)?.name === "CallInterrupted";
+      if (error instanceof SourceFailure)
+        throw new CredentialLookupError(`resolving AWS credentials: ${error.message}`);
       if (!failed && !interrupted) {
         // A profile that signs in through SSO, whose sign-in has lapsed (or was never made), or
         // whose role SSO refuses: the SDK's reason, the profile, and how to sign in again. Said
@@ -287,13 +400,18 @@ export function credentialProvider(
         }
         throw error;
       }
-      const waitingOn = requests.waiting;
-      // What the lookup left waiting (a try still open when Ctrl-C came) is ended with it.
-      if (interrupted) requests.stop();
+      const waitingOn = requests.waiting ? withVariable(requests.waiting) : shared.waiting;
+      if (interrupted) {
+        // What the lookup left waiting (a try still open, a process still running) is ended
+        // with it, and the lookup is not shared any more.
+        requests.stop();
+        shared.stop.abort();
+        if (lookups.get(key) === shared) lookups.delete(key);
+      }
       const lead = `resolving AWS credentials: ${source.words}`;
       if (interrupted)
         throw new CredentialLookupError(
-          `${lead}; stopped (Ctrl-C) after ${duration(Date.now() - started)} with no credentials${waitingOn ? `, waiting on ${withVariable(waitingOn)}` : ""}`,
+          `${lead}; stopped (Ctrl-C) after ${duration(Date.now() - started)} with no credentials${waitingOn ? `, waiting on ${waitingOn}` : ""}`,
           130,
         );
       const f = failed as FailedTry;

@@ -1,0 +1,350 @@
+/**
+ * The two credential sources the deploy commands look up themselves rather than through the AWS
+ * SDK's chain, because the SDK's lookups of them cannot be bounded: a profile's
+ * `credential_process` (the SDK runs it with `exec` and no timeout, so one that hangs holds the
+ * command for ever, and cannot be ended from outside), and a container's credentials endpoint
+ * (AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI: the SDK's request timeout there only
+ * logs a warning, so an endpoint that takes the connection and never answers holds the command
+ * for ever too). Each is looked up here as the SDK would, within the deploy commands' timeouts
+ * (calls.ts), and a failure says what failed and how to fix it.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { type CallTimeouts, duration } from "./calls.js";
+
+/** Credentials as the SDK's clients take them. */
+export interface SourceCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+  credentialScope?: string;
+  accountId?: string;
+}
+
+/** A source that gave no credentials; the message says what happened and how to fix it. */
+export class SourceFailure extends Error {
+  override readonly name = "SourceFailure";
+}
+
+/** The most a credential_process or the container endpoint may print: a few hundred bytes is usual. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/** The last `n` characters of a process's stderr, on one line, for an error message. */
+function tail(text: string, n = 500): string {
+  const line = text.trim().replace(/\s+/g, " ");
+  return line.length > n ? `...${line.slice(-n)}` : line;
+}
+
+/**
+ * The processes `root` started, and theirs, on down: from /proc on Linux, else from `ps`. The
+ * shell that runs a credential_process need not exec its command (dash does not), so killing
+ * the shell alone leaves the command running. (A process group of its own would end it all at
+ * once, but would take it off the terminal, where a credential_process may ask for an MFA code.)
+ */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  const add = (pid: number, ppid: number) => {
+    if (!Number.isInteger(pid) || !Number.isInteger(ppid)) return;
+    const list = children.get(ppid);
+    if (list) list.push(pid);
+    else children.set(ppid, [pid]);
+  };
+  if (process.platform === "linux") {
+    let names: string[] = [];
+    try {
+      names = readdirSync("/proc");
+    } catch {
+      names = [];
+    }
+    for (const name of names) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+        add(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      } catch {
+        // Gone since the listing.
+      }
+    }
+  } else {
+    const listed = spawnSync("ps", ["-A", "-o", "pid=,ppid="], { encoding: "utf8" }).stdout ?? "";
+    for (const line of listed.split("\n")) {
+      const [pid, ppid] = line.trim().split(/\s+/).map(Number);
+      add(pid as number, ppid as number);
+    }
+  }
+  const found: number[] = [];
+  const next = [root];
+  while (next.length > 0) {
+    for (const pid of children.get(next.pop() as number) ?? []) {
+      if (found.includes(pid)) continue;
+      found.push(pid);
+      next.push(pid);
+    }
+  }
+  return found;
+}
+
+/** Kills `child` and every process it started, and lets go of its output. */
+function kill(child: ChildProcess): void {
+  child.stdout?.destroy();
+  child.stderr?.destroy();
+  const pid = child.pid;
+  if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  if (process.platform === "win32") {
+    spawnSync("taskkill", ["/pid", String(pid), "/T", "/F"], { windowsHide: true });
+    return;
+  }
+  // The tree is read before any of it is killed: a child whose parent is gone is re-parented.
+  for (const each of [pid, ...descendants(pid)]) {
+    try {
+      process.kill(each, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/**
+ * Runs profile `profile`'s credential_process `command` through the shell, as the SDK and the AWS
+ * CLI do, and reads the credentials it prints (the `Version: 1` JSON of the AWS CLI's
+ * documentation). A process that has not finished within the timeouts' idleMs is killed, as is
+ * one still running when `signal` aborts (Ctrl-C). Its stdin is closed, so one that reads it
+ * ends rather than hangs; it keeps the terminal, where it may ask for an MFA code.
+ */
+export function processCredentials(
+  profile: string,
+  command: string,
+  timeouts: CallTimeouts,
+  signal: AbortSignal,
+  accountIdOfProfile?: string,
+): Promise<SourceCredentials> {
+  const quoted = JSON.stringify(profile);
+  const lead = `the credential_process of profile ${quoted} (${JSON.stringify(command)})`;
+  const check = `check that ${JSON.stringify(command)} prints its credentials and exits when run in a shell, sign in again to the tool it runs if it needs that, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${process.env.AWS_PROFILE ? " (unsetting AWS_PROFILE)" : ""} to use keys instead`;
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new SourceFailure(`${lead} was not run: stopped`));
+    const child = spawn(command, {
+      shell: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      windowsHide: true,
+    });
+    let stdout = "";
+    let stderr = "";
+    let settled = false;
+    const finish = (error: Error | undefined, credentials?: SourceCredentials) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      // One that finished keeps what it started (an agent it leaves running for the next time).
+      if (error) kill(child);
+      if (error) reject(error);
+      else resolve(credentials as SourceCredentials);
+    };
+    const onAbort = () => finish(new SourceFailure(`${lead} was stopped`));
+    signal.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(
+      () =>
+        finish(
+          new SourceFailure(
+            `${lead} did not finish within ${duration(timeouts.idleMs)} and was killed${stderr.trim() ? ` (it said: ${tail(stderr)})` : ""}; ${check}; if it needs longer (a prompt to answer), ${timeouts.variable} gives it longer (in ms; now ${timeouts.idleMs})`,
+          ),
+        ),
+      timeouts.idleMs,
+    );
+    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      if (stdout.length > MAX_ANSWER_BYTES)
+        finish(new SourceFailure(`${lead} printed more than ${MAX_ANSWER_BYTES} bytes and was killed; ${check}`));
+    });
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr = (stderr + chunk).slice(-4096);
+    });
+    child.on("error", (error) => finish(new SourceFailure(`${lead} could not be run (${error.message}); ${check}`)));
+    child.on("close", (code, killedBy) => {
+      if (code !== 0) {
+        const how = code === null ? `was ended by ${killedBy}` : `exited with code ${code}`;
+        return finish(new SourceFailure(`${lead} ${how}${stderr.trim() ? `: ${tail(stderr)}` : ""}; ${check}`));
+      }
+      try {
+        finish(undefined, processAnswer(stdout, accountIdOfProfile));
+      } catch (error) {
+        finish(new SourceFailure(`${lead} ${(error as Error).message}; ${check}`));
+      }
+    });
+  });
+}
+
+/** The credentials in a credential_process's output; throws saying what is wrong with it. */
+function processAnswer(stdout: string, accountIdOfProfile: string | undefined): SourceCredentials {
+  let data: Record<string, unknown>;
+  try {
+    data = JSON.parse(stdout.trim());
+  } catch {
+    throw new Error(`printed no JSON (it printed ${stdout.trim() ? JSON.stringify(tail(stdout, 80)) : "nothing"})`);
+  }
+  if (typeof data !== "object" || data === null) throw new Error("printed JSON that is not an object");
+  if (data.Version !== 1) throw new Error(`printed "Version": ${JSON.stringify(data.Version)}, not 1`);
+  if (typeof data.AccessKeyId !== "string" || typeof data.SecretAccessKey !== "string")
+    throw new Error('printed no "AccessKeyId" and "SecretAccessKey" strings');
+  let expiration: Date | undefined;
+  if (data.Expiration !== undefined) {
+    expiration = new Date(String(data.Expiration));
+    if (Number.isNaN(expiration.getTime()))
+      throw new Error(`printed an "Expiration" that is not a date (${JSON.stringify(data.Expiration)})`);
+    if (expiration.getTime() < Date.now()) throw new Error(`printed credentials that expired at ${data.Expiration}`);
+  }
+  const accountId = typeof data.AccountId === "string" ? data.AccountId : accountIdOfProfile;
+  return {
+    accessKeyId: data.AccessKeyId,
+    secretAccessKey: data.SecretAccessKey,
+    ...(typeof data.SessionToken === "string" ? { sessionToken: data.SessionToken } : {}),
+    ...(expiration ? { expiration } : {}),
+    ...(typeof data.CredentialScope === "string" ? { credentialScope: data.CredentialScope } : {}),
+    ...(accountId ? { accountId } : {}),
+  };
+}
+
+/** The container endpoint variable that is set (RELATIVE first, as the SDK takes it), or undefined. */
+export function containerVariable(): string | undefined {
+  return ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"].find((v) =>
+    Boolean(process.env[v]),
+  );
+}
+
+/** The host ECS's agent answers on, which AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is a path of. */
+const ECS_HOST = "169.254.170.2";
+
+/** Whether plain HTTP may carry credentials to `host`: loopback, or ECS's and EKS's agents (the SDK's rule). */
+function localHost(host: string): boolean {
+  if (["localhost", "[::1]", ECS_HOST, "169.254.170.23", "[fd00:ec2::23]"].includes(host)) return true;
+  const parts = host.split(".");
+  return parts.length === 4 && parts[0] === "127" && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
+}
+
+/**
+ * The credentials of the container's credentials endpoint (ECS's agent, EKS Pod Identity's, or
+ * any server AWS_CONTAINER_CREDENTIALS_FULL_URI names), asked as the SDK asks it (with the token
+ * of AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or _TOKEN), once: no connection within the
+ * timeouts' connectMs, or silence for their idleMs, ends it, as does `signal` (Ctrl-C).
+ */
+export async function containerCredentials(timeouts: CallTimeouts, signal: AbortSignal): Promise<SourceCredentials> {
+  const variable = containerVariable();
+  if (!variable) throw new SourceFailure("no container credentials endpoint is set");
+  const value = process.env[variable] as string;
+  const unset = `or unset ${variable} and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use keys instead`;
+  const text = variable.endsWith("RELATIVE_URI") ? `http://${ECS_HOST}${value}` : value;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new SourceFailure(`${variable} is ${JSON.stringify(value)}, which is not a URL; ${unset}`);
+  }
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && localHost(url.hostname)))
+    throw new SourceFailure(
+      `${variable} is ${JSON.stringify(value)}: credentials are fetched over HTTPS, or over HTTP only from loopback (127.0.0.0/8, [::1]) or the ECS and EKS agents (${ECS_HOST}, 169.254.170.23, [fd00:ec2::23]); give such a URL, ${unset}`,
+    );
+  const at = `the container's credentials endpoint, ${variable} (${url.href})`;
+  const fix = `check that the container's credentials agent runs and answers at that URL, ${unset}`;
+  const headers: Record<string, string> = {};
+  const tokenFile = process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
+  let token = process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN;
+  if (tokenFile) {
+    try {
+      token = (await readFile(tokenFile, "utf8")).trim();
+    } catch (error) {
+      throw new SourceFailure(
+        `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (${tokenFile}) could not be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the file the container's agent wrote, or unset it`,
+      );
+    }
+  }
+  if (token) {
+    if (/[\r\n]/.test(token))
+      throw new SourceFailure(
+        `the container's authorization token (${tokenFile ? "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" : "AWS_CONTAINER_AUTHORIZATION_TOKEN"}) holds a line break; give the token alone`,
+      );
+    headers.Authorization = token;
+  }
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    let connected = false;
+    const slow = `; if the agent is slow to answer, ${timeouts.variable} gives it longer (in ms; now ${timeouts.idleMs})`;
+    const fail = (why: string, timedOut = false) =>
+      reject(new SourceFailure(`${at}: ${why}; ${fix}${timedOut ? slow : ""}`));
+    const req = (url.protocol === "https:" ? httpsRequest : httpRequest)(url, {
+      method: "GET",
+      headers,
+      signal,
+      timeout: timeouts.idleMs,
+    });
+    const connectTimer = setTimeout(() => {
+      req.destroy();
+      fail(`no connection within ${duration(timeouts.connectMs)}`, true);
+    }, timeouts.connectMs);
+    req.on("socket", (socket) => {
+      const connectedNow = () => {
+        connected = true;
+        clearTimeout(connectTimer);
+      };
+      if (!socket.connecting) connectedNow();
+      else socket.once(url.protocol === "https:" ? "secureConnect" : "connect", connectedNow);
+    });
+    req.on("timeout", () => {
+      clearTimeout(connectTimer);
+      req.destroy();
+      fail(
+        connected ? `no answer for ${duration(timeouts.idleMs)}` : `no connection within ${duration(timeouts.idleMs)}`,
+        true,
+      );
+    });
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      clearTimeout(connectTimer);
+      if (signal.aborted) return reject(new SourceFailure(`${at}: stopped`));
+      fail(`unreachable (${error.code ?? error.message})`);
+    });
+    req.on("response", (res: IncomingMessage) => {
+      clearTimeout(connectTimer);
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        text += chunk;
+        if (text.length > MAX_ANSWER_BYTES) {
+          req.destroy();
+          fail(`answered more than ${MAX_ANSWER_BYTES} bytes`);
+        }
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on("error", () => {});
+    });
+    req.end();
+  });
+  let data: Record<string, unknown> | undefined;
+  try {
+    data = JSON.parse(body);
+  } catch {
+    data = undefined;
+  }
+  if (status !== 200) {
+    const said = typeof data?.Message === "string" ? `: ${data.Code ? `${data.Code}: ` : ""}${data.Message}` : "";
+    throw new SourceFailure(`${at} answered HTTP ${status}${said}; ${fix}`);
+  }
+  const fields = ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"];
+  if (!data || typeof data !== "object" || fields.some((f) => typeof data?.[f] !== "string"))
+    throw new SourceFailure(`${at} answered without the string fields ${fields.join(", ")}; ${fix}`);
+  const expiration = new Date(data.Expiration as string);
+  if (Number.isNaN(expiration.getTime()))
+    throw new SourceFailure(
+      `${at} answered an Expiration that is not a date (${JSON.stringify(data.Expiration)}); ${fix}`,
+    );
+  return {
+    accessKeyId: data.AccessKeyId as string,
+    secretAccessKey: data.SecretAccessKey as string,
+    sessionToken: data.Token as string,
+    expiration,
+    ...(typeof data.AccountId === "string" ? { accountId: data.AccountId } : {}),
+  };
+}
