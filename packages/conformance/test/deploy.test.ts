@@ -3,6 +3,7 @@
 // src/fake-aws.ts; it can put a stack in any state), then against moto's server, a real
 // CloudFormation implementation (skipped, saying why, where moto is not installed).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
@@ -664,6 +665,62 @@ describe("nitric-like up and down --provider aws", () => {
       process.env.AWS_SECRET_ACCESS_KEY = "fake";
     }
   }, 60000);
+
+  it("signs in through SSO once for a whole up, and runs a credential_process once, however many AWS clients it makes", async () => {
+    const home = tempDir();
+    const startUrl = "https://example.awsapps.com/start";
+    const cache = join(home, ".aws", "sso", "cache");
+    mkdirSync(cache, { recursive: true });
+    const expiresAt = new Date(Date.now() + 3_600_000).toISOString().replace(/\.\d+Z$/, "Z");
+    writeFileSync(
+      join(cache, `${createHash("sha1").update("corp").digest("hex")}.json`),
+      JSON.stringify({ startUrl, region: "us-east-1", accessToken: "token", expiresAt }),
+    );
+    const runs = join(home, "runs");
+    const script = join(home, "credentials.cjs");
+    writeFileSync(
+      script,
+      `require("node:fs").appendFileSync(${JSON.stringify(runs)}, "x"); console.log(JSON.stringify({ Version: 1, AccessKeyId: "fake", SecretAccessKey: "fake" }));`,
+    );
+    const config = join(home, "config");
+    writeFileSync(
+      config,
+      `[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = Admin\n\n[sso-session corp]\nsso_start_url = ${startUrl}\nsso_region = us-east-1\n\n[profile tool]\ncredential_process = "${process.execPath}" "${script}"\n`,
+    );
+    const asked: string[] = [];
+    const portal = createServer((req, res) => {
+      asked.push(`${req.method} ${req.url}`);
+      const roleCredentials = { accessKeyId: "fake", secretAccessKey: "fake", sessionToken: "session" };
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ roleCredentials: { ...roleCredentials, expiration: Date.now() + 3_600_000 } }));
+    });
+    await new Promise<void>((r) => portal.listen(0, "127.0.0.1", r));
+    delete process.env.AWS_ACCESS_KEY_ID;
+    delete process.env.AWS_SECRET_ACCESS_KEY;
+    try {
+      const env = { HOME: home, AWS_CONFIG_FILE: config };
+      const sso = await runCli(["up", project, "--plain"], {
+        timeoutMs: 60000,
+        env: {
+          ...env,
+          AWS_PROFILE: "dev",
+          AWS_ENDPOINT_URL_SSO: `http://127.0.0.1:${(portal.address() as AddressInfo).port}`,
+        },
+      });
+      expect(sso.code, sso.stderr).toBe(0);
+      expect(sso.stderr).toContain('resolving AWS credentials: profile "dev" signs in through SSO');
+      expect(asked).toEqual(["GET /federation/credentials?account_id=123456789012&role_name=Admin"]);
+      const tool = await runCli(["up", project, "--plain"], { timeoutMs: 60000, env: { ...env, AWS_PROFILE: "tool" } });
+      expect(tool.code, tool.stderr).toBe(0);
+      expect(readFileSync(runs, "utf8")).toBe("x");
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = "fake";
+      process.env.AWS_SECRET_ACCESS_KEY = "fake";
+      portal.closeAllConnections();
+      await new Promise((r) => portal.close(r));
+    }
+  }, 120000);
 
   it("names a region AWS does not have (misspelt, or one no endpoint answers for) before bundling", async () => {
     const misspelt = await runCli(["up", project, "--region", "us-east1", "--plain"], { timeoutMs: 60000 });
