@@ -280,6 +280,18 @@ region = us-east-1
     );
   }, 20_000);
 
+  it("refuses a container endpoint that is not a URL, or plain HTTP to a host not the container's, saying what to give", async () => {
+    awsHome("");
+    process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI = "127.0.0.1 8080";
+    await expect(credentialProvider(deployTimeouts())()).rejects.toThrow(
+      'resolving AWS credentials: AWS_CONTAINER_CREDENTIALS_FULL_URI is "127.0.0.1 8080", which is not a URL; give the URL of the container\'s credentials agent (such as http://127.0.0.1:8080/credentials), or unset AWS_CONTAINER_CREDENTIALS_FULL_URI and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use keys instead',
+    );
+    process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI = "http://example.com/credentials";
+    await expect(credentialProvider(deployTimeouts())()).rejects.toThrow(
+      'resolving AWS credentials: AWS_CONTAINER_CREDENTIALS_FULL_URI is "http://example.com/credentials": credentials are fetched over HTTPS, or over HTTP only from loopback',
+    );
+  });
+
   it("takes a container endpoint's credentials, sending its authorization token, and asks it once for every client", async () => {
     const asked: string[] = [];
     const agent = createHttpServer((req, res) => {

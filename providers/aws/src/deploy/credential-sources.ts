@@ -243,7 +243,9 @@ export async function containerCredentials(timeouts: CallTimeouts, signal: Abort
   try {
     url = new URL(text);
   } catch {
-    throw new SourceFailure(`${variable} is ${JSON.stringify(value)}, which is not a URL; ${unset}`);
+    throw new SourceFailure(
+      `${variable} is ${JSON.stringify(value)}, which is not a URL; give the URL of the container's credentials agent${variable.endsWith("RELATIVE_URI") ? " as a path (/v2/credentials/...)" : " (such as http://127.0.0.1:8080/credentials)"}, ${unset}`,
+    );
   }
   if (url.protocol !== "https:" && !(url.protocol === "http:" && localHost(url.hostname)))
     throw new SourceFailure(
