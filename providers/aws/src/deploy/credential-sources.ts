@@ -6,13 +6,16 @@
  * (AWS_CONTAINER_CREDENTIALS_FULL_URI / _RELATIVE_URI: the SDK's request timeout there only
  * logs a warning, so an endpoint that takes the connection and never answers holds the command
  * for ever too). Each is looked up here as the SDK would, within the deploy commands' timeouts
- * (calls.ts), and a failure says what failed and how to fix it.
+ * (calls.ts), and a failure says what failed and how to fix it. The test
+ * credential-sources-oracle.test.ts holds both equal to the SDK's own providers (fromProcess,
+ * fromHttp) answer for answer; where ours refuses more, processAnswer says why.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpRequest, type IncomingMessage, validateHeaderValue } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { parseRfc3339DateTime } from "@smithy/core/serde";
 import { type CallTimeouts, duration } from "./calls.js";
 
 /** Credentials as the SDK's clients take them. */
@@ -180,7 +183,14 @@ export function processCredentials(
   });
 }
 
-/** The credentials in a credential_process's output; throws saying what is wrong with it. */
+/**
+ * The credentials in a credential_process's output, as the SDK's fromProcess reads them (the
+ * oracle test, credential-sources-oracle.test.ts, holds the two equal): an optional field that is
+ * empty, null or absent is left out. Throws saying what is wrong with it, and, unlike the SDK,
+ * also when a field that is set is not a string, or Expiration is not a date: the SDK would sign
+ * with a key `null`, which AWS refuses without naming the credential_process, and would keep an
+ * Invalid Date, which its memory of credentials never takes for expired.
+ */
 function processAnswer(stdout: string, accountIdOfProfile: string | undefined): SourceCredentials {
   let data: Record<string, unknown>;
   try {
@@ -192,20 +202,30 @@ function processAnswer(stdout: string, accountIdOfProfile: string | undefined): 
   if (data.Version !== 1) throw new Error(`printed "Version": ${JSON.stringify(data.Version)}, not 1`);
   if (typeof data.AccessKeyId !== "string" || typeof data.SecretAccessKey !== "string")
     throw new Error('printed no "AccessKeyId" and "SecretAccessKey" strings');
+  const optional = (field: string): string | undefined => {
+    const value = data[field];
+    if (!value) return undefined;
+    if (typeof value !== "string") throw new Error(`printed a ${JSON.stringify(field)} that is not a string`);
+    return value;
+  };
   let expiration: Date | undefined;
-  if (data.Expiration !== undefined) {
-    expiration = new Date(String(data.Expiration));
+  if (data.Expiration) {
+    // A string, or (as the SDK takes it too) a number of milliseconds since 1970.
+    expiration = new Date(data.Expiration as string | number);
     if (Number.isNaN(expiration.getTime()))
       throw new Error(`printed an "Expiration" that is not a date (${JSON.stringify(data.Expiration)})`);
-    if (expiration.getTime() < Date.now()) throw new Error(`printed credentials that expired at ${data.Expiration}`);
+    if (expiration.getTime() < Date.now())
+      throw new Error(`printed credentials that expired at ${expiration.toISOString()}`);
   }
-  const accountId = typeof data.AccountId === "string" ? data.AccountId : accountIdOfProfile;
+  const sessionToken = optional("SessionToken");
+  const credentialScope = optional("CredentialScope");
+  const accountId = optional("AccountId") ?? accountIdOfProfile;
   return {
     accessKeyId: data.AccessKeyId,
     secretAccessKey: data.SecretAccessKey,
-    ...(typeof data.SessionToken === "string" ? { sessionToken: data.SessionToken } : {}),
+    ...(sessionToken ? { sessionToken } : {}),
     ...(expiration ? { expiration } : {}),
-    ...(typeof data.CredentialScope === "string" ? { credentialScope: data.CredentialScope } : {}),
+    ...(credentialScope ? { credentialScope } : {}),
     ...(accountId ? { accountId } : {}),
   };
 }
@@ -258,18 +278,32 @@ export async function containerCredentials(timeouts: CallTimeouts, signal: Abort
   let token = process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN;
   if (tokenFile) {
     try {
-      token = (await readFile(tokenFile, "utf8")).trim();
+      // Read as it is, not trimmed: the SDK's fromHttp sends the file's content unchanged, so a
+      // line break in it, the last one too, fails there (Node refuses the header); refused here
+      // too, with the fix, so a file that works here works for the SDK in the user's code.
+      token = await readFile(tokenFile, "utf8");
     } catch (error) {
       throw new SourceFailure(
         `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (${tokenFile}) could not be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the file the container's agent wrote, or unset it`,
       );
     }
   }
-  if (token) {
+  // An empty token file still sends its (empty) header, as the SDK sends it; an empty variable does not.
+  if (token !== undefined && (tokenFile || token)) {
+    const from = tokenFile
+      ? `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (${tokenFile})`
+      : "AWS_CONTAINER_AUTHORIZATION_TOKEN";
     if (/[\r\n]/.test(token))
       throw new SourceFailure(
-        `the container's authorization token (${tokenFile ? "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" : "AWS_CONTAINER_AUTHORIZATION_TOKEN"}) holds a line break; give the token alone`,
+        `the container's authorization token, ${from}, holds a line break${/^[^\r\n]*(\r?\n)$/.test(token) ? " at its end" : ""}, which an HTTP header cannot carry; give the token alone${tokenFile ? ", written without a line break (printf '%s' TOKEN > FILE)" : ""}`,
       );
+    try {
+      validateHeaderValue("Authorization", token);
+    } catch {
+      throw new SourceFailure(
+        `the container's authorization token, ${from}, holds a character an HTTP header cannot carry (a control character, or one beyond Latin-1); give the token the container's agent gave`,
+      );
+    }
     headers.Authorization = token;
   }
   const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -337,16 +371,21 @@ export async function containerCredentials(timeouts: CallTimeouts, signal: Abort
   const fields = ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"];
   if (!data || typeof data !== "object" || fields.some((f) => typeof data?.[f] !== "string"))
     throw new SourceFailure(`${at} answered without the string fields ${fields.join(", ")}; ${fix}`);
-  const expiration = new Date(data.Expiration as string);
-  if (Number.isNaN(expiration.getTime()))
+  let expiration: Date;
+  try {
+    // RFC 3339 in UTC, as the SDK's fromHttp parses it, with the SDK's own parser.
+    expiration = parseRfc3339DateTime(data.Expiration as string) as Date;
+  } catch {
     throw new SourceFailure(
-      `${at} answered an Expiration that is not a date (${JSON.stringify(data.Expiration)}); ${fix}`,
+      `${at} answered an Expiration that is not an RFC 3339 date and time in UTC, such as 2030-01-01T00:00:00Z (${JSON.stringify(data.Expiration)}); ${fix}`,
     );
+  }
+  // No AccountId, even when the agent answers one: the SDK's fromHttp gives none, and one given
+  // sends DynamoDB's calls to its account endpoint.
   return {
     accessKeyId: data.AccessKeyId as string,
     secretAccessKey: data.SecretAccessKey as string,
     sessionToken: data.Token as string,
     expiration,
-    ...(typeof data.AccountId === "string" ? { accountId: data.AccountId } : {}),
   };
 }
