@@ -22,6 +22,7 @@ import {
   createGrpcTransport,
   type GrpcRefusal,
   GrpcServer,
+  HANDSHAKE_TIMEOUT_MS,
   MAX_ARRIVING_BYTES,
   MAX_CONCURRENT_STREAMS,
   MAX_GRPC_CONNECTIONS,
@@ -251,17 +252,19 @@ describe("GrpcServer status details", () => {
   });
 });
 
+/** HTTP/2's client preface: its 24 bytes, then an empty SETTINGS frame. */
+const CLIENT_PREFACE = Buffer.concat([
+  Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+  Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+]);
+
 /**
  * Opens a connection (`{port}` on 127.0.0.1, or a Unix socket's `{path}`) and sends HTTP/2's
  * client preface: "served" once the server's SETTINGS come, "cut" if it closes first.
  */
 function http2Connect(target: { port: number } | { path: string }): { result: Promise<string>; socket: Socket } {
   const socket = connect("path" in target ? target : { host: "127.0.0.1", port: target.port });
-  socket.on("connect", () =>
-    socket.write(
-      Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]),
-    ),
-  );
+  socket.on("connect", () => socket.write(CLIENT_PREFACE));
   const result = new Promise<string>((resolve) => {
     socket.once("data", () => resolve("served"));
     socket.once("error", () => resolve("cut"));
@@ -388,6 +391,133 @@ describe("GrpcServer connections", () => {
       leaky.forceStop();
       quiet.forceStop();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("cuts a connection that has not sent HTTP/2's whole client preface within HANDSHAKE_TIMEOUT_MS (nothing, half of it, or all but its SETTINGS), said, and serves a new one in its place", async () => {
+    expect(HANDSHAKE_TIMEOUT_MS).toBe(10_000);
+    const refused: GrpcRefusal[] = [];
+    const server = new GrpcServer(new Router(), {
+      maxConnections: 4,
+      connectionBudget: new ConnectionBudget(100),
+      handshakeTimeoutMs: 500,
+      refused: (refusal) => refused.push(refusal),
+    });
+    const dir = mkdtempSync(join(tmpdir(), "grpc-handshake-"));
+    const path = join(dir, "s.sock");
+    try {
+      await server.bind(`unix:${path}`);
+      const { port } = await server.bindLoopback(0);
+      const stalled = (target: { port: number } | { path: string }, bytes: Buffer) => {
+        const socket = connect("path" in target ? target : { host: "127.0.0.1", port: target.port });
+        socket.on("error", () => {});
+        socket.on("connect", () => {
+          if (bytes.length > 0) socket.write(bytes);
+        });
+        const closed = once(socket, "close").then(() => Date.now());
+        return { socket, closed };
+      };
+      const started = Date.now();
+      const silent = stalled({ port }, Buffer.alloc(0));
+      const half = stalled({ port }, CLIENT_PREFACE.subarray(0, 12));
+      // The 24 bytes and a SETTINGS frame's header announcing 6 bytes, of which 3 come.
+      const noSettings = stalled(
+        { port },
+        Buffer.concat([CLIENT_PREFACE.subarray(0, 24), Buffer.from([0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0])]),
+      );
+      const silentLocal = stalled({ path }, Buffer.alloc(0));
+      // Each holds one of the server's connections meanwhile: the bound is full.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await http2Connect({ port }).result).toBe("cut");
+      const cutAt = await Promise.all([silent, half, noSettings, silentLocal].map((c) => c.closed));
+      for (const at of cutAt) {
+        expect(at - started).toBeGreaterThanOrEqual(450);
+        expect(at - started).toBeLessThan(3000);
+      }
+      expect(refused).toEqual(
+        expect.arrayContaining([
+          { kind: "connections", scope: "endpoint", limit: 4 },
+          { kind: "connections", scope: "handshake", ms: 500, received: 0, port },
+          { kind: "connections", scope: "handshake", ms: 500, received: 12, port },
+          { kind: "connections", scope: "handshake", ms: 500, received: 36, port },
+          { kind: "connections", scope: "handshake", ms: 500, received: 0, port: undefined },
+        ]),
+      );
+      expect(refused.length).toBe(5);
+      // Their slots are free again: new connections over both addresses are served.
+      const again = [http2Connect({ port }), http2Connect({ path })];
+      expect(await Promise.all(again.map((c) => c.result))).toEqual(["served", "served"]);
+      for (const c of again) c.socket.destroy();
+    } finally {
+      server.forceStop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps serving a client whose preface comes slowly within the deadline, a grpc-js client, and an HTTP/2 connection left idle long past it", async () => {
+    const refused: GrpcRefusal[] = [];
+    const budget = new ConnectionBudget(100);
+    const server = new GrpcServer(
+      new Router().service(Health, {
+        check(_call, respond) {
+          respond(null, { status: HealthCheckResponse_ServingStatus.SERVING });
+        },
+      }),
+      { connectionBudget: budget, handshakeTimeoutMs: 1000, refused: (refusal) => refused.push(refusal) },
+    );
+    const { port } = await server.bindLoopback(0);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    try {
+      // A byte every 5 ms: its preface has all come after about 170 ms.
+      const slow = connect({ host: "127.0.0.1", port });
+      slow.on("error", () => {});
+      let slowClosed = false;
+      slow.on("close", () => {
+        slowClosed = true;
+      });
+      const answered = once(slow, "data");
+      await once(slow, "connect");
+      for (const byte of CLIENT_PREFACE) {
+        slow.write(Buffer.from([byte]));
+        await sleep(5);
+      }
+      await answered;
+      // A real HTTP/2 session (node:http2) that makes a call, then idles past the deadline.
+      const session = connectHttp2(`http://127.0.0.1:${port}`);
+      session.on("error", () => {});
+      let sessionClosed = false;
+      session.on("close", () => {
+        sessionClosed = true;
+      });
+      const call = () =>
+        new Promise<string | undefined>((resolve, reject) => {
+          const stream = session.request({
+            ":method": "POST",
+            ":path": methodPath(Health.method.check),
+            "content-type": "application/grpc",
+            te: "trailers",
+          });
+          stream.on("trailers", (trailers) => resolve(trailers["grpc-status"] as string | undefined));
+          stream.on("error", reject);
+          stream.end(Buffer.from([0, 0, 0, 0, 0]));
+          stream.resume();
+        });
+      expect(await call()).toBe("0");
+      // grpc-js, our transport's client: a call, an idle connection, another call.
+      const client = new Client(createGrpcTransport(`127.0.0.1:${port}`));
+      await client.unary(Health.method.check, { service: "" });
+      await sleep(1500);
+      expect(await call()).toBe("0");
+      await client.unary(Health.method.check, { service: "" });
+      expect({ slowClosed, sessionClosed }).toEqual({ slowClosed: false, sessionClosed: false });
+      // The three connections, each the one it was.
+      expect(budget.held).toBe(3);
+      expect(refused).toEqual([]);
+      client.close();
+      session.close();
+      slow.destroy();
+    } finally {
+      server.forceStop();
     }
   });
 
@@ -527,6 +657,8 @@ describe("GrpcServer.bindLoopback", () => {
         for (let i = 0; i < 200; i++) {
           const socket = connect({ host: "127.0.0.1", port });
           sockets.push(socket);
+          // The server answers once the client's preface has come (HANDSHAKE_TIMEOUT_MS).
+          socket.on("connect", () => socket.write(CLIENT_PREFACE));
           connected.push(once(socket, "connect"));
           served.push(
             new Promise<boolean>((resolve) => {

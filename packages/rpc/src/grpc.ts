@@ -189,10 +189,44 @@ export const MAX_CONCURRENT_STREAMS = 1024;
 export const MAX_GRPC_CONNECTIONS = 1000;
 
 /**
+ * How long a new connection has to send HTTP/2's whole client preface (its 24 bytes, then a
+ * SETTINGS frame) before it is cut. Until then it holds one of the server's connections (and a
+ * file descriptor) without being a session grpc-js could ever time out: one that sends nothing, or
+ * stops halfway, would hold it for good, and a loop of them every slot. A gRPC client sends the
+ * preface as soon as it connects, so 10 s leaves a slow or loaded one ample room; once sent, the
+ * connection may stay idle for as long as it likes (a service keeps one open for its life).
+ */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** The first bytes of HTTP/2's client preface (RFC 9113 §3.4); a SETTINGS frame follows. */
+const PREFACE_MAGIC = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const FRAME_HEADER_BYTES = 9;
+const SETTINGS_FRAME = 0x4;
+/** HTTP/2's largest frame until the server says otherwise: a larger SETTINGS is refused by HTTP/2 itself. */
+const INITIAL_MAX_FRAME_BYTES = 16_384;
+
+/**
+ * How far `head` (a connection's first bytes) is in HTTP/2's client preface: "more" while it needs
+ * more bytes, with how many in all once the SETTINGS frame's length is known; "done" once whole;
+ * "other" when it is not one (HTTP/2 answers that with its own error).
+ */
+function prefaceState(head: Buffer, received: number): "more" | "done" | "other" {
+  const magic = Math.min(head.length, PREFACE_MAGIC.length);
+  if (!head.subarray(0, magic).equals(PREFACE_MAGIC.subarray(0, magic))) return "other";
+  const header = PREFACE_MAGIC.length + FRAME_HEADER_BYTES;
+  if (head.length < header) return "more";
+  const length = head.readUIntBE(PREFACE_MAGIC.length, 3);
+  if (head[PREFACE_MAGIC.length + 3] !== SETTINGS_FRAME || length > INITIAL_MAX_FRAME_BYTES) return "other";
+  return received >= header + length ? "done" : "more";
+}
+
+/**
  * Why a GrpcServer ended a call before its request had come, or cut a connection as it came:
  * the server served its most connections ("endpoint"), the process's servers together theirs
- * ("process", with the server holding the most), or the process asked the kernel whose
- * MAX_PEER_CHECKS connections were already ("checks", with the TCP port the connection came to).
+ * ("process", with the server holding the most), or the process asked the kernel whose MAX_PEER_CHECKS connections were already
+ * ("checks", with the TCP port the connection came to); or it cut a connection that had not sent
+ * HTTP/2's client preface within `ms` ("handshake", with the bytes it had sent and its TCP port,
+ * undefined for a Unix socket).
  */
 export type GrpcRefusal =
   | CallRefusal
@@ -203,7 +237,8 @@ export type GrpcRefusal =
       limit: number;
       busiest: { name: string | undefined; connections: number } | undefined;
     }
-  | { kind: "connections"; scope: "checks"; limit: number; port: number };
+  | { kind: "connections"; scope: "checks"; limit: number; port: number }
+  | { kind: "connections"; scope: "handshake"; ms: number; received: number; port: number | undefined };
 
 /** Options of a GrpcServer. */
 export interface GrpcServerOptions {
@@ -224,6 +259,8 @@ export interface GrpcServerOptions {
    * place of the process's. @default processConnections (MAX_PROCESS_GRPC_CONNECTIONS)
    */
   connectionBudget?: ConnectionBudget;
+  /** Internal, for tests: how long a new connection has to send HTTP/2's preface. @default HANDSHAKE_TIMEOUT_MS */
+  handshakeTimeoutMs?: number;
   /** How a refusal of another server sharing its connection budget names this one (a service's name). */
   name?: string;
   /**
@@ -254,6 +291,11 @@ export class GrpcServer {
 
   private readonly maxConnections: number;
 
+  private readonly handshakeTimeoutMs: number;
+
+  /** Connections whose preface has not all come yet (not grpc-js's yet): cut when the server stops. */
+  private readonly handshaking = new Set<Socket>();
+
   private readonly refused: (refusal: GrpcRefusal) => void;
 
   constructor(router: Router, options: GrpcServerOptions = {}) {
@@ -261,6 +303,7 @@ export class GrpcServer {
       options.arrivingBudget ??
       (options.maxArrivingBytes === undefined ? processArriving : new ArrivingBudget(options.maxArrivingBytes));
     this.maxConnections = options.maxConnections ?? MAX_GRPC_CONNECTIONS;
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
     this.connectionBudget = options.connectionBudget ?? processConnections;
     this.holder = { name: options.name, connections: 0 };
     this.refused = options.refused ?? (() => {});
@@ -298,7 +341,12 @@ export class GrpcServer {
       const release = this.admit(socket);
       if (release === undefined) return;
       socket.once("close", release);
-      this.serve(listener, socket);
+      const where = listener.address();
+      void this.prefaced(socket, typeof where === "object" && where !== null ? where.port : undefined).then(
+        (prefaced) => {
+          if (prefaced) this.serve(listener, socket);
+        },
+      );
     });
     if (address.startsWith("unix:")) {
       await this.listen(listener, { path: address.slice("unix:".length) });
@@ -341,7 +389,12 @@ export class GrpcServer {
     const budget = this.connectionBudget;
     if (!budget.take(this.holder)) {
       socket.destroy();
-      this.refused({ kind: "connections", scope: "process", limit: budget.limit, busiest: budget.busiest() });
+      this.refused({
+        kind: "connections",
+        scope: "process",
+        limit: budget.limit,
+        busiest: budget.busiest(),
+      });
       return undefined;
     }
     let held = true;
@@ -350,6 +403,51 @@ export class GrpcServer {
       held = false;
       budget.give(this.holder);
     };
+  }
+
+  /**
+   * Reads a new connection's first bytes until HTTP/2's client preface has all come: resolves true
+   * then, the bytes put back for HTTP/2 to read, and the socket paused (what comes next waits in
+   * it); true at once for bytes that are no preface (HTTP/2 refuses them itself). False when the
+   * connection closes first, or is cut for not sending it within handshakeTimeoutMs (said).
+   * `port`: the TCP port it came to, for the log; undefined for a Unix socket.
+   */
+  private prefaced(socket: Socket, port: number | undefined): Promise<boolean> {
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let received = 0;
+      // The first bytes, up to the preface's SETTINGS frame's header, in one buffer.
+      let head = Buffer.alloc(0);
+      const headBytes = PREFACE_MAGIC.length + FRAME_HEADER_BYTES;
+      const finish = (prefaced: boolean) => {
+        clearTimeout(timer);
+        this.handshaking.delete(socket);
+        socket.off("data", data);
+        socket.off("close", closed);
+        if (prefaced) {
+          socket.pause();
+          if (received > 0) socket.unshift(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+        }
+        resolve(prefaced);
+      };
+      const data = (chunk: Buffer) => {
+        chunks.push(chunk);
+        received += chunk.length;
+        if (head.length < headBytes) head = Buffer.concat([head, chunk.subarray(0, headBytes - head.length)]);
+        if (prefaceState(head, received) !== "more") finish(true);
+      };
+      const closed = () => finish(false);
+      const timer = setTimeout(() => {
+        finish(false);
+        socket.destroy();
+        this.refused({ kind: "connections", scope: "handshake", ms: this.handshakeTimeoutMs, received, port });
+      }, this.handshakeTimeoutMs);
+      // The socket keeps the process alive as long as it is open; its deadline need not.
+      timer.unref();
+      this.handshaking.add(socket);
+      socket.on("data", data);
+      socket.once("close", closed);
+    });
   }
 
   /**
@@ -388,8 +486,9 @@ export class GrpcServer {
     const checked = new Promise<boolean>((resolve) => {
       knowIfChecked = resolve;
     });
-    // What the client sends before the check ends waits in the socket, and HTTP/2 reads it from
-    // there. A connection counts against the bounds from the moment it comes (admit): one waiting
+    // The client's preface is read meanwhile (prefaced), so a connection that sends none is cut
+    // at its deadline whatever the check; what comes after it waits in the socket, and HTTP/2
+    // reads it from there. A connection counts against the bounds from the moment it comes (admit): one waiting
     // for its check holds a socket as a served one does, and any user can open them faster than
     // the kernel's tables are read. Its check counts too (MAX_PEER_CHECKS), until answered: a
     // client that closes a connection it opened does not take its lookup back.
@@ -418,6 +517,7 @@ export class GrpcServer {
         budget.endCheck();
         if (closed) release();
       };
+      const prefaced = this.prefaced(socket, bound);
       checked
         .then(async (check) => {
           const peer = check ? await tcpPeerUid(socket) : uid;
@@ -428,7 +528,7 @@ export class GrpcServer {
             refused(peer);
             return;
           }
-          this.serve(listener, socket);
+          if (await prefaced) this.serve(listener, socket);
         })
         .catch(() => {
           if (checking) answered();
@@ -444,6 +544,8 @@ export class GrpcServer {
 
   private closeListeners(): void {
     for (const listener of this.listeners.splice(0)) listener.close();
+    // Not yet grpc-js's: it would not cut them.
+    for (const socket of [...this.handshaking]) socket.destroy();
   }
 
   /** Lets calls finish for up to `graceMs`, then cuts them. */

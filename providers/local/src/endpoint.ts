@@ -52,7 +52,9 @@ export interface GrpcOptions {
    */
   socketPath?: string;
   /** Internal, for tests: the gRPC server's bounds (GrpcServerOptions). */
-  limits?: Pick<GrpcServerOptions, "maxArrivingBytes" | "maxConnections" | "connectionBudget"> | undefined;
+  limits?:
+    | Pick<GrpcServerOptions, "maxArrivingBytes" | "maxConnections" | "connectionBudget" | "handshakeTimeoutMs">
+    | undefined;
 }
 
 /** How often at most a kind of refusal by an endpoint is logged: a flood must not flood the log. */
@@ -72,6 +74,16 @@ function connectionCut(service: string, refusal: Extract<GrpcRefusal, { kind: "c
         ? ""
         : `, ${busiest.name === undefined ? "one endpoint" : `service "${busiest.name}"`} holding ${busiest.connections} of them`;
     return `${cut}: run's gRPC endpoints serve at most ${refusal.limit} connections at once together (each takes one of run's open files)${most}, and a service needs one or a few; ${reuse.replace("the service", "each service")}`;
+  }
+  if (refusal.scope === "handshake") {
+    const on = refusal.port === undefined ? " on its Unix socket" : ` on 127.0.0.1:${refusal.port}`;
+    const sent =
+      refusal.received === 0
+        ? "it sent nothing"
+        : `it sent ${refusal.received} bytes but not all of HTTP/2's client preface`;
+    const who =
+      refusal.port === undefined ? "" : `; find what opens such connections with ss -tnpe 'dport = :${refusal.port}'`;
+    return `${cut}${on}: ${sent} within ${refusal.ms / 1000} s of connecting, and a gRPC client sends its preface at once; such a connection holds one of the endpoint's connections and one of run's open files. Point only gRPC clients (HTTP/2 without TLS) at this endpoint${who}`;
   }
   return `${cut} on 127.0.0.1:${refusal.port}: run is asking the kernel whose ${refusal.limit} connections are already, the most it asks about at once, and a service opens one or a few; a process (another user's, or one of yours) is opening connections in a loop: find it with ss -tnpe 'dport = :${refusal.port}'`;
 }

@@ -2,6 +2,7 @@
 // budget of requests still arriving) is said in `run`'s log as well as to the service: a user who
 // reads only `run`'s output must learn of it, and a flood must not flood that output.
 import { execFileSync } from "node:child_process";
+import { once } from "node:events";
 import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { connect as connectHttp2 } from "node:http2";
@@ -142,6 +143,19 @@ describe("the gRPC endpoint's refusals in run's log", () => {
       }
     },
   );
+
+  it("logs a connection cut for not sending HTTP/2's preface in time, naming the service, the port, what it sent and the fix", async () => {
+    const { provider, logs } = await startProvider({ tcp: true, grpcLimits: { handshakeTimeoutMs: 300 } });
+    const port = Number((await provider.endpoint("svc")).split(":")[1]);
+    // Half of the preface's 24 bytes, and then nothing.
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.on("error", () => {});
+    socket.on("connect", () => socket.write("PRI * HTTP/2"));
+    await once(socket, "close");
+    expect(logs.warn).toEqual([
+      `service "svc": cut a new connection to its gRPC endpoint on 127.0.0.1:${port}: it sent 12 bytes but not all of HTTP/2's client preface within 0.3 s of connecting, and a gRPC client sends its preface at once; such a connection holds one of the endpoint's connections and one of run's open files. Point only gRPC clients (HTTP/2 without TLS) at this endpoint; find what opens such connections with ss -tnpe 'dport = :${port}'`,
+    ]);
+  });
 
   it("logs calls cut by the budget of requests still arriving, naming the service, the bound and the fix, once a second at most", async () => {
     const { provider, logs } = await startProvider({ tcp: true, grpcLimits: { maxArrivingBytes: 1000 } });
