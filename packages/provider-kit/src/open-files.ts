@@ -4,27 +4,13 @@
  * with nothing in any log: both gateways (the local provider's, the AWS emulator's) warn as a
  * socket starts.
  */
-import { readFileSync } from "node:fs";
+import { openFilesLimit } from "@nitric-like/rpc";
 import type { SocketLimits } from "@nitric-like/spec";
 
 /** Files `run` keeps open besides its clients' sockets (stores, services, endpoints, watchers), allowed for below. */
 const OWN_FILES = 256;
 
-/**
- * The most files this process may keep open (its soft RLIMIT_NOFILE, which Node raises to the hard
- * limit as it starts), where the system tells (Linux's /proc/self/limits); undefined elsewhere.
- */
-export function openFilesLimit(): number | undefined {
-  try {
-    const line = readFileSync("/proc/self/limits", "utf8")
-      .split("\n")
-      .find((l) => l.startsWith("Max open files"));
-    const soft = Number(line?.split(/\s{2,}/)[1]);
-    return Number.isFinite(soft) ? soft : undefined;
-  } catch {
-    return undefined;
-  }
-}
+export { openFilesLimit };
 
 /**
  * What to warn when the process may keep fewer files open than a socket may have connections:

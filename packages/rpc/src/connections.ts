@@ -6,14 +6,35 @@
  * gateway's clients among them). A connection counts from the moment it is accepted, while the
  * kernel is still asked whose it is (GrpcServer.bindLoopback), until it closes.
  */
+import { openFilesLimit } from "./open-files.js";
 
 /**
  * Connections a process's gRPC endpoints serve at once, all of them together: twice an endpoint's
  * own bound (MAX_GRPC_CONNECTIONS), so one service that opens connections in a loop and keeps them
  * leaves room for every other's, and far under the files the websocket gateway may use besides
- * (openFilesProblem). A service opens one or a few.
+ * (openFilesProblem). A service opens one or a few. Under a low open-file limit, less
+ * (processConnectionLimit).
  */
 export const MAX_PROCESS_GRPC_CONNECTIONS = 2000;
+
+/**
+ * The share of the process's open files (ulimit -n) its gRPC endpoints' connections may take at
+ * most: one in this many. Under a low limit (1,024 is a common default) 2,000 connections would
+ * take every file the process may open, and then the websocket gateway could not accept its
+ * clients nor a store open its files; a quarter leaves the rest to them.
+ */
+export const OPEN_FILES_PER_GRPC_CONNECTION = 4;
+
+/**
+ * The most connections a process's gRPC endpoints serve together under an open-file limit of
+ * `openFiles` (undefined: not known): MAX_PROCESS_GRPC_CONNECTIONS, or a quarter of the limit when
+ * that is less, with the limit then, for the log to say why and how to raise it.
+ */
+export function processConnectionLimit(openFiles: number | undefined): { limit: number; openFiles?: number } {
+  if (openFiles === undefined) return { limit: MAX_PROCESS_GRPC_CONNECTIONS };
+  const share = Math.max(1, Math.floor(openFiles / OPEN_FILES_PER_GRPC_CONNECTION));
+  return share < MAX_PROCESS_GRPC_CONNECTIONS ? { limit: share, openFiles } : { limit: MAX_PROCESS_GRPC_CONNECTIONS };
+}
 
 /**
  * TCP connections a process asks the kernel about at once (whose process made each, the check
@@ -42,9 +63,14 @@ export class ConnectionBudget {
   /** The servers that hold any connection now. */
   private readonly holders = new Set<ConnectionHolder>();
 
+  /**
+   * @param openFiles the process's open-file limit when `limit` was lowered to fit it
+   *   (processConnectionLimit), for the log to name it and how to raise it
+   */
   constructor(
     readonly limit: number,
     readonly maxChecking = MAX_PEER_CHECKS,
+    readonly openFiles: number | undefined = undefined,
   ) {}
 
   /** Counts a connection for `holder`; false, counting nothing, when the budget is full. */
@@ -81,5 +107,11 @@ export class ConnectionBudget {
   }
 }
 
-/** The budget every GrpcServer of this process shares unless given its own. */
-export const processConnections = new ConnectionBudget(MAX_PROCESS_GRPC_CONNECTIONS);
+/**
+ * The budget every GrpcServer of this process shares unless given its own: at most
+ * MAX_PROCESS_GRPC_CONNECTIONS, less under a low open-file limit (processConnectionLimit).
+ */
+export const processConnections = (() => {
+  const { limit, openFiles } = processConnectionLimit(openFilesLimit());
+  return new ConnectionBudget(limit, MAX_PEER_CHECKS, openFiles);
+})();

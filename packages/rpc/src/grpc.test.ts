@@ -31,8 +31,10 @@ import {
   MAX_PROCESS_GRPC_CONNECTIONS,
   MAX_STATUS_DETAILS_BYTES,
   MAX_UNSENT_STREAM_BYTES,
+  processConnectionLimit,
   processConnections,
 } from "./grpc.js";
+import { openFilesLimit } from "./open-files.js";
 import { listsListener } from "./peer-user.js";
 import { methodPath, Router } from "./router.js";
 import { Code, RpcError } from "./status.js";
@@ -353,7 +355,7 @@ describe("GrpcServer connections", () => {
 
   it("shares one bound of connections among the process's servers: past it a new one to any of them is cut as it comes, naming the server holding the most", async () => {
     expect(MAX_PROCESS_GRPC_CONNECTIONS).toBe(2000);
-    expect(processConnections.limit).toBe(MAX_PROCESS_GRPC_CONNECTIONS);
+    expect(processConnections.limit).toBe(processConnectionLimit(openFilesLimit()).limit);
     // Every server shares the process's budget unless given its own.
     expect(new GrpcServer(new Router()).connectionBudget).toBe(processConnections);
     const budget = new ConnectionBudget(3);
@@ -519,6 +521,16 @@ describe("GrpcServer connections", () => {
     } finally {
       server.forceStop();
     }
+  });
+
+  it("lowers the process's bound of connections to a quarter of a low open-file limit, saying the limit, and keeps MAX_PROCESS_GRPC_CONNECTIONS under a high one", () => {
+    expect(processConnectionLimit(1024)).toEqual({ limit: 256, openFiles: 1024 });
+    expect(processConnectionLimit(7999)).toEqual({ limit: 1999, openFiles: 7999 });
+    expect(processConnectionLimit(8000)).toEqual({ limit: MAX_PROCESS_GRPC_CONNECTIONS });
+    expect(processConnectionLimit(1_048_576)).toEqual({ limit: MAX_PROCESS_GRPC_CONNECTIONS });
+    // Where the system does not tell its limit.
+    expect(processConnectionLimit(undefined)).toEqual({ limit: MAX_PROCESS_GRPC_CONNECTIONS });
+    expect(processConnectionLimit(2)).toEqual({ limit: 1, openFiles: 2 });
   });
 
   it("refuses an address it cannot listen on with the forms it takes", async () => {

@@ -223,7 +223,8 @@ function prefaceState(head: Buffer, received: number): "more" | "done" | "other"
 /**
  * Why a GrpcServer ended a call before its request had come, or cut a connection as it came:
  * the server served its most connections ("endpoint"), the process's servers together theirs
- * ("process", with the server holding the most), or the process asked the kernel whose MAX_PEER_CHECKS connections were already
+ * ("process", with the server holding the most, and the open-file limit the bound was lowered to
+ * fit, if it was), or the process asked the kernel whose MAX_PEER_CHECKS connections were already
  * ("checks", with the TCP port the connection came to); or it cut a connection that had not sent
  * HTTP/2's client preface within `ms` ("handshake", with the bytes it had sent and its TCP port,
  * undefined for a Unix socket).
@@ -236,6 +237,7 @@ export type GrpcRefusal =
       scope: "process";
       limit: number;
       busiest: { name: string | undefined; connections: number } | undefined;
+      openFiles: number | undefined;
     }
   | { kind: "connections"; scope: "checks"; limit: number; port: number }
   | { kind: "connections"; scope: "handshake"; ms: number; received: number; port: number | undefined };
@@ -394,6 +396,7 @@ export class GrpcServer {
         scope: "process",
         limit: budget.limit,
         busiest: budget.busiest(),
+        openFiles: budget.openFiles,
       });
       return undefined;
     }
@@ -707,6 +710,8 @@ export {
   ConnectionBudget,
   MAX_PEER_CHECKS,
   MAX_PROCESS_GRPC_CONNECTIONS,
+  OPEN_FILES_PER_GRPC_CONNECTION,
+  processConnectionLimit,
   processConnections,
 } from "./connections.js";
 export { canCheckTcpPeers } from "./peer-user.js";

@@ -5,8 +5,11 @@
  * over gRPC (the `@nitric-like/rpc/grpc` entry, kept apart so that nothing else loads grpc-js).
  */
 export { type CallOptions, Client, type DuplexCall } from "./client.js";
+// The bounds of connections.ts without grpc-js (grpc.ts), for a provider's log.
+export { MAX_PROCESS_GRPC_CONNECTIONS, OPEN_FILES_PER_GRPC_CONNECTION } from "./connections.js";
 export { createLazyTransport } from "./lazy.js";
 export { createMemoryTransport, type MemoryTransport } from "./memory.js";
+export { openFilesLimit } from "./open-files.js";
 export { canCheckTcpPeers } from "./peer-user.js";
 export { createPortTransport, LocalPort, type PortLike, PortServer, type PortTransport } from "./port.js";
 export {

@@ -11,7 +11,14 @@
  */
 import { chmodSync, rmSync } from "node:fs";
 import { BurstLog, type EndpointContext, serviceRouter } from "@nitric-like/provider-kit";
-import { Code, canCheckTcpPeers, PortServer, type Router } from "@nitric-like/rpc";
+import {
+  Code,
+  canCheckTcpPeers,
+  MAX_PROCESS_GRPC_CONNECTIONS,
+  OPEN_FILES_PER_GRPC_CONNECTION,
+  PortServer,
+  type Router,
+} from "@nitric-like/rpc";
 import type { GrpcRefusal, GrpcServer, GrpcServerOptions } from "@nitric-like/rpc/grpc";
 import type { Logger } from "@nitric-like/spec";
 
@@ -73,7 +80,11 @@ function connectionCut(service: string, refusal: Extract<GrpcRefusal, { kind: "c
       busiest === undefined
         ? ""
         : `, ${busiest.name === undefined ? "one endpoint" : `service "${busiest.name}"`} holding ${busiest.connections} of them`;
-    return `${cut}: run's gRPC endpoints serve at most ${refusal.limit} connections at once together (each takes one of run's open files)${most}, and a service needs one or a few; ${reuse.replace("the service", "each service")}`;
+    const files =
+      refusal.openFiles === undefined
+        ? ""
+        : `, and they may take a quarter of the ${refusal.openFiles} run may keep open (its ulimit -n), leaving the rest to the websocket gateway's clients and run's own files; raise it with ulimit -n ${MAX_PROCESS_GRPC_CONNECTIONS * OPEN_FILES_PER_GRPC_CONNECTION} before nitric-like run to serve ${MAX_PROCESS_GRPC_CONNECTIONS}`;
+    return `${cut}: run's gRPC endpoints serve at most ${refusal.limit} connections at once together (each takes one of run's open files${files})${most}, and a service needs one or a few; ${reuse.replace("the service", "each service")}`;
   }
   if (refusal.scope === "handshake") {
     const on = refusal.port === undefined ? " on its Unix socket" : ` on 127.0.0.1:${refusal.port}`;

@@ -1,14 +1,15 @@
 // What a service's gRPC endpoint refuses to hold for it (connections past its most, calls past the
 // budget of requests still arriving) is said in `run`'s log as well as to the service: a user who
 // reads only `run`'s output must learn of it, and a flood must not flood that output.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { connect as connectHttp2 } from "node:http2";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { KvStore } from "@nitric-like/contracts/kvstore";
 import { canCheckTcpPeers, methodPath } from "@nitric-like/rpc";
 import { ConnectionBudget } from "@nitric-like/rpc/grpc";
@@ -156,6 +157,77 @@ describe("the gRPC endpoint's refusals in run's log", () => {
       `service "svc": cut a new connection to its gRPC endpoint on 127.0.0.1:${port}: it sent 12 bytes but not all of HTTP/2's client preface within 0.3 s of connecting, and a gRPC client sends its preface at once; such a connection holds one of the endpoint's connections and one of run's open files. Point only gRPC clients (HTTP/2 without TLS) at this endpoint; find what opens such connections with ss -tnpe 'dport = :${port}'`,
     ]);
   });
+
+  it.skipIf(!existsSync("/proc/self/limits"))(
+    "serves at most a quarter of a low open-file limit over all of run's endpoints, and says so naming the limit and how to raise it",
+    async () => {
+      // A provider in a process that may keep 256 files open (as under ulimit -n 256): its gRPC
+      // endpoints serve 64 connections together, leaving the rest to the websocket gateway.
+      const dist = pathToFileURL(join(fileURLToPath(import.meta.url), "../../dist/index.js")).href;
+      const script = `
+        import { mkdtempSync, rmSync } from "node:fs";
+        import { tmpdir } from "node:os";
+        import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+        const { createLocalProvider } = await import(${JSON.stringify(dist)});
+        const dir = mkdtempSync(join(tmpdir(), "endpoint-nofile-"));
+        const provider = await createLocalProvider({
+          project: { name: "test", dir, file: join(dir, "nitric-like.yaml"), services: [], websockets: {} },
+          spec: { name: "test", services: [], resources: [], policies: [] },
+          logger: { info() {}, warn: (m) => console.log("warn " + m), error: (m) => console.log("error " + m) },
+          randomPorts: true,
+          tcp: true,
+        });
+        console.log("endpoint " + (await provider.endpoint("svc")));
+        process.stdin.resume();
+        process.stdin.on("end", async () => {
+          await provider.stop();
+          rmSync(dir, { recursive: true, force: true });
+        });`;
+      const child = spawn("prlimit", ["--nofile=256", process.execPath, "--input-type=module", "-e", script], {
+        stdio: ["pipe", "pipe", "inherit"],
+      });
+      const lines: string[] = [];
+      let heard: () => void = () => {};
+      child.stdout.setEncoding("utf8");
+      let rest = "";
+      child.stdout.on("data", (chunk: string) => {
+        rest += chunk;
+        const parts = rest.split("\n");
+        rest = parts.pop() ?? "";
+        lines.push(...parts);
+        heard();
+      });
+      const line = async (prefix: string) => {
+        const until = Date.now() + 10_000;
+        for (;;) {
+          const found = lines.find((l) => l.startsWith(prefix));
+          if (found !== undefined || Date.now() > until) return found;
+          await new Promise<void>((r) => {
+            heard = r;
+            setTimeout(r, 100);
+          });
+        }
+      };
+      const kept: ReturnType<typeof http2Connect>[] = [];
+      try {
+        const port = Number((await line("endpoint "))?.split(":")[1]);
+        expect(port).toBeGreaterThan(0);
+        for (let i = 0; i < 64; i++) kept.push(http2Connect(port));
+        expect(new Set(await Promise.all(kept.map((c) => c.result)))).toEqual(new Set(["served"]));
+        const over = http2Connect(port);
+        expect(await over.result).toBe("cut");
+        expect(await line("warn ")).toBe(
+          `warn service "svc": cut a new connection to its gRPC endpoint: run's gRPC endpoints serve at most 64 connections at once together (each takes one of run's open files, and they may take a quarter of the 256 run may keep open (its ulimit -n), leaving the rest to the websocket gateway's clients and run's own files; raise it with ulimit -n 8000 before nitric-like run to serve 2000), service "svc" holding 64 of them, and a service needs one or a few; make each service reuse its gRPC clients (one per address) rather than open a connection for each call, and close those it no longer uses`,
+        );
+      } finally {
+        for (const c of kept) c.socket.destroy();
+        child.stdin.end();
+        await Promise.race([once(child, "exit"), sleep(5000)]);
+        child.kill();
+      }
+    },
+  );
 
   it("logs calls cut by the budget of requests still arriving, naming the service, the bound and the fix, once a second at most", async () => {
     const { provider, logs } = await startProvider({ tcp: true, grpcLimits: { maxArrivingBytes: 1000 } });
