@@ -665,4 +665,28 @@ describe("nitric-like run", () => {
     for (let i = 0; i < 100 && esbuildServices(pid).length > 0; i++) await sleep(20);
     expect(esbuildServices(pid)).toEqual([]);
   }, 30000);
+
+  it("bundles a saved @nitric/sdk service once, its thread bundle, before it restarts (--verbose says each bundle)", async () => {
+    const dir = copyProject(join(FIXTURES, "lab-nitric"));
+    const app = await startApp(dir, ["--verbose"]);
+    const file = join(dir, "services", "lab.ts");
+    const before = app.stderr.length;
+    writeFileSync(
+      file,
+      readFileSync(file, "utf8").replace("await answer(id, { id });", "await answer(id, { id, version: 2 });"),
+    );
+    await app.waitFor(/services\/lab\.ts changed: restarting service "lab"/);
+    const c = await connect(app.url("lab"));
+    let answer: Record<string, unknown> = {};
+    for (let i = 0; i < 100 && answer.version !== 2; i++) {
+      answer = await c.call({ op: "whoami" });
+      if (answer.version !== 2) await sleep(50);
+    }
+    c.close();
+    expect(answer.version).toBe(2);
+    // It runs (and is collected) as a thread: its own bundle, for a process, is not made on a save.
+    expect(app.stderr.slice(before).match(/^bundled service "lab" .*$/gm)).toEqual([
+      expect.stringMatching(/^bundled service "lab" \(thread bundle\) in \d+ ms$/),
+    ]);
+  }, 30000);
 });

@@ -31,7 +31,7 @@ import {
   type WebsocketEvent,
 } from "@nitric-like/spec";
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
-import { bundleService } from "../lib/bundle.js";
+import { type BundleOptions, bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashboard } from "../lib/dashboard.js";
 import { checkNodeOptions, type DotEnv, envLine, functionVariables, loadDotEnv, loadEnvFiles } from "../lib/dotenv.js";
@@ -178,6 +178,7 @@ Options:
                       message and the line of your code it came from, and other
                       errors a handler throws keep only the frames in your files.
                       (NITRIC_LIKE_VERBOSE=1 in the environment does the same.)
+                      It also prints each bundle a save makes, and its time.
   --no-watch          Do not restart services when their files change.
                       A service that fails to start then ends run (exit 1).
   --plain             No colours (also when NO_COLOR is set or output is not a
@@ -903,6 +904,7 @@ class Run {
         onGone: (supervisor) => this.removeService(supervisor),
         onCollected: (collected) => this.declare(collected),
         collecting: (service, done) => this.running.collecting?.(service, done),
+        ...(options.verbose ? { bundled: bundledLine(output) } : {}),
       });
     // Ready (the socket lines, then "ready") only once every service has started; a service
     // that failed waits for a file change and so holds "ready" back until it is fixed.
@@ -1428,6 +1430,19 @@ interface ServiceWatch {
   onCollected: (collected: CollectedService) => void;
   /** A service is being collected again until `done` settles (RunningProvider.collecting). */
   collecting: (service: string, done: Promise<void>) => void;
+  /** Hears each bundle a save makes (`--verbose`: bundledLine). */
+  bundled?: (service: string) => BundleOptions["onBuilt"];
+}
+
+/** `run --verbose`: a line for each bundle a save makes, which and how long it took. */
+function bundledLine(output: Output): (service: string) => BundleOptions["onBuilt"] {
+  return (service) => (which, ms) =>
+    output.info(
+      output.paint(
+        "dim",
+        `bundled service "${service}" (${which === "thread" ? "thread bundle" : "own bundle"}) in ${ms} ms`,
+      ),
+    );
 }
 
 /**
@@ -1482,8 +1497,14 @@ function watchServices(
           // A service that runs as a thread needs only its thread bundle made again, unless its
           // collect pass failed: that pass runs again below, as a process (recollectAndStart).
           const threadOnly = supervisor.runsAsThread && !failedCollect.has(entry.name);
+          const onBuilt = env.bundled?.(entry.name);
           const bundle =
-            entry.start === undefined ? await bundleService(prepared.project.dir, entry, { threadOnly }) : undefined;
+            entry.start === undefined
+              ? await bundleService(prepared.project.dir, entry, {
+                  threadOnly,
+                  ...(onBuilt ? { onBuilt } : {}),
+                })
+              : undefined;
           if (bundle) watcher.add(bundle.inputs);
           const service: PreparedService = bundle ? { entry, bundle } : { entry };
           const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";

@@ -260,6 +260,44 @@ it("makes both bundles when a service asked for its thread bundle alone now uses
   expect(readFileSync(join(dirname(saved.outfile), "api.thread-entry.mjs"), "utf8")).toContain("nitric(transport);");
 });
 
+it("makes only the thread bundle again of a service on @nitric/sdk when asked for it alone, and both once it is on our SDK alone", async () => {
+  const source = `import { kind } from "@nitric/sdk";\nconsole.log(kind("first"));\n`;
+  const { dir, entry, path } = project(source);
+  mkdirSync(join(dir, "node_modules", "@nitric", "sdk"), { recursive: true });
+  writeFileSync(
+    join(dir, "node_modules", "@nitric", "sdk", "package.json"),
+    '{"name":"@nitric/sdk","main":"index.js"}',
+  );
+  writeFileSync(join(dir, "node_modules", "@nitric", "sdk", "index.js"), "exports.kind = (s) => s;");
+  const first = await bundleService(dir, entry);
+  expect(first.threadable).toBe(false);
+  expect(first.threadOutfile).toBeDefined();
+  const built: string[] = [];
+  const onBuilt = (which: string) => built.push(which);
+  // run's save of a service that runs as a thread: one build, the thread bundle's.
+  writeFileSync(path, source.replace('kind("first")', 'kind("saved")'));
+  const saved = await bundleService(dir, entry, { threadOnly: true, onBuilt });
+  expect(built).toEqual(["thread"]);
+  expect(saved.threadable).toBe(false);
+  expect(readFileSync(saved.threadOutfile as string, "utf8").includes('("saved")')).toBe(true);
+  expect(readFileSync(join(dirname(saved.outfile), "api.thread-entry.mjs"), "utf8")).toContain("nitric(transport);");
+  expect(saved.inputs.has(path)).toBe(true);
+  // Its own bundle, made from the old file, is gone rather than stale; reused while unchanged...
+  expect(existsSync(saved.outfile)).toBe(false);
+  await bundleService(dir, entry, { threadOnly: true, onBuilt });
+  expect(built).toEqual(["thread"]);
+  // ...and made again, from the saved file, for a caller that wants it.
+  const whole = await bundleService(dir, entry, { onBuilt });
+  expect(built).toEqual(["thread", "service", "thread"]);
+  expect(importsOf(whole.outfile)).toContain("@nitric/sdk");
+  expect(readFileSync(whole.outfile, "utf8").includes('("saved")')).toBe(true);
+  // A save that moves it to our SDK alone: the thread bundle tried says so, and both are made.
+  writeFileSync(path, SOURCE);
+  const ours = await bundleService(dir, entry, { threadOnly: true });
+  expect(ours.threadable).toBe(true);
+  expect(readFileSync(join(dirname(ours.outfile), "api.thread-entry.mjs"), "utf8")).not.toContain("nitric(transport);");
+});
+
 it("says to install the project's packages when our SDK, which it lists, is not installed, and to add it when it does not", async () => {
   const { dir, entry } = project(SOURCE);
   rmSync(join(dir, "node_modules"), { recursive: true, force: true });

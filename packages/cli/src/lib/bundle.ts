@@ -326,11 +326,13 @@ function readRecord(recordFile: string, entry: string): BundleRecord | undefined
 
 /**
  * The bundles at `outfile` and the record's threadOutfile if they exist and were made from exactly
- * the files the record lists, unchanged (the thread bundle alone when `threadOnly`).
+ * the files the record lists, unchanged (the thread bundle alone when `threadOnly` and the service
+ * has one: a service on neither SDK runs as a process, from its own bundle).
  */
 function reusable(outfile: string, record: BundleRecord | undefined, threadOnly: boolean): Bundle | undefined {
   if (record === undefined) return undefined;
-  if (threadOnly ? !record.threadable : !record.processBundle || !existsSync(outfile)) return undefined;
+  const threadAlone = threadOnly && record.threadOutfile !== undefined;
+  if (!threadAlone && (!record.processBundle || !existsSync(outfile))) return undefined;
   if (record.threadOutfile !== undefined && !existsSync(record.threadOutfile)) return undefined;
   for (const [path, mtimeMs, size] of record.inputs) {
     const now = stamp(path);
@@ -366,15 +368,18 @@ async function buildAscii(build: typeof import("esbuild").build, options: BuildO
 /** What bundleService is asked for. */
 export interface BundleOptions {
   /**
-   * Only the thread bundle is wanted for a service on our SDK alone: `run` on the local provider,
-   * which runs such a service as a worker thread (or on its own thread), at start and after a
-   * save. When the last build found the service so, or with no earlier build our SDK resolves
-   * from the service's folder, only its thread bundle is made (about 110 of 330 ms here: the
-   * service's own bundle carries grpc-js), and its own bundle is deleted until a caller asks for it.
-   * A build that finds otherwise (the service imports @nitric/sdk, or not our SDK) makes both.
+   * Only the thread bundle is wanted for a service on either SDK: `run` on the local provider,
+   * which runs such a service as a worker thread (or on its own thread) and collects it in one, at
+   * start and after a save. When the last build found the service on an SDK, or with no earlier
+   * build our SDK resolves from the service's folder, only its thread bundle is made (about 110 of
+   * 330 ms here for our SDK, whose own bundle carries grpc-js), and its own bundle is deleted until
+   * a caller asks for it. A build that finds the service on other SDKs than that build did (it
+   * now imports @nitric/sdk, or no longer does, or neither) makes both, which decides afresh.
    * @default false
    */
   threadOnly?: boolean;
+  /** Hears each bundle made (not reused), which, and how long esbuild took (`run --verbose` says it). */
+  onBuilt?: (which: "service" | "thread", ms: number) => void;
 }
 
 /**
@@ -390,12 +395,12 @@ function guessedThreadEntry(service: ServiceEntry): ThreadEntryChoice | undefine
 }
 
 /**
- * The thread entry a thread-only build tries: the last build's, if it found the service on our SDK
- * alone; a guess when there was no build; none (both bundles are made) otherwise.
+ * The thread entry a thread-only build tries: the last build's, if it made a thread bundle (the
+ * service is on either SDK); a guess when there was no build; none (both bundles are made) otherwise.
  */
 function threadEntryToTry(record: BundleRecord | undefined, service: ServiceEntry): ThreadEntryChoice | undefined {
   if (record === undefined) return guessedThreadEntry(service);
-  return record.threadable ? record.threadEntry : undefined;
+  return record.threadOutfile === undefined ? undefined : record.threadEntry;
 }
 
 /**
@@ -423,8 +428,8 @@ export async function bundleService(
     const threadAlone =
       choice === undefined
         ? undefined
-        : await threadBundleAlone(build, projectDir, service, outfile, recordFile, choice);
-    return threadAlone ?? (await bundleWith(build, projectDir, service, outfile, recordFile));
+        : await threadBundleAlone(build, projectDir, service, outfile, recordFile, choice, options.onBuilt);
+    return threadAlone ?? (await bundleWith(build, projectDir, service, outfile, recordFile, options.onBuilt));
   });
 }
 
@@ -464,7 +469,8 @@ function bundleOptions(projectDir: string, service: ServiceEntry, outfile: strin
 /**
  * Builds a service's thread bundle with the entry `choice` describes. Resolves with the inputs it
  * read, the entry aside, and whether the service's code imports our SDK (the entry itself does when
- * it gives our SDK a transport, so the SDK's files among the inputs do not tell).
+ * it gives our SDK a transport, so the SDK's files among the inputs do not tell) and @nitric/sdk
+ * (which the thread bundle holds, where the service's own bundle leaves it external).
  */
 async function buildThread(
   build: typeof import("esbuild").build,
@@ -472,36 +478,46 @@ async function buildThread(
   service: ServiceEntry,
   outfile: string,
   choice: ThreadEntryChoice,
-): Promise<{ threadOutfile: string; inputs: string[]; importsOurSdk: boolean }> {
+  onBuilt?: BundleOptions["onBuilt"],
+): Promise<{ threadOutfile: string; inputs: string[]; importsOurSdk: boolean; importsNitricSdk: boolean }> {
   const outdir = dirname(outfile);
   const threadOutfile = join(outdir, `${service.name}.thread.mjs`);
   const entry = join(outdir, `${service.name}.thread-entry.mjs`);
   writeFileSync(entry, threadEntry(service.path, choice.sdkRuntime, choice.nitricSdk));
+  const started = performance.now();
   const threaded = await buildAscii(build, {
     ...bundleOptions(projectDir, service, outfile),
     entryPoints: [entry],
     outfile: threadOutfile,
     plugins: [inThread(stateDir(projectDir))],
   });
+  onBuilt?.("thread", Math.round(performance.now() - started));
   const inputs: string[] = [];
   let importsOurSdk = false;
-  const ourSdk = (path: string) => packageOwner(dirname(resolve(projectDir, path))) === "@nitric-like/sdk";
+  let importsNitricSdk = false;
+  const ownerOf = (path: string) => packageOwner(dirname(resolve(projectDir, path)));
+  const ourSdk = (path: string) => ownerOf(path) === "@nitric-like/sdk";
+  const nitricSdk = (path: string) => ownerOf(path) === "@nitric/sdk";
   for (const [f, input] of Object.entries(threaded.metafile.inputs)) {
     // NO_GRPC_IN_THREAD is no file.
     if (f.startsWith("nitric-like-thread:")) continue;
     const path = resolve(projectDir, f);
     if (path === entry) continue;
     inputs.push(path);
-    if (!importsOurSdk && !ourSdk(f)) importsOurSdk = input.imports.some((i) => i.external !== true && ourSdk(i.path));
+    const bundled = input.imports.filter((i) => i.external !== true);
+    if (!importsOurSdk && !ourSdk(f)) importsOurSdk = bundled.some((i) => ourSdk(i.path));
+    // As the service's own bundle tells it: the project's code (no @nitric/* package) imports it.
+    if (!importsNitricSdk && !isNitricPackage(ownerOf(f))) importsNitricSdk = bundled.some((i) => nitricSdk(i.path));
   }
-  return { threadOutfile, inputs, importsOurSdk };
+  return { threadOutfile, inputs, importsOurSdk, importsNitricSdk };
 }
 
 /**
- * The thread bundle alone, for a service the last build found on our SDK alone (with that build's
+ * The thread bundle alone, for a service the last build found on either SDK (with that build's
  * entry) or, with no earlier build, one that our SDK resolves from (guessedThreadEntry). Undefined
- * when what it read says otherwise (the service imports @nitric/sdk, or not our SDK, or our SDK
- * from elsewhere): the caller then builds both bundles, which decides the entry afresh.
+ * when what it read says otherwise (the service imports @nitric/sdk where it did not or no longer
+ * does, or not our SDK where it did, or our SDK from elsewhere): the caller then builds both
+ * bundles, which decides the entry afresh.
  */
 async function threadBundleAlone(
   build: typeof import("esbuild").build,
@@ -510,27 +526,33 @@ async function threadBundleAlone(
   outfile: string,
   recordFile: string,
   choice: ThreadEntryChoice,
+  onBuilt?: BundleOptions["onBuilt"],
 ): Promise<Bundle | undefined> {
   try {
-    const { threadOutfile, inputs, importsOurSdk } = await buildThread(build, projectDir, service, outfile, choice);
+    const thread = await buildThread(build, projectDir, service, outfile, choice, onBuilt);
+    const { threadOutfile, inputs, importsOurSdk, importsNitricSdk } = thread;
     const inputSet = new Set(inputs);
+    const onOurs = choice.sdkRuntime !== undefined;
     const same =
-      importsOurSdk &&
-      !inputs.some((path) => isNitricPackage(packageOwner(dirname(path)))) &&
-      sdkRuntimeOf(projectDir, inputSet) === choice.sdkRuntime;
+      importsOurSdk === onOurs &&
+      importsNitricSdk === choice.nitricSdk &&
+      (onOurs || choice.nitricSdk) &&
+      // Our SDK alone: no @nitric/* package came in another way (bundleWith would see it external).
+      (choice.nitricSdk || !inputs.some((path) => isNitricPackage(packageOwner(dirname(path))))) &&
+      (!onOurs || sdkRuntimeOf(projectDir, inputSet) === choice.sdkRuntime);
     if (!same) return undefined;
     // The service's own bundle was made from other files: it goes, so that nothing runs it stale.
     rmSync(outfile, { force: true });
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
-      inputs: inputs.map((path) => stamp(path)).filter((s) => s !== undefined),
-      threadable: true,
+      inputs: [...inputs].map((path) => stamp(path)).filter((s) => s !== undefined),
+      threadable: onOurs && !choice.nitricSdk,
       threadOutfile,
       threadEntry: choice,
       processBundle: false,
     };
     writeFileSync(recordFile, JSON.stringify(record));
-    return { outfile, inputs: inputSet, threadable: true, threadOutfile };
+    return { outfile, inputs: inputSet, threadable: record.threadable, threadOutfile };
   } catch (error) {
     buildFailed(error, projectDir, service, recordFile);
   }
@@ -553,6 +575,7 @@ async function bundleWith(
   service: ServiceEntry,
   outfile: string,
   recordFile: string,
+  onBuilt?: BundleOptions["onBuilt"],
 ): Promise<Bundle> {
   try {
     // The process bundle's last line says the service's module has loaded (its top-level awaits
@@ -560,7 +583,9 @@ async function bundleWith(
     // pass may not see. The thread bundle says it from its entry's start() instead.
     const base = bundleOptions(projectDir, service, outfile);
     const options = { ...base, banner: { js: `${base.banner.js} ${BLOCKING_STDIO}` }, footer: { js: LOADED_FOOTER } };
+    const started = performance.now();
     const result = await buildAscii(build, options);
+    onBuilt?.("service", Math.round(performance.now() - started));
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
     const importsNitricSdk = Object.values(result.metafile.inputs).some((input) =>
       input.imports.some((i) => i.external === true && packageName(i.path) === "@nitric/sdk"),
@@ -572,7 +597,7 @@ async function bundleWith(
     if (bundlesOurSdk || importsNitricSdk) {
       const sdkRuntime = bundlesOurSdk ? sdkRuntimeOf(projectDir, inputs) : undefined;
       choice = { ...(sdkRuntime === undefined ? {} : { sdkRuntime }), nitricSdk: importsNitricSdk };
-      const thread = await buildThread(build, projectDir, service, outfile, choice);
+      const thread = await buildThread(build, projectDir, service, outfile, choice, onBuilt);
       threadOutfile = thread.threadOutfile;
       for (const path of thread.inputs) inputs.add(path);
     }
