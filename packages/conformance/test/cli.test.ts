@@ -689,4 +689,71 @@ describe("nitric-like run", () => {
       expect.stringMatching(/^bundled service "lab" \(thread bundle\) in \d+ ms$/),
     ]);
   }, 30000);
+
+  it("bundles a service saved during its build once after that build, from the last save; a helper two import, once for each", async () => {
+    // A module large enough that building the service that imports it outlasts the saves below.
+    const big = Array.from({ length: 60000 }, (_, i) => `export function f${i}(a: number) { return a + ${i}; }\n`);
+    const service = (name: string, extra: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        'import { greeting } from "../lib/shared.js";',
+        extra,
+        `const socket = websocket("${name}");`,
+        "socket.on('connect', async () => {});",
+        "socket.on('disconnect', async () => {});",
+        "socket.on('message', async (ctx) => {",
+        '  await socket.send(ctx.connectionId, JSON.stringify({ greeting, version: "first" }));',
+        "});",
+      ].join("\n");
+    const dir = writeProject({
+      "nitric-like.yaml": "name: saves\nservices:\n  - match: services/*.ts\n",
+      "lib/shared.ts": 'export const greeting = "hi";\n',
+      "lib/big.ts": `${big.join("")}export const all = [${big.map((_, i) => `f${i}`).join(", ")}];\n`,
+      "services/slow.ts": service("slow", 'import { all } from "../lib/big.js";\nconsole.log(all.length);'),
+      "services/quick.ts": service("quick", ""),
+    });
+    const app = await startApp(dir, ["--verbose"], {}, { readyTimeoutMs: 60000 });
+    const builds = (from: number, name: string) =>
+      app.stderr.slice(from).match(new RegExp(`^bundled service "${name}" \\(thread bundle\\)`, "gm"))?.length ?? 0;
+    const ask = async (socket: string, want: Record<string, unknown>) => {
+      const client = await connect(app.url(socket));
+      try {
+        let got: Record<string, unknown> = {};
+        for (let i = 0; i < 300 && JSON.stringify(got) !== JSON.stringify(want); i++) {
+          got = await client.call({});
+          if (JSON.stringify(got) !== JSON.stringify(want)) await sleep(100);
+        }
+        return got;
+      } finally {
+        client.close();
+      }
+    };
+    // A helper both services import: each is bundled and restarted once.
+    let from = app.stderr.length;
+    writeFileSync(join(dir, "lib", "shared.ts"), 'export const greeting = "hello";\n');
+    expect(await ask("quick", { greeting: "hello", version: "first" })).toEqual({
+      greeting: "hello",
+      version: "first",
+    });
+    expect(await ask("slow", { greeting: "hello", version: "first" })).toEqual({ greeting: "hello", version: "first" });
+    await sleep(1000);
+    expect([builds(from, "slow"), builds(from, "quick")]).toEqual([1, 1]);
+    // Three saves, the last two while the first one's build runs: that build, then one of the last save.
+    from = app.stderr.length;
+    const file = join(dir, "services", "slow.ts");
+    for (const version of ["second", "third", "fourth"]) {
+      writeFileSync(file, readFileSync(file, "utf8").replace(/version: "\w+"/, `version: "${version}"`));
+      await sleep(250);
+    }
+    expect(await ask("slow", { greeting: "hello", version: "fourth" })).toEqual({
+      greeting: "hello",
+      version: "fourth",
+    });
+    await sleep(2000);
+    expect(builds(from, "slow")).toBe(2);
+    expect(await ask("slow", { greeting: "hello", version: "fourth" })).toEqual({
+      greeting: "hello",
+      version: "fourth",
+    });
+  }, 120000);
 });

@@ -1461,6 +1461,8 @@ function watchServices(
   const packages = new Set(packageFiles(prepared.project.dir));
   /** How many changes each service has seen: only the latest one restarts it. */
   const changes = new Map<ServiceSupervisor, number>();
+  /** Each service's latest build (settled once its bundle is made or failed): the next one waits for it. */
+  const builds = new Map<ServiceSupervisor, Promise<void>>();
   const project = prepared.project;
   const notices = projectChangeNotices(project, env.known, output, env.onNew, (dirs) => watcher.addFolders(dirs));
   const watched = [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages, ...env.dotenvPaths, project.file];
@@ -1486,7 +1488,20 @@ function watchServices(
           collected = resolve;
         }),
       );
+      const previous = builds.get(supervisor);
+      let built!: () => void;
+      builds.set(
+        supervisor,
+        new Promise<void>((resolve) => {
+          built = resolve;
+        }),
+      );
       void (async () => {
+        // A save during a build of the service waits for it, and of the saves that waited only the
+        // last builds: two builds at once write the same bundle, and the one that ends last wins,
+        // whichever save it read.
+        await previous;
+        if (changes.get(supervisor) !== change) return;
         const entry = supervisor.service.entry;
         // Its file renamed or deleted: nothing to build, which is no compile error of the user's.
         if (!existsSync(entry.path)) {
@@ -1503,8 +1518,9 @@ function watchServices(
               ? await bundleService(prepared.project.dir, entry, {
                   threadOnly,
                   ...(onBuilt ? { onBuilt } : {}),
-                })
+                }).finally(built)
               : undefined;
+          built();
           if (bundle) watcher.add(bundle.inputs);
           const service: PreparedService = bundle ? { entry, bundle } : { entry };
           const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
@@ -1561,7 +1577,10 @@ function watchServices(
           // A change that does not compile keeps the running version; the next save retries.
           output.error((error as Error).message);
         }
-      })().finally(collected);
+      })().finally(() => {
+        built();
+        collected();
+      });
     }
     // After the gone files above: a renamed service's old name is removed before its new one is added.
     notices(changed);

@@ -298,6 +298,25 @@ it("makes only the thread bundle again of a service on @nitric/sdk when asked fo
   expect(readFileSync(join(dirname(ours.outfile), "api.thread-entry.mjs"), "utf8")).not.toContain("nitric(transport);");
 });
 
+it("makes a bundle again after a save that came while it was being made, rather than reuse one of the older text", async () => {
+  const { dir, entry, path } = project(SOURCE);
+  const saved = SOURCE.replace("shout(ctx.text())", 'shout(ctx.text() + " saved")');
+  // The save lands after esbuild read the file, before the build has ended.
+  const first = await bundleService(dir, entry, { threadOnly: true, onBuilt: () => writeFileSync(path, saved) });
+  expect(readFileSync(first.threadOutfile as string, "utf8").includes('" saved"')).toBe(false);
+  const next = await bundleService(dir, entry, { threadOnly: true });
+  expect(readFileSync(next.threadOutfile as string, "utf8").includes('shout(ctx.text() + " saved")')).toBe(true);
+  // The same for both bundles, and for a file the build found that no build had read before.
+  writeFileSync(join(dir, "services", "helper.ts"), 'export const helper = "one";\n');
+  writeFileSync(path, `import { helper } from "./helper.js";\n${SOURCE}console.log(helper);\n`);
+  await bundleService(dir, entry, {
+    onBuilt: () => writeFileSync(join(dir, "services", "helper.ts"), 'export const helper = "two";\n'),
+  });
+  const whole = await bundleService(dir, entry);
+  expect(readFileSync(whole.outfile, "utf8").includes('"two"')).toBe(true);
+  expect(readFileSync(whole.threadOutfile as string, "utf8").includes('"two"')).toBe(true);
+});
+
 it("says to install the project's packages when our SDK, which it lists, is not installed, and to add it when it does not", async () => {
   const { dir, entry } = project(SOURCE);
   rmSync(join(dir, "node_modules"), { recursive: true, force: true });

@@ -314,6 +314,47 @@ function stamp(path: string): [string, number, number] | undefined {
   }
 }
 
+/**
+ * The files a build is expected to read (the last build's inputs and the service's file), stamped
+ * as it starts, and when it started: see recordedStamps.
+ */
+interface BeforeBuild {
+  stamps: Map<string, [string, number, number] | undefined>;
+  at: number;
+}
+
+function beforeBuild(record: BundleRecord | undefined, service: ServiceEntry): BeforeBuild {
+  const paths = new Set([service.path, ...(record?.inputs.map(([path]) => path) ?? [])]);
+  return { stamps: new Map([...paths].map((path) => [path, stamp(path)])), at: Date.now() };
+}
+
+/**
+ * A file saved at about this long before a build started, or later, may be newer than what the
+ * build read when the build did not stamp it first: a file system's clock may lag the wall
+ * clock's by a tick.
+ */
+const STAMP_SLACK_MS = 50;
+
+/**
+ * The stamps a record keeps of a build's inputs. A file saved while the build ran may have been
+ * read before its save: its stamp now would make the next call reuse a bundle of its older text
+ * (a save during a save's build running the code of the first). So a file that changed since the
+ * build started keeps the stamp it had then, and one the build did not stamp first that was
+ * saved about as it started gets none that matches: the next call builds again.
+ */
+function recordedStamps(paths: Iterable<string>, before: BeforeBuild): [string, number, number][] {
+  return [...paths].flatMap((path): [string, number, number][] => {
+    const now = stamp(path);
+    if (now === undefined) return [];
+    if (before.stamps.has(path)) {
+      const then = before.stamps.get(path);
+      if (then === undefined) return [[path, -1, -1]];
+      return [then[1] === now[1] && then[2] === now[2] ? now : then];
+    }
+    return [now[1] >= before.at - STAMP_SLACK_MS ? [path, -1, -1] : now];
+  });
+}
+
 /** The record kept beside a service's bundle by this version of the bundler, if there is one. */
 function readRecord(recordFile: string, entry: string): BundleRecord | undefined {
   try {
@@ -422,14 +463,15 @@ export async function bundleService(
   const cached = reusable(outfile, record, threadOnly);
   if (cached) return cached;
   const { build, stop } = await import("esbuild");
+  const before = beforeBuild(record, service);
   // esbuild's service is stopped once no build is left in flight (provider-kit's esbuild-service.ts).
   return building(stop, async () => {
     const choice = threadOnly ? threadEntryToTry(record, service) : undefined;
     const threadAlone =
       choice === undefined
         ? undefined
-        : await threadBundleAlone(build, projectDir, service, outfile, recordFile, choice, options.onBuilt);
-    return threadAlone ?? (await bundleWith(build, projectDir, service, outfile, recordFile, options.onBuilt));
+        : await threadBundleAlone(build, projectDir, service, outfile, recordFile, choice, before, options.onBuilt);
+    return threadAlone ?? (await bundleWith(build, projectDir, service, outfile, recordFile, before, options.onBuilt));
   });
 }
 
@@ -526,6 +568,7 @@ async function threadBundleAlone(
   outfile: string,
   recordFile: string,
   choice: ThreadEntryChoice,
+  before: BeforeBuild,
   onBuilt?: BundleOptions["onBuilt"],
 ): Promise<Bundle | undefined> {
   try {
@@ -545,7 +588,7 @@ async function threadBundleAlone(
     rmSync(outfile, { force: true });
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
-      inputs: [...inputs].map((path) => stamp(path)).filter((s) => s !== undefined),
+      inputs: recordedStamps(inputs, before),
       threadable: onOurs && !choice.nitricSdk,
       threadOutfile,
       threadEntry: choice,
@@ -575,6 +618,7 @@ async function bundleWith(
   service: ServiceEntry,
   outfile: string,
   recordFile: string,
+  before: BeforeBuild,
   onBuilt?: BundleOptions["onBuilt"],
 ): Promise<Bundle> {
   try {
@@ -603,7 +647,7 @@ async function bundleWith(
     }
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
-      inputs: [...inputs].map((path) => stamp(path)).filter((s) => s !== undefined),
+      inputs: recordedStamps(inputs, before),
       threadable,
       ...(threadOutfile === undefined ? {} : { threadOutfile }),
       ...(choice === undefined ? {} : { threadEntry: choice }),
