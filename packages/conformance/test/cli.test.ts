@@ -690,7 +690,7 @@ describe("nitric-like run", () => {
     ]);
   }, 30000);
 
-  it("bundles a service saved during its build once after that build, from the last save; a helper two import, once for each", async () => {
+  it("bundles a service saved during its build once after that build, from the last save; a helper two import, once for each, said as the helper", async () => {
     // A module large enough that building the service that imports it outlasts the saves below.
     const big = Array.from({ length: 60000 }, (_, i) => `export function f${i}(a: number) { return a + ${i}; }\n`);
     const service = (name: string, extra: string) =>
@@ -738,6 +738,10 @@ describe("nitric-like run", () => {
     expect(await ask("slow", { greeting: "hello", version: "first" })).toEqual({ greeting: "hello", version: "first" });
     await sleep(1000);
     expect([builds(from, "slow"), builds(from, "quick")]).toEqual([1, 1]);
+    // Said as the file saved, not as the services' own files.
+    expect(app.stderr.slice(from)).toContain('lib/shared.ts changed: restarting service "quick"');
+    expect(app.stderr.slice(from)).toContain('lib/shared.ts changed: restarting service "slow"');
+    expect(app.stderr.slice(from)).not.toMatch(/services\/\w+\.ts changed/);
     // Three saves, the last two while the first one's build runs: that build, then one of the last save.
     from = app.stderr.length;
     const file = join(dir, "services", "slow.ts");

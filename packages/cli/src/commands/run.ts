@@ -1523,7 +1523,7 @@ function watchServices(
           built();
           if (bundle) watcher.add(bundle.inputs);
           const service: PreparedService = bundle ? { entry, bundle } : { entry };
-          const what = [...changed].some((p) => inputs.has(p)) ? entry.file : "the project's packages";
+          const what = changedInput(prepared.project.dir, entry, changed, inputs) ?? "the project's packages";
           // A later save is already on its way (its check may finish first): it decides.
           if (changes.get(supervisor) !== change) return;
           // Importing another service's entry file registers that service's handlers here too:
@@ -1586,6 +1586,22 @@ function watchServices(
     notices(changed);
   });
   return watcher;
+}
+
+/**
+ * The file of a service's that a change touched, as said: its own file when it changed, else the
+ * first of the other files it is built from that did (a helper module it imports), not its own
+ * file, which the user did not touch.
+ */
+function changedInput(
+  projectDir: string,
+  entry: ServiceEntry,
+  changed: ReadonlySet<string>,
+  inputs: ReadonlySet<string>,
+): string | undefined {
+  if (changed.has(entry.path)) return entry.file;
+  const path = [...changed].find((p) => inputs.has(p));
+  return path === undefined ? undefined : relative(projectDir, path).split(sep).join("/");
 }
 
 /** Whether two collect passes of a service declared the same (in any order): then a restart of its function will do. */
