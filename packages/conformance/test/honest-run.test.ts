@@ -3,7 +3,7 @@
 // a restart loop; a crash loop stops; a socket event handled by two services is refused as `spec`
 // refuses it. Real CLI, real service threads and processes, real files changed on disk.
 import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { App, CLI, cleanTemp, connect, dashboardFetch, runCli, sleep, stopAll, writeProject } from "../src/harness.js";
@@ -78,6 +78,26 @@ describe("nitric-like run: a service that fails", () => {
     writeFileSync(join(dir, "services", "chat.ts"), chat());
     await app.waitFor(/^ready: honest, 1 service/m);
     expect(app.stderr).toContain('services/chat.ts changed: collecting service "chat" again');
+    const c = await connect(app.url("chat"));
+    c.ws.send("hi");
+    expect((await c.next()).text).toBe("echo hi");
+  }, 40000);
+
+  it("at import (collect pass): a saved fix is bundled once, its thread bundle, and collected in a thread as at start", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": PROJECT,
+      "services/chat.ts": chat('throw new Error("boom at import");'),
+    });
+    const app = runApp(dir, ["--verbose"]);
+    await app.waitFor(/failed while its resources were being collected/);
+    const from = app.stderr.length;
+    writeFileSync(join(dir, "services", "chat.ts"), chat());
+    await app.waitFor(/^ready: honest, 1 service/m);
+    expect(app.stderr.slice(from).match(/^bundled service "chat" .*$/gm)).toEqual([
+      expect.stringMatching(/^bundled service "chat" \(thread bundle\) in \d+ ms$/),
+    ]);
+    // Its own bundle, for a process, was not made: the pass ran in a thread.
+    expect(existsSync(join(dir, ".nitric-like", "build", "chat.mjs"))).toBe(false);
     const c = await connect(app.url("chat"));
     c.ws.send("hi");
     expect((await c.next()).text).toBe("echo hi");

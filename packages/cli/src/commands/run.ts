@@ -1509,9 +1509,9 @@ function watchServices(
           return;
         }
         try {
-          // A service that runs as a thread needs only its thread bundle made again, unless its
-          // collect pass failed: that pass runs again below, as a process (recollectAndStart).
-          const threadOnly = supervisor.runsAsThread && !failedCollect.has(entry.name);
+          // A service that runs as a thread needs only its thread bundle made again: it runs and
+          // is collected from it (a collect pass that failed runs again in a thread too, as at start).
+          const threadOnly = supervisor.runsAsThread;
           const onBuilt = env.bundled?.(entry.name);
           const bundle =
             entry.start === undefined
@@ -1541,7 +1541,15 @@ function watchServices(
           }
           if (failedCollect.has(entry.name)) {
             output.info(output.paint("dim", `${what} changed: collecting service "${entry.name}" again`));
-            const collected = await recollectAndStart(prepared, env.owner, supervisor, service, output, env.dotenv());
+            const collected = await recollectAndStart(
+              prepared,
+              env.owner,
+              supervisor,
+              service,
+              output,
+              env.dotenv(),
+              threadOnly,
+            );
             if (collected) {
               failedCollect.delete(entry.name);
               env.onCollected(collected);

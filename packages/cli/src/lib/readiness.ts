@@ -154,9 +154,14 @@ export async function recollectAndStart(
   service: PreparedService,
   output: Output,
   dotenv?: ReadonlyMap<string, string>,
+  /**
+   * Collect it as a worker thread, from its thread bundle (when it has one), as at start: a
+   * service that runs as a thread needs no other bundle. @default false (a process)
+   */
+  threads = false,
 ): Promise<CollectedService | undefined> {
   supervisor.service = service;
-  const [found] = await collect(prepared.project, [service], dotenv ? { dotenv } : {});
+  const [found] = await collect(prepared.project, [service], { ...(dotenv ? { dotenv } : {}), threads });
   if (!found) return undefined;
   const imports = importedServices(prepared.services, service);
   const collected: CollectedService = imports.length > 0 ? { ...found, imports } : found;
