@@ -133,11 +133,16 @@ export interface LoadWaiting {
   /** Each connection with a request not answered yet: where it was opened (frames) and to whom. */
   connections: { frames: string[]; peer?: string }[];
   /**
-   * Each child process not ended yet: where it was started (frames), its command as written (a
-   * shell's command line, or the program and its arguments; cut short) and its pid. Absent from
-   * an older SDK's sign.
+   * Each child process not ended yet: where it was started (frames), its program (a shell's
+   * command line's first word, or the program's file name; never its arguments) and its pid.
+   * Absent from an older SDK's sign.
    */
   processes?: { frames: string[]; command?: string; pid?: number }[];
+  /**
+   * Each worker thread listened to that has neither sent a message nor exited: where it was
+   * started (frames). Absent from an older SDK's sign.
+   */
+  workers?: { frames: string[] }[];
 }
 
 /**

@@ -462,6 +462,66 @@ process.once("SIGTERM", () => {
     expect(notes).toEqual([]);
   }, 30000);
 
+  it.each([
+    [
+      "a 'message' listener",
+      // It stays up after its first message (a config thread that keeps watching).
+      `new Worker(\`setInterval(() => {}, 1000); setTimeout(() => require("node:worker_threads").parentPort.postMessage({ room: "join" }), 3500);\`, { eval: true }).once("message", (m) => socket.route(m.room, () => {}));`,
+    ],
+    [
+      "an 'exit' listener",
+      `new Worker("setTimeout(() => {}, 3500);", { eval: true }).on("exit", () => socket.route("join", () => {}));`,
+    ],
+  ])(
+    "waits for a worker thread its module started as it loaded and listens to (%s), names where it was started, and refuses what it registers",
+    async (_shape, work) => {
+      const notes: string[] = [];
+      const [thread, child] = await both(
+        `import { websocket } from "@nitric-like/sdk";
+import { Worker } from "node:worker_threads";
+const socket = websocket("socket");
+socket.on("message", () => {});
+${work}
+`,
+        { onNote: (line) => notes.push(line) },
+      );
+      for (const r of [thread, child]) {
+        expect(r.failure?.output).toMatch(
+          /websocket\("socket"\)\.route\("join"\): service "api" registered it after its module finished loading/,
+        );
+      }
+      expect(notes).toHaveLength(2);
+      for (const note of notes) {
+        expect(note).toContain(": a worker thread (started at services/api.ts:5); handlers must be registered");
+      }
+    },
+    30000,
+  );
+
+  it("does not wait for a worker thread nobody listens to, nor one unref()'d, nor one once its first message has come", async () => {
+    const notes: string[] = [];
+    const started = Date.now();
+    const [thread, child] = await both(
+      `import { websocket } from "@nitric-like/sdk";
+import { Worker } from "node:worker_threads";
+websocket("socket").on("message", () => {});
+new Worker("setTimeout(() => {}, 4000);", { eval: true });
+const background = new Worker("setTimeout(() => {}, 4000);", { eval: true });
+background.on("exit", () => {});
+background.unref();
+// A pool's thread, listened to for good, that says it is ready at once and stays up.
+const pooled = new Worker(\`require("node:worker_threads").parentPort.postMessage("ready"); setInterval(() => {}, 1000);\`, { eval: true });
+pooled.on("message", () => {});
+process.once("SIGTERM", () => process.exit(0));
+`,
+      { onNote: (line) => notes.push(line) },
+    );
+    for (const r of [thread, child]) expect(r.failure).toBeUndefined();
+    // Waited for, each pass would say so after 2 s, and take the worker's 4 s (the pooled one's 10 s).
+    expect(notes).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(2 * 4000);
+  }, 30000);
+
   it("does not wait for the keep-alive timer fetch leaves once its answer has come (Node's and undici's timers are not the service's)", async () => {
     // A real HTTP server on 127.0.0.1 that answers at once and keeps the connection alive (Node's
     // default): fetch then sets a keep-alive timer of a few seconds.

@@ -555,7 +555,7 @@ function loadWaiting(name: string): LoadWaiting | undefined {
     const said: unknown = JSON.parse(name.slice(LOAD_TIMERS_SIGN.length));
     if (Array.isArray(said)) return { timers: said.filter(isFrames), requests: [], connections: [] };
     if (typeof said !== "object" || said === null) return undefined;
-    const { timers, requests, connections, processes } = said as Record<string, unknown>;
+    const { timers, requests, connections, processes, workers } = said as Record<string, unknown>;
     return {
       timers: Array.isArray(timers) ? timers.filter(isFrames) : [],
       requests: Array.isArray(requests) ? requests.filter((r): r is string => typeof r === "string") : [],
@@ -574,6 +574,11 @@ function loadWaiting(name: string): LoadWaiting | undefined {
             ...(Number.isSafeInteger(pid) ? { pid: pid as number } : {}),
           },
         ];
+      }),
+      workers: (Array.isArray(workers) ? workers : []).flatMap((w: unknown) => {
+        if (typeof w !== "object" || w === null) return [];
+        const { frames } = w as Record<string, unknown>;
+        return [{ frames: isFrames(frames) ? frames : [] }];
       }),
     };
   } catch {
@@ -607,7 +612,7 @@ function locationOf(frames: string[], dir: string): string | undefined {
 /**
  * What a service's collect pass waits for, as a sign of life said it (`waiting`), in words: each
  * timer with where it was set, each connection with an unanswered request, each child process
- * with its program and pid, each kind of request.
+ * with its program and pid, each worker thread with where it was started, each kind of request.
  */
 export function waitingSaid(waiting: LoadWaiting, dir: string): string {
   const said = new Set<string>();
@@ -628,6 +633,10 @@ export function waitingSaid(waiting: LoadWaiting, dir: string): string {
     said.add(
       `a child process${p.command === undefined ? "" : ` \`${p.command}\``}${paren === "" ? "" : ` (${paren})`}`,
     );
+  }
+  for (const w of waiting.workers ?? []) {
+    const at = locationOf(w.frames, dir);
+    said.add(`a worker thread${at === undefined ? "" : ` (started at ${at})`}`);
   }
   for (const r of waiting.requests) said.add(r);
   if (said.size === 0) return "work it started";

@@ -24,13 +24,17 @@
  *   to (`exec("git rev-parse HEAD", callback)`, `spawn(...)` with an 'exit' or 'close' listener,
  *   or one on what it prints) until it has exited and its pipes have closed (when its 'close'
  *   comes). One left alone (a sidecar) or unref()'d (a daemon) is not waited for.
+ * - for up to LOAD_WORK_EACH_MS from its start, a worker thread the work started and listens to
+ *   (`new Worker(file).once("message", (m) => socket.route(m.room, ...))`, or a listener of its
+ *   'messageerror', 'exit', 'error' or 'online') until its first message comes or it exits. One
+ *   nobody listens to, or unref()'d, is not waited for.
  * Servers, intervals, timers due later, the keep-alive timer fetch sets once its answer has come
  * and promises nothing but a signal settles are not waited for; they keep nothing from ending.
  * Each sign of life says what is waited for (LoadWaiting): where the timers were started (their
  * callers' stack frames), so a pass that stops the service because a timer's callback blocks its
  * event loop can say where to look, the kinds of pending requests, the connections with a
- * request unanswered (where opened, to whom) and the child processes (their program, pid and
- * where started), so a pass that waits long can say what for.
+ * request unanswered (where opened, to whom), the child processes (their program, pid and
+ * where started) and the worker threads (where started), so a pass that waits long can say what for.
  */
 import { createHook, executionAsyncId, triggerAsyncId } from "node:async_hooks";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
@@ -147,6 +151,50 @@ function childEnded(child: ChildLike): boolean {
   return stdio.every(
     (s: unknown) => typeof s !== "object" || s === null || (s as { closed?: unknown }).closed !== false,
   );
+}
+
+/** The async resource of a worker thread's handle (worker_threads' Worker), made as the Worker is. */
+const WORKER = "WORKER";
+
+/** The async resource of a MessagePort: a worker's public one runs its callback as a message comes. */
+const MESSAGE_PORT = "MESSAGEPORT";
+
+/**
+ * The diagnostics channel on which Node gives each Worker as it is made (`{ worker }`), at the end
+ * of its constructor, after its handle and ports (their async resources) were made.
+ */
+const WORKER_CHANNEL = "worker_threads";
+
+/** The events of a Worker a listener of which says the service's code waits for it. */
+const WORKER_EVENTS = ["message", "messageerror", "exit", "error", "online"];
+
+/** A worker thread's handle: whether it keeps the loop alive (Worker#unref() says it does not). */
+interface WorkerHandle {
+  hasRef?: unknown;
+}
+
+/**
+ * A worker thread the work started: its handle (and its id), when, where (as a timer's trace), the ports made
+ * with it (by id) until its Worker is known, its Worker and the id of its public port (whose
+ * callback runs as a message from the thread comes), and whether a message has come.
+ */
+interface WorkerRecord {
+  id: number;
+  handle: WorkerHandle;
+  since: number;
+  trace: { stack?: string };
+  ports: Map<number, unknown>;
+  worker?: object;
+  port?: number;
+  heard: boolean;
+}
+
+/** A field of a Node object kept under a symbol of its own (`kHandle`, `kPublicPort`), by its description. */
+function bySymbol(object: object, description: string): unknown {
+  for (const symbol of Object.getOwnPropertySymbols(object)) {
+    if (symbol.description === description) return (object as Record<symbol, unknown>)[symbol];
+  }
+  return undefined;
 }
 
 /** What an EventEmitter says of its listeners. */
@@ -332,6 +380,12 @@ export function watchLoadWork(
   // Child processes, by their handle's id: kept past the handle's end (its exit) until their
   // pipes have closed too.
   const processes = new Map<number, ChildRecord>();
+  // Worker threads, by their handle's id (until it ends, at the thread's exit), and the public
+  // port of each whose Worker is known, to its handle's id.
+  const workers = new Map<number, WorkerRecord>();
+  const workerPorts = new Map<number, number>();
+  // The worker whose handle was made last, while its ports are being made (its constructor runs).
+  let newWorker: WorkerRecord | undefined;
   // HTTP answers under way, started by the work: undici's requests (until its channels say they
   // ended) and node:http's responses (until `complete`).
   const answers = new Map<object, { response?: ResponseLike; arriving: boolean }>();
@@ -367,6 +421,17 @@ export function watchLoadWork(
       } else if (REQUESTS.has(type)) requests.set(id, REQUESTS.get(type) as string);
       else if (type === PROCESS)
         processes.set(id, { handle: resource as ProcessHandle, since: Date.now(), trace: traceHere(RESOURCE_FRAMES) });
+      else if (type === WORKER) {
+        newWorker = {
+          id,
+          handle: resource as WorkerHandle,
+          since: Date.now(),
+          trace: traceHere(RESOURCE_FRAMES),
+          ports: new Map(),
+          heard: false,
+        };
+        workers.set(id, newWorker);
+      } else if (type === MESSAGE_PORT) newWorker?.ports.set(id, resource);
       else if (CONNECTIONS.has(type))
         connections.set(id, {
           handle: resource as StreamHandle,
@@ -381,6 +446,12 @@ export function watchLoadWork(
       // A connection's callback runs when it has read something (a TLS one's, for its handshake too).
       const connection = connections.get(id);
       if (connection && !connection.tls) heard(connection);
+      // A worker's public port's, when a message from its thread has come (its listeners run in it).
+      const worker = workerPorts.get(id);
+      if (worker !== undefined) {
+        const record = workers.get(worker);
+        if (record !== undefined) record.heard = true;
+      }
     },
     after(id) {
       // A timer has fired (its callback may start more, counted before this).
@@ -394,6 +465,13 @@ export function watchLoadWork(
       timers.delete(id);
       requests.delete(id);
       connections.delete(id);
+      // A worker's handle ends once its thread has exited and its 'exit' listeners have run.
+      const worker = workers.get(id);
+      if (worker !== undefined) {
+        workers.delete(id);
+        if (worker.port !== undefined) workerPorts.delete(worker.port);
+        if (newWorker === worker) newWorker = undefined;
+      }
     },
   });
   hook.enable();
@@ -421,6 +499,24 @@ export function watchLoadWork(
   subscribe(UNDICI_HEADERS, onHeaders);
   for (const name of UNDICI_ENDS) subscribe(name, onEnd);
   subscribe(HTTP_RESPONSE, onResponse);
+  // Node gives a Worker here as its constructor ends: the record its handle made (if it is the
+  // module's work's) learns it, and which of the ports made meanwhile is its public one.
+  const onWorker = (message: unknown) => {
+    const worker = (message as { worker?: unknown } | null)?.worker;
+    const record = newWorker;
+    newWorker = undefined;
+    if (typeof worker !== "object" || worker === null || record === undefined) return;
+    if (bySymbol(worker, "kHandle") !== record.handle) return;
+    record.worker = worker;
+    const publicPort = bySymbol(worker, "kPublicPort");
+    for (const [id, port] of record.ports) {
+      if (port !== publicPort) continue;
+      record.port = id;
+      workerPorts.set(id, record.id);
+    }
+    record.ports.clear();
+  };
+  subscribe(WORKER_CHANNEL, onWorker);
   // The answers still arriving; those that have all come are forgotten.
   const arriving = () => {
     let said = 0;
@@ -459,6 +555,23 @@ export function watchLoadWork(
     }
     return waiting;
   };
+  // The worker threads the service's code listens to that have neither sent a message nor exited
+  // (nor been waited for LOAD_WORK_EACH_MS); the others, and those unref()'d, are forgotten.
+  const threads = (now: number) => {
+    const waiting: WorkerRecord[] = [];
+    for (const [id, record] of workers) {
+      const { worker, handle } = record;
+      // Its Worker unknown (Node did not give it), there is no telling whether it is listened to.
+      const unrefd = typeof handle.hasRef === "function" && handle.hasRef() === false;
+      const exited = worker !== undefined && bySymbol(worker, "kHandle") === null;
+      if (worker === undefined || record.heard || exited || unrefd || now >= record.since + LOAD_WORK_EACH_MS) {
+        workers.delete(id);
+        if (record.port !== undefined) workerPorts.delete(record.port);
+        if (newWorker === record) newWorker = undefined;
+      } else if (listens(worker, WORKER_EVENTS)) waiting.push(record);
+    }
+    return waiting;
+  };
   // The pending timers the service's code started.
   const codeTimers = () => {
     const waiting: { stack?: string }[] = [];
@@ -472,6 +585,7 @@ export function watchLoadWork(
   let timersOn: { stack?: string }[] = [];
   let waitingOn: Connection[] = [];
   let childrenOn: ChildRecord[] = [];
+  let threadsOn: WorkerRecord[] = [];
   let answersOn = 0;
   const underWay = () => {
     const now = Date.now();
@@ -479,8 +593,9 @@ export function watchLoadWork(
     timersOn = codeTimers();
     waitingOn = unanswered();
     childrenOn = running(now);
+    threadsOn = threads(now);
     answersOn = arriving();
-    if (timersOn.length > 0 || requests.size > 0 || childrenOn.length > 0) {
+    if (timersOn.length > 0 || requests.size > 0 || childrenOn.length > 0 || threadsOn.length > 0) {
       connectionsSince = undefined;
       return true;
     }
@@ -497,12 +612,16 @@ export function watchLoadWork(
     unsubscribe(UNDICI_HEADERS, onHeaders);
     for (const name of UNDICI_ENDS) unsubscribe(name, onEnd);
     unsubscribe(HTTP_RESPONSE, onResponse);
+    unsubscribe(WORKER_CHANNEL, onWorker);
     answers.clear();
     work.clear();
     timers.clear();
     requests.clear();
     connections.clear();
     processes.clear();
+    workers.clear();
+    workerPorts.clear();
+    newWorker = undefined;
   };
   return () => {
     loadedAt ??= Date.now();
@@ -531,6 +650,7 @@ export function watchLoadWork(
             ...(typeof pid === "number" ? { pid } : {}),
           };
         }),
+        workers: threadsOn.slice(0, CONNECTIONS_SAID).map((w) => ({ frames: callerFrames(w.trace) })),
       }).catch(() => {});
     }, SIGN_OF_LIFE_MS);
     // It never keeps the service alive itself: the work it waits for does.
