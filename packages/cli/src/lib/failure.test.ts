@@ -278,6 +278,44 @@ describe("failureCause", () => {
     expect(failureCause(thread.join("\n"), dir)).toMatchObject({ message: "no addon" });
   });
 
+  it("reads an error that ended the service as an 'error' event no one listened to, an emitter's or a worker thread's", () => {
+    const dir = temp({
+      "services/a.mjs":
+        'import { EventEmitter } from "node:events";\nconst queue = new EventEmitter();\nsetTimeout(() => queue.emit("error", new Error("the queue closed")), 1);\n',
+      "services/b.mjs":
+        'import { Worker } from "node:worker_threads";\nnew Worker(\'throw new RangeError("no config")\', { eval: true }).on("message", () => {});\n',
+    });
+    // Node prints where it was emitted after the error's frames (`Emitted 'error' event at:`).
+    const emitter = crash(dir, "services/a.mjs");
+    expect(emitter).toContain("Emitted 'error' event at:");
+    expect(failureCause(emitter, dir)).toEqual({
+      location: "services/a.mjs:3",
+      message: "the queue closed",
+      fix: "fix it and save: run starts it again when one of its files changes",
+    });
+    const worker = crash(dir, "services/b.mjs");
+    expect(worker).toContain("Emitted 'error' event on Worker instance at:");
+    expect(failureCause(worker, dir)).toEqual({
+      message: "RangeError: no config",
+      fix: "fix it and save: run starts it again when one of its files changes",
+    });
+    // With the error's properties after the last frame, as a Worker's missing file prints them.
+    const missing = [
+      `Error: Cannot find module '${dir}/services/config-worker.js'`,
+      "    at Module._resolveFilename (node:internal/modules/cjs/loader:1225:15)",
+      "Emitted 'error' event on Worker instance at:",
+      "    at [kOnErrorMessage] (node:internal/worker:333:10) {",
+      "  code: 'MODULE_NOT_FOUND',",
+      "  requireStack: []",
+      "}",
+      "",
+      "Node.js v20.20.2",
+    ];
+    expect(failureCause(missing.join("\n"), dir)).toMatchObject({
+      message: `Cannot find module '${dir}/services/config-worker.js'`,
+    });
+  });
+
   it("keeps the head of an ending error whose message is longer than the lines kept", () => {
     const dir = temp();
     const recent = new RecentOutput(50);

@@ -106,6 +106,14 @@ function isPrintedError(line: string): boolean {
   return m !== null && (line.startsWith("Uncaught ") || /(Error|Exception)$/.test(m[1] as string));
 }
 
+/**
+ * The line Node puts between an error's frames and those of where it was emitted, when the error
+ * ended the service as an 'error' event no one listened to (`emitter.emit("error", err)`, a
+ * Worker whose thread threw): `Emitted 'error' event at:`, `Emitted 'error' event on Worker
+ * instance at:`. The frames after it, and the error's properties, are still that error's print.
+ */
+const EMITTED_AT = /^Emitted 'error' event (?:on .+ instance )?at:$/;
+
 /** Any stack frame: where a multi-line message ends in Node's print of an error. */
 const ANY_FRAME = /^\s+at \S/;
 /** A line of the frames Node prints: a frame, or its note of frames left out (`... 4 lines matching cause stack trace ...`). */
@@ -144,6 +152,8 @@ class EndingError {
       if (line === "}") this.phase = "after";
     } else if (this.phase === "message" && !STACK_LINE.test(line) && !line.startsWith("Node.js v")) {
       this.messageLines++;
+    } else if (this.phase === "frames" && EMITTED_AT.test(line)) {
+      // Where the unheard 'error' event was emitted: its frames follow.
     } else if (this.phase !== "after" && STACK_LINE.test(line)) {
       // Node shows an error's own properties after its last frame, between `{` and `}`.
       this.phase = line.endsWith(" {") ? "properties" : "frames";
