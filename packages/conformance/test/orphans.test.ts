@@ -533,3 +533,41 @@ describe("what a service or a function started in a session of its own ends with
     }, 60000);
   }
 });
+
+describe("run --single-thread: what a service on run's own thread started ends with run", () => {
+  // The services share run's process: what they start is run's child, or in a session of its own.
+  const when = 'process.env.NITRIC_ENVIRONMENT === "run"';
+
+  it("run --single-thread: a child, a detached process and a daemon a service started end when run is killed with SIGKILL", async () => {
+    const dir = writeProject({ "nitric-like.yaml": "name: escaper\nservices:\n  - match: services/*.ts\n" });
+    const file = join(dir, "pids");
+    mkdirSync(join(dir, "services"));
+    writeFileSync(join(dir, "services/escaper.ts"), escaper("escaper", file, when));
+    const app = await startApp(dir, ["--single-thread", "--no-dashboard"], {}, { group: true });
+    expect(await eventually(() => pidsIn(file).length === 3), app.stdout + app.stderr).toBe(true);
+    app.child.kill("SIGKILL");
+    await app.exited;
+    const left = () => pidsIn(file).filter((pid) => stat(pid) !== undefined);
+    expect(await eventually(() => left().length === 0), left().join(" ")).toBe(true);
+  }, 60000);
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    it(`run --single-thread: a child, a detached process and a daemon a service started end when ${signal} reaches run alone (kill -${signal.slice(3)} <pid>, not its group), before run exits`, async () => {
+      const dir = writeProject({ "nitric-like.yaml": "name: escaper\nservices:\n  - match: services/*.ts\n" });
+      const file = join(dir, "pids");
+      mkdirSync(join(dir, "services"));
+      writeFileSync(join(dir, "services/escaper.ts"), escaper("escaper", file, when));
+      const app = await startApp(dir, ["--single-thread", "--no-dashboard"], {}, { group: true });
+      expect(await eventually(() => pidsIn(file).length === 3), app.stdout + app.stderr).toBe(true);
+      // Three more that a handler starts.
+      const client = await connect(app.url("escaper"));
+      client.ws.send("spawn");
+      expect((await client.next(10000)).text).toBe("spawn");
+      expect(pidsIn(file)).toHaveLength(6);
+      app.child.kill(signal);
+      expect((await app.exited).code, app.stderr).toBe(0);
+      // Gone by the time run has exited: run ends them, not only the reaper after it.
+      expect(pidsIn(file).filter((pid) => stat(pid) !== undefined)).toEqual([]);
+    }, 60000);
+  }
+});

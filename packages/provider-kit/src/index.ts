@@ -104,10 +104,12 @@ export { packageOwner } from "./package-owner.js";
 export { Permissions } from "./permissions.js";
 export { parseQuery, wireQuery, wireValue } from "./query.js";
 export {
+  endLineageOfThisProcess,
   endLineageWithThisProcess,
   endWithThisProcess,
   LINEAGE_VAR,
   lineageCarriers,
+  lineageOfThisProcess,
   newLineage,
   REAPER_NAME,
   startReaper,

@@ -198,6 +198,62 @@ export function endWithThisProcess(child: ChildProcess, group: boolean, lineage?
   });
 }
 
+/** This process's own lineage, once lineageOfThisProcess has given it one. */
+let ownLineage: string | undefined;
+let endOwnLineage: (() => Promise<void>) | undefined;
+
+/** `env` without `lineage` in LINEAGE_VAR (the lineages it inherited stay). */
+function withoutLineage(env: NodeJS.ProcessEnv, lineage: string | undefined): NodeJS.ProcessEnv {
+  const before = env[LINEAGE_VAR];
+  if (lineage === undefined || before === undefined) return env;
+  const kept = before.split(",").filter((l) => l !== lineage);
+  const { [LINEAGE_VAR]: _dropped, ...rest } = env;
+  return kept.length > 0 ? { ...rest, [LINEAGE_VAR]: kept.join(",") } : rest;
+}
+
+/**
+ * Gives this process a lineage of its own, for code that runs on its own thread (the services of
+ * `run --single-thread`), which shares its environment: added to process.env's LINEAGE_VAR (after
+ * those it inherited), so every process started from then on with process.env carries it, and
+ * listed with the reaper, which is started without it (or it would end itself). The scans here
+ * leave this process out. A second call gives the same one, until endLineageOfThisProcess has
+ * ended it.
+ */
+export function lineageOfThisProcess(): string {
+  if (ownLineage === undefined) {
+    const lineage = newLineage();
+    ownLineage = lineage;
+    // Listed, and so the reaper started, before process.env carries it: the reaper, which is
+    // started once, must not carry it, or it would end itself with it (it is never started again).
+    endOwnLineage = endLineageWithThisProcess(lineage);
+    process.env[LINEAGE_VAR] = withLineage(process.env, lineage)[LINEAGE_VAR];
+  }
+  return ownLineage;
+}
+
+/**
+ * Ends every process but this one that carries this process's own lineage (lineageOfThisProcess):
+ * SIGTERM, then SIGKILL GROUP_GRACE_MS later to those left. Resolves once they are gone, at once
+ * when this process has no lineage of its own; until then it keeps this process alive (what ends
+ * them does not, so that the reaper ends them if this process ends meanwhile).
+ */
+export async function endLineageOfThisProcess(): Promise<void> {
+  const end = endOwnLineage;
+  if (end === undefined) return;
+  // What starts from now on is not of it: a later lineageOfThisProcess gives a new one.
+  const { [LINEAGE_VAR]: left } = withoutLineage(process.env, ownLineage);
+  if (left === undefined) delete process.env[LINEAGE_VAR];
+  else process.env[LINEAGE_VAR] = left;
+  ownLineage = undefined;
+  endOwnLineage = undefined;
+  const alive = setInterval(() => {}, 1000);
+  try {
+    await end();
+  } finally {
+    clearInterval(alive);
+  }
+}
+
 /**
  * Ends, when this process ends (the reaper), every process that carries `lineage`: what a worker
  * thread of this process started (its environment is the thread's). Returns what ends them now

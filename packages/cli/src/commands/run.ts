@@ -10,7 +10,7 @@ import { type Dirent, existsSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, relative, resolve, sep } from "node:path";
 import { isMainThread } from "node:worker_threads";
-import { followedBy } from "@nitric-like/provider-kit";
+import { endLineageOfThisProcess, followedBy } from "@nitric-like/provider-kit";
 import { canCheckTcpPeers } from "@nitric-like/rpc";
 import {
   buildSpec,
@@ -271,6 +271,9 @@ export async function runCommand(given: RunCommandOptions, output: Output): Prom
   try {
     return await runProject(options, output);
   } finally {
+    // What the services started (run's children, or in sessions of their own: they carry run's
+    // lineage) ends before run does, as a service thread's or process's does when it stops.
+    await endLineageOfThisProcess();
     process.off("exit", onExit);
     process.off("uncaughtExceptionMonitor", onUncaught);
   }

@@ -9,6 +9,7 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import {
   endLineageWithThisProcess,
   endWithThisProcess,
+  lineageOfThisProcess,
   newLineage,
   startReaper,
   withLineage,
@@ -433,7 +434,8 @@ const FAILED_GRACE_MS = 5000;
  * shares this process's environment (its variables are set in process.env; with several services,
  * the last one's NITRIC_LIKE_SERVICE and SERVICE_PATH stay), writes straight to this process's
  * output (unprefixed), blocks every connection while it blocks the event loop, and an error it
- * throws outside its handlers ends the process. A module cannot be unloaded, so it is loaded once:
+ * throws outside its handlers ends the process. The processes it starts carry this process's own
+ * lineage (lineageOfThisProcess), which run ends as it ends. A module cannot be unloaded, so it is loaded once:
  * run does not watch files in this mode, and stop() waits for the service's calls to end (the
  * provider's stop ends its handler streams) and closes the port; its module stays loaded, and its
  * timers run until run ends the process.
@@ -445,6 +447,10 @@ export function startServiceHere(launch: ServiceLaunch & { bundle: Bundle }, por
   const file = launch.bundle.threadOutfile;
   if (file === undefined) throw new Error(`service "${launch.service.name}" has no thread bundle`);
   const { address: _address, ...rest } = launch;
+  // What it starts is this process's child, or in a session of its own: it carries this process's
+  // lineage (one for every service here, as they share process.env), and run ends them as it ends
+  // (endLineageOfThisProcess), or the reaper once this process has ended however it ended.
+  lineageOfThisProcess();
   // NODE_OPTIONS is for the Node a service starts; this one has started.
   const { NODE_OPTIONS: _nodeOptions, ...env } = serviceEnv({ ...rest, endpoint: "" });
   Object.assign(process.env, env);
