@@ -45,7 +45,10 @@
  * for an init that a restart (a saved change) ends has not run, so it runs on the new code; and a crash,
  * an invocation past the function's Timeout or an environment over its MemorySize (resident
  * memory, read at each sweep on Linux) ends only its own; between its
- * invocations an environment is frozen (its worker blocks), as Lambda freezes it. Up to the account's
+ * invocations an environment is frozen (its worker blocks), as Lambda freezes it; the processes its
+ * function started are not (Lambda's freeze takes them too): finding them means reading every
+ * process's environment for its lineage (reaper.ts), too dear at every event, and a stopped one
+ * takes no SIGTERM, so every way an environment ends would have to wake them first. Up to the account's
  * 1,000 concurrent executions across every function; more are throttled (a message's is dropped,
  * logged once per burst; Invoke answers 429; an asynchronous Invoke waits for one, as Lambda queues
  * it).
