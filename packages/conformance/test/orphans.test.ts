@@ -570,4 +570,32 @@ describe("run --single-thread: what a service on run's own thread started ends w
       expect(pidsIn(file).filter((pid) => stat(pid) !== undefined)).toEqual([]);
     }, 60000);
   }
+
+  it("run --single-thread: a detached process a service's timer starts while run stops, up to its exit, ends too", async () => {
+    const dir = writeProject({ "nitric-like.yaml": "name: ticker\nservices:\n  - match: services/*.ts\n" });
+    const file = join(dir, "pids");
+    mkdirSync(join(dir, "services"));
+    writeFileSync(
+      join(dir, "services/ticker.ts"),
+      [
+        'import { spawn } from "node:child_process";',
+        'import { appendFileSync } from "node:fs";',
+        'import { websocket } from "@nitric-like/sdk";',
+        `const file = ${JSON.stringify(file)};`,
+        'websocket("ticker").on("message", (ctx) => ctx.text());',
+        // Its timers run on run's thread until run's process ends, a stop's last moments too.
+        `if (${when}) setInterval(() => {`,
+        '  const detached = spawn("sleep", ["1000"], { detached: true, stdio: "ignore" });',
+        "  detached.unref();",
+        "  appendFileSync(file, `${detached.pid}\\n`);",
+        "}, 20);",
+      ].join("\n"),
+    );
+    const app = await startApp(dir, ["--single-thread", "--no-dashboard"], {}, { group: true });
+    expect(await eventually(() => pidsIn(file).length >= 3), app.stdout + app.stderr).toBe(true);
+    app.child.kill("SIGINT");
+    expect((await app.exited).code, app.stderr).toBe(0);
+    const left = () => pidsIn(file).filter((pid) => stat(pid) !== undefined);
+    expect(await eventually(() => left().length === 0), left().join(" ")).toBe(true);
+  }, 60000);
 });

@@ -200,32 +200,21 @@ export function endWithThisProcess(child: ChildProcess, group: boolean, lineage?
 
 /** This process's own lineage, once lineageOfThisProcess has given it one. */
 let ownLineage: string | undefined;
-let endOwnLineage: (() => Promise<void>) | undefined;
-
-/** `env` without `lineage` in LINEAGE_VAR (the lineages it inherited stay). */
-function withoutLineage(env: NodeJS.ProcessEnv, lineage: string | undefined): NodeJS.ProcessEnv {
-  const before = env[LINEAGE_VAR];
-  if (lineage === undefined || before === undefined) return env;
-  const kept = before.split(",").filter((l) => l !== lineage);
-  const { [LINEAGE_VAR]: _dropped, ...rest } = env;
-  return kept.length > 0 ? { ...rest, [LINEAGE_VAR]: kept.join(",") } : rest;
-}
 
 /**
  * Gives this process a lineage of its own, for code that runs on its own thread (the services of
  * `run --single-thread`), which shares its environment: added to process.env's LINEAGE_VAR (after
- * those it inherited), so every process started from then on with process.env carries it, and
- * listed with the reaper, which is started without it (or it would end itself). The scans here
- * leave this process out. A second call gives the same one, until endLineageOfThisProcess has
- * ended it.
+ * those it inherited), so every process started from then on with process.env carries it. It is
+ * listed with the reaper for good (what starts one moment before this process exits is ended
+ * after it), the reaper being started before process.env carries it: the reaper, started once,
+ * would end itself with it. The scans here leave this process out. A second call gives the same.
  */
 export function lineageOfThisProcess(): string {
   if (ownLineage === undefined) {
     const lineage = newLineage();
+    const to = process.platform === "win32" ? undefined : reaperInput();
+    if (to !== undefined) to.write(`+~${lineage}\n`);
     ownLineage = lineage;
-    // Listed, and so the reaper started, before process.env carries it: the reaper, which is
-    // started once, must not carry it, or it would end itself with it (it is never started again).
-    endOwnLineage = endLineageWithThisProcess(lineage);
     process.env[LINEAGE_VAR] = withLineage(process.env, lineage)[LINEAGE_VAR];
   }
   return ownLineage;
@@ -238,17 +227,11 @@ export function lineageOfThisProcess(): string {
  * them does not, so that the reaper ends them if this process ends meanwhile).
  */
 export async function endLineageOfThisProcess(): Promise<void> {
-  const end = endOwnLineage;
-  if (end === undefined) return;
-  // What starts from now on is not of it: a later lineageOfThisProcess gives a new one.
-  const { [LINEAGE_VAR]: left } = withoutLineage(process.env, ownLineage);
-  if (left === undefined) delete process.env[LINEAGE_VAR];
-  else process.env[LINEAGE_VAR] = left;
-  ownLineage = undefined;
-  endOwnLineage = undefined;
+  const lineage = ownLineage;
+  if (lineage === undefined || process.platform === "win32") return;
   const alive = setInterval(() => {}, 1000);
   try {
-    await end();
+    await new Promise<void>((resolve) => endLeft(undefined, lineage, resolve));
   } finally {
     clearInterval(alive);
   }
