@@ -84,4 +84,27 @@ describe("a connect that waits for an authorizer that does not come", () => {
         'websocket "s": its authorizer\'s service "gate" was removed: services/gate.ts is gone, and no other service authorizes it; give websocket("s", { authorize }) in a service',
     });
   });
+
+  it("is refused at once, saying why, while the authorizer's service waits for a file change, and waits again once it starts", async () => {
+    // A 10 s wait: a refusal that comes at once is not the wait running out.
+    const registry = new AuthorizerRegistry(100, 10_000);
+    registry.expect("s", "gate");
+    const waited = registry.authorize(input);
+    const why = "is not running until one of its files changes: (services/gate.ts:3) failed to start: boom";
+    registry.serviceWaiting("gate", why);
+    const refusal = { allow: false, status: 503, reason: `websocket "s": its authorizer's service "gate" ${why}` };
+    const asked = Date.now();
+    expect(await waited).toEqual(refusal);
+    expect(await registry.authorize(input)).toEqual(refusal);
+    expect(Date.now() - asked).toBeLessThan(1000);
+    registry.serviceWaiting("gate", undefined);
+    const again = new AbortController();
+    const pending = registry.authorize(input, again.signal);
+    let settled = false;
+    void pending.then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(settled).toBe(false);
+    again.abort();
+    await pending;
+  });
 });

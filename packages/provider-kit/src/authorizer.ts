@@ -165,6 +165,38 @@ export class AuthorizerRegistry {
     this.removed.set(service, why);
   }
 
+  /**
+   * Services that wait for a file change (see HandlerRegistry.serviceWaiting), with why: a connect
+   * to a socket they authorize is refused at once, saying so, instead of after waiting for them.
+   */
+  private readonly waiting = new Map<string, string>();
+
+  /**
+   * A service is not running and nothing restarts it until one of its files changes (`why`
+   * completes "its service X ..."), or, with `why` undefined, it is starting again. While it
+   * waits, the connects that wait for its authorizer, and those that come, are refused at once.
+   */
+  serviceWaiting(service: string, why: string | undefined): void {
+    if (why === undefined) {
+      this.waiting.delete(service);
+      return;
+    }
+    this.waiting.set(service, why);
+    for (const [socket, of] of this.expected) if (of === service && !this.streams.has(socket)) this.wake(socket);
+  }
+
+  /** Why a connect to `socket` is refused at once: its authorizer's service waits for a file change. */
+  private waitingRefusal(socket: string): AuthorizeDecision | undefined {
+    const service = this.expected.get(socket);
+    const why = service === undefined || this.removed.has(service) ? undefined : this.waiting.get(service);
+    if (why === undefined) return undefined;
+    return {
+      allow: false,
+      status: 503,
+      reason: `websocket "${socket}": its authorizer's service "${service}" ${why}`,
+    };
+  }
+
   /** True when connections to `socket` must be authorized. */
   isExpected(socket: string): boolean {
     return this.expected.has(socket) || this.streams.has(socket);
@@ -285,6 +317,8 @@ export class AuthorizerRegistry {
     if (left?.aborted) return leftDecision(socket);
     let stream = this.streams.get(socket);
     if (!stream) {
+      const refusal = this.waitingRefusal(socket);
+      if (refusal) return refusal;
       const waiting = this.waiters.get(socket) ?? new Set<() => void>();
       if (waiting.size >= MAX_PENDING_AUTHORIZATIONS) {
         const service = this.expected.get(socket);
@@ -309,6 +343,8 @@ export class AuthorizerRegistry {
       if (left?.aborted) return leftDecision(socket);
       stream = this.streams.get(socket);
       if (!stream) {
+        const refusal = this.waitingRefusal(socket);
+        if (refusal) return refusal;
         const service = this.expected.get(socket);
         const removed = service === undefined ? undefined : this.removed.get(service);
         return {

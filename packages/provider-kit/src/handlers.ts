@@ -484,6 +484,12 @@ export class HandlerRegistry {
   private readonly down = new Map<string, string>();
   /** Services run removed (their file is gone), with why: their handlers wait only for another service. */
   private readonly removed = new Map<string, string>();
+  /**
+   * Services that wait for a file change (they failed to start, or crash in a loop), with why:
+   * nothing restarts them until a save, so their events fail at once, saying so, instead of
+   * waiting for a copy that is not coming.
+   */
+  private readonly waiting = new Map<string, string>();
   /** Handlers (by key) whose service no longer declares them (expectOnly): the service it was. */
   private readonly undeclared = new Map<string, string>();
   private readonly waiters = new Map<string, Waiter[]>();
@@ -946,6 +952,7 @@ export class HandlerRegistry {
   serviceStarting(service: string): void {
     this.down.delete(service);
     this.removed.delete(service);
+    this.waiting.delete(service);
     // Whatever its previous process left behind goes to this one; a death of this one is not theirs.
     this.orphans.delete(service);
     for (const [key, of] of [...this.endedBy]) if (of === service) this.endedBy.delete(key);
@@ -1009,6 +1016,23 @@ export class HandlerRegistry {
     this.removed.set(service, why);
   }
 
+  /**
+   * A service is not running and nothing restarts it until one of its files changes (it failed to
+   * start, or crashes in a loop); `why` completes "its service X ...". The events that wait for its
+   * handlers, and those that come until it starts again (serviceStarting), fail at once with it.
+   */
+  serviceWaiting(service: string, why: string): void {
+    this.waiting.set(service, why);
+    for (const [key, list] of [...this.waiters]) {
+      if (this.expected.get(key) !== service || this.streams.has(key)) continue;
+      this.waiters.delete(key);
+      for (const w of list) {
+        clearTimeout(w.timer);
+        this.resume(w);
+      }
+    }
+  }
+
   /** The live stream for an event (or a message route). */
   get(socket: string, event: WebsocketEvent, route = ""): HandlerStream | undefined {
     return this.streams.get(HandlerRegistry.key(socket, event, route));
@@ -1024,8 +1048,14 @@ export class HandlerRegistry {
       );
     const service = this.expected.get(key);
     const removed = service === undefined ? undefined : this.removed.get(service);
+    const waiting = service === undefined ? undefined : this.waiting.get(service);
     const how = service === undefined ? undefined : this.down.get(service);
     const endedBy = this.endedBy.get(key);
+    if (waiting !== undefined && removed === undefined)
+      return new HandlerError(
+        "unavailable",
+        `websocket "${socket}": ${handlerName(event, route)} is not registered (connection ${connection}): its service "${service}" ${waiting}`,
+      );
     const why =
       removed !== undefined
         ? `its service "${service}" ${removed}, and no other service has registered it; declare the handler in a service`
@@ -1116,6 +1146,11 @@ export class HandlerRegistry {
                 : `websocket "${socket}": no service handles route ${JSON.stringify(route)}; add socket.route(${JSON.stringify(route)}, ...)`,
             ),
       );
+      return undefined;
+    }
+    const waitingFor = this.expected.get(key);
+    if (waitingFor !== undefined && this.waiting.has(waitingFor) && !this.removed.has(waitingFor)) {
+      fail(this.absent(socket, event, route, key, p.request.connectionId ?? ""));
       return undefined;
     }
     const list = this.waiters.get(key) ?? [];

@@ -159,6 +159,12 @@ export interface RunningProvider {
    */
   serviceRemoved?(service: string, why: string): void;
   /**
+   * Tells the provider a service is not running and nothing restarts it until one of its files
+   * changes (it failed to start, or crashes in a loop); `why` completes "its service X ...". Its
+   * events fail at once, saying so, until serviceStarting.
+   */
+  serviceWaiting?(service: string, why: string): void;
+  /**
    * Tells the provider the spec changed while it runs (a service was collected again after a
    * save): a provider that selects message routes itself follows the new routes, and stops
    * waiting for handlers a service of the spec no longer declares. `registered`: every handler

@@ -431,6 +431,7 @@ export class LocalProvider implements RunningProvider {
   /** Ends the handler streams of the service's previous process; its events wait for it to register again. */
   serviceStarting(service: string): void {
     this.handlers.serviceStarting(service);
+    this.authorizers.serviceWaiting(service, undefined);
   }
 
   /**
@@ -449,6 +450,11 @@ export class LocalProvider implements RunningProvider {
   serviceRemoved(service: string, why: string): void {
     this.handlers.serviceRemoved(service, why);
     this.authorizers.serviceRemoved(service, why);
+  }
+
+  serviceWaiting(service: string, why: string): void {
+    this.handlers.serviceWaiting(service, why);
+    this.authorizers.serviceWaiting(service, why);
   }
 
   serviceExited(service: string, code: number | null, signal: string | null, died = true): number {

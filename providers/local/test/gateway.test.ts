@@ -343,6 +343,49 @@ describe("messages", () => {
     expect(logs.error[0]).toMatch(/websocket "late": the message handler did not register within 0\.1 s/);
   });
 
+  it("fails a waiting message (1013) and a connect (503, saying why) at once while run says the service waits for a file change", async () => {
+    const spec = {
+      name: "t",
+      services: [],
+      resources: [
+        {
+          kind: "websocket" as const,
+          name: "late",
+          declaredBy: ["svc"],
+          handlers: { connect: "svc", message: "svc" },
+        },
+      ],
+      policies: [],
+    };
+    // A 10 s wait: an answer that comes at once is not the wait running out.
+    const { provider, logs } = await startProvider({ spec, handlerWaitMs: 10_000 });
+    const why =
+      "is not running until one of its files changes: (services/svc.ts:4) failed to start: config.txt is gone";
+    const waited = refusal(urlOf(provider, "late"));
+    await sleep(100);
+    provider.serviceWaiting("svc", why);
+    const asked = Date.now();
+    const first = await waited;
+    expect(first.status).toBe(503);
+    expect(first.body).toMatch(
+      /^websocket "late": the connect handler is not registered \(connection \S+\): its service "svc" is not running until one of its files changes: \(services\/svc\.ts:4\) failed to start: config\.txt is gone\n$/,
+    );
+    expect((await refusal(urlOf(provider, "late"))).body).toContain(`its service "svc" ${why}`);
+    expect(Date.now() - asked).toBeLessThan(2000);
+    expect(logs.error.join("\n")).toContain(`its service "svc" ${why}`);
+    // Starting again: its events wait for it, as while it restarts.
+    provider.serviceStarting("svc");
+    const client = await serviceClient(provider, "svc");
+    await handle(client, "late", "connect", accept);
+    const ws = await open(urlOf(provider, "late"));
+    const done = closed(ws);
+    ws.send("anyone?");
+    await sleep(100);
+    provider.serviceWaiting("svc", why);
+    expect(await done).toEqual({ code: 1013, reason: "message handler unavailable, try again later" });
+    expect(Date.now() - asked).toBeLessThan(4000);
+  });
+
   it("logs a client closed because its message handler never registered once, however many of its messages waited", async () => {
     const spec = {
       name: "t",
