@@ -508,7 +508,7 @@ describe("nitric-like run: a started service restarted after a crash", () => {
     { how: "a worker thread", args: [] as string[] },
     { how: "a process", args: ["--processes"] },
   ])(
-    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) is told what code 13 means at each restart and with the crash loop (service in $how)",
+    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) fails to start, told once what code 13 means, with no restart loop (service in $how)",
     async ({ args }) => {
       const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
       // Starts, crashes once (leaving a mark), then every copy after waits at an await nothing settles.
@@ -523,15 +523,68 @@ describe("nitric-like run: a started service restarted after a crash", () => {
       writeFileSync(join(dir, "services", "chat.ts"), chat(top));
       const app = runApp(dir, args);
       await app.waitFor(/^ready: /m);
-      await app.waitFor(/crashed 5 times/, 30000);
+      await app.waitFor(/failed to start again/, 30000);
+      await sleep(2500);
       const meaning =
         "Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/chat.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle";
       expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
-      expect(count(app.stderr, /exited with code 13/)).toBe(4);
-      expect(app.stderr).toContain(`warning: service "chat" exited with code 13: ${meaning}; restarting in 0.50 s\n`);
+      expect(count(app.stderr, /exited with code 13/)).toBe(1);
+      expect(count(app.stderr, /restarting in/)).toBe(1);
       expect(app.stderr).toContain(
-        `error: service "chat" crashed 5 times in 30 s (the last exited with code 13: ${meaning}); waiting for a file change\n`,
+        `error: service "chat" (services/chat.ts) failed to start again after it crashed: it exited with code 13, printing nothing: ${meaning}\n  fix it and save: run starts it again when one of its files changes\n`,
       );
+      expect(app.stderr).not.toContain("crashed 5 times");
+    },
+    60000,
+  );
+});
+
+describe("nitric-like run: a started service whose restarted copy fails at load", () => {
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "is a failed start (service in $how): its cause once, no restart loop, clients refused at once saying why, and a save starts it",
+    async ({ args }) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+      // Starts, crashes once (leaving a mark), then every copy after throws at its top level.
+      const marker = JSON.stringify(join(dir, "crashed-once"));
+      const top = [
+        'import { existsSync, writeFileSync } from "node:fs";',
+        'if (process.env.NITRIC_ENVIRONMENT === "run") {',
+        `  if (existsSync(${marker})) throw new Error("config.txt is gone");`,
+        `  setTimeout(() => { writeFileSync(${marker}, ""); process.exit(3); }, 300);`,
+        "}",
+      ].join("\n");
+      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+      const app = runApp(dir, args);
+      await app.waitFor(/^ready: /m);
+      await app.waitFor(/failed to start again/, 15000);
+      await sleep(2500);
+      expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
+      expect(app.stderr).toContain(
+        'error: service "chat" (services/chat.ts:4) failed to start again after it crashed (exited with code 1): config.txt is gone\n  fix it and save: run starts it again when one of its files changes\n',
+      );
+      expect(count(app.stderr, /config\.txt is gone/)).toBe(1);
+      expect(count(app.stderr, /restarting in/)).toBe(1);
+      expect(app.stderr).not.toContain("crashed 5 times");
+      expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
+      // A client is told at once that the service is down and why, not after waiting 10 s for it.
+      const asked = Date.now();
+      const refused = await connect(app.url("chat")).then(
+        () => undefined,
+        (error: Error) => error.message,
+      );
+      expect(Date.now() - asked).toBeLessThan(3000);
+      expect(refused).toContain("503");
+      expect(refused).toContain(
+        'its service "chat" is not running until one of its files changes: (services/chat.ts:4) failed to start again after it crashed (exited with code 1): config.txt is gone',
+      );
+      writeFileSync(join(dir, "services", "chat.ts"), chat());
+      await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
+      const c = await connect(app.url("chat"));
+      c.ws.send("back");
+      expect((await c.next(5000)).text).toBe("echo back");
     },
     60000,
   );

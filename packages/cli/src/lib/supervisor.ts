@@ -100,8 +100,15 @@ export class ServiceSupervisor {
   /** Set when the current child was ended while starting because its event loop did not turn: its failure's cause. */
   private blockedStarting: string | undefined;
   private state_: ServiceState = "starting";
-  /** True once this version of the service has started (registered what the spec expects). */
+  /**
+   * True once the current copy of this version has started (registered what the spec expects).
+   * A copy restarted after a crash starts out false again: one that then ends before registering
+   * (its top level throws now, say on a file the crashed copy removed) fails to start, as a first
+   * start does, instead of being restarted in a loop.
+   */
   private everStarted = false;
+  /** Set while the current copy is one restarted after a crash (its failure to start says so). */
+  private afterCrash = false;
   private readonly crashes: number[] = [];
   /** The stderr lines of the current process held back while it starts; flushed once it has started. */
   private held: string[] = [];
@@ -165,7 +172,15 @@ export class ServiceSupervisor {
   private reason_: string | undefined;
 
   private setState(state: ServiceState, reason?: string): void {
-    if (state === "waiting") this.reason_ = reason;
+    if (state === "waiting") {
+      this.reason_ = reason;
+      // Its clients are told at once, with why, rather than after waiting for a copy not coming.
+      const why = (reason ?? "").split("\n")[0]?.replace(`service ${JSON.stringify(this.name)} `, "");
+      this.provider.serviceWaiting?.(
+        this.name,
+        `is not running ${this.watching ? "until one of its files changes" : "(run --no-watch: fix it and start run again)"}${why ? `: ${why}` : ""}`,
+      );
+    }
     if (this.state_ === state) return;
     this.state_ = state;
     for (const l of this.stateListeners) l(state);
@@ -439,8 +454,9 @@ export class ServiceSupervisor {
           exitCodeMeaning(code, this.service.entry.file),
         );
         const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
+        const when = this.afterCrash ? "to start again after it crashed" : "to start";
         // With no error printed, the cause says how it ended itself.
-        this.fail(cause.lastOutput ? "to start" : `to start (${how})`, hint ? { ...cause, fix: hint } : cause);
+        this.fail(cause.lastOutput ? when : `${when} (${how})`, hint ? { ...cause, fix: hint } : cause);
       });
       return;
     }
@@ -459,6 +475,10 @@ export class ServiceSupervisor {
     this.output.warn(`service "${this.name}" ${said}; restarting in ${(delay / 1000).toFixed(2)} s`);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
+      // The new copy has started once it registers again: until then its stderr is held back, and
+      // an end before that is a failure to start (its cause once), not one more crash to restart.
+      this.everStarted = false;
+      this.afterCrash = true;
       void this.start();
     }, delay);
   }
@@ -497,6 +517,7 @@ export class ServiceSupervisor {
     if (old) await this.retireCopy(old);
     this.backoffMs = FIRST_BACKOFF_MS;
     this.everStarted = false;
+    this.afterCrash = false;
     this.idle = false;
     clearTimeout(this.holdTimer);
     this.held = [];
