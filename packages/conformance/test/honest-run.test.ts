@@ -503,6 +503,40 @@ describe("nitric-like run: a crash loop", () => {
   }, 40000);
 });
 
+describe("nitric-like run: a crash loop's wait for a file change", () => {
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "after a save that does not fix it says so once, with no new round of restarts; a save that fixes it serves (service in $how)",
+    async ({ args }) => {
+      const crashing = chat('if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(() => process.exit(3), 300);');
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": crashing });
+      const app = runApp(dir, args);
+      await app.waitFor(/^ready: /m);
+      await app.waitFor(/crashed 5 times/, 20000);
+      expect(count(app.stderr, /restarting in/)).toBe(4);
+      // A save that changes nothing that matters: it starts once, crashes again, and waits.
+      writeFileSync(join(dir, "services", "chat.ts"), `// still broken\n${crashing}`);
+      await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
+      await app.waitFor(/exited with code 3 again/, 15000);
+      await sleep(3000);
+      expect(app.stderr).toMatch(
+        /^error: service "chat" exited with code 3 again, \d+\.\d s after the change that restarted it from a crash loop; waiting for a file change$/m,
+      );
+      expect(count(app.stderr, /exited with code 3 again/)).toBe(1);
+      expect(count(app.stderr, /restarting in/)).toBe(4);
+      expect(count(app.stderr, /crashed 5 times/)).toBe(1);
+      writeFileSync(join(dir, "services", "chat.ts"), chat());
+      await app.waitFor(/changed: restarting service "chat"[\s\S]*changed: restarting service "chat"/);
+      const c = await connect(app.url("chat"));
+      c.ws.send("fixed");
+      expect((await c.next(5000)).text).toBe("echo fixed");
+    },
+    60000,
+  );
+});
+
 describe("nitric-like run: a started service restarted after a crash", () => {
   it.each([
     { how: "a worker thread", args: [] as string[] },

@@ -109,6 +109,13 @@ export class ServiceSupervisor {
   private everStarted = false;
   /** Set while the current copy is one restarted after a crash (its failure to start says so). */
   private afterCrash = false;
+  /** Set when it stopped in a crash loop; a file change then starts it on probation (see crashLoop). */
+  private looped = false;
+  /**
+   * When a file change started it after a crash loop: a crash within CRASH_LOOP_WINDOW_MS of that
+   * (the change did not fix it) is the loop again, said once, with no new round of restarts.
+   */
+  private probationFrom: number | undefined;
   private readonly crashes: number[] = [];
   /** The stderr lines of the current process held back while it starts; flushed once it has started. */
   private held: string[] = [];
@@ -490,10 +497,22 @@ export class ServiceSupervisor {
    */
   private crashLoop(how: string, meaning: string | undefined): boolean {
     const now = Date.now();
+    if (this.probationFrom !== undefined && now - this.probationFrom <= CRASH_LOOP_WINDOW_MS) {
+      this.crashes.length = 0;
+      this.looped = true;
+      const said = meaning === undefined ? how : `${how}: ${meaning}`;
+      this.output.error(
+        `service "${this.name}" ${said} again, ${((now - this.probationFrom) / 1000).toFixed(1)} s after the change that restarted it from a crash loop; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
+      );
+      this.setState("waiting", `service "${this.name}" ${how} again after a change, in a crash loop`);
+      return true;
+    }
+    this.probationFrom = undefined;
     this.crashes.push(now);
     while (this.crashes.length > 0 && now - (this.crashes[0] as number) > CRASH_LOOP_WINDOW_MS) this.crashes.shift();
     if (this.crashes.length < CRASH_LOOP_COUNT) return false;
     this.crashes.length = 0;
+    this.looped = true;
     const last = meaning === undefined ? "" : ` (the last ${how}: ${meaning})`;
     this.output.error(
       `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s${last}; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
@@ -523,6 +542,8 @@ export class ServiceSupervisor {
     this.held = [];
     this.recent = new RecentOutput(HELD_LINES);
     this.crashes.length = 0;
+    this.probationFrom = this.looped ? Date.now() : undefined;
+    this.looped = false;
     this.setState("starting");
     await this.start();
   }
