@@ -92,7 +92,12 @@ describe("a connect that waits for an authorizer that does not come", () => {
     const waited = registry.authorize(input);
     const why = "is not running until one of its files changes: (services/gate.ts:3) failed to start: boom";
     registry.serviceWaiting("gate", why);
-    const refusal = { allow: false, status: 503, reason: `websocket "s": its authorizer's service "gate" ${why}` };
+    const refusal = {
+      allow: false,
+      status: 503,
+      reason: `websocket "s": its authorizer's service "gate" ${why}`,
+      serviceWaiting: true,
+    };
     const asked = Date.now();
     expect(await waited).toEqual(refusal);
     expect(await registry.authorize(input)).toEqual(refusal);

@@ -30,12 +30,13 @@ export type AuthorizationInput = MessageInitShape<typeof AuthorizationRequestSch
 /**
  * What the authorizer decided, checked: an identity of at most 8 KB and an offered subprotocol, or
  * a refusal. `busy` marks a refusal for a bound (see MAX_PENDING_AUTHORIZATIONS): the client may
- * connect again in a moment (Retry-After), and a flood of them is logged once a burst. A request
+ * connect again in a moment (Retry-After), and a flood of them is logged once a burst; so is a
+ * refusal marked `serviceWaiting` (the authorizer's service waits for a file change). A request
  * whose client hung up is answered with a refusal the gateway never sends (see authorize's `left`).
  */
 export type AuthorizeDecision =
   | { allow: true; identityJson: string; protocol: string }
-  | { allow: false; status: number; reason: string; busy?: true };
+  | { allow: false; status: number; reason: string; busy?: true; serviceWaiting?: true };
 
 /**
  * Most connection requests that may wait for one socket's authorizer: sent to it and not yet
@@ -194,6 +195,7 @@ export class AuthorizerRegistry {
       allow: false,
       status: 503,
       reason: `websocket "${socket}": its authorizer's service "${service}" ${why}`,
+      serviceWaiting: true,
     };
   }
 

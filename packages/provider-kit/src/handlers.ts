@@ -36,6 +36,11 @@ export class HandlerError extends Error {
     readonly service?: string,
     /** The message route whose handler the event was for ("" or undefined: none). */
     readonly route?: string,
+    /**
+     * True when it failed because its service waits for a file change (serviceWaiting): every
+     * event of the service fails so until then, so a gateway logs them once per burst.
+     */
+    readonly serviceWaiting = false,
   ) {
     super(message);
   }
@@ -1055,6 +1060,9 @@ export class HandlerRegistry {
       return new HandlerError(
         "unavailable",
         `websocket "${socket}": ${handlerName(event, route)} is not registered (connection ${connection}): its service "${service}" ${waiting}`,
+        service,
+        route,
+        true,
       );
     const why =
       removed !== undefined

@@ -499,6 +499,8 @@ export class Gateway implements SocketBackend, FlowGateway {
   private readonly timeoutLog: BurstLog;
   /** Connections refused because too many wait for the socket's authorizer. */
   private readonly busyLog: BurstLog;
+  /** Events failed because their service waits for a file change (each client's would say the same). */
+  private readonly waitingLog: BurstLog;
   /** The token bucket refills this many tokens per millisecond. */
   private readonly tokensPerMs: number;
   private warnedNoConnect = false;
@@ -534,6 +536,7 @@ export class Gateway implements SocketBackend, FlowGateway {
     this.lateLog = new BurstLog(logger, "warn", since);
     this.timeoutLog = new BurstLog(logger, "error", (n) => ` (${n} timed out since the last report)`);
     this.busyLog = new BurstLog(logger, "error", since);
+    this.waitingLog = new BurstLog(logger, "error", (n) => ` (${n} events failed so since the last report)`);
     // The ws library closes a connection whose frames it refuses (too big, bad UTF-8, broken
     // framing) without a reason: its sockets here give a close the reason its code stands for.
     class GatewaySocket extends WebSocket {
@@ -1007,7 +1010,9 @@ export class Gateway implements SocketBackend, FlowGateway {
             this.refuse(socket, decision.status, decision.reason, { "Retry-After": "1" });
             return;
           }
-          if (decision.status >= 500) this.logger.error(decision.reason);
+          // Its service waits for a file change: every client's refusal would say the same.
+          if (decision.serviceWaiting) this.waitingLog.note(`${decision.reason}; refused a connection with 503`);
+          else if (decision.status >= 500) this.logger.error(decision.reason);
           this.refuse(socket, decision.status, decision.reason);
           return;
         }
@@ -1087,7 +1092,9 @@ export class Gateway implements SocketBackend, FlowGateway {
           this.forget(id);
         }
         const { status, reason } = unansweredStatus(error);
-        this.logger.error(timedOut ? `${reason}${LATE_CONNECT_NOTE}` : reason);
+        if (error instanceof HandlerError && error.serviceWaiting)
+          this.waitingLog.note(`${reason}; refused it with ${status}`);
+        else this.logger.error(timedOut ? `${reason}${LATE_CONNECT_NOTE}` : reason);
         this.observeError(id, "connect", reason);
         this.refuse(socket, status, `${reason}\n`);
       },
@@ -1426,7 +1433,8 @@ export class Gateway implements SocketBackend, FlowGateway {
         this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1011, `no message handler for websocket "${this.name}"`.slice(0, 123));
       } else if (failure === "unavailable") {
-        this.logger.error(`${message}; closed connection ${id}`);
+        if (error.serviceWaiting) this.waitingLog.note(`${message}; closed it with 1013`);
+        else this.logger.error(`${message}; closed connection ${id}`);
         c.ws.close(1013, "message handler unavailable, try again later");
       } else if (failure === "poison") {
         // Its service died each time it got this message: the client that sent it goes, nobody else.
@@ -1461,7 +1469,8 @@ export class Gateway implements SocketBackend, FlowGateway {
         },
         (error: unknown) => {
           const message = error instanceof Error ? error.message : String(error);
-          this.logger.error(message);
+          if (error instanceof HandlerError && error.serviceWaiting) this.waitingLog.note(message);
+          else this.logger.error(message);
           this.observeError(id, "disconnect", message);
         },
       );
