@@ -760,4 +760,66 @@ describe("nitric-like run", () => {
       version: "fourth",
     });
   }, 120000);
+
+  it("under --provider aws, names a saved helper as what changed, and builds a service saved during its build once after it, from the last save", async () => {
+    // A module large enough that building the service that imports it outlasts the saves below.
+    const big = Array.from({ length: 60000 }, (_, i) => `export function f${i}(a: number) { return a + ${i}; }\n`);
+    const service = (name: string, extra: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        'import { greeting } from "../lib/shared.js";',
+        extra,
+        `const socket = websocket("${name}");`,
+        'socket.on("message", (ctx) => JSON.stringify({ greeting, version: "first", text: ctx.text() }));',
+      ].join("\n");
+    const dir = writeProject({
+      "nitric-like.yaml": "name: awssaves\nservices:\n  - match: services/*.ts\n",
+      "lib/shared.ts": 'export const greeting = "hi";\n',
+      "lib/big.ts": `${big.join("")}export const all = [${big.map((_, i) => `f${i}`).join(", ")}];\n`,
+      "services/slow.ts": service("slow", 'import { all } from "../lib/big.js";\nconsole.log(all.length);'),
+      "services/quick.ts": service("quick", ""),
+    });
+    const app = await startApp(dir, ["--provider", "aws", "--verbose"], {}, { readyTimeoutMs: 60000 });
+    const count = (from: number, pattern: RegExp) => app.stderr.slice(from).match(pattern)?.length ?? 0;
+    const ask = async (socket: string, want: Record<string, unknown>) => {
+      const client = await connect(app.url(socket));
+      try {
+        let got: Record<string, unknown> = {};
+        for (let i = 0; i < 300 && JSON.stringify(got) !== JSON.stringify(want); i++) {
+          client.ws.send("x");
+          got = JSON.parse((await client.next()).text) as Record<string, unknown>;
+          if (JSON.stringify(got) !== JSON.stringify(want)) await sleep(100);
+        }
+        return got;
+      } finally {
+        client.close();
+      }
+    };
+    // A helper both services import: each restarts, said as the helper saved, not as their own files.
+    let from = app.stderr.length;
+    writeFileSync(join(dir, "lib", "shared.ts"), 'export const greeting = "hello";\n');
+    const hello = (version: string) => ({ greeting: "hello", version, text: "x" });
+    expect(await ask("quick", hello("first"))).toEqual(hello("first"));
+    expect(await ask("slow", hello("first"))).toEqual(hello("first"));
+    await app.waitFor(/service "slow" restarted/);
+    expect(app.stderr.slice(from)).toContain('lib/shared.ts changed: restarting service "quick"');
+    expect(app.stderr.slice(from)).toContain('lib/shared.ts changed: restarting service "slow"');
+    expect(app.stderr.slice(from)).not.toMatch(/services\/\w+\.ts changed/);
+    // Three saves, the last two while the first one's build runs: that build, then one of the last save.
+    from = app.stderr.length;
+    const file = join(dir, "services", "slow.ts");
+    for (const version of ["second", "third", "fourth"]) {
+      writeFileSync(file, readFileSync(file, "utf8").replace(/version: "\w+"/, `version: "${version}"`));
+      await sleep(250);
+    }
+    // Changes are taken one at a time, in the order saved: once a save of quick's is done, every
+    // change of slow's saved before it is.
+    const quick = join(dir, "services", "quick.ts");
+    writeFileSync(quick, readFileSync(quick, "utf8").replace('version: "first"', 'version: "second"'));
+    for (let i = 0; i < 1200 && count(from, /^service "quick" restarted/gm) === 0; i++) await sleep(50);
+    expect(count(from, /^services\/quick\.ts changed: restarting service "quick"/gm)).toBe(1);
+    expect(count(from, /^bundled service "slow" \(own bundle\)/gm)).toBe(2);
+    expect(count(from, /^services\/slow\.ts changed: restarting service "slow"/gm)).toBe(2);
+    expect(await ask("slow", hello("fourth"))).toEqual(hello("fourth"));
+  }, 120000);
 });

@@ -1067,6 +1067,8 @@ class Run {
       prepared.project.file,
       ...envFiles,
     ];
+    /** How many saves each service has seen: of those that wait behind a change under way, only the last builds. */
+    const saves = new Map<string, number>();
     const watcher = watchFiles(watched, (changed) => {
       if (redeploys && envFiles.some((f) => changed.has(f))) {
         this.hosted("--env-from", async () => {
@@ -1084,7 +1086,11 @@ class Run {
             [...changed].find((p) => inFolderOf(entry.name, p) && !inputs.get(entry.name)?.has(p)) ??
             awaitedBy(entry.name).find((p) => changed.has(p) && existsSync(p)));
         if (!code && copied === undefined) continue;
-        const what = copied === undefined ? entry.file : relative(prepared.project.dir, copied).split(sep).join("/");
+        // The file saved, as said: a helper module two services import is named, not their own files.
+        const what =
+          copied === undefined
+            ? (changedInput(prepared.project.dir, entry, changed, inputs.get(entry.name) ?? new Set()) ?? entry.file)
+            : relative(prepared.project.dir, copied).split(sep).join("/");
         // A copied file deleted, or one added to a folder copied whole: the restart's copy follows.
         const happened =
           copied === undefined
@@ -1094,7 +1100,12 @@ class Run {
               : dataOf(entry.name).includes(copied)
                 ? "changed"
                 : "is new";
+        const save = (saves.get(entry.path) ?? 0) + 1;
+        saves.set(entry.path, save);
         this.hosted(entry.path, async () => {
+          // A later save of this service waits behind this one (saves during a build): it builds,
+          // once, from the last save; two builds would each bundle, collect and restart it.
+          if (saves.get(entry.path) !== save) return;
           if (!existsSync(entry.path)) return await this.hostedGone(entry, inputs);
           await this.hostedChange(entry, inputs, "changed", what, happened);
           // What the new build copied into the functions (and waits for): watched from now on.
@@ -1140,7 +1151,8 @@ class Run {
       return;
     }
     // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
-    const bundle = await bundleService(prepared.project.dir, entry);
+    const onBuilt = this.options.verbose ? bundledLine(output)(entry.name) : undefined;
+    const bundle = await bundleService(prepared.project.dir, entry, onBuilt ? { onBuilt } : {});
     inputs.set(entry.name, bundle.inputs);
     this.watcher?.add(bundle.inputs);
     const service: PreparedService = { entry, bundle };
