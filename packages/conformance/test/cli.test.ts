@@ -761,6 +761,34 @@ describe("nitric-like run", () => {
     });
   }, 120000);
 
+  it("bundles a new service file once, its thread bundle, and collects and runs it in a thread, as a saved one (--verbose says each bundle)", async () => {
+    const echo = (name: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        `const socket = websocket("${name}");`,
+        `socket.on("message", (ctx) => "${name} " + ctx.text());`,
+      ].join("\n");
+    const dir = writeProject({
+      "nitric-like.yaml": "name: grows\nservices:\n  - match: services/*.ts\n",
+      "services/first.ts": echo("first"),
+    });
+    const app = await startApp(dir, ["--verbose"]);
+    const from = app.stderr.length;
+    writeFileSync(join(dir, "services", "extra.ts"), echo("extra"));
+    await app.waitFor(/^websocket extra ws:/m);
+    expect(app.stderr.slice(from)).toContain('services/extra.ts is a new service ("extra"): starting it');
+    const c = await connect(app.url("extra"));
+    c.ws.send("hi");
+    expect((await c.next()).text).toBe("extra hi");
+    c.close();
+    expect(app.stderr.slice(from).match(/^bundled service "extra" .*$/gm)).toEqual([
+      expect.stringMatching(/^bundled service "extra" \(thread bundle\) in \d+ ms$/),
+    ]);
+    // Its own bundle, for a process, was not made: it was collected, and runs, in a thread.
+    expect(existsSync(join(dir, ".nitric-like", "build", "extra.mjs"))).toBe(false);
+    expect(existsSync(join(dir, ".nitric-like", "build", "first.mjs"))).toBe(false);
+  }, 60000);
+
   it("under --provider aws, names a saved helper as what changed, and builds a service saved during its build once after it, from the last save", async () => {
     // A module large enough that building the service that imports it outlasts the saves below.
     const big = Array.from({ length: 60000 }, (_, i) => `export function f${i}(a: number) { return a + ${i}; }\n`);

@@ -973,9 +973,15 @@ class Run {
       return;
     }
     output.info(`${entry.file} is a new service ("${entry.name}"): starting it`);
-    // Its collect pass runs as a process (recollectAndStart), which needs the process bundle too.
-    // A bundle that fails (a compile error) is said, and the file's next save tries again.
-    const bundle = entry.start === undefined ? await bundleService(project.dir, entry) : undefined;
+    // When the run's services are threads, it runs as one and is collected in one, as at start and
+    // after a save: its thread bundle alone is made (both, for a service on neither SDK, which then
+    // runs and is collected as a process). A bundle that fails (a compile error) is said, and the
+    // file's next save tries again.
+    const onBuilt = this.options.verbose ? bundledLine(output)(entry.name) : undefined;
+    const bundle =
+      entry.start === undefined
+        ? await bundleService(project.dir, entry, { threadOnly: this.threads, ...(onBuilt ? { onBuilt } : {}) })
+        : undefined;
     if (this.stopping) return;
     const service: PreparedService = bundle ? { entry, bundle } : { entry };
     const width = Math.max(...this.supervisors.map((s) => s.name.length), entry.name.length);
@@ -996,6 +1002,7 @@ class Run {
       service,
       output,
       this.dotenv.values,
+      supervisor.runsAsThread,
     );
     if (!collected) return;
     this.failedCollect.delete(entry.name);
