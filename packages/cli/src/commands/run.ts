@@ -1501,6 +1501,13 @@ function watchServices(
       if (!retry && ![...changed].some((p) => inputs.has(p))) continue;
       const change = (changes.get(supervisor) ?? 0) + 1;
       changes.set(supervisor, change);
+      // Its file renamed or deleted: told to the run now, not after a build under way, so that a
+      // renamed service's old name is removed before notices (below) add its new one. A build
+      // waiting for its turn gives way (this change is the latest).
+      if (!existsSync(supervisor.service.entry.path)) {
+        env.onGone(supervisor);
+        continue;
+      }
       // Until this change is collected (after the restart, for a service on our SDK alone), what
       // the new copy declares is not in the spec: the provider waits for it before refusing any.
       let collected!: () => void;
@@ -1525,7 +1532,7 @@ function watchServices(
         await previous;
         if (changes.get(supervisor) !== change) return;
         const entry = supervisor.service.entry;
-        // Its file renamed or deleted: nothing to build, which is no compile error of the user's.
+        // Its file renamed or deleted while it waited: nothing to build, which is no compile error of the user's.
         if (!existsSync(entry.path)) {
           env.onGone(supervisor);
           return;
