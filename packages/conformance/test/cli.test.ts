@@ -761,6 +761,36 @@ describe("nitric-like run", () => {
     });
   }, 120000);
 
+  it("says with --verbose each bundle it makes at start, in the words it says a save's, and none it reuses", async () => {
+    const echo = (name: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        `const socket = websocket("${name}");`,
+        `socket.on("message", (ctx) => "${name} " + ctx.text());`,
+      ].join("\n");
+    const dir = writeProject({
+      "nitric-like.yaml": "name: starts\nservices:\n  - match: services/*.ts\n",
+      "services/one.ts": echo("one"),
+      "services/two.ts": echo("two"),
+    });
+    const lines = (app: { stderr: string }) =>
+      (app.stderr.slice(0, app.stderr.indexOf("ready: ")).match(/^bundled service .*$/gm) ?? []).sort();
+    const first = await startApp(dir, ["--verbose"]);
+    expect(lines(first)).toEqual([
+      expect.stringMatching(/^bundled service "one" \(thread bundle\) in \d+ ms$/),
+      expect.stringMatching(/^bundled service "two" \(thread bundle\) in \d+ ms$/),
+    ]);
+    expect(await stopAll()).toEqual([]);
+    // Nothing changed: both bundles are reused, and nothing is said.
+    const second = await startApp(dir, ["--verbose"]);
+    expect(lines(second)).toEqual([]);
+    // Without --verbose, nothing is said either.
+    expect(await stopAll()).toEqual([]);
+    writeFileSync(join(dir, "services", "one.ts"), echo("uno"));
+    const quiet = await startApp(dir);
+    expect(quiet.stderr).not.toMatch(/^bundled service/m);
+  }, 60000);
+
   it("bundles a new service file once, its thread bundle, and collects and runs it in a thread, as a saved one (--verbose says each bundle)", async () => {
     const echo = (name: string) =>
       [

@@ -178,7 +178,8 @@ Options:
                       message and the line of your code it came from, and other
                       errors a handler throws keep only the frames in your files.
                       (NITRIC_LIKE_VERBOSE=1 in the environment does the same.)
-                      It also prints each bundle a save makes, and its time.
+                      It also prints each bundle run makes (at start, on a save,
+                      for a new service file), and its time.
   --no-watch          Do not restart services when their files change.
                       A service that fails to start then ends run (exit 1).
   --plain             No colours (also when NO_COLOR is set or output is not a
@@ -361,9 +362,13 @@ async function startAndServe(options: RunCommandOptions, output: Output): Promis
   const dotenv = loadDotEnv(projectFile.dir, environment, onLocal ? envFiles : []);
   if (onLocal) checkNodeOptions(dotenv, "run");
   // Services that run as threads need only their thread bundles (BundleOptions.threadOnly).
-  const prepared = await prepareProject(options.dir, output, {
-    threadOnly: localThreadsAllowed(options, resolve(options.dir)),
-  });
+  // --verbose says each bundle made at start, as it says each a save makes.
+  const prepared = await prepareProject(
+    options.dir,
+    output,
+    { threadOnly: localThreadsAllowed(options, resolve(options.dir)) },
+    options.verbose ? bundledLine(output) : undefined,
+  );
   const { project } = prepared;
   describeDotEnv(dotenv, output);
   const variables = onLocal ? undefined : functionVariables(envFiles, "run", output);
@@ -1452,11 +1457,11 @@ interface ServiceWatch {
   onCollected: (collected: CollectedService) => void;
   /** A service is being collected again until `done` settles (RunningProvider.collecting). */
   collecting: (service: string, done: Promise<void>) => void;
-  /** Hears each bundle a save makes (`--verbose`: bundledLine). */
+  /** Hears each bundle a save makes (`--verbose`: bundledLine, which says those made at start too). */
   bundled?: (service: string) => BundleOptions["onBuilt"];
 }
 
-/** `run --verbose`: a line for each bundle a save makes, which and how long it took. */
+/** `run --verbose`: a line for each bundle run makes (at start, on a save, for a new file), which and how long it took. */
 function bundledLine(output: Output): (service: string) => BundleOptions["onBuilt"] {
   return (service) => (which, ms) =>
     output.info(

@@ -41,12 +41,14 @@ export function loadProjectFile(dir: string, output?: Output): Project {
 
 /**
  * Loads the project in `dir` and bundles every service (as `bundling` asks: see BundleOptions);
- * project-file mistakes become UserErrors. With `output`, the bundling shows as progress.
+ * project-file mistakes become UserErrors. With `output`, the bundling shows as progress; with
+ * `bundled`, each bundle made is heard, by service (`run --verbose` says each).
  */
 export async function prepareProject(
   dir: string,
   output?: Output,
   bundling: BundleOptions = {},
+  bundled?: (service: string) => BundleOptions["onBuilt"],
 ): Promise<PreparedProject> {
   let project: Project;
   let entries: ServiceEntry[];
@@ -62,7 +64,11 @@ export async function prepareProject(
     const services = await Promise.all(
       entries.map(async (entry): Promise<PreparedService> => {
         if (entry.start !== undefined) return { entry };
-        return { entry, bundle: await bundleService(project.dir, entry, bundling) };
+        const onBuilt = bundled?.(entry.name);
+        return {
+          entry,
+          bundle: await bundleService(project.dir, entry, onBuilt ? { ...bundling, onBuilt } : bundling),
+        };
       }),
     );
     progress?.done(`bundled ${n} service${n === 1 ? "" : "s"}`);
