@@ -195,20 +195,26 @@ describe.each(TRANSPORTS)("kv scans over %s", (transport) => {
     try {
       // What the seeding left to do (its garbage, lmdb's flushes) is done before the scan.
       await sleep(1000);
+      // A whole scan: every key, in order, with turns between batches. Its stalls are judged
+      // against its own length, which a loaded machine stretches as it stretches the stalls: a
+      // scan in one go stalls the loop for about a quarter of it (the rest is the answer's delivery).
       longest = 0;
+      last = performance.now();
+      const started = performance.now();
+      const all = await keys(client, "big", "");
+      const whole = performance.now() - started;
+      expect(all).toHaveLength(n);
+      expect(all[1]).toBe(`${pad}1`);
+      expect(longest).toBeLessThan(Math.max(150, whole / 8));
+      // A scan its client leaves after the first key stops: the loop goes on turning as freely.
+      longest = 0;
+      last = performance.now();
       for await (const k of client.serverStream(KvStore.method.scanKeys, { store: { name: "big" }, prefix: "" })) {
         expect(k.key).toBe(`${pad}0`);
         break;
       }
       await sleep(500);
-      expect(longest).toBeLessThan(150);
-      longest = 0;
-      last = performance.now();
-      // A whole scan: every key, in order, with the same turns between batches.
-      const all = await keys(client, "big", "");
-      expect(all).toHaveLength(n);
-      expect(all[1]).toBe(`${pad}1`);
-      expect(longest).toBeLessThan(150);
+      expect(longest).toBeLessThan(Math.max(150, whole / 8));
     } finally {
       clearInterval(ticker);
     }
