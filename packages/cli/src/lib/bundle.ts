@@ -23,6 +23,7 @@ import type { BuildOptions, Plugin, PluginBuild } from "esbuild";
 import { missingPackageFix } from "./failure.js";
 import { cheaperKeepNames } from "./keep-names.js";
 import { UserError } from "./log.js";
+import { ownPlace } from "./own-place.js";
 
 /** A bundled service. */
 export interface Bundle {
@@ -303,7 +304,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 22`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 23`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -484,7 +485,8 @@ function bundleOptions(projectDir: string, service: ServiceEntry, outfile: strin
     platform: "node",
     format: "esm",
     target: "node20",
-    plugins: [externalProjectPackages],
+    // The project's own files see their source's place (import.meta.url, __dirname), not the bundle's.
+    plugins: [ownPlace, externalProjectPackages],
     // grpc-js loads it only for channelz and ORCA, which a service never serves.
     external: ["@grpc/proto-loader"],
     // Functions and classes keep their source names (stacks, `.name`). A nested name that
@@ -531,7 +533,7 @@ async function buildThread(
     ...bundleOptions(projectDir, service, outfile),
     entryPoints: [entry],
     outfile: threadOutfile,
-    plugins: [inThread(stateDir(projectDir))],
+    plugins: [ownPlace, inThread(stateDir(projectDir))],
   });
   onBuilt?.("thread", Math.round(performance.now() - started));
   const inputs: string[] = [];
