@@ -2,6 +2,9 @@
 // (`new URL("./x", import.meta.url)`, `fileURLToPath(import.meta.url)`, `__dirname`), although
 // `run` and `spec` run them bundled into .nitric-like/build: in every mode of `run`, in `spec`'s
 // collect pass, and after `build --provider aws` (which copies the files into the function).
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanTemp, connect, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
 
@@ -11,7 +14,8 @@ afterAll(async () => {
 });
 
 /** A project whose service reads files beside its source in each way Node code does. */
-function project(): string {
+function project(options: { worker?: boolean; extra?: string } = {}): string {
+  const worker = options.worker !== false;
   return writeProject({
     "nitric-like.yaml": "name: place\nservices:\n  - match: services/*.ts\n",
     "services/chat.ts": [
@@ -28,9 +32,13 @@ function project(): string {
       'socket.on("connect", () => {});',
       'socket.on("disconnect", () => {});',
       'socket.on("message", async (ctx) => {',
-      '  const worker = new Worker(new URL("./config-worker.js", import.meta.url));',
-      '  const fromWorker = await new Promise((resolve) => worker.once("message", resolve));',
-      "  await worker.terminate();",
+      ...(worker
+        ? [
+            '  const worker = new Worker(new URL("./config-worker.js", import.meta.url));',
+            '  const fromWorker = await new Promise((resolve) => worker.once("message", resolve));',
+            "  await worker.terminate();",
+          ]
+        : ['  const fromWorker = "worker";']),
       "  await ctx.reply(JSON.stringify({",
       '    url: readFileSync(new URL("./greeting.txt", import.meta.url), "utf8").trim(),',
       '    dir: readFileSync(join(here, "greeting.txt"), "utf8").trim(),',
@@ -40,6 +48,7 @@ function project(): string {
       "    fromWorker,",
       "  }));",
       "});",
+      options.extra ?? "",
     ].join("\n"),
     "services/lib/word.ts": [
       'import { readFileSync } from "node:fs";',
@@ -84,5 +93,44 @@ describe("a service's own place", () => {
     const { code, stdout, stderr } = await runCli(["spec", project(), "--json", "--plain"]);
     expect(code, stderr).toBe(0);
     expect(stdout).toContain('"beside"');
+  }, 60000);
+});
+
+describe("a function's own place after build --provider aws", () => {
+  it("holds the data files the service's own files name beside them, and run --provider aws reads them there", async () => {
+    const dir = project();
+    const out = join(dir, "out");
+    const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+    expect(built.code, built.stderr).toBe(0);
+    for (const file of ["config.json", "greeting.txt", "word.txt"]) {
+      expect(built.stderr).toContain(`  chat: ${file} `);
+      expect(existsSync(join(out, "functions", "chat", file))).toBe(true);
+    }
+    // The worker's script is not carried, and the build says so.
+    expect(built.stderr).toContain(
+      'warning: service "chat": services/chat.ts names services/config-worker.js with new URL("./config-worker.js", import.meta.url): code run from a file (a worker\'s script, say) is not carried into the function',
+    );
+    const app = await startApp(project({ worker: false }), ["--provider", "aws"]);
+    try {
+      const client = await connect(app.url("beside"));
+      client.ws.send("hi");
+      expect(JSON.parse((await client.next()).text)).toEqual(EXPECTED);
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 120000);
+
+  it("is refused at build when the service names a file outside the project with new URL(..., import.meta.url)", async () => {
+    const dir = project({
+      extra: 'export const hostile = () => new URL("../../../../../../../../../etc/passwd", import.meta.url);',
+    });
+    const out = join(dir, "out");
+    const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+    expect(built.code).not.toBe(0);
+    expect(built.stderr).toContain(
+      'service "chat": services/chat.ts names a file outside the project with new URL("../../../../../../../../../etc/passwd", import.meta.url): a build never copies a file from outside the project into a function; put the file in the project, in services/ or a folder below it',
+    );
+    expect(existsSync(out)).toBe(false);
   }, 60000);
 });

@@ -21,6 +21,7 @@ then writes what the provider deploys. For aws: one bundle and zip per service
 level, with its source map; functions/<service>.zip) and template.json, a
 CloudFormation template. Files a bundled package reads from beside itself
 (path.join(__dirname, "data.json")) are copied into its function, and said; a
+new URL("<file>", import.meta.url) in your code naming a file outside the project, a
 function over Lambda's 250 MB unzipped, or 4 KB of variables, is refused.
 A build that fails or is refused at any point leaves the --out folder as the last
 build left it.

@@ -19,8 +19,9 @@
  * can watch for the file and copy it once it is made.
  */
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, posix, resolve } from "node:path";
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { dirname, join, posix, relative, resolve, sep } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { packageOwner } from "@nitric-like/provider-kit";
 import { isPackageFile, shownPath } from "./shown-path.js";
 
@@ -55,6 +56,13 @@ export interface BesideFiles {
    * so `run` watches for them.
    */
   awaited: string[];
+  /**
+   * The project's own `new URL("<literal>", import.meta.url)` that name a file outside the project
+   * (`"../../../etc/passwd"`, or a link that points out of it), one sentence each (without the
+   * service): the build refuses them, as it never puts a file from outside the project into a
+   * function's zip.
+   */
+  refused: string[];
 }
 
 /**
@@ -70,6 +78,14 @@ const OWN_PLACE = /\b__dirname\b|\b__filename\b|\bimport\.meta\b/;
 /** String literals: quoted, or a template without substitutions; and a template's tail after `${__dirname}`. */
 const LITERAL =
   /"((?:[^"\\\n]|\\.){1,200})"|'((?:[^'\\\n]|\\.){1,200})'|`([^`\\$\n]{1,200})`|\$\{\s*__dirname\s*\}([^`$\n]{1,200})`/g;
+/**
+ * `new URL("<literal>", import.meta.url)`: a file the code names by its URL beside its own, the
+ * form Node's documentation gives (and a worker's: `new Worker(new URL("./w.js", import.meta.url))`).
+ */
+const URL_BESIDE =
+  /\bnew\s+URL\(\s*(?:"((?:[^"\\\n]|\\.){1,200})"|'((?:[^'\\\n]|\\.){1,200})'|`([^`\\$\n]{1,200})`)\s*,\s*import\.meta\.url\s*\)/g;
+/** Code esbuild bundles: named by a URL beside the code (a worker), it is not carried into the function. */
+const CODE = /\.[cm]?[jt]sx?$/;
 /** Code (esbuild bundles it, or it is not data), addons (native.ts), types and maps. */
 const NOT_DATA = /\.(?:[cm]?[jt]sx?|node)$|\.d\.[cm]?ts$|\.map$/;
 /** The files a function's folder holds already. */
@@ -114,6 +130,8 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
   const byName = new Map<string, BesideFile>();
   const awaited = new Set<string>();
   const problems: string[] = [];
+  const refused: string[] = [];
+  const root = realpathOr(projectDir);
   const said = new Set<string>();
   const say = (problem: string) => {
     if (said.has(problem)) return;
@@ -134,6 +152,12 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
     const pkg = isPackageFile(input) ? packageOwner(dir) : undefined;
     const readBy = shownPath(projectDir, input);
     const who = pkg === undefined ? readBy : `package "${pkg}" (${readBy})`;
+    if (pkg === undefined && !isPackageFile(input)) {
+      for (const problem of ownUrls(projectDir, file, readBy, source)) {
+        if (problem.refused) refused.push(problem.text);
+        else say(problem.text);
+      }
+    }
     for (const match of source.matchAll(LITERAL)) {
       const literal = match[1] ?? match[2] ?? match[3] ?? match[4] ?? "";
       const name = relativePathOf(literal);
@@ -144,6 +168,13 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
         // The project's own data file, not made yet (packages ship theirs): the build copies it
         // once it is there, so run waits for it.
         if (!isPackageFile(input) && awaited.size < MAX_AWAITED && awaitable(name)) awaited.add(from);
+        continue;
+      }
+      const own = pkg === undefined && !isPackageFile(input);
+      if (own && inProject(projectDir, from) && !inProject(root, realpathOr(from))) {
+        refused.push(
+          `${readBy} names ${shownPath(projectDir, from)} (${JSON.stringify(literal)}), a link to a file outside the project: a build never copies a file from outside the project into a function; copy the file into the project instead of linking it`,
+        );
         continue;
       }
       const stat = statSync(from);
@@ -169,7 +200,7 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
       } else continue;
       if (name.startsWith("../")) {
         say(
-          `${who} reads ${shown} from beside itself (${JSON.stringify(literal)}), a path that leaves the function's folder once bundled: on AWS it fails with ENOENT; use a package that does not read files as it runs, or read the file in your own code (import it, or declare it as data)`,
+          `${who} reads ${shown} from beside itself (${JSON.stringify(literal)}), a path that leaves the function's folder once bundled: on AWS it fails with ENOENT; ${pkg === undefined && !isPackageFile(input) ? `keep the file in ${shownPath(projectDir, dir)}/ or a folder below it, which the function's folder stands for, or import it` : "use a package that does not read files as it runs, or read the file in your own code (import it, or declare it as data)"}`,
         );
         continue;
       }
@@ -202,7 +233,69 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
     }
   }
   const copy = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { copy, problems, awaited: [...awaited].sort() };
+  return { copy, problems, awaited: [...awaited].sort(), refused: [...new Set(refused)] };
+}
+
+/** `path` with its links resolved, or as it is when it cannot be. */
+function realpathOr(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/** Whether `path` (absolute) is `projectDir` or inside it. */
+function inProject(projectDir: string, path: string): boolean {
+  const rel = relative(projectDir, path);
+  return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !rel.startsWith("/"));
+}
+
+/**
+ * What the project's own `file` names with `new URL("<literal>", import.meta.url)` that the
+ * function cannot carry: a file outside the project (refused; by the URL's own rules, so `%2e%2e`
+ * and an absolute `file:` URL count), and code beside it (a worker's script), which is bundled
+ * only when imported.
+ */
+function ownUrls(
+  projectDir: string,
+  file: string,
+  readBy: string,
+  source: string,
+): { text: string; refused: boolean }[] {
+  const out: { text: string; refused: boolean }[] = [];
+  for (const match of source.matchAll(URL_BESIDE)) {
+    const literal = match[1] ?? match[2] ?? match[3] ?? "";
+    let target: URL;
+    try {
+      target = new URL(literal, pathToFileURL(file));
+    } catch {
+      continue;
+    }
+    if (target.protocol !== "file:") continue;
+    let path: string;
+    try {
+      path = fileURLToPath(target);
+    } catch {
+      continue;
+    }
+    const named = `new URL(${JSON.stringify(literal)}, import.meta.url)`;
+    // A link inside the project that points out of it is refused where the file is copied.
+    if (!inProject(projectDir, path)) {
+      out.push({
+        refused: true,
+        text: `${readBy} names a file outside the project with ${named}: a build never copies a file from outside the project into a function; put the file in the project, in ${shownPath(projectDir, dirname(file))}/ or a folder below it`,
+      });
+      continue;
+    }
+    if (CODE.test(path) && existsSync(path)) {
+      out.push({
+        refused: false,
+        text: `${readBy} names ${shownPath(projectDir, path)} with ${named}: code run from a file (a worker's script, say) is not carried into the function, only code the service imports is bundled, so on AWS it is not found; import what it does instead, or run it in the service's own thread`,
+      });
+    }
+  }
+  return out;
 }
 
 /** Whether a literal's relative path (relativePathOf) is one a data file of the project could have, beside the code. */

@@ -196,6 +196,9 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
       const name = partOf(projectDir, input);
       parts.set(name, (parts.get(name) ?? 0) + bytesInOutput);
     }
+    const beside = filesReadBeside(projectDir, sources);
+    if (beside.refused.length > 0)
+      throw new BundleError(beside.refused.map((problem) => `service "${service.name}": ${problem}`).join("\n"));
     return {
       service: service.name,
       file,
@@ -205,7 +208,7 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
       sourcesDigest: sourcesDigest(projectDir, sources),
       native: nativePackages(projectDir, result.metafile.inputs),
       parts: [...parts].map(([name, n]) => ({ name, bytes: n })).sort((a, b) => b.bytes - a.bytes),
-      beside: filesReadBeside(projectDir, sources),
+      beside,
       warnings: result.warnings.map((w) => {
         const at = w.location
           ? `${shownPath(projectDir, w.location.file)}:${w.location.line}:${w.location.column + 1}: `
