@@ -5,6 +5,7 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanTemp, connect, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
 
@@ -87,6 +88,39 @@ describe("a service's own place", () => {
 
   it("finds the files beside its source under run --single-thread", async () => {
     await readsBeside(["--single-thread"]);
+  }, 60000);
+
+  it("keeps the project's tsconfig (through extends) and the source's lines in stacks for a file that names its place", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: place\nservices:\n  - match: services/*.ts\n",
+      "tsconfig.base.json": '{"compilerOptions":{"experimentalDecorators":true}}',
+      "tsconfig.json": '{"extends":"./tsconfig.base.json"}',
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        "const keys: string[] = [];",
+        // A legacy decorator gets the method's name; a standard one would get a context object.
+        "function seen(_target: unknown, key: unknown) { keys.push(typeof key); }",
+        "class Handlers { @seen message() {} }",
+        "void Handlers;",
+        "const here = import.meta.url;",
+        'const socket = websocket("beside");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.reply(JSON.stringify({ keys, here, at: String(new Error("x").stack).split("\\n")[1] })));',
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    try {
+      const client = await connect(app.url("beside"));
+      client.ws.send("hi");
+      const reply = JSON.parse((await client.next()).text) as { keys: string[]; here: string; at: string };
+      expect(reply.keys).toEqual(["string"]);
+      expect(reply.here).toBe(pathToFileURL(join(dir, "services", "chat.ts")).href);
+      expect(reply.at).toContain(`${join(dir, "services", "chat.ts")}:10:`);
+      client.close();
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
   }, 60000);
 
   it("is its source file's in spec's collect pass, so a config read beside it at load names the socket", async () => {
