@@ -3,11 +3,11 @@
 // `run` and `spec` run them bundled into .nitric-like/build: in every mode of `run`, in `spec`'s
 // collect pass, and after `build --provider aws` (which copies the files into the function).
 
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanTemp, connect, runCli, startApp, stopAll, writeProject } from "../src/harness.js";
+import { cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
 
 afterAll(async () => {
   await stopAll();
@@ -122,6 +122,46 @@ describe("a service's own place", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 60000);
+
+  it("restarts the service under run when a data file its own code names beside itself is saved, as run --provider aws does", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: place\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { readFileSync } from "node:fs";',
+        'import { websocket } from "@nitric-like/sdk";',
+        // Read once, as the service loads: only a restart reads it again.
+        'const greeting = readFileSync(new URL("./greeting.txt", import.meta.url), "utf8").trim();',
+        'const socket = websocket("beside");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.reply(greeting));',
+      ].join("\n"),
+      "services/greeting.txt": "hello\n",
+    });
+    const app = await startApp(dir);
+    const reply = async () => {
+      const client = await connect(app.url("beside"));
+      try {
+        client.ws.send("hi");
+        return (await client.next()).text;
+      } finally {
+        client.close();
+      }
+    };
+    try {
+      expect(await reply()).toBe("hello");
+      writeFileSync(join(dir, "services", "greeting.txt"), "bonjour\n");
+      await app.waitFor(/services\/greeting\.txt changed: restarting service "chat"/, 30000);
+      let answer = "";
+      for (let i = 0; i < 200 && answer !== "bonjour"; i++) {
+        answer = await reply().catch(() => "");
+        if (answer !== "bonjour") await sleep(50);
+      }
+      expect(answer).toBe("bonjour");
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 90000);
 
   it("is its source file's in spec's collect pass, so a config read beside it at load names the socket", async () => {
     const { code, stdout, stderr } = await runCli(["spec", project(), "--json", "--plain"]);

@@ -304,7 +304,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 23`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 24`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -477,7 +477,7 @@ export async function bundleService(
 }
 
 /** The options of both bundles of a service; the thread bundle changes its entry, outfile and plugins. */
-function bundleOptions(projectDir: string, service: ServiceEntry, outfile: string) {
+function bundleOptions(projectDir: string, service: ServiceEntry, outfile: string, named: Set<string>) {
   return {
     entryPoints: [service.path],
     outfile,
@@ -486,7 +486,7 @@ function bundleOptions(projectDir: string, service: ServiceEntry, outfile: strin
     format: "esm",
     target: "node20",
     // The project's own files see their source's place (import.meta.url, __dirname), not the bundle's.
-    plugins: [ownPlace, externalProjectPackages],
+    plugins: [ownPlace(named), externalProjectPackages],
     // grpc-js loads it only for channelz and ORCA, which a service never serves.
     external: ["@grpc/proto-loader"],
     // Functions and classes keep their source names (stacks, `.name`). A nested name that
@@ -529,11 +529,12 @@ async function buildThread(
   const entry = join(outdir, `${service.name}.thread-entry.mjs`);
   writeFileSync(entry, threadEntry(service.path, choice.sdkRuntime, choice.nitricSdk));
   const started = performance.now();
+  const named = new Set<string>();
   const threaded = await buildAscii(build, {
-    ...bundleOptions(projectDir, service, outfile),
+    ...bundleOptions(projectDir, service, outfile, named),
     entryPoints: [entry],
     outfile: threadOutfile,
-    plugins: [ownPlace, inThread(stateDir(projectDir))],
+    plugins: [ownPlace(named), inThread(stateDir(projectDir))],
   });
   onBuilt?.("thread", Math.round(performance.now() - started));
   const inputs: string[] = [];
@@ -553,6 +554,8 @@ async function buildThread(
     // As the service's own bundle tells it: the project's code (no @nitric/* package) imports it.
     if (!importsNitricSdk && !isNitricPackage(ownerOf(f))) importsNitricSdk = bundled.some((i) => nitricSdk(i.path));
   }
+  // The data files its own code names beside itself: a save of one builds and restarts it.
+  for (const path of named) if (!inputs.includes(path)) inputs.push(path);
   return { threadOutfile, inputs, importsOurSdk, importsNitricSdk };
 }
 
@@ -627,12 +630,14 @@ async function bundleWith(
     // The process bundle's last line says the service's module has loaded (its top-level awaits
     // included): our SDK then refuses handlers registered later (a timer's), which the collect
     // pass may not see. The thread bundle says it from its entry's start() instead.
-    const base = bundleOptions(projectDir, service, outfile);
+    const named = new Set<string>();
+    const base = bundleOptions(projectDir, service, outfile, named);
     const options = { ...base, banner: { js: `${base.banner.js} ${BLOCKING_STDIO}` }, footer: { js: LOADED_FOOTER } };
     const started = performance.now();
     const result = await buildAscii(build, options);
     onBuilt?.("service", Math.round(performance.now() - started));
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
+    for (const path of named) inputs.add(path);
     const importsNitricSdk = Object.values(result.metafile.inputs).some((input) =>
       input.imports.some((i) => i.external === true && packageName(i.path) === "@nitric/sdk"),
     );

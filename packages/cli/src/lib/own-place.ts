@@ -12,15 +12,41 @@
  * to follow, so stacks still name the source's lines. The AWS build gives the function's folder
  * instead and copies the files these name there (providers/aws/src/build/beside.ts).
  */
-import { readFileSync } from "node:fs";
-import { dirname } from "node:path";
-import { pathToFileURL } from "node:url";
+import { readFileSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Plugin } from "esbuild";
 
 /** A file that names its own place (a cheap test before compiling it). */
 const NAMES_OWN_PLACE = /\bimport\.meta\b|\b__dirname\b|\b__filename\b/;
 /** Source files of the project esbuild loads itself. */
 const SOURCE = /\.(?:[cm]?[jt]sx?)$/;
+
+/**
+ * A data file named beside the code: `new URL("<literal>", import.meta.url)`, or
+ * `path.join(__dirname, "<literal>")` (or `resolve`).
+ */
+const NAMED_BESIDE =
+  /\bnew\s+URL\(\s*(["'`])([^"'`\\$\n]{1,200})\1\s*,\s*import\.meta\.url\s*\)|\b(?:join|resolve)\(\s*__dirname\s*,\s*(["'`])([^"'`\\$\n]{1,200})\3\s*\)/g;
+
+/** The existing data files (not code) `text`, the source of `file`, names beside itself. */
+function dataNamedBeside(file: string, text: string): string[] {
+  const found: string[] = [];
+  for (const match of text.matchAll(NAMED_BESIDE)) {
+    let path: string;
+    try {
+      path =
+        match[2] !== undefined
+          ? fileURLToPath(new URL(match[2], pathToFileURL(file)))
+          : resolve(dirname(file), match[4] ?? "");
+      if (!statSync(path).isFile() || SOURCE.test(path)) continue;
+    } catch {
+      continue;
+    }
+    found.push(path);
+  }
+  return found;
+}
 
 /** What a file's own-place names are, as source text for esbuild's `define`. */
 export function ownPlaceDefines(path: string): Record<string, string> {
@@ -35,36 +61,44 @@ export function ownPlaceDefines(path: string): Record<string, string> {
   };
 }
 
-/** The esbuild plugin that gives the project's own files their source's place (see above). */
-export const ownPlace: Plugin = {
-  name: "nitric-like-own-place",
-  setup(build) {
-    build.onLoad({ filter: SOURCE }, async (args) => {
-      if (args.namespace !== "file" || /[\\/]node_modules[\\/]/.test(args.path)) return undefined;
-      const text = readFileSync(args.path, "utf8");
-      if (!NAMES_OWN_PLACE.test(text)) return undefined;
-      const esbuild = await import("esbuild");
-      try {
-        // A build of the file alone (not a transform), so its tsconfig.json applies as it would
-        // in the bundle, `extends` included (legacy decorators, class fields, JSX).
-        const result = await esbuild.build({
-          entryPoints: [args.path],
-          bundle: false,
-          write: false,
-          outdir: dirname(args.path),
-          outExtension: { ".js": ".own-place.js" },
-          platform: "node",
-          sourcemap: "inline",
-          sourcesContent: false,
-          logLevel: "silent",
-          define: ownPlaceDefines(args.path),
-        });
-        const code = result.outputFiles[0]?.text;
-        return code === undefined ? undefined : { contents: code, loader: "js", resolveDir: dirname(args.path) };
-      } catch {
-        // It does not compile: the build itself loads it and says where, as for any other file.
-        return undefined;
-      }
-    });
-  },
-};
+/**
+ * The esbuild plugin that gives the project's own files their source's place (see above). Adds
+ * to `named` the data files they name beside themselves (dataNamedBeside), which `run` watches
+ * with the bundle's inputs: a config read as the service loads restarts it when saved, as under
+ * `run --provider aws`, whose build copies it into the function.
+ */
+export function ownPlace(named: Set<string>): Plugin {
+  return {
+    name: "nitric-like-own-place",
+    setup(build) {
+      build.onLoad({ filter: SOURCE }, async (args) => {
+        if (args.namespace !== "file" || /[\\/]node_modules[\\/]/.test(args.path)) return undefined;
+        const text = readFileSync(args.path, "utf8");
+        if (!NAMES_OWN_PLACE.test(text)) return undefined;
+        for (const path of dataNamedBeside(args.path, text)) named.add(path);
+        const esbuild = await import("esbuild");
+        try {
+          // A build of the file alone (not a transform), so its tsconfig.json applies as it would
+          // in the bundle, `extends` included (legacy decorators, class fields, JSX).
+          const result = await esbuild.build({
+            entryPoints: [args.path],
+            bundle: false,
+            write: false,
+            outdir: dirname(args.path),
+            outExtension: { ".js": ".own-place.js" },
+            platform: "node",
+            sourcemap: "inline",
+            sourcesContent: false,
+            logLevel: "silent",
+            define: ownPlaceDefines(args.path),
+          });
+          const code = result.outputFiles[0]?.text;
+          return code === undefined ? undefined : { contents: code, loader: "js", resolveDir: dirname(args.path) };
+        } catch {
+          // It does not compile: the build itself loads it and says where, as for any other file.
+          return undefined;
+        }
+      });
+    },
+  };
+}
