@@ -463,6 +463,38 @@ describe("run and a project file or service file changed while it runs", () => {
     }, 60000);
 });
 
+describe("run and a new @nitric/sdk service file", () => {
+  // @nitric/sdk opens its handler streams without waiting for its socket's declaration, so the
+  // new socket's gateway starts listening after the handlers registered: its line must come then.
+  it.each([
+    ["a thread", []],
+    ["a process", ["--processes"]],
+  ])(
+    "prints the socket a new @nitric/sdk service file declares, which connect then finds (%s)",
+    async (_how, args) => {
+      const dir = writeProject({
+        "nitric-like.yaml": "name: added\nservices:\n  - match: services/*.ts\n",
+        "services/app.ts": ENV_SERVICE,
+      });
+      const app = await startApp(dir, args);
+      writeFileSync(
+        join(dir, "services", "nitric.ts"),
+        nitricService("const VERSION = 1;").replace('websocket("socket")', 'websocket("other")'),
+      );
+      await app.waitFor(/services\/nitric\.ts is a new service \("nitric"\): starting it/);
+      await app.waitFor(/^websocket other ws:/m);
+      const other = await connect(app.url("other"));
+      expect(await other.call({})).toEqual({ version: 1 });
+      other.close();
+      const sockets = JSON.parse(readFileSync(join(dir, ".nitric-like", "sockets.json"), "utf8")) as {
+        sockets: { name: string }[];
+      };
+      expect(sockets.sockets.map((s) => s.name).sort()).toEqual(["other", "socket"]);
+    },
+    60000,
+  );
+});
+
 describe("run and a service glob with ** while folders come", () => {
   it("starts a service file in a folder made while it runs, and one saved there later; a second service of one name is said once", async () => {
     const dir = writeProject({

@@ -187,7 +187,7 @@ export interface RunningProvider {
   collecting?(service: string, done: Promise<unknown>): void;
   /** The handler registrations live now. */
   registrations(): HandlerRegistration[];
-  /** Calls back whenever registrations change. */
+  /** Calls back whenever registrations change, and when a socket starts listening (sockets() changed). */
   onRegistrationsChanged(listener: () => void): void;
   /** Each socket's name and the URL clients connect to. */
   sockets(): { name: string; url: string }[];

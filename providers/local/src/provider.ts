@@ -85,6 +85,12 @@ export class LocalProvider implements RunningProvider {
   private readonly authorizers: AuthorizerRegistry;
   private readonly gateways = new Map<string, Gateway>();
   private readonly starting = new Map<string, Promise<Gateway>>();
+  /**
+   * Told when a gateway starts listening (sockets() changed). A socket declared while the provider
+   * runs (a service file added or saved) may start after its service's handlers registered, as
+   * @nitric/sdk opens its handler streams without waiting for its declaration's answer.
+   */
+  private readonly socketListeners: (() => void)[] = [];
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly declaredStores = new Set<string>();
   private readonly declaredSecrets = new Set<string>();
@@ -288,6 +294,7 @@ export class LocalProvider implements RunningProvider {
         this.gateways.set(name, gateway);
         this.gatewayFailures.delete(name);
         this.inspect.attach(gateway);
+        for (const listener of this.socketListeners) listener();
         return gateway;
       });
       pending.catch((error: unknown) => {
@@ -470,9 +477,13 @@ export class LocalProvider implements RunningProvider {
     return this.handlers.registrations();
   }
 
-  /** Calls `listener` after every registration, replacement and unregistration. */
+  /**
+   * Calls `listener` after every registration, replacement and unregistration, and when a socket's
+   * gateway starts listening (so a socket declared after its handlers registered is told too).
+   */
   onRegistrationsChanged(listener: () => void): void {
     this.handlers.onChange(listener);
+    this.socketListeners.push(listener);
   }
 
   /** Every running gateway's socket name and URL, sorted by name. */

@@ -99,6 +99,19 @@ describe.each(TRANSPORTS)("handler streams over %s", (transport) => {
     expect(changes).toBe(3);
   });
 
+  it("calls back when a socket declared after its handlers registered starts listening, so its URL can be told", async () => {
+    const { provider } = await startProvider();
+    const client = await serviceClient(provider, "late");
+    // As @nitric/sdk does: its handler streams open without waiting for the socket's declaration.
+    await handle(client, "added", "connect", accept);
+    await handle(client, "added", "message", () => ({}));
+    expect(provider.sockets()).toEqual([]);
+    const seen: string[][] = [];
+    provider.onRegistrationsChanged(() => seen.push(provider.sockets().map((s) => s.name)));
+    await declareSocket(client, "added");
+    expect(seen).toContainEqual(["added"]);
+  });
+
   it("keeps the stream a second registration of the same handler displaced standing by: events go to the newest, then to the first again once the newest ends, saying so", async () => {
     const { provider, logs } = await startProvider();
     const client = await serviceClient(provider, "svc");

@@ -844,10 +844,23 @@ class Run {
     if (this.stopping) return;
     const { running, output } = this;
     const printed = new Map<string, string>();
+    let first = true;
     const printSockets = () => {
       let changed = false;
+      // A socket declared later is told once it listens and its connect, disconnect and message
+      // handlers have registered, whichever comes last (@nitric/sdk registers its handlers before
+      // its socket's declaration is answered; our SDK after), so a client that connects at once is served.
+      const handled = new Set(
+        running
+          .registrations()
+          .filter((r) => r.route === undefined)
+          .map((r) => `${r.socket}\u0000${r.event}`),
+      );
+      const served = (socket: string) =>
+        (["connect", "disconnect", "message"] as const).every((e) => handled.has(`${socket}\u0000${e}`));
       for (const s of running.sockets()) {
         if (printed.get(s.name) === s.url) continue;
+        if (!first && !printed.has(s.name) && !served(s.name)) continue;
         printed.set(s.name, s.url);
         changed = true;
         output.result(`websocket ${s.name} ${s.url}`);
@@ -867,6 +880,7 @@ class Run {
       }
     };
     printSockets();
+    first = false;
     // A socket declared later (after a code change) gets its line when its handlers register.
     running.onRegistrationsChanged(printSockets);
     const n = this.prepared.services.length;
