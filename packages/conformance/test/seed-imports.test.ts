@@ -152,4 +152,19 @@ describe("seed 002's collection() imported from @nitric/sdk", () => {
     );
     expect(stderr).not.toContain("is not a function");
   }, 90000);
+
+  it.each(["spec", "build"])(
+    "says so under %s too, at the import's line, not Node's SyntaxError of a missing export",
+    async (command) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/messaging.ts": SEED_002 });
+      const { code, stderr } = await runCli([command, dir], { timeoutMs: 60000 });
+      expect(code, stderr).toBe(1);
+      expect(stderr).toContain(
+        'error: service "messaging" (services/messaging.ts): exited with code 1 while its resources were being collected, at services/messaging.ts:1: @nitric/sdk 1.2.2 has no collection(), which the service imports from it\n' +
+          '  nitric-like keeps Nitric\'s earlier document API in its own SDK: import { collection } from "@nitric-like/sdk" (README: collection(name).for(...))',
+      );
+      expect(stderr).not.toContain("does not provide an export named");
+    },
+    90000,
+  );
 });

@@ -367,13 +367,23 @@ const GONE_EXPORTS: ReadonlyMap<string, ReadonlyMap<string, string>> = new Map([
 const CALL_OF_IMPORT = /\(0 , import_[\w$]+\.([\w$]+)\) is not a function/;
 
 /**
- * The cause when `message` is a call of a function GONE_EXPORTS lists, which a project file imports
- * by name from its package: said as that import, at its line, with where nitric-like has it.
+ * Node's ESM loader refusing a named import a package does not export (a bundle that leaves the
+ * package external, as spec's and build's collect pass does): `The requested module '@nitric/sdk'
+ * does not provide an export named 'collection'`.
+ */
+const MISSING_NAMED_EXPORT = /The requested module '([^']+)' does not provide an export named '([\w$]+)'/;
+
+/**
+ * The cause when `message` is a call of a function GONE_EXPORTS lists, or Node's refusal of its
+ * import, which a project file imports by name from its package: said as that import, at its
+ * line, with where nitric-like has it.
  */
 function goneExport(message: string, projectDir: string, files: Iterable<string>): FailureCause | undefined {
-  const name = CALL_OF_IMPORT.exec(message)?.[1];
+  const refused = MISSING_NAMED_EXPORT.exec(message);
+  const name = refused?.[2] ?? CALL_OF_IMPORT.exec(message)?.[1];
   if (name === undefined) return undefined;
   for (const [pkg, names] of GONE_EXPORTS) {
+    if (refused !== null && refused[1] !== pkg) continue;
     const fix = names.get(name);
     if (fix === undefined) continue;
     const imported = new RegExp(
