@@ -185,6 +185,15 @@ describe.each([
     expect(await refusal(`${url}?token=throws`)).toEqual(expected.throws);
   });
 
+  it.runIf(provider === "local")(
+    "logs a refusal for an authorizer that threw with the socket and the connection, not a bare reason",
+    async () => {
+      expect(await refusal(`${url}?token=throws`)).toEqual(expected.throws);
+      await app.waitFor(/^error: websocket "guarded" refused connection [\w-]+ with 500: authorizer failed$/m);
+      expect(app.stderr).not.toMatch(/^error: authorizer failed$/m);
+    },
+  );
+
   it("refuses an authorizer that has not answered within the handler timeout: 504 locally, 500 on AWS", async () => {
     expect(await refusal(`${url}?token=slow`)).toEqual(expected.slow);
   });

@@ -1012,7 +1012,12 @@ export class Gateway implements SocketBackend, FlowGateway {
           }
           // Its service waits for a file change: every client's refusal would say the same.
           if (decision.serviceWaiting) this.waitingLog.note(`${decision.reason}; refused a connection with 503`);
-          else if (decision.status >= 500) this.logger.error(decision.reason);
+          // Said with the socket and the connection: an SDK's reason is only "authorizer failed"
+          // (its own line above says why), which alone names neither.
+          else if (decision.status >= 500)
+            this.logger.error(
+              `websocket "${this.name}" refused connection ${id} with ${decision.status}: ${decision.reason.replace(`websocket "${this.name}": `, "")}`,
+            );
           this.refuse(socket, decision.status, decision.reason);
           return;
         }
