@@ -986,6 +986,10 @@ class Run {
   private async startNewService(entry: ServiceEntry): Promise<void> {
     const { output, project, prepared } = this;
     if (this.stopping || !existsSync(entry.path)) return;
+    // A rename (an editor's, git mv) may be seen as the new file before the old one is gone: the
+    // services whose file is gone stop first, so the renamed one takes their events, no conflict.
+    await this.removeGone();
+    if (this.stopping || !existsSync(entry.path)) return;
     const same = this.supervisors.find((s) => s.name === entry.name);
     if (same) {
       output.error(nameTaken(entry, same.service.entry));
@@ -1034,23 +1038,38 @@ class Run {
    * handler as during a restart (a renamed service registers them again).
    */
   private removeService(supervisor: ServiceSupervisor): void {
-    const { entry } = supervisor.service;
     this.topology = this.topology
       .then(async () => {
         await new Promise((resolve) => setTimeout(resolve, GONE_AFTER_MS));
-        if (this.stopping || existsSync(entry.path) || !this.supervisors.includes(supervisor)) return;
-        this.output.warn(`${entry.file} is gone: stopping service "${entry.name}"`);
-        await supervisor.end();
-        this.running.serviceRemoved?.(entry.name, `was removed: ${entry.file} is gone`);
-        this.supervisors.splice(this.supervisors.indexOf(supervisor), 1);
-        const at = this.prepared.services.findIndex((s) => s.entry.path === entry.path);
-        if (at >= 0) this.prepared.services.splice(at, 1);
-        this.failedCollect.delete(entry.name);
-        this.declare(undefined, entry.name);
-        this.recheckReady();
-        this.dashboard?.servicesChanged();
+        await this.removeNow(supervisor);
       })
       .catch((error: unknown) => this.output.error((error as Error).message));
+  }
+
+  /** Stops the services whose file is gone, once it has stayed gone a moment (see removeService). */
+  private async removeGone(): Promise<void> {
+    const gone = this.supervisors.filter((s) => !existsSync(s.service.entry.path));
+    if (gone.length === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, GONE_AFTER_MS));
+    for (const supervisor of gone) await this.removeNow(supervisor);
+  }
+
+  /** Stops and forgets a service whose file is gone (unless it is back, or already forgotten). */
+  private async removeNow(supervisor: ServiceSupervisor): Promise<void> {
+    const { entry } = supervisor.service;
+    if (this.stopping || existsSync(entry.path) || !this.supervisors.includes(supervisor)) return;
+    this.output.warn(`${entry.file} is gone: stopping service "${entry.name}"`);
+    await supervisor.end();
+    this.running.serviceRemoved?.(entry.name, `was removed: ${entry.file} is gone`);
+    // Another removal of it may have finished while it ended.
+    if (!this.supervisors.includes(supervisor)) return;
+    this.supervisors.splice(this.supervisors.indexOf(supervisor), 1);
+    const at = this.prepared.services.findIndex((s) => s.entry.path === entry.path);
+    if (at >= 0) this.prepared.services.splice(at, 1);
+    this.failedCollect.delete(entry.name);
+    this.declare(undefined, entry.name);
+    this.recheckReady();
+    this.dashboard?.servicesChanged();
   }
 
   /**
