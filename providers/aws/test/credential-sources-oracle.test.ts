@@ -186,6 +186,11 @@ interface ContainerCase {
   token?: { variable: string } | { file: string };
   /** A FULL_URI of the case's own, in place of the agent's (`PORT` is the agent's port). */
   uri?: string;
+  /**
+   * How the agent cuts the connection: "before" it answers, or "midway", after its status line,
+   * its headers (Content-Length: 500) and the start of `body`.
+   */
+  cut?: "before" | "midway";
   stricter?: string;
 }
 
@@ -231,6 +236,8 @@ const containerCases: ContainerCase[] = [
   { name: "HTTP 403 with a Code and Message", status: 403, body: JSON.stringify({ Code: "Denied", Message: "no" }) },
   { name: "a body that is not JSON", body: "<html>credentials</html>" },
   { name: "JSON null", body: "null" },
+  { name: "nothing, closing the connection", body: answer({}), cut: "before" },
+  { name: "part of its answer, closing the connection before the rest", body: answer({}), cut: "midway" },
   { name: "credentials, at 127.1 (127.0.0.1)", body: answer({}), uri: "http://127.1:PORT/credentials" },
   { name: "nothing, as the URI is plain HTTP to a host not loopback", body: answer({}), uri: "http://192.0.2.1/creds" },
   {
@@ -247,7 +254,11 @@ describe("a container's credentials endpoint, looked up by us and by the AWS SDK
       const asked: string[] = [];
       const agent = createServer((req, res) => {
         asked.push(`${req.method} ${req.url} ${req.headers.authorization}`);
-        res.writeHead(c.status ?? 200, { "content-type": "application/json" }).end(c.body);
+        if (c.cut === "before") req.socket.destroy();
+        else if (c.cut === "midway") {
+          res.writeHead(c.status ?? 200, { "content-type": "application/json", "content-length": "500" });
+          res.write(c.body.slice(0, 20), () => res.socket?.destroy());
+        } else res.writeHead(c.status ?? 200, { "content-type": "application/json" }).end(c.body);
       });
       servers.push(agent);
       await new Promise<void>((r) => agent.listen(0, "127.0.0.1", r));

@@ -280,6 +280,30 @@ region = us-east-1
     );
   }, 20_000);
 
+  it("says the container endpoint closed the connection before its answer had all come, naming its URL and the fix", async () => {
+    // Its status line and headers (500 bytes announced), the start of the body, then the connection cut.
+    const agent = createServer((socket) => {
+      socket.on("error", () => {});
+      socket.once("data", () =>
+        socket.write(
+          'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"AccessKeyId":"AKIA',
+          () => socket.destroy(),
+        ),
+      );
+    });
+    servers.push(agent);
+    await new Promise<void>((r) => agent.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(agent.address() as AddressInfo).port}/v2/credentials`;
+    awsHome("");
+    process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI = url;
+    const { logger } = lines();
+    const { error, ms } = await failing(logger);
+    expect(ms).toBeLessThan(5_000);
+    expect(error.message).toBe(
+      `up: resolving AWS credentials: the container's credentials endpoint, AWS_CONTAINER_CREDENTIALS_FULL_URI (${url}): the connection closed before its answer had all come (20 of the 500 bytes it announced); check that the container's credentials agent runs and answers at that URL, or unset AWS_CONTAINER_CREDENTIALS_FULL_URI and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use keys instead`,
+    );
+  }, 20_000);
+
   it("refuses a container endpoint that is not a URL, or plain HTTP to a host not the container's, saying what to give", async () => {
     awsHome("");
     process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI = "127.0.0.1 8080";

@@ -306,21 +306,51 @@ export async function containerCredentials(timeouts: CallTimeouts, signal: Abort
     }
     headers.Authorization = token;
   }
+  // Settled once, by whichever comes first: the answer's end, the connection's close or error
+  // (before the answer, or part way through it: a response then gets no `end`), a timeout, or
+  // `signal`. Whatever comes after is ignored.
   const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
     let connected = false;
+    let settled = false;
+    let response: IncomingMessage | undefined;
+    const chunks: Buffer[] = [];
+    let received = 0;
     const slow = `; if the agent is slow to answer, ${timeouts.variable} gives it longer (in ms; now ${timeouts.idleMs})`;
+    const settle = (outcome: { status: number; body: string } | SourceFailure) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(connectTimer);
+      if (outcome instanceof SourceFailure) {
+        req.destroy();
+        reject(outcome);
+      } else resolve(outcome);
+    };
     const fail = (why: string, timedOut = false) =>
-      reject(new SourceFailure(`${at}: ${why}; ${fix}${timedOut ? slow : ""}`));
+      settle(new SourceFailure(`${at}: ${why}; ${fix}${timedOut ? slow : ""}`));
+    /** The connection is gone: the answer is whole (its `end` is due), or it was cut short. */
+    const closed = (code?: string) => {
+      if (settled) return;
+      if (signal.aborted) return settle(new SourceFailure(`${at}: stopped`));
+      if (response?.complete) return settle({ status: response.statusCode ?? 0, body: answerText() });
+      const why = code ? ` (${code})` : "";
+      if (!response) return fail(connected ? `closed the connection without answering${why}` : `unreachable${why}`);
+      const announced = Number(response.headers["content-length"]);
+      const got = Number.isInteger(announced)
+        ? `${received} of the ${announced} bytes it announced`
+        : `after ${received} bytes`;
+      fail(`the connection closed before its answer had all come (${got})`);
+    };
+    const answerText = () => Buffer.concat(chunks).toString("utf8");
     const req = (url.protocol === "https:" ? httpsRequest : httpRequest)(url, {
       method: "GET",
       headers,
       signal,
       timeout: timeouts.idleMs,
     });
-    const connectTimer = setTimeout(() => {
-      req.destroy();
-      fail(`no connection within ${duration(timeouts.connectMs)}`, true);
-    }, timeouts.connectMs);
+    const connectTimer = setTimeout(
+      () => fail(`no connection within ${duration(timeouts.connectMs)}`, true),
+      timeouts.connectMs,
+    );
     req.on("socket", (socket) => {
       const connectedNow = () => {
         connected = true;
@@ -329,32 +359,28 @@ export async function containerCredentials(timeouts: CallTimeouts, signal: Abort
       if (!socket.connecting) connectedNow();
       else socket.once(url.protocol === "https:" ? "secureConnect" : "connect", connectedNow);
     });
-    req.on("timeout", () => {
-      clearTimeout(connectTimer);
-      req.destroy();
+    req.on("timeout", () =>
       fail(
         connected ? `no answer for ${duration(timeouts.idleMs)}` : `no connection within ${duration(timeouts.idleMs)}`,
         true,
-      );
-    });
-    req.on("error", (error: NodeJS.ErrnoException) => {
-      clearTimeout(connectTimer);
-      if (signal.aborted) return reject(new SourceFailure(`${at}: stopped`));
-      fail(`unreachable (${error.code ?? error.message})`);
+      ),
+    );
+    req.on("error", (error: NodeJS.ErrnoException) => closed(error.code ?? error.message));
+    req.on("close", () => {
+      // With an answer begun, its own close (below) says how it ended.
+      if (!response) closed();
     });
     req.on("response", (res: IncomingMessage) => {
+      response = res;
       clearTimeout(connectTimer);
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        text += chunk;
-        if (text.length > MAX_ANSWER_BYTES) {
-          req.destroy();
-          fail(`answered more than ${MAX_ANSWER_BYTES} bytes`);
-        }
+      res.on("data", (chunk: Buffer) => {
+        chunks.push(chunk);
+        received += chunk.length;
+        if (received > MAX_ANSWER_BYTES) fail(`answered more than ${MAX_ANSWER_BYTES} bytes`);
       });
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-      res.on("error", () => {});
+      res.on("end", () => settle({ status: res.statusCode ?? 0, body: answerText() }));
+      res.on("error", () => closed());
+      res.on("close", () => closed());
     });
     req.end();
   });
