@@ -8,10 +8,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer as createHttpServer } from "node:http";
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Logger } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import { clientConfig, deployTimeouts } from "../src/deploy/calls.js";
+import { programOf } from "../src/deploy/credential-sources.js";
 import { credentialProvider } from "../src/deploy/credentials.js";
 import { preflight } from "../src/deploy/deploy.js";
 
@@ -345,7 +346,7 @@ region = us-east-1
     expect(second).toEqual(first);
   });
 
-  it("kills a credential_process that never finishes, with what it started, naming the profile, the command and the fix", async () => {
+  it("kills a credential_process that never finishes, with what it started, naming the profile, its program and the fix", async () => {
     awsHome("");
     const home = process.env.HOME as string;
     const pidFile = join(home, "pid");
@@ -362,7 +363,7 @@ region = us-east-1
     expect(ms).toBeLessThan(5_000);
     expect(said[0]).toBe('resolving AWS credentials: profile "tool" runs its credential_process');
     expect(error.message).toBe(
-      `up: resolving AWS credentials: the credential_process of profile "tool" (${JSON.stringify(command)}) did not finish within 300 ms and was killed; check that ${JSON.stringify(command)} prints its credentials and exits when run in a shell, sign in again to the tool it runs if it needs that, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unsetting AWS_PROFILE) to use keys instead; if it needs longer (a prompt to answer), NITRIC_LIKE_AWS_TIMEOUT_MS gives it longer (in ms; now 300)`,
+      `up: resolving AWS credentials: the credential_process of profile "tool" (program "${basename(process.execPath)}") did not finish within 300 ms and was killed; check that the command of its credential_process line prints its credentials and exits when run in a shell, sign in again to the tool it runs if it needs that, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unsetting AWS_PROFILE) to use keys instead; if it needs longer (a prompt to answer), NITRIC_LIKE_AWS_TIMEOUT_MS gives it longer (in ms; now 300)`,
     );
     // The shell ran the command as a child of its own; that is killed too.
     const pid = Number(readFileSync(pidFile, "utf8"));
@@ -384,11 +385,39 @@ region = us-east-1
     const { logger } = lines();
     const { error } = await failing(logger);
     expect(error.message).toContain(
-      `up: resolving AWS credentials: the credential_process of profile "default" (${JSON.stringify(command)}) exited with code 3: token expired: run tool login; check that`,
+      `up: resolving AWS credentials: the credential_process of profile "default" (program "${basename(process.execPath)}") exited with code 3: token expired: run tool login; check that`,
     );
     expect(error.message).toContain("or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to use keys instead");
     expect(readFileSync(runs, "utf8")).toBe("x");
   }, 20_000);
+
+  it("never says a credential_process's arguments, the variables set before it, or what it printed: only its program", async () => {
+    awsHome("");
+    const home = process.env.HOME as string;
+    const script = join(home, "export.cjs");
+    // Keys in a form that is not the credential_process JSON, as `aws-vault export` prints them.
+    writeFileSync(script, `console.log("AWS_SECRET_ACCESS_KEY=out-secret-789");`);
+    writeFileSync(
+      process.env.AWS_CONFIG_FILE as string,
+      `[profile tool]\ncredential_process = VAULT_PASS=env-secret-123 "${process.execPath}" "${script}" --token arg-secret-456\n`,
+    );
+    process.env.AWS_PROFILE = "tool";
+    const { logger } = lines();
+    const { error } = await failing(logger);
+    expect(error.message).toBe(
+      `up: resolving AWS credentials: the credential_process of profile "tool" (program "${basename(process.execPath)}") printed no JSON (it printed 36 characters that are not JSON; run its command in a shell to see them); check that the command of its credential_process line prints its credentials and exits when run in a shell, sign in again to the tool it runs if it needs that, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unsetting AWS_PROFILE) to use keys instead`,
+    );
+    expect(error.message).not.toMatch(/secret-\d|--token|VAULT_PASS/);
+  }, 20_000);
+
+  it("names a credential_process's program by its file name alone, after any variables set before it", () => {
+    expect(programOf("aws-vault export dev --format=json")).toBe("aws-vault");
+    expect(programOf('TOKEN="a b" OTHER=1 /usr/local/bin/tool --token abc')).toBe("tool");
+    expect(programOf('"/opt/My Tools/get creds" --profile x')).toBe("get creds");
+    expect(programOf("'/opt/tool';echo hi")).toBe("tool");
+    expect(programOf("  ")).toBeUndefined();
+    expect(programOf("TOKEN=abc")).toBeUndefined();
+  });
 
   it("runs a credential_process once for all the clients of a command", async () => {
     awsHome("");

@@ -113,6 +113,40 @@ function kill(child: ChildProcess): void {
 }
 
 /**
+ * The program a shell command line runs, by its file name alone (`aws-vault` for
+ * `FOO=1 /usr/local/bin/aws-vault export --token abc`), or undefined: what errors name, since
+ * the rest of the line (its arguments, an assignment before it) may hold a token, and errors
+ * reach terminals and CI logs. (The collect pass names a child process the same way,
+ * programOf in packages/sdk/src/internal/load-work.ts; the two packages share no code.)
+ */
+export function programOf(command: string): string | undefined {
+  let at = 0;
+  const word = (): string => {
+    while (at < command.length && /\s/.test(command[at] as string)) at += 1;
+    let text = "";
+    while (at < command.length && !/[\s;&|<>()]/.test(command[at] as string)) {
+      const c = command[at] as string;
+      at += 1;
+      if (c === '"' || c === "'") {
+        const close = command.indexOf(c, at);
+        const end = close === -1 ? command.length : close;
+        text += command.slice(at, end);
+        at = end + 1;
+      } else if (c === "\\" && process.platform !== "win32") {
+        text += command[at] ?? "";
+        at += 1;
+      } else text += c;
+    }
+    return text;
+  };
+  let first = word();
+  // `NAME=value program ...`: the assignments' values are not named.
+  while (/^[A-Za-z_][A-Za-z0-9_]*=/.test(first)) first = word();
+  const name = first.split(/[\\/]/).pop() ?? "";
+  return name === "" ? undefined : name.slice(0, 60);
+}
+
+/**
  * Runs profile `profile`'s credential_process `command` through the shell, as the SDK and the AWS
  * CLI do, and reads the credentials it prints (the `Version: 1` JSON of the AWS CLI's
  * documentation). A process that has not finished within the timeouts' idleMs is killed, as is
@@ -127,8 +161,10 @@ export function processCredentials(
   accountIdOfProfile?: string,
 ): Promise<SourceCredentials> {
   const quoted = JSON.stringify(profile);
-  const lead = `the credential_process of profile ${quoted} (${JSON.stringify(command)})`;
-  const check = `check that ${JSON.stringify(command)} prints its credentials and exits when run in a shell, sign in again to the tool it runs if it needs that, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${process.env.AWS_PROFILE ? " (unsetting AWS_PROFILE)" : ""} to use keys instead`;
+  // The command line itself is never said: its arguments may hold a token (programOf).
+  const program = programOf(command);
+  const lead = `the credential_process of profile ${quoted}${program ? ` (program ${JSON.stringify(program)})` : ""}`;
+  const check = `check that the command of its credential_process line prints its credentials and exits when run in a shell, sign in again to the tool it runs if it needs that, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${process.env.AWS_PROFILE ? " (unsetting AWS_PROFILE)" : ""} to use keys instead`;
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(new SourceFailure(`${lead} was not run: stopped`));
     const child = spawn(command, {
@@ -196,7 +232,11 @@ function processAnswer(stdout: string, accountIdOfProfile: string | undefined): 
   try {
     data = JSON.parse(stdout.trim());
   } catch {
-    throw new Error(`printed no JSON (it printed ${stdout.trim() ? JSON.stringify(tail(stdout, 80)) : "nothing"})`);
+    // What it printed is not quoted: a credential_process's output may hold keys in another
+    // form (`aws-vault export` prints AWS_SECRET_ACCESS_KEY=... lines).
+    throw new Error(
+      `printed no JSON (${stdout.trim() ? `it printed ${stdout.trim().length} characters that are not JSON; run its command in a shell to see them` : "it printed nothing"})`,
+    );
   }
   if (typeof data !== "object" || data === null) throw new Error("printed JSON that is not an object");
   if (data.Version !== 1) throw new Error(`printed "Version": ${JSON.stringify(data.Version)}, not 1`);
