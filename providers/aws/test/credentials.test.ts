@@ -419,6 +419,40 @@ region = us-east-1
     expect(programOf("TOKEN=abc")).toBeUndefined();
   });
 
+  it("takes the credentials of a credential_process that exits leaving an agent holding its output, at once, and leaves the agent running", async () => {
+    awsHome("");
+    process.env.NITRIC_LIKE_AWS_TIMEOUT_MS = "10000";
+    const home = process.env.HOME as string;
+    const pidFile = join(home, "agent-pid");
+    const agent = join(home, "agent.cjs");
+    writeFileSync(
+      agent,
+      `require("node:fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setTimeout(() => {}, 30000);`,
+    );
+    const script = join(home, "login.cjs");
+    // The agent inherits the credential_process's stdout, and keeps it open after it exits.
+    writeFileSync(
+      script,
+      `require("node:child_process").spawn(process.execPath, [${JSON.stringify(agent)}], { stdio: "inherit", detached: true }).unref();
+console.log(JSON.stringify({ Version: 1, AccessKeyId: "AKIAWITHAGENT", SecretAccessKey: "secret" }));`,
+    );
+    writeFileSync(
+      process.env.AWS_CONFIG_FILE as string,
+      `[profile tool]\ncredential_process = "${process.execPath}" "${script}"\n`,
+    );
+    process.env.AWS_PROFILE = "tool";
+    const started = Date.now();
+    try {
+      const credentials = await credentialProvider(deployTimeouts())();
+      expect(credentials).toMatchObject({ accessKeyId: "AKIAWITHAGENT", secretAccessKey: "secret" });
+      expect(Date.now() - started).toBeLessThan(5_000);
+      while (!existsSync(pidFile) || readFileSync(pidFile, "utf8") === "") await new Promise((r) => setTimeout(r, 20));
+      expect(running(Number(readFileSync(pidFile, "utf8")))).toBe(true);
+    } finally {
+      if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, "utf8")), "SIGKILL");
+    }
+  }, 30_000);
+
   it("runs a credential_process once for all the clients of a command", async () => {
     awsHome("");
     const home = process.env.HOME as string;

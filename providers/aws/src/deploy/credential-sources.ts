@@ -36,6 +36,9 @@ export class SourceFailure extends Error {
 /** The most a credential_process or the container endpoint may print: a few hundred bytes is usual. */
 const MAX_ANSWER_BYTES = 1024 * 1024;
 
+/** How long after a credential_process exits its output may take to close (see processCredentials). */
+const EXIT_GRACE_MS = 500;
+
 /** The last `n` characters of a process's stderr, on one line, for an error message. */
 function tail(text: string, n = 500): string {
   const line = text.trim().replace(/\s+/g, " ");
@@ -179,23 +182,29 @@ export function processCredentials(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(afterExit);
       signal.removeEventListener("abort", onAbort);
-      // One that finished keeps what it started (an agent it leaves running for the next time).
+      // One that finished keeps what it started (an agent it leaves running for the next time),
+      // but not its output: an agent that holds it open must not hold this process open.
       if (error) kill(child);
+      else {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }
       if (error) reject(error);
       else resolve(credentials as SourceCredentials);
     };
     const onAbort = () => finish(new SourceFailure(`${lead} was stopped`));
     signal.addEventListener("abort", onAbort, { once: true });
-    const timer = setTimeout(
-      () =>
-        finish(
-          new SourceFailure(
-            `${lead} did not finish within ${duration(timeouts.idleMs)} and was killed${stderr.trim() ? ` (it said: ${tail(stderr)})` : ""}; ${check}; if it needs longer (a prompt to answer), ${timeouts.variable} gives it longer (in ms; now ${timeouts.idleMs})`,
-          ),
+    const timer = setTimeout(() => {
+      // One that has exited did finish: its answer is what it printed (see "exit" below).
+      if (child.exitCode !== null || child.signalCode !== null) return ended(child.exitCode, child.signalCode);
+      finish(
+        new SourceFailure(
+          `${lead} did not finish within ${duration(timeouts.idleMs)} and was killed${stderr.trim() ? ` (it said: ${tail(stderr)})` : ""}; ${check}; if it needs longer (a prompt to answer), ${timeouts.variable} gives it longer (in ms; now ${timeouts.idleMs})`,
         ),
-      timeouts.idleMs,
-    );
+      );
+    }, timeouts.idleMs);
     child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
       stdout += chunk;
       if (stdout.length > MAX_ANSWER_BYTES)
@@ -205,7 +214,15 @@ export function processCredentials(
       stderr = (stderr + chunk).slice(-4096);
     });
     child.on("error", (error) => finish(new SourceFailure(`${lead} could not be run (${error.message}); ${check}`)));
-    child.on("close", (code, killedBy) => {
+    // Its output closes as it exits, unless what it started (an agent left running) holds it
+    // open: then what it printed before it exited is its answer, read a moment after its exit.
+    // (The SDK's fromProcess waits for the output to close, for as long as the agent runs.)
+    let afterExit: NodeJS.Timeout | undefined;
+    child.on("exit", (code, killedBy) => {
+      afterExit = setTimeout(() => ended(code, killedBy), EXIT_GRACE_MS);
+    });
+    child.on("close", (code, killedBy) => ended(code, killedBy));
+    const ended = (code: number | null, killedBy: NodeJS.Signals | null) => {
       if (code !== 0) {
         const how = code === null ? `was ended by ${killedBy}` : `exited with code ${code}`;
         return finish(new SourceFailure(`${lead} ${how}${stderr.trim() ? `: ${tail(stderr)}` : ""}; ${check}`));
@@ -215,7 +232,7 @@ export function processCredentials(
       } catch (error) {
         finish(new SourceFailure(`${lead} ${(error as Error).message}; ${check}`));
       }
-    });
+    };
   });
 }
 
