@@ -667,6 +667,8 @@ describe("nitric-like up and down --provider aws", () => {
   }, 60000);
 
   it("signs in through SSO once for a whole up, and runs a credential_process once, however many AWS clients it makes", async () => {
+    // A project and stack of its own: the describe's `project` is left broken by the down test before it.
+    const dir = chat();
     const home = tempDir();
     const startUrl = "https://example.awsapps.com/start";
     const cache = join(home, ".aws", "sso", "cache");
@@ -700,7 +702,7 @@ describe("nitric-like up and down --provider aws", () => {
     delete process.env.AWS_SECRET_ACCESS_KEY;
     try {
       const env = { HOME: home, AWS_CONFIG_FILE: config };
-      const sso = await runCli(["up", project, "--plain"], {
+      const sso = await runCli(["up", dir, "--stack", "sso-chat", "--plain"], {
         timeoutMs: 60000,
         env: {
           ...env,
@@ -711,7 +713,10 @@ describe("nitric-like up and down --provider aws", () => {
       expect(sso.code, sso.stderr).toBe(0);
       expect(sso.stderr).toContain('resolving AWS credentials: profile "dev" signs in through SSO');
       expect(asked).toEqual(["GET /federation/credentials?account_id=123456789012&role_name=Admin"]);
-      const tool = await runCli(["up", project, "--plain"], { timeoutMs: 60000, env: { ...env, AWS_PROFILE: "tool" } });
+      const tool = await runCli(["up", dir, "--stack", "sso-chat", "--plain"], {
+        timeoutMs: 60000,
+        env: { ...env, AWS_PROFILE: "tool" },
+      });
       expect(tool.code, tool.stderr).toBe(0);
       expect(readFileSync(runs, "utf8")).toBe("x");
     } finally {
