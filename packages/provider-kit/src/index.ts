@@ -110,6 +110,7 @@ export {
   LINEAGE_VAR,
   lineageCarriers,
   lineageOfThisProcess,
+  lineageScanPasses,
   newLineage,
   REAPER_NAME,
   startReaper,

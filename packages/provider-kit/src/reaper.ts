@@ -51,39 +51,99 @@ export function withLineage(env: NodeJS.ProcessEnv, lineage: string): NodeJS.Pro
   return { ...env, [LINEAGE_VAR]: before ? `${before},${lineage}` : lineage };
 }
 
+/** One asking lineageCarriers: its marks, the processes read for it so far, and those that carry one. */
+interface Asker {
+  readonly marks: readonly Buffer[];
+  /** The pids read since it asked: a process's environment does not change, so one read is enough. */
+  readonly read: Set<number>;
+  readonly found: Set<number>;
+  readonly answer: (pids: number[]) => void;
+}
+
+/** Those waiting for an answer, served by one scan at a time. */
+const askers = new Set<Asker>();
+let scanning = false;
+let passes = 0;
+
+/**
+ * How many passes over /proc lineageCarriers has made in this thread: a pass answers every
+ * lineage asked for when it starts, however many they are (for a test).
+ */
+export function lineageScanPasses(): number {
+  return passes;
+}
+
 /**
  * The pids of the live processes whose environment carries one of `lineages`, this process left
  * out; none where there is no /proc. A zombie's environment reads empty, so it is not one. Read
- * without blocking this process's thread (the gateways run on it), a few files at a time.
+ * without blocking this process's thread (the gateways run on it), a few files at a time, on
+ * libuv's thread pool, which the gRPC servers' same-user checks use too: so every lineage asked
+ * for meanwhile shares one scan (a save that restarts 20 services, a grace's rescans every
+ * 250 ms), which reads each process's environment once and looks for all of their marks in it.
  */
-export async function lineageCarriers(lineages: readonly string[]): Promise<number[]> {
-  if (lineages.length === 0 || process.platform !== "linux") return [];
-  let entries: string[];
-  try {
-    entries = (await readdir("/proc")).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid);
-  } catch {
-    return [];
-  }
+export function lineageCarriers(lineages: readonly string[]): Promise<number[]> {
+  if (lineages.length === 0 || process.platform !== "linux") return Promise.resolve([]);
   // A lineage is 32 random hex digits: found anywhere in an environment, it is LINEAGE_VAR's.
   const marks = lineages.map((lineage) => Buffer.from(lineage));
-  const carries = async (entry: string) => {
-    try {
-      const environ = await readFile(`/proc/${entry}/environ`);
-      return marks.some((mark) => environ.includes(mark));
-    } catch {
-      // Gone, or another user's.
-      return false;
+  return new Promise((answer) => {
+    askers.add({ marks, read: new Set(), found: new Set(), answer });
+    if (scanning) return;
+    scanning = true;
+    // After what else this turn of the event loop asks (services that exited together).
+    setImmediate(() => void scan());
+  });
+}
+
+/**
+ * Scans /proc until no one is waiting. A pass lists /proc, then reads each process's environment
+ * for those waiting that have not had it read since they asked (one joining mid-pass has the rest
+ * of that pass read for it), and answers those that were waiting when it listed /proc: every
+ * process there was then has been read for them since they asked, in this pass or the one before
+ * (a process started later is a carrier's child, found by the rescans endLeft makes).
+ */
+async function scan(): Promise<void> {
+  try {
+    while (askers.size > 0) {
+      passes++;
+      const answered = [...askers];
+      let pids: number[];
+      try {
+        pids = (await readdir("/proc")).filter((e) => /^\d+$/.test(e)).map(Number);
+      } catch {
+        pids = [];
+      }
+      pids = pids.filter((pid) => pid !== process.pid);
+      for (let at = 0; at < pids.length; at += 16) {
+        await Promise.all(pids.slice(at, at + 16).map(readFor));
+      }
+      for (const asker of answered) {
+        askers.delete(asker);
+        asker.answer([...asker.found]);
+      }
     }
-  };
-  const found: number[] = [];
-  for (let at = 0; at < entries.length; at += 16) {
-    const batch = entries.slice(at, at + 16);
-    const hits = await Promise.all(batch.map(carries));
-    batch.forEach((entry, i) => {
-      if (hits[i]) found.push(Number(entry));
-    });
+  } finally {
+    scanning = false;
+    // Not expected (every read's error is caught), but none is left waiting if it comes.
+    for (const asker of askers) asker.answer([...asker.found]);
+    askers.clear();
   }
-  return found;
+}
+
+/** Reads `pid`'s environment for those waiting now that have not had it read, if any. */
+async function readFor(pid: number): Promise<void> {
+  // Those that ask while it is read have it read again: the pid may have been another process's.
+  const readers = [...askers].filter((asker) => !asker.read.has(pid));
+  if (readers.length === 0) return;
+  let environ: Buffer | undefined;
+  try {
+    environ = await readFile(`/proc/${pid}/environ`);
+  } catch {
+    // Gone, or another user's.
+  }
+  for (const asker of readers) {
+    asker.read.add(pid);
+    if (environ !== undefined && asker.marks.some((mark) => environ.includes(mark))) asker.found.add(pid);
+  }
 }
 
 /**
