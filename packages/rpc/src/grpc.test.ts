@@ -2,7 +2,7 @@
 // addresses it is given.
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { type ClientHttp2Stream, connect as connectHttp2 } from "node:http2";
 import { connect, createServer, type Socket } from "node:net";
@@ -286,10 +286,8 @@ async function blockThreadPool(): Promise<() => void> {
   const fifos = Array.from({ length: threads }, (_, i) => join(dir, `f${i}`));
   for (const fifo of fifos) execFileSync("mkfifo", [fifo]);
   const opening = fifos.map((fifo) => open(fifo, "r"));
-  // Long enough for every thread to have taken its open.
-  await new Promise((r) => setTimeout(r, 50));
   let freed = false;
-  return () => {
+  const free = () => {
     if (freed) return;
     freed = true;
     for (const fifo of fifos) closeSync(openSync(fifo, "w"));
@@ -298,13 +296,61 @@ async function blockThreadPool(): Promise<() => void> {
       rmSync(dir, { recursive: true, force: true });
     });
   };
+  // The pool takes its work in order, so what is queued after the opens waits for them anyway;
+  // this waits for the threads to be inside them, as the kernel tells (read here without the pool).
+  try {
+    await until(() => {
+      const inOpen = threadsWaiting("wait_for_partner");
+      return inOpen === undefined || inOpen >= threads;
+    }, "libuv's threads to block in their FIFO opens");
+  } catch (error) {
+    free();
+    throw error;
+  }
+  return free;
 }
 
-/** What each promise settled with within `ms`, undefined for those still waiting. */
-async function settledWithin<T>(promises: Promise<T>[], ms: number): Promise<(T | undefined)[]> {
+/**
+ * How many of this process's threads the kernel says wait in `wchan` (a kernel function's name),
+ * undefined where it does not name them (every thread's reads 0).
+ */
+function threadsWaiting(wchan: string): number | undefined {
+  let named = false;
+  let waiting = 0;
+  for (const task of readdirSync("/proc/self/task")) {
+    let where: string;
+    try {
+      where = readFileSync(`/proc/self/task/${task}/wchan`, "utf8").trim();
+    } catch {
+      continue;
+    }
+    if (where !== "" && where !== "0") named = true;
+    if (where === wchan) waiting++;
+  }
+  return named ? waiting : undefined;
+}
+
+/** Resolves once `done()` holds, checked every 10 ms; fails saying `what` after `ms`. */
+async function until(done: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`waited ${ms} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * What each promise has settled with once `done` holds of those results (undefined for those
+ * still waiting), or after `ms`, however long the machine takes to get there.
+ */
+async function settledOnce<T>(
+  promises: Promise<T>[],
+  done: (results: (T | undefined)[]) => boolean,
+  ms = 10_000,
+): Promise<(T | undefined)[]> {
   const results: (T | undefined)[] = promises.map(() => undefined);
   promises.forEach((p, i) => void p.then((r) => (results[i] = r)));
-  await new Promise((r) => setTimeout(r, ms));
+  await until(() => done(results), "the connections to settle", ms).catch(() => {});
   return results;
 }
 
@@ -459,13 +505,15 @@ describe("GrpcServer connections", () => {
   it("keeps serving a client whose preface comes slowly within the deadline, a grpc-js client, and an HTTP/2 connection left idle long past it", async () => {
     const refused: GrpcRefusal[] = [];
     const budget = new ConnectionBudget(100);
+    // Well past the 170 ms the slow preface takes, so that a loaded machine still sends it in time.
+    const handshakeTimeoutMs = 3000;
     const server = new GrpcServer(
       new Router().service(Health, {
         check(_call, respond) {
           respond(null, { status: HealthCheckResponse_ServingStatus.SERVING });
         },
       }),
-      { connectionBudget: budget, handshakeTimeoutMs: 1000, refused: (refusal) => refused.push(refusal) },
+      { connectionBudget: budget, handshakeTimeoutMs, refused: (refusal) => refused.push(refusal) },
     );
     const { port } = await server.bindLoopback(0);
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -508,7 +556,7 @@ describe("GrpcServer connections", () => {
       // grpc-js, our transport's client: a call, an idle connection, another call.
       const client = new Client(createGrpcTransport(`127.0.0.1:${port}`));
       await client.unary(Health.method.check, { service: "" });
-      await sleep(1500);
+      await sleep(handshakeTimeoutMs + 500);
       expect(await call()).toBe("0");
       await client.unary(Health.method.check, { service: "" });
       expect({ slowClosed, sessionClosed }).toEqual({ slowClosed: false, sessionClosed: false });
@@ -586,9 +634,9 @@ describe("GrpcServer.bindLoopback", () => {
       try {
         // No check answers while the thread pool is busy: every connection waits for one.
         const opened = Array.from({ length: 20 }, () => http2Connect({ port }));
-        const settled = await settledWithin(
+        const settled = await settledOnce(
           opened.map((c) => c.result),
-          500,
+          (results) => results.filter((r) => r !== undefined).length >= 17,
         );
         expect(settled.filter((r) => r === "cut").length).toBe(17);
         expect(settled.filter((r) => r === undefined).length).toBe(3);
@@ -621,11 +669,12 @@ describe("GrpcServer.bindLoopback", () => {
       const unblock = await blockThreadPool();
       try {
         const opened = Array.from({ length: 10 }, () => http2Connect({ port }));
-        const settled = await settledWithin(
+        const settled = await settledOnce(
           opened.map((c) => c.result),
-          500,
+          (results) => results.filter((r) => r !== undefined).length >= 7,
         );
         expect(settled.filter((r) => r === "cut").length).toBe(7);
+        expect(settled.filter((r) => r === undefined).length).toBe(3);
         expect(refused).toEqual(Array(7).fill({ kind: "connections", scope: "checks", limit: 3, port }));
         // The owner-only Unix socket needs no check: this user's services still connect there.
         const local = http2Connect({ path });
