@@ -542,7 +542,7 @@ describe("nitric-like run: a started service restarted after a crash", () => {
     { how: "a worker thread", args: [] as string[] },
     { how: "a process", args: ["--processes"] },
   ])(
-    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) fails to start, told once what code 13 means, with no restart loop (service in $how)",
+    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) is told once what code 13 means, and its crash loop names it (service in $how)",
     async ({ args }) => {
       const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
       // Starts, crashes once (leaving a mark), then every copy after waits at an await nothing settles.
@@ -557,53 +557,115 @@ describe("nitric-like run: a started service restarted after a crash", () => {
       writeFileSync(join(dir, "services", "chat.ts"), chat(top));
       const app = runApp(dir, args);
       await app.waitFor(/^ready: /m);
-      await app.waitFor(/failed to start again/, 30000);
-      await sleep(2500);
+      await app.waitFor(/crashed 5 times/, 30000);
+      await sleep(1000);
       const meaning =
         "Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/chat.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle";
+      const cause = `it exited with code 13, printing nothing: ${meaning}`;
       expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
-      expect(count(app.stderr, /exited with code 13/)).toBe(1);
-      expect(count(app.stderr, /restarting in/)).toBe(1);
       expect(app.stderr).toContain(
-        `error: service "chat" (services/chat.ts) failed to start again after it crashed: it exited with code 13, printing nothing: ${meaning}\n  fix it and save: run starts it again when one of its files changes\n`,
+        `warning: service "chat" (services/chat.ts) failed at load after it crashed: ${cause}\n  restarting in 0.50 s, as after a crash:`,
       );
-      expect(app.stderr).not.toContain("crashed 5 times");
+      expect(app.stderr).toContain(
+        'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
+      );
+      expect(app.stderr).toContain(
+        `error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts: ${cause}); waiting for a file change\n`,
+      );
+      // Said in full once, and named once more by the crash loop.
+      expect(count(app.stderr, /exited with code 13/)).toBe(2);
+      expect(count(app.stderr, /restarting in/)).toBe(4);
+      expect(count(app.stderr, /crashed 5 times/)).toBe(1);
     },
     60000,
   );
 });
+
+/**
+ * A chat service whose top level needs `flag` (a database it connects to at load, say): without
+ * it, it throws at load, naming a connection string with a password. The first copy that starts
+ * crashes once, 300 ms in, taking the flag with it (the database going away).
+ */
+function needsFlag(dir: string): { flag: string; top: string } {
+  const flag = join(dir, "database-up");
+  const marker = JSON.stringify(join(dir, "crashed-once"));
+  const top = [
+    'import { existsSync, rmSync, writeFileSync } from "node:fs";',
+    'if (process.env.NITRIC_ENVIRONMENT === "run") {',
+    `  if (!existsSync(${JSON.stringify(flag)})) throw new Error("cannot reach postgres://app:hunter2@127.0.0.1:1/app");`,
+    `  if (!existsSync(${marker})) setTimeout(() => { writeFileSync(${marker}, ""); rmSync(${JSON.stringify(flag)}); process.exit(3); }, 300);`,
+    "}",
+  ].join("\n");
+  writeFileSync(flag, "");
+  return { flag, top };
+}
 
 describe("nitric-like run: a started service whose restarted copy fails at load", () => {
   it.each([
     { how: "a worker thread", args: [] as string[] },
     { how: "a process", args: ["--processes"] },
   ])(
-    "is a failed start (service in $how): its cause once, no restart loop, clients refused at once saying why, and a save starts it",
+    "is restarted with backoff as after a crash, its cause said once, and recovers by itself once what it needs is back, with no save (service in $how)",
     async ({ args }) => {
       const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
-      // Starts, crashes once (leaving a mark), then every copy after throws at its top level.
-      const marker = JSON.stringify(join(dir, "crashed-once"));
-      const top = [
-        'import { existsSync, writeFileSync } from "node:fs";',
-        'if (process.env.NITRIC_ENVIRONMENT === "run") {',
-        `  if (existsSync(${marker})) throw new Error("config.txt is gone");`,
-        `  setTimeout(() => { writeFileSync(${marker}, ""); process.exit(3); }, 300);`,
-        "}",
-      ].join("\n");
+      const { flag, top } = needsFlag(dir);
       writeFileSync(join(dir, "services", "chat.ts"), chat(top));
       const app = runApp(dir, args);
       await app.waitFor(/^ready: /m);
-      await app.waitFor(/failed to start again/, 15000);
-      await sleep(2500);
+      await app.waitFor(/exited with code 3; restarting in 0\.25 s/, 15000);
+      // A client that comes meanwhile waits for the service, as during any restart: not refused.
+      const waiting = connect(app.url("chat"));
+      await app.waitFor(/failed at load after it crashed/, 10000);
+      await sleep(1500);
+      writeFileSync(flag, "");
+      const c = await waiting;
+      c.ws.send("back");
+      expect((await c.next(5000)).text).toBe("echo back");
+      expect(app.stderr).toContain(
+        'warning: service "chat" (services/chat.ts:4) failed at load after it crashed (exited with code 1): cannot reach postgres://app:hunter2@127.0.0.1:1/app\n  restarting in 0.50 s, as after a crash: it ran before, so this may pass (a database it connects to restarting, say); 5 crashes in 30 s stop it until a file changes\n',
+      );
+      expect(count(app.stderr, /cannot reach postgres/)).toBe(1);
+      expect(app.stderr).toMatch(/failed again at load, same cause \(2 times\); restarting in 1\.00 s/);
+      expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
+      expect(app.stderr).not.toContain("crashed 5 times");
+      expect(app.stderr).not.toContain("changed:");
+      expect(app.stderr).not.toContain("failed to start");
+    },
+    60000,
+  );
+
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "that never recovers reaches the crash loop, which names the cause said once; clients are then refused at once and a save starts it (service in $how)",
+    async ({ args }) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+      const { top } = needsFlag(dir);
+      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+      const app = runApp(dir, args);
+      await app.waitFor(/^ready: /m);
+      await app.waitFor(/crashed 5 times/, 30000);
+      await sleep(1000);
+      const cause = "(exited with code 1): cannot reach postgres://app:hunter2@127.0.0.1:1/app";
       expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
       expect(app.stderr).toContain(
-        'error: service "chat" (services/chat.ts:4) failed to start again after it crashed (exited with code 1): config.txt is gone\n  fix it and save: run starts it again when one of its files changes\n',
+        `warning: service "chat" (services/chat.ts:4) failed at load after it crashed ${cause}\n  restarting in 0.50 s, as after a crash:`,
       );
-      expect(count(app.stderr, /config\.txt is gone/)).toBe(1);
-      expect(count(app.stderr, /restarting in/)).toBe(1);
-      expect(app.stderr).not.toContain("crashed 5 times");
+      expect(app.stderr).toContain(
+        'warning: service "chat" failed again at load, same cause (2 times); restarting in 1.00 s\n',
+      );
+      expect(app.stderr).toContain(
+        'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
+      );
+      expect(app.stderr).toContain(
+        'error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts:4: exited with code 1: cannot reach postgres://app:hunter2@127.0.0.1:1/app); waiting for a file change\n',
+      );
+      // Said in full once, and named once more by the crash loop; never a stack.
+      expect(count(app.stderr, /cannot reach postgres/)).toBe(2);
+      expect(count(app.stderr, /restarting in/)).toBe(4);
       expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
-      // A client is told at once that the service is down and why, not after waiting 10 s for it.
+      // A client is told at once that the service is down, not after waiting 10 s for it.
       const asked = Date.now();
       const refused = await connect(app.url("chat")).then(
         () => undefined,
@@ -611,9 +673,7 @@ describe("nitric-like run: a started service whose restarted copy fails at load"
       );
       expect(Date.now() - asked).toBeLessThan(3000);
       expect(refused).toContain("503");
-      expect(refused).toContain(
-        'its service "chat" is not running until one of its files changes: (services/chat.ts:4) failed to start again after it crashed (exited with code 1): config.txt is gone',
-      );
+      expect(refused).toContain('its service "chat" is not running until one of its files changes');
       writeFileSync(join(dir, "services", "chat.ts"), chat());
       await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
       const c = await connect(app.url("chat"));

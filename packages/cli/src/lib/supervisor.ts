@@ -7,7 +7,9 @@
  * output is held back meanwhile, and instead of it and a restart loop, its cause is printed once
  * (file:line, message, fix) and the service waits for a file change. One that started and then
  * crashes CRASH_LOOP_COUNT times within CRASH_LOOP_WINDOW_MS with no event in flight is in a crash
- * loop: it stops being restarted, says so once, and waits for a file change too. A death with
+ * loop: it stops being restarted, says so once, and waits for a file change too. A copy restarted
+ * after a crash that ends before it registers is one more crash, not a failed start: it ran before,
+ * so what failed it (a database restarting) may pass by itself. A death with
  * events in flight does not count: the provider's poison rule already bounds those (each event is
  * dropped after it killed the service twice), and a client must not be able to stop a service for
  * everyone by sending a few bad messages.
@@ -107,8 +109,18 @@ export class ServiceSupervisor {
    * start does, instead of being restarted in a loop.
    */
   private everStarted = false;
-  /** Set while the current copy is one restarted after a crash (its failure to start says so). */
+  /**
+   * Set while the current copy is one restarted after a crash. One that then ends before it has
+   * registered its handlers (its top level throws: a database it connects to is restarting, say)
+   * counts as one more crash (loadFailedAfterCrash): restarted with backoff, toward the crash loop,
+   * as it ran before and may well start once what it needs is back.
+   */
   private afterCrash = false;
+  /**
+   * The failure at load of the copies restarted after a crash, as said (in full once), and how many
+   * copies in a row failed so; forgotten once a copy starts, or a file change restarts it.
+   */
+  private loadFailure: { said: string; summary: string; times: number } | undefined;
   /** Set when it stopped in a crash loop; a file change then starts it on probation (see crashLoop). */
   private looped = false;
   /**
@@ -212,6 +224,7 @@ export class ServiceSupervisor {
 
   private markStarted(): void {
     this.everStarted = true;
+    this.loadFailure = undefined;
     clearTimeout(this.startedTimer);
     this.flushHeld();
     this.setState("started");
@@ -461,9 +474,12 @@ export class ServiceSupervisor {
           exitCodeMeaning(code, this.service.entry.file),
         );
         const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
-        const when = this.afterCrash ? "to start again after it crashed" : "to start";
+        if (this.afterCrash) {
+          this.loadFailedAfterCrash(how, cause);
+          return;
+        }
         // With no error printed, the cause says how it ended itself.
-        this.fail(cause.lastOutput ? when : `${when} (${how})`, hint ? { ...cause, fix: hint } : cause);
+        this.fail(cause.lastOutput ? "to start" : `to start (${how})`, hint ? { ...cause, fix: hint } : cause);
       });
       return;
     }
@@ -471,19 +487,62 @@ export class ServiceSupervisor {
     // level now waits on what never settles is told what that means, as a first start is.
     const meaning = exitCodeMeaning(code, this.service.entry.file);
     const said = meaning === undefined ? how : `${how}: ${meaning}`;
-    if (inFlight === 0 && this.crashLoop(how, meaning)) return;
-    if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
+    if (inFlight === 0 && this.crashLoop(how, said, meaning === undefined ? undefined : `the last ${said}`)) return;
     // A service that died while handling events is restarted after the first delay and the delay
     // does not grow: events that kill it are dropped after a few tries (the provider's poison
     // limit), so this is no crash loop, and the other clients' events wait only that long. The
     // backoff is for a service that dies with nothing in flight (at startup, say).
+    const delay = this.restartDelay(inFlight);
+    this.output.warn(`service "${this.name}" ${said}; restarting in ${(delay / 1000).toFixed(2)} s`);
+    this.restartAfter(delay);
+  }
+
+  /** How long to wait before restarting a copy that died with `inFlight` events in flight; grows the backoff. */
+  private restartDelay(inFlight: number): number {
+    if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.backoffMs = FIRST_BACKOFF_MS;
     const delay = inFlight > 0 ? FIRST_BACKOFF_MS : this.backoffMs;
     if (inFlight === 0) this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
-    this.output.warn(`service "${this.name}" ${said}; restarting in ${(delay / 1000).toFixed(2)} s`);
+    return delay;
+  }
+
+  /**
+   * A copy restarted after a crash ended before it registered its handlers: a crash like the one
+   * before it, not a failed start. It ran before, so what failed it may pass by itself (a database
+   * it connects to at load restarting, say): it is restarted with backoff, and 5 such crashes in
+   * 30 s make a crash loop, whose line names this cause. The cause is said in full once; the same
+   * cause again is counted in one line each, with no stack.
+   */
+  private loadFailedAfterCrash(how: string, cause: FailureCause): void {
+    const [what] = formatFailure(
+      this.name,
+      this.service.entry.file,
+      cause.lastOutput ? "at load after it crashed" : `at load after it crashed (${how})`,
+      cause,
+    );
+    const same = this.loadFailure?.said === what;
+    const times = same ? (this.loadFailure?.times ?? 0) + 1 : 1;
+    const ended = cause.lastOutput ? "" : `${how}: `;
+    const summary = `${cause.location ?? this.service.entry.file}: ${ended}${cause.message.split("\n")[0]}`;
+    this.loadFailure = { said: what, summary, times };
+    if (!same) this.output.warn(what);
+    const last = `the last ${times > 1 ? `${times} ` : ""}failing at load: ${summary}`;
+    if (this.crashLoop(how, `failed at load (${summary})`, last)) return;
+    const delay = this.restartDelay(0);
+    const when = `restarting in ${(delay / 1000).toFixed(2)} s`;
+    if (same) this.output.warn(`service "${this.name}" failed again at load, same cause (${times} times); ${when}`);
+    else
+      this.output.info(
+        `  ${when}, as after a crash: it ran before, so this may pass (a database it connects to restarting, say); ${CRASH_LOOP_COUNT} crashes in ${CRASH_LOOP_WINDOW_MS / 1000} s stop it until a file changes`,
+      );
+    this.restartAfter(delay);
+  }
+
+  /** Starts a new copy after a crash, in `delay` ms. */
+  private restartAfter(delay: number): void {
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       // The new copy has started once it registers again: until then its stderr is held back, and
-      // an end before that is a failure to start (its cause once), not one more crash to restart.
+      // an end before that is said by its cause, once (loadFailedAfterCrash), not by its stack.
       this.everStarted = false;
       this.afterCrash = true;
       void this.start();
@@ -492,15 +551,15 @@ export class ServiceSupervisor {
 
   /**
    * Counts a crash of a started service with nothing in flight; true (and said once) when it makes
-   * a crash loop: the service then waits for a file change. `how` this crash ended, and its
-   * `meaning` (exitCodeMeaning) when it has one, are said with the loop, as no restart line says them.
+   * a crash loop: the service then waits for a file change. `how` this crash ended; `said`, how
+   * it is said (with what its exit code means, or its failure at load); `last`, what the loop's
+   * line says of the last crashes when a restart line did not (that meaning, that failure).
    */
-  private crashLoop(how: string, meaning: string | undefined): boolean {
+  private crashLoop(how: string, said: string, last: string | undefined): boolean {
     const now = Date.now();
     if (this.probationFrom !== undefined && now - this.probationFrom <= CRASH_LOOP_WINDOW_MS) {
       this.crashes.length = 0;
       this.looped = true;
-      const said = meaning === undefined ? how : `${how}: ${meaning}`;
       this.output.error(
         `service "${this.name}" ${said} again, ${((now - this.probationFrom) / 1000).toFixed(1)} s after the change that restarted it from a crash loop; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
       );
@@ -513,9 +572,8 @@ export class ServiceSupervisor {
     if (this.crashes.length < CRASH_LOOP_COUNT) return false;
     this.crashes.length = 0;
     this.looped = true;
-    const last = meaning === undefined ? "" : ` (the last ${how}: ${meaning})`;
     this.output.error(
-      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s${last}; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
+      `service "${this.name}" crashed ${CRASH_LOOP_COUNT} times in ${CRASH_LOOP_WINDOW_MS / 1000} s${last === undefined ? "" : ` (${last})`}; ${this.watching ? "waiting for a file change" : "not restarting it (--no-watch: fix it, then start run again)"}`,
     );
     this.setState(
       "waiting",
@@ -537,6 +595,7 @@ export class ServiceSupervisor {
     this.backoffMs = FIRST_BACKOFF_MS;
     this.everStarted = false;
     this.afterCrash = false;
+    this.loadFailure = undefined;
     this.idle = false;
     clearTimeout(this.holdTimer);
     this.held = [];
