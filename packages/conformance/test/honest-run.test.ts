@@ -434,6 +434,33 @@ describe("nitric-like run: a service that fails", () => {
   }, 40000);
 });
 
+describe("nitric-like run: a saved service that fails at load", () => {
+  it("refuses its clients at once with 503 saying it waits for a file change, not the failure run's log says (a password in its message)", async () => {
+    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": chat() });
+    const app = runApp(dir);
+    await app.waitFor(/^ready: /m);
+    const top =
+      'if (process.env.NITRIC_ENVIRONMENT === "run") throw new Error("cannot reach postgres://app:hunter2@127.0.0.1:1/app");';
+    writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+    await app.waitFor(/failed to start/, 15000);
+    // run's log has the whole cause...
+    expect(app.stderr).toContain(
+      'error: service "chat" (services/chat.ts:2) failed to start (exited with code 1): cannot reach postgres://app:hunter2@127.0.0.1:1/app\n',
+    );
+    // ...its clients only that it waits: a thrown message may hold a password, and under
+    // --host 0.0.0.0 the clients are on the network.
+    const refused = await connect(app.url("chat")).then(
+      () => "",
+      (error: Error) => error.message,
+    );
+    expect(refused).toMatch(
+      /^refused: 503 websocket "chat": the connect handler is not registered \(connection \S+\): its service "chat" is not running until one of its files changes \(run's output says why\)\n$/,
+    );
+    expect(refused).not.toContain("hunter2");
+    expect(refused).not.toContain("services/chat.ts");
+  }, 40000);
+});
+
 describe("nitric-like run: a failed service fixed into a conflict", () => {
   it("is refused with spec's message and keeps waiting, and ready stays held back", async () => {
     const dir = writeProject({
@@ -673,7 +700,10 @@ describe("nitric-like run: a started service whose restarted copy fails at load"
       );
       expect(Date.now() - asked).toBeLessThan(3000);
       expect(refused).toContain("503");
-      expect(refused).toContain('its service "chat" is not running until one of its files changes');
+      expect(refused).toContain(
+        'its service "chat" is not running until one of its files changes (run\'s output says why)',
+      );
+      expect(refused).not.toContain("hunter2");
       writeFileSync(join(dir, "services", "chat.ts"), chat());
       await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
       const c = await connect(app.url("chat"));

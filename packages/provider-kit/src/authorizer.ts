@@ -16,6 +16,7 @@ import type {
 import { Code, RpcError, type ServerStream, type ServiceImpl } from "@nitric-like/rpc";
 import { MAX_IDENTITY_BYTES, resourceNameProblem } from "@nitric-like/spec";
 import type { MaybePromise } from "./backends.js";
+import { waitingForChange } from "./handlers.js";
 import { MAX_STANDBY, takeStandby } from "./standby.js";
 
 /** The provider's side of an authorizer stream. */
@@ -173,16 +174,17 @@ export class AuthorizerRegistry {
   private readonly waiting = new Map<string, string>();
 
   /**
-   * A service is not running and nothing restarts it until one of its files changes (`why`
-   * completes "its service X ..."), or, with `why` undefined, it is starting again. While it
-   * waits, the connects that wait for its authorizer, and those that come, are refused at once.
+   * A service is not running and nothing restarts it until one of its files changes (`watching`
+   * false: under run --no-watch, nothing restarts it), or, with `watching` undefined, it is
+   * starting again. While it waits, the connects that wait for its authorizer, and those that
+   * come, are refused at once, saying so (waitingForChange), never with its failure.
    */
-  serviceWaiting(service: string, why: string | undefined): void {
-    if (why === undefined) {
+  serviceWaiting(service: string, watching: boolean | undefined): void {
+    if (watching === undefined) {
       this.waiting.delete(service);
       return;
     }
-    this.waiting.set(service, why);
+    this.waiting.set(service, waitingForChange(watching));
     for (const [socket, of] of this.expected) if (of === service && !this.streams.has(socket)) this.wake(socket);
   }
 

@@ -158,6 +158,18 @@ interface Pending {
   excused?: boolean;
 }
 
+/**
+ * What a client whose event fails because its service waits for a file change is told: "its
+ * service X ..." and this. Never the service's failure, which run's log says: a thrown message
+ * may name a file and line of the code, or hold a connection string with its password, and under
+ * `run --host 0.0.0.0` clients are on the network.
+ */
+export function waitingForChange(watching: boolean): string {
+  return watching
+    ? "is not running until one of its files changes (run's output says why)"
+    : "is not running, and run --no-watch does not start it again (run's output says why)";
+}
+
 /** An event waiting for its handler to register (again). */
 interface Waiter {
   socket: string;
@@ -1023,11 +1035,13 @@ export class HandlerRegistry {
 
   /**
    * A service is not running and nothing restarts it until one of its files changes (it failed to
-   * start, or crashes in a loop); `why` completes "its service X ...". The events that wait for its
-   * handlers, and those that come until it starts again (serviceStarting), fail at once with it.
+   * start, or crashes in a loop; `watching` false: nothing restarts it, under run --no-watch). The
+   * events that wait for its handlers, and those that come until it starts again
+   * (serviceStarting), fail at once, saying so (waitingForChange) but not its failure: that is for
+   * run's log, not for clients (a thrown message may hold a connection string's password).
    */
-  serviceWaiting(service: string, why: string): void {
-    this.waiting.set(service, why);
+  serviceWaiting(service: string, watching: boolean): void {
+    this.waiting.set(service, waitingForChange(watching));
     for (const [key, list] of [...this.waiters]) {
       if (this.expected.get(key) !== service || this.streams.has(key)) continue;
       this.waiters.delete(key);

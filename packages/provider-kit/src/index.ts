@@ -68,6 +68,7 @@ export {
   MAX_LATE_EVENTS,
   MAX_WAITING_EVENTS,
   poisonCloseReason,
+  waitingForChange,
 } from "./handlers.js";
 export { keptQuery, MAX_KEPT_QUERY_VALUES } from "./kept.js";
 export { CollectedDeclarations, type Declaration } from "./late-declarations.js";

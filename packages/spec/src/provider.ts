@@ -160,10 +160,11 @@ export interface RunningProvider {
   serviceRemoved?(service: string, why: string): void;
   /**
    * Tells the provider a service is not running and nothing restarts it until one of its files
-   * changes (it failed to start, or crashes in a loop); `why` completes "its service X ...". Its
-   * events fail at once, saying so, until serviceStarting.
+   * changes (it failed to start, or crashes in a loop; `watching` false: under run --no-watch,
+   * nothing does). Its events fail at once, saying so, until serviceStarting. Why it failed is
+   * not given: that is for run's log, never for clients.
    */
-  serviceWaiting?(service: string, why: string): void;
+  serviceWaiting?(service: string, watching: boolean): void;
   /**
    * Tells the provider the spec changed while it runs (a service was collected again after a
    * save): a provider that selects message routes itself follows the new routes, and stops

@@ -459,9 +459,9 @@ export class LocalProvider implements RunningProvider {
     this.authorizers.serviceRemoved(service, why);
   }
 
-  serviceWaiting(service: string, why: string): void {
-    this.handlers.serviceWaiting(service, why);
-    this.authorizers.serviceWaiting(service, why);
+  serviceWaiting(service: string, watching: boolean): void {
+    this.handlers.serviceWaiting(service, watching);
+    this.authorizers.serviceWaiting(service, watching);
   }
 
   serviceExited(service: string, code: number | null, signal: string | null, died = true): number {

@@ -193,12 +193,9 @@ export class ServiceSupervisor {
   private setState(state: ServiceState, reason?: string): void {
     if (state === "waiting") {
       this.reason_ = reason;
-      // Its clients are told at once, with why, rather than after waiting for a copy not coming.
-      const why = (reason ?? "").split("\n")[0]?.replace(`service ${JSON.stringify(this.name)} `, "");
-      this.provider.serviceWaiting?.(
-        this.name,
-        `is not running ${this.watching ? "until one of its files changes" : "(run --no-watch: fix it and start run again)"}${why ? `: ${why}` : ""}`,
-      );
+      // Its clients are told at once rather than after waiting for a copy not coming; not why: the
+      // failure (a file:line, a message that may hold a password) is for this log, not for them.
+      this.provider.serviceWaiting?.(this.name, this.watching);
     }
     if (this.state_ === state) return;
     this.state_ = state;
