@@ -686,7 +686,7 @@ describe("nitric-like run: a started service whose restarted copy fails at load"
         'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
       );
       expect(app.stderr).toContain(
-        'error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts:4: exited with code 1: cannot reach postgres://app:hunter2@127.0.0.1:1/app); waiting for a file change\n',
+        'error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts:4: exited with code 1: cannot reach postgres://app:hunter2@127.0.0.1:1/app); waiting for a file change\n  fix it and save: run starts it again when one of its files changes\n',
       );
       // Said in full once, and named once more by the crash loop; never a stack.
       expect(count(app.stderr, /cannot reach postgres/)).toBe(2);

@@ -271,10 +271,15 @@ export class ServiceSupervisor {
   fail(when: string, cause: FailureCause): void {
     const [what, fix] = formatFailure(this.name, this.service.entry.file, when, cause);
     this.output.error(what);
+    this.sayFix(fix);
+    this.waitForChange(what);
+  }
+
+  /** Prints a failure's fix on the line after it; under --no-watch, to start run again. */
+  private sayFix(fix: string): void {
     this.output.info(
       `  ${this.watching ? fix : `${fix.replace(/^fix it and save: .*/, "fix it")}, then start run again (--no-watch: it does not watch files)`}`,
     );
-    this.waitForChange(what);
   }
 
   /** Does not start the service, having said why elsewhere (`reason`, in a line): it waits for restart() (a file change). */
@@ -472,7 +477,7 @@ export class ServiceSupervisor {
         );
         const hint = /^nitric-like: (.*)$/m.exec(output)?.[1];
         if (this.afterCrash) {
-          this.loadFailedAfterCrash(how, cause);
+          this.loadFailedAfterCrash(how, hint ? { ...cause, fix: hint } : cause);
           return;
         }
         // With no error printed, the cause says how it ended itself.
@@ -510,7 +515,7 @@ export class ServiceSupervisor {
    * cause again is counted in one line each, with no stack.
    */
   private loadFailedAfterCrash(how: string, cause: FailureCause): void {
-    const [what] = formatFailure(
+    const [what, fix] = formatFailure(
       this.name,
       this.service.entry.file,
       cause.lastOutput ? "at load after it crashed" : `at load after it crashed (${how})`,
@@ -523,7 +528,11 @@ export class ServiceSupervisor {
     this.loadFailure = { said: what, summary, times };
     if (!same) this.output.warn(what);
     const last = `the last ${times > 1 ? `${times} ` : ""}failing at load: ${summary}`;
-    if (this.crashLoop(how, `failed at load (${summary})`, last)) return;
+    if (this.crashLoop(how, `failed at load (${summary})`, last)) {
+      // As a failed start says it: what to do (install a missing package, say), then save.
+      this.sayFix(fix);
+      return;
+    }
     const delay = this.restartDelay(0);
     const when = `restarting in ${(delay / 1000).toFixed(2)} s`;
     if (same) this.output.warn(`service "${this.name}" failed again at load, same cause (${times} times); ${when}`);
