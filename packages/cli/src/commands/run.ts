@@ -1137,9 +1137,13 @@ class Run {
             ? (changedInput(prepared.project.dir, entry, changed, inputs.get(entry.name) ?? new Set()) ?? entry.file)
             : relative(prepared.project.dir, copied).split(sep).join("/");
         // A copied file deleted, or one added to a folder copied whole: the restart's copy follows.
+        // A file the bundle reads as an input (a data file its own code names beside itself, under
+        // run's own-place rule) may be gone too, as a copied one may.
         const happened =
           copied === undefined
-            ? "changed"
+            ? existsSync(join(prepared.project.dir, what))
+              ? "changed"
+              : "is gone"
             : !existsSync(copied)
               ? "is gone"
               : dataOf(entry.name).includes(copied)
