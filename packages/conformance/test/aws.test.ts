@@ -2367,12 +2367,17 @@ describe("the emulator keeps API Gateway's rules", () => {
   // Last: it empties the account's bucket of new connections.
   it("refuses upgrades over the account's new-connection rate with 429, and takes them again a moment later", async () => {
     await sleep(1000);
-    const clients = await Promise.allSettled(Array.from({ length: 40 }, () => connect(url)));
+    const started = performance.now();
+    const clients = await Promise.allSettled(Array.from({ length: 100 }, () => connect(url)));
+    const seconds = (performance.now() - started) / 1000;
     const opened = clients.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     const refused = clients.flatMap((r) => (r.status === "rejected" ? [r.reason as { status?: number }] : []));
-    // A bucket of one second's worth (20 here), refilled while the 40 upgrades arrive.
+    // A bucket of one second's worth (20 here), refilled at 20 a second while the 100 upgrades
+    // arrive: a loaded machine spreads them over more time, and so lets more in, never more than
+    // the bucket and its refill over the whole wait.
     expect(opened.length).toBeGreaterThanOrEqual(20);
-    expect(opened.length).toBeLessThan(30);
+    expect(opened.length).toBeLessThanOrEqual(20 + Math.ceil(20 * seconds) + 1);
+    expect(refused.length).toBeGreaterThan(0);
     expect(new Set(refused.map((e) => e.status))).toEqual(new Set([429]));
     for (const c of opened) c.close();
     await sleep(300);
