@@ -847,17 +847,25 @@ class Run {
     let first = true;
     const printSockets = () => {
       let changed = false;
-      // A socket declared later is told once it listens and its connect, disconnect and message
-      // handlers have registered, whichever comes last (@nitric/sdk registers its handlers before
-      // its socket's declaration is answered; our SDK after), so a client that connects at once is served.
+      // A socket declared later is told once it listens and the handlers its services' collect
+      // passes saw (of connect, disconnect and message) have registered, whichever comes last
+      // (@nitric/sdk registers its handlers before its socket's declaration is answered; our SDK
+      // after), so a client that connects at once is served. A socket with a handler missing (run
+      // warns of it) is told once those it has are registered, as at start.
       const handled = new Set(
         running
           .registrations()
           .filter((r) => r.route === undefined)
           .map((r) => `${r.socket}\u0000${r.event}`),
       );
-      const served = (socket: string) =>
-        (["connect", "disconnect", "message"] as const).every((e) => handled.has(`${socket}\u0000${e}`));
+      const served = (socket: string) => {
+        const expected = new Set<string>();
+        for (const c of this.declared.values())
+          for (const h of c.failure ? [] : c.handlers)
+            if (h.socket === socket && h.route === undefined) expected.add(h.event);
+        if (expected.size === 0) return [...handled].some((k) => k.startsWith(`${socket}\u0000`));
+        return [...expected].every((e) => handled.has(`${socket}\u0000${e}`));
+      };
       for (const s of running.sockets()) {
         if (printed.get(s.name) === s.url) continue;
         if (!first && !printed.has(s.name) && !served(s.name)) continue;
