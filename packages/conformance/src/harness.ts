@@ -167,12 +167,16 @@ export async function startApp(
   dir: string,
   extraArgs: string[] = [],
   env: NodeJS.ProcessEnv = {},
-  /** `readyTimeoutMs`: how long to wait for `ready` (20 s), longer for a test run on a loaded machine. */
-  options: { group?: boolean; readyTimeoutMs?: number } = {},
+  /**
+   * `readyTimeoutMs`: how long to wait for `ready` (20 s), longer for a test run on a loaded machine.
+   * `cwd`: where run starts (this process's folder by default).
+   */
+  options: { group?: boolean; readyTimeoutMs?: number; cwd?: string } = {},
 ): Promise<App> {
   const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain", ...extraArgs], {
     env: { ...process.env, NO_COLOR: "1", ...env },
     detached: options.group === true,
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
   });
   const app = new App(dir, child);
   running.add(app);

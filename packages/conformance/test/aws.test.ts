@@ -3027,6 +3027,56 @@ describe("run --provider aws --env-from", () => {
   }, 60000);
 });
 
+describe("run --env-from given from outside the project", () => {
+  it.each(["local", "aws"])(
+    "reads a file named relative to where run started again when it changes (%s), after run moved into the project's folder",
+    async (provider) => {
+      const dir = writeProject({
+        "app/nitric-like.yaml": "name: varsfrom\nservices:\n  - match: services/*.ts\n",
+        "app/services/vars.ts": [
+          'import { websocket } from "@nitric-like/sdk";',
+          'const socket = websocket("vars");',
+          'socket.on("message", () => JSON.stringify({ GREETING: process.env.GREETING ?? null }));',
+        ].join("\n"),
+        "deploy.env": "GREETING=hello\n",
+      });
+      // run starts beside the project (in the folder that holds the file), and moves into the
+      // project's folder for its threads (the local provider's services, the collect pass).
+      const app = await startApp(
+        join(dir, "app"),
+        ["--provider", provider, "--env-from", "deploy.env"],
+        {},
+        { cwd: dir },
+      );
+      try {
+        const ask = async (want: string) => {
+          let got: unknown;
+          for (let i = 0; i < 200 && got !== want; i++) {
+            try {
+              const client = await connect(app.url("vars"));
+              client.ws.send("?");
+              got = (JSON.parse((await client.next()).text) as { GREETING: unknown }).GREETING;
+              client.close();
+            } catch {
+              // Under aws, the app is being deployed again: its clients reconnect.
+            }
+            if (got !== want) await sleep(100);
+          }
+          return got;
+        };
+        expect(await ask("hello")).toBe("hello");
+        const from = app.stderr.length;
+        writeFileSync(join(dir, "deploy.env"), "GREETING=changed\n");
+        expect(await ask("changed")).toBe("changed");
+        expect(app.stderr.slice(from)).not.toMatch(/no such file|error/);
+      } finally {
+        expect((await app.stop()).code).toBe(0);
+      }
+    },
+    60000,
+  );
+});
+
 describe("run --provider aws prints what a service prints where run prints it", () => {
   it("puts a function's stdout on run's stdout and its stderr on run's stderr, as the local provider does", async () => {
     const dir = writeProject({

@@ -321,7 +321,12 @@ function unwatchStartingSignals(): void {
   unwatchStartingOutput = undefined;
 }
 
-async function runProject(options: RunCommandOptions, output: Output): Promise<number> {
+async function runProject(given: RunCommandOptions, output: Output): Promise<number> {
+  // run moves into the project's folder when services or their collect pass run as threads (which
+  // share its working directory): an --env-from file given from elsewhere is read again later (a
+  // save of it, of .env), from where it was given, so it is named by its absolute path from here on.
+  const envFiles = process.cwd() === resolve(given.dir) ? undefined : given.envFiles;
+  const options = envFiles === undefined ? given : { ...given, envFiles: envFiles.map((f) => resolve(f)) };
   // A caller that stops the run with its own signal (the test kit, in its own process) keeps its
   // process's signals to itself.
   if (options.signal !== undefined) return await startAndServe(options, output);
