@@ -876,8 +876,54 @@ describe("nitric-like run", () => {
     writeFileSync(quick, readFileSync(quick, "utf8").replace('version: "first"', 'version: "second"'));
     for (let i = 0; i < 1200 && count(from, /^service "quick" restarted/gm) === 0; i++) await sleep(50);
     expect(count(from, /^services\/quick\.ts changed: restarting service "quick"/gm)).toBe(1);
-    expect(count(from, /^bundled service "slow" \(own bundle\)/gm)).toBe(2);
+    expect(count(from, /^bundled service "slow" \(thread bundle\)/gm)).toBe(2);
     expect(count(from, /^services\/slow\.ts changed: restarting service "slow"/gm)).toBe(2);
     expect(await ask("slow", hello("fourth"))).toEqual(hello("fourth"));
   }, 120000);
+
+  it("under --provider aws, bundles a saved service once as its thread bundle, collected in a thread, and once as its function's, which serves the new code (--verbose says each bundle)", async () => {
+    const echo = (version: string) =>
+      [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("echo");',
+        `socket.on("message", (ctx) => "${version} " + ctx.text());`,
+      ].join("\n");
+    const dir = writeProject({
+      "nitric-like.yaml": "name: awsbundles\nservices:\n  - match: services/*.ts\n",
+      "services/echo.ts": echo("first"),
+    });
+    const app = await startApp(dir, ["--provider", "aws", "--verbose"], {}, { readyTimeoutMs: 60000 });
+    const bundled = (from: number, to = app.stderr.length) =>
+      app.stderr.slice(from, to).match(/^bundled service "echo" .*$/gm) ?? [];
+    // At start: the thread bundle, for the collect pass (the build's function bundle is said as it is made).
+    expect(bundled(0, app.stderr.indexOf("ready: "))).toEqual([
+      expect.stringMatching(/^bundled service "echo" \(thread bundle\) in \d+ ms$/),
+    ]);
+    const ask = async (want: string) => {
+      const client = await connect(app.url("echo"));
+      try {
+        let got = "";
+        for (let i = 0; i < 300 && got !== want; i++) {
+          client.ws.send("hi");
+          got = (await client.next()).text;
+          if (got !== want) await sleep(50);
+        }
+        return got;
+      } finally {
+        client.close();
+      }
+    };
+    expect(await ask("first hi")).toBe("first hi");
+    const from = app.stderr.length;
+    writeFileSync(join(dir, "services", "echo.ts"), echo("second"));
+    expect(await ask("second hi")).toBe("second hi");
+    await app.waitFor(/^service "echo" restarted$/m);
+    // Its own bundle (for a process, grpc-js inside) is neither made nor left behind: the
+    // function runs its own, and the collect pass runs the thread bundle.
+    expect(bundled(from)).toEqual([
+      expect.stringMatching(/^bundled service "echo" \(thread bundle\) in \d+ ms$/),
+      expect.stringMatching(/^bundled service "echo" \(function bundle\) in \d+ ms$/),
+    ]);
+    expect(existsSync(join(dir, ".nitric-like", "build", "echo.mjs"))).toBe(false);
+  }, 90000);
 });

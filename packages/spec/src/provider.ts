@@ -195,9 +195,10 @@ export interface RunningProvider {
   /**
    * For a provider that hosts the services: builds one service again from its files and restarts
    * it (`run` calls it when the service's files change). Rejects, keeping the running version,
-   * when the new code does not build or start.
+   * when the new code does not build or start. `onBuilt` hears how long the service's bundle took
+   * (`run --verbose` says it, as it says the bundles it makes itself).
    */
-  restartService?(service: ServiceEntry): Promise<void>;
+  restartService?(service: ServiceEntry, onBuilt?: (ms: number) => void): Promise<void>;
   /**
    * For a provider that hosts the services: builds the whole app again from `spec` and replaces
    * the running deployment with it, as a deploy updates a stack (`run` calls it when a service is

@@ -366,27 +366,31 @@ async function startAndServe(options: RunCommandOptions, output: Output): Promis
   const onLocal = options.provider === "local";
   const dotenv = loadDotEnv(projectFile.dir, environment, onLocal ? envFiles : []);
   if (onLocal) checkNodeOptions(dotenv, "run");
-  // Services that run as threads need only their thread bundles (BundleOptions.threadOnly).
-  // --verbose says each bundle made at start, as it says each a save makes.
+  // Services that run as threads need only their thread bundles (BundleOptions.threadOnly), and
+  // so do those a provider hosts (the AWS emulator runs their function bundles): both are
+  // collected in threads. --verbose says each bundle made at start, as it says each a save makes.
   const prepared = await prepareProject(
     options.dir,
     output,
-    { threadOnly: localThreadsAllowed(options, resolve(options.dir)) },
+    { threadOnly: threadsAllowed(options, resolve(options.dir)) },
     options.verbose ? bundledLine(output) : undefined,
   );
   const { project } = prepared;
   describeDotEnv(dotenv, output);
   const variables = onLocal ? undefined : functionVariables(envFiles, "run", output);
   // Services on either SDK are collected as worker threads when they will run as threads on the
-  // local provider: a thread shares this process's working directory, the project's folder then.
+  // local provider, or as functions of a provider that hosts them: a thread shares this process's
+  // working directory, the project's folder then (under a hosting provider, from now on: a service
+  // saved or added later is collected in a thread too).
   const threads = collectInThreads(options, prepared);
-  if (threads && process.cwd() !== project.dir) process.chdir(project.dir);
+  if ((threads || (!onLocal && threadsAllowed(options, project.dir))) && process.cwd() !== project.dir)
+    process.chdir(project.dir);
   // The threads the services will run in boot while their resources are collected, and the local
   // provider (lmdb, the gateways) loads meanwhile; a provider of the project's is loaded only after.
   // A service whose bundle and environment are unchanged since the last run is not collected again
   // (collect.ts, keptCollections): it needs no thread for a collect pass.
   const kept = keptCollections(prepared.services, dotenv.values);
-  if (threads) bootServiceThreads(prepared, dotenv.values, kept, options.singleThread !== true);
+  if (threads) bootServiceThreads(prepared, dotenv.values, kept, onLocal && options.singleThread !== true);
   let local: Promise<Provider> | undefined;
   const loadLocal = () => {
     if (options.provider !== "local" || local) return;
@@ -1213,13 +1217,19 @@ class Run {
       return;
     }
     // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
+    // The function runs its own bundle (restartService, redeploy): ours is only collected, in a
+    // thread as at start, so its thread bundle alone is made (its own bundle carries grpc-js).
     const onBuilt = this.options.verbose ? bundledLine(output)(entry.name) : undefined;
-    const bundle = await bundleService(prepared.project.dir, entry, onBuilt ? { onBuilt } : {});
+    const threads = threadsAllowed(this.options, prepared.project.dir);
+    const bundle = await bundleService(prepared.project.dir, entry, {
+      threadOnly: threads,
+      ...(onBuilt ? { onBuilt } : {}),
+    });
     inputs.set(entry.name, bundle.inputs);
     this.watcher?.add(bundle.inputs);
     const service: PreparedService = { entry, bundle };
     if (how === "new") prepared.services.push(service);
-    const [found] = await collect(prepared.project, [service], {});
+    const [found] = await collect(prepared.project, [service], { threads });
     if (!found) return;
     const imports = importedServices(prepared.services, service);
     const collected: CollectedService = imports.length > 0 ? { ...found, imports } : found;
@@ -1254,7 +1264,7 @@ class Run {
     if (how === "changed" && before && !before.failure && sameDeclarations(before, collected)) {
       output.info(output.paint("dim", `${what} ${happened}: restarting service "${entry.name}"`));
       try {
-        await running.restartService?.(entry);
+        await running.restartService?.(entry, onBuilt && ((ms) => onBuilt("function", ms)));
       } finally {
         // Its function's init may have failed or come right: the dashboard shows which.
         this.dashboard?.servicesChanged();
@@ -1358,11 +1368,12 @@ function threadsPossible(prepared: PreparedProject, running: RunningProvider): b
 }
 
 /**
- * Whether the collect pass may run services as worker threads: when `run` would run them as
- * threads (see threadsPossible) on the local provider, which offers ports, and never in a worker.
+ * Whether the collect pass may run services as worker threads: as `run` would run them on the
+ * local provider (see threadsPossible), and under a provider that hosts the services (the AWS
+ * emulator), whose functions have bundles of their own; never in a worker.
  */
 function collectInThreads(options: RunCommandOptions, prepared: PreparedProject): boolean {
-  return localThreadsAllowed(options, prepared.project.dir) && prepared.services.some((s) => s.bundle?.threadOutfile);
+  return threadsAllowed(options, prepared.project.dir) && prepared.services.some((s) => s.bundle?.threadOutfile);
 }
 
 /**
@@ -1370,7 +1381,16 @@ function collectInThreads(options: RunCommandOptions, prepared: PreparedProject)
  * --processes or --inspect, and in a worker only when it already works in the project's folder.
  */
 function localThreadsAllowed(options: RunCommandOptions, projectDir: string): boolean {
-  if (options.provider !== "local" || options.processes === true || options.inspect === true) return false;
+  return options.provider === "local" && threadsAllowed(options, projectDir);
+}
+
+/**
+ * Whether this process may run services' code in worker threads (the local provider's services,
+ * or any provider's collect pass, which then needs only their thread bundles): not with
+ * --processes or --inspect, and in a worker only when it already works in the project's folder.
+ */
+function threadsAllowed(options: RunCommandOptions, projectDir: string): boolean {
+  if (options.processes === true || options.inspect === true) return false;
   return isMainThread || process.cwd() === projectDir;
 }
 
@@ -1512,15 +1532,14 @@ interface ServiceWatch {
 }
 
 /** `run --verbose`: a line for each bundle run makes (at start, on a save, for a new file), which and how long it took. */
-function bundledLine(output: Output): (service: string) => BundleOptions["onBuilt"] {
+function bundledLine(output: Output): (service: string) => BundledLine {
+  const said = { service: "own bundle", thread: "thread bundle", function: "function bundle" } as const;
   return (service) => (which, ms) =>
-    output.info(
-      output.paint(
-        "dim",
-        `bundled service "${service}" (${which === "thread" ? "thread bundle" : "own bundle"}) in ${ms} ms`,
-      ),
-    );
+    output.info(output.paint("dim", `bundled service "${service}" (${said[which]}) in ${ms} ms`));
 }
+
+/** Says one bundle made: our own two (BundleOptions.onBuilt), or a hosted service's function's. */
+type BundledLine = (which: "service" | "thread" | "function", ms: number) => void;
 
 /**
  * Restarts a service when its files change (collecting it again when its collect pass had

@@ -407,11 +407,13 @@ class EmulatedRun implements RunningProvider {
    * Bundles the service again into the build folder, as a deploy would, and restarts its function
    * worker on the new bundle. A bundle that fails leaves the running worker alone.
    */
-  async restartService(service: ServiceEntry): Promise<void> {
+  async restartService(service: ServiceEntry, onBuilt?: (ms: number) => void): Promise<void> {
     // No emulator since a redeploy failed to start one: the change deploys the app again instead.
     if (this.down !== undefined) return await this.redeploy(this.spec);
     try {
+      const started = performance.now();
       const bundle = await bundleFunction(this.projectDir, service, this.buildDir);
+      onBuilt?.(Math.round(performance.now() - started));
       // As the build copies them: the data its code reads from beside itself, maybe changed.
       const copied = copyBeside(bundle);
       const dir = dirname(bundle.file);
