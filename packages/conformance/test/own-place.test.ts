@@ -3,7 +3,7 @@
 // `run` and `spec` run them bundled into .nitric-like/build: in every mode of `run`, in `spec`'s
 // collect pass, and after `build --provider aws` (which copies the files into the function).
 
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
@@ -14,10 +14,16 @@ afterAll(async () => {
   cleanTemp();
 });
 
-/** A project whose service reads files beside its source in each way Node code does. */
-function project(options: { worker?: boolean; extra?: string } = {}): string {
-  const worker = options.worker !== false;
+/**
+ * A project whose service reads files beside its source in each way Node code does, and starts
+ * worker threads on scripts beside it: one at load (in a folder below, reading a file beside
+ * itself), one in the handler; `ts`: a TypeScript one in the handler too (AWS only: Node 20 runs
+ * no .ts file by itself, so under local `run` it cannot start).
+ */
+function project(options: { ts?: boolean; extra?: string } = {}): string {
   return writeProject({
+    // As `new` writes it: a bundled worker must say it is CommonJS itself (.cjs).
+    "package.json": '{"name":"place","private":true,"type":"module"}',
     "nitric-like.yaml": "name: place\nservices:\n  - match: services/*.ts\n",
     "services/chat.ts": [
       'import { readFileSync } from "node:fs";',
@@ -29,17 +35,22 @@ function project(options: { worker?: boolean; extra?: string } = {}): string {
       // Read at load: the collect pass (spec) runs this too.
       'const config = JSON.parse(readFileSync(new URL("./config.json", import.meta.url), "utf8")) as { socket: string };',
       "const here = dirname(fileURLToPath(import.meta.url));",
+      // Started at load, answered later (no top-level await: the function stays CommonJS).
+      'const loadWorker = new Worker(new URL("./workers/load-worker.js", import.meta.url));',
+      'const atLoad = new Promise((resolve, reject) => { loadWorker.once("message", resolve); loadWorker.once("error", reject); });',
       "const socket = websocket(config.socket);",
       'socket.on("connect", () => {});',
       'socket.on("disconnect", () => {});',
       'socket.on("message", async (ctx) => {',
-      ...(worker
+      '  const worker = new Worker(new URL("./config-worker.js", import.meta.url), { workerData: ctx.text() });',
+      '  const fromWorker = await new Promise((resolve, reject) => { worker.once("message", resolve); worker.once("error", reject); });',
+      "  await worker.terminate();",
+      ...(options.ts
         ? [
-            '  const worker = new Worker(new URL("./config-worker.js", import.meta.url));',
-            '  const fromWorker = await new Promise((resolve) => worker.once("message", resolve));',
-            "  await worker.terminate();",
+            '  const sum = new Worker(new URL("./workers/sum.ts", import.meta.url), { workerData: [1, 2, 3] });',
+            '  const summed = await new Promise((resolve, reject) => { sum.once("message", resolve); sum.once("error", reject); });',
           ]
-        : ['  const fromWorker = "worker";']),
+        : []),
       "  await ctx.reply(JSON.stringify({",
       '    url: readFileSync(new URL("./greeting.txt", import.meta.url), "utf8").trim(),',
       '    dir: readFileSync(join(here, "greeting.txt"), "utf8").trim(),',
@@ -47,6 +58,8 @@ function project(options: { worker?: boolean; extra?: string } = {}): string {
       "    file: __filename === fileURLToPath(import.meta.url),",
       "    word: word(),",
       "    fromWorker,",
+      "    atLoad: await atLoad,",
+      ...(options.ts ? ["    summed,"] : []),
       "  }));",
       "});",
       options.extra ?? "",
@@ -58,11 +71,33 @@ function project(options: { worker?: boolean; extra?: string } = {}): string {
     "services/lib/word.txt": "deep\n",
     "services/config.json": '{"socket":"beside"}',
     "services/greeting.txt": "hello\n",
-    "services/config-worker.js": 'require("node:worker_threads").parentPort.postMessage("worker");\n',
+    "services/config-worker.js": [
+      'import { parentPort, workerData } from "node:worker_threads";',
+      'parentPort.postMessage("worker got " + workerData);',
+    ].join("\n"),
+    "services/workers/load-worker.js": [
+      'import { readFileSync } from "node:fs";',
+      'import { parentPort } from "node:worker_threads";',
+      'parentPort.postMessage(readFileSync(new URL("./motd.txt", import.meta.url), "utf8").trim());',
+    ].join("\n"),
+    "services/workers/motd.txt": "read by the worker\n",
+    "services/workers/sum.ts": [
+      'import { parentPort, workerData } from "node:worker_threads";',
+      "const values: number[] = workerData;",
+      "parentPort?.postMessage(values.reduce((a, b) => a + b, 0));",
+    ].join("\n"),
   });
 }
 
-const EXPECTED = { url: "hello", dir: "hello", cjs: "hello", file: true, word: "deep", fromWorker: "worker" };
+const EXPECTED = {
+  url: "hello",
+  dir: "hello",
+  cjs: "hello",
+  file: true,
+  word: "deep",
+  fromWorker: "worker got hi",
+  atLoad: "read by the worker",
+};
 
 /** Runs the project with `mode` and checks every way of reading beside the source. */
 async function readsBeside(mode: string[]): Promise<void> {
@@ -176,15 +211,11 @@ describe("a function's own place after build --provider aws", () => {
     const out = join(dir, "out");
     const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
     expect(built.code, built.stderr).toBe(0);
-    for (const file of ["config.json", "greeting.txt", "word.txt"]) {
+    for (const file of ["config.json", "greeting.txt", "word.txt", "motd.txt"]) {
       expect(built.stderr).toContain(`  chat: ${file} `);
       expect(existsSync(join(out, "functions", "chat", file))).toBe(true);
     }
-    // The worker's script is not carried, and the build says so.
-    expect(built.stderr).toContain(
-      'warning: service "chat": services/chat.ts names services/config-worker.js with new URL("./config-worker.js", import.meta.url): code run from a file (a worker\'s script, say) is not carried into the function',
-    );
-    const app = await startApp(project({ worker: false }), ["--provider", "aws"]);
+    const app = await startApp(project(), ["--provider", "aws"]);
     try {
       const client = await connect(app.url("beside"));
       client.ws.send("hi");
@@ -194,6 +225,68 @@ describe("a function's own place after build --provider aws", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 120000);
+
+  it("bundles each worker script the service starts with new Worker(new URL(...)) into the function, and run --provider aws runs them", async () => {
+    const dir = project({ ts: true });
+    const out = join(dir, "out");
+    const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+    expect(built.code, built.stderr).toBe(0);
+    expect(built.stderr).not.toContain("is not carried into the function");
+    for (const [name, script, literal] of [
+      ["config-worker.cjs", "services/config-worker.js", "./config-worker.js"],
+      ["load-worker.cjs", "services/workers/load-worker.js", "./workers/load-worker.js"],
+      ["sum.cjs", "services/workers/sum.ts", "./workers/sum.ts"],
+    ] as const) {
+      expect(built.stderr).toMatch(
+        new RegExp(
+          `  chat: ${name} \\d+ bytes bundled into the function: services/chat\\.ts starts ${script} as a worker \\(new URL\\("${literal}", import\\.meta\\.url\\)\\)`,
+        ),
+      );
+      expect(existsSync(join(out, "functions", "chat", name))).toBe(true);
+    }
+    // In the zip that is deployed, beside the function's own bundle.
+    const zip = readFileSync(join(out, "functions", "chat.zip")).toString("latin1");
+    for (const name of ["config-worker.cjs", "load-worker.cjs", "sum.cjs", "motd.txt"]) expect(zip).toContain(name);
+    const app = await startApp(dir, ["--provider", "aws"]);
+    try {
+      const client = await connect(app.url("beside"));
+      client.ws.send("hi");
+      expect(JSON.parse((await client.next()).text)).toEqual({ ...EXPECTED, summed: 6 });
+      client.close();
+      // A worker's script saved: the function is bundled again, with the new script.
+      writeFileSync(
+        join(dir, "services", "workers", "sum.ts"),
+        "require('node:worker_threads').parentPort.postMessage(-1);\n",
+      );
+      await app.waitFor(/services\/workers\/sum\.ts changed: restarting service "chat"/, 30000);
+      let summed: unknown;
+      for (let i = 0; i < 200 && summed !== -1; i++) {
+        const again = await connect(app.url("beside"));
+        again.ws.send("hi");
+        summed = (JSON.parse((await again.next()).text) as { summed: unknown }).summed;
+        again.close();
+        if (summed !== -1) await sleep(50);
+      }
+      expect(summed).toBe(-1);
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 120000);
+
+  it("is refused at build when a worker script the service starts is a link to a file outside the project", async () => {
+    const dir = project({
+      extra: 'export const hostile = () => new Worker(new URL("./linked-worker.js", import.meta.url));',
+    });
+    const outside = writeProject({ "worker.js": 'console.log("from outside the project");\n' });
+    symlinkSync(join(outside, "worker.js"), join(dir, "services", "linked-worker.js"));
+    const out = join(dir, "out");
+    const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+    expect(built.code).not.toBe(0);
+    expect(built.stderr).toContain(
+      'service "chat": services/chat.ts names services/linked-worker.js ("./linked-worker.js"), a link to a file outside the project',
+    );
+    expect(existsSync(out)).toBe(false);
+  }, 60000);
 
   it("is refused at build when the service names a file outside the project with new URL(..., import.meta.url)", async () => {
     const dir = project({

@@ -84,8 +84,13 @@ describe("the files the project's own code names with new URL(..., import.meta.u
     expect(found.refused).toEqual([]);
     expect(found.copy).toEqual([]);
     expect(found.problems).toEqual([
-      "services/chat.ts names services/worker.js with new URL(\"./worker.js\", import.meta.url): code run from a file (a worker's script, say) is not carried into the function, only code the service imports is bundled, so on AWS it is not found; import what it does instead, or run it in the service's own thread",
+      'services/chat.ts names services/worker.js with new URL("./worker.js", import.meta.url), code the function does not carry: only what the service imports is bundled, and a worker\'s script its own code starts as new Worker(new URL("./worker.js", import.meta.url)); on AWS it is not found, so start the worker that way, import what it does instead, or run it in the service\'s own thread',
     ]);
+    // Started as a worker, it is bundled into the function (workers.ts): nothing to say.
+    const started = filesReadBeside(root, ["services/chat.ts"], {
+      workers: new Set([join(root, "services", "worker.js")]),
+    });
+    expect(started.problems).toEqual([]);
   });
 
   it("say, for a data file of the project outside the service's folder, where to keep it", () => {

@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { afterAll, describe, expect, it } from "vitest";
 import { artifactHash } from "../src/build/build.js";
 import { bundleFunction, functionEntry } from "../src/build/bundle.js";
@@ -146,6 +147,64 @@ describe("a function's bundle", () => {
     expect(hasCompat(bundle.inputs)).toBe(true);
     expect(readFileSync(join(out, "entries", "svc.mjs"), "utf8")).toContain(
       "transport: (transport) => { nitric(transport); },",
+    );
+  });
+});
+
+describe("the worker scripts a function's own code starts", () => {
+  it("are bundled beside it, each under a name of its own that the literal is rewritten to, and run there", async () => {
+    const files: Record<string, string> = {
+      "services/svc.ts": [
+        'import { Worker } from "node:worker_threads";',
+        'export const a = () => new Worker(new URL("./w.js", import.meta.url));',
+        "export const b = () => new Worker(new URL('./more/w.ts', import.meta.url), { workerData: 2 });",
+        'export const c = () => new Worker(new URL("./index.js", import.meta.url));',
+        'export const d = () => new Worker(new URL("./late.js", import.meta.url));',
+        // Named twice: bundled once.
+        'export const e = () => new Worker(new URL("./w.js", import.meta.url));',
+      ].join("\n"),
+      "services/w.js": 'require("node:worker_threads").parentPort.postMessage("w");\n',
+      "services/more/w.ts":
+        'import { parentPort, workerData } from "node:worker_threads";\nparentPort?.postMessage((workerData as number) * 21);\n',
+      "services/index.js": 'require("node:worker_threads").parentPort.postMessage("index");\n',
+      // A top-level await: an ES module, as the function would be.
+      "services/late.js":
+        'import { parentPort } from "node:worker_threads";\nawait new Promise((r) => setTimeout(r, 1));\nparentPort.postMessage("late");\n',
+    };
+    const project = writeProject("workers", files);
+    const bundle = await bundleOf(project, "svc");
+    expect(bundle.workers.map((w) => [w.name, w.script, w.literal])).toEqual([
+      ["index-2.cjs", "services/index.js", "./index.js"],
+      ["late.mjs", "services/late.js", "./late.js"],
+      // Two of one name: the first by path has it as it is, whatever order esbuild loads them in.
+      ["w-2.cjs", "services/w.js", "./w.js"],
+      ["w.cjs", "services/more/w.ts", "./more/w.ts"],
+    ]);
+    const code = readFileSync(bundle.file, "utf8");
+    for (const name of ["./w.cjs", "./w-2.cjs", "./index-2.cjs", "./late.mjs"]) expect(code).toContain(`"${name}"`);
+    for (const literal of ["./w.js", "./more/w.ts", "./index.js", "./late.js"])
+      expect(code).not.toContain(`"${literal}"`);
+    expect(bundle.beside.problems).toEqual([]);
+    // Each runs in the function's folder, with workerData, and says what it computed.
+    const run = (name: string, workerData?: unknown) =>
+      new Promise((resolve, reject) => {
+        const worker = new Worker(join(dirname(bundle.file), name), { workerData });
+        worker.once("message", (m) => {
+          void worker.terminate();
+          resolve(m);
+        });
+        worker.once("error", reject);
+      });
+    expect(await run("w-2.cjs")).toBe("w");
+    expect(await run("w.cjs", 2)).toBe(42);
+    expect(await run("index-2.cjs")).toBe("index");
+    expect(await run("late.mjs")).toBe("late");
+    // A change to a worker's script alone is a change to the function (its artifact's key).
+    writeFileSync(join(project, "services", "more", "w.ts"), files["services/more/w.ts"]?.replace("21", "2") ?? "");
+    const again = await bundleOf(project, "svc");
+    expect(again.sourcesDigest).not.toBe(bundle.sourcesDigest);
+    expect(again.workers.find((w) => w.name === "w.cjs")?.digest).not.toBe(
+      bundle.workers.find((w) => w.name === "w.cjs")?.digest,
     );
   });
 });

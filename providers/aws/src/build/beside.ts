@@ -84,7 +84,7 @@ const LITERAL =
  */
 const URL_BESIDE =
   /\bnew\s+URL\(\s*(?:"((?:[^"\\\n]|\\.){1,200})"|'((?:[^'\\\n]|\\.){1,200})'|`([^`\\$\n]{1,200})`)\s*,\s*import\.meta\.url\s*\)/g;
-/** Code esbuild bundles: named by a URL beside the code (a worker), it is not carried into the function. */
+/** Code esbuild bundles: named by a URL beside the code and not started as a worker (workers.ts), it is not carried into the function. */
 const CODE = /\.[cm]?[jt]sx?$/;
 /** Code (esbuild bundles it, or it is not data), addons (native.ts), types and maps. */
 const NOT_DATA = /\.(?:[cm]?[jt]sx?|node)$|\.d\.[cm]?ts$|\.map$/;
@@ -125,7 +125,19 @@ const digest = (path: string) => createHash("sha256").update(readFileSync(path))
  * The files the bundle's `inputs` (esbuild's metafile inputs, relative to `projectDir`) read
  * from beside themselves, to copy into the function's folder, and the reads that cannot be.
  */
-export function filesReadBeside(projectDir: string, inputs: readonly string[]): BesideFiles {
+export function filesReadBeside(
+  projectDir: string,
+  inputs: readonly string[],
+  {
+    workers = new Set<string>(),
+  }: {
+    /**
+     * The worker scripts bundled into the function (workers.ts; absolute paths): not warned of.
+     * Their bundles' names (`.cjs`, `.mjs`) are code, so no data file takes their place.
+     */
+    workers?: ReadonlySet<string>;
+  } = {},
+): BesideFiles {
   const absolute = new Set(inputs.map((input) => resolve(projectDir, input)));
   const byName = new Map<string, BesideFile>();
   const awaited = new Set<string>();
@@ -153,7 +165,7 @@ export function filesReadBeside(projectDir: string, inputs: readonly string[]): 
     const readBy = shownPath(projectDir, input);
     const who = pkg === undefined ? readBy : `package "${pkg}" (${readBy})`;
     if (pkg === undefined && !isPackageFile(input)) {
-      for (const problem of ownUrls(projectDir, file, readBy, source)) {
+      for (const problem of ownUrls(projectDir, file, readBy, source, workers)) {
         if (problem.refused) refused.push(problem.text);
         else say(problem.text);
       }
@@ -254,14 +266,15 @@ function inProject(projectDir: string, path: string): boolean {
 /**
  * What the project's own `file` names with `new URL("<literal>", import.meta.url)` that the
  * function cannot carry: a file outside the project (refused; by the URL's own rules, so `%2e%2e`
- * and an absolute `file:` URL count), and code beside it (a worker's script), which is bundled
- * only when imported.
+ * and an absolute `file:` URL count), and code beside it, which is bundled only when imported or
+ * started as a worker (`workers`, which workers.ts bundles into the function).
  */
 function ownUrls(
   projectDir: string,
   file: string,
   readBy: string,
   source: string,
+  workers: ReadonlySet<string>,
 ): { text: string; refused: boolean }[] {
   const out: { text: string; refused: boolean }[] = [];
   for (const match of source.matchAll(URL_BESIDE)) {
@@ -288,10 +301,10 @@ function ownUrls(
       });
       continue;
     }
-    if (CODE.test(path) && existsSync(path)) {
+    if (CODE.test(path) && existsSync(path) && !workers.has(path)) {
       out.push({
         refused: false,
-        text: `${readBy} names ${shownPath(projectDir, path)} with ${named}: code run from a file (a worker's script, say) is not carried into the function, only code the service imports is bundled, so on AWS it is not found; import what it does instead, or run it in the service's own thread`,
+        text: `${readBy} names ${shownPath(projectDir, path)} with ${named}, code the function does not carry: only what the service imports is bundled, and a worker's script its own code starts as new Worker(${named}); on AWS it is not found, so start the worker that way, import what it does instead, or run it in the service's own thread`,
       });
     }
   }

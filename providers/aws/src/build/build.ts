@@ -10,7 +10,7 @@ import { basename, dirname, join } from "node:path";
 import { type StagedOutDir, stageOutDir } from "@nitric-like/provider-kit";
 import { type BuildOptions, type BuildResult, type SocketDomain, socketDomainOf } from "@nitric-like/spec";
 import type { BesideFile } from "./beside.js";
-import { bundleFunction, type ServiceBundle } from "./bundle.js";
+import { type BundledWorker, bundleFunction, type ServiceBundle } from "./bundle.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { awsHandlerTimeoutMs, awsLimitNotes } from "./limits.js";
 import { nativePackageWarning } from "./native.js";
@@ -37,6 +37,10 @@ export interface AwsBuild extends BuildResult {
     sourceFolders: string[];
     /** The project's data files its code names that do not exist yet: one made is copied by the next build (BesideFiles.awaited). */
     awaited: string[];
+    /** The worker scripts' bundles in the function's folder (workers.ts). */
+    workers: string[];
+    /** The project's own files those were made of: a save of one bundles the function again. */
+    workerSources: string[];
     bytes: number;
     zipBytes: number;
   }[];
@@ -70,6 +74,7 @@ function refuseOversizeFunction(
   files: { name: string; bytes: number }[],
   parts: { name: string; bytes: number }[],
   beside: BesideFile[],
+  workers: BundledWorker[] = [],
 ): void {
   const total = files.reduce((n, f) => n + f.bytes, 0);
   if (total <= MAX_FUNCTION_UNZIPPED_BYTES) return;
@@ -78,6 +83,10 @@ function refuseOversizeFunction(
     ...beside.map((f) => ({
       what: `${f.name} (copied: ${f.pkg === undefined ? f.readBy : `package "${f.pkg}"`} reads it from beside itself)`,
       bytes: f.bytes,
+    })),
+    ...workers.map((w) => ({
+      what: `${w.name} (bundled: ${w.startedBy} starts ${w.script} as a worker)`,
+      bytes: w.bytes,
     })),
   ]
     .sort((a, b) => b.bytes - a.bytes)
@@ -165,9 +174,11 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
         { name, bytes: code.length },
         { name: basename(bundle.map), bytes: mapData.length },
         ...beside.map((f) => ({ name: f.name, bytes: f.bytes })),
+        ...bundle.workers.map((w) => ({ name: w.name, bytes: w.bytes })),
       ],
       bundle.parts,
       beside,
+      bundle.workers,
     );
     const dir = dirname(bundle.file);
     for (const f of copyBeside(bundle)) {
@@ -175,12 +186,23 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
         `  ${service.name}: ${f.name} ${f.bytes < 1024 ? `${f.bytes} bytes` : kb(f.bytes)} copied into the function: ${f.pkg === undefined ? f.readBy : `package "${f.pkg}"`} reads it from beside itself`,
       );
     }
+    for (const w of bundle.workers) {
+      logger.info(
+        `  ${service.name}: ${w.name} ${w.bytes < 1024 ? `${w.bytes} bytes` : kb(w.bytes)} bundled into the function: ${w.startedBy} starts ${w.script} as a worker (new URL(${JSON.stringify(w.literal)}, import.meta.url))`,
+      );
+    }
     const archive = zip([
       { name, data: code },
       { name: basename(bundle.map), data: mapData },
       ...beside.map((f) => ({ name: f.name, data: readFileSync(f.from) })),
+      ...bundle.workers.map((w) => ({ name: w.name, data: readFileSync(w.file) })),
     ]);
-    const hash = artifactHash(code, bundle.sourcesDigest + beside.map((f) => `${f.name}\0${f.digest}\0`).join(""));
+    const hash = artifactHash(
+      code,
+      bundle.sourcesDigest +
+        beside.map((f) => `${f.name}\0${f.digest}\0`).join("") +
+        bundle.workers.map((w) => `${w.name}\0${w.digest}\0`).join(""),
+    );
     const file = join(outDir, "functions", `${service.name}.zip`);
     writeFileSync(file, archive);
     const key = `nitric-like/${spec.name}/${service.name}-${hash}.zip`;
@@ -194,6 +216,8 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
       sources: beside.map((f) => f.from),
       sourceFolders: besideFolders(beside),
       awaited: bundle.beside.awaited,
+      workers: bundle.workers.map((w) => out.final(w.file)),
+      workerSources: [...new Set(bundle.workers.flatMap((w) => w.ownSources))],
       bytes: code.length,
       zipBytes: archive.length,
     });
@@ -233,7 +257,7 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
     )}\n`,
   );
   return {
-    files: [out.final(templateFile), ...artifacts.flatMap((a) => [a.file, a.bundle, a.map, ...a.beside])],
+    files: [out.final(templateFile), ...artifacts.flatMap((a) => [a.file, a.bundle, a.map, ...a.beside, ...a.workers])],
     template,
     templateFile: out.final(templateFile),
     artifacts,

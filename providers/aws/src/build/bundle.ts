@@ -14,11 +14,12 @@ import { fileURLToPath } from "node:url";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
-import { build, type Plugin, stop } from "esbuild";
+import { build, type Message, type Plugin, stop } from "esbuild";
 import { type BesideFiles, filesReadBeside } from "./beside.js";
 import { FUNCTION_FILES } from "./function-file.js";
 import { nativePackages } from "./native.js";
-import { packageAt, shownPath } from "./shown-path.js";
+import { isPackageFile, packageAt, shownPath } from "./shown-path.js";
+import { FunctionWorkers } from "./workers.js";
 
 /** A bundled service. */
 export interface ServiceBundle {
@@ -41,6 +42,25 @@ export interface ServiceBundle {
   beside: BesideFiles;
   /** esbuild's warnings, one line each (file:line:column: text). */
   warnings: string[];
+  /** The worker scripts its own code starts, each bundled beside it (workers.ts). */
+  workers: BundledWorker[];
+}
+
+/** A worker script's bundle in a function's folder. */
+export interface BundledWorker {
+  /** Its name in the function's folder (`config-worker.cjs`). */
+  name: string;
+  /** Its path. */
+  file: string;
+  bytes: number;
+  /** The script, as shownPath names it, and the file that starts it with its literal. */
+  script: string;
+  startedBy: string;
+  literal: string;
+  /** Its content's digest, for the artifact's key. */
+  digest: string;
+  /** The project's own files it was made of (absolute): a save of one bundles the function again. */
+  ownSources: string[];
 }
 
 /** A service that does not compile; the message lists esbuild's errors with file:line:column. */
@@ -93,7 +113,10 @@ const leanDependencies: Plugin = {
  * Which SDKs a service's own code imports: a build of its code alone, every package left out
  * (a few milliseconds), read from esbuild's metafile.
  */
-async function sdksOf(projectDir: string, service: ServiceEntry): Promise<{ ours: boolean; nitric: boolean }> {
+async function sdksOf(
+  projectDir: string,
+  service: ServiceEntry,
+): Promise<{ ours: boolean; nitric: boolean; files: string[] }> {
   const result = await build({
     entryPoints: [service.path],
     bundle: true,
@@ -109,6 +132,8 @@ async function sdksOf(projectDir: string, service: ServiceEntry): Promise<{ ours
   return {
     ours: imports.some((path) => path === "@nitric-like/sdk" || path.startsWith("@nitric-like/sdk/")),
     nitric: imports.some((path) => path.startsWith("@nitric/")),
+    // The service's own files (every package left out), for the worker scripts they start.
+    files: Object.keys(result.metafile.inputs).map((input) => resolve(projectDir, input)),
   };
 }
 
@@ -172,15 +197,46 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
       ? createRequire(join(projectDir, "package.json")).resolve("@nitric-like/sdk/runtime")
       : undefined;
     writeFileSync(entry, functionEntry(service, sdkRuntime, sdks.nitric));
+    // Each worker script the service's own code starts, bundled as the function is (workers.ts).
+    const workerOutputs = new Map<string, { inputs: string[]; warnings: string[] }>();
+    const workers = new FunctionWorkers(
+      projectDir,
+      Object.values(FUNCTION_FILES).flatMap((name) => [name, `${name}.map`]),
+      async (from, stem) => {
+        try {
+          let name = `${stem}.cjs`;
+          let built: Awaited<ReturnType<typeof bundleAs>>;
+          try {
+            built = await bundleAs("cjs", projectDir, from, join(dir, name), { sourcemap: false });
+          } catch (error) {
+            if (!isTopLevelAwait(error)) throw error;
+            name = `${stem}.mjs`;
+            built = await bundleAs("esm", projectDir, from, join(dir, name), { sourcemap: false });
+          }
+          workerOutputs.set(name, {
+            inputs: Object.keys(built.metafile.inputs),
+            warnings: built.warnings.map((w) => warningLine(projectDir, w)),
+          });
+          return { name };
+        } catch (error) {
+          const errors = (error as { errors?: Message[] }).errors;
+          if (Array.isArray(errors) && errors.length > 0) return { errors };
+          throw error;
+        }
+      },
+    );
+    workers.plan(sdks.files);
+    const plugins = [workers.plugin()];
     let format: "cjs" | "esm" = "cjs";
     let result: Awaited<ReturnType<typeof bundleAs>>;
     try {
-      result = await bundleAs("cjs", projectDir, entry, join(dir, FUNCTION_FILES.cjs));
+      result = await bundleAs("cjs", projectDir, entry, join(dir, FUNCTION_FILES.cjs), { plugins });
     } catch (error) {
       if (!isTopLevelAwait(error)) throw error;
       format = "esm";
-      result = await bundleAs("esm", projectDir, entry, join(dir, FUNCTION_FILES.esm));
+      result = await bundleAs("esm", projectDir, entry, join(dir, FUNCTION_FILES.esm), { plugins });
     }
+    const scripts = await workers.scripts();
     const file = join(dir, FUNCTION_FILES[format]);
     const other = join(dir, FUNCTION_FILES[format === "cjs" ? "esm" : "cjs"]);
     rmSync(other, { force: true });
@@ -196,7 +252,29 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
       const name = partOf(projectDir, input);
       parts.set(name, (parts.get(name) ?? 0) + bytesInOutput);
     }
-    const beside = filesReadBeside(projectDir, sources);
+    const bundled: BundledWorker[] = scripts.map((w) => {
+      const file = join(dir, w.name);
+      const data = readFileSync(file);
+      return {
+        name: w.name,
+        file,
+        bytes: data.length,
+        script: shownPath(projectDir, w.from),
+        startedBy: shownPath(projectDir, w.startedBy),
+        literal: w.literal,
+        // Without "use strict" directives, as artifactHash reads the function's bundle (esbuild#3284).
+        digest: createHash("sha256").update(data.toString("utf8").replaceAll('"use strict";', "")).digest("hex"),
+        ownSources: (workerOutputs.get(w.name)?.inputs ?? [])
+          .filter((input) => !isPackageFile(input))
+          .map((input) => resolve(projectDir, input)),
+      };
+    });
+    const workerInputs = [...new Set(scripts.flatMap((w) => workerOutputs.get(w.name)?.inputs ?? []))].filter(
+      (input) => !sources.includes(input),
+    );
+    const beside = filesReadBeside(projectDir, [...sources, ...workerInputs], {
+      workers: new Set(scripts.map((w) => w.from)),
+    });
     if (beside.refused.length > 0)
       throw new BundleError(beside.refused.map((problem) => `service "${service.name}": ${problem}`).join("\n"));
     return {
@@ -205,22 +283,29 @@ async function bundleFunctionNow(projectDir: string, service: ServiceEntry, outD
       bytes,
       inputs,
       map,
-      sourcesDigest: sourcesDigest(projectDir, sources),
+      sourcesDigest: sourcesDigest(projectDir, [...sources, ...workerInputs]),
       native: nativePackages(projectDir, result.metafile.inputs),
       parts: [...parts].map(([name, n]) => ({ name, bytes: n })).sort((a, b) => b.bytes - a.bytes),
       beside,
-      warnings: result.warnings.map((w) => {
-        const at = w.location
-          ? `${shownPath(projectDir, w.location.file)}:${w.location.line}:${w.location.column + 1}: `
-          : "";
-        return `${at}${w.text}`;
-      }),
+      warnings: [
+        ...result.warnings.map((w) => warningLine(projectDir, w)),
+        ...scripts.flatMap((w) => workerOutputs.get(w.name)?.warnings ?? []),
+      ],
+      workers: bundled,
     };
   } catch (error) {
     const message = compileErrorMessage(error, projectDir, service);
     if (!message) throw error;
     throw new BundleError(message);
   }
+}
+
+/** An esbuild warning as one line: file:line:column: text. */
+function warningLine(projectDir: string, w: Message): string {
+  const at = w.location
+    ? `${shownPath(projectDir, w.location.file)}:${w.location.line}:${w.location.column + 1}: `
+    : "";
+  return `${at}${w.text}`;
 }
 
 /**
@@ -318,7 +403,13 @@ const cjsImportMeta = () =>
         },
       };
 
-function bundleAs(format: "cjs" | "esm", projectDir: string, entry: string, outfile: string) {
+function bundleAs(
+  format: "cjs" | "esm",
+  projectDir: string,
+  entry: string,
+  outfile: string,
+  { plugins = [], sourcemap = true }: { plugins?: Plugin[]; sourcemap?: boolean } = {},
+) {
   return build({
     entryPoints: [entry],
     outfile,
@@ -337,14 +428,14 @@ function bundleAs(format: "cjs" | "esm", projectDir: string, entry: string, outf
     // A map beside the bundle, in the zip: a stack on AWS names the TypeScript file and line
     // (runtime/stacks.ts reads the map when a stack is first formatted, not at every cold start
     // as --enable-source-maps would). Without the sources' text, which mapping a frame does not need.
-    sourcemap: "linked",
+    sourcemap: sourcemap ? "linked" : false,
     sourcesContent: false,
     logLevel: "silent",
     absWorkingDir: projectDir,
     legalComments: "none",
     // grpc-js (a service's own) loads it only to serve channelz and ORCA: 130 KB saved.
     external: ["@grpc/proto-loader"],
-    plugins: [leanDependencies],
+    plugins: [...plugins, leanDependencies],
     ...(format === "esm" ? { banner: { js: ESM_BANNER } } : cjsImportMeta()),
   });
 }

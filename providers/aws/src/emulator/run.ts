@@ -417,15 +417,17 @@ class EmulatedRun implements RunningProvider {
       // As the build copies them: the data its code reads from beside itself, maybe changed.
       const copied = copyBeside(bundle);
       const dir = dirname(bundle.file);
-      const now = copied.map((f) => join(dir, ...f.name.split("/")));
-      // A data file deleted (or no longer read) leaves the function, as it is not in a new build's:
-      // the function would otherwise read the copy it was given before.
+      // The worker scripts' bundles are written there by bundleFunction, as the build writes them.
+      const now = [...copied.map((f) => join(dir, ...f.name.split("/"))), ...bundle.workers.map((w) => w.file)];
+      // A data file deleted (or no longer read) leaves the function, as it is not in a new build's,
+      // and so does a worker's bundle no longer started (or now .mjs for .cjs): the function would
+      // otherwise read the copy it was given before.
       for (const stale of (this.copies.get(service.name) ?? []).filter((path) => !now.includes(path)))
         removeCopy(stale, dir);
-      this.data.set(
-        service.name,
-        copied.map((f) => f.from),
-      );
+      this.data.set(service.name, [
+        ...copied.map((f) => f.from),
+        ...new Set(bundle.workers.flatMap((w) => w.ownSources)),
+      ]);
       this.folders.set(service.name, besideFolders(copied));
       this.awaited.set(service.name, bundle.beside.awaited);
       this.copies.set(service.name, now);
@@ -454,10 +456,11 @@ class EmulatedRun implements RunningProvider {
     this.awaited.clear();
     this.copies.clear();
     for (const a of build.artifacts) {
-      this.data.set(a.service, a.sources);
+      // A worker script's own files too: the function holds their bundle, as it holds a copy.
+      this.data.set(a.service, [...a.sources, ...a.workerSources]);
       this.folders.set(a.service, a.sourceFolders);
       this.awaited.set(a.service, a.awaited);
-      this.copies.set(a.service, a.beside);
+      this.copies.set(a.service, [...a.beside, ...a.workers]);
     }
   }
 
