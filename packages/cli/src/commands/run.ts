@@ -1141,7 +1141,9 @@ class Run {
         });
       }
       for (const { entry } of [...prepared.services]) {
-        const code = [...changed].some((p) => inputs.get(entry.name)?.has(p));
+        // A data file the build copied is an input of the service's own bundle too (own-place.ts
+        // names it, so local run restarts on its save): said as a copy, which "is gone" when deleted.
+        const code = [...changed].some((p) => inputs.get(entry.name)?.has(p) && !dataOf(entry.name).includes(p));
         const copied = code
           ? undefined
           : (dataOf(entry.name).find((p) => changed.has(p)) ??
