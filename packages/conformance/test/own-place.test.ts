@@ -3,7 +3,7 @@
 // `run` and `spec` run them bundled into .nitric-like/build: in every mode of `run`, in `spec`'s
 // collect pass, and after `build --provider aws` (which copies the files into the function).
 
-import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
@@ -272,6 +272,20 @@ describe("a function's own place after build --provider aws", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 120000);
+
+  it("counts a worker's bundle and the data it reads beside itself toward Lambda's 250 MB", async () => {
+    const dir = project();
+    // A real file of 251 MB beside the worker started at load (sparse: written in no time).
+    const big = join(dir, "services", "workers", "motd.txt");
+    truncateSync(big, 251 * 1024 * 1024);
+    const out = join(dir, "out");
+    const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+    expect(built.code).toBe(1);
+    expect(built.stderr).toMatch(
+      /error: service "chat": its function would be 251\.\d MB unzipped \(index\.cjs \d+ KB, index\.cjs\.map \d+ KB, config\.json \d+ bytes, \.\.\.\), over Lambda's 250\.0 MB for a function's code, which it would refuse mid-deploy; the largest parts: motd\.txt \(copied: services\/workers\/load-worker\.js reads it from beside itself\) 251\.0 MB, /,
+    );
+    expect(existsSync(join(out, "functions", "chat.zip"))).toBe(false);
+  }, 60000);
 
   it("is refused at build when a worker script the service starts is a link to a file outside the project", async () => {
     const dir = project({

@@ -53,6 +53,8 @@ function kb(bytes: number): string {
 }
 
 function mb(bytes: number): string {
+  // A small file is not "0 KB".
+  if (bytes < 1024) return `${bytes} bytes`;
   if (bytes < 1024 * 1024) return kb(bytes);
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
