@@ -233,7 +233,7 @@ it("reports a service whose top-level await nothing is left to settle (Node's ex
 
 it("waits for a top-level await that settles after the quiet spell, and collects what the service registers after it", async () => {
   const notes: string[] = [];
-  const [thread, child] = await both(STUCK("await new Promise((resolve) => setTimeout(resolve, 2600));"), {
+  const [thread, child] = await both(STUCK("await new Promise((resolve) => setTimeout(resolve, 4000));"), {
     quietMs: 300,
     onNote: (line) => notes.push(line),
   });
