@@ -2975,7 +2975,7 @@ describe("run --provider aws with options for run's own service processes", () =
         'warning: --tcp: provider "aws" starts the services itself, so no endpoint of run\'s listens for them on 127.0.0.1 and they get no NITRIC_SERVICE_HOST/PORT; drop --tcp, or use --provider local',
       );
       expect(app.stderr).toContain(
-        'warning: --processes: provider "aws" starts the services itself (as it would in the cloud), so --processes changes nothing; drop it',
+        'warning: --processes: provider "aws" starts the services itself (as it would in the cloud), so --processes changes nothing for them and only keeps the collect pass in processes (for a NODE_OPTIONS a worker thread refuses); drop it otherwise',
       );
       const client = await connect(app.url("echo"));
       client.ws.send("hi");

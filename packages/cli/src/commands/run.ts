@@ -750,7 +750,7 @@ class Run {
       );
     if (options.processes === true && options.inspect !== true && running.hostsServices)
       output.warn(
-        `--processes: provider "${this.providerName}" starts the services itself (as it would in the cloud), so --processes changes nothing; drop it`,
+        `--processes: provider "${this.providerName}" starts the services itself (as it would in the cloud), so --processes changes nothing for them and only keeps the collect pass in processes (for a NODE_OPTIONS a worker thread refuses); drop it otherwise`,
       );
     if (this.dotenv.files.length > 0 && running.hostsServices)
       output.warn(
