@@ -62,6 +62,7 @@ export {
 } from "./names.js";
 export { allowedOriginsProblem } from "./origins.js";
 export { boundOutput } from "./output-bound.js";
+export { programOf } from "./program.js";
 export {
   COMPAT_VALUES,
   type Compat,

@@ -10,9 +10,9 @@ import { type AddressInfo, createServer, type Server, type Socket } from "node:n
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { Logger } from "@nitric-like/spec";
+import { programOf } from "@nitric-like/spec";
 import { afterEach, describe, expect, it } from "vitest";
 import { clientConfig, deployTimeouts } from "../src/deploy/calls.js";
-import { programOf } from "../src/deploy/credential-sources.js";
 import { credentialProvider } from "../src/deploy/credentials.js";
 import { preflight } from "../src/deploy/deploy.js";
 

@@ -38,7 +38,7 @@
  */
 import { createHook, executionAsyncId, triggerAsyncId } from "node:async_hooks";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
-import { LOAD_WORK_EACH_MS, LOAD_WORK_TOTAL_MS, type LoadWaiting } from "@nitric-like/spec";
+import { LOAD_WORK_EACH_MS, LOAD_WORK_TOTAL_MS, type LoadWaiting, programOf } from "@nitric-like/spec";
 
 /** How many timers deep, each started in the callback of the one before, a timer is still waited for. */
 export const LOAD_TIMER_NESTING = 3;
@@ -224,18 +224,13 @@ function awaited(child: ChildLike): boolean {
  * arguments: they may hold a token or a password (`curl -H "Authorization: ..."`), and the
  * note goes to a terminal or a CI log; the pid and the file:line that started it tell which.
  */
-function programOf(child: ChildLike | undefined): string | undefined {
+function childProgram(child: ChildLike | undefined): string | undefined {
   const args = Array.isArray(child?.spawnargs) ? child.spawnargs.map(String) : [];
   if (args.length === 0) return undefined;
   // exec() and { shell: true } run `/bin/sh -c <command>` (cmd.exe `/d /s /c "<command>"` on Windows).
   const flag = args.findIndex((a, i) => i > 0 && (a === "-c" || a.toLowerCase() === "/c"));
-  const line = flag > 0 && flag < args.length - 1 ? args.slice(flag + 1).join(" ") : (args[0] ?? "");
-  const first =
-    line
-      .trim()
-      .replace(/^["']/, "")
-      .split(/[\s;&|<>()"']/)[0] ?? "";
-  const name = first.split(/[\\/]/).pop() ?? "";
+  if (flag > 0 && flag < args.length - 1) return programOf(args.slice(flag + 1).join(" "));
+  const name = (args[0] ?? "").split(/[\\/]/).pop() ?? "";
   return name === "" ? undefined : name.slice(0, 60);
 }
 
@@ -642,7 +637,7 @@ export function watchLoadWork(
           return { frames: callerFrames(c.trace), ...(peer === undefined ? {} : { peer }) };
         }),
         processes: childrenOn.slice(0, CONNECTIONS_SAID).map((p) => {
-          const command = programOf(p.child);
+          const command = childProgram(p.child);
           const pid = p.child?.pid ?? p.handle.pid;
           return {
             frames: callerFrames(p.trace),
