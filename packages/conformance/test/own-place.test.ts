@@ -17,8 +17,9 @@ afterAll(async () => {
 /**
  * A project whose service reads files beside its source in each way Node code does, and starts
  * worker threads on scripts beside it: one at load (in a folder below, reading a file beside
- * itself), one in the handler; `ts`: a TypeScript one in the handler too (AWS only: Node 20 runs
- * no .ts file by itself, so under local `run` it cannot start).
+ * itself), one in the handler; `ts`: a TypeScript one in the handler too (which Node 20 cannot
+ * start by itself: `run` and the AWS build bundle it), importing a module of its own and
+ * answering with the line its stack names.
  */
 function project(options: { ts?: boolean; extra?: string } = {}): string {
   return writeProject({
@@ -83,9 +84,12 @@ function project(options: { ts?: boolean; extra?: string } = {}): string {
     "services/workers/motd.txt": "read by the worker\n",
     "services/workers/sum.ts": [
       'import { parentPort, workerData } from "node:worker_threads";',
+      'import { total } from "./total.js";',
       "const values: number[] = workerData;",
-      "parentPort?.postMessage(values.reduce((a, b) => a + b, 0));",
+      'parentPort?.postMessage({ sum: total(values), at: String(new Error("x").stack).split("\\n")[1] });',
     ].join("\n"),
+    "services/workers/total.ts":
+      "export const total = (values: number[]): number => values.reduce((a, b) => a + b, 0);\n",
   });
 }
 
@@ -99,13 +103,23 @@ const EXPECTED = {
   atLoad: "read by the worker",
 };
 
-/** Runs the project with `mode` and checks every way of reading beside the source. */
+/** What the TypeScript worker answers under `run`: its sum, and a stack naming its source's line. */
+const summedIn = (dir: string) => ({
+  sum: 6,
+  at: expect.stringContaining(`${join(dir, "services", "workers", "sum.ts")}:4:`),
+});
+
+/**
+ * Runs the project with `mode` and checks every way of reading beside the source, and that a
+ * TypeScript worker script the handler starts runs (bundled) and answers the client.
+ */
 async function readsBeside(mode: string[]): Promise<void> {
-  const app = await startApp(project(), mode);
+  const dir = project({ ts: true });
+  const app = await startApp(dir, mode);
   try {
     const client = await connect(app.url("beside"));
     client.ws.send("hi");
-    expect(JSON.parse((await client.next()).text)).toEqual(EXPECTED);
+    expect(JSON.parse((await client.next()).text)).toEqual({ ...EXPECTED, summed: summedIn(dir) });
     client.close();
   } finally {
     expect((await app.stop()).code).toBe(0);
@@ -113,17 +127,54 @@ async function readsBeside(mode: string[]): Promise<void> {
 }
 
 describe("a service's own place", () => {
-  it("finds the files beside its source under run (worker threads): import.meta.url, its dirname and __dirname", async () => {
+  it("finds the files beside its source under run (worker threads): import.meta.url, its dirname and __dirname, and runs a .ts worker", async () => {
     await readsBeside([]);
   }, 60000);
 
-  it("finds the files beside its source under run --processes", async () => {
+  it("finds the files beside its source under run --processes, and runs a .ts worker", async () => {
     await readsBeside(["--processes"]);
   }, 60000);
 
-  it("finds the files beside its source under run --single-thread", async () => {
+  it("finds the files beside its source under run --single-thread, and runs a .ts worker", async () => {
     await readsBeside(["--single-thread"]);
   }, 60000);
+
+  it("bundles a .ts worker script again under run when it (or a file it imports) is saved, and restarts the service", async () => {
+    const dir = project({ ts: true });
+    const app = await startApp(dir);
+    const summed = async () => {
+      const client = await connect(app.url("beside"));
+      try {
+        client.ws.send("hi");
+        return (JSON.parse((await client.next()).text) as { summed: { sum: number } }).summed.sum;
+      } finally {
+        client.close();
+      }
+    };
+    const until = async (want: number) => {
+      let sum: number | undefined;
+      for (let i = 0; i < 200 && sum !== want; i++) {
+        sum = await summed().catch(() => undefined);
+        if (sum !== want) await sleep(50);
+      }
+      return sum;
+    };
+    try {
+      expect(await summed()).toBe(6);
+      writeFileSync(
+        join(dir, "services", "workers", "total.ts"),
+        "export const total = (values: number[]): number => values.reduce((a, b) => a * b, 10);\n",
+      );
+      await app.waitFor(/services\/workers\/total\.ts changed: restarting service "chat"/, 30000);
+      expect(await until(60)).toBe(60);
+      // A save that does not compile keeps the running version and says where.
+      writeFileSync(join(dir, "services", "workers", "sum.ts"), "const x: number = ;\n");
+      await app.waitFor(/services\/workers\/sum\.ts:1:\d+/, 30000);
+      expect(await summed()).toBe(60);
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 90000);
 
   it("keeps the project's tsconfig (through extends) and the source's lines in stacks for a file that names its place", async () => {
     const dir = writeProject({
@@ -251,7 +302,10 @@ describe("a function's own place after build --provider aws", () => {
     try {
       const client = await connect(app.url("beside"));
       client.ws.send("hi");
-      expect(JSON.parse((await client.next()).text)).toEqual({ ...EXPECTED, summed: 6 });
+      expect(JSON.parse((await client.next()).text)).toEqual({
+        ...EXPECTED,
+        summed: { sum: 6, at: expect.any(String) },
+      });
       client.close();
       // A worker's script saved: the function is bundled again, with the new script.
       writeFileSync(

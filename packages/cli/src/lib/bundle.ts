@@ -13,7 +13,7 @@ import { isAscii } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { makeStdioBlocking } from "@nitric-like/provider-kit/blocking-stdio";
@@ -24,6 +24,7 @@ import { missingPackageFix } from "./failure.js";
 import { cheaperKeepNames } from "./keep-names.js";
 import { UserError } from "./log.js";
 import { ownPlace } from "./own-place.js";
+import { WorkerBundles } from "./worker-bundles.js";
 
 /** A bundled service. */
 export interface Bundle {
@@ -300,11 +301,13 @@ interface BundleRecord {
    * made again and is gone, so only a caller that wants the thread bundle alone may reuse this.
    */
   processBundle: boolean;
+  /** The bundles of the `.ts` worker scripts its code starts (worker-bundles.ts). */
+  workerOutfiles?: string[];
 }
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 24`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 25`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -376,6 +379,7 @@ function reusable(outfile: string, record: BundleRecord | undefined, threadOnly:
   const threadAlone = threadOnly && record.threadOutfile !== undefined;
   if (!threadAlone && (!record.processBundle || !existsSync(outfile))) return undefined;
   if (record.threadOutfile !== undefined && !existsSync(record.threadOutfile)) return undefined;
+  if (record.workerOutfiles?.some((file) => !existsSync(file))) return undefined;
   for (const [path, mtimeMs, size] of record.inputs) {
     const now = stamp(path);
     if (!now || now[1] !== mtimeMs || now[2] !== size) return undefined;
@@ -468,16 +472,39 @@ export async function bundleService(
   // esbuild's service is stopped once no build is left in flight (provider-kit's esbuild-service.ts).
   return building(stop, async () => {
     const choice = threadOnly ? threadEntryToTry(record, service) : undefined;
+    // Its `.ts` worker scripts, bundled once for both of its bundles.
+    const workers = new WorkerBundles(projectDir, join(outdir, `${service.name}.workers`), (from, workerFile) =>
+      buildWorker(build, projectDir, from, workerFile),
+    );
     const threadAlone =
       choice === undefined
         ? undefined
-        : await threadBundleAlone(build, projectDir, service, outfile, recordFile, choice, before, options.onBuilt);
-    return threadAlone ?? (await bundleWith(build, projectDir, service, outfile, recordFile, before, options.onBuilt));
+        : await threadBundleAlone(
+            build,
+            projectDir,
+            service,
+            outfile,
+            recordFile,
+            choice,
+            before,
+            workers,
+            options.onBuilt,
+          );
+    return (
+      threadAlone ??
+      (await bundleWith(build, projectDir, service, outfile, recordFile, before, workers, options.onBuilt))
+    );
   });
 }
 
 /** The options of both bundles of a service; the thread bundle changes its entry, outfile and plugins. */
-function bundleOptions(projectDir: string, service: ServiceEntry, outfile: string, named: Set<string>) {
+function bundleOptions(
+  projectDir: string,
+  service: ServiceEntry,
+  outfile: string,
+  named: Set<string>,
+  workers?: WorkerBundles,
+) {
   return {
     entryPoints: [service.path],
     outfile,
@@ -486,7 +513,7 @@ function bundleOptions(projectDir: string, service: ServiceEntry, outfile: strin
     format: "esm",
     target: "node20",
     // The project's own files see their source's place (import.meta.url, __dirname), not the bundle's.
-    plugins: [ownPlace(named), externalProjectPackages],
+    plugins: [ownPlace(named, workers), externalProjectPackages],
     // grpc-js loads it only for channelz and ORCA, which a service never serves.
     external: ["@grpc/proto-loader"],
     // Functions and classes keep their source names (stacks, `.name`). A nested name that
@@ -522,6 +549,7 @@ async function buildThread(
   service: ServiceEntry,
   outfile: string,
   choice: ThreadEntryChoice,
+  workers: WorkerBundles,
   onBuilt?: BundleOptions["onBuilt"],
 ): Promise<{ threadOutfile: string; inputs: string[]; importsOurSdk: boolean; importsNitricSdk: boolean }> {
   const outdir = dirname(outfile);
@@ -534,7 +562,7 @@ async function buildThread(
     ...bundleOptions(projectDir, service, outfile, named),
     entryPoints: [entry],
     outfile: threadOutfile,
-    plugins: [ownPlace(named), inThread(stateDir(projectDir))],
+    plugins: [ownPlace(named, workers), inThread(stateDir(projectDir))],
   });
   onBuilt?.("thread", Math.round(performance.now() - started));
   const inputs: string[] = [];
@@ -574,10 +602,11 @@ async function threadBundleAlone(
   recordFile: string,
   choice: ThreadEntryChoice,
   before: BeforeBuild,
+  workers: WorkerBundles,
   onBuilt?: BundleOptions["onBuilt"],
 ): Promise<Bundle | undefined> {
   try {
-    const thread = await buildThread(build, projectDir, service, outfile, choice, onBuilt);
+    const thread = await buildThread(build, projectDir, service, outfile, choice, workers, onBuilt);
     const { threadOutfile, inputs, importsOurSdk, importsNitricSdk } = thread;
     const inputSet = new Set(inputs);
     const onOurs = choice.sdkRuntime !== undefined;
@@ -591,19 +620,70 @@ async function threadBundleAlone(
     if (!same) return undefined;
     // The service's own bundle was made from other files: it goes, so that nothing runs it stale.
     rmSync(outfile, { force: true });
+    const workerBundles = await workers.bundles();
+    for (const w of workerBundles) for (const path of w.inputs) inputSet.add(path);
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
-      inputs: recordedStamps(inputs, before),
+      inputs: recordedStamps(inputSet, before),
       threadable: onOurs && !choice.nitricSdk,
       threadOutfile,
       threadEntry: choice,
       processBundle: false,
+      workerOutfiles: workerBundles.flatMap((w) => w.files),
     };
     writeFileSync(recordFile, JSON.stringify(record));
     return { outfile, inputs: inputSet, threadable: record.threadable, threadOutfile };
   } catch (error) {
     buildFailed(error, projectDir, service, recordFile);
   }
+}
+
+/**
+ * A `.ts` worker script's bundle (worker-bundles.ts), made as a service's is: its own files keep
+ * their source's place, the project's packages load from node_modules, and an inline source map
+ * lets stacks name its lines. `outfile` is a two-line start that turns source maps on in the
+ * worker's thread, then imports the bundle (`<name>.bundle.mjs`): a worker started from run's own
+ * thread (`--single-thread`) gets run's flags, without --enable-source-maps, and a module loaded
+ * before source maps are on is never mapped. Resolves to the files it was made of (and the data
+ * files they name beside themselves) and the files written.
+ */
+async function buildWorker(
+  build: typeof import("esbuild").build,
+  projectDir: string,
+  from: string,
+  outfile: string,
+): Promise<{ inputs: string[]; files: string[] }> {
+  const named = new Set<string>();
+  const bundleFile = outfile.replace(/\.mjs$/, ".bundle.mjs");
+  const result = await buildAscii(build, {
+    entryPoints: [from],
+    outfile: bundleFile,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    plugins: [ownPlace(named), externalProjectPackages],
+    external: ["@grpc/proto-loader"],
+    keepNames: true,
+    sourcemap: "inline",
+    sourcesContent: false,
+    logLevel: "silent",
+    absWorkingDir: projectDir,
+    banner: {
+      js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
+    },
+  });
+  const start = [
+    "// Generated by nitric-like run: a worker script's bundle, its stacks mapped to the source's lines.",
+    "process.setSourceMapsEnabled(true);",
+    `await import(${JSON.stringify(`./${basename(bundleFile)}`)});`,
+    "",
+  ].join("\n");
+  writeFileSync(outfile, start);
+  return {
+    inputs: [...Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)), ...named],
+    files: [outfile, bundleFile],
+  };
 }
 
 /** A failed build leaves no record, so the next run builds again; a compile error becomes a UserError. */
@@ -624,6 +704,7 @@ async function bundleWith(
   outfile: string,
   recordFile: string,
   before: BeforeBuild,
+  workers: WorkerBundles,
   onBuilt?: BundleOptions["onBuilt"],
 ): Promise<Bundle> {
   try {
@@ -631,7 +712,7 @@ async function bundleWith(
     // included): our SDK then refuses handlers registered later (a timer's), which the collect
     // pass may not see. The thread bundle says it from its entry's start() instead.
     const named = new Set<string>();
-    const base = bundleOptions(projectDir, service, outfile, named);
+    const base = bundleOptions(projectDir, service, outfile, named, workers);
     const options = { ...base, banner: { js: `${base.banner.js} ${BLOCKING_STDIO}` }, footer: { js: LOADED_FOOTER } };
     const started = performance.now();
     const result = await buildAscii(build, options);
@@ -648,10 +729,12 @@ async function bundleWith(
     if (bundlesOurSdk || importsNitricSdk) {
       const sdkRuntime = bundlesOurSdk ? sdkRuntimeOf(projectDir, inputs) : undefined;
       choice = { ...(sdkRuntime === undefined ? {} : { sdkRuntime }), nitricSdk: importsNitricSdk };
-      const thread = await buildThread(build, projectDir, service, outfile, choice, onBuilt);
+      const thread = await buildThread(build, projectDir, service, outfile, choice, workers, onBuilt);
       threadOutfile = thread.threadOutfile;
       for (const path of thread.inputs) inputs.add(path);
     }
+    const workerBundles = await workers.bundles();
+    for (const w of workerBundles) for (const path of w.inputs) inputs.add(path);
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
       inputs: recordedStamps(inputs, before),
@@ -659,6 +742,7 @@ async function bundleWith(
       ...(threadOutfile === undefined ? {} : { threadOutfile }),
       ...(choice === undefined ? {} : { threadEntry: choice }),
       processBundle: true,
+      workerOutfiles: workerBundles.flatMap((w) => w.files),
     };
     writeFileSync(recordFile, JSON.stringify(record));
     return { outfile, inputs, threadable, ...(threadOutfile === undefined ? {} : { threadOutfile }) };

@@ -11,11 +11,15 @@
  * declares its own `const __dirname = ...` keeps it. Its source map is kept inline for the bundle
  * to follow, so stacks still name the source's lines. The AWS build gives the function's folder
  * instead and copies the files these name there (providers/aws/src/build/beside.ts).
+ *
+ * A worker script such a file starts that Node cannot run by itself (a `.ts` one) is bundled, and
+ * the file's literal naming it rewritten to the bundle (worker-bundles.ts), before it is compiled.
  */
 import { readFileSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, extname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { Plugin } from "esbuild";
+import type { Loader, Plugin } from "esbuild";
+import type { WorkerBundles } from "./worker-bundles.js";
 
 /** A file that names its own place (a cheap test before compiling it). */
 const NAMES_OWN_PLACE = /\bimport\.meta\b|\b__dirname\b|\b__filename\b/;
@@ -48,6 +52,9 @@ function dataNamedBeside(file: string, text: string): string[] {
   return found;
 }
 
+/** The loader of a project file esbuild would pick by its extension. */
+const LOADERS: Record<string, Loader> = { ".ts": "ts", ".mts": "ts", ".cts": "ts", ".tsx": "tsx", ".jsx": "jsx" };
+
 /** What a file's own-place names are, as source text for esbuild's `define`. */
 export function ownPlaceDefines(path: string): Record<string, string> {
   const file = JSON.stringify(path);
@@ -65,9 +72,10 @@ export function ownPlaceDefines(path: string): Record<string, string> {
  * The esbuild plugin that gives the project's own files their source's place (see above). Adds
  * to `named` the data files they name beside themselves (dataNamedBeside), which `run` watches
  * with the bundle's inputs: a config read as the service loads restarts it when saved, as under
- * `run --provider aws`, whose build copies it into the function.
+ * `run --provider aws`, whose build copies it into the function. `workers`: the service's worker
+ * bundles, for the `.ts` worker scripts its files start (none in a worker's own bundle).
  */
-export function ownPlace(named: Set<string>): Plugin {
+export function ownPlace(named: Set<string>, workers?: WorkerBundles): Plugin {
   return {
     name: "nitric-like-own-place",
     setup(build) {
@@ -76,6 +84,24 @@ export function ownPlace(named: Set<string>): Plugin {
         const text = readFileSync(args.path, "utf8");
         if (!NAMES_OWN_PLACE.test(text)) return undefined;
         for (const path of dataNamedBeside(args.path, text)) named.add(path);
+        const rewritten = await workers?.rewrite(args.path, text);
+        if (rewritten !== undefined && "errors" in rewritten) return { errors: rewritten.errors };
+        // The file's text with its worker literals rewritten, given to the build of it alone.
+        const withWorkers: Plugin[] =
+          rewritten === undefined
+            ? []
+            : [
+                {
+                  name: "nitric-like-worker-literals",
+                  setup(own) {
+                    own.onLoad({ filter: /.*/ }, (load) =>
+                      load.path === args.path
+                        ? { contents: rewritten.contents, loader: LOADERS[extname(load.path)] ?? "js" }
+                        : undefined,
+                    );
+                  },
+                },
+              ];
         const esbuild = await import("esbuild");
         try {
           // A build of the file alone (not a transform), so its tsconfig.json applies as it would
@@ -91,6 +117,7 @@ export function ownPlace(named: Set<string>): Plugin {
             sourcesContent: false,
             logLevel: "silent",
             define: ownPlaceDefines(args.path),
+            plugins: withWorkers,
           });
           const code = result.outputFiles[0]?.text;
           return code === undefined ? undefined : { contents: code, loader: "js", resolveDir: dirname(args.path) };

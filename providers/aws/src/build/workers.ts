@@ -16,9 +16,16 @@
  * build refuses it (beside.ts); a worker a worker starts is not bundled (beside.ts warns of it).
  * A worker's bundle has no source map (the function's runtime maps the function's stacks only).
  */
-import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
-import { basename, extname, relative, sep } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { readFileSync } from "node:fs";
+import { basename, extname } from "node:path";
+import {
+  insideDir,
+  realpathOr,
+  rewriteWorkerLiterals,
+  WORKER_CODE,
+  workerLiterals,
+  workerScriptOf,
+} from "@nitric-like/provider-kit/worker-scripts";
 import type { Loader, Message, Plugin } from "esbuild";
 
 /** A worker script bundled into a function. */
@@ -34,11 +41,6 @@ export interface WorkerScript {
   stem: string;
 }
 
-/** `new Worker(new URL("<literal>", import.meta.url)`: the literal, in one of three quotes. */
-const WORKER_URL =
-  /\bnew\s+Worker\(\s*new\s+URL\(\s*(?:"((?:[^"\\\n]|\\.){1,200})"|'((?:[^'\\\n]|\\.){1,200})'|`([^`\\$\n]{1,200})`)\s*,\s*import\.meta\.url\s*\)/g;
-/** Code esbuild bundles. */
-const CODE = /\.[cm]?[jt]sx?$/;
 const LOADERS: Record<string, Loader> = {
   ".ts": "ts",
   ".mts": "ts",
@@ -46,36 +48,6 @@ const LOADERS: Record<string, Loader> = {
   ".tsx": "tsx",
   ".jsx": "jsx",
 };
-
-/** Whether `path` (absolute) is `dir` or inside it. */
-function inside(dir: string, path: string): boolean {
-  const rel = relative(dir, path);
-  return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !rel.startsWith("/"));
-}
-
-function realpathOr(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    return path;
-  }
-}
-
-/** The worker script a literal names from `file`, when it is the project's own code; else undefined. */
-function scriptOf(projectDir: string, root: string, file: string, literal: string): string | undefined {
-  let path: string;
-  try {
-    const url = new URL(literal, pathToFileURL(file));
-    if (url.protocol !== "file:") return undefined;
-    path = fileURLToPath(url);
-  } catch {
-    return undefined;
-  }
-  if (!CODE.test(path) || !inside(projectDir, path) || !existsSync(path)) return undefined;
-  // A link in the project to a file outside it: never bundled (beside.ts refuses the build).
-  if (!inside(root, realpathOr(path)) || !statSync(path).isFile()) return undefined;
-  return path;
-}
 
 /**
  * The worker scripts of one function. `plan` finds them in the service's own files and names their
@@ -102,16 +74,15 @@ export class FunctionWorkers {
   plan(files: readonly string[]): void {
     const found = new Map<string, { literal: string; startedBy: string }>();
     for (const file of [...files].sort()) {
-      if (!CODE.test(file) || /[\\/]node_modules[\\/]/.test(file) || !inside(this.projectDir, file)) continue;
+      if (!WORKER_CODE.test(file) || /[\\/]node_modules[\\/]/.test(file) || !insideDir(this.projectDir, file)) continue;
       let text: string;
       try {
         text = readFileSync(file, "utf8");
       } catch {
         continue;
       }
-      for (const match of text.matchAll(WORKER_URL)) {
-        const literal = match[1] ?? match[2] ?? match[3] ?? "";
-        const from = scriptOf(this.projectDir, this.root, file, literal);
+      for (const { literal } of workerLiterals(text)) {
+        const from = workerScriptOf(this.projectDir, this.root, file, literal);
         if (from !== undefined && !found.has(from)) found.set(from, { literal, startedBy: file });
       }
     }
@@ -158,25 +129,24 @@ export class FunctionWorkers {
     return {
       name: "nitric-like-worker-scripts",
       setup: (build) => {
-        build.onLoad({ filter: CODE }, async (args) => {
+        build.onLoad({ filter: WORKER_CODE }, async (args) => {
           if (this.planned.size === 0) return undefined;
           if (args.namespace !== "file" || /[\\/]node_modules[\\/]/.test(args.path)) return undefined;
-          if (!inside(this.projectDir, args.path)) return undefined;
+          if (!insideDir(this.projectDir, args.path)) return undefined;
           const text = readFileSync(args.path, "utf8");
           const found = new Map<string, WorkerScript>();
-          for (const match of text.matchAll(WORKER_URL)) {
-            const literal = match[1] ?? match[2] ?? match[3] ?? "";
-            const from = scriptOf(this.projectDir, this.root, args.path, literal);
+          for (const { literal } of workerLiterals(text)) {
+            const from = workerScriptOf(this.projectDir, this.root, args.path, literal);
             const script = from === undefined ? undefined : this.planned.get(from);
             if (script !== undefined) found.set(literal, script);
           }
           if (found.size === 0) return undefined;
           const errors = (await Promise.all([...new Set(found.values())].map((w) => this.ensure(w)))).flat();
           if (errors.length > 0) return { errors };
-          const contents = text.replace(WORKER_URL, (whole, a, b, c) => {
-            const script = found.get(a ?? b ?? c ?? "");
-            if (script === undefined) return whole;
-            return `new Worker(new URL(${JSON.stringify(`./${script.name}`)}, import.meta.url)`;
+          // Only the literals change, so the function's source map still names the file's lines.
+          const contents = rewriteWorkerLiterals(text, (literal) => {
+            const script = found.get(literal);
+            return script === undefined ? undefined : `./${script.name}`;
           });
           return { contents, loader: LOADERS[extname(args.path)] ?? "js" };
         });
