@@ -23,6 +23,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSyn
 import { dirname, join, posix, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { packageOwner } from "@nitric-like/provider-kit";
+import { workerLiterals } from "@nitric-like/provider-kit/worker-scripts";
 import { isPackageFile, shownPath } from "./shown-path.js";
 
 /** A file to copy into a function's folder. */
@@ -169,7 +170,7 @@ export function filesReadBeside(
         if (problem.refused) refused.push(problem.text);
         else say(problem.text);
       }
-    }
+    } else for (const problem of packageWorkers(projectDir, file, who, source)) say(problem);
     for (const match of source.matchAll(LITERAL)) {
       const literal = match[1] ?? match[2] ?? match[3] ?? match[4] ?? "";
       const name = relativePathOf(literal);
@@ -307,6 +308,49 @@ function ownUrls(
         text: `${readBy} names ${shownPath(projectDir, path)} with ${named}, code the function does not carry: only what the service imports is bundled, and a worker's script its own code starts as new Worker(${named}); on AWS it is not found, so start the worker that way, import what it does instead, or run it in the service's own thread`,
       });
     }
+  }
+  return out;
+}
+
+/**
+ * `new Worker(join(__dirname, "lib", "worker.js"))` (or `path.resolve`), `` `${__dirname}/<literal>` ``,
+ * `__dirname + "<literal>"`: how a CommonJS package starts a worker on a script beside itself.
+ */
+const DIRNAME_WORKER =
+  /\bnew\s+Worker\(\s*(?:(?:[\w$]+\.)?(?:join|resolve)\(\s*__dirname((?:\s*,\s*(?:"[^"\\\n]{1,200}"|'[^'\\\n]{1,200}'))+)\s*\)|`\$\{\s*__dirname\s*\}([^`$\n]{1,200})`|__dirname\s*\+\s*(?:"([^"\\\n]{1,200})"|'([^'\\\n]{1,200})'))/g;
+
+/**
+ * The worker scripts a package's `file` starts beside itself (`new Worker(new URL("./w.js",
+ * import.meta.url))`, DIRNAME_WORKER), which the function does not carry: esbuild bundles only
+ * what is imported, and the build bundles only the project's own workers (workers.ts), so on AWS
+ * the worker is looked for in the function's folder and not found. Said, with the package, its
+ * file, the script and the fix; `who` names the package and file.
+ */
+function packageWorkers(projectDir: string, file: string, who: string, source: string): string[] {
+  const named: { path: string; how: string }[] = [];
+  for (const { literal } of workerLiterals(source)) {
+    try {
+      const url = new URL(literal, pathToFileURL(file));
+      if (url.protocol === "file:")
+        named.push({ path: fileURLToPath(url), how: `new URL(${JSON.stringify(literal)}, import.meta.url)` });
+    } catch {
+      // Not a URL: nothing the worker could start either.
+    }
+  }
+  for (const match of source.matchAll(DIRNAME_WORKER)) {
+    const how = match[0].slice(match[0].indexOf("(") + 1).trimStart();
+    const parts =
+      match[1] === undefined
+        ? [`./${match[2] ?? match[3] ?? match[4] ?? ""}`]
+        : [...match[1].matchAll(/"([^"]*)"|'([^']*)'/g)].map((m) => m[1] ?? m[2] ?? "");
+    named.push({ path: join(dirname(file), ...parts), how });
+  }
+  const out: string[] = [];
+  for (const { path, how } of named) {
+    if (!CODE.test(path) || !existsSync(path)) continue;
+    out.push(
+      `${who} starts ${shownPath(projectDir, path)} as a worker thread (new Worker(${how})), a script the function does not carry: only what the service imports is bundled, and only the worker scripts of the project's own code, so on AWS that worker is not found and fails to start; use the package's option to work without a worker thread if it has one, or write a worker script in the project that imports what that worker runs and start it from the service's own code as new Worker(new URL("./worker.js", import.meta.url)), which the build bundles into the function`,
+    );
   }
   return out;
 }
