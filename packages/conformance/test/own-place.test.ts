@@ -103,7 +103,10 @@ const EXPECTED = {
   atLoad: "read by the worker",
 };
 
-/** What the TypeScript worker answers under `run`: its sum, and a stack naming its source's line. */
+/**
+ * What the TypeScript worker answers under `run` (and `run --provider aws`, whose function maps
+ * its worker's stack through the map beside its bundle): its sum, and a frame naming its source's line.
+ */
 const summedIn = (dir: string) => ({
   sum: 6,
   at: expect.stringContaining(`${join(dir, "services", "workers", "sum.ts")}:4:`),
@@ -290,7 +293,7 @@ describe("a function's own place after build --provider aws", () => {
     ] as const) {
       expect(built.stderr).toMatch(
         new RegExp(
-          `  chat: ${name} \\d+ bytes bundled into the function: services/chat\\.ts starts ${script} as a worker \\(new URL\\("${literal}", import\\.meta\\.url\\)\\)`,
+          `  chat: ${name} \\d+ (?:bytes|KB) bundled into the function: services/chat\\.ts starts ${script} as a worker \\(new URL\\("${literal}", import\\.meta\\.url\\)\\)`,
         ),
       );
       expect(existsSync(join(out, "functions", "chat", name))).toBe(true);
@@ -302,10 +305,7 @@ describe("a function's own place after build --provider aws", () => {
     try {
       const client = await connect(app.url("beside"));
       client.ws.send("hi");
-      expect(JSON.parse((await client.next()).text)).toEqual({
-        ...EXPECTED,
-        summed: { sum: 6, at: expect.any(String) },
-      });
+      expect(JSON.parse((await client.next()).text)).toEqual({ ...EXPECTED, summed: summedIn(dir) });
       client.close();
       // A worker's script saved: the function is bundled again, with the new script.
       writeFileSync(
@@ -326,6 +326,48 @@ describe("a function's own place after build --provider aws", () => {
       expect((await app.stop()).code).toBe(0);
     }
   }, 120000);
+
+  it("warns at build of a worker script a package in node_modules starts, naming the package, its file and the fix", async () => {
+    const dir = writeProject({
+      "package.json": '{"name":"place","private":true,"type":"module"}',
+      "nitric-like.yaml": "name: place\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'import { startCjs } from "cjs-spawner";',
+        'import { startEsm } from "esm-spawner";',
+        'const socket = websocket("beside");',
+        'socket.on("connect", () => {});',
+        'socket.on("disconnect", () => {});',
+        'socket.on("message", (ctx) => ctx.reply(String([startCjs, startEsm].length)));',
+      ].join("\n"),
+      "node_modules/cjs-spawner/package.json": '{"name":"cjs-spawner","version":"1.0.0","main":"index.js"}',
+      "node_modules/cjs-spawner/index.js": [
+        'const { Worker } = require("node:worker_threads");',
+        'const path = require("node:path");',
+        'exports.startCjs = () => new Worker(path.join(__dirname, "lib", "work.js"));',
+      ].join("\n"),
+      "node_modules/cjs-spawner/lib/work.js": 'require("node:worker_threads").parentPort.postMessage(1);',
+      "node_modules/esm-spawner/package.json":
+        '{"name":"esm-spawner","version":"1.0.0","type":"module","exports":"./index.js"}',
+      "node_modules/esm-spawner/index.js": [
+        'import { Worker } from "node:worker_threads";',
+        'export const startEsm = () => new Worker(new URL("./work.js", import.meta.url));',
+      ].join("\n"),
+      "node_modules/esm-spawner/work.js":
+        'import { parentPort } from "node:worker_threads";\nparentPort.postMessage(1);',
+    });
+    const out = join(dir, "out");
+    const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+    expect(built.code, built.stderr).toBe(0);
+    const fix =
+      "use the package's option to work without a worker thread if it has one, or write a worker script in the project that imports what that worker runs and start it from the service's own code as new Worker(new URL(\"./worker.js\", import.meta.url)), which the build bundles into the function";
+    expect(built.stderr).toContain(
+      `service "chat": package "cjs-spawner" (node_modules/cjs-spawner/index.js) starts node_modules/cjs-spawner/lib/work.js as a worker thread (new Worker(path.join(__dirname, "lib", "work.js"))), a script the function does not carry: only what the service imports is bundled, and only the worker scripts of the project's own code, so on AWS that worker is not found and fails to start; ${fix}`,
+    );
+    expect(built.stderr).toContain(
+      `service "chat": package "esm-spawner" (node_modules/esm-spawner/index.js) starts node_modules/esm-spawner/work.js as a worker thread (new Worker(new URL("./work.js", import.meta.url))), a script the function does not carry`,
+    );
+  }, 60000);
 
   it("counts a worker's bundle and the data it reads beside itself toward Lambda's 250 MB", async () => {
     const dir = project();

@@ -185,6 +185,12 @@ describe("the worker scripts a function's own code starts", () => {
     for (const literal of ["./w.js", "./more/w.ts", "./index.js", "./late.js"])
       expect(code).not.toContain(`"${literal}"`);
     expect(bundle.beside.problems).toEqual([]);
+    // Each has its source map beside it, naming its script as in the project.
+    for (const w of bundle.workers) {
+      expect(w.map).toBe(`${w.file}.map`);
+      const sources = (JSON.parse(readFileSync(w.map, "utf8")) as { sources: string[] }).sources;
+      expect(sources).toContain(w.script);
+    }
     // Each runs in the function's folder, with workerData, and says what it computed.
     const run = (name: string, workerData?: unknown) =>
       new Promise((resolve, reject) => {

@@ -37,7 +37,7 @@ export interface AwsBuild extends BuildResult {
     sourceFolders: string[];
     /** The project's data files its code names that do not exist yet: one made is copied by the next build (BesideFiles.awaited). */
     awaited: string[];
-    /** The worker scripts' bundles in the function's folder (workers.ts). */
+    /** The worker scripts' bundles and their maps in the function's folder (workers.ts). */
     workers: string[];
     /** The project's own files those were made of: a save of one bundles the function again. */
     workerSources: string[];
@@ -176,7 +176,10 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
         { name, bytes: code.length },
         { name: basename(bundle.map), bytes: mapData.length },
         ...beside.map((f) => ({ name: f.name, bytes: f.bytes })),
-        ...bundle.workers.map((w) => ({ name: w.name, bytes: w.bytes })),
+        ...bundle.workers.flatMap((w) => [
+          { name: w.name, bytes: w.bytes },
+          { name: basename(w.map), bytes: w.mapBytes },
+        ]),
       ],
       bundle.parts,
       beside,
@@ -197,7 +200,10 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
       { name, data: code },
       { name: basename(bundle.map), data: mapData },
       ...beside.map((f) => ({ name: f.name, data: readFileSync(f.from) })),
-      ...bundle.workers.map((w) => ({ name: w.name, data: readFileSync(w.file) })),
+      ...bundle.workers.flatMap((w) => [
+        { name: w.name, data: readFileSync(w.file) },
+        { name: basename(w.map), data: readFileSync(w.map) },
+      ]),
     ]);
     const hash = artifactHash(
       code,
@@ -218,7 +224,7 @@ async function buildInto(out: StagedOutDir, options: BuildOptions, domains: bool
       sources: beside.map((f) => f.from),
       sourceFolders: besideFolders(beside),
       awaited: bundle.beside.awaited,
-      workers: bundle.workers.map((w) => out.final(w.file)),
+      workers: bundle.workers.flatMap((w) => [out.final(w.file), out.final(w.map)]),
       workerSources: [...new Set(bundle.workers.flatMap((w) => w.ownSources))],
       bytes: code.length,
       zipBytes: archive.length,

@@ -14,7 +14,9 @@
  * place, as the function's has, so a data file it reads beside itself is the one the build copies
  * there (beside.ts). A script outside the project (or a link to one) is left as it is, and the
  * build refuses it (beside.ts); a worker a worker starts is not bundled (beside.ts warns of it).
- * A worker's bundle has no source map (the function's runtime maps the function's stacks only).
+ * A worker's bundle has a source map beside it (`<name>.cjs.map`), as the function's has, and its
+ * start maps its stacks through it (bundle.ts's workerEntry), so a stack on Lambda names the
+ * script's source file and line.
  */
 import { readFileSync } from "node:fs";
 import { basename, extname } from "node:path";

@@ -418,7 +418,10 @@ class EmulatedRun implements RunningProvider {
       const copied = copyBeside(bundle);
       const dir = dirname(bundle.file);
       // The worker scripts' bundles are written there by bundleFunction, as the build writes them.
-      const now = [...copied.map((f) => join(dir, ...f.name.split("/"))), ...bundle.workers.map((w) => w.file)];
+      const now = [
+        ...copied.map((f) => join(dir, ...f.name.split("/"))),
+        ...bundle.workers.flatMap((w) => [w.file, w.map]),
+      ];
       // A data file deleted (or no longer read) leaves the function, as it is not in a new build's,
       // and so does a worker's bundle no longer started (or now .mjs for .cjs): the function would
       // otherwise read the copy it was given before.
