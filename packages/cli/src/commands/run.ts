@@ -6,7 +6,8 @@
  * closes client connections with 1001 and exits 0.
  */
 
-import { type Dirent, existsSync, readdirSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { type Dirent, existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, relative, resolve, sep } from "node:path";
 import { isMainThread } from "node:worker_threads";
@@ -1104,7 +1105,12 @@ class Run {
       prepared.project,
       () => [...prepared.services.map((s) => s.entry.path), ...this.adding],
       output,
-      redeploys ? (entry) => this.hosted(entry.path, () => this.hostedChange(entry, inputs, "new")) : undefined,
+      redeploys
+        ? (entry) =>
+            this.hosted(entry.path, async () => {
+              await this.hostedChange(entry, inputs, "new");
+            })
+        : undefined,
       (dirs) => this.watcher?.addFolders(dirs),
     );
     // An --env-from file saved: every function gets its variables anew, as an up with it would.
@@ -1131,7 +1137,19 @@ class Run {
     ];
     /** How many saves each service has seen: of those that wait behind a change under way, only the last builds. */
     const saves = new Map<string, number>();
+    // Each service's files (its code's inputs and the data copied into its function) as its running
+    // function was built from them: a save that leaves them as they were (an editor's save of an
+    // unchanged buffer, a touch, a checkout) cannot change its bundle, so its function keeps running.
+    const builtFrom = new Map<string, Map<string, string | undefined>>();
+    const filesOf = (service: string) => [
+      ...[...(inputs.get(service) ?? [])].filter((p) => !p.includes(`${sep}node_modules${sep}`)),
+      ...dataOf(service),
+    ];
+    for (const { entry } of prepared.services) builtFrom.set(entry.name, contentsOf(filesOf(entry.name)));
     const watcher = watchFiles(watched, (changed) => {
+      /** What this save rebuilds, and which services saw their files saved as they were built from. */
+      const rebuilds: string[] = [];
+      const unchanged: string[] = [];
       if (redeploys && envFiles.some((f) => changed.has(f))) {
         this.hosted("--env-from", async () => {
           const variables = functionVariables(this.options.envFiles ?? [], "run", output) ?? {};
@@ -1150,6 +1168,19 @@ class Run {
             [...changed].find((p) => inFolderOf(entry.name, p) && !inputs.get(entry.name)?.has(p)) ??
             awaitedBy(entry.name).find((p) => changed.has(p) && existsSync(p)));
         if (!code && copied === undefined) continue;
+        // Only files whose contents it knows (its inputs, its copies): a file new in a folder copied
+        // whole, or an awaited one made, is a change.
+        const known = builtFrom.get(entry.name);
+        const saved = [...changed].filter((p) => inputs.get(entry.name)?.has(p) || dataOf(entry.name).includes(p));
+        if (
+          known !== undefined &&
+          (copied === undefined || dataOf(entry.name).includes(copied)) &&
+          saved.every((p) => known.has(p) && known.get(p) === contentOf(p))
+        ) {
+          unchanged.push(entry.name);
+          continue;
+        }
+        rebuilds.push(entry.name);
         // The file saved, as said: a helper module two services import is named, not their own files.
         const what =
           copied === undefined
@@ -1175,11 +1206,44 @@ class Run {
           // once, from the last save; two builds would each bundle, collect and restart it.
           if (saves.get(entry.path) !== save) return;
           if (!existsSync(entry.path)) return await this.hostedGone(entry, inputs);
-          await this.hostedChange(entry, inputs, "changed", what, happened);
+          // Read before the build, as it reads them: a save during the build differs, and builds again.
+          const before = builtFrom.get(entry.name);
+          const reading = contentsOf(filesOf(entry.name));
+          builtFrom.set(entry.name, reading);
+          let applied = false;
+          try {
+            applied = await this.hostedChange(entry, inputs, "changed", what, happened);
+          } finally {
+            // Not running from this save (it failed to build or collect): saving it as it is tries again.
+            if (!applied && builtFrom.get(entry.name) === reading) {
+              if (before === undefined) builtFrom.delete(entry.name);
+              else builtFrom.set(entry.name, before);
+            }
+          }
           // What the new build copied into the functions (and waits for): watched from now on.
           this.watcher?.add([...data().values(), ...awaited().values()].flat());
           watchFolders();
         });
+      }
+      if (this.options.verbose && rebuilds.length + unchanged.length > 0) {
+        const shown = [...changed]
+          .map((p) => relative(prepared.project.dir, p).split(sep).join("/"))
+          .sort()
+          .join(", ");
+        const names = (list: string[]) => list.map((n) => `"${n}"`).join(", ");
+        const others = prepared.services
+          .map((s) => s.entry.name)
+          .filter((n) => !rebuilds.includes(n) && !unchanged.includes(n));
+        const kept = [
+          ...(unchanged.length > 0 ? [`${names(unchanged)} (saved as it was built from)`] : []),
+          ...(others.length > 0 ? [`${names(others)} (reads none of it)`] : []),
+        ];
+        output.info(
+          output.paint(
+            "dim",
+            `saved ${shown}: ${rebuilds.length > 0 ? `rebuilding ${names(rebuilds)}` : "rebuilding no function"}${kept.length > 0 ? `; not ${kept.join(", ")}` : ""}`,
+          ),
+        );
       }
       notices(changed);
     });
@@ -1199,7 +1263,11 @@ class Run {
       .finally(() => this.adding.delete(path));
   }
 
-  /** A hosted service saved (or new): restarted alone, or the app deployed again when its declarations changed. */
+  /**
+   * A hosted service saved (or new): restarted alone, or the app deployed again when its
+   * declarations changed. Whether it now runs from the files as saved (false: it failed to build,
+   * collect or be taken, and its running version stays).
+   */
   private async hostedChange(
     entry: ServiceEntry,
     inputs: Map<string, Set<string>>,
@@ -1208,15 +1276,15 @@ class Run {
     what = entry.file,
     /** How, as said: a data file copied into its function can also be gone, or new in a folder copied whole. */
     happened: "changed" | "is gone" | "is new" = "changed",
-  ): Promise<void> {
+  ): Promise<boolean> {
     const { output, running, prepared } = this;
-    if (!existsSync(entry.path)) return;
+    if (!existsSync(entry.path)) return false;
     const known = prepared.services.find((s) => s.entry.path === entry.path);
-    if (how === "new" && known) return;
+    if (how === "new" && known) return false;
     const same = prepared.services.find((s) => s.entry.name === entry.name);
     if (how === "new" && same) {
       output.error(nameTaken(entry, same.entry));
-      return;
+      return false;
     }
     // Our own bundle first: its inputs are what to watch from now on, and a compile error shows here.
     // The function runs its own bundle (restartService, redeploy): ours is only collected, in a
@@ -1232,7 +1300,7 @@ class Run {
     const service: PreparedService = { entry, bundle };
     if (how === "new") prepared.services.push(service);
     const [found] = await collect(prepared.project, [service], { threads });
-    if (!found) return;
+    if (!found) return false;
     const imports = importedServices(prepared.services, service);
     const collected: CollectedService = imports.length > 0 ? { ...found, imports } : found;
     if (collected.failure) {
@@ -1244,7 +1312,7 @@ class Run {
         bundle.inputs,
         `fix it and save: ${then} once it collects`,
       );
-      return;
+      return false;
     }
     // Another service's handler: one of those deployed (the declarations of the last collect passes).
     const owner: HandlerOwner = (socket, event, except, route) => {
@@ -1260,7 +1328,7 @@ class Run {
       output.info(
         `  service "${entry.name}" is ${how === "new" ? "not deployed" : "not restarted (its running version stays)"} until you save a fix`,
       );
-      return;
+      return false;
     }
     const before = this.declared.get(entry.name);
     if (how === "changed" && before && !before.failure && sameDeclarations(before, collected)) {
@@ -1272,7 +1340,7 @@ class Run {
         this.dashboard?.servicesChanged();
       }
       output.info(output.paint("dim", `service "${entry.name}" restarted`));
-      return;
+      return true;
     }
     output.info(
       how === "new"
@@ -1281,6 +1349,7 @@ class Run {
     );
     this.declare(collected);
     await this.hostedRedeploy();
+    return true;
   }
 
   /** A hosted service's file is gone: once it stays gone a moment, the app is deployed again without it. */
@@ -1329,6 +1398,20 @@ class Run {
       void supervisor.restart(supervisor.service);
     }
   }
+}
+
+/** A file's contents as a digest; undefined when it cannot be read (gone). */
+function contentOf(path: string): string | undefined {
+  try {
+    return createHash("sha256").update(readFileSync(path)).digest("hex");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The contents of `paths` (contentOf), by path. */
+function contentsOf(paths: readonly string[]): Map<string, string | undefined> {
+  return new Map(paths.map((p) => [p, contentOf(p)]));
 }
 
 /**
