@@ -143,6 +143,11 @@ export interface LoadWaiting {
    * started (frames). Absent from an older SDK's sign.
    */
   workers?: { frames: string[] }[];
+  /**
+   * Each MessagePort (a MessageChannel's end) listened to for messages that has had none: where it
+   * was made (frames). Absent from an older SDK's sign.
+   */
+  ports?: { frames: string[] }[];
 }
 
 /**

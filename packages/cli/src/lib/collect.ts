@@ -555,7 +555,7 @@ function loadWaiting(name: string): LoadWaiting | undefined {
     const said: unknown = JSON.parse(name.slice(LOAD_TIMERS_SIGN.length));
     if (Array.isArray(said)) return { timers: said.filter(isFrames), requests: [], connections: [] };
     if (typeof said !== "object" || said === null) return undefined;
-    const { timers, requests, connections, processes, workers } = said as Record<string, unknown>;
+    const { timers, requests, connections, processes, workers, ports } = said as Record<string, unknown>;
     return {
       timers: Array.isArray(timers) ? timers.filter(isFrames) : [],
       requests: Array.isArray(requests) ? requests.filter((r): r is string => typeof r === "string") : [],
@@ -575,15 +575,21 @@ function loadWaiting(name: string): LoadWaiting | undefined {
           },
         ];
       }),
-      workers: (Array.isArray(workers) ? workers : []).flatMap((w: unknown) => {
-        if (typeof w !== "object" || w === null) return [];
-        const { frames } = w as Record<string, unknown>;
-        return [{ frames: isFrames(frames) ? frames : [] }];
-      }),
+      workers: framesOf(workers),
+      ports: framesOf(ports),
     };
   } catch {
     return undefined;
   }
+}
+
+/** Each entry of a sign's list of things known by where they were started (workers, ports): its frames. */
+function framesOf(list: unknown): { frames: string[] }[] {
+  return (Array.isArray(list) ? list : []).flatMap((w: unknown) => {
+    if (typeof w !== "object" || w === null) return [];
+    const { frames } = w as Record<string, unknown>;
+    return [{ frames: isFrames(frames) ? frames : [] }];
+  });
 }
 
 /**
@@ -612,7 +618,8 @@ function locationOf(frames: string[], dir: string): string | undefined {
 /**
  * What a service's collect pass waits for, as a sign of life said it (`waiting`), in words: each
  * timer with where it was set, each connection with an unanswered request, each child process
- * with its program and pid, each worker thread with where it was started, each kind of request.
+ * with its program and pid, each worker thread with where it was started, each MessagePort with
+ * where it was made, each kind of request.
  */
 export function waitingSaid(waiting: LoadWaiting, dir: string): string {
   const said = new Set<string>();
@@ -637,6 +644,10 @@ export function waitingSaid(waiting: LoadWaiting, dir: string): string {
   for (const w of waiting.workers ?? []) {
     const at = locationOf(w.frames, dir);
     said.add(`a worker thread${at === undefined ? "" : ` (started at ${at})`}`);
+  }
+  for (const p of waiting.ports ?? []) {
+    const at = locationOf(p.frames, dir);
+    said.add(`a MessagePort${at === undefined ? "" : ` (made at ${at})`}`);
   }
   for (const r of waiting.requests) said.add(r);
   if (said.size === 0) return "work it started";

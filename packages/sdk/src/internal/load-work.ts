@@ -28,13 +28,18 @@
  *   (`new Worker(file).once("message", (m) => socket.route(m.room, ...))`, or a listener of its
  *   'messageerror', 'exit', 'error' or 'online') until its first message comes or it exits. One
  *   nobody listens to, or unref()'d, is not waited for.
+ * - for up to LOAD_WORK_EACH_MS from its making, a MessagePort the work made (a MessageChannel's
+ *   end, not a worker's own) and listens to for messages (`port1.on("message", (m) =>
+ *   socket.route(m, ...))`, its other end posted from this thread or given to a worker) until its
+ *   first message comes or it is closed. One nobody listens to, or unref()'d, is not waited for.
  * Servers, intervals, timers due later, the keep-alive timer fetch sets once its answer has come
  * and promises nothing but a signal settles are not waited for; they keep nothing from ending.
  * Each sign of life says what is waited for (LoadWaiting): where the timers were started (their
  * callers' stack frames), so a pass that stops the service because a timer's callback blocks its
  * event loop can say where to look, the kinds of pending requests, the connections with a
  * request unanswered (where opened, to whom), the child processes (their program, pid and
- * where started) and the worker threads (where started), so a pass that waits long can say what for.
+ * where started), the worker threads (where started) and the MessagePorts (where made), so a pass
+ * that waits long can say what for.
  */
 import { createHook, executionAsyncId, triggerAsyncId } from "node:async_hooks";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
@@ -156,7 +161,10 @@ function childEnded(child: ChildLike): boolean {
 /** The async resource of a worker thread's handle (worker_threads' Worker), made as the Worker is. */
 const WORKER = "WORKER";
 
-/** The async resource of a MessagePort: a worker's public one runs its callback as a message comes. */
+/**
+ * The async resource of a MessagePort: a worker's public one, or a MessageChannel's end, runs its
+ * callback as a message comes.
+ */
 const MESSAGE_PORT = "MESSAGEPORT";
 
 /**
@@ -186,6 +194,17 @@ interface WorkerRecord {
   ports: Map<number, unknown>;
   worker?: object;
   port?: number;
+  heard: boolean;
+}
+
+/**
+ * A MessagePort the work made that is no worker's own (a MessageChannel's end): the port, when,
+ * where (as a timer's trace), and whether a message has come.
+ */
+interface PortRecord {
+  port: { hasRef?: unknown };
+  since: number;
+  trace: { stack?: string };
   heard: boolean;
 }
 
@@ -381,6 +400,9 @@ export function watchLoadWork(
   const workerPorts = new Map<number, number>();
   // The worker whose handle was made last, while its ports are being made (its constructor runs).
   let newWorker: WorkerRecord | undefined;
+  // The MessagePorts made by the work that are no worker's (MessageChannels' ends), by id, until
+  // they end (closed, or given to another thread).
+  const channelPorts = new Map<number, PortRecord>();
   // HTTP answers under way, started by the work: undici's requests (until its channels say they
   // ended) and node:http's responses (until `complete`).
   const answers = new Map<object, { response?: ResponseLike; arriving: boolean }>();
@@ -426,8 +448,17 @@ export function watchLoadWork(
           heard: false,
         };
         workers.set(id, newWorker);
-      } else if (type === MESSAGE_PORT) newWorker?.ports.set(id, resource);
-      else if (CONNECTIONS.has(type))
+      } else if (type === MESSAGE_PORT) {
+        // Made while a Worker is being made: one of its own; otherwise a MessageChannel's end.
+        if (newWorker !== undefined) newWorker.ports.set(id, resource);
+        else
+          channelPorts.set(id, {
+            port: resource as PortRecord["port"],
+            since: Date.now(),
+            trace: traceHere(RESOURCE_FRAMES),
+            heard: false,
+          });
+      } else if (CONNECTIONS.has(type))
         connections.set(id, {
           handle: resource as StreamHandle,
           readAt: 0,
@@ -447,6 +478,9 @@ export function watchLoadWork(
         const record = workers.get(worker);
         if (record !== undefined) record.heard = true;
       }
+      // A MessageChannel's end's, when a message has come (its listeners run in it).
+      const port = channelPorts.get(id);
+      if (port !== undefined) port.heard = true;
     },
     after(id) {
       // A timer has fired (its callback may start more, counted before this).
@@ -460,6 +494,7 @@ export function watchLoadWork(
       timers.delete(id);
       requests.delete(id);
       connections.delete(id);
+      channelPorts.delete(id);
       // A worker's handle ends once its thread has exited and its 'exit' listeners have run.
       const worker = workers.get(id);
       if (worker !== undefined) {
@@ -567,6 +602,18 @@ export function watchLoadWork(
     }
     return waiting;
   };
+  // The MessageChannels' ends the service's code listens to for messages that have had none
+  // (nor been waited for LOAD_WORK_EACH_MS); the others, and those unref()'d, are forgotten.
+  const portsListened = (now: number) => {
+    const waiting: PortRecord[] = [];
+    for (const [id, record] of channelPorts) {
+      const { port } = record;
+      const unrefd = typeof port.hasRef === "function" && port.hasRef() === false;
+      if (record.heard || unrefd || now >= record.since + LOAD_WORK_EACH_MS) channelPorts.delete(id);
+      else if (listens(port, ["message", "messageerror"])) waiting.push(record);
+    }
+    return waiting;
+  };
   // The pending timers the service's code started.
   const codeTimers = () => {
     const waiting: { stack?: string }[] = [];
@@ -581,6 +628,7 @@ export function watchLoadWork(
   let waitingOn: Connection[] = [];
   let childrenOn: ChildRecord[] = [];
   let threadsOn: WorkerRecord[] = [];
+  let portsOn: PortRecord[] = [];
   let answersOn = 0;
   const underWay = () => {
     const now = Date.now();
@@ -589,8 +637,15 @@ export function watchLoadWork(
     waitingOn = unanswered();
     childrenOn = running(now);
     threadsOn = threads(now);
+    portsOn = portsListened(now);
     answersOn = arriving();
-    if (timersOn.length > 0 || requests.size > 0 || childrenOn.length > 0 || threadsOn.length > 0) {
+    if (
+      timersOn.length > 0 ||
+      requests.size > 0 ||
+      childrenOn.length > 0 ||
+      threadsOn.length > 0 ||
+      portsOn.length > 0
+    ) {
       connectionsSince = undefined;
       return true;
     }
@@ -616,6 +671,7 @@ export function watchLoadWork(
     processes.clear();
     workers.clear();
     workerPorts.clear();
+    channelPorts.clear();
     newWorker = undefined;
   };
   return () => {
@@ -646,6 +702,7 @@ export function watchLoadWork(
           };
         }),
         workers: threadsOn.slice(0, CONNECTIONS_SAID).map((w) => ({ frames: callerFrames(w.trace) })),
+        ports: portsOn.slice(0, CONNECTIONS_SAID).map((p) => ({ frames: callerFrames(p.trace) })),
       }).catch(() => {});
     }, SIGN_OF_LIFE_MS);
     // It never keeps the service alive itself: the work it waits for does.
