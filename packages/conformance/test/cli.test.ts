@@ -64,6 +64,37 @@ function esbuildServices(pid: number): number[] {
     .map(Number);
 }
 
+/**
+ * A module that esbuild takes long enough to parse, on every build of a service that imports it,
+ * to outlast the saves of saveThriceDuringItsBuild, of which the service uses one function: the
+ * rest is left out of its bundles, so its start, its collect pass and its function stay as quick
+ * as a small service's.
+ */
+function bigModule(): string {
+  return Array.from({ length: 90000 }, (_, i) => `export function f${i}(a: number) { return a + ${i}; }\n`).join("");
+}
+
+/**
+ * Saves a service's file three times (versions "second" to "fourth"), the last two while the
+ * first one's build runs: run's esbuild process is up only while a build is in flight, so the
+ * second save waits for it to start, and the third comes 200 ms later, after the watcher's 120 ms
+ * of quiet that makes it a change of its own; so does what is saved after them.
+ */
+async function saveThriceDuringItsBuild(pid: number, file: string): Promise<void> {
+  const save = (version: string) =>
+    writeFileSync(file, readFileSync(file, "utf8").replace(/version: "\w+"/, `version: "${version}"`));
+  for (let i = 0; i < 500 && esbuildServices(pid).length > 0; i++) await sleep(20);
+  expect(esbuildServices(pid), "a build still running before the saves").toEqual([]);
+  save("second");
+  for (let i = 0; i < 6000 && esbuildServices(pid).length === 0; i++) await sleep(5);
+  expect(esbuildServices(pid).length, "the first save's build").toBeGreaterThan(0);
+  save("third");
+  await sleep(200);
+  save("fourth");
+  // A save after these is a change of its own too.
+  await sleep(200);
+}
+
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
 });
@@ -78,29 +109,36 @@ describe("nitric-like --help and friends", () => {
   });
 
   it("has help for each command", async () => {
-    for (const command of ["run", "spec", "logs"]) {
-      const { code, stdout } = await runCli([command, "--help"]);
+    // Independent processes: started together, checked in order.
+    const commands = ["run", "spec", "logs"];
+    const helps = await Promise.all(
+      commands.map((command) => Promise.all([runCli([command, "--help"]), runCli(["help", command])])),
+    );
+    for (const [i, command] of commands.entries()) {
+      const [{ code, stdout }, viaHelp] = helps[i] as [Awaited<ReturnType<typeof runCli>>, { stdout: string }];
       expect(code).toBe(0);
       expect(stdout).toContain(`Usage: nitric-like ${command}`);
-      expect((await runCli(["help", command])).stdout).toBe(stdout);
+      expect(viaHelp.stdout).toBe(stdout);
     }
     // help's own --help is the list of commands, as help alone is (it said: unknown command "--help").
-    for (const args of [["help", "--help"], ["help", "-h"], ["help"]]) {
-      const { code, stdout } = await runCli(args);
-      expect(code, args.join(" ")).toBe(0);
+    const helpArgs = [["help", "--help"], ["help", "-h"], ["help"]];
+    for (const [i, { code, stdout }] of (await Promise.all(helpArgs.map((args) => runCli(args)))).entries()) {
+      expect(code, helpArgs[i]?.join(" ")).toBe(0);
       expect(stdout).toContain("Usage: nitric-like <command> [options]");
     }
   });
 
   it("fits every help text in 88 columns", async () => {
-    for (const args of [
+    const all = [
       ["--help"],
       ...["new", "run", "spec", "build", "up", "down", "outputs", "logs", "secret", "connect"].map((c) => [
         c,
         "--help",
       ]),
-    ]) {
-      const { code, stdout } = await runCli(args);
+    ];
+    const results = await Promise.all(all.map((args) => runCli(args)));
+    for (const [i, args] of all.entries()) {
+      const { code, stdout } = results[i] as Awaited<ReturnType<typeof runCli>>;
       expect(code).toBe(0);
       const long = stdout.split("\n").filter((line) => line.length > 88);
       expect(long, `nitric-like ${args.join(" ")}`).toEqual([]);
@@ -114,23 +152,25 @@ describe("nitric-like --help and friends", () => {
   });
 
   it("refuses an unknown command and an unknown option with the fix", async () => {
-    const unknown = await runCli(["deploy-it"]);
+    const [unknown, option, typo, profile, endpoint] = await Promise.all([
+      runCli(["deploy-it"]),
+      runCli(["spec", "--frobnicate"]),
+      runCli(["down", "--keepdata"]),
+      runCli(["up", "--profile", "prod"]),
+      runCli(["outputs", "--endpoint-url=http://127.0.0.1:4566"]),
+    ]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('unknown command "deploy-it"; run "nitric-like --help"');
-    const option = await runCli(["spec", "--frobnicate"]);
     expect(option.code).toBe(1);
     expect(option.stderr).toContain('error: spec: unknown option --frobnicate; run "nitric-like spec --help"');
     // A typo names the option meant; the AWS CLI's --profile and --endpoint-url name their variables.
-    const typo = await runCli(["down", "--keepdata"]);
     expect(typo.code).toBe(1);
     expect(typo.stderr).toContain(
       'error: down: unknown option --keepdata (did you mean --keep-data?); run "nitric-like down --help" for its options',
     );
-    const profile = await runCli(["up", "--profile", "prod"]);
     expect(profile.stderr).toContain(
       "error: up: unknown option --profile: the AWS profile is chosen with AWS_PROFILE=<name>",
     );
-    const endpoint = await runCli(["outputs", "--endpoint-url=http://127.0.0.1:4566"]);
     expect(endpoint.stderr).toContain(
       "error: outputs: unknown option --endpoint-url: the endpoint is chosen with AWS_ENDPOINT_URL=<url>",
     );
@@ -139,15 +179,17 @@ describe("nitric-like --help and friends", () => {
   });
 
   it("refuses an option that takes one value given twice with two, where the last would win unsaid", async () => {
-    const twice = await runCli(["down", "--stack", "staging", "--stack=prod"]);
+    const [twice, header, same, alike] = await Promise.all([
+      runCli(["down", "--stack", "staging", "--stack=prod"]),
+      runCli(["connect", "ws://127.0.0.1:1/", "--header", "a: 1", "--header", "a: 2"]),
+      runCli(["spec", FIXTURES, "--json", "--json", "--plain"]),
+      runCli(["down", "--stack", "staging", "--stack", "staging"]),
+    ]);
     expect(twice.code).toBe(1);
     expect(twice.stderr).toContain('error: down: --stack given twice ("staging" and "prod"); give it once');
     // Repeatable options repeat, and one given twice alike says the same once.
-    const header = await runCli(["connect", "ws://127.0.0.1:1/", "--header", "a: 1", "--header", "a: 2"]);
     expect(header.stderr).not.toContain("given twice");
-    const same = await runCli(["spec", FIXTURES, "--json", "--json", "--plain"]);
     expect(same.stderr).not.toContain("given twice");
-    const alike = await runCli(["down", "--stack", "staging", "--stack", "staging"]);
     expect(alike.stderr).not.toContain("given twice");
   });
 
@@ -166,8 +208,9 @@ describe("nitric-like --help and friends", () => {
         "error: run: --dashboard-port and --no-dashboard both say where the dashboard is (on that port, or nowhere); choose one",
       ],
     ];
-    for (const [args, said] of cases) {
-      const { code, stderr } = await runCli(args);
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    for (const [i, [args, said]] of cases.entries()) {
+      const { code, stderr } = results[i] as Awaited<ReturnType<typeof runCli>>;
       expect(code, args.join(" ")).toBe(1);
       expect(stderr, args.join(" ")).toContain(said);
       // Not Node's words, which name neither the command nor the fix.
@@ -516,15 +559,15 @@ describe("nitric-like run", () => {
         "services/one.ts": 'import { websocket } from "@nitric-like/sdk";\nwebsocket("one").on("message", () => {});\n',
         ".env.local": dotenv,
       });
-    // Not a Node flag: Node itself refuses it in any service, thread or process.
-    for (const extra of [[], ["--processes"]]) {
-      const { code, stderr } = await runCli([
-        "run",
-        project("NODE_OPTIONS=--bogus-flag\n"),
-        "--no-watch",
-        "--random-ports",
-        ...extra,
-      ]);
+    // Not a Node flag: Node itself refuses it in any service, thread or process. Each run has a
+    // project of its own, so the three run at once.
+    const [thread, processes, title] = await Promise.all([
+      ...[[], ["--processes"]].map((extra) =>
+        runCli(["run", project("NODE_OPTIONS=--bogus-flag\n"), "--no-watch", "--random-ports", ...extra]),
+      ),
+      runCli(["run", project("NODE_OPTIONS=--title=svc\n"), "--no-watch", "--random-ports"]),
+    ]);
+    for (const { code, stderr } of [thread, processes] as Awaited<ReturnType<typeof runCli>>[]) {
       expect(code).toBe(1);
       expect(stderr).toContain(
         "error: run: Node refuses the NODE_OPTIONS that .env.local sets (--bogus-flag is not allowed in NODE_OPTIONS); fix or remove that line",
@@ -532,12 +575,7 @@ describe("nitric-like run", () => {
       expect(stderr).not.toContain("collecting resources");
     }
     // A flag of a whole process: a service process takes it, a thread does not.
-    const { code, stderr } = await runCli([
-      "run",
-      project("NODE_OPTIONS=--title=svc\n"),
-      "--no-watch",
-      "--random-ports",
-    ]);
+    const { code, stderr } = title as Awaited<ReturnType<typeof runCli>>;
     expect(code).toBe(1);
     expect(stderr).toContain(
       "error: Node does not take --title in a service thread (a flag of a whole process), and the NODE_OPTIONS your .env files set holds it; remove it there, or run with --processes",
@@ -691,8 +729,6 @@ describe("nitric-like run", () => {
   }, 30000);
 
   it("bundles a service saved during its build once after that build, from the last save; a helper two import, once for each, said as the helper", async () => {
-    // A module large enough that building the service that imports it outlasts the saves below.
-    const big = Array.from({ length: 60000 }, (_, i) => `export function f${i}(a: number) { return a + ${i}; }\n`);
     const service = (name: string, extra: string) =>
       [
         'import { websocket } from "@nitric-like/sdk";',
@@ -708,8 +744,8 @@ describe("nitric-like run", () => {
     const dir = writeProject({
       "nitric-like.yaml": "name: saves\nservices:\n  - match: services/*.ts\n",
       "lib/shared.ts": 'export const greeting = "hi";\n',
-      "lib/big.ts": `${big.join("")}export const all = [${big.map((_, i) => `f${i}`).join(", ")}];\n`,
-      "services/slow.ts": service("slow", 'import { all } from "../lib/big.js";\nconsole.log(all.length);'),
+      "lib/big.ts": bigModule(),
+      "services/slow.ts": service("slow", 'import { f1 } from "../lib/big.js";\nconsole.log(f1(1));'),
       "services/quick.ts": service("quick", ""),
     });
     const app = await startApp(dir, ["--verbose"], {}, { readyTimeoutMs: 60000 });
@@ -744,11 +780,7 @@ describe("nitric-like run", () => {
     expect(app.stderr.slice(from)).not.toMatch(/services\/\w+\.ts changed/);
     // Three saves, the last two while the first one's build runs: that build, then one of the last save.
     from = app.stderr.length;
-    const file = join(dir, "services", "slow.ts");
-    for (const version of ["second", "third", "fourth"]) {
-      writeFileSync(file, readFileSync(file, "utf8").replace(/version: "\w+"/, `version: "${version}"`));
-      await sleep(250);
-    }
+    await saveThriceDuringItsBuild(app.child.pid as number, join(dir, "services", "slow.ts"));
     expect(await ask("slow", { greeting: "hello", version: "fourth" })).toEqual({
       greeting: "hello",
       version: "fourth",
@@ -820,8 +852,6 @@ describe("nitric-like run", () => {
   }, 60000);
 
   it("under --provider aws, names a saved helper as what changed, and builds a service saved during its build once after it, from the last save", async () => {
-    // A module large enough that building the service that imports it outlasts the saves below.
-    const big = Array.from({ length: 60000 }, (_, i) => `export function f${i}(a: number) { return a + ${i}; }\n`);
     const service = (name: string, extra: string) =>
       [
         'import { websocket } from "@nitric-like/sdk";',
@@ -833,8 +863,8 @@ describe("nitric-like run", () => {
     const dir = writeProject({
       "nitric-like.yaml": "name: awssaves\nservices:\n  - match: services/*.ts\n",
       "lib/shared.ts": 'export const greeting = "hi";\n',
-      "lib/big.ts": `${big.join("")}export const all = [${big.map((_, i) => `f${i}`).join(", ")}];\n`,
-      "services/slow.ts": service("slow", 'import { all } from "../lib/big.js";\nconsole.log(all.length);'),
+      "lib/big.ts": bigModule(),
+      "services/slow.ts": service("slow", 'import { f1 } from "../lib/big.js";\nconsole.log(f1(1));'),
       "services/quick.ts": service("quick", ""),
     });
     const app = await startApp(dir, ["--provider", "aws", "--verbose"], {}, { readyTimeoutMs: 60000 });
@@ -865,11 +895,7 @@ describe("nitric-like run", () => {
     expect(app.stderr.slice(from)).not.toMatch(/services\/\w+\.ts changed/);
     // Three saves, the last two while the first one's build runs: that build, then one of the last save.
     from = app.stderr.length;
-    const file = join(dir, "services", "slow.ts");
-    for (const version of ["second", "third", "fourth"]) {
-      writeFileSync(file, readFileSync(file, "utf8").replace(/version: "\w+"/, `version: "${version}"`));
-      await sleep(250);
-    }
+    await saveThriceDuringItsBuild(app.child.pid as number, join(dir, "services", "slow.ts"));
     // Changes are taken one at a time, in the order saved: once a save of quick's is done, every
     // change of slow's saved before it is.
     const quick = join(dir, "services", "quick.ts");
