@@ -277,125 +277,191 @@ describe("the dashboard", () => {
     await page.close();
   }, 60000);
 
-  it("serves its API only to who has the address run printed: no key or another run's is refused with 401, and the page says what to open", async () => {
-    const app = await startChatWeb();
-    const base = app.dashboard as string;
-    // Every user of the machine reaches 127.0.0.1; the run's key is in the address it printed only.
-    expect(app.stdout).toMatch(/^dashboard http:\/\/127\.0\.0\.1:\d+\/#key=[\w-]{24}$/m);
-    const none = await fetch(`${base}/api/state`);
-    expect(none.status).toBe(401);
-    expect(((await none.json()) as { error: string }).error).toBe(
-      "this request has no key: open the dashboard at the address run printed, which ends with #key=...",
-    );
-    const other = await fetch(`${base}/api/connections`, { headers: { "X-Dashboard-Key": "x".repeat(24) } });
-    expect(other.status).toBe(401);
-    expect(((await other.json()) as { error: string }).error).toContain("this key is not this run's");
-    const client = await connect(app.url("chat"));
-    await sleep(200);
-    const framesBefore = client.frames.length;
-    for (const [path, init] of [
-      [
-        "/api/send",
-        { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"socket":"chat","text":"x"}' },
-      ],
-      ["/api/kv/keys?store=messages", {}],
-      ["/api/events", {}],
-      [`/api/events?key=${"y".repeat(24)}`, {}],
-    ] as const) {
-      expect((await fetch(`${base}${path}`, init)).status, path).toBe(401);
-    }
-    // Its key in a header of another request than the event stream's does not count from the query.
-    expect((await fetch(`${base}/api/state?key=${app.dashboardKey}`)).status).toBe(401);
-    expect(
-      (await fetch(`${base}/api/events?key=${app.dashboardKey}`, { signal: AbortSignal.timeout(2000) })).status,
-    ).toBe(200);
-    expect((await dashboardFetch(app, "/api/state")).status).toBe(200);
-    // The refused send reached no client; the page's own files hold no data and need no key.
-    await sleep(200);
-    expect(client.frames.length).toBe(framesBefore);
-    client.close();
-    expect((await fetch(`${base}/`)).status).toBe(200);
-    const page = await browser.newPage();
-    page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
-    await page.goto(base);
-    await page.locator("#live", { hasText: "open the dashboard at the address run printed" }).waitFor();
-    await page.close();
-  }, 40000);
+  // Tests of the dashboard's API that leave nothing behind (each closes what it opens) share one run.
+  describe("on one run of examples/chat-web", () => {
+    let app!: App;
+    beforeAll(async () => {
+      const dir = copyProject(join(EXAMPLES, "chat-web"));
+      const child = spawn(process.execPath, [CLI, "run", dir, "--random-ports", "--plain"], {
+        env: { ...process.env, NO_COLOR: "1", CHAT_WEB_PORT: "0" },
+      });
+      app = new App(dir, child);
+      await app.waitFor(/^ready: /m, 30000);
+      await app.waitFor(/chat page http:\/\/127\.0\.0\.1:\d+/);
+    }, 40000);
+    afterAll(async () => {
+      // Not among the apps each test's stopAll stops: stopped, and checked to exit cleanly, here.
+      if (app === undefined) return;
+      const { code } = await app.stop();
+      expect(code, app.stderr).toBe(0);
+    });
 
-  it("answers only requests made to it: other hosts, non-JSON writes and other origins are refused", async () => {
-    const app = await startChatWeb();
-    const base = app.dashboard as string;
-    expect((await dashboardFetch(app, `/api/state`)).status).toBe(200);
-    // fetch() will not set Host; a DNS-rebinding page's requests carry its own name there.
-    const port = new URL(base).port;
-    for (const host of ["evil.example", `evil.example:${port}`, `127.0.0.1.nip.io:${port}`]) {
-      const rebound = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = request(`${base}/api/state`, { headers: { Host: host } }, (res) => {
-          let body = "";
-          res.on("data", (d) => {
-            body += d;
+    it("serves its API only to who has the address run printed: no key or another run's is refused with 401, and the page says what to open", async () => {
+      const base = app.dashboard as string;
+      // Every user of the machine reaches 127.0.0.1; the run's key is in the address it printed only.
+      expect(app.stdout).toMatch(/^dashboard http:\/\/127\.0\.0\.1:\d+\/#key=[\w-]{24}$/m);
+      const none = await fetch(`${base}/api/state`);
+      expect(none.status).toBe(401);
+      expect(((await none.json()) as { error: string }).error).toBe(
+        "this request has no key: open the dashboard at the address run printed, which ends with #key=...",
+      );
+      const other = await fetch(`${base}/api/connections`, { headers: { "X-Dashboard-Key": "x".repeat(24) } });
+      expect(other.status).toBe(401);
+      expect(((await other.json()) as { error: string }).error).toContain("this key is not this run's");
+      const client = await connect(app.url("chat"));
+      await sleep(200);
+      const framesBefore = client.frames.length;
+      for (const [path, init] of [
+        [
+          "/api/send",
+          { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"socket":"chat","text":"x"}' },
+        ],
+        ["/api/kv/keys?store=messages", {}],
+        ["/api/events", {}],
+        [`/api/events?key=${"y".repeat(24)}`, {}],
+      ] as const) {
+        expect((await fetch(`${base}${path}`, init)).status, path).toBe(401);
+      }
+      // Its key in a header of another request than the event stream's does not count from the query.
+      expect((await fetch(`${base}/api/state?key=${app.dashboardKey}`)).status).toBe(401);
+      expect(
+        (await fetch(`${base}/api/events?key=${app.dashboardKey}`, { signal: AbortSignal.timeout(2000) })).status,
+      ).toBe(200);
+      expect((await dashboardFetch(app, "/api/state")).status).toBe(200);
+      // The refused send reached no client; the page's own files hold no data and need no key.
+      await sleep(200);
+      expect(client.frames.length).toBe(framesBefore);
+      client.close();
+      expect((await fetch(`${base}/`)).status).toBe(200);
+      const page = await browser.newPage();
+      page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
+      await page.goto(base);
+      await page.locator("#live", { hasText: "open the dashboard at the address run printed" }).waitFor();
+      await page.close();
+    }, 40000);
+
+    it("answers only requests made to it: other hosts, non-JSON writes and other origins are refused", async () => {
+      const base = app.dashboard as string;
+      expect((await dashboardFetch(app, `/api/state`)).status).toBe(200);
+      // fetch() will not set Host; a DNS-rebinding page's requests carry its own name there.
+      const port = new URL(base).port;
+      for (const host of ["evil.example", `evil.example:${port}`, `127.0.0.1.nip.io:${port}`]) {
+        const rebound = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = request(`${base}/api/state`, { headers: { Host: host } }, (res) => {
+            let body = "";
+            res.on("data", (d) => {
+              body += d;
+            });
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
           });
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+          req.on("error", reject);
+          req.end();
+        });
+        expect(rebound).toEqual({
+          status: 421,
+          body: JSON.stringify({
+            error: `this request is addressed to "${host}", not to 127.0.0.1, localhost or [::1]: open the dashboard at the address run printed (it answers no other name, which a web page could point at this machine)`,
+          }),
+        });
+      }
+      const form = await dashboardFetch(app, `/api/send`, { method: "POST", body: "socket=chat&text=x" });
+      expect(form.status).toBe(415);
+      const foreign = await dashboardFetch(app, `/api/send`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Origin: "https://evil.example" },
+        body: JSON.stringify({ socket: "chat", text: "x" }),
+      });
+      expect(foreign.status).toBe(403);
+      expect(await foreign.json()).toEqual({
+        error:
+          'a page of another origin ("https://evil.example") may not change anything here: use the dashboard\'s own page, at the address run printed',
+      });
+      const unknownStore = await dashboardFetch(app, `/api/kv/keys?store=nope`);
+      expect(unknownStore.status).toBe(404);
+      expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
+    });
+
+    it("works through a port forward, which names localhost on a port of its own, as ssh -L does", async () => {
+      const port = Number(new URL(app.dashboard as string).port);
+      // What `ssh -L <port>:127.0.0.1:<dashboard port>` is on this side: bytes passed both ways.
+      const piped = new Set<{ destroy(): void }>();
+      const forward = createServer((from) => {
+        const to = tcpConnect(port, "127.0.0.1");
+        piped.add(from).add(to);
+        from.pipe(to).pipe(from);
+        from.on("error", () => to.destroy());
+        to.on("error", () => from.destroy());
+      });
+      await new Promise<void>((r) => forward.listen(0, "127.0.0.1", r));
+      try {
+        const forwarded = (forward.address() as { port: number }).port;
+        const page = await browser.newPage();
+        page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
+        await page.goto(`http://localhost:${forwarded}/#key=${app.dashboardKey}`);
+        await page.locator("#live", { hasText: "live" }).waitFor();
+        const client = await connect(`${app.url("chat")}/?name=tester`);
+        const { you } = JSON.parse((await client.next()).text) as { you: string };
+        const row = page.locator(`#connection-table tr[data-id="${you}"]`);
+        await row.getByRole("button", { name: "message" }).click();
+        await page.locator("#send-text").fill("through the forward");
+        await page.locator("#send-form").getByRole("button", { name: "Send" }).click();
+        expect((await client.next()).text).toBe("through the forward");
+        client.close();
+        await page.close();
+      } finally {
+        for (const s of piped) s.destroy();
+        await new Promise((r) => forward.close(r));
+      }
+    });
+
+    it("takes names like Object.prototype's as data: unknown paths, sockets and stores are 404, a malformed path 400, never a 500", async () => {
+      const base = app.dashboard as string;
+      const port = Number(new URL(base).port);
+      const names = Object.getOwnPropertyNames(Object.prototype);
+      for (const name of names) {
+        expect((await fetch(`${base}/${name}`)).status).toBe(404);
+        expect((await dashboardFetch(app, `/api/kv/keys?store=${name}`)).status).toBe(404);
+        const send = await dashboardFetch(app, `/api/send`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(
+            Object.fromEntries([
+              ["socket", name],
+              ["text", "x"],
+              [name, 1],
+            ]),
+          ),
+        });
+        expect(send.status).toBe(404);
+        expect(await send.json()).toEqual({ error: `websocket "${name}" is not in the spec` });
+      }
+      // A request target no URL parser takes.
+      const malformed = await new Promise<number>((resolve, reject) => {
+        const req = request({ host: "127.0.0.1", port, path: "//[", headers: { Host: `127.0.0.1:${port}` } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
         });
         req.on("error", reject);
         req.end();
       });
-      expect(rebound).toEqual({
-        status: 421,
-        body: JSON.stringify({
-          error: `this request is addressed to "${host}", not to 127.0.0.1, localhost or [::1]: open the dashboard at the address run printed (it answers no other name, which a web page could point at this machine)`,
-        }),
-      });
-    }
-    const form = await dashboardFetch(app, `/api/send`, { method: "POST", body: "socket=chat&text=x" });
-    expect(form.status).toBe(415);
-    const foreign = await dashboardFetch(app, `/api/send`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Origin: "https://evil.example" },
-      body: JSON.stringify({ socket: "chat", text: "x" }),
-    });
-    expect(foreign.status).toBe(403);
-    expect(await foreign.json()).toEqual({
-      error:
-        'a page of another origin ("https://evil.example") may not change anything here: use the dashboard\'s own page, at the address run printed',
-    });
-    const unknownStore = await dashboardFetch(app, `/api/kv/keys?store=nope`);
-    expect(unknownStore.status).toBe(404);
-    expect(await unknownStore.json()).toEqual({ error: 'kv store "nope" is not in the spec' });
-  });
-
-  it("works through a port forward, which names localhost on a port of its own, as ssh -L does", async () => {
-    const app = await startChatWeb();
-    const port = Number(new URL(app.dashboard as string).port);
-    // What `ssh -L <port>:127.0.0.1:<dashboard port>` is on this side: bytes passed both ways.
-    const piped = new Set<{ destroy(): void }>();
-    const forward = createServer((from) => {
-      const to = tcpConnect(port, "127.0.0.1");
-      piped.add(from).add(to);
-      from.pipe(to).pipe(from);
-      from.on("error", () => to.destroy());
-      to.on("error", () => from.destroy());
-    });
-    await new Promise<void>((r) => forward.listen(0, "127.0.0.1", r));
-    try {
-      const forwarded = (forward.address() as { port: number }).port;
-      const page = await browser.newPage();
-      page.on("pageerror", (e) => pageErrors.push(`dashboard: ${e.message}`));
-      await page.goto(`http://localhost:${forwarded}/#key=${app.dashboardKey}`);
-      await page.locator("#live", { hasText: "live" }).waitFor();
-      const client = await connect(`${app.url("chat")}/?name=tester`);
-      const { you } = JSON.parse((await client.next()).text) as { you: string };
-      const row = page.locator(`#connection-table tr[data-id="${you}"]`);
-      await row.getByRole("button", { name: "message" }).click();
-      await page.locator("#send-text").fill("through the forward");
-      await page.locator("#send-form").getByRole("button", { name: "Send" }).click();
-      expect((await client.next()).text).toBe("through the forward");
+      expect(malformed).toBe(400);
+      // A connection whose query and headers use those names is listed with them, as its own keys.
+      const query = names.map((n, i) => `${n}=${i}`).join("&");
+      const client = await connect(`${app.url("chat")}/?${query}`, Object.fromEntries(names.map((n) => [n, "h"])));
+      const listed = (await (await dashboardFetch(app, `/api/connections`)).json()) as {
+        query: Record<string, string[]>;
+        headers: Record<string, string[]>;
+      }[];
+      const mine = listed.find((c) => Object.hasOwn(c.query, "__proto__"));
+      expect(Object.getOwnPropertyDescriptor(mine?.query ?? {}, "__proto__")?.value).toEqual([
+        String(names.indexOf("__proto__")),
+      ]);
+      expect(Object.keys(mine?.query ?? {}).sort()).toEqual([...names].sort());
+      expect(Object.hasOwn(mine?.headers ?? {}, "constructor") && mine?.headers.constructor).toEqual(["h"]);
       client.close();
-      await page.close();
-    } finally {
-      for (const s of piped) s.destroy();
-      await new Promise((r) => forward.close(r));
-    }
+      expect(app.stderr).not.toMatch(/internal error/);
+      expect((await dashboardFetch(app, `/api/state`)).status).toBe(200);
+    });
   });
 
   it("answers a send to a socket whose gateway failed to start with 503 and the reason, never a 500", async () => {
@@ -456,56 +522,6 @@ describe("the dashboard", () => {
       await new Promise((r) => holder.close(r));
     }
   }, 60000);
-
-  it("takes names like Object.prototype's as data: unknown paths, sockets and stores are 404, a malformed path 400, never a 500", async () => {
-    const app = await startChatWeb();
-    const base = app.dashboard as string;
-    const port = Number(new URL(base).port);
-    const names = Object.getOwnPropertyNames(Object.prototype);
-    for (const name of names) {
-      expect((await fetch(`${base}/${name}`)).status).toBe(404);
-      expect((await dashboardFetch(app, `/api/kv/keys?store=${name}`)).status).toBe(404);
-      const send = await dashboardFetch(app, `/api/send`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(
-          Object.fromEntries([
-            ["socket", name],
-            ["text", "x"],
-            [name, 1],
-          ]),
-        ),
-      });
-      expect(send.status).toBe(404);
-      expect(await send.json()).toEqual({ error: `websocket "${name}" is not in the spec` });
-    }
-    // A request target no URL parser takes.
-    const malformed = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: "127.0.0.1", port, path: "//[", headers: { Host: `127.0.0.1:${port}` } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on("error", reject);
-      req.end();
-    });
-    expect(malformed).toBe(400);
-    // A connection whose query and headers use those names is listed with them, as its own keys.
-    const query = names.map((n, i) => `${n}=${i}`).join("&");
-    const client = await connect(`${app.url("chat")}/?${query}`, Object.fromEntries(names.map((n) => [n, "h"])));
-    const listed = (await (await dashboardFetch(app, `/api/connections`)).json()) as {
-      query: Record<string, string[]>;
-      headers: Record<string, string[]>;
-    }[];
-    const mine = listed.find((c) => Object.hasOwn(c.query, "__proto__"));
-    expect(Object.getOwnPropertyDescriptor(mine?.query ?? {}, "__proto__")?.value).toEqual([
-      String(names.indexOf("__proto__")),
-    ]);
-    expect(Object.keys(mine?.query ?? {}).sort()).toEqual([...names].sort());
-    expect(Object.hasOwn(mine?.headers ?? {}, "constructor") && mine?.headers.constructor).toEqual(["h"]);
-    client.close();
-    expect(app.stderr).not.toMatch(/internal error/);
-    expect((await dashboardFetch(app, `/api/state`)).status).toBe(200);
-  });
 
   it("connects to a socket as a client of its own (Try a socket): messages both ways as text, seen by the app and other clients, closed with its code", async () => {
     const app = await startChatWeb();
@@ -591,13 +607,27 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     expect(await lines.nth(2).textContent()).toMatch(/^\S+ → \(binary, 5 bytes\) YWJjZGU=$/);
     expect(await lines.nth(3).textContent()).toMatch(/^\S+ ← binary 5$/);
     await page.uncheck("#client-binary");
-    for (let i = 0; i < 110; i++) {
-      await page.fill("#client-text", `n${i}`);
-      await page.click("#client-submit");
-    }
+    // 110 sends, each its text typed and Send clicked, made in the page itself: two of the test's
+    // round trips to the browser a send took most of this test's time. Each waits for the echo of
+    // the one before, as a user reading the answers would (10 s for each at most).
+    await page.evaluate(`(async () => {
+      const text = document.getElementById("client-text");
+      const send = document.getElementById("client-submit");
+      const list = document.getElementById("client-messages");
+      for (let i = 0; i < 110; i++) {
+        text.value = "n" + i;
+        text.dispatchEvent(new Event("input", { bubbles: true }));
+        send.click();
+        const deadline = Date.now() + 10000;
+        while (!(list.lastElementChild?.textContent ?? "").endsWith("\u2190 n" + i)) {
+          if (Date.now() > deadline) throw new Error("no echo of n" + i + " in 10 s");
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+    })()`);
     await expect.poll(() => lines.last().textContent()).toMatch(/← n109$/);
-    // 224 lines logged, the newest 200 kept: the 4 above and the first 20 of the n-lines go. An
-    // echo may come back after the next send is logged, so the 21st n-line is → n10 or ← n9.
+    // 224 lines logged, the newest 200 kept: the 4 above and the first 20 of the n-lines go (an
+    // echo that came back after the next send was logged would make the 21st ← n9, not → n10).
     const kept = await lines.allTextContents();
     expect(kept).toHaveLength(200);
     expect(kept[0]).toMatch(/ (→ n10|← n9)$/);
