@@ -4,7 +4,7 @@
  * `@nitric-like/provider-aws/runtime`, DynamoDB keeps kv stores and live connections, and Secrets
  * Manager keeps secrets.
  */
-import type { Provider, SocketDomain } from "@nitric-like/spec";
+import type { Logger, Provider, SocketDomain } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
 import { logicalName } from "./build/template.js";
 import {
@@ -16,8 +16,7 @@ import {
   stackNameProblem,
   stuckStackProblem,
 } from "./deploy/deploy.js";
-import { deployedSecretArn, putSecret } from "./deploy/secrets.js";
-import { runEmulated } from "./emulator/run.js";
+import type { PutSecretRequest } from "./deploy/secrets.js";
 
 export { type AwsBuild, artifactHash, buildAws } from "./build/build.js";
 export { BundleError } from "./build/bundle.js";
@@ -47,7 +46,25 @@ export {
   stackNameProblem,
   stuckStackProblem,
 } from "./deploy/deploy.js";
-export { deployedSecretArn, type PutSecretRequest, putSecret } from "./deploy/secrets.js";
+export type { PutSecretRequest } from "./deploy/secrets.js";
+
+// Secrets Manager's client, and the emulator (dynalite, the execute-api gateway), load only for
+// the commands that use them: every other command would pay for loading them at each start.
+
+/** Stores `value` as the newest version of a deployed secret (see deploy/secrets.ts). */
+export async function putSecret(options: PutSecretRequest): Promise<{ version: string; where: string }> {
+  return (await import("./deploy/secrets.js")).putSecret(options);
+}
+
+/** The ARN of a deployed secret, from the stack's outputs (see deploy/secrets.ts). */
+export async function deployedSecretArn(options: {
+  stack: string;
+  region?: string;
+  secret: string;
+  logger?: Logger;
+}): Promise<string> {
+  return (await import("./deploy/secrets.js")).deployedSecretArn(options);
+}
 
 /**
  * What is left to do for each custom domain the stack made no record for: the CNAME to its
@@ -70,7 +87,7 @@ function domainNotes(domains: Record<string, SocketDomain>, outputs: Record<stri
 export const provider: Provider = {
   name: "aws",
   build: (options) => buildAws(options, { domains: true }),
-  run: (options) => runEmulated(options),
+  run: async (options) => (await import("./emulator/run.js")).runEmulated(options),
   async up(options) {
     const built = await buildAws(options, { domains: true });
     const result = await deploy({

@@ -25,7 +25,7 @@ import {
   type StackEvent,
   UpdateStackCommand,
 } from "@aws-sdk/client-cloudformation";
-import { DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { compareNames, type Logger, type SocketDomain } from "@nitric-like/spec";
 import { SECRET_TAG } from "../build/template.js";
@@ -40,7 +40,7 @@ import {
   watched,
 } from "./calls.js";
 import { CredentialLookupError, credentialSource } from "./credentials.js";
-import { domainProblems } from "./domains.js";
+import type { domainProblems } from "./domains.js";
 import { replacementNotes } from "./replacements.js";
 
 /** A deploy failure the user can act on; the message says what to do. */
@@ -496,9 +496,31 @@ function clients(region: string | undefined, logger?: Logger) {
   return {
     cfn: watched(new CloudFormationClient(config), "CLOUDFORMATION", timeouts, logger),
     s3: watched(new S3Client({ ...config, ...(custom ? { forcePathStyle: true } : {}) }), "S3", timeouts, logger),
-    /** DynamoDB's, made when asked for. */
-    ddb: () => watched(new DynamoDBClient(config), "DYNAMODB", timeouts, logger),
+    /** DynamoDB's, loaded and made when asked for. */
+    ddb: new LazyDynamoDb(async () => {
+      const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
+      return watched(new DynamoDBClient(config), "DYNAMODB", timeouts, logger);
+    }),
   };
+}
+
+/**
+ * DynamoDB's client, loaded at the first `get`: only a deploy that deletes a kv table, or a delete
+ * of a stack that has some, scans one; every other command would pay for loading it at start.
+ */
+class LazyDynamoDb {
+  private made: Promise<DynamoDBClient> | undefined;
+  constructor(private readonly make: () => Promise<DynamoDBClient>) {}
+  get(): Promise<DynamoDBClient> {
+    this.made ??= this.make();
+    return this.made;
+  }
+  destroy(): void {
+    this.made?.then(
+      (client) => client.destroy(),
+      () => {},
+    );
+  }
 }
 
 /** A stack as DescribeStacks has it; undefined when there is no such stack. */
@@ -642,8 +664,7 @@ async function placeTemplate(
 export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
   const { stack, logger } = options;
   const pollMs = options.pollMs ?? defaultPollMs();
-  const { cfn, s3, ddb: makeDdb } = clients(options.region, logger);
-  const ddb = makeDdb();
+  const { cfn, s3, ddb } = clients(options.region, logger);
   const interrupt = new Interrupt();
   /**
    * What this deploy has done so far, and what to run, for a call that gets no answer (or that
@@ -661,7 +682,11 @@ export async function deploy(options: DeployOptions): Promise<DeployOutcome> {
     // Before anything is uploaded: what CloudFormation would fail only once the stack is half made.
     let domains: Awaited<ReturnType<typeof domainProblems>>;
     try {
-      domains = await domainProblems(options.domains ?? [], stack, region, logger);
+      // ACM's and Route 53's clients load only for a stack with custom domains.
+      domains =
+        options.domains !== undefined && options.domains.length > 0
+          ? await (await import("./domains.js")).domainProblems(options.domains, stack, region, logger)
+          : { problems: [], warnings: [] };
     } catch (error) {
       throw explain(error, "checking the custom domains", undefined, "up", state);
     }
@@ -847,7 +872,7 @@ async function moreChanges(
 /** The stack's kv tables that `changes` delete or replace and that hold items. */
 async function tablesLost(
   cfn: CloudFormationClient,
-  ddb: DynamoDBClient,
+  ddb: LazyDynamoDb,
   stack: string,
   changes: Change[],
 ): Promise<KvTable[]> {
@@ -1063,7 +1088,9 @@ async function kvTablesOf(
  * Whether a table holds an item: a Scan of one item (half a read unit), not DescribeTable's
  * ItemCount, which AWS refreshes only every six hours. A table that is not there holds nothing.
  */
-async function holdsItems(ddb: DynamoDBClient, table: string): Promise<boolean> {
+async function holdsItems(lazy: LazyDynamoDb, table: string): Promise<boolean> {
+  const ddb = await lazy.get();
+  const { ScanCommand } = await import("@aws-sdk/client-dynamodb");
   let start: Record<string, never> | undefined;
   // Without a filter a page of one holds the table's first item; a few pages guard the odd empty one.
   for (let page = 0; page < 5; page++) {
@@ -1089,8 +1116,7 @@ async function holdsItems(ddb: DynamoDBClient, table: string): Promise<boolean> 
  * the way to keep it.
  */
 export async function destroy(options: DestroyRequest): Promise<DestroyOutcome> {
-  const { cfn, s3, ddb: makeDdb } = clients(options.region, options.logger);
-  const ddb = makeDdb();
+  const { cfn, s3, ddb } = clients(options.region, options.logger);
   const doing = `deleting stack "${options.stack}"`;
   /** What this delete has done so far, and what to run (as deploy's). */
   let state = `nothing was deleted; run "nitric-like down" again`;
