@@ -22,7 +22,7 @@ import { createHash } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { dirname, join, posix, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { packageOwner } from "@nitric-like/provider-kit";
+import { packageOwner } from "@nitric-like/provider-kit/build";
 import { workerLiterals } from "@nitric-like/provider-kit/worker-scripts";
 import { isPackageFile, shownPath } from "./shown-path.js";
 

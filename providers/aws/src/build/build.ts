@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { type StagedOutDir, stageOutDir } from "@nitric-like/provider-kit";
+import { type StagedOutDir, stageOutDir } from "@nitric-like/provider-kit/build";
 import { type BuildOptions, type BuildResult, type SocketDomain, socketDomainOf } from "@nitric-like/spec";
 import type { BesideFile } from "./beside.js";
 import { type BundledWorker, bundleFunction, type ServiceBundle } from "./bundle.js";

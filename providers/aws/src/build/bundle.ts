@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { createRequire } from "node:module";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
+import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit/build";
 import { nativeAsync } from "@nitric-like/provider-kit/native-async";
 import type { ServiceEntry } from "@nitric-like/spec";
 import { build, type Message, type Plugin, stop } from "esbuild";

@@ -6,7 +6,7 @@
  * limit the project sets, the build says what AWS does instead, so an app tuned locally is not
  * surprised in production.
  */
-import { AWS_INTEGRATION_TIMEOUT_MS, AWS_MAX_HANDLER_TIMEOUT_MS } from "@nitric-like/provider-kit";
+import { AWS_INTEGRATION_TIMEOUT_MS, AWS_MAX_HANDLER_TIMEOUT_MS } from "@nitric-like/provider-kit/build";
 import { type AppLimits, DEFAULT_LIMITS, formatDuration, type Project, type SocketLimits } from "@nitric-like/spec";
 
 /** The keys as the project file spells them, and how to show a value. */
