@@ -627,7 +627,80 @@ function needsFlag(dir: string): { flag: string; top: string } {
   return { flag, top };
 }
 
+/**
+ * needsFlag's service, whose restarted copies fail at load in another way while the flag is gone:
+ * `fail` is placed where needsFlag's throws.
+ */
+function needsFlagThen(dir: string, fail: string): { flag: string; top: string } {
+  const { flag, top } = needsFlag(dir);
+  const line = top.split("\n").find((l) => l.includes("throw new Error"));
+  if (line === undefined) throw new Error("needsFlag has no throw");
+  return { flag, top: top.replace(line, `  if (!existsSync(${JSON.stringify(flag)})) { ${fail} }`) };
+}
+
+/** A client that connects (waiting for the restarting service) is answered. */
+async function expectServed(url: string): Promise<void> {
+  const c = await connect(url);
+  c.ws.send("back");
+  expect((await c.next(5000)).text).toBe("echo back");
+}
+
 describe("nitric-like run: a started service whose restarted copy fails at load", () => {
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "that fails slowly, past the 3 s a first start's output is held, says its cause once with no stack, and recovers (service in $how)",
+    async ({ args }) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+      const { flag, top } = needsFlagThen(
+        dir,
+        'await new Promise((r) => setTimeout(r, 3500)); throw new Error("timed out reaching postgres://app:hunter2@127.0.0.1:1/app");',
+      );
+      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+      const app = runApp(dir, args);
+      await app.waitFor(/^ready: /m);
+      await app.waitFor(/exited with code 3; restarting in 0\.25 s/, 15000);
+      await app.waitFor(/failed again at load, same cause \(2 times\); restarting in 1\.00 s/, 30000);
+      writeFileSync(flag, "");
+      await expectServed(app.url("chat"));
+      expect(app.stderr).toContain(
+        'warning: service "chat" (services/chat.ts:4) failed at load after it crashed (exited with code 1): timed out reaching postgres://app:hunter2@127.0.0.1:1/app\n  restarting in 0.50 s, as after a crash:',
+      );
+      expect(count(app.stderr, /timed out reaching postgres/)).toBe(1);
+      expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
+      expect(app.stderr).not.toContain("Uncaught");
+      expect(app.stderr).not.toContain("Node.js v");
+      expect(app.stderr).not.toContain("failed to start");
+    },
+    60000,
+  );
+
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "that ends by itself with code 0 counts as one more crash, restarted with backoff, and recovers with no save (service in $how)",
+    async ({ args }) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+      const { flag, top } = needsFlagThen(dir, "process.exit(0);");
+      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+      const app = runApp(dir, args);
+      await app.waitFor(/^ready: /m);
+      await app.waitFor(/exited with code 3; restarting in 0\.25 s/, 15000);
+      await app.waitFor(/failed again at load, same cause \(2 times\); restarting in 1\.00 s/, 15000);
+      writeFileSync(flag, "");
+      await expectServed(app.url("chat"));
+      expect(app.stderr).toContain(
+        'warning: service "chat" (services/chat.ts) failed at load after it crashed: it ended by itself (exit code 0) before registering its handlers\n  restarting in 0.50 s, as after a crash:',
+      );
+      expect(count(app.stderr, /exit code 0/)).toBe(1);
+      expect(app.stderr).not.toContain("failed to stay up");
+      expect(app.stderr).not.toContain("changed:");
+    },
+    60000,
+  );
+
   it.each([
     { how: "a worker thread", args: [] as string[] },
     { how: "a process", args: ["--processes"] },

@@ -382,6 +382,38 @@ it.each([
   },
 );
 
+it.each([
+  { what: "thread", processes: false },
+  { what: "process", processes: true },
+])(
+  "restarts with backoff a service $what whose copy restarted after a crash blocks as it loads, as one more crash, and it recovers by itself",
+  async ({ processes }) => {
+    const marker = join(mkdtempSync(join(tmpdir(), "kit-block-")), "block");
+    process.env.RECORDER_BLOCK_AT_START = marker;
+    try {
+      const app = await startApp(fixture("recorder"), { blockedAfterMs: 1000, processes });
+      const ann = await app.connect(open);
+      await ann.next();
+      // What its top level waits on goes away, and it crashes: its next copies block as they load.
+      writeFileSync(marker, "");
+      ann.send("crash");
+      await ann.expectMessage("crashing");
+      await app.waitForLog(/failed again at load, same cause \(2 times\); restarting in 1\.00 s/, { timeoutMs: 20000 });
+      rmSync(marker);
+      const bo = await app.connect({ ...open, timeoutMs: 15000 });
+      await bo.expectMessage("hello anonymous");
+      expect(app.logs).toContain(
+        'service "recorder" (services/recorder.ts) failed at load after it crashed: its event loop did not turn for 1.0 s while it started (a loop at its top level that never yields, or a synchronous wait), so it never registered its handlers\n  restarting in 0.50 s, as after a crash:',
+      );
+      expect(app.logs.match(/did not turn/g)).toHaveLength(1);
+      expect(app.logs).not.toMatch(/failed to start|crashed 5 times/);
+    } finally {
+      delete process.env.RECORDER_BLOCK_AT_START;
+      rmSync(dirname(marker), { recursive: true, force: true });
+    }
+  },
+);
+
 /** Blocks the project's service for 1.5 s, 5 times its blockedAfterMs: it must come through it untouched. */
 async function expectLeftAlone(project: string): Promise<void> {
   const app = await startApp(fixture(project), { blockedAfterMs: 300 });

@@ -73,6 +73,13 @@ const STOP_GRACE_MS = 2000;
  */
 const HOLD_MAX_MS = 3000;
 /**
+ * How long a copy restarted after a crash holds its output back instead: the same code started
+ * before, its load output was seen then, and a failure at load that comes slowly (a connection
+ * that times out after 10 s, say) is said by its cause once rather than by its stack on every
+ * restart. Printed after this long all the same, never swallowed.
+ */
+const AFTER_CRASH_HOLD_MAX_MS = 30_000;
+/**
  * What @nitric/sdk prints on stdout as each of its handler streams ends (its startStreamHandler),
  * which is how `run` stops a copy of it (Ctrl-C, a save): not shown for a copy stopped on purpose,
  * shown as any other line at any other time (the provider ending its streams unasked is news).
@@ -105,14 +112,13 @@ export class ServiceSupervisor {
   /**
    * True once the current copy of this version has started (registered what the spec expects).
    * A copy restarted after a crash starts out false again: one that then ends before registering
-   * (its top level throws now, say on a file the crashed copy removed) fails to start, as a first
-   * start does, instead of being restarted in a loop.
+   * is one more crash (see afterCrash).
    */
   private everStarted = false;
   /**
    * Set while the current copy is one restarted after a crash. One that then ends before it has
-   * registered its handlers (its top level throws: a database it connects to is restarting, say)
-   * counts as one more crash (loadFailedAfterCrash): restarted with backoff, toward the crash loop,
+   * registered its handlers (its top level throws, exits with code 0 or blocks: a database it
+   * connects to is restarting, say) counts as one more crash (loadFailedAfterCrash): restarted with backoff, toward the crash loop,
    * as it ran before and may well start once what it needs is back.
    */
   private afterCrash = false;
@@ -234,7 +240,7 @@ export class ServiceSupervisor {
    * ends a function at its timeout: every event of the service waits behind it, and nothing else
    * would end it. Its exit is a death like any other: the events it held fail or are retried, and
    * it restarts; one that had not started yet (its top level blocks) fails instead, saying so,
-   * and waits for a file change.
+   * and waits for a file change, unless it is a copy restarted after a crash: one more crash.
    */
   private watchAlive(child: ServiceHandle): void {
     // A debugger attached to run (`node --inspect`) may hold a thread at a breakpoint for as long as it likes.
@@ -244,7 +250,9 @@ export class ServiceSupervisor {
       if (!this.everStarted) {
         // Still loading (a save that made its top level loop, say): a restart would block again,
         // so its failure says why, once, and it waits for a file change (exited()).
-        this.blockedStarting = `its event loop did not turn for ${(silentMs / 1000).toFixed(1)} s while it started (a loop at its top level that never yields, or a synchronous wait), so it never registered its handlers`;
+        // The limit, not how long it was silent: the same cause in copies restarted after a crash
+        // reads the same, and is counted as such (loadFailedAfterCrash).
+        this.blockedStarting = `its event loop did not turn for ${(this.blockedAfterMs / 1000).toFixed(1)} s while it started (a loop at its top level that never yields, or a synchronous wait), so it never registered its handlers`;
         return;
       }
       this.output.error(
@@ -373,9 +381,12 @@ export class ServiceSupervisor {
     this.stderrPrinted = false;
     clearTimeout(this.holdTimer);
     if (!this.everStarted) {
-      this.holdTimer = setTimeout(() => {
-        if (this.held === held) this.flushHeld();
-      }, HOLD_MAX_MS);
+      this.holdTimer = setTimeout(
+        () => {
+          if (this.held === held) this.flushHeld();
+        },
+        this.afterCrash ? AFTER_CRASH_HOLD_MAX_MS : HOLD_MAX_MS,
+      );
     }
     let stderrEnded: () => void = () => {};
     this.stderrEnded = new Promise<void>((resolve) => {
@@ -443,6 +454,16 @@ export class ServiceSupervisor {
         this.recent = new RecentOutput(HELD_LINES);
         const said = this.stderrPrinted;
         this.stderrPrinted = false;
+        if (code === 0 && !said && this.afterCrash) {
+          // A copy restarted after a crash that ends quietly before it registers (it gives up when
+          // what it needs is not there yet): one more crash, as a throw at load is.
+          this.loadFailedAfterCrash(how, {
+            message: "it ended by itself (exit code 0) before registering its handlers",
+            fix: "fix it and save: run starts it again when one of its files changes",
+            lastOutput: true,
+          });
+          return;
+        }
         if (code === 0 && !said) {
           // Ended by itself with nothing to say (on stderr: what it logs on stdout is no failure's
           // cause): nothing keeps it up (a helper module the services' match takes for a service, say). Nothing the spec expects of it is missing when it
@@ -458,6 +479,16 @@ export class ServiceSupervisor {
           return;
         }
         const blocked = this.blockedStarting;
+        if (blocked !== undefined && this.afterCrash) {
+          // Ended by run for blocking as it loaded, after it crashed: one more crash (its top level
+          // may wait, synchronously, on what the crash took away), not a change that broke it.
+          this.loadFailedAfterCrash("was ended for blocking its event loop", {
+            message: blocked,
+            fix: "fix it and save: run starts it again when one of its files changes",
+            lastOutput: true,
+          });
+          return;
+        }
         if (blocked !== undefined) {
           this.fail("to start", {
             message: blocked,
