@@ -130,13 +130,15 @@ function renderState() {
   const serviceState = {
     started: ["ok", "● running"],
     starting: ["pending", "○ starting"],
+    restarting: ["pending", "↻ restarting after a crash"],
     waiting: ["bad", "✕ waiting for a fix"],
+    crashLoop: ["bad", "✕ crash loop: waiting for a fix"],
     hosted: ["ok", "● in its function"],
     unknown: ["pending", "?"],
   };
   $("services").tBodies[0].replaceChildren(
     ...(state.services ?? []).map((s) => {
-      const [kind, text] = serviceState[s.state] ?? serviceState.unknown;
+      const [kind, text] = (s.crashLoop ? serviceState.crashLoop : serviceState[s.state]) ?? serviceState.unknown;
       return el(
         "tr",
         { "data-service": s.name, "data-state": s.state },
@@ -146,6 +148,7 @@ function renderState() {
           "td",
           {},
           el("span", { class: kind }, text),
+          typeof s.restartAt === "number" ? el("div", { class: "restart-at" }, `new copy at ${time(s.restartAt)}`) : "",
           s.reason ? el("div", { class: "reason" }, s.reason) : "",
           s.detail ? el("div", { class: "detail" }, s.detail) : "",
         ),

@@ -1331,6 +1331,32 @@ echo.on("message", (ctx) => (ctx.text() === "bytes" ? new Uint8Array([1, 2, 3]) 
     await page.close();
   }, 90000);
 
+  it("shows a service that crashed as restarting after a crash, with when, then as a crash loop once run gave up", async () => {
+    const dir = writeProject({
+      "nitric-like.yaml": "name: crashing\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("chat");',
+        'socket.on("message", (ctx) => "echo " + ctx.text());',
+        // Every copy starts, then crashes with nothing in flight: backoff, then a crash loop.
+        'if (process.env.NITRIC_ENVIRONMENT === "run") setTimeout(() => process.exit(3), 300);',
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    const page = await openDashboard(app);
+    const restarting = page.locator('#services tr[data-service="chat"][data-state="restarting"]');
+    await restarting.waitFor({ timeout: 20000 });
+    expect(await restarting.locator("span").first().textContent()).toBe("↻ restarting after a crash");
+    expect(await restarting.locator(".restart-at").textContent()).toMatch(/^new copy at \d\d:\d\d:\d\d\.\d{3}$/);
+    expect(await restarting.locator(".reason").textContent()).toBe('service "chat" exited with code 3');
+    const looped = page.locator('#services tr[data-service="chat"][data-state="waiting"]');
+    await looped.waitFor({ timeout: 30000 });
+    expect(await looped.locator("span").first().textContent()).toBe("✕ crash loop: waiting for a fix");
+    expect(await looped.locator(".reason").textContent()).toBe('service "chat" crashed 5 times in 30 s');
+    expect(await looped.locator(".restart-at").count()).toBe(0);
+    await page.close();
+  }, 60000);
+
   for (const provider of ["local", "aws"]) {
     it(`lists each secret with its newest version or how to give it one, follows a secret put, and never shows a value (${provider})`, async () => {
       const dir = writeProject({

@@ -704,6 +704,8 @@ class Run {
       file: s.service.entry.file,
       state: s.state,
       ...(s.reason === undefined ? {} : { reason: s.reason }),
+      ...(s.restartAt === undefined ? {} : { restartAt: s.restartAt }),
+      ...(s.inCrashLoop ? { crashLoop: true as const } : {}),
     }));
   }
 

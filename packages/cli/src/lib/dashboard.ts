@@ -93,9 +93,13 @@ export interface ServiceStatus {
   /** Its entry file, relative to the project. */
   file: string;
   /** `hosted`: the provider runs it (an emulated function), so run does not know more. */
-  state: "starting" | "started" | "waiting" | "hosted" | "unknown";
-  /** Why it waits, in a line. */
+  state: "starting" | "started" | "restarting" | "waiting" | "hosted" | "unknown";
+  /** Why it waits, or the crash it restarts after, in a line. */
   reason?: string;
+  /** While it restarts after a crash: when its new copy starts, in ms since the epoch. */
+  restartAt?: number;
+  /** True while it waits for a file change because it crashed in a loop. */
+  crashLoop?: true;
   /** How it runs, in a line, when the provider hosts it (its function's execution environments). */
   detail?: string;
 }

@@ -86,8 +86,11 @@ const AFTER_CRASH_HOLD_MAX_MS = 30_000;
  */
 const NITRIC_STREAM_ENDED = "Membrane has terminated the trigger stream";
 
-/** Where a supervised service is: starting, started (serving), or waiting for a file change. */
-export type ServiceState = "starting" | "started" | "waiting";
+/**
+ * Where a supervised service is: starting, started (serving), restarting after a crash (waiting out
+ * its backoff, or its new copy loading), or waiting for a file change.
+ */
+export type ServiceState = "starting" | "started" | "restarting" | "waiting";
 
 /** One supervised service. */
 export class ServiceSupervisor {
@@ -118,8 +121,9 @@ export class ServiceSupervisor {
   /**
    * Set while the current copy is one restarted after a crash. One that then ends before it has
    * registered its handlers (its top level throws, exits with code 0 or blocks: a database it
-   * connects to is restarting, say) counts as one more crash (loadFailedAfterCrash): restarted with backoff, toward the crash loop,
-   * as it ran before and may well start once what it needs is back.
+   * connects to is restarting, say) counts as one more crash (loadFailedAfterCrash): restarted
+   * with backoff, toward the crash loop, as it ran before and may well start once what it needs is
+   * back.
    */
   private afterCrash = false;
   /**
@@ -190,20 +194,37 @@ export class ServiceSupervisor {
     this.stateListeners.push(listener);
   }
 
-  /** Why it waits, in one line (its failure, a crash loop), while it does; for the dashboard. */
+  /**
+   * Why it waits (its failure, a crash loop) or restarts (the crash), in one line, while it does;
+   * for the dashboard.
+   */
   get reason(): string | undefined {
-    return this.state_ === "waiting" ? this.reason_ : undefined;
+    return this.state_ === "waiting" || this.state_ === "restarting" ? this.reason_ : undefined;
   }
   private reason_: string | undefined;
 
-  private setState(state: ServiceState, reason?: string): void {
+  /** While it restarts after a crash: when its new copy starts (ms since the epoch). */
+  get restartAt(): number | undefined {
+    return this.state_ === "restarting" ? this.restartAt_ : undefined;
+  }
+  private restartAt_: number | undefined;
+
+  /** True while it waits for a file change because it crashed in a loop. */
+  get inCrashLoop(): boolean {
+    return this.state_ === "waiting" && this.looped;
+  }
+
+  private setState(state: ServiceState, reason?: string, restartAt?: number): void {
     if (state === "waiting") {
-      this.reason_ = reason;
       // Its clients are told at once rather than after waiting for a copy not coming; not why: the
       // failure (a file:line, a message that may hold a password) is for this log, not for them.
       this.provider.serviceWaiting?.(this.name, this.watching);
     }
-    if (this.state_ === state) return;
+    // Each crash of a restarting service is news too (a new cause, a new time to restart at).
+    const changed = this.state_ !== state || this.reason_ !== reason || this.restartAt_ !== restartAt;
+    this.reason_ = reason;
+    this.restartAt_ = restartAt;
+    if (!changed) return;
     this.state_ = state;
     for (const l of this.stateListeners) l(state);
   }
@@ -527,6 +548,7 @@ export class ServiceSupervisor {
     // backoff is for a service that dies with nothing in flight (at startup, say).
     const delay = this.restartDelay(inFlight);
     this.output.warn(`service "${this.name}" ${said}; restarting in ${(delay / 1000).toFixed(2)} s`);
+    this.setState("restarting", `service "${this.name}" ${said}`, Date.now() + delay);
     this.restartAfter(delay);
   }
 
@@ -571,6 +593,11 @@ export class ServiceSupervisor {
       this.output.info(
         `  ${when}, as after a crash: it ran before, so this may pass (a database it connects to restarting, say); ${CRASH_LOOP_COUNT} crashes in ${CRASH_LOOP_WINDOW_MS / 1000} s stop it until a file changes`,
       );
+    this.setState(
+      "restarting",
+      `service "${this.name}" failed at load after it crashed${times > 1 ? ` (${times} times in a row)` : ""}: ${summary}`,
+      Date.now() + delay,
+    );
     this.restartAfter(delay);
   }
 
