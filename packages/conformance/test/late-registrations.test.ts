@@ -419,43 +419,51 @@ const REFUSED =
   /websocket\("late"\)\.route\("join"\): service "chat" registered it after its module finished loading \(in a timer, a callback or a handler\)[^\n]*register handlers at module load: at top level or during import, not in a timer\/callback/;
 
 describe("a route registered from a timer the service's top level started", () => {
-  it.each([3000, 0])(
-    "fails spec (%i ms), naming the socket, the route and the fix, rather than leaving the route out of the spec",
-    async (ms) => {
-      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": TIMER_ROUTE(ms) });
-      const result = await runCli(["spec", dir], { timeoutMs: 60000 });
-      expect(result.code).toBe(1);
-      expect(result.stderr).toMatch(REFUSED);
-    },
-    60000,
-  );
-
-  it("fails spec for a route registered from a timer started in a load timer's callback, a few timers deep", async () => {
+  // Each case is its own project and CLI, run side by side: most of each is the collect pass
+  // waiting for the service's timers.
+  it("fails spec (3000 ms, 0 ms, and a few timers deep from a load timer's callback), naming the socket, the route and the fix, rather than leaving the route out of the spec", async () => {
     const nested = TIMER_ROUTE(3000).replace(
       /setTimeout\(\(\) => \{ (socket\.route\([^;]*;) \}, 3000\);/,
       "setTimeout(() => setTimeout(() => setTimeout(() => { $1 }, 3000), 100), 100);",
     );
     expect(nested).toContain("setTimeout(() => setTimeout(() => setTimeout(");
-    const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": nested });
-    const result = await runCli(["spec", dir], { timeoutMs: 60000 });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(REFUSED);
+    const cases: [string, string][] = [
+      ["3000 ms", TIMER_ROUTE(3000)],
+      ["0 ms", TIMER_ROUTE(0)],
+      ["a few timers deep", nested],
+    ];
+    const results = await Promise.all(
+      cases.map(([, source]) => {
+        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": source });
+        return runCli(["spec", dir], { timeoutMs: 60000 });
+      }),
+    );
+    for (const [i, [shape]] of cases.entries()) {
+      const result = results[i] as (typeof results)[number];
+      expect(result.code, shape).toBe(1);
+      expect(result.stderr, shape).toMatch(REFUSED);
+    }
   }, 60000);
 
-  it.each([[[]], [["--processes"]], [["--single-thread"]]])(
-    "fails run %j in the same words before ready, instead of deploying the app without it",
-    async (extra) => {
-      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": TIMER_ROUTE(3000) });
-      const result = await runCli(["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch", ...extra], {
-        // Shorter than the test's: without the fix run stays up, and is killed rather than left.
-        timeoutMs: 40000,
-      });
-      expect(result.code).toBe(1);
-      expect(result.stdout).not.toMatch(/^ready/m);
-      expect(result.stdout + result.stderr).toMatch(REFUSED);
-    },
-    60000,
-  );
+  it("fails run ([], --processes, --single-thread) in the same words before ready, instead of deploying the app without it", async () => {
+    const extras = [[], ["--processes"], ["--single-thread"]];
+    const results = await Promise.all(
+      extras.map((extra) => {
+        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": TIMER_ROUTE(3000) });
+        return runCli(["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch", ...extra], {
+          // Shorter than the test's: without the fix run stays up, and is killed rather than left.
+          timeoutMs: 40000,
+        });
+      }),
+    );
+    for (const [i, extra] of extras.entries()) {
+      const result = results[i] as (typeof results)[number];
+      const label = JSON.stringify(extra);
+      expect(result.code, label).toBe(1);
+      expect(result.stdout, label).not.toMatch(/^ready/m);
+      expect(result.stdout + result.stderr, label).toMatch(REFUSED);
+    }
+  }, 60000);
 });
 
 /** A real HTTP server on 127.0.0.1 that answers each request after `ms`: a slow config service. */
@@ -490,74 +498,82 @@ describe("a route registered once I/O the service's top level started has answer
     slow = undefined;
   });
 
-  it.each([
-    ["fetch(url).then()", (url: string) => `fetch(${JSON.stringify(url)}).then((r) => r.text()).then(register);`],
-    [
-      "http.get()'s callback",
-      (url: string) => `get(${JSON.stringify(url)}, (res) => { res.resume(); res.on('end', register); });`,
-    ],
-    [
-      "an await in a load timer's callback",
-      (url: string) => `setTimeout(async () => { await fetch(${JSON.stringify(url)}); register(); }, 10);`,
-    ],
-  ])(
-    "fails spec (%s), naming the socket, the route and the fix, rather than leaving the route out of the spec",
-    async (_shape, work) => {
-      slow = await slowServer(SLOW_MS);
-      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": IO_ROUTE(work(slow.url)) });
-      const result = await runCli(["spec", dir], { timeoutMs: 60000 });
-      expect(result.code).toBe(1);
-      expect(result.stderr).toMatch(REFUSED);
-      expect(result.stderr).toContain("at services/chat.ts:5:");
-    },
-    60000,
-  );
+  // Each shape is its own project and spec, run side by side against one slow server (it answers
+  // each request after SLOW_MS): most of each is the collect pass waiting for the answer.
+  it("fails spec (fetch(url).then(), http.get()'s callback, an await in a load timer's callback), naming the socket, the route and the fix, rather than leaving the route out of the spec", async () => {
+    const server = await slowServer(SLOW_MS);
+    slow = server;
+    const shapes: [string, (url: string) => string][] = [
+      ["fetch(url).then()", (url) => `fetch(${JSON.stringify(url)}).then((r) => r.text()).then(register);`],
+      [
+        "http.get()'s callback",
+        (url) => `get(${JSON.stringify(url)}, (res) => { res.resume(); res.on('end', register); });`,
+      ],
+      [
+        "an await in a load timer's callback",
+        (url) => `setTimeout(async () => { await fetch(${JSON.stringify(url)}); register(); }, 10);`,
+      ],
+    ];
+    const results = await Promise.all(
+      shapes.map(([, work]) => {
+        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": IO_ROUTE(work(server.url)) });
+        return runCli(["spec", dir], { timeoutMs: 60000 });
+      }),
+    );
+    for (const [i, [shape]] of shapes.entries()) {
+      const result = results[i] as (typeof results)[number];
+      expect(result.code, shape).toBe(1);
+      expect(result.stderr, shape).toMatch(REFUSED);
+      expect(result.stderr, shape).toContain("at services/chat.ts:5:");
+    }
+  }, 60000);
 
-  it.each([
-    ["fetch(url).then()", (url: string) => `fetch(${JSON.stringify(url)}).then((r) => r.text()).then(register);`],
-    [
-      "https.get()'s callback",
-      (url: string, ca: string) =>
-        `https.get(${JSON.stringify(url)}, { ca: ${JSON.stringify(ca)} }, (res) => { res.resume(); res.on('end', register); });`,
-    ],
-    [
-      "an await in a load timer's callback",
-      (url: string) => `setTimeout(async () => { await fetch(${JSON.stringify(url)}); register(); }, 10);`,
-    ],
-  ])(
-    "fails spec over TLS too (%s): a TLS 1.3 server's session tickets, read after the request went out, are no answer",
-    async (_shape, work) => {
-      const { cert, key } = selfSignedCertificate();
-      // A self-signed HTTPS server on 127.0.0.1, slow to answer as slowServer.
-      const server = createHttpsServer({ cert, key }, (_req, res) => {
-        setTimeout(() => res.end("{}"), SLOW_MS);
-      });
-      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      const address = server.address();
-      if (address === null || typeof address === "string") throw new Error("no port");
-      try {
-        const url = `https://127.0.0.1:${address.port}/config`;
-        const service = IO_ROUTE(work(url, cert)).replace(
-          'import { get } from "node:http";',
-          'import https from "node:https";',
-        );
-        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": service, "ca.pem": cert });
-        // fetch trusts the server's certificate from NODE_EXTRA_CA_CERTS, which the service inherits.
-        const result = await runCli(["spec", dir], {
-          timeoutMs: 60000,
-          env: { NODE_EXTRA_CA_CERTS: join(dir, "ca.pem") },
-        });
-        expect(result.stderr).not.toMatch(/fetch failed|self.signed/i);
-        expect(result.code).toBe(1);
-        expect(result.stderr).toMatch(REFUSED);
-        expect(result.stderr).toContain("at services/chat.ts:5:");
-      } finally {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
+  it("fails spec over TLS too (fetch(url).then(), https.get()'s callback, an await in a load timer's callback): a TLS 1.3 server's session tickets, read after the request went out, are no answer", async () => {
+    const { cert, key } = selfSignedCertificate();
+    // A self-signed HTTPS server on 127.0.0.1, slow to answer as slowServer; one for every shape.
+    const server = createHttpsServer({ cert, key }, (_req, res) => {
+      setTimeout(() => res.end("{}"), SLOW_MS);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const address = server.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    const shapes: [string, (url: string, ca: string) => string][] = [
+      ["fetch(url).then()", (url) => `fetch(${JSON.stringify(url)}).then((r) => r.text()).then(register);`],
+      [
+        "https.get()'s callback",
+        (url, ca) =>
+          `https.get(${JSON.stringify(url)}, { ca: ${JSON.stringify(ca)} }, (res) => { res.resume(); res.on('end', register); });`,
+      ],
+      [
+        "an await in a load timer's callback",
+        (url) => `setTimeout(async () => { await fetch(${JSON.stringify(url)}); register(); }, 10);`,
+      ],
+    ];
+    try {
+      const url = `https://127.0.0.1:${address.port}/config`;
+      const results = await Promise.all(
+        shapes.map(([, work]) => {
+          const service = IO_ROUTE(work(url, cert)).replace(
+            'import { get } from "node:http";',
+            'import https from "node:https";',
+          );
+          const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": service, "ca.pem": cert });
+          // fetch trusts the server's certificate from NODE_EXTRA_CA_CERTS, which the service inherits.
+          return runCli(["spec", dir], { timeoutMs: 60000, env: { NODE_EXTRA_CA_CERTS: join(dir, "ca.pem") } });
+        }),
+      );
+      for (const [i, [shape]] of shapes.entries()) {
+        const result = results[i] as (typeof results)[number];
+        expect(result.stderr, shape).not.toMatch(/fetch failed|self.signed/i);
+        expect(result.code, shape).toBe(1);
+        expect(result.stderr, shape).toMatch(REFUSED);
+        expect(result.stderr, shape).toContain("at services/chat.ts:5:");
       }
-    },
-    60000,
-  );
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 60000);
 
   it("says, once, what a pass that has waited a while waits for: the connection, and that handlers register at load", async () => {
     slow = await slowServer(3500);
