@@ -55,6 +55,32 @@ function expectNoStack(app: App): void {
   expect(app.stderr).not.toMatch(/restarting in/);
 }
 
+/**
+ * Runs `check` for each case at once, each on its own project and CLI: most of each is waiting
+ * (backoffs, a quiet spell watched for, a service's timers). A failure names its case.
+ */
+async function sideBySide<T extends { how: string }>(cases: T[], check: (c: T) => Promise<void>): Promise<void> {
+  await Promise.all(
+    cases.map((c) =>
+      check(c).catch((error: unknown) => {
+        if (error instanceof Error) error.message = `${c.how}: ${error.message}`;
+        throw error;
+      }),
+    ),
+  );
+}
+
+/** `check` for a service in a worker thread (run's default) and in a process (--processes), side by side. */
+function threadAndProcess(check: (c: { how: string; args: string[] }) => Promise<void>): Promise<void> {
+  return sideBySide(
+    [
+      { how: "service in a worker thread", args: [] },
+      { how: "service in a process", args: ["--processes"] },
+    ],
+    check,
+  );
+}
+
 describe("nitric-like run: a service that fails", () => {
   it("at import (collect pass): no ready and no socket line, its cause once in two lines, no restart; saving a fix makes it ready", async () => {
     const dir = writeProject({
@@ -103,59 +129,61 @@ describe("nitric-like run: a service that fails", () => {
     expect((await c.next()).text).toBe("echo hi");
   }, 40000);
 
-  it.each([
-    { how: "a worker thread", args: [] as string[] },
-    { how: "a process", args: ["--processes"] },
-  ])(
-    "at start (run only, service in $how): its cause once, no ready, no restart loop",
-    async ({ args }) => {
-      const dir = writeProject({
-        "nitric-like.yaml": PROJECT,
-        "services/chat.ts": chat(
-          'if (process.env.NITRIC_ENVIRONMENT === "run") throw new Error("DATABASE_URL is not set; add it to .env");',
-        ),
-      });
-      const app = runApp(dir, args);
-      await app.waitFor(/failed to start/);
-      await sleep(1500);
-      expect(app.stderr).toContain(
-        'error: service "chat" (services/chat.ts:2) failed to start (exited with code 1): DATABASE_URL is not set; add it to .env\n  fix it and save: run starts it again when one of its files changes\n',
-      );
-      expect(count(app.stderr, /DATABASE_URL/)).toBe(1);
-      expectNoStack(app);
-      expect(app.stdout).toBe("");
-      expect(app.stderr).not.toContain("ready");
-    },
+  it(
+    "at start (run only, service in a worker thread and in a process): its cause once, no ready, no restart loop",
+    () =>
+      threadAndProcess(async ({ args }) => {
+        const dir = writeProject({
+          "nitric-like.yaml": PROJECT,
+          "services/chat.ts": chat(
+            'if (process.env.NITRIC_ENVIRONMENT === "run") throw new Error("DATABASE_URL is not set; add it to .env");',
+          ),
+        });
+        const app = runApp(dir, args);
+        await app.waitFor(/failed to start/);
+        await sleep(1500);
+        expect(app.stderr).toContain(
+          'error: service "chat" (services/chat.ts:2) failed to start (exited with code 1): DATABASE_URL is not set; add it to .env\n  fix it and save: run starts it again when one of its files changes\n',
+        );
+        expect(count(app.stderr, /DATABASE_URL/)).toBe(1);
+        expectNoStack(app);
+        expect(app.stdout).toBe("");
+        expect(app.stderr).not.toContain("ready");
+      }),
     30000,
   );
 
-  it.each([
-    { lockfile: "package-lock.json", install: "npm install left-pad-nope" },
-    { lockfile: "pnpm-lock.yaml", install: "pnpm add left-pad-nope" },
-  ])(
-    "on a missing package: names the import's line and $install; a change to package.json retries it once",
-    async ({ lockfile, install }) => {
-      const dir = writeProject({
-        "nitric-like.yaml": PROJECT,
-        "package.json": '{ "name": "honest", "type": "module" }\n',
-        [lockfile]: lockfile.endsWith(".json") ? "{}\n" : "lockfileVersion: '9.0'\n",
-        "services/chat.ts": chat('import leftPad from "left-pad-nope";\nconsole.log(leftPad("x", 3));'),
-      });
-      const app = runApp(dir);
-      // Both lines (they may arrive in two reads).
-      await app.waitFor(/failed while its resources were being collected[^\n]*\n {2}install it: [^\n]*\n/);
-      expect(app.stderr).toContain(
-        `error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): cannot find package "left-pad-nope"\n  install it: ${install}\n`,
-      );
-      expectNoStack(app);
-      // What an install does to the project: package.json changes. The service is tried again, once.
-      writeFileSync(join(dir, "package.json"), '{ "name": "honest", "type": "module", "dependencies": {} }\n');
-      await app.waitFor(/the project's packages changed: collecting service "chat" again/);
-      await app.waitFor(/install it:[\s\S]*install it:/);
-      await sleep(1500);
-      expect(count(app.stderr, /install it: /), app.stderr).toBe(2);
-      expect(app.stderr).not.toContain("ready");
-    },
+  it(
+    "on a missing package: names the import's line and npm install left-pad-nope (package-lock.json) or pnpm add left-pad-nope (pnpm-lock.yaml); a change to package.json retries it once",
+    () =>
+      sideBySide(
+        [
+          { how: "package-lock.json", lockfile: "package-lock.json", install: "npm install left-pad-nope" },
+          { how: "pnpm-lock.yaml", lockfile: "pnpm-lock.yaml", install: "pnpm add left-pad-nope" },
+        ],
+        async ({ lockfile, install }) => {
+          const dir = writeProject({
+            "nitric-like.yaml": PROJECT,
+            "package.json": '{ "name": "honest", "type": "module" }\n',
+            [lockfile]: lockfile.endsWith(".json") ? "{}\n" : "lockfileVersion: '9.0'\n",
+            "services/chat.ts": chat('import leftPad from "left-pad-nope";\nconsole.log(leftPad("x", 3));'),
+          });
+          const app = runApp(dir);
+          // Both lines (they may arrive in two reads).
+          await app.waitFor(/failed while its resources were being collected[^\n]*\n {2}install it: [^\n]*\n/);
+          expect(app.stderr).toContain(
+            `error: service "chat" (services/chat.ts:2) failed while its resources were being collected (exited with code 1): cannot find package "left-pad-nope"\n  install it: ${install}\n`,
+          );
+          expectNoStack(app);
+          // What an install does to the project: package.json changes. The service is tried again, once.
+          writeFileSync(join(dir, "package.json"), '{ "name": "honest", "type": "module", "dependencies": {} }\n');
+          await app.waitFor(/the project's packages changed: collecting service "chat" again/);
+          await app.waitFor(/install it:[\s\S]*install it:/);
+          await sleep(1500);
+          expect(count(app.stderr, /install it: /), app.stderr).toBe(2);
+          expect(app.stderr).not.toContain("ready");
+        },
+      ),
     40000,
   );
 
@@ -271,68 +299,64 @@ describe("nitric-like run: a service that fails", () => {
     expect(stderr.length).toBeLessThan(10_000);
   }, 30000);
 
-  it.each([
-    { how: "a worker thread", args: [] as string[] },
-    { how: "a process", args: ["--processes"] },
-  ])(
-    "that logs its problem and exits, printing no error, is said by how it ended and its last output, no log line taken for the error (service in $how)",
-    async ({ args }) => {
-      // A log line shaped like an error's first line (`word: text`), then the problem, then exit.
-      const logged = [
-        'console.error("config: loading");',
-        'console.error("could not reach the database at localhost:5432; is it running?");',
-        "process.exit(3);",
-      ].join("\n");
-      const dir = writeProject({
-        "nitric-like.yaml": PROJECT,
-        "services/loading.ts": chat(logged, "loading"),
-        "services/starting.ts": chat(`if (process.env.NITRIC_ENVIRONMENT === "run") {\n${logged}\n}`, "starting"),
-      });
-      const { code, stderr } = await runCli(
-        ["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch", ...args],
-        { timeoutMs: 60000 },
-      );
-      expect(code).toBe(1);
-      const said =
-        "it exited with code 3; its last output:\n    config: loading\n    could not reach the database at localhost:5432; is it running?\n  fix it, then start run again (--no-watch: it does not watch files)\n";
-      expect(stderr).toContain(
-        `error: service "loading" (services/loading.ts) failed while its resources were being collected: ${said}`,
-      );
-      expect(stderr).toContain(`error: service "starting" (services/starting.ts) failed to start: ${said}`);
-      expect(stderr).not.toMatch(/failed[^\n]*: loading/);
-    },
+  it(
+    "that logs its problem and exits, printing no error, is said by how it ended and its last output, no log line taken for the error (service in a worker thread and in a process)",
+    () =>
+      threadAndProcess(async ({ args }) => {
+        // A log line shaped like an error's first line (`word: text`), then the problem, then exit.
+        const logged = [
+          'console.error("config: loading");',
+          'console.error("could not reach the database at localhost:5432; is it running?");',
+          "process.exit(3);",
+        ].join("\n");
+        const dir = writeProject({
+          "nitric-like.yaml": PROJECT,
+          "services/loading.ts": chat(logged, "loading"),
+          "services/starting.ts": chat(`if (process.env.NITRIC_ENVIRONMENT === "run") {\n${logged}\n}`, "starting"),
+        });
+        const { code, stderr } = await runCli(
+          ["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch", ...args],
+          { timeoutMs: 60000 },
+        );
+        expect(code).toBe(1);
+        const said =
+          "it exited with code 3; its last output:\n    config: loading\n    could not reach the database at localhost:5432; is it running?\n  fix it, then start run again (--no-watch: it does not watch files)\n";
+        expect(stderr).toContain(
+          `error: service "loading" (services/loading.ts) failed while its resources were being collected: ${said}`,
+        );
+        expect(stderr).toContain(`error: service "starting" (services/starting.ts) failed to start: ${said}`);
+        expect(stderr).not.toMatch(/failed[^\n]*: loading/);
+      }),
     60000,
   );
 
-  it.each([
-    { how: "a worker thread", args: [] as string[] },
-    { how: "a process", args: ["--processes"] },
-  ])(
-    "whose top-level await nothing is left to settle only once it runs (Node's exit code 13) is told what code 13 means, as the collect pass tells it, then its last output (service in $how)",
-    async ({ args }) => {
-      // Past the collect pass (it declares there), stuck under run at an await nothing settles.
-      const stuck = (log: string) =>
-        `if (process.env.NITRIC_ENVIRONMENT === "run") {\n${log}await new Promise(() => {});\n}`;
-      const dir = writeProject({
-        "nitric-like.yaml": PROJECT,
-        "services/config.ts": chat(stuck('console.log("waiting for the config service");\n'), "config"),
-        "services/quiet.ts": chat(stuck(""), "quiet"),
-      });
-      const { code, stderr } = await runCli(
-        ["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch", ...args],
-        { timeoutMs: 60000 },
-      );
-      expect(code).toBe(1);
-      const meaning = (file: string) =>
-        `Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/${file}, and what it imports, for that await, and register handlers at module load, before any await that may not settle`;
-      const fix = "\n  fix it, then start run again (--no-watch: it does not watch files)\n";
-      expect(stderr).toContain(
-        `error: service "config" (services/config.ts) failed to start: it exited with code 13: ${meaning("config.ts")}; its last output: waiting for the config service${fix}`,
-      );
-      expect(stderr).toContain(
-        `error: service "quiet" (services/quiet.ts) failed to start: it exited with code 13, printing nothing: ${meaning("quiet.ts")}${fix}`,
-      );
-    },
+  it(
+    "whose top-level await nothing is left to settle only once it runs (Node's exit code 13) is told what code 13 means, as the collect pass tells it, then its last output (service in a worker thread and in a process)",
+    () =>
+      threadAndProcess(async ({ args }) => {
+        // Past the collect pass (it declares there), stuck under run at an await nothing settles.
+        const stuck = (log: string) =>
+          `if (process.env.NITRIC_ENVIRONMENT === "run") {\n${log}await new Promise(() => {});\n}`;
+        const dir = writeProject({
+          "nitric-like.yaml": PROJECT,
+          "services/config.ts": chat(stuck('console.log("waiting for the config service");\n'), "config"),
+          "services/quiet.ts": chat(stuck(""), "quiet"),
+        });
+        const { code, stderr } = await runCli(
+          ["run", dir, "--random-ports", "--plain", "--no-dashboard", "--no-watch", ...args],
+          { timeoutMs: 60000 },
+        );
+        expect(code).toBe(1);
+        const meaning = (file: string) =>
+          `Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/${file}, and what it imports, for that await, and register handlers at module load, before any await that may not settle`;
+        const fix = "\n  fix it, then start run again (--no-watch: it does not watch files)\n";
+        expect(stderr).toContain(
+          `error: service "config" (services/config.ts) failed to start: it exited with code 13: ${meaning("config.ts")}; its last output: waiting for the config service${fix}`,
+        );
+        expect(stderr).toContain(
+          `error: service "quiet" (services/quiet.ts) failed to start: it exited with code 13, printing nothing: ${meaning("quiet.ts")}${fix}`,
+        );
+      }),
     60000,
   );
 
@@ -565,45 +589,43 @@ describe("nitric-like run: a crash loop's wait for a file change", () => {
 });
 
 describe("nitric-like run: a started service restarted after a crash", () => {
-  it.each([
-    { how: "a worker thread", args: [] as string[] },
-    { how: "a process", args: ["--processes"] },
-  ])(
-    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) is told once what code 13 means, and its crash loop names it (service in $how)",
-    async ({ args }) => {
-      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
-      // Starts, crashes once (leaving a mark), then every copy after waits at an await nothing settles.
-      const marker = JSON.stringify(join(dir, "crashed-once"));
-      const top = [
-        'import { existsSync, writeFileSync } from "node:fs";',
-        'if (process.env.NITRIC_ENVIRONMENT === "run") {',
-        `  if (existsSync(${marker})) await new Promise(() => {});`,
-        `  else setTimeout(() => { writeFileSync(${marker}, ""); process.exit(3); }, 300);`,
-        "}",
-      ].join("\n");
-      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
-      const app = runApp(dir, args);
-      await app.waitFor(/^ready: /m);
-      await app.waitFor(/crashed 5 times/, 30000);
-      await sleep(1000);
-      const meaning =
-        "Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/chat.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle";
-      const cause = `it exited with code 13, printing nothing: ${meaning}`;
-      expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
-      expect(app.stderr).toContain(
-        `warning: service "chat" (services/chat.ts) failed at load after it crashed: ${cause}\n  restarting in 0.50 s, as after a crash:`,
-      );
-      expect(app.stderr).toContain(
-        'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
-      );
-      expect(app.stderr).toContain(
-        `error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts: ${cause}); waiting for a file change\n`,
-      );
-      // Said in full once, and named once more by the crash loop.
-      expect(count(app.stderr, /exited with code 13/)).toBe(2);
-      expect(count(app.stderr, /restarting in/)).toBe(4);
-      expect(count(app.stderr, /crashed 5 times/)).toBe(1);
-    },
+  it(
+    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) is told once what code 13 means, and its crash loop names it (service in a worker thread and in a process)",
+    () =>
+      threadAndProcess(async ({ args }) => {
+        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+        // Starts, crashes once (leaving a mark), then every copy after waits at an await nothing settles.
+        const marker = JSON.stringify(join(dir, "crashed-once"));
+        const top = [
+          'import { existsSync, writeFileSync } from "node:fs";',
+          'if (process.env.NITRIC_ENVIRONMENT === "run") {',
+          `  if (existsSync(${marker})) await new Promise(() => {});`,
+          `  else setTimeout(() => { writeFileSync(${marker}, ""); process.exit(3); }, 300);`,
+          "}",
+        ].join("\n");
+        writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+        const app = runApp(dir, args);
+        await app.waitFor(/^ready: /m);
+        await app.waitFor(/crashed 5 times/, 30000);
+        await sleep(1000);
+        const meaning =
+          "Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/chat.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle";
+        const cause = `it exited with code 13, printing nothing: ${meaning}`;
+        expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
+        expect(app.stderr).toContain(
+          `warning: service "chat" (services/chat.ts) failed at load after it crashed: ${cause}\n  restarting in 0.50 s, as after a crash:`,
+        );
+        expect(app.stderr).toContain(
+          'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
+        );
+        expect(app.stderr).toContain(
+          `error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts: ${cause}); waiting for a file change\n`,
+        );
+        // Said in full once, and named once more by the crash loop.
+        expect(count(app.stderr, /exited with code 13/)).toBe(2);
+        expect(count(app.stderr, /restarting in/)).toBe(4);
+        expect(count(app.stderr, /crashed 5 times/)).toBe(1);
+      }),
     60000,
   );
 });
@@ -734,55 +756,53 @@ describe("nitric-like run: a started service whose restarted copy fails at load"
     60000,
   );
 
-  it.each([
-    { how: "a worker thread", args: [] as string[] },
-    { how: "a process", args: ["--processes"] },
-  ])(
-    "that never recovers reaches the crash loop, which names the cause said once; clients are then refused at once and a save starts it (service in $how)",
-    async ({ args }) => {
-      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
-      const { top } = needsFlag(dir);
-      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
-      const app = runApp(dir, args);
-      await app.waitFor(/^ready: /m);
-      await app.waitFor(/crashed 5 times/, 30000);
-      await sleep(1000);
-      const cause = "(exited with code 1): cannot reach postgres://app:hunter2@127.0.0.1:1/app";
-      expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
-      expect(app.stderr).toContain(
-        `warning: service "chat" (services/chat.ts:4) failed at load after it crashed ${cause}\n  restarting in 0.50 s, as after a crash:`,
-      );
-      expect(app.stderr).toContain(
-        'warning: service "chat" failed again at load, same cause (2 times); restarting in 1.00 s\n',
-      );
-      expect(app.stderr).toContain(
-        'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
-      );
-      expect(app.stderr).toContain(
-        'error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts:4: exited with code 1: cannot reach postgres://app:hunter2@127.0.0.1:1/app); waiting for a file change\n  fix it and save: run starts it again when one of its files changes\n',
-      );
-      // Said in full once, and named once more by the crash loop; never a stack.
-      expect(count(app.stderr, /cannot reach postgres/)).toBe(2);
-      expect(count(app.stderr, /restarting in/)).toBe(4);
-      expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
-      // A client is told at once that the service is down, not after waiting 10 s for it.
-      const asked = Date.now();
-      const refused = await connect(app.url("chat")).then(
-        () => undefined,
-        (error: Error) => error.message,
-      );
-      expect(Date.now() - asked).toBeLessThan(3000);
-      expect(refused).toContain("503");
-      expect(refused).toContain(
-        'its service "chat" is not running until one of its files changes (run\'s output says why)',
-      );
-      expect(refused).not.toContain("hunter2");
-      writeFileSync(join(dir, "services", "chat.ts"), chat());
-      await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
-      const c = await connect(app.url("chat"));
-      c.ws.send("back");
-      expect((await c.next(5000)).text).toBe("echo back");
-    },
+  it(
+    "that never recovers reaches the crash loop, which names the cause said once; clients are then refused at once and a save starts it (service in a worker thread and in a process)",
+    () =>
+      threadAndProcess(async ({ args }) => {
+        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+        const { top } = needsFlag(dir);
+        writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+        const app = runApp(dir, args);
+        await app.waitFor(/^ready: /m);
+        await app.waitFor(/crashed 5 times/, 30000);
+        await sleep(1000);
+        const cause = "(exited with code 1): cannot reach postgres://app:hunter2@127.0.0.1:1/app";
+        expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
+        expect(app.stderr).toContain(
+          `warning: service "chat" (services/chat.ts:4) failed at load after it crashed ${cause}\n  restarting in 0.50 s, as after a crash:`,
+        );
+        expect(app.stderr).toContain(
+          'warning: service "chat" failed again at load, same cause (2 times); restarting in 1.00 s\n',
+        );
+        expect(app.stderr).toContain(
+          'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
+        );
+        expect(app.stderr).toContain(
+          'error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts:4: exited with code 1: cannot reach postgres://app:hunter2@127.0.0.1:1/app); waiting for a file change\n  fix it and save: run starts it again when one of its files changes\n',
+        );
+        // Said in full once, and named once more by the crash loop; never a stack.
+        expect(count(app.stderr, /cannot reach postgres/)).toBe(2);
+        expect(count(app.stderr, /restarting in/)).toBe(4);
+        expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
+        // A client is told at once that the service is down, not after waiting 10 s for it.
+        const asked = Date.now();
+        const refused = await connect(app.url("chat")).then(
+          () => undefined,
+          (error: Error) => error.message,
+        );
+        expect(Date.now() - asked).toBeLessThan(3000);
+        expect(refused).toContain("503");
+        expect(refused).toContain(
+          'its service "chat" is not running until one of its files changes (run\'s output says why)',
+        );
+        expect(refused).not.toContain("hunter2");
+        writeFileSync(join(dir, "services", "chat.ts"), chat());
+        await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
+        const c = await connect(app.url("chat"));
+        c.ws.send("back");
+        expect((await c.next(5000)).text).toBe("echo back");
+      }),
     60000,
   );
 });
