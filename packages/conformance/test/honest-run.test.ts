@@ -589,43 +589,45 @@ describe("nitric-like run: a crash loop's wait for a file change", () => {
 });
 
 describe("nitric-like run: a started service restarted after a crash", () => {
-  it(
-    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) is told once what code 13 means, and its crash loop names it (service in a worker thread and in a process)",
-    () =>
-      threadAndProcess(async ({ args }) => {
-        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
-        // Starts, crashes once (leaving a mark), then every copy after waits at an await nothing settles.
-        const marker = JSON.stringify(join(dir, "crashed-once"));
-        const top = [
-          'import { existsSync, writeFileSync } from "node:fs";',
-          'if (process.env.NITRIC_ENVIRONMENT === "run") {',
-          `  if (existsSync(${marker})) await new Promise(() => {});`,
-          `  else setTimeout(() => { writeFileSync(${marker}, ""); process.exit(3); }, 300);`,
-          "}",
-        ].join("\n");
-        writeFileSync(join(dir, "services", "chat.ts"), chat(top));
-        const app = runApp(dir, args);
-        await app.waitFor(/^ready: /m);
-        await app.waitFor(/crashed 5 times/, 30000);
-        await sleep(1000);
-        const meaning =
-          "Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/chat.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle";
-        const cause = `it exited with code 13, printing nothing: ${meaning}`;
-        expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
-        expect(app.stderr).toContain(
-          `warning: service "chat" (services/chat.ts) failed at load after it crashed: ${cause}\n  restarting in 0.50 s, as after a crash:`,
-        );
-        expect(app.stderr).toContain(
-          'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
-        );
-        expect(app.stderr).toContain(
-          `error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts: ${cause}); waiting for a file change\n`,
-        );
-        // Said in full once, and named once more by the crash loop.
-        expect(count(app.stderr, /exited with code 13/)).toBe(2);
-        expect(count(app.stderr, /restarting in/)).toBe(4);
-        expect(count(app.stderr, /crashed 5 times/)).toBe(1);
-      }),
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "that then ends with Node's exit code 13 (a top-level await nothing is left to settle) is told once what code 13 means, and its crash loop names it (service in $how)",
+    async ({ args }) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+      // Starts, crashes once (leaving a mark), then every copy after waits at an await nothing settles.
+      const marker = JSON.stringify(join(dir, "crashed-once"));
+      const top = [
+        'import { existsSync, writeFileSync } from "node:fs";',
+        'if (process.env.NITRIC_ENVIRONMENT === "run") {',
+        `  if (existsSync(${marker})) await new Promise(() => {});`,
+        `  else setTimeout(() => { writeFileSync(${marker}, ""); process.exit(3); }, 300);`,
+        "}",
+      ].join("\n");
+      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+      const app = runApp(dir, args);
+      await app.waitFor(/^ready: /m);
+      await app.waitFor(/crashed 5 times/, 30000);
+      await sleep(1000);
+      const meaning =
+        "Node's code for a module whose top-level await never settled, nothing being left that could settle it (a promise nothing resolves); look in services/chat.ts, and what it imports, for that await, and register handlers at module load, before any await that may not settle";
+      const cause = `it exited with code 13, printing nothing: ${meaning}`;
+      expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
+      expect(app.stderr).toContain(
+        `warning: service "chat" (services/chat.ts) failed at load after it crashed: ${cause}\n  restarting in 0.50 s, as after a crash:`,
+      );
+      expect(app.stderr).toContain(
+        'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
+      );
+      expect(app.stderr).toContain(
+        `error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts: ${cause}); waiting for a file change\n`,
+      );
+      // Said in full once, and named once more by the crash loop.
+      expect(count(app.stderr, /exited with code 13/)).toBe(2);
+      expect(count(app.stderr, /restarting in/)).toBe(4);
+      expect(count(app.stderr, /crashed 5 times/)).toBe(1);
+    },
     60000,
   );
 });
@@ -756,53 +758,55 @@ describe("nitric-like run: a started service whose restarted copy fails at load"
     60000,
   );
 
-  it(
-    "that never recovers reaches the crash loop, which names the cause said once; clients are then refused at once and a save starts it (service in a worker thread and in a process)",
-    () =>
-      threadAndProcess(async ({ args }) => {
-        const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
-        const { top } = needsFlag(dir);
-        writeFileSync(join(dir, "services", "chat.ts"), chat(top));
-        const app = runApp(dir, args);
-        await app.waitFor(/^ready: /m);
-        await app.waitFor(/crashed 5 times/, 30000);
-        await sleep(1000);
-        const cause = "(exited with code 1): cannot reach postgres://app:hunter2@127.0.0.1:1/app";
-        expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
-        expect(app.stderr).toContain(
-          `warning: service "chat" (services/chat.ts:4) failed at load after it crashed ${cause}\n  restarting in 0.50 s, as after a crash:`,
-        );
-        expect(app.stderr).toContain(
-          'warning: service "chat" failed again at load, same cause (2 times); restarting in 1.00 s\n',
-        );
-        expect(app.stderr).toContain(
-          'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
-        );
-        expect(app.stderr).toContain(
-          'error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts:4: exited with code 1: cannot reach postgres://app:hunter2@127.0.0.1:1/app); waiting for a file change\n  fix it and save: run starts it again when one of its files changes\n',
-        );
-        // Said in full once, and named once more by the crash loop; never a stack.
-        expect(count(app.stderr, /cannot reach postgres/)).toBe(2);
-        expect(count(app.stderr, /restarting in/)).toBe(4);
-        expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
-        // A client is told at once that the service is down, not after waiting 10 s for it.
-        const asked = Date.now();
-        const refused = await connect(app.url("chat")).then(
-          () => undefined,
-          (error: Error) => error.message,
-        );
-        expect(Date.now() - asked).toBeLessThan(3000);
-        expect(refused).toContain("503");
-        expect(refused).toContain(
-          'its service "chat" is not running until one of its files changes (run\'s output says why)',
-        );
-        expect(refused).not.toContain("hunter2");
-        writeFileSync(join(dir, "services", "chat.ts"), chat());
-        await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
-        const c = await connect(app.url("chat"));
-        c.ws.send("back");
-        expect((await c.next(5000)).text).toBe("echo back");
-      }),
+  it.each([
+    { how: "a worker thread", args: [] as string[] },
+    { how: "a process", args: ["--processes"] },
+  ])(
+    "that never recovers reaches the crash loop, which names the cause said once; clients are then refused at once and a save starts it (service in $how)",
+    async ({ args }) => {
+      const dir = writeProject({ "nitric-like.yaml": PROJECT, "services/chat.ts": "" });
+      const { top } = needsFlag(dir);
+      writeFileSync(join(dir, "services", "chat.ts"), chat(top));
+      const app = runApp(dir, args);
+      await app.waitFor(/^ready: /m);
+      await app.waitFor(/crashed 5 times/, 30000);
+      await sleep(1000);
+      const cause = "(exited with code 1): cannot reach postgres://app:hunter2@127.0.0.1:1/app";
+      expect(app.stderr).toContain('warning: service "chat" exited with code 3; restarting in 0.25 s\n');
+      expect(app.stderr).toContain(
+        `warning: service "chat" (services/chat.ts:4) failed at load after it crashed ${cause}\n  restarting in 0.50 s, as after a crash:`,
+      );
+      expect(app.stderr).toContain(
+        'warning: service "chat" failed again at load, same cause (2 times); restarting in 1.00 s\n',
+      );
+      expect(app.stderr).toContain(
+        'warning: service "chat" failed again at load, same cause (3 times); restarting in 2.00 s\n',
+      );
+      expect(app.stderr).toContain(
+        'error: service "chat" crashed 5 times in 30 s (the last 4 failing at load: services/chat.ts:4: exited with code 1: cannot reach postgres://app:hunter2@127.0.0.1:1/app); waiting for a file change\n  fix it and save: run starts it again when one of its files changes\n',
+      );
+      // Said in full once, and named once more by the crash loop; never a stack.
+      expect(count(app.stderr, /cannot reach postgres/)).toBe(2);
+      expect(count(app.stderr, /restarting in/)).toBe(4);
+      expect(app.stderr).not.toMatch(/^\S* ?\|? +at /m);
+      // A client is told at once that the service is down, not after waiting 10 s for it.
+      const asked = Date.now();
+      const refused = await connect(app.url("chat")).then(
+        () => undefined,
+        (error: Error) => error.message,
+      );
+      expect(Date.now() - asked).toBeLessThan(3000);
+      expect(refused).toContain("503");
+      expect(refused).toContain(
+        'its service "chat" is not running until one of its files changes (run\'s output says why)',
+      );
+      expect(refused).not.toContain("hunter2");
+      writeFileSync(join(dir, "services", "chat.ts"), chat());
+      await app.waitFor(/services\/chat\.ts changed: restarting service "chat"/);
+      const c = await connect(app.url("chat"));
+      c.ws.send("back");
+      expect((await c.next(5000)).text).toBe("echo back");
+    },
     60000,
   );
 });
