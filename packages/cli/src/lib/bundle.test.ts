@@ -26,6 +26,7 @@ import { transformSync } from "esbuild";
 import { afterEach, expect, it } from "vitest";
 import { bundleService, threadEntry } from "./bundle.js";
 import { CHEAPER_NAME_HELPER, ESBUILD_NAME_HELPER } from "./keep-names.js";
+import { importedServices } from "./prepare.js";
 
 const SDK = fileURLToPath(new URL("../../../sdk", import.meta.url));
 const dirs: string[] = [];
@@ -339,6 +340,96 @@ it("reports a compile error with its place, and builds again once the file is fi
   expect(readFileSync(fixed.outfile, "utf8")).toContain(
     'websocket("socket").on("message", (ctx) => shout(ctx.text()))',
   );
+});
+
+/** A service on our SDK that starts the worker script `literal` names, with `extra` after it. */
+const startsWorker = (literal: string, extra = "") => `import { Worker } from "node:worker_threads";
+import { websocket } from "@nitric-like/sdk";
+websocket("socket").on("message", () => { new Worker(new URL(${JSON.stringify(literal)}, import.meta.url)); });
+${extra}`;
+
+const WORKER = 'import { parentPort } from "node:worker_threads";\nparentPort?.postMessage(1 as number);\n';
+
+it("removes the bundles of a worker script no longer started, once a build succeeds, and never a file it did not write", async () => {
+  const { dir, entry, path } = project(startsWorker("./a.ts"));
+  for (const name of ["a", "b", "c"]) writeFileSync(join(dir, "services", `${name}.ts`), WORKER);
+  const workersDir = join(dir, ".nitric-like", "build", "api.workers");
+  const files = () => readdirSync(workersDir).sort();
+  await bundleService(dir, entry);
+  expect(files()).toEqual([
+    expect.stringMatching(/^a-[0-9a-f]{8}\.bundle\.mjs$/),
+    expect.stringMatching(/^a-[0-9a-f]{8}\.mjs$/),
+  ]);
+  const mine = join(workersDir, "notes.txt");
+  writeFileSync(mine, "not the bundler's\n");
+
+  // A build that fails keeps every worker file, the new one it wrote too: the running version of
+  // the service may still start the old one.
+  writeFileSync(path, startsWorker("./c.ts", "export const x: number = ;"));
+  await expect(bundleService(dir, entry, { threadOnly: true })).rejects.toThrow(/services\/api\.ts:4:\d+/);
+  expect(files().map((f) => f.replace(/-[0-9a-f]{8}\./, "."))).toEqual([
+    "a.bundle.mjs",
+    "a.mjs",
+    "c.bundle.mjs",
+    "c.mjs",
+    "notes.txt",
+  ]);
+
+  // The next build that succeeds removes what it no longer writes (a's and c's), from either path.
+  writeFileSync(path, startsWorker("./b.ts"));
+  await bundleService(dir, entry, { threadOnly: true });
+  expect(files().map((f) => f.replace(/-[0-9a-f]{8}\./, "."))).toEqual(["b.bundle.mjs", "b.mjs", "notes.txt"]);
+  writeFileSync(path, SOURCE);
+  await bundleService(dir, entry);
+  expect(files()).toEqual(["notes.txt"]);
+  expect(readFileSync(mine, "utf8")).toBe("not the bundler's\n");
+
+  // Emptied of its own files, the folder goes.
+  rmSync(mine);
+  writeFileSync(path, startsWorker("./a.ts"));
+  await bundleService(dir, entry);
+  expect(files()).toHaveLength(2);
+  writeFileSync(path, SOURCE);
+  await bundleService(dir, entry);
+  expect(existsSync(workersDir)).toBe(false);
+});
+
+it("never removes a file a changed record names outside the service's .workers folder", async () => {
+  const { dir, entry, path } = project(startsWorker("./a.ts"));
+  writeFileSync(join(dir, "services", "a.ts"), WORKER);
+  await bundleService(dir, entry);
+  const recordFile = join(dir, ".nitric-like", "build", "api.inputs.json");
+  const record = JSON.parse(readFileSync(recordFile, "utf8")) as { workerOutfiles: string[] };
+  const precious = join(dir, "precious.txt");
+  writeFileSync(precious, "keep\n");
+  const workersDir = join(dir, ".nitric-like", "build", "api.workers");
+  record.workerOutfiles.push(precious, join(workersDir, "..", "..", "..", "precious.txt"));
+  writeFileSync(recordFile, JSON.stringify(record));
+  writeFileSync(path, SOURCE);
+  await bundleService(dir, entry);
+  expect(readFileSync(precious, "utf8")).toBe("keep\n");
+  expect(existsSync(workersDir)).toBe(false);
+});
+
+it("counts a worker script's files (a service's entry too) as inputs, watched, but not as imports of the service", async () => {
+  const { dir, entry, path } = project(startsWorker("./worker.ts"));
+  const workerPath = join(dir, "services", "worker.ts");
+  writeFileSync(workerPath, WORKER);
+  const worker = { entry: { name: "worker", file: "services/worker.ts", path: workerPath } };
+  for (const threadOnly of [false, true]) {
+    const bundle = await bundleService(dir, entry, { threadOnly });
+    expect(bundle.inputs.has(workerPath)).toBe(true);
+    expect(importedServices([{ entry, bundle }, worker], { entry, bundle })).toEqual([]);
+  }
+  // Imported by the service itself, it is one of its imports.
+  writeFileSync(path, startsWorker("./worker.ts", 'import "./worker.js";'));
+  const bundle = await bundleService(dir, entry);
+  expect(importedServices([{ entry, bundle }, worker], { entry, bundle })).toEqual([
+    { service: "worker", file: "services/worker.ts" },
+  ]);
+  // Reused from its record, the same.
+  const reused = await bundleService(dir, entry);
+  expect(reused.workerInputs).toEqual(bundle.workerInputs);
 });
 
 it("makes a @nitric/sdk service a second bundle for a thread: @nitric/sdk inside, its grpc-js the compat adapter", async () => {

@@ -11,7 +11,17 @@
  */
 import { isAscii } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { basename, dirname, join, resolve } from "node:path";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
@@ -24,7 +34,7 @@ import { missingPackageFix } from "./failure.js";
 import { cheaperKeepNames } from "./keep-names.js";
 import { UserError } from "./log.js";
 import { ownPlace } from "./own-place.js";
-import { WorkerBundles } from "./worker-bundles.js";
+import { type WorkerBundle, WorkerBundles } from "./worker-bundles.js";
 
 /** A bundled service. */
 export interface Bundle {
@@ -41,6 +51,11 @@ export interface Bundle {
    * collect pass, --processes) leaves the SDKs on gRPC, and @nitric/sdk's grpc-js as installed.
    */
   threadOutfile?: string;
+  /**
+   * Those of `inputs` only the bundles of the worker scripts its code starts were made of (not
+   * the service's own bundles): they run in a worker's thread, never in the service's module.
+   */
+  workerInputs?: Set<string>;
 }
 
 /** The folder where nitric-like keeps its local state inside a project. */
@@ -301,13 +316,19 @@ interface BundleRecord {
    * made again and is gone, so only a caller that wants the thread bundle alone may reuse this.
    */
   processBundle: boolean;
-  /** The bundles of the `.ts` worker scripts its code starts (worker-bundles.ts). */
+  /**
+   * Every file written for the `.ts` worker scripts its code starts (worker-bundles.ts). After a
+   * failed build (a record whose key matches nothing) also those of the build before it, so the
+   * next build that succeeds removes the ones it no longer writes.
+   */
   workerOutfiles?: string[];
+  /** Those of `inputs` only the worker scripts' bundles read (Bundle.workerInputs). */
+  workerInputs?: string[];
 }
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 25`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 26`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -389,7 +410,54 @@ function reusable(outfile: string, record: BundleRecord | undefined, threadOnly:
     inputs: new Set(record.inputs.map(([path]) => path)),
     threadable: record.threadable === true,
     ...(record.threadOutfile === undefined ? {} : { threadOutfile: record.threadOutfile }),
+    ...(record.workerInputs?.length ? { workerInputs: new Set(record.workerInputs) } : {}),
   };
+}
+
+/**
+ * The files the last build of a service wrote for its worker scripts (its record's, whatever
+ * bundler made it), each directly in `dir`, the service's `.workers` folder: a record changed by
+ * hand never names a file elsewhere to remove.
+ */
+function workerFilesWritten(recordFile: string, dir: string): string[] {
+  try {
+    const files = (JSON.parse(readFileSync(recordFile, "utf8")) as { workerOutfiles?: unknown }).workerOutfiles;
+    if (!Array.isArray(files)) return [];
+    return files.filter((f): f is string => typeof f === "string" && resolve(f) === f && dirname(f) === dir);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Removes the worker files the last build wrote (`before`) that this one did not (`now`): a
+ * worker script renamed, deleted or no longer started leaves no bundle behind. Only those: a
+ * file the bundler never wrote stays. The folder goes once empty.
+ */
+function removeStaleWorkerFiles(before: readonly string[], now: readonly string[], dir: string): void {
+  const kept = new Set(now);
+  for (const file of before) if (!kept.has(file)) rmSync(file, { force: true });
+  try {
+    if (readdirSync(dir).length === 0) rmdirSync(dir);
+  } catch {
+    // No folder (no worker was ever bundled), or not ours to remove.
+  }
+}
+
+/**
+ * Adds to `inputs` (the service's own bundles') the worker scripts' bundles' inputs; returns those
+ * only the workers read (Bundle.workerInputs).
+ */
+function addWorkerInputs(inputs: Set<string>, bundles: readonly WorkerBundle[]): string[] {
+  const only = new Set<string>();
+  for (const w of bundles) {
+    for (const path of w.inputs) {
+      if (inputs.has(path)) continue;
+      inputs.add(path);
+      only.add(path);
+    }
+  }
+  return [...only];
 }
 
 /**
@@ -473,9 +541,11 @@ export async function bundleService(
   return building(stop, async () => {
     const choice = threadOnly ? threadEntryToTry(record, service) : undefined;
     // Its `.ts` worker scripts, bundled once for both of its bundles.
-    const workers = new WorkerBundles(projectDir, join(outdir, `${service.name}.workers`), (from, workerFile) =>
+    const workersDir = join(outdir, `${service.name}.workers`);
+    const workers = new WorkerBundles(projectDir, workersDir, (from, workerFile) =>
       buildWorker(build, projectDir, from, workerFile),
     );
+    const written: WorkerFiles = { dir: workersDir, before: workerFilesWritten(recordFile, workersDir) };
     const threadAlone =
       choice === undefined
         ? undefined
@@ -488,13 +558,20 @@ export async function bundleService(
             choice,
             before,
             workers,
+            written,
             options.onBuilt,
           );
     return (
       threadAlone ??
-      (await bundleWith(build, projectDir, service, outfile, recordFile, before, workers, options.onBuilt))
+      (await bundleWith(build, projectDir, service, outfile, recordFile, before, workers, written, options.onBuilt))
     );
   });
+}
+
+/** A service's `.workers` folder, and the files the last build wrote there. */
+interface WorkerFiles {
+  dir: string;
+  before: string[];
 }
 
 /** The options of both bundles of a service; the thread bundle changes its entry, outfile and plugins. */
@@ -603,6 +680,7 @@ async function threadBundleAlone(
   choice: ThreadEntryChoice,
   before: BeforeBuild,
   workers: WorkerBundles,
+  written: WorkerFiles,
   onBuilt?: BundleOptions["onBuilt"],
 ): Promise<Bundle | undefined> {
   try {
@@ -621,7 +699,7 @@ async function threadBundleAlone(
     // The service's own bundle was made from other files: it goes, so that nothing runs it stale.
     rmSync(outfile, { force: true });
     const workerBundles = await workers.bundles();
-    for (const w of workerBundles) for (const path of w.inputs) inputSet.add(path);
+    const workerInputs = addWorkerInputs(inputSet, workerBundles);
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
       inputs: recordedStamps(inputSet, before),
@@ -630,11 +708,19 @@ async function threadBundleAlone(
       threadEntry: choice,
       processBundle: false,
       workerOutfiles: workerBundles.flatMap((w) => w.files),
+      workerInputs,
     };
     writeFileSync(recordFile, JSON.stringify(record));
-    return { outfile, inputs: inputSet, threadable: record.threadable, threadOutfile };
+    removeStaleWorkerFiles(written.before, record.workerOutfiles ?? [], written.dir);
+    return {
+      outfile,
+      inputs: inputSet,
+      threadable: record.threadable,
+      threadOutfile,
+      ...(workerInputs.length > 0 ? { workerInputs: new Set(workerInputs) } : {}),
+    };
   } catch (error) {
-    buildFailed(error, projectDir, service, recordFile);
+    return await buildFailed(error, projectDir, service, recordFile, workers, written);
   }
 }
 
@@ -686,9 +772,24 @@ async function buildWorker(
   };
 }
 
-/** A failed build leaves no record, so the next run builds again; a compile error becomes a UserError. */
-function buildFailed(error: unknown, projectDir: string, service: ServiceEntry, recordFile: string): never {
-  rmSync(recordFile, { force: true });
+/**
+ * A failed build leaves no record that matches, so the next run builds again, only the worker
+ * files written (by this build and the last), for the next build that succeeds to remove those it
+ * no longer writes: none is removed now, as the running version of the service may start them.
+ * A compile error becomes a UserError.
+ */
+async function buildFailed(
+  error: unknown,
+  projectDir: string,
+  service: ServiceEntry,
+  recordFile: string,
+  workers: WorkerBundles,
+  written: WorkerFiles,
+): Promise<never> {
+  const made = await workers.bundles().catch(() => []);
+  const files = [...new Set([...written.before, ...made.flatMap((w) => w.files)])];
+  if (files.length === 0) rmSync(recordFile, { force: true });
+  else writeFileSync(recordFile, JSON.stringify({ key: "failed", workerOutfiles: files }));
   const message = compileErrorMessage(error, projectDir, service);
   if (!message) throw error;
   // A package import that does not resolve: what to install (often: nothing installed yet).
@@ -705,6 +806,7 @@ async function bundleWith(
   recordFile: string,
   before: BeforeBuild,
   workers: WorkerBundles,
+  written: WorkerFiles,
   onBuilt?: BundleOptions["onBuilt"],
 ): Promise<Bundle> {
   try {
@@ -734,7 +836,7 @@ async function bundleWith(
       for (const path of thread.inputs) inputs.add(path);
     }
     const workerBundles = await workers.bundles();
-    for (const w of workerBundles) for (const path of w.inputs) inputs.add(path);
+    const workerInputs = addWorkerInputs(inputs, workerBundles);
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
       inputs: recordedStamps(inputs, before),
@@ -743,10 +845,18 @@ async function bundleWith(
       ...(choice === undefined ? {} : { threadEntry: choice }),
       processBundle: true,
       workerOutfiles: workerBundles.flatMap((w) => w.files),
+      workerInputs,
     };
     writeFileSync(recordFile, JSON.stringify(record));
-    return { outfile, inputs, threadable, ...(threadOutfile === undefined ? {} : { threadOutfile }) };
+    removeStaleWorkerFiles(written.before, record.workerOutfiles ?? [], written.dir);
+    return {
+      outfile,
+      inputs,
+      threadable,
+      ...(threadOutfile === undefined ? {} : { threadOutfile }),
+      ...(workerInputs.length > 0 ? { workerInputs: new Set(workerInputs) } : {}),
+    };
   } catch (error) {
-    buildFailed(error, projectDir, service, recordFile);
+    return await buildFailed(error, projectDir, service, recordFile, workers, written);
   }
 }

@@ -90,6 +90,8 @@ function real(path: string): string {
 /**
  * The other services whose entry file `service`'s bundle includes: it imports them (directly or
  * through another module), so loading it runs their top level and registers their handlers too.
+ * A file only a worker script it starts imports (or the script itself) runs in the worker's
+ * thread, never in the service's module: it is not counted.
  */
 export function importedServices(
   services: readonly PreparedService[],
@@ -97,7 +99,8 @@ export function importedServices(
 ): { service: string; file: string }[] {
   const inputs = service.bundle?.inputs;
   if (inputs === undefined || inputs.size === 0) return [];
-  const included = new Set([...inputs].map(real));
+  const workerOnly = service.bundle?.workerInputs;
+  const included = new Set([...inputs].filter((path) => !workerOnly?.has(path)).map(real));
   return services
     .filter((s) => s.entry.name !== service.entry.name && included.has(real(s.entry.path)))
     .map((s) => ({ service: s.entry.name, file: s.entry.file }));
