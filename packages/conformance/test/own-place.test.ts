@@ -256,6 +256,36 @@ describe("a service's own place", () => {
     const { code, stdout, stderr } = await runCli(["spec", project(), "--json", "--plain"]);
     expect(code, stderr).toBe(0);
     expect(stdout).toContain('"beside"');
+    // Its worker scripts are outside the services' match: nothing said of them.
+    expect(stderr).not.toContain("is a worker script");
+  }, 60000);
+
+  it("says that a worker script the services' match takes is a service too, before the collect pass loads it alone", async () => {
+    const dir = writeProject({
+      "package.json": '{"name":"place","private":true,"type":"module"}',
+      "nitric-like.yaml": "name: place\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { Worker } from "node:worker_threads";',
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("beside");',
+        'socket.on("message", (ctx) => { new Worker(new URL("./worker.ts", import.meta.url), { workerData: ctx.text() }); });',
+      ].join("\n"),
+      // Written as a worker script is: loaded alone, as a service, it throws.
+      "services/worker.ts": [
+        'import { parentPort, workerData } from "node:worker_threads";',
+        "(parentPort as NonNullable<typeof parentPort>).postMessage(workerData);",
+      ].join("\n"),
+    });
+    const { code, stderr } = await runCli(["spec", dir, "--plain"]);
+    expect(code).toBe(1);
+    const warning = stderr.indexOf(
+      'warning: services/worker.ts is a worker script services/chat.ts starts (new Worker(new URL("./worker.ts", import.meta.url))), and the services\' match takes it for a service too ("worker"): as a service it is loaded on its own, with no parent thread (parentPort is null), and on AWS it would be a function of its own; keep it out of the services\' match in the project file',
+    );
+    expect(warning, stderr).toBeGreaterThanOrEqual(0);
+    const failure = stderr.indexOf('error: service "worker" (services/worker.ts): exited with code 1');
+    expect(failure, stderr).toBeGreaterThan(warning);
+    // The script it starts is not an entry file it imports.
+    expect(stderr).not.toContain("imports services/worker.ts");
   }, 60000);
 });
 

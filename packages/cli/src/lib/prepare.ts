@@ -1,6 +1,7 @@
 /** The steps `run`, `spec` and later `build` share: load the project, find and bundle its services. */
-import { realpathSync } from "node:fs";
-import { resolve } from "node:path";
+import { readFileSync, realpathSync } from "node:fs";
+import { relative, resolve, sep } from "node:path";
+import { insideDir, WORKER_CODE, workerLiterals, workerScriptOf } from "@nitric-like/provider-kit/worker-scripts";
 import { findServices, loadProject, type Project, ProjectError, type ServiceEntry } from "@nitric-like/spec";
 import { type Bundle, type BundleOptions, bundleService } from "./bundle.js";
 import { type Output, UserError } from "./log.js";
@@ -72,6 +73,7 @@ export async function prepareProject(
       }),
     );
     progress?.done(`bundled ${n} service${n === 1 ? "" : "s"}`);
+    for (const warning of workerScriptServices(project.dir, services)) output?.warn(warning);
     return { project, services };
   } finally {
     progress?.done();
@@ -104,4 +106,45 @@ export function importedServices(
   return services
     .filter((s) => s.entry.name !== service.entry.name && included.has(real(s.entry.path)))
     .map((s) => ({ service: s.entry.name, file: s.entry.file }));
+}
+
+/**
+ * Says each service entry that another service's own code starts as a worker script (`new
+ * Worker(new URL("./worker.ts", import.meta.url))`): the services' match takes the script for a
+ * service too, so `spec`, `build` and `run` also load it on its own, with no parent thread
+ * (`parentPort` is null; a script that posts to it throws in the collect pass), and on AWS it
+ * would be a function of its own. It stays a service, as the match says; the warning comes
+ * first, so whatever it does loaded alone is read with its cause.
+ */
+export function workerScriptServices(projectDir: string, services: readonly PreparedService[]): string[] {
+  const root = real(projectDir);
+  const entries = new Map(services.map((s) => [real(s.entry.path), s.entry]));
+  const said = new Set<string>();
+  const warnings: string[] = [];
+  for (const service of services) {
+    const bundle = service.bundle;
+    if (bundle === undefined) continue;
+    for (const file of [...bundle.inputs].sort()) {
+      if (bundle.workerInputs?.has(file) || !WORKER_CODE.test(file) || !insideDir(projectDir, file)) continue;
+      if (relative(projectDir, file).split(sep).includes("node_modules")) continue;
+      let text: string;
+      try {
+        text = readFileSync(file, "utf8");
+      } catch {
+        continue;
+      }
+      if (!text.includes("Worker")) continue;
+      for (const { literal } of workerLiterals(text)) {
+        const script = workerScriptOf(projectDir, root, file, literal);
+        const entry = script === undefined ? undefined : entries.get(real(script));
+        if (entry === undefined || entry.name === service.entry.name || said.has(entry.name)) continue;
+        said.add(entry.name);
+        const startedBy = relative(projectDir, file).split(sep).join("/");
+        warnings.push(
+          `${entry.file} is a worker script ${startedBy} starts (new Worker(new URL(${JSON.stringify(literal)}, import.meta.url))), and the services' match takes it for a service too ("${entry.name}"): as a service it is loaded on its own, with no parent thread (parentPort is null), and on AWS it would be a function of its own; keep it out of the services' match in the project file (move it to a folder the match does not take, and change the URL with it)`,
+        );
+      }
+    }
+  }
+  return warnings;
 }
