@@ -7,7 +7,7 @@ import { existsSync, readFileSync, symlinkSync, truncateSync, writeFileSync } fr
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
+import { type App, cleanTemp, connect, runCli, sleep, startApp, stopAll, writeProject } from "../src/harness.js";
 
 afterAll(async () => {
   await stopAll();
@@ -113,25 +113,47 @@ const summedIn = (dir: string) => ({
 });
 
 /**
- * Runs the project with `mode` and checks every way of reading beside the source, and that a
- * TypeScript worker script the handler starts runs (bundled) and answers the client.
+ * What two tests share, made once by whichever runs first (so each still runs alone, with `-t`):
+ * a project, its build, a run of it. The test that uses it last stops the run and checks how it
+ * ended; the file's afterAll stops one a test that failed left running.
  */
+function shared<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => {
+    made ??= make();
+    return made;
+  };
+}
+
+/** Checks every way of reading beside the source, and that a TypeScript worker script the handler starts runs (bundled) and answers the client. */
+async function checkReadsBeside(dir: string, app: App): Promise<void> {
+  const client = await connect(app.url("beside"));
+  client.ws.send("hi");
+  expect(JSON.parse((await client.next()).text)).toEqual({ ...EXPECTED, summed: summedIn(dir) });
+  client.close();
+}
+
+/** Runs the project with `mode`: checkReadsBeside, then a clean stop. */
 async function readsBeside(mode: string[]): Promise<void> {
   const dir = project({ ts: true });
   const app = await startApp(dir, mode);
   try {
-    const client = await connect(app.url("beside"));
-    client.ws.send("hi");
-    expect(JSON.parse((await client.next()).text)).toEqual({ ...EXPECTED, summed: summedIn(dir) });
-    client.close();
+    await checkReadsBeside(dir, app);
   } finally {
     expect((await app.stop()).code).toBe(0);
   }
 }
 
+/** The TypeScript project under `run` (worker threads), for the first test and the one that saves its worker. */
+const threadsRun = shared(async () => {
+  const dir = project({ ts: true });
+  return { dir, app: await startApp(dir) };
+});
+
 describe("a service's own place", () => {
   it("finds the files beside its source under run (worker threads): import.meta.url, its dirname and __dirname, and runs a .ts worker", async () => {
-    await readsBeside([]);
+    const { dir, app } = await threadsRun();
+    await checkReadsBeside(dir, app);
   }, 60000);
 
   it("finds the files beside its source under run --processes, and runs a .ts worker", async () => {
@@ -143,8 +165,7 @@ describe("a service's own place", () => {
   }, 60000);
 
   it("bundles a .ts worker script again under run when it (or a file it imports) is saved, and restarts the service", async () => {
-    const dir = project({ ts: true });
-    const app = await startApp(dir);
+    const { dir, app } = await threadsRun();
     const summed = async () => {
       const client = await connect(app.url("beside"));
       try {
@@ -289,31 +310,31 @@ describe("a service's own place", () => {
   }, 60000);
 });
 
+/** The TypeScript project built with --provider aws, and then run with it, for the first two tests below. */
+const awsBuilt = shared(async () => {
+  const dir = project({ ts: true });
+  const out = join(dir, "out");
+  const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+  return { dir, out, built };
+});
+const awsRun = shared(async () => {
+  const { dir } = await awsBuilt();
+  return startApp(dir, ["--provider", "aws"]);
+});
+
 describe("a function's own place after build --provider aws", () => {
   it("holds the data files the service's own files name beside them, and run --provider aws reads them there", async () => {
-    const dir = project();
-    const out = join(dir, "out");
-    const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+    const { dir, out, built } = await awsBuilt();
     expect(built.code, built.stderr).toBe(0);
     for (const file of ["config.json", "greeting.txt", "word.txt", "motd.txt"]) {
       expect(built.stderr).toContain(`  chat: ${file} `);
       expect(existsSync(join(out, "functions", "chat", file))).toBe(true);
     }
-    const app = await startApp(project(), ["--provider", "aws"]);
-    try {
-      const client = await connect(app.url("beside"));
-      client.ws.send("hi");
-      expect(JSON.parse((await client.next()).text)).toEqual(EXPECTED);
-      client.close();
-    } finally {
-      expect((await app.stop()).code).toBe(0);
-    }
+    await checkReadsBeside(dir, await awsRun());
   }, 120000);
 
   it("bundles each worker script the service starts with new Worker(new URL(...)) into the function, and run --provider aws runs them", async () => {
-    const dir = project({ ts: true });
-    const out = join(dir, "out");
-    const built = await runCli(["build", dir, "--provider", "aws", "--out", out, "--plain"], { timeoutMs: 60000 });
+    const { dir, out, built } = await awsBuilt();
     expect(built.code, built.stderr).toBe(0);
     expect(built.stderr).not.toContain("is not carried into the function");
     for (const [name, script, literal] of [
@@ -331,12 +352,9 @@ describe("a function's own place after build --provider aws", () => {
     // In the zip that is deployed, beside the function's own bundle.
     const zip = readFileSync(join(out, "functions", "chat.zip")).toString("latin1");
     for (const name of ["config-worker.cjs", "load-worker.cjs", "sum.cjs", "motd.txt"]) expect(zip).toContain(name);
-    const app = await startApp(dir, ["--provider", "aws"]);
+    const app = await awsRun();
     try {
-      const client = await connect(app.url("beside"));
-      client.ws.send("hi");
-      expect(JSON.parse((await client.next()).text)).toEqual({ ...EXPECTED, summed: summedIn(dir) });
-      client.close();
+      await checkReadsBeside(dir, app);
       // A worker's script saved: the function is bundled again, with the new script.
       writeFileSync(
         join(dir, "services", "workers", "sum.ts"),
