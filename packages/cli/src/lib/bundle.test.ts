@@ -403,7 +403,8 @@ it("never removes a file a changed record names outside the service's .workers f
   const precious = join(dir, "precious.txt");
   writeFileSync(precious, "keep\n");
   const workersDir = join(dir, ".nitric-like", "build", "api.workers");
-  record.workerOutfiles.push(precious, join(workersDir, "..", "..", "..", "precious.txt"));
+  // Outside it, up through it, and its parent folder itself.
+  record.workerOutfiles.push(precious, join(workersDir, "..", "..", "..", "precious.txt"), `${workersDir}/..`);
   writeFileSync(recordFile, JSON.stringify(record));
   writeFileSync(path, SOURCE);
   await bundleService(dir, entry);

@@ -13,6 +13,7 @@ import { isAscii } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -423,7 +424,7 @@ function workerFilesWritten(recordFile: string, dir: string): string[] {
   try {
     const files = (JSON.parse(readFileSync(recordFile, "utf8")) as { workerOutfiles?: unknown }).workerOutfiles;
     if (!Array.isArray(files)) return [];
-    return files.filter((f): f is string => typeof f === "string" && resolve(f) === f && dirname(f) === dir);
+    return files.filter((f): f is string => typeof f === "string" && f === resolve(dir, basename(f)));
   } catch {
     return [];
   }
@@ -436,7 +437,14 @@ function workerFilesWritten(recordFile: string, dir: string): string[] {
  */
 function removeStaleWorkerFiles(before: readonly string[], now: readonly string[], dir: string): void {
   const kept = new Set(now);
-  for (const file of before) if (!kept.has(file)) rmSync(file, { force: true });
+  for (const file of before) {
+    if (kept.has(file)) continue;
+    try {
+      if (lstatSync(file).isFile()) rmSync(file);
+    } catch {
+      // Gone already.
+    }
+  }
   try {
     if (readdirSync(dir).length === 0) rmdirSync(dir);
   } catch {
