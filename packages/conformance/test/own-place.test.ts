@@ -308,6 +308,37 @@ describe("a service's own place", () => {
     // The script it starts is not an entry file it imports.
     expect(stderr).not.toContain("imports services/worker.ts");
   }, 60000);
+
+  it("says so under run of a new file the services' match takes that a service starts as a worker script", async () => {
+    const dir = writeProject({
+      "package.json": '{"name":"place","private":true,"type":"module"}',
+      "nitric-like.yaml": "name: place\nservices:\n  - match: services/*.ts\n",
+      "services/chat.ts": [
+        'import { Worker } from "node:worker_threads";',
+        'import { websocket } from "@nitric-like/sdk";',
+        'const socket = websocket("beside");',
+        'socket.on("message", async (ctx) => {',
+        '  const worker = new Worker(new URL("./late.ts", import.meta.url));',
+        '  await ctx.reply(String(await new Promise((resolve) => worker.once("message", resolve))));',
+        "});",
+      ].join("\n"),
+    });
+    const app = await startApp(dir);
+    try {
+      expect(app.stderr).not.toContain("is a worker script");
+      writeFileSync(
+        join(dir, "services", "late.ts"),
+        'import { parentPort } from "node:worker_threads";\nparentPort?.postMessage("late");\n',
+      );
+      await app.waitFor(/services\/late\.ts is a new service \("late"\): starting it/, 30000);
+      await app.waitFor(
+        /warning: services\/late\.ts is a worker script services\/chat\.ts starts \(new Worker\(new URL\("\.\/late\.ts", import\.meta\.url\)\)\), and the services' match takes it for a service too \("late"\)/,
+        30000,
+      );
+    } finally {
+      expect((await app.stop()).code).toBe(0);
+    }
+  }, 60000);
 });
 
 /** The TypeScript project built with --provider aws, and then run with it, for the first two tests below. */

@@ -44,6 +44,7 @@ import {
   type PreparedProject,
   type PreparedService,
   prepareProject,
+  workerScriptServices,
 } from "../lib/prepare.js";
 import { projectChangeNotices } from "../lib/project-change.js";
 import { loadProvider } from "../lib/providers.js";
@@ -1033,6 +1034,7 @@ class Run {
     // Pushed before any await from here, so a stop that comes later stops it too.
     if (this.stopping) return;
     prepared.services.push(service);
+    for (const warning of workerScriptServices(project.dir, prepared.services, entry.name)) output.warn(warning);
     this.supervisors.push(supervisor);
     this.failedCollect.add(entry.name);
     this.watcher?.add(bundle?.inputs ?? [entry.path]);
@@ -1300,7 +1302,11 @@ class Run {
     inputs.set(entry.name, bundle.inputs);
     this.watcher?.add(bundle.inputs);
     const service: PreparedService = { entry, bundle };
-    if (how === "new") prepared.services.push(service);
+    if (how === "new") {
+      prepared.services.push(service);
+      for (const warning of workerScriptServices(prepared.project.dir, prepared.services, entry.name))
+        output.warn(warning);
+    }
     const [found] = await collect(prepared.project, [service], { threads });
     if (!found) return false;
     const imports = importedServices(prepared.services, service);

@@ -116,7 +116,12 @@ export function importedServices(
  * would be a function of its own. It stays a service, as the match says; the warning comes
  * first, so whatever it does loaded alone is read with its cause.
  */
-export function workerScriptServices(projectDir: string, services: readonly PreparedService[]): string[] {
+export function workerScriptServices(
+  projectDir: string,
+  services: readonly PreparedService[],
+  /** Only what concerns this service (a new one): as the script, or as the service that starts one. */
+  only?: string,
+): string[] {
   const root = real(projectDir);
   const entries = new Map(services.map((s) => [real(s.entry.path), s.entry]));
   const said = new Set<string>();
@@ -138,6 +143,7 @@ export function workerScriptServices(projectDir: string, services: readonly Prep
         const script = workerScriptOf(projectDir, root, file, literal);
         const entry = script === undefined ? undefined : entries.get(real(script));
         if (entry === undefined || entry.name === service.entry.name || said.has(entry.name)) continue;
+        if (only !== undefined && only !== entry.name && only !== service.entry.name) continue;
         said.add(entry.name);
         const startedBy = relative(projectDir, file).split(sep).join("/");
         warnings.push(
