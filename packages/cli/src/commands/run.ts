@@ -6,8 +6,7 @@
  * closes client connections with 1001 and exits 0.
  */
 
-import { createHash } from "node:crypto";
-import { type Dirent, existsSync, readdirSync, readFileSync } from "node:fs";
+import { type Dirent, existsSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, relative, resolve, sep } from "node:path";
 import { isMainThread } from "node:worker_threads";
@@ -32,6 +31,7 @@ import {
   type WebsocketEvent,
 } from "@nitric-like/spec";
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
+import { BuiltFrom, ownFiles, savedLine } from "../lib/built-from.js";
 import { type BundleOptions, bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashboard } from "../lib/dashboard.js";
@@ -515,6 +515,8 @@ class Run {
   private threads = false;
   /** Services that failed their collect pass and have not started since: a save collects them again. */
   private readonly failedCollect = new Set<string>();
+  /** What each local service's running code was built from: a save that leaves it so restarts nothing. */
+  private readonly builtFrom = new BuiltFrom();
   /** Checks readiness again after a service was added or removed (whenAllStarted). */
   private recheckReady: (added?: ServiceSupervisor) => void = () => {};
   /** Services being added or removed, one after another (a rename removes one, then adds one). */
@@ -947,7 +949,8 @@ class Run {
         onGone: (supervisor) => this.removeService(supervisor),
         onCollected: (collected) => this.declare(collected),
         collecting: (service, done) => this.running.collecting?.(service, done),
-        ...(options.verbose ? { bundled: bundledLine(output) } : {}),
+        builtFrom: this.builtFrom,
+        ...(options.verbose ? { bundled: bundledLine(output), saved: true } : {}),
       });
     // Ready (the socket lines, then "ready") only once every service has started; a service
     // that failed waits for a file change and so holds "ready" back until it is fixed.
@@ -1027,6 +1030,8 @@ class Run {
         ? await bundleService(project.dir, entry, { threadOnly: this.threads, ...(onBuilt ? { onBuilt } : {}) })
         : undefined;
     if (this.stopping) return;
+    // Read once it is bundled (its inputs known then): a save from now on is told from a touch.
+    this.builtFrom.read(entry.name, ownFiles(bundle?.inputs ?? [entry.path]));
     const service: PreparedService = bundle ? { entry, bundle } : { entry };
     const width = Math.max(...this.supervisors.map((s) => s.name.length), entry.name.length);
     const supervisor = this.supervisor(service, width);
@@ -1089,6 +1094,7 @@ class Run {
     const at = this.prepared.services.findIndex((s) => s.entry.path === entry.path);
     if (at >= 0) this.prepared.services.splice(at, 1);
     this.failedCollect.delete(entry.name);
+    this.builtFrom.forget(entry.name);
     this.declare(undefined, entry.name);
     this.recheckReady();
     this.dashboard?.servicesChanged();
@@ -1144,12 +1150,9 @@ class Run {
     // Each service's files (its code's inputs and the data copied into its function) as its running
     // function was built from them: a save that leaves them as they were (an editor's save of an
     // unchanged buffer, a touch, a checkout) cannot change its bundle, so its function keeps running.
-    const builtFrom = new Map<string, Map<string, string | undefined>>();
-    const filesOf = (service: string) => [
-      ...[...(inputs.get(service) ?? [])].filter((p) => !p.includes(`${sep}node_modules${sep}`)),
-      ...dataOf(service),
-    ];
-    for (const { entry } of prepared.services) builtFrom.set(entry.name, contentsOf(filesOf(entry.name)));
+    const builtFrom = new BuiltFrom();
+    const filesOf = (service: string) => [...ownFiles(inputs.get(service) ?? []), ...dataOf(service)];
+    for (const { entry } of prepared.services) builtFrom.read(entry.name, filesOf(entry.name));
     const watcher = watchFiles(watched, (changed) => {
       /** What this save rebuilds, and which services saw their files saved as they were built from. */
       const rebuilds: string[] = [];
@@ -1174,13 +1177,8 @@ class Run {
         if (!code && copied === undefined) continue;
         // Only files whose contents it knows (its inputs, its copies): a file new in a folder copied
         // whole, or an awaited one made, is a change.
-        const known = builtFrom.get(entry.name);
         const saved = [...changed].filter((p) => inputs.get(entry.name)?.has(p) || dataOf(entry.name).includes(p));
-        if (
-          known !== undefined &&
-          (copied === undefined || dataOf(entry.name).includes(copied)) &&
-          saved.every((p) => known.has(p) && known.get(p) === contentOf(p))
-        ) {
+        if ((copied === undefined || dataOf(entry.name).includes(copied)) && builtFrom.unchanged(entry.name, saved)) {
           unchanged.push(entry.name);
           continue;
         }
@@ -1211,18 +1209,13 @@ class Run {
           if (saves.get(entry.path) !== save) return;
           if (!existsSync(entry.path)) return await this.hostedGone(entry, inputs);
           // Read before the build, as it reads them: a save during the build differs, and builds again.
-          const before = builtFrom.get(entry.name);
-          const reading = contentsOf(filesOf(entry.name));
-          builtFrom.set(entry.name, reading);
+          const undo = builtFrom.read(entry.name, filesOf(entry.name));
           let applied = false;
           try {
             applied = await this.hostedChange(entry, inputs, "changed", what, happened);
           } finally {
             // Not running from this save (it failed to build or collect): saving it as it is tries again.
-            if (!applied && builtFrom.get(entry.name) === reading) {
-              if (before === undefined) builtFrom.delete(entry.name);
-              else builtFrom.set(entry.name, before);
-            }
+            if (!applied) undo();
           }
           // What the new build copied into the functions (and waits for): watched from now on.
           this.watcher?.add([...data().values(), ...awaited().values()].flat());
@@ -1230,23 +1223,11 @@ class Run {
         });
       }
       if (this.options.verbose && rebuilds.length + unchanged.length > 0) {
-        const shown = [...changed]
-          .map((p) => relative(prepared.project.dir, p).split(sep).join("/"))
-          .sort()
-          .join(", ");
-        const names = (list: string[]) => list.map((n) => `"${n}"`).join(", ");
         const others = prepared.services
           .map((s) => s.entry.name)
           .filter((n) => !rebuilds.includes(n) && !unchanged.includes(n));
-        const kept = [
-          ...(unchanged.length > 0 ? [`${names(unchanged)} (saved as it was built from)`] : []),
-          ...(others.length > 0 ? [`${names(others)} (reads none of it)`] : []),
-        ];
         output.info(
-          output.paint(
-            "dim",
-            `saved ${shown}: ${rebuilds.length > 0 ? `rebuilding ${names(rebuilds)}` : "rebuilding no function"}${kept.length > 0 ? `; not ${kept.join(", ")}` : ""}`,
-          ),
+          output.paint("dim", savedLine(prepared.project.dir, changed, rebuilds, unchanged, others, "function")),
         );
       }
       notices(changed);
@@ -1406,20 +1387,6 @@ class Run {
       void supervisor.restart(supervisor.service);
     }
   }
-}
-
-/** A file's contents as a digest; undefined when it cannot be read (gone). */
-function contentOf(path: string): string | undefined {
-  try {
-    return createHash("sha256").update(readFileSync(path)).digest("hex");
-  } catch {
-    return undefined;
-  }
-}
-
-/** The contents of `paths` (contentOf), by path. */
-function contentsOf(paths: readonly string[]): Map<string, string | undefined> {
-  return new Map(paths.map((p) => [p, contentOf(p)]));
 }
 
 /**
@@ -1622,6 +1589,10 @@ interface ServiceWatch {
   collecting: (service: string, done: Promise<void>) => void;
   /** Hears each bundle a save makes (`--verbose`: bundledLine, which says those made at start too). */
   bundled?: (service: string) => BundleOptions["onBuilt"];
+  /** What each service's running code was built from (read here for the services watched from the start). */
+  builtFrom: BuiltFrom;
+  /** `--verbose`: say per save which services it rebuilds and which it leaves (savedLine). */
+  saved?: boolean;
 }
 
 /** `run --verbose`: a line for each bundle run makes (at start, on a save, for a new file), which and how long it took. */
@@ -1655,6 +1626,8 @@ function watchServices(
   const project = prepared.project;
   const notices = projectChangeNotices(project, env.known, output, env.onNew, (dirs) => watcher.addFolders(dirs));
   const watched = [...supervisors.flatMap((s) => [...inputsOf(s)]), ...packages, ...env.dotenvPaths, project.file];
+  const { builtFrom } = env;
+  for (const s of supervisors) builtFrom.read(s.name, ownFiles(inputsOf(s)));
   const watcher = watchFiles(watched, (changed) => {
     if (env.dotenvPaths.some((p) => changed.has(p))) {
       notices(changed);
@@ -1662,19 +1635,39 @@ function watchServices(
       return;
     }
     const installed = [...changed].some((p) => packages.has(p));
+    /** What this save rebuilds, which services saw their files saved as they were built from, which are gone. */
+    const rebuilds: string[] = [];
+    const unchanged: string[] = [];
+    const gone: string[] = [];
     for (const supervisor of supervisors) {
       const inputs = inputsOf(supervisor);
       const retry = installed && supervisor.state === "waiting";
-      if (!retry && ![...changed].some((p) => inputs.has(p))) continue;
+      const saved = [...changed].filter((p) => inputs.has(p));
+      if (!retry && saved.length === 0) continue;
+      // Its files saved as its running code was built from them (an editor's save of an unchanged
+      // buffer, a touch, a checkout): its bundle could not differ, so it runs on, its memory and
+      // its clients kept. One not running (it waits for a file change, or failed its collect
+      // pass) has nothing to keep: any save of its files starts it again.
+      if (
+        !retry &&
+        supervisor.state !== "waiting" &&
+        !failedCollect.has(supervisor.name) &&
+        builtFrom.unchanged(supervisor.name, saved)
+      ) {
+        unchanged.push(supervisor.name);
+        continue;
+      }
       const change = (changes.get(supervisor) ?? 0) + 1;
       changes.set(supervisor, change);
       // Its file renamed or deleted: told to the run now, not after a build under way, so that a
       // renamed service's old name is removed before notices (below) add its new one. A build
       // waiting for its turn gives way (this change is the latest).
       if (!existsSync(supervisor.service.entry.path)) {
+        gone.push(supervisor.name);
         env.onGone(supervisor);
         continue;
       }
+      rebuilds.push(supervisor.name);
       // Until this change is collected (after the restart, for a service on our SDK alone), what
       // the new copy declares is not in the spec: the provider waits for it before refusing any.
       let collected!: () => void;
@@ -1704,6 +1697,10 @@ function watchServices(
           env.onGone(supervisor);
           return;
         }
+        // Read before the build, as it reads them: a save during the build differs, and builds again.
+        const undo = builtFrom.read(entry.name, ownFiles(inputs));
+        /** Whether it now runs from this save: else (a compile error, a failed collect) the same save again retries. */
+        let applied = false;
         try {
           // A service that runs as a thread needs only its thread bundle made again: it runs and
           // is collected from it (a collect pass that failed runs again in a thread too, as at start).
@@ -1747,6 +1744,7 @@ function watchServices(
               threadOnly,
             );
             if (collected) {
+              applied = true;
               failedCollect.delete(entry.name);
               env.onCollected(collected);
             }
@@ -1761,6 +1759,7 @@ function watchServices(
           if (bundle?.threadable) {
             output.info(output.paint("dim", `${what} changed: restarting service "${entry.name}"`));
             await supervisor.restart(service);
+            applied = true;
             const { collected } = await collectChanged(prepared, service, env.dotenv(), threads);
             if (collected && changes.get(supervisor) === change) env.onCollected(collected);
             return;
@@ -1776,15 +1775,24 @@ function watchServices(
           }
           output.info(output.paint("dim", `${what} changed: restarting service "${entry.name}"`));
           await supervisor.restart(service);
+          applied = true;
           if (collected) env.onCollected(collected);
         } catch (error) {
           // A change that does not compile keeps the running version; the next save retries.
           output.error((error as Error).message);
+        } finally {
+          if (!applied) undo();
         }
       })().finally(() => {
         built();
         collected();
       });
+    }
+    if (env.saved && rebuilds.length + unchanged.length > 0) {
+      const others = supervisors
+        .map((s) => s.name)
+        .filter((n) => !rebuilds.includes(n) && !unchanged.includes(n) && !gone.includes(n));
+      output.info(output.paint("dim", savedLine(project.dir, changed, rebuilds, unchanged, others, "service")));
     }
     // After the gone files above: a renamed service's old name is removed before its new one is added.
     notices(changed);
