@@ -30,8 +30,12 @@
  *   nobody listens to, or unref()'d, is not waited for.
  * - for up to LOAD_WORK_EACH_MS from its making, a MessagePort the work made (a MessageChannel's
  *   end, not a worker's own) and listens to for messages (`port1.on("message", (m) =>
- *   socket.route(m, ...))`, its other end posted from this thread or given to a worker) until its
- *   first message comes or it is closed. One nobody listens to, or unref()'d, is not waited for.
+ *   socket.route(m, ...))`) while one can still come from elsewhere: its other end was given to
+ *   another thread (a worker, through postMessage's or workerData's transferList), until its first
+ *   message comes or it is closed. One nobody listens to, or unref()'d, is not waited for, nor one
+ *   whose other end stays in this thread (an event bus): once nothing else is waited for, the pass
+ *   takes one more check for it, by which a message already posted to it (or its other end given
+ *   away in the same turn of the event loop) has landed.
  * Servers, intervals, timers due later, the keep-alive timer fetch sets once its answer has come
  * and promises nothing but a signal settles are not waited for; they keep nothing from ending.
  * Each sign of life says what is waited for (LoadWaiting): where the timers were started (their
@@ -206,6 +210,8 @@ interface PortRecord {
   since: number;
   trace: { stack?: string };
   heard: boolean;
+  /** Its other end's id while that end is in this thread (made with it, and not ended nor given away). */
+  peer?: number;
 }
 
 /** A field of a Node object kept under a symbol of its own (`kHandle`, `kPublicPort`), by its description. */
@@ -403,6 +409,11 @@ export function watchLoadWork(
   // The MessagePorts made by the work that are no worker's (MessageChannels' ends), by id, until
   // they end (closed, or given to another thread).
   const channelPorts = new Map<number, PortRecord>();
+  // Each MessageChannel end in this thread, by id, to the record of its other end: when it ends
+  // (closed, or given to another thread), a message to that other end can only come from elsewhere.
+  const otherEnd = new Map<number, PortRecord>();
+  // The resource made last, and in what: a MessageChannel makes its two ends one after the other.
+  let lastMade: { id: number; within: number } | undefined;
   // HTTP answers under way, started by the work: undici's requests (until its channels say they
   // ended) and node:http's responses (until `complete`).
   const answers = new Map<object, { response?: ResponseLike; arriving: boolean }>();
@@ -416,6 +427,8 @@ export function watchLoadWork(
   };
   const hook = createHook({
     init(id, type, trigger, resource) {
+      const made = lastMade;
+      lastMade = { id, within: executionAsyncId() };
       let depth = 0;
       if (loaded()) {
         // After load, only what the callbacks of the module's work start, and connections opened
@@ -451,13 +464,28 @@ export function watchLoadWork(
       } else if (type === MESSAGE_PORT) {
         // Made while a Worker is being made: one of its own; otherwise a MessageChannel's end.
         if (newWorker !== undefined) newWorker.ports.set(id, resource);
-        else
-          channelPorts.set(id, {
+        else {
+          const record: PortRecord = {
             port: resource as PortRecord["port"],
             since: Date.now(),
             trace: traceHere(RESOURCE_FRAMES),
             heard: false,
-          });
+          };
+          channelPorts.set(id, record);
+          // Made right after another end, in the same call: the two ends of one MessageChannel.
+          const first = made === undefined ? undefined : channelPorts.get(made.id);
+          if (
+            made !== undefined &&
+            first !== undefined &&
+            first.peer === undefined &&
+            made.within === executionAsyncId()
+          ) {
+            first.peer = id;
+            record.peer = made.id;
+            otherEnd.set(id, first);
+            otherEnd.set(made.id, record);
+          }
+        }
       } else if (CONNECTIONS.has(type))
         connections.set(id, {
           handle: resource as StreamHandle,
@@ -495,6 +523,12 @@ export function watchLoadWork(
       requests.delete(id);
       connections.delete(id);
       channelPorts.delete(id);
+      // A MessageChannel's end closed or given to another thread: its other end's messages come from elsewhere.
+      const other = otherEnd.get(id);
+      if (other !== undefined) {
+        if (other.peer === id) delete other.peer;
+        otherEnd.delete(id);
+      }
       // A worker's handle ends once its thread has exited and its 'exit' listeners have run.
       const worker = workers.get(id);
       if (worker !== undefined) {
@@ -603,14 +637,20 @@ export function watchLoadWork(
     return waiting;
   };
   // The MessageChannels' ends the service's code listens to for messages that have had none
-  // (nor been waited for LOAD_WORK_EACH_MS); the others, and those unref()'d, are forgotten.
+  // (nor been waited for LOAD_WORK_EACH_MS): those a message can come to from another thread (their
+  // other end given away, or one received from elsewhere), waited for, and how many have their
+  // other end in this thread; the others, and those unref()'d, are forgotten.
+  let quietPorts = 0;
   const portsListened = (now: number) => {
     const waiting: PortRecord[] = [];
+    quietPorts = 0;
     for (const [id, record] of channelPorts) {
       const { port } = record;
       const unrefd = typeof port.hasRef === "function" && port.hasRef() === false;
       if (record.heard || unrefd || now >= record.since + LOAD_WORK_EACH_MS) channelPorts.delete(id);
-      else if (listens(port, ["message", "messageerror"])) waiting.push(record);
+      else if (!listens(port, ["message", "messageerror"])) continue;
+      else if (record.peer === undefined) waiting.push(record);
+      else quietPorts++;
     }
     return waiting;
   };
@@ -629,6 +669,8 @@ export function watchLoadWork(
   let childrenOn: ChildRecord[] = [];
   let threadsOn: WorkerRecord[] = [];
   let portsOn: PortRecord[] = [];
+  // Whether the check after this one is the last, taken only for the ports of quietPorts.
+  let graced = false;
   let answersOn = 0;
   const underWay = () => {
     const now = Date.now();
@@ -639,6 +681,7 @@ export function watchLoadWork(
     threadsOn = threads(now);
     portsOn = portsListened(now);
     answersOn = arriving();
+    let going: boolean;
     if (
       timersOn.length > 0 ||
       requests.size > 0 ||
@@ -647,14 +690,26 @@ export function watchLoadWork(
       portsOn.length > 0
     ) {
       connectionsSince = undefined;
+      going = true;
+    } else if (waitingOn.length === 0 && answersOn === 0) {
+      connectionsSince = undefined;
+      going = false;
+    } else {
+      connectionsSince ??= now;
+      going = now < connectionsSince + LOAD_WORK_EACH_MS;
+    }
+    if (going) {
+      graced = false;
       return true;
     }
-    if (waitingOn.length === 0 && answersOn === 0) {
-      connectionsSince = undefined;
-      return false;
+    // Ports whose other end is in this thread: a message posted to one in this turn of the event
+    // loop (a timer's callback just before this check), or its other end given to a worker in it
+    // (seen once that end is gone here), is known by the next check. One more, then done.
+    if (quietPorts > 0 && !graced) {
+      graced = true;
+      return true;
     }
-    connectionsSince ??= now;
-    return now < connectionsSince + LOAD_WORK_EACH_MS;
+    return false;
   };
   const done = () => {
     hook.disable();
@@ -672,6 +727,8 @@ export function watchLoadWork(
     workers.clear();
     workerPorts.clear();
     channelPorts.clear();
+    otherEnd.clear();
+    lastMade = undefined;
     newWorker = undefined;
   };
   return () => {
