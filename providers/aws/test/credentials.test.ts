@@ -382,6 +382,8 @@ region = us-east-1
     );
     const command = `"${process.execPath}" "${script}"`;
     writeFileSync(process.env.AWS_CONFIG_FILE as string, `[default]\ncredential_process = ${command}\n`);
+    // A process that ends by itself: under load Node may take longer than 300 ms to start it.
+    process.env.NITRIC_LIKE_AWS_TIMEOUT_MS = "10000";
     const { logger } = lines();
     const { error } = await failing(logger);
     expect(error.message).toContain(
@@ -402,6 +404,7 @@ region = us-east-1
       `[profile tool]\ncredential_process = VAULT_PASS=env-secret-123 "${process.execPath}" "${script}" --token arg-secret-456\n`,
     );
     process.env.AWS_PROFILE = "tool";
+    process.env.NITRIC_LIKE_AWS_TIMEOUT_MS = "10000";
     const { logger } = lines();
     const { error } = await failing(logger);
     expect(error.message).toBe(
