@@ -83,6 +83,22 @@ describe("run --provider aws, a save", () => {
     expect(saves()).toBe(before + 1);
     expect(await ask(app, "a")).toBe("a2/s2 #1");
     expect(await ask(app, "b")).toBe("s2 #1");
+
+    // A change that does not compile keeps both functions; the broken line undone (the file back as
+    // they were built from) is said once for each, so the error is not the last word, and they run on.
+    writeFileSync(shared, "export const SHARED = ;\n");
+    await expect.poll(() => said().split('Unexpected ";"').length - 1, { timeout: 60000 }).toBe(2);
+    writeFileSync(shared, 'export const SHARED = "s2";\n');
+    for (const name of ["a", "b"])
+      await app.waitFor(
+        new RegExp(
+          `^lib/shared\\.ts changed: service "${name}" runs these files already \\(the save that failed left it running on them\\); not restarted$`,
+          "m",
+        ),
+        30000,
+      );
+    expect(await ask(app, "a")).toBe("a2/s2 #2");
+    expect(await ask(app, "b")).toBe("s2 #2");
     expect((await app.stop()).code).toBe(0);
   }, 240000);
 });

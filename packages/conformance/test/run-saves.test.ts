@@ -88,6 +88,19 @@ describe("run, a save", () => {
     expect(lines(app, rebuildsA)).toBe(3);
     expect(await ask(a)).toBe("a2/s1 #3");
 
+    // The broken line undone (the file back as a runs it): said once, so the error is not the last
+    // word, and a runs on, its count kept; saved as it is again, nothing more is said.
+    const back =
+      /^lib\/only-a\.ts changed: service "a" runs these files already \(the save that failed left it running on them\); not restarted$/gm;
+    writeFileSync(onlyA, 'export const A = "a2";\n');
+    await expect.poll(() => lines(app, back), { timeout: 20000 }).toBe(1);
+    expect(await ask(a)).toBe("a2/s1 #4");
+    writeFileSync(onlyA, 'export const A = "a2";\n');
+    await expect
+      .poll(() => lines(app, /^saved lib\/only-a\.ts: rebuilding no service; not "a" \(saved/gm), { timeout: 20000 })
+      .toBe(3);
+    expect(lines(app, back)).toBe(1);
+
     expect(lines(app, /restarting service "b"/gm)).toBe(0);
     expect(lines(app, /restarting service "a"/gm)).toBe(1);
     a.close();

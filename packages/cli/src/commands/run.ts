@@ -31,7 +31,7 @@ import {
   type WebsocketEvent,
 } from "@nitric-like/spec";
 import { bootedFor, bootKey, bootThread, dropBootedThreads } from "../lib/boot-thread.js";
-import { BuiltFrom, ownFiles, savedLine } from "../lib/built-from.js";
+import { BuiltFrom, backLine, ownFiles, savedLine } from "../lib/built-from.js";
 import { type BundleOptions, bundleService } from "../lib/bundle.js";
 import { collect, keptCollections } from "../lib/collect.js";
 import { type Dashboard, DEFAULT_DASHBOARD_PORT, type ServiceStatus, startDashboard } from "../lib/dashboard.js";
@@ -1180,6 +1180,7 @@ class Run {
         const saved = [...changed].filter((p) => inputs.get(entry.name)?.has(p) || dataOf(entry.name).includes(p));
         if ((copied === undefined || dataOf(entry.name).includes(copied)) && builtFrom.unchanged(entry.name, saved)) {
           unchanged.push(entry.name);
+          if (builtFrom.backAfterFailure(entry.name)) output.info(backLine(prepared.project.dir, saved, entry.name));
           continue;
         }
         rebuilds.push(entry.name);
@@ -1655,6 +1656,7 @@ function watchServices(
         builtFrom.unchanged(supervisor.name, saved)
       ) {
         unchanged.push(supervisor.name);
+        if (builtFrom.backAfterFailure(supervisor.name)) output.info(backLine(project.dir, saved, supervisor.name));
         continue;
       }
       const change = (changes.get(supervisor) ?? 0) + 1;

@@ -24,6 +24,8 @@ export function ownFiles(paths: Iterable<string>): string[] {
 /** Each service's files (by name) as digests of what its running code was built from. */
 export class BuiltFrom {
   private readonly digests = new Map<string, Map<string, string | undefined>>();
+  /** The services whose last build failed (a compile error shown): put back to what runs. */
+  private readonly failed = new Set<string>();
 
   /**
    * Reads `files` now, as what `service` is built from: read before its build, as the build reads
@@ -35,8 +37,10 @@ export class BuiltFrom {
     const before = this.digests.get(service);
     const reading = new Map([...files].map((p) => [p, contentOf(p)]));
     this.digests.set(service, reading);
+    this.failed.delete(service);
     return () => {
       if (this.digests.get(service) !== reading) return;
+      this.failed.add(service);
       if (before === undefined) this.digests.delete(service);
       else this.digests.set(service, before);
     };
@@ -53,8 +57,18 @@ export class BuiltFrom {
     return true;
   }
 
+  /**
+   * Whether `service`'s last build failed since what it runs was read (its error shown), once:
+   * a save that then puts its files back as they were (an editor's undo of the broken line) is
+   * said, so the error is not left as the last word, though nothing is rebuilt.
+   */
+  backAfterFailure(service: string): boolean {
+    return this.failed.delete(service);
+  }
+
   forget(service: string): void {
     this.digests.delete(service);
+    this.failed.delete(service);
   }
 }
 
@@ -82,4 +96,13 @@ export function savedLine(
     ...(others.length > 0 ? [`${names(others)} (reads none of it)`] : []),
   ];
   return `saved ${shown}: ${rebuilds.length > 0 ? `rebuilding ${names(rebuilds)}` : `rebuilding no ${what}`}${kept.length > 0 ? `; not ${kept.join(", ")}` : ""}`;
+}
+
+/**
+ * A save that put a service's files back as its running code was built from, after a save that
+ * failed to build: `services/chat.ts changed: service "chat" runs these files already ...`.
+ */
+export function backLine(projectDir: string, saved: readonly string[], service: string): string {
+  const shown = saved.map((p) => relative(projectDir, p).split(sep).join("/")).sort()[0] ?? "a file";
+  return `${shown} changed: service "${service}" runs these files already (the save that failed left it running on them); not restarted`;
 }
