@@ -294,6 +294,23 @@ export function connect(url: string, headers: Record<string, string> = {}): Prom
 }
 
 /**
+ * A service's source on our SDK whose answer to every message names `values` (an expression of
+ * what it imports) and counts the messages its copy has had: a copy restarted counts from 1 again,
+ * so a test sees which saves restarted it (`a1/s1 #2`).
+ */
+export function countingService(name: string, imports: string[], values: string): string {
+  return [
+    'import { websocket } from "@nitric-like/sdk";',
+    ...imports,
+    `const socket = websocket(${JSON.stringify(name)});`,
+    "let count = 0;",
+    'socket.on("connect", () => {});',
+    'socket.on("disconnect", () => {});',
+    `socket.on("message", () => { count++; return \`\${${values}} #\${count}\`; });`,
+  ].join("\n");
+}
+
+/**
  * Writes a project (file path → content) to a fresh temp folder sharing this package's
  * node_modules. Files under `node_modules/` are packages of the project's own, beside links to
  * the shared ones.

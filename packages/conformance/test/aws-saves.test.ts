@@ -4,24 +4,12 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { type App, cleanTemp, connect, startApp, stopAll, writeProject } from "../src/harness.js";
+import { type App, cleanTemp, connect, countingService, startApp, stopAll, writeProject } from "../src/harness.js";
 
 afterEach(async () => {
   expect(await stopAll()).toEqual([]);
 });
 afterAll(cleanTemp);
-
-/** A service whose answer names its module's values and counts the messages its environment has had. */
-const service = (name: string, imports: string[], values: string) =>
-  [
-    'import { websocket } from "@nitric-like/sdk";',
-    ...imports,
-    `const socket = websocket(${JSON.stringify(name)});`,
-    "let count = 0;",
-    'socket.on("connect", () => {});',
-    'socket.on("disconnect", () => {});',
-    `socket.on("message", () => { count++; return \`\${${values}} #\${count}\`; });`,
-  ].join("\n");
 
 /** Sends one message to socket `name` and gives the answer. */
 async function ask(app: App, name: string): Promise<string> {
@@ -40,12 +28,12 @@ describe("run --provider aws, a save", () => {
       "nitric-like.yaml": "name: saves\nservices:\n  - match: services/*.ts\n",
       "lib/only-a.ts": 'export const A = "a1";\n',
       "lib/shared.ts": 'export const SHARED = "s1";\n',
-      "services/a.ts": service(
+      "services/a.ts": countingService(
         "a",
         ['import { A } from "../lib/only-a.js";', 'import { SHARED } from "../lib/shared.js";'],
         "A + '/' + SHARED",
       ),
-      "services/b.ts": service("b", ['import { SHARED } from "../lib/shared.js";'], "SHARED"),
+      "services/b.ts": countingService("b", ['import { SHARED } from "../lib/shared.js";'], "SHARED"),
     });
     const app = await startApp(project, ["--provider", "aws", "--verbose"], {}, { readyTimeoutMs: 90000 });
     // run's lines, stdout's and stderr's (where it says what a save does).
