@@ -4,7 +4,7 @@
  * `@nitric-like/provider-aws/runtime`, DynamoDB keeps kv stores and live connections, and Secrets
  * Manager keeps secrets.
  */
-import type { Logger, Provider, SocketDomain } from "@nitric-like/spec";
+import type { Provider, SocketDomain } from "@nitric-like/spec";
 import { buildAws } from "./build/build.js";
 import { logicalName } from "./build/template.js";
 import {
@@ -57,12 +57,9 @@ export async function putSecret(options: PutSecretRequest): Promise<{ version: s
 }
 
 /** The ARN of a deployed secret, from the stack's outputs (see deploy/secrets.ts). */
-export async function deployedSecretArn(options: {
-  stack: string;
-  region?: string;
-  secret: string;
-  logger?: Logger;
-}): Promise<string> {
+export async function deployedSecretArn(
+  options: Parameters<typeof import("./deploy/secrets.js").deployedSecretArn>[0],
+): Promise<string> {
   return (await import("./deploy/secrets.js")).deployedSecretArn(options);
 }
 
