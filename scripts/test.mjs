@@ -2,8 +2,8 @@
 // The one test command (`pnpm test`): build, type-check the examples, run every test (unit,
 // conformance, end to end) on this Node, some again on Node 22, then print the closing line CI
 // reads: `N passed, N failed`.
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { appendFileSync, closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -31,20 +31,21 @@ step("type-check tests, fixtures, examples", tsc, ["-p", "tsconfig.test.json"]);
 
 let passed = 0;
 let failed = 0;
-/** Runs vitest with `args` and adds its counts to passed and failed. */
-function tests(title, args, env) {
-  rmSync(report, { force: true });
-  step(
-    title,
-    join(root, "node_modules", ".bin", "vitest"),
-    ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...args],
-    env,
-  );
-  if (existsSync(report)) {
-    const r = JSON.parse(readFileSync(report, "utf8"));
+const vitest = join(root, "node_modules", ".bin", "vitest");
+const vitestArgs = (reportFile, args) => [
+  "run",
+  "--reporter=default",
+  "--reporter=json",
+  `--outputFile.json=${reportFile}`,
+  ...args,
+];
+/** Adds the counts of a vitest JSON report to passed and failed (a missing report is a failure). */
+function count(reportFile) {
+  if (existsSync(reportFile)) {
+    const r = JSON.parse(readFileSync(reportFile, "utf8"));
     passed += r.numPassedTests;
     failed += r.numFailedTests + (r.numTotalTestSuites > 0 && r.success === false && r.numFailedTests === 0 ? 1 : 0);
-    rmSync(report, { force: true });
+    rmSync(reportFile, { force: true });
   } else {
     failed++;
   }
@@ -58,34 +59,121 @@ const NODE22_TESTS = [
   "packages/conformance/test/chat.test.ts",
   "examples/chat/test/chat.test.ts",
 ];
+const node22Prefix = join(root, "node_modules", ".cache", "node22");
+const node22Install = [
+  "install",
+  "--no-save",
+  "--no-package-lock",
+  "--prefer-offline",
+  "--no-audit",
+  "--no-fund",
+  "--prefix",
+  node22Prefix,
+  "node@22",
+];
+/** The installed Node 22's bin folder and version, or undefined (said, and counted as a failed step). */
 function node22Bin() {
-  const prefix = join(root, "node_modules", ".cache", "node22");
-  const ok = step("install Node 22 from the npm registry", "npm", [
-    "install",
-    "--no-save",
-    "--no-package-lock",
-    "--prefer-offline",
-    "--no-audit",
-    "--no-fund",
-    "--prefix",
-    prefix,
-    "node@22",
-  ]);
-  const bin = join(prefix, "node_modules", "node", "bin");
+  const bin = join(node22Prefix, "node_modules", "node", "bin");
   const version = spawnSync(join(bin, "node"), ["--version"], { encoding: "utf8" }).stdout?.trim() ?? "";
-  if (ok && version.startsWith("v22.")) return { bin, version };
+  if (version.startsWith("v22.")) return { bin, version };
   process.stderr.write(`== no Node 22 from the npm registry (got "${version}")\n`);
   failedSteps++;
   return undefined;
 }
 
+/**
+ * A child run to its end with its output kept in a file (printed once the main run is done, so
+ * that the two runs' lines never interleave); resolves with its exit status.
+ */
+function besideMainRun(command, args, env, log) {
+  return new Promise((done) => {
+    const out = openSync(log, "a");
+    const child = spawn(command, args, { cwd: root, env, stdio: ["ignore", out, out] });
+    child.on("error", (error) => {
+      appendFileSync(log, `${error.message}\n`);
+      closeSync(out);
+      done(1);
+    });
+    child.on("exit", (code, signal) => {
+      closeSync(out);
+      done(code ?? signal);
+    });
+  });
+}
+
 if (built) {
-  tests("tests", process.argv.slice(2), process.env);
   const which = process.env.NODE22_TESTS ?? (process.argv.length > 2 ? "none" : "some");
-  const node22 = which === "none" ? undefined : node22Bin();
-  if (node22) {
-    const env = { ...process.env, PATH: `${node22.bin}:${process.env.PATH}` };
-    tests(`tests on Node ${node22.version}`, which === "all" ? [] : NODE22_TESTS, env);
+  // The Node 22 pass of a few test files runs beside the main run, not after it: the main run
+  // leaves a fifth of the 2 cores of the machine CI runs on idle (its end-to-end tests wait on
+  // processes), which the Node 22 pass (mostly npm installs) fills; after it, it added about 2
+  // minutes to the suite. The whole suite on Node 22 (NODE22_TESTS=all) runs after the main run.
+  const node22Log = join(root, ".node22-tests.log");
+  const node22Report = join(root, ".vitest-report-node22.json");
+  let node22Pass;
+  if (which !== "none") {
+    rmSync(node22Log, { force: true });
+    rmSync(node22Report, { force: true });
+    const title = "install Node 22 from the npm registry";
+    const installed = besideMainRun("npm", node22Install, process.env, node22Log).then((status) => ({
+      status,
+      title,
+    }));
+    node22Pass =
+      which === "all"
+        ? installed
+        : installed.then(async (install) => {
+            if (install.status !== 0) return install;
+            const node22 = node22Bin();
+            if (node22 === undefined) return { status: 0, title: install.title };
+            const env = { ...process.env, PATH: `${node22.bin}:${process.env.PATH}` };
+            const title = `tests on Node ${node22.version} (beside the main run)`;
+            writeFileSync(node22Log, `\n== ${title}: vitest ${vitestArgs(node22Report, NODE22_TESTS).join(" ")}\n`, {
+              flag: "a",
+            });
+            return {
+              status: await besideMainRun(vitest, vitestArgs(node22Report, NODE22_TESTS), env, node22Log),
+              title,
+              ran: true,
+            };
+          });
+    process.stderr.write(
+      `\n== ${which === "all" ? "installing Node 22" : `the ${NODE22_TESTS.length} test files on Node 22 run`} beside the main run; output after it\n`,
+    );
+  }
+
+  rmSync(report, { force: true });
+  // Not spawnSync: the Node 22 pass's next command starts while this runs.
+  process.stderr.write(`\n== tests: ${vitest} ${vitestArgs(report, process.argv.slice(2)).join(" ")}\n`);
+  const status = await new Promise((done) => {
+    const child = spawn(vitest, vitestArgs(report, process.argv.slice(2)), { cwd: root, stdio: "inherit" });
+    child.on("error", () => done(1));
+    child.on("exit", (code, signal) => done(code ?? signal));
+  });
+  if (status !== 0) {
+    process.stderr.write(`== tests failed (exit ${status})\n`);
+    failedSteps++;
+  }
+  count(report);
+
+  if (node22Pass !== undefined) {
+    const result = await node22Pass;
+    process.stderr.write(`\n== install Node 22 from the npm registry: npm ${node22Install.join(" ")}\n`);
+    process.stderr.write(existsSync(node22Log) ? readFileSync(node22Log, "utf8") : "");
+    rmSync(node22Log, { force: true });
+    if (result.status !== 0) {
+      process.stderr.write(`== ${result.title} failed (exit ${result.status})\n`);
+      if (!result.ran) failedSteps++;
+    }
+    if (result.ran) count(node22Report);
+    else if (which === "all" && result.status === 0) {
+      const node22 = node22Bin();
+      if (node22) {
+        rmSync(report, { force: true });
+        const env = { ...process.env, PATH: `${node22.bin}:${process.env.PATH}` };
+        step(`tests on Node ${node22.version}`, vitest, vitestArgs(report, []), env);
+        count(report);
+      }
+    }
   }
 }
 failed += failedSteps > 0 && failed === 0 ? failedSteps : 0;
