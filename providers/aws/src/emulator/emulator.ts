@@ -63,7 +63,7 @@
  * the worker process's start, where Lambda's counts from the environment's.
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -392,12 +392,19 @@ export class ThrottledError extends Error {
  */
 class Concurrency {
   private inFlight = 0;
+  /**
+   * The error every invocation over the limit is thrown: one, made once, as a client that floods
+   * messages is throttled hundreds of thousands of times and each new Error captures a stack.
+   */
+  readonly throttled: ThrottledError;
   /** Asynchronous invocations waiting for a slot, oldest first (at most maxQueued). */
   private readonly queued: (() => void)[] = [];
   constructor(
     readonly limit: number,
     private readonly maxQueued: number,
-  ) {}
+  ) {
+    this.throttled = new ThrottledError(limit);
+  }
   /** Takes a slot; false when all are taken. */
   take(): boolean {
     if (this.inFlight >= this.limit) return false;
@@ -1061,7 +1068,7 @@ class EmulatedFunction {
 
   /** Runs the function on `event`; a ThrottledError, at once, over the account's concurrent executions. */
   async invoke(event: unknown, ticket?: Ticket): Promise<unknown> {
-    if (!this.concurrency.take()) throw new ThrottledError(this.concurrency.limit);
+    if (!this.concurrency.take()) throw this.concurrency.throttled;
     return this.holding(event, ticket);
   }
 
@@ -1612,7 +1619,9 @@ class EmulatedApi {
       stage: this.stage,
       connectedAt: c.connectedAt,
       requestTimeEpoch: Date.now(),
-      requestId: randomBytes(8).toString("hex"),
+      // From Node's pool of random bytes: one read of the system's random source per event cost a
+      // flood of messages more than the rest of the event did.
+      requestId: randomUUID().replace(/-/g, "").slice(0, 16),
       identity: { sourceIp: c.sourceIp, userAgent: c.userAgent },
       ...(c.authorizer ? { authorizer: c.authorizer } : {}),
     } as const;
