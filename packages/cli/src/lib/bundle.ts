@@ -4,10 +4,12 @@
  * node_modules), with an inline source map for readable stacks.
  *
  * The project's own npm packages stay external (they load from node_modules as they would in
- * production, native addons included), but our SDK and everything it imports (grpc-js,
- * protobuf-es) go into the bundle: loading them as some 200 separate ES modules takes a service
- * about 250 ms to start, one file a fraction of that, and every service starts twice per
- * `run` (the collect pass, then for real).
+ * production, native addons included). Our SDK and everything it imports (grpc-js, protobuf-es)
+ * load as one file, not as the some 200 separate ES modules they are installed as: that takes a
+ * service about 250 ms to start, one file a fraction of that, and every service starts twice per
+ * `run` (the collect pass, then for real). That file is bundled once per installed SDK and shared
+ * by every service and project using it (sdk-prebuild.ts says why); a service's bundles import it.
+ * A service that also uses @nitric/sdk gets a thread bundle holding both SDKs, as before.
  */
 import { isAscii } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
@@ -25,6 +27,7 @@ import {
 } from "node:fs";
 import { createRequire } from "node:module";
 import { basename, dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { building, compileErrorMessage, packageOwner } from "@nitric-like/provider-kit";
 import { asciiComments } from "@nitric-like/provider-kit/ascii-comments";
 import { makeStdioBlocking } from "@nitric-like/provider-kit/blocking-stdio";
@@ -35,6 +38,14 @@ import { missingPackageFix } from "./failure.js";
 import { cheaperKeepNames } from "./keep-names.js";
 import { UserError } from "./log.js";
 import { ownPlace } from "./own-place.js";
+import {
+  installedSdk,
+  type PrebuiltSdk,
+  prebuiltSdk,
+  type SdkVariant,
+  sdkCacheDirs,
+  sdkRuntimeIn,
+} from "./sdk-prebuild.js";
 import { type WorkerBundle, WorkerBundles } from "./worker-bundles.js";
 
 /** A bundled service. */
@@ -141,6 +152,115 @@ const NO_GRPC_IN_THREAD = `export function createGrpcTransport() {
 }
 `;
 
+/** Our SDK's import of its gRPC fallback gets NO_GRPC_IN_THREAD. */
+function noGrpcInThread(build: PluginBuild): void {
+  build.onResolve({ filter: /^@nitric-like\/rpc\/grpc$/ }, (args) =>
+    packageOwner(dirname(args.importer)) === "@nitric-like/sdk"
+      ? { path: "grpc-fallback", namespace: "nitric-like-thread" }
+      : undefined,
+  );
+  build.onLoad({ filter: /.*/, namespace: "nitric-like-thread" }, () => ({ contents: NO_GRPC_IN_THREAD }));
+}
+
+/** The first line of every bundle: ESM has no require(); bundled CommonJS helpers and user code may still call it. */
+const REQUIRE_BANNER =
+  'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);';
+
+/**
+ * Our SDK for `variant`, bundled as a service's bundle would carry it (the same target, keepNames,
+ * ASCII comments and inline source map without the sources): see sdk-prebuild.ts.
+ */
+function makeSdk(build: typeof import("esbuild").build, variant: SdkVariant) {
+  return async (entry: string, outfile: string): Promise<string[]> => {
+    const dir = dirname(entry);
+    const result = await buildAscii(build, {
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      plugins: variant === "thread" ? [{ name: "nitric-like-sdk-thread", setup: noGrpcInThread }] : [],
+      external: ["@grpc/proto-loader"],
+      keepNames: true,
+      sourcemap: "inline",
+      sourcesContent: false,
+      logLevel: "silent",
+      absWorkingDir: dir,
+      banner: { js: REQUIRE_BANNER },
+    });
+    return Object.keys(result.metafile.inputs)
+      .filter((f) => !f.startsWith("nitric-like-thread:"))
+      .map((f) => resolve(dir, f))
+      .filter((path) => path !== entry);
+  };
+}
+
+/** The SDKs a build's bundle imports prebuilt (sharedSdk): which, and what they were made from. */
+interface SdkUse {
+  /** The SDK folders the project's own code imports. */
+  roots: Set<string>;
+  /** Every prebuilt SDK the bundle imports. */
+  prebuilt: Set<PrebuiltSdk>;
+  /**
+   * The project's code imports a subpath of the SDK that is not prebuilt (`/ampt`, ...): the
+   * bundle is made again with the whole SDK in it, which then holds one instance of it.
+   */
+  whole: boolean;
+}
+
+const sdkUse = (): SdkUse => ({ roots: new Set(), prebuilt: new Set(), whole: false });
+
+/**
+ * Imports of our SDK (`@nitric-like/sdk`) from the project's own code, and `runtime` (the thread
+ * entry's import of its runtime, by path), made imports of the SDK prebuilt for `variant`
+ * (sdk-prebuild.ts), by its file URL, kept by the node_modules the service finds the SDK in. `instance`: a query the URL carries, for thread bundles: a
+ * service on run's own thread (`run --single-thread`) then has an SDK of its own there, as each
+ * thread bundle held one before, while its code and entry still share one.
+ */
+function sharedSdk(
+  build: typeof import("esbuild").build,
+  projectDir: string,
+  service: ServiceEntry,
+  variant: SdkVariant,
+  use: SdkUse,
+  runtime?: string,
+  instance = "",
+): Plugin {
+  // Kept by the node_modules the service finds the SDK in: the entry's import of the runtime and
+  // the service's of the SDK get the same file.
+  const dirs = sdkCacheDirs(service.path, join(stateDir(projectDir), "build"));
+  const external = async (root: string) => {
+    const prebuilt = await prebuiltSdk(root, variant, dirs, BUNDLE_KEY, makeSdk(build, variant));
+    use.prebuilt.add(prebuilt);
+    return { path: `${pathToFileURL(prebuilt.file).href}${instance}`, external: true };
+  };
+  return {
+    name: "nitric-like-shared-sdk",
+    setup(plugin) {
+      plugin.onResolve({ filter: /^@nitric-like\/sdk(\/|$)/ }, async (args) => {
+        if (args.kind === "entry-point" || args.importer.includes("/node_modules/")) return undefined;
+        if (ours(packageOwner(dirname(args.importer)))) return undefined;
+        if (args.path !== "@nitric-like/sdk") {
+          use.whole = true;
+          return undefined;
+        }
+        const root = installedSdk(args.importer, args.path);
+        if (root === undefined) return undefined;
+        use.roots.add(root);
+        return await external(root);
+      });
+      if (runtime !== undefined) {
+        plugin.onResolve({ filter: /^\// }, async (args) => {
+          if (args.path !== runtime) return undefined;
+          const root = installedSdk(runtime, runtime);
+          return root === undefined ? undefined : await external(root);
+        });
+      }
+    },
+  };
+}
+
 /**
  * @nitric/* JavaScript with its async functions native (provider-kit's native-async.ts), kept in
  * the project's state folder: parsing and rewriting @nitric/sdk 1.2.2's one 610 KB file costs
@@ -188,12 +308,7 @@ function inThread(stateFolder: string): Plugin {
       build.onResolve({ filter: /^@grpc\/grpc-js$/ }, (args) =>
         isNitricPackage(packageOwner(dirname(args.importer))) ? { path: COMPAT } : undefined,
       );
-      build.onResolve({ filter: /^@nitric-like\/rpc\/grpc$/ }, (args) =>
-        packageOwner(dirname(args.importer)) === "@nitric-like/sdk"
-          ? { path: "grpc-fallback", namespace: "nitric-like-thread" }
-          : undefined,
-      );
-      build.onLoad({ filter: /.*/, namespace: "nitric-like-thread" }, () => ({ contents: NO_GRPC_IN_THREAD }));
+      noGrpcInThread(build);
       // @nitric/* JavaScript runs its async functions as native ones (see provider-kit's native-async.ts).
       build.onLoad({ filter: /[\\/]node_modules[\\/]@nitric[\\/].*\.c?js$/ }, (args) => {
         const contents = nativeAsyncCached(stateFolder, args.path);
@@ -227,6 +342,26 @@ const ALIVE_ANSWER = `(${String(answerAliveChecks)})(process.env, ${JSON.stringi
 const BLOCKING_STDIO = `(${String(makeStdioBlocking)})(process);`;
 
 /**
+ * A process bundle's first import (its banner's): it runs before anything the bundle imports (the
+ * prebuilt SDK, the project's packages) loads, as a bundle's first lines did when the SDK was in it.
+ * A file beside the bundles; no service's bundle can take its name (a service's name has no `/`).
+ */
+const PRELUDE = "prelude/process.mjs";
+
+/** Writes `text` to `file` unless it holds it already, aside then renamed (two services' builds may write it at once). */
+function writeIfChanged(file: string, text: string): void {
+  try {
+    if (readFileSync(file, "utf8") === text) return;
+  } catch {
+    // Not written yet.
+  }
+  mkdirSync(dirname(file), { recursive: true });
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`;
+  writeFileSync(temp, text);
+  renameSync(temp, file);
+}
+
+/**
  * Tells our SDK, before the service's code runs, that the bundle will say when its module has
  * loaded (LOADED_FOOTER, or its thread's start()): in the collect pass it then tells the collector
  * of a load that has not finished (see its noteLoadCall).
@@ -235,6 +370,9 @@ const LOAD_SAID = `globalThis[Symbol.for(${JSON.stringify(LOAD_SAID_SYMBOL)})] =
 
 /** Tells every copy of our SDK in a service process that the service's module has loaded (see its serviceLoaded). */
 const LOADED_FOOTER = `for (const loaded of globalThis[Symbol.for("nitric-like.service-loaded")] ?? []) loaded();`;
+
+/** The process bundle's PRELUDE: what its first lines did (the alive answer, LOAD_SAID, blocking stdio). */
+const PROCESS_PRELUDE = `// Generated by nitric-like: the first lines of every service process bundle beside it.\n${REQUIRE_BANNER}\n${ALIVE_ANSWER}\n${LOAD_SAID}\n${BLOCKING_STDIO}\n`;
 
 /** How much of a service thread's output may wait for run's thread to print it (boundOutput). */
 export const MAX_HELD_OUTPUT_BYTES = 8 * 1024 * 1024;
@@ -300,6 +438,8 @@ function sdkRuntimeOf(projectDir: string, inputs: Set<string>): string | undefin
 interface ThreadEntryChoice {
   sdkRuntime?: string;
   nitricSdk: boolean;
+  /** The service imports a subpath of our SDK that is not prebuilt: the bundle holds the SDK (SdkUse.whole). */
+  wholeSdk?: boolean;
 }
 
 /** What a bundle was made from, kept beside it: when none of it changed, the bundle is reused. */
@@ -307,6 +447,11 @@ interface BundleRecord {
   key: string;
   /** [path, mtimeMs, size] of every input. */
   inputs: [string, number, number][];
+  /**
+   * The same of the prebuilt SDKs the bundles import (sdk-prebuild.ts) and of what they were made
+   * from: not watched (not the project's), but a bundle of an SDK changed since is made again.
+   */
+  sdk?: [string, number, number][];
   threadable: boolean;
   /** The thread bundle, for a service on either SDK. */
   threadOutfile?: string;
@@ -329,7 +474,7 @@ interface BundleRecord {
 
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
-const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 26`;
+const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 27`;
 
 function stamp(path: string): [string, number, number] | undefined {
   try {
@@ -402,7 +547,7 @@ function reusable(outfile: string, record: BundleRecord | undefined, threadOnly:
   if (!threadAlone && (!record.processBundle || !existsSync(outfile))) return undefined;
   if (record.threadOutfile !== undefined && !existsSync(record.threadOutfile)) return undefined;
   if (record.workerOutfiles?.some((file) => !existsSync(file))) return undefined;
-  for (const [path, mtimeMs, size] of record.inputs) {
+  for (const [path, mtimeMs, size] of [...record.inputs, ...(record.sdk ?? [])]) {
     const now = stamp(path);
     if (!now || now[1] !== mtimeMs || now[2] !== size) return undefined;
   }
@@ -615,10 +760,7 @@ function bundleOptions(
     metafile: true,
     logLevel: "silent",
     absWorkingDir: projectDir,
-    // ESM has no require(); bundled CommonJS helpers and user code may still call it.
-    banner: {
-      js: `import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url); ${ALIVE_ANSWER} ${LOAD_SAID}`,
-    },
+    banner: { js: `${REQUIRE_BANNER} ${ALIVE_ANSWER} ${LOAD_SAID}` },
   } satisfies BuildOptions;
 }
 
@@ -636,19 +778,45 @@ async function buildThread(
   choice: ThreadEntryChoice,
   workers: WorkerBundles,
   onBuilt?: BundleOptions["onBuilt"],
-): Promise<{ threadOutfile: string; inputs: string[]; importsOurSdk: boolean; importsNitricSdk: boolean }> {
+): Promise<ThreadBuilt> {
   const outdir = dirname(outfile);
   const threadOutfile = join(outdir, `${service.name}.thread.mjs`);
   const entry = join(outdir, `${service.name}.thread-entry.mjs`);
   writeFileSync(entry, threadEntry(service.path, choice.sdkRuntime, choice.nitricSdk));
   const started = performance.now();
   const named = new Set<string>();
-  const threaded = await buildAscii(build, {
-    ...bundleOptions(projectDir, service, outfile, named),
-    entryPoints: [entry],
-    outfile: threadOutfile,
-    plugins: [ownPlace(named, workers), inThread(stateDir(projectDir))],
-  });
+  // Our SDK alone: it is imported prebuilt. With @nitric/sdk it is bundled, as its compat adapter
+  // shares our RPC layer.
+  const threadBuild = (use: SdkUse | undefined) =>
+    buildAscii(build, {
+      ...bundleOptions(projectDir, service, outfile, named),
+      entryPoints: [entry],
+      outfile: threadOutfile,
+      plugins: [
+        ownPlace(named, workers),
+        ...(use === undefined
+          ? []
+          : [
+              sharedSdk(
+                build,
+                projectDir,
+                service,
+                "thread",
+                use,
+                choice.sdkRuntime,
+                `?service=${encodeURIComponent(service.name)}`,
+              ),
+            ]),
+        inThread(stateDir(projectDir)),
+      ],
+    });
+  let use = choice.sdkRuntime !== undefined && !choice.nitricSdk && choice.wholeSdk !== true ? sdkUse() : undefined;
+  let threaded = await threadBuild(use);
+  if (use?.whole) {
+    use = undefined;
+    named.clear();
+    threaded = await threadBuild(use);
+  }
   onBuilt?.("thread", Math.round(performance.now() - started));
   const inputs: string[] = [];
   let importsOurSdk = false;
@@ -669,7 +837,44 @@ async function buildThread(
   }
   // The data files its own code names beside itself: a save of one builds and restarts it.
   for (const path of named) if (!inputs.includes(path)) inputs.push(path);
-  return { threadOutfile, inputs, importsOurSdk, importsNitricSdk };
+  if (use === undefined) {
+    const wholeSdk = choice.sdkRuntime !== undefined && !choice.nitricSdk;
+    return { threadOutfile, inputs, importsOurSdk, importsNitricSdk, sdk: [], wholeSdk };
+  }
+  const [root] = use.roots;
+  return {
+    threadOutfile,
+    inputs,
+    importsOurSdk: root !== undefined,
+    importsNitricSdk,
+    ...(root === undefined ? {} : { sdkRuntime: sdkRuntimeIn(root) }),
+    sdk: sdkStamps(use),
+    wholeSdk: false,
+  };
+}
+
+/** A thread bundle built (buildThread). */
+interface ThreadBuilt {
+  threadOutfile: string;
+  /** The files it was made from, its entry and the prebuilt SDK aside. */
+  inputs: string[];
+  /** Whether the service's own code imports our SDK (the entry's import of it aside). */
+  importsOurSdk: boolean;
+  importsNitricSdk: boolean;
+  /** Our SDK's runtime as the service's code resolves it, when it was imported prebuilt. */
+  sdkRuntime?: string;
+  /** The stamps of the prebuilt SDK it imports and what that was made from (BundleRecord.sdk). */
+  sdk: [string, number, number][];
+  /** Its service is on our SDK alone, and the bundle holds the SDK (ThreadEntryChoice.wholeSdk). */
+  wholeSdk: boolean;
+}
+
+/** The stamps a record keeps of the prebuilt SDKs a bundle imports: each file, and its inputs. */
+function sdkStamps(use: SdkUse): [string, number, number][] {
+  return [...use.prebuilt].flatMap((p) => {
+    const file = stamp(p.file);
+    return file === undefined ? [[p.file, -1, -1], ...p.inputs] : [file, ...p.inputs];
+  });
 }
 
 /**
@@ -702,7 +907,7 @@ async function threadBundleAlone(
       (onOurs || choice.nitricSdk) &&
       // Our SDK alone: no @nitric/* package came in another way (bundleWith would see it external).
       (choice.nitricSdk || !inputs.some((path) => isNitricPackage(packageOwner(dirname(path))))) &&
-      (!onOurs || sdkRuntimeOf(projectDir, inputSet) === choice.sdkRuntime);
+      (!onOurs || (thread.sdkRuntime ?? sdkRuntimeOf(projectDir, inputSet)) === choice.sdkRuntime);
     if (!same) return undefined;
     // The service's own bundle was made from other files: it goes, so that nothing runs it stale.
     rmSync(outfile, { force: true });
@@ -711,9 +916,10 @@ async function threadBundleAlone(
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
       inputs: recordedStamps(inputSet, before),
+      sdk: thread.sdk,
       threadable: onOurs && !choice.nitricSdk,
       threadOutfile,
-      threadEntry: choice,
+      threadEntry: thread.wholeSdk ? { ...choice, wholeSdk: true } : choice,
       processBundle: false,
       workerOutfiles: workerBundles.flatMap((w) => w.files),
       workerInputs,
@@ -763,9 +969,7 @@ async function buildWorker(
     sourcesContent: false,
     logLevel: "silent",
     absWorkingDir: projectDir,
-    banner: {
-      js: 'import { createRequire as __nitricLikeRequire } from "node:module"; const require = __nitricLikeRequire(import.meta.url);',
-    },
+    banner: { js: REQUIRE_BANNER },
   });
   const start = [
     "// Generated by nitric-like run: a worker script's bundle, its stacks mapped to the source's lines.",
@@ -823,9 +1027,27 @@ async function bundleWith(
     // pass may not see. The thread bundle says it from its entry's start() instead.
     const named = new Set<string>();
     const base = bundleOptions(projectDir, service, outfile, named, workers);
-    const options = { ...base, banner: { js: `${base.banner.js} ${BLOCKING_STDIO}` }, footer: { js: LOADED_FOOTER } };
+    const processBuild = (use: SdkUse) =>
+      buildAscii(build, {
+        ...base,
+        plugins: [
+          ownPlace(named, workers),
+          ...(use.whole ? [] : [sharedSdk(build, projectDir, service, "process", use)]),
+          externalProjectPackages,
+        ],
+        // The prelude is the first import, so it runs before the prebuilt SDK loads.
+        banner: { js: `import ${JSON.stringify(`./${PRELUDE}`)}; ${REQUIRE_BANNER}` },
+        footer: { js: LOADED_FOOTER },
+      });
+    writeIfChanged(join(dirname(outfile), PRELUDE), PROCESS_PRELUDE);
     const started = performance.now();
-    const result = await buildAscii(build, options);
+    let use = sdkUse();
+    let result = await processBuild(use);
+    if (use.whole) {
+      use = { ...sdkUse(), whole: true };
+      named.clear();
+      result = await processBuild(use);
+    }
     onBuilt?.("service", Math.round(performance.now() - started));
     const inputs = new Set(Object.keys(result.metafile.inputs).map((f) => resolve(projectDir, f)));
     for (const path of named) inputs.add(path);
@@ -833,21 +1055,34 @@ async function bundleWith(
       input.imports.some((i) => i.external === true && packageName(i.path) === "@nitric/sdk"),
     );
     const bundlesOurSdk = [...inputs].some((path) => packageOwner(dirname(path)) === "@nitric-like/sdk");
-    const threadable = bundlesOurSdk && !importsNitricSdk;
+    const [prebuiltRoot] = use.roots;
+    const usesOurSdk = prebuiltRoot !== undefined || bundlesOurSdk;
+    const threadable = usesOurSdk && !importsNitricSdk;
     let threadOutfile: string | undefined;
     let choice: ThreadEntryChoice | undefined;
-    if (bundlesOurSdk || importsNitricSdk) {
-      const sdkRuntime = bundlesOurSdk ? sdkRuntimeOf(projectDir, inputs) : undefined;
-      choice = { ...(sdkRuntime === undefined ? {} : { sdkRuntime }), nitricSdk: importsNitricSdk };
+    const sdk = sdkStamps(use);
+    if (usesOurSdk || importsNitricSdk) {
+      const sdkRuntime = !usesOurSdk
+        ? undefined
+        : prebuiltRoot !== undefined
+          ? sdkRuntimeIn(prebuiltRoot)
+          : sdkRuntimeOf(projectDir, inputs);
+      choice = {
+        ...(sdkRuntime === undefined ? {} : { sdkRuntime }),
+        nitricSdk: importsNitricSdk,
+        ...(use.whole ? { wholeSdk: true } : {}),
+      };
       const thread = await buildThread(build, projectDir, service, outfile, choice, workers, onBuilt);
       threadOutfile = thread.threadOutfile;
       for (const path of thread.inputs) inputs.add(path);
+      sdk.push(...thread.sdk);
     }
     const workerBundles = await workers.bundles();
     const workerInputs = addWorkerInputs(inputs, workerBundles);
     const record: BundleRecord = {
       key: `${BUNDLE_KEY} ${service.path}`,
       inputs: recordedStamps(inputs, before),
+      sdk,
       threadable,
       ...(threadOutfile === undefined ? {} : { threadOutfile }),
       ...(choice === undefined ? {} : { threadEntry: choice }),
