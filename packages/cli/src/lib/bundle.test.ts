@@ -3,11 +3,14 @@
 // either SDK also gets a thread bundle, whose generated entry gives the SDKs the MessagePort of
 // its worker thread.
 import {
+  appendFileSync,
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -51,27 +54,44 @@ function project(source: string) {
 const importsOf = (file: string) =>
   [...readFileSync(file, "utf8").matchAll(/^import .* from "([^"]+)";?$/gm)].map((m) => m[1]);
 
+/** The prebuilt SDK files a bundle imports (by file URL), each with the query its URL carries. */
+const prebuiltIn = (file: string) => [
+  ...new Map(
+    importsOf(file)
+      .filter((i): i is string => i?.startsWith("file:") === true)
+      .map((i) => [i, { path: fileURLToPath(new URL(i)), query: new URL(i).search }]),
+  ).values(),
+];
+
 const SOURCE = `import shout from "shout";
 import { websocket } from "@nitric-like/sdk";
 websocket("socket").on("message", (ctx) => shout(ctx.text()));
 `;
 
-it("bundles our SDK with its dependencies and leaves the project's own packages external", async () => {
+it("imports our SDK prebuilt with its dependencies and leaves the project's own packages external", async () => {
   const { dir, entry, path } = project(SOURCE);
   const bundle = await bundleService(dir, entry);
   const code = readFileSync(bundle.outfile, "utf8");
-  const imports = [...code.matchAll(/^import .* from "([^"]+)";?$/gm)].map((m) => m[1]);
+  const imports = importsOf(bundle.outfile);
   expect(imports).toContain("shout");
   expect(
     imports.some((i) => i?.startsWith("@nitric-like/") || i?.startsWith("@grpc/") || i?.startsWith("@bufbuild/")),
   ).toBe(false);
-  expect(code).toMatch(/makeUnaryRequest\(method, serialize, deserialize/); // grpc-js's client, inside the bundle
+  // The SDK is one file in the cache of the node_modules it is installed in, not in the bundle.
+  const cache = join(dir, "node_modules", ".cache", "nitric-like");
+  const [sdk, ...more] = prebuiltIn(bundle.outfile);
+  expect(more).toEqual([]);
+  expect(sdk?.path.startsWith(`${cache}/sdk-process-`)).toBe(true);
+  expect(sdk?.query).toBe("");
+  expect(code.length).toBeLessThan(20_000);
+  const sdkCode = readFileSync(sdk?.path as string, "utf8");
+  expect(sdkCode).toMatch(/makeUnaryRequest\(method, serialize, deserialize/); // grpc-js's client, in the process SDK
   expect(bundle.inputs.has(path)).toBe(true);
   // The thread bundle: the same, started by an entry that gives our SDK its port.
   expect(bundle.threadable).toBe(true);
   expect(bundle.threadOutfile).toBeDefined();
   const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
-  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(port\);\s*useTransport\(\1\);/);
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(port\);\s*ours\(\1\);/);
   expect(threaded).toContain("if (!isMainThread) await start(workerData.port).loaded;");
   expect(importsOf(bundle.threadOutfile as string)).toContain("shout");
   expect(
@@ -79,10 +99,17 @@ it("bundles our SDK with its dependencies and leaves the project's own packages 
       (i) => i?.startsWith("@nitric-like/") || i?.startsWith("@grpc/") || i?.startsWith("@bufbuild/"),
     ),
   ).toBe(false);
+  // The entry and the service import one SDK, the thread one (no grpc-js), as this service's instance.
+  const [threadSdk, ...others] = prebuiltIn(bundle.threadOutfile as string);
+  expect(others).toEqual([]);
+  expect(threadSdk?.path.startsWith(`${cache}/sdk-thread-`)).toBe(true);
+  expect(threadSdk?.query).toBe("?service=api");
+  const threadSdkCode = readFileSync(threadSdk?.path as string, "utf8");
+  expect(threadSdkCode).not.toContain("makeUnaryRequest");
   // No @nitric/sdk in it, so no compat adapter.
   expect(threaded).not.toContain("this bundle's grpc-js calls its provider through nitric-like's runtime");
-  // No protobuf-es in either: the contracts' generated codecs and services are all the SDK runs with.
-  for (const bundled of [code, threaded]) {
+  // No protobuf-es in either SDK: the contracts' generated codecs and services are all the SDK runs with.
+  for (const bundled of [sdkCode, threadSdkCode]) {
     // keepNames's helper, made cheaper (keep-names.ts).
     expect(bundled).toContain(CHEAPER_NAME_HELPER);
     expect(bundled).not.toContain(ESBUILD_NAME_HELPER);
@@ -95,6 +122,18 @@ it("bundles our SDK with its dependencies and leaves the project's own packages 
 it("runs the thread bundle of our SDK's service in a worker calling its provider over the port it is given", async () => {
   const { dir, entry } = project(SOURCE);
   const bundle = await bundleService(dir, entry);
+  expect(await runThread(bundle.threadOutfile as string)).toEqual([
+    "thread declare Websocket socket",
+    "thread declare Policy ",
+    "thread register socket 2",
+  ]);
+});
+
+/**
+ * Runs a thread bundle in a worker, as run does, serving its declarations and registrations over
+ * its port; resolves with what it asked for once it has ended by itself (with code 0, no stderr).
+ */
+async function runThread(threadOutfile: string): Promise<string[]> {
   const heard: string[] = [];
   const router = new Router()
     .service(Resources, {
@@ -117,7 +156,7 @@ it("runs the thread bundle of our SDK's service in a worker calling its provider
     });
   const { port1, port2 } = new MessageChannel();
   new PortServer(router, "thread").serve(port1);
-  const worker = new Worker(bundle.threadOutfile as string, {
+  const worker = new Worker(threadOutfile, {
     // Were the port ignored, the SDK would call this address, where nothing listens, and exit 1.
     env: { ...process.env, SERVICE_ADDRESS: "127.0.0.1:1", NITRIC_ENVIRONMENT: "build" },
     workerData: { port: port2 },
@@ -131,8 +170,8 @@ it("runs the thread bundle of our SDK's service in a worker calling its provider
   const code = await new Promise<number>((resolve) => worker.once("exit", resolve));
   port1.close();
   expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
-  expect(heard).toEqual(["thread declare Websocket socket", "thread declare Policy ", "thread register socket 2"]);
-});
+  return heard;
+}
 
 it("writes both bundles ASCII when the service's kept comments are not, so V8 holds them one byte a character", async () => {
   const { dir, entry } = project(`import { websocket } from "@nitric-like/sdk";
@@ -147,8 +186,13 @@ websocket("socket").on("message", (ctx) => replies.hello + ctx.text());
     const code = readFileSync(file, "utf8");
     expect(code).toContain("// what the socket answers ? kindly ??");
     expect(firstNonAscii(code)).toBeUndefined();
-    // Rewritten as ASCII, with keepNames's helper made cheaper all the same (keep-names.ts).
-    expect(code).toContain(CHEAPER_NAME_HELPER);
+    // The SDK it imports: ASCII too, with keepNames's helper made cheaper (keep-names.ts).
+    for (const { path } of prebuiltIn(file)) {
+      const sdk = readFileSync(path, "utf8");
+      expect(firstNonAscii(sdk)).toBeUndefined();
+      expect(sdk).toContain(CHEAPER_NAME_HELPER);
+    }
+    expect(prebuiltIn(file)).toHaveLength(1);
   }
 });
 
@@ -232,7 +276,7 @@ it("makes only the thread bundle of a new service on our SDK when asked for it a
   expect(bundle.threadable).toBe(true);
   expect(existsSync(bundle.outfile)).toBe(false);
   const threaded = readFileSync(bundle.threadOutfile as string, "utf8");
-  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(port\);\s*useTransport\(\1\);/);
+  expect(threaded).toMatch(/\b(\w+) = createPortTransport\(port\);\s*ours\(\1\);/);
   expect(threaded).toContain("shout(ctx.text())");
   // A service that imports neither SDK has no thread bundle: its own is made.
   const plain = project('import shout from "shout";\nconsole.log(shout("plain"));\n');
@@ -520,4 +564,151 @@ websocket("socket").on("message", (ctx) => ctx);
   expect(threaded).toMatch(/\(async function\(\) \{\n[\s\S]*?\}\)\.apply\(this, null\)/);
   expect(threaded).not.toMatch(/__async\(/);
   expect(threaded).not.toContain("step(generator.throw(value));");
+});
+
+/** The SDK's package as an installed copy of its own in `dir`'s node_modules (its dependencies linked), to change. */
+function installSdkCopy(dir: string): string {
+  const root = join(dir, "node_modules", "@nitric-like", "sdk");
+  rmSync(root, { force: true });
+  cpSync(join(SDK, "package.json"), join(root, "package.json"));
+  cpSync(join(SDK, "dist"), join(root, "dist"), { recursive: true });
+  for (const name of readdirSync(join(SDK, "node_modules"))) {
+    const names = name.startsWith("@")
+      ? readdirSync(join(SDK, "node_modules", name)).map((n) => `${name}/${n}`)
+      : [name];
+    for (const dep of names) {
+      const to = join(dir, "node_modules", dep);
+      if (existsSync(to)) continue;
+      mkdirSync(dirname(to), { recursive: true });
+      symlinkSync(realpathSync(join(SDK, "node_modules", dep)), to, "dir");
+    }
+  }
+  return root;
+}
+
+/** A second project whose node_modules is `first`'s, as the test harness's copies share one. */
+function copyOf(first: string, source: string) {
+  const dir = mkdtempSync(join(tmpdir(), "nitric-like-bundle-"));
+  dirs.push(dir);
+  symlinkSync(join(first, "node_modules"), join(dir, "node_modules"), "dir");
+  mkdirSync(join(dir, "services"));
+  const path = join(dir, "services", "api.ts");
+  writeFileSync(path, source);
+  return { dir, path, entry: { name: "api", file: "services/api.ts", path } };
+}
+
+/** The files of a cache folder, each with its mtime, to tell whether anything was made there. */
+const cacheFiles = (cache: string) =>
+  readdirSync(cache, { recursive: true, encoding: "utf8" })
+    .sort()
+    .map((f) => `${f} ${statSync(join(cache, f)).mtimeMs}`);
+
+it("bundles our SDK once for every project sharing a node_modules, and both projects' services run on it", async () => {
+  const first = project(SOURCE);
+  const one = await bundleService(first.dir, first.entry);
+  const cache = join(first.dir, "node_modules", ".cache", "nitric-like");
+  const made = cacheFiles(cache);
+  expect(made.filter((f) => f.split(" ")[0]?.endsWith(".json")).length).toBe(2); // the thread and process SDKs' indexes
+  // A copy of the project, cold (no bundle of its own yet), on the same node_modules.
+  const second = copyOf(first.dir, SOURCE.replace('"socket"', '"other"'));
+  const built: string[] = [];
+  const two = await bundleService(second.dir, second.entry, { onBuilt: (which) => built.push(which) });
+  expect(built).toEqual(["service", "thread"]);
+  expect(cacheFiles(cache)).toEqual(made);
+  for (const bundle of [one, two]) {
+    const threadOutfile = bundle.threadOutfile as string;
+    expect(statSync(threadOutfile).size).toBeLessThan(50_000);
+    expect(statSync(bundle.outfile).size).toBeLessThan(50_000);
+    expect(prebuiltIn(threadOutfile).map((p) => p.path)).toEqual(
+      prebuiltIn(one.threadOutfile as string).map((p) => p.path),
+    );
+    expect(prebuiltIn(bundle.outfile).map((p) => p.path)).toEqual(prebuiltIn(one.outfile).map((p) => p.path));
+  }
+  expect(await runThread(one.threadOutfile as string)).toContain("thread register socket 2");
+  expect(await runThread(two.threadOutfile as string)).toContain("thread register other 2");
+});
+
+it("bundles our SDK again once a file it was made from changes, and the services on it with it", async () => {
+  const { dir, entry } = project(SOURCE);
+  const root = installSdkCopy(dir);
+  const first = await bundleService(dir, entry);
+  const [before] = prebuiltIn(first.threadOutfile as string);
+  expect(readFileSync(before?.path as string, "utf8")).not.toContain("changed SDK");
+  // The installed SDK changes (an upgrade, a rebuild): its runtime now says so as it loads.
+  appendFileSync(join(root, "dist", "runtime.js"), '\nconsole.log("changed SDK");\n');
+  const built: string[] = [];
+  const again = await bundleService(dir, entry, { onBuilt: (which) => built.push(which) });
+  expect(built).toEqual(["service", "thread"]);
+  const [after] = prebuiltIn(again.threadOutfile as string);
+  expect(after?.path).not.toBe(before?.path);
+  expect(readFileSync(after?.path as string, "utf8")).toContain("changed SDK");
+  // A project that was not bundled since (another copy) gets the new one as well.
+  const other = copyOf(dir, SOURCE);
+  expect(prebuiltIn((await bundleService(other.dir, other.entry)).outfile)[0]?.path).toBe(
+    prebuiltIn(again.outfile)[0]?.path,
+  );
+  // Unchanged since, it is reused.
+  const reused = await bundleService(dir, entry, { onBuilt: (which) => built.push(which) });
+  expect(built).toEqual(["service", "thread"]);
+  expect(reused.threadOutfile).toBe(again.threadOutfile);
+});
+
+it("keeps our SDK bundled in the project's state folder when node_modules cannot take the cache, and runs on it", async () => {
+  const { dir, entry } = project(SOURCE);
+  // A file where the cache folder would go: nothing can be made there (as in a read-only node_modules).
+  writeFileSync(join(dir, "node_modules", ".cache"), "not a folder\n");
+  const bundle = await bundleService(dir, entry);
+  const [sdk] = prebuiltIn(bundle.threadOutfile as string);
+  expect(sdk?.path.startsWith(join(dir, ".nitric-like", "build", "sdk", "sdk-thread-"))).toBe(true);
+  expect(await runThread(bundle.threadOutfile as string)).toContain("thread register socket 2");
+});
+
+it("never reads a prebuilt SDK a killed process left half made, nor one its index names that is gone", async () => {
+  const first = project(SOURCE);
+  await bundleService(first.dir, first.entry);
+  const cache = join(first.dir, "node_modules", ".cache", "nitric-like");
+  const index = readdirSync(cache).find((f) => f.startsWith("sdk-thread-") && f.endsWith(".json")) as string;
+  const folder = (JSON.parse(readFileSync(join(cache, index), "utf8")) as { folder: string }).folder;
+  // As a process killed while making it leaves things: a temp folder with half a file, no index.
+  rmSync(join(cache, folder), { recursive: true });
+  rmSync(join(cache, index));
+  const half = join(cache, `${index.replace(/\.json$/, "")}.tmp-killed`);
+  mkdirSync(half);
+  writeFileSync(join(half, "sdk.mjs"), 'throw new Error("half made");\nexport function useTran');
+  const second = copyOf(first.dir, SOURCE);
+  const bundle = await bundleService(second.dir, second.entry);
+  const [sdk] = prebuiltIn(bundle.threadOutfile as string);
+  expect(sdk?.path).toBe(join(cache, folder, "sdk.mjs"));
+  expect(await runThread(bundle.threadOutfile as string)).toContain("thread register socket 2");
+  // An index naming a folder that is gone (removed by hand): made again.
+  rmSync(join(cache, folder), { recursive: true });
+  const third = copyOf(first.dir, SOURCE);
+  const remade = await bundleService(third.dir, third.entry);
+  expect(existsSync(prebuiltIn(remade.threadOutfile as string)[0]?.path as string)).toBe(true);
+  expect(await runThread(remade.threadOutfile as string)).toContain("thread register socket 2");
+});
+
+it("bundles the whole SDK into a service that imports a subpath that is not prebuilt, holding one instance of it", async () => {
+  const { dir, entry } = project(`import { websocket } from "@nitric-like/sdk";
+import { ws } from "@nitric-like/sdk/ampt";
+websocket("socket").on("message", (ctx) => ctx);
+ws.on("message", () => {});
+`);
+  const bundle = await bundleService(dir, entry);
+  for (const file of [bundle.outfile, bundle.threadOutfile as string]) {
+    expect(prebuiltIn(file)).toEqual([]);
+    expect(readFileSync(file, "utf8")).toContain("function encodeWebsocketSendRequest(");
+  }
+  const heard = await runThread(bundle.threadOutfile as string);
+  expect(heard).toContain("thread register socket 2");
+  expect(heard).toContain("thread declare Websocket ws");
+});
+
+it("prebuilds entry points of our SDK whose export names do not overlap, so one file can hold them", async () => {
+  const sdk = createRequire(join(SDK, "package.json"));
+  const main = Object.keys(await import(sdk.resolve("@nitric-like/sdk")));
+  const runtime = Object.keys(await import(sdk.resolve("@nitric-like/sdk/runtime")));
+  expect(main.length).toBeGreaterThan(5);
+  expect(runtime).toContain("useTransport");
+  expect(main.filter((name) => runtime.includes(name))).toEqual([]);
 });

@@ -211,13 +211,19 @@ interface SdkUse {
 
 const sdkUse = (): SdkUse => ({ roots: new Set(), prebuilt: new Set(), whole: false });
 
+/** sharedSdk's own resolve of the SDK, which it leaves to esbuild. */
+const RESOLVING = Symbol("nitric-like-shared-sdk");
+
 /**
  * Imports of our SDK (`@nitric-like/sdk`) from the project's own code, and `runtime` (the thread
  * entry's import of its runtime, by path), made imports of the SDK prebuilt for `variant`
- * (sdk-prebuild.ts), by its file URL, kept by the node_modules the service finds the SDK in. `instance`: a query the URL carries, for thread bundles: a
- * service on run's own thread (`run --single-thread`) then has an SDK of its own there, as each
- * thread bundle held one before, while its code and entry still share one.
+ * (sdk-prebuild.ts), by its file URL, kept by the node_modules the service finds the SDK in.
+ * `instance`: a query the URL carries, for thread bundles: a service on run's own thread (`run
+ * --single-thread`) then has an SDK of its own there, as each thread bundle held one before,
+ * while its code and entry still share one. An import of another subpath (`/ampt`) makes
+ * SdkUse.whole true and is left to be bundled: the caller builds again without this plugin.
  */
+
 function sharedSdk(
   build: typeof import("esbuild").build,
   projectDir: string,
@@ -240,12 +246,19 @@ function sharedSdk(
     setup(plugin) {
       plugin.onResolve({ filter: /^@nitric-like\/sdk(\/|$)/ }, async (args) => {
         if (args.kind === "entry-point" || args.importer.includes("/node_modules/")) return undefined;
-        if (ours(packageOwner(dirname(args.importer)))) return undefined;
+        if (args.pluginData === RESOLVING || ours(packageOwner(dirname(args.importer)))) return undefined;
         if (args.path !== "@nitric-like/sdk") {
           use.whole = true;
           return undefined;
         }
-        const root = installedSdk(args.importer, args.path);
+        // Found as esbuild finds it; one it cannot find fails the build as any package does.
+        const found = await plugin.resolve(args.path, {
+          kind: args.kind,
+          importer: args.importer,
+          resolveDir: args.resolveDir,
+          pluginData: RESOLVING,
+        });
+        const root = found.errors.length > 0 || found.external ? undefined : installedSdk(found.path);
         if (root === undefined) return undefined;
         use.roots.add(root);
         return await external(root);
@@ -253,7 +266,7 @@ function sharedSdk(
       if (runtime !== undefined) {
         plugin.onResolve({ filter: /^\// }, async (args) => {
           if (args.path !== runtime) return undefined;
-          const root = installedSdk(runtime, runtime);
+          const root = installedSdk(runtime);
           return root === undefined ? undefined : await external(root);
         });
       }

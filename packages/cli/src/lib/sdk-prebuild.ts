@@ -57,23 +57,11 @@ function stamp(path: string): [string, number, number] | undefined {
 
 const hash = (...parts: string[]) => createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 16);
 
-/**
- * The folder (real path) of the `@nitric-like/sdk` that `specifier` (the SDK or one of its
- * subpaths) resolves to from `importer`, or undefined when it does not resolve (esbuild then says
- * so as it would for any package).
- */
-export function installedSdk(importer: string, specifier: string): string | undefined {
-  let file: string;
-  try {
-    file = createRequire(importer).resolve(specifier);
-  } catch {
-    return undefined;
-  }
+/** The folder of the `@nitric-like/sdk` that holds `file`, or undefined when none does. */
+export function installedSdk(file: string): string | undefined {
   for (let dir = dirname(file); dirname(dir) !== dir; dir = dirname(dir)) {
     try {
-      if (
-        (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: unknown }).name === "@nitric-like/sdk"
-      )
+      if ((JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: unknown }).name === "@nitric-like/sdk")
         return dir;
     } catch {
       // No manifest here.
@@ -106,7 +94,8 @@ export function sdkCacheDirs(importer: string, buildDir: string): string[] {
   const dirs: string[] = [];
   for (let dir = dirname(importer); dirname(dir) !== dir; dir = dirname(dir)) {
     if (existsSync(join(dir, "node_modules", "@nitric-like", "sdk"))) {
-      dirs.push(join(dir, "node_modules", ".cache", "nitric-like"));
+      // By its real path: projects linking one node_modules (test copies) name one file.
+      dirs.push(join(realpathSync(join(dir, "node_modules")), ".cache", "nitric-like"));
       break;
     }
   }
