@@ -61,7 +61,9 @@ const hash = (...parts: string[]) => createHash("sha256").update(parts.join("\0"
 export function installedSdk(file: string): string | undefined {
   for (let dir = dirname(file); dirname(dir) !== dir; dir = dirname(dir)) {
     try {
-      if ((JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: unknown }).name === "@nitric-like/sdk")
+      if (
+        (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: unknown }).name === "@nitric-like/sdk"
+      )
         return dir;
     } catch {
       // No manifest here.
