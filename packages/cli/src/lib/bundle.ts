@@ -309,10 +309,10 @@ function nativeAsyncCached(stateFolder: string, path: string): string | undefine
 const UNCHANGED = "// unchanged\n";
 
 /**
- * The thread bundle: our SDK and @nitric/* packages are bundled, and @nitric/* packages' imports
- * of grpc-js get the compat adapter (the only swap: our own packages take their transport from the
- * entry, so our SDK's import of its gRPC fallback gets NO_GRPC_IN_THREAD). `stateFolder`: the
- * project's, for nativeAsyncCached.
+ * The thread bundle: @nitric/* packages are bundled (and our SDK, where sharedSdk leaves it), and
+ * @nitric/* packages' imports of grpc-js get the compat adapter (the only swap: our own packages
+ * take their transport from the entry, so our SDK's import of its gRPC fallback gets
+ * NO_GRPC_IN_THREAD). `stateFolder`: the project's, for nativeAsyncCached.
  */
 function inThread(stateFolder: string): Plugin {
   return {
@@ -651,9 +651,8 @@ export interface BundleOptions {
    * Only the thread bundle is wanted for a service on either SDK: `run` on the local provider,
    * which runs such a service as a worker thread (or on its own thread) and collects it in one, at
    * start and after a save. When the last build found the service on an SDK, or with no earlier
-   * build our SDK resolves from the service's folder, only its thread bundle is made (about 110 of
-   * 330 ms here for our SDK, whose own bundle carries grpc-js), and its own bundle is deleted until
-   * a caller asks for it. A build that finds the service on other SDKs than that build did (it
+   * build our SDK resolves from the service's folder, only its thread bundle is made (half the
+   * work), and its own bundle is deleted until a caller asks for it. A build that finds the service on other SDKs than that build did (it
    * now imports @nitric/sdk, or no longer does, or neither) makes both, which decides afresh.
    * @default false
    */
@@ -685,8 +684,8 @@ function threadEntryToTry(record: BundleRecord | undefined, service: ServiceEntr
 
 /**
  * Bundles one service, or reuses its bundles when none of the files they were made from changed
- * (both bundles of a service on our SDK take about 330 ms here; checking some 150 files takes a
- * few). Throws UserError with esbuild's messages when the code does not compile.
+ * (checking their files' stamps takes a few ms, bundling a small service on the prebuilt SDK some
+ * tens). Throws UserError with esbuild's messages when the code does not compile.
  */
 export async function bundleService(
   projectDir: string,
