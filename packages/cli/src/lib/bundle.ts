@@ -22,7 +22,6 @@ import {
   renameSync,
   rmdirSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from "node:fs";
 import { createRequire } from "node:module";
@@ -45,6 +44,7 @@ import {
   type SdkVariant,
   sdkCacheDirs,
   sdkRuntimeIn,
+  stamp,
 } from "./sdk-prebuild.js";
 import { type WorkerBundle, WorkerBundles } from "./worker-bundles.js";
 
@@ -488,15 +488,6 @@ interface BundleRecord {
 // A bundle made by another version of esbuild or of this bundler (its options) is made again.
 // esbuild itself is loaded only when something has to be bundled.
 const BUNDLE_KEY = `esbuild ${(createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version}, bundler 27`;
-
-function stamp(path: string): [string, number, number] | undefined {
-  try {
-    const s = statSync(path);
-    return [path, s.mtimeMs, s.size];
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The files a build is expected to read (the last build's inputs and the service's file), stamped

@@ -46,7 +46,8 @@ export interface PrebuiltSdk {
 /** Makes the SDK's bundle at `outfile` from `entry`; resolves with the absolute paths of the files it read. */
 export type MakeSdk = (entry: string, outfile: string) => Promise<string[]>;
 
-function stamp(path: string): [string, number, number] | undefined {
+/** A file's [path, mtimeMs, size], or undefined when it is not there: what a bundle's record keeps of each input. */
+export function stamp(path: string): [string, number, number] | undefined {
   try {
     const s = statSync(path);
     return [path, s.mtimeMs, s.size];
