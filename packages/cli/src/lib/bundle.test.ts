@@ -14,11 +14,12 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { Resources, ResourceType } from "@nitric-like/contracts/resources";
@@ -686,6 +687,38 @@ it("never reads a prebuilt SDK a killed process left half made, nor one its inde
   const remade = await bundleService(third.dir, third.entry);
   expect(existsSync(prebuiltIn(remade.threadOutfile as string)[0]?.path as string)).toBe(true);
   expect(await runThread(remade.threadOutfile as string)).toContain("thread register socket 2");
+});
+
+it("keeps the current prebuilt SDK and the two made before it, and removes older ones and temp folders a dead process left", async () => {
+  const { dir, entry } = project(SOURCE);
+  const root = installSdkCopy(dir);
+  const cache = join(dir, "node_modules", ".cache", "nitric-like");
+  const threadCopies = () =>
+    readdirSync(cache)
+      .filter((f) => /^sdk-thread-\w+-\w+$/.test(f))
+      .sort();
+  const made: string[] = [];
+  for (let n = 0; n < 5; n++) {
+    // Each change of the installed SDK (a rebuild, an upgrade) makes a copy of its own.
+    appendFileSync(join(root, "dist", "runtime.js"), `\nexport const change${n} = ${n};\n`);
+    const bundle = await bundleService(dir, entry);
+    made.push(basename(dirname(prebuiltIn(bundle.threadOutfile as string)[0]?.path as string)));
+    expect(await runThread(bundle.threadOutfile as string)).toContain("thread register socket 2");
+  }
+  expect(new Set(made).size).toBe(5);
+  expect(threadCopies()).toEqual(made.slice(-3).sort());
+  // A temp folder of a process that died making a copy an hour ago goes; one being made now stays.
+  const base = (made.at(-1) as string).replace(/-\w+$/, "");
+  const dead = join(cache, `${base}.tmp-dead`);
+  const young = join(cache, `${base}.tmp-young`);
+  for (const folder of [dead, young]) mkdirSync(folder);
+  const hoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+  utimesSync(dead, hoursAgo, hoursAgo);
+  appendFileSync(join(root, "dist", "runtime.js"), "\nexport const change5 = 5;\n");
+  await bundleService(dir, entry);
+  expect(existsSync(dead)).toBe(false);
+  expect(existsSync(young)).toBe(true);
+  expect(threadCopies()).toHaveLength(3);
 });
 
 it("bundles the whole SDK into a service that imports a subpath that is not prebuilt, holding one instance of it", async () => {

@@ -16,7 +16,8 @@
  * folder of its own, renamed into place once written, and named by a hash of the stamps (path,
  * mtime, size) of every file it was made from; an index file beside it, written (aside, then
  * renamed) after the folder is in place, names the current one, so two CLIs making it at once
- * never see half of one, and a folder left by a killed process (`*.tmp-*`) is never read.
+ * never see half of one, and a folder left by a killed process (`*.tmp-*`) is never read. Making a
+ * copy removes the copies older than the two before it (prune).
  */
 import { createHash } from "node:crypto";
 import {
@@ -24,6 +25,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   realpathSync,
   renameSync,
@@ -173,6 +175,45 @@ export async function prebuiltSdk(
   throw lastError;
 }
 
+/** How many copies made before the current one are kept: a `run` started on one may load it again. */
+const KEPT_OLDER_COPIES = 2;
+/** A temp folder this old was left by a process that died making it; a younger one may be in the making. */
+const ABANDONED_MS = 60 * 60 * 1000;
+
+/**
+ * Removes from `dir` the copies of `base` older than the current `folder` and the
+ * KEPT_OLDER_COPIES before it (each SDK rebuild or upgrade makes one, some 2.5 MB), and temp
+ * folders abandoned by a process that died making one. A `run` still on a removed copy finds it
+ * gone only if it restarts a service it has not rebundled since; its next save bundles again.
+ */
+function prune(dir: string, base: string, folder: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const age = (name: string) => {
+    try {
+      return statSync(join(dir, name)).mtimeMs;
+    } catch {
+      return undefined;
+    }
+  };
+  const copies = names
+    .filter((name) => name !== folder && /^[\w-]+$/.test(name) && name.startsWith(`${base}-`))
+    .map((name) => ({ name, mtimeMs: age(name) }))
+    .filter((c): c is { name: string; mtimeMs: number } => c.mtimeMs !== undefined)
+    .sort((a, b) => b.mtimeMs - a.mtimeMs);
+  const abandoned = names.filter((name) => {
+    if (!name.startsWith(`${base}.tmp-`)) return false;
+    const mtimeMs = age(name);
+    return mtimeMs !== undefined && Date.now() - mtimeMs > ABANDONED_MS;
+  });
+  for (const name of [...copies.slice(KEPT_OLDER_COPIES).map((c) => c.name), ...abandoned])
+    rmSync(join(dir, name), { recursive: true, force: true });
+}
+
 async function makeIn(
   dir: string,
   temp: string,
@@ -207,6 +248,7 @@ async function makeIn(
     const indexTemp = join(dir, `${base}.json.tmp-${process.pid}-${hash(String(Math.random()))}`);
     writeFileSync(indexTemp, JSON.stringify(index));
     renameSync(indexTemp, join(dir, `${base}.json`));
+    prune(dir, base, folder);
     return { file: join(dir, folder, "sdk.mjs"), inputs };
   } catch (error) {
     rmSync(temp, { recursive: true, force: true });
