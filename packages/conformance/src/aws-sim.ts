@@ -67,24 +67,27 @@ export async function simulateSocket(options: {
       requestContext: { routeKey: "$default", connectionId: CALLER, apiId: "simapi", stage: "live" },
       body,
       isBase64Encoded: false,
-    })) as { body: string };
+    })) as { body?: unknown };
+    // An answer without a body is the runtime's failure (the handler timeout, a throw): say which.
+    if (typeof result?.body !== "string") throw new Error(`the function answered ${JSON.stringify(result)}`);
     return result.body;
   };
   return { emulator, management, lines, send };
 }
 
 /**
- * A test file's simulations of one app: `service` (as services/room.ts of app `name`) is built once
+ * A test file's simulations of one app: `service` (as services/room.ts of app `name`, with
+ * `projectLines` added to its project file) is built once
  * and dynalite started before the file's tests; every simulation `simulate` starts is stopped
  * after its test, and dynalite and the build after the file.
  */
-export function useSocketSimulations(name: string, service: string) {
+export function useSocketSimulations(name: string, service: string, projectLines = "") {
   let buildDir = "";
   let dynamo: RunningDynalite | undefined;
   const started: SocketSimulation[] = [];
   beforeAll(async () => {
     const project = writeProject({
-      "nitric-like.yaml": `name: ${name}\nservices:\n  - match: services/*.ts\n`,
+      "nitric-like.yaml": `name: ${name}\nservices:\n  - match: services/*.ts\n${projectLines}`,
       "services/room.ts": service,
     });
     buildDir = join(project, "out");

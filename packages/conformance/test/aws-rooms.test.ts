@@ -24,7 +24,9 @@ socket.on("message", async (ctx) => {
 });
 `;
 
-const sims = useSocketSimulations("rooms-fanout", SERVICE);
+// 300 joins, each a few DynamoDB writes to dynalite in this test's process, can outlast the
+// default 5 s handler timeout on a loaded machine (the suite runs three files at a time on 2 cores).
+const sims = useSocketSimulations("rooms-fanout", SERVICE, "limits:\n  handlerTimeout: 28s\n");
 
 async function simulate(stack: string, ids: string[], gone: string[], env: Record<string, string> = {}) {
   const sim = await sims.simulate({
